@@ -1,0 +1,211 @@
+"""The ASGI application: routing, auth, rate limits, errors, metrics and the access log around routes.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from loglake.api import openapi, routes
+from loglake.api.accesslog import AccessLog
+from loglake.api.auth import Authenticator, require_scope
+from loglake.api.http import ApiError, ClientGone, Receive, Request, Send, read_body, send_bytes, send_json
+from loglake.api.metrics import Metrics
+from loglake.api.ratelimit import RateLimiter
+from loglake.config import Settings
+from loglake.keys import KeyRing, KeyStore
+from loglake.service import LogService
+from loglake.store.base import HotStore
+from loglake.store.sqlite import SQLiteHotStore
+
+T = TypeVar("T")
+Handler = Callable[..., Awaitable[routes.Result]]
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    template: str
+    handler: Handler
+    scope: str | None  # None: public
+    reads_body: bool = False
+
+
+ROUTES = [
+    Route("POST", "/logs", routes.ingest, "ingest", reads_body=True),
+    Route("GET", "/logs/recent", routes.recent, "read"),
+    Route("GET", "/logs/{logId}", routes.get_log, "read"),
+    Route("GET", "/healthz", routes.healthz, None),
+    Route("GET", "/metrics", routes.metrics, "read"),
+    Route("GET", "/openapi.json", openapi.spec, None),
+    Route("GET", "/docs", openapi.docs, None),
+    Route("GET", "/admin/keys", routes.list_keys, "admin"),
+    Route("POST", "/admin/keys", routes.create_key, "admin", reads_body=True),
+    Route("DELETE", "/admin/keys/{name}", routes.revoke_key, "admin"),
+]
+
+
+class Router:
+    """Exact paths by dict lookup; `/prefix/{param}` templates match one trailing path segment."""
+
+    def __init__(self, table: list[Route]) -> None:
+        self.exact: dict[str, dict[str, Route]] = {}
+        self.prefixed: dict[str, dict[str, Route]] = {}
+        for route in table:
+            if route.template.endswith("}"):
+                prefix = route.template[: route.template.rindex("{")]
+                self.prefixed.setdefault(prefix, {})[route.method] = route
+            else:
+                self.exact.setdefault(route.template, {})[route.method] = route
+
+    def match(self, method: str, path: str) -> tuple[Route, tuple[str, ...]]:
+        by_method = self.exact.get(path)
+        params: tuple[str, ...] = ()
+        if by_method is None:
+            prefix, _, last = path.rpartition("/")
+            by_method = self.prefixed.get(prefix + "/")
+            if by_method is None or not last:
+                raise ApiError(404, "not_found", f"no route {path}; see /docs")
+            params = (last,)
+        route = by_method.get(method)
+        if route is None:
+            allow = ", ".join(sorted(by_method)).encode()
+            raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}", headers=[(b"allow", allow)])
+        return route, params
+
+
+class LoglakeApp:
+    """One loglake server: owns the store, the keys, the service and the HTTP edge around them."""
+
+    def __init__(self, settings: Settings, *, store: HotStore | None = None, clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.metrics = Metrics()
+        self.storage_error: str | None = None
+        self.store = store or SQLiteHotStore(
+            settings.hot_db_path,
+            durability=settings.durability,
+            max_size_bytes=settings.max_store_mb * 1024 * 1024,
+            on_commit=self._on_commit,
+        )
+        self.service = LogService(self.store, settings.limits, clock)
+        self.keystore = KeyStore(settings.data_dir)
+        self.keyring = KeyRing(self.keystore)
+        self.auth = Authenticator(self.keyring if settings.auth else None, settings.region, clock)
+        self.ratelimiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        self.router = Router(ROUTES)
+        self.access_log = AccessLog.open(settings.access_log)
+        self._request_prefix = os.urandom(6).hex()
+        self._request_counter = 0
+        self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loglake-read")
+
+    def _next_request_id(self) -> str:
+        """Unique per process run and cheap: a random prefix and a counter (os.urandom is slow on VMs)."""
+        self._request_counter += 1
+        return f"{self._request_prefix}-{self._request_counter:x}"
+
+    def _on_commit(self, rows: int, seconds: float) -> None:
+        self.metrics.on_commit(rows, seconds)
+        self.storage_error = None
+
+    async def run_read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a store read off the event loop, so a slow query never delays ingest."""
+        return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
+
+    def close(self) -> None:
+        self._readers.shutdown(wait=True)
+        self.store.close()
+        self.keystore.close()
+        self.access_log.close()
+
+    # -- ASGI ----------------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        flusher = None
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                flusher = asyncio.create_task(self.access_log.flush_periodically())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if flusher is not None:
+                    flusher.cancel()
+                self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: dict, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request = Request(scope)
+        incoming = request.header(b"x-request-id")
+        request.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else self._next_request_id()
+        id_header = (b"x-request-id", request.request_id.encode())
+        template = "unmatched"
+        status = 500
+        sent = 0
+        try:
+            route, params = self.router.match(request.method, request.path)
+            template = route.template
+            await self._admit(route, request, receive)
+            result = await route.handler(self, request, *params)
+            status = result.status
+            if type(result.payload) is bytes:
+                await send_bytes(send, status, result.payload, [*result.headers, id_header])
+                sent = len(result.payload)
+            else:
+                sent = await send_json(send, status, result.payload, [*result.headers, id_header])
+        except ApiError as e:
+            status = e.status
+            sent = await send_json(send, status, e.body(), [*e.headers, id_header])
+        except ClientGone:
+            status = 499
+        except Exception as e:  # a bug: answer 500 with the request id, log the traceback
+            status = 500
+            self.access_log.error(request.request_id, e)
+            error = ApiError(500, "internal_error", f"internal error; quote request id {request.request_id}")
+            sent = await send_json(send, status, error.body(), [id_header])
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.requests.inc((template, str(status)))
+            self.metrics.latency.observe((template,), elapsed)
+            self.access_log.request(request, template, status, elapsed, sent)
+
+    async def _admit(self, route: Route, request: Request, receive: Receive) -> None:
+        """Authenticate, authorise and rate-limit, reading the body when the route (or SigV4) needs it."""
+        signed = route.scope is not None and self.auth.needs_body(request)
+        if route.reads_body or signed:
+            if route.scope is not None and not signed:
+                self._authorize(route, request)  # refuse a bad key before reading 10 MiB
+            request.body = await read_body(request, receive, self.settings.max_body_bytes)
+        if route.scope is not None and request.principal is None:
+            self._authorize(route, request)
+
+    def _authorize(self, route: Route, request: Request) -> None:
+        key = self.auth.authenticate(request)
+        assert route.scope is not None
+        require_scope(key, route.scope)
+        wait = self.ratelimiter.check(key.name, key.rate_limit, key.rate_burst)
+        if wait:
+            retry = str(max(1, int(wait + 0.999))).encode()
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many requests for key {key.name!r}; retry after {retry.decode()} s",
+                headers=[(b"retry-after", retry)],
+            )
+        request.principal = key
+
+
+def create_app(settings: Settings | None = None) -> LoglakeApp:
+    return LoglakeApp(settings or Settings())

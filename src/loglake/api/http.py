@@ -1,0 +1,146 @@
+"""The little HTTP toolkit the API needs on top of raw ASGI: requests, JSON responses, errors, bodies.
+
+loglake speaks ASGI directly instead of through a framework because ingest is its hot path: a
+framework's routing, middleware and request objects cost more than the rest of a request does
+(see DESIGN.md section 7: a bare ASGI app answers ~3x the requests/s of a Starlette route).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import msgspec
+
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+_encode = msgspec.json.Encoder().encode
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class ApiError(Exception):
+    """An error with its HTTP status, stable code, human message and optional details."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[dict] | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or []
+        self.headers = headers or []
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class Request:
+    """One request: method, path, query, headers (last value wins), and the raw body once read."""
+
+    __slots__ = ("_query", "body", "headers", "method", "path", "principal", "raw_headers", "request_id", "scope")
+
+    def __init__(self, scope: dict) -> None:
+        self.scope = scope
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        self.headers: dict[bytes, bytes] = dict(self.raw_headers)
+        self._query: dict[str, str] | None = None
+        self.body = b""
+        self.principal: Any = None
+        self.request_id = ""
+
+    def header(self, name: bytes, default: str = "") -> str:
+        value = self.headers.get(name)
+        return value.decode("latin-1") if value is not None else default
+
+    @property
+    def query(self) -> dict[str, str]:
+        if self._query is None:
+            raw = self.scope.get("query_string", b"").decode("latin-1")
+            self._query = dict(parse_qsl(raw, keep_blank_values=True))
+        return self._query
+
+
+async def read_body(request: Request, receive: Receive, max_bytes: int) -> bytes:
+    """The raw body, refusing (413) as soon as it passes max_bytes, before all of it has arrived."""
+    length = request.headers.get(b"content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise ApiError(400, "bad_request", "Content-Length is not a number") from None
+        if declared > max_bytes:
+            raise too_large(max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large(max_bytes)
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def decode_content(request: Request, body: bytes, max_bytes: int) -> bytes:
+    """Undo Content-Encoding: gzip, stopping a decompression bomb while inflating, not after."""
+    encoding = request.header(b"content-encoding").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip"):
+        raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; use gzip")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as e:
+        raise ApiError(400, "bad_gzip", f"the body is not valid gzip: {e}") from None
+    if len(out) > max_bytes or inflater.unconsumed_tail:
+        raise too_large(max_bytes, after_decompression=True)
+    if not inflater.eof:
+        raise ApiError(400, "bad_gzip", "the gzip body is truncated")
+    return out
+
+
+class ClientGone(Exception):
+    """The client disconnected before the request was complete."""
+
+
+def too_large(max_bytes: int, after_decompression: bool = False) -> ApiError:
+    where = " after decompression" if after_decompression else ""
+    return ApiError(
+        413,
+        "payload_too_large",
+        f"the body is larger than {max_bytes} bytes{where}; split it into smaller batches",
+    )
+
+
+async def send_json(send: Send, status: int, payload: Any, headers: list[tuple[bytes, bytes]] | None = None) -> int:
+    body = _encode(payload)
+    await send_bytes(send, status, body, JSON_HEADERS + (headers or []))
+    return len(body)
+
+
+async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,297 @@
+"""The OpenAPI 3.1 description of the HTTP API, and /docs: a self-contained page rendered from it
+(no CDN: loglake's docs must work on a machine with no internet access)."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING, Any
+
+from loglake import __version__
+from loglake.api.routes import Result
+from loglake.model import SEVERITY_NAMES
+
+if TYPE_CHECKING:
+    from loglake.api.app import LoglakeApp
+    from loglake.api.http import Request
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERRORS = {
+    "400": _json(_ref("Error"), "Invalid input; details name each problem"),
+    "401": _json(_ref("Error"), "Missing, invalid or revoked credentials"),
+    "403": _json(_ref("Error"), "The key lacks the needed scope"),
+    "429": _json(_ref("Error"), "Rate limited; see Retry-After"),
+}
+
+
+def _query(name: str, description: str, schema: dict | None = None) -> dict:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+SEVERITY = {"type": "string", "enum": list(SEVERITY_NAMES)}
+TIME = "epoch ms, ISO-8601 with offset, or an age like 15m, 2h, 7d"
+
+RECORD_IN = {
+    "type": "object",
+    "required": ["message"],
+    "additionalProperties": False,
+    "properties": {
+        "message": {"type": "string", "minLength": 1, "description": "at most 256 KiB of UTF-8"},
+        "timestamp": {
+            "oneOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}],
+            "description": "epoch ms or ISO-8601 with offset; default: time received",
+        },
+        "service": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$", "default": "default"},
+        "log_type": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$", "default": "application"},
+        "severity": {
+            "type": "string",
+            "default": "info",
+            "description": "debug, info, warning, error, critical (any case); aliases trace, notice, warn, err, fatal",
+        },
+        "attributes": {"type": "object", "description": "at most 128 keys, depth 5, 64 KiB as JSON"},
+        "id": {
+            "type": "string",
+            "format": "uuid",
+            "description": "your own id: a retry with the same id stores one record",
+        },
+    },
+}
+RECORD_OUT = {
+    "type": "object",
+    "required": ["logId", "timestamp", "datetime", "service", "log_type", "severity", "message", "attributes"],
+    "properties": {
+        "logId": {"type": "string", "format": "uuid", "description": "UUIDv7; its time is the record's timestamp"},
+        "timestamp": {"type": "integer", "description": "epoch ms"},
+        "datetime": {"type": "string", "format": "date-time"},
+        "service": {"type": "string"},
+        "log_type": {"type": "string"},
+        "severity": SEVERITY,
+        "message": {"type": "string"},
+        "attributes": {"type": "object"},
+        "id": {"type": "string", "format": "uuid", "description": "present when the client sent one"},
+    },
+}
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "loglake",
+        "version": __version__,
+        "description": "Durable log ingest and recent-log queries. Authenticate with `Authorization: Bearer <key>` "
+        "or AWS SigV4 (service execute-api).",
+    },
+    "components": {
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "sigv4": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": "AWS4-HMAC-SHA256 with a key pair from `loglake keys create --sigv4`",
+            },
+        },
+        "schemas": {
+            "RecordIn": RECORD_IN,
+            "Record": RECORD_OUT,
+            "Error": {
+                "type": "object",
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "properties": {
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                            "details": {"type": "array", "items": {"type": "object"}},
+                        },
+                    }
+                },
+            },
+        },
+    },
+    "security": [{"bearer": []}, {"sigv4": []}],
+    "paths": {
+        "/logs": {
+            "post": {
+                "summary": "Ingest one record, a JSON array or NDJSON (gzip accepted); 201 means durable",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"oneOf": [_ref("RecordIn"), {"type": "array", "items": _ref("RecordIn")}]}
+                        },
+                        "application/x-ndjson": {"schema": {"type": "string"}},
+                    },
+                },
+                "responses": {
+                    "201": _json(
+                        {
+                            "oneOf": [
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "logId": {"type": "string"},
+                                        "timestamp": {"type": "integer"},
+                                        "datetime": {"type": "string"},
+                                    },
+                                },
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "count": {"type": "integer"},
+                                        "logIds": {"type": "array", "items": {"type": "string"}},
+                                    },
+                                },
+                            ]
+                        },
+                        "Stored: one object for a single record, count and ids for a batch",
+                    ),
+                    **ERRORS,
+                    "413": _json(_ref("Error"), "Body or batch too large"),
+                    "415": _json(_ref("Error"), "Unsupported Content-Type or Content-Encoding"),
+                    "503": _json(_ref("Error"), "Storage cannot accept writes; nothing was stored"),
+                },
+            }
+        },
+        "/logs/recent": {
+            "get": {
+                "summary": "Most recent records first (default window: the last 24 h)",
+                "parameters": [
+                    _query("service", "exact service name"),
+                    _query("log_type", "exact log type"),
+                    _query("severity", "one or more severities, comma-separated"),
+                    _query("min_severity", "this severity or worse", SEVERITY),
+                    _query("since", f"inclusive start: {TIME}"),
+                    _query("until", f"exclusive end: {TIME}"),
+                    _query("q", "case-insensitive substring of the message"),
+                    _query("limit", "1-1000, default 100", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                    _query("cursor", "next_cursor of the previous page"),
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "count": {"type": "integer"},
+                                "logs": {"type": "array", "items": _ref("Record")},
+                                "next_cursor": {"type": ["string", "null"]},
+                            },
+                        },
+                        "A page of records",
+                    ),
+                    **ERRORS,
+                },
+            }
+        },
+        "/logs/{logId}": {
+            "get": {
+                "summary": "One record by its logId (or by the id the client sent)",
+                "parameters": [{"name": "logId", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": _json(_ref("Record"), "The record"),
+                    "404": _json(_ref("Error"), "No such record"),
+                    **ERRORS,
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness and storage health (no auth)",
+                "security": [],
+                "responses": {"200": {"description": "healthy"}, "503": {"description": "storage unwritable"}},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (read scope)",
+                "responses": {"200": {"description": "text exposition format"}},
+            }
+        },
+        "/admin/keys": {
+            "get": {
+                "summary": "List active API keys (admin scope; ?all=1 includes revoked)",
+                "responses": {"200": {"description": "keys, never their secrets"}},
+            },
+            "post": {
+                "summary": "Create a key; the secret is in this response only (admin scope)",
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "scopes": {"type": "array", "items": {"type": "string"}},
+                                    "sigv4": {"type": "boolean"},
+                                    "rate_limit": {"type": "number"},
+                                    "rate_burst": {"type": "integer"},
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {"201": {"description": "the new key and its secret"}},
+            },
+        },
+        "/admin/keys/{name}": {
+            "delete": {
+                "summary": "Revoke a key at once (admin scope)",
+                "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "revoked"}, "404": {"description": "no such key"}},
+            },
+        },
+    },
+}
+
+
+async def spec(app: LoglakeApp, request: Request) -> Result:
+    return Result(200, SPEC)
+
+
+async def docs(app: LoglakeApp, request: Request) -> Result:
+    return Result(200, _DOCS_HTML, ((b"content-type", b"text/html; charset=utf-8"),))
+
+
+def render_docs(document: dict[str, Any]) -> bytes:
+    parts = [
+        "<!doctype html><meta charset=utf-8><title>loglake API</title>",
+        "<style>body{font:15px system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+        "code,pre{background:#f4f4f4;padding:2px 4px}h2{margin-top:1.6em;font-family:monospace}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left}</style>",
+        f"<h1>loglake API {html.escape(document['info']['version'])}</h1>",
+        f"<p>{html.escape(document['info']['description'])}</p>",
+        "<p>Machine-readable: <a href=/openapi.json>/openapi.json</a>. Errors are "
+        '<code>{"error": {"code", "message", "details"}}</code>.</p>',
+    ]
+    for path, operations in document["paths"].items():
+        for method, op in operations.items():
+            parts.append(f"<h2>{method.upper()} {html.escape(path)}</h2><p>{html.escape(op['summary'])}</p>")
+            params = op.get("parameters", [])
+            if params:
+                parts.append("<table><tr><th>parameter</th><th>in</th><th>meaning</th></tr>")
+                parts.extend(
+                    f"<tr><td><code>{html.escape(p['name'])}</code></td><td>{p['in']}</td>"
+                    f"<td>{html.escape(p.get('description', ''))}</td></tr>"
+                    for p in params
+                )
+                parts.append("</table>")
+            statuses = ", ".join(
+                f"<b>{code}</b> {html.escape(r.get('description', ''))}" for code, r in op["responses"].items()
+            )
+            parts.append(f"<p>Responses: {statuses}</p>")
+    return "".join(parts).encode()
+
+
+_DOCS_HTML = render_docs(SPEC)

@@ -1,0 +1,46 @@
+"""Per-key token buckets: a steady rate with a burst allowance, answered with Retry-After when empty."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class TokenBucket:
+    __slots__ = ("burst", "rate", "tokens", "updated")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.updated = now
+
+    def take(self, now: float) -> float:
+        """0 if a token was taken, else the seconds until one will be available."""
+        tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if tokens >= 1:
+            self.tokens = tokens - 1
+            return 0.0
+        self.tokens = tokens
+        return (1 - tokens) / self.rate
+
+
+class RateLimiter:
+    """One bucket per key name; a key's own rate/burst override the defaults."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def check(self, key: str, rate: float | None = None, burst: int | None = None) -> float:
+        """0 when the request may go ahead, else how many seconds to wait."""
+        now = self.clock()
+        bucket = self._buckets.get(key)
+        rate = rate or self.rate
+        burst = burst or self.burst
+        if bucket is None or bucket.rate != rate or bucket.burst != burst:
+            bucket = self._buckets[key] = TokenBucket(rate, burst, now)
+        return bucket.take(now)

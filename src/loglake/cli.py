@@ -1,0 +1,373 @@
+"""The `loglake` command: a thin layer over the library (server, keys, client)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import stat
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from loglake import __version__
+from loglake.client import ClientError, LoglakeClient
+from loglake.config import ConfigError, Settings, env_name, load_settings, option_fields
+from loglake.keys import KeyError_, KeyStore, parse_scopes
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+SEVERITY_COLOURS = {"debug": "bright_black", "info": None, "warning": "yellow", "error": "red", "critical": "magenta"}
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="loglake")
+def main() -> None:
+    """loglake: durable log ingest over HTTP and recent logs in milliseconds.
+
+    Start a server with `loglake serve`, then send logs with `loglake send` or POST /logs.
+    """
+
+
+# -- serve -------------------------------------------------------------------------------------
+
+
+def _settings_options(command: Any) -> Any:
+    """One --option per Settings field, each also read from LOGLAKE_<NAME> and the TOML file."""
+    for f in reversed(option_fields()):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} [env {env_name(f.name)}; default {_show_default(f.default)}]"
+        if f.type == "bool":
+            decl = [f"{flag}/--no-{f.name.replace('_', '-')}", f.name]
+            command = click.option(*decl, default=None, help=help_text)(command)
+        else:
+            kind = {"int": int, "float": float}.get(f.type, str)
+            choices = f.metadata.get("choices")
+            param_type = click.Choice(choices) if choices else kind
+            command = click.option(flag, f.name, type=param_type, default=None, help=help_text)(command)
+    return command
+
+
+def _show_default(value: Any) -> str:
+    return str(value) if value not in ("", None) else "none"
+
+
+@main.command(context_settings=CONTEXT)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"TOML file with any of these settings (top level or a [loglake] table) [env {env_name('config')}].",
+)
+@_settings_options
+def serve(config_file: Path | None, **options: Any) -> None:
+    """Run the HTTP server. Precedence: these flags, then LOGLAKE_* variables, then the --config file."""
+    from loglake.server import serve as run_server
+
+    try:
+        settings = load_settings(options, config_file)
+        run_server(settings)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+# -- keys --------------------------------------------------------------------------------------
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=env_name("data_dir"),
+    default=Settings().data_dir,
+    show_default=True,
+    help=f"loglake's data folder [env {env_name('data_dir')}].",
+)
+
+
+@main.group(context_settings=CONTEXT)
+def keys() -> None:
+    """Create, list and revoke API keys (a running server honours changes at once)."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="A unique name for the key, e.g. the shipper that uses it.")
+@click.option("--scopes", default="ingest", show_default=True, help="Comma-separated: ingest, read, admin.")
+@click.option("--sigv4", is_flag=True, help="Make an AWS SigV4 key pair: prints the access key id, then the secret.")
+@click.option("--rate-limit", type=float, default=None, help="Requests/s for this key (default: the server's).")
+@click.option("--burst", type=int, default=None, help="Burst size for this key (default: the server's).")
+@data_dir_option
+def keys_create(
+    name: str, scopes: str, sigv4: bool, rate_limit: float | None, burst: int | None, data_dir: Path
+) -> None:
+    """Create a key and print only its secret on stdout, so a script can capture it."""
+    store = KeyStore(data_dir)
+    try:
+        new = store.create(name, parse_scopes(scopes), sigv4=sigv4, rate_limit=rate_limit, rate_burst=burst)
+    except KeyError_ as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        store.close()
+    if new.access_key_id:
+        click.echo(new.access_key_id)
+    click.echo(new.secret)
+
+
+@keys.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per key.")
+@data_dir_option
+def keys_list(include_revoked: bool, as_json: bool, data_dir: Path) -> None:
+    """List keys (never their secrets)."""
+    store = KeyStore(data_dir)
+    try:
+        found = store.list(include_revoked)
+    finally:
+        store.close()
+    if as_json:
+        for key in found:
+            click.echo(json.dumps(key.as_dict()))
+        return
+    rows = [
+        (k.name, k.kind, ",".join(sorted(k.scopes)), k.hint + "…", _iso(k.created_at), _iso(k.revoked_at) or "active")
+        for k in found
+    ]
+    _table(("NAME", "KIND", "SCOPES", "STARTS WITH", "CREATED", "REVOKED"), rows)
+
+
+@keys.command("revoke")
+@click.argument("name")
+@data_dir_option
+def keys_revoke(name: str, data_dir: Path) -> None:
+    """Revoke a key; requests with it fail from now on."""
+    store = KeyStore(data_dir)
+    try:
+        store.revoke(name)
+    except KeyError_ as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        store.close()
+    click.echo(f"revoked {name}", err=True)
+
+
+# -- client commands ---------------------------------------------------------------------------
+
+url_option = click.option(
+    "--url", envvar=env_name("url"), default=DEFAULT_URL, show_default=True, help=f"Server URL [env {env_name('url')}]."
+)
+key_option = click.option(
+    "--api-key", envvar=env_name("api_key"), default=None, help=f"API key [env {env_name('api_key')}]."
+)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("message", nargs=-1)
+@click.option("--service", default=None, help="Service of every record (plain-text lines and MESSAGE).")
+@click.option("--severity", default=None, help="Severity of every record (plain-text lines and MESSAGE).")
+@click.option("--log-type", default=None, help="Log type of every record (plain-text lines and MESSAGE).")
+@click.option(
+    "--batch-size", default=5000, show_default=True, type=click.IntRange(1, 10_000), help="Records per request."
+)
+@url_option
+@key_option
+def send(
+    message: tuple[str, ...],
+    service: str | None,
+    severity: str | None,
+    log_type: str | None,
+    batch_size: int,
+    url: str,
+    api_key: str | None,
+) -> None:
+    """Send MESSAGE, or else lines from stdin: NDJSON records or plain text (one record per line).
+
+    \b
+      loglake send --service api --severity error "Database connection timeout"
+      tail -f app.log | loglake send --service app
+      loglake send < records.ndjson
+    """
+    defaults = {k: v for k, v in (("service", service), ("severity", severity), ("log_type", log_type)) if v}
+    if message:
+        lines: Iterator[str] = iter([" ".join(message)])
+        total_bytes = None
+    else:
+        if sys.stdin.isatty():
+            click.echo("reading records from stdin (Ctrl-D ends); give a MESSAGE to send just one", err=True)
+        lines = iter(sys.stdin)
+        total_bytes = _stdin_size()
+    records = (_line_to_record(line, defaults) for line in lines)
+    sent = 0
+    progress = _Progress(total_bytes)
+    try:
+        with LoglakeClient(url, api_key) as client:
+            for batch in _batches((r for r in records if r is not None), batch_size):
+                ids = client.send(batch)
+                sent += len(ids)
+                progress.update(sent, sum(len(r.get("message", "")) + 1 for r in batch))
+                if message:
+                    click.echo(ids[0])
+    except ClientError as e:
+        progress.done()
+        for d in e.details[:20]:
+            click.echo(f"  record {sent + d.get('index', 0)}: {d.get('field')}: {d.get('reason')}", err=True)
+        raise click.ClickException(f"{e} ({sent} record(s) were stored before this)") from None
+    progress.done()
+    if not message:
+        click.echo(f"sent {sent} record(s)", err=True)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--service", default=None, help="Only this service.")
+@click.option("--log-type", default=None, help="Only this log type.")
+@click.option("--severity", default=None, help="Only these severities (comma-separated).")
+@click.option("--min-severity", default=None, help="This severity or worse.")
+@click.option("--since", default=None, help="Start: epoch ms, ISO-8601 or an age like 15m, 2h (default 24h).")
+@click.option("--until", default=None, help="End (exclusive), same forms as --since.")
+@click.option("-q", "--query", "q", default=None, help="Case-insensitive substring of the message.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000), help="How many records.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new records as they arrive, like tail -f.")
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between polls with --follow.")
+@click.option("--json", "as_json", is_flag=True, help="NDJSON output, one record per line.")
+@url_option
+@key_option
+def recent(
+    service: str | None,
+    log_type: str | None,
+    severity: str | None,
+    min_severity: str | None,
+    since: str | None,
+    until: str | None,
+    q: str | None,
+    limit: int,
+    follow: bool,
+    interval: float,
+    as_json: bool,
+    url: str,
+    api_key: str | None,
+) -> None:
+    """Print the most recent records (oldest of them first, so the newest ends up at the bottom)."""
+    params = {
+        "service": service,
+        "log_type": log_type,
+        "severity": severity,
+        "min_severity": min_severity,
+        "since": since,
+        "until": until,
+        "q": q,
+        "limit": limit,
+    }
+    show = _print_json if as_json else _print_row
+    try:
+        with LoglakeClient(url, api_key) as client:
+            page = client.recent(params)
+            logs = list(reversed(page["logs"]))
+            for record in logs:
+                show(record)
+            if follow:
+                _follow(client, params, logs, show, interval)
+    except ClientError as e:
+        raise click.ClickException(str(e)) from None
+    except KeyboardInterrupt:
+        pass
+
+
+def _follow(client: LoglakeClient, params: dict, seen_logs: list[dict], show: Any, interval: float) -> None:
+    """Poll for records newer than the last shown; ids already shown at the boundary are skipped."""
+    last_ts = seen_logs[-1]["timestamp"] if seen_logs else int(time.time() * 1000)
+    seen = {r["logId"] for r in seen_logs if r["timestamp"] == last_ts}
+    while True:
+        time.sleep(interval)
+        page = client.recent({**params, "since": str(last_ts), "until": None, "limit": 1000})
+        for record in reversed(page["logs"]):
+            if record["logId"] in seen:
+                continue
+            show(record)
+            if record["timestamp"] > last_ts:
+                last_ts, seen = record["timestamp"], set()
+            seen.add(record["logId"])
+        sys.stdout.flush()
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _line_to_record(line: str, defaults: dict[str, str]) -> dict[str, Any] | None:
+    text = line.rstrip("\r\n")
+    if not text.strip():
+        return None
+    if text.lstrip().startswith("{"):
+        try:
+            record = json.loads(text)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            return {**defaults, **record}
+    return {**defaults, "message": text}
+
+
+def _batches(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    while batch := list(itertools.islice(records, size)):
+        yield batch
+
+
+def _stdin_size() -> int | None:
+    try:
+        info = os.fstat(sys.stdin.fileno())
+    except (OSError, ValueError):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) and info.st_size > 1_000_000 else None
+
+
+class _Progress:
+    """A progress bar on stderr for large inputs of known size, else a running count on a terminal."""
+
+    def __init__(self, total_bytes: int | None) -> None:
+        self.bar = click.progressbar(length=total_bytes, label="sending", file=sys.stderr) if total_bytes else None
+        if self.bar is not None:
+            self.bar.__enter__()
+        self.live = self.bar is None and sys.stderr.isatty()
+        self.started = time.monotonic()
+
+    def update(self, sent: int, batch_bytes: int) -> None:
+        if self.bar is not None:
+            self.bar.update(batch_bytes)
+        elif self.live:
+            rate = sent / max(1e-6, time.monotonic() - self.started)
+            click.echo(f"\rsent {sent} records ({rate:,.0f}/s)", err=True, nl=False)
+
+    def done(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+        elif self.live:
+            click.echo("", err=True)
+            self.live = False
+
+
+def _print_json(record: dict) -> None:
+    click.echo(json.dumps(record, ensure_ascii=False))
+
+
+def _print_row(record: dict) -> None:
+    width = shutil.get_terminal_size((120, 20)).columns
+    severity = record["severity"].upper()
+    head = f"{record['datetime']}  {severity:<8}  {record['service']:<16}  "
+    message = record["message"].replace("\n", "⏎")
+    if len(head) + len(message) > width and sys.stdout.isatty():
+        message = message[: max(10, width - len(head) - 1)] + "…"
+    colour = SEVERITY_COLOURS.get(record["severity"])
+    click.echo(click.style(head, fg=colour) + message if colour else head + message)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
+    for row in (header, *rows):
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _iso(epoch_s: int | None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s)) if epoch_s else ""

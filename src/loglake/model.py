@@ -1,0 +1,311 @@
+"""The log record: severities, limits, validation and output shape. Pure functions, no I/O.
+
+Validation works on already-decoded JSON values (dicts from msgspec) and reports every problem of
+every record at once, because a client fixing a rejected batch wants the whole list, not the first.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum
+from typing import Any, NamedTuple
+
+import msgspec
+
+from loglake import ids
+
+DEFAULT_SERVICE = "default"
+DEFAULT_LOG_TYPE = "application"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+RECORD_FIELDS = ("id", "timestamp", "service", "log_type", "severity", "message", "attributes")
+
+DAY_MS = 86_400_000
+# Epoch-ms values below this are 1970-1973: in practice epoch *seconds* sent by mistake.
+SMALLEST_PLAUSIBLE_MS = 100_000_000_000
+
+
+class Severity(IntEnum):
+    DEBUG = 0
+    INFO = 1
+    WARNING = 2
+    ERROR = 3
+    CRITICAL = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, value: str) -> Severity:
+        """Case-insensitive name or alias (trace, notice, warn, err, fatal); ValueError otherwise."""
+        found = SEVERITY_ALIASES.get(value.lower())
+        if found is None:
+            raise ValueError(f"unknown severity {value!r}; use one of {', '.join(SEVERITY_NAMES)}")
+        return found
+
+
+SEVERITY_NAMES = tuple(s.label for s in Severity)
+SEVERITY_ALIASES: dict[str, Severity] = {s.label: s for s in Severity} | {
+    "trace": Severity.DEBUG,
+    "notice": Severity.INFO,
+    "warn": Severity.WARNING,
+    "err": Severity.ERROR,
+    "fatal": Severity.CRITICAL,
+}
+SEVERITY_LABELS = SEVERITY_NAMES  # indexed by Severity value
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-request and per-field limits; every one is configurable (see config.Settings)."""
+
+    max_records: int = 10_000
+    max_message_bytes: int = 256 * 1024
+    max_attribute_keys: int = 128
+    max_attribute_depth: int = 5
+    max_attribute_bytes: int = 64 * 1024
+    max_future_ms: int = DAY_MS
+
+
+class NewRecord(NamedTuple):
+    """A validated record ready for the hot store; field order is the store's column order."""
+
+    log_id: bytes
+    timestamp: int
+    service: str
+    log_type: str
+    severity: int
+    message: str
+    attributes: bytes | None  # the attributes object as compact JSON
+    client_id: bytes | None  # the client's own UUID, for idempotent retries
+
+
+class StoredRecord(NamedTuple):
+    """A record as read back from any store; same fields as NewRecord."""
+
+    log_id: bytes
+    timestamp: int
+    service: str
+    log_type: str
+    severity: int
+    message: str
+    attributes: bytes | None
+    client_id: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One reason one record was refused."""
+
+    index: int
+    field: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "reason": self.reason}
+
+
+class InvalidRecords(Exception):
+    """Raised with every problem of a batch; nothing of that batch is stored."""
+
+    def __init__(self, problems: list[Problem], total: int) -> None:
+        self.problems = problems
+        self.total = total
+        bad = len({p.index for p in problems})
+        super().__init__(f"{bad} of {total} record(s) invalid; nothing was stored")
+
+
+_json_encode = msgspec.json.Encoder().encode
+
+
+def validate_batch(items: list[Any], limits: Limits, now_ms: int) -> list[NewRecord]:
+    """Turn decoded JSON objects into NewRecords with fresh ids, or raise InvalidRecords naming each."""
+    records: list[NewRecord] = []
+    problems: list[Problem] = []
+    max_ts = now_ms + limits.max_future_ms
+    new_id = ids.uuid7_bytes
+    for index, item in enumerate(items):
+        found = _validate_one(index, item, limits, now_ms, max_ts, problems)
+        if found is not None:
+            ts, service, log_type, severity, message, attributes, client_id = found
+            records.append(NewRecord(new_id(ts), ts, service, log_type, severity, message, attributes, client_id))
+    if problems:
+        raise InvalidRecords(problems, len(items))
+    return records
+
+
+def _validate_one(
+    index: int, item: Any, limits: Limits, now_ms: int, max_ts: int, problems: list[Problem]
+) -> tuple | None:
+    if type(item) is not dict:
+        problems.append(Problem(index, "", f"a record must be a JSON object, got {_json_type(item)}"))
+        return None
+    before = len(problems)
+    unknown = item.keys() - _KNOWN_FIELDS
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        problems.append(
+            Problem(index, sorted(unknown)[0], f"unknown field(s) {names}; put custom fields under 'attributes'")
+        )
+
+    message = item.get("message")
+    if type(message) is not str:
+        reason = "is required" if message is None else f"must be a string, got {_json_type(message)}"
+        problems.append(Problem(index, "message", reason))
+    elif not message:
+        problems.append(Problem(index, "message", "must not be empty"))
+    elif len(message) * 4 > limits.max_message_bytes and len(message.encode()) > limits.max_message_bytes:
+        problems.append(Problem(index, "message", f"is larger than {limits.max_message_bytes} bytes of UTF-8"))
+
+    ts = _check_timestamp(index, item.get("timestamp"), now_ms, max_ts, problems)
+    service = _check_name(index, "service", item.get("service"), DEFAULT_SERVICE, problems)
+    log_type = _check_name(index, "log_type", item.get("log_type"), DEFAULT_LOG_TYPE, problems)
+    severity = _check_severity(index, item.get("severity"), problems)
+    attributes = _check_attributes(index, item.get("attributes"), limits, problems)
+    client_id = _check_client_id(index, item.get("id"), problems)
+    if len(problems) != before:
+        return None
+    return ts, service, log_type, severity, message, attributes, client_id
+
+
+_KNOWN_FIELDS = frozenset(RECORD_FIELDS)
+_valid_names: set[str] = set()  # names already checked: most batches repeat a handful of services
+
+
+def _check_name(index: int, field: str, value: Any, default: str, problems: list[Problem]) -> str:
+    if value is None:
+        return default
+    if value in _valid_names:
+        return value
+    if type(value) is str and NAME_PATTERN.fullmatch(value):
+        if len(_valid_names) < 10_000:
+            _valid_names.add(value)
+        return value
+    problems.append(Problem(index, field, "must be 1-128 characters of A-Z a-z 0-9 . _ -"))
+    return default
+
+
+def _check_severity(index: int, value: Any, problems: list[Problem]) -> int:
+    if value is None:
+        return Severity.INFO
+    if type(value) is str:
+        found = SEVERITY_ALIASES.get(value) or SEVERITY_ALIASES.get(value.lower())
+        if found is not None:
+            return found
+    problems.append(Problem(index, "severity", f"must be one of {', '.join(SEVERITY_NAMES)} (or an alias)"))
+    return Severity.INFO
+
+
+def _check_timestamp(index: int, value: Any, now_ms: int, max_ts: int, problems: list[Problem]) -> int:
+    if value is None:
+        return now_ms
+    if type(value) is int:
+        ts = value
+    elif type(value) is str:
+        try:
+            ts = parse_iso8601(value)
+        except ValueError as e:
+            problems.append(Problem(index, "timestamp", str(e)))
+            return now_ms
+    else:
+        problems.append(
+            Problem(index, "timestamp", "must be epoch milliseconds (integer) or an ISO-8601 string with offset")
+        )
+        return now_ms
+    if ts < SMALLEST_PLAUSIBLE_MS:
+        hint = "; it looks like epoch seconds, send milliseconds" if ts > 0 else ""
+        problems.append(Problem(index, "timestamp", f"{ts} is before 1973-03-03{hint}"))
+    elif ts > max_ts:
+        problems.append(Problem(index, "timestamp", "is more than the allowed time in the future"))
+    elif ts >= ids.MAX_TIMESTAMP_MS:
+        problems.append(Problem(index, "timestamp", "is out of range"))
+    return ts
+
+
+def _check_attributes(index: int, value: Any, limits: Limits, problems: list[Problem]) -> bytes | None:
+    if value is None:
+        return None
+    if type(value) is not dict:
+        problems.append(Problem(index, "attributes", f"must be a JSON object, got {_json_type(value)}"))
+        return None
+    if len(value) > limits.max_attribute_keys:
+        problems.append(Problem(index, "attributes", f"has more than {limits.max_attribute_keys} keys"))
+        return None
+    if _depth(value) > limits.max_attribute_depth:
+        problems.append(Problem(index, "attributes", f"is nested deeper than {limits.max_attribute_depth} levels"))
+        return None
+    encoded = _json_encode(value)
+    if len(encoded) > limits.max_attribute_bytes:
+        problems.append(Problem(index, "attributes", f"is larger than {limits.max_attribute_bytes} bytes as JSON"))
+        return None
+    return encoded
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of containers: a flat object is 1."""
+    children = value.values() if type(value) is dict else value
+    deepest = 0
+    for child in children:
+        if type(child) is dict or type(child) is list:
+            deepest = max(deepest, _depth(child))
+    return 1 + deepest
+
+
+def _check_client_id(index: int, value: Any, problems: list[Problem]) -> bytes | None:
+    if value is None:
+        return None
+    if type(value) is str:
+        try:
+            return ids.parse_uuid(value)
+        except ValueError:
+            pass
+    problems.append(Problem(index, "id", "must be a UUID string (it makes retries idempotent)"))
+    return None
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def parse_iso8601(text: str) -> int:
+    """ISO-8601 with an explicit offset (or Z) to epoch ms; naive times are refused as ambiguous."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO-8601 date-time") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset; add Z or +HH:MM")
+    return (parsed - _EPOCH) // _MILLISECOND
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def format_datetime(ts_ms: int) -> str:
+    """Epoch ms to ISO-8601 UTC with milliseconds and Z, the record's `datetime` field."""
+    seconds, ms = divmod(ts_ms, 1000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
+
+
+def record_to_dict(record: StoredRecord) -> dict[str, Any]:
+    """The public JSON shape of a record (attributes kept as raw JSON so they are not re-decoded)."""
+    out: dict[str, Any] = {
+        "logId": ids.format_uuid(record.log_id),
+        "timestamp": record.timestamp,
+        "datetime": format_datetime(record.timestamp),
+        "service": record.service,
+        "log_type": record.log_type,
+        "severity": SEVERITY_LABELS[record.severity],
+        "message": record.message,
+        "attributes": msgspec.Raw(record.attributes) if record.attributes else {},
+    }
+    if record.client_id is not None:
+        out["id"] = ids.format_uuid(record.client_id)
+    return out

@@ -1,0 +1,106 @@
+"""Starting a server: the first-start admin key, the listening socket, uvicorn."""
+
+from __future__ import annotations
+
+import errno
+import shlex
+import socket
+import sys
+from typing import TextIO
+
+import uvicorn
+
+from loglake import __version__
+from loglake.api.app import LoglakeApp
+from loglake.config import ConfigError, Settings
+from loglake.keys import KeyStore
+
+
+def ensure_first_key(settings: Settings, out: TextIO) -> str | None:
+    """On the very first start (no key was ever created) make an admin key and show it, once."""
+    if not settings.auth:
+        return None
+    store = KeyStore(settings.data_dir)
+    try:
+        if store.list(include_revoked=True):
+            return None
+        new = store.create("admin", frozenset({"admin"}))
+    finally:
+        store.close()
+    base = f"http://{_url_host(settings.host)}:{settings.port}"
+    auth = shlex.quote(f"Authorization: Bearer {new.secret}")
+    body = shlex.quote('{"severity": "error", "message": "Database connection timeout"}')
+    print(
+        f"""
+First start: created the admin API key. It is shown only this once (only its hash is stored):
+
+    {new.secret}
+
+Send a log and read it back:
+
+    curl -s -X POST {base}/logs -H {auth} -H 'Content-Type: application/json' -d {body}
+    curl -s {base}/logs/recent -H {auth}
+
+Make narrower keys with: loglake keys create --name NAME --scopes ingest --data-dir {shlex.quote(str(settings.data_dir))}
+""",
+        file=out,
+        flush=True,
+    )
+    return new.secret
+
+
+def bind(settings: Settings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {settings.port} on {settings.host} is already in use; stop the other server or pick "
+                "another port with --port / LOGLAKE_PORT"
+            ) from None
+        raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {e.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    sock = bind(settings)
+    ensure_first_key(settings, out)
+    app = LoglakeApp(settings)
+    auth = "API keys / SigV4" if settings.auth else "DISABLED (loopback only)"
+    print(
+        f"loglake {__version__} listening on http://{_url_host(settings.host)}:{settings.port} "
+        f"(data: {settings.data_dir.resolve()}, auth: {auth}, durability: {settings.durability}). "
+        "Docs at /docs. Ctrl-C stops it.",
+        file=out,
+        flush=True,
+    )
+    config = uvicorn.Config(
+        app,
+        loop=_loop(),
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,191 @@
+"""LogService: the use cases (ingest, recent, get) shared by the HTTP API, the CLI and, later, Lambda."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from typing import Any
+
+from loglake import ids
+from loglake.model import (
+    DAY_MS,
+    SEVERITY_ALIASES,
+    SEVERITY_NAMES,
+    Limits,
+    NewRecord,
+    Problem,
+    StoredRecord,
+    parse_iso8601,
+    validate_batch,
+)
+from loglake.store.base import HotStore, RecentQuery
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+DEFAULT_WINDOW_MS = DAY_MS
+RECENT_PARAMS = ("service", "log_type", "severity", "min_severity", "since", "until", "q", "limit", "cursor")
+_RELATIVE = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": DAY_MS, "w": 7 * DAY_MS}
+
+
+class InvalidQuery(ValueError):
+    """Query parameters that cannot be used; problems name each parameter."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{p.field}: {p.reason}" for p in problems))
+
+
+@dataclass(frozen=True, slots=True)
+class RecentPage:
+    records: list[StoredRecord]
+    next_cursor: str | None
+
+
+class LogService:
+    def __init__(self, store: HotStore, limits: Limits | None = None, clock: Callable[[], float] = time.time):
+        self.store = store
+        self.limits = limits or Limits()
+        self.clock = clock
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def validate(self, items: list[Any]) -> list[NewRecord]:
+        """Validated records with fresh ids, or InvalidRecords naming every problem."""
+        return validate_batch(items, self.limits, self.now_ms())
+
+    def submit(self, records: Sequence[NewRecord]) -> Future[list[bytes]]:
+        """Start the durable write; the future resolves once the records are committed."""
+        return self.store.submit(records)
+
+    def ingest(self, items: list[Any]) -> list[bytes]:
+        """Validate and store, waiting until durable (the blocking form, for the CLI and Lambda)."""
+        return self.store.put(self.validate(items))
+
+    def get(self, log_id: str) -> StoredRecord | None:
+        try:
+            raw = ids.parse_uuid(log_id)
+        except ValueError:
+            return None
+        return self.store.get(raw)
+
+    def recent(self, query: RecentQuery) -> RecentPage:
+        wanted = query.limit
+        records = self.store.recent(replace(query, limit=wanted + 1))
+        if len(records) > wanted:
+            records = records[:wanted]
+            return RecentPage(records, encode_cursor(records[-1].log_id))
+        return RecentPage(records, None)
+
+    def recent_query(self, params: Mapping[str, str]) -> RecentQuery:
+        """Build a RecentQuery from string parameters (HTTP query or CLI), or raise InvalidQuery."""
+        return parse_recent_params(params, self.now_ms())
+
+
+def parse_recent_params(params: Mapping[str, str], now_ms: int) -> RecentQuery:
+    problems: list[Problem] = []
+
+    def bad(name: str, reason: str) -> None:
+        problems.append(Problem(-1, name, reason))
+
+    for name in params:
+        if name not in RECENT_PARAMS:
+            bad(name, f"unknown parameter; known: {', '.join(RECENT_PARAMS)}")
+
+    severities: frozenset[int] | None = None
+    if params.get("severity"):
+        try:
+            severities = frozenset(int(SEVERITY_ALIASES[s.strip().lower()]) for s in params["severity"].split(","))
+        except KeyError:
+            bad("severity", f"must be one or more (comma-separated) of {', '.join(SEVERITY_NAMES)}")
+    if params.get("min_severity"):
+        floor = SEVERITY_ALIASES.get(params["min_severity"].strip().lower())
+        if floor is None:
+            bad("min_severity", f"must be one of {', '.join(SEVERITY_NAMES)}")
+        else:
+            at_least = frozenset(range(int(floor), len(SEVERITY_NAMES)))
+            severities = at_least if severities is None else severities & at_least
+
+    since = _parse_time(params.get("since"), now_ms, "since", bad)
+    until = _parse_time(params.get("until"), now_ms, "until", bad)
+    if since is None:
+        since = now_ms - DEFAULT_WINDOW_MS
+    if until is not None and until <= since:
+        bad("until", "must be after since")
+
+    limit = DEFAULT_LIMIT
+    if params.get("limit"):
+        try:
+            limit = int(params["limit"])
+            if not 1 <= limit <= MAX_LIMIT:
+                raise ValueError
+        except ValueError:
+            bad("limit", f"must be an integer from 1 to {MAX_LIMIT}")
+
+    before_id = None
+    if params.get("cursor"):
+        try:
+            before_id = decode_cursor(params["cursor"])
+        except ValueError:
+            bad("cursor", "is not a cursor this server issued; pass next_cursor back unchanged")
+
+    for name in ("service", "log_type"):
+        value = params.get(name)
+        if value is not None and not value:
+            bad(name, "must not be empty")
+
+    if problems:
+        raise InvalidQuery(problems)
+    return RecentQuery(
+        since_ms=since,
+        until_ms=until,
+        service=params.get("service") or None,
+        log_type=params.get("log_type") or None,
+        severities=severities,
+        contains=params.get("q") or None,
+        before_id=before_id,
+        limit=limit,
+    )
+
+
+def parse_time(text: str, now_ms: int) -> int:
+    """Epoch ms, ISO-8601 with offset, or a relative age like 15m, 2h, 7d (meaning that long ago)."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    rel = _RELATIVE.fullmatch(text)
+    if rel:
+        return now_ms - int(rel.group(1)) * _UNIT_MS[rel.group(2)]
+    if text == "now":
+        return now_ms
+    return parse_iso8601(text)
+
+
+def _parse_time(text: str | None, now_ms: int, name: str, bad: Callable[[str, str], None]) -> int | None:
+    if not text:
+        return None
+    try:
+        return parse_time(text, now_ms)
+    except ValueError:
+        bad(name, "must be epoch milliseconds, ISO-8601 with offset (2026-11-22T10:00:00Z) or an age like 15m, 2h, 7d")
+        return None
+
+
+def encode_cursor(log_id: bytes) -> str:
+    return base64.urlsafe_b64encode(log_id).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("bad cursor") from None
+    if len(raw) != 16:
+        raise ValueError("bad cursor")
+    return raw

@@ -1,0 +1,90 @@
+"""The hot store contract: what every backend (SQLite here, DynamoDB later) must do.
+
+The access patterns are key lookups and key-range scans only, so they map onto DynamoDB as they
+map onto SQLite: by `log_id` (time-ordered, see ids.py), by (service, log_id), (log_type, log_id)
+and (severity, log_id), plus the global id order for "most recent N". The base class owns the
+query planning (which key to scan, merging several severities); a backend implements the writes,
+one point lookup and one range scan.
+"""
+
+from __future__ import annotations
+
+import heapq
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from loglake.model import NewRecord, Severity, StoredRecord
+
+
+class StoreUnavailable(Exception):
+    """The store cannot accept writes right now (disk full, read-only, I/O error); nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecentQuery:
+    """Filters of "recent logs"; the id range is [since, until) and, for paging, below `before_id`."""
+
+    since_ms: int
+    until_ms: int | None = None
+    service: str | None = None
+    log_type: str | None = None
+    severities: frozenset[int] | None = None
+    contains: str | None = None
+    before_id: bytes | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ScanKey:
+    """Which key a scan walks: None = the global id order, else an index and its value."""
+
+    index: str | None = None
+    value: str | int | None = None
+
+
+class HotStore(ABC):
+    """Recent records, durable on acknowledgement, read by key and by key range."""
+
+    @abstractmethod
+    def submit(self, records: Sequence[NewRecord]) -> Future[list[bytes]]:
+        """Start a durable write; the future gives each record's stored id (an earlier one for a
+        repeated client id), or raises StoreUnavailable. All records of one call land together or not at all."""
+
+    @abstractmethod
+    def get(self, log_id: bytes) -> StoredRecord | None:
+        """A record by its log id, or by the client id it was sent with."""
+
+    @abstractmethod
+    def scan(self, key: ScanKey, query: RecentQuery) -> Iterator[StoredRecord]:
+        """Records on one key, newest first, in the query's id range, matching all its other filters."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def put(self, records: Sequence[NewRecord]) -> list[bytes]:
+        """Write and wait until durable."""
+        return self.submit(records).result()
+
+    def recent(self, query: RecentQuery) -> list[StoredRecord]:
+        """Up to query.limit records, newest first, through the most selective key available."""
+        if query.service is not None:
+            scans = [self.scan(ScanKey("service", query.service), query)]
+        elif query.log_type is not None:
+            scans = [self.scan(ScanKey("log_type", query.log_type), query)]
+        elif query.severities is not None and len(query.severities) < len(Severity):
+            scans = [self.scan(ScanKey("severity", s), query) for s in sorted(query.severities)]
+        else:
+            scans = [self.scan(ScanKey(), query)]
+        merged = scans[0] if len(scans) == 1 else heapq.merge(*scans, key=_log_id, reverse=True)
+        out = []
+        for record in merged:
+            out.append(record)
+            if len(out) >= query.limit:
+                break
+        return out
+
+
+def _log_id(record: StoredRecord) -> bytes:
+    return record.log_id

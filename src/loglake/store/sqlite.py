@@ -1,0 +1,319 @@
+"""SQLite hot store: WAL, one writer thread with group commit, reader connections per thread.
+
+Every write goes through one thread that drains all pending requests into a single transaction,
+so N concurrent requests cost one commit (and one fsync with durability "full"), and a request's
+future resolves only after COMMIT returns. A kill -9 at any moment therefore loses nothing that
+was acknowledged: SQLite's WAL either has the committed transaction or rolls the partial one back.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+
+from loglake.ids import lower_bound
+from loglake.model import NewRecord, StoredRecord
+from loglake.store.base import HotStore, RecentQuery, ScanKey, StoreUnavailable
+
+# Schema history: append, never edit. user_version counts the steps applied.
+MIGRATIONS = [
+    """
+    CREATE TABLE logs (
+        log_id     BLOB PRIMARY KEY,   -- UUIDv7 bytes, time = timestamp: id order is time order
+        timestamp  INTEGER NOT NULL,   -- epoch ms
+        service    TEXT NOT NULL,
+        log_type   TEXT NOT NULL,
+        severity   INTEGER NOT NULL,   -- 0 debug .. 4 critical
+        message    TEXT NOT NULL,
+        attributes BLOB,               -- JSON object
+        client_id  BLOB                -- the client's UUID, for idempotent retries
+    ) WITHOUT ROWID;
+    CREATE INDEX logs_by_service ON logs (service, log_id);
+    CREATE INDEX logs_by_log_type ON logs (log_type, log_id);
+    CREATE INDEX logs_by_severity ON logs (severity, log_id);
+    CREATE UNIQUE INDEX logs_by_client_id ON logs (client_id) WHERE client_id IS NOT NULL;
+    """,
+]
+
+COLUMNS = "log_id, timestamp, service, log_type, severity, message, attributes, client_id"
+INDEX_FOR_KEY = {"service": "logs_by_service", "log_type": "logs_by_log_type", "severity": "logs_by_severity"}
+MAX_ROWS_PER_COMMIT = 50_000
+_STOP = object()
+
+# SQLite conditions that mean "cannot write now" rather than "bad request" or a bug.
+_UNAVAILABLE = {
+    "SQLITE_FULL": "the disk (or the configured store size cap) is full",
+    "SQLITE_READONLY": "the database is read-only",
+    "SQLITE_CANTOPEN": "the database file cannot be opened",
+    "SQLITE_BUSY": "the database is locked by another process",
+    "SQLITE_IOERR": "the disk reported an I/O error",
+}
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> None:
+    """Apply the migrations this database has not seen yet, each in its own transaction."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(migrations):
+        raise RuntimeError(
+            f"{_db_name(conn)} has schema version {version}, newer than this loglake knows ({len(migrations)}); "
+            "upgrade loglake"
+        )
+    for number, script in enumerate(migrations[version:], start=version + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _db_name(conn: sqlite3.Connection) -> str:
+    return conn.execute("PRAGMA database_list").fetchone()[2] or "database"
+
+
+def unavailable_reason(error: sqlite3.Error) -> str | None:
+    name = getattr(error, "sqlite_errorname", "") or ""
+    for prefix, reason in _UNAVAILABLE.items():
+        if name.startswith(prefix):
+            return reason
+    text = str(error).lower()
+    if "disk is full" in text or "readonly" in text or "disk i/o" in text:
+        return str(error)
+    return None
+
+
+class _WriteJob:
+    __slots__ = ("future", "records")
+
+    def __init__(self, records: Sequence[NewRecord]) -> None:
+        self.records = records
+        self.future: Future[list[bytes]] = Future()
+
+
+class SQLiteHotStore(HotStore):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        durability: str = "full",
+        max_size_bytes: int = 0,
+        on_commit: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._synchronous = "FULL" if durability == "full" else "NORMAL"
+        self._max_size_bytes = max_size_bytes
+        self._on_commit = on_commit
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer = self._connect()
+        self._writer.execute("PRAGMA journal_mode = WAL")
+        migrate(self._writer, MIGRATIONS)
+        self._apply_size_cap()
+        self._thread = threading.Thread(target=self._write_loop, name="loglake-sqlite-writer", daemon=True)
+        self._thread.start()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute("PRAGMA busy_timeout = 10000")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = 1")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _apply_size_cap(self) -> None:
+        if self._max_size_bytes:
+            page_size = self._writer.execute("PRAGMA page_size").fetchone()[0]
+            self._writer.execute(f"PRAGMA max_page_count = {max(1, self._max_size_bytes // page_size)}")
+
+    def set_max_size(self, max_size_bytes: int) -> None:
+        """Change the size cap at run time (0 = none); takes effect with the next write."""
+        self._max_size_bytes = max_size_bytes
+        self._jobs.put(self._apply_size_cap)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def submit(self, records: Sequence[NewRecord]) -> Future[list[bytes]]:
+        job = _WriteJob(records)
+        if not self._thread.is_alive():
+            job.future.set_exception(StoreUnavailable("the hot store is closed"))
+        else:
+            self._jobs.put(job)
+        return job.future
+
+    def _write_loop(self) -> None:
+        jobs = self._jobs
+        while True:
+            first = jobs.get()
+            if first is _STOP:
+                return
+            if callable(first):
+                first()
+                continue
+            group, rows, stop = [first], len(first.records), False
+            while rows < MAX_ROWS_PER_COMMIT:
+                try:
+                    job = jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is _STOP:
+                    stop = True
+                    break
+                if callable(job):
+                    job()
+                    continue
+                group.append(job)
+                rows += len(job.records)
+            self._commit_group(group)
+            if stop:
+                return
+
+    def _commit_group(self, group: list[_WriteJob]) -> None:
+        started = time.perf_counter()
+        try:
+            results = self._write_transaction(group)
+        except sqlite3.IntegrityError:
+            if len(group) == 1:
+                group[0].future.set_exception(RuntimeError("duplicate log id; retry the request"))
+                return
+            for job in group:  # isolate the one job that collides, the rest still land
+                self._commit_group([job])
+            return
+        except sqlite3.Error as e:
+            error = self._unavailable(e)
+            for job in group:
+                job.future.set_exception(error)
+            return
+        if self._on_commit is not None:
+            self._on_commit(sum(len(j.records) for j in group), time.perf_counter() - started)
+        for job, ids in zip(group, results, strict=True):
+            job.future.set_result(ids)
+
+    def _write_transaction(self, group: list[_WriteJob]) -> list[list[bytes]]:
+        conn = self._writer
+        rows: list[NewRecord] = []
+        results: list[list[bytes]] = []
+        seen: dict[bytes, bytes] = {}
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for job in group:
+                if all(r.client_id is None for r in job.records):
+                    rows.extend(job.records)
+                    results.append([r.log_id for r in job.records])
+                else:
+                    results.append([self._dedupe(conn, r, rows, seen) for r in job.records])
+            conn.executemany(f"INSERT INTO logs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        return results
+
+    @staticmethod
+    def _dedupe(conn: sqlite3.Connection, record: NewRecord, rows: list[NewRecord], seen: dict) -> bytes:
+        """The id to answer for a record: an earlier one if its client id was already stored."""
+        if record.client_id is None:
+            rows.append(record)
+            return record.log_id
+        existing = seen.get(record.client_id)
+        if existing is None:
+            found = conn.execute("SELECT log_id FROM logs WHERE client_id = ?", (record.client_id,)).fetchone()
+            existing = found[0] if found else None
+        if existing is not None:
+            return existing
+        seen[record.client_id] = record.log_id
+        rows.append(record)
+        return record.log_id
+
+    def _rollback(self) -> None:
+        try:
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+        except sqlite3.Error:
+            # A connection that cannot roll back is not trusted again: reopen it (the WAL recovers).
+            self._writer.close()
+            self._writer = self._connect()
+            self._apply_size_cap()
+
+    def _unavailable(self, error: sqlite3.Error) -> Exception:
+        reason = unavailable_reason(error)
+        if reason is None:
+            return error
+        return StoreUnavailable(f"the hot store cannot accept writes: {reason} ({self.path}); nothing was written")
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, log_id: bytes) -> StoredRecord | None:
+        conn = self._reader()
+        row = conn.execute(f"SELECT {COLUMNS} FROM logs WHERE log_id = ?", (log_id,)).fetchone()
+        if row is None:
+            row = conn.execute(
+                f"SELECT {COLUMNS} FROM logs INDEXED BY logs_by_client_id WHERE client_id = ? AND client_id IS NOT NULL",
+                (log_id,),
+            ).fetchone()
+        return StoredRecord(*row) if row else None
+
+    def scan(self, key: ScanKey, query: RecentQuery) -> Iterator[StoredRecord]:
+        where = ["log_id >= ?"]
+        params: list = [lower_bound(query.since_ms)]
+        upper = query.before_id
+        if query.until_ms is not None:
+            until = lower_bound(query.until_ms)
+            upper = until if upper is None else min(upper, until)
+        if upper is not None:
+            where.append("log_id < ?")
+            params.append(upper)
+        source = "logs"
+        if key.index is not None:
+            source = f"logs INDEXED BY {INDEX_FOR_KEY[key.index]}"
+            where.append(f"{key.index} = ?")
+            params.append(key.value)
+        if query.service is not None and key.index != "service":
+            where.append("service = ?")
+            params.append(query.service)
+        if query.log_type is not None and key.index != "log_type":
+            where.append("log_type = ?")
+            params.append(query.log_type)
+        if query.severities is not None and key.index != "severity":
+            where.append(f"severity IN ({', '.join('?' * len(query.severities))})")
+            params.extend(sorted(query.severities))
+        if query.contains:
+            where.append("instr(lower(message), ?) > 0")
+            params.append(query.contains.lower())
+        sql = f"SELECT {COLUMNS} FROM {source} WHERE {' AND '.join(where)} ORDER BY log_id DESC LIMIT ?"
+        params.append(query.limit)
+        return map(StoredRecord._make, self._reader().execute(sql, params).fetchall())
+
+    def count(self) -> int:
+        return self._reader().execute("SELECT count(*) FROM logs").fetchone()[0]
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._jobs.put(_STOP)
+            self._thread.join()
+        self._writer.close()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
