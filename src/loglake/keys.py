@@ -12,6 +12,7 @@ small shared memory-mapped file, `keys.version`, and the server compares 8 bytes
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import mmap
@@ -273,7 +274,5 @@ def _open_version_map(path: Path) -> mmap.mmap:
 
 
 def _restrict(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):  # e.g. a file system without permissions
         os.chmod(path, 0o600)
-    except OSError:
-        pass

@@ -41,7 +41,9 @@ Send a log and read it back:
     curl -s -X POST {base}/logs -H {auth} -H 'Content-Type: application/json' -d {body}
     curl -s {base}/logs/recent -H {auth}
 
-Make narrower keys with: loglake keys create --name NAME --scopes ingest --data-dir {shlex.quote(str(settings.data_dir))}
+Make narrower keys with:
+
+    loglake keys create --name NAME --scopes ingest --data-dir {shlex.quote(str(settings.data_dir))}
 """,
         file=out,
         flush=True,

@@ -57,6 +57,7 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
     try:
         log_ids = await asyncio.wrap_future(app.service.submit(records))
     except StoreUnavailable as e:
+        app.storage_error = str(e)
         app.metrics.rejected.inc(("storage_unavailable",), len(records))
         raise ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")]) from None
     count = app.metrics.ingested.inc

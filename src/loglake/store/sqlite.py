@@ -44,6 +44,7 @@ COLUMNS = "log_id, timestamp, service, log_type, severity, message, attributes, 
 INDEX_FOR_KEY = {"service": "logs_by_service", "log_type": "logs_by_log_type", "severity": "logs_by_severity"}
 MAX_ROWS_PER_COMMIT = 50_000
 _STOP = object()
+_SQLITE_MAX_PAGE_COUNT = 4294967294
 
 # SQLite conditions that mean "cannot write now" rather than "bad request" or a bug.
 _UNAVAILABLE = {
@@ -143,9 +144,9 @@ class SQLiteHotStore(HotStore):
         return conn
 
     def _apply_size_cap(self) -> None:
-        if self._max_size_bytes:
-            page_size = self._writer.execute("PRAGMA page_size").fetchone()[0]
-            self._writer.execute(f"PRAGMA max_page_count = {max(1, self._max_size_bytes // page_size)}")
+        page_size = self._writer.execute("PRAGMA page_size").fetchone()[0]
+        pages = max(1, self._max_size_bytes // page_size) if self._max_size_bytes else _SQLITE_MAX_PAGE_COUNT
+        self._writer.execute(f"PRAGMA max_page_count = {pages}")
 
     def set_max_size(self, max_size_bytes: int) -> None:
         """Change the size cap at run time (0 = none); takes effect with the next write."""
@@ -269,7 +270,8 @@ class SQLiteHotStore(HotStore):
         row = conn.execute(f"SELECT {COLUMNS} FROM logs WHERE log_id = ?", (log_id,)).fetchone()
         if row is None:
             row = conn.execute(
-                f"SELECT {COLUMNS} FROM logs INDEXED BY logs_by_client_id WHERE client_id = ? AND client_id IS NOT NULL",
+                f"SELECT {COLUMNS} FROM logs INDEXED BY logs_by_client_id"
+                " WHERE client_id = ? AND client_id IS NOT NULL",
                 (log_id,),
             ).fetchone()
         return StoredRecord(*row) if row else None

@@ -1,0 +1,443 @@
+"""The HTTP contract of DESIGN.md section 4, through the ASGI app in process."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+import uuid
+from dataclasses import replace
+
+import httpx
+import pytest
+
+from loglake.api.app import LoglakeApp
+from loglake.config import Settings
+from tests.conftest import asgi_client, key_for
+
+NDJSON = {"content-type": "application/x-ndjson"}
+
+
+def error_of(response: httpx.Response) -> dict:
+    body = response.json()
+    assert set(body) == {"error"} and {"code", "message", "details"} <= set(body["error"])
+    return body["error"]
+
+
+async def all_messages(client: httpx.AsyncClient, **params: object) -> list[str]:
+    response = await client.get("/logs/recent", params={"limit": 1000, **params})
+    assert response.status_code == 200
+    return [r["message"] for r in response.json()["logs"]]
+
+
+# -- POST /logs --------------------------------------------------------------------------------
+
+
+async def test_users_existing_call_still_works(client: httpx.AsyncClient) -> None:
+    before = int(time.time() * 1000)
+    response = await client.post("/logs", json={"severity": "error", "message": "Database connection timeout"})
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"logId", "timestamp", "datetime"}
+    assert uuid.UUID(body["logId"]).version == 7
+    assert before <= body["timestamp"] <= int(time.time() * 1000)
+    recent = (await client.get("/logs/recent")).json()
+    assert recent["count"] == 1
+    log = recent["logs"][0]
+    assert {"logId", "timestamp", "datetime", "severity", "message"} <= set(log)
+    assert (log["logId"], log["severity"], log["message"]) == (body["logId"], "error", "Database connection timeout")
+    assert log["datetime"].endswith("Z") and log["datetime"] == body["datetime"]
+
+
+async def test_array_ndjson_and_gzip_bodies(client: httpx.AsyncClient) -> None:
+    response = await client.post("/logs", json=[{"message": "a1"}, {"message": "a2", "service": "svc"}])
+    assert response.status_code == 201
+    assert response.json()["count"] == 2 and len(response.json()["logIds"]) == 2
+
+    lines = b'{"message": "n1"}\n\n{"message": "n2", "severity": "WARN"}\n'
+    response = await client.post("/logs", content=lines, headers=NDJSON)
+    assert response.status_code == 201 and response.json()["count"] == 2
+
+    packed = gzip.compress(json.dumps([{"message": "g1"}]).encode())
+    response = await client.post(
+        "/logs", content=packed, headers={"content-type": "application/json", "content-encoding": "gzip"}
+    )
+    assert response.status_code == 201 and response.json()["count"] == 1
+    assert sorted(await all_messages(client)) == ["a1", "a2", "g1", "n1", "n2"]
+
+
+async def test_one_bad_record_rejects_the_request_and_names_each_problem(client: httpx.AsyncClient) -> None:
+    batch = [{"message": "good"}, {"message": ""}, {"message": "m", "severity": "loud"}, {"message": "m", "x": 1}]
+    response = await client.post("/logs", json=batch)
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "invalid_records"
+    assert [(d["index"], d["field"]) for d in error["details"]] == [(1, "message"), (2, "severity"), (3, "x")]
+    assert all(d["reason"] for d in error["details"])
+    assert await all_messages(client) == []
+
+
+async def test_bad_ndjson_lines_are_all_reported(client: httpx.AsyncClient) -> None:
+    body = b'{"message": "ok"}\n{broken\n{"message": "ok2"}\nnot json\n'
+    response = await client.post("/logs", content=body, headers=NDJSON)
+    assert response.status_code == 400
+    details = error_of(response)["details"]
+    assert [d["index"] for d in details] == [1, 3]
+    assert "line 2" in details[0]["reason"] and "line 4" in details[1]["reason"]
+    assert await all_messages(client) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "code"),
+    [
+        (b"{not json", {"content-type": "application/json"}, 400, "invalid_json"),
+        (b"42", {"content-type": "application/json"}, 400, "invalid_json"),
+        (b"[]", {"content-type": "application/json"}, 400, "empty_batch"),
+        (b"", {"content-type": "application/json"}, 400, "empty_body"),
+        (b"message=hi", {"content-type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
+        (b"{}", {"content-type": "application/json", "content-encoding": "br"}, 415, "unsupported_encoding"),
+        (b"not gzip", {"content-type": "application/json", "content-encoding": "gzip"}, 400, "bad_gzip"),
+        (
+            gzip.compress(b'{"message": "x"}')[:-6],
+            {"content-type": "application/json", "content-encoding": "gzip"},
+            400,
+            "bad_gzip",
+        ),
+    ],
+)
+async def test_malformed_bodies(
+    client: httpx.AsyncClient, content: bytes, headers: dict, status: int, code: str
+) -> None:
+    response = await client.post("/logs", content=content, headers=headers)
+    assert response.status_code == status
+    assert error_of(response)["code"] == code
+
+
+async def test_size_limits(settings: Settings) -> None:
+    app = LoglakeApp(replace(settings, max_body_bytes=4096, max_records=3))
+    try:
+        async with asgi_client(app, key_for(app)) as client:
+            too_big = json.dumps({"message": "x" * 5000})
+            response = await client.post("/logs", content=too_big, headers={"content-type": "application/json"})
+            assert response.status_code == 413 and error_of(response)["code"] == "payload_too_large"
+
+            response = await client.post(
+                "/logs",
+                content=gzip.compress(json.dumps([{"message": "y" * 5000}]).encode()),
+                headers={"content-type": "application/json", "content-encoding": "gzip"},
+            )
+            assert response.status_code == 413 and "after decompression" in error_of(response)["message"]
+
+            response = await client.post("/logs", json=[{"message": str(i)} for i in range(4)])
+            assert response.status_code == 413 and error_of(response)["code"] == "too_many_records"
+            assert (await client.post("/logs", json=[{"message": str(i)} for i in range(3)])).status_code == 201
+    finally:
+        app.close()
+
+
+async def test_gzip_bomb_is_stopped_while_inflating(client: httpx.AsyncClient) -> None:
+    bomb = gzip.compress(b" " * (200 * 1024 * 1024), compresslevel=9)  # 200 MiB inflated, ~200 KiB sent
+    started = time.perf_counter()
+    response = await client.post(
+        "/logs", content=bomb, headers={"content-type": "application/json", "content-encoding": "gzip"}
+    )
+    assert response.status_code == 413
+    assert time.perf_counter() - started < 2  # inflating all 200 MiB would take far longer and 200 MiB of memory
+
+
+async def test_client_id_makes_a_retry_idempotent(client: httpx.AsyncClient) -> None:
+    client_id = str(uuid.uuid4())
+    first = await client.post("/logs", json={"id": client_id, "message": "charge card"})
+    again = await client.post("/logs", json={"id": client_id, "message": "charge card"})
+    assert first.status_code == again.status_code == 201
+    assert first.json()["logId"] == again.json()["logId"]
+    assert await all_messages(client) == ["charge card"]
+    by_client_id = await client.get(f"/logs/{client_id}")
+    assert by_client_id.status_code == 200 and by_client_id.json()["id"] == client_id
+
+
+# -- GET /logs/recent --------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def seeded(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    now = int(time.time() * 1000)
+    records = [
+        {"message": "api info", "service": "api", "timestamp": now - 5000},
+        {"message": "api ERROR disk", "service": "api", "severity": "error", "timestamp": now - 4000},
+        {"message": "billing warning", "service": "billing", "severity": "warning", "timestamp": now - 3000},
+        {
+            "message": "billing critical disk",
+            "service": "billing",
+            "severity": "critical",
+            "timestamp": now - 2000,
+            "log_type": "audit",
+        },
+        {"message": "debug noise", "service": "api", "severity": "debug", "timestamp": now - 1000},
+        {"message": "yesterday-ish", "service": "api", "timestamp": now - 25 * 3600 * 1000},
+    ]
+    assert (await client.post("/logs", json=records)).status_code == 201
+    return client
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({}, ["debug noise", "billing critical disk", "billing warning", "api ERROR disk", "api info"]),
+        ({"service": "billing"}, ["billing critical disk", "billing warning"]),
+        ({"log_type": "audit"}, ["billing critical disk"]),
+        ({"severity": "error"}, ["api ERROR disk"]),
+        ({"severity": "error,CRITICAL"}, ["billing critical disk", "api ERROR disk"]),
+        ({"min_severity": "warning"}, ["billing critical disk", "billing warning", "api ERROR disk"]),
+        ({"min_severity": "warn", "service": "api"}, ["api ERROR disk"]),
+        ({"q": "DISK"}, ["billing critical disk", "api ERROR disk"]),
+        (
+            {"since": "26h"},
+            ["debug noise", "billing critical disk", "billing warning", "api ERROR disk", "api info", "yesterday-ish"],
+        ),
+        ({"since": "4500ms", "until": "1500ms"}, ["billing critical disk", "billing warning", "api ERROR disk"]),
+        ({"limit": 2}, ["debug noise", "billing critical disk"]),
+    ],
+)
+async def test_recent_filters(seeded: httpx.AsyncClient, params: dict, expected: list[str]) -> None:
+    response = await seeded.get("/logs/recent", params=params)
+    assert response.status_code == 200
+    body = response.json()
+    assert [r["message"] for r in body["logs"]] == expected
+    assert body["count"] == len(expected)
+
+
+async def test_recent_time_bounds_accept_iso_and_epoch(seeded: httpx.AsyncClient) -> None:
+    logs = (await seeded.get("/logs/recent")).json()["logs"]
+    middle = logs[2]
+    by_iso = await seeded.get("/logs/recent", params={"until": middle["datetime"]})
+    by_ms = await seeded.get("/logs/recent", params={"until": str(middle["timestamp"])})
+    assert [r["message"] for r in by_iso.json()["logs"]] == [r["message"] for r in by_ms.json()["logs"]]
+    assert [r["message"] for r in by_ms.json()["logs"]] == ["api ERROR disk", "api info"]
+
+
+async def test_cursor_paging_visits_each_record_once(client: httpx.AsyncClient) -> None:
+    now = int(time.time() * 1000)
+    await client.post("/logs", json=[{"message": f"m{i}", "timestamp": now - i // 4} for i in range(53)])
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 10} | ({"cursor": cursor} if cursor else {})
+        body = (await client.get("/logs/recent", params=params)).json()
+        seen.extend(r["message"] for r in body["logs"])
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 6
+    assert sorted(seen) == sorted(f"m{i}" for i in range(53)) and len(seen) == 53
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "1001"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"severity": "loud"}, "severity"),
+        ({"min_severity": "loud"}, "min_severity"),
+        ({"since": "last tuesday"}, "since"),
+        ({"since": "1h", "until": "2h"}, "until"),
+        ({"cursor": "!!!"}, "cursor"),
+        ({"cursor": "AAAA"}, "cursor"),
+        ({"servce": "api"}, "servce"),
+        ({"service": ""}, "service"),
+    ],
+)
+async def test_recent_bad_parameters_are_400(client: httpx.AsyncClient, params: dict, field: str) -> None:
+    response = await client.get("/logs/recent", params=params)
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "invalid_query"
+    assert [d["field"] for d in error["details"]] == [field]
+
+
+# -- GET /logs/{logId} -------------------------------------------------------------------------
+
+
+async def test_get_by_id(client: httpx.AsyncClient) -> None:
+    sent = {
+        "message": "find me",
+        "service": "svc",
+        "log_type": "audit",
+        "severity": "warning",
+        "attributes": {"user": {"id": 7, "roles": ["a", "b"]}},
+        "timestamp": "2026-11-20T10:00:00.250Z",
+    }
+    log_id = (await client.post("/logs", json=sent)).json()["logId"]
+    response = await client.get(f"/logs/{log_id}")
+    assert response.status_code == 200
+    got = response.json()
+    assert got == {
+        "logId": log_id,
+        "timestamp": 1_795_168_800_250,
+        "datetime": "2026-11-20T10:00:00.250Z",
+        "service": "svc",
+        "log_type": "audit",
+        "severity": "warning",
+        "message": "find me",
+        "attributes": {"user": {"id": 7, "roles": ["a", "b"]}},
+    }
+
+
+@pytest.mark.parametrize("log_id", [str(uuid.uuid4()), "not-a-uuid", "x" * 500])
+async def test_unknown_ids_are_404(client: httpx.AsyncClient, log_id: str) -> None:
+    response = await client.get(f"/logs/{log_id}")
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"
+
+
+# -- auth, scopes, limits ----------------------------------------------------------------------
+
+
+async def test_credentials_are_required(app: LoglakeApp) -> None:
+    async with asgi_client(app) as anonymous:
+        for method, path in [
+            ("POST", "/logs"),
+            ("GET", "/logs/recent"),
+            ("GET", f"/logs/{uuid.uuid4()}"),
+            ("GET", "/metrics"),
+            ("GET", "/admin/keys"),
+        ]:
+            response = await anonymous.request(method, path, json={"message": "x"} if method == "POST" else None)
+            assert response.status_code == 401, path
+            assert error_of(response)["code"] == "unauthorized"
+            assert response.headers["www-authenticate"].startswith("Bearer")
+        assert (await anonymous.get("/healthz")).status_code == 200
+        assert (await anonymous.get("/openapi.json")).status_code == 200
+    async with asgi_client(app, "llk_wrong") as wrong:
+        assert (await wrong.get("/logs/recent")).status_code == 401
+    async with asgi_client(app) as odd:
+        response = await odd.get("/logs/recent", headers={"authorization": "Basic dXNlcjpwYXNz"})
+        assert response.status_code == 401 and "Bearer" in error_of(response)["message"]
+
+
+async def test_scopes(app: LoglakeApp) -> None:
+    async with asgi_client(app, key_for(app, "ingest")) as ingest_only:
+        assert (await ingest_only.post("/logs", json={"message": "x"})).status_code == 201
+        response = await ingest_only.get("/logs/recent")
+        assert response.status_code == 403 and "read" in error_of(response)["message"]
+        assert (await ingest_only.get("/admin/keys")).status_code == 403
+    async with asgi_client(app, key_for(app, "read")) as read_only:
+        assert (await read_only.get("/logs/recent")).status_code == 200
+        assert (await read_only.post("/logs", json={"message": "x"})).status_code == 403
+
+
+async def test_admin_key_api_and_immediate_revocation(client: httpx.AsyncClient, app: LoglakeApp) -> None:
+    created = await client.post("/admin/keys", json={"name": "shipper", "scopes": ["ingest"]})
+    assert created.status_code == 201
+    secret = created.json()["secret"]
+    listed = (await client.get("/admin/keys")).json()["keys"]
+    assert "shipper" in [k["name"] for k in listed]
+    assert secret not in json.dumps(listed)
+    async with asgi_client(app, secret) as shipper:
+        assert (await shipper.post("/logs", json={"message": "x"})).status_code == 201
+        assert (await client.delete("/admin/keys/shipper")).status_code == 200
+        assert (await shipper.post("/logs", json={"message": "x"})).status_code == 401
+    assert (await client.delete("/admin/keys/shipper")).status_code == 404
+    duplicate = await client.post("/admin/keys", json={"name": "test-admin", "scopes": ["read"]})
+    assert duplicate.status_code == 400
+    bad = await client.post("/admin/keys", json={"name": "x", "scopes": ["root"]})
+    assert bad.status_code == 400 and "scopes" in error_of(bad)["message"]
+
+
+async def test_keys_changed_by_another_process_apply_at_once(app: LoglakeApp, settings: Settings) -> None:
+    from loglake.keys import KeyStore
+
+    other = KeyStore(settings.data_dir)  # what `loglake keys create` in another process does
+    try:
+        secret = other.create("from-cli", frozenset({"read"})).secret
+        async with asgi_client(app, secret) as c:
+            assert (await c.get("/logs/recent")).status_code == 200
+            other.revoke("from-cli")
+            assert (await c.get("/logs/recent")).status_code == 401
+    finally:
+        other.close()
+
+
+async def test_rate_limit_answers_429_with_retry_after(app: LoglakeApp) -> None:
+    async with asgi_client(app, key_for(app, "read", rate_limit=0.5, rate_burst=3)) as limited:
+        statuses = [(await limited.get("/logs/recent")).status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        response = await limited.get("/logs/recent")
+        assert response.status_code == 429
+        assert int(response.headers["retry-after"]) >= 1
+        assert error_of(response)["code"] == "rate_limited"
+    async with asgi_client(app, key_for(app, "read")) as other_key:  # buckets are per key
+        assert (await other_key.get("/logs/recent")).status_code == 200
+
+
+async def test_storage_full_is_503_then_recovers(settings: Settings) -> None:
+    app = LoglakeApp(replace(settings, max_store_mb=1))
+    try:
+        async with asgi_client(app, key_for(app)) as client:
+            big = [{"message": "z" * 200_000} for _ in range(4)]
+            statuses = []
+            for _ in range(10):
+                statuses.append((await client.post("/logs", json=big)).status_code)
+                if statuses[-1] != 201:
+                    break
+            assert statuses[-1] == 503
+            stored = len(await all_messages(client))
+            assert stored == 4 * (len(statuses) - 1)
+            response = await client.post("/logs", json=big)
+            assert response.status_code == 503 and response.headers["retry-after"]
+            assert "nothing was written" in error_of(response)["message"]
+            health = await client.get("/healthz")
+            assert health.status_code == 503 and health.json()["store"]["writable"] is False
+
+            app.store.set_max_size(0)  # the disk has room again
+            assert (await client.post("/logs", json=big)).status_code == 201
+            assert len(await all_messages(client)) == stored + 4
+            assert (await client.get("/healthz")).json()["status"] == "ok"
+    finally:
+        app.close()
+
+
+# -- operations --------------------------------------------------------------------------------
+
+
+async def test_request_ids(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz", headers={"x-request-id": "trace-123"})
+    assert response.headers["x-request-id"] == "trace-123"
+    a, b = (await client.get("/healthz")), (await client.get("/logs/nothing/here"))
+    assert a.headers["x-request-id"] != b.headers["x-request-id"]
+    odd = await client.get("/healthz", headers={"x-request-id": "bad id with spaces"})
+    assert odd.headers["x-request-id"] != "bad id with spaces"
+
+
+async def test_unknown_routes_and_methods(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nope")
+    assert response.status_code == 404 and error_of(response)["code"] == "not_found"
+    response = await client.put("/logs", json={})
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert error_of(response)["code"] == "method_not_allowed"
+
+
+async def test_metrics(client: httpx.AsyncClient) -> None:
+    await client.post("/logs", json=[{"message": "a", "service": "api", "severity": "error"}, {"message": "b"}])
+    await client.post("/logs", json=[{"message": ""}])
+    await client.get("/logs/recent")
+    text = (await client.get("/metrics")).text
+    assert 'loglake_http_requests_total{route="/logs",status="201"} 1' in text
+    assert 'loglake_http_requests_total{route="/logs",status="400"} 1' in text
+    assert 'loglake_records_ingested_total{service="api",severity="error"} 1' in text
+    assert 'loglake_records_ingested_total{service="default",severity="info"} 1' in text
+    assert 'loglake_records_rejected_total{reason="message"} 1' in text
+    assert 'loglake_http_request_duration_seconds_bucket{route="/logs/recent",le="+Inf"} 1' in text
+    assert "loglake_store_write_duration_seconds_count 1" in text
+
+
+async def test_openapi_and_docs(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    assert spec["openapi"].startswith("3.")
+    assert {"/logs", "/logs/recent", "/logs/{logId}", "/healthz", "/metrics"} <= set(spec["paths"])
+    params = {p["name"] for p in spec["paths"]["/logs/recent"]["get"]["parameters"]}
+    assert params == {"service", "log_type", "severity", "min_severity", "since", "until", "q", "limit", "cursor"}
+    docs = await client.get("/docs")
+    assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
+    assert "GET /logs/recent" in docs.text

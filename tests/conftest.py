@@ -1,0 +1,147 @@
+"""Shared fixtures: a data dir, an in-process app with keys, and real `loglake serve` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from loglake.api.app import LoglakeApp
+from loglake.config import Settings
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir, access_log="off")
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[LoglakeApp]:
+    application = LoglakeApp(settings)
+    yield application
+    application.close()
+
+
+def key_for(app: LoglakeApp, scopes: str = "admin", name: str | None = None, **kwargs: object) -> str:
+    name = name or f"k-{scopes.replace(',', '-')}-{len(app.keystore.list(include_revoked=True))}"
+    return app.keystore.create(name, frozenset(scopes.split(",")), **kwargs).secret
+
+
+def asgi_client(app: LoglakeApp, key: str | None = None) -> httpx.AsyncClient:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://loglake.test", headers=headers)
+
+
+@pytest.fixture
+async def client(app: LoglakeApp) -> AsyncIterator[httpx.AsyncClient]:
+    """An admin client of the in-process app."""
+    async with asgi_client(app, key_for(app, "admin", "test-admin")) as c:
+        yield c
+
+
+# -- real server processes ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    """A `loglake serve` child process on a free loopback port."""
+
+    data_dir: Path
+    port: int
+    log_path: Path
+    extra_args: tuple[str, ...] = ()
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        cmd = [
+            sys.executable,
+            "-m",
+            "loglake",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            *self.extra_args,
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
+        self.log = self.log_path.open("ab")
+        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"loglake serve exited early:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError(f"loglake serve did not answer in {timeout}s:\n{self.log_path.read_text()}")
+
+    def kill(self) -> None:
+        """kill -9: no shutdown handler runs."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+        self.log.close()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.log.close()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[callable]:
+    started: list[ServerProcess] = []
+
+    def start(data_dir: Path | None = None, *args: str, port: int | None = None) -> ServerProcess:
+        server = ServerProcess(data_dir or tmp_path / "server-data", port or free_port(), tmp_path / "server.log", args)
+        started.append(server.start())
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def admin_key_of() -> callable:
+    """The admin key a server printed on its first start."""
+
+    def read(server: ServerProcess) -> str:
+        for line in server.log_path.read_text().splitlines():
+            if line.strip().startswith("llk_"):
+                return line.strip()
+        raise AssertionError(f"no key printed:\n{server.log_path.read_text()}")
+
+    return read

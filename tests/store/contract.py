@@ -1,0 +1,132 @@
+"""The HotStore contract: every backend runs these same tests (see test_sqlite.py for how to plug one in)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from loglake import ids
+from loglake.model import NewRecord, Severity
+from loglake.store.base import HotStore, RecentQuery
+
+BASE_TS = 1_790_000_000_000
+
+
+def record(
+    ts: int = BASE_TS,
+    message: str = "hello",
+    service: str = "api",
+    log_type: str = "application",
+    severity: int = Severity.INFO,
+    attributes: bytes | None = None,
+    client_id: bytes | None = None,
+) -> NewRecord:
+    return NewRecord(ids.uuid7_bytes(ts), ts, service, log_type, severity, message, attributes, client_id)
+
+
+class HotStoreContract:
+    """Subclass with a `store` fixture yielding a fresh, empty backend."""
+
+    @pytest.fixture
+    def store(self) -> HotStore:
+        raise NotImplementedError
+
+    def test_put_then_get_returns_every_field(self, store: HotStore) -> None:
+        new = record(attributes=b'{"k":[1,2]}', severity=Severity.ERROR, log_type="audit")
+        assert store.put([new]) == [new.log_id]
+        got = store.get(new.log_id)
+        assert got is not None
+        assert tuple(got) == tuple(new)
+
+    def test_get_unknown_id_is_none(self, store: HotStore) -> None:
+        assert store.get(ids.uuid7_bytes(BASE_TS)) is None
+
+    def test_batch_lands_together(self, store: HotStore) -> None:
+        batch = [record(BASE_TS + i, f"m{i}") for i in range(50)]
+        assert store.put(batch) == [r.log_id for r in batch]
+        found = store.recent(RecentQuery(since_ms=BASE_TS, limit=1000))
+        assert [r.message for r in found] == [f"m{i}" for i in reversed(range(50))]
+
+    def test_client_id_makes_retries_idempotent(self, store: HotStore) -> None:
+        client_id = uuid.uuid4().bytes
+        first = record(message="once", client_id=client_id)
+        assert store.put([first]) == [first.log_id]
+        retry = record(BASE_TS + 5, message="once", client_id=client_id)
+        assert store.put([retry]) == [first.log_id]
+        assert store.get(retry.log_id) is None
+        assert store.get(client_id).log_id == first.log_id
+        assert len(store.recent(RecentQuery(since_ms=BASE_TS - 1, limit=10))) == 1
+
+    def test_repeated_client_id_within_one_batch_stores_one(self, store: HotStore) -> None:
+        client_id = uuid.uuid4().bytes
+        a, b = record(message="x", client_id=client_id), record(BASE_TS + 1, message="x", client_id=client_id)
+        assert store.put([a, b]) == [a.log_id, a.log_id]
+        assert len(store.recent(RecentQuery(since_ms=BASE_TS - 1, limit=10))) == 1
+
+    def test_recent_is_newest_first_by_record_time_not_arrival(self, store: HotStore) -> None:
+        late = record(BASE_TS + 10, "late arrival, older time")
+        store.put([record(BASE_TS + 20, "newest"), record(BASE_TS + 30, "newer still")])
+        store.put([late])
+        found = store.recent(RecentQuery(since_ms=BASE_TS, limit=10))
+        assert [r.message for r in found] == ["newer still", "newest", "late arrival, older time"]
+
+    def test_time_range_is_half_open(self, store: HotStore) -> None:
+        store.put([record(BASE_TS + i * 1000, f"s{i}") for i in range(10)])
+        found = store.recent(RecentQuery(since_ms=BASE_TS + 2000, until_ms=BASE_TS + 5000, limit=10))
+        assert [r.message for r in found] == ["s4", "s3", "s2"]
+
+    @pytest.mark.parametrize(
+        ("filters", "expected"),
+        [
+            ({"service": "billing"}, {"b-info", "b-error"}),
+            ({"log_type": "audit"}, {"a-audit"}),
+            ({"severities": frozenset({Severity.ERROR, Severity.CRITICAL})}, {"b-error", "a-critical"}),
+            ({"service": "billing", "severities": frozenset({Severity.ERROR})}, {"b-error"}),
+            ({"contains": "NEEDLE"}, {"a-audit"}),
+            ({"service": "api", "log_type": "audit", "contains": "needle"}, {"a-audit"}),
+            ({"service": "nobody"}, set()),
+        ],
+    )
+    def test_filters(self, store: HotStore, filters: dict, expected: set[str]) -> None:
+        store.put(
+            [
+                record(BASE_TS + 1, "b-info", service="billing"),
+                record(BASE_TS + 2, "b-error", service="billing", severity=Severity.ERROR),
+                record(BASE_TS + 3, "a-critical", severity=Severity.CRITICAL),
+                record(BASE_TS + 4, "a-audit with a needle", log_type="audit"),
+            ]
+        )
+        found = store.recent(RecentQuery(since_ms=BASE_TS, limit=10, **filters))
+        assert {r.message.split(" ")[0] for r in found} == expected
+        assert [r.log_id for r in found] == sorted((r.log_id for r in found), reverse=True)
+
+    def test_several_severities_merge_in_time_order_and_respect_limit(self, store: HotStore) -> None:
+        levels = [Severity.WARNING, Severity.ERROR, Severity.CRITICAL, Severity.INFO]
+        store.put([record(BASE_TS + i, f"m{i}", severity=levels[i % 4]) for i in range(40)])
+        wanted = frozenset({Severity.WARNING, Severity.ERROR, Severity.CRITICAL})
+        found = store.recent(RecentQuery(since_ms=BASE_TS, severities=wanted, limit=7))
+        expected = [f"m{i}" for i in reversed(range(40)) if i % 4 != 3][:7]
+        assert [r.message for r in found] == expected
+
+    def test_paging_with_before_id_visits_everything_once(self, store: HotStore) -> None:
+        store.put([record(BASE_TS + i // 3, f"m{i}", service="pager") for i in range(25)])
+        seen: list[str] = []
+        before = None
+        while True:
+            page = store.recent(RecentQuery(since_ms=BASE_TS, service="pager", before_id=before, limit=4))
+            if not page:
+                break
+            seen.extend(r.message for r in page)
+            before = page[-1].log_id
+        assert sorted(seen) == sorted(f"m{i}" for i in range(25))
+        assert len(seen) == 25
+
+    def test_concurrent_submits_all_land(self, store: HotStore) -> None:
+        futures = [store.submit([record(BASE_TS + i, f"c{i}")]) for i in range(200)]
+        assert all(len(f.result(timeout=10)) == 1 for f in futures)
+        assert len(store.recent(RecentQuery(since_ms=BASE_TS, limit=1000))) == 200
+
+
+StoreFactory = Callable[[], HotStore]

@@ -1,0 +1,384 @@
+"""The `loglake` command through click's CliRunner, against temp data dirs and one real running server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from click.testing import CliRunner, Result
+
+from loglake import __version__
+from loglake.cli import main
+from loglake.config import env_name, option_fields
+from tests.conftest import ServerProcess, free_port
+
+
+@pytest.fixture(autouse=True)
+def no_loglake_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands read LOGLAKE_* variables; the caller's shell must not steer these tests."""
+    for name in list(os.environ):
+        if name.startswith("LOGLAKE_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    root = tmp_path_factory.mktemp("cli-server")
+    process = ServerProcess(root / "data", free_port(), root / "server.log").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def admin_key(server: ServerProcess) -> str:
+    keys = [line.strip() for line in server.log_path.read_text().splitlines() if line.strip().startswith("llk_")]
+    assert len(keys) == 1, server.log_path.read_text()
+    return keys[0]
+
+
+@pytest.fixture
+def api(server: ServerProcess, admin_key: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {admin_key}"}, timeout=10) as client:
+        yield client
+
+
+def run(*args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+# -- keys --------------------------------------------------------------------------------------
+
+
+def test_keys_create_prints_only_the_secret(tmp_path: Path):
+    result = run("keys", "create", "--name", "shipper", "--scopes", "ingest,read", "--data-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 and result.stdout == lines[0] + "\n"
+    assert lines[0].startswith("llk_") and len(lines[0]) > 30
+
+
+def test_keys_create_sigv4_prints_access_key_id_then_secret(tmp_path: Path):
+    result = run("keys", "create", "--name", "awscurl", "--sigv4", "--data-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    access_key_id, secret = result.stdout.splitlines()
+    assert access_key_id.startswith("LLAK") and access_key_id.isalnum()
+    assert len(secret) >= 30 and secret != access_key_id and not secret.startswith("llk_")
+
+
+def test_keys_list_shows_names_and_never_a_secret(tmp_path: Path):
+    bearer = run("keys", "create", "--name", "web-shipper", "--scopes", "ingest,read", "--data-dir", str(tmp_path))
+    sigv4 = run("keys", "create", "--name", "lambda.sender", "--sigv4", "--data-dir", str(tmp_path))
+    bearer_secret = bearer.stdout.strip()
+    access_key_id, sigv4_secret = sigv4.stdout.splitlines()
+
+    listed = run("keys", "list", "--data-dir", str(tmp_path))
+    assert listed.exit_code == 0, listed.output
+    header, *rows = listed.stdout.splitlines()
+    assert header.split()[:3] == ["NAME", "KIND", "SCOPES"]
+    assert [row.split()[:3] for row in rows] == [["web-shipper", "bearer", "ingest,read"], ["lambda.sender", "sigv4", "ingest"]]
+    assert bearer_secret[:8] in rows[0]  # a hint to tell keys apart
+    assert bearer_secret not in listed.output and bearer_secret[8:20] not in listed.output
+    assert sigv4_secret not in listed.output and sigv4_secret[:12] not in listed.output
+    assert all(row.rstrip().endswith("active") for row in rows)
+    assert access_key_id  # shown only as its 8-character hint
+    assert access_key_id not in listed.output and access_key_id[:8] in rows[1]
+
+
+def test_keys_list_json(tmp_path: Path):
+    secret = run("keys", "create", "--name", "reader", "--scopes", "read", "--data-dir", str(tmp_path)).stdout.strip()
+    run("keys", "create", "--name", "writer", "--scopes", "read,ingest", "--data-dir", str(tmp_path))
+    result = run("keys", "list", "--json", "--data-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    keys = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(k["name"], k["kind"], k["scopes"], k["revoked_at"]) for k in keys] == [
+        ("reader", "bearer", ["read"], None),
+        ("writer", "bearer", ["ingest", "read"], None),
+    ]
+    assert keys[0]["hint"] == secret[:8]
+    assert all("secret" not in k for k in keys) and secret not in result.output
+
+
+def test_keys_revoke_hides_the_key_unless_all(tmp_path: Path):
+    for name in ("keep", "drop"):
+        assert run("keys", "create", "--name", name, "--data-dir", str(tmp_path)).exit_code == 0
+    revoked = run("keys", "revoke", "drop", "--data-dir", str(tmp_path))
+    assert revoked.exit_code == 0, revoked.output
+    assert "drop" in revoked.stderr
+
+    listed = run("keys", "list", "--data-dir", str(tmp_path)).stdout
+    assert [row.split()[0] for row in listed.splitlines()[1:]] == ["keep"]
+    every = run("keys", "list", "--all", "--data-dir", str(tmp_path)).stdout.splitlines()[1:]
+    assert [row.split()[0] for row in every] == ["keep", "drop"]
+    assert every[0].endswith("active") and not every[1].endswith("active")
+    assert every[1].split()[-1].endswith("Z")  # the revocation time
+    as_json = [json.loads(line) for line in run("keys", "list", "--all", "--json", "--data-dir", str(tmp_path)).stdout.splitlines()]
+    assert [(k["name"], k["revoked_at"] is None) for k in as_json] == [("keep", True), ("drop", False)]
+
+    again = run("keys", "revoke", "drop", "--data-dir", str(tmp_path))
+    assert again.exit_code != 0 and "no active key named 'drop'" in again.output
+
+
+def test_keys_create_refuses_a_duplicate_active_name(tmp_path: Path):
+    assert run("keys", "create", "--name", "twice", "--data-dir", str(tmp_path)).exit_code == 0
+    duplicate = run("keys", "create", "--name", "twice", "--data-dir", str(tmp_path))
+    assert duplicate.exit_code != 0
+    assert duplicate.stdout == ""  # no secret printed for a key that was not made
+    assert "an active key named 'twice' exists" in duplicate.stderr
+    assert len(run("keys", "list", "--json", "--data-dir", str(tmp_path)).stdout.splitlines()) == 1
+
+    run("keys", "revoke", "twice", "--data-dir", str(tmp_path))
+    reused = run("keys", "create", "--name", "twice", "--data-dir", str(tmp_path))
+    assert reused.exit_code == 0 and reused.stdout.startswith("llk_")
+
+
+@pytest.mark.parametrize("scopes", ["ingest,delete", "", "READ-ALL"])
+def test_keys_create_refuses_bad_scopes(tmp_path: Path, scopes: str):
+    result = run("keys", "create", "--name", "x", "--scopes", scopes, "--data-dir", str(tmp_path))
+    assert result.exit_code != 0
+    assert result.stdout == ""
+    assert "scopes must be a comma-separated subset of ingest, read, admin" in result.stderr
+    assert run("keys", "list", "--json", "--data-dir", str(tmp_path)).stdout == ""
+
+
+def test_keys_create_refuses_a_bad_name(tmp_path: Path):
+    result = run("keys", "create", "--name", "has space", "--data-dir", str(tmp_path))
+    assert result.exit_code != 0 and "a key name is 1-64 characters" in result.stderr
+
+
+def test_a_running_server_honours_cli_key_changes_at_once(server: ServerProcess):
+    data_dir = str(server.data_dir)
+    name = unique("live")
+    created = run("keys", "create", "--name", name, "--scopes", "ingest,read", "--data-dir", data_dir)
+    assert created.exit_code == 0, created.output
+    headers = {"authorization": f"Bearer {created.stdout.strip()}"}
+
+    with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
+        posted = client.post("/logs", json={"message": f"from {name}", "service": "cli-keys"})
+        assert posted.status_code == 201, posted.text
+        assert client.get(f"/logs/{posted.json()['logId']}").status_code == 200
+        assert client.get("/admin/keys").status_code == 403  # the scopes given on the command line hold
+
+        assert run("keys", "revoke", name, "--data-dir", data_dir).exit_code == 0
+        refused = client.get("/logs/recent", params={"limit": "1"})
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "unauthorized"
+        assert client.post("/logs", json={"message": "after revoke"}).status_code == 401
+
+
+def test_a_cli_sigv4_key_signs_requests_to_a_running_server(server: ServerProcess):
+    data_dir = str(server.data_dir)
+    name = unique("sigv4")
+    created = run("keys", "create", "--name", name, "--scopes", "read", "--sigv4", "--data-dir", data_dir)
+    access_key_id, secret = created.stdout.splitlines()
+
+    def signed_get(key_secret: str) -> httpx.Response:
+        request = AWSRequest(method="GET", url=f"{server.url}/logs/recent?limit=1")
+        SigV4Auth(Credentials(access_key_id, key_secret), "execute-api", "us-east-1").add_auth(request)
+        return httpx.get(request.url, headers=dict(request.headers.items()), timeout=10)
+
+    assert signed_get(secret).status_code == 200
+    assert signed_get(secret[::-1]).status_code == 401
+    run("keys", "revoke", name, "--data-dir", data_dir)
+    assert signed_get(secret).status_code == 401
+
+
+# -- send ----------------------------------------------------------------------------------------
+
+
+def requests_counted(api: httpx.Client, route: str, status: str) -> int:
+    """loglake_http_requests_total for one route and status, from the server's /metrics."""
+    wanted = f'loglake_http_requests_total{{route="{route}",status="{status}"}} '
+    for line in api.get("/metrics").text.splitlines():
+        if line.startswith(wanted):
+            return int(line.removeprefix(wanted))
+    return 0
+
+
+def test_send_one_message_prints_its_log_id(server: ServerProcess, admin_key: str, api: httpx.Client):
+    message = unique("Database connection timeout")
+    result = run(
+        "send", "--url", server.url, "--api-key", admin_key, "--service", "checkout", "--severity", "ERR", message
+    )
+    assert result.exit_code == 0, result.output
+    (log_id,) = result.stdout.split()
+    stored = api.get(f"/logs/{log_id}")
+    assert stored.status_code == 200
+    record = stored.json()
+    assert (record["message"], record["service"], record["severity"]) == (message, "checkout", "error")
+
+
+def test_send_joins_message_words(server: ServerProcess, admin_key: str, api: httpx.Client):
+    marker = unique("words")
+    result = run("send", "--url", server.url, "--api-key", admin_key, marker, "and", "more")
+    assert result.exit_code == 0, result.output
+    assert api.get(f"/logs/{result.stdout.strip()}").json()["message"] == f"{marker} and more"
+
+
+def test_send_stdin_ndjson_and_plain_text_in_batches(server: ServerProcess, admin_key: str, api: httpx.Client):
+    service = unique("stdin")
+    lines = [
+        json.dumps({"message": "ndjson one", "severity": "warn", "attributes": {"user": 7}}),
+        "plain text line",
+        "",
+        json.dumps({"message": "ndjson two", "log_type": "audit"}),
+        "{not json, so plain text",
+        "last plain line",
+    ]
+    before = requests_counted(api, "/logs", "201")
+    result = run(
+        "send", "--url", server.url, "--api-key", admin_key, "--service", service, "--batch-size", "2",
+        input="\n".join(lines) + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "sent 5 record(s)" in result.stderr
+    assert requests_counted(api, "/logs", "201") - before == 3  # 5 records, 2 per request
+
+    page = api.get("/logs/recent", params={"service": service}).json()
+    got = [(r["message"], r["severity"], r["log_type"], r["attributes"]) for r in reversed(page["logs"])]
+    assert got == [
+        ("ndjson one", "warning", "application", {"user": 7}),
+        ("plain text line", "info", "application", {}),
+        ("ndjson two", "info", "audit", {}),
+        ("{not json, so plain text", "info", "application", {}),
+        ("last plain line", "info", "application", {}),
+    ]
+
+
+def test_send_reports_the_servers_reason_for_a_rejected_record(
+    server: ServerProcess, admin_key: str, api: httpx.Client
+):
+    service = unique("rejected")
+    lines = [json.dumps({"message": "fine"}), json.dumps({"message": "bad", "severity": "loud"})]
+    result = run(
+        "send", "--url", server.url, "--api-key", admin_key, "--service", service, input="\n".join(lines) + "\n"
+    )
+    assert result.exit_code != 0
+    assert "HTTP 400" in result.stderr
+    assert "record 1: severity:" in result.stderr
+    assert "loud" in result.stderr or "debug" in result.stderr  # the reason names the value or the choices
+    assert api.get("/logs/recent", params={"service": service}).json()["count"] == 0  # all-or-nothing
+
+
+def test_send_without_a_valid_key_fails_with_a_hint(server: ServerProcess):
+    result = run("send", "--url", server.url, "--api-key", "llk_not-a-real-key", "hello")
+    assert result.exit_code != 0
+    assert "HTTP 401" in result.stderr and "--api-key" in result.stderr
+
+
+def test_send_to_a_server_that_is_not_there():
+    result = run("send", "--url", f"http://127.0.0.1:{free_port()}", "--api-key", "llk_x", "hello")
+    assert result.exit_code != 0
+    assert "cannot reach loglake" in result.stderr
+
+
+# -- recent --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recent_service(server: ServerProcess, admin_key: str) -> tuple[str, list[tuple[str, str]]]:
+    """A service with four records, oldest first: (message, severity)."""
+    service = unique("recent")
+    records = [(f"{service} step {i}", severity) for i, severity in enumerate(["info", "warning", "error", "error"])]
+    ndjson = "".join(json.dumps({"message": m, "severity": s}) + "\n" for m, s in records)
+    result = run("send", "--url", server.url, "--api-key", admin_key, "--service", service, input=ndjson)
+    assert result.exit_code == 0, result.output
+    return service, records
+
+
+def test_recent_prints_a_table_with_the_newest_at_the_bottom(server: ServerProcess, admin_key: str, recent_service):
+    service, records = recent_service
+    result = run("recent", "--url", server.url, "--api-key", admin_key, "--service", service, "--limit", "3")
+    assert result.exit_code == 0, result.output
+    rows = result.stdout.splitlines()
+    assert len(rows) == 3
+    for row, (message, severity) in zip(rows, records[1:], strict=True):
+        assert row.endswith(message)
+        assert row.split()[1:3] == [severity.upper(), service]
+        assert row.split()[0].endswith("Z") and "T" in row.split()[0]
+    assert "\x1b[" not in result.stdout  # no colour codes when not on a terminal
+
+
+def test_recent_json_is_ndjson_of_the_same_records(
+    server: ServerProcess, admin_key: str, api: httpx.Client, recent_service
+):
+    service, records = recent_service
+    result = run("recent", "--url", server.url, "--api-key", admin_key, "--service", service, "--limit", "3", "--json")
+    assert result.exit_code == 0, result.output
+    printed = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["message"], r["severity"]) for r in printed] == records[1:]
+    from_api = api.get("/logs/recent", params={"service": service, "limit": "3"}).json()["logs"]
+    assert printed == list(reversed(from_api))
+
+
+def test_recent_filters_by_severity(server: ServerProcess, admin_key: str, recent_service):
+    service, records = recent_service
+    args = ("recent", "--url", server.url, "--api-key", admin_key, "--service", service, "--json")
+    errors = [json.loads(line) for line in run(*args, "--severity", "error").stdout.splitlines()]
+    assert [r["message"] for r in errors] == [m for m, s in records if s == "error"]
+    several = [json.loads(line) for line in run(*args, "--severity", "info,warning").stdout.splitlines()]
+    assert [r["message"] for r in several] == [m for m, s in records if s in ("info", "warning")]
+    at_least = [json.loads(line) for line in run(*args, "--min-severity", "warning").stdout.splitlines()]
+    assert [r["message"] for r in at_least] == [m for m, s in records if s != "info"]
+
+
+def test_recent_rejects_a_bad_filter_with_the_servers_reason(server: ServerProcess, admin_key: str):
+    result = run("recent", "--url", server.url, "--api-key", admin_key, "--severity", "loud")
+    assert result.exit_code != 0
+    assert "HTTP 400" in result.stderr and "severity" in result.stderr
+
+
+# -- serve and --version ---------------------------------------------------------------------------
+
+
+def test_serve_help_documents_every_option_and_its_environment_variable():
+    result = run("serve", "--help")
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    for name in ("LOGLAKE_DATA_DIR", "LOGLAKE_PORT", "LOGLAKE_AUTH", "LOGLAKE_HOST", "LOGLAKE_DURABILITY"):
+        assert name in text
+    for flag in ("--data-dir", "--host", "--port", "--auth / --no-auth", "--durability", "--config"):
+        assert flag in text
+    for f in option_fields():
+        assert "--" + f.name.replace("_", "-") in text
+        assert env_name(f.name) in text
+    assert "[full|process]" in text  # choices are shown
+
+
+def test_serve_refuses_a_public_address_without_auth(tmp_path: Path):
+    """Run as a real process with a timeout: if the check were missing it would start serving, not hang us."""
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
+    completed = subprocess.run(
+        [sys.executable, "-m", "loglake", "serve", "--host", "0.0.0.0", "--no-auth", "--port", str(free_port()),
+         "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env=env,
+    )
+    assert completed.returncode != 0
+    assert "refusing to serve 0.0.0.0 with auth disabled" in completed.stderr
+    assert completed.stdout == ""
+    assert not (data_dir / "keys.db").exists()
+
+
+def test_python_m_loglake_version():
+    completed = subprocess.run(
+        [sys.executable, "-m", "loglake", "--version"], capture_output=True, text=True, timeout=20, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == f"loglake, version {__version__}"

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loglake.config import ConfigError, load_settings
+
+
+def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
+    config = tmp_path / "loglake.toml"
+    config.write_text('port = 9000\nregion = "eu-west-1"\nrate_limit = 50.5\n[extra]\n')
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_settings(config_file=config, environ={})
+    config.write_text('port = 9000\nregion = "eu-west-1"\nrate_limit = 50.5\nauth = true\n')
+    s = load_settings(config_file=config, environ={"LOGLAKE_PORT": "9100"})
+    assert (s.port, s.region, s.rate_limit) == (9100, "eu-west-1", 50.5)
+    s = load_settings({"port": 9200}, config_file=config, environ={"LOGLAKE_PORT": "9100"})
+    assert s.port == 9200
+    s = load_settings(environ={"LOGLAKE_CONFIG": str(config)})
+    assert s.port == 9000
+
+
+def test_loglake_table_in_toml(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[loglake]\ndata_dir = "/srv/logs"\ndurability = "process"\n')
+    s = load_settings(config_file=config, environ={})
+    assert (s.data_dir, s.durability) == (Path("/srv/logs"), "process")
+
+
+@pytest.mark.parametrize(
+    ("environ", "match"),
+    [
+        ({"LOGLAKE_PORT": "eighty"}, "LOGLAKE_PORT"),
+        ({"LOGLAKE_AUTH": "maybe"}, "LOGLAKE_AUTH"),
+        ({"LOGLAKE_DURABILITY": "sometimes"}, "durability"),
+        ({"LOGLAKE_PORT": "70000"}, "port"),
+        ({"LOGLAKE_HOST": "0.0.0.0", "LOGLAKE_AUTH": "false"}, "auth disabled"),
+        ({"LOGLAKE_HOST": "10.1.2.3", "LOGLAKE_AUTH": "off"}, "auth disabled"),
+    ],
+)
+def test_bad_settings_are_refused_clearly(environ: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_settings(environ=environ)
+
+
+def test_no_auth_is_allowed_on_loopback() -> None:
+    for host in ("127.0.0.1", "::1", "localhost"):
+        assert load_settings({"host": host, "auth": False}, environ={}).auth is False
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(config_file=tmp_path / "nope.toml", environ={})

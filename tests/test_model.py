@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from loglake import ids
+from loglake.model import (
+    DAY_MS,
+    InvalidRecords,
+    Limits,
+    Severity,
+    format_datetime,
+    parse_iso8601,
+    validate_batch,
+)
+
+NOW = 1_795_000_000_000
+
+
+def one(item: dict, limits: Limits | None = None):
+    return validate_batch([item], limits or Limits(), NOW)[0]
+
+
+def problems(items: list, limits: Limits | None = None) -> list[tuple[int, str]]:
+    with pytest.raises(InvalidRecords) as caught:
+        validate_batch(items, limits or Limits(), NOW)
+    return [(p.index, p.field) for p in caught.value.problems]
+
+
+def test_defaults() -> None:
+    r = one({"message": "hi"})
+    assert (r.timestamp, r.service, r.log_type, r.severity, r.attributes, r.client_id) == (
+        NOW,
+        "default",
+        "application",
+        Severity.INFO,
+        None,
+        None,
+    )
+    assert ids.timestamp_of(r.log_id) == NOW
+    assert uuid.UUID(bytes=r.log_id).version == 7
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("ERROR", Severity.ERROR),
+        ("warn", Severity.WARNING),
+        ("Fatal", Severity.CRITICAL),
+        ("trace", Severity.DEBUG),
+        ("notice", Severity.INFO),
+        ("err", Severity.ERROR),
+        ("critical", Severity.CRITICAL),
+    ],
+)
+def test_severity_aliases_case_insensitive(given: str, expected: Severity) -> None:
+    assert one({"message": "m", "severity": given}).severity == expected
+
+
+def test_iso_timestamps_with_offset() -> None:
+    assert one({"message": "m", "timestamp": "2026-11-01T00:00:00.123Z"}).timestamp == 1_793_491_200_123
+    assert one({"message": "m", "timestamp": "2026-11-01T01:00:00+01:00"}).timestamp == 1_793_491_200_000
+    assert parse_iso8601("1970-01-02T00:00:00Z") == DAY_MS
+
+
+def test_format_datetime_is_utc_with_ms_and_z() -> None:
+    assert format_datetime(1_793_491_200_123) == "2026-11-01T00:00:00.123Z"
+
+
+def test_every_problem_of_every_record_is_reported() -> None:
+    found = problems(
+        [
+            {"message": "fine"},
+            {"message": ""},
+            {"severity": "loud"},
+            "not an object",
+            {"message": "m", "service": "has space", "log_type": "x" * 129, "extra": 1},
+            {"message": "m", "timestamp": 1.5},
+            {"message": "m", "timestamp": "yesterday"},
+            {"message": "m", "timestamp": "2026-11-01T00:00:00"},
+            {"message": "m", "timestamp": 1_700_000_000},
+            {"message": "m", "timestamp": NOW + DAY_MS + 1},
+            {"message": "m", "attributes": [1]},
+            {"message": "m", "id": "not-a-uuid"},
+            {"message": 42},
+        ]
+    )
+    assert found == [
+        (1, "message"),
+        (2, "message"),
+        (2, "severity"),
+        (3, ""),
+        (4, "extra"),
+        (4, "service"),
+        (4, "log_type"),
+        (5, "timestamp"),
+        (6, "timestamp"),
+        (7, "timestamp"),
+        (8, "timestamp"),
+        (9, "timestamp"),
+        (10, "attributes"),
+        (11, "id"),
+        (12, "message"),
+    ]
+
+
+def test_epoch_seconds_get_a_hint() -> None:
+    with pytest.raises(InvalidRecords) as caught:
+        validate_batch([{"message": "m", "timestamp": 1_700_000_000}], Limits(), NOW)
+    assert "epoch seconds" in caught.value.problems[0].reason
+
+
+def test_limits_are_configurable() -> None:
+    small = Limits(
+        max_message_bytes=10, max_attribute_keys=2, max_attribute_depth=2, max_attribute_bytes=20, max_future_ms=1000
+    )
+    assert one({"message": "é" * 5}, small)  # 10 bytes of UTF-8: at the limit
+    assert problems([{"message": "é" * 6}], small) == [(0, "message")]
+    assert problems([{"message": "m", "attributes": {"a": 1, "b": 2, "c": 3}}], small) == [(0, "attributes")]
+    assert problems([{"message": "m", "attributes": {"a": {"b": {"c": 1}}}}], small) == [(0, "attributes")]
+    assert one({"message": "m", "attributes": {"a": {"b": 1}}}, small).attributes == b'{"a":{"b":1}}'
+    assert problems([{"message": "m", "attributes": {"a": "x" * 30}}], small) == [(0, "attributes")]
+    assert problems([{"message": "m", "timestamp": NOW + 1001}], small) == [(0, "timestamp")]
+
+
+def test_default_limits_match_the_design() -> None:
+    limits = Limits()
+    assert (
+        limits.max_records,
+        limits.max_message_bytes,
+        limits.max_attribute_keys,
+        limits.max_attribute_depth,
+        limits.max_attribute_bytes,
+        limits.max_future_ms,
+    ) == (10_000, 256 * 1024, 128, 5, 64 * 1024, DAY_MS)
+    assert one({"message": "x" * 256 * 1024})
+    assert problems([{"message": "x" * (256 * 1024 + 1)}]) == [(0, "message")]
+    deep = {"a": {"b": {"c": {"d": {"e": 1}}}}}  # depth 5
+    assert one({"message": "m", "attributes": deep})
+    assert problems([{"message": "m", "attributes": {"z": deep}}]) == [(0, "attributes")]
+
+
+def test_ids_are_time_ordered_and_unique_within_a_millisecond() -> None:
+    made = [ids.uuid7_bytes(NOW) for _ in range(1000)]
+    assert made == sorted(made) and len(set(made)) == 1000
+    assert ids.uuid7_bytes(NOW + 1) > made[-1]
+    assert ids.lower_bound(NOW) <= made[0] < ids.lower_bound(NOW + 1)
+    assert ids.parse_uuid(ids.format_uuid(made[0])) == made[0]
