@@ -56,6 +56,13 @@ def run(*args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
 
 
+def keys_json(data_dir: Path, *flags: str) -> list[dict]:
+    return [
+        json.loads(line)
+        for line in run("keys", "list", "--json", *flags, "--data-dir", str(data_dir)).stdout.splitlines()
+    ]
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -89,13 +96,15 @@ def test_keys_list_shows_names_and_never_a_secret(tmp_path: Path):
     assert listed.exit_code == 0, listed.output
     header, *rows = listed.stdout.splitlines()
     assert header.split()[:3] == ["NAME", "KIND", "SCOPES"]
-    assert [row.split()[:3] for row in rows] == [["web-shipper", "bearer", "ingest,read"], ["lambda.sender", "sigv4", "ingest"]]
+    assert [row.split()[:3] for row in rows] == [
+        ["web-shipper", "bearer", "ingest,read"],
+        ["lambda.sender", "sigv4", "ingest"],
+    ]
     assert bearer_secret[:8] in rows[0]  # a hint to tell keys apart
     assert bearer_secret not in listed.output and bearer_secret[8:20] not in listed.output
     assert sigv4_secret not in listed.output and sigv4_secret[:12] not in listed.output
     assert all(row.rstrip().endswith("active") for row in rows)
-    assert access_key_id  # shown only as its 8-character hint
-    assert access_key_id not in listed.output and access_key_id[:8] in rows[1]
+    assert access_key_id not in listed.output and access_key_id[:8] in rows[1]  # only its hint
 
 
 def test_keys_list_json(tmp_path: Path):
@@ -125,8 +134,10 @@ def test_keys_revoke_hides_the_key_unless_all(tmp_path: Path):
     assert [row.split()[0] for row in every] == ["keep", "drop"]
     assert every[0].endswith("active") and not every[1].endswith("active")
     assert every[1].split()[-1].endswith("Z")  # the revocation time
-    as_json = [json.loads(line) for line in run("keys", "list", "--all", "--json", "--data-dir", str(tmp_path)).stdout.splitlines()]
-    assert [(k["name"], k["revoked_at"] is None) for k in as_json] == [("keep", True), ("drop", False)]
+    assert [(k["name"], k["revoked_at"] is None) for k in keys_json(tmp_path, "--all")] == [
+        ("keep", True),
+        ("drop", False),
+    ]
 
     again = run("keys", "revoke", "drop", "--data-dir", str(tmp_path))
     assert again.exit_code != 0 and "no active key named 'drop'" in again.output
@@ -138,7 +149,7 @@ def test_keys_create_refuses_a_duplicate_active_name(tmp_path: Path):
     assert duplicate.exit_code != 0
     assert duplicate.stdout == ""  # no secret printed for a key that was not made
     assert "an active key named 'twice' exists" in duplicate.stderr
-    assert len(run("keys", "list", "--json", "--data-dir", str(tmp_path)).stdout.splitlines()) == 1
+    assert [k["name"] for k in keys_json(tmp_path)] == ["twice"]
 
     run("keys", "revoke", "twice", "--data-dir", str(tmp_path))
     reused = run("keys", "create", "--name", "twice", "--data-dir", str(tmp_path))
@@ -151,12 +162,22 @@ def test_keys_create_refuses_bad_scopes(tmp_path: Path, scopes: str):
     assert result.exit_code != 0
     assert result.stdout == ""
     assert "scopes must be a comma-separated subset of ingest, read, admin" in result.stderr
-    assert run("keys", "list", "--json", "--data-dir", str(tmp_path)).stdout == ""
+    assert keys_json(tmp_path) == []
 
 
 def test_keys_create_refuses_a_bad_name(tmp_path: Path):
     result = run("keys", "create", "--name", "has space", "--data-dir", str(tmp_path))
     assert result.exit_code != 0 and "a key name is 1-64 characters" in result.stderr
+
+
+@pytest.mark.parametrize("limits", [("--rate-limit", "-5"), ("--rate-limit", "0"), ("--burst", "-1")])
+def test_keys_create_refuses_a_rate_limit_that_is_not_positive(tmp_path: Path, limits: tuple[str, str]):
+    """POST /admin/keys refuses these; from the CLI they would make a key that is refused (429) forever."""
+    result = run("keys", "create", "--name", "limited", *limits, "--data-dir", str(tmp_path))
+    assert result.exit_code != 0
+    assert result.stdout == ""
+    assert limits[0] in result.output
+    assert keys_json(tmp_path) == []
 
 
 def test_a_running_server_honours_cli_key_changes_at_once(server: ServerProcess):
@@ -239,10 +260,8 @@ def test_send_stdin_ndjson_and_plain_text_in_batches(server: ServerProcess, admi
         "last plain line",
     ]
     before = requests_counted(api, "/logs", "201")
-    result = run(
-        "send", "--url", server.url, "--api-key", admin_key, "--service", service, "--batch-size", "2",
-        input="\n".join(lines) + "\n",
-    )
+    args = ("--url", server.url, "--api-key", admin_key, "--service", service, "--batch-size", "2")
+    result = run("send", *args, input="\n".join(lines) + "\n")
     assert result.exit_code == 0, result.output
     assert "sent 5 record(s)" in result.stderr
     assert requests_counted(api, "/logs", "201") - before == 3  # 5 records, 2 per request
@@ -262,15 +281,17 @@ def test_send_reports_the_servers_reason_for_a_rejected_record(
     server: ServerProcess, admin_key: str, api: httpx.Client
 ):
     service = unique("rejected")
-    lines = [json.dumps({"message": "fine"}), json.dumps({"message": "bad", "severity": "loud"})]
-    result = run(
-        "send", "--url", server.url, "--api-key", admin_key, "--service", service, input="\n".join(lines) + "\n"
-    )
+    good = [json.dumps({"message": f"fine {i}"}) for i in range(3)]
+    lines = [*good, json.dumps({"message": "bad", "severity": "loud"})]
+    args = ("--url", server.url, "--api-key", admin_key, "--service", service, "--batch-size", "2")
+    result = run("send", *args, input="\n".join(lines) + "\n")
     assert result.exit_code != 0
     assert "HTTP 400" in result.stderr
-    assert "record 1: severity:" in result.stderr
-    assert "loud" in result.stderr or "debug" in result.stderr  # the reason names the value or the choices
-    assert api.get("/logs/recent", params={"service": service}).json()["count"] == 0  # all-or-nothing
+    # The index counts from the start of the input, not of the failing batch, and names field and reason.
+    assert "record 3: severity: must be one of debug, info, warning, error, critical" in result.stderr
+    assert "(2 record(s) were stored before this)" in result.stderr
+    stored = api.get("/logs/recent", params={"service": service}).json()["logs"]
+    assert sorted(r["message"] for r in stored) == ["fine 0", "fine 1"]  # the failing batch stored nothing
 
 
 def test_send_without_a_valid_key_fails_with_a_hint(server: ServerProcess):
@@ -362,9 +383,9 @@ def test_serve_refuses_a_public_address_without_auth(tmp_path: Path):
     """Run as a real process with a timeout: if the check were missing it would start serving, not hang us."""
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
+    args = ("--host", "0.0.0.0", "--no-auth", "--port", str(free_port()), "--data-dir", str(data_dir))
     completed = subprocess.run(
-        [sys.executable, "-m", "loglake", "serve", "--host", "0.0.0.0", "--no-auth", "--port", str(free_port()),
-         "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "loglake", "serve", *args],
         capture_output=True,
         text=True,
         timeout=20,
@@ -374,6 +395,20 @@ def test_serve_refuses_a_public_address_without_auth(tmp_path: Path):
     assert "refusing to serve 0.0.0.0 with auth disabled" in completed.stderr
     assert completed.stdout == ""
     assert not (data_dir / "keys.db").exists()
+
+
+def test_serve_on_a_port_in_use_fails_clearly(server: ServerProcess, tmp_path: Path):
+    result = run("serve", "--port", str(server.port), "--data-dir", str(tmp_path / "data"))
+    assert result.exit_code != 0
+    assert f"port {server.port} on 127.0.0.1 is already in use" in result.stderr
+    assert "llk_" not in result.output  # no admin key made for a server that never started
+    assert not (tmp_path / "data" / "keys.db").exists()
+
+
+def test_serve_names_the_environment_variable_with_a_bad_value(tmp_path: Path):
+    result = CliRunner(env={"LOGLAKE_PORT": "eighty"}).invoke(main, ["serve", "--data-dir", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "LOGLAKE_PORT" in result.stderr and "'eighty'" in result.stderr
 
 
 def test_python_m_loglake_version():

@@ -98,8 +98,15 @@ def keys() -> None:
 @click.option("--name", required=True, help="A unique name for the key, e.g. the shipper that uses it.")
 @click.option("--scopes", default="ingest", show_default=True, help="Comma-separated: ingest, read, admin.")
 @click.option("--sigv4", is_flag=True, help="Make an AWS SigV4 key pair: prints the access key id, then the secret.")
-@click.option("--rate-limit", type=float, default=None, help="Requests/s for this key (default: the server's).")
-@click.option("--burst", type=int, default=None, help="Burst size for this key (default: the server's).")
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Requests/s for this key (default: the server's).",
+)
+@click.option(
+    "--burst", type=click.IntRange(min=1), default=None, help="Burst size for this key (default: the server's)."
+)
 @data_dir_option
 def keys_create(
     name: str, scopes: str, sigv4: bool, rate_limit: float | None, burst: int | None, data_dir: Path
@@ -123,7 +130,7 @@ def keys_create(
 @data_dir_option
 def keys_list(include_revoked: bool, as_json: bool, data_dir: Path) -> None:
     """List keys (never their secrets)."""
-    store = KeyStore(data_dir)
+    store = _existing_keystore(data_dir)
     try:
         found = store.list(include_revoked)
     finally:
@@ -144,7 +151,7 @@ def keys_list(include_revoked: bool, as_json: bool, data_dir: Path) -> None:
 @data_dir_option
 def keys_revoke(name: str, data_dir: Path) -> None:
     """Revoke a key; requests with it fail from now on."""
-    store = KeyStore(data_dir)
+    store = _existing_keystore(data_dir)
     try:
         store.revoke(name)
     except KeyError_ as e:
@@ -152,6 +159,12 @@ def keys_revoke(name: str, data_dir: Path) -> None:
     finally:
         store.close()
     click.echo(f"revoked {name}", err=True)
+
+
+def _existing_keystore(data_dir: Path) -> KeyStore:
+    if not (data_dir / "keys.db").exists():
+        raise click.ClickException(f"no loglake keys in {data_dir}; check --data-dir / {env_name('data_dir')}")
+    return KeyStore(data_dir)
 
 
 # -- client commands ---------------------------------------------------------------------------

@@ -138,6 +138,9 @@ class KeyStore:
     ) -> NewKey:
         if not name or len(name) > 64 or not set(name) <= _NAME_CHARS:
             raise KeyError_("a key name is 1-64 characters of letters, digits, '.', '_' or '-'")
+        for label, value in (("rate limit", rate_limit), ("burst", rate_burst)):
+            if value is not None and not value > 0:
+                raise KeyError_(f"a key's {label} must be a positive number, got {value}")
         created = int(time.time())
         if sigv4:
             access_key_id = ACCESS_KEY_PREFIX + "".join(secrets.choice(_UPPER_ALNUM) for _ in range(16))

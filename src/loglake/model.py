@@ -174,14 +174,21 @@ _KNOWN_FIELDS = frozenset(RECORD_FIELDS)
 _valid_names: set[str] = set()  # names already checked: most batches repeat a handful of services
 
 
-def _check_name(index: int, field: str, value: Any, default: str, problems: list[Problem]) -> str:
-    if value is None:
-        return default
+def is_valid_name(value: str) -> bool:
+    """A service or log_type name: 1-128 of A-Z a-z 0-9 . _ -"""
     if value in _valid_names:
-        return value
+        return True
     if type(value) is str and NAME_PATTERN.fullmatch(value):
         if len(_valid_names) < 10_000:
             _valid_names.add(value)
+        return True
+    return False
+
+
+def _check_name(index: int, field: str, value: Any, default: str, problems: list[Problem]) -> str:
+    if value is None:
+        return default
+    if type(value) is str and is_valid_name(value):
         return value
     problems.append(Problem(index, field, "must be 1-128 characters of A-Z a-z 0-9 . _ -"))
     return default

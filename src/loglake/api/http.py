@@ -65,9 +65,16 @@ class Request:
 
     @property
     def query(self) -> dict[str, str]:
+        """Query parameters; a repeated name is refused, since which value wins would be ambiguous
+        (and SigV4 signs repeated values sorted, so a replay could reorder them)."""
         if self._query is None:
             raw = self.scope.get("query_string", b"").decode("latin-1")
-            self._query = dict(parse_qsl(raw, keep_blank_values=True))
+            pairs = parse_qsl(raw, keep_blank_values=True)
+            query = dict(pairs)
+            if len(query) != len(pairs):
+                repeated = sorted({k for k, _ in pairs if sum(1 for n, _ in pairs if n == k) > 1})
+                raise ApiError(400, "invalid_query", f"query parameter(s) {', '.join(repeated)} given more than once")
+            self._query = query
         return self._query
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -11,6 +13,7 @@ import msgspec
 from loglake import __version__
 from loglake.api.http import ApiError, Request, decode_content
 from loglake.ids import format_uuid
+from loglake.ingest import MAX_DETAILS, InvalidBody, parse_body
 from loglake.keys import KeyError_, parse_scopes
 from loglake.model import SEVERITY_LABELS, InvalidRecords, format_datetime, record_to_dict
 from loglake.service import InvalidQuery
@@ -29,7 +32,6 @@ NDJSON_TYPES = frozenset(
         "application/jsonlines",
     }
 )
-MAX_DETAILS = 100
 _decoder = msgspec.json.Decoder()
 
 
@@ -44,9 +46,14 @@ class Result:
 
 
 async def ingest(app: LoglakeApp, request: Request) -> Result:
-    items, single = parse_records_body(request, app.settings.max_body_bytes, app.settings.max_records)
+    ndjson = _records_media_type(request)
+    body = decode_content(request, request.body, app.settings.max_body_bytes)
+    if not body.strip():
+        raise ApiError(400, "empty_body", "the body is empty; send a record object, an array or NDJSON lines")
     try:
-        records = app.service.validate(items)
+        records, single = parse_body(body, ndjson, app.service.limits, app.service.now_ms())
+    except InvalidBody as e:
+        raise ApiError(413 if e.too_large else 400, e.code, str(e), e.details) from None
     except InvalidRecords as e:
         for problem in e.problems:
             app.metrics.rejected.inc((problem.field or "not_an_object",))
@@ -61,72 +68,30 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
         app.metrics.rejected.inc(("storage_unavailable",), len(records))
         raise ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")]) from None
     count = app.metrics.ingested.inc
-    for record in records:
-        count((record.service, SEVERITY_LABELS[record.severity]))
+    for (service, severity), n in Counter(map(_SERVICE_AND_SEVERITY, records)).items():
+        count((service, SEVERITY_LABELS[severity]), n)
     if single:
-        record = records[0]
-        return Result(
-            201,
-            {
-                "logId": format_uuid(log_ids[0]),
-                "timestamp": record.timestamp,
-                "datetime": format_datetime(record.timestamp),
-            },
-        )
+        ts = records[0].timestamp
+        return Result(201, {"logId": format_uuid(log_ids[0]), "timestamp": ts, "datetime": format_datetime(ts)})
     return Result(201, {"count": len(log_ids), "logIds": [format_uuid(i) for i in log_ids]})
 
 
-def parse_records_body(request: Request, max_bytes: int, max_records: int) -> tuple[list[Any], bool]:
-    """Decoded records from a JSON object, JSON array or NDJSON body, and whether it was one object."""
+_SERVICE_AND_SEVERITY = itemgetter(2, 4)
+
+
+def _records_media_type(request: Request) -> bool:
+    """True for NDJSON, False for JSON; 415 for anything else."""
     content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
-    if content_type not in JSON_TYPES and content_type not in NDJSON_TYPES:
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"Content-Type {content_type!r} is not accepted; send application/json or application/x-ndjson",
-        )
-    body = decode_content(request, request.body, max_bytes)
-    if not body.strip():
-        raise ApiError(400, "empty_body", "the body is empty; send a record object, an array or NDJSON lines")
     if content_type in NDJSON_TYPES:
-        items, single = _decode_ndjson(body), False
-    else:
-        try:
-            decoded = _decoder.decode(body)
-        except msgspec.DecodeError as e:
-            raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
-        if type(decoded) is dict:
-            items, single = [decoded], True
-        elif type(decoded) is list:
-            items, single = decoded, False
-        else:
-            raise ApiError(400, "invalid_json", "the body must be a record object or an array of record objects")
-    if not items:
-        raise ApiError(400, "empty_batch", "the batch holds no records")
-    if len(items) > max_records:
-        raise ApiError(
-            413, "too_many_records", f"{len(items)} records in one request; the limit is {max_records}, split the batch"
-        )
-    return items, single
-
-
-def _decode_ndjson(body: bytes) -> list[Any]:
-    try:
-        return _decoder.decode_lines(body)
-    except msgspec.DecodeError:
-        pass
-    # Slow path, only for bad input: find every line that does not parse, to report them all.
-    problems = []
-    index = 0
-    for number, line in enumerate(body.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            _decoder.decode(line)
-        except msgspec.DecodeError as e:
-            problems.append({"index": index, "field": "", "reason": f"line {number} is not valid JSON: {e}"})
-        index += 1
-    raise ApiError(400, "invalid_json", f"{len(problems)} NDJSON line(s) are not valid JSON", problems[:MAX_DETAILS])
+        return True
+    if content_type in JSON_TYPES:
+        return False
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        f"Content-Type {content_type!r} is not accepted; send application/json or application/x-ndjson "
+        "(with curl: -H 'Content-Type: application/json')",
+    )
 
 
 async def recent(app: LoglakeApp, request: Request) -> Result:
