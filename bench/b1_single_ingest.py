@@ -145,15 +145,15 @@ def main() -> None:
         flush=True,
     )
     rows = [one_round(args, bodies, n) for n in range(1, args.rounds + 1)]
-    summary = {
-        key: common.median([r[key] for r in rows]) for key in ("req_per_s", "p50_ms", "p99_ms", "peak_rss_mib")
-    }
+    summary = {key: common.median([r[key] for r in rows]) for key in ("req_per_s", "p50_ms", "p99_ms", "peak_rss_mib")}
     print(
         f"median of {len(rows)}: {summary['req_per_s']:,.0f} req/s  p50 {summary['p50_ms']:.2f} ms  "
         f"p99 {summary['p99_ms']:.2f} ms  peak RSS {summary['peak_rss_mib']:.1f} MiB "
         f"(max over rounds {max(r['peak_rss_mib'] for r in rows):.1f} MiB)"
     )
-    common.write_json(args.json, {"workload": "B1", "args": vars(args), "hardware": hw, "rounds": rows, "median": summary})
+    common.write_json(
+        args.json, {"workload": "B1", "args": vars(args), "hardware": hw, "rounds": rows, "median": summary}
+    )
 
 
 if __name__ == "__main__":

@@ -95,7 +95,9 @@ def main() -> None:
             f"(max {max(r['peak_rss_mib'] for r in these):.1f} MiB)",
             flush=True,
         )
-    common.write_json(args.json, {"workload": "B2", "args": vars(args), "hardware": hw, "rounds": rows, "median": summary})
+    common.write_json(
+        args.json, {"workload": "B2", "args": vars(args), "hardware": hw, "rounds": rows, "median": summary}
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
+import math
 import os
 import platform
 import re
@@ -27,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,13 @@ def batches(lines: Sequence[bytes], size: int) -> list[bytes]:
     return [b"".join(lines[i : i + size]) for i in range(0, len(lines), size)]
 
 
+def stream_batches(path: Path, size: int) -> Iterator[bytes]:
+    """NDJSON bodies of `size` records each, read from the file as they are needed."""
+    with path.open("rb") as f:
+        while chunk := [line for line in itertools.islice(f, size) if line.strip()]:
+            yield b"".join(line if line.endswith(b"\n") else line + b"\n" for line in chunk)
+
+
 @dataclass
 class BulkResult:
     """What a bulk send achieved; only batches answered 201 with the full count are acknowledged."""
@@ -115,10 +124,13 @@ class _Ack(msgspec.Struct):
     count: int
 
 
-def bulk_send(url: str, headers: dict[str, str], bodies: Sequence[bytes], senders: int) -> BulkResult:
-    """POST every NDJSON body once, `senders` threads each taking the next unsent body, and time it all."""
+def bulk_send(url: str, headers: dict[str, str], bodies: Iterable[bytes], senders: int) -> BulkResult:
+    """POST every NDJSON body once, `senders` threads each taking the next unsent body, and time it all.
+
+    Pass a list to keep preparing the bodies out of the timing; a generator is read under a lock as it goes.
+    """
     lock = threading.Lock()
-    todo = iter(range(len(bodies)))
+    todo = enumerate(bodies)
     start = threading.Barrier(senders + 1)
     acked = [0, 0, 0]  # records, bytes, batches
     failures: list[str] = []
@@ -130,10 +142,9 @@ def bulk_send(url: str, headers: dict[str, str], bodies: Sequence[bytes], sender
             start.wait()
             while True:
                 with lock:
-                    index = next(todo, None)
+                    index, body = next(todo, (None, b""))
                 if index is None:
                     return
-                body = bodies[index]
                 expected = body.count(b"\n")
                 try:
                     response = client.post("/logs", content=body)
@@ -242,7 +253,8 @@ class Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.key = create_key(self.data_dir)
         self.port = free_port()
-        self._log_path = self.data_dir.parent / f"{self.data_dir.name}.server.log"
+        RUNS_DIR.mkdir(parents=True, exist_ok=True)
+        self._log_path = RUNS_DIR / f"server-{os.getpid()}-{time.monotonic_ns()}.log"
         log = self._log_path.open("wb")
         cmd = [
             *LOGLAKE,
@@ -313,18 +325,28 @@ class Server:
         }
 
     def stop(self) -> None:
-        """Read the peak RSS, stop the server (SIGTERM: graceful; SIGKILL after 30 s), drop a fresh data dir."""
-        if self.process is not None and self.process.poll() is None:
+        """Read the peak RSS, stop the server (SIGTERM: graceful; SIGKILL after 30 s), drop a fresh data dir.
+
+        The server's output is deleted too, unless the server had died by itself: then its path is printed.
+        """
+        if self.process is None:
+            return
+        died = self.process.poll() is not None
+        if not died:
             self.rss()
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
+                print("loglake server ignored SIGTERM for 30 s; killing it", file=sys.stderr)
                 self.process.kill()
                 self.process.wait()
         if self._fresh and not self.keep_data and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-            if self._log_path is not None:
+        if self._log_path is not None:
+            if died:
+                print(f"the loglake server had exited by itself; its output is in {self._log_path}", file=sys.stderr)
+            else:
                 self._log_path.unlink(missing_ok=True)
 
     def log_tail(self, lines: int = 40) -> str:
@@ -367,6 +389,7 @@ def hardware() -> dict[str, Any]:
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "loglake": _loglake_version(),
+        "load_average_1m": os.getloadavg()[0],
     }
 
 
@@ -387,7 +410,21 @@ def print_hardware() -> dict[str, Any]:
         flush=True,
     )
     print("note: the load generator runs on the same machine as the server and competes for these CPUs", flush=True)
+    if hw["load_average_1m"] > 0.5:
+        print(
+            f"WARNING: the machine is not idle (1-minute load average {hw['load_average_1m']:.2f}); "
+            "other processes will skew these figures",
+            flush=True,
+        )
     return hw
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0-100) of the values."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def median(values: Sequence[float]) -> float:
