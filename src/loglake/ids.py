@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Iterable
 
 MAX_TIMESTAMP_MS = 1 << 48
 _RANDOM_BITS = 74
 _RANDOM_MASK = (1 << _RANDOM_BITS) - 1
 _VERSION_7 = 0x7 << 76
 _VARIANT_RFC = 0b10 << 62
+_LOW_62 = (1 << 62) - 1
 
 _lock = threading.Lock()
 _last_ts = -1
@@ -26,16 +28,29 @@ _rng = random.Random()
 
 def uuid7_bytes(ts_ms: int) -> bytes:
     """16 bytes of a UUIDv7 for a record at ts_ms (0 <= ts_ms < 2**48)."""
+    return uuid7_many((ts_ms,))[0]
+
+
+def uuid7_many(timestamps: Iterable[int]) -> list[bytes]:
+    """One id per timestamp, taking the lock once for the whole batch."""
     global _last_ts, _last_random
+    out = []
+    append = out.append
     with _lock:
-        if ts_ms == _last_ts and _last_random < _RANDOM_MASK:
-            _last_random += 1
-        else:
-            _last_ts = ts_ms
-            _last_random = _rng.getrandbits(_RANDOM_BITS - 1)  # top bit clear: room to count up
-        rand = _last_random
-    value = (ts_ms << 80) | _VERSION_7 | ((rand >> 62) << 64) | _VARIANT_RFC | (rand & ((1 << 62) - 1))
-    return value.to_bytes(16, "big")
+        last_ts, last_random = _last_ts, _last_random
+        for ts_ms in timestamps:
+            if ts_ms == last_ts and last_random < _RANDOM_MASK:
+                last_random += 1
+            else:
+                last_ts = ts_ms
+                last_random = _rng.getrandbits(_RANDOM_BITS - 1)  # top bit clear: room to count up
+            append(
+                (
+                    (ts_ms << 80) | _VERSION_7 | ((last_random >> 62) << 64) | _VARIANT_RFC | (last_random & _LOW_62)
+                ).to_bytes(16, "big")
+            )
+        _last_ts, _last_random = last_ts, last_random
+    return out
 
 
 def lower_bound(ts_ms: int) -> bytes:

@@ -92,8 +92,7 @@ def _accept_plainly_valid(items: list[IncomingRecord], limits: Limits, now_ms: i
     """NewRecords if every record passes every rule of model.validate_batch, else None."""
     max_ts = min(now_ms + limits.max_future_ms, ids.MAX_TIMESTAMP_MS - 1)
     max_message = limits.max_message_bytes
-    new_id = ids.uuid7_bytes
-    out = []
+    fields = []
     for item in items:
         message = item.message
         if not message or (len(message) * 4 > max_message and len(message.encode()) > max_message):
@@ -127,8 +126,9 @@ def _accept_plainly_valid(items: list[IncomingRecord], limits: Limits, now_ms: i
                 client_id = ids.parse_uuid(item.id)
             except ValueError:
                 return None
-        out.append(NewRecord(new_id(ts), ts, service, log_type, severity, message, attributes, client_id))
-    return out
+        fields.append((ts, service, log_type, severity, message, attributes, client_id))
+    log_ids = ids.uuid7_many([f[0] for f in fields])
+    return [NewRecord(log_id, *f) for log_id, f in zip(log_ids, fields, strict=True)]
 
 
 def _plain_attributes(raw: msgspec.Raw, limits: Limits) -> bytes | bool | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import shlex
 import socket
 import sys
@@ -75,6 +76,7 @@ def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
     sock = bind(settings)
     ensure_first_key(settings, out)
     app = LoglakeApp(settings)
+    _tune_gc()
     auth = "API keys / SigV4" if settings.auth else "DISABLED (loopback only)"
     print(
         f"loglake {__version__} listening on http://{_url_host(settings.host)}:{settings.port} "
@@ -94,6 +96,15 @@ def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
         timeout_graceful_shutdown=10,
     )
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _tune_gc() -> None:
+    """A 10,000-record request allocates ~100,000 objects; with the default threshold (700) the
+    collector runs over a hundred times per request and costs a third of the parse time. Freeze
+    what startup made, and collect the young generation every 50,000 allocations instead."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def _loop() -> str:

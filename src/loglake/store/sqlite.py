@@ -8,12 +8,14 @@ was acknowledged: SQLite's WAL either has the committed transaction or rolls the
 
 from __future__ import annotations
 
+import functools
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from itertools import chain
 from pathlib import Path
 
 from loglake.ids import lower_bound
@@ -92,6 +94,27 @@ def unavailable_reason(error: sqlite3.Error) -> str | None:
     return None
 
 
+# sqlite3 releases the GIL around every statement step; executemany steps once per row, and each
+# time the writer must win the GIL back from the busy event loop (up to the 5 ms switch interval).
+# Multi-row INSERTs of power-of-two sizes (a few cached statements) need ~log2(n) steps instead.
+_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?)"
+_LARGEST_CHUNK = 2048  # x 8 columns stays under SQLite's 32,766 bound parameters
+
+
+@functools.cache
+def _insert_statement(rows: int) -> str:
+    return f"INSERT INTO logs ({COLUMNS}) VALUES " + ", ".join([_ROW_PLACEHOLDERS] * rows)
+
+
+def insert_rows(conn: sqlite3.Connection, rows: list[NewRecord]) -> None:
+    start = 0
+    while start < len(rows):
+        size = min(_LARGEST_CHUNK, 1 << ((len(rows) - start).bit_length() - 1))
+        chunk = rows[start : start + size]
+        conn.execute(_insert_statement(size), list(chain.from_iterable(chunk)))
+        start += size
+
+
 class _WriteJob:
     __slots__ = ("future", "records")
 
@@ -128,7 +151,9 @@ class SQLiteHotStore(HotStore):
     # -- connections ---------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=10, cached_statements=64
+        )
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA busy_timeout = 10000")
         return conn
@@ -224,7 +249,7 @@ class SQLiteHotStore(HotStore):
                     results.append([r.log_id for r in job.records])
                 else:
                     results.append([self._dedupe(conn, r, rows, seen) for r in job.records])
-            conn.executemany(f"INSERT INTO logs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            insert_rows(conn, rows)
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()
