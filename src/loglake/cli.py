@@ -18,7 +18,7 @@ import click
 from loglake import __version__
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, Settings, env_name, load_settings, option_fields
-from loglake.keys import KeyError_, KeyStore, parse_scopes
+from loglake.keys import KeyStore, KeyStoreError, parse_scopes
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 SEVERITY_COLOURS = {"debug": "bright_black", "info": None, "warning": "yellow", "error": "red", "critical": "magenta"}
@@ -75,6 +75,8 @@ def serve(config_file: Path | None, **options: Any) -> None:
         run_server(settings)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
+        click.echo("loglake stopped", err=True)
 
 
 # -- keys --------------------------------------------------------------------------------------
@@ -115,7 +117,7 @@ def keys_create(
     store = KeyStore(data_dir)
     try:
         new = store.create(name, parse_scopes(scopes), sigv4=sigv4, rate_limit=rate_limit, rate_burst=burst)
-    except KeyError_ as e:
+    except KeyStoreError as e:
         raise click.ClickException(str(e)) from None
     finally:
         store.close()
@@ -154,7 +156,7 @@ def keys_revoke(name: str, data_dir: Path) -> None:
     store = _existing_keystore(data_dir)
     try:
         store.revoke(name)
-    except KeyError_ as e:
+    except KeyStoreError as e:
         raise click.ClickException(str(e)) from None
     finally:
         store.close()
@@ -212,15 +214,15 @@ def send(
             click.echo("reading records from stdin (Ctrl-D ends); give a MESSAGE to send just one", err=True)
         lines = iter(sys.stdin)
         total_bytes = _stdin_size()
-    records = (_line_to_record(line, defaults) for line in lines)
+    sized = ((len(line.encode()), _line_to_record(line, defaults)) for line in lines)
     sent = 0
     progress = _Progress(total_bytes)
     try:
         with LoglakeClient(url, api_key) as client:
-            for batch in _batches((r for r in records if r is not None), batch_size):
-                ids = client.send(batch)
+            for batch in _batches((pair for pair in sized if pair[1] is not None), batch_size):
+                ids = client.send([record for _, record in batch])
                 sent += len(ids)
-                progress.update(sent, sum(len(r.get("message", "")) + 1 for r in batch))
+                progress.update(sent, sum(size for size, _ in batch))
                 if message:
                     click.echo(ids[0])
     except ClientError as e:
@@ -322,8 +324,8 @@ def _line_to_record(line: str, defaults: dict[str, str]) -> dict[str, Any] | Non
     return {**defaults, "message": text}
 
 
-def _batches(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    while batch := list(itertools.islice(records, size)):
+def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    while batch := list(itertools.islice(items, size)):
         yield batch
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from loglake.model import DAY_MS, Limits
+from loglake.model import Limits
 
 ENV_PREFIX = "LOGLAKE_"
 
@@ -57,7 +57,7 @@ class Settings:
             max_attribute_keys=self.max_attribute_keys,
             max_attribute_depth=self.max_attribute_depth,
             max_attribute_bytes=self.max_attribute_bytes,
-            max_future_ms=self.max_future_seconds * 1000 if self.max_future_seconds else DAY_MS,
+            max_future_ms=self.max_future_seconds * 1000,
         )
 
     @property

@@ -54,7 +54,7 @@ MIGRATIONS = [
 ]
 
 
-class KeyError_(ValueError):
+class KeyStoreError(ValueError):
     """A key operation that cannot be done; the message says why."""
 
 
@@ -96,7 +96,7 @@ def parse_scopes(text: str) -> frozenset[str]:
     scopes = frozenset(s.strip() for s in text.split(",") if s.strip())
     unknown = scopes - set(SCOPES)
     if not scopes or unknown:
-        raise KeyError_(f"scopes must be a comma-separated subset of {', '.join(SCOPES)}, got {text!r}")
+        raise KeyStoreError(f"scopes must be a comma-separated subset of {', '.join(SCOPES)}, got {text!r}")
     return scopes
 
 
@@ -137,10 +137,10 @@ class KeyStore:
         rate_burst: int | None = None,
     ) -> NewKey:
         if not name or len(name) > 64 or not set(name) <= _NAME_CHARS:
-            raise KeyError_("a key name is 1-64 characters of letters, digits, '.', '_' or '-'")
+            raise KeyStoreError("a key name is 1-64 characters of letters, digits, '.', '_' or '-'")
         for label, value in (("rate limit", rate_limit), ("burst", rate_burst)):
             if value is not None and not value > 0:
-                raise KeyError_(f"a key's {label} must be a positive number, got {value}")
+                raise KeyStoreError(f"a key's {label} must be a positive number, got {value}")
         created = int(time.time())
         if sigv4:
             access_key_id = ACCESS_KEY_PREFIX + "".join(secrets.choice(_UPPER_ALNUM) for _ in range(16))
@@ -159,7 +159,7 @@ class KeyStore:
                 )
                 self._announce_change()
         except sqlite3.IntegrityError:
-            raise KeyError_(f"an active key named {name!r} exists; revoke it first or pick another name") from None
+            raise KeyStoreError(f"an active key named {name!r} exists; revoke it first or pick another name") from None
         key = ApiKey(name, row[1], scopes, row[5], created, None, rate_limit, rate_burst)
         return NewKey(key, secret, access_key_id)
 
@@ -170,7 +170,7 @@ class KeyStore:
             )
             self._announce_change()
         if cur.rowcount == 0:
-            raise KeyError_(f"no active key named {name!r}")
+            raise KeyStoreError(f"no active key named {name!r}")
 
     def list(self, include_revoked: bool = False) -> list[ApiKey]:
         sql = f"SELECT {_KEY_COLUMNS} FROM api_keys"

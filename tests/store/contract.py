@@ -87,6 +87,9 @@ class HotStoreContract:
             ({"contains": "NEEDLE"}, {"a-audit"}),
             ({"service": "api", "log_type": "audit", "contains": "needle"}, {"a-audit"}),
             ({"service": "nobody"}, set()),
+            ({"log_type": "application"}, {"b-info", "b-error", "a-critical"}),
+            ({"severities": frozenset({Severity.INFO, Severity.ERROR})}, {"b-info", "b-error", "a-audit"}),
+            ({"severities": frozenset({Severity.INFO}), "log_type": "audit"}, {"a-audit"}),
         ],
     )
     def test_filters(self, store: HotStore, filters: dict, expected: set[str]) -> None:

@@ -60,16 +60,20 @@ class AccessLog:
         )
 
     def error(self, request_id: str, error: BaseException) -> None:
-        self.write(
-            {
-                "ts": round(time.time(), 3),
-                "level": "error",
-                "event": "unhandled_exception",
-                "request_id": request_id,
-                "error": repr(error),
-                "traceback": traceback.format_exception(error),
-            }
-        )
+        """Unhandled exceptions are always logged: to the access log, or to stderr when that is off."""
+        entry = {
+            "ts": round(time.time(), 3),
+            "level": "error",
+            "event": "unhandled_exception",
+            "request_id": request_id,
+            "error": repr(error),
+            "traceback": traceback.format_exception(error),
+        }
+        if self.stream is None:
+            sys.stderr.buffer.write(_encode(entry) + b"\n")
+            sys.stderr.flush()
+            return
+        self.write(entry)
         self.flush()
 
     def write(self, entry: dict) -> None:

@@ -14,7 +14,7 @@ from loglake import __version__
 from loglake.api.http import ApiError, Request, decode_content
 from loglake.ids import format_uuid
 from loglake.ingest import MAX_DETAILS, InvalidBody, parse_body
-from loglake.keys import KeyError_, parse_scopes
+from loglake.keys import KeyStoreError, parse_scopes
 from loglake.model import SEVERITY_LABELS, InvalidRecords, format_datetime, record_to_dict
 from loglake.service import InvalidQuery
 from loglake.store.base import StoreUnavailable
@@ -153,7 +153,7 @@ async def create_key(app: LoglakeApp, request: Request) -> Result:
             rate_limit=_positive(spec.get("rate_limit"), "rate_limit"),
             rate_burst=_positive(spec.get("rate_burst"), "rate_burst"),
         )
-    except KeyError_ as e:
+    except KeyStoreError as e:
         raise ApiError(400, "invalid_key_spec", str(e)) from None
     body = new.key.as_dict() | {"secret": new.secret}
     if new.access_key_id:
@@ -164,7 +164,7 @@ async def create_key(app: LoglakeApp, request: Request) -> Result:
 async def revoke_key(app: LoglakeApp, request: Request, name: str) -> Result:
     try:
         app.keystore.revoke(name)
-    except KeyError_ as e:
+    except KeyStoreError as e:
         raise ApiError(404, "not_found", str(e)) from None
     return Result(200, {"revoked": name})
 
