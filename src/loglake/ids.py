@@ -53,6 +53,17 @@ def uuid7_many(timestamps: Iterable[int]) -> list[bytes]:
     return out
 
 
+def split_id(log_id: bytes) -> tuple[int, int]:
+    """The id as two non-negative 64-bit integers, ordered as the bytes are: the first 64 bits, then
+    the last 62 (the two variant bits are constant), for stores whose fast keys are integers."""
+    value = int.from_bytes(log_id, "big")
+    return value >> 64, value & _LOW_62
+
+
+def join_id(high: int, low: int) -> bytes:
+    return ((high << 64) | _VARIANT_RFC | low).to_bytes(16, "big")
+
+
 def lower_bound(ts_ms: int) -> bytes:
     """The smallest id a record at ts_ms can have: ids >= this are at or after ts_ms."""
     return (max(0, min(ts_ms, MAX_TIMESTAMP_MS - 1)) << 80).to_bytes(16, "big")

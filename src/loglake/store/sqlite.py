@@ -8,17 +8,17 @@ was acknowledged: SQLite's WAL either has the committed transaction or rolls the
 
 from __future__ import annotations
 
-import functools
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
-from itertools import chain
 from pathlib import Path
 
-from loglake.ids import lower_bound
+import msgspec
+
+from loglake.ids import format_uuid, join_id, lower_bound, parse_uuid, split_id
 from loglake.model import NewRecord, StoredRecord
 from loglake.store.base import HotStore, RecentQuery, ScanKey, StoreUnavailable
 
@@ -26,25 +26,27 @@ from loglake.store.base import HotStore, RecentQuery, ScanKey, StoreUnavailable
 MIGRATIONS = [
     """
     CREATE TABLE logs (
-        log_id     BLOB PRIMARY KEY,   -- UUIDv7 bytes, time = timestamp: id order is time order
+        id_hi      INTEGER NOT NULL,   -- the UUIDv7 log id as two integers (ids.split_id): its first 64
+        id_lo      INTEGER NOT NULL,   -- bits start with the timestamp, so id order is time order
         timestamp  INTEGER NOT NULL,   -- epoch ms
         service    TEXT NOT NULL,
         log_type   TEXT NOT NULL,
         severity   INTEGER NOT NULL,   -- 0 debug .. 4 critical
         message    TEXT NOT NULL,
-        attributes BLOB,               -- JSON object
-        client_id  BLOB                -- the client's UUID, for idempotent retries
+        attributes TEXT,               -- JSON object
+        client_id  TEXT,               -- the client's UUID, for idempotent retries
+        PRIMARY KEY (id_hi, id_lo)
     ) WITHOUT ROWID;
-    CREATE INDEX logs_by_service ON logs (service, log_id);
+    CREATE INDEX logs_by_service ON logs (service, id_hi, id_lo);
     -- Sparse, like DynamoDB sparse GSIs: the common value (log_type 'application', severity info)
     -- is served by the id order itself, so most records cost two b-tree inserts, not four.
-    CREATE INDEX logs_by_log_type ON logs (log_type, log_id) WHERE log_type != 'application';
-    CREATE INDEX logs_by_severity ON logs (severity, log_id) WHERE severity != 1;
+    CREATE INDEX logs_by_log_type ON logs (log_type, id_hi, id_lo) WHERE log_type != 'application';
+    CREATE INDEX logs_by_severity ON logs (severity, id_hi, id_lo) WHERE severity != 1;
     CREATE UNIQUE INDEX logs_by_client_id ON logs (client_id) WHERE client_id IS NOT NULL;
     """,
 ]
 
-COLUMNS = "log_id, timestamp, service, log_type, severity, message, attributes, client_id"
+COLUMNS = "id_hi, id_lo, timestamp, service, log_type, severity, message, attributes, client_id"
 INDEX_FOR_KEY = {"service": "logs_by_service", "log_type": "logs_by_log_type", "severity": "logs_by_severity"}
 # A partial index is only used when the query repeats its condition literally.
 SPARSE_CONDITION = {"log_type": "log_type != 'application'", "severity": "severity != 1"}
@@ -98,33 +100,56 @@ def unavailable_reason(error: sqlite3.Error) -> str | None:
     return None
 
 
-# sqlite3 releases the GIL around every statement step; executemany steps once per row, and each
-# time the writer must win the GIL back from the busy event loop (up to the 5 ms switch interval).
-# Multi-row INSERTs of power-of-two sizes (a few cached statements) need ~log2(n) steps instead.
-_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?)"
-_LARGEST_CHUNK = 2048  # x 8 columns stays under SQLite's 32,766 bound parameters
+# A whole group of records goes in as ONE statement over a JSON array. sqlite3 releases the GIL
+# around each statement step, and each time the writer must win it back from the busy event loop
+# (up to the 5 ms switch interval): executemany, one step per row, starves the writer. One step per
+# group also leaves SQLite's C code to unpack the rows, off the GIL, in parallel with request parsing.
+INSERT_JSON_ROWS = (
+    f"INSERT INTO logs ({COLUMNS}) SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5,"
+    " value->>6, value->>7, value->>8 FROM json_each(?)"
+)
+_encode_rows = msgspec.json.Encoder().encode
 
 
-@functools.cache
-def _insert_statement(rows: int) -> str:
-    return f"INSERT INTO logs ({COLUMNS}) VALUES " + ", ".join([_ROW_PLACEHOLDERS] * rows)
+def encode_rows(records: Iterable[NewRecord]) -> bytes:
+    """The JSON array INSERT_JSON_ROWS reads; built by the caller's thread, not the writer's."""
+    rows = []
+    for r in records:
+        hi, lo = split_id(r.log_id)
+        attributes = msgspec.Raw(r.attributes) if r.attributes else None
+        client_id = format_uuid(r.client_id) if r.client_id else None
+        rows.append((hi, lo, r.timestamp, r.service, r.log_type, r.severity, r.message, attributes, client_id))
+    return _encode_rows(rows)
 
 
-def insert_rows(conn: sqlite3.Connection, rows: list[NewRecord]) -> None:
-    start = 0
-    while start < len(rows):
-        size = min(_LARGEST_CHUNK, 1 << ((len(rows) - start).bit_length() - 1))
-        chunk = rows[start : start + size]
-        conn.execute(_insert_statement(size), list(chain.from_iterable(chunk)))
-        start += size
+def _join_arrays(arrays: list[bytes]) -> bytes:
+    if len(arrays) == 1:
+        return arrays[0]
+    return b"[" + b",".join(a[1:-1] for a in arrays if len(a) > 2) + b"]"
+
+
+def _stored(row: tuple) -> StoredRecord:
+    hi, lo, ts, service, log_type, severity, message, attributes, client_id = row
+    return StoredRecord(
+        join_id(hi, lo),
+        ts,
+        service,
+        log_type,
+        severity,
+        message,
+        attributes.encode() if attributes is not None else None,
+        parse_uuid(client_id) if client_id is not None else None,
+    )
 
 
 class _WriteJob:
-    __slots__ = ("future", "records")
+    __slots__ = ("future", "payload", "records")
 
     def __init__(self, records: Sequence[NewRecord]) -> None:
         self.records = records
         self.future: Future[list[bytes]] = Future()
+        # Records carrying client ids must first be checked against the store, in the transaction.
+        self.payload = encode_rows(records) if all(r.client_id is None for r in records) else None
 
 
 class SQLiteHotStore(HotStore):
@@ -242,18 +267,20 @@ class SQLiteHotStore(HotStore):
 
     def _write_transaction(self, group: list[_WriteJob]) -> list[list[bytes]]:
         conn = self._writer
-        rows: list[NewRecord] = []
+        payloads: list[bytes] = []
         results: list[list[bytes]] = []
         seen: dict[bytes, bytes] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
             for job in group:
-                if all(r.client_id is None for r in job.records):
-                    rows.extend(job.records)
+                if job.payload is not None:
+                    payloads.append(job.payload)
                     results.append([r.log_id for r in job.records])
                 else:
-                    results.append([self._dedupe(conn, r, rows, seen) for r in job.records])
-            insert_rows(conn, rows)
+                    fresh: list[NewRecord] = []
+                    results.append([self._dedupe(conn, r, fresh, seen) for r in job.records])
+                    payloads.append(encode_rows(fresh))
+            conn.execute(INSERT_JSON_ROWS, (_join_arrays(payloads),))
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -261,19 +288,21 @@ class SQLiteHotStore(HotStore):
         return results
 
     @staticmethod
-    def _dedupe(conn: sqlite3.Connection, record: NewRecord, rows: list[NewRecord], seen: dict) -> bytes:
+    def _dedupe(conn: sqlite3.Connection, record: NewRecord, fresh: list[NewRecord], seen: dict) -> bytes:
         """The id to answer for a record: an earlier one if its client id was already stored."""
         if record.client_id is None:
-            rows.append(record)
+            fresh.append(record)
             return record.log_id
         existing = seen.get(record.client_id)
         if existing is None:
-            found = conn.execute("SELECT log_id FROM logs WHERE client_id = ?", (record.client_id,)).fetchone()
-            existing = found[0] if found else None
+            found = conn.execute(
+                "SELECT id_hi, id_lo FROM logs WHERE client_id = ?", (format_uuid(record.client_id),)
+            ).fetchone()
+            existing = join_id(*found) if found else None
         if existing is not None:
             return existing
         seen[record.client_id] = record.log_id
-        rows.append(record)
+        fresh.append(record)
         return record.log_id
 
     def _rollback(self) -> None:
@@ -296,32 +325,32 @@ class SQLiteHotStore(HotStore):
 
     def get(self, log_id: bytes) -> StoredRecord | None:
         conn = self._reader()
-        row = conn.execute(f"SELECT {COLUMNS} FROM logs WHERE log_id = ?", (log_id,)).fetchone()
+        row = conn.execute(f"SELECT {COLUMNS} FROM logs WHERE id_hi = ? AND id_lo = ?", split_id(log_id)).fetchone()
         if row is None:
             row = conn.execute(
                 f"SELECT {COLUMNS} FROM logs INDEXED BY logs_by_client_id"
                 " WHERE client_id = ? AND client_id IS NOT NULL",
-                (log_id,),
+                (format_uuid(log_id),),
             ).fetchone()
-        return StoredRecord(*row) if row else None
+        return _stored(row) if row else None
 
     def scan(self, key: ScanKey, query: RecentQuery) -> Iterator[StoredRecord]:
-        where = ["log_id >= ?"]
-        params: list = [lower_bound(query.since_ms)]
+        where = ["(id_hi, id_lo) >= (?, ?)"]
+        params: list = [*split_id(lower_bound(query.since_ms))]
         upper = query.before_id
         if query.until_ms is not None:
             until = lower_bound(query.until_ms)
             upper = until if upper is None else min(upper, until)
         if upper is not None:
-            where.append("log_id < ?")
-            params.append(upper)
+            where.append("(id_hi, id_lo) < (?, ?)")
+            params.extend(split_id(upper))
         source = "logs"
         if key.index is not None:
             source = f"logs INDEXED BY {INDEX_FOR_KEY[key.index]}"
             where.append(f"{key.index} = ?")
+            params.append(key.value)
             if key.index in SPARSE_CONDITION:
                 where.append(SPARSE_CONDITION[key.index])
-            params.append(key.value)
         if query.service is not None and key.index != "service":
             where.append("service = ?")
             params.append(query.service)
@@ -334,9 +363,10 @@ class SQLiteHotStore(HotStore):
         if query.contains:
             where.append("instr(lower(message), ?) > 0")
             params.append(query.contains.lower())
-        sql = f"SELECT {COLUMNS} FROM {source} WHERE {' AND '.join(where)} ORDER BY log_id DESC LIMIT ?"
+        order = "ORDER BY id_hi DESC, id_lo DESC"
+        sql = f"SELECT {COLUMNS} FROM {source} WHERE {' AND '.join(where)} {order} LIMIT ?"
         params.append(query.limit)
-        return map(StoredRecord._make, self._reader().execute(sql, params).fetchall())
+        return map(_stored, self._reader().execute(sql, params).fetchall())
 
     def count(self) -> int:
         return self._reader().execute("SELECT count(*) FROM logs").fetchone()[0]
