@@ -40,6 +40,14 @@ class HotStoreContract:
         assert got is not None
         assert tuple(got) == tuple(new)
 
+    def test_nul_characters_survive(self, store: HotStore) -> None:
+        plain = record(message="before\x00after", attributes=b'{"k":"\\u0000"}')
+        with_id = record(BASE_TS + 1, message="\x00", client_id=uuid.uuid4().bytes)
+        store.put([plain, record(BASE_TS + 2, "ordinary")])
+        store.put([with_id])
+        assert tuple(store.get(plain.log_id)) == tuple(plain)
+        assert store.get(with_id.log_id).message == "\x00"
+
     def test_get_unknown_id_is_none(self, store: HotStore) -> None:
         assert store.get(ids.uuid7_bytes(BASE_TS)) is None
 

@@ -8,6 +8,7 @@ was acknowledged: SQLite's WAL either has the committed transaction or rolls the
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -51,6 +52,8 @@ INDEX_FOR_KEY = {"service": "logs_by_service", "log_type": "logs_by_log_type", "
 # A partial index is only used when the query repeats its condition literally.
 SPARSE_CONDITION = {"log_type": "log_type != 'application'", "severity": "severity != 1"}
 MAX_ROWS_PER_COMMIT = 50_000
+CHECKPOINT_SECONDS = 0.5
+_INT64_LIMIT = 1 << 63
 _STOP = object()
 _SQLITE_MAX_PAGE_COUNT = 4294967294
 
@@ -111,15 +114,27 @@ INSERT_JSON_ROWS = (
 _encode_rows = msgspec.json.Encoder().encode
 
 
-def encode_rows(records: Iterable[NewRecord]) -> bytes:
-    """The JSON array INSERT_JSON_ROWS reads; built by the caller's thread, not the writer's."""
+INSERT_ONE_ROW = f"INSERT INTO logs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def row_values(r: NewRecord) -> tuple:
+    hi, lo = split_id(r.log_id)
+    attributes = r.attributes.decode() if r.attributes else None
+    client_id = format_uuid(r.client_id) if r.client_id else None
+    return hi, lo, r.timestamp, r.service, r.log_type, r.severity, r.message, attributes, client_id
+
+
+def encode_rows(records: Iterable[NewRecord]) -> bytes | None:
+    """The JSON array INSERT_JSON_ROWS reads, built by the caller's thread, not the writer's; None
+    when a message holds a NUL character, which SQLite's JSON functions cannot carry into TEXT."""
     rows = []
     for r in records:
         hi, lo = split_id(r.log_id)
         attributes = msgspec.Raw(r.attributes) if r.attributes else None
         client_id = format_uuid(r.client_id) if r.client_id else None
         rows.append((hi, lo, r.timestamp, r.service, r.log_type, r.severity, r.message, attributes, client_id))
-    return _encode_rows(rows)
+    encoded = _encode_rows(rows)
+    return None if b"\\u0000" in encoded else encoded
 
 
 def _join_arrays(arrays: list[bytes]) -> bytes:
@@ -148,7 +163,7 @@ class _WriteJob:
     def __init__(self, records: Sequence[NewRecord]) -> None:
         self.records = records
         self.future: Future[list[bytes]] = Future()
-        # Records carrying client ids must first be checked against the store, in the transaction.
+        # Records with client ids are checked against the store first, in the transaction; NULs go row by row.
         self.payload = encode_rows(records) if all(r.client_id is None for r in records) else None
 
 
@@ -172,10 +187,18 @@ class SQLiteHotStore(HotStore):
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode = WAL")
+        # Checkpoints (copying the WAL back into the database) run in their own thread, so a commit
+        # never waits for one; see _checkpoint_loop.
+        self._writer.execute("PRAGMA wal_autocheckpoint = 0")
         migrate(self._writer, MIGRATIONS)
         self._apply_size_cap()
         self._thread = threading.Thread(target=self._write_loop, name="loglake-sqlite-writer", daemon=True)
         self._thread.start()
+        self._stopping = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="loglake-sqlite-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -279,8 +302,13 @@ class SQLiteHotStore(HotStore):
                 else:
                     fresh: list[NewRecord] = []
                     results.append([self._dedupe(conn, r, fresh, seen) for r in job.records])
-                    payloads.append(encode_rows(fresh))
-            conn.execute(INSERT_JSON_ROWS, (_join_arrays(payloads),))
+                    payload = encode_rows(fresh)
+                    if payload is None:  # rare: NUL characters; row by row keeps them exact
+                        conn.executemany(INSERT_ONE_ROW, map(row_values, fresh))
+                    else:
+                        payloads.append(payload)
+            if payloads:
+                conn.execute(INSERT_JSON_ROWS, (_join_arrays(payloads),))
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -325,7 +353,10 @@ class SQLiteHotStore(HotStore):
 
     def get(self, log_id: bytes) -> StoredRecord | None:
         conn = self._reader()
-        row = conn.execute(f"SELECT {COLUMNS} FROM logs WHERE id_hi = ? AND id_lo = ?", split_id(log_id)).fetchone()
+        high, low = split_id(log_id)
+        row = None
+        if high < _INT64_LIMIT:  # else not an id we minted (those start with a 48-bit time); maybe a client id
+            row = conn.execute(f"SELECT {COLUMNS} FROM logs WHERE id_hi = ? AND id_lo = ?", (high, low)).fetchone()
         if row is None:
             row = conn.execute(
                 f"SELECT {COLUMNS} FROM logs INDEXED BY logs_by_client_id"
@@ -371,10 +402,28 @@ class SQLiteHotStore(HotStore):
     def count(self) -> int:
         return self._reader().execute("SELECT count(*) FROM logs").fetchone()[0]
 
+    def _checkpoint_loop(self) -> None:
+        """Fold the WAL back into the database every CHECKPOINT_SECONDS, off the commit path.
+
+        PASSIVE never blocks the writer or readers; if it cannot finish (a long read holds old
+        pages) the next round continues. Errors are left to the writer to report: a checkpoint
+        that fails now (disk full) is simply retried."""
+        conn = self._connect()
+        try:
+            while not self._stopping.wait(CHECKPOINT_SECONDS):
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+
     def close(self) -> None:
+        self._stopping.set()
+        self._checkpointer.join()
         if self._thread.is_alive():
             self._jobs.put(_STOP)
             self._thread.join()
+        with contextlib.suppress(sqlite3.Error):
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._writer.close()
         with self._readers_lock:
             for conn in self._readers:
