@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from concurrent.futures import Future
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -62,7 +63,7 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
             details.append({"index": -1, "field": "", "reason": f"... and {len(e.problems) - MAX_DETAILS} more"})
         raise ApiError(400, "invalid_records", str(e), details) from None
     try:
-        log_ids = await asyncio.wrap_future(app.service.submit(records))
+        log_ids = await _committed(app.service.submit(records))
     except StoreUnavailable as e:
         app.storage_error = str(e)
         app.metrics.rejected.inc(("storage_unavailable",), len(records))
@@ -77,6 +78,25 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
 
 
 _SERVICE_AND_SEVERITY = itemgetter(2, 4)
+
+
+def _committed(write: Future[list[bytes]]) -> asyncio.Future[list[bytes]]:
+    """Await the store's thread-side future: a leaner bridge than asyncio.wrap_future, which
+    costs a noticeable share of a single-record request."""
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+    write.add_done_callback(lambda done: loop.call_soon_threadsafe(_settle, waiter, done))
+    return waiter
+
+
+def _settle(waiter: asyncio.Future, done: Future) -> None:
+    if waiter.cancelled():
+        return
+    error = done.exception()
+    if error is not None:
+        waiter.set_exception(error)
+    else:
+        waiter.set_result(done.result())
 
 
 def _records_media_type(request: Request) -> bool:
