@@ -27,7 +27,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from loglake.store.sqlite import migrate
+from loglake.sqlitedb import migrate
 
 SCOPES = ("ingest", "read", "admin")
 BEARER_PREFIX = "llk_"

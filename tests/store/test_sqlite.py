@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from loglake.store.base import RecentQuery, StoreUnavailable
-from loglake.store.sqlite import MIGRATIONS, SQLiteHotStore
+from loglake.store.sqlite import SQLiteHotStore
+from loglake.store.sqlite_rows import MIGRATIONS
 from tests.store.contract import BASE_TS, HotStoreContract, record
 
 
