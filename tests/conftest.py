@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +71,7 @@ class ServerProcess:
     log_path: Path
     extra_args: tuple[str, ...] = ()
     process: subprocess.Popen | None = None
+    preexec_fn: Callable[[], None] | None = None  # runs in the child before exec, e.g. to set rlimits
 
     @property
     def url(self) -> str:
@@ -90,7 +91,9 @@ class ServerProcess:
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
         self.log = self.log_path.open("ab")
-        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, preexec_fn=self.preexec_fn
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
