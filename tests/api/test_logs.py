@@ -343,6 +343,14 @@ async def test_admin_key_api_and_immediate_revocation(client: httpx.AsyncClient,
     assert duplicate.status_code == 400
     bad = await client.post("/admin/keys", json={"name": "x", "scopes": ["root"]})
     assert bad.status_code == 400 and "scopes" in error_of(bad)["message"]
+    for spec in (
+        {"name": "x", "scopes": [1]},
+        {"name": "x", "scopes": {"a": 1}},
+        {"name": 5},
+        [1],
+        {"name": "x", "rate_limit": -1},
+    ):
+        assert (await client.post("/admin/keys", json=spec)).status_code == 400, spec
 
 
 async def test_keys_changed_by_another_process_apply_at_once(app: LoglakeApp, settings: Settings) -> None:

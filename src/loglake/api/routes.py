@@ -165,10 +165,14 @@ async def create_key(app: LoglakeApp, request: Request) -> Result:
     if type(spec) is not dict or type(spec.get("name")) is not str:
         raise ApiError(400, "invalid_key_spec", 'send {"name": "...", "scopes": ["ingest", "read"], "sigv4": false}')
     scopes = spec.get("scopes", ["ingest"])
+    if type(scopes) is str:
+        scopes = [scopes]
+    if type(scopes) is not list or not all(type(s) is str for s in scopes):
+        raise ApiError(400, "invalid_key_spec", 'scopes must be a list of strings, e.g. ["ingest", "read"]')
     try:
         new = app.keystore.create(
             spec["name"],
-            parse_scopes(",".join(scopes) if isinstance(scopes, list) else str(scopes)),
+            parse_scopes(",".join(scopes)),
             sigv4=bool(spec.get("sigv4", False)),
             rate_limit=_positive(spec.get("rate_limit"), "rate_limit"),
             rate_burst=_positive(spec.get("rate_burst"), "rate_burst"),
