@@ -256,6 +256,17 @@ SPEC: dict[str, Any] = {
 }
 
 
+def _document_common_errors(document: dict[str, Any]) -> None:
+    """Every authenticated operation can answer 400, 401, 403 and 429; say so once, here."""
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            if operation.get("security") != []:
+                operation["responses"] = {**ERRORS, **operation["responses"]}
+
+
+_document_common_errors(SPEC)
+
+
 async def spec(app: LoglakeApp, request: Request) -> Result:
     return Result(200, SPEC)
 
