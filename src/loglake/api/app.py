@@ -205,7 +205,3 @@ class LoglakeApp:
                 headers=[(b"retry-after", retry)],
             )
         request.principal = key
-
-
-def create_app(settings: Settings | None = None) -> LoglakeApp:
-    return LoglakeApp(settings or Settings())
