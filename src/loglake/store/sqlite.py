@@ -67,8 +67,8 @@ class _WriteJob:
     def __init__(self, records: Sequence[NewRecord]) -> None:
         self.records = records
         self.future: Future[list[bytes]] = Future()
-        # Records with client ids are checked against the store first, in the transaction; NULs go row by row.
-        self.payload = encode_rows(records) if all(r.client_id is None for r in records) else None
+        # None: records with client ids (checked against the store first, in the transaction) or NULs.
+        self.payload = encode_rows(records)
 
 
 class SQLiteHotStore(HotStore):
@@ -211,11 +211,7 @@ class SQLiteHotStore(HotStore):
                 else:
                     fresh: list[NewRecord] = []
                     results.append([self._dedupe(conn, r, fresh, seen) for r in job.records])
-                    payload = encode_rows(fresh)
-                    if payload is None:  # rare: NUL characters; row by row keeps them exact
-                        conn.executemany(INSERT_ONE_ROW, map(row_values, fresh))
-                    else:
-                        payloads.append(payload)
+                    conn.executemany(INSERT_ONE_ROW, map(row_values, fresh))
             if payloads:
                 conn.execute(INSERT_JSON_ROWS, (join_arrays(payloads),))
             conn.execute("COMMIT")
