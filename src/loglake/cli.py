@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import itertools
+import io
 import json
 import os
 import shutil
 import stat
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from loglake import __version__
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, Settings, env_name, load_settings, option_fields
 from loglake.keys import KeyStore, KeyStoreError, parse_scopes
+from loglake.shipping import line_to_record, timed_batches
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 SEVERITY_COLOURS = {"debug": "bright_black", "info": None, "warning": "yellow", "error": "red", "critical": "magenta"}
@@ -107,13 +108,23 @@ def keys() -> None:
     help="Requests/s for this key (default: the server's).",
 )
 @click.option(
-    "--burst", type=click.IntRange(min=1), default=None, help="Burst size for this key (default: the server's)."
+    "--rate-burst",
+    "--burst",
+    "burst",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Burst size for this key (default: one second's worth of --rate-limit, else the server's).",
 )
 @data_dir_option
 def keys_create(
     name: str, scopes: str, sigv4: bool, rate_limit: float | None, burst: int | None, data_dir: Path
 ) -> None:
     """Create a key and print only its secret on stdout, so a script can capture it."""
+    if not data_dir.is_dir():
+        raise click.ClickException(
+            f"no loglake data dir at {data_dir}: point --data-dir (or {env_name('data_dir')}) at the server's data, "
+            "or create the folder first"
+        )
     store = KeyStore(data_dir)
     try:
         new = store.create(name, parse_scopes(scopes), sigv4=sigv4, rate_limit=rate_limit, rate_burst=burst)
@@ -142,10 +153,18 @@ def keys_list(include_revoked: bool, as_json: bool, data_dir: Path) -> None:
             click.echo(json.dumps(key.as_dict()))
         return
     rows = [
-        (k.name, k.kind, ",".join(sorted(k.scopes)), k.hint + "…", _iso(k.created_at), _iso(k.revoked_at) or "active")
+        (
+            k.name,
+            k.kind,
+            ",".join(sorted(k.scopes)),
+            k.hint + "…",
+            f"{k.rate_limit:g}/s burst {k.rate_burst or 'auto'}" if k.rate_limit else "server default",
+            _iso(k.created_at),
+            f"revoked {_iso(k.revoked_at)}" if k.revoked_at else "active",
+        )
         for k in found
     ]
-    _table(("NAME", "KIND", "SCOPES", "STARTS WITH", "CREATED", "REVOKED"), rows)
+    _table(("NAME", "KIND", "SCOPES", "STARTS WITH", "RATE LIMIT", "CREATED", "STATUS"), rows)
 
 
 @keys.command("revoke")
@@ -181,11 +200,18 @@ key_option = click.option(
 
 @main.command(context_settings=CONTEXT)
 @click.argument("message", nargs=-1)
-@click.option("--service", default=None, help="Service of every record (plain-text lines and MESSAGE).")
-@click.option("--severity", default=None, help="Severity of every record (plain-text lines and MESSAGE).")
-@click.option("--log-type", default=None, help="Log type of every record (plain-text lines and MESSAGE).")
+@click.option("--service", default=None, help="Service of records that do not name one.")
+@click.option("--severity", default=None, help="Severity of records that do not give one.")
+@click.option("--log-type", default=None, help="Log type of records that do not give one.")
 @click.option(
-    "--batch-size", default=5000, show_default=True, type=click.IntRange(1, 10_000), help="Records per request."
+    "--batch-size", default=5000, show_default=True, type=click.IntRange(1, 10_000), help="Most records per request."
+)
+@click.option(
+    "--max-wait",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.01),
+    help="Seconds a line may wait for its batch.",
 )
 @url_option
 @key_option
@@ -195,10 +221,14 @@ def send(
     severity: str | None,
     log_type: str | None,
     batch_size: int,
+    max_wait: float,
     url: str,
     api_key: str | None,
 ) -> None:
     """Send MESSAGE, or else lines from stdin: NDJSON records or plain text (one record per line).
+
+    Lines are sent in batches: when a batch is full, or after --max-wait seconds, whichever
+    comes first. A record without a timestamp gets the time its line was read.
 
     \b
       loglake send --service api --severity error "Database connection timeout"
@@ -207,19 +237,21 @@ def send(
     """
     defaults = {k: v for k, v in (("service", service), ("severity", severity), ("log_type", log_type)) if v}
     if message:
-        lines: Iterator[str] = iter([" ".join(message)])
+        lines: Iterable[str] = [" ".join(message)]
         total_bytes = None
     else:
         if sys.stdin.isatty():
             click.echo("reading records from stdin (Ctrl-D ends); give a MESSAGE to send just one", err=True)
-        lines = iter(sys.stdin)
+        # Undecodable bytes become U+FFFD instead of stopping the whole stream.
+        lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
         total_bytes = _stdin_size()
-    sized = ((len(line.encode()), _line_to_record(line, defaults)) for line in lines)
+    sized = ((len(line.encode()), line_to_record(line, defaults, _now_ms())) for line in lines)
+    records = (pair for pair in sized if pair[1] is not None)
     sent = 0
     progress = _Progress(total_bytes)
     try:
         with LoglakeClient(url, api_key) as client:
-            for batch in _batches((pair for pair in sized if pair[1] is not None), batch_size):
+            for batch in timed_batches(records, batch_size, max_wait):
                 ids = client.send([record for _, record in batch])
                 sent += len(ids)
                 progress.update(sent, sum(size for size, _ in batch))
@@ -230,6 +262,11 @@ def send(
         for d in e.details[:20]:
             click.echo(f"  record {sent + d.get('index', 0)}: {d.get('field')}: {d.get('reason')}", err=True)
         raise click.ClickException(f"{e} ({sent} record(s) were stored before this)") from None
+    except KeyboardInterrupt:
+        progress.done()
+        raise click.ClickException(
+            f"interrupted: {sent} record(s) sent; lines read in the last second were not"
+        ) from None
     progress.done()
     if not message:
         click.echo(f"sent {sent} record(s)", err=True)
@@ -280,6 +317,8 @@ def recent(
         with LoglakeClient(url, api_key) as client:
             page = client.recent(params)
             logs = list(reversed(page["logs"]))
+            if not as_json and sys.stdout.isatty():
+                click.echo(click.style(f"{'TIME (UTC)':<24}  {'SEVERITY':<8}  {'SERVICE':<16}  MESSAGE", bold=True))
             for record in logs:
                 show(record)
             if follow:
@@ -291,13 +330,21 @@ def recent(
 
 
 def _follow(client: LoglakeClient, params: dict, seen_logs: list[dict], show: Any, interval: float) -> None:
-    """Poll for records newer than the last shown; ids already shown at the boundary are skipped."""
+    """Poll for records at or after the newest shown, paging through all of them; ids already shown
+    at that boundary are skipped. Records follow their own timestamps, so one that arrives stamped
+    earlier than what was already shown is not printed."""
     last_ts = seen_logs[-1]["timestamp"] if seen_logs else int(time.time() * 1000)
     seen = {r["logId"] for r in seen_logs if r["timestamp"] == last_ts}
     while True:
         time.sleep(interval)
-        page = client.recent({**params, "since": str(last_ts), "until": None, "limit": 1000})
-        for record in reversed(page["logs"]):
+        new, cursor = [], None
+        while True:
+            page = client.recent({**params, "since": str(last_ts), "until": None, "limit": 1000, "cursor": cursor})
+            new.extend(page["logs"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        for record in reversed(new):
             if record["logId"] in seen:
                 continue
             show(record)
@@ -310,23 +357,8 @@ def _follow(client: LoglakeClient, params: dict, seen_logs: list[dict], show: An
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _line_to_record(line: str, defaults: dict[str, str]) -> dict[str, Any] | None:
-    text = line.rstrip("\r\n")
-    if not text.strip():
-        return None
-    if text.lstrip().startswith("{"):
-        try:
-            record = json.loads(text)
-        except ValueError:
-            record = None
-        if isinstance(record, dict):
-            return {**defaults, **record}
-    return {**defaults, "message": text}
-
-
-def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    while batch := list(itertools.islice(items, size)):
-        yield batch
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _stdin_size() -> int | None:

@@ -63,7 +63,7 @@ def parse_body(body: bytes, ndjson: bool, limits: Limits, now_ms: int) -> tuple[
     """
     try:
         decoded = _lines.decode_lines(body) if ndjson else _one_or_many.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         decoded = None
     if decoded is not None:
         single = type(decoded) is IncomingRecord
@@ -138,6 +138,11 @@ def _plain_attributes(raw: msgspec.Raw, limits: Limits) -> bytes | bool | None:
         return None
     if data[:1] != b"{" or len(data) > limits.max_attribute_bytes:
         return False
+    if not data.isascii():  # the struct decoder validated every field but this raw one
+        try:
+            data.decode()
+        except UnicodeDecodeError:
+            return False
     # Bracket and colon counts bound the nesting depth and key count from above (strings included),
     # so small attribute objects are accepted without decoding them.
     if data.count(b"{") + data.count(b"[") > limits.max_attribute_depth or data.count(b":") > limits.max_attribute_keys:
@@ -150,8 +155,8 @@ def _decode_generic(body: bytes, ndjson: bool) -> tuple[list[Any], bool]:
         return _decode_ndjson_lines(body), False
     try:
         decoded = _generic.decode(body)
-    except msgspec.DecodeError as e:
-        raise InvalidBody("invalid_json", f"the body is not valid JSON: {e}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        raise InvalidBody("invalid_json", f"the body is not valid JSON in UTF-8: {_reason(e)}") from None
     if type(decoded) is dict:
         return [decoded], True
     if type(decoded) is list:
@@ -162,7 +167,7 @@ def _decode_generic(body: bytes, ndjson: bool) -> tuple[list[Any], bool]:
 def _decode_ndjson_lines(body: bytes) -> list[Any]:
     try:
         return _generic.decode_lines(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         pass
     problems, index = [], 0
     for number, line in enumerate(body.split(b"\n"), start=1):
@@ -170,7 +175,15 @@ def _decode_ndjson_lines(body: bytes) -> list[Any]:
             continue
         try:
             _generic.decode(line)
-        except msgspec.DecodeError as e:
-            problems.append(Problem(index, "", f"line {number} is not valid JSON: {e}").as_dict())
+        except (msgspec.DecodeError, UnicodeDecodeError) as e:
+            problems.append(Problem(index, "", f"line {number} is not valid JSON in UTF-8: {_reason(e)}").as_dict())
         index += 1
     raise InvalidBody("invalid_json", f"{len(problems)} NDJSON line(s) are not valid JSON", problems[:MAX_DETAILS])
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, UnicodeDecodeError):
+        return "a string holds bytes that are not UTF-8"
+    if "truncated" in str(error):
+        return f"{error} (or a lone surrogate escape such as \\ud800)"
+    return str(error)

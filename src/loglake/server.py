@@ -72,7 +72,7 @@ def bind(settings: Settings) -> socket.socket:
 
 
 def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     sock = bind(settings)
     ensure_first_key(settings, out)
     app = LoglakeApp(settings)

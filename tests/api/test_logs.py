@@ -449,3 +449,27 @@ async def test_openapi_and_docs(client: httpx.AsyncClient) -> None:
     docs = await client.get("/docs")
     assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
     assert "GET /logs/recent" in docs.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"message": "caf\xe9"}',
+        b'{"message": "ok", "attributes": {"k\xfe": "v"}}',
+        b'[{"message": "ok"}, {"message": "ok", "attributes": {"k": "v\xff"}}]',
+    ],
+)
+async def test_bytes_that_are_not_utf8_are_400_and_reads_keep_working(client: httpx.AsyncClient, body: bytes) -> None:
+    response = await client.post("/logs", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert "UTF-8" in error_of(response)["message"]
+    assert (await client.get("/logs/recent")).status_code == 200
+    assert await all_messages(client) == []
+
+
+async def test_a_retried_client_id_answers_the_stored_time(client: httpx.AsyncClient) -> None:
+    client_id = str(uuid.uuid4())
+    first = (await client.post("/logs", json={"id": client_id, "message": "once"})).json()
+    time.sleep(0.005)
+    again = (await client.post("/logs", json={"id": client_id, "message": "once"})).json()
+    assert again == first

@@ -10,6 +10,10 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 
+from loglake.model import SEVERITY_LABELS
+
+MAX_SERVICES = 1000
+OTHER_SERVICE = "other"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -67,11 +71,31 @@ class Metrics:
             "Records durably stored, by service and severity.",
             ("service", "severity"),
         )
-        self.rejected = Counter("loglake_records_rejected_total", "Records refused, by reason.", ("reason",))
+        self.rejected = Counter(
+            "loglake_records_rejected_total",
+            "Records refused, by the field of their first problem (or storage_unavailable).",
+            ("reason",),
+        )
+        self.rejected_bodies = Counter(
+            "loglake_bodies_rejected_total", "Request bodies refused as a whole, by error code.", ("code",)
+        )
         self.store_write = Histogram(
             "loglake_store_write_duration_seconds", "Hot store commit latency (one group commit).", ()
         )
         self.store_rows = Counter("loglake_store_rows_committed_total", "Rows committed to the hot store.", ())
+        self._services: set[str] = set()
+
+    def count_ingested(self, by_service_and_severity: dict[tuple[str, int], int]) -> None:
+        """Service names come from clients: past MAX_SERVICES distinct ones, the rest share 'other',
+        so a client cannot grow the number of series without bound."""
+        seen = self._services
+        for (service, severity), n in by_service_and_severity.items():
+            if service not in seen:
+                if len(seen) >= MAX_SERVICES:
+                    service = OTHER_SERVICE
+                else:
+                    seen.add(service)
+            self.ingested.inc((service, SEVERITY_LABELS[severity]), n)
 
     def on_commit(self, rows: int, seconds: float) -> None:
         self.store_write.observe((), seconds)
@@ -79,7 +103,16 @@ class Metrics:
 
     def render(self) -> bytes:
         lines: list[str] = []
-        for metric in (self.requests, self.latency, self.ingested, self.rejected, self.store_write, self.store_rows):
+        metrics = (
+            self.requests,
+            self.latency,
+            self.ingested,
+            self.rejected,
+            self.rejected_bodies,
+            self.store_write,
+            self.store_rows,
+        )
+        for metric in metrics:
             lines.extend(metric.render())
         return ("\n".join(lines) + "\n").encode()
 

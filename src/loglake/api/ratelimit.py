@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -27,7 +28,8 @@ class TokenBucket:
 
 
 class RateLimiter:
-    """One bucket per key name; a key's own rate/burst override the defaults."""
+    """One bucket per key name; a key's own rate/burst override the defaults. A key with its own rate
+    but no burst gets one second's worth, so `--rate-limit 50` means 50/s, not 50/s after 5,000."""
 
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
@@ -39,8 +41,10 @@ class RateLimiter:
         """0 when the request may go ahead, else how many seconds to wait."""
         now = self.clock()
         bucket = self._buckets.get(key)
-        rate = rate or self.rate
-        burst = burst or self.burst
+        if rate:
+            burst = burst or max(1, math.ceil(rate))
+        else:
+            rate, burst = self.rate, burst or self.burst
         if bucket is None or bucket.rate != rate or bucket.burst != burst:
             bucket = self._buckets[key] = TokenBucket(rate, burst, now)
         return bucket.take(now)

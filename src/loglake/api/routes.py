@@ -13,10 +13,10 @@ import msgspec
 
 from loglake import __version__
 from loglake.api.http import ApiError, Request, decode_content
-from loglake.ids import format_uuid
+from loglake.ids import format_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody, parse_body
 from loglake.keys import KeyStoreError, parse_scopes
-from loglake.model import SEVERITY_LABELS, InvalidRecords, format_datetime, record_to_dict
+from loglake.model import InvalidRecords, format_datetime, record_to_dict
 from loglake.service import InvalidQuery
 from loglake.store.base import StoreUnavailable
 
@@ -54,10 +54,14 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
     try:
         records, single = parse_body(body, ndjson, app.service.limits, app.service.now_ms())
     except InvalidBody as e:
+        app.metrics.rejected_bodies.inc((e.code,))
         raise ApiError(413 if e.too_large else 400, e.code, str(e), e.details) from None
     except InvalidRecords as e:
+        first_problem = {}
         for problem in e.problems:
-            app.metrics.rejected.inc((problem.field or "not_an_object",))
+            first_problem.setdefault(problem.index, problem.field or "not_an_object")
+        for field in first_problem.values():
+            app.metrics.rejected.inc((field,))
         details = [p.as_dict() for p in e.problems[:MAX_DETAILS]]
         if len(e.problems) > MAX_DETAILS:
             details.append({"index": -1, "field": "", "reason": f"... and {len(e.problems) - MAX_DETAILS} more"})
@@ -68,11 +72,9 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
         app.storage_error = str(e)
         app.metrics.rejected.inc(("storage_unavailable",), len(records))
         raise ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")]) from None
-    count = app.metrics.ingested.inc
-    for (service, severity), n in Counter(map(_SERVICE_AND_SEVERITY, records)).items():
-        count((service, SEVERITY_LABELS[severity]), n)
+    app.metrics.count_ingested(Counter(map(_SERVICE_AND_SEVERITY, records)))
     if single:
-        ts = records[0].timestamp
+        ts = timestamp_of(log_ids[0])  # a retried client id answers the stored record's time
         return Result(201, {"logId": format_uuid(log_ids[0]), "timestamp": ts, "datetime": format_datetime(ts)})
     return Result(201, {"count": len(log_ids), "logIds": [format_uuid(i) for i in log_ids]})
 

@@ -9,6 +9,7 @@ was acknowledged: SQLite's WAL either has the committed transaction or rolls the
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -61,6 +62,10 @@ def unavailable_reason(error: sqlite3.Error) -> str | None:
     return None
 
 
+def _lenient_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
 class _WriteJob:
     __slots__ = ("future", "payload", "records")
 
@@ -95,6 +100,8 @@ class SQLiteHotStore(HotStore):
         # never waits for one; see _checkpoint_loop.
         self._writer.execute("PRAGMA wal_autocheckpoint = 0")
         migrate(self._writer, MIGRATIONS)
+        with contextlib.suppress(OSError):  # logs are private; SQLite gives -wal and -shm the same mode
+            os.chmod(self.path, 0o600)
         self._apply_size_cap()
         self._thread = threading.Thread(target=self._write_loop, name="loglake-sqlite-writer", daemon=True)
         self._thread.start()
@@ -119,6 +126,8 @@ class SQLiteHotStore(HotStore):
         if conn is None:
             conn = self._connect()
             conn.execute("PRAGMA query_only = 1")
+            # Ingest only stores valid UTF-8; should a file ever hold anything else, reads still answer.
+            conn.text_factory = _lenient_text
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)
