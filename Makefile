@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DATA_DIR ?= ./loglake-data
+ARGS ?=
 
 .PHONY: run test lint bench-deps clean
 
@@ -19,8 +19,9 @@ $(VENV)/.dev-installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(VENV)/.installed $@
 
+# Settings come from LOGLAKE_* variables, a TOML file (LOGLAKE_CONFIG) or flags: make run ARGS="--port 9000"
 run: $(VENV)/.installed
-	$(BIN)/loglake serve --data-dir $(DATA_DIR)
+	$(BIN)/loglake serve $(ARGS)
 
 test: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

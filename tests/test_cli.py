@@ -242,6 +242,28 @@ def test_send_one_message_prints_its_log_id(server: ServerProcess, admin_key: st
     assert (record["message"], record["service"], record["severity"]) == (message, "checkout", "error")
 
 
+def test_get_prints_one_record(server: ServerProcess, admin_key: str):
+    message = unique("fetch me")
+    log_id = run("send", "--url", server.url, "--api-key", admin_key, message).stdout.strip()
+    result = run("get", "--url", server.url, "--api-key", admin_key, log_id)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["message"] == message
+    missing = run("get", "--url", server.url, "--api-key", admin_key, "not-an-id")
+    assert missing.exit_code != 0 and "404" in missing.output
+
+
+def test_send_survives_bytes_that_are_not_utf8(server: ServerProcess, admin_key: str, api: httpx.Client):
+    service = unique("latin1")
+    result = CliRunner().invoke(
+        main,
+        ["send", "--url", server.url, "--api-key", admin_key, "--service", service],
+        input="caf\xe9 au lait\nplain ascii\n".encode("latin-1"),
+    )
+    assert result.exit_code == 0, result.output
+    messages = [r["message"] for r in api.get("/logs/recent", params={"service": service}).json()["logs"]]
+    assert sorted(messages) == ["caf\ufffd au lait", "plain ascii"]
+
+
 def test_send_joins_message_words(server: ServerProcess, admin_key: str, api: httpx.Client):
     marker = unique("words")
     result = run("send", "--url", server.url, "--api-key", admin_key, marker, "and", "more")

@@ -1,3 +1,3 @@
-"""loglake: durable HTTP log ingest, recent logs in milliseconds, and a Parquet lake queried with SQL."""
+"""loglake: durable HTTP log ingest and recent logs in milliseconds."""
 
 __version__ = "0.1.0"

@@ -55,6 +55,8 @@ def _settings_options(command: Any) -> Any:
 
 
 def _show_default(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
     return str(value) if value not in ("", None) else "none"
 
 
@@ -169,12 +171,13 @@ def keys_list(include_revoked: bool, as_json: bool, data_dir: Path) -> None:
 
 @keys.command("revoke")
 @click.argument("name")
+@click.option("--force", is_flag=True, help="Also revoke the last active admin key.")
 @data_dir_option
-def keys_revoke(name: str, data_dir: Path) -> None:
+def keys_revoke(name: str, force: bool, data_dir: Path) -> None:
     """Revoke a key; requests with it fail from now on."""
     store = _existing_keystore(data_dir)
     try:
-        store.revoke(name)
+        store.revoke(name, allow_last_admin=force)
     except KeyStoreError as e:
         raise click.ClickException(str(e)) from None
     finally:
@@ -352,6 +355,19 @@ def _follow(client: LoglakeClient, params: dict, seen_logs: list[dict], show: An
                 last_ts, seen = record["timestamp"], set()
             seen.add(record["logId"])
         sys.stdout.flush()
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("log_id")
+@url_option
+@key_option
+def get(log_id: str, url: str, api_key: str | None) -> None:
+    """Print one record as JSON, by its logId (or the id it was sent with)."""
+    try:
+        with LoglakeClient(url, api_key) as client:
+            click.echo(json.dumps(client.get(log_id), ensure_ascii=False, indent=2))
+    except ClientError as e:
+        raise click.ClickException(str(e)) from None
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import gzip
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -44,6 +45,9 @@ class LoglakeClient:
 
     def recent(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._request("GET", "/logs/recent", params={k: v for k, v in params.items() if v is not None})
+
+    def get(self, log_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/logs/{quote(log_id, safe='')}")
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         for attempt in range(self.retries + 1):

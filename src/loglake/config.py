@@ -151,7 +151,8 @@ def _coerce(name: str, value: Any) -> Any:
             return float(value)
         return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"setting {name} ({env_name(name)}) must be a {kind}, got {value!r}") from None
+        described = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(kind, kind)
+        raise ConfigError(f"setting {name} ({env_name(name)}) must be {described}, got {value!r}") from None
 
 
 def is_loopback(host: str) -> bool:

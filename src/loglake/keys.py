@@ -163,7 +163,16 @@ class KeyStore:
         key = ApiKey(name, row[1], scopes, row[5], created, None, rate_limit, rate_burst)
         return NewKey(key, secret, access_key_id)
 
-    def revoke(self, name: str) -> None:
+    def revoke(self, name: str, *, allow_last_admin: bool = False) -> None:
+        """Revoke a key at once; refuses to revoke the last active admin key unless told to, since
+        nothing but the CLI on the server's data dir could make a new one."""
+        if not allow_last_admin:
+            admins = [k.name for k in self.list() if "admin" in k.scopes]
+            if admins == [name]:
+                raise KeyStoreError(
+                    f"{name!r} is the last active admin key; create another admin key first "
+                    "(or revoke it from the CLI with --force)"
+                )
         with self._lock:
             cur = self._conn.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (int(time.time()), name)

@@ -225,7 +225,8 @@ def _check_timestamp(index: int, value: Any, now_ms: int, max_ts: int, problems:
         hint = "; it looks like epoch seconds, send milliseconds" if ts > 0 else ""
         problems.append(Problem(index, "timestamp", f"{ts} is before 1973-03-03{hint}"))
     elif ts > max_ts:
-        problems.append(Problem(index, "timestamp", "is more than the allowed time in the future"))
+        allowed = (max_ts - now_ms) / 3_600_000
+        problems.append(Problem(index, "timestamp", f"is more than {allowed:g} h in the future (check the clock)"))
     elif ts >= ids.MAX_TIMESTAMP_MS:
         problems.append(Problem(index, "timestamp", "is out of range"))
     return ts

@@ -16,6 +16,7 @@ from loglake.model import (
     DAY_MS,
     SEVERITY_ALIASES,
     SEVERITY_NAMES,
+    SMALLEST_PLAUSIBLE_MS,
     Limits,
     NewRecord,
     Problem,
@@ -158,7 +159,10 @@ def parse_time(text: str, now_ms: int) -> int:
     """Epoch ms, ISO-8601 with offset, or a relative age like 15m, 2h, 7d (meaning that long ago)."""
     text = text.strip()
     if text.isdigit():
-        return int(text)
+        value = int(text)
+        if 0 < value < SMALLEST_PLAUSIBLE_MS:
+            raise ValueError(f"{text} looks like epoch seconds; send epoch milliseconds")
+        return value
     rel = _RELATIVE.fullmatch(text)
     if rel:
         return now_ms - int(rel.group(1)) * _UNIT_MS[rel.group(2)]
@@ -172,8 +176,14 @@ def _parse_time(text: str | None, now_ms: int, name: str, bad: Callable[[str, st
         return None
     try:
         return parse_time(text, now_ms)
-    except ValueError:
-        bad(name, "must be epoch milliseconds, ISO-8601 with offset (2026-11-22T10:00:00Z) or an age like 15m, 2h, 7d")
+    except ValueError as e:
+        hint = "; in a URL write + as %2B" if " " in text.strip() else ""
+        detail = f" ({e})" if "epoch seconds" in str(e) else ""
+        bad(
+            name,
+            f"must be epoch milliseconds, ISO-8601 with offset (2026-11-22T10:00:00Z) or an age like 15m, 2h, 7d"
+            f"{detail}{hint}",
+        )
         return None
 
 

@@ -473,3 +473,39 @@ async def test_a_retried_client_id_answers_the_stored_time(client: httpx.AsyncCl
     time.sleep(0.005)
     again = (await client.post("/logs", json={"id": client_id, "message": "once"})).json()
     assert again == first
+
+
+async def test_the_last_admin_key_cannot_lock_everyone_out(client: httpx.AsyncClient, app: LoglakeApp) -> None:
+    response = await client.delete("/admin/keys/test-admin")
+    assert response.status_code == 409 and "last active admin key" in error_of(response)["message"]
+    second = (await client.post("/admin/keys", json={"name": "admin-2", "scopes": ["admin"]})).json()["secret"]
+    assert (await client.delete("/admin/keys/test-admin")).status_code == 200
+    async with asgi_client(app, second) as c:
+        assert (await c.get("/admin/keys")).status_code == 200
+
+
+async def test_a_secret_sent_without_a_scheme_is_not_echoed(app: LoglakeApp) -> None:
+    secret = key_for(app, "read")
+    async with asgi_client(app) as c:
+        response = await c.get("/logs/recent", headers={"authorization": secret})
+    assert response.status_code == 401 and secret not in response.text
+
+
+async def test_time_parameters_give_hints(client: httpx.AsyncClient) -> None:
+    seconds = await client.get("/logs/recent", params={"since": "1790000000"})
+    assert seconds.status_code == 400 and "epoch seconds" in error_of(seconds)["message"]
+    plus = await client.get("/logs/recent?since=2026-11-22T00:00:00+00:00")
+    assert plus.status_code == 400 and "%2B" in error_of(plus)["message"]
+    assert (await client.get("/logs/recent", params={"since": "0"})).status_code == 200
+
+
+async def test_head_index_and_admin_body_checks(client: httpx.AsyncClient) -> None:
+    head = await client.head("/healthz")
+    assert head.status_code == 200 and head.content == b""
+    assert (await client.get("/")).json()["docs"] == "/docs"
+    form = await client.post(
+        "/admin/keys", content=b"name=x", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert form.status_code == 415
+    extra = await client.post("/admin/keys", json={"name": "x", "scopes": ["read"], "owner": "me"})
+    assert extra.status_code == 400 and "owner" in error_of(extra)["message"]

@@ -38,6 +38,7 @@ class Route:
 
 
 ROUTES = [
+    Route("GET", "/", routes.index, None),
     Route("POST", "/logs", routes.ingest, "ingest", reads_body=True),
     Route("GET", "/logs/recent", routes.recent, "read"),
     Route("GET", "/logs/{logId}", routes.get_log, "read"),
@@ -73,7 +74,7 @@ class Router:
             if by_method is None or not last:
                 raise ApiError(404, "not_found", f"no route {path}; see /docs")
             params = (last,)
-        route = by_method.get(method)
+        route = by_method.get("GET" if method == "HEAD" else method)  # the server drops a HEAD's body
         if route is None:
             allow = ", ".join(sorted(by_method)).encode()
             raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}", headers=[(b"allow", allow)])

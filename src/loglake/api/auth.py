@@ -47,7 +47,8 @@ class Authenticator:
             return key
         if sigv4.is_sigv4(header):
             return self._sigv4(request, header)
-        raise unauthorized(f"unsupported authorization scheme {scheme!r}; use Bearer or AWS4-HMAC-SHA256")
+        shown = f" {scheme!r}" if scheme.isalpha() and len(scheme) <= 20 else ""  # never echo a secret back
+        raise unauthorized(f"unsupported authorization scheme{shown}; send 'Authorization: Bearer <api key>' or SigV4")
 
     def _sigv4(self, request: Request, header: str) -> ApiKey:
         assert self.keyring is not None

@@ -137,7 +137,7 @@ def too_large(max_bytes: int, after_decompression: bool = False) -> ApiError:
 
 
 async def send_json(send: Send, status: int, payload: Any, headers: list[tuple[bytes, bytes]] | None = None) -> int:
-    body = _encode(payload)
+    body = _encode(payload) + b"\n"  # so `curl` output does not run into the shell prompt
     await send_bytes(send, status, body, JSON_HEADERS + (headers or []))
     return len(body)
 

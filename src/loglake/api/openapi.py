@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import html
+import re
 from typing import TYPE_CHECKING, Any
 
 from loglake import __version__
@@ -206,6 +207,13 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/": {
+            "get": {
+                "summary": "Name, version and where the docs are (no auth)",
+                "security": [],
+                "responses": {"200": {"description": "an index"}},
+            }
+        },
         "/healthz": {
             "get": {
                 "summary": "Liveness and storage health (no auth)",
@@ -275,6 +283,11 @@ async def docs(app: LoglakeApp, request: Request) -> Result:
     return Result(200, _DOCS_HTML, ((b"content-type", b"text/html; charset=utf-8"),))
 
 
+def _text(value: str) -> str:
+    """Escaped text with `code` spans, the only markup the descriptions use."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(value))
+
+
 def render_docs(document: dict[str, Any]) -> bytes:
     parts = [
         "<!doctype html><meta charset=utf-8><title>loglake API</title>",
@@ -282,19 +295,19 @@ def render_docs(document: dict[str, Any]) -> bytes:
         "code,pre{background:#f4f4f4;padding:2px 4px}h2{margin-top:1.6em;font-family:monospace}"
         "table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left}</style>",
         f"<h1>loglake API {html.escape(document['info']['version'])}</h1>",
-        f"<p>{html.escape(document['info']['description'])}</p>",
+        f"<p>{_text(document['info']['description'])}</p>",
         "<p>Machine-readable: <a href=/openapi.json>/openapi.json</a>. Errors are "
         '<code>{"error": {"code", "message", "details"}}</code>.</p>',
     ]
     for path, operations in document["paths"].items():
         for method, op in operations.items():
-            parts.append(f"<h2>{method.upper()} {html.escape(path)}</h2><p>{html.escape(op['summary'])}</p>")
+            parts.append(f"<h2>{method.upper()} {html.escape(path)}</h2><p>{_text(op['summary'])}</p>")
             params = op.get("parameters", [])
             if params:
                 parts.append("<table><tr><th>parameter</th><th>in</th><th>meaning</th></tr>")
                 parts.extend(
                     f"<tr><td><code>{html.escape(p['name'])}</code></td><td>{p['in']}</td>"
-                    f"<td>{html.escape(p.get('description', ''))}</td></tr>"
+                    f"<td>{_text(p.get('description', ''))}</td></tr>"
                     for p in params
                 )
                 parts.append("</table>")

@@ -136,6 +136,10 @@ async def get_log(app: LoglakeApp, request: Request, log_id: str) -> Result:
 # -- operations --------------------------------------------------------------------------------
 
 
+async def index(app: LoglakeApp, request: Request) -> Result:
+    return Result(200, {"name": "loglake", "version": __version__, "docs": "/docs", "openapi": "/openapi.json"})
+
+
 async def healthz(app: LoglakeApp, request: Request) -> Result:
     writable = app.storage_error is None
     body = {
@@ -159,13 +163,21 @@ async def list_keys(app: LoglakeApp, request: Request) -> Result:
     return Result(200, {"keys": [k.as_dict() for k in keys]})
 
 
+KEY_SPEC_FIELDS = frozenset({"name", "scopes", "sigv4", "rate_limit", "rate_burst"})
+
+
 async def create_key(app: LoglakeApp, request: Request) -> Result:
+    if _records_media_type(request):
+        raise ApiError(415, "unsupported_media_type", "send the key spec as application/json")
     try:
         spec = _decoder.decode(decode_content(request, request.body, app.settings.max_body_bytes) or b"null")
     except msgspec.DecodeError as e:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
     if type(spec) is not dict or type(spec.get("name")) is not str:
         raise ApiError(400, "invalid_key_spec", 'send {"name": "...", "scopes": ["ingest", "read"], "sigv4": false}')
+    unknown = spec.keys() - KEY_SPEC_FIELDS
+    if unknown:
+        raise ApiError(400, "invalid_key_spec", f"unknown field(s) {', '.join(sorted(unknown))}")
     scopes = spec.get("scopes", ["ingest"])
     if type(scopes) is str:
         scopes = [scopes]
@@ -188,10 +200,12 @@ async def create_key(app: LoglakeApp, request: Request) -> Result:
 
 
 async def revoke_key(app: LoglakeApp, request: Request, name: str) -> Result:
+    if name not in {k.name for k in app.keystore.list()}:
+        raise ApiError(404, "not_found", f"no active key named {name!r}")
     try:
         app.keystore.revoke(name)
     except KeyStoreError as e:
-        raise ApiError(404, "not_found", str(e)) from None
+        raise ApiError(409, "last_admin_key", str(e)) from None
     return Result(200, {"revoked": name})
 
 
