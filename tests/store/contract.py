@@ -92,6 +92,8 @@ class HotStoreContract:
             ({"log_type": "audit"}, {"a-audit"}),
             ({"severities": frozenset({Severity.ERROR, Severity.CRITICAL})}, {"b-error", "a-critical"}),
             ({"service": "billing", "severities": frozenset({Severity.ERROR})}, {"b-error"}),
+            ({"service": "billing", "severities": frozenset({Severity.ERROR, Severity.CRITICAL})}, {"b-error"}),
+            ({"service": "billing", "severities": frozenset({Severity.INFO, Severity.ERROR})}, {"b-info", "b-error"}),
             ({"contains": "NEEDLE"}, {"a-audit"}),
             ({"service": "api", "log_type": "audit", "contains": "needle"}, {"a-audit"}),
             ({"service": "nobody"}, set()),

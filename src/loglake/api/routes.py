@@ -57,15 +57,7 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
         app.metrics.rejected_bodies.inc((e.code,))
         raise ApiError(413 if e.too_large else 400, e.code, str(e), e.details) from None
     except InvalidRecords as e:
-        first_problem = {}
-        for problem in e.problems:
-            first_problem.setdefault(problem.index, problem.field or "not_an_object")
-        for field in first_problem.values():
-            app.metrics.rejected.inc((field,))
-        details = [p.as_dict() for p in e.problems[:MAX_DETAILS]]
-        if len(e.problems) > MAX_DETAILS:
-            details.append({"index": -1, "field": "", "reason": f"... and {len(e.problems) - MAX_DETAILS} more"})
-        raise ApiError(400, "invalid_records", str(e), details) from None
+        raise _refused(app, e) from None
     try:
         log_ids = await _committed(app.service.submit(records))
     except StoreUnavailable as e:
@@ -80,6 +72,19 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
 
 
 _SERVICE_AND_SEVERITY = itemgetter(2, 4)
+
+
+def _refused(app: LoglakeApp, error: InvalidRecords) -> ApiError:
+    """The 400 naming every problem (up to MAX_DETAILS); each refused record counted once, by its first problem."""
+    first_problem: dict[int, str] = {}
+    for problem in error.problems:
+        first_problem.setdefault(problem.index, problem.field or "not_an_object")
+    for field in first_problem.values():
+        app.metrics.rejected.inc((field,))
+    details = [p.as_dict() for p in error.problems[:MAX_DETAILS]]
+    if len(error.problems) > MAX_DETAILS:
+        details.append({"index": -1, "field": "", "reason": f"... and {len(error.problems) - MAX_DETAILS} more"})
+    return ApiError(400, "invalid_records", str(error), details)
 
 
 def _committed(write: Future[list[bytes]]) -> asyncio.Future[list[bytes]]:
