@@ -1,13 +1,12 @@
 """The hot store contract: what every backend (SQLite here, DynamoDB later) must do.
 
 The access patterns are key lookups and key-range scans only, so they map onto DynamoDB as they
-map onto SQLite: by `log_id` (time-ordered, see ids.py), by (service, log_id), (log_type, log_id),
-(severity, log_id) and (service, severity, log_id), plus the global id order for "most recent N".
-The log_type and severity keys are sparse (DynamoDB's sparse GSIs): the dominant values, log_type
-"application" and severity info, are not indexed, since a scan of the id order (or of the service
-key) finds them at once; that halves the index writes of a typical record. The base class owns
-this planning (which key to scan, merging several severities); a backend implements the writes,
-one point lookup and one range scan.
+map onto SQLite: by `log_id` (time-ordered, see ids.py), by (service, log_id), (log_type, log_id)
+and (severity, log_id), plus the global id order for "most recent N". The log_type and severity
+keys are sparse (DynamoDB's sparse GSIs): the dominant values, log_type "application" and
+severity info, are not indexed, since a scan of the id order finds them at once; that halves
+the index writes of a typical record. The base class owns this planning (which key to scan,
+merging several severities); a backend implements the writes, one point lookup and one range scan.
 """
 
 from __future__ import annotations
@@ -48,7 +47,7 @@ class ScanKey:
     """Which key a scan walks: None = the global id order, else an index and its value."""
 
     index: str | None = None
-    value: str | int | tuple[str, int] | None = None
+    value: str | int | None = None
 
 
 class HotStore(ABC):
@@ -76,16 +75,11 @@ class HotStore(ABC):
 
     def recent(self, query: RecentQuery) -> list[StoredRecord]:
         """Up to query.limit records, newest first, through the most selective key available."""
-        indexed_severities = query.severities is not None and UNINDEXED_SEVERITY not in query.severities
-        if query.service is not None and indexed_severities:
-            scans = [
-                self.scan(ScanKey("service_severity", (query.service, s)), query) for s in sorted(query.severities)
-            ]
-        elif query.service is not None:
+        if query.service is not None:
             scans = [self.scan(ScanKey("service", query.service), query)]
         elif query.log_type is not None and query.log_type != UNINDEXED_LOG_TYPE:
             scans = [self.scan(ScanKey("log_type", query.log_type), query)]
-        elif indexed_severities:
+        elif query.severities is not None and UNINDEXED_SEVERITY not in query.severities:
             scans = [self.scan(ScanKey("severity", s), query) for s in sorted(query.severities)]
         else:
             scans = [self.scan(ScanKey(), query)]

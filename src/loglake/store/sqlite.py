@@ -27,7 +27,6 @@ from loglake.store.sqlite_rows import (
     INDEX_FOR_KEY,
     INSERT_JSON_ROWS,
     INSERT_ONE_ROW,
-    KEY_COLUMNS,
     MIGRATIONS,
     SPARSE_CONDITION,
     encode_rows,
@@ -291,22 +290,19 @@ class SQLiteHotStore(HotStore):
             where.append("(id_hi, id_lo) < (?, ?)")
             params.extend(split_id(upper))
         source = "logs"
-        fixed: tuple[str, ...] = ()
         if key.index is not None:
             source = f"logs INDEXED BY {INDEX_FOR_KEY[key.index]}"
-            fixed = KEY_COLUMNS.get(key.index, (key.index,))
-            values = key.value if len(fixed) > 1 else (key.value,)
-            where.extend(f"{column} = ?" for column in fixed)
-            params.extend(values)
+            where.append(f"{key.index} = ?")
+            params.append(key.value)
             if key.index in SPARSE_CONDITION:
                 where.append(SPARSE_CONDITION[key.index])
-        if query.service is not None and "service" not in fixed:
+        if query.service is not None and key.index != "service":
             where.append("service = ?")
             params.append(query.service)
-        if query.log_type is not None and "log_type" not in fixed:
+        if query.log_type is not None and key.index != "log_type":
             where.append("log_type = ?")
             params.append(query.log_type)
-        if query.severities is not None and "severity" not in fixed:
+        if query.severities is not None and key.index != "severity":
             where.append(f"severity IN ({', '.join('?' * len(query.severities))})")
             params.extend(sorted(query.severities))
         if query.contains:

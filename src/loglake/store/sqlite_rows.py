@@ -29,25 +29,14 @@ MIGRATIONS = [
     -- is served by the id order itself, so most records cost two b-tree inserts, not four.
     CREATE INDEX logs_by_log_type ON logs (log_type, id_hi, id_lo) WHERE log_type != 'application';
     CREATE INDEX logs_by_severity ON logs (severity, id_hi, id_lo) WHERE severity != 1;
-    CREATE INDEX logs_by_service_severity ON logs (service, severity, id_hi, id_lo) WHERE severity != 1;
     CREATE UNIQUE INDEX logs_by_client_id ON logs (client_id) WHERE client_id IS NOT NULL;
     """,
 ]
 
 COLUMNS = "id_hi, id_lo, timestamp, service, log_type, severity, message, attributes, client_id"
-INDEX_FOR_KEY = {
-    "service": "logs_by_service",
-    "log_type": "logs_by_log_type",
-    "severity": "logs_by_severity",
-    "service_severity": "logs_by_service_severity",
-}
-# The columns each key fixes, and the condition a partial index needs repeated literally to be used.
-KEY_COLUMNS = {"service_severity": ("service", "severity")}
-SPARSE_CONDITION = {
-    "log_type": "log_type != 'application'",
-    "severity": "severity != 1",
-    "service_severity": "severity != 1",
-}
+INDEX_FOR_KEY = {"service": "logs_by_service", "log_type": "logs_by_log_type", "severity": "logs_by_severity"}
+# A partial index is only used when the query repeats its condition literally.
+SPARSE_CONDITION = {"log_type": "log_type != 'application'", "severity": "severity != 1"}
 
 
 # A whole group of records goes in as ONE statement over a JSON array. sqlite3 releases the GIL
