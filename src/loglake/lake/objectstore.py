@@ -1,0 +1,195 @@
+"""Object storage for the lake: a local folder (the default) or any S3-compatible endpoint.
+
+Both give the guarantee the lake's exactly-once flush is built on: an object is either absent or
+complete, never partial. Locally that is write-to-temp, fsync, rename; on S3 a PUT is atomic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TEMP_SUFFIX = ".tmp"
+
+
+class ObjectStoreError(Exception):
+    """The store refused or failed an operation; the message names the key and the cause."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+def check_key(key: str) -> str:
+    """Keys are relative, '/'-separated and never climb out of the store's root."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ObjectStoreError(f"invalid object key {key!r}")
+    return key
+
+
+class ObjectStore(ABC):
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Store data under key atomically (readers see the old object, or none, or all of the new)."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path) -> None:
+        """Like put, from a local file (large Parquet files are not held in memory)."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """The object's bytes; ObjectStoreError if there is none."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Objects whose key starts with prefix, in key order."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object; removing one that is gone is not an error (deletes are retried)."""
+
+    @abstractmethod
+    def uri(self, key: str) -> str:
+        """Where a query engine finds the object (a path, or s3://bucket/key)."""
+
+    def exists(self, key: str) -> bool:
+        return any(info.key == key for info in self.list(key))
+
+
+class LocalObjectStore(ObjectStore):
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put(self, key: str, data: bytes) -> None:
+        self._publish(key, lambda f: f.write(data))
+
+    def put_file(self, key: str, path: Path) -> None:
+        def copy(out: Any) -> None:
+            with open(path, "rb") as src:
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+
+        self._publish(key, copy)
+
+    def _publish(self, key: str, write: Any) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMP_SUFFIX)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        _fsync_dir(target.parent)  # the rename itself survives a crash only once its folder is synced
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectStoreError(f"no object {key!r} in {self.root}") from None
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        found = []
+        for dirpath, _, filenames in os.walk(self.root):
+            for name in filenames:
+                if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+                    continue  # an unfinished write, not an object
+                path = Path(dirpath, name)
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    found.append(ObjectInfo(key, path.stat().st_size))
+        return iter(sorted(found, key=lambda info: info.key))
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            _fsync_dir(path.parent)
+
+    def uri(self, key: str) -> str:
+        return str(self._path(key))
+
+    def remove_unfinished(self) -> int:
+        """Delete temp files left by a crash mid-write; returns how many."""
+        removed = 0
+        for path in self.root.rglob(f".*{TEMP_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+        return removed
+
+
+class S3ObjectStore(ObjectStore):
+    """Any S3-compatible endpoint. Pass a boto3 S3 client (made with the standard credential chain,
+    endpoint and region), so tests and callers choose the endpoint."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+    def _key(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def put(self, key: str, data: bytes) -> None:
+        self._call("put", key, self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def put_file(self, key: str, path: Path) -> None:
+        self._call("put", key, self.client.upload_file, str(path), self.bucket, self._key(key))
+
+    def get(self, key: str) -> bytes:
+        response = self._call("get", key, self.client.get_object, Bucket=self.bucket, Key=self._key(key))
+        return response["Body"].read()
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(item["Key"][len(self.prefix) :], item["Size"])
+        except self._errors() as e:
+            raise ObjectStoreError(f"cannot list s3://{self.bucket}/{self.prefix}{prefix}: {e}") from None
+
+    def delete(self, key: str) -> None:
+        self._call("delete", key, self.client.delete_object, Bucket=self.bucket, Key=self._key(key))
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def _call(self, action: str, key: str, method: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except self._errors() as e:
+            raise ObjectStoreError(f"cannot {action} s3://{self.bucket}/{self.prefix}{key}: {e}") from None
+
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        return (BotoCoreError, ClientError, S3UploadFailedError)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
