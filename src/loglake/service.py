@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from typing import Any
 
 from loglake import ids
+from loglake.ingest import parse_body
 from loglake.model import (
     DAY_MS,
     SEVERITY_ALIASES,
@@ -22,7 +22,6 @@ from loglake.model import (
     Problem,
     StoredRecord,
     parse_iso8601,
-    validate_batch,
 )
 from loglake.store.base import HotStore, RecentQuery
 
@@ -57,17 +56,14 @@ class LogService:
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def validate(self, items: list[Any]) -> list[NewRecord]:
-        """Validated records with fresh ids, or InvalidRecords naming every problem."""
-        return validate_batch(items, self.limits, self.now_ms())
+    def parse(self, body: bytes, ndjson: bool) -> tuple[list[NewRecord], bool]:
+        """Validated records with fresh ids from a request body, and whether it held a single object;
+        raises ingest.InvalidBody or model.InvalidRecords naming every problem."""
+        return parse_body(body, ndjson, self.limits, self.now_ms())
 
     def submit(self, records: Sequence[NewRecord]) -> Future[list[bytes]]:
         """Start the durable write; the future resolves once the records are committed."""
         return self.store.submit(records)
-
-    def ingest(self, items: list[Any]) -> list[bytes]:
-        """Validate and store, waiting until durable (the blocking form, for the CLI and Lambda)."""
-        return self.store.put(self.validate(items))
 
     def get(self, log_id: str) -> StoredRecord | None:
         try:

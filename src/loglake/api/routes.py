@@ -14,7 +14,7 @@ import msgspec
 from loglake import __version__
 from loglake.api.http import ApiError, Request, decode_content
 from loglake.ids import format_uuid, timestamp_of
-from loglake.ingest import MAX_DETAILS, InvalidBody, parse_body
+from loglake.ingest import MAX_DETAILS, InvalidBody
 from loglake.keys import KeyStoreError, parse_scopes
 from loglake.model import InvalidRecords, format_datetime, record_to_dict
 from loglake.service import InvalidQuery
@@ -52,7 +52,7 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
     if not body.strip():
         raise ApiError(400, "empty_body", "the body is empty; send a record object, an array or NDJSON lines")
     try:
-        records, single = parse_body(body, ndjson, app.service.limits, app.service.now_ms())
+        records, single = app.service.parse(body, ndjson)
     except InvalidBody as e:
         app.metrics.rejected_bodies.inc((e.code,))
         raise ApiError(413 if e.too_large else 400, e.code, str(e), e.details) from None
