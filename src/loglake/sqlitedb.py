@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> None:
-    """Apply the migrations this database has not seen yet, each in its own transaction."""
+    """Apply the migrations this database has not seen yet, each in its own transaction.
+
+    A migration is split into statements at ';', so its comments must not contain one."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > len(migrations):
         raise RuntimeError(

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any, TypeVar
 
 from loglake.ids import format_uuid, join_id, lower_bound, split_id
 from loglake.model import NewRecord, StoredRecord
@@ -35,6 +36,7 @@ from loglake.store.sqlite_rows import (
     stored,
 )
 
+T = TypeVar("T")
 MAX_ROWS_PER_COMMIT = 50_000
 CHECKPOINT_SECONDS = 0.5
 _INT64_LIMIT = 1 << 63
@@ -142,6 +144,27 @@ class SQLiteHotStore(HotStore):
         """Change the size cap at run time (0 = none); takes effect with the next write."""
         self._max_size_bytes = max_size_bytes
         self._jobs.put(self._apply_size_cap)
+
+    def run_in_writer(self, task: Callable[[sqlite3.Connection], T]) -> T:
+        """Run task(connection) on the writer thread, between group commits, and return its result:
+        other write paths (the lake flush) stay serialized with ingest without a second writer."""
+        done: Future[T] = Future()
+
+        def run() -> None:
+            try:
+                done.set_result(task(self._writer))
+            except BaseException as e:
+                self._rollback()
+                done.set_exception(self._unavailable(e) if isinstance(e, sqlite3.Error) else e)
+
+        if not self._thread.is_alive():
+            raise StoreUnavailable("the hot store is closed")
+        self._jobs.put(run)
+        return done.result()
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """A read-only query on this thread's reader connection (one consistent snapshot)."""
+        return self._reader().execute(sql, params).fetchall()
 
     # -- writes --------------------------------------------------------------------------------
 

@@ -31,6 +31,16 @@ MIGRATIONS = [
     CREATE INDEX logs_by_severity ON logs (severity, id_hi, id_lo) WHERE severity != 1;
     CREATE UNIQUE INDEX logs_by_client_id ON logs (client_id) WHERE client_id IS NOT NULL;
     """,
+    """
+    -- Lake flushes under way: their objects may be in the lake while their rows are still here.
+    -- A query skips these objects. A flush deletes its rows and its row here in one transaction.
+    CREATE TABLE flushes (
+        flush_id   INTEGER PRIMARY KEY,
+        started_ms INTEGER NOT NULL,
+        objects    TEXT NOT NULL,      -- JSON array of lake keys
+        records    INTEGER NOT NULL
+    );
+    """,
 ]
 
 COLUMNS = "id_hi, id_lo, timestamp, service, log_type, severity, message, attributes, client_id"

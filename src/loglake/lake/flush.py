@@ -1,0 +1,173 @@
+"""Moving records from the hot store into the lake, exactly once whatever moment the process dies.
+
+One flush round, and what a crash after each step leaves:
+
+1. read due records (oldest first) and write one ZSTD Parquet file per UTC date to a local temp
+   folder                                    -> only temp files: removed on recovery, rows still hot
+2. journal the round in hot.db (`flushes`: its object keys)
+                                             -> recovery deletes those keys from the lake and the entry
+3. publish each file to the object store (an atomic put each)
+                                             -> same: published objects are deleted again
+4. in ONE SQLite transaction, delete the round's rows (by id) and its journal entry
+                                             -> done: rows are only in the lake
+
+A query reads hot rows and the journal in one SQLite snapshot and skips the lake objects a journal
+entry names, so while a round runs it counts each record exactly once, from the hot store; after
+step 4 it counts it from the lake. Rows are deleted by id, never by range, so a late record that
+arrives while the round runs stays in the hot store for the next round.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from loglake.ids import format_uuid, join_id
+from loglake.lake.layout import app_logs_key, day_of, new_part_name
+from loglake.lake.objectstore import ObjectStore
+from loglake.model import SEVERITY_LABELS
+from loglake.store.sqlite import SQLiteHotStore
+
+ROWS_PER_ROUND = 200_000
+ROW_GROUP_ROWS = 128 * 1024
+APP_LOGS_SCHEMA = pa.schema(
+    [
+        ("log_id", pa.string()),
+        ("timestamp", pa.int64()),  # epoch ms
+        ("service", pa.string()),
+        ("log_type", pa.string()),
+        ("severity", pa.string()),
+        ("message", pa.string()),
+        ("attributes", pa.string()),  # JSON object
+        ("client_id", pa.string()),
+    ]
+)
+_DUE = (
+    "SELECT id_hi, id_lo, timestamp, service, log_type, severity, message, attributes, client_id"
+    " FROM logs WHERE id_hi < ? ORDER BY id_hi, id_lo LIMIT ?"
+)
+
+Step = Callable[[str], None]
+
+
+@dataclass
+class FlushReport:
+    records: int = 0
+    objects: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Flusher:
+    """Flush rounds for one hot store and one lake. `on_step` is called after each step (tests use it
+    to kill the process there)."""
+
+    def __init__(
+        self,
+        store: SQLiteHotStore,
+        lake: ObjectStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_step: Step | None = None,
+    ) -> None:
+        self.store = store
+        self.lake = lake
+        self.clock = clock
+        self.on_step = on_step or (lambda step: None)
+
+    def recover(self) -> int:
+        """Undo rounds a crash interrupted (steps 2-3): their objects go, their rows stay hot."""
+        pending = self.store.read("SELECT flush_id, objects FROM flushes")
+        for flush_id, objects in pending:
+            for key in json.loads(objects):
+                self.lake.delete(key)
+            self.store.run_in_writer(
+                lambda conn, f=flush_id: conn.execute("DELETE FROM flushes WHERE flush_id = ?", (f,))
+            )
+        return len(pending)
+
+    def flush(self, before_ms: int, max_rounds: int | None = None) -> FlushReport:
+        """Move every record timestamped before `before_ms` into the lake, round by round."""
+        started = time.perf_counter()
+        report = FlushReport()
+        rounds = 0
+        while max_rounds is None or rounds < max_rounds:
+            moved, objects = self._round(before_ms)
+            if not moved:
+                break
+            report.records += moved
+            report.objects.extend(objects)
+            rounds += 1
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _round(self, before_ms: int) -> tuple[int, list[str]]:
+        rows = self.store.read(_DUE, (before_ms << 16, ROWS_PER_ROUND))
+        if not rows:
+            return 0, []
+        now_ms = int(self.clock() * 1000)
+        work = Path(tempfile.mkdtemp(prefix="loglake-flush-"))
+        try:
+            files = {}
+            for day, day_rows in groupby(sorted(rows, key=_by_day_service_time), key=lambda r: day_of(r[2])):
+                key = app_logs_key(day, new_part_name(now_ms))
+                files[key] = work / key.rsplit("/", 1)[1]
+                pq.write_table(_table(list(day_rows)), files[key], compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            self.on_step("written")
+            flush_id = self.store.run_in_writer(lambda conn: _journal(conn, list(files), len(rows), now_ms))
+            self.on_step("journaled")
+            for number, (key, path) in enumerate(files.items(), start=1):
+                self.lake.put_file(key, path)
+                self.on_step(f"published {number}")
+            ids = json.dumps([[r[0], r[1]] for r in rows])
+            self.store.run_in_writer(lambda conn: _commit(conn, flush_id, ids))
+            self.on_step("committed")
+            return len(rows), list(files)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _by_day_service_time(row: tuple) -> tuple:
+    return day_of(row[2]), row[3], row[2]
+
+
+def _table(rows: list[tuple]) -> pa.Table:
+    columns = list(zip(*rows, strict=True))
+    return pa.table(
+        [
+            [format_uuid(join_id(hi, lo)) for hi, lo in zip(columns[0], columns[1], strict=True)],
+            columns[2],
+            columns[3],
+            columns[4],
+            [SEVERITY_LABELS[s] for s in columns[5]],
+            columns[6],
+            columns[7],
+            columns[8],
+        ],
+        schema=APP_LOGS_SCHEMA,
+    )
+
+
+def _journal(conn: sqlite3.Connection, objects: list[str], records: int, now_ms: int) -> int:
+    cursor = conn.execute(
+        "INSERT INTO flushes (started_ms, objects, records) VALUES (?, ?, ?)", (now_ms, json.dumps(objects), records)
+    )
+    return cursor.lastrowid
+
+
+def _commit(conn: sqlite3.Connection, flush_id: int, ids_json: str) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(
+        "DELETE FROM logs WHERE (id_hi, id_lo) IN (SELECT value->>0, value->>1 FROM json_each(?))", (ids_json,)
+    )
+    conn.execute("DELETE FROM flushes WHERE flush_id = ?", (flush_id,))
+    conn.execute("COMMIT")

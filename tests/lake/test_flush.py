@@ -1,0 +1,157 @@
+"""Flush: hot store -> Parquet lake, exactly once, including when the process dies at any step."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from loglake.ids import format_uuid, join_id
+from loglake.lake.flush import Flusher
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
+from loglake.model import Severity
+from loglake.store.sqlite import SQLiteHotStore
+from tests.store.contract import record
+
+DAY = 86_400_000
+START = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+SERVICES = ["web", "api", "db"]
+
+
+def seed(store: SQLiteHotStore, days: int = 3, per_day: int = 300) -> set[str]:
+    records = [
+        record(
+            START + d * DAY + i * 1000,
+            f"d{d}-{i}",
+            service=SERVICES[i % 3],
+            severity=Severity(i % 5),
+            attributes=b'{"i":%d}' % i if i % 2 else None,
+        )
+        for d in range(days)
+        for i in range(per_day)
+    ]
+    store.put(records)
+    return {format_uuid(r.log_id) for r in records}
+
+
+def hot_ids(store: SQLiteHotStore) -> set[str]:
+    return {format_uuid(join_id(hi, lo)) for hi, lo in store.read("SELECT id_hi, id_lo FROM logs")}
+
+
+def lake_ids(store: SQLiteHotStore, lake: ObjectStore) -> list[str]:
+    """What a query sees in the lake: every object but those a flush in progress still owns."""
+    pending = {key for (objects,) in store.read("SELECT objects FROM flushes") for key in json.loads(objects)}
+    found: list[str] = []
+    for info in lake.list("type=app_logs/"):
+        if info.key not in pending:
+            found.extend(pq.read_table(io.BytesIO(lake.get(info.key))).column("log_id").to_pylist())
+    return found
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
+    if request.param == "local":
+        yield LocalObjectStore(tmp_path / "lake")
+    else:
+        client, bucket, prefix = request.getfixturevalue("s3_bucket")
+        yield S3ObjectStore(client, bucket, prefix=f"{prefix}/lake")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteHotStore]:
+    s = SQLiteHotStore(tmp_path / "hot.db")
+    yield s
+    s.close()
+
+
+def test_flush_moves_due_records_into_daily_zstd_parquet(store: SQLiteHotStore, lake: ObjectStore) -> None:
+    everything = seed(store)
+    report = Flusher(store, lake).flush(before_ms=START + 2 * DAY)  # the third day is not due yet
+    assert report.records == 600
+    assert sorted(k.split("/")[1] for k in report.objects) == ["date=2026-11-01", "date=2026-11-02"]
+    flushed = lake_ids(store, lake)
+    assert len(flushed) == len(set(flushed)) == 600
+    assert set(flushed) | hot_ids(store) == everything
+    assert not set(flushed) & hot_ids(store)
+
+    table = pq.read_table(io.BytesIO(lake.get(report.objects[0])))
+    rows = table.to_pylist()
+    assert [(r["service"], r["timestamp"]) for r in rows] == sorted((r["service"], r["timestamp"]) for r in rows)
+    first = next(r for r in rows if r["message"] == "d0-1")
+    assert (first["severity"], first["attributes"], first["log_type"]) == ("info", '{"i":1}', "application")
+    metadata = pq.ParquetFile(io.BytesIO(lake.get(report.objects[0]))).metadata
+    assert metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_records_that_arrive_during_a_flush_stay_hot(store: SQLiteHotStore, tmp_path: Path) -> None:
+    seed(store, days=1, per_day=50)
+    lake = LocalObjectStore(tmp_path / "lake")
+    late = record(START + 5, "late arrival, old timestamp")
+
+    def arrive(step: str) -> None:
+        if step == "journaled":
+            store.put([late])
+
+    Flusher(store, lake, on_step=arrive).flush(before_ms=START + DAY, max_rounds=1)
+    assert hot_ids(store) == {format_uuid(late.log_id)}
+    assert len(lake_ids(store, lake)) == 50
+
+
+CRASH_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from loglake.lake.flush import Flusher
+    from loglake.lake.objectstore import LocalObjectStore
+    from loglake.store.sqlite import SQLiteHotStore
+
+    data, crash_at = Path(sys.argv[1]), sys.argv[2]
+
+    def step(name):
+        if name == crash_at:
+            os._exit(9)  # like kill -9: no cleanup, no atexit, no flush of anything
+
+    store = SQLiteHotStore(data / "hot.db")
+    Flusher(store, LocalObjectStore(data / "lake"), on_step=step).flush(before_ms=int(sys.argv[3]))
+    os._exit(0)
+    """
+)
+
+
+@pytest.mark.parametrize("crash_at", ["written", "journaled", "published 1", "published 2", "published 3", "committed"])
+def test_a_crash_at_any_step_loses_and_duplicates_nothing(tmp_path: Path, crash_at: str) -> None:
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    everything = seed(store)
+    store.close()
+
+    child = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT, str(tmp_path), crash_at, str(START + 3 * DAY)], capture_output=True
+    )
+    assert child.returncode == 9, child.stderr.decode()
+
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    lake = LocalObjectStore(tmp_path / "lake")
+    try:
+        for _ in range(2):  # what a query sees right after the crash, then after recovery
+            in_lake = lake_ids(store, lake)
+            assert len(in_lake) == len(set(in_lake)), "a record is in the lake twice"
+            assert not set(in_lake) & hot_ids(store), "a record is both hot and in the lake"
+            assert set(in_lake) | hot_ids(store) == everything, "a record was lost"
+            Flusher(store, lake).recover()
+            lake.remove_unfinished()
+        assert store.read("SELECT count(*) FROM flushes") == [(0,)]
+        expected_in_lake = 900 if crash_at == "committed" else 0
+        assert len(lake_ids(store, lake)) == expected_in_lake
+        assert len(list(lake.list())) == (3 if crash_at == "committed" else 0)
+
+        Flusher(store, lake).flush(before_ms=START + 3 * DAY)  # the next round finishes the job
+        assert hot_ids(store) == set() and set(lake_ids(store, lake)) == everything
+    finally:
+        store.close()
