@@ -52,7 +52,12 @@ INVALID_RECORDS = st.one_of(
     st.fixed_dictionaries(
         {"message": st.just("m"), "severity": st.text().filter(lambda s: s.lower() not in SEVERITY_ALIASES)}
     ),
-    st.fixed_dictionaries({"message": st.just("m"), "timestamp": st.floats(allow_nan=False, allow_infinity=False) | st.text("abcxyz :-", max_size=10)}),
+    st.fixed_dictionaries(
+        {
+            "message": st.just("m"),
+            "timestamp": st.floats(allow_nan=False, allow_infinity=False) | st.text("abcxyz :-", max_size=10),
+        }
+    ),
     st.fixed_dictionaries({"message": st.just("m"), "attributes": st.lists(st.integers()) | st.text()}),
     st.text(min_size=1, max_size=20)
     .filter(lambda k: k not in {"id", "timestamp", "service", "log_type", "severity", "message", "attributes"})
