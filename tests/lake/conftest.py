@@ -18,6 +18,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
+
 ACCESS_KEY = "loglake-test"
 SECRET_KEY = "loglake-test-secret"
 
@@ -132,6 +134,16 @@ def _wait_until_ready(server: S3Server, process: subprocess.Popen, log_path: Pat
 
 
 TEST_BUCKET = "loglake-tests"
+
+
+@pytest.fixture(params=["local", "s3"])
+def object_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
+    """Each lake test runs on a local folder and on the real S3 server."""
+    if request.param == "local":
+        yield LocalObjectStore(tmp_path / "lake")
+    else:
+        client, bucket, prefix = request.getfixturevalue("s3_bucket")
+        yield S3ObjectStore(client, bucket, prefix=f"{prefix}/lake")
 
 
 @pytest.fixture

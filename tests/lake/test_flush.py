@@ -15,7 +15,7 @@ import pytest
 
 from loglake.ids import format_uuid, join_id
 from loglake.lake.flush import Flusher
-from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.model import Severity
 from loglake.store.sqlite import SQLiteHotStore
 from tests.store.contract import record
@@ -55,13 +55,9 @@ def lake_ids(store: SQLiteHotStore, lake: ObjectStore) -> list[str]:
     return found
 
 
-@pytest.fixture(params=["local", "s3"])
-def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
-    if request.param == "local":
-        yield LocalObjectStore(tmp_path / "lake")
-    else:
-        client, bucket, prefix = request.getfixturevalue("s3_bucket")
-        yield S3ObjectStore(client, bucket, prefix=f"{prefix}/lake")
+@pytest.fixture
+def lake(object_store: ObjectStore) -> ObjectStore:
+    return object_store
 
 
 @pytest.fixture
