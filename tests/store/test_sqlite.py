@@ -71,3 +71,18 @@ def test_submit_after_close_fails_cleanly(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(StoreUnavailable, match="closed"):
         store.put([record()])
+
+
+def test_text_that_is_not_utf8_is_read_with_replacement(tmp_path: Path) -> None:
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    try:
+        new = record(message="fine")
+        store.put([new])
+        raw = sqlite3.connect(tmp_path / "hot.db")  # what a damaged or hand-edited file could hold
+        raw.execute("UPDATE logs SET message = CAST(x'6361fe' AS TEXT)")
+        raw.commit()
+        raw.close()
+        assert store.get(new.log_id).message == "ca\ufffd"
+        assert [r.message for r in store.recent(RecentQuery(since_ms=BASE_TS, limit=5))] == ["ca\ufffd"]
+    finally:
+        store.close()

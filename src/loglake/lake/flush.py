@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from loglake.ids import format_uuid, join_id
 from loglake.lake.layout import app_logs_key, day_of, new_part_name
 from loglake.lake.objectstore import ObjectStore
-from loglake.model import SEVERITY_LABELS
+from loglake.model import DAY_MS, SEVERITY_LABELS
 from loglake.store.sqlite import SQLiteHotStore
 
 ROWS_PER_ROUND = 200_000
@@ -118,8 +118,8 @@ class Flusher:
         work = Path(tempfile.mkdtemp(prefix="loglake-flush-"))
         try:
             files = {}
-            for day, day_rows in groupby(sorted(rows, key=_by_day_service_time), key=lambda r: day_of(r[2])):
-                key = app_logs_key(day, new_part_name(now_ms))
+            for day_number, day_rows in groupby(sorted(rows, key=_by_day_service_time), key=_day_number):
+                key = app_logs_key(day_of(day_number * DAY_MS), new_part_name(now_ms))
                 files[key] = work / key.rsplit("/", 1)[1]
                 pq.write_table(_table(list(day_rows)), files[key], compression="zstd", row_group_size=ROW_GROUP_ROWS)
             self.on_step("written")
@@ -136,8 +136,12 @@ class Flusher:
             shutil.rmtree(work, ignore_errors=True)
 
 
+def _day_number(row: tuple) -> int:
+    return row[2] // DAY_MS  # days since the epoch, UTC: the partition, without a datetime per row
+
+
 def _by_day_service_time(row: tuple) -> tuple:
-    return day_of(row[2]), row[3], row[2]
+    return row[2] // DAY_MS, row[3], row[2]
 
 
 def _table(rows: list[tuple]) -> pa.Table:

@@ -128,8 +128,6 @@ class SQLiteHotStore(HotStore):
         if conn is None:
             conn = self._connect()
             conn.execute("PRAGMA query_only = 1")
-            # Ingest only stores valid UTF-8; should a file ever hold anything else, reads still answer.
-            conn.text_factory = _lenient_text
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)
@@ -163,8 +161,21 @@ class SQLiteHotStore(HotStore):
         return done.result()
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        """A read-only query on this thread's reader connection (one consistent snapshot)."""
-        return self._reader().execute(sql, params).fetchall()
+        """A read-only query on this thread's reader connection (one consistent snapshot).
+
+        Ingest only stores valid UTF-8; should the file hold anything else, the query is answered
+        again with undecodable bytes replaced, rather than failing (the fast path decodes in C)."""
+        conn = self._reader()
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as e:
+            if "decode" not in str(e):
+                raise
+            conn.text_factory = _lenient_text
+            try:
+                return conn.execute(sql, params).fetchall()
+            finally:
+                conn.text_factory = str
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -289,18 +300,17 @@ class SQLiteHotStore(HotStore):
     # -- reads ---------------------------------------------------------------------------------
 
     def get(self, log_id: bytes) -> StoredRecord | None:
-        conn = self._reader()
         high, low = split_id(log_id)
-        row = None
+        rows = []
         if high < _INT64_LIMIT:  # else not an id we minted (those start with a 48-bit time); maybe a client id
-            row = conn.execute(f"SELECT {COLUMNS} FROM logs WHERE id_hi = ? AND id_lo = ?", (high, low)).fetchone()
-        if row is None:
-            row = conn.execute(
+            rows = self.read(f"SELECT {COLUMNS} FROM logs WHERE id_hi = ? AND id_lo = ?", (high, low))
+        if not rows:
+            rows = self.read(
                 f"SELECT {COLUMNS} FROM logs INDEXED BY logs_by_client_id"
                 " WHERE client_id = ? AND client_id IS NOT NULL",
                 (format_uuid(log_id),),
-            ).fetchone()
-        return stored(row) if row else None
+            )
+        return stored(rows[0]) if rows else None
 
     def scan(self, key: ScanKey, query: RecentQuery) -> Iterator[StoredRecord]:
         where = ["(id_hi, id_lo) >= (?, ?)"]
@@ -334,7 +344,7 @@ class SQLiteHotStore(HotStore):
         order = "ORDER BY id_hi DESC, id_lo DESC"
         sql = f"SELECT {COLUMNS} FROM {source} WHERE {' AND '.join(where)} {order} LIMIT ?"
         params.append(query.limit)
-        return map(stored, self._reader().execute(sql, params).fetchall())
+        return map(stored, self.read(sql, params))
 
     def count(self) -> int:
         return self._reader().execute("SELECT count(*) FROM logs").fetchone()[0]
