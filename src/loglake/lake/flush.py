@@ -26,13 +26,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import groupby
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loglake.ids import format_uuid, join_id
 from loglake.lake.layout import app_logs_key, day_of, new_part_name
 from loglake.lake.objectstore import ObjectStore
 from loglake.model import DAY_MS, SEVERITY_LABELS
@@ -118,10 +117,15 @@ class Flusher:
         work = Path(tempfile.mkdtemp(prefix="loglake-flush-"))
         try:
             files = {}
-            for day_number, day_rows in groupby(sorted(rows, key=_by_day_service_time), key=_day_number):
+            table = _table(rows)
+            days = pc.divide(table.column("timestamp"), DAY_MS)  # integer division: days since the epoch, UTC
+            for day_number in pc.unique(days).to_pylist():
                 key = app_logs_key(day_of(day_number * DAY_MS), new_part_name(now_ms))
                 files[key] = work / key.rsplit("/", 1)[1]
-                pq.write_table(_table(list(day_rows)), files[key], compression="zstd", row_group_size=ROW_GROUP_ROWS)
+                day_table = table.filter(pc.equal(days, day_number)).sort_by(
+                    [("service", "ascending"), ("timestamp", "ascending")]
+                )
+                pq.write_table(day_table, files[key], compression="zstd", row_group_size=ROW_GROUP_ROWS)
             self.on_step("written")
             flush_id = self.store.run_in_writer(lambda conn: _journal(conn, list(files), len(rows), now_ms))
             self.on_step("journaled")
@@ -136,29 +140,38 @@ class Flusher:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _day_number(row: tuple) -> int:
-    return row[2] // DAY_MS  # days since the epoch, UTC: the partition, without a datetime per row
-
-
-def _by_day_service_time(row: tuple) -> tuple:
-    return row[2] // DAY_MS, row[3], row[2]
-
-
 def _table(rows: list[tuple]) -> pa.Table:
+    """The rows (in id order) as an Arrow table; per-row Python work is kept to the log id text."""
     columns = list(zip(*rows, strict=True))
     return pa.table(
         [
-            [format_uuid(join_id(hi, lo)) for hi, lo in zip(columns[0], columns[1], strict=True)],
+            _uuid_strings(columns[0], columns[1]),
             columns[2],
             columns[3],
             columns[4],
-            [SEVERITY_LABELS[s] for s in columns[5]],
+            pc.take(pa.array(SEVERITY_LABELS), pa.array(columns[5], pa.int8())),
             columns[6],
             columns[7],
             columns[8],
         ],
         schema=APP_LOGS_SCHEMA,
     )
+
+
+def _uuid_strings(highs: tuple[int, ...], lows: tuple[int, ...]) -> pa.Array:
+    """Canonical UUID text of (id_hi, id_lo) pairs: one hex string for all, then cut and joined by Arrow."""
+    variant = _VARIANT_RFC
+    hex_text = "".join(map(_HEX_PAIR.format, highs, (low | variant for low in lows))).encode()
+    count = len(highs)
+    offsets = pa.array(range(0, 32 * count + 1, 32), pa.int32())
+    plain = pa.StringArray.from_buffers(count, offsets.buffers()[1], pa.py_buffer(hex_text))
+    pieces = [pc.utf8_slice_codeunits(plain, start, stop) for start, stop in _UUID_GROUPS]
+    return pc.binary_join_element_wise(*pieces, "-")
+
+
+_HEX_PAIR = "{:016x}{:016x}"
+_UUID_GROUPS = ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))
+_VARIANT_RFC = 0b10 << 62
 
 
 def _journal(conn: sqlite3.Connection, objects: list[str], records: int, now_ms: int) -> int:
