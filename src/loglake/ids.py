@@ -24,7 +24,7 @@ _COUNTER_BITS = 42
 _COUNTER_MASK = (1 << _COUNTER_BITS) - 1
 _NODE_BITS = 32
 _VERSION_7 = 0x7 << 76
-_VARIANT_RFC = 0b10 << 62
+VARIANT_RFC = 0b10 << 62  # the two RFC 9562 variant bits, at the top of the last 64
 _LOW_62 = (1 << 62) - 1
 _LOW_30 = (1 << 30) - 1
 
@@ -51,7 +51,7 @@ def uuid7_many(timestamps: Iterable[int]) -> list[bytes]:
         for ts_ms in timestamps:
             counter = (counter + 1) & _COUNTER_MASK
             rand_a, rand_b = counter >> 30, ((counter & _LOW_30) << _NODE_BITS) | node
-            append(((ts_ms << 80) | _VERSION_7 | (rand_a << 64) | _VARIANT_RFC | rand_b).to_bytes(16, "big"))
+            append(((ts_ms << 80) | _VERSION_7 | (rand_a << 64) | VARIANT_RFC | rand_b).to_bytes(16, "big"))
         _counter = counter
     return out
 
@@ -64,7 +64,7 @@ def split_id(log_id: bytes) -> tuple[int, int]:
 
 
 def join_id(high: int, low: int) -> bytes:
-    return ((high << 64) | _VARIANT_RFC | low).to_bytes(16, "big")
+    return ((high << 64) | VARIANT_RFC | low).to_bytes(16, "big")
 
 
 def lower_bound(ts_ms: int) -> bytes:

@@ -189,10 +189,6 @@ class KeyStore:
             rows = self._conn.execute(sql + " ORDER BY created_at, id").fetchall()
         return [_key_from_row(r) for r in rows]
 
-    def active_count(self) -> int:
-        with self._lock:
-            return self._conn.execute("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL").fetchone()[0]
-
     def version(self) -> bytes:
         """Changes whenever any process (this one included) changed the keys; a memory read."""
         return self._version_map[:8]

@@ -47,7 +47,7 @@ class Severity(IntEnum):
         return found
 
 
-SEVERITY_NAMES = tuple(s.label for s in Severity)
+SEVERITY_NAMES = tuple(s.label for s in Severity)  # indexed by Severity value
 SEVERITY_ALIASES: dict[str, Severity] = {s.label: s for s in Severity} | {
     "trace": Severity.DEBUG,
     "notice": Severity.INFO,
@@ -55,7 +55,6 @@ SEVERITY_ALIASES: dict[str, Severity] = {s.label: s for s in Severity} | {
     "err": Severity.ERROR,
     "fatal": Severity.CRITICAL,
 }
-SEVERITY_LABELS = SEVERITY_NAMES  # indexed by Severity value
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +70,7 @@ class Limits:
 
 
 class NewRecord(NamedTuple):
-    """A validated record ready for the hot store; field order is the store's column order."""
+    """A validated record ready for the hot store."""
 
     log_id: bytes
     timestamp: int
@@ -79,21 +78,12 @@ class NewRecord(NamedTuple):
     log_type: str
     severity: int
     message: str
-    attributes: bytes | None  # the attributes object as compact JSON
+    attributes: bytes | None  # the attributes object as JSON
     client_id: bytes | None  # the client's own UUID, for idempotent retries
 
 
-class StoredRecord(NamedTuple):
-    """A record as read back from any store; same fields as NewRecord."""
-
-    log_id: bytes
-    timestamp: int
-    service: str
-    log_type: str
-    severity: int
-    message: str
-    attributes: bytes | None
-    client_id: bytes | None
+# What a store gives back has exactly the fields that went in.
+StoredRecord = NewRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +307,7 @@ def record_to_dict(record: StoredRecord) -> dict[str, Any]:
         "datetime": format_datetime(record.timestamp),
         "service": record.service,
         "log_type": record.log_type,
-        "severity": SEVERITY_LABELS[record.severity],
+        "severity": SEVERITY_NAMES[record.severity],
         "message": record.message,
         "attributes": msgspec.Raw(record.attributes) if record.attributes else {},
     }

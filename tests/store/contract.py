@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 
 import pytest
 
@@ -140,6 +139,3 @@ class HotStoreContract:
         futures = [store.submit([record(BASE_TS + i, f"c{i}")]) for i in range(200)]
         assert all(len(f.result(timeout=10)) == 1 for f in futures)
         assert len(store.recent(RecentQuery(since_ms=BASE_TS, limit=1000))) == 200
-
-
-StoreFactory = Callable[[], HotStore]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 
-from loglake.model import SEVERITY_LABELS
+from loglake.model import SEVERITY_NAMES
 
 MAX_SERVICES = 1000
 OTHER_SERVICE = "other"
@@ -95,7 +95,7 @@ class Metrics:
                     service = OTHER_SERVICE
                 else:
                     seen.add(service)
-            self.ingested.inc((service, SEVERITY_LABELS[severity]), n)
+            self.ingested.inc((service, SEVERITY_NAMES[severity]), n)
 
     def on_commit(self, rows: int, seconds: float) -> None:
         self.store_write.observe((), seconds)

@@ -32,10 +32,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from loglake.ids import VARIANT_RFC
 from loglake.lake.layout import app_logs_key, day_of, new_part_name
 from loglake.lake.objectstore import ObjectStore
-from loglake.model import DAY_MS, SEVERITY_LABELS
+from loglake.model import DAY_MS, SEVERITY_NAMES
 from loglake.store.sqlite import SQLiteHotStore
+from loglake.store.sqlite_rows import COLUMNS
 
 ROWS_PER_ROUND = 200_000
 ROW_GROUP_ROWS = 128 * 1024
@@ -51,10 +53,7 @@ APP_LOGS_SCHEMA = pa.schema(
         ("client_id", pa.string()),
     ]
 )
-_DUE = (
-    "SELECT id_hi, id_lo, timestamp, service, log_type, severity, message, attributes, client_id"
-    " FROM logs WHERE id_hi < ? ORDER BY id_hi, id_lo LIMIT ?"
-)
+_DUE = f"SELECT {COLUMNS} FROM logs WHERE id_hi < ? ORDER BY id_hi, id_lo LIMIT ?"
 
 Step = Callable[[str], None]
 
@@ -149,7 +148,7 @@ def _table(rows: list[tuple]) -> pa.Table:
             columns[2],
             columns[3],
             columns[4],
-            pc.take(pa.array(SEVERITY_LABELS), pa.array(columns[5], pa.int8())),
+            pc.take(pa.array(SEVERITY_NAMES), pa.array(columns[5], pa.int8())),
             columns[6],
             columns[7],
             columns[8],
@@ -160,7 +159,7 @@ def _table(rows: list[tuple]) -> pa.Table:
 
 def _uuid_strings(highs: tuple[int, ...], lows: tuple[int, ...]) -> pa.Array:
     """Canonical UUID text of (id_hi, id_lo) pairs: one hex string for all, then cut and joined by Arrow."""
-    variant = _VARIANT_RFC
+    variant = VARIANT_RFC
     hex_text = "".join(map(_HEX_PAIR.format, highs, (low | variant for low in lows))).encode()
     count = len(highs)
     offsets = pa.array(range(0, 32 * count + 1, 32), pa.int32())
@@ -171,7 +170,6 @@ def _uuid_strings(highs: tuple[int, ...], lows: tuple[int, ...]) -> pa.Array:
 
 _HEX_PAIR = "{:016x}{:016x}"
 _UUID_GROUPS = ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))
-_VARIANT_RFC = 0b10 << 62
 
 
 def _journal(conn: sqlite3.Connection, objects: list[str], records: int, now_ms: int) -> int:

@@ -139,9 +139,9 @@ class SQLiteHotStore(HotStore):
         self._writer.execute(f"PRAGMA max_page_count = {pages}")
 
     def set_max_size(self, max_size_bytes: int) -> None:
-        """Change the size cap at run time (0 = none); takes effect with the next write."""
+        """Change the size cap at run time (0 = none), before the next write."""
         self._max_size_bytes = max_size_bytes
-        self._jobs.put(self._apply_size_cap)
+        self.run_in_writer(lambda conn: self._apply_size_cap())
 
     def run_in_writer(self, task: Callable[[sqlite3.Connection], T]) -> T:
         """Run task(connection) on the writer thread, between group commits, and return its result:
