@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 import sys
 import textwrap
@@ -46,12 +45,10 @@ def hot_ids(store: SQLiteHotStore) -> set[str]:
 
 
 def lake_ids(store: SQLiteHotStore, lake: ObjectStore) -> list[str]:
-    """What a query sees in the lake: every object but those a flush in progress still owns."""
-    pending = {key for (objects,) in store.read("SELECT objects FROM flushes") for key in json.loads(objects)}
+    """What a query sees in the lake: the objects of the catalog (lake_files)."""
     found: list[str] = []
-    for info in lake.list("type=app_logs/"):
-        if info.key not in pending:
-            found.extend(pq.read_table(io.BytesIO(lake.get(info.key))).column("log_id").to_pylist())
+    for (key,) in store.read("SELECT key FROM lake_files"):
+        found.extend(pq.read_table(io.BytesIO(lake.get(key))).column("log_id").to_pylist())
     return found
 
 
@@ -84,6 +81,18 @@ def test_flush_moves_due_records_into_daily_zstd_parquet(store: SQLiteHotStore, 
     assert (first["severity"], first["attributes"], first["log_type"]) == ("info", '{"i":1}', "application")
     metadata = pq.ParquetFile(io.BytesIO(lake.get(report.objects[0]))).metadata
     assert metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_the_catalog_describes_each_flushed_object(store: SQLiteHotStore, lake: ObjectStore) -> None:
+    seed(store)
+    Flusher(store, lake).flush(before_ms=START + 3 * DAY)
+    catalog = store.read("SELECT key, table_name, day, min_ts, max_ts, records, bytes FROM lake_files ORDER BY day")
+    assert [row[2] for row in catalog] == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    for key, table_name, day, min_ts, max_ts, records, size in catalog:
+        data = lake.get(key)
+        millis = pq.read_table(io.BytesIO(data)).column("timestamp").cast("int64").to_pylist()
+        assert (table_name, f"date={day}" in key) == ("logs", True)
+        assert (min_ts, max_ts, records, size) == (min(millis), max(millis), len(millis), len(data))
 
 
 def test_records_that_arrive_during_a_flush_stay_hot(store: SQLiteHotStore, tmp_path: Path) -> None:

@@ -8,13 +8,14 @@ One flush round, and what a crash after each step leaves:
                                              -> recovery deletes those keys from the lake and the entry
 3. publish each file to the object store (an atomic put each)
                                              -> same: published objects are deleted again
-4. in ONE SQLite transaction, delete the round's rows (by id) and its journal entry
+4. in ONE SQLite transaction, delete the round's rows (by id), add its objects to the lake catalog
+   (`lake_files`) and drop its journal entry
                                              -> done: rows are only in the lake
 
-A query reads hot rows and the journal in one SQLite snapshot and skips the lake objects a journal
-entry names, so while a round runs it counts each record exactly once, from the hot store; after
-step 4 it counts it from the lake. Rows are deleted by id, never by range, so a late record that
-arrives while the round runs stays in the hot store for the next round.
+A query reads hot rows and `lake_files` in one SQLite snapshot, so while a round runs it counts each
+record exactly once, from the hot store (published objects are not in the catalog yet); after step 4
+it counts it from the lake. Rows are deleted by id, never by range, so a late record that arrives
+while the round runs stays in the hot store for the next round.
 """
 
 from __future__ import annotations
@@ -34,25 +35,15 @@ import pyarrow.parquet as pq
 
 from loglake.ids import VARIANT_RFC
 from loglake.lake.layout import app_logs_key, day_of, new_part_name
+from loglake.lake.manifest import LakeFile, add_files
 from loglake.lake.objectstore import ObjectStore
+from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.model import DAY_MS, SEVERITY_NAMES
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.store.sqlite_rows import COLUMNS
 
 ROWS_PER_ROUND = 200_000
 ROW_GROUP_ROWS = 128 * 1024
-APP_LOGS_SCHEMA = pa.schema(
-    [
-        ("log_id", pa.string()),
-        ("timestamp", pa.int64()),  # epoch ms
-        ("service", pa.string()),
-        ("log_type", pa.string()),
-        ("severity", pa.string()),
-        ("message", pa.string()),
-        ("attributes", pa.string()),  # JSON object
-        ("client_id", pa.string()),
-    ]
-)
 _DUE = f"SELECT {COLUMNS} FROM logs WHERE id_hi < ? ORDER BY id_hi, id_lo LIMIT ?"
 
 Step = Callable[[str], None]
@@ -115,28 +106,50 @@ class Flusher:
         now_ms = int(self.clock() * 1000)
         work = Path(tempfile.mkdtemp(prefix="loglake-flush-"))
         try:
-            files = {}
-            table = _table(rows)
-            days = pc.divide(table.column("timestamp"), DAY_MS)  # integer division: days since the epoch, UTC
-            for day_number in pc.unique(days).to_pylist():
-                key = app_logs_key(day_of(day_number * DAY_MS), new_part_name(now_ms))
-                files[key] = work / key.rsplit("/", 1)[1]
-                day_table = table.filter(pc.equal(days, day_number)).sort_by(
-                    [("service", "ascending"), ("timestamp", "ascending")]
-                )
-                pq.write_table(day_table, files[key], compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            files = self._write_days(_table(rows), work, now_ms)
             self.on_step("written")
-            flush_id = self.store.run_in_writer(lambda conn: _journal(conn, list(files), len(rows), now_ms))
+            flush_id = self.store.run_in_writer(lambda conn: _journal(conn, [f.key for f in files], len(rows), now_ms))
             self.on_step("journaled")
-            for number, (key, path) in enumerate(files.items(), start=1):
-                self.lake.put_file(key, path)
+            for number, lake_file in enumerate(files, start=1):
+                self.lake.put_file(lake_file.key, work / _file_name(lake_file.key))
                 self.on_step(f"published {number}")
             ids = json.dumps([[r[0], r[1]] for r in rows])
-            self.store.run_in_writer(lambda conn: _commit(conn, flush_id, ids))
+            self.store.run_in_writer(lambda conn: _commit(conn, flush_id, ids, files, now_ms))
             self.on_step("committed")
-            return len(rows), list(files)
+            return len(rows), [f.key for f in files]
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    @staticmethod
+    def _write_days(table: pa.Table, work: Path, now_ms: int) -> list[LakeFile]:
+        """One Parquet file per UTC date of the records' own timestamps, sorted by (service, timestamp)."""
+        millis = table.column("timestamp").cast(pa.int64())
+        days = pc.divide(millis, DAY_MS)  # integer division: days since the epoch, UTC
+        files = []
+        for day_number in pc.unique(days).to_pylist():
+            day = day_of(day_number * DAY_MS)
+            key = app_logs_key(day, new_part_name(now_ms))
+            in_day = pc.equal(days, day_number)
+            day_table = table.filter(in_day).sort_by([("service", "ascending"), ("timestamp", "ascending")])
+            path = work / _file_name(key)
+            pq.write_table(day_table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            span = pc.min_max(millis.filter(in_day))
+            files.append(
+                LakeFile(
+                    key,
+                    APP_LOGS_TABLE.name,
+                    day.isoformat(),
+                    span["min"].as_py(),
+                    span["max"].as_py(),
+                    day_table.num_rows,
+                    path.stat().st_size,
+                )
+            )
+        return files
+
+
+def _file_name(key: str) -> str:
+    return key.rsplit("/", 1)[1]
 
 
 def _table(rows: list[tuple]) -> pa.Table:
@@ -145,7 +158,7 @@ def _table(rows: list[tuple]) -> pa.Table:
     return pa.table(
         [
             _uuid_strings(columns[0], columns[1]),
-            columns[2],
+            pa.array(columns[2], pa.int64()).cast(pa.timestamp("ms")),
             columns[3],
             columns[4],
             pc.take(pa.array(SEVERITY_NAMES), pa.array(columns[5], pa.int8())),
@@ -153,7 +166,7 @@ def _table(rows: list[tuple]) -> pa.Table:
             columns[7],
             columns[8],
         ],
-        schema=APP_LOGS_SCHEMA,
+        schema=APP_LOGS_TABLE.schema,
     )
 
 
@@ -179,10 +192,12 @@ def _journal(conn: sqlite3.Connection, objects: list[str], records: int, now_ms:
     return cursor.lastrowid
 
 
-def _commit(conn: sqlite3.Connection, flush_id: int, ids_json: str) -> None:
+def _commit(conn: sqlite3.Connection, flush_id: int, ids_json: str, files: list[LakeFile], now_ms: int) -> None:
+    """The round's one moment of truth: its rows leave the hot store as its files enter the catalog."""
     conn.execute("BEGIN IMMEDIATE")
     conn.execute(
         "DELETE FROM logs WHERE (id_hi, id_lo) IN (SELECT value->>0, value->>1 FROM json_each(?))", (ids_json,)
     )
+    add_files(conn, files, now_ms)
     conn.execute("DELETE FROM flushes WHERE flush_id = ?", (flush_id,))
     conn.execute("COMMIT")

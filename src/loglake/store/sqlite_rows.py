@@ -41,6 +41,28 @@ MIGRATIONS = [
         records    INTEGER NOT NULL
     );
     """,
+    """
+    -- The lake's catalog: every lake object a query reads. A flush adds its objects here in the
+    -- transaction that deletes their rows, so one snapshot of logs + lake_files holds each record
+    -- exactly once, without listing the object store.
+    CREATE TABLE lake_files (
+        key        TEXT PRIMARY KEY,   -- object key, e.g. type=app_logs/date=2026-11-01/part-<uuid7>.parquet
+        table_name TEXT NOT NULL,      -- the SQL table it belongs to (lake.tables)
+        day        TEXT NOT NULL,      -- its date partition, YYYY-MM-DD
+        min_ts     INTEGER NOT NULL,   -- epoch ms of its oldest and newest record
+        max_ts     INTEGER NOT NULL,
+        records    INTEGER NOT NULL,
+        bytes      INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX lake_files_by_day ON lake_files (table_name, day);
+    -- Objects that compaction replaced or retention dropped: no longer in lake_files, deleted from
+    -- the object store once no query that started before can still be reading them.
+    CREATE TABLE lake_garbage (
+        key             TEXT PRIMARY KEY,
+        delete_after_ms INTEGER NOT NULL
+    );
+    """,
 ]
 
 COLUMNS = "id_hi, id_lo, timestamp, service, log_type, severity, message, attributes, client_id"

@@ -1,0 +1,71 @@
+"""The lake's catalog in hot.db (`lake_files`): which objects make up each table, with their time span.
+
+Queries take the file list from here, in the same SQLite snapshot as the hot rows, instead of listing
+the object store: a listing is slow on S3 and cannot tell a flush's published-but-uncommitted object
+from a committed one. Writers change it only inside transactions that also move the rows (flush) or
+swap files (compaction, retention), so a snapshot is always exactly-once.
+
+Removed objects are not deleted at once: a query that started on the previous snapshot may still be
+reading them. They wait in `lake_garbage` for a grace period longer than any query may run.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+from loglake.lake.objectstore import ObjectStore
+
+
+class LakeFile(NamedTuple):
+    key: str
+    table_name: str
+    day: str  # YYYY-MM-DD
+    min_ts: int
+    max_ts: int
+    records: int
+    bytes: int
+
+
+_FILE_COLUMNS = "key, table_name, day, min_ts, max_ts, records, bytes"
+
+
+def add_files(conn: sqlite3.Connection, files: Iterable[LakeFile], now_ms: int) -> None:
+    conn.executemany(
+        f"INSERT INTO lake_files ({_FILE_COLUMNS}, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(*f, now_ms) for f in files],
+    )
+
+
+def retire_files(conn: sqlite3.Connection, keys: Sequence[str], delete_after_ms: int) -> None:
+    """Take objects out of the catalog; the object store keeps them until `delete_after_ms`."""
+    conn.executemany("DELETE FROM lake_files WHERE key = ?", [(k,) for k in keys])
+    conn.executemany(
+        "INSERT OR REPLACE INTO lake_garbage (key, delete_after_ms) VALUES (?, ?)",
+        [(k, delete_after_ms) for k in keys],
+    )
+
+
+def list_files(
+    conn: sqlite3.Connection, table_name: str, first_day: str | None = None, last_day: str | None = None
+) -> list[LakeFile]:
+    """A table's files, oldest day first, optionally only days in [first_day, last_day]."""
+    sql = f"SELECT {_FILE_COLUMNS} FROM lake_files WHERE table_name = ?"
+    params: list = [table_name]
+    if first_day is not None:
+        sql += " AND day >= ?"
+        params.append(first_day)
+    if last_day is not None:
+        sql += " AND day <= ?"
+        params.append(last_day)
+    return [LakeFile(*row) for row in conn.execute(sql + " ORDER BY day, min_ts", params)]
+
+
+def collect_garbage(conn: sqlite3.Connection, lake: ObjectStore, now_ms: int) -> int:
+    """Delete the retired objects whose grace period is over; returns how many."""
+    due = [key for (key,) in conn.execute("SELECT key FROM lake_garbage WHERE delete_after_ms <= ?", (now_ms,))]
+    for key in due:
+        lake.delete(key)
+        conn.execute("DELETE FROM lake_garbage WHERE key = ?", (key,))
+    return len(due)
