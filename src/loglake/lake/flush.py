@@ -33,12 +33,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loglake.ids import VARIANT_RFC
+from loglake.lake.hot_rows import hot_rows_table
 from loglake.lake.layout import app_logs_key, day_of, new_part_name
 from loglake.lake.manifest import LakeFile, add_files
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.tables import APP_LOGS_TABLE
-from loglake.model import DAY_MS, SEVERITY_NAMES
+from loglake.model import DAY_MS
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.store.sqlite_rows import COLUMNS
 
@@ -67,11 +67,13 @@ class Flusher:
         *,
         clock: Callable[[], float] = time.time,
         on_step: Step | None = None,
+        rows_per_round: int = ROWS_PER_ROUND,
     ) -> None:
         self.store = store
         self.lake = lake
         self.clock = clock
         self.on_step = on_step or (lambda step: None)
+        self.rows_per_round = rows_per_round
 
     def recover(self) -> int:
         """Undo rounds a crash interrupted (steps 2-3): their objects go, their rows stay hot."""
@@ -100,13 +102,13 @@ class Flusher:
         return report
 
     def _round(self, before_ms: int) -> tuple[int, list[str]]:
-        rows = self.store.read(_DUE, (before_ms << 16, ROWS_PER_ROUND))
+        rows = self.store.read(_DUE, (before_ms << 16, self.rows_per_round))
         if not rows:
             return 0, []
         now_ms = int(self.clock() * 1000)
         work = Path(tempfile.mkdtemp(prefix="loglake-flush-"))
         try:
-            files = self._write_days(_table(rows), work, now_ms)
+            files = self._write_days(hot_rows_table(rows), work, now_ms)
             self.on_step("written")
             flush_id = self.store.run_in_writer(lambda conn: _journal(conn, [f.key for f in files], len(rows), now_ms))
             self.on_step("journaled")
@@ -150,39 +152,6 @@ class Flusher:
 
 def _file_name(key: str) -> str:
     return key.rsplit("/", 1)[1]
-
-
-def _table(rows: list[tuple]) -> pa.Table:
-    """The rows (in id order) as an Arrow table; per-row Python work is kept to the log id text."""
-    columns = list(zip(*rows, strict=True))
-    return pa.table(
-        [
-            _uuid_strings(columns[0], columns[1]),
-            pa.array(columns[2], pa.int64()).cast(pa.timestamp("ms")),
-            columns[3],
-            columns[4],
-            pc.take(pa.array(SEVERITY_NAMES), pa.array(columns[5], pa.int8())),
-            columns[6],
-            columns[7],
-            columns[8],
-        ],
-        schema=APP_LOGS_TABLE.schema,
-    )
-
-
-def _uuid_strings(highs: tuple[int, ...], lows: tuple[int, ...]) -> pa.Array:
-    """Canonical UUID text of (id_hi, id_lo) pairs: one hex string for all, then cut and joined by Arrow."""
-    variant = VARIANT_RFC
-    hex_text = "".join(map(_HEX_PAIR.format, highs, (low | variant for low in lows))).encode()
-    count = len(highs)
-    offsets = pa.array(range(0, 32 * count + 1, 32), pa.int32())
-    plain = pa.StringArray.from_buffers(count, offsets.buffers()[1], pa.py_buffer(hex_text))
-    pieces = [pc.utf8_slice_codeunits(plain, start, stop) for start, stop in _UUID_GROUPS]
-    return pc.binary_join_element_wise(*pieces, "-")
-
-
-_HEX_PAIR = "{:016x}{:016x}"
-_UUID_GROUPS = ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))
 
 
 def _journal(conn: sqlite3.Connection, objects: list[str], records: int, now_ms: int) -> int:

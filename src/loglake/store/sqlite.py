@@ -177,6 +177,16 @@ class SQLiteHotStore(HotStore):
             finally:
                 conn.text_factory = str
 
+    def read_snapshot(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple]]:
+        """Several read-only queries answered from ONE snapshot of the database (a read transaction),
+        e.g. the hot rows and the lake catalog: a flush committing in between cannot show a record twice."""
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            return [conn.execute(sql, params).fetchall() for sql, params in queries]
+        finally:
+            conn.execute("COMMIT")
+
     # -- writes --------------------------------------------------------------------------------
 
     def submit(self, records: Sequence[NewRecord]) -> Future[list[bytes]]:

@@ -1,0 +1,279 @@
+"""One SQL over everything: DuckDB over the hot store and the lake's Parquet objects, read-only.
+
+Each query gets the table `logs`: the hot rows and the catalog's lake files read from ONE SQLite
+snapshot (so a flush committing meanwhile shows no record twice and loses none), joined with UNION ALL.
+The lake part is `read_parquet` over the catalog's file list with Hive partitioning, so a predicate on
+`date` skips whole files and one on `timestamp` skips row groups by their statistics.
+
+The sandbox, in layers:
+- only one statement, and it must be a SELECT (WITH ... SELECT parses as one);
+- DuckDB's own file access is switched off except the lake folder (`allowed_directories` +
+  `enable_external_access=false`), extensions cannot be installed or loaded, and the configuration
+  is then locked, so a query cannot SET its way out;
+- every query runs with a timeout (DuckDB's interrupt) and returns at most a row cap.
+Settings cannot change after the lock, so the few connections the engine uses are opened (and
+their profiling turned on, for bytes scanned) before it; queries borrow one from a pool, which also
+bounds how many run at once.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from loglake.ids import lower_bound, split_id
+from loglake.lake.hot_rows import hot_rows_table
+from loglake.lake.layout import day_of
+from loglake.lake.manifest import LakeFile
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore
+from loglake.lake.tables import APP_LOGS_TABLE
+from loglake.store.sqlite import SQLiteHotStore
+from loglake.store.sqlite_rows import COLUMNS
+
+_LAKE_FILES = "SELECT key, table_name, day, min_ts, max_ts, records, bytes FROM lake_files WHERE table_name = ?"
+
+
+class QueryError(Exception):
+    """A query the engine refuses or cannot answer because of the query itself (HTTP 400)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class QueryBusy(Exception):
+    """Every query slot stayed taken for the whole timeout (HTTP 503)."""
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """Optional bounds (epoch ms, until exclusive) the engine's own callers know in advance: they
+    narrow what is read from the hot store and which lake days are listed."""
+
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+
+@dataclass
+class QueryResult:
+    columns: list[tuple[str, str]]  # (name, DuckDB type)
+    rows: list[tuple]
+    truncated: bool  # more rows than the cap
+    elapsed_ms: float
+    bytes_scanned: int  # bytes DuckDB read from lake files (hot rows are in memory)
+    files_scanned: int
+    plan: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    timeout_seconds: float = 30.0
+    max_rows: int = 10_000
+    concurrency: int = 4
+    memory_mb: int = 1024
+    threads: int = 0  # 0: DuckDB's default, one per core
+
+
+class QueryEngine:
+    def __init__(
+        self, store: SQLiteHotStore, lake: ObjectStore, work_dir: Path, limits: QueryLimits | None = None
+    ) -> None:
+        self.store = store
+        self.lake = lake
+        self.limits = limits or QueryLimits()
+        work_dir.mkdir(parents=True, exist_ok=True)
+        config: dict[str, Any] = {
+            "memory_limit": f"{self.limits.memory_mb}MB",
+            "temp_directory": str(work_dir),
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+        if self.limits.threads:
+            config["threads"] = self.limits.threads
+        self._db = duckdb.connect(config=config)
+        self._pool: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
+        for _ in range(self.limits.concurrency):
+            cursor = self._db.cursor()
+            cursor.execute("PRAGMA enable_profiling = 'no_output'")
+            self._pool.put(cursor)
+        readable = [str(lake.root.resolve())] if isinstance(lake, LocalObjectStore) else []
+        self._db.execute("SET allowed_directories = $dirs", {"dirs": readable})
+        self._db.execute("SET enable_external_access = false")
+        self._db.execute("SET parquet_metadata_cache = true")  # lake files never change once published
+        self._db.execute("SET lock_configuration = true")
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def query(
+        self, sql: str, *, limit: int | None = None, timeout_seconds: float | None = None, explain: bool = False
+    ) -> QueryResult:
+        """Run one read-only SELECT over `logs` (and the other lake tables) and fetch at most `limit` rows."""
+        check_select(sql)
+        cap = self.limits.max_rows if limit is None else max(0, min(limit, self.limits.max_rows))
+        timeout = self.limits.timeout_seconds if timeout_seconds is None else min(timeout_seconds, 3600.0)
+        text = f"EXPLAIN ANALYZE {sql}" if explain else sql
+        return self._run(text, cap, timeout, TimeRange(), explain=explain)
+
+    def run_internal(self, sql: str, params: list[Any], window: TimeRange, cap: int) -> QueryResult:
+        """A query the server itself wrote (search, histogram, recent from the lake), with parameters."""
+        return self._run(sql, cap, self.limits.timeout_seconds, window, params=params)
+
+    def lake_files(self, table: str = APP_LOGS_TABLE.name) -> list[LakeFile]:
+        return [LakeFile(*row) for row in self.store.read(_LAKE_FILES, (table,))]
+
+    def close(self) -> None:
+        while not self._pool.empty():
+            self._pool.get_nowait().close()
+        self._db.close()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _cursor(self, timeout: float) -> Iterator[duckdb.DuckDBPyConnection]:
+        try:
+            cursor = self._pool.get(timeout=timeout)
+        except queue.Empty:
+            raise QueryBusy(f"all {self.limits.concurrency} query slots stayed busy for {timeout:g} s") from None
+        try:
+            yield cursor
+        finally:
+            self._pool.put(cursor)
+
+    def _run(
+        self,
+        sql: str,
+        cap: int,
+        timeout: float,
+        window: TimeRange,
+        *,
+        params: list[Any] | None = None,
+        explain: bool = False,
+    ) -> QueryResult:
+        started = time.perf_counter()
+        with self._cursor(timeout) as cursor:
+            self._define_views(cursor, window)
+            timer = threading.Timer(max(0.0, timeout - (time.perf_counter() - started)), cursor.interrupt)
+            timer.start()
+            try:
+                result = cursor.execute(sql, params) if params else cursor.execute(sql)
+                columns = [(d[0], str(d[1])) for d in (result.description or [])]
+                rows = result.fetchmany(cap + 1) if not explain else result.fetchall()
+            except duckdb.InterruptException:
+                raise QueryError(
+                    "query_timeout",
+                    f"the query ran longer than {timeout:g} s and was stopped; narrow it (a date or "
+                    "timestamp range reads fewer files) or raise the timeout",
+                ) from None
+            except duckdb.Error as e:
+                raise _client_error(e) from None
+            finally:
+                timer.cancel()
+            profile = json.loads(cursor.get_profiling_information(format="json") or "{}")
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        bytes_scanned = int(profile.get("io", {}).get("total_bytes_read", 0))
+        files = sum(_files_read(op) for op in profile.get("operator", []))
+        if explain:
+            plan = "\n".join(str(row[-1]) for row in rows)
+            return QueryResult([], [], False, elapsed_ms, bytes_scanned, files, plan=plan)
+        return QueryResult(columns, rows[:cap], len(rows) > cap, elapsed_ms, bytes_scanned, files)
+
+    def _define_views(self, cursor: duckdb.DuckDBPyConnection, window: TimeRange) -> None:
+        """(Re)define `logs` on this cursor from one SQLite snapshot of hot rows + catalog."""
+        hot_sql, hot_params = _hot_rows_query(window)
+        catalog_sql, catalog_params = _catalog_query(APP_LOGS_TABLE.name, window)
+        hot, catalog = self.store.read_snapshot([(hot_sql, hot_params), (catalog_sql, catalog_params)])
+        cursor.register("_hot_logs", hot_rows_table(hot))
+        columns = ", ".join(f'"{c.name}"' for c in APP_LOGS_TABLE.columns)
+        parts = [f'SELECT {columns}, CAST("timestamp" AS DATE) AS "date" FROM _hot_logs']
+        files = [LakeFile(*row) for row in catalog]
+        if files:
+            parts.insert(0, f'SELECT {columns}, "date" FROM {self._lake_source(files)}')
+        cursor.execute(f"CREATE OR REPLACE TEMP VIEW logs AS {' UNION ALL '.join(parts)}")
+
+    def _lake_source(self, files: list[LakeFile]) -> str:
+        if not isinstance(self.lake, LocalObjectStore):
+            raise QueryError("lake_unsupported", "SQL over an S3 lake is not available yet")
+        paths = ", ".join(_sql_string(str(self.lake.root.resolve() / f.key)) for f in files)
+        return f"read_parquet([{paths}], hive_partitioning = true)"
+
+
+def check_select(sql: str) -> None:
+    """Accept exactly one SELECT statement (WITH ... SELECT included), nothing else."""
+    if not sql.strip():
+        raise QueryError("invalid_query", "the query is empty; send one SELECT statement")
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as e:
+        raise QueryError("invalid_query", _message(e)) from None
+    if len(statements) != 1:
+        raise QueryError("invalid_query", f"send exactly one statement, not {len(statements)}")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        name = kind.name if hasattr(kind, "name") else str(kind)
+        raise QueryError(
+            "read_only",
+            f"only SELECT queries are allowed (this is {name}); the query API cannot change data, settings or files",
+        )
+
+
+def _hot_rows_query(window: TimeRange) -> tuple[str, list[Any]]:
+    where, params = [], []
+    if window.since_ms is not None:
+        where.append("(id_hi, id_lo) >= (?, ?)")
+        params.extend(split_id(lower_bound(window.since_ms)))
+    if window.until_ms is not None:
+        where.append("(id_hi, id_lo) < (?, ?)")
+        params.extend(split_id(lower_bound(window.until_ms)))
+    return f"SELECT {COLUMNS} FROM logs" + (f" WHERE {' AND '.join(where)}" if where else ""), params
+
+
+def _catalog_query(table: str, window: TimeRange) -> tuple[str, list[Any]]:
+    sql, params = _LAKE_FILES, [table]
+    if window.since_ms is not None:
+        sql += " AND day >= ? AND max_ts >= ?"
+        params.extend([day_of(window.since_ms).isoformat(), window.since_ms])
+    if window.until_ms is not None:
+        sql += " AND day <= ? AND min_ts < ?"
+        params.extend([day_of(window.until_ms).isoformat(), window.until_ms])
+    return sql + " ORDER BY day, min_ts", params
+
+
+def _files_read(operator: dict) -> int:
+    own = int(operator.get("extra_info", {}).get("Total Files Read", 0) or 0)
+    return own + sum(_files_read(child) for child in operator.get("children", []))
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _message(error: Exception) -> str:
+    return str(error).strip()
+
+
+_ACCESS_HINT = (
+    "queries may read only the lake's tables (GET /tables lists them); files, URLs, settings and "
+    "extensions are off limits"
+)
+
+
+def _client_error(error: duckdb.Error) -> QueryError:
+    text = _message(error)
+    if isinstance(error, duckdb.PermissionException):
+        return QueryError("forbidden", f"{text} ({_ACCESS_HINT})")
+    if isinstance(error, duckdb.OutOfMemoryException):
+        return QueryError("query_too_large", f"{text} (narrow the query or aggregate before fetching rows)")
+    if isinstance(error, duckdb.CatalogException | duckdb.BinderException | duckdb.ParserException):
+        return QueryError("invalid_query", text)
+    return QueryError("query_failed", text)

@@ -1,0 +1,158 @@
+"""SQL over hot + lake: exactly once, pruned, sandboxed, bounded."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loglake.lake.flush import Flusher
+from loglake.lake.objectstore import LocalObjectStore
+from loglake.lake.query import QueryEngine, QueryError, QueryLimits
+from loglake.store.sqlite import SQLiteHotStore
+from tests.lake.test_flush import DAY, START, seed
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteHotStore]:
+    s = SQLiteHotStore(tmp_path / "hot.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> LocalObjectStore:
+    return LocalObjectStore(tmp_path / "lake")
+
+
+@pytest.fixture
+def engine(store: SQLiteHotStore, lake: LocalObjectStore, tmp_path: Path) -> Iterator[QueryEngine]:
+    e = QueryEngine(store, lake, tmp_path / "duckdb", QueryLimits(max_rows=1000, timeout_seconds=10))
+    yield e
+    e.close()
+
+
+def test_logs_covers_hot_and_lake_records_exactly_once(
+    store: SQLiteHotStore, lake: LocalObjectStore, engine: QueryEngine
+) -> None:
+    everything = seed(store)
+    Flusher(store, lake).flush(before_ms=START + 2 * DAY)  # two days to the lake, one stays hot
+    result = engine.query("SELECT date, count(*) AS n, count(DISTINCT log_id) AS ids FROM logs GROUP BY 1 ORDER BY 1")
+    assert [(str(d), n, ids) for d, n, ids in result.rows] == [
+        ("2026-11-01", 300, 300),
+        ("2026-11-02", 300, 300),
+        ("2026-11-03", 300, 300),
+    ]
+    ids = engine.query("SELECT log_id FROM logs", limit=1000).rows
+    assert {i for (i,) in ids} == everything
+
+
+def test_columns_are_the_records_fields_plus_the_date_partition(
+    store: SQLiteHotStore, lake: LocalObjectStore, engine: QueryEngine
+) -> None:
+    seed(store, days=2, per_day=10)
+    Flusher(store, lake).flush(before_ms=START + DAY)
+    result = engine.query("SELECT * FROM logs WHERE message IN ('d0-1', 'd1-1') ORDER BY timestamp")
+    assert [name for name, _ in result.columns] == [
+        "log_id",
+        "timestamp",
+        "service",
+        "log_type",
+        "severity",
+        "message",
+        "attributes",
+        "client_id",
+        "date",
+    ]
+    assert dict(result.columns)["timestamp"] == "TIMESTAMP"
+    lake_row, hot_row = result.rows
+    assert lake_row[2:7] == ("api", "application", "info", "d0-1", '{"i":1}')
+    assert hot_row[2:7] == ("api", "application", "info", "d1-1", '{"i":1}')
+    assert (hot_row[1] - lake_row[1]).total_seconds() == 86_400
+
+
+def test_a_date_predicate_reads_only_that_days_file(
+    store: SQLiteHotStore, lake: LocalObjectStore, engine: QueryEngine
+) -> None:
+    seed(store)
+    Flusher(store, lake).flush(before_ms=START + 3 * DAY)
+    everything = engine.query("SELECT count(*) FROM logs WHERE message LIKE 'd%'")
+    one_day = engine.query("SELECT count(*) FROM logs WHERE date = '2026-11-02' AND message LIKE 'd%'")
+    assert (everything.rows, one_day.rows) == ([(900,)], [(300,)])
+    assert (everything.files_scanned, one_day.files_scanned) == (3, 1)
+    assert 0 < one_day.bytes_scanned < everything.bytes_scanned
+    plan = engine.query("SELECT count(*) FROM logs WHERE date = '2026-11-02' AND message LIKE 'd%'", explain=True)
+    assert "Scanning Files: 1/3" in plan.plan
+
+
+def test_the_row_cap_truncates_and_says_so(store: SQLiteHotStore, engine: QueryEngine) -> None:
+    seed(store, days=1, per_day=50)
+    capped = engine.query("SELECT message FROM logs", limit=7)
+    assert (len(capped.rows), capped.truncated) == (7, True)
+    whole = engine.query("SELECT message FROM logs", limit=50)
+    assert (len(whole.rows), whole.truncated) == (50, False)
+    assert len(engine.query("SELECT message FROM logs", limit=10**9).rows) == 50  # capped by max_rows, not more
+
+
+@pytest.mark.parametrize(
+    ("sql", "code"),
+    [
+        ("SELECT * FROM read_csv('/etc/passwd')", "forbidden"),
+        ("SELECT * FROM read_text('/etc/hostname')", "forbidden"),
+        ("SELECT * FROM read_parquet('LAKE/../hot.db')", "forbidden"),
+        ("COPY (SELECT 1) TO 'LAKE/x.csv'", "read_only"),
+        ("ATTACH 'LAKE/x.db'", "read_only"),
+        ("INSTALL httpfs", "read_only"),
+        ("LOAD httpfs", "read_only"),
+        ("SET threads = 1", "read_only"),
+        ("PRAGMA version", "read_only"),
+        ("CREATE TABLE t AS SELECT 1", "read_only"),
+        ("DELETE FROM logs", "read_only"),
+        ("SELECT 1; SELECT 2", "invalid_query"),
+        ("SELEC 1", "invalid_query"),
+        ("", "invalid_query"),
+        ("SELECT nope FROM logs", "invalid_query"),
+        ("SELECT * FROM query('COPY (SELECT 1) TO ''LAKE/y.csv''')", "invalid_query"),
+        ("SELECT CAST('x' AS INTEGER)", "query_failed"),
+    ],
+)
+def test_only_reads_of_the_lakes_tables_are_allowed(
+    engine: QueryEngine, lake: LocalObjectStore, sql: str, code: str
+) -> None:
+    with pytest.raises(QueryError) as refused:
+        engine.query(sql.replace("LAKE", str(lake.root)))
+    assert refused.value.code == code
+    assert refused.value.message
+    assert not list(lake.root.glob("*.csv"))
+
+
+def test_a_query_that_runs_too_long_is_stopped(engine: QueryEngine) -> None:
+    with pytest.raises(QueryError) as stopped:
+        engine.query("SELECT count(*) FROM range(100000000000) a", timeout_seconds=0.2)
+    assert stopped.value.code == "query_timeout"
+    assert engine.query("SELECT 42").rows == [(42,)]  # the interrupted connection works again
+
+
+def test_queries_see_each_record_once_while_a_flush_moves_them(
+    store: SQLiteHotStore, lake: LocalObjectStore, engine: QueryEngine
+) -> None:
+    seed(store, days=3, per_day=400)
+    counts: list[tuple[int, int]] = []
+    done = threading.Event()
+
+    def keep_querying() -> None:
+        while not done.is_set():
+            counts.append(engine.query("SELECT count(*), count(DISTINCT log_id) FROM logs").rows[0])
+
+    reader = threading.Thread(target=keep_querying)
+    reader.start()
+    try:
+        Flusher(store, lake, rows_per_round=50).flush(before_ms=START + 3 * DAY)
+    finally:
+        done.set()
+        reader.join()
+    assert len(counts) > 3
+    assert set(counts) == {(1200, 1200)}
+    assert engine.query("SELECT count(*) FROM logs WHERE date < '2026-11-04'").rows == [(1200,)]
