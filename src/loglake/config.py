@@ -48,6 +48,20 @@ class Settings:
     rate_burst: int = _opt(5_000, "Default burst per API key (token bucket size).")
     max_store_mb: int = _opt(0, "Cap on the hot store's size in MiB (0 = only the disk limits it).")
     access_log: str = _opt("-", "Where to write the JSON access log: '-' for stderr, a file path, or 'off'.")
+    # -- the lake
+    lake_bucket: str = _opt("", "S3 bucket of the lake; empty = the folder `lake` in the data dir.")
+    lake_prefix: str = _opt("", "Key prefix of the lake inside the bucket, e.g. 'loglake/'.")
+    lake_endpoint: str = _opt("", "S3 endpoint URL (MinIO, SeaweedFS, ...); empty = AWS.")
+    lake_region: str = _opt("", "Region of the lake bucket; empty = the AWS configuration's region.")
+    hot_window_seconds: int = _opt(300, "Records older than this move from the hot store to the lake.")
+    hot_max_records: int = _opt(1_000_000, "Also move the oldest records once the hot store holds more than this.")
+    flush_interval_seconds: float = _opt(30.0, "How often the background job moves due records (0 = never).")
+    compact_target_mb: int = _opt(128, "Compaction merges a day's small lake files into files of about this size.")
+    retention_days: int = _opt(365, "Lake partitions older than this many days are deleted (0 = keep forever).")
+    query_timeout_seconds: float = _opt(30.0, "Longest a SQL query may run.")
+    query_max_rows: int = _opt(10_000, "Most rows a SQL query returns.")
+    query_concurrency: int = _opt(4, "SQL queries that run at once (more wait).")
+    query_memory_mb: int = _opt(1024, "Memory DuckDB may use for SQL queries, in MiB.")
 
     @property
     def limits(self) -> Limits:
@@ -63,6 +77,10 @@ class Settings:
     @property
     def hot_db_path(self) -> Path:
         return self.data_dir / "hot.db"
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.data_dir / "lake"
 
     @property
     def keys_db_path(self) -> Path:
@@ -83,6 +101,14 @@ class Settings:
             raise ConfigError(f"port must be 1-65535, got {self.port}")
         if self.rate_limit <= 0 or self.rate_burst <= 0:
             raise ConfigError("rate_limit and rate_burst must be positive")
+        positive = ("hot_window_seconds", "hot_max_records", "compact_target_mb", "query_timeout_seconds")
+        for name in (*positive, "query_max_rows", "query_concurrency", "query_memory_mb"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.retention_days < 0 or self.flush_interval_seconds < 0:
+            raise ConfigError("retention_days and flush_interval_seconds must be 0 (off) or positive")
+        if (self.lake_prefix or self.lake_endpoint) and not self.lake_bucket:
+            raise ConfigError("lake_prefix and lake_endpoint need lake_bucket (the S3 bucket of the lake)")
         return self
 
 

@@ -12,6 +12,9 @@ from dataclasses import dataclass, replace
 
 from loglake import ids
 from loglake.ingest import parse_body
+from loglake.lake import reads as lake_reads
+from loglake.lake.query import QueryEngine
+from loglake.lake.search_terms import InvalidSearch, Term, parse_terms
 from loglake.model import (
     DAY_MS,
     SEVERITY_ALIASES,
@@ -21,6 +24,7 @@ from loglake.model import (
     NewRecord,
     Problem,
     StoredRecord,
+    format_datetime,
     parse_iso8601,
 )
 from loglake.store.base import HotStore, RecentQuery
@@ -30,6 +34,25 @@ MAX_LIMIT = 1000
 DEFAULT_WINDOW_MS = DAY_MS
 RECENT_PARAMS = ("service", "log_type", "severity", "min_severity", "since", "until", "q", "limit", "cursor")
 _RELATIVE = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+HISTOGRAM_INTERVALS = tuple(
+    n * unit
+    for n, unit in (
+        (1, 1000),
+        (5, 1000),
+        (15, 1000),
+        (30, 1000),
+        (1, 60_000),
+        (5, 60_000),
+        (15, 60_000),
+        (30, 60_000),
+        (1, 3_600_000),
+        (3, 3_600_000),
+        (6, 3_600_000),
+        (12, 3_600_000),
+        (1, DAY_MS),
+        (7, DAY_MS),
+    )
+)
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": DAY_MS, "w": 7 * DAY_MS}
 
 
@@ -48,8 +71,15 @@ class RecentPage:
 
 
 class LogService:
-    def __init__(self, store: HotStore, limits: Limits | None = None, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        store: HotStore,
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.time,
+        lake: QueryEngine | None = None,
+    ):
         self.store = store
+        self.lake = lake  # flushed records, when the store has a lake behind it
         self.limits = limits or Limits()
         self.clock = clock
 
@@ -70,15 +100,76 @@ class LogService:
             raw = ids.parse_uuid(log_id)
         except ValueError:
             return None
-        return self.store.get(raw)
+        found = self.store.get(raw)
+        if found is None and self.lake is not None:
+            found = lake_reads.get(self.lake, raw)
+        return found
 
     def recent(self, query: RecentQuery) -> RecentPage:
         wanted = query.limit
         records = self.store.recent(replace(query, limit=wanted + 1))
+        if self.lake is not None and self._lake_may_hold_newer(query, records):
+            records = lake_reads.recent(self.lake, replace(query, limit=wanted + 1))
         if len(records) > wanted:
             records = records[:wanted]
             return RecentPage(records, encode_cursor(records[-1].log_id))
         return RecentPage(records, None)
+
+    def _lake_may_hold_newer(self, query: RecentQuery, hot: list[StoredRecord]) -> bool:
+        """Whether flushed records could be among the answer: the hot store alone answers when it
+        filled the page with records newer than anything the lake holds in the window."""
+        newest_flushed = lake_reads.newest_flushed_ms(self.lake, query.since_ms)
+        if newest_flushed is None:
+            return False
+        return len(hot) <= query.limit or hot[-1].timestamp <= newest_flushed
+
+    def search(self, params: Mapping[str, str]) -> RecentPage:
+        """Records whose message/fields match the search `q` across hot and lake, newest first, paged."""
+        query, terms = self._search_query(params)
+        wanted = query.limit
+        records = lake_reads.recent(self._require_lake(), replace(query, limit=wanted + 1), terms)
+        if len(records) > wanted:
+            records = records[:wanted]
+            return RecentPage(records, encode_cursor(records[-1].log_id))
+        return RecentPage(records, None)
+
+    def histogram(self, params: Mapping[str, str]) -> dict:
+        """Counts per time bucket and severity for the same filters as search (`interval`: e.g. 1m, 1h, 1d;
+        by default the smallest of HISTOGRAM_INTERVALS giving at most 120 buckets)."""
+        fields = dict(params)
+        interval_text = fields.pop("interval", "")
+        query, terms = self._search_query(fields)
+        until = query.until_ms if query.until_ms is not None else self.now_ms()
+        query = replace(query, until_ms=until)
+        span = until - query.since_ms
+        if interval_text:
+            interval = _parse_interval(interval_text)
+        else:
+            interval = next((i for i in HISTOGRAM_INTERVALS if span / i <= 120), HISTOGRAM_INTERVALS[-1])
+        if span / interval > lake_reads.MAX_BUCKETS:
+            raise InvalidQuery([Problem(-1, "interval", f"gives more than {lake_reads.MAX_BUCKETS} buckets; widen it")])
+        buckets = lake_reads.histogram(self._require_lake(), query, terms, interval)
+        return {
+            "since": format_datetime(query.since_ms),
+            "until": format_datetime(until),
+            "interval_ms": interval,
+            "total": sum(b["total"] for b in buckets),
+            "buckets": buckets,
+        }
+
+    def _search_query(self, params: Mapping[str, str]) -> tuple[RecentQuery, list[Term]]:
+        fields = dict(params)
+        q = fields.pop("q", "")
+        query = parse_recent_params(fields, self.now_ms())
+        try:
+            return query, parse_terms(q)
+        except InvalidSearch as e:
+            raise InvalidQuery([Problem(-1, "q", str(e))]) from None
+
+    def _require_lake(self) -> QueryEngine:
+        if self.lake is None:
+            raise InvalidQuery([Problem(-1, "q", "search needs the SQL engine, which this store does not have")])
+        return self.lake
 
     def recent_query(self, params: Mapping[str, str]) -> RecentQuery:
         """Build a RecentQuery from string parameters (HTTP query or CLI), or raise InvalidQuery."""
@@ -149,6 +240,13 @@ def parse_recent_params(params: Mapping[str, str], now_ms: int) -> RecentQuery:
         before_id=before_id,
         limit=limit,
     )
+
+
+def _parse_interval(text: str) -> int:
+    match = _RELATIVE.fullmatch(text.strip())
+    if match is None or int(match.group(1)) == 0:
+        raise InvalidQuery([Problem(-1, "interval", "must be a duration like 30s, 5m, 1h or 1d")])
+    return max(1000, int(match.group(1)) * _UNIT_MS[match.group(2)])
 
 
 def parse_time(text: str, now_ms: int) -> int:

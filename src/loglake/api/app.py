@@ -19,6 +19,7 @@ from loglake.api.metrics import Metrics
 from loglake.api.ratelimit import RateLimiter
 from loglake.config import Settings
 from loglake.keys import KeyRing, KeyStore
+from loglake.lake.lake import Lake, LakeJobs
 from loglake.service import LogService
 from loglake.store.base import HotStore
 from loglake.store.sqlite import SQLiteHotStore
@@ -42,6 +43,10 @@ ROUTES = [
     Route("POST", "/logs", routes.ingest, "ingest", reads_body=True),
     Route("GET", "/logs/recent", routes.recent, "read"),
     Route("GET", "/logs/{logId}", routes.get_log, "read"),
+    Route("GET", "/logs/search", routes.search, "read"),
+    Route("GET", "/logs/histogram", routes.histogram, "read"),
+    Route("POST", "/query", routes.query, "read", reads_body=True),
+    Route("GET", "/tables", routes.tables, "read"),
     Route("GET", "/healthz", routes.healthz, None),
     Route("GET", "/metrics", routes.metrics, "read"),
     Route("GET", "/openapi.json", openapi.spec, None),
@@ -94,7 +99,12 @@ class LoglakeApp:
             max_size_bytes=settings.max_store_mb * 1024 * 1024,
             on_commit=self._on_commit,
         )
-        self.service = LogService(self.store, settings.limits, clock)
+        self.lake: Lake | None = None
+        self.lake_jobs: LakeJobs | None = None
+        if isinstance(self.store, SQLiteHotStore):
+            self.lake = Lake.from_settings(settings, self.store, clock)
+            self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self.metrics.on_maintenance)
+        self.service = LogService(self.store, settings.limits, clock, lake=self.lake.engine if self.lake else None)
         self.keystore = KeyStore(settings.data_dir)
         self.keyring = KeyRing(self.keystore)
         self.auth = Authenticator(self.keyring if settings.auth else None, settings.region, clock)
@@ -119,7 +129,11 @@ class LoglakeApp:
         return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
 
     def close(self) -> None:
+        if self.lake_jobs is not None:
+            self.lake_jobs.stop()
         self._readers.shutdown(wait=True)
+        if self.lake is not None:
+            self.lake.close()
         self.store.close()
         self.keystore.close()
         self.access_log.close()
@@ -138,6 +152,8 @@ class LoglakeApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 flusher = asyncio.create_task(self.access_log.flush_periodically())
+                if self.lake_jobs is not None:
+                    self.lake_jobs.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if flusher is not None:

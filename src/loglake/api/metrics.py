@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from loglake.model import SEVERITY_NAMES
+
+if TYPE_CHECKING:
+    from loglake.lake.lake import MaintenanceReport
 
 MAX_SERVICES = 1000
 OTHER_SERVICE = "other"
@@ -83,6 +87,16 @@ class Metrics:
             "loglake_store_write_duration_seconds", "Hot store commit latency (one group commit).", ()
         )
         self.store_rows = Counter("loglake_store_rows_committed_total", "Rows committed to the hot store.", ())
+        self.lake_records = Counter(
+            "loglake_lake_records_total", "Records moved by lake maintenance, by job (flush, compact).", ("job",)
+        )
+        self.lake_files = Counter(
+            "loglake_lake_files_written_total", "Lake objects written, by job (flush, compact).", ("job",)
+        )
+        self.lake_expired = Counter(
+            "loglake_lake_partitions_expired_total", "Lake partitions dropped by retention.", ()
+        )
+        self.queries = Counter("loglake_queries_total", "SQL queries by outcome (ok or an error code).", ("outcome",))
         self._services: set[str] = set()
 
     def count_ingested(self, by_service_and_severity: dict[tuple[str, int], int]) -> None:
@@ -101,6 +115,13 @@ class Metrics:
         self.store_write.observe((), seconds)
         self.store_rows.inc((), rows)
 
+    def on_maintenance(self, report: MaintenanceReport) -> None:
+        self.lake_records.inc(("flush",), report.flushed.records)
+        self.lake_files.inc(("flush",), len(report.flushed.objects))
+        self.lake_records.inc(("compact",), report.compacted.records)
+        self.lake_files.inc(("compact",), len(report.compacted.written_files))
+        self.lake_expired.inc((), len(report.expired))
+
     def render(self) -> bytes:
         lines: list[str] = []
         metrics = (
@@ -111,6 +132,10 @@ class Metrics:
             self.rejected_bodies,
             self.store_write,
             self.store_rows,
+            self.lake_records,
+            self.lake_files,
+            self.lake_expired,
+            self.queries,
         )
         for metric in metrics:
             lines.extend(metric.render())

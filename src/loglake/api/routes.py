@@ -16,6 +16,7 @@ from loglake.api.http import ApiError, Request, decode_content
 from loglake.ids import format_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody
 from loglake.keys import KeyStoreError, parse_scopes
+from loglake.lake.query import QueryBusy, QueryError, result_to_dict
 from loglake.model import InvalidRecords, format_datetime, record_to_dict
 from loglake.service import InvalidQuery
 from loglake.store.base import StoreUnavailable
@@ -126,16 +127,100 @@ async def recent(app: LoglakeApp, request: Request) -> Result:
         query = app.service.recent_query(request.query)
     except InvalidQuery as e:
         raise ApiError(400, "invalid_query", str(e), [p.as_dict() | {"index": None} for p in e.problems]) from None
-    page = await app.run_read(app.service.recent, query)
+    page = await app.run_read(_client_errors(app.service.recent), query)
     logs = [record_to_dict(r) for r in page.records]
     return Result(200, {"count": len(logs), "logs": logs, "next_cursor": page.next_cursor})
 
 
 async def get_log(app: LoglakeApp, request: Request, log_id: str) -> Result:
-    record = await app.run_read(app.service.get, log_id)
+    record = await app.run_read(_client_errors(app.service.get), log_id)
     if record is None:
         raise ApiError(404, "not_found", f"no log with id {log_id!r}")
     return Result(200, record_to_dict(record))
+
+
+async def search(app: LoglakeApp, request: Request) -> Result:
+    page = await app.run_read(_client_errors(app.service.search), request.query)
+    logs = [record_to_dict(r) for r in page.records]
+    return Result(200, {"count": len(logs), "logs": logs, "next_cursor": page.next_cursor})
+
+
+async def histogram(app: LoglakeApp, request: Request) -> Result:
+    return Result(200, await app.run_read(_client_errors(app.service.histogram), request.query))
+
+
+def _client_errors(fn: Any) -> Any:
+    """Run a service read; its InvalidQuery and QueryError become 400s naming the problem."""
+
+    def run(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except InvalidQuery as e:
+            problems = [p.as_dict() | {"index": None} for p in e.problems]
+            raise ApiError(400, "invalid_query", str(e), problems) from None
+        except QueryError as e:
+            raise ApiError(400, e.code, e.message) from None
+        except QueryBusy as e:
+            raise ApiError(503, "busy", f"{e}; retry shortly", headers=[(b"retry-after", b"1")]) from None
+
+    return run
+
+
+# -- SQL -----------------------------------------------------------------------------------------
+
+QUERY_FIELDS = frozenset({"sql", "limit", "timeout_seconds", "explain"})
+
+
+async def query(app: LoglakeApp, request: Request) -> Result:
+    if app.lake is None:
+        raise ApiError(501, "not_available", "SQL needs the lake, which this server's store does not have")
+    spec = _json_object(app, request, '{"sql": "SELECT count(*) FROM logs", "limit": 100}')
+    unknown = spec.keys() - QUERY_FIELDS
+    if unknown:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"unknown field(s) {', '.join(sorted(unknown))}; known: sql, limit, timeout_seconds, explain",
+        )
+    sql, limit, timeout = spec.get("sql"), spec.get("limit"), spec.get("timeout_seconds")
+    if type(sql) is not str:
+        raise ApiError(400, "invalid_request", 'send {"sql": "SELECT ..."}: sql must be a string')
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise ApiError(400, "invalid_request", "limit must be a non-negative integer")
+    if timeout is not None and (type(timeout) not in (int, float) or not timeout > 0):
+        raise ApiError(400, "invalid_request", "timeout_seconds must be a positive number")
+    explain = spec.get("explain", False)
+    if type(explain) is not bool:
+        raise ApiError(400, "invalid_request", "explain must be true or false")
+    engine = app.lake.engine
+    try:
+        result = await app.run_read(lambda: engine.query(sql, limit=limit, timeout_seconds=timeout, explain=explain))
+    except QueryError as e:
+        app.metrics.queries.inc((e.code,))
+        raise ApiError(400, e.code, e.message) from None
+    except QueryBusy as e:
+        app.metrics.queries.inc(("busy",))
+        raise ApiError(503, "busy", f"{e}; retry shortly", headers=[(b"retry-after", b"1")]) from None
+    app.metrics.queries.inc(("ok",))
+    return Result(200, result_to_dict(result))
+
+
+async def tables(app: LoglakeApp, request: Request) -> Result:
+    if app.lake is None:
+        raise ApiError(501, "not_available", "tables need the lake, which this server's store does not have")
+    return Result(200, {"tables": await app.run_read(app.lake.describe_tables)})
+
+
+def _json_object(app: LoglakeApp, request: Request, example: str) -> dict:
+    if _records_media_type(request):
+        raise ApiError(415, "unsupported_media_type", "send application/json")
+    try:
+        spec = _decoder.decode(decode_content(request, request.body, app.settings.max_body_bytes) or b"null")
+    except msgspec.DecodeError as e:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
+    if type(spec) is not dict:
+        raise ApiError(400, "invalid_request", f"send a JSON object, e.g. {example}")
+    return spec
 
 
 # -- operations --------------------------------------------------------------------------------
@@ -172,13 +257,8 @@ KEY_SPEC_FIELDS = frozenset({"name", "scopes", "sigv4", "rate_limit", "rate_burs
 
 
 async def create_key(app: LoglakeApp, request: Request) -> Result:
-    if _records_media_type(request):
-        raise ApiError(415, "unsupported_media_type", "send the key spec as application/json")
-    try:
-        spec = _decoder.decode(decode_content(request, request.body, app.settings.max_body_bytes) or b"null")
-    except msgspec.DecodeError as e:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
-    if type(spec) is not dict or type(spec.get("name")) is not str:
+    spec = _json_object(app, request, '{"name": "ci", "scopes": ["ingest"]}')
+    if type(spec.get("name")) is not str:
         raise ApiError(400, "invalid_key_spec", 'send {"name": "...", "scopes": ["ingest", "read"], "sigv4": false}')
     unknown = spec.keys() - KEY_SPEC_FIELDS
     if unknown:

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loglake.lake.hot_rows import hot_rows_table
-from loglake.lake.layout import app_logs_key, day_of, new_part_name
+from loglake.lake.layout import app_logs_key, day_of, new_part_name, partitions_of
 from loglake.lake.manifest import LakeFile, add_files
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.tables import APP_LOGS_TABLE
@@ -108,46 +108,73 @@ class Flusher:
         now_ms = int(self.clock() * 1000)
         work = Path(tempfile.mkdtemp(prefix="loglake-flush-"))
         try:
-            files = self._write_days(hot_rows_table(rows), work, now_ms)
+            table = hot_rows_table(rows)
+            millis = table.column("timestamp").cast(pa.int64())
+            days = pc.divide(millis, DAY_MS)  # integer division: days since the epoch, UTC
+            files = []
+            for day_number in pc.unique(days).to_pylist():
+                key = app_logs_key(day_of(day_number * DAY_MS), new_part_name(now_ms))
+                files.append(write_part(table.filter(pc.equal(days, day_number)), key, work))
             self.on_step("written")
-            flush_id = self.store.run_in_writer(lambda conn: _journal(conn, [f.key for f in files], len(rows), now_ms))
-            self.on_step("journaled")
-            for number, lake_file in enumerate(files, start=1):
-                self.lake.put_file(lake_file.key, work / _file_name(lake_file.key))
-                self.on_step(f"published {number}")
             ids = json.dumps([[r[0], r[1]] for r in rows])
-            self.store.run_in_writer(lambda conn: _commit(conn, flush_id, ids, files, now_ms))
-            self.on_step("committed")
+            publish(
+                self.store,
+                self.lake,
+                work,
+                files,
+                now_ms,
+                self.on_step,
+                lambda conn: conn.execute(
+                    "DELETE FROM logs WHERE (id_hi, id_lo) IN (SELECT value->>0, value->>1 FROM json_each(?))",
+                    (ids,),
+                ),
+            )
             return len(rows), [f.key for f in files]
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    @staticmethod
-    def _write_days(table: pa.Table, work: Path, now_ms: int) -> list[LakeFile]:
-        """One Parquet file per UTC date of the records' own timestamps, sorted by (service, timestamp)."""
-        millis = table.column("timestamp").cast(pa.int64())
-        days = pc.divide(millis, DAY_MS)  # integer division: days since the epoch, UTC
-        files = []
-        for day_number in pc.unique(days).to_pylist():
-            day = day_of(day_number * DAY_MS)
-            key = app_logs_key(day, new_part_name(now_ms))
-            in_day = pc.equal(days, day_number)
-            day_table = table.filter(in_day).sort_by([("service", "ascending"), ("timestamp", "ascending")])
-            path = work / _file_name(key)
-            pq.write_table(day_table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-            span = pc.min_max(millis.filter(in_day))
-            files.append(
-                LakeFile(
-                    key,
-                    APP_LOGS_TABLE.name,
-                    day.isoformat(),
-                    span["min"].as_py(),
-                    span["max"].as_py(),
-                    day_table.num_rows,
-                    path.stat().st_size,
-                )
-            )
-        return files
+
+def write_part(table: pa.Table, key: str, work: Path) -> LakeFile:
+    """One day's records as a Parquet object-to-be in `work`, sorted by (service, timestamp) so that row
+    groups hold few services each and a service filter skips the rest by their statistics."""
+    table = table.sort_by([("service", "ascending"), ("timestamp", "ascending")])
+    path = work / _file_name(key)
+    pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+    span = pc.min_max(table.column("timestamp").cast(pa.int64()))
+    day = partitions_of(key)["date"]
+    return LakeFile(
+        key, APP_LOGS_TABLE.name, day, span["min"].as_py(), span["max"].as_py(), table.num_rows, path.stat().st_size
+    )
+
+
+def publish(
+    store: SQLiteHotStore,
+    lake: ObjectStore,
+    work: Path,
+    files: list[LakeFile],
+    now_ms: int,
+    on_step: Step,
+    finish: Callable[[sqlite3.Connection], object],
+) -> None:
+    """Steps 2-4 for files written to `work`: journal, publish, then in one transaction `finish` (what
+    the files replace: hot rows, or older lake files) + add them to the catalog + drop the journal."""
+    flush_id = store.run_in_writer(
+        lambda conn: _journal(conn, [f.key for f in files], sum(f.records for f in files), now_ms)
+    )
+    on_step("journaled")
+    for number, lake_file in enumerate(files, start=1):
+        lake.put_file(lake_file.key, work / _file_name(lake_file.key))
+        on_step(f"published {number}")
+
+    def commit(conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        finish(conn)
+        add_files(conn, files, now_ms)
+        conn.execute("DELETE FROM flushes WHERE flush_id = ?", (flush_id,))
+        conn.execute("COMMIT")
+
+    store.run_in_writer(commit)
+    on_step("committed")
 
 
 def _file_name(key: str) -> str:
@@ -159,14 +186,3 @@ def _journal(conn: sqlite3.Connection, objects: list[str], records: int, now_ms:
         "INSERT INTO flushes (started_ms, objects, records) VALUES (?, ?, ?)", (now_ms, json.dumps(objects), records)
     )
     return cursor.lastrowid
-
-
-def _commit(conn: sqlite3.Connection, flush_id: int, ids_json: str, files: list[LakeFile], now_ms: int) -> None:
-    """The round's one moment of truth: its rows leave the hot store as its files enter the catalog."""
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute(
-        "DELETE FROM logs WHERE (id_hi, id_lo) IN (SELECT value->>0, value->>1 FROM json_each(?))", (ids_json,)
-    )
-    add_files(conn, files, now_ms)
-    conn.execute("DELETE FROM flushes WHERE flush_id = ?", (flush_id,))
-    conn.execute("COMMIT")

@@ -12,10 +12,11 @@ reading them. They wait in `lake_garbage` for a grace period longer than any que
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from loglake.lake.objectstore import ObjectStore
+from loglake.store.sqlite import SQLiteHotStore
 
 
 class LakeFile(NamedTuple):
@@ -48,7 +49,7 @@ def retire_files(conn: sqlite3.Connection, keys: Sequence[str], delete_after_ms:
 
 
 def list_files(
-    conn: sqlite3.Connection, table_name: str, first_day: str | None = None, last_day: str | None = None
+    read: Callable[[str, list], list[tuple]], table_name: str, first_day: str | None = None, last_day: str | None = None
 ) -> list[LakeFile]:
     """A table's files, oldest day first, optionally only days in [first_day, last_day]."""
     sql = f"SELECT {_FILE_COLUMNS} FROM lake_files WHERE table_name = ?"
@@ -59,13 +60,13 @@ def list_files(
     if last_day is not None:
         sql += " AND day <= ?"
         params.append(last_day)
-    return [LakeFile(*row) for row in conn.execute(sql + " ORDER BY day, min_ts", params)]
+    return [LakeFile(*row) for row in read(sql + " ORDER BY day, min_ts", params)]
 
 
-def collect_garbage(conn: sqlite3.Connection, lake: ObjectStore, now_ms: int) -> int:
-    """Delete the retired objects whose grace period is over; returns how many."""
-    due = [key for (key,) in conn.execute("SELECT key FROM lake_garbage WHERE delete_after_ms <= ?", (now_ms,))]
-    for key in due:
+def collect_garbage(store: SQLiteHotStore, lake: ObjectStore, now_ms: int) -> int:
+    """Delete the retired objects whose grace period is over (outside the writer: S3 calls are slow)."""
+    due = store.read("SELECT key FROM lake_garbage WHERE delete_after_ms <= ?", (now_ms,))
+    for (key,) in due:
         lake.delete(key)
-        conn.execute("DELETE FROM lake_garbage WHERE key = ?", (key,))
+    store.run_in_writer(lambda conn: conn.executemany("DELETE FROM lake_garbage WHERE key = ?", due))
     return len(due)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -61,6 +62,10 @@ class ObjectStore(ABC):
     def uri(self, key: str) -> str:
         """Where a query engine finds the object (a path, or s3://bucket/key)."""
 
+    def get_file(self, key: str, path: Path) -> None:
+        """Download an object to a local file."""
+        path.write_bytes(self.get(key))
+
     def exists(self, key: str) -> bool:
         return any(info.key == key for info in self.list(key))
 
@@ -103,6 +108,12 @@ class LocalObjectStore(ObjectStore):
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectStoreError(f"no object {key!r} in {self.root}") from None
+
+    def get_file(self, key: str, path: Path) -> None:
+        try:
+            shutil.copyfile(self._path(key), path)
         except FileNotFoundError:
             raise ObjectStoreError(f"no object {key!r} in {self.root}") from None
 
@@ -158,6 +169,9 @@ class S3ObjectStore(ObjectStore):
     def get(self, key: str) -> bytes:
         response = self._call("get", key, self.client.get_object, Bucket=self.bucket, Key=self._key(key))
         return response["Body"].read()
+
+    def get_file(self, key: str, path: Path) -> None:
+        self._call("get", key, self.client.download_file, self.bucket, self._key(key), str(path))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")

@@ -18,13 +18,17 @@ bounds how many run at once.
 
 from __future__ import annotations
 
+import base64
 import json
+import math
 import queue
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 
@@ -242,11 +246,19 @@ def _catalog_query(table: str, window: TimeRange) -> tuple[str, list[Any]]:
     sql, params = _LAKE_FILES, [table]
     if window.since_ms is not None:
         sql += " AND day >= ? AND max_ts >= ?"
-        params.extend([day_of(window.since_ms).isoformat(), window.since_ms])
+        params.extend([_day(window.since_ms), window.since_ms])
     if window.until_ms is not None:
         sql += " AND day <= ? AND min_ts < ?"
-        params.extend([day_of(window.until_ms).isoformat(), window.until_ms])
+        params.extend([_day(window.until_ms), window.until_ms])
     return sql + " ORDER BY day, min_ts", params
+
+
+def _day(ts_ms: int) -> str:
+    """The date partition of a time, for any time a client can send (clamped to years 1970-9999)."""
+    return day_of(min(max(ts_ms, 0), _LAST_MS)).isoformat()
+
+
+_LAST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
 def _files_read(operator: dict) -> int:
@@ -277,3 +289,38 @@ def _client_error(error: duckdb.Error) -> QueryError:
     if isinstance(error, duckdb.CatalogException | duckdb.BinderException | duckdb.ParserException):
         return QueryError("invalid_query", text)
     return QueryError("query_failed", text)
+
+
+def json_value(value: Any) -> Any:
+    """A DuckDB result value as JSON: times as ISO-8601 UTC text, decimals as text (exact), bytes as base64."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat(timespec="milliseconds") + "Z"
+    if isinstance(value, date | dt_time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    return str(value)  # Decimal, UUID, timedelta, ...
+
+
+def result_to_dict(result: QueryResult) -> dict[str, Any]:
+    if result.plan is not None:
+        return {"plan": result.plan, "elapsed_ms": round(result.elapsed_ms, 3)}
+    return {
+        "columns": [{"name": name, "type": kind} for name, kind in result.columns],
+        "rows": [[json_value(v) for v in row] for row in result.rows],
+        "row_count": len(result.rows),
+        "truncated": result.truncated,
+        "elapsed_ms": round(result.elapsed_ms, 3),
+        "bytes_scanned": result.bytes_scanned,
+        "files_scanned": result.files_scanned,
+    }

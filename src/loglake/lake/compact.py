@@ -1,0 +1,115 @@
+"""Compaction: merge a day's small lake files into files of about the target size.
+
+Each flush round adds one file per day it touches, so a server flushing every 30 s would leave
+thousands of small files a day; each costs a request (on S3) and a footer read per query. A merge
+uses the flush's crash-safe protocol (flush.publish): the merged file is written, journaled and
+published, then ONE transaction retires the inputs from the catalog and adds the output. Retired
+inputs stay in the object store for a grace period (manifest.retire_files), so a query that
+started on the older snapshot still finds them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from loglake.lake.flush import Step, publish, write_part
+from loglake.lake.layout import app_logs_key, new_part_name
+from loglake.lake.manifest import LakeFile, list_files, retire_files
+from loglake.lake.objectstore import ObjectStore
+from loglake.lake.tables import APP_LOGS_TABLE
+from loglake.store.sqlite import SQLiteHotStore
+
+
+@dataclass
+class CompactReport:
+    merged_files: int = 0
+    written_files: list[str] = field(default_factory=list)
+    records: int = 0
+    seconds: float = 0.0
+
+
+def merge_groups(files: list[LakeFile], target_bytes: int) -> Iterator[list[LakeFile]]:
+    """Groups of a day's small files (under half the target) that together stay near the target;
+    a group of one is left alone. Big files are never rewritten."""
+    small = sorted((f for f in files if f.bytes < target_bytes // 2), key=lambda f: f.min_ts)
+    group: list[LakeFile] = []
+    size = 0
+    for f in small:
+        if group and size + f.bytes > target_bytes:
+            if len(group) > 1:
+                yield group
+            group, size = [], 0
+        group.append(f)
+        size += f.bytes
+    if len(group) > 1:
+        yield group
+
+
+class Compactor:
+    def __init__(
+        self,
+        store: SQLiteHotStore,
+        lake: ObjectStore,
+        *,
+        target_bytes: int,
+        grace_ms: int,
+        clock: Callable[[], float] = time.time,
+        on_step: Step | None = None,
+    ) -> None:
+        self.store = store
+        self.lake = lake
+        self.target_bytes = target_bytes
+        self.grace_ms = grace_ms
+        self.clock = clock
+        self.on_step = on_step or (lambda step: None)
+
+    def compact(self) -> CompactReport:
+        started = time.perf_counter()
+        report = CompactReport()
+        files = list_files(self.store.read, APP_LOGS_TABLE.name)
+        by_day: dict[str, list[LakeFile]] = {}
+        for f in files:
+            by_day.setdefault(f.day, []).append(f)
+        for day_files in by_day.values():
+            for group in merge_groups(day_files, self.target_bytes):
+                report.written_files.append(self._merge(group))
+                report.merged_files += len(group)
+                report.records += sum(f.records for f in group)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _merge(self, group: list[LakeFile]) -> str:
+        now_ms = int(self.clock() * 1000)
+        work = Path(tempfile.mkdtemp(prefix="loglake-compact-"))
+        try:
+            parts = []
+            for f in group:
+                path = work / f"input-{len(parts)}.parquet"
+                self.lake.get_file(f.key, path)
+                parts.append(pq.read_table(path, schema=APP_LOGS_TABLE.schema))
+            day = group[0].day
+            key = app_logs_key(date.fromisoformat(day), new_part_name(now_ms))
+            merged = write_part(pa.concat_tables(parts), key, work)
+            self.on_step("written")
+            retired = [f.key for f in group]
+            publish(
+                self.store,
+                self.lake,
+                work,
+                [merged],
+                now_ms,
+                self.on_step,
+                lambda conn: retire_files(conn, retired, now_ms + self.grace_ms),
+            )
+            return merged.key
+        finally:
+            shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,300 @@
+"""The lake as one object: its storage, the catalog, SQL, and the jobs that keep it in shape.
+
+`Lake` is what the server, the CLI and tests use. Maintenance (flush, compaction, retention, deleting
+retired objects) changes the lake, and two processes doing it at once could undo each other's
+interrupted rounds, so it runs under an exclusive lock file in the data dir: `loglake flush` by hand
+waits for the server's background job, and the job skips its turn while a manual run holds the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from loglake.config import Settings
+from loglake.lake.compact import Compactor, CompactReport
+from loglake.lake.flush import Flusher, FlushReport
+from loglake.lake.layout import day_of
+from loglake.lake.manifest import collect_garbage, list_files, retire_files
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
+from loglake.lake.query import QueryEngine, QueryLimits
+from loglake.lake.tables import APP_LOGS_TABLE, TABLES
+from loglake.model import format_datetime
+from loglake.store.sqlite import SQLiteHotStore
+
+log = logging.getLogger("loglake.lake")
+
+
+@dataclass(frozen=True)
+class LakePolicy:
+    hot_window_ms: int = 300_000
+    hot_max_records: int = 1_000_000
+    compact_target_bytes: int = 128 * 1024 * 1024
+    retention_days: int = 365  # 0 = keep forever
+    # Retired objects stay this long after leaving the catalog, for queries already reading them.
+    grace_ms: int = 120_000
+
+
+@dataclass(frozen=True)
+class ExpiredPartition:
+    table: str
+    day: str
+    files: int
+    records: int
+    bytes: int
+
+
+@dataclass
+class MaintenanceReport:
+    flushed: FlushReport = field(default_factory=FlushReport)
+    compacted: CompactReport = field(default_factory=CompactReport)
+    expired: list[ExpiredPartition] = field(default_factory=list)
+    garbage_deleted: int = 0
+    recovered_rounds: int = 0
+
+
+def object_store(settings: Settings) -> ObjectStore:
+    """The lake's storage from the settings: an S3 bucket when one is named, else the data dir's folder."""
+    if not settings.lake_bucket:
+        return LocalObjectStore(settings.lake_dir)
+    import boto3
+
+    session = boto3.session.Session(region_name=settings.lake_region or None)
+    client = session.client("s3", endpoint_url=settings.lake_endpoint or None)
+    return S3ObjectStore(client, settings.lake_bucket, settings.lake_prefix)
+
+
+class Lake:
+    def __init__(
+        self,
+        store: SQLiteHotStore,
+        objects: ObjectStore,
+        data_dir: Path,
+        *,
+        policy: LakePolicy | None = None,
+        limits: QueryLimits | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.objects = objects
+        self.policy = policy or LakePolicy()
+        self.clock = clock
+        self.flusher = Flusher(store, objects, clock=clock)
+        self.compactor = Compactor(
+            store, objects, target_bytes=self.policy.compact_target_bytes, grace_ms=self.policy.grace_ms, clock=clock
+        )
+        self.engine = QueryEngine(store, objects, data_dir / "tmp" / "duckdb", limits)
+        self._lock_path = data_dir / "lake.lock"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: SQLiteHotStore, clock: Callable[[], float] = time.time) -> Lake:
+        policy = LakePolicy(
+            hot_window_ms=settings.hot_window_seconds * 1000,
+            hot_max_records=settings.hot_max_records,
+            compact_target_bytes=settings.compact_target_mb * 1024 * 1024,
+            retention_days=settings.retention_days,
+            grace_ms=int(max(120.0, 2 * settings.query_timeout_seconds) * 1000),
+        )
+        limits = QueryLimits(
+            timeout_seconds=settings.query_timeout_seconds,
+            max_rows=settings.query_max_rows,
+            concurrency=settings.query_concurrency,
+            memory_mb=settings.query_memory_mb,
+        )
+        return cls(store, object_store(settings), settings.data_dir, policy=policy, limits=limits, clock=clock)
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def describe_tables(self) -> list[dict[str, Any]]:
+        """What GET /tables shows: each table's columns, partition keys and partitions (from the catalog)."""
+        described = []
+        for table in TABLES.values():
+            partitions = self.store.read(
+                "SELECT day, count(*), sum(records), sum(bytes), min(min_ts), max(max_ts) FROM lake_files"
+                " WHERE table_name = ? GROUP BY day ORDER BY day",
+                (table.name,),
+            )
+            entry: dict[str, Any] = {
+                "name": table.name,
+                "description": table.description,
+                "columns": [
+                    {"name": c.name, "type": _sql_type(c.type), "description": c.description} for c in table.columns
+                ]
+                + [
+                    {"name": key, "type": "DATE", "description": "partition: the record's UTC day"}
+                    for key in table.partitions
+                ],
+                "partition_keys": list(table.partitions),
+                "partitions": [
+                    {
+                        "date": day,
+                        "files": files,
+                        "records": records,
+                        "bytes": size,
+                        "oldest": format_datetime(oldest),
+                        "newest": format_datetime(newest),
+                    }
+                    for day, files, records, size, oldest, newest in partitions
+                ],
+                "lake_records": sum(p[2] for p in partitions),
+                "lake_bytes": sum(p[3] for p in partitions),
+            }
+            if table is APP_LOGS_TABLE:
+                entry["hot_records"] = self.store.count()
+            described.append(entry)
+        return described
+
+    # -- maintenance ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def maintenance(self, wait: bool = True) -> Iterator[bool]:
+        """Hold the data dir's maintenance lock (yields False, without waiting, if `wait` is off and
+        another process holds it); interrupted rounds of a previous holder are undone first."""
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                self.flusher.recover()
+                if isinstance(self.objects, LocalObjectStore):
+                    self.objects.remove_unfinished()
+                yield True
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def due_before_ms(self, everything: bool = False) -> int:
+        """Records timestamped before this are due: older than the hot window, or beyond the hot
+        store's record cap (then the oldest go first)."""
+        if everything:
+            return (1 << 47) - 1  # id_hi = ts << 16 must stay a signed 64-bit integer
+        before = int(self.clock() * 1000) - self.policy.hot_window_ms
+        beyond_cap = self.store.read(
+            "SELECT id_hi FROM logs ORDER BY id_hi DESC, id_lo DESC LIMIT 1 OFFSET ?", (self.policy.hot_max_records,)
+        )
+        if beyond_cap:
+            before = max(before, (beyond_cap[0][0] >> 16) + 1)
+        return before
+
+    def flush(self, everything: bool = False) -> FlushReport:
+        return self.flusher.flush(self.due_before_ms(everything))
+
+    def compact(self) -> CompactReport:
+        return self.compactor.compact()
+
+    def expired_partitions(self) -> list[ExpiredPartition]:
+        """Whole days older than the retention, per table (nothing when retention is 0)."""
+        if not self.policy.retention_days:
+            return []
+        cutoff = self.retention_cutoff()
+        expired = []
+        for table in TABLES.values():
+            by_day: dict[str, list[Any]] = {}
+            for f in list_files(self.store.read, table.name, last_day=(cutoff - timedelta(days=1)).isoformat()):
+                by_day.setdefault(f.day, []).append(f)
+            for day, files in sorted(by_day.items()):
+                records, size = sum(f.records for f in files), sum(f.bytes for f in files)
+                expired.append(ExpiredPartition(table.name, day, len(files), records, size))
+        return expired
+
+    def retention_cutoff(self) -> date:
+        """The oldest day kept: today (UTC) minus the retention days."""
+        return day_of(int(self.clock() * 1000)) - timedelta(days=self.policy.retention_days)
+
+    def expire(self) -> list[ExpiredPartition]:
+        """Drop the expired partitions from the catalog; their objects go after the grace period."""
+        expired = self.expired_partitions()
+        if expired:
+            last_day = max(p.day for p in expired)
+            keys = [f.key for t in TABLES.values() for f in list_files(self.store.read, t.name, last_day=last_day)]
+            delete_after = int(self.clock() * 1000) + self.policy.grace_ms
+            self.store.run_in_writer(lambda conn: _in_transaction(conn, lambda: retire_files(conn, keys, delete_after)))
+        return expired
+
+    def collect_garbage(self) -> int:
+        return collect_garbage(self.store, self.objects, int(self.clock() * 1000))
+
+    def maintain(self, *, compact: bool = True, expire: bool = True) -> MaintenanceReport | None:
+        """One turn of the background job; None when another process holds the maintenance lock."""
+        with self.maintenance(wait=False) as holding:
+            if not holding:
+                return None
+            report = MaintenanceReport()
+            report.flushed = self.flush()
+            if compact:
+                report.compacted = self.compact()
+            if expire:
+                report.expired = self.expire()
+            report.garbage_deleted = self.collect_garbage()
+            return report
+
+
+def _in_transaction(conn: Any, work: Callable[[], None]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        work()
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+class LakeJobs:
+    """The server's background thread: every `interval` seconds one maintenance turn (compaction and
+    retention every tenth turn, as they rarely have work). Errors are logged and retried next turn."""
+
+    def __init__(self, lake: Lake, interval_seconds: float, on_report: Callable[[MaintenanceReport], None]) -> None:
+        self.lake = lake
+        self.interval = interval_seconds
+        self.on_report = on_report
+        self.last_error: str | None = None
+        self.last_run_ms: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="loglake-lake-jobs", daemon=True)
+
+    def start(self) -> None:
+        if self.interval > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        turn = 0
+        while not self._stop.wait(self.interval):
+            try:
+                report = self.lake.maintain(compact=turn % 10 == 0, expire=turn % 10 == 0)
+                self.last_error = None
+                self.last_run_ms = int(self.lake.clock() * 1000)
+                if report is not None:
+                    self.on_report(report)
+            except Exception as e:  # keep the server up; the next turn retries (recovery undoes half rounds)
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.exception("lake maintenance failed; retrying in %s s", self.interval)
+            turn += 1
+
+
+_SQL_TYPES = {
+    "string": "VARCHAR",
+    "int64": "BIGINT",
+    "timestamp[ms]": "TIMESTAMP",
+    "double": "DOUBLE",
+    "int32": "INTEGER",
+}
+
+
+def _sql_type(arrow_type: Any) -> str:
+    return _SQL_TYPES.get(str(arrow_type), str(arrow_type).upper())

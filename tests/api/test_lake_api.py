@@ -1,0 +1,219 @@
+"""The lake over HTTP: POST /query, GET /tables, search, histogram, and reads that reach flushed records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from loglake.api.app import LoglakeApp
+from loglake.config import Settings
+from tests.conftest import asgi_client, key_for
+
+NOW_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
+HOUR = 3_600_000
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[LoglakeApp]:
+    application = LoglakeApp(settings, clock=lambda: NOW_MS / 1000)
+    yield application
+    application.close()
+
+
+async def send(client: httpx.AsyncClient, records: list[dict]) -> list[str]:
+    response = await client.post("/logs", json=records)
+    assert response.status_code == 201, response.text
+    return response.json()["logIds"]
+
+
+def rec(minutes_ago: float, message: str, **fields: object) -> dict:
+    ts = NOW_MS - int(minutes_ago * 60_000)
+    return {"timestamp": ts, "service": "api", "severity": "info", "message": message} | fields
+
+
+@pytest.fixture
+async def seeded(app: LoglakeApp, client: httpx.AsyncClient) -> list[str]:
+    """30 records, one every 50 minutes from 10 minutes ago back over two days."""
+    records = [
+        rec(
+            m * 50 + 10,
+            f"request {m} {'ERROR timeout talking to db' if m % 5 == 0 else 'ok'}",
+            service=("api", "web", "db")[m % 3],
+            severity="error" if m % 5 == 0 else "info",
+            attributes={"user": f"U{m % 4}", "http": {"status": 500 if m % 5 == 0 else 200}},
+        )
+        for m in range(30)
+    ]
+    return await send(client, records)
+
+
+def flush_all(app: LoglakeApp) -> int:
+    assert app.lake is not None
+    with app.lake.maintenance():
+        return app.lake.flush(everything=True).records
+
+
+async def test_query_answers_over_hot_and_lake_with_stats(
+    app: LoglakeApp, client: httpx.AsyncClient, seeded: list[str]
+) -> None:
+    assert flush_all(app) == 30
+    await send(client, [rec(1, "fresh and hot")])
+    response = await client.post("/query", json={"sql": "SELECT count(*) AS n, count(DISTINCT log_id) FROM logs"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["rows"] == [[31, 31]]
+    assert body["columns"][0] == {"name": "n", "type": "BIGINT"}
+    assert body["files_scanned"] >= 1 and body["bytes_scanned"] > 0
+    assert body["truncated"] is False and body["elapsed_ms"] > 0
+
+    rows = (
+        await client.post("/query", json={"sql": "SELECT timestamp, date FROM logs ORDER BY 1 DESC", "limit": 2})
+    ).json()
+    assert rows["truncated"] is True and len(rows["rows"]) == 2
+    assert rows["rows"][0] == ["2026-11-01T23:59:00.000Z", "2026-11-01"]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"sql": "COPY (SELECT 1) TO 'x.csv'"}, "read_only"),
+        ({"sql": "SELECT * FROM read_csv('/etc/passwd')"}, "forbidden"),
+        ({"sql": "SET threads = 1"}, "read_only"),
+        ({"sql": "SELECT 1; SELECT 2"}, "invalid_query"),
+        ({"sql": "SELECT"}, "invalid_query"),
+        ({"sql": 42}, "invalid_request"),
+        ({"query": "SELECT 1"}, "invalid_request"),
+        ({"sql": "SELECT 1", "limit": -1}, "invalid_request"),
+        ({"sql": "SELECT 1", "timeout_seconds": 0}, "invalid_request"),
+        ([1, 2], "invalid_request"),
+    ],
+)
+async def test_bad_queries_are_400s_that_say_why(client: httpx.AsyncClient, body: object, code: str) -> None:
+    response = await client.post("/query", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == code
+    assert response.json()["error"]["message"]
+
+
+async def test_query_needs_the_read_scope(app: LoglakeApp) -> None:
+    async with asgi_client(app, key_for(app, "ingest")) as ingest_only:
+        response = await ingest_only.post("/query", json={"sql": "SELECT 1"})
+    assert response.status_code == 403
+    async with asgi_client(app, key_for(app, "read")) as reader:
+        assert (await reader.post("/query", json={"sql": "SELECT 1"})).json()["rows"] == [[1]]
+
+
+async def test_tables_lists_columns_and_partitions(
+    app: LoglakeApp, client: httpx.AsyncClient, seeded: list[str]
+) -> None:
+    flush_all(app)
+    await send(client, [rec(1, "hot one")])
+    (logs,) = (await client.get("/tables")).json()["tables"]
+    assert logs["name"] == "logs"
+    assert [c["name"] for c in logs["columns"]] == [
+        "log_id",
+        "timestamp",
+        "service",
+        "log_type",
+        "severity",
+        "message",
+        "attributes",
+        "client_id",
+        "date",
+    ]
+    assert logs["partition_keys"] == ["date"]
+    assert [(p["date"], p["records"]) for p in logs["partitions"]] == [("2026-10-31", 1), ("2026-11-01", 29)]
+    assert (logs["lake_records"], logs["hot_records"]) == (30, 1)
+
+
+async def test_recent_and_get_reach_flushed_records(
+    app: LoglakeApp, client: httpx.AsyncClient, seeded: list[str]
+) -> None:
+    before = (await client.get("/logs/recent", params={"since": "2d", "limit": 7})).json()
+    flush_all(app)
+    after = (await client.get("/logs/recent", params={"since": "2d", "limit": 7})).json()
+    assert after["logs"] == before["logs"]
+    page2 = (
+        await client.get("/logs/recent", params={"since": "2d", "limit": 7, "cursor": after["next_cursor"]})
+    ).json()
+    assert [r["logId"] for r in after["logs"] + page2["logs"]] == seeded[:14]  # ids from newest (m=0) on
+    only_db_errors = (
+        await client.get("/logs/recent", params={"since": "2d", "service": "db", "severity": "error"})
+    ).json()
+    assert {(r["service"], r["severity"]) for r in only_db_errors["logs"]} == {("db", "error")}
+    assert only_db_errors["count"] == 2
+
+    record = (await client.get(f"/logs/{seeded[3]}")).json()
+    assert record["message"] == "request 3 ok" and record["attributes"] == {"user": "U3", "http": {"status": 200}}
+    assert (await client.get("/logs/0190f0f0-0000-7000-8000-000000000000")).status_code == 404
+
+
+async def test_a_client_id_finds_its_flushed_record(app: LoglakeApp, client: httpx.AsyncClient) -> None:
+    client_id = "5b3f4c6e-8a5d-4b8e-9a51-2f1d7a3c9e10"
+    response = await client.post("/logs", json=rec(90, "sent with a client id", id=client_id))
+    flush_all(app)
+    found = await client.get(f"/logs/{client_id}")
+    assert found.status_code == 200 and found.json()["logId"] == response.json()["logId"]
+
+
+async def test_search_finds_words_phrases_fields_and_attributes(
+    app: LoglakeApp, client: httpx.AsyncClient, seeded: list[str]
+) -> None:
+    flush_all(app)
+    await send(client, [rec(2, "hot: Timeout talking to cache", service="web", severity="warning")])
+
+    async def messages(q: str, **params: object) -> list[str]:
+        response = await client.get("/logs/search", params={"q": q, "since": "2d"} | params)
+        assert response.status_code == 200, response.text
+        return [r["message"] for r in response.json()["logs"]]
+
+    assert await messages("TIMEOUT") == ["hot: Timeout talking to cache"] + [
+        f"request {m} ERROR timeout talking to db" for m in (0, 5, 10, 15, 20, 25)
+    ]
+    web_timeouts = ["request 10 ERROR timeout talking to db", "request 25 ERROR timeout talking to db"]
+    assert await messages('"talking to db" service:web') == web_timeouts
+    assert await messages("timeout -db") == ["hot: Timeout talking to cache"]
+    assert await messages("severity:warning") == ["hot: Timeout talking to cache"]
+    assert await messages("user:u1 http.status:200") == [f"request {m} ok" for m in (1, 9, 13, 17, 21, 29)]
+    assert await messages("timeout", since="1h") == [  # the window applies
+        "hot: Timeout talking to cache",
+        "request 0 ERROR timeout talking to db",
+    ]
+    first = (await client.get("/logs/search", params={"q": "request", "since": "2d", "limit": 20})).json()
+    rest = (
+        await client.get("/logs/search", params={"q": "request", "since": "2d", "cursor": first["next_cursor"]})
+    ).json()
+    assert [r["logId"] for r in first["logs"] + rest["logs"]] == seeded
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"q": '"unclosed'}, "q"),
+        ({"q": "severity:loud"}, "q"),
+        ({"since": "yesterday"}, "since"),
+        ({"bogus": "1"}, "bogus"),
+    ],
+)
+async def test_bad_searches_are_400s(client: httpx.AsyncClient, params: dict, field: str) -> None:
+    response = await client.get("/logs/search", params=params)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["details"][0]["field"] == field
+
+
+async def test_histogram_counts_per_bucket_and_severity(
+    app: LoglakeApp, client: httpx.AsyncClient, seeded: list[str]
+) -> None:
+    flush_all(app)
+    body = (await client.get("/logs/histogram", params={"since": "25h", "interval": "5h"})).json()
+    assert body["interval_ms"] == 5 * HOUR and body["total"] == 30
+    since, until = NOW_MS - 25 * HOUR, NOW_MS
+    starts = [b["start_ms"] for b in body["buckets"]]  # aligned to the epoch, covering [since, until)
+    assert starts == list(range(since // (5 * HOUR) * 5 * HOUR, until, 5 * HOUR))
+    assert sum(b["counts"]["error"] for b in body["buckets"]) == 6
+    assert all(b["total"] == sum(b["counts"].values()) for b in body["buckets"])
+    auto = (await client.get("/logs/histogram", params={"since": "2h", "q": "timeout"})).json()
+    assert auto["interval_ms"] == 60_000 and len(auto["buckets"]) == 120
+    assert auto["total"] == 1  # of the records 10, 60 and 110 minutes old, only the first timed out
