@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import stat
 import sys
 import time
@@ -16,14 +15,11 @@ from typing import Any
 import click
 
 from loglake import __version__
+from loglake.cli_options import CONTEXT, data_dir_option, key_option, print_record_json, print_record_row, url_option
 from loglake.client import ClientError, LoglakeClient
-from loglake.config import ConfigError, Settings, env_name, load_settings, option_fields
+from loglake.config import ConfigError, env_name, load_settings, option_fields
 from loglake.keys import KeyStore, KeyStoreError, parse_scopes
 from loglake.shipping import line_to_record, timed_batches
-
-DEFAULT_URL = "http://127.0.0.1:8080"
-SEVERITY_COLOURS = {"debug": "bright_black", "info": None, "warning": "yellow", "error": "red", "critical": "magenta"}
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
 @click.group(context_settings=CONTEXT)
@@ -83,15 +79,6 @@ def serve(config_file: Path | None, **options: Any) -> None:
 
 
 # -- keys --------------------------------------------------------------------------------------
-
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar=env_name("data_dir"),
-    default=Settings().data_dir,
-    show_default=True,
-    help=f"loglake's data folder [env {env_name('data_dir')}].",
-)
 
 
 @main.group(context_settings=CONTEXT)
@@ -192,13 +179,6 @@ def _existing_keystore(data_dir: Path) -> KeyStore:
 
 
 # -- client commands ---------------------------------------------------------------------------
-
-url_option = click.option(
-    "--url", envvar=env_name("url"), default=DEFAULT_URL, show_default=True, help=f"Server URL [env {env_name('url')}]."
-)
-key_option = click.option(
-    "--api-key", envvar=env_name("api_key"), default=None, help=f"API key [env {env_name('api_key')}]."
-)
 
 
 @main.command(context_settings=CONTEXT)
@@ -315,7 +295,7 @@ def recent(
         "q": q,
         "limit": limit,
     }
-    show = _print_json if as_json else _print_row
+    show = print_record_json if as_json else print_record_row
     try:
         with LoglakeClient(url, api_key) as client:
             page = client.recent(params)
@@ -411,21 +391,6 @@ class _Progress:
             self.live = False
 
 
-def _print_json(record: dict) -> None:
-    click.echo(json.dumps(record, ensure_ascii=False))
-
-
-def _print_row(record: dict) -> None:
-    width = shutil.get_terminal_size((120, 20)).columns
-    severity = record["severity"].upper()
-    head = f"{record['datetime']}  {severity:<8}  {record['service']:<16}  "
-    message = record["message"].replace("\n", "⏎")
-    if len(head) + len(message) > width and sys.stdout.isatty():
-        message = message[: max(10, width - len(head) - 1)] + "…"
-    colour = SEVERITY_COLOURS.get(record["severity"])
-    click.echo(click.style(head, fg=colour) + message if colour else head + message)
-
-
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
     for row in (header, *rows):
@@ -434,3 +399,13 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 
 def _iso(epoch_s: int | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s)) if epoch_s else ""
+
+
+def _register_lake_commands() -> None:
+    from loglake.cli_lake import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_lake_commands()

@@ -1,4 +1,4 @@
-"""A small HTTP client for a running loglake server (used by `loglake send` and `loglake recent`)."""
+"""A small HTTP client for a running loglake server (used by the `loglake` commands with --url)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,16 @@ class LoglakeClient:
 
     def recent(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._request("GET", "/logs/recent", params={k: v for k, v in params.items() if v is not None})
+
+    def search(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._request("GET", "/logs/search", params={k: v for k, v in params.items() if v is not None})
+
+    def query(self, sql: str, **options: Any) -> dict[str, Any]:
+        body = {"sql": sql} | {k: v for k, v in options.items() if v is not None}
+        return self._request("POST", "/query", json=body)
+
+    def tables(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/tables")["tables"]
 
     def get(self, log_id: str) -> dict[str, Any]:
         return self._request("GET", f"/logs/{quote(log_id, safe='')}")

@@ -86,8 +86,11 @@ class Flusher:
             )
         return len(pending)
 
-    def flush(self, before_ms: int, max_rounds: int | None = None) -> FlushReport:
-        """Move every record timestamped before `before_ms` into the lake, round by round."""
+    def flush(
+        self, before_ms: int, max_rounds: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> FlushReport:
+        """Move every record timestamped before `before_ms` into the lake, round by round
+        (`progress` gets the number of records of each round)."""
         started = time.perf_counter()
         report = FlushReport()
         rounds = 0
@@ -96,6 +99,8 @@ class Flusher:
             if not moved:
                 break
             report.records += moved
+            if progress is not None:
+                progress(moved)
             report.objects.extend(objects)
             rounds += 1
         report.seconds = time.perf_counter() - started

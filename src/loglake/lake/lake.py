@@ -187,8 +187,12 @@ class Lake:
             before = max(before, (beyond_cap[0][0] >> 16) + 1)
         return before
 
-    def flush(self, everything: bool = False) -> FlushReport:
-        return self.flusher.flush(self.due_before_ms(everything))
+    def flush(self, everything: bool = False, progress: Callable[[int], None] | None = None) -> FlushReport:
+        return self.flusher.flush(self.due_before_ms(everything), progress=progress)
+
+    def count_due(self, everything: bool = False) -> int:
+        before = self.due_before_ms(everything)
+        return self.store.read("SELECT count(*) FROM logs WHERE id_hi < ?", (before << 16,))[0][0]
 
     def compact(self) -> CompactReport:
         return self.compactor.compact()

@@ -1,0 +1,311 @@
+"""`loglake` commands for the lake: query, tables, search, flush, compact, retention, catalog."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from loglake.cli_options import CONTEXT, key_option, print_record_json, print_record_row, url_option
+from loglake.client import ClientError, LoglakeClient
+from loglake.config import ConfigError, env_name, load_settings
+
+FORMATS = ("table", "json", "csv", "ndjson")
+
+local_data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Work on this data folder directly instead of through a server (--url).",
+)
+maintenance_data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=env_name("data_dir"),
+    required=True,
+    help=f"loglake's data folder [env {env_name('data_dir')}]; lake settings come from LOGLAKE_* and LOGLAKE_CONFIG.",
+)
+
+
+@contextlib.contextmanager
+def local_lake(data_dir: Path) -> Iterator[Any]:
+    """The lake of a data dir, opened in this process (next to a running server is fine: SQLite in WAL
+    mode takes concurrent readers and writers, and maintenance takes the data dir's lock)."""
+    from loglake.lake.lake import Lake
+    from loglake.store.sqlite import SQLiteHotStore
+
+    try:
+        settings = load_settings({"data_dir": data_dir})
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    if not settings.hot_db_path.exists():
+        raise click.ClickException(
+            f"no loglake data in {data_dir} (no {settings.hot_db_path.name}); pass the folder `loglake serve` uses"
+        )
+    store = SQLiteHotStore(settings.hot_db_path, durability=settings.durability)
+    lake = Lake.from_settings(settings, store)
+    try:
+        yield lake
+    finally:
+        lake.close()
+        store.close()
+
+
+# -- SQL ---------------------------------------------------------------------------------------
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
+@click.option("--limit", type=click.IntRange(0), default=None, help="Most rows to fetch (the server caps it too).")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=None, help="Seconds before giving up.")
+@click.option("--explain", is_flag=True, help="Run it and print the plan with what each step read (EXPLAIN ANALYZE).")
+@local_data_dir_option
+@url_option
+@key_option
+def query(
+    sql: str,
+    fmt: str,
+    limit: int | None,
+    timeout: float | None,
+    explain: bool,
+    data_dir: Path | None,
+    url: str,
+    api_key: str | None,
+) -> None:
+    """Run one SQL SELECT over the table `logs` (hot and lake records, each once); SQL '-' reads stdin.
+
+    \b
+    Examples:
+      loglake query "SELECT service, severity, count(*) FROM logs GROUP BY ALL ORDER BY 3 DESC"
+      loglake query --format csv "SELECT * FROM logs WHERE date = '2026-11-01' AND message ILIKE '%timeout%'"
+    """
+    if sql == "-":
+        sql = sys.stdin.read()
+    if data_dir is not None:
+        from loglake.lake.query import QueryBusy, QueryError, result_to_dict
+
+        with local_lake(data_dir) as lake:
+            try:
+                result = result_to_dict(lake.engine.query(sql, limit=limit, timeout_seconds=timeout, explain=explain))
+            except (QueryError, QueryBusy) as e:
+                raise click.ClickException(str(e)) from None
+    else:
+        try:
+            with LoglakeClient(url, api_key, timeout=(timeout or 300) + 10) as client:
+                result = client.query(sql, limit=limit, timeout_seconds=timeout, explain=explain or None)
+        except ClientError as e:
+            raise click.ClickException(str(e)) from None
+    print_result(result, fmt)
+
+
+def print_result(result: dict[str, Any], fmt: str) -> None:
+    if "plan" in result:
+        click.echo(result["plan"])
+        return
+    names = [c["name"] for c in result["columns"]]
+    if fmt == "json":
+        click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+    elif fmt == "ndjson":
+        for row in result["rows"]:
+            click.echo(json.dumps(dict(zip(names, row, strict=True)), ensure_ascii=False))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows([_csv_cell(v) for v in row] for row in result["rows"])
+    else:
+        _print_table(names, result["rows"])
+        more = " (truncated: raise --limit or narrow the query)" if result["truncated"] else ""
+        summary = (
+            f"{result['row_count']} row(s){more} in {result['elapsed_ms']:.0f} ms, "
+            f"{result['bytes_scanned'] / 1e6:.1f} MB read from {result['files_scanned']} lake file(s)"
+        )
+        click.echo(summary, err=True)
+
+
+def _csv_cell(value: Any) -> Any:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
+
+
+def _print_table(names: list[str], rows: list[list[Any]], max_width: int = 60) -> None:
+    def text(value: Any) -> str:
+        shown = "NULL" if value is None else json.dumps(value) if isinstance(value, dict | list) else str(value)
+        shown = shown.replace("\n", "⏎")
+        return shown if len(shown) <= max_width else shown[: max_width - 1] + "…"
+
+    cells = [[text(v) for v in row] for row in rows]
+    widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(names)]
+    click.echo(click.style("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip(), bold=True))
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="The full description as JSON.")
+@local_data_dir_option
+@url_option
+@key_option
+def tables(as_json: bool, data_dir: Path | None, url: str, api_key: str | None) -> None:
+    """List the tables SQL can query, with their columns and partitions."""
+    if data_dir is not None:
+        with local_lake(data_dir) as lake:
+            described = lake.describe_tables()
+    else:
+        try:
+            with LoglakeClient(url, api_key) as client:
+                described = client.tables()
+        except ClientError as e:
+            raise click.ClickException(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(described, ensure_ascii=False, indent=2))
+        return
+    for table in described:
+        hot = f", {table['hot_records']:,} hot" if "hot_records" in table else ""
+        click.echo(click.style(table["name"], bold=True) + f"  {table['description']}")
+        click.echo(
+            f"  {table['lake_records']:,} records in the lake ({table['lake_bytes'] / 1e6:.1f} MB, "
+            f"{len(table['partitions'])} partition(s)){hot}"
+        )
+        for column in table["columns"]:
+            click.echo(f"  {column['name']:<12} {column['type']:<10} {column['description']}")
+
+
+# -- search ------------------------------------------------------------------------------------
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("terms", nargs=-1, required=True)
+@click.option("--since", default=None, help="Start: epoch ms, ISO-8601 or an age like 15m, 2h, 7d (default 24h).")
+@click.option("--until", default=None, help="End (exclusive), same forms as --since.")
+@click.option("--service", default=None, help="Only this service.")
+@click.option("--severity", default=None, help="Only these severities (comma-separated).")
+@click.option("--min-severity", default=None, help="This severity or worse.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000), help="How many records.")
+@click.option("--json", "as_json", is_flag=True, help="NDJSON output, one record per line.")
+@url_option
+@key_option
+def search(
+    terms: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    service: str | None,
+    severity: str | None,
+    min_severity: str | None,
+    limit: int,
+    as_json: bool,
+    url: str,
+    api_key: str | None,
+) -> None:
+    """Search messages across hot and lake, newest first: words, "phrases", field:value, -exclusions.
+
+    \b
+    Examples:
+      loglake search timeout --since 7d
+      loglake search '"connection refused"' service:api -healthcheck
+      loglake search user:alice severity:error
+    """
+    params = {
+        "q": " ".join(terms),
+        "since": since,
+        "until": until,
+        "service": service,
+        "severity": severity,
+        "min_severity": min_severity,
+        "limit": limit,
+    }
+    try:
+        with LoglakeClient(url, api_key) as client:
+            page = client.search(params)
+    except ClientError as e:
+        raise click.ClickException(str(e)) from None
+    for record in page["logs"]:
+        (print_record_json if as_json else print_record_row)(record)
+    if page["next_cursor"] and not as_json:
+        click.echo(f"(more: raise --limit, or narrow with --since/--until; {page['count']} shown)", err=True)
+
+
+# -- maintenance -------------------------------------------------------------------------------
+
+
+@click.command(context_settings=CONTEXT)
+@click.option(
+    "--all", "everything", is_flag=True, help="Move every hot record, not only those the policy says are due."
+)
+@maintenance_data_dir_option
+def flush(everything: bool, data_dir: Path) -> None:
+    """Move records from the hot store into the lake now (the server also does this in the background)."""
+    with local_lake(data_dir) as lake:
+        with lake.maintenance(wait=False) as holding:
+            if not holding:
+                click.echo("another loglake process is maintaining this lake; waiting for it...", err=True)
+        with lake.maintenance():
+            due = lake.count_due(everything)
+            with click.progressbar(length=due, label="flushing", file=sys.stderr, show_pos=True) as bar:
+                report = lake.flush(everything, progress=bar.update)
+    rate = report.records / report.seconds if report.seconds else 0
+    click.echo(
+        f"moved {report.records:,} records into {len(report.objects)} lake file(s) in {report.seconds:.1f} s "
+        f"({rate:,.0f} records/s)"
+    )
+
+
+@click.command(context_settings=CONTEXT)
+@maintenance_data_dir_option
+def compact(data_dir: Path) -> None:
+    """Merge each day's small lake files into larger ones (the server does this in the background)."""
+    with local_lake(data_dir) as lake, lake.maintenance():
+        report = lake.compact()
+    click.echo(
+        f"merged {report.merged_files} file(s) ({report.records:,} records) into {len(report.written_files)} "
+        f"in {report.seconds:.1f} s"
+    )
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--dry-run", is_flag=True, help="Only list the partitions that would be deleted.")
+@maintenance_data_dir_option
+def retention(dry_run: bool, data_dir: Path) -> None:
+    """Delete lake partitions older than retention_days (default 365; the server does this daily)."""
+    with local_lake(data_dir) as lake, lake.maintenance():
+        if not lake.policy.retention_days:
+            click.echo("retention_days is 0: the lake keeps everything")
+            return
+        expired = lake.expired_partitions() if dry_run else lake.expire()
+        cutoff = lake.retention_cutoff()
+        if not dry_run:
+            lake.collect_garbage()
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"keeping {lake.policy.retention_days} days (from {cutoff}); {verb} {len(expired)} partition(s)")
+    for p in expired:
+        click.echo(f"  {p.table}  date={p.day}  {p.files} file(s)  {p.records:,} records  {p.bytes / 1e6:.1f} MB")
+    if expired and not dry_run:
+        click.echo("(objects a running query may still read are removed after a short grace period)")
+
+
+@click.group(context_settings=CONTEXT)
+def catalog() -> None:
+    """Catalog entries so other engines (Athena, Trino, Spark) read the lake in place."""
+
+
+@catalog.command("ddl", context_settings=CONTEXT)
+@click.option("--engine", type=click.Choice(["athena"]), default="athena", show_default=True)
+@click.option("--location", required=True, help="Where the lake is, e.g. s3://bucket/prefix.")
+@click.option("--database", default="loglake", show_default=True, help="Glue/Athena database name.")
+@click.option("--since", default="2020-01-01", show_default=True, help="First day of the date partition projection.")
+def catalog_ddl(engine: str, location: str, database: str, since: str) -> None:
+    """Print CREATE EXTERNAL TABLE statements (with partition projection: no crawler, no MSCK REPAIR)."""
+    from loglake.lake.catalog import athena_ddl
+
+    try:
+        click.echo(athena_ddl(location, database=database, since=since))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+
+
+COMMANDS = (query, tables, search, flush, compact, retention, catalog)

@@ -1,0 +1,153 @@
+"""The lake commands (query, tables, search, flush, compact, retention, catalog) against real servers
+and data dirs, and the server's own background flush."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlglot
+from click.testing import CliRunner, Result
+
+from loglake.cli import main
+
+DAY_MS = 86_400_000
+
+
+@pytest.fixture(autouse=True)
+def no_loglake_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("LOGLAKE_"):
+            monkeypatch.delenv(name)
+
+
+def run(*args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+
+
+def old_records(now_ms: int, days_ago: int, count: int, service: str = "api") -> list[dict]:
+    base = now_ms - days_ago * DAY_MS
+    return [
+        {
+            "timestamp": base + i,
+            "service": service,
+            "severity": "error" if i % 4 == 0 else "info",
+            "message": f"{'Timeout' if i % 4 == 0 else 'fine'} #{i} {days_ago}d",
+        }
+        for i in range(count)
+    ]
+
+
+def post(server_url: str, key: str, records: list[dict]) -> None:
+    response = httpx.post(server_url + "/logs", json=records, headers={"authorization": f"Bearer {key}"})
+    assert response.status_code == 201, response.text
+
+
+def test_the_server_flushes_in_the_background_and_the_cli_queries_it(server_factory, admin_key_of) -> None:
+    server = server_factory(None, "--hot-window-seconds", "60", "--flush-interval-seconds", "0.2")
+    key = admin_key_of(server)
+    now = int(time.time() * 1000)
+    post(server.url, key, old_records(now, 2, 40) + old_records(now, 1, 20, "web"))
+    post(server.url, key, [{"service": "web", "message": "just now, stays hot"}])
+    lake_records = 0
+    deadline = time.monotonic() + 20
+    while lake_records < 60 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        listed = run("tables", "--json", "--url", server.url, "--api-key", key)
+        lake_records = json.loads(listed.output)[0]["lake_records"]
+    assert lake_records == 60, "the background job did not flush the records older than the hot window"
+    assert json.loads(listed.output)[0]["hot_records"] == 1
+
+    sql = "SELECT service, count(*) AS n FROM logs GROUP BY service ORDER BY service"
+    as_table = run("query", sql, "--url", server.url, "--api-key", key)
+    assert as_table.exit_code == 0, as_table.output
+    assert as_table.stdout.splitlines()[1:] == ["api      40", "web      21"]
+    as_csv = run("query", sql, "--format", "csv", "--url", server.url, "--api-key", key)
+    assert list(csv.reader(io.StringIO(as_csv.stdout))) == [["service", "n"], ["api", "40"], ["web", "21"]]
+    as_ndjson = run("query", sql, "--format", "ndjson", "--url", server.url, "--api-key", key)
+    assert [json.loads(line) for line in as_ndjson.stdout.splitlines()] == [
+        {"service": "api", "n": 40},
+        {"service": "web", "n": 21},
+    ]
+    as_json = json.loads(run("query", sql, "--format", "json", "--url", server.url, "--api-key", key).stdout)
+    assert as_json["rows"] == [["api", 40], ["web", 21]] and as_json["files_scanned"] >= 1
+    plan = run(
+        "query",
+        "SELECT count(*) FROM logs WHERE date = current_date",
+        "--explain",
+        "--url",
+        server.url,
+        "--api-key",
+        key,
+    )
+    assert "Scanning Files: 0/2" in plan.stdout  # the two days in the lake, neither of them today
+
+    refused = run("query", "COPY (SELECT 1) TO 'x.csv'", "--url", server.url, "--api-key", key)
+    assert refused.exit_code == 1 and "only SELECT" in refused.output
+
+    found = run("search", "timeout", "--since", "3d", "--json", "--url", server.url, "--api-key", key)
+    messages = [json.loads(line)["message"] for line in found.stdout.splitlines()]
+    assert len(messages) == 15 and all("Timeout" in m for m in messages)
+    assert messages[0].endswith("1d") and messages[-1].endswith("2d")  # newest first
+
+
+def test_flush_compact_and_retention_by_hand(server_factory, admin_key_of, monkeypatch) -> None:
+    server = server_factory(None, "--flush-interval-seconds", "0")  # no background job: only the CLI moves records
+    key = admin_key_of(server)
+    data_dir = str(server.data_dir)
+    now = int(time.time() * 1000)
+    for batch in range(3):  # three days, and three flushes of the oldest day -> small files to merge
+        post(server.url, key, old_records(now, 400, 10) + old_records(now, 30 + batch, 10))
+    post(server.url, key, [{"service": "web", "message": "fresh"}])
+
+    due = run("flush", "--data-dir", data_dir)
+    assert due.exit_code == 0, due.output
+    assert "moved 60 records" in due.stdout  # all but the fresh one: it is inside the hot window
+    post(server.url, key, old_records(now, 400, 5))
+    run("flush", "--data-dir", data_dir)
+    everything = run("flush", "--all", "--data-dir", data_dir)
+    assert "moved 1 records" in everything.stdout
+
+    counted = run(
+        "query",
+        "SELECT count(*) AS n, count(DISTINCT log_id) AS ids FROM logs",
+        "--format",
+        "json",
+        "--data-dir",
+        data_dir,
+    )
+    assert json.loads(counted.stdout)["rows"] == [[66, 66]]
+
+    merged = run("compact", "--data-dir", data_dir)
+    assert merged.exit_code == 0 and "merged 2 file(s)" in merged.stdout
+
+    monkeypatch.setenv("LOGLAKE_RETENTION_DAYS", "365")
+    dry = run("retention", "--dry-run", "--data-dir", data_dir)
+    assert "would delete 1 partition(s)" in dry.stdout and "35 records" in dry.stdout
+    assert json.loads(run("query", "SELECT count(*) FROM logs", "--format", "json", "--data-dir", data_dir).stdout)[
+        "rows"
+    ] == [[66]]
+    done = run("retention", "--data-dir", data_dir)
+    assert "deleted 1 partition(s)" in done.stdout
+    left = run("query", "SELECT count(*) FROM logs", "--format", "json", "--url", server.url, "--api-key", key)
+    assert json.loads(left.stdout)["rows"] == [[31]]
+
+
+def test_query_on_a_folder_without_data_says_so(tmp_path: Path) -> None:
+    result = run("query", "SELECT 1", "--data-dir", str(tmp_path / "nothing"))
+    assert result.exit_code == 1 and "no loglake data" in result.output
+
+
+def test_catalog_ddl_prints_athena_tables(tmp_path: Path) -> None:
+    result = run("catalog", "ddl", "--engine", "athena", "--location", "s3://my-lake/logs")
+    assert result.exit_code == 0, result.output
+    (create,) = sqlglot.parse(result.stdout, read="athena")
+    assert "s3://my-lake/logs/type=app_logs/" in create.sql(dialect="athena")
+    bad = run("catalog", "ddl", "--location", "/not/s3")
+    assert bad.exit_code == 1 and "s3://" in bad.output
