@@ -72,6 +72,7 @@ class ServerProcess:
     extra_args: tuple[str, ...] = ()
     process: subprocess.Popen | None = None
     preexec_fn: Callable[[], None] | None = None  # runs in the child before exec, e.g. to set rlimits
+    extra_env: dict[str, str] | None = None
 
     @property
     def url(self) -> str:
@@ -89,7 +90,7 @@ class ServerProcess:
             str(self.port),
             *self.extra_args,
         ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")} | (self.extra_env or {})
         self.log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, preexec_fn=self.preexec_fn

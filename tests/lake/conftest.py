@@ -17,6 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.credentials import Credentials
 
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 
@@ -143,7 +144,7 @@ def object_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Obj
         yield LocalObjectStore(tmp_path / "lake")
     else:
         client, bucket, prefix = request.getfixturevalue("s3_bucket")
-        yield S3ObjectStore(client, bucket, prefix=f"{prefix}/lake")
+        yield S3ObjectStore(client, bucket, prefix=f"{prefix}/lake", credentials=Credentials(ACCESS_KEY, SECRET_KEY))
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from loglake.lake.flush import Flusher
-from loglake.lake.objectstore import LocalObjectStore
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.lake.query import QueryEngine, QueryError, QueryLimits
 from loglake.store.sqlite import SQLiteHotStore
 from tests.lake.test_flush import DAY, START, seed
@@ -23,19 +23,32 @@ def store(tmp_path: Path) -> Iterator[SQLiteHotStore]:
 
 
 @pytest.fixture
-def lake(tmp_path: Path) -> LocalObjectStore:
+def lake(object_store: ObjectStore) -> ObjectStore:
+    """The queries run over a local lake and over the real S3 server."""
+    return object_store
+
+
+@pytest.fixture
+def local_lake(tmp_path: Path) -> LocalObjectStore:
     return LocalObjectStore(tmp_path / "lake")
 
 
 @pytest.fixture
-def engine(store: SQLiteHotStore, lake: LocalObjectStore, tmp_path: Path) -> Iterator[QueryEngine]:
+def local_engine(store: SQLiteHotStore, local_lake: LocalObjectStore, tmp_path: Path) -> Iterator[QueryEngine]:
+    e = QueryEngine(store, local_lake, tmp_path / "duckdb", QueryLimits(max_rows=1000, timeout_seconds=10))
+    yield e
+    e.close()
+
+
+@pytest.fixture
+def engine(store: SQLiteHotStore, lake: ObjectStore, tmp_path: Path) -> Iterator[QueryEngine]:
     e = QueryEngine(store, lake, tmp_path / "duckdb", QueryLimits(max_rows=1000, timeout_seconds=10))
     yield e
     e.close()
 
 
 def test_logs_covers_hot_and_lake_records_exactly_once(
-    store: SQLiteHotStore, lake: LocalObjectStore, engine: QueryEngine
+    store: SQLiteHotStore, lake: ObjectStore, engine: QueryEngine
 ) -> None:
     everything = seed(store)
     Flusher(store, lake).flush(before_ms=START + 2 * DAY)  # two days to the lake, one stays hot
@@ -50,7 +63,7 @@ def test_logs_covers_hot_and_lake_records_exactly_once(
 
 
 def test_columns_are_the_records_fields_plus_the_date_partition(
-    store: SQLiteHotStore, lake: LocalObjectStore, engine: QueryEngine
+    store: SQLiteHotStore, lake: ObjectStore, engine: QueryEngine
 ) -> None:
     seed(store, days=2, per_day=10)
     Flusher(store, lake).flush(before_ms=START + DAY)
@@ -74,10 +87,11 @@ def test_columns_are_the_records_fields_plus_the_date_partition(
 
 
 def test_a_date_predicate_reads_only_that_days_file(
-    store: SQLiteHotStore, lake: LocalObjectStore, engine: QueryEngine
+    store: SQLiteHotStore, local_lake: LocalObjectStore, local_engine: QueryEngine
 ) -> None:
+    engine = local_engine
     seed(store)
-    Flusher(store, lake).flush(before_ms=START + 3 * DAY)
+    Flusher(store, local_lake).flush(before_ms=START + 3 * DAY)
     everything = engine.query("SELECT count(*) FROM logs WHERE message LIKE 'd%'")
     one_day = engine.query("SELECT count(*) FROM logs WHERE date = '2026-11-02' AND message LIKE 'd%'")
     assert (everything.rows, one_day.rows) == ([(900,)], [(300,)])
@@ -87,7 +101,8 @@ def test_a_date_predicate_reads_only_that_days_file(
     assert "Scanning Files: 1/3" in plan.plan
 
 
-def test_the_row_cap_truncates_and_says_so(store: SQLiteHotStore, engine: QueryEngine) -> None:
+def test_the_row_cap_truncates_and_says_so(store: SQLiteHotStore, local_engine: QueryEngine) -> None:
+    engine = local_engine
     seed(store, days=1, per_day=50)
     capped = engine.query("SELECT message FROM logs", limit=7)
     assert (len(capped.rows), capped.truncated) == (7, True)
@@ -119,16 +134,17 @@ def test_the_row_cap_truncates_and_says_so(store: SQLiteHotStore, engine: QueryE
     ],
 )
 def test_only_reads_of_the_lakes_tables_are_allowed(
-    engine: QueryEngine, lake: LocalObjectStore, sql: str, code: str
+    local_engine: QueryEngine, local_lake: LocalObjectStore, sql: str, code: str
 ) -> None:
     with pytest.raises(QueryError) as refused:
-        engine.query(sql.replace("LAKE", str(lake.root)))
+        local_engine.query(sql.replace("LAKE", str(local_lake.root)))
     assert refused.value.code == code
     assert refused.value.message
-    assert not list(lake.root.glob("*.csv"))
+    assert not list(local_lake.root.glob("*.csv"))
 
 
-def test_a_query_that_runs_too_long_is_stopped(engine: QueryEngine) -> None:
+def test_a_query_that_runs_too_long_is_stopped(local_engine: QueryEngine) -> None:
+    engine = local_engine
     with pytest.raises(QueryError) as stopped:
         engine.query("SELECT count(*) FROM range(100000000000) a", timeout_seconds=0.2)
     assert stopped.value.code == "query_timeout"
@@ -136,7 +152,7 @@ def test_a_query_that_runs_too_long_is_stopped(engine: QueryEngine) -> None:
 
 
 def test_queries_see_each_record_once_while_a_flush_moves_them(
-    store: SQLiteHotStore, lake: LocalObjectStore, engine: QueryEngine
+    store: SQLiteHotStore, lake: ObjectStore, engine: QueryEngine
 ) -> None:
     seed(store, days=3, per_day=400)
     counts: list[tuple[int, int]] = []

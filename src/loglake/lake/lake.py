@@ -69,7 +69,7 @@ def object_store(settings: Settings) -> ObjectStore:
 
     session = boto3.session.Session(region_name=settings.lake_region or None)
     client = session.client("s3", endpoint_url=settings.lake_endpoint or None)
-    return S3ObjectStore(client, settings.lake_bucket, settings.lake_prefix)
+    return S3ObjectStore(client, settings.lake_bucket, settings.lake_prefix, credentials=session.get_credentials())
 
 
 class Lake:

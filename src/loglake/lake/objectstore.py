@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 TEMP_SUFFIX = ".tmp"
 
@@ -152,10 +153,30 @@ class S3ObjectStore(ObjectStore):
     """Any S3-compatible endpoint. Pass a boto3 S3 client (made with the standard credential chain,
     endpoint and region), so tests and callers choose the endpoint."""
 
-    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
+    def __init__(self, client: Any, bucket: str, prefix: str = "", credentials: Any = None) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        # botocore Credentials for readers that do not go through boto3 (pyarrow, for SQL); None =
+        # their own standard credential chain.
+        self.credentials = credentials
+
+    def arrow_filesystem(self) -> Any:
+        """A pyarrow S3 filesystem for the same endpoint, region and credentials as the client."""
+        from pyarrow import fs
+
+        options: dict[str, Any] = {"region": self.client.meta.region_name}
+        endpoint = urlsplit(self.client.meta.endpoint_url)
+        if endpoint.hostname and not endpoint.hostname.endswith(".amazonaws.com"):
+            options |= {"endpoint_override": endpoint.netloc, "scheme": endpoint.scheme}
+        if self.credentials is not None:
+            frozen = self.credentials.get_frozen_credentials()
+            options |= {"access_key": frozen.access_key, "secret_key": frozen.secret_key, "session_token": frozen.token}
+        return fs.S3FileSystem(**options)
+
+    def arrow_path(self, key: str) -> str:
+        """`bucket/prefix/key`, as pyarrow's S3 filesystem names objects."""
+        return f"{self.bucket}/{self._key(key)}"
 
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)

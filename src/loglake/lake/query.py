@@ -33,12 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
 
 from loglake.ids import lower_bound, split_id
 from loglake.lake.hot_rows import hot_rows_table
 from loglake.lake.layout import day_of
 from loglake.lake.manifest import LakeFile
-from loglake.lake.objectstore import LocalObjectStore, ObjectStore
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.store.sqlite_rows import COLUMNS
@@ -106,6 +108,7 @@ class QueryEngine:
         if self.limits.threads:
             config["threads"] = self.limits.threads
         self._db = duckdb.connect(config=config)
+        self._arrow_fs: Any = None  # made on first use: S3 lakes only
         self._pool: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
         for _ in range(self.limits.concurrency):
             cursor = self._db.cursor()
@@ -199,17 +202,42 @@ class QueryEngine:
         hot, catalog = self.store.read_snapshot([(hot_sql, hot_params), (catalog_sql, catalog_params)])
         cursor.register("_hot_logs", hot_rows_table(hot))
         columns = ", ".join(f'"{c.name}"' for c in APP_LOGS_TABLE.columns)
-        parts = [f'SELECT {columns}, CAST("timestamp" AS DATE) AS "date" FROM _hot_logs']
+        # DuckDB reads Parquet TIMESTAMP(MILLIS) as TIMESTAMP and Arrow timestamp[ms] as TIMESTAMP_MS:
+        # one type for both, so `typeof` and arithmetic do not depend on where a record is.
+        hot_columns = columns.replace('"timestamp"', 'CAST("timestamp" AS TIMESTAMP) AS "timestamp"')
+        parts = [f'SELECT {hot_columns}, CAST("timestamp" AS DATE) AS "date" FROM _hot_logs']
         files = [LakeFile(*row) for row in catalog]
         if files:
-            parts.insert(0, f'SELECT {columns}, "date" FROM {self._lake_source(files)}')
+            parts.insert(0, f'SELECT {columns}, "date" FROM {self._lake_source(cursor, files)}')
         cursor.execute(f"CREATE OR REPLACE TEMP VIEW logs AS {' UNION ALL '.join(parts)}")
 
-    def _lake_source(self, files: list[LakeFile]) -> str:
-        if not isinstance(self.lake, LocalObjectStore):
-            raise QueryError("lake_unsupported", "SQL over an S3 lake is not available yet")
-        paths = ", ".join(_sql_string(str(self.lake.root.resolve() / f.key)) for f in files)
-        return f"read_parquet([{paths}], hive_partitioning = true)"
+    def _lake_source(self, cursor: duckdb.DuckDBPyConnection, files: list[LakeFile]) -> str:
+        """The lake part of `logs`: DuckDB's own Parquet reader on a local lake (it prunes by the
+        `date` folder and row-group statistics and counts the bytes it reads); on S3, a pyarrow
+        dataset over the same objects, to which DuckDB pushes its filters and projections."""
+        if isinstance(self.lake, LocalObjectStore):
+            root = self.lake.root.resolve()
+            paths = ", ".join(_sql_string(str(root / f.key)) for f in files)
+            return f"read_parquet([{paths}], hive_partitioning = true)"
+        assert isinstance(self.lake, S3ObjectStore)
+        if self._arrow_fs is None:
+            self._arrow_fs = self.lake.arrow_filesystem()
+        dataset = ds.dataset(
+            [self.lake.arrow_path(f.key) for f in files],
+            schema=_LAKE_SCHEMA,
+            format="parquet",
+            filesystem=self._arrow_fs,
+            partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"),
+            partition_base_dir=self.lake.arrow_path(f"type={APP_LOGS_TABLE.directory}"),
+        )
+        cursor.register("_lake_logs", dataset)
+        return "_lake_logs"
+
+
+# The S3 dataset reads timestamps as microseconds (pyarrow casts), for the same reason.
+_LAKE_SCHEMA = APP_LOGS_TABLE.schema.set(
+    APP_LOGS_TABLE.schema.get_field_index("timestamp"), pa.field("timestamp", pa.timestamp("us"))
+).append(pa.field("date", pa.date32()))
 
 
 def check_select(sql: str) -> None:
