@@ -1,0 +1,172 @@
+"""Compaction, retention and the deletion of retired objects: crash-safe, invisible to queries."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from loglake.lake.compact import Compactor, merge_groups
+from loglake.lake.flush import Flusher
+from loglake.lake.lake import Lake, LakePolicy
+from loglake.lake.manifest import LakeFile
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore
+from loglake.store.sqlite import SQLiteHotStore
+from tests.lake.test_flush import DAY, START, hot_ids, lake_ids, seed
+
+NOW = (START + 400 * DAY) / 1000  # 400 days after the seeded days: those are past a 365-day retention
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteHotStore]:
+    s = SQLiteHotStore(tmp_path / "hot.db")
+    yield s
+    s.close()
+
+
+def flush_in_small_rounds(store: SQLiteHotStore, lake: ObjectStore, days: int = 3) -> set[str]:
+    """Seeded days flushed 60 records a round: each day ends up in five small files."""
+    everything = seed(store, days=days)
+    Flusher(store, lake, rows_per_round=60).flush(before_ms=START + days * DAY)
+    return everything
+
+
+def catalog(store: SQLiteHotStore) -> list[tuple[str, str, int]]:
+    return store.read("SELECT day, key, records FROM lake_files ORDER BY day, key")
+
+
+def test_small_files_of_a_day_merge_into_one_sorted_file(store: SQLiteHotStore, object_store: ObjectStore) -> None:
+    everything = flush_in_small_rounds(store, object_store)
+    assert len(catalog(store)) == 15
+    report = Compactor(store, object_store, target_bytes=10_000_000, grace_ms=0).compact()
+    assert (report.merged_files, len(report.written_files), report.records) == (15, 3, 900)
+    after = catalog(store)
+    assert [(day, records) for day, _, records in after] == [
+        ("2026-11-01", 300),
+        ("2026-11-02", 300),
+        ("2026-11-03", 300),
+    ]
+    assert sorted(lake_ids(store, object_store)) == sorted(everything)
+    rows = pq.read_table(io.BytesIO(object_store.get(after[0][1]))).to_pylist()
+    assert [(r["service"], r["timestamp"]) for r in rows] == sorted((r["service"], r["timestamp"]) for r in rows)
+    # the inputs wait out their grace period (0 here) and then go
+    assert len(list(object_store.list())) == 18
+    assert Lake(store, object_store, store.path.parent, policy=LakePolicy(grace_ms=0)).collect_garbage() == 15
+    assert sorted(o.key for o in object_store.list()) == sorted(key for _, key, _ in after)
+
+
+def test_merge_groups_leave_big_files_and_lone_files_alone() -> None:
+    def f(name: str, size: int) -> LakeFile:
+        return LakeFile(name, "logs", "2026-11-01", len(name), len(name), 1, size)
+
+    files = [f("a", 10), f("bb", 600), f("ccc", 20), f("dddd", 30), f("eeeee", 45)]
+    assert [[x.key for x in g] for g in merge_groups(files, target_bytes=100)] == [["a", "ccc", "dddd"]]
+    assert list(merge_groups([f("a", 10), f("b", 600)], target_bytes=100)) == []
+
+
+CRASH_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from loglake.lake.compact import Compactor
+    from loglake.lake.objectstore import LocalObjectStore
+    from loglake.store.sqlite import SQLiteHotStore
+
+    data, crash_at = Path(sys.argv[1]), sys.argv[2]
+
+    def step(name):
+        if name == crash_at:
+            os._exit(9)
+
+    store = SQLiteHotStore(data / "hot.db")
+    Compactor(store, LocalObjectStore(data / "lake"), target_bytes=10_000_000, grace_ms=0, on_step=step).compact()
+    os._exit(0)
+    """
+)
+
+
+@pytest.mark.parametrize("crash_at", ["written", "journaled", "published 1", "committed"])
+def test_a_crash_at_any_step_of_a_merge_loses_and_duplicates_nothing(tmp_path: Path, crash_at: str) -> None:
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    lake = LocalObjectStore(tmp_path / "lake")
+    everything = flush_in_small_rounds(store, lake, days=1)
+    store.close()
+
+    child = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(tmp_path), crash_at], capture_output=True)
+    assert child.returncode == 9, child.stderr.decode()
+
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    try:
+        maintained = Lake(store, lake, tmp_path, policy=LakePolicy(grace_ms=0))
+        for _ in range(2):  # as a query sees it right after the crash, then after recovery
+            seen = lake_ids(store, lake)
+            assert sorted(seen) == sorted(everything) and not hot_ids(store)
+            with maintained.maintenance():
+                maintained.collect_garbage()
+        listed = {o.key for o in lake.list()}
+        assert listed == {key for _, key, _ in catalog(store)}, "an object is in the store but not the catalog"
+        assert len(listed) == (1 if crash_at == "committed" else 5)
+        maintained.close()
+    finally:
+        store.close()
+
+
+def test_queries_see_each_record_once_while_compaction_runs(store: SQLiteHotStore, tmp_path: Path) -> None:
+    lake = LocalObjectStore(tmp_path / "lake")
+    flush_in_small_rounds(store, lake)
+    maintained = Lake(store, lake, tmp_path, policy=LakePolicy(compact_target_bytes=10_000_000, grace_ms=60_000))
+    counts: list[tuple[int, int]] = []
+    done = threading.Event()
+
+    def keep_querying() -> None:
+        while not done.is_set():
+            counts.append(maintained.engine.query("SELECT count(*), count(DISTINCT log_id) FROM logs").rows[0])
+
+    reader = threading.Thread(target=keep_querying)
+    reader.start()
+    try:
+        for _ in range(3):
+            maintained.compact()
+    finally:
+        done.set()
+        reader.join()
+        maintained.close()
+    assert len(counts) > 2 and set(counts) == {(900, 900)}
+
+
+def test_retention_drops_whole_old_partitions(store: SQLiteHotStore, object_store: ObjectStore, tmp_path: Path) -> None:
+    seed(store, days=3)
+    Flusher(store, object_store).flush(before_ms=START + 3 * DAY)
+    lake = Lake(store, object_store, tmp_path, policy=LakePolicy(retention_days=398, grace_ms=0), clock=lambda: NOW)
+    # today is 2026-11-01 + 400 days; keeping 398 days keeps 2026-11-03 onwards
+    planned = lake.expired_partitions()
+    assert [(p.day, p.records) for p in planned] == [("2026-11-01", 300), ("2026-11-02", 300)]
+    assert len(catalog(store)) == 3, "a dry run changes nothing"
+    assert lake.expire() == planned
+    assert [day for day, _, _ in catalog(store)] == ["2026-11-03"]
+    assert lake.engine.query("SELECT count(*) FROM logs").rows == [(300,)]
+    assert lake.collect_garbage() == 2
+    assert [o.key.split("/")[1] for o in object_store.list()] == ["date=2026-11-03"]
+    forever = Lake(store, object_store, tmp_path, policy=LakePolicy(retention_days=0), clock=lambda: NOW)
+    assert forever.expired_partitions() == []
+    lake.close()
+    forever.close()
+
+
+def test_the_hot_store_keeps_only_its_window_and_cap(store: SQLiteHotStore, tmp_path: Path) -> None:
+    seed(store, days=3)  # 900 records, 300 a day
+    lake = LocalObjectStore(tmp_path / "lake")
+    clock = lambda: (START + 2 * DAY + 150_000) / 1000  # noqa: E731 - 150 s into the third day
+    windowed = Lake(store, lake, tmp_path, policy=LakePolicy(hot_window_ms=60_000), clock=clock)
+    assert windowed.flush().records == 600 + 90  # two days, and the third's first 150 s minus the window
+    capped = Lake(store, lake, tmp_path, policy=LakePolicy(hot_window_ms=DAY, hot_max_records=100), clock=clock)
+    assert capped.flush().records == 110 and store.count() == 100  # the cap moves the oldest
+    windowed.close()
+    capped.close()
