@@ -70,6 +70,14 @@ RECORD_IN = {
         },
     },
 }
+PAGE = {
+    "type": "object",
+    "properties": {
+        "count": {"type": "integer"},
+        "logs": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}},
+        "next_cursor": {"type": ["string", "null"]},
+    },
+}
 RECORD_OUT = {
     "type": "object",
     "required": ["logId", "timestamp", "datetime", "service", "log_type", "severity", "message", "attributes"],
@@ -86,12 +94,22 @@ RECORD_OUT = {
     },
 }
 
+FILTERS = [
+    _query("since", f"inclusive start: {TIME}"),
+    _query("until", f"exclusive end: {TIME}"),
+    _query("service", "exact service name"),
+    _query("log_type", "exact log type"),
+    _query("severity", "one or more severities, comma-separated"),
+    _query("min_severity", "this severity or worse", SEVERITY),
+]
+
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
         "title": "loglake",
         "version": __version__,
-        "description": "Durable log ingest and recent-log queries. Authenticate with `Authorization: Bearer <key>` "
+        "description": "Durable log ingest, recent logs, search and SQL over the log lake. "
+        "Authenticate with `Authorization: Bearer <key>` "
         "or AWS SigV4 (service execute-api).",
     },
     "components": {
@@ -181,17 +199,7 @@ SPEC: dict[str, Any] = {
                     _query("cursor", "next_cursor of the previous page"),
                 ],
                 "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "properties": {
-                                "count": {"type": "integer"},
-                                "logs": {"type": "array", "items": _ref("Record")},
-                                "next_cursor": {"type": ["string", "null"]},
-                            },
-                        },
-                        "A page of records",
-                    ),
+                    "200": _json(PAGE, "A page of records"),
                     **ERRORS,
                 },
             }
@@ -205,6 +213,120 @@ SPEC: dict[str, Any] = {
                     "404": _json(_ref("Error"), "No such record"),
                     **ERRORS,
                 },
+            }
+        },
+        "/logs/search": {
+            "get": {
+                "summary": "Search messages across hot and lake records, newest first (default window: the last 24 h)",
+                "description": '`q`: words (case-insensitive substrings of the message), "quoted phrases", '
+                "`service:`, `severity:`, `log_type:` or any attribute key (`user:alice`, `http.status:500`) "
+                "and `-term` to exclude; all terms must match.",
+                "parameters": [
+                    _query("q", "the search, e.g. timeout service:api -healthcheck"),
+                    *FILTERS,
+                    _query("limit", "1-1000, default 100", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                    _query("cursor", "next_cursor of the previous page"),
+                ],
+                "responses": {"200": _json(PAGE, "A page of records, the same shape as /logs/recent")},
+            }
+        },
+        "/logs/histogram": {
+            "get": {
+                "summary": "Record counts per time bucket and severity, for the same filters as search",
+                "parameters": [
+                    _query("q", "the search, as for /logs/search"),
+                    *FILTERS,
+                    _query("interval", "bucket size like 30s, 5m, 1h, 1d; default: at most 120 buckets"),
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "since": {"type": "string", "format": "date-time"},
+                                "until": {"type": "string", "format": "date-time"},
+                                "interval_ms": {"type": "integer"},
+                                "total": {"type": "integer"},
+                                "buckets": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "start": {"type": "string", "format": "date-time"},
+                                            "start_ms": {"type": "integer"},
+                                            "total": {"type": "integer"},
+                                            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                        "Every bucket of the window, aligned to the epoch, with a count per severity",
+                    )
+                },
+            }
+        },
+        "/query": {
+            "post": {
+                "summary": "One read-only SQL SELECT (DuckDB) over `logs`, hot and lake records each once (read scope)",
+                "description": "Columns: log_id, timestamp (UTC), service, log_type, severity, message, attributes "
+                "(JSON text), client_id, and the partition `date`: filter on `date` or `timestamp` to read fewer "
+                "files. Files, URLs, settings and extensions are not reachable; COPY, ATTACH, SET, PRAGMA and "
+                "everything but one SELECT are refused with 400.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["sql"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "sql": {
+                                        "type": "string",
+                                        "example": "SELECT severity, count(*) FROM logs GROUP BY ALL",
+                                    },
+                                    "limit": {
+                                        "type": "integer",
+                                        "minimum": 0,
+                                        "description": "row cap (the server caps it too)",
+                                    },
+                                    "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
+                                    "explain": {
+                                        "type": "boolean",
+                                        "description": "return the executed plan instead of rows",
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "columns": {"type": "array", "items": {"type": "object"}},
+                                "rows": {"type": "array", "items": {"type": "array"}},
+                                "row_count": {"type": "integer"},
+                                "truncated": {"type": "boolean"},
+                                "elapsed_ms": {"type": "number"},
+                                "bytes_scanned": {"type": "integer"},
+                                "files_scanned": {"type": "integer"},
+                                "plan": {"type": "string"},
+                            },
+                        },
+                        "Columns and rows (times as ISO-8601 UTC), or the plan with explain",
+                    ),
+                    "415": _json(_ref("Error"), "Not application/json"),
+                    "503": _json(_ref("Error"), "Every query slot is busy; retry"),
+                },
+            }
+        },
+        "/tables": {
+            "get": {
+                "summary": "The tables SQL can query: columns, partition keys, partitions and sizes (read scope)",
+                "responses": {"200": {"description": "the tables"}},
             }
         },
         "/": {
