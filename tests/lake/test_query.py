@@ -143,6 +143,20 @@ def test_only_reads_of_the_lakes_tables_are_allowed(
     assert not list(local_lake.root.glob("*.csv"))
 
 
+def test_one_connection_serves_query_after_query_whatever_the_last_one_left(
+    store: SQLiteHotStore, local_lake: LocalObjectStore, tmp_path: Path
+) -> None:
+    seed(store, days=1, per_day=50)
+    engine = QueryEngine(store, local_lake, tmp_path / "duckdb", QueryLimits(concurrency=1))
+    try:
+        assert engine.query("SELECT message FROM logs", limit=3).truncated  # rows left unfetched
+        with pytest.raises(QueryError):
+            engine.query("SELECT CAST(message AS INTEGER) FROM logs")  # failed mid-result
+        assert engine.query("SELECT count(*) FROM logs").rows == [(50,)]
+    finally:
+        engine.close()
+
+
 def test_a_query_that_runs_too_long_is_stopped(local_engine: QueryEngine) -> None:
     engine = local_engine
     with pytest.raises(QueryError) as stopped:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from loglake import __version__
 from loglake.api.routes import Result
-from loglake.model import SEVERITY_NAMES
+from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, SMALLEST_PLAUSIBLE_MS
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -43,6 +43,15 @@ def _query(name: str, description: str, schema: dict | None = None) -> dict:
 
 
 SEVERITY = {"type": "string", "enum": list(SEVERITY_NAMES)}
+NAME = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$"}
+
+
+def _any_case(words: list[str]) -> str:
+    """A regex matching any of the words in any letter case (JSON Schema regexes have no (?i) flag)."""
+    spelled = ("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in w) for w in words)
+    return "^(" + "|".join(spelled) + ")$"
+
+
 TIME = "epoch ms, ISO-8601 with offset, or an age like 15m, 2h, 7d"
 
 RECORD_IN = {
@@ -52,13 +61,14 @@ RECORD_IN = {
     "properties": {
         "message": {"type": "string", "minLength": 1, "description": "at most 256 KiB of UTF-8"},
         "timestamp": {
-            "oneOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}],
+            "oneOf": [{"type": "integer", "minimum": SMALLEST_PLAUSIBLE_MS}, {"type": "string", "format": "date-time"}],
             "description": "epoch ms or ISO-8601 with offset; default: time received",
         },
         "service": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$", "default": "default"},
         "log_type": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$", "default": "application"},
         "severity": {
             "type": "string",
+            "pattern": _any_case(sorted(SEVERITY_ALIASES)),
             "default": "info",
             "description": "debug, info, warning, error, critical (any case); aliases trace, notice, warn, err, fatal",
         },
@@ -97,8 +107,8 @@ RECORD_OUT = {
 FILTERS = [
     _query("since", f"inclusive start: {TIME}"),
     _query("until", f"exclusive end: {TIME}"),
-    _query("service", "exact service name"),
-    _query("log_type", "exact log type"),
+    _query("service", "exact service name", NAME),
+    _query("log_type", "exact log type", NAME),
     _query("severity", "one or more severities, comma-separated"),
     _query("min_severity", "this severity or worse", SEVERITY),
 ]
@@ -160,6 +170,7 @@ SPEC: dict[str, Any] = {
                             "oneOf": [
                                 {
                                     "type": "object",
+                                    "required": ["logId", "timestamp", "datetime"],
                                     "properties": {
                                         "logId": {"type": "string"},
                                         "timestamp": {"type": "integer"},
@@ -168,6 +179,7 @@ SPEC: dict[str, Any] = {
                                 },
                                 {
                                     "type": "object",
+                                    "required": ["count", "logIds"],
                                     "properties": {
                                         "count": {"type": "integer"},
                                         "logIds": {"type": "array", "items": {"type": "string"}},
@@ -188,8 +200,8 @@ SPEC: dict[str, Any] = {
             "get": {
                 "summary": "Most recent records first (default window: the last 24 h)",
                 "parameters": [
-                    _query("service", "exact service name"),
-                    _query("log_type", "exact log type"),
+                    _query("service", "exact service name", NAME),
+                    _query("log_type", "exact log type", NAME),
                     _query("severity", "one or more severities, comma-separated"),
                     _query("min_severity", "this severity or worse", SEVERITY),
                     _query("since", f"inclusive start: {TIME}"),
@@ -284,16 +296,17 @@ SPEC: dict[str, Any] = {
                                 "properties": {
                                     "sql": {
                                         "type": "string",
+                                        "minLength": 1,
                                         "example": "SELECT severity, count(*) FROM logs GROUP BY ALL",
                                     },
                                     "limit": {
-                                        "type": "integer",
+                                        "type": ["integer", "null"],
                                         "minimum": 0,
                                         "description": "row cap (the server caps it too)",
                                     },
-                                    "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
+                                    "timeout_seconds": {"type": ["number", "null"], "exclusiveMinimum": 0},
                                     "explain": {
-                                        "type": "boolean",
+                                        "type": ["boolean", "null"],
                                         "description": "return the executed plan instead of rows",
                                     },
                                 },
@@ -362,11 +375,15 @@ SPEC: dict[str, Any] = {
                             "schema": {
                                 "type": "object",
                                 "properties": {
-                                    "name": {"type": "string"},
-                                    "scopes": {"type": "array", "items": {"type": "string"}},
+                                    "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+                                    "scopes": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "items": {"type": "string", "enum": ["ingest", "read", "admin"]},
+                                    },
                                     "sigv4": {"type": "boolean"},
-                                    "rate_limit": {"type": "number"},
-                                    "rate_burst": {"type": "integer"},
+                                    "rate_limit": {"type": "number", "exclusiveMinimum": 0},
+                                    "rate_burst": {"type": "integer", "minimum": 1},
                                 },
                             }
                         }
@@ -379,7 +396,11 @@ SPEC: dict[str, Any] = {
             "delete": {
                 "summary": "Revoke a key at once (admin scope)",
                 "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "revoked"}, "404": {"description": "no such key"}},
+                "responses": {
+                    "200": {"description": "revoked"},
+                    "404": {"description": "no such key"},
+                    "409": _json(_ref("Error"), "The last active admin key (revoke it from the CLI with --force)"),
+                },
             },
         },
     },

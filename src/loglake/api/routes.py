@@ -189,7 +189,9 @@ async def query(app: LoglakeApp, request: Request) -> Result:
         raise ApiError(400, "invalid_request", "limit must be a non-negative integer")
     if timeout is not None and (type(timeout) not in (int, float) or not timeout > 0):
         raise ApiError(400, "invalid_request", "timeout_seconds must be a positive number")
-    explain = spec.get("explain", False)
+    explain = spec.get("explain")
+    if explain is None:
+        explain = False
     if type(explain) is not bool:
         raise ApiError(400, "invalid_request", "explain must be true or false")
     engine = app.lake.engine

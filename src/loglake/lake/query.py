@@ -19,6 +19,7 @@ bounds how many run at once.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import queue
@@ -155,6 +156,8 @@ class QueryEngine:
         try:
             yield cursor
         finally:
+            with contextlib.suppress(duckdb.Error):
+                cursor.abort()  # drop rows past the cap or a failed result: the next query needs it idle
             self._pool.put(cursor)
 
     def _run(
