@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-import pyarrow as pa
+import duckdb
 import pyarrow.parquet as pq
 
-from loglake.lake.flush import Step, publish, write_part
+from loglake.lake.flush import ROW_GROUP_ROWS, Step, publish
 from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
+from loglake.lake.query import sql_string
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.store.sqlite import SQLiteHotStore
 
@@ -64,7 +65,9 @@ class Compactor:
         grace_ms: int,
         clock: Callable[[], float] = time.time,
         on_step: Step | None = None,
+        memory_mb: int = 256,
     ) -> None:
+        self.memory_mb = memory_mb
         self.store = store
         self.lake = lake
         self.target_bytes = target_bytes
@@ -91,14 +94,28 @@ class Compactor:
         now_ms = int(self.clock() * 1000)
         work = Path(tempfile.mkdtemp(prefix="loglake-compact-"))
         try:
-            parts = []
+            inputs = []
             for f in group:
-                path = work / f"input-{len(parts)}.parquet"
-                self.lake.get_file(f.key, path)
-                parts.append(pq.read_table(path, schema=APP_LOGS_TABLE.schema))
-            day = group[0].day
-            key = app_logs_key(date.fromisoformat(day), new_part_name(now_ms))
-            merged = write_part(pa.concat_tables(parts), key, work)
+                inputs.append(work / f"input-{len(inputs)}.parquet")
+                self.lake.get_file(f.key, inputs[-1])
+            key = app_logs_key(date.fromisoformat(group[0].day), new_part_name(now_ms))
+            output = work / key.rsplit("/", 1)[1]
+            records = sum(f.records for f in group)
+            merge_sorted(inputs, output, work / "spill", self.memory_mb)
+            written = pq.ParquetFile(output).metadata.num_rows
+            if written != records:  # never retire inputs whose records did not all make it
+                raise RuntimeError(
+                    f"compaction wrote {written} of {records} records of {group[0].day}; nothing changed"
+                )
+            merged = LakeFile(
+                key,
+                APP_LOGS_TABLE.name,
+                group[0].day,
+                min(f.min_ts for f in group),
+                max(f.max_ts for f in group),
+                records,
+                output.stat().st_size,
+            )
             self.on_step("written")
             retired = [f.key for f in group]
             publish(
@@ -113,3 +130,27 @@ class Compactor:
             return merged.key
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def merge_sorted(inputs: list[Path], output: Path, spill_dir: Path, memory_mb: int) -> None:
+    """Merge sorted Parquet files into one sorted by (service, timestamp), in bounded memory: DuckDB's
+    sort spills to `spill_dir` beyond `memory_mb`, where reading all inputs into Arrow would need
+    several times their size."""
+    files = ", ".join(sql_string(str(p)) for p in inputs)
+    con = duckdb.connect(
+        config={
+            "memory_limit": f"{memory_mb}MB",
+            "temp_directory": str(spill_dir),
+            "preserve_insertion_order": False,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+    )
+    try:
+        con.execute(
+            f'COPY (SELECT * REPLACE (CAST("timestamp" AS TIMESTAMP_MS) AS "timestamp")'
+            f' FROM read_parquet([{files}], hive_partitioning = false) ORDER BY service, "timestamp")'
+            f" TO {sql_string(str(output))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
+        )
+    finally:
+        con.close()

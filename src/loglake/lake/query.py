@@ -220,7 +220,7 @@ class QueryEngine:
         dataset over the same objects, to which DuckDB pushes its filters and projections."""
         if isinstance(self.lake, LocalObjectStore):
             root = self.lake.root.resolve()
-            paths = ", ".join(_sql_string(str(root / f.key)) for f in files)
+            paths = ", ".join(sql_string(str(root / f.key)) for f in files)
             return f"read_parquet([{paths}], hive_partitioning = true)"
         assert isinstance(self.lake, S3ObjectStore)
         if self._arrow_fs is None:
@@ -297,7 +297,8 @@ def _files_read(operator: dict) -> int:
     return own + sum(_files_read(child) for child in operator.get("children", []))
 
 
-def _sql_string(text: str) -> str:
+def sql_string(text: str) -> str:
+    """A SQL string literal (for what DuckDB takes no parameters for: file lists, paths in COPY)."""
     return "'" + text.replace("'", "''") + "'"
 
 

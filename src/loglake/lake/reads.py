@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from loglake.ids import format_uuid, parse_uuid, timestamp_of
-from loglake.lake.query import QueryEngine, TimeRange
+from loglake.lake.query import QueryEngine, TimeRange, sql_string
 from loglake.lake.search_terms import Term
 from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, StoredRecord, format_datetime
 from loglake.store.base import RecentQuery
@@ -101,11 +101,7 @@ def _term_condition(term: Term) -> tuple[str, Any]:
     if term.field == "severity":
         return "severity = ?", term.value
     path = "$." + ".".join(f'"{part}"' for part in term.field.split("."))
-    return f"lower(json_extract_string(attributes, {_sql_literal(path)})) = ?", term.value.lower()
-
-
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    return f"lower(json_extract_string(attributes, {sql_string(path)})) = ?", term.value.lower()
 
 
 def get(engine: QueryEngine, log_id: bytes) -> StoredRecord | None:
