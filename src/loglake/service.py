@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from loglake import ids
 from loglake.ingest import parse_body
 from loglake.lake import reads as lake_reads
+from loglake.lake.lake import Lake
 from loglake.lake.query import QueryEngine
 from loglake.lake.search_terms import InvalidSearch, Term, parse_terms
 from loglake.model import (
@@ -76,7 +77,7 @@ class LogService:
         store: HotStore,
         limits: Limits | None = None,
         clock: Callable[[], float] = time.time,
-        lake: QueryEngine | None = None,
+        lake: Lake | None = None,
     ):
         self.store = store
         self.lake = lake  # flushed records, when the store has a lake behind it
@@ -102,32 +103,26 @@ class LogService:
             return None
         found = self.store.get(raw)
         if found is None and self.lake is not None:
-            found = lake_reads.get(self.lake, raw)
+            found = lake_reads.get(self.lake.engine, raw)
         return found
 
     def recent(self, query: RecentQuery) -> RecentPage:
         wanted = query.limit
-        records = self.store.recent(replace(query, limit=wanted + 1))
-        if self.lake is not None and self._lake_may_hold_newer(query, records):
-            records = lake_reads.recent(self.lake, replace(query, limit=wanted + 1))
+        page = replace(query, limit=wanted + 1)
+        if self.lake is None:
+            records = self.store.recent(page)
+        else:
+            records = lake_reads.recent(self.lake.store, self.lake.recent_reader, page)
         if len(records) > wanted:
             records = records[:wanted]
             return RecentPage(records, encode_cursor(records[-1].log_id))
         return RecentPage(records, None)
 
-    def _lake_may_hold_newer(self, query: RecentQuery, hot: list[StoredRecord]) -> bool:
-        """Whether flushed records could be among the answer: the hot store alone answers when it
-        filled the page with records newer than anything the lake holds in the window."""
-        newest_flushed = lake_reads.newest_flushed_ms(self.lake, query.since_ms)
-        if newest_flushed is None:
-            return False
-        return len(hot) <= query.limit or hot[-1].timestamp <= newest_flushed
-
     def search(self, params: Mapping[str, str]) -> RecentPage:
         """Records whose message/fields match the search `q` across hot and lake, newest first, paged."""
         query, terms = self._search_query(params)
         wanted = query.limit
-        records = lake_reads.recent(self._require_lake(), replace(query, limit=wanted + 1), terms)
+        records = lake_reads.search(self._require_lake(), replace(query, limit=wanted + 1), terms)
         if len(records) > wanted:
             records = records[:wanted]
             return RecentPage(records, encode_cursor(records[-1].log_id))
@@ -169,7 +164,7 @@ class LogService:
     def _require_lake(self) -> QueryEngine:
         if self.lake is None:
             raise InvalidQuery([Problem(-1, "q", "search needs the SQL engine, which this store does not have")])
-        return self.lake
+        return self.lake.engine
 
     def recent_query(self, params: Mapping[str, str]) -> RecentQuery:
         """Build a RecentQuery from string parameters (HTTP query or CLI), or raise InvalidQuery."""

@@ -104,7 +104,7 @@ class LoglakeApp:
         if isinstance(self.store, SQLiteHotStore):
             self.lake = Lake.from_settings(settings, self.store, clock)
             self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self.metrics.on_maintenance)
-        self.service = LogService(self.store, settings.limits, clock, lake=self.lake.engine if self.lake else None)
+        self.service = LogService(self.store, settings.limits, clock, lake=self.lake)
         self.keystore = KeyStore(settings.data_dir)
         self.keyring = KeyRing(self.keystore)
         self.auth = Authenticator(self.keyring if settings.auth else None, settings.region, clock)

@@ -26,6 +26,7 @@ from loglake.lake.layout import day_of
 from loglake.lake.manifest import collect_garbage, list_files, retire_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.query import QueryEngine, QueryLimits
+from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES
 from loglake.model import format_datetime
 from loglake.store.sqlite import SQLiteHotStore
@@ -92,6 +93,7 @@ class Lake:
             store, objects, target_bytes=self.policy.compact_target_bytes, grace_ms=self.policy.grace_ms, clock=clock
         )
         self.engine = QueryEngine(store, objects, data_dir / "tmp" / "duckdb", limits)
+        self.recent_reader = LakeRecentReader(objects)
         self._lock_path = data_dir / "lake.lock"
 
     @classmethod
@@ -112,6 +114,7 @@ class Lake:
         return cls(store, object_store(settings), settings.data_dir, policy=policy, limits=limits, clock=clock)
 
     def close(self) -> None:
+        self.recent_reader.close()
         self.engine.close()
 
     def describe_tables(self) -> list[dict[str, Any]]:

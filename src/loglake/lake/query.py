@@ -277,14 +277,14 @@ def _catalog_query(table: str, window: TimeRange) -> tuple[str, list[Any]]:
     sql, params = _LAKE_FILES, [table]
     if window.since_ms is not None:
         sql += " AND day >= ? AND max_ts >= ?"
-        params.extend([_day(window.since_ms), window.since_ms])
+        params.extend([day_text(window.since_ms), window.since_ms])
     if window.until_ms is not None:
         sql += " AND day <= ? AND min_ts < ?"
-        params.extend([_day(window.until_ms), window.until_ms])
+        params.extend([day_text(window.until_ms), window.until_ms])
     return sql + " ORDER BY day, min_ts", params
 
 
-def _day(ts_ms: int) -> str:
+def day_text(ts_ms: int) -> str:
     """The date partition of a time, for any time a client can send (clamped to years 1970-9999)."""
     return day_of(min(max(ts_ms, 0), _LAST_MS)).isoformat()
 

@@ -13,24 +13,85 @@ from dataclasses import replace
 from typing import Any
 
 from loglake.ids import format_uuid, parse_uuid, timestamp_of
-from loglake.lake.query import QueryEngine, TimeRange, sql_string
+from loglake.lake.manifest import list_files
+from loglake.lake.query import QueryEngine, TimeRange, day_text, sql_string
+from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.search_terms import Term
+from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, StoredRecord, format_datetime
 from loglake.store.base import RecentQuery
+from loglake.store.sqlite import SQLiteHotStore
 
 MAX_BUCKETS = 10_000
 _YEAR_10000_MS = 253_402_300_800_000
 _RECORD_COLUMNS = 'log_id, epoch_ms("timestamp") AS ts, service, log_type, severity, message, attributes, client_id'
 
 
-def newest_flushed_ms(engine: QueryEngine, since_ms: int) -> int | None:
-    """The newest timestamp in the lake at or after since_ms (None if the lake has nothing there)."""
-    rows = engine.store.read("SELECT max(max_ts) FROM lake_files WHERE max_ts >= ?", (since_ms,))
-    return rows[0][0] if rows else None
+def recent(store: SQLiteHotStore, reader: LakeRecentReader, query: RecentQuery) -> list[StoredRecord]:
+    """Recent logs over hot and lake: the hot store's answer and the catalog from one snapshot (so each
+    record counts once), then the lake's newest matches when they could be among the page."""
+    with store.snapshot():
+        hot = store.recent(query)
+        last_day = None if query.until_ms is None else day_text(query.until_ms)
+        files = [
+            f
+            for f in list_files(store.read, APP_LOGS_TABLE.name, day_text(query.since_ms), last_day)
+            if f.max_ts >= query.since_ms and (query.until_ms is None or f.min_ts < query.until_ms)
+        ]
+    if not files or (len(hot) >= query.limit and hot[-1].timestamp > max(f.max_ts for f in files)):
+        return hot
+    merged = hot + reader.recent(files, query)
+    merged.sort(key=lambda r: r.log_id, reverse=True)
+    return merged[: query.limit]
 
 
-def recent(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term] = ()) -> list[StoredRecord]:
-    """The newest `query.limit` records matching the filters (and search terms), newest (highest id) first."""
+def search(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term] = ()) -> list[StoredRecord]:
+    """The newest `query.limit` records matching the filters and search terms, newest (highest id) first.
+
+    Asked for the newest 100 of a day, DuckDB would read the whole day (of every matching service) to
+    sort it; stepping back from the newest time in growing slices reads only the slices it needs, as
+    the lake's row groups cover short time spans. The first slice is sized from the catalog's records
+    per ms, to hold about four pages if every record matched; each next slice is eight times longer."""
+    upper = _newest_possible_ms(engine, query)
+    if upper is None:
+        return []
+    found: list[StoredRecord] = []
+    step = _first_step_ms(engine, query, upper)
+    while upper > query.since_ms and len(found) < query.limit:
+        lower = max(query.since_ms, upper - step)
+        found += _recent_in(
+            engine, replace(query, since_ms=lower, until_ms=upper, limit=query.limit - len(found)), terms
+        )
+        upper, step = lower, step * 8
+    return found
+
+
+def _newest_possible_ms(engine: QueryEngine, query: RecentQuery) -> int | None:
+    """The exclusive upper end of the search: the window's end, the cursor, or just past the newest record."""
+    bounds = [query.until_ms] if query.until_ms is not None else []
+    if query.before_id is not None:
+        bounds.append(timestamp_of(query.before_id) + 1)
+    (newest_hot,), (newest_flushed,) = engine.store.read_snapshot(
+        [("SELECT max(id_hi) >> 16 FROM logs", ()), ("SELECT max(max_ts) FROM lake_files", ())]
+    )
+    newest = max((t for t in (newest_hot[0], newest_flushed[0]) if t is not None), default=None)
+    if newest is None:
+        return None
+    return min([newest + 1, *bounds])
+
+
+def _first_step_ms(engine: QueryEngine, query: RecentQuery, upper: int) -> int:
+    ((records, first, last),) = engine.store.read(
+        "SELECT sum(records), min(min_ts), max(max_ts) FROM lake_files WHERE max_ts >= ? AND min_ts < ?",
+        (query.since_ms, upper),
+    )
+    if not records or last <= first:
+        return upper - query.since_ms
+    per_ms = records / (last - first)
+    return max(1000, int(4 * query.limit / per_ms))
+
+
+def _recent_in(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term]) -> list[StoredRecord]:
     where, params = _conditions(query, terms)
     sql = f"SELECT {_RECORD_COLUMNS} FROM logs WHERE {where} ORDER BY log_id DESC LIMIT {query.limit:d}"
     window = TimeRange(query.since_ms, query.until_ms)

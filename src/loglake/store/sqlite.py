@@ -177,15 +177,21 @@ class SQLiteHotStore(HotStore):
             finally:
                 conn.text_factory = str
 
-    def read_snapshot(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple]]:
-        """Several read-only queries answered from ONE snapshot of the database (a read transaction),
-        e.g. the hot rows and the lake catalog: a flush committing in between cannot show a record twice."""
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads on this thread inside the block see ONE snapshot of the database (a read transaction),
+        e.g. hot rows and the lake catalog: a flush committing meanwhile cannot show a record twice."""
         conn = self._reader()
         conn.execute("BEGIN")
         try:
-            return [conn.execute(sql, params).fetchall() for sql, params in queries]
+            yield
         finally:
             conn.execute("COMMIT")
+
+    def read_snapshot(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple]]:
+        """Several read-only queries answered from one snapshot."""
+        with self.snapshot():
+            return [self.read(sql, params) for sql, params in queries]
 
     # -- writes --------------------------------------------------------------------------------
 
