@@ -37,60 +37,58 @@ class LakeRecentReader:
 
     def recent(self, files: list[LakeFile], query: RecentQuery) -> list[StoredRecord]:
         """The newest `query.limit` records of these files matching the query, newest first."""
-        since, until = query.since_ms, query.until_ms
+        since, until, service = query.since_ms, query.until_ms, query.service
         candidates = []  # (newest timestamp in the row group, file key, row group)
         for f in files:
-            metadata = self._file(f.key).metadata
-            for index in range(metadata.num_row_groups):
-                span = _span(metadata.row_group(index), query)
-                if span is not None and span[1] >= since and (until is None or span[0] < until):
-                    candidates.append((span[1], f.key, index))
+            for index, (oldest, newest, first_service, last_service) in enumerate(self._file(f.key).spans):
+                if newest < since or (until is not None and oldest >= until):
+                    continue
+                if service is not None and not first_service <= service <= last_service:
+                    continue
+                candidates.append((newest, f.key, index))
         candidates.sort(reverse=True)
         page: list[dict] = []
         for newest, key, index in candidates:
             if len(page) >= query.limit and newest < page[query.limit - 1]["ts"]:
                 break  # nothing left can be newer than the page's oldest record
-            rows = self._matching(key, index, query)
+            rows = self._matching(self._file(key).parquet, index, query)
             page = sorted(page + rows, key=lambda r: r["log_id"], reverse=True)[: query.limit]
         return [_record(r) for r in page]
 
-    def _matching(self, key: str, index: int, query: RecentQuery) -> list[dict]:
-        table = self._file(key).read_row_group(index)
-        ts = table.column("timestamp")
-        keep = pc.greater_equal(ts, pa.scalar(query.since_ms, _MS).cast(ts.type))
-        if query.until_ms is not None:
-            keep = pc.and_(keep, pc.less(ts, pa.scalar(query.until_ms, _MS).cast(ts.type)))
-        if query.before_id is not None:
-            keep = pc.and_(keep, pc.less(table.column("log_id"), format_uuid(query.before_id)))
-        if query.service is not None:
-            keep = pc.and_(keep, pc.equal(table.column("service"), query.service))
-        if query.log_type is not None:
-            keep = pc.and_(keep, pc.equal(table.column("log_type"), query.log_type))
-        if query.severities is not None:
-            names = pa.array([SEVERITY_NAMES[s] for s in query.severities])
-            keep = pc.and_(keep, pc.is_in(table.column("severity"), value_set=names))
-        if query.contains:
-            keep = pc.and_(keep, pc.match_substring(table.column("message"), query.contains, ignore_case=True))
-        chosen = table.filter(keep)
-        if chosen.num_rows > query.limit:
-            chosen = chosen.take(pc.select_k_unstable(chosen, query.limit, [("log_id", "descending")]))
-        chosen = chosen.set_column(
-            chosen.schema.get_field_index("timestamp"), "ts", chosen.column("timestamp").cast(pa.int64())
-        )
-        return chosen.to_pylist()
+    @staticmethod
+    def _matching(parquet: pq.ParquetFile, index: int, query: RecentQuery) -> list[dict]:
+        """The row group's newest matches (at most `query.limit`). The filter columns are read first;
+        the wide ones (message, attributes) only when something matched, and only for those rows."""
+        narrow = parquet.read_row_group(index, columns=_CONTAINS_COLUMNS if query.contains else _FILTER_COLUMNS)
+        rows = _matching_rows(narrow, query)
+        if len(rows) == 0:
+            return []
+        wide = [c for c in APP_LOGS_TABLE.schema.names if c not in narrow.schema.names]
+        chosen = narrow.take(rows)
+        rest = parquet.read_row_group(index, columns=wide).take(rows)
+        for name in wide:
+            chosen = chosen.append_column(name, rest.column(name))
+        millis = chosen.column("timestamp").cast(pa.int64())
+        return chosen.set_column(chosen.schema.get_field_index("timestamp"), "ts", millis).to_pylist()
 
-    def _file(self, key: str) -> pq.ParquetFile:
-        """An open Parquet file with its parsed footer, kept for the next query (least recently used go)."""
+    def close(self) -> None:
+        with self._lock:
+            for opened in self._files.values():
+                opened.parquet.close()
+            self._files.clear()
+
+    def _file(self, key: str) -> _OpenFile:
+        """An open Parquet file with its row groups' spans, kept for the next query (least recently used go)."""
         with self._lock:
             found = self._files.get(key)
             if found is not None:
                 self._files.move_to_end(key)
                 return found
-        opened = self._open(key)
+        opened = _OpenFile(self._open(key))
         with self._lock:
             self._files[key] = opened
             while len(self._files) > OPEN_FILES:
-                self._files.popitem(last=False)[1].close()
+                self._files.popitem(last=False)[1].parquet.close()
         return opened
 
     def _open(self, key: str) -> pq.ParquetFile:
@@ -101,27 +99,55 @@ class LakeRecentReader:
             self._filesystem = self.lake.arrow_filesystem()
         return pq.ParquetFile(self._filesystem.open_input_file(self.lake.arrow_path(key)))
 
-    def close(self) -> None:
-        with self._lock:
-            for opened in self._files.values():
-                opened.close()
-            self._files.clear()
+
+class _OpenFile:
+    """A Parquet file and, per row group, (oldest ms, newest ms, first service, last service) from its
+    statistics; a row group without them spans everything, so it is always read."""
+
+    def __init__(self, parquet: pq.ParquetFile) -> None:
+        self.parquet = parquet
+        metadata = parquet.metadata
+        self.spans = [_span(metadata.row_group(i)) for i in range(metadata.num_row_groups)]
+
+
+_FILTER_COLUMNS = ["log_id", "timestamp", "service", "log_type", "severity"]
+_CONTAINS_COLUMNS = [*_FILTER_COLUMNS, "message"]
+
+
+def _matching_rows(table: pa.Table, query: RecentQuery) -> pa.Array:
+    """Row numbers of the newest `query.limit` rows matching the query."""
+    ts = table.column("timestamp")
+    keep = pc.greater_equal(ts, pa.scalar(query.since_ms, _MS).cast(ts.type))
+    if query.until_ms is not None:
+        keep = pc.and_(keep, pc.less(ts, pa.scalar(query.until_ms, _MS).cast(ts.type)))
+    if query.before_id is not None:
+        keep = pc.and_(keep, pc.less(table.column("log_id"), format_uuid(query.before_id)))
+    if query.service is not None:
+        keep = pc.and_(keep, pc.equal(table.column("service"), query.service))
+    if query.log_type is not None:
+        keep = pc.and_(keep, pc.equal(table.column("log_type"), query.log_type))
+    if query.severities is not None:
+        names = pa.array([SEVERITY_NAMES[s] for s in query.severities])
+        keep = pc.and_(keep, pc.is_in(table.column("severity"), value_set=names))
+    if query.contains:
+        keep = pc.and_(keep, pc.match_substring(table.column("message"), query.contains, ignore_case=True))
+    rows = pc.indices_nonzero(keep)
+    if len(rows) > query.limit:
+        ids = pa.table({"log_id": table.column("log_id").take(rows)})
+        rows = rows.take(pc.select_k_unstable(ids, query.limit, [("log_id", "descending")]))
+    return rows
 
 
 _TIMESTAMP = APP_LOGS_TABLE.schema.get_field_index("timestamp")
 _SERVICE = APP_LOGS_TABLE.schema.get_field_index("service")
 
 
-def _span(row_group: pq.RowGroupMetaData, query: RecentQuery) -> tuple[int, int] | None:
-    """The row group's time span in ms, or None when its statistics rule the query's service out."""
+def _span(row_group: pq.RowGroupMetaData) -> tuple[int, int, str, str]:
     times = row_group.column(_TIMESTAMP).statistics
-    if times is None or not times.has_min_max:
-        return (0, 1 << 62)  # no statistics: it must be read
-    if query.service is not None:
-        services = row_group.column(_SERVICE).statistics
-        if services is not None and services.has_min_max and not services.min <= query.service <= services.max:
-            return None
-    return _millis(times.min), _millis(times.max)
+    services = row_group.column(_SERVICE).statistics
+    oldest, newest = (_millis(times.min), _millis(times.max)) if times and times.has_min_max else (0, 1 << 62)
+    first, last = (services.min, services.max) if services and services.has_min_max else ("", "\U0010ffff")
+    return oldest, newest, first, last
 
 
 def _millis(value: Any) -> int:
