@@ -121,19 +121,7 @@ class Flusher:
                 key = app_logs_key(day_of(day_number * DAY_MS), new_part_name(now_ms))
                 files.append(write_part(table.filter(pc.equal(days, day_number)), key, work))
             self.on_step("written")
-            ids = json.dumps([[r[0], r[1]] for r in rows])
-            publish(
-                self.store,
-                self.lake,
-                work,
-                files,
-                now_ms,
-                self.on_step,
-                lambda conn: conn.execute(
-                    "DELETE FROM logs WHERE (id_hi, id_lo) IN (SELECT value->>0, value->>1 FROM json_each(?))",
-                    (ids,),
-                ),
-            )
+            publish(self.store, self.lake, work, files, now_ms, self.on_step, lambda conn: _delete_rows(conn, rows))
             return len(rows), [f.key for f in files]
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -150,6 +138,18 @@ def write_part(table: pa.Table, key: str, work: Path) -> LakeFile:
     return LakeFile(
         key, APP_LOGS_TABLE.name, day, span["min"].as_py(), span["max"].as_py(), table.num_rows, path.stat().st_size
     )
+
+
+def _delete_rows(conn: sqlite3.Connection, rows: list[tuple]) -> None:
+    """Delete exactly the rows a round read (they were the oldest, in id order). Unless a late record
+    arrived among them since, that is the whole id range from the first to the last: a range delete,
+    about three times faster than deleting row by row, which is the fallback."""
+    bounds = (rows[0][0], rows[0][1], rows[-1][0], rows[-1][1])
+    in_range = "(id_hi, id_lo) >= (?, ?) AND (id_hi, id_lo) <= (?, ?)"
+    if conn.execute(f"SELECT count(*) FROM logs WHERE {in_range}", bounds).fetchone()[0] == len(rows):
+        conn.execute(f"DELETE FROM logs WHERE {in_range}", bounds)
+    else:
+        conn.executemany("DELETE FROM logs WHERE id_hi = ? AND id_lo = ?", [r[:2] for r in rows])
 
 
 def publish(
