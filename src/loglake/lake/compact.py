@@ -126,7 +126,8 @@ class Compactor:
                 now_ms,
                 self.on_step,
                 lambda conn: retire_files(conn, retired, now_ms + self.grace_ms),
-            )
+            ).result()
+            self.on_step("committed")
             return merged.key
         finally:
             shutil.rmtree(work, ignore_errors=True)

@@ -26,6 +26,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from loglake.store.sqlite_rows import COLUMNS
 ROWS_PER_ROUND = 200_000
 ROW_GROUP_ROWS = 128 * 1024
 _DUE = f"SELECT {COLUMNS} FROM logs WHERE id_hi < ? ORDER BY id_hi, id_lo LIMIT ?"
+_DUE_AFTER = f"SELECT {COLUMNS} FROM logs WHERE (id_hi, id_lo) > (?, ?) AND id_hi < ? ORDER BY id_hi, id_lo LIMIT ?"
 
 Step = Callable[[str], None]
 
@@ -90,26 +92,53 @@ class Flusher:
         self, before_ms: int, max_rounds: int | None = None, progress: Callable[[int], None] | None = None
     ) -> FlushReport:
         """Move every record timestamped before `before_ms` into the lake, round by round
-        (`progress` gets the number of records of each round)."""
+        (`progress` gets the number of records of each round).
+
+        A round's commit runs on the store's writer thread while the next round reads and writes its
+        files (SQLite works off the GIL, the Parquet part mostly on it), so the next round starts after
+        the last id read rather than waiting for the delete. Records that arrive late, below that id,
+        are found by the pass that starts over from the oldest id once the rest is moved."""
         started = time.perf_counter()
         report = FlushReport()
         rounds = 0
-        while max_rounds is None or rounds < max_rounds:
-            moved, objects = self._round(before_ms)
-            if not moved:
-                break
-            report.records += moved
-            if progress is not None:
-                progress(moved)
-            report.objects.extend(objects)
-            rounds += 1
+        after: tuple[int, int] | None = None
+        committing: Future | None = None
+        try:
+            while max_rounds is None or rounds < max_rounds:
+                moved, objects, last_id, commit = self._round(before_ms, after, committing)
+                committing = commit
+                if not moved:
+                    if after is None:
+                        break
+                    after = None  # one more pass from the start: records that arrived late
+                    continue
+                after = last_id
+                report.records += moved
+                if progress is not None:
+                    progress(moved)
+                report.objects.extend(objects)
+                rounds += 1
+        finally:
+            if committing is not None:
+                committing.result()
+                self.on_step("committed")
         report.seconds = time.perf_counter() - started
         return report
 
-    def _round(self, before_ms: int) -> tuple[int, list[str]]:
-        rows = self.store.read(_DUE, (before_ms << 16, self.rows_per_round))
+    def _round(
+        self, before_ms: int, after: tuple[int, int] | None, committing: Future | None
+    ) -> tuple[int, list[str], tuple[int, int] | None, Future | None]:
+        """One round; returns (records, object keys, last id read, the commit under way)."""
+        if after is None:
+            if committing is not None:  # starting over from the oldest: the previous delete must be in
+                committing.result()
+                self.on_step("committed")
+                committing = None
+            rows = self.store.read(_DUE, (before_ms << 16, self.rows_per_round))
+        else:
+            rows = self.store.read(_DUE_AFTER, (*after, before_ms << 16, self.rows_per_round))
         if not rows:
-            return 0, []
+            return 0, [], None, committing
         now_ms = int(self.clock() * 1000)
         work = Path(tempfile.mkdtemp(prefix="loglake-flush-"))
         try:
@@ -121,8 +150,11 @@ class Flusher:
                 key = app_logs_key(day_of(day_number * DAY_MS), new_part_name(now_ms))
                 files.append(write_part(table.filter(pc.equal(days, day_number)), key, work))
             self.on_step("written")
-            publish(self.store, self.lake, work, files, now_ms, self.on_step, lambda conn: _delete_rows(conn, rows))
-            return len(rows), [f.key for f in files]
+            if committing is not None:
+                committing.result()  # the previous round's commit, before this one's journal
+                self.on_step("committed")
+            commit = publish(self.store, self.lake, work, files, now_ms, self.on_step, lambda c: _delete_rows(c, rows))
+            return len(rows), [f.key for f in files], (rows[-1][0], rows[-1][1]), commit
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -160,9 +192,10 @@ def publish(
     now_ms: int,
     on_step: Step,
     finish: Callable[[sqlite3.Connection], object],
-) -> None:
+) -> Future:
     """Steps 2-4 for files written to `work`: journal, publish, then in one transaction `finish` (what
-    the files replace: hot rows, or older lake files) + add them to the catalog + drop the journal."""
+    the files replace: hot rows, or older lake files) + add them to the catalog + drop the journal.
+    The commit is queued on the store's writer thread; the returned future says when it is done."""
     flush_id = store.run_in_writer(
         lambda conn: _journal(conn, [f.key for f in files], sum(f.records for f in files), now_ms)
     )
@@ -178,8 +211,7 @@ def publish(
         conn.execute("DELETE FROM flushes WHERE flush_id = ?", (flush_id,))
         conn.execute("COMMIT")
 
-    store.run_in_writer(commit)
-    on_step("committed")
+    return store.queue_for_writer(commit)
 
 
 def _file_name(key: str) -> str:

@@ -146,6 +146,10 @@ class SQLiteHotStore(HotStore):
     def run_in_writer(self, task: Callable[[sqlite3.Connection], T]) -> T:
         """Run task(connection) on the writer thread, between group commits, and return its result:
         other write paths (the lake flush) stay serialized with ingest without a second writer."""
+        return self.queue_for_writer(task).result()
+
+    def queue_for_writer(self, task: Callable[[sqlite3.Connection], T]) -> Future[T]:
+        """run_in_writer without waiting: tasks run in the order they are queued."""
         done: Future[T] = Future()
 
         def run() -> None:
@@ -158,7 +162,7 @@ class SQLiteHotStore(HotStore):
         if not self._thread.is_alive():
             raise StoreUnavailable("the hot store is closed")
         self._jobs.put(run)
-        return done.result()
+        return done
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """A read-only query on this thread's reader connection (one consistent snapshot).
