@@ -10,9 +10,10 @@ import pytest
 
 from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
-from loglake.lake.query import QueryEngine, QueryError, QueryLimits
+from loglake.lake.query import QueryEngine, QueryError, QueryLimits, rewrite_ilike_contains
 from loglake.store.sqlite import SQLiteHotStore
 from tests.lake.test_flush import DAY, START, seed
+from tests.store.contract import record
 
 
 @pytest.fixture
@@ -186,3 +187,22 @@ def test_queries_see_each_record_once_while_a_flush_moves_them(
     assert len(counts) > 3
     assert set(counts) == {(1200, 1200)}
     assert engine.query("SELECT count(*) FROM logs WHERE date < '2026-11-04'").rows == [(1200,)]
+
+
+TRICKY = ["a.b", "(x)", "it's", "with space", "GRÜSSE", "[1]", "x*y+z?", "^start$", "pipe|bar", "{2}", "back\\slash"]
+
+
+def test_ilike_contains_is_answered_as_a_case_insensitive_match_with_the_same_rows(
+    store: SQLiteHotStore, local_lake: LocalObjectStore, local_engine: QueryEngine
+) -> None:
+    messages = [f"{word} {case}" for word in TRICKY for case in ("", "tail")] + ["a-b", "x", "grüsse", "nothing"]
+    store.put([record(START + i, m) for i, m in enumerate(messages)])
+    Flusher(store, local_lake).flush(before_ms=START + 10)  # some in the lake, the rest hot
+    for word in TRICKY:
+        literal = word.replace("'", "''")
+        sql = f"SELECT count(*) FROM logs WHERE message ILIKE '%{literal}%'"
+        assert "regexp_matches" in rewrite_ilike_contains(sql) or "\\" in word
+        expected = sum(word.lower() in m.lower() for m in messages)
+        assert local_engine.query(sql).rows == [(expected,)], word
+    unchanged = "SELECT message ILIKE '%a%' AS m FROM logs WHERE message ILIKE 'a%' ORDER BY 1 LIMIT 1"
+    assert rewrite_ilike_contains(unchanged) == unchanged  # not a WHERE contains: left to ILIKE

@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from loglake.lake.flush import ROW_GROUP_ROWS, Step, publish
+from loglake.lake.flush import COMPACT_TEXT_LEVEL, ROW_GROUP_ROWS, Step, parquet_writer, publish
 from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
@@ -134,24 +134,26 @@ class Compactor:
 
 
 def merge_sorted(inputs: list[Path], output: Path, spill_dir: Path, memory_mb: int) -> None:
-    """Merge sorted Parquet files into one sorted by (service, timestamp), in bounded memory: DuckDB's
-    sort spills to `spill_dir` beyond `memory_mb`, where reading all inputs into Arrow would need
-    several times their size."""
+    """Merge sorted Parquet files into one sorted by (service, timestamp), in bounded memory: DuckDB
+    sorts (spilling to `spill_dir` beyond `memory_mb`) and hands the rows over a batch at a time to
+    the same Parquet writer the flush uses, where reading all inputs into Arrow would need several
+    times their size."""
     files = ", ".join(sql_string(str(p)) for p in inputs)
     con = duckdb.connect(
         config={
             "memory_limit": f"{memory_mb}MB",
             "temp_directory": str(spill_dir),
-            "preserve_insertion_order": False,
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
         }
     )
+    schema = APP_LOGS_TABLE.schema
     try:
-        con.execute(
-            f'COPY (SELECT * REPLACE (CAST("timestamp" AS TIMESTAMP_MS) AS "timestamp")'
-            f' FROM read_parquet([{files}], hive_partitioning = false) ORDER BY service, "timestamp")'
-            f" TO {sql_string(str(output))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
+        ordered = con.sql(
+            f'SELECT * FROM read_parquet([{files}], hive_partitioning = false) ORDER BY service, "timestamp"'
         )
+        with parquet_writer(output, COMPACT_TEXT_LEVEL) as writer:
+            for batch in ordered.to_arrow_reader(ROW_GROUP_ROWS):
+                writer.write_batch(batch.cast(schema), row_group_size=ROW_GROUP_ROWS)
     finally:
         con.close()

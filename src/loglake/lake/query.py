@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import queue
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -130,6 +131,7 @@ class QueryEngine:
         check_select(sql)
         cap = self.limits.max_rows if limit is None else max(0, min(limit, self.limits.max_rows))
         timeout = self.limits.timeout_seconds if timeout_seconds is None else min(timeout_seconds, 3600.0)
+        sql = rewrite_ilike_contains(sql)
         text = f"EXPLAIN ANALYZE {sql}" if explain else sql
         return self._run(text, cap, timeout, TimeRange(), explain=explain)
 
@@ -241,6 +243,58 @@ class QueryEngine:
 _LAKE_SCHEMA = APP_LOGS_TABLE.schema.set(
     APP_LOGS_TABLE.schema.get_field_index("timestamp"), pa.field("timestamp", pa.timestamp("us"))
 ).append(pa.field("date", pa.date32()))
+
+
+# `x ILIKE '%word%'` is how most people write "contains, any case", and DuckDB's ILIKE on a Parquet
+# scan costs about twice RE2's case-insensitive search (10M messages: 1.0 s against 0.68 s here). So
+# such a predicate in a WHERE or HAVING clause is rewritten to regexp_matches(x, '(?i)word') on the
+# parsed query (json_serialize_sql), which gives the same rows for patterns with no other wildcard.
+_CONTAINS_PATTERN = re.compile(r"%([^%_\\]+)%")
+_REWRITE_UNDER = ("where_clause", "having")
+_RE2_SPECIAL = re.compile(r"[\\.^$|?*+()\[\]{}-]")
+_rewriter = threading.local()
+
+
+def rewrite_ilike_contains(sql: str) -> str:
+    """The query with `col ILIKE '%literal%'` filters as case-insensitive regex matches (or as it was)."""
+    if "ilike" not in sql.lower():
+        return sql
+    con = getattr(_rewriter, "con", None)
+    if con is None:
+        con = _rewriter.con = duckdb.connect(config={"enable_external_access": False})
+    try:
+        tree = json.loads(con.execute("SELECT json_serialize_sql($1)", [sql]).fetchone()[0])
+        if tree.get("error") or not _rewrite(tree, inside_filter=False):
+            return sql
+        return con.execute("SELECT json_deserialize_sql($1::JSON)", [json.dumps(tree)]).fetchone()[0]
+    except duckdb.Error:
+        return sql
+
+
+def case_insensitive_regex(text: str) -> str:
+    """An RE2 pattern matching `text` anywhere, in any case."""
+    return "(?i)" + _RE2_SPECIAL.sub(r"\\\g<0>", text)
+
+
+def _rewrite(node: Any, inside_filter: bool) -> bool:
+    changed = False
+    if isinstance(node, list):
+        for item in node:
+            changed |= _rewrite(item, inside_filter)
+        return changed
+    if not isinstance(node, dict):
+        return False
+    if inside_filter and node.get("class") == "FUNCTION" and node.get("function_name") == "~~*":
+        pattern = node["arguments"][1]["expression"]
+        literal = pattern.get("literal", {}) if pattern.get("class") == "CONSTANT" else {}
+        found = _CONTAINS_PATTERN.fullmatch(literal.get("text", "")) if literal.get("kind") == "STRING" else None
+        if found:
+            literal["text"] = case_insensitive_regex(found.group(1))
+            node.update(function_name="regexp_matches", is_operator=False, qualified_name={"path": ["regexp_matches"]})
+            changed = True
+    for key, value in node.items():
+        changed |= _rewrite(value, inside_filter or key in _REWRITE_UNDER)
+    return changed
 
 
 def check_select(sql: str) -> None:

