@@ -63,6 +63,8 @@ def test_the_server_flushes_in_the_background_and_the_cli_queries_it(server_fact
         lake_records = json.loads(listed.output)[0]["lake_records"]
     assert lake_records == 60, "the background job did not flush the records older than the hot window"
     assert json.loads(listed.output)[0]["hot_records"] == 1
+    health = httpx.get(server.url + "/healthz").json()["lake"]
+    assert health["last_maintenance"] is not None and health["error"] is None
 
     sql = "SELECT service, count(*) AS n FROM logs GROUP BY service ORDER BY service"
     as_table = run("query", sql, "--url", server.url, "--api-key", key)

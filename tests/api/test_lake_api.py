@@ -10,6 +10,7 @@ import pytest
 from loglake.api.app import LoglakeApp
 from loglake.config import Settings
 from tests.conftest import asgi_client, key_for
+from tests.lake.test_query import LOGS_COLUMNS
 
 NOW_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
 HOUR = 3_600_000
@@ -112,17 +113,7 @@ async def test_tables_lists_columns_and_partitions(
     await send(client, [rec(1, "hot one")])
     (logs,) = (await client.get("/tables")).json()["tables"]
     assert logs["name"] == "logs"
-    assert [c["name"] for c in logs["columns"]] == [
-        "log_id",
-        "timestamp",
-        "service",
-        "log_type",
-        "severity",
-        "message",
-        "attributes",
-        "client_id",
-        "date",
-    ]
+    assert [c["name"] for c in logs["columns"]] == LOGS_COLUMNS
     assert logs["partition_keys"] == ["date"]
     assert [(p["date"], p["records"]) for p in logs["partitions"]] == [("2026-10-31", 1), ("2026-11-01", 29)]
     assert (logs["lake_records"], logs["hot_records"]) == (30, 1)

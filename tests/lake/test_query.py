@@ -15,6 +15,9 @@ from loglake.store.sqlite import SQLiteHotStore
 from tests.lake.test_flush import DAY, START, seed
 from tests.store.contract import record
 
+# What SQL sees of `logs`: the record's fields and the date partition.
+LOGS_COLUMNS = ["log_id", "timestamp", "service", "log_type", "severity", "message", "attributes", "client_id", "date"]
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SQLiteHotStore]:
@@ -69,17 +72,7 @@ def test_columns_are_the_records_fields_plus_the_date_partition(
     seed(store, days=2, per_day=10)
     Flusher(store, lake).flush(before_ms=START + DAY)
     result = engine.query("SELECT * FROM logs WHERE message IN ('d0-1', 'd1-1') ORDER BY timestamp")
-    assert [name for name, _ in result.columns] == [
-        "log_id",
-        "timestamp",
-        "service",
-        "log_type",
-        "severity",
-        "message",
-        "attributes",
-        "client_id",
-        "date",
-    ]
+    assert [name for name, _ in result.columns] == LOGS_COLUMNS
     assert dict(result.columns)["timestamp"] == "TIMESTAMP"
     lake_row, hot_row = result.rows
     assert lake_row[2:7] == ("api", "application", "info", "d0-1", '{"i":1}')

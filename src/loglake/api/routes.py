@@ -240,6 +240,13 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
         "store": {"writable": writable, "error": app.storage_error},
         "auth": app.auth.enabled,
     }
+    if app.lake_jobs is not None:
+        jobs = app.lake_jobs
+        body["lake"] = {
+            "maintenance_every_s": jobs.interval or None,
+            "last_maintenance": format_datetime(jobs.last_run_ms) if jobs.last_run_ms else None,
+            "error": jobs.last_error,
+        }
     return Result(200 if writable else 503, body)
 
 

@@ -59,7 +59,7 @@ class LakeRecentReader:
     def _matching(parquet: pq.ParquetFile, index: int, query: RecentQuery) -> list[dict]:
         """The row group's newest matches (at most `query.limit`). The filter columns are read first;
         the wide ones (message, attributes) only when something matched, and only for those rows."""
-        narrow = parquet.read_row_group(index, columns=_CONTAINS_COLUMNS if query.contains else _FILTER_COLUMNS)
+        narrow = parquet.read_row_group(index, columns=_narrow_columns(query))
         rows = _matching_rows(narrow, query)
         if len(rows) == 0:
             return []
@@ -110,8 +110,14 @@ class _OpenFile:
         self.spans = [_span(metadata.row_group(i)) for i in range(metadata.num_row_groups)]
 
 
-_FILTER_COLUMNS = ["log_id", "timestamp", "service", "log_type", "severity"]
-_CONTAINS_COLUMNS = [*_FILTER_COLUMNS, "message"]
+def _narrow_columns(query: RecentQuery) -> list[str]:
+    """The columns the filters need; log ids (36 bytes each) only to page past a cursor."""
+    columns = ["timestamp", "service", "log_type", "severity"]
+    if query.before_id is not None:
+        columns.append("log_id")
+    if query.contains:
+        columns.append("message")
+    return columns
 
 
 def _matching_rows(table: pa.Table, query: RecentQuery) -> pa.Array:
@@ -132,10 +138,16 @@ def _matching_rows(table: pa.Table, query: RecentQuery) -> pa.Array:
     if query.contains:
         keep = pc.and_(keep, pc.match_substring(table.column("message"), query.contains, ignore_case=True))
     rows = pc.indices_nonzero(keep)
-    if len(rows) > query.limit:
+    if len(rows) <= query.limit:
+        return rows
+    if "log_id" in table.column_names:
         ids = pa.table({"log_id": table.column("log_id").take(rows)})
-        rows = rows.take(pc.select_k_unstable(ids, query.limit, [("log_id", "descending")]))
-    return rows
+        return rows.take(pc.select_k_unstable(ids, query.limit, [("log_id", "descending")]))
+    # Without ids: the newest `limit` by time, and every row tied with the last of them (ids decide
+    # among equal times once read).
+    times = ts.take(rows)
+    newest = pc.select_k_unstable(pa.table({"t": times}), query.limit, [("t", "descending")])
+    return rows.filter(pc.greater_equal(times, pc.min(times.take(newest))))
 
 
 _TIMESTAMP = APP_LOGS_TABLE.schema.get_field_index("timestamp")
