@@ -139,9 +139,6 @@ class QueryEngine:
         """A query the server itself wrote (search, histogram, recent from the lake), with parameters."""
         return self._run(sql, cap, self.limits.timeout_seconds, window, params=params)
 
-    def lake_files(self, table: str = APP_LOGS_TABLE.name) -> list[LakeFile]:
-        return [LakeFile(*row) for row in self.store.read(_LAKE_FILES, (table,))]
-
     def close(self) -> None:
         while not self._pool.empty():
             self._pool.get_nowait().close()

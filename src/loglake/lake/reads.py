@@ -1,9 +1,9 @@
-"""The record reads of the API (recent logs, one log by id) answered over hot + lake with SQL.
+"""The record reads of the API over hot + lake: recent logs, one log by id, search and histogram.
 
-The hot store answers these alone while its records are all that matter: the newest records are
-hot, and the lake only holds what the flush moved out. These functions are for the rest: a window
-reaching into flushed time, an id whose record was flushed. They query the engine's `logs` view,
-which holds every record exactly once, so hot and lake results never need merging by hand.
+Each reads the hot store and the lake's catalog from one SQLite snapshot, so a flush committing
+meanwhile never shows a record twice or loses it. Recent logs merge the hot store's answer with the
+lake's newest matches (recent_reader); the others are SQL over the engine's `logs` view, which holds
+every record exactly once.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def search(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term] = ()) 
 
     Asked for the newest 100 of a day, DuckDB would read the whole day (of every matching service) to
     sort it; stepping back from the newest time in growing slices reads only the slices it needs, as
-    the lake's row groups cover short time spans. The first slice is sized from the catalog's records
+    a row group holds a short stretch of time of a few services. The first slice is sized from the catalog's records
     per ms, to hold about four pages if every record matched; each next slice is eight times longer."""
     upper = _newest_possible_ms(engine, query)
     if upper is None:
