@@ -26,7 +26,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +53,7 @@ Step = Callable[[str], None]
 @dataclass
 class FlushReport:
     records: int = 0
+    rounds: int = 0
     objects: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -93,51 +94,57 @@ class Flusher:
         """Move every record timestamped before `before_ms` into the lake, round by round
         (`progress` gets the number of records of each round).
 
-        A round's commit runs on the store's writer thread while the next round reads and writes its
-        files (SQLite works off the GIL, the Parquet part mostly on it), so the next round starts after
-        the last id read rather than waiting for the delete. Records that arrive late, below that id,
-        are found by the pass that starts over from the oldest id once the rest is moved."""
+        Rounds overlap: while one converts and writes its files, a thread reads the next round's rows
+        (after the last id read) and the writer thread commits the previous round (SQLite and the
+        Parquet writer work off the GIL). Records that arrive late, below the ids already read, are
+        found by a last pass from the oldest id once the rest is moved."""
         started = time.perf_counter()
         report = FlushReport()
-        rounds = 0
         after: tuple[int, int] | None = None
         committing: Future | None = None
-        try:
-            while max_rounds is None or rounds < max_rounds:
-                moved, objects, last_id, commit = self._round(before_ms, after, committing)
-                committing = commit
-                if not moved:
-                    if after is None:
-                        break
-                    after = None  # one more pass from the start: records that arrived late
-                    continue
-                after = last_id
-                report.records += moved
-                if progress is not None:
-                    progress(moved)
-                report.objects.extend(objects)
-                rounds += 1
-        finally:
-            if committing is not None:
-                committing.result()
-                self.on_step("committed")
+        prefetched: Future | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="loglake-flush-read") as reader:
+            try:
+                while max_rounds is None or report.rounds < max_rounds:
+                    if prefetched is not None:
+                        rows, prefetched = prefetched.result(), None
+                    else:
+                        if after is None and committing is not None:  # a pass from the oldest id: the
+                            self._settle(committing)  # previous delete must be in first
+                            committing = None
+                        rows = self._due(before_ms, after)
+                    if not rows:
+                        if after is None:
+                            break
+                        after = None  # one more pass from the start: records that arrived late
+                        continue
+                    after = (rows[-1][0], rows[-1][1])
+                    if max_rounds is None or report.rounds + 1 < max_rounds:
+                        prefetched = reader.submit(self._due, before_ms, after)
+                    objects, committing = self._round(rows, committing)
+                    report.records += len(rows)
+                    report.objects.extend(objects)
+                    report.rounds += 1
+                    if progress is not None:
+                        progress(len(rows))
+            finally:
+                if committing is not None:
+                    self._settle(committing)
         report.seconds = time.perf_counter() - started
         return report
 
-    def _round(
-        self, before_ms: int, after: tuple[int, int] | None, committing: Future | None
-    ) -> tuple[int, list[str], tuple[int, int] | None, Future | None]:
-        """One round; returns (records, object keys, last id read, the commit under way)."""
+    def _due(self, before_ms: int, after: tuple[int, int] | None) -> list[tuple]:
+        """The next round's rows: the oldest due, or the oldest due after the id `after`."""
         if after is None:
-            if committing is not None:  # starting over from the oldest: the previous delete must be in
-                committing.result()
-                self.on_step("committed")
-                committing = None
-            rows = self.store.read(_DUE, (before_ms << 16, self.rows_per_round))
-        else:
-            rows = self.store.read(_DUE_AFTER, (*after, before_ms << 16, self.rows_per_round))
-        if not rows:
-            return 0, [], None, committing
+            return self.store.read(_DUE, (before_ms << 16, self.rows_per_round))
+        return self.store.read(_DUE_AFTER, (*after, before_ms << 16, self.rows_per_round))
+
+    def _settle(self, committing: Future) -> None:
+        committing.result()
+        self.on_step("committed")
+
+    def _round(self, rows: list[tuple], committing: Future | None) -> tuple[list[str], Future]:
+        """Write and publish one round; returns its object keys and its commit, under way."""
         now_ms = int(self.clock() * 1000)
         work = Path(tempfile.mkdtemp(prefix="loglake-flush-"))
         try:
@@ -150,10 +157,9 @@ class Flusher:
                 files.append(write_part(table.filter(pc.equal(days, day_number)), key, work))
             self.on_step("written")
             if committing is not None:
-                committing.result()  # the previous round's commit, before this one's journal
-                self.on_step("committed")
+                self._settle(committing)  # the previous round's commit, before this one's journal
             commit = publish(self.store, self.lake, work, files, now_ms, self.on_step, lambda c: _delete_rows(c, rows))
-            return len(rows), [f.key for f in files], (rows[-1][0], rows[-1][1]), commit
+            return [f.key for f in files], commit
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
