@@ -67,9 +67,14 @@ def join_id(high: int, low: int) -> bytes:
     return ((high << 64) | VARIANT_RFC | low).to_bytes(16, "big")
 
 
+# Stores keep an id's first 64 bits as a signed integer (split_id), so no stored id has a time at or
+# past 2**47 ms (year 6429); bounds beyond it mean "after everything".
+LAST_STORABLE_MS = (1 << 47) - 1
+
+
 def lower_bound(ts_ms: int) -> bytes:
     """The smallest id a record at ts_ms can have: ids >= this are at or after ts_ms."""
-    return (max(0, min(ts_ms, MAX_TIMESTAMP_MS - 1)) << 80).to_bytes(16, "big")
+    return (max(0, min(ts_ms, LAST_STORABLE_MS)) << 80).to_bytes(16, "big")
 
 
 def timestamp_of(log_id: bytes) -> int:

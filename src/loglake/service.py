@@ -34,7 +34,9 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 DEFAULT_WINDOW_MS = DAY_MS
 RECENT_PARAMS = ("service", "log_type", "severity", "min_severity", "since", "until", "q", "limit", "cursor")
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _RELATIVE = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+LATEST_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z
 HISTOGRAM_INTERVALS = tuple(
     n * unit
     for n, unit in (
@@ -135,14 +137,18 @@ class LogService:
         interval_text = fields.pop("interval", "")
         query, terms = self._search_query(fields)
         until = query.until_ms if query.until_ms is not None else self.now_ms()
+        if until <= query.since_ms:
+            raise InvalidQuery([Problem(-1, "since", "must be before until (by default, now)")])
         query = replace(query, until_ms=until)
         span = until - query.since_ms
         if interval_text:
             interval = _parse_interval(interval_text)
-        else:
-            interval = next((i for i in HISTOGRAM_INTERVALS if span / i <= 120), HISTOGRAM_INTERVALS[-1])
-        if span / interval > lake_reads.MAX_BUCKETS:
-            raise InvalidQuery([Problem(-1, "interval", f"gives more than {lake_reads.MAX_BUCKETS} buckets; widen it")])
+            if span / interval > lake_reads.MAX_BUCKETS:
+                reason = f"gives more than {lake_reads.MAX_BUCKETS} buckets over this window; widen it"
+                raise InvalidQuery([Problem(-1, "interval", reason)])
+        else:  # the smallest round interval giving at most 120 buckets, else whole days
+            fitting = (i for i in HISTOGRAM_INTERVALS if span / i <= 120)
+            interval = next(fitting, -(-span // (120 * DAY_MS)) * DAY_MS)
         buckets = lake_reads.histogram(self._require_lake(), query, terms, interval)
         return {
             "since": format_datetime(query.since_ms),
@@ -239,9 +245,10 @@ def parse_recent_params(params: Mapping[str, str], now_ms: int) -> RecentQuery:
 
 def _parse_interval(text: str) -> int:
     match = _RELATIVE.fullmatch(text.strip())
-    if match is None or int(match.group(1)) == 0:
-        raise InvalidQuery([Problem(-1, "interval", "must be a duration like 30s, 5m, 1h or 1d")])
-    return max(1000, int(match.group(1)) * _UNIT_MS[match.group(2)])
+    interval = int(match.group(1)) * _UNIT_MS[match.group(2)] if match else 0
+    if not 1000 <= interval <= 366 * DAY_MS:
+        raise InvalidQuery([Problem(-1, "interval", "must be a duration from 1s to 366d, like 30s, 5m, 1h, 1d or 1w")])
+    return interval
 
 
 def parse_time(text: str, now_ms: int) -> int:
@@ -257,6 +264,8 @@ def parse_time(text: str, now_ms: int) -> int:
         return now_ms - int(rel.group(1)) * _UNIT_MS[rel.group(2)]
     if text == "now":
         return now_ms
+    if _DATE_ONLY.fullmatch(text):  # a day: its midnight, UTC
+        return parse_iso8601(text + "T00:00:00Z")
     return parse_iso8601(text)
 
 
@@ -264,8 +273,8 @@ def _parse_time(text: str | None, now_ms: int, name: str, bad: Callable[[str, st
     if not text:
         return None
     try:
-        return parse_time(text, now_ms)
-    except ValueError as e:
+        value = parse_time(text, now_ms)
+    except (ValueError, OverflowError) as e:
         hint = "; in a URL write + as %2B" if " " in text.strip() else ""
         detail = f" ({e})" if "epoch seconds" in str(e) else ""
         bad(
@@ -274,6 +283,10 @@ def _parse_time(text: str | None, now_ms: int, name: str, bad: Callable[[str, st
             f"{detail}{hint}",
         )
         return None
+    if not 0 <= value < LATEST_MS:
+        bad(name, "must be between 1970 and the year 9999")
+        return None
+    return value
 
 
 def encode_cursor(log_id: bytes) -> str:

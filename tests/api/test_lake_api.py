@@ -208,3 +208,33 @@ async def test_histogram_counts_per_bucket_and_severity(
     auto = (await client.get("/logs/histogram", params={"since": "2h", "q": "timeout"})).json()
     assert auto["interval_ms"] == 60_000 and len(auto["buckets"]) == 120
     assert auto["total"] == 1  # of the records 10, 60 and 110 minutes old, only the first timed out
+
+
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [
+        ("/logs/recent?since=17950000000000000000000", "since"),
+        ("/logs/search?q=x&since=99999999999999d", "since"),
+        ("/logs/histogram?since=0001-01-01T00:00:00Z&interval=100000d", "since"),
+        ("/logs/histogram?since=2d&interval=99999999999999999999d", "interval"),
+        ("/logs/histogram?since=2d&interval=1s", "interval"),
+        ("/logs/histogram?since=9999-12-31T23:59:59Z", "since"),
+    ],
+)
+async def test_times_and_intervals_out_of_range_are_400s(client: httpx.AsyncClient, url: str, field: str) -> None:
+    response = await client.get(url)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["details"][0]["field"] == field
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/logs/recent?since=9999-12-31T23:59:59Z",
+        "/logs/search?q=x&since=6500-01-01T00:00:00Z&until=9999-12-31T00:00:00Z",
+        "/logs/recent?since=2026-10-30",
+        "/logs/histogram?since=1972-01-01",
+    ],
+)
+async def test_far_but_valid_windows_answer(client: httpx.AsyncClient, seeded: list[str], url: str) -> None:
+    assert (await client.get(url)).status_code == 200
