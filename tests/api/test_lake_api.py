@@ -141,12 +141,20 @@ async def test_recent_and_get_reach_flushed_records(
     assert (await client.get("/logs/0190f0f0-0000-7000-8000-000000000000")).status_code == 404
 
 
-async def test_a_client_id_finds_its_flushed_record(app: LoglakeApp, client: httpx.AsyncClient) -> None:
-    client_id = "5b3f4c6e-8a5d-4b8e-9a51-2f1d7a3c9e10"
-    response = await client.post("/logs", json=rec(90, "sent with a client id", id=client_id))
+@pytest.mark.parametrize("client_id", ["5b3f4c6e-8a5d-4b8e-9a51-2f1d7a3c9e10", "019a2b3c-4d5e-7f60-8a1b-2c3d4e5f6a7b"])
+async def test_a_client_id_keeps_working_after_its_record_is_flushed(
+    app: LoglakeApp, client: httpx.AsyncClient, client_id: str
+) -> None:
+    sent = (await client.post("/logs", json=rec(90, "sent with a client id", id=client_id))).json()
     flush_all(app)
     found = await client.get(f"/logs/{client_id}")
-    assert found.status_code == 200 and found.json()["logId"] == response.json()["logId"]
+    assert found.status_code == 200 and found.json()["logId"] == sent["logId"]
+    retried = await client.post("/logs", json=rec(90, "sent with a client id", id=client_id))
+    assert retried.json()["logId"] == sent["logId"]  # the retry stores nothing new
+    in_batch = await client.post("/logs", json=[rec(1, "new"), rec(90, "sent with a client id", id=client_id)])
+    assert in_batch.json()["logIds"][1] == sent["logId"]
+    count = await client.post("/query", json={"sql": f"SELECT count(*) FROM logs WHERE client_id = '{client_id}'"})
+    assert count.json()["rows"] == [[1]]
 
 
 async def test_search_finds_words_phrases_fields_and_attributes(

@@ -209,6 +209,8 @@ def _delete_rows(conn: sqlite3.Connection, rows: list[tuple]) -> None:
     """Delete exactly the rows a round read (they were the oldest, in id order). Unless a late record
     arrived among them since, that is the whole id range from the first to the last: a range delete,
     about three times faster than deleting row by row, which is the fallback."""
+    remember = [(r[8], r[0], r[1]) for r in rows if r[8] is not None]  # client ids stay answerable
+    conn.executemany("INSERT OR IGNORE INTO flushed_client_ids (client_id, id_hi, id_lo) VALUES (?, ?, ?)", remember)
     bounds = (rows[0][0], rows[0][1], rows[-1][0], rows[-1][1])
     in_range = "(id_hi, id_lo) >= (?, ?) AND (id_hi, id_lo) <= (?, ?)"
     if conn.execute(f"SELECT count(*) FROM logs WHERE {in_range}", bounds).fetchone()[0] == len(rows):

@@ -15,7 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 
@@ -220,13 +221,20 @@ class Lake:
         return day_of(int(self.clock() * 1000)) - timedelta(days=self.policy.retention_days)
 
     def expire(self) -> list[ExpiredPartition]:
-        """Drop the expired partitions from the catalog; their objects go after the grace period."""
+        """Drop the expired partitions from the catalog (and the client ids of their records); their
+        objects go after the grace period."""
         expired = self.expired_partitions()
         if expired:
             last_day = max(p.day for p in expired)
             keys = [f.key for t in TABLES.values() for f in list_files(self.store.read, t.name, last_day=last_day)]
             delete_after = int(self.clock() * 1000) + self.policy.grace_ms
-            self.store.run_in_writer(lambda conn: _in_transaction(conn, lambda: retire_files(conn, keys, delete_after)))
+            kept_from = int(datetime.combine(self.retention_cutoff(), dt_time(), UTC).timestamp() * 1000)
+
+            def drop(conn: Any) -> None:
+                retire_files(conn, keys, delete_after)
+                conn.execute("DELETE FROM flushed_client_ids WHERE id_hi < ?", (kept_from << 16,))
+
+            self.store.run_in_writer(lambda conn: _in_transaction(conn, lambda: drop(conn)))
         return expired
 
     def collect_garbage(self) -> int:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from loglake.ids import format_uuid, parse_uuid, timestamp_of
+from loglake.ids import LAST_STORABLE_MS, format_uuid, parse_uuid, timestamp_of
 from loglake.lake.manifest import list_files
 from loglake.lake.query import QueryEngine, TimeRange, case_insensitive_regex, day_text, sql_string
 from loglake.lake.recent_reader import LakeRecentReader
@@ -23,7 +23,6 @@ from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
 
 MAX_BUCKETS = 10_000
-_YEAR_10000_MS = 253_402_300_800_000
 _RECORD_COLUMNS = 'log_id, epoch_ms("timestamp") AS ts, service, log_type, severity, message, attributes, client_id'
 
 
@@ -166,19 +165,26 @@ def _term_condition(term: Term) -> tuple[str, Any]:
 
 
 def get(engine: QueryEngine, log_id: bytes) -> StoredRecord | None:
-    """A flushed record by its log id, or by the client id it was sent with."""
+    """A flushed record by its log id, or by the client id it was sent with (the flush keeps a map
+    of those), each looked up in its own day's files only."""
+    if not _is_storable_id(log_id):
+        real_id = engine.store.flushed_id_of(log_id)
+        if real_id is None:
+            return None
+        log_id = real_id
     ts = timestamp_of(log_id)
-    text = format_uuid(log_id)
-    found = []
-    if log_id[6] >> 4 == 7 and ts < _YEAR_10000_MS:  # one of our UUIDv7 ids: look in its own day only
-        found = engine.run_internal(
-            f"SELECT {_RECORD_COLUMNS} FROM logs WHERE log_id = ? LIMIT 1", [text], TimeRange(ts, ts + 1), 1
-        ).rows
-    if not found:  # not one of our ids at that time: perhaps a client id (any time; its column is mostly null)
-        found = engine.run_internal(
-            f"SELECT {_RECORD_COLUMNS} FROM logs WHERE client_id = ? LIMIT 1", [text], TimeRange(), 1
-        ).rows
-    return _record(found[0]) if found else None
+    found = engine.run_internal(
+        f"SELECT {_RECORD_COLUMNS} FROM logs WHERE log_id = ? LIMIT 1", [format_uuid(log_id)], TimeRange(ts, ts + 1), 1
+    ).rows
+    if not found:
+        real_id = engine.store.flushed_id_of(log_id)
+        return get(engine, real_id) if real_id is not None and real_id != log_id else None
+    return _record(found[0])
+
+
+def _is_storable_id(log_id: bytes) -> bool:
+    """Whether this could be one of our ids: UUIDv7 with a time a store can hold."""
+    return log_id[6] >> 4 == 7 and timestamp_of(log_id) <= LAST_STORABLE_MS
 
 
 def _record(row: tuple) -> StoredRecord:

@@ -41,6 +41,7 @@ MAX_ROWS_PER_COMMIT = 50_000
 CHECKPOINT_SECONDS = 0.5
 _INT64_LIMIT = 1 << 63
 _STOP = object()
+_FLUSHED_CLIENT_ID = "SELECT id_hi, id_lo FROM flushed_client_ids WHERE client_id = ?"
 _SQLITE_MAX_PAGE_COUNT = 4294967294
 
 # SQLite conditions that mean "cannot write now" rather than "bad request" or a bug.
@@ -291,9 +292,9 @@ class SQLiteHotStore(HotStore):
             return record.log_id
         existing = seen.get(record.client_id)
         if existing is None:
-            found = conn.execute(
-                "SELECT id_hi, id_lo FROM logs WHERE client_id = ?", (format_uuid(record.client_id),)
-            ).fetchone()
+            text = format_uuid(record.client_id)
+            found = conn.execute("SELECT id_hi, id_lo FROM logs WHERE client_id = ?", (text,)).fetchone()
+            found = found or conn.execute(_FLUSHED_CLIENT_ID, (text,)).fetchone()
             existing = join_id(*found) if found else None
         if existing is not None:
             return existing
@@ -318,6 +319,11 @@ class SQLiteHotStore(HotStore):
         return StoreUnavailable(f"the hot store cannot accept writes: {reason} ({self.path}); nothing was written")
 
     # -- reads ---------------------------------------------------------------------------------
+
+    def flushed_id_of(self, client_id: bytes) -> bytes | None:
+        """The log id of a record sent with this client id and since moved to the lake, if any."""
+        found = self.read(_FLUSHED_CLIENT_ID, (format_uuid(client_id),))
+        return join_id(*found[0]) if found else None
 
     def get(self, log_id: bytes) -> StoredRecord | None:
         high, low = split_id(log_id)

@@ -63,6 +63,15 @@ MIGRATIONS = [
         delete_after_ms INTEGER NOT NULL
     );
     """,
+    """
+    -- Client ids of records the flush moved to the lake, so that a retry with the same id still
+    -- answers the stored record (and stores nothing) after its row left this database.
+    CREATE TABLE flushed_client_ids (
+        client_id TEXT PRIMARY KEY,
+        id_hi     INTEGER NOT NULL,
+        id_lo     INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 COLUMNS = "id_hi, id_lo, timestamp, service, log_type, severity, message, attributes, client_id"
