@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,3 +200,18 @@ def test_ilike_contains_is_answered_as_a_case_insensitive_match_with_the_same_ro
         assert local_engine.query(sql).rows == [(expected,)], word
     unchanged = "SELECT message ILIKE '%a%' AS m FROM logs WHERE message ILIKE 'a%' ORDER BY 1 LIMIT 1"
     assert rewrite_ilike_contains(unchanged) == unchanged  # not a WHERE contains: left to ILIKE
+
+
+@pytest.mark.parametrize("asked", [0.001, 0.05, 60.0])
+def test_the_timeout_is_kept_however_small_and_never_beyond_the_servers(
+    store: SQLiteHotStore, local_lake: LocalObjectStore, tmp_path: Path, asked: float
+) -> None:
+    engine = QueryEngine(store, local_lake, tmp_path / "duckdb", QueryLimits(timeout_seconds=0.3))
+    try:
+        started = time.perf_counter()
+        with pytest.raises(QueryError) as stopped:
+            engine.query("SELECT count(*) FROM range(100000000000) a", timeout_seconds=asked)
+        assert stopped.value.code == "query_timeout"
+        assert time.perf_counter() - started < min(asked, 0.3) + 2
+    finally:
+        engine.close()

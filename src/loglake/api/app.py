@@ -20,6 +20,7 @@ from loglake.api.ratelimit import RateLimiter
 from loglake.config import Settings
 from loglake.keys import KeyRing, KeyStore
 from loglake.lake.lake import Lake, LakeJobs
+from loglake.lake.query import QueryBusy
 from loglake.service import LogService
 from loglake.store.base import HotStore
 from loglake.store.sqlite import SQLiteHotStore
@@ -114,6 +115,9 @@ class LoglakeApp:
         self._request_prefix = os.urandom(6).hex()
         self._request_counter = 0
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loglake-read")
+        # Users' SQL runs on its own threads, so long queries never queue the API's reads behind them.
+        self._queries = ThreadPoolExecutor(max_workers=settings.query_concurrency, thread_name_prefix="loglake-sql")
+        self._queries_running = 0
 
     def _next_request_id(self) -> str:
         """Unique per process run and cheap: a random prefix and a counter (os.urandom is slow on VMs)."""
@@ -128,10 +132,21 @@ class LoglakeApp:
         """Run a store read off the event loop, so a slow query never delays ingest."""
         return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
 
+    async def run_query(self, fn: Callable[[], T]) -> T:
+        """Run a user's SQL on the query threads; QueryBusy at once when all of them are taken."""
+        if self._queries_running >= self.settings.query_concurrency:
+            raise QueryBusy(f"all {self.settings.query_concurrency} SQL query slots are busy")
+        self._queries_running += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._queries, fn)
+        finally:
+            self._queries_running -= 1
+
     def close(self) -> None:
         if self.lake_jobs is not None:
             self.lake_jobs.stop()
         self._readers.shutdown(wait=True)
+        self._queries.shutdown(wait=True)
         if self.lake is not None:
             self.lake.close()
         self.store.close()

@@ -196,7 +196,7 @@ async def query(app: LoglakeApp, request: Request) -> Result:
         raise ApiError(400, "invalid_request", "explain must be true or false")
     engine = app.lake.engine
     try:
-        result = await app.run_read(lambda: engine.query(sql, limit=limit, timeout_seconds=timeout, explain=explain))
+        result = await app.run_query(lambda: engine.query(sql, limit=limit, timeout_seconds=timeout, explain=explain))
     except QueryError as e:
         app.metrics.queries.inc((e.code,))
         raise ApiError(400, e.code, e.message) from None

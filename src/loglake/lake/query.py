@@ -47,6 +47,7 @@ from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.store.sqlite_rows import COLUMNS
 
+INTERNAL_CONNECTIONS = 2
 _LAKE_FILES = "SELECT key, table_name, day, min_ts, max_ts, records, bytes FROM lake_files WHERE table_name = ?"
 
 
@@ -111,11 +112,10 @@ class QueryEngine:
             config["threads"] = self.limits.threads
         self._db = duckdb.connect(config=config)
         self._arrow_fs: Any = None  # made on first use: S3 lakes only
-        self._pool: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
-        for _ in range(self.limits.concurrency):
-            cursor = self._db.cursor()
-            cursor.execute("PRAGMA enable_profiling = 'no_output'")
-            self._pool.put(cursor)
+        # Users' SQL and the server's own reads (search, histogram, a flushed record) draw on separate
+        # connections, so a slow user query never holds up the API's reads.
+        self._pool = self._connections(self.limits.concurrency)
+        self._internal_pool = self._connections(INTERNAL_CONNECTIONS)
         readable = [str(lake.root.resolve())] if isinstance(lake, LocalObjectStore) else []
         self._db.execute("SET allowed_directories = $dirs", {"dirs": readable})
         self._db.execute("SET enable_external_access = false")
@@ -130,37 +130,48 @@ class QueryEngine:
         """Run one read-only SELECT over `logs` (and the other lake tables) and fetch at most `limit` rows."""
         check_select(sql)
         cap = self.limits.max_rows if limit is None else max(0, min(limit, self.limits.max_rows))
-        timeout = self.limits.timeout_seconds if timeout_seconds is None else min(timeout_seconds, 3600.0)
+        limit_s = self.limits.timeout_seconds  # a request may ask for less time, never more
+        timeout = limit_s if timeout_seconds is None else min(timeout_seconds, limit_s)
         sql = rewrite_ilike_contains(sql)
         text = f"EXPLAIN ANALYZE {sql}" if explain else sql
-        return self._run(text, cap, timeout, TimeRange(), explain=explain)
+        return self._run(self._pool, text, cap, timeout, TimeRange(), explain=explain)
 
     def run_internal(self, sql: str, params: list[Any], window: TimeRange, cap: int) -> QueryResult:
         """A query the server itself wrote (search, histogram, recent from the lake), with parameters."""
-        return self._run(sql, cap, self.limits.timeout_seconds, window, params=params)
+        return self._run(self._internal_pool, sql, cap, self.limits.timeout_seconds, window, params=params)
 
     def close(self) -> None:
-        while not self._pool.empty():
-            self._pool.get_nowait().close()
+        for pool in (self._pool, self._internal_pool):
+            while not pool.empty():
+                pool.get_nowait().close()
         self._db.close()
 
     # -- internals ------------------------------------------------------------------------------
 
+    def _connections(self, count: int) -> queue.Queue[duckdb.DuckDBPyConnection]:
+        pool: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
+        for _ in range(count):
+            cursor = self._db.cursor()
+            cursor.execute("PRAGMA enable_profiling = 'no_output'")
+            pool.put(cursor)
+        return pool
+
     @contextmanager
-    def _cursor(self, timeout: float) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _cursor(self, pool: queue.Queue, timeout: float) -> Iterator[duckdb.DuckDBPyConnection]:
         try:
-            cursor = self._pool.get(timeout=timeout)
+            cursor = pool.get(timeout=timeout)
         except queue.Empty:
-            raise QueryBusy(f"all {self.limits.concurrency} query slots stayed busy for {timeout:g} s") from None
+            raise QueryBusy(f"every query connection stayed busy for {timeout:g} s") from None
         try:
             yield cursor
         finally:
             with contextlib.suppress(duckdb.Error):
                 cursor.abort()  # drop rows past the cap or a failed result: the next query needs it idle
-            self._pool.put(cursor)
+            pool.put(cursor)
 
     def _run(
         self,
+        pool: queue.Queue,
         sql: str,
         cap: int,
         timeout: float,
@@ -170,10 +181,13 @@ class QueryEngine:
         explain: bool = False,
     ) -> QueryResult:
         started = time.perf_counter()
-        with self._cursor(timeout) as cursor:
+        with self._cursor(pool, timeout) as cursor:
             self._define_views(cursor, window)
-            timer = threading.Timer(max(0.0, timeout - (time.perf_counter() - started)), cursor.interrupt)
-            timer.start()
+            finished = threading.Event()
+            watchdog = threading.Thread(
+                target=_interrupt_after, args=(cursor, started + timeout, finished), name="loglake-query-timeout"
+            )
+            watchdog.start()
             try:
                 result = cursor.execute(sql, params) if params else cursor.execute(sql)
                 columns = [(d[0], str(d[1])) for d in (result.description or [])]
@@ -181,13 +195,15 @@ class QueryEngine:
             except duckdb.InterruptException:
                 raise QueryError(
                     "query_timeout",
-                    f"the query ran longer than {timeout:g} s and was stopped; narrow it (a date or "
-                    "timestamp range reads fewer files) or raise the timeout",
+                    f"the query ran longer than {timeout:g} s and was stopped; narrow it (a date or timestamp "
+                    f"range reads fewer files), or allow more time (timeout_seconds / --timeout, at most the "
+                    f"server's query_timeout_seconds, {self.limits.timeout_seconds:g} s)",
                 ) from None
             except duckdb.Error as e:
                 raise _client_error(e) from None
             finally:
-                timer.cancel()
+                finished.set()
+                watchdog.join()
             profile = json.loads(cursor.get_profiling_information(format="json") or "{}")
         elapsed_ms = (time.perf_counter() - started) * 1000
         bytes_scanned = int(profile.get("io", {}).get("total_bytes_read", 0))
@@ -292,6 +308,16 @@ def _rewrite(node: Any, inside_filter: bool) -> bool:
     for key, value in node.items():
         changed |= _rewrite(value, inside_filter or key in _REWRITE_UNDER)
     return changed
+
+
+def _interrupt_after(cursor: duckdb.DuckDBPyConnection, deadline: float, finished: threading.Event) -> None:
+    """At the deadline, interrupt the cursor's query, and keep at it until it stops: an interrupt
+    that lands before DuckDB has started the query would otherwise be lost."""
+    if finished.wait(max(0.0, deadline - time.perf_counter())):
+        return
+    while not finished.is_set():
+        cursor.interrupt()
+        finished.wait(0.005)
 
 
 def check_select(sql: str) -> None:
