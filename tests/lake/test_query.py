@@ -124,7 +124,13 @@ def test_the_row_cap_truncates_and_says_so(store: SQLiteHotStore, local_engine: 
         ("SELEC 1", "invalid_query"),
         ("", "invalid_query"),
         ("SELECT nope FROM logs", "invalid_query"),
-        ("SELECT * FROM query('COPY (SELECT 1) TO ''LAKE/y.csv''')", "invalid_query"),
+        ("SELECT * FROM query('COPY (SELECT 1) TO ''LAKE/y.csv''')", "forbidden"),
+        ("SELECT count(*) FROM read_parquet('LAKE/**/*.parquet')", "forbidden"),
+        ("SELECT * FROM 'LAKE/type=app_logs/x.parquet'", "forbidden"),
+        ("SELECT * FROM glob('LAKE/**')", "forbidden"),
+        ("SELECT * FROM duckdb_settings()", "forbidden"),
+        ("SELECT current_setting('allowed_directories')", "forbidden"),
+        ("WITH t AS (SELECT * FROM read_text('/etc/hostname')) SELECT * FROM t", "forbidden"),
         ("SELECT CAST('x' AS INTEGER)", "query_failed"),
     ],
 )
@@ -215,3 +221,8 @@ def test_the_timeout_is_kept_however_small_and_never_beyond_the_servers(
         assert time.perf_counter() - started < min(asked, 0.3) + 2
     finally:
         engine.close()
+
+
+def test_table_functions_that_only_make_rows_are_fine(local_engine: QueryEngine) -> None:
+    sql = "WITH t AS (SELECT * FROM range(3) r(i)) SELECT sum(i), (SELECT count(*) FROM unnest([1, 2])) FROM t"
+    assert local_engine.query(sql).rows == [(3, 2)]

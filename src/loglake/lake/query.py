@@ -128,11 +128,11 @@ class QueryEngine:
         self, sql: str, *, limit: int | None = None, timeout_seconds: float | None = None, explain: bool = False
     ) -> QueryResult:
         """Run one read-only SELECT over `logs` (and the other lake tables) and fetch at most `limit` rows."""
-        check_select(sql)
+        tree = check_select(sql)
         cap = self.limits.max_rows if limit is None else max(0, min(limit, self.limits.max_rows))
         limit_s = self.limits.timeout_seconds  # a request may ask for less time, never more
         timeout = limit_s if timeout_seconds is None else min(timeout_seconds, limit_s)
-        sql = rewrite_ilike_contains(sql)
+        sql = rewrite_ilike_contains(sql, tree)
         text = f"EXPLAIN ANALYZE {sql}" if explain else sql
         return self._run(self._pool, text, cap, timeout, TimeRange(), explain=explain)
 
@@ -265,23 +265,36 @@ _LAKE_SCHEMA = APP_LOGS_TABLE.schema.set(
 _CONTAINS_PATTERN = re.compile(r"%([^%_\\]+)%")
 _REWRITE_UNDER = ("where_clause", "having")
 _RE2_SPECIAL = re.compile(r"[\\.^$|?*+()\[\]{}-]")
-_rewriter = threading.local()
+_parsing = threading.local()
 
 
-def rewrite_ilike_contains(sql: str) -> str:
+def rewrite_ilike_contains(sql: str, tree: dict | None = None) -> str:
     """The query with `col ILIKE '%literal%'` filters as case-insensitive regex matches (or as it was)."""
     if "ilike" not in sql.lower():
         return sql
-    con = getattr(_rewriter, "con", None)
-    if con is None:
-        con = _rewriter.con = duckdb.connect(config={"enable_external_access": False})
     try:
-        tree = json.loads(con.execute("SELECT json_serialize_sql($1)", [sql]).fetchone()[0])
-        if tree.get("error") or not _rewrite(tree, inside_filter=False):
+        tree = json.loads(json.dumps(tree)) if tree is not None else parse_tree(sql)
+        if not _rewrite(tree, inside_filter=False):
             return sql
-        return con.execute("SELECT json_deserialize_sql($1::JSON)", [json.dumps(tree)]).fetchone()[0]
-    except duckdb.Error:
+        return _parser().execute("SELECT json_deserialize_sql($1::JSON)", [json.dumps(tree)]).fetchone()[0]
+    except (duckdb.Error, QueryError):
         return sql
+
+
+def parse_tree(sql: str) -> dict:
+    """DuckDB's own parse of a SELECT, as JSON (json_serialize_sql)."""
+    tree = json.loads(_parser().execute("SELECT json_serialize_sql($1)", [sql]).fetchone()[0])
+    if tree.get("error"):
+        raise QueryError("invalid_query", tree.get("error_message") or "the query cannot be parsed")
+    return tree
+
+
+def _parser() -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection of this thread that only parses (no data, no file access)."""
+    con = getattr(_parsing, "con", None)
+    if con is None:
+        con = _parsing.con = duckdb.connect(config={"enable_external_access": False})
+    return con
 
 
 def case_insensitive_regex(text: str) -> str:
@@ -320,8 +333,10 @@ def _interrupt_after(cursor: duckdb.DuckDBPyConnection, deadline: float, finishe
         finished.wait(0.005)
 
 
-def check_select(sql: str) -> None:
-    """Accept exactly one SELECT statement (WITH ... SELECT included), nothing else."""
+def check_select(sql: str) -> dict:
+    """Accept exactly one SELECT statement (WITH ... SELECT included) that reads only tables; return
+    its parse tree. DuckDB's sandbox (see the module docstring) stops file access anyway; refusing
+    here too gives a clear message and keeps files under the lake (also retired ones) out of reach."""
     if not sql.strip():
         raise QueryError("invalid_query", "the query is empty; send one SELECT statement")
     try:
@@ -330,13 +345,41 @@ def check_select(sql: str) -> None:
         raise QueryError("invalid_query", _message(e)) from None
     if len(statements) != 1:
         raise QueryError("invalid_query", f"send exactly one statement, not {len(statements)}")
-    kind = statements[0].type
-    if kind != duckdb.StatementType.SELECT:
-        name = kind.name if hasattr(kind, "name") else str(kind)
+    if statements[0].type != duckdb.StatementType.SELECT:
         raise QueryError(
             "read_only",
-            f"only SELECT queries are allowed (this is {name}); the query API cannot change data, settings or files",
+            "only SELECT queries are allowed; the query API cannot change data, settings, files or extensions",
         )
+    tree = parse_tree(sql)
+    _refuse_outside_tables(tree)
+    return tree
+
+
+# Table functions that make rows from their arguments alone; every other one reads files or the
+# engine's internals.
+ALLOWED_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
+DENIED_FUNCTIONS = frozenset({"current_setting", "getvariable", "current_setting_value"})
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _refuse_outside_tables(node: Any) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _refuse_outside_tables(item)
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("type")
+    if kind == "TABLE_FUNCTION":
+        name = node.get("function", {}).get("function_name", "")
+        if name.lower() not in ALLOWED_TABLE_FUNCTIONS:
+            raise QueryError("forbidden", f"{name}() is not available: {_ACCESS_HINT}")
+    elif kind == "BASE_TABLE" and not _TABLE_NAME.fullmatch(node.get("table_name", "")):
+        raise QueryError("forbidden", f"{node.get('table_name')!r} is not a table: {_ACCESS_HINT}")
+    elif node.get("class") == "FUNCTION" and node.get("function_name", "").lower() in DENIED_FUNCTIONS:
+        raise QueryError("forbidden", f"{node['function_name']}() is not available: {_ACCESS_HINT}")
+    for value in node.values():
+        _refuse_outside_tables(value)
 
 
 def _hot_rows_query(window: TimeRange) -> tuple[str, list[Any]]:
