@@ -97,6 +97,8 @@ def test_the_server_flushes_in_the_background_and_the_cli_queries_it(server_fact
     messages = [json.loads(line)["message"] for line in found.stdout.splitlines()]
     assert len(messages) == 15 and all("Timeout" in m for m in messages)
     assert messages[0].endswith("1d") and messages[-1].endswith("2d")  # newest first
+    older = run("search", "timeout", "-1d", "--since", "3d", "--json", "--url", server.url, "--api-key", key)
+    assert len(older.stdout.splitlines()) == 10  # -term excludes, without needing `--`
 
 
 def test_flush_compact_and_retention_by_hand(server_factory, admin_key_of, monkeypatch) -> None:
@@ -108,6 +110,8 @@ def test_flush_compact_and_retention_by_hand(server_factory, admin_key_of, monke
         post(server.url, key, old_records(now, 400, 10) + old_records(now, 30 + batch, 10))
     post(server.url, key, [{"service": "web", "message": "fresh"}])
 
+    none_due = run("flush", "--older-than", str(500 * 86_400), "--data-dir", data_dir)
+    assert "moved 0 records" in none_due.stdout
     due = run("flush", "--data-dir", data_dir)
     assert due.exit_code == 0, due.output
     assert "moved 60 records" in due.stdout  # all but the fresh one: it is inside the hot window
@@ -129,6 +133,9 @@ def test_flush_compact_and_retention_by_hand(server_factory, admin_key_of, monke
     merged = run("compact", "--data-dir", data_dir)
     assert merged.exit_code == 0 and "merged 2 file(s)" in merged.stdout
 
+    assert (
+        "would delete 0 partition(s)" in run("retention", "--dry-run", "--data-dir", data_dir, "--days", "500").stdout
+    )
     monkeypatch.setenv("LOGLAKE_RETENTION_DAYS", "365")
     dry = run("retention", "--dry-run", "--data-dir", data_dir)
     assert "would delete 1 partition(s)" in dry.stdout and "35 records" in dry.stdout

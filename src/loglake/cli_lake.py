@@ -17,6 +17,7 @@ from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, env_name, load_settings
 
 FORMATS = ("table", "json", "csv", "ndjson")
+_MORE_ROWS = "narrow the query, raise --limit, or raise the server's cap (query_max_rows)"
 
 local_data_dir_option = click.option(
     "--data-dir",
@@ -34,14 +35,14 @@ maintenance_data_dir_option = click.option(
 
 
 @contextlib.contextmanager
-def local_lake(data_dir: Path) -> Iterator[Any]:
+def local_lake(data_dir: Path, overrides: dict[str, Any] | None = None) -> Iterator[Any]:
     """The lake of a data dir, opened in this process (next to a running server is fine: SQLite in WAL
     mode takes concurrent readers and writers, and maintenance takes the data dir's lock)."""
     from loglake.lake.lake import Lake
     from loglake.store.sqlite import SQLiteHotStore
 
     try:
-        settings = load_settings({"data_dir": data_dir})
+        settings = load_settings({"data_dir": data_dir, **(overrides or {})})
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
     if not settings.hot_db_path.exists():
@@ -107,9 +108,11 @@ def query(
 
 def print_result(result: dict[str, Any], fmt: str) -> None:
     if "plan" in result:
-        click.echo(result["plan"])
+        click.echo(json.dumps(result, ensure_ascii=False, indent=2) if fmt == "json" else result["plan"])
         return
     names = [c["name"] for c in result["columns"]]
+    if result["truncated"] and fmt != "table":
+        click.echo(f"note: only the first {result['row_count']:,} rows; {_MORE_ROWS}", err=True)
     if fmt == "json":
         click.echo(json.dumps(result, ensure_ascii=False, indent=2))
     elif fmt == "ndjson":
@@ -121,7 +124,7 @@ def print_result(result: dict[str, Any], fmt: str) -> None:
         writer.writerows([_csv_cell(v) for v in row] for row in result["rows"])
     else:
         _print_table(names, result["rows"])
-        more = " (truncated: raise --limit or narrow the query)" if result["truncated"] else ""
+        more = f" (only the first ones: {_MORE_ROWS})" if result["truncated"] else ""
         summary = (
             f"{result['row_count']} row(s){more} in {result['elapsed_ms']:.0f} ms, "
             f"{result['bytes_scanned'] / 1e6:.1f} MB read from {result['files_scanned']} lake file(s)"
@@ -179,8 +182,8 @@ def tables(as_json: bool, data_dir: Path | None, url: str, api_key: str | None) 
 # -- search ------------------------------------------------------------------------------------
 
 
-@click.command(context_settings=CONTEXT)
-@click.argument("terms", nargs=-1, required=True)
+@click.command(context_settings=CONTEXT | {"ignore_unknown_options": True})
+@click.argument("terms", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--since", default=None, help="Start: epoch ms, ISO-8601 or an age like 15m, 2h, 7d (default 24h).")
 @click.option("--until", default=None, help="End (exclusive), same forms as --since.")
 @click.option("--service", default=None, help="Only this service.")
@@ -237,10 +240,17 @@ def search(
 @click.option(
     "--all", "everything", is_flag=True, help="Move every hot record, not only those the policy says are due."
 )
+@click.option(
+    "--older-than",
+    type=click.IntRange(0),
+    default=None,
+    help="Move records older than this many seconds (default: the settings' hot_window_seconds).",
+)
 @maintenance_data_dir_option
-def flush(everything: bool, data_dir: Path) -> None:
+def flush(everything: bool, older_than: int | None, data_dir: Path) -> None:
     """Move records from the hot store into the lake now (the server also does this in the background)."""
-    with local_lake(data_dir) as lake:
+    overrides = {"hot_window_seconds": older_than} if older_than is not None else {}
+    with local_lake(data_dir, overrides) as lake:
         with lake.maintenance(wait=False) as holding:
             if not holding:
                 click.echo("another loglake process is maintaining this lake; waiting for it...", err=True)
@@ -269,10 +279,12 @@ def compact(data_dir: Path) -> None:
 
 @click.command(context_settings=CONTEXT)
 @click.option("--dry-run", is_flag=True, help="Only list the partitions that would be deleted.")
+@click.option("--days", type=click.IntRange(0), default=None, help="Keep this many days (default: retention_days).")
 @maintenance_data_dir_option
-def retention(dry_run: bool, data_dir: Path) -> None:
+def retention(dry_run: bool, days: int | None, data_dir: Path) -> None:
     """Delete lake partitions older than retention_days (default 365; the server does this daily)."""
-    with local_lake(data_dir) as lake, lake.maintenance():
+    overrides = {"retention_days": days} if days is not None else {}
+    with local_lake(data_dir, overrides) as lake, lake.maintenance():
         if not lake.policy.retention_days:
             click.echo("retention_days is 0: the lake keeps everything")
             return
@@ -281,7 +293,8 @@ def retention(dry_run: bool, data_dir: Path) -> None:
         if not dry_run:
             lake.collect_garbage()
     verb = "would delete" if dry_run else "deleted"
-    click.echo(f"keeping {lake.policy.retention_days} days (from {cutoff}); {verb} {len(expired)} partition(s)")
+    days = lake.policy.retention_days
+    click.echo(f"keeping {cutoff} on (today, UTC, and the {days} days before); {verb} {len(expired)} partition(s)")
     for p in expired:
         click.echo(f"  {p.table}  date={p.day}  {p.files} file(s)  {p.records:,} records  {p.bytes / 1e6:.1f} MB")
     if expired and not dry_run:

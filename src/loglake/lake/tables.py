@@ -48,7 +48,7 @@ APP_LOGS_TABLE = LakeTable(
         Column("client_id", pa.string(), "the client's idempotency UUID, or null"),
     ),
     partitions=("date",),
-    description="application logs sent to POST /logs; hot and lake records together, each exactly once",
+    description="application logs sent to POST /logs, one row per record",
 )
 
 TABLES: dict[str, LakeTable] = {t.name: t for t in (APP_LOGS_TABLE,)}
