@@ -177,6 +177,7 @@ async def test_search_finds_words_phrases_fields_and_attributes(
     assert await messages('"talking to db" service:web') == web_timeouts
     assert await messages("timeout -db") == ["hot: Timeout talking to cache"]
     assert await messages("severity:warning") == ["hot: Timeout talking to cache"]
+    assert await messages("message:cache") == ["hot: Timeout talking to cache"]
     assert await messages("user:u1 http.status:200") == [f"request {m} ok" for m in (1, 9, 13, 17, 21, 29)]
     assert await messages("timeout", since="1h") == [  # the window applies
         "hot: Timeout talking to cache",
@@ -194,6 +195,7 @@ async def test_search_finds_words_phrases_fields_and_attributes(
     [
         ({"q": '"unclosed'}, "q"),
         ({"q": "severity:loud"}, "q"),
+        ({"q": "service:"}, "q"),
         ({"since": "yesterday"}, "since"),
         ({"bogus": "1"}, "bogus"),
     ],

@@ -156,7 +156,7 @@ def _conditions(query: RecentQuery, terms: Sequence[Term]) -> tuple[str, list[An
 def _term_condition(term: Term) -> tuple[str, Any]:
     if term.field is None:  # RE2's case-insensitive search: about twice as fast as lower() + contains
         return "regexp_matches(message, ?)", case_insensitive_regex(term.value)
-    if term.field in ("service", "log_type"):
+    if term.field in ("service", "log_type", "client_id"):
         return f"{term.field} = ?", term.value
     if term.field == "severity":
         return "severity = ?", term.value

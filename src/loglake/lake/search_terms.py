@@ -2,7 +2,7 @@
 
     timeout                     messages containing "timeout" (any case)
     "connection refused"        messages containing that phrase
-    service:api severity:error  exact service / severity / log_type
+    service:api severity:error  exact service / severity / log_type / client_id (message: is a word)
     user:alice  http.status:500 an attribute key (dots reach into nested objects), any case
     -healthcheck                leave out messages containing it (works with field:value too)
 
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from loglake.model import SEVERITY_ALIASES
 
 MAX_TERMS = 20
-RECORD_FIELDS = ("service", "severity", "log_type")
 _TOKEN = re.compile(r'\s*(-?)(?:([A-Za-z0-9_][A-Za-z0-9_.-]*):)?(?:"([^"]*)"|(\S+))')
 _FIELD = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
 
@@ -48,6 +47,8 @@ def parse_terms(q: str) -> list[Term]:
             raise InvalidSearch(f'unbalanced " in {bare!r}')
         if not value:
             raise InvalidSearch(f"empty search term {match.group(0).strip()!r}")
+        if field is None and bare is not None and bare.endswith(":") and _FIELD.fullmatch(bare[:-1]):
+            raise InvalidSearch(f'{bare} needs a value, e.g. {bare}api or {bare}"two words"')
         terms.append(_term(value, field, bool(negated)))
     if len(terms) > MAX_TERMS:
         raise InvalidSearch(f"at most {MAX_TERMS} search terms, got {len(terms)}")
@@ -55,7 +56,7 @@ def parse_terms(q: str) -> list[Term]:
 
 
 def _term(value: str, field: str | None, negated: bool) -> Term:
-    if field is None:
+    if field is None or field == "message":
         return Term(value, None, negated)
     if field in ("level", "severity"):
         severity = SEVERITY_ALIASES.get(value.lower())
