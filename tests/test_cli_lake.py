@@ -65,6 +65,10 @@ def test_the_server_flushes_in_the_background_and_the_cli_queries_it(server_fact
     assert json.loads(listed.output)[0]["hot_records"] == 1
     health = httpx.get(server.url + "/healthz").json()["lake"]
     assert health["last_maintenance"] is not None and health["error"] is None
+    events = [json.loads(line) for line in server.log_path.read_text().splitlines() if '"lake_maintenance"' in line]
+    assert sum(e["flushed_records"] for e in events) == 60
+    metrics = httpx.get(server.url + "/metrics", headers={"authorization": f"Bearer {key}"}).text
+    assert 'loglake_lake_records_total{job="flush"} 60' in metrics
 
     sql = "SELECT service, count(*) AS n FROM logs GROUP BY service ORDER BY service"
     as_table = run("query", sql, "--url", server.url, "--api-key", key)

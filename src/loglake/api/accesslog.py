@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 import traceback
 from typing import IO, TYPE_CHECKING
@@ -27,6 +28,7 @@ class AccessLog:
         self.owned = owned
         self.buffer: list[bytes] = []
         self.size = 0
+        self._lock = threading.Lock()  # the event loop's flushes and background threads' events
 
     @classmethod
     def open(cls, target: str) -> AccessLog:
@@ -76,6 +78,18 @@ class AccessLog:
         self.write(entry)
         self.flush()
 
+    def event(self, entry: dict) -> None:
+        """A line from a background thread (lake maintenance), written at once: to the access log, or to
+        stderr when that is off."""
+        line = _encode({"ts": round(time.time(), 3), "level": "info", **entry}) + b"\n"
+        with self._lock:
+            try:
+                stream = self.stream if self.stream is not None else sys.stderr.buffer
+                stream.write(line)
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+
     def write(self, entry: dict) -> None:
         if self.stream is None:
             return
@@ -91,11 +105,12 @@ class AccessLog:
         data = b"".join(self.buffer)
         self.buffer.clear()
         self.size = 0
-        try:
-            self.stream.write(data)
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass  # a closed or broken log stream must never fail a request
+        with self._lock:
+            try:
+                self.stream.write(data)
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # a closed or broken log stream must never fail a request
 
     async def flush_periodically(self, interval: float = 0.25) -> None:
         while True:

@@ -19,7 +19,7 @@ from loglake.api.metrics import Metrics
 from loglake.api.ratelimit import RateLimiter
 from loglake.config import Settings
 from loglake.keys import KeyRing, KeyStore
-from loglake.lake.lake import Lake, LakeJobs
+from loglake.lake.lake import Lake, LakeJobs, MaintenanceReport
 from loglake.lake.query import QueryBusy
 from loglake.service import LogService
 from loglake.store.base import HotStore
@@ -104,7 +104,7 @@ class LoglakeApp:
         self.lake_jobs: LakeJobs | None = None
         if isinstance(self.store, SQLiteHotStore):
             self.lake = Lake.from_settings(settings, self.store, clock)
-            self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self.metrics.on_maintenance)
+            self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self._on_maintenance)
         self.service = LogService(self.store, settings.limits, clock, lake=self.lake)
         self.keystore = KeyStore(settings.data_dir)
         self.keyring = KeyRing(self.keystore)
@@ -123,6 +123,21 @@ class LoglakeApp:
         """Unique per process run and cheap: a random prefix and a counter (os.urandom is slow on VMs)."""
         self._request_counter += 1
         return f"{self._request_prefix}-{self._request_counter:x}"
+
+    def _on_maintenance(self, report: MaintenanceReport) -> None:
+        self.metrics.on_maintenance(report)
+        if report.flushed.records or report.compacted.merged_files or report.expired or report.garbage_deleted:
+            self.access_log.event(
+                {
+                    "event": "lake_maintenance",
+                    "flushed_records": report.flushed.records,
+                    "flushed_files": len(report.flushed.objects),
+                    "flush_s": round(report.flushed.seconds, 3),
+                    "compacted_files": report.compacted.merged_files,
+                    "expired_partitions": [f"{p.table}/{p.day}" for p in report.expired],
+                    "deleted_objects": report.garbage_deleted,
+                }
+            )
 
     def _on_commit(self, rows: int, seconds: float) -> None:
         self.metrics.on_commit(rows, seconds)
