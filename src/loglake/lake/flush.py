@@ -8,14 +8,14 @@ One flush round, and what a crash after each step leaves:
                                              -> recovery deletes those keys from the lake and the entry
 3. publish each file to the object store (an atomic put each)
                                              -> same: published objects are deleted again
-4. in ONE SQLite transaction, delete the round's rows (by id), add its objects to the lake catalog
+4. in ONE SQLite transaction, delete the round's rows, add its objects to the lake catalog
    (`lake_files`) and drop its journal entry
                                              -> done: rows are only in the lake
 
 A query reads hot rows and `lake_files` in one SQLite snapshot, so while a round runs it counts each
 record exactly once, from the hot store (published objects are not in the catalog yet); after step 4
-it counts it from the lake. Rows are deleted by id, never by range, so a late record that arrives
-while the round runs stays in the hot store for the next round.
+it counts it from the lake. Exactly the rows read are deleted (as one id range only when no late
+record arrived inside it since, else by id), so a late record stays in the hot store for the next round.
 """
 
 from __future__ import annotations
