@@ -19,7 +19,7 @@ from loglake.lake.lake import Lake, LakePolicy
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.store.sqlite import SQLiteHotStore
-from tests.lake.test_flush import DAY, START, hot_ids, lake_ids, seed
+from tests.lake.test_flush import DAY, START, hot_ids, lake_ids, one_service_per_row_group, seed
 
 NOW = (START + 400 * DAY) / 1000  # 400 days after the seeded days: those are past a 365-day retention
 
@@ -54,6 +54,7 @@ def test_small_files_of_a_day_merge_into_one_sorted_file(store: SQLiteHotStore, 
         ("2026-11-03", 300),
     ]
     assert sorted(lake_ids(store, object_store)) == sorted(everything)
+    assert one_service_per_row_group(pq.ParquetFile(io.BytesIO(object_store.get(after[0][1]))).metadata)
     rows = pq.read_table(io.BytesIO(object_store.get(after[0][1]))).to_pylist()
     assert [(r["service"], r["timestamp"]) for r in rows] == sorted((r["service"], r["timestamp"]) for r in rows)
     # the inputs wait out their grace period (0 here) and then go

@@ -81,6 +81,13 @@ def test_flush_moves_due_records_into_daily_zstd_parquet(store: SQLiteHotStore, 
     assert (first["severity"], first["attributes"], first["log_type"]) == ("info", '{"i":1}', "application")
     metadata = pq.ParquetFile(io.BytesIO(lake.get(report.objects[0]))).metadata
     assert metadata.row_group(0).column(0).compression == "ZSTD"
+    assert one_service_per_row_group(metadata)
+
+
+def one_service_per_row_group(metadata: pq.FileMetaData) -> bool:
+    service = metadata.schema.names.index("service")
+    groups = [metadata.row_group(i).column(service).statistics for i in range(metadata.num_row_groups)]
+    return len(groups) >= 3 and all(stats.min == stats.max for stats in groups)
 
 
 def test_the_catalog_describes_each_flushed_object(store: SQLiteHotStore, lake: ObjectStore) -> None:

@@ -19,9 +19,10 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from loglake.lake.flush import COMPACT_TEXT_LEVEL, ROW_GROUP_ROWS, Step, parquet_writer, publish
+from loglake.lake.flush import COMPACT_TEXT_LEVEL, ROW_GROUP_ROWS, ServiceRowGroups, Step, parquet_writer, publish
 from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
@@ -153,7 +154,9 @@ def merge_sorted(inputs: list[Path], output: Path, spill_dir: Path, memory_mb: i
             f'SELECT * FROM read_parquet([{files}], hive_partitioning = false) ORDER BY service, "timestamp"'
         )
         with parquet_writer(output, COMPACT_TEXT_LEVEL) as writer:
+            groups = ServiceRowGroups(writer)
             for batch in ordered.to_arrow_reader(ROW_GROUP_ROWS):
-                writer.write_batch(batch.cast(schema), row_group_size=ROW_GROUP_ROWS)
+                groups.add(pa.Table.from_batches([batch.cast(schema)]))
+            groups.flush()
     finally:
         con.close()

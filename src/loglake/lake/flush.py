@@ -191,13 +191,49 @@ def parquet_writer(path: Path, text_level: int = FLUSH_TEXT_LEVEL) -> pq.Parquet
     )
 
 
+class ServiceRowGroups:
+    """Writes rows sorted by (service, timestamp) so that each row group holds one service only (at most
+    ROW_GROUP_ROWS of it): a service filter then skips every other row group by its statistics, and a
+    row group's time span is that service's alone, which "recent logs" relies on to read one."""
+
+    def __init__(self, writer: pq.ParquetWriter) -> None:
+        self.writer = writer
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
+        self.service: str | None = None
+
+    def add(self, table: pa.Table) -> None:
+        services = table.column("service")
+        changes = pc.indices_nonzero(pc.not_equal(services.slice(1), services.slice(0, len(services) - 1)))
+        start = 0
+        for end in [*(i + 1 for i in changes.to_pylist()), table.num_rows]:
+            if end > start:
+                self._add_run(table.slice(start, end - start), services[start].as_py())
+            start = end
+
+    def _add_run(self, run: pa.Table, service: str) -> None:
+        if service != self.service:
+            self.flush()
+            self.service = service
+        self.pending.append(run)
+        self.pending_rows += run.num_rows
+        if self.pending_rows >= ROW_GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.writer.write_table(pa.concat_tables(self.pending), row_group_size=ROW_GROUP_ROWS)
+            self.pending, self.pending_rows = [], 0
+
+
 def write_part(table: pa.Table, key: str, work: Path) -> LakeFile:
-    """One day's records as a Parquet object-to-be in `work`, sorted by (service, timestamp) so that row
-    groups hold few services each and a service filter skips the rest by their statistics."""
+    """One day's records as a Parquet object-to-be in `work`, sorted by (service, timestamp)."""
     table = table.sort_by([("service", "ascending"), ("timestamp", "ascending")])
     path = work / _file_name(key)
     with parquet_writer(path) as writer:
-        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        groups = ServiceRowGroups(writer)
+        groups.add(table)
+        groups.flush()
     span = pc.min_max(table.column("timestamp").cast(pa.int64()))
     day = partitions_of(key)["date"]
     return LakeFile(
