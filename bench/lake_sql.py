@@ -9,7 +9,7 @@ then, timing each step:
   Q3          SELECT service, severity, count(*) FROM logs GROUP BY ALL
   Q1          LogService.recent: the last 100 of one service in the set's last 24 h, cycling services
 Queries run --runs times after one warm-up; medians are reported (Q1: p50/p99 of --q1-requests).
-Q1 is timed in process: add the HTTP floor (bench/q1_recent.py's `healthz`, ~0.4 ms) for the API.
+Q1 is timed in process, then through GET /logs/recent on a server started on the same data dir.
 
     .venv/bin/python bench/lake_sql.py                                  # 10M, ~6 min with the data set cached
     .venv/bin/python bench/lake_sql.py --rows 1000000 --runs 3
@@ -28,7 +28,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import dataset, median, percentile, print_hardware, stream_batches, write_json
+import httpx
+
+from common import Server, dataset, median, percentile, print_hardware, stream_batches, write_json
 from loglake.config import Settings
 from loglake.ingest import parse_body
 from loglake.lake.lake import Lake
@@ -67,6 +69,25 @@ def timed(runs: int, fn: Callable[[], QueryResult]) -> tuple[list[float], QueryR
         result = fn()
         seconds.append(time.perf_counter() - started)
     return seconds, result
+
+
+def q1_over_http(data_dir: Path, services: list[str], newest_ms: int, requests: int) -> list[float]:
+    """Q1 through the API: a server on the lake (its own background job off), sequential requests."""
+    window = {"since": str(newest_ms - 86_400_000), "until": str(newest_ms + 1), "limit": 100}
+    plan = [window | {"service": name} for name in services]
+    latencies = []
+    with (
+        Server(data_dir=data_dir, extra_args=("--flush-interval-seconds", "0")) as server,
+        httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as client,
+    ):
+        for params in plan:
+            client.get("/logs/recent", params=params)
+        for params in itertools.islice(itertools.cycle(plan), requests):
+            started = time.perf_counter()
+            response = client.get("/logs/recent", params=params)
+            latencies.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200 and response.json()["count"] == 100, response.text
+    return latencies
 
 
 def main() -> None:
@@ -150,6 +171,12 @@ def main() -> None:
         )
         lake.close()
         store.close()
+        http = q1_over_http(data_dir, [q.service for q in queries], newest, args.q1_requests)
+        results["Q1_http"] = {"p50_ms": percentile(http, 50), "p99_ms": percentile(http, 99)}
+        print(
+            f"Q1 (GET /logs/recent on a server, one keep-alive client): p50 {percentile(http, 50):.2f} ms,"
+            f" p99 {percentile(http, 99):.2f} ms over {len(http)} requests"
+        )
     finally:
         if args.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)
