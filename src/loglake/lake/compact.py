@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from loglake.lake.flush import COMPACT_TEXT_LEVEL, ROW_GROUP_ROWS, ServiceRowGroups, Step, parquet_writer, publish
+from loglake.lake.flush import COMPACT_LEVELS, ROW_GROUP_ROWS, ServiceRowGroups, Step, parquet_writer, publish
 from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
@@ -153,7 +153,7 @@ def merge_sorted(inputs: list[Path], output: Path, spill_dir: Path, memory_mb: i
         ordered = con.sql(
             f'SELECT * FROM read_parquet([{files}], hive_partitioning = false) ORDER BY service, "timestamp"'
         )
-        with parquet_writer(output, COMPACT_TEXT_LEVEL) as writer:
+        with parquet_writer(output, COMPACT_LEVELS) as writer:
             groups = ServiceRowGroups(writer)
             for batch in ordered.to_arrow_reader(ROW_GROUP_ROWS):
                 groups.add(pa.Table.from_batches([batch.cast(schema)]))

@@ -218,7 +218,7 @@ class QueryEngine:
         hot_sql, hot_params = _hot_rows_query(window)
         catalog_sql, catalog_params = _catalog_query(APP_LOGS_TABLE.name, window)
         hot, catalog = self.store.read_snapshot([(hot_sql, hot_params), (catalog_sql, catalog_params)])
-        cursor.register("_hot_logs", hot_rows_table(hot))
+        cursor.register("_hot_logs", hot_rows_table(list(zip(*hot, strict=True))))
         columns = ", ".join(f'"{c.name}"' for c in APP_LOGS_TABLE.columns)
         # DuckDB reads Parquet TIMESTAMP(MILLIS) as TIMESTAMP and Arrow timestamp[ms] as TIMESTAMP_MS:
         # one type for both, so `typeof` and arithmetic do not depend on where a record is.
