@@ -174,11 +174,11 @@ class Flusher:
 
 
 # How lake files are written (measured on the 10M-record bench set, see bench/README.md):
-# - small row groups (8Ki rows): a service's newest records sit in one, which is all "recent logs"
-#   reads (16Ki doubles that read; 4Ki costs Q2 25% and Q3 50% in per-row-group overhead);
-# - the log ids at ZSTD level 8 (neighbours share long prefixes: 8.8 -> 5 MB per 1M records), the
-#   text at level 1 when flushing (fast) and at level 9 when compacting (a day is rewritten once,
-#   in the background: messages 8% smaller);
+# - one service per row group, at most 8Ki rows: a service's newest records sit in one, which is all
+#   "recent logs" reads (16Ki doubles that read; 4Ki costs Q2 25% and Q3 50% in per-row-group work);
+# - ZSTD level 1 when flushing (fast: level 8 on the ids tripled the write time), and when compaction
+#   rewrites a day in the background, level 8 for the log ids (neighbours share long prefixes:
+#   8.8 -> 5 MB per 1M records) and 9 for the text (messages 8% smaller);
 # - the timestamps delta-encoded (sorted per service: 4.9 -> 1.6 MB per 1M), everything short and
 #   repetitive dictionary-encoded, messages not (most are distinct).
 # Plain Parquet 1.0 pages with PLAIN, RLE_DICTIONARY and DELTA_BINARY_PACKED: Athena/Trino, DuckDB
