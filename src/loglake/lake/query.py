@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from datetime import time as dt_time
 from pathlib import Path
@@ -82,7 +82,6 @@ class QueryResult:
     bytes_scanned: int  # bytes DuckDB read from lake files (hot rows are in memory)
     files_scanned: int
     plan: str | None = None
-    stats: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
