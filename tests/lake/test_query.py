@@ -11,7 +11,8 @@ import pytest
 
 from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
-from loglake.lake.query import QueryEngine, QueryError, QueryLimits, rewrite_ilike_contains
+from loglake.lake.query import QueryEngine, QueryError, QueryLimits
+from loglake.lake.sql_guard import rewrite_ilike_contains
 from loglake.store.sqlite import SQLiteHotStore
 from tests.lake.test_flush import DAY, START, seed
 from tests.store.contract import record

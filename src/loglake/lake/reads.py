@@ -14,9 +14,10 @@ from typing import Any
 
 from loglake.ids import LAST_STORABLE_MS, format_uuid, parse_uuid, timestamp_of
 from loglake.lake.manifest import list_files
-from loglake.lake.query import QueryEngine, TimeRange, case_insensitive_regex, day_text, sql_string
+from loglake.lake.query import QueryEngine, TimeRange, day_text, sql_string
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.search_terms import Term
+from loglake.lake.sql_guard import case_insensitive_regex
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, StoredRecord, format_datetime
 from loglake.store.base import RecentQuery
