@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -256,10 +255,9 @@ async def test_long_sql_neither_blocks_reads_nor_queues_beyond_its_slots(
     app: LoglakeApp, client: httpx.AsyncClient, seeded: list[str]
 ) -> None:
     flush_all(app)
-    slow = {"sql": "SELECT count(*) FROM range(100000000000) a", "timeout_seconds": 3}
+    slow = {"sql": "SELECT count(*) FROM range(100000000000) a", "timeout_seconds": 6}
     running = [asyncio.create_task(client.post("/query", json=slow)) for _ in range(app.settings.query_concurrency)]
     await asyncio.sleep(0.3)
-    started = time.perf_counter()
     reads = [
         await client.get("/logs/recent", params={"since": "2d"}),
         await client.get(f"/logs/{seeded[5]}"),
@@ -267,7 +265,7 @@ async def test_long_sql_neither_blocks_reads_nor_queues_beyond_its_slots(
         await client.get("/logs/histogram", params={"since": "2d"}),
     ]
     assert [r.status_code for r in reads] == [200] * 4
-    assert time.perf_counter() - started < 2, "reads waited for the SQL queries"
+    assert not any(task.done() for task in running), "reads waited for the SQL queries to end"
     busy = await client.post("/query", json={"sql": "SELECT 1"})
     assert busy.status_code == 503 and busy.headers["retry-after"]
     assert {(await task).json()["error"]["code"] for task in running} == {"query_timeout"}
