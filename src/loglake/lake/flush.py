@@ -302,13 +302,11 @@ def publish(
         on_step(f"published {number}")
 
     def commit(conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
         finish(conn)
         add_files(conn, files, now_ms)
         conn.execute("DELETE FROM flushes WHERE flush_id = ?", (flush_id,))
-        conn.execute("COMMIT")
 
-    return store.queue_for_writer(commit)
+    return store.in_write_transaction(commit)
 
 
 def _file_name(key: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from loglake.config import Settings
+from loglake.ids import LAST_STORABLE_MS
 from loglake.lake.compact import Compactor, CompactReport
 from loglake.lake.flush import Flusher, FlushReport
 from loglake.lake.layout import day_of
-from loglake.lake.manifest import collect_garbage, list_files, retire_files
+from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.query import QueryEngine, QueryLimits
 from loglake.lake.recent_reader import LakeRecentReader
@@ -60,7 +62,6 @@ class MaintenanceReport:
     compacted: CompactReport = field(default_factory=CompactReport)
     expired: list[ExpiredPartition] = field(default_factory=list)
     garbage_deleted: int = 0
-    recovered_rounds: int = 0
 
 
 def object_store(settings: Settings) -> ObjectStore:
@@ -182,7 +183,7 @@ class Lake:
         """Records timestamped before this are due: older than the hot window, or beyond the hot
         store's record cap (then the oldest go first)."""
         if everything:
-            return (1 << 47) - 1  # id_hi = ts << 16 must stay a signed 64-bit integer
+            return LAST_STORABLE_MS
         before = int(self.clock() * 1000) - self.policy.hot_window_ms
         beyond_cap = self.store.read(
             "SELECT id_hi FROM logs ORDER BY id_hi DESC, id_lo DESC LIMIT 1 OFFSET ?", (self.policy.hot_max_records,)
@@ -205,11 +206,10 @@ class Lake:
         """Whole days older than the retention, per table (nothing when retention is 0)."""
         if not self.policy.retention_days:
             return []
-        cutoff = self.retention_cutoff()
         expired = []
         for table in TABLES.values():
-            by_day: dict[str, list[Any]] = {}
-            for f in list_files(self.store.read, table.name, last_day=(cutoff - timedelta(days=1)).isoformat()):
+            by_day: dict[str, list[LakeFile]] = {}
+            for f in list_files(self.store.read, table.name, until_ms=self._kept_from_ms()):
                 by_day.setdefault(f.day, []).append(f)
             for day, files in sorted(by_day.items()):
                 records, size = sum(f.records for f in files), sum(f.bytes for f in files)
@@ -220,21 +220,23 @@ class Lake:
         """The oldest day kept: today (UTC) minus the retention days."""
         return day_of(int(self.clock() * 1000)) - timedelta(days=self.policy.retention_days)
 
+    def _kept_from_ms(self) -> int:
+        return int(datetime.combine(self.retention_cutoff(), dt_time(), UTC).timestamp() * 1000)
+
     def expire(self) -> list[ExpiredPartition]:
         """Drop the expired partitions from the catalog (and the client ids of their records); their
         objects go after the grace period."""
         expired = self.expired_partitions()
         if expired:
-            last_day = max(p.day for p in expired)
-            keys = [f.key for t in TABLES.values() for f in list_files(self.store.read, t.name, last_day=last_day)]
+            kept_from = self._kept_from_ms()
+            keys = [f.key for t in TABLES.values() for f in list_files(self.store.read, t.name, until_ms=kept_from)]
             delete_after = int(self.clock() * 1000) + self.policy.grace_ms
-            kept_from = int(datetime.combine(self.retention_cutoff(), dt_time(), UTC).timestamp() * 1000)
 
-            def drop(conn: Any) -> None:
+            def drop(conn: sqlite3.Connection) -> None:
                 retire_files(conn, keys, delete_after)
                 conn.execute("DELETE FROM flushed_client_ids WHERE id_hi < ?", (kept_from << 16,))
 
-            self.store.run_in_writer(lambda conn: _in_transaction(conn, lambda: drop(conn)))
+            self.store.in_write_transaction(drop).result()
         return expired
 
     def collect_garbage(self) -> int:
@@ -253,16 +255,6 @@ class Lake:
                 report.expired = self.expire()
             report.garbage_deleted = self.collect_garbage()
             return report
-
-
-def _in_transaction(conn: Any, work: Callable[[], None]) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        work()
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 class LakeJobs:

@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
+from loglake.lake.layout import day_of
 from loglake.lake.objectstore import ObjectStore
 from loglake.store.sqlite import SQLiteHotStore
 
@@ -49,18 +50,29 @@ def retire_files(conn: sqlite3.Connection, keys: Sequence[str], delete_after_ms:
 
 
 def list_files(
-    read: Callable[[str, list], list[tuple]], table_name: str, first_day: str | None = None, last_day: str | None = None
+    read: Callable[[str, list], list[tuple]],
+    table_name: str,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
 ) -> list[LakeFile]:
-    """A table's files, oldest day first, optionally only days in [first_day, last_day]."""
+    """A table's files, oldest day first; with bounds, only those holding records in [since, until)."""
     sql = f"SELECT {_FILE_COLUMNS} FROM lake_files WHERE table_name = ?"
     params: list = [table_name]
-    if first_day is not None:
-        sql += " AND day >= ?"
-        params.append(first_day)
-    if last_day is not None:
-        sql += " AND day <= ?"
-        params.append(last_day)
+    if since_ms is not None:  # the day narrows by the index, the time span exactly
+        sql += " AND day >= ? AND max_ts >= ?"
+        params += [_day(since_ms), since_ms]
+    if until_ms is not None:
+        sql += " AND day <= ? AND min_ts < ?"
+        params += [_day(until_ms), until_ms]
     return [LakeFile(*row) for row in read(sql + " ORDER BY day, min_ts", params)]
+
+
+def _day(ts_ms: int) -> str:
+    """The date partition of a time, for any time a client can send (clamped to years 1970-9999)."""
+    return day_of(min(max(ts_ms, 0), _LAST_MS)).isoformat()
+
+
+_LAST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
 def collect_garbage(store: SQLiteHotStore, lake: ObjectStore, now_ms: int) -> int:

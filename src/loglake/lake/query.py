@@ -39,8 +39,7 @@ import pyarrow.dataset as ds
 
 from loglake.ids import lower_bound, split_id
 from loglake.lake.hot_rows import hot_rows_table
-from loglake.lake.layout import day_of
-from loglake.lake.manifest import LakeFile
+from loglake.lake.manifest import LakeFile, list_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.sql_guard import QueryError, check_select, client_error, rewrite_ilike_contains
 from loglake.lake.tables import APP_LOGS_TABLE
@@ -48,7 +47,6 @@ from loglake.store.sqlite import SQLiteHotStore
 from loglake.store.sqlite_rows import COLUMNS
 
 INTERNAL_CONNECTIONS = 2
-_LAKE_FILES = "SELECT key, table_name, day, min_ts, max_ts, records, bytes FROM lake_files WHERE table_name = ?"
 
 
 class QueryBusy(Exception):
@@ -81,7 +79,6 @@ class QueryLimits:
     max_rows: int = 10_000
     concurrency: int = 4
     memory_mb: int = 1024
-    threads: int = 0  # 0: DuckDB's default, one per core
 
 
 class QueryEngine:
@@ -98,8 +95,6 @@ class QueryEngine:
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
         }
-        if self.limits.threads:
-            config["threads"] = self.limits.threads
         self._db = duckdb.connect(config=config)
         self._arrow_fs: Any = None  # made on first use: S3 lakes only
         # Users' SQL and the server's own reads (search, histogram, a flushed record) draw on separate
@@ -206,15 +201,15 @@ class QueryEngine:
     def _define_views(self, cursor: duckdb.DuckDBPyConnection, window: TimeRange) -> None:
         """(Re)define `logs` on this cursor from one SQLite snapshot of hot rows + catalog."""
         hot_sql, hot_params = _hot_rows_query(window)
-        catalog_sql, catalog_params = _catalog_query(APP_LOGS_TABLE.name, window)
-        hot, catalog = self.store.read_snapshot([(hot_sql, hot_params), (catalog_sql, catalog_params)])
+        with self.store.snapshot():
+            hot = self.store.read(hot_sql, hot_params)
+            files = list_files(self.store.read, APP_LOGS_TABLE.name, window.since_ms, window.until_ms)
         cursor.register("_hot_logs", hot_rows_table(list(zip(*hot, strict=True))))
         columns = ", ".join(f'"{c.name}"' for c in APP_LOGS_TABLE.columns)
         # DuckDB reads Parquet TIMESTAMP(MILLIS) as TIMESTAMP and Arrow timestamp[ms] as TIMESTAMP_MS:
         # one type for both, so `typeof` and arithmetic do not depend on where a record is.
         hot_columns = columns.replace('"timestamp"', 'CAST("timestamp" AS TIMESTAMP) AS "timestamp"')
         parts = [f'SELECT {hot_columns}, CAST("timestamp" AS DATE) AS "date" FROM _hot_logs']
-        files = [LakeFile(*row) for row in catalog]
         if files:
             parts.insert(0, f'SELECT {columns}, "date" FROM {self._lake_source(cursor, files)}')
         cursor.execute(f"CREATE OR REPLACE TEMP VIEW logs AS {' UNION ALL '.join(parts)}")
@@ -267,25 +262,6 @@ def _hot_rows_query(window: TimeRange) -> tuple[str, list[Any]]:
         where.append("(id_hi, id_lo) < (?, ?)")
         params.extend(split_id(lower_bound(window.until_ms)))
     return f"SELECT {COLUMNS} FROM logs" + (f" WHERE {' AND '.join(where)}" if where else ""), params
-
-
-def _catalog_query(table: str, window: TimeRange) -> tuple[str, list[Any]]:
-    sql, params = _LAKE_FILES, [table]
-    if window.since_ms is not None:
-        sql += " AND day >= ? AND max_ts >= ?"
-        params.extend([day_text(window.since_ms), window.since_ms])
-    if window.until_ms is not None:
-        sql += " AND day <= ? AND min_ts < ?"
-        params.extend([day_text(window.until_ms), window.until_ms])
-    return sql + " ORDER BY day, min_ts", params
-
-
-def day_text(ts_ms: int) -> str:
-    """The date partition of a time, for any time a client can send (clamped to years 1970-9999)."""
-    return day_of(min(max(ts_ms, 0), _LAST_MS)).isoformat()
-
-
-_LAST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
 def _files_read(operator: dict) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 from loglake.ids import LAST_STORABLE_MS, format_uuid, parse_uuid, timestamp_of
 from loglake.lake.manifest import list_files
-from loglake.lake.query import QueryEngine, TimeRange, day_text, sql_string
+from loglake.lake.query import QueryEngine, TimeRange, sql_string
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.search_terms import Term
 from loglake.lake.sql_guard import case_insensitive_regex
@@ -32,12 +32,7 @@ def recent(store: SQLiteHotStore, reader: LakeRecentReader, query: RecentQuery) 
     record counts once), then the lake's newest matches when they could be among the page."""
     with store.snapshot():
         hot = store.recent(query)
-        last_day = None if query.until_ms is None else day_text(query.until_ms)
-        files = [
-            f
-            for f in list_files(store.read, APP_LOGS_TABLE.name, day_text(query.since_ms), last_day)
-            if f.max_ts >= query.since_ms and (query.until_ms is None or f.min_ts < query.until_ms)
-        ]
+        files = list_files(store.read, APP_LOGS_TABLE.name, query.since_ms, query.until_ms)
     if not files or (len(hot) >= query.limit and hot[-1].timestamp > max(f.max_ts for f in files)):
         return hot
     merged = hot + reader.recent(files, query)

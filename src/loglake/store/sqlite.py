@@ -149,6 +149,17 @@ class SQLiteHotStore(HotStore):
         other write paths (the lake flush) stay serialized with ingest without a second writer."""
         return self.queue_for_writer(task).result()
 
+    def in_write_transaction(self, task: Callable[[sqlite3.Connection], T]) -> Future[T]:
+        """Queue task(connection) for the writer thread inside one transaction (rolled back if it raises)."""
+
+        def transaction(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            result = task(conn)
+            conn.execute("COMMIT")
+            return result
+
+        return self.queue_for_writer(transaction)
+
     def queue_for_writer(self, task: Callable[[sqlite3.Connection], T]) -> Future[T]:
         """run_in_writer without waiting: tasks run in the order they are queued."""
         done: Future[T] = Future()
