@@ -45,8 +45,9 @@ def search(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term] = ()) 
 
     Asked for the newest 100 of a day, DuckDB would read the whole day (of every matching service) to
     sort it; stepping back from the newest time in growing slices reads only the slices it needs, as
-    a row group holds a short stretch of time of a few services. The first slice is sized from the catalog's records
-    per ms, to hold about four pages if every record matched; each next slice is eight times longer."""
+    a row group holds a short stretch of one service's time. The first slice is sized from the
+    catalog's records per ms, to hold about four pages if every record matched; each next slice is
+    eight times longer."""
     upper = _newest_possible_ms(engine, query)
     if upper is None:
         return []
@@ -66,10 +67,10 @@ def _newest_possible_ms(engine: QueryEngine, query: RecentQuery) -> int | None:
     bounds = [query.until_ms] if query.until_ms is not None else []
     if query.before_id is not None:
         bounds.append(timestamp_of(query.before_id) + 1)
-    (newest_hot,), (newest_flushed,) = engine.store.read_snapshot(
-        [("SELECT max(id_hi) >> 16 FROM logs", ()), ("SELECT max(max_ts) FROM lake_files", ())]
-    )
-    newest = max((t for t in (newest_hot[0], newest_flushed[0]) if t is not None), default=None)
+    with engine.store.snapshot():
+        ((newest_hot,),) = engine.store.read("SELECT max(id_hi) >> 16 FROM logs")
+        ((newest_flushed,),) = engine.store.read("SELECT max(max_ts) FROM lake_files")
+    newest = max((t for t in (newest_hot, newest_flushed) if t is not None), default=None)
     if newest is None:
         return None
     return min([newest + 1, *bounds])

@@ -204,11 +204,6 @@ class SQLiteHotStore(HotStore):
         finally:
             conn.execute("COMMIT")
 
-    def read_snapshot(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple]]:
-        """Several read-only queries answered from one snapshot."""
-        with self.snapshot():
-            return [self.read(sql, params) for sql, params in queries]
-
     # -- writes --------------------------------------------------------------------------------
 
     def submit(self, records: Sequence[NewRecord]) -> Future[list[bytes]]:
