@@ -103,6 +103,10 @@ def test_the_server_flushes_in_the_background_and_the_cli_queries_it(server_fact
     assert messages[0].endswith("1d") and messages[-1].endswith("2d")  # newest first
     older = run("search", "timeout", "-1d", "--since", "3d", "--json", "--url", server.url, "--api-key", key)
     assert len(older.stdout.splitlines()) == 10  # -term excludes, without needing `--`
+    not_help = run(
+        "search", "timeout", "-healthcheck", "--since", "3d", "--json", "--url", server.url, "--api-key", key
+    )
+    assert len(not_help.stdout.splitlines()) == 15  # -h... is a term too, not the help option
 
 
 def test_flush_compact_and_retention_by_hand(server_factory, admin_key_of, monkeypatch) -> None:

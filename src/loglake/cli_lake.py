@@ -182,7 +182,9 @@ def tables(as_json: bool, data_dir: Path | None, url: str, api_key: str | None) 
 # -- search ------------------------------------------------------------------------------------
 
 
-@click.command(context_settings=CONTEXT | {"ignore_unknown_options": True})
+# Terms like -healthcheck are exclusions, not options: unknown options pass through as terms, and only
+# --help asks for help (click would read -healthcheck as -h).
+@click.command(context_settings=CONTEXT | {"ignore_unknown_options": True, "help_option_names": ["--help"]})
 @click.argument("terms", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--since", default=None, help="Start: epoch ms, ISO-8601 or an age like 15m, 2h, 7d (default 24h).")
 @click.option("--until", default=None, help="End (exclusive), same forms as --since.")
