@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from loglake import __version__
+from loglake.cli_lake import COMMANDS as LAKE_COMMANDS
 from loglake.cli_options import CONTEXT, data_dir_option, key_option, print_record_json, print_record_row, url_option
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, env_name, load_settings, option_fields
@@ -401,11 +402,5 @@ def _iso(epoch_s: int | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s)) if epoch_s else ""
 
 
-def _register_lake_commands() -> None:
-    from loglake.cli_lake import COMMANDS
-
-    for command in COMMANDS:
-        main.add_command(command)
-
-
-_register_lake_commands()
+for _command in LAKE_COMMANDS:
+    main.add_command(_command)

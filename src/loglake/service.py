@@ -36,6 +36,7 @@ DEFAULT_WINDOW_MS = DAY_MS
 RECENT_PARAMS = ("service", "log_type", "severity", "min_severity", "since", "until", "q", "limit", "cursor")
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _RELATIVE = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+AUTO_BUCKETS = 120
 LATEST_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z
 HISTOGRAM_INTERVALS = tuple(
     n * unit
@@ -115,24 +116,18 @@ class LogService:
             records = self.store.recent(page)
         else:
             records = lake_reads.recent(self.lake.store, self.lake.recent_reader, page)
-        if len(records) > wanted:
-            records = records[:wanted]
-            return RecentPage(records, encode_cursor(records[-1].log_id))
-        return RecentPage(records, None)
+        return _page(records, wanted)
 
     def search(self, params: Mapping[str, str]) -> RecentPage:
         """Records whose message/fields match the search `q` across hot and lake, newest first, paged."""
         query, terms = self._search_query(params)
         wanted = query.limit
         records = lake_reads.search(self._require_lake(), replace(query, limit=wanted + 1), terms)
-        if len(records) > wanted:
-            records = records[:wanted]
-            return RecentPage(records, encode_cursor(records[-1].log_id))
-        return RecentPage(records, None)
+        return _page(records, wanted)
 
     def histogram(self, params: Mapping[str, str]) -> dict:
         """Counts per time bucket and severity for the same filters as search (`interval`: e.g. 1m, 1h, 1d;
-        by default the smallest of HISTOGRAM_INTERVALS giving at most 120 buckets)."""
+        by default the smallest of HISTOGRAM_INTERVALS giving at most AUTO_BUCKETS buckets)."""
         fields = dict(params)
         interval_text = fields.pop("interval", "")
         query, terms = self._search_query(fields)
@@ -146,9 +141,9 @@ class LogService:
             if span / interval > lake_reads.MAX_BUCKETS:
                 reason = f"gives more than {lake_reads.MAX_BUCKETS} buckets over this window; widen it"
                 raise InvalidQuery([Problem(-1, "interval", reason)])
-        else:  # the smallest round interval giving at most 120 buckets, else whole days
-            fitting = (i for i in HISTOGRAM_INTERVALS if span / i <= 120)
-            interval = next(fitting, -(-span // (120 * DAY_MS)) * DAY_MS)
+        else:  # the smallest round interval giving at most AUTO_BUCKETS buckets, else whole days
+            fitting = (i for i in HISTOGRAM_INTERVALS if span / i <= AUTO_BUCKETS)
+            interval = next(fitting, -(-span // (AUTO_BUCKETS * DAY_MS)) * DAY_MS)
         buckets = lake_reads.histogram(self._require_lake(), query, terms, interval)
         return {
             "since": format_datetime(query.since_ms),
@@ -241,6 +236,14 @@ def parse_recent_params(params: Mapping[str, str], now_ms: int) -> RecentQuery:
         before_id=before_id,
         limit=limit,
     )
+
+
+def _page(records: list[StoredRecord], wanted: int) -> RecentPage:
+    """A page of `wanted` records (fetched one more: that one says whether a next page exists)."""
+    if len(records) > wanted:
+        records = records[:wanted]
+        return RecentPage(records, encode_cursor(records[-1].log_id))
+    return RecentPage(records, None)
 
 
 def _parse_interval(text: str) -> int:

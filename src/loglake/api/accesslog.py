@@ -71,17 +71,15 @@ class AccessLog:
             "error": repr(error),
             "traceback": traceback.format_exception(error),
         }
-        if self.stream is None:
-            sys.stderr.buffer.write(_encode(entry) + b"\n")
-            sys.stderr.flush()
-            return
-        self.write(entry)
-        self.flush()
+        self.flush()  # what was logged before goes first
+        self._emit(_encode(entry) + b"\n")
 
     def event(self, entry: dict) -> None:
-        """A line from a background thread (lake maintenance), written at once: to the access log, or to
-        stderr when that is off."""
-        line = _encode({"ts": round(time.time(), 3), "level": "info", **entry}) + b"\n"
+        """A line from a background thread (lake maintenance), written at once."""
+        self._emit(_encode({"ts": round(time.time(), 3), "level": "info", **entry}) + b"\n")
+
+    def _emit(self, line: bytes) -> None:
+        """Write one line now: to the access log, or to stderr when that is off."""
         with self._lock:
             try:
                 stream = self.stream if self.stream is not None else sys.stderr.buffer

@@ -64,8 +64,8 @@ RECORD_IN = {
             "oneOf": [{"type": "integer", "minimum": SMALLEST_PLAUSIBLE_MS}, {"type": "string", "format": "date-time"}],
             "description": "epoch ms or ISO-8601 with offset; default: time received",
         },
-        "service": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$", "default": "default"},
-        "log_type": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$", "default": "application"},
+        "service": {**NAME, "default": "default"},
+        "log_type": {**NAME, "default": "application"},
         "severity": {
             "type": "string",
             "pattern": _any_case(sorted(SEVERITY_ALIASES)),
@@ -84,7 +84,7 @@ PAGE = {
     "type": "object",
     "properties": {
         "count": {"type": "integer"},
-        "logs": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}},
+        "logs": {"type": "array", "items": _ref("Record")},
         "next_cursor": {"type": ["string", "null"]},
     },
 }
@@ -105,12 +105,12 @@ RECORD_OUT = {
 }
 
 FILTERS = [
-    _query("since", f"inclusive start: {TIME}"),
-    _query("until", f"exclusive end: {TIME}"),
     _query("service", "exact service name", NAME),
     _query("log_type", "exact log type", NAME),
     _query("severity", "one or more severities, comma-separated"),
     _query("min_severity", "this severity or worse", SEVERITY),
+    _query("since", f"inclusive start: {TIME}"),
+    _query("until", f"exclusive end: {TIME}"),
 ]
 
 SPEC: dict[str, Any] = {
@@ -189,7 +189,6 @@ SPEC: dict[str, Any] = {
                         },
                         "Stored: one object for a single record, count and ids for a batch",
                     ),
-                    **ERRORS,
                     "413": _json(_ref("Error"), "Body or batch too large"),
                     "415": _json(_ref("Error"), "Unsupported Content-Type or Content-Encoding"),
                     "503": _json(_ref("Error"), "Storage cannot accept writes; nothing was stored"),
@@ -200,19 +199,13 @@ SPEC: dict[str, Any] = {
             "get": {
                 "summary": "Most recent records first (default window: the last 24 h)",
                 "parameters": [
-                    _query("service", "exact service name", NAME),
-                    _query("log_type", "exact log type", NAME),
-                    _query("severity", "one or more severities, comma-separated"),
-                    _query("min_severity", "this severity or worse", SEVERITY),
-                    _query("since", f"inclusive start: {TIME}"),
-                    _query("until", f"exclusive end: {TIME}"),
+                    *FILTERS,
                     _query("q", "case-insensitive substring of the message"),
                     _query("limit", "1-1000, default 100", {"type": "integer", "minimum": 1, "maximum": 1000}),
                     _query("cursor", "next_cursor of the previous page"),
                 ],
                 "responses": {
                     "200": _json(PAGE, "A page of records"),
-                    **ERRORS,
                 },
             }
         },
@@ -223,7 +216,6 @@ SPEC: dict[str, Any] = {
                 "responses": {
                     "200": _json(_ref("Record"), "The record"),
                     "404": _json(_ref("Error"), "No such record"),
-                    **ERRORS,
                 },
             }
         },

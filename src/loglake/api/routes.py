@@ -18,7 +18,7 @@ from loglake.ingest import MAX_DETAILS, InvalidBody
 from loglake.keys import KeyStoreError, parse_scopes
 from loglake.lake.query import QueryBusy, QueryError, result_to_dict
 from loglake.model import InvalidRecords, format_datetime, record_to_dict
-from loglake.service import InvalidQuery
+from loglake.service import InvalidQuery, RecentPage
 from loglake.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -123,13 +123,8 @@ def _records_media_type(request: Request) -> bool:
 
 
 async def recent(app: LoglakeApp, request: Request) -> Result:
-    try:
-        query = app.service.recent_query(request.query)
-    except InvalidQuery as e:
-        raise ApiError(400, "invalid_query", str(e), [p.as_dict() | {"index": None} for p in e.problems]) from None
-    page = await app.run_read(_client_errors(app.service.recent), query)
-    logs = [record_to_dict(r) for r in page.records]
-    return Result(200, {"count": len(logs), "logs": logs, "next_cursor": page.next_cursor})
+    query = _client_errors(app.service.recent_query)(request.query)
+    return _page_result(await app.run_read(app.service.recent, query))
 
 
 async def get_log(app: LoglakeApp, request: Request, log_id: str) -> Result:
@@ -140,17 +135,20 @@ async def get_log(app: LoglakeApp, request: Request, log_id: str) -> Result:
 
 
 async def search(app: LoglakeApp, request: Request) -> Result:
-    page = await app.run_read(_client_errors(app.service.search), request.query)
-    logs = [record_to_dict(r) for r in page.records]
-    return Result(200, {"count": len(logs), "logs": logs, "next_cursor": page.next_cursor})
+    return _page_result(await app.run_read(_client_errors(app.service.search), request.query))
 
 
 async def histogram(app: LoglakeApp, request: Request) -> Result:
     return Result(200, await app.run_read(_client_errors(app.service.histogram), request.query))
 
 
+def _page_result(page: RecentPage) -> Result:
+    logs = [record_to_dict(r) for r in page.records]
+    return Result(200, {"count": len(logs), "logs": logs, "next_cursor": page.next_cursor})
+
+
 def _client_errors(fn: Any) -> Any:
-    """Run a service read; its InvalidQuery and QueryError become 400s naming the problem."""
+    """Run a service call; its InvalidQuery, QueryError and QueryBusy become 400s (503) naming the problem."""
 
     def run(*args: Any) -> Any:
         try:
@@ -158,12 +156,16 @@ def _client_errors(fn: Any) -> Any:
         except InvalidQuery as e:
             problems = [p.as_dict() | {"index": None} for p in e.problems]
             raise ApiError(400, "invalid_query", str(e), problems) from None
-        except QueryError as e:
-            raise ApiError(400, e.code, e.message) from None
-        except QueryBusy as e:
-            raise ApiError(503, "busy", f"{e}; retry shortly", headers=[(b"retry-after", b"1")]) from None
+        except (QueryError, QueryBusy) as e:
+            raise _query_error(e) from None
 
     return run
+
+
+def _query_error(error: QueryError | QueryBusy) -> ApiError:
+    if isinstance(error, QueryBusy):
+        return ApiError(503, "busy", f"{error}; retry shortly", headers=[(b"retry-after", b"1")])
+    return ApiError(400, error.code, error.message)
 
 
 # -- SQL -----------------------------------------------------------------------------------------
@@ -197,12 +199,9 @@ async def query(app: LoglakeApp, request: Request) -> Result:
     engine = app.lake.engine
     try:
         result = await app.run_query(lambda: engine.query(sql, limit=limit, timeout_seconds=timeout, explain=explain))
-    except QueryError as e:
-        app.metrics.queries.inc((e.code,))
-        raise ApiError(400, e.code, e.message) from None
-    except QueryBusy as e:
-        app.metrics.queries.inc(("busy",))
-        raise ApiError(503, "busy", f"{e}; retry shortly", headers=[(b"retry-after", b"1")]) from None
+    except (QueryError, QueryBusy) as e:
+        app.metrics.queries.inc((e.code if isinstance(e, QueryError) else "busy",))
+        raise _query_error(e) from None
     app.metrics.queries.inc(("ok",))
     return Result(200, result_to_dict(result))
 

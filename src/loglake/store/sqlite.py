@@ -161,7 +161,8 @@ class SQLiteHotStore(HotStore):
         return self.queue_for_writer(transaction)
 
     def queue_for_writer(self, task: Callable[[sqlite3.Connection], T]) -> Future[T]:
-        """run_in_writer without waiting: tasks run in the order they are queued."""
+        """run_in_writer without waiting: these tasks run in the order they are queued (ingest jobs
+        gathered into the same group may commit after them)."""
         done: Future[T] = Future()
 
         def run() -> None:
