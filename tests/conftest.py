@@ -11,11 +11,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner, Result
 
 from loglake.api.app import LoglakeApp
+from loglake.cli import main
 from loglake.config import Settings
 
 
@@ -128,8 +131,10 @@ class ServerProcess:
 def server_factory(tmp_path: Path) -> Iterator[callable]:
     started: list[ServerProcess] = []
 
-    def start(data_dir: Path | None = None, *args: str, port: int | None = None) -> ServerProcess:
-        server = ServerProcess(data_dir or tmp_path / "server-data", port or free_port(), tmp_path / "server.log", args)
+    def start(data_dir: Path | None = None, *args: str, port: int | None = None, **options: Any) -> ServerProcess:
+        """Options go to ServerProcess (extra_env, preexec_fn)."""
+        data = data_dir or tmp_path / "server-data"
+        server = ServerProcess(data, port or free_port(), tmp_path / "server.log", args, **options)
         started.append(server.start())
         return server
 
@@ -149,3 +154,19 @@ def admin_key_of() -> callable:
         raise AssertionError(f"no key printed:\n{server.log_path.read_text()}")
 
     return read
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_loglake_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands read LOGLAKE_* variables; the caller's shell must not steer these tests."""
+    for name in list(os.environ):
+        if name.startswith("LOGLAKE_"):
+            monkeypatch.delenv(name)
+
+
+def run_cli(*args: str, input: str | None = None) -> Result:
+    """`loglake ARGS` in process, through click's CliRunner."""
+    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)

@@ -15,20 +15,15 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from loglake import __version__
 from loglake.cli import main
 from loglake.config import env_name, option_fields
 from tests.conftest import ServerProcess, free_port
+from tests.conftest import run_cli as run
 
-
-@pytest.fixture(autouse=True)
-def no_loglake_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The commands read LOGLAKE_* variables; the caller's shell must not steer these tests."""
-    for name in list(os.environ):
-        if name.startswith("LOGLAKE_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_loglake_environment")
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +45,6 @@ def admin_key(server: ServerProcess) -> str:
 def api(server: ServerProcess, admin_key: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {admin_key}"}, timeout=10) as client:
         yield client
-
-
-def run(*args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
 
 
 def keys_json(data_dir: Path, *flags: str) -> list[dict]:

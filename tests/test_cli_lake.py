@@ -6,29 +6,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlglot
-from click.testing import CliRunner, Result
 
-from loglake.cli import main
+from loglake.model import DAY_MS
+from tests.conftest import run_cli as run
 
-DAY_MS = 86_400_000
-
-
-@pytest.fixture(autouse=True)
-def no_loglake_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("LOGLAKE_"):
-            monkeypatch.delenv(name)
-
-
-def run(*args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+pytestmark = pytest.mark.usefixtures("no_loglake_environment")
 
 
 def old_records(now_ms: int, days_ago: int, count: int, service: str = "api") -> list[dict]:
@@ -161,7 +149,7 @@ def test_query_on_a_folder_without_data_says_so(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "no loglake data" in result.output
 
 
-def test_catalog_ddl_prints_athena_tables(tmp_path: Path) -> None:
+def test_catalog_ddl_prints_athena_tables() -> None:
     result = run("catalog", "ddl", "--engine", "athena", "--location", "s3://my-lake/logs")
     assert result.exit_code == 0, result.output
     (create,) = sqlglot.parse(result.stdout, read="athena")

@@ -115,7 +115,7 @@ def test_limits_are_configurable() -> None:
     small = Limits(
         max_message_bytes=10, max_attribute_keys=2, max_attribute_depth=2, max_attribute_bytes=20, max_future_ms=1000
     )
-    assert one({"message": "é" * 5}, small)  # 10 bytes of UTF-8: at the limit
+    assert one({"message": "é" * 5}, small).message == "é" * 5  # 10 bytes of UTF-8: at the limit
     assert problems([{"message": "é" * 6}], small) == [(0, "message")]
     assert problems([{"message": "m", "attributes": {"a": 1, "b": 2, "c": 3}}], small) == [(0, "attributes")]
     assert problems([{"message": "m", "attributes": {"a": {"b": {"c": 1}}}}], small) == [(0, "attributes")]
@@ -134,10 +134,10 @@ def test_default_limits_match_the_design() -> None:
         limits.max_attribute_bytes,
         limits.max_future_ms,
     ) == (10_000, 256 * 1024, 128, 5, 64 * 1024, DAY_MS)
-    assert one({"message": "x" * 256 * 1024})
+    assert one({"message": "x" * 256 * 1024}).message == "x" * 256 * 1024
     assert problems([{"message": "x" * (256 * 1024 + 1)}]) == [(0, "message")]
     deep = {"a": {"b": {"c": {"d": {"e": 1}}}}}  # depth 5
-    assert one({"message": "m", "attributes": deep})
+    assert one({"message": "m", "attributes": deep}).attributes == b'{"a":{"b":{"c":{"d":{"e":1}}}}}'
     assert problems([{"message": "m", "attributes": {"z": deep}}]) == [(0, "attributes")]
 
 

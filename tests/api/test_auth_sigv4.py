@@ -97,8 +97,11 @@ async def test_replay_outside_the_window_is_401(
 
 
 async def test_revoked_or_unknown_key_pair_is_401(app: LoglakeApp, key_pair: tuple[str, str]) -> None:
-    app.keystore.revoke("signer")
     body = b'{"message": "x"}'
+    unknown = ("LLAK" + "X" * 16, key_pair[1])
+    response = await send(app, "POST", f"{BASE}/logs", body, sign("POST", f"{BASE}/logs", body, unknown))
+    assert response.status_code == 401 and "access key" in response.json()["error"]["message"]
+    app.keystore.revoke("signer")
     response = await send(app, "POST", f"{BASE}/logs", body, sign("POST", f"{BASE}/logs", body, key_pair))
     assert response.status_code == 401 and "access key" in response.json()["error"]["message"]
 

@@ -36,7 +36,7 @@ def rec(minutes_ago: float, message: str, **fields: object) -> dict:
 
 
 @pytest.fixture
-async def seeded(app: LoglakeApp, client: httpx.AsyncClient) -> list[str]:
+async def seeded(client: httpx.AsyncClient) -> list[str]:
     """30 records, one every 50 minutes from 10 minutes ago back over two days."""
     records = [
         rec(
@@ -258,6 +258,8 @@ async def test_long_sql_neither_blocks_reads_nor_queues_beyond_its_slots(
     slow = {"sql": "SELECT count(*) FROM range(100000000000) a", "timeout_seconds": 6}
     running = [asyncio.create_task(client.post("/query", json=slow)) for _ in range(app.settings.query_concurrency)]
     await asyncio.sleep(0.3)
+    busy = await client.post("/query", json={"sql": "SELECT 1"})  # every SQL slot is taken now
+    assert busy.status_code == 503 and busy.headers["retry-after"]
     reads = [
         await client.get("/logs/recent", params={"since": "2d"}),
         await client.get(f"/logs/{seeded[5]}"),
@@ -266,6 +268,4 @@ async def test_long_sql_neither_blocks_reads_nor_queues_beyond_its_slots(
     ]
     assert [r.status_code for r in reads] == [200] * 4
     assert not any(task.done() for task in running), "reads waited for the SQL queries to end"
-    busy = await client.post("/query", json={"sql": "SELECT 1"})
-    assert busy.status_code == 503 and busy.headers["retry-after"]
     assert {(await task).json()["error"]["code"] for task in running} == {"query_timeout"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -152,10 +153,6 @@ def s3_bucket(s3_server: S3Server, request: pytest.FixtureRequest) -> tuple[obje
     """A client, the shared test bucket and a prefix of this test's own (SeaweedFS gives every
     bucket its own volumes, so one bucket per test would run the server out of them)."""
     client = s3_server.client()
-    try:
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists):
         client.create_bucket(Bucket=TEST_BUCKET)
-    except client.exceptions.BucketAlreadyOwnedByYou:
-        pass
-    except client.exceptions.BucketAlreadyExists:
-        pass
     return client, TEST_BUCKET, f"tests/{request.node.name}"

@@ -15,11 +15,11 @@ import pytest
 from loglake.ids import format_uuid, join_id
 from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
-from loglake.model import Severity
+from loglake.model import DAY_MS, Severity
 from loglake.store.sqlite import SQLiteHotStore
 from tests.store.contract import record
 
-DAY = 86_400_000
+DAY = DAY_MS
 START = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 SERVICES = ["web", "api", "db"]
 

@@ -202,7 +202,10 @@ def test_ilike_contains_is_answered_as_a_case_insensitive_match_with_the_same_ro
     for word in TRICKY:
         literal = word.replace("'", "''")
         sql = f"SELECT count(*) FROM logs WHERE message ILIKE '%{literal}%'"
-        assert "regexp_matches" in rewrite_ilike_contains(sql) or "\\" in word
+        if "\\" in word:  # a backslash would need ILIKE's escaping rules: left to ILIKE
+            assert rewrite_ilike_contains(sql) == sql
+        else:
+            assert "regexp_matches" in rewrite_ilike_contains(sql)
         expected = sum(word.lower() in m.lower() for m in messages)
         assert local_engine.query(sql).rows == [(expected,)], word
     unchanged = "SELECT message ILIKE '%a%' AS m FROM logs WHERE message ILIKE 'a%' ORDER BY 1 LIMIT 1"

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import ServerProcess, free_port
-from tests.lake.conftest import ACCESS_KEY, SECRET_KEY, TEST_BUCKET, S3Server
-
-DAY_MS = 86_400_000
+from loglake.model import DAY_MS
+from tests.lake.conftest import ACCESS_KEY, SECRET_KEY, S3Server
 
 
-def test_a_server_flushes_into_an_s3_lake_and_queries_it(s3_server: S3Server, s3_bucket: tuple, tmp_path: Path) -> None:
+def test_a_server_flushes_into_an_s3_lake_and_queries_it(
+    s3_server: S3Server, s3_bucket: tuple, tmp_path: Path, server_factory, admin_key_of
+) -> None:
     client, bucket, prefix = s3_bucket
-    assert bucket == TEST_BUCKET
     aws = {
         "AWS_ACCESS_KEY_ID": ACCESS_KEY,
         "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
@@ -24,31 +22,19 @@ def test_a_server_flushes_into_an_s3_lake_and_queries_it(s3_server: S3Server, s3
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
     }
     lake_args = (
-        "--lake-bucket",
-        bucket,
-        "--lake-prefix",
-        prefix,
-        "--lake-endpoint",
-        s3_server.endpoint,
-        "--lake-region",
-        "us-east-1",
-        "--hot-window-seconds",
-        "60",
-        "--flush-interval-seconds",
-        "0.2",
+        *("--lake-bucket", bucket, "--lake-prefix", prefix, "--lake-endpoint", s3_server.endpoint),
+        *("--lake-region", "us-east-1", "--hot-window-seconds", "60", "--flush-interval-seconds", "0.2"),
     )
-    server = ServerProcess(tmp_path / "data", free_port(), tmp_path / "server.log", lake_args, extra_env=aws).start()
-    with contextlib.ExitStack() as stack:
-        stack.callback(server.stop)
-        key = next(line.strip() for line in server.log_path.read_text().splitlines() if line.strip().startswith("llk_"))
-        api = httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {key}"}, timeout=10)
-        stack.callback(api.close)
+    server = server_factory(None, *lake_args, extra_env=aws)
+    headers = {"authorization": f"Bearer {admin_key_of(server)}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=10) as api:
         old = int(time.time() * 1000) - 3 * DAY_MS
         records = [{"timestamp": old + i, "service": "s3", "message": f"to the bucket {i}"} for i in range(100)]
         ids = api.post("/logs", json=records).json()["logIds"]
         deadline = time.monotonic() + 20
         while api.get("/tables").json()["tables"][0]["lake_records"] < 100 and time.monotonic() < deadline:
             time.sleep(0.1)
+        assert api.get("/tables").json()["tables"][0]["lake_records"] == 100, "the flush never reached the bucket"
         keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/").get("Contents", [])]
         assert len(keys) == 1 and keys[0].startswith(f"{prefix}/type=app_logs/date=") and keys[0].endswith(".parquet")
         result = api.post("/query", json={"sql": "SELECT count(*), min(message), max(date) FROM logs"}).json()

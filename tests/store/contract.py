@@ -48,6 +48,7 @@ class HotStoreContract:
         assert store.get(with_id.log_id).message == "\x00"
 
     def test_get_unknown_id_is_none(self, store: HotStore) -> None:
+        store.put([record(BASE_TS, "a neighbour in the same millisecond")])
         assert store.get(ids.uuid7_bytes(BASE_TS)) is None
 
     def test_batch_lands_together(self, store: HotStore) -> None:

@@ -59,9 +59,10 @@ def test_full_store_refuses_whole_batches_and_recovers_when_space_returns(tmp_pa
         with pytest.raises(StoreUnavailable):
             store.put([record(BASE_TS - 1 - j, "still full " * 50) for j in range(10)])
         store.set_max_size(0)  # space returns
-        assert store.put([record(BASE_TS - 1, "after recovery")])
+        [recovered] = store.put([record(BASE_TS - 1, "after recovery")])
         assert store.count() == stored + 1
-        assert store.recent(everything)
+        assert store.get(recovered).message == "after recovery"
+        assert len(store.recent(everything)) == stored
     finally:
         store.close()
 
