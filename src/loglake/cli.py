@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from loglake import __version__
+from loglake.api.ratelimit import own_rate_burst
 from loglake.cli_lake import COMMANDS as LAKE_COMMANDS
 from loglake.cli_options import CONTEXT, data_dir_option, key_option, print_record_json, print_record_row, url_option
 from loglake.client import ClientError, LoglakeClient
@@ -148,7 +149,9 @@ def keys_list(include_revoked: bool, as_json: bool, data_dir: Path) -> None:
             k.kind,
             ",".join(sorted(k.scopes)),
             k.hint + "…",
-            f"{k.rate_limit:g}/s burst {k.rate_burst or 'auto'}" if k.rate_limit else "server default",
+            f"{k.rate_limit:g}/s burst {k.rate_burst or own_rate_burst(k.rate_limit)}"
+            if k.rate_limit
+            else "server default",
             _iso(k.created_at),
             f"revoked {_iso(k.revoked_at)}" if k.revoked_at else "active",
         )

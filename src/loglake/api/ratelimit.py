@@ -42,9 +42,14 @@ class RateLimiter:
         now = self.clock()
         bucket = self._buckets.get(key)
         if rate:
-            burst = burst or max(1, math.ceil(rate))
+            burst = burst or own_rate_burst(rate)
         else:
             rate, burst = self.rate, burst or self.burst
         if bucket is None or bucket.rate != rate or bucket.burst != burst:
             bucket = self._buckets[key] = TokenBucket(rate, burst, now)
         return bucket.take(now)
+
+
+def own_rate_burst(rate: float) -> int:
+    """The burst of a key that has its own rate but no burst: one second's worth."""
+    return max(1, math.ceil(rate))
