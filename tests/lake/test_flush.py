@@ -6,6 +6,7 @@ import io
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,13 +65,23 @@ def store(tmp_path: Path) -> Iterator[SQLiteHotStore]:
     s.close()
 
 
-def test_flush_moves_due_records_into_daily_zstd_parquet(store: SQLiteHotStore, lake: ObjectStore) -> None:
+# Rounds are read and written in this process (a thread), or in a worker process (with ADBC).
+IN_WORKER = pytest.mark.parametrize("in_worker", [False, True], ids=["thread", "worker-process"])
+
+
+@IN_WORKER
+def test_flush_moves_due_records_into_daily_zstd_parquet(
+    store: SQLiteHotStore, lake: ObjectStore, in_worker: bool
+) -> None:
     everything = seed(store)
-    report = Flusher(store, lake).flush(before_ms=START + 2 * DAY)  # the third day is not due yet
-    assert report.records == 600
-    assert sorted(k.split("/")[1] for k in report.objects) == ["date=2026-11-01", "date=2026-11-02"]
+    with_client_id = record(START + 7, "with a client id", client_id=uuid.UUID(int=7).bytes)
+    store.put([with_client_id])
+    everything.add(format_uuid(with_client_id.log_id))
+    report = Flusher(store, lake, rows_per_round=250, worker_process=in_worker).flush(before_ms=START + 2 * DAY)
+    assert report.records == 601 and report.rounds == 3  # the third day is not due yet
+    assert sorted({k.split("/")[1] for k in report.objects}) == ["date=2026-11-01", "date=2026-11-02"]
     flushed = lake_ids(store, lake)
-    assert len(flushed) == len(set(flushed)) == 600
+    assert len(flushed) == len(set(flushed)) == 601
     assert set(flushed) | hot_ids(store) == everything
     assert not set(flushed) & hot_ids(store)
 
@@ -82,6 +93,7 @@ def test_flush_moves_due_records_into_daily_zstd_parquet(store: SQLiteHotStore, 
     metadata = pq.ParquetFile(io.BytesIO(lake.get(report.objects[0]))).metadata
     assert metadata.row_group(0).column(0).compression == "ZSTD"
     assert one_service_per_row_group(metadata)
+    assert store.read("SELECT client_id FROM flushed_client_ids") == [(str(uuid.UUID(int=7)),)]
 
 
 def one_service_per_row_group(metadata: pq.FileMetaData) -> bool:
@@ -102,7 +114,8 @@ def test_the_catalog_describes_each_flushed_object(store: SQLiteHotStore, lake: 
         assert (min_ts, max_ts, records, size) == (min(millis), max(millis), len(millis), len(data))
 
 
-def test_records_that_arrive_during_a_flush_stay_hot(store: SQLiteHotStore, tmp_path: Path) -> None:
+@IN_WORKER
+def test_records_that_arrive_during_a_flush_stay_hot(store: SQLiteHotStore, tmp_path: Path, in_worker: bool) -> None:
     seed(store, days=1, per_day=50)
     lake = LocalObjectStore(tmp_path / "lake")
     late = record(START + 5, "late arrival, old timestamp")
@@ -111,7 +124,7 @@ def test_records_that_arrive_during_a_flush_stay_hot(store: SQLiteHotStore, tmp_
         if step == "journaled":
             store.put([late])
 
-    Flusher(store, lake, on_step=arrive).flush(before_ms=START + DAY, max_rounds=1)
+    Flusher(store, lake, on_step=arrive, worker_process=in_worker).flush(before_ms=START + DAY, max_rounds=1)
     assert hot_ids(store) == {format_uuid(late.log_id)}
     assert len(lake_ids(store, lake)) == 50
 
@@ -124,27 +137,31 @@ CRASH_SCRIPT = textwrap.dedent(
     from loglake.lake.objectstore import LocalObjectStore
     from loglake.store.sqlite import SQLiteHotStore
 
-    data, crash_at = Path(sys.argv[1]), sys.argv[2]
+    data, crash_at, in_worker = Path(sys.argv[1]), sys.argv[2], sys.argv[4] == "True"
 
     def step(name):
         if name == crash_at:
             os._exit(9)  # like kill -9: no cleanup, no atexit, no flush of anything
 
     store = SQLiteHotStore(data / "hot.db")
-    Flusher(store, LocalObjectStore(data / "lake"), on_step=step).flush(before_ms=int(sys.argv[3]))
+    flusher = Flusher(store, LocalObjectStore(data / "lake"), on_step=step, worker_process=in_worker)
+    flusher.flush(before_ms=int(sys.argv[3]))
     os._exit(0)
     """
 )
 
 
+@IN_WORKER
 @pytest.mark.parametrize("crash_at", ["written", "journaled", "published 1", "published 2", "published 3", "committed"])
-def test_a_crash_at_any_step_loses_and_duplicates_nothing(tmp_path: Path, crash_at: str) -> None:
+def test_a_crash_at_any_step_loses_and_duplicates_nothing(tmp_path: Path, crash_at: str, in_worker: bool) -> None:
     store = SQLiteHotStore(tmp_path / "hot.db")
     everything = seed(store)
     store.close()
 
     child = subprocess.run(
-        [sys.executable, "-c", CRASH_SCRIPT, str(tmp_path), crash_at, str(START + 3 * DAY)], capture_output=True
+        [sys.executable, "-c", CRASH_SCRIPT, str(tmp_path), crash_at, str(START + 3 * DAY), str(in_worker)],
+        capture_output=True,
+        timeout=60,  # a worker process outliving its killed parent would hold the pipes open
     )
     assert child.returncode == 9, child.stderr.decode()
 

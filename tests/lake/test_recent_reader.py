@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from loglake.ids import format_uuid, parse_uuid
-from loglake.lake import flush as flush_module
-from loglake.lake import reads
+from loglake.lake import parts, reads
 from loglake.lake.flush import Flusher
 from loglake.lake.lake import Lake
 from loglake.lake.objectstore import ObjectStore
@@ -22,10 +21,11 @@ from tests.lake.test_flush import DAY, START, seed
 
 @pytest.fixture
 def lake(tmp_path: Path, object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lake]:
-    monkeypatch.setattr(flush_module, "ROW_GROUP_ROWS", 16)  # many row groups, so pruning and stopping matter
+    monkeypatch.setattr(parts, "ROW_GROUP_ROWS", 16)  # many row groups, so pruning and stopping matter
     store = SQLiteHotStore(tmp_path / "hot.db")
     seed(store, days=3)
-    Flusher(store, object_store, rows_per_round=70).flush(
+    # in this process: a worker process would not see the patched row group size
+    Flusher(store, object_store, rows_per_round=70, worker_process=False).flush(
         before_ms=START + 2 * DAY + 150_000
     )  # part of day 3 stays hot
     lake = Lake(store, object_store, tmp_path)

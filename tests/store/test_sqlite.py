@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import collections
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from loglake.store import sqlite as sqlite_module
 from loglake.store.base import RecentQuery, StoreUnavailable
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.store.sqlite_rows import MIGRATIONS
@@ -87,3 +90,47 @@ def test_text_that_is_not_utf8_is_read_with_replacement(tmp_path: Path) -> None:
         assert [r.message for r in store.recent(RecentQuery(since_ms=BASE_TS, limit=5))] == ["ca\ufffd"]
     finally:
         store.close()
+
+
+def largest_wal_while_writing(path: Path, restart_frames: int, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Writes ~24 MB back to back while a thread keeps reading; the largest WAL file seen."""
+    monkeypatch.setattr(sqlite_module, "WAL_RESTART_FRAMES", restart_frames)
+    monkeypatch.setattr(sqlite_module, "CHECKPOINT_SECONDS", 0.02)
+    store = SQLiteHotStore(path)
+    stop = threading.Event()
+
+    def keep_reading() -> None:
+        while not stop.is_set():
+            store.read("SELECT count(*) FROM logs WHERE service = 'api'")
+
+    reader = threading.Thread(target=keep_reading)
+    reader.start()
+    largest = 0
+    try:
+        pending: collections.deque = collections.deque()
+        for batch in range(120):  # like 4 clients sending: the writer is never idle
+            pending.append(store.submit([record(BASE_TS + batch * 1000 + i, "x" * 100) for i in range(1000)]))
+            if len(pending) == 4:
+                pending.popleft().result()
+            largest = max(largest, _wal_size(path))
+        for future in pending:
+            future.result()
+    finally:
+        stop.set()
+        reader.join()
+        store.close()
+    return largest
+
+
+def _wal_size(path: Path) -> int:
+    wal = path.with_name(path.name + "-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def test_the_wal_is_rewound_under_sustained_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A PASSIVE checkpoint alone lets the WAL grow while writes keep coming (the control run);
+    # past WAL_RESTART_FRAMES the checkpointer rewinds it.
+    unbounded = largest_wal_while_writing(tmp_path / "control.db", 1 << 40, monkeypatch)
+    bounded = largest_wal_while_writing(tmp_path / "hot.db", 256, monkeypatch)  # 1 MiB
+    assert unbounded > 12 * 2**20, "the control run should have grown its WAL"
+    assert bounded < unbounded / 3

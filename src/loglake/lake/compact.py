@@ -22,10 +22,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from loglake.lake.flush import COMPACT_LEVELS, ROW_GROUP_ROWS, ServiceRowGroups, Step, parquet_writer, publish
+from loglake.lake.flush import Step, publish
 from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
+from loglake.lake.parts import COMPACT_LEVELS, ROW_GROUP_ROWS, ServiceRowGroups, parquet_writer
 from loglake.lake.query import sql_string
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.store.sqlite import SQLiteHotStore

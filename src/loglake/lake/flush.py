@@ -21,35 +21,34 @@ record arrived inside it since, else by id), so a late record stays in the hot s
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import shutil
 import sqlite3
-import tempfile
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgspec
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
-from loglake.lake.hot_rows import hot_rows_table
-from loglake.lake.layout import app_logs_key, day_of, new_part_name, partitions_of
+from loglake.lake.flush_rounds import (
+    RoundRows,
+    WrittenRound,
+    exit_with_parent,
+    read_and_write_in_worker,
+    read_round,
+    write_round,
+)
 from loglake.lake.manifest import LakeFile, add_files
 from loglake.lake.objectstore import ObjectStore
-from loglake.lake.tables import APP_LOGS_TABLE
-from loglake.model import DAY_MS
+from loglake.lake.parts import file_name
 from loglake.store.sqlite import SQLiteHotStore
-from loglake.store.sqlite_rows import COLUMNS
 
 ROWS_PER_ROUND = 200_000
-_DUE = f"SELECT {COLUMNS} FROM logs WHERE id_hi < ? ORDER BY id_hi, id_lo LIMIT ?"
-_DUE_AFTER = f"SELECT {COLUMNS} FROM logs WHERE (id_hi, id_lo) > (?, ?) AND id_hi < ? ORDER BY id_hi, id_lo LIMIT ?"
-_AS_COLUMNS = (
-    "SELECT " + ", ".join(f"json_group_array({name.strip()})" for name in COLUMNS.split(",")) + " FROM ({rows})"
-)
+# A flush with more rounds due than this reads and writes them in a worker process (flush_rounds):
+# starting one costs about a second, which a backlog repays many times over.
+WORKER_MIN_ROUNDS = 2
 
 Step = Callable[[str], None]
 
@@ -74,12 +73,14 @@ class Flusher:
         clock: Callable[[], float] = time.time,
         on_step: Step | None = None,
         rows_per_round: int = ROWS_PER_ROUND,
+        worker_process: bool | None = None,
     ) -> None:
         self.store = store
         self.lake = lake
         self.clock = clock
         self.on_step = on_step or (lambda step: None)
         self.rows_per_round = rows_per_round
+        self.worker_process = worker_process  # None: a worker process for a backlog only
 
     def recover(self) -> int:
         """Undo rounds a crash interrupted (steps 2-3): their objects go, their rows stay hot."""
@@ -98,187 +99,109 @@ class Flusher:
         """Move every record timestamped before `before_ms` into the lake, round by round
         (`progress` gets the number of records of each round).
 
-        Rounds overlap: while one converts and writes its files, a thread reads the next round's rows
-        (after the last id read) and the writer thread commits the previous round (SQLite and the
-        Parquet writer work off the GIL). Records that arrive late, below the ids already read, are
-        found by a last pass from the oldest id once the rest is moved."""
+        Rounds overlap: while one is published and committed (on the store's writer thread), the next
+        is read and written (after the last id read) by a thread, or by a worker process when more
+        than WORKER_MIN_ROUNDS rounds are due (see flush_rounds). Records that arrive late, below the
+        ids already read, are found by a last pass from the oldest id once the rest is moved."""
         started = time.perf_counter()
         report = FlushReport()
-        after: tuple[int, int] | None = None
         committing: Future | None = None
-        prefetched: Future | None = None
-        with ThreadPoolExecutor(1, thread_name_prefix="loglake-flush-read") as reader:
+        pending: Future | None = None
+        with self._round_writer(before_ms) as next_round:
             try:
-                while max_rounds is None or report.rounds < max_rounds:
-                    if prefetched is not None:
-                        rows, prefetched = prefetched.result(), None
-                    else:
-                        if after is None and committing is not None:  # a pass from the oldest id: the
-                            self._settle(committing)  # previous delete must be in first
-                            committing = None
-                        rows = self._due(before_ms, after)
-                    if rows is None:
+                after: tuple[int, int] | None = None
+                pending = next_round(after)
+                while pending is not None:
+                    written, pending = pending.result(), None
+                    if written is None:
                         if after is None:
                             break
-                        after = None  # one more pass from the start: records that arrived late
+                        after = None  # one more pass from the start: records that arrived late, but
+                        if committing is not None:  # only once the previous delete is in
+                            self._settle(committing)
+                            committing = None
+                        pending = next_round(after)
                         continue
-                    after = rows.last_id
+                    after = written.rows.last_id
                     if max_rounds is None or report.rounds + 1 < max_rounds:
-                        prefetched = reader.submit(self._due, before_ms, after)
-                    objects, committing = self._round(rows, committing)
-                    report.records += rows.count
-                    report.objects.extend(objects)
+                        pending = next_round(after)
+                    committing = self._publish(written, committing)
+                    report.records += written.rows.count
+                    report.objects.extend(f.key for f in written.files)
                     report.rounds += 1
                     if progress is not None:
-                        progress(rows.count)
+                        progress(written.rows.count)
             finally:
+                if pending is not None:  # a round read ahead that will not be published now
+                    _discard(pending)
                 if committing is not None:
                     self._settle(committing)
         report.seconds = time.perf_counter() - started
         return report
 
-    def _due(self, before_ms: int, after: tuple[int, int] | None) -> HotColumns | None:
-        """The next round's rows (the oldest due, or the oldest due after the id `after`) as columns.
+    @contextmanager
+    def _round_writer(self, before_ms: int) -> Iterator[Callable[[tuple[int, int] | None], Future]]:
+        """A function that starts reading and writing the round after a given id (None: from the
+        oldest due), in a worker process for a backlog, else in a thread."""
+        now_ms = int(self.clock() * 1000)
+        limit = self.rows_per_round
+        if self._backlog(before_ms):
+            spawn = multiprocessing.get_context("spawn")  # no fork: this process runs threads
+            with ProcessPoolExecutor(1, spawn, initializer=exit_with_parent, initargs=(os.getpid(),)) as worker:
+                path = str(self.store.path)
+                yield lambda after: worker.submit(read_and_write_in_worker, path, before_ms, after, limit, now_ms)
+        else:
+            with ThreadPoolExecutor(1, thread_name_prefix="loglake-flush-read") as reader:
+                yield lambda after: reader.submit(
+                    lambda: write_round(read_round(self.store, before_ms, after, limit), now_ms)
+                )
 
-        SQLite hands them over as one JSON array per column (json_group_array), decoded by msgspec:
-        about 40% less time than sqlite3 building a tuple per row, which was most of a flush."""
-        sql, params = (_DUE, [before_ms << 16]) if after is None else (_DUE_AFTER, [*after, before_ms << 16])
-        params.append(self.rows_per_round)
-        (arrays,) = self.store.read(_AS_COLUMNS.format(rows=sql), params)
-        columns = HotColumns([_json_array(a) for a in arrays])
-        return columns if columns.count else None
+    def _backlog(self, before_ms: int) -> bool:
+        if self.worker_process is not None:
+            return self.worker_process
+        beyond = self.store.read(
+            "SELECT 1 FROM logs WHERE id_hi < ? ORDER BY id_hi, id_lo LIMIT 1 OFFSET ?",
+            (before_ms << 16, WORKER_MIN_ROUNDS * self.rows_per_round),
+        )
+        return bool(beyond)
 
     def _settle(self, committing: Future) -> None:
         committing.result()
         self.on_step("committed")
 
-    def _round(self, rows: HotColumns, committing: Future | None) -> tuple[list[str], Future]:
-        """Write and publish one round; returns its object keys and its commit, under way."""
-        now_ms = int(self.clock() * 1000)
-        work = Path(tempfile.mkdtemp(prefix="loglake-flush-"))
+    def _publish(self, written: WrittenRound, committing: Future | None) -> Future:
+        """Publish one written round; returns its commit, under way."""
         try:
-            table = hot_rows_table(rows.columns)
-            millis = table.column("timestamp").cast(pa.int64())
-            days = pc.divide(millis, DAY_MS)  # integer division: days since the epoch, UTC
-            files = []
-            for day_number in pc.unique(days).to_pylist():
-                key = app_logs_key(day_of(day_number * DAY_MS), new_part_name(now_ms))
-                files.append(write_part(table.filter(pc.equal(days, day_number)), key, work))
             self.on_step("written")
             if committing is not None:
                 self._settle(committing)  # the previous round's commit, before this one's journal
-            commit = publish(self.store, self.lake, work, files, now_ms, self.on_step, lambda c: _delete_rows(c, rows))
-            return [f.key for f in files], commit
+            now_ms = int(self.clock() * 1000)
+            return publish(
+                self.store,
+                self.lake,
+                written.work,
+                written.files,
+                now_ms,
+                self.on_step,
+                lambda conn: _delete_rows(conn, written.rows),
+            )
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(written.work, ignore_errors=True)
 
 
-# How lake files are written (measured on the 10M-record bench set, see bench/README.md):
-# - one service per row group, at most 8Ki rows: a service's newest records sit in one, which is all
-#   "recent logs" reads (16Ki doubles that read; 4Ki costs Q2 25% and Q3 50% in per-row-group work);
-# - ZSTD level 1 when flushing (fast: level 8 on the ids tripled the write time), and when compaction
-#   rewrites a day in the background, level 8 for the log ids (neighbours share long prefixes:
-#   8.8 -> 5 MB per 1M records) and 9 for the text (messages 8% smaller);
-# - the timestamps delta-encoded (sorted per service: 4.9 -> 1.6 MB per 1M), everything short and
-#   repetitive dictionary-encoded, messages not (most are distinct).
-# Plain Parquet 1.0 pages with PLAIN, RLE_DICTIONARY and DELTA_BINARY_PACKED: Athena/Trino, DuckDB
-# and Spark >= 3.3 read them.
-ROW_GROUP_ROWS = 8 * 1024
-# (ZSTD level of the log ids, of the text columns): fast when flushing, small when compacting.
-FLUSH_LEVELS = (1, 1)
-COMPACT_LEVELS = (8, 9)
-
-
-def parquet_writer(path: Path, levels: tuple[int, int] = FLUSH_LEVELS) -> pq.ParquetWriter:
-    id_level, text_level = levels
-    by_column = {name: text_level for name in APP_LOGS_TABLE.schema.names} | {"log_id": id_level, "timestamp": 1}
-    return pq.ParquetWriter(
-        path,
-        APP_LOGS_TABLE.schema,
-        compression="zstd",
-        compression_level=by_column,
-        use_dictionary=["service", "log_type", "severity", "attributes", "client_id"],
-        column_encoding={"timestamp": "DELTA_BINARY_PACKED"},
-    )
-
-
-class ServiceRowGroups:
-    """Writes rows sorted by (service, timestamp) so that each row group holds one service only (at most
-    ROW_GROUP_ROWS of it): a service filter then skips every other row group by its statistics, and a
-    row group's time span is that service's alone, which "recent logs" relies on to read one."""
-
-    def __init__(self, writer: pq.ParquetWriter) -> None:
-        self.writer = writer
-        self.pending: list[pa.Table] = []
-        self.pending_rows = 0
-        self.service: str | None = None
-
-    def add(self, table: pa.Table) -> None:
-        services = table.column("service")
-        changes = pc.indices_nonzero(pc.not_equal(services.slice(1), services.slice(0, len(services) - 1)))
-        start = 0
-        for end in [*(i + 1 for i in changes.to_pylist()), table.num_rows]:
-            if end > start:
-                self._add_run(table.slice(start, end - start), services[start].as_py())
-            start = end
-
-    def _add_run(self, run: pa.Table, service: str) -> None:
-        if service != self.service:
-            self.flush()
-            self.service = service
-        self.pending.append(run)
-        self.pending_rows += run.num_rows
-        if self.pending_rows >= ROW_GROUP_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending:
-            self.writer.write_table(pa.concat_tables(self.pending), row_group_size=ROW_GROUP_ROWS)
-            self.pending, self.pending_rows = [], 0
-
-
-def write_part(table: pa.Table, key: str, work: Path) -> LakeFile:
-    """One day's records as a Parquet object-to-be in `work`, sorted by (service, timestamp)."""
-    table = table.sort_by([("service", "ascending"), ("timestamp", "ascending")])
-    path = work / _file_name(key)
-    with parquet_writer(path) as writer:
-        groups = ServiceRowGroups(writer)
-        groups.add(table)
-        groups.flush()
-    span = pc.min_max(table.column("timestamp").cast(pa.int64()))
-    day = partitions_of(key)["date"]
-    return LakeFile(
-        key, APP_LOGS_TABLE.name, day, span["min"].as_py(), span["max"].as_py(), table.num_rows, path.stat().st_size
-    )
-
-
-def _delete_rows(conn: sqlite3.Connection, rows: HotColumns) -> None:
+def _delete_rows(conn: sqlite3.Connection, rows: RoundRows) -> None:
     """Delete exactly the rows a round read (they were the oldest due). Unless a late record arrived
     among them since, that is the whole id range from the first to the last: a range delete, about
     three times faster than deleting row by row, which is the fallback."""
-    highs, lows, client_ids = rows.columns[0], rows.columns[1], rows.columns[8]
-    remember = [(c, hi, lo) for hi, lo, c in zip(highs, lows, client_ids, strict=True) if c is not None]
-    conn.executemany("INSERT OR IGNORE INTO flushed_client_ids (client_id, id_hi, id_lo) VALUES (?, ?, ?)", remember)
+    conn.executemany(
+        "INSERT OR IGNORE INTO flushed_client_ids (client_id, id_hi, id_lo) VALUES (?, ?, ?)", rows.client_ids
+    )
     bounds = (*rows.first_id, *rows.last_id)
     in_range = "(id_hi, id_lo) >= (?, ?) AND (id_hi, id_lo) <= (?, ?)"
     if conn.execute(f"SELECT count(*) FROM logs WHERE {in_range}", bounds).fetchone()[0] == rows.count:
         conn.execute(f"DELETE FROM logs WHERE {in_range}", bounds)
     else:
-        conn.executemany("DELETE FROM logs WHERE id_hi = ? AND id_lo = ?", zip(highs, lows, strict=True))
-
-
-class HotColumns:
-    """A round's rows as columns (sqlite_rows.COLUMNS order), with the id range they span."""
-
-    def __init__(self, columns: list[list]) -> None:
-        self.columns = columns
-        self.count = len(columns[0])
-        if self.count:
-            ids = list(zip(columns[0], columns[1], strict=True))
-            self.first_id, self.last_id = min(ids), max(ids)
-
-
-_json_array = msgspec.json.Decoder(list).decode
+        conn.executemany("DELETE FROM logs WHERE id_hi = ? AND id_lo = ?", rows.ids())
 
 
 def publish(
@@ -298,7 +221,7 @@ def publish(
     )
     on_step("journaled")
     for number, lake_file in enumerate(files, start=1):
-        lake.put_file(lake_file.key, work / _file_name(lake_file.key))
+        lake.put_file(lake_file.key, work / file_name(lake_file.key))
         on_step(f"published {number}")
 
     def commit(conn: sqlite3.Connection) -> None:
@@ -309,12 +232,14 @@ def publish(
     return store.in_write_transaction(commit)
 
 
-def _file_name(key: str) -> str:
-    return key.rsplit("/", 1)[1]
-
-
 def _journal(conn: sqlite3.Connection, objects: list[str], records: int, now_ms: int) -> int:
     cursor = conn.execute(
         "INSERT INTO flushes (started_ms, objects, records) VALUES (?, ?, ?)", (now_ms, json.dumps(objects), records)
     )
     return cursor.lastrowid
+
+
+def _discard(pending: Future) -> None:
+    written = None if pending.cancel() else pending.result()
+    if written is not None:
+        shutil.rmtree(written.work, ignore_errors=True)

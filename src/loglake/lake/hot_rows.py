@@ -1,13 +1,15 @@
 """Hot-store rows (sqlite_rows.COLUMNS order) as an Arrow table with the lake's `logs` schema.
 
 The flush writes these tables to Parquet and the query engine hands them to DuckDB next to the lake's
-files, so hot and lake records look alike to SQL.
+files, so hot and lake records look alike to SQL. The columns come as Python sequences (read by the
+stdlib's sqlite3) or as Arrow arrays (read by the flush worker's ADBC driver).
 """
 
 from __future__ import annotations
 
 import array
 from collections.abc import Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -16,31 +18,48 @@ from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.model import SEVERITY_NAMES
 
 
-def hot_rows_table(columns: Sequence[Sequence]) -> pa.Table:
+def hot_rows_table(columns: Sequence[Any]) -> pa.Table:
     """Hot rows, given as columns, as an Arrow table; per-row Python work is kept to the log id text."""
-    if not columns or not columns[0]:
+    if not columns or not len(columns[0]):
         return APP_LOGS_TABLE.schema.empty_table()
     return pa.table(
         [
-            _uuid_strings(columns[0], columns[1]),
-            pa.array(columns[2], pa.int64()).cast(pa.timestamp("ms")),
-            columns[3],
-            columns[4],
-            pc.take(pa.array(SEVERITY_NAMES), pa.array(columns[5], pa.int8())),
-            columns[6],
-            columns[7],
-            columns[8],
+            _uuid_strings(int64_bytes(columns[0]), int64_bytes(columns[1])),
+            _arrow(columns[2], pa.int64()).cast(pa.timestamp("ms")),
+            _arrow(columns[3], pa.string()),
+            _arrow(columns[4], pa.string()),
+            pc.take(pa.array(SEVERITY_NAMES), _arrow(columns[5], pa.int8())),
+            _arrow(columns[6], pa.string()),
+            _arrow(columns[7], pa.string()),
+            _arrow(columns[8], pa.string()),  # a column that is all NULL comes from ADBC typed int64
         ],
         schema=APP_LOGS_TABLE.schema,
     )
 
 
-def _uuid_strings(highs: Sequence[int], lows: Sequence[int]) -> pa.Array:
-    """Canonical UUID text of (id_hi, id_lo) pairs without a Python string per id: the halves are packed
-    big-endian by `array` and hexed in one call each, then every character position of the 36-byte
-    text is filled for all ids at once by a strided slice assignment."""
-    count = len(highs)
+def int64_bytes(values: Sequence[int] | pa.Array | pa.ChunkedArray) -> bytes:
+    """Integers as native 64-bit machine words, straight from an Arrow buffer when they are Arrow's."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        values = values.cast(pa.int64())
+        start = values.offset * 8
+        return values.buffers()[1].to_pybytes()[start : start + 8 * len(values)]
+    return array.array("q", values).tobytes()
+
+
+def _arrow(values: Sequence[Any] | pa.Array | pa.ChunkedArray, arrow_type: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values.cast(arrow_type)
+    return pa.array(values, arrow_type)
+
+
+def _uuid_strings(highs: bytes, lows: bytes) -> pa.Array:
+    """Canonical UUID text of (id_hi, id_lo) pairs, given as native int64 words, without a Python
+    string per id: the halves are made big-endian and hexed in one call each, then every character
+    position of the 36-byte text is filled for all ids at once by a strided slice assignment."""
     high, low = array.array("q", highs), array.array("q", lows)
+    count = len(high)
     high.byteswap()
     low.byteswap()
     low_hex = bytearray(low.tobytes().hex().encode())

@@ -1,0 +1,175 @@
+"""One flush round: read the oldest due hot rows and write them as one Parquet file per UTC date.
+
+Two readers, one result. A small flush reads with the hot store's own sqlite3 connections, in a thread.
+A backlog (`loglake flush --all`, a server catching up) is read in a worker process with the ADBC SQLite
+driver, which hands rows over as Arrow columns with no Python object per value (about three times faster
+than sqlite3), and that process also converts and writes the files, so the flushing process is left
+with committing. ADBC's driver carries its own copy of SQLite: it must never open hot.db in a process
+that also opens it with Python's sqlite3, since two SQLite copies in one process release each other's
+POSIX locks; the worker process exists for that reason as much as for speed.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from loglake.lake.hot_rows import hot_rows_table, int64_bytes
+from loglake.lake.layout import app_logs_key, day_of, new_part_name
+from loglake.lake.manifest import LakeFile
+from loglake.lake.parts import write_part
+from loglake.model import DAY_MS
+from loglake.store.sqlite import SQLiteHotStore
+from loglake.store.sqlite_rows import COLUMNS
+
+_DUE = f"SELECT {COLUMNS} FROM logs WHERE id_hi < ? ORDER BY id_hi, id_lo LIMIT ?"
+_DUE_AFTER = f"SELECT {COLUMNS} FROM logs WHERE (id_hi, id_lo) > (?, ?) AND id_hi < ? ORDER BY id_hi, id_lo LIMIT ?"
+_AS_JSON_COLUMNS = (
+    "SELECT " + ", ".join(f"json_group_array({name.strip()})" for name in COLUMNS.split(",")) + " FROM ({rows})"
+)
+_ID_HI, _ID_LO, _CLIENT_ID = 0, 1, 8  # positions in COLUMNS
+
+
+@dataclass(frozen=True)
+class RoundRows:
+    """Which hot rows a round read: what its commit deletes. The ids are native int64 words (picklable,
+    compact) and `client_ids` the (client id, id_hi, id_lo) of the rows that carry one."""
+
+    count: int
+    first_id: tuple[int, int]
+    last_id: tuple[int, int]
+    highs: bytes
+    lows: bytes
+    client_ids: list[tuple[str, int, int]]
+
+    @classmethod
+    def of(cls, columns: list[Any]) -> RoundRows:
+        highs, lows = (_arrow_int64(columns[i]) for i in (_ID_HI, _ID_LO))
+        first, last = _id_bounds(highs, lows)
+        return cls(len(highs), first, last, int64_bytes(highs), int64_bytes(lows), _client_ids(columns))
+
+    def ids(self) -> zip:
+        return zip(array.array("q", self.highs), array.array("q", self.lows), strict=True)
+
+
+@dataclass(frozen=True)
+class WrittenRound:
+    rows: RoundRows
+    files: list[LakeFile]
+    work: Path  # the folder holding the files until they are published
+
+
+def read_round(
+    store: SQLiteHotStore, before_ms: int, after: tuple[int, int] | None, limit: int
+) -> tuple[pa.Table, RoundRows] | None:
+    """The round's rows through the hot store's sqlite3 readers, as one JSON array per column
+    (json_group_array) decoded by msgspec: about 40% less time than sqlite3 building a tuple per row."""
+    (arrays,) = store.read(_AS_JSON_COLUMNS.format(rows=_due_sql(after)), _due_params(before_ms, after, limit))
+    columns = [_json_array(a) for a in arrays]
+    return _as_round(columns) if columns[0] else None
+
+
+def write_round(rows: tuple[pa.Table, RoundRows] | None, now_ms: int) -> WrittenRound | None:
+    """The round's files in a new work folder, one per UTC date of the records' own timestamps."""
+    if rows is None:
+        return None
+    table, read = rows
+    work = Path(tempfile.mkdtemp(prefix="loglake-flush-"))
+    days = pc.divide(table.column("timestamp").cast(pa.int64()), DAY_MS)  # integer division: UTC days
+    files = []
+    for day_number in pc.unique(days).to_pylist():
+        key = app_logs_key(day_of(day_number * DAY_MS), new_part_name(now_ms))
+        files.append(write_part(table.filter(pc.equal(days, day_number)), key, work))
+    return WrittenRound(read, files, work)
+
+
+def read_and_write_in_worker(
+    db_path: str, before_ms: int, after: tuple[int, int] | None, limit: int, now_ms: int
+) -> WrittenRound | None:
+    """A worker process's round: read with ADBC (read-only), convert and write the files."""
+    cursor = _adbc_connection(db_path).cursor()
+    try:
+        # One batch for the whole round: the driver infers a column's type from its first batch.
+        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(limit)})
+        cursor.execute(_due_sql(after), _due_params(before_ms, after, limit))
+        table = cursor.fetch_arrow_table()
+    finally:
+        cursor.close()
+    return write_round(_as_round(table.columns) if table.num_rows else None, now_ms)
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """A worker process's initializer: the worker must not outlive a flushing process that was killed
+    (its task queue never reports the end, the worker holds a copy of both of its ends)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="loglake-flush-parent-watch", daemon=True).start()
+
+
+_adbc_connections: dict[str, Any] = {}
+
+
+def _adbc_connection(db_path: str) -> Any:
+    if db_path not in _adbc_connections:
+        import adbc_driver_sqlite.dbapi  # only ever imported in a flush worker process, see above
+
+        uri = Path(db_path).absolute().as_uri() + "?mode=ro"
+        # autocommit: each round reads a fresh snapshot, no transaction left open between rounds
+        _adbc_connections[db_path] = adbc_driver_sqlite.dbapi.connect(uri, autocommit=True)
+    return _adbc_connections[db_path]
+
+
+def _as_round(columns: list[Any]) -> tuple[pa.Table, RoundRows]:
+    return hot_rows_table(columns), RoundRows.of(columns)
+
+
+def _due_sql(after: tuple[int, int] | None) -> str:
+    return _DUE if after is None else _DUE_AFTER
+
+
+def _due_params(before_ms: int, after: tuple[int, int] | None, limit: int) -> list[int]:
+    """Rows of records timestamped before `before_ms` (the top of id_hi is the timestamp), the oldest
+    first, after the id `after` if given."""
+    return [*(after or ()), before_ms << 16, limit]
+
+
+def _arrow_int64(values: Any) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks().cast(pa.int64())
+    return values.cast(pa.int64()) if isinstance(values, pa.Array) else pa.array(values, pa.int64())
+
+
+def _id_bounds(highs: pa.Array, lows: pa.Array) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The smallest and the largest (id_hi, id_lo) pair, computed column-wise (no tuple per row)."""
+    bounds = []
+    for pick in (pc.min, pc.max):
+        high = pick(highs)
+        bounds.append((high.as_py(), pick(pc.filter(lows, pc.equal(highs, high))).as_py()))
+    return bounds[0], bounds[1]
+
+
+def _client_ids(columns: list[Any]) -> list[tuple[str, int, int]]:
+    client_ids, highs, lows = columns[_CLIENT_ID], columns[_ID_HI], columns[_ID_LO]
+    if isinstance(client_ids, pa.ChunkedArray | pa.Array):
+        present = pc.is_valid(client_ids)
+        if not pc.any(present).as_py():
+            return []
+        client_ids, highs, lows = (pc.filter(c, present).to_pylist() for c in (client_ids, highs, lows))
+    return [(c, hi, lo) for c, hi, lo in zip(client_ids, highs, lows, strict=True) if c is not None]
+
+
+_json_array = msgspec.json.Decoder(list).decode
