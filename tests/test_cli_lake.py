@@ -152,7 +152,8 @@ def test_query_on_a_folder_without_data_says_so(tmp_path: Path) -> None:
 def test_catalog_ddl_prints_athena_tables() -> None:
     result = run("catalog", "ddl", "--engine", "athena", "--location", "s3://my-lake/logs")
     assert result.exit_code == 0, result.output
-    (create,) = sqlglot.parse(result.stdout, read="athena")
-    assert "s3://my-lake/logs/type=app_logs/" in create.sql(dialect="athena")
+    logs, amplify = sqlglot.parse(result.stdout, read="athena")
+    assert "s3://my-lake/logs/type=app_logs/" in logs.sql(dialect="athena")
+    assert "s3://my-lake/logs/type=amplify_access/app=${app}/date=${date}/" in amplify.sql(dialect="athena")
     bad = run("catalog", "ddl", "--location", "/not/s3")
     assert bad.exit_code == 1 and "s3://" in bad.output

@@ -112,8 +112,9 @@ async def test_tables_lists_columns_and_partitions(
 ) -> None:
     flush_all(app)
     await send(client, [rec(1, "hot one")])
-    (logs,) = (await client.get("/tables")).json()["tables"]
-    assert logs["name"] == "logs"
+    logs, amplify = (await client.get("/tables")).json()["tables"]
+    assert (logs["name"], amplify["name"]) == ("logs", "amplify_access")
+    assert amplify["partition_keys"] == ["app", "date"] and amplify["lake_records"] == 0
     assert [c["name"] for c in logs["columns"]] == LOGS_COLUMNS
     assert logs["partition_keys"] == ["date"]
     assert [(p["date"], p["records"]) for p in logs["partitions"]] == [("2026-10-31", 1), ("2026-11-01", 29)]

@@ -134,10 +134,7 @@ class Lake:
                 "columns": [
                     {"name": c.name, "type": _sql_type(c.type), "description": c.description} for c in table.columns
                 ]
-                + [
-                    {"name": key, "type": "DATE", "description": "partition: the record's UTC day"}
-                    for key in table.partitions
-                ],
+                + [_partition_column(key) for key in table.partitions],
                 "partition_keys": list(table.partitions),
                 "partitions": [
                     {
@@ -301,6 +298,12 @@ _SQL_TYPES = {
     "double": "DOUBLE",
     "int32": "INTEGER",
 }
+
+
+def _partition_column(key: str) -> dict[str, str]:
+    if key == "date":
+        return {"name": key, "type": "DATE", "description": "partition: the record's UTC day"}
+    return {"name": key, "type": "VARCHAR", "description": f"partition: the {key} it belongs to"}
 
 
 def _sql_type(arrow_type: Any) -> str:

@@ -42,7 +42,7 @@ from loglake.lake.hot_rows import hot_rows_table
 from loglake.lake.manifest import LakeFile, list_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.sql_guard import QueryError, check_select, client_error, rewrite_ilike_contains
-from loglake.lake.tables import APP_LOGS_TABLE
+from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.store.sqlite_rows import COLUMNS
 
@@ -199,48 +199,71 @@ class QueryEngine:
         return QueryResult(columns, rows[:cap], len(rows) > cap, elapsed_ms, bytes_scanned, files)
 
     def _define_views(self, cursor: duckdb.DuckDBPyConnection, window: TimeRange) -> None:
-        """(Re)define `logs` on this cursor from one SQLite snapshot of hot rows + catalog."""
+        """(Re)define every table on this cursor from one SQLite snapshot of hot rows + catalog:
+        `logs` is the hot rows and its lake files, the other tables (Amplify access logs) only files."""
         hot_sql, hot_params = _hot_rows_query(window)
         with self.store.snapshot():
             hot = self.store.read(hot_sql, hot_params)
-            files = list_files(self.store.read, APP_LOGS_TABLE.name, window.since_ms, window.until_ms)
+            files = {
+                table.name: list_files(self.store.read, table.name, window.since_ms, window.until_ms)
+                if table is APP_LOGS_TABLE
+                else list_files(self.store.read, table.name)
+                for table in TABLES.values()
+            }
         cursor.register("_hot_logs", hot_rows_table(list(zip(*hot, strict=True))))
         columns = ", ".join(f'"{c.name}"' for c in APP_LOGS_TABLE.columns)
         # DuckDB reads Parquet TIMESTAMP(MILLIS) as TIMESTAMP and Arrow timestamp[ms] as TIMESTAMP_MS:
         # one type for both, so `typeof` and arithmetic do not depend on where a record is.
         hot_columns = columns.replace('"timestamp"', 'CAST("timestamp" AS TIMESTAMP) AS "timestamp"')
         parts = [f'SELECT {hot_columns}, CAST("timestamp" AS DATE) AS "date" FROM _hot_logs']
-        if files:
-            parts.insert(0, f'SELECT {columns}, "date" FROM {self._lake_source(cursor, files)}')
+        if files[APP_LOGS_TABLE.name]:
+            source = self._lake_source(cursor, APP_LOGS_TABLE, files[APP_LOGS_TABLE.name])
+            parts.insert(0, f'SELECT {columns}, "date" FROM {source}')
         cursor.execute(f"CREATE OR REPLACE TEMP VIEW logs AS {' UNION ALL '.join(parts)}")
+        for table in TABLES.values():
+            if table is not APP_LOGS_TABLE:
+                names = ", ".join(f'"{name}"' for name in [*table.schema.names, *table.partitions])
+                source = self._lake_source(cursor, table, files[table.name])
+                cursor.execute(f'CREATE OR REPLACE TEMP VIEW "{table.name}" AS SELECT {names} FROM {source}')
 
-    def _lake_source(self, cursor: duckdb.DuckDBPyConnection, files: list[LakeFile]) -> str:
-        """The lake part of `logs`: DuckDB's own Parquet reader on a local lake (it prunes by the
-        `date` folder and row-group statistics and counts the bytes it reads); on S3, a pyarrow
+    def _lake_source(self, cursor: duckdb.DuckDBPyConnection, table: LakeTable, files: list[LakeFile]) -> str:
+        """A table's lake part: DuckDB's own Parquet reader on a local lake (it prunes by the
+        partition folders and row-group statistics and counts the bytes it reads); on S3, a pyarrow
         dataset over the same objects, to which DuckDB pushes its filters and projections."""
+        schema = _dataset_schema(table)
+        if not files:
+            cursor.register(f"_empty_{table.name}", schema.empty_table())
+            return f"_empty_{table.name}"
         if isinstance(self.lake, LocalObjectStore):
             root = self.lake.root.resolve()
             paths = ", ".join(sql_string(str(root / f.key)) for f in files)
-            return f"read_parquet([{paths}], hive_partitioning = true)"
+            types = ", ".join(f"{sql_string(p)}: {_hive_type(p)}" for p in table.partitions)
+            return f"read_parquet([{paths}], hive_partitioning = true, hive_types = {{{types}}})"
         assert isinstance(self.lake, S3ObjectStore)
         if self._arrow_fs is None:
             self._arrow_fs = self.lake.arrow_filesystem()
         dataset = ds.dataset(
             [self.lake.arrow_path(f.key) for f in files],
-            schema=_LAKE_SCHEMA,
+            schema=schema,
             format="parquet",
             filesystem=self._arrow_fs,
-            partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"),
-            partition_base_dir=self.lake.arrow_path(f"type={APP_LOGS_TABLE.directory}"),
+            partitioning=ds.partitioning(pa.schema([schema.field(p) for p in table.partitions]), flavor="hive"),
+            partition_base_dir=self.lake.arrow_path(f"type={table.directory}"),
         )
-        cursor.register("_lake_logs", dataset)
-        return "_lake_logs"
+        cursor.register(f"_lake_{table.name}", dataset)
+        return f"_lake_{table.name}"
 
 
-# The S3 dataset reads timestamps as microseconds (pyarrow casts), for the same reason.
-_LAKE_SCHEMA = APP_LOGS_TABLE.schema.set(
-    APP_LOGS_TABLE.schema.get_field_index("timestamp"), pa.field("timestamp", pa.timestamp("us"))
-).append(pa.field("date", pa.date32()))
+def _hive_type(partition: str) -> str:
+    return "DATE" if partition == "date" else "VARCHAR"
+
+
+def _dataset_schema(table: LakeTable) -> pa.Schema:
+    """A table's columns and partitions as SQL sees them. Timestamps read as microseconds, as DuckDB
+    reads Parquet's (a pyarrow dataset would otherwise keep milliseconds: another SQL type)."""
+    fields = [pa.field(f.name, pa.timestamp("us")) if f.type == pa.timestamp("ms") else f for f in table.schema]
+    fields += [pa.field(p, pa.date32() if p == "date" else pa.string()) for p in table.partitions]
+    return pa.schema(fields)
 
 
 def _interrupt_after(cursor: duckdb.DuckDBPyConnection, deadline: float, finished: threading.Event) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from loglake.lake.layout import APP_LOGS
+from loglake.lake.layout import AMPLIFY_ACCESS, APP_LOGS
 
 
 @dataclass(frozen=True)
@@ -51,4 +51,50 @@ APP_LOGS_TABLE = LakeTable(
     description="application logs sent to POST /logs, one row per record",
 )
 
-TABLES: dict[str, LakeTable] = {t.name: t for t in (APP_LOGS_TABLE,)}
+
+def _text(name: str, description: str) -> Column:
+    return Column(name, pa.string(), description)
+
+
+AMPLIFY_ACCESS_TABLE = LakeTable(
+    name="amplify_access",
+    directory=AMPLIFY_ACCESS,
+    columns=(
+        Column("timestamp", pa.timestamp("ms"), "when the edge served the request, UTC (date + time)"),
+        _text("x_edge_location", "edge location (airport code and number, e.g. FRA56-P1)"),
+        Column("sc_bytes", pa.int64(), "bytes served to the viewer, headers included"),
+        _text("c_ip", "viewer IP address"),
+        _text("cs_method", "HTTP method"),
+        _text("cs_host", "CloudFront domain name of the distribution"),
+        _text("cs_uri_stem", "path of the request"),
+        Column("sc_status", pa.int32(), "HTTP status; null when the viewer left before the response"),
+        _text("cs_referer", "Referer header"),
+        _text("cs_user_agent", "User-Agent header, URL-decoded"),
+        _text("cs_uri_query", "query string, URL-decoded, or null"),
+        _text("cs_cookie", "Cookie header (when cookie logging is on)"),
+        _text("x_edge_result_type", "Hit, RefreshHit, Miss, LimitExceeded, CapacityExceeded, Error, Redirect"),
+        _text("x_edge_request_id", "CloudFront's unique request id (the de-duplication key)"),
+        _text("x_host_header", "Host header the viewer sent (the app's domain)"),
+        _text("cs_protocol", "http, https, ws or wss"),
+        Column("cs_bytes", pa.int64(), "bytes of the viewer's request, headers included"),
+        Column("time_taken", pa.float64(), "seconds from request to last byte, at the edge"),
+        _text("x_forwarded_for", "X-Forwarded-For when the viewer came through a proxy"),
+        _text("ssl_protocol", "TLS protocol, e.g. TLSv1.3"),
+        _text("ssl_cipher", "TLS cipher"),
+        _text("x_edge_response_result_type", "result type of the response to the viewer"),
+        _text("cs_protocol_version", "HTTP/1.1, HTTP/2.0, HTTP/3.0"),
+        _text("fle_status", "field-level encryption status"),
+        _text("fle_encrypted_fields", "number of field-level encrypted fields"),
+        Column("c_port", pa.int32(), "viewer port"),
+        Column("time_to_first_byte", pa.float64(), "seconds to the first byte, at the edge"),
+        _text("x_edge_detailed_result_type", "detailed result type (e.g. OriginShieldHit, MissGeneratedResponse)"),
+        _text("sc_content_type", "Content-Type of the response"),
+        Column("sc_content_len", pa.int64(), "Content-Length of the response"),
+        Column("sc_range_start", pa.int64(), "start of a range request"),
+        Column("sc_range_end", pa.int64(), "end of a range request"),
+    ),
+    partitions=("app", "date"),
+    description="AWS Amplify Hosting access logs (CloudFront fields), one row per request, by app and event date",
+)
+
+TABLES: dict[str, LakeTable] = {t.name: t for t in (APP_LOGS_TABLE, AMPLIFY_ACCESS_TABLE)}

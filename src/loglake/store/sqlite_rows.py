@@ -72,6 +72,21 @@ MIGRATIONS = [
         id_lo     INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    """
+    -- Amplify access-log collection: per app, the end of the last window collected in full (every
+    -- window before it succeeded), and the report of each run.
+    CREATE TABLE amplify_watermarks (
+        app        TEXT PRIMARY KEY,   -- the configuration's appName
+        until_ms   INTEGER NOT NULL,   -- epoch ms, exclusive
+        updated_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE amplify_runs (
+        run_id      INTEGER PRIMARY KEY,
+        started_ms  INTEGER NOT NULL,
+        finished_ms INTEGER NOT NULL,
+        report      TEXT NOT NULL      -- JSON: per app windows, rows, bytes, retries, errors, duration
+    );
+    """,
 ]
 
 COLUMNS = "id_hi, id_lo, timestamp, service, log_type, severity, message, attributes, client_id"

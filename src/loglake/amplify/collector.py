@@ -1,0 +1,364 @@
+"""Collecting Amplify access logs into the lake: windows from a watermark, split, retried, exactly once.
+
+For each app, the time from its watermark (the end of the last window collected in full; on the first
+run, `logRetention.days` back) to the last whole hour before now less an hour (the newest hour's logs
+are still arriving) is cut into windows of `timeChunkSize.days`. Each window is fetched (split in halves,
+down to MAX_SPLIT_DEPTH levels, when the service finds it too large; retried with exponential backoff and
+jitter when throttled or failing), parsed, de-duplicated by `x-edge-request-id` against itself and the
+lake, and committed: its Parquet parts join the lake catalog, and the watermark moves past it, in one
+transaction. A window that fails leaves the watermark where it is, so the next run fetches it again;
+the windows after it are still collected, and what they held is never stored twice.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import random
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from loglake.amplify.config import AmplifyApp, AmplifyConfig
+from loglake.amplify.parse import MAX_EXAMPLES, NotAnAccessLog, ParsedLog, parse_access_log
+from loglake.amplify.source import AmplifyLogSource, Fatal, FetchError, RangeTooLarge, Retryable
+from loglake.lake.flush import publish
+from loglake.lake.layout import amplify_access_key, amplify_export_key, day_of, new_part_name, partition_prefix
+from loglake.lake.manifest import LakeFile, list_files
+from loglake.lake.objectstore import ObjectStore
+from loglake.lake.parts import file_name
+from loglake.lake.tables import AMPLIFY_ACCESS_TABLE
+from loglake.model import DAY_MS
+from loglake.store.sqlite import SQLiteHotStore
+
+HOUR = timedelta(hours=1)
+SETTLE = timedelta(hours=1)  # the newest hour's logs are still arriving: it waits for the next run
+MAX_SPLIT_DEPTH = 3  # a window too large is halved at most 3 times (into at most 8 ranges)
+MAX_ATTEMPTS = 5  # calls per range when throttled or failing
+BACKOFF_SECONDS = 1.0  # first pause; doubles each attempt, with full jitter, at most BACKOFF_CAP_SECONDS
+BACKOFF_CAP_SECONDS = 60.0
+MAX_PARALLEL_APPS = 4
+ROW_GROUP_ROWS = 64 * 1024
+
+Progress = Callable[[str, int, int, int], None]  # app, windows done, windows planned, rows stored
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open time range [start, end), UTC."""
+
+    start: datetime
+    end: datetime
+
+    def halves(self) -> tuple[Window, Window] | None:
+        """Two halves cut on a whole hour (the API answers whole hours); None under two hours."""
+        hours = int((self.end - self.start) / HOUR)
+        if hours < 2:
+            return None
+        middle = self.start + HOUR * (hours // 2)
+        return Window(self.start, middle), Window(middle, self.end)
+
+    def __str__(self) -> str:
+        return f"{_iso(self.start)} .. {_iso(self.end)}"
+
+
+def plan_windows(since: datetime, until: datetime, chunk_days: int) -> list[Window]:
+    windows, start, step = [], since, timedelta(days=chunk_days)
+    while start < until:
+        windows.append(Window(start, min(start + step, until)))
+        start += step
+    return windows
+
+
+@dataclass
+class AppReport:
+    app: str
+    windows: int = 0
+    windows_ok: int = 0
+    windows_failed: int = 0
+    rows: int = 0  # stored in the lake
+    duplicates: int = 0  # skipped: already in this export or in the lake
+    malformed: int = 0
+    outside: int = 0  # outside the window (the API answers whole hours)
+    bytes: int = 0  # downloaded
+    retries: int = 0
+    splits: int = 0
+    errors: list[str] = field(default_factory=list)
+    malformed_examples: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.windows_failed == 0
+
+
+@dataclass
+class RunReport:
+    started: str
+    finished: str = ""
+    apps: list[AppReport] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(a.ok for a in self.apps)
+
+    def to_dict(self) -> dict:
+        return {
+            "started": self.started,
+            "finished": self.finished,
+            "ok": self.ok,
+            "apps": [asdict(a) for a in self.apps],
+        }
+
+
+class Collector:
+    def __init__(
+        self,
+        config: AmplifyConfig,
+        store: SQLiteHotStore,
+        lake: ObjectStore,
+        source: AmplifyLogSource | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        on_progress: Progress | None = None,
+        max_parallel_apps: int = MAX_PARALLEL_APPS,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.lake = lake
+        self.source = source or AmplifyLogSource()
+        self.clock = clock
+        self.sleep = sleep
+        self.on_progress = on_progress or (lambda app, done, total, rows: None)
+        self.max_parallel_apps = max_parallel_apps
+        self._random = random.Random()
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def watermark(self, app: str) -> datetime | None:
+        rows = self.store.read("SELECT until_ms FROM amplify_watermarks WHERE app = ?", (app,))
+        return _from_ms(rows[0][0]) if rows else None
+
+    def default_until(self) -> datetime:
+        """The end of the last whole hour whose logs have settled."""
+        now = datetime.fromtimestamp(self.clock(), UTC) - SETTLE
+        return now.replace(minute=0, second=0, microsecond=0)
+
+    def plan(self, app: AmplifyApp, since: datetime | None = None, until: datetime | None = None) -> list[Window]:
+        """The windows a run fetches for `app`: from `since` (else its watermark, else the retention
+        period back) to `until` (else the last settled hour)."""
+        until = until or self.default_until()
+        if since is None:
+            since = self.watermark(app.app_name) or _midnight(until - timedelta(days=self.config.retention_days))
+        return plan_windows(since, until, self.config.chunk_days)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def run(
+        self, apps: list[str] | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> RunReport:
+        """Collect the chosen apps (all by default) concurrently; the report is stored in hot.db.
+        Without `since`, each app continues from its watermark; with it, exactly [since, until) is
+        fetched, and the watermark only moves if the range continues it."""
+        chosen = [self.config.app(name) for name in apps] if apps else list(self.config.apps)
+        started_ms = int(self.clock() * 1000)
+        report = RunReport(started=_iso(_from_ms(started_ms)))
+        with ThreadPoolExecutor(min(self.max_parallel_apps, len(chosen)), "loglake-amplify") as pool:
+            report.apps = list(pool.map(lambda app: self._collect_app(app, since, until), chosen))
+        finished_ms = int(self.clock() * 1000)
+        report.finished = _iso(_from_ms(finished_ms))
+        document = json.dumps(report.to_dict())
+        self.store.run_in_writer(
+            lambda conn: conn.execute(
+                "INSERT INTO amplify_runs (started_ms, finished_ms, report) VALUES (?, ?, ?)",
+                (started_ms, finished_ms, document),
+            )
+        )
+        return report
+
+    def _collect_app(self, app: AmplifyApp, since: datetime | None, until: datetime | None) -> AppReport:
+        started = time.perf_counter()
+        report = AppReport(app.app_name)
+        watermark = self.watermark(app.app_name)
+        report.watermark_before = _iso(watermark) if watermark else None
+        windows = self.plan(app, since, until)
+        report.windows = len(windows)
+        # The watermark moves over windows that continue it; a first scheduled run starts one.
+        contiguous_from = watermark or (windows[0].start if windows and since is None else None)
+        self.on_progress(app.app_name, 0, len(windows), 0)
+        for number, window in enumerate(windows, start=1):
+            continues = contiguous_from is not None and window.start <= contiguous_from
+            try:
+                self._collect_window(app, window, report, advance_watermark=continues)
+                report.windows_ok += 1
+                if continues:
+                    contiguous_from = max(contiguous_from, window.end)
+            except (FetchError, NotAnAccessLog) as e:
+                report.windows_failed += 1
+                report.errors.append(f"{window}: {e}")
+                contiguous_from = None  # nothing after a failed window moves the watermark
+            self.on_progress(app.app_name, number, len(windows), report.rows)
+        after = self.watermark(app.app_name)
+        report.watermark_after = _iso(after) if after else None
+        report.seconds = round(time.perf_counter() - started, 3)
+        return report
+
+    def _collect_window(self, app: AmplifyApp, window: Window, report: AppReport, advance_watermark: bool) -> None:
+        pieces = self._fetch(app, window, report, depth=0)
+        run_at = datetime.fromtimestamp(self.clock(), UTC)
+        parsed = []
+        for piece, data in pieces:
+            report.bytes += len(data)
+            parsed.append(parse_access_log(data, _ms(piece.start), _ms(piece.end)))
+        self.store_rows(app.app_name, parsed, report, watermark=window.end if advance_watermark else None)
+        for piece, data in pieces:  # the exports as delivered, for the layout our users' Athena reads
+            if data:
+                self.lake.put(amplify_export_key(app.app_name, run_at, piece.start), _gzipped(data))
+
+    def _fetch(self, app: AmplifyApp, window: Window, report: AppReport, depth: int) -> list[tuple[Window, bytes]]:
+        """The window's export, or its halves' exports when the service finds it too large."""
+        try:
+            return [(window, self._with_retries(lambda: self.source.fetch(app, window.start, window.end), report))]
+        except RangeTooLarge as e:
+            halves = window.halves()
+            if depth >= MAX_SPLIT_DEPTH or halves is None:
+                raise Fatal(f"still too large after splitting {depth} times: {e}") from None
+            report.splits += 1
+            return [part for half in halves for part in self._fetch(app, half, report, depth + 1)]
+
+    def _with_retries(self, call: Callable[[], bytes], report: AppReport) -> bytes:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return call()
+            except Retryable as e:
+                if attempt == MAX_ATTEMPTS:
+                    raise Fatal(f"gave up after {MAX_ATTEMPTS} attempts: {e}") from None
+                report.retries += 1
+                pause = min(BACKOFF_CAP_SECONDS, BACKOFF_SECONDS * 2 ** (attempt - 1))
+                self.sleep(self._random.uniform(0, pause))  # full jitter: apps do not retry in step
+        raise AssertionError("unreachable")
+
+    # -- storing -----------------------------------------------------------------------------
+
+    def store_rows(
+        self, app: str, parsed: list[ParsedLog], report: AppReport, watermark: datetime | None = None
+    ) -> None:
+        """Add the rows that are not in the lake yet as Parquet parts, one per event date, and move
+        the watermark (if given), in one catalog transaction."""
+        for log in parsed:
+            report.malformed += log.malformed.count
+            report.duplicates += log.duplicates
+            report.outside += log.outside
+            room = MAX_EXAMPLES - len(report.malformed_examples)
+            report.malformed_examples.extend(log.malformed.examples[: max(room, 0)])
+        table = pa.concat_tables([log.table for log in parsed]) if parsed else None
+        work = Path(tempfile.mkdtemp(prefix="loglake-amplify-"))
+        try:
+            files = []
+            if table is not None and table.num_rows:
+                days = pc.divide(table.column("timestamp").cast(pa.int64()), DAY_MS)
+                for day_number in pc.unique(days).to_pylist():
+                    day = day_of(day_number * DAY_MS)
+                    rows = self._new_rows(app, day.isoformat(), table.filter(pc.equal(days, day_number)), report)
+                    if rows.num_rows:
+                        files.append(
+                            _write_part(rows, amplify_access_key(app, day, new_part_name(self._now_ms())), work)
+                        )
+            report.rows += sum(f.records for f in files)
+
+            def finish(conn: sqlite3.Connection) -> None:
+                if watermark is not None:
+                    conn.execute(
+                        "INSERT INTO amplify_watermarks (app, until_ms, updated_ms) VALUES (?, ?, ?)"
+                        " ON CONFLICT (app) DO UPDATE SET until_ms = max(until_ms, excluded.until_ms),"
+                        " updated_ms = excluded.updated_ms",
+                        (app, _ms(watermark), self._now_ms()),
+                    )
+
+            publish(self.store, self.lake, work, files, self._now_ms(), lambda step: None, finish).result()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _new_rows(self, app: str, day: str, rows: pa.Table, report: AppReport) -> pa.Table:
+        """`rows` less those whose request id the lake holds already for this app and date."""
+        prefix = partition_prefix(AMPLIFY_ACCESS_TABLE.directory, app=app, date=day)
+        keys = [f.key for f in _files_of_day(self.store, day) if f.key.startswith(prefix)]
+        if not keys:
+            return rows
+        stored = pa.concat_arrays(
+            [
+                pq.read_table(io.BytesIO(self.lake.get(key)), columns=["x_edge_request_id"]).column(0).combine_chunks()
+                for key in keys
+            ]
+        )
+        fresh = pc.invert(pc.is_in(rows.column("x_edge_request_id"), value_set=stored))
+        kept = rows.filter(fresh)
+        report.duplicates += rows.num_rows - kept.num_rows
+        return kept
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+
+def _files_of_day(store: SQLiteHotStore, day: str) -> list[LakeFile]:
+    start = _ms(datetime.fromisoformat(day).replace(tzinfo=UTC))
+    return list_files(store.read, AMPLIFY_ACCESS_TABLE.name, start, start + DAY_MS)
+
+
+def _write_part(rows: pa.Table, key: str, work: Path) -> LakeFile:
+    rows = rows.sort_by([("timestamp", "ascending")])
+    path = work / file_name(key)
+    pq.write_table(
+        rows,
+        path,
+        compression="zstd",
+        row_group_size=ROW_GROUP_ROWS,
+        use_dictionary=[
+            c for c in rows.column_names if c not in ("x_edge_request_id", "timestamp", "cs_cookie", "cs_uri_query")
+        ],
+    )
+    span = pc.min_max(rows.column("timestamp").cast(pa.int64()))
+    day = key.split("/date=", 1)[1].split("/", 1)[0]
+    return LakeFile(
+        key,
+        AMPLIFY_ACCESS_TABLE.name,
+        day,
+        span["min"].as_py(),
+        span["max"].as_py(),
+        rows.num_rows,
+        path.stat().st_size,
+    )
+
+
+def _gzipped(data: bytes) -> bytes:
+    return data if data[:2] == b"\x1f\x8b" else gzip.compress(data, compresslevel=6)
+
+
+def _midnight(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,280 @@
+"""The collector against a local Amplify server, with the real boto3 client pointed at it."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from datetime import UTC, datetime, timedelta
+
+import pyarrow.parquet as pq
+import pytest
+
+from loglake.amplify import collector as collector_module
+from loglake.amplify.collector import Collector, Window
+from loglake.amplify.config import parse_config
+from loglake.lake.objectstore import LocalObjectStore
+from loglake.lake.query import QueryEngine
+from loglake.store.sqlite import SQLiteHotStore
+from tests.amplify.logs import HEADER, Request, access_log, request_id, row, varied_requests
+from tests.amplify.server import FakeAmplify, FakeApp
+
+NOW = datetime(2026, 11, 16, 1, 30, tzinfo=UTC)  # a Monday; the last settled hour ends at 00:00
+UNTIL = datetime(2026, 11, 16, tzinfo=UTC)
+SINCE = UNTIL - timedelta(days=28)  # logRetention 28 days, chunks of 14: two windows
+DANSE = {"profile": "HylmarJ", "region": "eu-west-1", "appId": "d3hgg9jtwyuijn", "domainName": "danse.tech"}
+HORIZON = {
+    "profile": "JiHy__vsb__299",
+    "region": "eu-central-1",
+    "appId": "dziu0wvy5r9bx",
+    "domainName": "main.dziu0wvy5r9bx.amplifyapp.com",
+}
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def config(chunk_days: int = 14, retention_days: int = 28):
+    return parse_config(
+        {
+            "applications": [DANSE | {"appName": "danse_tech"}, HORIZON | {"appName": "digital_horizon"}],
+            "s3": {"bucket": "", "prefix": ""},
+            "schedule": {"frequency": "weekly", "dayOfWeek": "Monday", "timeOfDay": "01:00"},
+            "logRetention": {"days": retention_days},
+            "timeChunkSize": {"days": chunk_days},
+        }
+    )
+
+
+def serve_apps(amplify: FakeAmplify, count: int = 2_000) -> tuple[FakeApp, FakeApp]:
+    """Both apps with `count` requests over the 28 days, plus some before and after them."""
+    around = timedelta(days=2)
+    danse = FakeApp(
+        "danse.tech", varied_requests(count, ms(SINCE - around), ms(UNTIL + around) - ms(SINCE - around), "d")
+    )
+    horizon = FakeApp(HORIZON["domainName"], varied_requests(count // 2, ms(SINCE), ms(UNTIL) - ms(SINCE), "h"))
+    amplify.apps.update({DANSE["appId"]: danse, HORIZON["appId"]: horizon})
+    return danse, horizon
+
+
+class Sleeps(list):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def collector(store: SQLiteHotStore, lake: LocalObjectStore, **options) -> Collector:
+    chosen = options.pop("config", None) or config()
+    return Collector(
+        chosen, store, lake, clock=lambda: NOW.timestamp(), sleep=options.pop("sleep", Sleeps()), **options
+    )
+
+
+def lake_rows(store: SQLiteHotStore, lake: LocalObjectStore, app: str | None = None) -> list[dict]:
+    rows = []
+    for (key,) in store.read("SELECT key FROM lake_files WHERE table_name = 'amplify_access' ORDER BY key"):
+        if app is None or f"/app={app}/" in key:
+            rows.extend(pq.read_table(io.BytesIO(lake.get(key))).to_pylist())
+    return rows
+
+
+def in_range(fake: FakeApp, since: datetime = SINCE, until: datetime = UNTIL) -> list[str]:
+    return sorted(r.request_id for r in fake.requests if ms(since) <= r.at_ms < ms(until))
+
+
+def test_a_run_collects_every_app_into_partitions_exactly_once(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    danse, horizon = serve_apps(amplify)
+    report = collector(store, lake).run()
+    assert report.ok, report.to_dict()
+    by_app = {a.app: a for a in report.apps}
+    assert by_app["danse_tech"].windows == by_app["danse_tech"].windows_ok == 2
+    stored = lake_rows(store, lake, "danse_tech")
+    # the exports overlap at their edges and spill over the range; none of that is stored
+    assert sorted(r["x_edge_request_id"] for r in stored) == in_range(danse)
+    assert by_app["danse_tech"].rows == len(stored) and by_app["danse_tech"].outside > 0
+    assert sorted(r["x_edge_request_id"] for r in lake_rows(store, lake, "digital_horizon")) == in_range(horizon)
+    keys = [k for (k,) in store.read("SELECT key FROM lake_files WHERE table_name = 'amplify_access'")]
+    assert all(k.startswith("type=amplify_access/app=") and "/date=2026-" in k for k in keys)
+    for key in keys:  # partitioned by the event's own date
+        day = key.split("/date=")[1][:10]
+        assert {r["timestamp"].date().isoformat() for r in pq.read_table(io.BytesIO(lake.get(key))).to_pylist()} == {
+            day
+        }
+    assert collector(store, lake).watermark("danse_tech") == UNTIL
+    assert by_app["danse_tech"].watermark_after == "2026-11-16T00:00:00Z"
+    assert store.read("SELECT count(*) FROM amplify_runs") == [(1,)]
+
+
+def test_exports_are_kept_gzipped_in_the_original_layout(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    danse, _ = serve_apps(amplify)
+    collector(store, lake).run(apps=["danse_tech"])
+    exports = sorted(o.key for o in lake.list("type=amplify_logs/"))
+    assert exports == [
+        "type=amplify_logs/app=danse_tech/date_export=2026-11-16/log_20261019_000000",
+        "type=amplify_logs/app=danse_tech/date_export=2026-11-16/log_20261102_000000",
+    ]
+    first = gzip.decompress(lake.get(exports[0]))
+    assert first == amplify.export(danse, ms(SINCE), ms(SINCE + timedelta(days=14)))  # as delivered
+
+
+def test_running_again_stores_nothing_twice(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    danse, horizon = serve_apps(amplify)
+    collector(store, lake).run()
+    again = collector(store, lake).run(since=SINCE, until=UNTIL)  # the same range by hand
+    assert again.ok
+    assert sum(a.rows for a in again.apps) == 0
+    assert sum(a.duplicates for a in again.apps) == len(in_range(danse)) + len(in_range(horizon))
+    assert sorted(r["x_edge_request_id"] for r in lake_rows(store, lake, "danse_tech")) == in_range(danse)
+
+
+def test_a_range_too_large_is_split_in_halves(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    danse, _ = serve_apps(amplify)
+    danse.max_hours = 100  # 14 days = 336 h -> 168 -> 84: two levels
+    report = collector(store, lake).run(apps=["danse_tech"])
+    (app,) = report.apps
+    assert app.ok and app.splits == 2 * (1 + 2)  # per window: the window, then its two halves
+    assert sorted(r["x_edge_request_id"] for r in lake_rows(store, lake)) == in_range(danse)
+    hours = sorted((end - start) // 3_600_000 for start, end in danse.calls)
+    assert hours == [84] * 8 + [168] * 4 + [336] * 2
+
+
+def test_splitting_stops_after_three_levels(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    danse, _ = serve_apps(amplify)
+    danse.max_hours = 40  # 336 h / 8 = 42 h is still too large
+    report = collector(store, lake).run(apps=["danse_tech"])
+    (app,) = report.apps
+    assert app.windows_failed == 2 and app.rows == 0
+    assert "still too large after splitting 3 times" in app.errors[0]
+    assert "reduce time range" in app.errors[0]
+    assert collector(store, lake).watermark("danse_tech") is None
+
+
+def test_throttling_and_5xx_are_retried_with_growing_jittered_pauses(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    danse, _ = serve_apps(amplify)
+    danse.throttle_next, danse.fail_next = 2, 1
+    sleeps = Sleeps()
+    report = collector(store, lake, sleep=sleeps).run(apps=["danse_tech"])
+    (app,) = report.apps
+    assert app.ok and app.retries == 3 and len(sleeps) == 3
+    assert all(0 <= pause <= cap for pause, cap in zip(sleeps, [1.0, 2.0, 4.0], strict=True))
+    assert sorted(r["x_edge_request_id"] for r in lake_rows(store, lake)) == in_range(danse)
+
+
+def test_a_failed_window_holds_the_watermark_and_the_next_run_fills_the_gap(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    danse, _ = serve_apps(amplify)
+    chosen = config(chunk_days=7)  # four windows
+    second = SINCE + timedelta(days=7)
+    danse.failing_from_ms = {ms(second)}
+    first_run = collector(store, lake, config=chosen).run(apps=["danse_tech"])
+    (app,) = first_run.apps
+    assert (app.windows_ok, app.windows_failed) == (3, 1)
+    assert "gave up after 5 attempts" in app.errors[0] and "InternalFailureException" in app.errors[0]
+    assert collector(store, lake, config=chosen).watermark("danse_tech") == second  # the end of window 1
+    collected = {r["x_edge_request_id"] for r in lake_rows(store, lake)}
+    assert collected == set(in_range(danse)) - set(in_range(danse, second, second + timedelta(days=7)))
+
+    danse.failing_from_ms = set()
+    second_run = collector(store, lake, config=chosen).run(apps=["danse_tech"])
+    (app,) = second_run.apps
+    assert app.ok and app.windows == 3  # from the watermark: windows 2, 3 and 4 again
+    assert sorted(r["x_edge_request_id"] for r in lake_rows(store, lake)) == in_range(danse)
+    assert collector(store, lake, config=chosen).watermark("danse_tech") == UNTIL
+
+
+def test_an_empty_range_is_a_successful_empty_window(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    amplify.apps[DANSE["appId"]] = FakeApp("danse.tech")
+    report = collector(store, lake).run(apps=["danse_tech"])
+    (app,) = report.apps
+    assert app.ok and (app.windows_ok, app.rows, app.bytes) == (2, 0, 0)
+    assert collector(store, lake).watermark("danse_tech") == UNTIL
+    assert not list(lake.list("type=amplify_logs/"))
+
+
+def test_apps_are_collected_concurrently(amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore) -> None:
+    danse, horizon = serve_apps(amplify, count=100)
+    danse.delay_seconds = horizon.delay_seconds = 0.3
+    report = collector(store, lake).run()
+    assert report.ok and amplify.most_active == 2
+
+
+def test_malformed_rows_are_reported_and_the_rest_stored(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = [Request(ms(SINCE) + i * 60_000, request_id(i)) for i in range(10)]
+    broken = row(Request(ms(SINCE) + 30_000, request_id(99))).replace(",200,", ",OK,", 1)
+    export = "\n".join([HEADER, *(row(r) for r in good[:5]), broken, *(row(r) for r in good[5:])]) + "\n"
+    danse = FakeApp("danse.tech", good)
+    amplify.apps[DANSE["appId"]] = danse
+    monkeypatch.setattr(amplify, "export", lambda app, start, end: export.encode() if start == ms(SINCE) else b"")
+    report = collector(store, lake).run(apps=["danse_tech"])
+    (app,) = report.apps
+    assert app.ok and app.rows == 10 and app.malformed == 1
+    assert "sc_status unreadable (sc_status='OK')" in app.malformed_examples[0]
+
+
+def test_an_unknown_profile_fails_that_app_with_advice(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    serve_apps(amplify)
+    chosen = parse_config({"applications": [DANSE | {"appName": "danse_tech", "profile": "nobody"}]})
+    report = collector(store, lake, config=chosen).run(since=SINCE, until=SINCE + timedelta(days=1))
+    (app,) = report.apps
+    assert app.windows_failed == 1 and "AWS profile 'nobody' is not in the AWS config" in app.errors[0]
+
+
+def test_windows_split_on_whole_hours() -> None:
+    window = Window(SINCE, SINCE + timedelta(hours=5))
+    first, second = window.halves()
+    assert (first.end, second.start) == (SINCE + timedelta(hours=2), SINCE + timedelta(hours=2))
+    assert Window(SINCE, SINCE + timedelta(minutes=90)).halves() is None
+    assert collector_module.MAX_SPLIT_DEPTH == 3
+
+
+def test_dry_run_plans_from_the_watermark(amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore) -> None:
+    serve_apps(amplify)
+    c = collector(store, lake)
+    assert [str(w) for w in c.plan(c.config.app("danse_tech"))] == [
+        "2026-10-19T00:00:00Z .. 2026-11-02T00:00:00Z",
+        "2026-11-02T00:00:00Z .. 2026-11-16T00:00:00Z",
+    ]
+    c.run(apps=["danse_tech"])
+    later = Collector(c.config, store, lake, clock=lambda: (NOW + timedelta(days=7)).timestamp())
+    assert [str(w) for w in later.plan(c.config.app("danse_tech"))] == ["2026-11-16T00:00:00Z .. 2026-11-23T00:00:00Z"]
+    assert access_log([]) == b""
+
+
+def test_collected_rows_are_queryable_by_sql_with_partition_pruning(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore, tmp_path
+) -> None:
+    danse, horizon = serve_apps(amplify)
+    collector(store, lake).run()
+    engine = QueryEngine(store, lake, tmp_path / "duckdb")
+    try:
+        counts = engine.query("SELECT app, count(*) FROM amplify_access GROUP BY app ORDER BY app")
+        assert counts.rows == [("danse_tech", len(in_range(danse))), ("digital_horizon", len(in_range(horizon)))]
+        one_day = engine.query(
+            "SELECT count(*) FROM amplify_access WHERE app = 'danse_tech' AND date = DATE '2026-11-01'"
+        )
+        expected = sum(
+            1 for r in danse.requests if r.at_ms // 86_400_000 == ms(datetime(2026, 11, 1, tzinfo=UTC)) // 86_400_000
+        )
+        assert one_day.rows == [(expected,)] and one_day.files_scanned == 1
+        typed = engine.query("SELECT typeof(sc_status), typeof(timestamp), typeof(date) FROM amplify_access LIMIT 1")
+        assert typed.rows == [("INTEGER", "TIMESTAMP", "DATE")]
+    finally:
+        engine.close()

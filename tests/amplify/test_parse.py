@@ -1,0 +1,78 @@
+"""Parsing Amplify access logs in their real, escaped format."""
+
+from __future__ import annotations
+
+import pytest
+
+from loglake.amplify.parse import NotAnAccessLog, parse_access_log
+from tests.amplify.logs import HEADER, USER_AGENTS, Request, access_log, request_id, row
+
+T0 = 1_790_000_000_000  # 2026-09-21T14:13:20Z
+HOUR = 3_600_000
+
+
+def test_a_row_becomes_typed_unescaped_decoded_columns() -> None:
+    r = Request(T0, request_id(1), path="/a%20b", query="q=hello%20world%26x%3D1", sc_bytes=9000, status=404)
+    parsed = parse_access_log(access_log([r]))
+    assert parsed.rows_read == 1 and parsed.malformed.count == 0
+    (got,) = parsed.table.to_pylist()
+    assert got["timestamp"].isoformat() == "2026-09-21T14:13:20"
+    assert got["x_edge_request_id"] == r.request_id  # '\=\=' read as '=='
+    assert got["x_edge_request_id"].endswith("==")
+    assert got["cs_user_agent"].startswith("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit")
+    assert got["cs_uri_query"] == "q=hello world&x=1"
+    assert got["cs_uri_stem"] == "/a%20b"  # only the user agent and the query are decoded
+    assert (got["sc_status"], got["sc_bytes"], got["c_port"]) == (404, 9000, 54321)
+    assert (got["time_taken"], got["time_to_first_byte"]) == (0.002, 0.001)
+    assert got["x_forwarded_for"] is None and got["sc_range_start"] is None  # '-' is empty
+    assert got["x_host_header"] == "danse.tech"
+
+
+def test_the_real_header_is_required() -> None:
+    assert HEADER.startswith("date,time,x-edge-location,sc-bytes,c-ip,cs-method,cs\\(Host),")
+    with pytest.raises(NotAnAccessLog, match="33 CloudFront fields"):
+        parse_access_log(b"a,b,c\n1,2,3\n")
+
+
+def test_an_empty_range_is_a_zero_byte_file_and_no_rows() -> None:
+    parsed = parse_access_log(b"")
+    assert (parsed.table.num_rows, parsed.rows_read, parsed.malformed.count) == (0, 0, 0)
+    assert parsed.table.schema.names[0] == "timestamp"
+
+
+def test_malformed_rows_are_counted_and_described_and_do_not_stop_the_file() -> None:
+    good = [Request(T0 + i * 1000, request_id(i)) for i in range(5)]
+    lines = [HEADER, row(good[0]), "2026-09-21,14:13:21,too,few,fields", row(good[1])]
+    lines.append(row(Request(T0 + 9000, request_id(90))).replace(",200,", ",2x0,", 1))  # bad status
+    lines.append(row(Request(T0 + 9000, request_id(91))).replace("2026-09-21", "2026-13-45", 1))  # bad date
+    lines.extend(row(r) for r in good[2:])
+    parsed = parse_access_log(("\n".join(lines) + "\n").encode())
+    assert parsed.rows_read == 8
+    assert parsed.table.num_rows == 5
+    assert parsed.malformed.count == 3
+    reasons = " | ".join(parsed.malformed.examples)
+    assert "line 3: 5 fields instead of 33" in reasons
+    assert "sc_status unreadable (sc_status='2x0')" in reasons
+    assert "date/time unreadable" in reasons and "2026-13-45" in reasons
+
+
+def test_rows_are_deduplicated_by_request_id_and_kept_to_the_range() -> None:
+    requests = [Request(T0 + i * 60_000, request_id(i)) for i in range(120)]  # two hours, one a minute
+    repeated = requests + requests[50:70]  # overlapping exports
+    parsed = parse_access_log(access_log(repeated), since_ms=T0 + 30 * 60_000, until_ms=T0 + 90 * 60_000)
+    assert parsed.duplicates == 20
+    ids = parsed.table.column("x_edge_request_id").to_pylist()
+    assert ids == [r.request_id for r in requests[30:90]]  # half-open: the 90th minute is out
+    assert parsed.outside == 60
+
+
+def test_user_agents_decode_once_per_distinct_value() -> None:
+    requests = [Request(T0 + i, request_id(i), user_agent=USER_AGENTS[i % 4]) for i in range(40)]
+    agents = set(parse_access_log(access_log(requests)).table.column("cs_user_agent").to_pylist())
+    assert agents == {
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML like Gecko) Chrome/130.0.0.0 "
+        "Safari/537.36",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15",
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        "curl/8.5.0",
+    }
