@@ -35,9 +35,10 @@ maintenance_data_dir_option = click.option(
 
 
 @contextlib.contextmanager
-def local_lake(data_dir: Path, overrides: dict[str, Any] | None = None) -> Iterator[Any]:
+def local_lake(data_dir: Path, overrides: dict[str, Any] | None = None, create: bool = False) -> Iterator[Any]:
     """The lake of a data dir, opened in this process (next to a running server is fine: SQLite in WAL
-    mode takes concurrent readers and writers, and maintenance takes the data dir's lock)."""
+    mode takes concurrent readers and writers, and maintenance takes the data dir's lock). A data dir
+    that holds no loglake data yet is refused, unless `create`."""
     from loglake.lake.lake import Lake
     from loglake.store.sqlite import SQLiteHotStore
 
@@ -45,7 +46,7 @@ def local_lake(data_dir: Path, overrides: dict[str, Any] | None = None) -> Itera
         settings = load_settings({"data_dir": data_dir, **(overrides or {})})
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
-    if not settings.hot_db_path.exists():
+    if not create and not settings.hot_db_path.exists():
         raise click.ClickException(
             f"no loglake data in {data_dir} (no {settings.hot_db_path.name}); pass the folder `loglake serve` uses"
         )

@@ -56,6 +56,9 @@ class LoglakeClient:
     def tables(self) -> list[dict[str, Any]]:
         return self._request("GET", "/tables")["tables"]
 
+    def amplify_reports(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        return self._request("GET", "/amplify/reports", params=params)["reports"]
+
     def get(self, log_id: str) -> dict[str, Any]:
         return self._request("GET", f"/logs/{quote(log_id, safe='')}")
 

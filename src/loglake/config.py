@@ -62,6 +62,10 @@ class Settings:
     query_max_rows: int = _opt(10_000, "Most rows a SQL query returns.")
     query_concurrency: int = _opt(4, "SQL queries that run at once (more wait).")
     query_memory_mb: int = _opt(1024, "Memory DuckDB may use for SQL queries, in MiB.")
+    # -- Amplify access logs
+    amplify_config: str = _opt(
+        "", "JSON configuration of the Amplify access-log collector; set, the server collects on its schedule."
+    )
 
     @property
     def limits(self) -> Limits:

@@ -74,8 +74,12 @@ def bind(settings: Settings) -> socket.socket:
 def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     sock = bind(settings)
-    ensure_first_key(settings, out)
-    app = LoglakeApp(settings)
+    try:
+        ensure_first_key(settings, out)
+        app = LoglakeApp(settings)
+    except BaseException:
+        sock.close()
+        raise
     _tune_gc()
     auth = "API keys / SigV4" if settings.auth else "DISABLED (loopback only)"
     print(

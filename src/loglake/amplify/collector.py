@@ -224,7 +224,8 @@ class Collector:
         for piece, data in pieces:
             report.bytes += len(data)
             parsed.append(parse_access_log(data, _ms(piece.start), _ms(piece.end)))
-        self.store_rows(app.app_name, parsed, report, watermark=window.end if advance_watermark else None)
+        watermark = window.end if advance_watermark else None
+        store_rows(self.store, self.lake, app.app_name, parsed, report, self._now_ms(), watermark)
         for piece, data in pieces:  # the exports as delivered, for the layout our users' Athena reads
             if data:
                 self.lake.put(amplify_export_key(app.app_name, run_at, piece.start), _gzipped(data))
@@ -252,66 +253,71 @@ class Collector:
                 self.sleep(self._random.uniform(0, pause))  # full jitter: apps do not retry in step
         raise AssertionError("unreachable")
 
-    # -- storing -----------------------------------------------------------------------------
-
-    def store_rows(
-        self, app: str, parsed: list[ParsedLog], report: AppReport, watermark: datetime | None = None
-    ) -> None:
-        """Add the rows that are not in the lake yet as Parquet parts, one per event date, and move
-        the watermark (if given), in one catalog transaction."""
-        for log in parsed:
-            report.malformed += log.malformed.count
-            report.duplicates += log.duplicates
-            report.outside += log.outside
-            room = MAX_EXAMPLES - len(report.malformed_examples)
-            report.malformed_examples.extend(log.malformed.examples[: max(room, 0)])
-        table = pa.concat_tables([log.table for log in parsed]) if parsed else None
-        work = Path(tempfile.mkdtemp(prefix="loglake-amplify-"))
-        try:
-            files = []
-            if table is not None and table.num_rows:
-                days = pc.divide(table.column("timestamp").cast(pa.int64()), DAY_MS)
-                for day_number in pc.unique(days).to_pylist():
-                    day = day_of(day_number * DAY_MS)
-                    rows = self._new_rows(app, day.isoformat(), table.filter(pc.equal(days, day_number)), report)
-                    if rows.num_rows:
-                        files.append(
-                            _write_part(rows, amplify_access_key(app, day, new_part_name(self._now_ms())), work)
-                        )
-            report.rows += sum(f.records for f in files)
-
-            def finish(conn: sqlite3.Connection) -> None:
-                if watermark is not None:
-                    conn.execute(
-                        "INSERT INTO amplify_watermarks (app, until_ms, updated_ms) VALUES (?, ?, ?)"
-                        " ON CONFLICT (app) DO UPDATE SET until_ms = max(until_ms, excluded.until_ms),"
-                        " updated_ms = excluded.updated_ms",
-                        (app, _ms(watermark), self._now_ms()),
-                    )
-
-            publish(self.store, self.lake, work, files, self._now_ms(), lambda step: None, finish).result()
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-
-    def _new_rows(self, app: str, day: str, rows: pa.Table, report: AppReport) -> pa.Table:
-        """`rows` less those whose request id the lake holds already for this app and date."""
-        prefix = partition_prefix(AMPLIFY_ACCESS_TABLE.directory, app=app, date=day)
-        keys = [f.key for f in _files_of_day(self.store, day) if f.key.startswith(prefix)]
-        if not keys:
-            return rows
-        stored = pa.concat_arrays(
-            [
-                pq.read_table(io.BytesIO(self.lake.get(key)), columns=["x_edge_request_id"]).column(0).combine_chunks()
-                for key in keys
-            ]
-        )
-        fresh = pc.invert(pc.is_in(rows.column("x_edge_request_id"), value_set=stored))
-        kept = rows.filter(fresh)
-        report.duplicates += rows.num_rows - kept.num_rows
-        return kept
-
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+
+def store_rows(
+    store: SQLiteHotStore,
+    lake: ObjectStore,
+    app: str,
+    parsed: list[ParsedLog],
+    report: AppReport,
+    now_ms: int,
+    watermark: datetime | None = None,
+) -> None:
+    """Add the rows that are not in the lake yet as Parquet parts, one per event date, and move the
+    app's watermark (if given), in one catalog transaction."""
+    for log in parsed:
+        report.malformed += log.malformed.count
+        report.duplicates += log.duplicates
+        report.outside += log.outside
+        room = MAX_EXAMPLES - len(report.malformed_examples)
+        report.malformed_examples.extend(log.malformed.examples[: max(room, 0)])
+    table = pa.concat_tables([log.table for log in parsed]) if parsed else None
+    work = Path(tempfile.mkdtemp(prefix="loglake-amplify-"))
+    try:
+        files = []
+        if table is not None and table.num_rows:
+            days = pc.divide(table.column("timestamp").cast(pa.int64()), DAY_MS)
+            for day_number in pc.unique(days).to_pylist():
+                day = day_of(day_number * DAY_MS)
+                rows = _new_rows(store, lake, app, day.isoformat(), table.filter(pc.equal(days, day_number)), report)
+                if rows.num_rows:
+                    files.append(_write_part(rows, amplify_access_key(app, day, new_part_name(now_ms)), work))
+        report.rows += sum(f.records for f in files)
+
+        def finish(conn: sqlite3.Connection) -> None:
+            if watermark is not None:
+                conn.execute(
+                    "INSERT INTO amplify_watermarks (app, until_ms, updated_ms) VALUES (?, ?, ?)"
+                    " ON CONFLICT (app) DO UPDATE SET until_ms = max(until_ms, excluded.until_ms),"
+                    " updated_ms = excluded.updated_ms",
+                    (app, _ms(watermark), now_ms),
+                )
+
+        publish(store, lake, work, files, now_ms, lambda step: None, finish).result()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _new_rows(
+    store: SQLiteHotStore, lake: ObjectStore, app: str, day: str, rows: pa.Table, report: AppReport
+) -> pa.Table:
+    """`rows` less those whose request id the lake holds already for this app and date."""
+    prefix = partition_prefix(AMPLIFY_ACCESS_TABLE.directory, app=app, date=day)
+    keys = [f.key for f in _files_of_day(store, day) if f.key.startswith(prefix)]
+    if not keys:
+        return rows
+    stored = pa.concat_arrays(
+        [
+            pq.read_table(io.BytesIO(lake.get(key)), columns=["x_edge_request_id"]).column(0).combine_chunks()
+            for key in keys
+        ]
+    )
+    kept = rows.filter(pc.invert(pc.is_in(rows.column("x_edge_request_id"), value_set=stored)))
+    report.duplicates += rows.num_rows - kept.num_rows
+    return kept
 
 
 def _files_of_day(store: SQLiteHotStore, day: str) -> list[LakeFile]:

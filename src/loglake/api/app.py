@@ -9,15 +9,19 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
+from loglake.amplify.collector import Collector, RunReport
+from loglake.amplify.config import AmplifyConfig, AmplifyConfigError, load_config
+from loglake.amplify.jobs import AmplifySchedule, settings_for
 from loglake.api import openapi, routes
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
 from loglake.api.http import ApiError, ClientGone, Receive, Request, Send, read_body, send_bytes, send_json
 from loglake.api.metrics import Metrics
 from loglake.api.ratelimit import RateLimiter
-from loglake.config import Settings
+from loglake.config import ConfigError, Settings
 from loglake.keys import KeyRing, KeyStore
 from loglake.lake.lake import Lake, LakeJobs, MaintenanceReport
 from loglake.lake.query import QueryBusy
@@ -48,6 +52,8 @@ ROUTES = [
     Route("GET", "/logs/histogram", routes.histogram, "read"),
     Route("POST", "/query", routes.query, "read", reads_body=True),
     Route("GET", "/tables", routes.tables, "read"),
+    Route("GET", "/amplify/reports", routes.amplify_reports, "read"),
+    Route("GET", "/amplify/status", routes.amplify_status, "read"),
     Route("GET", "/healthz", routes.healthz, None),
     Route("GET", "/metrics", routes.metrics, "read"),
     Route("GET", "/openapi.json", openapi.spec, None),
@@ -102,9 +108,18 @@ class LoglakeApp:
         )
         self.lake: Lake | None = None
         self.lake_jobs: LakeJobs | None = None
+        self.amplify: AmplifySchedule | None = None
+        amplify_config = _amplify_config(settings)
+        if amplify_config is not None:
+            settings = self.settings = settings_for(settings, amplify_config)
         if isinstance(self.store, SQLiteHotStore):
             self.lake = Lake.from_settings(settings, self.store, clock)
             self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self._on_maintenance)
+            if amplify_config is not None:
+                collector = Collector(amplify_config, self.store, self.lake.objects, clock=clock)
+                self.amplify = AmplifySchedule(
+                    collector, amplify_config.schedule, settings.data_dir, clock, self._on_amplify_report
+                )
         self.service = LogService(self.store, settings.limits, clock, lake=self.lake)
         self.keystore = KeyStore(settings.data_dir)
         self.keyring = KeyRing(self.keystore)
@@ -139,6 +154,9 @@ class LoglakeApp:
                 }
             )
 
+    def _on_amplify_report(self, report: RunReport) -> None:
+        self.access_log.event({"event": "amplify_collection", **report.to_dict()})
+
     def _on_commit(self, rows: int, seconds: float) -> None:
         self.metrics.on_commit(rows, seconds)
         self.storage_error = None
@@ -158,6 +176,9 @@ class LoglakeApp:
             self._queries_running -= 1
 
     def close(self) -> None:
+        if self.amplify is not None:
+            self.amplify.stop()
+            self.amplify.collector.source.close()
         if self.lake_jobs is not None:
             self.lake_jobs.stop()
         self._readers.shutdown(wait=True)
@@ -184,6 +205,8 @@ class LoglakeApp:
                 flusher = asyncio.create_task(self.access_log.flush_periodically())
                 if self.lake_jobs is not None:
                     self.lake_jobs.start()
+                if self.amplify is not None:
+                    self.amplify.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if flusher is not None:
@@ -252,3 +275,12 @@ class LoglakeApp:
                 headers=[(b"retry-after", retry)],
             )
         request.principal = key
+
+
+def _amplify_config(settings: Settings) -> AmplifyConfig | None:
+    if not settings.amplify_config:
+        return None
+    try:
+        return load_config(Path(settings.amplify_config))
+    except AmplifyConfigError as e:
+        raise ConfigError(f"amplify_config: {e}") from None

@@ -334,6 +334,30 @@ SPEC: dict[str, Any] = {
                 "responses": {"200": {"description": "the tables"}},
             }
         },
+        "/amplify/reports": {
+            "get": {
+                "summary": "Saved reports on one Amplify app's traffic: top paths, status classes, bytes, cache hits, "
+                "edges, referrers, bots (read scope)",
+                "parameters": [
+                    {**_query("app", "the appName", NAME), "required": True},
+                    _query("since", "start: epoch ms, ISO-8601 or an age like 7d (default 7d)", {"type": "string"}),
+                    _query("until", "end, excluded (default now)", {"type": "string"}),
+                    _query(
+                        "report",
+                        "comma-separated report names (default all): top_paths, status_classes, bytes_served, "
+                        "cache_hit_ratio, edge_locations, top_referrers, bots_vs_humans",
+                        {"type": "string"},
+                    ),
+                ],
+                "responses": {"200": {"description": "one result per report, shaped like POST /query's"}},
+            }
+        },
+        "/amplify/status": {
+            "get": {
+                "summary": "Amplify collection: each app's watermark, the last runs, the schedule (read scope)",
+                "responses": {"200": {"description": "the collector's state"}},
+            }
+        },
         "/": {
             "get": {
                 "summary": "Name, version and where the docs are (no auth)",

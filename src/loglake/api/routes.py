@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -12,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from loglake import __version__
+from loglake.amplify.reports import run_reports
 from loglake.api.http import ApiError, Request, decode_content
 from loglake.ids import format_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody
 from loglake.keys import KeyStoreError, parse_scopes
 from loglake.lake.query import QueryBusy, QueryError, result_to_dict
 from loglake.model import InvalidRecords, format_datetime, record_to_dict
-from loglake.service import InvalidQuery, RecentPage
+from loglake.service import LATEST_MS, InvalidQuery, RecentPage, parse_time
 from loglake.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -212,6 +214,68 @@ async def tables(app: LoglakeApp, request: Request) -> Result:
     return Result(200, {"tables": await app.run_read(app.lake.describe_tables)})
 
 
+# -- Amplify access logs -----------------------------------------------------------------------
+
+AMPLIFY_REPORT_PARAMS = frozenset({"app", "since", "until", "report"})
+
+
+async def amplify_reports(app: LoglakeApp, request: Request) -> Result:
+    """The saved reports on one app's traffic (loglake amplify report), for the UI."""
+    if app.lake is None:
+        raise ApiError(501, "not_available", "reports need the lake, which this server's store does not have")
+    params = request.query
+    unknown = params.keys() - AMPLIFY_REPORT_PARAMS
+    if unknown:
+        raise ApiError(400, "invalid_request", f"unknown parameter(s) {', '.join(sorted(unknown))}")
+    if not params.get("app"):
+        raise ApiError(400, "invalid_request", "app is required: the appName to report on")
+    now_ms = int(app.service.clock() * 1000)
+    try:
+        since = parse_time(params.get("since") or "7d", now_ms)
+        until = parse_time(params["until"], now_ms) if params.get("until") else now_ms
+    except (ValueError, OverflowError):
+        since = until = -1
+    if not (0 <= since < LATEST_MS and 0 <= until < LATEST_MS):
+        raise ApiError(
+            400,
+            "invalid_time",
+            "since/until: epoch ms, ISO-8601 (2026-11-01T00:00:00Z) or an age like 7d, years 1970-9999",
+        )
+    if until <= since:
+        raise ApiError(400, "invalid_time", "until must be after since")
+    names = [n for n in (params.get("report") or "").split(",") if n] or None
+    engine = app.lake.engine
+    try:
+        reports = await app.run_query(lambda: run_reports(engine, params["app"], since, until, names))
+    except KeyError as e:
+        raise ApiError(400, "unknown_report", str(e.args[0])) from None
+    except (QueryError, QueryBusy) as e:
+        raise _query_error(e) from None
+    return Result(
+        200,
+        {"app": params["app"], "since": format_datetime(since), "until": format_datetime(until), "reports": reports},
+    )
+
+
+async def amplify_status(app: LoglakeApp, request: Request) -> Result:
+    """Each app's watermark, the last runs, and the schedule when this server collects."""
+
+    def read() -> dict:
+        marks = app.store.read("SELECT app, until_ms FROM amplify_watermarks ORDER BY app")
+        runs = app.store.read("SELECT report FROM amplify_runs ORDER BY run_id DESC LIMIT 10")
+        return {
+            "schedule": app.amplify.status() if app.amplify is not None else None,
+            "apps": [{"app": name, "collected_until": format_datetime(until)} for name, until in marks],
+            "runs": [json.loads(r) for (r,) in runs],
+        }
+
+    if app.lake is None:
+        raise ApiError(
+            501, "not_available", "the Amplify collector needs the lake, which this server's store does not have"
+        )
+    return Result(200, await app.run_read(read))
+
+
 def _json_object(app: LoglakeApp, request: Request, example: str) -> dict:
     if _records_media_type(request):
         raise ApiError(415, "unsupported_media_type", "send application/json")
@@ -239,6 +303,8 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
         "store": {"writable": writable, "error": app.storage_error},
         "auth": app.auth.enabled,
     }
+    if app.amplify is not None:
+        body["amplify"] = app.amplify.status()
     if app.lake_jobs is not None:
         jobs = app.lake_jobs
         body["lake"] = {

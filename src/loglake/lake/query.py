@@ -121,7 +121,7 @@ class QueryEngine:
         text = f"EXPLAIN ANALYZE {sql}" if explain else sql
         return self._run(self._pool, text, cap, timeout, TimeRange(), explain=explain)
 
-    def run_internal(self, sql: str, params: list[Any], window: TimeRange, cap: int) -> QueryResult:
+    def run_internal(self, sql: str, params: list[Any] | dict[str, Any], window: TimeRange, cap: int) -> QueryResult:
         """A query the server itself wrote (search, histogram, recent from the lake), with parameters."""
         return self._run(self._internal_pool, sql, cap, self.limits.timeout_seconds, window, params=params)
 
@@ -162,7 +162,7 @@ class QueryEngine:
         timeout: float,
         window: TimeRange,
         *,
-        params: list[Any] | None = None,
+        params: list[Any] | dict[str, Any] | None = None,
         explain: bool = False,
     ) -> QueryResult:
         started = time.perf_counter()

@@ -1,0 +1,144 @@
+"""Running the collector: where its lake is, one collection at a time per data dir, and the schedule
+`loglake serve --amplify-config` keeps."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from loglake.amplify.collector import Collector, RunReport
+from loglake.amplify.config import AmplifyConfig, Schedule
+from loglake.config import ConfigError, Settings
+
+log = logging.getLogger("loglake.amplify")
+LOCK_FILE = "amplify.lock"
+
+
+class CollectionBusy(Exception):
+    """Another process (or the server's schedule) is collecting into this data dir right now."""
+
+
+def settings_for(settings: Settings, config: AmplifyConfig) -> Settings:
+    """The lake the collector writes to: the configuration's bucket when it names one (empty: the
+    data dir's local lake). It must be the lake loglake queries, or the rows would be out of reach."""
+    if not config.bucket:
+        return settings
+    if not settings.lake_bucket:
+        return replace(settings, lake_bucket=config.bucket, lake_prefix=config.prefix)
+    if (settings.lake_bucket, settings.lake_prefix) != (config.bucket, config.prefix):
+        raise ConfigError(
+            f"the Amplify configuration writes to s3://{config.bucket}/{config.prefix} but the lake is "
+            f"s3://{settings.lake_bucket}/{settings.lake_prefix}: make them the same (--lake-bucket, "
+            "--lake-prefix), or empty s3.bucket to collect into the lake as it is"
+        )
+    return settings
+
+
+@contextlib.contextmanager
+def collection_lock(data_dir: Path) -> Iterator[None]:
+    """One collection per data dir at a time (two would fetch and de-duplicate the same windows)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CollectionBusy(
+                f"another Amplify collection is running on {data_dir} (it holds {data_dir / LOCK_FILE}); "
+                "wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class AmplifySchedule:
+    """The server's collection thread: runs the collector at the configuration's schedule (UTC).
+
+    `tick()` does one check (tests call it with their own clock); the thread calls it at least every
+    minute and at each scheduled time."""
+
+    def __init__(
+        self,
+        collector: Collector,
+        schedule: Schedule,
+        data_dir: Path,
+        clock: Callable[[], float] = time.time,
+        on_report: Callable[[RunReport], None] | None = None,
+    ) -> None:
+        self.collector = collector
+        self.schedule = schedule
+        self.data_dir = data_dir
+        self.clock = clock
+        self.on_report = on_report or (lambda report: None)
+        self.next_run = schedule.next_run(self._now())
+        self.last_report: RunReport | None = None
+        self.last_error: str | None = None
+        self.running = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="loglake-amplify-schedule", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def tick(self) -> RunReport | None:
+        """Run the collection if its time has come; returns its report."""
+        if self._now() < self.next_run:
+            return None
+        self.running = True
+        try:
+            with collection_lock(self.data_dir):
+                report = self.collector.run()
+            self.last_report, self.last_error = report, None
+            self.on_report(report)
+            return report
+        except CollectionBusy as e:
+            self.last_error = str(e)
+            return None
+        except Exception as e:  # the schedule goes on; the error shows in /healthz and the log
+            log.exception("Amplify collection failed")
+            self.last_error = f"{type(e).__name__}: {e}"
+            return None
+        finally:
+            self.running = False
+            self.next_run = self.schedule.next_run(self._now())
+
+    def status(self) -> dict[str, Any]:
+        last = self.last_report
+        return {
+            "schedule": self.schedule.describe(),
+            "next_run": self.next_run.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "running": self.running,
+            "last_run": None
+            if last is None
+            else {
+                "started": last.started,
+                "finished": last.finished,
+                "ok": last.ok,
+                "rows": sum(a.rows for a in last.apps),
+                "windows_failed": sum(a.windows_failed for a in last.apps),
+            },
+            "last_error": self.last_error,
+        }
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.tick()
+            wait = (self.next_run - self._now()).total_seconds()
+            self._stop.wait(min(max(wait, 1.0), 60.0))
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)

@@ -1,0 +1,299 @@
+"""`loglake amplify`: collect Amplify Hosting access logs into the lake, import a file, print reports."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from loglake.cli_lake import local_lake, print_result
+from loglake.cli_options import CONTEXT, data_dir_option, key_option, url_option
+from loglake.client import ClientError, LoglakeClient
+from loglake.config import ConfigError
+
+
+@click.group(context_settings=CONTEXT)
+def amplify() -> None:
+    """AWS Amplify Hosting access logs: collect them into the lake (table amplify_access) and report on them."""
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The collector's JSON configuration (default: the CONFIG_JSON environment variable).",
+)
+
+
+@amplify.command(context_settings=CONTEXT)
+@config_option
+@data_dir_option
+@click.option("--app", "apps", multiple=True, help="Only this appName (repeat for more); default: every app.")
+@click.option("--since", default=None, help="Start, an ISO-8601 date or UTC time (default: each app's watermark).")
+@click.option("--until", default=None, help="End, excluded, same forms (default: the last settled hour).")
+@click.option("--dry-run", is_flag=True, help="Print the windows that would be fetched, and fetch nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
+def collect(
+    config_path: Path | None,
+    data_dir: Path,
+    apps: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Download the access logs of the configured apps into the lake.
+
+    Each app continues from where the last complete collection ended (its watermark); the first run
+    goes back logRetention.days. Ranges are fetched in chunks of timeChunkSize.days, split when
+    Amplify finds them too large and retried when throttled; re-running never stores a row twice.
+
+    \b
+    Examples:
+      loglake amplify collect --config amplify.json --data-dir ./loglake-data
+      loglake amplify collect --config amplify.json --app danse_tech --since 2026-10-01 --until 2026-10-15
+    """
+    from loglake.amplify.collector import Collector
+    from loglake.amplify.config import AmplifyConfigError, parse_time
+    from loglake.amplify.jobs import CollectionBusy, collection_lock
+
+    config = _config(config_path)
+    try:
+        start = parse_time(since) if since else None
+        end = parse_time(until) if until else None
+        for name in apps:
+            config.app(name)
+    except AmplifyConfigError as e:
+        raise click.UsageError(str(e)) from None
+    if start and end and end <= start:
+        raise click.UsageError("--until must be after --since")
+    with _lake_for(data_dir, config) as lake:
+        progress = _Progress()
+        collector = Collector(config, lake.store, lake.objects, on_progress=progress)
+        if dry_run:
+            for app in [config.app(n) for n in apps] if apps else config.apps:
+                windows = collector.plan(app, start, end)
+                click.echo(f"{app.app_name}: {len(windows)} window(s) of at most {config.chunk_days} day(s)")
+                for window in windows:
+                    click.echo(f"  {window}")
+            return
+        try:
+            with collection_lock(data_dir):
+                report = collector.run(list(apps) or None, start, end)
+        except CollectionBusy as e:
+            raise click.ClickException(str(e)) from None
+        finally:
+            collector.source.close()
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_report(report.to_dict())
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+@amplify.command("import", context_settings=CONTEXT)
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--app", "app_name", required=True, help="The appName its rows belong to (the app= partition).")
+@data_dir_option
+def import_file(file: Path, app_name: str, data_dir: Path) -> None:
+    """Load an access-log CSV downloaded from the Amplify console (plain or .gz) into the lake.
+
+    Rows already in the lake (same x-edge-request-id) are skipped, so importing twice is harmless."""
+    from loglake.amplify.collector import AppReport, store_rows
+    from loglake.amplify.parse import NotAnAccessLog, parse_access_log
+    from loglake.lake.layout import LayoutError, partition_prefix
+
+    try:
+        partition_prefix("amplify_access", app=app_name)
+    except LayoutError as e:
+        raise click.UsageError(f"--app: {e}") from None
+    data = file.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    try:
+        parsed = parse_access_log(data)
+    except NotAnAccessLog as e:
+        raise click.ClickException(f"{file}: {e}") from None
+    with _lake_for(data_dir, None) as lake:
+        report = AppReport(app_name)
+        store_rows(lake.store, lake.objects, app_name, [parsed], report, int(datetime.now(UTC).timestamp() * 1000))
+    click.echo(
+        f"{file}: {parsed.rows_read:,} rows read, {report.rows:,} stored in amplify_access (app={app_name}), "
+        f"{report.duplicates:,} already there, {report.malformed:,} malformed"
+    )
+    for example in report.malformed_examples:
+        click.echo(f"  malformed: {example}", err=True)
+
+
+@amplify.command(context_settings=CONTEXT)
+@click.option("--app", "app_name", required=True, help="The appName to report on.")
+@click.option("--since", default="7d", show_default=True, help="Start: an age like 7d, 24h, or ISO-8601.")
+@click.option("--until", default=None, help="End (excluded), same forms (default: now).")
+@click.option("--report", "names", multiple=True, help="Only this report (repeat); default: all of them.")
+@click.option("--json", "as_json", is_flag=True, help="All reports as one JSON document.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Work on this data folder directly instead of through a server (--url).",
+)
+@url_option
+@key_option
+def report(
+    app_name: str,
+    since: str,
+    until: str | None,
+    names: tuple[str, ...],
+    as_json: bool,
+    data_dir: Path | None,
+    url: str,
+    api_key: str | None,
+) -> None:
+    """Print the saved reports on an app's traffic: top paths, status classes, bytes served, cache hit
+    ratio, edge locations, top referrers, bots vs. humans."""
+    if data_dir is not None:
+        from loglake.amplify.reports import run_reports
+        from loglake.service import parse_time
+
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        try:
+            since_ms = parse_time(since, now_ms)
+            until_ms = parse_time(until, now_ms) if until else now_ms
+        except ValueError as e:
+            raise click.UsageError(f"--since/--until: {e}") from None
+        with local_lake(data_dir) as lake:
+            try:
+                reports = run_reports(lake.engine, app_name, since_ms, until_ms, list(names) or None)
+            except KeyError as e:
+                raise click.UsageError(str(e.args[0])) from None
+    else:
+        params: dict[str, Any] = {"app": app_name, "since": since, "until": until, "report": ",".join(names) or None}
+        try:
+            with LoglakeClient(url, api_key) as client:
+                reports = client.amplify_reports({k: v for k, v in params.items() if v})
+        except ClientError as e:
+            raise click.ClickException(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(reports, indent=2, ensure_ascii=False))
+        return
+    for number, result in enumerate(reports):
+        if number:
+            click.echo("")
+        click.echo(click.style(result["title"], bold=True))
+        print_result(result, "table")
+
+
+@amplify.command(context_settings=CONTEXT)
+@data_dir_option
+def status(data_dir: Path) -> None:
+    """Each app's watermark (collected up to) and the last runs."""
+    with local_lake(data_dir) as lake:
+        marks = lake.store.read("SELECT app, until_ms FROM amplify_watermarks ORDER BY app")
+        runs = lake.store.read("SELECT report FROM amplify_runs ORDER BY run_id DESC LIMIT 5")
+    if not marks and not runs:
+        click.echo("no Amplify collection has run on this data dir yet")
+        return
+    for app, until_ms in marks:
+        at = datetime.fromtimestamp(until_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        click.echo(f"{app}: collected up to {at}")
+    for (document,) in runs:
+        run = json.loads(document)
+        rows = sum(a["rows"] for a in run["apps"])
+        failed = sum(a["windows_failed"] for a in run["apps"])
+        click.echo(
+            f"run {run['started']} .. {run['finished']}: {'ok' if run['ok'] else 'FAILED'}, {rows:,} rows, "
+            f"{failed} failed window(s)"
+        )
+
+
+def _config(path: Path | None) -> Any:
+    from loglake.amplify.config import AmplifyConfigError, load_config
+
+    try:
+        return load_config(path)
+    except AmplifyConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@contextlib.contextmanager
+def _lake_for(data_dir: Path, config: Any) -> Iterator[Any]:
+    """The data dir's lake (made if new), in the configuration's bucket when it names one."""
+    from loglake.amplify.jobs import settings_for
+    from loglake.config import load_settings
+
+    try:
+        settings = load_settings({"data_dir": data_dir})
+        if config is not None:
+            settings = settings_for(settings, config)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    overrides = {"lake_bucket": settings.lake_bucket, "lake_prefix": settings.lake_prefix}
+    with local_lake(data_dir, overrides, create=True) as lake:
+        yield lake
+
+
+class _Progress:
+    """One line per app each time a window is done (apps run in parallel threads)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def __call__(self, app: str, done: int, total: int, rows: int) -> None:
+        width = 20
+        filled = width * done // total if total else width
+        with self.lock:
+            click.echo(
+                f"{app:<24} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} windows  {rows:,} rows", err=True
+            )
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    header = (
+        "app",
+        "windows",
+        "failed",
+        "rows",
+        "duplicates",
+        "malformed",
+        "MB",
+        "retries",
+        "splits",
+        "s",
+        "collected up to",
+    )
+    rows = [
+        (
+            a["app"],
+            f"{a['windows_ok']}/{a['windows']}",
+            str(a["windows_failed"]),
+            f"{a['rows']:,}",
+            f"{a['duplicates']:,}",
+            f"{a['malformed']:,}",
+            f"{a['bytes'] / 1e6:.1f}",
+            str(a["retries"]),
+            str(a["splits"]),
+            f"{a['seconds']:.1f}",
+            a["watermark_after"] or "-",
+        )
+        for a in report["apps"]
+    ]
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
+    for line in (header, *rows):
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    for a in report["apps"]:
+        for error in a["errors"]:
+            click.echo(f"{a['app']}: error: {error}", err=True)
+        for example in a["malformed_examples"]:
+            click.echo(f"{a['app']}: malformed: {example}", err=True)
+
+
+COMMANDS = [amplify]

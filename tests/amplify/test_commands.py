@@ -1,0 +1,229 @@
+"""`loglake amplify ...`, the HTTP reports and status, and the server's schedule."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from loglake.amplify.collector import Collector
+from loglake.amplify.config import parse_config
+from loglake.amplify.jobs import AmplifySchedule, CollectionBusy, collection_lock
+from loglake.amplify.reports import SAVED_QUERIES
+from loglake.lake.objectstore import LocalObjectStore
+from loglake.store.sqlite import SQLiteHotStore
+from tests.amplify.logs import USER_AGENTS, access_log, varied_requests
+from tests.amplify.server import FakeAmplify, FakeApp
+from tests.amplify.test_collector import DANSE, HORIZON, ms
+from tests.conftest import free_port, run_cli
+
+pytestmark = pytest.mark.usefixtures("no_loglake_environment")
+
+SINCE = datetime(2026, 11, 1, tzinfo=UTC)
+UNTIL = datetime(2026, 11, 8, tzinfo=UTC)
+
+
+def write_config(path: Path, **changes: object) -> Path:
+    document = {
+        "applications": [DANSE | {"appName": "danse_tech"}, HORIZON | {"appName": "digital_horizon"}],
+        "s3": {"bucket": "", "prefix": ""},
+        "schedule": {"frequency": "weekly", "dayOfWeek": "Monday", "timeOfDay": "01:00"},
+        "logRetention": {"days": 365},
+        "timeChunkSize": {"days": 3},
+    } | changes
+    path.write_text(json.dumps(document))
+    return path
+
+
+def serve_week(amplify: FakeAmplify) -> FakeApp:
+    danse = FakeApp("danse.tech", varied_requests(3_000, ms(SINCE), ms(UNTIL) - ms(SINCE), "w"))
+    amplify.apps.update({DANSE["appId"]: danse, HORIZON["appId"]: FakeApp(HORIZON["domainName"])})
+    return danse
+
+
+def test_collect_prints_a_report_and_the_rows_answer_sql(amplify: FakeAmplify, tmp_path: Path) -> None:
+    danse = serve_week(amplify)
+    config, data = write_config(tmp_path / "amplify.json"), tmp_path / "data"
+    window = ["--since", "2026-11-01", "--until", "2026-11-08T00:00:00Z"]
+    result = run_cli("amplify", "collect", "--config", str(config), "--data-dir", str(data), *window)
+    assert result.exit_code == 0, result.output
+    assert "danse_tech" in result.stdout and "3/3" in result.stdout and "3,000" in result.stdout
+    assert "danse_tech               [####################] 3/3 windows  3,000 rows" in result.stderr
+    counted = run_cli("query", "--data-dir", str(data), "--format", "json", "SELECT count(*) AS n FROM amplify_access")
+    assert json.loads(counted.stdout)["rows"] == [[len(danse.requests)]]
+
+    again = run_cli("amplify", "collect", "--config", str(config), "--data-dir", str(data), "--json", *window)
+    report = json.loads(again.stdout)
+    assert report["ok"] and [a["rows"] for a in report["apps"]] == [0, 0]
+    assert report["apps"][0]["duplicates"] == 3_000
+
+    status = run_cli("amplify", "status", "--data-dir", str(data))
+    assert "run " in status.stdout and ": ok, 3,000 rows, 0 failed window(s)" in status.stdout
+
+
+def test_dry_run_lists_windows_and_fetches_nothing(amplify: FakeAmplify, tmp_path: Path) -> None:
+    danse = serve_week(amplify)
+    config = write_config(tmp_path / "amplify.json")
+    result = run_cli(
+        "amplify", "collect", "--config", str(config), "--data-dir", str(tmp_path / "d"), "--app", "danse_tech",
+        "--since", "2026-11-01", "--until", "2026-11-08", "--dry-run",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "danse_tech: 3 window(s) of at most 3 day(s)",
+        "  2026-11-01T00:00:00Z .. 2026-11-04T00:00:00Z",
+        "  2026-11-04T00:00:00Z .. 2026-11-07T00:00:00Z",
+        "  2026-11-07T00:00:00Z .. 2026-11-08T00:00:00Z",
+    ]
+    assert danse.calls == []
+
+
+def test_a_failed_window_fails_the_command_with_the_reason(amplify: FakeAmplify, tmp_path: Path) -> None:
+    serve_week(amplify)
+    amplify.apps[HORIZON["appId"]].refuse = "UnauthorizedException"
+    config = write_config(tmp_path / "amplify.json")
+    result = run_cli(
+        "amplify", "collect", "--config", str(config), "--data-dir", str(tmp_path / "d"),
+        "--since", "2026-11-01", "--until", "2026-11-02",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert (
+        "digital_horizon: error: 2026-11-01T00:00:00Z .. 2026-11-02T00:00:00Z: UnauthorizedException" in result.stderr
+    )
+
+
+def test_bad_configuration_and_arguments_are_refused_clearly(tmp_path: Path) -> None:
+    bad = write_config(tmp_path / "bad.json", timeChunkSize={"days": 30})
+    result = run_cli("amplify", "collect", "--config", str(bad), "--data-dir", str(tmp_path / "d"))
+    assert result.exit_code == 1 and "timeChunkSize.days: 30 is not between 1 and 14" in result.output
+    good = write_config(tmp_path / "good.json")
+    result = run_cli("amplify", "collect", "--config", str(good), "--data-dir", str(tmp_path / "d"), "--app", "nope")
+    assert result.exit_code == 2 and "no application named 'nope'" in result.output
+    result = run_cli("amplify", "collect", "--config", str(good), "--data-dir", str(tmp_path / "d"), "--since", "soon")
+    assert result.exit_code == 2 and "'soon' is not an ISO-8601 date" in result.output
+
+
+def test_import_loads_a_console_download_once(tmp_path: Path) -> None:
+    requests = varied_requests(500, ms(SINCE), ms(UNTIL) - ms(SINCE), "i")
+    file = tmp_path / "console.csv.gz"
+    file.write_bytes(gzip.compress(access_log(requests)))
+    data = str(tmp_path / "data")
+    first = run_cli("amplify", "import", str(file), "--app", "danse_tech", "--data-dir", data)
+    assert first.exit_code == 0, first.output
+    assert "500 rows read, 500 stored in amplify_access (app=danse_tech), 0 already there, 0 malformed" in first.stdout
+    second = run_cli("amplify", "import", str(file), "--app", "danse_tech", "--data-dir", data)
+    assert "0 stored" in second.stdout and "500 already there" in second.stdout
+    not_a_log = tmp_path / "other.csv"
+    not_a_log.write_text("a,b\n1,2\n")
+    refused = run_cli("amplify", "import", str(not_a_log), "--app", "danse_tech", "--data-dir", data)
+    assert refused.exit_code == 1 and "not an Amplify access log" in refused.output
+
+
+def imported(tmp_path: Path, count: int = 2_000) -> tuple[Path, list]:
+    requests = varied_requests(count, ms(SINCE), ms(UNTIL) - ms(SINCE), "r")
+    file = tmp_path / "week.csv"
+    file.write_bytes(access_log(requests))
+    data = tmp_path / "data"
+    assert run_cli("amplify", "import", str(file), "--app", "danse_tech", "--data-dir", str(data)).exit_code == 0
+    return data, requests
+
+
+def test_reports_answer_what_people_look_at(tmp_path: Path) -> None:
+    data, requests = imported(tmp_path)
+    week = ["--since", "2026-11-01T00:00:00Z", "--until", "2026-11-08T00:00:00Z"]
+    result = run_cli("amplify", "report", "--app", "danse_tech", "--data-dir", str(data), "--json", *week)
+    assert result.exit_code == 0, result.output
+    reports = {r["name"]: r for r in json.loads(result.stdout)}
+    assert list(reports) == [q.name for q in SAVED_QUERIES]
+    paths = Counter(r.path for r in requests)
+    assert [tuple(row[:2]) for row in reports["top_paths"]["rows"]] == sorted(
+        paths.items(), key=lambda p: (-p[1], p[0])
+    )
+    statuses = Counter(f"{r.status // 100}xx" for r in requests)
+    assert {row[0]: row[1] for row in reports["status_classes"]["rows"]} == dict(statuses)
+    bots = sum(1 for r in requests if r.user_agent in (USER_AGENTS[2], USER_AGENTS[3]))  # Googlebot, curl
+    assert {row[0]: row[1] for row in reports["bots_vs_humans"]["rows"]} == {"bot": bots, "human": len(requests) - bots}
+    hits = sum(1 for r in requests if r.result in ("Hit", "RefreshHit"))
+    assert sum(row[1] for row in reports["cache_hit_ratio"]["rows"]) == len(requests)
+    assert reports["cache_hit_ratio"]["rows"][0][0] == "2026-11-01" and hits > 0
+    assert sum(row[2] for row in reports["bytes_served"]["rows"]) == sum(r.sc_bytes for r in requests)
+    edges = {row[0] for row in reports["edge_locations"]["rows"]}
+    assert edges == {"FRA", "CDG", "AMS", "LHR"}
+    table = run_cli("amplify", "report", "--app", "danse_tech", "--data-dir", str(data), "--report", "top_paths", *week)
+    assert table.stdout.startswith("Top paths\npath") and "requests" in table.stdout
+
+
+def test_reports_and_status_over_http(tmp_path: Path, server_factory, admin_key_of) -> None:
+    data, requests = imported(tmp_path, 300)
+    server = server_factory(data)
+    key = admin_key_of(server)
+    headers = {"authorization": f"Bearer {key}"}
+    params = {"app": "danse_tech", "since": "2026-11-01T00:00:00Z", "until": "2026-11-08T00:00:00Z"}
+    answer = httpx.get(f"{server.url}/amplify/reports", params=params | {"report": "top_paths"}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    (top,) = answer.json()["reports"]
+    assert sum(row[1] for row in top["rows"]) == len(requests)
+    for bad, code in [({"app": "danse_tech", "report": "nope"}, "unknown_report"), ({}, "invalid_request"),
+                      ({"app": "x", "since": "99999999999999999"}, "invalid_time")]:  # fmt: skip
+        refused = httpx.get(f"{server.url}/amplify/reports", params=bad, headers=headers)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (400, code)
+    status = httpx.get(f"{server.url}/amplify/status", headers=headers).json()
+    assert status["schedule"] is None and status["apps"] == []
+    cli = run_cli("amplify", "report", "--app", "danse_tech", "--url", server.url, "--api-key", key, "--json",
+                  "--since", "2026-11-01T00:00:00Z", "--until", "2026-11-08T00:00:00Z")  # fmt: skip
+    assert cli.exit_code == 0, cli.output
+    assert len(json.loads(cli.stdout)) == len(SAVED_QUERIES)
+
+
+def test_the_server_shows_its_next_collection(tmp_path: Path, server_factory) -> None:
+    config = write_config(tmp_path / "amplify.json")
+    server = server_factory(tmp_path / "data", "--amplify-config", str(config))
+    health = httpx.get(f"{server.url}/healthz").json()
+    assert health["amplify"]["schedule"] == "weekly, Monday 01:00 UTC"
+    next_run = datetime.fromisoformat(health["amplify"]["next_run"].replace("Z", "+00:00"))
+    assert next_run.weekday() == 0 and (next_run.hour, next_run.minute) == (1, 0)
+    assert timedelta(0) < next_run - datetime.now(UTC) <= timedelta(days=7)
+
+
+def test_a_bad_amplify_config_stops_the_server_from_starting(tmp_path: Path) -> None:
+    bad = write_config(tmp_path / "bad.json", schedule={"frequency": "hourly", "timeOfDay": "01:00"})
+    port = str(free_port())
+    result = run_cli("serve", "--data-dir", str(tmp_path / "data"), "--port", port, "--amplify-config", str(bad))
+    assert result.exit_code != 0
+    assert (
+        "amplify_config:" in result.output
+        and "schedule.frequency: 'hourly' is not one of daily, weekly" in result.output
+    )
+
+
+def test_the_schedule_runs_the_collection_when_its_time_comes(amplify: FakeAmplify, tmp_path: Path) -> None:
+    danse = serve_week(amplify)
+    config = parse_config(json.loads(write_config(tmp_path / "amplify.json").read_text()))
+    now = [datetime(2026, 11, 8, 23, 0, tzinfo=UTC).timestamp()]  # Sunday night
+    store = SQLiteHotStore(tmp_path / "data" / "hot.db")
+    try:
+        collector = Collector(config, store, LocalObjectStore(tmp_path / "data" / "lake"), clock=lambda: now[0])
+        reports = []
+        schedule = AmplifySchedule(collector, config.schedule, tmp_path / "data", lambda: now[0], reports.append)
+        assert schedule.next_run == datetime(2026, 11, 9, 1, 0, tzinfo=UTC)
+        assert schedule.tick() is None and danse.calls == []  # not yet
+        now[0] = datetime(2026, 11, 9, 1, 0, 30, tzinfo=UTC).timestamp()
+        report = schedule.tick()
+        assert report is not None and reports == [report] and danse.calls
+        # the first run reaches back logRetention.days, up to the last settled hour (Monday 00:00)
+        assert collector.watermark("danse_tech") == datetime(2026, 11, 9, tzinfo=UTC)
+        assert sum(a.rows for a in report.apps) == len(danse.requests)
+        assert schedule.next_run == datetime(2026, 11, 16, 1, 0, tzinfo=UTC)
+        assert schedule.status()["last_run"]["ok"] is True
+        with collection_lock(tmp_path / "data"):  # a collection by hand holds the data dir
+            now[0] = datetime(2026, 11, 16, 1, 0, 30, tzinfo=UTC).timestamp()
+            assert schedule.tick() is None and "another Amplify collection is running" in schedule.last_error
+            with pytest.raises(CollectionBusy), collection_lock(tmp_path / "data"):
+                pass
+    finally:
+        store.close()
