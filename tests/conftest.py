@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 from loglake.api.app import LoglakeApp
 from loglake.cli import main
 from loglake.config import Settings
+from tests.s3_server import object_store, s3_bucket, s3_server  # noqa: F401  (fixtures for every test)
 
 
 @pytest.fixture

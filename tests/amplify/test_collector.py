@@ -12,7 +12,7 @@ import pytest
 from loglake.amplify import collector as collector_module
 from loglake.amplify.collector import Collector, Window
 from loglake.amplify.config import parse_config
-from loglake.lake.objectstore import LocalObjectStore
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.lake.query import QueryEngine
 from loglake.store.sqlite import SQLiteHotStore
 from tests.amplify.logs import HEADER, Request, access_log, request_id, row, varied_requests
@@ -259,11 +259,13 @@ def test_dry_run_plans_from_the_watermark(amplify: FakeAmplify, store: SQLiteHot
 
 
 def test_collected_rows_are_queryable_by_sql_with_partition_pruning(
-    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore, tmp_path
+    amplify: FakeAmplify, store: SQLiteHotStore, object_store: ObjectStore, tmp_path
 ) -> None:
+    """On a local lake and on S3 (SeaweedFS)."""
     danse, horizon = serve_apps(amplify)
-    collector(store, lake).run()
-    engine = QueryEngine(store, lake, tmp_path / "duckdb")
+    assert collector(store, object_store).run().ok
+    assert len(list(object_store.list("type=amplify_logs/app=danse_tech/"))) == 2
+    engine = QueryEngine(store, object_store, tmp_path / "duckdb")
     try:
         counts = engine.query("SELECT app, count(*) FROM amplify_access GROUP BY app ORDER BY app")
         assert counts.rows == [("danse_tech", len(in_range(danse))), ("digital_horizon", len(in_range(horizon)))]
@@ -273,8 +275,33 @@ def test_collected_rows_are_queryable_by_sql_with_partition_pruning(
         expected = sum(
             1 for r in danse.requests if r.at_ms // 86_400_000 == ms(datetime(2026, 11, 1, tzinfo=UTC)) // 86_400_000
         )
-        assert one_day.rows == [(expected,)] and one_day.files_scanned == 1
+        assert one_day.rows == [(expected,)]
+        if isinstance(object_store, LocalObjectStore):  # DuckDB counts the files it reads itself
+            assert one_day.files_scanned == 1
         typed = engine.query("SELECT typeof(sc_status), typeof(timestamp), typeof(date) FROM amplify_access LIMIT 1")
         assert typed.rows == [("INTEGER", "TIMESTAMP", "DATE")]
     finally:
         engine.close()
+
+
+def test_data_past_the_retention_is_dropped_after_a_run(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    danse, _ = serve_apps(amplify)
+    collector(store, lake).run(apps=["danse_tech"])
+    days_before = {d for (d,) in store.read("SELECT DISTINCT day FROM lake_files WHERE table_name = 'amplify_access'")}
+    assert min(days_before) == "2026-10-19"
+    # Ten days later, with 28 days kept, what is older than 2026-10-29 goes (the run also collects the
+    # app's traffic of the two days after the first run).
+    later = Collector(config(), store, lake, clock=lambda: (NOW + timedelta(days=10)).timestamp(), grace_ms=0)
+    report = later.run(apps=["danse_tech"])
+    days_after = {d for (d,) in store.read("SELECT DISTINCT day FROM lake_files WHERE table_name = 'amplify_access'")}
+    assert days_after == {d for d in days_before if d >= "2026-10-29"} | {"2026-11-16", "2026-11-17"}
+    assert report.expired_partitions == len(days_before - days_after) == 10
+    remaining = {r["x_edge_request_id"] for r in lake_rows(store, lake)}
+    assert remaining == set(in_range(danse, datetime(2026, 10, 29, tzinfo=UTC), UNTIL + timedelta(days=10)))
+    assert not [k for k in (o.key for o in lake.list("type=amplify_access/")) if "/date=2026-10-19/" in k]
+    # the exports of the first run (date_export 2026-11-16) are younger than the cutoff: kept
+    assert report.expired_exports == 0 and len(list(lake.list("type=amplify_logs/"))) == 3
+    much_later = Collector(config(), store, lake, clock=lambda: (NOW + timedelta(days=40)).timestamp(), grace_ms=0)
+    assert much_later.run(apps=["danse_tech"]).expired_exports == 3

@@ -51,7 +51,7 @@ def test_malformed_rows_are_counted_and_described_and_do_not_stop_the_file() -> 
     assert parsed.table.num_rows == 5
     assert parsed.malformed.count == 3
     reasons = " | ".join(parsed.malformed.examples)
-    assert "line 3: 5 fields instead of 33" in reasons
+    assert "5 fields instead of 33: '2026-09-21,14:13:21,too,few,fields'" in reasons
     assert "sc_status unreadable (sc_status='2x0')" in reasons
     assert "date/time unreadable" in reasons and "2026-13-45" in reasons
 
@@ -76,3 +76,11 @@ def test_user_agents_decode_once_per_distinct_value() -> None:
         "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
         "curl/8.5.0",
     }
+
+
+def test_every_backslash_escape_is_undone_including_an_escaped_backslash() -> None:
+    plain = Request(T0, request_id(1), path="/a\\;b")  # an escape Amplify does not usually write
+    doubled = Request(T0 + 1, request_id(2), path="/c\\\\(d")  # an escaped backslash, then an escaped "("
+    for r, path in [(plain, "/a;b"), (doubled, "/c\\(d")]:
+        (got,) = parse_access_log(access_log([r])).table.to_pylist()
+        assert (got["cs_uri_stem"], got["x_edge_request_id"]) == (path, r.request_id)

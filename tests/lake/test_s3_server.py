@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from loglake.model import DAY_MS
-from tests.lake.conftest import ACCESS_KEY, SECRET_KEY, S3Server
+from tests.s3_server import ACCESS_KEY, SECRET_KEY, S3Server
 
 
 def test_a_server_flushes_into_an_s3_lake_and_queries_it(

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,8 +34,16 @@ from loglake.amplify.config import AmplifyApp, AmplifyConfig
 from loglake.amplify.parse import MAX_EXAMPLES, NotAnAccessLog, ParsedLog, parse_access_log
 from loglake.amplify.source import AmplifyLogSource, Fatal, FetchError, RangeTooLarge, Retryable
 from loglake.lake.flush import publish
-from loglake.lake.layout import amplify_access_key, amplify_export_key, day_of, new_part_name, partition_prefix
-from loglake.lake.manifest import LakeFile, list_files
+from loglake.lake.layout import (
+    AMPLIFY_LOGS,
+    amplify_access_key,
+    amplify_export_key,
+    day_of,
+    new_part_name,
+    partition_prefix,
+    partitions_of,
+)
+from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import file_name
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE
@@ -110,6 +118,8 @@ class RunReport:
     started: str
     finished: str = ""
     apps: list[AppReport] = field(default_factory=list)
+    expired_partitions: int = 0  # amplify_access (app, date) partitions past logRetention.days
+    expired_exports: int = 0
 
     @property
     def ok(self) -> bool:
@@ -136,6 +146,7 @@ class Collector:
         sleep: Callable[[float], None] = time.sleep,
         on_progress: Progress | None = None,
         max_parallel_apps: int = MAX_PARALLEL_APPS,
+        grace_ms: int = 120_000,
     ) -> None:
         self.config = config
         self.store = store
@@ -145,6 +156,7 @@ class Collector:
         self.sleep = sleep
         self.on_progress = on_progress or (lambda app, done, total, rows: None)
         self.max_parallel_apps = max_parallel_apps
+        self.grace_ms = grace_ms  # how long dropped files stay for queries already reading them
         self._random = random.Random()
 
     # -- planning ----------------------------------------------------------------------------
@@ -179,6 +191,7 @@ class Collector:
         report = RunReport(started=_iso(_from_ms(started_ms)))
         with ThreadPoolExecutor(min(self.max_parallel_apps, len(chosen)), "loglake-amplify") as pool:
             report.apps = list(pool.map(lambda app: self._collect_app(app, since, until), chosen))
+        report.expired_partitions, report.expired_exports = self.expire()
         finished_ms = int(self.clock() * 1000)
         report.finished = _iso(_from_ms(finished_ms))
         document = json.dumps(report.to_dict())
@@ -189,6 +202,33 @@ class Collector:
             )
         )
         return report
+
+    def expire(self) -> tuple[int, int]:
+        """Drop what is older than logRetention.days for the configured apps: whole (app, date)
+        partitions of amplify_access (their files go after the grace period, and with them those
+        whose grace period is over) and the exports collected before it. Returns both counts."""
+        cutoff = (datetime.fromtimestamp(self.clock(), UTC) - timedelta(days=self.config.retention_days)).date()
+        apps = {a.app_name for a in self.config.apps}
+        old = [
+            f
+            for f in list_files(self.store.read, AMPLIFY_ACCESS_TABLE.name, until_ms=_ms(_midnight_of(cutoff)))
+            if f.day < cutoff.isoformat() and partitions_of(f.key).get("app") in apps
+        ]
+        if old:
+            delete_after = self._now_ms() + self.grace_ms
+            self.store.in_write_transaction(
+                lambda conn: retire_files(conn, [f.key for f in old], delete_after)
+            ).result()
+        collect_garbage(self.store, self.lake, self._now_ms())
+        exports = [
+            o.key
+            for app in sorted(apps)
+            for o in self.lake.list(partition_prefix(AMPLIFY_LOGS, app=app))
+            if partitions_of(o.key).get("date_export", "9999") < cutoff.isoformat()
+        ]
+        for key in exports:
+            self.lake.delete(key)
+        return len({(partitions_of(f.key)["app"], f.day) for f in old}), len(exports)
 
     def _collect_app(self, app: AmplifyApp, since: datetime | None, until: datetime | None) -> AppReport:
         started = time.perf_counter()
@@ -352,6 +392,10 @@ def _write_part(rows: pa.Table, key: str, work: Path) -> LakeFile:
 
 def _gzipped(data: bytes) -> bytes:
     return data if data[:2] == b"\x1f\x8b" else gzip.compress(data, compresslevel=6)
+
+
+def _midnight_of(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), UTC)
 
 
 def _midnight(moment: datetime) -> datetime:

@@ -11,7 +11,7 @@ URL-decoding, which Arrow lacks, runs once per distinct value.
 
 from __future__ import annotations
 
-import io
+import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -32,7 +32,7 @@ FIELDS = _FIELD_LINE.split(",")
 # The column names of the lake table: cs(User-Agent) -> cs_user_agent.
 COLUMN_OF = {f: f.replace("(", "_").replace(")", "").replace("-", "_").lower() for f in FIELDS}
 _DECODED = ("cs_user_agent", "cs_uri_query")  # URL-decoded; the rest stay as CloudFront wrote them
-_PATTERN = {  # what a typed column's text must look like, before it is cast
+_PATTERN = {  # what a typed column's text must look like (checked only when a cast fails)
     pa.int64(): r"^[0-9]{1,18}$",
     pa.int32(): r"^[0-9]{1,9}$",
     pa.float64(): r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$",
@@ -71,11 +71,11 @@ def parse_access_log(data: bytes, since_ms: int | None = None, until_ms: int | N
     malformed = Malformed()
     if not data.strip():
         return ParsedLog(AMPLIFY_ACCESS_TABLE.schema.empty_table(), 0, malformed)
-    header, _, body = data.partition(b"\n")
-    _check_header(header)
-    text = _read_text_columns(body, malformed)
+    header_end = data.find(b"\n") if b"\n" in data else len(data)
+    _check_header(data[:header_end])
+    text = _read_text_columns(pa.py_buffer(data)[header_end + 1 :], malformed)
     rows_read = text.num_rows + malformed.count
-    table = _typed(text, malformed)
+    table = _typed(text, data.count(b"\\", header_end), malformed)
     table, duplicates = _first_of_each_request(table)
     kept = table
     if since_ms is not None or until_ms is not None:
@@ -98,27 +98,29 @@ def _check_header(header: bytes) -> None:
         )
 
 
-def _read_text_columns(body: bytes, malformed: Malformed) -> pa.Table:
+def _read_text_columns(body: pa.Buffer, malformed: Malformed) -> pa.Table:
+    """Every field as text (`-` and empty as null), on all cores; rows with the wrong number of
+    fields are counted and skipped."""
+
     def wrong_field_count(row: pacsv.InvalidRow) -> str:
-        line = f"line {row.number + 1}" if row.number is not None else "a line"  # +1: the header
-        malformed.add(f"{line}: {row.actual_columns} fields instead of {row.expected_columns}: {row.text[:120]!r}")
+        malformed.add(f"{row.actual_columns} fields instead of {row.expected_columns}: {row.text[:120]!r}")
         return "skip"
 
     columns = [COLUMN_OF[f] for f in FIELDS]
     return pacsv.read_csv(
-        io.BytesIO(body),
-        read_options=pacsv.ReadOptions(column_names=columns, use_threads=False, block_size=16 << 20),
+        pa.BufferReader(body),
+        read_options=pacsv.ReadOptions(column_names=columns, block_size=8 << 20),
         parse_options=pacsv.ParseOptions(quote_char=False, invalid_row_handler=wrong_field_count),
         convert_options=pacsv.ConvertOptions(
-            column_types=dict.fromkeys(columns, pa.string()), strings_can_be_null=False
+            column_types=dict.fromkeys(columns, pa.string()), null_values=["-", ""], strings_can_be_null=True
         ),
     )
 
 
-def _typed(text: pa.Table, malformed: Malformed) -> pa.Table:
+def _typed(text: pa.Table, backslashes: int, malformed: Malformed) -> pa.Table:
     """Unescape, decode and cast every column; rows with a value that does not fit its type are
     counted as malformed (with the field and the value) and left out."""
-    values = {name: _unescaped(text.column(name)) for name in text.column_names}
+    values = _unescaped(text, backslashes)
     good = pa.array([True] * text.num_rows)
     when = pc.strptime(
         pc.binary_join_element_wise(values["date"], values["time"], " "),
@@ -130,59 +132,102 @@ def _typed(text: pa.Table, malformed: Malformed) -> pa.Table:
     good = _require(good, pc.is_valid(values["x_edge_request_id"]), values, "x-edge-request-id", malformed)
     typed: dict[str, pa.Array] = {"timestamp": when}
     for column in AMPLIFY_ACCESS_TABLE.schema:
-        if column.name == "timestamp":
-            continue
-        value = values[column.name]
-        if column.type in _PATTERN:
-            fits = pc.or_(pc.is_null(value), pc.match_substring_regex(value, _PATTERN[column.type]))
-            good = _require(good, pc.fill_null(fits, True), values, column.name, malformed, (column.name,))
-            value = pc.if_else(pc.fill_null(fits, False), value, None)
-        elif column.name in _DECODED:
-            value = _url_decoded(value)
-        typed[column.name] = value.cast(column.type)
+        if column.name != "timestamp":
+            typed[column.name], good = _cast(values, column, good, malformed)
     table = pa.table(typed).select(AMPLIFY_ACCESS_TABLE.schema.names).cast(AMPLIFY_ACCESS_TABLE.schema)
-    return table.filter(good)
+    return table if pc.all(good).as_py() else table.filter(good)
+
+
+def _cast(
+    values: dict[str, pa.ChunkedArray], column: pa.Field, good: pa.Array, malformed: Malformed
+) -> tuple[pa.ChunkedArray, pa.Array]:
+    """One column in its type. The whole column is cast at once; only when that fails are the values
+    that do not fit found (by pattern), counted as malformed rows, and left out."""
+    value = values[column.name]
+    if column.type not in _PATTERN:
+        return value.cast(column.type), good
+    try:
+        return value.cast(column.type), good
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        fits = pc.fill_null(pc.match_substring_regex(value, _PATTERN[column.type]), True)
+        good = _require(good, fits, values, column.name, malformed, (column.name,))
+        return pc.if_else(fits, value, None).cast(column.type), good
 
 
 def _require(
     good: pa.Array,
     fits: pa.Array,
-    values: dict[str, pa.Array],
+    values: dict[str, pa.ChunkedArray],
     what: str,
     malformed: Malformed,
     shown: tuple[str, ...] = (),
 ) -> pa.Array:
     """`good` without the rows where `fits` is false; those are counted once each as malformed."""
     newly_bad = pc.and_(good, pc.invert(fits))
-    count = pc.sum(newly_bad.cast(pa.int64())).as_py() or 0
-    if count:
-        bad_rows = pc.indices_nonzero(newly_bad).to_pylist()
-        for index in bad_rows:
+    if pc.any(newly_bad).as_py():
+        for index in pc.indices_nonzero(newly_bad).to_pylist():
             found = ", ".join(f"{name}={values[name][index].as_py()!r}" for name in shown) or "missing"
             request = values["x_edge_request_id"][index].as_py()
             malformed.add(f"row {index + 1} (request {request}): {what} unreadable ({found})")
     return pc.and_(good, fits)
 
 
-def _unescaped(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """`-` and empty as null; `\\x` as `x`."""
-    column = pc.if_else(pc.or_(pc.equal(column, "-"), pc.equal(column, "")), None, column)
+def _unescaped(text: pa.Table, backslashes: int) -> dict[str, pa.ChunkedArray]:
+    """Every column with its backslash escapes undone (`\\x` is `x`), the user agent and the query
+    also %XX-decoded. The escapes are where the real files have them: `\\=\\=` closing every request id,
+    `\\(` `\\)` in user agents; the file's `backslashes` tell whether any other column has one, so
+    the clean ones are not scanned."""
+    values = dict(zip(text.column_names, text.columns, strict=True))
+    request_ids = values["x_edge_request_id"]
+    found = pc.sum(pc.count_substring(request_ids, "\\")).as_py() or 0
+    if found:
+        values["x_edge_request_id"] = _without_escapes(request_ids)
+    for name in _DECODED:
+        values[name], in_column = _decoded(values[name])
+        found += in_column
+    if found < backslashes:  # in other columns too
+        for name, column in values.items():
+            if (
+                name != "x_edge_request_id"
+                and name not in _DECODED
+                and pc.any(pc.match_substring(column, "\\")).as_py()
+            ):
+                values[name] = _without_escapes(column)
+    return values
+
+
+def _without_escapes(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The usual escape as a plain replacement; anything else (rare) by a regular expression."""
+    column = pc.replace_substring(column, "\\=", "=")
     if pc.any(pc.match_substring(column, "\\")).as_py():
         column = pc.replace_substring_regex(column, r"\\(.)", r"\1")
     return column
 
 
-def _url_decoded(column: pa.ChunkedArray) -> pa.Array:
-    """%XX-decoded, once per distinct value (user agents repeat a lot)."""
+def _decoded(column: pa.ChunkedArray) -> tuple[pa.Array, int]:
+    """Unescaped and %XX-decoded, once per distinct value (user agents and queries repeat a lot);
+    also how many backslashes the column held."""
     encoded = column.combine_chunks().dictionary_encode()
-    distinct = [unquote(v) if v is not None and "%" in v else v for v in encoded.dictionary.to_pylist()]
-    return pc.take(pa.array(distinct, pa.string()), encoded.indices)
+    distinct = encoded.dictionary.to_pylist()
+    uses = pc.value_counts(encoded.indices)
+    backslashes = sum(
+        distinct[index].count("\\") * count
+        for index, count in zip(uses.field("values").to_pylist(), uses.field("counts").to_pylist(), strict=True)
+        if index is not None and "\\" in distinct[index]
+    )
+    decoded = [None if v is None else unquote(_BACKSLASHED.sub(r"\1", v)) for v in distinct]
+    return pc.take(pa.array(decoded, pa.string()), encoded.indices), backslashes
+
+
+_BACKSLASHED = re.compile(r"\\(.)")
 
 
 def _first_of_each_request(table: pa.Table) -> tuple[pa.Table, int]:
     """Rows de-duplicated by x-edge-request-id, keeping the first (exports overlap at their edges)."""
     if table.num_rows == 0:
         return table, 0
+    if len(pc.unique(table.column("x_edge_request_id"))) == table.num_rows:
+        return table, 0  # the usual case, found by a hash of the ids (a group-by takes four times longer)
     numbered = pa.table({"row": pa.array(range(table.num_rows)), "id": table.column("x_edge_request_id")})
     first = numbered.group_by("id", use_threads=False).aggregate([("row", "min")]).column("row_min")
     if len(first) == table.num_rows:

@@ -116,7 +116,9 @@ class LoglakeApp:
             self.lake = Lake.from_settings(settings, self.store, clock)
             self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self._on_maintenance)
             if amplify_config is not None:
-                collector = Collector(amplify_config, self.store, self.lake.objects, clock=clock)
+                collector = Collector(
+                    amplify_config, self.store, self.lake.objects, clock=clock, grace_ms=self.lake.policy.grace_ms
+                )
                 self.amplify = AmplifySchedule(
                     collector, amplify_config.schedule, settings.data_dir, clock, self._on_amplify_report
                 )

