@@ -33,6 +33,8 @@ class FakeApp:
     refuse: str = ""  # every call: this error code (e.g. NotFoundException)
     failing_from_ms: set[int] = field(default_factory=set)  # calls starting here: 500, every time
     delay_seconds: float = 0.0  # each call takes this long
+    slow_over_hours: float = math.inf  # larger ranges take `slow_seconds` to answer (a time-out)
+    slow_seconds: float = 0.0
     calls: list[tuple[int, int]] = field(default_factory=list)  # (start_ms, end_ms) of each call
 
 
@@ -82,7 +84,8 @@ class FakeAmplify:
                     fake.active += 1
                     fake.most_active = max(fake.most_active, fake.active)
                 try:
-                    time.sleep(app.delay_seconds)
+                    slow = (end_ms - start_ms) / HOUR_MS > app.slow_over_hours
+                    time.sleep(app.slow_seconds if slow else app.delay_seconds)
                     self._answer(app, match.group(1), body, start_ms, end_ms)
                 finally:
                     with fake.lock:

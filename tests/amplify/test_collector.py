@@ -12,7 +12,8 @@ import pytest
 from loglake.amplify import collector as collector_module
 from loglake.amplify.collector import Collector, Window
 from loglake.amplify.config import parse_config
-from loglake.lake.objectstore import LocalObjectStore, ObjectStore
+from loglake.amplify.source import AmplifyLogSource
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore, ObjectStoreError
 from loglake.lake.query import QueryEngine
 from loglake.store.sqlite import SQLiteHotStore
 from tests.amplify.logs import HEADER, Request, access_log, request_id, row, varied_requests
@@ -305,3 +306,40 @@ def test_data_past_the_retention_is_dropped_after_a_run(
     assert report.expired_exports == 0 and len(list(lake.list("type=amplify_logs/"))) == 3
     much_later = Collector(config(), store, lake, clock=lambda: (NOW + timedelta(days=40)).timestamp(), grace_ms=0)
     assert much_later.run(apps=["danse_tech"]).expired_exports == 3
+
+
+class RefusingLake(LocalObjectStore):
+    """A local lake whose disk refuses one app's exports (a full or read-only bucket, say)."""
+
+    def put(self, key: str, data: bytes) -> None:
+        if "/app=danse_tech/" in key:
+            raise ObjectStoreError(f"cannot write {key}: no space left on device")
+        super().put(key, data)
+
+
+def test_a_storage_error_fails_that_window_and_the_other_app_goes_on(
+    amplify: FakeAmplify, store: SQLiteHotStore, tmp_path
+) -> None:
+    _, horizon = serve_apps(amplify)
+    lake = RefusingLake(tmp_path / "refusing")
+    report = collector(store, lake).run()
+    by_app = {a.app: a for a in report.apps}
+    assert by_app["danse_tech"].windows_failed == 2 and by_app["danse_tech"].rows == 0
+    assert "ObjectStoreError: cannot write" in by_app["danse_tech"].errors[0]
+    assert by_app["digital_horizon"].ok and by_app["digital_horizon"].rows == len(in_range(horizon))
+    assert collector(store, lake).watermark("danse_tech") is None  # nothing stored, nothing skipped
+
+
+def test_a_range_that_times_out_is_split_too(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    danse, _ = serve_apps(amplify, count=200)
+    danse.slow_over_hours, danse.slow_seconds = 200, 1.5  # 14 days = 336 h: no answer within 0.5 s
+    source = AmplifyLogSource(read_timeout_seconds=0.5)
+    try:
+        report = collector(store, lake, source=source).run(apps=["danse_tech"])
+    finally:
+        source.close()
+    (app,) = report.apps
+    assert app.ok and app.splits == 2 and app.retries == 0
+    assert sorted(r["x_edge_request_id"] for r in lake_rows(store, lake)) == in_range(danse)

@@ -247,9 +247,10 @@ class Collector:
                 report.windows_ok += 1
                 if continues:
                     contiguous_from = max(contiguous_from, window.end)
-            except (FetchError, NotAnAccessLog) as e:
+            except Exception as e:  # this window failed; the others and the other apps go on
                 report.windows_failed += 1
-                report.errors.append(f"{window}: {e}")
+                known = isinstance(e, FetchError | NotAnAccessLog)
+                report.errors.append(f"{window}: {e}" if known else f"{window}: {type(e).__name__}: {e}")
                 contiguous_from = None  # nothing after a failed window moves the watermark
             self.on_progress(app.app_name, number, len(windows), report.rows)
         after = self.watermark(app.app_name)
@@ -264,11 +265,11 @@ class Collector:
         for piece, data in pieces:
             report.bytes += len(data)
             parsed.append(parse_access_log(data, _ms(piece.start), _ms(piece.end)))
-        watermark = window.end if advance_watermark else None
-        store_rows(self.store, self.lake, app.app_name, parsed, report, self._now_ms(), watermark)
         for piece, data in pieces:  # the exports as delivered, for the layout our users' Athena reads
             if data:
                 self.lake.put(amplify_export_key(app.app_name, run_at, piece.start), _gzipped(data))
+        watermark = window.end if advance_watermark else None  # last: the window is done with this
+        store_rows(self.store, self.lake, app.app_name, parsed, report, self._now_ms(), watermark)
 
     def _fetch(self, app: AmplifyApp, window: Window, report: AppReport, depth: int) -> list[tuple[Window, bytes]]:
         """The window's export, or its halves' exports when the service finds it too large."""

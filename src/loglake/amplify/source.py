@@ -24,6 +24,7 @@ from loglake.amplify.config import AmplifyApp
 _TOO_LARGE_HINTS = ("reduce time range", "reduce the time range", "too many records", "time range is too large")
 _THROTTLED = {"ThrottlingException", "TooManyRequestsException", "LimitExceededException", "Throttling"}
 DOWNLOAD_TIMEOUT_SECONDS = 300.0
+GENERATE_TIMEOUT_SECONDS = 120.0  # longer, and the range is taken as too large to export in one go
 
 
 class FetchError(Exception):
@@ -45,8 +46,14 @@ class Fatal(FetchError):
 class AmplifyLogSource:
     """Fetches access logs for the configured apps; one boto3 client per (profile, region)."""
 
-    def __init__(self, session_factory: Any = boto3.Session, http: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        session_factory: Any = boto3.Session,
+        http: httpx.Client | None = None,
+        read_timeout_seconds: float = GENERATE_TIMEOUT_SECONDS,
+    ) -> None:
         self._session_factory = session_factory
+        self._read_timeout = read_timeout_seconds
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         self._http = http or httpx.Client(timeout=DOWNLOAD_TIMEOUT_SECONDS, follow_redirects=True)
@@ -106,7 +113,7 @@ class AmplifyLogSource:
                         f"AWS profile {app.profile!r} is not in the AWS config or credentials files "
                         "(~/.aws/config, ~/.aws/credentials, or AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE)"
                     ) from None
-                config = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=120)
+                config = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=self._read_timeout)
                 self._clients[key] = session.client("amplify", region_name=app.region, config=config)
             return self._clients[key]
 
