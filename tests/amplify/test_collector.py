@@ -343,3 +343,9 @@ def test_a_range_that_times_out_is_split_too(
     (app,) = report.apps
     assert app.ok and app.splits == 2 and app.retries == 0
     assert sorted(r["x_edge_request_id"] for r in lake_rows(store, lake)) == in_range(danse)
+
+
+def test_a_first_run_reaches_back_at_most_a_year(store: SQLiteHotStore, lake: LocalObjectStore) -> None:
+    long_memory = parse_config({"applications": [DANSE | {"appName": "danse_tech"}], "logRetention": {"days": 3650}})
+    windows = collector(store, lake, config=long_memory).plan(long_memory.app("danse_tech"))
+    assert windows[0].start == UNTIL - timedelta(days=365) and windows[-1].end == UNTIL

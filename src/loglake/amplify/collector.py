@@ -57,6 +57,9 @@ MAX_ATTEMPTS = 5  # calls per range when throttled or failing
 BACKOFF_SECONDS = 1.0  # first pause; doubles each attempt, with full jitter, at most BACKOFF_CAP_SECONDS
 BACKOFF_CAP_SECONDS = 60.0
 MAX_PARALLEL_APPS = 4
+# How far back a first run reaches at most. Amplify documents no limit; our users' original pipeline
+# fetched a whole year every week, so a year is what the service is known to serve.
+AMPLIFY_HISTORY_DAYS = 365
 ROW_GROUP_ROWS = 64 * 1024
 
 Progress = Callable[[str, int, int, int], None]  # app, windows done, windows planned, rows stored
@@ -172,10 +175,11 @@ class Collector:
 
     def plan(self, app: AmplifyApp, since: datetime | None = None, until: datetime | None = None) -> list[Window]:
         """The windows a run fetches for `app`: from `since` (else its watermark, else the retention
-        period back) to `until` (else the last settled hour)."""
+        period back, at most AMPLIFY_HISTORY_DAYS) to `until` (else the last settled hour)."""
         until = until or self.default_until()
         if since is None:
-            since = self.watermark(app.app_name) or _midnight(until - timedelta(days=self.config.retention_days))
+            first_run = timedelta(days=min(self.config.retention_days, AMPLIFY_HISTORY_DAYS))
+            since = self.watermark(app.app_name) or _midnight(until - first_run)
         return plan_windows(since, until, self.config.chunk_days)
 
     # -- running -----------------------------------------------------------------------------
