@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import tempfile
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -62,22 +63,29 @@ def collect(
       loglake amplify collect --config amplify.json --app danse_tech --since 2026-10-01 --until 2026-10-15
     """
     from loglake.amplify.collector import Collector
-    from loglake.amplify.config import AmplifyConfigError, parse_time
+    from loglake.amplify.config import AmplifyConfigError
     from loglake.amplify.jobs import CollectionBusy, collection_lock
 
     config = _config(config_path)
     try:
-        start = parse_time(since) if since else None
-        end = parse_time(until) if until else None
+        start = _collect_time(since, "--since")
+        end = _collect_time(until, "--until")
         for name in apps:
             config.app(name)
     except AmplifyConfigError as e:
         raise click.UsageError(str(e)) from None
     if start and end and end <= start:
         raise click.UsageError("--until must be after --since")
-    with _lake_for(data_dir, config) as lake:
+    # A dry run writes nothing: on a data dir that does not exist yet it plans from an empty one.
+    scratch = (
+        tempfile.TemporaryDirectory(prefix="loglake-dry-run-")
+        if dry_run and not (data_dir / "hot.db").exists()
+        else None
+    )
+    with scratch or contextlib.nullcontext(), _lake_for(Path(scratch.name) if scratch else data_dir, config) as lake:
         progress = _Progress()
         collector = Collector(config, lake.store, lake.objects, on_progress=progress)
+        _note_bounds(collector, start, end)
         if dry_run:
             for app in [config.app(n) for n in apps] if apps else config.apps:
                 windows = collector.plan(app, start, end)
@@ -109,12 +117,12 @@ def import_file(file: Path, app_name: str, data_dir: Path) -> None:
 
     Rows already in the lake (same x-edge-request-id) are skipped, so importing twice is harmless."""
     from loglake.amplify.collector import AppReport, store_rows
+    from loglake.amplify.config import AmplifyConfigError, check_app_name
     from loglake.amplify.parse import NotAnAccessLog, parse_access_log
-    from loglake.lake.layout import LayoutError, partition_prefix
 
     try:
-        partition_prefix("amplify_access", app=app_name)
-    except LayoutError as e:
+        check_app_name(app_name)
+    except AmplifyConfigError as e:
         raise click.UsageError(f"--app: {e}") from None
     data = file.read_bytes()
     if data[:2] == b"\x1f\x8b":
@@ -161,7 +169,7 @@ def report(
     """Print the saved reports on an app's traffic: top paths, status classes, bytes served, cache hit
     ratio, edge locations, top referrers, bots vs. humans."""
     if data_dir is not None:
-        from loglake.amplify.reports import run_reports
+        from loglake.amplify.reports import apps_with_rows, run_reports, unknown_app_message
         from loglake.service import parse_time
 
         now_ms = int(datetime.now(UTC).timestamp() * 1000)
@@ -171,6 +179,9 @@ def report(
         except ValueError as e:
             raise click.UsageError(f"--since/--until: {e}") from None
         with local_lake(data_dir) as lake:
+            known = apps_with_rows(lake.store.read)
+            if app_name not in known:
+                raise click.UsageError(unknown_app_message(app_name, known))
             try:
                 reports = run_reports(lake.engine, app_name, since_ms, until_ms, list(names) or None)
             except KeyError as e:
@@ -212,6 +223,36 @@ def status(data_dir: Path) -> None:
         click.echo(
             f"run {run['started']} .. {run['finished']}: {'ok' if run['ok'] else 'FAILED'}, {rows:,} rows, "
             f"{failed} failed window(s)"
+        )
+
+
+def _collect_time(text: str | None, option: str) -> datetime | None:
+    """An ISO-8601 date or UTC time, or (as elsewhere in loglake) epoch ms or an age like 7d."""
+    from loglake.amplify.config import AmplifyConfigError, parse_time
+    from loglake.service import parse_time as parse_any_time
+
+    if not text:
+        return None
+    try:
+        return parse_time(text)
+    except AmplifyConfigError as e:
+        try:
+            now_ms = int(datetime.now(UTC).timestamp() * 1000)
+            return datetime.fromtimestamp(parse_any_time(text, now_ms) / 1000, UTC)
+        except (ValueError, OverflowError, OSError):
+            raise AmplifyConfigError(f"{option}: {e}, or an age like 7d") from None
+
+
+def _note_bounds(collector: Any, start: datetime | None, end: datetime | None) -> None:
+    """Say so when the range asked for reaches where nothing can be collected for good."""
+    settled, kept = collector.default_until(), collector.retention_start()
+    if end is not None and end > settled:
+        click.echo(f"note: collecting up to {settled:%Y-%m-%dT%H:%M:%SZ} only; later logs are still arriving", err=True)
+    if start is not None and start < kept:
+        click.echo(
+            f"note: collecting from {kept:%Y-%m-%dT%H:%M:%SZ} only; logRetention.days "
+            f"({collector.config.retention_days}) would drop anything older",
+            err=True,
         )
 
 

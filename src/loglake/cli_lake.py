@@ -176,8 +176,9 @@ def tables(as_json: bool, data_dir: Path | None, url: str, api_key: str | None) 
             f"  {table['lake_records']:,} records in the lake ({table['lake_bytes'] / 1e6:.1f} MB, "
             f"{len(table['partitions'])} partition(s)){hot}"
         )
+        width = max(len(c["name"]) for c in table["columns"])
         for column in table["columns"]:
-            click.echo(f"  {column['name']:<12} {column['type']:<10} {column['description']}")
+            click.echo(f"  {column['name']:<{width}}  {column['type']:<10} {column['description']}")
 
 
 # -- search ------------------------------------------------------------------------------------

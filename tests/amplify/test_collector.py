@@ -114,8 +114,8 @@ def test_exports_are_kept_gzipped_in_the_original_layout(
     collector(store, lake).run(apps=["danse_tech"])
     exports = sorted(o.key for o in lake.list("type=amplify_logs/"))
     assert exports == [
-        "type=amplify_logs/app=danse_tech/date_export=2026-11-16/log_20261019_000000",
-        "type=amplify_logs/app=danse_tech/date_export=2026-11-16/log_20261102_000000",
+        "type=amplify_logs/app=danse_tech/date_export=2026-11-16/log_20261019_000000_20261102_000000",
+        "type=amplify_logs/app=danse_tech/date_export=2026-11-16/log_20261102_000000_20261116_000000",
     ]
     first = gzip.decompress(lake.get(exports[0]))
     assert first == amplify.export(danse, ms(SINCE), ms(SINCE + timedelta(days=14)))  # as delivered
@@ -349,3 +349,12 @@ def test_a_first_run_reaches_back_at_most_a_year(store: SQLiteHotStore, lake: Lo
     long_memory = parse_config({"applications": [DANSE | {"appName": "danse_tech"}], "logRetention": {"days": 3650}})
     windows = collector(store, lake, config=long_memory).plan(long_memory.app("danse_tech"))
     assert windows[0].start == UNTIL - timedelta(days=365) and windows[-1].end == UNTIL
+
+
+def test_windows_stay_within_the_settled_hours_and_the_retention(store: SQLiteHotStore, lake: LocalObjectStore) -> None:
+    c = collector(store, lake)
+    danse = c.config.app("danse_tech")
+    future = c.plan(danse, since=UNTIL - timedelta(days=1), until=UNTIL + timedelta(days=30))
+    assert future[-1].end == UNTIL  # a watermark past the last settled hour would skip what arrives later
+    ancient = c.plan(danse, since=datetime(2020, 1, 1, tzinfo=UTC), until=UNTIL)
+    assert ancient[0].start == SINCE  # 28 days kept: older rows would be dropped right after the run

@@ -64,6 +64,7 @@ def test_collect_prints_a_report_and_the_rows_answer_sql(amplify: FakeAmplify, t
 
     status = run_cli("amplify", "status", "--data-dir", str(data))
     assert "run " in status.stdout and ": ok, 3,000 rows, 0 failed window(s)" in status.stdout
+    assert "danse_tech: collected up to" not in status.stdout  # a range by hand starts no watermark
 
 
 def test_dry_run_lists_windows_and_fetches_nothing(amplify: FakeAmplify, tmp_path: Path) -> None:
@@ -81,6 +82,29 @@ def test_dry_run_lists_windows_and_fetches_nothing(amplify: FakeAmplify, tmp_pat
         "  2026-11-07T00:00:00Z .. 2026-11-08T00:00:00Z",
     ]
     assert danse.calls == []
+    assert not (tmp_path / "d").exists()  # a dry run writes nothing
+
+
+def test_ranges_beyond_what_can_be_kept_are_narrowed_with_a_note(amplify: FakeAmplify, tmp_path: Path) -> None:
+    serve_week(amplify)
+    config = write_config(tmp_path / "amplify.json", logRetention={"days": 30})
+    result = run_cli(
+        "amplify", "collect", "--config", str(config), "--data-dir", str(tmp_path / "d"), "--app", "danse_tech",
+        "--since", "2020-01-01", "--until", "2099-01-01", "--dry-run",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "note: collecting up to " in result.stderr and "later logs are still arriving" in result.stderr
+    assert "logRetention.days (30) would drop anything older" in result.stderr
+    windows = result.stdout.splitlines()[1:]
+    first, last = windows[0].split(" .. ")[0].strip(), windows[-1].split(" .. ")[1]
+    now = datetime.now(UTC)
+    assert datetime.fromisoformat(first.replace("Z", "+00:00")) >= now - timedelta(days=31)
+    assert datetime.fromisoformat(last.replace("Z", "+00:00")) <= now - timedelta(hours=1)
+    ages = run_cli(
+        "amplify", "collect", "--config", str(config), "--data-dir", str(tmp_path / "d"), "--app", "danse_tech",
+        "--since", "7d", "--dry-run",
+    )  # fmt: skip
+    assert ages.exit_code == 0 and "window(s)" in ages.stdout
 
 
 def test_a_failed_window_fails_the_command_with_the_reason(amplify: FakeAmplify, tmp_path: Path) -> None:
@@ -156,6 +180,8 @@ def test_reports_answer_what_people_look_at(tmp_path: Path) -> None:
     assert edges == {"FRA", "CDG", "AMS", "LHR"}
     table = run_cli("amplify", "report", "--app", "danse_tech", "--data-dir", str(data), "--report", "top_paths", *week)
     assert table.stdout.startswith("Top paths\npath") and "requests" in table.stdout
+    unknown = run_cli("amplify", "report", "--app", "nosuch", "--data-dir", str(data))
+    assert unknown.exit_code == 2 and "holds no rows of app 'nosuch' (apps with rows: danse_tech)" in unknown.output
 
 
 def test_reports_and_status_over_http(tmp_path: Path, server_factory, admin_key_of) -> None:
@@ -164,10 +190,13 @@ def test_reports_and_status_over_http(tmp_path: Path, server_factory, admin_key_
     key = admin_key_of(server)
     headers = {"authorization": f"Bearer {key}"}
     params = {"app": "danse_tech", "since": "2026-11-01T00:00:00Z", "until": "2026-11-08T00:00:00Z"}
-    answer = httpx.get(f"{server.url}/amplify/reports", params=params | {"report": "top_paths"}, headers=headers)
+    two = params | {"report": "top_paths,status_classes"}
+    answer = httpx.get(f"{server.url}/amplify/reports", params=two, headers=headers)
     assert answer.status_code == 200, answer.text
-    (top,) = answer.json()["reports"]
-    assert sum(row[1] for row in top["rows"]) == len(requests)
+    top, statuses = answer.json()["reports"]
+    assert sum(row[1] for row in top["rows"]) == sum(row[1] for row in statuses["rows"]) == len(requests)
+    unknown = httpx.get(f"{server.url}/amplify/reports", params={"app": "nosuch"}, headers=headers)
+    assert unknown.status_code == 404 and "apps with rows: danse_tech" in unknown.json()["error"]["message"]
     for bad, code in [({"app": "danse_tech", "report": "nope"}, "unknown_report"), ({}, "invalid_request"),
                       ({"app": "x", "since": "99999999999999999"}, "invalid_time")]:  # fmt: skip
         refused = httpx.get(f"{server.url}/amplify/reports", params=bad, headers=headers)

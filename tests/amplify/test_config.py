@@ -73,11 +73,21 @@ def mistake(path: str, value: object) -> dict:
     ("document", "message"),
     [
         (mistake("applications.0.color", "red"), "applications[0]: unknown field color"),
+        (
+            {"applications": [{k.lower(): v for k, v in USERS_FILE["applications"][0].items()}]},
+            "unknown field appid, appname, domainname (allowed: appId, appName",
+        ),
         (mistake("applications.1.region", "europe"), "applications[1].region: 'europe' is not an AWS region"),
         (mistake("applications.0.appId", "x3hgg9"), "applications[0].appId: 'x3hgg9' is not an Amplify app id"),
         (mistake("applications.0.appName", "digital_horizon"), "applications[1].appName: 'digital_horizon' is already"),
         (mistake("applications.0.domainName", "not a domain"), "applications[0].domainName"),
         (mistake("applications.0.profile", KeyError), "applications[0]: missing field profile"),
+        (mistake("applications.1.appName", "Danse_Tech"), "applications[1].appName: 'Danse_Tech' is already"),
+        (mistake("applications.1.appName", ".."), "applications[1].appName: '..' is not 1-128 characters"),
+        (
+            mistake("applications.1", USERS_FILE["applications"][0] | {"appName": "again"}),
+            "applications[1]: appId d3hgg9jtwyuijn with domainName danse.tech is already applications[0]",
+        ),
         (mistake("timeChunkSize.days", 15), "timeChunkSize.days: 15 is not between 1 and 14 (the API's limit"),
         (mistake("logRetention.days", "a year"), "logRetention.days: must be a whole number"),
         (mistake("schedule.dayOfWeek", "Someday"), "schedule.dayOfWeek: 'Someday' is not one of Monday"),

@@ -56,6 +56,30 @@ def test_malformed_rows_are_counted_and_described_and_do_not_stop_the_file() -> 
     assert "date/time unreadable" in reasons and "2026-13-45" in reasons
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        ("2026-09-21", "2026-02-30", "date='2026-02-30'"),  # rolled over to March by a lenient parser
+        ("2026-09-21", "26-09-21", "date='26-09-21'"),  # year 26
+        (",14:13:21,", ",24:00:00,", "time='24:00:00'"),
+        (",200,", ",2000,", "sc_status='2000'"),
+    ],
+)
+def test_impossible_values_are_malformed_not_guessed(old: str, new: str, reason: str) -> None:
+    good, bad = Request(T0, request_id(1)), Request(T0 + 1000, request_id(2))
+    export = "\n".join([HEADER, row(good), row(bad).replace(old, new, 1)]) + "\n"
+    parsed = parse_access_log(export.encode())
+    assert parsed.table.column("x_edge_request_id").to_pylist() == [good.request_id]
+    assert parsed.malformed.count == 1 and reason in parsed.malformed.examples[0]
+    assert f"request {bad.request_id}" in parsed.malformed.examples[0]
+
+
+def test_a_header_alone_and_a_byte_order_mark_are_fine() -> None:
+    assert parse_access_log((HEADER + "\n").encode()).table.num_rows == 0
+    with_bom = b"\xef\xbb\xbf" + access_log([Request(T0, request_id(1))])
+    assert parse_access_log(with_bom).table.num_rows == 1
+
+
 def test_rows_are_deduplicated_by_request_id_and_kept_to_the_range() -> None:
     requests = [Request(T0 + i * 60_000, request_id(i)) for i in range(120)]  # two hours, one a minute
     repeated = requests + requests[50:70]  # overlapping exports

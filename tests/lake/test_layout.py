@@ -32,8 +32,9 @@ def test_part_names_sort_in_write_order() -> None:
 def test_amplify_keys_follow_the_original_design() -> None:
     exported = datetime(2026, 11, 2, 1, 0, 5, tzinfo=timezone(timedelta(hours=2)))  # 23:00:05 UTC the day before
     range_start = datetime(2026, 10, 18, 0, 0, tzinfo=UTC)
-    assert amplify_export_key("danse_tech", exported, range_start) == (
-        "type=amplify_logs/app=danse_tech/date_export=2026-11-01/log_20261018_000000"
+    range_end = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
+    assert amplify_export_key("danse_tech", exported, range_start, range_end) == (
+        "type=amplify_logs/app=danse_tech/date_export=2026-11-01/log_20261018_000000_20261101_000000"
     )
     assert amplify_access_key("danse_tech", date(2026, 11, 1), "part-x.parquet") == (
         "type=amplify_access/app=danse_tech/date=2026-11-01/part-x.parquet"

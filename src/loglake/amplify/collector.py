@@ -175,12 +175,23 @@ class Collector:
 
     def plan(self, app: AmplifyApp, since: datetime | None = None, until: datetime | None = None) -> list[Window]:
         """The windows a run fetches for `app`: from `since` (else its watermark, else the retention
-        period back, at most AMPLIFY_HISTORY_DAYS) to `until` (else the last settled hour)."""
-        until = until or self.default_until()
+        period back, at most AMPLIFY_HISTORY_DAYS) to `until` (else the last settled hour).
+
+        Both ends are kept within what can be collected for good: nothing after the last settled
+        hour (its logs are still arriving, and a watermark past it would skip them for ever) and
+        nothing before the retention period (it would be dropped again right after the run)."""
+        settled = self.default_until()
+        until = min(until or settled, settled)
+        first_run = timedelta(days=min(self.config.retention_days, AMPLIFY_HISTORY_DAYS))
         if since is None:
-            first_run = timedelta(days=min(self.config.retention_days, AMPLIFY_HISTORY_DAYS))
             since = self.watermark(app.app_name) or _midnight(until - first_run)
+        since = max(since, self.retention_start())
         return plan_windows(since, until, self.config.chunk_days)
+
+    def retention_start(self) -> datetime:
+        """The oldest moment logRetention.days keeps (whole days)."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        return _midnight(now - timedelta(days=self.config.retention_days))
 
     # -- running -----------------------------------------------------------------------------
 
@@ -211,7 +222,7 @@ class Collector:
         """Drop what is older than logRetention.days for the configured apps: whole (app, date)
         partitions of amplify_access (their files go after the grace period, and with them those
         whose grace period is over) and the exports collected before it. Returns both counts."""
-        cutoff = (datetime.fromtimestamp(self.clock(), UTC) - timedelta(days=self.config.retention_days)).date()
+        cutoff = self.retention_start().date()
         apps = {a.app_name for a in self.config.apps}
         old = [
             f
@@ -271,7 +282,7 @@ class Collector:
             parsed.append(parse_access_log(data, _ms(piece.start), _ms(piece.end)))
         for piece, data in pieces:  # the exports as delivered, for the layout our users' Athena reads
             if data:
-                self.lake.put(amplify_export_key(app.app_name, run_at, piece.start), _gzipped(data))
+                self.lake.put(amplify_export_key(app.app_name, run_at, piece.start, piece.end), _gzipped(data))
         watermark = window.end if advance_watermark else None  # last: the window is done with this
         store_rows(self.store, self.lake, app.app_name, parsed, report, self._now_ms(), watermark)
 

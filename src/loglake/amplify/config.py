@@ -26,7 +26,7 @@ _APP_ID = re.compile(r"d[a-z0-9]{1,19}")  # the API's pattern, 1-20 characters
 _REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}")
 _DOMAIN_LABEL = r"(?!-)[A-Za-z0-9-]{0,62}[A-Za-z0-9]"
 _DOMAIN = re.compile(rf"({_DOMAIN_LABEL}\.)+{_DOMAIN_LABEL}\.?")
-_APP_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")  # it becomes the `app=` partition value
+_APP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # it becomes the `app=` partition value
 _PROFILE = re.compile(r"[A-Za-z0-9_+=,.@-]{1,64}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
@@ -115,14 +115,23 @@ def parse_config(document: Any) -> AmplifyConfig:
     if not isinstance(apps_field, list) or not apps_field:
         raise AmplifyConfigError("applications: must be a non-empty list of applications")
     apps = tuple(_app(entry, f"applications[{i}]") for i, entry in enumerate(apps_field))
-    seen: dict[str, int] = {}
+    names: dict[str, int] = {}
+    sites: dict[tuple[str, str], int] = {}
     for i, app in enumerate(apps):
-        if app.app_name in seen:
+        earlier = names.get(app.app_name.lower())
+        if earlier is not None:
             raise AmplifyConfigError(
-                f"applications[{i}].appName: {app.app_name!r} is already the name of applications[{seen[app.app_name]}]"
-                " (names must be unique: they are the app= partition of the lake)"
+                f"applications[{i}].appName: {app.app_name!r} is already the name of applications[{earlier}]"
+                " (names must be unique, also ignoring case: they are the app= partition of the lake)"
             )
-        seen[app.app_name] = i
+        same_site = sites.get((app.app_id, app.domain_name.lower()))
+        if same_site is not None:
+            raise AmplifyConfigError(
+                f"applications[{i}]: appId {app.app_id} with domainName {app.domain_name} is already "
+                f"applications[{same_site}] (it would be collected twice)"
+            )
+        names[app.app_name.lower()] = i
+        sites[(app.app_id, app.domain_name.lower())] = i
     s3 = _object(top.get("s3", {}), "s3", optional={"bucket", "prefix"})
     bucket = _string(s3.get("bucket", ""), "s3.bucket", allow_empty=True)
     if bucket and not _BUCKET.fullmatch(bucket):
@@ -152,7 +161,11 @@ def _app(entry: Any, where: str) -> AmplifyApp:
         ("region", _REGION, "an AWS region such as eu-west-1"),
         ("appId", _APP_ID, "an Amplify app id: d followed by lowercase letters and digits, at most 20 characters"),
         ("domainName", _DOMAIN, "a domain name such as example.com or main.d123.amplifyapp.com"),
-        ("appName", _APP_NAME, "1-128 characters of A-Z a-z 0-9 . _ - (it names the app= partition)"),
+        (
+            "appName",
+            _APP_NAME,
+            "1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit (it names the app= partition)",
+        ),
     ]
     for name, pattern, expected in checks:
         if not pattern.fullmatch(values[name]):
@@ -160,6 +173,14 @@ def _app(entry: Any, where: str) -> AmplifyApp:
     if len(values["domainName"]) > 64:
         raise AmplifyConfigError(f"{where}.domainName: longer than the API's 64 characters")
     return AmplifyApp(values["profile"], values["region"], values["appId"], values["domainName"], values["appName"])
+
+
+def check_app_name(name: str) -> str:
+    if not _APP_NAME.fullmatch(name):
+        raise AmplifyConfigError(
+            f"{name!r} is not an app name: 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
+        )
+    return name
 
 
 def _schedule(value: Any) -> Schedule:
@@ -183,13 +204,13 @@ def _schedule(value: Any) -> Schedule:
 def _object(value: Any, where: str, required: set[str] = frozenset(), optional: set[str] = frozenset()) -> dict:
     if not isinstance(value, dict):
         raise AmplifyConfigError(f"{where}: must be a JSON object")
+    unknown = sorted(value.keys() - required - optional)
+    if unknown:  # first: a misspelt field is also a missing one, and this names both
+        allowed = ", ".join(sorted(required | optional))
+        raise AmplifyConfigError(f"{where}: unknown field {', '.join(unknown)} (allowed: {allowed})")
     missing = sorted(required - value.keys())
     if missing:
         raise AmplifyConfigError(f"{where}: missing field {', '.join(missing)}")
-    unknown = sorted(value.keys() - required - optional)
-    if unknown:
-        allowed = ", ".join(sorted(required | optional))
-        raise AmplifyConfigError(f"{where}: unknown field {', '.join(unknown)} (allowed: {allowed})")
     return value
 
 

@@ -32,6 +32,8 @@ FIELDS = _FIELD_LINE.split(",")
 # The column names of the lake table: cs(User-Agent) -> cs_user_agent.
 COLUMN_OF = {f: f.replace("(", "_").replace(")", "").replace("-", "_").lower() for f in FIELDS}
 _DECODED = ("cs_user_agent", "cs_uri_query")  # URL-decoded; the rest stay as CloudFront wrote them
+_WHEN = "%Y-%m-%d %H:%M:%S"
+_STATUS = r"^[0-9]{3}$"  # 000 when the viewer left before the response
 _PATTERN = {  # what a typed column's text must look like (checked only when a cast fails)
     pa.int64(): r"^[0-9]{1,18}$",
     pa.int32(): r"^[0-9]{1,9}$",
@@ -69,10 +71,13 @@ class ParsedLog:
 def parse_access_log(data: bytes, since_ms: int | None = None, until_ms: int | None = None) -> ParsedLog:
     """Typed rows of one export, de-duplicated by request id and kept to [since_ms, until_ms)."""
     malformed = Malformed()
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark, as spreadsheets save one
     if not data.strip():
         return ParsedLog(AMPLIFY_ACCESS_TABLE.schema.empty_table(), 0, malformed)
     header_end = data.find(b"\n") if b"\n" in data else len(data)
     _check_header(data[:header_end])
+    if not data[header_end + 1 :].strip():  # the header alone: no requests
+        return ParsedLog(AMPLIFY_ACCESS_TABLE.schema.empty_table(), 0, malformed)
     text = _read_text_columns(pa.py_buffer(data)[header_end + 1 :], malformed)
     rows_read = text.num_rows + malformed.count
     table = _typed(text, data.count(b"\\", header_end), malformed)
@@ -122,13 +127,13 @@ def _typed(text: pa.Table, backslashes: int, malformed: Malformed) -> pa.Table:
     counted as malformed (with the field and the value) and left out."""
     values = _unescaped(text, backslashes)
     good = pa.array([True] * text.num_rows)
-    when = pc.strptime(
-        pc.binary_join_element_wise(values["date"], values["time"], " "),
-        format="%Y-%m-%d %H:%M:%S",
-        unit="ms",
-        error_is_null=True,
-    )
-    good = _require(good, pc.is_valid(when), values, "date/time", malformed, ("date", "time"))
+    written = pc.binary_join_element_wise(values["date"], values["time"], " ")
+    when = pc.strptime(written, format=_WHEN, unit="ms", error_is_null=True)
+    # strptime rolls impossible dates over (2026-02-30 -> 03-02) and reads 26-11-20 as year 26:
+    # only a time that prints back as written is the time written
+    exact = pc.fill_null(pc.equal(pc.strftime(when.cast(pa.timestamp("s")), format=_WHEN), written), False)
+    good = _require(good, exact, values, "date/time", malformed, ("date", "time"))
+    when = pc.if_else(exact, when, None)
     good = _require(good, pc.is_valid(values["x_edge_request_id"]), values, "x-edge-request-id", malformed)
     typed: dict[str, pa.Array] = {"timestamp": when}
     for column in AMPLIFY_ACCESS_TABLE.schema:
@@ -146,6 +151,10 @@ def _cast(
     value = values[column.name]
     if column.type not in _PATTERN:
         return value.cast(column.type), good
+    if column.name == "sc_status":  # a number is not enough: three digits
+        fits = pc.fill_null(pc.match_substring_regex(value, _STATUS), True)
+        good = _require(good, fits, values, column.name, malformed, (column.name,))
+        return pc.if_else(fits, value, None).cast(column.type), good
     try:
         return value.cast(column.type), good
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -168,7 +177,7 @@ def _require(
         for index in pc.indices_nonzero(newly_bad).to_pylist():
             found = ", ".join(f"{name}={values[name][index].as_py()!r}" for name in shown) or "missing"
             request = values["x_edge_request_id"][index].as_py()
-            malformed.add(f"row {index + 1} (request {request}): {what} unreadable ({found})")
+            malformed.add(f"request {request}: {what} unreadable ({found})")
     return pc.and_(good, fits)
 
 

@@ -6,11 +6,14 @@ the app and a half-open time range; the `date` bounds let DuckDB skip other days
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from loglake.lake.layout import partitions_of
 from loglake.lake.query import QueryEngine, TimeRange, result_to_dict
+from loglake.lake.tables import AMPLIFY_ACCESS_TABLE
 
 # User agents that announce a program rather than a person (crawlers, monitors, HTTP libraries).
 BOT_PATTERN = (
@@ -94,6 +97,17 @@ def run_reports(
         result = engine.run_internal(saved.sql, used, TimeRange(), cap=1000)
         reports.append({"name": saved.name, "title": saved.title, **result_to_dict(result)})
     return reports
+
+
+def apps_with_rows(read: Callable[[str, tuple], list[tuple]]) -> list[str]:
+    """The apps amplify_access holds rows of (from the catalog)."""
+    keys = read("SELECT key FROM lake_files WHERE table_name = ?", (AMPLIFY_ACCESS_TABLE.name,))
+    return sorted({partitions_of(key)["app"] for (key,) in keys})
+
+
+def unknown_app_message(app: str, known: list[str]) -> str:
+    listed = ", ".join(known) if known else "none yet: run `loglake amplify collect` or `amplify import`"
+    return f"amplify_access holds no rows of app {app!r} (apps with rows: {listed})"
 
 
 def _utc(ms: int) -> datetime:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from loglake import __version__
-from loglake.amplify.reports import run_reports
+from loglake.amplify.reports import apps_with_rows, run_reports, unknown_app_message
 from loglake.api.http import ApiError, Request, decode_content
 from loglake.ids import format_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody
@@ -243,7 +243,10 @@ async def amplify_reports(app: LoglakeApp, request: Request) -> Result:
         )
     if until <= since:
         raise ApiError(400, "invalid_time", "until must be after since")
-    names = [n for n in (params.get("report") or "").split(",") if n] or None
+    names = [n.strip() for n in (params.get("report") or "").split(",") if n.strip()] or None
+    known = await app.run_read(apps_with_rows, app.store.read)
+    if params["app"] not in known:
+        raise ApiError(404, "unknown_app", unknown_app_message(params["app"], known))
     engine = app.lake.engine
     try:
         reports = await app.run_query(lambda: run_reports(engine, params["app"], since, until, names))

@@ -1,7 +1,7 @@
 """Where lake objects live: Hive-style partition keys that Athena, Trino, Spark and DuckDB all read.
 
 type=app_logs/date=YYYY-MM-DD/part-<uuid7>.parquet
-type=amplify_logs/app=<appName>/date_export=YYYY-MM-DD/log_YYYYMMDD_HHMMSS     (exports as delivered, gzip)
+type=amplify_logs/app=<appName>/date_export=YYYY-MM-DD/log_<start>_<end>   (exports as delivered, gzip)
 type=amplify_access/app=<appName>/date=YYYY-MM-DD/part-<uuid7>.parquet
 """
 
@@ -42,13 +42,12 @@ def amplify_access_key(app: str, day: date, part_name: str) -> str:
     return partition_prefix(AMPLIFY_ACCESS, app=app, date=day) + part_name
 
 
-def amplify_export_key(app: str, exported_at: datetime, range_start: datetime) -> str:
-    """The original pipeline's path for an export file: the date of the collection run, then the start
-    of the range the file covers (so collecting a range again the same day replaces its file)."""
+def amplify_export_key(app: str, exported_at: datetime, range_start: datetime, range_end: datetime) -> str:
+    """The original pipeline's path for an export file: the date of the collection run, then the range
+    the file covers, `log_<start>_<end>` (collecting the same range again the same day replaces it)."""
     day = exported_at.astimezone(UTC).date()
-    return partition_prefix(AMPLIFY_LOGS, app=app, date_export=day) + range_start.astimezone(UTC).strftime(
-        "log_%Y%m%d_%H%M%S"
-    )
+    span = "_".join(t.astimezone(UTC).strftime("%Y%m%d_%H%M%S") for t in (range_start, range_end))
+    return partition_prefix(AMPLIFY_LOGS, app=app, date_export=day) + f"log_{span}"
 
 
 def partitions_of(key: str) -> dict[str, str]:
