@@ -65,6 +65,7 @@ def collect(
     from loglake.amplify.collector import Collector
     from loglake.amplify.config import AmplifyConfigError
     from loglake.amplify.jobs import CollectionBusy, collection_lock
+    from loglake.amplify.source import missing_profiles
 
     config = _config(config_path)
     try:
@@ -86,8 +87,11 @@ def collect(
         progress = _Progress()
         collector = Collector(config, lake.store, lake.objects, on_progress=progress)
         _note_bounds(collector, start, end)
+        chosen = [config.app(n) for n in apps] if apps else list(config.apps)
+        for profile in missing_profiles(chosen):
+            click.echo(f"warning: AWS profile {profile!r} is not in the AWS config or credentials files", err=True)
         if dry_run:
-            for app in [config.app(n) for n in apps] if apps else config.apps:
+            for app in chosen:
                 windows = collector.plan(app, start, end)
                 click.echo(f"{app.app_name}: {len(windows)} window(s) of at most {config.chunk_days} day(s)")
                 for window in windows:

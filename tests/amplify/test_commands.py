@@ -83,6 +83,10 @@ def test_dry_run_lists_windows_and_fetches_nothing(amplify: FakeAmplify, tmp_pat
     ]
     assert danse.calls == []
     assert not (tmp_path / "d").exists()  # a dry run writes nothing
+    assert "warning" not in result.stderr
+    stranger = write_config(tmp_path / "stranger.json", applications=[DANSE | {"appName": "x", "profile": "nobody"}])
+    warned = run_cli("amplify", "collect", "--config", str(stranger), "--data-dir", str(tmp_path / "d"), "--dry-run")
+    assert "warning: AWS profile 'nobody' is not in the AWS config or credentials files" in warned.stderr
 
 
 def test_ranges_beyond_what_can_be_kept_are_narrowed_with_a_note(amplify: FakeAmplify, tmp_path: Path) -> None:

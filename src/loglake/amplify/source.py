@@ -118,6 +118,17 @@ class AmplifyLogSource:
             return self._clients[key]
 
 
+def missing_profiles(apps: list[AmplifyApp], session_factory: Any = boto3.Session) -> list[str]:
+    """The apps' AWS profiles that the AWS config and credentials files do not define."""
+    missing = []
+    for profile in sorted({app.profile for app in apps}):
+        try:
+            session_factory(profile_name=profile)
+        except botocore.exceptions.ProfileNotFound:
+            missing.append(profile)
+    return missing
+
+
 def _classified(error: botocore.exceptions.ClientError) -> FetchError:
     code = error.response.get("Error", {}).get("Code", "")
     message = error.response.get("Error", {}).get("Message", "") or str(error)
