@@ -1,0 +1,318 @@
+"""The hot store on DynamoDB, for loglake on AWS: the same contract as SQLite (store/base.py).
+
+Key design (one table):
+
+- base table: partition key `service_name`, sort key `sk` = the 16-byte log id (UUIDv7: time
+  ordered and unique, so "made unique per record" costs nothing). A service's newest records are one
+  Query with ScanIndexForward=false.
+- GSI `by_time`: partition key `time_bucket` = "<UTC hour>#<shard>", sort key `sk`: "most recent N
+  across all services" queries the newest hours' shards and merges them, never a Scan. The shards
+  spread one hour's writes over several partitions (a GSI partition takes ~1,000 writes/s). Which
+  hours hold records is itself a Query: each hour is registered once (per writer process) as an item
+  of the partition "#hours", so old or sparse ranges do not cost one query per empty hour.
+- GSI `by_log_type` (`log_type_key`, `sk`) and `by_severity` (`severity_key`, `sk`): sparse, like
+  the SQLite partial indexes: only records whose log type is not "application", or whose severity is
+  not info, carry the key attribute, so the common record costs no write on them.
+- client ids: an item `service_name` = "#client#<uuid>" (a service name never starts with "#") names
+  the record a client id was first stored as; it and the record are written in one transaction whose
+  condition fails when the client id exists, which is what makes a retry idempotent.
+- `expires_at`: the TTL attribute (epoch seconds), the end of the hot window.
+
+Records without a client id go in with BatchWriteItem (25 at a time, unprocessed items retried with
+backoff). A put is idempotent by id, so a retried batch stores nothing twice; unlike SQLite, a batch
+is not atomic as a whole (DynamoDB transactions hold 100 items): a write that fails part-way raises,
+and the client's retry completes it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import botocore.exceptions
+
+from loglake.ids import format_uuid, lower_bound, timestamp_of
+from loglake.model import NewRecord, StoredRecord
+from loglake.store.base import UNINDEXED_LOG_TYPE, UNINDEXED_SEVERITY, HotStore, RecentQuery, ScanKey, StoreUnavailable
+
+HOUR_MS = 3_600_000
+TIME_SHARDS = 4
+BATCH_ITEMS = 25  # BatchWriteItem's limit
+MAX_ATTEMPTS = 8
+_CLIENT = "#client#"
+_HOURS = "#hours"
+_INDEX = {"service": None, "log_type": "by_log_type", "severity": "by_severity"}
+_INDEX_KEY = {"log_type": "log_type_key", "severity": "severity_key"}
+
+
+class DynamoDBHotStore(HotStore):
+    def __init__(
+        self, client: Any, table: str, *, hot_window_seconds: int = 86_400, writers: int = 8, shards: int = TIME_SHARDS
+    ) -> None:
+        self.client = client
+        self.table = table
+        self.hot_window_seconds = hot_window_seconds
+        self.shards = shards
+        self._writers = ThreadPoolExecutor(writers, thread_name_prefix="loglake-dynamodb")
+        self._closed = False
+        self._registered_hours: set[int] = set()  # hours this process has written the "#hours" item of
+
+    @staticmethod
+    def create_table(client: Any, table: str) -> None:
+        """The table as the CDK app defines it (on-demand), for tests and local use; waits until active."""
+        key = [("sk", "B")]
+        indexes = {
+            "by_time": ("time_bucket", "S"),
+            "by_log_type": ("log_type_key", "S"),
+            "by_severity": ("severity_key", "N"),
+        }
+        client.create_table(
+            TableName=table,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": name, "AttributeType": kind}
+                for name, kind in [("service_name", "S"), *key, *indexes.values()]
+            ],
+            KeySchema=[
+                {"AttributeName": "service_name", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": index,
+                    "KeySchema": [
+                        {"AttributeName": name, "KeyType": "HASH"},
+                        {"AttributeName": "sk", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+                for index, (name, _) in indexes.items()
+            ],
+        )
+        client.get_waiter("table_exists").wait(TableName=table)
+        client.update_time_to_live(
+            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+        )
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def submit(self, records: Sequence[NewRecord]) -> Future[list[bytes]]:
+        if self._closed:
+            failed: Future[list[bytes]] = Future()
+            failed.set_exception(StoreUnavailable("the hot store is closed"))
+            return failed
+        return self._writers.submit(self._write, list(records))
+
+    def _write(self, records: list[NewRecord]) -> list[bytes]:
+        self._register_hours({r.timestamp // HOUR_MS for r in records} - self._registered_hours)
+        stored: list[bytes] = []
+        plain: list[NewRecord] = []
+        first_of_client: dict[bytes, bytes] = {}
+        for record in records:
+            if record.client_id is None:
+                plain.append(record)
+                stored.append(record.log_id)
+            elif record.client_id in first_of_client:  # repeated within this batch
+                stored.append(first_of_client[record.client_id])
+            else:
+                first_of_client[record.client_id] = self._put_with_client_id(record)
+                stored.append(first_of_client[record.client_id])
+        for start in range(0, len(plain), BATCH_ITEMS):
+            self._batch_put([self._item(r) for r in plain[start : start + BATCH_ITEMS]])
+        return stored
+
+    def _register_hours(self, hours: set[int]) -> None:
+        """Before an hour's first record: the "#hours" item that lets reads find it (idempotent)."""
+        items = [
+            {"service_name": {"S": _HOURS}, "sk": {"B": hour.to_bytes(8, "big")},
+             "expires_at": {"N": str((hour + 1) * HOUR_MS // 1000 + self.hot_window_seconds)}}
+            for hour in sorted(hours)
+        ]  # fmt: skip
+        for start in range(0, len(items), BATCH_ITEMS):
+            self._batch_put(items[start : start + BATCH_ITEMS])
+        self._registered_hours |= hours
+
+    def _put_with_client_id(self, record: NewRecord) -> bytes:
+        """Store the record unless its client id names one already; the id stored either way."""
+        claim = {"service_name": {"S": _CLIENT + format_uuid(record.client_id)}, "sk": {"B": record.client_id}}
+        try:
+            self._call(
+                self.client.transact_write_items,
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": claim
+                            | {
+                                "log_id": {"B": record.log_id},
+                                "service": {"S": record.service},
+                                "expires_at": {"N": str(self._expires_at(record))},
+                            },
+                            "ConditionExpression": "attribute_not_exists(sk)",
+                        }
+                    },
+                    {"Put": {"TableName": self.table, "Item": self._item(record)}},
+                ],
+            )
+            return record.log_id
+        except botocore.exceptions.ClientError as e:
+            if e.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code") for r in e.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] != "ConditionalCheckFailed":
+                raise StoreUnavailable(f"DynamoDB cancelled the write: {', '.join(map(str, reasons))}") from None
+            existing = self._call(self.client.get_item, TableName=self.table, Key=claim, ConsistentRead=True)
+            return existing["Item"]["log_id"]["B"]
+
+    def _batch_put(self, items: list[dict]) -> None:
+        requests = [{"PutRequest": {"Item": item}} for item in items]
+        for attempt in range(MAX_ATTEMPTS):
+            answer = self._call(self.client.batch_write_item, RequestItems={self.table: requests})
+            requests = answer.get("UnprocessedItems", {}).get(self.table, [])
+            if not requests:
+                return
+            time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))  # throttled: back off, with jitter
+        raise StoreUnavailable(f"DynamoDB left {len(requests)} item(s) unprocessed after {MAX_ATTEMPTS} attempts")
+
+    def _call(self, operation: Any, **kwargs: Any) -> Any:
+        try:
+            return operation(**kwargs)
+        except botocore.exceptions.ClientError as e:
+            code = e.response["Error"]["Code"]
+            if code in ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"):
+                raise StoreUnavailable(f"DynamoDB is throttling writes ({code}); retry") from None
+            if code == "ResourceNotFoundException":
+                raise StoreUnavailable(f"DynamoDB table {self.table} does not exist") from None
+            raise
+        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError) as e:
+            raise StoreUnavailable(f"cannot reach DynamoDB: {e}") from None
+
+    def _item(self, r: NewRecord) -> dict[str, dict]:
+        item: dict[str, dict] = {
+            "service_name": {"S": r.service},
+            "sk": {"B": r.log_id},
+            "ts": {"N": str(r.timestamp)},
+            "log_type": {"S": r.log_type},
+            "severity": {"N": str(int(r.severity))},
+            "message": {"S": r.message},
+            "time_bucket": {"S": self._bucket(r.timestamp, r.log_id)},
+            "expires_at": {"N": str(self._expires_at(r))},
+        }
+        if r.attributes:
+            item["attributes"] = {"S": r.attributes.decode()}
+        if r.client_id is not None:
+            item["client_id"] = {"B": r.client_id}
+        if r.log_type != UNINDEXED_LOG_TYPE:
+            item["log_type_key"] = {"S": r.log_type}
+        if r.severity != UNINDEXED_SEVERITY:
+            item["severity_key"] = {"N": str(int(r.severity))}
+        return item
+
+    def _expires_at(self, r: NewRecord) -> int:
+        return r.timestamp // 1000 + self.hot_window_seconds
+
+    def _bucket(self, timestamp_ms: int, log_id: bytes) -> str:
+        return f"{timestamp_ms // HOUR_MS}#{log_id[-1] % self.shards}"
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, log_id: bytes) -> StoredRecord | None:
+        found = self._by_id(log_id)
+        if found is None:  # maybe a client id
+            claim = {"service_name": {"S": _CLIENT + format_uuid(log_id)}, "sk": {"B": log_id}}
+            item = self.client.get_item(TableName=self.table, Key=claim).get("Item")
+            if item is not None:
+                found = self._by_id(item["log_id"]["B"])
+        return found
+
+    def _by_id(self, log_id: bytes) -> StoredRecord | None:
+        answer = self.client.query(
+            TableName=self.table,
+            IndexName="by_time",
+            KeyConditionExpression="time_bucket = :b AND sk = :id",
+            ExpressionAttributeValues={":b": {"S": self._bucket(timestamp_of(log_id), log_id)}, ":id": {"B": log_id}},
+        )
+        return _record(answer["Items"][0]) if answer["Items"] else None
+
+    def scan(self, key: ScanKey, query: RecentQuery) -> Iterator[StoredRecord]:
+        low = lower_bound(query.since_ms)
+        high = query.before_id
+        if query.until_ms is not None:
+            until = lower_bound(query.until_ms)
+            high = until if high is None else min(high, until)
+        if high is not None and high <= low:
+            return iter(())
+        if key.index is None:
+            items = self._newest_across_services(low, high)
+        else:
+            index = _INDEX[key.index]
+            name = "service_name" if index is None else _INDEX_KEY[key.index]
+            value = {"S": key.value} if isinstance(key.value, str) else {"N": str(key.value)}
+            items = self._query(index, name, value, low, high)
+        return (r for r in map(_record, items) if _matches(r, query, key))
+
+    def _newest_across_services(self, low: bytes, high: bytes | None) -> Iterator[dict]:
+        """The by_time index, hour by hour from the newest hour that has records, each hour's shards
+        merged by id."""
+        first_hour = (timestamp_of(low) // HOUR_MS).to_bytes(8, "big")
+        last_hour = (timestamp_of(high) // HOUR_MS + 1).to_bytes(8, "big") if high is not None else None
+        for item in self._query(None, "service_name", {"S": _HOURS}, first_hour, last_hour, width=8):
+            hour = int.from_bytes(item["sk"]["B"], "big")
+            shards = [
+                self._query("by_time", "time_bucket", {"S": f"{hour}#{s}"}, low, high) for s in range(self.shards)
+            ]
+            yield from heapq.merge(*shards, key=lambda item: item["sk"]["B"], reverse=True)
+
+    def _query(
+        self, index: str | None, name: str, value: dict, low: bytes, high: bytes | None, width: int = 16
+    ) -> Iterator[dict]:
+        """One key's items with low <= sk < high (`width`-byte keys), newest first, page by page."""
+        last = (int.from_bytes(high, "big") - 1).to_bytes(width, "big") if high is not None else b"\xff" * width
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "#k = :v AND sk BETWEEN :low AND :last",
+            "ExpressionAttributeNames": {"#k": name},
+            "ExpressionAttributeValues": {":v": value, ":low": {"B": low}, ":last": {"B": last}},
+            "ScanIndexForward": False,
+        }
+        if index is not None:
+            request["IndexName"] = index
+        while True:
+            answer = self.client.query(**request)
+            yield from answer["Items"]
+            if "LastEvaluatedKey" not in answer:
+                return
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def close(self) -> None:
+        self._closed = True
+        self._writers.shutdown(wait=True)
+
+
+def _record(item: dict) -> StoredRecord:
+    return NewRecord(
+        item["sk"]["B"],
+        int(item["ts"]["N"]),
+        item["service_name"]["S"],
+        item["log_type"]["S"],
+        int(item["severity"]["N"]),
+        item["message"]["S"],
+        item["attributes"]["S"].encode() if "attributes" in item else None,
+        item["client_id"]["B"] if "client_id" in item else None,
+    )
+
+
+def _matches(r: StoredRecord, query: RecentQuery, key: ScanKey) -> bool:
+    """The filters the key itself does not apply (the message match is case-insensitive, which
+    DynamoDB's contains() is not, so all of them run here)."""
+    if query.service is not None and key.index != "service" and r.service != query.service:
+        return False
+    if query.log_type is not None and key.index != "log_type" and r.log_type != query.log_type:
+        return False
+    if query.severities is not None and key.index != "severity" and r.severity not in query.severities:
+        return False
+    return not query.contains or query.contains.lower() in r.message.lower()

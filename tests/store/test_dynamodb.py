@@ -1,0 +1,84 @@
+"""The DynamoDB hot store passes the same contract as SQLite, against a real moto server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from loglake.model import Severity
+from loglake.store.base import RecentQuery
+from loglake.store.dynamodb import DynamoDBHotStore
+from tests.store.contract import BASE_TS, HotStoreContract, record
+
+
+def dynamodb_client(endpoint: str):
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture
+def dynamodb_store(moto_endpoint: str) -> Iterator[DynamoDBHotStore]:
+    client = dynamodb_client(moto_endpoint)
+    table = f"loglake-hot-{uuid.uuid4().hex[:12]}"
+    DynamoDBHotStore.create_table(client, table)
+    store = DynamoDBHotStore(client, table)
+    yield store
+    store.close()
+    client.delete_table(TableName=table)
+
+
+class TestDynamoDBContract(HotStoreContract):
+    @pytest.fixture
+    def store(self, dynamodb_store: DynamoDBHotStore) -> DynamoDBHotStore:
+        return dynamodb_store
+
+
+def test_the_table_has_the_documented_keys_and_ttl(dynamodb_store: DynamoDBHotStore) -> None:
+    client, table = dynamodb_store.client, dynamodb_store.table
+    description = client.describe_table(TableName=table)["Table"]
+    assert [(k["AttributeName"], k["KeyType"]) for k in description["KeySchema"]] == [
+        ("service_name", "HASH"),
+        ("sk", "RANGE"),
+    ]
+    indexes = {
+        i["IndexName"]: [k["AttributeName"] for k in i["KeySchema"]] for i in description["GlobalSecondaryIndexes"]
+    }
+    assert indexes == {
+        "by_time": ["time_bucket", "sk"],
+        "by_log_type": ["log_type_key", "sk"],
+        "by_severity": ["severity_key", "sk"],
+    }
+    ttl = client.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
+
+
+def test_the_common_record_is_left_out_of_the_sparse_indexes(dynamodb_store: DynamoDBHotStore) -> None:
+    common, audit = record(BASE_TS, "plain"), record(BASE_TS + 1, "audit", log_type="audit", severity=Severity.ERROR)
+    dynamodb_store.put([common, audit])
+    client, table = dynamodb_store.client, dynamodb_store.table
+    for index in ("by_log_type", "by_severity"):
+        items = client.scan(TableName=table, IndexName=index)["Items"]
+        assert [i["message"]["S"] for i in items] == ["audit"]
+    item = client.get_item(TableName=table, Key={"service_name": {"S": "api"}, "sk": {"B": common.log_id}})["Item"]
+    assert int(item["expires_at"]["N"]) == BASE_TS // 1000 + 86_400
+
+
+def test_recent_across_services_reads_the_time_index_without_a_scan(dynamodb_store: DynamoDBHotStore) -> None:
+    hour = 3_600_000
+    dynamodb_store.put([record(BASE_TS + i * hour // 2, f"m{i}", service=f"s{i % 3}") for i in range(12)])
+    found = dynamodb_store.recent(RecentQuery(since_ms=BASE_TS, limit=5))
+    assert [r.message for r in found] == ["m11", "m10", "m9", "m8", "m7"]
+
+
+def test_many_records_go_in_batches(dynamodb_store: DynamoDBHotStore) -> None:
+    batch = [record(BASE_TS + i, f"b{i}", service="bulk") for i in range(260)]
+    assert dynamodb_store.put(batch) == [r.log_id for r in batch]
+    assert len(dynamodb_store.recent(RecentQuery(since_ms=BASE_TS, service="bulk", limit=1000))) == 260
