@@ -14,11 +14,11 @@ from loglake.store.dynamodb import DynamoDBHotStore
 from tests.store.contract import BASE_TS, HotStoreContract, record
 
 
-def dynamodb_client(endpoint: str):
+def dynamodb_client(endpoint: str, region: str = "us-east-1"):
     return boto3.client(
         "dynamodb",
         endpoint_url=endpoint,
-        region_name="us-east-1",
+        region_name=region,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )

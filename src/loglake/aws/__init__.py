@@ -1,0 +1,1 @@
+"""loglake on AWS: thin Lambda adapters over the same library that runs locally."""

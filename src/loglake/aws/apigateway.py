@@ -1,0 +1,83 @@
+"""API Gateway (REST API, Lambda proxy integration) events to the ASGI app and back, with no I/O of
+its own: the Lambda functions answer with the very routes, validation and errors of `loglake serve`.
+
+Event and response shapes: https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-lambda-proxy-integrations.html
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+from urllib.parse import urlencode
+
+Asgi = Any
+_TEXT_TYPES = (b"application/json", b"text/", b"application/problem+json")
+
+
+async def call(app: Asgi, event: dict[str, Any]) -> dict[str, Any]:
+    """Run one proxy event through an ASGI app; the proxy response."""
+    body = event.get("body") or ""
+    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    response: dict[str, Any] = {"status": 500, "headers": [], "body": b""}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            response["status"], response["headers"] = message["status"], message.get("headers", [])
+        elif message["type"] == "http.response.body":
+            response["body"] += message.get("body", b"")
+
+    await app(scope_of(event), receive, send)
+    return _proxy_response(response["status"], response["headers"], response["body"])
+
+
+def scope_of(event: dict[str, Any]) -> dict[str, Any]:
+    """The ASGI HTTP scope of a proxy event (multi-value headers and query strings kept whole)."""
+    headers: list[tuple[bytes, bytes]] = []
+    multi = event.get("multiValueHeaders") or {}
+    for name, value in (event.get("headers") or {}).items():
+        for one in multi.get(name) or [value]:
+            headers.append((name.lower().encode("latin-1"), str(one).encode("latin-1")))
+    context = event.get("requestContext") or {}
+    if context.get("requestId") and not any(name == b"x-request-id" for name, _ in headers):
+        headers.append((b"x-request-id", context["requestId"].encode("latin-1")))
+    query_multi = event.get("multiValueQueryStringParameters") or {
+        k: [v] for k, v in (event.get("queryStringParameters") or {}).items()
+    }
+    query = urlencode([(k, v) for k, values in query_multi.items() for v in values])
+    source_ip = (context.get("identity") or {}).get("sourceIp") or "0.0.0.0"
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": event["httpMethod"],
+        "scheme": "https",
+        "path": event["path"],
+        "raw_path": event["path"].encode(),
+        "query_string": query.encode(),
+        "headers": headers,
+        "client": (source_ip, 0),
+        "server": ("lambda", 443),
+    }
+
+
+def _proxy_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> dict[str, Any]:
+    multi: dict[str, list[str]] = {}
+    for name, value in headers:
+        multi.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+    content_type = next((v for n, v in headers if n == b"content-type"), b"")
+    text = not body or any(content_type.startswith(t) for t in _TEXT_TYPES)
+    return {
+        "statusCode": status,
+        "multiValueHeaders": multi,
+        "body": body.decode() if text else base64.b64encode(body).decode(),
+        "isBase64Encoded": not text,
+    }

@@ -1,0 +1,112 @@
+"""The Lambda handlers: thin adapters over the library (configuration from the environment).
+
+- `api`: API Gateway (REST, proxy integration, IAM auth) in front of the same app as `loglake serve`,
+  on the DynamoDB hot store: POST /logs, GET /logs/recent, GET /logs/{logId} answer exactly as the
+  local server does. API Gateway authenticates (SigV4) and throttles, so the app's own keys are off.
+
+Every invocation prints one JSON line: a structured log (request id, route, status, latency) that is
+also a CloudWatch embedded-metric-format record (RecordsIngested, RecordsRejected, Latency).
+
+Environment: LOGLAKE_DYNAMODB_TABLE (required), LOGLAKE_HOT_WINDOW_SECONDS (86400), the standard AWS
+variables (region, credentials, AWS_ENDPOINT_URL_DYNAMODB for a local endpoint).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from loglake.aws.apigateway import call
+from loglake.config import Settings
+from loglake.store.dynamodb import DynamoDBHotStore
+
+NAMESPACE = "loglake"
+_app: Any = None
+
+
+def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    response = asyncio.run(call(_api_app(), event))
+    _log_invocation(event, context, response, (time.perf_counter() - started) * 1000)
+    return response
+
+
+def _api_app() -> Any:
+    """One app per Lambda container, reused by its invocations."""
+    global _app
+    if _app is None:
+        from loglake.api.app import LoglakeApp
+
+        table = os.environ.get("LOGLAKE_DYNAMODB_TABLE")
+        if not table:
+            raise RuntimeError("set LOGLAKE_DYNAMODB_TABLE to the hot store's DynamoDB table")
+        hot_window = int(os.environ.get("LOGLAKE_HOT_WINDOW_SECONDS", "86400"))
+        store = DynamoDBHotStore(boto3.client("dynamodb"), table, hot_window_seconds=hot_window)
+        # Behind API Gateway with IAM authorization: requests arrive authenticated and throttled.
+        settings = Settings(
+            data_dir=Path(os.environ.get("LOGLAKE_DATA_DIR", "/tmp/loglake")), auth=False, access_log="off"
+        )
+        _app = LoglakeApp(settings, store=store)
+    return _app
+
+
+def reset() -> None:
+    """Forget the cached app (tests change the environment between invocations)."""
+    global _app
+    if _app is not None:
+        _app.close()
+    _app = None
+
+
+def _log_invocation(event: dict[str, Any], context: Any, response: dict[str, Any], latency_ms: float) -> None:
+    ingested = rejected = 0
+    if event.get("httpMethod") == "POST" and event.get("path") == "/logs":
+        answer = _json(response.get("body"))
+        if response["statusCode"] == 201:
+            ingested = answer.get("count", 1)
+        elif response["statusCode"] == 400:
+            details = answer.get("error", {}).get("details", [])
+            rejected = len({d.get("index") for d in details if isinstance(d, dict) and d.get("index", -1) >= 0})
+    function = getattr(context, "function_name", "loglake-api")
+    line = {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["Function"]],
+                    "Metrics": [
+                        {"Name": "RecordsIngested", "Unit": "Count"},
+                        {"Name": "RecordsRejected", "Unit": "Count"},
+                        {"Name": "Latency", "Unit": "Milliseconds"},
+                    ],
+                }
+            ],
+        },
+        "Function": function,
+        "RecordsIngested": ingested,
+        "RecordsRejected": rejected,
+        "Latency": round(latency_ms, 3),
+        "level": "INFO" if response["statusCode"] < 500 else "ERROR",
+        "request_id": getattr(context, "aws_request_id", None),
+        "api_request_id": (event.get("requestContext") or {}).get("requestId"),
+        "method": event.get("httpMethod"),
+        "path": event.get("path"),
+        "status": response["statusCode"],
+    }
+    print(json.dumps(line), file=sys.stdout, flush=True)
+
+
+def _json(text: Any) -> dict:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,121 @@
+"""The API Lambda handler, invoked with real API Gateway (REST proxy) events, on DynamoDB (moto)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from loglake.aws import handlers
+from loglake.store.dynamodb import DynamoDBHotStore
+from tests.store.test_dynamodb import dynamodb_client
+
+CONTEXT = SimpleNamespace(function_name="loglake-api-test", aws_request_id="c0ffee00-0000-4000-8000-000000000001")
+
+
+def rest_event(method: str, path: str, *, body: bytes | str | None = None, query: dict | None = None,
+               headers: dict | None = None, binary: bool = False, resource: str | None = None) -> dict:  # fmt: skip
+    """An API Gateway REST API proxy event as Lambda receives it (IAM-authorized)."""
+    headers = {"Host": "abc123.execute-api.eu-west-1.amazonaws.com", "User-Agent": "pytest", **(headers or {})}
+    if isinstance(body, bytes):
+        body = base64.b64encode(body).decode() if binary else body.decode()
+    return {
+        "resource": resource or path,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
+        "pathParameters": {"logId": path.rsplit("/", 1)[1]} if resource == "/logs/{logId}" else None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource or path,
+            "httpMethod": method,
+            "path": f"/prod{path}",
+            "stage": "prod",
+            "requestId": str(uuid.uuid4()),
+            "identity": {"sourceIp": "203.0.113.9", "userArn": "arn:aws:iam::123456789012:user/ci", "caller": "AIDA"},
+        },
+        "body": body,
+        "isBase64Encoded": binary,
+    }
+
+
+@pytest.fixture
+def api_table(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    table = f"loglake-api-{uuid.uuid4().hex[:10]}"
+    for name, value in {
+        "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint,
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "LOGLAKE_DYNAMODB_TABLE": table,
+        "LOGLAKE_DATA_DIR": str(tmp_path / "lambda-tmp"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    DynamoDBHotStore.create_table(dynamodb_client(moto_endpoint, "eu-west-1"), table)
+    yield table
+    handlers.reset()
+
+
+def invoke(event: dict, capsys: pytest.CaptureFixture) -> tuple[dict, dict, dict]:
+    """The proxy response, its JSON body and the invocation's log line."""
+    response = handlers.api(event, CONTEXT)
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    return response, json.loads(response["body"] or "{}"), line
+
+
+def test_ingest_then_read_recent_and_by_id(api_table: str, capsys: pytest.CaptureFixture) -> None:
+    records = [{"message": f"m{i}", "service": "checkout", "severity": "error" if i == 2 else "info"} for i in range(3)]
+    response, body, line = invoke(
+        rest_event("POST", "/logs", body=json.dumps(records), headers={"Content-Type": "application/json"}), capsys
+    )
+    assert response["statusCode"] == 201 and body["count"] == 3
+    assert (line["RecordsIngested"], line["RecordsRejected"], line["status"]) == (3, 0, 201)
+    assert (
+        line["request_id"] == CONTEXT.aws_request_id and line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "loglake"
+    )
+
+    response, recent, _ = invoke(rest_event("GET", "/logs/recent", query={"service": "checkout", "limit": "2"}), capsys)
+    assert response["statusCode"] == 200
+    assert [r["message"] for r in recent["logs"]] == ["m2", "m1"] and recent["next_cursor"]
+    errors = invoke(rest_event("GET", "/logs/recent", query={"severity": "error"}), capsys)[1]
+    assert [r["message"] for r in errors["logs"]] == ["m2"]
+
+    log_id = body["logIds"][0]
+    response, one, _ = invoke(rest_event("GET", f"/logs/{log_id}", resource="/logs/{logId}"), capsys)
+    assert response["statusCode"] == 200 and one["message"] == "m0" and one["logId"] == log_id
+
+
+def test_gzip_bodies_arrive_base64_encoded(api_table: str, capsys: pytest.CaptureFixture) -> None:
+    ndjson = b"\n".join(json.dumps({"message": f"z{i}"}).encode() for i in range(5))
+    event = rest_event(
+        "POST", "/logs", body=gzip.compress(ndjson), binary=True,
+        headers={"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"},
+    )  # fmt: skip
+    response, body, line = invoke(event, capsys)
+    assert response["statusCode"] == 201 and body["count"] == 5 and line["RecordsIngested"] == 5
+
+
+def test_errors_are_the_local_servers(api_table: str, capsys: pytest.CaptureFixture) -> None:
+    bad = [{"message": "fine"}, {"message": ""}, {"severity": "loud", "message": "x"}]
+    response, body, line = invoke(
+        rest_event("POST", "/logs", body=json.dumps(bad), headers={"Content-Type": "application/json"}), capsys
+    )
+    assert response["statusCode"] == 400 and body["error"]["code"] == "invalid_records"
+    assert {d["index"] for d in body["error"]["details"]} == {1, 2}
+    assert (line["RecordsIngested"], line["RecordsRejected"]) == (0, 2)
+    not_json = invoke(rest_event("POST", "/logs", body="{oops", headers={"Content-Type": "application/json"}), capsys)
+    assert not_json[0]["statusCode"] == 400 and not_json[1]["error"]["code"] == "invalid_json"
+    unknown = invoke(rest_event("GET", f"/logs/{uuid.uuid4()}", resource="/logs/{logId}"), capsys)
+    assert unknown[0]["statusCode"] == 404
+    bad_query = invoke(rest_event("GET", "/logs/recent", query={"limit": "0"}), capsys)
+    assert bad_query[0]["statusCode"] == 400 and bad_query[1]["error"]["details"][0]["field"] == "limit"
+    assert response["multiValueHeaders"]["content-type"] == ["application/json"]
