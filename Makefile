@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: run test lint bench-deps clean
+.PHONY: run test lint synth bench-deps clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit("loglake needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -26,6 +26,10 @@ run: $(VENV)/.installed
 test: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The AWS deployment's CloudFormation template (deploy/loglake-aws.json; needs Node.js for the CDK)
+synth: $(VENV)/.dev-installed
+	$(BIN)/loglake aws synth --config deploy/loglake-aws.json --out cdk.out
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

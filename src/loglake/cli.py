@@ -17,6 +17,7 @@ import click
 from loglake import __version__
 from loglake.api.ratelimit import own_rate_burst
 from loglake.cli_amplify import COMMANDS as AMPLIFY_COMMANDS
+from loglake.cli_aws import COMMANDS as AWS_COMMANDS
 from loglake.cli_lake import COMMANDS as LAKE_COMMANDS
 from loglake.cli_options import CONTEXT, data_dir_option, key_option, print_record_json, print_record_row, url_option
 from loglake.client import ClientError, LoglakeClient
@@ -406,5 +407,5 @@ def _iso(epoch_s: int | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s)) if epoch_s else ""
 
 
-for _command in [*LAKE_COMMANDS, *AMPLIFY_COMMANDS]:
+for _command in [*LAKE_COMMANDS, *AMPLIFY_COMMANDS, *AWS_COMMANDS]:
     main.add_command(_command)

@@ -1,0 +1,126 @@
+"""The deployment's configuration: account, region, environment, the naming convention and tags.
+
+One JSON file (deploy/loglake-aws.json is the example) names everything a `cdk deploy` needs:
+
+    {"account": "182059100462", "region": "eu-west-1", "environment": "inftes",
+     "naming": {"project": "amplifylogs", "component": "logging", "privacy": "intite", "version": 1},
+     "tags": {"Project": "...", "Owner": "...", "CostCenter": "...", "Environment": "..."},
+     "retentionDays": 365, "dynamodb": {"billing": "on_demand"}, "corsAllowOrigins": []}
+
+Resource names follow `{project}-{component}-{privacy}-{service}{version}-{env}-{account}`, e.g.
+`amplifylogs-logging-intite-ss1-inftes-182059100462` for the lake bucket (service "ss").
+No AWS library is imported here: the CLI and tests read the file without the CDK.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REQUIRED_TAGS = ("Project", "Owner", "CostCenter", "Environment")
+# Service codes of the naming convention, per kind of resource.
+SERVICE_CODES = {
+    "lake_bucket": "ss",
+    "athena_results": "sr",
+    "hot_table": "dt",
+    "api": "ag",
+    "api_function": "lm",
+    "key": "km",
+    "glue_database": "gd",
+    "workgroup": "aw",
+    "collector": "sf",
+    "alarms": "sn",
+}
+_PART = re.compile(r"[a-z0-9]{1,20}")
+_ACCOUNT = re.compile(r"\d{12}")
+_REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
+
+
+class DeploymentConfigError(ValueError):
+    """The deployment configuration cannot work; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    account: str
+    region: str
+    environment: str
+    project: str
+    component: str
+    privacy: str
+    version: int
+    tags: dict[str, str]
+    retention_days: int = 365
+    billing: str = "on_demand"  # or "provisioned" (auto-scaling 5-100 at 70%)
+    cors_allow_origins: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def name(self, resource: str) -> str:
+        """The convention's name of one resource (see SERVICE_CODES)."""
+        code = SERVICE_CODES[resource]
+        return f"{self.project}-{self.component}-{self.privacy}-{code}{self.version}-{self.environment}-{self.account}"
+
+
+def load_deployment(path: Path) -> Deployment:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DeploymentConfigError(f"cannot read {path}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise DeploymentConfigError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}") from None
+    return parse_deployment(document)
+
+
+def parse_deployment(document: Any) -> Deployment:
+    if not isinstance(document, dict):
+        raise DeploymentConfigError("the deployment configuration must be a JSON object")
+    known = {"account", "region", "environment", "naming", "tags", "retentionDays", "dynamodb", "corsAllowOrigins"}
+    unknown = sorted(document.keys() - known)
+    if unknown:
+        raise DeploymentConfigError(f"unknown field {', '.join(unknown)} (allowed: {', '.join(sorted(known))})")
+    account = _match(document.get("account"), _ACCOUNT, "account", "a 12-digit AWS account id")
+    region = _match(document.get("region"), _REGION, "region", "an AWS region such as eu-west-1")
+    environment = _match(document.get("environment"), _PART, "environment", "1-20 lowercase letters or digits")
+    naming = document.get("naming") or {}
+    parts = {
+        k: _match(naming.get(k), _PART, f"naming.{k}", "1-20 lowercase letters or digits")
+        for k in ("project", "component", "privacy")
+    }
+    version = naming.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= 9:
+        raise DeploymentConfigError("naming.version: must be a digit, 0-9")
+    tags = document.get("tags") or {}
+    missing = [t for t in REQUIRED_TAGS if not isinstance(tags.get(t), str) or not tags.get(t)]
+    if missing:
+        raise DeploymentConfigError(
+            f"tags: missing {', '.join(missing)} (every resource carries {', '.join(REQUIRED_TAGS)})"
+        )
+    billing = (document.get("dynamodb") or {}).get("billing", "on_demand")
+    if billing not in ("on_demand", "provisioned"):
+        raise DeploymentConfigError("dynamodb.billing: must be on_demand or provisioned")
+    retention = document.get("retentionDays", 365)
+    if not isinstance(retention, int) or isinstance(retention, bool) or not 1 <= retention <= 3650:
+        raise DeploymentConfigError("retentionDays: must be a whole number of days, 1-3650")
+    origins = document.get("corsAllowOrigins", [])
+    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+        raise DeploymentConfigError("corsAllowOrigins: must be a list of origins such as https://logs.example.com")
+    return Deployment(
+        account=account,
+        region=region,
+        environment=environment,
+        version=version,
+        tags={str(k): str(v) for k, v in tags.items()},
+        retention_days=retention,
+        billing=billing,
+        cors_allow_origins=tuple(origins),
+        **parts,
+    )
+
+
+def _match(value: Any, pattern: re.Pattern, where: str, expected: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise DeploymentConfigError(f"{where}: {value!r} is not {expected}")
+    return value

@@ -1,0 +1,210 @@
+"""The CDK app (Python): loglake on AWS as one stack. Needs the `aws` extra (aws-cdk-lib, constructs).
+
+This part defines the storage and the ingest/read API:
+- a customer-managed KMS key (rotation on) that encrypts the table, the lake bucket and the logs;
+- the DynamoDB hot table with the key design of store/dynamodb.py (on-demand, or provisioned with
+  auto-scaling 5-100 at 70%), point-in-time recovery, deletion protection, TTL `expires_at`;
+- the lake bucket: versioned, SSE-KMS, public access blocked, TLS only, Infrequent Access after 30
+  days, expiry after the retention days;
+- the API function (Python 3.12, arm64, 256 MB, 30 s) and a regional REST API with IAM (SigV4)
+  authorization, throttling 10,000 requests/s (burst 5,000), JSON access logs, X-Ray tracing and
+  configurable CORS, on POST /logs, GET /logs/recent, GET /logs/{logId}, GET /logs/search, POST /query.
+Every resource carries the configured tags; names follow the convention (aws/deployment.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from loglake.aws.deployment import Deployment
+
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the loglake package
+API_ROUTES = (
+    ("POST", "logs"),
+    ("GET", "logs/recent"),
+    ("GET", "logs/{logId}"),
+    ("GET", "logs/search"),
+    ("POST", "query"),
+)
+
+
+class LoglakeStack(cdk.Stack):
+    def __init__(self, scope: Construct, construct_id: str, deployment: Deployment, **kwargs: object) -> None:
+        super().__init__(
+            scope, construct_id, env=cdk.Environment(account=deployment.account, region=deployment.region), **kwargs
+        )
+        self.deployment = deployment
+        for name, value in deployment.tags.items():
+            cdk.Tags.of(self).add(name, value)
+        self.key = kms.Key(
+            self,
+            "Key",
+            alias=f"alias/{deployment.name('key')}",
+            enable_key_rotation=True,
+            description="loglake: hot table, lake bucket and logs",
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        self.key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{deployment.region}.amazonaws.com"))
+        self.table = self._hot_table()
+        self.lake_bucket = self._lake_bucket()
+        self.api_function = self._api_function()
+        self.api = self._rest_api()
+
+    def _hot_table(self) -> dynamodb.Table:
+        d = self.deployment
+        on_demand = d.billing == "on_demand"
+        table = dynamodb.Table(
+            self,
+            "HotTable",
+            table_name=d.name("hot_table"),
+            partition_key=dynamodb.Attribute(name="service_name", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.BINARY),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST if on_demand else dynamodb.BillingMode.PROVISIONED,
+            read_capacity=None if on_demand else 5,
+            write_capacity=None if on_demand else 5,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            deletion_protection=True,
+            time_to_live_attribute="expires_at",
+            stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,  # the flush to the lake reads it
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        indexes = {
+            "by_time": ("time_bucket", dynamodb.AttributeType.STRING),
+            "by_log_type": ("log_type_key", dynamodb.AttributeType.STRING),
+            "by_severity": ("severity_key", dynamodb.AttributeType.NUMBER),
+        }
+        for index, (attribute, kind) in indexes.items():
+            table.add_global_secondary_index(
+                index_name=index,
+                partition_key=dynamodb.Attribute(name=attribute, type=kind),
+                sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.BINARY),
+                read_capacity=None if on_demand else 5,
+                write_capacity=None if on_demand else 5,
+            )
+        if not on_demand:
+            for scaling in (table.auto_scale_read_capacity, table.auto_scale_write_capacity):
+                scaling(min_capacity=5, max_capacity=100).scale_on_utilization(target_utilization_percent=70)
+            for index in indexes:
+                for scaling in (table.auto_scale_global_secondary_index_read_capacity,
+                                table.auto_scale_global_secondary_index_write_capacity):  # fmt: skip
+                    scaling(index, min_capacity=5, max_capacity=100).scale_on_utilization(target_utilization_percent=70)
+        return table
+
+    def _lake_bucket(self) -> s3.Bucket:
+        d = self.deployment
+        return s3.Bucket(
+            self,
+            "LakeBucket",
+            bucket_name=d.name("lake_bucket"),
+            versioned=True,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="infrequent-access-then-expire",
+                    transitions=[
+                        s3.Transition(
+                            storage_class=s3.StorageClass.INFREQUENT_ACCESS, transition_after=cdk.Duration.days(30)
+                        )
+                    ],
+                    expiration=cdk.Duration.days(d.retention_days),
+                    noncurrent_version_expiration=cdk.Duration.days(7),
+                )
+            ],
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+
+    def _api_function(self) -> lambda_.Function:
+        d = self.deployment
+        function = lambda_.Function(
+            self,
+            "ApiFunction",
+            function_name=d.name("api_function"),
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.ARM_64,
+            memory_size=256,
+            timeout=cdk.Duration.seconds(30),
+            handler="loglake.aws.handlers.api",
+            code=lambda_.Code.from_asset(str(SOURCE_ROOT), exclude=["**/__pycache__", "*.egg-info", "**/*.pyc"]),
+            environment={
+                "LOGLAKE_DYNAMODB_TABLE": self.table.table_name,
+                "LOGLAKE_LAKE_BUCKET": self.lake_bucket.bucket_name,
+            },
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=logs.LogGroup(
+                self, "ApiFunctionLogs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=self.key
+            ),
+        )
+        # Least privilege: the table and its indexes, read and write; nothing else.
+        self.table.grant_read_write_data(function)
+        return function
+
+    def _rest_api(self) -> apigw.RestApi:
+        d = self.deployment
+        access_logs = logs.LogGroup(
+            self, "ApiAccessLogs", retention=logs.RetentionDays.ONE_YEAR, encryption_key=self.key
+        )
+        cors = (
+            apigw.CorsOptions(allow_origins=list(d.cors_allow_origins), allow_methods=["GET", "POST", "OPTIONS"])
+            if d.cors_allow_origins
+            else None
+        )
+        api = apigw.RestApi(
+            self,
+            "Api",
+            rest_api_name=d.name("api"),
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            default_method_options=apigw.MethodOptions(authorization_type=apigw.AuthorizationType.IAM),
+            default_cors_preflight_options=cors,
+            deploy_options=apigw.StageOptions(
+                stage_name=d.environment,
+                throttling_rate_limit=10_000,
+                throttling_burst_limit=5_000,
+                tracing_enabled=True,
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=True,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+            ),
+            cloud_watch_role=True,
+            binary_media_types=["application/gzip", "application/x-ndjson", "*/*"],
+        )
+        integration = apigw.LambdaIntegration(self.api_function)
+        for method, path in API_ROUTES:
+            resource = api.root
+            for part in path.split("/"):
+                resource = resource.get_resource(part) or resource.add_resource(part)
+            resource.add_method(method, integration)
+        return api
+
+
+def build_app(deployment: Deployment, outdir: str | None = None) -> cdk.App:
+    app = cdk.App(outdir=outdir) if outdir else cdk.App()
+    LoglakeStack(app, f"loglake-{deployment.environment}", deployment)
+    return app

@@ -1,0 +1,46 @@
+"""`loglake aws`: the AWS deployment (CDK app) of the same code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from loglake.cli_options import CONTEXT
+
+
+@click.group(context_settings=CONTEXT)
+def aws() -> None:
+    """Deploy loglake on AWS (Lambda, API Gateway, DynamoDB, S3, ...) with the AWS CDK."""
+
+
+@aws.command(context_settings=CONTEXT)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=Path("deploy/loglake-aws.json"),
+    show_default=True,
+    help="The deployment configuration: account, region, environment, naming, tags.",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("cdk.out"), show_default=True)
+def synth(config_path: Path, out: Path) -> None:
+    """Write the CloudFormation template (what `cdk deploy` would deploy) to --out, checking the config."""
+    from loglake.aws.deployment import DeploymentConfigError, load_deployment
+
+    try:
+        deployment = load_deployment(config_path)
+    except DeploymentConfigError as e:
+        raise click.ClickException(f"{config_path}: {e}") from None
+    try:
+        from loglake.aws.stack import build_app
+    except ImportError:
+        raise click.ClickException(
+            "the CDK is not installed: pip install 'loglake[aws]' (Node.js must be on PATH)"
+        ) from None
+    build_app(deployment, outdir=str(out)).synth()
+    for template in sorted(out.glob("*.template.json")):
+        click.echo(f"wrote {template}")
+
+
+COMMANDS = [aws]

@@ -1,0 +1,212 @@
+"""The CDK app: synthesized in the test, its properties asserted, its template linted with cfn-lint."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# The CDK's runtime warns loudly about the machine's Node.js version; the test output is not the place.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")
+os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
+assertions = pytest.importorskip("aws_cdk.assertions")
+
+from loglake.aws.deployment import load_deployment  # noqa: E402
+from loglake.aws.stack import LoglakeStack, build_app  # noqa: E402
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "loglake-aws.json"
+Match = assertions.Match
+
+
+@pytest.fixture(scope="module")
+def deployment():
+    return load_deployment(EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def template(deployment):
+    app = build_app(deployment)
+    stack = next(c for c in app.node.children if isinstance(c, LoglakeStack))
+    return assertions.Template.from_stack(stack)
+
+
+def test_the_hot_table_has_the_documented_keys_and_protections(template, deployment) -> None:
+    template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "TableName": "amplifylogs-logging-intite-dt1-inftes-182059100462",
+            "KeySchema": [
+                {"AttributeName": "service_name", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            "BillingMode": "PAY_PER_REQUEST",
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "DeletionProtectionEnabled": True,
+            "SSESpecification": {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": Match.any_value()},
+            "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+            "GlobalSecondaryIndexes": [
+                Match.object_like(
+                    {
+                        "IndexName": name,
+                        "KeySchema": [
+                            {"AttributeName": key, "KeyType": "HASH"},
+                            {"AttributeName": "sk", "KeyType": "RANGE"},
+                        ],
+                    }
+                )
+                for name, key in (
+                    ("by_time", "time_bucket"),
+                    ("by_log_type", "log_type_key"),
+                    ("by_severity", "severity_key"),
+                )
+            ],
+        },
+    )
+    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+
+
+def test_the_lake_bucket_is_private_encrypted_and_ages_out(template) -> None:
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketName": "amplifylogs-logging-intite-ss1-inftes-182059100462",
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    Match.object_like(
+                        {
+                            "ServerSideEncryptionByDefault": {
+                                "SSEAlgorithm": "aws:kms",
+                                "KMSMasterKeyID": Match.any_value(),
+                            }
+                        }
+                    )
+                ]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "LifecycleConfiguration": {
+                "Rules": [
+                    Match.object_like(
+                        {
+                            "ExpirationInDays": 365,
+                            "Transitions": [{"StorageClass": "STANDARD_IA", "TransitionInDays": 30}],
+                        }
+                    )
+                ]
+            },
+        },
+    )
+    template.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
+                )
+            }
+        },
+    )
+
+
+def test_the_api_function_and_rest_api(template) -> None:
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {"FunctionName": "amplifylogs-logging-intite-lm1-inftes-182059100462", "Runtime": "python3.12",
+         "Architectures": ["arm64"], "MemorySize": 256, "Timeout": 30, "Handler": "loglake.aws.handlers.api",
+         "TracingConfig": {"Mode": "Active"}},
+    )  # fmt: skip
+    template.has_resource_properties("AWS::ApiGateway::RestApi", {"EndpointConfiguration": {"Types": ["REGIONAL"]}})
+    throttling = Match.object_like({"ThrottlingRateLimit": 10000, "ThrottlingBurstLimit": 5000})
+    stage = {
+        "StageName": "inftes",
+        "TracingEnabled": True,
+        "AccessLogSetting": Match.object_like({"DestinationArn": Match.any_value()}),
+        "MethodSettings": Match.array_with([throttling]),
+    }
+    template.has_resource_properties("AWS::ApiGateway::Stage", stage)
+    methods = template.find_resources("AWS::ApiGateway::Method")
+    routes = sorted(m["Properties"]["HttpMethod"] for m in methods.values())
+    assert routes == ["GET", "GET", "GET", "POST", "POST"]
+    assert {m["Properties"]["AuthorizationType"] for m in methods.values()} == {"AWS_IAM"}
+
+
+def _actions(statement: dict) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else action
+
+
+def test_the_api_function_may_only_use_its_table(template) -> None:
+    policies = template.find_resources("AWS::IAM::Policy")
+    statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    on_dynamodb = [s for s in statements if any(a.startswith("dynamodb:") for a in _actions(s))]
+    actions = {a for s in on_dynamodb for a in _actions(s)}
+    assert actions and not actions & {"dynamodb:*", "dynamodb:DeleteTable", "dynamodb:CreateTable"}
+    assert all(s["Resource"] != "*" for s in on_dynamodb)
+
+
+def test_every_resource_carries_the_tags(template, deployment) -> None:
+    kinds = ("AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::Lambda::Function", "AWS::KMS::Key")
+    tagged = [r for kind in kinds for r in template.find_resources(kind).values()]
+    assert len(tagged) >= 4
+    for resource in tagged:
+        tags = {t["Key"]: t["Value"] for t in resource["Properties"]["Tags"]}
+        assert {k: tags.get(k) for k in deployment.tags} == deployment.tags
+
+
+def test_cfn_lint_finds_no_errors(deployment, tmp_path: Path) -> None:
+    build_app(deployment, outdir=str(tmp_path)).synth()
+    (template_file,) = tmp_path.glob("*.template.json")
+    json.loads(template_file.read_text())
+    lint = subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), "--format", "parseable", str(template_file)],
+        capture_output=True,
+        text=True,
+    )
+    # parseable lines end with the rule id (E... errors, W... warnings, I... informational)
+    errors = [line for line in lint.stdout.splitlines() if line.rsplit(":", 1)[-1].startswith("E")]
+    assert not errors, lint.stdout + lint.stderr
+    assert lint.returncode in (0, 4, 8), lint.stdout + lint.stderr  # 2 = errors, 4 = warnings, 8 = informational
+
+
+def test_synth_writes_the_template_and_names_config_mistakes(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    result = run_cli("aws", "synth", "--config", str(EXAMPLE), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert "wrote " in result.stdout and (tmp_path / "out" / "loglake-inftes.template.json").exists()
+    document = json.loads(EXAMPLE.read_text())
+    for change, message in [
+        ({"account": "12345"}, "account: '12345' is not a 12-digit AWS account id"),
+        ({"tags": {"Project": "p"}}, "tags: missing Owner, CostCenter, Environment"),
+        ({"naming": {**document["naming"], "project": "Has Spaces"}}, "naming.project: 'Has Spaces' is not"),
+        ({"dynamodb": {"billing": "sometimes"}}, "dynamodb.billing: must be on_demand or provisioned"),
+        ({"extra": 1}, "unknown field extra"),
+    ]:
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps(document | change))
+        refused = run_cli("aws", "synth", "--config", str(bad), "--out", str(tmp_path / "never"))
+        assert refused.exit_code == 1 and message in refused.output, refused.output
+
+
+def test_provisioned_billing_scales_5_to_100_at_70_percent(tmp_path: Path) -> None:
+    from loglake.aws.deployment import parse_deployment
+
+    document = json.loads(EXAMPLE.read_text()) | {"dynamodb": {"billing": "provisioned"}}
+    app = build_app(parse_deployment(document))
+    stack = next(c for c in app.node.children if isinstance(c, LoglakeStack))
+    template = assertions.Template.from_stack(stack)
+    template.has_resource_properties("AWS::DynamoDB::Table", {"ProvisionedThroughput": Match.any_value()})
+    targets = template.find_resources("AWS::ApplicationAutoScaling::ScalableTarget")
+    assert len(targets) == 2 + 2 * 3  # the table's and each index's reads and writes
+    assert {(t["Properties"]["MinCapacity"], t["Properties"]["MaxCapacity"]) for t in targets.values()} == {(5, 100)}
+    policies = template.find_resources("AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    assert {p["Properties"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] for p in policies} == {70}
