@@ -210,3 +210,65 @@ def test_provisioned_billing_scales_5_to_100_at_70_percent(tmp_path: Path) -> No
     assert {(t["Properties"]["MinCapacity"], t["Properties"]["MaxCapacity"]) for t in targets.values()} == {(5, 100)}
     policies = template.find_resources("AWS::ApplicationAutoScaling::ScalingPolicy").values()
     assert {p["Properties"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] for p in policies} == {70}
+
+
+def test_glue_tables_with_projection_a_crawler_and_an_athena_workgroup(template) -> None:
+    tables = {
+        t["Properties"]["TableInput"]["Name"]: t["Properties"]["TableInput"]
+        for t in template.find_resources("AWS::Glue::Table").values()
+    }
+    assert set(tables) == {"logs", "amplify_access"}
+    amplify = tables["amplify_access"]
+    assert [k["Name"] for k in amplify["PartitionKeys"]] == ["app", "date"]
+    assert (
+        amplify["Parameters"]["projection.enabled"] == "true"
+        and amplify["Parameters"]["projection.date.type"] == "date"
+    )
+    location = "s3://amplifylogs-logging-intite-ss1-inftes-182059100462/type=amplify_access/"
+    assert amplify["StorageDescriptor"]["Location"] == location
+    template.has_resource_properties(
+        "AWS::Glue::Crawler",
+        {
+            "Targets": {
+                "S3Targets": [{"Path": "s3://amplifylogs-logging-intite-ss1-inftes-182059100462/type=amplify_logs/"}]
+            }
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Athena::WorkGroup",
+        {
+            "WorkGroupConfiguration": Match.object_like(
+                {
+                    "BytesScannedCutoffPerQuery": 100 * 1024**3,
+                    "EnforceWorkGroupConfiguration": True,
+                    "ResultConfiguration": Match.object_like(
+                        {"EncryptionConfiguration": Match.object_like({"EncryptionOption": "SSE_KMS"})}
+                    ),
+                }
+            )
+        },
+    )
+
+
+def test_alarms_go_to_one_topic_with_the_documented_thresholds(template) -> None:
+    alarms = template.find_resources("AWS::CloudWatch::Alarm").values()
+    by_metric = {(a["Properties"].get("Namespace"), a["Properties"].get("MetricName")): a["Properties"] for a in alarms}
+    expected = {
+        ("AWS/Lambda", "Errors"): 5,
+        ("AWS/Lambda", "Duration"): 5000,
+        ("AWS/DynamoDB", "ThrottledRequests"): 10,
+        ("AWS/ApiGateway", "4XXError"): 50,
+        ("AWS/ApiGateway", "5XXError"): 5,
+    }
+    assert {k: by_metric[k]["Threshold"] for k in expected} == expected
+    assert all(a["Period"] == 300 and a["ComparisonOperator"] == "GreaterThanThreshold" for a in by_metric.values())
+    assert all(len(a["AlarmActions"]) == 1 for a in by_metric.values())
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": Match.object_like(
+                {"source": ["aws.glue"], "detail": Match.object_like({"state": ["Failed"]})}
+            )
+        },
+    )
+    template.resource_count_is("AWS::CloudWatch::Dashboard", 1)

@@ -18,17 +18,25 @@ from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from loglake.aws.deployment import Deployment
+from loglake.lake.catalog import glue_table_input
+from loglake.lake.tables import TABLES
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the loglake package
+ATHENA_BYTES_SCANNED_LIMIT = 100 * 1024**3  # per query: 100 GiB, about $0.50 at $5 per TB
 API_ROUTES = (
     ("POST", "logs"),
     ("GET", "logs/recent"),
@@ -59,6 +67,9 @@ class LoglakeStack(cdk.Stack):
         self.lake_bucket = self._lake_bucket()
         self.api_function = self._api_function()
         self.api = self._rest_api()
+        self._catalog()
+        self.alarm_topic = self._alarms()
+        self._dashboard()
 
     def _hot_table(self) -> dynamodb.Table:
         d = self.deployment
@@ -202,6 +213,172 @@ class LoglakeStack(cdk.Stack):
                 resource = resource.get_resource(part) or resource.add_resource(part)
             resource.add_method(method, integration)
         return api
+
+    # -- Glue and Athena ---------------------------------------------------------------------
+
+    def _catalog(self) -> None:
+        """The lake's tables in Glue with partition projection (the DDL of `loglake catalog ddl`), the
+        crawler of the original design for schema changes, and an Athena workgroup with encrypted
+        results and a per-query bytes-scanned limit."""
+        d = self.deployment
+        database = d.name("glue_database").replace("-", "_")
+        glue_db = cdk.CfnResource(
+            self,
+            "GlueDatabase",
+            type="AWS::Glue::Database",
+            properties={"CatalogId": d.account, "DatabaseInput": {"Name": database, "Description": "loglake lake"}},
+        )
+        location = f"s3://{d.name('lake_bucket')}"  # the name, not a token: the DDL checks it
+        for table in TABLES.values():
+            glue_table = cdk.CfnResource(
+                self,
+                f"GlueTable{table.name.title().replace('_', '')}",
+                type="AWS::Glue::Table",
+                properties={
+                    "CatalogId": d.account,
+                    "DatabaseName": database,
+                    "TableInput": glue_table_input(table, location, database),
+                },
+            )
+            glue_table.node.add_dependency(glue_db)
+        self.crawler_name = d.name("glue_database") + "-crawler"
+        crawler_role = iam.Role(
+            self,
+            "CrawlerRole",
+            assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
+            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSGlueServiceRole")],
+        )
+        self.lake_bucket.grant_read(crawler_role)
+        self.crawler = cdk.CfnResource(
+            self,
+            "Crawler",
+            type="AWS::Glue::Crawler",
+            properties={
+                "Name": self.crawler_name,
+                "Role": crawler_role.role_arn,
+                "DatabaseName": database,
+                "Targets": {"S3Targets": [{"Path": f"{location}/type=amplify_logs/"}]},
+                "TablePrefix": "raw_",
+                "SchemaChangePolicy": {"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"},
+            },
+        )
+        self.crawler.node.add_dependency(glue_db)
+        results = s3.Bucket(
+            self,
+            "AthenaResults",
+            bucket_name=d.name("athena_results"),
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(30))],
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        cdk.CfnResource(
+            self,
+            "Workgroup",
+            type="AWS::Athena::WorkGroup",
+            properties={
+                "Name": d.name("workgroup"),
+                "State": "ENABLED",
+                "WorkGroupConfiguration": {
+                    "EnforceWorkGroupConfiguration": True,
+                    "PublishCloudWatchMetricsEnabled": True,
+                    "BytesScannedCutoffPerQuery": ATHENA_BYTES_SCANNED_LIMIT,
+                    "ResultConfiguration": {
+                        "OutputLocation": f"s3://{results.bucket_name}/results/",
+                        "EncryptionConfiguration": {"EncryptionOption": "SSE_KMS", "KmsKey": self.key.key_arn},
+                    },
+                },
+            },
+        )
+
+    # -- alarms and dashboard -----------------------------------------------------------------
+
+    def _alarms(self) -> sns.Topic:
+        d = self.deployment
+        topic = sns.Topic(self, "Alarms", topic_name=d.name("alarms"), master_key=self.key)
+        five_minutes = cdk.Duration.minutes(5)
+        throttles = cloudwatch.Metric(
+            namespace="AWS/DynamoDB",
+            metric_name="ThrottledRequests",
+            dimensions_map={"TableName": self.table.table_name},
+            statistic="Sum",
+            period=five_minutes,
+        )
+        alarms = {
+            "ApiFunctionErrors": (self.api_function.metric_errors(period=five_minutes, statistic="Sum"), 5),
+            "ApiFunctionDuration": (self.api_function.metric_duration(period=five_minutes, statistic="Average"), 5000),
+            "HotTableThrottles": (throttles, 10),
+            "Api4xx": (self.api.metric_client_error(period=five_minutes, statistic="Sum"), 50),
+            "Api5xx": (self.api.metric_server_error(period=five_minutes, statistic="Sum"), 5),
+        }
+        for name, (metric, threshold) in alarms.items():
+            alarm = cloudwatch.Alarm(
+                self,
+                name,
+                metric=metric,
+                threshold=threshold,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+        # A failed crawl is an event, not a metric: EventBridge sends it to the same topic.
+        events.Rule(
+            self,
+            "CrawlerFailed",
+            event_pattern=events.EventPattern(
+                source=["aws.glue"],
+                detail_type=["Glue Crawler State Change"],
+                detail={"state": ["Failed"], "crawlerName": [self.crawler_name]},
+            ),
+            targets=[events_targets.SnsTopic(topic)],
+        )
+        return topic
+
+    def _dashboard(self) -> None:
+        five_minutes = cdk.Duration.minutes(5)
+
+        def emf(name: str, statistic: str = "Sum") -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="loglake",
+                metric_name=name,
+                dimensions_map={"Function": self.api_function.function_name},
+                statistic=statistic,
+                period=five_minutes,
+            )
+
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=self.deployment.name("api") + "-dashboard")
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Records ingested / rejected", left=[emf("RecordsIngested"), emf("RecordsRejected")]
+            ),
+            cloudwatch.GraphWidget(
+                title="Errors",
+                left=[
+                    self.api_function.metric_errors(period=five_minutes),
+                    self.api.metric_client_error(period=five_minutes),
+                    self.api.metric_server_error(period=five_minutes),
+                ],
+            ),
+            cloudwatch.GraphWidget(
+                title="Latency (ms)",
+                left=[emf("Latency", "p50"), emf("Latency", "p99"), self.api.metric_latency(period=five_minutes)],
+            ),
+            cloudwatch.GraphWidget(
+                title="DynamoDB throttles",
+                left=[
+                    cloudwatch.Metric(
+                        namespace="AWS/DynamoDB",
+                        metric_name="ThrottledRequests",
+                        dimensions_map={"TableName": self.table.table_name},
+                        statistic="Sum",
+                        period=five_minutes,
+                    )
+                ],
+            ),
+        )
 
 
 def build_app(deployment: Deployment, outdir: str | None = None) -> cdk.App:
