@@ -150,7 +150,8 @@ def test_the_api_function_may_only_use_its_table(template) -> None:
     on_dynamodb = [s for s in statements if any(a.startswith("dynamodb:") for a in _actions(s))]
     actions = {a for s in on_dynamodb for a in _actions(s)}
     assert actions and not actions & {"dynamodb:*", "dynamodb:DeleteTable", "dynamodb:CreateTable"}
-    assert all(s["Resource"] != "*" for s in on_dynamodb)
+    # ListStreams has no resource-level permission; every other DynamoDB action names the table
+    assert all(s["Resource"] != "*" for s in on_dynamodb if _actions(s) != ["dynamodb:ListStreams"])
 
 
 def test_every_resource_carries_the_tags(template, deployment) -> None:
@@ -272,3 +273,25 @@ def test_alarms_go_to_one_topic_with_the_documented_thresholds(template) -> None
         },
     )
     template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+
+
+def test_the_stream_flush_reads_inserts_and_may_only_write_the_lake(template) -> None:
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Handler": "loglake.aws.handlers.flush_stream", "Runtime": "python3.12", "Architectures": ["arm64"]},
+    )
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "StartingPosition": "TRIM_HORIZON",
+            "BisectBatchOnFunctionError": True,
+            "FilterCriteria": {"Filters": [{"Pattern": '{"eventName":["INSERT"]}'}]},
+        },
+    )
+    statements = [
+        s
+        for p in template.find_resources("AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    puts = [s for s in statements if "s3:PutObject" in _actions(s)]
+    assert puts and all("type=app_logs/*" in json.dumps(s["Resource"]) for s in puts)

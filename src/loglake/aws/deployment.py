@@ -28,6 +28,7 @@ SERVICE_CODES = {
     "hot_table": "dt",
     "api": "ag",
     "api_function": "lm",
+    "flush_function": "lf",
     "key": "km",
     "glue_database": "gd",
     "workgroup": "aw",

@@ -4,7 +4,10 @@
   on the DynamoDB hot store: POST /logs, GET /logs/recent, GET /logs/{logId} answer exactly as the
   local server does. API Gateway authenticates (SigV4) and throttles, so the app's own keys are off.
 
-Every invocation prints one JSON line: a structured log (request id, route, status, latency) that is
+- `flush_stream`: DynamoDB Streams (new records) to Parquet parts in the lake bucket
+  (LOGLAKE_LAKE_BUCKET, LOGLAKE_LAKE_PREFIX), see aws/stream_flush.py.
+
+Every API invocation prints one JSON line: a structured log (request id, route, status, latency) that is
 also a CloudWatch embedded-metric-format record (RecordsIngested, RecordsRejected, Latency).
 
 Environment: LOGLAKE_DYNAMODB_TABLE (required), LOGLAKE_HOT_WINDOW_SECONDS (86400), the standard AWS
@@ -36,6 +39,30 @@ def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
     response = asyncio.run(call(_api_app(), event))
     _log_invocation(event, context, response, (time.perf_counter() - started) * 1000)
     return response
+
+
+def flush_stream(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from loglake.aws.stream_flush import flush_stream_batch
+    from loglake.lake.objectstore import S3ObjectStore
+
+    bucket = os.environ.get("LOGLAKE_LAKE_BUCKET")
+    if not bucket:
+        raise RuntimeError("set LOGLAKE_LAKE_BUCKET to the lake's S3 bucket")
+    lake = S3ObjectStore(boto3.client("s3"), bucket, os.environ.get("LOGLAKE_LAKE_PREFIX", ""))
+    keys = flush_stream_batch(event, lake)
+    print(
+        json.dumps(
+            {
+                "level": "INFO",
+                "request_id": getattr(context, "aws_request_id", None),
+                "event": "stream_flush",
+                "stream_records": len(event.get("Records", [])),
+                "objects": keys,
+            }
+        ),
+        flush=True,
+    )
+    return {"objects": keys}
 
 
 def _api_app() -> Any:

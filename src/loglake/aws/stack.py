@@ -26,6 +26,7 @@ from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as lambda_event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -67,6 +68,7 @@ class LoglakeStack(cdk.Stack):
         self.lake_bucket = self._lake_bucket()
         self.api_function = self._api_function()
         self.api = self._rest_api()
+        self.flush_function = self._stream_flush()
         self._catalog()
         self.alarm_topic = self._alarms()
         self._dashboard()
@@ -153,7 +155,7 @@ class LoglakeStack(cdk.Stack):
             memory_size=256,
             timeout=cdk.Duration.seconds(30),
             handler="loglake.aws.handlers.api",
-            code=lambda_.Code.from_asset(str(SOURCE_ROOT), exclude=["**/__pycache__", "*.egg-info", "**/*.pyc"]),
+            code=self._code(),
             environment={
                 "LOGLAKE_DYNAMODB_TABLE": self.table.table_name,
                 "LOGLAKE_LAKE_BUCKET": self.lake_bucket.bucket_name,
@@ -166,6 +168,44 @@ class LoglakeStack(cdk.Stack):
         # Least privilege: the table and its indexes, read and write; nothing else.
         self.table.grant_read_write_data(function)
         return function
+
+    def _stream_flush(self) -> lambda_.Function:
+        """New records from the table's stream to Parquet parts in the lake (aws/stream_flush.py)."""
+        d = self.deployment
+        function = lambda_.Function(
+            self,
+            "FlushFunction",
+            function_name=d.name("flush_function"),
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.ARM_64,
+            memory_size=1024,
+            timeout=cdk.Duration.minutes(2),
+            handler="loglake.aws.handlers.flush_stream",
+            code=self._code(),
+            environment={"LOGLAKE_LAKE_BUCKET": self.lake_bucket.bucket_name},
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=logs.LogGroup(
+                self, "FlushFunctionLogs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=self.key
+            ),
+        )
+        function.add_event_source(
+            lambda_event_sources.DynamoEventSource(
+                self.table,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=1000,
+                max_batching_window=cdk.Duration.seconds(30),
+                bisect_batch_on_error=True,
+                retry_attempts=10,
+                filters=[lambda_.FilterCriteria.filter({"eventName": lambda_.FilterRule.is_equal("INSERT")})],
+            )
+        )
+        # Least privilege: read the stream, write objects under the lake's app_logs prefix.
+        self.table.grant_stream_read(function)
+        self.lake_bucket.grant_put(function, "type=app_logs/*")
+        return function
+
+    def _code(self) -> lambda_.Code:
+        return lambda_.Code.from_asset(str(SOURCE_ROOT), exclude=["**/__pycache__", "*.egg-info", "**/*.pyc"])
 
     def _rest_api(self) -> apigw.RestApi:
         d = self.deployment

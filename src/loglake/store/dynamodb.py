@@ -62,8 +62,9 @@ class DynamoDBHotStore(HotStore):
         self._registered_hours: set[int] = set()  # hours this process has written the "#hours" item of
 
     @staticmethod
-    def create_table(client: Any, table: str) -> None:
-        """The table as the CDK app defines it (on-demand), for tests and local use; waits until active."""
+    def create_table(client: Any, table: str, stream: bool = False) -> None:
+        """The table as the CDK app defines it (on-demand; with `stream`, the stream the lake flush
+        reads), for tests and local use; waits until active."""
         key = [("sk", "B")]
         indexes = {
             "by_time": ("time_bucket", "S"),
@@ -92,6 +93,11 @@ class DynamoDBHotStore(HotStore):
                 }
                 for index, (name, _) in indexes.items()
             ],
+            **(
+                {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}}
+                if stream
+                else {}
+            ),
         )
         client.get_waiter("table_exists").wait(TableName=table)
         client.update_time_to_live(

@@ -1,0 +1,97 @@
+"""DynamoDB Streams to the lake: each batch of new hot-table records becomes Parquet parts with the
+local lake's layout (`type=app_logs/date=YYYY-MM-DD/part-<id>.parquet`, sorted by service and time,
+one service per row group), so Athena, the Glue tables and `loglake query` read the same files.
+
+On AWS the lake receives every record as it arrives (within a stream batch), while the table keeps
+it for the hot window (TTL): Athena reads the lake alone, "recent logs" read the table. Streams
+deliver at least once, so a part's name is derived from its batch (the stream and the sequence
+numbers it spans): a retried batch writes the same objects again, never a second copy.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from loglake.ids import format_uuid, split_id
+from loglake.lake.hot_rows import hot_rows_table
+from loglake.lake.layout import app_logs_key, day_of
+from loglake.lake.objectstore import ObjectStore
+from loglake.lake.parts import file_name, write_part
+from loglake.model import DAY_MS, NewRecord
+
+
+def flush_stream_batch(event: dict[str, Any], lake: ObjectStore) -> list[str]:
+    """Write the batch's new records as parts; returns their object keys."""
+    records = [r for r in (_new_record(e) for e in event.get("Records", [])) if r is not None]
+    if not records:
+        return []
+    sequence = [e["dynamodb"].get("SequenceNumber", "") for e in event["Records"]]
+    batch = f"{event['Records'][0].get('eventSourceARN', '')}|{sequence[0]}|{sequence[-1]}"
+    table = hot_rows_table(_columns(records))
+    days = pc.divide(table.column("timestamp").cast(pa.int64()), DAY_MS)
+    work = Path(tempfile.mkdtemp(prefix="loglake-stream-"))
+    keys = []
+    try:
+        for day_number in pc.unique(days).to_pylist():
+            part_id = uuid.UUID(bytes=hashlib.sha256(f"{batch}|{day_number}".encode()).digest()[:16])
+            key = app_logs_key(day_of(day_number * DAY_MS), f"part-{part_id}.parquet")
+            write_part(table.filter(pc.equal(days, day_number)), key, work)
+            lake.put_file(key, work / file_name(key))
+            keys.append(key)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return keys
+
+
+def _new_record(event_record: dict[str, Any]) -> NewRecord | None:
+    """A log record from an INSERT's new image; None for removals (TTL) and for the table's own
+    bookkeeping items (client-id claims, the hours directory), whose partition starts with '#'."""
+    if event_record.get("eventName") != "INSERT":
+        return None
+    image = event_record["dynamodb"].get("NewImage") or {}
+    service = image.get("service_name", {}).get("S", "#")
+    if service.startswith("#"):
+        return None
+    return NewRecord(
+        _binary(image["sk"]),
+        int(image["ts"]["N"]),
+        service,
+        image["log_type"]["S"],
+        int(image["severity"]["N"]),
+        image["message"]["S"],
+        image["attributes"]["S"].encode() if "attributes" in image else None,
+        _binary(image["client_id"]) if "client_id" in image else None,
+    )
+
+
+def _binary(value: dict[str, Any]) -> bytes:
+    """Lambda hands binary attributes over base64-encoded."""
+    data = value["B"]
+    return data if isinstance(data, bytes) else base64.b64decode(data)
+
+
+def _columns(records: Iterable[NewRecord]) -> list[list]:
+    """The hot-store column order (sqlite_rows.COLUMNS) hot_rows_table reads."""
+    rows = list(records)
+    ids = [split_id(r.log_id) for r in rows]
+    return [
+        [high for high, _ in ids],
+        [low for _, low in ids],
+        [r.timestamp for r in rows],
+        [r.service for r in rows],
+        [r.log_type for r in rows],
+        [int(r.severity) for r in rows],
+        [r.message for r in rows],
+        [r.attributes.decode() if r.attributes else None for r in rows],
+        [format_uuid(r.client_id) if r.client_id else None for r in rows],
+    ]

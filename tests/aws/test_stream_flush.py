@@ -1,0 +1,117 @@
+"""The DynamoDB Streams flush: records written through the store, read back from moto's stream as
+Lambda receives them, land in the lake bucket (moto S3) with the lake's layout, once."""
+
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+
+from loglake.aws import handlers
+from loglake.aws.stream_flush import flush_stream_batch
+from loglake.ids import format_uuid
+from loglake.model import Severity
+from loglake.store.dynamodb import DynamoDBHotStore
+from tests.store.contract import BASE_TS, record
+from tests.store.test_dynamodb import dynamodb_client
+
+DAY = 86_400_000
+CONTEXT = SimpleNamespace(function_name="loglake-flush-test", aws_request_id="flush-1")
+
+
+def lambda_event(stream_records: list[dict], arn: str) -> dict:
+    """What Lambda hands a function for a batch: binary attributes base64-encoded, times as numbers."""
+
+    def encode(value):
+        if isinstance(value, bytes):
+            return base64.b64encode(value).decode()
+        if isinstance(value, dict):
+            return {k: encode(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [encode(v) for v in value]
+        return value
+
+    records = []
+    for r in stream_records:
+        dynamodb = encode(r["dynamodb"])
+        dynamodb.pop("ApproximateCreationDateTime", None)
+        records.append(
+            {"eventID": r["eventID"], "eventName": r["eventName"], "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+             "awsRegion": "eu-west-1", "dynamodb": dynamodb, "eventSourceARN": arn}
+        )  # fmt: skip
+    return {"Records": records}
+
+
+@pytest.fixture
+def lake_bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    bucket = f"loglake-lake-{uuid.uuid4().hex[:10]}"
+    for name, value in {
+        "AWS_ENDPOINT_URL_S3": moto_endpoint,
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "LOGLAKE_LAKE_BUCKET": bucket,
+    }.items():
+        monkeypatch.setenv(name, value)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    return bucket
+
+
+def test_new_records_become_parquet_parts_once(moto_endpoint: str, lake_bucket: str, tmp_path: Path) -> None:
+    client = dynamodb_client(moto_endpoint, "eu-west-1")
+    table = f"loglake-stream-{uuid.uuid4().hex[:8]}"
+    DynamoDBHotStore.create_table(client, table, stream=True)
+    store = DynamoDBHotStore(client, table)
+    written = [
+        record(BASE_TS + i * 1000 + (DAY if i >= 6 else 0), f"m{i}", service=("web", "api")[i % 2],
+               severity=Severity(i % 5), attributes=b'{"i":%d}' % i if i % 2 else None)
+        for i in range(10)
+    ]  # fmt: skip
+    with_client_id = record(BASE_TS + 500, "retried", client_id=uuid.uuid4().bytes)
+    store.put(written)
+    store.put([with_client_id, with_client_id])
+    store.close()
+
+    streams = boto3.client("dynamodbstreams", endpoint_url=moto_endpoint, region_name="eu-west-1")
+    arn = client.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    stream_records = streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+    event = lambda_event(stream_records, arn)
+    assert any(r["dynamodb"]["NewImage"]["service_name"]["S"].startswith("#") for r in event["Records"])
+
+    first = handlers.flush_stream(event, CONTEXT)["objects"]
+    again = handlers.flush_stream(event, CONTEXT)["objects"]  # a retried batch
+    assert first == again and len(first) == 2
+    assert [k.split("/")[1] for k in first] == ["date=2026-09-21", "date=2026-09-22"]
+    s3 = boto3.client("s3")
+    listed = s3.list_objects_v2(Bucket=lake_bucket)["Contents"]
+    assert sorted(o["Key"] for o in listed) == sorted(first)
+
+    rows = [
+        row
+        for key in first
+        for row in pq.read_table(io.BytesIO(s3.get_object(Bucket=lake_bucket, Key=key)["Body"].read())).to_pylist()
+    ]
+    expected = {format_uuid(r.log_id): r for r in [*written, with_client_id]}
+    assert sorted(row["log_id"] for row in rows) == sorted(expected)
+    for row in rows:
+        original = expected[row["log_id"]]
+        assert (row["message"], row["service"], row["severity"]) == (
+            original.message, original.service, ("debug", "info", "warning", "error", "critical")[original.severity],
+        )  # fmt: skip
+        assert row["attributes"] == (original.attributes.decode() if original.attributes else None)
+    assert next(r for r in rows if r["message"] == "retried")["client_id"] == format_uuid(with_client_id.client_id)
+
+
+def test_removals_and_bookkeeping_items_write_nothing() -> None:
+    removal = {"eventName": "REMOVE", "dynamodb": {"OldImage": {}, "SequenceNumber": "1"}}
+    hours = {"eventName": "INSERT", "dynamodb": {"NewImage": {"service_name": {"S": "#hours"}}, "SequenceNumber": "2"}}
+    assert flush_stream_batch({"Records": [removal, hours]}, lake=None) == []
