@@ -1,0 +1,134 @@
+"""SQL on AWS: the same read-only query contract as the DuckDB engine (lake/query.py), run by Athena.
+
+A query is started in the stack's workgroup (results encrypted, a bytes-scanned cutoff), polled with
+a growing pause until it ends or its timeout passes (then it is cancelled), and its rows are fetched
+page by page up to the row cap. The same guard as locally lets only one SELECT through (Athena
+would otherwise run DDL such as DROP TABLE for whoever may query).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import botocore.exceptions
+
+from loglake.lake.query import QueryLimits, QueryResult
+from loglake.lake.sql_guard import QueryError, check_select
+
+_DONE = {"SUCCEEDED", "FAILED", "CANCELLED"}
+_INTEGER = {"tinyint", "smallint", "integer", "int", "bigint"}
+_FLOAT = {"float", "real", "double"}
+
+
+class AthenaQueryEngine:
+    def __init__(
+        self,
+        client: Any,
+        database: str,
+        workgroup: str,
+        limits: QueryLimits | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.database = database
+        self.workgroup = workgroup
+        self.limits = limits or QueryLimits()
+        self.clock = clock
+        self.sleep = sleep
+
+    def query(
+        self, sql: str, *, limit: int | None = None, timeout_seconds: float | None = None, explain: bool = False
+    ) -> QueryResult:
+        check_select(sql)
+        cap = self.limits.max_rows if limit is None else max(0, min(limit, self.limits.max_rows))
+        timeout = (
+            self.limits.timeout_seconds
+            if timeout_seconds is None
+            else min(timeout_seconds, self.limits.timeout_seconds)
+        )
+        started = self.clock()
+        execution_id = self._call(
+            self.client.start_query_execution,
+            QueryString=f"EXPLAIN {sql}" if explain else sql,
+            QueryExecutionContext={"Database": self.database, "Catalog": "AwsDataCatalog"},
+            WorkGroup=self.workgroup,
+        )["QueryExecutionId"]
+        execution = self._wait(execution_id, started + timeout, timeout)
+        columns, rows, truncated = self._rows(execution_id, cap)
+        elapsed_ms = (self.clock() - started) * 1000
+        scanned = int(execution.get("Statistics", {}).get("DataScannedInBytes", 0))
+        if explain:
+            plan = "\n".join(str(row[0]) for row in rows)
+            return QueryResult([], [], False, elapsed_ms, scanned, 0, plan=plan)
+        return QueryResult(columns, rows, truncated, elapsed_ms, scanned, 0)
+
+    def _wait(self, execution_id: str, deadline: float, timeout: float) -> dict:
+        pause = 0.1
+        while True:
+            if self.clock() >= deadline:
+                self._call(self.client.stop_query_execution, QueryExecutionId=execution_id)
+                raise QueryError(
+                    "query_timeout",
+                    f"the query ran longer than {timeout:g} s and was cancelled in Athena; narrow it (a date "
+                    "range reads fewer files) or allow more time",
+                )
+            execution = self._call(self.client.get_query_execution, QueryExecutionId=execution_id)["QueryExecution"]
+            state = execution["Status"]["State"]
+            if state == "SUCCEEDED":
+                return execution
+            if state in _DONE:
+                reason = execution["Status"].get("StateChangeReason", state.lower())
+                raise QueryError("invalid_sql" if state == "FAILED" else "query_cancelled", f"Athena: {reason}")
+            self.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    def _rows(self, execution_id: str, cap: int) -> tuple[list[tuple[str, str]], list[tuple], bool]:
+        columns: list[tuple[str, str]] = []
+        rows: list[tuple] = []
+        request: dict[str, Any] = {"QueryExecutionId": execution_id, "MaxResults": 1000}
+        first_page = True
+        while True:
+            page = self._call(self.client.get_query_results, **request)
+            result = page["ResultSet"]
+            if first_page:
+                columns = [(c["Name"], c["Type"]) for c in result.get("ResultSetMetadata", {}).get("ColumnInfo", [])]
+            data = result.get("Rows", [])
+            if first_page and data and columns and _is_header(data[0], columns):
+                data = data[1:]  # a SELECT's first row repeats the column names
+            first_page = False
+            rows.extend(
+                tuple(_value(cell, kind) for cell, (_, kind) in zip(r["Data"], columns, strict=False)) for r in data
+            )
+            if len(rows) > cap or "NextToken" not in page:
+                return columns, rows[:cap], len(rows) > cap
+            request["NextToken"] = page["NextToken"]
+
+    def _call(self, operation: Any, **kwargs: Any) -> Any:
+        try:
+            return operation(**kwargs)
+        except botocore.exceptions.ClientError as e:
+            error = e.response.get("Error", {})
+            if error.get("Code") == "InvalidRequestException":
+                raise QueryError("invalid_sql", f"Athena: {error.get('Message', 'invalid request')}") from None
+            raise
+
+
+def _is_header(row: dict, columns: list[tuple[str, str]]) -> bool:
+    return [cell.get("VarCharValue") for cell in row["Data"]] == [name for name, _ in columns]
+
+
+def _value(cell: dict, kind: str) -> Any:
+    if "VarCharValue" not in cell:
+        return None
+    text = cell["VarCharValue"]
+    if kind in _INTEGER:
+        return int(text)
+    if kind in _FLOAT or kind.startswith("decimal"):
+        return float(text)
+    if kind == "boolean":
+        return text == "true"
+    return text

@@ -1,0 +1,68 @@
+"""The Athena query engine against moto's Athena API: start, poll, fetch pages, cap, cancel."""
+
+from __future__ import annotations
+
+import boto3
+import httpx
+import pytest
+
+from loglake.aws.athena import AthenaQueryEngine
+from loglake.lake.query import QueryLimits
+from loglake.lake.sql_guard import QueryError
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture
+def athena(moto_endpoint: str):
+    return boto3.client(
+        "athena", endpoint_url=moto_endpoint, region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t"
+    )
+
+
+def queue_result(endpoint: str, columns: list[tuple[str, str]], rows: list[list[str | None]]) -> None:
+    """What moto's Athena answers the next query with (its test API); a SELECT's header row first."""
+    header = {"Data": [{"VarCharValue": name} for name, _ in columns]}
+    data = [{"Data": [{} if v is None else {"VarCharValue": v} for v in row]} for row in rows]
+    body = {
+        "region": REGION,
+        "results": [{"rows": [header, *data], "column_info": [{"Name": n, "Type": t, "Label": n} for n, t in columns]}],
+    }
+    httpx.post(f"{endpoint}/moto-api/static/athena/query-results", json=body).raise_for_status()
+
+
+def engine(client, **options) -> AthenaQueryEngine:
+    return AthenaQueryEngine(
+        client, "loglake", "primary", options.pop("limits", QueryLimits()), sleep=lambda s: None, **options
+    )
+
+
+def test_rows_come_back_typed_without_the_header(athena, moto_endpoint: str) -> None:
+    queue_result(moto_endpoint, [("service", "varchar"), ("n", "bigint"), ("share", "double")],
+                 [["api", "12", "0.5"], ["web", "3", None]])  # fmt: skip
+    result = engine(athena).query("SELECT service, count(*) AS n, 0.5 AS share FROM logs GROUP BY service")
+    assert result.columns == [("service", "varchar"), ("n", "bigint"), ("share", "double")]
+    assert result.rows == [("api", 12, 0.5), ("web", 3, None)] and not result.truncated
+
+
+def test_the_row_cap_truncates(athena, moto_endpoint: str) -> None:
+    queue_result(moto_endpoint, [("i", "integer")], [[str(i)] for i in range(30)])
+    result = engine(athena, limits=QueryLimits(max_rows=10)).query("SELECT i FROM logs")
+    assert len(result.rows) == 10 and result.truncated and result.rows[0] == (0,)
+
+
+def test_only_one_select_is_sent(athena) -> None:
+    for sql in ["DROP TABLE logs", "SELECT 1; DROP TABLE logs", "CREATE TABLE x AS SELECT * FROM logs"]:
+        with pytest.raises(QueryError):
+            engine(athena).query(sql)
+
+
+def test_a_query_past_its_timeout_is_cancelled(athena) -> None:
+    ticks = iter([0.0, 100.0, 100.0, 100.0])
+    slow = engine(athena, clock=lambda: next(ticks))
+    with pytest.raises(QueryError, match="cancelled in Athena") as caught:
+        slow.query("SELECT count(*) FROM logs", timeout_seconds=5)
+    assert caught.value.code == "query_timeout"
+    executions = athena.list_query_executions()["QueryExecutionIds"]
+    states = {athena.get_query_execution(QueryExecutionId=i)["QueryExecution"]["Status"]["State"] for i in executions}
+    assert "CANCELLED" in states
