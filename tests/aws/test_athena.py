@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import httpx
 import pytest
@@ -66,3 +68,28 @@ def test_a_query_past_its_timeout_is_cancelled(athena) -> None:
     executions = athena.list_query_executions()["QueryExecutionIds"]
     states = {athena.get_query_execution(QueryExecutionId=i)["QueryExecution"]["Status"]["State"] for i in executions}
     assert "CANCELLED" in states
+
+
+def test_the_query_handler_answers_like_post_query(athena, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loglake.aws import handlers
+    from tests.aws.test_api_handler import CONTEXT, rest_event
+
+    environment = {
+        "AWS_ENDPOINT_URL_ATHENA": moto_endpoint,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "LOGLAKE_ATHENA_DATABASE": "loglake",
+        "LOGLAKE_ATHENA_WORKGROUP": "primary",
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    queue_result(moto_endpoint, [("n", "bigint")], [["42"]])
+    ok = handlers.query(rest_event("POST", "/query", body='{"sql": "SELECT count(*) AS n FROM logs"}'), CONTEXT)
+    assert ok["statusCode"] == 200
+    body = json.loads(ok["body"])
+    assert body["rows"] == [[42]] and body["columns"] == [{"name": "n", "type": "bigint"}] and not body["truncated"]
+    for bad, code in [('{"sql": "DROP TABLE logs"}', "read_only"), ("{oops", "invalid_request"),
+                      ('{"sql": "SELECT 1", "limit": -1}', "invalid_request")]:  # fmt: skip
+        refused = handlers.query(rest_event("POST", "/query", body=bad), CONTEXT)
+        assert (refused["statusCode"], json.loads(refused["body"])["error"]["code"]) == (400, code)

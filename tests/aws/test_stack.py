@@ -293,5 +293,27 @@ def test_the_stream_flush_reads_inserts_and_may_only_write_the_lake(template) ->
         for p in template.find_resources("AWS::IAM::Policy").values()
         for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
-    puts = [s for s in statements if "s3:PutObject" in _actions(s)]
-    assert puts and all("type=app_logs/*" in json.dumps(s["Resource"]) for s in puts)
+    lake_puts = [s for s in statements if "s3:PutObject" in _actions(s) and "LakeBucket" in json.dumps(s["Resource"])]
+    assert lake_puts and all("type=app_logs/*" in json.dumps(s["Resource"]) for s in lake_puts)
+
+
+def test_post_query_goes_to_the_athena_function_with_workgroup_scoped_rights(template) -> None:
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "loglake.aws.handlers.query",
+            "Environment": {
+                "Variables": {
+                    "LOGLAKE_ATHENA_DATABASE": "amplifylogs_logging_intite_gd1_inftes_182059100462",
+                    "LOGLAKE_ATHENA_WORKGROUP": "amplifylogs-logging-intite-aw1-inftes-182059100462",
+                }
+            },
+        },
+    )
+    statements = [
+        s
+        for p in template.find_resources("AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    athena = [s for s in statements if any(a.startswith("athena:") for a in _actions(s))]
+    assert athena and all("workgroup/amplifylogs-logging-intite-aw1" in json.dumps(s["Resource"]) for s in athena)

@@ -29,6 +29,7 @@ SERVICE_CODES = {
     "api": "ag",
     "api_function": "lm",
     "flush_function": "lf",
+    "query_function": "lq",
     "key": "km",
     "glue_database": "gd",
     "workgroup": "aw",

@@ -4,6 +4,8 @@
   on the DynamoDB hot store: POST /logs, GET /logs/recent, GET /logs/{logId} answer exactly as the
   local server does. API Gateway authenticates (SigV4) and throttles, so the app's own keys are off.
 
+- `query`: POST /query through API Gateway, answered by Athena (aws/athena.py) with the local
+  server's request and response shapes (LOGLAKE_ATHENA_DATABASE, LOGLAKE_ATHENA_WORKGROUP).
 - `flush_stream`: DynamoDB Streams (new records) to Parquet parts in the lake bucket
   (LOGLAKE_LAKE_BUCKET, LOGLAKE_LAKE_PREFIX), see aws/stream_flush.py.
 
@@ -17,6 +19,7 @@ variables (region, credentials, AWS_ENDPOINT_URL_DYNAMODB for a local endpoint).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import sys
@@ -39,6 +42,57 @@ def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
     response = asyncio.run(call(_api_app(), event))
     _log_invocation(event, context, response, (time.perf_counter() - started) * 1000)
     return response
+
+
+def query(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from loglake.aws.athena import AthenaQueryEngine
+    from loglake.lake.query import result_to_dict
+    from loglake.lake.sql_guard import QueryError
+
+    started = time.perf_counter()
+    status, body = 200, {}
+    try:
+        request = _json_body(event)
+        engine = AthenaQueryEngine(
+            boto3.client("athena"), os.environ["LOGLAKE_ATHENA_DATABASE"], os.environ["LOGLAKE_ATHENA_WORKGROUP"]
+        )
+        result = engine.query(
+            request["sql"], limit=request.get("limit"), timeout_seconds=request.get("timeout_seconds")
+        )
+        body = result_to_dict(result)
+    except _BadRequest as e:
+        status, body = 400, _error("invalid_request", str(e))
+    except QueryError as e:
+        status, body = 400, _error(e.code, e.message)
+    response = {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(body)}
+    _log_invocation(event, context, response, (time.perf_counter() - started) * 1000)
+    return response
+
+
+class _BadRequest(ValueError):
+    pass
+
+
+def _json_body(event: dict[str, Any]) -> dict[str, Any]:
+    """POST /query's body, checked as the local server checks it."""
+    text = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        text = base64.b64decode(text).decode("utf-8", "replace")
+    try:
+        request = json.loads(text or "null")
+    except ValueError as e:
+        raise _BadRequest(f"the body is not valid JSON: {e}") from None
+    if not isinstance(request, dict) or not isinstance(request.get("sql"), str) or not request["sql"].strip():
+        raise _BadRequest('send {"sql": "SELECT ...", "limit": 100}')
+    for name in ("limit", "timeout_seconds"):
+        value = request.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
+            raise _BadRequest(f"{name} must be a positive number")
+    return request
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": []}}
 
 
 def flush_stream(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -67,9 +67,10 @@ class LoglakeStack(cdk.Stack):
         self.table = self._hot_table()
         self.lake_bucket = self._lake_bucket()
         self.api_function = self._api_function()
+        self._catalog()
+        self.query_function = self._query_function()
         self.api = self._rest_api()
         self.flush_function = self._stream_flush()
-        self._catalog()
         self.alarm_topic = self._alarms()
         self._dashboard()
 
@@ -169,6 +170,50 @@ class LoglakeStack(cdk.Stack):
         self.table.grant_read_write_data(function)
         return function
 
+    def _query_function(self) -> lambda_.Function:
+        """POST /query, answered by Athena in the stack's workgroup (aws/athena.py)."""
+        d = self.deployment
+        function = lambda_.Function(
+            self,
+            "QueryFunction",
+            function_name=d.name("query_function"),
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.ARM_64,
+            memory_size=256,
+            timeout=cdk.Duration.seconds(30),
+            handler="loglake.aws.handlers.query",
+            code=self._code(),
+            environment={
+                "LOGLAKE_ATHENA_DATABASE": self.database_name,
+                "LOGLAKE_ATHENA_WORKGROUP": self.workgroup_name,
+            },
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=logs.LogGroup(
+                self, "QueryFunctionLogs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=self.key
+            ),
+        )
+        stack = cdk.Stack.of(self)
+        athena_actions = ["GetQueryExecution", "GetQueryResults", "StartQueryExecution", "StopQueryExecution"]
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[f"athena:{a}" for a in athena_actions],
+                resources=[stack.format_arn(service="athena", resource="workgroup", resource_name=self.workgroup_name)],
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"],
+                resources=[
+                    stack.format_arn(service="glue", resource="catalog"),
+                    stack.format_arn(service="glue", resource="database", resource_name=self.database_name),
+                    stack.format_arn(service="glue", resource="table", resource_name=f"{self.database_name}/*"),
+                ],
+            )
+        )
+        self.lake_bucket.grant_read(function)
+        self.results_bucket.grant_read_write(function)
+        return function
+
     def _stream_flush(self) -> lambda_.Function:
         """New records from the table's stream to Parquet parts in the lake (aws/stream_flush.py)."""
         d = self.deployment
@@ -247,11 +292,12 @@ class LoglakeStack(cdk.Stack):
             binary_media_types=["application/gzip", "application/x-ndjson", "*/*"],
         )
         integration = apigw.LambdaIntegration(self.api_function)
+        sql = apigw.LambdaIntegration(self.query_function)
         for method, path in API_ROUTES:
             resource = api.root
             for part in path.split("/"):
                 resource = resource.get_resource(part) or resource.add_resource(part)
-            resource.add_method(method, integration)
+            resource.add_method(method, sql if path == "query" else integration)
         return api
 
     # -- Glue and Athena ---------------------------------------------------------------------
@@ -261,7 +307,7 @@ class LoglakeStack(cdk.Stack):
         crawler of the original design for schema changes, and an Athena workgroup with encrypted
         results and a per-query bytes-scanned limit."""
         d = self.deployment
-        database = d.name("glue_database").replace("-", "_")
+        database = self.database_name = d.name("glue_database").replace("-", "_")
         glue_db = cdk.CfnResource(
             self,
             "GlueDatabase",
@@ -303,7 +349,8 @@ class LoglakeStack(cdk.Stack):
             },
         )
         self.crawler.node.add_dependency(glue_db)
-        results = s3.Bucket(
+        self.workgroup_name = d.name("workgroup")
+        results = self.results_bucket = s3.Bucket(
             self,
             "AthenaResults",
             bucket_name=d.name("athena_results"),
@@ -319,7 +366,7 @@ class LoglakeStack(cdk.Stack):
             "Workgroup",
             type="AWS::Athena::WorkGroup",
             properties={
-                "Name": d.name("workgroup"),
+                "Name": self.workgroup_name,
                 "State": "ENABLED",
                 "WorkGroupConfiguration": {
                     "EnforceWorkGroupConfiguration": True,
