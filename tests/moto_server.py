@@ -48,3 +48,11 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def lambda_environment(monkeypatch: pytest.MonkeyPatch, region: str, **variables: str) -> None:
+    """What a Lambda function finds in its environment, pointed at moto: a region, credentials, and
+    the given variables (endpoint overrides such as AWS_ENDPOINT_URL_S3, the handler's settings)."""
+    base = {"AWS_DEFAULT_REGION": region, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    for name, value in (base | variables).items():
+        monkeypatch.setenv(name, value)

@@ -14,6 +14,7 @@ import pytest
 
 from loglake.aws import handlers
 from loglake.store.dynamodb import DynamoDBHotStore
+from tests.moto_server import lambda_environment
 from tests.store.test_dynamodb import dynamodb_client
 
 CONTEXT = SimpleNamespace(function_name="loglake-api-test", aws_request_id="c0ffee00-0000-4000-8000-000000000001")
@@ -51,15 +52,13 @@ def rest_event(method: str, path: str, *, body: bytes | str | None = None, query
 @pytest.fixture
 def api_table(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     table = f"loglake-api-{uuid.uuid4().hex[:10]}"
-    for name, value in {
-        "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint,
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "LOGLAKE_DYNAMODB_TABLE": table,
-        "LOGLAKE_DATA_DIR": str(tmp_path / "lambda-tmp"),
-    }.items():
-        monkeypatch.setenv(name, value)
+    lambda_environment(
+        monkeypatch,
+        "eu-west-1",
+        AWS_ENDPOINT_URL_DYNAMODB=moto_endpoint,
+        LOGLAKE_DYNAMODB_TABLE=table,
+        LOGLAKE_DATA_DIR=str(tmp_path / "lambda-tmp"),
+    )
     DynamoDBHotStore.create_table(dynamodb_client(moto_endpoint, "eu-west-1"), table)
     yield table
     handlers.reset()

@@ -73,17 +73,15 @@ def test_a_query_past_its_timeout_is_cancelled(athena) -> None:
 def test_the_query_handler_answers_like_post_query(athena, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from loglake.aws import handlers
     from tests.aws.test_api_handler import CONTEXT, rest_event
+    from tests.moto_server import lambda_environment
 
-    environment = {
-        "AWS_ENDPOINT_URL_ATHENA": moto_endpoint,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "LOGLAKE_ATHENA_DATABASE": "loglake",
-        "LOGLAKE_ATHENA_WORKGROUP": "primary",
-    }
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
+    lambda_environment(
+        monkeypatch,
+        REGION,
+        AWS_ENDPOINT_URL_ATHENA=moto_endpoint,
+        LOGLAKE_ATHENA_DATABASE="loglake",
+        LOGLAKE_ATHENA_WORKGROUP="primary",
+    )
     queue_result(moto_endpoint, [("n", "bigint")], [["42"]])
     ok = handlers.query(rest_event("POST", "/query", body='{"sql": "SELECT count(*) AS n FROM logs"}'), CONTEXT)
     assert ok["statusCode"] == 200

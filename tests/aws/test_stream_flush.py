@@ -18,6 +18,7 @@ from loglake.aws.stream_flush import flush_stream_batch
 from loglake.ids import format_uuid
 from loglake.model import Severity
 from loglake.store.dynamodb import DynamoDBHotStore
+from tests.moto_server import lambda_environment
 from tests.store.contract import BASE_TS, record
 from tests.store.test_dynamodb import dynamodb_client
 
@@ -51,14 +52,7 @@ def lambda_event(stream_records: list[dict], arn: str) -> dict:
 @pytest.fixture
 def lake_bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     bucket = f"loglake-lake-{uuid.uuid4().hex[:10]}"
-    for name, value in {
-        "AWS_ENDPOINT_URL_S3": moto_endpoint,
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "LOGLAKE_LAKE_BUCKET": bucket,
-    }.items():
-        monkeypatch.setenv(name, value)
+    lambda_environment(monkeypatch, "eu-west-1", AWS_ENDPOINT_URL_S3=moto_endpoint, LOGLAKE_LAKE_BUCKET=bucket)
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     return bucket

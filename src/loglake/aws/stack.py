@@ -146,25 +146,13 @@ class LoglakeStack(cdk.Stack):
         )
 
     def _api_function(self) -> lambda_.Function:
-        d = self.deployment
-        function = lambda_.Function(
-            self,
+        function = self._function(
             "ApiFunction",
-            function_name=d.name("api_function"),
-            runtime=lambda_.Runtime.PYTHON_3_12,
-            architecture=lambda_.Architecture.ARM_64,
-            memory_size=256,
-            timeout=cdk.Duration.seconds(30),
-            handler="loglake.aws.handlers.api",
-            code=self._code(),
-            environment={
-                "LOGLAKE_DYNAMODB_TABLE": self.table.table_name,
-                "LOGLAKE_LAKE_BUCKET": self.lake_bucket.bucket_name,
-            },
-            tracing=lambda_.Tracing.ACTIVE,
-            log_group=logs.LogGroup(
-                self, "ApiFunctionLogs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=self.key
-            ),
+            "api_function",
+            "api",
+            256,
+            cdk.Duration.seconds(30),
+            {"LOGLAKE_DYNAMODB_TABLE": self.table.table_name, "LOGLAKE_LAKE_BUCKET": self.lake_bucket.bucket_name},
         )
         # Least privilege: the table and its indexes, read and write; nothing else.
         self.table.grant_read_write_data(function)
@@ -172,25 +160,13 @@ class LoglakeStack(cdk.Stack):
 
     def _query_function(self) -> lambda_.Function:
         """POST /query, answered by Athena in the stack's workgroup (aws/athena.py)."""
-        d = self.deployment
-        function = lambda_.Function(
-            self,
+        function = self._function(
             "QueryFunction",
-            function_name=d.name("query_function"),
-            runtime=lambda_.Runtime.PYTHON_3_12,
-            architecture=lambda_.Architecture.ARM_64,
-            memory_size=256,
-            timeout=cdk.Duration.seconds(30),
-            handler="loglake.aws.handlers.query",
-            code=self._code(),
-            environment={
-                "LOGLAKE_ATHENA_DATABASE": self.database_name,
-                "LOGLAKE_ATHENA_WORKGROUP": self.workgroup_name,
-            },
-            tracing=lambda_.Tracing.ACTIVE,
-            log_group=logs.LogGroup(
-                self, "QueryFunctionLogs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=self.key
-            ),
+            "query_function",
+            "query",
+            256,
+            cdk.Duration.seconds(30),
+            {"LOGLAKE_ATHENA_DATABASE": self.database_name, "LOGLAKE_ATHENA_WORKGROUP": self.workgroup_name},
         )
         stack = cdk.Stack.of(self)
         athena_actions = ["GetQueryExecution", "GetQueryResults", "StartQueryExecution", "StopQueryExecution"]
@@ -216,22 +192,13 @@ class LoglakeStack(cdk.Stack):
 
     def _stream_flush(self) -> lambda_.Function:
         """New records from the table's stream to Parquet parts in the lake (aws/stream_flush.py)."""
-        d = self.deployment
-        function = lambda_.Function(
-            self,
+        function = self._function(
             "FlushFunction",
-            function_name=d.name("flush_function"),
-            runtime=lambda_.Runtime.PYTHON_3_12,
-            architecture=lambda_.Architecture.ARM_64,
-            memory_size=1024,
-            timeout=cdk.Duration.minutes(2),
-            handler="loglake.aws.handlers.flush_stream",
-            code=self._code(),
-            environment={"LOGLAKE_LAKE_BUCKET": self.lake_bucket.bucket_name},
-            tracing=lambda_.Tracing.ACTIVE,
-            log_group=logs.LogGroup(
-                self, "FlushFunctionLogs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=self.key
-            ),
+            "flush_function",
+            "flush_stream",
+            1024,
+            cdk.Duration.minutes(2),
+            {"LOGLAKE_LAKE_BUCKET": self.lake_bucket.bucket_name},
         )
         function.add_event_source(
             lambda_event_sources.DynamoEventSource(
@@ -249,8 +216,27 @@ class LoglakeStack(cdk.Stack):
         self.lake_bucket.grant_put(function, "type=app_logs/*")
         return function
 
-    def _code(self) -> lambda_.Code:
-        return lambda_.Code.from_asset(str(SOURCE_ROOT), exclude=["**/__pycache__", "*.egg-info", "**/*.pyc"])
+    def _function(
+        self, construct_id: str, name: str, handler: str, memory_mb: int, timeout: cdk.Duration, environment: dict
+    ) -> lambda_.Function:
+        """One of loglake's functions: Python 3.12 on arm64, X-Ray tracing, its own encrypted log
+        group; `handler` names a function of loglake.aws.handlers."""
+        return lambda_.Function(
+            self,
+            construct_id,
+            function_name=self.deployment.name(name),
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.ARM_64,
+            memory_size=memory_mb,
+            timeout=timeout,
+            handler=f"loglake.aws.handlers.{handler}",
+            code=lambda_.Code.from_asset(str(SOURCE_ROOT), exclude=["**/__pycache__", "*.egg-info", "**/*.pyc"]),
+            environment=environment,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=logs.LogGroup(
+                self, f"{construct_id}Logs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=self.key
+            ),
+        )
 
     def _rest_api(self) -> apigw.RestApi:
         d = self.deployment
