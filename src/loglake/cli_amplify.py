@@ -84,20 +84,19 @@ def collect(
         else None
     )
     with scratch or contextlib.nullcontext(), _lake_for(Path(scratch.name) if scratch else data_dir, config) as lake:
-        progress = _Progress()
-        collector = Collector(config, lake.store, lake.objects, on_progress=progress)
-        _note_bounds(collector, start, end)
-        chosen = [config.app(n) for n in apps] if apps else list(config.apps)
-        for profile in missing_profiles(chosen):
-            click.echo(f"warning: AWS profile {profile!r} is not in the AWS config or credentials files", err=True)
-        if dry_run:
-            for app in chosen:
-                windows = collector.plan(app, start, end)
-                click.echo(f"{app.app_name}: {len(windows)} window(s) of at most {config.chunk_days} day(s)")
-                for window in windows:
-                    click.echo(f"  {window}")
-            return
+        collector = Collector(config, lake.store, lake.objects, on_progress=_Progress())
         try:
+            _note_bounds(collector, start, end)
+            chosen = [config.app(n) for n in apps] if apps else list(config.apps)
+            for profile in missing_profiles(chosen):
+                click.echo(f"warning: AWS profile {profile!r} is not in the AWS config or credentials files", err=True)
+            if dry_run:
+                for app in chosen:
+                    windows = collector.plan(app, start, end)
+                    click.echo(f"{app.app_name}: {len(windows)} window(s) of at most {config.chunk_days} day(s)")
+                    for window in windows:
+                        click.echo(f"  {window}")
+                return
             with collection_lock(data_dir):
                 report = collector.run(list(apps) or None, start, end)
         except CollectionBusy as e:
