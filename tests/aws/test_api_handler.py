@@ -118,3 +118,31 @@ def test_errors_are_the_local_servers(api_table: str, capsys: pytest.CaptureFixt
     bad_query = invoke(rest_event("GET", "/logs/recent", query={"limit": "0"}), capsys)
     assert bad_query[0]["statusCode"] == 400 and bad_query[1]["error"]["details"][0]["field"] == "limit"
     assert response["multiValueHeaders"]["content-type"] == ["application/json"]
+
+
+def test_a_missing_table_is_a_503_with_retry_after_not_a_500(
+    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    lambda_environment(
+        monkeypatch,
+        "eu-west-1",
+        AWS_ENDPOINT_URL_DYNAMODB=moto_endpoint,
+        LOGLAKE_DYNAMODB_TABLE="no-such-table",
+        LOGLAKE_DATA_DIR=str(tmp_path / "lambda-tmp"),
+    )
+    try:
+        for event in [
+            rest_event("GET", "/logs/recent"),
+            rest_event("POST", "/logs", body='{"message": "x"}', headers={"Content-Type": "application/json"}),
+        ]:
+            response, body, line = invoke(event, capsys)
+            assert response["statusCode"] == 503 and body["error"]["code"] == "storage_unavailable"
+            assert response["multiValueHeaders"]["retry-after"] == ["5"] and line["level"] == "ERROR"
+    finally:
+        handlers.reset()
+
+
+def test_each_request_is_in_the_access_log_at_once(api_table: str, capsys: pytest.CaptureFixture) -> None:
+    handlers.api(rest_event("GET", "/logs/recent"), CONTEXT)
+    access = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert [(a["method"], a["route"], a["status"]) for a in access] == [("GET", "/logs/recent", 200)]

@@ -26,7 +26,7 @@ from loglake.keys import KeyRing, KeyStore
 from loglake.lake.lake import Lake, LakeJobs, MaintenanceReport
 from loglake.lake.query import QueryBusy
 from loglake.service import LogService
-from loglake.store.base import HotStore
+from loglake.store.base import HotStore, StoreUnavailable
 from loglake.store.sqlite import SQLiteHotStore
 
 T = TypeVar("T")
@@ -242,6 +242,10 @@ class LoglakeApp:
             sent = await send_json(send, status, e.body(), [*e.headers, id_header])
         except ClientGone:
             status = 499
+        except StoreUnavailable as e:  # a read the store could not serve now (throttled, unreachable)
+            status = 503
+            error = ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")])
+            sent = await send_json(send, status, error.body(), [*error.headers, id_header])
         except Exception as e:  # a bug: answer 500 with the request id, log the traceback
             status = 500
             self.access_log.error(request.request_id, e)

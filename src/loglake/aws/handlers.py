@@ -39,7 +39,9 @@ _app: Any = None
 
 def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
     started = time.perf_counter()
-    response = asyncio.run(call(_api_app(), event))
+    app = _api_app()
+    response = asyncio.run(call(app, event))
+    app.access_log.flush()  # the container may be frozen until its next request: nothing waits in a buffer
     _log_invocation(event, context, response, (time.perf_counter() - started) * 1000)
     return response
 
@@ -131,8 +133,9 @@ def _api_app() -> Any:
         hot_window = int(os.environ.get("LOGLAKE_HOT_WINDOW_SECONDS", "86400"))
         store = DynamoDBHotStore(boto3.client("dynamodb"), table, hot_window_seconds=hot_window)
         # Behind API Gateway with IAM authorization: requests arrive authenticated and throttled.
+        # The access log (and the traceback of any 500) goes to stderr, i.e. CloudWatch Logs.
         settings = Settings(
-            data_dir=Path(os.environ.get("LOGLAKE_DATA_DIR", "/tmp/loglake")), auth=False, access_log="off"
+            data_dir=Path(os.environ.get("LOGLAKE_DATA_DIR", "/tmp/loglake")), auth=False, access_log="-"
         )
         _app = LoglakeApp(settings, store=store)
     return _app

@@ -190,7 +190,7 @@ class DynamoDBHotStore(HotStore):
         except botocore.exceptions.ClientError as e:
             code = e.response["Error"]["Code"]
             if code in ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"):
-                raise StoreUnavailable(f"DynamoDB is throttling writes ({code}); retry") from None
+                raise StoreUnavailable(f"DynamoDB is throttling requests ({code}); retry") from None
             if code == "ResourceNotFoundException":
                 raise StoreUnavailable(f"DynamoDB table {self.table} does not exist") from None
             raise
@@ -230,13 +230,14 @@ class DynamoDBHotStore(HotStore):
         found = self._by_id(log_id)
         if found is None:  # maybe a client id
             claim = {"service_name": {"S": _CLIENT + format_uuid(log_id)}, "sk": {"B": log_id}}
-            item = self.client.get_item(TableName=self.table, Key=claim).get("Item")
+            item = self._call(self.client.get_item, TableName=self.table, Key=claim).get("Item")
             if item is not None:
                 found = self._by_id(item["log_id"]["B"])
         return found
 
     def _by_id(self, log_id: bytes) -> StoredRecord | None:
-        answer = self.client.query(
+        answer = self._call(
+            self.client.query,
             TableName=self.table,
             IndexName="by_time",
             KeyConditionExpression="time_bucket = :b AND sk = :id",
@@ -288,7 +289,7 @@ class DynamoDBHotStore(HotStore):
         if index is not None:
             request["IndexName"] = index
         while True:
-            answer = self.client.query(**request)
+            answer = self._call(self.client.query, **request)
             yield from answer["Items"]
             if "LastEvaluatedKey" not in answer:
                 return
