@@ -165,6 +165,7 @@ class Collector:
     # -- planning ----------------------------------------------------------------------------
 
     def watermark(self, app: str) -> datetime | None:
+        """Where the app's collection continues from (None: it has not started)."""
         rows = self.store.read("SELECT until_ms FROM amplify_watermarks WHERE app = ?", (app,))
         return _from_ms(rows[0][0]) if rows else None
 
@@ -173,9 +174,16 @@ class Collector:
         now = datetime.fromtimestamp(self.clock(), UTC) - SETTLE
         return now.replace(minute=0, second=0, microsecond=0)
 
-    def plan(self, app: AmplifyApp, since: datetime | None = None, until: datetime | None = None) -> list[Window]:
+    def plan(
+        self,
+        app: AmplifyApp,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        watermark: Callable[[str], datetime | None] | None = None,
+    ) -> list[Window]:
         """The windows a run fetches for `app`: from `since` (else its watermark, else the retention
-        period back, at most AMPLIFY_HISTORY_DAYS) to `until` (else the last settled hour).
+        period back, at most AMPLIFY_HISTORY_DAYS) to `until` (else the last settled hour). On AWS the
+        watermark comes from elsewhere than hot.db: pass `watermark(app_name)`.
 
         Both ends are kept within what can be collected for good: nothing after the last settled
         hour (its logs are still arriving, and a watermark past it would skip them for ever) and
@@ -184,7 +192,7 @@ class Collector:
         until = min(until or settled, settled)
         first_run = timedelta(days=min(self.config.retention_days, AMPLIFY_HISTORY_DAYS))
         if since is None:
-            since = self.watermark(app.app_name) or _midnight(until - first_run)
+            since = (watermark or self.watermark)(app.app_name) or _midnight(until - first_run)
         since = max(since, self.retention_start())
         return plan_windows(since, until, self.config.chunk_days)
 
@@ -274,7 +282,7 @@ class Collector:
         return report
 
     def _collect_window(self, app: AmplifyApp, window: Window, report: AppReport, advance_watermark: bool) -> None:
-        pieces = self._fetch(app, window, report, depth=0)
+        pieces = self.fetch(app, window, report)
         run_at = datetime.fromtimestamp(self.clock(), UTC)
         parsed = []
         for piece, data in pieces:
@@ -282,12 +290,13 @@ class Collector:
             parsed.append(parse_access_log(data, _ms(piece.start), _ms(piece.end)))
         for piece, data in pieces:  # the exports as delivered, for the layout our users' Athena reads
             if data:
-                self.lake.put(amplify_export_key(app.app_name, run_at, piece.start, piece.end), _gzipped(data))
+                self.lake.put(amplify_export_key(app.app_name, run_at, piece.start, piece.end), gzipped(data))
         watermark = window.end if advance_watermark else None  # last: the window is done with this
         store_rows(self.store, self.lake, app.app_name, parsed, report, self._now_ms(), watermark)
 
-    def _fetch(self, app: AmplifyApp, window: Window, report: AppReport, depth: int) -> list[tuple[Window, bytes]]:
-        """The window's export, or its halves' exports when the service finds it too large."""
+    def fetch(self, app: AmplifyApp, window: Window, report: AppReport, depth: int = 0) -> list[tuple[Window, bytes]]:
+        """The window's export, or its halves' exports when the service finds it too large (retrying
+        throttling and 5xx); raises Fatal when the window cannot be had."""
         try:
             return [(window, self._with_retries(lambda: self.source.fetch(app, window.start, window.end), report))]
         except RangeTooLarge as e:
@@ -295,7 +304,7 @@ class Collector:
             if depth >= MAX_SPLIT_DEPTH or halves is None:
                 raise Fatal(f"still too large after splitting {depth} times: {e}") from None
             report.splits += 1
-            return [part for half in halves for part in self._fetch(app, half, report, depth + 1)]
+            return [part for half in halves for part in self.fetch(app, half, report, depth + 1)]
 
     def _with_retries(self, call: Callable[[], bytes], report: AppReport) -> bytes:
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -324,24 +333,9 @@ def store_rows(
 ) -> None:
     """Add the rows that are not in the lake yet as Parquet parts, one per event date, and move the
     app's watermark (if given), in one catalog transaction."""
-    for log in parsed:
-        report.malformed += log.malformed.count
-        report.duplicates += log.duplicates
-        report.outside += log.outside
-        room = MAX_EXAMPLES - len(report.malformed_examples)
-        report.malformed_examples.extend(log.malformed.examples[: max(room, 0)])
-    table = pa.concat_tables([log.table for log in parsed]) if parsed else None
     work = Path(tempfile.mkdtemp(prefix="loglake-amplify-"))
     try:
-        files = []
-        if table is not None and table.num_rows:
-            days = pc.divide(table.column("timestamp").cast(pa.int64()), DAY_MS)
-            for day_number in pc.unique(days).to_pylist():
-                day = day_of(day_number * DAY_MS)
-                rows = _new_rows(store, lake, app, day.isoformat(), table.filter(pc.equal(days, day_number)), report)
-                if rows.num_rows:
-                    files.append(_write_part(rows, amplify_access_key(app, day, new_part_name(now_ms)), work))
-        report.rows += sum(f.records for f in files)
+        files = new_parts(lake, app, parsed, report, now_ms, work, lambda prefix: _catalogued(store, prefix))
 
         def finish(conn: sqlite3.Connection) -> None:
             if watermark is not None:
@@ -357,12 +351,44 @@ def store_rows(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _new_rows(
-    store: SQLiteHotStore, lake: ObjectStore, app: str, day: str, rows: pa.Table, report: AppReport
-) -> pa.Table:
-    """`rows` less those whose request id the lake holds already for this app and date."""
-    prefix = partition_prefix(AMPLIFY_ACCESS_TABLE.directory, app=app, date=day)
-    keys = [f.key for f in _files_of_day(store, day) if f.key.startswith(prefix)]
+def new_parts(
+    lake: ObjectStore,
+    app: str,
+    parsed: list[ParsedLog],
+    report: AppReport,
+    now_ms: int,
+    work: Path,
+    stored_keys: Callable[[str], list[str]],
+) -> list[LakeFile]:
+    """The parts (written to `work`, one per event date) of the rows whose request id the partition
+    does not hold yet; `stored_keys(prefix)` names the partition's stored parts. Tallies the report."""
+    for log in parsed:
+        report.malformed += log.malformed.count
+        report.duplicates += log.duplicates
+        report.outside += log.outside
+        room = MAX_EXAMPLES - len(report.malformed_examples)
+        report.malformed_examples.extend(log.malformed.examples[: max(room, 0)])
+    table = pa.concat_tables([log.table for log in parsed]) if parsed else None
+    files: list[LakeFile] = []
+    if table is not None and table.num_rows:
+        days = pc.divide(table.column("timestamp").cast(pa.int64()), DAY_MS)
+        for day_number in pc.unique(days).to_pylist():
+            day = day_of(day_number * DAY_MS)
+            prefix = partition_prefix(AMPLIFY_ACCESS_TABLE.directory, app=app, date=day)
+            rows = _without_stored(lake, stored_keys(prefix), table.filter(pc.equal(days, day_number)), report)
+            if rows.num_rows:
+                files.append(_write_part(rows, amplify_access_key(app, day, new_part_name(now_ms)), work))
+    report.rows += sum(f.records for f in files)
+    return files
+
+
+def _catalogued(store: SQLiteHotStore, prefix: str) -> list[str]:
+    day = partitions_of(prefix)["date"]
+    return [f.key for f in _files_of_day(store, day) if f.key.startswith(prefix)]
+
+
+def _without_stored(lake: ObjectStore, keys: list[str], rows: pa.Table, report: AppReport) -> pa.Table:
+    """`rows` less those whose request id the given stored parts hold already."""
     if not keys:
         return rows
     stored = pa.concat_arrays(
@@ -406,7 +432,8 @@ def _write_part(rows: pa.Table, key: str, work: Path) -> LakeFile:
     )
 
 
-def _gzipped(data: bytes) -> bytes:
+def gzipped(data: bytes) -> bytes:
+    """The export as delivered, gzip-compressed (unless it already is)."""
     return data if data[:2] == b"\x1f\x8b" else gzip.compress(data, compresslevel=6)
 
 

@@ -6,6 +6,10 @@
 
 - `query`: POST /query through API Gateway, answered by Athena (aws/athena.py) with the local
   server's request and response shapes (LOGLAKE_ATHENA_DATABASE, LOGLAKE_ATHENA_WORKGROUP).
+- `amplify_plan`, `amplify_download`, `amplify_finish`: the steps of the Amplify collection's state
+  machine (aws/amplify_steps.py); the configuration comes in the run's input (`config`, as the
+  EventBridge rule passes it) or from CONFIG_JSON, the lake is LOGLAKE_LAKE_BUCKET, and the finishing
+  step starts the Glue crawler LOGLAKE_GLUE_CRAWLER when set.
 - `flush_stream`: DynamoDB Streams (new records) to Parquet parts in the lake bucket
   (LOGLAKE_LAKE_BUCKET, LOGLAKE_LAKE_PREFIX), see aws/stream_flush.py.
 
@@ -20,10 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,15 +103,67 @@ def _error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": []}}
 
 
-def flush_stream(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    from loglake.aws.stream_flush import flush_stream_batch
+def amplify_plan(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from loglake.aws import amplify_steps
+
+    now = datetime.fromisoformat(event["time"].replace("Z", "+00:00")) if event.get("time") else datetime.now(UTC)
+    planned = amplify_steps.plan(_amplify_config(event), _lake(), now)
+    return planned | {"config": _amplify_document(event)}
+
+
+def amplify_download(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from loglake.amplify.collector import Collector
+    from loglake.aws import amplify_steps
+
+    config, lake = _amplify_config(event), _lake()
+    collector = Collector(config, None, lake)
+    try:
+        return amplify_steps.download(config, lake, event["app"], event["window"], event["run_at"], collector)
+    finally:
+        collector.source.close()
+
+
+def amplify_finish(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from loglake.aws import amplify_steps
+
+    summary = amplify_steps.finish(_lake(), event["results"])
+    crawler = os.environ.get("LOGLAKE_GLUE_CRAWLER")
+    if crawler:
+        glue = boto3.client("glue")
+        with contextlib.suppress(glue.exceptions.CrawlerRunningException):  # one under way reads them too
+            glue.start_crawler(Name=crawler)
+    print(json.dumps({"level": "INFO", "event": "amplify_collection", **summary}), flush=True)
+    return summary
+
+
+def _amplify_document(event: dict[str, Any]) -> dict[str, Any]:
+    document = event.get("config")
+    if document is None:
+        document = json.loads(os.environ.get("CONFIG_JSON") or "null")
+    if not isinstance(document, dict):
+        raise ValueError("no Amplify configuration: put it in the input as 'config' or set CONFIG_JSON")
+    return document
+
+
+def _amplify_config(event: dict[str, Any]) -> Any:
+    from loglake.amplify.config import parse_config
+
+    return parse_config(_amplify_document(event))
+
+
+def _lake() -> Any:
     from loglake.lake.objectstore import S3ObjectStore
 
     bucket = os.environ.get("LOGLAKE_LAKE_BUCKET")
     if not bucket:
         raise RuntimeError("set LOGLAKE_LAKE_BUCKET to the lake's S3 bucket")
-    lake = S3ObjectStore(boto3.client("s3"), bucket, os.environ.get("LOGLAKE_LAKE_PREFIX", ""))
-    keys = flush_stream_batch(event, lake)
+    return S3ObjectStore(boto3.client("s3"), bucket, os.environ.get("LOGLAKE_LAKE_PREFIX", ""))
+
+
+def flush_stream(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from loglake.aws.stream_flush import flush_stream_batch
+
+    keys = flush_stream_batch(event, _lake())
     print(
         json.dumps(
             {

@@ -1,0 +1,135 @@
+"""The Amplify collector on AWS, split as our users' design describes, one Lambda per step of a Step
+Functions run: a planner computes each app's windows, a downloader fetches, parses and stores one
+window, and a finishing step moves each app's watermark over the windows that succeeded and starts
+the Glue crawler. The same library code as `loglake amplify collect` does the work.
+
+There is no hot.db on AWS: a watermark is a small JSON object in the lake bucket
+(`_state/amplify/<app>.json`), and a window's rows are checked against the parts its partition already
+holds by listing the bucket, so a window fetched twice stores its rows once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from loglake.amplify.collector import AppReport, Collector, Window, gzipped, new_parts
+from loglake.amplify.config import AmplifyConfig
+from loglake.amplify.parse import parse_access_log
+from loglake.lake.layout import amplify_export_key
+from loglake.lake.objectstore import ObjectStore, ObjectStoreError
+from loglake.lake.parts import file_name
+
+STATE_PREFIX = "_state/amplify/"
+
+
+def plan(config: AmplifyConfig, lake: ObjectStore, now: datetime) -> dict[str, Any]:
+    """Each app's windows from its watermark (the Step Functions Map's input)."""
+    collector = Collector(config, None, lake, clock=now.timestamp)
+    apps = []
+    for app in config.apps:
+        windows = collector.plan(app, watermark=lambda name: read_watermark(lake, name))
+        apps.append({"app": app.app_name, "windows": [_window_json(w) for w in windows]})
+    return {"run_at": _iso(now), "apps": apps}
+
+
+def download(
+    config: AmplifyConfig, lake: ObjectStore, app_name: str, window: dict, run_at: str, collector: Collector
+) -> dict:
+    """Fetch, parse and store one window (raises when it cannot be fetched: the state machine retries
+    and then records the window as failed)."""
+    app = config.app(app_name)
+    span = Window(_time(window["start"]), _time(window["end"]))
+    report = AppReport(app_name)
+    pieces = collector.fetch(app, span, report)
+    exported_at = _time(run_at)
+    parsed = []
+    for piece, data in pieces:
+        report.bytes += len(data)
+        parsed.append(parse_access_log(data, _ms(piece.start), _ms(piece.end)))
+        if data:
+            lake.put(amplify_export_key(app_name, exported_at, piece.start, piece.end), gzipped(data))
+    work = Path(tempfile.mkdtemp(prefix="loglake-amplify-"))
+    try:
+        files = new_parts(lake, app_name, parsed, report, _ms(exported_at), work, lambda prefix: _stored(lake, prefix))
+        for part in files:
+            lake.put_file(part.key, work / file_name(part.key))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "app": app_name,
+        "window": window,
+        "ok": True,
+        "rows": report.rows,
+        "duplicates": report.duplicates,
+        "malformed": report.malformed,
+        "malformed_examples": report.malformed_examples,
+        "bytes": report.bytes,
+        "retries": report.retries,
+        "splits": report.splits,
+    }
+
+
+def finish(lake: ObjectStore, results: list[dict]) -> dict[str, Any]:
+    """Move each app's watermark over its windows that succeeded, in order from where it stood, and
+    report per app. `results` holds one entry per app: {"app", "windows": [download result, or
+    {"window", "ok": false, "error"}]}."""
+    summary = []
+    for entry in results:
+        app_name = entry["app"]
+        mark = read_watermark(lake, app_name)
+        windows = sorted(entry.get("windows", []), key=lambda r: r["window"]["start"])
+        failed = [r for r in windows if not r.get("ok")]
+        for result in windows:
+            start, end = _time(result["window"]["start"]), _time(result["window"]["end"])
+            if not result.get("ok") or (mark is not None and start > mark):
+                break
+            mark = max(mark or end, end)
+        if mark is not None:
+            write_watermark(lake, app_name, mark)
+        summary.append(
+            {
+                "app": app_name,
+                "windows": len(windows),
+                "windows_failed": len(failed),
+                "rows": sum(r.get("rows", 0) for r in windows),
+                "errors": [f"{r['window']['start']} .. {r['window']['end']}: {r.get('error')}" for r in failed],
+                "watermark": _iso(mark) if mark else None,
+            }
+        )
+    return {"ok": all(s["windows_failed"] == 0 for s in summary), "apps": summary}
+
+
+def read_watermark(lake: ObjectStore, app_name: str) -> datetime | None:
+    try:
+        return _time(json.loads(lake.get(f"{STATE_PREFIX}{app_name}.json"))["until"])
+    except ObjectStoreError:
+        return None
+
+
+def write_watermark(lake: ObjectStore, app_name: str, until: datetime) -> None:
+    lake.put(f"{STATE_PREFIX}{app_name}.json", json.dumps({"until": _iso(until)}).encode())
+
+
+def _stored(lake: ObjectStore, prefix: str) -> list[str]:
+    return [o.key for o in lake.list(prefix) if o.key.endswith(".parquet")]
+
+
+def _window_json(window: Window) -> dict[str, str]:
+    return {"start": _iso(window.start), "end": _iso(window.end)}
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)

@@ -1,0 +1,124 @@
+"""The collector's Step Functions steps (plan, download, finish) on a lake without hot.db: a local
+folder and a real S3 server (SeaweedFS), the real boto3 client against the local Amplify server."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pyarrow.parquet as pq
+
+from loglake.amplify.collector import Collector
+from loglake.aws import amplify_steps
+from loglake.lake.objectstore import ObjectStore
+from tests.amplify.server import FakeAmplify
+from tests.amplify.test_collector import NOW, SINCE, UNTIL, config, in_range, serve_apps
+
+
+def stored_ids(lake: ObjectStore, app: str) -> list[str]:
+    ids = []
+    for info in lake.list(f"type=amplify_access/app={app}/"):
+        ids.extend(pq.read_table(io.BytesIO(lake.get(info.key))).column("x_edge_request_id").to_pylist())
+    return sorted(ids)
+
+
+def run_once(lake: ObjectStore, now=NOW) -> dict:
+    """One state-machine run, its steps called in order as the Map would."""
+    chosen = config()
+    planned = amplify_steps.plan(chosen, lake, now)
+    collector = Collector(chosen, None, lake, clock=now.timestamp, sleep=lambda s: None)
+    results = []
+    for entry in planned["apps"]:
+        outcomes = []
+        for window in entry["windows"]:
+            try:
+                outcomes.append(
+                    amplify_steps.download(chosen, lake, entry["app"], window, planned["run_at"], collector)
+                )
+            except Exception as e:  # what the state machine's Catch records
+                outcomes.append({"window": window, "ok": False, "error": str(e)})
+        results.append({"app": entry["app"], "windows": outcomes})
+    collector.source.close()
+    return {"planned": planned, "finished": amplify_steps.finish(lake, results)}
+
+
+def test_a_run_plans_downloads_and_moves_the_watermark(amplify: FakeAmplify, object_store: ObjectStore) -> None:
+    danse, horizon = serve_apps(amplify, count=600)
+    first = run_once(object_store)
+    windows = {a["app"]: a["windows"] for a in first["planned"]["apps"]}
+    assert windows["danse_tech"] == [
+        {"start": "2026-10-19T00:00:00Z", "end": "2026-11-02T00:00:00Z"},
+        {"start": "2026-11-02T00:00:00Z", "end": "2026-11-16T00:00:00Z"},
+    ]
+    assert first["finished"]["ok"]
+    assert stored_ids(object_store, "danse_tech") == in_range(danse)
+    assert stored_ids(object_store, "digital_horizon") == in_range(horizon)
+    assert amplify_steps.read_watermark(object_store, "danse_tech") == UNTIL
+    assert len(list(object_store.list("type=amplify_logs/app=danse_tech/date_export=2026-11-16/"))) == 2
+
+    later = run_once(object_store, NOW + timedelta(days=7))  # the next Monday continues from the watermark
+    assert later["planned"]["apps"][0]["windows"] == [{"start": "2026-11-16T00:00:00Z", "end": "2026-11-23T00:00:00Z"}]
+    assert stored_ids(object_store, "danse_tech") == in_range(danse, SINCE, UNTIL + timedelta(days=7))
+
+
+def test_a_window_fetched_twice_stores_its_rows_once(amplify: FakeAmplify, object_store: ObjectStore) -> None:
+    danse, _ = serve_apps(amplify, count=300)
+    chosen = config()
+    collector = Collector(chosen, None, object_store, clock=NOW.timestamp, sleep=lambda s: None)
+    window = {"start": "2026-10-19T00:00:00Z", "end": "2026-11-02T00:00:00Z"}
+    first = amplify_steps.download(chosen, object_store, "danse_tech", window, "2026-11-16T01:00:00Z", collector)
+    again = amplify_steps.download(chosen, object_store, "danse_tech", window, "2026-11-16T01:05:00Z", collector)
+    collector.source.close()
+    assert first["rows"] > 0 and again["rows"] == 0 and again["duplicates"] == first["rows"]
+    end = SINCE + timedelta(days=14)
+    assert stored_ids(object_store, "danse_tech") == in_range(danse, SINCE, end)
+
+
+def test_a_failed_window_holds_the_watermark(amplify: FakeAmplify, object_store: ObjectStore) -> None:
+    danse, _ = serve_apps(amplify, count=300)
+    danse.failing_from_ms = {int((SINCE + timedelta(days=14)).timestamp() * 1000)}  # the second window
+    result = run_once(object_store)["finished"]
+    by_app = {a["app"]: a for a in result["apps"]}
+    assert not result["ok"] and by_app["danse_tech"]["windows_failed"] == 1
+    assert "InternalFailureException" in by_app["danse_tech"]["errors"][0]
+    assert amplify_steps.read_watermark(object_store, "danse_tech") == SINCE + timedelta(days=14)
+    assert amplify_steps.read_watermark(object_store, "digital_horizon") == UNTIL
+
+
+def test_the_step_handlers_run_a_collection_on_an_s3_lake(
+    amplify: FakeAmplify, moto_endpoint: str, monkeypatch, capsys
+) -> None:
+    """The Lambda entry points, with the run's input as EventBridge and the state machine pass it."""
+    import json
+    import uuid
+
+    import boto3
+
+    from loglake.aws import handlers
+    from tests.amplify.test_collector import DANSE, HORIZON
+    from tests.moto_server import lambda_environment
+
+    danse, _ = serve_apps(amplify, count=200)
+    bucket = f"loglake-steps-{uuid.uuid4().hex[:8]}"
+    lambda_environment(monkeypatch, "eu-west-1", AWS_ENDPOINT_URL_S3=moto_endpoint, LOGLAKE_LAKE_BUCKET=bucket)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_AMPLIFY", amplify.url)  # the profiles come from the amplify fixture
+    boto3.client("s3").create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    document = {
+        "applications": [DANSE | {"appName": "danse_tech"}, HORIZON | {"appName": "digital_horizon"}],
+        "logRetention": {"days": 28},
+    }
+    planned = handlers.amplify_plan({"time": "2026-11-16T01:30:00Z", "config": document}, None)
+    results = []
+    for entry in planned["apps"]:
+        outcomes = [
+            handlers.amplify_download(
+                {"app": entry["app"], "window": w, "run_at": planned["run_at"], "config": planned["config"]}, None
+            )
+            for w in entry["windows"]
+        ]
+        results.append({"app": entry["app"], "windows": outcomes})
+    summary = handlers.amplify_finish({"results": results}, None)
+    assert summary["ok"] and summary["apps"][0]["rows"] == len(in_range(danse))
+    state = boto3.client("s3").get_object(Bucket=bucket, Key="_state/amplify/danse_tech.json")["Body"].read()
+    assert json.loads(state) == {"until": "2026-11-16T00:00:00Z"}
+    assert '"event": "amplify_collection"' in capsys.readouterr().out
