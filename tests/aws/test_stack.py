@@ -185,12 +185,14 @@ def test_synth_writes_the_template_and_names_config_mistakes(tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     assert "wrote " in result.stdout and (tmp_path / "out" / "loglake-inftes.template.json").exists()
     document = json.loads(EXAMPLE.read_text())
+    (tmp_path / "amplify.json").write_text((EXAMPLE.parent / "amplify.json").read_text())
     for change, message in [
         ({"account": "12345"}, "account: '12345' is not a 12-digit AWS account id"),
         ({"tags": {"Project": "p"}}, "tags: missing Owner, CostCenter, Environment"),
         ({"naming": {**document["naming"], "project": "Has Spaces"}}, "naming.project: 'Has Spaces' is not"),
         ({"dynamodb": {"billing": "sometimes"}}, "dynamodb.billing: must be on_demand or provisioned"),
         ({"extra": 1}, "unknown field extra"),
+        ({"amplifyConfig": "missing.json"}, "missing.json: No such file"),
     ]:
         bad = tmp_path / "bad.json"
         bad.write_text(json.dumps(document | change))
@@ -294,7 +296,9 @@ def test_the_stream_flush_reads_inserts_and_may_only_write_the_lake(template) ->
         for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
     lake_puts = [s for s in statements if "s3:PutObject" in _actions(s) and "LakeBucket" in json.dumps(s["Resource"])]
-    assert lake_puts and all("type=app_logs/*" in json.dumps(s["Resource"]) for s in lake_puts)
+    allowed = ("/type=app_logs/*", "/type=amplify_*", "/_state/amplify/*")  # no function writes the whole lake
+    assert lake_puts and all(any(a in json.dumps(s["Resource"]) for a in allowed) for s in lake_puts)
+    assert any("/type=app_logs/*" in json.dumps(s["Resource"]) for s in lake_puts)
 
 
 def test_post_query_goes_to_the_athena_function_with_workgroup_scoped_rights(template) -> None:
@@ -317,3 +321,34 @@ def test_post_query_goes_to_the_athena_function_with_workgroup_scoped_rights(tem
     ]
     athena = [s for s in statements if any(a.startswith("athena:") for a in _actions(s))]
     assert athena and all("workgroup/amplifylogs-logging-intite-aw1" in json.dumps(s["Resource"]) for s in athena)
+
+
+def test_the_amplify_collection_is_a_scheduled_state_machine(template) -> None:
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Handler": "loglake.aws.handlers.amplify_download", "MemorySize": 1024, "Timeout": 900},
+    )
+    machines = template.find_resources("AWS::StepFunctions::StateMachine")
+    (machine,) = machines.values()
+    assert machine["Properties"]["StateMachineName"] == "amplifylogs-logging-intite-sf1-inftes-182059100462"
+    assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
+    definition = json.dumps(machine["Properties"]["DefinitionString"])
+    for needle in ('\\"EachApp\\"', '\\"EachWindow\\"', '\\"MaxConcurrency\\":4', '\\"MaxConcurrency\\":2',
+                   '\\"BackoffRate\\":2', '\\"WindowFailed\\"', '\\"NotifyFailure\\"', '\\"Finish\\"'):  # fmt: skip
+        assert needle in definition, needle
+    rule = next(
+        r["Properties"]
+        for r in template.find_resources("AWS::Events::Rule").values()
+        if "ScheduleExpression" in r["Properties"]
+    )
+    assert rule["ScheduleExpression"] == "cron(0 1 ? * MON *)"
+    target_input = json.loads(rule["Targets"][0]["Input"])
+    assert [a["appName"] for a in target_input["config"]["applications"]] == ["danse_tech", "digital_horizon"]
+    alarms = template.find_resources("AWS::CloudWatch::Alarm").values()
+    assert any(a["Properties"].get("MetricName") == "ExecutionsFailed" for a in alarms)
+    statements = [
+        s
+        for p in template.find_resources("AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert any(_actions(s) == ["amplify:GenerateAccessLogs"] for s in statements)

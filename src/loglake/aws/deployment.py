@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,10 @@ SERVICE_CODES = {
     "glue_database": "gd",
     "workgroup": "aw",
     "collector": "sf",
+    "amplify_plan_function": "lp",
+    "amplify_download_function": "ld",
+    "amplify_finish_function": "lc",
+    "schedule": "eb",
     "alarms": "sn",
 }
 _PART = re.compile(r"[a-z0-9]{1,20}")
@@ -58,7 +62,7 @@ class Deployment:
     retention_days: int = 365
     billing: str = "on_demand"  # or "provisioned" (auto-scaling 5-100 at 70%)
     cors_allow_origins: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
+    amplify: dict[str, Any] | None = None  # the collector's configuration (users' format), if any
 
     def name(self, resource: str) -> str:
         """The convention's name of one resource (see SERVICE_CODES)."""
@@ -67,19 +71,37 @@ class Deployment:
 
 
 def load_deployment(path: Path) -> Deployment:
+    """The file's deployment; `amplifyConfig` names the collector's configuration file (relative to it)."""
+    document = _read_json(path)
+    amplify = None
+    if isinstance(document, dict) and document.get("amplifyConfig"):
+        from loglake.amplify.config import AmplifyConfigError, parse_config
+
+        amplify_path = path.parent / str(document["amplifyConfig"])
+        amplify = _read_json(amplify_path)
+        try:
+            parse_config(amplify)
+        except AmplifyConfigError as e:
+            raise DeploymentConfigError(f"amplifyConfig {amplify_path}: {e}") from None
+    return replace(parse_deployment(document), amplify=amplify)
+
+
+def _read_json(path: Path) -> Any:
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise DeploymentConfigError(f"cannot read {path}: {e.strerror}") from None
     except json.JSONDecodeError as e:
         raise DeploymentConfigError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}") from None
-    return parse_deployment(document)
 
 
 def parse_deployment(document: Any) -> Deployment:
     if not isinstance(document, dict):
         raise DeploymentConfigError("the deployment configuration must be a JSON object")
-    known = {"account", "region", "environment", "naming", "tags", "retentionDays", "dynamodb", "corsAllowOrigins"}
+    known = {
+        "account", "region", "environment", "naming", "tags", "retentionDays", "dynamodb", "corsAllowOrigins",
+        "amplifyConfig",
+    }  # fmt: skip
     unknown = sorted(document.keys() - known)
     if unknown:
         raise DeploymentConfigError(f"unknown field {', '.join(unknown)} (allowed: {', '.join(sorted(known))})")

@@ -113,10 +113,13 @@ def amplify_plan(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def amplify_download(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from loglake.amplify.collector import Collector
+    from loglake.amplify.source import AmplifyLogSource
     from loglake.aws import amplify_steps
 
     config, lake = _amplify_config(event), _lake()
-    collector = Collector(config, None, lake)
+    # In Lambda there are no AWS profiles: the configuration's `profile` gives way to the function's
+    # role (its region stays per app).
+    collector = Collector(config, None, lake, AmplifyLogSource(session_factory=lambda profile_name: boto3.Session()))
     try:
         return amplify_steps.download(config, lake, event["app"], event["window"], event["run_at"], collector)
     finally:

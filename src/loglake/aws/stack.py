@@ -30,6 +30,8 @@ from aws_cdk import aws_lambda_event_sources as lambda_event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from loglake.aws.deployment import Deployment
@@ -73,6 +75,8 @@ class LoglakeStack(cdk.Stack):
         self.flush_function = self._stream_flush()
         self.alarm_topic = self._alarms()
         self._dashboard()
+        if deployment.amplify is not None:
+            self.collector = self._amplify_collector(deployment.amplify)
 
     def _hot_table(self) -> dynamodb.Table:
         d = self.deployment
@@ -365,6 +369,148 @@ class LoglakeStack(cdk.Stack):
                 },
             },
         )
+
+    # -- the Amplify collector ---------------------------------------------------------------
+
+    def _amplify_collector(self, amplify: dict) -> sfn.StateMachine:
+        """Plan -> Map over apps -> Map over windows (download) -> finish, on the configuration's
+        schedule. A window that fails after its retries is recorded as failed (its app's watermark
+        stays before it); a step that fails outright notifies the alarm topic."""
+        lake_env = {"LOGLAKE_LAKE_BUCKET": self.lake_bucket.bucket_name}
+        plan = self._function(
+            "AmplifyPlanFunction", "amplify_plan_function", "amplify_plan", 256, cdk.Duration.minutes(1), lake_env
+        )
+        download = self._function(
+            "AmplifyDownloadFunction",
+            "amplify_download_function",
+            "amplify_download",
+            1024,
+            cdk.Duration.minutes(15),
+            lake_env,
+        )
+        finish = self._function(
+            "AmplifyFinishFunction",
+            "amplify_finish_function",
+            "amplify_finish",
+            256,
+            cdk.Duration.minutes(1),
+            lake_env | {"LOGLAKE_GLUE_CRAWLER": self.crawler_name},
+        )
+        self.lake_bucket.grant_read(plan, "_state/amplify/*")
+        self.lake_bucket.grant_read_write(download, "type=amplify_*")  # exports and parsed rows only
+        self.lake_bucket.grant_read_write(finish, "_state/amplify/*")
+        stack = cdk.Stack.of(self)
+        download.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["amplify:GenerateAccessLogs"],
+                resources=[stack.format_arn(service="amplify", region="*", resource="apps", resource_name="*")],
+            )
+        )
+        finish.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["glue:StartCrawler"],
+                resources=[stack.format_arn(service="glue", resource="crawler", resource_name=self.crawler_name)],
+            )
+        )
+
+        def invoke(name: str, function: lambda_.Function, payload: dict | None = None) -> tasks.LambdaInvoke:
+            task = tasks.LambdaInvoke(
+                self,
+                name,
+                lambda_function=function,
+                payload=sfn.TaskInput.from_object(payload) if payload else None,
+                payload_response_only=True,
+            )
+            task.add_retry(
+                errors=["Lambda.TooManyRequestsException", "Lambda.ServiceException", "States.Timeout"],
+                interval=cdk.Duration.seconds(10),
+                max_attempts=4,
+                backoff_rate=2,
+                jitter_strategy=sfn.JitterType.FULL,
+            )
+            return task
+
+        fetch = invoke(
+            "DownloadWindow",
+            download,
+            {"app.$": "$.app", "window.$": "$.window", "run_at.$": "$.run_at", "config.$": "$.config"},
+        )
+        fetch.add_retry(errors=["States.ALL"], interval=cdk.Duration.seconds(30), max_attempts=2, backoff_rate=2)
+        failed_window = sfn.Pass(
+            self, "WindowFailed", parameters={"window.$": "$.window", "ok": False, "error.$": "$.failure.Cause"}
+        )
+        fetch.add_catch(failed_window, errors=["States.ALL"], result_path="$.failure")
+        windows = sfn.Map(
+            self,
+            "EachWindow",
+            items_path="$.windows",
+            max_concurrency=2,
+            item_selector={
+                "app.$": "$.app",
+                "window.$": "$$.Map.Item.Value",
+                "run_at.$": "$.run_at",
+                "config.$": "$.config",
+            },
+            result_path="$.windows",
+        )
+        windows.item_processor(fetch)
+        apps = sfn.Map(
+            self,
+            "EachApp",
+            items_path="$.apps",
+            max_concurrency=4,
+            item_selector={
+                "app.$": "$$.Map.Item.Value.app",
+                "windows.$": "$$.Map.Item.Value.windows",
+                "run_at.$": "$.run_at",
+                "config.$": "$.config",
+            },
+            result_path="$.collected",  # per app: its input, with `windows` replaced by their outcomes
+        )
+        apps.item_processor(windows)
+        finished = invoke("Finish", finish, {"results.$": "$.collected"})
+        notify = tasks.SnsPublish(
+            self,
+            "NotifyFailure",
+            topic=self.alarm_topic,
+            message=sfn.TaskInput.from_json_path_at("$.failure.Cause"),
+            subject="loglake: the Amplify collection failed",
+        )
+        planning = invoke("Plan", plan)
+        run = sfn.Parallel(self, "Collection").branch(planning.next(apps).next(finished))
+        run.add_catch(notify.next(sfn.Fail(self, "CollectionFailed")), result_path="$.failure")
+        machine = sfn.StateMachine(
+            self,
+            "AmplifyCollector",
+            state_machine_name=self.deployment.name("collector"),
+            definition_body=sfn.DefinitionBody.from_chainable(run),
+            tracing_enabled=True,
+            timeout=cdk.Duration.hours(12),
+        )
+        schedule = amplify.get("schedule") or {"frequency": "weekly", "dayOfWeek": "Monday", "timeOfDay": "01:00"}
+        hour, minute = (int(p) for p in schedule["timeOfDay"].split(":"))
+        weekly = schedule.get("frequency", "weekly").lower() == "weekly"
+        day = schedule.get("dayOfWeek", "Monday")[:3].upper() if weekly else "*"
+        events.Rule(
+            self,
+            "AmplifySchedule",
+            rule_name=self.deployment.name("schedule"),
+            schedule=events.Schedule.expression(f"cron({minute} {hour} ? * {day} *)"),
+            targets=[
+                events_targets.SfnStateMachine(machine, input=events.RuleTargetInput.from_object({"config": amplify}))
+            ],
+        )
+        failed_runs = cloudwatch.Alarm(
+            self,
+            "AmplifyCollectorFailed",
+            metric=machine.metric_failed(period=cdk.Duration.minutes(5), statistic="Sum"),
+            threshold=0,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        failed_runs.add_alarm_action(cloudwatch_actions.SnsAction(self.alarm_topic))
+        return machine
 
     # -- alarms and dashboard -----------------------------------------------------------------
 
