@@ -339,7 +339,7 @@ def test_the_amplify_collection_is_a_scheduled_state_machine(template) -> None:
     rule = next(
         r["Properties"]
         for r in template.find_resources("AWS::Events::Rule").values()
-        if "ScheduleExpression" in r["Properties"]
+        if r["Properties"].get("ScheduleExpression", "").startswith("cron(")
     )
     assert rule["ScheduleExpression"] == "cron(0 1 ? * MON *)"
     target_input = json.loads(rule["Targets"][0]["Input"])
@@ -352,3 +352,11 @@ def test_the_amplify_collection_is_a_scheduled_state_machine(template) -> None:
         for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
     assert any(_actions(s) == ["amplify:GenerateAccessLogs"] for s in statements)
+
+
+def test_compaction_runs_every_hour(template) -> None:
+    template.has_resource_properties(
+        "AWS::Lambda::Function", {"Handler": "loglake.aws.handlers.compact", "MemorySize": 2048, "Timeout": 900}
+    )
+    rules = [r["Properties"] for r in template.find_resources("AWS::Events::Rule").values()]
+    assert any(r.get("ScheduleExpression") == "rate(1 hour)" for r in rules)

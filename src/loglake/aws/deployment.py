@@ -30,6 +30,7 @@ SERVICE_CODES = {
     "api_function": "lm",
     "flush_function": "lf",
     "query_function": "lq",
+    "compact_function": "lk",
     "key": "km",
     "glue_database": "gd",
     "workgroup": "aw",

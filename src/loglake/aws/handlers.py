@@ -10,6 +10,7 @@
   machine (aws/amplify_steps.py); the configuration comes in the run's input (`config`, as the
   EventBridge rule passes it) or from CONFIG_JSON, the lake is LOGLAKE_LAKE_BUCKET, and the finishing
   step starts the Glue crawler LOGLAKE_GLUE_CRAWLER when set.
+- `compact`: on a schedule, merges the small parts of the lake's recent days (aws/compaction.py).
 - `flush_stream`: DynamoDB Streams (new records) to Parquet parts in the lake bucket
   (LOGLAKE_LAKE_BUCKET, LOGLAKE_LAKE_PREFIX), see aws/stream_flush.py.
 
@@ -29,7 +30,7 @@ import json
 import os
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,17 @@ def _lake() -> Any:
     if not bucket:
         raise RuntimeError("set LOGLAKE_LAKE_BUCKET to the lake's S3 bucket")
     return S3ObjectStore(boto3.client("s3"), bucket, os.environ.get("LOGLAKE_LAKE_PREFIX", ""))
+
+
+def compact(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from loglake.aws.compaction import compact_days, recent_days
+
+    now = datetime.fromisoformat(event["time"].replace("Z", "+00:00")) if event.get("time") else datetime.now(UTC)
+    days = [date.fromisoformat(d) for d in event["days"]] if event.get("days") else recent_days(now.date())
+    report = compact_days(_lake(), days, int(now.timestamp() * 1000))
+    summary = {"merged_files": report.merged_files, "written_files": report.written_files}
+    print(json.dumps({"level": "INFO", "event": "lake_compaction", **summary}), flush=True)
+    return summary
 
 
 def flush_stream(event: dict[str, Any], context: Any) -> dict[str, Any]:

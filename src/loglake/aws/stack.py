@@ -73,6 +73,7 @@ class LoglakeStack(cdk.Stack):
         self.query_function = self._query_function()
         self.api = self._rest_api()
         self.flush_function = self._stream_flush()
+        self._compaction()
         self.alarm_topic = self._alarms()
         self._dashboard()
         if deployment.amplify is not None:
@@ -161,6 +162,26 @@ class LoglakeStack(cdk.Stack):
         # Least privilege: the table and its indexes, read and write; nothing else.
         self.table.grant_read_write_data(function)
         return function
+
+    def _compaction(self) -> None:
+        """Every hour, the recent days' small parts merged (aws/compaction.py); it may only touch
+        the app_logs objects of the lake."""
+        function = self._function(
+            "CompactFunction",
+            "compact_function",
+            "compact",
+            2048,
+            cdk.Duration.minutes(15),
+            {"LOGLAKE_LAKE_BUCKET": self.lake_bucket.bucket_name},
+        )
+        self.lake_bucket.grant_read_write(function, "type=app_logs/*")
+        self.lake_bucket.grant_delete(function, "type=app_logs/*")
+        events.Rule(
+            self,
+            "CompactSchedule",
+            schedule=events.Schedule.rate(cdk.Duration.hours(1)),
+            targets=[events_targets.LambdaFunction(function)],
+        )
 
     def _query_function(self) -> lambda_.Function:
         """POST /query, answered by Athena in the stack's workgroup (aws/athena.py)."""

@@ -1,0 +1,69 @@
+"""Compaction on AWS, where the lake has no catalog (Glue's partition projection needs none): the
+stream flush writes a part per stream batch and day, so a day gathers many small files; this merges
+them, as `loglake compact` does locally (same grouping, same sorted merge in bounded memory).
+
+A merged file is written and published before its inputs are deleted, and its rows are counted
+against theirs first; a reader listing the day in between (Athena) may see some rows twice for the
+seconds that takes, never miss one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from loglake.lake.compact import CompactReport, merge_groups, merge_sorted
+from loglake.lake.layout import app_logs_key, new_part_name, partition_prefix
+from loglake.lake.manifest import LakeFile
+from loglake.lake.objectstore import ObjectStore
+from loglake.lake.tables import APP_LOGS_TABLE
+
+TARGET_BYTES = 128 * 1024 * 1024
+MEMORY_MB = 1024
+
+
+def compact_days(lake: ObjectStore, days: list[date], now_ms: int, target_bytes: int = TARGET_BYTES) -> CompactReport:
+    """Merge each day's small parts (under half the target) into files of about the target size."""
+    report = CompactReport()
+    for day in days:
+        prefix = partition_prefix(APP_LOGS_TABLE.directory, date=day)
+        parts = [
+            LakeFile(o.key, APP_LOGS_TABLE.name, day.isoformat(), 0, 0, 0, o.size)  # listed in write order
+            for o in lake.list(prefix)
+            if o.key.endswith(".parquet")
+        ]
+        for group in merge_groups(parts, target_bytes):
+            report.written_files.append(_merge(lake, day, group, now_ms))
+            report.merged_files += len(group)
+    return report
+
+
+def recent_days(today: date, count: int = 7) -> list[date]:
+    """The days a scheduled run looks at: today and the `count - 1` before it."""
+    return [today - timedelta(days=n) for n in range(count)]
+
+
+def _merge(lake: ObjectStore, day: date, group: list[LakeFile], now_ms: int) -> str:
+    work = Path(tempfile.mkdtemp(prefix="loglake-compact-"))
+    try:
+        inputs = []
+        for part in group:
+            inputs.append(work / f"input-{len(inputs)}.parquet")
+            lake.get_file(part.key, inputs[-1])
+        records = sum(pq.ParquetFile(path).metadata.num_rows for path in inputs)
+        key = app_logs_key(day, new_part_name(now_ms))
+        output = work / key.rsplit("/", 1)[1]
+        merge_sorted(inputs, output, work / "spill", MEMORY_MB)
+        written = pq.ParquetFile(output).metadata.num_rows
+        if written != records:  # never delete inputs whose records did not all make it
+            raise RuntimeError(f"compaction wrote {written} of {records} records of {day}; nothing changed")
+        lake.put_file(key, output)
+        for part in group:
+            lake.delete(part.key)
+        return key
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
