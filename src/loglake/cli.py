@@ -19,7 +19,15 @@ from loglake.api.ratelimit import own_rate_burst
 from loglake.cli_amplify import COMMANDS as AMPLIFY_COMMANDS
 from loglake.cli_aws import COMMANDS as AWS_COMMANDS
 from loglake.cli_lake import COMMANDS as LAKE_COMMANDS
-from loglake.cli_options import CONTEXT, data_dir_option, key_option, print_record_json, print_record_row, url_option
+from loglake.cli_options import (
+    CONTEXT,
+    data_dir_option,
+    key_option,
+    print_columns,
+    print_record_json,
+    print_record_row,
+    url_option,
+)
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, env_name, load_settings, option_fields
 from loglake.keys import KeyStore, KeyStoreError, parse_scopes
@@ -159,7 +167,7 @@ def keys_list(include_revoked: bool, as_json: bool, data_dir: Path) -> None:
         )
         for k in found
     ]
-    _table(("NAME", "KIND", "SCOPES", "STARTS WITH", "RATE LIMIT", "CREATED", "STATUS"), rows)
+    print_columns(("NAME", "KIND", "SCOPES", "STARTS WITH", "RATE LIMIT", "CREATED", "STATUS"), rows)
 
 
 @keys.command("revoke")
@@ -395,12 +403,6 @@ class _Progress:
         elif self.live:
             click.echo("", err=True)
             self.live = False
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
-    for row in (header, *rows):
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _iso(epoch_s: int | None) -> str:

@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from loglake.cli_lake import local_lake, print_result
-from loglake.cli_options import CONTEXT, data_dir_option, key_option, url_option
+from loglake.cli_lake import local_data_dir_option, local_lake, print_result
+from loglake.cli_options import CONTEXT, data_dir_option, key_option, print_columns, url_option
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError
 
@@ -151,12 +151,7 @@ def import_file(file: Path, app_name: str, data_dir: Path) -> None:
 @click.option("--until", default=None, help="End (excluded), same forms (default: now).")
 @click.option("--report", "names", multiple=True, help="Only this report (repeat); default: all of them.")
 @click.option("--json", "as_json", is_flag=True, help="All reports as one JSON document.")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Work on this data folder directly instead of through a server (--url).",
-)
+@local_data_dir_option
 @url_option
 @key_option
 def report(
@@ -210,17 +205,17 @@ def report(
 @data_dir_option
 def status(data_dir: Path) -> None:
     """Each app's watermark (collected up to) and the last runs."""
+    from loglake.amplify.collector import collection_status
+
     with local_lake(data_dir) as lake:
-        marks = lake.store.read("SELECT app, until_ms FROM amplify_watermarks ORDER BY app")
-        runs = lake.store.read("SELECT report FROM amplify_runs ORDER BY run_id DESC LIMIT 5")
+        marks, runs = collection_status(lake.store, runs=5)
     if not marks and not runs:
         click.echo("no Amplify collection has run on this data dir yet")
         return
     for app, until_ms in marks:
         at = datetime.fromtimestamp(until_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         click.echo(f"{app}: collected up to {at}")
-    for (document,) in runs:
-        run = json.loads(document)
+    for run in runs:
         rows = sum(a["rows"] for a in run["apps"])
         failed = sum(a["windows_failed"] for a in run["apps"])
         click.echo(
@@ -330,9 +325,7 @@ def _print_report(report: dict[str, Any]) -> None:
         )
         for a in report["apps"]
     ]
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
-    for line in (header, *rows):
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    print_columns(header, rows)
     for a in report["apps"]:
         for error in a["errors"]:
             click.echo(f"{a['app']}: error: {error}", err=True)

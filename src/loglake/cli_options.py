@@ -45,3 +45,10 @@ def print_record_row(record: dict) -> None:
         message = message[: max(10, width - len(head) - 1)] + "…"
     colour = SEVERITY_COLOURS.get(record["severity"])
     click.echo(click.style(head, fg=colour) + message if colour else head + message)
+
+
+def print_columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Rows of text under a header, each column as wide as its widest cell."""
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
+    for row in (header, *rows):
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

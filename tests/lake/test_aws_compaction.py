@@ -13,26 +13,18 @@ from loglake.aws.stream_flush import flush_stream_batch
 from loglake.ids import format_uuid
 from loglake.lake.objectstore import ObjectStore
 from loglake.model import Severity
+from loglake.store.dynamodb import record_item
 from tests.lake.test_flush import DAY, SERVICES, START, one_service_per_row_group
 from tests.store.contract import record
 
 
 def stream_batch(records, number: int) -> dict:
     """A DynamoDB Streams batch of INSERTs as the flush function receives it."""
-    events = []
-    for i, r in enumerate(records):
-        image = {
-            "service_name": {"S": r.service},
-            "sk": {"B": r.log_id},
-            "ts": {"N": str(r.timestamp)},
-            "log_type": {"S": r.log_type},
-            "severity": {"N": str(int(r.severity))},
-            "message": {"S": r.message},
-        }
-        events.append(
-            {"eventName": "INSERT", "eventSourceARN": "arn:stream",
-             "dynamodb": {"NewImage": image, "SequenceNumber": f"{number:06d}{i:04d}"}}
-        )  # fmt: skip
+    events = [
+        {"eventName": "INSERT", "eventSourceARN": "arn:stream",
+         "dynamodb": {"NewImage": record_item(r, 0, "0#0"), "SequenceNumber": f"{number:06d}{i:04d}"}}
+        for i, r in enumerate(records)
+    ]  # fmt: skip
     return {"Records": events}
 
 

@@ -81,7 +81,7 @@ class Window:
         return Window(self.start, middle), Window(middle, self.end)
 
     def __str__(self) -> str:
-        return f"{_iso(self.start)} .. {_iso(self.end)}"
+        return f"{iso_utc(self.start)} .. {iso_utc(self.end)}"
 
 
 def plan_windows(since: datetime, until: datetime, chunk_days: int) -> list[Window]:
@@ -211,12 +211,12 @@ class Collector:
         fetched, and the watermark only moves if the range continues it."""
         chosen = [self.config.app(name) for name in apps] if apps else list(self.config.apps)
         started_ms = int(self.clock() * 1000)
-        report = RunReport(started=_iso(_from_ms(started_ms)))
+        report = RunReport(started=iso_utc(_from_ms(started_ms)))
         with ThreadPoolExecutor(min(self.max_parallel_apps, len(chosen)), "loglake-amplify") as pool:
             report.apps = list(pool.map(lambda app: self._collect_app(app, since, until), chosen))
         report.expired_partitions, report.expired_exports = self.expire()
         finished_ms = int(self.clock() * 1000)
-        report.finished = _iso(_from_ms(finished_ms))
+        report.finished = iso_utc(_from_ms(finished_ms))
         document = json.dumps(report.to_dict())
         self.store.run_in_writer(
             lambda conn: conn.execute(
@@ -234,7 +234,7 @@ class Collector:
         apps = {a.app_name for a in self.config.apps}
         old = [
             f
-            for f in list_files(self.store.read, AMPLIFY_ACCESS_TABLE.name, until_ms=_ms(_midnight_of(cutoff)))
+            for f in list_files(self.store.read, AMPLIFY_ACCESS_TABLE.name, until_ms=epoch_ms(_midnight_of(cutoff)))
             if f.day < cutoff.isoformat() and partitions_of(f.key).get("app") in apps
         ]
         if old:
@@ -257,7 +257,7 @@ class Collector:
         started = time.perf_counter()
         report = AppReport(app.app_name)
         watermark = self.watermark(app.app_name)
-        report.watermark_before = _iso(watermark) if watermark else None
+        report.watermark_before = iso_utc(watermark) if watermark else None
         windows = self.plan(app, since, until)
         report.windows = len(windows)
         # The watermark moves over windows that continue it; a first scheduled run starts one.
@@ -277,7 +277,7 @@ class Collector:
                 contiguous_from = None  # nothing after a failed window moves the watermark
             self.on_progress(app.app_name, number, len(windows), report.rows)
         after = self.watermark(app.app_name)
-        report.watermark_after = _iso(after) if after else None
+        report.watermark_after = iso_utc(after) if after else None
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
@@ -287,7 +287,7 @@ class Collector:
         parsed = []
         for piece, data in pieces:
             report.bytes += len(data)
-            parsed.append(parse_access_log(data, _ms(piece.start), _ms(piece.end)))
+            parsed.append(parse_access_log(data, epoch_ms(piece.start), epoch_ms(piece.end)))
         for piece, data in pieces:  # the exports as delivered, for the layout our users' Athena reads
             if data:
                 self.lake.put(amplify_export_key(app.app_name, run_at, piece.start, piece.end), gzipped(data))
@@ -322,6 +322,13 @@ class Collector:
         return int(self.clock() * 1000)
 
 
+def collection_status(store: SQLiteHotStore, runs: int) -> tuple[list[tuple[str, int]], list[dict]]:
+    """Each app's watermark (app, epoch ms) and the newest `runs` run reports, newest first."""
+    marks = store.read("SELECT app, until_ms FROM amplify_watermarks ORDER BY app")
+    reports = store.read("SELECT report FROM amplify_runs ORDER BY run_id DESC LIMIT ?", (runs,))
+    return [tuple(m) for m in marks], [json.loads(r) for (r,) in reports]
+
+
 def store_rows(
     store: SQLiteHotStore,
     lake: ObjectStore,
@@ -343,7 +350,7 @@ def store_rows(
                     "INSERT INTO amplify_watermarks (app, until_ms, updated_ms) VALUES (?, ?, ?)"
                     " ON CONFLICT (app) DO UPDATE SET until_ms = max(until_ms, excluded.until_ms),"
                     " updated_ms = excluded.updated_ms",
-                    (app, _ms(watermark), now_ms),
+                    (app, epoch_ms(watermark), now_ms),
                 )
 
         publish(store, lake, work, files, now_ms, lambda step: None, finish).result()
@@ -403,7 +410,7 @@ def _without_stored(lake: ObjectStore, keys: list[str], rows: pa.Table, report: 
 
 
 def _files_of_day(store: SQLiteHotStore, day: str) -> list[LakeFile]:
-    start = _ms(datetime.fromisoformat(day).replace(tzinfo=UTC))
+    start = epoch_ms(datetime.fromisoformat(day).replace(tzinfo=UTC))
     return list_files(store.read, AMPLIFY_ACCESS_TABLE.name, start, start + DAY_MS)
 
 
@@ -445,7 +452,7 @@ def _midnight(moment: datetime) -> datetime:
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _ms(moment: datetime) -> int:
+def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
@@ -453,5 +460,6 @@ def _from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def _iso(moment: datetime) -> str:
+def iso_utc(moment: datetime) -> str:
+    """2026-11-16T00:00:00Z: how reports, windows and watermarks show a time."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

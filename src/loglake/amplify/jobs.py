@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import threading
 import time
@@ -17,6 +16,7 @@ from typing import Any
 from loglake.amplify.collector import Collector, RunReport
 from loglake.amplify.config import AmplifyConfig, Schedule
 from loglake.config import ConfigError, Settings
+from loglake.locks import exclusive_lock
 
 log = logging.getLogger("loglake.amplify")
 LOCK_FILE = "amplify.lock"
@@ -45,19 +45,13 @@ def settings_for(settings: Settings, config: AmplifyConfig) -> Settings:
 @contextlib.contextmanager
 def collection_lock(data_dir: Path) -> Iterator[None]:
     """One collection per data dir at a time (two would fetch and de-duplicate the same windows)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / LOCK_FILE, "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with exclusive_lock(data_dir / LOCK_FILE, wait=False) as holding:
+        if not holding:
             raise CollectionBusy(
                 f"another Amplify collection is running on {data_dir} (it holds {data_dir / LOCK_FILE}); "
                 "wait for it to finish"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            )
+        yield
 
 
 class AmplifySchedule:

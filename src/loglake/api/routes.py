@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from loglake import __version__
+from loglake.amplify.collector import collection_status
 from loglake.amplify.reports import apps_with_rows, run_reports, unknown_app_message
 from loglake.api.http import ApiError, Request, decode_content
 from loglake.ids import format_uuid, timestamp_of
@@ -264,12 +264,11 @@ async def amplify_status(app: LoglakeApp, request: Request) -> Result:
     """Each app's watermark, the last runs, and the schedule when this server collects."""
 
     def read() -> dict:
-        marks = app.store.read("SELECT app, until_ms FROM amplify_watermarks ORDER BY app")
-        runs = app.store.read("SELECT report FROM amplify_runs ORDER BY run_id DESC LIMIT 10")
+        marks, runs = collection_status(app.store, runs=10)
         return {
             "schedule": app.amplify.status() if app.amplify is not None else None,
             "apps": [{"app": name, "collected_until": format_datetime(until)} for name, until in marks],
-            "runs": [json.loads(r) for (r,) in runs],
+            "runs": runs,
         }
 
     if app.lake is None:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from loglake.amplify.collector import AppReport, Collector, Window, gzipped, new_parts
-from loglake.amplify.config import AmplifyConfig
+from loglake.amplify.collector import AppReport, Collector, Window, epoch_ms, gzipped, iso_utc, new_parts
+from loglake.amplify.config import AmplifyConfig, parse_time
 from loglake.amplify.parse import parse_access_log
 from loglake.lake.layout import amplify_export_key
 from loglake.lake.objectstore import ObjectStore, ObjectStoreError
@@ -34,7 +34,7 @@ def plan(config: AmplifyConfig, lake: ObjectStore, now: datetime) -> dict[str, A
     for app in config.apps:
         windows = collector.plan(app, watermark=lambda name: read_watermark(lake, name))
         apps.append({"app": app.app_name, "windows": [_window_json(w) for w in windows]})
-    return {"run_at": _iso(now), "apps": apps}
+    return {"run_at": iso_utc(now), "apps": apps}
 
 
 def download(
@@ -43,19 +43,21 @@ def download(
     """Fetch, parse and store one window (raises when it cannot be fetched: the state machine retries
     and then records the window as failed)."""
     app = config.app(app_name)
-    span = Window(_time(window["start"]), _time(window["end"]))
+    span = Window(parse_time(window["start"]), parse_time(window["end"]))
     report = AppReport(app_name)
     pieces = collector.fetch(app, span, report)
-    exported_at = _time(run_at)
+    exported_at = parse_time(run_at)
     parsed = []
     for piece, data in pieces:
         report.bytes += len(data)
-        parsed.append(parse_access_log(data, _ms(piece.start), _ms(piece.end)))
+        parsed.append(parse_access_log(data, epoch_ms(piece.start), epoch_ms(piece.end)))
         if data:
             lake.put(amplify_export_key(app_name, exported_at, piece.start, piece.end), gzipped(data))
     work = Path(tempfile.mkdtemp(prefix="loglake-amplify-"))
     try:
-        files = new_parts(lake, app_name, parsed, report, _ms(exported_at), work, lambda prefix: _stored(lake, prefix))
+        files = new_parts(
+            lake, app_name, parsed, report, epoch_ms(exported_at), work, lambda prefix: _stored(lake, prefix)
+        )
         for part in files:
             lake.put_file(part.key, work / file_name(part.key))
     finally:
@@ -85,7 +87,7 @@ def finish(lake: ObjectStore, results: list[dict]) -> dict[str, Any]:
         windows = sorted(entry.get("windows", []), key=lambda r: r["window"]["start"])
         failed = [r for r in windows if not r.get("ok")]
         for result in windows:
-            start, end = _time(result["window"]["start"]), _time(result["window"]["end"])
+            start, end = parse_time(result["window"]["start"]), parse_time(result["window"]["end"])
             if not result.get("ok") or (mark is not None and start > mark):
                 break
             mark = max(mark or end, end)
@@ -98,7 +100,7 @@ def finish(lake: ObjectStore, results: list[dict]) -> dict[str, Any]:
                 "windows_failed": len(failed),
                 "rows": sum(r.get("rows", 0) for r in windows),
                 "errors": [f"{r['window']['start']} .. {r['window']['end']}: {r.get('error')}" for r in failed],
-                "watermark": _iso(mark) if mark else None,
+                "watermark": iso_utc(mark) if mark else None,
             }
         )
     return {"ok": all(s["windows_failed"] == 0 for s in summary), "apps": summary}
@@ -106,13 +108,13 @@ def finish(lake: ObjectStore, results: list[dict]) -> dict[str, Any]:
 
 def read_watermark(lake: ObjectStore, app_name: str) -> datetime | None:
     try:
-        return _time(json.loads(lake.get(f"{STATE_PREFIX}{app_name}.json"))["until"])
+        return parse_time(json.loads(lake.get(f"{STATE_PREFIX}{app_name}.json"))["until"])
     except ObjectStoreError:
         return None
 
 
 def write_watermark(lake: ObjectStore, app_name: str, until: datetime) -> None:
-    lake.put(f"{STATE_PREFIX}{app_name}.json", json.dumps({"until": _iso(until)}).encode())
+    lake.put(f"{STATE_PREFIX}{app_name}.json", json.dumps({"until": iso_utc(until)}).encode())
 
 
 def _stored(lake: ObjectStore, prefix: str) -> list[str]:
@@ -120,16 +122,4 @@ def _stored(lake: ObjectStore, prefix: str) -> list[str]:
 
 
 def _window_json(window: Window) -> dict[str, str]:
-    return {"start": _iso(window.start), "end": _iso(window.end)}
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+    return {"start": iso_utc(window.start), "end": iso_utc(window.end)}

@@ -14,9 +14,7 @@ import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
-from loglake.lake.compact import CompactReport, merge_groups, merge_sorted
+from loglake.lake.compact import CompactReport, merge_groups, merge_objects
 from loglake.lake.layout import app_logs_key, new_part_name, partition_prefix
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import ObjectStore
@@ -50,19 +48,11 @@ def recent_days(today: date, count: int = 7) -> list[date]:
 def _merge(lake: ObjectStore, day: date, group: list[LakeFile], now_ms: int) -> str:
     work = Path(tempfile.mkdtemp(prefix="loglake-compact-"))
     try:
-        inputs = []
-        for part in group:
-            inputs.append(work / f"input-{len(inputs)}.parquet")
-            lake.get_file(part.key, inputs[-1])
-        records = sum(pq.ParquetFile(path).metadata.num_rows for path in inputs)
         key = app_logs_key(day, new_part_name(now_ms))
         output = work / key.rsplit("/", 1)[1]
-        merge_sorted(inputs, output, work / "spill", MEMORY_MB)
-        written = pq.ParquetFile(output).metadata.num_rows
-        if written != records:  # never delete inputs whose records did not all make it
-            raise RuntimeError(f"compaction wrote {written} of {records} records of {day}; nothing changed")
+        merge_objects(lake, [part.key for part in group], output, work, MEMORY_MB)
         lake.put_file(key, output)
-        for part in group:
+        for part in group:  # only once the merged file is in place
             lake.delete(part.key)
         return key
     finally:

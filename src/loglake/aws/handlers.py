@@ -107,7 +107,7 @@ def _error(code: str, message: str) -> dict[str, Any]:
 def amplify_plan(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from loglake.aws import amplify_steps
 
-    now = datetime.fromisoformat(event["time"].replace("Z", "+00:00")) if event.get("time") else datetime.now(UTC)
+    now = _event_time(event)
     planned = amplify_steps.plan(_amplify_config(event), _lake(), now)
     return planned | {"config": _amplify_document(event)}
 
@@ -140,6 +140,13 @@ def amplify_finish(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return summary
 
 
+def _event_time(event: dict[str, Any]) -> datetime:
+    """When an EventBridge-scheduled run was due (its `time`), else now."""
+    from loglake.amplify.config import parse_time
+
+    return parse_time(event["time"]) if event.get("time") else datetime.now(UTC)
+
+
 def _amplify_document(event: dict[str, Any]) -> dict[str, Any]:
     document = event.get("config")
     if document is None:
@@ -167,7 +174,7 @@ def _lake() -> Any:
 def compact(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from loglake.aws.compaction import compact_days, recent_days
 
-    now = datetime.fromisoformat(event["time"].replace("Z", "+00:00")) if event.get("time") else datetime.now(UTC)
+    now = _event_time(event)
     days = [date.fromisoformat(d) for d in event["days"]] if event.get("days") else recent_days(now.date())
     report = compact_days(_lake(), days, int(now.timestamp() * 1000))
     summary = {"merged_files": report.merged_files, "written_files": report.written_files}

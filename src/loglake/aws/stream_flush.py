@@ -22,12 +22,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loglake.ids import format_uuid, split_id
 from loglake.lake.hot_rows import hot_rows_table
 from loglake.lake.layout import app_logs_key, day_of
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import file_name, write_part
 from loglake.model import DAY_MS, NewRecord
+from loglake.store.sqlite_rows import row_values
 
 
 def flush_stream_batch(event: dict[str, Any], lake: ObjectStore) -> list[str]:
@@ -80,18 +80,6 @@ def _binary(value: dict[str, Any]) -> bytes:
     return data if isinstance(data, bytes) else base64.b64decode(data)
 
 
-def _columns(records: Iterable[NewRecord]) -> list[list]:
-    """The hot-store column order (sqlite_rows.COLUMNS) hot_rows_table reads."""
-    rows = list(records)
-    ids = [split_id(r.log_id) for r in rows]
-    return [
-        [high for high, _ in ids],
-        [low for _, low in ids],
-        [r.timestamp for r in rows],
-        [r.service for r in rows],
-        [r.log_type for r in rows],
-        [int(r.severity) for r in rows],
-        [r.message for r in rows],
-        [r.attributes.decode() if r.attributes else None for r in rows],
-        [format_uuid(r.client_id) if r.client_id else None for r in rows],
-    ]
+def _columns(records: Iterable[NewRecord]) -> list[tuple]:
+    """The hot store's columns (sqlite_rows.COLUMNS), which hot_rows_table reads."""
+    return list(zip(*map(row_values, records), strict=True))

@@ -96,19 +96,10 @@ class Compactor:
         now_ms = int(self.clock() * 1000)
         work = Path(tempfile.mkdtemp(prefix="loglake-compact-"))
         try:
-            inputs = []
-            for f in group:
-                inputs.append(work / f"input-{len(inputs)}.parquet")
-                self.lake.get_file(f.key, inputs[-1])
             key = app_logs_key(date.fromisoformat(group[0].day), new_part_name(now_ms))
             output = work / key.rsplit("/", 1)[1]
             records = sum(f.records for f in group)
-            merge_sorted(inputs, output, work / "spill", self.memory_mb)
-            written = pq.ParquetFile(output).metadata.num_rows
-            if written != records:  # never retire inputs whose records did not all make it
-                raise RuntimeError(
-                    f"compaction wrote {written} of {records} records of {group[0].day}; nothing changed"
-                )
+            merge_objects(self.lake, [f.key for f in group], output, work, self.memory_mb, records)
             merged = LakeFile(
                 key,
                 APP_LOGS_TABLE.name,
@@ -133,6 +124,24 @@ class Compactor:
             return merged.key
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def merge_objects(
+    lake: ObjectStore, keys: list[str], output: Path, work: Path, memory_mb: int, records: int | None = None
+) -> int:
+    """Download the lake objects `keys` into `work` and merge them into `output` (merge_sorted);
+    raises, changing nothing, unless all `records` (default: their footers' count) made it."""
+    inputs = []
+    for key in keys:
+        inputs.append(work / f"input-{len(inputs)}.parquet")
+        lake.get_file(key, inputs[-1])
+    if records is None:
+        records = sum(pq.ParquetFile(path).metadata.num_rows for path in inputs)
+    merge_sorted(inputs, output, work / "spill", memory_mb)
+    written = pq.ParquetFile(output).metadata.num_rows
+    if written != records:  # never retire inputs whose records did not all make it
+        raise RuntimeError(f"compaction wrote {written} of {records} records of {output.name}; nothing changed")
+    return written
 
 
 def merge_sorted(inputs: list[Path], output: Path, spill_dir: Path, memory_mb: int) -> None:

@@ -9,7 +9,6 @@ waits for the server's background job, and the job skips its turn while a manual
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import sqlite3
 import threading
@@ -31,6 +30,7 @@ from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStor
 from loglake.lake.query import QueryEngine, QueryLimits
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES
+from loglake.locks import exclusive_lock
 from loglake.model import format_datetime
 from loglake.store.sqlite import SQLiteHotStore
 
@@ -161,20 +161,12 @@ class Lake:
     def maintenance(self, wait: bool = True) -> Iterator[bool]:
         """Hold the data dir's maintenance lock (yields False, without waiting, if `wait` is off and
         another process holds it); interrupted rounds of a previous holder are undone first."""
-        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
+        with exclusive_lock(self._lock_path, wait) as holding:
+            if holding:
                 self.flusher.recover()
                 if isinstance(self.objects, LocalObjectStore):
                     self.objects.remove_unfinished()
-                yield True
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+            yield holding
 
     def due_before_ms(self, everything: bool = False) -> int:
         """Records timestamped before this are due: older than the hot window, or beyond the hot

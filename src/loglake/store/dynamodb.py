@@ -198,25 +198,7 @@ class DynamoDBHotStore(HotStore):
             raise StoreUnavailable(f"cannot reach DynamoDB: {e}") from None
 
     def _item(self, r: NewRecord) -> dict[str, dict]:
-        item: dict[str, dict] = {
-            "service_name": {"S": r.service},
-            "sk": {"B": r.log_id},
-            "ts": {"N": str(r.timestamp)},
-            "log_type": {"S": r.log_type},
-            "severity": {"N": str(int(r.severity))},
-            "message": {"S": r.message},
-            "time_bucket": {"S": self._bucket(r.timestamp, r.log_id)},
-            "expires_at": {"N": str(self._expires_at(r))},
-        }
-        if r.attributes:
-            item["attributes"] = {"S": r.attributes.decode()}
-        if r.client_id is not None:
-            item["client_id"] = {"B": r.client_id}
-        if r.log_type != UNINDEXED_LOG_TYPE:
-            item["log_type_key"] = {"S": r.log_type}
-        if r.severity != UNINDEXED_SEVERITY:
-            item["severity_key"] = {"N": str(int(r.severity))}
-        return item
+        return record_item(r, self._expires_at(r), self._bucket(r.timestamp, r.log_id))
 
     def _expires_at(self, r: NewRecord) -> int:
         return r.timestamp // 1000 + self.hot_window_seconds
@@ -298,6 +280,29 @@ class DynamoDBHotStore(HotStore):
     def close(self) -> None:
         self._closed = True
         self._writers.shutdown(wait=True)
+
+
+def record_item(r: NewRecord, expires_at: int, time_bucket: str) -> dict[str, dict]:
+    """A record as its table item (the image a DynamoDB stream carries)."""
+    item: dict[str, dict] = {
+        "service_name": {"S": r.service},
+        "sk": {"B": r.log_id},
+        "ts": {"N": str(r.timestamp)},
+        "log_type": {"S": r.log_type},
+        "severity": {"N": str(int(r.severity))},
+        "message": {"S": r.message},
+        "time_bucket": {"S": time_bucket},
+        "expires_at": {"N": str(expires_at)},
+    }
+    if r.attributes:
+        item["attributes"] = {"S": r.attributes.decode()}
+    if r.client_id is not None:
+        item["client_id"] = {"B": r.client_id}
+    if r.log_type != UNINDEXED_LOG_TYPE:
+        item["log_type_key"] = {"S": r.log_type}
+    if r.severity != UNINDEXED_SEVERITY:
+        item["severity_key"] = {"N": str(int(r.severity))}
+    return item
 
 
 def _record(item: dict) -> StoredRecord:
