@@ -222,6 +222,11 @@ def status(data_dir: Path) -> None:
             f"run {run['started']} .. {run['finished']}: {'ok' if run['ok'] else 'FAILED'}, {rows:,} rows, "
             f"{failed} failed window(s)"
         )
+        for app in run["apps"]:
+            for error in app["errors"][:3]:
+                click.echo(f"  {app['app']}: {error}")
+            if len(app["errors"]) > 3:
+                click.echo(f"  {app['app']}: ... and {len(app['errors']) - 3} more error(s)")
 
 
 def _collect_time(text: str | None, option: str) -> datetime | None:

@@ -123,6 +123,8 @@ def test_a_failed_window_fails_the_command_with_the_reason(amplify: FakeAmplify,
     assert (
         "digital_horizon: error: 2026-11-01T00:00:00Z .. 2026-11-02T00:00:00Z: UnauthorizedException" in result.stderr
     )
+    status = run_cli("amplify", "status", "--data-dir", str(tmp_path / "d"))
+    assert "FAILED" in status.stdout and "digital_horizon: 2026-11-01T00:00:00Z .. 2026-11-02" in status.stdout
 
 
 def test_bad_configuration_and_arguments_are_refused_clearly(tmp_path: Path) -> None:
