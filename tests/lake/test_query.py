@@ -7,11 +7,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
-from loglake.lake.query import QueryEngine, QueryError, QueryLimits
+from loglake.lake.query import QueryEngine, QueryError, QueryLimits, result_to_dict
 from loglake.lake.sql_guard import rewrite_ilike_contains
 from loglake.store.sqlite import SQLiteHotStore
 from tests.lake.test_flush import DAY, START, seed
@@ -230,3 +231,21 @@ def test_the_timeout_is_kept_however_small_and_never_beyond_the_servers(
 def test_table_functions_that_only_make_rows_are_fine(local_engine: QueryEngine) -> None:
     sql = "WITH t AS (SELECT * FROM range(3) r(i)) SELECT sum(i), (SELECT count(*) FROM unnest([1, 2])) FROM t"
     assert local_engine.query(sql).rows == [(3, 2)]
+
+
+def test_time_zone_aware_values_come_back_as_utc_text(local_engine: QueryEngine) -> None:
+    result = result_to_dict(
+        local_engine.query("SELECT TIMESTAMPTZ '2026-11-01 10:00:00+02', now() IS NOT NULL AS has_now")
+    )
+    assert result["rows"] == [["2026-11-01T08:00:00.000Z", True]]
+
+
+def test_an_error_message_never_carries_a_python_traceback() -> None:
+    from loglake.lake.sql_guard import client_error
+
+    raised = duckdb.InvalidInputException(
+        "Invalid Input Error: Required module failed to import\nTraceback (most recent call last):\n"
+        '  File "/srv/app/module.py", line 1, in <module>'
+    )
+    error = client_error(raised)
+    assert error.message == "Invalid Input Error: Required module failed to import" and "/srv" not in error.message

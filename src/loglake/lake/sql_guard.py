@@ -31,7 +31,8 @@ ACCESS_HINT = (
 
 
 def _message(error: Exception) -> str:
-    return str(error).strip()
+    """DuckDB's message, without a Python traceback it may carry (server paths are no client's business)."""
+    return str(error).split("\nTraceback (most recent call last)", 1)[0].strip()
 
 
 def check_select(sql: str) -> dict:
