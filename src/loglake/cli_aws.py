@@ -24,7 +24,12 @@ def aws() -> None:
     help="The deployment configuration: account, region, environment, naming, tags.",
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("cdk.out"), show_default=True)
-def synth(config_path: Path, out: Path) -> None:
+@click.option(
+    "--bundle",
+    is_flag=True,
+    help="Also build the functions' dependencies layer (pip, for arm64; ~200 MB), as `cdk deploy` does.",
+)
+def synth(config_path: Path, out: Path, bundle: bool) -> None:
     """Write the CloudFormation template (what `cdk deploy` would deploy) to --out, checking the config."""
     from loglake.aws.deployment import DeploymentConfigError, load_deployment
 
@@ -38,7 +43,7 @@ def synth(config_path: Path, out: Path) -> None:
         raise click.ClickException(
             "the CDK is not installed: pip install 'loglake[aws]' (Node.js must be on PATH)"
         ) from None
-    build_app(deployment, outdir=str(out)).synth()
+    build_app(deployment, outdir=str(out), bundle=bundle).synth()
     for template in sorted(out.glob("*.template.json")):
         click.echo(f"wrote {template}")
 

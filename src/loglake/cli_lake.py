@@ -68,6 +68,20 @@ def local_lake(data_dir: Path, overrides: dict[str, Any] | None = None, create: 
 @click.option("--limit", type=click.IntRange(0), default=None, help="Most rows to fetch (the server caps it too).")
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), default=None, help="Seconds before giving up.")
 @click.option("--explain", is_flag=True, help="Run it and print the plan with what each step read (EXPLAIN ANALYZE).")
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "athena"]),
+    default="duckdb",
+    show_default=True,
+    help="duckdb: the server's (or --data-dir's) engine; athena: Athena over the lake on S3 (the AWS deployment).",
+)
+@click.option(
+    "--athena-database", envvar="LOGLAKE_ATHENA_DATABASE", help="Glue database [env LOGLAKE_ATHENA_DATABASE]."
+)
+@click.option(
+    "--athena-workgroup", envvar="LOGLAKE_ATHENA_WORKGROUP", help="Athena workgroup [env LOGLAKE_ATHENA_WORKGROUP]."
+)
+@click.option("--profile", default=None, help="AWS profile for Athena (default: the standard AWS chain).")
 @local_data_dir_option
 @url_option
 @key_option
@@ -77,6 +91,10 @@ def query(
     limit: int | None,
     timeout: float | None,
     explain: bool,
+    engine: str,
+    athena_database: str | None,
+    athena_workgroup: str | None,
+    profile: str | None,
     data_dir: Path | None,
     url: str,
     api_key: str | None,
@@ -87,10 +105,14 @@ def query(
     Examples:
       loglake query "SELECT service, severity, count(*) FROM logs GROUP BY ALL ORDER BY 3 DESC"
       loglake query --format csv "SELECT * FROM logs WHERE date = '2026-11-01' AND message ILIKE '%timeout%'"
+      loglake query --engine athena --athena-database DB --athena-workgroup WG \\
+          "SELECT severity, count(*) FROM logs WHERE date = '2026-11-01' GROUP BY 1"
     """
     if sql == "-":
         sql = sys.stdin.read()
-    if data_dir is not None:
+    if engine == "athena":
+        result = _athena_query(sql, limit, timeout, explain, athena_database, athena_workgroup, profile)
+    elif data_dir is not None:
         from loglake.lake.query import QueryBusy, QueryError, result_to_dict
 
         with local_lake(data_dir) as lake:
@@ -105,6 +127,38 @@ def query(
         except ClientError as e:
             raise click.ClickException(str(e)) from None
     print_result(result, fmt)
+
+
+def _athena_query(
+    sql: str,
+    limit: int | None,
+    timeout: float | None,
+    explain: bool,
+    database: str | None,
+    workgroup: str | None,
+    profile: str | None,
+) -> dict[str, Any]:
+    """Athena over the deployed lake (Athena SQL, i.e. Trino's dialect), with the caller's AWS credentials."""
+    if not database or not workgroup:
+        raise click.UsageError(
+            "--engine athena needs --athena-database and --athena-workgroup (the stack's Glue database and "
+            "workgroup: `aws athena list-work-groups`, or the names `loglake aws synth` prints)"
+        )
+    import boto3
+    import botocore.exceptions
+
+    from loglake.aws.athena import AthenaQueryEngine
+    from loglake.lake.query import QueryLimits, result_to_dict
+    from loglake.lake.sql_guard import QueryError
+
+    try:
+        client = boto3.Session(profile_name=profile).client("athena")
+        engine = AthenaQueryEngine(client, database, workgroup, QueryLimits(timeout_seconds=timeout or 300))
+        return result_to_dict(engine.query(sql, limit=limit, timeout_seconds=timeout, explain=explain))
+    except QueryError as e:
+        raise click.ClickException(str(e)) from None
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        raise click.ClickException(f"Athena: {e}") from None
 
 
 def print_result(result: dict[str, Any], fmt: str) -> None:

@@ -9,12 +9,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from loglake import ids
 from loglake.ingest import parse_body
 from loglake.lake import reads as lake_reads
 from loglake.lake.lake import Lake
-from loglake.lake.query import QueryEngine
 from loglake.lake.search_terms import InvalidSearch, Term, parse_terms
 from loglake.model import (
     DAY_MS,
@@ -68,6 +68,23 @@ class InvalidQuery(ValueError):
         super().__init__("; ".join(f"{p.field}: {p.reason}" for p in problems))
 
 
+class RecordSearch(Protocol):
+    """Search, counts and lookup by id over every record, hot or archived: DuckDB over the hot store and
+    the lake locally (lake/reads.py), Athena over the lake on AWS (aws/athena_search.py)."""
+
+    def search(self, query: RecentQuery, terms: Sequence[Term]) -> list[StoredRecord]:
+        """The newest `query.limit` matches, newest (highest id) first."""
+        ...
+
+    def histogram(self, query: RecentQuery, terms: Sequence[Term], interval_ms: int) -> list[dict]:
+        """Every bucket of the window with its counts per severity (lake_reads.histogram_buckets)."""
+        ...
+
+    def get(self, log_id: bytes) -> StoredRecord | None:
+        """A record the hot store no longer holds, by its log id (or, where kept, its client id)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class RecentPage:
     records: list[StoredRecord]
@@ -81,9 +98,13 @@ class LogService:
         limits: Limits | None = None,
         clock: Callable[[], float] = time.time,
         lake: Lake | None = None,
+        record_search: RecordSearch | None = None,
     ):
         self.store = store
         self.lake = lake  # flushed records, when the store has a lake behind it
+        if record_search is None and lake is not None:
+            record_search = lake_reads.EngineSearch(lake.engine)
+        self.record_search = record_search
         self.limits = limits or Limits()
         self.clock = clock
 
@@ -105,8 +126,8 @@ class LogService:
         except ValueError:
             return None
         found = self.store.get(raw)
-        if found is None and self.lake is not None:
-            found = lake_reads.get(self.lake.engine, raw)
+        if found is None and self.record_search is not None:
+            found = self.record_search.get(raw)
         return found
 
     def recent(self, query: RecentQuery) -> RecentPage:
@@ -122,7 +143,7 @@ class LogService:
         """Records whose message/fields match the search `q` across hot and lake, newest first, paged."""
         query, terms = self._search_query(params)
         wanted = query.limit
-        records = lake_reads.search(self._require_lake(), replace(query, limit=wanted + 1), terms)
+        records = self._require_search().search(replace(query, limit=wanted + 1), terms)
         return _page(records, wanted)
 
     def histogram(self, params: Mapping[str, str]) -> dict:
@@ -144,7 +165,7 @@ class LogService:
         else:  # the smallest round interval giving at most AUTO_BUCKETS buckets, else whole days
             fitting = (i for i in HISTOGRAM_INTERVALS if span / i <= AUTO_BUCKETS)
             interval = next(fitting, -(-span // (AUTO_BUCKETS * DAY_MS)) * DAY_MS)
-        buckets = lake_reads.histogram(self._require_lake(), query, terms, interval)
+        buckets = self._require_search().histogram(query, terms, interval)
         return {
             "since": format_datetime(query.since_ms),
             "until": format_datetime(until),
@@ -162,10 +183,10 @@ class LogService:
         except InvalidSearch as e:
             raise InvalidQuery([Problem(-1, "q", str(e))]) from None
 
-    def _require_lake(self) -> QueryEngine:
-        if self.lake is None:
+    def _require_search(self) -> RecordSearch:
+        if self.record_search is None:
             raise InvalidQuery([Problem(-1, "q", "search needs the SQL engine, which this store does not have")])
-        return self.lake.engine
+        return self.record_search
 
     def recent_query(self, params: Mapping[str, str]) -> RecentQuery:
         """Build a RecentQuery from string parameters (HTTP query or CLI), or raise InvalidQuery."""

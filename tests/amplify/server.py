@@ -36,6 +36,7 @@ class FakeApp:
     slow_over_hours: float = math.inf  # larger ranges take `slow_seconds` to answer (a time-out)
     slow_seconds: float = 0.0
     calls: list[tuple[int, int]] = field(default_factory=list)  # (start_ms, end_ms) of each call
+    access_keys: list[str] = field(default_factory=list)  # the SigV4 access key id of each call
 
 
 class FakeAmplify:
@@ -92,8 +93,10 @@ class FakeAmplify:
                         fake.active -= 1
 
             def _answer(self, app: FakeApp, app_id: str, body: dict, start_ms: int, end_ms: int) -> None:
+                credential = re.search(r"Credential=([^/]+)/", self.headers.get("Authorization", ""))
                 with fake.lock:
                     app.calls.append((start_ms, end_ms))
+                    app.access_keys.append(credential.group(1) if credential else "")
                     if start_ms in app.failing_from_ms:
                         return self._error(500, "InternalFailureException", "Internal failure")
                     if app.refuse:

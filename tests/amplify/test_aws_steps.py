@@ -107,6 +107,10 @@ def test_the_step_handlers_run_a_collection_on_an_s3_lake(
         "applications": [DANSE | {"appName": "danse_tech"}, HORIZON | {"appName": "digital_horizon"}],
         "logRetention": {"days": 28},
     }
+    # danse_tech lives in another account: its profile maps to a role there, assumed through STS (moto)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_endpoint)
+    role = "arn:aws:iam::111122223333:role/amplify-logs-reader"
+    monkeypatch.setenv("LOGLAKE_AMPLIFY_ROLES", json.dumps({DANSE["profile"]: role}))
     planned = handlers.amplify_plan({"time": "2026-11-16T01:30:00Z", "config": document}, None)
     results = []
     for entry in planned["apps"]:
@@ -122,3 +126,7 @@ def test_the_step_handlers_run_a_collection_on_an_s3_lake(
     state = boto3.client("s3").get_object(Bucket=bucket, Key="_state/amplify/danse_tech.json")["Body"].read()
     assert json.loads(state) == {"until": "2026-11-16T00:00:00Z"}
     assert '"event": "amplify_collection"' in capsys.readouterr().out
+    danse_keys = set(amplify.apps[DANSE["appId"]].access_keys)
+    horizon_keys = set(amplify.apps[HORIZON["appId"]].access_keys)
+    assert horizon_keys == {"testing"}  # the function's own credentials (no profiles in Lambda)
+    assert danse_keys and "testing" not in danse_keys and all(k.startswith("ASIA") for k in danse_keys)

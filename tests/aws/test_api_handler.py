@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import boto3
 import pytest
 
 from loglake.aws import handlers
 from loglake.store.dynamodb import DynamoDBHotStore
+from tests.aws.test_athena import queue_result
 from tests.moto_server import lambda_environment
 from tests.store.test_dynamodb import dynamodb_client
 
@@ -146,3 +148,36 @@ def test_each_request_is_in_the_access_log_at_once(api_table: str, capsys: pytes
     handlers.api(rest_event("GET", "/logs/recent"), CONTEXT)
     access = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     assert [(a["method"], a["route"], a["status"]) for a in access] == [("GET", "/logs/recent", 200)]
+
+
+def test_the_search_function_answers_search_and_old_ids_from_athena(
+    api_table: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """With the Athena settings (the stack's search function), search and ids the table no longer holds
+    go to Athena; moto answers with a queued row, in the columns aws/athena_search.py selects."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ATHENA", moto_endpoint)
+    monkeypatch.setenv("LOGLAKE_ATHENA_DATABASE", "loglake")
+    monkeypatch.setenv("LOGLAKE_ATHENA_WORKGROUP", "primary")
+    old_id, old_ms = "01a19989-b020-7449-9fde-d7bf8f54a73a", 1_793_577_300_000
+    names = ("log_id", "ts", "service", "log_type", "severity", "message", "attributes", "client_id")
+    columns = [(name, "bigint" if name == "ts" else "varchar") for name in names]
+    row = [old_id, str(old_ms), "api", "application", "error", "timeout talking to db", '{"user": "U1"}', None]
+    for _ in range(2):
+        queue_result(moto_endpoint, columns, [row])
+
+    response, found, line = invoke(rest_event("GET", "/logs/search", query={"q": "timeout", "since": "30d"}), capsys)
+    assert response["statusCode"] == 200, found
+    assert [(r["logId"], r["message"], r["attributes"]) for r in found["logs"]] == [
+        (old_id, "timeout talking to db", {"user": "U1"})
+    ]
+    assert line["path"] == "/logs/search" and line["status"] == 200
+    response, one, _ = invoke(rest_event("GET", f"/logs/{old_id}", resource="/logs/{logId}"), capsys)
+    assert response["statusCode"] == 200 and one["timestamp"] == old_ms
+
+    athena = boto3.client("athena", endpoint_url=moto_endpoint)
+    sent = [
+        athena.get_query_execution(QueryExecutionId=i)["QueryExecution"]["Query"]
+        for i in athena.list_query_executions()["QueryExecutionIds"]
+    ]
+    assert any("regexp_like(message, '(?i)timeout')" in sql for sql in sent)
+    assert any(f"log_id = '{old_id}'" in sql and "\"date\" = '2026-11-01'" in sql for sql in sent)

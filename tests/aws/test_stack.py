@@ -29,7 +29,7 @@ def deployment():
 
 @pytest.fixture(scope="module")
 def template(deployment):
-    app = build_app(deployment)
+    app = build_app(deployment, bundle=False)
     stack = next(c for c in app.node.children if isinstance(c, LoglakeStack))
     return assertions.Template.from_stack(stack)
 
@@ -135,8 +135,35 @@ def test_the_api_function_and_rest_api(template) -> None:
     template.has_resource_properties("AWS::ApiGateway::Stage", stage)
     methods = template.find_resources("AWS::ApiGateway::Method")
     routes = sorted(m["Properties"]["HttpMethod"] for m in methods.values())
-    assert routes == ["GET", "GET", "GET", "POST", "POST"]
+    assert routes == ["GET", "GET", "GET", "GET", "POST", "POST"]
     assert {m["Properties"]["AuthorizationType"] for m in methods.values()} == {"AWS_IAM"}
+
+
+def test_search_runs_on_athena_in_its_own_function(template) -> None:
+    """GET /logs/search, /logs/histogram and /logs/{logId} go to the search function: the same handler with
+    Athena's settings, which may read the table (never write it) and query in the workgroup."""
+    functions = template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": "loglake.aws.handlers.api"}}
+    )
+    search_id, search = next((k, f) for k, f in functions.items() if k.startswith("SearchFunction"))
+    assert set(search["Properties"]["Environment"]["Variables"]) >= {
+        "LOGLAKE_DYNAMODB_TABLE", "LOGLAKE_ATHENA_DATABASE", "LOGLAKE_ATHENA_WORKGROUP"
+    }  # fmt: skip
+    resources = template.find_resources("AWS::ApiGateway::Resource")
+    paths = {k: r["Properties"]["PathPart"] for k, r in resources.items()}
+    methods = template.find_resources("AWS::ApiGateway::Method")
+    answered_by_search = sorted(
+        paths[m["Properties"]["ResourceId"]["Ref"]]
+        for m in methods.values()
+        if search_id in json.dumps(m["Properties"]["Integration"])
+    )
+    assert answered_by_search == ["histogram", "search", "{logId}"]
+    role = search["Properties"]["Role"]["Fn::GetAtt"][0]
+    policies = template.find_resources("AWS::IAM::Policy")
+    (policy,) = [p for p in policies.values() if p["Properties"]["Roles"] == [{"Ref": role}]]
+    actions = {a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in _actions(s)}
+    assert "athena:StartQueryExecution" in actions and "dynamodb:Query" in actions
+    assert not {a for a in actions if a.startswith("dynamodb:") and ("Put" in a or "Write" in a or "Delete" in a)}
 
 
 def _actions(statement: dict) -> list[str]:
@@ -164,7 +191,7 @@ def test_every_resource_carries_the_tags(template, deployment) -> None:
 
 
 def test_cfn_lint_finds_no_errors(deployment, tmp_path: Path) -> None:
-    build_app(deployment, outdir=str(tmp_path)).synth()
+    build_app(deployment, outdir=str(tmp_path), bundle=False).synth()
     (template_file,) = tmp_path.glob("*.template.json")
     json.loads(template_file.read_text())
     lint = subprocess.run(
@@ -193,6 +220,8 @@ def test_synth_writes_the_template_and_names_config_mistakes(tmp_path: Path) -> 
         ({"dynamodb": {"billing": "sometimes"}}, "dynamodb.billing: must be on_demand or provisioned"),
         ({"extra": 1}, "unknown field extra"),
         ({"amplifyConfig": "missing.json"}, "missing.json: No such file"),
+        ({"amplifyRoles": {"nobody": "arn:aws:iam::111122223333:role/r"}}, "amplifyRoles: 'nobody' is no app's"),
+        ({"amplifyRoles": {"HylmarJ": "arn:aws:iam::1:role/r"}}, "amplifyRoles.HylmarJ: 'arn:aws:iam::1:role/r'"),
     ]:
         bad = tmp_path / "bad.json"
         bad.write_text(json.dumps(document | change))
@@ -204,7 +233,7 @@ def test_provisioned_billing_scales_5_to_100_at_70_percent(tmp_path: Path) -> No
     from loglake.aws.deployment import parse_deployment
 
     document = json.loads(EXAMPLE.read_text()) | {"dynamodb": {"billing": "provisioned"}}
-    app = build_app(parse_deployment(document))
+    app = build_app(parse_deployment(document), bundle=False)
     stack = next(c for c in app.node.children if isinstance(c, LoglakeStack))
     template = assertions.Template.from_stack(stack)
     template.has_resource_properties("AWS::DynamoDB::Table", {"ProvisionedThroughput": Match.any_value()})
@@ -339,7 +368,7 @@ def test_the_amplify_collection_is_a_scheduled_state_machine(template) -> None:
     rule = next(
         r["Properties"]
         for r in template.find_resources("AWS::Events::Rule").values()
-        if r["Properties"].get("ScheduleExpression", "").startswith("cron(")
+        if r["Properties"].get("Name") == "amplifylogs-logging-intite-eb1-inftes-182059100462"
     )
     assert rule["ScheduleExpression"] == "cron(0 1 ? * MON *)"
     target_input = json.loads(rule["Targets"][0]["Input"])
@@ -360,3 +389,71 @@ def test_compaction_runs_every_hour(template) -> None:
     )
     rules = [r["Properties"] for r in template.find_resources("AWS::Events::Rule").values()]
     assert any(r.get("ScheduleExpression") == "rate(1 hour)" for r in rules)
+
+
+def test_every_function_runs_on_the_dependencies_layer_and_alarms_on_errors(template) -> None:
+    functions = template.find_resources("AWS::Lambda::Function")
+    loglake_functions = {
+        k: f for k, f in functions.items() if f["Properties"].get("Handler", "").startswith("loglake.")
+    }
+    assert len(loglake_functions) == 9  # api, search, query, flush, compact, retention and the 3 Amplify steps
+    (layer_id,) = template.find_resources("AWS::Lambda::LayerVersion")
+    for function in loglake_functions.values():
+        assert function["Properties"]["Layers"] == [{"Ref": layer_id}]
+    layer = template.find_resources("AWS::Lambda::LayerVersion")[layer_id]["Properties"]
+    assert layer["CompatibleArchitectures"] == ["arm64"] and layer["CompatibleRuntimes"] == ["python3.12"]
+    alarms = [a["Properties"] for a in template.find_resources("AWS::CloudWatch::Alarm").values()]
+    errors = [a for a in alarms if a.get("MetricName") == "Errors"]
+    assert len(errors) == len(loglake_functions) and {a["Threshold"] for a in errors} == {5}
+    assert {a["Period"] for a in errors} == {300} and all(a["AlarmActions"] for a in alarms)
+    durations = [a for a in alarms if a.get("MetricName") == "Duration"]
+    assert len(durations) == 3 and {a["Threshold"] for a in durations} == {5000}
+
+
+def test_a_daily_retention_function_may_only_list_and_delete_lake_objects(template) -> None:
+    functions = template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": "loglake.aws.handlers.retention"}}
+    )
+    ((function_id, function),) = functions.items()
+    assert function["Properties"]["Environment"]["Variables"]["LOGLAKE_RETENTION_DAYS"] == "365"
+    rules = template.find_resources("AWS::Events::Rule", {"Properties": {"ScheduleExpression": "cron(30 2 * * ? *)"}})
+    ((_, rule),) = rules.items()
+    assert function_id in json.dumps(rule["Properties"]["Targets"])
+    assert "danse_tech" in rule["Properties"]["Targets"][0]["Input"]  # the Amplify retention comes with it
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    (policy,) = [
+        p for p in template.find_resources("AWS::IAM::Policy").values() if p["Properties"]["Roles"] == [{"Ref": role}]
+    ]
+    actions = {a for st in policy["Properties"]["PolicyDocument"]["Statement"] for a in _actions(st)}
+    assert "s3:DeleteObject*" in actions and not any(a.startswith(("s3:Put", "dynamodb:")) for a in actions)
+
+
+def test_outputs_name_the_api_and_the_athena_settings(template) -> None:
+    outputs = template.to_json()["Outputs"]
+    assert {"ApiUrl", "AthenaDatabase", "AthenaWorkgroup", "LakeBucketName", "HotTableName", "AlarmTopicArn"} <= set(
+        outputs
+    )
+
+
+def test_apps_in_other_accounts_are_reached_through_their_roles(tmp_path: Path) -> None:
+    document = json.loads(EXAMPLE.read_text())
+    role = "arn:aws:iam::111122223333:role/amplify-logs-reader"
+    (tmp_path / "amplify.json").write_text((EXAMPLE.parent / "amplify.json").read_text())
+    config = tmp_path / "loglake-aws.json"
+    config.write_text(json.dumps(document | {"amplifyRoles": {"HylmarJ": role}}))
+    app = build_app(load_deployment(config), bundle=False)
+    stack = next(c for c in app.node.children if isinstance(c, LoglakeStack))
+    template = assertions.Template.from_stack(stack)
+    downloads = template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": "loglake.aws.handlers.amplify_download"}}
+    )
+    ((_, download),) = downloads.items()
+    assert json.loads(download["Properties"]["Environment"]["Variables"]["LOGLAKE_AMPLIFY_ROLES"]) == {"HylmarJ": role}
+    template.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with([Match.object_like({"Action": "sts:AssumeRole", "Resource": role})])
+            }
+        },
+    )

@@ -25,7 +25,7 @@ from loglake.config import ConfigError, Settings
 from loglake.keys import KeyRing, KeyStore
 from loglake.lake.lake import Lake, LakeJobs, MaintenanceReport
 from loglake.lake.query import QueryBusy
-from loglake.service import LogService
+from loglake.service import LogService, RecordSearch
 from loglake.store.base import HotStore, StoreUnavailable
 from loglake.store.sqlite import SQLiteHotStore
 
@@ -96,7 +96,14 @@ class Router:
 class LoglakeApp:
     """One loglake server: owns the store, the keys, the service and the HTTP edge around them."""
 
-    def __init__(self, settings: Settings, *, store: HotStore | None = None, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: HotStore | None = None,
+        record_search: RecordSearch | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
         self.settings = settings
         self.metrics = Metrics()
         self.storage_error: str | None = None
@@ -122,7 +129,7 @@ class LoglakeApp:
                 self.amplify = AmplifySchedule(
                     collector, amplify_config.schedule, settings.data_dir, clock, self._on_amplify_report
                 )
-        self.service = LogService(self.store, settings.limits, clock, lake=self.lake)
+        self.service = LogService(self.store, settings.limits, clock, lake=self.lake, record_search=record_search)
         self.keystore = KeyStore(settings.data_dir)
         self.keyring = KeyRing(self.keystore)
         self.auth = Authenticator(self.keyring if settings.auth else None, settings.region, clock)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,28 @@ from loglake.lake.objectstore import ObjectStore, ObjectStoreError
 from loglake.lake.parts import file_name
 
 STATE_PREFIX = "_state/amplify/"
+ROLE_SESSION_NAME = "loglake-amplify-download"
+
+
+def role_sessions(roles: dict[str, str], base: Callable[[], Any]) -> Callable[..., Any]:
+    """The downloader's session factory: in Lambda there are no AWS profiles, so an app's `profile`
+    names either a role to assume (an app in another account, from the deployment's amplifyRoles) or,
+    when it has none, the function's own role (`base()`, a boto3 Session). A download lasts at most
+    15 minutes: the role's one-hour credentials outlive it."""
+
+    def session(profile_name: str | None = None) -> Any:
+        own = base()
+        role = roles.get(profile_name or "")
+        if role is None:
+            return own
+        credentials = own.client("sts").assume_role(RoleArn=role, RoleSessionName=ROLE_SESSION_NAME)["Credentials"]
+        return type(own)(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+        )
+
+    return session
 
 
 def plan(config: AmplifyConfig, lake: ObjectStore, now: datetime) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,9 @@ SERVICE_CODES = {
     "api_function": "lm",
     "flush_function": "lf",
     "query_function": "lq",
+    "search_function": "ls",
+    "retention_function": "lr",
+    "retention_schedule": "er",
     "compact_function": "lk",
     "key": "km",
     "glue_database": "gd",
@@ -44,6 +47,7 @@ SERVICE_CODES = {
 _PART = re.compile(r"[a-z0-9]{1,20}")
 _ACCOUNT = re.compile(r"\d{12}")
 _REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 
 
 class DeploymentConfigError(ValueError):
@@ -64,6 +68,9 @@ class Deployment:
     billing: str = "on_demand"  # or "provisioned" (auto-scaling 5-100 at 70%)
     cors_allow_origins: tuple[str, ...] = ()
     amplify: dict[str, Any] | None = None  # the collector's configuration (users' format), if any
+    # AWS profile of an Amplify app -> the role the downloader assumes for it (apps in other accounts);
+    # profiles not listed use the downloader's own role
+    amplify_roles: dict[str, str] = field(default_factory=dict)
 
     def name(self, resource: str) -> str:
         """The convention's name of one resource (see SERVICE_CODES)."""
@@ -81,9 +88,16 @@ def load_deployment(path: Path) -> Deployment:
         amplify_path = path.parent / str(document["amplifyConfig"])
         amplify = _read_json(amplify_path)
         try:
-            parse_config(amplify)
+            profiles = {app.profile for app in parse_config(amplify).apps}
         except AmplifyConfigError as e:
             raise DeploymentConfigError(f"amplifyConfig {amplify_path}: {e}") from None
+        for profile in (document.get("amplifyRoles") or {}).keys() - profiles:
+            known = ", ".join(sorted(profiles))
+            raise DeploymentConfigError(
+                f"amplifyRoles: {profile!r} is no app's profile in {amplify_path} (known: {known})"
+            )
+    elif isinstance(document, dict) and document.get("amplifyRoles"):
+        raise DeploymentConfigError("amplifyRoles: set amplifyConfig too (the roles are for its apps' profiles)")
     return replace(parse_deployment(document), amplify=amplify)
 
 
@@ -101,7 +115,7 @@ def parse_deployment(document: Any) -> Deployment:
         raise DeploymentConfigError("the deployment configuration must be a JSON object")
     known = {
         "account", "region", "environment", "naming", "tags", "retentionDays", "dynamodb", "corsAllowOrigins",
-        "amplifyConfig",
+        "amplifyConfig", "amplifyRoles",
     }  # fmt: skip
     unknown = sorted(document.keys() - known)
     if unknown:
@@ -132,6 +146,13 @@ def parse_deployment(document: Any) -> Deployment:
     origins = document.get("corsAllowOrigins", [])
     if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
         raise DeploymentConfigError("corsAllowOrigins: must be a list of origins such as https://logs.example.com")
+    roles = document.get("amplifyRoles") or {}
+    if not isinstance(roles, dict):
+        raise DeploymentConfigError(
+            'amplifyRoles: must map an app\'s profile to a role ARN: {"profile": "arn:aws:iam::…"}'
+        )
+    for profile, arn in roles.items():
+        _match(arn, _ROLE_ARN, f"amplifyRoles.{profile}", "an IAM role ARN such as arn:aws:iam::111122223333:role/name")
     return Deployment(
         account=account,
         region=region,
@@ -141,6 +162,7 @@ def parse_deployment(document: Any) -> Deployment:
         retention_days=retention,
         billing=billing,
         cors_allow_origins=tuple(origins),
+        amplify_roles=dict(roles),
         **parts,
     )
 

@@ -3,6 +3,9 @@
 - `api`: API Gateway (REST, proxy integration, IAM auth) in front of the same app as `loglake serve`,
   on the DynamoDB hot store: POST /logs, GET /logs/recent, GET /logs/{logId} answer exactly as the
   local server does. API Gateway authenticates (SigV4) and throttles, so the app's own keys are off.
+  With LOGLAKE_ATHENA_DATABASE and LOGLAKE_ATHENA_WORKGROUP set (the stack's search function), GET
+  /logs/search and /logs/histogram, and ids past the hot window, are answered by Athena over the lake
+  (aws/athena_search.py).
 
 - `query`: POST /query through API Gateway, answered by Athena (aws/athena.py) with the local
   server's request and response shapes (LOGLAKE_ATHENA_DATABASE, LOGLAKE_ATHENA_WORKGROUP).
@@ -11,6 +14,7 @@
   EventBridge rule passes it) or from CONFIG_JSON, the lake is LOGLAKE_LAKE_BUCKET, and the finishing
   step starts the Glue crawler LOGLAKE_GLUE_CRAWLER when set.
 - `compact`: on a schedule, merges the small parts of the lake's recent days (aws/compaction.py).
+- `retention`: daily, deletes the lake's days past their retention (aws/retention.py).
 - `flush_stream`: DynamoDB Streams (new records) to Parquet parts in the lake bucket
   (LOGLAKE_LAKE_BUCKET, LOGLAKE_LAKE_PREFIX), see aws/stream_flush.py.
 
@@ -54,7 +58,6 @@ def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def query(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    from loglake.aws.athena import AthenaQueryEngine
     from loglake.lake.query import result_to_dict
     from loglake.lake.sql_guard import QueryError
 
@@ -62,10 +65,7 @@ def query(event: dict[str, Any], context: Any) -> dict[str, Any]:
     status, body = 200, {}
     try:
         request = _json_body(event)
-        engine = AthenaQueryEngine(
-            boto3.client("athena"), os.environ["LOGLAKE_ATHENA_DATABASE"], os.environ["LOGLAKE_ATHENA_WORKGROUP"]
-        )
-        result = engine.query(
+        result = _athena_engine().query(
             request["sql"], limit=request.get("limit"), timeout_seconds=request.get("timeout_seconds")
         )
         body = result_to_dict(result)
@@ -76,6 +76,17 @@ def query(event: dict[str, Any], context: Any) -> dict[str, Any]:
     response = {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(body)}
     _log_invocation(event, context, response, (time.perf_counter() - started) * 1000)
     return response
+
+
+def _athena_engine() -> Any:
+    from loglake.aws.athena import AthenaQueryEngine
+    from loglake.lake.query import QueryLimits
+
+    # API Gateway gives up on an integration after 29 s: a query must end (or be cancelled) before that.
+    limits = QueryLimits(timeout_seconds=25)
+    return AthenaQueryEngine(
+        boto3.client("athena"), os.environ["LOGLAKE_ATHENA_DATABASE"], os.environ["LOGLAKE_ATHENA_WORKGROUP"], limits
+    )
 
 
 class _BadRequest(ValueError):
@@ -118,9 +129,10 @@ def amplify_download(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from loglake.aws import amplify_steps
 
     config, lake = _amplify_config(event), _lake()
-    # In Lambda there are no AWS profiles: the configuration's `profile` gives way to the function's
-    # role (its region stays per app).
-    collector = Collector(config, None, lake, AmplifyLogSource(session_factory=lambda profile_name: boto3.Session()))
+    # The configuration's `profile` names a role to assume (LOGLAKE_AMPLIFY_ROLES) or the function's own.
+    roles = json.loads(os.environ.get("LOGLAKE_AMPLIFY_ROLES") or "{}")
+    sessions = amplify_steps.role_sessions(roles, boto3.Session)
+    collector = Collector(config, None, lake, AmplifyLogSource(session_factory=sessions))
     try:
         return amplify_steps.download(config, lake, event["app"], event["window"], event["run_at"], collector)
     finally:
@@ -182,6 +194,21 @@ def compact(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return summary
 
 
+def retention(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Daily: the lake's days past their retention deleted (aws/retention.py): app logs after
+    LOGLAKE_RETENTION_DAYS (0 keeps them), Amplify logs after the configuration's logRetention.days
+    (the configuration from the input's `config` or CONFIG_JSON, when the deployment collects any)."""
+    from loglake.aws.retention import expire_lake
+
+    now = _event_time(event)
+    has_amplify = event.get("config") is not None or bool(os.environ.get("CONFIG_JSON"))
+    amplify = _amplify_config(event) if has_amplify else None
+    days = int(os.environ.get("LOGLAKE_RETENTION_DAYS", "365"))
+    summary = expire_lake(_lake(), now.date(), days, amplify).to_dict()
+    print(json.dumps({"level": "INFO", "event": "lake_retention", **summary}), flush=True)
+    return summary
+
+
 def flush_stream(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from loglake.aws.stream_flush import flush_stream_batch
 
@@ -217,7 +244,12 @@ def _api_app() -> Any:
         settings = Settings(
             data_dir=Path(os.environ.get("LOGLAKE_DATA_DIR", "/tmp/loglake")), auth=False, access_log="-"
         )
-        _app = LoglakeApp(settings, store=store)
+        record_search = None
+        if os.environ.get("LOGLAKE_ATHENA_WORKGROUP"):  # search, histogram and old ids: Athena over the lake
+            from loglake.aws.athena_search import AthenaSearch
+
+            record_search = AthenaSearch(_athena_engine())
+        _app = LoglakeApp(settings, store=store, record_search=record_search)
     return _app
 
 

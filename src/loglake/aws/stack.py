@@ -14,6 +14,7 @@ Every resource carries the configured tags; names follow the convention (aws/dep
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -35,17 +36,21 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from loglake.aws.deployment import Deployment
+from loglake.aws.packaging import dependencies_layer
 from loglake.lake.catalog import glue_table_input
 from loglake.lake.tables import TABLES
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the loglake package
 ATHENA_BYTES_SCANNED_LIMIT = 100 * 1024**3  # per query: 100 GiB, about $0.50 at $5 per TB
+# (method, path, the function answering it): ingest and recent logs on DynamoDB alone; search, counts
+# and ids past the hot window also need Athena; SQL is Athena's.
 API_ROUTES = (
-    ("POST", "logs"),
-    ("GET", "logs/recent"),
-    ("GET", "logs/{logId}"),
-    ("GET", "logs/search"),
-    ("POST", "query"),
+    ("POST", "logs", "api"),
+    ("GET", "logs/recent", "api"),
+    ("GET", "logs/{logId}", "search"),
+    ("GET", "logs/search", "search"),
+    ("GET", "logs/histogram", "search"),
+    ("POST", "query", "query"),
 )
 
 
@@ -66,18 +71,24 @@ class LoglakeStack(cdk.Stack):
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
         self.key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{deployment.region}.amazonaws.com"))
+        self.alarm_topic = sns.Topic(self, "Alarms", topic_name=deployment.name("alarms"), master_key=self.key)
+        self.dependencies_layer = dependencies_layer(self, "Dependencies")
+        self.functions: dict[str, lambda_.Function] = {}  # every function, for the alarms
         self.table = self._hot_table()
         self.lake_bucket = self._lake_bucket()
         self.api_function = self._api_function()
         self._catalog()
         self.query_function = self._query_function()
+        self.search_function = self._search_function()
         self.api = self._rest_api()
         self.flush_function = self._stream_flush()
         self._compaction()
-        self.alarm_topic = self._alarms()
-        self._dashboard()
+        self._retention()
         if deployment.amplify is not None:
             self.collector = self._amplify_collector(deployment.amplify)
+        self._alarms()
+        self._dashboard()
+        self._outputs()
 
     def _hot_table(self) -> dynamodb.Table:
         d = self.deployment
@@ -183,6 +194,29 @@ class LoglakeStack(cdk.Stack):
             targets=[events_targets.LambdaFunction(function)],
         )
 
+    def _retention(self) -> None:
+        """Every day, the lake's days past their retention deleted by the day they hold (aws/retention.py);
+        the bucket's lifecycle rule only knows the objects' age."""
+        d = self.deployment
+        function = self._function(
+            "RetentionFunction",
+            "retention_function",
+            "retention",
+            512,
+            cdk.Duration.minutes(15),
+            {"LOGLAKE_LAKE_BUCKET": self.lake_bucket.bucket_name, "LOGLAKE_RETENTION_DAYS": str(d.retention_days)},
+        )
+        self.lake_bucket.grant_read(function, "type=*")
+        self.lake_bucket.grant_delete(function, "type=*")
+        payload = events.RuleTargetInput.from_object({"config": d.amplify}) if d.amplify is not None else None
+        events.Rule(
+            self,
+            "RetentionSchedule",
+            rule_name=d.name("retention_schedule"),
+            schedule=events.Schedule.cron(minute="30", hour="2"),
+            targets=[events_targets.LambdaFunction(function, event=payload)],
+        )
+
     def _query_function(self) -> lambda_.Function:
         """POST /query, answered by Athena in the stack's workgroup (aws/athena.py)."""
         function = self._function(
@@ -193,6 +227,30 @@ class LoglakeStack(cdk.Stack):
             cdk.Duration.seconds(30),
             {"LOGLAKE_ATHENA_DATABASE": self.database_name, "LOGLAKE_ATHENA_WORKGROUP": self.workgroup_name},
         )
+        self._grant_athena(function)
+        return function
+
+    def _search_function(self) -> lambda_.Function:
+        """GET /logs/search, /logs/histogram and /logs/{logId}: the API's app (handler `api`) with its
+        search on Athena (aws/athena_search.py); it only reads the table."""
+        function = self._function(
+            "SearchFunction",
+            "search_function",
+            "api",
+            256,
+            cdk.Duration.seconds(30),
+            {
+                "LOGLAKE_DYNAMODB_TABLE": self.table.table_name,
+                "LOGLAKE_ATHENA_DATABASE": self.database_name,
+                "LOGLAKE_ATHENA_WORKGROUP": self.workgroup_name,
+            },
+        )
+        self.table.grant_read_data(function)
+        self._grant_athena(function)
+        return function
+
+    def _grant_athena(self, function: lambda_.Function) -> None:
+        """Queries in the stack's workgroup: the lake and catalog read, the results bucket written."""
         stack = cdk.Stack.of(self)
         athena_actions = ["GetQueryExecution", "GetQueryResults", "StartQueryExecution", "StopQueryExecution"]
         function.add_to_role_policy(
@@ -213,7 +271,6 @@ class LoglakeStack(cdk.Stack):
         )
         self.lake_bucket.grant_read(function)
         self.results_bucket.grant_read_write(function)
-        return function
 
     def _stream_flush(self) -> lambda_.Function:
         """New records from the table's stream to Parquet parts in the lake (aws/stream_flush.py)."""
@@ -246,7 +303,7 @@ class LoglakeStack(cdk.Stack):
     ) -> lambda_.Function:
         """One of loglake's functions: Python 3.12 on arm64, X-Ray tracing, its own encrypted log
         group; `handler` names a function of loglake.aws.handlers."""
-        return lambda_.Function(
+        function = lambda_.Function(
             self,
             construct_id,
             function_name=self.deployment.name(name),
@@ -256,12 +313,15 @@ class LoglakeStack(cdk.Stack):
             timeout=timeout,
             handler=f"loglake.aws.handlers.{handler}",
             code=lambda_.Code.from_asset(str(SOURCE_ROOT), exclude=["**/__pycache__", "*.egg-info", "**/*.pyc"]),
+            layers=[self.dependencies_layer],
             environment=environment,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=logs.LogGroup(
                 self, f"{construct_id}Logs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=self.key
             ),
         )
+        self.functions[construct_id] = function
+        return function
 
     def _rest_api(self) -> apigw.RestApi:
         d = self.deployment
@@ -302,13 +362,13 @@ class LoglakeStack(cdk.Stack):
             cloud_watch_role=True,
             binary_media_types=["application/gzip", "application/x-ndjson", "*/*"],
         )
-        integration = apigw.LambdaIntegration(self.api_function)
-        sql = apigw.LambdaIntegration(self.query_function)
-        for method, path in API_ROUTES:
+        functions = {"api": self.api_function, "search": self.search_function, "query": self.query_function}
+        integrations = {key: apigw.LambdaIntegration(function) for key, function in functions.items()}
+        for method, path, answered_by in API_ROUTES:
             resource = api.root
             for part in path.split("/"):
                 resource = resource.get_resource(part) or resource.add_resource(part)
-            resource.add_method(method, sql if path == "query" else integration)
+            resource.add_method(method, integrations[answered_by])
         return api
 
     # -- Glue and Athena ---------------------------------------------------------------------
@@ -397,6 +457,7 @@ class LoglakeStack(cdk.Stack):
         """Plan -> Map over apps -> Map over windows (download) -> finish, on the configuration's
         schedule. A window that fails after its retries is recorded as failed (its app's watermark
         stays before it); a step that fails outright notifies the alarm topic."""
+        d = self.deployment
         lake_env = {"LOGLAKE_LAKE_BUCKET": self.lake_bucket.bucket_name}
         plan = self._function(
             "AmplifyPlanFunction", "amplify_plan_function", "amplify_plan", 256, cdk.Duration.minutes(1), lake_env
@@ -407,8 +468,12 @@ class LoglakeStack(cdk.Stack):
             "amplify_download",
             1024,
             cdk.Duration.minutes(15),
-            lake_env,
+            lake_env | {"LOGLAKE_AMPLIFY_ROLES": json.dumps(d.amplify_roles, sort_keys=True)},
         )
+        if d.amplify_roles:  # apps in other accounts: their roles must also trust this function's role
+            download.add_to_role_policy(
+                iam.PolicyStatement(actions=["sts:AssumeRole"], resources=sorted(set(d.amplify_roles.values())))
+            )
         finish = self._function(
             "AmplifyFinishFunction",
             "amplify_finish_function",
@@ -535,21 +600,30 @@ class LoglakeStack(cdk.Stack):
 
     # -- alarms and dashboard -----------------------------------------------------------------
 
-    def _alarms(self) -> sns.Topic:
-        d = self.deployment
-        topic = sns.Topic(self, "Alarms", topic_name=d.name("alarms"), master_key=self.key)
-        five_minutes = cdk.Duration.minutes(5)
-        throttles = cloudwatch.Metric(
+    def _throttles(self) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
             namespace="AWS/DynamoDB",
             metric_name="ThrottledRequests",
             dimensions_map={"TableName": self.table.table_name},
             statistic="Sum",
-            period=five_minutes,
+            period=cdk.Duration.minutes(5),
         )
+
+    def _alarms(self) -> None:
+        """To the alarm topic: every function's errors > 5 in 5 minutes; the request-serving functions'
+        average duration > 5 s (the batch functions run for minutes by design); table throttles > 10;
+        API 4xx > 50 and 5xx > 5; failed crawls (and, in _amplify_collector, failed collections)."""
+        topic = self.alarm_topic
+        five_minutes = cdk.Duration.minutes(5)
         alarms = {
-            "ApiFunctionErrors": (self.api_function.metric_errors(period=five_minutes, statistic="Sum"), 5),
-            "ApiFunctionDuration": (self.api_function.metric_duration(period=five_minutes, statistic="Average"), 5000),
-            "HotTableThrottles": (throttles, 10),
+            f"{name}Errors": (function.metric_errors(period=five_minutes, statistic="Sum"), 5)
+            for name, function in self.functions.items()
+        }
+        for function in (self.api_function, self.search_function, self.query_function):
+            name = next(n for n, f in self.functions.items() if f is function)
+            alarms[f"{name}Duration"] = (function.metric_duration(period=five_minutes, statistic="Average"), 5000)
+        alarms |= {
+            "HotTableThrottles": (self._throttles(), 10),
             "Api4xx": (self.api.metric_client_error(period=five_minutes, statistic="Sum"), 50),
             "Api5xx": (self.api.metric_server_error(period=five_minutes, statistic="Sum"), 5),
         }
@@ -575,7 +649,6 @@ class LoglakeStack(cdk.Stack):
             ),
             targets=[events_targets.SnsTopic(topic)],
         )
-        return topic
 
     def _dashboard(self) -> None:
         five_minutes = cdk.Duration.minutes(5)
@@ -606,22 +679,26 @@ class LoglakeStack(cdk.Stack):
                 title="Latency (ms)",
                 left=[emf("Latency", "p50"), emf("Latency", "p99"), self.api.metric_latency(period=five_minutes)],
             ),
-            cloudwatch.GraphWidget(
-                title="DynamoDB throttles",
-                left=[
-                    cloudwatch.Metric(
-                        namespace="AWS/DynamoDB",
-                        metric_name="ThrottledRequests",
-                        dimensions_map={"TableName": self.table.table_name},
-                        statistic="Sum",
-                        period=five_minutes,
-                    )
-                ],
-            ),
+            cloudwatch.GraphWidget(title="DynamoDB throttles", left=[self._throttles()]),
         )
 
+    def _outputs(self) -> None:
+        """What `cdk deploy` prints: where to send requests and SQL."""
+        for name, value, description in [
+            ("ApiUrl", self.api.url, "the REST API (SigV4-signed requests, service execute-api)"),
+            ("AthenaDatabase", self.database_name, "loglake query --engine athena --athena-database"),
+            ("AthenaWorkgroup", self.workgroup_name, "loglake query --engine athena --athena-workgroup"),
+            ("LakeBucketName", self.lake_bucket.bucket_name, "the Parquet lake"),
+            ("HotTableName", self.table.table_name, "the DynamoDB hot store"),
+            ("AlarmTopicArn", self.alarm_topic.topic_arn, "subscribe to receive the alarms"),
+        ]:
+            cdk.CfnOutput(self, name, value=value, description=description)
 
-def build_app(deployment: Deployment, outdir: str | None = None) -> cdk.App:
-    app = cdk.App(outdir=outdir) if outdir else cdk.App()
+
+def build_app(deployment: Deployment, outdir: str | None = None, *, bundle: bool = True) -> cdk.App:
+    """The CDK app. Without `bundle`, the dependencies layer is not built (a template to read or lint,
+    not to deploy); `cdk deploy` builds it."""
+    context = {} if bundle else {"aws:cdk:bundling-stacks": []}
+    app = cdk.App(outdir=outdir, context=context) if outdir else cdk.App(context=context)
     LoglakeStack(app, f"loglake-{deployment.environment}", deployment)
     return app

@@ -27,6 +27,22 @@ MAX_BUCKETS = 10_000
 _RECORD_COLUMNS = 'log_id, epoch_ms("timestamp") AS ts, service, log_type, severity, message, attributes, client_id'
 
 
+class EngineSearch:
+    """The service's RecordSearch on the local engine (DuckDB over hot + lake)."""
+
+    def __init__(self, engine: QueryEngine) -> None:
+        self.engine = engine
+
+    def search(self, query: RecentQuery, terms: Sequence[Term]) -> list[StoredRecord]:
+        return search(self.engine, query, terms)
+
+    def histogram(self, query: RecentQuery, terms: Sequence[Term], interval_ms: int) -> list[dict]:
+        return histogram(self.engine, query, terms, interval_ms)
+
+    def get(self, log_id: bytes) -> StoredRecord | None:
+        return get(self.engine, log_id)
+
+
 def recent(store: SQLiteHotStore, reader: LakeRecentReader, query: RecentQuery) -> list[StoredRecord]:
     """Recent logs over hot and lake: the hot store's answer and the catalog from one snapshot (so each
     record counts once), then the lake's newest matches when they could be among the page."""
@@ -91,7 +107,7 @@ def _recent_in(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term]) -
     where, params = _conditions(query, terms)
     sql = f"SELECT {_RECORD_COLUMNS} FROM logs WHERE {where} ORDER BY log_id DESC LIMIT {query.limit:d}"
     window = TimeRange(query.since_ms, query.until_ms)
-    return [_record(row) for row in engine.run_internal(sql, params, window, query.limit).rows]
+    return [record_from_row(row) for row in engine.run_internal(sql, params, window, query.limit).rows]
 
 
 def histogram(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], interval_ms: int) -> list[dict]:
@@ -102,8 +118,14 @@ def histogram(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], in
         " GROUP BY ALL"
     )
     window = TimeRange(query.since_ms, query.until_ms)
+    rows = engine.run_internal(sql, params, window, MAX_BUCKETS * len(SEVERITY_NAMES)).rows
+    return histogram_buckets(rows, query, interval_ms)
+
+
+def histogram_buckets(rows: Sequence[tuple[int, str, int]], query: RecentQuery, interval_ms: int) -> list[dict]:
+    """The histogram's answer from (bucket number, severity, count) rows: every bucket of the window."""
     counts: dict[int, dict[str, int]] = {}
-    for bucket, severity, n in engine.run_internal(sql, params, window, MAX_BUCKETS * len(SEVERITY_NAMES)).rows:
+    for bucket, severity, n in rows:
         counts.setdefault(bucket, {})[severity] = n
     assert query.until_ms is not None
     first, last = query.since_ms // interval_ms, (query.until_ms - 1) // interval_ms
@@ -164,7 +186,7 @@ def _term_condition(term: Term) -> tuple[str, Any]:
 def get(engine: QueryEngine, log_id: bytes) -> StoredRecord | None:
     """A flushed record by its log id, or by the client id it was sent with (the flush keeps a map
     of those), each looked up in its own day's files only."""
-    if not _is_storable_id(log_id):
+    if not is_storable_id(log_id):
         real_id = engine.store.flushed_id_of(log_id)
         if real_id is None:
             return None
@@ -176,15 +198,16 @@ def get(engine: QueryEngine, log_id: bytes) -> StoredRecord | None:
     if not found:
         real_id = engine.store.flushed_id_of(log_id)
         return get(engine, real_id) if real_id is not None and real_id != log_id else None
-    return _record(found[0])
+    return record_from_row(found[0])
 
 
-def _is_storable_id(log_id: bytes) -> bool:
+def is_storable_id(log_id: bytes) -> bool:
     """Whether this could be one of our ids: UUIDv7 with a time a store can hold."""
     return log_id[6] >> 4 == 7 and timestamp_of(log_id) <= LAST_STORABLE_MS
 
 
-def _record(row: tuple) -> StoredRecord:
+def record_from_row(row: tuple) -> StoredRecord:
+    """A StoredRecord from a row of RECORD_COLUMNS (log_id text, epoch ms, ..., client_id text)."""
     log_id, ts, service, log_type, severity, message, attributes, client_id = row
     return StoredRecord(
         parse_uuid(log_id),

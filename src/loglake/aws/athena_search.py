@@ -1,0 +1,113 @@
+"""Search, histogram and lookup by id on AWS: the service's RecordSearch as Athena SQL over the lake.
+
+On AWS every record reaches the lake through the table's stream (aws/stream_flush.py) within the
+stream's batching window, so the lake's `logs` table alone answers search; the DynamoDB hot store
+still answers recent logs and ids first. One query per call (each Athena query costs a second or
+more and is billed by bytes read), bounded by the `date` partitions of its window so Athena reads
+only those days. The SQL is Trino's dialect; the tests run the very same text on DuckDB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from loglake.aws.athena import AthenaQueryEngine
+from loglake.ids import format_uuid, timestamp_of
+from loglake.lake import reads as lake_reads
+from loglake.lake.query import sql_string
+from loglake.lake.search_terms import Term
+from loglake.lake.sql_guard import case_insensitive_regex
+from loglake.lake.tables import APP_LOGS_TABLE
+from loglake.model import SEVERITY_NAMES, StoredRecord
+from loglake.store.base import RecentQuery
+
+# Milliseconds since the epoch in both Trino and DuckDB (Trino's to_unixtime has no DuckDB twin).
+_EPOCH_MS = """date_diff('millisecond', TIMESTAMP '1970-01-01 00:00:00', "timestamp")"""
+_RECORD_COLUMNS = f"log_id, {_EPOCH_MS} AS ts, service, log_type, severity, message, attributes, client_id"
+
+
+class AthenaSearch:
+    def __init__(self, engine: AthenaQueryEngine, table: str = APP_LOGS_TABLE.name) -> None:
+        self.engine = engine
+        self.table = table
+
+    def search(self, query: RecentQuery, terms: Sequence[Term]) -> list[StoredRecord]:
+        sql = (
+            f"SELECT {_RECORD_COLUMNS} FROM {self.table} WHERE {_conditions(query, terms)}"
+            f" ORDER BY log_id DESC LIMIT {query.limit:d}"
+        )
+        return [lake_reads.record_from_row(row) for row in self.engine.query(sql, limit=query.limit).rows]
+
+    def histogram(self, query: RecentQuery, terms: Sequence[Term], interval_ms: int) -> list[dict]:
+        bucket = f"CAST(floor({_EPOCH_MS} / {interval_ms:d}e0) AS BIGINT)"
+        sql = (
+            f"SELECT {bucket} AS bucket, severity, count(*) FROM {self.table}"
+            f" WHERE {_conditions(replace(query, before_id=None), terms)} GROUP BY 1, 2"
+        )
+        cap = lake_reads.MAX_BUCKETS * len(SEVERITY_NAMES)
+        return lake_reads.histogram_buckets(self.engine.query(sql, limit=cap).rows, query, interval_ms)
+
+    def get(self, log_id: bytes) -> StoredRecord | None:
+        """By log id, in the one day its time names. Client ids are only kept while the hot store
+        holds the record (their claims expire with it); finding one in the lake would read every day."""
+        if not lake_reads.is_storable_id(log_id):
+            return None
+        ts = timestamp_of(log_id)
+        sql = (
+            f'SELECT {_RECORD_COLUMNS} FROM {self.table} WHERE "date" = {sql_string(_day(ts))}'
+            f" AND log_id = {sql_string(format_uuid(log_id))} LIMIT 1"
+        )
+        rows = self.engine.query(sql, limit=1).rows
+        return lake_reads.record_from_row(rows[0]) if rows else None
+
+
+def _conditions(query: RecentQuery, terms: Sequence[Term]) -> str:
+    upper = query.until_ms
+    if query.before_id is not None:
+        after_cursor = timestamp_of(query.before_id) + 1
+        upper = after_cursor if upper is None else min(upper, after_cursor)
+    # The partition bounds first: with projection, Athena lists only these days' objects.
+    where = [f'"date" >= {sql_string(_day(query.since_ms))}']
+    if upper is not None:
+        where.append(f'"date" <= {sql_string(_day(max(query.since_ms, upper - 1)))}')
+    where.append(f'"timestamp" >= {_timestamp(query.since_ms)}')
+    if upper is not None:
+        where.append(f'"timestamp" < {_timestamp(upper)}')
+    if query.before_id is not None:
+        where.append(f"log_id < {sql_string(format_uuid(query.before_id))}")
+    for column, value in (("service", query.service), ("log_type", query.log_type)):
+        if value is not None:
+            where.append(f"{column} = {sql_string(value)}")
+    if query.severities is not None:
+        names = ", ".join(sql_string(SEVERITY_NAMES[s]) for s in sorted(query.severities))
+        where.append(f"severity IN ({names})")
+    if query.contains:
+        where.append(f"regexp_like(message, {sql_string(case_insensitive_regex(query.contains))})")
+    for term in terms:
+        condition = _term_condition(term)
+        where.append(f"NOT coalesce({condition}, false)" if term.negated else condition)
+    return " AND ".join(where)
+
+
+def _term_condition(term: Term) -> str:
+    if term.field is None:
+        return f"regexp_like(message, {sql_string(case_insensitive_regex(term.value))})"
+    if term.field in ("service", "log_type", "client_id", "severity"):
+        return f"{term.field} = {sql_string(term.value)}"
+    path = "$" + "".join(f'["{_json_key(part)}"]' for part in term.field.split("."))
+    return f"lower(json_extract_scalar(attributes, {sql_string(path)})) = {sql_string(term.value.lower())}"
+
+
+def _json_key(part: str) -> str:
+    return part.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _timestamp(ms: int) -> str:
+    moment = datetime.fromtimestamp(ms // 1000, UTC)
+    return f"TIMESTAMP '{moment:%Y-%m-%d %H:%M:%S}.{ms % 1000:03d}'"
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%d")
