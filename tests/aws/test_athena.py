@@ -91,3 +91,22 @@ def test_the_query_handler_answers_like_post_query(athena, moto_endpoint: str, m
                       ('{"sql": "SELECT 1", "limit": -1}', "invalid_request")]:  # fmt: skip
         refused = handlers.query(rest_event("POST", "/query", body=bad), CONTEXT)
         assert (refused["statusCode"], json.loads(refused["body"])["error"]["code"]) == (400, code)
+
+
+def test_the_cli_queries_athena_with_engine_athena(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import run_cli
+    from tests.moto_server import lambda_environment
+
+    lambda_environment(monkeypatch, REGION, AWS_ENDPOINT_URL_ATHENA=moto_endpoint)
+    queue_result(moto_endpoint, [("severity", "varchar"), ("n", "bigint")], [["error", "7"], ["info", "93"]])
+    sql = "SELECT severity, count(*) AS n FROM logs WHERE date = '2026-11-01' GROUP BY 1"
+    done = run_cli("query", "--engine", "athena", "--athena-database", "loglake", "--athena-workgroup", "primary",
+                   "--format", "csv", sql)  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert done.stdout.splitlines() == ["severity,n", "error,7", "info,93"]
+    monkeypatch.setenv("LOGLAKE_ATHENA_DATABASE", "loglake")
+    refused = run_cli("query", "--engine", "athena", "DROP TABLE logs", "--athena-workgroup", "primary")
+    assert refused.exit_code == 1 and "only" in refused.output.lower(), refused.output
+    monkeypatch.delenv("LOGLAKE_ATHENA_DATABASE")
+    missing = run_cli("query", "--engine", "athena", "SELECT 1")
+    assert missing.exit_code == 2 and "--athena-database and --athena-workgroup" in missing.output

@@ -10,24 +10,12 @@ import boto3
 import pytest
 
 from loglake.aws import handlers
+from tests.amplify.test_config import USERS_FILE
 from tests.aws.test_stream_flush import lake_bucket  # noqa: F401 (fixture)
 
 CONTEXT = SimpleNamespace(function_name="loglake-retention-test", aws_request_id="retention-1")
-AMPLIFY = {
-    "applications": [
-        {
-            "profile": "p",
-            "region": "eu-west-1",
-            "appId": "d3hgg9jtwyuijn",
-            "domainName": "danse.tech",
-            "appName": "danse_tech",
-        }
-    ],
-    "s3": {"bucket": "", "prefix": ""},
-    "schedule": {"frequency": "weekly", "dayOfWeek": "Monday", "timeOfDay": "01:00"},
-    "logRetention": {"days": 7},
-    "timeChunkSize": {"days": 14},
-}
+# The users' configuration with one app and a 7-day retention.
+AMPLIFY = USERS_FILE | {"applications": USERS_FILE["applications"][:1], "logRetention": {"days": 7}}
 KEYS = [
     "type=app_logs/date=2026-10-22/a.parquet",  # 31 days before 2026-11-22: past 30 days
     "type=app_logs/date=2026-10-23/a.parquet",  # exactly 30 days: kept

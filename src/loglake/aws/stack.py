@@ -1,14 +1,17 @@
 """The CDK app (Python): loglake on AWS as one stack. Needs the `aws` extra (aws-cdk-lib, constructs).
 
-This part defines the storage and the ingest/read API:
-- a customer-managed KMS key (rotation on) that encrypts the table, the lake bucket and the logs;
+- a customer-managed KMS key (rotation on) that encrypts the table, the lake bucket, the logs and the
+  alarm topic;
 - the DynamoDB hot table with the key design of store/dynamodb.py (on-demand, or provisioned with
-  auto-scaling 5-100 at 70%), point-in-time recovery, deletion protection, TTL `expires_at`;
+  auto-scaling 5-100 at 70%), point-in-time recovery, deletion protection, TTL `expires_at`, a stream;
 - the lake bucket: versioned, SSE-KMS, public access blocked, TLS only, Infrequent Access after 30
   days, expiry after the retention days;
-- the API function (Python 3.12, arm64, 256 MB, 30 s) and a regional REST API with IAM (SigV4)
-  authorization, throttling 10,000 requests/s (burst 5,000), JSON access logs, X-Ray tracing and
-  configurable CORS, on POST /logs, GET /logs/recent, GET /logs/{logId}, GET /logs/search, POST /query.
+- the functions (Python 3.12, arm64, X-Ray, one dependencies layer: aws/packaging.py), each with its
+  own least-privilege role: API, search, query, stream flush, compaction, retention, the Amplify steps;
+- a regional REST API with IAM (SigV4) authorization, throttling 10,000 requests/s (burst 5,000),
+  JSON access logs, X-Ray tracing and configurable CORS (routes: API_ROUTES);
+- Glue tables with partition projection, the crawler, an Athena workgroup with a bytes-scanned limit;
+- the Amplify collection's state machine and its schedule; alarms, a dashboard and outputs.
 Every resource carries the configured tags; names follow the convention (aws/deployment.py).
 """
 
