@@ -58,7 +58,7 @@ def test_days_past_retention_are_deleted(
     assert summary["expired"]["type=app_logs/"] == ["2026-10-22"]
     assert summary["expired"]["type=amplify_logs/app=danse_tech/"] == ["2026-11-01"]
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert line["event"] == "lake_retention" and line["deleted_objects"] == 3
+    assert line["event"] == "lake_retention" and line["deleted_objects"] == 3 and line["request_id"] == "retention-1"
     assert handlers.retention(scheduled_event(), CONTEXT)["deleted_objects"] == 0  # a second run has nothing to do
 
 

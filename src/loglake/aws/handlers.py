@@ -148,7 +148,7 @@ def amplify_finish(event: dict[str, Any], context: Any) -> dict[str, Any]:
         glue = boto3.client("glue")
         with contextlib.suppress(glue.exceptions.CrawlerRunningException):  # one under way reads them too
             glue.start_crawler(Name=crawler)
-    print(json.dumps({"level": "INFO", "event": "amplify_collection", **summary}), flush=True)
+    _log_event(context, "amplify_collection", summary)
     return summary
 
 
@@ -190,7 +190,7 @@ def compact(event: dict[str, Any], context: Any) -> dict[str, Any]:
     days = [date.fromisoformat(d) for d in event["days"]] if event.get("days") else recent_days(now.date())
     report = compact_days(_lake(), days, int(now.timestamp() * 1000))
     summary = {"merged_files": report.merged_files, "written_files": report.written_files}
-    print(json.dumps({"level": "INFO", "event": "lake_compaction", **summary}), flush=True)
+    _log_event(context, "lake_compaction", summary)
     return summary
 
 
@@ -205,7 +205,7 @@ def retention(event: dict[str, Any], context: Any) -> dict[str, Any]:
     amplify = _amplify_config(event) if has_amplify else None
     days = int(os.environ.get("LOGLAKE_RETENTION_DAYS", "365"))
     summary = expire_lake(_lake(), now.date(), days, amplify).to_dict()
-    print(json.dumps({"level": "INFO", "event": "lake_retention", **summary}), flush=True)
+    _log_event(context, "lake_retention", summary)
     return summary
 
 
@@ -213,19 +213,14 @@ def flush_stream(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from loglake.aws.stream_flush import flush_stream_batch
 
     keys = flush_stream_batch(event, _lake())
-    print(
-        json.dumps(
-            {
-                "level": "INFO",
-                "request_id": getattr(context, "aws_request_id", None),
-                "event": "stream_flush",
-                "stream_records": len(event.get("Records", [])),
-                "objects": keys,
-            }
-        ),
-        flush=True,
-    )
+    _log_event(context, "stream_flush", {"stream_records": len(event.get("Records", [])), "objects": keys})
     return {"objects": keys}
+
+
+def _log_event(context: Any, name: str, fields: dict[str, Any]) -> None:
+    """One structured JSON line (CloudWatch Logs Insights reads its fields) with the invocation's id."""
+    line = {"level": "INFO", "request_id": getattr(context, "aws_request_id", None), "event": name, **fields}
+    print(json.dumps(line), flush=True)
 
 
 def _api_app() -> Any:
