@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 
 import boto3
 import httpx
@@ -110,3 +112,46 @@ def test_the_cli_queries_athena_with_engine_athena(moto_endpoint: str, monkeypat
     monkeypatch.delenv("LOGLAKE_ATHENA_DATABASE")
     missing = run_cli("query", "--engine", "athena", "SELECT 1")
     assert missing.exit_code == 2 and "--athena-database and --athena-workgroup" in missing.output
+
+
+class _ThrottlingAthena(http.server.BaseHTTPRequestHandler):
+    """Athena's JSON protocol answering every call as throttled."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = json.dumps({"__type": "TooManyRequestsException", "message": "Rate exceeded"}).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("athena_answers", ["throttled", "unreachable"])
+def test_a_busy_or_unreachable_athena_is_a_503_to_retry(athena_answers: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loglake.aws import handlers
+    from tests.aws.test_api_handler import CONTEXT, rest_event
+    from tests.conftest import free_port
+    from tests.moto_server import lambda_environment
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ThrottlingAthena)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1] if athena_answers == "throttled" else free_port()
+    try:
+        lambda_environment(
+            monkeypatch,
+            REGION,
+            AWS_ENDPOINT_URL_ATHENA=f"http://127.0.0.1:{port}",
+            AWS_MAX_ATTEMPTS="1",
+            LOGLAKE_ATHENA_DATABASE="loglake",
+            LOGLAKE_ATHENA_WORKGROUP="primary",
+        )
+        answer = handlers.query(rest_event("POST", "/query", body='{"sql": "SELECT 1"}'), CONTEXT)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer["statusCode"] == 503 and answer["headers"]["retry-after"] == "5"
+    assert json.loads(answer["body"])["error"]["code"] == "busy"

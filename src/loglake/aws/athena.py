@@ -14,10 +14,12 @@ from typing import Any
 
 import botocore.exceptions
 
-from loglake.lake.query import QueryLimits, QueryResult
+from loglake.lake.query import QueryBusy, QueryLimits, QueryResult
 from loglake.lake.sql_guard import QueryError, check_select
 
 _DONE = {"SUCCEEDED", "FAILED", "CANCELLED"}
+# Athena's answers that mean "not now": too many queries running in the account, or throttled calls.
+_BUSY = {"TooManyRequestsException", "ThrottlingException"}
 _INTEGER = {"tinyint", "smallint", "integer", "int", "bigint"}
 _FLOAT = {"float", "real", "double"}
 
@@ -108,13 +110,18 @@ class AthenaQueryEngine:
             request["NextToken"] = page["NextToken"]
 
     def _call(self, operation: Any, **kwargs: Any) -> Any:
+        """One Athena call; its refusals become QueryError (400: the SQL) or QueryBusy (503: retry later)."""
         try:
             return operation(**kwargs)
         except botocore.exceptions.ClientError as e:
             error = e.response.get("Error", {})
             if error.get("Code") == "InvalidRequestException":
                 raise QueryError("invalid_sql", f"Athena: {error.get('Message', 'invalid request')}") from None
+            if error.get("Code") in _BUSY:
+                raise QueryBusy(f"Athena is busy ({error.get('Code')})") from None
             raise
+        except botocore.exceptions.ConnectionError as e:
+            raise QueryBusy(f"Athena could not be reached ({e})") from None
 
 
 def _is_header(row: dict, columns: list[tuple[str, str]]) -> bool:

@@ -58,11 +58,11 @@ def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def query(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    from loglake.lake.query import result_to_dict
+    from loglake.lake.query import QueryBusy, result_to_dict
     from loglake.lake.sql_guard import QueryError
 
     started = time.perf_counter()
-    status, body = 200, {}
+    status, body, headers = 200, {}, {"content-type": "application/json"}
     try:
         request = _json_body(event)
         result = _athena_engine().query(
@@ -73,7 +73,10 @@ def query(event: dict[str, Any], context: Any) -> dict[str, Any]:
         status, body = 400, _error("invalid_request", str(e))
     except QueryError as e:
         status, body = 400, _error(e.code, e.message)
-    response = {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(body)}
+    except QueryBusy as e:
+        status, body = 503, _error("busy", f"{e}; retry shortly")
+        headers["retry-after"] = "5"
+    response = {"statusCode": status, "headers": headers, "body": json.dumps(body)}
     _log_invocation(event, context, response, (time.perf_counter() - started) * 1000)
     return response
 

@@ -656,13 +656,15 @@ class LoglakeStack(cdk.Stack):
     def _dashboard(self) -> None:
         five_minutes = cdk.Duration.minutes(5)
 
-        def emf(name: str, statistic: str = "Sum") -> cloudwatch.Metric:
+        def emf(name: str, statistic: str = "Sum", function: lambda_.Function | None = None) -> cloudwatch.Metric:
+            """A metric of the API handler's embedded-metric lines (aws/handlers.py), per function."""
             return cloudwatch.Metric(
                 namespace="loglake",
                 metric_name=name,
-                dimensions_map={"Function": self.api_function.function_name},
+                dimensions_map={"Function": (function or self.api_function).function_name},
                 statistic=statistic,
                 period=five_minutes,
+                label=f"{name} {statistic}" + (" (search)" if function is not None else ""),
             )
 
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=self.deployment.name("api") + "-dashboard")
@@ -673,14 +675,19 @@ class LoglakeStack(cdk.Stack):
             cloudwatch.GraphWidget(
                 title="Errors",
                 left=[
-                    self.api_function.metric_errors(period=five_minutes),
+                    *(f.metric_errors(period=five_minutes, label=name) for name, f in self.functions.items()),
                     self.api.metric_client_error(period=five_minutes),
                     self.api.metric_server_error(period=five_minutes),
                 ],
             ),
             cloudwatch.GraphWidget(
                 title="Latency (ms)",
-                left=[emf("Latency", "p50"), emf("Latency", "p99"), self.api.metric_latency(period=five_minutes)],
+                left=[
+                    emf("Latency", "p50"),
+                    emf("Latency", "p99"),
+                    emf("Latency", "p99", self.search_function),
+                    self.api.metric_latency(period=five_minutes),
+                ],
             ),
             cloudwatch.GraphWidget(title="DynamoDB throttles", left=[self._throttles()]),
         )
