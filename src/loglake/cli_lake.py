@@ -82,6 +82,7 @@ def local_lake(data_dir: Path, overrides: dict[str, Any] | None = None, create: 
     "--athena-workgroup", envvar="LOGLAKE_ATHENA_WORKGROUP", help="Athena workgroup [env LOGLAKE_ATHENA_WORKGROUP]."
 )
 @click.option("--profile", default=None, help="AWS profile for Athena (default: the standard AWS chain).")
+@click.option("--region", default=None, help="AWS region of the deployment (default: the profile's or AWS_REGION).")
 @local_data_dir_option
 @url_option
 @key_option
@@ -95,6 +96,7 @@ def query(
     athena_database: str | None,
     athena_workgroup: str | None,
     profile: str | None,
+    region: str | None,
     data_dir: Path | None,
     url: str,
     api_key: str | None,
@@ -111,7 +113,8 @@ def query(
     if sql == "-":
         sql = sys.stdin.read()
     if engine == "athena":
-        result = _athena_query(sql, limit, timeout, explain, athena_database, athena_workgroup, profile)
+        session = {"profile_name": profile, "region_name": region}
+        result = _athena_query(sql, limit, timeout, explain, athena_database, athena_workgroup, session)
     elif data_dir is not None:
         from loglake.lake.query import QueryBusy, QueryError, result_to_dict
 
@@ -136,13 +139,13 @@ def _athena_query(
     explain: bool,
     database: str | None,
     workgroup: str | None,
-    profile: str | None,
+    session: dict[str, str | None],
 ) -> dict[str, Any]:
     """Athena over the deployed lake (Athena SQL, i.e. Trino's dialect), with the caller's AWS credentials."""
     if not database or not workgroup:
         raise click.UsageError(
-            "--engine athena needs --athena-database and --athena-workgroup (the stack's Glue database and "
-            "workgroup: `aws athena list-work-groups`, or the names `loglake aws synth` prints)"
+            "--engine athena needs --athena-database and --athena-workgroup: the AthenaDatabase and "
+            "AthenaWorkgroup outputs `cdk deploy` printed (or see `aws cloudformation describe-stacks`)"
         )
     import boto3
     import botocore.exceptions
@@ -152,11 +155,13 @@ def _athena_query(
     from loglake.lake.sql_guard import QueryError
 
     try:
-        client = boto3.Session(profile_name=profile).client("athena")
+        client = boto3.Session(**session).client("athena")
         engine = AthenaQueryEngine(client, database, workgroup, QueryLimits(timeout_seconds=timeout or 300))
         return result_to_dict(engine.query(sql, limit=limit, timeout_seconds=timeout, explain=explain))
     except QueryError as e:
         raise click.ClickException(str(e)) from None
+    except botocore.exceptions.NoRegionError:
+        raise click.ClickException("Athena: no AWS region; pass --region (or set AWS_REGION)") from None
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
         raise click.ClickException(f"Athena: {e}") from None
 

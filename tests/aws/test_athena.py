@@ -112,6 +112,14 @@ def test_the_cli_queries_athena_with_engine_athena(moto_endpoint: str, monkeypat
     monkeypatch.delenv("LOGLAKE_ATHENA_DATABASE")
     missing = run_cli("query", "--engine", "athena", "SELECT 1")
     assert missing.exit_code == 2 and "--athena-database and --athena-workgroup" in missing.output
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")  # no region from a profile either
+    no_region = run_cli("query", "--engine", "athena", "--athena-database", "d", "--athena-workgroup", "w", "SELECT 1")
+    assert no_region.exit_code == 1 and "pass --region" in no_region.output, no_region.output
+    with_region = run_cli("query", "--engine", "athena", "--region", REGION, "--athena-database", "loglake",
+                          "--athena-workgroup", "primary", "SELECT 1")  # fmt: skip
+    assert with_region.exit_code == 0, with_region.output
 
 
 class _ThrottlingAthena(http.server.BaseHTTPRequestHandler):

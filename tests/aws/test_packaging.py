@@ -66,3 +66,15 @@ def test_the_handlers_import_without_what_the_layer_leaves_out() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_function_code_is_the_package_at_the_archives_root(tmp_path: Path) -> None:
+    """What a deploy bundles as each function's code, from wherever loglake is installed."""
+    from loglake.aws.packaging import PACKAGE_DIR, _PackageBundling
+
+    assert _PackageBundling().try_bundle(str(tmp_path), None)
+    assert (tmp_path / "loglake" / "aws" / "handlers.py").read_bytes() == (
+        PACKAGE_DIR / "aws" / "handlers.py"
+    ).read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["loglake"]
+    assert not list(tmp_path.rglob("__pycache__")) and not list(tmp_path.rglob("*.pyc"))

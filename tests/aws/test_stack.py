@@ -93,18 +93,20 @@ def test_the_lake_bucket_is_private_encrypted_and_ages_out(template) -> None:
                 "IgnorePublicAcls": True,
                 "RestrictPublicBuckets": True,
             },
-            "LifecycleConfiguration": {
-                "Rules": [
-                    Match.object_like(
-                        {
-                            "ExpirationInDays": 365,
-                            "Transitions": [{"StorageClass": "STANDARD_IA", "TransitionInDays": 30}],
-                        }
-                    )
-                ]
-            },
         },
     )
+    (bucket,) = [
+        b["Properties"]
+        for b in template.find_resources("AWS::S3::Bucket").values()
+        if b["Properties"].get("BucketName") == "amplifylogs-logging-intite-ss1-inftes-182059100462"
+    ]
+    rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    to_ia = [{"StorageClass": "STANDARD_IA", "TransitionInDays": 30}]
+    for table in ("app_logs", "amplify_access", "amplify_logs"):  # the example keeps both 365 days
+        rule = rules[f"{table}-retention"]
+        assert (rule["Prefix"], rule["ExpirationInDays"], rule["Transitions"]) == (f"type={table}/", 365, to_ia)
+    assert rules["old-versions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 7}
+    assert "ExpirationInDays" not in rules["old-versions"]  # _state/ (the watermarks) never expires
     template.has_resource_properties(
         "AWS::S3::BucketPolicy",
         {
@@ -221,12 +223,37 @@ def test_synth_writes_the_template_and_names_config_mistakes(tmp_path: Path) -> 
         ({"extra": 1}, "unknown field extra"),
         ({"amplifyConfig": "missing.json"}, "missing.json: No such file"),
         ({"amplifyRoles": {"nobody": "arn:aws:iam::111122223333:role/r"}}, "amplifyRoles: 'nobody' is no app's"),
+        ({"dynamodb": {"biling": "provisioned"}}, "dynamodb: unknown field biling (allowed: billing)"),
+        ({"naming": {**document["naming"], "versoin": 2}}, "naming: unknown field versoin"),
+        ({"naming": {**document["naming"], "project": "a" * 20, "component": "b" * 20}}, "naming: the names would be"),
         ({"amplifyRoles": {"HylmarJ": "arn:aws:iam::1:role/r"}}, "amplifyRoles.HylmarJ: 'arn:aws:iam::1:role/r'"),
     ]:
         bad = tmp_path / "bad.json"
         bad.write_text(json.dumps(document | change))
         refused = run_cli("aws", "synth", "--config", str(bad), "--out", str(tmp_path / "never"))
         assert refused.exit_code == 1 and message in refused.output, refused.output
+
+
+def test_each_table_expires_after_its_own_retention(tmp_path: Path) -> None:
+    """App logs after retentionDays, Amplify logs after the collector's logRetention.days; a short
+    retention never reaches Infrequent Access (S3 wants the expiry after the transition)."""
+    (tmp_path / "amplify.json").write_text(
+        json.dumps(json.loads((EXAMPLE.parent / "amplify.json").read_text()) | {"logRetention": {"days": 730}})
+    )
+    config = tmp_path / "loglake-aws.json"
+    config.write_text(json.dumps(json.loads(EXAMPLE.read_text()) | {"retentionDays": 14}))
+    template = _template(load_deployment(config))
+    lake = template.find_resources("AWS::S3::Bucket", {"Properties": {"BucketName": Match.string_like_regexp("-ss1-")}})
+    ((_, bucket),) = lake.items()
+    rules = {r["Id"]: r for r in bucket["Properties"]["LifecycleConfiguration"]["Rules"]}
+    assert rules["app_logs-retention"]["ExpirationInDays"] == 14 and "Transitions" not in rules["app_logs-retention"]
+    assert rules["amplify_access-retention"]["ExpirationInDays"] == 730
+    assert rules["amplify_logs-retention"]["Transitions"][0]["TransitionInDays"] == 30
+
+
+def _template(deployment):
+    app = build_app(deployment, bundle=False)
+    return assertions.Template.from_stack(next(c for c in app.node.children if isinstance(c, LoglakeStack)))
 
 
 def test_provisioned_billing_scales_5_to_100_at_70_percent(tmp_path: Path) -> None:
@@ -288,13 +315,26 @@ def test_alarms_go_to_one_topic_with_the_documented_thresholds(template) -> None
     expected = {
         ("AWS/Lambda", "Errors"): 5,
         ("AWS/Lambda", "Duration"): 5000,
-        ("AWS/DynamoDB", "ThrottledRequests"): 10,
         ("AWS/ApiGateway", "4XXError"): 50,
         ("AWS/ApiGateway", "5XXError"): 5,
     }
     assert {k: by_metric[k]["Threshold"] for k in expected} == expected
-    assert all(a["Period"] == 300 and a["ComparisonOperator"] == "GreaterThanThreshold" for a in by_metric.values())
-    assert all(len(a["AlarmActions"]) == 1 for a in by_metric.values())
+    single = [a for a in by_metric.values() if "MetricName" in a]
+    assert all(a["Period"] == 300 and a["ComparisonOperator"] == "GreaterThanThreshold" for a in single)
+    assert all(len(a["Properties"]["AlarmActions"]) == 1 for a in alarms)
+    assert all(a["Properties"]["AlarmName"].startswith("amplifylogs-logging-intite-sn1-inftes-") for a in alarms)
+    # DynamoDB counts throttled requests per operation: the alarm sums the store's operations
+    (throttles,) = [a["Properties"] for a in alarms if a["Properties"]["AlarmName"].endswith("-HotTableThrottles")]
+    stats = [m["MetricStat"]["Metric"] for m in throttles["Metrics"] if "MetricStat" in m]
+    assert throttles["Threshold"] == 10 and {m["MetricName"] for m in stats} == {"ThrottledRequests"}
+    operations = {d["Value"] for m in stats for d in m["Dimensions"] if d["Name"] == "Operation"}
+    assert {"BatchWriteItem", "TransactWriteItems", "Query"} <= operations
+    # the topic is encrypted: CloudWatch may use the key, or its alarms would never arrive
+    (key,) = template.find_resources("AWS::KMS::Key").values()
+    assert any(
+        st.get("Principal") == {"Service": "cloudwatch.amazonaws.com"} and "kms:GenerateDataKey*" in _actions(st)
+        for st in key["Properties"]["KeyPolicy"]["Statement"]
+    )
     template.has_resource_properties(
         "AWS::Events::Rule",
         {
@@ -363,7 +403,8 @@ def test_the_amplify_collection_is_a_scheduled_state_machine(template) -> None:
     assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
     definition = json.dumps(machine["Properties"]["DefinitionString"])
     for needle in ('\\"EachApp\\"', '\\"EachWindow\\"', '\\"MaxConcurrency\\":4', '\\"MaxConcurrency\\":2',
-                   '\\"BackoffRate\\":2', '\\"WindowFailed\\"', '\\"NotifyFailure\\"', '\\"Finish\\"'):  # fmt: skip
+                   '\\"BackoffRate\\":2', '\\"WindowFailed\\"', '\\"NotifyFailure\\"', '\\"Finish\\"',
+                   '\\"AllWindowsStored\\"', '\\"WindowsFailed\\"'):  # fmt: skip
         assert needle in definition, needle
     rule = next(
         r["Properties"]
@@ -375,6 +416,12 @@ def test_the_amplify_collection_is_a_scheduled_state_machine(template) -> None:
     assert [a["appName"] for a in target_input["config"]["applications"]] == ["danse_tech", "digital_horizon"]
     alarms = template.find_resources("AWS::CloudWatch::Alarm").values()
     assert any(a["Properties"].get("MetricName") == "ExecutionsFailed" for a in alarms)
+    role = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    (policy,) = [
+        p for p in template.find_resources("AWS::IAM::Policy").values() if p["Properties"]["Roles"] == [{"Ref": role}]
+    ]
+    actions = {a for st in policy["Properties"]["PolicyDocument"]["Statement"] for a in _actions(st)}
+    assert {"sns:Publish", "kms:GenerateDataKey*"} <= actions  # the failure notice reaches the encrypted topic
     statements = [
         s
         for p in template.find_resources("AWS::IAM::Policy").values()
@@ -430,9 +477,8 @@ def test_a_daily_retention_function_may_only_list_and_delete_lake_objects(templa
 
 def test_outputs_name_the_api_and_the_athena_settings(template) -> None:
     outputs = template.to_json()["Outputs"]
-    assert {"ApiUrl", "AthenaDatabase", "AthenaWorkgroup", "LakeBucketName", "HotTableName", "AlarmTopicArn"} <= set(
-        outputs
-    )
+    assert {"AthenaDatabase", "AthenaWorkgroup", "LakeBucketName", "HotTableName", "AlarmTopicArn"} <= set(outputs)
+    assert [name for name in outputs if name.startswith("ApiEndpoint")]  # the REST API's own output
 
 
 def test_apps_in_other_accounts_are_reached_through_their_roles(tmp_path: Path) -> None:

@@ -1,19 +1,25 @@
-"""`cdk` entry point (deploy/cdk.json runs `python -m loglake.aws.cdk_app`): the stack of the
-configuration named by LOGLAKE_AWS_CONFIG (default deploy/loglake-aws.json)."""
+"""`cdk` entry point: deploy/cdk.json runs `python -m loglake.aws.cdk_app loglake-aws.json` from deploy/.
+The configuration is LOGLAKE_AWS_CONFIG when set, else the file named on the command line."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
-from loglake.aws.deployment import load_deployment
+from loglake.aws.deployment import DeploymentConfigError, load_deployment
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    config = Path(os.environ.get("LOGLAKE_AWS_CONFIG") or (args[0] if args else "deploy/loglake-aws.json"))
+    try:
+        deployment = load_deployment(config)
+    except DeploymentConfigError as e:
+        sys.exit(f"loglake: {config}: {e}")  # one line for `cdk`'s output, not a traceback
     from loglake.aws.stack import build_app
 
-    config = Path(os.environ.get("LOGLAKE_AWS_CONFIG", "deploy/loglake-aws.json"))
-    build_app(load_deployment(config)).synth()
+    build_app(deployment).synth()
 
 
 if __name__ == "__main__":

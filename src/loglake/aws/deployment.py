@@ -33,6 +33,7 @@ SERVICE_CODES = {
     "search_function": "ls",
     "retention_function": "lr",
     "retention_schedule": "er",
+    "compact_schedule": "ek",
     "compact_function": "lk",
     "key": "km",
     "glue_database": "gd",
@@ -45,6 +46,7 @@ SERVICE_CODES = {
     "alarms": "sn",
 }
 _PART = re.compile(r"[a-z0-9]{1,20}")
+MAX_NAME_LENGTH = 63  # S3 bucket names (Lambda function names allow 64)
 _ACCOUNT = re.compile(r"\d{12}")
 _REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
@@ -71,6 +73,15 @@ class Deployment:
     # AWS profile of an Amplify app -> the role the downloader assumes for it (apps in other accounts);
     # profiles not listed use the downloader's own role
     amplify_roles: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def amplify_retention_days(self) -> int | None:
+        """The collector's logRetention.days, when the deployment collects Amplify logs."""
+        if self.amplify is None:
+            return None
+        from loglake.amplify.config import parse_config
+
+        return parse_config(self.amplify).retention_days
 
     def name(self, resource: str) -> str:
         """The convention's name of one resource (see SERVICE_CODES)."""
@@ -123,7 +134,7 @@ def parse_deployment(document: Any) -> Deployment:
     account = _match(document.get("account"), _ACCOUNT, "account", "a 12-digit AWS account id")
     region = _match(document.get("region"), _REGION, "region", "an AWS region such as eu-west-1")
     environment = _match(document.get("environment"), _PART, "environment", "1-20 lowercase letters or digits")
-    naming = document.get("naming") or {}
+    naming = _section(document, "naming", {"project", "component", "privacy", "version"})
     parts = {
         k: _match(naming.get(k), _PART, f"naming.{k}", "1-20 lowercase letters or digits")
         for k in ("project", "component", "privacy")
@@ -137,7 +148,7 @@ def parse_deployment(document: Any) -> Deployment:
         raise DeploymentConfigError(
             f"tags: missing {', '.join(missing)} (every resource carries {', '.join(REQUIRED_TAGS)})"
         )
-    billing = (document.get("dynamodb") or {}).get("billing", "on_demand")
+    billing = _section(document, "dynamodb", {"billing"}).get("billing", "on_demand")
     if billing not in ("on_demand", "provisioned"):
         raise DeploymentConfigError("dynamodb.billing: must be on_demand or provisioned")
     retention = document.get("retentionDays", 365)
@@ -153,7 +164,7 @@ def parse_deployment(document: Any) -> Deployment:
         )
     for profile, arn in roles.items():
         _match(arn, _ROLE_ARN, f"amplifyRoles.{profile}", "an IAM role ARN such as arn:aws:iam::111122223333:role/name")
-    return Deployment(
+    deployment = Deployment(
         account=account,
         region=region,
         environment=environment,
@@ -165,6 +176,23 @@ def parse_deployment(document: Any) -> Deployment:
         amplify_roles=dict(roles),
         **parts,
     )
+    example = deployment.name("lake_bucket")  # every name has this length (the service codes are 2 letters)
+    if len(example) > MAX_NAME_LENGTH:
+        raise DeploymentConfigError(
+            f"naming: the names would be {len(example)} characters ({example}); S3 and Lambda allow "
+            f"{MAX_NAME_LENGTH}: shorten naming.project, component, privacy or environment"
+        )
+    return deployment
+
+
+def _section(document: dict, name: str, known: set[str]) -> dict:
+    section = document.get(name) or {}
+    if not isinstance(section, dict):
+        raise DeploymentConfigError(f"{name}: must be an object")
+    unknown = sorted(section.keys() - known)
+    if unknown:
+        raise DeploymentConfigError(f"{name}: unknown field {', '.join(unknown)} (allowed: {', '.join(sorted(known))})")
+    return section
 
 
 def _match(value: Any, pattern: re.Pattern, where: str, expected: str) -> str:

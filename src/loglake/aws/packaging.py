@@ -63,6 +63,32 @@ class _PipBundling:
         return True
 
 
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the installed `loglake` package
+_NOT_CODE = shutil.ignore_patterns("__pycache__", "*.pyc")
+
+
+@jsii.implements(cdk.ILocalBundling)
+class _PackageBundling:
+    def try_bundle(self, output_dir: str, options: Any) -> bool:
+        shutil.copytree(PACKAGE_DIR, Path(output_dir) / "loglake", ignore=_NOT_CODE, dirs_exist_ok=True)
+        return True
+
+
+def function_code() -> lambda_.Code:
+    """The functions' code: the `loglake` package at the root of the archive, copied from wherever it
+    is installed (a checkout or site-packages); its hash follows the package's files."""
+    return lambda_.Code.from_asset(
+        str(PACKAGE_DIR),
+        exclude=["**/__pycache__", "**/*.pyc"],
+        asset_hash_type=cdk.AssetHashType.SOURCE,
+        bundling=cdk.BundlingOptions(
+            image=lambda_.Runtime.PYTHON_3_12.bundling_image,
+            command=["bash", "-c", "cp -r /asset-input /asset-output/loglake"],
+            local=_PackageBundling(),
+        ),
+    )
+
+
 def dependencies_layer(scope: Any, construct_id: str) -> lambda_.LayerVersion:
     requirements = layer_requirements()
     # The layer follows from its requirements (and loglake's version): a changed list builds a new one.

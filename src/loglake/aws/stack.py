@@ -18,7 +18,6 @@ Every resource carries the configured tags; names follow the convention (aws/dep
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
@@ -39,11 +38,10 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from loglake.aws.deployment import Deployment
-from loglake.aws.packaging import dependencies_layer
+from loglake.aws.packaging import dependencies_layer, function_code
 from loglake.lake.catalog import glue_table_input
 from loglake.lake.tables import TABLES
 
-SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the loglake package
 ATHENA_BYTES_SCANNED_LIMIT = 100 * 1024**3  # per query: 100 GiB, about $0.50 at $5 per TB
 # (method, path, the function answering it): ingest and recent logs on DynamoDB alone; search, counts
 # and ids past the hot window also need Athena; SQL is Athena's.
@@ -74,8 +72,11 @@ class LoglakeStack(cdk.Stack):
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
         self.key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{deployment.region}.amazonaws.com"))
+        # CloudWatch alarms publish to the encrypted alarm topic: without this they are silently dropped.
+        self.key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
         self.alarm_topic = sns.Topic(self, "Alarms", topic_name=deployment.name("alarms"), master_key=self.key)
         self.dependencies_layer = dependencies_layer(self, "Dependencies")
+        self.function_code = function_code()  # one asset, shared by every function
         self.functions: dict[str, lambda_.Function] = {}  # every function, for the alarms
         self.table = self._hot_table()
         self.lake_bucket = self._lake_bucket()
@@ -149,20 +150,36 @@ class LoglakeStack(cdk.Stack):
             bucket_key_enabled=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="infrequent-access-then-expire",
-                    transitions=[
-                        s3.Transition(
-                            storage_class=s3.StorageClass.INFREQUENT_ACCESS, transition_after=cdk.Duration.days(30)
-                        )
-                    ],
-                    expiration=cdk.Duration.days(d.retention_days),
-                    noncurrent_version_expiration=cdk.Duration.days(7),
-                )
-            ],
+            lifecycle_rules=self._lifecycle_rules(),
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
+
+    def _lifecycle_rules(self) -> list[s3.LifecycleRule]:
+        """Per table: Infrequent Access after 30 days, expiry after its retention (app logs: retentionDays;
+        Amplify logs: the collector's logRetention.days). A backstop by object age: the retention function
+        deletes by the day the records hold. Deleted or replaced objects stay recoverable for 7 days."""
+        d = self.deployment
+        amplify_days = d.amplify_retention_days or d.retention_days
+        rules = [s3.LifecycleRule(id="old-versions", noncurrent_version_expiration=cdk.Duration.days(7),
+                                  abort_incomplete_multipart_upload_after=cdk.Duration.days(1))]  # fmt: skip
+        for table, days in (
+            ("app_logs", d.retention_days),
+            ("amplify_access", amplify_days),
+            ("amplify_logs", amplify_days),
+        ):
+            # S3 wants the expiry after the transition: a retention of 30 days or less never reaches IA.
+            to_infrequent_access = [
+                s3.Transition(storage_class=s3.StorageClass.INFREQUENT_ACCESS, transition_after=cdk.Duration.days(30))
+            ]
+            rules.append(
+                s3.LifecycleRule(
+                    id=f"{table}-retention",
+                    prefix=f"type={table}/",
+                    transitions=to_infrequent_access if days > 30 else None,
+                    expiration=cdk.Duration.days(days),
+                )
+            )
+        return rules
 
     def _api_function(self) -> lambda_.Function:
         function = self._function(
@@ -171,7 +188,7 @@ class LoglakeStack(cdk.Stack):
             "api",
             256,
             cdk.Duration.seconds(30),
-            {"LOGLAKE_DYNAMODB_TABLE": self.table.table_name, "LOGLAKE_LAKE_BUCKET": self.lake_bucket.bucket_name},
+            {"LOGLAKE_DYNAMODB_TABLE": self.table.table_name},
         )
         # Least privilege: the table and its indexes, read and write; nothing else.
         self.table.grant_read_write_data(function)
@@ -188,11 +205,11 @@ class LoglakeStack(cdk.Stack):
             cdk.Duration.minutes(15),
             {"LOGLAKE_LAKE_BUCKET": self.lake_bucket.bucket_name},
         )
-        self.lake_bucket.grant_read_write(function, "type=app_logs/*")
-        self.lake_bucket.grant_delete(function, "type=app_logs/*")
+        self.lake_bucket.grant_read_write(function, "type=app_logs/*")  # writes include deletes
         events.Rule(
             self,
             "CompactSchedule",
+            rule_name=self.deployment.name("compact_schedule"),
             schedule=events.Schedule.rate(cdk.Duration.hours(1)),
             targets=[events_targets.LambdaFunction(function)],
         )
@@ -315,7 +332,7 @@ class LoglakeStack(cdk.Stack):
             memory_size=memory_mb,
             timeout=timeout,
             handler=f"loglake.aws.handlers.{handler}",
-            code=lambda_.Code.from_asset(str(SOURCE_ROOT), exclude=["**/__pycache__", "*.egg-info", "**/*.pyc"]),
+            code=self.function_code,
             layers=[self.dependencies_layer],
             environment=environment,
             tracing=lambda_.Tracing.ACTIVE,
@@ -489,12 +506,18 @@ class LoglakeStack(cdk.Stack):
         self.lake_bucket.grant_read_write(download, "type=amplify_*")  # exports and parsed rows only
         self.lake_bucket.grant_read_write(finish, "_state/amplify/*")
         stack = cdk.Stack.of(self)
-        download.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["amplify:GenerateAccessLogs"],
-                resources=[stack.format_arn(service="amplify", region="*", resource="apps", resource_name="*")],
+        own_apps = [  # the apps reached with the function's own role: this account's, in their regions
+            stack.format_arn(service="amplify", region=app["region"], resource="apps", resource_name=app["appId"])
+            for app in amplify["applications"]
+            if app["profile"] not in d.amplify_roles
+        ]
+        if own_apps:
+            download.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["amplify:GenerateAccessLogs"],
+                    resources=[arn for app in own_apps for arn in (app, f"{app}/*")],
+                )
             )
-        )
         finish.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["glue:StartCrawler"],
@@ -565,8 +588,21 @@ class LoglakeStack(cdk.Stack):
             message=sfn.TaskInput.from_json_path_at("$.failure.Cause"),
             subject="loglake: the Amplify collection failed",
         )
+        # Windows that failed after their retries fail the run once the others are stored and the
+        # watermarks moved: the topic hears of it and the failed-executions alarm counts it.
+        windows_failed = sfn.Fail(
+            self,
+            "WindowsFailed",
+            error="WindowsFailed",
+            cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.apps")),
+        )
+        checked = (
+            sfn.Choice(self, "AllWindowsStored")
+            .when(sfn.Condition.boolean_equals("$.ok", False), windows_failed)
+            .otherwise(sfn.Succeed(self, "Collected"))
+        )
         planning = invoke("Plan", plan)
-        run = sfn.Parallel(self, "Collection").branch(planning.next(apps).next(finished))
+        run = sfn.Parallel(self, "Collection").branch(planning.next(apps).next(finished).next(checked))
         run.add_catch(notify.next(sfn.Fail(self, "CollectionFailed")), result_path="$.failure")
         machine = sfn.StateMachine(
             self,
@@ -576,6 +612,7 @@ class LoglakeStack(cdk.Stack):
             tracing_enabled=True,
             timeout=cdk.Duration.hours(12),
         )
+        self.key.grant(machine.role, "kms:Decrypt", "kms:GenerateDataKey*")  # to publish to the encrypted topic
         schedule = amplify.get("schedule") or {"frequency": "weekly", "dayOfWeek": "Monday", "timeOfDay": "01:00"}
         hour, minute = (int(p) for p in schedule["timeOfDay"].split(":"))
         weekly = schedule.get("frequency", "weekly").lower() == "weekly"
@@ -592,6 +629,7 @@ class LoglakeStack(cdk.Stack):
         failed_runs = cloudwatch.Alarm(
             self,
             "AmplifyCollectorFailed",
+            alarm_name=f"{d.name('alarms')}-AmplifyCollectorFailed",
             metric=machine.metric_failed(period=cdk.Duration.minutes(5), statistic="Sum"),
             threshold=0,
             evaluation_periods=1,
@@ -603,13 +641,18 @@ class LoglakeStack(cdk.Stack):
 
     # -- alarms and dashboard -----------------------------------------------------------------
 
-    def _throttles(self) -> cloudwatch.Metric:
-        return cloudwatch.Metric(
-            namespace="AWS/DynamoDB",
-            metric_name="ThrottledRequests",
-            dimensions_map={"TableName": self.table.table_name},
-            statistic="Sum",
-            period=cdk.Duration.minutes(5),
+    def _throttles(self) -> cloudwatch.IMetric:
+        """Throttled requests of the operations the store uses (DynamoDB reports them per operation)."""
+        operations = [
+            dynamodb.Operation.BATCH_WRITE_ITEM,
+            dynamodb.Operation.TRANSACT_WRITE_ITEMS,
+            dynamodb.Operation.PUT_ITEM,
+            dynamodb.Operation.QUERY,
+            dynamodb.Operation.GET_ITEM,
+            dynamodb.Operation.BATCH_GET_ITEM,
+        ]
+        return self.table.metric_throttled_requests_for_operations(
+            operations=operations, period=cdk.Duration.minutes(5), label="throttled requests"
         )
 
     def _alarms(self) -> None:
@@ -634,6 +677,7 @@ class LoglakeStack(cdk.Stack):
             alarm = cloudwatch.Alarm(
                 self,
                 name,
+                alarm_name=f"{self.deployment.name('alarms')}-{name}",
                 metric=metric,
                 threshold=threshold,
                 evaluation_periods=1,
@@ -693,9 +737,9 @@ class LoglakeStack(cdk.Stack):
         )
 
     def _outputs(self) -> None:
-        """What `cdk deploy` prints: where to send requests and SQL."""
+        """What `cdk deploy` prints: where to send SQL, the data, the alarms (the REST API adds its own
+        URL as ApiEndpoint...)."""
         for name, value, description in [
-            ("ApiUrl", self.api.url, "the REST API (SigV4-signed requests, service execute-api)"),
             ("AthenaDatabase", self.database_name, "loglake query --engine athena --athena-database"),
             ("AthenaWorkgroup", self.workgroup_name, "loglake query --engine athena --athena-workgroup"),
             ("LakeBucketName", self.lake_bucket.bucket_name, "the Parquet lake"),
