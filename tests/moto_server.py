@@ -3,6 +3,7 @@ the DynamoDB backend; started once per session by the `moto_endpoint` fixture.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -23,15 +24,21 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_moto(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+        yield endpoint
+
+
+@contextlib.contextmanager
+def running_moto(log_path: Path, **env: str) -> Iterator[str]:
+    """A moto server process on a free port (extra environment variables: `env`), until the block ends."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
     server = Path(sys.executable).with_name("moto_server")
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [str(server), "-H", "127.0.0.1", "-p", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
+            env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true", **env},
         )
     endpoint = f"http://127.0.0.1:{port}"
     try:

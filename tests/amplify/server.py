@@ -32,6 +32,7 @@ class FakeApp:
     fail_next: int = 0  # the next N calls: 500 InternalFailureException
     refuse: str = ""  # every call: this error code (e.g. NotFoundException)
     failing_from_ms: set[int] = field(default_factory=set)  # calls starting here: 500, every time
+    denied_from_ms: set[int] = field(default_factory=set)  # calls starting here: 403 AccessDenied (not retried)
     delay_seconds: float = 0.0  # each call takes this long
     slow_over_hours: float = math.inf  # larger ranges take `slow_seconds` to answer (a time-out)
     slow_seconds: float = 0.0
@@ -99,6 +100,8 @@ class FakeAmplify:
                     app.access_keys.append(credential.group(1) if credential else "")
                     if start_ms in app.failing_from_ms:
                         return self._error(500, "InternalFailureException", "Internal failure")
+                    if start_ms in app.denied_from_ms:
+                        return self._error(403, "AccessDeniedException", "Not authorized for this range")
                     if app.refuse:
                         return self._error(400, app.refuse, f"{app.refuse} for this app")
                     if app.throttle_next:
