@@ -147,7 +147,7 @@ def test_search_runs_on_athena_in_its_own_function(template) -> None:
     functions = template.find_resources(
         "AWS::Lambda::Function", {"Properties": {"Handler": "loglake.aws.handlers.api"}}
     )
-    search_id, search = next((k, f) for k, f in functions.items() if k.startswith("SearchFunction"))
+    search_id, search = next((k, f) for k, f in functions.items() if "-ls1-" in f["Properties"]["FunctionName"])
     assert set(search["Properties"]["Environment"]["Variables"]) >= {
         "LOGLAKE_DYNAMODB_TABLE", "LOGLAKE_ATHENA_DATABASE", "LOGLAKE_ATHENA_WORKGROUP"
     }  # fmt: skip

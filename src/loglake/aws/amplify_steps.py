@@ -122,11 +122,23 @@ def finish(lake: ObjectStore, results: list[dict]) -> dict[str, Any]:
                 "windows": len(windows),
                 "windows_failed": len(failed),
                 "rows": sum(r.get("rows", 0) for r in windows),
-                "errors": [f"{r['window']['start']} .. {r['window']['end']}: {r.get('error')}" for r in failed],
+                "errors": [
+                    f"{r['window']['start']} .. {r['window']['end']}: {_message(r.get('error'))}" for r in failed
+                ],
                 "watermark": iso_utc(mark) if mark else None,
             }
         )
     return {"ok": all(s["windows_failed"] == 0 for s in summary), "apps": summary}
+
+
+def _message(error: Any) -> str:
+    """A failed window's error as the state machine caught it: Lambda's error JSON (message, type,
+    stack trace) reduced to its message."""
+    try:
+        document = json.loads(error)
+    except (TypeError, ValueError):
+        return str(error)
+    return str(document.get("errorMessage", error)) if isinstance(document, dict) else str(error)
 
 
 def read_watermark(lake: ObjectStore, app_name: str) -> datetime | None:

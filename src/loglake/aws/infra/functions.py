@@ -1,0 +1,54 @@
+"""How every loglake function is built: Python 3.12 on arm64, the shared code and dependencies layer
+(aws/packaging.py), X-Ray tracing, an encrypted log group; registered so monitoring can watch each."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from loglake.aws.deployment import Deployment
+from loglake.aws.packaging import dependencies_layer, function_code
+
+
+class Functions:
+    def __init__(self, scope: Construct, deployment: Deployment, key: kms.IKey) -> None:
+        self.deployment = deployment
+        self.key = key
+        self.layer = dependencies_layer(scope, "Dependencies")
+        self.code = function_code()  # one asset, shared by every function
+        self.all: dict[str, lambda_.Function] = {}  # by construct id
+
+    def add(
+        self,
+        scope: Construct,
+        construct_id: str,
+        name: str,
+        handler: str,
+        memory_mb: int,
+        timeout: cdk.Duration,
+        environment: dict[str, str],
+    ) -> lambda_.Function:
+        """A function named by the convention's `name` (aws/deployment.py SERVICE_CODES) running
+        loglake.aws.handlers.`handler`."""
+        function = lambda_.Function(
+            scope,
+            construct_id,
+            function_name=self.deployment.name(name),
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.ARM_64,
+            memory_size=memory_mb,
+            timeout=timeout,
+            handler=f"loglake.aws.handlers.{handler}",
+            code=self.code,
+            layers=[self.layer],
+            environment=environment,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=logs.LogGroup(
+                scope, f"{construct_id}Logs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=self.key
+            ),
+        )
+        self.all[construct_id] = function
+        return function

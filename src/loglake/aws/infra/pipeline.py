@@ -1,0 +1,102 @@
+"""From the hot table to the lake and its upkeep: the stream flush, hourly compaction, daily retention."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as events_targets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as lambda_event_sources
+from constructs import Construct
+
+from loglake.aws.deployment import Deployment
+from loglake.aws.infra.functions import Functions
+from loglake.aws.infra.storage import Storage
+
+
+class Pipeline(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, deployment: Deployment, functions: Functions, storage: Storage
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.deployment = deployment
+        self.functions = functions
+        self.storage = storage
+        self.flush_function = self._stream_flush()
+        self._compaction()
+        self._retention()
+
+    def _lake_environment(self, **more: str) -> dict[str, str]:
+        return {"LOGLAKE_LAKE_BUCKET": self.storage.lake_bucket.bucket_name, **more}
+
+    def _stream_flush(self) -> lambda_.Function:
+        """New records from the table's stream to Parquet parts in the lake (aws/stream_flush.py)."""
+        function = self.functions.add(
+            self,
+            "FlushFunction",
+            "flush_function",
+            "flush_stream",
+            1024,
+            cdk.Duration.minutes(2),
+            self._lake_environment(),
+        )
+        function.add_event_source(
+            lambda_event_sources.DynamoEventSource(
+                self.storage.table,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=1000,
+                max_batching_window=cdk.Duration.seconds(30),
+                bisect_batch_on_error=True,
+                retry_attempts=10,
+                filters=[lambda_.FilterCriteria.filter({"eventName": lambda_.FilterRule.is_equal("INSERT")})],
+            )
+        )
+        # Least privilege: read the stream, write objects under the lake's app_logs prefix.
+        self.storage.table.grant_stream_read(function)
+        self.storage.lake_bucket.grant_put(function, "type=app_logs/*")
+        return function
+
+    def _compaction(self) -> None:
+        """Every hour, the recent days' small parts merged (aws/compaction.py); it may only touch
+        the app_logs objects of the lake."""
+        function = self.functions.add(
+            self,
+            "CompactFunction",
+            "compact_function",
+            "compact",
+            2048,
+            cdk.Duration.minutes(15),
+            self._lake_environment(),
+        )
+        self.storage.lake_bucket.grant_read_write(function, "type=app_logs/*")  # writes include deletes
+        events.Rule(
+            self,
+            "CompactSchedule",
+            rule_name=self.deployment.name("compact_schedule"),
+            schedule=events.Schedule.rate(cdk.Duration.hours(1)),
+            targets=[events_targets.LambdaFunction(function)],
+        )
+
+    def _retention(self) -> None:
+        """Every day, the lake's days past their retention deleted by the day they hold (aws/retention.py);
+        the bucket's lifecycle rule only knows the objects' age."""
+        d = self.deployment
+        function = self.functions.add(
+            self,
+            "RetentionFunction",
+            "retention_function",
+            "retention",
+            512,
+            cdk.Duration.minutes(15),
+            self._lake_environment(LOGLAKE_RETENTION_DAYS=str(d.retention_days)),
+        )
+        self.storage.lake_bucket.grant_read(function, "type=*")
+        self.storage.lake_bucket.grant_delete(function, "type=*")
+        payload = events.RuleTargetInput.from_object({"config": d.amplify}) if d.amplify is not None else None
+        events.Rule(
+            self,
+            "RetentionSchedule",
+            rule_name=d.name("retention_schedule"),
+            schedule=events.Schedule.cron(minute="30", hour="2"),
+            targets=[events_targets.LambdaFunction(function, event=payload)],
+        )
