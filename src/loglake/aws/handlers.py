@@ -85,11 +85,13 @@ def _athena_engine() -> Any:
     from loglake.aws.athena import AthenaQueryEngine
     from loglake.lake.query import QueryLimits
 
+    database, workgroup = os.environ.get("LOGLAKE_ATHENA_DATABASE"), os.environ.get("LOGLAKE_ATHENA_WORKGROUP")
+    if not database or not workgroup:
+        raise RuntimeError(
+            "set LOGLAKE_ATHENA_DATABASE and LOGLAKE_ATHENA_WORKGROUP (the stack's Glue database, workgroup)"
+        )
     # API Gateway gives up on an integration after 29 s: a query must end (or be cancelled) before that.
-    limits = QueryLimits(timeout_seconds=25)
-    return AthenaQueryEngine(
-        boto3.client("athena"), os.environ["LOGLAKE_ATHENA_DATABASE"], os.environ["LOGLAKE_ATHENA_WORKGROUP"], limits
-    )
+    return AthenaQueryEngine(boto3.client("athena"), database, workgroup, QueryLimits(timeout_seconds=25))
 
 
 class _BadRequest(ValueError):
