@@ -1,6 +1,7 @@
 """The AWS path end to end: records sent to the API function land in DynamoDB (moto), come through the
-table's stream to the flush function, which writes them to the lake bucket; searching the lake (Athena
-SQL, run on DuckDB over the bucket's objects) then answers exactly what the hot table answers."""
+table's stream to the flush function, which writes them to the lake bucket, where the compaction
+function merges them; searching the lake (Athena SQL, run on DuckDB over the bucket's objects) then
+answers exactly what the hot table answers."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from loglake.service import LogService
 from loglake.store.dynamodb import DynamoDBHotStore
 from tests.aws.athena_duckdb import DuckDBAthena
 from tests.aws.test_api_handler import CONTEXT, invoke, rest_event
+from tests.aws.test_retention import scheduled_event
 from tests.aws.test_stream_flush import lambda_event
 from tests.moto_server import lambda_environment
 from tests.store.test_dynamodb import dynamodb_client
@@ -46,16 +48,15 @@ def deployment(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     handlers.reset()
 
 
-def _stream_batches(client, table: str) -> list[dict]:
-    """Every record of the table's stream, as Lambda would hand them over (one batch per shard page)."""
+def _stream_batches(client, table: str, size: int = 10) -> list[dict]:
+    """Every record of the table's stream, as Lambda would hand them over, in batches of `size`."""
     streams = boto3.client("dynamodbstreams")
     arn = client.describe_table(TableName=table)["Table"]["LatestStreamArn"]
     batches = []
     for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
         iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")
         records = streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=1000)["Records"]
-        if records:
-            batches.append(lambda_event(records, arn))
+        batches += [lambda_event(records[i : i + size], arn) for i in range(0, len(records), size)]
     return batches
 
 
@@ -71,10 +72,11 @@ def _download(bucket: str, root: Path) -> None:
 def test_records_sent_to_the_api_are_searchable_in_the_lake(
     deployment: dict, capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:
-    now_ms = int(time.time() * 1000)
+    hour_ms = 3_600_000
+    start_ms = (int(time.time() * 1000) - 2 * hour_ms) // hour_ms * hour_ms  # 40 minutes of one day
     records = [
         {
-            "timestamp": now_ms - 60_000 * (40 - i),
+            "timestamp": start_ms + 60_000 * i,
             "service": ("checkout", "search", "auth")[i % 3],
             "severity": ("info", "warning", "error")[i % 3],
             "message": f"order {i} {'timed out talking to payments' if i % 4 == 0 else 'ok'}",
@@ -89,7 +91,13 @@ def test_records_sent_to_the_api_are_searchable_in_the_lake(
 
     written = [key for batch in _stream_batches(deployment["client"], deployment["table"])
                for key in handlers.flush_stream(batch, CONTEXT)["objects"]]  # fmt: skip
-    assert written and all(k.startswith("type=app_logs/date=") for k in written)
+    assert len(written) >= 4 and all(k.startswith("type=app_logs/date=") for k in written)
+    assert len({k.split("/")[1] for k in written}) == 1
+    # the hourly compaction (EventBridge's scheduled event) merges each day's stream parts into one
+    compacted = handlers.compact(scheduled_event(time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())), CONTEXT)
+    assert compacted["merged_files"] == len(written) and len(compacted["written_files"]) == 1
+    listed = boto3.client("s3").list_objects_v2(Bucket=deployment["bucket"])["Contents"]
+    assert sorted(o["Key"] for o in listed) == sorted(compacted["written_files"])
     _download(deployment["bucket"], tmp_path / "lake")
 
     engine = AthenaQueryEngine(DuckDBAthena(tmp_path / "lake"), "loglake", "primary", sleep=lambda s: None)
@@ -99,9 +107,9 @@ def test_records_sent_to_the_api_are_searchable_in_the_lake(
         hot = invoke(rest_event("GET", "/logs/recent", query=params), capsys)[1]["logs"]
         if "q" in params:  # recent has no search language: filter the hot answer the same way
             hot = [r for r in hot if "timed out" in r["message"]]
-        found = lake_search.search({**params, "since": "2h"}).records
+        found = lake_search.search({**params, "since": "4h"}).records
         assert [r.message for r in found] == [r["message"] for r in hot], params
         assert len(found) > 0
-    found = lake_search.search({"q": "region:eu service:search", "since": "2h"}).records
+    found = lake_search.search({"q": "region:eu service:search", "since": "4h"}).records
     assert sorted(json.loads(r.attributes)["order"] for r in found) == [i for i in range(40) if i % 6 == 1]
     store.close()
