@@ -181,3 +181,19 @@ def test_the_search_function_answers_search_and_old_ids_from_athena(
     ]
     assert any("regexp_like(message, '(?i)timeout')" in sql for sql in sent)
     assert any(f"log_id = '{old_id}'" in sql and "\"date\" = '2026-11-01'" in sql for sql in sent)
+
+
+def test_the_time_shards_come_from_the_environment(
+    api_table: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The stack's dynamodb.timeShards reaches the functions as LOGLAKE_TIME_SHARDS: writes spread over
+    that many by_time partitions per hour, and reads merge them all."""
+    monkeypatch.setenv("LOGLAKE_TIME_SHARDS", "2")
+    records = [{"message": f"s{i}", "service": f"svc{i % 5}"} for i in range(30)]
+    sent = invoke(rest_event("POST", "/logs", body=json.dumps(records), headers={"Content-Type": "application/json"}),
+                  capsys)[1]  # fmt: skip
+    items = dynamodb_client(moto_endpoint, "eu-west-1").scan(TableName=api_table)["Items"]
+    buckets = {i["time_bucket"]["S"].rsplit("#", 1)[1] for i in items if "time_bucket" in i}
+    assert buckets == {"0", "1"}
+    recent = invoke(rest_event("GET", "/logs/recent", query={"limit": "50"}), capsys)[1]["logs"]
+    assert sorted(r["logId"] for r in recent) == sorted(sent["logIds"])

@@ -149,8 +149,10 @@ def test_search_runs_on_athena_in_its_own_function(template) -> None:
     )
     search_id, search = next((k, f) for k, f in functions.items() if "-ls1-" in f["Properties"]["FunctionName"])
     assert set(search["Properties"]["Environment"]["Variables"]) >= {
-        "LOGLAKE_DYNAMODB_TABLE", "LOGLAKE_ATHENA_DATABASE", "LOGLAKE_ATHENA_WORKGROUP"
+        "LOGLAKE_DYNAMODB_TABLE", "LOGLAKE_ATHENA_DATABASE", "LOGLAKE_ATHENA_WORKGROUP", "LOGLAKE_TIME_SHARDS"
     }  # fmt: skip
+    for function in functions.values():  # both read the by_time index with the stack's shard count
+        assert function["Properties"]["Environment"]["Variables"]["LOGLAKE_TIME_SHARDS"] == "4"
     resources = template.find_resources("AWS::ApiGateway::Resource")
     paths = {k: r["Properties"]["PathPart"] for k, r in resources.items()}
     methods = template.find_resources("AWS::ApiGateway::Method")
@@ -223,7 +225,8 @@ def test_synth_writes_the_template_and_names_config_mistakes(tmp_path: Path) -> 
         ({"extra": 1}, "unknown field extra"),
         ({"amplifyConfig": "missing.json"}, "missing.json: No such file"),
         ({"amplifyRoles": {"nobody": "arn:aws:iam::111122223333:role/r"}}, "amplifyRoles: 'nobody' is no app's"),
-        ({"dynamodb": {"biling": "provisioned"}}, "dynamodb: unknown field biling (allowed: billing)"),
+        ({"dynamodb": {"biling": "provisioned"}}, "dynamodb: unknown field biling (allowed: billing, timeShards)"),
+        ({"dynamodb": {"timeShards": 0}}, "dynamodb.timeShards: must be 1-64"),
         ({"naming": {**document["naming"], "versoin": 2}}, "naming: unknown field versoin"),
         ({"naming": {**document["naming"], "project": "a" * 20, "component": "b" * 20}}, "naming: the names would be"),
         ({"amplifyRoles": {"HylmarJ": "arn:aws:iam::1:role/r"}}, "amplifyRoles.HylmarJ: 'arn:aws:iam::1:role/r'"),

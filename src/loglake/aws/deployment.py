@@ -68,6 +68,7 @@ class Deployment:
     tags: dict[str, str]
     retention_days: int = 365
     billing: str = "on_demand"  # or "provisioned" (auto-scaling 5-100 at 70%)
+    time_shards: int = 4  # the by_time index's partitions per hour (store/dynamodb.py): ~1,000 writes/s each
     cors_allow_origins: tuple[str, ...] = ()
     amplify: dict[str, Any] | None = None  # the collector's configuration (users' format), if any
     # AWS profile of an Amplify app -> the role the downloader assumes for it (apps in other accounts);
@@ -148,9 +149,15 @@ def parse_deployment(document: Any) -> Deployment:
         raise DeploymentConfigError(
             f"tags: missing {', '.join(missing)} (every resource carries {', '.join(REQUIRED_TAGS)})"
         )
-    billing = _section(document, "dynamodb", {"billing"}).get("billing", "on_demand")
+    table = _section(document, "dynamodb", {"billing", "timeShards"})
+    billing = table.get("billing", "on_demand")
     if billing not in ("on_demand", "provisioned"):
         raise DeploymentConfigError("dynamodb.billing: must be on_demand or provisioned")
+    time_shards = table.get("timeShards", 4)
+    if not isinstance(time_shards, int) or isinstance(time_shards, bool) or not 1 <= time_shards <= 64:
+        raise DeploymentConfigError(
+            "dynamodb.timeShards: must be 1-64 (about 1,000 record writes/s each; raise it, never lower it)"
+        )
     retention = document.get("retentionDays", 365)
     if not isinstance(retention, int) or isinstance(retention, bool) or not 1 <= retention <= 3650:
         raise DeploymentConfigError("retentionDays: must be a whole number of days, 1-3650")
@@ -172,6 +179,7 @@ def parse_deployment(document: Any) -> Deployment:
         tags={str(k): str(v) for k, v in tags.items()},
         retention_days=retention,
         billing=billing,
+        time_shards=time_shards,
         cors_allow_origins=tuple(origins),
         amplify_roles=dict(roles),
         **parts,

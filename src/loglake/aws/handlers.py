@@ -21,7 +21,8 @@
 Every API invocation prints one JSON line: a structured log (request id, route, status, latency) that is
 also a CloudWatch embedded-metric-format record (RecordsIngested, RecordsRejected, Latency).
 
-Environment: LOGLAKE_DYNAMODB_TABLE (required), LOGLAKE_HOT_WINDOW_SECONDS (86400), the standard AWS
+Environment: LOGLAKE_DYNAMODB_TABLE (required), LOGLAKE_HOT_WINDOW_SECONDS (86400), LOGLAKE_TIME_SHARDS
+(4: the by_time index's partitions per hour; every function must use the same), the standard AWS
 variables (region, credentials, AWS_ENDPOINT_URL_DYNAMODB for a local endpoint).
 """
 
@@ -42,7 +43,7 @@ import boto3
 
 from loglake.aws.apigateway import call
 from loglake.config import Settings
-from loglake.store.dynamodb import DynamoDBHotStore
+from loglake.store.dynamodb import TIME_SHARDS, DynamoDBHotStore
 
 NAMESPACE = "loglake"
 _app: Any = None
@@ -238,7 +239,8 @@ def _api_app() -> Any:
         if not table:
             raise RuntimeError("set LOGLAKE_DYNAMODB_TABLE to the hot store's DynamoDB table")
         hot_window = int(os.environ.get("LOGLAKE_HOT_WINDOW_SECONDS", "86400"))
-        store = DynamoDBHotStore(boto3.client("dynamodb"), table, hot_window_seconds=hot_window)
+        shards = int(os.environ.get("LOGLAKE_TIME_SHARDS", str(TIME_SHARDS)))
+        store = DynamoDBHotStore(boto3.client("dynamodb"), table, hot_window_seconds=hot_window, shards=shards)
         # Behind API Gateway with IAM authorization: requests arrive authenticated and throttled.
         # The access log (and the traceback of any 500) goes to stderr, i.e. CloudWatch Logs.
         settings = Settings(

@@ -41,6 +41,7 @@ from loglake.store.base import UNINDEXED_LOG_TYPE, UNINDEXED_SEVERITY, HotStore,
 
 HOUR_MS = 3_600_000
 TIME_SHARDS = 4
+ID_COUNTER_LOW_BYTE = 11  # of the 16-byte UUIDv7 (ids.py: 42-bit counter, then a 32-bit node number)
 BATCH_ITEMS = 25  # BatchWriteItem's limit
 MAX_ATTEMPTS = 8
 _CLIENT = "#client#"
@@ -204,7 +205,9 @@ class DynamoDBHotStore(HotStore):
         return r.timestamp // 1000 + self.hot_window_seconds
 
     def _bucket(self, timestamp_ms: int, log_id: bytes) -> str:
-        return f"{timestamp_ms // HOUR_MS}#{log_id[-1] % self.shards}"
+        # Byte 11 is the low byte of the id's counter (ids.py), which counts up once per id: consecutive
+        # records take the shards in turn. (The last bytes are the process's constant node number.)
+        return f"{timestamp_ms // HOUR_MS}#{log_id[ID_COUNTER_LOW_BYTE] % self.shards}"
 
     # -- reads ---------------------------------------------------------------------------------
 

@@ -41,10 +41,9 @@ class Api(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         table = storage.table
+        hot = {"LOGLAKE_DYNAMODB_TABLE": table.table_name, "LOGLAKE_TIME_SHARDS": str(deployment.time_shards)}
         # POST /logs, GET /logs/recent: the app of `loglake serve` on the table, read and write; nothing else.
-        self.api_function = functions.add(
-            self, "ApiFunction", "api_function", "api", 256, _SECONDS_30, {"LOGLAKE_DYNAMODB_TABLE": table.table_name}
-        )
+        self.api_function = functions.add(self, "ApiFunction", "api_function", "api", 256, _SECONDS_30, hot)
         table.grant_read_write_data(self.api_function)
         # Search, histogram and ids: the same app (handler `api`) with its search on Athena
         # (aws/athena_search.py); it only reads the table.
@@ -55,7 +54,7 @@ class Api(Construct):
             "api",
             256,
             _SECONDS_30,
-            {"LOGLAKE_DYNAMODB_TABLE": table.table_name, **catalog.athena_environment},
+            hot | catalog.athena_environment,
         )
         table.grant_read_data(self.search_function)
         catalog.grant_queries(self.search_function)
