@@ -197,3 +197,18 @@ def test_the_time_shards_come_from_the_environment(
     assert buckets == {"0", "1"}
     recent = invoke(rest_event("GET", "/logs/recent", query={"limit": "50"}), capsys)[1]["logs"]
     assert sorted(r["logId"] for r in recent) == sorted(sent["logIds"])
+
+
+def test_an_answer_larger_than_lambda_can_return_is_a_clear_400(api_table: str, capsys: pytest.CaptureFixture) -> None:
+    """Lambda returns at most 6 MB; a page of large records past that would be API Gateway's 502."""
+    big = "x" * 200_000
+    records = [{"message": f"{i} {big}", "service": "bulky"} for i in range(40)]  # 8 MB of messages
+    for start in (0, 20):  # two requests: a request body is limited too (Lambda's 6 MB event)
+        body = json.dumps(records[start : start + 20])
+        assert invoke(rest_event("POST", "/logs", body=body, headers={"Content-Type": "application/json"}),
+                      capsys)[0]["statusCode"] == 201  # fmt: skip
+    response, body, _ = invoke(rest_event("GET", "/logs/recent", query={"service": "bulky", "limit": "40"}), capsys)
+    assert response["statusCode"] == 400 and body["error"]["code"] == "response_too_large"
+    assert "limit" in body["error"]["message"]
+    page, body, _ = invoke(rest_event("GET", "/logs/recent", query={"service": "bulky", "limit": "20"}), capsys)
+    assert page["statusCode"] == 200 and len(body["logs"]) == 20 and body["next_cursor"]

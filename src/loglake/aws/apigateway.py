@@ -7,11 +7,15 @@ Event and response shapes: https://docs.aws.amazon.com/apigateway/latest/develop
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 from urllib.parse import urlencode
 
 Asgi = Any
 _TEXT_TYPES = (b"application/json", b"text/", b"application/problem+json")
+# A synchronous Lambda response is at most 6 MB (6,291,556 bytes) of JSON: the body, escaped, plus
+# headers. Past it API Gateway would answer 502; the adapter answers a clear 400 first.
+MAX_RESPONSE_BODY = 6_000_000
 
 
 async def call(app: Asgi, event: dict[str, Any]) -> dict[str, Any]:
@@ -36,7 +40,19 @@ async def call(app: Asgi, event: dict[str, Any]) -> dict[str, Any]:
             response["body"] += message.get("body", b"")
 
     await app(scope_of(event), receive, send)
-    return _proxy_response(response["status"], response["headers"], response["body"])
+    proxied = _proxy_response(response["status"], response["headers"], response["body"])
+    if len(proxied["body"]) > MAX_RESPONSE_BODY:
+        return _too_large(len(proxied["body"]))
+    return proxied
+
+
+def _too_large(size: int) -> dict[str, Any]:
+    message = (
+        f"the answer is {size / 1e6:.1f} MB, more than a Lambda function can return (6 MB): "
+        "ask for fewer records (limit) or a narrower window, and page with next_cursor"
+    )
+    body = json.dumps({"error": {"code": "response_too_large", "message": message, "details": []}}).encode()
+    return _proxy_response(400, [(b"content-type", b"application/json")], body)
 
 
 def scope_of(event: dict[str, Any]) -> dict[str, Any]:
