@@ -22,6 +22,7 @@ _ATHENA_TYPES = {"VARCHAR": "varchar", "BIGINT": "bigint", "INTEGER": "integer",
 class DuckDBAthena:
     def __init__(self, lake_dir: Path, page_size: int = 1000) -> None:
         self.page_size = page_size
+        self.system_failures = 0  # the next N queries fail on Athena's side (AthenaError category 1)
         self.sql_sent: list[str] = []
         self._results: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
@@ -40,17 +41,25 @@ class DuckDBAthena:
     def start_query_execution(self, QueryString: str, **_: Any) -> dict:
         execution_id = f"q-{next(self._ids)}"
         self.sql_sent.append(QueryString)
+        if self.system_failures:
+            self.system_failures -= 1
+            error = {"ErrorCategory": 1, "ErrorType": 401, "Retryable": True}
+            self._results[execution_id] = {"state": "FAILED", "reason": "Internal error", "error": error}
+            return {"QueryExecutionId": execution_id}
         try:
             cursor = self.db.execute(QueryString)
             columns = [(d[0], _ATHENA_TYPES.get(str(d[1]), str(d[1]).lower())) for d in cursor.description]
             self._results[execution_id] = {"state": "SUCCEEDED", "columns": columns, "rows": cursor.fetchall()}
-        except duckdb.Error as e:
-            self._results[execution_id] = {"state": "FAILED", "reason": str(e)}
+        except duckdb.Error as e:  # what Athena calls a user error (category 2)
+            error = {"ErrorCategory": 2, "ErrorType": 1100, "Retryable": False}
+            self._results[execution_id] = {"state": "FAILED", "reason": str(e), "error": error}
         return {"QueryExecutionId": execution_id}
 
     def get_query_execution(self, QueryExecutionId: str) -> dict:
         result = self._results[QueryExecutionId]
         status = {"State": result["state"], "StateChangeReason": result.get("reason", "")}
+        if "error" in result:
+            status["AthenaError"] = result["error"]
         return {"QueryExecution": {"Status": status, "Statistics": {"DataScannedInBytes": 1}}}
 
     def get_query_results(self, QueryExecutionId: str, MaxResults: int, NextToken: str = "0") -> dict:

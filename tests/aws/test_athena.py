@@ -90,7 +90,8 @@ def test_the_query_handler_answers_like_post_query(athena, moto_endpoint: str, m
     body = json.loads(ok["body"])
     assert body["rows"] == [[42]] and body["columns"] == [{"name": "n", "type": "bigint"}] and not body["truncated"]
     for bad, code in [('{"sql": "DROP TABLE logs"}', "read_only"), ("{oops", "invalid_request"),
-                      ('{"sql": "SELECT 1", "limit": -1}', "invalid_request")]:  # fmt: skip
+                      ('{"sql": "SELECT 1", "limit": -1}', "invalid_request"),
+                      ('{"sql": "SELECT 1", "limit": 10.5}', "invalid_request")]:  # fmt: skip
         refused = handlers.query(rest_event("POST", "/query", body=bad), CONTEXT)
         assert (refused["statusCode"], json.loads(refused["body"])["error"]["code"]) == (400, code)
 
@@ -163,3 +164,19 @@ def test_a_busy_or_unreachable_athena_is_a_503_to_retry(athena_answers: str, mon
         server.server_close()
     assert answer["statusCode"] == 503 and answer["headers"]["retry-after"] == "5"
     assert json.loads(answer["body"])["error"]["code"] == "busy"
+
+
+def test_an_answer_over_lambdas_limit_is_a_clear_400(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loglake.aws import handlers
+    from tests.aws.test_api_handler import CONTEXT, rest_event
+    from tests.moto_server import lambda_environment
+
+    lambda_environment(
+        monkeypatch, REGION, AWS_ENDPOINT_URL_ATHENA=moto_endpoint, LOGLAKE_ATHENA_DATABASE="loglake",
+        LOGLAKE_ATHENA_WORKGROUP="primary",
+    )  # fmt: skip
+    quoted = '"' * 1_000  # each escapes to two characters in Lambda's JSON response
+    queue_result(moto_endpoint, [("m", "varchar")], [[quoted * 1_000] for _ in range(4)])  # 4 MB, 16 MB escaped
+    answer = handlers.query(rest_event("POST", "/query", body='{"sql": "SELECT m FROM logs"}'), CONTEXT)
+    assert answer["statusCode"] == 400
+    assert json.loads(answer["body"])["error"]["code"] == "response_too_large"

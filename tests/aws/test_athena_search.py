@@ -127,6 +127,19 @@ def test_an_id_no_longer_hot_is_found_in_its_day(lake_app: LoglakeApp, aws_servi
     assert aws_service.get("6f1c1b2a-51d4-4b51-9d2e-38d1c0a3f001") is None  # a client id: not looked up there
 
 
+def test_athenas_own_failures_are_busy_and_the_sqls_are_invalid(aws_service: LogService, athena: DuckDBAthena) -> None:
+    from loglake.lake.query import QueryBusy
+    from loglake.lake.sql_guard import QueryError
+
+    athena.system_failures = 1
+    with pytest.raises(QueryBusy, match="on its side"):  # the API answers 503 with Retry-After
+        aws_service.search({"q": "timeout"})
+    engine = aws_service.record_search.engine
+    with pytest.raises(QueryError) as caught:
+        engine.query("SELECT no_such_column FROM logs")
+    assert caught.value.code == "invalid_sql"
+
+
 def test_bad_searches_are_still_invalid_queries(aws_service: LogService, athena: DuckDBAthena) -> None:
     sent = len(athena.sql_sent)
     with pytest.raises(InvalidQuery):

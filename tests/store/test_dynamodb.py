@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -67,8 +68,20 @@ def test_the_common_record_is_left_out_of_the_sparse_indexes(dynamodb_store: Dyn
     for index in ("by_log_type", "by_severity"):
         items = client.scan(TableName=table, IndexName=index)["Items"]
         assert [i["message"]["S"] for i in items] == ["audit"]
-    item = client.get_item(TableName=table, Key={"service_name": {"S": "api"}, "sk": {"B": common.log_id}})["Item"]
-    assert int(item["expires_at"]["N"]) == BASE_TS // 1000 + 86_400
+
+
+def test_the_hot_window_ends_a_day_after_the_record_but_never_in_the_past(dynamodb_store: DynamoDBHotStore) -> None:
+    """DynamoDB's TTL skips items that expired over five years ago: an old record expires now instead."""
+    now_s = int(time.time())
+    fresh, old = record(now_s * 1000, "fresh"), record(BASE_TS - 10 * 365 * 86_400_000, "old")
+    dynamodb_store.put([fresh, old])
+
+    def expires_at(r) -> int:
+        key = {"service_name": {"S": "api"}, "sk": {"B": r.log_id}}
+        return int(dynamodb_store.client.get_item(TableName=dynamodb_store.table, Key=key)["Item"]["expires_at"]["N"])
+
+    assert expires_at(fresh) == now_s + 86_400
+    assert now_s <= expires_at(old) <= int(time.time())
 
 
 def test_recent_across_services_reads_the_time_index_without_a_scan(dynamodb_store: DynamoDBHotStore) -> None:

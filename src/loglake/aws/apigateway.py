@@ -13,9 +13,9 @@ from urllib.parse import urlencode
 
 Asgi = Any
 _TEXT_TYPES = (b"application/json", b"text/", b"application/problem+json")
-# A synchronous Lambda response is at most 6 MB (6,291,556 bytes) of JSON: the body, escaped, plus
-# headers. Past it API Gateway would answer 502; the adapter answers a clear 400 first.
-MAX_RESPONSE_BODY = 6_000_000
+# A synchronous Lambda response is at most 6 MB (6,291,556 bytes) once serialized: the body as an
+# escaped JSON string, plus the headers. Past it API Gateway would answer 502; a clear 400 comes first.
+MAX_LAMBDA_RESPONSE = 6_291_556 - 4096
 
 
 async def call(app: Asgi, event: dict[str, Any]) -> dict[str, Any]:
@@ -40,10 +40,13 @@ async def call(app: Asgi, event: dict[str, Any]) -> dict[str, Any]:
             response["body"] += message.get("body", b"")
 
     await app(scope_of(event), receive, send)
-    proxied = _proxy_response(response["status"], response["headers"], response["body"])
-    if len(proxied["body"]) > MAX_RESPONSE_BODY:
-        return _too_large(len(proxied["body"]))
-    return proxied
+    return fit_for_lambda(_proxy_response(response["status"], response["headers"], response["body"]))
+
+
+def fit_for_lambda(response: dict[str, Any]) -> dict[str, Any]:
+    """The proxy response, or a 400 in its place when it is more than Lambda may return."""
+    size = len(json.dumps(response).encode())
+    return response if size <= MAX_LAMBDA_RESPONSE else _too_large(size)
 
 
 def _too_large(size: int) -> dict[str, Any]:

@@ -84,6 +84,8 @@ class AthenaQueryEngine:
                 return execution
             if state in _DONE:
                 reason = execution["Status"].get("StateChangeReason", state.lower())
+                if state == "FAILED" and _athena_side(execution["Status"].get("AthenaError")):
+                    raise QueryBusy(f"Athena failed the query on its side ({reason})")
                 raise QueryError("invalid_sql" if state == "FAILED" else "query_cancelled", f"Athena: {reason}")
             self.sleep(pause)
             pause = min(pause * 2, 1.0)
@@ -122,6 +124,14 @@ class AthenaQueryEngine:
             raise
         except botocore.exceptions.ConnectionError as e:
             raise QueryBusy(f"Athena could not be reached ({e})") from None
+
+
+def _athena_side(error: dict | None) -> bool:
+    """Whether a failed query's AthenaError blames Athena (category 1, system; or a retryable error)
+    rather than the SQL (category 2, user)."""
+    if not error:
+        return False
+    return error.get("ErrorCategory") == 1 or (error.get("ErrorCategory") != 2 and bool(error.get("Retryable")))
 
 
 def _is_header(row: dict, columns: list[tuple[str, str]]) -> bool:

@@ -41,7 +41,7 @@ from typing import Any
 
 import boto3
 
-from loglake.aws.apigateway import call
+from loglake.aws.apigateway import call, fit_for_lambda
 from loglake.config import Settings
 from loglake.store.dynamodb import TIME_SHARDS, DynamoDBHotStore
 
@@ -77,7 +77,7 @@ def query(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except QueryBusy as e:
         status, body = 503, _error("busy", f"{e}; retry shortly")
         headers["retry-after"] = "5"
-    response = {"statusCode": status, "headers": headers, "body": json.dumps(body)}
+    response = fit_for_lambda({"statusCode": status, "headers": headers, "body": json.dumps(body)})
     _log_invocation(event, context, response, (time.perf_counter() - started) * 1000)
     return response
 
@@ -110,10 +110,10 @@ def _json_body(event: dict[str, Any]) -> dict[str, Any]:
         raise _BadRequest(f"the body is not valid JSON: {e}") from None
     if not isinstance(request, dict) or not isinstance(request.get("sql"), str) or not request["sql"].strip():
         raise _BadRequest('send {"sql": "SELECT ...", "limit": 100}')
-    for name in ("limit", "timeout_seconds"):
+    for name, kinds in (("limit", int), ("timeout_seconds", int | float)):
         value = request.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
-            raise _BadRequest(f"{name} must be a positive number")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kinds) or value <= 0):
+            raise _BadRequest(f"{name} must be a positive {'whole ' if kinds is int else ''}number")
     return request
 
 

@@ -41,6 +41,7 @@ from loglake.store.base import UNINDEXED_LOG_TYPE, UNINDEXED_SEVERITY, HotStore,
 
 HOUR_MS = 3_600_000
 TIME_SHARDS = 4
+MAX_PAGE_ITEMS = 1000  # items asked of one Query page (a page also ends at 1 MB)
 ID_COUNTER_LOW_BYTE = 11  # of the 16-byte UUIDv7 (ids.py: 42-bit counter, then a 32-bit node number)
 BATCH_ITEMS = 25  # BatchWriteItem's limit
 MAX_ATTEMPTS = 8
@@ -136,7 +137,7 @@ class DynamoDBHotStore(HotStore):
         """Before an hour's first record: the "#hours" item that lets reads find it (idempotent)."""
         items = [
             {"service_name": {"S": _HOURS}, "sk": {"B": hour.to_bytes(8, "big")},
-             "expires_at": {"N": str((hour + 1) * HOUR_MS // 1000 + self.hot_window_seconds)}}
+             "expires_at": {"N": str(max((hour + 1) * HOUR_MS // 1000 + self.hot_window_seconds, int(time.time())))}}
             for hour in sorted(hours)
         ]  # fmt: skip
         for start in range(0, len(items), BATCH_ITEMS):
@@ -202,7 +203,9 @@ class DynamoDBHotStore(HotStore):
         return record_item(r, self._expires_at(r), self._bucket(r.timestamp, r.log_id))
 
     def _expires_at(self, r: NewRecord) -> int:
-        return r.timestamp // 1000 + self.hot_window_seconds
+        # The end of the record's hot window, but not in the past: DynamoDB's TTL never deletes items
+        # whose time expired more than five years ago, and an old record sent today must still go.
+        return max(r.timestamp // 1000 + self.hot_window_seconds, int(time.time()))
 
     def _bucket(self, timestamp_ms: int, log_id: bytes) -> str:
         # Byte 11 is the low byte of the id's counter (ids.py), which counts up once per id: consecutive
@@ -238,16 +241,17 @@ class DynamoDBHotStore(HotStore):
             high = until if high is None else min(high, until)
         if high is not None and high <= low:
             return iter(())
+        page = min(query.limit + 1, MAX_PAGE_ITEMS)
         if key.index is None:
-            items = self._newest_across_services(low, high)
+            items = self._newest_across_services(low, high, page)
         else:
             index = _INDEX[key.index]
             name = "service_name" if index is None else _INDEX_KEY[key.index]
             value = {"S": key.value} if isinstance(key.value, str) else {"N": str(key.value)}
-            items = self._query(index, name, value, low, high)
+            items = self._query(index, name, value, low, high, page=page)
         return (r for r in map(_record, items) if _matches(r, query, key))
 
-    def _newest_across_services(self, low: bytes, high: bytes | None) -> Iterator[dict]:
+    def _newest_across_services(self, low: bytes, high: bytes | None, page: int) -> Iterator[dict]:
         """The by_time index, hour by hour from the newest hour that has records, each hour's shards
         merged by id."""
         first_hour = (timestamp_of(low) // HOUR_MS).to_bytes(8, "big")
@@ -255,14 +259,24 @@ class DynamoDBHotStore(HotStore):
         for item in self._query(None, "service_name", {"S": _HOURS}, first_hour, last_hour, width=8):
             hour = int.from_bytes(item["sk"]["B"], "big")
             shards = [
-                self._query("by_time", "time_bucket", {"S": f"{hour}#{s}"}, low, high) for s in range(self.shards)
+                self._query("by_time", "time_bucket", {"S": f"{hour}#{s}"}, low, high, page=page)
+                for s in range(self.shards)
             ]
             yield from heapq.merge(*shards, key=lambda item: item["sk"]["B"], reverse=True)
 
     def _query(
-        self, index: str | None, name: str, value: dict, low: bytes, high: bytes | None, width: int = 16
+        self,
+        index: str | None,
+        name: str,
+        value: dict,
+        low: bytes,
+        high: bytes | None,
+        width: int = 16,
+        page: int = MAX_PAGE_ITEMS,
     ) -> Iterator[dict]:
-        """One key's items with low <= sk < high (`width`-byte keys), newest first, page by page."""
+        """One key's items with low <= sk < high (`width`-byte keys), newest first, page by page. The
+        first page holds `page` items (what the caller expects to need: a Query otherwise reads up to
+        1 MB, billed, of which a page of recent logs uses a sliver); later pages grow fourfold."""
         last = (int.from_bytes(high, "big") - 1).to_bytes(width, "big") if high is not None else b"\xff" * width
         request: dict[str, Any] = {
             "TableName": self.table,
@@ -270,6 +284,7 @@ class DynamoDBHotStore(HotStore):
             "ExpressionAttributeNames": {"#k": name},
             "ExpressionAttributeValues": {":v": value, ":low": {"B": low}, ":last": {"B": last}},
             "ScanIndexForward": False,
+            "Limit": page,
         }
         if index is not None:
             request["IndexName"] = index
@@ -279,6 +294,7 @@ class DynamoDBHotStore(HotStore):
             if "LastEvaluatedKey" not in answer:
                 return
             request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+            request["Limit"] = min(request["Limit"] * 4, MAX_PAGE_ITEMS)
 
     def close(self) -> None:
         self._closed = True
