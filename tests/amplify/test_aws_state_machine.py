@@ -223,6 +223,11 @@ def test_a_scheduled_run_collects_every_window_of_every_app(collection, amplify:
     assert called.count("amplify_download") == 4  # 2 apps x 2 windows of 14 days
     finish_input = next(p for n, p in collection.proxy.invocations if n == "amplify_finish")
     assert sorted(r["app"] for r in finish_input["results"]) == ["danse_tech", "digital_horizon"]
+    # only what finishing needs travels in the run's state (Step Functions allows 256 KB in all)
+    assert all(set(r) == {"app", "windows"} for r in finish_input["results"])
+    outcomes = [w for r in finish_input["results"] for w in r["windows"]]
+    assert all(set(w) == {"app", "window", "ok", "rows"} for w in outcomes)
+    assert len(json.dumps(finish_input)) < 150 * len(outcomes)
     assert _watermark(collection.bucket, "danse_tech") == {"until": "2026-11-16T00:00:00Z"}
     assert _watermark(collection.bucket, "digital_horizon") == {"until": "2026-11-16T00:00:00Z"}
     assert _stored_ids(collection.bucket, "danse_tech") == in_range(danse, SINCE, UNTIL)

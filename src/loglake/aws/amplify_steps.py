@@ -27,6 +27,7 @@ from loglake.lake.parts import file_name
 
 STATE_PREFIX = "_state/amplify/"
 ROLE_SESSION_NAME = "loglake-amplify-download"
+WINDOW_RESULT_FIELDS = ("app", "window", "ok", "rows")  # what finish() reads of a stored window
 
 
 def role_sessions(roles: dict[str, str], base: Callable[[], Any]) -> Callable[..., Any]:

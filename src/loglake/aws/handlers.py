@@ -140,9 +140,26 @@ def amplify_download(event: dict[str, Any], context: Any) -> dict[str, Any]:
     sessions = amplify_steps.role_sessions(roles, boto3.Session)
     collector = Collector(config, None, lake, AmplifyLogSource(session_factory=sessions))
     try:
-        return amplify_steps.download(config, lake, event["app"], event["window"], event["run_at"], collector)
+        result = amplify_steps.download(config, lake, event["app"], event["window"], event["run_at"], collector)
+    except Exception as e:
+        # Raised from here, Lambda's error (which the state machine keeps per failed window) holds a short
+        # message and a one-line stack, not the library's whole traceback.
+        failure = {"app": event["app"], "window": event["window"], "error": repr(e)}
+        _log_event(context, "amplify_window_failed", failure, level="ERROR")
+        raise WindowFailed((str(e) or type(e).__name__)[:WINDOW_ERROR_CHARS]) from None
     finally:
         collector.source.close()
+    _log_event(context, "amplify_window", result)  # every figure, malformed examples included
+    # The state machine carries only what the finishing step reads: a run's whole state (every app's
+    # windows) must stay under Step Functions' 256 KB.
+    return {name: result[name] for name in amplify_steps.WINDOW_RESULT_FIELDS}
+
+
+class WindowFailed(RuntimeError):
+    """An Amplify window that could not be fetched or stored (the state machine retries it)."""
+
+
+WINDOW_ERROR_CHARS = 300
 
 
 def amplify_finish(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -223,9 +240,9 @@ def flush_stream(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"objects": keys}
 
 
-def _log_event(context: Any, name: str, fields: dict[str, Any]) -> None:
+def _log_event(context: Any, name: str, fields: dict[str, Any], level: str = "INFO") -> None:
     """One structured JSON line (CloudWatch Logs Insights reads its fields) with the invocation's id."""
-    line = {"level": "INFO", "request_id": getattr(context, "aws_request_id", None), "event": name, **fields}
+    line = {"level": level, "request_id": getattr(context, "aws_request_id", None), "event": name, **fields}
     print(json.dumps(line), flush=True)
 
 

@@ -154,6 +154,8 @@ class AmplifyCollector(Construct):
             result_path="$.windows",
         )
         windows.item_processor(fetch)
+        # Each app's result: its name and its windows' outcomes (not the configuration again).
+        app_result = sfn.Pass(self, "AppResult", parameters={"app.$": "$.app", "windows.$": "$.windows"})
         apps = sfn.Map(
             self,
             "EachApp",
@@ -165,9 +167,9 @@ class AmplifyCollector(Construct):
                 "run_at.$": "$.run_at",
                 "config.$": "$.config",
             },
-            result_path="$.collected",  # per app: its input, with `windows` replaced by their outcomes
+            result_path="$.collected",  # per app: {app, windows: their outcomes}
         )
-        apps.item_processor(windows)
+        apps.item_processor(windows.next(app_result))
         finished = self._invoke("Finish", finish, {"results.$": "$.collected"})
         # Windows that failed after their retries fail the run once the others are stored and the
         # watermarks moved: the topic hears of it and the failed-executions alarm counts it.
