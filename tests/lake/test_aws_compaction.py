@@ -52,3 +52,49 @@ def test_a_days_small_parts_become_one_sorted_file(object_store: ObjectStore) ->
 
 def test_a_scheduled_run_looks_at_the_last_week() -> None:
     assert recent_days(date(2026, 11, 22), 3) == [date(2026, 11, 22), date(2026, 11, 21), date(2026, 11, 20)]
+
+
+def test_records_the_stream_delivered_twice_are_kept_once(object_store: ObjectStore) -> None:
+    records = [record(START + i, f"r{i}", service=SERVICES[i % 3]) for i in range(30)]
+    flush_stream_batch(stream_batch(records, 1), object_store)
+    flush_stream_batch(stream_batch(records[10:], 2), object_store)  # a retried half, under another name
+    report = compact_days(object_store, [date(2026, 11, 1)], START + DAY)
+    (merged,) = report.written_files
+    ids = pq.read_table(io.BytesIO(object_store.get(merged))).column("log_id").to_pylist()
+    assert sorted(ids) == sorted(format_uuid(r.log_id) for r in records)
+
+
+def test_a_run_cut_off_before_deleting_its_inputs_is_finished_by_the_next(object_store: ObjectStore) -> None:
+    import json
+
+    from loglake.aws.compaction import JOURNAL_PREFIX
+
+    for batch in range(3):
+        flush_stream_batch(stream_batch([record(START + batch * 10 + i, f"b{batch}") for i in range(5)], batch),
+                           object_store)  # fmt: skip
+    inputs = sorted(o.key for o in object_store.list("type=app_logs/date=2026-11-01/"))
+    # as a run cut off after publishing its merged file: the journal, the output, the inputs still there
+    merged = "type=app_logs/date=2026-11-01/part-merged.parquet"
+    object_store.put(merged, object_store.get(inputs[0]))
+    object_store.put(f"{JOURNAL_PREFIX}a.json", json.dumps({"output": merged, "inputs": inputs[1:]}).encode())
+    # and one cut off before: a journal whose output never arrived
+    never = {"output": "type=app_logs/date=2026-11-01/part-never.parquet", "inputs": inputs[:1]}
+    object_store.put(f"{JOURNAL_PREFIX}b.json", json.dumps(never).encode())
+
+    compact_days(object_store, [], START + DAY)
+
+    left = sorted(o.key for o in object_store.list("type=app_logs/"))
+    assert left == sorted([inputs[0], merged])  # the finished merge's inputs went; the other's stayed
+    assert list(object_store.list(JOURNAL_PREFIX)) == []
+
+
+def test_a_split_retry_rewrites_the_parts_of_days_it_holds_whole(object_store: ObjectStore) -> None:
+    """Lambda bisects a failing batch: a day whose records all fall in one half gets the same part name."""
+    day_one = [record(START + i, f"one{i}") for i in range(4)]
+    day_two = [record(START + DAY + i, f"two{i}") for i in range(4)]
+    whole = stream_batch(day_one + day_two, 7)
+    first_half = {"Records": whole["Records"][:4]}
+    keys_whole = flush_stream_batch(whole, object_store)
+    keys_half = flush_stream_batch(first_half, object_store)
+    assert keys_half == [k for k in keys_whole if "date=2026-11-01" in k]
+    assert len(list(object_store.list("type=app_logs/"))) == 2

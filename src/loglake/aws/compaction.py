@@ -4,11 +4,15 @@ them, as `loglake compact` does locally (same grouping, same sorted merge in bou
 
 A merged file is written and published before its inputs are deleted, and its rows are counted
 against theirs first; a reader listing the day in between (Athena) may see some rows twice for the
-seconds that takes, never miss one.
+seconds that takes, never miss one. A small journal object names the inputs before the merged file is
+published, so a run cut off between the two (a timeout, a crash) is finished by the next one: its
+inputs are deleted if the merged file made it, the journal dropped otherwise. Merges keep one row per
+log id, removing what the at-least-once stream flush may have written twice.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from datetime import date, timedelta
@@ -24,8 +28,12 @@ TARGET_BYTES = 128 * 1024 * 1024
 MEMORY_MB = 1024
 
 
+JOURNAL_PREFIX = "_state/compaction/"
+
+
 def compact_days(lake: ObjectStore, days: list[date], now_ms: int, target_bytes: int = TARGET_BYTES) -> CompactReport:
     """Merge each day's small parts (under half the target) into files of about the target size."""
+    finish_interrupted(lake)
     report = CompactReport()
     for day in days:
         prefix = partition_prefix(APP_LOGS_TABLE.directory, date=day)
@@ -45,15 +53,33 @@ def recent_days(today: date, count: int = 7) -> list[date]:
     return [today - timedelta(days=n) for n in range(count)]
 
 
+def finish_interrupted(lake: ObjectStore) -> int:
+    """Complete the merges an earlier run began: inputs deleted where the merged file exists."""
+    finished = 0
+    for found in list(lake.list(JOURNAL_PREFIX)):
+        entry = json.loads(lake.get(found.key))
+        if any(o.key == entry["output"] for o in lake.list(entry["output"])):
+            for key in entry["inputs"]:
+                lake.delete(key)
+            finished += 1
+        lake.delete(found.key)
+    return finished
+
+
 def _merge(lake: ObjectStore, day: date, group: list[LakeFile], now_ms: int) -> str:
     work = Path(tempfile.mkdtemp(prefix="loglake-compact-"))
     try:
         key = app_logs_key(day, new_part_name(now_ms))
-        output = work / key.rsplit("/", 1)[1]
-        merge_objects(lake, [part.key for part in group], output, work, MEMORY_MB)
+        name = key.rsplit("/", 1)[1]
+        output = work / name
+        inputs = [part.key for part in group]
+        merge_objects(lake, inputs, output, work, MEMORY_MB, distinct_ids=True)
+        journal = f"{JOURNAL_PREFIX}{name}.json"
+        lake.put(journal, json.dumps({"output": key, "inputs": inputs}).encode())
         lake.put_file(key, output)
-        for part in group:  # only once the merged file is in place
-            lake.delete(part.key)
+        for part in inputs:  # only once the merged file is in place
+            lake.delete(part)
+        lake.delete(journal)
         return key
     finally:
         shutil.rmtree(work, ignore_errors=True)

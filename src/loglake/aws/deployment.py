@@ -34,6 +34,7 @@ SERVICE_CODES = {
     "retention_function": "lr",
     "retention_schedule": "er",
     "compact_schedule": "ek",
+    "flush_failures": "qf",
     "compact_function": "lk",
     "key": "km",
     "glue_database": "gd",

@@ -4,8 +4,10 @@ one service per row group), so Athena, the Glue tables and `loglake query` read 
 
 On AWS the lake receives every record as it arrives (within a stream batch), while the table keeps
 it for the hot window (TTL): Athena reads the lake alone, "recent logs" read the table. Streams
-deliver at least once, so a part's name is derived from its batch (the stream and the sequence
-numbers it spans): a retried batch writes the same objects again, never a second copy.
+deliver at least once, so a part's name is derived from what it holds (the stream, its day and the
+first and last sequence numbers of that day's records): a retried batch writes the same objects
+again, never a second copy. (A batch Lambda splits after failures may name a day's records
+differently; the compaction keeps one row per log id.)
 """
 
 from __future__ import annotations
@@ -32,18 +34,20 @@ from loglake.store.sqlite_rows import row_values
 
 def flush_stream_batch(event: dict[str, Any], lake: ObjectStore) -> list[str]:
     """Write the batch's new records as parts; returns their object keys."""
-    records = [r for r in (_new_record(e) for e in event.get("Records", [])) if r is not None]
-    if not records:
+    new = [(r, e["dynamodb"].get("SequenceNumber", "")) for e in event.get("Records", []) if (r := _new_record(e))]
+    if not new:
         return []
-    sequence = [e["dynamodb"].get("SequenceNumber", "") for e in event["Records"]]
-    batch = f"{event['Records'][0].get('eventSourceARN', '')}|{sequence[0]}|{sequence[-1]}"
+    stream = event["Records"][0].get("eventSourceARN", "")
+    records = [r for r, _ in new]
     table = hot_rows_table(_columns(records))
     days = pc.divide(table.column("timestamp").cast(pa.int64()), DAY_MS)
     work = Path(tempfile.mkdtemp(prefix="loglake-stream-"))
     keys = []
     try:
         for day_number in pc.unique(days).to_pylist():
-            part_id = uuid.UUID(bytes=hashlib.sha256(f"{batch}|{day_number}".encode()).digest()[:16])
+            sequences = [seq for (r, seq) in new if r.timestamp // DAY_MS == day_number]
+            held = f"{stream}|{day_number}|{sequences[0]}|{sequences[-1]}|{len(sequences)}"
+            part_id = uuid.UUID(bytes=hashlib.sha256(held.encode()).digest()[:16])
             key = app_logs_key(day_of(day_number * DAY_MS), f"part-{part_id}.parquet")
             write_part(table.filter(pc.equal(days, day_number)), key, work)
             lake.put_file(key, work / file_name(key))

@@ -127,29 +127,51 @@ class Compactor:
 
 
 def merge_objects(
-    lake: ObjectStore, keys: list[str], output: Path, work: Path, memory_mb: int, records: int | None = None
+    lake: ObjectStore,
+    keys: list[str],
+    output: Path,
+    work: Path,
+    memory_mb: int,
+    records: int | None = None,
+    *,
+    distinct_ids: bool = False,
 ) -> int:
     """Download the lake objects `keys` into `work` and merge them into `output` (merge_sorted);
-    raises, changing nothing, unless all `records` (default: their footers' count) made it."""
+    raises, changing nothing, unless all `records` (default: their footers' count) made it. With
+    `distinct_ids` a record stored twice (same log id) is written once, and `records` counts ids."""
     inputs = []
     for key in keys:
         inputs.append(work / f"input-{len(inputs)}.parquet")
         lake.get_file(key, inputs[-1])
-    if records is None:
+    if records is None and distinct_ids:
+        records = count_distinct_ids(inputs)
+    elif records is None:
         records = sum(pq.ParquetFile(path).metadata.num_rows for path in inputs)
-    merge_sorted(inputs, output, work / "spill", memory_mb)
+    merge_sorted(inputs, output, work / "spill", memory_mb, distinct_ids=distinct_ids)
     written = pq.ParquetFile(output).metadata.num_rows
     if written != records:  # never retire inputs whose records did not all make it
         raise RuntimeError(f"compaction wrote {written} of {records} records of {output.name}; nothing changed")
     return written
 
 
-def merge_sorted(inputs: list[Path], output: Path, spill_dir: Path, memory_mb: int) -> None:
+def count_distinct_ids(inputs: list[Path]) -> int:
+    files = ", ".join(sql_string(str(p)) for p in inputs)
+    with duckdb.connect() as con:
+        ((count,),) = con.sql(f"SELECT count(DISTINCT log_id) FROM read_parquet([{files}])").fetchall()
+    return count
+
+
+def merge_sorted(
+    inputs: list[Path], output: Path, spill_dir: Path, memory_mb: int, *, distinct_ids: bool = False
+) -> None:
     """Merge sorted Parquet files into one sorted by (service, timestamp), in bounded memory: DuckDB
     sorts (spilling to `spill_dir` beyond `memory_mb`) and hands the rows over a batch at a time to
     the same Parquet writer the flush uses, where reading all inputs into Arrow would need several
-    times their size."""
+    times their size. With `distinct_ids`, one row per log id (at-least-once writers' duplicates)."""
     files = ", ".join(sql_string(str(p)) for p in inputs)
+    rows = f"read_parquet([{files}], hive_partitioning = false)"
+    if distinct_ids:
+        rows = f"(SELECT DISTINCT ON (log_id) * FROM {rows})"
     con = duckdb.connect(
         config={
             "memory_limit": f"{memory_mb}MB",
@@ -160,9 +182,7 @@ def merge_sorted(inputs: list[Path], output: Path, spill_dir: Path, memory_mb: i
     )
     schema = APP_LOGS_TABLE.schema
     try:
-        ordered = con.sql(
-            f'SELECT * FROM read_parquet([{files}], hive_partitioning = false) ORDER BY service, "timestamp"'
-        )
+        ordered = con.sql(f'SELECT * FROM {rows} ORDER BY service, "timestamp"')
         with parquet_writer(output, COMPACT_LEVELS) as writer:
             groups = ServiceRowGroups(writer)
             for batch in ordered.to_arrow_reader(ROW_GROUP_ROWS):

@@ -19,6 +19,7 @@ from loglake.aws.deployment import Deployment
 from loglake.aws.infra.api import Api
 from loglake.aws.infra.catalog import Catalog
 from loglake.aws.infra.functions import Functions
+from loglake.aws.infra.pipeline import Pipeline
 
 FIVE_MINUTES = cdk.Duration.minutes(5)
 # The operations the DynamoDB store uses (DynamoDB counts throttled requests per operation).
@@ -40,10 +41,12 @@ class Monitoring(Construct):
         key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
         self.topic = sns.Topic(self, "Alarms", topic_name=deployment.name("alarms"), master_key=key)
 
-    def watch(self, functions: Functions, api: Api, table: dynamodb.Table, catalog: Catalog) -> None:
+    def watch(
+        self, functions: Functions, api: Api, table: dynamodb.Table, catalog: Catalog, pipeline: Pipeline
+    ) -> None:
         """Every function's errors > 5 in 5 minutes; the request functions' average duration > 5 s (the
-        batch functions run for minutes by design); table throttles > 10; API 4xx > 50 and 5xx > 5;
-        failed crawls. (Failed collections: the collector's own alarm.)"""
+        batch functions run for minutes by design); table throttles > 10; API 4xx > 50 and 5xx > 5; any
+        stream batch the flush gave up on; failed crawls. (Failed collections: the collector's own alarm.)"""
         throttles = table.metric_throttled_requests_for_operations(
             operations=STORE_OPERATIONS, period=FIVE_MINUTES, label="throttled requests"
         )
@@ -58,6 +61,12 @@ class Monitoring(Construct):
             "HotTableThrottles": (throttles, 10),
             "Api4xx": (api.rest_api.metric_client_error(period=FIVE_MINUTES, statistic="Sum"), 50),
             "Api5xx": (api.rest_api.metric_server_error(period=FIVE_MINUTES, statistic="Sum"), 5),
+            "FlushFailedBatches": (
+                pipeline.failed_batches.metric_approximate_number_of_messages_visible(
+                    period=FIVE_MINUTES, statistic="Maximum"
+                ),
+                0,
+            ),
         }
         for name, (metric, threshold) in alarms.items():
             alarm = cloudwatch.Alarm(

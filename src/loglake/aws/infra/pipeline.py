@@ -5,8 +5,10 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as events_targets
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as lambda_event_sources
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from loglake.aws.deployment import Deployment
@@ -16,10 +18,17 @@ from loglake.aws.infra.storage import Storage
 
 class Pipeline(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, deployment: Deployment, functions: Functions, storage: Storage
+        self,
+        scope: Construct,
+        construct_id: str,
+        deployment: Deployment,
+        key: kms.IKey,
+        functions: Functions,
+        storage: Storage,
     ) -> None:
         super().__init__(scope, construct_id)
         self.deployment = deployment
+        self.key = key
         self.functions = functions
         self.storage = storage
         self.flush_function = self._stream_flush()
@@ -30,7 +39,18 @@ class Pipeline(Construct):
         return {"LOGLAKE_LAKE_BUCKET": self.storage.lake_bucket.bucket_name, **more}
 
     def _stream_flush(self) -> lambda_.Function:
-        """New records from the table's stream to Parquet parts in the lake (aws/stream_flush.py)."""
+        """New records from the table's stream to Parquet parts in the lake (aws/stream_flush.py). A batch
+        still failing after its retries is described (shard, sequence numbers) in a queue kept 14 days,
+        which the monitoring alarms on: the stream holds the records 24 hours, the table for the hot window."""
+        self.failed_batches = sqs.Queue(
+            self,
+            "FlushFailedBatches",
+            queue_name=self.deployment.name("flush_failures"),
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.key,
+            retention_period=cdk.Duration.days(14),
+            enforce_ssl=True,
+        )
         function = self.functions.add(
             self,
             "FlushFunction",
@@ -48,6 +68,7 @@ class Pipeline(Construct):
                 max_batching_window=cdk.Duration.seconds(30),
                 bisect_batch_on_error=True,
                 retry_attempts=10,
+                on_failure=lambda_event_sources.SqsDlq(self.failed_batches),
                 filters=[lambda_.FilterCriteria.filter({"eventName": lambda_.FilterRule.is_equal("INSERT")})],
             )
         )
@@ -69,6 +90,7 @@ class Pipeline(Construct):
             self._lake_environment(),
         )
         self.storage.lake_bucket.grant_read_write(function, "type=app_logs/*")  # writes include deletes
+        self.storage.lake_bucket.grant_read_write(function, "_state/compaction/*")  # its journal
         events.Rule(
             self,
             "CompactSchedule",
