@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from loglake.api.cors import parse_origins
 from loglake.model import Limits
 
 ENV_PREFIX = "LOGLAKE_"
@@ -48,6 +49,9 @@ class Settings:
     rate_burst: int = _opt(5_000, "Default burst per API key (token bucket size).")
     max_store_mb: int = _opt(0, "Cap on the hot store's size in MiB (0 = only the disk limits it).")
     access_log: str = _opt("-", "Where to write the JSON access log: '-' for stderr, a file path, or 'off'.")
+    cors_allow_origins: str = _opt(
+        "", "Comma-separated origins (https://ui.example.com, or *) whose web pages may call the API; empty = none."
+    )
     # -- the lake
     lake_bucket: str = _opt("", "S3 bucket of the lake; empty = the folder `lake` in the data dir.")
     lake_prefix: str = _opt("", "Key prefix of the lake inside the bucket, e.g. 'loglake/'.")
@@ -111,6 +115,10 @@ class Settings:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.retention_days < 0 or self.flush_interval_seconds < 0:
             raise ConfigError("retention_days and flush_interval_seconds must be 0 (off) or positive")
+        try:
+            parse_origins(self.cors_allow_origins)
+        except ValueError as e:
+            raise ConfigError(f"cors_allow_origins: {e}") from None
         if (self.lake_prefix or self.lake_endpoint) and not self.lake_bucket:
             raise ConfigError("lake_prefix and lake_endpoint need lake_bucket (the S3 bucket of the lake)")
         return self

@@ -212,3 +212,23 @@ def test_an_answer_larger_than_lambda_can_return_is_a_clear_400(api_table: str, 
     assert "limit" in body["error"]["message"]
     page, body, _ = invoke(rest_event("GET", "/logs/recent", query={"service": "bulky", "limit": "20"}), capsys)
     assert page["statusCode"] == 200 and len(body["logs"]) == 20 and body["next_cursor"]
+
+
+def test_browsers_on_allowed_origins_get_cors_answers(
+    api_table: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("LOGLAKE_CORS_ALLOW_ORIGINS", "https://ui.example.com")
+    origin = {"Origin": "https://ui.example.com"}
+    preflight = rest_event("OPTIONS", "/logs", headers=origin | {"Access-Control-Request-Method": "POST"})
+    response = handlers.api(preflight, CONTEXT)
+    assert response["statusCode"] == 204
+    assert response["multiValueHeaders"]["access-control-allow-origin"] == ["https://ui.example.com"]
+    sent = rest_event("POST", "/logs", body='{"message": "hi"}', headers=origin | {"Content-Type": "application/json"})
+    assert invoke(sent, capsys)[0]["multiValueHeaders"]["access-control-allow-origin"] == ["https://ui.example.com"]
+    # POST /query is answered by its own function, with the same headers
+    monkeypatch.setenv("LOGLAKE_ATHENA_DATABASE", "loglake")
+    monkeypatch.setenv("LOGLAKE_ATHENA_WORKGROUP", "primary")
+    refused = handlers.query(rest_event("POST", "/query", body="{oops", headers=origin), CONTEXT)
+    assert (
+        refused["statusCode"] == 400 and refused["headers"]["access-control-allow-origin"] == "https://ui.example.com"
+    )

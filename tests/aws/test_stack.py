@@ -514,3 +514,21 @@ def test_apps_in_other_accounts_are_reached_through_their_roles(tmp_path: Path) 
             }
         },
     )
+
+
+def test_cors_preflights_reach_the_app_unsigned(tmp_path: Path) -> None:
+    from loglake.aws.deployment import parse_deployment
+
+    document = json.loads(EXAMPLE.read_text()) | {"corsAllowOrigins": ["https://ui.example.com"]}
+    template = _template(parse_deployment(document))
+    methods = [m["Properties"] for m in template.find_resources("AWS::ApiGateway::Method").values()]
+    options = [m for m in methods if m["HttpMethod"] == "OPTIONS"]
+    assert len(options) == 6 and {m["AuthorizationType"] for m in options} == {"NONE"}
+    assert {m["AuthorizationType"] for m in methods if m["HttpMethod"] != "OPTIONS"} == {"AWS_IAM"}
+    functions = template.find_resources("AWS::Lambda::Function").values()
+    origins = {f["Properties"]["Environment"]["Variables"].get("LOGLAKE_CORS_ALLOW_ORIGINS") for f in functions}
+    assert "https://ui.example.com" in origins
+    from loglake.aws.deployment import DeploymentConfigError
+
+    with pytest.raises(DeploymentConfigError, match=r"corsAllowOrigins: 'ui\.example\.com' is not an origin"):
+        parse_deployment(document | {"corsAllowOrigins": ["ui.example.com"]})

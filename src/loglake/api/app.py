@@ -18,6 +18,8 @@ from loglake.amplify.jobs import AmplifySchedule, settings_for
 from loglake.api import openapi, routes
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
+from loglake.api.cors import parse_origins, preflight_headers
+from loglake.api.cors import response_headers as cors_headers
 from loglake.api.http import ApiError, ClientGone, Receive, Request, Send, read_body, send_bytes, send_json
 from loglake.api.metrics import Metrics
 from loglake.api.ratelimit import RateLimiter
@@ -135,6 +137,7 @@ class LoglakeApp:
         self.auth = Authenticator(self.keyring if settings.auth else None, settings.region, clock)
         self.ratelimiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self.router = Router(ROUTES)
+        self._cors_origins = parse_origins(settings.cors_allow_origins)
         self.access_log = AccessLog.open(settings.access_log)
         self._request_prefix = os.urandom(6).hex()
         self._request_counter = 0
@@ -229,35 +232,41 @@ class LoglakeApp:
         request = Request(scope)
         incoming = request.header(b"x-request-id")
         request.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else self._next_request_id()
+        cors = cors_headers(request.header(b"origin"), self._cors_origins)
         id_header = (b"x-request-id", request.request_id.encode())
         template = "unmatched"
         status = 500
         sent = 0
         try:
+            if request.method == "OPTIONS" and request.header(b"access-control-request-method"):
+                template, status = "preflight", 204 if cors else 403  # before auth: browsers never sign them
+                preflight = preflight_headers(request.header(b"origin"), self._cors_origins)
+                await send_bytes(send, status, b"", [*preflight, id_header])
+                return
             route, params = self.router.match(request.method, request.path)
             template = route.template
             await self._admit(route, request, receive)
             result = await route.handler(self, request, *params)
             status = result.status
             if type(result.payload) is bytes:
-                await send_bytes(send, status, result.payload, [*result.headers, id_header])
+                await send_bytes(send, status, result.payload, [*result.headers, *cors, id_header])
                 sent = len(result.payload)
             else:
-                sent = await send_json(send, status, result.payload, [*result.headers, id_header])
+                sent = await send_json(send, status, result.payload, [*result.headers, *cors, id_header])
         except ApiError as e:
             status = e.status
-            sent = await send_json(send, status, e.body(), [*e.headers, id_header])
+            sent = await send_json(send, status, e.body(), [*e.headers, *cors, id_header])
         except ClientGone:
             status = 499
         except StoreUnavailable as e:  # a read the store could not serve now (throttled, unreachable)
             status = 503
             error = ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")])
-            sent = await send_json(send, status, error.body(), [*error.headers, id_header])
+            sent = await send_json(send, status, error.body(), [*error.headers, *cors, id_header])
         except Exception as e:  # a bug: answer 500 with the request id, log the traceback
             status = 500
             self.access_log.error(request.request_id, e)
             error = ApiError(500, "internal_error", f"internal error; quote request id {request.request_id}")
-            sent = await send_json(send, status, error.body(), [id_header])
+            sent = await send_json(send, status, error.body(), [*cors, id_header])
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.requests.inc((template, str(status)))

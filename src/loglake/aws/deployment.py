@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from loglake.api.cors import parse_origins
+
 REQUIRED_TAGS = ("Project", "Owner", "CostCenter", "Environment")
 # Service codes of the naming convention, per kind of resource.
 SERVICE_CODES = {
@@ -165,6 +167,10 @@ def parse_deployment(document: Any) -> Deployment:
     origins = document.get("corsAllowOrigins", [])
     if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
         raise DeploymentConfigError("corsAllowOrigins: must be a list of origins such as https://logs.example.com")
+    try:
+        parse_origins(",".join(origins))
+    except ValueError as e:
+        raise DeploymentConfigError(f"corsAllowOrigins: {e}") from None
     roles = document.get("amplifyRoles") or {}
     if not isinstance(roles, dict):
         raise DeploymentConfigError(

@@ -77,9 +77,19 @@ def query(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except QueryBusy as e:
         status, body = 503, _error("busy", f"{e}; retry shortly")
         headers["retry-after"] = "5"
+    headers |= _cors_headers(event)
     response = fit_for_lambda({"statusCode": status, "headers": headers, "body": json.dumps(body)})
     _log_invocation(event, context, response, (time.perf_counter() - started) * 1000)
     return response
+
+
+def _cors_headers(event: dict[str, Any]) -> dict[str, str]:
+    """For a function answering without the app (POST /query): the app's CORS headers."""
+    from loglake.api.cors import parse_origins, response_headers
+
+    origin = next((v for k, v in (event.get("headers") or {}).items() if k.lower() == "origin"), "")
+    allowed = parse_origins(os.environ.get("LOGLAKE_CORS_ALLOW_ORIGINS", ""))
+    return {name.decode(): value.decode() for name, value in response_headers(origin, allowed)}
 
 
 def _athena_engine() -> Any:
@@ -261,7 +271,10 @@ def _api_app() -> Any:
         # Behind API Gateway with IAM authorization: requests arrive authenticated and throttled.
         # The access log (and the traceback of any 500) goes to stderr, i.e. CloudWatch Logs.
         settings = Settings(
-            data_dir=Path(os.environ.get("LOGLAKE_DATA_DIR", "/tmp/loglake")), auth=False, access_log="-"
+            data_dir=Path(os.environ.get("LOGLAKE_DATA_DIR", "/tmp/loglake")),
+            auth=False,
+            access_log="-",
+            cors_allow_origins=os.environ.get("LOGLAKE_CORS_ALLOW_ORIGINS", ""),
         )
         record_search = None
         if os.environ.get("LOGLAKE_ATHENA_WORKGROUP"):  # search, histogram and old ids: Athena over the lake

@@ -1,0 +1,47 @@
+"""Cross-origin requests from browsers (a web UI served elsewhere): the origins allowed by
+`cors_allow_origins` get the headers that let their pages call the API; everyone else gets none, and
+the browser keeps the answer from the page. Preflights (OPTIONS with Access-Control-Request-Method)
+are answered before authentication, as browsers never sign them.
+"""
+
+from __future__ import annotations
+
+import re
+
+Headers = list[tuple[bytes, bytes]]
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
+ALLOWED_HEADERS = b"authorization, content-type, content-encoding, x-amz-date, x-amz-security-token, x-request-id"
+EXPOSED_HEADERS = b"x-request-id, retry-after"
+
+
+def parse_origins(text: str) -> tuple[str, ...]:
+    """The comma-separated setting as origins; ValueError naming one that is not scheme://host[:port] or *."""
+    origins = tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise ValueError(f"{origin!r} is not an origin like https://logs.example.com (or *)")
+    return origins
+
+
+def response_headers(origin: str, allowed: tuple[str, ...]) -> Headers:
+    """What an answer to a request from `origin` carries (nothing for an origin not allowed)."""
+    if not origin or not ("*" in allowed or origin in allowed):
+        return []
+    return [
+        (b"access-control-allow-origin", origin.encode("latin-1")),
+        (b"access-control-expose-headers", EXPOSED_HEADERS),
+        (b"vary", b"origin"),
+    ]
+
+
+def preflight_headers(origin: str, allowed: tuple[str, ...]) -> Headers:
+    """The answer to a preflight from an allowed origin (empty: not allowed)."""
+    headers = response_headers(origin, allowed)
+    if not headers:
+        return []
+    return [
+        *headers,
+        (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+        (b"access-control-allow-headers", ALLOWED_HEADERS),
+        (b"access-control-max-age", b"600"),
+    ]

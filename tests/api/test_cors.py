@@ -1,0 +1,62 @@
+"""Browsers on the allowed origins may call the API: preflights answered before auth, answers marked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from loglake.api.app import LoglakeApp
+from loglake.config import ConfigError, Settings
+from tests.conftest import asgi_client, key_for
+
+UI = "https://ui.example.com"
+
+
+@pytest.fixture
+def cors_app(settings: Settings) -> Iterator[LoglakeApp]:
+    application = LoglakeApp(replace(settings, cors_allow_origins=f"{UI}, http://localhost:5173"))
+    yield application
+    application.close()
+
+
+async def test_a_preflight_from_an_allowed_origin_needs_no_key(cors_app: LoglakeApp) -> None:
+    async with asgi_client(cors_app) as client:  # no key: browsers never sign preflights
+        headers = {
+            "origin": UI,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization",
+        }
+        answer = await client.options("/logs", headers=headers)
+        assert answer.status_code == 204
+        assert answer.headers["access-control-allow-origin"] == UI
+        assert "POST" in answer.headers["access-control-allow-methods"]
+        assert "authorization" in answer.headers["access-control-allow-headers"]
+        refused = await client.options("/logs", headers=headers | {"origin": "https://evil.example"})
+        assert refused.status_code == 403 and "access-control-allow-origin" not in refused.headers
+
+
+async def test_answers_to_allowed_origins_say_so_errors_included(cors_app: LoglakeApp) -> None:
+    async with asgi_client(cors_app, key_for(cors_app, "admin")) as client:
+        sent = await client.post("/logs", json={"message": "from the browser"}, headers={"origin": UI})
+        assert sent.status_code == 201 and sent.headers["access-control-allow-origin"] == UI
+        assert "x-request-id" in sent.headers["access-control-expose-headers"]
+        bad = await client.post("/logs", json={"message": ""}, headers={"origin": UI})
+        assert bad.status_code == 400 and bad.headers["access-control-allow-origin"] == UI
+        other = await client.get("/logs/recent", headers={"origin": "https://evil.example"})
+        assert other.status_code == 200 and "access-control-allow-origin" not in other.headers
+    async with asgi_client(cors_app) as anonymous:
+        unauthorized = await anonymous.get("/logs/recent", headers={"origin": UI})
+        assert unauthorized.status_code == 401 and unauthorized.headers["access-control-allow-origin"] == UI
+
+
+async def test_without_the_setting_no_origin_is_allowed(app: LoglakeApp) -> None:
+    async with asgi_client(app) as client:
+        headers = {"origin": UI, "access-control-request-method": "GET"}
+        assert (await client.options("/logs/recent", headers=headers)).status_code == 403
+
+
+def test_a_bad_origin_is_refused_with_its_name(settings: Settings) -> None:
+    with pytest.raises(ConfigError, match=r"cors_allow_origins: 'ui\.example\.com' is not an origin"):
+        replace(settings, cors_allow_origins="ui.example.com").check()
