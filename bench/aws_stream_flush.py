@@ -37,7 +37,7 @@ def lambda_batch(records: list, number: int) -> dict:
             "eventName": "INSERT",
             "eventSource": "aws:dynamodb",
             "eventSourceARN": "arn:aws:dynamodb:eu-west-1:123456789012:table/hot/stream/2026-11-22T00:00:00.000",
-            "dynamodb": {"NewImage": encoded(record_item(r, 0, "0#0")), "SequenceNumber": f"{number:012d}{i:06d}"},
+            "dynamodb": {"NewImage": encoded(record_item(r, 0, 0)), "SequenceNumber": f"{number:012d}{i:06d}"},
         }
         for i, r in enumerate(records)
     ]

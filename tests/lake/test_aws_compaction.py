@@ -22,7 +22,7 @@ def stream_batch(records, number: int) -> dict:
     """A DynamoDB Streams batch of INSERTs as the flush function receives it."""
     events = [
         {"eventName": "INSERT", "eventSourceARN": "arn:stream",
-         "dynamodb": {"NewImage": record_item(r, 0, "0#0"), "SequenceNumber": f"{number:06d}{i:04d}"}}
+         "dynamodb": {"NewImage": record_item(r, 0, 0), "SequenceNumber": f"{number:06d}{i:04d}"}}
         for i, r in enumerate(records)
     ]  # fmt: skip
     return {"Records": events}

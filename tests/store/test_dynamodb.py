@@ -97,14 +97,20 @@ def test_many_records_go_in_batches(dynamodb_store: DynamoDBHotStore) -> None:
     assert len(dynamodb_store.recent(RecentQuery(since_ms=BASE_TS, service="bulk", limit=1000))) == 260
 
 
-def test_one_processs_records_take_the_time_shards_in_turn(dynamodb_store: DynamoDBHotStore) -> None:
-    """An hour's writes spread evenly over its by_time partitions, even from a single writer process
-    (the shard follows the id's counter, not its per-process node number)."""
-    dynamodb_store.put([record(BASE_TS, f"m{i}") for i in range(100)])  # 100 consecutive ids
+def test_one_processs_records_take_the_index_shards_in_turn(dynamodb_store: DynamoDBHotStore) -> None:
+    """An hour's writes, and an error storm's, spread evenly over their index partitions, even from a
+    single writer process (the shard follows the id's counter, not its per-process node number)."""
+    written = [record(BASE_TS + i, f"m{i}", log_type="audit", severity=Severity.ERROR) for i in range(100)]
+    dynamodb_store.put(written)  # 100 consecutive ids
     items = dynamodb_store.client.scan(TableName=dynamodb_store.table)["Items"]
-    per_shard: dict[str, int] = {}
-    for item in items:
-        if "time_bucket" in item:
-            shard = item["time_bucket"]["S"].rsplit("#", 1)[1]
-            per_shard[shard] = per_shard.get(shard, 0) + 1
-    assert per_shard == {"0": 25, "1": 25, "2": 25, "3": 25}
+    for attribute in ("time_bucket", "log_type_key", "severity_key"):
+        per_shard: dict[str, int] = {}
+        for item in items:
+            if attribute in item:
+                shard = item[attribute]["S"].rsplit("#", 1)[1]
+                per_shard[shard] = per_shard.get(shard, 0) + 1
+        assert per_shard == {"0": 25, "1": 25, "2": 25, "3": 25}, attribute
+    newest_first = [r.log_id for r in reversed(written)]
+    for query in (RecentQuery(since_ms=BASE_TS, severities=frozenset({Severity.ERROR}), limit=100),
+                  RecentQuery(since_ms=BASE_TS, log_type="audit", limit=100)):  # fmt: skip
+        assert [r.log_id for r in dynamodb_store.recent(query)] == newest_first

@@ -71,7 +71,7 @@ class Deployment:
     tags: dict[str, str]
     retention_days: int = 365
     billing: str = "on_demand"  # or "provisioned" (auto-scaling 5-100 at 70%)
-    time_shards: int = 4  # the by_time index's partitions per hour (store/dynamodb.py): ~1,000 writes/s each
+    time_shards: int = 4  # partitions per index key (store/dynamodb.py): ~1,000 writes/s each
     cors_allow_origins: tuple[str, ...] = ()
     amplify: dict[str, Any] | None = None  # the collector's configuration (users' format), if any
     # AWS profile of an Amplify app -> the role the downloader assumes for it (apps in other accounts);

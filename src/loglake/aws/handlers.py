@@ -22,7 +22,7 @@ Every API invocation prints one JSON line: a structured log (request id, route, 
 also a CloudWatch embedded-metric-format record (RecordsIngested, RecordsRejected, Latency).
 
 Environment: LOGLAKE_DYNAMODB_TABLE (required), LOGLAKE_HOT_WINDOW_SECONDS (86400), LOGLAKE_TIME_SHARDS
-(4: the by_time index's partitions per hour; every function must use the same), the standard AWS
+(4: partitions per index key; every function must use the same), the standard AWS
 variables (region, credentials, AWS_ENDPOINT_URL_DYNAMODB for a local endpoint).
 """
 

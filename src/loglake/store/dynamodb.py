@@ -10,9 +10,11 @@ Key design (one table):
   spread one hour's writes over several partitions (a GSI partition takes ~1,000 writes/s). Which
   hours hold records is itself a Query: each hour is registered once (per writer process) as an item
   of the partition "#hours", so old or sparse ranges do not cost one query per empty hour.
-- GSI `by_log_type` (`log_type_key`, `sk`) and `by_severity` (`severity_key`, `sk`): sparse, like
-  the SQLite partial indexes: only records whose log type is not "application", or whose severity is
-  not info, carry the key attribute, so the common record costs no write on them.
+- GSI `by_log_type` (`log_type_key` = "<log type>#<shard>", `sk`) and `by_severity` (`severity_key`
+  = "<severity>#<shard>", `sk`): sparse, like the SQLite partial indexes: only records whose log type
+  is not "application", or whose severity is not info, carry the key attribute, so the common record
+  costs no write on them. Sharded like `by_time`: a storm of errors would otherwise pour into one
+  partition, and a GSI that cannot keep up throttles the table's writes too.
 - client ids: an item `service_name` = "#client#<uuid>" (a service name never starts with "#") names
   the record a client id was first stored as; it and the record are written in one transaction whose
   condition fails when the client id exists, which is what makes a retry idempotent.
@@ -71,7 +73,7 @@ class DynamoDBHotStore(HotStore):
         indexes = {
             "by_time": ("time_bucket", "S"),
             "by_log_type": ("log_type_key", "S"),
-            "by_severity": ("severity_key", "N"),
+            "by_severity": ("severity_key", "S"),
         }
         client.create_table(
             TableName=table,
@@ -200,17 +202,17 @@ class DynamoDBHotStore(HotStore):
             raise StoreUnavailable(f"cannot reach DynamoDB: {e}") from None
 
     def _item(self, r: NewRecord) -> dict[str, dict]:
-        return record_item(r, self._expires_at(r), self._bucket(r.timestamp, r.log_id))
+        return record_item(r, self._expires_at(r), self._shard(r.log_id))
 
     def _expires_at(self, r: NewRecord) -> int:
         # The end of the record's hot window, but not in the past: DynamoDB's TTL never deletes items
         # whose time expired more than five years ago, and an old record sent today must still go.
         return max(r.timestamp // 1000 + self.hot_window_seconds, int(time.time()))
 
-    def _bucket(self, timestamp_ms: int, log_id: bytes) -> str:
+    def _shard(self, log_id: bytes) -> int:
         # Byte 11 is the low byte of the id's counter (ids.py), which counts up once per id: consecutive
         # records take the shards in turn. (The last bytes are the process's constant node number.)
-        return f"{timestamp_ms // HOUR_MS}#{log_id[ID_COUNTER_LOW_BYTE] % self.shards}"
+        return log_id[ID_COUNTER_LOW_BYTE] % self.shards
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -229,7 +231,10 @@ class DynamoDBHotStore(HotStore):
             TableName=self.table,
             IndexName="by_time",
             KeyConditionExpression="time_bucket = :b AND sk = :id",
-            ExpressionAttributeValues={":b": {"S": self._bucket(timestamp_of(log_id), log_id)}, ":id": {"B": log_id}},
+            ExpressionAttributeValues={
+                ":b": {"S": sharded(timestamp_of(log_id) // HOUR_MS, self._shard(log_id))},
+                ":id": {"B": log_id},
+            },
         )
         return _record(answer["Items"][0]) if answer["Items"] else None
 
@@ -244,11 +249,14 @@ class DynamoDBHotStore(HotStore):
         page = min(query.limit + 1, MAX_PAGE_ITEMS)
         if key.index is None:
             items = self._newest_across_services(low, high, page)
-        else:
-            index = _INDEX[key.index]
-            name = "service_name" if index is None else _INDEX_KEY[key.index]
-            value = {"S": key.value} if isinstance(key.value, str) else {"N": str(key.value)}
-            items = self._query(index, name, value, low, high, page=page)
+        elif key.index == "service":
+            items = self._query(None, "service_name", {"S": key.value}, low, high, page=page)
+        else:  # a sparse index: its shards merged by id
+            name, index = _INDEX_KEY[key.index], _INDEX[key.index]
+            shards = [
+                self._query(index, name, {"S": sharded(key.value, s)}, low, high, page=page) for s in range(self.shards)
+            ]
+            items = heapq.merge(*shards, key=lambda item: item["sk"]["B"], reverse=True)
         return (r for r in map(_record, items) if _matches(r, query, key))
 
     def _newest_across_services(self, low: bytes, high: bytes | None, page: int) -> Iterator[dict]:
@@ -259,7 +267,7 @@ class DynamoDBHotStore(HotStore):
         for item in self._query(None, "service_name", {"S": _HOURS}, first_hour, last_hour, width=8):
             hour = int.from_bytes(item["sk"]["B"], "big")
             shards = [
-                self._query("by_time", "time_bucket", {"S": f"{hour}#{s}"}, low, high, page=page)
+                self._query("by_time", "time_bucket", {"S": sharded(hour, s)}, low, high, page=page)
                 for s in range(self.shards)
             ]
             yield from heapq.merge(*shards, key=lambda item: item["sk"]["B"], reverse=True)
@@ -301,8 +309,13 @@ class DynamoDBHotStore(HotStore):
         self._writers.shutdown(wait=True)
 
 
-def record_item(r: NewRecord, expires_at: int, time_bucket: str) -> dict[str, dict]:
-    """A record as its table item (the image a DynamoDB stream carries)."""
+def sharded(value: object, shard: int) -> str:
+    """An index key spread over shards: "<value>#<shard>"."""
+    return f"{value}#{shard}"
+
+
+def record_item(r: NewRecord, expires_at: int, shard: int) -> dict[str, dict]:
+    """A record as its table item (the image a DynamoDB stream carries); `shard` spreads its index keys."""
     item: dict[str, dict] = {
         "service_name": {"S": r.service},
         "sk": {"B": r.log_id},
@@ -310,7 +323,7 @@ def record_item(r: NewRecord, expires_at: int, time_bucket: str) -> dict[str, di
         "log_type": {"S": r.log_type},
         "severity": {"N": str(int(r.severity))},
         "message": {"S": r.message},
-        "time_bucket": {"S": time_bucket},
+        "time_bucket": {"S": sharded(r.timestamp // HOUR_MS, shard)},
         "expires_at": {"N": str(expires_at)},
     }
     if r.attributes:
@@ -318,9 +331,9 @@ def record_item(r: NewRecord, expires_at: int, time_bucket: str) -> dict[str, di
     if r.client_id is not None:
         item["client_id"] = {"B": r.client_id}
     if r.log_type != UNINDEXED_LOG_TYPE:
-        item["log_type_key"] = {"S": r.log_type}
+        item["log_type_key"] = {"S": sharded(r.log_type, shard)}
     if r.severity != UNINDEXED_SEVERITY:
-        item["severity_key"] = {"N": str(int(r.severity))}
+        item["severity_key"] = {"S": sharded(int(r.severity), shard)}
     return item
 
 

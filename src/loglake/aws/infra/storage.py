@@ -10,10 +10,10 @@ from constructs import Construct
 
 from loglake.aws.deployment import Deployment
 
-INDEXES = {  # GSI name -> its partition key (every index sorts by `sk`, the record's time-ordered id)
+INDEXES = {  # GSI name -> its partition key, "<value>#<shard>" (every index sorts by `sk`, the record's id)
     "by_time": ("time_bucket", dynamodb.AttributeType.STRING),
     "by_log_type": ("log_type_key", dynamodb.AttributeType.STRING),
-    "by_severity": ("severity_key", dynamodb.AttributeType.NUMBER),
+    "by_severity": ("severity_key", dynamodb.AttributeType.STRING),
 }
 
 
