@@ -253,8 +253,9 @@ class DynamoDBHotStore(HotStore):
             items = self._query(None, "service_name", {"S": key.value}, low, high, page=page)
         else:  # a sparse index: its shards merged by id
             name, index = _INDEX_KEY[key.index], _INDEX[key.index]
+            value = key.value if key.index == "log_type" else int(key.value)  # as record_item writes it
             shards = [
-                self._query(index, name, {"S": sharded(key.value, s)}, low, high, page=page) for s in range(self.shards)
+                self._query(index, name, {"S": sharded(value, s)}, low, high, page=page) for s in range(self.shards)
             ]
             items = heapq.merge(*shards, key=lambda item: item["sk"]["B"], reverse=True)
         return (r for r in map(_record, items) if _matches(r, query, key))
