@@ -46,6 +46,7 @@ TIME_SHARDS = 4
 MAX_PAGE_ITEMS = 1000  # items asked of one Query page (a page also ends at 1 MB)
 ID_COUNTER_LOW_BYTE = 11  # of the 16-byte UUIDv7 (ids.py: 42-bit counter, then a 32-bit node number)
 BATCH_ITEMS = 25  # BatchWriteItem's limit
+TRANSACTIONS_AT_ONCE = 16  # client-id writes (one transaction each) in flight per store
 MAX_ATTEMPTS = 8
 _CLIENT = "#client#"
 _HOURS = "#hours"
@@ -62,6 +63,7 @@ class DynamoDBHotStore(HotStore):
         self.hot_window_seconds = hot_window_seconds
         self.shards = shards
         self._writers = ThreadPoolExecutor(writers, thread_name_prefix="loglake-dynamodb")
+        self._transactions = ThreadPoolExecutor(TRANSACTIONS_AT_ONCE, thread_name_prefix="loglake-dynamodb-tx")
         self._closed = False
         self._registered_hours: set[int] = set()  # hours this process has written the "#hours" item of
 
@@ -119,21 +121,21 @@ class DynamoDBHotStore(HotStore):
 
     def _write(self, records: list[NewRecord]) -> list[bytes]:
         self._register_hours({r.timestamp // HOUR_MS for r in records} - self._registered_hours)
-        stored: list[bytes] = []
-        plain: list[NewRecord] = []
-        first_of_client: dict[bytes, bytes] = {}
+        plain = [r for r in records if r.client_id is None]
+        first_of_client: dict[bytes, NewRecord] = {}
         for record in records:
-            if record.client_id is None:
-                plain.append(record)
-                stored.append(record.log_id)
-            elif record.client_id in first_of_client:  # repeated within this batch
-                stored.append(first_of_client[record.client_id])
-            else:
-                first_of_client[record.client_id] = self._put_with_client_id(record)
-                stored.append(first_of_client[record.client_id])
+            if record.client_id is not None:
+                first_of_client.setdefault(record.client_id, record)  # repeated within a batch: stored once
+        # One transaction per client id (its claim and its record), many at once: in sequence, a batch
+        # of thousands would outlast API Gateway's 29 s.
+        claimed = dict(
+            zip(
+                first_of_client, self._transactions.map(self._put_with_client_id, first_of_client.values()), strict=True
+            )
+        )
         for start in range(0, len(plain), BATCH_ITEMS):
             self._batch_put([self._item(r) for r in plain[start : start + BATCH_ITEMS]])
-        return stored
+        return [r.log_id if r.client_id is None else claimed[r.client_id] for r in records]
 
     def _register_hours(self, hours: set[int]) -> None:
         """Before an hour's first record: the "#hours" item that lets reads find it (idempotent)."""
@@ -308,6 +310,7 @@ class DynamoDBHotStore(HotStore):
     def close(self) -> None:
         self._closed = True
         self._writers.shutdown(wait=True)
+        self._transactions.shutdown(wait=True)
 
 
 def sharded(value: object, shard: int) -> str:
