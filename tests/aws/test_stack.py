@@ -468,6 +468,14 @@ def test_every_function_runs_on_the_dependencies_layer_and_alarms_on_errors(temp
     assert len(durations) == 3 and {a["Threshold"] for a in durations} == {5000}
 
 
+def test_the_functions_that_write_files_have_room_in_tmp(template) -> None:
+    functions = template.find_resources("AWS::Lambda::Function").values()
+    tmp = {f["Properties"]["Handler"]: f["Properties"]["EphemeralStorage"]["Size"] for f in functions
+           if f["Properties"].get("Handler", "").startswith("loglake.")}  # fmt: skip
+    assert tmp["loglake.aws.handlers.compact"] == 4096 and tmp["loglake.aws.handlers.amplify_download"] == 2048
+    assert tmp["loglake.aws.handlers.query"] == 512
+
+
 def test_a_daily_retention_function_may_only_list_and_delete_lake_objects(template) -> None:
     functions = template.find_resources(
         "AWS::Lambda::Function", {"Properties": {"Handler": "loglake.aws.handlers.retention"}}

@@ -44,7 +44,7 @@ ACCESS_TABLE = LakeTable(
 DATE_PROJECTION = {
     "projection.date.type": "date",
     "projection.date.format": "yyyy-MM-dd",
-    "projection.date.range": "2020-01-01,NOW",
+    "projection.date.range": "2020-01-01,NOW+1DAYS",
     "projection.date.interval": "1",
     "projection.date.interval.unit": "DAYS",
 }
@@ -191,7 +191,7 @@ def test_database_name_is_used() -> None:
 
 def test_since_sets_the_start_of_the_date_range() -> None:
     got = parse(athena_ddl("s3://my-bucket", tables=[APP_LOGS_TABLE], since="2026-03-01"))["logs"]
-    assert got.properties["projection.date.range"] == "2026-03-01,NOW"
+    assert got.properties["projection.date.range"] == "2026-03-01,NOW+1DAYS"
 
 
 @pytest.mark.parametrize("since", ["2026-13-01", "2026-02-30", "20260101", "2026-1-1", "yesterday", ""])

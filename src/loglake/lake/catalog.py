@@ -184,7 +184,8 @@ def _parameters(root: str, partitions: tuple[str, ...], since: date) -> dict[str
 def _projection(key: str, since: date) -> dict[str, str]:
     """The projection of one partition key.
 
-    `date` is a date range from `since` to today, one partition per day. Any other key (e.g. an Amplify `app`)
+    `date` is a date range from `since` to tomorrow, one partition per day (records may be dated up to a
+    day ahead, and a range ending today would hide them until their day came). Any other key (e.g. an Amplify `app`)
     is `injected`: its values (app names) are not enumerable in advance and an `enum` list would go stale as
     apps appear, so Athena takes them from the query, which must then filter that key with `=` or `IN`.
     """
@@ -192,7 +193,7 @@ def _projection(key: str, since: date) -> dict[str, str]:
         return {
             f"projection.{key}.type": "date",
             f"projection.{key}.format": "yyyy-MM-dd",
-            f"projection.{key}.range": f"{since.isoformat()},NOW",
+            f"projection.{key}.range": f"{since.isoformat()},NOW+1DAYS",
             f"projection.{key}.interval": "1",
             f"projection.{key}.interval.unit": "DAYS",
         }

@@ -59,6 +59,7 @@ class AmplifyCollector(Construct):
             1024,
             cdk.Duration.minutes(15),
             lake_env | {"LOGLAKE_AMPLIFY_ROLES": json.dumps(d.amplify_roles, sort_keys=True)},
+            tmp_mb=2048,  # a window's Parquet parts before upload
         )
         finish = functions.add(
             self,

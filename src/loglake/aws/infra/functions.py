@@ -30,9 +30,11 @@ class Functions:
         memory_mb: int,
         timeout: cdk.Duration,
         environment: dict[str, str],
+        tmp_mb: int = 512,
     ) -> lambda_.Function:
         """A function named by the convention's `name` (aws/deployment.py SERVICE_CODES) running
-        loglake.aws.handlers.`handler`."""
+        loglake.aws.handlers.`handler`; `tmp_mb` of /tmp (Lambda's default 512 MB is too little for a
+        function that writes Parquet files and spills a sort)."""
         function = lambda_.Function(
             scope,
             construct_id,
@@ -45,6 +47,7 @@ class Functions:
             code=self.code,
             layers=[self.layer],
             environment=environment,
+            ephemeral_storage_size=cdk.Size.mebibytes(tmp_mb),
             tracing=lambda_.Tracing.ACTIVE,
             log_group=logs.LogGroup(
                 scope, f"{construct_id}Logs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=self.key

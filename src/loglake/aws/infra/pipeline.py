@@ -88,6 +88,7 @@ class Pipeline(Construct):
             2048,
             cdk.Duration.minutes(15),
             self._lake_environment(),
+            tmp_mb=4096,  # a merge's inputs (~128 MB), its output and DuckDB's spill
         )
         self.storage.lake_bucket.grant_read_write(function, "type=app_logs/*")  # writes include deletes
         self.storage.lake_bucket.grant_read_write(function, "_state/compaction/*")  # its journal
