@@ -52,11 +52,11 @@ class LoglakeStack(cdk.Stack):
         self.functions = Functions(self, d, key)
         self.storage = Storage(self, "Storage", d, key)
         self.catalog = Catalog(self, "Catalog", d, key, self.storage.lake_bucket)
-        self.api = Api(self, "Api", d, key, self.functions, self.storage, self.catalog)
-        self.pipeline = Pipeline(self, "Pipeline", d, key, self.functions, self.storage)
+        self.api = Api(self, "Api", self.functions, self.storage, self.catalog)
+        self.pipeline = Pipeline(self, "Pipeline", self.functions, self.storage)
         if d.amplify is not None:
             self.collector = AmplifyCollector(
-                self, "Collector", d, key, self.functions, self.storage, self.catalog, self.monitoring.topic
+                self, "Collector", self.functions, self.storage, self.catalog, self.monitoring.topic
             )
         self.monitoring.watch(self.functions, self.api, self.storage.table, self.catalog, self.pipeline)
         self._outputs()

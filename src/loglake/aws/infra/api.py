@@ -30,17 +30,10 @@ _SECONDS_30 = cdk.Duration.seconds(30)
 
 class Api(Construct):
     def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        deployment: Deployment,
-        key: kms.IKey,
-        functions: Functions,
-        storage: Storage,
-        catalog: Catalog,
+        self, scope: Construct, construct_id: str, functions: Functions, storage: Storage, catalog: Catalog
     ) -> None:
         super().__init__(scope, construct_id)
-        table = storage.table
+        deployment, table = functions.deployment, storage.table
         cors = {"LOGLAKE_CORS_ALLOW_ORIGINS": ",".join(deployment.cors_allow_origins)}
         hot = {"LOGLAKE_DYNAMODB_TABLE": table.table_name, "LOGLAKE_TIME_SHARDS": str(deployment.time_shards)} | cors
         # POST /logs, GET /logs/recent: the app of `loglake serve` on the table, read and write; nothing else.
@@ -64,7 +57,7 @@ class Api(Construct):
             self, "QueryFunction", "query_function", "query", 256, _SECONDS_30, catalog.athena_environment | cors
         )
         catalog.grant_queries(self.query_function)
-        self.rest_api = self._rest_api(deployment, key)
+        self.rest_api = self._rest_api(deployment, functions.key)
 
     def _rest_api(self, d: Deployment, key: kms.IKey) -> apigw.RestApi:
         access_logs = logs.LogGroup(self, "ApiAccessLogs", retention=logs.RetentionDays.ONE_YEAR, encryption_key=key)

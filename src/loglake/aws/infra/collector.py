@@ -15,14 +15,12 @@ from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from loglake.aws.deployment import Deployment
 from loglake.aws.infra.catalog import Catalog
 from loglake.aws.infra.functions import Functions
 from loglake.aws.infra.storage import Storage
@@ -35,15 +33,13 @@ class AmplifyCollector(Construct):
         self,
         scope: Construct,
         construct_id: str,
-        deployment: Deployment,
-        key: kms.IKey,
         functions: Functions,
         storage: Storage,
         catalog: Catalog,
         topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
-        d = self.deployment = deployment
+        d = self.deployment = functions.deployment
         amplify: dict[str, Any] = d.amplify or {}
         lake = storage.lake_bucket
         lake_env = {"LOGLAKE_LAKE_BUCKET": lake.bucket_name}
@@ -84,7 +80,9 @@ class AmplifyCollector(Construct):
             tracing_enabled=True,
             timeout=cdk.Duration.hours(12),
         )
-        key.grant(self.machine.role, "kms:Decrypt", "kms:GenerateDataKey*")  # to publish to the encrypted topic
+        functions.key.grant(
+            self.machine.role, "kms:Decrypt", "kms:GenerateDataKey*"
+        )  # to publish to the encrypted topic
         self._schedule(amplify)
         failed_runs = cloudwatch.Alarm(
             self,

@@ -5,30 +5,20 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as events_targets
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as lambda_event_sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from loglake.aws.deployment import Deployment
 from loglake.aws.infra.functions import Functions
 from loglake.aws.infra.storage import Storage
 
 
 class Pipeline(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        deployment: Deployment,
-        key: kms.IKey,
-        functions: Functions,
-        storage: Storage,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, functions: Functions, storage: Storage) -> None:
         super().__init__(scope, construct_id)
-        self.deployment = deployment
-        self.key = key
+        self.deployment = functions.deployment
+        self.key = functions.key
         self.functions = functions
         self.storage = storage
         self.flush_function = self._stream_flush()
