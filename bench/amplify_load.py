@@ -11,7 +11,6 @@ against the lake for its request id, write the Parquet parts and commit them to 
 
 from __future__ import annotations
 
-import argparse
 import resource
 import shutil
 import sys
@@ -23,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' lo
 
 from tests.amplify.logs import access_log, varied_requests
 
-from common import median, print_hardware, write_json
+from common import argument_parser, median, print_hardware, write_json
 from loglake.amplify.collector import AppReport, store_rows
 from loglake.amplify.parse import parse_access_log
 from loglake.lake.objectstore import LocalObjectStore
@@ -58,10 +57,9 @@ def one_round(data: bytes) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", default=None, help="also write the results as JSON")
     args = parser.parse_args()
     hardware = print_hardware()
     data = access_log(varied_requests(args.rows, START_MS, SPAN_MS, "bench"))

@@ -12,15 +12,14 @@ memory, is what the cost table's flush line rests on.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from common import argument_parser, dataset, median, percentile, print_hardware, read_lines, write_json
 from common import batches as batches_of
-from common import dataset, median, percentile, print_hardware, read_lines, write_json
 from loglake.aws.stream_flush import flush_stream_batch
 from loglake.ingest import parse_body
 from loglake.lake.objectstore import LocalObjectStore
@@ -45,10 +44,9 @@ def lambda_batch(records: list, number: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--json", default=None, help="also write the results as JSON")
     args = parser.parse_args()
     hardware = print_hardware()
     total = args.batches * args.batch_size

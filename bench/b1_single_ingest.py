@@ -121,7 +121,7 @@ def _print_row(row: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = common.argument_parser(__doc__)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", default="10s", help="wrk -d per round (default 10s)")
     ap.add_argument("--threads", type=int, default=1, help="wrk -t (default 1)")
@@ -131,7 +131,6 @@ def main() -> None:
     ap.add_argument("--durability", choices=("full", "process"), default="full")
     ap.add_argument("--records", type=int, default=5000, help="distinct records wrk cycles through")
     ap.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
-    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("-v", "--verbose", action="store_true", help="print wrk's own report of each round")
     args = ap.parse_args()
     if not Path(args.wrk).exists():

@@ -63,13 +63,12 @@ def one_round(args: argparse.Namespace, bodies: list[bytes], senders: int, numbe
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = common.argument_parser(__doc__)
     ap.add_argument("--rows", type=int, default=1_000_000, help="records in the data set (default 1,000,000)")
     ap.add_argument("--batch", type=int, default=10_000, help="records per request (default 10,000)")
     ap.add_argument("--senders", default="1,4", help="comma-separated sender counts (default 1,4)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds per sender count (default 3)")
     ap.add_argument("--durability", choices=("full", "process"), default="full")
-    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args()
     sender_counts = [int(s) for s in args.senders.split(",") if s.strip()]
 

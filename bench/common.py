@@ -435,6 +435,13 @@ def mib(kib: int) -> float:
     return kib / 1024
 
 
+def argument_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line: its docstring as the help, and --json FILE for the results."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    return parser
+
+
 def write_json(path: str | None, payload: dict[str, Any]) -> None:
     if path:
         Path(path).write_text(json.dumps(payload, indent=2) + "\n")

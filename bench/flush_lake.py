@@ -10,7 +10,6 @@ stores. Reports records/s and the lake's size against the raw NDJSON, with the b
 
 from __future__ import annotations
 
-import argparse
 import collections
 import gc
 import shutil
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from common import batches, dataset, median, print_hardware, read_lines, write_json
+from common import argument_parser, batches, dataset, median, print_hardware, read_lines, write_json
 from loglake.ingest import parse_body
 from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore
@@ -60,10 +59,9 @@ def one_round(bodies: list[bytes], now_ms: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", default=None, help="also write the results as JSON")
     args = parser.parse_args()
     hardware = print_hardware()
     path = dataset(args.rows)

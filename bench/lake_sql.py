@@ -18,7 +18,6 @@ Q1 is timed in process, then through GET /logs/recent on a server started on the
 
 from __future__ import annotations
 
-import argparse
 import gc
 import itertools
 import json
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from common import Server, dataset, median, percentile, print_hardware, stream_batches, write_json
+from common import Server, argument_parser, dataset, median, percentile, print_hardware, stream_batches, write_json
 from loglake.config import Settings
 from loglake.ingest import parse_body
 from loglake.lake.lake import Lake
@@ -91,12 +90,11 @@ def q1_over_http(data_dir: Path, services: list[str], newest_ms: int, requests: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--runs", type=int, default=5, help="timed runs of Q2 and Q3 (default 5)")
     parser.add_argument("--q1-requests", type=int, default=1000)
     parser.add_argument("--data-dir", type=Path, help="keep the loaded, flushed and compacted lake here; reused")
-    parser.add_argument("--json", default=None, help="also write the results as JSON")
     args = parser.parse_args()
     hardware = print_hardware()
     path = dataset(args.rows)

@@ -203,7 +203,7 @@ def run(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = common.argument_parser(__doc__)
     ap.add_argument("--rows", type=int, default=5_000_000, help="records to store (default 5,000,000)")
     ap.add_argument("--days", type=float, default=1.0, help="make_dataset.py --days (default 1)")
     ap.add_argument("--data-dir", type=Path, help="keep the loaded data here; reused when it was loaded before")
@@ -213,7 +213,6 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000, help="timed requests per query kind (default 2000)")
     ap.add_argument("--warmup", type=int, default=200, help="untimed requests per query kind first (default 200)")
     ap.add_argument("--limit", type=int, default=100)
-    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args()
 
     hw = common.print_hardware()

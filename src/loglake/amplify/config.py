@@ -23,7 +23,7 @@ DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sun
 FREQUENCIES = ("daily", "weekly")
 
 _APP_ID = re.compile(r"d[a-z0-9]{1,19}")  # the API's pattern, 1-20 characters
-_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}")
+AWS_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}")  # also the deployment's (aws/deployment.py)
 _DOMAIN_LABEL = r"(?!-)[A-Za-z0-9-]{0,62}[A-Za-z0-9]"
 _DOMAIN = re.compile(rf"({_DOMAIN_LABEL}\.)+{_DOMAIN_LABEL}\.?")
 _APP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # it becomes the `app=` partition value
@@ -158,7 +158,7 @@ def _app(entry: Any, where: str) -> AmplifyApp:
     values = {name: _string(fields[name], f"{where}.{name}") for name in _APP_FIELDS}
     checks = [
         ("profile", _PROFILE, "an AWS profile name from the config and credentials files"),
-        ("region", _REGION, "an AWS region such as eu-west-1"),
+        ("region", AWS_REGION, "an AWS region such as eu-west-1"),
         ("appId", _APP_ID, "an Amplify app id: d followed by lowercase letters and digits, at most 20 characters"),
         ("domainName", _DOMAIN, "a domain name such as example.com or main.d123.amplifyapp.com"),
         (

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from loglake.amplify.config import AWS_REGION, AmplifyConfigError, parse_config
 from loglake.api.cors import parse_origins
 
 REQUIRED_TAGS = ("Project", "Owner", "CostCenter", "Environment")
@@ -51,7 +52,6 @@ SERVICE_CODES = {
 _PART = re.compile(r"[a-z0-9]{1,20}")
 MAX_NAME_LENGTH = 63  # S3 bucket names (Lambda function names allow 64)
 _ACCOUNT = re.compile(r"\d{12}")
-_REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 
 
@@ -83,8 +83,6 @@ class Deployment:
         """The collector's logRetention.days, when the deployment collects Amplify logs."""
         if self.amplify is None:
             return None
-        from loglake.amplify.config import parse_config
-
         return parse_config(self.amplify).retention_days
 
     def name(self, resource: str) -> str:
@@ -98,8 +96,6 @@ def load_deployment(path: Path) -> Deployment:
     document = _read_json(path)
     amplify = None
     if isinstance(document, dict) and document.get("amplifyConfig"):
-        from loglake.amplify.config import AmplifyConfigError, parse_config
-
         amplify_path = path.parent / str(document["amplifyConfig"])
         amplify = _read_json(amplify_path)
         try:
@@ -136,7 +132,7 @@ def parse_deployment(document: Any) -> Deployment:
     if unknown:
         raise DeploymentConfigError(f"unknown field {', '.join(unknown)} (allowed: {', '.join(sorted(known))})")
     account = _match(document.get("account"), _ACCOUNT, "account", "a 12-digit AWS account id")
-    region = _match(document.get("region"), _REGION, "region", "an AWS region such as eu-west-1")
+    region = _match(document.get("region"), AWS_REGION, "region", "an AWS region such as eu-west-1")
     environment = _match(document.get("environment"), _PART, "environment", "1-20 lowercase letters or digits")
     naming = _section(document, "naming", {"project", "component", "privacy", "version"})
     parts = {

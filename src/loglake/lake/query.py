@@ -119,11 +119,19 @@ class QueryEngine:
         timeout = limit_s if timeout_seconds is None else min(timeout_seconds, limit_s)
         sql = rewrite_ilike_contains(sql, tree)
         text = f"EXPLAIN ANALYZE {sql}" if explain else sql
-        return self._run(self._pool, text, cap, timeout, TimeRange(), explain=explain)
+        return self._run(self._pool, text, cap, timeout, TimeRange(), tuple(TABLES.values()), explain=explain)
 
-    def run_internal(self, sql: str, params: list[Any] | dict[str, Any], window: TimeRange, cap: int) -> QueryResult:
-        """A query the server itself wrote (search, histogram, recent from the lake), with parameters."""
-        return self._run(self._internal_pool, sql, cap, self.limits.timeout_seconds, window, params=params)
+    def run_internal(
+        self,
+        sql: str,
+        params: list[Any] | dict[str, Any],
+        window: TimeRange,
+        cap: int,
+        tables: tuple[LakeTable, ...] = (APP_LOGS_TABLE,),
+    ) -> QueryResult:
+        """A query the server itself wrote (search, histogram, reports), with parameters, over `tables`
+        (only those are defined: a report on amplify_access need not load the hot store)."""
+        return self._run(self._internal_pool, sql, cap, self.limits.timeout_seconds, window, tables, params=params)
 
     def close(self) -> None:
         for pool in (self._pool, self._internal_pool):
@@ -161,13 +169,14 @@ class QueryEngine:
         cap: int,
         timeout: float,
         window: TimeRange,
+        tables: tuple[LakeTable, ...],
         *,
         params: list[Any] | dict[str, Any] | None = None,
         explain: bool = False,
     ) -> QueryResult:
         started = time.perf_counter()
         with self._cursor(pool, timeout) as cursor:
-            self._define_views(cursor, window)
+            self._define_views(cursor, window, tables)
             finished = threading.Event()
             watchdog = threading.Thread(
                 target=_interrupt_after, args=(cursor, started + timeout, finished), name="loglake-query-timeout"
@@ -198,18 +207,23 @@ class QueryEngine:
             return QueryResult([], [], False, elapsed_ms, bytes_scanned, files, plan=plan)
         return QueryResult(columns, rows[:cap], len(rows) > cap, elapsed_ms, bytes_scanned, files)
 
-    def _define_views(self, cursor: duckdb.DuckDBPyConnection, window: TimeRange) -> None:
-        """(Re)define every table on this cursor from one SQLite snapshot of hot rows + catalog:
-        `logs` is the hot rows and its lake files, the other tables (Amplify access logs) only files."""
-        hot_sql, hot_params = _hot_rows_query(window)
+    def _define_views(
+        self, cursor: duckdb.DuckDBPyConnection, window: TimeRange, tables: tuple[LakeTable, ...]
+    ) -> None:
+        """(Re)define `tables` on this cursor from one SQLite snapshot of hot rows + catalog, each with
+        the files of `window`: `logs` is the hot rows and its lake files, the others (Amplify access
+        logs) only files."""
         with self.store.snapshot():
-            hot = self.store.read(hot_sql, hot_params)
-            files = {
-                table.name: list_files(self.store.read, table.name, window.since_ms, window.until_ms)
-                if table is APP_LOGS_TABLE
-                else list_files(self.store.read, table.name)
-                for table in TABLES.values()
-            }
+            files = {t.name: list_files(self.store.read, t.name, window.since_ms, window.until_ms) for t in tables}
+            if APP_LOGS_TABLE in tables:
+                hot = self.store.read(*_hot_rows_query(window))
+        for table in tables:
+            if table is not APP_LOGS_TABLE:
+                names = ", ".join(f'"{name}"' for name in [*table.schema.names, *table.partitions])
+                source = self._lake_source(cursor, table, files[table.name])
+                cursor.execute(f'CREATE OR REPLACE TEMP VIEW "{table.name}" AS SELECT {names} FROM {source}')
+        if APP_LOGS_TABLE not in tables:
+            return
         cursor.register("_hot_logs", hot_rows_table(list(zip(*hot, strict=True))))
         columns = ", ".join(f'"{c.name}"' for c in APP_LOGS_TABLE.columns)
         # DuckDB reads Parquet TIMESTAMP(MILLIS) as TIMESTAMP and Arrow timestamp[ms] as TIMESTAMP_MS:
@@ -220,11 +234,6 @@ class QueryEngine:
             source = self._lake_source(cursor, APP_LOGS_TABLE, files[APP_LOGS_TABLE.name])
             parts.insert(0, f'SELECT {columns}, "date" FROM {source}')
         cursor.execute(f"CREATE OR REPLACE TEMP VIEW logs AS {' UNION ALL '.join(parts)}")
-        for table in TABLES.values():
-            if table is not APP_LOGS_TABLE:
-                names = ", ".join(f'"{name}"' for name in [*table.schema.names, *table.partitions])
-                source = self._lake_source(cursor, table, files[table.name])
-                cursor.execute(f'CREATE OR REPLACE TEMP VIEW "{table.name}" AS SELECT {names} FROM {source}')
 
     def _lake_source(self, cursor: duckdb.DuckDBPyConnection, table: LakeTable, files: list[LakeFile]) -> str:
         """A table's lake part: DuckDB's own Parquet reader on a local lake (it prunes by the
