@@ -136,7 +136,7 @@ def import_file(file: Path, app_name: str, data_dir: Path) -> None:
         raise click.ClickException(f"{file}: {e}") from None
     with _lake_for(data_dir, None) as lake:
         report = AppReport(app_name)
-        store_rows(lake.store, lake.objects, app_name, [parsed], report, int(datetime.now(UTC).timestamp() * 1000))
+        store_rows(lake.store, lake.objects, app_name, [parsed], report, _now_ms())
     click.echo(
         f"{file}: {parsed.rows_read:,} rows read, {report.rows:,} stored in amplify_access (app={app_name}), "
         f"{report.duplicates:,} already there, {report.malformed:,} malformed"
@@ -170,7 +170,7 @@ def report(
         from loglake.amplify.reports import apps_with_rows, run_reports, unknown_app_message
         from loglake.service import parse_time
 
-        now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        now_ms = _now_ms()
         try:
             since_ms = parse_time(since, now_ms)
             until_ms = parse_time(until, now_ms) if until else now_ms
@@ -205,7 +205,7 @@ def report(
 @data_dir_option
 def status(data_dir: Path) -> None:
     """Each app's watermark (collected up to) and the last runs."""
-    from loglake.amplify.collector import collection_status
+    from loglake.amplify.collector import collection_status, from_ms, iso_utc
 
     with local_lake(data_dir) as lake:
         marks, runs = collection_status(lake.store, runs=5)
@@ -213,8 +213,7 @@ def status(data_dir: Path) -> None:
         click.echo("no Amplify collection has run on this data dir yet")
         return
     for app, until_ms in marks:
-        at = datetime.fromtimestamp(until_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        click.echo(f"{app}: collected up to {at}")
+        click.echo(f"{app}: collected up to {iso_utc(from_ms(until_ms))}")
     for run in runs:
         rows = sum(a["rows"] for a in run["apps"])
         failed = sum(a["windows_failed"] for a in run["apps"])
@@ -240,7 +239,7 @@ def _collect_time(text: str | None, option: str) -> datetime | None:
         return parse_time(text)
     except AmplifyConfigError as e:
         try:
-            now_ms = int(datetime.now(UTC).timestamp() * 1000)
+            now_ms = _now_ms()
             return datetime.fromtimestamp(parse_any_time(text, now_ms) / 1000, UTC)
         except (ValueError, OverflowError, OSError):
             raise AmplifyConfigError(f"{option}: {e}, or an age like 7d") from None
@@ -248,12 +247,14 @@ def _collect_time(text: str | None, option: str) -> datetime | None:
 
 def _note_bounds(collector: Any, start: datetime | None, end: datetime | None) -> None:
     """Say so when the range asked for reaches where nothing can be collected for good."""
+    from loglake.amplify.collector import iso_utc
+
     settled, kept = collector.default_until(), collector.retention_start()
     if end is not None and end > settled:
-        click.echo(f"note: collecting up to {settled:%Y-%m-%dT%H:%M:%SZ} only; later logs are still arriving", err=True)
+        click.echo(f"note: collecting up to {iso_utc(settled)} only; later logs are still arriving", err=True)
     if start is not None and start < kept:
         click.echo(
-            f"note: collecting from {kept:%Y-%m-%dT%H:%M:%SZ} only; logRetention.days "
+            f"note: collecting from {iso_utc(kept)} only; logRetention.days "
             f"({collector.config.retention_days}) would drop anything older",
             err=True,
         )
@@ -336,6 +337,10 @@ def _print_report(report: dict[str, Any]) -> None:
             click.echo(f"{a['app']}: error: {error}", err=True)
         for example in a["malformed_examples"]:
             click.echo(f"{a['app']}: malformed: {example}", err=True)
+
+
+def _now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
 
 
 COMMANDS = [amplify]

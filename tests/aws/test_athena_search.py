@@ -83,17 +83,14 @@ def aws_service(lake_app: LoglakeApp, athena: DuckDBAthena) -> LogService:
 @pytest.mark.parametrize("params", SEARCHES, ids=[str(p) for p in SEARCHES])
 def test_search_pages_match_the_local_engine(lake_app: LoglakeApp, aws_service: LogService, params: dict) -> None:
     local, remote = dict(params), dict(params)
-    pages = 0
     while True:
         expected, got = lake_app.service.search(local), aws_service.search(remote)
         assert [r.log_id for r in got.records] == [r.log_id for r in expected.records]
         assert got.records == expected.records  # every field, attributes and client id included
         assert got.next_cursor == expected.next_cursor
-        pages += 1
         if expected.next_cursor is None:
             break
         local["cursor"] = remote["cursor"] = expected.next_cursor
-    assert pages >= 1
 
 
 def test_searches_find_something(lake_app: LoglakeApp) -> None:

@@ -87,6 +87,11 @@ def test_the_hot_window_ends_a_day_after_the_record_but_never_in_the_past(dynamo
 def test_recent_across_services_reads_the_time_index_without_a_scan(dynamodb_store: DynamoDBHotStore) -> None:
     hour = 3_600_000
     dynamodb_store.put([record(BASE_TS + i * hour // 2, f"m{i}", service=f"s{i % 3}") for i in range(12)])
+
+    def no_scans(**kwargs: object) -> None:
+        raise AssertionError("recent logs across services must not Scan the table")
+
+    dynamodb_store.client.meta.events.register("before-call.dynamodb.Scan", no_scans)
     found = dynamodb_store.recent(RecentQuery(since_ms=BASE_TS, limit=5))
     assert [r.message for r in found] == ["m11", "m10", "m9", "m8", "m7"]
 

@@ -38,14 +38,13 @@ from loglake.lake.layout import (
     AMPLIFY_LOGS,
     amplify_access_key,
     amplify_export_key,
-    day_of,
     new_part_name,
     partition_prefix,
     partitions_of,
 )
 from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
-from loglake.lake.parts import file_name
+from loglake.lake.parts import by_utc_day, file_name
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE
 from loglake.model import DAY_MS
 from loglake.store.sqlite import SQLiteHotStore
@@ -167,7 +166,7 @@ class Collector:
     def watermark(self, app: str) -> datetime | None:
         """Where the app's collection continues from (None: it has not started)."""
         rows = self.store.read("SELECT until_ms FROM amplify_watermarks WHERE app = ?", (app,))
-        return _from_ms(rows[0][0]) if rows else None
+        return from_ms(rows[0][0]) if rows else None
 
     def default_until(self) -> datetime:
         """The end of the last whole hour whose logs have settled."""
@@ -211,12 +210,12 @@ class Collector:
         fetched, and the watermark only moves if the range continues it."""
         chosen = [self.config.app(name) for name in apps] if apps else list(self.config.apps)
         started_ms = int(self.clock() * 1000)
-        report = RunReport(started=iso_utc(_from_ms(started_ms)))
+        report = RunReport(started=iso_utc(from_ms(started_ms)))
         with ThreadPoolExecutor(min(self.max_parallel_apps, len(chosen)), "loglake-amplify") as pool:
             report.apps = list(pool.map(lambda app: self._collect_app(app, since, until), chosen))
         report.expired_partitions, report.expired_exports = self.expire()
         finished_ms = int(self.clock() * 1000)
-        report.finished = iso_utc(_from_ms(finished_ms))
+        report.finished = iso_utc(from_ms(finished_ms))
         document = json.dumps(report.to_dict())
         self.store.run_in_writer(
             lambda conn: conn.execute(
@@ -378,11 +377,9 @@ def new_parts(
     table = pa.concat_tables([log.table for log in parsed]) if parsed else None
     files: list[LakeFile] = []
     if table is not None and table.num_rows:
-        days = pc.divide(table.column("timestamp").cast(pa.int64()), DAY_MS)
-        for day_number in pc.unique(days).to_pylist():
-            day = day_of(day_number * DAY_MS)
+        for day, of_day in by_utc_day(table):
             prefix = partition_prefix(AMPLIFY_ACCESS_TABLE.directory, app=app, date=day)
-            rows = _without_stored(lake, stored_keys(prefix), table.filter(pc.equal(days, day_number)), report)
+            rows = _without_stored(lake, stored_keys(prefix), of_day, report)
             if rows.num_rows:
                 files.append(_write_part(rows, amplify_access_key(app, day, new_part_name(now_ms)), work))
     report.rows += sum(f.records for f in files)
@@ -427,7 +424,7 @@ def _write_part(rows: pa.Table, key: str, work: Path) -> LakeFile:
         ],
     )
     span = pc.min_max(rows.column("timestamp").cast(pa.int64()))
-    day = key.split("/date=", 1)[1].split("/", 1)[0]
+    day = partitions_of(key)["date"]
     return LakeFile(
         key,
         AMPLIFY_ACCESS_TABLE.name,
@@ -456,7 +453,7 @@ def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _from_ms(ms: int) -> datetime:
+def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loglake.amplify.collector import Collector, RunReport
+from loglake.amplify.collector import Collector, RunReport, iso_utc
 from loglake.amplify.config import AmplifyConfig, Schedule
 from loglake.config import ConfigError, Settings
 from loglake.locks import exclusive_lock
@@ -114,7 +114,7 @@ class AmplifySchedule:
         last = self.last_report
         return {
             "schedule": self.schedule.describe(),
-            "next_run": self.next_run.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "next_run": iso_utc(self.next_run),
             "running": self.running,
             "last_run": None
             if last is None

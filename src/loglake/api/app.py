@@ -232,7 +232,7 @@ class LoglakeApp:
         request = Request(scope)
         incoming = request.header(b"x-request-id")
         request.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else self._next_request_id()
-        cors = cors_headers(request.header(b"origin"), self._cors_origins)
+        cors = cors_headers(request.header(b"origin"), self._cors_origins) if self._cors_origins else []
         id_header = (b"x-request-id", request.request_id.encode())
         template = "unmatched"
         status = 500

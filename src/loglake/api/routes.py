@@ -179,6 +179,20 @@ async def query(app: LoglakeApp, request: Request) -> Result:
     if app.lake is None:
         raise ApiError(501, "not_available", "SQL needs the lake, which this server's store does not have")
     spec = _json_object(app, request, '{"sql": "SELECT count(*) FROM logs", "limit": 100}')
+    sql, limit, timeout, explain = query_spec(spec)
+    engine = app.lake.engine
+    try:
+        result = await app.run_query(lambda: engine.query(sql, limit=limit, timeout_seconds=timeout, explain=explain))
+    except (QueryError, QueryBusy) as e:
+        app.metrics.queries.inc((e.code if isinstance(e, QueryError) else "busy",))
+        raise _query_error(e) from None
+    app.metrics.queries.inc(("ok",))
+    return Result(200, result_to_dict(result))
+
+
+def query_spec(spec: dict[str, Any]) -> tuple[str, int | None, float | None, bool]:
+    """POST /query's fields (sql, limit, timeout_seconds, explain), checked: an ApiError 400 names the
+    wrong one. The AWS query function checks its requests with it too."""
     unknown = spec.keys() - QUERY_FIELDS
     if unknown:
         raise ApiError(
@@ -198,14 +212,7 @@ async def query(app: LoglakeApp, request: Request) -> Result:
         explain = False
     if type(explain) is not bool:
         raise ApiError(400, "invalid_request", "explain must be true or false")
-    engine = app.lake.engine
-    try:
-        result = await app.run_query(lambda: engine.query(sql, limit=limit, timeout_seconds=timeout, explain=explain))
-    except (QueryError, QueryBusy) as e:
-        app.metrics.queries.inc((e.code if isinstance(e, QueryError) else "busy",))
-        raise _query_error(e) from None
-    app.metrics.queries.inc(("ok",))
-    return Result(200, result_to_dict(result))
+    return sql, limit, timeout, explain
 
 
 async def tables(app: LoglakeApp, request: Request) -> Result:

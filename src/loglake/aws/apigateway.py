@@ -11,11 +11,14 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
+from loglake.api.http import ApiError
+
 Asgi = Any
 _TEXT_TYPES = (b"application/json", b"text/", b"application/problem+json")
 # A synchronous Lambda response is at most 6 MB (6,291,556 bytes) once serialized: the body as an
 # escaped JSON string, plus the headers. Past it API Gateway would answer 502; a clear 400 comes first.
 MAX_LAMBDA_RESPONSE = 6_291_556 - 4096
+_MOST_BYTES_PER_CHARACTER = 12  # a character escaped as \u0001, that text escaped again as a JSON string
 
 
 async def call(app: Asgi, event: dict[str, Any]) -> dict[str, Any]:
@@ -45,6 +48,8 @@ async def call(app: Asgi, event: dict[str, Any]) -> dict[str, Any]:
 
 def fit_for_lambda(response: dict[str, Any]) -> dict[str, Any]:
     """The proxy response, or a 400 in its place when it is more than Lambda may return."""
+    if len(response["body"]) * _MOST_BYTES_PER_CHARACTER < MAX_LAMBDA_RESPONSE // 2:
+        return response  # small enough whatever its escaping: no need to serialize it to measure
     size = len(json.dumps(response).encode())
     return response if size <= MAX_LAMBDA_RESPONSE else _too_large(size)
 
@@ -54,7 +59,7 @@ def _too_large(size: int) -> dict[str, Any]:
         f"the answer is {size / 1e6:.1f} MB, more than a Lambda function can return (6 MB): "
         "ask for fewer records (limit) or a narrower window, and page with next_cursor"
     )
-    body = json.dumps({"error": {"code": "response_too_large", "message": message, "details": []}}).encode()
+    body = json.dumps(ApiError(400, "response_too_large", message).body()).encode()
     return _proxy_response(400, [(b"content-type", b"application/json")], body)
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from loglake.aws.athena import AthenaQueryEngine
 from loglake.ids import format_uuid, timestamp_of
 from loglake.lake import reads as lake_reads
+from loglake.lake.layout import day_of
 from loglake.lake.query import sql_string
 from loglake.lake.search_terms import Term
 from loglake.lake.sql_guard import case_insensitive_regex
@@ -110,4 +111,4 @@ def _timestamp(ms: int) -> str:
 
 
 def _day(ms: int) -> str:
-    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%d")
+    return day_of(ms).isoformat()

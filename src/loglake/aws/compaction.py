@@ -22,6 +22,7 @@ from loglake.lake.compact import CompactReport, merge_groups, merge_objects
 from loglake.lake.layout import app_logs_key, new_part_name, partition_prefix
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import ObjectStore
+from loglake.lake.parts import file_name
 from loglake.lake.tables import APP_LOGS_TABLE
 
 TARGET_BYTES = 128 * 1024 * 1024
@@ -58,7 +59,7 @@ def finish_interrupted(lake: ObjectStore) -> int:
     finished = 0
     for found in list(lake.list(JOURNAL_PREFIX)):
         entry = json.loads(lake.get(found.key))
-        if any(o.key == entry["output"] for o in lake.list(entry["output"])):
+        if lake.exists(entry["output"]):
             for key in entry["inputs"]:
                 lake.delete(key)
             finished += 1
@@ -70,7 +71,7 @@ def _merge(lake: ObjectStore, day: date, group: list[LakeFile], now_ms: int) -> 
     work = Path(tempfile.mkdtemp(prefix="loglake-compact-"))
     try:
         key = app_logs_key(day, new_part_name(now_ms))
-        name = key.rsplit("/", 1)[1]
+        name = file_name(key)
         output = work / name
         inputs = [part.key for part in group]
         merge_objects(lake, inputs, output, work, MEMORY_MB, distinct_ids=True)

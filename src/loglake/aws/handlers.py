@@ -16,12 +16,12 @@
 - `compact`: on a schedule, merges the small parts of the lake's recent days (aws/compaction.py).
 - `retention`: daily, deletes the lake's days past their retention (aws/retention.py).
 - `flush_stream`: DynamoDB Streams (new records) to Parquet parts in the lake bucket
-  (LOGLAKE_LAKE_BUCKET, LOGLAKE_LAKE_PREFIX), see aws/stream_flush.py.
+  (LOGLAKE_LAKE_BUCKET), see aws/stream_flush.py.
 
 Every API invocation prints one JSON line: a structured log (request id, route, status, latency) that is
 also a CloudWatch embedded-metric-format record (RecordsIngested, RecordsRejected, Latency).
 
-Environment: LOGLAKE_DYNAMODB_TABLE (required), LOGLAKE_HOT_WINDOW_SECONDS (86400), LOGLAKE_TIME_SHARDS
+Environment: LOGLAKE_DYNAMODB_TABLE (required), LOGLAKE_TIME_SHARDS
 (4: partitions per index key; every function must use the same), the standard AWS
 variables (region, credentials, AWS_ENDPOINT_URL_DYNAMODB for a local endpoint).
 """
@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -59,23 +60,22 @@ def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def query(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from loglake.api.http import ApiError
+    from loglake.api.routes import query_spec
     from loglake.lake.query import QueryBusy, result_to_dict
     from loglake.lake.sql_guard import QueryError
 
     started = time.perf_counter()
     status, body, headers = 200, {}, {"content-type": "application/json"}
     try:
-        request = _json_body(event)
-        result = _athena_engine().query(
-            request["sql"], limit=request.get("limit"), timeout_seconds=request.get("timeout_seconds")
-        )
-        body = result_to_dict(result)
-    except _BadRequest as e:
-        status, body = 400, _error("invalid_request", str(e))
+        sql, limit, timeout, explain = query_spec(_json_object(event))  # the local route's checks
+        body = result_to_dict(_athena_engine().query(sql, limit=limit, timeout_seconds=timeout, explain=explain))
+    except ApiError as e:
+        status, body = e.status, e.body()
     except QueryError as e:
-        status, body = 400, _error(e.code, e.message)
+        status, body = 400, ApiError(400, e.code, e.message).body()
     except QueryBusy as e:
-        status, body = 503, _error("busy", f"{e}; retry shortly")
+        status, body = 503, ApiError(503, "busy", f"{e}; retry shortly").body()
         headers["retry-after"] = "5"
     headers |= _cors_headers(event)
     response = fit_for_lambda({"statusCode": status, "headers": headers, "body": json.dumps(body)})
@@ -92,7 +92,9 @@ def _cors_headers(event: dict[str, Any]) -> dict[str, str]:
     return {name.decode(): value.decode() for name, value in response_headers(origin, allowed)}
 
 
+@functools.cache
 def _athena_engine() -> Any:
+    """One engine (and boto3 client) per Lambda container."""
     from loglake.aws.athena import AthenaQueryEngine
     from loglake.lake.query import QueryLimits
 
@@ -105,30 +107,20 @@ def _athena_engine() -> Any:
     return AthenaQueryEngine(boto3.client("athena"), database, workgroup, QueryLimits(timeout_seconds=25))
 
 
-class _BadRequest(ValueError):
-    pass
+def _json_object(event: dict[str, Any]) -> dict[str, Any]:
+    """A proxy event's JSON object body (ApiError 400 invalid_request when it is not one)."""
+    from loglake.api.http import ApiError
 
-
-def _json_body(event: dict[str, Any]) -> dict[str, Any]:
-    """POST /query's body, checked as the local server checks it."""
     text = event.get("body") or ""
     if event.get("isBase64Encoded"):
         text = base64.b64decode(text).decode("utf-8", "replace")
     try:
         request = json.loads(text or "null")
     except ValueError as e:
-        raise _BadRequest(f"the body is not valid JSON: {e}") from None
-    if not isinstance(request, dict) or not isinstance(request.get("sql"), str) or not request["sql"].strip():
-        raise _BadRequest('send {"sql": "SELECT ...", "limit": 100}')
-    for name, kinds in (("limit", int), ("timeout_seconds", int | float)):
-        value = request.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, kinds) or value <= 0):
-            raise _BadRequest(f"{name} must be a positive {'whole ' if kinds is int else ''}number")
+        raise ApiError(400, "invalid_request", f"the body is not valid JSON: {e}") from None
+    if not isinstance(request, dict):
+        raise ApiError(400, "invalid_request", 'send {"sql": "SELECT ...", "limit": 100}')
     return request
-
-
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": []}}
 
 
 def amplify_plan(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -213,7 +205,7 @@ def _lake() -> Any:
     bucket = os.environ.get("LOGLAKE_LAKE_BUCKET")
     if not bucket:
         raise RuntimeError("set LOGLAKE_LAKE_BUCKET to the lake's S3 bucket")
-    return S3ObjectStore(boto3.client("s3"), bucket, os.environ.get("LOGLAKE_LAKE_PREFIX", ""))
+    return S3ObjectStore(boto3.client("s3"), bucket)
 
 
 def compact(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -265,9 +257,8 @@ def _api_app() -> Any:
         table = os.environ.get("LOGLAKE_DYNAMODB_TABLE")
         if not table:
             raise RuntimeError("set LOGLAKE_DYNAMODB_TABLE to the hot store's DynamoDB table")
-        hot_window = int(os.environ.get("LOGLAKE_HOT_WINDOW_SECONDS", "86400"))
         shards = int(os.environ.get("LOGLAKE_TIME_SHARDS", str(TIME_SHARDS)))
-        store = DynamoDBHotStore(boto3.client("dynamodb"), table, hot_window_seconds=hot_window, shards=shards)
+        store = DynamoDBHotStore(boto3.client("dynamodb"), table, shards=shards)
         # Behind API Gateway with IAM authorization: requests arrive authenticated and throttled.
         # The access log (and the traceback of any 500) goes to stderr, i.e. CloudWatch Logs.
         settings = Settings(
@@ -286,11 +277,12 @@ def _api_app() -> Any:
 
 
 def reset() -> None:
-    """Forget the cached app (tests change the environment between invocations)."""
+    """Forget the cached app and Athena engine (tests change the environment between invocations)."""
     global _app
     if _app is not None:
         _app.close()
     _app = None
+    _athena_engine.cache_clear()
 
 
 def _log_invocation(event: dict[str, Any], context: Any, response: dict[str, Any], latency_ms: float) -> None:

@@ -21,14 +21,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from loglake.lake.hot_rows import hot_rows_table
 from loglake.lake.layout import app_logs_key, day_of
 from loglake.lake.objectstore import ObjectStore
-from loglake.lake.parts import file_name, write_part
-from loglake.model import DAY_MS, NewRecord
+from loglake.lake.parts import by_utc_day, file_name, write_part
+from loglake.model import NewRecord
+from loglake.store.dynamodb import record_from_item
 from loglake.store.sqlite_rows import row_values
 
 
@@ -40,16 +38,15 @@ def flush_stream_batch(event: dict[str, Any], lake: ObjectStore) -> list[str]:
     stream = event["Records"][0].get("eventSourceARN", "")
     records = [r for r, _ in new]
     table = hot_rows_table(_columns(records))
-    days = pc.divide(table.column("timestamp").cast(pa.int64()), DAY_MS)
     work = Path(tempfile.mkdtemp(prefix="loglake-stream-"))
     keys = []
     try:
-        for day_number in pc.unique(days).to_pylist():
-            sequences = [seq for (r, seq) in new if r.timestamp // DAY_MS == day_number]
-            held = f"{stream}|{day_number}|{sequences[0]}|{sequences[-1]}|{len(sequences)}"
+        for day, rows in by_utc_day(table):
+            sequences = [seq for (r, seq) in new if day_of(r.timestamp) == day]
+            held = f"{stream}|{day}|{sequences[0]}|{sequences[-1]}|{len(sequences)}"
             part_id = uuid.UUID(bytes=hashlib.sha256(held.encode()).digest()[:16])
-            key = app_logs_key(day_of(day_number * DAY_MS), f"part-{part_id}.parquet")
-            write_part(table.filter(pc.equal(days, day_number)), key, work)
+            key = app_logs_key(day, f"part-{part_id}.parquet")
+            write_part(rows, key, work)
             lake.put_file(key, work / file_name(key))
             keys.append(key)
     finally:
@@ -63,19 +60,9 @@ def _new_record(event_record: dict[str, Any]) -> NewRecord | None:
     if event_record.get("eventName") != "INSERT":
         return None
     image = event_record["dynamodb"].get("NewImage") or {}
-    service = image.get("service_name", {}).get("S", "#")
-    if service.startswith("#"):
+    if image.get("service_name", {}).get("S", "#").startswith("#"):
         return None
-    return NewRecord(
-        _binary(image["sk"]),
-        int(image["ts"]["N"]),
-        service,
-        image["log_type"]["S"],
-        int(image["severity"]["N"]),
-        image["message"]["S"],
-        image["attributes"]["S"].encode() if "attributes" in image else None,
-        _binary(image["client_id"]) if "client_id" in image else None,
-    )
+    return record_from_item(image, _binary)
 
 
 def _binary(value: dict[str, Any]) -> bytes:

@@ -26,7 +26,7 @@ from loglake.lake.flush import Step, publish
 from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
-from loglake.lake.parts import COMPACT_LEVELS, ROW_GROUP_ROWS, ServiceRowGroups, parquet_writer
+from loglake.lake.parts import COMPACT_LEVELS, ROW_GROUP_ROWS, ServiceRowGroups, file_name, parquet_writer
 from loglake.lake.query import sql_string
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.store.sqlite import SQLiteHotStore
@@ -97,7 +97,7 @@ class Compactor:
         work = Path(tempfile.mkdtemp(prefix="loglake-compact-"))
         try:
             key = app_logs_key(date.fromisoformat(group[0].day), new_part_name(now_ms))
-            output = work / key.rsplit("/", 1)[1]
+            output = work / file_name(key)
             records = sum(f.records for f in group)
             merge_objects(self.lake, [f.key for f in group], output, work, self.memory_mb, records)
             merged = LakeFile(

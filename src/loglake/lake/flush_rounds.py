@@ -24,11 +24,10 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loglake.lake.hot_rows import hot_rows_table, int64_bytes
-from loglake.lake.layout import app_logs_key, day_of, new_part_name
+from loglake.lake.hot_rows import as_arrow, hot_rows_table, int64_bytes
+from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile
-from loglake.lake.parts import write_part
-from loglake.model import DAY_MS
+from loglake.lake.parts import by_utc_day, write_part
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.store.sqlite_rows import COLUMNS
 
@@ -54,7 +53,7 @@ class RoundRows:
 
     @classmethod
     def of(cls, columns: list[Any]) -> RoundRows:
-        highs, lows = (_arrow_int64(columns[i]) for i in (_ID_HI, _ID_LO))
+        highs, lows = (as_arrow(columns[i], pa.int64()) for i in (_ID_HI, _ID_LO))
         first, last = _id_bounds(highs, lows)
         return cls(len(highs), first, last, int64_bytes(highs), int64_bytes(lows), _client_ids(columns))
 
@@ -85,11 +84,7 @@ def write_round(rows: tuple[pa.Table, RoundRows] | None, now_ms: int) -> Written
         return None
     table, read = rows
     work = Path(tempfile.mkdtemp(prefix="loglake-flush-"))
-    days = pc.divide(table.column("timestamp").cast(pa.int64()), DAY_MS)  # integer division: UTC days
-    files = []
-    for day_number in pc.unique(days).to_pylist():
-        key = app_logs_key(day_of(day_number * DAY_MS), new_part_name(now_ms))
-        files.append(write_part(table.filter(pc.equal(days, day_number)), key, work))
+    files = [write_part(rows, app_logs_key(day, new_part_name(now_ms)), work) for day, rows in by_utc_day(table)]
     return WrittenRound(read, files, work)
 
 
@@ -145,12 +140,6 @@ def _due_params(before_ms: int, after: tuple[int, int] | None, limit: int) -> li
     """Rows of records timestamped before `before_ms` (the top of id_hi is the timestamp), the oldest
     first, after the id `after` if given."""
     return [*(after or ()), before_ms << 16, limit]
-
-
-def _arrow_int64(values: Any) -> pa.Array:
-    if isinstance(values, pa.ChunkedArray):
-        return values.combine_chunks().cast(pa.int64())
-    return values.cast(pa.int64()) if isinstance(values, pa.Array) else pa.array(values, pa.int64())
 
 
 def _id_bounds(highs: pa.Array, lows: pa.Array) -> tuple[tuple[int, int], tuple[int, int]]:

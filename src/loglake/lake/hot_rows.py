@@ -25,13 +25,13 @@ def hot_rows_table(columns: Sequence[Any]) -> pa.Table:
     return pa.table(
         [
             _uuid_strings(int64_bytes(columns[0]), int64_bytes(columns[1])),
-            _arrow(columns[2], pa.int64()).cast(pa.timestamp("ms")),
-            _arrow(columns[3], pa.string()),
-            _arrow(columns[4], pa.string()),
-            pc.take(pa.array(SEVERITY_NAMES), _arrow(columns[5], pa.int8())),
-            _arrow(columns[6], pa.string()),
-            _arrow(columns[7], pa.string()),
-            _arrow(columns[8], pa.string()),  # a column that is all NULL comes from ADBC typed int64
+            as_arrow(columns[2], pa.int64()).cast(pa.timestamp("ms")),
+            as_arrow(columns[3], pa.string()),
+            as_arrow(columns[4], pa.string()),
+            pc.take(pa.array(SEVERITY_NAMES), as_arrow(columns[5], pa.int8())),
+            as_arrow(columns[6], pa.string()),
+            as_arrow(columns[7], pa.string()),
+            as_arrow(columns[8], pa.string()),  # a column that is all NULL comes from ADBC typed int64
         ],
         schema=APP_LOGS_TABLE.schema,
     )
@@ -48,7 +48,7 @@ def int64_bytes(values: Sequence[int] | pa.Array | pa.ChunkedArray) -> bytes:
     return array.array("q", values).tobytes()
 
 
-def _arrow(values: Sequence[Any] | pa.Array | pa.ChunkedArray, arrow_type: pa.DataType) -> pa.Array | pa.ChunkedArray:
+def as_arrow(values: Sequence[Any] | pa.Array | pa.ChunkedArray, arrow_type: pa.DataType) -> pa.Array | pa.ChunkedArray:
     if isinstance(values, pa.Array | pa.ChunkedArray):
         return values.cast(arrow_type)
     return pa.array(values, arrow_type)

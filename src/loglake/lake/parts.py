@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loglake.lake.layout import partitions_of
+from loglake.lake.layout import day_of, partitions_of
 from loglake.lake.manifest import LakeFile
 from loglake.lake.tables import APP_LOGS_TABLE
+from loglake.model import DAY_MS
 
 # How lake files are written (measured on the 10M-record bench set, see bench/README.md):
 # - one service per row group, at most 8Ki rows: a service's newest records sit in one, which is all
@@ -94,3 +97,10 @@ def write_part(table: pa.Table, key: str, work: Path) -> LakeFile:
 def file_name(key: str) -> str:
     """The last part of an object key: the name its file has in a work folder before it is published."""
     return key.rsplit("/", 1)[1]
+
+
+def by_utc_day(table: pa.Table) -> Iterator[tuple[date, pa.Table]]:
+    """A table's rows per UTC day of their `timestamp`: the lake's date partitions."""
+    days = pc.divide(table.column("timestamp").cast(pa.int64()), DAY_MS)  # integer division: UTC days
+    for day_number in pc.unique(days).to_pylist():
+        yield day_of(day_number * DAY_MS), table.filter(pc.equal(days, day_number))

@@ -31,7 +31,7 @@ from __future__ import annotations
 import heapq
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -141,7 +141,7 @@ class DynamoDBHotStore(HotStore):
         """Before an hour's first record: the "#hours" item that lets reads find it (idempotent)."""
         items = [
             {"service_name": {"S": _HOURS}, "sk": {"B": hour.to_bytes(8, "big")},
-             "expires_at": {"N": str(max((hour + 1) * HOUR_MS // 1000 + self.hot_window_seconds, int(time.time())))}}
+             "expires_at": {"N": str(self._expires_at((hour + 1) * HOUR_MS))}}
             for hour in sorted(hours)
         ]  # fmt: skip
         for start in range(0, len(items), BATCH_ITEMS):
@@ -162,7 +162,7 @@ class DynamoDBHotStore(HotStore):
                             | {
                                 "log_id": {"B": record.log_id},
                                 "service": {"S": record.service},
-                                "expires_at": {"N": str(self._expires_at(record))},
+                                "expires_at": {"N": str(self._expires_at(record.timestamp))},
                             },
                             "ConditionExpression": "attribute_not_exists(sk)",
                         }
@@ -204,12 +204,12 @@ class DynamoDBHotStore(HotStore):
             raise StoreUnavailable(f"cannot reach DynamoDB: {e}") from None
 
     def _item(self, r: NewRecord) -> dict[str, dict]:
-        return record_item(r, self._expires_at(r), self._shard(r.log_id))
+        return record_item(r, self._expires_at(r.timestamp), self._shard(r.log_id))
 
-    def _expires_at(self, r: NewRecord) -> int:
+    def _expires_at(self, timestamp_ms: int) -> int:
         # The end of the record's hot window, but not in the past: DynamoDB's TTL never deletes items
         # whose time expired more than five years ago, and an old record sent today must still go.
-        return max(r.timestamp // 1000 + self.hot_window_seconds, int(time.time()))
+        return max(timestamp_ms // 1000 + self.hot_window_seconds, int(time.time()))
 
     def _shard(self, log_id: bytes) -> int:
         # Byte 11 is the low byte of the id's counter (ids.py), which counts up once per id: consecutive
@@ -238,7 +238,7 @@ class DynamoDBHotStore(HotStore):
                 ":id": {"B": log_id},
             },
         )
-        return _record(answer["Items"][0]) if answer["Items"] else None
+        return record_from_item(answer["Items"][0]) if answer["Items"] else None
 
     def scan(self, key: ScanKey, query: RecentQuery) -> Iterator[StoredRecord]:
         low = lower_bound(query.since_ms)
@@ -260,7 +260,7 @@ class DynamoDBHotStore(HotStore):
                 self._query(index, name, {"S": sharded(value, s)}, low, high, page=page) for s in range(self.shards)
             ]
             items = heapq.merge(*shards, key=lambda item: item["sk"]["B"], reverse=True)
-        return (r for r in map(_record, items) if _matches(r, query, key))
+        return (r for r in map(record_from_item, items) if _matches(r, query, key))
 
     def _newest_across_services(self, low: bytes, high: bytes | None, page: int) -> Iterator[dict]:
         """The by_time index, hour by hour from the newest hour that has records, each hour's shards
@@ -341,16 +341,18 @@ def record_item(r: NewRecord, expires_at: int, shard: int) -> dict[str, dict]:
     return item
 
 
-def _record(item: dict) -> StoredRecord:
+def record_from_item(item: dict, binary: Callable[[dict], bytes] = lambda value: value["B"]) -> StoredRecord:
+    """A record from its table item (record_item's inverse); `binary` reads a binary attribute (a
+    stream image as Lambda hands it over has them base64-encoded)."""
     return NewRecord(
-        item["sk"]["B"],
+        binary(item["sk"]),
         int(item["ts"]["N"]),
         item["service_name"]["S"],
         item["log_type"]["S"],
         int(item["severity"]["N"]),
         item["message"]["S"],
         item["attributes"]["S"].encode() if "attributes" in item else None,
-        item["client_id"]["B"] if "client_id" in item else None,
+        binary(item["client_id"]) if "client_id" in item else None,
     )
 
 

@@ -36,6 +36,8 @@ from loglake.store.sqlite_rows import (
     stored,
 )
 
+BUSY_TIMEOUT_MS = 10_000  # how long a connection waits for a lock before "database is locked"
+
 T = TypeVar("T")
 MAX_ROWS_PER_COMMIT = 50_000
 CHECKPOINT_SECONDS = 0.5
@@ -123,10 +125,14 @@ class SQLiteHotStore(HotStore):
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=10, cached_statements=64
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            cached_statements=64,
         )
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -417,7 +423,7 @@ class SQLiteHotStore(HotStore):
                 self._writer.execute("PRAGMA busy_timeout = 100")
                 self._writer.execute("PRAGMA wal_checkpoint(RESTART)")
         finally:
-            self._writer.execute("PRAGMA busy_timeout = 10000")
+            self._writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._rewind_queued.clear()
 
     def close(self) -> None:

@@ -1,0 +1,16 @@
+"""The Lambda handlers cache per container what they build from the environment; tests change it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from loglake.aws import handlers
+
+
+@pytest.fixture(autouse=True)
+def fresh_lambda_container() -> Iterator[None]:
+    handlers.reset()
+    yield
+    handlers.reset()
