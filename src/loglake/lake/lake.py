@@ -29,7 +29,7 @@ from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.query import QueryEngine, QueryLimits
 from loglake.lake.recent_reader import LakeRecentReader
-from loglake.lake.tables import APP_LOGS_TABLE, TABLES
+from loglake.lake.tables import APP_LOGS_TABLE, TABLES, partition_type, sql_type
 from loglake.locks import exclusive_lock
 from loglake.model import format_datetime
 from loglake.store.sqlite import SQLiteHotStore
@@ -132,7 +132,7 @@ class Lake:
                 "name": table.name,
                 "description": table.description,
                 "columns": [
-                    {"name": c.name, "type": _sql_type(c.type), "description": c.description} for c in table.columns
+                    {"name": c.name, "type": sql_type(c.type), "description": c.description} for c in table.columns
                 ]
                 + [_partition_column(key) for key in table.partitions],
                 "partition_keys": list(table.partitions),
@@ -283,20 +283,6 @@ class LakeJobs:
             turn += 1
 
 
-_SQL_TYPES = {
-    "string": "VARCHAR",
-    "int64": "BIGINT",
-    "timestamp[ms]": "TIMESTAMP",
-    "double": "DOUBLE",
-    "int32": "INTEGER",
-}
-
-
 def _partition_column(key: str) -> dict[str, str]:
-    if key == "date":
-        return {"name": key, "type": "DATE", "description": "partition: the record's UTC day"}
-    return {"name": key, "type": "VARCHAR", "description": f"partition: the {key} it belongs to"}
-
-
-def _sql_type(arrow_type: Any) -> str:
-    return _SQL_TYPES.get(str(arrow_type), str(arrow_type).upper())
+    what = "the record's UTC day" if key == "date" else f"the {key} it belongs to"
+    return {"name": key, "type": sql_type(partition_type(key)), "description": f"partition: {what}"}

@@ -42,7 +42,7 @@ from loglake.lake.hot_rows import hot_rows_table
 from loglake.lake.manifest import LakeFile, list_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.sql_guard import QueryError, check_select, client_error, rewrite_ilike_contains
-from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable
+from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, partition_type, sql_type
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.store.sqlite_rows import COLUMNS
 
@@ -246,7 +246,7 @@ class QueryEngine:
         if isinstance(self.lake, LocalObjectStore):
             root = self.lake.root.resolve()
             paths = ", ".join(sql_string(str(root / f.key)) for f in files)
-            types = ", ".join(f"{sql_string(p)}: {_hive_type(p)}" for p in table.partitions)
+            types = ", ".join(f"{sql_string(p)}: {sql_type(partition_type(p))}" for p in table.partitions)
             return f"read_parquet([{paths}], hive_partitioning = true, hive_types = {{{types}}})"
         assert isinstance(self.lake, S3ObjectStore)
         if self._arrow_fs is None:
@@ -263,15 +263,11 @@ class QueryEngine:
         return f"_lake_{table.name}"
 
 
-def _hive_type(partition: str) -> str:
-    return "DATE" if partition == "date" else "VARCHAR"
-
-
 def _dataset_schema(table: LakeTable) -> pa.Schema:
     """A table's columns and partitions as SQL sees them. Timestamps read as microseconds, as DuckDB
     reads Parquet's (a pyarrow dataset would otherwise keep milliseconds: another SQL type)."""
     fields = [pa.field(f.name, pa.timestamp("us")) if f.type == pa.timestamp("ms") else f for f in table.schema]
-    fields += [pa.field(p, pa.date32() if p == "date" else pa.string()) for p in table.partitions]
+    fields += [pa.field(p, partition_type(p)) for p in table.partitions]
     return pa.schema(fields)
 
 

@@ -13,6 +13,25 @@ import pyarrow as pa
 
 from loglake.lake.layout import AMPLIFY_ACCESS, APP_LOGS
 
+_SQL_TYPES = {
+    "string": "VARCHAR",
+    "int64": "BIGINT",
+    "timestamp[ms]": "TIMESTAMP",
+    "double": "DOUBLE",
+    "int32": "INTEGER",
+    "date32[day]": "DATE",
+}
+
+
+def partition_type(key: str) -> pa.DataType:
+    """How SQL sees a partition key's values: `date` as a DATE, any other (an Amplify app) as text."""
+    return pa.date32() if key == "date" else pa.string()
+
+
+def sql_type(arrow_type: pa.DataType) -> str:
+    """The SQL (DuckDB) name of a column's type."""
+    return _SQL_TYPES.get(str(arrow_type), str(arrow_type).upper())
+
 
 @dataclass(frozen=True)
 class Column:
