@@ -430,3 +430,30 @@ def test_python_m_loglake_version():
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == f"loglake, version {__version__}"
+
+
+class _EnoughShown(Exception):
+    pass
+
+
+def test_follow_prints_only_what_comes_after_the_newest_shown(server: ServerProcess, admin_key: str, api: httpx.Client):
+    """`recent --follow --limit 1`: the first page shows the newest record; records sharing its
+    millisecond but older must not appear afterwards as if new, and later records must."""
+    from loglake.cli import _follow
+    from loglake.client import LoglakeClient
+
+    service, ts = unique("follow"), 1_793_577_600_000
+    sent = api.post("/logs", json=[{"timestamp": ts, "service": service, "message": f"same ms {i}"} for i in range(3)])
+    first_page = api.get("/logs/recent", params={"service": service, "since": str(ts), "limit": "1"}).json()["logs"]
+    assert len(first_page) == 1 and first_page[0]["logId"] == sent.json()["logIds"][-1]
+    api.post("/logs", json={"timestamp": ts + 5, "service": service, "message": "later"})
+
+    shown: list[str] = []
+
+    def show(record: dict) -> None:
+        shown.append(record["message"])
+        raise _EnoughShown
+
+    with LoglakeClient(server.url, admin_key) as client, pytest.raises(_EnoughShown):
+        _follow(client, {"service": service}, first_page, show, interval=0.01)
+    assert shown == ["later"]

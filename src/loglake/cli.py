@@ -327,27 +327,23 @@ def recent(
 
 
 def _follow(client: LoglakeClient, params: dict, seen_logs: list[dict], show: Any, interval: float) -> None:
-    """Poll for records at or after the newest shown, paging through all of them; ids already shown
-    at that boundary are skipped. Records follow their own timestamps, so one that arrives stamped
-    earlier than what was already shown is not printed."""
-    last_ts = seen_logs[-1]["timestamp"] if seen_logs else int(time.time() * 1000)
-    seen = {r["logId"] for r in seen_logs if r["timestamp"] == last_ts}
+    """Poll for records at or after the newest shown, paging through all of them, and print those
+    after it (ids order records within a millisecond too). Records follow their own timestamps, so
+    one that arrives stamped earlier than what was already shown is not printed."""
+    newest = (seen_logs[-1]["timestamp"], seen_logs[-1]["logId"]) if seen_logs else (int(time.time() * 1000), "")
     while True:
         time.sleep(interval)
         new, cursor = [], None
         while True:
-            page = client.recent({**params, "since": str(last_ts), "until": None, "limit": 1000, "cursor": cursor})
+            page = client.recent({**params, "since": str(newest[0]), "until": None, "limit": 1000, "cursor": cursor})
             new.extend(page["logs"])
             cursor = page["next_cursor"]
             if cursor is None:
                 break
-        for record in reversed(new):
-            if record["logId"] in seen:
-                continue
-            show(record)
-            if record["timestamp"] > last_ts:
-                last_ts, seen = record["timestamp"], set()
-            seen.add(record["logId"])
+        for record in reversed(new):  # oldest first
+            if (record["timestamp"], record["logId"]) > newest:
+                show(record)
+                newest = (record["timestamp"], record["logId"])
         sys.stdout.flush()
 
 

@@ -54,7 +54,9 @@ async def test_answers_to_allowed_origins_say_so_errors_included(cors_app: Logla
 async def test_without_the_setting_no_origin_is_allowed(app: LoglakeApp) -> None:
     async with asgi_client(app) as client:
         headers = {"origin": UI, "access-control-request-method": "GET"}
-        assert (await client.options("/logs/recent", headers=headers)).status_code == 403
+        refused = await client.options("/logs/recent", headers=headers)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "origin_not_allowed"
+        assert "--cors-allow-origins" in refused.json()["error"]["message"]
 
 
 def test_a_bad_origin_is_refused_with_its_name(settings: Settings) -> None:

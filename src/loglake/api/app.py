@@ -239,7 +239,16 @@ class LoglakeApp:
         sent = 0
         try:
             if request.method == "OPTIONS" and request.header(b"access-control-request-method"):
-                template, status = "preflight", 204 if cors else 403  # before auth: browsers never sign them
+                template = "preflight"  # answered before auth: browsers never sign preflights
+                if not cors:
+                    origin = request.header(b"origin") or "(none)"
+                    raise ApiError(
+                        403,
+                        "origin_not_allowed",
+                        f"origin {origin} may not call this API from a browser; the server allows the "
+                        "origins of its cors_allow_origins setting (--cors-allow-origins)",
+                    )
+                status = 204
                 preflight = preflight_headers(request.header(b"origin"), self._cors_origins)
                 await send_bytes(send, status, b"", [*preflight, id_header])
                 return
