@@ -36,7 +36,7 @@ def settings(data_dir: Path) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings) -> Iterator[LoglakeApp]:
-    application = LoglakeApp(settings)
+    application = LoglakeApp.from_settings(settings)
     yield application
     application.close()
 

@@ -39,8 +39,7 @@ def local_lake(data_dir: Path, overrides: dict[str, Any] | None = None, create: 
     """The lake of a data dir, opened in this process (next to a running server is fine: SQLite in WAL
     mode takes concurrent readers and writers, and maintenance takes the data dir's lock). A data dir
     that holds no loglake data yet is refused, unless `create`."""
-    from loglake.lake.lake import Lake
-    from loglake.store.sqlite import SQLiteHotStore
+    from loglake.runtime import Runtime
 
     try:
         settings = load_settings({"data_dir": data_dir, **(overrides or {})})
@@ -50,13 +49,14 @@ def local_lake(data_dir: Path, overrides: dict[str, Any] | None = None, create: 
         raise click.ClickException(
             f"no loglake data in {data_dir} (no {settings.hot_db_path.name}); pass the folder `loglake serve` uses"
         )
-    store = SQLiteHotStore(settings.hot_db_path, durability=settings.durability)
-    lake = Lake.from_settings(settings, store)
     try:
-        yield lake
+        runtime = Runtime(settings)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    try:
+        yield runtime.lake
     finally:
-        lake.close()
-        store.close()
+        runtime.close()
 
 
 # -- SQL ---------------------------------------------------------------------------------------

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from loglake.api.cors import parse_origins
 from loglake.model import Limits
 
 ENV_PREFIX = "LOGLAKE_"
+_LIMITS = Limits()  # the record limits' defaults, defined once in model.Limits
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:
@@ -39,12 +41,12 @@ class Settings:
         choices=("full", "process"),
     )
     max_body_bytes: int = _opt(10 * 1024 * 1024, "Largest request body, after gzip decompression.")
-    max_records: int = _opt(10_000, "Most records in one POST /logs.")
-    max_message_bytes: int = _opt(256 * 1024, "Largest message, UTF-8 bytes.")
-    max_attribute_keys: int = _opt(128, "Most top-level keys in a record's attributes.")
-    max_attribute_depth: int = _opt(5, "Deepest nesting of attributes objects and arrays.")
-    max_attribute_bytes: int = _opt(64 * 1024, "Largest attributes object as JSON.")
-    max_future_seconds: int = _opt(86_400, "How far in the future a record's timestamp may be.")
+    max_records: int = _opt(_LIMITS.max_records, "Most records in one POST /logs.")
+    max_message_bytes: int = _opt(_LIMITS.max_message_bytes, "Largest message, UTF-8 bytes.")
+    max_attribute_keys: int = _opt(_LIMITS.max_attribute_keys, "Most top-level keys in a record's attributes.")
+    max_attribute_depth: int = _opt(_LIMITS.max_attribute_depth, "Deepest nesting of attributes objects and arrays.")
+    max_attribute_bytes: int = _opt(_LIMITS.max_attribute_bytes, "Largest attributes object as JSON.")
+    max_future_seconds: int = _opt(_LIMITS.max_future_ms // 1000, "How far in the future a record's timestamp may be.")
     rate_limit: float = _opt(10_000.0, "Default requests per second per API key (token bucket rate).")
     rate_burst: int = _opt(5_000, "Default burst per API key (token bucket size).")
     max_store_mb: int = _opt(0, "Cap on the hot store's size in MiB (0 = only the disk limits it).")
@@ -191,6 +193,15 @@ def _coerce(name: str, value: Any) -> Any:
     except (TypeError, ValueError):
         described = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(kind, kind)
         raise ConfigError(f"setting {name} ({env_name(name)}) must be {described}, got {value!r}") from None
+
+
+def parse_origins(text: str) -> tuple[str, ...]:
+    """cors_allow_origins as origins; ValueError naming one that is not scheme://host[:port] or *."""
+    origins = tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise ValueError(f"{origin!r} is not an origin like https://logs.example.com (or *)")
+    return origins
 
 
 def is_loopback(host: str) -> bool:

@@ -76,7 +76,7 @@ def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
     sock = bind(settings)
     try:
         ensure_first_key(settings, out)
-        app = LoglakeApp(settings)
+        app = LoglakeApp.from_settings(settings)
     except BaseException:
         sock.close()
         raise

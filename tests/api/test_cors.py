@@ -16,7 +16,7 @@ UI = "https://ui.example.com"
 
 @pytest.fixture
 def cors_app(settings: Settings) -> Iterator[LoglakeApp]:
-    application = LoglakeApp(replace(settings, cors_allow_origins=f"{UI}, http://localhost:5173"))
+    application = LoglakeApp.from_settings(replace(settings, cors_allow_origins=f"{UI}, http://localhost:5173"))
     yield application
     application.close()
 

@@ -19,7 +19,7 @@ HOUR = 3_600_000
 
 @pytest.fixture
 def app(settings: Settings) -> Iterator[LoglakeApp]:
-    application = LoglakeApp(settings, clock=lambda: NOW_MS / 1000)
+    application = LoglakeApp.from_settings(settings, clock=lambda: NOW_MS / 1000)
     yield application
     application.close()
 

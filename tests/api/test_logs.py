@@ -115,7 +115,7 @@ async def test_malformed_bodies(
 
 
 async def test_size_limits(settings: Settings) -> None:
-    app = LoglakeApp(replace(settings, max_body_bytes=4096, max_records=3))
+    app = LoglakeApp.from_settings(replace(settings, max_body_bytes=4096, max_records=3))
     try:
         async with asgi_client(app, key_for(app)) as client:
             too_big = json.dumps({"message": "x" * 5000})
@@ -385,7 +385,7 @@ async def test_rate_limit_answers_429_with_retry_after(app: LoglakeApp) -> None:
 
 
 async def test_storage_full_is_503_then_recovers(settings: Settings) -> None:
-    app = LoglakeApp(replace(settings, max_store_mb=1))
+    app = LoglakeApp.from_settings(replace(settings, max_store_mb=1))
     try:
         async with asgi_client(app, key_for(app)) as client:
             big = [{"message": "z" * 200_000} for _ in range(4)]

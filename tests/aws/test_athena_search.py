@@ -42,7 +42,7 @@ SEARCHES = [
 
 @pytest.fixture
 def lake_app(settings) -> LoglakeApp:
-    application = LoglakeApp(settings, clock=lambda: NOW_MS / 1000)
+    application = LoglakeApp.from_settings(settings, clock=lambda: NOW_MS / 1000)
     yield application
     application.close()
 

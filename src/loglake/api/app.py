@@ -9,27 +9,23 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
-from loglake.amplify.collector import Collector, RunReport
-from loglake.amplify.config import AmplifyConfig, AmplifyConfigError, load_config
-from loglake.amplify.jobs import AmplifySchedule, settings_for
+from loglake.amplify.collector import RunReport
 from loglake.api import openapi, routes
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
-from loglake.api.cors import parse_origins, preflight_headers
+from loglake.api.cors import preflight_headers
 from loglake.api.cors import response_headers as cors_headers
 from loglake.api.http import ApiError, ClientGone, Receive, Request, Send, read_body, send_bytes, send_json
 from loglake.api.metrics import Metrics
 from loglake.api.ratelimit import RateLimiter
-from loglake.config import ConfigError, Settings
-from loglake.keys import KeyRing, KeyStore
-from loglake.lake.lake import Lake, LakeJobs, MaintenanceReport
+from loglake.config import Settings, parse_origins
+from loglake.keys import KeyStore
+from loglake.lake.lake import MaintenanceReport
 from loglake.lake.query import QueryBusy
-from loglake.service import LogService, RecordSearch
-from loglake.store.base import HotStore, StoreUnavailable
-from loglake.store.sqlite import SQLiteHotStore
+from loglake.runtime import Runtime
+from loglake.store.base import StoreUnavailable
 
 T = TypeVar("T")
 Handler = Callable[..., Awaitable[routes.Result]]
@@ -96,45 +92,22 @@ class Router:
 
 
 class LoglakeApp:
-    """One loglake server: owns the store, the keys, the service and the HTTP edge around them."""
+    """The HTTP edge of one loglake Runtime: routing, auth, rate limits, errors, metrics and the access
+    log, plus the threads that keep reads and users' SQL off the event loop."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        store: HotStore | None = None,
-        record_search: RecordSearch | None = None,
-        clock: Callable[[], float] = time.time,
-    ):
-        self.settings = settings
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        runtime.observe(self)
+        # The route handlers' view of the runtime.
+        self.settings = settings = runtime.settings
+        self.store = runtime.store
+        self.lake = runtime.lake
+        self.lake_jobs = runtime.lake_jobs
+        self.amplify = runtime.amplify
+        self.service = runtime.service
         self.metrics = Metrics()
         self.storage_error: str | None = None
-        self.store = store or SQLiteHotStore(
-            settings.hot_db_path,
-            durability=settings.durability,
-            max_size_bytes=settings.max_store_mb * 1024 * 1024,
-            on_commit=self._on_commit,
-        )
-        self.lake: Lake | None = None
-        self.lake_jobs: LakeJobs | None = None
-        self.amplify: AmplifySchedule | None = None
-        amplify_config = _amplify_config(settings)
-        if amplify_config is not None:
-            settings = self.settings = settings_for(settings, amplify_config)
-        if isinstance(self.store, SQLiteHotStore):
-            self.lake = Lake.from_settings(settings, self.store, clock)
-            self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self._on_maintenance)
-            if amplify_config is not None:
-                collector = Collector(
-                    amplify_config, self.store, self.lake.objects, clock=clock, grace_ms=self.lake.policy.grace_ms
-                )
-                self.amplify = AmplifySchedule(
-                    collector, amplify_config.schedule, settings.data_dir, clock, self._on_amplify_report
-                )
-        self.service = LogService(self.store, settings.limits, clock, lake=self.lake, record_search=record_search)
-        self.keystore = KeyStore(settings.data_dir)
-        self.keyring = KeyRing(self.keystore)
-        self.auth = Authenticator(self.keyring if settings.auth else None, settings.region, clock)
+        self.auth = Authenticator(runtime.keyring if settings.auth else None, settings.region, runtime.clock)
         self.ratelimiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self.router = Router(ROUTES)
         self._cors_origins = parse_origins(settings.cors_allow_origins)
@@ -146,12 +119,23 @@ class LoglakeApp:
         self._queries = ThreadPoolExecutor(max_workers=settings.query_concurrency, thread_name_prefix="loglake-sql")
         self._queries_running = 0
 
+    @property
+    def keystore(self) -> KeyStore:
+        return self.runtime.keystore
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **runtime_options: Any) -> LoglakeApp:
+        """An app over a new Runtime (what `loglake serve` runs; tests pass a clock or a store)."""
+        return cls(Runtime(settings, **runtime_options))
+
     def _next_request_id(self) -> str:
         """Unique per process run and cheap: a random prefix and a counter (os.urandom is slow on VMs)."""
         self._request_counter += 1
         return f"{self._request_prefix}-{self._request_counter:x}"
 
-    def _on_maintenance(self, report: MaintenanceReport) -> None:
+    # -- RuntimeObserver -------------------------------------------------------------------------
+
+    def on_maintenance(self, report: MaintenanceReport) -> None:
         self.metrics.on_maintenance(report)
         if report.flushed.records or report.compacted.merged_files or report.expired or report.garbage_deleted:
             self.access_log.event(
@@ -166,10 +150,10 @@ class LoglakeApp:
                 }
             )
 
-    def _on_amplify_report(self, report: RunReport) -> None:
+    def on_amplify_report(self, report: RunReport) -> None:
         self.access_log.event({"event": "amplify_collection", **report.to_dict()})
 
-    def _on_commit(self, rows: int, seconds: float) -> None:
+    def on_commit(self, rows: int, seconds: float) -> None:
         self.metrics.on_commit(rows, seconds)
         self.storage_error = None
 
@@ -188,17 +172,9 @@ class LoglakeApp:
             self._queries_running -= 1
 
     def close(self) -> None:
-        if self.amplify is not None:
-            self.amplify.stop()
-            self.amplify.collector.source.close()
-        if self.lake_jobs is not None:
-            self.lake_jobs.stop()
+        self.runtime.close()  # stops the jobs first; reads in flight finish on the closed pools' threads
         self._readers.shutdown(wait=True)
         self._queries.shutdown(wait=True)
-        if self.lake is not None:
-            self.lake.close()
-        self.store.close()
-        self.keystore.close()
         self.access_log.close()
 
     # -- ASGI ----------------------------------------------------------------------------------
@@ -215,10 +191,7 @@ class LoglakeApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 flusher = asyncio.create_task(self.access_log.flush_periodically())
-                if self.lake_jobs is not None:
-                    self.lake_jobs.start()
-                if self.amplify is not None:
-                    self.amplify.start()
+                self.runtime.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if flusher is not None:
@@ -306,12 +279,3 @@ class LoglakeApp:
                 headers=[(b"retry-after", retry)],
             )
         request.principal = key
-
-
-def _amplify_config(settings: Settings) -> AmplifyConfig | None:
-    if not settings.amplify_config:
-        return None
-    try:
-        return load_config(Path(settings.amplify_config))
-    except AmplifyConfigError as e:
-        raise ConfigError(f"amplify_config: {e}") from None

@@ -6,21 +6,9 @@ are answered before authentication, as browsers never sign them.
 
 from __future__ import annotations
 
-import re
-
 Headers = list[tuple[bytes, bytes]]
-_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
 ALLOWED_HEADERS = b"authorization, content-type, content-encoding, x-amz-date, x-amz-security-token, x-request-id"
 EXPOSED_HEADERS = b"x-request-id, retry-after"
-
-
-def parse_origins(text: str) -> tuple[str, ...]:
-    """The comma-separated setting as origins; ValueError naming one that is not scheme://host[:port] or *."""
-    origins = tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
-    for origin in origins:
-        if origin != "*" and not _ORIGIN.fullmatch(origin):
-            raise ValueError(f"{origin!r} is not an origin like https://logs.example.com (or *)")
-    return origins
 
 
 def response_headers(origin: str, allowed: tuple[str, ...]) -> Headers:

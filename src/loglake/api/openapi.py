@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from loglake import __version__
 from loglake.api.routes import Result
-from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, SMALLEST_PLAUSIBLE_MS
+from loglake.model import NAME_PATTERN, SEVERITY_ALIASES, SEVERITY_NAMES, SMALLEST_PLAUSIBLE_MS, Limits
+from loglake.service import DEFAULT_LIMIT, MAX_LIMIT
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -43,7 +44,14 @@ def _query(name: str, description: str, schema: dict | None = None) -> dict:
 
 
 SEVERITY = {"type": "string", "enum": list(SEVERITY_NAMES)}
-NAME = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$"}
+NAME = {"type": "string", "pattern": f"^{NAME_PATTERN.pattern}$"}
+# The defaults; a server started with other limits enforces its own (loglake serve --help).
+_LIMITS = Limits()
+PAGE_LIMIT = _query(
+    "limit",
+    f"1-{MAX_LIMIT}, default {DEFAULT_LIMIT}",
+    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+)
 
 
 def _any_case(words: list[str]) -> str:
@@ -59,7 +67,11 @@ RECORD_IN = {
     "required": ["message"],
     "additionalProperties": False,
     "properties": {
-        "message": {"type": "string", "minLength": 1, "description": "at most 256 KiB of UTF-8"},
+        "message": {
+            "type": "string",
+            "minLength": 1,
+            "description": f"at most {_LIMITS.max_message_bytes // 1024} KiB of UTF-8",
+        },
         "timestamp": {
             "oneOf": [{"type": "integer", "minimum": SMALLEST_PLAUSIBLE_MS}, {"type": "string", "format": "date-time"}],
             "description": "epoch ms or ISO-8601 with offset; default: time received",
@@ -72,7 +84,11 @@ RECORD_IN = {
             "default": "info",
             "description": "debug, info, warning, error, critical (any case); aliases trace, notice, warn, err, fatal",
         },
-        "attributes": {"type": "object", "description": "at most 128 keys, depth 5, 64 KiB as JSON"},
+        "attributes": {
+            "type": "object",
+            "description": f"at most {_LIMITS.max_attribute_keys} keys, depth {_LIMITS.max_attribute_depth}, "
+            f"{_LIMITS.max_attribute_bytes // 1024} KiB as JSON",
+        },
         "id": {
             "type": "string",
             "format": "uuid",
@@ -201,7 +217,7 @@ SPEC: dict[str, Any] = {
                 "parameters": [
                     *FILTERS,
                     _query("q", "case-insensitive substring of the message"),
-                    _query("limit", "1-1000, default 100", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                    PAGE_LIMIT,
                     _query("cursor", "next_cursor of the previous page"),
                 ],
                 "responses": {
@@ -228,7 +244,7 @@ SPEC: dict[str, Any] = {
                 "parameters": [
                     _query("q", "the search, e.g. timeout service:api -healthcheck"),
                     *FILTERS,
-                    _query("limit", "1-1000, default 100", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                    PAGE_LIMIT,
                     _query("cursor", "next_cursor of the previous page"),
                 ],
                 "responses": {"200": _json(PAGE, "A page of records, the same shape as /logs/recent")},

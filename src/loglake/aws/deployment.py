@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from loglake.amplify.config import AWS_REGION, AmplifyConfigError, parse_config
-from loglake.api.cors import parse_origins
+from loglake.config import parse_origins
 
 REQUIRED_TAGS = ("Project", "Owner", "CostCenter", "Environment")
 # Service codes of the naming convention, per kind of resource.

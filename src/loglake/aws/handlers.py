@@ -85,7 +85,8 @@ def query(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def _cors_headers(event: dict[str, Any]) -> dict[str, str]:
     """For a function answering without the app (POST /query): the app's CORS headers."""
-    from loglake.api.cors import parse_origins, response_headers
+    from loglake.api.cors import response_headers
+    from loglake.config import parse_origins
 
     origin = next((v for k, v in (event.get("headers") or {}).items() if k.lower() == "origin"), "")
     allowed = parse_origins(os.environ.get("LOGLAKE_CORS_ALLOW_ORIGINS", ""))
@@ -272,7 +273,7 @@ def _api_app() -> Any:
             from loglake.aws.athena_search import AthenaSearch
 
             record_search = AthenaSearch(_athena_engine())
-        _app = LoglakeApp(settings, store=store, record_search=record_search)
+        _app = LoglakeApp.from_settings(settings, store=store, record_search=record_search)
     return _app
 
 

@@ -1,0 +1,34 @@
+"""The OpenAPI document describes exactly the API the app serves, with the limits it enforces."""
+
+from __future__ import annotations
+
+import httpx
+
+from loglake.api.app import ROUTES
+from loglake.config import Settings
+
+# Served but not described: the description itself and the page rendered from it.
+UNDOCUMENTED = {("GET", "/openapi.json"), ("GET", "/docs")}
+
+
+def test_every_route_is_documented_and_every_documented_path_is_served() -> None:
+    from loglake.api.openapi import SPEC
+
+    documented = {(method.upper(), path) for path, ops in SPEC["paths"].items() for method in ops}
+    served = {(route.method, route.template) for route in ROUTES}
+    assert documented == served - UNDOCUMENTED
+
+
+async def test_documented_limits_are_the_ones_enforced(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    limit = next(p for p in spec["paths"]["/logs/recent"]["get"]["parameters"] if p["name"] == "limit")
+    maximum = limit["schema"]["maximum"]
+    assert (await client.get("/logs/recent", params={"limit": maximum})).status_code == 200
+    assert (await client.get("/logs/recent", params={"limit": maximum + 1})).status_code == 400
+
+    record = spec["components"]["schemas"]["RecordIn"]["properties"]
+    kib = Settings().max_message_bytes // 1024
+    assert f"at most {kib} KiB" in record["message"]["description"]
+    too_long = {"message": "x" * (kib * 1024 + 1)}
+    assert (await client.post("/logs", json=too_long)).status_code == 400
+    assert (await client.post("/logs", json={"message": "x" * (kib * 1024)})).status_code == 201

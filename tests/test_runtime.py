@@ -1,0 +1,49 @@
+"""The composition root: what a Runtime builds from Settings, and that its edges hear its events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loglake.config import Settings
+from loglake.lake.lake import MaintenanceReport
+from loglake.runtime import Runtime
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.commits: list[int] = []
+        self.maintenance: list[MaintenanceReport] = []
+
+    def on_commit(self, rows: int, seconds: float) -> None:
+        self.commits.append(rows)
+
+    def on_maintenance(self, report: MaintenanceReport) -> None:
+        self.maintenance.append(report)
+
+    def on_amplify_report(self, report: object) -> None:
+        raise AssertionError("no collector is configured")
+
+
+def test_runtime_builds_the_embedded_loglake_and_reports_to_its_observers(tmp_path: Path) -> None:
+    now = 1_795_000_000.0
+    runtime = Runtime(Settings(data_dir=tmp_path, hot_window_seconds=60), clock=lambda: now)
+    recorder = Recorder()
+    runtime.observe(recorder)
+    try:
+        assert runtime.lake is not None and runtime.amplify is None
+        records, _ = runtime.service.parse(b'[{"message": "a"}, {"message": "b", "timestamp": 1794000000000}]', False)
+        runtime.service.submit(records).result(timeout=10)
+        assert recorder.commits == [2]
+        report = runtime.lake.maintain(compact=False, expire=False)
+        assert report is not None and report.flushed.records == 1
+        runtime.lake_jobs.on_report(report)
+        assert recorder.maintenance == [report]
+    finally:
+        runtime.close()
+
+
+def test_commands_that_never_touch_keys_leave_no_key_file(tmp_path: Path) -> None:
+    runtime = Runtime(Settings(data_dir=tmp_path))
+    runtime.close()
+    assert (tmp_path / "hot.db").exists()
+    assert not (tmp_path / "keys.db").exists()
