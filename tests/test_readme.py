@@ -1,0 +1,82 @@
+"""The README's tables of defaults and limits say what the code does (the code is the one definition)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from loglake.config import Settings, env_name
+from loglake.model import Limits
+from loglake.service import MAX_LIMIT
+
+README = (Path(__file__).parents[1] / "README.md").read_text()
+_UNITS = {"KiB": 1024, "MiB": 1024 * 1024}
+
+
+def _section(title: str) -> str:
+    start = README.index(f"\n## {title}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end > 0 else None]
+
+
+def _value(text: str) -> object:
+    """A README default as a value: `300` -> 300, 10 MiB -> 10485760, 10,000 -> 10000, on -> True."""
+    text = re.sub(r"\s*\(.*\)$", "", text.strip()).strip("`")
+    if text in ("on", "off"):
+        return text == "on"
+    if text.startswith("empty"):
+        return ""
+    number = re.fullmatch(r"(\d[\d,]*(?:\.\d+)?)\s*(KiB|MiB)?", text)
+    if number:
+        value = float(number.group(1).replace(",", "")) * _UNITS.get(number.group(2) or "", 1)
+        return int(value) if value.is_integer() else value
+    return text
+
+
+def _configuration_rows() -> list[tuple[str, str, object]]:
+    rows = []
+    for line in _section("Configuration").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 4 or not cells[0].startswith("`--"):
+            continue
+        flags = [f.strip("` ").split("/")[0] for f in cells[0].split(",")]
+        defaults = [d for d in re.split(r",\s(?=\S)", cells[2])]
+        if len(defaults) == len(flags):
+            rows.extend((flag, cells[1], _value(default)) for flag, default in zip(flags, defaults, strict=True))
+    return rows
+
+
+def test_the_configuration_table_was_read() -> None:
+    flags = {flag for flag, _, _ in _configuration_rows()}
+    assert {"--data-dir", "--port", "--max-body-bytes", "--query-max-rows", "--rate-burst"} <= flags
+
+
+@pytest.mark.parametrize(("flag", "environment", "default"), _configuration_rows())
+def test_configuration_table_defaults_match_settings(flag: str, environment: str, default: object) -> None:
+    name = flag.removeprefix("--").replace("-", "_")
+    assert hasattr(Settings, name), f"the README names {flag}, which loglake serve does not have"
+    actual = getattr(Settings(), name)
+    assert (str(actual) if isinstance(actual, Path) else actual) == default
+    if environment.endswith("`") and "..." not in environment:
+        assert env_name(name) in environment
+
+
+def test_record_table_states_the_enforced_limits() -> None:
+    limits = Limits()
+    record = _section("The record")
+    assert f"at most {limits.max_message_bytes // 1024} KiB of UTF-8" in record
+    attributes = (
+        f"at most {limits.max_attribute_keys} keys, nesting depth {limits.max_attribute_depth}, "
+        f"{limits.max_attribute_bytes // 1024} KiB as JSON"
+    )
+    assert attributes in record
+    assert f"at most {limits.max_future_ms // 3_600_000} h in the future" in record
+    mib = Settings().max_body_bytes // (1024 * 1024)
+    body = f"body over {mib} MiB after decompression, or over {limits.max_records:,} records"
+    assert body in record
+
+
+def test_recent_limit_range_is_the_enforced_one() -> None:
+    assert f"`limit` (1-{MAX_LIMIT}," in README.replace("\n", " ")
