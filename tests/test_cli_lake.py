@@ -14,6 +14,7 @@ import pytest
 import sqlglot
 
 from loglake.model import DAY_MS
+from loglake.store.sqlite import SQLiteHotStore
 from tests.conftest import run_cli as run
 
 pytestmark = pytest.mark.usefixtures("no_loglake_environment")
@@ -147,6 +148,16 @@ def test_flush_compact_and_retention_by_hand(server_factory, admin_key_of, monke
 def test_query_on_a_folder_without_data_says_so(tmp_path: Path) -> None:
     result = run("query", "SELECT 1", "--data-dir", str(tmp_path / "nothing"))
     assert result.exit_code == 1 and "no loglake data" in result.output
+
+
+def test_a_local_query_too_large_to_answer_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    SQLiteHotStore(tmp_path / "hot.db").close()
+    monkeypatch.setenv("LOGLAKE_QUERY_MAX_RESPONSE_MB", "1")
+    wide = (
+        "SELECT CASE WHEN i < 4096 THEN repeat('x', 100000) ELSE error('read past the cap') END FROM range(10000) t(i)"
+    )
+    result = run("query", wide, "--format", "csv", "--data-dir", str(tmp_path))
+    assert result.exit_code == 1 and "query_max_response_mb" in result.output and "fewer rows" in result.output
 
 
 def test_catalog_ddl_prints_athena_tables() -> None:

@@ -68,6 +68,15 @@ class Settings:
     query_max_rows: int = _opt(10_000, "Most rows a SQL query returns.")
     query_concurrency: int = _opt(4, "SQL queries that run at once (more wait).")
     query_memory_mb: int = _opt(1024, "Memory DuckDB may use for SQL queries, in MiB.")
+    query_spill_mb: int = _opt(
+        0,
+        "Disk SQL queries may spill to beyond their memory (tmp/duckdb in the data dir), in MiB, shared by the "
+        "queries running at once; 0 = a tenth of the data dir's free disk space when the server starts.",
+    )
+    query_threads: int = _opt(2, "Most threads one SQL query runs on (DuckDB's workers, shared by all queries).")
+    query_max_response_mb: int = _opt(
+        64, "Largest answer of a SQL query (its rows as JSON), in MiB; a larger one is refused (400)."
+    )
     # -- Amplify access logs
     amplify_config: str = _opt(
         "", "JSON configuration of the Amplify access-log collector; set, the server collects on its schedule."
@@ -112,9 +121,14 @@ class Settings:
         if self.rate_limit <= 0 or self.rate_burst <= 0:
             raise ConfigError("rate_limit and rate_burst must be positive")
         positive = ("hot_window_seconds", "hot_max_records", "compact_target_mb", "query_timeout_seconds")
-        for name in (*positive, "query_max_rows", "query_concurrency", "query_memory_mb"):
+        query = ("query_max_rows", "query_concurrency", "query_memory_mb", "query_threads", "query_max_response_mb")
+        for name in (*positive, *query):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.query_spill_mb < 0:
+            raise ConfigError(
+                f"query_spill_mb must be 0 (a tenth of the free disk) or positive, got {self.query_spill_mb}"
+            )
         if self.retention_days < 0 or self.flush_interval_seconds < 0:
             raise ConfigError("retention_days and flush_interval_seconds must be 0 (off) or positive")
         try:

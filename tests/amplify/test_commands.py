@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
+import os
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,12 +18,16 @@ from loglake.amplify.collector import Collector
 from loglake.amplify.config import parse_config
 from loglake.amplify.jobs import AmplifySchedule, CollectionBusy, collection_lock
 from loglake.amplify.reports import SAVED_QUERIES
+from loglake.api.app import LoglakeApp
+from loglake.config import Settings
+from loglake.lake.layout import amplify_access_key
+from loglake.lake.manifest import LakeFile, add_files
 from loglake.lake.objectstore import LocalObjectStore
 from loglake.store.sqlite import SQLiteHotStore
 from tests.amplify.logs import USER_AGENTS, access_log, varied_requests
 from tests.amplify.server import FakeAmplify, FakeApp
 from tests.amplify.test_collector import DANSE, HORIZON, ms
-from tests.conftest import free_port, run_cli
+from tests.conftest import asgi_client, free_port, key_for, run_cli
 
 pytestmark = pytest.mark.usefixtures("no_loglake_environment")
 
@@ -213,6 +220,44 @@ def test_reports_and_status_over_http(tmp_path: Path, server_factory, admin_key_
                   "--since", "2026-11-01T00:00:00Z", "--until", "2026-11-08T00:00:00Z")  # fmt: skip
     assert cli.exit_code == 0, cli.output
     assert len(json.loads(cli.stdout)) == len(SAVED_QUERIES)
+
+
+def threads_waiting_for_a_fifo_writer() -> int:
+    """This process's threads blocked opening a FIFO for reading (Linux: wchan wait_for_partner)."""
+    return sum((task / "wchan").read_text() == "wait_for_partner" for task in Path("/proc/self/task").iterdir())
+
+
+async def test_long_reports_wait_on_the_sql_slots_and_never_hold_up_search(settings: Settings) -> None:
+    # Reports that cannot finish: their one lake file is a FIFO, which DuckDB blocks opening until
+    # a writer comes. They hold every SQL slot; search, on the engine's own connections, still answers.
+    app = LoglakeApp(replace(settings, query_concurrency=2, query_timeout_seconds=3))
+    assert app.lake is not None
+    key = amplify_access_key("danse_tech", SINCE.date(), "part-blocking.parquet")
+    fifo = app.lake.objects.root / key
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    listed = LakeFile(key, "amplify_access", SINCE.date().isoformat(), ms(SINCE), ms(SINCE), 1, 1)
+    app.store.in_write_transaction(lambda conn: add_files(conn, [listed], ms(SINCE))).result()
+    params = {"app": "danse_tech", "since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00Z"}
+    try:
+        async with asgi_client(app, key_for(app, "admin")) as client:
+            assert (await client.post("/logs", json={"message": "find me"})).status_code == 201
+            reports = [asyncio.create_task(client.get("/amplify/reports", params=params)) for _ in range(2)]
+            for _ in range(400):
+                if threads_waiting_for_a_fifo_writer() == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert threads_waiting_for_a_fifo_writer() == 2, "the reports did not reach their lake file"
+            search = await client.get("/logs/search", params={"q": "find", "since": "1h"})
+            sql = await client.post("/query", json={"sql": "SELECT 1"})
+            assert not any(report.done() for report in reports)
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # let the reports go: they fail on it
+            await asyncio.gather(*reports)
+    finally:
+        app.close()
+    assert search.status_code == 200, search.text
+    assert [r["message"] for r in search.json()["logs"]] == ["find me"]
+    assert (sql.status_code, sql.json()["error"]["code"]) == (503, "busy")  # the reports hold the SQL slots
 
 
 def test_the_server_shows_its_next_collection(tmp_path: Path, server_factory) -> None:

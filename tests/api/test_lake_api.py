@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
@@ -97,6 +100,77 @@ async def test_bad_queries_are_400s_that_say_why(client: httpx.AsyncClient, body
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == code
     assert response.json()["error"]["message"]
+
+
+# What reached the engine's settings, catalog and server paths through the sandbox (issue 11).
+CATALOG_READS = [
+    "SELECT * FROM pg_catalog.pg_settings",
+    "SELECT * FROM pg_settings",
+    "SELECT * FROM duckdb_settings()",
+    "SELECT * FROM duckdb_views()",
+    "SELECT * FROM duckdb_views",
+    "SELECT * FROM information_schema.tables",
+    "SELECT * FROM information_schema.views",
+    "SELECT * FROM pg_views",
+    "SELECT * FROM memory.main.logs",
+    "SELECT * FROM temp.logs",
+    "SELECT * FROM _hot_logs",
+    "SHOW ALL TABLES",
+    "DESCRIBE pg_settings",
+    "SELECT * FROM logs WHERE message IN (SELECT value FROM pg_settings)",
+    "SELECT (SELECT max(sql) FROM pg_views) FROM logs",
+    # a WITH name is a table only in its own scope: outside it (or in its own definition) the catalog's
+    "WITH pg_settings AS (SELECT count(*) FROM pg_settings) SELECT * FROM pg_settings",
+    "SELECT (SELECT count(*) FROM pg_views) FROM (WITH pg_views AS (SELECT 1) SELECT * FROM pg_views)",
+    "WITH a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a",
+    "SELECT * FROM histogram(logs, severity)",
+    "SELECT * FROM main.range(3)",
+    "SELECT current_setting('temp_directory')",
+    "SELECT getvariable('x')",
+    "SELECT version()",
+    "SELECT current_database(), current_schema()",
+    "SELECT system.main.current_database()",
+    "SELECT in_search_path('memory', 'main')",
+    "SELECT pg_get_viewdef(oid) FROM (SELECT 1 AS oid)",
+    "SELECT format_type(1, 1)",
+    "SELECT get_block_size('memory')",
+    "SELECT pg_postmaster_start_time()",
+    "SELECT json_serialize_plan('SELECT * FROM logs')",
+    "SELECT txid_current()",
+    "SELECT setseed(0.5)",
+]
+
+
+@pytest.mark.parametrize("sql", CATALOG_READS)
+async def test_the_engines_settings_catalog_and_paths_are_out_of_reach(
+    client: httpx.AsyncClient, settings: Settings, sql: str
+) -> None:
+    response = await client.post("/query", json={"sql": sql})
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "forbidden"), response.text[:300]
+    assert "GET /tables" in response.json()["error"]["message"]
+    assert str(settings.data_dir.resolve()) not in response.text
+
+
+async def test_the_readmes_queries_and_row_making_functions_answer(
+    app: LoglakeApp, client: httpx.AsyncClient, seeded: list[str]
+) -> None:
+    flush_all(app)
+    examples = re.findall(r'"((?:SELECT|WITH) [^"]+)"', (Path(__file__).parents[2] / "README.md").read_text())
+    assert len(examples) >= 5
+    examples += [
+        "SELECT sum(i) FROM range(3) r(i)",
+        "SELECT count(*) FROM generate_series(1, 10)",
+        "SELECT u FROM unnest([1, 2]) t(u)",
+        "SELECT key, count(*) FROM logs, json_each(attributes) GROUP BY key ORDER BY key",
+        "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 3) SELECT max(n) FROM t",
+        "WITH e AS (SELECT * FROM logs WHERE severity = 'error'), s AS (SELECT service FROM e) SELECT count(*) FROM s",
+        "DESCRIBE logs",
+    ]
+    for sql in examples:
+        response = await client.post("/query", json={"sql": sql})
+        assert response.status_code == 200, (sql, response.text)
+    keys = await client.post("/query", json={"sql": examples[-4]})
+    assert keys.json()["rows"] == [["http", 30], ["user", 30]]
 
 
 async def test_query_needs_the_read_scope(app: LoglakeApp) -> None:
@@ -270,3 +344,40 @@ async def test_long_sql_neither_blocks_reads_nor_queues_beyond_its_slots(
     assert [r.status_code for r in reads] == [200] * 4
     assert not any(task.done() for task in running), "reads waited for the SQL queries to end"
     assert {(await task).json()["error"]["code"] for task in running} == {"query_timeout"}
+
+
+async def test_a_query_past_its_spill_space_is_refused_while_ingest_goes_on(settings: Settings) -> None:
+    bounded = replace(settings, query_memory_mb=100, query_spill_mb=16, query_threads=1)
+    application = LoglakeApp(bounded, clock=lambda: NOW_MS / 1000)
+    try:
+        async with asgi_client(application, key_for(application, "admin")) as client:
+            # about 400 MB to sort: more than its memory and its spill space together
+            big_sort = "SELECT i, repeat('x', 100) AS pad FROM range(3000000) t(i) ORDER BY hash(i)"
+            sorting = asyncio.create_task(client.post("/query", json={"sql": big_sort}))
+            during = await client.post("/logs", json=rec(1, "while the query sorts"))
+            refused = await sorting
+            after = await client.post("/logs", json=rec(1, "after the query"))
+            stored = await client.get("/logs/recent", params={"since": "1h"})
+    finally:
+        application.close()
+    assert (refused.status_code, refused.json()["error"]["code"]) == (400, "query_too_large"), refused.text[:300]
+    assert "16 MiB" in refused.json()["error"]["message"] and "query_spill_mb" in refused.json()["error"]["message"]
+    assert (during.status_code, after.status_code) == (201, 201)
+    assert [r["message"] for r in stored.json()["logs"]] == ["after the query", "while the query sorts"]
+
+
+async def test_an_answer_past_the_size_cap_is_a_400_asking_for_less(settings: Settings) -> None:
+    application = LoglakeApp(replace(settings, query_max_response_mb=1), clock=lambda: NOW_MS / 1000)
+    wide = "SELECT i, repeat('x', 100000) AS x FROM range(600) t(i)"  # 60 MB of JSON
+    try:
+        async with asgi_client(application, key_for(application, "read")) as client:
+            refused = await client.post("/query", json={"sql": wide})
+            some = await client.post("/query", json={"sql": wide, "limit": 8})
+            narrower = await client.post("/query", json={"sql": wide.replace("repeat('x', 100000)", "'x'")})
+    finally:
+        application.close()
+    assert (refused.status_code, refused.json()["error"]["code"]) == (400, "response_too_large")
+    assert "query_max_response_mb" in refused.json()["error"]["message"]
+    assert "fewer rows (limit)" in refused.json()["error"]["message"]
+    assert (some.status_code, some.json()["row_count"], some.json()["truncated"]) == (200, 8, True)
+    assert (narrower.status_code, narrower.json()["row_count"]) == (200, 600)

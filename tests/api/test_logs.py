@@ -445,6 +445,14 @@ async def test_metrics(client: httpx.AsyncClient) -> None:
     assert "loglake_store_write_duration_seconds_count 1" in text
 
 
+async def test_clients_field_names_never_become_metric_labels(client: httpx.AsyncClient) -> None:
+    strays = [{"message": "x", f"stray_{i}_{'k' * 1000}": 1} for i in range(50)]
+    assert (await client.post("/logs", json=strays)).status_code == 400
+    text = (await client.get("/metrics")).text
+    assert 'loglake_records_rejected_total{reason="unknown_field"} 50' in text
+    assert "stray_" not in text
+
+
 async def test_openapi_and_docs(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     assert spec["openapi"].startswith("3.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -249,3 +250,62 @@ def test_an_error_message_never_carries_a_python_traceback() -> None:
     )
     error = client_error(raised)
     assert error.message == "Invalid Input Error: Required module failed to import" and "/srv" not in error.message
+
+
+def test_queries_run_on_the_threads_and_spill_space_they_are_given(
+    store: SQLiteHotStore, local_lake: LocalObjectStore, tmp_path: Path
+) -> None:
+    engine = QueryEngine(store, local_lake, tmp_path / "duckdb", QueryLimits(threads=1, spill_mb=16))
+    try:
+        settings = engine._db.execute(
+            "SELECT name, value FROM duckdb_settings() WHERE name IN ('threads', 'max_temp_directory_size')"
+        ).fetchall()
+        assert dict(settings) == {"threads": "1", "max_temp_directory_size": "16.0 MiB"}
+    finally:
+        engine.close()
+
+
+def test_by_default_queries_spill_to_a_tenth_of_the_free_disk(
+    store: SQLiteHotStore, local_lake: LocalObjectStore, tmp_path: Path
+) -> None:
+    free_mb = shutil.disk_usage(tmp_path).free / 2**20
+    engine = QueryEngine(store, local_lake, tmp_path / "duckdb", QueryLimits())
+    try:
+        assert 0.09 * free_mb <= engine.spill_mb <= 0.11 * free_mb
+    finally:
+        engine.close()
+
+
+def test_an_answer_past_its_size_cap_is_refused_before_the_rest_is_read(
+    store: SQLiteHotStore, local_lake: LocalObjectStore, tmp_path: Path
+) -> None:
+    engine = QueryEngine(store, local_lake, tmp_path / "duckdb", QueryLimits(max_response_mb=1))
+    # 100 kB rows: the cap passes at row 11; rows from 4096 on (a later vector) would fail if computed.
+    sql = (
+        "SELECT CASE WHEN i < 4096 THEN repeat('x', 100000) ELSE error('read past the cap') END FROM range(10000) t(i)"
+    )
+    try:
+        with pytest.raises(QueryError) as refused:
+            engine.query(sql)
+        assert refused.value.code == "response_too_large"
+        assert "1 MiB" in refused.value.message and "limit" in refused.value.message
+        assert len(engine.query(sql, limit=10).rows) == 10  # what fits is answered
+    finally:
+        engine.close()
+
+
+def test_plans_and_errors_name_lake_files_by_their_keys_not_server_paths(
+    store: SQLiteHotStore, local_lake: LocalObjectStore, local_engine: QueryEngine, tmp_path: Path
+) -> None:
+    seed(store, days=2, per_day=50)
+    Flusher(store, local_lake).flush(before_ms=START + 2 * DAY)
+    plan = local_engine.query("SELECT count(*) FROM logs WHERE date = '2026-11-02'", explain=True).plan
+    assert plan is not None and "type=app_logs/date=2026-11-02/part-" in plan and str(tmp_path) not in plan
+    widths = {len(line) for line in plan.splitlines() if "Filename" in line or "type=app_logs" in line}
+    assert len(widths) == 1  # the plan's boxes stay aligned
+    newest = sorted(local_lake.root.rglob("*.parquet"))[-1]
+    newest.write_bytes(b"PAR1" + b"x" * 100 + b"PAR1")  # a damaged file, read after the query started
+    with pytest.raises(QueryError) as failed:
+        local_engine.query("SELECT count(*) FROM logs")
+    assert "type=app_logs/date=2026-11-02/part-" in failed.value.message
+    assert str(tmp_path) not in failed.value.message

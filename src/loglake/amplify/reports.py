@@ -95,7 +95,7 @@ def run_reports(
     for saved in [BY_NAME[n] for n in names] if names else SAVED_QUERIES:
         used = {k: v for k, v in params.items() if f"${k}" in saved.sql}
         window = TimeRange(since_ms, until_ms)
-        result = engine.run_internal(saved.sql, used, window, cap=1000, tables=(AMPLIFY_ACCESS_TABLE,))
+        result = engine.run_saved(saved.sql, used, window, cap=1000, tables=(AMPLIFY_ACCESS_TABLE,))
         reports.append({"name": saved.name, "title": saved.title, **result_to_dict(result)})
     return reports
 

@@ -19,7 +19,7 @@ from loglake.ids import format_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody
 from loglake.keys import KeyStoreError, parse_scopes
 from loglake.lake.query import QueryBusy, QueryError, result_to_dict
-from loglake.model import InvalidRecords, format_datetime, record_to_dict
+from loglake.model import RECORD_FIELDS, InvalidRecords, format_datetime, record_to_dict
 from loglake.service import LATEST_MS, InvalidQuery, RecentPage, parse_time
 from loglake.store.base import StoreUnavailable
 
@@ -81,13 +81,22 @@ def _refused(app: LoglakeApp, error: InvalidRecords) -> ApiError:
     """The 400 naming every problem (up to MAX_DETAILS); each refused record counted once, by its first problem."""
     first_problem: dict[int, str] = {}
     for problem in error.problems:
-        first_problem.setdefault(problem.index, problem.field or "not_an_object")
+        first_problem.setdefault(problem.index, _rejection_reason(problem.field))
     for field in first_problem.values():
         app.metrics.rejected.inc((field,))
     details = [p.as_dict() for p in error.problems[:MAX_DETAILS]]
     if len(error.problems) > MAX_DETAILS:
         details.append({"index": -1, "field": "", "reason": f"... and {len(error.problems) - MAX_DETAILS} more"})
     return ApiError(400, "invalid_records", str(error), details)
+
+
+def _rejection_reason(field: str) -> str:
+    """The metric label of a refused record: a record field, or `unknown_field` for the names of
+    fields the model does not have (clients choose those: as labels they would grow /metrics without
+    bound), or `not_an_object`."""
+    if not field:
+        return "not_an_object"
+    return field if field in RECORD_FIELDS else "unknown_field"
 
 
 def _committed(write: Future[list[bytes]]) -> asyncio.Future[list[bytes]]:

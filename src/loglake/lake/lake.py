@@ -112,6 +112,9 @@ class Lake:
             max_rows=settings.query_max_rows,
             concurrency=settings.query_concurrency,
             memory_mb=settings.query_memory_mb,
+            spill_mb=settings.query_spill_mb,
+            threads=settings.query_threads,
+            max_response_mb=settings.query_max_response_mb,
         )
         return cls(store, object_store(settings), settings.data_dir, policy=policy, limits=limits, clock=clock)
 

@@ -10,7 +10,9 @@ The sandbox, in layers:
 - DuckDB's own file access is switched off except the lake folder (`allowed_directories` +
   `enable_external_access=false`), extensions cannot be installed or loaded, and the configuration
   is then locked, so a query cannot SET its way out;
-- every query runs with a timeout (DuckDB's interrupt) and returns at most a row cap.
+- every query runs with a timeout (DuckDB's interrupt) and returns at most a row cap and an answer
+  size cap; it runs on a bounded number of threads, in bounded memory, and spills to a bounded part
+  of the data dir's disk (never the space the hot store needs to take records).
 Settings cannot change after the lock, so the few connections the engine uses are opened (and
 their profiling turned on, for bytes scanned) before it; queries borrow one from a pool, which also
 bounds how many run at once.
@@ -23,6 +25,8 @@ import contextlib
 import json
 import math
 import queue
+import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import msgspec
 import pyarrow as pa
 import pyarrow.dataset as ds
 
@@ -79,6 +84,12 @@ class QueryLimits:
     max_rows: int = 10_000
     concurrency: int = 4
     memory_mb: int = 1024
+    spill_mb: int = 0  # 0: a tenth of the free disk space where the engine spills, when it starts
+    threads: int = 2
+    max_response_mb: int = 64  # a user's query: its rows as JSON
+
+
+SPILL_SHARE_OF_FREE_DISK = 0.1
 
 
 class QueryEngine:
@@ -89,13 +100,23 @@ class QueryEngine:
         self.lake = lake
         self.limits = limits or QueryLimits()
         work_dir.mkdir(parents=True, exist_ok=True)
+        # DuckDB would spill up to 90 % of the free disk: the space the hot store needs to take records.
+        self.spill_mb = self.limits.spill_mb or default_spill_mb(work_dir)
         config: dict[str, Any] = {
-            "memory_limit": f"{self.limits.memory_mb}MB",
+            "memory_limit": f"{self.limits.memory_mb}MiB",
+            "threads": self.limits.threads,
             "temp_directory": str(work_dir),
+            "max_temp_directory_size": f"{self.spill_mb}MiB",
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
+            "python_enable_replacements": False,  # a table name never reaches for a Python variable
         }
         self._db = duckdb.connect(config=config)
+        # Server paths in DuckDB's errors and plans (the lake's files, the spill folder) shown without
+        # the folders they are in: lake files by their keys, as the catalog names them.
+        self._server_paths = [(str(work_dir.resolve()), "tmp/duckdb")]
+        if isinstance(lake, LocalObjectStore):
+            self._server_paths.insert(0, (str(lake.root.resolve()) + "/", ""))
         self._arrow_fs: Any = None  # made on first use: S3 lakes only
         # Users' SQL and the server's own reads (search, histogram, a flushed record) draw on separate
         # connections, so a slow user query never holds up the API's reads.
@@ -119,7 +140,10 @@ class QueryEngine:
         timeout = limit_s if timeout_seconds is None else min(timeout_seconds, limit_s)
         sql = rewrite_ilike_contains(sql, tree)
         text = f"EXPLAIN ANALYZE {sql}" if explain else sql
-        return self._run(self._pool, text, cap, timeout, TimeRange(), tuple(TABLES.values()), explain=explain)
+        max_bytes = self.limits.max_response_mb * 1024 * 1024
+        return self._run(
+            self._pool, text, cap, timeout, TimeRange(), tuple(TABLES.values()), explain=explain, max_bytes=max_bytes
+        )
 
     def run_internal(
         self,
@@ -129,9 +153,17 @@ class QueryEngine:
         cap: int,
         tables: tuple[LakeTable, ...] = (APP_LOGS_TABLE,),
     ) -> QueryResult:
-        """A query the server itself wrote (search, histogram, reports), with parameters, over `tables`
-        (only those are defined: a report on amplify_access need not load the hot store)."""
+        """A query the server itself wrote for its own reads (search, histogram, a record by id), with
+        parameters, over `tables` (only those are defined), on connections users' SQL never holds."""
         return self._run(self._internal_pool, sql, cap, self.limits.timeout_seconds, window, tables, params=params)
+
+    def run_saved(
+        self, sql: str, params: dict[str, Any], window: TimeRange, cap: int, tables: tuple[LakeTable, ...]
+    ) -> QueryResult:
+        """A saved query a user asked for (an Amplify report), with parameters like run_internal, but on
+        the users' query connections: long reports wait their turn with users' SQL and never take the
+        connections search and lookups need."""
+        return self._run(self._pool, sql, cap, self.limits.timeout_seconds, window, tables, params=params)
 
     def close(self) -> None:
         for pool in (self._pool, self._internal_pool):
@@ -173,6 +205,7 @@ class QueryEngine:
         *,
         params: list[Any] | dict[str, Any] | None = None,
         explain: bool = False,
+        max_bytes: int | None = None,
     ) -> QueryResult:
         started = time.perf_counter()
         with self._cursor(pool, timeout) as cursor:
@@ -185,7 +218,12 @@ class QueryEngine:
             try:
                 result = cursor.execute(sql, params) if params else cursor.execute(sql)
                 columns = [(d[0], str(d[1])) for d in (result.description or [])]
-                rows = result.fetchmany(cap + 1) if not explain else result.fetchall()
+                if explain:
+                    rows = result.fetchall()
+                elif max_bytes is None:
+                    rows = result.fetchmany(cap + 1)
+                else:
+                    rows = _fetch_within(result, cap, max_bytes)
             except duckdb.InterruptException:
                 raise QueryError(
                     "query_timeout",
@@ -193,8 +231,11 @@ class QueryEngine:
                     f"range reads fewer files), or allow more time (timeout_seconds / --timeout, at most the "
                     f"server's query_timeout_seconds, {self.limits.timeout_seconds:g} s)",
                 ) from None
+            except duckdb.OutOfMemoryException as e:
+                raise self._too_large(e) from None
             except duckdb.Error as e:
-                raise client_error(e) from None
+                error = client_error(e)
+                raise QueryError(error.code, self._hide_server_paths(error.message)) from None
             finally:
                 finished.set()
                 watchdog.join()
@@ -203,9 +244,33 @@ class QueryEngine:
         bytes_scanned = int(profile.get("io", {}).get("total_bytes_read", 0))
         files = sum(_files_read(op) for op in profile.get("operator", []))
         if explain:
-            plan = "\n".join(str(row[-1]) for row in rows)
+            plan = self._hide_server_paths("\n".join(str(row[-1]) for row in rows), keep_width=True)
             return QueryResult([], [], False, elapsed_ms, bytes_scanned, files, plan=plan)
         return QueryResult(columns, rows[:cap], len(rows) > cap, elapsed_ms, bytes_scanned, files)
+
+    def _too_large(self, error: duckdb.OutOfMemoryException) -> QueryError:
+        """The query needed more memory, and then more spill space, than the server allows. DuckDB's
+        own advice (SET memory_limit, threads, ...) is for its operator, not for the query's author."""
+        if "max_temp_directory_size" in str(error):
+            needed = f"more disk to spill to than the {self.spill_mb:,} MiB the server allows (query_spill_mb)"
+        else:
+            needed = f"more than the {self.limits.memory_mb:,} MiB of memory the server allows (query_memory_mb)"
+        return QueryError(
+            "query_too_large",
+            f"the query needed {needed}, shared by the queries running at once; narrow it (a date or "
+            "timestamp range), aggregate before sorting or joining, select fewer columns, or retry later",
+        )
+
+    def _hide_server_paths(self, text: str, *, keep_width: bool = False) -> str:
+        """`text` with the engine's folders left out (lake files by their keys); with `keep_width`,
+        each path keeps its width (padded after it), so the boxes of a plan stay aligned."""
+        for path, shown in self._server_paths:
+            if keep_width:
+                pad = " " * (len(path) - len(shown))
+                text = re.sub(re.escape(path) + r"(\S*)", lambda m, s=shown, p=pad: s + m.group(1) + p, text)
+            else:
+                text = text.replace(path, shown)
+        return text
 
     def _define_views(
         self, cursor: duckdb.DuckDBPyConnection, window: TimeRange, tables: tuple[LakeTable, ...]
@@ -269,6 +334,40 @@ def _dataset_schema(table: LakeTable) -> pa.Schema:
     fields = [pa.field(f.name, pa.timestamp("us")) if f.type == pa.timestamp("ms") else f for f in table.schema]
     fields += [pa.field(p, partition_type(p)) for p in table.partitions]
     return pa.schema(fields)
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _fetch_within(result: duckdb.DuckDBPyConnection, cap: int, max_bytes: int) -> list[tuple]:
+    """Up to cap + 1 rows (one more tells the answer was truncated), a chunk at a time, counting the
+    JSON the first `cap` of them make in the answer: past max_bytes, QueryError, before the rest is
+    fetched (or held in memory). Chunks shrink as the budget runs out."""
+    rows: list[tuple] = []
+    size = 0
+    chunk = 64
+    while len(rows) <= cap:
+        batch = result.fetchmany(min(chunk, cap + 1 - len(rows)))
+        if not batch:
+            break
+        for row in batch:
+            if len(rows) < cap:
+                size += len(_encode([json_value(v) for v in row])) + 1
+                if size > max_bytes:
+                    raise QueryError(
+                        "response_too_large",
+                        f"the answer passed {max_bytes / 2**20:g} MiB of JSON (the server's query_max_response_mb)"
+                        f" at row {len(rows) + 1:,}: ask for fewer rows (limit), fewer or shorter columns"
+                        " (e.g. left(message, 200)), or aggregate in SQL",
+                    )
+            rows.append(row)
+        chunk = max(1, min(2048, (max_bytes - size) * len(rows) // max(1, size)))
+    return rows
+
+
+def default_spill_mb(folder: Path) -> int:
+    """A tenth of the free space of the disk that holds `folder`, in MiB (at least 1)."""
+    return max(1, int(shutil.disk_usage(folder).free * SPILL_SHARE_OF_FREE_DISK) // 2**20)
 
 
 def _interrupt_after(cursor: duckdb.DuckDBPyConnection, deadline: float, finished: threading.Event) -> None:

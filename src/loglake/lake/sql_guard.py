@@ -7,12 +7,15 @@ RE2 matches, which scan Parquet about twice as fast.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
 from typing import Any
 
 import duckdb
+
+from loglake.lake.tables import TABLES
 
 
 class QueryError(Exception):
@@ -25,8 +28,8 @@ class QueryError(Exception):
 
 
 ACCESS_HINT = (
-    "queries may read only the lake's tables (GET /tables lists them); files, URLs, settings and "
-    "extensions are off limits"
+    "queries may read only the lake's tables (GET /tables lists them) and the names their own WITH "
+    "clauses define; files, URLs, settings, the engine's catalog and extensions are off limits"
 )
 
 
@@ -36,8 +39,8 @@ def _message(error: Exception) -> str:
 
 
 def check_select(sql: str) -> dict:
-    """Accept exactly one SELECT statement (WITH ... SELECT included) that reads only tables; return
-    its parse tree. DuckDB's own sandbox (query.py) stops file access anyway; refusing
+    """Accept exactly one SELECT statement (WITH ... SELECT included) that reads only the lake's tables;
+    return its parse tree. DuckDB's own sandbox (query.py) stops file access anyway; refusing
     here too gives a clear message and keeps files under the lake (also retired ones) out of reach."""
     if not sql.strip():
         raise QueryError("invalid_query", "the query is empty; send one SELECT statement")
@@ -53,35 +56,102 @@ def check_select(sql: str) -> dict:
             "only SELECT queries are allowed; the query API cannot change data, settings, files or extensions",
         )
     tree = parse_tree(sql)
-    _refuse_outside_tables(tree)
+    _refuse_outside_tables(tree, frozenset(TABLES))
     return tree
 
 
 # Table functions that make rows from their arguments alone; every other one reads files or the
-# engine's internals.
-ALLOWED_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
-DENIED_FUNCTIONS = frozenset({"current_setting", "getvariable", "current_setting_value"})
-_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# engine's internals (duckdb_settings(), duckdb_views(), read_parquet(), query(), ...).
+ALLOWED_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest", "json_each", "json_tree"})
+# Scalar functions that read the engine's settings, variables, catalog or identity, or change its
+# state; with catalog_functions(), every function that could tell a query more than its tables hold.
+DENIED_FUNCTIONS = frozenset(
+    {
+        "current_setting",
+        "getvariable",
+        "version",
+        "current_database",
+        "current_catalog",
+        "current_schema",
+        "current_schemas",
+        "in_search_path",
+        "current_user",
+        "current_role",
+        "session_user",
+        "user",
+        "current_connection_id",
+        "current_query_id",
+        "current_transaction_id",
+        "txid_current",
+        "json_serialize_plan",  # binds the SQL it is given: a plan of duckdb_views() shows the views
+        "nextval",
+        "currval",
+        "setval",
+        "setseed",
+        "write_log",
+    }
+)
 
 
-def _refuse_outside_tables(node: Any) -> None:
+@functools.cache
+def catalog_functions() -> frozenset[str]:
+    """DuckDB's functions that describe its catalog: those of the pg_catalog schema (PostgreSQL
+    look-alikes that read DuckDB's catalog, or answer constants) and the macros that run a query of
+    their own (pg_get_viewdef() reads duckdb_views(): the SQL of the `logs` view). Asked of DuckDB
+    itself, so a new version's additions are refused too."""
+    rows = _parser().execute(
+        "SELECT DISTINCT function_name FROM duckdb_functions() WHERE schema_name <> 'main'"
+        " OR (function_type = 'macro' AND macro_definition ILIKE '%select%')"
+    )
+    return frozenset(name.lower() for (name,) in rows.fetchall())
+
+
+def _refuse_outside_tables(node: Any, names: frozenset[str]) -> None:
+    """Walk the parse tree; `names` are the (lower-case) table and WITH names in scope. A WITH name is
+    in scope in its query and the later WITH clauses of the same list, as DuckDB binds it: out of its
+    scope (or in its own, not recursive, definition) the same name means the engine's catalog."""
     if isinstance(node, list):
         for item in node:
-            _refuse_outside_tables(item)
+            _refuse_outside_tables(item, names)
         return
     if not isinstance(node, dict):
         return
+    ctes = (node.get("cte_map") or {}).get("map")
+    if ctes:
+        for cte in ctes:
+            _refuse_outside_tables(cte["value"], names)
+            names = names | {cte["key"].lower()}
+        _refuse_outside_tables({k: v for k, v in node.items() if k != "cte_map"}, names)
+        return
     kind = node.get("type")
-    if kind == "TABLE_FUNCTION":
+    if kind == "RECURSIVE_CTE_NODE":
+        names = names | {node.get("cte_name", "").lower()}
+    elif kind == "BASE_TABLE":
+        name = node.get("table_name", "")
+        if node.get("schema_name") or node.get("catalog_name"):
+            qualified = ".".join(node.get("qualified_name", {}).get("path", [name]))
+            raise QueryError("forbidden", f"{qualified!r}: name tables without a schema or catalog; {ACCESS_HINT}")
+        if name.lower() not in names:
+            raise QueryError("forbidden", f"{name!r} is not a table here: {ACCESS_HINT}")
+    elif kind == "TABLE_FUNCTION":
         name = node.get("function", {}).get("function_name", "")
         if name.lower() not in ALLOWED_TABLE_FUNCTIONS:
             raise QueryError("forbidden", f"{name}() is not available: {ACCESS_HINT}")
-    elif kind == "BASE_TABLE" and not _TABLE_NAME.fullmatch(node.get("table_name", "")):
-        raise QueryError("forbidden", f"{node.get('table_name')!r} is not a table: {ACCESS_HINT}")
-    elif node.get("class") == "FUNCTION" and node.get("function_name", "").lower() in DENIED_FUNCTIONS:
-        raise QueryError("forbidden", f"{node['function_name']}() is not available: {ACCESS_HINT}")
+    elif kind == "SHOW_REF" and node.get("table_name"):
+        raise QueryError("forbidden", f"SHOW lists the engine's catalog: {ACCESS_HINT}")
+    elif node.get("class") == "FUNCTION":
+        _refuse_function(node)
     for value in node.values():
-        _refuse_outside_tables(value)
+        _refuse_outside_tables(value, names)
+
+
+def _refuse_function(node: dict) -> None:
+    name = node.get("function_name", "")
+    if node.get("schema") or node.get("catalog"):
+        qualified = ".".join(node.get("qualified_name", {}).get("path", [name]))
+        raise QueryError("forbidden", f"{qualified}(): call functions by their plain name; {ACCESS_HINT}")
+    if name.lower() in DENIED_FUNCTIONS or name.lower() in catalog_functions():
+        raise QueryError("forbidden", f"{name}() is not available: {ACCESS_HINT}")
 
 
 # `x ILIKE '%word%'` is how most people write "contains, any case", and DuckDB's ILIKE on a Parquet
@@ -119,7 +189,7 @@ def _parser() -> duckdb.DuckDBPyConnection:
     """A DuckDB connection of this thread that only parses (no data, no file access)."""
     con = getattr(_parsing, "con", None)
     if con is None:
-        con = _parsing.con = duckdb.connect(config={"enable_external_access": False})
+        con = _parsing.con = duckdb.connect(config={"enable_external_access": False, "threads": 1})
     return con
 
 
@@ -154,8 +224,6 @@ def client_error(error: duckdb.Error) -> QueryError:
     text = _message(error)
     if isinstance(error, duckdb.PermissionException):
         return QueryError("forbidden", f"{text} ({ACCESS_HINT})")
-    if isinstance(error, duckdb.OutOfMemoryException):
-        return QueryError("query_too_large", f"{text} (narrow the query or aggregate before fetching rows)")
     if isinstance(error, duckdb.CatalogException | duckdb.BinderException | duckdb.ParserException):
         return QueryError("invalid_query", text)
     return QueryError("query_failed", text)
