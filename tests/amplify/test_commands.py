@@ -230,7 +230,7 @@ def threads_waiting_for_a_fifo_writer() -> int:
 async def test_long_reports_wait_on_the_sql_slots_and_never_hold_up_search(settings: Settings) -> None:
     # Reports that cannot finish: their one lake file is a FIFO, which DuckDB blocks opening until
     # a writer comes. They hold every SQL slot; search, on the engine's own connections, still answers.
-    app = LoglakeApp(replace(settings, query_concurrency=2, query_timeout_seconds=3))
+    app = LoglakeApp.from_settings(replace(settings, query_concurrency=2, query_timeout_seconds=3))
     assert app.lake is not None
     key = amplify_access_key("danse_tech", SINCE.date(), "part-blocking.parquet")
     fifo = app.lake.objects.root / key

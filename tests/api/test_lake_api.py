@@ -348,7 +348,7 @@ async def test_long_sql_neither_blocks_reads_nor_queues_beyond_its_slots(
 
 async def test_a_query_past_its_spill_space_is_refused_while_ingest_goes_on(settings: Settings) -> None:
     bounded = replace(settings, query_memory_mb=100, query_spill_mb=16, query_threads=1)
-    application = LoglakeApp(bounded, clock=lambda: NOW_MS / 1000)
+    application = LoglakeApp.from_settings(bounded, clock=lambda: NOW_MS / 1000)
     try:
         async with asgi_client(application, key_for(application, "admin")) as client:
             # about 400 MB to sort: more than its memory and its spill space together
@@ -367,7 +367,7 @@ async def test_a_query_past_its_spill_space_is_refused_while_ingest_goes_on(sett
 
 
 async def test_an_answer_past_the_size_cap_is_a_400_asking_for_less(settings: Settings) -> None:
-    application = LoglakeApp(replace(settings, query_max_response_mb=1), clock=lambda: NOW_MS / 1000)
+    application = LoglakeApp.from_settings(replace(settings, query_max_response_mb=1), clock=lambda: NOW_MS / 1000)
     wide = "SELECT i, repeat('x', 100000) AS x FROM range(600) t(i)"  # 60 MB of JSON
     try:
         async with asgi_client(application, key_for(application, "read")) as client:
