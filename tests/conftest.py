@@ -46,6 +46,12 @@ def key_for(app: LoglakeApp, scopes: str = "admin", name: str | None = None, **k
     return app.keystore.create(name, frozenset(scopes.split(",")), **kwargs).secret
 
 
+def threads_waiting_for_a_fifo_writer() -> int:
+    """This process's threads blocked opening a FIFO for reading (Linux: wchan wait_for_partner): tests
+    make a lake file a FIFO to hold a query at a known point for as long as they like."""
+    return sum((task / "wchan").read_text() == "wait_for_partner" for task in Path("/proc/self/task").iterdir())
+
+
 def asgi_client(app: LoglakeApp, key: str | None = None) -> httpx.AsyncClient:
     headers = {"authorization": f"Bearer {key}"} if key else {}
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://loglake.test", headers=headers)

@@ -27,7 +27,7 @@ from loglake.store.sqlite import SQLiteHotStore
 from tests.amplify.logs import USER_AGENTS, access_log, varied_requests
 from tests.amplify.server import FakeAmplify, FakeApp
 from tests.amplify.test_collector import DANSE, HORIZON, ms
-from tests.conftest import asgi_client, free_port, key_for, run_cli
+from tests.conftest import asgi_client, free_port, key_for, run_cli, threads_waiting_for_a_fifo_writer
 
 pytestmark = pytest.mark.usefixtures("no_loglake_environment")
 
@@ -220,11 +220,6 @@ def test_reports_and_status_over_http(tmp_path: Path, server_factory, admin_key_
                   "--since", "2026-11-01T00:00:00Z", "--until", "2026-11-08T00:00:00Z")  # fmt: skip
     assert cli.exit_code == 0, cli.output
     assert len(json.loads(cli.stdout)) == len(SAVED_QUERIES)
-
-
-def threads_waiting_for_a_fifo_writer() -> int:
-    """This process's threads blocked opening a FIFO for reading (Linux: wchan wait_for_partner)."""
-    return sum((task / "wchan").read_text() == "wait_for_partner" for task in Path("/proc/self/task").iterdir())
 
 
 async def test_long_reports_wait_on_the_sql_slots_and_never_hold_up_search(settings: Settings) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -13,7 +15,10 @@ import pytest
 
 from loglake.api.app import LoglakeApp
 from loglake.config import Settings
-from tests.conftest import asgi_client, key_for
+from loglake.lake.layout import app_logs_key
+from loglake.lake.manifest import LakeFile, add_files
+from loglake.lake.tables import APP_LOGS_TABLE
+from tests.conftest import asgi_client, key_for, threads_waiting_for_a_fifo_writer
 from tests.lake.test_query import LOGS_COLUMNS
 
 NOW_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
@@ -381,3 +386,39 @@ async def test_an_answer_past_the_size_cap_is_a_400_asking_for_less(settings: Se
     assert "fewer rows (limit)" in refused.json()["error"]["message"]
     assert (some.status_code, some.json()["row_count"], some.json()["truncated"]) == (200, 8, True)
     assert (narrower.status_code, narrower.json()["row_count"]) == (200, 600)
+
+
+async def test_slow_searches_never_hold_up_recent_records_or_lookups(
+    app: LoglakeApp, client: httpx.AsyncClient
+) -> None:
+    # Searches that cannot finish: a lake file of ten days ago is a FIFO, which DuckDB blocks opening
+    # until a writer comes. They take every search thread; recent (the last 24 h) and get still answer.
+    assert app.lake is not None
+    day = datetime.fromtimestamp(NOW_MS / 1000 - 10 * 86_400, UTC)
+    key = app_logs_key(day.date(), "part-blocking.parquet")
+    fifo = app.lake.objects.root / key
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    listed = LakeFile(
+        key, APP_LOGS_TABLE.name, day.date().isoformat(), int(day.timestamp() * 1000), NOW_MS - 9 * 86_400_000, 1, 1
+    )
+    app.store.in_write_transaction(lambda conn: add_files(conn, [listed], NOW_MS)).result()
+    (log_id,) = await send(client, [rec(1, "find me")])
+    searches = [asyncio.create_task(client.get("/logs/search", params={"q": "x", "since": "30d"})) for _ in range(4)]
+    try:
+        for _ in range(400):
+            if threads_waiting_for_a_fifo_writer() == 2:  # the engine's two connections for internal reads
+                break
+            await asyncio.sleep(0.05)
+        assert threads_waiting_for_a_fifo_writer() == 2, "the searches did not reach their lake file"
+        recent = await client.get("/logs/recent")
+        found = await client.get(f"/logs/{log_id}")
+        assert not any(search.done() for search in searches), "recent or get waited for a search to give up"
+    finally:
+        # Let the searches go: a writer releases those waiting, and with the FIFO gone the others fail on it.
+        writer = os.open(fifo, os.O_RDWR)
+        fifo.unlink()
+        os.close(writer)
+        await asyncio.gather(*searches)
+    assert recent.status_code == 200 and [r["message"] for r in recent.json()["logs"]] == ["find me"]
+    assert found.status_code == 200 and found.json()["message"] == "find me"

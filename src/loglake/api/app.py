@@ -115,6 +115,9 @@ class LoglakeApp:
         self._request_prefix = os.urandom(6).hex()
         self._request_counter = 0
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loglake-read")
+        # Searches scan the lake and wait for the engine's connections: on threads of their own, so a
+        # burst of slow searches never keeps recent records and lookups by id waiting.
+        self._searches = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loglake-search")
         # Users' SQL runs on its own threads, so long queries never queue the API's reads behind them.
         self._queries = ThreadPoolExecutor(max_workers=settings.query_concurrency, thread_name_prefix="loglake-sql")
         self._queries_running = 0
@@ -161,6 +164,10 @@ class LoglakeApp:
         """Run a store read off the event loop, so a slow query never delays ingest."""
         return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
 
+    async def run_search(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a search or histogram off the event loop, apart from the quick reads of run_read."""
+        return await asyncio.get_running_loop().run_in_executor(self._searches, fn, *args)
+
     async def run_query(self, fn: Callable[[], T]) -> T:
         """Run a user's SQL on the query threads; QueryBusy at once when all of them are taken."""
         if self._queries_running >= self.settings.query_concurrency:
@@ -174,6 +181,7 @@ class LoglakeApp:
     def close(self) -> None:
         self.runtime.close()  # stops the jobs first; reads in flight finish on the closed pools' threads
         self._readers.shutdown(wait=True)
+        self._searches.shutdown(wait=True)
         self._queries.shutdown(wait=True)
         self.access_log.close()
 

@@ -18,7 +18,7 @@ from loglake.api.http import ApiError, Request, decode_content
 from loglake.ids import format_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody
 from loglake.keys import KeyStoreError, parse_scopes
-from loglake.lake.query import QueryBusy, QueryError, result_to_dict
+from loglake.lake.query import QueryBusy, QueryError, parse_query_request, result_to_dict
 from loglake.model import RECORD_FIELDS, InvalidRecords, format_datetime, record_to_dict
 from loglake.service import LATEST_MS, InvalidQuery, RecentPage, parse_time
 from loglake.store.base import StoreUnavailable
@@ -146,11 +146,11 @@ async def get_log(app: LoglakeApp, request: Request, log_id: str) -> Result:
 
 
 async def search(app: LoglakeApp, request: Request) -> Result:
-    return _page_result(await app.run_read(_client_errors(app.service.search), request.query))
+    return _page_result(await app.run_search(_client_errors(app.service.search), request.query))
 
 
 async def histogram(app: LoglakeApp, request: Request) -> Result:
-    return Result(200, await app.run_read(_client_errors(app.service.histogram), request.query))
+    return Result(200, await app.run_search(_client_errors(app.service.histogram), request.query))
 
 
 def _page_result(page: RecentPage) -> Result:
@@ -181,47 +181,20 @@ def _query_error(error: QueryError | QueryBusy) -> ApiError:
 
 # -- SQL -----------------------------------------------------------------------------------------
 
-QUERY_FIELDS = frozenset({"sql", "limit", "timeout_seconds", "explain"})
-
 
 async def query(app: LoglakeApp, request: Request) -> Result:
     if app.lake is None:
         raise ApiError(501, "not_available", "SQL needs the lake, which this server's store does not have")
     spec = _json_object(app, request, '{"sql": "SELECT count(*) FROM logs", "limit": 100}')
-    sql, limit, timeout, explain = query_spec(spec)
     engine = app.lake.engine
     try:
-        result = await app.run_query(lambda: engine.query(sql, limit=limit, timeout_seconds=timeout, explain=explain))
+        wanted = parse_query_request(spec)
+        result = await app.run_query(lambda: engine.query(**wanted.options()))
     except (QueryError, QueryBusy) as e:
         app.metrics.queries.inc((e.code if isinstance(e, QueryError) else "busy",))
         raise _query_error(e) from None
     app.metrics.queries.inc(("ok",))
     return Result(200, result_to_dict(result))
-
-
-def query_spec(spec: dict[str, Any]) -> tuple[str, int | None, float | None, bool]:
-    """POST /query's fields (sql, limit, timeout_seconds, explain), checked: an ApiError 400 names the
-    wrong one. The AWS query function checks its requests with it too."""
-    unknown = spec.keys() - QUERY_FIELDS
-    if unknown:
-        raise ApiError(
-            400,
-            "invalid_request",
-            f"unknown field(s) {', '.join(sorted(unknown))}; known: sql, limit, timeout_seconds, explain",
-        )
-    sql, limit, timeout = spec.get("sql"), spec.get("limit"), spec.get("timeout_seconds")
-    if type(sql) is not str:
-        raise ApiError(400, "invalid_request", 'send {"sql": "SELECT ..."}: sql must be a string')
-    if limit is not None and (type(limit) is not int or limit < 0):
-        raise ApiError(400, "invalid_request", "limit must be a non-negative integer")
-    if timeout is not None and (type(timeout) not in (int, float) or not timeout > 0):
-        raise ApiError(400, "invalid_request", "timeout_seconds must be a positive number")
-    explain = spec.get("explain")
-    if explain is None:
-        explain = False
-    if type(explain) is not bool:
-        raise ApiError(400, "invalid_request", "explain must be true or false")
-    return sql, limit, timeout, explain
 
 
 async def tables(app: LoglakeApp, request: Request) -> Result:

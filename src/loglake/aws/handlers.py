@@ -61,15 +61,14 @@ def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def query(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from loglake.api.http import ApiError
-    from loglake.api.routes import query_spec
-    from loglake.lake.query import QueryBusy, result_to_dict
+    from loglake.lake.query import QueryBusy, parse_query_request, result_to_dict
     from loglake.lake.sql_guard import QueryError
 
     started = time.perf_counter()
     status, body, headers = 200, {}, {"content-type": "application/json"}
     try:
-        sql, limit, timeout, explain = query_spec(_json_object(event))  # the local route's checks
-        body = result_to_dict(_athena_engine().query(sql, limit=limit, timeout_seconds=timeout, explain=explain))
+        wanted = parse_query_request(_json_object(event))  # the local route's checks
+        body = result_to_dict(_athena_engine().query(**wanted.options()))
     except ApiError as e:
         status, body = e.status, e.body()
     except QueryError as e:

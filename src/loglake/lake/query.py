@@ -42,6 +42,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from loglake.config import Settings
 from loglake.ids import lower_bound, split_id
 from loglake.lake.hot_rows import hot_rows_table
 from loglake.lake.manifest import LakeFile, list_files
@@ -78,15 +79,57 @@ class QueryResult:
     plan: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class QueryRequest:
+    """What a user asks of POST /query (and of the AWS query function), checked."""
+
+    sql: str
+    limit: int | None = None
+    timeout_seconds: float | None = None
+    explain: bool = False
+
+    def options(self) -> dict[str, Any]:
+        """As the keyword arguments of an engine's `query`."""
+        return {"sql": self.sql, "limit": self.limit, "timeout_seconds": self.timeout_seconds, "explain": self.explain}
+
+
+QUERY_REQUEST_FIELDS = ("sql", "limit", "timeout_seconds", "explain")
+
+
+def parse_query_request(spec: dict[str, Any]) -> QueryRequest:
+    """A decoded JSON object as a QueryRequest; QueryError invalid_request naming the wrong field."""
+
+    def refuse(message: str) -> QueryError:
+        return QueryError("invalid_request", message)
+
+    unknown = spec.keys() - set(QUERY_REQUEST_FIELDS)
+    if unknown:
+        raise refuse(f"unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(QUERY_REQUEST_FIELDS)}")
+    sql, limit, timeout = spec.get("sql"), spec.get("limit"), spec.get("timeout_seconds")
+    if type(sql) is not str:
+        raise refuse('send {"sql": "SELECT ..."}: sql must be a string')
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise refuse("limit must be a non-negative integer")
+    if timeout is not None and (type(timeout) not in (int, float) or not timeout > 0):
+        raise refuse("timeout_seconds must be a positive number")
+    explain = spec.get("explain")
+    if explain is not None and type(explain) is not bool:
+        raise refuse("explain must be true or false")
+    return QueryRequest(sql, limit, timeout, bool(explain))
+
+
+_DEFAULTS = Settings()  # the limits' defaults are the settings' (one definition)
+
+
 @dataclass(frozen=True)
 class QueryLimits:
-    timeout_seconds: float = 30.0
-    max_rows: int = 10_000
-    concurrency: int = 4
-    memory_mb: int = 1024
-    spill_mb: int = 0  # 0: a tenth of the free disk space where the engine spills, when it starts
-    threads: int = 2
-    max_response_mb: int = 64  # a user's query: its rows as JSON
+    timeout_seconds: float = _DEFAULTS.query_timeout_seconds
+    max_rows: int = _DEFAULTS.query_max_rows
+    concurrency: int = _DEFAULTS.query_concurrency
+    memory_mb: int = _DEFAULTS.query_memory_mb
+    spill_mb: int = _DEFAULTS.query_spill_mb  # 0: a tenth of the free disk space where the engine spills
+    threads: int = _DEFAULTS.query_threads
+    max_response_mb: int = _DEFAULTS.query_max_response_mb  # a user's query: its rows as JSON
 
 
 SPILL_SHARE_OF_FREE_DISK = 0.1
