@@ -53,6 +53,20 @@ def insert_by_hand(settings: Settings, ts: int, **values: object) -> str:
     return ids.format_uuid(log_id)
 
 
+def publish_rows(app: LoglakeApp, rows: list[dict], ts: int) -> None:
+    """Rows of the lake's `logs` columns (service and log type filled in), all at `ts`, as a Parquet
+    file published into the lake and its catalog the way a flush publishes its files."""
+    assert app.lake is not None
+    defaults = {"timestamp": ts, "service": "api", "log_type": "application"}
+    table = pa.Table.from_pylist([defaults | r for r in rows], schema=APP_LOGS_TABLE.schema)
+    work = Path(tempfile.mkdtemp())
+    try:
+        part = write_part(table, app_logs_key(day_of(ts), new_part_name(ts)), work)
+        publish(app.lake.store, app.lake.objects, work, [part], ts, lambda step: None, lambda conn: None).result()
+    finally:
+        shutil.rmtree(work)
+
+
 async def answers(client: httpx.AsyncClient) -> dict[str, httpx.Response]:
     """What the read endpoints answer over the last hour: recent, searches (words, attributes) and histogram."""
     window = {"since": "1h"}
@@ -139,17 +153,7 @@ async def test_a_parquet_file_with_unreadable_values_in_the_lake_is_read_around(
         {"log_id": theirs[1], "severity": "warning", "message": None, "attributes": None, "client_id": None},
         {"log_id": "not-a-uuid", "severity": "info", "message": "no id", "attributes": None, "client_id": None},
     ]
-    table = pa.Table.from_pylist(
-        [r | {"timestamp": NOW_MS - 120_000, "service": "api", "log_type": "application"} for r in rows],
-        schema=APP_LOGS_TABLE.schema,
-    )
-    assert app.lake is not None
-    work = Path(tempfile.mkdtemp())
-    try:
-        part = write_part(table, app_logs_key(day_of(NOW_MS - 120_000), new_part_name(NOW_MS)), work)
-        publish(app.lake.store, app.lake.objects, work, [part], NOW_MS, lambda step: None, lambda conn: None).result()
-    finally:
-        shutil.rmtree(work)
+    publish_rows(app, rows, NOW_MS - 120_000)
 
     found = await answers(client)
     assert {name: r.status_code for name, r in found.items()} == dict.fromkeys(found, 200)
