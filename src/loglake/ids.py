@@ -68,6 +68,11 @@ def join_id(high: int, low: int) -> bytes:
     return ((high << 64) | VARIANT_RFC | low).to_bytes(16, "big")
 
 
+def is_stored_split(high: object, low: object) -> bool:
+    """Whether two stored values are split_id's halves of an id a store can hold (see LAST_STORABLE_MS)."""
+    return type(high) is int and type(low) is int and 0 <= high < 1 << 63 and 0 <= low <= _LOW_62
+
+
 # An id's first 64 bits (split_id's `high`) are its 48-bit time, then 16 bits of version and counter:
 # stores keyed by `high` find a time range with these two, and SQL over such a key shifts by HIGH_TIME_SHIFT.
 HIGH_TIME_SHIFT = 64 - 48

@@ -28,6 +28,8 @@ _JSON_SPACE = b" \t\r\n"
 _SHOWN_CHARS = 60  # of a bad value, quoted in the reason
 _REPORTED_MAX = 10_000  # records already logged, remembered so a page read every second logs once
 _reported: set[Any] = set()
+_SEVERITY_OF_NAME = {name: int(severity) for name, severity in SEVERITY_ALIASES.items()}
+_SEVERITIES = len(SEVERITY_NAMES)
 
 
 def stored_id(value: Any, where: str) -> bytes | None:
@@ -60,19 +62,27 @@ def record(
 ) -> StoredRecord:
     """A record from its stored values: timestamp in epoch ms, texts, severity a number (0-4) or a name,
     attributes a JSON object as text, client_id a canonical UUID as text or 16 bytes; None for none."""
+    # The checks of the common case inline (a page can hold a thousand records); anything else is
+    # sorted out field by field in _salvaged.
+    level = severity if type(severity) is int else _SEVERITY_OF_NAME.get(severity) if type(severity) is str else None
     if (
         type(timestamp) is int
         and 0 <= timestamp < LATEST_MS
         and type(service) is str
         and type(log_type) is str
         and type(message) is str
+        and level is not None
+        and 0 <= level < _SEVERITIES
     ):
         try:
-            readable = (_severity(severity), _attributes(attributes), _client_id(client_id))
+            if attributes is not None:
+                attributes = _attributes(attributes)
+            if client_id is not None and not (type(client_id) is bytes and len(client_id) == 16):
+                client_id = ids.parse_uuid(client_id)
         except ValueError:
             pass
         else:
-            return NewRecord(log_id, timestamp, service, log_type, readable[0], message, readable[1], readable[2])
+            return NewRecord(log_id, timestamp, service, log_type, level, message, attributes, client_id)
     return _salvaged(log_id, timestamp, service, log_type, severity, message, attributes, client_id)
 
 

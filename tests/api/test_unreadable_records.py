@@ -164,3 +164,22 @@ async def test_a_parquet_file_with_unreadable_values_in_the_lake_is_read_around(
     assert found["histogram"].json()["total"] == 4  # counts every row, the one without a log id too
     got = await client.get(f"/logs/{theirs[0]}")
     assert got.status_code == 200 and got.json()["severity"] == "info" and got.json()["attributes"] == {}
+
+
+async def test_a_hot_row_whose_id_is_not_a_log_id_is_left_out_and_stops_nothing(
+    app: LoglakeApp, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    older, newer = await send(client, [rec(3, "older"), rec(1, "newer")])
+    for high in ("x", 1.5):  # SQLite keeps a text or a fraction in an INTEGER column as it is given
+        insert_by_hand(settings, NOW_MS - 120_000, id_hi=high)
+    for where in ("hot", "lake"):
+        found = await answers(client)
+        assert {name: r.status_code for name, r in found.items()} == dict.fromkeys(found, 200), where
+        for name in ("recent", "search", "search_words", "search_attribute"):
+            assert [r["logId"] for r in found[name].json()["logs"]] == [newer, older], (where, name)
+        assert found["histogram"].json()["total"] == 2
+        if where == "hot":
+            assert app.lake is not None
+            assert app.lake.maintain() is not None  # flush, compaction, retention: none of them stops
+            assert flush_all(app) == 2
+    assert flush_all(app) == 0  # they are never due

@@ -18,6 +18,7 @@ from loglake.ids import format_uuid, join_id, split_id, uuid7_bytes
 from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.model import DAY_MS, Severity
+from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
 from tests.store.contract import record
 
@@ -211,8 +212,16 @@ def test_rows_holding_values_no_record_can_have_are_flushed_as_the_lake_can_hold
                 f"INSERT INTO logs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
             )
         )
+    for high in (1.5, "x"):  # ids that are not integers: never due, never in the way
+        store.run_in_writer(
+            lambda conn, high=high: conn.execute(
+                "INSERT INTO logs VALUES (?, 1, ?, 'api', 'application', 1, 'no id', NULL, NULL)", (high, START)
+            )
+        )
     report = Flusher(store, lake, worker_process=in_worker).flush(before_ms=START + DAY)
-    assert report.records == 15 and hot_ids(store) == set()
+    assert report.records == 15
+    assert store.read("SELECT id_hi FROM logs ORDER BY id_hi") == [(1.5,), ("x",)]
+    assert [r.message for r in store.recent(RecentQuery(since_ms=0))] == []
     rows = {r["message"]: r for key in report.objects for r in pq.read_table(io.BytesIO(lake.get(key))).to_pylist()}
     assert rows["a 15-byte client id"]["client_id"] == "01234567-89ab-cdef-0123-456789abcd"
     assert rows["a severity past critical"]["severity"] == "7"

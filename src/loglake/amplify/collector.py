@@ -330,7 +330,17 @@ def collection_status(store: SQLiteHotStore, runs: int) -> tuple[list[tuple[str,
     use_schemas(store)
     marks = store.read("SELECT app, until_ms FROM amplify_watermarks ORDER BY app")
     reports = store.read("SELECT report FROM amplify_runs ORDER BY run_id DESC LIMIT ?", (runs,))
-    return [tuple(m) for m in marks], [json.loads(r) for (r,) in reports]
+    return [tuple(m) for m in marks], [_stored_report(r) for (r,) in reports]
+
+
+def _stored_report(text: str) -> dict:
+    """A run's report as stored; one that cannot be read (edited by hand) says so instead of failing
+    the status of every run."""
+    try:
+        report = json.loads(text)
+    except (TypeError, ValueError) as e:
+        return {"unreadable": f"this run's stored report is not JSON ({e})"}
+    return report if isinstance(report, dict) else {"unreadable": "this run's stored report is not a JSON object"}
 
 
 def use_schemas(store: SQLiteHotStore) -> None:

@@ -19,11 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loglake import readback
-from loglake.ids import timestamp_of_high
+from loglake.ids import is_stored_split, timestamp_of_high
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.model import LATEST_MS, SEVERITY_NAMES
-
-_INT64_LIMIT = 1 << 63
 
 
 def hot_rows_table(columns: Sequence[Any]) -> pa.Table:
@@ -60,7 +58,7 @@ def _convertible(columns: Sequence[Any]) -> list[list[Any]]:
     row whose id is not two integers (no range read returns one) is left out."""
     rows = []
     for hi, lo, ts, *texts in zip(*(_as_list(c) for c in columns), strict=True):
-        if not (type(hi) is int and type(lo) is int and 0 <= hi < _INT64_LIMIT and 0 <= lo < _INT64_LIMIT):
+        if not is_stored_split(hi, lo):
             readback.unreadable_id((hi, lo), "the hot store")
             continue
         if not (type(ts) is int and 0 <= ts < LATEST_MS):

@@ -380,6 +380,9 @@ class SQLiteHotStore(HotStore):
         if upper is not None:
             where.append("(id_hi, id_lo) < (?, ?)")
             params.extend(split_id(upper))
+        else:  # SQLite orders text after every number: a row given a text id by hand is not the newest
+            where.append("id_hi <= ?")
+            params.append(_INT64_LIMIT - 1)
         source = "logs"
         if key.index is not None:
             source = f"logs INDEXED BY {INDEX_FOR_KEY[key.index]}"
@@ -434,8 +437,11 @@ class SQLiteHotStore(HotStore):
 
     def newest_ms(self, skip: int = 0) -> int | None:
         """The time of the newest record after the `skip` newest, None when there are no more."""
-        found = self.read("SELECT id_hi FROM logs ORDER BY id_hi DESC, id_lo DESC LIMIT 1 OFFSET ?", (skip,))
-        return timestamp_of_high(found[0][0]) if found else None
+        found = self.read(
+            "SELECT id_hi FROM logs WHERE id_hi <= ? ORDER BY id_hi DESC, id_lo DESC LIMIT 1 OFFSET ?",
+            (_INT64_LIMIT - 1, skip),  # as in scan(): not a text id written by hand
+        )
+        return timestamp_of_high(int(found[0][0])) if found else None
 
     @staticmethod
     def delete_moved(

@@ -8,7 +8,15 @@ from typing import Any
 import msgspec
 
 from loglake import readback
-from loglake.ids import HIGH_TIME_SHIFT, format_uuid, join_id, lower_bound, smallest_high, split_id
+from loglake.ids import (
+    HIGH_TIME_SHIFT,
+    format_uuid,
+    is_stored_split,
+    join_id,
+    lower_bound,
+    smallest_high,
+    split_id,
+)
 from loglake.model import NewRecord, StoredRecord
 
 # The hot store's schema history: append, never edit; user_version counts the steps applied. Steps 2, 3
@@ -102,14 +110,11 @@ def stored(row: tuple) -> StoredRecord | None:
     """The record of a row (COLUMNS order), its unreadable values named (readback.py); None when
     its id is not two 64-bit integers, as no row that ingest wrote can be."""
     hi, lo, ts, service, log_type, severity, message, attributes, client_id = row
-    if not (type(hi) is int and type(lo) is int and 0 <= hi < _INT64_LIMIT and 0 <= lo < _LOW_LIMIT):
+    if not is_stored_split(hi, lo):
         readback.unreadable_id((hi, lo), "the hot store")
         return None
     return readback.record(join_id(hi, lo), ts, service, log_type, severity, message, attributes, client_id)
 
-
-_INT64_LIMIT = 1 << 63
-_LOW_LIMIT = 1 << 62  # the low half holds 62 bits (ids.split_id)
 
 # -- the lake's reads and writes of hot rows (SQLiteHotStore's methods run these) ----------------
 
@@ -134,13 +139,12 @@ def rows_between(since_ms: int | None, until_ms: int | None) -> tuple[str, list[
 def due_rows(before_ms: int, after: tuple[int, int] | None, limit: int) -> tuple[str, list[int]]:
     """Up to `limit` rows of records timestamped before `before_ms`, the oldest first, after the id
     (id_hi, id_lo) `after` if given: one flush round, read by the store's connections or by a worker
-    process's own driver (lake/flush_rounds.py)."""
-    if after is None:
-        return f"SELECT {COLUMNS} FROM logs WHERE id_hi < ? ORDER BY id_hi, id_lo LIMIT ?", [
-            smallest_high(before_ms),
-            limit,
-        ]
+    process's own driver (lake/flush_rounds.py). A row whose id is not two integers (only a hand-made
+    row can have another type there) is never due: it could be neither written nor deleted by id."""
+    where = "id_hi < ? AND typeof(id_hi) = 'integer' AND typeof(id_lo) = 'integer'"
+    if after is not None:
+        where = f"(id_hi, id_lo) > (?, ?) AND {where}"
     return (
-        f"SELECT {COLUMNS} FROM logs WHERE (id_hi, id_lo) > (?, ?) AND id_hi < ? ORDER BY id_hi, id_lo LIMIT ?",
-        [*after, smallest_high(before_ms), limit],
+        f"SELECT {COLUMNS} FROM logs WHERE {where} ORDER BY id_hi, id_lo LIMIT ?",
+        [*(after or ()), smallest_high(before_ms), limit],
     )
