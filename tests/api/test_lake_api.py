@@ -210,6 +210,17 @@ KEY_SEARCHES = [
 ]
 
 
+async def test_a_client_id_is_found_in_the_case_it_was_sent(app: LoglakeApp, client: httpx.AsyncClient) -> None:
+    sent = "0B7E3F2A-5C1D-4E8F-9A6B-1C2D3E4F5A6B"
+    await send(client, [rec(1, "upper case id", id=sent)])
+    for where in ("hot", "lake"):
+        for q in (f"client_id:{sent}", f"client_id:{sent.lower()}"):
+            found = (await client.get("/logs/search", params={"q": q, "since": "1h"})).json()["logs"]
+            assert [(r["message"], r["id"]) for r in found] == [("upper case id", sent.lower())], (where, q)
+        if where == "hot":
+            assert flush_all(app) == 1
+
+
 async def test_search_reaches_attribute_keys_in_any_language_and_with_dots(
     app: LoglakeApp, client: httpx.AsyncClient
 ) -> None:

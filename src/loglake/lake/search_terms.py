@@ -68,6 +68,8 @@ def _term(value: str, field: str | None, negated: bool) -> Term:
         if severity is None:
             raise InvalidSearch(f"severity:{value}: not a severity; use debug, info, warning, error or critical")
         return Term(severity.label, "severity", negated)
+    if field == "client_id":  # stored as canonical text, lowercase, whatever case the client sent
+        return Term(value.lower(), field, negated)
     if field in RECORD_FIELDS:
         return Term(value, field, negated)
     return Term(value, None, negated, key_path(field))
