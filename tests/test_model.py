@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
 import pytest
 
 from loglake import ids
+from loglake.ingest import parse_body
 from loglake.model import (
     DAY_MS,
     InvalidRecords,
@@ -147,3 +149,39 @@ def test_ids_are_time_ordered_and_unique_within_a_millisecond() -> None:
     assert ids.uuid7_bytes(NOW + 1) > made[-1]
     assert ids.lower_bound(NOW) <= made[0] < ids.lower_bound(NOW + 1)
     assert ids.parse_uuid(ids.format_uuid(made[0])) == made[0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0123456789abcdef0123456789abcd  ",  # 30 hex digits and 2 spaces: bytes.fromhex made 15 bytes of it
+        "01234567-89ab-cdef-0123-456789abcd  ",
+        "0123456789abcdef0123456789abcdef",  # bare hex: not the canonical form
+        " 0b7e3f2a-5c1d-4e8f-9a6b-1c2d3e4f5a6b",
+        "0b7e3f2a-5c1d-4e8f-9a6b-1c2d3e4f5a6b\n",
+        "0b7e3f2a+5c1d-4e8f-9a6b-1c2d3e4f5a6b",
+        "0b7e3f2a-5c1d-4e8f-9a6b-1c2d3e4f5a6g",
+        "0b7e3f2a-5c1d-4e8f-9a6b-1c2d3e4f5a6٣",  # an Arabic-Indic digit: a digit, but not hex
+    ],
+)
+def test_a_client_id_must_be_a_canonical_uuid(text: str) -> None:
+    with pytest.raises(ValueError, match="not a UUID"):
+        ids.parse_uuid(text)
+    assert problems([{"message": "m", "id": text}]) == [(0, "id")]
+    # The fast path (typed decoding) refuses it too, and the full path names the field.
+    with pytest.raises(InvalidRecords) as caught:
+        parse_body(msgspec.json.encode({"message": "m", "id": text}), False, Limits(), NOW)
+    assert [(p.index, p.field) for p in caught.value.problems] == [(0, "id")]
+
+
+def test_a_canonical_client_id_in_any_case_is_accepted() -> None:
+    record = one({"message": "m", "id": "0B7E3F2A-5C1D-4E8F-9A6B-1C2D3E4F5A6B"})
+    assert record.client_id == bytes.fromhex("0b7e3f2a5c1d4e8f9a6b1c2d3e4f5a6b")
+
+
+def test_the_time_is_the_top_of_an_ids_first_half() -> None:
+    made = ids.uuid7_bytes(NOW)
+    high, _ = ids.split_id(made)
+    assert ids.timestamp_of_high(high) == NOW
+    assert ids.smallest_high(NOW) <= high < ids.smallest_high(NOW + 1)
+    assert ids.split_id(ids.lower_bound(NOW))[0] == ids.smallest_high(NOW)

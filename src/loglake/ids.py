@@ -16,6 +16,7 @@ random ids would be half the Parquet bytes.
 from __future__ import annotations
 
 import random
+import re
 import threading
 from collections.abc import Iterable
 
@@ -67,6 +68,26 @@ def join_id(high: int, low: int) -> bytes:
     return ((high << 64) | VARIANT_RFC | low).to_bytes(16, "big")
 
 
+def is_stored_split(high: object, low: object) -> bool:
+    """Whether two stored values are split_id's halves of an id a store can hold (see LAST_STORABLE_MS)."""
+    return type(high) is int and type(low) is int and 0 <= high < 1 << 63 and 0 <= low <= _LOW_62
+
+
+# An id's first 64 bits (split_id's `high`) are its 48-bit time, then 16 bits of version and counter:
+# stores keyed by `high` find a time range with these two, and SQL over such a key shifts by HIGH_TIME_SHIFT.
+HIGH_TIME_SHIFT = 64 - 48
+
+
+def smallest_high(ts_ms: int) -> int:
+    """The smallest first half (split_id) of an id at ts_ms: halves below it are of earlier times."""
+    return ts_ms << HIGH_TIME_SHIFT
+
+
+def timestamp_of_high(high: int) -> int:
+    """The time (epoch ms) in an id's first half (split_id)."""
+    return high >> HIGH_TIME_SHIFT
+
+
 # Stores keep an id's first 64 bits as a signed integer (split_id), so no stored id has a time at or
 # past 2**47 ms (year 6429); bounds beyond it mean "after everything".
 LAST_STORABLE_MS = (1 << 47) - 1
@@ -86,9 +107,14 @@ def format_uuid(raw: bytes) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"  # canonical text
+_CANONICAL_UUID = re.compile(UUID_PATTERN)
+
+
 def parse_uuid(text: str) -> bytes:
-    """Canonical or bare-hex UUID text to 16 bytes; ValueError otherwise."""
-    h = text.replace("-", "") if len(text) == 36 and text[8] == text[13] == text[18] == text[23] == "-" else text
-    if len(h) != 32:
-        raise ValueError(f"{text!r} is not a UUID")
-    return bytes.fromhex(h)
+    """Canonical UUID text (8-4-4-4-12 hex digits, any case) to 16 bytes; ValueError otherwise.
+
+    Only the canonical form: bytes.fromhex alone would skip spaces and take 30 digits for 15 bytes."""
+    if type(text) is not str or not _CANONICAL_UUID.fullmatch(text):
+        raise ValueError(f"{text!r} is not a UUID (8-4-4-4-12 hex digits)")
+    return bytes.fromhex(text.replace("-", ""))

@@ -23,6 +23,7 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 RECORD_FIELDS = ("id", "timestamp", "service", "log_type", "severity", "message", "attributes")
 
 DAY_MS = 86_400_000
+LATEST_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z: no later time has an ISO-8601 form
 # Epoch-ms values below this are 1970-1973: in practice epoch *seconds* sent by mistake.
 SMALLEST_PLAUSIBLE_MS = 100_000_000_000
 
@@ -80,6 +81,8 @@ class NewRecord(NamedTuple):
     message: str
     attributes: bytes | None  # the attributes object as JSON
     client_id: bytes | None  # the client's own UUID, for idempotent retries
+    # Read back only: (field, reason) of each stored value that could not be read (see readback.py).
+    unreadable: tuple[tuple[str, str], ...] = ()
 
 
 # What a store gives back has exactly the fields that went in.
@@ -260,7 +263,14 @@ def _check_client_id(index: int, value: Any, problems: list[Problem]) -> bytes |
             return ids.parse_uuid(value)
         except ValueError:
             pass
-    problems.append(Problem(index, "id", "must be a UUID string (it makes retries idempotent)"))
+    problems.append(
+        Problem(
+            index,
+            "id",
+            "must be a UUID as text, 8-4-4-4-12 hex digits like 0b7e3f2a-5c1d-4e8f-9a6b-1c2d3e4f5a6b"
+            " (it makes retries idempotent); leave it out to let the server assign the logId alone",
+        )
+    )
     return None
 
 
@@ -313,4 +323,6 @@ def record_to_dict(record: StoredRecord) -> dict[str, Any]:
     }
     if record.client_id is not None:
         out["id"] = ids.format_uuid(record.client_id)
+    if record.unreadable:
+        out["unreadable"] = [{"field": name, "reason": reason} for name, reason in record.unreadable]
     return out

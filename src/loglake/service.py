@@ -18,6 +18,7 @@ from loglake.lake.lake import Lake
 from loglake.lake.search_terms import InvalidSearch, Term, parse_terms
 from loglake.model import (
     DAY_MS,
+    LATEST_MS,
     SEVERITY_ALIASES,
     SEVERITY_NAMES,
     SMALLEST_PLAUSIBLE_MS,
@@ -37,7 +38,6 @@ RECENT_PARAMS = ("service", "log_type", "severity", "min_severity", "since", "un
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _RELATIVE = re.compile(r"(\d+)(ms|s|m|h|d|w)")
 AUTO_BUCKETS = 120
-LATEST_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z
 HISTOGRAM_INTERVALS = tuple(
     n * unit
     for n, unit in (

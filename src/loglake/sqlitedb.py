@@ -1,32 +1,88 @@
-"""SQLite plumbing shared by the hot store and the key store: connections and schema migrations."""
+"""SQLite plumbing shared by the hot store and the key store: schema migrations.
+
+A database has an owner, whose steps `PRAGMA user_version` counts (the hot store in hot.db, the key
+store in keys.db), and may hold other packages' tables beside the owner's: each of those packages keeps
+its own Schema next to its code, and its steps are counted per name in `schema_versions`.
+"""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A package's tables in a database it does not own: its migrations, appended to, never edited."""
+
+    name: str
+    migrations: Sequence[str]
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> None:
-    """Apply the migrations this database has not seen yet, each in its own transaction.
+    """Apply the owner's migrations this database has not seen yet, each in its own transaction."""
+    _apply(conn, migrations, _user_version, _set_user_version)
 
-    A migration is split into statements at ';', so its comments must not contain one."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(migrations):
-        raise RuntimeError(
-            f"{_db_name(conn)} has schema version {version}, newer than this loglake knows ({len(migrations)}); "
-            "upgrade loglake"
+
+def migrate_schema(conn: sqlite3.Connection, schema: Schema) -> None:
+    """Apply a guest package's migrations this database has not seen yet, each in its own transaction."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_versions (name TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID"
+    )
+
+    def version(conn: sqlite3.Connection) -> int:
+        found = conn.execute("SELECT version FROM schema_versions WHERE name = ?", (schema.name,)).fetchone()
+        return found[0] if found else 0
+
+    def set_version(conn: sqlite3.Connection, number: int) -> None:
+        conn.execute(
+            "INSERT INTO schema_versions (name, version) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET version = excluded.version",
+            (schema.name, number),
         )
-    for number, script in enumerate(migrations[version:], start=version + 1):
+
+    _apply(conn, schema.migrations, version, set_version, f"its {schema.name} tables")
+
+
+def _apply(
+    conn: sqlite3.Connection,
+    migrations: Sequence[str],
+    version: Callable[[sqlite3.Connection], int],
+    set_version: Callable[[sqlite3.Connection, int], None],
+    what: str = "its schema",
+) -> None:
+    """Each step in a transaction that first reads the version, so that two processes opening the
+    database at once apply every step once. A step is split into statements at ';', so its comments
+    must not contain one."""
+    while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in script.split(";"):
+            done = version(conn)
+            if done > len(migrations):
+                raise RuntimeError(
+                    f"{_db_name(conn)} has {what} at version {done}, newer than this loglake knows "
+                    f"({len(migrations)}); upgrade loglake"
+                )
+            if done == len(migrations):
+                conn.execute("COMMIT")
+                return
+            for statement in migrations[done].split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
+            set_version(conn, done + 1)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def _set_user_version(conn: sqlite3.Connection, number: int) -> None:
+    conn.execute(f"PRAGMA user_version = {number:d}")
 
 
 def _db_name(conn: sqlite3.Connection) -> str:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow.parquet as pq
 import pytest
 
-from loglake.amplify.collector import Collector, Window
+from loglake.amplify.collector import Collector, Window, collection_status
 from loglake.amplify.config import parse_config
 from loglake.amplify.source import AmplifyLogSource
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, ObjectStoreError
@@ -355,3 +355,16 @@ def test_windows_stay_within_the_settled_hours_and_the_retention(store: SQLiteHo
     assert future[-1].end == UNTIL  # a watermark past the last settled hour would skip what arrives later
     ancient = c.plan(danse, since=datetime(2020, 1, 1, tzinfo=UTC), until=UNTIL)
     assert ancient[0].start == SINCE  # 28 days kept: older rows would be dropped right after the run
+
+
+def test_a_run_report_that_cannot_be_read_does_not_hide_the_others(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    serve_apps(amplify, count=20)
+    collector(store, lake).run()
+    store.run_in_writer(
+        lambda conn: conn.execute("INSERT INTO amplify_runs (started_ms, finished_ms, report) VALUES (1, 2, '{bad')")
+    )
+    marks, runs = collection_status(store, runs=5)
+    assert [app for app, _ in marks] == ["danse_tech", "digital_horizon"]
+    assert "not JSON" in runs[0]["unreadable"] and runs[1]["ok"] is True

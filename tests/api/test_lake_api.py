@@ -269,12 +269,59 @@ async def test_search_finds_words_phrases_fields_and_attributes(
     assert [r["logId"] for r in first["logs"] + rest["logs"]] == seeded
 
 
+# Attribute keys in any language, holding dots, spaces and other characters (search_terms.py).
+SPECIAL_KEYS = [
+    rec(1, "cyrillic key", attributes={"ключ": "Значение"}),
+    rec(2, "dotted key", attributes={"a.b": "x"}),
+    rec(3, "nested key", attributes={"a": {"b": "x"}}),
+    rec(4, "dotted key inside", attributes={"http": {"x.y": 5}}),
+    rec(5, "space and at", attributes={"sp ace": "Yes", "@t": "x", "back\\slash": "b", "service": "attr"}),
+]
+KEY_SEARCHES = [
+    ("ключ:значение", ["cyrillic key"]),
+    ('"a.b":x', ["dotted key"]),
+    ("a.b:x", ["nested key"]),
+    ('http."x.y":5', ["dotted key inside"]),
+    ('"sp ace":yes @t:X', ["space and at"]),
+    ("back\\slash:b", ["space and at"]),
+    ('"service":attr', ["space and at"]),  # quoted: the attribute, not the record's service
+    ('-"a.b":x a.b:x', ["nested key"]),
+]
+
+
+async def test_a_client_id_is_found_in_the_case_it_was_sent(app: LoglakeApp, client: httpx.AsyncClient) -> None:
+    sent = "0B7E3F2A-5C1D-4E8F-9A6B-1C2D3E4F5A6B"
+    await send(client, [rec(1, "upper case id", id=sent)])
+    for where in ("hot", "lake"):
+        for q in (f"client_id:{sent}", f"client_id:{sent.lower()}"):
+            found = (await client.get("/logs/search", params={"q": q, "since": "1h"})).json()["logs"]
+            assert [(r["message"], r["id"]) for r in found] == [("upper case id", sent.lower())], (where, q)
+        if where == "hot":
+            assert flush_all(app) == 1
+
+
+async def test_search_reaches_attribute_keys_in_any_language_and_with_dots(
+    app: LoglakeApp, client: httpx.AsyncClient
+) -> None:
+    await send(client, SPECIAL_KEYS)
+    for where in ("hot", "lake"):
+        for q, messages in KEY_SEARCHES:
+            response = await client.get("/logs/search", params={"q": q, "since": "1h"})
+            assert response.status_code == 200, response.text
+            assert [r["message"] for r in response.json()["logs"]] == messages, (where, q)
+        if where == "hot":
+            assert flush_all(app) == len(SPECIAL_KEYS)
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
         ({"q": '"unclosed'}, "q"),
         ({"q": "severity:loud"}, "q"),
         ({"q": "service:"}, "q"),
+        ({"q": "a..b:x"}, "q"),
+        ({"q": '"":x'}, "q"),
+        ({"q": 'a."b"c:x'}, "q"),
         ({"since": "yesterday"}, "since"),
         ({"bogus": "1"}, "bogus"),
     ],

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import replace
 
 import httpx
+import msgspec
 import pytest
 
 from loglake.api.app import LoglakeApp
@@ -159,6 +160,23 @@ async def test_client_id_makes_a_retry_idempotent(client: httpx.AsyncClient) -> 
     assert await all_messages(client) == ["charge card"]
     by_client_id = await client.get(f"/logs/{client_id}")
     assert by_client_id.status_code == 200 and by_client_id.json()["id"] == client_id
+
+
+@pytest.mark.parametrize("body_type", ["json", "ndjson", "array"])
+async def test_a_client_id_that_is_not_a_canonical_uuid_is_400_naming_it(
+    client: httpx.AsyncClient, body_type: str
+) -> None:
+    record = {"message": "x", "id": "0123456789abcdef0123456789abcd  "}
+    if body_type == "ndjson":
+        sent = await client.post(
+            "/logs", content=msgspec.json.encode(record) + b"\n", headers={"content-type": "application/x-ndjson"}
+        )
+    else:
+        sent = await client.post("/logs", json=record if body_type == "json" else [{"message": "fine"}, record])
+    assert sent.status_code == 400, sent.text
+    (detail,) = sent.json()["error"]["details"]
+    assert detail["field"] == "id" and "8-4-4-4-12" in detail["reason"]
+    assert await all_messages(client) == []  # nothing stored, reads unaffected
 
 
 # -- GET /logs/recent --------------------------------------------------------------------------

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import pytest
 
+from loglake import ids
 from loglake.api.app import LoglakeApp
 from loglake.aws.athena import AthenaQueryEngine
 from loglake.aws.athena_search import AthenaSearch
 from loglake.ids import format_uuid
 from loglake.lake.query import QueryLimits
 from loglake.service import InvalidQuery, LogService
-from tests.api.test_lake_api import NOW_MS, flush_all, rec, send
+from tests.api.test_lake_api import KEY_SEARCHES, NOW_MS, SPECIAL_KEYS, flush_all, rec, send
+from tests.api.test_unreadable_records import publish_rows
 from tests.aws.athena_duckdb import DuckDBAthena
 from tests.conftest import asgi_client, key_for
 
@@ -142,3 +144,38 @@ def test_bad_searches_are_still_invalid_queries(aws_service: LogService, athena:
     with pytest.raises(InvalidQuery):
         aws_service.search({"q": '"unclosed'})
     assert len(athena.sql_sent) == sent  # rejected before Athena is asked (and billed)
+
+
+@pytest.mark.parametrize(("q", "messages"), KEY_SEARCHES)
+async def test_searches_for_any_attribute_key_match_the_local_engine(
+    lake_app: LoglakeApp, aws_service: LogService, q: str, messages: list[str]
+) -> None:
+    async with asgi_client(lake_app, key_for(lake_app, "ingest")) as client:
+        await send(client, SPECIAL_KEYS)
+    flush_all(lake_app)
+    expected = lake_app.service.search({"q": q, "since": "1h"})
+    assert [r.message for r in expected.records] == messages
+    assert aws_service.search({"q": q, "since": "1h"}).records == expected.records
+
+
+def test_unreadable_values_in_the_lake_read_as_in_the_local_engine(
+    lake_app: LoglakeApp, aws_service: LogService
+) -> None:
+    """Athena's rows go through the same reading: what cannot be read is named, a row without a log id left out."""
+    theirs = format_uuid(ids.uuid7_bytes(NOW_MS - 60_000))
+    publish_rows(
+        lake_app,
+        [
+            {"log_id": theirs, "severity": "loud", "message": "theirs", "attributes": '{"u": ', "client_id": "zz"},
+            {"log_id": "not-a-uuid", "severity": "info", "message": "no id"},
+        ],
+        NOW_MS - 60_000,
+    )
+    for params in ({"since": "1h"}, {"since": "1h", "q": "-u:nobody"}):
+        expected = lake_app.service.search(params)
+        assert [(r.message, [f for f, _ in r.unreadable]) for r in expected.records][:1] == [
+            ("theirs", ["severity", "attributes", "id"])
+        ]
+        assert aws_service.search(params).records == expected.records
+    assert aws_service.get(theirs) == lake_app.service.get(theirs)
+    assert aws_service.histogram({"since": "2h"}) == lake_app.service.histogram({"since": "2h"})

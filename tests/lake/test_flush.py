@@ -8,15 +8,17 @@ import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from loglake.ids import format_uuid, join_id
+from loglake.ids import format_uuid, join_id, split_id, uuid7_bytes
 from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.model import DAY_MS, Severity
+from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
 from tests.store.contract import record
 
@@ -184,3 +186,45 @@ def test_a_crash_at_any_step_loses_and_duplicates_nothing(tmp_path: Path, crash_
         assert hot_ids(store) == set() and set(lake_ids(store, lake)) == everything
     finally:
         store.close()
+
+
+@IN_WORKER
+def test_rows_holding_values_no_record_can_have_are_flushed_as_the_lake_can_hold_them(
+    store: SQLiteHotStore, lake: ObjectStore, in_worker: bool
+) -> None:
+    """Rows written into hot.db by hand (or by an older loglake) never stop the flush: values pass as
+    stored where the lake's column types hold them (readers then name them), others are converted."""
+    seed(store, days=1, per_day=10)
+    odd = {
+        "a 15-byte client id": {"client_id": "01234567-89ab-cdef-0123-456789abcd"},
+        "a severity past critical": {"severity": 7},
+        "attributes not JSON": {"attributes": '{"user": '},
+        "a time as text": {"timestamp": "soon"},
+        "bytes": {"message": b"\xff\xfe bytes", "service": b"api"},
+    }
+    for n, (name, values) in enumerate(odd.items()):
+        ts = START + 100 + n
+        high, low = split_id(uuid7_bytes(ts))
+        row = {"id_hi": high, "id_lo": low, "timestamp": ts, "service": "api", "log_type": "application"}
+        row |= {"severity": 1, "message": name, "attributes": None, "client_id": None} | values
+        store.run_in_writer(
+            lambda conn, row=row: conn.execute(
+                f"INSERT INTO logs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
+        )
+    for high in (1.5, "x"):  # ids that are not integers: never due, never in the way
+        store.run_in_writer(
+            lambda conn, high=high: conn.execute(
+                "INSERT INTO logs VALUES (?, 1, ?, 'api', 'application', 1, 'no id', NULL, NULL)", (high, START)
+            )
+        )
+    report = Flusher(store, lake, worker_process=in_worker).flush(before_ms=START + DAY)
+    assert report.records == 15
+    assert store.read("SELECT id_hi FROM logs ORDER BY id_hi") == [(1.5,), ("x",)]
+    assert [r.message for r in store.recent(RecentQuery(since_ms=0))] == []
+    rows = {r["message"]: r for key in report.objects for r in pq.read_table(io.BytesIO(lake.get(key))).to_pylist()}
+    assert rows["a 15-byte client id"]["client_id"] == "01234567-89ab-cdef-0123-456789abcd"
+    assert rows["a severity past critical"]["severity"] == "7"
+    assert rows["attributes not JSON"]["attributes"] == '{"user": '
+    assert rows["a time as text"]["timestamp"] == datetime(2026, 11, 1, 0, 0, 0, 103_000)  # START + 103: its id's
+    assert (rows["\ufffd\ufffd bytes"]["service"], rows["d0-1"]["severity"]) == ("api", "info")

@@ -140,3 +140,15 @@ class HotStoreContract:
         futures = [store.submit([record(BASE_TS + i, f"c{i}")]) for i in range(200)]
         assert all(len(f.result(timeout=10)) == 1 for f in futures)
         assert len(store.recent(RecentQuery(since_ms=BASE_TS, limit=1000))) == 200
+
+    def test_values_ingest_refuses_today_are_read_back_named_not_raised(self, store: HotStore) -> None:
+        """An older loglake stored the client id "0123456789abcdef0123456789abcd  " as 15 bytes, and a
+        record as stored then must still read back, with the value it cannot read named."""
+        old = record(BASE_TS, "old", client_id=bytes.fromhex("0123456789abcdef0123456789abcd"))
+        store.put([old])
+        store.put([record(BASE_TS + 1, "new")])
+        got = store.get(old.log_id)
+        assert got is not None and got.message == "old" and got.client_id is None
+        assert [field for field, _ in got.unreadable] == ["id"]
+        found = store.recent(RecentQuery(since_ms=BASE_TS, limit=10))
+        assert [(r.message, [f for f, _ in r.unreadable]) for r in found] == [("new", []), ("old", ["id"])]

@@ -11,7 +11,7 @@ import pytest
 
 from loglake.model import Severity
 from loglake.store.base import RecentQuery
-from loglake.store.dynamodb import DynamoDBHotStore
+from loglake.store.dynamodb import DynamoDBHotStore, record_item
 from tests.store.contract import BASE_TS, HotStoreContract, record
 
 
@@ -119,3 +119,38 @@ def test_one_processs_records_take_the_index_shards_in_turn(dynamodb_store: Dyna
     for query in (RecentQuery(since_ms=BASE_TS, severities=frozenset({Severity.ERROR}), limit=100),
                   RecentQuery(since_ms=BASE_TS, log_type="audit", limit=100)):  # fmt: skip
         assert [r.log_id for r in dynamodb_store.recent(query)] == newest_first
+
+
+def test_an_item_with_unreadable_attributes_is_read_with_them_named(dynamodb_store: DynamoDBHotStore) -> None:
+    """An item written by hand (or by another tool): each attribute that cannot be read is named, the
+    rest of the record kept; an item whose key is not a log id is left out."""
+    fine = record(BASE_TS + 2, "fine")
+    dynamodb_store.put([fine])
+    odd = record(BASE_TS + 1, "odd")
+    dynamodb_store.put([odd])
+    dynamodb_store.client.update_item(
+        TableName=dynamodb_store.table,
+        Key={"service_name": {"S": "api"}, "sk": {"B": odd.log_id}},
+        UpdateExpression="SET severity = :severity, attributes = :attributes, client_id = :client_id, ts = :ts",
+        ExpressionAttributeValues={
+            ":severity": {"N": "9"},
+            ":attributes": {"S": '{"user": '},
+            ":client_id": {"B": b"\x01" * 15},
+            ":ts": {"S": "soon"},
+        },
+    )
+    no_id = record_item(record(BASE_TS, "no id"), int(time.time()) + 3600, 0) | {"sk": {"B": b"short"}}
+    dynamodb_store.client.put_item(TableName=dynamodb_store.table, Item=no_id)
+
+    got = dynamodb_store.get(odd.log_id)
+    assert got is not None
+    assert (got.message, got.timestamp, got.severity, got.attributes, got.client_id) == (
+        "odd",
+        BASE_TS + 1,
+        Severity.INFO,
+        None,
+        None,
+    )
+    assert [field for field, _ in got.unreadable] == ["timestamp", "severity", "attributes", "id"]
+    for query in (RecentQuery(since_ms=BASE_TS - 1), RecentQuery(since_ms=BASE_TS - 1, service="api")):
+        assert [r.message for r in dynamodb_store.recent(query)] == ["fine", "odd"]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from loglake.amplify.schema import AMPLIFY_SCHEMA
+from loglake.lake.schema import LAKE_SCHEMA
 from loglake.store import sqlite as sqlite_module
 from loglake.store.base import RecentQuery, StoreUnavailable
 from loglake.store.sqlite import SQLiteHotStore
@@ -134,3 +136,70 @@ def test_the_wal_is_rewound_under_sustained_writes(tmp_path: Path, monkeypatch: 
     bounded = largest_wal_while_writing(tmp_path / "hot.db", 256, monkeypatch)  # 1 MiB
     assert unbounded > 12 * 2**20, "the control run should have grown its WAL"
     assert bounded < unbounded / 3
+
+
+def tables_of(path: Path) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.close()
+
+
+def test_each_package_brings_its_own_tables(tmp_path: Path) -> None:
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    try:
+        assert tables_of(store.path) == {"logs", "flushed_client_ids"}
+        store.use_schema(LAKE_SCHEMA)
+        store.use_schema(LAKE_SCHEMA)  # once is enough, twice is harmless
+        store.use_schema(AMPLIFY_SCHEMA)
+        lake_tables = {"flushes", "lake_files", "lake_garbage"}
+        amplify_tables = {"amplify_watermarks", "amplify_runs"}
+        assert tables_of(store.path) == {"logs", "flushed_client_ids", "schema_versions"} | lake_tables | amplify_tables
+        assert store.read("SELECT name, version FROM schema_versions ORDER BY name") == [("amplify", 1), ("lake", 1)]
+    finally:
+        store.close()
+
+
+def test_a_database_from_before_packages_kept_their_schemas_opens_with_its_data(tmp_path: Path) -> None:
+    """Such a database has every table from the hot store's own history (user_version 5) and no
+    schema_versions: the lake's and the collector's first steps find their tables there and keep them."""
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    store.use_schema(LAKE_SCHEMA)
+    store.use_schema(AMPLIFY_SCHEMA)
+    store.run_in_writer(
+        lambda conn: conn.execute(
+            "INSERT INTO lake_files VALUES ('type=app_logs/date=2026-11-01/part-a.parquet', 'logs', '2026-11-01',"
+            " 1, 2, 3, 4, 5)"
+        )
+    )
+    store.run_in_writer(lambda conn: conn.execute("INSERT INTO amplify_watermarks VALUES ('shop', 10, 11)"))
+    store.run_in_writer(lambda conn: conn.execute("DROP TABLE schema_versions"))
+    store.close()
+
+    reopened = SQLiteHotStore(tmp_path / "hot.db")
+    try:
+        reopened.use_schema(LAKE_SCHEMA)
+        reopened.use_schema(AMPLIFY_SCHEMA)
+        assert reopened.read("SELECT key, records FROM lake_files") == [
+            ("type=app_logs/date=2026-11-01/part-a.parquet", 3)
+        ]
+        assert reopened.read("SELECT app, until_ms FROM amplify_watermarks") == [("shop", 10)]
+        assert reopened.read("SELECT name, version FROM schema_versions ORDER BY name") == [("amplify", 1), ("lake", 1)]
+    finally:
+        reopened.close()
+
+
+def test_a_newer_package_schema_is_refused_with_advice(tmp_path: Path) -> None:
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    try:
+        store.use_schema(LAKE_SCHEMA)
+        store.run_in_writer(lambda conn: conn.execute("UPDATE schema_versions SET version = 99 WHERE name = 'lake'"))
+        later = SQLiteHotStore(tmp_path / "hot.db")
+        try:
+            with pytest.raises(RuntimeError, match=r"lake tables at version 99.*upgrade loglake"):
+                later.use_schema(LAKE_SCHEMA)
+        finally:
+            later.close()
+    finally:
+        store.close()

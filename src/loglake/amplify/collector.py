@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from loglake.amplify.config import AmplifyApp, AmplifyConfig
 from loglake.amplify.parse import MAX_EXAMPLES, NotAnAccessLog, ParsedLog, parse_access_log
+from loglake.amplify.schema import AMPLIFY_SCHEMA
 from loglake.amplify.source import AmplifyLogSource, Fatal, FetchError, RangeTooLarge, Retryable
 from loglake.lake.flush import publish
 from loglake.lake.layout import (
@@ -45,6 +46,7 @@ from loglake.lake.layout import (
 from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import by_utc_day, file_name
+from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE
 from loglake.model import DAY_MS
 from loglake.store.sqlite import SQLiteHotStore
@@ -150,6 +152,8 @@ class Collector:
         max_parallel_apps: int = MAX_PARALLEL_APPS,
         grace_ms: int = 120_000,
     ) -> None:
+        if store is not None:  # None on AWS, where the state is kept in S3 (aws/amplify_steps.py)
+            use_schemas(store)
         self.config = config
         self.store = store
         self.lake = lake
@@ -323,9 +327,26 @@ class Collector:
 
 def collection_status(store: SQLiteHotStore, runs: int) -> tuple[list[tuple[str, int]], list[dict]]:
     """Each app's watermark (app, epoch ms) and the newest `runs` run reports, newest first."""
+    use_schemas(store)
     marks = store.read("SELECT app, until_ms FROM amplify_watermarks ORDER BY app")
     reports = store.read("SELECT report FROM amplify_runs ORDER BY run_id DESC LIMIT ?", (runs,))
-    return [tuple(m) for m in marks], [json.loads(r) for (r,) in reports]
+    return [tuple(m) for m in marks], [_stored_report(r) for (r,) in reports]
+
+
+def _stored_report(text: str) -> dict:
+    """A run's report as stored; one that cannot be read (edited by hand) says so instead of failing
+    the status of every run."""
+    try:
+        report = json.loads(text)
+    except (TypeError, ValueError) as e:
+        return {"unreadable": f"this run's stored report is not JSON ({e})"}
+    return report if isinstance(report, dict) else {"unreadable": "this run's stored report is not a JSON object"}
+
+
+def use_schemas(store: SQLiteHotStore) -> None:
+    """The collector's tables, and the lake catalog it adds its files to."""
+    store.use_schema(LAKE_SCHEMA)
+    store.use_schema(AMPLIFY_SCHEMA)
 
 
 def store_rows(
@@ -339,6 +360,7 @@ def store_rows(
 ) -> None:
     """Add the rows that are not in the lake yet as Parquet parts, one per event date, and move the
     app's watermark (if given), in one catalog transaction."""
+    use_schemas(store)
     work = Path(tempfile.mkdtemp(prefix="loglake-amplify-"))
     try:
         files = new_parts(lake, app, parsed, report, now_ms, work, lambda prefix: _catalogued(store, prefix))

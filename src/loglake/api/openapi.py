@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from loglake import __version__
 from loglake.api.routes import Result
+from loglake.ids import UUID_PATTERN
 from loglake.model import NAME_PATTERN, SEVERITY_ALIASES, SEVERITY_NAMES, SMALLEST_PLAUSIBLE_MS, Limits
 from loglake.service import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -92,6 +93,7 @@ RECORD_IN = {
         "id": {
             "type": "string",
             "format": "uuid",
+            "pattern": f"^{UUID_PATTERN}$",
             "description": "your own id: a retry with the same id stores one record",
         },
     },
@@ -117,6 +119,15 @@ RECORD_OUT = {
         "message": {"type": "string"},
         "attributes": {"type": "object"},
         "id": {"type": "string", "format": "uuid", "description": "present when the client sent one"},
+        "unreadable": {
+            "type": "array",
+            "description": "present when stored values could not be read: each field, and what is shown instead",
+            "items": {
+                "type": "object",
+                "required": ["field", "reason"],
+                "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
+            },
+        },
     },
 }
 

@@ -39,7 +39,7 @@ class AthenaSearch:
             f"SELECT {_RECORD_COLUMNS} FROM {self.table} WHERE {_conditions(query, terms)}"
             f" ORDER BY log_id DESC LIMIT {query.limit:d}"
         )
-        return [lake_reads.record_from_row(row) for row in self.engine.query(sql, limit=query.limit).rows]
+        return lake_reads.records_from_rows(self.engine.query(sql, limit=query.limit).rows, "the lake (Athena)")
 
     def histogram(self, query: RecentQuery, terms: Sequence[Term], interval_ms: int) -> list[dict]:
         bucket = f"CAST(floor({_EPOCH_MS} / {interval_ms:d}e0) AS BIGINT)"
@@ -61,7 +61,7 @@ class AthenaSearch:
             f" AND log_id = {sql_string(format_uuid(log_id))} LIMIT 1"
         )
         rows = self.engine.query(sql, limit=1).rows
-        return lake_reads.record_from_row(rows[0]) if rows else None
+        return next(iter(lake_reads.records_from_rows(rows, "the lake (Athena)")), None)
 
 
 def _conditions(query: RecentQuery, terms: Sequence[Term]) -> str:
@@ -93,16 +93,12 @@ def _conditions(query: RecentQuery, terms: Sequence[Term]) -> str:
 
 
 def _term_condition(term: Term) -> str:
+    if term.key:  # try(): attributes that are not JSON match nothing, as in the local search
+        path = "$" + "".join(f'["{lake_reads.json_path_key(key)}"]' for key in term.key)
+        return f"lower(try(json_extract_scalar(attributes, {sql_string(path)}))) = lower({sql_string(term.value)})"
     if term.field is None:
         return f"regexp_like(message, {sql_string(case_insensitive_regex(term.value))})"
-    if term.field in ("service", "log_type", "client_id", "severity"):
-        return f"{term.field} = {sql_string(term.value)}"
-    path = "$" + "".join(f'["{_json_key(part)}"]' for part in term.field.split("."))
-    return f"lower(json_extract_scalar(attributes, {sql_string(path)})) = {sql_string(term.value.lower())}"
-
-
-def _json_key(part: str) -> str:
-    return part.replace("\\", "\\\\").replace('"', '\\"')
+    return f"{term.field} = {sql_string(term.value)}"
 
 
 def _timestamp(ms: int) -> str:

@@ -28,6 +28,7 @@ from loglake.lake.manifest import LakeFile, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import COMPACT_LEVELS, ROW_GROUP_ROWS, ServiceRowGroups, file_name, parquet_writer
 from loglake.lake.query import sql_string
+from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.store.sqlite import SQLiteHotStore
 
@@ -69,6 +70,7 @@ class Compactor:
         on_step: Step | None = None,
         memory_mb: int = 256,
     ) -> None:
+        store.use_schema(LAKE_SCHEMA)
         self.memory_mb = memory_mb
         self.store = store
         self.lake = lake

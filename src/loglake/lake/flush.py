@@ -43,6 +43,7 @@ from loglake.lake.flush_rounds import (
 from loglake.lake.manifest import LakeFile, add_files
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import file_name
+from loglake.lake.schema import LAKE_SCHEMA
 from loglake.store.sqlite import SQLiteHotStore
 
 ROWS_PER_ROUND = 200_000
@@ -75,6 +76,7 @@ class Flusher:
         rows_per_round: int = ROWS_PER_ROUND,
         worker_process: bool | None = None,
     ) -> None:
+        store.use_schema(LAKE_SCHEMA)
         self.store = store
         self.lake = lake
         self.clock = clock
@@ -159,11 +161,8 @@ class Flusher:
     def _backlog(self, before_ms: int) -> bool:
         if self.worker_process is not None:
             return self.worker_process
-        beyond = self.store.read(
-            "SELECT 1 FROM logs WHERE id_hi < ? ORDER BY id_hi, id_lo LIMIT 1 OFFSET ?",
-            (before_ms << 16, WORKER_MIN_ROUNDS * self.rows_per_round),
-        )
-        return bool(beyond)
+        rounds_of_rows = WORKER_MIN_ROUNDS * self.rows_per_round
+        return self.store.count_before(before_ms, at_most=rounds_of_rows + 1) > rounds_of_rows
 
     def _settle(self, committing: Future) -> None:
         committing.result()
@@ -190,18 +189,8 @@ class Flusher:
 
 
 def _delete_rows(conn: sqlite3.Connection, rows: RoundRows) -> None:
-    """Delete exactly the rows a round read (they were the oldest due). Unless a late record arrived
-    among them since, that is the whole id range from the first to the last: a range delete, about
-    three times faster than deleting row by row, which is the fallback."""
-    conn.executemany(
-        "INSERT OR IGNORE INTO flushed_client_ids (client_id, id_hi, id_lo) VALUES (?, ?, ?)", rows.client_ids
-    )
-    bounds = (*rows.first_id, *rows.last_id)
-    in_range = "(id_hi, id_lo) >= (?, ?) AND (id_hi, id_lo) <= (?, ?)"
-    if conn.execute(f"SELECT count(*) FROM logs WHERE {in_range}", bounds).fetchone()[0] == rows.count:
-        conn.execute(f"DELETE FROM logs WHERE {in_range}", bounds)
-    else:
-        conn.executemany("DELETE FROM logs WHERE id_hi = ? AND id_lo = ?", rows.ids())
+    """Delete exactly the rows a round read (they were the oldest due)."""
+    SQLiteHotStore.delete_moved(conn, rows.first_id, rows.last_id, rows.count, rows.ids(), rows.client_ids)
 
 
 def publish(

@@ -3,6 +3,10 @@
 The flush writes these tables to Parquet and the query engine hands them to DuckDB next to the lake's
 files, so hot and lake records look alike to SQL. The columns come as Python sequences (read by the
 stdlib's sqlite3) or as Arrow arrays (read by the flush worker's ADBC driver).
+
+Values pass through as stored, readable or not: the readers of the lake name what they cannot read
+(readback.py), as those of the hot store do. Only a value the column's type cannot hold at all (a row
+written by hand: a number as a message, bytes, a severity past critical) is converted, see _convertible.
 """
 
 from __future__ import annotations
@@ -14,27 +18,72 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from loglake import readback
+from loglake.ids import is_stored_split, timestamp_of_high
 from loglake.lake.tables import APP_LOGS_TABLE
-from loglake.model import SEVERITY_NAMES
+from loglake.model import LATEST_MS, SEVERITY_NAMES
 
 
 def hot_rows_table(columns: Sequence[Any]) -> pa.Table:
     """Hot rows, given as columns, as an Arrow table; per-row Python work is kept to the log id text."""
     if not columns or not len(columns[0]):
         return APP_LOGS_TABLE.schema.empty_table()
+    try:
+        return _table(columns, pc.take(pa.array(SEVERITY_NAMES), as_arrow(columns[5], pa.int8())))
+    except (pa.ArrowException, TypeError, ValueError, OverflowError, IndexError):
+        converted = _convertible(columns)
+        return _table(converted, pa.array(converted[5], pa.string()))
+
+
+def _table(columns: Sequence[Any], severities: pa.Array | pa.ChunkedArray) -> pa.Table:
     return pa.table(
         [
             _uuid_strings(int64_bytes(columns[0]), int64_bytes(columns[1])),
             as_arrow(columns[2], pa.int64()).cast(pa.timestamp("ms")),
             as_arrow(columns[3], pa.string()),
             as_arrow(columns[4], pa.string()),
-            pc.take(pa.array(SEVERITY_NAMES), as_arrow(columns[5], pa.int8())),
+            severities,
             as_arrow(columns[6], pa.string()),
             as_arrow(columns[7], pa.string()),
             as_arrow(columns[8], pa.string()),  # a column that is all NULL comes from ADBC typed int64
         ],
         schema=APP_LOGS_TABLE.schema,
     )
+
+
+def _convertible(columns: Sequence[Any]) -> list[list[Any]]:
+    """The slow path, row by row, for columns holding values of another type than the schema's: a time
+    that is not an integer is taken from the id, a severity becomes its name (or its text if it is
+    not 0-4, to be named unreadable when read), any other value that is not text becomes text, and a
+    row whose id is not two integers (no range read returns one) is left out."""
+    rows = []
+    for hi, lo, ts, *texts in zip(*(_as_list(c) for c in columns), strict=True):
+        if not is_stored_split(hi, lo):
+            readback.unreadable_id((hi, lo), "the hot store")
+            continue
+        if not (type(ts) is int and 0 <= ts < LATEST_MS):
+            ts = timestamp_of_high(hi)
+        service, log_type, severity, message, attributes, client_id = texts
+        if type(severity) is not int or not 0 <= severity < len(SEVERITY_NAMES):
+            severity = _text(severity)
+        rows.append(
+            (hi, lo, ts, _text(service), _text(log_type), severity, _text(message), _text(attributes), _text(client_id))
+        )
+    columns = [list(c) for c in zip(*rows, strict=True)] or [[] for _ in range(9)]
+    columns[5] = [SEVERITY_NAMES[s] if type(s) is int else s for s in columns[5]]
+    return columns
+
+
+def _as_list(values: Sequence[Any] | pa.Array | pa.ChunkedArray) -> list[Any]:
+    return values.to_pylist() if isinstance(values, pa.Array | pa.ChunkedArray) else list(values)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
 
 
 def int64_bytes(values: Sequence[int] | pa.Array | pa.ChunkedArray) -> bytes:

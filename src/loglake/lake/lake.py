@@ -177,19 +177,16 @@ class Lake:
         if everything:
             return LAST_STORABLE_MS
         before = int(self.clock() * 1000) - self.policy.hot_window_ms
-        beyond_cap = self.store.read(
-            "SELECT id_hi FROM logs ORDER BY id_hi DESC, id_lo DESC LIMIT 1 OFFSET ?", (self.policy.hot_max_records,)
-        )
-        if beyond_cap:
-            before = max(before, (beyond_cap[0][0] >> 16) + 1)
+        beyond_cap = self.store.newest_ms(skip=self.policy.hot_max_records)
+        if beyond_cap is not None:
+            before = max(before, beyond_cap + 1)
         return before
 
     def flush(self, everything: bool = False, progress: Callable[[int], None] | None = None) -> FlushReport:
         return self.flusher.flush(self.due_before_ms(everything), progress=progress)
 
     def count_due(self, everything: bool = False) -> int:
-        before = self.due_before_ms(everything)
-        return self.store.read("SELECT count(*) FROM logs WHERE id_hi < ?", (before << 16,))[0][0]
+        return self.store.count_before(self.due_before_ms(everything))
 
     def compact(self) -> CompactReport:
         return self.compactor.compact()
@@ -226,7 +223,7 @@ class Lake:
 
             def drop(conn: sqlite3.Connection) -> None:
                 retire_files(conn, keys, delete_after)
-                conn.execute("DELETE FROM flushed_client_ids WHERE id_hi < ?", (kept_from << 16,))
+                SQLiteHotStore.forget_flushed_client_ids(conn, kept_from)
 
             self.store.in_write_transaction(drop).result()
         return expired

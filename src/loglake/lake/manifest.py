@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 from loglake.lake.layout import day_of
 from loglake.lake.objectstore import ObjectStore
+from loglake.model import LATEST_MS
 from loglake.store.sqlite import SQLiteHotStore
 
 
@@ -67,12 +68,26 @@ def list_files(
     return [LakeFile(*row) for row in read(sql + " ORDER BY day, min_ts", params)]
 
 
+def newest_file_ms(read: Callable[[str, list], list[tuple]], table_name: str) -> int | None:
+    """The time of a table's newest record in the lake, None when it has no files."""
+    return read("SELECT max(max_ts) FROM lake_files WHERE table_name = ?", [table_name])[0][0]
+
+
+def files_span(
+    read: Callable[[str, list], list[tuple]], table_name: str, since_ms: int, until_ms: int
+) -> tuple[int | None, int | None, int | None]:
+    """Of a table's files holding records in [since, until): how many records they hold, the time of
+    their oldest and of their newest (None each when there are none)."""
+    sql = (
+        "SELECT sum(records), min(min_ts), max(max_ts) FROM lake_files"
+        " WHERE table_name = ? AND max_ts >= ? AND min_ts < ?"
+    )
+    return read(sql, [table_name, since_ms, until_ms])[0]
+
+
 def _day(ts_ms: int) -> str:
     """The date partition of a time, for any time a client can send (clamped to years 1970-9999)."""
-    return day_of(min(max(ts_ms, 0), _LAST_MS)).isoformat()
-
-
-_LAST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+    return day_of(min(max(ts_ms, 0), LATEST_MS - 1)).isoformat()
 
 
 def collect_garbage(store: SQLiteHotStore, lake: ObjectStore, now_ms: int) -> int:

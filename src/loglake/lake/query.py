@@ -43,14 +43,13 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from loglake.config import Settings
-from loglake.ids import lower_bound, split_id
 from loglake.lake.hot_rows import hot_rows_table
 from loglake.lake.manifest import LakeFile, list_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
+from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.sql_guard import QueryError, check_select, client_error, rewrite_ilike_contains
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, partition_type, sql_type
 from loglake.store.sqlite import SQLiteHotStore
-from loglake.store.sqlite_rows import COLUMNS
 
 INTERNAL_CONNECTIONS = 2
 
@@ -139,6 +138,7 @@ class QueryEngine:
     def __init__(
         self, store: SQLiteHotStore, lake: ObjectStore, work_dir: Path, limits: QueryLimits | None = None
     ) -> None:
+        store.use_schema(LAKE_SCHEMA)
         self.store = store
         self.lake = lake
         self.limits = limits or QueryLimits()
@@ -324,7 +324,7 @@ class QueryEngine:
         with self.store.snapshot():
             files = {t.name: list_files(self.store.read, t.name, window.since_ms, window.until_ms) for t in tables}
             if APP_LOGS_TABLE in tables:
-                hot = self.store.read(*_hot_rows_query(window))
+                hot = self.store.rows_between(window.since_ms, window.until_ms)
         for table in tables:
             if table is not APP_LOGS_TABLE:
                 names = ", ".join(f'"{name}"' for name in [*table.schema.names, *table.partitions])
@@ -421,17 +421,6 @@ def _interrupt_after(cursor: duckdb.DuckDBPyConnection, deadline: float, finishe
     while not finished.is_set():
         cursor.interrupt()
         finished.wait(0.005)
-
-
-def _hot_rows_query(window: TimeRange) -> tuple[str, list[Any]]:
-    where, params = [], []
-    if window.since_ms is not None:
-        where.append("(id_hi, id_lo) >= (?, ?)")
-        params.extend(split_id(lower_bound(window.since_ms)))
-    if window.until_ms is not None:
-        where.append("(id_hi, id_lo) < (?, ?)")
-        params.extend(split_id(lower_bound(window.until_ms)))
-    return f"SELECT {COLUMNS} FROM logs" + (f" WHERE {' AND '.join(where)}" if where else ""), params
 
 
 def _files_read(operator: dict) -> int:

@@ -8,18 +8,19 @@ every record exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from loglake.ids import LAST_STORABLE_MS, format_uuid, parse_uuid, timestamp_of
-from loglake.lake.manifest import list_files
+from loglake import readback
+from loglake.ids import LAST_STORABLE_MS, format_uuid, timestamp_of
+from loglake.lake.manifest import files_span, list_files, newest_file_ms
 from loglake.lake.query import QueryEngine, TimeRange, sql_string
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.search_terms import Term
 from loglake.lake.sql_guard import case_insensitive_regex
 from loglake.lake.tables import APP_LOGS_TABLE
-from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, StoredRecord, format_datetime
+from loglake.model import SEVERITY_NAMES, Severity, StoredRecord, format_datetime
 from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
 
@@ -84,19 +85,16 @@ def _newest_possible_ms(engine: QueryEngine, query: RecentQuery) -> int | None:
     if query.before_id is not None:
         bounds.append(timestamp_of(query.before_id) + 1)
     with engine.store.snapshot():
-        ((newest_hot,),) = engine.store.read("SELECT max(id_hi) >> 16 FROM logs")
-        ((newest_flushed,),) = engine.store.read("SELECT max(max_ts) FROM lake_files")
-    newest = max((t for t in (newest_hot, newest_flushed) if t is not None), default=None)
+        newest_hot = [r.timestamp for r in engine.store.recent(RecentQuery(since_ms=0, limit=1))]
+        newest_flushed = newest_file_ms(engine.store.read, APP_LOGS_TABLE.name)
+    newest = max([*newest_hot, *([newest_flushed] if newest_flushed is not None else [])], default=None)
     if newest is None:
         return None
     return min([newest + 1, *bounds])
 
 
 def _first_step_ms(engine: QueryEngine, query: RecentQuery, upper: int) -> int:
-    ((records, first, last),) = engine.store.read(
-        "SELECT sum(records), min(min_ts), max(max_ts) FROM lake_files WHERE max_ts >= ? AND min_ts < ?",
-        (query.since_ms, upper),
-    )
+    records, first, last = files_span(engine.store.read, APP_LOGS_TABLE.name, query.since_ms, upper)
     if not records or last <= first:
         return upper - query.since_ms
     per_ms = records / (last - first)
@@ -107,7 +105,7 @@ def _recent_in(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term]) -
     where, params = _conditions(query, terms)
     sql = f"SELECT {_RECORD_COLUMNS} FROM logs WHERE {where} ORDER BY log_id DESC LIMIT {query.limit:d}"
     window = TimeRange(query.since_ms, query.until_ms)
-    return [record_from_row(row) for row in engine.run_internal(sql, params, window, query.limit).rows]
+    return records_from_rows(engine.run_internal(sql, params, window, query.limit).rows, "the lake")
 
 
 def histogram(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], interval_ms: int) -> list[dict]:
@@ -126,7 +124,10 @@ def histogram_buckets(rows: Sequence[tuple[int, str, int]], query: RecentQuery, 
     """The histogram's answer from (bucket number, severity, count) rows: every bucket of the window."""
     counts: dict[int, dict[str, int]] = {}
     for bucket, severity, n in rows:
-        counts.setdefault(bucket, {})[severity] = n
+        # A severity that cannot be read is counted as the record shows it: info (readback.py).
+        name = severity if severity in SEVERITY_NAMES else Severity.INFO.label
+        by_name = counts.setdefault(bucket, {})
+        by_name[name] = by_name.get(name, 0) + n
     assert query.until_ms is not None
     first, last = query.since_ms // interval_ms, (query.until_ms - 1) // interval_ms
     buckets = []
@@ -173,14 +174,17 @@ def _conditions(query: RecentQuery, terms: Sequence[Term]) -> tuple[str, list[An
 
 
 def _term_condition(term: Term) -> tuple[str, Any]:
+    if term.key:  # try(): attributes that are not JSON (a row written by hand) match nothing, not fail
+        path = "$" + "".join(f'."{json_path_key(key)}"' for key in term.key)
+        return f"lower(try(json_extract_string(attributes, {sql_string(path)}))) = lower(?)", term.value
     if term.field is None:  # RE2's case-insensitive search: about twice as fast as lower() + contains
         return "regexp_matches(message, ?)", case_insensitive_regex(term.value)
-    if term.field in ("service", "log_type", "client_id"):
-        return f"{term.field} = ?", term.value
-    if term.field == "severity":
-        return "severity = ?", term.value
-    path = "$." + ".".join(f'"{part}"' for part in term.field.split("."))
-    return f"lower(json_extract_string(attributes, {sql_string(path)})) = ?", term.value.lower()
+    return f"{term.field} = ?", term.value
+
+
+def json_path_key(key: str) -> str:
+    """A key as written inside a double-quoted JSON path step (DuckDB's and Athena's alike)."""
+    return key.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def get(engine: QueryEngine, log_id: bytes) -> StoredRecord | None:
@@ -198,7 +202,7 @@ def get(engine: QueryEngine, log_id: bytes) -> StoredRecord | None:
     if not found:
         real_id = engine.store.flushed_id_of(log_id)
         return get(engine, real_id) if real_id is not None and real_id != log_id else None
-    return record_from_row(found[0])
+    return next(iter(records_from_rows(found, "the lake")), None)
 
 
 def is_storable_id(log_id: bytes) -> bool:
@@ -206,16 +210,12 @@ def is_storable_id(log_id: bytes) -> bool:
     return log_id[6] >> 4 == 7 and timestamp_of(log_id) <= LAST_STORABLE_MS
 
 
-def record_from_row(row: tuple) -> StoredRecord:
-    """A StoredRecord from a row of RECORD_COLUMNS (log_id text, epoch ms, ..., client_id text)."""
-    log_id, ts, service, log_type, severity, message, attributes, client_id = row
-    return StoredRecord(
-        parse_uuid(log_id),
-        ts,
-        service,
-        log_type,
-        int(SEVERITY_ALIASES[severity]),
-        message,
-        attributes.encode() if attributes is not None else None,
-        parse_uuid(client_id) if client_id is not None else None,
-    )
+def records_from_rows(rows: Iterable[tuple], where: str) -> list[StoredRecord]:
+    """StoredRecords from rows of RECORD_COLUMNS (log_id text, epoch ms, ..., client_id text), their
+    unreadable values named (readback.py); a row whose log id cannot be read is left out."""
+    found = []
+    for log_id, *values in rows:
+        raw_id = readback.stored_id(log_id, where)
+        if raw_id is not None:
+            found.append(readback.record(raw_id, *values))
+    return found

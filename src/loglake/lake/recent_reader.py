@@ -17,11 +17,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loglake.ids import format_uuid, parse_uuid
+from loglake import readback
+from loglake.ids import format_uuid
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.tables import APP_LOGS_TABLE
-from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, StoredRecord
+from loglake.model import SEVERITY_NAMES, StoredRecord
 from loglake.store.base import RecentQuery
 
 OPEN_FILES = 256
@@ -52,8 +53,8 @@ class LakeRecentReader:
             if len(page) >= query.limit and newest < page[query.limit - 1]["ts"]:
                 break  # nothing left can be newer than the page's oldest record
             rows = self._matching(self._file(key).parquet, index, query)
-            page = sorted(page + rows, key=lambda r: r["log_id"], reverse=True)[: query.limit]
-        return [_record(r) for r in page]
+            page = sorted(page + rows, key=_id_text, reverse=True)[: query.limit]
+        return [r for r in map(_record, page) if r is not None]
 
     @staticmethod
     def _matching(parquet: pq.ParquetFile, index: int, query: RecentQuery) -> list[dict]:
@@ -168,15 +169,22 @@ def _millis(value: Any) -> int:
     return int(pa.scalar(value, _MS).cast(pa.int64()).as_py())
 
 
-def _record(row: dict) -> StoredRecord:
-    attributes, client_id = row["attributes"], row["client_id"]
-    return StoredRecord(
-        parse_uuid(row["log_id"]),
+def _id_text(row: dict) -> str:
+    return row["log_id"] or ""  # a file written by another tool may hold a null
+
+
+def _record(row: dict) -> StoredRecord | None:
+    """The row's record, its unreadable values named (readback.py); None when its log id is unreadable."""
+    log_id = readback.stored_id(row["log_id"], "the lake")
+    if log_id is None:
+        return None
+    return readback.record(
+        log_id,
         row["ts"],
         row["service"],
         row["log_type"],
-        int(SEVERITY_ALIASES[row["severity"]]),
+        row["severity"],
         row["message"],
-        attributes.encode() if attributes is not None else None,
-        parse_uuid(client_id) if client_id is not None else None,
+        row["attributes"],
+        row["client_id"],
     )

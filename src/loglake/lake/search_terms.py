@@ -4,10 +4,12 @@
     "connection refused"        messages containing that phrase
     service:api severity:error  exact service / severity / log_type / client_id (message: is a word)
     user:alice  http.status:500 an attribute key (dots reach into nested objects), any case
+    ключ:значение               keys in any language
+    "a.b":1  http."x-y.z":2     a quoted key is one key, dots and all (and never a record field)
     -healthcheck                leave out messages containing it (works with field:value too)
 
 All terms must match (AND). Words match anywhere in the message, case-insensitively, like
-`message ILIKE '%word%'` in SQL.
+`message ILIKE '%word%'` in SQL. A key cannot hold a double quote.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from dataclasses import dataclass
 from loglake.model import SEVERITY_ALIASES
 
 MAX_TERMS = 20
-_TOKEN = re.compile(r'\s*(-?)(?:([A-Za-z0-9_][A-Za-z0-9_.-]*):)?(?:"([^"]*)"|(\S+))')
-_FIELD = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
+# [-][key:]value, where the key is anything up to the first colon outside quotes.
+_TOKEN = re.compile(r'\s*(-?)(?:((?:[^\s":]|"[^"]*")+):)?(?:"([^"]*)"|(\S+))')
+_SEGMENT = re.compile(r'"([^"]*)"|([^".]*)')
+RECORD_FIELDS = ("service", "log_type", "client_id")
 
 
 class InvalidSearch(ValueError):
@@ -29,8 +33,9 @@ class InvalidSearch(ValueError):
 @dataclass(frozen=True)
 class Term:
     value: str
-    field: str | None = None  # None: the message; else a record field or an attribute key
+    field: str | None = None  # a record field (service, log_type, client_id, severity); None: see `key`
     negated: bool = False
+    key: tuple[str, ...] = ()  # an attribute's key path, one key per level of nesting; none: the message
 
 
 def parse_terms(q: str) -> list[Term]:
@@ -47,7 +52,7 @@ def parse_terms(q: str) -> list[Term]:
             raise InvalidSearch(f'unbalanced " in {bare!r}')
         if not value:
             raise InvalidSearch(f"empty search term {match.group(0).strip()!r}")
-        if field is None and bare is not None and bare.endswith(":") and _FIELD.fullmatch(bare[:-1]):
+        if field is None and bare is not None and bare.endswith(":") and _is_key(bare[:-1]):
             raise InvalidSearch(f'{bare} needs a value, e.g. {bare}api or {bare}"two words"')
         terms.append(_term(value, field, bool(negated)))
     if len(terms) > MAX_TERMS:
@@ -63,6 +68,46 @@ def _term(value: str, field: str | None, negated: bool) -> Term:
         if severity is None:
             raise InvalidSearch(f"severity:{value}: not a severity; use debug, info, warning, error or critical")
         return Term(severity.label, "severity", negated)
-    if not _FIELD.fullmatch(field):
-        raise InvalidSearch(f"{field}: a field is letters, digits, _ and -, with dots between nested keys")
-    return Term(value, field, negated)
+    if field == "client_id":  # stored as canonical text, lowercase, whatever case the client sent
+        return Term(value.lower(), field, negated)
+    if field in RECORD_FIELDS:
+        return Term(value, field, negated)
+    return Term(value, None, negated, key_path(field))
+
+
+def key_path(field: str) -> tuple[str, ...]:
+    """An attribute key as written in a search, as its keys from the outermost: dots separate nesting
+    levels, except inside "quotes"."""
+    keys: list[str] = []
+    for part in _split_dots(field):
+        segment = _SEGMENT.fullmatch(part)
+        key = None if segment is None else segment.group(1) if segment.group(1) is not None else segment.group(2)
+        if not key:
+            raise InvalidSearch(
+                f"{field}: an attribute key is its name, with dots between nested keys; quote a key that"
+                f' holds a dot or a colon: "a.b":value, http."x.y":value'
+            )
+        keys.append(key)
+    return tuple(keys)
+
+
+def _split_dots(field: str) -> list[str]:
+    """The parts of a key path between the dots that are outside quotes."""
+    parts, current, quoted = [], [], False
+    for char in field:
+        if char == '"':
+            quoted = not quoted
+        if char == "." and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def _is_key(text: str) -> bool:
+    try:
+        return bool(text) and bool(key_path(text))
+    except InvalidSearch:
+        return False

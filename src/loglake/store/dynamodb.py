@@ -28,6 +28,7 @@ and the client's retry completes it.
 
 from __future__ import annotations
 
+import binascii
 import heapq
 import random
 import time
@@ -37,6 +38,7 @@ from typing import Any
 
 import botocore.exceptions
 
+from loglake import readback
 from loglake.ids import format_uuid, lower_bound, timestamp_of
 from loglake.model import NewRecord, StoredRecord
 from loglake.store.base import UNINDEXED_LOG_TYPE, UNINDEXED_SEVERITY, HotStore, RecentQuery, ScanKey, StoreUnavailable
@@ -260,7 +262,7 @@ class DynamoDBHotStore(HotStore):
                 self._query(index, name, {"S": sharded(value, s)}, low, high, page=page) for s in range(self.shards)
             ]
             items = heapq.merge(*shards, key=lambda item: item["sk"]["B"], reverse=True)
-        return (r for r in map(record_from_item, items) if _matches(r, query, key))
+        return (r for r in map(record_from_item, items) if r is not None and _matches(r, query, key))
 
     def _newest_across_services(self, low: bytes, high: bytes | None, page: int) -> Iterator[dict]:
         """The by_time index, hour by hour from the newest hour that has records, each hour's shards
@@ -341,19 +343,43 @@ def record_item(r: NewRecord, expires_at: int, shard: int) -> dict[str, dict]:
     return item
 
 
-def record_from_item(item: dict, binary: Callable[[dict], bytes] = lambda value: value["B"]) -> StoredRecord:
-    """A record from its table item (record_item's inverse); `binary` reads a binary attribute (a
-    stream image as Lambda hands it over has them base64-encoded)."""
-    return NewRecord(
-        binary(item["sk"]),
-        int(item["ts"]["N"]),
-        item["service_name"]["S"],
-        item["log_type"]["S"],
-        int(item["severity"]["N"]),
-        item["message"]["S"],
-        item["attributes"]["S"].encode() if "attributes" in item else None,
-        binary(item["client_id"]) if "client_id" in item else None,
+def record_from_item(item: dict, binary: Callable[[dict], bytes] = lambda value: value["B"]) -> StoredRecord | None:
+    """A record from its table item (record_item's inverse), its unreadable values named (readback.py);
+    None when its log id cannot be read. `binary` reads a binary attribute (a stream image as Lambda
+    hands it over has them base64-encoded)."""
+    log_id = readback.stored_id(_attribute(item, "sk", binary), "DynamoDB")
+    if log_id is None:
+        return None
+    return readback.record(
+        log_id,
+        _number(item, "ts"),
+        _attribute(item, "service_name", _string),
+        _attribute(item, "log_type", _string),
+        _number(item, "severity"),
+        _attribute(item, "message", _string),
+        _attribute(item, "attributes", _string),
+        _attribute(item, "client_id", binary),
     )
+
+
+def _attribute(item: dict, name: str, read: Callable[[dict], Any]) -> Any:
+    """An attribute's value as `read` gets it; None when absent, as stored when `read` cannot get it
+    (readback then names it)."""
+    value = item.get(name)
+    if value is None:
+        return None
+    try:
+        return read(value)
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return value
+
+
+def _string(value: dict) -> str:
+    return value["S"]
+
+
+def _number(item: dict, name: str) -> Any:
+    return _attribute(item, name, lambda value: int(value["N"]))
 
 
 def _matches(r: StoredRecord, query: RecentQuery, key: ScanKey) -> bool:

@@ -1,15 +1,28 @@
-"""The hot store's schema and row codec: NewRecords to the JSON rows SQLite inserts, rows to StoredRecords."""
+"""The hot store's schema, its SQL and row codec: NewRecords to the JSON rows SQLite inserts, rows to StoredRecords."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 
-from loglake.ids import format_uuid, join_id, parse_uuid, split_id
+from loglake import readback
+from loglake.ids import (
+    HIGH_TIME_SHIFT,
+    format_uuid,
+    is_stored_split,
+    join_id,
+    lower_bound,
+    smallest_high,
+    split_id,
+)
 from loglake.model import NewRecord, StoredRecord
 
-# Schema history: append, never edit. user_version counts the steps applied.
+# The hot store's schema history: append, never edit; user_version counts the steps applied. Steps 2, 3
+# and 5 created the lake's and the Amplify collector's tables before each package kept its own schema
+# (lake/schema.py, amplify/schema.py, applied through SQLiteHotStore.use_schema); they stay, empty, so
+# that the steps of databases made before keep their numbers.
 MIGRATIONS = [
     """
     CREATE TABLE logs (
@@ -31,38 +44,8 @@ MIGRATIONS = [
     CREATE INDEX logs_by_severity ON logs (severity, id_hi, id_lo) WHERE severity != 1;
     CREATE UNIQUE INDEX logs_by_client_id ON logs (client_id) WHERE client_id IS NOT NULL;
     """,
-    """
-    -- Lake flushes under way: their objects may be in the lake while their rows are still here.
-    -- A query skips these objects. A flush deletes its rows and its row here in one transaction.
-    CREATE TABLE flushes (
-        flush_id   INTEGER PRIMARY KEY,
-        started_ms INTEGER NOT NULL,
-        objects    TEXT NOT NULL,      -- JSON array of lake keys
-        records    INTEGER NOT NULL
-    );
-    """,
-    """
-    -- The lake's catalog: every lake object a query reads. A flush adds its objects here in the
-    -- transaction that deletes their rows, so one snapshot of logs + lake_files holds each record
-    -- exactly once, without listing the object store.
-    CREATE TABLE lake_files (
-        key        TEXT PRIMARY KEY,   -- object key, e.g. type=app_logs/date=2026-11-01/part-<uuid7>.parquet
-        table_name TEXT NOT NULL,      -- the SQL table it belongs to (lake.tables)
-        day        TEXT NOT NULL,      -- its date partition, YYYY-MM-DD
-        min_ts     INTEGER NOT NULL,   -- epoch ms of its oldest and newest record
-        max_ts     INTEGER NOT NULL,
-        records    INTEGER NOT NULL,
-        bytes      INTEGER NOT NULL,
-        created_ms INTEGER NOT NULL
-    );
-    CREATE INDEX lake_files_by_day ON lake_files (table_name, day);
-    -- Objects that compaction replaced or retention dropped: no longer in lake_files, deleted from
-    -- the object store once no query that started before can still be reading them.
-    CREATE TABLE lake_garbage (
-        key             TEXT PRIMARY KEY,
-        delete_after_ms INTEGER NOT NULL
-    );
-    """,
+    "",
+    "",
     """
     -- Client ids of records the flush moved to the lake, so that a retry with the same id still
     -- answers the stored record (and stores nothing) after its row left this database.
@@ -72,21 +55,7 @@ MIGRATIONS = [
         id_lo     INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
-    """
-    -- Amplify access-log collection: per app, the end of the last window collected in full (every
-    -- window before it succeeded), and the report of each run.
-    CREATE TABLE amplify_watermarks (
-        app        TEXT PRIMARY KEY,   -- the configuration's appName
-        until_ms   INTEGER NOT NULL,   -- epoch ms, exclusive
-        updated_ms INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    CREATE TABLE amplify_runs (
-        run_id      INTEGER PRIMARY KEY,
-        started_ms  INTEGER NOT NULL,
-        finished_ms INTEGER NOT NULL,
-        report      TEXT NOT NULL      -- JSON: per app windows, rows, bytes, retries, errors, duration
-    );
-    """,
+    "",
 ]
 
 COLUMNS = "id_hi, id_lo, timestamp, service, log_type, severity, message, attributes, client_id"
@@ -102,7 +71,7 @@ SPARSE_CONDITION = {"log_type": "log_type != 'application'", "severity": "severi
 # Field extraction is most of that C time (~0.4 us a field), so a row carries only what it must:
 # the timestamp is the top of id_hi, and this path is for records without a client id.
 INSERT_JSON_ROWS = (
-    f"INSERT INTO logs ({COLUMNS}) SELECT value->>0, value->>1, (value->>0) >> 16, value->>2, value->>3,"
+    f"INSERT INTO logs ({COLUMNS}) SELECT value->>0, value->>1, (value->>0) >> {HIGH_TIME_SHIFT}, value->>2, value->>3,"
     " value->>4, value->>5, value->>6, NULL FROM json_each(?)"
 )
 # Records with a client id, or a NUL character (which SQLite's JSON functions cannot carry into
@@ -137,15 +106,45 @@ def join_arrays(arrays: list[bytes]) -> bytes:
     return b"[" + b",".join(a[1:-1] for a in arrays if len(a) > 2) + b"]"
 
 
-def stored(row: tuple) -> StoredRecord:
+def stored(row: tuple) -> StoredRecord | None:
+    """The record of a row (COLUMNS order), its unreadable values named (readback.py); None when
+    its id is not two 64-bit integers, as no row that ingest wrote can be."""
     hi, lo, ts, service, log_type, severity, message, attributes, client_id = row
-    return StoredRecord(
-        join_id(hi, lo),
-        ts,
-        service,
-        log_type,
-        severity,
-        message,
-        attributes.encode() if attributes is not None else None,
-        parse_uuid(client_id) if client_id is not None else None,
+    if not is_stored_split(hi, lo):
+        readback.unreadable_id((hi, lo), "the hot store")
+        return None
+    return readback.record(join_id(hi, lo), ts, service, log_type, severity, message, attributes, client_id)
+
+
+# -- the lake's reads and writes of hot rows (SQLiteHotStore's methods run these) ----------------
+
+ROWS_AS_JSON_ARRAYS = (
+    "SELECT " + ", ".join(f"json_group_array({name.strip()})" for name in COLUMNS.split(",")) + " FROM ({rows})"
+)
+FLUSHED_CLIENT_ID = "SELECT id_hi, id_lo FROM flushed_client_ids WHERE client_id = ?"
+
+
+def rows_between(since_ms: int | None, until_ms: int | None) -> tuple[str, list[Any]]:
+    """Rows of records timestamped in [since, until) (either bound optional), in COLUMNS order."""
+    where, params = [], []
+    if since_ms is not None:
+        where.append("(id_hi, id_lo) >= (?, ?)")
+        params.extend(split_id(lower_bound(since_ms)))
+    if until_ms is not None:
+        where.append("(id_hi, id_lo) < (?, ?)")
+        params.extend(split_id(lower_bound(until_ms)))
+    return f"SELECT {COLUMNS} FROM logs" + (f" WHERE {' AND '.join(where)}" if where else ""), params
+
+
+def due_rows(before_ms: int, after: tuple[int, int] | None, limit: int) -> tuple[str, list[int]]:
+    """Up to `limit` rows of records timestamped before `before_ms`, the oldest first, after the id
+    (id_hi, id_lo) `after` if given: one flush round, read by the store's connections or by a worker
+    process's own driver (lake/flush_rounds.py). A row whose id is not two integers (only a hand-made
+    row can have another type there) is never due: it could be neither written nor deleted by id."""
+    where = "id_hi < ? AND typeof(id_hi) = 'integer' AND typeof(id_lo) = 'integer'"
+    if after is not None:
+        where = f"(id_hi, id_lo) > (?, ?) AND {where}"
+    return (
+        f"SELECT {COLUMNS} FROM logs WHERE {where} ORDER BY id_hi, id_lo LIMIT ?",
+        [*(after or ()), smallest_high(before_ms), limit],
     )
