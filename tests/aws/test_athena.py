@@ -89,7 +89,7 @@ def test_the_query_handler_answers_like_post_query(athena, moto_endpoint: str, m
     assert ok["statusCode"] == 200
     body = json.loads(ok["body"])
     assert body["rows"] == [[42]] and body["columns"] == [{"name": "n", "type": "bigint"}] and not body["truncated"]
-    for bad, code in [('{"sql": "DROP TABLE logs"}', "read_only"), ("{oops", "invalid_request"),
+    for bad, code in [('{"sql": "DROP TABLE logs"}', "read_only"), ("{oops", "invalid_json"),
                       ('{"sql": "SELECT 1", "limit": -1}', "invalid_request"),
                       ('{"sql": "SELECT 1", "limit": 10.5}', "invalid_request")]:  # fmt: skip
         refused = handlers.query(rest_event("POST", "/query", body=bad), CONTEXT)
