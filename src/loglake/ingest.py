@@ -176,17 +176,17 @@ def too_deep(limits: Limits) -> str:
 
 
 def _ndjson_hint(error: Exception, body: bytes) -> str:
-    """For a JSON body holding more than one value: how to send NDJSON (the usual cause)."""
+    """For a JSON body that holds several JSON values, as NDJSON does: how to send NDJSON."""
     if "trailing characters" not in str(error):
         return ""
     try:
         _generic.decode_lines(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return (
-            "; the body holds more than one JSON value: send one object or an array, or NDJSON lines with "
-            "Content-Type: application/x-ndjson (curl: --data-binary @file keeps the newlines, -d drops them)"
-        )
-    return "; the body is NDJSON (one JSON value per line): send it with Content-Type: application/x-ndjson"
+        return ""
+    return (
+        "; the body holds several JSON values, as NDJSON does: send NDJSON with "
+        "Content-Type: application/x-ndjson, or send one object or an array"
+    )
 
 
 def _decode_ndjson_lines(body: bytes, limits: Limits) -> list[Any]:
