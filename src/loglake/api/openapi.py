@@ -367,7 +367,7 @@ SPEC: dict[str, Any] = {
         },
         "/healthz": {
             "get": {
-                "summary": "Liveness and storage health (no auth)",
+                "summary": "Liveness and storage health (no auth: status and reason; details with a read key)",
                 "security": [],
                 "responses": {"200": {"description": "healthy"}, "503": {"description": "storage unwritable"}},
             }
