@@ -115,3 +115,14 @@ async def test_key_writes_do_not_stop_the_event_loop(client: httpx.AsyncClient, 
         holder.close()
     response = await write
     assert response.status_code == (201 if change == "create" else 200), response.text
+
+
+async def test_listing_keys_takes_only_all_true_or_false(client: httpx.AsyncClient) -> None:
+    await client.post("/admin/keys", json={"name": "gone", "scopes": ["read"]})
+    await client.delete("/admin/keys/gone")
+    for value, shows_revoked in (("true", True), ("1", True), ("false", False), ("0", False)):
+        names = {k["name"] for k in (await client.get("/admin/keys", params={"all": value})).json()["keys"]}
+        assert ("gone" in names) is shows_revoked
+    for params in ({"all": "yes"}, {"include": "revoked"}):  # once listed active keys only, silently
+        response = await client.get("/admin/keys", params=params)
+        assert response.status_code == 400 and "all=true" in response.json()["error"]["message"]

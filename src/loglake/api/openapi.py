@@ -380,7 +380,7 @@ SPEC: dict[str, Any] = {
         },
         "/admin/keys": {
             "get": {
-                "summary": "List active API keys (admin scope; ?all=1 includes revoked)",
+                "summary": "List active API keys (admin scope; ?all=true includes revoked)",
                 "responses": {"200": {"description": "keys, never their secrets"}},
             },
             "post": {
@@ -405,7 +405,10 @@ SPEC: dict[str, Any] = {
                         }
                     }
                 },
-                "responses": {"201": {"description": "the new key and its secret"}},
+                "responses": {
+                    "201": {"description": "the new key and its secret"},
+                    "409": _json(_ref("Error"), "An active key has that name (revoke it first or pick another)"),
+                },
             },
         },
         "/admin/keys/{name}": {

@@ -342,8 +342,14 @@ async def metrics(app: LoglakeApp, request: Request) -> Result:
 
 
 async def list_keys(app: LoglakeApp, request: Request) -> Result:
-    keys = await app.run_read(app.keystore.list, request.query.get("all") in ("1", "true"))
+    params = request.query
+    if params.keys() - {"all"} or params.get("all", "false") not in _BOOLEANS:
+        raise ApiError(400, "invalid_request", "the only parameter is all=true (include revoked keys) or all=false")
+    keys = await app.run_read(app.keystore.list, _BOOLEANS[params.get("all", "false")])
     return Result(200, {"keys": [k.as_dict() for k in keys]})
+
+
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
 class KeySpec(msgspec.Struct, forbid_unknown_fields=True):
