@@ -184,7 +184,7 @@ class LoglakeApp:
         self.storage_error = None
 
     async def run_read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a store read off the event loop, so a slow query never delays ingest."""
+        """Run blocking store work (reads, key writes) off the event loop, so it never delays ingest."""
         return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
 
     async def run_query(self, fn: Callable[[], T]) -> T:
