@@ -52,7 +52,7 @@ def test_the_server_flushes_in_the_background_and_the_cli_queries_it(server_fact
         lake_records = json.loads(listed.output)[0]["lake_records"]
     assert lake_records == 60, "the background job did not flush the records older than the hot window"
     assert json.loads(listed.output)[0]["hot_records"] == 1
-    health = httpx.get(server.url + "/healthz").json()["lake"]
+    health = httpx.get(server.url + "/healthz", headers={"authorization": f"Bearer {key}"}).json()["lake"]
     assert health["last_maintenance"] is not None and health["error"] is None
     events = [json.loads(line) for line in server.log_path.read_text().splitlines() if '"lake_maintenance"' in line]
     assert sum(e["flushed_records"] for e in events) == 60

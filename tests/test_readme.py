@@ -65,7 +65,7 @@ def test_configuration_table_defaults_match_settings(flag: str, environment: str
 
 def test_record_table_states_the_enforced_limits() -> None:
     limits = Limits()
-    record = _section("The record")
+    record = " ".join(_section("The record").split())  # sentences wrap anywhere
     assert f"at most {limits.max_message_bytes // 1024} KiB of UTF-8" in record
     attributes = (
         f"at most {limits.max_attribute_keys} keys, nesting depth {limits.max_attribute_depth}, "

@@ -15,7 +15,6 @@ from typing import Any
 import click
 
 from loglake import __version__
-from loglake.api.ratelimit import own_rate_burst
 from loglake.cli_amplify import COMMANDS as AMPLIFY_COMMANDS
 from loglake.cli_aws import COMMANDS as AWS_COMMANDS
 from loglake.cli_lake import COMMANDS as LAKE_COMMANDS
@@ -30,7 +29,7 @@ from loglake.cli_options import (
 )
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, env_name, load_settings, option_fields
-from loglake.keys import KeyStore, KeyStoreError, parse_scopes
+from loglake.keys import ApiKey, KeyStore, KeyStoreError, parse_scopes
 from loglake.shipping import line_to_record, timed_batches
 
 
@@ -159,15 +158,19 @@ def keys_list(include_revoked: bool, as_json: bool, data_dir: Path) -> None:
             k.kind,
             ",".join(sorted(k.scopes)),
             k.hint + "…",
-            f"{k.rate_limit:g}/s burst {k.rate_burst or own_rate_burst(k.rate_limit)}"
-            if k.rate_limit
-            else "server default",
+            _rate_limit_of(k),
             _iso(k.created_at),
             f"revoked {_iso(k.revoked_at)}" if k.revoked_at else "active",
         )
         for k in found
     ]
     print_columns(("NAME", "KIND", "SCOPES", "STARTS WITH", "RATE LIMIT", "CREATED", "STATUS"), rows)
+
+
+def _rate_limit_of(key: ApiKey) -> str:
+    """A key's rate limit as GET /admin/keys gives it: its own rate and burst, each else the server's."""
+    rate = f"{key.rate_limit:g}/s" if key.rate_limit else "server rate"
+    return f"{rate}, burst {key.rate_burst}" if key.rate_burst else "server default"
 
 
 @keys.command("revoke")

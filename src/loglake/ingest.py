@@ -63,7 +63,7 @@ def parse_body(body: bytes, ndjson: bool, limits: Limits, now_ms: int) -> tuple[
     """
     try:
         decoded = _lines.decode_lines(body) if ndjson else _one_or_many.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         decoded = None
     if decoded is not None:
         single = type(decoded) is IncomingRecord
@@ -72,7 +72,7 @@ def parse_body(body: bytes, ndjson: bool, limits: Limits, now_ms: int) -> tuple[
         records = _accept_plainly_valid(items, limits, now_ms)
         if records is not None:
             return records, single
-    items, single = _decode_generic(body, ndjson)
+    items, single = _decode_generic(body, ndjson, limits)
     _check_count(len(items), limits)
     return validate_batch(items, limits, now_ms), single
 
@@ -150,13 +150,17 @@ def _plain_attributes(raw: msgspec.Raw, limits: Limits) -> bytes | bool | None:
     return data
 
 
-def _decode_generic(body: bytes, ndjson: bool) -> tuple[list[Any], bool]:
+def _decode_generic(body: bytes, ndjson: bool, limits: Limits) -> tuple[list[Any], bool]:
     if ndjson:
-        return _decode_ndjson_lines(body), False
+        return _decode_ndjson_lines(body, limits), False
     try:
         decoded = _generic.decode(body)
+    except RecursionError:
+        raise InvalidBody("too_deep", too_deep(limits)) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
-        raise InvalidBody("invalid_json", f"the body is not valid JSON in UTF-8: {_reason(e)}") from None
+        raise InvalidBody(
+            "invalid_json", f"the body is not valid JSON in UTF-8: {_reason(e)}{_ndjson_hint(e, body)}"
+        ) from None
     if type(decoded) is dict:
         return [decoded], True
     if type(decoded) is list:
@@ -164,10 +168,31 @@ def _decode_generic(body: bytes, ndjson: bool) -> tuple[list[Any], bool]:
     raise InvalidBody("invalid_json", "the body must be a record object or an array of record objects")
 
 
-def _decode_ndjson_lines(body: bytes) -> list[Any]:
+def too_deep(limits: Limits) -> str:
+    """Why JSON nested past what the decoder follows (about a thousand levels) is refused, and the limit
+    that matters: a record's attributes."""
+    depth = limits.max_attribute_depth
+    return f"the JSON nests too deeply to decode; a record's attributes may nest at most {depth} levels"
+
+
+def _ndjson_hint(error: Exception, body: bytes) -> str:
+    """For a JSON body that holds several JSON values, as NDJSON does: how to send NDJSON."""
+    if "trailing characters" not in str(error):
+        return ""
+    try:
+        _generic.decode_lines(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return ""
+    return (
+        "; the body holds several JSON values, as NDJSON does: send NDJSON with "
+        "Content-Type: application/x-ndjson, or send one object or an array"
+    )
+
+
+def _decode_ndjson_lines(body: bytes, limits: Limits) -> list[Any]:
     try:
         return _generic.decode_lines(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         pass
     problems, index = [], 0
     for number, line in enumerate(body.split(b"\n"), start=1):
@@ -175,6 +200,8 @@ def _decode_ndjson_lines(body: bytes) -> list[Any]:
             continue
         try:
             _generic.decode(line)
+        except RecursionError:
+            problems.append(Problem(index, "", f"line {number}: {too_deep(limits)}").as_dict())
         except (msgspec.DecodeError, UnicodeDecodeError) as e:
             problems.append(Problem(index, "", f"line {number} is not valid JSON in UTF-8: {_reason(e)}").as_dict())
         index += 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import math
 import mmap
 import os
 import secrets
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from loglake.sqlitedb import migrate
+from loglake.sqlitedb import migrate, use_wal, write_transaction
 
 SCOPES = ("ingest", "read", "admin")
 BEARER_PREFIX = "llk_"
@@ -56,6 +57,18 @@ MIGRATIONS = [
 
 class KeyStoreError(ValueError):
     """A key operation that cannot be done; the message says why."""
+
+
+class KeyNameTaken(KeyStoreError):
+    """An active key already has the name."""
+
+
+class NoSuchKey(KeyStoreError):
+    """No active key has the name."""
+
+
+class LastAdminKey(KeyStoreError):
+    """Revoking the key would leave no active admin key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +105,19 @@ class NewKey:
     access_key_id: str | None = None
 
 
+def own_rate_burst(rate_limit: float) -> int:
+    """The burst of a key that has its own rate but no burst of its own: one second's worth, so
+    `--rate-limit 50` means 50/s, not 50/s after the server's default burst of thousands."""
+    return max(1, math.ceil(rate_limit))
+
+
+def new_sigv4_secret() -> str:
+    """A SigV4 secret access key: 40 letters and digits (~238 bits), like AWS's own length. Letters
+    and digits only, so it never starts with '-' (which `awscurl --secret_key` would take for an
+    option) and needs no quoting in a shell, a URL or a config file."""
+    return "".join(secrets.choice(_ALNUM) for _ in range(40))
+
+
 def parse_scopes(text: str) -> frozenset[str]:
     scopes = frozenset(s.strip() for s in text.split(",") if s.strip())
     unknown = scopes - set(SCOPES)
@@ -113,11 +139,12 @@ class KeyStore:
         self.path = self.data_dir / "keys.db"
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
-        self._conn.execute("PRAGMA journal_mode = WAL")
+        use_wal(self._conn)
         self._conn.execute("PRAGMA synchronous = FULL")
         migrate(self._conn, MIGRATIONS)
         _restrict(self.path)
         self._master_key_path = self.data_dir / "master.key"
+        self._master: bytes | None = None
         self._version_map = _open_version_map(self.data_dir / "keys.version")
 
     def close(self) -> None:
@@ -136,50 +163,75 @@ class KeyStore:
         rate_limit: float | None = None,
         rate_burst: int | None = None,
     ) -> NewKey:
-        if not name or len(name) > 64 or not set(name) <= _NAME_CHARS:
-            raise KeyStoreError("a key name is 1-64 characters of letters, digits, '.', '_' or '-'")
-        for label, value in (("rate limit", rate_limit), ("burst", rate_burst)):
-            if value is not None and not value > 0:
-                raise KeyStoreError(f"a key's {label} must be a positive number, got {value}")
-        created = int(time.time())
-        if sigv4:
-            access_key_id = ACCESS_KEY_PREFIX + "".join(secrets.choice(_UPPER_ALNUM) for _ in range(16))
-            secret = secrets.token_urlsafe(30)
-            row = (name, "sigv4", None, access_key_id, self._seal(secret), access_key_id[:8])
-        else:
-            access_key_id = None
-            secret = BEARER_PREFIX + secrets.token_urlsafe(32)
-            row = (name, "bearer", hash_secret(secret), None, None, secret[:8])
-        try:
-            with self._lock:
-                self._conn.execute(
-                    "INSERT INTO api_keys (name, kind, key_hash, access_key_id, secret_box, hint, scopes,"
-                    " rate_limit, rate_burst, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*row, ",".join(sorted(scopes)), rate_limit, rate_burst, created),
-                )
-                self._announce_change()
-        except sqlite3.IntegrityError:
-            raise KeyStoreError(f"an active key named {name!r} exists; revoke it first or pick another name") from None
-        key = ApiKey(name, row[1], scopes, row[5], created, None, rate_limit, rate_burst)
-        return NewKey(key, secret, access_key_id)
+        """A new key; KeyNameTaken when an active key has the name."""
+        new = _new_key(name, scopes, sigv4, rate_limit, rate_burst)
+        with self._lock:
+            try:
+                self._insert(new)
+            except sqlite3.IntegrityError:
+                raise KeyNameTaken(
+                    f"an active key named {name!r} exists; revoke it first or pick another name"
+                ) from None
+            self._announce_change()
+        return new
+
+    def create_first(self, name: str, scopes: frozenset[str]) -> NewKey | None:
+        """The data dir's first key, or None when it has (or ever had) one: checked and created in one
+        transaction, so two processes starting on a new data dir make one key, not two or an error."""
+        new = _new_key(name, scopes, False, None, None)
+        with self._lock:
+            with write_transaction(self._conn):
+                if self._conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone():
+                    return None
+                self._insert(new)
+            self._announce_change()
+        return new
 
     def revoke(self, name: str, *, allow_last_admin: bool = False) -> None:
-        """Revoke a key at once; refuses to revoke the last active admin key unless told to, since
-        nothing but the CLI on the server's data dir could make a new one."""
-        if not allow_last_admin:
-            admins = [k.name for k in self.list() if "admin" in k.scopes]
-            if admins == [name]:
-                raise KeyStoreError(
-                    f"{name!r} is the last active admin key; create another admin key first "
-                    "(or revoke it from the CLI with --force)"
-                )
+        """Revoke a key at once; NoSuchKey if no active key has the name, LastAdminKey for the last
+        active admin key unless allowed, since nothing but the CLI on the server's data dir could make
+        a new one. Checked and done in one transaction: two revokes at once cannot remove both of the
+        last two admin keys, whichever processes they run in."""
         with self._lock:
-            cur = self._conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (int(time.time()), name)
-            )
+            with write_transaction(self._conn):
+                row = self._conn.execute(
+                    "SELECT scopes FROM api_keys WHERE name = ? AND revoked_at IS NULL", (name,)
+                ).fetchone()
+                if row is None:
+                    raise NoSuchKey(f"no active key named {name!r}")
+                if not allow_last_admin and "admin" in row[0].split(","):
+                    active = self._conn.execute("SELECT scopes FROM api_keys WHERE revoked_at IS NULL").fetchall()
+                    admins = sum("admin" in scopes.split(",") for (scopes,) in active)
+                    if admins == 1:
+                        raise LastAdminKey(
+                            f"{name!r} is the last active admin key; create another admin key first "
+                            "(or revoke it from the CLI with --force)"
+                        )
+                self._conn.execute(
+                    "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                    (int(time.time()), name),
+                )
             self._announce_change()
-        if cur.rowcount == 0:
-            raise KeyStoreError(f"no active key named {name!r}")
+
+    def _insert(self, new: NewKey) -> None:
+        key = new.key
+        sigv4 = key.kind == "sigv4"
+        self._conn.execute(
+            "INSERT INTO api_keys (name, kind, key_hash, access_key_id, secret_box, hint, scopes,"
+            " rate_limit, rate_burst, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key.name,
+                key.kind,
+                None if sigv4 else hash_secret(new.secret),
+                new.access_key_id,
+                self._seal(new.secret) if sigv4 else None,
+                key.hint,
+                ",".join(sorted(key.scopes)),
+                key.rate_limit,
+                key.rate_burst,
+                key.created_at,
+            ),
+        )
 
     def list(self, include_revoked: bool = False) -> list[ApiKey]:
         sql = f"SELECT {_KEY_COLUMNS} FROM api_keys"
@@ -213,14 +265,9 @@ class KeyStore:
     # -- SigV4 secrets at rest -----------------------------------------------------------------
 
     def _master_key(self) -> bytes:
-        path = self._master_key_path
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(AESGCM.generate_key(bit_length=256))
-                f.flush()
-                os.fsync(f.fileno())
-        return path.read_bytes()
+        if self._master is None:
+            self._master = _read_or_create_master_key(self._master_key_path)
+        return self._master
 
     def _seal(self, secret: str) -> bytes:
         nonce = secrets.token_bytes(12)
@@ -264,11 +311,73 @@ class KeyRing:
 _KEY_COLUMNS = "name, kind, scopes, hint, created_at, revoked_at, rate_limit, rate_burst"
 _NAME_CHARS = frozenset(string.ascii_letters + string.digits + "._-")
 _UPPER_ALNUM = string.ascii_uppercase + string.digits
+_ALNUM = string.ascii_letters + string.digits
+_MASTER_KEY_BYTES = 32  # AES-256
+
+
+def _new_key(
+    name: str, scopes: frozenset[str], sigv4: bool, rate_limit: float | None, rate_burst: int | None
+) -> NewKey:
+    if not name or len(name) > 64 or not set(name) <= _NAME_CHARS:
+        raise KeyStoreError("a key name is 1-64 characters of letters, digits, '.', '_' or '-'")
+    for label, value in (("rate limit", rate_limit), ("burst", rate_burst)):
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise KeyStoreError(f"a key's {label} must be a positive number, got {value}")
+    if rate_limit is not None and rate_burst is None:
+        rate_burst = own_rate_burst(rate_limit)
+    created = int(time.time())
+    if sigv4:
+        access_key_id = ACCESS_KEY_PREFIX + "".join(secrets.choice(_UPPER_ALNUM) for _ in range(16))
+        secret, kind, hint = new_sigv4_secret(), "sigv4", access_key_id[:8]
+    else:
+        access_key_id = None
+        secret = BEARER_PREFIX + secrets.token_urlsafe(32)
+        kind, hint = "bearer", secret[:8]
+    key = ApiKey(name, kind, scopes, hint, created, None, rate_limit, rate_burst)
+    return NewKey(key, secret, access_key_id)
 
 
 def _key_from_row(row: tuple) -> ApiKey:
     name, kind, scopes, hint, created_at, revoked_at, rate_limit, rate_burst = row
+    if rate_limit is not None and rate_burst is None:  # stored before keys.create stored the burst it implies
+        rate_burst = own_rate_burst(rate_limit)
     return ApiKey(name, kind, frozenset(scopes.split(",")), hint, created_at, revoked_at, rate_limit, rate_burst)
+
+
+def _read_or_create_master_key(path: Path) -> bytes:
+    """The data dir's master key, made on first use by whichever process comes first.
+
+    The file appears whole or not at all: a new key is written and synced under a temporary name, then
+    hard-linked into place, which fails if another process has linked its key first (its key wins).
+    """
+    if not path.exists():
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(AESGCM.generate_key(bit_length=_MASTER_KEY_BYTES * 8))
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+                _fsync_dir(path.parent)  # the new name survives a crash only once its folder is synced
+        finally:
+            os.unlink(temporary)
+    key = path.read_bytes()
+    if len(key) != _MASTER_KEY_BYTES:
+        raise KeyStoreError(
+            f"{path} holds {len(key)} bytes, not a {_MASTER_KEY_BYTES}-byte key: restore it from a backup "
+            "(without it the SigV4 secrets of this data dir cannot be read)"
+        )
+    return key
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _open_version_map(path: Path) -> mmap.mmap:

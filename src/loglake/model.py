@@ -235,7 +235,7 @@ def _check_attributes(index: int, value: Any, limits: Limits, problems: list[Pro
     if len(value) > limits.max_attribute_keys:
         problems.append(Problem(index, "attributes", f"has more than {limits.max_attribute_keys} keys"))
         return None
-    if _depth(value) > limits.max_attribute_depth:
+    if _nests_deeper_than(value, limits.max_attribute_depth):
         problems.append(Problem(index, "attributes", f"is nested deeper than {limits.max_attribute_depth} levels"))
         return None
     encoded = _json_encode(value)
@@ -245,14 +245,20 @@ def _check_attributes(index: int, value: Any, limits: Limits, problems: list[Pro
     return encoded
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth of containers: a flat object is 1."""
-    children = value.values() if type(value) is dict else value
-    deepest = 0
-    for child in children:
-        if type(child) is dict or type(child) is list:
-            deepest = max(deepest, _depth(child))
-    return 1 + deepest
+def _nests_deeper_than(value: Any, depth: int) -> bool:
+    """Whether containers nest more than `depth` levels (a flat object is 1). Looks one level at a time
+    and no further than depth + 1, so a value nested hundreds deep costs no recursion."""
+    level = [value]
+    for _ in range(depth):
+        level = [
+            child
+            for container in level
+            for child in (container.values() if type(container) is dict else container)
+            if type(child) is dict or type(child) is list
+        ]
+        if not level:
+            return False
+    return True
 
 
 def _check_client_id(index: int, value: Any, problems: list[Problem]) -> bytes | None:

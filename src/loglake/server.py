@@ -23,11 +23,11 @@ def ensure_first_key(settings: Settings, out: TextIO) -> str | None:
         return None
     store = KeyStore(settings.data_dir)
     try:
-        if store.list(include_revoked=True):
-            return None
-        new = store.create("admin", frozenset({"admin"}))
+        new = store.create_first("admin", frozenset({"admin"}))
     finally:
         store.close()
+    if new is None:
+        return None
     base = f"http://{_url_host(settings.host)}:{settings.port}"
     auth = shlex.quote(f"Authorization: Bearer {new.secret}")
     body = shlex.quote('{"severity": "error", "message": "Database connection timeout"}')

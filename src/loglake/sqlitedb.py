@@ -7,8 +7,10 @@ its own Schema next to its code, and its steps are counted per name in `schema_v
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 
@@ -18,6 +20,21 @@ class Schema:
 
     name: str
     migrations: Sequence[str]
+
+
+def use_wal(conn: sqlite3.Connection, timeout_seconds: float = 10.0) -> None:
+    """Put the database in WAL mode. Switching takes an exclusive lock and SQLite answers "database is
+    locked" at once, without its busy timeout, when another process holds the database right then (two
+    processes opening a new database at the same moment): retry until `timeout_seconds` have passed."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> None:
@@ -56,8 +73,7 @@ def _apply(
     database at once apply every step once. A step is split into statements at ';', so its comments
     must not contain one."""
     while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             done = version(conn)
             if done > len(migrations):
                 raise RuntimeError(
@@ -65,16 +81,25 @@ def _apply(
                     f"({len(migrations)}); upgrade loglake"
                 )
             if done == len(migrations):
-                conn.execute("COMMIT")
                 return
             for statement in migrations[done].split(";"):
                 if statement.strip():
                     conn.execute(statement)
             set_version(conn, done + 1)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+
+
+@contextlib.contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A transaction that takes the database's write lock at once (BEGIN IMMEDIATE), so what it reads
+    cannot change before it writes, in this process or another; rolled back if the block raises.
+    The connection must be in autocommit mode (isolation_level=None)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _user_version(conn: sqlite3.Connection) -> int:

@@ -255,10 +255,11 @@ async def test_long_reports_wait_on_the_sql_slots_and_never_hold_up_search(setti
     assert (sql.status_code, sql.json()["error"]["code"]) == (503, "busy")  # the reports hold the SQL slots
 
 
-def test_the_server_shows_its_next_collection(tmp_path: Path, server_factory) -> None:
+def test_the_server_shows_its_next_collection(tmp_path: Path, server_factory, admin_key_of) -> None:
     config = write_config(tmp_path / "amplify.json")
     server = server_factory(tmp_path / "data", "--amplify-config", str(config))
-    health = httpx.get(f"{server.url}/healthz").json()
+    headers = {"authorization": f"Bearer {admin_key_of(server)}"}
+    health = httpx.get(f"{server.url}/healthz", headers=headers).json()
     assert health["amplify"]["schedule"] == "weekly, Monday 01:00 UTC"
     next_run = datetime.fromisoformat(health["amplify"]["next_run"].replace("Z", "+00:00"))
     assert next_run.weekday() == 0 and (next_run.hour, next_run.minute) == (1, 0)

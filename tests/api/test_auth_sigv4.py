@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -117,3 +118,75 @@ def test_sigv4_secret_is_not_stored_in_plain_text(app: LoglakeApp) -> None:
     new = app.keystore.create("at-rest", frozenset({"read"}), sigv4=True)
     assert new.secret.encode() not in (app.settings.data_dir / "keys.db").read_bytes()
     assert (app.settings.data_dir / "master.key").stat().st_mode & 0o077 == 0
+
+
+# -- what is checked before the body is read -------------------------------------------------------
+
+
+async def post_raw(app: LoglakeApp, headers: dict[str, str], body: bytes | None) -> tuple[int, list[str]]:
+    """POST /logs through the raw ASGI interface; the events in order. With body None the client never
+    sends the body it announced (it gives up when answered), so only an answer before reading ends the call."""
+    events: list[str] = []
+    status = 0
+
+    async def receive() -> dict:
+        events.append("receive")
+        if body is None:
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        nonlocal status
+        status = message.get("status", status)
+        events.append(message["type"])
+
+    raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    if body is None:
+        raw_headers.append((b"content-length", str(5 * 1024 * 1024).encode()))
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/logs",
+        "raw_path": b"/logs",
+        "query_string": b"",
+        "headers": [(b"host", b"loglake.test"), *raw_headers],
+    }
+    await app(scope, receive, send)
+    return status, events
+
+
+@pytest.mark.parametrize("wrong", ["unknown key", "stale date", "other region", "malformed", "unsigned host"])
+async def test_bad_signature_parts_are_refused_before_the_body_is_read(
+    app: LoglakeApp, key_pair: tuple[str, str], wrong: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import botocore.auth
+
+    if wrong == "stale date":
+        signed_at = datetime.now(UTC) - timedelta(minutes=10)
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: signed_at.replace(tzinfo=None))
+    pair = ("LLAK" + "Z" * 16, key_pair[1]) if wrong == "unknown key" else key_pair
+    region = "eu-west-1" if wrong == "other region" else "us-east-1"
+    headers = sign(
+        "POST", f"{BASE}/logs", b'{"message": "x"}', pair, region, headers={"Content-Type": "application/json"}
+    )
+    headers.pop("host", None)
+    if wrong == "malformed":
+        headers["Authorization"] = "AWS4-HMAC-SHA256 Credential=only"
+    if wrong == "unsigned host":
+        headers["Authorization"] = re.sub(
+            r"SignedHeaders=[^,]*", "SignedHeaders=content-type;x-amz-date", headers["Authorization"]
+        )
+    status, events = await post_raw(app, headers, body=None)
+    assert status == 401
+    assert events[:2] == ["http.response.start", "http.response.body"], events
+
+
+async def test_a_good_signature_still_reads_and_checks_the_body(app: LoglakeApp, key_pair: tuple[str, str]) -> None:
+    body = b'{"message": "signed, read after the header checks"}'
+    headers = sign("POST", f"{BASE}/logs", body, key_pair, headers={"Content-Type": "application/json"})
+    headers.pop("host", None)
+    status, events = await post_raw(app, headers | {"Content-Length": str(len(body))}, body)
+    assert status == 201 and events[0] == "receive"
+    forged = b'{"message": "forged after signing"}'
+    status, _ = await post_raw(app, headers | {"Content-Length": str(len(forged))}, forged)
+    assert status == 401

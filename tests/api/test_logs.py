@@ -363,7 +363,7 @@ async def test_admin_key_api_and_immediate_revocation(client: httpx.AsyncClient,
         assert (await shipper.post("/logs", json={"message": "x"})).status_code == 401
     assert (await client.delete("/admin/keys/shipper")).status_code == 404
     duplicate = await client.post("/admin/keys", json={"name": "test-admin", "scopes": ["read"]})
-    assert duplicate.status_code == 400
+    assert duplicate.status_code == 409 and error_of(duplicate)["code"] == "key_exists"
     bad = await client.post("/admin/keys", json={"name": "x", "scopes": ["root"]})
     assert bad.status_code == 400 and "scopes" in error_of(bad)["message"]
     for spec in (

@@ -89,11 +89,17 @@ def test_the_query_handler_answers_like_post_query(athena, moto_endpoint: str, m
     assert ok["statusCode"] == 200
     body = json.loads(ok["body"])
     assert body["rows"] == [[42]] and body["columns"] == [{"name": "n", "type": "bigint"}] and not body["truncated"]
-    for bad, code in [('{"sql": "DROP TABLE logs"}', "read_only"), ("{oops", "invalid_request"),
+    for bad, code in [('{"sql": "DROP TABLE logs"}', "read_only"), ("{oops", "invalid_json"),
                       ('{"sql": "SELECT 1", "limit": -1}', "invalid_request"),
-                      ('{"sql": "SELECT 1", "limit": 10.5}', "invalid_request")]:  # fmt: skip
+                      ('{"sql": "SELECT 1", "limit": 10.5}', "invalid_request"),
+                      ('{"sql": "SELECT 1", "x": ' + "[" * 5000 + "]" * 5000 + "}", "too_deep")]:  # fmt: skip
         refused = handlers.query(rest_event("POST", "/query", body=bad), CONTEXT)
         assert (refused["statusCode"], json.loads(refused["body"])["error"]["code"]) == (400, code)
+
+    queue_result(moto_endpoint, [("n", "bigint")], [["7"]])
+    bom = "\ufeff".encode() + b'{"sql": "SELECT count(*) AS n FROM logs"}'  # as some Windows tools write JSON
+    ok = handlers.query(rest_event("POST", "/query", body=bom, binary=True), CONTEXT)
+    assert ok["statusCode"] == 200 and json.loads(ok["body"])["rows"] == [[7]]
 
 
 def test_the_cli_queries_athena_with_engine_athena(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,17 @@ from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
 from loglake.api.cors import preflight_headers
 from loglake.api.cors import response_headers as cors_headers
-from loglake.api.http import ApiError, ClientGone, Receive, Request, Send, read_body, send_bytes, send_json
+from loglake.api.http import (
+    ApiError,
+    ClientGone,
+    Receive,
+    Request,
+    Send,
+    discard_body,
+    read_body,
+    send_bytes,
+    send_json,
+)
 from loglake.api.metrics import Metrics
 from loglake.api.ratelimit import RateLimiter
 from loglake.config import Settings, parse_origins
@@ -161,7 +171,7 @@ class LoglakeApp:
         self.storage_error = None
 
     async def run_read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a store read off the event loop, so a slow query never delays ingest."""
+        """Run blocking store work (reads, key writes) off the event loop, so it never delays ingest."""
         return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
 
     async def run_search(self, fn: Callable[..., T], *args: Any) -> T:
@@ -245,30 +255,46 @@ class LoglakeApp:
                 sent = await send_json(send, status, result.payload, [*result.headers, *cors, id_header])
         except ApiError as e:
             status = e.status
-            sent = await send_json(send, status, e.body(), [*e.headers, *cors, id_header])
+            sent = await self._send_error(request, receive, send, e, [*e.headers, *cors, id_header])
         except ClientGone:
             status = 499
         except StoreUnavailable as e:  # a read the store could not serve now (throttled, unreachable)
             status = 503
             error = ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")])
-            sent = await send_json(send, status, error.body(), [*error.headers, *cors, id_header])
+            sent = await self._send_error(request, receive, send, error, [*error.headers, *cors, id_header])
         except Exception as e:  # a bug: answer 500 with the request id, log the traceback
             status = 500
             self.access_log.error(request.request_id, e)
             error = ApiError(500, "internal_error", f"internal error; quote request id {request.request_id}")
-            sent = await send_json(send, status, error.body(), [*cors, id_header])
+            sent = await self._send_error(request, receive, send, error, [*cors, id_header])
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.requests.inc((template, str(status)))
             self.metrics.latency.observe((template,), elapsed)
             self.access_log.request(request, template, status, elapsed, sent)
 
+    async def _send_error(
+        self, request: Request, receive: Receive, send: Send, error: ApiError, headers: list[tuple[bytes, bytes]]
+    ) -> int:
+        """Answer with the error, then take the rest of an unread body off the connection (see discard_body)."""
+        unread = request.body_unread()
+        sent = await send_json(send, error.status, error.body(), headers, more_body=unread)
+        if unread:
+            await discard_body(request, receive, self.settings.max_body_bytes)
+            await send({"type": "http.response.body", "body": b""})
+        return sent
+
     async def _admit(self, route: Route, request: Request, receive: Receive) -> None:
-        """Authenticate, authorise and rate-limit, reading the body when the route (or SigV4) needs it."""
+        """Authenticate, authorise and rate-limit, reading the body when the route (or SigV4) needs it.
+
+        Everything that can be checked without the body is checked before reading it, so a caller
+        without valid credentials never makes the server buffer (or hash) up to max_body_bytes."""
         signed = route.scope is not None and self.auth.needs_body(request)
         if route.reads_body or signed:
-            if route.scope is not None and not signed:
-                self._authorize(route, request)  # refuse a bad key before reading 10 MiB
+            if signed:
+                self.auth.check_before_body(request)
+            elif route.scope is not None:
+                self._authorize(route, request)
             request.body = await read_body(request, receive, self.settings.max_body_bytes)
         if route.scope is not None and request.principal is None:
             self._authorize(route, request)

@@ -32,6 +32,11 @@ class Authenticator:
         """SigV4 signs the body, so it can only be checked once the body has been read."""
         return self.keyring is not None and sigv4.is_sigv4(request.header(b"authorization"))
 
+    def check_before_body(self, request: Request) -> None:
+        """For a SigV4 request, ApiError 401 for what is wrong before the body is read: a malformed
+        header, an unknown access key, a stale or misaddressed signature, a missing signed header."""
+        self._sigv4_key(request)
+
     def authenticate(self, request: Request) -> ApiKey:
         """The caller's key, or ApiError 401. For SigV4 the raw body must already be in request.body."""
         if self.keyring is None:
@@ -46,23 +51,15 @@ class Authenticator:
                 raise unauthorized("invalid or revoked API key")
             return key
         if sigv4.is_sigv4(header):
-            return self._sigv4(request, header)
+            return self._sigv4(request)
         shown = f" {scheme!r}" if scheme.isalpha() and len(scheme) <= 20 else ""  # never echo a secret back
         raise unauthorized(f"unsupported authorization scheme{shown}; send 'Authorization: Bearer <api key>' or SigV4")
 
-    def _sigv4(self, request: Request, header: str) -> ApiKey:
-        assert self.keyring is not None
-        try:
-            credential = sigv4.parse_authorization(header)
-        except sigv4.SigV4Error as e:
-            raise unauthorized(str(e)) from None
-        found = self.keyring.sigv4(credential.access_key_id)
-        if found is None:
-            raise unauthorized("unknown or revoked access key id")
-        key, secret = found
+    def _sigv4(self, request: Request) -> ApiKey:
+        credential, key, secret = self._sigv4_key(request)
         signed = sigv4.SignedRequest(
             method=request.method,
-            raw_path=request.scope.get("raw_path") or request.path.encode(),
+            raw_path=_raw_path(request),
             query_string=request.scope.get("query_string", b""),
             headers=request.raw_headers,
             body=request.body,
@@ -72,6 +69,25 @@ class Authenticator:
         except sigv4.SigV4Error as e:
             raise unauthorized(str(e)) from None
         return key
+
+    def _sigv4_key(self, request: Request) -> tuple[sigv4.Credential, ApiKey, str]:
+        """The parsed credential, the key it names and its secret, once every check but the signature passed."""
+        assert self.keyring is not None
+        try:
+            credential = sigv4.parse_authorization(request.header(b"authorization"))
+            found = self.keyring.sigv4(credential.access_key_id)
+            if found is None:
+                raise unauthorized("unknown or revoked access key id")
+            sigv4.check_before_body(
+                _raw_path(request), request.raw_headers, credential, region=self.region, now=self.clock()
+            )
+        except sigv4.SigV4Error as e:
+            raise unauthorized(str(e)) from None
+        return credential, *found
+
+
+def _raw_path(request: Request) -> bytes:
+    return request.scope.get("raw_path") or request.path.encode()
 
 
 def require_scope(key: ApiKey, scope: str) -> None:

@@ -7,6 +7,7 @@ framework's routing, middleware and request objects cost more than the rest of a
 
 from __future__ import annotations
 
+import codecs
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +19,7 @@ Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -46,7 +48,19 @@ class ApiError(Exception):
 class Request:
     """One request: method, path, query, headers (last value wins), and the raw body once read."""
 
-    __slots__ = ("_query", "body", "headers", "method", "path", "principal", "raw_headers", "request_id", "scope")
+    __slots__ = (
+        "_query",
+        "body",
+        "body_done",
+        "body_received",
+        "headers",
+        "method",
+        "path",
+        "principal",
+        "raw_headers",
+        "request_id",
+        "scope",
+    )
 
     def __init__(self, scope: dict) -> None:
         self.scope = scope
@@ -56,6 +70,8 @@ class Request:
         self.headers: dict[bytes, bytes] = dict(self.raw_headers)
         self._query: dict[str, str] | None = None
         self.body = b""
+        self.body_received: int | None = None  # bytes of the body received so far; None: none asked for yet
+        self.body_done = False  # the body's last message has been received
         self.principal: Any = None
         self.request_id = ""
 
@@ -77,35 +93,81 @@ class Request:
             self._query = query
         return self._query
 
+    def body_unread(self) -> bool:
+        """Whether the client sent (or is sending) body bytes the app has not received yet."""
+        if self.body_done:
+            return False
+        if self.headers.get(b"transfer-encoding", b"").strip().lower() == b"chunked":
+            return True
+        return _declared_length(self) > (self.body_received or 0)
+
 
 async def read_body(request: Request, receive: Receive, max_bytes: int) -> bytes:
     """The raw body, refusing (413) as soon as it passes max_bytes, before all of it has arrived."""
     length = request.headers.get(b"content-length")
-    if length is not None:
-        try:
-            declared = int(length)
-        except ValueError:
-            raise ApiError(400, "bad_request", "Content-Length is not a number") from None
-        if declared > max_bytes:
-            raise too_large(max_bytes)
+    if length is not None and not length.isdigit():
+        raise ApiError(400, "bad_request", "Content-Length is not a number")
+    if _declared_length(request) > max_bytes:
+        raise too_large(max_bytes)
     chunks: list[bytes] = []
-    size = 0
+    size = request.body_received = 0
     more = True
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone()
         chunk = message.get("body", b"")
-        size += len(chunk)
+        size = request.body_received = size + len(chunk)
+        more = message.get("more_body", False)
+        request.body_done = not more
         if size > max_bytes:
             raise too_large(max_bytes)
         chunks.append(chunk)
-        more = message.get("more_body", False)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+async def discard_body(request: Request, receive: Receive, max_body_bytes: int) -> None:
+    """Receive and drop what is left of the body after an early answer (413, 401, 404...), as long as the
+    whole body is at most twice max_body_bytes.
+
+    Clients such as urllib and requests send the whole body before they read the answer; if the server
+    closed the connection with their bytes unread, the kernel would reset it and they would see
+    "connection reset" instead of the answer. A body a little over the limit, the usual mistake, gets
+    the answer; a far larger one gets the reset, since reading it all to be polite is not worth it. A
+    client that asked `Expect: 100-continue` and was not told to go on sends no body: nothing to wait for.
+    """
+    if not request.body_unread():
+        return
+    if request.body_received is None and request.header(b"expect").strip().lower() == "100-continue":
+        return
+    limit = 2 * max_body_bytes
+    if _declared_length(request) > limit:
+        return
+    received = request.body_received or 0
+    while received <= limit:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        received += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            request.body_done = True
+            return
+
+
+def _declared_length(request: Request) -> int:
+    """The Content-Length, 0 when there is none (or it is not a number, which read_body refuses)."""
+    length = request.headers.get(b"content-length", b"")
+    return int(length) if length.isdigit() else 0
+
+
 def decode_content(request: Request, body: bytes, max_bytes: int) -> bytes:
-    """Undo Content-Encoding: gzip, stopping a decompression bomb while inflating, not after."""
+    """Undo Content-Encoding: gzip (stopping a decompression bomb while inflating, not after), and drop
+    a leading UTF-8 byte order mark: RFC 8259 lets a parser ignore it, and Windows editors write one."""
+    body = _inflate(request, body, max_bytes)
+    return body.removeprefix(codecs.BOM_UTF8)
+
+
+def _inflate(request: Request, body: bytes, max_bytes: int) -> bytes:
     encoding = request.header(b"content-encoding").strip().lower()
     if encoding in ("", "identity"):
         return body
@@ -123,6 +185,21 @@ def decode_content(request: Request, body: bytes, max_bytes: int) -> bytes:
     return out
 
 
+def json_object(body: bytes, example: str) -> dict[str, Any]:
+    """A body that must be one JSON object (POST /query, POST /admin/keys); ApiError 400 saying what to send."""
+    try:
+        value = _decode(body or b"null")
+    except RecursionError:  # msgspec follows nesting about a thousand levels deep, then gives up
+        raise ApiError(
+            400, "too_deep", f"the JSON nests too deeply to decode; send a flat object, e.g. {example}"
+        ) from None
+    except msgspec.DecodeError as e:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
+    if type(value) is not dict:
+        raise ApiError(400, "invalid_request", f"send a JSON object, e.g. {example}")
+    return value
+
+
 class ClientGone(Exception):
     """The client disconnected before the request was complete."""
 
@@ -136,13 +213,18 @@ def too_large(max_bytes: int, after_decompression: bool = False) -> ApiError:
     )
 
 
-async def send_json(send: Send, status: int, payload: Any, headers: list[tuple[bytes, bytes]] | None = None) -> int:
+async def send_json(
+    send: Send, status: int, payload: Any, headers: list[tuple[bytes, bytes]] | None = None, more_body: bool = False
+) -> int:
     body = _encode(payload) + b"\n"  # so `curl` output does not run into the shell prompt
-    await send_bytes(send, status, body, JSON_HEADERS + (headers or []))
+    await send_bytes(send, status, body, JSON_HEADERS + (headers or []), more_body)
     return len(body)
 
 
-async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+async def send_bytes(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]], more_body: bool = False
+) -> None:
+    """A whole response; with more_body the server waits for an empty last part before it may close."""
     await send(
         {
             "type": "http.response.start",
@@ -150,4 +232,4 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[b
             "headers": [*headers, (b"content-length", str(len(body)).encode())],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": body, "more_body": more_body})

@@ -396,7 +396,7 @@ SPEC: dict[str, Any] = {
         },
         "/healthz": {
             "get": {
-                "summary": "Liveness and storage health (no auth)",
+                "summary": "Liveness and storage health (no auth: status and reason; details with a read key)",
                 "security": [],
                 "responses": {"200": {"description": "healthy"}, "503": {"description": "storage unwritable"}},
             }
@@ -409,7 +409,7 @@ SPEC: dict[str, Any] = {
         },
         "/admin/keys": {
             "get": {
-                "summary": "List active API keys (admin scope; ?all=1 includes revoked)",
+                "summary": "List active API keys (admin scope; ?all=true includes revoked)",
                 "responses": {"200": {"description": "keys, never their secrets"}},
             },
             "post": {
@@ -434,7 +434,10 @@ SPEC: dict[str, Any] = {
                         }
                     }
                 },
-                "responses": {"201": {"description": "the new key and its secret"}},
+                "responses": {
+                    "201": {"description": "the new key and its secret"},
+                    "409": _json(_ref("Error"), "An active key has that name (revoke it first or pick another)"),
+                },
             },
         },
         "/admin/keys/{name}": {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
@@ -28,8 +27,8 @@ class TokenBucket:
 
 
 class RateLimiter:
-    """One bucket per key name; a key's own rate/burst override the defaults. A key with its own rate
-    but no burst gets one second's worth, so `--rate-limit 50` means 50/s, not 50/s after 5,000."""
+    """One bucket per key name; a key's own rate and burst (keys.ApiKey: a key with its own rate always
+    has a burst) override the server's defaults."""
 
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
@@ -41,15 +40,7 @@ class RateLimiter:
         """0 when the request may go ahead, else how many seconds to wait."""
         now = self.clock()
         bucket = self._buckets.get(key)
-        if rate:
-            burst = burst or own_rate_burst(rate)
-        else:
-            rate, burst = self.rate, burst or self.burst
+        rate, burst = rate or self.rate, burst or self.burst
         if bucket is None or bucket.rate != rate or bucket.burst != burst:
             bucket = self._buckets[key] = TokenBucket(rate, burst, now)
         return bucket.take(now)
-
-
-def own_rate_burst(rate: float) -> int:
-    """The burst of a key that has its own rate but no burst: one second's worth."""
-    return max(1, math.ceil(rate))

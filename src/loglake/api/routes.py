@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
 from loglake import __version__
 from loglake.amplify.collector import collection_status
 from loglake.amplify.reports import apps_with_rows, run_reports, unknown_app_message
-from loglake.api.http import ApiError, Request, decode_content
+from loglake.api.http import ApiError, Request, decode_content, json_object
 from loglake.ids import format_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody
-from loglake.keys import KeyStoreError, parse_scopes
+from loglake.keys import KeyNameTaken, KeyStoreError, LastAdminKey, NoSuchKey, parse_scopes
 from loglake.lake.query import QueryBusy, QueryError, parse_query_request, result_to_dict
 from loglake.model import RECORD_FIELDS, InvalidRecords, format_datetime, record_to_dict
 from loglake.service import LATEST_MS, InvalidQuery, RecentPage, parse_time
@@ -36,7 +37,6 @@ NDJSON_TYPES = frozenset(
         "application/jsonlines",
     }
 )
-_decoder = msgspec.json.Decoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,13 +270,7 @@ async def amplify_status(app: LoglakeApp, request: Request) -> Result:
 def _json_object(app: LoglakeApp, request: Request, example: str) -> dict:
     if _records_media_type(request):
         raise ApiError(415, "unsupported_media_type", "send application/json")
-    try:
-        spec = _decoder.decode(decode_content(request, request.body, app.settings.max_body_bytes) or b"null")
-    except msgspec.DecodeError as e:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
-    if type(spec) is not dict:
-        raise ApiError(400, "invalid_request", f"send a JSON object, e.g. {example}")
-    return spec
+    return json_object(decode_content(request, request.body, app.settings.max_body_bytes), example)
 
 
 # -- operations --------------------------------------------------------------------------------
@@ -287,7 +281,13 @@ async def index(app: LoglakeApp, request: Request) -> Result:
 
 
 async def healthz(app: LoglakeApp, request: Request) -> Result:
+    """Anyone may ask whether the server is healthy; only a caller with a read key sees why not, since
+    the details (store and job errors) hold server paths and configuration."""
     writable = app.storage_error is None
+    status = 200 if writable else 503
+    if not _may_read(app, request):
+        reason = None if writable else "storage cannot accept writes"
+        return Result(status, {"status": "ok" if writable else "degraded", "reason": reason})
     body = {
         "status": "ok" if writable else "degraded",
         "version": __version__,
@@ -303,7 +303,17 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
             "last_maintenance": format_datetime(jobs.last_run_ms) if jobs.last_run_ms else None,
             "error": jobs.last_error,
         }
-    return Result(200 if writable else 503, body)
+    return Result(status, body)
+
+
+def _may_read(app: LoglakeApp, request: Request) -> bool:
+    """Whether the caller of a public route holds valid credentials with the read scope."""
+    if app.auth.enabled and not request.header(b"authorization"):
+        return False
+    try:
+        return app.auth.authenticate(request).allows("read")
+    except ApiError:
+        return False
 
 
 async def metrics(app: LoglakeApp, request: Request) -> Result:
@@ -314,33 +324,47 @@ async def metrics(app: LoglakeApp, request: Request) -> Result:
 
 
 async def list_keys(app: LoglakeApp, request: Request) -> Result:
-    keys = await app.run_read(app.keystore.list, request.query.get("all") in ("1", "true"))
+    params = request.query
+    if params.keys() - {"all"} or params.get("all", "false") not in _BOOLEANS:
+        raise ApiError(400, "invalid_request", "the only parameter is all=true (include revoked keys) or all=false")
+    keys = await app.run_read(app.keystore.list, _BOOLEANS[params.get("all", "false")])
     return Result(200, {"keys": [k.as_dict() for k in keys]})
 
 
-KEY_SPEC_FIELDS = frozenset({"name", "scopes", "sigv4", "rate_limit", "rate_burst"})
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
+class KeySpec(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of POST /admin/keys; the key store checks the name and the scopes' values."""
+
+    name: str
+    scopes: list[str] | str = msgspec.field(default_factory=lambda: ["ingest"])
+    sigv4: bool = False
+    rate_limit: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    rate_burst: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
+_KEY_EXAMPLE = '{"name": "ci", "scopes": ["ingest", "read"], "sigv4": false}'
 
 
 async def create_key(app: LoglakeApp, request: Request) -> Result:
-    spec = _json_object(app, request, '{"name": "ci", "scopes": ["ingest"]}')
-    if type(spec.get("name")) is not str:
-        raise ApiError(400, "invalid_key_spec", 'send {"name": "...", "scopes": ["ingest", "read"], "sigv4": false}')
-    unknown = spec.keys() - KEY_SPEC_FIELDS
-    if unknown:
-        raise ApiError(400, "invalid_key_spec", f"unknown field(s) {', '.join(sorted(unknown))}")
-    scopes = spec.get("scopes", ["ingest"])
-    if type(scopes) is str:
-        scopes = [scopes]
-    if type(scopes) is not list or not all(type(s) is str for s in scopes):
-        raise ApiError(400, "invalid_key_spec", 'scopes must be a list of strings, e.g. ["ingest", "read"]')
     try:
-        new = app.keystore.create(
-            spec["name"],
+        spec = msgspec.convert(_json_object(app, request, _KEY_EXAMPLE), KeySpec)
+    except msgspec.ValidationError as e:
+        raise ApiError(400, "invalid_key_spec", f"{e}; send e.g. {_KEY_EXAMPLE}") from None
+    scopes = [spec.scopes] if type(spec.scopes) is str else spec.scopes
+    try:
+        create = functools.partial(
+            app.keystore.create,
+            spec.name,
             parse_scopes(",".join(scopes)),
-            sigv4=bool(spec.get("sigv4", False)),
-            rate_limit=_positive(spec.get("rate_limit"), "rate_limit"),
-            rate_burst=_positive(spec.get("rate_burst"), "rate_burst"),
+            sigv4=spec.sigv4,
+            rate_limit=spec.rate_limit,
+            rate_burst=spec.rate_burst,
         )
+        new = await app.run_read(create)  # an fsync'd write: off the event loop
+    except KeyNameTaken as e:
+        raise ApiError(409, "key_exists", str(e)) from None
     except KeyStoreError as e:
         raise ApiError(400, "invalid_key_spec", str(e)) from None
     body = new.key.as_dict() | {"secret": new.secret}
@@ -350,18 +374,10 @@ async def create_key(app: LoglakeApp, request: Request) -> Result:
 
 
 async def revoke_key(app: LoglakeApp, request: Request, name: str) -> Result:
-    if name not in {k.name for k in app.keystore.list()}:
-        raise ApiError(404, "not_found", f"no active key named {name!r}")
     try:
-        app.keystore.revoke(name)
-    except KeyStoreError as e:
+        await app.run_read(app.keystore.revoke, name)  # an fsync'd write: off the event loop
+    except NoSuchKey as e:
+        raise ApiError(404, "not_found", str(e)) from None
+    except LastAdminKey as e:
         raise ApiError(409, "last_admin_key", str(e)) from None
     return Result(200, {"revoked": name})
-
-
-def _positive(value: Any, name: str) -> Any:
-    if value is None:
-        return None
-    if type(value) not in (int, float) or value <= 0:
-        raise ApiError(400, "invalid_key_spec", f"{name} must be a positive number")
-    return value

@@ -140,6 +140,22 @@ def parse_authorization(authorization: str) -> Credential:
     return Credential(access_key_id, date, region, service, signed_headers, signature.lower())
 
 
+def check_before_body(
+    raw_path: bytes,
+    headers: Sequence[tuple[bytes, bytes]],
+    credential: Credential,
+    *,
+    region: str,
+    service: str = DEFAULT_SERVICE,
+    now: float,
+    max_skew_seconds: int = 300,
+) -> None:
+    """Everything ``verify`` checks that needs neither the secret nor the body: the credential scope,
+    the signing time, the signed headers and the path's form. Run before reading a body, so a stale or
+    misaddressed request is refused without receiving (and hashing) up to the body limit."""
+    _checked_parts(raw_path, headers, credential, region, service, now, max_skew_seconds)
+
+
 def verify(
     request: SignedRequest,
     credential: Credential,
@@ -154,6 +170,54 @@ def verify(
 
     ``now`` is the server's Unix time; it is a parameter so this function stays pure and testable.
     """
+    headers, amz_date, header_lines = _checked_parts(
+        request.raw_path, request.headers, credential, region, service, now, max_skew_seconds
+    )
+    signed = credential.signed_headers
+
+    body_hash = hashlib.sha256(request.body).hexdigest()
+    declared = headers.get(b"x-amz-content-sha256")
+    if declared is not None:
+        if len(declared) != 1 or declared[0].strip().lower() != body_hash.encode("ascii"):
+            raise SigV4Error(
+                "body hash mismatch: x-amz-content-sha256 must be the hex SHA-256 of the request body as sent"
+            )
+        payload_hash = declared[0].strip()
+    else:
+        payload_hash = body_hash.encode("ascii")
+
+    # Everything after the URI and query is the same for every canonical form; build it once.
+    tail = b"\n".join((*header_lines, b"", ";".join(signed).encode("ascii", "replace"), payload_hash))
+    scope = f"{credential.date}/{region}/{service}/{TERMINATOR}"
+    sts_head = f"{ALGORITHM}\n{amz_date}\n{scope}\n".encode("ascii")
+    signing_key = _signing_key(secret_key, credential.date, region, service)
+    provided = credential.signature.lower().encode("utf-8", "replace")
+    method = request.method.encode("ascii", "replace")
+
+    uris = _unique(_canonical_uris(request.raw_path))
+    queries = _unique(_canonical_queries(request.query_string))
+    for uri in uris:
+        for query in queries:
+            canonical = b"\n".join((method, uri, query, tail))
+            string_to_sign = sts_head + hashlib.sha256(canonical).hexdigest().encode("ascii")
+            expected = hmac.new(signing_key, string_to_sign, hashlib.sha256).hexdigest().encode("ascii")
+            if hmac.compare_digest(expected, provided):
+                return
+    raise SigV4Error(
+        "signature does not match: check the secret access key and that the request was not changed after signing"
+    )
+
+
+def _checked_parts(
+    raw_path: bytes,
+    raw_headers: Sequence[tuple[bytes, bytes]],
+    credential: Credential,
+    region: str,
+    service: str,
+    now: float,
+    max_skew_seconds: int,
+) -> tuple[dict[bytes, list[bytes]], str, list[bytes]]:
+    """The checks of check_before_body; the headers by name, the signing time and the canonical header lines."""
     if credential.region != region:
         raise SigV4Error(
             f"Credential scope region {_show(credential.region)} does not match this endpoint's region "
@@ -165,7 +229,7 @@ def verify(
             f"{service!r}: sign for service {service!r}"
         )
 
-    headers = _collect_headers(request.headers)
+    headers = _collect_headers(raw_headers)
     signed = credential.signed_headers
 
     time_header, amz_date, when = _request_time(headers)
@@ -201,40 +265,9 @@ def verify(
 
     # Signers sign the path with dot and empty segments removed. The application routes on the path as
     # sent, so accepting such segments would let a captured request be re-aimed (``/a/x/../b`` for ``/a/b``).
-    if request.raw_path and _normalize_path(request.raw_path) != request.raw_path:
+    if raw_path and _normalize_path(raw_path) != raw_path:
         raise SigV4Error("request path contains empty, '.' or '..' segments: send the path in its normalised form")
-
-    body_hash = hashlib.sha256(request.body).hexdigest()
-    declared = headers.get(b"x-amz-content-sha256")
-    if declared is not None:
-        if len(declared) != 1 or declared[0].strip().lower() != body_hash.encode("ascii"):
-            raise SigV4Error(
-                "body hash mismatch: x-amz-content-sha256 must be the hex SHA-256 of the request body as sent"
-            )
-        payload_hash = declared[0].strip()
-    else:
-        payload_hash = body_hash.encode("ascii")
-
-    # Everything after the URI and query is the same for every canonical form; build it once.
-    tail = b"\n".join((*header_lines, b"", ";".join(signed).encode("ascii", "replace"), payload_hash))
-    scope = f"{credential.date}/{region}/{service}/{TERMINATOR}"
-    sts_head = f"{ALGORITHM}\n{amz_date}\n{scope}\n".encode("ascii")
-    signing_key = _signing_key(secret_key, credential.date, region, service)
-    provided = credential.signature.lower().encode("utf-8", "replace")
-    method = request.method.encode("ascii", "replace")
-
-    uris = _unique(_canonical_uris(request.raw_path))
-    queries = _unique(_canonical_queries(request.query_string))
-    for uri in uris:
-        for query in queries:
-            canonical = b"\n".join((method, uri, query, tail))
-            string_to_sign = sts_head + hashlib.sha256(canonical).hexdigest().encode("ascii")
-            expected = hmac.new(signing_key, string_to_sign, hashlib.sha256).hexdigest().encode("ascii")
-            if hmac.compare_digest(expected, provided):
-                return
-    raise SigV4Error(
-        "signature does not match: check the secret access key and that the request was not changed after signing"
-    )
+    return headers, amz_date, header_lines
 
 
 def _collect_headers(pairs: Iterable[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import codecs
 import contextlib
 import functools
 import json
@@ -108,19 +109,12 @@ def _athena_engine() -> Any:
 
 
 def _json_object(event: dict[str, Any]) -> dict[str, Any]:
-    """A proxy event's JSON object body (ApiError 400 invalid_request when it is not one)."""
-    from loglake.api.http import ApiError
+    """A proxy event's JSON object body (ApiError 400 when it is not one), as the local route reads it."""
+    from loglake.api.http import json_object
 
-    text = event.get("body") or ""
-    if event.get("isBase64Encoded"):
-        text = base64.b64decode(text).decode("utf-8", "replace")
-    try:
-        request = json.loads(text or "null")
-    except ValueError as e:
-        raise ApiError(400, "invalid_request", f"the body is not valid JSON: {e}") from None
-    if not isinstance(request, dict):
-        raise ApiError(400, "invalid_request", 'send {"sql": "SELECT ...", "limit": 100}')
-    return request
+    body = event.get("body") or ""
+    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+    return json_object(raw.removeprefix(codecs.BOM_UTF8), '{"sql": "SELECT ...", "limit": 100}')
 
 
 def amplify_plan(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import msgspec
 
 from loglake.ids import format_uuid, join_id, lower_bound, smallest_high, split_id, timestamp_of_high
 from loglake.model import NewRecord, StoredRecord
-from loglake.sqlitedb import Schema, migrate, migrate_schema
+from loglake.sqlitedb import Schema, migrate, migrate_schema, use_wal
 from loglake.store.base import HotStore, RecentQuery, ScanKey, StoreUnavailable
 from loglake.store.sqlite_rows import (
     COLUMNS,
@@ -109,7 +109,7 @@ class SQLiteHotStore(HotStore):
         self._readers_lock = threading.Lock()
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._writer = self._connect()
-        self._writer.execute("PRAGMA journal_mode = WAL")
+        use_wal(self._writer)
         # Checkpoints (copying the WAL back into the database) run in their own thread, so a commit
         # never waits for one; see _checkpoint_loop.
         self._writer.execute("PRAGMA wal_autocheckpoint = 0")
