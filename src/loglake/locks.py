@@ -8,12 +8,14 @@ import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
+from loglake.private_files import open_private, private_dir
+
 
 @contextlib.contextmanager
 def exclusive_lock(path: Path, wait: bool = True) -> Iterator[bool]:
     """Hold the lock file `path`; yields False, without waiting, if `wait` is off and another holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as lock:
+    private_dir(path.parent)
+    with open_private(path, "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from loglake.private_files import private_dir
+
 TEMP_SUFFIX = ".tmp"
 
 
@@ -73,8 +75,7 @@ class ObjectStore(ABC):
 
 class LocalObjectStore(ObjectStore):
     def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = private_dir(Path(root))
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -92,7 +93,7 @@ class LocalObjectStore(ObjectStore):
 
     def _publish(self, key: str, write: Any) -> None:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
         fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMP_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as f:

@@ -43,6 +43,7 @@ from loglake.lake.manifest import LakeFile, list_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.sql_guard import QueryError, check_select, client_error, rewrite_ilike_contains
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, partition_type, sql_type
+from loglake.private_files import private_dir
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.store.sqlite_rows import COLUMNS
 
@@ -88,7 +89,7 @@ class QueryEngine:
         self.store = store
         self.lake = lake
         self.limits = limits or QueryLimits()
-        work_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(work_dir)
         config: dict[str, Any] = {
             "memory_limit": f"{self.limits.memory_mb}MB",
             "temp_directory": str(work_dir),
