@@ -135,7 +135,7 @@ def test_bad_configuration_and_arguments_are_refused_clearly(tmp_path: Path) -> 
     result = run_cli("amplify", "collect", "--config", str(good), "--data-dir", str(tmp_path / "d"), "--app", "nope")
     assert result.exit_code == 2 and "no application named 'nope'" in result.output
     result = run_cli("amplify", "collect", "--config", str(good), "--data-dir", str(tmp_path / "d"), "--since", "soon")
-    assert result.exit_code == 2 and "'soon' is not an ISO-8601 date" in result.output
+    assert result.exit_code == 2 and "--since: 'soon' is not a time" in result.output
 
 
 def test_import_loads_a_console_download_once(tmp_path: Path) -> None:

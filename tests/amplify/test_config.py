@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loglake.amplify.config import AmplifyConfigError, load_config, parse_config, parse_time
+from loglake.amplify.config import AmplifyConfigError, load_config, parse_config
 
 USERS_FILE = {
     "applications": [
@@ -133,10 +133,3 @@ def test_the_weekly_schedule_finds_the_next_monday_one_oclock() -> None:
     daily = parse_config(mistake("schedule", {"frequency": "daily", "timeOfDay": "06:30"})).schedule
     assert daily.next_run(sunday) == datetime(2026, 11, 23, 6, 30, tzinfo=UTC)
 
-
-def test_times_are_iso_dates_or_utc_times() -> None:
-    assert parse_time("2026-10-01") == datetime(2026, 10, 1, tzinfo=UTC)
-    assert parse_time("2026-10-01T06:00:00Z") == datetime(2026, 10, 1, 6, tzinfo=UTC)
-    assert parse_time("2026-10-01T08:00:00+02:00") == datetime(2026, 10, 1, 6, tzinfo=UTC)
-    with pytest.raises(AmplifyConfigError, match="not an ISO-8601 date"):
-        parse_time("last tuesday")

@@ -227,18 +227,3 @@ def _integer(value: Any, where: str, low: int, high: int, why: str = "") -> int:
         reason = f" ({why})" if why else ""
         raise AmplifyConfigError(f"{where}: {value} is not between {low} and {high}{reason}")
     return value
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO-8601 date (midnight UTC) or UTC time: 2026-10-01, 2026-10-01T00:00:00Z."""
-    try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            return datetime.fromisoformat(text).replace(tzinfo=UTC)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise AmplifyConfigError(
-            f"{text!r} is not an ISO-8601 date or UTC time (2026-10-01, 2026-10-01T00:00:00Z)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)

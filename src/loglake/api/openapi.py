@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from loglake import __version__
 from loglake.api.routes import Result
 from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, SMALLEST_PLAUSIBLE_MS
+from loglake.times import FORMS
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -52,7 +53,7 @@ def _any_case(words: list[str]) -> str:
     return "^(" + "|".join(spelled) + ")$"
 
 
-TIME = "epoch ms, ISO-8601 with offset, or an age like 15m, 2h, 7d"
+TIME = FORMS
 
 RECORD_IN = {
     "type": "object",
@@ -62,7 +63,7 @@ RECORD_IN = {
         "message": {"type": "string", "minLength": 1, "description": "at most 256 KiB of UTF-8"},
         "timestamp": {
             "oneOf": [{"type": "integer", "minimum": SMALLEST_PLAUSIBLE_MS}, {"type": "string", "format": "date-time"}],
-            "description": "epoch ms or ISO-8601 with offset; default: time received",
+            "description": "epoch ms or ISO-8601 (without an offset: UTC); default: time received",
         },
         "service": {**NAME, "default": "default"},
         "log_type": {**NAME, "default": "application"},

@@ -20,8 +20,9 @@ from loglake.ingest import MAX_DETAILS, InvalidBody
 from loglake.keys import KeyStoreError, parse_scopes
 from loglake.lake.query import QueryBusy, QueryError, result_to_dict
 from loglake.model import InvalidRecords, format_datetime, record_to_dict
-from loglake.service import LATEST_MS, InvalidQuery, RecentPage, parse_time
+from loglake.service import InvalidQuery, RecentPage
 from loglake.store.base import StoreUnavailable
+from loglake.times import TimeFormatError, parse_time
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -237,17 +238,13 @@ async def amplify_reports(app: LoglakeApp, request: Request) -> Result:
     if not params.get("app"):
         raise ApiError(400, "invalid_request", "app is required: the appName to report on")
     now_ms = int(app.service.clock() * 1000)
-    try:
-        since = parse_time(params.get("since") or "7d", now_ms)
-        until = parse_time(params["until"], now_ms) if params.get("until") else now_ms
-    except (ValueError, OverflowError):
-        since = until = -1
-    if not (0 <= since < LATEST_MS and 0 <= until < LATEST_MS):
-        raise ApiError(
-            400,
-            "invalid_time",
-            "since/until: epoch ms, ISO-8601 (2026-11-01T00:00:00Z) or an age like 7d, years 1970-9999",
-        )
+    bounds = {}
+    for name, default in (("since", "7d"), ("until", "now")):
+        try:
+            bounds[name] = parse_time(params.get(name) or default, now_ms)
+        except TimeFormatError as e:
+            raise ApiError(400, "invalid_time", f"{name}: {e}") from None
+    since, until = bounds["since"], bounds["until"]
     if until <= since:
         raise ApiError(400, "invalid_time", "until must be after since")
     names = [n.strip() for n in (params.get("report") or "").split(",") if n.strip()] or None
