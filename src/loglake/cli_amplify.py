@@ -171,7 +171,7 @@ def report(
     """Print the saved reports on an app's traffic: top paths, status classes, bytes served, cache hit
     ratio, edge locations, top referrers, bots vs. humans."""
     if data_dir is not None:
-        from loglake.amplify.reports import apps_with_rows, run_reports, unknown_app_message
+        from loglake.amplify.reports import UnknownReport, apps_with_rows, run_reports, unknown_app_message
 
         now_ms = _now_ms()
         since_ms, until_ms = _query_time(since, "--since", now_ms), _query_time(until or "now", "--until", now_ms)
@@ -181,8 +181,8 @@ def report(
                 raise click.UsageError(unknown_app_message(app_name, known))
             try:
                 reports = run_reports(lake.engine, app_name, since_ms, until_ms, list(names) or None)
-            except KeyError as e:
-                raise click.UsageError(str(e.args[0])) from None
+            except UnknownReport as e:
+                raise click.UsageError(str(e)) from None
     else:
         params: dict[str, Any] = {"app": app_name, "since": since, "until": until, "report": ",".join(names) or None}
         try:

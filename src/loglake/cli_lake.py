@@ -376,11 +376,11 @@ def catalog() -> None:
 @click.option("--since", default="2020-01-01", show_default=True, help="First day of the date partition projection.")
 def catalog_ddl(engine: str, location: str, database: str, since: str) -> None:
     """Print CREATE EXTERNAL TABLE statements (with partition projection: no crawler, no MSCK REPAIR)."""
-    from loglake.lake.catalog import athena_ddl
+    from loglake.lake.catalog import CatalogError, athena_ddl
 
     try:
         click.echo(athena_ddl(location, database=database, since=since))
-    except ValueError as e:
+    except CatalogError as e:
         raise click.ClickException(str(e)) from None
 
 

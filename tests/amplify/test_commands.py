@@ -11,16 +11,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loglake.amplify import reports
 from loglake.amplify.collector import Collector
 from loglake.amplify.config import parse_config
 from loglake.amplify.jobs import AmplifySchedule, CollectionBusy, collection_lock
 from loglake.amplify.reports import SAVED_QUERIES
+from loglake.api.app import LoglakeApp
+from loglake.config import Settings
 from loglake.lake.objectstore import LocalObjectStore
 from loglake.store.sqlite import SQLiteHotStore
 from tests.amplify.logs import USER_AGENTS, access_log, varied_requests
 from tests.amplify.server import FakeAmplify, FakeApp
 from tests.amplify.test_collector import DANSE, HORIZON, ms
-from tests.conftest import free_port, run_cli
+from tests.conftest import asgi_client, free_port, key_for, run_cli
 
 pytestmark = pytest.mark.usefixtures("no_loglake_environment")
 
@@ -213,6 +216,28 @@ def test_reports_and_status_over_http(tmp_path: Path, server_factory, admin_key_
                   "--since", "2026-11-01T00:00:00Z", "--until", "2026-11-08T00:00:00Z")  # fmt: skip
     assert cli.exit_code == 0, cli.output
     assert len(json.loads(cli.stdout)) == len(SAVED_QUERIES)
+
+
+async def test_an_unknown_report_is_refused_and_a_bug_is_not_passed_off_as_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, _ = imported(tmp_path, 50)
+    app = LoglakeApp(Settings(data_dir=data, access_log="off"))
+    try:
+        async with asgi_client(app, key_for(app, "read")) as client:
+            week = {"app": "danse_tech", "since": "2026-11-01", "until": "2026-11-08"}
+            unknown = await client.get("/amplify/reports", params=week | {"report": "top_paths,nope"})
+            assert (unknown.status_code, unknown.json()["error"]["code"]) == (400, "unknown_report")
+            assert unknown.json()["error"]["message"].startswith("unknown report nope; known: top_paths, ")
+
+            def broken(result: object) -> dict:  # a fault injected deep in the reports code
+                raise KeyError("columns")
+
+            monkeypatch.setattr(reports, "result_to_dict", broken)
+            failed = await client.get("/amplify/reports", params=week)
+            assert (failed.status_code, failed.json()["error"]["code"]) == (500, "internal_error")
+    finally:
+        app.close()
 
 
 def test_the_server_shows_its_next_collection(tmp_path: Path, server_factory) -> None:

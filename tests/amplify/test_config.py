@@ -132,4 +132,3 @@ def test_the_weekly_schedule_finds_the_next_monday_one_oclock() -> None:
     assert schedule.next_run(at_the_time) == datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
     daily = parse_config(mistake("schedule", {"frequency": "daily", "timeOfDay": "06:30"})).schedule
     assert daily.next_run(sunday) == datetime(2026, 11, 23, 6, 30, tzinfo=UTC)
-

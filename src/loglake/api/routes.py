@@ -13,7 +13,7 @@ import msgspec
 
 from loglake import __version__
 from loglake.amplify.collector import collection_status
-from loglake.amplify.reports import apps_with_rows, run_reports, unknown_app_message
+from loglake.amplify.reports import UnknownReport, apps_with_rows, run_reports, unknown_app_message
 from loglake.api.http import ApiError, Request, decode_content
 from loglake.ids import format_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody
@@ -254,8 +254,8 @@ async def amplify_reports(app: LoglakeApp, request: Request) -> Result:
     engine = app.lake.engine
     try:
         reports = await app.run_query(lambda: run_reports(engine, params["app"], since, until, names))
-    except KeyError as e:
-        raise ApiError(400, "unknown_report", str(e.args[0])) from None
+    except UnknownReport as e:
+        raise ApiError(400, "unknown_report", str(e)) from None
     except (QueryError, QueryBusy) as e:
         raise _query_error(e) from None
     return Result(
