@@ -141,6 +141,7 @@ def import_file(file: Path, app_name: str, data_dir: Path) -> None:
     with _lake_for(data_dir, None) as lake:
         report = AppReport(app_name)
         store_rows(lake.store, lake.objects, app_name, [parsed], report, _now_ms())
+        lake.collect_garbage()  # the table's manifest lists the new files
     click.echo(
         f"{file}: {parsed.rows_read:,} rows read, {report.rows:,} stored in amplify_access (app={app_name}), "
         f"{report.duplicates:,} already there, {report.malformed:,} malformed"

@@ -133,7 +133,10 @@ def test_a_failed_window_fails_the_command_with_the_reason(amplify: FakeAmplify,
 def test_bad_configuration_and_arguments_are_refused_clearly(tmp_path: Path) -> None:
     bad = write_config(tmp_path / "bad.json", timeChunkSize={"days": 30})
     result = run_cli("amplify", "collect", "--config", str(bad), "--data-dir", str(tmp_path / "d"))
-    assert result.exit_code == 1 and "timeChunkSize.days: 30 is not a whole number of days between 1 and 14" in result.output
+    assert (
+        result.exit_code == 1
+        and "timeChunkSize.days: 30 is not a whole number of days between 1 and 14" in result.output
+    )
     good = write_config(tmp_path / "good.json")
     result = run_cli("amplify", "collect", "--config", str(good), "--data-dir", str(tmp_path / "d"), "--app", "nope")
     assert result.exit_code == 2 and "no application named 'nope'" in result.output

@@ -42,7 +42,7 @@ from loglake.lake.layout import (
     partition_prefix,
     partitions_of,
 )
-from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_files
+from loglake.lake.manifest import LakeFile, collect_garbage, list_files, reading, retire_files
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import by_utc_day, file_name
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE
@@ -341,7 +341,8 @@ def store_rows(
     app's watermark (if given), in one catalog transaction."""
     work = Path(tempfile.mkdtemp(prefix="loglake-amplify-"))
     try:
-        files = new_parts(lake, app, parsed, report, now_ms, work, lambda prefix: _catalogued(store, prefix))
+        with reading(store):  # the partitions' stored parts are read to drop rows already there
+            files = new_parts(lake, app, parsed, report, now_ms, work, lambda prefix: _catalogued(store, prefix))
 
         def finish(conn: sqlite3.Connection) -> None:
             if watermark is not None:

@@ -39,7 +39,7 @@ import pyarrow.dataset as ds
 
 from loglake.ids import lower_bound, split_id
 from loglake.lake.hot_rows import hot_rows_table
-from loglake.lake.manifest import LakeFile, list_files
+from loglake.lake.manifest import LakeFile, list_files, reading
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.sql_guard import QueryError, check_select, client_error, rewrite_ilike_contains
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, partition_type, sql_type
@@ -176,7 +176,7 @@ class QueryEngine:
         explain: bool = False,
     ) -> QueryResult:
         started = time.perf_counter()
-        with self._cursor(pool, timeout) as cursor:
+        with self._cursor(pool, timeout) as cursor, reading(self.store):
             self._define_views(cursor, window, tables)
             finished = threading.Event()
             watchdog = threading.Thread(
