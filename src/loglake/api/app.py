@@ -152,7 +152,6 @@ class LoglakeApp:
         return f"{self._request_prefix}-{self._request_counter:x}"
 
     def _on_maintenance(self, report: MaintenanceReport) -> None:
-        self.metrics.on_maintenance(report)
         if report.flushed.records or report.compacted.merged_files or report.expired or report.garbage_deleted:
             self.access_log.event(
                 {

@@ -322,7 +322,8 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
 
 
 async def metrics(app: LoglakeApp, request: Request) -> Result:
-    return Result(200, app.metrics.render(), ((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),))
+    lake = await app.run_read(app.lake.state) if app.lake is not None else None
+    return Result(200, app.metrics.render(lake), ((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),))
 
 
 # -- admin: keys -------------------------------------------------------------------------------
