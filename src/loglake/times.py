@@ -33,24 +33,20 @@ class TimeFormatError(ValueError):
 
 def parse_datetime(text: str) -> datetime:
     """An ISO-8601 date or date-time as an aware UTC datetime; without an offset it is UTC."""
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError as e:
-        raise TimeFormatError(_iso_problem(text, str(e))) from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return _aware(text.strip()).astimezone(UTC)
 
 
 def parse_iso8601(text: str) -> int:
     """An ISO-8601 date or date-time as epoch ms; without an offset it is UTC."""
+    return (_aware(text) - _EPOCH) // _MILLISECOND
+
+
+def _aware(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as e:
         raise TimeFormatError(_iso_problem(text, str(e))) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return (parsed - _EPOCH) // _MILLISECOND
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def parse_time(text: str, now_ms: int) -> int:
