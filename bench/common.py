@@ -54,7 +54,7 @@ def dataset(
 ) -> Path:
     """Path of the NDJSON data set for these make_dataset.py arguments, generating it on first use."""
     if not MAKE_DATASET.exists():
-        sys.exit(f"data set generator not found: {MAKE_DATASET}")
+        sys.exit(f"data set generator not found: {MAKE_DATASET} (not part of the repository; see bench/README.md)")
     args = ["--rows", str(rows), "--days", f"{days:g}"]
     for flag, value in (("--end", end), ("--services", services), ("--seed", seed)):
         if value is not None:

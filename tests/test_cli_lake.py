@@ -13,8 +13,11 @@ import httpx
 import pytest
 import sqlglot
 
+from loglake.api.app import LoglakeApp
+from loglake.config import Settings
 from loglake.model import DAY_MS
 from loglake.store.sqlite import SQLiteHotStore
+from tests.conftest import asgi_client, key_for
 from tests.conftest import run_cli as run
 
 pytestmark = pytest.mark.usefixtures("no_loglake_environment")
@@ -38,6 +41,36 @@ def post(server_url: str, key: str, records: list[dict]) -> None:
     assert response.status_code == 201, response.text
 
 
+async def test_metrics_show_the_lake_after_maintenance_run_from_the_cli(tmp_path: Path) -> None:
+    """The lake's gauges come from the catalog, so a flush or retention by another process counts."""
+    data = tmp_path / "data"
+    app = LoglakeApp.from_settings(Settings(data_dir=data, access_log="off"))
+    try:
+        async with asgi_client(app, key_for(app, "admin", "admin")) as client:
+
+            async def gauges() -> dict[str, float]:
+                text = (await client.get("/metrics")).text
+                wanted = ('loglake_lake_records{table="logs"}', 'loglake_lake_files{table="logs"}',
+                          "loglake_hot_records", "loglake_lake_retired_files")  # fmt: skip
+                return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                        if line.startswith(wanted)}  # fmt: skip
+
+            sent = await client.post("/logs", json=old_records(int(time.time() * 1000), 3, 30))
+            assert sent.status_code == 201, sent.text
+            assert (await gauges())["loglake_hot_records"] == 30
+            assert run("flush", "--all", "--data-dir", str(data)).exit_code == 0
+            assert await gauges() == {
+                'loglake_lake_files{table="logs"}': 1,
+                'loglake_lake_records{table="logs"}': 30,
+                "loglake_lake_retired_files": 0,
+                "loglake_hot_records": 0,
+            }
+            assert run("retention", "--days", "1", "--data-dir", str(data)).exit_code == 0
+            assert (await gauges())['loglake_lake_records{table="logs"}'] == 0
+    finally:
+        app.close()
+
+
 def test_the_server_flushes_in_the_background_and_the_cli_queries_it(server_factory, admin_key_of) -> None:
     server = server_factory(None, "--hot-window-seconds", "60", "--flush-interval-seconds", "0.2")
     key = admin_key_of(server)
@@ -57,7 +90,7 @@ def test_the_server_flushes_in_the_background_and_the_cli_queries_it(server_fact
     events = [json.loads(line) for line in server.log_path.read_text().splitlines() if '"lake_maintenance"' in line]
     assert sum(e["flushed_records"] for e in events) == 60
     metrics = httpx.get(server.url + "/metrics", headers={"authorization": f"Bearer {key}"}).text
-    assert 'loglake_lake_records_total{job="flush"} 60' in metrics
+    assert 'loglake_lake_records{table="logs"} 60' in metrics and "loglake_hot_records 1" in metrics
 
     sql = "SELECT service, count(*) AS n FROM logs GROUP BY service ORDER BY service"
     as_table = run("query", sql, "--url", server.url, "--api-key", key)

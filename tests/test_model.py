@@ -60,9 +60,10 @@ def test_severity_aliases_case_insensitive(given: str, expected: Severity) -> No
     assert one({"message": "m", "severity": given}).severity == expected
 
 
-def test_iso_timestamps_with_offset() -> None:
+def test_iso_timestamps_with_an_offset_or_without_one_as_utc() -> None:
     assert one({"message": "m", "timestamp": "2026-11-01T00:00:00.123Z"}).timestamp == 1_793_491_200_123
     assert one({"message": "m", "timestamp": "2026-11-01T01:00:00+01:00"}).timestamp == 1_793_491_200_000
+    assert one({"message": "m", "timestamp": "2026-11-01T00:00:00.123"}).timestamp == 1_793_491_200_123
     assert parse_iso8601("1970-01-02T00:00:00Z") == DAY_MS
 
 
@@ -80,7 +81,7 @@ def test_every_problem_of_every_record_is_reported() -> None:
             {"message": "m", "service": "has space", "log_type": "x" * 129, "extra": 1},
             {"message": "m", "timestamp": 1.5},
             {"message": "m", "timestamp": "yesterday"},
-            {"message": "m", "timestamp": "2026-11-01T00:00:00"},
+            {"message": "m", "timestamp": "2026-11-31T00:00:00Z"},
             {"message": "m", "timestamp": 1_700_000_000},
             {"message": "m", "timestamp": NOW + DAY_MS + 1},
             {"message": "m", "attributes": [1]},

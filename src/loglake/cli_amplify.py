@@ -38,7 +38,11 @@ config_option = click.option(
 @config_option
 @data_dir_option
 @click.option("--app", "apps", multiple=True, help="Only this appName (repeat for more); default: every app.")
-@click.option("--since", default=None, help="Start, an ISO-8601 date or UTC time (default: each app's watermark).")
+@click.option(
+    "--since",
+    default=None,
+    help="Start: ISO-8601 (UTC without an offset), epoch ms or an age (default: each app's watermark).",
+)
 @click.option("--until", default=None, help="End, excluded, same forms (default: the last settled hour).")
 @click.option("--dry-run", is_flag=True, help="Print the windows that would be fetched, and fetch nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
@@ -137,6 +141,7 @@ def import_file(file: Path, app_name: str, data_dir: Path) -> None:
     with _lake_for(data_dir, None) as lake:
         report = AppReport(app_name)
         store_rows(lake.store, lake.objects, app_name, [parsed], report, _now_ms())
+        lake.collect_garbage()  # the table's manifest lists the new files
     click.echo(
         f"{file}: {parsed.rows_read:,} rows read, {report.rows:,} stored in amplify_access (app={app_name}), "
         f"{report.duplicates:,} already there, {report.malformed:,} malformed"
@@ -167,23 +172,18 @@ def report(
     """Print the saved reports on an app's traffic: top paths, status classes, bytes served, cache hit
     ratio, edge locations, top referrers, bots vs. humans."""
     if data_dir is not None:
-        from loglake.amplify.reports import apps_with_rows, run_reports, unknown_app_message
-        from loglake.service import parse_time
+        from loglake.amplify.reports import UnknownReport, apps_with_rows, run_reports, unknown_app_message
 
         now_ms = _now_ms()
-        try:
-            since_ms = parse_time(since, now_ms)
-            until_ms = parse_time(until, now_ms) if until else now_ms
-        except ValueError as e:
-            raise click.UsageError(f"--since/--until: {e}") from None
+        since_ms, until_ms = _query_time(since, "--since", now_ms), _query_time(until or "now", "--until", now_ms)
         with local_lake(data_dir) as lake:
             known = apps_with_rows(lake.store.read)
             if app_name not in known:
                 raise click.UsageError(unknown_app_message(app_name, known))
             try:
                 reports = run_reports(lake.engine, app_name, since_ms, until_ms, list(names) or None)
-            except KeyError as e:
-                raise click.UsageError(str(e.args[0])) from None
+            except UnknownReport as e:
+                raise click.UsageError(str(e)) from None
     else:
         params: dict[str, Any] = {"app": app_name, "since": since, "until": until, "report": ",".join(names) or None}
         try:
@@ -228,21 +228,18 @@ def status(data_dir: Path) -> None:
                 click.echo(f"  {app['app']}: ... and {len(app['errors']) - 3} more error(s)")
 
 
-def _collect_time(text: str | None, option: str) -> datetime | None:
-    """An ISO-8601 date or UTC time, or (as elsewhere in loglake) epoch ms or an age like 7d."""
-    from loglake.amplify.config import AmplifyConfigError, parse_time
-    from loglake.service import parse_time as parse_any_time
+def _query_time(text: str, option: str, now_ms: int) -> int:
+    """A time as every loglake command takes it (loglake.times), in epoch ms."""
+    from loglake.times import TimeFormatError, parse_time
 
-    if not text:
-        return None
     try:
-        return parse_time(text)
-    except AmplifyConfigError as e:
-        try:
-            now_ms = _now_ms()
-            return datetime.fromtimestamp(parse_any_time(text, now_ms) / 1000, UTC)
-        except (ValueError, OverflowError, OSError):
-            raise AmplifyConfigError(f"{option}: {e}, or an age like 7d") from None
+        return parse_time(text, now_ms)
+    except TimeFormatError as e:
+        raise click.UsageError(f"{option}: {e}") from None
+
+
+def _collect_time(text: str | None, option: str) -> datetime | None:
+    return datetime.fromtimestamp(_query_time(text, option, _now_ms()) / 1000, UTC) if text else None
 
 
 def _note_bounds(collector: Any, start: datetime | None, end: datetime | None) -> None:

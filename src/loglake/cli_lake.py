@@ -321,6 +321,7 @@ def flush(everything: bool, older_than: int | None, data_dir: Path) -> None:
             due = lake.count_due(everything)
             with click.progressbar(length=due, label="flushing", file=sys.stderr, show_pos=True) as bar:
                 report = lake.flush(everything, progress=bar.update)
+            lake.collect_garbage()  # the tables' manifests list the new files
     rate = report.records / report.seconds if report.seconds else 0
     click.echo(
         f"moved {report.records:,} records into {len(report.objects)} lake file(s) in {report.seconds:.1f} s "
@@ -334,6 +335,7 @@ def compact(data_dir: Path) -> None:
     """Merge each day's small lake files into larger ones (the server does this in the background)."""
     with local_lake(data_dir) as lake, lake.maintenance():
         report = lake.compact()
+        lake.collect_garbage()  # the replaced files, unless a query is reading them
     click.echo(
         f"merged {report.merged_files} file(s) ({report.records:,} records) into {len(report.written_files)} "
         f"in {report.seconds:.1f} s"
@@ -355,13 +357,14 @@ def retention(dry_run: bool, days: int | None, data_dir: Path) -> None:
         cutoff = lake.retention_cutoff()
         if not dry_run:
             lake.collect_garbage()
+        waiting = lake.store.read("SELECT count(*) FROM lake_garbage")[0][0]
     verb = "would delete" if dry_run else "deleted"
     days = lake.policy.retention_days
     click.echo(f"keeping {cutoff} on (today, UTC, and the {days} days before); {verb} {len(expired)} partition(s)")
     for p in expired:
         click.echo(f"  {p.table}  date={p.day}  {p.files} file(s)  {p.records:,} records  {p.bytes / 1e6:.1f} MB")
-    if expired and not dry_run:
-        click.echo("(objects a running query may still read are removed after a short grace period)")
+    if waiting and not dry_run:
+        click.echo(f"({waiting} object(s) that a running query may be reading go when it ends, in minutes at most)")
 
 
 @click.group(context_settings=CONTEXT)
@@ -376,11 +379,11 @@ def catalog() -> None:
 @click.option("--since", default="2020-01-01", show_default=True, help="First day of the date partition projection.")
 def catalog_ddl(engine: str, location: str, database: str, since: str) -> None:
     """Print CREATE EXTERNAL TABLE statements (with partition projection: no crawler, no MSCK REPAIR)."""
-    from loglake.lake.catalog import athena_ddl
+    from loglake.lake.catalog import CatalogError, athena_ddl
 
     try:
         click.echo(athena_ddl(location, database=database, since=since))
-    except ValueError as e:
+    except CatalogError as e:
         raise click.ClickException(str(e)) from None
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from loglake.private_files import private_database
 from loglake.sqlitedb import migrate, use_wal, write_transaction
 
 SCOPES = ("ingest", "read", "admin")
@@ -135,14 +136,12 @@ class KeyStore:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.data_dir / "keys.db"
+        self.path = private_database(self.data_dir / "keys.db")
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
         use_wal(self._conn)
         self._conn.execute("PRAGMA synchronous = FULL")
         migrate(self._conn, MIGRATIONS)
-        _restrict(self.path)
         self._master_key_path = self.data_dir / "master.key"
         self._master: bytes | None = None
         self._version_map = _open_version_map(self.data_dir / "keys.version")
@@ -388,8 +387,3 @@ def _open_version_map(path: Path) -> mmap.mmap:
         return mmap.mmap(fd, 8)
     finally:
         os.close(fd)
-
-
-def _restrict(path: Path) -> None:
-    with contextlib.suppress(OSError):  # e.g. a file system without permissions
-        os.chmod(path, 0o600)

@@ -9,23 +9,19 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any, NamedTuple
 
 import msgspec
 
 from loglake import ids
+from loglake.times import DAY_MS, SMALLEST_PLAUSIBLE_MS, parse_iso8601
 
 DEFAULT_SERVICE = "default"
 DEFAULT_LOG_TYPE = "application"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 RECORD_FIELDS = ("id", "timestamp", "service", "log_type", "severity", "message", "attributes")
-
-DAY_MS = 86_400_000
-LATEST_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z: no later time has an ISO-8601 form
-# Epoch-ms values below this are 1970-1973: in practice epoch *seconds* sent by mistake.
-SMALLEST_PLAUSIBLE_MS = 100_000_000_000
 
 
 class Severity(IntEnum):
@@ -212,7 +208,11 @@ def _check_timestamp(index: int, value: Any, now_ms: int, max_ts: int, problems:
             return now_ms
     else:
         problems.append(
-            Problem(index, "timestamp", "must be epoch milliseconds (integer) or an ISO-8601 string with offset")
+            Problem(
+                index,
+                "timestamp",
+                "must be epoch milliseconds (integer) or an ISO-8601 string (without an offset: UTC)",
+            )
         )
         return now_ms
     if ts < SMALLEST_PLAUSIBLE_MS:
@@ -286,21 +286,6 @@ def _json_type(value: Any) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
         type(value), type(value).__name__
     )
-
-
-def parse_iso8601(text: str) -> int:
-    """ISO-8601 with an explicit offset (or Z) to epoch ms; naive times are refused as ambiguous."""
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not an ISO-8601 date-time") from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"{text!r} has no UTC offset; add Z or +HH:MM")
-    return (parsed - _EPOCH) // _MILLISECOND
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLISECOND = timedelta(milliseconds=1)
 
 
 def format_datetime(ts_ms: int) -> str:

@@ -19,7 +19,8 @@ from typing import Any
 import msgspec
 
 from loglake import ids
-from loglake.model import LATEST_MS, SEVERITY_ALIASES, SEVERITY_NAMES, NewRecord, Severity, StoredRecord
+from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, NewRecord, Severity, StoredRecord
+from loglake.times import LATEST_MS
 
 log = logging.getLogger("loglake.readback")
 

@@ -15,6 +15,7 @@ from loglake import __version__
 from loglake.api.app import LoglakeApp
 from loglake.config import ConfigError, Settings
 from loglake.keys import KeyStore
+from loglake.private_files import private_dir
 
 
 def ensure_first_key(settings: Settings, out: TextIO) -> str | None:
@@ -72,7 +73,7 @@ def bind(settings: Settings) -> socket.socket:
 
 
 def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     sock = bind(settings)
     try:
         ensure_first_key(settings, out)

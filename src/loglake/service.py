@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -18,25 +17,21 @@ from loglake.lake.lake import Lake
 from loglake.lake.search_terms import InvalidSearch, Term, parse_terms
 from loglake.model import (
     DAY_MS,
-    LATEST_MS,
     SEVERITY_ALIASES,
     SEVERITY_NAMES,
-    SMALLEST_PLAUSIBLE_MS,
     Limits,
     NewRecord,
     Problem,
     StoredRecord,
     format_datetime,
-    parse_iso8601,
 )
 from loglake.store.base import HotStore, RecentQuery
+from loglake.times import TimeFormatError, parse_duration, parse_time
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 DEFAULT_WINDOW_MS = DAY_MS
 RECENT_PARAMS = ("service", "log_type", "severity", "min_severity", "since", "until", "q", "limit", "cursor")
-_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_RELATIVE = re.compile(r"(\d+)(ms|s|m|h|d|w)")
 AUTO_BUCKETS = 120
 HISTOGRAM_INTERVALS = tuple(
     n * unit
@@ -57,7 +52,6 @@ HISTOGRAM_INTERVALS = tuple(
         (7, DAY_MS),
     )
 )
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": DAY_MS, "w": 7 * DAY_MS}
 
 
 class InvalidQuery(ValueError):
@@ -268,49 +262,23 @@ def _page(records: list[StoredRecord], wanted: int) -> RecentPage:
 
 
 def _parse_interval(text: str) -> int:
-    match = _RELATIVE.fullmatch(text.strip())
-    interval = int(match.group(1)) * _UNIT_MS[match.group(2)] if match else 0
+    try:
+        interval = parse_duration(text)
+    except TimeFormatError:
+        interval = 0
     if not 1000 <= interval <= 366 * DAY_MS:
         raise InvalidQuery([Problem(-1, "interval", "must be a duration from 1s to 366d, like 30s, 5m, 1h, 1d or 1w")])
     return interval
-
-
-def parse_time(text: str, now_ms: int) -> int:
-    """Epoch ms, ISO-8601 with offset, or a relative age like 15m, 2h, 7d (meaning that long ago)."""
-    text = text.strip()
-    if text.isdigit():
-        value = int(text)
-        if 0 < value < SMALLEST_PLAUSIBLE_MS:
-            raise ValueError(f"{text} looks like epoch seconds; send epoch milliseconds")
-        return value
-    rel = _RELATIVE.fullmatch(text)
-    if rel:
-        return now_ms - int(rel.group(1)) * _UNIT_MS[rel.group(2)]
-    if text == "now":
-        return now_ms
-    if _DATE_ONLY.fullmatch(text):  # a day: its midnight, UTC
-        return parse_iso8601(text + "T00:00:00Z")
-    return parse_iso8601(text)
 
 
 def _parse_time(text: str | None, now_ms: int, name: str, bad: Callable[[str, str], None]) -> int | None:
     if not text:
         return None
     try:
-        value = parse_time(text, now_ms)
-    except (ValueError, OverflowError) as e:
-        hint = "; in a URL write + as %2B" if " " in text.strip() else ""
-        detail = f" ({e})" if "epoch seconds" in str(e) else ""
-        bad(
-            name,
-            f"must be epoch milliseconds, ISO-8601 with offset (2026-11-22T10:00:00Z) or an age like 15m, 2h, 7d"
-            f"{detail}{hint}",
-        )
+        return parse_time(text, now_ms)
+    except TimeFormatError as e:
+        bad(name, str(e))
         return None
-    if not 0 <= value < LATEST_MS:
-        bad(name, "must be between 1970 and the year 9999")
-        return None
-    return value
 
 
 def encode_cursor(log_id: bytes) -> str:

@@ -41,13 +41,13 @@ class FakeApp:
 
 
 class FakeAmplify:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.apps: dict[str, FakeApp] = {}
         self.exports: dict[str, bytes] = {}
         self.lock = threading.Lock()
         self.active = 0  # calls being answered now, and the most at once
         self.most_active = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property

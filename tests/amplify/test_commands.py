@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loglake.amplify import reports
 from loglake.amplify.collector import Collector
 from loglake.amplify.config import parse_config
 from loglake.amplify.jobs import AmplifySchedule, CollectionBusy, collection_lock
@@ -137,12 +138,15 @@ def test_a_failed_window_fails_the_command_with_the_reason(amplify: FakeAmplify,
 def test_bad_configuration_and_arguments_are_refused_clearly(tmp_path: Path) -> None:
     bad = write_config(tmp_path / "bad.json", timeChunkSize={"days": 30})
     result = run_cli("amplify", "collect", "--config", str(bad), "--data-dir", str(tmp_path / "d"))
-    assert result.exit_code == 1 and "timeChunkSize.days: 30 is not between 1 and 14" in result.output
+    assert (
+        result.exit_code == 1
+        and "timeChunkSize.days: 30 is not a whole number of days between 1 and 14" in result.output
+    )
     good = write_config(tmp_path / "good.json")
     result = run_cli("amplify", "collect", "--config", str(good), "--data-dir", str(tmp_path / "d"), "--app", "nope")
     assert result.exit_code == 2 and "no application named 'nope'" in result.output
     result = run_cli("amplify", "collect", "--config", str(good), "--data-dir", str(tmp_path / "d"), "--since", "soon")
-    assert result.exit_code == 2 and "'soon' is not an ISO-8601 date" in result.output
+    assert result.exit_code == 2 and "--since: 'soon' is not a time" in result.output
 
 
 def test_import_loads_a_console_download_once(tmp_path: Path) -> None:
@@ -220,6 +224,28 @@ def test_reports_and_status_over_http(tmp_path: Path, server_factory, admin_key_
                   "--since", "2026-11-01T00:00:00Z", "--until", "2026-11-08T00:00:00Z")  # fmt: skip
     assert cli.exit_code == 0, cli.output
     assert len(json.loads(cli.stdout)) == len(SAVED_QUERIES)
+
+
+async def test_an_unknown_report_is_refused_and_a_bug_is_not_passed_off_as_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, _ = imported(tmp_path, 50)
+    app = LoglakeApp.from_settings(Settings(data_dir=data, access_log="off"))
+    try:
+        async with asgi_client(app, key_for(app, "read")) as client:
+            week = {"app": "danse_tech", "since": "2026-11-01", "until": "2026-11-08"}
+            unknown = await client.get("/amplify/reports", params=week | {"report": "top_paths,nope"})
+            assert (unknown.status_code, unknown.json()["error"]["code"]) == (400, "unknown_report")
+            assert unknown.json()["error"]["message"].startswith("unknown report nope; known: top_paths, ")
+
+            def broken(result: object) -> dict:  # a fault injected deep in the reports code
+                raise KeyError("columns")
+
+            monkeypatch.setattr(reports, "result_to_dict", broken)
+            failed = await client.get("/amplify/reports", params=week)
+            assert (failed.status_code, failed.json()["error"]["code"]) == (500, "internal_error")
+    finally:
+        app.close()
 
 
 async def test_long_reports_wait_on_the_sql_slots_and_never_hold_up_search(settings: Settings) -> None:

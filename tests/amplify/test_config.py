@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loglake.amplify.config import AmplifyConfigError, load_config, parse_config, parse_time
+from loglake.amplify.config import AmplifyConfigError, load_config, parse_config
 
 USERS_FILE = {
     "applications": [
@@ -88,12 +88,19 @@ def mistake(path: str, value: object) -> dict:
             mistake("applications.1", USERS_FILE["applications"][0] | {"appName": "again"}),
             "applications[1]: appId d3hgg9jtwyuijn with domainName danse.tech is already applications[0]",
         ),
-        (mistake("timeChunkSize.days", 15), "timeChunkSize.days: 15 is not between 1 and 14 (the API's limit"),
-        (mistake("logRetention.days", "a year"), "logRetention.days: must be a whole number"),
+        (
+            mistake("timeChunkSize.days", 15),
+            "timeChunkSize.days: 15 is not a whole number of days between 1 and 14 (the API's limit",
+        ),
+        (mistake("logRetention.days", "a year"), "logRetention.days: 'a year' is not a whole number of days"),
+        (mistake("logRetention.days", True), "logRetention.days: True is not a whole number of days"),
+        (mistake("applications.0.appId", "d3hgg9jtwyuijn\n"), "applications[0].appId: 'd3hgg9jtwyuijn\\n' is not"),
+        (mistake("schedule.dayOfWeek", KeyError), "schedule: a weekly schedule needs dayOfWeek, one of Monday"),
+        ([USERS_FILE], "the configuration: expected `object`, got `array`"),
         (mistake("schedule.dayOfWeek", "Someday"), "schedule.dayOfWeek: 'Someday' is not one of Monday"),
         (mistake("schedule.timeOfDay", "25:00"), "schedule.timeOfDay: '25:00' is not a UTC time"),
         (mistake("s3.bucket", "Not_A_Bucket"), "s3.bucket: 'Not_A_Bucket' is not a valid S3 bucket name"),
-        ({"applications": []}, "applications: must be a non-empty list"),
+        ({"applications": []}, "applications: [] is not a non-empty list of applications"),
         ({**USERS_FILE, "extra": 1}, "the configuration: unknown field extra"),
     ],
 )
@@ -134,9 +141,31 @@ def test_the_weekly_schedule_finds_the_next_monday_one_oclock() -> None:
     assert daily.next_run(sunday) == datetime(2026, 11, 23, 6, 30, tzinfo=UTC)
 
 
-def test_times_are_iso_dates_or_utc_times() -> None:
-    assert parse_time("2026-10-01") == datetime(2026, 10, 1, tzinfo=UTC)
-    assert parse_time("2026-10-01T06:00:00Z") == datetime(2026, 10, 1, 6, tzinfo=UTC)
-    assert parse_time("2026-10-01T08:00:00+02:00") == datetime(2026, 10, 1, 6, tzinfo=UTC)
-    with pytest.raises(AmplifyConfigError, match="not an ISO-8601 date"):
-        parse_time("last tuesday")
+def test_every_problem_is_named_at_once() -> None:
+    document = mistake("applications.0.appId", "x3")
+    document["applications"][1] |= {"appName": "Danse_Tech", "colour": "red"}
+    del document["applications"][1]["region"]
+    document |= {"timeChunkSize": {"days": 30}, "logRetention": {"days": 365, "weeks": 52}, "schedule": "weekly"}
+    with pytest.raises(AmplifyConfigError) as caught:
+        parse_config(document)
+    assert str(caught.value).split("; ") == [
+        "applications[0].appId: 'x3' is not an Amplify app id: d followed by lowercase letters and digits, at most"
+        " 20 characters",
+        "applications[1]: unknown field colour (allowed: appId, appName, domainName, profile, region)",
+        "applications[1]: missing field region",
+        "schedule: expected `object`, got `str`",
+        "logRetention: unknown field weeks (allowed: days)",
+        "timeChunkSize.days: 30 is not a whole number of days between 1 and 14 (the API's limit per call)",
+    ]
+
+
+def test_names_are_checked_across_applications_even_when_other_fields_are_wrong() -> None:
+    document = mistake("applications.1.appName", "Danse_Tech")
+    document["timeChunkSize"] = {"days": 0}
+    with pytest.raises(AmplifyConfigError) as caught:
+        parse_config(document)
+    assert str(caught.value).split("; ") == [
+        "timeChunkSize.days: 0 is not a whole number of days between 1 and 14 (the API's limit per call)",
+        "applications[1].appName: 'Danse_Tech' is already the name of applications[0] (names must be unique, also"
+        " ignoring case: they are the app= partition of the lake)",
+    ]

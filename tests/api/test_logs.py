@@ -1,4 +1,4 @@
-"""The HTTP contract of DESIGN.md section 4, through the ASGI app in process."""
+"""The HTTP contract (README: the API, the record, errors), through the ASGI app in process."""
 
 from __future__ import annotations
 

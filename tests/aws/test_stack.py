@@ -221,12 +221,12 @@ def test_synth_writes_the_template_and_names_config_mistakes(tmp_path: Path) -> 
         ({"account": "12345"}, "account: '12345' is not a 12-digit AWS account id"),
         ({"tags": {"Project": "p"}}, "tags: missing Owner, CostCenter, Environment"),
         ({"naming": {**document["naming"], "project": "Has Spaces"}}, "naming.project: 'Has Spaces' is not"),
-        ({"dynamodb": {"billing": "sometimes"}}, "dynamodb.billing: must be on_demand or provisioned"),
+        ({"dynamodb": {"billing": "sometimes"}}, "dynamodb.billing: 'sometimes' is not on_demand or provisioned"),
         ({"extra": 1}, "unknown field extra"),
         ({"amplifyConfig": "missing.json"}, "missing.json: No such file"),
         ({"amplifyRoles": {"nobody": "arn:aws:iam::111122223333:role/r"}}, "amplifyRoles: 'nobody' is no app's"),
         ({"dynamodb": {"biling": "provisioned"}}, "dynamodb: unknown field biling (allowed: billing, timeShards)"),
-        ({"dynamodb": {"timeShards": 0}}, "dynamodb.timeShards: must be 1-64"),
+        ({"dynamodb": {"timeShards": 0}}, "dynamodb.timeShards: 0 is not a whole number from 1 to 64"),
         ({"naming": {**document["naming"], "versoin": 2}}, "naming: unknown field versoin"),
         ({"naming": {**document["naming"], "project": "a" * 20, "component": "b" * 20}}, "naming: the names would be"),
         ({"amplifyRoles": {"HylmarJ": "arn:aws:iam::1:role/r"}}, "amplifyRoles.HylmarJ: 'arn:aws:iam::1:role/r'"),
@@ -235,6 +235,35 @@ def test_synth_writes_the_template_and_names_config_mistakes(tmp_path: Path) -> 
         bad.write_text(json.dumps(document | change))
         refused = run_cli("aws", "synth", "--config", str(bad), "--out", str(tmp_path / "never"))
         assert refused.exit_code == 1 and message in refused.output, refused.output
+
+
+def test_every_deployment_problem_is_named_at_once() -> None:
+    from loglake.aws.deployment import DeploymentConfigError, parse_deployment
+
+    document = json.loads(EXAMPLE.read_text())
+    bad = document | {
+        "account": "12345",
+        "tags": {"Project": "p", "Owner": ""},
+        "dynamodb": {"timeShards": 65},
+        "corsAllowOrigins": ["ui.example.com"],
+        "colour": 1,
+    }
+    with pytest.raises(DeploymentConfigError) as caught:
+        parse_deployment(bad)
+    assert str(caught.value).split("; ") == [
+        "the configuration: unknown field colour (allowed: account, amplifyConfig, amplifyRoles, corsAllowOrigins,"
+        " dynamodb, environment, naming, region, retentionDays, tags)",
+        "account: '12345' is not a 12-digit AWS account id",
+        "tags.Owner: '' is not a non-empty text",
+        "dynamodb.timeShards: 65 is not a whole number from 1 to 64 (about 1,000 record writes/s each, never lower it)",
+        "corsAllowOrigins: 'ui.example.com' is not an origin like https://logs.example.com (or *)",
+    ]
+    with pytest.raises(DeploymentConfigError) as caught:
+        parse_deployment(document | {"tags": {"Project": "p"}, "naming": {"project": "x"}})
+    assert str(caught.value).split("; ") == [
+        "naming: missing field component, privacy",
+        "tags: missing Owner, CostCenter, Environment (every resource carries Project, Owner, CostCenter, Environment)",
+    ]
 
 
 def test_each_table_expires_after_its_own_retention(tmp_path: Path) -> None:

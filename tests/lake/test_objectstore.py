@@ -86,3 +86,23 @@ def test_s3_errors_name_the_object(s3_server) -> None:
     store = S3ObjectStore(wrong, "loglake-tests", prefix="denied")
     with pytest.raises(ObjectStoreError, match=r"s3://loglake-tests/denied/k"):
         store.put("k", b"x")
+
+
+def test_local_folders_go_with_their_last_object(tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    store = LocalObjectStore(root)
+    store.put("type=t/date=2026-11-01/part-a", b"a")
+    store.put("type=t/date=2026-11-02/part-b", b"b")
+    store.delete("type=t/date=2026-11-01/part-a")
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == [
+        "type=t",
+        "type=t/date=2026-11-02",
+        "type=t/date=2026-11-02/part-b",
+    ]
+    store.delete("type=t/date=2026-11-02/part-b")
+    assert root.is_dir() and list(root.iterdir()) == []
+    store.put("type=t/date=2026-11-02/part-c", b"c")  # a folder removed as it emptied is made again
+    assert store.get("type=t/date=2026-11-02/part-c") == b"c"
+    (root / "type=t" / "date=2026-11-09").mkdir()  # left empty by an older version
+    store.remove_unfinished()
+    assert not (root / "type=t" / "date=2026-11-09").exists() and store.exists("type=t/date=2026-11-02/part-c")

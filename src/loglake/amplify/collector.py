@@ -43,7 +43,7 @@ from loglake.lake.layout import (
     partition_prefix,
     partitions_of,
 )
-from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_files
+from loglake.lake.manifest import LakeFile, collect_garbage, list_files, reading, retire_files
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import by_utc_day, file_name
 from loglake.lake.schema import LAKE_SCHEMA
@@ -363,7 +363,8 @@ def store_rows(
     use_schemas(store)
     work = Path(tempfile.mkdtemp(prefix="loglake-amplify-"))
     try:
-        files = new_parts(lake, app, parsed, report, now_ms, work, lambda prefix: _catalogued(store, prefix))
+        with reading(store):  # the partitions' stored parts are read to drop rows already there
+            files = new_parts(lake, app, parsed, report, now_ms, work, lambda prefix: _catalogued(store, prefix))
 
         def finish(conn: sqlite3.Connection) -> None:
             if watermark is not None:

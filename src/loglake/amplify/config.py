@@ -1,10 +1,12 @@
-"""The collector's configuration, in our users' own JSON format, validated field by field.
+"""The collector's configuration, in our users' own JSON format, as msgspec Structs.
 
     {"applications": [{"profile", "region", "appId", "domainName", "appName"}, ...],
      "s3": {"bucket", "prefix"}, "schedule": {"frequency", "dayOfWeek", "timeOfDay"},
      "logRetention": {"days"}, "timeChunkSize": {"days"}}
 
-Every error names the field (`applications[1].appId`) and says what is wrong with it.
+The rules are declared on the types; a file that breaks them gets every problem at once, each with
+its field (`applications[1].appId: ...; timeChunkSize.days: ...`, see config_files.py). Only the
+rules across applications (unique names and sites) are written out here.
 """
 
 from __future__ import annotations
@@ -15,34 +17,110 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
+
+from loglake.config_files import ConfigProblems, convert, problems_of, whole
 
 CONFIG_ENV = "CONFIG_JSON"  # the Lambda environment's way of passing the file
 MAX_CHUNK_DAYS = 14  # GenerateAccessLogs serves at most two weeks per call
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 FREQUENCIES = ("daily", "weekly")
 
-_APP_ID = re.compile(r"d[a-z0-9]{1,19}")  # the API's pattern, 1-20 characters
 AWS_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}")  # also the deployment's (aws/deployment.py)
 _DOMAIN_LABEL = r"(?!-)[A-Za-z0-9-]{0,62}[A-Za-z0-9]"
-_DOMAIN = re.compile(rf"({_DOMAIN_LABEL}\.)+{_DOMAIN_LABEL}\.?")
-_APP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # it becomes the `app=` partition value
-_PROFILE = re.compile(r"[A-Za-z0-9_+=,.@-]{1,64}")
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+
+Region = Annotated[str, msgspec.Meta(pattern=whole(AWS_REGION.pattern), description="an AWS region such as eu-west-1")]
+_APP_NAME_RULE = "1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit (it names the app= partition)"
+AppName = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"), description=_APP_NAME_RULE)]
+
+
+def _any_case(words: tuple[str, ...]) -> str:
+    return f"(?i:{'|'.join(words)})"
 
 
 class AmplifyConfigError(ValueError):
-    """The configuration cannot work; the message names the field."""
+    """The configuration cannot work; the message names the field of each problem."""
 
 
-@dataclass(frozen=True)
-class AmplifyApp:
-    profile: str
-    region: str
-    app_id: str
-    domain_name: str
-    app_name: str
+class AmplifyApp(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    profile: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=whole(r"[A-Za-z0-9_+=,.@-]{1,64}"),
+            description="an AWS profile name from the config and credentials files",
+        ),
+    ]
+    region: Region
+    app_id: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=whole(r"d[a-z0-9]{1,19}"),  # the API's pattern, 1-20 characters
+            description="an Amplify app id: d followed by lowercase letters and digits, at most 20 characters",
+        ),
+    ]
+    domain_name: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=whole(rf"({_DOMAIN_LABEL}\.)+{_DOMAIN_LABEL}\.?"),
+            max_length=64,  # the API's limit
+            description="a domain name of at most 64 characters such as example.com or main.d123.amplifyapp.com",
+        ),
+    ]
+    app_name: AppName
+
+
+class _S3(msgspec.Struct, forbid_unknown_fields=True):
+    bucket: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=whole(r"|[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"),
+            description="a valid S3 bucket name (or empty: the data dir's local lake)",
+        ),
+    ] = ""
+    prefix: str = ""
+
+
+class _Schedule(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    frequency: Annotated[str, msgspec.Meta(pattern=whole(_any_case(FREQUENCIES)), description="one of daily, weekly")]
+    time_of_day: Annotated[
+        str, msgspec.Meta(pattern=whole(r"([01]\d|2[0-3]):[0-5]\d"), description="a UTC time HH:MM such as 01:00")
+    ]
+    day_of_week: Annotated[
+        str, msgspec.Meta(pattern=whole(_any_case(DAYS)), description=f"one of {', '.join(DAYS)}")
+    ] = ""
+
+    def __post_init__(self) -> None:
+        if self.frequency.lower() == "weekly" and not self.day_of_week:
+            raise ValueError(f"a weekly schedule needs dayOfWeek, one of {', '.join(DAYS)}")
+
+
+class _RetentionDays(msgspec.Struct, forbid_unknown_fields=True):
+    days: Annotated[int, msgspec.Meta(ge=1, le=3650, description="a whole number of days between 1 and 3650")]
+
+
+class _ChunkDays(msgspec.Struct, forbid_unknown_fields=True):
+    days: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            le=MAX_CHUNK_DAYS,
+            description=f"a whole number of days between 1 and {MAX_CHUNK_DAYS} (the API's limit per call)",
+        ),
+    ]
+
+
+class _ConfigFile(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    """The file as written; parse_config makes it an AmplifyConfig."""
+
+    applications: Annotated[
+        list[AmplifyApp], msgspec.Meta(min_length=1, description="a non-empty list of applications")
+    ]
+    s3: _S3 = msgspec.field(default_factory=_S3)
+    schedule: _Schedule = msgspec.field(default_factory=lambda: _Schedule("weekly", "01:00", "Monday"))
+    log_retention: _RetentionDays = msgspec.field(default_factory=lambda: _RetentionDays(365))
+    time_chunk_size: _ChunkDays = msgspec.field(default_factory=lambda: _ChunkDays(MAX_CHUNK_DAYS))
 
 
 @dataclass(frozen=True)
@@ -110,135 +188,63 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None)
 
 
 def parse_config(document: Any) -> AmplifyConfig:
-    top = _object(document, "the configuration", required={"applications"}, optional=_TOP_OPTIONAL)
-    apps_field = top["applications"]
-    if not isinstance(apps_field, list) or not apps_field:
-        raise AmplifyConfigError("applications: must be a non-empty list of applications")
-    apps = tuple(_app(entry, f"applications[{i}]") for i, entry in enumerate(apps_field))
-    names: dict[str, int] = {}
-    sites: dict[tuple[str, str], int] = {}
-    for i, app in enumerate(apps):
-        earlier = names.get(app.app_name.lower())
-        if earlier is not None:
-            raise AmplifyConfigError(
-                f"applications[{i}].appName: {app.app_name!r} is already the name of applications[{earlier}]"
-                " (names must be unique, also ignoring case: they are the app= partition of the lake)"
-            )
-        same_site = sites.get((app.app_id, app.domain_name.lower()))
-        if same_site is not None:
-            raise AmplifyConfigError(
-                f"applications[{i}]: appId {app.app_id} with domainName {app.domain_name} is already "
-                f"applications[{same_site}] (it would be collected twice)"
-            )
-        names[app.app_name.lower()] = i
-        sites[(app.app_id, app.domain_name.lower())] = i
-    s3 = _object(top.get("s3", {}), "s3", optional={"bucket", "prefix"})
-    bucket = _string(s3.get("bucket", ""), "s3.bucket", allow_empty=True)
-    if bucket and not _BUCKET.fullmatch(bucket):
-        raise AmplifyConfigError(f"s3.bucket: {bucket!r} is not a valid S3 bucket name")
-    prefix = _string(s3.get("prefix", ""), "s3.prefix", allow_empty=True)
-    retention = _object(top.get("logRetention", {"days": 365}), "logRetention", required={"days"})
-    chunk = _object(top.get("timeChunkSize", {"days": MAX_CHUNK_DAYS}), "timeChunkSize", required={"days"})
+    """The configuration of a decoded JSON document; AmplifyConfigError names every problem."""
+    try:
+        file = convert(document, _ConfigFile)
+        problems: list[str] = []
+        apps = list(enumerate(file.applications))
+    except ConfigProblems as e:
+        problems = e.problems
+        apps = _valid_apps(document)
+    problems += _clashes(apps)
+    if problems:
+        raise AmplifyConfigError("; ".join(problems))
+    schedule = file.schedule
+    hour, minute = (int(part) for part in schedule.time_of_day.split(":"))
+    weekly = schedule.frequency.lower() == "weekly"
     return AmplifyConfig(
-        apps=apps,
-        bucket=bucket,
-        prefix=prefix,
-        schedule=_schedule(top.get("schedule", {"frequency": "weekly", "dayOfWeek": "Monday", "timeOfDay": "01:00"})),
-        retention_days=_integer(retention["days"], "logRetention.days", 1, 3650),
-        chunk_days=_integer(chunk["days"], "timeChunkSize.days", 1, MAX_CHUNK_DAYS, why="the API's limit per call"),
+        apps=tuple(file.applications),
+        bucket=file.s3.bucket,
+        prefix=file.s3.prefix,
+        schedule=Schedule(
+            schedule.frequency.lower(), DAYS.index(schedule.day_of_week.capitalize()) if weekly else 0, hour, minute
+        ),
+        retention_days=file.log_retention.days,
+        chunk_days=file.time_chunk_size.days,
     )
 
 
-_TOP_OPTIONAL = {"s3", "schedule", "logRetention", "timeChunkSize"}
-_APP_FIELDS = {"profile", "region", "appId", "domainName", "appName"}
+def _valid_apps(document: Any) -> list[tuple[int, AmplifyApp]]:
+    """The applications of a document that has problems elsewhere, those that are valid by themselves."""
+    entries = document.get("applications") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        return []
+    return [(i, msgspec.convert(e, AmplifyApp)) for i, e in enumerate(entries) if not problems_of(e, AmplifyApp)]
 
 
-def _app(entry: Any, where: str) -> AmplifyApp:
-    fields = _object(entry, where, required=_APP_FIELDS)
-    values = {name: _string(fields[name], f"{where}.{name}") for name in _APP_FIELDS}
-    checks = [
-        ("profile", _PROFILE, "an AWS profile name from the config and credentials files"),
-        ("region", AWS_REGION, "an AWS region such as eu-west-1"),
-        ("appId", _APP_ID, "an Amplify app id: d followed by lowercase letters and digits, at most 20 characters"),
-        ("domainName", _DOMAIN, "a domain name such as example.com or main.d123.amplifyapp.com"),
-        (
-            "appName",
-            _APP_NAME,
-            "1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit (it names the app= partition)",
-        ),
-    ]
-    for name, pattern, expected in checks:
-        if not pattern.fullmatch(values[name]):
-            raise AmplifyConfigError(f"{where}.{name}: {values[name]!r} is not {expected}")
-    if len(values["domainName"]) > 64:
-        raise AmplifyConfigError(f"{where}.domainName: longer than the API's 64 characters")
-    return AmplifyApp(values["profile"], values["region"], values["appId"], values["domainName"], values["appName"])
+def _clashes(apps: list[tuple[int, AmplifyApp]]) -> list[str]:
+    """Two applications with one name (ignoring case: it is the app= partition) or one site."""
+    problems = []
+    names: dict[str, int] = {}
+    sites: dict[tuple[str, str], int] = {}
+    for i, app in apps:
+        earlier = names.setdefault(app.app_name.lower(), i)
+        if earlier != i:
+            problems.append(
+                f"applications[{i}].appName: {app.app_name!r} is already the name of applications[{earlier}]"
+                " (names must be unique, also ignoring case: they are the app= partition of the lake)"
+            )
+        same_site = sites.setdefault((app.app_id, app.domain_name.lower()), i)
+        if same_site != i:
+            problems.append(
+                f"applications[{i}]: appId {app.app_id} with domainName {app.domain_name} is already "
+                f"applications[{same_site}] (it would be collected twice)"
+            )
+    return problems
 
 
 def check_app_name(name: str) -> str:
-    if not _APP_NAME.fullmatch(name):
-        raise AmplifyConfigError(
-            f"{name!r} is not an app name: 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
-        )
-    return name
-
-
-def _schedule(value: Any) -> Schedule:
-    fields = _object(value, "schedule", required={"frequency", "timeOfDay"}, optional={"dayOfWeek"})
-    frequency = _string(fields["frequency"], "schedule.frequency").lower()
-    if frequency not in FREQUENCIES:
-        raise AmplifyConfigError(f"schedule.frequency: {fields['frequency']!r} is not one of {', '.join(FREQUENCIES)}")
-    time_of_day = _string(fields["timeOfDay"], "schedule.timeOfDay")
-    if not _TIME_OF_DAY.fullmatch(time_of_day):
-        raise AmplifyConfigError(f"schedule.timeOfDay: {time_of_day!r} is not a UTC time HH:MM such as 01:00")
-    day = 0
-    if frequency == "weekly":
-        name = _string(fields.get("dayOfWeek", ""), "schedule.dayOfWeek").capitalize()
-        if name not in DAYS:
-            raise AmplifyConfigError(f"schedule.dayOfWeek: {fields.get('dayOfWeek')!r} is not one of {', '.join(DAYS)}")
-        day = DAYS.index(name)
-    hour, minute = (int(part) for part in time_of_day.split(":"))
-    return Schedule(frequency, day, hour, minute)
-
-
-def _object(value: Any, where: str, required: set[str] = frozenset(), optional: set[str] = frozenset()) -> dict:
-    if not isinstance(value, dict):
-        raise AmplifyConfigError(f"{where}: must be a JSON object")
-    unknown = sorted(value.keys() - required - optional)
-    if unknown:  # first: a misspelt field is also a missing one, and this names both
-        allowed = ", ".join(sorted(required | optional))
-        raise AmplifyConfigError(f"{where}: unknown field {', '.join(unknown)} (allowed: {allowed})")
-    missing = sorted(required - value.keys())
-    if missing:
-        raise AmplifyConfigError(f"{where}: missing field {', '.join(missing)}")
-    return value
-
-
-def _string(value: Any, where: str, allow_empty: bool = False) -> str:
-    if not isinstance(value, str) or (not value and not allow_empty):
-        raise AmplifyConfigError(f"{where}: must be a non-empty string")
-    return value
-
-
-def _integer(value: Any, where: str, low: int, high: int, why: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise AmplifyConfigError(f"{where}: must be a whole number")
-    if not low <= value <= high:
-        reason = f" ({why})" if why else ""
-        raise AmplifyConfigError(f"{where}: {value} is not between {low} and {high}{reason}")
-    return value
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO-8601 date (midnight UTC) or UTC time: 2026-10-01, 2026-10-01T00:00:00Z."""
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            return datetime.fromisoformat(text).replace(tzinfo=UTC)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise AmplifyConfigError(
-            f"{text!r} is not an ISO-8601 date or UTC time (2026-10-01, 2026-10-01T00:00:00Z)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+        return msgspec.convert(name, AppName)
+    except msgspec.ValidationError:
+        raise AmplifyConfigError(f"{name!r} is not an app name: {_APP_NAME_RULE}") from None

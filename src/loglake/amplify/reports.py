@@ -82,13 +82,17 @@ SAVED_QUERIES = (
 BY_NAME = {q.name: q for q in SAVED_QUERIES}
 
 
+class UnknownReport(ValueError):
+    """A report name that is not one of the saved queries; the message lists the known ones."""
+
+
 def run_reports(
     engine: QueryEngine, app: str, since_ms: int, until_ms: int, names: list[str] | None = None
 ) -> list[dict[str, Any]]:
     """Each chosen saved query's result (as POST /query answers) with its name and title."""
     unknown = [n for n in names or [] if n not in BY_NAME]
     if unknown:
-        raise KeyError(f"unknown report {', '.join(unknown)}; known: {', '.join(BY_NAME)}")
+        raise UnknownReport(f"unknown report {', '.join(unknown)}; known: {', '.join(BY_NAME)}")
     since, until = _utc(since_ms), _utc(until_ms)
     params = {"app": app, "since": since, "until": until, "first_day": since.date(), "last_day": until.date()}
     reports = []

@@ -11,9 +11,12 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import msgspec
+
+from loglake.private_files import open_private
 
 if TYPE_CHECKING:
     from loglake.api.http import Request
@@ -37,7 +40,7 @@ class AccessLog:
             return cls(None)
         if target == "-":
             return cls(sys.stderr.buffer)
-        return cls(open(target, "ab"), owned=True)
+        return cls(open_private(Path(target), "ab"), owned=True)
 
     def request(self, request: Request, route: str, status: int, seconds: float, sent: int) -> None:
         if self.stream is None:

@@ -149,7 +149,6 @@ class LoglakeApp:
     # -- RuntimeObserver -------------------------------------------------------------------------
 
     def on_maintenance(self, report: MaintenanceReport) -> None:
-        self.metrics.on_maintenance(report)
         if report.flushed.records or report.compacted.merged_files or report.expired or report.garbage_deleted:
             self.access_log.event(
                 {

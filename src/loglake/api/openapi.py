@@ -12,6 +12,7 @@ from loglake.api.routes import Result
 from loglake.ids import UUID_PATTERN
 from loglake.model import NAME_PATTERN, SEVERITY_ALIASES, SEVERITY_NAMES, SMALLEST_PLAUSIBLE_MS, Limits
 from loglake.service import DEFAULT_LIMIT, MAX_LIMIT
+from loglake.times import FORMS
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -61,7 +62,7 @@ def _any_case(words: list[str]) -> str:
     return "^(" + "|".join(spelled) + ")$"
 
 
-TIME = "epoch ms, ISO-8601 with offset, or an age like 15m, 2h, 7d"
+TIME = FORMS
 
 RECORD_IN = {
     "type": "object",
@@ -75,7 +76,7 @@ RECORD_IN = {
         },
         "timestamp": {
             "oneOf": [{"type": "integer", "minimum": SMALLEST_PLAUSIBLE_MS}, {"type": "string", "format": "date-time"}],
-            "description": "epoch ms or ISO-8601 with offset; default: time received",
+            "description": "epoch ms or ISO-8601 (without an offset: UTC); default: time received",
         },
         "service": {**NAME, "default": "default"},
         "log_type": {**NAME, "default": "application"},

@@ -14,15 +14,16 @@ import msgspec
 
 from loglake import __version__
 from loglake.amplify.collector import collection_status
-from loglake.amplify.reports import apps_with_rows, run_reports, unknown_app_message
+from loglake.amplify.reports import UnknownReport, apps_with_rows, run_reports, unknown_app_message
 from loglake.api.http import ApiError, Request, decode_content, json_object
 from loglake.ids import format_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody
 from loglake.keys import KeyNameTaken, KeyStoreError, LastAdminKey, NoSuchKey, parse_scopes
 from loglake.lake.query import QueryBusy, QueryError, parse_query_request, result_to_dict
 from loglake.model import RECORD_FIELDS, InvalidRecords, format_datetime, record_to_dict
-from loglake.service import LATEST_MS, InvalidQuery, RecentPage, parse_time
+from loglake.service import InvalidQuery, RecentPage
 from loglake.store.base import StoreUnavailable
+from loglake.times import TimeFormatError, parse_time
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -219,17 +220,13 @@ async def amplify_reports(app: LoglakeApp, request: Request) -> Result:
     if not params.get("app"):
         raise ApiError(400, "invalid_request", "app is required: the appName to report on")
     now_ms = int(app.service.clock() * 1000)
-    try:
-        since = parse_time(params.get("since") or "7d", now_ms)
-        until = parse_time(params["until"], now_ms) if params.get("until") else now_ms
-    except (ValueError, OverflowError):
-        since = until = -1
-    if not (0 <= since < LATEST_MS and 0 <= until < LATEST_MS):
-        raise ApiError(
-            400,
-            "invalid_time",
-            "since/until: epoch ms, ISO-8601 (2026-11-01T00:00:00Z) or an age like 7d, years 1970-9999",
-        )
+    bounds = {}
+    for name, default in (("since", "7d"), ("until", "now")):
+        try:
+            bounds[name] = parse_time(params.get(name) or default, now_ms)
+        except TimeFormatError as e:
+            raise ApiError(400, "invalid_time", f"{name}: {e}") from None
+    since, until = bounds["since"], bounds["until"]
     if until <= since:
         raise ApiError(400, "invalid_time", "until must be after since")
     names = [n.strip() for n in (params.get("report") or "").split(",") if n.strip()] or None
@@ -239,8 +236,8 @@ async def amplify_reports(app: LoglakeApp, request: Request) -> Result:
     engine = app.lake.engine
     try:
         reports = await app.run_query(lambda: run_reports(engine, params["app"], since, until, names))
-    except KeyError as e:
-        raise ApiError(400, "unknown_report", str(e.args[0])) from None
+    except UnknownReport as e:
+        raise ApiError(400, "unknown_report", str(e)) from None
     except (QueryError, QueryBusy) as e:
         raise _query_error(e) from None
     return Result(
@@ -317,7 +314,8 @@ def _may_read(app: LoglakeApp, request: Request) -> bool:
 
 
 async def metrics(app: LoglakeApp, request: Request) -> Result:
-    return Result(200, app.metrics.render(), ((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),))
+    lake = await app.run_read(app.lake.state) if app.lake is not None else None
+    return Result(200, app.metrics.render(lake), ((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),))
 
 
 # -- admin: keys -------------------------------------------------------------------------------

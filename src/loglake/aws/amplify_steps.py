@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from loglake.amplify.collector import AppReport, Collector, Window, epoch_ms, gzipped, iso_utc, new_parts
-from loglake.amplify.config import AmplifyConfig, parse_time
+from loglake.amplify.config import AmplifyConfig
 from loglake.amplify.parse import parse_access_log
 from loglake.lake.layout import amplify_export_key
 from loglake.lake.objectstore import ObjectStore, ObjectStoreError
 from loglake.lake.parts import file_name
+from loglake.times import parse_datetime
 
 STATE_PREFIX = "_state/amplify/"
 ROLE_SESSION_NAME = "loglake-amplify-download"
@@ -67,10 +68,10 @@ def download(
     """Fetch, parse and store one window (raises when it cannot be fetched: the state machine retries
     and then records the window as failed)."""
     app = config.app(app_name)
-    span = Window(parse_time(window["start"]), parse_time(window["end"]))
+    span = Window(parse_datetime(window["start"]), parse_datetime(window["end"]))
     report = AppReport(app_name)
     pieces = collector.fetch(app, span, report)
-    exported_at = parse_time(run_at)
+    exported_at = parse_datetime(run_at)
     parsed = []
     for piece, data in pieces:
         report.bytes += len(data)
@@ -111,7 +112,7 @@ def finish(lake: ObjectStore, results: list[dict]) -> dict[str, Any]:
         windows = sorted(entry.get("windows", []), key=lambda r: r["window"]["start"])
         failed = [r for r in windows if not r.get("ok")]
         for result in windows:
-            start, end = parse_time(result["window"]["start"]), parse_time(result["window"]["end"])
+            start, end = parse_datetime(result["window"]["start"]), parse_datetime(result["window"]["end"])
             if not result.get("ok") or (mark is not None and start > mark):
                 break
             mark = max(mark or end, end)
@@ -144,7 +145,7 @@ def _message(error: Any) -> str:
 
 def read_watermark(lake: ObjectStore, app_name: str) -> datetime | None:
     try:
-        return parse_time(json.loads(lake.get(f"{STATE_PREFIX}{app_name}.json"))["until"])
+        return parse_datetime(json.loads(lake.get(f"{STATE_PREFIX}{app_name}.json"))["until"])
     except ObjectStoreError:
         return None
 

@@ -15,13 +15,15 @@ No AWS library is imported here: the CLI and tests read the file without the CDK
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from loglake.amplify.config import AWS_REGION, AmplifyConfigError, parse_config
+import msgspec
+
+from loglake.amplify.config import AmplifyConfigError, Region, parse_config
 from loglake.config import parse_origins
+from loglake.config_files import problems_of, whole
 
 REQUIRED_TAGS = ("Project", "Owner", "CostCenter", "Environment")
 # Service codes of the naming convention, per kind of resource.
@@ -49,10 +51,54 @@ SERVICE_CODES = {
     "schedule": "eb",
     "alarms": "sn",
 }
-_PART = re.compile(r"[a-z0-9]{1,20}")
 MAX_NAME_LENGTH = 63  # S3 bucket names (Lambda function names allow 64)
-_ACCOUNT = re.compile(r"\d{12}")
-_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+
+_Part = Annotated[str, msgspec.Meta(pattern=whole(r"[a-z0-9]{1,20}"), description="1-20 lowercase letters or digits")]
+_Tags = dict[str, Annotated[str, msgspec.Meta(min_length=1, description="a non-empty text")]]
+_Origins = Annotated[list[str], msgspec.Meta(description="a list of origins such as https://logs.example.com")]
+_RoleArn = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=whole(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}"),
+        description="an IAM role ARN such as arn:aws:iam::111122223333:role/name",
+    ),
+]
+
+
+class _Naming(msgspec.Struct, forbid_unknown_fields=True):
+    project: _Part
+    component: _Part
+    privacy: _Part
+    version: Annotated[int, msgspec.Meta(ge=0, le=9, description="a digit, 0-9")] = 1
+
+
+class _DynamoDB(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    billing: Annotated[
+        str, msgspec.Meta(pattern=whole("on_demand|provisioned"), description="on_demand or provisioned")
+    ] = "on_demand"
+    time_shards: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1, le=64, description="a whole number from 1 to 64 (about 1,000 record writes/s each, never lower it)"
+        ),
+    ] = 4
+
+
+class _DeploymentFile(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    """The file as written; parse_deployment makes it a Deployment."""
+
+    account: Annotated[str, msgspec.Meta(pattern=whole(r"\d{12}"), description="a 12-digit AWS account id")]
+    region: Region
+    environment: _Part
+    naming: _Naming
+    tags: _Tags = msgspec.field(default_factory=dict)
+    retention_days: Annotated[
+        int, msgspec.Meta(ge=1, le=3650, description="a whole number of days between 1 and 3650")
+    ] = 365
+    dynamodb: _DynamoDB = msgspec.field(default_factory=_DynamoDB)
+    cors_allow_origins: _Origins = msgspec.field(default_factory=list)
+    amplify_config: str = ""  # the collector's configuration file, relative to this one (read by load_deployment)
+    amplify_roles: dict[str, _RoleArn] = msgspec.field(default_factory=dict)
 
 
 class DeploymentConfigError(ValueError):
@@ -92,24 +138,32 @@ class Deployment:
 
 
 def load_deployment(path: Path) -> Deployment:
-    """The file's deployment; `amplifyConfig` names the collector's configuration file (relative to it)."""
+    """The file's deployment; `amplifyConfig` names the collector's configuration file (relative to it).
+    DeploymentConfigError names every problem of both files."""
     document = _read_json(path)
     amplify = None
+    problems = []
+    roles = document.get("amplifyRoles") if isinstance(document, dict) else None
     if isinstance(document, dict) and document.get("amplifyConfig"):
         amplify_path = path.parent / str(document["amplifyConfig"])
         amplify = _read_json(amplify_path)
         try:
             profiles = {app.profile for app in parse_config(amplify).apps}
         except AmplifyConfigError as e:
-            raise DeploymentConfigError(f"amplifyConfig {amplify_path}: {e}") from None
-        for profile in (document.get("amplifyRoles") or {}).keys() - profiles:
-            known = ", ".join(sorted(profiles))
-            raise DeploymentConfigError(
-                f"amplifyRoles: {profile!r} is no app's profile in {amplify_path} (known: {known})"
-            )
-    elif isinstance(document, dict) and document.get("amplifyRoles"):
-        raise DeploymentConfigError("amplifyRoles: set amplifyConfig too (the roles are for its apps' profiles)")
-    return replace(parse_deployment(document), amplify=amplify)
+            problems.append(f"amplifyConfig {amplify_path}: {e}")
+        else:
+            for profile in sorted(roles.keys() - profiles if isinstance(roles, dict) else ()):
+                known = ", ".join(sorted(profiles))
+                problems.append(f"amplifyRoles: {profile!r} is no app's profile in {amplify_path} (known: {known})")
+    elif roles:
+        problems.append("amplifyRoles: set amplifyConfig too (the roles are for its apps' profiles)")
+    try:
+        deployment = parse_deployment(document)
+    except DeploymentConfigError as e:
+        problems.insert(0, str(e))
+    if problems:
+        raise DeploymentConfigError("; ".join(problems))
+    return replace(deployment, amplify=amplify)
 
 
 def _read_json(path: Path) -> Any:
@@ -122,70 +176,31 @@ def _read_json(path: Path) -> Any:
 
 
 def parse_deployment(document: Any) -> Deployment:
-    if not isinstance(document, dict):
-        raise DeploymentConfigError("the deployment configuration must be a JSON object")
-    known = {
-        "account", "region", "environment", "naming", "tags", "retentionDays", "dynamodb", "corsAllowOrigins",
-        "amplifyConfig", "amplifyRoles",
-    }  # fmt: skip
-    unknown = sorted(document.keys() - known)
-    if unknown:
-        raise DeploymentConfigError(f"unknown field {', '.join(unknown)} (allowed: {', '.join(sorted(known))})")
-    account = _match(document.get("account"), _ACCOUNT, "account", "a 12-digit AWS account id")
-    region = _match(document.get("region"), AWS_REGION, "region", "an AWS region such as eu-west-1")
-    environment = _match(document.get("environment"), _PART, "environment", "1-20 lowercase letters or digits")
-    naming = _section(document, "naming", {"project", "component", "privacy", "version"})
-    parts = {
-        k: _match(naming.get(k), _PART, f"naming.{k}", "1-20 lowercase letters or digits")
-        for k in ("project", "component", "privacy")
-    }
-    version = naming.get("version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= 9:
-        raise DeploymentConfigError("naming.version: must be a digit, 0-9")
-    tags = document.get("tags") or {}
-    missing = [t for t in REQUIRED_TAGS if not isinstance(tags.get(t), str) or not tags.get(t)]
-    if missing:
-        raise DeploymentConfigError(
-            f"tags: missing {', '.join(missing)} (every resource carries {', '.join(REQUIRED_TAGS)})"
-        )
-    table = _section(document, "dynamodb", {"billing", "timeShards"})
-    billing = table.get("billing", "on_demand")
-    if billing not in ("on_demand", "provisioned"):
-        raise DeploymentConfigError("dynamodb.billing: must be on_demand or provisioned")
-    time_shards = table.get("timeShards", 4)
-    if not isinstance(time_shards, int) or isinstance(time_shards, bool) or not 1 <= time_shards <= 64:
-        raise DeploymentConfigError(
-            "dynamodb.timeShards: must be 1-64 (about 1,000 record writes/s each; raise it, never lower it)"
-        )
-    retention = document.get("retentionDays", 365)
-    if not isinstance(retention, int) or isinstance(retention, bool) or not 1 <= retention <= 3650:
-        raise DeploymentConfigError("retentionDays: must be a whole number of days, 1-3650")
-    origins = document.get("corsAllowOrigins", [])
-    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
-        raise DeploymentConfigError("corsAllowOrigins: must be a list of origins such as https://logs.example.com")
-    try:
-        parse_origins(",".join(origins))
-    except ValueError as e:
-        raise DeploymentConfigError(f"corsAllowOrigins: {e}") from None
-    roles = document.get("amplifyRoles") or {}
-    if not isinstance(roles, dict):
-        raise DeploymentConfigError(
-            'amplifyRoles: must map an app\'s profile to a role ARN: {"profile": "arn:aws:iam::…"}'
-        )
-    for profile, arn in roles.items():
-        _match(arn, _ROLE_ARN, f"amplifyRoles.{profile}", "an IAM role ARN such as arn:aws:iam::111122223333:role/name")
+    """The deployment of a decoded JSON document; DeploymentConfigError names every problem."""
+    problems = problems_of(document, _DeploymentFile)
+    if isinstance(document, dict):  # the rules msgspec cannot say, on the fields that are valid themselves
+        tags, origins = document.get("tags", {}), document.get("corsAllowOrigins", [])
+        if not problems_of(tags, _Tags):
+            problems += _tag_problems(tags)
+        if not problems_of(origins, _Origins):
+            problems += _origin_problems(origins)
+    if problems:
+        raise DeploymentConfigError("; ".join(problems))
+    file = msgspec.convert(document, _DeploymentFile)
     deployment = Deployment(
-        account=account,
-        region=region,
-        environment=environment,
-        version=version,
-        tags={str(k): str(v) for k, v in tags.items()},
-        retention_days=retention,
-        billing=billing,
-        time_shards=time_shards,
-        cors_allow_origins=tuple(origins),
-        amplify_roles=dict(roles),
-        **parts,
+        account=file.account,
+        region=file.region,
+        environment=file.environment,
+        project=file.naming.project,
+        component=file.naming.component,
+        privacy=file.naming.privacy,
+        version=file.naming.version,
+        tags=file.tags,
+        retention_days=file.retention_days,
+        billing=file.dynamodb.billing,
+        time_shards=file.dynamodb.time_shards,
+        cors_allow_origins=tuple(file.cors_allow_origins),
+        amplify_roles=file.amplify_roles,
     )
     example = deployment.name("lake_bucket")  # every name has this length (the service codes are 2 letters)
     if len(example) > MAX_NAME_LENGTH:
@@ -196,17 +211,16 @@ def parse_deployment(document: Any) -> Deployment:
     return deployment
 
 
-def _section(document: dict, name: str, known: set[str]) -> dict:
-    section = document.get(name) or {}
-    if not isinstance(section, dict):
-        raise DeploymentConfigError(f"{name}: must be an object")
-    unknown = sorted(section.keys() - known)
-    if unknown:
-        raise DeploymentConfigError(f"{name}: unknown field {', '.join(unknown)} (allowed: {', '.join(sorted(known))})")
-    return section
+def _tag_problems(tags: dict[str, str]) -> list[str]:
+    missing = [t for t in REQUIRED_TAGS if t not in tags]
+    if missing:
+        return [f"tags: missing {', '.join(missing)} (every resource carries {', '.join(REQUIRED_TAGS)})"]
+    return []
 
 
-def _match(value: Any, pattern: re.Pattern, where: str, expected: str) -> str:
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise DeploymentConfigError(f"{where}: {value!r} is not {expected}")
-    return value
+def _origin_problems(origins: list[str]) -> list[str]:
+    try:
+        parse_origins(",".join(origins))
+    except ValueError as e:
+        return [f"corsAllowOrigins: {e}"]
+    return []

@@ -173,9 +173,9 @@ def amplify_finish(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def _event_time(event: dict[str, Any]) -> datetime:
     """When an EventBridge-scheduled run was due (its `time`), else now."""
-    from loglake.amplify.config import parse_time
+    from loglake.times import parse_datetime
 
-    return parse_time(event["time"]) if event.get("time") else datetime.now(UTC)
+    return parse_datetime(event["time"]) if event.get("time") else datetime.now(UTC)
 
 
 def _amplify_document(event: dict[str, Any]) -> dict[str, Any]:

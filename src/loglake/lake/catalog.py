@@ -60,6 +60,10 @@ _TYPE_RULES: tuple[tuple[Callable[[pa.DataType], bool], str], ...] = (
 )
 
 
+class CatalogError(ValueError):
+    """A location, name or date the catalog entries cannot be made with; the message says which."""
+
+
 @dataclass(frozen=True)
 class _Field:
     name: str
@@ -85,7 +89,7 @@ def hive_type(arrow_type: pa.DataType) -> str:
         if matches(arrow_type):
             return name
     supported = "string, int8/16/32/64, float32/64, bool, timestamp, date32, binary"
-    raise ValueError(f"pyarrow type {arrow_type} has no Athena mapping here (supported: {supported})")
+    raise CatalogError(f"pyarrow type {arrow_type} has no Athena mapping here (supported: {supported})")
 
 
 def athena_ddl(
@@ -101,7 +105,7 @@ def athena_ddl(
     database = _identifier("database", database)
     chosen = list(TABLES.values() if tables is None else tables)
     if not chosen:
-        raise ValueError("no tables to describe")
+        raise CatalogError("no tables to describe")
     statements = [_create_statement(database, _entry(table, location, since)) for table in chosen]
     return ";\n\n".join(statements) + ";\n"
 
@@ -134,16 +138,16 @@ def glue_table_input(
 def normalize_location(location: str) -> str:
     """`s3://bucket[/prefix]` with exactly one trailing slash; a ValueError says what is wrong otherwise."""
     if not location.startswith("s3://"):
-        raise ValueError(f"location {location!r} must start with s3:// (s3://bucket or s3://bucket/prefix)")
+        raise CatalogError(f"location {location!r} must start with s3:// (s3://bucket or s3://bucket/prefix)")
     bucket, _, prefix = location.removeprefix("s3://").partition("/")
     if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-        raise ValueError(
+        raise CatalogError(
             f"location {location!r}: bucket {bucket!r} must be 3-63 characters of a-z 0-9 . -, "
             "starting and ending with a letter or digit"
         )
     segments = prefix.removesuffix("/").split("/") if prefix.strip("/") else []
     if any(not _PREFIX_SEGMENT.fullmatch(s) or s in (".", "..") for s in segments):
-        raise ValueError(
+        raise CatalogError(
             f"location {location!r}: prefix {prefix!r} must be /-separated non-empty segments of A-Z a-z 0-9 . _ = -"
         )
     return "s3://" + "/".join([bucket, *segments]) + "/"
@@ -158,7 +162,7 @@ def _entry(table: LakeTable, location: str, since: str) -> _Entry:
     keys = tuple(_partition_field(_identifier("partition key", k)) for k in table.partitions)
     clash = {c.name for c in columns} & set(table.partitions)
     if clash:
-        raise ValueError(f"table {table.name!r}: {sorted(clash)} cannot be both a column and a partition key")
+        raise CatalogError(f"table {table.name!r}: {sorted(clash)} cannot be both a column and a partition key")
     return _Entry(
         name=_identifier("table", table.name),
         description=_comment("table description", table.description, _MAX_DESCRIPTION),
@@ -240,13 +244,13 @@ def _literal(text: str) -> str:
 
 def _comment(what: str, text: str, limit: int = _MAX_COMMENT) -> str:
     if len(text) > limit or not text.isprintable():
-        raise ValueError(f"{what} {text!r} must be printable (one line) and at most {limit} characters")
+        raise CatalogError(f"{what} {text!r} must be printable (one line) and at most {limit} characters")
     return text
 
 
 def _identifier(what: str, name: str) -> str:
     if not _IDENTIFIER.fullmatch(name):
-        raise ValueError(f"{what} name {name!r} must be 1-255 characters of a-z 0-9 _ (Athena/Glue identifiers)")
+        raise CatalogError(f"{what} name {name!r} must be 1-255 characters of a-z 0-9 _ (Athena/Glue identifiers)")
     return name
 
 
@@ -256,4 +260,4 @@ def _since(text: str) -> date:
             return date.fromisoformat(text)
     except ValueError:
         pass
-    raise ValueError(f"since {text!r} must be an ISO date, YYYY-MM-DD")
+    raise CatalogError(f"since {text!r} must be an ISO date, YYYY-MM-DD")

@@ -21,7 +21,8 @@ import pyarrow.compute as pc
 from loglake import readback
 from loglake.ids import is_stored_split, timestamp_of_high
 from loglake.lake.tables import APP_LOGS_TABLE
-from loglake.model import LATEST_MS, SEVERITY_NAMES
+from loglake.model import SEVERITY_NAMES
+from loglake.times import LATEST_MS
 
 
 def hot_rows_table(columns: Sequence[Any]) -> pa.Table:

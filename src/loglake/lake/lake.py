@@ -56,6 +56,25 @@ class ExpiredPartition:
     bytes: int
 
 
+@dataclass(frozen=True)
+class TableTotals:
+    table: str
+    files: int
+    records: int
+    bytes: int
+    newest_ms: int | None  # the newest record's time; None without files
+
+
+@dataclass(frozen=True)
+class LakeState:
+    """The lake as its catalog has it now, whichever process changed it (the server's job, `loglake
+    flush` or `retention` from a shell, an Amplify collection): what /metrics shows of it."""
+
+    tables: list[TableTotals]
+    retired_files: int  # replaced or expired, waiting for the queries that may read them
+    hot_records: int
+
+
 @dataclass
 class MaintenanceReport:
     flushed: FlushReport = field(default_factory=FlushReport)
@@ -157,6 +176,16 @@ class Lake:
                 entry["hot_records"] = self.store.count()
             described.append(entry)
         return described
+
+    def state(self) -> LakeState:
+        with self.store.snapshot():
+            rows = self.store.read(
+                "SELECT table_name, count(*), sum(records), sum(bytes), max(max_ts) FROM lake_files GROUP BY table_name"
+            )
+            ((retired,),) = self.store.read("SELECT count(*) FROM lake_garbage")
+        found = {name: totals for name, *totals in rows}
+        tables = [TableTotals(t.name, *found.get(t.name, (0, 0, 0, None))) for t in TABLES.values()]
+        return LakeState(tables, retired, self.store.count())
 
     # -- maintenance ----------------------------------------------------------------------------
 

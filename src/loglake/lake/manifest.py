@@ -5,20 +5,41 @@ the object store: a listing is slow on S3 and cannot tell a flush's published-bu
 from a committed one. Writers change it only inside transactions that also move the rows (flush) or
 swap files (compaction, retention), so a snapshot is always exactly-once.
 
-Removed objects are not deleted at once: a query that started on the previous snapshot may still be
-reading them. They wait in `lake_garbage` for a grace period longer than any query may run.
+Removed objects (replaced by compaction, dropped by retention) go as soon as no query can still be
+reading them. Every reader of catalog-listed objects holds the catalog's readers lock (`reading`: a
+shared flock on `lake-readers.lock` beside hot.db, in any process) from listing them to its last read;
+after a change, `collect_garbage` deletes them at once when nobody holds it, since a reader that
+starts later lists the new snapshot. Otherwise they wait in `lake_garbage` until nobody does, or at
+most a grace period longer than any query may run.
+
+Engines outside loglake (DuckDB, Spark, Polars reading the folder) cannot read the catalog: each
+table's `type=<dir>/_manifest.json` lists its objects, a JSON array of {"path" (relative to the lake
+root), the partitions ("date", "app"), "records", "bytes", "first", "last"}. `collect_garbage`
+rewrites the manifests before it deletes anything, so an object leaves its manifest before it leaves
+the store (files starting with `_` are ignored by Athena, Hive and Spark).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import NamedTuple
 
-from loglake.lake.layout import day_of
-from loglake.lake.objectstore import ObjectStore
-from loglake.model import LATEST_MS
+from loglake.lake.layout import day_of, partitions_of
+from loglake.lake.objectstore import ObjectStore, ObjectStoreError
+from loglake.lake.tables import TABLES, LakeTable
+from loglake.locks import exclusive_lock, nobody_holds, shared_lock
+from loglake.model import format_datetime
 from loglake.store.sqlite import SQLiteHotStore
+from loglake.times import LATEST_MS
+
+READERS_LOCK = "lake-readers.lock"
+PUBLISH_LOCK = "lake-publish.lock"  # one manifest writer and deleter at a time
+MANIFEST = "_manifest.json"
+EMPTY_MANIFEST = b"[]\n"
 
 
 class LakeFile(NamedTuple):
@@ -90,10 +111,65 @@ def _day(ts_ms: int) -> str:
     return day_of(min(max(ts_ms, 0), LATEST_MS - 1)).isoformat()
 
 
+@contextlib.contextmanager
+def reading(store: SQLiteHotStore) -> Iterator[None]:
+    """Hold while using objects listed from the catalog, from the listing to the last byte read, so
+    that collect_garbage does not delete them under the reader."""
+    with shared_lock(_beside(store, READERS_LOCK)):
+        yield
+
+
 def collect_garbage(store: SQLiteHotStore, lake: ObjectStore, now_ms: int) -> int:
-    """Delete the retired objects whose grace period is over (outside the writer: S3 calls are slow)."""
-    due = store.read("SELECT key FROM lake_garbage WHERE delete_after_ms <= ?", (now_ms,))
-    for (key,) in due:
-        lake.delete(key)
-    store.run_in_writer(lambda conn: conn.executemany("DELETE FROM lake_garbage WHERE key = ?", due))
+    """After a change of the catalog: rewrite the manifests that changed, then delete the retired
+    objects, all of them when no reader holds the catalog, else those whose grace period is over (S3
+    calls are slow, so outside the writer). Returns how many were deleted."""
+    with exclusive_lock(_beside(store, PUBLISH_LOCK)):
+        publish_manifests(store, lake)
+        if nobody_holds(_beside(store, READERS_LOCK)):
+            due = store.read("SELECT key FROM lake_garbage")
+        else:
+            due = store.read("SELECT key FROM lake_garbage WHERE delete_after_ms <= ?", (now_ms,))
+        for (key,) in due:
+            lake.delete(key)
+        store.run_in_writer(lambda conn: conn.executemany("DELETE FROM lake_garbage WHERE key = ?", due))
     return len(due)
+
+
+def manifest_key(table: LakeTable) -> str:
+    return f"type={table.directory}/{MANIFEST}"
+
+
+def manifest(store: SQLiteHotStore, table: LakeTable) -> bytes:
+    """The table's objects as outside engines read them (see the module's description)."""
+    entries = [
+        {
+            "path": f.key,
+            **{k: v for k, v in partitions_of(f.key).items() if k != "type"},
+            "records": f.records,
+            "bytes": f.bytes,
+            "first": format_datetime(f.min_ts),
+            "last": format_datetime(f.max_ts),
+        }
+        for f in list_files(store.read, table.name)
+    ]
+    return json.dumps(entries, separators=(",", ":")).encode() + b"\n"
+
+
+def publish_manifests(store: SQLiteHotStore, lake: ObjectStore) -> None:
+    """Rewrite each table's manifest that no longer matches the catalog; a table without objects has none."""
+    for table in TABLES.values():
+        key, current = manifest_key(table), manifest(store, table)
+        try:
+            stored = lake.get(key)
+        except ObjectStoreError:
+            stored = None
+        if current == EMPTY_MANIFEST:
+            if stored is not None:
+                lake.delete(key)
+        elif stored != current:
+            lake.put(key, current)
+
+
+def _beside(store: SQLiteHotStore, name: str) -> Path:
+    """A lock file of the catalog, in the folder of its database (the data dir)."""
+    return store.path.parent / name

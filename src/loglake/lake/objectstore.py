@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from loglake.private_files import private_dir
+
 TEMP_SUFFIX = ".tmp"
 
 
@@ -73,8 +75,7 @@ class ObjectStore(ABC):
 
 class LocalObjectStore(ObjectStore):
     def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = private_dir(Path(root))
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -92,8 +93,14 @@ class LocalObjectStore(ObjectStore):
 
     def _publish(self, key: str, write: Any) -> None:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMP_SUFFIX)
+        for attempt in range(3):
+            private_dir(target.parent)
+            try:
+                fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMP_SUFFIX)
+                break
+            except FileNotFoundError:  # a delete removed the folder as it emptied, just now: make it again
+                if attempt == 2:
+                    raise
         try:
             with os.fdopen(fd, "wb") as f:
                 write(f)
@@ -131,22 +138,37 @@ class LocalObjectStore(ObjectStore):
         return iter(sorted(found, key=lambda info: info.key))
 
     def delete(self, key: str) -> None:
+        """Also removes the folders the object leaves empty: an outside engine listing the lake would
+        take an empty `date=` folder for a partition."""
         path = self._path(key)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             _fsync_dir(path.parent)
+            self._remove_if_empty(path.parent)
 
     def uri(self, key: str) -> str:
         return str(self._path(key))
 
     def remove_unfinished(self) -> int:
-        """Delete temp files left by a crash mid-write; returns how many."""
+        """Delete temp files left by a crash mid-write, and folders left empty; returns how many files."""
         removed = 0
         for path in self.root.rglob(f".*{TEMP_SUFFIX}"):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
                 removed += 1
+        for folder, subfolders, files in os.walk(self.root, topdown=False):
+            if not subfolders and not files:
+                self._remove_if_empty(Path(folder))
         return removed
+
+    def _remove_if_empty(self, folder: Path) -> None:
+        """Remove `folder` and then each parent up to the root, while they are empty."""
+        while folder != self.root and folder.is_relative_to(self.root):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or already gone)
+                return
+            folder = folder.parent
 
 
 class S3ObjectStore(ObjectStore):

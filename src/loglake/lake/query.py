@@ -44,11 +44,12 @@ import pyarrow.dataset as ds
 
 from loglake.config import Settings
 from loglake.lake.hot_rows import hot_rows_table
-from loglake.lake.manifest import LakeFile, list_files
+from loglake.lake.manifest import LakeFile, list_files, reading
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.sql_guard import QueryError, check_select, client_error, rewrite_ilike_contains
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, partition_type, sql_type
+from loglake.private_files import private_dir
 from loglake.store.sqlite import SQLiteHotStore
 
 INTERNAL_CONNECTIONS = 2
@@ -142,7 +143,7 @@ class QueryEngine:
         self.store = store
         self.lake = lake
         self.limits = limits or QueryLimits()
-        work_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(work_dir)
         # DuckDB would spill up to 90 % of the free disk: the space the hot store needs to take records.
         self.spill_mb = self.limits.spill_mb or default_spill_mb(work_dir)
         config: dict[str, Any] = {
@@ -251,7 +252,7 @@ class QueryEngine:
         max_bytes: int | None = None,
     ) -> QueryResult:
         started = time.perf_counter()
-        with self._cursor(pool, timeout) as cursor:
+        with self._cursor(pool, timeout) as cursor, reading(self.store):
             self._define_views(cursor, window, tables)
             finished = threading.Event()
             watchdog = threading.Thread(

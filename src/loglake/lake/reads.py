@@ -14,7 +14,7 @@ from typing import Any
 
 from loglake import readback
 from loglake.ids import LAST_STORABLE_MS, format_uuid, timestamp_of
-from loglake.lake.manifest import files_span, list_files, newest_file_ms
+from loglake.lake.manifest import files_span, list_files, newest_file_ms, reading
 from loglake.lake.query import QueryEngine, TimeRange, sql_string
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.search_terms import Term
@@ -47,12 +47,14 @@ class EngineSearch:
 def recent(store: SQLiteHotStore, reader: LakeRecentReader, query: RecentQuery) -> list[StoredRecord]:
     """Recent logs over hot and lake: the hot store's answer and the catalog from one snapshot (so each
     record counts once), then the lake's newest matches when they could be among the page."""
-    with store.snapshot():
-        hot = store.recent(query)
-        files = list_files(store.read, APP_LOGS_TABLE.name, query.since_ms, query.until_ms)
-    if not files or (len(hot) >= query.limit and hot[-1].timestamp > max(f.max_ts for f in files)):
-        return hot
-    merged = hot + reader.recent(files, query)
+    with reading(store):
+        with store.snapshot():
+            hot = store.recent(query)
+            files = list_files(store.read, APP_LOGS_TABLE.name, query.since_ms, query.until_ms)
+        if not files or (len(hot) >= query.limit and hot[-1].timestamp > max(f.max_ts for f in files)):
+            return hot
+        lake = reader.recent(files, query)
+    merged = hot + lake
     merged.sort(key=lambda r: r.log_id, reverse=True)
     return merged[: query.limit]
 

@@ -9,7 +9,6 @@ was acknowledged: SQLite's WAL either has the committed transaction or rolls the
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import sqlite3
 import threading
@@ -23,6 +22,7 @@ import msgspec
 
 from loglake.ids import format_uuid, join_id, lower_bound, smallest_high, split_id, timestamp_of_high
 from loglake.model import NewRecord, StoredRecord
+from loglake.private_files import private_database
 from loglake.sqlitedb import Schema, migrate, migrate_schema, use_wal
 from loglake.store.base import HotStore, RecentQuery, ScanKey, StoreUnavailable
 from loglake.store.sqlite_rows import (
@@ -99,7 +99,7 @@ class SQLiteHotStore(HotStore):
         on_commit: Callable[[int, float], None] | None = None,
     ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_database(self.path)
         self._synchronous = "FULL" if durability == "full" else "NORMAL"
         self._max_size_bytes = max_size_bytes
         self._on_commit = on_commit
@@ -116,8 +116,6 @@ class SQLiteHotStore(HotStore):
         # A rewound WAL file is cut back to this size, not left at its largest.
         self._writer.execute(f"PRAGMA journal_size_limit = {WAL_RESTART_FRAMES * 4096}")
         migrate(self._writer, MIGRATIONS)
-        with contextlib.suppress(OSError):  # logs are private; SQLite gives -wal and -shm the same mode
-            os.chmod(self.path, 0o600)
         self._apply_size_cap()
         self._thread = threading.Thread(target=self._write_loop, name="loglake-sqlite-writer", daemon=True)
         self._thread.start()

@@ -1,0 +1,101 @@
+"""Configuration files as msgspec Structs: the rules are declared on the types (`Meta(pattern=...,
+ge=..., description=...)`, `forbid_unknown_fields`), and a document that breaks them gets every
+problem at once, each with its path: `applications[0].appId: ...; timeChunkSize.days: ...`.
+
+msgspec stops at the first problem, so when a document does not convert, `problems_of` converts its
+parts one by one (each field of a Struct, each item of a list or dict) to find them all. A field
+whose `Meta` has a `description` is reported as "`<value>` is not <description>", so describe what
+a good value is ("an AWS region such as eu-west-1"). Rules across fields (two apps with one name)
+are hand-written by the caller, or raised as ValueError from a Struct's `__post_init__`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar, get_args, get_origin
+
+import msgspec
+
+T = TypeVar("T")
+ROOT = "the configuration"
+
+
+class ConfigProblems(ValueError):
+    """Everything wrong with a configuration document, each problem with its path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def whole(regex: str) -> str:
+    """A Meta pattern that must match the whole text (msgspec searches; `$` would allow a final newline)."""
+    return rf"\A(?:{regex})\Z"
+
+
+def convert(document: Any, kind: type[T]) -> T:
+    """The document as `kind`, or ConfigProblems naming every problem."""
+    try:
+        return msgspec.convert(document, kind)
+    except msgspec.ValidationError:
+        raise ConfigProblems(problems_of(document, kind)) from None
+
+
+def problems_of(value: Any, kind: Any, path: str = "") -> list[str]:
+    """Every problem of `value` as `kind` (none if it converts), each prefixed with its path."""
+    try:
+        msgspec.convert(value, kind)
+        return []
+    except msgspec.ValidationError as e:
+        error = str(e)
+    base, description = _unannotated(kind)
+    found: list[str] = []
+    if isinstance(base, type) and issubclass(base, msgspec.Struct) and isinstance(value, dict):
+        found = _struct_problems(value, base, path)
+    elif get_origin(base) in (list, tuple) and isinstance(value, list) and get_args(base):
+        found = [p for i, item in enumerate(value) for p in problems_of(item, get_args(base)[0], f"{path}[{i}]")]
+    elif get_origin(base) is dict and isinstance(value, dict):
+        found = [p for k, item in value.items() for p in problems_of(item, get_args(base)[1], _join(path, str(k)))]
+    if found:
+        return found
+    message, inner = _split(error)
+    where = _join(path, inner) if inner else path
+    if description and not inner:
+        return [f"{where or ROOT}: {value!r} is not {description}"]
+    return [f"{where or ROOT}: {message}"]
+
+
+def _struct_problems(value: dict, kind: type[msgspec.Struct], path: str) -> list[str]:
+    fields = msgspec.structs.fields(kind)
+    names = sorted(f.encode_name for f in fields)
+    found = []
+    unknown = sorted(value.keys() - set(names))
+    if unknown and kind.__struct_config__.forbid_unknown_fields:
+        found.append(f"{path or ROOT}: unknown field {', '.join(map(str, unknown))} (allowed: {', '.join(names)})")
+    missing = [f.encode_name for f in fields if f.required and f.encode_name not in value]
+    if missing:
+        found.append(f"{path or ROOT}: missing field {', '.join(missing)}")
+    for f in fields:
+        if f.encode_name in value:
+            found += problems_of(value[f.encode_name], f.type, _join(path, f.encode_name))
+    return found
+
+
+def _unannotated(kind: Any) -> tuple[Any, str | None]:
+    """The type without Annotated, and the description of its Meta, if any."""
+    if get_origin(kind) is Annotated:
+        base, *extras = get_args(kind)
+        descriptions = [m.description for m in extras if isinstance(m, msgspec.Meta) and m.description]
+        return base, descriptions[-1] if descriptions else None
+    return kind, None
+
+
+def _split(error: str) -> tuple[str, str]:
+    """msgspec's message and the path it names (`$.a[0].b` as `a[0].b`, empty for the value itself)."""
+    message, _, at = error.partition(" - at `$")
+    return message[:1].lower() + message[1:], at.rstrip("`").removeprefix(".")
+
+
+def _join(path: str, name: str) -> str:
+    if name.startswith("["):
+        return path + name
+    return f"{path}.{name}" if path else name

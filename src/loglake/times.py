@@ -1,0 +1,88 @@
+"""Times as people and programs write them: one parser and one rule for the API, the CLI, ingest and
+the Amplify collector.
+
+- ISO-8601: `2026-12-03T10:00:00Z`, `2026-12-03T11:00:00+01:00`, `2026-12-03 10:00`; a time without an
+  offset is UTC, and a date alone (`2026-12-03`) is its midnight, UTC;
+- epoch milliseconds: `1764756000000` (a record's timestamp sends them as a JSON integer);
+- for the bounds of a query: an age such as `15m`, `2h`, `7d`, `1w` (that long before now), or `now`.
+
+Every error says what was wrong with the text, not only which forms are accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+DAY_MS = 86_400_000
+# Epoch ms below this (1973-03-03) are taken for epoch seconds sent by mistake.
+SMALLEST_PLAUSIBLE_MS = 100_000_000_000
+LATEST_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z: past every time a query bound may name
+DURATION_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": DAY_MS, "w": 7 * DAY_MS}
+FORMS = "epoch milliseconds, ISO-8601 (2026-12-03T10:00:00Z; without an offset it is UTC) or an age like 15m, 2h, 7d"
+
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+_ISO_START = re.compile(r"\d{4}-\d|\d{8}T")  # 2026-12-03..., or the basic form 20261203T...
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+class TimeFormatError(ValueError):
+    """A time that cannot be read; the message quotes it and says what is wrong."""
+
+
+def parse_datetime(text: str) -> datetime:
+    """An ISO-8601 date or date-time as an aware UTC datetime; without an offset it is UTC."""
+    return _aware(text.strip()).astimezone(UTC)
+
+
+def parse_iso8601(text: str) -> int:
+    """An ISO-8601 date or date-time as epoch ms; without an offset it is UTC."""
+    return (_aware(text) - _EPOCH) // _MILLISECOND
+
+
+def _aware(text: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise TimeFormatError(_iso_problem(text, str(e))) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def parse_time(text: str, now_ms: int) -> int:
+    """A query bound as epoch ms: epoch ms, ISO-8601, an age (15m, 2h, 7d: that long before now) or `now`,
+    from 1970 to the year 9999."""
+    text = text.strip()
+    if text.isdigit():
+        value = int(text)
+        if 0 < value < SMALLEST_PLAUSIBLE_MS:
+            raise TimeFormatError(f"{text} looks like epoch seconds; send epoch milliseconds ({text}000)")
+    elif _DURATION.fullmatch(text):
+        value = now_ms - parse_duration(text)
+    elif text == "now":
+        value = now_ms
+    elif _ISO_START.match(text):
+        value = parse_iso8601(text)
+    else:
+        raise TimeFormatError(f"{text!r} is not a time: use {FORMS}")
+    if not 0 <= value < LATEST_MS:
+        raise TimeFormatError(f"{text!r} is outside the years 1970 to 9999")
+    return value
+
+
+def parse_duration(text: str) -> int:
+    """`30s`, `5m`, `2h`, `7d`, `1w`, `250ms` as milliseconds."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise TimeFormatError(f"{text!r} is not a duration such as 30s, 5m, 2h, 7d or 1w")
+    return int(match.group(1)) * DURATION_UNITS_MS[match.group(2)]
+
+
+def _iso_problem(text: str, reason: str) -> str:
+    """What is wrong with an ISO-8601 text: a value out of range (month 13, 25 o'clock), a space
+    where a URL's `+` of an offset was decoded, or else the form."""
+    if not reason.startswith("Invalid isoformat string"):
+        return f"{text!r} is not a valid date or time: {reason}"
+    if re.search(r"\d \d\d:?\d\d$", text.strip()):
+        return f"{text!r} has a space before its offset: in a URL write + as %2B"
+    return f"{text!r} is not an ISO-8601 date or time such as 2026-12-03 or 2026-12-03T10:00:00Z"
