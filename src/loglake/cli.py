@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import io
-import json
+import contextlib
+import math
 import os
+import signal
 import stat
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +22,23 @@ from loglake.cli_aws import COMMANDS as AWS_COMMANDS
 from loglake.cli_lake import COMMANDS as LAKE_COMMANDS
 from loglake.cli_options import (
     CONTEXT,
+    SafeErrors,
     data_dir_option,
+    json_text,
     key_option,
     print_columns,
     print_record_json,
     print_record_row,
+    printable,
     url_option,
 )
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, env_name, load_settings, option_fields
 from loglake.keys import KeyStore, KeyStoreError, parse_scopes
-from loglake.shipping import line_to_record, timed_batches
+from loglake.shipping import Line, LineReader, Shipper, Tally
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=SafeErrors, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="loglake")
 def main() -> None:
     """loglake: durable log ingest over HTTP and recent logs in milliseconds.
@@ -151,7 +155,7 @@ def keys_list(include_revoked: bool, as_json: bool, data_dir: Path) -> None:
         store.close()
     if as_json:
         for key in found:
-            click.echo(json.dumps(key.as_dict()))
+            click.echo(json_text(key.as_dict()))
         return
     rows = [
         (
@@ -183,7 +187,7 @@ def keys_revoke(name: str, force: bool, data_dir: Path) -> None:
         raise click.ClickException(str(e)) from None
     finally:
         store.close()
-    click.echo(f"revoked {name}", err=True)
+    click.echo(f"revoked {printable(name)}", err=True)
 
 
 def _existing_keystore(data_dir: Path) -> KeyStore:
@@ -210,6 +214,13 @@ def _existing_keystore(data_dir: Path) -> KeyStore:
     type=click.FloatRange(0.01),
     help="Seconds a line may wait for its batch.",
 )
+@click.option(
+    "--retry-for",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds to keep retrying a batch while the server is unreachable or busy ('inf': forever).",
+)
 @url_option
 @key_option
 def send(
@@ -219,13 +230,17 @@ def send(
     log_type: str | None,
     batch_size: int,
     max_wait: float,
+    retry_for: float,
     url: str,
     api_key: str | None,
 ) -> None:
-    """Send MESSAGE, or else lines from stdin: NDJSON records or plain text (one record per line).
+    """Send MESSAGE, or else lines from stdin: loglake records, other loggers' JSON lines, or plain text.
 
-    Lines are sent in batches: when a batch is full, or after --max-wait seconds, whichever
-    comes first. A record without a timestamp gets the time its line was read.
+    A JSON line from another logger (pino, bunyan, logrus, zap, winston, ...) becomes a record with its
+    message, level and time, and its other fields as attributes. Lines are sent in batches: when a
+    batch is full, or after --max-wait seconds, whichever comes first. A line the server refuses is
+    reported on stderr and skipped; the others are sent. Ctrl-C or the end of the input sends what
+    was read, then stops (Ctrl-C twice: stop at once).
 
     \b
       loglake send --service api --severity error "Database connection timeout"
@@ -233,40 +248,73 @@ def send(
       loglake send < records.ndjson
     """
     defaults = {k: v for k, v in (("service", service), ("severity", severity), ("log_type", log_type)) if v}
-    if message:
-        lines: Iterable[str] = [" ".join(message)]
-        total_bytes = None
-    else:
-        if sys.stdin.isatty():
-            click.echo("reading records from stdin (Ctrl-D ends); give a MESSAGE to send just one", err=True)
-        # Undecodable bytes become U+FFFD instead of stopping the whole stream.
-        lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-        total_bytes = _stdin_size()
-    sized = ((len(line.encode()), line_to_record(line, defaults, _now_ms())) for line in lines)
-    records = (pair for pair in sized if pair[1] is not None)
-    sent = 0
-    progress = _Progress(total_bytes)
-    try:
-        with LoglakeClient(url, api_key) as client:
-            for batch in timed_batches(records, batch_size, max_wait):
-                ids = client.send([record for _, record in batch])
-                sent += len(ids)
-                progress.update(sent, sum(size for size, _ in batch))
-                if message:
-                    click.echo(ids[0])
-    except ClientError as e:
+    if message and not " ".join(message).strip():
+        raise click.UsageError("MESSAGE is empty")
+    if not message and sys.stdin.isatty():
+        click.echo("reading records from stdin (Ctrl-D ends); give a MESSAGE to send just one", err=True)
+    reader = None if message else LineReader(sys.stdin.buffer, _now_ms)
+    progress = _Progress(_stdin_size() if reader else None, live=reader is not None)
+
+    def on_sent(line_numbers: list[int], ids: list[str]) -> None:
+        if message:
+            click.echo(printable(ids[0]))
+        progress.update(shipper.tally.sent, reader.bytes_read if reader else 0)
+
+    def on_refused(line_number: int, reason: str) -> None:
         progress.done()
-        for d in e.details[:20]:
-            click.echo(f"  record {sent + d.get('index', 0)}: {d.get('field')}: {d.get('reason')}", err=True)
-        raise click.ClickException(f"{e} ({sent} record(s) were stored before this)") from None
-    except KeyboardInterrupt:
-        progress.done()
-        raise click.ClickException(
-            f"interrupted: {sent} record(s) sent; lines read in the last second were not"
-        ) from None
+        where = "" if message else f"line {line_number}: "
+        click.echo(f"{where}not stored: {printable(reason)}", err=True)
+
+    def on_retry(error: Exception, pause: float) -> None:
+        click.echo(f"{printable(error)}; trying again in {pause:.1f} s", err=True)
+
+    with LoglakeClient(url, api_key) as client:
+        shipper = Shipper(
+            client,
+            defaults,
+            batch_size=batch_size,
+            max_wait=max_wait,
+            give_up_after=None if retry_for == math.inf else retry_for,
+            on_refused=on_refused,
+            on_sent=on_sent,
+            on_retry=on_retry,
+        )
+        try:
+            with _stopping(shipper):
+                if reader is None:
+                    shipper.add(Line(1, " ".join(message), _now_ms()))
+                    shipper.flush()
+                else:
+                    shipper.ship(reader)
+        except ClientError as e:
+            progress.done()
+            raise click.ClickException(f"{e}; {_unsent(shipper.tally)}") from None
+        except KeyboardInterrupt:
+            progress.done()
+            raise click.ClickException(f"interrupted; {_unsent(shipper.tally)}") from None
     progress.done()
+    tally = shipper.tally
     if not message:
-        click.echo(f"sent {sent} record(s)", err=True)
+        click.echo(f"sent {tally.sent} record(s)", err=True)
+    if tally.refused:
+        raise click.ClickException(f"{tally.refused} line(s) could not be stored (see above)")
+
+
+def _unsent(tally: Tally) -> str:
+    return f"{tally.sent} record(s) were sent, {tally.unsent} read were not"
+
+
+@contextlib.contextmanager
+def _stopping(shipper: Shipper) -> Iterator[None]:
+    """Ctrl-C and SIGTERM make the shipper send what it read and stop; a second one stops it at once."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in handlers:
+        signal.signal(sig, lambda signum, frame: shipper.stop())
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 @main.command(context_settings=CONTEXT)
@@ -355,7 +403,7 @@ def get(log_id: str, url: str, api_key: str | None) -> None:
     """Print one record as JSON, by its logId (or the id it was sent with)."""
     try:
         with LoglakeClient(url, api_key) as client:
-            click.echo(json.dumps(client.get(log_id), ensure_ascii=False, indent=2))
+            click.echo(json_text(client.get(log_id), indent=2))
     except ClientError as e:
         raise click.ClickException(str(e)) from None
 
@@ -378,16 +426,18 @@ def _stdin_size() -> int | None:
 class _Progress:
     """A progress bar on stderr for large inputs of known size, else a running count on a terminal."""
 
-    def __init__(self, total_bytes: int | None) -> None:
+    def __init__(self, total_bytes: int | None, live: bool = True) -> None:
         self.bar = click.progressbar(length=total_bytes, label="sending", file=sys.stderr) if total_bytes else None
         if self.bar is not None:
             self.bar.__enter__()
-        self.live = self.bar is None and sys.stderr.isatty()
+        self.live = live and self.bar is None and sys.stderr.isatty()
         self.started = time.monotonic()
+        self.shown_bytes = 0
 
-    def update(self, sent: int, batch_bytes: int) -> None:
+    def update(self, sent: int, bytes_read: int) -> None:
         if self.bar is not None:
-            self.bar.update(batch_bytes)
+            self.bar.update(bytes_read - self.shown_bytes)
+            self.shown_bytes = bytes_read
         elif self.live:
             rate = sent / max(1e-6, time.monotonic() - self.started)
             click.echo(f"\rsent {sent} records ({rate:,.0f}/s)", err=True, nl=False)
