@@ -308,8 +308,15 @@ def _unsent(tally: Tally) -> str:
 def _stopping(shipper: Shipper) -> Iterator[None]:
     """Ctrl-C and SIGTERM make the shipper send what it read and stop; a second one stops it at once."""
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def stop(signum: int, frame: object) -> None:
+        if not shipper.stopping and shipper.tally.unsent:
+            # os.write, not click.echo: this handler may run in the middle of another write to stderr.
+            os.write(2, b"stopping: sending the lines read first (Ctrl-C again to stop without them)\n")
+        shipper.stop()
+
     for sig in handlers:
-        signal.signal(sig, lambda signum, frame: shipper.stop())
+        signal.signal(sig, stop)
     try:
         yield
     finally:

@@ -170,6 +170,10 @@ class Shipper:
             pass
         self.flush()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     def stop(self) -> None:
         """Make ship() send what it read and return, at once if it is waiting for input, else when the
         batch on its way is sent. Asked a second time, it gives up on what is unsent (KeyboardInterrupt).
