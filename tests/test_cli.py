@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -21,7 +23,6 @@ from click.testing import CliRunner
 
 from loglake import __version__
 from loglake.cli import main
-from loglake.config import env_name, option_fields
 from tests.conftest import ServerProcess, free_port
 from tests.conftest import run_cli as run
 
@@ -306,6 +307,14 @@ def test_send_reports_and_skips_a_record_the_server_refuses(server: ServerProces
     assert sorted(r["message"] for r in stored) == ["fine 0", "fine 1", "fine 2"]  # the rest of its batch too
 
 
+@pytest.mark.parametrize(
+    ("option", "value"), [("--severity", "loud"), ("--service", "has space"), ("--log-type", "a/b")]
+)
+def test_send_refuses_a_bad_default_before_reading_anything(option: str, value: str):
+    result = run("send", "--url", f"http://127.0.0.1:{free_port()}", option, value, input="a line\n")
+    assert result.exit_code == 2 and option in result.stderr
+
+
 def test_send_without_a_valid_key_fails_with_a_hint(server: ServerProcess):
     result = run("send", "--url", server.url, "--api-key", "llk_not-a-real-key", "hello")
     assert result.exit_code != 0
@@ -454,18 +463,49 @@ def test_errors_quoting_what_was_sent_escape_control_characters(server: ServerPr
 # -- serve and --version ---------------------------------------------------------------------------
 
 
-def test_serve_help_documents_every_option_and_its_environment_variable():
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def serve_help_entries() -> dict[str, str]:
+    """`loglake serve --help` as {flag: the entry's text, whitespace collapsed}."""
     result = run("serve", "--help")
     assert result.exit_code == 0, result.output
-    text = result.stdout
-    for name in ("LOGLAKE_DATA_DIR", "LOGLAKE_PORT", "LOGLAKE_AUTH", "LOGLAKE_HOST", "LOGLAKE_DURABILITY"):
-        assert name in text
-    for flag in ("--data-dir", "--host", "--port", "--auth / --no-auth", "--durability", "--config"):
-        assert flag in text
-    for f in option_fields():
-        assert "--" + f.name.replace("_", "-") in text
-        assert env_name(f.name) in text
-    assert "[full|process]" in text  # choices are shown
+    options = result.stdout.split("Options:", 1)[1]
+    entries = re.split(r"\n(?=  -)", options)
+    found = {}
+    for entry in entries:
+        flags = re.match(r"\s*(?:-\w, )?(--[a-z-]+)(?: / (--[a-z-]+))?", entry)
+        if flags:
+            found[flags.group(1)] = " ".join(entry.split())
+    return found
+
+
+def readme_configuration_table() -> list[str]:
+    section = README.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("| `--")]
+
+
+def test_serve_help_and_the_readme_document_the_same_options():
+    """The README's configuration table against what `serve --help` offers, both ways; and each option
+    names its LOGLAKE_ variable, which the README promises for every one."""
+    entries = serve_help_entries()
+    table = readme_configuration_table()
+    documented = {flag for row in table for flag in re.findall(r"`(--[a-z*-]+)", row)}
+    assert {"--data-dir", "--port", "--auth", "--durability", "--max-attribute-*"} <= documented
+    for flag in documented:
+        assert any(fnmatch.fnmatch(f, flag) for f in entries), f"the README documents {flag}; serve has no such option"
+    readme = README.read_text()
+    for flag in entries.keys() - {"--help", "--config"}:
+        in_table = any(fnmatch.fnmatch(flag, pattern) for pattern in documented)
+        assert in_table or f"`{flag}" in readme or f" {flag} " in readme, f"the README does not mention {flag}"
+    for flag, text in entries.items():
+        if flag != "--help":
+            assert f"env LOGLAKE_{flag[2:].replace('-', '_').upper()}" in text, text
+    named = {name for row in table for name in re.findall(r"`(LOGLAKE_[A-Z_]+)`", row)}
+    assert {"LOGLAKE_DATA_DIR", "LOGLAKE_RATE_BURST"} <= named
+    assert all(name in " ".join(entries.values()) for name in named)
+    assert "[full|process]" in entries["--durability"]  # choices are shown
+    assert "--no-auth" in entries["--auth"]
 
 
 def test_serve_refuses_a_public_address_without_auth(tmp_path: Path):

@@ -35,6 +35,7 @@ from loglake.cli_options import (
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, env_name, load_settings, option_fields
 from loglake.keys import KeyStore, KeyStoreError, parse_scopes
+from loglake.model import Severity, is_valid_name
 from loglake.shipping import Line, LineReader, Shipper, Tally
 
 
@@ -248,6 +249,7 @@ def send(
       loglake send < records.ndjson
     """
     defaults = {k: v for k, v in (("service", service), ("severity", severity), ("log_type", log_type)) if v}
+    _check_defaults(defaults)
     if message and not " ".join(message).strip():
         raise click.UsageError("MESSAGE is empty")
     if not message and sys.stdin.isatty():
@@ -298,6 +300,19 @@ def send(
         click.echo(f"sent {tally.sent} record(s)", err=True)
     if tally.refused:
         raise click.ClickException(f"{tally.refused} line(s) could not be stored (see above)")
+
+
+def _check_defaults(defaults: dict[str, str]) -> None:
+    """Refuse a bad --service, --severity or --log-type at once, rather than every line for it."""
+    for name, value in defaults.items():
+        if name == "severity":
+            try:
+                Severity.parse(value)
+            except ValueError as e:
+                raise click.BadParameter(str(e), param_hint="--severity") from None
+        elif not is_valid_name(value):
+            option = "--" + name.replace("_", "-")
+            raise click.BadParameter("must be 1-128 characters of A-Z a-z 0-9 . _ -", param_hint=option)
 
 
 def _unsent(tally: Tally) -> str:
