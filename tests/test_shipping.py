@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
+import http.server
 import io
 import json
 import os
@@ -15,6 +17,7 @@ import httpx
 import pytest
 
 from loglake.client import ClientError, LoglakeClient
+from loglake.retry import Backoff
 from loglake.shipping import Line, LineReader, Shipper
 from tests.conftest import ServerProcess, free_port
 
@@ -185,3 +188,74 @@ def test_an_unreachable_server_is_retried_then_given_up_on() -> None:
             ship.ship(LineReader(io.BytesIO(b"one\ntwo\n"), now_ms))
     assert retries and all("cannot reach loglake" in r for r in retries)
     assert (ship.tally.records, ship.tally.sent, ship.tally.unsent) == (2, 0, 2)
+
+
+# -- answers a loglake server gives rarely, from a stand-in server ---------------------------------
+
+
+class StandIn(http.server.BaseHTTPRequestHandler):
+    """Answers POST /logs like loglake, except: 503 with Retry-After while `busy` counts down, and 500
+    for any batch that holds the message "poison" (as a server bug tripped by one record would)."""
+
+    busy = 0
+    batches: list[list[str]] = []
+
+    def do_POST(self) -> None:
+        body = gzip.decompress(self.rfile.read(int(self.headers["content-length"])))
+        messages = [json.loads(line)["message"] for line in body.splitlines()]
+        StandIn.batches.append(messages)
+        if StandIn.busy:
+            StandIn.busy -= 1
+            self.answer(503, {"error": {"code": "busy", "message": "busy", "details": []}}, {"retry-after": "7"})
+        elif "poison" in messages:
+            self.answer(500, {"error": {"code": "internal_error", "message": "internal error", "details": []}})
+        else:
+            self.answer(201, {"count": len(messages), "logIds": [f"id-{m}" for m in messages]})
+
+    def answer(self, status: int, document: dict, headers: dict | None = None) -> None:
+        data = json.dumps(document).encode()
+        self.send_response(status)
+        for name, value in {"content-type": "application/json", **(headers or {})}.items():
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def stand_in() -> Iterator[str]:
+    StandIn.busy, StandIn.batches = 0, []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+def test_a_record_that_makes_the_server_fail_is_found_and_reported(stand_in: str) -> None:
+    pauses: list[float] = []
+    refusals = Refusals()
+    lines = [f"line {i}" for i in range(8)]
+    lines[5] = "poison"
+    with LoglakeClient(stand_in, "llk_x", backoff=Backoff(sleep=pauses.append)) as client:
+        ship = shipper(client, "svc", refusals)
+        ship.ship(LineReader(io.BytesIO("\n".join(lines).encode()), now_ms))
+    assert [number for number, _ in refusals] == [6] and "HTTP 500" in refusals[0][1]
+    stored_batches = [b for b in StandIn.batches if "poison" not in b]
+    assert sorted(m for b in stored_batches for m in b) == sorted(lines[:5] + lines[6:])  # each once
+    assert StandIn.batches.count(["poison"]) == 3 and len(pauses) == 2  # a lone record is tried 3 times
+
+
+def test_busy_answers_are_retried_no_sooner_than_retry_after(stand_in: str) -> None:
+    StandIn.busy = 2
+    pauses: list[float] = []
+    with LoglakeClient(stand_in, "llk_x", backoff=Backoff(sleep=pauses.append)) as client:
+        ship = shipper(client, "svc", Refusals())
+        ship.ship(LineReader(io.BytesIO(b"one\ntwo\n"), now_ms))
+    assert ship.tally.sent == 2 and StandIn.batches == [["one", "two"]] * 3
+    assert len(pauses) == 2 and all(pause >= 7 for pause in pauses)
