@@ -172,6 +172,29 @@ def test_a_due_batch_leaves_while_the_input_stays_open(
     assert [r["message"] for r in stored(small_bodies, key, service)] == ["first", "second", "third"]
 
 
+class BrokenAfterOneRead(io.RawIOBase):
+    def __init__(self, first: bytes) -> None:
+        self.first: bytes | None = first
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self.first is None:
+            raise OSError(5, "Input/output error")
+        data, self.first = self.first, None
+        return data
+
+
+def test_what_was_read_is_sent_when_the_input_breaks(small_bodies: ServerProcess, key: str) -> None:
+    service = f"broken-{uuid.uuid4().hex[:8]}"
+    with LoglakeClient(small_bodies.url, key) as client:
+        ship = shipper(client, service, Refusals())
+        with pytest.raises(OSError, match="Input/output error"):
+            ship.ship(LineReader(BrokenAfterOneRead(b"one\ntwo\n"), now_ms))
+    assert [r["message"] for r in stored(small_bodies, key, service)] == ["one", "two"]
+
+
 def test_an_unreachable_server_is_retried_then_given_up_on() -> None:
     retries: list[str] = []
     with LoglakeClient(f"http://127.0.0.1:{free_port()}", "llk_x") as client:

@@ -268,6 +268,7 @@ def send(
         click.echo(f"{where}not stored: {printable(reason)}", err=True)
 
     def on_retry(error: Exception, pause: float) -> None:
+        progress.done()
         click.echo(f"{printable(error)}; trying again in {pause:.1f} s", err=True)
 
     with LoglakeClient(url, api_key) as client:
@@ -294,6 +295,9 @@ def send(
         except KeyboardInterrupt:
             progress.done()
             raise click.ClickException(f"interrupted; {_unsent(shipper.tally)}") from None
+        except OSError as e:
+            progress.done()
+            raise click.ClickException(f"reading stdin failed: {e}; {_unsent(shipper.tally)}") from None
     progress.done()
     tally = shipper.tally
     if not message:

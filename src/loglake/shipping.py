@@ -168,6 +168,9 @@ class Shipper:
                     self.flush()
         except _Stopped:
             pass
+        except OSError:  # the input broke: what was read still goes
+            self.flush()
+            raise
         self.flush()
 
     @property
