@@ -24,6 +24,20 @@ from tests.moto_server import moto_endpoint  # noqa: F401  (fixtures for every t
 from tests.s3_server import object_store, s3_bucket, s3_server  # noqa: F401
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--network", action="store_true", help="Also run the tests that need the network.")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `network` (they ask the package registry) run only with --network: the suite runs offline."""
+    if config.getoption("--network"):
+        return
+    skip = pytest.mark.skip(reason="needs the network; run with --network")
+    for item in items:
+        if "network" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"

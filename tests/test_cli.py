@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import fnmatch
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -19,7 +23,6 @@ from click.testing import CliRunner
 
 from loglake import __version__
 from loglake.cli import main
-from loglake.config import env_name, option_fields
 from tests.conftest import ServerProcess, free_port
 from tests.conftest import run_cli as run
 
@@ -290,21 +293,26 @@ def test_send_stdin_ndjson_and_plain_text_in_batches(server: ServerProcess, admi
     ]
 
 
-def test_send_reports_the_servers_reason_for_a_rejected_record(
-    server: ServerProcess, admin_key: str, api: httpx.Client
-):
+def test_send_reports_and_skips_a_record_the_server_refuses(server: ServerProcess, admin_key: str, api: httpx.Client):
     service = unique("rejected")
     good = [json.dumps({"message": f"fine {i}"}) for i in range(3)]
-    lines = [*good, json.dumps({"message": "bad", "severity": "loud"})]
+    lines = [good[0], "", json.dumps({"message": "bad", "severity": "loud"}), *good[1:]]
     args = ("--url", server.url, "--api-key", admin_key, "--service", service, "--batch-size", "2")
     result = run("send", *args, input="\n".join(lines) + "\n")
-    assert result.exit_code != 0
-    assert "HTTP 400" in result.stderr
-    # The index counts from the start of the input, not of the failing batch, and names field and reason.
-    assert "record 3: severity: must be one of debug, info, warning, error, critical" in result.stderr
-    assert "(2 record(s) were stored before this)" in result.stderr
+    assert result.exit_code == 1
+    # The line number counts from the start of the input (blank lines too), and names field and reason.
+    assert "line 3: not stored: severity: must be one of debug, info, warning, error, critical" in result.stderr
+    assert "sent 3 record(s)" in result.stderr and "1 line(s) could not be stored" in result.stderr
     stored = api.get("/logs/recent", params={"service": service}).json()["logs"]
-    assert sorted(r["message"] for r in stored) == ["fine 0", "fine 1"]  # the failing batch stored nothing
+    assert sorted(r["message"] for r in stored) == ["fine 0", "fine 1", "fine 2"]  # the rest of its batch too
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--severity", "loud"), ("--service", "has space"), ("--log-type", "a/b")]
+)
+def test_send_refuses_a_bad_default_before_reading_anything(option: str, value: str):
+    result = run("send", "--url", f"http://127.0.0.1:{free_port()}", option, value, input="a line\n")
+    assert result.exit_code == 2 and option in result.stderr
 
 
 def test_send_without_a_valid_key_fails_with_a_hint(server: ServerProcess):
@@ -314,9 +322,10 @@ def test_send_without_a_valid_key_fails_with_a_hint(server: ServerProcess):
 
 
 def test_send_to_a_server_that_is_not_there():
-    result = run("send", "--url", f"http://127.0.0.1:{free_port()}", "--api-key", "llk_x", "hello")
-    assert result.exit_code != 0
-    assert "cannot reach loglake" in result.stderr
+    url = f"http://127.0.0.1:{free_port()}"
+    result = run("send", "--url", url, "--api-key", "llk_x", "--retry-for", "0.3", "hello")
+    assert result.exit_code == 1
+    assert "cannot reach loglake" in result.stderr and "0 record(s) were sent, 1 read were not" in result.stderr
 
 
 # -- recent --------------------------------------------------------------------------------------
@@ -375,21 +384,128 @@ def test_recent_rejects_a_bad_filter_with_the_servers_reason(server: ServerProce
     assert "HTTP 400" in result.stderr and "severity" in result.stderr
 
 
+# -- what a terminal shows -------------------------------------------------------------------------
+
+HOSTILE = "\x1b[31mred\x1b]0;retitled\x07 csi\x9b2J del\x7f tab\tend\u202eevil\nsecond line"
+# What a terminal shows instead (written out): every control character as an escape, a newline as ⏎.
+SHOWN = "\\x1b[31mred\\x1b]0;retitled\\x07 csi\\x9b2J del\\x7f tab\\tend\\u202eevil⏎second line"
+RAW_CONTROLS = ("\x1b", "\x07", "\x9b", "\x7f", "\t", "\u202e")
+
+
+@pytest.fixture(scope="module")
+def hostile_service(server: ServerProcess, admin_key: str) -> str:
+    service = unique("hostile")
+    with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {admin_key}"}, timeout=10) as client:
+        posted = client.post("/logs", json={"service": service, "message": HOSTILE, "attributes": {"k": HOSTILE}})
+    assert posted.status_code == 201, posted.text
+    return service
+
+
+def assert_shown_safely(text: str) -> None:
+    assert SHOWN in text
+    assert not any(c in text for c in RAW_CONTROLS), repr(text)
+
+
+def test_recent_and_search_tables_escape_control_characters(
+    server: ServerProcess, admin_key: str, hostile_service: str
+):
+    auth = ("--url", server.url, "--api-key", admin_key)
+    recent_rows = run("recent", *auth, "--service", hostile_service)
+    assert recent_rows.exit_code == 0, recent_rows.output
+    assert_shown_safely(recent_rows.stdout)
+    found = run("search", "retitled", *auth, "--service", hostile_service)
+    assert found.exit_code == 0, found.output
+    assert_shown_safely(found.stdout)
+
+
+def test_json_output_stays_exact_and_shows_no_raw_control_characters(
+    server: ServerProcess, admin_key: str, hostile_service: str
+):
+    auth = ("--url", server.url, "--api-key", admin_key)
+    for command in (("recent", "--json"), ("search", "retitled", "--json")):
+        result = run(*command, *auth, "--service", hostile_service)
+        assert result.exit_code == 0, result.output
+        (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+        assert record["message"] == HOSTILE and record["attributes"] == {"k": HOSTILE}
+        assert not any(c in result.stdout for c in RAW_CONTROLS if c != "\u202e")
+    one = run("get", *auth, record["logId"])
+    assert json.loads(one.stdout)["message"] == HOSTILE
+    assert not any(c in one.stdout for c in RAW_CONTROLS if c != "\u202e")
+
+
+def test_query_tables_escape_control_characters_and_csv_stays_exact(
+    server: ServerProcess, admin_key: str, hostile_service: str
+):
+    auth = ("--url", server.url, "--api-key", admin_key)
+    sql = f"SELECT message, attributes FROM logs WHERE service = '{hostile_service}'"
+    table = run("query", sql, *auth)
+    assert table.exit_code == 0, table.output
+    row = table.stdout.splitlines()[1]
+    assert row.startswith(SHOWN[:59] + "…")  # cells are cut at 60 characters
+    assert not any(c in row for c in RAW_CONTROLS), repr(row)
+    as_csv = run("query", sql, "--format", "csv", *auth)
+    message, attributes = list(csv.reader(io.StringIO(as_csv.stdout)))[1]
+    assert message == HOSTILE and json.loads(attributes) == {"k": HOSTILE}
+    as_json = run("query", sql, "--format", "json", *auth)
+    ((message, attributes),) = json.loads(as_json.stdout)["rows"]
+    assert message == HOSTILE and json.loads(attributes) == {"k": HOSTILE}
+
+
+def test_errors_quoting_what_was_sent_escape_control_characters(server: ServerProcess, admin_key: str):
+    result = run("query", 'SELECT "\x1b]0;retitled\x07" FROM logs', "--url", server.url, "--api-key", admin_key)
+    assert result.exit_code == 1
+    assert "\\x1b]0;retitled\\x07" in result.stderr and "\x1b" not in result.stderr
+    assert "\n" in result.stderr.strip()  # a message of several lines keeps them
+    missing = run("get", "\x1b[2Jgone", "--url", server.url, "--api-key", admin_key)
+    assert missing.exit_code == 1 and "\x1b" not in missing.stderr
+
+
 # -- serve and --version ---------------------------------------------------------------------------
 
 
-def test_serve_help_documents_every_option_and_its_environment_variable():
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def serve_help_entries() -> dict[str, str]:
+    """`loglake serve --help` as {flag: the entry's text, whitespace collapsed}."""
     result = run("serve", "--help")
     assert result.exit_code == 0, result.output
-    text = result.stdout
-    for name in ("LOGLAKE_DATA_DIR", "LOGLAKE_PORT", "LOGLAKE_AUTH", "LOGLAKE_HOST", "LOGLAKE_DURABILITY"):
-        assert name in text
-    for flag in ("--data-dir", "--host", "--port", "--auth / --no-auth", "--durability", "--config"):
-        assert flag in text
-    for f in option_fields():
-        assert "--" + f.name.replace("_", "-") in text
-        assert env_name(f.name) in text
-    assert "[full|process]" in text  # choices are shown
+    options = result.stdout.split("Options:", 1)[1]
+    entries = re.split(r"\n(?=  -)", options)
+    found = {}
+    for entry in entries:
+        flags = re.match(r"\s*(?:-\w, )?(--[a-z-]+)(?: / (--[a-z-]+))?", entry)
+        if flags:
+            found[flags.group(1)] = " ".join(entry.split())
+    return found
+
+
+def readme_configuration_table() -> list[str]:
+    section = README.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("| `--")]
+
+
+def test_serve_help_and_the_readme_document_the_same_options():
+    """The README's configuration table against what `serve --help` offers, both ways; and each option
+    names its LOGLAKE_ variable, which the README promises for every one."""
+    entries = serve_help_entries()
+    table = readme_configuration_table()
+    documented = {flag for row in table for flag in re.findall(r"`(--[a-z*-]+)", row)}
+    assert {"--data-dir", "--port", "--auth", "--durability", "--max-attribute-*"} <= documented
+    for flag in documented:
+        assert any(fnmatch.fnmatch(f, flag) for f in entries), f"the README documents {flag}; serve has no such option"
+    readme = README.read_text()
+    for flag in entries.keys() - {"--help", "--config"}:
+        in_table = any(fnmatch.fnmatch(flag, pattern) for pattern in documented)
+        assert in_table or f"`{flag}" in readme or f" {flag} " in readme, f"the README does not mention {flag}"
+    for flag, text in entries.items():
+        if flag != "--help":
+            assert f"env LOGLAKE_{flag[2:].replace('-', '_').upper()}" in text, text
+    named = {name for row in table for name in re.findall(r"`(LOGLAKE_[A-Z_]+)`", row)}
+    assert {"LOGLAKE_DATA_DIR", "LOGLAKE_RATE_BURST"} <= named
+    assert all(name in " ".join(entries.values()) for name in named)
+    assert "[full|process]" in entries["--durability"]  # choices are shown
+    assert "--no-auth" in entries["--auth"]
 
 
 def test_serve_refuses_a_public_address_without_auth(tmp_path: Path):

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import stat
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +15,23 @@ from loglake.cli_aws import COMMANDS as AWS_COMMANDS
 from loglake.cli_lake import COMMANDS as LAKE_COMMANDS
 from loglake.cli_options import (
     CONTEXT,
+    SafeErrors,
     data_dir_option,
+    json_text,
     key_option,
     print_columns,
     print_record_json,
     print_record_row,
+    printable,
     url_option,
 )
+from loglake.cli_send import COMMANDS as SEND_COMMANDS
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, env_name, load_settings, option_fields
 from loglake.keys import ApiKey, KeyStore, KeyStoreError, parse_scopes
-from loglake.shipping import line_to_record, timed_batches
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=SafeErrors, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="loglake")
 def main() -> None:
     """loglake: durable log ingest over HTTP and recent logs in milliseconds.
@@ -150,7 +148,7 @@ def keys_list(include_revoked: bool, as_json: bool, data_dir: Path) -> None:
         store.close()
     if as_json:
         for key in found:
-            click.echo(json.dumps(key.as_dict()))
+            click.echo(json_text(key.as_dict()))
         return
     rows = [
         (
@@ -186,7 +184,7 @@ def keys_revoke(name: str, force: bool, data_dir: Path) -> None:
         raise click.ClickException(str(e)) from None
     finally:
         store.close()
-    click.echo(f"revoked {name}", err=True)
+    click.echo(f"revoked {printable(name)}", err=True)
 
 
 def _existing_keystore(data_dir: Path) -> KeyStore:
@@ -196,80 +194,6 @@ def _existing_keystore(data_dir: Path) -> KeyStore:
 
 
 # -- client commands ---------------------------------------------------------------------------
-
-
-@main.command(context_settings=CONTEXT)
-@click.argument("message", nargs=-1)
-@click.option("--service", default=None, help="Service of records that do not name one.")
-@click.option("--severity", default=None, help="Severity of records that do not give one.")
-@click.option("--log-type", default=None, help="Log type of records that do not give one.")
-@click.option(
-    "--batch-size", default=5000, show_default=True, type=click.IntRange(1, 10_000), help="Most records per request."
-)
-@click.option(
-    "--max-wait",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(0.01),
-    help="Seconds a line may wait for its batch.",
-)
-@url_option
-@key_option
-def send(
-    message: tuple[str, ...],
-    service: str | None,
-    severity: str | None,
-    log_type: str | None,
-    batch_size: int,
-    max_wait: float,
-    url: str,
-    api_key: str | None,
-) -> None:
-    """Send MESSAGE, or else lines from stdin: NDJSON records or plain text (one record per line).
-
-    Lines are sent in batches: when a batch is full, or after --max-wait seconds, whichever
-    comes first. A record without a timestamp gets the time its line was read.
-
-    \b
-      loglake send --service api --severity error "Database connection timeout"
-      tail -f app.log | loglake send --service app
-      loglake send < records.ndjson
-    """
-    defaults = {k: v for k, v in (("service", service), ("severity", severity), ("log_type", log_type)) if v}
-    if message:
-        lines: Iterable[str] = [" ".join(message)]
-        total_bytes = None
-    else:
-        if sys.stdin.isatty():
-            click.echo("reading records from stdin (Ctrl-D ends); give a MESSAGE to send just one", err=True)
-        # Undecodable bytes become U+FFFD instead of stopping the whole stream.
-        lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-        total_bytes = _stdin_size()
-    sized = ((len(line.encode()), line_to_record(line, defaults, _now_ms())) for line in lines)
-    records = (pair for pair in sized if pair[1] is not None)
-    sent = 0
-    progress = _Progress(total_bytes)
-    try:
-        with LoglakeClient(url, api_key) as client:
-            for batch in timed_batches(records, batch_size, max_wait):
-                ids = client.send([record for _, record in batch])
-                sent += len(ids)
-                progress.update(sent, sum(size for size, _ in batch))
-                if message:
-                    click.echo(ids[0])
-    except ClientError as e:
-        progress.done()
-        for d in e.details[:20]:
-            click.echo(f"  record {sent + d.get('index', 0)}: {d.get('field')}: {d.get('reason')}", err=True)
-        raise click.ClickException(f"{e} ({sent} record(s) were stored before this)") from None
-    except KeyboardInterrupt:
-        progress.done()
-        raise click.ClickException(
-            f"interrupted: {sent} record(s) sent; lines read in the last second were not"
-        ) from None
-    progress.done()
-    if not message:
-        click.echo(f"sent {sent} record(s)", err=True)
 
 
 @main.command(context_settings=CONTEXT)
@@ -358,7 +282,7 @@ def get(log_id: str, url: str, api_key: str | None) -> None:
     """Print one record as JSON, by its logId (or the id it was sent with)."""
     try:
         with LoglakeClient(url, api_key) as client:
-            click.echo(json.dumps(client.get(log_id), ensure_ascii=False, indent=2))
+            click.echo(json_text(client.get(log_id), indent=2))
     except ClientError as e:
         raise click.ClickException(str(e)) from None
 
@@ -366,47 +290,9 @@ def get(log_id: str, url: str, api_key: str | None) -> None:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _stdin_size() -> int | None:
-    try:
-        info = os.fstat(sys.stdin.fileno())
-    except (OSError, ValueError):
-        return None
-    return info.st_size if stat.S_ISREG(info.st_mode) and info.st_size > 1_000_000 else None
-
-
-class _Progress:
-    """A progress bar on stderr for large inputs of known size, else a running count on a terminal."""
-
-    def __init__(self, total_bytes: int | None) -> None:
-        self.bar = click.progressbar(length=total_bytes, label="sending", file=sys.stderr) if total_bytes else None
-        if self.bar is not None:
-            self.bar.__enter__()
-        self.live = self.bar is None and sys.stderr.isatty()
-        self.started = time.monotonic()
-
-    def update(self, sent: int, batch_bytes: int) -> None:
-        if self.bar is not None:
-            self.bar.update(batch_bytes)
-        elif self.live:
-            rate = sent / max(1e-6, time.monotonic() - self.started)
-            click.echo(f"\rsent {sent} records ({rate:,.0f}/s)", err=True, nl=False)
-
-    def done(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
-        elif self.live:
-            click.echo("", err=True)
-            self.live = False
-
-
 def _iso(epoch_s: int | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s)) if epoch_s else ""
 
 
-for _command in [*LAKE_COMMANDS, *AMPLIFY_COMMANDS, *AWS_COMMANDS]:
+for _command in [*SEND_COMMANDS, *LAKE_COMMANDS, *AMPLIFY_COMMANDS, *AWS_COMMANDS]:
     main.add_command(_command)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import json
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from typing import Any
 import click
 
 from loglake.cli_lake import local_data_dir_option, local_lake, print_result
-from loglake.cli_options import CONTEXT, data_dir_option, key_option, print_columns, url_option
+from loglake.cli_options import CONTEXT, data_dir_option, json_text, key_option, print_columns, printable, url_option
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError
 
@@ -108,7 +107,7 @@ def collect(
         finally:
             collector.source.close()
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(json_text(report.to_dict(), indent=2))
     else:
         _print_report(report.to_dict())
     if not report.ok:
@@ -147,7 +146,7 @@ def import_file(file: Path, app_name: str, data_dir: Path) -> None:
         f"{report.duplicates:,} already there, {report.malformed:,} malformed"
     )
     for example in report.malformed_examples:
-        click.echo(f"  malformed: {example}", err=True)
+        click.echo(f"  malformed: {printable(example)}", err=True)
 
 
 @amplify.command(context_settings=CONTEXT)
@@ -192,12 +191,12 @@ def report(
         except ClientError as e:
             raise click.ClickException(str(e)) from None
     if as_json:
-        click.echo(json.dumps(reports, indent=2, ensure_ascii=False))
+        click.echo(json_text(reports, indent=2))
         return
     for number, result in enumerate(reports):
         if number:
             click.echo("")
-        click.echo(click.style(result["title"], bold=True))
+        click.echo(click.style(printable(result["title"]), bold=True))
         print_result(result, "table")
 
 
@@ -213,7 +212,7 @@ def status(data_dir: Path) -> None:
         click.echo("no Amplify collection has run on this data dir yet")
         return
     for app, until_ms in marks:
-        click.echo(f"{app}: collected up to {iso_utc(from_ms(until_ms))}")
+        click.echo(f"{printable(app)}: collected up to {iso_utc(from_ms(until_ms))}")
     for run in runs:
         rows = sum(a["rows"] for a in run["apps"])
         failed = sum(a["windows_failed"] for a in run["apps"])
@@ -223,9 +222,9 @@ def status(data_dir: Path) -> None:
         )
         for app in run["apps"]:
             for error in app["errors"][:3]:
-                click.echo(f"  {app['app']}: {error}")
+                click.echo(f"  {printable(app['app'])}: {printable(error)}")
             if len(app["errors"]) > 3:
-                click.echo(f"  {app['app']}: ... and {len(app['errors']) - 3} more error(s)")
+                click.echo(f"  {printable(app['app'])}: ... and {len(app['errors']) - 3} more error(s)")
 
 
 def _query_time(text: str, option: str, now_ms: int) -> int:
@@ -331,9 +330,9 @@ def _print_report(report: dict[str, Any]) -> None:
     print_columns(header, rows)
     for a in report["apps"]:
         for error in a["errors"]:
-            click.echo(f"{a['app']}: error: {error}", err=True)
+            click.echo(f"{printable(a['app'])}: error: {printable(error)}", err=True)
         for example in a["malformed_examples"]:
-            click.echo(f"{a['app']}: malformed: {example}", err=True)
+            click.echo(f"{printable(a['app'])}: malformed: {printable(example)}", err=True)
 
 
 def _now_ms() -> int:

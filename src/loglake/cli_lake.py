@@ -12,7 +12,15 @@ from typing import Any
 
 import click
 
-from loglake.cli_options import CONTEXT, key_option, print_record_json, print_record_row, url_option
+from loglake.cli_options import (
+    CONTEXT,
+    json_text,
+    key_option,
+    print_record_json,
+    print_record_row,
+    printable,
+    url_option,
+)
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, env_name, load_settings
 
@@ -168,16 +176,16 @@ def _athena_query(
 
 def print_result(result: dict[str, Any], fmt: str) -> None:
     if "plan" in result:
-        click.echo(json.dumps(result, ensure_ascii=False, indent=2) if fmt == "json" else result["plan"])
+        click.echo(json_text(result, indent=2) if fmt == "json" else printable(result["plan"], multiline=True))
         return
     names = [c["name"] for c in result["columns"]]
     if result["truncated"] and fmt != "table":
         click.echo(f"note: only the first {result['row_count']:,} rows; {_MORE_ROWS}", err=True)
     if fmt == "json":
-        click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+        click.echo(json_text(result, indent=2))
     elif fmt == "ndjson":
         for row in result["rows"]:
-            click.echo(json.dumps(dict(zip(names, row, strict=True)), ensure_ascii=False))
+            click.echo(json_text(dict(zip(names, row, strict=True))))
     elif fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(names)
@@ -198,11 +206,12 @@ def _csv_cell(value: Any) -> Any:
 
 def _print_table(names: list[str], rows: list[list[Any]], max_width: int = 60) -> None:
     def text(value: Any) -> str:
-        shown = "NULL" if value is None else json.dumps(value) if isinstance(value, dict | list) else str(value)
-        shown = shown.replace("\n", "⏎")
+        shown = "NULL" if value is None else json_text(value) if isinstance(value, dict | list) else str(value)
+        shown = printable(shown)
         return shown if len(shown) <= max_width else shown[: max_width - 1] + "…"
 
     cells = [[text(v) for v in row] for row in rows]
+    names = [printable(n) for n in names]
     widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(names)]
     click.echo(click.style("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip(), bold=True))
     for row in cells:
@@ -226,18 +235,19 @@ def tables(as_json: bool, data_dir: Path | None, url: str, api_key: str | None) 
         except ClientError as e:
             raise click.ClickException(str(e)) from None
     if as_json:
-        click.echo(json.dumps(described, ensure_ascii=False, indent=2))
+        click.echo(json_text(described, indent=2))
         return
     for table in described:
         hot = f", {table['hot_records']:,} hot" if "hot_records" in table else ""
-        click.echo(click.style(table["name"], bold=True) + f"  {table['description']}")
+        click.echo(click.style(printable(table["name"]), bold=True) + f"  {printable(table['description'])}")
         click.echo(
             f"  {table['lake_records']:,} records in the lake ({table['lake_bytes'] / 1e6:.1f} MB, "
             f"{len(table['partitions'])} partition(s)){hot}"
         )
-        width = max(len(c["name"]) for c in table["columns"])
-        for column in table["columns"]:
-            click.echo(f"  {column['name']:<{width}}  {column['type']:<10} {column['description']}")
+        columns = [[printable(c[part]) for part in ("name", "type", "description")] for c in table["columns"]]
+        width = max(len(name) for name, _, _ in columns)
+        for name, kind, description in columns:
+            click.echo(f"  {name:<{width}}  {kind:<10} {description}")
 
 
 # -- search ------------------------------------------------------------------------------------

@@ -32,15 +32,49 @@ key_option = click.option(
 )
 
 
+# Control characters in what a terminal shows could recolour it, retitle it, move the cursor or
+# worse (a message holding "\x1b]0;title\x07"): human-facing output shows them as escapes. C0, DEL and
+# C1 are the control characters; the bidirectional overrides can make a line read as something else.
+_CONTROLS = [*range(0x20), *range(0x7F, 0xA0)]
+_BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_ESCAPES = {c: f"\\x{c:02x}" for c in _CONTROLS} | {c: f"\\u{c:04x}" for c in _BIDI}
+_ESCAPES |= {ord("\t"): "\\t", ord("\r"): "\\r"}
+_ONE_LINE = str.maketrans(_ESCAPES | {ord("\n"): "⏎"})
+_LINES = str.maketrans({c: e for c, e in _ESCAPES.items() if c != ord("\n")})
+# In JSON text, C0 is escaped already; DEL and C1 may appear raw, and as \uXXXX they mean the same.
+_JSON_RAW = str.maketrans({c: f"\\u{c:04x}" for c in range(0x7F, 0xA0)})
+
+
+class SafeErrors(click.Group):
+    """A command group whose errors (often quoting a server, a file or a record) show as printable text."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as e:
+            e.message = printable(e.message, multiline=True)
+            raise
+
+
+def printable(value: object, multiline: bool = False) -> str:
+    """Text for a terminal: control characters as visible escapes; a newline as ⏎, unless `multiline`."""
+    return str(value).translate(_LINES if multiline else _ONE_LINE)
+
+
+def json_text(value: object, indent: int | None = None) -> str:
+    """JSON (exact: it decodes to the same value) that a terminal shows without obeying anything in it."""
+    return json.dumps(value, ensure_ascii=False, indent=indent).translate(_JSON_RAW)
+
+
 def print_record_json(record: dict) -> None:
-    click.echo(json.dumps(record, ensure_ascii=False))
+    click.echo(json_text(record))
 
 
 def print_record_row(record: dict) -> None:
     width = shutil.get_terminal_size((120, 20)).columns
-    severity = record["severity"].upper()
-    head = f"{record['datetime']}  {severity:<8}  {record['service']:<16}  "
-    message = record["message"].replace("\n", "⏎")
+    severity = printable(record["severity"].upper())
+    head = f"{printable(record['datetime'])}  {severity:<8}  {printable(record['service']):<16}  "
+    message = printable(record["message"])
     if len(head) + len(message) > width and sys.stdout.isatty():
         message = message[: max(10, width - len(head) - 1)] + "…"
     colour = SEVERITY_COLOURS.get(record["severity"])
@@ -49,6 +83,7 @@ def print_record_row(record: dict) -> None:
 
 def print_columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     """Rows of text under a header, each column as wide as its widest cell."""
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
-    for row in (header, *rows):
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    cells = [[printable(c) for c in row] for row in (header, *rows)]
+    widths = [max(len(c) for c in column) for column in zip(*cells, strict=True)]
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import gzip
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-import msgspec
 
-_encode = msgspec.json.Encoder().encode
-RETRYABLE = (429, 503)
+from loglake.retry import Backoff, TryAgain, retry_after_seconds
+
+# Answers that say "not now" rather than "no": the server (or a proxy before it) is busy, restarting or
+# away. A 500 is not among them: it may come from one record, which only halving a batch finds.
+RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
+# The server could not be reached, or went away before answering.
+UNREACHABLE = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
+READ_ATTEMPTS = 6  # reads retry "not now" answers, not an unreachable server: a person is waiting
+READ_GIVE_UP_SECONDS = 60.0
+
+OnRetry = Callable[[Exception, float], None]
 
 
 class ClientError(Exception):
@@ -25,10 +33,10 @@ class ClientError(Exception):
 
 
 class LoglakeClient:
-    def __init__(self, url: str, api_key: str | None, timeout: float = 30.0, retries: int = 5) -> None:
+    def __init__(self, url: str, api_key: str | None, timeout: float = 30.0, backoff: Backoff | None = None) -> None:
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self.url = url.rstrip("/")
-        self.retries = retries
+        self.backoff = backoff or Backoff()
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     def __enter__(self) -> LoglakeClient:
@@ -37,11 +45,25 @@ class LoglakeClient:
     def __exit__(self, *exc: object) -> None:
         self._http.close()
 
-    def send(self, records: Iterable[dict[str, Any]]) -> list[str]:
-        """Post one batch as gzipped NDJSON; returns the log ids. Retries 429/503, which store nothing."""
-        body = gzip.compress(b"\n".join(_encode(r) for r in records), compresslevel=1)
+    def send(
+        self, records: Sequence[bytes], *, give_up_after: float | None = None, on_retry: OnRetry | None = None
+    ) -> list[str]:
+        """Post one batch of JSON-encoded records (gzipped NDJSON); returns their log ids. While the server
+        cannot be reached or answers "not now", the batch is sent again, for up to give_up_after seconds
+        (None: for as long as it takes). A batch whose answer was lost on the way back (the server died
+        mid-request) can so be stored twice; records with their own `id` are stored once whatever happens."""
+        body = gzip.compress(b"\n".join(records), compresslevel=1)
         headers = {"content-type": "application/x-ndjson", "content-encoding": "gzip"}
-        return self._request("POST", "/logs", content=body, headers=headers)["logIds"]
+        answer = self._request(
+            "POST",
+            "/logs",
+            content=body,
+            headers=headers,
+            retry_unreachable=True,
+            give_up_after=give_up_after,
+            on_retry=on_retry,
+        )
+        return answer["logIds"]
 
     def recent(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._request("GET", "/logs/recent", params={k: v for k, v in params.items() if v is not None})
@@ -62,26 +84,36 @@ class LoglakeClient:
     def get(self, log_id: str) -> dict[str, Any]:
         return self._request("GET", f"/logs/{quote(log_id, safe='')}")
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        for attempt in range(self.retries + 1):
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        retry_unreachable: bool = False,
+        give_up_after: float | None = READ_GIVE_UP_SECONDS,
+        on_retry: OnRetry | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        def attempt() -> Any:
             try:
                 response = self._http.request(method, path, **kwargs)
-            except httpx.TransportError as e:
-                raise ClientError(f"cannot reach loglake at {self.url}: {e}; is `loglake serve` running?") from None
-            if response.status_code in RETRYABLE and attempt < self.retries:
-                time.sleep(_retry_after(response, attempt))
-                continue
+            except UNREACHABLE as e:
+                reason = str(e) or type(e).__name__
+                error = ClientError(f"cannot reach loglake at {self.url}: {reason}; is `loglake serve` running?")
+                if retry_unreachable:
+                    raise TryAgain(error) from None
+                raise error from None
+            except httpx.TransportError as e:  # a URL httpx cannot use, say
+                raise ClientError(f"cannot use loglake at {self.url}: {e}") from None
             if response.is_success:
                 return response.json()
-            raise _error(response)
-        raise AssertionError("unreachable")
+            error = _error(response)
+            if response.status_code in RETRY_STATUSES:
+                raise TryAgain(error, retry_after_seconds(response.headers.get("retry-after"), time.time()))
+            raise error
 
-
-def _retry_after(response: httpx.Response, attempt: int) -> float:
-    try:
-        return min(30.0, float(response.headers.get("retry-after", "")))
-    except ValueError:
-        return min(30.0, 0.5 * 2**attempt)
+        attempts = None if retry_unreachable else READ_ATTEMPTS
+        return self.backoff.run(attempt, attempts=attempts, give_up_after=give_up_after, on_retry=on_retry)
 
 
 def _error(response: httpx.Response) -> ClientError:

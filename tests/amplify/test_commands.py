@@ -165,6 +165,30 @@ def test_import_loads_a_console_download_once(tmp_path: Path) -> None:
     assert refused.exit_code == 1 and "not an Amplify access log" in refused.output
 
 
+def test_import_and_reports_show_control_characters_in_the_file_escaped(tmp_path: Path) -> None:
+    """An access log is written by whoever sends requests: a referrer or a request id may hold escape
+    sequences that would recolour or retitle the terminal showing them."""
+    good, bad = varied_requests(2, ms(SINCE), 3_600_000, "esc")
+    requests = [
+        replace(good, referer="https://evil.example/\x1b]0;pwned\x07"),
+        replace(bad, request_id="\x1b[2Jwiped", status=42),  # malformed: a status has three digits
+    ]
+    file = tmp_path / "hostile.csv"
+    file.write_bytes(access_log(requests))
+    data = str(tmp_path / "data")
+    loaded = run_cli("amplify", "import", str(file), "--app", "danse_tech", "--data-dir", data)
+    assert loaded.exit_code == 0, loaded.output
+    assert "1 malformed" in loaded.stdout
+    assert "malformed: request \\x1b[2Jwiped" in loaded.stderr and "\x1b" not in loaded.output
+    week = ["--since", "2026-11-01T00:00:00Z", "--until", "2026-11-08T00:00:00Z"]
+    report = run_cli("amplify", "report", "--app", "danse_tech", "--data-dir", data, "--report", "top_referrers", *week)
+    assert report.exit_code == 0, report.output
+    assert "https://evil.example/\\x1b]0;pwned\\x07" in report.stdout and "\x1b" not in report.output
+    as_json = run_cli("amplify", "report", "--app", "danse_tech", "--data-dir", data, "--json", *week)
+    (referrers,) = [r for r in json.loads(as_json.stdout) if r["name"] == "top_referrers"]
+    assert referrers["rows"] == [["https://evil.example/\x1b]0;pwned\x07", 1]]  # exact
+
+
 def imported(tmp_path: Path, count: int = 2_000) -> tuple[Path, list]:
     requests = varied_requests(count, ms(SINCE), ms(UNTIL) - ms(SINCE), "r")
     file = tmp_path / "week.csv"
@@ -180,7 +204,15 @@ def test_reports_answer_what_people_look_at(tmp_path: Path) -> None:
     result = run_cli("amplify", "report", "--app", "danse_tech", "--data-dir", str(data), "--json", *week)
     assert result.exit_code == 0, result.output
     reports = {r["name"]: r for r in json.loads(result.stdout)}
-    assert list(reports) == [q.name for q in SAVED_QUERIES]
+    assert list(reports) == [
+        "top_paths",
+        "status_classes",
+        "bytes_served",
+        "cache_hit_ratio",
+        "edge_locations",
+        "top_referrers",
+        "bots_vs_humans",
+    ]
     paths = Counter(r.path for r in requests)
     assert [tuple(row[:2]) for row in reports["top_paths"]["rows"]] == sorted(
         paths.items(), key=lambda p: (-p[1], p[0])

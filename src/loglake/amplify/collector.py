@@ -15,7 +15,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import random
 import shutil
 import sqlite3
 import tempfile
@@ -49,6 +48,7 @@ from loglake.lake.parts import by_utc_day, file_name
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE
 from loglake.model import DAY_MS
+from loglake.retry import Backoff, TryAgain
 from loglake.store.sqlite import SQLiteHotStore
 
 HOUR = timedelta(hours=1)
@@ -159,11 +159,11 @@ class Collector:
         self.lake = lake
         self.source = source or AmplifyLogSource()
         self.clock = clock
-        self.sleep = sleep
+        # Full jitter: apps throttled together do not retry in step.
+        self.backoff = Backoff(first=BACKOFF_SECONDS, cap=BACKOFF_CAP_SECONDS, sleep=sleep)
         self.on_progress = on_progress or (lambda app, done, total, rows: None)
         self.max_parallel_apps = max_parallel_apps
         self.grace_ms = grace_ms  # how long dropped files stay for queries already reading them
-        self._random = random.Random()
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -310,16 +310,16 @@ class Collector:
             return [part for half in halves for part in self.fetch(app, half, report, depth + 1)]
 
     def _with_retries(self, call: Callable[[], bytes], report: AppReport) -> bytes:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        def attempt() -> bytes:
             try:
                 return call()
             except Retryable as e:
-                if attempt == MAX_ATTEMPTS:
-                    raise Fatal(f"gave up after {MAX_ATTEMPTS} attempts: {e}") from None
-                report.retries += 1
-                pause = min(BACKOFF_CAP_SECONDS, BACKOFF_SECONDS * 2 ** (attempt - 1))
-                self.sleep(self._random.uniform(0, pause))  # full jitter: apps do not retry in step
-        raise AssertionError("unreachable")
+                raise TryAgain(Fatal(f"gave up after {MAX_ATTEMPTS} attempts: {e}")) from None
+
+        def count(error: Exception, pause: float) -> None:
+            report.retries += 1
+
+        return self.backoff.run(attempt, attempts=MAX_ATTEMPTS, on_retry=count)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import binascii
 import heapq
-import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +40,7 @@ import botocore.exceptions
 from loglake import readback
 from loglake.ids import format_uuid, lower_bound, timestamp_of
 from loglake.model import NewRecord, StoredRecord
+from loglake.retry import Backoff, TryAgain
 from loglake.store.base import UNINDEXED_LOG_TYPE, UNINDEXED_SEVERITY, HotStore, RecentQuery, ScanKey, StoreUnavailable
 
 HOUR_MS = 3_600_000
@@ -50,6 +50,7 @@ ID_COUNTER_LOW_BYTE = 11  # of the 16-byte UUIDv7 (ids.py: 42-bit counter, then 
 BATCH_ITEMS = 25  # BatchWriteItem's limit
 TRANSACTIONS_AT_ONCE = 16  # client-id writes (one transaction each) in flight per store
 MAX_ATTEMPTS = 8
+UNPROCESSED_BACKOFF = Backoff(first=0.05, cap=2.0)
 _CLIENT = "#client#"
 _HOURS = "#hours"
 _INDEX = {"service": None, "log_type": "by_log_type", "severity": "by_severity"}
@@ -184,13 +185,16 @@ class DynamoDBHotStore(HotStore):
 
     def _batch_put(self, items: list[dict]) -> None:
         requests = [{"PutRequest": {"Item": item}} for item in items]
-        for attempt in range(MAX_ATTEMPTS):
+
+        def attempt() -> None:
+            nonlocal requests
             answer = self._call(self.client.batch_write_item, RequestItems={self.table: requests})
             requests = answer.get("UnprocessedItems", {}).get(self.table, [])
-            if not requests:
-                return
-            time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))  # throttled: back off, with jitter
-        raise StoreUnavailable(f"DynamoDB left {len(requests)} item(s) unprocessed after {MAX_ATTEMPTS} attempts")
+            if requests:  # throttled
+                left = f"DynamoDB left {len(requests)} item(s) unprocessed after {MAX_ATTEMPTS} attempts"
+                raise TryAgain(StoreUnavailable(left))
+
+        UNPROCESSED_BACKOFF.run(attempt, attempts=MAX_ATTEMPTS)
 
     def _call(self, operation: Any, **kwargs: Any) -> Any:
         try:

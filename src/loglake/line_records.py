@@ -1,0 +1,150 @@
+"""One line of a log stream as a loglake record, for `loglake send` and other shippers. No I/O.
+
+A line is one of three things:
+- a loglake record: a JSON object of record fields only (a `message` string and any of id, timestamp,
+  service, log_type, severity, attributes). It is sent as it is; the server validates it.
+- a structured log line from another logger (pino, bunyan, winston, logrus, zap, slog, Serilog,
+  python-json-logger, ECS loggers, `journalctl -o json`): any other JSON object. Its message, level and
+  time become the record's; every other field is kept as an attribute, and so is any of those fields
+  whose value cannot be used (an unknown level, a number that is not a time).
+- plain text (anything else, JSON that is not an object included): the whole line is the message.
+
+The default service, severity and log type (`--service`, ...) fill what a line does not give, and a
+line without a usable time gets `now_ms`, the time it was read.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from loglake.model import RECORD_FIELDS, SEVERITY_ALIASES, SMALLEST_PLAUSIBLE_MS, Limits, is_valid_name, parse_iso8601
+
+# The fields of a structured line that give the record's message, severity and time, in this order of
+# preference: the first one with a usable value is taken (and leaves the attributes); the others stay.
+MESSAGE_FIELDS = ("message", "msg", "MESSAGE")
+SEVERITY_FIELDS = ("severity", "level", "levelname", "log.level", "PRIORITY")
+TIME_FIELDS = ("timestamp", "time", "ts", "@timestamp", "__REALTIME_TIMESTAMP")
+
+# Level names beyond loglake's own severities and aliases (matched case-insensitively).
+OTHER_LEVEL_NAMES = {
+    "verbose": "debug",  # Serilog, winston
+    "silly": "debug",  # winston
+    "information": "info",  # Serilog
+    "informational": "info",  # syslog
+    "dpanic": "error",  # zap: logged as an error in production
+    "panic": "critical",  # logrus, zap
+    "crit": "critical",  # syslog
+    "alert": "critical",  # syslog
+    "emerg": "critical",  # syslog
+    "emergency": "critical",  # syslog
+}
+LEVEL_NAMES = {name: severity.label for name, severity in SEVERITY_ALIASES.items()} | OTHER_LEVEL_NAMES
+# pino's and bunyan's numeric levels: trace, debug, info, warn, error, fatal.
+NUMERIC_LEVELS = {10: "debug", 20: "debug", 30: "info", 40: "warning", 50: "error", 60: "critical"}
+# journald's PRIORITY: syslog severities 0 (emerg) to 7 (debug).
+SYSLOG_PRIORITIES = ["critical", "critical", "critical", "error", "warning", "info", "info", "debug"]
+
+_RECORD_FIELDS = frozenset(RECORD_FIELDS)
+_DIGITS = re.compile(r"\d+")
+_FUTURE_MS = Limits().max_future_ms  # the server's default; a later time is kept as an attribute
+_decode = msgspec.json.decode
+
+
+def line_to_record(line: str, defaults: Mapping[str, str], now_ms: int) -> dict[str, Any] | None:
+    """The record a line of a log stream stands for, with the defaults filled in; None for a blank line."""
+    text = line.rstrip("\r\n")
+    if not text.strip():
+        return None
+    parsed = _json_object(text)
+    if parsed is None:
+        return {**defaults, "message": text, "timestamp": now_ms}
+    if type(parsed.get("message")) is str and parsed.keys() <= _RECORD_FIELDS:
+        return {**defaults, "timestamp": now_ms, **parsed}
+    return {**defaults, "timestamp": now_ms, **structured_fields(parsed, text, now_ms)}
+
+
+def structured_fields(parsed: dict[str, Any], text: str, now_ms: int) -> dict[str, Any]:
+    """The record fields of a structured log line from another logger: message, severity, timestamp
+    (each only when found), service and log_type (when valid names), and the rest as attributes."""
+    rest = dict(parsed)
+    found: dict[str, Any] = {}
+    message = _take(rest, MESSAGE_FIELDS, lambda _, v: v if type(v) is str and v else None)
+    found["message"] = message if message is not None else text
+    severity = _take(rest, SEVERITY_FIELDS, _severity)
+    if severity is not None:
+        found["severity"] = severity
+    timestamp = _take(rest, TIME_FIELDS, lambda _, v: _epoch_ms(v, now_ms))
+    if timestamp is not None:
+        found["timestamp"] = timestamp
+    for name in ("service", "log_type"):
+        value = _take(rest, (name,), lambda _, v: v if type(v) is str and is_valid_name(v) else None)
+        if value is not None:
+            found[name] = value
+    given = rest.get("attributes")
+    if type(given) is dict and not given.keys() & rest.keys():  # merged only when no name clashes
+        del rest["attributes"]
+        rest = {**given, **rest}
+    if rest:
+        found["attributes"] = rest
+    return found
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        parsed = _decode(text)
+    except (msgspec.DecodeError, RecursionError):  # not JSON, or nested too deep to read: plain text
+        return None
+    return parsed if type(parsed) is dict else None
+
+
+def _take(fields: dict[str, Any], names: tuple[str, ...], convert: Any) -> Any:
+    """The converted value of the first of `names` that converts (removed from `fields`), else None."""
+    for name in names:
+        if name in fields:
+            value = convert(name, fields[name])
+            if value is not None:
+                del fields[name]
+                return value
+    return None
+
+
+def _severity(name: str, value: Any) -> str | None:
+    if name == "PRIORITY":
+        number = int(value) if type(value) is str and _DIGITS.fullmatch(value) else value
+        return SYSLOG_PRIORITIES[number] if type(number) is int and 0 <= number <= 7 else None
+    if type(value) is int:
+        return NUMERIC_LEVELS.get(value)
+    if type(value) is str:
+        return LEVEL_NAMES.get(value.lower())
+    return None
+
+
+def _epoch_ms(value: Any, now_ms: int) -> int | None:
+    """Epoch ms from an ISO-8601 text or a number (or digits) of epoch seconds, ms, us or ns, told apart
+    by size (below 10^11: seconds, 10^14: ms, 10^17: us); None unless it is between 1973 and a day from now."""
+    if type(value) is str and _DIGITS.fullmatch(value):
+        value = int(value)
+    if type(value) is str:
+        try:
+            ms = parse_iso8601(value)
+        except ValueError:
+            return None
+    elif type(value) is int or type(value) is float:
+        magnitude = abs(value)
+        if magnitude < 1e11:
+            value = value * 1000  # seconds (as zap's `ts`)
+        elif magnitude >= 1e17:
+            value = value // 1_000_000  # nanoseconds
+        elif magnitude >= 1e14:
+            value = value // 1000  # microseconds (as journald's __REALTIME_TIMESTAMP); else ms (as pino's `time`)
+        ms = math.floor(value)  # truncated to the millisecond, as ISO-8601 times are
+    else:
+        return None
+    return ms if SMALLEST_PLAUSIBLE_MS <= ms <= now_ms + _FUTURE_MS else None

@@ -1,0 +1,209 @@
+"""Lines of a log stream as records: plain text, loglake records, and other loggers' JSON lines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loglake.line_records import line_to_record
+
+NOW = 1_796_000_000_000  # 2026-11-30T01:33:20Z, the time the line was read
+DEFAULTS = {"service": "app"}
+
+
+def test_plain_text_is_the_message() -> None:
+    assert line_to_record("plain text\r\n", DEFAULTS, NOW) == {
+        "service": "app",
+        "message": "plain text",
+        "timestamp": NOW,
+    }
+    assert line_to_record("{not json", {}, NOW) == {"message": "{not json", "timestamp": NOW}
+    assert line_to_record('["a JSON array"]', {}, NOW) == {"message": '["a JSON array"]', "timestamp": NOW}
+    assert line_to_record("   \n", DEFAULTS, NOW) is None
+
+
+def test_json_nested_too_deep_to_read_is_plain_text() -> None:
+    deep = '{"a":' * 100_000 + "1" + "}" * 100_000
+    assert line_to_record(deep, {}, NOW) == {"message": deep, "timestamp": NOW}
+
+
+def test_a_loglake_record_is_sent_as_it_is() -> None:
+    line = '{"message": "m", "service": "own", "severity": "loud", "attributes": {"k": 1}}'
+    # Kept exactly, even its invalid severity: the server validates loglake records, and says what is wrong.
+    assert line_to_record(line, {**DEFAULTS, "log_type": "audit"}, NOW) == {
+        "service": "own",
+        "log_type": "audit",
+        "timestamp": NOW,
+        "message": "m",
+        "severity": "loud",
+        "attributes": {"k": 1},
+    }
+    assert line_to_record('{"message": "m", "timestamp": 1}', {}, NOW)["timestamp"] == 1
+
+
+def test_the_trial_users_pino_line() -> None:
+    line = '{"level":"info","msg":"request done","host":"web1"}'
+    assert line_to_record(line, {"service": "pino"}, NOW) == {
+        "service": "pino",
+        "timestamp": NOW,
+        "message": "request done",
+        "severity": "info",
+        "attributes": {"host": "web1"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("logger", "fields", "expected"),
+    [
+        (
+            "pino",
+            {"level": 50, "time": 1_795_322_781_801, "pid": 7, "hostname": "web1", "msg": "boom"},
+            {"message": "boom", "severity": "error", "timestamp": 1_795_322_781_801},
+        ),
+        (
+            "bunyan",
+            {"name": "api", "hostname": "h", "pid": 1, "level": 60, "msg": "down", "time": "2026-11-22T04:46:21.801Z"},
+            {"message": "down", "severity": "critical", "timestamp": 1_795_322_781_801},
+        ),
+        (
+            "logrus",
+            {"level": "warning", "msg": "slow", "time": "2026-11-22T05:46:21+01:00", "file": "main.go:20"},
+            {"message": "slow", "severity": "warning", "timestamp": 1_795_322_781_000},
+        ),
+        (
+            "zap",
+            {"level": "dpanic", "ts": 1_795_322_781.8015, "caller": "main.go:12", "msg": "odd"},
+            {"message": "odd", "severity": "error", "timestamp": 1_795_322_781_801},
+        ),
+        (
+            "winston",
+            {"level": "verbose", "message": "details", "timestamp": "2026-11-22T04:46:21.801Z", "label": "x"},
+            {"message": "details", "severity": "debug", "timestamp": 1_795_322_781_801},
+        ),
+        (
+            "Serilog",
+            {"@timestamp": "2026-11-22T04:46:21.801Z", "level": "Information", "message": "hi", "SourceContext": "A"},
+            {"message": "hi", "severity": "info", "timestamp": 1_795_322_781_801},
+        ),
+        (
+            "python-json-logger",
+            {"levelname": "CRITICAL", "message": "disk", "name": "app.db"},
+            {"message": "disk", "severity": "critical", "timestamp": NOW},
+        ),
+        (
+            "ECS",
+            {"@timestamp": "2026-11-22T04:46:21.801Z", "log.level": "warn", "message": "m", "ecs.version": "1.6"},
+            {"message": "m", "severity": "warning", "timestamp": 1_795_322_781_801},
+        ),
+        (
+            "journald",
+            {"MESSAGE": "started", "PRIORITY": "3", "__REALTIME_TIMESTAMP": "1795322781801234", "_PID": "1"},
+            {"message": "started", "severity": "error", "timestamp": 1_795_322_781_801},
+        ),
+    ],
+)
+def test_other_loggers_lines(logger: str, fields: dict, expected: dict) -> None:
+    mapped = {"message", "msg", "MESSAGE", "level", "levelname", "log.level", "PRIORITY"}
+    mapped |= {"time", "ts", "@timestamp", "timestamp", "__REALTIME_TIMESTAMP"}
+    record = line_to_record(json.dumps(fields), DEFAULTS, NOW)
+    assert record == {"service": "app", **expected, "attributes": {k: v for k, v in fields.items() if k not in mapped}}
+
+
+def test_values_that_cannot_be_used_stay_as_attributes() -> None:
+    fields = {"level": "http", "time": 35, "service": "not a name", "msg": "", "log_type": "web"}
+    record = line_to_record(json.dumps(fields), {"severity": "warning"}, NOW)
+    assert record == {
+        "severity": "warning",  # the default: "http" is no level loglake knows
+        "timestamp": NOW,  # 35 is no time (35 s after 1970): a duration, say
+        "message": json.dumps(fields),  # an empty msg is no message: the line is
+        "log_type": "web",
+        "attributes": {"level": "http", "time": 35, "service": "not a name", "msg": ""},
+    }
+
+
+def test_the_first_usable_field_wins_and_the_others_stay() -> None:
+    line = '{"message": {"text": "not a string"}, "msg": "used", "severity": 42, "level": 40, "ts": "1795322781"}'
+    assert line_to_record(line, {}, NOW) == {
+        "timestamp": 1_795_322_781_000,
+        "message": "used",
+        "severity": "warning",
+        "attributes": {"message": {"text": "not a string"}, "severity": 42},
+    }
+
+
+@pytest.mark.parametrize(
+    ("time_value", "expected"),
+    [
+        (1_795_322_781, 1_795_322_781_000),  # seconds
+        (1_795_322_781.5, 1_795_322_781_500),
+        (1_795_322_781_801, 1_795_322_781_801),  # milliseconds
+        (1_795_322_781_801_234, 1_795_322_781_801),  # microseconds
+        (1_795_322_781_801_934_567, 1_795_322_781_801),  # nanoseconds, truncated as ISO times are
+        ("1795322781801", 1_795_322_781_801),  # digits
+        (NOW + 86_400_000 + 1, None),  # more than a day ahead: not this record's time
+        ("yesterday", None),
+        (True, None),
+    ],
+)
+def test_times_in_any_unit(time_value: object, expected: int | None) -> None:
+    record = line_to_record(json.dumps({"msg": "m", "time": time_value}), {}, NOW)
+    if expected is None:
+        assert record["timestamp"] == NOW and record["attributes"] == {"time": time_value}
+    else:
+        assert record["timestamp"] == expected and "attributes" not in record
+
+
+def test_attributes_of_a_structured_line_merge_unless_names_clash() -> None:
+    merged = line_to_record('{"msg": "m", "attributes": {"a": 1}, "host": "h"}', {}, NOW)
+    assert merged["attributes"] == {"a": 1, "host": "h"}
+    clashing = line_to_record('{"msg": "m", "attributes": {"host": 1}, "host": "h"}', {}, NOW)
+    assert clashing["attributes"] == {"attributes": {"host": 1}, "host": "h"}
+
+
+def test_a_message_that_is_not_a_string_makes_a_structured_line() -> None:
+    assert line_to_record('{"message": 5}', {}, NOW) == {
+        "timestamp": NOW,
+        "message": '{"message": 5}',
+        "attributes": {"message": 5},
+    }
+
+
+@pytest.mark.parametrize(
+    ("level", "severity"),
+    [
+        (10, "debug"),
+        (20, "debug"),
+        (30, "info"),
+        (40, "warning"),
+        (50, "error"),
+        (60, "critical"),
+        ("TRACE", "debug"),
+        ("silly", "debug"),
+        ("notice", "info"),
+        ("informational", "info"),
+        ("WARN", "warning"),
+        ("err", "error"),
+        ("fatal", "critical"),
+        ("panic", "critical"),
+        ("crit", "critical"),
+        ("alert", "critical"),
+        ("emerg", "critical"),
+        ("emergency", "critical"),
+    ],
+)
+def test_levels(level: object, severity: str) -> None:
+    assert line_to_record(json.dumps({"msg": "m", "level": level}), {}, NOW)["severity"] == severity
+
+
+@pytest.mark.parametrize(
+    ("priority", "severity"), [("0", "critical"), (2, "critical"), ("4", "warning"), ("7", "debug")]
+)
+def test_journald_priorities(priority: object, severity: str) -> None:
+    assert line_to_record(json.dumps({"MESSAGE": "m", "PRIORITY": priority}), {}, NOW)["severity"] == severity
+
+
+@pytest.mark.parametrize("level", [35, 0, "8", "loud"])
+def test_unknown_levels_stay_as_attributes(level: object) -> None:
+    record = line_to_record(json.dumps({"msg": "m", "level": level}), {}, NOW)
+    assert "severity" not in record and record["attributes"] == {"level": level}
