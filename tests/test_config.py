@@ -52,3 +52,21 @@ def test_no_auth_is_allowed_on_loopback() -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(config_file=tmp_path / "nope.toml", environ={})
+
+
+def test_every_problem_with_the_settings_is_named_at_once() -> None:
+    environ = {
+        "LOGLAKE_PORT": "http",
+        "LOGLAKE_QUERY_THREADS": "0",
+        "LOGLAKE_DURABILITY": "sometimes",
+        "LOGLAKE_RETENTION_DAYS": "-1",
+        "LOGLAKE_RATE_LIMIT": "nan",
+    }
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ=environ)
+    message = str(raised.value)
+    assert "setting port (LOGLAKE_PORT) must be an integer, got 'http'" in message
+    assert "query_threads must be positive, got 0" in message
+    assert "durability must be one of full, process, got 'sometimes'" in message
+    assert "retention_days must be 0 (keep forever) or positive, got -1" in message
+    assert "rate_limit must be positive, got nan" in message

@@ -106,38 +106,42 @@ class Settings:
         return self.data_dir / "keys.db"
 
     def check(self) -> Settings:
-        """Refuse combinations that are unsafe or cannot work."""
+        """Refuse combinations that are unsafe or cannot work, naming every problem at once."""
+        problems = self.problems()
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
+
+    def problems(self) -> list[str]:
+        found = []
         if not self.auth and not is_loopback(self.host):
-            raise ConfigError(
+            found.append(
                 f"refusing to serve {self.host} with auth disabled: anyone on the network could read and "
-                "write logs. Keep auth on, or bind to 127.0.0.1."
+                "write logs. Keep auth on, or bind to 127.0.0.1"
             )
         for f in fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
-                raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
+                found.append(f"{f.name} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
         if not 0 < self.port < 65536:
-            raise ConfigError(f"port must be 1-65535, got {self.port}")
-        if self.rate_limit <= 0 or self.rate_burst <= 0:
-            raise ConfigError("rate_limit and rate_burst must be positive")
-        positive = ("hot_window_seconds", "hot_max_records", "compact_target_mb", "query_timeout_seconds")
-        query = ("query_max_rows", "query_concurrency", "query_memory_mb", "query_threads", "query_max_response_mb")
-        for name in (*positive, *query):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.query_spill_mb < 0:
-            raise ConfigError(
-                f"query_spill_mb must be 0 (a tenth of the free disk) or positive, got {self.query_spill_mb}"
-            )
-        if self.retention_days < 0 or self.flush_interval_seconds < 0:
-            raise ConfigError("retention_days and flush_interval_seconds must be 0 (off) or positive")
+            found.append(f"port must be 1-65535, got {self.port}")
+        positive = ("rate_limit", "rate_burst", "hot_window_seconds", "hot_max_records", "compact_target_mb")
+        query = ("query_timeout_seconds", "query_max_rows", "query_concurrency", "query_memory_mb", "query_threads")
+        for name in (*positive, *query, "query_max_response_mb"):
+            if not getattr(self, name) > 0:
+                found.append(f"{name} must be positive, got {getattr(self, name)}")
+        for name, off in (("query_spill_mb", "a tenth of the free disk"), ("retention_days", "keep forever")):
+            if getattr(self, name) < 0:
+                found.append(f"{name} must be 0 ({off}) or positive, got {getattr(self, name)}")
+        if not self.flush_interval_seconds >= 0:
+            found.append(f"flush_interval_seconds must be 0 (never) or positive, got {self.flush_interval_seconds}")
         try:
             parse_origins(self.cors_allow_origins)
         except ValueError as e:
-            raise ConfigError(f"cors_allow_origins: {e}") from None
+            found.append(f"cors_allow_origins: {e}")
         if (self.lake_prefix or self.lake_endpoint) and not self.lake_bucket:
-            raise ConfigError("lake_prefix and lake_endpoint need lake_bucket (the S3 bucket of the lake)")
-        return self
+            found.append("lake_prefix and lake_endpoint need lake_bucket (the S3 bucket of the lake)")
+        return found
 
 
 def option_fields() -> list[Any]:
@@ -161,7 +165,15 @@ def load_settings(
         if env_name(f.name) in environ:
             values[f.name] = environ[env_name(f.name)]
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    typed = {name: _coerce(name, value) for name, value in values.items()}
+    typed, problems = {}, []
+    for name, value in values.items():
+        try:
+            typed[name] = _coerce(name, value)
+        except ConfigError as e:
+            problems.append(str(e))
+    if problems:  # every value that is not of its type, with whatever else is wrong among the rest
+        problems += replace(Settings(), **typed).problems()
+        raise ConfigError("; ".join(problems))
     return replace(Settings(), **typed).check()
 
 

@@ -418,8 +418,10 @@ async def test_storage_full_is_503_then_recovers(settings: Settings) -> None:
             response = await client.post("/logs", json=big)
             assert response.status_code == 503 and response.headers["retry-after"]
             assert "nothing was written" in error_of(response)["message"]
+            assert str(settings.data_dir) not in response.text  # server paths are for operators
             health = await client.get("/healthz")
             assert health.status_code == 503 and health.json()["store"]["writable"] is False
+            assert str(settings.hot_db_path) in health.json()["store"]["error"]  # an admin's /healthz
 
             app.store.set_max_size(0)  # the disk has room again
             assert (await client.post("/logs", json=big)).status_code == 201

@@ -65,7 +65,7 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
     try:
         log_ids = await _committed(app.service.submit(records))
     except StoreUnavailable as e:
-        app.storage_error = str(e)
+        app.storage_error = e.for_operators()  # /healthz shows it to readers, the client gets no server path
         app.metrics.rejected.inc(("storage_unavailable",), len(records))
         raise ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")]) from None
     app.metrics.count_ingested(Counter(map(_SERVICE_AND_SEVERITY, records)))

@@ -146,7 +146,7 @@ def merge_objects(
         inputs.append(work / f"input-{len(inputs)}.parquet")
         lake.get_file(key, inputs[-1])
     if records is None and distinct_ids:
-        records = count_distinct_ids(inputs)
+        records = count_distinct_ids(inputs, work / "spill", memory_mb)
     elif records is None:
         records = sum(pq.ParquetFile(path).metadata.num_rows for path in inputs)
     merge_sorted(inputs, output, work / "spill", memory_mb, distinct_ids=distinct_ids)
@@ -156,11 +156,26 @@ def merge_objects(
     return written
 
 
-def count_distinct_ids(inputs: list[Path]) -> int:
+def count_distinct_ids(inputs: list[Path], spill_dir: Path, memory_mb: int) -> int:
     files = ", ".join(sql_string(str(p)) for p in inputs)
-    with duckdb.connect() as con:
+    with _background_duckdb(spill_dir, memory_mb) as con:
         ((count,),) = con.sql(f"SELECT count(DISTINCT log_id) FROM read_parquet([{files}])").fetchall()
     return count
+
+
+def _background_duckdb(spill_dir: Path, memory_mb: int) -> duckdb.DuckDBPyConnection:
+    """A DuckDB for maintenance in the background: one thread (ingest and queries keep the other
+    cores), `memory_mb` of memory and its spill in the job's own folder (DuckDB's defaults would take
+    every core, 80 % of the memory and a `.tmp` folder in whatever directory the server started in)."""
+    return duckdb.connect(
+        config={
+            "threads": 1,
+            "memory_limit": f"{memory_mb}MiB",
+            "temp_directory": str(spill_dir),
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+    )
 
 
 def merge_sorted(
@@ -174,14 +189,7 @@ def merge_sorted(
     rows = f"read_parquet([{files}], hive_partitioning = false)"
     if distinct_ids:
         rows = f"(SELECT DISTINCT ON (log_id) * FROM {rows})"
-    con = duckdb.connect(
-        config={
-            "memory_limit": f"{memory_mb}MB",
-            "temp_directory": str(spill_dir),
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-        }
-    )
+    con = _background_duckdb(spill_dir, memory_mb)
     schema = APP_LOGS_TABLE.schema
     try:
         ordered = con.sql(f'SELECT * FROM {rows} ORDER BY service, "timestamp"')

@@ -25,7 +25,15 @@ UNINDEXED_SEVERITY = Severity.INFO
 
 
 class StoreUnavailable(Exception):
-    """The store cannot accept writes right now (disk full, read-only, I/O error); nothing was written."""
+    """The store cannot accept writes right now (disk full, read-only, I/O error); nothing was written.
+    The message is for clients; `where` (a file, a table) only for operators."""
+
+    def __init__(self, message: str, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where
+
+    def for_operators(self) -> str:
+        return f"{self} ({self.where})" if self.where else str(self)
 
 
 @dataclass(frozen=True, slots=True)

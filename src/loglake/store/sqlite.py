@@ -346,7 +346,7 @@ class SQLiteHotStore(HotStore):
         reason = unavailable_reason(error)
         if reason is None:
             return error
-        return StoreUnavailable(f"the hot store cannot accept writes: {reason} ({self.path}); nothing was written")
+        return StoreUnavailable(f"the hot store cannot accept writes: {reason}; nothing was written", str(self.path))
 
     # -- reads ---------------------------------------------------------------------------------
 
