@@ -29,6 +29,7 @@ from loglake.cli_send import COMMANDS as SEND_COMMANDS
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, env_name, load_settings, option_fields
 from loglake.keys import ApiKey, KeyStore, KeyStoreError, parse_scopes
+from loglake.model import MAX_PAGE_LIMIT
 
 
 @click.group(cls=SafeErrors, context_settings=CONTEXT)
@@ -204,7 +205,9 @@ def _existing_keystore(data_dir: Path) -> KeyStore:
 @click.option("--since", default=None, help="Start: epoch ms, ISO-8601 or an age like 15m, 2h (default 24h).")
 @click.option("--until", default=None, help="End (exclusive), same forms as --since.")
 @click.option("-q", "--query", "q", default=None, help="Case-insensitive substring of the message.")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000), help="How many records.")
+@click.option(
+    "--limit", default=20, show_default=True, type=click.IntRange(1, MAX_PAGE_LIMIT), help="How many records."
+)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new records as they arrive, like tail -f.")
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between polls with --follow.")
 @click.option("--json", "as_json", is_flag=True, help="NDJSON output, one record per line.")
@@ -262,7 +265,9 @@ def _follow(client: LoglakeClient, params: dict, seen_logs: list[dict], show: An
         time.sleep(interval)
         new, cursor = [], None
         while True:
-            page = client.recent({**params, "since": str(newest[0]), "until": None, "limit": 1000, "cursor": cursor})
+            page = client.recent(
+                {**params, "since": str(newest[0]), "until": None, "limit": MAX_PAGE_LIMIT, "cursor": cursor}
+            )
             new.extend(page["logs"])
             cursor = page["next_cursor"]
             if cursor is None:

@@ -23,6 +23,7 @@ from loglake.cli_options import (
 )
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, env_name, load_settings
+from loglake.model import MAX_PAGE_LIMIT
 
 FORMATS = ("table", "json", "csv", "ndjson")
 _MORE_ROWS = "narrow the query, raise --limit, or raise the server's cap (query_max_rows)"
@@ -262,7 +263,9 @@ def tables(as_json: bool, data_dir: Path | None, url: str, api_key: str | None) 
 @click.option("--service", default=None, help="Only this service.")
 @click.option("--severity", default=None, help="Only these severities (comma-separated).")
 @click.option("--min-severity", default=None, help="This severity or worse.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000), help="How many records.")
+@click.option(
+    "--limit", default=50, show_default=True, type=click.IntRange(1, MAX_PAGE_LIMIT), help="How many records."
+)
 @click.option("--json", "as_json", is_flag=True, help="NDJSON output, one record per line.")
 @url_option
 @key_option

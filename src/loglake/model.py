@@ -21,6 +21,9 @@ from loglake.times import DAY_MS, SMALLEST_PLAUSIBLE_MS, parse_iso8601
 DEFAULT_SERVICE = "default"
 DEFAULT_LOG_TYPE = "application"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# A page of records (recent, search): how many unless asked, and at most.
+DEFAULT_PAGE_LIMIT = 100
+MAX_PAGE_LIMIT = 1000
 RECORD_FIELDS = ("id", "timestamp", "service", "log_type", "severity", "message", "attributes")
 
 

@@ -17,6 +17,8 @@ from loglake.lake.lake import Lake
 from loglake.lake.search_terms import InvalidSearch, Term, parse_terms
 from loglake.model import (
     DAY_MS,
+    DEFAULT_PAGE_LIMIT,
+    MAX_PAGE_LIMIT,
     SEVERITY_ALIASES,
     SEVERITY_NAMES,
     Limits,
@@ -28,8 +30,8 @@ from loglake.model import (
 from loglake.store.base import HotStore, RecentQuery
 from loglake.times import TimeFormatError, parse_duration, parse_time
 
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
+DEFAULT_LIMIT = DEFAULT_PAGE_LIMIT
+MAX_LIMIT = MAX_PAGE_LIMIT
 DEFAULT_WINDOW_MS = DAY_MS
 RECENT_PARAMS = ("service", "log_type", "severity", "min_severity", "since", "until", "q", "limit", "cursor")
 AUTO_BUCKETS = 120
