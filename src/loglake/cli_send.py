@@ -15,7 +15,7 @@ import click
 
 from loglake.cli_options import CONTEXT, key_option, printable, url_option
 from loglake.client import ClientError, LoglakeClient
-from loglake.model import Severity, is_valid_name
+from loglake.model import Limits, Severity, is_valid_name
 from loglake.shipping import Line, LineReader, Shipper, Tally
 
 
@@ -25,7 +25,11 @@ from loglake.shipping import Line, LineReader, Shipper, Tally
 @click.option("--severity", default=None, help="Severity of records that do not give one.")
 @click.option("--log-type", default=None, help="Log type of records that do not give one.")
 @click.option(
-    "--batch-size", default=5000, show_default=True, type=click.IntRange(1, 10_000), help="Most records per request."
+    "--batch-size",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(1, Limits().max_records),
+    help="Most records per request (at most what a server takes by default).",
 )
 @click.option(
     "--max-wait",

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from loglake.private_files import private_database
+from loglake.private_files import fsync_dir, private_database
 from loglake.sqlitedb import migrate, use_wal, write_transaction
 
 SCOPES = ("ingest", "read", "admin")
@@ -359,7 +359,7 @@ def _read_or_create_master_key(path: Path) -> bytes:
                 os.fsync(f.fileno())
             with contextlib.suppress(FileExistsError):
                 os.link(temporary, path)
-                _fsync_dir(path.parent)  # the new name survives a crash only once its folder is synced
+                fsync_dir(path.parent)  # the new name survives a crash only once its folder is synced
         finally:
             os.unlink(temporary)
     key = path.read_bytes()
@@ -369,14 +369,6 @@ def _read_or_create_master_key(path: Path) -> bytes:
             "(without it the SigV4 secrets of this data dir cannot be read)"
         )
     return key
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _open_version_map(path: Path) -> mmap.mmap:

@@ -1,4 +1,4 @@
-"""Everything loglake writes is private to the user running it: folders 0700, files 0600.
+"""Everything loglake writes is private to the user running it (folders 0700, files 0600), and durable.
 
 Logs and keys are secrets, and a shared machine's other users must not read them, whichever entry
 point made the file (the server, a CLI command run before the server ever started, a library
@@ -81,3 +81,13 @@ def _tighten_fd(fd: int, mode: int) -> None:
     with contextlib.suppress(OSError):
         if stat.S_IMODE(os.fstat(fd).st_mode) & ~mode:
             os.fchmod(fd, mode)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the names in a folder durable: a new or renamed file survives a crash of the machine only
+    once its folder is synced too."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

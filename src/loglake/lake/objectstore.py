@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from loglake.private_files import private_dir
+from loglake.private_files import fsync_dir, private_dir
 
 TEMP_SUFFIX = ".tmp"
 
@@ -111,7 +111,7 @@ class LocalObjectStore(ObjectStore):
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise
-        _fsync_dir(target.parent)  # the rename itself survives a crash only once its folder is synced
+        fsync_dir(target.parent)  # the rename itself survives a crash only once its folder is synced
 
     def get(self, key: str) -> bytes:
         try:
@@ -143,7 +143,7 @@ class LocalObjectStore(ObjectStore):
         path = self._path(key)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
             self._remove_if_empty(path.parent)
 
     def uri(self, key: str) -> str:
@@ -242,11 +242,3 @@ class S3ObjectStore(ObjectStore):
         from botocore.exceptions import BotoCoreError, ClientError
 
         return (BotoCoreError, ClientError, S3UploadFailedError)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
