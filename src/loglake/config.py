@@ -91,6 +91,7 @@ class Settings:
             max_attribute_depth=self.max_attribute_depth,
             max_attribute_bytes=self.max_attribute_bytes,
             max_future_ms=self.max_future_seconds * 1000,
+            retention_days=self.retention_days,
         )
 
     @property

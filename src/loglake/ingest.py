@@ -24,6 +24,7 @@ from loglake.model import (
     Severity,
     is_valid_name,
     parse_iso8601,
+    retention_start_ms,
     validate_batch,
 )
 
@@ -91,6 +92,7 @@ def _check_count(count: int, limits: Limits) -> None:
 def _accept_plainly_valid(items: list[IncomingRecord], limits: Limits, now_ms: int) -> list[NewRecord] | None:
     """NewRecords if every record passes every rule of model.validate_batch, else None."""
     max_ts = min(now_ms + limits.max_future_ms, ids.MAX_TIMESTAMP_MS - 1)
+    min_ts = max(SMALLEST_PLAUSIBLE_MS, retention_start_ms(now_ms, limits.retention_days))
     max_message = limits.max_message_bytes
     fields = []
     for item in items:
@@ -105,7 +107,7 @@ def _accept_plainly_valid(items: list[IncomingRecord], limits: Limits, now_ms: i
                 ts = parse_iso8601(ts)
             except ValueError:
                 return None
-        if not SMALLEST_PLAUSIBLE_MS <= ts <= max_ts:
+        if not min_ts <= ts <= max_ts:
             return None
         service = DEFAULT_SERVICE if item.service is None else item.service
         log_type = DEFAULT_LOG_TYPE if item.log_type is None else item.log_type

@@ -67,6 +67,17 @@ class Limits:
     max_attribute_depth: int = 5
     max_attribute_bytes: int = 64 * 1024
     max_future_ms: int = DAY_MS
+    # The retention in days (0: none): an older record would be deleted at the next maintenance turn,
+    # so ingest refuses it instead of answering 201 for it.
+    retention_days: int = 0
+
+
+def retention_start_ms(now_ms: int, retention_days: int) -> int:
+    """The oldest time kept by a retention of `retention_days` (0: everything): midnight UTC that many
+    days before today. The lake deletes whole days before it; ingest refuses records before it."""
+    if not retention_days:
+        return 0
+    return (now_ms // DAY_MS - retention_days) * DAY_MS
 
 
 class NewRecord(NamedTuple):
@@ -153,6 +164,9 @@ def _validate_one(
         problems.append(Problem(index, "message", f"is larger than {limits.max_message_bytes} bytes of UTF-8"))
 
     ts = _check_timestamp(index, item.get("timestamp"), now_ms, max_ts, problems)
+    kept_from = retention_start_ms(now_ms, limits.retention_days)
+    if SMALLEST_PLAUSIBLE_MS <= ts < kept_from:
+        problems.append(Problem(index, "timestamp", _too_old(limits.retention_days, kept_from)))
     service = _check_name(index, "service", item.get("service"), DEFAULT_SERVICE, problems)
     log_type = _check_name(index, "log_type", item.get("log_type"), DEFAULT_LOG_TYPE, problems)
     severity = _check_severity(index, item.get("severity"), problems)
@@ -227,6 +241,13 @@ def _check_timestamp(index: int, value: Any, now_ms: int, max_ts: int, problems:
     elif ts >= ids.MAX_TIMESTAMP_MS:
         problems.append(Problem(index, "timestamp", "is out of range"))
     return ts
+
+
+def _too_old(retention_days: int, kept_from: int) -> str:
+    return (
+        f"is older than the retention of {retention_days} days (records before {format_datetime(kept_from)} "
+        "are deleted); it would not be kept"
+    )
 
 
 def _check_attributes(index: int, value: Any, limits: Limits, problems: list[Problem]) -> bytes | None:

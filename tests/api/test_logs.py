@@ -542,3 +542,25 @@ async def test_head_index_and_admin_body_checks(client: httpx.AsyncClient) -> No
     assert form.status_code == 415
     extra = await client.post("/admin/keys", json={"name": "x", "scopes": ["read"], "owner": "me"})
     assert extra.status_code == 400 and "owner" in error_of(extra)["message"]
+
+
+async def test_a_record_older_than_the_retention_is_refused_not_accepted_then_deleted(settings: Settings) -> None:
+    now_ms = 1_795_000_000_000  # 2026-11-18T...Z
+    app = LoglakeApp.from_settings(replace(settings, retention_days=30), clock=lambda: now_ms / 1000)
+    try:
+        async with asgi_client(app, key_for(app)) as client:
+            kept_from = "2026-10-19T00:00:00.000Z"  # midnight UTC, 30 days before today
+            old = {"message": "from before the retention", "timestamp": "2026-10-18T23:59:59Z"}
+            for body, content_type in [(old, "application/json"), ([{"message": "fresh"}, old], "application/json")]:
+                response = await client.post("/logs", json=body, headers={"content-type": content_type})
+                assert response.status_code == 400
+                (problem,) = error_of(response)["details"]
+                assert problem["field"] == "timestamp" and kept_from in problem["reason"]
+            oldest_kept = {"message": "the first day kept", "timestamp": kept_from}
+            assert (await client.post("/logs", json=oldest_kept)).status_code == 201
+            assert app.lake is not None
+            with app.lake.maintenance():
+                app.lake.flush(everything=True)
+                assert app.lake.expire() == []  # what ingest took, retention keeps
+    finally:
+        app.close()

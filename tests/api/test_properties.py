@@ -82,7 +82,9 @@ INVALID_RECORDS = st.one_of(
 def shared_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LoglakeApp, str]]:
     """One app for all examples (a fresh one per example would dominate the run time)."""
     data_dir: Path = tmp_path_factory.mktemp("props")
-    app = LoglakeApp.from_settings(Settings(data_dir=data_dir, access_log="off", rate_limit=1e9, rate_burst=10**9))
+    # Any plausible time round-trips: no retention, which would refuse the oldest (tested in test_logs.py).
+    unlimited = Settings(data_dir=data_dir, access_log="off", rate_limit=1e9, rate_burst=10**9, retention_days=0)
+    app = LoglakeApp.from_settings(unlimited)
     yield app, key_for(app, "admin", "props-admin")
     app.close()
 

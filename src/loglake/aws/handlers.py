@@ -260,6 +260,7 @@ def _api_app() -> Any:
             auth=False,
             access_log="-",
             cors_allow_origins=os.environ.get("LOGLAKE_CORS_ALLOW_ORIGINS", ""),
+            retention_days=int(os.environ.get("LOGLAKE_RETENTION_DAYS", "0")),
         )
         record_search = None
         if os.environ.get("LOGLAKE_ATHENA_WORKGROUP"):  # search, histogram and old ids: Athena over the lake

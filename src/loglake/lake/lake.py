@@ -15,8 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as dt_time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from loglake.lake.query import QueryEngine, QueryLimits
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, partition_type, sql_type
 from loglake.locks import exclusive_lock
-from loglake.model import format_datetime
+from loglake.model import format_datetime, retention_start_ms
 from loglake.store.sqlite import SQLiteHotStore
 
 log = logging.getLogger("loglake.lake")
@@ -236,10 +235,10 @@ class Lake:
 
     def retention_cutoff(self) -> date:
         """The oldest day kept: today (UTC) minus the retention days."""
-        return day_of(int(self.clock() * 1000)) - timedelta(days=self.policy.retention_days)
+        return day_of(self._kept_from_ms())
 
     def _kept_from_ms(self) -> int:
-        return int(datetime.combine(self.retention_cutoff(), dt_time(), UTC).timestamp() * 1000)
+        return retention_start_ms(int(self.clock() * 1000), self.policy.retention_days)
 
     def expire(self) -> list[ExpiredPartition]:
         """Drop the expired partitions from the catalog (and the client ids of their records); their

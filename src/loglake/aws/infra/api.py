@@ -35,7 +35,11 @@ class Api(Construct):
         super().__init__(scope, construct_id)
         deployment, table = functions.deployment, storage.table
         cors = {"LOGLAKE_CORS_ALLOW_ORIGINS": ",".join(deployment.cors_allow_origins)}
-        hot = {"LOGLAKE_DYNAMODB_TABLE": table.table_name, "LOGLAKE_TIME_SHARDS": str(deployment.time_shards)} | cors
+        hot = {
+            "LOGLAKE_DYNAMODB_TABLE": table.table_name,
+            "LOGLAKE_TIME_SHARDS": str(deployment.time_shards),
+            "LOGLAKE_RETENTION_DAYS": str(deployment.retention_days),  # ingest refuses what it would delete
+        } | cors
         # POST /logs, GET /logs/recent: the app of `loglake serve` on the table, read and write; nothing else.
         self.api_function = functions.add(self, "ApiFunction", "api_function", "api", 256, _SECONDS_30, hot)
         table.grant_read_write_data(self.api_function)
