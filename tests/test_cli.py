@@ -386,10 +386,10 @@ def test_recent_rejects_a_bad_filter_with_the_servers_reason(server: ServerProce
 
 # -- what a terminal shows -------------------------------------------------------------------------
 
-HOSTILE = "\x1b[31mred\x1b]0;retitled\x07 csi\x9b2J del\x7f tab\tend\u202eevil\nsecond line"
+HOSTILE = "\x1b[31mred\x1b]0;retitled\x07 csi\x9b2J del\x7f tab\tend\u202eevil\u2028hid\u200bden\nsecond line"
 # What a terminal shows instead (written out): every control character as an escape, a newline as ⏎.
-SHOWN = "\\x1b[31mred\\x1b]0;retitled\\x07 csi\\x9b2J del\\x7f tab\\tend\\u202eevil⏎second line"
-RAW_CONTROLS = ("\x1b", "\x07", "\x9b", "\x7f", "\t", "\u202e")
+SHOWN = "\\x1b[31mred\\x1b]0;retitled\\x07 csi\\x9b2J del\\x7f tab\\tend\\u202eevil\\u2028hid\\u200bden⏎second line"
+RAW_CONTROLS = ("\x1b", "\x07", "\x9b", "\x7f", "\t", "\u202e", "\u2028", "\u200b")
 
 
 @pytest.fixture(scope="module")
@@ -427,10 +427,10 @@ def test_json_output_stays_exact_and_shows_no_raw_control_characters(
         assert result.exit_code == 0, result.output
         (record,) = [json.loads(line) for line in result.stdout.splitlines()]
         assert record["message"] == HOSTILE and record["attributes"] == {"k": HOSTILE}
-        assert not any(c in result.stdout for c in RAW_CONTROLS if c != "\u202e")
+        assert not any(c in result.stdout for c in RAW_CONTROLS if c not in "\u202e\u200b")
     one = run("get", *auth, record["logId"])
     assert json.loads(one.stdout)["message"] == HOSTILE
-    assert not any(c in one.stdout for c in RAW_CONTROLS if c != "\u202e")
+    assert not any(c in one.stdout for c in RAW_CONTROLS if c not in "\u202e\u200b")
 
 
 def test_query_tables_escape_control_characters_and_csv_stays_exact(

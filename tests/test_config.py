@@ -65,8 +65,17 @@ def test_every_problem_with_the_settings_is_named_at_once() -> None:
     with pytest.raises(ConfigError) as raised:
         load_settings(environ=environ)
     message = str(raised.value)
-    assert "setting port (LOGLAKE_PORT) must be an integer, got 'http'" in message
+    assert "setting port must be an integer, got 'http' (LOGLAKE_PORT)" in message
     assert "query_threads must be positive, got 0" in message
     assert "durability must be one of full, process, got 'sometimes'" in message
     assert "retention_days must be 0 (keep forever) or positive, got -1" in message
     assert "rate_limit must be positive, got nan" in message
+
+
+def test_a_bad_value_is_named_where_it_was_given(tmp_path: Path) -> None:
+    config = tmp_path / "loglake.toml"
+    config.write_text('port = "nine"\n')
+    with pytest.raises(ConfigError, match=f"setting port must be an integer, got 'nine' \\(in {config}\\)"):
+        load_settings(config_file=config, environ={})
+    with pytest.raises(ConfigError, match="got 'ten' \\(--query-threads\\)"):
+        load_settings({"query_threads": "ten"}, environ={})

@@ -34,15 +34,17 @@ key_option = click.option(
 
 # Control characters in what a terminal shows could recolour it, retitle it, move the cursor or
 # worse (a message holding "\x1b]0;title\x07"): human-facing output shows them as escapes. C0, DEL and
-# C1 are the control characters; the bidirectional overrides can make a line read as something else.
+# C1 are the control characters; the bidirectional overrides can make a line read as something else;
+# the line and paragraph separators break a line in some terminals; zero-width characters hide text.
 _CONTROLS = [*range(0x20), *range(0x7F, 0xA0)]
-_BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-_ESCAPES = {c: f"\\x{c:02x}" for c in _CONTROLS} | {c: f"\\u{c:04x}" for c in _BIDI}
+_BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C]
+_INVISIBLE = [0x2028, 0x2029, *range(0x200B, 0x200E), 0x2060, 0xFEFF]
+_ESCAPES = {c: f"\\x{c:02x}" for c in _CONTROLS} | {c: f"\\u{c:04x}" for c in (*_BIDI, *_INVISIBLE)}
 _ESCAPES |= {ord("\t"): "\\t", ord("\r"): "\\r"}
 _ONE_LINE = str.maketrans(_ESCAPES | {ord("\n"): "⏎"})
 _LINES = str.maketrans({c: e for c, e in _ESCAPES.items() if c != ord("\n")})
 # In JSON text, C0 is escaped already; DEL and C1 may appear raw, and as \uXXXX they mean the same.
-_JSON_RAW = str.maketrans({c: f"\\u{c:04x}" for c in range(0x7F, 0xA0)})
+_JSON_RAW = str.maketrans({c: f"\\u{c:04x}" for c in (*range(0x7F, 0xA0), 0x2028, 0x2029)})
 
 
 class SafeErrors(click.Group):

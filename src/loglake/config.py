@@ -159,19 +159,25 @@ def load_settings(
     """Defaults < TOML file < environment < explicit overrides (CLI flags that were given)."""
     environ = dict(os.environ) if environ is None else environ
     values: dict[str, Any] = {}
+    source: dict[str, str] = {}  # where each value came from, for the error that names it
     config_file = config_file or (Path(environ[env_name("config")]) if env_name("config") in environ else None)
     if config_file is not None:
         values.update(_read_toml(config_file))
+        source.update(dict.fromkeys(values, f"in {config_file}"))
     for f in fields(Settings):
         if env_name(f.name) in environ:
             values[f.name] = environ[env_name(f.name)]
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+            source[f.name] = env_name(f.name)
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = value
+            source[name] = "--" + name.replace("_", "-")
     typed, problems = {}, []
     for name, value in values.items():
         try:
             typed[name] = _coerce(name, value)
         except ConfigError as e:
-            problems.append(str(e))
+            problems.append(f"{e} ({source[name]})")
     if problems:  # every value that is not of its type, with whatever else is wrong among the rest
         problems += replace(Settings(), **typed).problems()
         raise ConfigError("; ".join(problems))
@@ -219,7 +225,7 @@ def _coerce(name: str, value: Any) -> Any:
         return str(value)
     except (TypeError, ValueError):
         described = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(kind, kind)
-        raise ConfigError(f"setting {name} ({env_name(name)}) must be {described}, got {value!r}") from None
+        raise ConfigError(f"setting {name} must be {described}, got {value!r}") from None
 
 
 def parse_origins(text: str) -> tuple[str, ...]:
