@@ -14,7 +14,7 @@ import pytest
 from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.lake.query import QueryEngine, QueryError, QueryLimits, result_to_dict
-from loglake.lake.sql_guard import rewrite_ilike_contains
+from loglake.lake.sql_guard import check_select, rewrite_ilike_contains
 from loglake.store.sqlite import SQLiteHotStore
 from tests.lake.test_flush import DAY, START, seed
 from tests.store.contract import record
@@ -309,3 +309,10 @@ def test_plans_and_errors_name_lake_files_by_their_keys_not_server_paths(
         local_engine.query("SELECT count(*) FROM logs")
     assert "type=app_logs/date=2026-11-02/part-" in failed.value.message
     assert str(tmp_path) not in failed.value.message
+
+
+def test_errors_never_advise_a_setting_the_sandbox_forbids() -> None:
+    with pytest.raises(QueryError) as raised:
+        check_select("SELECT " + "(" * 1200 + "1" + ")" * 1200)
+    assert raised.value.code == "invalid_query" and "expression depth" in raised.value.message
+    assert "SET" not in raised.value.message

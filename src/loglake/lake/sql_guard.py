@@ -33,9 +33,14 @@ ACCESS_HINT = (
 )
 
 
+_SET_ADVICE = re.compile(r'\s*(?:Use |Try |You can )?["`]?SET [^.]*\.?', re.IGNORECASE)
+
+
 def _message(error: Exception) -> str:
-    """DuckDB's message, without a Python traceback it may carry (server paths are no client's business)."""
-    return str(error).split("\nTraceback (most recent call last)", 1)[0].strip()
+    """DuckDB's message, without a Python traceback it may carry (server paths are no client's business)
+    and without its advice to change a setting, which the sandbox never lets a query do."""
+    text = str(error).split("\nTraceback (most recent call last)", 1)[0].strip()
+    return _SET_ADVICE.sub("", text).strip()
 
 
 def check_select(sql: str) -> dict:
