@@ -469,3 +469,13 @@ async def test_slow_searches_never_hold_up_recent_records_or_lookups(
         await asyncio.gather(*searches)
     assert recent.status_code == 200 and [r["message"] for r in recent.json()["logs"]] == ["find me"]
     assert found.status_code == 200 and found.json()["message"] == "find me"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-ndjson"])
+async def test_a_query_in_another_media_type_is_told_the_one_it_takes(
+    client: httpx.AsyncClient, content_type: str
+) -> None:
+    response = await client.post("/query", content=b'{"sql": "SELECT 1"}', headers={"content-type": content_type})
+    assert response.status_code == 415
+    message = response.json()["error"]["message"]
+    assert "send one JSON object as application/json" in message and "or application/x-ndjson" not in message

@@ -265,8 +265,14 @@ async def amplify_status(app: LoglakeApp, request: Request) -> Result:
 
 
 def _json_object(app: LoglakeApp, request: Request, example: str) -> dict:
-    if _records_media_type(request):
-        raise ApiError(415, "unsupported_media_type", "send application/json")
+    content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
+    if content_type not in JSON_TYPES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type {content_type!r} is not accepted here; send one JSON object as application/json "
+            "(with curl: -H 'Content-Type: application/json')",
+        )
     return json_object(decode_content(request, request.body, app.settings.max_body_bytes), example)
 
 
