@@ -178,7 +178,7 @@ def report(
         with local_lake(data_dir) as lake:
             known = apps_with_rows(lake.store.read)
             if app_name not in known:
-                raise click.UsageError(unknown_app_message(app_name, known))
+                raise click.ClickException(unknown_app_message(app_name, known))  # data, not usage: exit 1
             try:
                 reports = run_reports(lake.engine, app_name, since_ms, until_ms, list(names) or None)
             except UnknownReport as e:
