@@ -18,6 +18,7 @@ from loglake.model import (
     DEFAULT_SERVICE,
     SEVERITY_ALIASES,
     SMALLEST_PLAUSIBLE_MS,
+    InvalidRecords,
     Limits,
     NewRecord,
     Problem,
@@ -73,7 +74,7 @@ def parse_body(body: bytes, ndjson: bool, limits: Limits, now_ms: int) -> tuple[
         records = _accept_plainly_valid(items, limits, now_ms)
         if records is not None:
             return records, single
-    items, single = _decode_generic(body, ndjson, limits)
+    items, single = _decode_generic(body, ndjson, limits, now_ms)
     _check_count(len(items), limits)
     return validate_batch(items, limits, now_ms), single
 
@@ -152,9 +153,9 @@ def _plain_attributes(raw: msgspec.Raw, limits: Limits) -> bytes | bool | None:
     return data
 
 
-def _decode_generic(body: bytes, ndjson: bool, limits: Limits) -> tuple[list[Any], bool]:
+def _decode_generic(body: bytes, ndjson: bool, limits: Limits, now_ms: int) -> tuple[list[Any], bool]:
     if ndjson:
-        return _decode_ndjson_lines(body, limits), False
+        return _decode_ndjson_lines(body, limits, now_ms), False
     try:
         decoded = _generic.decode(body)
     except RecursionError:
@@ -191,23 +192,34 @@ def _ndjson_hint(error: Exception, body: bytes) -> str:
     )
 
 
-def _decode_ndjson_lines(body: bytes, limits: Limits) -> list[Any]:
+def _decode_ndjson_lines(body: bytes, limits: Limits, now_ms: int) -> list[Any]:
+    """The lines' values; when some are not JSON, InvalidBody naming those and, so that a client can
+    fix the whole batch at once, the problems of the records on the other lines too."""
     try:
         return _generic.decode_lines(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         pass
-    problems, index = [], 0
+    problems: list[Problem] = []
+    decoded: list[tuple[int, Any]] = []  # (index, value) of the lines that are JSON
+    index = 0
     for number, line in enumerate(body.split(b"\n"), start=1):
         if not line.strip():
             continue
         try:
-            _generic.decode(line)
+            decoded.append((index, _generic.decode(line)))
         except RecursionError:
-            problems.append(Problem(index, "", f"line {number}: {too_deep(limits)}").as_dict())
+            problems.append(Problem(index, "", f"line {number}: {too_deep(limits)}"))
         except (msgspec.DecodeError, UnicodeDecodeError) as e:
-            problems.append(Problem(index, "", f"line {number} is not valid JSON in UTF-8: {_reason(e)}").as_dict())
+            problems.append(Problem(index, "", f"line {number} is not valid JSON in UTF-8: {_reason(e)}"))
         index += 1
-    raise InvalidBody("invalid_json", f"{len(problems)} NDJSON line(s) are not valid JSON", problems[:MAX_DETAILS])
+    unreadable = len(problems)
+    try:
+        validate_batch([value for _, value in decoded], limits, now_ms)
+    except InvalidRecords as e:
+        problems += [Problem(decoded[p.index][0], p.field, p.reason) for p in e.problems]
+    problems.sort(key=lambda p: p.index)
+    details = [p.as_dict() for p in problems[:MAX_DETAILS]]
+    raise InvalidBody("invalid_json", f"{unreadable} NDJSON line(s) are not valid JSON", details)
 
 
 def _reason(error: Exception) -> str:

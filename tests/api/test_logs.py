@@ -89,6 +89,17 @@ async def test_bad_ndjson_lines_are_all_reported(client: httpx.AsyncClient) -> N
     assert await all_messages(client) == []
 
 
+async def test_ndjson_lines_that_are_not_json_and_records_that_are_invalid_are_named_together(
+    client: httpx.AsyncClient,
+) -> None:
+    body = b'{"message": "ok"}\n{broken\n{"message": ""}\n{"message": "ok", "severity": "loud"}\n'
+    response = await client.post("/logs", content=body, headers=NDJSON)
+    assert response.status_code == 400
+    details = [(d["index"], d["field"]) for d in error_of(response)["details"]]
+    assert details == [(1, ""), (2, "message"), (3, "severity")]
+    assert await all_messages(client) == []
+
+
 @pytest.mark.parametrize(
     ("content", "headers", "status", "code"),
     [
