@@ -33,7 +33,7 @@ from common import Server, argument_parser, dataset, median, percentile, print_h
 from loglake.config import Settings
 from loglake.ingest import parse_body
 from loglake.lake.lake import Lake
-from loglake.lake.query import QueryResult
+from loglake.lake.query_answers import QueryResult
 from loglake.model import Limits
 from loglake.service import LogService, parse_recent_params
 from loglake.store.sqlite import SQLiteHotStore

@@ -125,7 +125,8 @@ def query(
         session = {"profile_name": profile, "region_name": region}
         result = _athena_query(sql, limit, timeout, explain, athena_database, athena_workgroup, session)
     elif data_dir is not None:
-        from loglake.lake.query import QueryBusy, QueryError, result_to_dict
+        from loglake.lake.query import QueryError
+        from loglake.lake.query_answers import QueryBusy, result_to_dict
 
         with local_lake(data_dir) as lake:
             try:
@@ -160,7 +161,8 @@ def _athena_query(
     import botocore.exceptions
 
     from loglake.aws.athena import AthenaQueryEngine
-    from loglake.lake.query import QueryLimits, result_to_dict
+    from loglake.lake.query import QueryLimits
+    from loglake.lake.query_answers import result_to_dict
     from loglake.lake.sql_guard import QueryError
 
     try:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from loglake.lake.objectstore import ObjectStore
-from loglake.lake.query import QueryResult
+from loglake.lake.query_answers import QueryResult
 from loglake.service import RecordSearch
 from loglake.store.base import HotStore
 

@@ -127,7 +127,7 @@ def test_an_id_no_longer_hot_is_found_in_its_day(lake_app: LoglakeApp, aws_servi
 
 
 def test_athenas_own_failures_are_busy_and_the_sqls_are_invalid(aws_service: LogService, athena: DuckDBAthena) -> None:
-    from loglake.lake.query import QueryBusy
+    from loglake.lake.query_answers import QueryBusy
     from loglake.lake.sql_guard import QueryError
 
     athena.system_failures = 1

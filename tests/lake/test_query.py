@@ -13,7 +13,8 @@ import pytest
 
 from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
-from loglake.lake.query import QueryEngine, QueryError, QueryLimits, result_to_dict
+from loglake.lake.query import QueryEngine, QueryError, QueryLimits
+from loglake.lake.query_answers import result_to_dict
 from loglake.lake.sql_guard import check_select, rewrite_ilike_contains
 from loglake.store.sqlite import SQLiteHotStore
 from tests.lake.test_flush import DAY, START, seed

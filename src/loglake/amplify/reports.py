@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loglake.lake.layout import partitions_of
-from loglake.lake.query import QueryEngine, TimeRange, result_to_dict
+from loglake.lake.query import QueryEngine, TimeRange
+from loglake.lake.query_answers import result_to_dict
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE
 
 # User agents that announce a program rather than a person (crawlers, monitors, HTTP libraries).

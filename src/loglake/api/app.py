@@ -33,7 +33,7 @@ from loglake.api.ratelimit import RateLimiter
 from loglake.config import Settings, parse_origins
 from loglake.keys import KeyStore
 from loglake.lake.lake import MaintenanceReport
-from loglake.lake.query import QueryBusy
+from loglake.lake.query_answers import QueryBusy
 from loglake.runtime import Runtime
 from loglake.store.base import StoreUnavailable
 

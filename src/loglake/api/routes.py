@@ -19,7 +19,8 @@ from loglake.api.http import ApiError, Request, decode_content, json_object
 from loglake.ids import format_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody
 from loglake.keys import KeyNameTaken, KeyStoreError, LastAdminKey, NoSuchKey, parse_scopes
-from loglake.lake.query import QueryBusy, QueryError, parse_query_request, result_to_dict
+from loglake.lake.query import QueryError
+from loglake.lake.query_answers import QueryBusy, parse_query_request, result_to_dict
 from loglake.model import RECORD_FIELDS, InvalidRecords, format_datetime, record_to_dict
 from loglake.service import InvalidQuery, RecentPage
 from loglake.store.base import StoreUnavailable

@@ -62,7 +62,7 @@ def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def query(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from loglake.api.http import ApiError
-    from loglake.lake.query import QueryBusy, parse_query_request, result_to_dict
+    from loglake.lake.query_answers import QueryBusy, parse_query_request, result_to_dict
     from loglake.lake.sql_guard import QueryError
 
     started = time.perf_counter()

@@ -1,0 +1,134 @@
+"""What a SQL query is asked and what it answers, for every engine (DuckDB here, Athena on AWS) and
+every edge (HTTP, Lambda, CLI): the checked request, the result, its JSON form, and fetching a result
+within the answer's size cap."""
+
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from datetime import time as dt_time
+from typing import Any
+
+import msgspec
+
+from loglake.lake.sql_guard import QueryError
+
+
+class QueryBusy(Exception):
+    """Every query slot stayed taken for the whole timeout (HTTP 503)."""
+
+
+@dataclass
+class QueryResult:
+    columns: list[tuple[str, str]]  # (name, DuckDB type)
+    rows: list[tuple]
+    truncated: bool  # more rows than the cap
+    elapsed_ms: float
+    bytes_scanned: int  # bytes DuckDB read from lake files (hot rows are in memory)
+    files_scanned: int
+    plan: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueryRequest:
+    """What a user asks of POST /query (and of the AWS query function), checked."""
+
+    sql: str
+    limit: int | None = None
+    timeout_seconds: float | None = None
+    explain: bool = False
+
+    def options(self) -> dict[str, Any]:
+        """As the keyword arguments of an engine's `query`."""
+        return {"sql": self.sql, "limit": self.limit, "timeout_seconds": self.timeout_seconds, "explain": self.explain}
+
+
+QUERY_REQUEST_FIELDS = ("sql", "limit", "timeout_seconds", "explain")
+
+
+def parse_query_request(spec: dict[str, Any]) -> QueryRequest:
+    """A decoded JSON object as a QueryRequest; QueryError invalid_request naming the wrong field."""
+
+    def refuse(message: str) -> QueryError:
+        return QueryError("invalid_request", message)
+
+    unknown = spec.keys() - set(QUERY_REQUEST_FIELDS)
+    if unknown:
+        raise refuse(f"unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(QUERY_REQUEST_FIELDS)}")
+    sql, limit, timeout = spec.get("sql"), spec.get("limit"), spec.get("timeout_seconds")
+    if type(sql) is not str:
+        raise refuse('send {"sql": "SELECT ..."}: sql must be a string')
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise refuse("limit must be a non-negative integer")
+    if timeout is not None and (type(timeout) not in (int, float) or not timeout > 0):
+        raise refuse("timeout_seconds must be a positive number")
+    explain = spec.get("explain")
+    if explain is not None and type(explain) is not bool:
+        raise refuse("explain must be true or false")
+    return QueryRequest(sql, limit, timeout, bool(explain))
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def fetch_within(result: Any, cap: int, max_bytes: int) -> list[tuple]:
+    """From a DuckDB result: up to cap + 1 rows (one more tells the answer was truncated), a chunk at a
+    time, counting the JSON the first `cap` of them make in the answer: past max_bytes, QueryError,
+    before the rest is fetched (or held in memory). Chunks shrink as the budget runs out."""
+    rows: list[tuple] = []
+    size = 0
+    chunk = 64
+    while len(rows) <= cap:
+        batch = result.fetchmany(min(chunk, cap + 1 - len(rows)))
+        if not batch:
+            break
+        for row in batch:
+            if len(rows) < cap:
+                size += len(_encode([json_value(v) for v in row])) + 1
+                if size > max_bytes:
+                    raise QueryError(
+                        "response_too_large",
+                        f"the answer passed {max_bytes / 2**20:g} MiB of JSON (the server's query_max_response_mb)"
+                        f" at row {len(rows) + 1:,}: ask for fewer rows (limit), fewer or shorter columns"
+                        " (e.g. left(message, 200)), or aggregate in SQL",
+                    )
+            rows.append(row)
+        chunk = max(1, min(2048, (max_bytes - size) * len(rows) // max(1, size)))
+    return rows
+
+
+def json_value(value: Any) -> Any:
+    """A DuckDB result value as JSON: times as ISO-8601 UTC text, decimals as text (exact), bytes as base64."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat(timespec="milliseconds") + "Z"
+    if isinstance(value, date | dt_time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    return str(value)  # Decimal, UUID, timedelta, ...
+
+
+def result_to_dict(result: QueryResult) -> dict[str, Any]:
+    if result.plan is not None:
+        return {"plan": result.plan, "elapsed_ms": round(result.elapsed_ms, 3)}
+    return {
+        "columns": [{"name": name, "type": kind} for name, kind in result.columns],
+        "rows": [[json_value(v) for v in row] for row in result.rows],
+        "row_count": len(result.rows),
+        "truncated": result.truncated,
+        "elapsed_ms": round(result.elapsed_ms, 3),
+        "bytes_scanned": result.bytes_scanned,
+        "files_scanned": result.files_scanned,
+    }
