@@ -138,7 +138,11 @@ def test_refused_records_are_reported_and_the_others_stored(small_bodies: Server
 
 def test_a_line_stored_with_a_change_says_so(small_bodies: ServerProcess, key: str) -> None:
     service = f"changed-{uuid.uuid4().hex[:8]}"
-    data = b'latin1 caf\xe9\n{"severity":"EMERGENCY","message":"gcp emerg"}\n{"msg":"d","a":{"b":{"c":{"d":{"e":{"f":1}}}}}}'
+    data = (
+        b"latin1 caf\xe9\n"
+        b'{"severity":"EMERGENCY","message":"gcp emerg"}\n'
+        b'{"msg":"d","a":{"b":{"c":{"d":{"e":{"f":1}}}}}}'
+    )
     refusals, changes = Refusals(), Refusals()
     with LoglakeClient(small_bodies.url, key) as client:
         ship = shipper(client, service, refusals, on_changed=changes)
