@@ -293,18 +293,27 @@ def test_send_stdin_ndjson_and_plain_text_in_batches(server: ServerProcess, admi
     ]
 
 
-def test_send_reports_and_skips_a_record_the_server_refuses(server: ServerProcess, admin_key: str, api: httpx.Client):
-    service = unique("rejected")
+def test_send_stores_a_record_the_server_would_refuse_and_says_what_it_changed(
+    server: ServerProcess, admin_key: str, api: httpx.Client
+):
+    service = unique("changed")
     good = [json.dumps({"message": f"fine {i}"}) for i in range(3)]
-    lines = [good[0], "", json.dumps({"message": "bad", "severity": "loud"}), *good[1:]]
+    too_large = "y" * 300_000
+    lines = [good[0], "", json.dumps({"message": "loud", "severity": "loud"}), too_large, *good[1:]]
     args = ("--url", server.url, "--api-key", admin_key, "--service", service, "--batch-size", "2")
     result = run("send", *args, input="\n".join(lines) + "\n")
-    assert result.exit_code == 1
-    # The line number counts from the start of the input (blank lines too), and names field and reason.
-    assert "line 3: not stored: severity: must be one of debug, info, warning, error, critical" in result.stderr
-    assert "sent 3 record(s)" in result.stderr and "1 line(s) could not be stored" in result.stderr
-    stored = api.get("/logs/recent", params={"service": service}).json()["logs"]
-    assert sorted(r["message"] for r in stored) == ["fine 0", "fine 1", "fine 2"]  # the rest of its batch too
+    assert result.exit_code == 0, result.stderr
+    # The line number counts from the start of the input (blank lines too).
+    assert "line 4: stored with a change: message of 300000 bytes cut to 262144" in result.stderr
+    assert "sent 5 record(s)" in result.stderr and "not stored" not in result.stderr
+    stored = {
+        r["message"][:5]: r["attributes"] for r in api.get("/logs/recent", params={"service": service}).json()["logs"]
+    }
+    assert stored == {
+        "fine ": {},  # three of them
+        "loud": {"severity": "loud"},
+        "yyyyy": {"loglake.truncated_bytes": 300_000},
+    }
 
 
 @pytest.mark.parametrize(

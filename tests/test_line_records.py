@@ -7,6 +7,7 @@ import json
 import pytest
 
 from loglake.line_records import line_to_record
+from loglake.model import Limits, record_problems
 
 NOW = 1_796_000_000_000  # 2026-11-30T01:33:20Z, the time the line was read
 DEFAULTS = {"service": "app"}
@@ -24,22 +25,48 @@ def test_plain_text_is_the_message() -> None:
 
 
 def test_json_nested_too_deep_to_read_is_plain_text() -> None:
-    deep = '{"a":' * 100_000 + "1" + "}" * 100_000
+    deep = '{"a":' * 10_000 + "1" + "}" * 10_000  # 60 KB: a message
     assert line_to_record(deep, {}, NOW) == {"message": deep, "timestamp": NOW}
 
 
-def test_a_loglake_record_is_sent_as_it_is() -> None:
+def test_a_loglake_record_is_read_by_the_same_rule() -> None:
     line = '{"message": "m", "service": "own", "severity": "loud", "attributes": {"k": 1}}'
-    # Kept exactly, even its invalid severity: the server validates loglake records, and says what is wrong.
+    # Its unknown severity stays an attribute, as another logger's would: the record is stored, not refused.
     assert line_to_record(line, {**DEFAULTS, "log_type": "audit"}, NOW) == {
         "service": "own",
         "log_type": "audit",
         "timestamp": NOW,
         "message": "m",
-        "severity": "loud",
-        "attributes": {"k": 1},
+        "attributes": {"k": 1, "severity": "loud"},
     }
-    assert line_to_record('{"message": "m", "timestamp": 1}', {}, NOW)["timestamp"] == 1
+    uuid = "0b7e3f2a-5c1d-4e8f-9a6b-1c2d3e4f5a6b"
+    assert line_to_record(f'{{"message": "m", "id": "{uuid}"}}', {}, NOW) == {
+        "timestamp": NOW,
+        "message": "m",
+        "id": uuid,
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "record_fields", "attributes"),
+    [
+        ({"severity": "EMERGENCY"}, {"severity": "critical"}, {}),  # refused before: the line held only record fields
+        ({"severity": "EMERGENCY", "trace": "t1"}, {"severity": "critical"}, {"trace": "t1"}),
+        ({"severity": "DEFAULT"}, {}, {"severity": "DEFAULT"}),  # GCP: no level given
+        ({"service": "a b"}, {}, {"service": "a b"}),
+        ({"timestamp": 35}, {}, {"timestamp": 35}),
+        ({"attributes": "nope"}, {}, {"attributes": "nope"}),
+        ({"id": "not-a-uuid"}, {}, {"id": "not-a-uuid"}),
+        ({"id": "not-a-uuid", "attributes": {"id": 1}}, {}, {"id": 1, "id#2": "not-a-uuid"}),
+    ],
+)
+def test_a_value_the_record_cannot_take_is_kept_as_an_attribute(
+    fields: dict, record_fields: dict, attributes: dict
+) -> None:
+    record = line_to_record(json.dumps({"message": "m", **fields}), {}, NOW)
+    expected = {"timestamp": NOW, "message": "m", **record_fields}
+    assert record == (expected | {"attributes": attributes} if attributes else expected)
+    assert record_problems(record, Limits(), NOW) == []
 
 
 def test_the_trial_users_pino_line() -> None:
@@ -190,6 +217,9 @@ def test_a_message_that_is_not_a_string_makes_a_structured_line() -> None:
         ("alert", "critical"),
         ("emerg", "critical"),
         ("emergency", "critical"),
+        ("NOTICE", "info"),  # GCP's severities
+        ("ALERT", "critical"),
+        ("EMERGENCY", "critical"),
     ],
 )
 def test_levels(level: object, severity: str) -> None:
@@ -203,7 +233,55 @@ def test_journald_priorities(priority: object, severity: str) -> None:
     assert line_to_record(json.dumps({"MESSAGE": "m", "PRIORITY": priority}), {}, NOW)["severity"] == severity
 
 
-@pytest.mark.parametrize("level", [35, 0, "8", "loud"])
+@pytest.mark.parametrize("level", [35, 0, "8", "loud", "DEFAULT"])
 def test_unknown_levels_stay_as_attributes(level: object) -> None:
     record = line_to_record(json.dumps({"msg": "m", "level": level}), {}, NOW)
     assert "severity" not in record and record["attributes"] == {"level": level}
+
+
+def test_attributes_nested_too_deep_are_kept_as_json_text_at_the_deepest_level() -> None:
+    line = '{"msg":"pino deep","a":{"b":{"c":{"d":{"e":{"f":1}}}}},"list":[[[[[[2]]]]]]}'
+    record = line_to_record(line, {}, NOW)
+    assert record["attributes"] == {"a": {"b": {"c": {"d": {"e": '{"f":1}'}}}}, "list": [[[["[[2]]"]]]]}
+    assert record_problems(record, Limits(), NOW) == []
+
+
+def test_attributes_beyond_the_most_keys_are_kept_together_as_json_text() -> None:
+    fields = {f"k{i:03d}": i for i in range(200)}
+    notes: list[str] = []
+    record = line_to_record(json.dumps({"msg": "m", **fields}), {}, NOW, notes=notes)
+    kept = {f"k{i:03d}": i for i in range(127)}
+    overflow = json.dumps({f"k{i:03d}": i for i in range(127, 200)}, separators=(",", ":"))
+    assert record["attributes"] == kept | {"loglake.overflow": overflow}
+    assert notes == ["73 attribute(s) beyond the limits kept as JSON text in loglake.overflow"]
+    assert record_problems(record, Limits(), NOW) == []
+
+
+def test_attributes_too_large_even_as_overflow_are_cut_with_a_mark() -> None:
+    big = '"' * 70_000  # each quote is 4 bytes once it is JSON text inside a JSON string
+    notes: list[str] = []
+    record = line_to_record(json.dumps({"msg": "m", "host": "h", "big": big}), {}, NOW, notes=notes)
+    attributes = record["attributes"]
+    assert attributes["host"] == "h" and set(attributes) == {"host", "loglake.overflow"}
+    assert attributes["loglake.overflow"].startswith('{"big":"\\"')
+    assert attributes["loglake.overflow"].endswith("... [cut: 140010 bytes in all]")  # {"big":"+2*70000+"}
+    assert len(json.dumps(attributes, separators=(",", ":"))) > 60_000  # what fits is kept
+    assert notes == ["1 attribute(s) beyond the limits kept as JSON text in loglake.overflow (cut: too large even so)"]
+    assert record_problems(record, Limits(), NOW) == []
+
+
+def test_a_message_too_large_is_cut_at_a_character_and_its_size_kept() -> None:
+    line = "a" + "é" * 150_000  # 300,001 bytes; the limit falls in the middle of an é
+    notes: list[str] = []
+    record = line_to_record(line, {}, NOW, notes=notes)
+    assert record["message"] == "a" + "é" * 131_071
+    assert record["attributes"] == {"loglake.truncated_bytes": 300_001}
+    assert notes == ["message of 300001 bytes cut to 262144 (size kept in loglake.truncated_bytes)"]
+    assert record_problems(record, Limits(), NOW) == []
+
+
+def test_a_line_with_invalid_utf8_says_so() -> None:
+    record = line_to_record("latin1 caf\ufffd", {}, NOW, invalid_utf8=True)
+    assert record == {"timestamp": NOW, "message": "latin1 caf\ufffd", "attributes": {"loglake.invalid_utf8": True}}
+    structured = line_to_record('{"msg": "caf\ufffd", "a": 1}', {}, NOW, invalid_utf8=True)
+    assert structured["attributes"] == {"a": 1, "loglake.invalid_utf8": True}

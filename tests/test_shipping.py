@@ -95,9 +95,9 @@ def test_a_stream_without_a_file_descriptor_is_read_too() -> None:
 
 @pytest.fixture(scope="module")
 def small_bodies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server that takes bodies of at most 2 KiB."""
+    """A server that takes bodies of at most 2 KiB, and messages of at most 300 bytes."""
     root = tmp_path_factory.mktemp("shipping")
-    args = ("--max-body-bytes", "2048", "--access-log", "off")
+    args = ("--max-body-bytes", "2048", "--max-message-bytes", "300", "--access-log", "off")
     process = ServerProcess(root / "data", free_port(), root / "server.log", args).start()
     yield process
     process.stop()
@@ -126,14 +126,35 @@ def shipper(client: LoglakeClient, service: str, refusals: Refusals, **options: 
 
 def test_refused_records_are_reported_and_the_others_stored(small_bodies: ServerProcess, key: str) -> None:
     service = f"refused-{uuid.uuid4().hex[:8]}"
-    lines = ["plain one", json.dumps({"message": "bad", "severity": "loud"}), '{"msg": "structured"}', "plain two"]
+    lines = ["plain one", "larger than this server takes " + "x" * 300, '{"msg": "structured"}', "plain two"]
     refusals = Refusals()
     with LoglakeClient(small_bodies.url, key) as client:
         ship = shipper(client, service, refusals)
         ship.ship(LineReader(io.BytesIO("\n".join(lines).encode()), now_ms))
-    assert refusals == [(2, "severity: must be one of debug, info, warning, error, critical (or an alias)")]
+    assert refusals == [(2, "message: is larger than 300 bytes of UTF-8")]
     assert (ship.tally.records, ship.tally.sent, ship.tally.refused) == (4, 3, 1)
     assert [r["message"] for r in stored(small_bodies, key, service)] == ["plain one", "structured", "plain two"]
+
+
+def test_a_line_stored_with_a_change_says_so(small_bodies: ServerProcess, key: str) -> None:
+    service = f"changed-{uuid.uuid4().hex[:8]}"
+    data = (
+        b"latin1 caf\xe9\n"
+        b'{"severity":"EMERGENCY","message":"gcp emerg"}\n'
+        b'{"msg":"d","a":{"b":{"c":{"d":{"e":{"f":1}}}}}}'
+    )
+    refusals, changes = Refusals(), Refusals()
+    with LoglakeClient(small_bodies.url, key) as client:
+        ship = shipper(client, service, refusals, on_changed=changes)
+        ship.ship(LineReader(io.BytesIO(data), now_ms))
+    assert refusals == []
+    assert changes == [(1, "bytes that are no UTF-8 replaced by U+FFFD (the record has loglake.invalid_utf8: true)")]
+    got = [(r["message"], r["severity"], r["attributes"]) for r in stored(small_bodies, key, service)]
+    assert got == [
+        ("latin1 caf\ufffd", "info", {"loglake.invalid_utf8": True}),
+        ("gcp emerg", "critical", {}),
+        ("d", "info", {"a": {"b": {"c": {"d": {"e": '{"f":1}'}}}}}),
+    ]
 
 
 def test_a_batch_too_large_is_halved_until_the_record_too_large_is_alone(small_bodies: ServerProcess, key: str) -> None:

@@ -16,7 +16,7 @@ import click
 from loglake.cli_options import CONTEXT, key_option, printable, url_option
 from loglake.client import ClientError, LoglakeClient
 from loglake.model import Limits, Severity, is_valid_name
-from loglake.shipping import Line, LineReader, Shipper, Tally
+from loglake.shipping import LineReader, Shipper, Tally, decode_line
 
 
 @click.command(context_settings=CONTEXT)
@@ -90,6 +90,11 @@ def send(
         where = "" if message else f"line {line_number}: "
         click.echo(f"{where}not stored: {printable(reason)}", err=True)
 
+    def on_changed(line_number: int, change: str) -> None:
+        progress.done()
+        where = "" if message else f"line {line_number}: "
+        click.echo(f"{where}stored with a change: {printable(change)}", err=True)
+
     def on_retry(error: Exception, pause: float) -> None:
         progress.done()
         click.echo(f"{printable(error)}; trying again in {pause:.1f} s", err=True)
@@ -102,13 +107,15 @@ def send(
             max_wait=max_wait,
             give_up_after=None if retry_for == math.inf else retry_for,
             on_refused=on_refused,
+            on_changed=on_changed,
             on_sent=on_sent,
             on_retry=on_retry,
         )
         try:
             with _stopping(shipper):
                 if reader is None:
-                    shipper.add(Line(1, " ".join(message), _now_ms()))
+                    # argv holds undecodable bytes as surrogates: back to bytes, decoded as stdin's lines are
+                    shipper.add(decode_line(os.fsencode(" ".join(message)), 1, _now_ms()))
                     shipper.flush()
                 else:
                     shipper.ship(reader)

@@ -1,16 +1,16 @@
 """One line of a log stream as a loglake record, for `loglake send` and other shippers. No I/O.
 
-A line is one of three things:
-- a loglake record: a JSON object of record fields only (a `message` string and any of id, timestamp,
-  service, log_type, severity, attributes). It is sent as it is; the server validates it.
-- a structured log line from another logger (pino, bunyan, winston, logrus, zap, slog, Serilog,
-  python-json-logger, ECS loggers, `journalctl -o json`): any other JSON object. Its message, level and
-  time become the record's; every other field is kept as an attribute, and so is any of those fields
-  whose value cannot be used (an unknown level, a number that is not a time).
+A line is one of two things:
+- a JSON object: a loglake record, or a structured log line from another logger (pino, bunyan, winston,
+  logrus, zap, slog, Serilog, python-json-logger, ECS loggers, GCP, `journalctl -o json`), both read by
+  the same rule. Its message, level and time become the record's (and its id, service and log_type);
+  every other field is kept as an attribute, and so is any of those fields whose value cannot be used
+  (an unknown level, a number that is not a time, a service that is no valid name).
 - plain text (anything else, JSON that is not an object included): the whole line is the message.
 
 The default service, severity and log type (`--service`, ...) fill what a line does not give, and a
-line without a usable time gets `now_ms`, the time it was read.
+line without a usable time gets `now_ms`, the time it was read. The record is then made to fit the
+server's default limits (record_fit.py), so that the server takes every line.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from typing import Any
 
 import msgspec
 
-from loglake.model import RECORD_FIELDS, SEVERITY_ALIASES, SMALLEST_PLAUSIBLE_MS, Limits, is_valid_name, parse_iso8601
+from loglake.model import SEVERITY_ALIASES, SMALLEST_PLAUSIBLE_MS, Limits, is_valid_name, parse_iso8601
+from loglake.record_fit import fit_record
 
 # The fields of a structured line that give the record's message, severity and time, in this order of
 # preference: the first one with a usable value is taken (and leaves the attributes); the others stay.
@@ -41,36 +42,45 @@ OTHER_LEVEL_NAMES = {
     "crit": "critical",  # syslog
     "alert": "critical",  # syslog
     "emerg": "critical",  # syslog
-    "emergency": "critical",  # syslog
+    "emergency": "critical",  # syslog, GCP
 }
+# GCP's DEFAULT ("no level given") is none of them: the default severity applies, and it stays an attribute.
 LEVEL_NAMES = {name: severity.label for name, severity in SEVERITY_ALIASES.items()} | OTHER_LEVEL_NAMES
 # pino's and bunyan's numeric levels: trace, debug, info, warn, error, fatal.
 NUMERIC_LEVELS = {10: "debug", 20: "debug", 30: "info", 40: "warning", 50: "error", 60: "critical"}
 # journald's PRIORITY: syslog severities 0 (emerg) to 7 (debug).
 SYSLOG_PRIORITIES = ["critical", "critical", "critical", "error", "warning", "info", "info", "debug"]
 
-_RECORD_FIELDS = frozenset(RECORD_FIELDS)
+INVALID_UTF8 = "loglake.invalid_utf8"  # an attribute of a record whose line had bytes that are no UTF-8
+LIMITS = Limits()  # the server's defaults (a server with smaller ones may still refuse a record: it is reported)
 _DIGITS = re.compile(r"\d+")
-_FUTURE_MS = Limits().max_future_ms  # the server's default; a later time is kept as an attribute
 _decode = msgspec.json.decode
 
 
-def line_to_record(line: str, defaults: Mapping[str, str], now_ms: int) -> dict[str, Any] | None:
-    """The record a line of a log stream stands for, with the defaults filled in; None for a blank line."""
+def line_to_record(
+    line: str,
+    defaults: Mapping[str, str],
+    now_ms: int,
+    invalid_utf8: bool = False,
+    notes: list[str] | None = None,
+) -> dict[str, Any] | None:
+    """The record a line of a log stream stands for, with the defaults filled in; None for a blank line.
+    invalid_utf8: the line was decoded with replacement characters (the record says so). What had to be
+    changed for the record to fit the limits is said in `notes`."""
     text = line.rstrip("\r\n")
     if not text.strip():
         return None
     parsed = _json_object(text)
-    if parsed is None:
-        return {**defaults, "message": text, "timestamp": now_ms}
-    if type(parsed.get("message")) is str and parsed.keys() <= _RECORD_FIELDS:
-        return {**defaults, "timestamp": now_ms, **parsed}
-    return {**defaults, "timestamp": now_ms, **structured_fields(parsed, text, now_ms)}
+    fields = {"message": text} if parsed is None else structured_fields(parsed, text, now_ms)
+    marks = {INVALID_UTF8: True} if invalid_utf8 else {}
+    fitted = fit_record(fields, marks, LIMITS, now_ms, notes if notes is not None else [])
+    return {**defaults, "timestamp": now_ms, **fitted}
 
 
 def structured_fields(parsed: dict[str, Any], text: str, now_ms: int) -> dict[str, Any]:
-    """The record fields of a structured log line from another logger: message, severity, timestamp
-    (each only when found), service and log_type (when valid names), and the rest as attributes."""
+    """The record fields of a JSON line: message, severity, timestamp (each only when found), service
+    and log_type (when valid names), id (a string: record_fit keeps it as an attribute unless it is a
+    UUID), and the rest as attributes."""
     rest = dict(parsed)
     found: dict[str, Any] = {}
     message = _take(rest, MESSAGE_FIELDS, lambda _, v: v if type(v) is str and v else None)
@@ -85,6 +95,9 @@ def structured_fields(parsed: dict[str, Any], text: str, now_ms: int) -> dict[st
         value = _take(rest, (name,), lambda _, v: v if type(v) is str and is_valid_name(v) else None)
         if value is not None:
             found[name] = value
+    client_id = _take(rest, ("id",), lambda _, v: v if type(v) is str else None)
+    if client_id is not None:
+        found["id"] = client_id
     given = rest.get("attributes")
     if type(given) is dict and not given.keys() & rest.keys():  # merged only when no name clashes
         del rest["attributes"]
@@ -147,4 +160,4 @@ def _epoch_ms(value: Any, now_ms: int) -> int | None:
         ms = math.floor(value)  # truncated to the millisecond, as ISO-8601 times are
     else:
         return None
-    return ms if SMALLEST_PLAUSIBLE_MS <= ms <= now_ms + _FUTURE_MS else None
+    return ms if SMALLEST_PLAUSIBLE_MS <= ms <= now_ms + LIMITS.max_future_ms else None

@@ -140,6 +140,13 @@ def validate_batch(items: list[Any], limits: Limits, now_ms: int) -> list[NewRec
     return records
 
 
+def record_problems(item: Any, limits: Limits, now_ms: int) -> list[Problem]:
+    """Every reason validate_batch would refuse this one record (index 0); [] when it would take it."""
+    problems: list[Problem] = []
+    _validate_one(0, item, limits, now_ms, now_ms + limits.max_future_ms, problems)
+    return problems
+
+
 def _validate_one(
     index: int, item: Any, limits: Limits, now_ms: int, max_ts: int, problems: list[Problem]
 ) -> tuple | None:
@@ -259,7 +266,7 @@ def _check_attributes(index: int, value: Any, limits: Limits, problems: list[Pro
     if len(value) > limits.max_attribute_keys:
         problems.append(Problem(index, "attributes", f"has more than {limits.max_attribute_keys} keys"))
         return None
-    if _nests_deeper_than(value, limits.max_attribute_depth):
+    if nests_deeper_than(value, limits.max_attribute_depth):
         problems.append(Problem(index, "attributes", f"is nested deeper than {limits.max_attribute_depth} levels"))
         return None
     encoded = _json_encode(value)
@@ -269,7 +276,7 @@ def _check_attributes(index: int, value: Any, limits: Limits, problems: list[Pro
     return encoded
 
 
-def _nests_deeper_than(value: Any, depth: int) -> bool:
+def nests_deeper_than(value: Any, depth: int) -> bool:
     """Whether containers nest more than `depth` levels (a flat object is 1). Looks one level at a time
     and no further than depth + 1, so a value nested hundreds deep costs no recursion."""
     level = [value]

@@ -26,7 +26,7 @@ from typing import BinaryIO
 import msgspec
 
 from loglake.client import ClientError, LoglakeClient, OnRetry
-from loglake.line_records import line_to_record
+from loglake.line_records import INVALID_UTF8, line_to_record
 
 CHUNK_BYTES = 64 * 1024
 MAX_LINE_BYTES = 8 * 1024 * 1024  # longer lines are skipped (and reported): no record holds that much
@@ -41,6 +41,15 @@ class Line:
     number: int  # 1-based, in the input
     text: str | None  # None: longer than the reader's max_line_bytes, not kept
     read_ms: int  # when it was read: the time of a record that gives none
+    invalid_utf8: bool = False  # bytes that are no UTF-8 were replaced by U+FFFD in text
+
+
+def decode_line(data: bytes, number: int, read_ms: int) -> Line:
+    """The line of these bytes; bytes that are no UTF-8 become U+FFFD, and the line says so."""
+    try:
+        return Line(number, data.decode("utf-8"), read_ms)
+    except UnicodeDecodeError:
+        return Line(number, data.decode("utf-8", errors="replace"), read_ms, invalid_utf8=True)
 
 
 class LineReader:
@@ -95,7 +104,7 @@ class LineReader:
             return Line(self.lines, None, now_ms)
         data = bytes(self._partial + end) if self._partial else end
         self._partial.clear()
-        return Line(self.lines, data.decode("utf-8", errors="replace"), now_ms)
+        return decode_line(data, self.lines, now_ms)
 
 
 def _selectable_fd(stream: BinaryIO) -> int | None:
@@ -124,7 +133,9 @@ class Tally:
 
 class Shipper:
     """Records from lines, sent in batches. on_refused(line number, reason) reports a line that cannot be
-    stored; on_sent(line numbers, log ids) follows each stored batch; on_retry(error, pause) each pause."""
+    stored; on_changed(line number, what) a line stored with a change (a message cut to fit, invalid
+    UTF-8 replaced); on_sent(line numbers, log ids) follows each stored batch; on_retry(error, pause)
+    each pause."""
 
     def __init__(
         self,
@@ -135,6 +146,7 @@ class Shipper:
         max_wait: float,
         give_up_after: float | None,
         on_refused: Callable[[int, str], None],
+        on_changed: Callable[[int, str], None] | None = None,
         on_sent: Callable[[list[int], list[str]], None] | None = None,
         on_retry: OnRetry | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -145,6 +157,7 @@ class Shipper:
         self.max_wait = max_wait
         self.give_up_after = give_up_after
         self.on_refused = on_refused
+        self.on_changed = on_changed
         self.on_sent = on_sent
         self.on_retry = on_retry
         self.clock = clock
@@ -193,9 +206,15 @@ class Shipper:
             self.tally.records += 1
             self._refuse(line.number, "the line is too long to be a record")
             return
-        record = line_to_record(line.text, self.defaults, line.read_ms)
+        changes: list[str] = []
+        record = line_to_record(line.text, self.defaults, line.read_ms, line.invalid_utf8, changes)
         if record is None:
             return
+        if line.invalid_utf8:
+            changes.insert(0, f"bytes that are no UTF-8 replaced by U+FFFD (the record has {INVALID_UTF8}: true)")
+        if self.on_changed is not None:
+            for change in changes:
+                self.on_changed(line.number, change)
         encoded = _encode(record)
         self._pending.append((line.number, encoded, self.clock()))
         self._pending_bytes += len(encoded) + 1

@@ -158,6 +158,42 @@ def test_plain_and_other_loggers_lines_are_all_stored(server_factory, admin_key_
     }
 
 
+def test_the_second_trials_lines_are_all_stored_and_changes_said(server_factory, admin_key_of) -> None:
+    server = server_factory()
+    key = admin_key_of(server)
+    service = service_name()
+    long_line = "z" * (300 * 1024)
+    lines = (
+        b'{"severity":"EMERGENCY","message":"gcp emerg"}\n'
+        b'{"severity":"EMERGENCY","message":"gcp emerg2","trace":"t1"}\n'
+        b'{"severity":"DEFAULT","message":"gcp default"}\n'
+        b'{"message":"bad service","service":"a b"}\n'
+        b'{"msg":"pino deep","a":{"b":{"c":{"d":{"e":{"f":1}}}}}}\n' + long_line.encode() + b"\nlatin1 caf\xe9\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "loglake", "send", "--service", service, "--url", server.url, "--api-key", key],
+        input=lines,
+        capture_output=True,
+        timeout=WAIT_S,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")},
+    )
+    stderr = done.stderr.decode()
+    assert done.returncode == 0, stderr
+    assert "sent 7 record(s)" in stderr
+    assert "line 6: stored with a change: message of 307200 bytes cut to 262144" in stderr
+    assert "line 7: stored with a change: bytes that are no UTF-8 replaced by U+FFFD" in stderr
+    got = [(r["message"][:20], r["severity"], r["attributes"]) for r in wait_for_records(server, key, service, 7)]
+    assert got == [
+        ("gcp emerg", "critical", {}),
+        ("gcp emerg2", "critical", {"trace": "t1"}),
+        ("gcp default", "info", {"severity": "DEFAULT"}),
+        ("bad service", "info", {"service": "a b"}),
+        ("pino deep", "info", {"a": {"b": {"c": {"d": {"e": '{"f":1}'}}}}}),
+        ("z" * 20, "info", {"loglake.truncated_bytes": 307200}),
+        ("latin1 caf\ufffd", "info", {"loglake.invalid_utf8": True}),
+    ]
+
+
 def test_input_that_stays_open_is_shipped_and_its_end_ends_the_sender(server_factory, admin_key_of, senders) -> None:
     server = server_factory()
     key = admin_key_of(server)
