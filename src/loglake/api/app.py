@@ -188,10 +188,12 @@ class LoglakeApp:
             self._queries_running -= 1
 
     def close(self) -> None:
-        self.runtime.close()  # stops the jobs first; reads in flight finish on the closed pools' threads
+        # Requests in flight finish first, on the store they started with; then the runtime stops its
+        # jobs and closes the store and the lake.
         self._readers.shutdown(wait=True)
         self._searches.shutdown(wait=True)
         self._queries.shutdown(wait=True)
+        self.runtime.close()
         self.access_log.close()
 
     # -- ASGI ----------------------------------------------------------------------------------
