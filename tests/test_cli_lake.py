@@ -15,8 +15,8 @@ import sqlglot
 
 from loglake.api.app import LoglakeApp
 from loglake.config import Settings
-from loglake.model import DAY_MS
 from loglake.store.sqlite import SQLiteHotStore
+from loglake.times import DAY_MS
 from tests.conftest import asgi_client, key_for
 from tests.conftest import run_cli as run
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from loglake.config import Settings, env_name
-from loglake.model import Limits
-from loglake.service import MAX_LIMIT
+from loglake.model import MAX_PAGE_LIMIT, Limits
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
 _UNITS = {"KiB": 1024, "MiB": 1024 * 1024}
@@ -79,4 +78,4 @@ def test_record_table_states_the_enforced_limits() -> None:
 
 
 def test_recent_limit_range_is_the_enforced_one() -> None:
-    assert f"`limit` (1-{MAX_LIMIT}," in README.replace("\n", " ")
+    assert f"`limit` (1-{MAX_PAGE_LIMIT}," in README.replace("\n", " ")

@@ -17,17 +17,16 @@ from loglake.model import (
     DEFAULT_LOG_TYPE,
     DEFAULT_SERVICE,
     SEVERITY_ALIASES,
-    SMALLEST_PLAUSIBLE_MS,
     InvalidRecords,
     Limits,
     NewRecord,
     Problem,
     Severity,
+    TimeBounds,
     is_valid_name,
-    parse_iso8601,
-    retention_start_ms,
     validate_batch,
 )
+from loglake.times import SMALLEST_PLAUSIBLE_MS, parse_iso8601
 
 MAX_DETAILS = 100
 _NO_ATTRIBUTES = msgspec.Raw(b"")
@@ -92,8 +91,8 @@ def _check_count(count: int, limits: Limits) -> None:
 
 def _accept_plainly_valid(items: list[IncomingRecord], limits: Limits, now_ms: int) -> list[NewRecord] | None:
     """NewRecords if every record passes every rule of model.validate_batch, else None."""
-    max_ts = min(now_ms + limits.max_future_ms, ids.MAX_TIMESTAMP_MS - 1)
-    min_ts = max(SMALLEST_PLAUSIBLE_MS, retention_start_ms(now_ms, limits.retention_days))
+    _, earliest, max_ts = TimeBounds.of(limits, now_ms)
+    min_ts = max(SMALLEST_PLAUSIBLE_MS, earliest)
     max_message = limits.max_message_bytes
     fields = []
     for item in items:

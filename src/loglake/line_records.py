@@ -22,8 +22,9 @@ from typing import Any
 
 import msgspec
 
-from loglake.model import SEVERITY_ALIASES, SMALLEST_PLAUSIBLE_MS, Limits, is_valid_name, parse_iso8601
+from loglake.model import SEVERITY_ALIASES, Limits, is_valid_name
 from loglake.record_fit import fit_record
+from loglake.times import SMALLEST_PLAUSIBLE_MS, parse_iso8601
 
 # The fields of a structured line that give the record's message, severity and time, in this order of
 # preference: the first one with a usable value is taken (and leaves the attributes); the others stay.

@@ -124,14 +124,27 @@ class InvalidRecords(Exception):
 _json_encode = msgspec.json.Encoder().encode
 
 
+class TimeBounds(NamedTuple):
+    """The times a record may have, worked out once per request."""
+
+    now_ms: int  # a record without a time gets this one
+    earliest_ms: int  # the retention's first kept time (0: no retention)
+    latest_ms: int  # the furthest a clock may be ahead
+
+    @classmethod
+    def of(cls, limits: Limits, now_ms: int) -> TimeBounds:
+        latest = min(now_ms + limits.max_future_ms, ids.MAX_TIMESTAMP_MS - 1)
+        return cls(now_ms, retention_start_ms(now_ms, limits.retention_days), latest)
+
+
 def validate_batch(items: list[Any], limits: Limits, now_ms: int) -> list[NewRecord]:
     """Turn decoded JSON objects into NewRecords with fresh ids, or raise InvalidRecords naming each."""
     records: list[NewRecord] = []
     problems: list[Problem] = []
-    max_ts = now_ms + limits.max_future_ms
+    bounds = TimeBounds.of(limits, now_ms)
     new_id = ids.uuid7_bytes
     for index, item in enumerate(items):
-        found = _validate_one(index, item, limits, now_ms, max_ts, problems)
+        found = _validate_one(index, item, limits, bounds, problems)
         if found is not None:
             ts, service, log_type, severity, message, attributes, client_id = found
             records.append(NewRecord(new_id(ts), ts, service, log_type, severity, message, attributes, client_id))
@@ -143,13 +156,11 @@ def validate_batch(items: list[Any], limits: Limits, now_ms: int) -> list[NewRec
 def record_problems(item: Any, limits: Limits, now_ms: int) -> list[Problem]:
     """Every reason validate_batch would refuse this one record (index 0); [] when it would take it."""
     problems: list[Problem] = []
-    _validate_one(0, item, limits, now_ms, now_ms + limits.max_future_ms, problems)
+    _validate_one(0, item, limits, TimeBounds.of(limits, now_ms), problems)
     return problems
 
 
-def _validate_one(
-    index: int, item: Any, limits: Limits, now_ms: int, max_ts: int, problems: list[Problem]
-) -> tuple | None:
+def _validate_one(index: int, item: Any, limits: Limits, bounds: TimeBounds, problems: list[Problem]) -> tuple | None:
     if type(item) is not dict:
         problems.append(Problem(index, "", f"a record must be a JSON object, got {_json_type(item)}"))
         return None
@@ -170,10 +181,9 @@ def _validate_one(
     elif len(message) * 4 > limits.max_message_bytes and len(message.encode()) > limits.max_message_bytes:
         problems.append(Problem(index, "message", f"is larger than {limits.max_message_bytes} bytes of UTF-8"))
 
-    ts = _check_timestamp(index, item.get("timestamp"), now_ms, max_ts, problems)
-    kept_from = retention_start_ms(now_ms, limits.retention_days)
-    if SMALLEST_PLAUSIBLE_MS <= ts < kept_from:
-        problems.append(Problem(index, "timestamp", _too_old(limits.retention_days, kept_from)))
+    ts = _check_timestamp(index, item.get("timestamp"), bounds, problems)
+    if SMALLEST_PLAUSIBLE_MS <= ts < bounds.earliest_ms:
+        problems.append(Problem(index, "timestamp", _too_old(limits.retention_days, bounds.earliest_ms)))
     service = _check_name(index, "service", item.get("service"), DEFAULT_SERVICE, problems)
     log_type = _check_name(index, "log_type", item.get("log_type"), DEFAULT_LOG_TYPE, problems)
     severity = _check_severity(index, item.get("severity"), problems)
@@ -219,7 +229,8 @@ def _check_severity(index: int, value: Any, problems: list[Problem]) -> int:
     return Severity.INFO
 
 
-def _check_timestamp(index: int, value: Any, now_ms: int, max_ts: int, problems: list[Problem]) -> int:
+def _check_timestamp(index: int, value: Any, bounds: TimeBounds, problems: list[Problem]) -> int:
+    now_ms = bounds.now_ms
     if value is None:
         return now_ms
     if type(value) is int:
@@ -242,11 +253,9 @@ def _check_timestamp(index: int, value: Any, now_ms: int, max_ts: int, problems:
     if ts < SMALLEST_PLAUSIBLE_MS:
         hint = "; it looks like epoch seconds, send milliseconds" if ts > 0 else ""
         problems.append(Problem(index, "timestamp", f"{ts} is before 1973-03-03{hint}"))
-    elif ts > max_ts:
-        allowed = (max_ts - now_ms) / 3_600_000
+    elif ts > bounds.latest_ms:
+        allowed = (bounds.latest_ms - now_ms) / 3_600_000
         problems.append(Problem(index, "timestamp", f"is more than {allowed:g} h in the future (check the clock)"))
-    elif ts >= ids.MAX_TIMESTAMP_MS:
-        problems.append(Problem(index, "timestamp", "is out of range"))
     return ts
 
 

@@ -16,7 +16,6 @@ from loglake.lake import reads as lake_reads
 from loglake.lake.lake import Lake
 from loglake.lake.search_terms import InvalidSearch, Term, parse_terms
 from loglake.model import (
-    DAY_MS,
     DEFAULT_PAGE_LIMIT,
     MAX_PAGE_LIMIT,
     SEVERITY_ALIASES,
@@ -28,10 +27,8 @@ from loglake.model import (
     format_datetime,
 )
 from loglake.store.base import HotStore, RecentQuery
-from loglake.times import TimeFormatError, parse_duration, parse_time
+from loglake.times import DAY_MS, TimeFormatError, parse_duration, parse_time
 
-DEFAULT_LIMIT = DEFAULT_PAGE_LIMIT
-MAX_LIMIT = MAX_PAGE_LIMIT
 DEFAULT_WINDOW_MS = DAY_MS
 RECENT_PARAMS = ("service", "log_type", "severity", "min_severity", "since", "until", "q", "limit", "cursor")
 AUTO_BUCKETS = 120
@@ -220,14 +217,14 @@ def parse_recent_params(params: Mapping[str, str], now_ms: int) -> RecentQuery:
     if until is not None and until <= since:
         bad("until", "must be after since")
 
-    limit = DEFAULT_LIMIT
+    limit = DEFAULT_PAGE_LIMIT
     if params.get("limit"):
         try:
             limit = int(params["limit"])
-            if not 1 <= limit <= MAX_LIMIT:
+            if not 1 <= limit <= MAX_PAGE_LIMIT:
                 raise ValueError
         except ValueError:
-            bad("limit", f"must be an integer from 1 to {MAX_LIMIT}")
+            bad("limit", f"must be an integer from 1 to {MAX_PAGE_LIMIT}")
 
     before_id = None
     if params.get("cursor"):

@@ -17,9 +17,10 @@ import pytest
 from loglake.ids import format_uuid, join_id, split_id, uuid7_bytes
 from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
-from loglake.model import DAY_MS, Severity
+from loglake.model import Severity
 from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
+from loglake.times import DAY_MS
 from tests.store.contract import record
 
 DAY = DAY_MS

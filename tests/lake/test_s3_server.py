@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from loglake.model import DAY_MS
+from loglake.times import DAY_MS
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, S3Server
 
 

@@ -47,9 +47,9 @@ from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import by_utc_day, file_name
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE
-from loglake.model import DAY_MS
 from loglake.retry import Backoff, TryAgain
 from loglake.store.sqlite import SQLiteHotStore
+from loglake.times import DAY_MS
 
 HOUR = timedelta(hours=1)
 SETTLE = timedelta(hours=1)  # the newest hour's logs are still arriving: it waits for the next run

@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Any
 from loglake import __version__
 from loglake.api.routes import Result
 from loglake.ids import UUID_PATTERN
-from loglake.model import NAME_PATTERN, SEVERITY_ALIASES, SEVERITY_NAMES, SMALLEST_PLAUSIBLE_MS, Limits
-from loglake.service import DEFAULT_LIMIT, MAX_LIMIT
-from loglake.times import FORMS
+from loglake.model import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, NAME_PATTERN, SEVERITY_ALIASES, SEVERITY_NAMES, Limits
+from loglake.times import FORMS, SMALLEST_PLAUSIBLE_MS
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -51,8 +50,8 @@ NAME = {"type": "string", "pattern": f"^{NAME_PATTERN.pattern}$"}
 _LIMITS = Limits()
 PAGE_LIMIT = _query(
     "limit",
-    f"1-{MAX_LIMIT}, default {DEFAULT_LIMIT}",
-    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+    f"1-{MAX_PAGE_LIMIT}, default {DEFAULT_PAGE_LIMIT}",
+    {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_LIMIT, "default": DEFAULT_PAGE_LIMIT},
 )
 
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from loglake.lake.layout import day_of, partitions_of
 from loglake.lake.manifest import LakeFile
 from loglake.lake.tables import APP_LOGS_TABLE
-from loglake.model import DAY_MS
+from loglake.times import DAY_MS
 
 # How lake files are written (measured on the 10M-record bench set, see bench/README.md):
 # - one service per row group, at most 8Ki rows: a service's newest records sit in one, which is all

@@ -87,9 +87,9 @@ def _newest_possible_ms(engine: QueryEngine, query: RecentQuery) -> int | None:
     if query.before_id is not None:
         bounds.append(timestamp_of(query.before_id) + 1)
     with engine.store.snapshot():
-        newest_hot = [r.timestamp for r in engine.store.recent(RecentQuery(since_ms=0, limit=1))]
+        newest_hot = engine.store.newest_ms()  # the key alone: no record is built for its time
         newest_flushed = newest_file_ms(engine.store.read, APP_LOGS_TABLE.name)
-    newest = max([*newest_hot, *([newest_flushed] if newest_flushed is not None else [])], default=None)
+    newest = max((t for t in (newest_hot, newest_flushed) if t is not None), default=None)
     if newest is None:
         return None
     return min([newest + 1, *bounds])
