@@ -27,6 +27,7 @@ import msgspec
 
 from loglake.client import ClientError, LoglakeClient, OnRetry
 from loglake.line_records import INVALID_UTF8, line_to_record
+from loglake.retry import TryAgain
 
 CHUNK_BYTES = 64 * 1024
 MAX_LINE_BYTES = 8 * 1024 * 1024  # longer lines are skipped (and reported): no record holds that much
@@ -243,13 +244,11 @@ class Shipper:
             del self._pending[:count]
             self._pending_bytes -= size
 
-    def _deliver(self, batch: list[tuple[int, bytes]], attempt: int = 1) -> None:
+    def _deliver(self, batch: list[tuple[int, bytes]]) -> None:
         """Store the batch, less the records the server refuses (reported); raises ClientError when
         the server cannot take it at all (bad key, gave up waiting for it)."""
         try:
-            ids = self.client.send(
-                [encoded for _, encoded in batch], give_up_after=self.give_up_after, on_retry=self.on_retry
-            )
+            ids = self._send(batch)
         except ClientError as e:
             refused = _refused_records(e, len(batch))
             if refused:
@@ -262,12 +261,6 @@ class Shipper:
                 middle = len(batch) // 2
                 self._deliver(batch[:middle])
                 self._deliver(batch[middle:])
-            elif e.status == 500 and attempt < SERVER_ERROR_ATTEMPTS:
-                pause = self.client.backoff.pause(attempt)
-                if self.on_retry is not None:
-                    self.on_retry(e, pause)
-                self.client.backoff.sleep(pause)
-                self._deliver(batch, attempt + 1)
             elif e.status in (400, 413, 500):
                 self._refuse(batch[0][0], str(e))
             else:
@@ -276,6 +269,22 @@ class Shipper:
         self.tally.sent += len(ids)
         if self.on_sent is not None:
             self.on_sent([number for number, _ in batch], ids)
+
+    def _send(self, batch: list[tuple[int, bytes]]) -> list[bytes]:
+        """The batch's ids. A lone record the server fails on (500) is tried SERVER_ERROR_ATTEMPTS
+        times in all (the failure may pass), through the one retry helper."""
+
+        def attempt() -> list[bytes]:
+            try:
+                return self.client.send(
+                    [encoded for _, encoded in batch], give_up_after=self.give_up_after, on_retry=self.on_retry
+                )
+            except ClientError as e:
+                if e.status == 500 and len(batch) == 1:
+                    raise TryAgain(e) from None
+                raise
+
+        return self.client.backoff.run(attempt, attempts=SERVER_ERROR_ATTEMPTS, on_retry=self.on_retry)
 
     def _refuse(self, line_number: int, reason: str) -> None:
         self.tally.refused += 1

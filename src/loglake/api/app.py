@@ -39,6 +39,7 @@ from loglake.store.base import StoreUnavailable
 
 T = TypeVar("T")
 Handler = Callable[..., Awaitable[routes.Result]]
+READ_THREADS = 4  # each of the two pools of blocking reads: quick ones (recent, get, keys) and searches
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -124,10 +125,10 @@ class LoglakeApp:
         self.access_log = AccessLog.open(settings.access_log)
         self._request_prefix = os.urandom(6).hex()
         self._request_counter = 0
-        self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loglake-read")
+        self._readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="loglake-read")
         # Searches scan the lake and wait for the engine's connections: on threads of their own, so a
         # burst of slow searches never keeps recent records and lookups by id waiting.
-        self._searches = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loglake-search")
+        self._searches = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="loglake-search")
         # Users' SQL runs on its own threads, so long queries never queue the API's reads behind them.
         self._queries = ThreadPoolExecutor(max_workers=settings.query_concurrency, thread_name_prefix="loglake-sql")
         self._queries_running = 0
