@@ -109,10 +109,10 @@ def _salvaged(
 
     fields = (
         read("timestamp", timestamp, _timestamp, ids.timestamp_of(log_id)),
-        read("service", service, _text, _as_text(service)),
-        read("log_type", log_type, _text, _as_text(log_type)),
+        read("service", service, _text, as_text(service)),
+        read("log_type", log_type, _text, as_text(log_type)),
         read("severity", severity, _severity, Severity.INFO),
-        read("message", message, _text, _as_text(message)),
+        read("message", message, _text, as_text(message)),
         read("attributes", attributes, _attributes, None),
         read("id", client_id, _client_id, None),
     )
@@ -168,7 +168,8 @@ def _client_id(value: Any) -> bytes | None:
         raise ValueError(f"{_shown(value)} is not a UUID; left out") from None
 
 
-def _as_text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """Any stored value as text: bytes decoded (bad UTF-8 replaced), None as ""."""
     if value is None:
         return ""
     if isinstance(value, bytes | bytearray | memoryview):

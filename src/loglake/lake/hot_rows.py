@@ -80,11 +80,7 @@ def _as_list(values: Sequence[Any] | pa.Array | pa.ChunkedArray) -> list[Any]:
 
 
 def _text(value: Any) -> str | None:
-    if value is None or type(value) is str:
-        return value
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).decode("utf-8", "replace")
-    return str(value)
+    return value if value is None or type(value) is str else readback.as_text(value)
 
 
 def int64_bytes(values: Sequence[int] | pa.Array | pa.ChunkedArray) -> bytes:
