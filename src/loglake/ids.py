@@ -22,17 +22,21 @@ from collections.abc import Iterable
 
 MAX_TIMESTAMP_MS = 1 << 48
 _COUNTER_BITS = 42
-_COUNTER_MASK = (1 << _COUNTER_BITS) - 1
-_NODE_BITS = 32
+COUNTER_MASK = (1 << _COUNTER_BITS) - 1
+NODE_BITS = 32
 _VERSION_7 = 0x7 << 76
+# The same layout in split_id's halves: the version and the counter's top 12 bits end the first half;
+# the second is the counter's low 30 bits, then the node.
+VERSION_7_HIGH = 0x7 << 12
+RAND_B_COUNTER_BITS = 30
+RAND_B_COUNTER_MASK = (1 << RAND_B_COUNTER_BITS) - 1
 VARIANT_RFC = 0b10 << 62  # the two RFC 9562 variant bits, at the top of the last 64
 _LOW_62 = (1 << 62) - 1
-_LOW_30 = (1 << 30) - 1
 
 _lock = threading.Lock()
 # Ids need uniqueness, not secrecy: a seeded PRNG, since os.urandom can cost ~40 us a call on a VM.
 _rng = random.Random()
-_node = _rng.getrandbits(_NODE_BITS)
+_node = _rng.getrandbits(NODE_BITS)
 _counter = _rng.getrandbits(_COUNTER_BITS - 1)  # top bit clear: room to count up for ages
 
 
@@ -50,11 +54,22 @@ def uuid7_many(timestamps: Iterable[int]) -> list[bytes]:
     with _lock:
         counter = _counter
         for ts_ms in timestamps:
-            counter = (counter + 1) & _COUNTER_MASK
-            rand_a, rand_b = counter >> 30, ((counter & _LOW_30) << _NODE_BITS) | node
+            counter = (counter + 1) & COUNTER_MASK
+            rand_a = counter >> RAND_B_COUNTER_BITS
+            rand_b = ((counter & RAND_B_COUNTER_MASK) << NODE_BITS) | node
             append(((ts_ms << 80) | _VERSION_7 | (rand_a << 64) | VARIANT_RFC | rand_b).to_bytes(16, "big"))
         _counter = counter
     return out
+
+
+def reserve_counters(count: int) -> tuple[int, int]:
+    """For ids computed elsewhere (column-wise): the first of `count` consecutive counter values, taken
+    as uuid7_many would (each masked to COUNTER_MASK), and this process's node."""
+    global _counter
+    with _lock:
+        first = _counter + 1
+        _counter = (_counter + count) & COUNTER_MASK
+    return first, _node
 
 
 def split_id(log_id: bytes) -> tuple[int, int]:

@@ -10,8 +10,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+import pyarrow as pa
+
 from loglake import ids
-from loglake.ingest import parse_body
+from loglake.ingest import ParsedBody, parse_batch
 from loglake.lake import reads as lake_reads
 from loglake.lake.lake import Lake
 from loglake.lake.search_terms import InvalidSearch, Term, parse_terms
@@ -104,14 +106,20 @@ class LogService:
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def parse(self, body: bytes, ndjson: bool) -> tuple[list[NewRecord], bool]:
-        """Validated records with fresh ids from a request body, and whether it held a single object;
-        raises ingest.InvalidBody or model.InvalidRecords naming every problem."""
-        return parse_body(body, ndjson, self.limits, self.now_ms())
+    def parse(self, body: bytes, ndjson: bool) -> ParsedBody:
+        """Validated records with fresh ids from a request body (a bulk batch as a table, when there
+        is a lake to write it to); raises ingest.InvalidBody or model.InvalidRecords naming every problem."""
+        return parse_batch(body, ndjson, self.limits, self.now_ms(), bulk=self.lake is not None)
 
     def submit(self, records: Sequence[NewRecord]) -> Future[list[bytes]]:
         """Start the durable write; the future resolves once the records are committed."""
         return self.store.submit(records)
+
+    def submit_table(self, table: pa.Table) -> Future[object]:
+        """Start the durable write of a bulk batch (ParsedBody.table) as lake parts; the future resolves
+        once they are committed. The records' ids are the table's `log_id` column."""
+        assert self.lake is not None, "parse gives tables only when there is a lake"
+        return self.lake.bulk.submit(table)
 
     def get(self, log_id: str) -> StoredRecord | None:
         try:

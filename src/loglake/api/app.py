@@ -39,6 +39,7 @@ from loglake.store.base import StoreUnavailable
 
 T = TypeVar("T")
 Handler = Callable[..., Awaitable[routes.Result]]
+INGEST_THREADS = 4
 READ_THREADS = 4  # each of the two pools of blocking reads: quick ones (recent, get, keys) and searches
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -129,6 +130,8 @@ class LoglakeApp:
         # Searches scan the lake and wait for the engine's connections: on threads of their own, so a
         # burst of slow searches never keeps recent records and lookups by id waiting.
         self._searches = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="loglake-search")
+        # Big ingest bodies are checked on threads of their own (routes.OFF_LOOP_BODY_BYTES).
+        self._ingests = ThreadPoolExecutor(max_workers=INGEST_THREADS, thread_name_prefix="loglake-ingest")
         # Users' SQL runs on its own threads, so long queries never queue the API's reads behind them.
         self._queries = ThreadPoolExecutor(max_workers=settings.query_concurrency, thread_name_prefix="loglake-sql")
         self._queries_running = 0
@@ -174,6 +177,10 @@ class LoglakeApp:
         """Run blocking store work (reads, key writes) off the event loop, so it never delays ingest."""
         return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
 
+    async def run_ingest(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the check of a big ingest body off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._ingests, fn, *args)
+
     async def run_search(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a search or histogram off the event loop, apart from the quick reads of run_read."""
         return await asyncio.get_running_loop().run_in_executor(self._searches, fn, *args)
@@ -191,6 +198,7 @@ class LoglakeApp:
     def close(self) -> None:
         # Requests in flight finish first, on the store they started with; then the runtime stops its
         # jobs and closes the store and the lake.
+        self._ingests.shutdown(wait=True)
         self._readers.shutdown(wait=True)
         self._searches.shutdown(wait=True)
         self._queries.shutdown(wait=True)

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loglake.lake import writers
 from loglake.lake.flush_rounds import (
     RoundRows,
     WrittenRound,
@@ -85,15 +86,23 @@ class Flusher:
         self.worker_process = worker_process  # None: a worker process for a backlog only
 
     def recover(self) -> int:
-        """Undo rounds a crash interrupted (steps 2-3): their objects go, their rows stay hot."""
-        pending = self.store.read("SELECT flush_id, objects FROM flushes")
-        for flush_id, objects in pending:
+        """Undo rounds a crash interrupted (steps 2-3): their objects go, their rows stay hot. A bulk
+        batch's round is undone only once its writer is gone (lake/bulk.py): the client had no answer."""
+        undone = 0
+        data_dir = self.store.path.parent
+        for flush_id, objects, owner in self.store.read("SELECT flush_id, objects, owner FROM flushes"):
+            if owner is not None and writers.is_running(data_dir, owner):
+                continue
             for key in json.loads(objects):
                 self.lake.delete(key)
             self.store.run_in_writer(
                 lambda conn, f=flush_id: conn.execute("DELETE FROM flushes WHERE flush_id = ?", (f,))
             )
-        return len(pending)
+            if owner is not None:
+                writers.forget(data_dir, owner)
+            undone += 1
+        writers.forget_the_dead(data_dir, time.time())
+        return undone
 
     def flush(
         self, before_ms: int, max_rounds: int | None = None, progress: Callable[[int], None] | None = None
@@ -201,12 +210,14 @@ def publish(
     now_ms: int,
     on_step: Step,
     finish: Callable[[sqlite3.Connection], object],
+    owner: str | None = None,
 ) -> Future:
     """Steps 2-4 for files written to `work`: journal, publish, then in one transaction `finish` (what
     the files replace: hot rows, or older lake files) + add them to the catalog + drop the journal.
-    The commit is queued on the store's writer thread; the returned future says when it is done."""
+    The commit is queued on the store's writer thread; the returned future says when it is done.
+    `owner` names a writer that runs outside the maintenance lock (lake/bulk.py)."""
     flush_id = store.run_in_writer(
-        lambda conn: _journal(conn, [f.key for f in files], sum(f.records for f in files), now_ms)
+        lambda conn: _journal(conn, [f.key for f in files], sum(f.records for f in files), now_ms, owner)
     )
     on_step("journaled")
     for number, lake_file in enumerate(files, start=1):
@@ -221,9 +232,10 @@ def publish(
     return store.in_write_transaction(commit)
 
 
-def _journal(conn: sqlite3.Connection, objects: list[str], records: int, now_ms: int) -> int:
+def _journal(conn: sqlite3.Connection, objects: list[str], records: int, now_ms: int, owner: str | None) -> int:
     cursor = conn.execute(
-        "INSERT INTO flushes (started_ms, objects, records) VALUES (?, ?, ?)", (now_ms, json.dumps(objects), records)
+        "INSERT INTO flushes (started_ms, objects, records, owner) VALUES (?, ?, ?, ?)",
+        (now_ms, json.dumps(objects), records, owner),
     )
     return cursor.lastrowid
 

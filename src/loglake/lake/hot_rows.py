@@ -39,7 +39,7 @@ def hot_rows_table(columns: Sequence[Any]) -> pa.Table:
 def _table(columns: Sequence[Any], severities: pa.Array | pa.ChunkedArray) -> pa.Table:
     return pa.table(
         [
-            _uuid_strings(int64_bytes(columns[0]), int64_bytes(columns[1])),
+            uuid_strings(int64_bytes(columns[0]), int64_bytes(columns[1])),
             as_arrow(columns[2], pa.int64()).cast(pa.timestamp("ms")),
             as_arrow(columns[3], pa.string()),
             as_arrow(columns[4], pa.string()),
@@ -100,7 +100,7 @@ def as_arrow(values: Sequence[Any] | pa.Array | pa.ChunkedArray, arrow_type: pa.
     return pa.array(values, arrow_type)
 
 
-def _uuid_strings(highs: bytes, lows: bytes) -> pa.Array:
+def uuid_strings(highs: bytes, lows: bytes) -> pa.Array:
     """Canonical UUID text of (id_hi, id_lo) pairs, given as native int64 words, without a Python
     string per id: the halves are made big-endian and hexed in one call each, then every character
     position of the 36-byte text is filled for all ids at once by a strided slice assignment."""

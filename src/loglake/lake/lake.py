@@ -21,6 +21,7 @@ from typing import Any
 
 from loglake.config import Settings
 from loglake.ids import LAST_STORABLE_MS
+from loglake.lake.bulk import BulkWriter
 from loglake.lake.compact import Compactor, CompactReport
 from loglake.lake.flush import Flusher, FlushReport
 from loglake.lake.layout import day_of
@@ -109,6 +110,7 @@ class Lake:
         self.policy = policy or LakePolicy()
         self.clock = clock
         self.flusher = Flusher(store, objects, clock=clock)
+        self.bulk = BulkWriter(store, objects, clock=clock)
         self.compactor = Compactor(
             store, objects, target_bytes=self.policy.compact_target_bytes, grace_ms=self.policy.grace_ms, clock=clock
         )
@@ -137,6 +139,7 @@ class Lake:
         return cls(store, object_store(settings), settings.data_dir, policy=policy, limits=limits, clock=clock)
 
     def close(self) -> None:
+        self.bulk.close()
         self.recent_reader.close()
         self.engine.close()
 

@@ -43,5 +43,7 @@ LAKE_SCHEMA = Schema(
             delete_after_ms INTEGER NOT NULL
         );
         """,
+        # Bulk ingest publishes outside the maintenance lock: its rounds name their writer (lake/bulk.py).
+        "ALTER TABLE flushes ADD COLUMN owner TEXT",
     ],
 )

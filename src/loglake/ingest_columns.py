@@ -1,0 +1,159 @@
+"""A batch of decoded records checked column by column into the lake's `app_logs` table. Pure, no I/O.
+
+The record-by-record check (ingest._accept_plainly_valid) costs a few microseconds per record in
+Python; here each rule runs once per column in Arrow's C++ kernels, and the names (services, log
+types, severities) are checked once per distinct value. It accepts exactly what that check accepts
+and nothing more: a batch it cannot vouch for (a bad or unusual value anywhere, an ISO time that does
+not parse, a client id, which needs the store's deduplication) gives None, and the caller takes the
+record-by-record path, which names every problem or deduplicates.
+
+The ids are the ids module's UUIDv7 (its counter and node), computed as two int64 columns.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from loglake import ids
+from loglake.lake.hot_rows import int64_bytes, uuid_strings
+from loglake.lake.tables import APP_LOGS_TABLE
+from loglake.model import (
+    DEFAULT_LOG_TYPE,
+    DEFAULT_SERVICE,
+    SEVERITY_ALIASES,
+    SEVERITY_NAMES,
+    Limits,
+    Severity,
+    TimeBounds,
+    is_valid_name,
+)
+from loglake.times import SMALLEST_PLAUSIBLE_MS, parse_iso8601
+
+_MS = pa.timestamp("ms")
+_NULL = b"null"
+
+
+def plainly_valid_table(items: Sequence[Any], limits: Limits, now_ms: int) -> pa.Table | None:
+    """The records (ingest.IncomingRecord) as an app_logs table with fresh ids, in their order, if every
+    one passes every rule of model.validate_batch and none carries a client id; else None."""
+    if any(item.id is not None for item in items):
+        return None
+    timestamps = _timestamps([item.timestamp for item in items], limits, now_ms)
+    if timestamps is None:
+        return None
+    messages = pa.array([item.message for item in items], pa.string())
+    sizes = pc.binary_length(messages)
+    if pc.min(sizes).as_py() < 1 or pc.max(sizes).as_py() > limits.max_message_bytes:
+        return None
+    service = _names([item.service for item in items], DEFAULT_SERVICE)
+    log_type = _names([item.log_type for item in items], DEFAULT_LOG_TYPE)
+    severity = _severities([item.severity for item in items])
+    attributes = _attributes([item.attributes for item in items], limits)
+    if service is None or log_type is None or severity is None or attributes is None:
+        return None
+    high, low = _id_halves(timestamps)
+    columns = [
+        uuid_strings(int64_bytes(high), int64_bytes(low)),
+        timestamps.cast(_MS),
+        service,
+        log_type,
+        severity,
+        messages,
+        attributes,
+        pa.nulls(len(items), pa.string()),
+    ]
+    return pa.table(columns, schema=APP_LOGS_TABLE.schema)
+
+
+def _timestamps(values: list[Any], limits: Limits, now_ms: int) -> pa.Array | None:
+    """Epoch ms per record (now for none), None if one is out of the allowed range or not a time."""
+    try:
+        times = pa.array(values, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        try:  # ISO-8601 text among them (or a value the record-by-record path will name)
+            times = pa.array([parse_iso8601(v) if type(v) is str else v for v in values], pa.int64())
+        except (ValueError, pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            return None
+    if times.null_count:
+        times = pc.fill_null(times, now_ms)
+    _, earliest, latest = TimeBounds.of(limits, now_ms)
+    span = pc.min_max(times)
+    if span["min"].as_py() < max(SMALLEST_PLAUSIBLE_MS, earliest) or span["max"].as_py() > latest:
+        return None
+    return times
+
+
+def _names(values: list[str | None], default: str) -> pa.Array | None:
+    """Service or log type names (the default for none), None if one is not a valid name."""
+    names = pa.array(values, pa.string())
+    if names.null_count:
+        names = pc.fill_null(names, default)
+    if not all(is_valid_name(name) for name in pc.unique(names).to_pylist()):
+        return None
+    return names
+
+
+def _severities(values: list[str | None]) -> pa.Array | None:
+    """Canonical severity names (info for none), each distinct alias looked up once; None if one is unknown."""
+    given = pa.array(values, pa.string())
+    if given.null_count:
+        given = pc.fill_null(given, Severity.INFO.label)
+    encoded = given.dictionary_encode()
+    canonical = []
+    for alias in encoded.dictionary.to_pylist():
+        severity = SEVERITY_ALIASES.get(alias) or SEVERITY_ALIASES.get(alias.lower())
+        if severity is None:
+            return None
+        canonical.append(SEVERITY_NAMES[severity])
+    return pa.array(canonical, pa.string()).take(encoded.indices)
+
+
+def _attributes(raw: list[Any], limits: Limits) -> pa.Array | None:
+    """The attributes' JSON text as sent (null for none), None when the record-by-record check must
+    decide: not an object, too large, not UTF-8, or more brackets or colons than the depth and key
+    limits allow (counted over the text, strings included: an upper bound, as in ingest.py)."""
+    data = _binary(raw)
+    sizes = pc.binary_length(data)
+    absent = pc.or_(pc.equal(sizes, 0), pc.equal(data, _NULL))
+    if pc.all(absent).as_py():
+        return pa.nulls(len(raw), pa.string())
+    objects = pc.filter(data, pc.invert(absent))
+    if not pc.all(pc.starts_with(objects, "{")).as_py():
+        return None
+    if pc.max(pc.binary_length(objects)).as_py() > limits.max_attribute_bytes:
+        return None
+    brackets = pc.add(pc.count_substring(objects, "{"), pc.count_substring(objects, "["))
+    if pc.max(brackets).as_py() > limits.max_attribute_depth:
+        return None
+    # Each key takes at least 5 bytes ("":0,), so only longer objects can hold too many keys.
+    long = pc.filter(objects, pc.greater(pc.binary_length(objects), 5 * limits.max_attribute_keys + 1))
+    if len(long) and pc.max(pc.count_substring(long, ":")).as_py() > limits.max_attribute_keys:
+        return None
+    try:
+        text = data.cast(pa.string())  # checks UTF-8, which the struct decoder left to this raw field
+    except pa.ArrowInvalid:
+        return None
+    return pc.if_else(absent, pa.scalar(None, pa.string()), text)
+
+
+def _binary(values: list[Any]) -> pa.Array:
+    """Byte strings (anything with the buffer protocol, e.g. msgspec.Raw) as one Arrow binary array,
+    joined in one copy instead of one Python object per value."""
+    offsets = pa.array(itertools.accumulate(map(len, values), initial=0), pa.int64())
+    joined = pa.py_buffer(b"".join(values))
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(values), [None, offsets.buffers()[1], joined])
+
+
+def _id_halves(timestamps: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """ids.split_id's halves of a fresh UUIDv7 per time: the same bits uuid7_many gives, column-wise."""
+    first, node = ids.reserve_counters(len(timestamps))
+    counters = pc.bit_wise_and(pa.array(range(first, first + len(timestamps)), pa.int64()), ids.COUNTER_MASK)
+    rand_a = pc.shift_right(counters, ids.RAND_B_COUNTER_BITS)
+    high = pc.bit_wise_or(pc.shift_left(timestamps, ids.HIGH_TIME_SHIFT), pc.bit_wise_or(rand_a, ids.VERSION_7_HIGH))
+    low = pc.bit_wise_or(pc.shift_left(pc.bit_wise_and(counters, ids.RAND_B_COUNTER_MASK), ids.NODE_BITS), node)
+    return high, low

@@ -1,0 +1,82 @@
+"""Bulk batches straight into the lake: a batch checked column-wise (ingest_columns) is written as one
+Parquet part per UTC day it touches and published with the flush's crash-safe protocol (flush.publish:
+journal, publish, then ONE transaction adds every part of the batch to the catalog). The answer waits
+for that commit, so a 201 means the records are on disk, in files no later step rewrites in place,
+and visible to every read at once; nothing is written to the hot store, read back and deleted.
+
+Compaction later merges these small parts into the day's large files, as it does the flush's. A
+batch's journal entry names its writer, so that maintenance leaves a round under way alone (writers.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pyarrow as pa
+
+from loglake.lake.flush import Step, publish
+from loglake.lake.layout import app_logs_key, new_part_name
+from loglake.lake.manifest import LakeFile
+from loglake.lake.objectstore import ObjectStore
+from loglake.lake.parts import by_utc_day, write_part
+from loglake.lake.writers import WriterLock
+from loglake.store.sqlite import SQLiteHotStore
+
+# Batches written at once: each is mostly Arrow and Parquet work, which runs outside the GIL.
+BULK_THREADS = 4
+
+
+class BulkWriter:
+    def __init__(
+        self,
+        store: SQLiteHotStore,
+        lake: ObjectStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_step: Step | None = None,
+    ) -> None:
+        self.store = store
+        self.lake = lake
+        self.clock = clock
+        self.on_step = on_step or (lambda step: None)
+        self._writer = WriterLock(store.path.parent)
+        self._threads: ThreadPoolExecutor | None = None
+        self._starting = threading.Lock()
+
+    def submit(self, table: pa.Table) -> Future[None]:
+        """Start writing a batch; the future resolves once it is durable and in the catalog."""
+        with self._starting:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(BULK_THREADS, thread_name_prefix="loglake-bulk")
+        return self._threads.submit(self.write, table)
+
+    def write(self, table: pa.Table) -> list[LakeFile]:
+        """Write and publish a batch (in the calling thread); returns its parts."""
+        now_ms = int(self.clock() * 1000)
+        work = Path(tempfile.mkdtemp(prefix="loglake-bulk-"))
+        try:
+            files = [
+                write_part(rows, app_logs_key(day, new_part_name(now_ms)), work) for day, rows in by_utc_day(table)
+            ]
+            self.on_step("written")
+            owner = self._writer.hold()
+            publish(self.store, self.lake, work, files, now_ms, self.on_step, _nothing, owner).result()
+            self.on_step("committed")
+            return files
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def close(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
+        self._writer.release()
+
+
+def _nothing(conn: object) -> None:
+    """A bulk batch replaces nothing: its commit only adds its parts to the catalog."""

@@ -1,0 +1,161 @@
+"""Bulk batches written straight to lake parts: all of a batch or none of it, whatever moment the
+process dies, and maintenance never undoes a batch whose writer is still at work."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pyarrow as pa
+import pytest
+
+from loglake.ingest import parse_batch
+from loglake.lake.bulk import BulkWriter
+from loglake.lake.flush import Flusher
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore
+from loglake.lake.schema import LAKE_SCHEMA
+from loglake.model import Limits
+from loglake.store.sqlite import SQLiteHotStore
+from loglake.times import DAY_MS
+from tests.lake.test_flush import lake_ids
+
+START = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+NOW = START + 3 * DAY_MS
+
+
+def batch(days: int = 3, per_day: int = 400, tag: str = "b") -> pa.Table:
+    """A checked bulk batch spanning `days` UTC days (one part each)."""
+    lines = [
+        msgspec.json.encode(
+            {"timestamp": START + d * DAY_MS + i * 1000, "service": f"s{i % 4}", "message": f"{tag}-{d}-{i}"}
+        )
+        for d in range(days)
+        for i in range(per_day)
+    ]
+    parsed = parse_batch(b"\n".join(lines), True, Limits(), NOW, bulk=True)
+    assert parsed.table is not None
+    return parsed.table
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteHotStore]:
+    s = SQLiteHotStore(tmp_path / "hot.db")
+    s.use_schema(LAKE_SCHEMA)
+    yield s
+    s.close()
+
+
+def test_a_batch_is_in_the_catalog_as_one_part_per_day_and_not_in_the_hot_store(
+    store: SQLiteHotStore, object_store: ObjectStore
+) -> None:
+    table = batch()
+    writer = BulkWriter(store, object_store)
+    try:
+        files = writer.submit(table).result()
+    finally:
+        writer.close()
+    assert sorted(f.day for f in files) == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    assert sorted(lake_ids(store, object_store)) == sorted(table.column("log_id").to_pylist())
+    assert store.count() == 0
+    assert store.read("SELECT count(*) FROM flushes") == [(0,)]
+
+
+CRASH_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from loglake.lake.bulk import BulkWriter
+    from loglake.lake.objectstore import LocalObjectStore
+    from loglake.lake.schema import LAKE_SCHEMA
+    from loglake.store.sqlite import SQLiteHotStore
+    from tests.lake.test_bulk import batch
+
+    data, crash_at = Path(sys.argv[1]), sys.argv[2]
+
+    def step(name):
+        if name == crash_at:
+            os._exit(9)  # like kill -9: no cleanup, no atexit, no flush of anything
+
+    store = SQLiteHotStore(data / "hot.db")
+    store.use_schema(LAKE_SCHEMA)
+    BulkWriter(store, LocalObjectStore(data / "lake"), on_step=step).write(batch())
+    os._exit(0)
+    """
+)
+
+
+@pytest.mark.parametrize("crash_at", ["written", "journaled", "published 1", "published 2", "published 3", "committed"])
+def test_a_crash_at_any_step_leaves_all_of_the_batch_or_none(tmp_path: Path, crash_at: str) -> None:
+    child = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT, str(tmp_path), crash_at], capture_output=True, timeout=60
+    )
+    assert child.returncode == 9, child.stderr.decode()
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    lake = LocalObjectStore(tmp_path / "lake")
+    try:
+        expected = 1200 if crash_at == "committed" else 0
+        assert len(lake_ids(store, lake)) == expected  # what a query sees right after the crash
+        Flusher(store, lake).recover()  # the writer is gone: its unfinished round is undone
+        lake.remove_unfinished()
+        assert store.read("SELECT count(*) FROM flushes") == [(0,)]
+        in_lake = lake_ids(store, lake)
+        assert len(in_lake) == len(set(in_lake)) == expected
+        assert len(list(lake.list())) == (3 if crash_at == "committed" else 0), "an object outside the catalog"
+        for lock_file in (tmp_path / "ingest-writers").glob("*.lock"):  # old enough not to be a writer starting
+            os.utime(lock_file, (0, 0))
+        Flusher(store, lake).recover()
+        assert list((tmp_path / "ingest-writers").glob("*.lock")) == []
+    finally:
+        store.close()
+
+
+RECOVER_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from loglake.lake.flush import Flusher
+    from loglake.lake.objectstore import LocalObjectStore
+    from loglake.store.sqlite import SQLiteHotStore
+
+    data = Path(sys.argv[1])
+    store = SQLiteHotStore(data / "hot.db")
+    print(Flusher(store, LocalObjectStore(data / "lake")).recover())
+    store.close()
+    """
+)
+
+
+def test_maintenance_in_another_process_leaves_a_running_writers_batch_alone(
+    store: SQLiteHotStore, tmp_path: Path
+) -> None:
+    lake = LocalObjectStore(tmp_path / "lake")
+    published = threading.Event()
+    go_on = threading.Event()
+
+    def pause_after_publishing(step: str) -> None:
+        if step == "published 3":
+            published.set()
+            assert go_on.wait(60)
+
+    writer = BulkWriter(store, lake, on_step=pause_after_publishing)
+    try:
+        written = writer.submit(batch())
+        assert published.wait(60)
+        child = subprocess.run(
+            [sys.executable, "-c", RECOVER_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=60
+        )
+        assert child.returncode == 0, child.stderr
+        assert child.stdout.strip() == "0", "recovery undid a batch under way"
+        go_on.set()
+        written.result()
+    finally:
+        go_on.set()
+        writer.close()
+    assert len(lake_ids(store, lake)) == 1200
+    assert len(list(lake.list())) == 3

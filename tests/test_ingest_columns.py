@@ -1,0 +1,158 @@
+"""The column-wise check of bulk batches accepts exactly what the record-by-record check accepts, with
+the same values, and gives ids of the same layout; the body parser routes batches to it by size."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import msgspec
+import pytest
+
+from loglake import ids
+from loglake.ingest import BULK_MIN_RECORDS, _accept_plainly_valid, _lines, parse_batch
+from loglake.ingest_columns import plainly_valid_table
+from loglake.model import SEVERITY_NAMES, Limits
+
+NOW = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+LIMITS = Limits(max_message_bytes=64, max_attribute_bytes=200, retention_days=30)
+BATCH = 50  # the check itself does not care how many; the parser's routing is tested below
+
+
+def base(i: int) -> dict:
+    return {
+        "timestamp": NOW - 1000 * i,
+        "service": f"svc-{i % 3}",
+        "severity": ["info", "error", "debug"][i % 3],
+        "message": f"message {i}",
+        "attributes": {"i": i},
+    }
+
+
+# One record of the batch changed as named; the rest are plainly valid.
+ACCEPTED = {
+    "iso time": {"timestamp": "2026-10-31T23:00:00.123+01:00"},
+    "no time": {"timestamp": None},
+    "no service": {"service": None},
+    "a log type": {"log_type": "audit"},
+    "severity alias in capitals": {"severity": "WARN"},
+    "severity fatal": {"severity": "fatal"},
+    "no severity": {"severity": None},
+    "null attributes": {"attributes": None},
+    "empty attributes": {"attributes": {}},
+    "attributes 5 deep": {"attributes": {"a": {"b": {"c": {"d": {"e": 1}}}}}},
+    "unicode everywhere": {"message": "ünïcødé ✓ " * 3, "attributes": {"ключ": "значение ✓"}},
+    "message at the byte limit": {"message": "é" * 32},
+    "oldest kept day": {"timestamp": NOW - 30 * 86_400_000},
+    "a day ahead": {"timestamp": NOW + 86_400_000},
+}
+REFUSED = {
+    "empty message": {"message": ""},
+    "message a byte over": {"message": "é" * 32 + "x"},
+    "time before the retention": {"timestamp": NOW - 31 * 86_400_000},
+    "time too far ahead": {"timestamp": NOW + 86_400_001},
+    "time not a time": {"timestamp": "yesterday"},
+    "unknown severity": {"severity": "loud"},
+    "service with a space": {"service": "bad name"},
+    "empty service": {"service": ""},
+    "log type too long": {"log_type": "x" * 129},
+    "attributes an array": {"attributes": [1, 2]},
+    "attributes a string": {"attributes": "text"},
+    "attributes 6 deep": {"attributes": {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}},
+    "attributes too large": {"attributes": {"k": "v" * 200}},
+}
+
+
+def decoded(records: list[dict]) -> list:
+    return _lines.decode_lines(b"\n".join(msgspec.json.encode(r) for r in records))
+
+
+def batch_with(change: dict, at: int) -> list:
+    records = [base(i) for i in range(BATCH)]
+    for field, value in change.items():
+        if value is None:
+            records[at].pop(field)
+        else:
+            records[at][field] = value
+    return decoded(records)
+
+
+@pytest.mark.parametrize("at", [0, 17, BATCH - 1])
+@pytest.mark.parametrize("name", sorted(ACCEPTED))
+def test_what_both_checks_accept_has_the_same_values(name: str, at: int) -> None:
+    items = batch_with(ACCEPTED[name], at)
+    records = _accept_plainly_valid(items, LIMITS, NOW)
+    table = plainly_valid_table(items, LIMITS, NOW)
+    assert records is not None and table is not None
+    rows = table.to_pylist()
+    assert len(rows) == len(records)
+    for row, record in zip(rows, records, strict=True):
+        assert int(row["timestamp"].timestamp() * 1000) == record.timestamp
+        assert (row["service"], row["log_type"], row["message"]) == (record.service, record.log_type, record.message)
+        assert row["severity"] == SEVERITY_NAMES[record.severity]
+        expected_attributes = None if record.attributes is None else json.loads(record.attributes)
+        assert (None if row["attributes"] is None else json.loads(row["attributes"])) == expected_attributes
+        assert row["client_id"] is None
+        log_id = uuid.UUID(row["log_id"])
+        assert (log_id.version, log_id.variant) == (7, uuid.RFC_4122)
+        assert ids.timestamp_of(log_id.bytes) == record.timestamp
+
+
+@pytest.mark.parametrize("at", [0, 17, BATCH - 1])
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_what_the_record_check_refuses_the_column_check_refuses(name: str, at: int) -> None:
+    items = batch_with(REFUSED[name], at)
+    assert _accept_plainly_valid(items, LIMITS, NOW) is None
+    assert plainly_valid_table(items, LIMITS, NOW) is None
+
+
+def test_attributes_that_are_not_utf8_are_left_to_the_record_check() -> None:
+    lines = [msgspec.json.encode(base(i)) for i in range(BATCH)]
+    lines[5] = b'{"message": "m", "attributes": {"k": "\xff\xfe"}}'
+    items = _lines.decode_lines(b"\n".join(lines))
+    assert _accept_plainly_valid(items, LIMITS, NOW) is None
+    assert plainly_valid_table(items, LIMITS, NOW) is None
+
+
+def test_a_client_id_sends_the_batch_to_the_store_which_deduplicates() -> None:
+    items = batch_with({"id": str(uuid.uuid4())}, 3)
+    assert _accept_plainly_valid(items, LIMITS, NOW) is not None
+    assert plainly_valid_table(items, LIMITS, NOW) is None
+
+
+def test_ids_are_unique_and_ordered_like_the_record_paths_ids() -> None:
+    items = decoded([{"message": f"m{i}", "timestamp": NOW} for i in range(BATCH)])
+    before = ids.uuid7_bytes(NOW)
+    table = plainly_valid_table(items, LIMITS, NOW)
+    after = ids.uuid7_bytes(NOW)
+    assert table is not None
+    in_table = [uuid.UUID(text).bytes for text in table.column("log_id").to_pylist()]
+    # Same time, one shared counter: each id is above the one minted before it, below the one after.
+    assert [before, *in_table, after] == sorted([before, *in_table, after])
+    assert len(set(in_table)) == BATCH
+
+
+def test_the_counter_wraps_as_the_record_path_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ids, "_counter", ids.COUNTER_MASK - 2)
+    items = decoded([{"message": f"m{i}", "timestamp": NOW} for i in range(5)])
+    table = plainly_valid_table(items, LIMITS, NOW)
+    assert table is not None
+    monkeypatch.setattr(ids, "_counter", ids.COUNTER_MASK - 2)
+    expected = [uuid.UUID(bytes=b) for b in ids.uuid7_many([NOW] * 5)]
+    assert [uuid.UUID(text) for text in table.column("log_id").to_pylist()] == expected
+
+
+def ndjson(count: int, **extra: object) -> bytes:
+    return b"\n".join(msgspec.json.encode({**base(i), **extra}) for i in range(count))
+
+
+def test_the_parser_gives_a_table_only_for_bulk_batches_when_asked() -> None:
+    big = ndjson(BULK_MIN_RECORDS)
+    assert parse_batch(big, True, LIMITS, NOW, bulk=True).table is not None
+    assert parse_batch(big, True, LIMITS, NOW, bulk=False).records is not None
+    small = ndjson(BULK_MIN_RECORDS - 1)
+    assert parse_batch(small, True, LIMITS, NOW, bulk=True).records is not None
+    with_client_ids = b"\n".join(
+        msgspec.json.encode({**base(i), "id": str(uuid.uuid4())}) for i in range(BULK_MIN_RECORDS)
+    )
+    assert parse_batch(with_client_ids, True, LIMITS, NOW, bulk=True).records is not None
