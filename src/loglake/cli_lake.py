@@ -23,6 +23,7 @@ from loglake.cli_options import (
 )
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, env_name, load_settings
+from loglake.lake.compact import CompactReport
 from loglake.model import MAX_PAGE_LIMIT
 
 FORMATS = ("table", "json", "csv", "ndjson")
@@ -316,7 +317,11 @@ def search(
 
 @click.command(context_settings=CONTEXT)
 @click.option(
-    "--all", "everything", is_flag=True, help="Move every hot record, not only those the policy says are due."
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Move every hot record, not only those the policy says are due, then merge every day's small files "
+    "(as `loglake compact` does): the lake in its final shape.",
 )
 @click.option(
     "--older-than",
@@ -336,12 +341,13 @@ def flush(everything: bool, older_than: int | None, data_dir: Path) -> None:
             due = lake.count_due(everything)
             with click.progressbar(length=due, label="flushing", file=sys.stderr, show_pos=True) as bar:
                 report = lake.flush(everything, progress=bar.update)
+            merged = lake.compact() if everything else None
             lake.collect_garbage()  # the tables' manifests list the new files
-    rate = report.records / report.seconds if report.seconds else 0
-    click.echo(
-        f"moved {report.records:,} records into {len(report.objects)} lake file(s) in {report.seconds:.1f} s "
-        f"({rate:,.0f} records/s)"
-    )
+    rate = f" ({report.records / report.seconds:,.0f} records/s)" if report.seconds >= 1 else ""
+    moved = f"moved {report.records:,} records into {len(report.objects)} lake file(s)"
+    click.echo(f"{moved} in {report.seconds:.1f} s{rate}")
+    if merged is not None:
+        click.echo(_merged_text(merged))
 
 
 @click.command(context_settings=CONTEXT)
@@ -351,7 +357,11 @@ def compact(data_dir: Path) -> None:
     with local_lake(data_dir) as lake, lake.maintenance():
         report = lake.compact()
         lake.collect_garbage()  # the replaced files, unless a query is reading them
-    click.echo(
+    click.echo(_merged_text(report))
+
+
+def _merged_text(report: CompactReport) -> str:
+    return (
         f"merged {report.merged_files} file(s) ({report.records:,} records) into {len(report.written_files)} "
         f"in {report.seconds:.1f} s"
     )

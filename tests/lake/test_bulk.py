@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,9 @@ import pytest
 
 from loglake.ingest import parse_batch
 from loglake.lake.bulk import BulkWriter
+from loglake.lake.compact import TIER_FILES
 from loglake.lake.flush import Flusher
+from loglake.lake.lake import Lake, LakeJobs, LakePolicy, MaintenanceReport
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.model import Limits
@@ -159,3 +162,21 @@ def test_maintenance_in_another_process_leaves_a_running_writers_batch_alone(
         writer.close()
     assert len(lake_ids(store, lake)) == 1200
     assert len(list(lake.list())) == 3
+
+
+def test_parts_piling_up_wake_the_maintenance_job_which_merges_them(store: SQLiteHotStore, tmp_path: Path) -> None:
+    lake = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path, policy=LakePolicy(grace_ms=0))
+    turns: list[MaintenanceReport] = []
+    jobs = LakeJobs(lake, interval_seconds=3600, on_report=turns.append)  # no turn unless woken
+    jobs.start()
+    try:
+        for n in range(TIER_FILES):
+            lake.bulk.submit(batch(days=1, per_day=1000, tag=f"b{n}")).result()
+        deadline = time.monotonic() + 60
+        while not any(t.compacted.merged_files for t in turns) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        jobs.stop()
+        lake.close()
+    assert sum(t.compacted.merged_files for t in turns) == TIER_FILES
+    assert store.read("SELECT count(*), sum(records) FROM lake_files") == [(1, TIER_FILES * 1000)]

@@ -7,19 +7,21 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from loglake.lake.compact import Compactor, merge_groups
+from loglake.lake.compact import TIER_FILES, Compactor, merge_groups, tier_groups
 from loglake.lake.flush import Flusher
 from loglake.lake.lake import Lake, LakePolicy
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.store.sqlite import SQLiteHotStore
 from tests.lake.test_flush import DAY, START, hot_ids, lake_ids, one_service_per_row_group, seed
+from tests.store.contract import record
 
 NOW = (START + 400 * DAY) / 1000  # 400 days after the seeded days: those are past a 365-day retention
 
@@ -135,11 +137,17 @@ def test_queries_see_each_record_once_while_compaction_runs(store: SQLiteHotStor
         while not done.is_set():
             counts.append(maintained.engine.query("SELECT count(*), count(DISTINCT log_id) FROM logs").rows[0])
 
+    def wait_for_queries(at_least: int) -> None:
+        while len(counts) < at_least and reader.is_alive():
+            time.sleep(0.01)
+
     reader = threading.Thread(target=keep_querying)
     reader.start()
     try:
+        wait_for_queries(1)  # before, during and after the merges, however slow the machine
         for _ in range(3):
             maintained.compact()
+        wait_for_queries(len(counts) + 2)
     finally:
         done.set()
         reader.join()
@@ -176,3 +184,39 @@ def test_the_hot_store_keeps_only_its_window_and_cap(store: SQLiteHotStore, tmp_
     assert capped.flush().records == 110 and store.count() == 100  # the cap moves the oldest
     windowed.close()
     capped.close()
+
+
+def test_tier_groups_merge_only_enough_files_of_one_size() -> None:
+    def f(key: str, size: int) -> LakeFile:
+        return LakeFile(key, "app_logs", "2026-11-01", 0, 1, 1, size)
+
+    small = [f(f"s{i}", 3000 + i) for i in range(TIER_FILES)]  # one tier, just enough
+    bigger = [f(f"b{i}", 30_000 * (i + 1)) for i in range(3)]  # a higher tier, too few to merge
+    assert [[x.key for x in g] for g in tier_groups(small + bigger, target_bytes=10_000_000)] == [
+        [x.key for x in small]
+    ]
+    assert list(tier_groups(small[:-1] + bigger, target_bytes=10_000_000)) == []
+
+
+def test_the_background_merges_a_day_still_written_to_by_tiers_and_a_quiet_day_fully(
+    store: SQLiteHotStore, object_store: ObjectStore
+) -> None:
+    flush_in_small_rounds(store, object_store)  # 5 files a day
+    quiet_day, busy_day = "2026-11-01", "2026-11-02"
+    # The busy day got its files after `since`; the other days before it.
+    since = 1_000
+    store.run_in_writer(lambda conn: conn.execute("UPDATE lake_files SET created_ms = 0"))
+    store.run_in_writer(lambda conn: conn.execute("UPDATE lake_files SET created_ms = 2000 WHERE day = ?", (busy_day,)))
+    compactor = Compactor(store, object_store, target_bytes=10_000_000, grace_ms=0)
+    report = compactor.compact(written_since_ms=since)
+    per_day = dict(store.read("SELECT day, count(*) FROM lake_files GROUP BY day"))
+    assert per_day[quiet_day] == 1 and per_day[busy_day] == 5  # five files of one tier: fewer than TIER_FILES
+    assert report.merged_files == 10
+
+    # Three more small files of the busy day make a tier of TIER_FILES: merged, records all kept.
+    store.put([record(START + DAY + 500_000 + i, f"late-{i}") for i in range(3 * 60)])
+    Flusher(store, object_store, rows_per_round=60).flush(before_ms=START + 3 * DAY)
+    store.run_in_writer(lambda conn: conn.execute("UPDATE lake_files SET created_ms = 2000 WHERE day = ?", (busy_day,)))
+    report = compactor.compact(written_since_ms=since)
+    assert report.merged_files == TIER_FILES
+    assert store.read("SELECT count(*), sum(records) FROM lake_files WHERE day = ?", (busy_day,)) == [(1, 480)]

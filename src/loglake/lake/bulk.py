@@ -40,8 +40,10 @@ class BulkWriter:
         *,
         clock: Callable[[], float] = time.time,
         on_step: Step | None = None,
+        on_published: Callable[[int], None] = lambda parts: None,
     ) -> None:
         self.store = store
+        self.on_published = on_published
         self.lake = lake
         self.clock = clock
         self.on_step = on_step or (lambda step: None)
@@ -68,6 +70,7 @@ class BulkWriter:
             owner = self._writer.hold()
             publish(self.store, self.lake, work, files, now_ms, self.on_step, _nothing, owner).result()
             self.on_step("committed")
+            self.on_published(len(files))
             return files
         finally:
             shutil.rmtree(work, ignore_errors=True)

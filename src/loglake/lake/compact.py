@@ -26,7 +26,7 @@ from loglake.lake.flush import Step, publish
 from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
-from loglake.lake.parts import COMPACT_LEVELS, ROW_GROUP_ROWS, ServiceRowGroups, file_name, parquet_writer
+from loglake.lake.parts import COMPACT_LEVELS, FLUSH_LEVELS, ROW_GROUP_ROWS, ServiceRowGroups, file_name, parquet_writer
 from loglake.lake.query import sql_string
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.tables import APP_LOGS_TABLE
@@ -39,6 +39,27 @@ class CompactReport:
     written_files: list[str] = field(default_factory=list)
     records: int = 0
     seconds: float = 0.0
+
+
+# A day still being written to is merged by size tiers, the way LSM stores merge small parts: files
+# whose sizes are within a factor TIER_BASE of each other merge once TIER_FILES of them are there, so
+# a record is rewritten about once per tier (log base TIER_BASE of the day's size) rather than every
+# time a new part arrives; and fast (the flush's ZSTD levels), since the day's last merge rewrites it.
+TIER_BASE = 8
+TIER_FILES = 8
+
+
+def tier_groups(files: list[LakeFile], target_bytes: int) -> Iterator[list[LakeFile]]:
+    """Groups of TIER_FILES or more small files of one size tier (smallest to at most TIER_BASE times
+    it), in time order, each near the target at most; other files and smaller tiers are left alone."""
+    tiers: list[list[LakeFile]] = []
+    for f in sorted((f for f in files if f.bytes < target_bytes // 2), key=lambda f: f.bytes):
+        if not tiers or f.bytes > TIER_BASE * max(tiers[-1][0].bytes, 1):
+            tiers.append([])
+        tiers[-1].append(f)
+    for tier in tiers:
+        if len(tier) >= TIER_FILES:
+            yield from merge_groups(tier, target_bytes)
 
 
 def merge_groups(files: list[LakeFile], target_bytes: int) -> Iterator[list[LakeFile]]:
@@ -79,29 +100,40 @@ class Compactor:
         self.clock = clock
         self.on_step = on_step or (lambda step: None)
 
-    def compact(self) -> CompactReport:
+    def compact(self, written_since_ms: int | None = None) -> CompactReport:
+        """Merge each day's small files. With `written_since_ms`, a day that got a file since then is
+        still being written to: it is merged by size tiers only (tier_groups), the others fully."""
         started = time.perf_counter()
         report = CompactReport()
         files = list_files(self.store.read, APP_LOGS_TABLE.name)
         by_day: dict[str, list[LakeFile]] = {}
         for f in files:
             by_day.setdefault(f.day, []).append(f)
-        for day_files in by_day.values():
-            for group in merge_groups(day_files, self.target_bytes):
-                report.written_files.append(self._merge(group))
+        busy = set() if written_since_ms is None else self._days_written_since(written_since_ms)
+        for day, day_files in by_day.items():
+            if day in busy:
+                groups, levels = tier_groups(day_files, self.target_bytes), FLUSH_LEVELS
+            else:
+                groups, levels = merge_groups(day_files, self.target_bytes), COMPACT_LEVELS
+            for group in groups:
+                report.written_files.append(self._merge(group, levels))
                 report.merged_files += len(group)
                 report.records += sum(f.records for f in group)
         report.seconds = time.perf_counter() - started
         return report
 
-    def _merge(self, group: list[LakeFile]) -> str:
+    def _days_written_since(self, since_ms: int) -> set[str]:
+        sql = "SELECT DISTINCT day FROM lake_files WHERE table_name = ? AND created_ms >= ?"
+        return {day for (day,) in self.store.read(sql, (APP_LOGS_TABLE.name, since_ms))}
+
+    def _merge(self, group: list[LakeFile], levels: tuple[int, int] = COMPACT_LEVELS) -> str:
         now_ms = int(self.clock() * 1000)
         work = Path(tempfile.mkdtemp(prefix="loglake-compact-"))
         try:
             key = app_logs_key(date.fromisoformat(group[0].day), new_part_name(now_ms))
             output = work / file_name(key)
             records = sum(f.records for f in group)
-            merge_objects(self.lake, [f.key for f in group], output, work, self.memory_mb, records)
+            merge_objects(self.lake, [f.key for f in group], output, work, self.memory_mb, records, levels=levels)
             merged = LakeFile(
                 key,
                 APP_LOGS_TABLE.name,
@@ -137,6 +169,7 @@ def merge_objects(
     records: int | None = None,
     *,
     distinct_ids: bool = False,
+    levels: tuple[int, int] = COMPACT_LEVELS,
 ) -> int:
     """Download the lake objects `keys` into `work` and merge them into `output` (merge_sorted);
     raises, changing nothing, unless all `records` (default: their footers' count) made it. With
@@ -149,7 +182,7 @@ def merge_objects(
         records = count_distinct_ids(inputs, work / "spill", memory_mb)
     elif records is None:
         records = sum(pq.ParquetFile(path).metadata.num_rows for path in inputs)
-    merge_sorted(inputs, output, work / "spill", memory_mb, distinct_ids=distinct_ids)
+    merge_sorted(inputs, output, work / "spill", memory_mb, distinct_ids=distinct_ids, levels=levels)
     written = pq.ParquetFile(output).metadata.num_rows
     if written != records:  # never retire inputs whose records did not all make it
         raise RuntimeError(f"compaction wrote {written} of {records} records of {output.name}; nothing changed")
@@ -179,7 +212,13 @@ def _background_duckdb(spill_dir: Path, memory_mb: int) -> duckdb.DuckDBPyConnec
 
 
 def merge_sorted(
-    inputs: list[Path], output: Path, spill_dir: Path, memory_mb: int, *, distinct_ids: bool = False
+    inputs: list[Path],
+    output: Path,
+    spill_dir: Path,
+    memory_mb: int,
+    *,
+    distinct_ids: bool = False,
+    levels: tuple[int, int] = COMPACT_LEVELS,
 ) -> None:
     """Merge sorted Parquet files into one sorted by (service, timestamp), in bounded memory: DuckDB
     sorts (spilling to `spill_dir` beyond `memory_mb`) and hands the rows over a batch at a time to
@@ -193,7 +232,7 @@ def merge_sorted(
     schema = APP_LOGS_TABLE.schema
     try:
         ordered = con.sql(f'SELECT * FROM {rows} ORDER BY service, "timestamp"')
-        with parquet_writer(output, COMPACT_LEVELS) as writer:
+        with parquet_writer(output, levels) as writer:
             groups = ServiceRowGroups(writer)
             for batch in ordered.to_arrow_reader(ROW_GROUP_ROWS):
                 groups.add(pa.Table.from_batches([batch.cast(schema)]))

@@ -22,7 +22,7 @@ from typing import Any
 from loglake.config import Settings
 from loglake.ids import LAST_STORABLE_MS
 from loglake.lake.bulk import BulkWriter
-from loglake.lake.compact import Compactor, CompactReport
+from loglake.lake.compact import TIER_FILES, Compactor, CompactReport
 from loglake.lake.flush import Flusher, FlushReport
 from loglake.lake.layout import day_of
 from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_files
@@ -42,6 +42,8 @@ class LakePolicy:
     hot_window_ms: int = 300_000
     hot_max_records: int = 1_000_000
     compact_target_bytes: int = 128 * 1024 * 1024
+    # A day that got no new file for this long gets its final merge (compact.py); until then, by tiers.
+    quiet_ms: int = 60_000
     retention_days: int = 365  # 0 = keep forever
     # Retired objects stay this long after leaving the catalog, for queries already reading them.
     grace_ms: int = 120_000
@@ -110,7 +112,9 @@ class Lake:
         self.policy = policy or LakePolicy()
         self.clock = clock
         self.flusher = Flusher(store, objects, clock=clock)
-        self.bulk = BulkWriter(store, objects, clock=clock)
+        self.bulk = BulkWriter(store, objects, clock=clock, on_published=self._bulk_published)
+        self._new_parts = 0
+        self.on_parts_piling_up: Callable[[], None] = lambda: None
         self.compactor = Compactor(
             store, objects, target_bytes=self.policy.compact_target_bytes, grace_ms=self.policy.grace_ms, clock=clock
         )
@@ -219,8 +223,19 @@ class Lake:
     def count_due(self, everything: bool = False) -> int:
         return self.store.count_before(self.due_before_ms(everything))
 
-    def compact(self) -> CompactReport:
-        return self.compactor.compact()
+    def compact(self, everything: bool = True) -> CompactReport:
+        """Merge small files: all of them, or (the background job) days still written to by tiers only."""
+        if everything:
+            return self.compactor.compact()
+        return self.compactor.compact(written_since_ms=int(self.clock() * 1000) - self.policy.quiet_ms)
+
+    def _bulk_published(self, parts: int) -> None:
+        """Bulk ingest adds parts between maintenance turns: once a tier's worth is there, ask for a turn
+        now rather than at the next interval, so the number of files a query opens stays small."""
+        self._new_parts += parts
+        if self._new_parts >= TIER_FILES:
+            self._new_parts = 0
+            self.on_parts_piling_up()
 
     def expired_partitions(self) -> list[ExpiredPartition]:
         """Whole days older than the retention, per table (nothing when retention is 0)."""
@@ -270,7 +285,7 @@ class Lake:
             report = MaintenanceReport()
             report.flushed = self.flush()
             if compact:
-                report.compacted = self.compact()
+                report.compacted = self.compact(everything=False)
             if expire:
                 report.expired = self.expire()
             report.garbage_deleted = self.collect_garbage()
@@ -278,8 +293,9 @@ class Lake:
 
 
 class LakeJobs:
-    """The server's background thread: every `interval` seconds one maintenance turn (compaction and
-    retention every tenth turn, as they rarely have work). Errors are logged and retried next turn."""
+    """The server's background thread: every `interval` seconds, or sooner when bulk ingest piles up
+    parts (`wake`), one maintenance turn (retention every tenth turn, as it rarely has work). Errors are
+    logged and retried next turn."""
 
     def __init__(self, lake: Lake, interval_seconds: float, on_report: Callable[[MaintenanceReport], None]) -> None:
         self.lake = lake
@@ -288,7 +304,9 @@ class LakeJobs:
         self.last_error: str | None = None
         self.last_run_ms: int | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="loglake-lake-jobs", daemon=True)
+        lake.on_parts_piling_up = self._wake.set
 
     def start(self) -> None:
         if self.interval > 0:
@@ -296,14 +314,19 @@ class LakeJobs:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join()
 
     def _loop(self) -> None:
         turn = 0
-        while not self._stop.wait(self.interval):
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
-                report = self.lake.maintain(compact=turn % 10 == 0, expire=turn % 10 == 0)
+                report = self.lake.maintain(expire=turn % 10 == 0)
                 self.last_error = None
                 self.last_run_ms = int(self.lake.clock() * 1000)
                 if report is not None:

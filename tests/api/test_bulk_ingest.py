@@ -1,0 +1,122 @@
+"""Bulk batches over HTTP: straight into lake parts, answered like any batch, readable at once by
+every read, counted in the metrics, and all-or-nothing."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from loglake.api.app import LoglakeApp
+from loglake.config import Settings
+from loglake.ingest import BULK_MIN_RECORDS
+
+NOW_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
+COUNT = BULK_MIN_RECORDS + 500
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[LoglakeApp]:
+    application = LoglakeApp.from_settings(settings, clock=lambda: NOW_MS / 1000)
+    yield application
+    application.close()
+
+
+def records(count: int = COUNT, tag: str = "bulk") -> list[dict]:
+    """One record a second back from now, over services a-c; every 10th an error with attributes."""
+    return [
+        {
+            "timestamp": NOW_MS - 1000 * (i + 1),
+            "service": "abc"[i % 3],
+            "severity": "error" if i % 10 == 0 else "info",
+            "message": f"{tag} record {i}",
+            **({"attributes": {"user": f"u{i % 7}"}} if i % 10 == 0 else {}),
+        }
+        for i in range(count)
+    ]
+
+
+def ndjson(items: list[dict]) -> bytes:
+    return b"\n".join(json.dumps(r).encode() for r in items)
+
+
+async def post_ndjson(client: httpx.AsyncClient, body: bytes, **headers: str) -> httpx.Response:
+    return await client.post("/logs", content=body, headers={"content-type": "application/x-ndjson", **headers})
+
+
+def lake_rows(app: LoglakeApp) -> list[tuple]:
+    assert app.lake is not None
+    return app.lake.store.read("SELECT key, records FROM lake_files")
+
+
+async def test_a_bulk_batch_goes_to_lake_parts_and_every_read_finds_it(
+    app: LoglakeApp, client: httpx.AsyncClient
+) -> None:
+    sent = records()
+    response = await post_ndjson(client, ndjson(sent))
+    assert response.status_code == 201, response.text
+    answer = response.json()
+    assert answer["count"] == COUNT and len(set(answer["logIds"])) == COUNT
+    assert app.runtime.store.count() == 0, "a bulk batch went through the hot store"
+    assert sum(n for _, n in lake_rows(app)) == COUNT
+
+    # Each id answers its own record, in the body's order.
+    for index in (0, 1, COUNT // 2, COUNT - 1):
+        got = (await client.get(f"/logs/{answer['logIds'][index]}")).json()
+        assert (got["message"], got["timestamp"]) == (sent[index]["message"], sent[index]["timestamp"])
+    got = (await client.get(f"/logs/{answer['logIds'][0]}")).json()
+    assert got["attributes"] == {"user": "u0"} and got["severity"] == "error"
+
+    recent = (await client.get("/logs/recent", params={"service": "b", "limit": "5"})).json()
+    assert [r["message"] for r in recent["logs"]] == [f"bulk record {i}" for i in (1, 4, 7, 10, 13)]
+    errors = (await client.get("/logs/recent", params={"severity": "error", "limit": "1000"})).json()
+    assert errors["count"] == len([r for r in sent if r["severity"] == "error"])
+
+    found = (await client.get("/logs/search", params={"q": "user:u3", "limit": "1000"})).json()
+    assert sorted(r["message"] for r in found["logs"]) == sorted(
+        r["message"] for r in sent if r.get("attributes") == {"user": "u3"}
+    )
+    query = await client.post(
+        "/query", json={"sql": "SELECT service, count(*) FROM logs GROUP BY service ORDER BY service"}
+    )
+    assert query.json()["rows"] == [["a", 500], ["b", 500], ["c", 500]]
+
+    metrics = (await client.get("/metrics")).text
+    assert 'loglake_records_ingested_total{service="a",severity="error"} 50' in metrics
+
+
+async def test_a_gzipped_json_array_takes_the_bulk_path_too(app: LoglakeApp, client: httpx.AsyncClient) -> None:
+    body = gzip.compress(json.dumps(records()).encode())
+    response = await client.post(
+        "/logs", content=body, headers={"content-type": "application/json", "content-encoding": "gzip"}
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["count"] == COUNT
+    assert sum(n for _, n in lake_rows(app)) == COUNT
+
+
+async def test_one_bad_record_refuses_the_whole_bulk_batch_naming_it(
+    app: LoglakeApp, client: httpx.AsyncClient
+) -> None:
+    sent = records()
+    sent[1234]["severity"] = "loud"
+    sent[77]["message"] = ""
+    response = await post_ndjson(client, ndjson(sent))
+    assert response.status_code == 400
+    details = response.json()["error"]["details"]
+    assert [(d["index"], d["field"]) for d in details] == [(77, "message"), (1234, "severity")]
+    assert lake_rows(app) == [] and app.runtime.store.count() == 0
+
+
+async def test_a_bulk_batch_with_client_ids_is_deduplicated_by_the_hot_store(
+    app: LoglakeApp, client: httpx.AsyncClient
+) -> None:
+    sent = [{**r, "id": f"00000000-0000-4000-8000-{i:012d}"} for i, r in enumerate(records())]
+    first = await post_ndjson(client, ndjson(sent))
+    again = await post_ndjson(client, ndjson(sent))
+    assert first.status_code == again.status_code == 201
+    assert first.json()["logIds"] == again.json()["logIds"]
+    assert app.runtime.store.count() == COUNT and lake_rows(app) == []
