@@ -30,7 +30,8 @@ def one_round(args: argparse.Namespace, bodies: list[bytes], senders: int, numbe
         cpu = server.cpu_seconds() - cpu_before
         _, peak = server.rss()
         statuses = server.statuses("/logs")
-        committed = sum(v for name, _, v in server.metrics() if name == "loglake_store_rows_committed_total")
+        # Counted once stored: in the hot store (single records, small batches) or in lake parts (bulk).
+        committed = sum(v for name, _, v in server.metrics() if name == "loglake_records_ingested_total")
         row = {
             "senders": senders,
             "round": number,
@@ -40,7 +41,7 @@ def one_round(args: argparse.Namespace, bodies: list[bytes], senders: int, numbe
             "mb_per_s": round(result.mb_per_s, 2),
             "server_cpu_percent": round(100 * cpu / result.seconds, 1),
             "server_statuses": statuses,
-            "rows_committed": int(committed),
+            "records_stored": int(committed),
             "peak_rss_mib": round(common.mib(peak), 1),
         }
         print(
@@ -54,7 +55,7 @@ def one_round(args: argparse.Namespace, bodies: list[bytes], senders: int, numbe
         if result.records != expected:
             problems.append(f"{result.records:,} of {expected:,} records acknowledged")
         if committed < result.records:
-            problems.append(f"{result.records:,} records acknowledged but only {int(committed):,} rows committed")
+            problems.append(f"{result.records:,} records acknowledged but only {int(committed):,} stored")
         if problems:
             print(f"\nFAILED (senders {senders}, round {number}):\n  " + "\n  ".join(problems), file=sys.stderr)
             print(f"server statuses for /logs: {statuses}\nserver log tail:\n{server.log_tail()}", file=sys.stderr)

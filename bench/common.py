@@ -124,10 +124,13 @@ class _Ack(msgspec.Struct):
     count: int
 
 
-def bulk_send(url: str, headers: dict[str, str], bodies: Iterable[bytes], senders: int) -> BulkResult:
+def bulk_send(
+    url: str, headers: dict[str, str], bodies: Iterable[bytes], senders: int, progress: list[int] | None = None
+) -> BulkResult:
     """POST every NDJSON body once, `senders` threads each taking the next unsent body, and time it all.
 
     Pass a list to keep preparing the bodies out of the timing; a generator is read under a lock as it goes.
+    `progress[0]`, if given, counts the records acknowledged so far.
     """
     lock = threading.Lock()
     todo = enumerate(bodies)
@@ -156,6 +159,8 @@ def bulk_send(url: str, headers: dict[str, str], bodies: Iterable[bytes], sender
                 with lock:
                     if ok:
                         acked[0] += expected
+                        if progress is not None:
+                            progress[0] = acked[0]
                         acked[1] += len(body)
                         acked[2] += 1
                     else:

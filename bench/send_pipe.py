@@ -33,7 +33,7 @@ def throughput_round(args: Any, data: Any, number: int) -> dict[str, Any]:
         started = time.perf_counter()
         done = subprocess.run(command, stdin=stdin, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - started
-        committed = sum(v for name, _, v in server.metrics() if name == "loglake_store_rows_committed_total")
+        committed = sum(v for name, _, v in server.metrics() if name == "loglake_records_ingested_total")
     if done.returncode != 0 or committed != args.rows:
         sys.exit(
             f"round {number} failed: exit {done.returncode}, {committed:,.0f} of {args.rows:,} committed\n{done.stderr}"

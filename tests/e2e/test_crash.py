@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -174,3 +175,69 @@ def test_client_id_makes_a_retry_idempotent_across_kill_9(server_factory, admin_
         assert [r["logId"] for r in found if r["message"] == message] == [log_id]
     finally:
         second.kill()
+
+
+BULK_RECORDS = 1000  # ingest.BULK_MIN_RECORDS: batches take the bulk path straight into lake parts
+DAY = 86_400_000
+
+
+def bulk_loop(url: str, key: str, writer: int, run: str, stop: threading.Event, acked: list[str], sent: list[str]):
+    """Post NDJSON bulk batches until the server goes away; note each batch's tag as sent, then as acked."""
+    with httpx.Client(base_url=url, headers={"authorization": f"Bearer {key}"}, timeout=30.0) as client:
+        number = 0
+        while not stop.is_set():
+            tag = f"bulk-{run}-w{writer}-b{number}"
+            now_ms = int(time.time() * 1000)
+            body = "\n".join(  # half of it yesterday: two lake parts, committed together or not at all
+                json.dumps({"message": f"{tag} r{i}", "service": f"bulk-w{writer}", "timestamp": now_ms - i % 2 * DAY})
+                for i in range(BULK_RECORDS)
+            )
+            sent.append(tag)
+            try:
+                response = client.post("/logs", content=body, headers={"content-type": "application/x-ndjson"})
+            except httpx.TransportError:
+                return
+            if response.status_code == 201 and response.json()["count"] == BULK_RECORDS:
+                acked.append(tag)
+            number += 1
+
+
+def test_kill_9_during_bulk_batches_keeps_each_batch_whole_or_absent(server_factory, admin_key_of, tmp_path: Path):
+    data_dir = tmp_path / "data"
+    first = server_factory(data_dir)
+    key = admin_key_of(first)
+    run = uuid.uuid4().hex[:12]
+    acked: list[str] = []
+    sent: list[str] = []
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=bulk_loop, args=(first.url, key, n, run, stop, acked, sent), daemon=True)
+        for n in range(3)
+    ]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while len(acked) < 6 and time.monotonic() < deadline:  # some batches in, and more under way
+        time.sleep(0.05)
+    first.kill()
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert len(acked) >= 6, "too few bulk batches acknowledged before the kill; the test proves little"
+
+    second = restart(data_dir, first.port, tmp_path / "server-restart.log")
+    try:
+        with httpx.Client(base_url=second.url, headers={"authorization": f"Bearer {key}"}, timeout=30) as client:
+            sql = (
+                "SELECT regexp_extract(message, '^(\\S+) ', 1) AS tag, count(*), count(DISTINCT log_id) FROM logs"
+                f" WHERE message LIKE 'bulk-{run}-%' GROUP BY tag"
+            )
+            response = client.post("/query", json={"sql": sql, "limit": 10000})
+            assert response.status_code == 200, response.text
+            stored = {tag: (n, distinct) for tag, n, distinct in response.json()["rows"]}
+    finally:
+        second.kill()
+    assert set(acked) <= set(stored), "an acknowledged batch is missing"
+    assert set(stored) <= set(sent)
+    # Every batch there, acknowledged or caught by the kill after its commit, is whole and stored once.
+    assert {tag: counts for tag, counts in stored.items() if counts != (BULK_RECORDS, BULK_RECORDS)} == {}
