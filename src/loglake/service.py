@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -11,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from loglake import ids
+from loglake.arrivals import Arrivals
 from loglake.ingest import parse_body
 from loglake.lake import reads as lake_reads
 from loglake.lake.lake import Lake
@@ -92,8 +94,10 @@ class LogService:
         clock: Callable[[], float] = time.time,
         lake: Lake | None = None,
         record_search: RecordSearch | None = None,
+        arrivals: Arrivals | None = None,
     ):
         self.store = store
+        self.arrivals = arrivals  # committed records in arrival order, for followers (None: not kept)
         self.lake = lake  # flushed records, when the store has a lake behind it
         if record_search is None and lake is not None:
             record_search = lake_reads.EngineSearch(lake.engine)
@@ -110,8 +114,13 @@ class LogService:
         return parse_body(body, ndjson, self.limits, self.now_ms())
 
     def submit(self, records: Sequence[NewRecord]) -> Future[list[bytes]]:
-        """Start the durable write; the future resolves once the records are committed."""
-        return self.store.submit(records)
+        """Start the durable write; the future resolves once the records are committed. They join the
+        arrivals as it does, before any callback the caller adds runs: a client answered through one
+        finds its records when it follows."""
+        write = self.store.submit(records)
+        if self.arrivals is not None:
+            write.add_done_callback(functools.partial(_announce, self.arrivals, records))
+        return write
 
     def get(self, log_id: str) -> StoredRecord | None:
         try:
@@ -250,6 +259,12 @@ def parse_recent_params(params: Mapping[str, str], now_ms: int) -> RecentQuery:
         before_id=before_id,
         limit=limit,
     )
+
+
+def _announce(arrivals: Arrivals, records: Sequence[NewRecord], write: Future[list[bytes]]) -> None:
+    """The store's write is done: its records arrived, unless it failed."""
+    if write.exception() is None:
+        arrivals.append_records(records, write.result())
 
 
 def _page(records: list[StoredRecord], wanted: int) -> RecentPage:
