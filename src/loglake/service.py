@@ -263,8 +263,11 @@ def parse_recent_params(params: Mapping[str, str], now_ms: int) -> RecentQuery:
 
 def _announce(arrivals: Arrivals, records: Sequence[NewRecord], write: Future[list[bytes]]) -> None:
     """The store's write is done: its records arrived, unless it failed."""
-    if write.exception() is None:
-        arrivals.append_records(records, write.result())
+    try:
+        stored_ids = write.result()  # one call, not exception() then result(): this runs for every request
+    except Exception:  # the write failed (its caller hears why): nothing arrived
+        return
+    arrivals.append_records(records, stored_ids)
 
 
 def _page(records: list[StoredRecord], wanted: int) -> RecentPage:
