@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -13,7 +14,9 @@ from loglake.arrivals import CONVERT_RECORDS, ArrivalCursor, Arrivals
 from loglake.ids import uuid7_bytes
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.model import NewRecord, Severity
-from loglake.store.base import RecentQuery
+from loglake.service import LogService
+from loglake.store.base import RecentQuery, StoreUnavailable
+from loglake.store.sqlite import SQLiteHotStore
 
 T0 = 1_796_000_000_000
 EVERYTHING = RecentQuery(since_ms=0)
@@ -295,3 +298,17 @@ async def test_a_waiter_that_went_away_keeps_nothing() -> None:
     arrive(arrivals, record("nobody waits for this"))
     page = arrivals.read(start.seq, EVERYTHING, 10)
     assert (page.records, page.missed) == ([], 1)
+
+
+def test_what_the_service_commits_arrives_and_what_fails_does_not(tmp_path: Path) -> None:
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    arrivals = Arrivals()
+    service = LogService(store, arrivals=arrivals)
+    start = arrivals.cursor(T0)
+    try:
+        service.submit([record("committed")]).result()
+    finally:
+        store.close()
+    with pytest.raises(StoreUnavailable):
+        service.submit([record("refused: the store is closed")]).result()
+    assert messages(arrivals, start.seq) == ["committed"]

@@ -210,7 +210,12 @@ def _existing_keystore(data_dir: Path) -> KeyStore:
 @click.option(
     "--limit", default=20, show_default=True, type=click.IntRange(1, MAX_PAGE_LIMIT), help="How many records."
 )
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new records as they arrive, like tail -f.")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Keep printing records as they arrive, whatever their time, like tail -f (waits out a server restart).",
+)
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between polls with --follow.")
 @click.option("--json", "as_json", is_flag=True, help="NDJSON output, one record per line.")
 @url_option
