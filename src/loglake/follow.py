@@ -91,10 +91,10 @@ def follow(service: LogService, arrivals: Arrivals, wanted: FollowQuery) -> Foll
         gap = {
             "reason": "overflow",
             "missed": arrived.missed,
-            "message": f"{arrived.missed} record(s) arrived faster than this follow read them and left the "
-            f"server's list of arrivals (it keeps the latest {arrivals.max_records} records, "
-            f"{arrivals.max_bytes // MIB} MiB at most); those among them this follow would show are stored: "
-            "read them by time with GET /logs/recent",
+            "message": f"{arrived.missed} record(s) left the server's list of arrivals before this follow read "
+            f"them (it keeps the latest {arrivals.max_records:,} records, {arrivals.max_bytes // MIB} MiB at most, "
+            f"and none once nobody has followed for {arrivals.idle_seconds:g} s); those among them this follow "
+            "would show are stored: read them by time with GET /logs/recent",
         }
     cursor = ArrivalCursor(arrivals.epoch, arrived.seq, now_ms)
     return FollowPage(arrived.records, None, cursor.encode(), arrived.more, gap)
