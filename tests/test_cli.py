@@ -564,13 +564,14 @@ class _EnoughShown(Exception):
 def test_follow_prints_only_what_comes_after_the_newest_shown(server: ServerProcess, admin_key: str, api: httpx.Client):
     """`recent --follow --limit 1`: the first page shows the newest record; records sharing its
     millisecond but older must not appear afterwards as if new, and later records must."""
-    from loglake.cli import _follow
+    from loglake.cli import RecentlyShown, _follow
     from loglake.client import LoglakeClient
 
     service, ts = unique("follow"), 1_793_577_600_000
     sent = api.post("/logs", json=[{"timestamp": ts, "service": service, "message": f"same ms {i}"} for i in range(3)])
-    first_page = api.get("/logs/recent", params={"service": service, "since": str(ts), "limit": "1"}).json()["logs"]
-    assert len(first_page) == 1 and first_page[0]["logId"] == sent.json()["logIds"][-1]
+    params = {"service": service, "since": str(ts), "limit": "1", "follow": "true"}
+    first_page = api.get("/logs/recent", params=params).json()
+    assert [r["logId"] for r in first_page["logs"]] == [sent.json()["logIds"][-1]]
     api.post("/logs", json={"timestamp": ts + 5, "service": service, "message": "later"})
 
     shown: list[str] = []
@@ -580,5 +581,15 @@ def test_follow_prints_only_what_comes_after_the_newest_shown(server: ServerProc
         raise _EnoughShown
 
     with LoglakeClient(server.url, admin_key) as client, pytest.raises(_EnoughShown):
-        _follow(client, {"service": service}, first_page, show, interval=0.01)
+        seen = RecentlyShown(r["logId"] for r in first_page["logs"])
+        _follow(client, {"service": service}, first_page["follow_cursor"], seen, show, interval=0.01)
     assert shown == ["later"]
+
+
+def test_recently_shown_remembers_the_last_ids_it_was_given():
+    from loglake.cli import RecentlyShown
+
+    shown = RecentlyShown(["a", "b"], keep=3)
+    assert [shown.first_time(i) for i in ("a", "c", "c", "d")] == [False, True, False, True]
+    assert shown.first_time("a")  # forgotten: b, c and d came after it
+    assert not shown.first_time("d")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from loglake import arrivals, follow
 from loglake.config import Settings, env_name
 from loglake.model import MAX_PAGE_LIMIT, Limits
 
@@ -79,3 +80,11 @@ def test_record_table_states_the_enforced_limits() -> None:
 
 def test_recent_limit_range_is_the_enforced_one() -> None:
     assert f"`limit` (1-{MAX_PAGE_LIMIT}," in README.replace("\n", " ")
+
+
+def test_follow_states_the_arrivals_kept() -> None:
+    text = " ".join(README.split())
+    kept = f"up to {arrivals.MAX_RECORDS:,} records or {arrivals.MAX_BYTES // (1024 * 1024)} MiB"
+    assert kept in text
+    assert f"nothing when nobody has followed for {arrivals.IDLE_SECONDS / 60:g} minutes" in text
+    assert follow.RESTART_LOOKBACK_MS == 60_000 and "by time from a minute before" in text

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +210,12 @@ def _existing_keystore(data_dir: Path) -> KeyStore:
 @click.option(
     "--limit", default=20, show_default=True, type=click.IntRange(1, MAX_PAGE_LIMIT), help="How many records."
 )
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new records as they arrive, like tail -f.")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Keep printing records as they arrive, whatever their time, like tail -f (waits out a server restart).",
+)
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between polls with --follow.")
 @click.option("--json", "as_json", is_flag=True, help="NDJSON output, one record per line.")
 @url_option
@@ -242,41 +249,67 @@ def recent(
     show = print_record_json if as_json else print_record_row
     try:
         with LoglakeClient(url, api_key) as client:
-            page = client.recent(params)
+            page = client.recent(params | {"follow": "true" if follow else None})
             logs = list(reversed(page["logs"]))
             if not as_json and sys.stdout.isatty():
                 click.echo(click.style(f"{'TIME (UTC)':<24}  {'SEVERITY':<8}  {'SERVICE':<16}  MESSAGE", bold=True))
             for record in logs:
                 show(record)
             if follow:
-                _follow(client, params, logs, show, interval)
+                filters = {name: params[name] for name in FOLLOW_FILTERS}
+                shown = RecentlyShown(record["logId"] for record in logs)
+                _follow(client, filters, page["follow_cursor"], shown, show, interval)
     except ClientError as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
         pass
 
 
-def _follow(client: LoglakeClient, params: dict, seen_logs: list[dict], show: Any, interval: float) -> None:
-    """Poll for records at or after the newest shown, paging through all of them, and print those
-    after it (ids order records within a millisecond too). Records follow their own timestamps, so
-    one that arrives stamped earlier than what was already shown is not printed."""
-    newest = (seen_logs[-1]["timestamp"], seen_logs[-1]["logId"]) if seen_logs else (int(time.time() * 1000), "")
+FOLLOW_FILTERS = ("service", "log_type", "severity", "min_severity", "q")
+
+
+class RecentlyShown:
+    """The ids of the last records printed (up to `keep`), so that a record given twice prints once."""
+
+    def __init__(self, log_ids: Iterable[str], keep: int = 10_000) -> None:
+        self._order: deque[str] = deque(maxlen=keep)
+        self._ids: set[str] = set()
+        for log_id in log_ids:
+            self.first_time(log_id)
+
+    def first_time(self, log_id: str) -> bool:
+        if log_id in self._ids:
+            return False
+        if len(self._order) == self._order.maxlen:
+            self._ids.discard(self._order[0])
+        self._order.append(log_id)
+        self._ids.add(log_id)
+        return True
+
+
+def _follow(
+    client: LoglakeClient, filters: dict, cursor: str, shown: RecentlyShown, show: Any, interval: float
+) -> None:
+    """Print what arrives after the cursor in the order it arrives, whatever its timestamp, asking
+    every `interval` seconds (at once while more waits); say on stderr when the server could not keep
+    records for this follow, and wait for it while it cannot be reached (a restart). A record can come
+    twice (committed while the first page was read, or in the look back after a restart): it prints once."""
+
+    def waiting(error: Exception, pause: float) -> None:
+        click.echo(f"loglake: {printable(error)}; asking again in {pause:.0f} s", err=True)
+
+    more = False
     while True:
-        time.sleep(interval)
-        new, cursor = [], None
-        while True:
-            page = client.recent(
-                {**params, "since": str(newest[0]), "until": None, "limit": MAX_PAGE_LIMIT, "cursor": cursor}
-            )
-            new.extend(page["logs"])
-            cursor = page["next_cursor"]
-            if cursor is None:
-                break
-        for record in reversed(new):  # oldest first
-            if (record["timestamp"], record["logId"]) > newest:
+        if not more:
+            time.sleep(interval)
+        page = client.recent({**filters, "after": cursor, "limit": MAX_PAGE_LIMIT}, wait_for_server=waiting)
+        if page["gap"] is not None:
+            click.echo(f"loglake: {printable(page['gap']['message'])}", err=True)
+        for record in page["logs"]:
+            if shown.first_time(record["logId"]):
                 show(record)
-                newest = (record["timestamp"], record["logId"])
         sys.stdout.flush()
+        cursor, more = page["follow_cursor"], page["more"]
 
 
 @main.command(context_settings=CONTEXT)

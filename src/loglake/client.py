@@ -65,8 +65,17 @@ class LoglakeClient:
         )
         return answer["logIds"]
 
-    def recent(self, params: dict[str, Any]) -> dict[str, Any]:
-        return self._request("GET", "/logs/recent", params={k: v for k, v in params.items() if v is not None})
+    def recent(self, params: dict[str, Any], *, wait_for_server: OnRetry | None = None) -> dict[str, Any]:
+        """GET /logs/recent. With `wait_for_server`, a server that cannot be reached is asked again for
+        as long as it takes (a follow outlives a restart); the callback hears each retry."""
+        return self._request(
+            "GET",
+            "/logs/recent",
+            params={k: v for k, v in params.items() if v is not None},
+            retry_unreachable=wait_for_server is not None,
+            give_up_after=None if wait_for_server is not None else READ_GIVE_UP_SECONDS,
+            on_retry=wait_for_server,
+        )
 
     def search(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._request("GET", "/logs/search", params={k: v for k, v in params.items() if v is not None})

@@ -19,6 +19,7 @@ from typing import Protocol
 from loglake.amplify.collector import Collector, RunReport
 from loglake.amplify.config import AmplifyConfig, AmplifyConfigError, load_config
 from loglake.amplify.jobs import AmplifySchedule, settings_for
+from loglake.arrivals import Arrivals
 from loglake.config import ConfigError, Settings
 from loglake.keys import KeyRing, KeyStore
 from loglake.lake.lake import Lake, LakeJobs, MaintenanceReport
@@ -39,8 +40,10 @@ class RuntimeObserver(Protocol):
 
 class Runtime:
     """One loglake over one data dir. `store` and `record_search` replace the embedded defaults (the AWS
-    deployment passes DynamoDB and Athena); a store other than SQLite has no local lake behind it.
-    `amplify_config` defaults to the file named by the settings (none: no collector)."""
+    deployment passes DynamoDB and Athena); a store other than SQLite has no local lake behind it, and
+    no arrivals log either: other processes write to it too, so this one cannot say what arrived.
+    `amplify_config` defaults to the file named by the settings (none: no collector); `arrivals`
+    replaces the default arrivals log (tests pass a small one)."""
 
     def __init__(
         self,
@@ -50,6 +53,7 @@ class Runtime:
         record_search: RecordSearch | None = None,
         amplify_config: AmplifyConfig | None = None,
         clock: Callable[[], float] = time.time,
+        arrivals: Arrivals | None = None,
     ) -> None:
         amplify_config = amplify_config or _amplify_config(settings)
         if amplify_config is not None:
@@ -68,6 +72,7 @@ class Runtime:
         self.collector: Collector | None = None
         self.amplify: AmplifySchedule | None = None
         if isinstance(self.store, SQLiteHotStore):
+            arrivals = arrivals or Arrivals()
             self.lake = Lake.from_settings(settings, self.store, clock)
             self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self._maintained)
             if amplify_config is not None:
@@ -77,7 +82,9 @@ class Runtime:
                 self.amplify = AmplifySchedule(
                     self.collector, amplify_config.schedule, settings.data_dir, clock, self._collected
                 )
-        self.service = LogService(self.store, settings.limits, clock, lake=self.lake, record_search=record_search)
+        self.service = LogService(
+            self.store, settings.limits, clock, lake=self.lake, record_search=record_search, arrivals=arrivals
+        )
         self._keys_opened = False
 
     @cached_property

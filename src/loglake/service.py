@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -13,6 +14,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from loglake import ids
+from loglake.arrivals import Arrivals
 from loglake.ingest import ParsedBody, parse_batch
 from loglake.lake import reads as lake_reads
 from loglake.lake.lake import Lake
@@ -94,8 +96,10 @@ class LogService:
         clock: Callable[[], float] = time.time,
         lake: Lake | None = None,
         record_search: RecordSearch | None = None,
+        arrivals: Arrivals | None = None,
     ):
         self.store = store
+        self.arrivals = arrivals  # committed records in arrival order, for followers (None: not kept)
         self.lake = lake  # flushed records, when the store has a lake behind it
         if record_search is None and lake is not None:
             record_search = lake_reads.EngineSearch(lake.engine)
@@ -112,14 +116,22 @@ class LogService:
         return parse_batch(body, ndjson, self.limits, self.now_ms(), bulk=self.lake is not None)
 
     def submit(self, records: Sequence[NewRecord]) -> Future[list[bytes]]:
-        """Start the durable write; the future resolves once the records are committed."""
-        return self.store.submit(records)
+        """Start the durable write; the future resolves once the records are committed. They join the
+        arrivals as it does, before any callback the caller adds runs: a client answered through one
+        finds its records when it follows."""
+        write = self.store.submit(records)
+        if self.arrivals is not None:
+            write.add_done_callback(functools.partial(_announce, self.arrivals, records))
+        return write
 
     def submit_table(self, table: pa.Table) -> Future[object]:
         """Start the durable write of a bulk batch (ParsedBody.table) as lake parts; the future resolves
         once they are committed. The records' ids are the table's `log_id` column."""
         assert self.lake is not None, "parse gives tables only when there is a lake"
-        return self.lake.bulk.submit(table)
+        write = self.lake.bulk.submit(table)
+        if self.arrivals is not None:
+            write.add_done_callback(functools.partial(_announce_table, self.arrivals, table))
+        return write
 
     def get(self, log_id: str) -> StoredRecord | None:
         try:
@@ -258,6 +270,21 @@ def parse_recent_params(params: Mapping[str, str], now_ms: int) -> RecentQuery:
         before_id=before_id,
         limit=limit,
     )
+
+
+def _announce(arrivals: Arrivals, records: Sequence[NewRecord], write: Future[list[bytes]]) -> None:
+    """The store's write is done: its records arrived, unless it failed."""
+    try:
+        stored_ids = write.result()  # one call, not exception() then result(): this runs for every request
+    except Exception:  # the write failed (its caller hears why): nothing arrived
+        return
+    arrivals.append_records(records, stored_ids)
+
+
+def _announce_table(arrivals: Arrivals, table: pa.Table, write: Future[object]) -> None:
+    """A bulk batch's write is done: all of it arrived (it has no client ids), unless it failed."""
+    if write.exception() is None:
+        arrivals.append(table)
 
 
 def _page(records: list[StoredRecord], wanted: int) -> RecentPage:

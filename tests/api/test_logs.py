@@ -489,7 +489,8 @@ async def test_openapi_and_docs(client: httpx.AsyncClient) -> None:
     assert spec["openapi"].startswith("3.")
     assert {"/logs", "/logs/recent", "/logs/{logId}", "/healthz", "/metrics"} <= set(spec["paths"])
     params = {p["name"] for p in spec["paths"]["/logs/recent"]["get"]["parameters"]}
-    assert params == {"service", "log_type", "severity", "min_severity", "since", "until", "q", "limit", "cursor"}
+    recent = {"service", "log_type", "severity", "min_severity", "since", "until", "q", "limit", "cursor"}
+    assert params == recent | {"follow", "after"}
     docs = await client.get("/docs")
     assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
     assert "GET /logs/recent" in docs.text

@@ -122,6 +122,15 @@ def test_errors_are_the_local_servers(api_table: str, capsys: pytest.CaptureFixt
     assert response["multiValueHeaders"]["content-type"] == ["application/json"]
 
 
+def test_following_by_arrival_is_not_available_on_a_store_many_functions_write(
+    api_table: str, capsys: pytest.CaptureFixture
+) -> None:
+    """Each Lambda container sees only the records it took: it cannot say what arrived, so it says so."""
+    response, body, _ = invoke(rest_event("GET", "/logs/recent", query={"follow": "true"}), capsys)
+    assert response["statusCode"] == 501 and body["error"]["code"] == "not_available"
+    assert "since" in body["error"]["message"]
+
+
 def test_a_missing_table_is_a_503_with_retry_after_not_a_500(
     moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -106,6 +106,32 @@ PAGE = {
         "next_cursor": {"type": ["string", "null"]},
     },
 }
+FOLLOW_PAGE = {
+    "type": "object",
+    "required": ["count", "logs", "next_cursor", "follow_cursor", "more", "gap"],
+    "properties": {
+        "count": {"type": "integer"},
+        "logs": {
+            "type": "array",
+            "items": _ref("Record"),
+            "description": "with follow=true the recent page, newest first; with after, what arrived since, "
+            "in arrival order (after a restart: by time, oldest first)",
+        },
+        "next_cursor": {"type": ["string", "null"], "description": "the recent page's next page (follow=true only)"},
+        "follow_cursor": {"type": "string", "description": "pass back as after"},
+        "more": {"type": "boolean", "description": "more has arrived than this page holds: ask again at once"},
+        "gap": {
+            "type": ["object", "null"],
+            "description": "records this follow cannot show: `overflow` (they arrived faster than it read them; "
+            "missed says how many, of any filter) or `restart` (the cursor is from before a restart)",
+            "properties": {
+                "reason": {"type": "string", "enum": ["overflow", "restart"]},
+                "missed": {"type": ["integer", "null"]},
+                "message": {"type": "string"},
+            },
+        },
+    },
+}
 RECORD_OUT = {
     "type": "object",
     "required": ["logId", "timestamp", "datetime", "service", "log_type", "severity", "message", "attributes"],
@@ -224,15 +250,27 @@ SPEC: dict[str, Any] = {
         },
         "/logs/recent": {
             "get": {
-                "summary": "Most recent records first (default window: the last 24 h)",
+                "summary": "Most recent records first (default window: the last 24 h), or follow them as they arrive",
+                "description": "To follow (like tail -f), ask once with `follow=true`: the answer is the recent "
+                "page plus a `follow_cursor`. Then ask with `after=<follow_cursor>` (and the same filters, "
+                "without since, until and cursor) for what arrived since, in arrival order whatever its "
+                "timestamp, and the next cursor. A record committed while the first page was read can be on "
+                "it and again after its cursor: skip logIds already shown. The server keeps the latest "
+                "arrivals while someone follows; `gap` says when a follow cannot show some records. Not "
+                "available (501) where many processes write the store (the AWS deployment).",
                 "parameters": [
                     *FILTERS,
                     _query("q", "case-insensitive substring of the message"),
                     PAGE_LIMIT,
                     _query("cursor", "next_cursor of the previous page"),
+                    _query("follow", "true: also answer a follow_cursor", {"type": "string", "enum": ["true"]}),
+                    _query("after", "follow_cursor of the previous answer: what arrived since"),
                 ],
                 "responses": {
-                    "200": _json(PAGE, "A page of records"),
+                    "200": _json(
+                        {"oneOf": [PAGE, FOLLOW_PAGE]}, "A page of records (with follow or after: a follow page)"
+                    ),
+                    "501": _json(_ref("Error"), "Following is not available on this deployment"),
                 },
             }
         },

@@ -16,6 +16,7 @@ from loglake import __version__
 from loglake.amplify.collector import collection_status
 from loglake.amplify.reports import UnknownReport, apps_with_rows, run_reports, unknown_app_message
 from loglake.api.http import ApiError, Request, decode_content, json_object
+from loglake.follow import FollowQuery, follow, follow_query
 from loglake.ids import format_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody
 from loglake.keys import KeyNameTaken, KeyStoreError, LastAdminKey, NoSuchKey, parse_scopes
@@ -156,8 +157,35 @@ def _records_media_type(request: Request) -> bool:
 
 
 async def recent(app: LoglakeApp, request: Request) -> Result:
+    wanted = _client_errors(follow_query)(request.query, app.service.now_ms())
+    if wanted is not None:
+        return await _follow(app, wanted)
     query = _client_errors(app.service.recent_query)(request.query)
     return _page_result(await app.run_read(app.service.recent, query))
+
+
+async def _follow(app: LoglakeApp, wanted: FollowQuery) -> Result:
+    arrivals = app.service.arrivals
+    if arrivals is None:
+        raise ApiError(
+            501,
+            "not_available",
+            "following by arrival needs the server that takes the records (loglake serve); this deployment's "
+            "store is written by many processes: poll GET /logs/recent with since instead",
+        )
+    page = await app.run_read(_client_errors(follow), app.service, arrivals, wanted)
+    logs = [record_to_dict(r) for r in page.records]
+    return Result(
+        200,
+        {
+            "count": len(logs),
+            "logs": logs,
+            "next_cursor": page.next_cursor,
+            "follow_cursor": page.follow_cursor,
+            "more": page.more,
+            "gap": page.gap,
+        },
+    )
 
 
 async def get_log(app: LoglakeApp, request: Request, log_id: str) -> Result:

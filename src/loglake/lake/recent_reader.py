@@ -69,8 +69,7 @@ class LakeRecentReader:
         rest = parquet.read_row_group(index, columns=wide).take(rows)
         for name in wide:
             chosen = chosen.append_column(name, rest.column(name))
-        millis = chosen.column("timestamp").cast(pa.int64())
-        return chosen.set_column(chosen.schema.get_field_index("timestamp"), "ts", millis).to_pylist()
+        return _rows(chosen)
 
     def close(self) -> None:
         with self._lock:
@@ -121,8 +120,9 @@ def _narrow_columns(query: RecentQuery) -> list[str]:
     return columns
 
 
-def _matching_rows(table: pa.Table, query: RecentQuery) -> pa.Array:
-    """Row numbers of the newest `query.limit` rows matching the query."""
+def matches(table: pa.Table, query: RecentQuery) -> pa.ChunkedArray | pa.Array:
+    """Which rows of a table of `logs` columns (those the query filters on suffice) match the query's
+    filters and id range: true, false, or null for a row with a null in a filtered column."""
     ts = table.column("timestamp")
     keep = pc.greater_equal(ts, pa.scalar(query.since_ms, _MS).cast(ts.type))
     if query.until_ms is not None:
@@ -138,7 +138,13 @@ def _matching_rows(table: pa.Table, query: RecentQuery) -> pa.Array:
         keep = pc.and_(keep, pc.is_in(table.column("severity"), value_set=names))
     if query.contains:
         keep = pc.and_(keep, pc.match_substring(table.column("message"), query.contains, ignore_case=True))
-    rows = pc.indices_nonzero(keep)
+    return keep
+
+
+def _matching_rows(table: pa.Table, query: RecentQuery) -> pa.Array:
+    """Row numbers of the newest `query.limit` rows matching the query."""
+    ts = table.column("timestamp")
+    rows = pc.indices_nonzero(matches(table, query))
     if len(rows) <= query.limit:
         return rows
     if "log_id" in table.column_names:
@@ -167,6 +173,17 @@ def _millis(value: Any) -> int:
     if isinstance(value, int):
         return value
     return int(pa.scalar(value, _MS).cast(pa.int64()).as_py())
+
+
+def table_records(table: pa.Table) -> list[StoredRecord]:
+    """The records of a table with the `logs` columns, in its order (see _record)."""
+    return [r for r in map(_record, _rows(table)) if r is not None]
+
+
+def _rows(table: pa.Table) -> list[dict]:
+    """The rows of a table with the `logs` columns as dicts, the timestamp as epoch ms under "ts"."""
+    millis = table.column("timestamp").cast(pa.int64())
+    return table.set_column(table.schema.get_field_index("timestamp"), "ts", millis).to_pylist()
 
 
 def _id_text(row: dict) -> str:

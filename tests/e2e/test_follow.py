@@ -1,0 +1,147 @@
+"""`loglake recent --follow` as a real process following a real `loglake serve`: records print in the
+order they arrive, whatever their time, and a restart of the server is said, not hidden."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import ServerProcess
+from tests.e2e.test_send import Sender
+
+pytestmark = pytest.mark.e2e
+
+WAIT_S = 60  # bounds every wait: a test that would hang fails instead
+
+
+class Follower:
+    """`loglake recent --follow --json ARGS`, its output lines collected as they come."""
+
+    def __init__(self, server: ServerProcess, key: str, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
+        command = ["recent", "--follow", "--json", "--interval", "0.1", "--url", server.url, "--api-key", key, *args]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "loglake", *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        self.records: list[dict] = []
+        self.stderr: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._collect, args=(self.process.stdout, self._record), daemon=True),
+            threading.Thread(target=self._collect, args=(self.process.stderr, self.stderr.append), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _record(self, line: str) -> None:
+        self.records.append(json.loads(line))
+
+    @staticmethod
+    def _collect(stream: object, keep: Callable[[str], None]) -> None:
+        for line in stream:
+            keep(line)
+
+    def messages(self) -> list[str]:
+        return [r["message"] for r in self.records]
+
+    def wait_for(self, message: str) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while message not in self.messages():
+            assert time.monotonic() < deadline, f"not printed: {message!r}; printed {self.messages()}, {self.stderr}"
+            assert self.process.poll() is None, f"the follower exited: {self.stderr}"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        for reader in self._readers:
+            reader.join(10)
+        self.process.stdout.close()
+        self.process.stderr.close()
+
+
+@pytest.fixture
+def followers() -> Iterator[Callable[..., Follower]]:
+    started: list[Follower] = []
+
+    def start(server: ServerProcess, key: str, *args: str) -> Follower:
+        started.append(Follower(server, key, *args))
+        return started[-1]
+
+    yield start
+    for follower in started:
+        follower.stop()
+
+
+@pytest.fixture
+def sender() -> Iterator[Callable[..., Sender]]:
+    started: list[Sender] = []
+
+    def start(server: ServerProcess, key: str, *args: str) -> Sender:
+        started.append(Sender(server, key, *args))
+        return started[-1]
+
+    yield start
+    for one in started:
+        one.clean_up()
+
+
+def post(server: ServerProcess, key: str, record: dict) -> None:
+    headers = {"authorization": f"Bearer {key}"}
+    assert httpx.post(f"{server.url}/logs", json=record, headers=headers, timeout=10).status_code == 201
+
+
+def test_a_record_a_second_shipper_stamped_before_one_already_shown_is_printed(
+    server_factory, admin_key_of, followers, sender
+) -> None:
+    """The new user's case: a second shipper batches for a second, so its record reaches the server
+    after a newer one from the first shipper was printed."""
+    server = server_factory()
+    key = admin_key_of(server)
+    service = f"follow-{uuid.uuid4().hex[:8]}"
+    follower = followers(server, key, "--service", service)
+    shown_at = int(time.time() * 1000)
+    post(server, key, {"message": "from the first shipper", "service": service, "timestamp": shown_at})
+    follower.wait_for("from the first shipper")
+
+    second = sender(server, key, "--service", service, "--max-wait", "1")
+    second.write(json.dumps({"message": "from the second shipper", "timestamp": shown_at - 1000}))
+    follower.wait_for("from the second shipper")
+    second.close()
+    assert second.finish() == 0, second.stderr
+    assert follower.messages() == ["from the first shipper", "from the second shipper"]
+    assert [r["timestamp"] for r in follower.records] == [shown_at, shown_at - 1000]
+    assert follower.stderr == []
+
+
+def test_a_follow_outlives_a_restart_of_the_server_and_says_what_it_may_not_show(
+    server_factory, admin_key_of, followers
+) -> None:
+    server = server_factory()
+    key = admin_key_of(server)
+    service = f"follow-{uuid.uuid4().hex[:8]}"
+    follower = followers(server, key, "--service", service)
+    post(server, key, {"message": "before the restart", "service": service})
+    follower.wait_for("before the restart")
+
+    server.stop()
+    server.start()
+    post(server, key, {"message": "after the restart", "service": service})
+    follower.wait_for("after the restart")
+    # "before the restart" is in the look back after the restart too, and printed once.
+    assert follower.messages() == ["before the restart", "after the restart"]
+    said = "".join(follower.stderr)
+    assert "the server restarted" in said and "not shown" in said, said
