@@ -120,3 +120,12 @@ async def test_a_bulk_batch_with_client_ids_is_deduplicated_by_the_hot_store(
     assert first.status_code == again.status_code == 201
     assert first.json()["logIds"] == again.json()["logIds"]
     assert app.runtime.store.count() == COUNT and lake_rows(app) == []
+
+
+async def test_a_follower_gets_a_bulk_batch_in_arrival_order(app: LoglakeApp, client: httpx.AsyncClient) -> None:
+    cursor = (await client.get("/logs/recent", params={"follow": "true"})).json()["follow_cursor"]
+    sent = records()
+    assert (await post_ndjson(client, ndjson(sent))).status_code == 201
+    page = (await client.get("/logs/recent", params={"after": cursor, "service": "c", "limit": "1000"})).json()
+    # arrival order is the batch's own order, whatever the records' times (here newest first)
+    assert [r["message"] for r in page["logs"]] == [r["message"] for r in sent if r["service"] == "c"]
