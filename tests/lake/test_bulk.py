@@ -3,6 +3,7 @@ process dies, and maintenance never undoes a batch whose writer is still at work
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from loglake.ingest import parse_batch
@@ -64,6 +66,9 @@ def test_a_batch_is_in_the_catalog_as_one_part_per_day_and_not_in_the_hot_store(
     finally:
         writer.close()
     assert sorted(f.day for f in files) == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    part = pq.read_table(io.BytesIO(object_store.get(files[0].key)))
+    rows = [(r["service"], r["timestamp"]) for r in part.to_pylist()]
+    assert rows == sorted(rows)  # sorted as every part is; row groups hold runs of services (their stats say which)
     assert sorted(lake_ids(store, object_store)) == sorted(table.column("log_id").to_pylist())
     assert store.count() == 0
     assert store.read("SELECT count(*) FROM flushes") == [(0,)]

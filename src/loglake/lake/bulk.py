@@ -64,7 +64,8 @@ class BulkWriter:
         work = Path(tempfile.mkdtemp(prefix="loglake-bulk-"))
         try:
             files = [
-                write_part(rows, app_logs_key(day, new_part_name(now_ms)), work) for day, rows in by_utc_day(table)
+                write_part(rows, app_logs_key(day, new_part_name(now_ms)), work, by_service=False)
+                for day, rows in by_utc_day(table)
             ]
             self.on_step("written")
             owner = self._writer.hold()
