@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import textwrap
@@ -14,11 +15,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from loglake.lake import reads
 from loglake.lake.compact import TIER_FILES, Compactor, merge_groups, tier_groups
 from loglake.lake.flush import Flusher
 from loglake.lake.lake import Lake, LakePolicy
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
+from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
 from tests.lake.test_flush import DAY, START, hot_ids, lake_ids, one_service_per_row_group, seed
 from tests.store.contract import record
@@ -220,3 +223,23 @@ def test_the_background_merges_a_day_still_written_to_by_tiers_and_a_quiet_day_f
     report = compactor.compact(written_since_ms=since)
     assert report.merged_files == TIER_FILES
     assert store.read("SELECT count(*), sum(records) FROM lake_files WHERE day = ?", (busy_day,)) == [(1, 480)]
+
+
+def deleted_files_held_open() -> list[str]:
+    """Files this process holds open that were deleted (their disk space is not given back)."""
+    links = (os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if fd.is_symlink())
+    return [link for link in links if link.endswith(" (deleted)") and ".parquet" in link]
+
+
+def test_files_compaction_replaced_are_not_held_open_by_recent_reads(store: SQLiteHotStore, tmp_path: Path) -> None:
+    lake = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path, policy=LakePolicy(grace_ms=0))
+    try:
+        flush_in_small_rounds(store, lake.objects)
+        query = RecentQuery(since_ms=START, until_ms=START + 3 * DAY, limit=1000)
+        assert len(reads.recent(store, lake.recent_reader, query)) == 900  # opens every small file
+        lake.compact()
+        lake.collect_garbage()
+        assert deleted_files_held_open() == []
+        assert len(reads.recent(store, lake.recent_reader, query)) == 900
+    finally:
+        lake.close()

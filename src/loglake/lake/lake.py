@@ -275,7 +275,9 @@ class Lake:
         return expired
 
     def collect_garbage(self) -> int:
-        return collect_garbage(self.store, self.objects, int(self.clock() * 1000))
+        deleted = collect_garbage(self.store, self.objects, int(self.clock() * 1000))
+        self.recent_reader.forget_deleted()  # by this process or another: their disk space comes back
+        return deleted
 
     def maintain(self, *, compact: bool = True, expire: bool = True) -> MaintenanceReport | None:
         """One turn of the background job; None when another process holds the maintenance lock."""

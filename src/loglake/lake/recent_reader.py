@@ -71,6 +71,17 @@ class LakeRecentReader:
             chosen = chosen.append_column(name, rest.column(name))
         return _rows(chosen)
 
+    def forget_deleted(self) -> int:
+        """Close the open files the lake no longer has: a local file deleted while open keeps its disk
+        space (on S3 nothing is held). Returns how many."""
+        if not isinstance(self.lake, LocalObjectStore):
+            return 0
+        with self._lock:
+            gone = [key for key in self._files if not (self.lake.root / key).exists()]
+            for key in gone:
+                self._files.pop(key).parquet.close()
+        return len(gone)
+
     def close(self) -> None:
         with self._lock:
             for opened in self._files.values():
