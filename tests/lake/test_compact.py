@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from loglake.lake import reads
+from loglake.lake import compact, reads
 from loglake.lake.compact import TIER_FILES, Compactor, merge_groups, tier_groups
 from loglake.lake.flush import Flusher
 from loglake.lake.lake import Lake, LakePolicy
@@ -243,3 +243,27 @@ def test_files_compaction_replaced_are_not_held_open_by_recent_reads(store: SQLi
         assert len(reads.recent(store, lake.recent_reader, query)) == 900
     finally:
         lake.close()
+
+
+@pytest.mark.parametrize("in_memory_up_to", [0, 1_000_000], ids=["duckdb", "arrow"])
+@pytest.mark.parametrize("style", [compact.FINAL, compact.TIER], ids=["final", "tier"])
+def test_a_merge_in_memory_or_by_duckdb_writes_the_same_sorted_rows(
+    store: SQLiteHotStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory_up_to: int, style
+) -> None:
+    lake = LocalObjectStore(tmp_path / "lake")
+    flush_in_small_rounds(store, lake, days=1)  # five files of one day
+    inputs = []
+    for n, (key,) in enumerate(store.read("SELECT key FROM lake_files")):
+        inputs.append(tmp_path / f"in-{n}.parquet")
+        lake.get_file(key, inputs[-1])
+    monkeypatch.setattr(compact, "IN_MEMORY_MERGE_RECORDS", in_memory_up_to)
+    compact.merge_sorted(inputs, tmp_path / "out.parquet", tmp_path / "spill", 64, style=style)
+    merged = pq.ParquetFile(tmp_path / "out.parquet")
+    rows = merged.read().to_pylist()
+    expected = sorted(
+        (r for p in inputs for r in pq.read_table(p).to_pylist()), key=lambda r: (r["service"], r["timestamp"])
+    )
+    assert [(r["service"], r["timestamp"], r["log_id"]) for r in rows] == [
+        (r["service"], r["timestamp"], r["log_id"]) for r in expected
+    ]
+    assert one_service_per_row_group(merged.metadata) == style.by_service

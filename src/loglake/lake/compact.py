@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -26,7 +26,15 @@ from loglake.lake.flush import Step, publish
 from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
-from loglake.lake.parts import COMPACT_LEVELS, FLUSH_LEVELS, ROW_GROUP_ROWS, ServiceRowGroups, file_name, parquet_writer
+from loglake.lake.parts import (
+    COMPACT_LEVELS,
+    FLUSH_LEVELS,
+    ROW_GROUP_ROWS,
+    SORT_ORDER,
+    ServiceRowGroups,
+    file_name,
+    parquet_writer,
+)
 from loglake.lake.query import sql_string
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.tables import APP_LOGS_TABLE
@@ -44,9 +52,26 @@ class CompactReport:
 # A day still being written to is merged by size tiers, the way LSM stores merge small parts: files
 # whose sizes are within a factor TIER_BASE of each other merge once TIER_FILES of them are there, so
 # a record is rewritten about once per tier (log base TIER_BASE of the day's size) rather than every
-# time a new part arrives; and fast (the flush's ZSTD levels), since the day's last merge rewrites it.
-TIER_BASE = 8
+# time a new part arrives. TIER_FILES is above TIER_BASE, so a merge's output is never in the tier it
+# came from (else it would be merged again with every few new parts).
+TIER_BASE = 4
 TIER_FILES = 8
+# Merges of at most this many records sort in Arrow, in memory (about 100 MB at most): see merge_sorted.
+IN_MEMORY_MERGE_RECORDS = 250_000
+
+
+@dataclass(frozen=True)
+class MergeStyle:
+    """How a merge writes: ZSTD levels (parts.parquet_writer), and whether one service per row group."""
+
+    levels: tuple[int, int]
+    by_service: bool
+
+
+# A day's last merge compresses hard and splits row groups by service; the merges before it are fast,
+# as the last one rewrites their output anyway (plain row groups: half the write time, see parts.py).
+FINAL = MergeStyle(COMPACT_LEVELS, by_service=True)
+TIER = MergeStyle(FLUSH_LEVELS, by_service=False)
 
 
 def tier_groups(files: list[LakeFile], target_bytes: int) -> Iterator[list[LakeFile]]:
@@ -112,11 +137,11 @@ class Compactor:
         busy = set() if written_since_ms is None else self._days_written_since(written_since_ms)
         for day, day_files in by_day.items():
             if day in busy:
-                groups, levels = tier_groups(day_files, self.target_bytes), FLUSH_LEVELS
+                groups, style = tier_groups(day_files, self.target_bytes), TIER
             else:
-                groups, levels = merge_groups(day_files, self.target_bytes), COMPACT_LEVELS
+                groups, style = merge_groups(day_files, self.target_bytes), FINAL
             for group in groups:
-                report.written_files.append(self._merge(group, levels))
+                report.written_files.append(self._merge(group, style))
                 report.merged_files += len(group)
                 report.records += sum(f.records for f in group)
         report.seconds = time.perf_counter() - started
@@ -126,14 +151,14 @@ class Compactor:
         sql = "SELECT DISTINCT day FROM lake_files WHERE table_name = ? AND created_ms >= ?"
         return {day for (day,) in self.store.read(sql, (APP_LOGS_TABLE.name, since_ms))}
 
-    def _merge(self, group: list[LakeFile], levels: tuple[int, int] = COMPACT_LEVELS) -> str:
+    def _merge(self, group: list[LakeFile], style: MergeStyle) -> str:
         now_ms = int(self.clock() * 1000)
         work = Path(tempfile.mkdtemp(prefix="loglake-compact-"))
         try:
             key = app_logs_key(date.fromisoformat(group[0].day), new_part_name(now_ms))
             output = work / file_name(key)
             records = sum(f.records for f in group)
-            merge_objects(self.lake, [f.key for f in group], output, work, self.memory_mb, records, levels=levels)
+            merge_objects(self.lake, [f.key for f in group], output, work, self.memory_mb, records, style=style)
             merged = LakeFile(
                 key,
                 APP_LOGS_TABLE.name,
@@ -169,7 +194,7 @@ def merge_objects(
     records: int | None = None,
     *,
     distinct_ids: bool = False,
-    levels: tuple[int, int] = COMPACT_LEVELS,
+    style: MergeStyle = FINAL,
 ) -> int:
     """Download the lake objects `keys` into `work` and merge them into `output` (merge_sorted);
     raises, changing nothing, unless all `records` (default: their footers' count) made it. With
@@ -182,7 +207,7 @@ def merge_objects(
         records = count_distinct_ids(inputs, work / "spill", memory_mb)
     elif records is None:
         records = sum(pq.ParquetFile(path).metadata.num_rows for path in inputs)
-    merge_sorted(inputs, output, work / "spill", memory_mb, distinct_ids=distinct_ids, levels=levels)
+    merge_sorted(inputs, output, work / "spill", memory_mb, distinct_ids=distinct_ids, style=style)
     written = pq.ParquetFile(output).metadata.num_rows
     if written != records:  # never retire inputs whose records did not all make it
         raise RuntimeError(f"compaction wrote {written} of {records} records of {output.name}; nothing changed")
@@ -218,24 +243,44 @@ def merge_sorted(
     memory_mb: int,
     *,
     distinct_ids: bool = False,
-    levels: tuple[int, int] = COMPACT_LEVELS,
+    style: MergeStyle = FINAL,
 ) -> None:
-    """Merge sorted Parquet files into one sorted by (service, timestamp), in bounded memory: DuckDB
-    sorts (spilling to `spill_dir` beyond `memory_mb`) and hands the rows over a batch at a time to
-    the same Parquet writer the flush uses, where reading all inputs into Arrow would need several
-    times their size. With `distinct_ids`, one row per log id (at-least-once writers' duplicates)."""
+    """Merge sorted Parquet files into one sorted by (service, timestamp), in bounded memory: up to
+    IN_MEMORY_MERGE_RECORDS in Arrow (half DuckDB's time for the small merges bulk ingest causes), more
+    by DuckDB, which sorts (spilling to `spill_dir` beyond `memory_mb`) and hands the rows over a batch
+    at a time, where reading all inputs into Arrow would need several times their size. With
+    `distinct_ids`, one row per log id (at-least-once writers' duplicates)."""
+    if not distinct_ids and sum(pq.ParquetFile(p).metadata.num_rows for p in inputs) <= IN_MEMORY_MERGE_RECORDS:
+        try:
+            rows = pa.concat_tables([pq.read_table(p).cast(APP_LOGS_TABLE.schema) for p in inputs])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+            pass  # a file of another tool's making, with other types: DuckDB converts them below
+        else:
+            with parquet_writer(output, style.levels) as writer:
+                _write_sorted([rows.sort_by(SORT_ORDER)], writer, style)
+            return
     files = ", ".join(sql_string(str(p)) for p in inputs)
-    rows = f"read_parquet([{files}], hive_partitioning = false)"
+    rows_sql = f"read_parquet([{files}], hive_partitioning = false)"
     if distinct_ids:
-        rows = f"(SELECT DISTINCT ON (log_id) * FROM {rows})"
+        rows_sql = f"(SELECT DISTINCT ON (log_id) * FROM {rows_sql})"
     con = _background_duckdb(spill_dir, memory_mb)
     schema = APP_LOGS_TABLE.schema
     try:
-        ordered = con.sql(f'SELECT * FROM {rows} ORDER BY service, "timestamp"')
-        with parquet_writer(output, levels) as writer:
-            groups = ServiceRowGroups(writer)
-            for batch in ordered.to_arrow_reader(ROW_GROUP_ROWS):
-                groups.add(pa.Table.from_batches([batch.cast(schema)]))
-            groups.flush()
+        ordered = con.sql(f'SELECT * FROM {rows_sql} ORDER BY service, "timestamp"')
+        batches = (pa.Table.from_batches([b.cast(schema)]) for b in ordered.to_arrow_reader(ROW_GROUP_ROWS))
+        with parquet_writer(output, style.levels) as writer:
+            _write_sorted(batches, writer, style)
     finally:
         con.close()
+
+
+def _write_sorted(tables: Iterable[pa.Table], writer: pq.ParquetWriter, style: MergeStyle) -> None:
+    """Sorted rows into the writer's row groups: one service each (ServiceRowGroups) or plain."""
+    groups = ServiceRowGroups(writer) if style.by_service else None
+    for rows in tables:
+        if groups is None:
+            writer.write_table(rows, row_group_size=ROW_GROUP_ROWS)
+        else:
+            groups.add(rows)
+    if groups is not None:
+        groups.flush()

@@ -26,6 +26,7 @@ from loglake.times import DAY_MS
 # Plain Parquet 1.0 pages with PLAIN, RLE_DICTIONARY and DELTA_BINARY_PACKED: Athena/Trino, DuckDB
 # and Spark >= 3.3 read them.
 ROW_GROUP_ROWS = 8 * 1024
+SORT_ORDER = [("service", "ascending"), ("timestamp", "ascending")]  # of every lake file's rows
 # (ZSTD level of the log ids, of the text columns): fast when flushing, small when compacting.
 FLUSH_LEVELS = (1, 1)
 COMPACT_LEVELS = (8, 9)
@@ -83,7 +84,7 @@ def write_part(table: pa.Table, key: str, work: Path, *, by_service: bool = True
     """One day's records as a Parquet object-to-be in `work`, sorted by (service, timestamp), one
     service per row group unless `by_service` is off: a bulk batch's part, which compaction rewrites
     soon, takes half the time as plain row groups (each a run of services, which their statistics say)."""
-    table = table.sort_by([("service", "ascending"), ("timestamp", "ascending")])
+    table = table.sort_by(SORT_ORDER)
     path = work / file_name(key)
     with parquet_writer(path) as writer:
         if by_service:
