@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from loglake.lake.objectstore import LocalObjectStore, ObjectStore, ObjectStoreError, S3ObjectStore
+from loglake.lake.objectstore import (
+    UNFINISHED_AFTER_SECONDS,
+    LocalObjectStore,
+    ObjectStore,
+    ObjectStoreError,
+    S3ObjectStore,
+)
 
 
 @pytest.fixture
@@ -67,9 +74,13 @@ def test_local_writes_are_atomic_and_leftovers_are_not_objects(tmp_path: Path) -
     store.put("p/obj", b"old")
     leftover = tmp_path / "lake" / "p" / ".obj.123.tmp"
     leftover.write_bytes(b"half a write")  # what a crash mid-write leaves
+    under_way = tmp_path / "lake" / "p" / ".other.456.tmp"
+    under_way.write_bytes(b"a write that another thread is doing now")
+    os.utime(leftover, (time.time() - UNFINISHED_AFTER_SECONDS - 1,) * 2)
     assert [o.key for o in store.list()] == ["p/obj"]
     assert store.remove_unfinished() == 1
     assert not leftover.exists()
+    assert under_way.exists(), "maintenance removed a write under way (bulk ingest writes while it runs)"
     assert store.uri("p/obj") == str(tmp_path / "lake" / "p" / "obj")
 
 

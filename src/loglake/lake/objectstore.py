@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 from loglake.private_files import fsync_dir, private_dir
 
 TEMP_SUFFIX = ".tmp"
+UNFINISHED_AFTER_SECONDS = 600.0  # a temp file unchanged this long is a crashed write's, see remove_unfinished
 
 
 class ObjectStoreError(Exception):
@@ -149,13 +151,17 @@ class LocalObjectStore(ObjectStore):
     def uri(self, key: str) -> str:
         return str(self._path(key))
 
-    def remove_unfinished(self) -> int:
-        """Delete temp files left by a crash mid-write, and folders left empty; returns how many files."""
+    def remove_unfinished(self, now: float | None = None) -> int:
+        """Delete temp files left by a crash mid-write, and folders left empty; returns how many files.
+        A temp file written to in the last UNFINISHED_AFTER_SECONDS is a write under way (bulk ingest and
+        Amplify collections write while maintenance runs), not a leftover: it stays."""
+        written_before = (time.time() if now is None else now) - UNFINISHED_AFTER_SECONDS
         removed = 0
         for path in self.root.rglob(f".*{TEMP_SUFFIX}"):
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-                removed += 1
+                if path.stat().st_mtime < written_before:
+                    path.unlink()
+                    removed += 1
         for folder, subfolders, files in os.walk(self.root, topdown=False):
             if not subfolders and not files:
                 self._remove_if_empty(Path(folder))
