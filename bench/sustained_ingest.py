@@ -94,7 +94,7 @@ def main() -> None:
     common.print_hardware()
     data = common.dataset(args.rows)
     result: dict[str, Any] = {"args": vars(args) | {"json": str(args.json)}, "progress": []}
-    server = common.Server(keep_data=True, access_log="stderr").start()
+    server = common.Server(keep_data=True, access_log="-").start()
     try:
         acked = [0]
         stop = threading.Event()
@@ -124,7 +124,7 @@ def main() -> None:
         began = time.perf_counter()
         subprocess.run([*common.LOGLAKE, "flush", "--all", "--data-dir", str(data_dir)], check=True)
         result["flush_all_s"] = round(time.perf_counter() - began, 1)
-        server = common.Server(data_dir=data_dir, access_log="stderr").start()
+        server = common.Server(data_dir=data_dir, access_log="-").start()
         result["queries_compacted"] = query_times(server)
         print(f"after flush --all: {result['queries_compacted']} ({result['flush_all_s']} s)", flush=True)
         result["ratio"] = {

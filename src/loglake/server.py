@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import gc
 import shlex
@@ -75,6 +77,7 @@ def bind(settings: Settings) -> socket.socket:
 def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
     private_dir(settings.data_dir)
     sock = bind(settings)
+    _limit_malloc_arenas()  # before the app starts its threads
     try:
         ensure_first_key(settings, out)
         app = LoglakeApp.from_settings(settings)
@@ -110,6 +113,17 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+
+
+def _limit_malloc_arenas() -> None:
+    """glibc gives each thread that allocates its own arena (up to 8 per core), which keeps what it
+    freed: bulk batches parsed and written on a dozen threads took peak RSS to ~300 MiB with the
+    default, ~275 MiB with two arenas, at the same rate (B2, 4 senders). Not glibc: nothing to do."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, 2)
+
+
+_M_ARENA_MAX = -8  # glibc's malloc.h
 
 
 def _loop() -> str:
