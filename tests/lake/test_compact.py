@@ -267,3 +267,15 @@ def test_a_merge_in_memory_or_by_duckdb_writes_the_same_sorted_rows(
         (r["service"], r["timestamp"], r["log_id"]) for r in expected
     ]
     assert one_service_per_row_group(merged.metadata) == style.by_service
+
+
+def test_the_servers_merges_run_in_a_worker_at_a_lower_priority(store: SQLiteHotStore, tmp_path: Path) -> None:
+    lake = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path, policy=LakePolicy(grace_ms=0))
+    try:
+        flush_in_small_rounds(store, lake.objects)
+        assert lake.compact().merged_files == 15
+        assert lake.background.run(os.getpid) != os.getpid()
+        assert lake.background.run(os.nice, 0) == min(19, os.nice(0) + compact.BACKGROUND_NICENESS)
+    finally:
+        lake.close()
+    assert store.read("SELECT count(*), sum(records) FROM lake_files") == [(3, 900)]

@@ -10,19 +10,25 @@ started on the older snapshot still finds them.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loglake.lake.flush import Step, publish
+from loglake.lake.flush_rounds import exit_with_parent
 from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
@@ -39,6 +45,8 @@ from loglake.lake.query import sql_string
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.store.sqlite import SQLiteHotStore
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -104,6 +112,38 @@ def merge_groups(files: list[LakeFile], target_bytes: int) -> Iterator[list[Lake
         yield group
 
 
+class BackgroundProcess:
+    """One worker process at a lower CPU priority (nice BACKGROUND_NICENESS), started on first use,
+    for merges: the CPU goes to ingest and queries first, compaction gets what they leave, and the
+    memory a merge takes is the worker's. Spawned (this process runs threads), and it exits when this
+    process dies (flush_rounds.exit_with_parent)."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._starting = threading.Lock()
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self._starting:
+            if self._pool is None:
+                spawn = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(1, spawn, initializer=_in_background, initargs=(os.getpid(),))
+        return self._pool.submit(fn, *args, **kwargs).result()
+
+    def close(self) -> None:
+        with self._starting:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+
+BACKGROUND_NICENESS = 10
+
+
+def _in_background(parent_pid: int) -> None:
+    os.nice(BACKGROUND_NICENESS)
+    exit_with_parent(parent_pid)
+
+
 class Compactor:
     def __init__(
         self,
@@ -115,7 +155,9 @@ class Compactor:
         clock: Callable[[], float] = time.time,
         on_step: Step | None = None,
         memory_mb: int = 256,
+        background: BackgroundProcess | None = None,
     ) -> None:
+        self.background = background  # None: merges run in this process
         store.use_schema(LAKE_SCHEMA)
         self.memory_mb = memory_mb
         self.store = store
@@ -147,6 +189,9 @@ class Compactor:
         report.seconds = time.perf_counter() - started
         return report
 
+    def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return fn(*args, **kwargs) if self.background is None else self.background.run(fn, *args, **kwargs)
+
     def _days_written_since(self, since_ms: int) -> set[str]:
         sql = "SELECT DISTINCT day FROM lake_files WHERE table_name = ? AND created_ms >= ?"
         return {day for (day,) in self.store.read(sql, (APP_LOGS_TABLE.name, since_ms))}
@@ -158,7 +203,9 @@ class Compactor:
             key = app_logs_key(date.fromisoformat(group[0].day), new_part_name(now_ms))
             output = work / file_name(key)
             records = sum(f.records for f in group)
-            merge_objects(self.lake, [f.key for f in group], output, work, self.memory_mb, records, style=style)
+            merge_objects(
+                self.lake, [f.key for f in group], output, work, self.memory_mb, records, style=style, run=self._run
+            )
             merged = LakeFile(
                 key,
                 APP_LOGS_TABLE.name,
@@ -195,10 +242,12 @@ def merge_objects(
     *,
     distinct_ids: bool = False,
     style: MergeStyle = FINAL,
+    run: Callable[..., Any] = lambda fn, *args, **kwargs: fn(*args, **kwargs),
 ) -> int:
-    """Download the lake objects `keys` into `work` and merge them into `output` (merge_sorted);
-    raises, changing nothing, unless all `records` (default: their footers' count) made it. With
-    `distinct_ids` a record stored twice (same log id) is written once, and `records` counts ids."""
+    """Download the lake objects `keys` into `work` and merge them into `output` (merge_sorted, through
+    `run`: e.g. in a background process); raises, changing nothing, unless all `records` (default:
+    their footers' count) made it. With `distinct_ids` a record stored twice (same log id) is written
+    once, and `records` counts ids."""
     inputs = []
     for key in keys:
         inputs.append(work / f"input-{len(inputs)}.parquet")
@@ -207,7 +256,7 @@ def merge_objects(
         records = count_distinct_ids(inputs, work / "spill", memory_mb)
     elif records is None:
         records = sum(pq.ParquetFile(path).metadata.num_rows for path in inputs)
-    merge_sorted(inputs, output, work / "spill", memory_mb, distinct_ids=distinct_ids, style=style)
+    run(merge_sorted, inputs, output, work / "spill", memory_mb, distinct_ids=distinct_ids, style=style)
     written = pq.ParquetFile(output).metadata.num_rows
     if written != records:  # never retire inputs whose records did not all make it
         raise RuntimeError(f"compaction wrote {written} of {records} records of {output.name}; nothing changed")

@@ -22,7 +22,7 @@ from typing import Any
 from loglake.config import Settings
 from loglake.ids import LAST_STORABLE_MS
 from loglake.lake.bulk import BulkWriter
-from loglake.lake.compact import TIER_FILES, Compactor, CompactReport
+from loglake.lake.compact import TIER_FILES, BackgroundProcess, Compactor, CompactReport
 from loglake.lake.flush import Flusher, FlushReport
 from loglake.lake.layout import day_of
 from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_files
@@ -115,8 +115,14 @@ class Lake:
         self.bulk = BulkWriter(store, objects, clock=clock, on_published=self._bulk_published)
         self._new_parts = 0
         self.on_parts_piling_up: Callable[[], None] = lambda: None
+        self.background = BackgroundProcess()
         self.compactor = Compactor(
-            store, objects, target_bytes=self.policy.compact_target_bytes, grace_ms=self.policy.grace_ms, clock=clock
+            store,
+            objects,
+            target_bytes=self.policy.compact_target_bytes,
+            grace_ms=self.policy.grace_ms,
+            clock=clock,
+            background=self.background,
         )
         self.engine = QueryEngine(store, objects, data_dir / "tmp" / "duckdb", limits)
         self.recent_reader = LakeRecentReader(objects)
@@ -144,6 +150,7 @@ class Lake:
 
     def close(self) -> None:
         self.bulk.close()
+        self.background.close()
         self.recent_reader.close()
         self.engine.close()
 
