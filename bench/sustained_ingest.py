@@ -53,7 +53,7 @@ def query_times(server: common.Server, reps: int = 5) -> dict[str, float]:
 def lake_gauges(server: common.Server) -> dict[str, float]:
     found = {"files": 0.0, "hot": 0.0}
     for name, labels, value in server.metrics():
-        if name == "loglake_lake_files" and labels.get("table") == "app_logs":
+        if name == "loglake_lake_files" and labels.get("table") == "logs":
             found["files"] = value
         elif name == "loglake_hot_records":
             found["hot"] = value
