@@ -11,9 +11,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from loglake.lake.compact import _background_duckdb
 from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
-from loglake.lake.query import QueryEngine, QueryError, QueryLimits
+from loglake.lake.query import QueryEngine, QueryError, QueryLimits, TimeRange
 from loglake.lake.query_answers import result_to_dict
 from loglake.lake.sql_guard import check_select, rewrite_ilike_contains
 from loglake.store.sqlite import SQLiteHotStore
@@ -317,3 +318,12 @@ def test_errors_never_advise_a_setting_the_sandbox_forbids() -> None:
         check_select("SELECT " + "(" * 1200 + "1" + ")" * 1200)
     assert raised.value.code == "invalid_query" and "expression depth" in raised.value.message
     assert "SET" not in raised.value.message
+
+
+def test_no_connection_draws_a_progress_bar_on_the_servers_output(local_engine: QueryEngine) -> None:
+    # DuckDB draws one on stdout for any query past 2 s unless told not to, in each session.
+    setting = "SELECT current_setting('enable_progress_bar')"
+    assert local_engine.run_internal(setting, [], TimeRange(), 1).rows == [(False,)]
+    assert local_engine.run_saved(setting, {}, TimeRange(), 1, ()).rows == [(False,)]
+    with _background_duckdb(Path("/tmp"), 64) as con:
+        assert con.execute(setting).fetchall() == [(False,)]

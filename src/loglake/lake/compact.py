@@ -274,7 +274,7 @@ def _background_duckdb(spill_dir: Path, memory_mb: int) -> duckdb.DuckDBPyConnec
     """A DuckDB for maintenance in the background: one thread (ingest and queries keep the other
     cores), `memory_mb` of memory and its spill in the job's own folder (DuckDB's defaults would take
     every core, 80 % of the memory and a `.tmp` folder in whatever directory the server started in)."""
-    return duckdb.connect(
+    con = duckdb.connect(
         config={
             "threads": 1,
             "memory_limit": f"{memory_mb}MiB",
@@ -283,6 +283,8 @@ def _background_duckdb(spill_dir: Path, memory_mb: int) -> duckdb.DuckDBPyConnec
             "autoload_known_extensions": False,
         }
     )
+    con.execute("SET enable_progress_bar = false")  # else drawn on the output for a merge past 2 s
+    return con
 
 
 def merge_sorted(
