@@ -341,8 +341,8 @@ with _background_duckdb(data / "spill", 64) as con:
 
 
 def test_no_connection_draws_a_progress_bar_on_the_servers_output(tmp_path: Path) -> None:
-    # DuckDB draws one on stdout for any query past 2 s unless each session is told not to (in a
-    # process of its own: under pytest's capture DuckDB leaves it off by itself).
+    # DuckDB draws one on stdout for any query past 2 s on a connection of its own unless told not to
+    # (the engine's cursors start with it off); in a process of its own, as the server is.
     child = subprocess.run(
         [sys.executable, "-c", PROGRESS_BAR_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=60
     )

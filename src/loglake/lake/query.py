@@ -112,9 +112,6 @@ class QueryEngine:
         self._db.execute("SET allowed_directories = $dirs", {"dirs": readable})
         self._db.execute("SET enable_external_access = false")
         self._db.execute("SET parquet_metadata_cache = true")  # lake files never change once published
-        # A session setting (not allowed in config), which the cursors inherit: else DuckDB draws a
-        # progress bar on the server's output for every query past 2 s.
-        self._db.execute("SET enable_progress_bar = false")
         self._db.execute("SET lock_configuration = true")
 
     # -- public ---------------------------------------------------------------------------------
