@@ -12,8 +12,10 @@ The ids are the ids module's UUIDv7 (its counter and node), computed as two int6
 
 from __future__ import annotations
 
+import array
 import itertools
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 import pyarrow as pa
@@ -41,19 +43,24 @@ _NULL = b"null"
 def plainly_valid_table(items: Sequence[Any], limits: Limits, now_ms: int) -> pa.Table | None:
     """The records (ingest.IncomingRecord) as an app_logs table with fresh ids, in their order, if every
     one passes every rule of model.validate_batch and none carries a client id; else None."""
-    if any(item.id is not None for item in items):
+
+    def field(name: str) -> list[Any]:  # map + attrgetter: a third less time than a comprehension
+        return list(map(attrgetter(name), items))
+
+    client_ids = field("id")
+    if client_ids.count(None) != len(client_ids):
         return None
-    timestamps = _timestamps([item.timestamp for item in items], limits, now_ms)
+    timestamps = _timestamps(field("timestamp"), limits, now_ms)
     if timestamps is None:
         return None
-    messages = pa.array([item.message for item in items], pa.string())
+    messages = pa.array(field("message"), pa.string())
     sizes = pc.binary_length(messages)
     if pc.min(sizes).as_py() < 1 or pc.max(sizes).as_py() > limits.max_message_bytes:
         return None
-    service = _names([item.service for item in items], DEFAULT_SERVICE)
-    log_type = _names([item.log_type for item in items], DEFAULT_LOG_TYPE)
-    severity = _severities([item.severity for item in items])
-    attributes = _attributes([item.attributes for item in items], limits)
+    service = _names(field("service"), DEFAULT_SERVICE)
+    log_type = _names(field("log_type"), DEFAULT_LOG_TYPE)
+    severity = _severities(field("severity"))
+    attributes = _attributes(field("attributes"), limits)
     if service is None or log_type is None or severity is None or attributes is None:
         return None
     high, low = _id_halves(timestamps)
@@ -151,8 +158,12 @@ def _binary(values: list[Any]) -> pa.Array:
 
 def _id_halves(timestamps: pa.Array) -> tuple[pa.Array, pa.Array]:
     """ids.split_id's halves of a fresh UUIDv7 per time: the same bits uuid7_many gives, column-wise."""
-    first, node = ids.reserve_counters(len(timestamps))
-    counters = pc.bit_wise_and(pa.array(range(first, first + len(timestamps)), pa.int64()), ids.COUNTER_MASK)
+    count = len(timestamps)
+    first, node = ids.reserve_counters(count)
+    consecutive = array.array("q", range(first, first + count))  # in C: no Python int per value
+    counters = pc.bit_wise_and(
+        pa.Array.from_buffers(pa.int64(), count, [None, pa.py_buffer(consecutive)]), ids.COUNTER_MASK
+    )
     rand_a = pc.shift_right(counters, ids.RAND_B_COUNTER_BITS)
     high = pc.bit_wise_or(pc.shift_left(timestamps, ids.HIGH_TIME_SHIFT), pc.bit_wise_or(rand_a, ids.VERSION_7_HIGH))
     low = pc.bit_wise_or(pc.shift_left(pc.bit_wise_and(counters, ids.RAND_B_COUNTER_MASK), ids.NODE_BITS), node)
