@@ -185,3 +185,27 @@ def test_parts_piling_up_wake_the_maintenance_job_which_merges_them(store: SQLit
         lake.close()
     assert sum(t.compacted.merged_files for t in turns) == TIER_FILES
     assert store.read("SELECT count(*), sum(records) FROM lake_files") == [(1, TIER_FILES * 1000)]
+
+
+@pytest.mark.parametrize("fail_at", ["written", "published 1", "published 2"])
+def test_a_write_that_fails_undoes_itself_while_its_writer_lives(
+    store: SQLiteHotStore, tmp_path: Path, fail_at: str
+) -> None:
+    lake = LocalObjectStore(tmp_path / "lake")
+
+    def fail(step: str) -> None:
+        if step == fail_at:
+            raise OSError(f"the disk went away at {step}")
+
+    writer = BulkWriter(store, lake, on_step=fail)
+    try:
+        with pytest.raises(OSError, match="disk went away"):
+            writer.submit(batch()).result()
+        # Recovery would leave this writer's entry alone while it lives: the writer undid it itself.
+        assert store.read("SELECT count(*) FROM flushes") == [(0,)]
+        assert list(lake.list()) == [] and lake_ids(store, lake) == []
+        writer.on_step = lambda step: None
+        writer.submit(batch()).result()  # and it goes on writing
+    finally:
+        writer.close()
+    assert len(lake_ids(store, lake)) == 1200

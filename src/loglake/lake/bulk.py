@@ -10,6 +10,7 @@ batch's journal entry names its writer, so that maintenance leaves a round under
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import threading
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from loglake.lake.flush import Step, publish
+from loglake.lake.flush import Step, journal, publish
 from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import ObjectStore
@@ -59,22 +60,38 @@ class BulkWriter:
         return self._threads.submit(self.write, table)
 
     def write(self, table: pa.Table) -> list[LakeFile]:
-        """Write and publish a batch (in the calling thread); returns its parts."""
+        """Write and publish a batch (in the calling thread); returns its parts. The journal entry is
+        committed while the parts are written: the keys are known before the bytes."""
         now_ms = int(self.clock() * 1000)
+        days = list(by_utc_day(table))
+        keys = [app_logs_key(day, new_part_name(now_ms)) for day, _ in days]
+        owner = self._writer.hold()
+        journaled = journal(self.store, keys, table.num_rows, now_ms, owner)
         work = Path(tempfile.mkdtemp(prefix="loglake-bulk-"))
         try:
-            files = [
-                write_part(rows, app_logs_key(day, new_part_name(now_ms)), work, by_service=False)
-                for day, rows in by_utc_day(table)
-            ]
+            files = [write_part(rows, key, work, by_service=False) for (_, rows), key in zip(days, keys, strict=True)]
             self.on_step("written")
-            owner = self._writer.hold()
-            publish(self.store, self.lake, work, files, now_ms, self.on_step, _nothing, owner).result()
-            self.on_step("committed")
-            self.on_published(len(files))
-            return files
+            publish(self.store, self.lake, work, files, now_ms, self.on_step, _nothing, owner, journaled).result()
+        except BaseException:
+            self._undo(journaled, keys)
+            raise
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        self.on_step("committed")
+        self.on_published(len(files))
+        return files
+
+    def _undo(self, journaled: Future[int], keys: list[str]) -> None:
+        """After a failed write, what recovery does for a crashed writer (this one is still running, so
+        recovery leaves it alone): unless the commit went in, drop the journal entry and the objects."""
+        with contextlib.suppress(Exception):  # else the entry stays, for recovery once this process ends
+            flush_id = journaled.result()
+            dropped = self.store.run_in_writer(
+                lambda conn: conn.execute("DELETE FROM flushes WHERE flush_id = ?", (flush_id,)).rowcount
+            )
+            if dropped:
+                for key in keys:
+                    self.lake.delete(key)
 
     def close(self) -> None:
         if self._threads is not None:

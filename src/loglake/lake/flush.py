@@ -211,14 +211,16 @@ def publish(
     on_step: Step,
     finish: Callable[[sqlite3.Connection], object],
     owner: str | None = None,
+    journaled: Future[int] | None = None,
 ) -> Future:
     """Steps 2-4 for files written to `work`: journal, publish, then in one transaction `finish` (what
     the files replace: hot rows, or older lake files) + add them to the catalog + drop the journal.
     The commit is queued on the store's writer thread; the returned future says when it is done.
-    `owner` names a writer that runs outside the maintenance lock (lake/bulk.py)."""
-    flush_id = store.run_in_writer(
-        lambda conn: _journal(conn, [f.key for f in files], sum(f.records for f in files), now_ms, owner)
-    )
+    `owner` names a writer that runs outside the maintenance lock (lake/bulk.py); `journaled` is the
+    journal entry (`journal`) of a writer that made it while it wrote the files."""
+    if journaled is None:
+        journaled = journal(store, [f.key for f in files], sum(f.records for f in files), now_ms, owner)
+    flush_id = journaled.result()
     on_step("journaled")
     for number, lake_file in enumerate(files, start=1):
         lake.put_file(lake_file.key, work / file_name(lake_file.key))
@@ -232,12 +234,17 @@ def publish(
     return store.in_write_transaction(commit)
 
 
-def _journal(conn: sqlite3.Connection, objects: list[str], records: int, now_ms: int, owner: str | None) -> int:
-    cursor = conn.execute(
-        "INSERT INTO flushes (started_ms, objects, records, owner) VALUES (?, ?, ?, ?)",
-        (now_ms, json.dumps(objects), records, owner),
-    )
-    return cursor.lastrowid
+def journal(store: SQLiteHotStore, objects: list[str], records: int, now_ms: int, owner: str | None) -> Future[int]:
+    """Step 2, queued on the store's writer: the round's object keys, so that recovery can undo it."""
+
+    def insert(conn: sqlite3.Connection) -> int:
+        cursor = conn.execute(
+            "INSERT INTO flushes (started_ms, objects, records, owner) VALUES (?, ?, ?, ?)",
+            (now_ms, json.dumps(objects), records, owner),
+        )
+        return cursor.lastrowid
+
+    return store.queue_for_writer(insert)
 
 
 def _discard(pending: Future) -> None:
