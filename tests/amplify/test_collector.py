@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import gzip
 import io
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pyarrow.parquet as pq
 import pytest
 
-from loglake.amplify.collector import Collector, Window, collection_status
+from loglake.amplify.collector import AppReport, Collector, Window, collection_status, store_rows
 from loglake.amplify.config import parse_config
+from loglake.amplify.parse import parse_access_log
 from loglake.amplify.source import AmplifyLogSource
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, ObjectStoreError
 from loglake.lake.query import QueryEngine
 from loglake.store.sqlite import SQLiteHotStore
 from tests.amplify.logs import HEADER, Request, request_id, row, varied_requests
 from tests.amplify.server import FakeAmplify, FakeApp
+from tests.lake.test_bulk import RECOVER_SCRIPT
 
 NOW = datetime(2026, 11, 16, 1, 30, tzinfo=UTC)  # a Monday; the last settled hour ends at 00:00
 UNTIL = datetime(2026, 11, 16, tzinfo=UTC)
@@ -368,3 +373,38 @@ def test_a_run_report_that_cannot_be_read_does_not_hide_the_others(
     marks, runs = collection_status(store, runs=5)
     assert [app for app, _ in marks] == ["danse_tech", "digital_horizon"]
     assert "not JSON" in runs[0]["unreadable"] and runs[1]["ok"] is True
+
+
+def test_maintenance_in_another_process_leaves_a_collection_under_way_alone(tmp_path) -> None:
+    """A collection publishes outside the maintenance lock: recovery must not undo its round."""
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    lake = LocalObjectStore(tmp_path / "lake")
+    at = int(datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp() * 1000)
+    export = (HEADER + "\n" + "".join(row(Request(at + i * 1000, request_id(i))) + "\n" for i in range(50))).encode()
+    published, go_on = threading.Event(), threading.Event()
+
+    def pause(step: str) -> None:
+        if step == "published 1":
+            published.set()
+            assert go_on.wait(60)
+
+    report = AppReport("shop")
+    collecting = threading.Thread(
+        target=store_rows, args=(store, lake, "shop", [parse_access_log(export)], report, at), kwargs={"on_step": pause}
+    )
+    collecting.start()
+    try:
+        assert published.wait(60)
+        child = subprocess.run(
+            [sys.executable, "-c", RECOVER_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=60
+        )
+        assert child.returncode == 0, child.stderr
+        assert child.stdout.strip() == "0", "recovery undid a collection under way"
+    finally:
+        go_on.set()
+        collecting.join(60)
+    try:
+        (key,) = [k for (k,) in store.read("SELECT key FROM lake_files")]
+        assert pq.read_table(io.BytesIO(lake.get(key))).num_rows == 50
+    finally:
+        store.close()

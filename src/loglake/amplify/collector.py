@@ -33,7 +33,7 @@ from loglake.amplify.config import AmplifyApp, AmplifyConfig
 from loglake.amplify.parse import MAX_EXAMPLES, NotAnAccessLog, ParsedLog, parse_access_log
 from loglake.amplify.schema import AMPLIFY_SCHEMA
 from loglake.amplify.source import AmplifyLogSource, Fatal, FetchError, RangeTooLarge, Retryable
-from loglake.lake.flush import publish
+from loglake.lake.flush import Step, publish
 from loglake.lake.layout import (
     AMPLIFY_LOGS,
     amplify_access_key,
@@ -47,6 +47,7 @@ from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import by_utc_day, file_name
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE
+from loglake.lake.writers import WriterLock
 from loglake.retry import Backoff, TryAgain
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.times import DAY_MS
@@ -357,9 +358,12 @@ def store_rows(
     report: AppReport,
     now_ms: int,
     watermark: datetime | None = None,
+    on_step: Step = lambda step: None,
 ) -> None:
     """Add the rows that are not in the lake yet as Parquet parts, one per event date, and move the
-    app's watermark (if given), in one catalog transaction."""
+    app's watermark (if given), in one catalog transaction. The round is journaled under a writer
+    identity (lake/writers.py): a collection runs outside the maintenance lock, and maintenance must
+    not undo its round while it is under way (`on_step`: the steps of flush.publish, for tests)."""
     use_schemas(store)
     work = Path(tempfile.mkdtemp(prefix="loglake-amplify-"))
     try:
@@ -375,7 +379,11 @@ def store_rows(
                     (app, epoch_ms(watermark), now_ms),
                 )
 
-        publish(store, lake, work, files, now_ms, lambda step: None, finish).result()
+        writer = WriterLock(store.path.parent)
+        try:
+            publish(store, lake, work, files, now_ms, on_step, finish, writer.hold()).result()
+        finally:
+            writer.release()  # an entry left by a failed round is recovery's to undo from now on
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
