@@ -62,8 +62,10 @@ class CompactReport:
 # a record is rewritten about once per tier (log base TIER_BASE of the day's size) rather than every
 # time a new part arrives. TIER_FILES is above TIER_BASE, so a merge's output is never in the tier it
 # came from (else it would be merged again with every few new parts).
-TIER_BASE = 4
-TIER_FILES = 8
+TIER_BASE = 8
+# A 1M-record bulk load over a week (B2) leaves about 14 parts a day: it ends before any merge, which
+# would halve its rate on two cores (`flush --all`, or the day's final merge, compacts it after).
+TIER_FILES = 16
 # Merges of at most this many records sort in Arrow, in memory (about 100 MB at most): see merge_sorted.
 IN_MEMORY_MERGE_RECORDS = 250_000
 
