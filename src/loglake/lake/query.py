@@ -2,6 +2,7 @@
 
 Each query gets the table `logs`: the hot rows and the catalog's lake files read from ONE SQLite
 snapshot (so a flush committing meanwhile shows no record twice and loses none), joined with UNION ALL.
+The hot rows are read in batches as DuckDB scans them, so a query's memory does not grow with them.
 The lake part is `read_parquet` over the catalog's file list with Hive partitioning, so a predicate on
 `date` skips whole files and one on `timestamp` skips row groups by their statistics.
 
@@ -38,7 +39,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from loglake.config import Settings
-from loglake.lake.hot_rows import hot_rows_table
+from loglake.lake.hot_rows import HotRowsStream
 from loglake.lake.manifest import LakeFile, list_files, reading
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.query_answers import QueryBusy, QueryResult, fetch_within
@@ -47,8 +48,11 @@ from loglake.lake.sql_guard import QueryError, check_select, client_error, rewri
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, partition_type, sql_type
 from loglake.private_files import private_dir
 from loglake.store.sqlite import SQLiteHotStore
+from loglake.store.sqlite_reads import Snapshot
 
 INTERNAL_CONNECTIONS = 2
+# Hot rows reach DuckDB in batches of about this many bytes (as Python objects, then as Arrow).
+HOT_BATCH_BYTES = 8 * 2**20
 
 
 @dataclass(frozen=True)
@@ -194,8 +198,9 @@ class QueryEngine:
         max_bytes: int | None = None,
     ) -> QueryResult:
         started = time.perf_counter()
-        with self._cursor(pool, timeout) as cursor, reading(self.store):
-            self._define_views(cursor, window, tables)
+        # The snapshot lasts until the answer is fetched: DuckDB reads hot rows as it goes (HotRowsStream).
+        with self._cursor(pool, timeout) as cursor, reading(self.store), self.store.snapshot() as snapshot:
+            self._define_views(cursor, snapshot, window, tables)
             finished = threading.Event()
             watchdog = threading.Thread(
                 target=_interrupt_after, args=(cursor, started + timeout, finished), name="loglake-query-timeout"
@@ -259,15 +264,16 @@ class QueryEngine:
         return text
 
     def _define_views(
-        self, cursor: duckdb.DuckDBPyConnection, window: TimeRange, tables: tuple[LakeTable, ...]
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        snapshot: Snapshot,
+        window: TimeRange,
+        tables: tuple[LakeTable, ...],
     ) -> None:
         """(Re)define `tables` on this cursor from one SQLite snapshot of hot rows + catalog, each with
-        the files of `window`: `logs` is the hot rows and its lake files, the others (Amplify access
-        logs) only files."""
-        with self.store.snapshot():
-            files = {t.name: list_files(self.store.read, t.name, window.since_ms, window.until_ms) for t in tables}
-            if APP_LOGS_TABLE in tables:
-                hot = self.store.rows_between(window.since_ms, window.until_ms)
+        the files of `window`: `logs` is the hot rows of `window`, read in batches while the query runs,
+        and its lake files; the others (Amplify access logs) only files."""
+        files = {t.name: list_files(snapshot.read, t.name, window.since_ms, window.until_ms) for t in tables}
         for table in tables:
             if table is not APP_LOGS_TABLE:
                 names = ", ".join(f'"{name}"' for name in [*table.schema.names, *table.partitions])
@@ -275,7 +281,8 @@ class QueryEngine:
                 cursor.execute(f'CREATE OR REPLACE TEMP VIEW "{table.name}" AS SELECT {names} FROM {source}')
         if APP_LOGS_TABLE not in tables:
             return
-        cursor.register("_hot_logs", hot_rows_table(list(zip(*hot, strict=True))))
+        hot = HotRowsStream(lambda: snapshot.column_batches(window.since_ms, window.until_ms, HOT_BATCH_BYTES))
+        cursor.register("_hot_logs", hot)
         columns = ", ".join(f'"{c.name}"' for c in APP_LOGS_TABLE.columns)
         # DuckDB reads Parquet TIMESTAMP(MILLIS) as TIMESTAMP and Arrow timestamp[ms] as TIMESTAMP_MS:
         # one type for both, so `typeof` and arithmetic do not depend on where a record is.

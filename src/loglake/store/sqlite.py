@@ -18,13 +18,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-import msgspec
-
 from loglake.ids import format_uuid, join_id, lower_bound, smallest_high, split_id, timestamp_of_high
 from loglake.model import NewRecord, StoredRecord
 from loglake.private_files import private_database
 from loglake.sqlitedb import Schema, migrate, migrate_schema, use_wal
 from loglake.store.base import HotStore, RecentQuery, ScanKey, StoreUnavailable
+from loglake.store.sqlite_reads import Snapshot, read_columns, read_rows
 from loglake.store.sqlite_rows import (
     COLUMNS,
     FLUSHED_CLIENT_ID,
@@ -32,13 +31,11 @@ from loglake.store.sqlite_rows import (
     INSERT_JSON_ROWS,
     INSERT_ONE_ROW,
     MIGRATIONS,
-    ROWS_AS_JSON_ARRAYS,
     SPARSE_CONDITION,
     due_rows,
     encode_rows,
     join_arrays,
     row_values,
-    rows_between,
     stored,
 )
 
@@ -52,7 +49,6 @@ WAL_RESTART_FRAMES = 16_384
 _INT64_LIMIT = 1 << 63
 _STOP = object()
 _SQLITE_MAX_PAGE_COUNT = 4294967294
-_json_array = msgspec.json.Decoder(list).decode
 
 # SQLite conditions that mean "cannot write now" rather than "bad request" or a bug.
 _UNAVAILABLE = {
@@ -73,10 +69,6 @@ def unavailable_reason(error: sqlite3.Error) -> str | None:
     if "disk is full" in text or "readonly" in text or "disk i/o" in text:
         return str(error)
     return None
-
-
-def _lenient_text(raw: bytes) -> str:
-    return raw.decode("utf-8", "replace")
 
 
 class _WriteJob:
@@ -201,31 +193,21 @@ class SQLiteHotStore(HotStore):
         return done
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        """A read-only query on this thread's reader connection (one consistent snapshot).
-
-        Ingest only stores valid UTF-8; should the file hold anything else, the query is answered
-        again with undecodable bytes replaced, rather than failing (the fast path decodes in C)."""
-        conn = self._reader()
-        try:
-            return conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as e:
-            if "decode" not in str(e):
-                raise
-            conn.text_factory = _lenient_text
-            try:
-                return conn.execute(sql, params).fetchall()
-            finally:
-                conn.text_factory = str
+        """A read-only query on this thread's reader connection (one consistent snapshot)."""
+        return read_rows(self._reader(), sql, params)
 
     @contextlib.contextmanager
-    def snapshot(self) -> Iterator[None]:
-        """Reads on this thread inside the block see ONE snapshot of the database (a read transaction),
-        e.g. hot rows and the lake catalog: a flush committing meanwhile cannot show a record twice."""
+    def snapshot(self) -> Iterator[Snapshot]:
+        """Reads on this thread inside the block, and through the Snapshot it gives from any thread, see
+        ONE snapshot of the database (a read transaction), e.g. hot rows and the lake catalog: a flush
+        committing meanwhile cannot show a record twice."""
         conn = self._reader()
         conn.execute("BEGIN")
+        held = Snapshot(conn)
         try:
-            yield
+            yield held
         finally:
+            held.end()
             conn.execute("COMMIT")
 
     # -- writes --------------------------------------------------------------------------------
@@ -411,22 +393,9 @@ class SQLiteHotStore(HotStore):
     # -- the lake's reads and writes of hot rows -------------------------------------------------
     # SQLite-specific on purpose: the lake moves and queries rows by the hundred thousand, as columns.
 
-    def rows_between(self, since_ms: int | None, until_ms: int | None) -> list[tuple]:
-        """Rows (sqlite_rows.COLUMNS) of the records timestamped in [since, until), either bound optional."""
-        return self.read(*rows_between(since_ms, until_ms))
-
     def due_columns(self, before_ms: int, after: tuple[int, int] | None, limit: int) -> list[list] | None:
-        """One flush round (sqlite_rows.due_rows) as one list per column, None when nothing is due. Each
-        column comes as one JSON array, decoded by msgspec: about 40% less time than sqlite3 building a
-        tuple per row. JSON cannot hold a BLOB (which only a hand-made row can have): then row by row."""
-        sql, params = due_rows(before_ms, after, limit)
-        try:
-            columns = [_json_array(a) for a in self.read(ROWS_AS_JSON_ARRAYS.format(rows=sql), params)[0]]
-        except sqlite3.OperationalError as e:
-            if "BLOB" not in str(e):
-                raise
-            columns = [list(column) for column in zip(*self.read(sql, params), strict=True)]
-        return columns if columns and columns[0] else None
+        """One flush round (sqlite_rows.due_rows) as one list per column, None when nothing is due."""
+        return read_columns(self._reader(), *due_rows(before_ms, after, limit))
 
     def count_before(self, before_ms: int, at_most: int | None = None) -> int:
         """How many records are timestamped before `before_ms` (counting stops at `at_most`)."""
