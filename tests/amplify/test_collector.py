@@ -368,3 +368,16 @@ def test_a_run_report_that_cannot_be_read_does_not_hide_the_others(
     marks, runs = collection_status(store, runs=5)
     assert [app for app, _ in marks] == ["danse_tech", "digital_horizon"]
     assert "not JSON" in runs[0]["unreadable"] and runs[1]["ok"] is True
+
+
+def test_run_reports_are_kept_as_long_as_the_logs(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    """A report per run, for ever, would grow hot.db by thousands of rows a year: it goes with the retention."""
+    serve_apps(amplify, count=20)
+    for days in (0, 20, 40):  # 28 days kept: the first run's report is too old at the third
+        Collector(config(), store, lake, clock=lambda d=days: (NOW + timedelta(days=d)).timestamp()).run()
+    finished = [at for (at,) in store.read("SELECT finished_ms FROM amplify_runs ORDER BY run_id")]
+    assert finished == [ms(NOW + timedelta(days=20)), ms(NOW + timedelta(days=40))]
+    _, runs = collection_status(store, runs=5)
+    assert len(runs) == 2
