@@ -100,6 +100,15 @@ def store(tmp_path: Path) -> Iterator[SQLiteHotStore]:
     s.close()
 
 
+def lake_files_now(store: SQLiteHotStore) -> int:
+    """How many files the catalog holds, read outside any snapshot of the store's own connections."""
+    conn = sqlite3.connect(store.path)
+    try:
+        return conn.execute("SELECT count(*) FROM lake_files").fetchone()[0]
+    finally:
+        conn.close()
+
+
 def test_a_flush_committing_between_two_batches_of_a_read_changes_nothing_it_reads(
     store: SQLiteHotStore, tmp_path: Path
 ) -> None:
@@ -116,15 +125,6 @@ def test_a_flush_committing_between_two_batches_of_a_read_changes_nothing_it_rea
     ids = [format_uuid(join_id(hi, lo)) for columns in read for hi, lo in zip(columns[0], columns[1], strict=True)]
     assert len(read) > 2 and len(ids) == 1200 and set(ids) == everything
     assert files == []  # the lake's files, as the same snapshot lists them: none yet
-
-
-def lake_files_now(store: SQLiteHotStore) -> int:
-    """How many files the catalog holds, read outside any snapshot of the store's own connections."""
-    conn = sqlite3.connect(store.path)
-    try:
-        return conn.execute("SELECT count(*) FROM lake_files").fetchone()[0]
-    finally:
-        conn.close()
 
 
 def test_a_snapshot_is_not_read_after_it_ended(store: SQLiteHotStore) -> None:

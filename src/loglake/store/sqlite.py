@@ -520,8 +520,11 @@ class SQLiteHotStore(HotStore):
             self._jobs.put(_STOP)
             self._thread.join()
         with contextlib.suppress(sqlite3.Error):
-            if reclaim_due(*free_pages(self._writer)):  # e.g. `loglake flush --all` ends here
-                give_back(self._writer, None)
+            free, pages = free_pages(self._writer)
+            if reclaim_due(free, pages):  # e.g. `loglake flush --all` ends here
+                for _ in range(free // RECLAIM_PAGES_PER_TURN + 1):  # in pieces: a server may be writing
+                    if not give_back(self._writer, RECLAIM_PAGES_PER_TURN):
+                        break
             self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._writer.close()
         with self._readers_lock:

@@ -75,12 +75,12 @@ def free_pages(conn: sqlite3.Connection) -> tuple[int, int]:
     return conn.execute("PRAGMA freelist_count").fetchone()[0], conn.execute("PRAGMA page_count").fetchone()[0]
 
 
-def give_back(conn: sqlite3.Connection, pages: int | None) -> int:
-    """Give up to `pages` free pages back to the file system (all with None), as one transaction of
-    its own (no transaction may be open on `conn`); returns how many free pages are left. The pragma
-    frees one page per step, and sqlite3's execute() takes one step of a statement without result
-    columns: executescript() runs it to the end."""
-    conn.executescript(f"PRAGMA incremental_vacuum({pages or 0:d})")
+def give_back(conn: sqlite3.Connection, pages: int) -> int:
+    """Give up to `pages` free pages back to the file system, as one transaction of its own (no
+    transaction may be open on `conn`); returns how many free pages are left. The pragma frees one
+    page per step, and sqlite3's execute() takes one step of a statement without result columns:
+    executescript() runs it to the end."""
+    conn.executescript(f"PRAGMA incremental_vacuum({pages:d})")
     return free_pages(conn)[0]
 
 
