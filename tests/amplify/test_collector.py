@@ -408,3 +408,16 @@ def test_maintenance_in_another_process_leaves_a_collection_under_way_alone(tmp_
         assert pq.read_table(io.BytesIO(lake.get(key))).num_rows == 50
     finally:
         store.close()
+
+
+def test_run_reports_are_kept_as_long_as_the_logs(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    """A report per run, for ever, would grow hot.db by thousands of rows a year: it goes with the retention."""
+    serve_apps(amplify, count=20)
+    for days in (0, 20, 40):  # 28 days kept: the first run's report is too old at the third
+        Collector(config(), store, lake, clock=lambda d=days: (NOW + timedelta(days=d)).timestamp()).run()
+    finished = [at for (at,) in store.read("SELECT finished_ms FROM amplify_runs ORDER BY run_id")]
+    assert finished == [ms(NOW + timedelta(days=20)), ms(NOW + timedelta(days=40))]
+    _, runs = collection_status(store, runs=5)
+    assert len(runs) == 2

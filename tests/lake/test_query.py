@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -348,3 +351,46 @@ def test_no_connection_draws_a_progress_bar_on_the_servers_output(tmp_path: Path
     )
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == ["False", "False", "False"]
+
+
+# A process that dies (kill -9) while its query spills to disk, as soon as the first spill file is there.
+SPILL_AND_DIE = textwrap.dedent(
+    """
+    import os, signal, sys, threading, time
+    from pathlib import Path
+    from loglake.lake.objectstore import LocalObjectStore
+    from loglake.lake.query import QueryEngine, QueryLimits
+    from loglake.store.sqlite import SQLiteHotStore
+
+    folder = Path(sys.argv[1])
+    def die_once_spilling():
+        while not any(p.is_file() for p in (folder / "duckdb").rglob("*")):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGKILL)
+    store = SQLiteHotStore(folder / "hot.db")
+    limits = QueryLimits(memory_mb=32, threads=1)
+    engine = QueryEngine(store, LocalObjectStore(folder / "lake"), folder / "duckdb", limits)
+    threading.Thread(target=die_once_spilling, daemon=True).start()
+    engine.query("SELECT i, repeat('x', 100) AS s FROM range(20000000) t(i) ORDER BY s DESC, i DESC", limit=1)
+    """
+)
+
+
+def test_spill_files_left_by_a_killed_process_are_removed_by_the_next_engine(
+    store: SQLiteHotStore, local_lake: LocalObjectStore, tmp_path: Path
+) -> None:
+    child = subprocess.run([sys.executable, "-c", SPILL_AND_DIE, str(tmp_path)], capture_output=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    spilled = [p for p in (tmp_path / "duckdb").rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in spilled) > 0
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "duckdb" / f"process-{alive.pid}").mkdir()  # a running process's spill folder stays
+        engine = QueryEngine(store, local_lake, tmp_path / "duckdb", QueryLimits())
+        engine.close()
+        left = sorted(p.name for p in (tmp_path / "duckdb").iterdir())
+        assert left == sorted([f"process-{alive.pid}", f"process-{os.getpid()}"])
+        assert not [p for p in (tmp_path / "duckdb").rglob("*") if p.is_file()]
+    finally:
+        alive.kill()
+        alive.wait()

@@ -98,6 +98,7 @@ def largest_wal_while_writing(path: Path, restart_frames: int, monkeypatch: pyte
     """Writes ~24 MB back to back while a thread keeps reading; the largest WAL file seen."""
     monkeypatch.setattr(sqlite_module, "WAL_RESTART_FRAMES", restart_frames)
     monkeypatch.setattr(sqlite_module, "CHECKPOINT_SECONDS", 0.02)
+    monkeypatch.setattr(sqlite_module, "WAL_IDLE_SECONDS", 3600)  # a stall of a busy machine is no pause
     store = SQLiteHotStore(path)
     stop = threading.Event()
 

@@ -222,12 +222,17 @@ class Collector:
         finished_ms = int(self.clock() * 1000)
         report.finished = iso_utc(from_ms(finished_ms))
         document = json.dumps(report.to_dict())
-        self.store.run_in_writer(
-            lambda conn: conn.execute(
+        kept_from_ms = epoch_ms(self.retention_start())
+
+        def store_report(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO amplify_runs (started_ms, finished_ms, report) VALUES (?, ?, ?)",
                 (started_ms, finished_ms, document),
             )
-        )
+            # reports go with the logs they were about (an hourly schedule writes 8,760 a year)
+            conn.execute("DELETE FROM amplify_runs WHERE finished_ms < ?", (kept_from_ms,))
+
+        self.store.in_write_transaction(store_report).result()
         return report
 
     def expire(self) -> tuple[int, int]:

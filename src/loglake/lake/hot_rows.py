@@ -1,8 +1,8 @@
 """Hot-store rows (sqlite_rows.COLUMNS order) as an Arrow table with the lake's `logs` schema.
 
-The flush writes these tables to Parquet and the query engine hands them to DuckDB next to the lake's
-files, so hot and lake records look alike to SQL. The columns come as Python sequences (read by the
-stdlib's sqlite3) or as Arrow arrays (read by the flush worker's ADBC driver).
+The flush writes these tables to Parquet and the query engine streams them to DuckDB (HotRowsStream) next
+to the lake's files, so hot and lake records look alike to SQL. The columns come as Python sequences (read
+by the stdlib's sqlite3) or as Arrow arrays (read by the flush worker's ADBC driver).
 
 Values pass through as stored, readable or not: the readers of the lake name what they cannot read
 (readback.py), as those of the hot store do. Only a value the column's type cannot hold at all (a row
@@ -12,7 +12,7 @@ written by hand: a number as a message, bytes, a severity past critical) is conv
 from __future__ import annotations
 
 import array
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -34,6 +34,28 @@ def hot_rows_table(columns: Sequence[Any]) -> pa.Table:
     except (pa.ArrowException, TypeError, ValueError, OverflowError, IndexError):
         converted = _convertible(columns)
         return _table(converted, pa.array(converted[5], pa.string()))
+
+
+class HotRowsStream:
+    """Hot rows for DuckDB as an Arrow stream (the PyCapsule stream protocol), converted batch by batch as
+    DuckDB pulls them: a query holds one batch of hot rows in memory, not all of them. `batches` gives
+    the rows (as columns, hot_rows_table's input) afresh each time it is called: DuckDB asks for a new
+    stream for each scan of the table (a join of `logs` with itself scans it twice) and once to learn
+    its schema, which reads nothing."""
+
+    def __init__(self, batches: Callable[[], Iterator[Sequence[Any]]]) -> None:
+        self._batches = batches
+
+    def __arrow_c_stream__(self, requested_schema: object = None) -> object:
+        reader = pa.RecordBatchReader.from_batches(APP_LOGS_TABLE.schema, self._record_batches())
+        return reader.__arrow_c_stream__(requested_schema)
+
+    def _record_batches(self) -> Iterator[pa.RecordBatch]:
+        for columns in self._batches():
+            batches = hot_rows_table(columns).to_batches()
+            del columns  # the rows as Python objects go before the next batch is read, as Arrow ones do
+            while batches:
+                yield batches.pop(0)
 
 
 def _table(columns: Sequence[Any], severities: pa.Array | pa.ChunkedArray) -> pa.Table:

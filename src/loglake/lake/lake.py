@@ -37,14 +37,17 @@ from loglake.store.sqlite import SQLiteHotStore
 log = logging.getLogger("loglake.lake")
 
 
+_DEFAULTS = Settings()  # the policy's defaults are the settings' (one definition)
+
+
 @dataclass(frozen=True)
 class LakePolicy:
-    hot_window_ms: int = 300_000
-    hot_max_records: int = 1_000_000
-    compact_target_bytes: int = 128 * 1024 * 1024
+    hot_window_ms: int = _DEFAULTS.hot_window_seconds * 1000
+    hot_max_records: int = _DEFAULTS.hot_max_records
+    compact_target_bytes: int = _DEFAULTS.compact_target_mb * 1024 * 1024
     # A day that got no new file for this long gets its final merge (compact.py); until then, by tiers.
     quiet_ms: int = 60_000
-    retention_days: int = 365  # 0 = keep forever
+    retention_days: int = _DEFAULTS.retention_days  # 0 = keep forever
     # Retired objects stay this long after leaving the catalog, for queries already reading them.
     grace_ms: int = 120_000
 

@@ -2,6 +2,7 @@
 
 Each query gets the table `logs`: the hot rows and the catalog's lake files read from ONE SQLite
 snapshot (so a flush committing meanwhile shows no record twice and loses none), joined with UNION ALL.
+The hot rows are read in batches as DuckDB scans them, so a query's memory does not grow with them.
 The lake part is `read_parquet` over the catalog's file list with Hive partitioning, so a predicate on
 `date` skips whole files and one on `timestamp` skips row groups by their statistics.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
 import re
 import shutil
@@ -38,7 +40,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from loglake.config import Settings
-from loglake.lake.hot_rows import hot_rows_table
+from loglake.lake.hot_rows import HotRowsStream
 from loglake.lake.manifest import LakeFile, list_files, reading
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.query_answers import QueryBusy, QueryResult, fetch_within
@@ -47,8 +49,11 @@ from loglake.lake.sql_guard import QueryError, check_select, client_error, rewri
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, partition_type, sql_type
 from loglake.private_files import private_dir
 from loglake.store.sqlite import SQLiteHotStore
+from loglake.store.sqlite_reads import Snapshot
 
 INTERNAL_CONNECTIONS = 2
+# Hot rows reach DuckDB in batches of about this many bytes (as Python objects, then as Arrow).
+HOT_BATCH_BYTES = 8 * 2**20
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ class QueryEngine:
         config: dict[str, Any] = {
             "memory_limit": f"{self.limits.memory_mb}MiB",
             "threads": self.limits.threads,
-            "temp_directory": str(work_dir),
+            "temp_directory": str(spill_dir_of_this_process(work_dir)),
             "max_temp_directory_size": f"{self.spill_mb}MiB",
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
@@ -194,8 +199,9 @@ class QueryEngine:
         max_bytes: int | None = None,
     ) -> QueryResult:
         started = time.perf_counter()
-        with self._cursor(pool, timeout) as cursor, reading(self.store):
-            self._define_views(cursor, window, tables)
+        # The snapshot lasts until the answer is fetched: DuckDB reads hot rows as it goes (HotRowsStream).
+        with self._cursor(pool, timeout) as cursor, reading(self.store), self.store.snapshot() as snapshot:
+            self._define_views(cursor, snapshot, window, tables)
             finished = threading.Event()
             watchdog = threading.Thread(
                 target=_interrupt_after, args=(cursor, started + timeout, finished), name="loglake-query-timeout"
@@ -259,15 +265,16 @@ class QueryEngine:
         return text
 
     def _define_views(
-        self, cursor: duckdb.DuckDBPyConnection, window: TimeRange, tables: tuple[LakeTable, ...]
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        snapshot: Snapshot,
+        window: TimeRange,
+        tables: tuple[LakeTable, ...],
     ) -> None:
         """(Re)define `tables` on this cursor from one SQLite snapshot of hot rows + catalog, each with
-        the files of `window`: `logs` is the hot rows and its lake files, the others (Amplify access
-        logs) only files."""
-        with self.store.snapshot():
-            files = {t.name: list_files(self.store.read, t.name, window.since_ms, window.until_ms) for t in tables}
-            if APP_LOGS_TABLE in tables:
-                hot = self.store.rows_between(window.since_ms, window.until_ms)
+        the files of `window`: `logs` is the hot rows of `window`, read in batches while the query runs,
+        and its lake files; the others (Amplify access logs) only files."""
+        files = {t.name: list_files(snapshot.read, t.name, window.since_ms, window.until_ms) for t in tables}
         for table in tables:
             if table is not APP_LOGS_TABLE:
                 names = ", ".join(f'"{name}"' for name in [*table.schema.names, *table.partitions])
@@ -275,7 +282,8 @@ class QueryEngine:
                 cursor.execute(f'CREATE OR REPLACE TEMP VIEW "{table.name}" AS SELECT {names} FROM {source}')
         if APP_LOGS_TABLE not in tables:
             return
-        cursor.register("_hot_logs", hot_rows_table(list(zip(*hot, strict=True))))
+        hot = HotRowsStream(lambda: snapshot.column_batches(window.since_ms, window.until_ms, HOT_BATCH_BYTES))
+        cursor.register("_hot_logs", hot)
         columns = ", ".join(f'"{c.name}"' for c in APP_LOGS_TABLE.columns)
         # DuckDB reads Parquet TIMESTAMP(MILLIS) as TIMESTAMP and Arrow timestamp[ms] as TIMESTAMP_MS:
         # one type for both, so `typeof` and arithmetic do not depend on where a record is.
@@ -320,6 +328,29 @@ def _dataset_schema(table: LakeTable) -> pa.Schema:
     fields = [pa.field(f.name, pa.timestamp("us")) if f.type == pa.timestamp("ms") else f for f in table.schema]
     fields += [pa.field(p, partition_type(p)) for p in table.partitions]
     return pa.schema(fields)
+
+
+def spill_dir_of_this_process(work_dir: Path) -> Path:
+    """This process's spill folder in `work_dir` (`process-<pid>`), once those of processes that are gone
+    are removed: DuckDB deletes its spill files when it closes, but a killed process leaves them behind
+    (up to the spill cap, a tenth of the free disk), and no later DuckDB knows them. A folder per process
+    id, so that the server and a `loglake query --data-dir` on the same data dir never take each other's;
+    processes sharing a data dir run on one host, where each sees the others' ids."""
+    for folder in work_dir.glob("process-*"):
+        pid = folder.name.removeprefix("process-")
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+    return private_dir(work_dir / f"process-{os.getpid()}")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def default_spill_mb(folder: Path) -> int:

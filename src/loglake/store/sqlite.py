@@ -18,13 +18,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-import msgspec
-
 from loglake.ids import format_uuid, join_id, lower_bound, smallest_high, split_id, timestamp_of_high
 from loglake.model import NewRecord, StoredRecord
 from loglake.private_files import private_database
 from loglake.sqlitedb import Schema, migrate, migrate_schema, use_wal
 from loglake.store.base import HotStore, RecentQuery, ScanKey, StoreUnavailable
+from loglake.store.sqlite_reads import Snapshot, read_columns, read_rows
 from loglake.store.sqlite_rows import (
     COLUMNS,
     FLUSHED_CLIENT_ID,
@@ -32,14 +31,21 @@ from loglake.store.sqlite_rows import (
     INSERT_JSON_ROWS,
     INSERT_ONE_ROW,
     MIGRATIONS,
-    ROWS_AS_JSON_ARRAYS,
     SPARSE_CONDITION,
     due_rows,
     encode_rows,
     join_arrays,
     row_values,
-    rows_between,
     stored,
+)
+from loglake.store.sqlite_space import (
+    RECLAIM_PAGES_PER_TURN,
+    RECLAIM_SETTLE_SECONDS,
+    LastChange,
+    free_pages,
+    give_back,
+    reclaim_due,
+    use_incremental_vacuum,
 )
 
 BUSY_TIMEOUT_MS = 10_000  # how long a connection waits for a lock before "database is locked"
@@ -49,10 +55,10 @@ MAX_ROWS_PER_COMMIT = 50_000
 CHECKPOINT_SECONDS = 0.5
 # Past this many WAL frames (64 MiB of 4 KiB pages) the checkpointer rewinds the WAL; see _checkpoint_loop.
 WAL_RESTART_FRAMES = 16_384
+WAL_IDLE_SECONDS = 1.0  # writes paused this long: the checkpointer empties the WAL file
 _INT64_LIMIT = 1 << 63
 _STOP = object()
 _SQLITE_MAX_PAGE_COUNT = 4294967294
-_json_array = msgspec.json.Decoder(list).decode
 
 # SQLite conditions that mean "cannot write now" rather than "bad request" or a bug.
 _UNAVAILABLE = {
@@ -73,10 +79,6 @@ def unavailable_reason(error: sqlite3.Error) -> str | None:
     if "disk is full" in text or "readonly" in text or "disk i/o" in text:
         return str(error)
     return None
-
-
-def _lenient_text(raw: bytes) -> str:
-    return raw.decode("utf-8", "replace")
 
 
 class _WriteJob:
@@ -109,6 +111,7 @@ class SQLiteHotStore(HotStore):
         self._readers_lock = threading.Lock()
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._writer = self._connect()
+        use_incremental_vacuum(self._writer, self.path)
         use_wal(self._writer)
         # Checkpoints (copying the WAL back into the database) run in their own thread, so a commit
         # never waits for one; see _checkpoint_loop.
@@ -121,6 +124,7 @@ class SQLiteHotStore(HotStore):
         self._thread.start()
         self._stopping = threading.Event()
         self._rewind_queued = threading.Event()
+        self._give_back_queued = threading.Event()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, name="loglake-sqlite-checkpoint", daemon=True
         )
@@ -201,31 +205,21 @@ class SQLiteHotStore(HotStore):
         return done
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        """A read-only query on this thread's reader connection (one consistent snapshot).
-
-        Ingest only stores valid UTF-8; should the file hold anything else, the query is answered
-        again with undecodable bytes replaced, rather than failing (the fast path decodes in C)."""
-        conn = self._reader()
-        try:
-            return conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as e:
-            if "decode" not in str(e):
-                raise
-            conn.text_factory = _lenient_text
-            try:
-                return conn.execute(sql, params).fetchall()
-            finally:
-                conn.text_factory = str
+        """A read-only query on this thread's reader connection (one consistent snapshot)."""
+        return read_rows(self._reader(), sql, params)
 
     @contextlib.contextmanager
-    def snapshot(self) -> Iterator[None]:
-        """Reads on this thread inside the block see ONE snapshot of the database (a read transaction),
-        e.g. hot rows and the lake catalog: a flush committing meanwhile cannot show a record twice."""
+    def snapshot(self) -> Iterator[Snapshot]:
+        """Reads on this thread inside the block, and through the Snapshot it gives from any thread, see
+        ONE snapshot of the database (a read transaction), e.g. hot rows and the lake catalog: a flush
+        committing meanwhile cannot show a record twice."""
         conn = self._reader()
         conn.execute("BEGIN")
+        held = Snapshot(conn)
         try:
-            yield
+            yield held
         finally:
+            held.end()
             conn.execute("COMMIT")
 
     # -- writes --------------------------------------------------------------------------------
@@ -411,22 +405,9 @@ class SQLiteHotStore(HotStore):
     # -- the lake's reads and writes of hot rows -------------------------------------------------
     # SQLite-specific on purpose: the lake moves and queries rows by the hundred thousand, as columns.
 
-    def rows_between(self, since_ms: int | None, until_ms: int | None) -> list[tuple]:
-        """Rows (sqlite_rows.COLUMNS) of the records timestamped in [since, until), either bound optional."""
-        return self.read(*rows_between(since_ms, until_ms))
-
     def due_columns(self, before_ms: int, after: tuple[int, int] | None, limit: int) -> list[list] | None:
-        """One flush round (sqlite_rows.due_rows) as one list per column, None when nothing is due. Each
-        column comes as one JSON array, decoded by msgspec: about 40% less time than sqlite3 building a
-        tuple per row. JSON cannot hold a BLOB (which only a hand-made row can have): then row by row."""
-        sql, params = due_rows(before_ms, after, limit)
-        try:
-            columns = [_json_array(a) for a in self.read(ROWS_AS_JSON_ARRAYS.format(rows=sql), params)[0]]
-        except sqlite3.OperationalError as e:
-            if "BLOB" not in str(e):
-                raise
-            columns = [list(column) for column in zip(*self.read(sql, params), strict=True)]
-        return columns if columns and columns[0] else None
+        """One flush round (sqlite_rows.due_rows) as one list per column, None when nothing is due."""
+        return read_columns(self._reader(), *due_rows(before_ms, after, limit))
 
     def count_before(self, before_ms: int, at_most: int | None = None) -> int:
         """How many records are timestamped before `before_ms` (counting stops at `at_most`)."""
@@ -472,37 +453,65 @@ class SQLiteHotStore(HotStore):
         conn.execute("DELETE FROM flushed_client_ids WHERE id_hi < ?", (smallest_high(before_ms),))
 
     def _checkpoint_loop(self) -> None:
-        """Fold the WAL back into the database every CHECKPOINT_SECONDS, off the commit path.
+        """Fold the WAL back into the database every CHECKPOINT_SECONDS, off the commit path, and see
+        whether the WAL or free pages should be given back.
 
         PASSIVE never blocks the writer or readers; if it cannot finish (a long read holds old
         pages) the next round continues. But it never rewinds the WAL either, and while writes keep
         coming the writer finds no moment to do it itself: the WAL only grows (1.7 GB after loading
         10M records), and every page lookup walks its index, one hash table per 4,096 frames, which
         made a lake flush's commits three times slower. So once the WAL is past WAL_RESTART_FRAMES,
-        the writer thread is asked to rewind it between two commits (_rewind_wal). Errors are left
-        to the writer to report: a checkpoint that fails now (disk full) is simply retried."""
+        the writer thread is asked to rewind it between two commits (RESTART: the WAL file is then cut
+        to journal_size_limit); once writes pause (no new frame for WAL_IDLE_SECONDS, all of them
+        copied), to empty it (TRUNCATE: the file goes to zero bytes). Free pages go back in pieces
+        (_give_back) when sqlite_space says so, once no more were freed for RECLAIM_SETTLE_SECONDS:
+        not while a flush is still deleting, which would move pages it is about to free. Errors are
+        left to the writer to report: a checkpoint that fails now (disk full) is simply retried."""
         conn = self._connect()
+        wal_written, pages_freed = LastChange(), LastChange()
         try:
             while not self._stopping.wait(CHECKPOINT_SECONDS):
                 with contextlib.suppress(sqlite3.Error):
-                    _busy, wal_frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if wal_frames > WAL_RESTART_FRAMES and not self._rewind_queued.is_set():
-                        self._rewind_queued.set()
-                        self._jobs.put(self._rewind_wal)
+                    _busy, wal_frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    wal_quiet_s = wal_written.seconds_since(wal_frames)
+                    if wal_frames > WAL_RESTART_FRAMES:
+                        self._queue_once(self._rewind_queued, lambda: self._checkpoint_on_writer("RESTART"))
+                    elif 0 < wal_frames == copied and wal_quiet_s >= WAL_IDLE_SECONDS:
+                        self._queue_once(self._rewind_queued, lambda: self._checkpoint_on_writer("TRUNCATE"))
+                    free, pages = free_pages(conn)
+                    settled_s = pages_freed.seconds_since(free, rises_only=True)
+                    if reclaim_due(free, pages) and settled_s >= RECLAIM_SETTLE_SECONDS:
+                        self._queue_once(self._give_back_queued, self._give_back)
         finally:
             conn.close()
 
-    def _rewind_wal(self) -> None:
-        """On the writer thread, between commits: a RESTART checkpoint copies what PASSIVE has not yet
-        and waits for readers of old frames, so that the next commit starts the WAL from its
-        beginning. It waits at most 100 ms for them (writes wait meanwhile), else it is tried again."""
+    def _queue_once(self, queued: threading.Event, job: Callable[[], None]) -> None:
+        if not queued.is_set():
+            queued.set()
+            self._jobs.put(job)
+
+    def _checkpoint_on_writer(self, mode: str) -> None:
+        """On the writer thread, between commits: a RESTART or TRUNCATE checkpoint copies what PASSIVE
+        has not yet and waits for readers of old frames, so that the next commit starts the WAL from
+        its beginning. It waits at most 100 ms for them (writes wait meanwhile), else it is tried again."""
         try:
             with contextlib.suppress(sqlite3.Error):
                 self._writer.execute("PRAGMA busy_timeout = 100")
-                self._writer.execute("PRAGMA wal_checkpoint(RESTART)")
+                self._writer.execute(f"PRAGMA wal_checkpoint({mode})")
         finally:
             self._writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._rewind_queued.clear()
+
+    def _give_back(self) -> None:
+        """On the writer thread, between commits: give RECLAIM_PAGES_PER_TURN free pages back, then
+        queue the next piece behind the writes that arrived meanwhile, until none is left."""
+        left = 0
+        with contextlib.suppress(sqlite3.Error):
+            left = give_back(self._writer, RECLAIM_PAGES_PER_TURN)
+        if left and not self._stopping.is_set():
+            self._jobs.put(self._give_back)
+        else:
+            self._give_back_queued.clear()
 
     def close(self) -> None:
         self._stopping.set()
@@ -511,6 +520,11 @@ class SQLiteHotStore(HotStore):
             self._jobs.put(_STOP)
             self._thread.join()
         with contextlib.suppress(sqlite3.Error):
+            free, pages = free_pages(self._writer)
+            if reclaim_due(free, pages):  # e.g. `loglake flush --all` ends here
+                for _ in range(free // RECLAIM_PAGES_PER_TURN + 1):  # in pieces: a server may be writing
+                    if not give_back(self._writer, RECLAIM_PAGES_PER_TURN):
+                        break
             self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._writer.close()
         with self._readers_lock:

@@ -124,24 +124,35 @@ ROWS_AS_JSON_ARRAYS = (
 FLUSHED_CLIENT_ID = "SELECT id_hi, id_lo FROM flushed_client_ids WHERE client_id = ?"
 
 
-def rows_between(since_ms: int | None, until_ms: int | None) -> tuple[str, list[Any]]:
-    """Rows of records timestamped in [since, until) (either bound optional), in COLUMNS order."""
-    where, params = [], []
-    if since_ms is not None:
+# Only a hand-made row can have an id that is not two integers: it is never read as a record by id order,
+# since it could be neither written to the lake nor paged past.
+_INTEGER_IDS = "typeof(id_hi) = 'integer' AND typeof(id_lo) = 'integer'"
+
+
+def rows_in_id_order(
+    since_ms: int | None, until_ms: int | None, after: tuple[int, int] | None, limit: int
+) -> tuple[str, list[Any]]:
+    """Up to `limit` rows (COLUMNS) of records timestamped in [since, until), either bound optional, in id
+    order, after the id (id_hi, id_lo) `after` if given: the pages of a read of many rows."""
+    where, params = [_INTEGER_IDS], []
+    if after is not None:  # within the range already: one lower bound, where the index search starts
+        where.append("(id_hi, id_lo) > (?, ?)")
+        params.extend(after)
+    elif since_ms is not None:
         where.append("(id_hi, id_lo) >= (?, ?)")
         params.extend(split_id(lower_bound(since_ms)))
     if until_ms is not None:
         where.append("(id_hi, id_lo) < (?, ?)")
         params.extend(split_id(lower_bound(until_ms)))
-    return f"SELECT {COLUMNS} FROM logs" + (f" WHERE {' AND '.join(where)}" if where else ""), params
+    sql = f"SELECT {COLUMNS} FROM logs WHERE {' AND '.join(where)} ORDER BY id_hi, id_lo LIMIT ?"
+    return sql, [*params, limit]
 
 
 def due_rows(before_ms: int, after: tuple[int, int] | None, limit: int) -> tuple[str, list[int]]:
     """Up to `limit` rows of records timestamped before `before_ms`, the oldest first, after the id
     (id_hi, id_lo) `after` if given: one flush round, read by the store's connections or by a worker
-    process's own driver (lake/flush_rounds.py). A row whose id is not two integers (only a hand-made
-    row can have another type there) is never due: it could be neither written nor deleted by id."""
-    where = "id_hi < ? AND typeof(id_hi) = 'integer' AND typeof(id_lo) = 'integer'"
+    process's own driver (lake/flush_rounds.py)."""
+    where = f"id_hi < ? AND {_INTEGER_IDS}"
     if after is not None:
         where = f"(id_hi, id_lo) > (?, ?) AND {where}"
     return (
