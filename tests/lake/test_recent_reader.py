@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from loglake.ids import format_uuid, parse_uuid
 from loglake.lake import parts, reads
 from loglake.lake.flush import Flusher
 from loglake.lake.lake import Lake
-from loglake.lake.objectstore import ObjectStore
-from loglake.model import SEVERITY_NAMES
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore
+from loglake.model import SEVERITY_NAMES, NewRecord, Severity
 from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
 from tests.lake.test_flush import DAY, START, seed
+from tests.store.contract import record
 
 
 @pytest.fixture
@@ -78,3 +83,101 @@ def test_recent_over_hot_and_lake_matches_a_full_scan(lake: Lake) -> None:
             following = replace(query, before_id=parse_uuid(found[-1]))
             page = [format_uuid(r.log_id) for r in reads.recent(lake.store, lake.recent_reader, following)]
             assert page == by_sql(lake, following), following
+
+
+# Few errors among many other records, in row groups of 16: per service a run longer than a row group
+# (one write, several row groups), an old error among infos, and row groups whose errors are both
+# older and newer than another row group's.
+def rare_errors() -> list[NewRecord]:
+    records = [record(START + i * 1000, f"api-{i}", service="api") for i in range(40)]
+    records += [record(START + i * 1000 + 500, f"db-{i}", service="db", severity=Severity.DEBUG) for i in range(20)]
+    records += [
+        record(START + 5_500, "old api error", service="api", severity=Severity.ERROR),
+        record(START + 37_700, "new api error", service="api", severity=Severity.ERROR),
+        record(START + 2_600, "old db error", service="db", severity=Severity.ERROR),
+        record(START + 12_600, "db critical", service="db", severity=Severity.CRITICAL),
+        *(record(START + 20_000 + i * 100, f"db error {i}", service="db", severity=Severity.ERROR) for i in range(3)),
+    ]
+    return records
+
+
+def severity_queries() -> list[RecentQuery]:
+    until = START + DAY
+    return [
+        RecentQuery(since_ms=since, until_ms=until, service=service, severities=severities, limit=limit)
+        for since in (START, START + 10_000)
+        for service in (None, "api", "db")
+        for severities in (frozenset({Severity.ERROR}), frozenset({Severity.ERROR, Severity.CRITICAL}))
+        for limit in (1, 2, 3, 100)
+    ]
+
+
+def stripped_of_the_index(data: bytes) -> bytes:
+    """A lake file as a loglake before the severity index wrote it: same rows and row groups, no index."""
+    parquet = pq.ParquetFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with pq.ParquetWriter(out, parquet.schema_arrow.remove_metadata()) as writer:
+        for i in range(parquet.metadata.num_row_groups):
+            writer.write_table(parquet.read_row_group(i))
+    assert pq.ParquetFile(io.BytesIO(out.getvalue())).metadata.metadata.get(parts.SEVERITY_INDEX_KEY) is None
+    return out.getvalue()
+
+
+def with_an_index_that_does_not_fit(data: bytes) -> bytes:
+    """A file whose index names fewer row groups than it has (written by hand, or cut): not to be trusted."""
+    parquet = pq.ParquetFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with pq.ParquetWriter(out, parquet.schema_arrow.remove_metadata()) as writer:
+        for i in range(parquet.metadata.num_row_groups):
+            writer.write_table(parquet.read_row_group(i))
+        writer.add_key_value_metadata({parts.SEVERITY_INDEX_KEY: '[{"info": 0}]'})
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("files", ["as written", "older, without the index", "with an index that does not fit"])
+def test_the_newest_errors_are_found_however_few_among_other_severities(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: str
+) -> None:
+    monkeypatch.setattr(parts, "ROW_GROUP_ROWS", 16)
+    objects = LocalObjectStore(tmp_path / "lake")
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    store.put(rare_errors())
+    Flusher(store, objects, worker_process=False).flush(before_ms=START + DAY)
+    rewrite = {
+        "older, without the index": stripped_of_the_index,
+        "with an index that does not fit": with_an_index_that_does_not_fit,
+    }
+    for (key,) in store.read("SELECT key FROM lake_files"):
+        if files in rewrite:
+            objects.put(key, rewrite[files](objects.get(key)))
+    lake = Lake(store, objects, tmp_path)
+    try:
+        for query in severity_queries():
+            found = [format_uuid(r.log_id) for r in reads.recent(lake.store, lake.recent_reader, query)]
+            assert found == by_sql(lake, query), query
+        newest_error = reads.recent(lake.store, lake.recent_reader, severity_queries()[0])
+        assert [r.message for r in newest_error] == ["new api error"]
+    finally:
+        lake.close()
+        store.close()
+
+
+def test_each_row_group_names_the_newest_time_of_each_severity_in_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parts, "ROW_GROUP_ROWS", 16)
+    objects = LocalObjectStore(tmp_path / "lake")
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    store.put(rare_errors())
+    Flusher(store, objects, worker_process=False).flush(before_ms=START + DAY)
+    ((key,),) = store.read("SELECT key FROM lake_files")
+    store.close()
+    parquet = pq.ParquetFile(io.BytesIO(objects.get(key)))
+    index = json.loads(parquet.metadata.metadata[parts.SEVERITY_INDEX_KEY])
+    assert len(index) == parquet.metadata.num_row_groups > 4
+    for i, newest in enumerate(index):
+        newest_by_hand: dict[str, int] = {}
+        for row in parquet.read_row_group(i).to_pylist():
+            ms = int(row["timestamp"].replace(tzinfo=UTC).timestamp() * 1000)
+            newest_by_hand[row["severity"]] = max(ms, newest_by_hand.get(row["severity"], ms))
+        assert newest == newest_by_hand, i

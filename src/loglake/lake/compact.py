@@ -197,6 +197,6 @@ def merge_sorted(
             groups = ServiceRowGroups(writer)
             for batch in ordered.to_arrow_reader(ROW_GROUP_ROWS):
                 groups.add(pa.Table.from_batches([batch.cast(schema)]))
-            groups.flush()
+            groups.finish()
     finally:
         con.close()
