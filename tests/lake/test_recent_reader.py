@@ -17,6 +17,7 @@ from loglake.lake import parts, reads
 from loglake.lake.flush import Flusher
 from loglake.lake.lake import Lake
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
+from loglake.lake.recent_reader import CACHE_BYTES, LakeRecentReader
 from loglake.model import SEVERITY_NAMES, NewRecord, Severity
 from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
@@ -74,25 +75,31 @@ QUERIES = [
 ]
 
 
-def test_recent_over_hot_and_lake_matches_a_full_scan(lake: Lake) -> None:
+@pytest.mark.parametrize("cache_bytes", [CACHE_BYTES, 0], ids=["cached", "no room to cache"])
+def test_recent_over_hot_and_lake_matches_a_full_scan(lake: Lake, object_store: ObjectStore, cache_bytes: int) -> None:
+    reader = LakeRecentReader(object_store, cache_bytes)
     for query in QUERIES:
-        expected = by_sql(lake, query)
-        found = [format_uuid(r.log_id) for r in reads.recent(lake.store, lake.recent_reader, query)]
-        assert found == expected, query
+        for _ in range(2):  # the second time from what the first decoded (with room for it)
+            expected = by_sql(lake, query)
+            found = [format_uuid(r.log_id) for r in reads.recent(lake.store, reader, query)]
+            assert found == expected, query
         if found and len(found) == query.limit:  # the next page continues where this one ended
             following = replace(query, before_id=parse_uuid(found[-1]))
-            page = [format_uuid(r.log_id) for r in reads.recent(lake.store, lake.recent_reader, following)]
+            page = [format_uuid(r.log_id) for r in reads.recent(lake.store, reader, following)]
             assert page == by_sql(lake, following), following
+    reader.close()
 
 
-# Few errors among many other records, in row groups of 16: per service a run longer than a row group
-# (one write, several row groups), an old error among infos, and row groups whose errors are both
-# older and newer than another row group's.
+# Few errors among many other records, in row groups of 16 (api: [0 s, 14 s], [15 s, 28.5 s], [29 s, 39 s];
+# db: [0.5 s, 13.5 s], [14.5 s, 20.2 s]): per service a run longer than a row group (one write, several
+# row groups), an old error among infos, and a row group whose errors are older and newer than another's.
 def rare_errors() -> list[NewRecord]:
     records = [record(START + i * 1000, f"api-{i}", service="api") for i in range(40)]
     records += [record(START + i * 1000 + 500, f"db-{i}", service="db", severity=Severity.DEBUG) for i in range(20)]
     records += [
         record(START + 5_500, "old api error", service="api", severity=Severity.ERROR),
+        record(START + 15_500, "api error at 15.5 s", service="api", severity=Severity.ERROR),
+        record(START + 28_500, "api error at 28.5 s", service="api", severity=Severity.ERROR),
         record(START + 37_700, "new api error", service="api", severity=Severity.ERROR),
         record(START + 2_600, "old db error", service="db", severity=Severity.ERROR),
         record(START + 12_600, "db critical", service="db", severity=Severity.CRITICAL),
@@ -102,10 +109,9 @@ def rare_errors() -> list[NewRecord]:
 
 
 def severity_queries() -> list[RecentQuery]:
-    until = START + DAY
     return [
         RecentQuery(since_ms=since, until_ms=until, service=service, severities=severities, limit=limit)
-        for since in (START, START + 10_000)
+        for since, until in [(START, START + DAY), (START + 10_000, START + DAY), (START, START + 29_000)]
         for service in (None, "api", "db")
         for severities in (frozenset({Severity.ERROR}), frozenset({Severity.ERROR, Severity.CRITICAL}))
         for limit in (1, 2, 3, 100)
@@ -155,8 +161,11 @@ def test_the_newest_errors_are_found_however_few_among_other_severities(
         for query in severity_queries():
             found = [format_uuid(r.log_id) for r in reads.recent(lake.store, lake.recent_reader, query)]
             assert found == by_sql(lake, query), query
-        newest_error = reads.recent(lake.store, lake.recent_reader, severity_queries()[0])
-        assert [r.message for r in newest_error] == ["new api error"]
+        errors = RecentQuery(since_ms=START, until_ms=START + DAY, severities=frozenset({Severity.ERROR}), limit=1)
+        found = reads.recent(lake.store, lake.recent_reader, errors)
+        assert [r.message for r in found] == ["new api error"]
+        found = reads.recent(lake.store, lake.recent_reader, replace(errors, until_ms=START + 29_000))
+        assert [r.message for r in found] == ["api error at 28.5 s"]
     finally:
         lake.close()
         store.close()
