@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
@@ -15,7 +16,7 @@ from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.lake.query import QueryEngine, QueryError, QueryLimits
 from loglake.lake.query_answers import result_to_dict
-from loglake.lake.sql_guard import check_select, rewrite_ilike_contains
+from loglake.lake.sql_guard import check_select, rewrite_text_filters
 from loglake.store.sqlite import SQLiteHotStore
 from tests.lake.test_flush import DAY, START, seed
 from tests.store.contract import record
@@ -206,13 +207,51 @@ def test_ilike_contains_is_answered_as_a_case_insensitive_match_with_the_same_ro
         literal = word.replace("'", "''")
         sql = f"SELECT count(*) FROM logs WHERE message ILIKE '%{literal}%'"
         if "\\" in word:  # a backslash would need ILIKE's escaping rules: left to ILIKE
-            assert rewrite_ilike_contains(sql) == sql
+            assert rewrite_text_filters(sql) == sql
         else:
-            assert "regexp_matches" in rewrite_ilike_contains(sql)
+            assert "regexp_matches" in rewrite_text_filters(sql)
         expected = sum(word.lower() in m.lower() for m in messages)
         assert local_engine.query(sql).rows == [(expected,)], word
     unchanged = "SELECT message ILIKE '%a%' AS m FROM logs WHERE message ILIKE 'a%' ORDER BY 1 LIMIT 1"
-    assert rewrite_ilike_contains(unchanged) == unchanged  # not a WHERE contains: left to ILIKE
+    assert rewrite_text_filters(unchanged) == unchanged  # not a WHERE contains: left to ILIKE
+
+
+WORDS = ["error", "Error: disk", "errors", "terror", "ERROR_CODE", "an ERROR.", "error1", "e r r o r", "ERR0R"]
+# (the filter as written, the Python regex that selects the same messages (ASCII: RE2's \b is too),
+#  the search that goes first, if any)
+WHOLE_WORD_FILTERS = [
+    (r"regexp_matches(message, '\berror\b', 'i')", r"(?i)\berror\b", "'(?i)error'"),
+    (r"regexp_matches(message, '(?i)\bERROR\b')", r"(?i)\bERROR\b", "'(?i)ERROR'"),
+    (r"regexp_matches(message, '\berror\b')", r"\berror\b", "'error'"),
+    (r"regexp_matches(message, '\berror\b', 'c')", r"\berror\b", "'error'"),
+    (r"regexp_matches(message, 'error\b', 'i')", r"(?i)error\b", "'(?i)error'"),
+    (r"NOT regexp_matches(message, '\berror', 'i')", r"^(?!.*(?i:\berror))", "'(?i)error'"),
+    (r"regexp_matches(message, '\berr.r\b', 'i')", r"(?i)\berr.r\b", None),  # not one word
+    (r"regexp_matches(message, '\berror\b', 'l')", r"\\berror\\b", None),  # a literal: other options
+]
+
+
+@pytest.mark.parametrize(("condition", "python", "search"), WHOLE_WORD_FILTERS)
+def test_a_whole_word_match_looks_for_the_word_first_and_selects_the_same_rows(
+    store: SQLiteHotStore,
+    local_lake: LocalObjectStore,
+    local_engine: QueryEngine,
+    condition: str,
+    python: str,
+    search: str | None,
+) -> None:
+    messages = [f"{w} {tail}" for w in WORDS for tail in ("", "and more")] + ["a \\berror\\b b"]
+    store.put([record(START + i, m) for i, m in enumerate(messages)])
+    Flusher(store, local_lake).flush(before_ms=START + 9)  # some in the lake, the rest hot
+    sql = f"SELECT count(*) FROM logs WHERE {condition}"
+    rewritten = rewrite_text_filters(sql, check_select(sql))
+    if search is None:
+        assert rewritten == sql
+    else:
+        assert f"(regexp_matches(message, {search}) AND " in rewritten
+    expected = sum(re.search(python, m, re.ASCII) is not None for m in messages)
+    assert 0 < expected < len(messages)
+    assert local_engine.query(sql).rows == [(expected,)]
 
 
 @pytest.mark.parametrize("asked", [0.001, 0.05, 60.0])

@@ -43,7 +43,7 @@ from loglake.lake.manifest import LakeFile, list_files, reading
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.query_answers import QueryBusy, QueryResult, fetch_within
 from loglake.lake.schema import LAKE_SCHEMA
-from loglake.lake.sql_guard import QueryError, check_select, client_error, rewrite_ilike_contains
+from loglake.lake.sql_guard import QueryError, check_select, client_error, rewrite_text_filters
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, partition_type, sql_type
 from loglake.private_files import private_dir
 from loglake.store.sqlite import SQLiteHotStore
@@ -124,7 +124,7 @@ class QueryEngine:
         cap = self.limits.max_rows if limit is None else max(0, min(limit, self.limits.max_rows))
         limit_s = self.limits.timeout_seconds  # a request may ask for less time, never more
         timeout = limit_s if timeout_seconds is None else min(timeout_seconds, limit_s)
-        sql = rewrite_ilike_contains(sql, tree)
+        sql = rewrite_text_filters(sql, tree)
         text = f"EXPLAIN ANALYZE {sql}" if explain else sql
         max_bytes = self.limits.max_response_mb * 1024 * 1024
         return self._run(
