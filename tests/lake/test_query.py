@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from loglake.lake.compact import Compactor
 from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.lake.query import QueryEngine, QueryError, QueryLimits
@@ -70,6 +71,32 @@ def test_logs_covers_hot_and_lake_records_exactly_once(
     ]
     ids = engine.query("SELECT log_id FROM logs", limit=1000).rows
     assert {i for (i,) in ids} == everything
+
+
+def test_a_connection_sees_every_change_of_the_hot_rows_and_the_catalog(
+    store: SQLiteHotStore, lake: ObjectStore, tmp_path: Path
+) -> None:
+    """One connection answers query after query (its views are defined again only when their files
+    change): each answer counts what is there at that moment, once."""
+    engine = QueryEngine(store, lake, tmp_path / "duckdb", QueryLimits(concurrency=1, timeout_seconds=10))
+
+    def per_day() -> list[tuple[str, int]]:
+        return [(str(d), n) for d, n in engine.query("SELECT date, count(*) FROM logs GROUP BY 1 ORDER BY 1").rows]
+
+    try:
+        seed(store, days=2)
+        assert per_day() == [("2026-11-01", 300), ("2026-11-02", 300)]
+        Flusher(store, lake, rows_per_round=100).flush(before_ms=START + DAY)  # three files for day one
+        assert per_day() == [("2026-11-01", 300), ("2026-11-02", 300)]
+        Flusher(store, lake).flush(before_ms=START + 2 * DAY)  # no hot rows left
+        assert per_day() == [("2026-11-01", 300), ("2026-11-02", 300)]
+        Compactor(store, lake, target_bytes=10_000_000, grace_ms=0).compact()  # other files, same records
+        assert per_day() == [("2026-11-01", 300), ("2026-11-02", 300)]
+        store.put([record(START + 2 * DAY + i, f"late {i}") for i in range(3)])  # hot rows again
+        assert per_day() == [("2026-11-01", 300), ("2026-11-02", 300), ("2026-11-03", 3)]
+        assert engine.query("SELECT count(*) FROM amplify_access").rows == [(0,)]
+    finally:
+        engine.close()
 
 
 def test_columns_are_the_records_fields_plus_the_date_partition(
