@@ -96,10 +96,10 @@ class ServiceRowGroups:
 
 
 def newest_by_severity(rows: pa.Table) -> dict[str, int]:
-    """Each severity of these rows (as written, nulls left out) and the newest epoch ms it has."""
-    times = rows.select(["severity"]).append_column("ms", rows.column("timestamp").cast(pa.int64()))
-    newest = times.group_by("severity").aggregate([("ms", "max")]).to_pylist()
-    return {row["severity"]: row["ms_max"] for row in newest if row["severity"] is not None}
+    """Each severity of these rows (as written) and the newest epoch ms it has (nulls left out)."""
+    times = pa.table({"severity": rows.column("severity"), "ms": rows.column("timestamp").cast(pa.int64())})
+    newest = times.drop_null().group_by("severity").aggregate([("ms", "max")])
+    return dict(zip(newest["severity"].to_pylist(), newest["ms_max"].to_pylist(), strict=True))
 
 
 def write_part(table: pa.Table, key: str, work: Path) -> LakeFile:
