@@ -49,6 +49,9 @@ def by_sql(lake: Lake, query: RecentQuery) -> list[str]:
     if query.service:
         where.append("service = ?")
         params.append(query.service)
+    if query.log_type:
+        where.append("log_type = ?")
+        params.append(query.log_type)
     if query.severities is not None:
         where.append("list_contains(?, severity)")
         params.append([SEVERITY_NAMES[s] for s in query.severities])
@@ -92,7 +95,8 @@ def test_recent_over_hot_and_lake_matches_a_full_scan(lake: Lake, object_store: 
 
 # Few errors among many other records, in row groups of 16 (api: [0 s, 14 s], [15 s, 28.5 s], [29 s, 39 s];
 # db: [0.5 s, 13.5 s], [14.5 s, 20.2 s]): per service a run longer than a row group (one write, several
-# row groups), an old error among infos, and a row group whose errors are older and newer than another's.
+# row groups), an old error among infos, a row group whose errors are older and newer than another's,
+# and a few records of another log type.
 def rare_errors() -> list[NewRecord]:
     records = [record(START + i * 1000, f"api-{i}", service="api") for i in range(40)]
     records += [record(START + i * 1000 + 500, f"db-{i}", service="db", severity=Severity.DEBUG) for i in range(20)]
@@ -104,16 +108,21 @@ def rare_errors() -> list[NewRecord]:
         record(START + 2_600, "old db error", service="db", severity=Severity.ERROR),
         record(START + 12_600, "db critical", service="db", severity=Severity.CRITICAL),
         *(record(START + 20_000 + i * 100, f"db error {i}", service="db", severity=Severity.ERROR) for i in range(3)),
+        record(START + 33_300, "api audit", service="api", log_type="audit"),
+        record(START + 16_600, "db audit error", service="db", log_type="audit", severity=Severity.ERROR),
     ]
     return records
 
 
 def severity_queries() -> list[RecentQuery]:
     return [
-        RecentQuery(since_ms=since, until_ms=until, service=service, severities=severities, limit=limit)
+        RecentQuery(
+            since_ms=since, until_ms=until, service=service, log_type=log_type, severities=severities, limit=limit
+        )
         for since, until in [(START, START + DAY), (START + 10_000, START + DAY), (START, START + 29_000)]
         for service in (None, "api", "db")
-        for severities in (frozenset({Severity.ERROR}), frozenset({Severity.ERROR, Severity.CRITICAL}))
+        for log_type in (None, "audit")
+        for severities in (None, frozenset({Severity.ERROR}), frozenset({Severity.ERROR, Severity.CRITICAL}))
         for limit in (1, 2, 3, 100)
     ]
 
@@ -141,7 +150,7 @@ def with_an_index_that_does_not_fit(data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("files", ["as written", "older, without the index", "with an index that does not fit"])
-def test_the_newest_errors_are_found_however_few_among_other_severities(
+def test_the_newest_errors_or_audits_are_found_however_few_among_other_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: str
 ) -> None:
     monkeypatch.setattr(parts, "ROW_GROUP_ROWS", 16)

@@ -59,11 +59,11 @@ class LakeRecentReader:
     def recent(self, files: list[LakeFile], query: RecentQuery) -> list[StoredRecord]:
         """The newest `query.limit` records of these files matching the query, newest first."""
         since, until = query.since_ms, query.until_ms
-        severities = None if query.severities is None else [SEVERITY_NAMES[s] for s in query.severities]
+        wanted = _wanted_values(query)
         candidates = []  # (newest time a match can have, file key, row group)
         for f in files:
             for index, group in enumerate(self._file(f.key).row_groups):
-                newest = group.newest_match(query.service, severities)
+                newest = group.newest_match(wanted)
                 if newest is None or newest < since or (until is not None and group.oldest >= until):
                     continue
                 candidates.append((newest, f.key, index))
@@ -74,7 +74,7 @@ class LakeRecentReader:
             if len(newest_times) >= query.limit and newest < newest_times[-1]:
                 break  # nothing left can be newer than the page's oldest record
             filters = self._filters_of(key, index)
-            rows = _matching_rows(filters, query, lambda key=key, index=index: self._rest_of(key, index))
+            rows = _matching_rows(filters, query, wanted, lambda key=key, index=index: self._rest_of(key, index))
             if len(rows):
                 found.append((key, index, filters, rows))
                 newest_times = heapq.nlargest(query.limit, newest_times + filters.millis.take(rows).to_pylist())
@@ -208,14 +208,17 @@ class _DecodedCache:
             self._bytes = 0
 
 
-def _matching_rows(filters: _Filters, query: RecentQuery, rest: Callable[[], pa.Table]) -> pa.Array:
+def _matching_rows(
+    filters: _Filters, query: RecentQuery, wanted: list[tuple[str, list[str]]], rest: Callable[[], pa.Table]
+) -> pa.Array:
     """Row numbers of the row group's newest `query.limit` matches (and any as old as the last of them);
-    `rest` gives its other columns, which a cursor (log ids) or a text to look for (messages) needs."""
+    `wanted`: the query's filter columns and values (_wanted_values); `rest` gives the other columns,
+    which a cursor (log ids) or a text to look for (messages) needs."""
     millis = filters.millis
     keep = pc.greater_equal(millis, pa.scalar(query.since_ms, pa.int64()))  # typed: 5x faster than an int
     if query.until_ms is not None:
         keep = pc.and_(keep, pc.less(millis, pa.scalar(query.until_ms, pa.int64())))
-    for column, values in _wanted_values(query):
+    for column, values in wanted:
         matching = filters.equal(column, values)
         if matching is False:
             return _NO_ROWS
@@ -284,36 +287,32 @@ class _OpenFile:
 
 @dataclass(frozen=True, slots=True)
 class _RowGroup:
-    """A row group's span from its statistics (a row group without them spans everything, so it is
-    always read) and, from parts.SEVERITY_INDEX_KEY, the newest time of each severity in it."""
+    """A row group's span from its statistics: its times, and the first and last value of each filter
+    column (a row group without them spans everything, so it is always read); and, from
+    parts.SEVERITY_INDEX_KEY, the newest time of each severity in it."""
 
     oldest: int
     newest: int
-    first_service: str
-    last_service: str
-    first_severity: str
-    last_severity: str
+    ranges: dict[str, tuple[str, str]]
     newest_by_severity: dict[str, int] | None
 
     @classmethod
     def of(cls, row_group: pq.RowGroupMetaData, newest_by_severity: dict[str, int] | None) -> _RowGroup:
         oldest, newest = map(_millis, _bounds(row_group, _TIMESTAMP, (0, 1 << 62)))
-        first_service, last_service = _bounds(row_group, _SERVICE, ("", _LAST_TEXT))
-        first_severity, last_severity = _bounds(row_group, _SEVERITY, ("", _LAST_TEXT))
-        return cls(oldest, newest, first_service, last_service, first_severity, last_severity, newest_by_severity)
+        ranges = {name: _bounds(row_group, _FILTER_INDEXES[name], ("", _LAST_TEXT)) for name in _FILTER_COLUMNS}
+        return cls(oldest, newest, ranges, newest_by_severity)
 
-    def newest_match(self, service: str | None, severities: list[str] | None) -> int | None:
-        """The newest time a record of this row group of `service` with one of `severities` can
-        have (None: no such record is in it)."""
-        if service is not None and not self.first_service <= service <= self.last_service:
-            return None
-        if severities is None:
+    def newest_match(self, wanted: list[tuple[str, list[str]]]) -> int | None:
+        """The newest time a record of this row group holding one of the wanted values of each filter
+        column (_wanted_values) can have; None: no such record is in it."""
+        for column, values in wanted:
+            first, last = self.ranges[column]
+            if not any(first <= value <= last for value in values):
+                return None
+        severities = dict(wanted).get("severity")
+        if severities is None or self.newest_by_severity is None:
             return self.newest
-        if self.newest_by_severity is not None:
-            return max((self.newest_by_severity[s] for s in severities if s in self.newest_by_severity), default=None)
-        if any(self.first_severity <= s <= self.last_severity for s in severities):
-            return self.newest
-        return None
+        return max((self.newest_by_severity[s] for s in severities if s in self.newest_by_severity), default=None)
 
 
 def _severity_index(metadata: pq.FileMetaData) -> list[dict[str, int]] | None:
@@ -335,8 +334,7 @@ def _severity_index(metadata: pq.FileMetaData) -> list[dict[str, int]] | None:
 
 
 _TIMESTAMP = APP_LOGS_TABLE.schema.get_field_index("timestamp")
-_SERVICE = APP_LOGS_TABLE.schema.get_field_index("service")
-_SEVERITY = APP_LOGS_TABLE.schema.get_field_index("severity")
+_FILTER_INDEXES = {name: APP_LOGS_TABLE.schema.get_field_index(name) for name in _FILTER_COLUMNS}
 _LAST_TEXT = "\U0010ffff"
 
 
