@@ -128,6 +128,17 @@ def test_a_date_predicate_reads_only_that_days_file(
     assert "Scanning Files: 1/3" in plan.plan
 
 
+def test_a_count_reads_only_the_columns_its_filter_needs(
+    store: SQLiteHotStore, local_lake: LocalObjectStore, local_engine: QueryEngine
+) -> None:
+    seed(store)
+    Flusher(store, local_lake).flush(before_ms=START + 2 * DAY)  # a day stays hot: `logs` is a union
+    counted = local_engine.query("SELECT count(*) FROM logs WHERE regexp_matches(message, '^d1-')")
+    with_ids = local_engine.query("SELECT count(log_id) FROM logs WHERE regexp_matches(message, '^d1-')")
+    assert counted.rows == with_ids.rows == [(300,)]
+    assert 0 < counted.bytes_scanned < with_ids.bytes_scanned  # the messages, not the log ids too
+
+
 def test_the_row_cap_truncates_and_says_so(store: SQLiteHotStore, local_engine: QueryEngine) -> None:
     engine = local_engine
     seed(store, days=1, per_day=50)

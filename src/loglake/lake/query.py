@@ -289,10 +289,14 @@ class QueryEngine:
                 # DuckDB reads Parquet TIMESTAMP(MILLIS) as TIMESTAMP and Arrow timestamp[ms] as TIMESTAMP_MS:
                 # one type for both, so `typeof` and arithmetic do not depend on where a record is.
                 hot_columns = columns.replace('"timestamp"', 'CAST("timestamp" AS TIMESTAMP) AS "timestamp"')
-                parts = [f'SELECT {hot_columns}, CAST("timestamp" AS DATE) AS "date" FROM {_HOT_ROWS}']
+                # The partition first in each branch: where a query needs no column of the union (count(*)
+                # with a filter above it), DuckDB still reads the first one, and the date costs nothing in
+                # Parquet (it is the folder) where a log id costs a string a record (Q2: 30 % more time).
+                parts = [f'SELECT CAST("timestamp" AS DATE) AS "date", {hot_columns} FROM {_HOT_ROWS}']
                 if source is not None:
-                    parts.insert(0, f'SELECT {columns}, "date" FROM {source}')
-                cursor.execute(f"CREATE OR REPLACE TEMP VIEW logs AS {' UNION ALL '.join(parts)}")
+                    parts.insert(0, f'SELECT "date", {columns} FROM {source}')
+                union = " UNION ALL ".join(parts)
+                cursor.execute(f'CREATE OR REPLACE TEMP VIEW logs AS SELECT {columns}, "date" FROM ({union})')
             else:
                 if source is None:
                     source = f"_empty_{table.name}"
