@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,11 +17,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from loglake.lake.compact import Compactor
 from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.lake.query import QueryEngine, QueryError, QueryLimits
 from loglake.lake.query_answers import result_to_dict
-from loglake.lake.sql_guard import check_select, rewrite_ilike_contains
+from loglake.lake.sql_guard import check_select, ilike_regex, rewrite_text_filters
 from loglake.store.sqlite import SQLiteHotStore
 from tests.lake.test_flush import DAY, START, seed
 from tests.store.contract import record
@@ -76,6 +78,32 @@ def test_logs_covers_hot_and_lake_records_exactly_once(
     assert {i for (i,) in ids} == everything
 
 
+def test_a_connection_sees_every_change_of_the_hot_rows_and_the_catalog(
+    store: SQLiteHotStore, lake: ObjectStore, tmp_path: Path
+) -> None:
+    """One connection answers query after query (its views are defined again only when their files
+    change): each answer counts what is there at that moment, once."""
+    engine = QueryEngine(store, lake, tmp_path / "duckdb", QueryLimits(concurrency=1, timeout_seconds=10))
+
+    def per_day() -> list[tuple[str, int]]:
+        return [(str(d), n) for d, n in engine.query("SELECT date, count(*) FROM logs GROUP BY 1 ORDER BY 1").rows]
+
+    try:
+        seed(store, days=2)
+        assert per_day() == [("2026-11-01", 300), ("2026-11-02", 300)]
+        Flusher(store, lake, rows_per_round=100).flush(before_ms=START + DAY)  # three files for day one
+        assert per_day() == [("2026-11-01", 300), ("2026-11-02", 300)]
+        Flusher(store, lake).flush(before_ms=START + 2 * DAY)  # no hot rows left
+        assert per_day() == [("2026-11-01", 300), ("2026-11-02", 300)]
+        Compactor(store, lake, target_bytes=10_000_000, grace_ms=0).compact()  # other files, same records
+        assert per_day() == [("2026-11-01", 300), ("2026-11-02", 300)]
+        store.put([record(START + 2 * DAY + i, f"late {i}") for i in range(3)])  # hot rows again
+        assert per_day() == [("2026-11-01", 300), ("2026-11-02", 300), ("2026-11-03", 3)]
+        assert engine.query("SELECT count(*) FROM amplify_access").rows == [(0,)]
+    finally:
+        engine.close()
+
+
 def test_columns_are_the_records_fields_plus_the_date_partition(
     store: SQLiteHotStore, lake: ObjectStore, engine: QueryEngine
 ) -> None:
@@ -103,6 +131,17 @@ def test_a_date_predicate_reads_only_that_days_file(
     assert 0 < one_day.bytes_scanned < everything.bytes_scanned
     plan = engine.query("SELECT count(*) FROM logs WHERE date = '2026-11-02' AND message LIKE 'd%'", explain=True)
     assert "Scanning Files: 1/3" in plan.plan
+
+
+def test_a_count_reads_only_the_columns_its_filter_needs(
+    store: SQLiteHotStore, local_lake: LocalObjectStore, local_engine: QueryEngine
+) -> None:
+    seed(store)
+    Flusher(store, local_lake).flush(before_ms=START + 2 * DAY)  # a day stays hot: `logs` is a union
+    counted = local_engine.query("SELECT count(*) FROM logs WHERE regexp_matches(message, '^d1-')")
+    with_ids = local_engine.query("SELECT count(log_id) FROM logs WHERE regexp_matches(message, '^d1-')")
+    assert counted.rows == with_ids.rows == [(300,)]
+    assert 0 < counted.bytes_scanned < with_ids.bytes_scanned  # the messages, not the log ids too
 
 
 def test_the_row_cap_truncates_and_says_so(store: SQLiteHotStore, local_engine: QueryEngine) -> None:
@@ -210,14 +249,92 @@ def test_ilike_contains_is_answered_as_a_case_insensitive_match_with_the_same_ro
     for word in TRICKY:
         literal = word.replace("'", "''")
         sql = f"SELECT count(*) FROM logs WHERE message ILIKE '%{literal}%'"
-        if "\\" in word:  # a backslash would need ILIKE's escaping rules: left to ILIKE
-            assert rewrite_ilike_contains(sql) == sql
+        if "\\" in word or not word.isascii():  # ILIKE's escaping rules, other lowercases: left to ILIKE
+            assert rewrite_text_filters(sql) == sql
         else:
-            assert "regexp_matches" in rewrite_ilike_contains(sql)
+            assert "regexp_matches" in rewrite_text_filters(sql)
         expected = sum(word.lower() in m.lower() for m in messages)
         assert local_engine.query(sql).rows == [(expected,)], word
     unchanged = "SELECT message ILIKE '%a%' AS m FROM logs WHERE message ILIKE 'a%' ORDER BY 1 LIMIT 1"
-    assert rewrite_ilike_contains(unchanged) == unchanged  # not a WHERE contains: left to ILIKE
+    assert rewrite_text_filters(unchanged) == unchanged  # not a WHERE contains: left to ILIKE
+
+
+# Characters whose case DuckDB's ILIKE and RE2's (?i) see differently: U+0130 (I with a dot: ILIKE
+# lowercases it to i), U+017F (long s: RE2 folds it with s), U+212A (the Kelvin sign), final sigma.
+UNUSUAL_CASES = ["\u0130stanbul", "mi\u017fs", "5 \u212aelvin", "\u03a3\u0391\u03a3", "plain text"]
+
+
+def test_ilike_contains_selects_what_ilike_selects_whatever_the_characters(
+    store: SQLiteHotStore, local_lake: LocalObjectStore, local_engine: QueryEngine
+) -> None:
+    store.put([record(START + i, m) for i, m in enumerate(UNUSUAL_CASES)])
+    Flusher(store, local_lake).flush(before_ms=START + 2)  # some in the lake, the rest hot
+    for word in ["i", "is", "ss", "k", "kel", "elvin", "IN TEX", "\u03c3\u03b1\u03c2"]:
+        sql = f"SELECT message FROM logs WHERE message ILIKE '%{word}%' ORDER BY 1"
+        with duckdb.connect() as con:  # ILIKE itself, on the same messages
+            expected = con.execute(
+                "SELECT m FROM unnest($1::VARCHAR[]) AS t(m) WHERE m ILIKE $2 ORDER BY 1", [UNUSUAL_CASES, f"%{word}%"]
+            ).fetchall()
+        assert local_engine.query(sql).rows == expected, word
+
+
+def test_the_regex_for_an_ilike_word_takes_exactly_the_characters_ilike_takes() -> None:
+    """For every ASCII character a word may hold, against every character whose case can matter (every
+    cased one and ASCII), alone and between others: the regex matches where ILIKE does."""
+    characters = [chr(c) for c in range(1, 0x110000) if not 0xD800 <= c <= 0xDFFF]  # no surrogates
+    with duckdb.connect() as con:
+        con.execute(
+            "CREATE TABLE texts AS SELECT unnest([ch, 'a' || ch || 'b']) AS t FROM unnest($1::VARCHAR[]) AS c(ch)"
+            " WHERE lower(ch) <> ch OR upper(ch) <> ch OR ascii(ch) < 128",
+            [characters],
+        )
+        for code in range(32, 127):
+            char = chr(code)
+            if char in "%_\\":
+                continue
+            differ = con.execute(
+                "SELECT count(*) FROM texts WHERE (t ILIKE $1) <> regexp_matches(t, $2)",
+                [f"%{char}%", ilike_regex(char)],
+            ).fetchone()
+            assert differ == (0,), repr(char)
+
+
+WORDS = ["error", "Error: disk", "errors", "terror", "ERROR_CODE", "an ERROR.", "error1", "e r r o r", "ERR0R"]
+# (the filter as written, the Python regex that selects the same messages (ASCII: RE2's \b is too),
+#  the search that goes first, if any)
+WHOLE_WORD_FILTERS = [
+    (r"regexp_matches(message, '\berror\b', 'i')", r"(?i)\berror\b", "'(?i)error'"),
+    (r"regexp_matches(message, '(?i)\bERROR\b')", r"(?i)\bERROR\b", "'(?i)ERROR'"),
+    (r"regexp_matches(message, '\berror\b')", r"\berror\b", "'error'"),
+    (r"regexp_matches(message, '\berror\b', 'c')", r"\berror\b", "'error'"),
+    (r"regexp_matches(message, 'error\b', 'i')", r"(?i)error\b", "'(?i)error'"),
+    (r"NOT regexp_matches(message, '\berror', 'i')", r"^(?!.*(?i:\berror))", "'(?i)error'"),
+    (r"regexp_matches(message, '\berr.r\b', 'i')", r"(?i)\berr.r\b", None),  # not one word
+    (r"regexp_matches(message, '\berror\b', 'l')", r"\\berror\\b", None),  # a literal: other options
+]
+
+
+@pytest.mark.parametrize(("condition", "python", "search"), WHOLE_WORD_FILTERS)
+def test_a_whole_word_match_looks_for_the_word_first_and_selects_the_same_rows(
+    store: SQLiteHotStore,
+    local_lake: LocalObjectStore,
+    local_engine: QueryEngine,
+    condition: str,
+    python: str,
+    search: str | None,
+) -> None:
+    messages = [f"{w} {tail}" for w in WORDS for tail in ("", "and more")] + ["a \\berror\\b b"]
+    store.put([record(START + i, m) for i, m in enumerate(messages)])
+    Flusher(store, local_lake).flush(before_ms=START + 9)  # some in the lake, the rest hot
+    sql = f"SELECT count(*) FROM logs WHERE {condition}"
+    rewritten = rewrite_text_filters(sql, check_select(sql))
+    if search is None:
+        assert rewritten == sql
+    else:
+        assert f"(regexp_matches(message, {search}) AND " in rewritten
+    expected = sum(re.search(python, m, re.ASCII) is not None for m in messages)
+    assert 0 < expected < len(messages)
+    assert local_engine.query(sql).rows == [(expected,)]
 
 
 @pytest.mark.parametrize("asked", [0.001, 0.05, 60.0])

@@ -328,12 +328,8 @@ def merge_sorted(
 
 
 def _write_sorted(tables: Iterable[pa.Table], writer: pq.ParquetWriter, style: MergeStyle) -> None:
-    """Sorted rows into the writer's row groups: one service each (ServiceRowGroups) or plain."""
-    groups = ServiceRowGroups(writer) if style.by_service else None
+    """Sorted rows into the writer's row groups (one service each, or plain runs: ServiceRowGroups)."""
+    groups = ServiceRowGroups(writer, style.by_service)
     for rows in tables:
-        if groups is None:
-            writer.write_table(rows, row_group_size=ROW_GROUP_ROWS)
-        else:
-            groups.add(rows)
-    if groups is not None:
-        groups.flush()
+        groups.add(rows)
+    groups.finish()

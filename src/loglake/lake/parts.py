@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -23,10 +24,15 @@ from loglake.times import DAY_MS
 #   8.8 -> 5 MB per 1M records) and 9 for the text (messages 8% smaller);
 # - the timestamps delta-encoded (sorted per service: 4.9 -> 1.6 MB per 1M), everything short and
 #   repetitive dictionary-encoded, messages not (most are distinct).
+# - in the footer's key-value metadata, per row group, the newest time of each severity in it
+#   (SEVERITY_INDEX_KEY): "recent errors" then reads only the row groups that can hold the newest
+#   errors, where min/max statistics of the names say little (a row group of debug..warning may
+#   hold no error) and the row group's newest time says nothing of its errors.
 # Plain Parquet 1.0 pages with PLAIN, RLE_DICTIONARY and DELTA_BINARY_PACKED: Athena/Trino, DuckDB
-# and Spark >= 3.3 read them.
+# and Spark >= 3.3 read them; other readers ignore the key-value metadata.
 ROW_GROUP_ROWS = 8 * 1024
 SORT_ORDER = [("service", "ascending"), ("timestamp", "ascending")]  # of every lake file's rows
+SEVERITY_INDEX_KEY = b"loglake.newest_ms_by_severity"
 # (ZSTD level of the log ids, of the text columns): fast when flushing, small when compacting.
 FLUSH_LEVELS = (1, 1)
 COMPACT_LEVELS = (8, 9)
@@ -48,15 +54,26 @@ def parquet_writer(path: Path, levels: tuple[int, int] = FLUSH_LEVELS) -> pq.Par
 class ServiceRowGroups:
     """Writes rows sorted by (service, timestamp) so that each row group holds one service only (at most
     ROW_GROUP_ROWS of it): a service filter then skips every other row group by its statistics, and a
-    row group's time span is that service's alone, which "recent logs" relies on to read one."""
+    row group's time span is that service's alone, which "recent logs" relies on to read one.
+    `finish` writes the last row group and the severity index (SEVERITY_INDEX_KEY). Without
+    `by_service`, row groups are plain runs of ROW_GROUP_ROWS sorted rows (a few services each, which
+    their statistics say): half the write time, for files that compaction rewrites soon."""
 
-    def __init__(self, writer: pq.ParquetWriter) -> None:
+    def __init__(self, writer: pq.ParquetWriter, by_service: bool = True) -> None:
         self.writer = writer
+        self.by_service = by_service
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
         self.service: str | None = None
+        self.newest_by_severity: list[dict[str, int]] = []  # per row group written
 
     def add(self, table: pa.Table) -> None:
+        if not self.by_service:
+            self.pending.append(table)
+            self.pending_rows += table.num_rows
+            if self.pending_rows >= ROW_GROUP_ROWS:
+                self.flush()
+            return
         services = table.column("service")
         changes = pc.indices_nonzero(pc.not_equal(services.slice(1), services.slice(0, len(services) - 1)))
         start = 0
@@ -76,23 +93,34 @@ class ServiceRowGroups:
 
     def flush(self) -> None:
         if self.pending:
-            self.writer.write_table(pa.concat_tables(self.pending), row_group_size=ROW_GROUP_ROWS)
+            rows = pa.concat_tables(self.pending)
+            for start in range(0, rows.num_rows, ROW_GROUP_ROWS):
+                group = rows.slice(start, ROW_GROUP_ROWS)
+                self.writer.write_table(group, row_group_size=ROW_GROUP_ROWS)  # one row group
+                self.newest_by_severity.append(newest_by_severity(group))
             self.pending, self.pending_rows = [], 0
+
+    def finish(self) -> None:
+        self.flush()
+        self.writer.add_key_value_metadata({SEVERITY_INDEX_KEY: json.dumps(self.newest_by_severity)})
+
+
+def newest_by_severity(rows: pa.Table) -> dict[str, int]:
+    """Each severity of these rows (as written) and the newest epoch ms it has (nulls left out)."""
+    times = pa.table({"severity": rows.column("severity"), "ms": rows.column("timestamp").cast(pa.int64())})
+    newest = times.drop_null().group_by("severity").aggregate([("ms", "max")])
+    return dict(zip(newest["severity"].to_pylist(), newest["ms_max"].to_pylist(), strict=True))
 
 
 def write_part(table: pa.Table, key: str, work: Path, *, by_service: bool = True) -> LakeFile:
     """One day's records as a Parquet object-to-be in `work`, sorted by (service, timestamp), one
-    service per row group unless `by_service` is off: a bulk batch's part, which compaction rewrites
-    soon, takes half the time as plain row groups (each a run of services, which their statistics say)."""
+    service per row group unless `by_service` is off (a bulk batch's part, see ServiceRowGroups)."""
     table = table.sort_by(SORT_ORDER)
     path = work / file_name(key)
     with parquet_writer(path) as writer:
-        if by_service:
-            groups = ServiceRowGroups(writer)
-            groups.add(table)
-            groups.flush()
-        else:
-            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        groups = ServiceRowGroups(writer, by_service)
+        groups.add(table)
+        groups.finish()
     span = pc.min_max(table.column("timestamp").cast(pa.int64()))
     day = partitions_of(key)["date"]
     return LakeFile(

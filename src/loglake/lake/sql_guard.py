@@ -1,12 +1,14 @@
 """What a user's SQL may do, checked on DuckDB's own parse of it before it runs.
 
 The query engine runs users' SQL in a locked-down DuckDB (see query.py); this module refuses, with a
-clear message, anything but one SELECT over the tables, and rewrites `ILIKE '%word%'` filters into
-RE2 matches, which scan Parquet about twice as fast.
+clear message, anything but one SELECT over the tables, and rewrites two common text filters into
+cheaper ones that select the same rows: `ILIKE '%word%'` into an RE2 match, and a whole-word match
+(`regexp_matches(message, '\bword\b', 'i')`) into a plain search for the word first.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import re
@@ -161,17 +163,30 @@ def _refuse_function(node: dict) -> None:
 
 # `x ILIKE '%word%'` is how most people write "contains, any case", and DuckDB's ILIKE on a Parquet
 # scan costs about twice RE2's case-insensitive search (10M messages: 1.0 s against 0.68 s here). So
-# such a predicate in a WHERE or HAVING clause is rewritten to regexp_matches(x, '(?i)word') on the
-# parsed query (json_serialize_sql), which gives the same rows for patterns with no other wildcard.
+# such a predicate in a WHERE or HAVING clause, its word ASCII, is rewritten on the parsed query
+# (json_serialize_sql) to an RE2 match of exactly the characters ILIKE takes for each of the word's
+# (ilike_regex): ILIKE compares characters by their lowercase, so it takes U+0130 (I with a dot) for
+# i and U+212A (the Kelvin sign) for k, where RE2's (?i) would miss U+0130 and take U+017F (long s) for
+# s. Words with other characters stay ILIKE.
 _CONTAINS_PATTERN = re.compile(r"%([^%_\\]+)%")
+_ILIKE_ALSO = {"i": "\u0130", "k": "\u212a"}  # besides x and X: what DuckDB lowercases to x
+# `regexp_matches(x, '\bword\b', 'i')`, the whole word in any case, costs RE2 about 2.5 times a search
+# for the word alone (the word boundaries keep it off its fast path for literals; 1M messages: 1.09 s
+# against 0.43 s, one thread). Every match holds the word, so such a filter (a word of letters, digits
+# and underscores, a boundary on either side or both, case-insensitive by the 'i' option or `(?i)`,
+# else case-sensitive) is rewritten to `regexp_matches(x, '[(?i)]word') AND <the filter as it was>`:
+# DuckDB evaluates the second only where the first holds. Both are NULL for a NULL message, so the
+# conjunction has the original filter's value in every case (under NOT too).
+_WORD_PATTERN = re.compile(r"(\(\?i\))?(?=.*\\b)(?:\\b)?(\w+)(?:\\b)?", re.ASCII)
 _REWRITE_UNDER = ("where_clause", "having")
 _RE2_SPECIAL = re.compile(r"[\\.^$|?*+()\[\]{}-]")
 _parsing = threading.local()
 
 
-def rewrite_ilike_contains(sql: str, tree: dict | None = None) -> str:
-    """The query with `col ILIKE '%literal%'` filters as case-insensitive regex matches (or as it was)."""
-    if "ilike" not in sql.lower():
+def rewrite_text_filters(sql: str, tree: dict | None = None) -> str:
+    """The query with `col ILIKE '%literal%'` filters as case-insensitive regex matches and whole-word
+    regex matches behind a search for the word (or as it was)."""
+    if "ilike" not in sql.lower() and "regexp_matches" not in sql.lower():
         return sql
     try:
         tree = json.loads(json.dumps(tree)) if tree is not None else parse_tree(sql)
@@ -203,6 +218,15 @@ def case_insensitive_regex(text: str) -> str:
     return "(?i)" + _RE2_SPECIAL.sub(r"\\\g<0>", text)
 
 
+def ilike_regex(text: str) -> str:
+    """An RE2 pattern that matches where `ILIKE '%text%'` does, for an ASCII text without LIKE's
+    wildcards: each letter as the class of the characters DuckDB lowercases to it."""
+    return "".join(
+        f"[{c.lower()}{c.upper()}{_ILIKE_ALSO.get(c.lower(), '')}]" if c.isalpha() else _RE2_SPECIAL.sub(r"\\\g<0>", c)
+        for c in text
+    )
+
+
 def _rewrite(node: Any, inside_filter: bool) -> bool:
     changed = False
     if isinstance(node, list):
@@ -211,17 +235,46 @@ def _rewrite(node: Any, inside_filter: bool) -> bool:
         return changed
     if not isinstance(node, dict):
         return False
+    if inside_filter and _word_prefilter(node):
+        return True  # its arguments are a column and constants: nothing more to rewrite inside
     if inside_filter and node.get("class") == "FUNCTION" and node.get("function_name") == "~~*":
         pattern = node["arguments"][1]["expression"]
         literal = pattern.get("literal", {}) if pattern.get("class") == "CONSTANT" else {}
         found = _CONTAINS_PATTERN.fullmatch(literal.get("text", "")) if literal.get("kind") == "STRING" else None
-        if found:
-            literal["text"] = case_insensitive_regex(found.group(1))
+        if found and found.group(1).isascii():
+            literal["text"] = ilike_regex(found.group(1))
             node.update(function_name="regexp_matches", is_operator=False, qualified_name={"path": ["regexp_matches"]})
             changed = True
     for key, value in node.items():
         changed |= _rewrite(value, inside_filter or key in _REWRITE_UNDER)
     return changed
+
+
+def _word_prefilter(node: dict) -> bool:
+    """Put a search for the word before a whole-word `regexp_matches(column, pattern[, 'i' | 'c'])`."""
+    if node.get("class") != "FUNCTION" or node.get("function_name") != "regexp_matches" or node.get("schema"):
+        return False
+    arguments = [argument["expression"] for argument in node["arguments"]]
+    texts = [_string_constant(a) for a in arguments[1:]]
+    if not (2 <= len(arguments) <= 3 and arguments[0].get("class") == "COLUMN_REF" and None not in texts):
+        return False
+    options = texts[1] if len(texts) == 2 else ""
+    found = _WORD_PATTERN.fullmatch(texts[0]) if options in ("", "i", "c") else None
+    if found is None:
+        return False
+    flag, word = found.groups()
+    original = copy.deepcopy(node)
+    search = copy.deepcopy(node)  # regexp_matches too, so that a column that is not text is cast alike
+    del search["arguments"][2:]
+    search["arguments"][1]["expression"]["literal"]["text"] = ("(?i)" if flag or options == "i" else "") + word
+    node.clear()
+    node.update({"class": "CONJUNCTION", "type": "CONJUNCTION_AND", "alias": "", "children": [search, original]})
+    return True
+
+
+def _string_constant(expression: dict) -> str | None:
+    literal = expression.get("literal", {}) if expression.get("class") == "CONSTANT" else {}
+    return literal.get("text") if literal.get("kind") == "STRING" else None
 
 
 def client_error(error: duckdb.Error) -> QueryError:
