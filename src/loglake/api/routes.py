@@ -322,7 +322,11 @@ def _may_read(app: LoglakeApp, request: Request) -> bool:
 
 async def metrics(app: LoglakeApp, request: Request) -> Result:
     lake = await app.run_read(app.lake.state) if app.lake is not None else None
-    return Result(200, app.metrics.render(lake), ((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),))
+    return Result(
+        200,
+        app.metrics.render(lake, app.access_log.dropped),
+        ((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),),
+    )
 
 
 # -- admin: keys -------------------------------------------------------------------------------
