@@ -21,7 +21,7 @@ from loglake.ingest import MAX_DETAILS, InvalidBody
 from loglake.keys import KeyNameTaken, KeyStoreError, LastAdminKey, NoSuchKey, parse_scopes
 from loglake.lake.query import QueryError
 from loglake.lake.query_answers import QueryBusy, parse_query_request, result_to_dict
-from loglake.model import RECORD_FIELDS, InvalidRecords, format_datetime, record_to_dict
+from loglake.model import RECORD_FIELDS, InvalidRecords, NewRecord, format_datetime, record_to_dict
 from loglake.service import InvalidQuery, RecentPage
 from loglake.store.base import StoreUnavailable
 from loglake.times import TimeFormatError, parse_time
@@ -69,7 +69,7 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
         app.storage_error = e.for_operators()  # /healthz shows it to readers, the client gets no server path
         app.metrics.rejected.inc(("storage_unavailable",), len(records))
         raise ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")]) from None
-    app.metrics.count_ingested(Counter(map(_SERVICE_AND_SEVERITY, records)))
+    app.metrics.count_ingested(_by_service_and_severity(records))
     if single:
         ts = timestamp_of(log_ids[0])  # a retried client id answers the stored record's time
         return Result(201, {"logId": format_uuid(log_ids[0]), "timestamp": ts, "datetime": format_datetime(ts)})
@@ -77,6 +77,12 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
 
 
 _SERVICE_AND_SEVERITY = itemgetter(2, 4)
+
+
+def _by_service_and_severity(records: list[NewRecord]) -> dict[tuple[str, int], int]:
+    if len(records) == 1:  # a request's single record: building a Counter cost more than the rest of counting
+        return {_SERVICE_AND_SEVERITY(records[0]): 1}
+    return Counter(map(_SERVICE_AND_SEVERITY, records))
 
 
 def _refused(app: LoglakeApp, error: InvalidRecords) -> ApiError:
