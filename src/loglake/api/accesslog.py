@@ -1,14 +1,15 @@
 """The server's structured access log: one JSON object per request, with its request id.
 
 Logging must cost a request next to nothing and must never stall the event loop: a request appends a
-small struct to a buffer, and one writer thread encodes what is waiting (one C call per batch) and
-writes it, every FLUSH_SECONDS or as soon as FLUSH_LINES are waiting. A sink that falls behind (a pipe
-nobody reads, a slow disk) costs log lines, never requests or memory: with MAX_PENDING_LINES waiting,
-further lines are dropped and counted, and the next line written says how many were lost.
+tuple of its facts to a queue, and one writer thread turns what is waiting into JSON lines (one C call
+per batch) and writes them, every FLUSH_SECONDS or as soon as FLUSH_LINES are waiting. A sink that
+falls behind (a pipe nobody reads, a slow disk) costs log lines, never requests or memory: with
+MAX_PENDING_LINES waiting, further lines are dropped and counted, and the next write says how many.
 """
 
 from __future__ import annotations
 
+import collections
 import sys
 import threading
 import time
@@ -52,7 +53,7 @@ _encode_lines = msgspec.json.Encoder().encode_lines
 
 class AccessLog:
     """Request lines (unless `requests` is off), unhandled exceptions and background events, written
-    in the order they were logged by one writer thread, started with the first line."""
+    in the order they were logged by one writer thread."""
 
     def __init__(
         self, sink: IO[bytes], *, requests: bool = True, owned: bool = False, max_pending: int = MAX_PENDING_LINES
@@ -62,15 +63,15 @@ class AccessLog:
         self.owned = owned
         self.max_pending = max_pending
         self.dropped = 0  # lines lost to a sink that fell behind, since the start
-        self._pending: list[Any] = []
+        # Appends and pops of a deque are atomic: the request path takes no lock.
+        self._pending: collections.deque[Any] = collections.deque()
         self._unreported_drops = 0
-        self._logged = 0  # lines accepted into the buffer, ever
-        self._written = 0  # of those, lines the writer has handed to the sink (or failed to)
-        self._lock = threading.Lock()
-        self._progress = threading.Condition(self._lock)  # signalled as lines are written
+        self._lock = threading.Lock()  # drop counts, starting the writer, closing
         self._wake = threading.Event()
         self._closing = False
         self._thread: threading.Thread | None = None
+        if requests:
+            self._start()
 
     @classmethod
     def open(cls, target: str) -> AccessLog:
@@ -83,24 +84,30 @@ class AccessLog:
         return cls(open_private(Path(target), "ab"), owned=True)
 
     def request(self, request: Request, route: str, status: int, seconds: float, sent: int) -> None:
-        if not self.logs_requests:
+        if not self.logs_requests or self._closing:
+            return
+        pending = self._pending
+        if len(pending) >= self.max_pending:
+            self._drop()
             return
         principal = request.principal
-        self._log(
-            RequestLine(
-                ts=round(time.time(), 3),
-                request_id=request.request_id,
-                method=request.method,
-                path=request.path,
-                route=route,
-                status=status,
-                ms=round(seconds * 1000, 3),
-                bytes_in=len(request.body),
-                bytes_out=sent,
-                key=principal.name if principal is not None else None,
-                client=(request.scope.get("client") or ("", 0))[0],
+        pending.append(
+            (
+                time.time(),
+                request.request_id,
+                request.method,
+                request.path,
+                route,
+                status,
+                seconds,
+                len(request.body),
+                sent,
+                principal.name if principal is not None else None,
+                (request.scope.get("client") or ("", 0))[0],
             )
         )
+        if len(pending) == FLUSH_LINES:
+            self._wake.set()
 
     def error(self, request_id: str, error: BaseException) -> None:
         """Unhandled exceptions are always logged: to the access log, or to stderr when that is off."""
@@ -112,72 +119,20 @@ class AccessLog:
             "error": repr(error),
             "traceback": traceback.format_exception(error),
         }
-        self._log(entry, now=True)
+        self._log_now(entry)
 
     def event(self, entry: dict) -> None:
         """A line from a background thread (lake maintenance, Amplify collection), written at once."""
-        self._log({"ts": round(time.time(), 3), "level": "info", **entry}, now=True)
-
-    def _log(self, line: Any, now: bool = False) -> None:
-        with self._lock:
-            if self._closing:
-                return
-            if len(self._pending) >= self.max_pending:
-                self.dropped += 1
-                self._unreported_drops += 1
-                return
-            self._pending.append(line)
-            self._logged += 1
-            waiting = len(self._pending)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._write_loop, name="loglake-access-log", daemon=True)
-                self._thread.start()
-        if now or waiting == FLUSH_LINES:
-            self._wake.set()
-
-    def _write_loop(self) -> None:
-        while True:
-            self._wake.wait(FLUSH_SECONDS)
-            self._wake.clear()
-            with self._lock:
-                batch, self._pending = self._pending, []
-                drops, self._unreported_drops = self._unreported_drops, 0
-                closing = self._closing
-            if batch or drops:
-                logged = len(batch)
-                self._write(batch, drops)
-                with self._lock:
-                    self._written += logged
-                    self._progress.notify_all()
-            if closing:
-                return
-
-    def _write(self, lines: list[Any], drops: int) -> None:
-        if drops:  # after the lines logged before the drops, before those logged after
-            lines.append(
-                {
-                    "ts": round(time.time(), 3),
-                    "level": "warning",
-                    "event": "access_log_dropped",
-                    "dropped": drops,
-                    "reason": f"the log's destination fell {self.max_pending} lines behind",
-                }
-            )
-        try:
-            self.sink.write(_encode_lines(lines))
-            self.sink.flush()
-        except (OSError, ValueError):
-            pass  # a closed or broken log stream must never fail the server
+        self._log_now({"ts": round(time.time(), 3), "level": "info", **entry})
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every line logged so far is written; False if `timeout` seconds passed first."""
-        with self._lock:
-            target = self._logged
-            if self._written >= target:
-                return True
+        if self._thread is None or self._closing:
+            return True  # nothing was logged, or closing writes it
+        written = threading.Event()
+        self._pending.append(written)  # the writer sets it once the lines before it are written
         self._wake.set()
-        with self._lock:
-            return self._progress.wait_for(lambda: self._written >= target, timeout)
+        return written.wait(timeout)
 
     def close(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
         """Write what is waiting and stop, waiting at most `timeout` seconds for a sink that takes
@@ -192,3 +147,83 @@ class AccessLog:
                 return  # the writer is stuck in the sink's write: leave the sink to it
         if self.owned:
             self.sink.close()
+
+    def _log_now(self, entry: dict) -> None:
+        if self._closing:
+            return
+        if len(self._pending) >= self.max_pending:
+            self._drop()
+            return
+        self._start()
+        self._pending.append(entry)
+        self._wake.set()
+
+    def _drop(self) -> None:
+        with self._lock:
+            self.dropped += 1
+            self._unreported_drops += 1
+
+    def _start(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._write_loop, name="loglake-access-log", daemon=True)
+                    self._thread.start()
+
+    def _write_loop(self) -> None:
+        pending = self._pending
+        while True:
+            self._wake.wait(FLUSH_SECONDS)
+            self._wake.clear()
+            closing = self._closing  # read first: what was logged before closing is in `pending` now
+            lines: list[Any] = []
+            flushed: list[threading.Event] = []
+            for _ in range(len(pending)):
+                item = pending.popleft()
+                if type(item) is tuple:
+                    lines.append(_request_line(item))
+                elif type(item) is dict:
+                    lines.append(item)
+                else:
+                    flushed.append(item)
+            with self._lock:
+                drops, self._unreported_drops = self._unreported_drops, 0
+            if drops:  # after the lines logged before the drops, before those logged after
+                lines.append(_dropped_line(drops, self.max_pending))
+            if lines:
+                try:
+                    self.sink.write(_encode_lines(lines))
+                    self.sink.flush()
+                except (OSError, ValueError):
+                    pass  # a closed or broken log stream must never fail the server
+            for written in flushed:
+                written.set()
+            if closing:
+                return
+
+
+def _request_line(facts: tuple) -> RequestLine:
+    ts, request_id, method, path, route, status, seconds, bytes_in, bytes_out, key, client = facts
+    return RequestLine(
+        ts=round(ts, 3),
+        request_id=request_id,
+        method=method,
+        path=path,
+        route=route,
+        status=status,
+        ms=round(seconds * 1000, 3),
+        bytes_in=bytes_in,
+        bytes_out=bytes_out,
+        key=key,
+        client=client,
+    )
+
+
+def _dropped_line(drops: int, max_pending: int) -> dict:
+    return {
+        "ts": round(time.time(), 3),
+        "level": "warning",
+        "event": "access_log_dropped",
+        "dropped": drops,
+        "reason": f"the log's destination fell {max_pending} lines behind",
+    }
