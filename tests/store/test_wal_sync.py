@@ -130,6 +130,7 @@ def test_a_failed_sync_fails_its_writes_and_every_write_after(tmp_path: Path, mo
             later.result(WAIT)
         with pytest.raises(StoreUnavailable):
             store.run_in_writer(lambda conn: conn.execute("CREATE TABLE extra (x)"))
+        assert store.read("SELECT name FROM sqlite_master WHERE name = 'extra'") == []  # not even run
     finally:
         monkeypatch.setattr(wal_sync.os, "fdatasync", os.fdatasync)
         store.close()

@@ -88,7 +88,9 @@ class Metrics:
             "loglake_bodies_rejected_total", "Request bodies refused as a whole, by error code.", ("code",)
         )
         self.store_write = Histogram(
-            "loglake_store_write_duration_seconds", "Hot store commit latency (one group commit).", ()
+            "loglake_store_write_duration_seconds",
+            "Hot store commit latency (one group commit, and its fsync with durability full).",
+            (),
         )
         self.store_rows = Counter("loglake_store_rows_committed_total", "Rows committed to the hot store.", ())
         self.queries = Counter("loglake_queries_total", "SQL queries by outcome (ok or an error code).", ("outcome",))

@@ -201,6 +201,9 @@ class SQLiteHotStore(HotStore):
         done: Future[T] = Future()
 
         def run() -> None:
+            if self._wal_sync is not None and self._wal_sync.failure is not None:
+                done.set_exception(self._sync_failed(self._wal_sync.failure))
+                return
             try:
                 result = task(self._writer)
             except BaseException as e:
@@ -286,6 +289,11 @@ class SQLiteHotStore(HotStore):
 
     def _commit_group(self, group: list[_WriteJob]) -> None:
         started = time.perf_counter()
+        if self._wal_sync is not None and self._wal_sync.failure is not None:  # queued before it failed
+            failure = self._sync_failed(self._wal_sync.failure)
+            for job in group:
+                job.future.set_exception(failure)
+            return
         try:
             results = self._write_transaction(group)
         except sqlite3.IntegrityError:
@@ -323,7 +331,7 @@ class SQLiteHotStore(HotStore):
         if error is None:
             return None
         return StoreUnavailable(
-            f"the disk failed to make written records durable ({error.strerror}); whether the records of "
+            f"the disk failed to make written records durable ({error.strerror or error}); whether the records of "
             "this and later writes are stored is unknown, so the hot store accepts no more writes: check the "
             "disk and restart the server",
             str(self.path),
