@@ -10,6 +10,7 @@ MAX_PENDING_LINES waiting, further lines are dropped and counted, and the next w
 from __future__ import annotations
 
 import collections
+import logging
 import sys
 import threading
 import time
@@ -200,6 +201,27 @@ class AccessLog:
                 written.set()
             if closing:
                 return
+
+
+class LogRecords(logging.Handler):
+    """Python logging's records (the HTTP server's warnings, such as an invalid request, and the
+    library's) as lines of the access log: written by its thread like the rest, never by a blocking
+    write to stderr on the event loop."""
+
+    def __init__(self, access_log: AccessLog, level: int = logging.WARNING) -> None:
+        super().__init__(level)
+        self.access_log = access_log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        entry = {
+            "level": record.levelname.lower(),
+            "event": "log",
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            entry["traceback"] = traceback.format_exception(record.exc_info[1])
+        self.access_log.event(entry)
 
 
 def _request_line(facts: tuple) -> RequestLine:
