@@ -113,6 +113,10 @@ class LogService:
         """Start the durable write; the future resolves once the records are committed."""
         return self.store.submit(records)
 
+    async def write(self, records: Sequence[NewRecord]) -> list[bytes]:
+        """The durable write, awaited on an event loop: the stored ids once the records are committed."""
+        return await self.store.write(records)
+
     def get(self, log_id: str) -> StoredRecord | None:
         try:
             raw = ids.parse_uuid(log_id)

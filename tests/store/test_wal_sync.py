@@ -6,6 +6,7 @@ waits for it: the one seam, at the system boundary, like an injected clock."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import threading
@@ -89,6 +90,22 @@ def test_a_commit_does_not_wait_for_the_sync_of_the_one_before(store: SQLiteHotS
     assert held.most_in_flight == 2 and not first.done() and not second.done()
     held.release()
     assert len(first.result(WAIT)) == len(second.result(WAIT)) == 1
+
+
+async def test_a_write_awaited_on_an_event_loop_waits_for_the_sync_and_a_cancelled_one_spoils_nothing(
+    store: SQLiteHotStore, held: HeldSync
+) -> None:
+    given_up, kept = record(BASE_TS, "given up"), record(BASE_TS + 1, "kept")
+    abandoned = asyncio.create_task(store.write([given_up]))
+    awaited = asyncio.create_task(store.write([kept]))
+    await asyncio.to_thread(held.wait_entered)
+    await asyncio.sleep(0)
+    assert not awaited.done()
+    abandoned.cancel()  # the client went away while its record was being made durable
+    held.release()
+    assert await asyncio.wait_for(awaited, WAIT) == [kept.log_id]
+    assert abandoned.cancelled()
+    assert store.get(given_up.log_id) is not None  # committed all the same, like a 201 lost on the way
 
 
 def test_the_writers_other_transactions_are_synced_before_they_return(store: SQLiteHotStore, held: HeldSync) -> None:

@@ -10,6 +10,7 @@ WAL either has the committed transaction or rolls the partial one back.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import queue
 import sqlite3
@@ -27,6 +28,7 @@ from loglake.model import NewRecord, StoredRecord
 from loglake.private_files import private_database
 from loglake.sqlitedb import Schema, migrate, migrate_schema, use_wal
 from loglake.store.base import HotStore, RecentQuery, ScanKey, StoreUnavailable
+from loglake.store.sqlite_jobs import WriteJob, fail, settle
 from loglake.store.sqlite_rows import (
     COLUMNS,
     FLUSHED_CLIENT_ID,
@@ -37,7 +39,6 @@ from loglake.store.sqlite_rows import (
     ROWS_AS_JSON_ARRAYS,
     SPARSE_CONDITION,
     due_rows,
-    encode_rows,
     join_arrays,
     row_values,
     rows_between,
@@ -87,16 +88,6 @@ def _settle(future: Future[T], result: T, error: BaseException | None) -> None:
 
 def _lenient_text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
-
-
-class _WriteJob:
-    __slots__ = ("future", "payload", "records")
-
-    def __init__(self, records: Sequence[NewRecord]) -> None:
-        self.records = records
-        self.future: Future[list[bytes]] = Future()
-        # None: records with client ids (checked against the store first, in the transaction) or NULs.
-        self.payload = encode_rows(records)
 
 
 class SQLiteHotStore(HotStore):
@@ -251,14 +242,24 @@ class SQLiteHotStore(HotStore):
     # -- writes --------------------------------------------------------------------------------
 
     def submit(self, records: Sequence[NewRecord]) -> Future[list[bytes]]:
-        job = _WriteJob(records)
+        job = WriteJob(records)
+        self._queue(job)
+        assert job.future is not None
+        return job.future
+
+    async def write(self, records: Sequence[NewRecord]) -> list[bytes]:
+        job = WriteJob(records, asyncio.get_running_loop().create_future())
+        self._queue(job)
+        assert job.waiter is not None
+        return await job.waiter
+
+    def _queue(self, job: WriteJob) -> None:
         if not self._thread.is_alive():
-            job.future.set_exception(StoreUnavailable("the hot store is closed"))
+            fail([job], StoreUnavailable("the hot store is closed"))
         elif self._wal_sync is not None and self._wal_sync.failure is not None:
-            job.future.set_exception(self._sync_failed(self._wal_sync.failure))
+            fail([job], self._sync_failed(self._wal_sync.failure))
         else:
             self._jobs.put(job)
-        return job.future
 
     def _write_loop(self) -> None:
         jobs = self._jobs
@@ -287,26 +288,22 @@ class SQLiteHotStore(HotStore):
             if stop:
                 return
 
-    def _commit_group(self, group: list[_WriteJob]) -> None:
+    def _commit_group(self, group: list[WriteJob]) -> None:
         started = time.perf_counter()
         if self._wal_sync is not None and self._wal_sync.failure is not None:  # queued before it failed
-            failure = self._sync_failed(self._wal_sync.failure)
-            for job in group:
-                job.future.set_exception(failure)
+            fail(group, self._sync_failed(self._wal_sync.failure))
             return
         try:
             results = self._write_transaction(group)
         except sqlite3.IntegrityError:
             if len(group) == 1:
-                group[0].future.set_exception(RuntimeError("duplicate log id; retry the request"))
+                fail(group, RuntimeError("duplicate log id; retry the request"))
                 return
             for job in group:  # isolate the one job that collides, the rest still land
                 self._commit_group([job])
             return
         except sqlite3.Error as e:
-            error = self._unavailable(e)
-            for job in group:
-                job.future.set_exception(error)
+            fail(group, self._unavailable(e))
             return
         if self._wal_sync is None:
             self._acknowledge(group, results, started, None)
@@ -314,18 +311,15 @@ class SQLiteHotStore(HotStore):
             self._wal_sync.after_commit(lambda error: self._acknowledge(group, results, started, error))
 
     def _acknowledge(
-        self, group: list[_WriteJob], results: list[list[bytes]], started: float, sync_error: OSError | None
+        self, group: list[WriteJob], results: list[list[bytes]], started: float, sync_error: OSError | None
     ) -> None:
         """Resolve a committed group's futures, once it is durable (or its sync failed)."""
         if sync_error is not None:
-            failure = self._sync_failed(sync_error)
-            for job in group:
-                job.future.set_exception(failure)
+            fail(group, self._sync_failed(sync_error))
             return
         if self._on_commit is not None:
             self._on_commit(sum(len(j.records) for j in group), time.perf_counter() - started)
-        for job, ids in zip(group, results, strict=True):
-            job.future.set_result(ids)
+        settle(group, results)
 
     def _sync_failed(self, error: OSError | None) -> StoreUnavailable | None:
         if error is None:
@@ -337,7 +331,7 @@ class SQLiteHotStore(HotStore):
             str(self.path),
         )
 
-    def _write_transaction(self, group: list[_WriteJob]) -> list[list[bytes]]:
+    def _write_transaction(self, group: list[WriteJob]) -> list[list[bytes]]:
         conn = self._writer
         if all(job.payload is not None for job in group):
             # The common case is one statement, which SQLite commits atomically on its own: one

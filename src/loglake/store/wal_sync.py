@@ -25,12 +25,16 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-SYNC_THREADS = 3  # fdatasyncs in flight at once
+# fdatasyncs in flight at once: one for each of two groups of clients, and one spare, so that a commit
+# rarely waits for a free thread.
+SYNC_THREADS = 3
 
 Done = Callable[[OSError | None], None]
 
 
 class WalSync:
+    """Tells each caller of after_commit when what it committed is on disk (see the module docstring)."""
+
     def __init__(self, database: Path, threads: int = SYNC_THREADS) -> None:
         self.wal = Path(f"{database}-wal")
         self.failure: OSError | None = None
