@@ -31,8 +31,9 @@ def test_runtime_builds_the_embedded_loglake_and_reports_to_its_observers(tmp_pa
     runtime.observe(recorder)
     try:
         assert runtime.lake is not None and runtime.amplify is None
-        records, _ = runtime.service.parse(b'[{"message": "a"}, {"message": "b", "timestamp": 1794000000000}]', False)
-        runtime.service.submit(records).result(timeout=10)
+        parsed = runtime.service.parse(b'[{"message": "a"}, {"message": "b", "timestamp": 1794000000000}]', False)
+        assert parsed.records is not None  # two records: the hot store's, not a bulk batch
+        runtime.service.submit(parsed.records).result(timeout=10)
         assert recorder.commits == [2]
         report = runtime.lake.maintain(compact=False, expire=False)
         assert report is not None and report.flushed.records == 1

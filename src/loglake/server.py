@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import errno
 import gc
+import logging
 import shlex
 import socket
 import sys
@@ -14,6 +15,7 @@ from typing import TextIO
 import uvicorn
 
 from loglake import __version__
+from loglake.api.accesslog import AccessLog, LogRecords
 from loglake.api.app import LoglakeApp
 from loglake.config import ConfigError, Settings
 from loglake.keys import KeyStore
@@ -93,17 +95,27 @@ def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
         file=out,
         flush=True,
     )
+    _log_to(app.access_log)
     config = uvicorn.Config(
         app,
         loop=_loop(),
         http="httptools",
         lifespan="on",
         access_log=False,
+        log_config=None,  # its loggers' records reach the root logger, which writes them to the access log
         log_level="warning",
         server_header=False,
         timeout_graceful_shutdown=10,
     )
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _log_to(access_log: AccessLog) -> None:
+    """Every warning logged in the process (uvicorn's own, such as an invalid request, and ours) goes
+    to the access log's writer thread: a stderr nobody reads then costs log lines, not a stalled server."""
+    root = logging.getLogger()
+    root.addHandler(LogRecords(access_log))
+    root.setLevel(logging.WARNING)
 
 
 def _tune_gc() -> None:

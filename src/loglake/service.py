@@ -30,7 +30,7 @@ from loglake.model import (
     StoredRecord,
     format_datetime,
 )
-from loglake.store.base import HotStore, RecentQuery
+from loglake.store.base import HotStore, RecentQuery, awaitable
 from loglake.times import DAY_MS, TimeFormatError, parse_duration, parse_time
 
 DEFAULT_WINDOW_MS = DAY_MS
@@ -132,6 +132,18 @@ class LogService:
         if self.arrivals is not None:
             write.add_done_callback(functools.partial(_announce_table, self.arrivals, table))
         return write
+
+    async def write(self, records: Sequence[NewRecord]) -> list[bytes]:
+        """The durable write, awaited on an event loop: the stored ids once the records are committed.
+        They join the arrivals before the caller hears: a client answered finds them when it follows."""
+        stored_ids = await self.store.write(records)
+        if self.arrivals is not None:
+            self.arrivals.append_records(records, stored_ids)
+        return stored_ids
+
+    async def write_table(self, table: pa.Table) -> None:
+        """submit_table, awaited on an event loop."""
+        await awaitable(self.submit_table(table))
 
     def get(self, log_id: str) -> StoredRecord | None:
         try:

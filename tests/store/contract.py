@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -140,6 +141,12 @@ class HotStoreContract:
         futures = [store.submit([record(BASE_TS + i, f"c{i}")]) for i in range(200)]
         assert all(len(f.result(timeout=10)) == 1 for f in futures)
         assert len(store.recent(RecentQuery(since_ms=BASE_TS, limit=1000))) == 200
+
+    async def test_concurrent_writes_awaited_on_an_event_loop_all_land(self, store: HotStore) -> None:
+        batches = [[record(BASE_TS + i, f"w{i}")] for i in range(200)] + [[record(BASE_TS + 500, "a"), record()]]
+        written = await asyncio.gather(*(store.write(batch) for batch in batches))
+        assert written == [[r.log_id for r in batch] for batch in batches]
+        assert len(store.recent(RecentQuery(since_ms=BASE_TS, limit=1000))) == 202
 
     def test_values_ingest_refuses_today_are_read_back_named_not_raised(self, store: HotStore) -> None:
         """An older loglake stored the client id "0123456789abcdef0123456789abcd  " as 15 bytes, and a

@@ -79,6 +79,13 @@ def test_submit_after_close_fails_cleanly(tmp_path: Path) -> None:
         store.put([record()])
 
 
+async def test_a_write_awaited_after_close_fails_cleanly(tmp_path: Path) -> None:
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    store.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        await store.write([record()])
+
+
 def test_text_that_is_not_utf8_is_read_with_replacement(tmp_path: Path) -> None:
     store = SQLiteHotStore(tmp_path / "hot.db")
     try:
@@ -110,9 +117,12 @@ def largest_wal_while_writing(path: Path, restart_frames: int, monkeypatch: pyte
     reader.start()
     largest = 0
     try:
+        # Made beforehand, like 4 clients sending: the writer is never idle. (Made on the way, a batch
+        # took longer than the writer's commit, now that the commit does not wait for its fsync.)
+        batches = [[record(BASE_TS + batch * 1000 + i, "x" * 100) for i in range(1000)] for batch in range(120)]
         pending: collections.deque = collections.deque()
-        for batch in range(120):  # like 4 clients sending: the writer is never idle
-            pending.append(store.submit([record(BASE_TS + batch * 1000 + i, "x" * 100) for i in range(1000)]))
+        for batch in batches:
+            pending.append(store.submit(batch))
             if len(pending) == 4:
                 pending.popleft().result()
             largest = max(largest, _wal_size(path))

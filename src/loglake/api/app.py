@@ -214,16 +214,12 @@ class LoglakeApp:
             await self._lifespan(receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        flusher = None
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                flusher = asyncio.create_task(self.access_log.flush_periodically())
                 self.runtime.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if flusher is not None:
-                    flusher.cancel()
                 self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

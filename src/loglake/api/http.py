@@ -168,6 +168,8 @@ def decode_content(request: Request, body: bytes, max_bytes: int) -> bytes:
 
 
 def _inflate(request: Request, body: bytes, max_bytes: int) -> bytes:
+    if b"content-encoding" not in request.headers:  # the usual case, checked first: ingest's hot path
+        return body
     encoding = request.header(b"content-encoding").strip().lower()
     if encoding in ("", "identity"):
         return body

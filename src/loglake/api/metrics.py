@@ -88,7 +88,9 @@ class Metrics:
             "loglake_bodies_rejected_total", "Request bodies refused as a whole, by error code.", ("code",)
         )
         self.store_write = Histogram(
-            "loglake_store_write_duration_seconds", "Hot store commit latency (one group commit).", ()
+            "loglake_store_write_duration_seconds",
+            "Hot store commit latency (one group commit, and its fsync with durability full).",
+            (),
         )
         self.store_rows = Counter("loglake_store_rows_committed_total", "Rows committed to the hot store.", ())
         self.queries = Counter("loglake_queries_total", "SQL queries by outcome (ok or an error code).", ("outcome",))
@@ -110,7 +112,7 @@ class Metrics:
         self.store_write.observe((), seconds)
         self.store_rows.inc((), rows)
 
-    def render(self, lake: LakeState | None = None) -> bytes:
+    def render(self, lake: LakeState | None = None, access_log_dropped: int = 0) -> bytes:
         """The counters of this process, and the lake's gauges read from its catalog at scrape time."""
         lines: list[str] = []
         metrics = (
@@ -125,6 +127,14 @@ class Metrics:
         )
         for metric in metrics:
             lines.extend(metric.render())
+        # Counted by the access log itself: a log that takes nothing more cannot report its own losses.
+        dropped = Counter(
+            "loglake_access_log_dropped_lines_total",
+            "Access log lines dropped because their destination fell behind.",
+            (),
+        )
+        dropped.inc((), access_log_dropped)
+        lines.extend(dropped.render())
         if lake is not None:
             lines.extend(_lake_gauges(lake))
         return ("\n".join(lines) + "\n").encode()
