@@ -18,6 +18,7 @@ from loglake.arrivals import Arrivals
 from loglake.ingest import ParsedBody, parse_batch
 from loglake.lake import reads as lake_reads
 from loglake.lake.lake import Lake
+from loglake.lake.manifest import LakeFile
 from loglake.lake.search_terms import InvalidSearch, Term, parse_terms
 from loglake.model import (
     DEFAULT_PAGE_LIMIT,
@@ -124,15 +125,6 @@ class LogService:
             write.add_done_callback(functools.partial(_announce, self.arrivals, records))
         return write
 
-    def submit_table(self, table: pa.Table) -> Future[object]:
-        """Start the durable write of a bulk batch (ParsedBody.table) as lake parts; the future resolves
-        once they are committed. The records' ids are the table's `log_id` column."""
-        assert self.lake is not None, "parse gives tables only when there is a lake"
-        write = self.lake.bulk.submit(table)
-        if self.arrivals is not None:
-            write.add_done_callback(functools.partial(_announce_table, self.arrivals, table))
-        return write
-
     async def write(self, records: Sequence[NewRecord]) -> list[bytes]:
         """The durable write, awaited on an event loop: the stored ids once the records are committed.
         They join the arrivals before the caller hears: a client answered finds them when it follows."""
@@ -142,8 +134,13 @@ class LogService:
         return stored_ids
 
     async def write_table(self, table: pa.Table) -> None:
-        """submit_table, awaited on an event loop."""
-        await awaitable(self.submit_table(table))
+        """The durable write of a bulk batch (ParsedBody.table) as lake parts, awaited on an event loop;
+        the records' ids are the table's `log_id` column. They join the arrivals once committed."""
+        assert self.lake is not None, "parse gives tables only when there is a lake"
+        write = self.lake.bulk.submit(table)
+        if self.arrivals is not None:
+            write.add_done_callback(functools.partial(_announce_table, self.arrivals, table))
+        await awaitable(write)
 
     def get(self, log_id: str) -> StoredRecord | None:
         try:
@@ -293,7 +290,7 @@ def _announce(arrivals: Arrivals, records: Sequence[NewRecord], write: Future[li
     arrivals.append_records(records, stored_ids)
 
 
-def _announce_table(arrivals: Arrivals, table: pa.Table, write: Future[object]) -> None:
+def _announce_table(arrivals: Arrivals, table: pa.Table, write: Future[list[LakeFile]]) -> None:
     """A bulk batch's write is done: all of it arrived (it has no client ids), unless it failed."""
     if write.exception() is None:
         arrivals.append(table)

@@ -52,7 +52,7 @@ class BulkWriter:
         self._threads: ThreadPoolExecutor | None = None
         self._starting = threading.Lock()
 
-    def submit(self, table: pa.Table) -> Future[None]:
+    def submit(self, table: pa.Table) -> Future[list[LakeFile]]:
         """Start writing a batch; the future resolves once it is durable and in the catalog."""
         with self._starting:
             if self._threads is None:

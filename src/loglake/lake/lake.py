@@ -117,6 +117,7 @@ class Lake:
         self.flusher = Flusher(store, objects, clock=clock)
         self.bulk = BulkWriter(store, objects, clock=clock, on_published=self._bulk_published)
         self._new_parts = 0
+        self._counting = threading.Lock()
         self.on_parts_piling_up: Callable[[], None] = lambda: None
         self.background = BackgroundProcess()
         self.compactor = Compactor(
@@ -242,9 +243,12 @@ class Lake:
     def _bulk_published(self, parts: int) -> None:
         """Bulk ingest adds parts between maintenance turns: once a tier's worth is there, ask for a turn
         now rather than at the next interval, so the number of files a query opens stays small."""
-        self._new_parts += parts
-        if self._new_parts >= TIER_FILES:
-            self._new_parts = 0
+        with self._counting:  # bulk writers publish from several threads
+            self._new_parts += parts
+            piling_up = self._new_parts >= TIER_FILES
+            if piling_up:
+                self._new_parts = 0
+        if piling_up:
             self.on_parts_piling_up()
 
     def expired_partitions(self) -> list[ExpiredPartition]:
