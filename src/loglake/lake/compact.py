@@ -13,7 +13,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -43,6 +42,7 @@ from loglake.lake.parts import (
 )
 from loglake.lake.query import sql_string
 from loglake.lake.schema import LAKE_SCHEMA
+from loglake.lake.scratch import new_work_folder
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.store.sqlite import SQLiteHotStore
 
@@ -200,7 +200,7 @@ class Compactor:
 
     def _merge(self, group: list[LakeFile], style: MergeStyle) -> str:
         now_ms = int(self.clock() * 1000)
-        work = Path(tempfile.mkdtemp(prefix="loglake-compact-"))
+        work = new_work_folder(self.store.path.parent, "compact-")
         try:
             key = app_logs_key(date.fromisoformat(group[0].day), new_part_name(now_ms))
             output = work / file_name(key)
