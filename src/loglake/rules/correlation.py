@@ -21,7 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sigma.correlations import SigmaCorrelationConditionOperator, SigmaCorrelationRule, SigmaCorrelationType
+from sigma.correlations import (
+    SigmaCorrelationConditionOperator,
+    SigmaCorrelationRule,
+    SigmaCorrelationType,
+    SigmaRuleReference,
+)
 
 from loglake.rules.plan import COUNT, FIRST, LAST, RANK, partition, window_views
 from loglake.rules.sources import Source, UnknownField, quote_name
@@ -141,7 +146,7 @@ def _field_in(part: Part, correlation: SigmaCorrelationRule, name: str, where: s
     """The SQL of a field as one rule's events hold it (through the aliases, if `name` is one)."""
     alias = correlation.aliases.aliases.get(name)
     if alias is not None:
-        named = [field for reference, field in alias.mapping.items() if getattr(reference, "rule", None) is part.rule]
+        named = [field for reference, field in alias.mapping.items() if _names(reference, part)]
         if not named:
             raise CorrelationProblem(f"correlation.aliases.{name}", f"says nothing of rule {part.reference!r}")
         name = named[0]
@@ -149,6 +154,11 @@ def _field_in(part: Part, correlation: SigmaCorrelationRule, name: str, where: s
         return part.source.field(name).sql
     except UnknownField as e:
         raise CorrelationProblem(where, f"{e} (in the events of rule {part.reference!r})") from None
+
+
+def _names(reference: SigmaRuleReference, part: Part) -> bool:
+    """Whether an alias's rule reference is the part's rule (by the name written, or resolved)."""
+    return reference.reference == part.reference or getattr(reference, "rule", None) is part.rule
 
 
 def _chain(count: int, group: str, seconds: int) -> list[str]:

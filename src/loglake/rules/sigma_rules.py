@@ -12,7 +12,7 @@ from typing import Any
 
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
-from sigma.exceptions import SigmaError
+from sigma.exceptions import SigmaError, SigmaRuleNotFoundError
 from sigma.rule import SigmaDetectionItem, SigmaRule
 
 from loglake.rules.correlation import CorrelationProblem, Part, correlation_sql
@@ -21,6 +21,7 @@ from loglake.rules.plan import rows_plan
 from loglake.rules.sigma_backend import TABLE_STATE, DuckDBBackend, loglake_pipeline
 from loglake.rules.sources import BY_TABLE, SOURCES, Source, UnknownField, quote_name
 
+_RULES_IN_THE_FILE = "a correlation's rules come after it in its file, as YAML documents (---) with a name"
 UNSUPPORTED_MODIFIERS = {"expand": "placeholders need values loglake does not have: write the values out"}
 
 
@@ -138,7 +139,12 @@ def _item_problems(key: str, value: Any, source: Source | None) -> list[str]:
 
 def convert(documents: list[dict[str, Any]], primary: int, options: Options) -> SigmaQuery:
     """The rule's SQL, or SigmaProblems."""
-    collection = SigmaCollection.from_dicts(documents, collect_errors=True)
+    try:
+        collection = SigmaCollection.from_dicts(documents, collect_errors=True)
+    except SigmaRuleNotFoundError as e:
+        raise SigmaProblems([("correlation.rules", f"{_sigma_message(e)}: {_RULES_IN_THE_FILE}")]) from None
+    except SigmaError as e:
+        raise SigmaProblems([("", _sigma_message(e))]) from None
     problems = [("", _sigma_message(e)) for e in collection.errors]
     for rule in collection.rules:
         label = f"rule {rule.name or rule.title!r}" if len(documents) > 1 else ""
@@ -148,7 +154,7 @@ def convert(documents: list[dict[str, Any]], primary: int, options: Options) -> 
     try:
         collection.resolve_rule_references()
     except SigmaError as e:
-        raise SigmaProblems([("correlation.rules", _sigma_message(e))]) from None
+        raise SigmaProblems([("correlation.rules", f"{_sigma_message(e)}: {_RULES_IN_THE_FILE}")]) from None
     backend = DuckDBBackend(loglake_pipeline())
     backend.init_processing_pipeline()
     correlation = next((r for r in collection.rules if isinstance(r, SigmaCorrelationRule)), None)
