@@ -134,7 +134,7 @@ def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path | None) -> N
         ("enabled", "yes" if rule.enabled else "no"),
         ("schedule", f"{rule.schedule}, each run over the last {rule.lookback_ms / 1000:g} s"),
         ("delay", f"{rule.delay_ms / 1000:g} s"),
-        ("threshold", f"{options.threshold} per {', '.join(rule.plan.group_fields) or 'rule'}"),
+        ("threshold", _threshold(rule)),
         ("dedup", f"{options.dedup.key or '(rule id and group values)'} per {options.dedup.window}"),
         ("alert title", options.alert_title or rule.title),
         ("destinations", ", ".join(options.destinations) or "(the routes)"),
@@ -149,6 +149,13 @@ def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path | None) -> N
         click.echo(f"\n{printable(rule.description.strip(), multiline=True)}")
     click.echo("\nSQL of a run ($since and $until: the window; $read_since: where reading starts):")
     click.echo(printable(rule.plan.sql, multiline=True))
+
+
+def _threshold(rule: Any) -> str:
+    groups = ", ".join(rule.plan.group_fields) or "rule"
+    if rule.kind == "sigma correlation":
+        return f"the correlation's condition, per {groups}"
+    return f"{rule.options.threshold} matching row(s) per {groups}"
 
 
 def _find(folder: Path, rule_id: str) -> Any:

@@ -1,5 +1,5 @@
 """A rules folder as rules and problems: every `*.yml` / `*.yaml` file under it (but `alerting.yml`,
-the routing of alerts) is one rule, Sigma (`detection:` or `correlation:`) or SQL (`query:`).
+the routing of alerts, and hidden files) is one rule, Sigma (`detection:` or `correlation:`) or SQL (`query:`).
 
 A file that cannot load gives problems, each naming the file and the field (or line), and never
 keeps the other files from loading. Loading checks everything that can be checked before a run: the
@@ -61,7 +61,9 @@ def rule_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     return sorted(
-        p for p in path.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file() and p.name != ROUTING_FILE
+        p
+        for p in path.rglob("*")
+        if p.suffix in (".yml", ".yaml") and p.is_file() and p.name != ROUTING_FILE and not p.name.startswith(".")
     )
 
 
@@ -192,7 +194,7 @@ def _sql_rule(document: dict[str, Any], path: Path, binder: Binder) -> Rule:
     if missing:
         raise _Problems([("group_by", f"{missing[0]!r} is not a column of the query's rows ({', '.join(columns)})")])
     groups = tuple(options.group_by)
-    sql, _ = rows_plan(query, tables, groups, options.threshold, options.evidence, timed="timestamp" in columns)
+    sql = rows_plan(query, tables, groups, options.threshold, options.evidence, timed="timestamp" in columns)
     plan = _checked(sql, query, 0, groups, binder, "query")
     return _build(meta, options, tests, plan, "sql", path, "")
 

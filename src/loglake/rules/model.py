@@ -110,8 +110,7 @@ class Options(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 
 
 class RuleTest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Sample events and what the rule must make of them. `at` in an event places it after the start
-    of the test's window (default: the n-th event n seconds after it)."""
+    """Sample events and what the rule must make of them (how events are placed: testing.py)."""
 
     name: Annotated[str, msgspec.Meta(min_length=1)]
     events: list[dict[str, Any]]

@@ -65,9 +65,9 @@ def partition(fields: Iterable[str]) -> str:
 
 def rows_plan(
     query: str, tables: tuple[LakeTable, ...], group_fields: tuple[str, ...], threshold: int, evidence: int, timed: bool
-) -> tuple[str, str]:
-    """(the SQL, its final SELECT) for a rule whose query gives matching rows (a Sigma detection, a SQL
-    rule): a group matches with at least `threshold` rows; `timed`: its rows have a `timestamp`."""
+) -> str:
+    """The SQL of a rule whose query gives matching rows (a Sigma detection, a SQL rule): a group
+    matches with at least `threshold` rows; `timed`: its rows have a `timestamp`."""
     group = partition(group_fields)
     order = 'ORDER BY "timestamp"' if timed else ""
     span = (
@@ -80,15 +80,18 @@ def rows_plan(
         f" {span} FROM _loglake_rows) WHERE {COUNT} >= {threshold} AND {RANK} <= {evidence}"
         f" ORDER BY {', '.join([*(quote_name(f) for f in group_fields), RANK])}"
     )
-    return f"WITH {window_views(tables)},\n_loglake_rows AS (\n{query}\n)\n{select}", select
+    return f"WITH {window_views(tables)},\n_loglake_rows AS (\n{query}\n)\n{select}"
 
 
 def finish(sql: str, query: str, reach_ms: int, group_fields: tuple[str, ...]) -> Plan:
     """The plan of a rule, its SQL checked by the sandbox (QueryError if it refuses it) and its text
     filters rewritten as the engine rewrites users' queries."""
     tree = check_select(sql)
+    executed = rewrite_text_filters(sql, tree)
+    if executed != sql:
+        check_select(executed)  # what runs passes the sandbox too, not only what it was made from
     parameters = tuple(sorted(parameters_of(tree)))
-    return Plan(query, sql, rewrite_text_filters(sql, tree), tables_of(tree), reach_ms, group_fields, parameters)
+    return Plan(query, sql, executed, tables_of(tree), reach_ms, group_fields, parameters)
 
 
 def parameters_of(tree: Any) -> set[str]:

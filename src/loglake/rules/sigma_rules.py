@@ -13,7 +13,7 @@ from typing import Any
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaRuleNotFoundError
-from sigma.rule import SigmaDetectionItem, SigmaRule
+from sigma.rule import SigmaDetectionItem, SigmaLogSource, SigmaRule
 
 from loglake.rules.correlation import CorrelationProblem, Part, correlation_sql
 from loglake.rules.model import LOGLAKE_KEYS, SIGMA_KEYS, Options
@@ -71,12 +71,14 @@ def _where(index: int, primary: int, field: str) -> str:
 
 
 def source_of(logsource: Any) -> Source | None:
-    """The source whose logsource (one of them) the rule's logsource says, field by field."""
-    if not isinstance(logsource, dict):
+    """The source whose logsource (one of them) the rule's logsource is, as the pipeline decides it
+    (pySigma's containment: the fields a source names must be the rule's)."""
+    try:
+        given = SigmaLogSource.from_dict(logsource)
+    except (SigmaError, AttributeError, TypeError):
         return None
-    given = {str(k): str(v).lower() for k, v in logsource.items()}
     for source in SOURCES:
-        if any(all(given.get(k) == v for k, v in wanted.items()) for wanted in source.logsources):
+        if any(given in SigmaLogSource(**wanted) for wanted in source.logsources):
             return source
     return None
 
@@ -215,7 +217,7 @@ def _plain(source: Source, condition: str, options: Options) -> SigmaQuery:
     columns = ", ".join(["*", *extra])
     query = f"SELECT {columns} FROM {quote_name(source.table.name)} WHERE {condition}"
     groups = tuple(options.group_by)
-    sql, _ = rows_plan(query, (source.table,), groups, options.threshold, options.evidence, timed=True)
+    sql = rows_plan(query, (source.table,), groups, options.threshold, options.evidence, timed=True)
     return SigmaQuery("sigma", sql, query, groups, 0)
 
 

@@ -6,11 +6,10 @@ All tests share one throwaway loglake: each gets its own stretch of time (starti
 UTC, after the previous test's window, and after what a correlation reads before its window), so no
 test sees another's events. An event's `at` (a duration) places it after its window's start, or with
 a minus before it (what a correlation reads before its window); the n-th event without one comes n
-seconds after the start. Application log events are records as `POST
-/logs` takes them (their `timestamp` is the window's, not theirs to give); `repeat: n` stores n
-copies of an event at its time. Amplify access events are
-rows of `amplify_access` by column (`cs_uri_stem`) or CloudFront name (`cs-uri-stem`), `app`
-defaulting to `app`.
+seconds after the start; `repeat: n` stores n copies of an event at its time. Application log
+events are records as `POST /logs` takes them (their `timestamp` is the window's, not theirs to
+give); Amplify access events are rows of `amplify_access` by column (`cs_uri_stem`) or CloudFront
+name (`cs-uri-stem`), `app` defaulting to `app`.
 """
 
 from __future__ import annotations
