@@ -77,6 +77,11 @@ BAD = {
     "level.yml": (sigma().replace("level: high", "level: urgent"), "level", "one of informational"),
     "tags.yml": (sigma(extra="tags: [Attack T1110]"), "tags[0]", "namespace"),
     "schedule.yml": (sigma(extra="loglake: {schedule: every 5 minutes}"), "loglake.schedule", "cron takes five"),
+    "short-lookback.yml": (
+        sigma(extra="loglake: {schedule: 10m, lookback: 5m}"),
+        "loglake.lookback",
+        "5m leaves records between two runs unread: make it 10m or more",
+    ),
     "cron-without-lookback.yml": (
         sigma(extra="loglake: {schedule: '*/10 * * * *'}"),
         "loglake.lookback",

@@ -265,6 +265,13 @@ def _build(
             problems.append((prefix + "lookback", "missing: a cron schedule needs the window each run evaluates (1h)"))
     if options.lookback is not None and lookback_ms == 0:
         problems.append((prefix + "lookback", "must be longer than 0"))
+    elif isinstance(schedule, Interval) and lookback_ms < schedule.ms:
+        problems.append(
+            (
+                prefix + "lookback",
+                f"{options.lookback} leaves records between two runs unread: make it {options.schedule} or more",
+            )
+        )
     known = set(plan.group_fields) | set(RULE_VALUES)
     for where, template in (("alert_title", options.alert_title), ("dedup.key", options.dedup.key)):
         for name in placeholders(template or ""):

@@ -154,8 +154,11 @@ class DuckDBBackend(TextQueryBackend):
                 )
         return "".join(parts), wild, escaped
 
-    def _string_match(self, text_sql: str, value: SigmaString, cased: bool) -> str:
+    def _string_match(self, text_sql: str, value: SigmaString, cased: bool, anywhere: bool = False) -> str:
+        """`text_sql` matching the value (`anywhere`: containing it), as Sigma means it."""
         pattern, wild, escaped = self._like(value)
+        if anywhere:
+            pattern, wild = f"%{pattern}%", True
         if not wild:
             plain = str(value.to_plain())
             if cased or plain.lower() == plain.upper():
@@ -172,8 +175,7 @@ class DuckDBBackend(TextQueryBackend):
     def convert_condition_field_eq_val_str_case_sensitive(
         self, cond: ConditionFieldEqualsValueExpression, state: Any
     ) -> str:
-        value: SigmaCasedString = cond.value
-        return self._string_match(self._text(cond.field, state), value, cased=True)
+        return self._string_match(self._text(cond.field, state), cond.value, cased=True)
 
     def convert_condition_field_eq_val_num(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
         field = self._field(cond.field, state)
@@ -256,10 +258,8 @@ class DuckDBBackend(TextQueryBackend):
 
     def convert_condition_val_str(self, cond: Any, state: Any) -> str:
         """A keyword: anywhere in the source's text (a record's message), ignoring case unless |cased."""
-        pattern, _, escaped = self._like(cond.value)
-        operator = "LIKE" if isinstance(cond.value, SigmaCasedString) else "ILIKE"
-        escape = " ESCAPE '\\'" if escaped else ""
-        return f"{self._keyword_column(state)} {operator} {sql_text('%' + pattern + '%')}{escape}"
+        cased = isinstance(cond.value, SigmaCasedString)
+        return self._string_match(self._keyword_column(state), cond.value, cased, anywhere=True)
 
     def convert_condition_val_num(self, cond: Any, state: Any) -> str:
         return f"contains({self._keyword_column(state)}, {sql_text(str(cond.value.number))})"
