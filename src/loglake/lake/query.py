@@ -242,7 +242,10 @@ class QueryEngine:
         if explain:
             plan = self._hide_server_paths("\n".join(str(row[-1]) for row in rows), keep_width=True)
             return QueryResult([], [], False, elapsed_ms, bytes_scanned, files, plan=plan)
-        return QueryResult(columns, rows[:cap], len(rows) > cap, elapsed_ms, bytes_scanned, files)
+        scanned_rows = int(profile.get("query", {}).get("total_rows_scanned", 0))
+        return QueryResult(
+            columns, rows[:cap], len(rows) > cap, elapsed_ms, bytes_scanned, files, rows_scanned=scanned_rows
+        )
 
     def _too_large(self, error: duckdb.OutOfMemoryException) -> QueryError:
         """The query needed more memory, and then more spill space, than the server allows. DuckDB's
