@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loglake.lake.flush import Step, publish
@@ -354,12 +355,30 @@ def merge_in_memory(inputs: list[Path], output: Path, style: MergeStyle) -> bool
     if sum(pq.ParquetFile(p).metadata.num_rows for p in inputs) > IN_MEMORY_MERGE_RECORDS:
         return False
     try:
-        rows = pa.concat_tables([pq.read_table(p).cast(APP_LOGS_TABLE.schema) for p in inputs])
+        rows = _read_joined(inputs)
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
         return False  # a file of another tool's making, with other types: DuckDB converts them
+    order = pc.sort_indices(rows, SORT_ORDER)
+    # Taken a row group at a time: the sorted rows are never all in memory beside the read ones.
+    in_order = (rows.take(order.slice(start, ROW_GROUP_ROWS)) for start in range(0, len(order), ROW_GROUP_ROWS))
     with parquet_writer(output, style.levels) as writer:
-        _write_sorted([rows.sort_by(SORT_ORDER)], writer, style)
+        _write_sorted(in_order, writer, style)
     return True
+
+
+def _read_joined(inputs: list[Path]) -> pa.Table:
+    """The files' rows as one table with the lake's types, a single chunk per column: joined a column
+    at a time, each column's pieces let go once joined, so at most one column is held twice. Read on
+    the calling thread only (Arrow's own threads would not run at the background's priority)."""
+    tables = [pq.read_table(p, use_threads=False).cast(APP_LOGS_TABLE.schema) for p in inputs]
+    schema = APP_LOGS_TABLE.schema
+    pieces = [[chunk for table in tables for chunk in table.column(name).chunks] for name in schema.names]
+    del tables
+    columns = []
+    for number, column_type in enumerate(schema.types):
+        columns.append(pa.chunked_array(pieces[number], column_type).combine_chunks())
+        pieces[number] = []
+    return pa.table(columns, schema=schema)
 
 
 def merge_by_duckdb(
