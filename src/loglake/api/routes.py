@@ -109,7 +109,7 @@ def _bulk_answer(log_ids: pa.ChunkedArray) -> bytes:
 
 def _table_counts(table: pa.Table) -> dict[tuple[str, int], int]:
     """A bulk batch's records per (service, severity), as metrics.count_ingested takes them."""
-    counts = table.group_by(["service", "severity"]).aggregate([([], "count_all")]).to_pylist()
+    counts = table.group_by(["service", "severity"], use_threads=False).aggregate([([], "count_all")]).to_pylist()
     return {(c["service"], SEVERITY_ALIASES[c["severity"]]): c["count_all"] for c in counts}
 
 
