@@ -12,15 +12,15 @@ import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from loglake.amplify.config import AmplifyApp
 
 if TYPE_CHECKING:
     import botocore.exceptions
+    import httpx
 
-# boto3 and botocore are imported when a source first calls AWS: they take ~15 MiB of memory, which a
-# server that collects no Amplify logs (the collector is built only for configured apps) does without.
+# boto3, botocore and httpx are imported when a source is made or first calls AWS: they take ~20 MiB of
+# memory, which a server that collects no Amplify logs (the collector is built only for configured
+# apps) does without.
 
 # Errors the service gives when a range holds too much for one export (seen in the console and the
 # API's BadRequestException messages).
@@ -59,7 +59,11 @@ class AmplifyLogSource:
         self._read_timeout = read_timeout_seconds
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
-        self._http = http or httpx.Client(timeout=DOWNLOAD_TIMEOUT_SECONDS, follow_redirects=True)
+        if http is None:
+            import httpx
+
+            http = httpx.Client(timeout=DOWNLOAD_TIMEOUT_SECONDS, follow_redirects=True)
+        self._http = http
 
     def close(self) -> None:
         self._http.close()
@@ -95,6 +99,8 @@ class AmplifyLogSource:
         return url
 
     def download(self, url: str) -> bytes:
+        import httpx
+
         try:
             response = self._http.get(url)
         except httpx.TimeoutException as e:

@@ -123,11 +123,12 @@ class Background:
 
     A merge small enough to sort in memory (merge_in_memory: the tier merges of bulk parts) runs on one
     thread of this process, niced on its own (Linux nices each thread): it is Arrow and Parquet work,
-    outside the GIL. In a worker process the same merge cost more than itself: the worker's own copy of
-    pyarrow and DuckDB (~90 MiB, with multiprocessing's resource tracker ~100 MiB more peak RSS during
-    B2) and ~1 s of CPU to start. Bigger merges (DuckDB, which may take `memory_mb` and spill) run in
-    one worker process, started on first use, so that the memory they take is the worker's. Spawned
-    (this process runs threads), and it exits when this process dies (flush_rounds.exit_with_parent)."""
+    outside the GIL. In a worker process such a merge cost more than itself: the worker holds its own
+    pyarrow and DuckDB (B2: the worker peaked at ~160 MiB RSS and multiprocessing's resource tracker
+    took 12 MiB, where the same merge adds ~50 MiB to this process) and took ~1 s of CPU to start.
+    Bigger merges (DuckDB, which may take `memory_mb` and spill) run in one worker process, started on
+    first use, so that the memory they take is the worker's. Spawned (this process runs threads), and it
+    exits when this process dies (flush_rounds.exit_with_parent)."""
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
