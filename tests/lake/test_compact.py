@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -272,13 +273,26 @@ def test_a_merge_in_memory_or_by_duckdb_writes_the_same_sorted_rows(
     assert one_service_per_row_group(merged.metadata) == style.by_service
 
 
-def test_the_servers_merges_run_in_a_worker_at_a_lower_priority(store: SQLiteHotStore, tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_memory_up_to", [compact.IN_MEMORY_MERGE_RECORDS, 0], ids=["arrow", "duckdb"])
+def test_the_servers_merges_run_at_a_lower_priority_the_big_ones_in_a_worker(
+    store: SQLiteHotStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory_up_to: int
+) -> None:
+    monkeypatch.setattr(compact, "IN_MEMORY_MERGE_RECORDS", in_memory_up_to)
+    niceness = os.nice(0)
     lake = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path, policy=LakePolicy(grace_ms=0))
     try:
         flush_in_small_rounds(store, lake.objects)
         assert lake.compact().merged_files == 15
+        # Merges Arrow sorts in memory run on a thread of this process; only DuckDB's start a worker.
+        workers = multiprocessing.active_children()
+        assert len(workers) == (1 if in_memory_up_to == 0 else 0)
+        assert os.nice(0) == niceness  # the calling thread keeps its priority
+        expected = min(19, niceness + compact.BACKGROUND_NICENESS)
+        assert lake.background.run_in_thread(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())) == (
+            expected
+        )
         assert lake.background.run(os.getpid) != os.getpid()
-        assert lake.background.run(os.nice, 0) == min(19, os.nice(0) + compact.BACKGROUND_NICENESS)
+        assert lake.background.run(os.nice, 0) == expected
     finally:
         lake.close()
     assert store.read("SELECT count(*), sum(records) FROM lake_files") == [(3, 900)]

@@ -11,6 +11,7 @@ batch's journal entry names its writer, so that maintenance leaves a round under
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import threading
 import time
@@ -28,8 +29,9 @@ from loglake.lake.scratch import new_work_folder
 from loglake.lake.writers import WriterLock
 from loglake.store.sqlite import SQLiteHotStore
 
-# Batches written at once: each is mostly Arrow and Parquet work, which runs outside the GIL.
-BULK_THREADS = 4
+# Batches written at once: each is mostly Arrow and Parquet work, which runs outside the GIL, so one per
+# core (up to 4); more only wait for a core while holding their batch's memory.
+BULK_THREADS = min(4, os.cpu_count() or 1)
 
 
 class BulkWriter:

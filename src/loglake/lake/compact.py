@@ -10,13 +10,15 @@ started on the older snapshot still finds them.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loglake.lake.flush import Step, publish
@@ -114,28 +117,47 @@ def merge_groups(files: list[LakeFile], target_bytes: int) -> Iterator[list[Lake
         yield group
 
 
-class BackgroundProcess:
-    """One worker process at a lower CPU priority (nice BACKGROUND_NICENESS), started on first use,
-    for merges: the CPU goes to ingest and queries first, compaction gets what they leave, and the
-    memory a merge takes is the worker's. Spawned (this process runs threads), and it exits when this
-    process dies (flush_rounds.exit_with_parent)."""
+class Background:
+    """Where the server's merges run, at a lower CPU priority (nice BACKGROUND_NICENESS): the CPU goes to
+    ingest and queries first, compaction gets what they leave.
+
+    A merge small enough to sort in memory (merge_in_memory: the tier merges of bulk parts) runs on one
+    thread of this process, niced on its own (Linux nices each thread): it is Arrow and Parquet work,
+    outside the GIL. In a worker process such a merge cost more than itself: the worker holds its own
+    pyarrow and DuckDB (B2: the worker peaked at ~160 MiB RSS and multiprocessing's resource tracker
+    took 12 MiB, where the same merge adds ~50 MiB to this process) and took ~1 s of CPU to start.
+    Bigger merges (DuckDB, which may take `memory_mb` and spill) run in one worker process, started on
+    first use, so that the memory they take is the worker's. Spawned (this process runs threads), and it
+    exits when this process dies (flush_rounds.exit_with_parent)."""
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self._starting = threading.Lock()
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """fn(*args, **kwargs) in the worker process."""
         with self._starting:
             if self._pool is None:
                 spawn = multiprocessing.get_context("spawn")
                 self._pool = ProcessPoolExecutor(1, spawn, initializer=_in_background, initargs=(os.getpid(),))
         return self._pool.submit(fn, *args, **kwargs).result()
 
+    def run_in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """fn(*args, **kwargs) on the background thread of this process."""
+        with self._starting:
+            if self._thread is None:
+                self._thread = ThreadPoolExecutor(1, "loglake-merge", initializer=_nice_this_thread)
+        return self._thread.submit(fn, *args, **kwargs).result()
+
     def close(self) -> None:
         with self._starting:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
+            if self._thread is not None:
+                self._thread.shutdown(wait=True, cancel_futures=True)
+                self._thread = None
 
 
 BACKGROUND_NICENESS = 10
@@ -144,6 +166,15 @@ BACKGROUND_NICENESS = 10
 def _in_background(parent_pid: int) -> None:
     os.nice(BACKGROUND_NICENESS)
     exit_with_parent(parent_pid)
+
+
+def _nice_this_thread() -> None:
+    """Lower the calling thread's priority only (Linux: a thread id names one thread to setpriority)."""
+    if sys.platform != "linux":  # elsewhere a thread id may name some process
+        return
+    with contextlib.suppress(OSError):  # refused: the merges run at normal priority
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICENESS)
 
 
 class Compactor:
@@ -157,7 +188,7 @@ class Compactor:
         clock: Callable[[], float] = time.time,
         on_step: Step | None = None,
         memory_mb: int = 256,
-        background: BackgroundProcess | None = None,
+        background: Background | None = None,
     ) -> None:
         self.background = background  # None: merges run in this process
         store.use_schema(LAKE_SCHEMA)
@@ -191,9 +222,6 @@ class Compactor:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return fn(*args, **kwargs) if self.background is None else self.background.run(fn, *args, **kwargs)
-
     def _days_written_since(self, since_ms: int) -> set[str]:
         sql = "SELECT DISTINCT day FROM lake_files WHERE table_name = ? AND created_ms >= ?"
         return {day for (day,) in self.store.read(sql, (APP_LOGS_TABLE.name, since_ms))}
@@ -206,7 +234,14 @@ class Compactor:
             output = work / file_name(key)
             records = sum(f.records for f in group)
             merge_objects(
-                self.lake, [f.key for f in group], output, work, self.memory_mb, records, style=style, run=self._run
+                self.lake,
+                [f.key for f in group],
+                output,
+                work,
+                self.memory_mb,
+                records,
+                style=style,
+                background=self.background,
             )
             merged = LakeFile(
                 key,
@@ -244,12 +279,12 @@ def merge_objects(
     *,
     distinct_ids: bool = False,
     style: MergeStyle = FINAL,
-    run: Callable[..., Any] = lambda fn, *args, **kwargs: fn(*args, **kwargs),
+    background: Background | None = None,
 ) -> int:
-    """Download the lake objects `keys` into `work` and merge them into `output` (merge_sorted, through
-    `run`: e.g. in a background process); raises, changing nothing, unless all `records` (default:
-    their footers' count) made it. With `distinct_ids` a record stored twice (same log id) is written
-    once, and `records` counts ids."""
+    """Download the lake objects `keys` into `work` and merge them into `output` (merge_sorted, in the
+    `background` if given); raises, changing nothing, unless all `records` (default: their footers'
+    count) made it. With `distinct_ids` a record stored twice (same log id) is written once, and
+    `records` counts ids."""
     inputs = []
     for key in keys:
         inputs.append(work / f"input-{len(inputs)}.parquet")
@@ -258,7 +293,9 @@ def merge_objects(
         records = count_distinct_ids(inputs, work / "spill", memory_mb)
     elif records is None:
         records = sum(pq.ParquetFile(path).metadata.num_rows for path in inputs)
-    run(merge_sorted, inputs, output, work / "spill", memory_mb, distinct_ids=distinct_ids, style=style)
+    merge_sorted(
+        inputs, output, work / "spill", memory_mb, distinct_ids=distinct_ids, style=style, background=background
+    )
     written = pq.ParquetFile(output).metadata.num_rows
     if written != records:  # never retire inputs whose records did not all make it
         raise RuntimeError(f"compaction wrote {written} of {records} records of {output.name}; nothing changed")
@@ -297,21 +334,59 @@ def merge_sorted(
     *,
     distinct_ids: bool = False,
     style: MergeStyle = FINAL,
+    background: Background | None = None,
 ) -> None:
     """Merge sorted Parquet files into one sorted by (service, timestamp), in bounded memory: up to
-    IN_MEMORY_MERGE_RECORDS in Arrow (half DuckDB's time for the small merges bulk ingest causes), more
-    by DuckDB, which sorts (spilling to `spill_dir` beyond `memory_mb`) and hands the rows over a batch
-    at a time, where reading all inputs into Arrow would need several times their size. With
-    `distinct_ids`, one row per log id (at-least-once writers' duplicates)."""
-    if not distinct_ids and sum(pq.ParquetFile(p).metadata.num_rows for p in inputs) <= IN_MEMORY_MERGE_RECORDS:
-        try:
-            rows = pa.concat_tables([pq.read_table(p).cast(APP_LOGS_TABLE.schema) for p in inputs])
-        except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
-            pass  # a file of another tool's making, with other types: DuckDB converts them below
-        else:
-            with parquet_writer(output, style.levels) as writer:
-                _write_sorted([rows.sort_by(SORT_ORDER)], writer, style)
-            return
+    IN_MEMORY_MERGE_RECORDS in Arrow (merge_in_memory: half DuckDB's time for the small merges bulk
+    ingest causes), more by DuckDB (merge_by_duckdb). With `distinct_ids`, one row per log id
+    (at-least-once writers' duplicates), by DuckDB. In the `background` if given (see Background)."""
+    in_thread = background.run_in_thread if background is not None else _here
+    in_worker = background.run if background is not None else _here
+    if distinct_ids or not in_thread(merge_in_memory, inputs, output, style):
+        in_worker(merge_by_duckdb, inputs, output, spill_dir, memory_mb, distinct_ids=distinct_ids, style=style)
+
+
+def _here(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return fn(*args, **kwargs)
+
+
+def merge_in_memory(inputs: list[Path], output: Path, style: MergeStyle) -> bool:
+    """merge_sorted in Arrow, if the inputs hold at most IN_MEMORY_MERGE_RECORDS and have the lake's
+    types; False (nothing written) if not."""
+    if sum(pq.ParquetFile(p).metadata.num_rows for p in inputs) > IN_MEMORY_MERGE_RECORDS:
+        return False
+    try:
+        rows = _read_joined(inputs)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+        return False  # a file of another tool's making, with other types: DuckDB converts them
+    order = pc.sort_indices(rows, SORT_ORDER)
+    # Taken a row group at a time: the sorted rows are never all in memory beside the read ones.
+    in_order = (rows.take(order.slice(start, ROW_GROUP_ROWS)) for start in range(0, len(order), ROW_GROUP_ROWS))
+    with parquet_writer(output, style.levels) as writer:
+        _write_sorted(in_order, writer, style)
+    return True
+
+
+def _read_joined(inputs: list[Path]) -> pa.Table:
+    """The files' rows as one table with the lake's types, a single chunk per column: joined a column
+    at a time, each column's pieces let go once joined, so at most one column is held twice. Read on
+    the calling thread only (Arrow's own threads would not run at the background's priority)."""
+    tables = [pq.read_table(p, use_threads=False).cast(APP_LOGS_TABLE.schema) for p in inputs]
+    schema = APP_LOGS_TABLE.schema
+    pieces = [[chunk for table in tables for chunk in table.column(name).chunks] for name in schema.names]
+    del tables
+    columns = []
+    for number, column_type in enumerate(schema.types):
+        columns.append(pa.chunked_array(pieces[number], column_type).combine_chunks())
+        pieces[number] = []
+    return pa.table(columns, schema=schema)
+
+
+def merge_by_duckdb(
+    inputs: list[Path], output: Path, spill_dir: Path, memory_mb: int, *, distinct_ids: bool, style: MergeStyle
+) -> None:
+    """merge_sorted by DuckDB, which sorts (spilling to `spill_dir` beyond `memory_mb`) and hands the
+    rows over a batch at a time, where reading all inputs into Arrow would need several times their size."""
     files = ", ".join(sql_string(str(p)) for p in inputs)
     rows_sql = f"read_parquet([{files}], hive_partitioning = false)"
     if distinct_ids:
