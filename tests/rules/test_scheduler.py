@@ -304,25 +304,25 @@ def test_a_bad_rule_file_is_reported_and_the_others_run(data: DataDir) -> None:
     write_rule(data.rules, "unknown.yml", rule_text("colour: red", rule_id="22222222-3333-4444-8555-666666666666"))
     data.add(T0 - MIN)
     scheduler = data.scheduler()
-    assert sorted((Path(p.file).name, p.field) for p in scheduler.problems) == [
+    assert sorted((Path(p.file).name, p.field) for p in scheduler.folder.problems) == [
         ("broken.yml", "line 2, column 1"),
         ("unknown.yml", "loglake"),
     ]
-    assert "colour" in str(scheduler.problems[1])
+    assert "colour" in str(scheduler.folder.problems[1])
     assert [rule.id for rule, _ in scheduler.run_round().runs] == [RULE_ID]
     assert len(data.alerts()) == 1
 
 
 def test_the_folder_is_loaded_again_when_a_file_changes(data: DataDir) -> None:
     scheduler = data.scheduler()
-    assert scheduler.folder.rules.rules == []
+    assert scheduler.folder.rules == []
     path = write_rule(data.rules, "errors.yml", rule_text())
-    assert scheduler.reload() and [r.id for r in scheduler.folder.rules.rules] == [RULE_ID]
+    assert scheduler.reload() and [r.id for r in scheduler.folder.rules] == [RULE_ID]
     assert not scheduler.reload()
     path.write_text(path.read_text().replace("level: high", "level: critical"))
-    assert scheduler.reload() and scheduler.folder.rules.rules[0].level == "critical"
+    assert scheduler.reload() and scheduler.folder.rules[0].level == "critical"
     path.unlink()
-    assert scheduler.reload() and scheduler.folder.rules.rules == []
+    assert scheduler.reload() and scheduler.folder.rules == []
 
 
 FAILING_SQL = f"""

@@ -33,14 +33,12 @@ from pathlib import Path
 from typing import Protocol
 
 from loglake.alerts.apply import apply_matches, rule_failing, rule_recovered
-from loglake.alerts.db import open_alerts_db
 from loglake.lake.query import QueryEngine
 from loglake.locks import exclusive_lock
 from loglake.rules import state
-from loglake.rules.loader import RuleSet, load_rules, rule_files
 from loglake.rules.model import Problem, Rule
 from loglake.rules.run import RuleRunError, run_rule
-from loglake.sqlitedb import migrate_schema, write_transaction
+from loglake.sqlitedb import write_transaction
 
 log = logging.getLogger("loglake.rules")
 LOCK_FILE = "rules.lock"
@@ -102,16 +100,20 @@ class RuleObserver(Protocol):
 
     def on_rule_run(self, rule: Rule, record: state.RunRecord) -> None: ...
 
-    def on_rules_loaded(self, rules: RuleSet) -> None: ...
+    def on_rules_loaded(self, rules: list[Rule], problems: list[Problem]) -> None: ...
 
 
 class RuleFolder:
-    """A rules folder, loaded again when its files change (names, sizes or modification times)."""
+    """A rules folder, loaded again when its files change (names, sizes or modification times).
+
+    The loader (and pySigma, ~10 MiB) is imported once there is a folder: a server without rules
+    does without."""
 
     def __init__(self, path: Path, required: bool = True) -> None:
         self.path = path
         self.required = required  # a missing folder is a problem (else: no rules)
-        self.rules = RuleSet()
+        self.rules: list[Rule] = []
+        self.problems: list[Problem] = []
         self._signature: tuple | None = None
 
     def reload(self) -> bool:
@@ -120,15 +122,19 @@ class RuleFolder:
         if signature == self._signature:
             return False
         self._signature = signature
-        if not self.path.exists() and not self.required:
-            self.rules = RuleSet()
-        else:
-            self.rules = load_rules(self.path)
+        self.rules, self.problems = [], []
+        if self.path.exists() or self.required:
+            from loglake.rules.loader import load_rules
+
+            loaded = load_rules(self.path)
+            self.rules, self.problems = loaded.rules, loaded.problems
         return True
 
     def _signature_now(self) -> tuple:
         if not self.path.exists():
             return ()
+        from loglake.rules.loader import rule_files
+
         found = []
         for file in rule_files(self.path):
             try:
@@ -176,17 +182,13 @@ class RuleScheduler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="loglake-rules", daemon=True)
 
-    @property
-    def problems(self) -> list[Problem]:
-        return self.folder.rules.problems
-
     def reload(self) -> bool:
         changed = self.folder.reload()
         if changed:
-            for problem in self.folder.rules.problems:
+            for problem in self.folder.problems:
                 log.warning("rule file not loaded: %s", problem)
             if self.observer is not None:
-                self.observer.on_rules_loaded(self.folder.rules)
+                self.observer.on_rules_loaded(self.folder.rules, self.folder.problems)
         return changed
 
     def start(self) -> None:
@@ -204,6 +206,8 @@ class RuleScheduler:
         """Every enabled rule's due windows, one rule after the other. Without `wait`, a round that
         finds the rules lock taken does nothing (`busy`)."""
         report = RoundReport()
+        if not self.folder.rules:  # nothing to run: no alerts.db in data dirs that have no rules
+            return report
         with exclusive_lock(self.data_dir / LOCK_FILE, wait=wait) as holding:
             if not holding:
                 report.busy = True
@@ -211,7 +215,7 @@ class RuleScheduler:
             conn = self._db()
             with write_transaction(conn):
                 state.interrupt_unfinished(conn, self._now())
-            for rule in self.folder.rules.rules:
+            for rule in self.folder.rules:
                 if rule.enabled and not self._stop.is_set():
                     report.runs.extend((rule, record) for record in self._run_due(conn, rule))
         return report
@@ -301,14 +305,12 @@ class RuleScheduler:
     def next_due_ms(self) -> int | None:
         """When the earliest enabled rule fires next (None: no rule)."""
         now = self._now()
-        times = [rule.schedule.next_after(now) for rule in self.folder.rules.rules if rule.enabled]
+        times = [rule.schedule.next_after(now) for rule in self.folder.rules if rule.enabled]
         return min(times) if times else None
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = open_alerts_db(self.data_dir)
-            migrate_schema(conn, state.RULES_SCHEMA)
-            self._conn = conn
+            self._conn = state.open_state(self.data_dir)
         return self._conn
 
     def _now(self) -> int:

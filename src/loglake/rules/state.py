@@ -16,8 +16,10 @@ import os
 import socket
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
-from loglake.sqlitedb import Schema
+from loglake.alerts.db import ALERTS_DB, open_alerts_db
+from loglake.sqlitedb import Schema, migrate_schema
 
 KEEP_RUNS = 500  # run records kept per rule
 OUTCOMES = ("running", "ok", "error", "interrupted", "skipped", "superseded")
@@ -209,6 +211,24 @@ def summaries(conn: sqlite3.Connection) -> dict[str, RuleSummary]:
         rule_id: RuleSummary(last.get(rule_id), failures, counts.get(rule_id, 0), end)
         for rule_id, end, failures in conn.execute("SELECT rule_id, window_end_ms, failures FROM rule_state")
     }
+
+
+def open_state(data_dir: Path) -> sqlite3.Connection:
+    """The data dir's alerts.db with these tables in it."""
+    conn = open_alerts_db(data_dir)
+    migrate_schema(conn, RULES_SCHEMA)
+    return conn
+
+
+def read_summaries(data_dir: Path) -> dict[str, RuleSummary]:
+    """`summaries` of a data dir (none, without creating alerts.db, when no rule ever ran there)."""
+    if not (Path(data_dir) / ALERTS_DB).exists():
+        return {}
+    conn = open_state(data_dir)
+    try:
+        return summaries(conn)
+    finally:
+        conn.close()
 
 
 def _runner() -> str:
