@@ -185,6 +185,7 @@ def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path | None) -> N
         ("alert title", options.alert_title or rule.title),
         ("destinations", ", ".join(options.destinations) or "(the routes)"),
         ("runbook", options.runbook or ""),
+        ("auto-resolve", f"after {options.resolve_after} clear" if options.resolve_after else ""),
         ("suppress", "; ".join(f"{s.where} until {s.until or 'further notice'}" for s in options.suppress)),
         ("tests", str(len(rule.tests))),
     ]

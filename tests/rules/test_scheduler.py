@@ -353,7 +353,11 @@ def test_a_rule_that_keeps_failing_raises_its_own_alert_resolved_when_it_runs_ag
     runs = [r for _, r in scheduler.run_round().runs]
     assert [(r.outcome, r.since_ms) for r in runs] == [("ok", T0 - 5 * MIN), ("ok", T0), ("ok", T0 + 5 * MIN)]
     resolved = next(a for a in data.alerts() if a["id"] == failing["id"])
-    assert (resolved["status"], resolved["status_by"]) == ("resolved", "loglake")
+    assert (resolved["status"], resolved["status_by"], resolved["status_note"]) == (
+        "resolved",
+        "rule",
+        "the rule ran again",
+    )
     assert [kind for alert_id, kind in data.events() if alert_id == failing["id"]] == ["trigger", "update", "resolve"]
 
 
@@ -378,3 +382,36 @@ def test_a_window_moved_by_another_process_is_not_committed_again(data: DataDir)
     conn.close()
     assert stale.run_round().runs == []
     assert len(data.alerts()) == 1
+
+
+def test_an_alert_whose_condition_stays_clear_is_resolved_after_resolve_after(data: DataDir) -> None:
+    write_rule(data.rules, "errors.yml", rule_text("resolve_after: 15m", "dedup: {window: 1d}"))
+    scheduler = data.scheduler()
+    data.add(T0 - MIN)
+    data.add(T0 - MIN, service="web")
+    scheduler.run_round()  # both open, their condition held in the window ending 10:00
+    for minute in (5, 10):
+        data.clock.ms = T0 + minute * MIN
+        data.add(T0 + (minute - 1) * MIN, service="web")  # web's condition keeps holding
+        scheduler.run_round()
+    assert {a["group_values"]: a["status"] for a in data.alerts()} == {
+        '{"service":"api"}': "open",
+        '{"service":"web"}': "open",
+    }
+    data.clock.ms = T0 + 15 * MIN  # api has been clear for 15 minutes (10:00 to 10:15)
+    scheduler.run_round()
+    by_service = {json.loads(a["group_values"])["service"]: a for a in data.alerts()}
+    api, web = by_service["api"], by_service["web"]
+    assert (api["status"], api["status_by"], api["status_note"]) == (
+        "resolved", "rule", "its condition has been clear for 15m"
+    )  # fmt: skip
+    assert web["status"] == "open"
+    assert [kind for alert_id, kind in data.events() if alert_id == api["id"]] == ["trigger", "resolve"]
+    data.clock.ms = T0 + 20 * MIN
+    data.add(T0 + 16 * MIN)  # api again: a new alert, the resolved one is not reopened
+    scheduler.run_round()
+    assert sorted((json.loads(a["group_values"])["service"], a["status"]) for a in data.alerts()) == [
+        ("api", "open"),
+        ("api", "resolved"),
+        ("web", "open"),
+    ]  # fmt: skip  web was last seen in the window ending 10:10: clear for 10 minutes only

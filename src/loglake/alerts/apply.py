@@ -10,7 +10,10 @@ window, see rules/scheduler.py), each change with its `alert_events` row.
 - Count: the sum of the matches' counts; when a run's window overlaps the alert's (a lookback longer
   than the schedule reads the same records again), the larger of the two, so records are not counted twice.
 - Suppression: a suppressed match makes (or joins) an alert of status `suppressed`, without events.
+- Auto-resolve: with the rule's `resolve_after`, an open or acknowledged alert whose condition has
+  not held (no match of its key) for that long in the rule's windows is resolved.
 - A rule that keeps failing raises an alert of its own (`rule_failing`), resolved when it runs again.
+Status changes go through the alert store's `change_status`, which appends their events.
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ from typing import Any
 
 import msgspec
 
+from loglake.alerts.store import change_status
 from loglake.ids import format_uuid, uuid7_bytes
 from loglake.rules.model import Rule
 from loglake.rules.run import Match, RunResult
+from loglake.times import parse_duration
 
 FAILING_LEVEL = "high"
 FAILING_TAG = "loglake.rule-failing"
-LOGLAKE = "loglake"  # who changes an alert's status when loglake does it
+BY_RULE = "rule"  # who changed an alert's status when the engine did it (as the alert store names it)
 _OPEN = ("open", "acknowledged")
 
 
@@ -51,7 +56,7 @@ def apply_matches(conn: sqlite3.Connection, rule: Rule, result: RunResult, now_m
 
 
 def failing_key(rule_id: str) -> str:
-    return f"{LOGLAKE}:rule-failing:{rule_id}"
+    return f"loglake:rule-failing:{rule_id}"
 
 
 def rule_failing(
@@ -100,13 +105,24 @@ def rule_recovered(conn: sqlite3.Connection, rule: Rule, now_ms: int) -> bool:
     ).fetchone()
     if found is None:
         return False
-    conn.execute(
-        "UPDATE alerts SET status = 'resolved', status_by = ?, status_note = ?, status_ms = ?, updated_ms = ?"
-        " WHERE id = ?",
-        (LOGLAKE, "the rule ran again", now_ms, now_ms, found[0]),
-    )
-    _event(conn, found[0], "resolve", now_ms)
+    change_status(conn, found[0], "resolved", BY_RULE, "the rule ran again", now_ms)
     return True
+
+
+def resolve_cleared(conn: sqlite3.Connection, rule: Rule, until_ms: int, now_ms: int) -> int:
+    """With the rule's `resolve_after`: resolve its open and acknowledged alerts whose condition last
+    held (the end of the last window that matched) that long before `until_ms`. How many."""
+    if rule.options.resolve_after is None:
+        return 0
+    clear_ms = parse_duration(rule.options.resolve_after)
+    found = conn.execute(
+        "SELECT id FROM alerts WHERE rule_id = ? AND status IN (?, ?) AND dedup_key != ? AND window_end_ms <= ?",
+        (rule.id, *_OPEN, failing_key(rule.id), until_ms - clear_ms),
+    ).fetchall()
+    note = f"its condition has been clear for {rule.options.resolve_after}"
+    for (alert_id,) in found:
+        change_status(conn, alert_id, "resolved", BY_RULE, note, now_ms)
+    return len(found)
 
 
 def _joinable(conn: sqlite3.Connection, rule: Rule, match: Match, since_ms: int) -> tuple | None:
@@ -230,7 +246,7 @@ def _new_alert(
             None if destinations is None else _text(destinations),
             now_ms,
             now_ms,
-            LOGLAKE if note else None,
+            BY_RULE if note else None,
             note,
             now_ms if note else None,
         ),

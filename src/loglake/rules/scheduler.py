@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from loglake.alerts.apply import apply_matches, rule_failing, rule_recovered
+from loglake.alerts.apply import apply_matches, resolve_cleared, rule_failing, rule_recovered
 from loglake.lake.query import QueryEngine
 from loglake.locks import exclusive_lock
 from loglake.rules import state
@@ -280,6 +280,7 @@ class RuleScheduler:
                 if skipped is not None:
                     state.record_skipped(conn, rule.id, skipped.since_ms, skipped.until_ms, now, self._skip_reason())
                 applied = apply_matches(conn, rule, result, now)
+                resolve_cleared(conn, rule, window.until_ms, now)
                 rule_recovered(conn, rule, now)
                 record = replace(
                     record,
