@@ -6,15 +6,22 @@ suppression, a bad rule file beside good ones, the failing-rule alert."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from loglake.alerts.db import open_alerts_db
 from loglake.lake.lake import Lake
+from loglake.lake.layout import app_logs_key
+from loglake.lake.manifest import LakeFile, add_files
 from loglake.lake.objectstore import LocalObjectStore
+from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.locks import exclusive_lock
 from loglake.model import Limits, validate_batch
 from loglake.rules import state
@@ -22,6 +29,7 @@ from loglake.rules.scheduler import LOCK_FILE, CatchUp, RuleFolder, RuleSchedule
 from loglake.sqlitedb import write_transaction
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.times import DAY_MS, parse_iso8601
+from tests.conftest import threads_waiting_for_a_fifo_writer
 from tests.rules.conftest import load_one, write_rule
 
 T0 = parse_iso8601("2026-06-01T10:00:00Z")
@@ -415,3 +423,42 @@ def test_an_alert_whose_condition_stays_clear_is_resolved_after_resolve_after(da
         ("api", "resolved"),
         ("web", "open"),
     ]  # fmt: skip  web was last seen in the window ending 10:10: clear for 10 minutes only
+
+
+def test_a_run_whose_window_another_process_moved_meanwhile_commits_nothing(data: DataDir) -> None:
+    # The run's query blocks opening a lake file that is a FIFO; meanwhile "another process" (one that
+    # did not take the rules lock, say on a file system without flock) evaluates the window.
+    write_rule(data.rules, "errors.yml", rule_text())
+    scheduler = data.scheduler()
+    scheduler.run_round()  # the windows start at 10:00
+    day = datetime.fromtimestamp(T0 / 1000, UTC).date()
+    key = app_logs_key(day, "part-blocking.parquet")
+    fifo = data.lake.objects.root / key
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    listed = LakeFile(key, APP_LOGS_TABLE.name, day.isoformat(), T0 + MIN, T0 + MIN, 1, 1)
+    data.store.in_write_transaction(lambda conn: add_files(conn, [listed], T0)).result()
+    data.clock.ms = T0 + 5 * MIN
+    running = threading.Thread(target=lambda: reports.append(scheduler.run_round()))
+    reports: list = []
+    running.start()
+    try:
+        for _ in range(400):
+            if threads_waiting_for_a_fifo_writer() == 1:
+                break
+            time.sleep(0.05)
+        assert threads_waiting_for_a_fifo_writer() == 1, "the run did not reach its lake file"
+        conn = data.db()
+        with write_transaction(conn):
+            assert state.advance(conn, RULE_ID, T0, T0 + 5 * MIN)
+        conn.close()
+    finally:
+        writer = os.open(fifo, os.O_RDWR)  # lets the query go on (and fail on what is no Parquet file)
+        fifo.unlink()
+        os.close(writer)
+        running.join()
+    [(_, record)] = reports[0].runs
+    assert (record.outcome, record.error) == ("superseded", "another process evaluated this window")
+    conn = data.db()
+    assert state.state_of(conn, RULE_ID) == state.RuleState(T0 + 5 * MIN, 0)  # no failure counted either
+    conn.close()

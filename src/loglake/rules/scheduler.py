@@ -227,12 +227,12 @@ class RuleScheduler:
         skipped = due.skipped
         for window in due.windows:
             record = self._run_window(conn, rule, previous, window, skipped)
-            if record is None:  # another process moved the window: its rounds have this rule
+            if record is None:  # another process moved the window before this one started
                 break
             records.append(record)
             if self.observer is not None:
                 self.observer.on_rule_run(rule, record)
-            if record.outcome != "ok":
+            if record.outcome != "ok":  # an error: tried again next time; superseded: the other process goes on
                 break
             previous, skipped = window.until_ms, None
         return records
@@ -293,8 +293,10 @@ class RuleScheduler:
             state.finish(conn, record)
         return record
 
-    def _superseded(self, conn: sqlite3.Connection, record: state.RunRecord) -> None:
-        state.finish(conn, replace(record, outcome="superseded", error="another process evaluated this window"))
+    def _superseded(self, conn: sqlite3.Connection, record: state.RunRecord) -> state.RunRecord:
+        superseded = replace(record, outcome="superseded", error="another process evaluated this window")
+        state.finish(conn, superseded)
+        return superseded
 
     def _skip_reason(self) -> str:
         hours = self.catch_up.max_age_ms / 3_600_000
