@@ -166,8 +166,12 @@ def _runs_summary(summary: Any) -> dict[str, Any]:
 @rules_dir_option
 @data_dir_option
 def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path | None) -> None:
-    """A rule's facts, options and the SQL it runs (RULE_ID: its id, the start of it, or its file's name)."""
-    rule = _find(_settings(data_dir, rules_dir).rules_path, rule_id)
+    """A rule's facts, options, the SQL it runs and its last runs in the data dir (RULE_ID: its id, the
+    start of it, or its file's name)."""
+    from loglake.rules.state import read_runs
+
+    settings = _settings(data_dir, rules_dir)
+    rule = _find(settings.rules_path, rule_id)
     options = rule.options
     lines = [
         ("id", rule.id),
@@ -196,6 +200,19 @@ def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path | None) -> N
         click.echo(f"\n{printable(rule.description.strip(), multiline=True)}")
     click.echo("\nSQL of a run ($since and $until: the window; $read_since: where reading starts):")
     click.echo(printable(rule.plan.sql, multiline=True))
+    runs = read_runs(settings.data_dir, rule.id, SHOWN_RUNS)
+    click.echo(f"\nLast runs in {printable(settings.data_dir)}:" if runs else "\nNo runs yet.")
+    for run in runs:
+        figures = (
+            f"{run.rows_scanned:,} rows, {run.bytes_scanned:,} bytes read, {run.matches} match(es),"
+            f" {run.new_alerts} new alert(s), {run.duration_ms:.0f} ms"
+            if run.outcome == "ok"
+            else run.error or ""
+        )
+        click.echo(f"  {run.outcome:<12} {_iso(run.since_ms)} to {_iso(run.until_ms)}  {printable(figures)}")
+
+
+SHOWN_RUNS = 10  # by `rules show`
 
 
 def _threshold(rule: Any) -> str:

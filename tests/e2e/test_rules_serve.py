@@ -28,7 +28,7 @@ from tests.rules.conftest import write_rule
 
 pytestmark = pytest.mark.e2e
 
-FIVE_MINUTES = 300_000
+HOUR = 3_600_000
 CRITICAL = """
 title: Critical records
 id: aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee
@@ -39,14 +39,15 @@ loglake: {{schedule: {schedule}, delay: {delay}, group_by: [service]}}
 """
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) -> object:
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 120.0, data: Path | None = None) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = condition()
         if found:
             return found
         time.sleep(0.1)
-    raise AssertionError(f"gave up waiting for {what}")
+    runs = query(data, "SELECT * FROM rule_runs ORDER BY id DESC LIMIT 20") if data else []
+    raise AssertionError(f"gave up waiting for {what}; the last runs: {runs}")
 
 
 def query(data: Path, sql: str) -> list[tuple]:
@@ -63,14 +64,18 @@ def test_serve_runs_the_rules_folder_reloads_it_and_reports_a_bad_file(
     server_factory: Callable[..., ServerProcess], admin_key_of: Callable[[ServerProcess], str], tmp_path: Path
 ) -> None:
     rules = tmp_path / "rules"
-    write_rule(rules, "critical.yml", CRITICAL.format(schedule="1s", delay="2s"))
+    write_rule(rules, "critical.yml", CRITICAL.format(schedule="2s", delay="1s"))
     write_rule(rules, "bad.yml", "title: [unclosed\n")
-    server = server_factory(tmp_path / "data", "--rules-dir", str(rules), "--no-auth")
+    # A busy machine may fall behind a 2-second schedule: catching up must not skip the record's window.
+    catch_up = ("--rules-catch-up-windows", "100000")
+    server = server_factory(tmp_path / "data", "--rules-dir", str(rules), "--no-auth", *catch_up)
     data = server.data_dir
+    # A rule seen for the first time starts with its latest window: the record comes after that.
+    wait_for(lambda: query(data, "SELECT 1 FROM rule_runs WHERE outcome = 'ok'"), "the first run", data=data)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         sent = client.post("/logs", json={"service": "db", "severity": "critical", "message": "disk gone"})
         assert sent.status_code == 201
-        alerts = wait_for(lambda: query(data, "SELECT title, level, status FROM alerts"), "the alert")
+        alerts = wait_for(lambda: query(data, "SELECT title, level, status FROM alerts"), "the alert", data=data)
         assert alerts == [("Critical records", "critical", "open")]
         assert query(data, "SELECT kind FROM alert_events") == [("trigger",)]
         metrics = client.get("/metrics").text
@@ -79,7 +84,7 @@ def test_serve_runs_the_rules_folder_reloads_it_and_reports_a_bad_file(
         assert "loglake_rule_files_with_problems 1" in metrics and "loglake_rules_loaded 1" in metrics
         (rules / "bad.yml").unlink()
         write_rule(
-            rules, "second.yml", CRITICAL.format(schedule="1s", delay="0s").replace("eeeeeeeeeeee", "ffffffffffff")
+            rules, "second.yml", CRITICAL.format(schedule="2s", delay="0s").replace("eeeeeeeeeeee", "ffffffffffff")
         )
         wait_for(lambda: "loglake_rules_loaded 2" in client.get("/metrics").text, "the folder to be loaded again")
         assert "loglake_rule_files_with_problems 0" in client.get("/metrics").text
@@ -102,11 +107,11 @@ def test_serve_runs_the_rules_folder_reloads_it_and_reports_a_bad_file(
 
 def test_kill_9_during_a_rule_run_leaves_the_window_to_run_once_with_one_alert(tmp_path: Path) -> None:
     data, rules = tmp_path / "data", tmp_path / "rules"
-    write_rule(rules, "critical.yml", CRITICAL.format(schedule="5m", delay="0s"))
-    if time.time() % 300 > 280:  # the run must find the 5-minute window set up here: wait for the next one
-        time.sleep(300 - time.time() % 300)
+    write_rule(rules, "critical.yml", CRITICAL.format(schedule="1h", delay="0s"))
+    if time.time() % 3600 > 3540:  # the run must find the hour's window set up here: wait for the next one
+        time.sleep(3600 - time.time() % 3600)
     now = int(time.time() * 1000)
-    window_end = now - now % FIVE_MINUTES
+    window_end = now - now % HOUR
     store = SQLiteHotStore(data / "hot.db", durability="process")
     store.use_schema(LAKE_SCHEMA)
     store.submit(
@@ -140,7 +145,7 @@ def test_kill_9_during_a_rule_run_leaves_the_window_to_run_once_with_one_alert(t
         again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert again.returncode == 0, again.stderr
     runs = query(data, "SELECT outcome, since_ms, until_ms FROM rule_runs ORDER BY id")
-    window = (window_end - FIVE_MINUTES, window_end)
+    window = (window_end - HOUR, window_end)
     assert runs[0] == ("interrupted", *window)
     assert [r for r in runs if r[1:] == window] == [runs[0], ("ok", *window)]
     assert query(data, "SELECT title, match_count FROM alerts") == [("Critical records", 1)]

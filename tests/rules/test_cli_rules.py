@@ -175,14 +175,16 @@ def test_init_copies_the_starter_pack_and_keeps_what_is_there(tmp_path: Path) ->
 def test_run_due_runs_what_is_due_once_and_list_shows_it(folder: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     store = SQLiteHotStore(data / "hot.db")
-    if time.time() % 300 > 290:  # the records must fall in the 5-minute window the command evaluates
-        time.sleep(300 - time.time() % 300)
+    if time.time() % 3600 > 3540:  # the records must fall in the hour's window the command evaluates
+        time.sleep(3600 - time.time() % 3600)
     now = int(time.time() * 1000)
-    window_end = now - now % 300_000
+    window_end = now - now % 3_600_000
     records = [{"service": "db", "severity": "critical", "message": "disk gone", "timestamp": window_end - 1000 + i}
                for i in range(2)]  # fmt: skip
     store.submit(validate_batch(records, Limits(), now)).result()
     store.close()
+    hourly = (folder / "critical.yml").read_text().replace("schedule: 5m", "schedule: 1h")
+    (folder / "critical.yml").write_text(hourly)
     write_rule(folder, "numbers.yml", NUMBERS)
     write_rule(folder, "bad.yml", BAD)
     args = ["--rules-dir", str(folder), "--data-dir", str(data)]
@@ -201,6 +203,10 @@ def test_run_due_runs_what_is_due_once_and_list_shows_it(folder: Path, tmp_path:
     assert (last["outcome"], last["matches"], last["new_alerts"]) == ("ok", 1, 1)
     table = rules("list", *args).stdout
     assert " ok " in table and "Critical records" in table
+    shown = rules("show", "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee", *args).stdout
+    assert f"Last runs in {data}:" in shown
+    assert "  ok           " in shown and "1 match(es), 1 new alert(s)" in shown
+    assert "No runs yet." in rules("show", "aaaaaaaa", "--rules-dir", str(folder)).stdout  # another data dir
     missing = rules("run-due", "--rules-dir", str(tmp_path / "none"), "--data-dir", str(data))
     assert missing.exit_code == 1 and "no rules folder" in missing.stderr
 
@@ -209,6 +215,6 @@ NUMBERS = """
 id: aaaaaaaa-bbbb-4ccc-8ddd-000000000000
 title: Numbers
 level: low
-schedule: 5m
+schedule: 1h
 query: SELECT CAST(message AS INTEGER) AS n, "timestamp" FROM logs
 """

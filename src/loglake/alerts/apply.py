@@ -19,7 +19,6 @@ Status changes go through the alert store's `change_status`, which appends their
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -36,23 +35,17 @@ BY_RULE = "rule"  # who changed an alert's status when the engine did it (as the
 _OPEN = ("open", "acknowledged")
 
 
-@dataclass(frozen=True)
-class Applied:
-    new: int = 0  # alerts made (open or suppressed)
-    updated: int = 0  # alerts that took new records
-
-
-def apply_matches(conn: sqlite3.Connection, rule: Rule, result: RunResult, now_ms: int) -> Applied:
-    """Make or update the alerts of a run's matches (see the module's notes)."""
-    new = updated = 0
+def apply_matches(conn: sqlite3.Connection, rule: Rule, result: RunResult, now_ms: int) -> int:
+    """Make or update the alerts of a run's matches (see the module's notes); how many alerts it made."""
+    made = 0
     for match in result.matches:
         found = _joinable(conn, rule, match, result.since_ms)
         if found is None:
             _insert(conn, rule, match, result, now_ms)
-            new += 1
-        elif _update(conn, rule, found, match, result, now_ms):
-            updated += 1
-    return Applied(new, updated)
+            made += 1
+        else:
+            _update(conn, rule, found, match, result, now_ms)
+    return made
 
 
 def failing_key(rule_id: str) -> str:
@@ -61,8 +54,8 @@ def failing_key(rule_id: str) -> str:
 
 def rule_failing(
     conn: sqlite3.Connection, rule: Rule, error: str, failures: int, since_ms: int, until_ms: int, now_ms: int
-) -> bool:
-    """Raise (or update) the rule's own alert: it failed `failures` runs in a row. True if it is new."""
+) -> None:
+    """Raise (or update) the rule's own alert: it failed `failures` runs in a row."""
     evidence = [{"error": error, "failures": failures, "file": str(rule.path), "at_ms": now_ms}]
     found = conn.execute(
         "SELECT id, evidence FROM alerts WHERE rule_id = ? AND dedup_key = ? AND status IN (?, ?)",
@@ -86,7 +79,7 @@ def rule_failing(
             now_ms=now_ms,
         )
         _event(conn, alert_id, "trigger", now_ms)
-        return True
+        return
     kept = (_json(found[1]) + evidence)[-rule.options.evidence :]
     conn.execute(
         "UPDATE alerts SET match_count = ?, last_seen_ms = ?, window_end_ms = ?, evidence = ?, updated_ms = ?"
@@ -94,26 +87,23 @@ def rule_failing(
         (failures, until_ms, until_ms, _text(kept), now_ms, found[0]),
     )
     _event(conn, found[0], "update", now_ms)
-    return False
 
 
-def rule_recovered(conn: sqlite3.Connection, rule: Rule, now_ms: int) -> bool:
-    """Resolve the rule's failing alert (if one is open): it ran again. True if one was."""
+def rule_recovered(conn: sqlite3.Connection, rule: Rule, now_ms: int) -> None:
+    """Resolve the rule's failing alert (if one is open): it ran again."""
     found = conn.execute(
         "SELECT id FROM alerts WHERE rule_id = ? AND dedup_key = ? AND status IN (?, ?)",
         (rule.id, failing_key(rule.id), *_OPEN),
     ).fetchone()
-    if found is None:
-        return False
-    change_status(conn, found[0], "resolved", BY_RULE, "the rule ran again", now_ms)
-    return True
+    if found is not None:
+        change_status(conn, found[0], "resolved", BY_RULE, "the rule ran again", now_ms)
 
 
-def resolve_cleared(conn: sqlite3.Connection, rule: Rule, until_ms: int, now_ms: int) -> int:
+def resolve_cleared(conn: sqlite3.Connection, rule: Rule, until_ms: int, now_ms: int) -> None:
     """With the rule's `resolve_after`: resolve its open and acknowledged alerts whose condition last
-    held (the end of the last window that matched) that long before `until_ms`. How many."""
+    held (the end of the last window that matched) that long before `until_ms`."""
     if rule.options.resolve_after is None:
-        return 0
+        return
     clear_ms = parse_duration(rule.options.resolve_after)
     found = conn.execute(
         "SELECT id FROM alerts WHERE rule_id = ? AND status IN (?, ?) AND dedup_key != ? AND window_end_ms <= ?",
@@ -122,7 +112,6 @@ def resolve_cleared(conn: sqlite3.Connection, rule: Rule, until_ms: int, now_ms:
     note = f"its condition has been clear for {rule.options.resolve_after}"
     for (alert_id,) in found:
         change_status(conn, alert_id, "resolved", BY_RULE, note, now_ms)
-    return len(found)
 
 
 def _joinable(conn: sqlite3.Connection, rule: Rule, match: Match, since_ms: int) -> tuple | None:
@@ -160,13 +149,13 @@ def _insert(conn: sqlite3.Connection, rule: Rule, match: Match, result: RunResul
         _event(conn, alert_id, "trigger", now_ms)
 
 
-def _update(conn: sqlite3.Connection, rule: Rule, found: tuple, match: Match, result: RunResult, now_ms: int) -> bool:
+def _update(conn: sqlite3.Connection, rule: Rule, found: tuple, match: Match, result: RunResult, now_ms: int) -> None:
     alert_id, status, count, first_seen, last_seen, window_start, window_end, evidence = found
     first, last = _seen(match, result)
     if last <= last_seen:  # the same records again (an overlapping lookback): the condition held till here
         still = "UPDATE alerts SET window_end_ms = max(window_end_ms, ?) WHERE id = ?"
         conn.execute(still, (result.until_ms, alert_id))
-        return False
+        return
     overlaps = result.since_ms < window_end
     kept = _merged(_json(evidence), match.evidence, rule.options.evidence)
     conn.execute(
@@ -186,7 +175,6 @@ def _update(conn: sqlite3.Connection, rule: Rule, found: tuple, match: Match, re
     )
     if status != "suppressed":
         _event(conn, alert_id, "update", now_ms)
-    return True
 
 
 def _merged(old: list[dict[str, Any]], new: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:

@@ -216,7 +216,7 @@ class RuleScheduler:
             with write_transaction(conn):
                 state.interrupt_unfinished(conn, self._now())
             for rule in self.folder.rules:
-                if rule.enabled and not self._stop.is_set():
+                if rule.enabled:
                     report.runs.extend((rule, record) for record in self._run_due(conn, rule))
         return report
 
@@ -226,6 +226,8 @@ class RuleScheduler:
         due = due_windows(rule, previous, self._now(), self.catch_up)
         skipped = due.skipped
         for window in due.windows:
+            if self._stop.is_set():  # the server is stopping: the windows left stay due
+                break
             record = self._run_window(conn, rule, previous, window, skipped)
             if record is None:  # another process moved the window before this one started
                 break
@@ -279,7 +281,7 @@ class RuleScheduler:
                     return self._superseded(conn, record)
                 if skipped is not None:
                     state.record_skipped(conn, rule.id, skipped.since_ms, skipped.until_ms, now, self._skip_reason())
-                applied = apply_matches(conn, rule, result, now)
+                new_alerts = apply_matches(conn, rule, result, now)
                 resolve_cleared(conn, rule, window.until_ms, now)
                 rule_recovered(conn, rule, now)
                 record = replace(
@@ -288,7 +290,7 @@ class RuleScheduler:
                     bytes_scanned=result.bytes_scanned,
                     files_scanned=result.files_scanned,
                     matches=len(result.matches),
-                    new_alerts=applied.new,
+                    new_alerts=new_alerts,
                 )
             state.finish(conn, record)
         return record

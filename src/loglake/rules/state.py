@@ -15,12 +15,15 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from loglake.alerts.db import ALERTS_DB, open_alerts_db
 from loglake.sqlitedb import Schema, migrate_schema
 
+T = TypeVar("T")
 KEEP_RUNS = 500  # run records kept per rule
 OUTCOMES = ("running", "ok", "error", "interrupted", "skipped", "superseded")
 
@@ -222,11 +225,20 @@ def open_state(data_dir: Path) -> sqlite3.Connection:
 
 def read_summaries(data_dir: Path) -> dict[str, RuleSummary]:
     """`summaries` of a data dir (none, without creating alerts.db, when no rule ever ran there)."""
+    return _read(data_dir, summaries, {})
+
+
+def read_runs(data_dir: Path, rule_id: str, limit: int) -> list[RunRecord]:
+    """`runs_of` a rule in a data dir (none, without creating alerts.db, when no rule ever ran there)."""
+    return _read(data_dir, lambda conn: runs_of(conn, rule_id, limit), [])
+
+
+def _read(data_dir: Path, read: Callable[[sqlite3.Connection], T], nothing: T) -> T:
     if not (Path(data_dir) / ALERTS_DB).exists():
-        return {}
+        return nothing
     conn = open_state(data_dir)
     try:
-        return summaries(conn)
+        return read(conn)
     finally:
         conn.close()
 
