@@ -462,3 +462,13 @@ def test_a_run_whose_window_another_process_moved_meanwhile_commits_nothing(data
     conn = data.db()
     assert state.state_of(conn, RULE_ID) == state.RuleState(T0 + 5 * MIN, 0)  # no failure counted either
     conn.close()
+
+
+def test_run_records_are_kept_up_to_a_bound_per_rule(data: DataDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state, "KEEP_RUNS", 3)
+    write_rule(data.rules, "errors.yml", rule_text())
+    scheduler = data.scheduler()
+    scheduler.run_round()
+    data.clock.ms = T0 + 30 * MIN
+    assert len(scheduler.run_round().runs) == 6
+    assert [(r.outcome, r.until_ms) for r in data.runs()] == [("ok", T0 + m * MIN) for m in (20, 25, 30)]
