@@ -82,6 +82,9 @@ def test_serve_runs_the_rules_folder_reloads_it_and_reports_a_bad_file(
         assert 'loglake_rule_runs_total{rule="aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",outcome="ok"}' in metrics
         assert 'loglake_rule_matches_total{rule="aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"} 1' in metrics
         assert "loglake_rule_files_with_problems 1" in metrics and "loglake_rules_loaded 1" in metrics
+        health = client.get("/healthz").json()["rules"]
+        assert (health["folder"], health["rules"], health["error"]) == (str(rules), 1, None)
+        assert [p.split(": ", 1)[0] for p in health["problems"]] == [str(rules / "bad.yml")]
         (rules / "bad.yml").unlink()
         write_rule(
             rules, "second.yml", CRITICAL.format(schedule="2s", delay="0s").replace("eeeeeeeeeeee", "ffffffffffff")

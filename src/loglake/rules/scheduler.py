@@ -30,11 +30,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from loglake.alerts.apply import apply_matches, resolve_cleared, rule_failing, rule_recovered
 from loglake.lake.query import QueryEngine
 from loglake.locks import exclusive_lock
+from loglake.model import format_datetime
 from loglake.rules import state
 from loglake.rules.model import Problem, Rule
 from loglake.rules.run import RuleRunError, run_rule
@@ -178,6 +179,8 @@ class RuleScheduler:
         self.catch_up = catch_up or CatchUp()
         self.failing_after = failing_after
         self.observer = observer
+        self.last_round_ms: int | None = None  # when the server's last round ended
+        self.last_error: str | None = None  # why it failed, if it did
         self._conn: sqlite3.Connection | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="loglake-rules", daemon=True)
@@ -307,6 +310,16 @@ class RuleScheduler:
             f" none older than {hours:g} h)"
         )
 
+    def status(self) -> dict[str, Any]:
+        """What /healthz shows of the rules (with a read key: it names files and errors)."""
+        return {
+            "folder": str(self.folder.path),
+            "rules": len(self.folder.rules),
+            "problems": [str(p) for p in self.folder.problems],
+            "last_round": None if self.last_round_ms is None else format_datetime(self.last_round_ms),
+            "error": self.last_error,
+        }
+
     def next_due_ms(self) -> int | None:
         """When the earliest enabled rule fires next (None: no rule)."""
         now = self._now()
@@ -326,8 +339,11 @@ class RuleScheduler:
             try:
                 self.reload()
                 self.run_round()
-            except Exception:  # the schedule goes on; the next round retries
+                self.last_error = None
+            except Exception as e:  # the schedule goes on; the next round retries
                 log.exception("a round of the rules failed")
+                self.last_error = f"{type(e).__name__}: {e}"
+            self.last_round_ms = self._now()
             due = self.next_due_ms()
             wait = POLL_SECONDS if due is None else (due - self._now()) / 1000
             self._stop.wait(min(max(wait, 0.05), POLL_SECONDS))
