@@ -2,10 +2,11 @@
 where its last evaluated window ended, how many runs in a row failed, and a record of every run.
 
 A run is recorded twice: `claim` inserts it as `running` before the rule's SQL starts (a process
-killed during the run leaves it so, and the next round marks it `interrupted`), and `advance` /
-`fail` finish it in the transaction that also moves the window and changes the alerts. Both take the
-window's end as it was when the run was planned and change nothing if it has moved since (a
-compare-and-set), so two processes on one data dir can never both commit a window.
+killed during the run leaves it so, and the next round marks it `interrupted`), and `finish` writes
+its outcome in the transaction that also moves the window (`advance`) or counts a failure
+(`count_failure`) and changes the alerts. Those take the window's end as it was when the run was
+planned and change nothing if it has moved since (a compare-and-set), so two processes on one data
+dir can never both commit a window.
 
 Run records are kept per rule up to KEEP_RUNS, the newest.
 """
@@ -33,7 +34,7 @@ RULES_SCHEMA = Schema(
         """
         CREATE TABLE rule_state (
             rule_id TEXT PRIMARY KEY,
-            window_end_ms INTEGER NOT NULL,    -- end (exclusive) of the last window evaluated
+            window_end_ms INTEGER NOT NULL,    -- end (exclusive) of the last window evaluated (or start of the first)
             failures INTEGER NOT NULL          -- runs in a row that failed
         ) WITHOUT ROWID;
         CREATE TABLE rule_runs (
