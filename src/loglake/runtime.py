@@ -2,10 +2,10 @@
 the Lambda handlers.
 
 It owns what lives as long as the process: the hot store, the lake and its maintenance job, the
-Amplify collector and its schedule, the key store and the LogService over them. The edges adapt it:
+Amplify collector and its schedule, the rule scheduler, the key store and the LogService over them. The edges adapt it:
 the ASGI app turns HTTP into its calls and starts/stops its background jobs, the CLI opens one for a
 command, Lambda keeps one per container. What the edges want to hear about (commits, maintenance
-turns, collections) reaches them through `observe`, so nothing here knows about HTTP or metrics.
+turns, collections, rule runs) reaches them through `observe`, so nothing here knows about HTTP or metrics.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from loglake.arrivals import Arrivals
 from loglake.config import ConfigError, Settings
 from loglake.keys import KeyRing, KeyStore
 from loglake.lake.lake import Lake, LakeJobs, MaintenanceReport
+from loglake.rules.model import Problem, Rule
+from loglake.rules.scheduler import CatchUp, RuleFolder, RuleScheduler
+from loglake.rules.state import RunRecord
 from loglake.service import LogService, RecordSearch
 from loglake.store.base import HotStore
 from loglake.store.sqlite import SQLiteHotStore
@@ -36,6 +39,10 @@ class RuntimeObserver(Protocol):
     def on_maintenance(self, report: MaintenanceReport) -> None: ...
 
     def on_amplify_report(self, report: RunReport) -> None: ...
+
+    def on_rule_run(self, rule: Rule, record: RunRecord) -> None: ...
+
+    def on_rules_loaded(self, rules: list[Rule], problems: list[Problem]) -> None: ...
 
 
 class Runtime:
@@ -71,6 +78,7 @@ class Runtime:
         self.lake_jobs: LakeJobs | None = None
         self.collector: Collector | None = None
         self.amplify: AmplifySchedule | None = None
+        self.rules: RuleScheduler | None = None
         if isinstance(self.store, SQLiteHotStore):
             arrivals = arrivals or Arrivals()
             self.lake = Lake.from_settings(settings, self.store, clock)
@@ -82,6 +90,15 @@ class Runtime:
                 self.amplify = AmplifySchedule(
                     self.collector, amplify_config.schedule, settings.data_dir, clock, self._collected
                 )
+            self.rules = RuleScheduler(
+                RuleFolder(settings.rules_path, required=bool(settings.rules_dir)),
+                self.lake.engine,
+                settings.data_dir,
+                clock=clock,
+                catch_up=CatchUp(settings.rules_catch_up_windows, settings.rules_catch_up_hours * 3_600_000),
+                failing_after=settings.rules_failing_after,
+                observer=self,
+            )
         self.service = LogService(
             self.store, settings.limits, clock, lake=self.lake, record_search=record_search, arrivals=arrivals
         )
@@ -101,16 +118,20 @@ class Runtime:
         self._observers.append(observer)
 
     def start(self) -> None:
-        """Start the background jobs the settings ask for (lake maintenance, the Amplify schedule)."""
+        """Start the background jobs the settings ask for (lake maintenance, the Amplify schedule, the rules)."""
         if self.lake_jobs is not None:
             self.lake_jobs.start()
         if self.amplify is not None:
             self.amplify.start()
+        if self.rules is not None:
+            self.rules.start()
 
     def close(self) -> None:
         """Stop the jobs, then close what they use; safe whether or not `start` ran."""
         if self.amplify is not None:
             self.amplify.stop()
+        if self.rules is not None:
+            self.rules.stop()
         if self.collector is not None:
             self.collector.source.close()
         if self.lake_jobs is not None:
@@ -132,6 +153,14 @@ class Runtime:
     def _collected(self, report: RunReport) -> None:
         for observer in self._observers:
             observer.on_amplify_report(report)
+
+    def on_rule_run(self, rule: Rule, record: RunRecord) -> None:
+        for observer in self._observers:
+            observer.on_rule_run(rule, record)
+
+    def on_rules_loaded(self, rules: list[Rule], problems: list[Problem]) -> None:
+        for observer in self._observers:
+            observer.on_rules_loaded(rules, problems)
 
 
 def _amplify_config(settings: Settings) -> AmplifyConfig | None:

@@ -34,6 +34,8 @@ from loglake.config import Settings, parse_origins
 from loglake.keys import KeyStore
 from loglake.lake.lake import MaintenanceReport
 from loglake.lake.query_answers import QueryBusy
+from loglake.rules.model import Problem, Rule
+from loglake.rules.state import RunRecord
 from loglake.runtime import Runtime
 from loglake.store.base import StoreUnavailable
 
@@ -171,6 +173,26 @@ class LoglakeApp:
 
     def on_amplify_report(self, report: RunReport) -> None:
         self.access_log.event({"event": "amplify_collection", **report.to_dict()})
+
+    def on_rule_run(self, rule: Rule, record: RunRecord) -> None:
+        self.metrics.on_rule_run(rule, record)
+        if record.outcome != "ok" or record.matches:
+            self.access_log.event(
+                {
+                    "event": "rule_run",
+                    "rule_id": rule.id,
+                    "outcome": record.outcome,
+                    "since_ms": record.since_ms,
+                    "until_ms": record.until_ms,
+                    "matches": record.matches,
+                    "new_alerts": record.new_alerts,
+                    "error": record.error,
+                }
+            )
+
+    def on_rules_loaded(self, rules: list[Rule], problems: list[Problem]) -> None:
+        self.metrics.on_rules_loaded(rules, problems)
+        self.access_log.event({"event": "rules_loaded", "rules": len(rules), "problems": [str(p) for p in problems]})
 
     def on_commit(self, rows: int, seconds: float) -> None:
         self.metrics.on_commit(rows, seconds)

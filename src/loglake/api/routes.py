@@ -354,6 +354,8 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
     }
     if app.amplify is not None:
         body["amplify"] = app.amplify.status()
+    if app.runtime.rules is not None:
+        body["rules"] = app.runtime.rules.status()
     if app.lake_jobs is not None:
         jobs = app.lake_jobs
         body["lake"] = {
