@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
+from loglake.alerts.db import open_alerts_db
 from loglake.amplify.collector import Collector, RunReport
 from loglake.amplify.config import AmplifyConfig, AmplifyConfigError, load_config
 from loglake.amplify.jobs import AmplifySchedule, settings_for
@@ -24,6 +25,7 @@ from loglake.config import ConfigError, Settings
 from loglake.keys import KeyRing, KeyStore
 from loglake.lake.lake import Lake, LakeJobs, MaintenanceReport
 from loglake.service import LogService, RecordSearch
+from loglake.sqlitedb import SharedConnection
 from loglake.store.base import HotStore
 from loglake.store.sqlite import SQLiteHotStore
 
@@ -71,7 +73,11 @@ class Runtime:
         self.lake_jobs: LakeJobs | None = None
         self.collector: Collector | None = None
         self.amplify: AmplifySchedule | None = None
+        # The detections database, for what people read and change (the API's alert routes); opened on
+        # first use. None where the store is not local (the AWS deployment keeps no alerts.db).
+        self.alerts_db: SharedConnection | None = None
         if isinstance(self.store, SQLiteHotStore):
+            self.alerts_db = SharedConnection(lambda: open_alerts_db(settings.data_dir))
             arrivals = arrivals or Arrivals()
             self.lake = Lake.from_settings(settings, self.store, clock)
             self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self._maintained)
@@ -117,6 +123,8 @@ class Runtime:
             self.lake_jobs.stop()
         if self.lake is not None:
             self.lake.close()
+        if self.alerts_db is not None:
+            self.alerts_db.close()
         self.store.close()
         if self._keys_opened:
             self.keystore.close()
