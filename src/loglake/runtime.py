@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from loglake.alerts.db import open_alerts_db
+from loglake.alerts.table import alerts_table
 from loglake.amplify.collector import Collector, RunReport
 from loglake.amplify.config import AmplifyConfig, AmplifyConfigError, load_config
 from loglake.amplify.jobs import AmplifySchedule, settings_for
@@ -79,7 +80,7 @@ class Runtime:
         if isinstance(self.store, SQLiteHotStore):
             self.alerts_db = SharedConnection(lambda: open_alerts_db(settings.data_dir))
             arrivals = arrivals or Arrivals()
-            self.lake = Lake.from_settings(settings, self.store, clock)
+            self.lake = Lake.from_settings(settings, self.store, clock, live_tables=[alerts_table(settings.data_dir)])
             self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self._maintained)
             if amplify_config is not None:
                 self.collector = Collector(
