@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from loglake import __version__
+from loglake.cli_alerts import COMMANDS as ALERTS_COMMANDS
 from loglake.cli_amplify import COMMANDS as AMPLIFY_COMMANDS
 from loglake.cli_aws import COMMANDS as AWS_COMMANDS
 from loglake.cli_lake import COMMANDS as LAKE_COMMANDS
@@ -338,5 +339,5 @@ def _iso(epoch_s: int | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s)) if epoch_s else ""
 
 
-for _command in [*SEND_COMMANDS, *LAKE_COMMANDS, *AMPLIFY_COMMANDS, *RULES_COMMANDS, *AWS_COMMANDS]:
+for _command in [*SEND_COMMANDS, *LAKE_COMMANDS, *AMPLIFY_COMMANDS, *RULES_COMMANDS, *ALERTS_COMMANDS, *AWS_COMMANDS]:
     main.add_command(_command)

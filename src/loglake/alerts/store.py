@@ -223,6 +223,19 @@ def list_alerts(conn: sqlite3.Connection, query: AlertQuery) -> AlertPage:
     return AlertPage(alerts, alerts[-1].id if len(rows) > query.limit else None)
 
 
+def list_answer(conn: sqlite3.Connection, query: AlertQuery) -> dict[str, Any]:
+    """A page of alerts as GET /alerts answers it (and `loglake alerts list --data-dir` reads it): their
+    summaries, the next page's cursor, and the counts per status and level."""
+    page = list_alerts(conn, query)
+    alerts = [alert.to_dict(full=False) for alert in page.alerts]
+    return {
+        "count": len(alerts),
+        "alerts": alerts,
+        "next_cursor": page.next_cursor,
+        "counts": count_alerts(conn, query),
+    }
+
+
 def get_alert(conn: sqlite3.Connection, alert_id: str) -> Alert | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE id = ?", (alert_id.lower(),)).fetchone()
     return None if row is None else Alert.from_row(row)

@@ -14,10 +14,9 @@ from loglake.alerts.store import (
     NoSuchAlert,
     StatusConflict,
     change_status,
-    count_alerts,
     get_alert,
     is_alert_id,
-    list_alerts,
+    list_answer,
     parse_alert_query,
 )
 from loglake.api.http import ApiError, Request, decode_content
@@ -45,13 +44,7 @@ async def list_alerts_route(app: LoglakeApp, request: Request) -> Result:
         details = [{"field": name, "reason": reason} for name, reason in e.problems]
         raise ApiError(400, "invalid_query", str(e), details) from None
 
-    def read(conn: sqlite3.Connection) -> Result:
-        page = list_alerts(conn, query)
-        alerts = [alert.to_dict(full=False) for alert in page.alerts]
-        counts = count_alerts(conn, query)
-        return Result(200, {"count": len(alerts), "alerts": alerts, "next_cursor": page.next_cursor, "counts": counts})
-
-    return await _with_db(app, read)
+    return Result(200, await _with_db(app, lambda conn: list_answer(conn, query)))
 
 
 async def get_alert_route(app: LoglakeApp, request: Request, alert_id: str) -> Result:
