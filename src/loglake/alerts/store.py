@@ -312,7 +312,7 @@ def _filters(query: AlertQuery, names: tuple[str, ...]) -> tuple[list[str], list
         where.append(f"level IN ({', '.join('?' * len(query.levels))})")
         params += query.levels
     if "rule" in names and query.rule_id is not None:
-        where.append("rule_id = ?")
+        where.append("rule_id = ? COLLATE NOCASE")  # a UUID, as its rule file spells it
         params.append(query.rule_id)
     if "since" in names and query.since_ms is not None:
         where.append("last_seen_ms >= ?")
