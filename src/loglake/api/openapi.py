@@ -456,7 +456,9 @@ SPEC: dict[str, Any] = {
                 "summary": "One read-only SQL SELECT (DuckDB) over `logs`, hot and lake records each once (read scope)",
                 "description": "Columns: log_id, timestamp (UTC), service, log_type, severity, message, attributes "
                 "(JSON text), client_id, and the partition `date`: filter on `date` or `timestamp` to read fewer "
-                "files. Only the lake's tables and the query's own WITH names can be read: files, URLs, settings, "
+                "files. The other tables: `amplify_access`, and `alerts`, read from the alerts database at each "
+                "query (always current); GET /tables lists every table's columns. Only those tables and the "
+                "query's own WITH names can be read: files, URLs, settings, "
                 "the engine's catalog and extensions are not reachable; COPY, ATTACH, SET, PRAGMA and everything "
                 "but one SELECT are refused with 400, as is an answer larger than the server's "
                 "query_max_response_mb (response_too_large: ask for a smaller limit or fewer columns).",
