@@ -14,6 +14,7 @@ from loglake.alerts.db import open_alerts_db
 from loglake.alerts.store import MAX_NOTE_CHARS
 from loglake.api.app import ROUTES, LoglakeApp, Route, Router
 from loglake.config import Settings
+from loglake.sqlitedb import SharedConnection
 from tests.alerts.rows import T0, events_of, insert_alert
 from tests.conftest import asgi_client, key_for
 
@@ -198,3 +199,20 @@ async def test_documented_alert_page_limit_is_the_one_enforced(client: httpx.Asy
     limit = next(p for p in spec["paths"]["/alerts"]["get"]["parameters"] if p["name"] == "limit")
     assert (await client.get("/alerts", params={"limit": limit["schema"]["maximum"]})).status_code == 200
     assert (await client.get("/alerts", params={"limit": limit["schema"]["maximum"] + 1})).status_code == 400
+
+
+async def test_a_change_while_another_process_holds_the_write_lock_is_503_then_works(
+    app: LoglakeApp, client: httpx.AsyncClient, alerts: sqlite3.Connection, settings: Settings
+) -> None:
+    alert_id = insert_alert(alerts)
+    # The app's own connection, with a busy timeout of 0.1 s instead of 10 s, so the test need not wait.
+    path = str(settings.data_dir / "alerts.db")
+    app.runtime.alerts_db = SharedConnection(
+        lambda: sqlite3.connect(path, timeout=0.1, isolation_level=None, check_same_thread=False)
+    )
+    alerts.execute("BEGIN IMMEDIATE")  # a rule run writing its window's alerts
+    busy = await client.post(f"/alerts/{alert_id}/resolve")
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    assert (await client.get(f"/alerts/{alert_id}")).json()["status"] == "open"  # readers are not held up
+    alerts.execute("COMMIT")
+    assert (await client.post(f"/alerts/{alert_id}/resolve")).status_code == 200

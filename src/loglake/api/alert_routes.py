@@ -108,4 +108,15 @@ async def _with_db(app: LoglakeApp, fn: Callable[[sqlite3.Connection], T]) -> T:
         with db.use() as conn:
             return fn(conn)
 
-    return await app.run_read(run)
+    try:
+        return await app.run_read(run)
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e):
+            raise
+        # Another process (a rule run, `loglake alerts --data-dir`) held the write lock past the busy timeout.
+        raise ApiError(
+            503,
+            "busy",
+            "the alerts database is busy with another write; retry shortly",
+            headers=[(b"retry-after", b"1")],
+        ) from None
