@@ -153,3 +153,12 @@ def test_a_sql_rule_over_alerts_is_refused_when_it_loads(tmp_path: Path) -> None
     )
     assert [p.field for p in problems] == ["query"]
     assert "'alerts' is not a table here (the tables here: amplify_access, logs)" in problems[0].message
+
+
+def test_loglake_tables_lists_alerts_with_its_columns(app: LoglakeApp, settings: Settings) -> None:
+    result = run_cli("tables", "--data-dir", str(settings.data_dir))
+    assert result.exit_code == 0, result.output
+    shown = result.stdout.split("\nalerts  ", 1)[1].splitlines()
+    assert shown[0].startswith("the alerts detection rules raised")
+    assert shown[1].split()[:2] == ["id", "VARCHAR"]
+    assert ["tags", "VARCHAR[]"] in [line.split()[:2] for line in shown]
