@@ -249,12 +249,13 @@ def tables(as_json: bool, data_dir: Path | None, url: str, api_key: str | None) 
         click.echo(json_text(described, indent=2))
         return
     for table in described:
-        hot = f", {table['hot_records']:,} hot" if "hot_records" in table else ""
         click.echo(click.style(printable(table["name"]), bold=True) + f"  {printable(table['description'])}")
-        click.echo(
-            f"  {table['lake_records']:,} records in the lake ({table['lake_bytes'] / 1e6:.1f} MB, "
-            f"{len(table['partitions'])} partition(s)){hot}"
-        )
+        if not table.get("live"):
+            hot = f", {table['hot_records']:,} hot" if "hot_records" in table else ""
+            click.echo(
+                f"  {table['lake_records']:,} records in the lake ({table['lake_bytes'] / 1e6:.1f} MB, "
+                f"{len(table['partitions'])} partition(s)){hot}"
+            )
         columns = [[printable(c[part]) for part in ("name", "type", "description")] for c in table["columns"]]
         width = max(len(name) for name, _, _ in columns)
         for name, kind, description in columns:

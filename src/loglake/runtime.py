@@ -16,6 +16,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
+from loglake.alerts.db import open_alerts_db
+from loglake.alerts.table import alerts_table
 from loglake.amplify.collector import Collector, RunReport
 from loglake.amplify.config import AmplifyConfig, AmplifyConfigError, load_config
 from loglake.amplify.jobs import AmplifySchedule, settings_for
@@ -27,6 +29,7 @@ from loglake.rules.model import Problem, Rule
 from loglake.rules.scheduler import CatchUp, RuleFolder, RuleScheduler
 from loglake.rules.state import RunRecord
 from loglake.service import LogService, RecordSearch
+from loglake.sqlitedb import SharedConnection
 from loglake.store.base import HotStore
 from loglake.store.sqlite import SQLiteHotStore
 
@@ -79,9 +82,13 @@ class Runtime:
         self.collector: Collector | None = None
         self.amplify: AmplifySchedule | None = None
         self.rules: RuleScheduler | None = None
+        # The detections database, for what people read and change (the API's alert routes); opened on
+        # first use. None where the store is not local (the AWS deployment keeps no alerts.db).
+        self.alerts_db: SharedConnection | None = None
         if isinstance(self.store, SQLiteHotStore):
+            self.alerts_db = SharedConnection(lambda: open_alerts_db(settings.data_dir))
             arrivals = arrivals or Arrivals()
-            self.lake = Lake.from_settings(settings, self.store, clock)
+            self.lake = Lake.from_settings(settings, self.store, clock, live_tables=[alerts_table(settings.data_dir)])
             self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self._maintained)
             if amplify_config is not None:
                 self.collector = Collector(
@@ -138,6 +145,8 @@ class Runtime:
             self.lake_jobs.stop()
         if self.lake is not None:
             self.lake.close()
+        if self.alerts_db is not None:
+            self.alerts_db.close()
         self.store.close()
         if self._keys_opened:
             self.keystore.close()

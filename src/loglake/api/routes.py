@@ -241,7 +241,7 @@ def _query_error(error: QueryError | QueryBusy) -> ApiError:
 async def query(app: LoglakeApp, request: Request) -> Result:
     if app.lake is None:
         raise ApiError(501, "not_available", "SQL needs the lake, which this server's store does not have")
-    spec = _json_object(app, request, '{"sql": "SELECT count(*) FROM logs", "limit": 100}')
+    spec = json_body(app, request, '{"sql": "SELECT count(*) FROM logs", "limit": 100}')
     engine = app.lake.engine
     try:
         wanted = parse_query_request(spec)
@@ -319,7 +319,8 @@ async def amplify_status(app: LoglakeApp, request: Request) -> Result:
     return Result(200, await app.run_read(read))
 
 
-def _json_object(app: LoglakeApp, request: Request, example: str) -> dict:
+def json_body(app: LoglakeApp, request: Request, example: str) -> dict:
+    """The body as one JSON object: 415 if it is not sent as JSON, 400 (with `example`) if it is not one."""
     content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
     if content_type not in JSON_TYPES:
         raise ApiError(
@@ -414,7 +415,7 @@ _KEY_EXAMPLE = '{"name": "ci", "scopes": ["ingest", "read"], "sigv4": false}'
 
 async def create_key(app: LoglakeApp, request: Request) -> Result:
     try:
-        spec = msgspec.convert(_json_object(app, request, _KEY_EXAMPLE), KeySpec)
+        spec = msgspec.convert(json_body(app, request, _KEY_EXAMPLE), KeySpec)
     except msgspec.ValidationError as e:
         raise ApiError(400, "invalid_key_spec", f"{e}; send e.g. {_KEY_EXAMPLE}") from None
     scopes = [spec.scopes] if type(spec.scopes) is str else spec.scopes
