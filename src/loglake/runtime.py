@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
+from loglake.alerts.delivery import AlertDelivery
 from loglake.amplify.collector import Collector, RunReport
 from loglake.amplify.config import AmplifyConfig, AmplifyConfigError, load_config
 from loglake.amplify.jobs import AmplifySchedule, settings_for
@@ -71,7 +72,9 @@ class Runtime:
         self.lake_jobs: LakeJobs | None = None
         self.collector: Collector | None = None
         self.amplify: AmplifySchedule | None = None
+        self.delivery: AlertDelivery | None = None  # alerts to their destinations (the outbox in the data dir)
         if isinstance(self.store, SQLiteHotStore):
+            self.delivery = AlertDelivery(settings.data_dir, settings.rules_path, clock=clock)
             arrivals = arrivals or Arrivals()
             self.lake = Lake.from_settings(settings, self.store, clock)
             self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self._maintained)
@@ -101,14 +104,18 @@ class Runtime:
         self._observers.append(observer)
 
     def start(self) -> None:
-        """Start the background jobs the settings ask for (lake maintenance, the Amplify schedule)."""
+        """Start the background jobs the settings ask for (lake maintenance, the Amplify schedule, alert delivery)."""
         if self.lake_jobs is not None:
             self.lake_jobs.start()
         if self.amplify is not None:
             self.amplify.start()
+        if self.delivery is not None:
+            self.delivery.start()
 
     def close(self) -> None:
         """Stop the jobs, then close what they use; safe whether or not `start` ran."""
+        if self.delivery is not None:
+            self.delivery.stop()
         if self.amplify is not None:
             self.amplify.stop()
         if self.collector is not None:

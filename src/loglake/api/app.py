@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from loglake.amplify.collector import RunReport
-from loglake.api import openapi, routes
+from loglake.api import openapi, routes, routes_deliveries
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
 from loglake.api.cors import preflight_headers
@@ -67,6 +67,8 @@ ROUTES = [
     Route("GET", "/tables", routes.tables, "read"),
     Route("GET", "/amplify/reports", routes.amplify_reports, "read"),
     Route("GET", "/amplify/status", routes.amplify_status, "read"),
+    # An exact path: the router tries exact paths before `/alerts/{id}` templates, so it is never taken for an id.
+    Route("GET", routes_deliveries.PATH, routes_deliveries.list_deliveries, "read"),
     Route("GET", "/healthz", routes.healthz, None),
     Route("GET", "/metrics", routes.metrics, "read"),
     Route("GET", "/openapi.json", openapi.spec, None),

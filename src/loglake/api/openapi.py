@@ -8,6 +8,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from loglake import __version__
+from loglake.api import routes_deliveries
 from loglake.api.routes import Result
 from loglake.ids import UUID_PATTERN
 from loglake.model import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, NAME_PATTERN, SEVERITY_ALIASES, SEVERITY_NAMES, Limits
@@ -425,6 +426,7 @@ SPEC: dict[str, Any] = {
                 "responses": {"200": {"description": "the collector's state"}},
             }
         },
+        **routes_deliveries.OPENAPI,
         "/": {
             "get": {
                 "summary": "Name, version and where the docs are (no auth)",
