@@ -145,7 +145,8 @@ def _destination(spec: dict[str, Any], at: str) -> DestinationConfig | list[tupl
         for f in _secret_fields(kind)
         if isinstance(fields.get(f), str)
     ]
-    fields = {k: v for k, v in fields.items() if not any(k == f.split(".")[-1] for f, _ in problems)}
+    # Check the rest as if those were references, so that each is reported once and never echoed.
+    fields |= {f.rpartition(".")[2]: {"env": "SECRET"} for f, _ in problems}
     problems += [_split(text) for text in problems_of(fields, kind, at)]
     if problems:
         return problems

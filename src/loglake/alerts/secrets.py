@@ -15,12 +15,14 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import msgspec
 
 SECRETS_MANAGER_TTL_SECONDS = 300.0
 MAX_SECRET_FILE_BYTES = 64 * 1024
 HIDDEN = "[secret]"
+MIN_SCRUBBED_PART = 8  # shorter URL paths ("/", "/hook") say nothing secret, and would blank out common words
 REFERENCE_ONLY = "a secret is given by reference: {env: NAME}, {file: PATH} or {secretsmanager: ARN-or-name}"
 
 EnvName = Annotated[
@@ -130,8 +132,15 @@ def _boto3_secretsmanager() -> Any:
 
 
 def scrub(text: str, values: Iterable[str]) -> str:
-    """`text` with every resolved secret value in it replaced by HIDDEN."""
-    for value in sorted(values, key=len, reverse=True):
-        if value:
-            text = text.replace(value, HIDDEN)
+    """`text` with every resolved secret value in it replaced by HIDDEN; of a URL, its path and query
+    too (a Slack or Teams webhook's credential is its path, which receivers echo in their errors)."""
+    forms = set()
+    for value in values:
+        forms.add(value)
+        parts = urlsplit(value)
+        if parts.scheme in ("http", "https"):
+            forms.update(p for p in (parts.path, parts.query, parts.password or "") if len(p) >= MIN_SCRUBBED_PART)
+    for form in sorted(forms, key=len, reverse=True):
+        if form:
+            text = text.replace(form, HIDDEN)
     return text
