@@ -66,6 +66,7 @@ def alerts_db(data_dir: Path) -> Iterator[sqlite3.Connection]:
 
 
 def write_alerting(rules_dir: Path, text: str) -> Path:
+    rules_dir.mkdir(parents=True, exist_ok=True)
     path = rules_dir / "alerting.yml"
     path.write_text(textwrap.dedent(text).lstrip())
     return path

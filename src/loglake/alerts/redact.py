@@ -56,7 +56,7 @@ _TOKENS = (
 )
 
 PATTERNS: dict[str, tuple[Replace, ...]] = {
-    "email": (_regex_sub(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", "[email]"),),
+    "email": (_regex_sub(r"[A-Za-z0-9._%+-][A-Za-z0-9._%+'-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", "[email]"),),
     "ip": (_ipv4, _ipv6),
     "token": _TOKENS,
 }
