@@ -93,6 +93,12 @@ class Receiver:
                 raise AssertionError(f"{len(self.requests)} request(s) arrived, waited for {count}")
             return list(self.requests)
 
+    def wait_until(self, done: Callable[[Receiver], bool], timeout: float = 60.0) -> None:
+        """Until `done(self)` holds, checked at each request (AssertionError after `timeout` seconds)."""
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: done(self), timeout):
+                raise AssertionError(f"not done after {len(self.requests)} request(s)")
+
     def unique(self) -> dict[str, Received]:
         """The requests an idempotent receiver keeps: the first of each Idempotency-Key."""
         kept: dict[str, Received] = {}
