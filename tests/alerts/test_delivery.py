@@ -238,3 +238,22 @@ def test_finished_deliveries_are_forgotten_after_the_keeping_time(make_delivery,
     assert delivery.outbox.prune(clock.ms) == 0
     assert delivery.outbox.prune(clock.ms + 1) == 1
     assert alerts_db.execute("SELECT count(*) FROM delivery_alerts").fetchone() == (0,)
+
+
+def test_one_process_delivers_per_data_dir_and_another_takes_over_when_it_stops(make_delivery, alerts_db, receiver):
+    first = make_delivery(hook(receiver), poll_seconds=0.05)
+    first.start()
+    insert_alert(alerts_db)
+    receiver.wait_for(1)
+    second = make_delivery(poll_seconds=0.05)
+    second.start()
+    deadline = time.monotonic() + 20
+    while second.last_error is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert "another process holds alert-delivery.lock" in second.last_error
+    first.stop()
+    second.wake()
+    insert_alert(alerts_db)
+    receiver.wait_for(2)
+    assert [r.json()["event_id"] for r in receiver.requests] == [1, 2]

@@ -4,10 +4,13 @@ type takes, problems with file and field, and reloading when the file changes.""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from loglake.alerts.destinations.base import DestinationConfig
 from loglake.alerts.routing import Routing, RoutingFile, load_routing
 from tests.alerts.conftest import write_alerting
 
@@ -204,3 +207,13 @@ def test_a_bad_first_version_means_no_routing_yet(rules_dir):
     watched = RoutingFile(rules_dir)
     assert watched.current() is None
     assert watched.problems[0].field == "routes[0].to"
+
+
+def test_the_readme_states_the_destination_defaults_the_code_has():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("\n## Alert delivery\n") : readme.index("\n## The record\n")]
+    rows = re.findall(r"^\| `(\w+)` \| `([^`]+)` \|", section, re.MULTILINE)
+    defaults = {f.name: f.default for f in msgspec.structs.fields(DestinationConfig) if f.name != "events"}
+    assert {name: value for name, value in rows if name in defaults} == {
+        k: str(v) for k, v in defaults.items() if k != "redact"
+    }

@@ -11,7 +11,6 @@ what was under way, with the same idempotency key.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -35,7 +34,8 @@ if TYPE_CHECKING:
     import httpx
 
 LOCK_FILE = "alert-delivery.lock"
-POLL_SECONDS = 1.0  # how soon a new alert event is seen (the engine commits it; nothing signals us)
+POLL_SECONDS = 1.0
+LOCK_RETRY_SECONDS = 10.0  # how soon a new alert event is seen (the engine commits it; nothing signals us)
 BACKOFF = Backoff(first=2.0, cap=600.0)  # pauses between attempts: up to 2 s, 4 s, ... then up to 10 min
 KEEP_FINISHED_MS = 30 * 86_400_000  # sent and dead-lettered deliveries stay visible this long
 PRUNE_EVERY_MS = 3_600_000
@@ -114,21 +114,31 @@ class AlertDelivery:
         self._wake.set()
 
     def _run(self) -> None:
-        with exclusive_lock(self.data_dir / LOCK_FILE, wait=False) as holding:
-            if not holding:  # another process on this data dir delivers; it is the one that may resend
-                self.last_error = f"another process holds {LOCK_FILE} and delivers this data dir's alerts"
-                return
-            with contextlib.suppress(Exception):
-                self.outbox.recover(self._now_ms())
-            while not self._stopping.is_set():
-                try:
-                    wait = self.step()
-                    self.last_error = None
-                except Exception as e:  # the database is locked or full: try again next round
-                    self.last_error = f"{type(e).__name__}: {e}"
-                    wait = self.poll_seconds
-                self._wake.wait(wait)
-                self._wake.clear()
+        while not self._stopping.is_set():
+            with exclusive_lock(self.data_dir / LOCK_FILE, wait=False) as holding:
+                if holding:
+                    self._deliver()
+                    return
+            # Another process on this data dir delivers (only it may resend what it has under way):
+            # take over when it stops.
+            self.last_error = f"another process holds {LOCK_FILE} and delivers this data dir's alerts"
+            self._wake.wait(LOCK_RETRY_SECONDS)
+            self._wake.clear()
+
+    def _deliver(self) -> None:
+        recovered = False
+        while not self._stopping.is_set():
+            try:
+                if not recovered:
+                    self.outbox.recover(self._now_ms())
+                    recovered = True
+                wait = self.step()
+                self.last_error = None
+            except Exception as e:  # the database is locked or full: try again next round
+                self.last_error = f"{type(e).__name__}: {e}"
+                wait = self.poll_seconds
+            self._wake.wait(wait)
+            self._wake.clear()
 
     # -- one round --------------------------------------------------------------------------------
 

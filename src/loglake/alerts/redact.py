@@ -41,6 +41,7 @@ def _ipv6(text: str) -> str:
 
 
 _ipv4 = _regex_sub(_IPV4, "[ip]")
+_EMAIL = r"[A-Za-z0-9._%+-][A-Za-z0-9._%+'-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 _TOKENS = (
     # name=value or "name": "value" for the usual secret names: keep the name, hide the value
     _regex_sub(
@@ -56,7 +57,7 @@ _TOKENS = (
 )
 
 PATTERNS: dict[str, tuple[Replace, ...]] = {
-    "email": (_regex_sub(r"[A-Za-z0-9._%+-][A-Za-z0-9._%+'-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", "[email]"),),
+    "email": (_regex_sub(_EMAIL, "[email]"),),
     "ip": (_ipv4, _ipv6),
     "token": _TOKENS,
 }
