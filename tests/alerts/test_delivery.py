@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+from loglake.alerts.db import open_alerts_db
 from loglake.alerts.delivery import AlertDelivery
 from tests.alerts.conftest import settle, states, wait_idle
 from tests.alerts.receivers import Answer, Received, Receiver, change_alert, insert_alert
@@ -257,3 +258,15 @@ def test_one_process_delivers_per_data_dir_and_another_takes_over_when_it_stops(
     insert_alert(alerts_db)
     receiver.wait_for(2)
     assert [r.json()["event_id"] for r in receiver.requests] == [1, 2]
+
+
+def test_an_event_whose_alert_is_gone_is_passed_over(make_delivery, alerts_db, receiver, data_dir):
+    delivery = make_delivery(hook(receiver))
+    insert_alert(alerts_db)
+    loose = open_alerts_db(data_dir)
+    loose.execute("PRAGMA foreign_keys = OFF")  # as a tool that deleted alerts without their events would
+    loose.execute("INSERT INTO alert_events (alert_id, kind, at_ms) VALUES ('deleted', 'update', 1)")
+    loose.close()
+    settle(delivery)
+    assert alerts_db.execute("SELECT seq FROM delivery_cursor").fetchone() == (2,)
+    assert states(alerts_db) == [("hook", "trigger", "sent", 1)]

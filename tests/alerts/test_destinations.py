@@ -205,7 +205,7 @@ def test_email_has_text_and_html_the_level_and_title_in_its_subject_and_logs_in(
     controller, mailbox = smtp_server
     monkeypatch.setenv("SMTP_PASS", "mail-pass")
     delivery = make_delivery(only("mail", mail_spec(controller)))
-    alert = insert_alert(alerts_db, level="critical", title="Disk <full> on db1")
+    alert = insert_alert(alerts_db, level="critical", title="Disk <full>\n on db1")  # a subject is one line
     change_alert(alerts_db, alert["id"], "update")  # not mailed
     change_alert(alerts_db, alert["id"], "resolve")
     settle(delivery)

@@ -40,6 +40,7 @@ SCHEMA = Schema(
         );
         CREATE TABLE delivery_alerts (
             event_seq INTEGER PRIMARY KEY,     -- an alert_events row that was routed somewhere
+            at_ms INTEGER NOT NULL,            -- when the event happened
             alert TEXT NOT NULL                -- JSON: the alert as it was then, what every attempt sends
         );
         CREATE TABLE deliveries (
@@ -132,8 +133,9 @@ class Outbox:
             return 0
         with self._lock, write_transaction(self._conn) as conn:
             cursor = _cursor(conn)
+            # LEFT JOIN: an event whose alert is gone (deleted since) is passed over, not waited for.
             events = conn.execute(
-                "SELECT e.seq, e.kind, e.at_ms, a.* FROM alert_events e JOIN alerts a ON a.id = e.alert_id"
+                "SELECT e.seq, e.kind, e.at_ms, a.* FROM alert_events e LEFT JOIN alerts a ON a.id = e.alert_id"
                 " WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
                 (cursor, batch),
             )
@@ -141,13 +143,16 @@ class Outbox:
             rows = events.fetchall()
             for values in rows:
                 seq, kind, at_ms = values[:3]
-                alert = _decoded(dict(zip(names[3:], values[3:], strict=True)))
+                alert = dict(zip(names[3:], values[3:], strict=True))
+                if alert["id"] is None:
+                    continue
+                alert = _decoded(alert)
                 targets = routing.targets(alert, kind)
                 if not targets:
                     continue
-                alert["event_at_ms"] = at_ms
                 conn.execute(
-                    "INSERT OR IGNORE INTO delivery_alerts (event_seq, alert) VALUES (?, ?)", (seq, json.dumps(alert))
+                    "INSERT OR IGNORE INTO delivery_alerts (event_seq, at_ms, alert) VALUES (?, ?, ?)",
+                    (seq, at_ms, json.dumps(alert)),
                 )
                 for name in targets:
                     known = name in routing.destinations
@@ -222,16 +227,14 @@ class Outbox:
             for values in rows:
                 row = DeliveryRow(*values)
                 conn.execute("UPDATE deliveries SET state = 'sending', updated_ms = ? WHERE id = ?", (now_ms, row.id))
-                alert = json.loads(
-                    conn.execute("SELECT alert FROM delivery_alerts WHERE event_seq = ?", (row.event_seq,)).fetchone()[
-                        0
-                    ]
-                )
+                at_ms, alert = conn.execute(
+                    "SELECT at_ms, alert FROM delivery_alerts WHERE event_seq = ?", (row.event_seq,)
+                ).fetchone()
                 remembered = conn.execute(
                     "SELECT value FROM delivery_memory WHERE destination = ? AND dedup_key = ?",
                     (destination, row.dedup_key),
                 ).fetchone()
-                claimed.append(Claimed(row, alert, alert.pop("event_at_ms"), remembered[0] if remembered else None))
+                claimed.append(Claimed(row, json.loads(alert), at_ms, remembered[0] if remembered else None))
             return claimed
 
     def sent(self, row: DeliveryRow, now_ms: int, remember: str | None = None) -> None:

@@ -93,7 +93,8 @@ class Notice:
     def headline(self) -> str:
         """`[HIGH] Brute force on alice (resolved)`: level, title and what happened."""
         after = {"trigger": "", "update": " (updated)", "acknowledge": " (acknowledged)", "resolve": " (resolved)"}
-        return f"[{self.alert['level'].upper()}] {self.alert['title']}{after[self.kind]}"
+        title = " ".join(self.alert["title"].split())  # one line: it becomes a mail subject, a Jira summary
+        return f"[{self.alert['level'].upper()}] {title}{after[self.kind]}"
 
     def facts(self) -> list[tuple[str, str]]:
         """The alert's facts as (label, text), in the order every chat and mail format shows them."""
