@@ -38,11 +38,14 @@ class Email(DestinationConfig, frozen=True, forbid_unknown_fields=True, kw_only=
     ssl: bool = False  # TLS from the first byte (port 465)
     username: TextOrSecret | None = None
     password: SecretRef | None = None
+    ca_file: str | None = None  # a private CA to trust (PEM), beside the system's
 
     def problems(self) -> list[tuple[str, str]]:
         found = []
         if self.starttls and self.ssl:
             found.append(("starttls", "choose one of starttls (port 587) and ssl (port 465)"))
+        if self.ca_file is not None and not (self.starttls or self.ssl):
+            found.append(("ca_file", "is used only with starttls or ssl"))
         if (self.username is None) != (self.password is None):
             found.append(
                 ("password" if self.password is None else "username", "login needs both username and password")
@@ -55,10 +58,16 @@ class Email(DestinationConfig, frozen=True, forbid_unknown_fields=True, kw_only=
         host = host.strip("[]")
         timeout = context.timeout
         try:
-            smtp_class = smtplib.SMTP_SSL if self.ssl else smtplib.SMTP
-            with smtp_class(host, int(port), timeout=timeout) as smtp:
+            tls = ssl.create_default_context()
+            if self.ca_file is not None:
+                tls.load_verify_locations(cafile=self.ca_file)
+            if self.ssl:
+                smtp = smtplib.SMTP_SSL(host, int(port), timeout=timeout, context=tls)
+            else:
+                smtp = smtplib.SMTP(host, int(port), timeout=timeout)
+            with smtp:
                 if self.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.starttls(context=tls)
                 if self.username is not None and self.password is not None:
                     smtp.login(context.secret(self.username), context.secret(self.password))
                 smtp.send_message(message)
