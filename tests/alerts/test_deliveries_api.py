@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from loglake.alerts.db import open_alerts_db
-from loglake.alerts.delivery import AlertDelivery
+from loglake.alerts.delivery import LOCK_FILE, AlertDelivery
 from loglake.api import routes_deliveries
 from loglake.api.app import ROUTES, LoglakeApp, Route, Router
+from loglake.locks import exclusive_lock
 from tests.alerts.conftest import wait_idle, write_alerting
 from tests.alerts.receivers import Answer, Receiver, insert_alert
 from tests.conftest import asgi_client, key_for
@@ -50,6 +52,7 @@ async def test_deliveries_are_listed_newest_first_filtered_and_paged(client: htt
         ("ok", "sent"),
     ] * 3
     assert everything["next_cursor"] is None and everything["routing_problems"] == []
+    assert everything["worker_error"] is None
     first = everything["deliveries"][0]
     assert first["alert_id"] == alerts[2]["id"] and first["event"] == "trigger" and first["attempts"] == 1
     assert first["last_error"] == "HTTP 400: no" and first["last_status"] == 400 and first["next_attempt"] is None
@@ -139,3 +142,15 @@ async def test_waiting_deliveries_show_in_the_pending_gauge(client: httpx.AsyncC
     text = (await client.get("/metrics")).text
     assert 'loglake_alert_deliveries_pending{destination="h"} 2' in text
     assert 'loglake_alert_delivery_failed_attempts_total{destination="h"} 2' in text
+
+
+async def test_a_delivery_that_cannot_run_says_why(client: httpx.AsyncClient, app: LoglakeApp, settings):
+    delivery = app.runtime.delivery
+    with exclusive_lock(settings.data_dir / LOCK_FILE):  # as another process delivering this data dir
+        delivery.start()
+        deadline = time.monotonic() + 20
+        while delivery.last_error is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        answer = (await client.get("/alerts/deliveries")).json()
+    assert answer["worker_error"] == "another process holds alert-delivery.lock and delivers this data dir's alerts"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import threading
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,9 +184,14 @@ class RoutingFile:
         self._stamp: tuple[int, int, int] | None = None
         self._good: Routing | None = None
         self.problems: list[Problem] = []
+        self._lock = threading.Lock()  # the delivery worker and API requests both ask
 
     def current(self) -> Routing | None:
         """The routing to use, or None while the file has problems and no good version was read yet."""
+        with self._lock:
+            return self._current()
+
+    def _current(self) -> Routing | None:
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:

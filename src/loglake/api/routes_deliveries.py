@@ -61,6 +61,7 @@ async def list_deliveries(app: LoglakeApp, request: Request) -> Result:
             "deliveries": [_row(r) for r in rows],
             "next_cursor": str(rows[-1].rowid) if len(rows) == limit else None,
             "routing_problems": problems,
+            "worker_error": delivery.last_error,
         },
     )
 
@@ -115,8 +116,8 @@ OPENAPI = {
             ],
             "responses": {
                 "200": {
-                    "description": "deliveries, next_cursor (null on the last page), and the problems of "
-                    "alerting.yml if it has any"
+                    "description": "deliveries, next_cursor (null on the last page), the problems of "
+                    "alerting.yml if it has any, and why delivery is not running (worker_error) if it is not"
                 },
                 "501": {"description": "this server has no local data dir (the AWS deployment)"},
             },
