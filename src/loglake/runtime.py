@@ -14,9 +14,8 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from loglake.alerts.delivery import AlertDelivery
 from loglake.amplify.collector import Collector, RunReport
 from loglake.amplify.config import AmplifyConfig, AmplifyConfigError, load_config
 from loglake.amplify.jobs import AmplifySchedule, settings_for
@@ -27,6 +26,9 @@ from loglake.lake.lake import Lake, LakeJobs, MaintenanceReport
 from loglake.service import LogService, RecordSearch
 from loglake.store.base import HotStore
 from loglake.store.sqlite import SQLiteHotStore
+
+if TYPE_CHECKING:
+    from loglake.alerts.delivery import AlertDelivery
 
 
 class RuntimeObserver(Protocol):
@@ -74,6 +76,9 @@ class Runtime:
         self.amplify: AmplifySchedule | None = None
         self.delivery: AlertDelivery | None = None  # alerts to their destinations (the outbox in the data dir)
         if isinstance(self.store, SQLiteHotStore):
+            # Imported here: delivery reads rule files (pySigma, YAML), which Lambda's layer leaves out.
+            from loglake.alerts.delivery import AlertDelivery
+
             self.delivery = AlertDelivery(settings.data_dir, settings.rules_path, clock=clock)
             arrivals = arrivals or Arrivals()
             self.lake = Lake.from_settings(settings, self.store, clock)

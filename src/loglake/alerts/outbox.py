@@ -20,11 +20,13 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loglake.alerts.db import open_alerts_db
-from loglake.alerts.routing import Routing
 from loglake.sqlitedb import Schema, migrate_schema, write_transaction
+
+if TYPE_CHECKING:
+    from loglake.alerts.routing import Routing
 
 DELIVERY_STATES = ("pending", "sending", "sent", "dead")
 ROUTE_BATCH = 500
