@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from loglake.alerts.store import change_status
 from tests.alerts.conftest import settle, states
 from tests.alerts.receivers import Answer, Receiver, change_alert, insert_alert
 from tests.conftest import free_port
@@ -78,6 +79,7 @@ def test_slack_gets_block_kit_for_raised_acknowledged_and_resolved_alerts(make_d
     alert = insert_alert(alerts_db, title="Failures for <@channel> & co")
     change_alert(alerts_db, alert["id"], "update")  # not for a channel: each run of the rule would post
     change_alert(alerts_db, alert["id"], "acknowledge", status_by="alice", status_note="looking")
+    settle(delivery)
     change_alert(alerts_db, alert["id"], "resolve")
     settle(delivery)
     assert [kind for _, kind, _, _ in states(alerts_db)] == ["trigger", "acknowledge", "resolve"]
@@ -363,3 +365,46 @@ def test_jira_makes_one_issue_per_dedup_key_and_comments_the_later_events(
     assert {r.headers["authorization"] for r in receiver.requests} == {f"Basic {auth}"}
     remembered = alerts_db.execute("SELECT dedup_key, value FROM delivery_memory ORDER BY dedup_key").fetchall()
     assert remembered == [("scanner:198.51.100.4", "OPS-8"), ("scanner:203.0.113.9", "OPS-7")]
+
+
+def test_acknowledge_and_resolve_through_the_alert_store_reach_pagerduty_and_chat(
+    make_delivery, alerts_db, receiver, monkeypatch, clock
+):
+    monkeypatch.setenv("PD_KEY", "k")
+    delivery = make_delivery(
+        f"""
+        destinations:
+          oncall: {{type: pagerduty, routing_key: {{env: PD_KEY}}, url: "{receiver.url}/pd"}}
+          chat: {{type: slack, url: "{receiver.url}/slack"}}
+        routes: [{{to: [oncall, chat]}}]
+        """
+    )
+    alert = insert_alert(alerts_db)
+    change_status(alerts_db, alert["id"], "acknowledged", "alice", "on it", clock.ms)
+    settle(delivery)
+    change_status(alerts_db, alert["id"], "resolved", "bob", None, clock.ms)
+    second = insert_alert(alerts_db)
+    change_status(alerts_db, second["id"], "acknowledged", "carol", None, clock.ms)
+    change_status(alerts_db, second["id"], "resolved", "dave", None, clock.ms)  # before delivery saw the ack
+    settle(delivery)
+    for one in (alert, second):
+        pd = [r.json()["event_action"] for r in receiver.requests if r.json().get("dedup_key") == one["dedup_key"]]
+        assert pd == ["trigger", "acknowledge", "resolve"]  # in order within a dedup key
+    by = {}
+    for request in receiver.requests:
+        if request.path == "/slack":
+            blocks = request.json()["blocks"]
+            alert_id = blocks[-1]["elements"][0]["text"].split()[2]
+            said = next((f["text"] for f in blocks[1]["fields"] if f["text"].startswith("*By*")), None)
+            by.setdefault(alert_id, []).append((blocks[0]["text"]["text"].rsplit(" ", 1)[-1], said))
+    assert by[alert["id"]] == [
+        (alert["title"].rsplit(" ", 1)[-1], None),
+        ("(acknowledged)", "*By*\nalice: on it"),
+        ("(resolved)", "*By*\nbob"),
+    ]
+    # The second alert's acknowledgement was routed after its resolution: "By" would have named the resolver.
+    assert by[second["id"]] == [
+        (second["title"].rsplit(" ", 1)[-1], None),
+        ("(acknowledged)", None),
+        ("(resolved)", "*By*\ndave"),
+    ]

@@ -111,7 +111,9 @@ class Notice:
             facts.append(("Group", ", ".join(f"{k}={v}" for k, v in alert["group_values"].items())))
         if alert["tags"]:
             facts.append(("Tags", ", ".join(alert["tags"])))
-        if alert.get("status_by") and self.kind in ("acknowledge", "resolve"):
+        # Who changed the status, if this event is that change: routed late, an acknowledgement finds
+        # the alert already resolved, and the resolver's name is not the acknowledger's.
+        if alert.get("status_by") and _STATUS_OF_EVENT.get(self.kind) == alert["status"]:
             note = f": {alert['status_note']}" if alert.get("status_note") else ""
             facts.append(("By", f"{alert['status_by']}{note}"))
         facts.append(("Dedup key", alert["dedup_key"]))
@@ -120,6 +122,9 @@ class Notice:
     def evidence_lines(self, limit: int) -> list[str]:
         """The first `limit` evidence records, one compact line each."""
         return [_evidence_line(record) for record in self.alert["evidence"][:limit]]
+
+
+_STATUS_OF_EVENT = {"acknowledge": "acknowledged", "resolve": "resolved"}
 
 
 def _evidence_line(record: Any) -> str:
