@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from loglake.alerts.db import open_alerts_db
 from loglake.alerts.table import alerts_table
@@ -32,6 +32,9 @@ from loglake.service import LogService, RecordSearch
 from loglake.sqlitedb import SharedConnection
 from loglake.store.base import HotStore
 from loglake.store.sqlite import SQLiteHotStore
+
+if TYPE_CHECKING:
+    from loglake.alerts.delivery import AlertDelivery
 
 
 class RuntimeObserver(Protocol):
@@ -85,8 +88,13 @@ class Runtime:
         # The detections database, for what people read and change (the API's alert routes); opened on
         # first use. None where the store is not local (the AWS deployment keeps no alerts.db).
         self.alerts_db: SharedConnection | None = None
+        self.delivery: AlertDelivery | None = None  # alerts to their destinations (the outbox in the data dir)
         if isinstance(self.store, SQLiteHotStore):
             self.alerts_db = SharedConnection(lambda: open_alerts_db(settings.data_dir))
+            # Imported here: delivery reads rule files (pySigma, YAML), which Lambda's layer leaves out.
+            from loglake.alerts.delivery import AlertDelivery
+
+            self.delivery = AlertDelivery(settings.data_dir, settings.rules_path, clock=clock)
             arrivals = arrivals or Arrivals()
             self.lake = Lake.from_settings(settings, self.store, clock, live_tables=[alerts_table(settings.data_dir)])
             self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self._maintained)
@@ -125,16 +133,21 @@ class Runtime:
         self._observers.append(observer)
 
     def start(self) -> None:
-        """Start the background jobs the settings ask for (lake maintenance, the Amplify schedule, the rules)."""
+        """Start the background jobs the settings ask for (lake maintenance, the Amplify schedule, the rules,
+        alert delivery)."""
         if self.lake_jobs is not None:
             self.lake_jobs.start()
         if self.amplify is not None:
             self.amplify.start()
         if self.rules is not None:
             self.rules.start()
+        if self.delivery is not None:
+            self.delivery.start()
 
     def close(self) -> None:
         """Stop the jobs, then close what they use; safe whether or not `start` ran."""
+        if self.delivery is not None:
+            self.delivery.stop()
         if self.amplify is not None:
             self.amplify.stop()
         if self.rules is not None:

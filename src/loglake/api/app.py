@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from loglake.amplify.collector import RunReport
-from loglake.api import alert_routes, openapi, routes
+from loglake.api import alert_routes, delivery_routes, openapi, routes
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
 from loglake.api.cors import preflight_headers
@@ -73,6 +73,8 @@ ROUTES = [
     Route("GET", "/alerts/{alertId}", alert_routes.get_alert_route, "read"),
     Route("POST", "/alerts/{alertId}/acknowledge", alert_routes.acknowledge, "alerts", reads_body=True),
     Route("POST", "/alerts/{alertId}/resolve", alert_routes.resolve, "alerts", reads_body=True),
+    # An exact path: the router tries exact paths before `/alerts/{id}` templates, so it is never taken for an id.
+    Route("GET", delivery_routes.PATH, delivery_routes.list_deliveries, "read"),
     Route("GET", "/healthz", routes.healthz, None),
     Route("GET", "/metrics", routes.metrics, "read"),
     Route("GET", "/openapi.json", openapi.spec, None),

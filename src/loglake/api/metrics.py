@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from loglake.model import SEVERITY_NAMES
 
 if TYPE_CHECKING:
+    from loglake.alerts.delivery import AlertDelivery
     from loglake.lake.lake import LakeState
     from loglake.rules.model import Problem, Rule
     from loglake.rules.state import RunRecord
@@ -208,6 +209,40 @@ def _lake_gauges(lake: LakeState) -> Iterable[str]:
     yield from _gauge(
         "loglake_hot_records", "Records in the hot store, not yet moved to the lake.", (), {(): lake.hot_records}
     )
+
+
+def delivery_lines(delivery: AlertDelivery | None) -> bytes:
+    """Per destination: sent, failed attempts and dead-lettered deliveries by this process (counters),
+    and deliveries waiting in the outbox (a gauge read at scrape time)."""
+    if delivery is None:
+        return b""
+    by_destination = ("destination",)
+    sent = Counter("loglake_alert_deliveries_sent_total", "Alert deliveries sent, by destination.", by_destination)
+    failed = Counter(
+        "loglake_alert_delivery_failed_attempts_total",
+        "Failed alert delivery attempts (each retry counts), by destination.",
+        by_destination,
+    )
+    dead = Counter(
+        "loglake_alert_deliveries_dead_lettered_total",
+        "Alert deliveries given up after their last attempt, or refused for good, by destination.",
+        by_destination,
+    )
+    for name, counts in list(delivery.counts.items()):
+        sent.inc((name,), counts.sent)
+        failed.inc((name,), counts.failed_attempts)
+        dead.inc((name,), counts.dead_lettered)
+    lines = [*sent.render(), *failed.render(), *dead.render()]
+    waiting = {(name,): n for name, n in delivery.waiting().items()}
+    lines.extend(
+        _gauge(
+            "loglake_alert_deliveries_pending",
+            "Alert deliveries not yet sent nor dead-lettered, by destination.",
+            by_destination,
+            waiting,
+        )
+    )
+    return ("\n".join(lines) + "\n").encode()
 
 
 def _gauge(name: str, help: str, labels: tuple[str, ...], values: dict[tuple[str, ...], float]) -> Iterable[str]:

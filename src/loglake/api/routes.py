@@ -16,6 +16,7 @@ from loglake import __version__
 from loglake.amplify.collector import collection_status
 from loglake.amplify.reports import UnknownReport, apps_with_rows, run_reports, unknown_app_message
 from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content, json_object
+from loglake.api.metrics import delivery_lines
 from loglake.follow import FollowQuery, follow, follow_query
 from loglake.ids import format_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody, ParsedBody
@@ -379,9 +380,10 @@ def _may_read(app: LoglakeApp, request: Request) -> bool:
 
 async def metrics(app: LoglakeApp, request: Request) -> Result:
     lake = await app.run_read(app.lake.state) if app.lake is not None else None
+    deliveries = await app.run_read(delivery_lines, app.runtime.delivery)
     return Result(
         200,
-        app.metrics.render(lake, app.access_log.dropped),
+        app.metrics.render(lake, app.access_log.dropped) + deliveries,
         ((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),),
     )
 
