@@ -23,6 +23,7 @@ from loglake.arrivals import Arrivals
 from loglake.config import ConfigError, Settings
 from loglake.keys import KeyRing, KeyStore
 from loglake.lake.lake import Lake, LakeJobs, MaintenanceReport
+from loglake.self_events import SelfEvents
 from loglake.service import LogService, RecordSearch
 from loglake.store.base import HotStore
 from loglake.store.sqlite import SQLiteHotStore
@@ -71,7 +72,10 @@ class Runtime:
         self.lake_jobs: LakeJobs | None = None
         self.collector: Collector | None = None
         self.amplify: AmplifySchedule | None = None
+        self.self_events: SelfEvents | None = None  # loglake's own events as records (self_events.py)
         if isinstance(self.store, SQLiteHotStore):
+            self.self_events = SelfEvents(self.store, clock)
+            self.observe(self.self_events)
             arrivals = arrivals or Arrivals()
             self.lake = Lake.from_settings(settings, self.store, clock)
             self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self._maintained)
@@ -106,6 +110,8 @@ class Runtime:
             self.lake_jobs.start()
         if self.amplify is not None:
             self.amplify.start()
+        if self.self_events is not None:
+            self.self_events.start()
 
     def close(self) -> None:
         """Stop the jobs, then close what they use; safe whether or not `start` ran."""
@@ -115,6 +121,8 @@ class Runtime:
             self.collector.source.close()
         if self.lake_jobs is not None:
             self.lake_jobs.stop()
+        if self.self_events is not None:
+            self.self_events.stop()
         if self.lake is not None:
             self.lake.close()
         self.store.close()

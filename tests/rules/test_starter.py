@@ -19,7 +19,7 @@ README = (Path(__file__).parents[2] / "README.md").read_text()
 def test_the_starter_pack_loads_and_passes_its_tests() -> None:
     found = load_rules(starter_folder())
     assert found.problems == []
-    assert len(found.rules) == 9
+    assert len(found.rules) == 12
     assert {r.kind for r in found.rules} == {"sigma", "sigma correlation", "sql", "anomaly"}
     assert {t.name for r in found.rules for t in r.tests}  # every rule has tests, that fire and that do not:
     assert all({t.match for t in r.tests} == {True, False} for r in found.rules)
