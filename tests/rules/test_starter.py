@@ -42,10 +42,10 @@ def _readme_rules() -> list[str]:
 
 def test_the_readme_rules_load_and_pass_their_tests(tmp_path: Path) -> None:
     texts = _readme_rules()
-    assert len(texts) == 2
+    assert len(texts) == 3
     for i, text in enumerate(texts):
         (tmp_path / f"readme-{i}.yml").write_text(text)
     found = load_rules(tmp_path)
-    assert found.problems == [] and len(found.rules) == 2
+    assert found.problems == [] and len(found.rules) == 3
     outcomes = run_tests(found.rules)
     assert [o.test.name for o in outcomes if o.passed] == ["five errors fire", "four do not"]

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loglake.lake.query import QueryEngine, TimeRange
-from loglake.lake.query_answers import QueryBusy, json_value
+from loglake.lake.query_answers import QueryBusy, QueryResult, json_value
 from loglake.lake.sql_guard import QueryError
 from loglake.rules.model import Rule
 from loglake.rules.plan import COUNT, FIRST, LAST, RESERVED_PREFIX
@@ -67,18 +67,27 @@ class RunResult:
 
 def run_rule(rule: Rule, engine: QueryEngine, since_ms: int, until_ms: int, now_ms: int | None = None) -> RunResult:
     """The rule's matches over [since_ms, until_ms); suppressions are judged at `now_ms` (default: now)."""
-    if until_ms <= since_ms:
-        raise ValueError(f"the window must end after it starts ({since_ms} >= {until_ms})")
-    read_since_ms = max(0, since_ms - rule.plan.reach_ms)
-    values = {"since": since_ms, "until": until_ms, "read_since": read_since_ms}
-    params = {name: naive_utc(values[name]) for name in rule.plan.parameters}
-    window = TimeRange(read_since_ms, until_ms)
+    params, window = run_parameters(rule, since_ms, until_ms)
     try:
         result = engine.run_saved(rule.plan.executed, params, window, engine.limits.max_rows, rule.plan.tables)
     except QueryError as e:
         raise RuleRunError(f"rule {rule.id} ({rule.path}): {e.message}") from None
     except QueryBusy as e:
         raise RuleRunError(f"rule {rule.id}: {e}") from None
+    return result_of(rule, since_ms, until_ms, result, now_ms)
+
+
+def run_parameters(rule: Rule, since_ms: int, until_ms: int) -> tuple[dict[str, datetime], TimeRange]:
+    """The parameters of a run's SQL over [since_ms, until_ms), and the time it reads."""
+    if until_ms <= since_ms:
+        raise ValueError(f"the window must end after it starts ({since_ms} >= {until_ms})")
+    read_since_ms = max(0, since_ms - rule.plan.reach_ms)
+    values = {"since": since_ms, "until": until_ms, "read_since": read_since_ms}
+    return {name: naive_utc(values[name]) for name in rule.plan.parameters}, TimeRange(read_since_ms, until_ms)
+
+
+def result_of(rule: Rule, since_ms: int, until_ms: int, result: QueryResult, now_ms: int | None) -> RunResult:
+    """A run's matches from the rows its SQL answered."""
     names = [name for name, _ in result.columns]
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in result.rows:
