@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from loglake.rules.backtest import WINDOWS, backtest
 from loglake.rules.run import run_rule
 from loglake.rules.testing import Placed, ScratchLake, run_tests
 from loglake.times import DAY_MS, parse_iso8601
@@ -59,6 +60,10 @@ def test_the_window_is_compared_with_the_same_hour_of_earlier_weeks(scratch: Scr
         "samples": 3,
     }
     assert result.matches[0].group == {"service": "api"}
+    # a backtest runs it window by window: only 10:00-11:00 is quiet (nothing was logged at 11 before)
+    report = backtest(rule, scratch.engine, now - HOUR, now + 2 * HOUR)
+    assert (report.method, report.windows, report.alerts) == (WINDOWS, 3, 1)
+    assert report.days[0].examples[0].until_ms == now + HOUR
 
 
 def test_no_alert_until_enough_earlier_periods_hold_data(scratch: ScratchLake, tmp_path: Path) -> None:
