@@ -155,6 +155,8 @@ def _threshold(rule: Any) -> str:
     groups = ", ".join(rule.plan.group_fields) or "rule"
     if rule.kind == "sigma correlation":
         return f"the correlation's condition, per {groups}"
+    if rule.kind == "anomaly":
+        return f"a deviation from the seasonal baseline (the file's metric and baseline), per {groups}"
     return f"{rule.options.threshold} matching row(s) per {groups}"
 
 

@@ -12,6 +12,7 @@ from loglake.rules.run import run_rule
 from loglake.rules.testing import Placed, ScratchLake, run_tests
 from loglake.times import DAY_MS, parse_iso8601
 from tests.rules.conftest import load_one, problems_of
+from tests.rules.test_cli_rules import rules
 
 WEEK, HOUR, MINUTE = 7 * DAY_MS, 3_600_000, 60_000
 QUIET = """
@@ -108,6 +109,11 @@ tests:
 def test_inline_tests_run_against_the_history_they_place(tmp_path: Path) -> None:
     rule = load_one(tmp_path, SPIKE)
     assert rule.kind == "anomaly" and rule.plan.reach_ms == 2 * DAY_MS
+    shown = rules("show", "99999999-8888-4999-8aaa-cccccccccccc", "--rules-dir", str(tmp_path))
+    assert (
+        "threshold:    a deviation from the seasonal baseline (the file's metric and baseline), per service"
+        in shown.stdout
+    )
     assert [o.failures for o in run_tests([rule])] == [(), ()]
     wrong = load_one(tmp_path, SPIKE.replace("min_volume: 10", "min_volume: 31"), "wrong.yml")
     assert run_tests([wrong])[0].failures == ("expected a match, got none",)
