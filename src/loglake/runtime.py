@@ -72,10 +72,7 @@ class Runtime:
         self.lake_jobs: LakeJobs | None = None
         self.collector: Collector | None = None
         self.amplify: AmplifySchedule | None = None
-        self.self_events: SelfEvents | None = None  # loglake's own events as records (self_events.py)
         if isinstance(self.store, SQLiteHotStore):
-            self.self_events = SelfEvents(self.store, clock)
-            self.observe(self.self_events)
             arrivals = arrivals or Arrivals()
             self.lake = Lake.from_settings(settings, self.store, clock)
             self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self._maintained)
@@ -90,6 +87,10 @@ class Runtime:
             self.store, settings.limits, clock, lake=self.lake, record_search=record_search, arrivals=arrivals
         )
         self._keys_opened = False
+        # loglake's own events as records of its hot store (self_events.py)
+        self.self_events = SelfEvents(self.store, clock) if isinstance(self.store, SQLiteHotStore) else None
+        if self.self_events is not None:
+            self.observe(self.self_events)
 
     @cached_property
     def keystore(self) -> KeyStore:
@@ -108,10 +109,10 @@ class Runtime:
         """Start the background jobs the settings ask for (lake maintenance, the Amplify schedule)."""
         if self.lake_jobs is not None:
             self.lake_jobs.start()
-        if self.amplify is not None:
-            self.amplify.start()
         if self.self_events is not None:
             self.self_events.start()
+        if self.amplify is not None:
+            self.amplify.start()
 
     def close(self) -> None:
         """Stop the jobs, then close what they use; safe whether or not `start` ran."""
@@ -119,10 +120,10 @@ class Runtime:
             self.amplify.stop()
         if self.collector is not None:
             self.collector.source.close()
+        if self.self_events is not None:
+            self.self_events.stop()  # writes what is pending (a last collection's failure too), store still open
         if self.lake_jobs is not None:
             self.lake_jobs.stop()
-        if self.self_events is not None:
-            self.self_events.stop()
         if self.lake is not None:
             self.lake.close()
         self.store.close()
