@@ -28,6 +28,7 @@ from loglake.lake.lake import Lake, LakeJobs, MaintenanceReport
 from loglake.rules.model import Problem, Rule
 from loglake.rules.scheduler import CatchUp, RuleFolder, RuleScheduler
 from loglake.rules.state import RunRecord
+from loglake.self_events import SelfEvents
 from loglake.service import LogService, RecordSearch
 from loglake.sqlitedb import SharedConnection
 from loglake.store.base import HotStore
@@ -118,6 +119,10 @@ class Runtime:
             self.store, settings.limits, clock, lake=self.lake, record_search=record_search, arrivals=arrivals
         )
         self._keys_opened = False
+        # loglake's own events as records of its hot store (self_events.py)
+        self.self_events = SelfEvents(self.store, clock) if isinstance(self.store, SQLiteHotStore) else None
+        if self.self_events is not None:
+            self.observe(self.self_events)
 
     @cached_property
     def keystore(self) -> KeyStore:
@@ -137,6 +142,8 @@ class Runtime:
         alert delivery)."""
         if self.lake_jobs is not None:
             self.lake_jobs.start()
+        if self.self_events is not None:
+            self.self_events.start()
         if self.amplify is not None:
             self.amplify.start()
         if self.rules is not None:
@@ -154,6 +161,8 @@ class Runtime:
             self.rules.stop()
         if self.collector is not None:
             self.collector.source.close()
+        if self.self_events is not None:
+            self.self_events.stop()  # writes what is pending (a last collection's failure too), store still open
         if self.lake_jobs is not None:
             self.lake_jobs.stop()
         if self.lake is not None:

@@ -76,6 +76,8 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
     except StoreUnavailable as e:
         app.storage_error = e.for_operators()  # /healthz shows it to readers, the client gets no server path
         app.metrics.rejected.inc(("storage_unavailable",), parsed.count)
+        if app.runtime.self_events is not None:
+            app.runtime.self_events.storage_unavailable(parsed.count)
         raise ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")]) from None
     app.metrics.count_ingested(counts)
     if parsed.table is not None:
@@ -133,6 +135,8 @@ def _refused(app: LoglakeApp, error: InvalidRecords) -> ApiError:
         first_problem.setdefault(problem.index, _rejection_reason(problem.field))
     for field in first_problem.values():
         app.metrics.rejected.inc((field,))
+        if app.runtime.self_events is not None:
+            app.runtime.self_events.rejected(field)
     details = [p.as_dict() for p in error.problems[:MAX_DETAILS]]
     if len(error.problems) > MAX_DETAILS:
         details.append({"index": -1, "field": "", "reason": f"... and {len(error.problems) - MAX_DETAILS} more"})
