@@ -93,6 +93,12 @@ class SelfEvents:
                 message = f"Amplify collection of {app.app} failed for {failed}: {error}"
                 self.note("collection_failed", "error", message, app=app.app)
 
+    def on_rule_run(self, rule: Any, record: Any) -> None:
+        pass  # a failing rule raises its own alert (rules/scheduler.py)
+
+    def on_rules_loaded(self, rules: Any, problems: Any) -> None:
+        pass
+
     def write(self) -> int:
         """Store the events counted so far as records; those the store refuses stay for the next turn."""
         with self._lock:

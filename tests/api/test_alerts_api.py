@@ -12,7 +12,7 @@ import pytest
 
 from loglake.alerts.db import open_alerts_db
 from loglake.alerts.store import MAX_NOTE_CHARS
-from loglake.api.app import ROUTES, LoglakeApp, Route, Router
+from loglake.api.app import LoglakeApp
 from loglake.config import Settings
 from loglake.sqlitedb import SharedConnection
 from tests.alerts.rows import T0, events_of, insert_alert
@@ -76,20 +76,10 @@ async def test_one_alert_has_its_evidence_and_query(client: httpx.AsyncClient, a
     assert alert["query"].startswith("SELECT") and alert["group"] == {"service": "api"}
 
 
-@pytest.mark.parametrize("path", [f"/alerts/{UNKNOWN}", "/alerts/not-an-id", "/alerts/deliveries"])
+@pytest.mark.parametrize("path", [f"/alerts/{UNKNOWN}", "/alerts/not-an-id"])
 async def test_an_unknown_alert_is_404(client: httpx.AsyncClient, path: str) -> None:
     response = await client.get(path)
     assert response.status_code == 404 and "GET /alerts lists them" in response.json()["error"]["message"]
-
-
-def test_a_fixed_path_under_alerts_is_never_taken_for_an_alert_id() -> None:
-    async def deliveries(app: LoglakeApp, request: object) -> None:
-        raise AssertionError("not called")
-
-    route = Route("GET", "/alerts/deliveries", deliveries, "read")
-    for table in ([*ROUTES, route], [route, *ROUTES]):
-        assert Router(table).match("GET", "/alerts/deliveries") == (route, ())
-        assert Router(table).match("GET", f"/alerts/{UNKNOWN}")[1] == (UNKNOWN,)
 
 
 async def test_acknowledge_and_resolve_record_the_keys_name_and_the_note(
