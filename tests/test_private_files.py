@@ -4,7 +4,10 @@ in-process app, `loglake serve`, and each CLI command that touches a data dir, w
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +18,7 @@ import pytest
 from loglake.api.app import LoglakeApp
 from loglake.config import Settings
 from loglake.keys import KeyStore
+from loglake.private_files import private_database
 from loglake.store.sqlite import SQLiteHotStore
 from tests.amplify.logs import access_log, varied_requests
 from tests.conftest import asgi_client, key_for, run_cli
@@ -139,3 +143,29 @@ def test_serve_keeps_its_files_private_while_it_runs(server_factory, admin_key_o
         time.sleep(0.05)  # the access log is written in chunks
     assert {"hot.db-wal", "hot.db-shm", "keys.db-wal", "keys.db-shm"} <= {p.name for p in data.iterdir()}
     assert loose(data, access) == []
+
+
+def test_making_an_open_database_private_again_keeps_its_connections_locks(tmp_path: Path) -> None:
+    """Opening and closing a descriptor of a file drops every POSIX lock the process holds on it: a
+    second open of alerts.db in the server took the scheduler connection's lock away, another process
+    closing its connection then thought itself the last user and deleted the WAL, and the scheduler's
+    later commits went to the deleted file."""
+
+    def count_in_another_process() -> str:
+        read = (
+            "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM t').fetchone()[0])"
+        )
+        return subprocess.run(
+            [sys.executable, "-c", read, str(path)], capture_output=True, text=True, check=True
+        ).stdout
+
+    path = private_database(tmp_path / "x.db")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode = WAL")
+    holder.execute("PRAGMA wal_autocheckpoint = 0")
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("INSERT INTO t VALUES (1)")
+    private_database(path)  # what a second open of the database does first
+    assert count_in_another_process().strip() == "1"
+    holder.execute("INSERT INTO t VALUES (2)")
+    assert count_in_another_process().strip() == "2"

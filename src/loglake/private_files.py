@@ -40,8 +40,16 @@ def private_dir(path: Path) -> Path:
 
 def private_file(path: Path) -> Path:
     """`path` as a file only its owner can read and write: made empty with mode 0600 if missing,
-    tightened to 0600 if it exists with more. Its folder must exist."""
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+    tightened to 0600 if it exists with more. Its folder must exist.
+
+    An existing file is never opened: closing any descriptor of a file drops every POSIX lock this
+    process holds on it, so opening a SQLite database that a connection of this process already has
+    open would silently take that connection's locks away (another process could then checkpoint and
+    delete the WAL under it, losing its commits)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    except FileExistsError:
+        pass
     _tighten(path, FILE_MODE)
     return Path(path)
 
