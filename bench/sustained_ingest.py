@@ -16,6 +16,7 @@ is still being merged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import statistics
@@ -47,6 +48,7 @@ def query_times(server: common.Server, reps: int = 5) -> dict[str, float]:
                 response.raise_for_status()
                 times.append(1000 * (time.perf_counter() - began))
             out[name] = round(statistics.median(times[1:]), 1)
+            print(f"  {name}: {', '.join(f'{t:.0f}' for t in times)} ms", flush=True)
     return out
 
 
@@ -60,12 +62,41 @@ def lake_gauges(server: common.Server) -> dict[str, float]:
     return found
 
 
-def watch(server: common.Server, acked: list[int], every: float, stop: threading.Event, rows: list) -> None:
+def children_of(pid: int) -> list[int]:
+    """The process ids of `pid`'s children and their children (the merge worker, ...)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found + [grandchild for child in found for grandchild in children_of(child)]
+
+
+def children_rss(pid: int) -> tuple[int, int]:
+    """(sum of VmRSS, largest VmHWM) of the server's descendants, in KiB."""
+    now, peak = 0, 0
+    for child in children_of(pid):
+        try:
+            rss, hwm = common.read_rss(child)
+        except (OSError, KeyError):
+            continue  # gone meanwhile
+        now, peak = now + rss, max(peak, hwm)
+    return now, peak
+
+
+def watch(
+    server: common.Server, acked: list[int], every: float, stop: threading.Event, rows: list, peaks: dict
+) -> None:
     began, last_count, last_time = time.perf_counter(), 0, time.perf_counter()
-    while not stop.wait(every):
-        now, count = time.perf_counter(), acked[0]
-        gauges = lake_gauges(server)
+    while not stop.wait(min(every, 1.0)):  # RSS sampled every second, progress printed every `every`
+        assert server.process is not None
         rss, _ = server.rss()
+        children, children_peak = children_rss(server.process.pid)
+        peaks["together_kib"] = max(peaks.get("together_kib", 0), rss + children)
+        peaks["children_kib"] = max(peaks.get("children_kib", 0), children_peak)
+        now, count = time.perf_counter(), acked[0]
+        if now - last_time < every - 0.5:
+            continue
+        gauges = lake_gauges(server)
         row = {
             "t_s": round(now - began, 1),
             "acked": count,
@@ -73,11 +104,12 @@ def watch(server: common.Server, acked: list[int], every: float, stop: threading
             "lake_files": int(gauges["files"]),
             "hot_records": int(gauges["hot"]),
             "rss_mib": round(common.mib(rss)),
+            "children_rss_mib": round(common.mib(children)),
         }
         rows.append(row)
         print(
             f"{row['t_s']:7.1f} s  {count:>11,} acked  {row['rate']:>9,} rec/s  {row['lake_files']:>5} lake files  "
-            f"{row['hot_records']:>9,} hot  RSS {row['rss_mib']} MiB",
+            f"{row['hot_records']:>9,} hot  RSS {row['rss_mib']} MiB + children {row['children_rss_mib']} MiB",
             flush=True,
         )
         last_count, last_time = count, now
@@ -98,7 +130,8 @@ def main() -> None:
     try:
         acked = [0]
         stop = threading.Event()
-        watcher = threading.Thread(target=watch, args=(server, acked, args.every, stop, result["progress"]))
+        peaks: dict[str, int] = {}
+        watcher = threading.Thread(target=watch, args=(server, acked, args.every, stop, result["progress"], peaks))
         watcher.start()
         try:
             sent = common.bulk_send(
@@ -114,6 +147,8 @@ def main() -> None:
             "records_per_s": round(sent.records_per_s),
             "failures": sent.failures[:10],
             "peak_rss_mib": round(common.mib(peak)),
+            "peak_children_rss_mib": round(common.mib(peaks.get("children_kib", 0))),
+            "peak_rss_with_children_mib": round(common.mib(peaks.get("together_kib", 0))),
             "lake_files_at_end": int(lake_gauges(server)["files"]),
         }
         print(f"ingest: {json.dumps(result['ingest'])}", flush=True)

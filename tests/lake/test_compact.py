@@ -228,6 +228,45 @@ def test_the_background_merges_a_day_still_written_to_by_tiers_and_a_quiet_day_f
     ]
 
 
+def test_a_tier_that_grew_while_the_worker_was_busy_merges_a_tier_at_a_time() -> None:
+    def f(key: str, n: int) -> LakeFile:
+        return LakeFile(key, "app_logs", "2026-11-01", n, n + 1, 1, 3000 + n)
+
+    grown = [f(f"s{n:02}", n) for n in range(2 * TIER_FILES + 3)]
+    groups = [[x.key for x in g] for g in tier_groups(grown, target_bytes=10_000_000)]
+    assert groups == [[x.key for x in grown[:TIER_FILES]], [x.key for x in grown[TIER_FILES : 2 * TIER_FILES]]]
+
+
+def test_a_quiet_days_full_merge_waits_while_new_parts_fill_a_tier(
+    store: SQLiteHotStore, object_store: ObjectStore
+) -> None:
+    """Under sustained ingest the worker merges tiers first: a quiet day's full merge (several times a
+    tier merge's work) waits for a turn in which no tier has filled meanwhile."""
+    quiet_day, busy_day = "2026-11-01", "2026-11-02"
+    seed(store, days=1)
+    store.put([record(START + DAY + 1000 * i, f"busy-{i}") for i in range(TIER_FILES * 60)])
+    Flusher(store, object_store, rows_per_round=60).flush(before_ms=START + 3 * DAY)  # 5 quiet, 16 busy files
+    store.run_in_writer(lambda conn: conn.execute("UPDATE lake_files SET created_ms = 0 WHERE day = ?", (quiet_day,)))
+    since = int(time.time() * 1000) - 60_000
+    more = [record(START + DAY + 500_000 + 1000 * i, f"more-{i}") for i in range(TIER_FILES * 60)]
+
+    def new_parts_arrive(step: str) -> None:
+        if step == "committed" and more:  # after the first merge, a tier's worth of new parts
+            store.put(more)
+            more.clear()
+            Flusher(store, object_store, rows_per_round=60).flush(before_ms=START + 3 * DAY)
+
+    def files_per_day() -> dict[str, int]:
+        return dict(store.read("SELECT day, count(*) FROM lake_files GROUP BY day"))
+
+    compactor = Compactor(store, object_store, target_bytes=10_000_000, grace_ms=0, on_step=new_parts_arrive)
+    assert compactor.compact(written_since_ms=since).merged_files == TIER_FILES
+    assert files_per_day() == {quiet_day: 5, busy_day: 1 + TIER_FILES}  # the quiet day waits
+    assert compactor.compact(written_since_ms=since).merged_files == TIER_FILES + 5
+    assert files_per_day() == {quiet_day: 1, busy_day: 2}
+    assert store.read("SELECT sum(records) FROM lake_files") == [(300 + 2 * TIER_FILES * 60,)]
+
+
 def deleted_files_held_open() -> list[str]:
     """Files this process holds open that were deleted (their disk space is not given back)."""
     links = (os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if fd.is_symlink())
@@ -246,30 +285,6 @@ def test_files_compaction_replaced_are_not_held_open_by_recent_reads(store: SQLi
         assert len(reads.recent(store, lake.recent_reader, query)) == 900
     finally:
         lake.close()
-
-
-@pytest.mark.parametrize("in_memory_up_to", [0, 1_000_000], ids=["duckdb", "arrow"])
-@pytest.mark.parametrize("style", [compact.FINAL, compact.TIER], ids=["final", "tier"])
-def test_a_merge_in_memory_or_by_duckdb_writes_the_same_sorted_rows(
-    store: SQLiteHotStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory_up_to: int, style
-) -> None:
-    lake = LocalObjectStore(tmp_path / "lake")
-    flush_in_small_rounds(store, lake, days=1)  # five files of one day
-    inputs = []
-    for n, (key,) in enumerate(store.read("SELECT key FROM lake_files")):
-        inputs.append(tmp_path / f"in-{n}.parquet")
-        lake.get_file(key, inputs[-1])
-    monkeypatch.setattr(compact, "IN_MEMORY_MERGE_RECORDS", in_memory_up_to)
-    compact.merge_sorted(inputs, tmp_path / "out.parquet", tmp_path / "spill", 64, style=style)
-    merged = pq.ParquetFile(tmp_path / "out.parquet")
-    rows = merged.read().to_pylist()
-    expected = sorted(
-        (r for p in inputs for r in pq.read_table(p).to_pylist()), key=lambda r: (r["service"], r["timestamp"])
-    )
-    assert [(r["service"], r["timestamp"], r["log_id"]) for r in rows] == [
-        (r["service"], r["timestamp"], r["log_id"]) for r in expected
-    ]
-    assert one_service_per_row_group(merged.metadata) == style.by_service
 
 
 def test_the_servers_merges_run_in_a_worker_at_a_lower_priority(store: SQLiteHotStore, tmp_path: Path) -> None:

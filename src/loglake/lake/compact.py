@@ -16,15 +16,13 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
-import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loglake.lake.flush import Step, publish
@@ -32,17 +30,10 @@ from loglake.lake.flush_rounds import exit_with_parent
 from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
-from loglake.lake.parts import (
-    COMPACT_LEVELS,
-    FLUSH_LEVELS,
-    ROW_GROUP_ROWS,
-    SORT_ORDER,
-    ServiceRowGroups,
-    file_name,
-    parquet_writer,
-)
+from loglake.lake.parts import file_name
 from loglake.lake.query import sql_string
 from loglake.lake.schema import LAKE_SCHEMA
+from loglake.lake.sorted_merge import FINAL, MAX_FAN_IN, TIER, MergeStyle, background_duckdb, merge_sorted
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.store.sqlite import SQLiteHotStore
 
@@ -65,46 +56,31 @@ class CompactReport:
 TIER_BASE = 8
 # A 1M-record bulk load over a week (B2) leaves about 14 parts a day: it ends before any merge, which
 # would halve its rate on two cores (`flush --all`, or the day's final merge, compacts it after).
-TIER_FILES = 16
-# Merges of at most this many records sort in Arrow, in memory (about 100 MB at most): see merge_sorted.
-IN_MEMORY_MERGE_RECORDS = 250_000
-
-
-@dataclass(frozen=True)
-class MergeStyle:
-    """How a merge writes: ZSTD levels (parts.parquet_writer), and whether one service per row group."""
-
-    levels: tuple[int, int]
-    by_service: bool
-
-
-# A day's last merge compresses hard and splits row groups by service; the merges before it are fast,
-# as the last one rewrites their output anyway (plain row groups: half the write time, see parts.py).
-FINAL = MergeStyle(COMPACT_LEVELS, by_service=True)
-TIER = MergeStyle(FLUSH_LEVELS, by_service=False)
+TIER_FILES = MAX_FAN_IN
 
 
 def tier_groups(files: list[LakeFile], target_bytes: int) -> Iterator[list[LakeFile]]:
-    """Groups of TIER_FILES or more small files of one size tier (smallest to at most TIER_BASE times
-    it), in time order, each near the target at most; other files and smaller tiers are left alone."""
+    """Groups of TIER_FILES small files of one size tier (smallest to at most TIER_BASE times it), in
+    time order, each near the target at most; other files and smaller tiers are left alone. A tier
+    that grew while the worker was busy merges in several groups: each merge is one pass (TIER_FILES
+    is at most sorted_merge.MAX_FAN_IN) and lands soon, where one wide merge would take long."""
     tiers: list[list[LakeFile]] = []
     for f in sorted((f for f in files if f.bytes < target_bytes // 2), key=lambda f: f.bytes):
         if not tiers or f.bytes > TIER_BASE * max(tiers[-1][0].bytes, 1):
             tiers.append([])
         tiers[-1].append(f)
     for tier in tiers:
-        if len(tier) >= TIER_FILES:
-            yield from merge_groups(tier, target_bytes)
+        yield from (group for group in merge_groups(tier, target_bytes, TIER_FILES) if len(group) == TIER_FILES)
 
 
-def merge_groups(files: list[LakeFile], target_bytes: int) -> Iterator[list[LakeFile]]:
-    """Groups of a day's small files (under half the target) that together stay near the target;
-    a group of one is left alone. Big files are never rewritten."""
+def merge_groups(files: list[LakeFile], target_bytes: int, most: int | None = None) -> Iterator[list[LakeFile]]:
+    """Groups of a day's small files (under half the target) that together stay near the target, of
+    at most `most` files; a group of one is left alone. Big files are never rewritten."""
     small = sorted((f for f in files if f.bytes < target_bytes // 2), key=lambda f: f.min_ts)
     group: list[LakeFile] = []
     size = 0
     for f in small:
-        if group and size + f.bytes > target_bytes:
+        if group and (size + f.bytes > target_bytes or len(group) == most):
             if len(group) > 1:
                 yield group
             group, size = [], 0
@@ -171,25 +147,36 @@ class Compactor:
 
     def compact(self, written_since_ms: int | None = None) -> CompactReport:
         """Merge each day's small files. With `written_since_ms`, a day that got a file since then is
-        still being written to: it is merged by size tiers only (tier_groups), the others fully."""
+        still being written to: it is merged by size tiers only (tier_groups), the others fully. Tier
+        merges go first, and a day's full merge (several times a tier merge's work: it compresses hard)
+        only while no new tier has filled: under sustained ingest, the worker's share of the CPU keeps
+        the number of files a query opens small, and quiet days get their final shape when ingest eases."""
         started = time.perf_counter()
         report = CompactReport()
-        files = list_files(self.store.read, APP_LOGS_TABLE.name)
-        by_day: dict[str, list[LakeFile]] = {}
-        for f in files:
-            by_day.setdefault(f.day, []).append(f)
-        busy = set() if written_since_ms is None else self._days_written_since(written_since_ms)
-        for day, day_files in by_day.items():
-            if day in busy:
-                groups, style = tier_groups(day_files, self.target_bytes), TIER
-            else:
-                groups, style = merge_groups(day_files, self.target_bytes), FINAL
-            for group in groups:
-                report.written_files.append(self._merge(group, style))
-                report.merged_files += len(group)
-                report.records += sum(f.records for f in group)
+        tiers, finals = self._plan(written_since_ms)
+        for group in tiers:
+            self._merge_into(report, group, TIER)
+        for group in finals:
+            if written_since_ms is not None and self._plan(written_since_ms)[0]:
+                break  # new parts made a tier: the next turn merges it first
+            self._merge_into(report, group, FINAL)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _plan(self, written_since_ms: int | None) -> tuple[list[list[LakeFile]], list[list[LakeFile]]]:
+        """(tier groups of the days still written to, full merge groups of the other days)."""
+        by_day: dict[str, list[LakeFile]] = {}
+        for f in list_files(self.store.read, APP_LOGS_TABLE.name):
+            by_day.setdefault(f.day, []).append(f)
+        busy = set() if written_since_ms is None else self._days_written_since(written_since_ms)
+        tiers = [g for day, files in by_day.items() if day in busy for g in tier_groups(files, self.target_bytes)]
+        finals = [g for day, files in by_day.items() if day not in busy for g in merge_groups(files, self.target_bytes)]
+        return tiers, finals
+
+    def _merge_into(self, report: CompactReport, group: list[LakeFile], style: MergeStyle) -> None:
+        report.written_files.append(self._merge(group, style))
+        report.merged_files += len(group)
+        report.records += sum(f.records for f in group)
 
     def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(*args, **kwargs) if self.background is None else self.background.run(fn, *args, **kwargs)
@@ -258,7 +245,7 @@ def merge_objects(
         records = count_distinct_ids(inputs, work / "spill", memory_mb)
     elif records is None:
         records = sum(pq.ParquetFile(path).metadata.num_rows for path in inputs)
-    run(merge_sorted, inputs, output, work / "spill", memory_mb, distinct_ids=distinct_ids, style=style)
+    run(merge_sorted, inputs, output, work, memory_mb, distinct_ids=distinct_ids, style=style)
     written = pq.ParquetFile(output).metadata.num_rows
     if written != records:  # never retire inputs whose records did not all make it
         raise RuntimeError(f"compaction wrote {written} of {records} records of {output.name}; nothing changed")
@@ -267,69 +254,6 @@ def merge_objects(
 
 def count_distinct_ids(inputs: list[Path], spill_dir: Path, memory_mb: int) -> int:
     files = ", ".join(sql_string(str(p)) for p in inputs)
-    with _background_duckdb(spill_dir, memory_mb) as con:
+    with background_duckdb(spill_dir, memory_mb) as con:
         ((count,),) = con.sql(f"SELECT count(DISTINCT log_id) FROM read_parquet([{files}])").fetchall()
     return count
-
-
-def _background_duckdb(spill_dir: Path, memory_mb: int) -> duckdb.DuckDBPyConnection:
-    """A DuckDB for maintenance in the background: one thread (ingest and queries keep the other
-    cores), `memory_mb` of memory and its spill in the job's own folder (DuckDB's defaults would take
-    every core, 80 % of the memory and a `.tmp` folder in whatever directory the server started in)."""
-    con = duckdb.connect(
-        config={
-            "threads": 1,
-            "memory_limit": f"{memory_mb}MiB",
-            "temp_directory": str(spill_dir),
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-        }
-    )
-    con.execute("SET enable_progress_bar = false")  # else drawn on the output for a merge past 2 s
-    return con
-
-
-def merge_sorted(
-    inputs: list[Path],
-    output: Path,
-    spill_dir: Path,
-    memory_mb: int,
-    *,
-    distinct_ids: bool = False,
-    style: MergeStyle = FINAL,
-) -> None:
-    """Merge sorted Parquet files into one sorted by (service, timestamp), in bounded memory: up to
-    IN_MEMORY_MERGE_RECORDS in Arrow (half DuckDB's time for the small merges bulk ingest causes), more
-    by DuckDB, which sorts (spilling to `spill_dir` beyond `memory_mb`) and hands the rows over a batch
-    at a time, where reading all inputs into Arrow would need several times their size. With
-    `distinct_ids`, one row per log id (at-least-once writers' duplicates)."""
-    if not distinct_ids and sum(pq.ParquetFile(p).metadata.num_rows for p in inputs) <= IN_MEMORY_MERGE_RECORDS:
-        try:
-            rows = pa.concat_tables([pq.read_table(p).cast(APP_LOGS_TABLE.schema) for p in inputs])
-        except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
-            pass  # a file of another tool's making, with other types: DuckDB converts them below
-        else:
-            with parquet_writer(output, style.levels) as writer:
-                _write_sorted([rows.sort_by(SORT_ORDER)], writer, style)
-            return
-    files = ", ".join(sql_string(str(p)) for p in inputs)
-    rows_sql = f"read_parquet([{files}], hive_partitioning = false)"
-    if distinct_ids:
-        rows_sql = f"(SELECT DISTINCT ON (log_id) * FROM {rows_sql})"
-    con = _background_duckdb(spill_dir, memory_mb)
-    schema = APP_LOGS_TABLE.schema
-    try:
-        ordered = con.sql(f'SELECT * FROM {rows_sql} ORDER BY service, "timestamp"')
-        batches = (pa.Table.from_batches([b.cast(schema)]) for b in ordered.to_arrow_reader(ROW_GROUP_ROWS))
-        with parquet_writer(output, style.levels) as writer:
-            _write_sorted(batches, writer, style)
-    finally:
-        con.close()
-
-
-def _write_sorted(tables: Iterable[pa.Table], writer: pq.ParquetWriter, style: MergeStyle) -> None:
-    """Sorted rows into the writer's row groups (one service each, or plain runs: ServiceRowGroups)."""
-    groups = ServiceRowGroups(writer, style.by_service)
-    for rows in tables:
-        groups.add(rows)
-    groups.finish()
