@@ -267,6 +267,36 @@ def test_a_quiet_days_full_merge_waits_while_new_parts_fill_a_tier(
     assert store.read("SELECT sum(records) FROM lake_files") == [(300 + 2 * TIER_FILES * 60,)]
 
 
+def test_a_quiet_days_full_merge_waits_while_tier_merges_keep_the_worker_busy(
+    store: SQLiteHotStore, object_store: ObjectStore
+) -> None:
+    quiet_day, busy_day = "2026-11-01", "2026-11-02"
+    seed(store, days=1)
+    store.put([record(START + DAY + 1000 * i, f"busy-{i}") for i in range(TIER_FILES * 60)])
+    Flusher(store, object_store, rows_per_round=60).flush(before_ms=START + 3 * DAY)  # 5 quiet, 16 busy files
+    store.run_in_writer(lambda conn: conn.execute("UPDATE lake_files SET created_ms = 0 WHERE day = ?", (quiet_day,)))
+    now = [time.time()]
+    since = int(now[0] * 1000) - 60_000
+
+    def a_tier_merge_takes_long(step: str) -> None:
+        if step == "written":
+            now[0] += 0.6 * compact.BUSY_WINDOW_S  # a tier merge on a busy machine
+
+    def files_per_day() -> dict[str, int]:
+        return dict(store.read("SELECT day, count(*) FROM lake_files GROUP BY day"))
+
+    compactor = Compactor(
+        store, object_store, target_bytes=10_000_000, grace_ms=0, clock=lambda: now[0], on_step=a_tier_merge_takes_long
+    )
+    assert compactor.compact(written_since_ms=since).merged_files == TIER_FILES
+    assert files_per_day() == {quiet_day: 5, busy_day: 1}  # the quiet day waits: the worker was busy
+    now[0] += 0.3 * compact.BUSY_WINDOW_S
+    assert compactor.compact(written_since_ms=since).merged_files == 0  # 60 % of the last minute: still busy
+    now[0] += 0.5 * compact.BUSY_WINDOW_S
+    assert compactor.compact(written_since_ms=since).merged_files == 5  # 20 %: its turn
+    assert files_per_day() == {quiet_day: 1, busy_day: 1}
+
+
 def deleted_files_held_open() -> list[str]:
     """Files this process holds open that were deleted (their disk space is not given back)."""
     links = (os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if fd.is_symlink())
@@ -287,13 +317,12 @@ def test_files_compaction_replaced_are_not_held_open_by_recent_reads(store: SQLi
         lake.close()
 
 
-def test_the_servers_merges_run_in_a_worker_at_a_lower_priority(store: SQLiteHotStore, tmp_path: Path) -> None:
+def test_the_servers_merges_run_in_a_worker_process(store: SQLiteHotStore, tmp_path: Path) -> None:
     lake = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path, policy=LakePolicy(grace_ms=0))
     try:
         flush_in_small_rounds(store, lake.objects)
         assert lake.compact().merged_files == 15
         assert lake.background.run(os.getpid) != os.getpid()
-        assert lake.background.run(os.nice, 0) == min(19, os.nice(0) + compact.BACKGROUND_NICENESS)
     finally:
         lake.close()
     assert store.read("SELECT count(*), sum(records) FROM lake_files") == [(3, 900)]
