@@ -4,7 +4,9 @@ Sends the --rows record set (default 10,000,000, from make_dataset.py; ~2 GB, bu
 `loglake serve` (background flush and compaction on, as shipped) as NDJSON batches of --batch records
 from --senders threads, read from the file as they are sent. Every --every seconds it prints the records
 acknowledged so far, the rate over that stretch, the lake's file count (what a query has to open), the
-records still in the hot store and the server's RSS. Then it asks Q2 (substring count) and Q3 (count by
+records still in the hot store, the server's RSS and its children's (the merge worker). At the end of the
+ingest it reports the peak RSS of the server alone (VmHWM) and of the server with its children (their
+sum, sampled every second), and the CPU seconds each used meanwhile. Then it asks Q2 (substring count) and Q3 (count by
 service and severity) right after the ingest, stops the server, runs `loglake flush --all` (which leaves
 every day compacted), restarts it and asks them again: the ratio says what a query pays for a lake that
 is still being merged.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -83,6 +86,16 @@ def children_rss(pid: int) -> tuple[int, int]:
     return now, peak
 
 
+def children_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the server's descendants (the merge worker) have used so far."""
+    ticks = 0
+    for child in children_of(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def watch(
     server: common.Server, acked: list[int], every: float, stop: threading.Event, rows: list, peaks: dict
 ) -> None:
@@ -129,6 +142,8 @@ def main() -> None:
     server = common.Server(keep_data=True, access_log="-").start()
     try:
         acked = [0]
+        assert server.process is not None
+        cpu_at_start = {"server": server.cpu_seconds(), "children": children_cpu_seconds(server.process.pid)}
         stop = threading.Event()
         peaks: dict[str, int] = {}
         watcher = threading.Thread(target=watch, args=(server, acked, args.every, stop, result["progress"], peaks))
@@ -141,6 +156,8 @@ def main() -> None:
             stop.set()
             watcher.join()
         _, peak = server.rss()
+        assert server.process is not None
+        cpu = {"server": server.cpu_seconds(), "children": children_cpu_seconds(server.process.pid)}
         result["ingest"] = {
             "records": sent.records,
             "seconds": round(sent.seconds, 1),
@@ -149,6 +166,7 @@ def main() -> None:
             "peak_rss_mib": round(common.mib(peak)),
             "peak_children_rss_mib": round(common.mib(peaks.get("children_kib", 0))),
             "peak_rss_with_children_mib": round(common.mib(peaks.get("together_kib", 0))),
+            "cpu_s": {who: round(seconds - cpu_at_start[who], 1) for who, seconds in cpu.items()},
             "lake_files_at_end": int(lake_gauges(server)["files"]),
         }
         print(f"ingest: {json.dumps(result['ingest'])}", flush=True)

@@ -6,7 +6,7 @@ of any input (the frontier) can go out, sorted among themselves, since nothing r
 before them. Memory is then a page or so per column of each input and a few thousand rows, and at
 most MAX_FAN_IN inputs are read at once: more are merged a group at a time first. The worker that
 merges while ingest goes on stays small (sorting a day's 1.4M records in DuckDB took ~400 MiB with a
-256 MiB limit; streamed, ~125-195 MiB, 65 of it the libraries), at the speed of sorting in Arrow.
+256 MiB limit; streamed, ~150-200 MiB, 65 of it the libraries), at the speed of sorting in Arrow.
 
 This module is all the merge worker (compact.BackgroundProcess) imports; DuckDB, which sorts what
 cannot stream, only when that happens.
@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loglake.lake.flush_rounds import exit_with_parent
@@ -52,16 +54,18 @@ TIER = MergeStyle(FLUSH_LEVELS, by_service=False)
 # binary search in every input. A wider merge first merges groups of this many into work files.
 MAX_FAN_IN = 16
 
-# Rows buffered across all inputs (about 3 MB of log records); a batch per input is this divided by
+# Rows buffered across all inputs (about 6 MB of log records); a batch per input is this divided by
 # the number of inputs, but never under MIN_BATCH_ROWS: below that, per-batch work outweighs the rows.
-# A day's merge took as long with 16Ki as with 64Ki, and its peak RSS went from ~160 to ~125 MiB.
-BUFFERED_ROWS = 16 * 1024
+# Sixteen bulk parts merged with 16Ki, 32Ki, 64Ki: 2.2, 1.8, 1.7 us of CPU a row, peak RSS of the
+# worker 133, 152, 183 MiB (reading Parquet 1Ki rows at a time costs 1.1 us a row, 16Ki at a time 0.65).
+BUFFERED_ROWS = 32 * 1024
 MIN_BATCH_ROWS = 1024
 
 # Each input read through a 64 KiB buffer, a page at a time, rather than its row group's column chunks
 # fetched whole beforehand (pyarrow's default): ~3 MiB less per input, as fast.
 READ_OPTIONS: dict[str, Any] = {"buffer_size": 64 * 1024, "pre_buffer": False}
 
+_SCHEMA = APP_LOGS_TABLE.schema
 Key = tuple[str, int]  # (service, epoch ms): how lake rows are sorted
 
 
@@ -71,42 +75,68 @@ class NotStreamable(Exception):
 
 
 class _SortedInput:
-    """One input, read a batch at a time: `rows[taken:]` are those read and not yet merged, `keys`
-    their sort keys as Python values (a binary search among them costs microseconds, where one
-    Arrow compute call costs tens of them, and a merge makes one per input per batch)."""
+    """One input, read a batch at a time: `rows[taken:]` are those read and not yet merged. Their keys
+    are kept as Python values for binary searches (microseconds, where an Arrow compute call costs tens
+    of them, and a merge makes one per input per batch read): the services of the batch's runs of one
+    service and where each run ends, and the timestamps. A string per row would cost a third of the
+    merge; a run per service, a few dozen strings a batch."""
 
     def __init__(self, file: pq.ParquetFile, batch_rows: int) -> None:
         self._batches = file.iter_batches(batch_size=batch_rows)
-        self.rows = APP_LOGS_TABLE.schema.empty_table()
-        self.keys: list[Key] = []
+        self.rows = _SCHEMA.empty_table()
+        self.services: list[str] = []  # of each run
+        self.run_ends: list[int] = []
+        self.ms: list[int] = []
         self.taken = 0
 
     def fill(self) -> bool:
         """Read the next batch once every row read is merged; False when the file is done."""
-        while self.taken == len(self.keys):
+        while self.taken == self.rows.num_rows:
             batch = next(self._batches, None)
             if batch is None:
                 return False
-            try:
-                rows = pa.Table.from_batches([batch]).cast(APP_LOGS_TABLE.schema)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as e:
-                raise NotStreamable(f"other column types: {e}") from None
-            service, ms = rows.column("service"), rows.column("timestamp")
-            if service.null_count or ms.null_count:
-                raise NotStreamable("a null service or timestamp")
-            keys = list(zip(service.to_pylist(), ms.cast(pa.int64()).to_pylist(), strict=True))
-            if keys != sorted(keys) or (self.keys and keys and keys[0] < self.keys[-1]):
-                raise NotStreamable("rows not sorted by (service, timestamp)")
-            self.rows, self.keys, self.taken = rows, keys, 0
+            rows = pa.Table.from_batches([batch])
+            if rows.schema != _SCHEMA:  # a lake file's are: no copy then
+                try:
+                    rows = rows.cast(_SCHEMA)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as e:
+                    raise NotStreamable(f"other column types: {e}") from None
+            if rows.num_rows:
+                self._index(rows)
+            self.rows, self.taken = rows, 0
         return True
+
+    def _index(self, rows: pa.Table) -> None:
+        service, ms = rows.column("service").combine_chunks(), rows.column("timestamp")
+        if service.null_count or ms.null_count:
+            raise NotStreamable("a null service or timestamp")
+        runs = pc.run_end_encode(service)
+        services, run_ends = runs.values.to_pylist(), runs.run_ends.to_pylist()
+        times = ms.cast(pa.int64()).to_pylist()
+        starts = [0, *run_ends[:-1]]
+        in_order = all(a < b for a, b in itertools.pairwise(services)) and all(
+            (run := times[start:end]) == sorted(run) for start, end in zip(starts, run_ends, strict=True)
+        )
+        if not in_order or (self.services and (services[0], times[0]) < self.last):
+            raise NotStreamable("rows not sorted by (service, timestamp)")
+        self.services, self.run_ends, self.ms = services, run_ends, times
 
     @property
     def last(self) -> Key:
-        return self.keys[-1]
+        return self.services[-1], self.ms[-1]
 
     def take_through(self, frontier: Key) -> pa.Table:
         """The rows read and not yet merged that sort at or before `frontier` (a prefix of them)."""
-        end = bisect.bisect_right(self.keys, frontier, lo=self.taken)
+        service, ms = frontier
+        run = bisect.bisect_right(self.services, service)  # runs [0, run) have services <= the frontier's
+        if run == 0:
+            end = 0
+        elif self.services[run - 1] < service:
+            end = self.run_ends[run - 1]
+        else:  # within the frontier's service, by time
+            start = self.run_ends[run - 2] if run > 1 else 0
+            end = bisect.bisect_right(self.ms, ms, start, self.run_ends[run - 1])
+        end = max(end, self.taken)
         taken, self.taken = self.rows.slice(self.taken, end - self.taken), end
         return taken
 
@@ -159,10 +189,19 @@ def _merge_streaming(inputs: list[Path], output: Path, style: MergeStyle) -> Non
         opened = [files.enter_context(pq.ParquetFile(path, **READ_OPTIONS)) for path in inputs]
         batch_rows = max(MIN_BATCH_ROWS, BUFFERED_ROWS // max(1, len(inputs)))
         readers = [_SortedInput(file, batch_rows) for file in opened]
+        ready: list[pa.Table] = []  # sorted among themselves once they make a row group: one sort, not many
+        ready_rows = 0
         while live := [reader for reader in readers if reader.fill()]:
             frontier = min(reader.last for reader in live)
-            taken = [rows for reader in live if (rows := reader.take_through(frontier)).num_rows]
-            groups.add(pa.concat_tables(taken).sort_by(SORT_ORDER))
+            for reader in live:
+                if (rows := reader.take_through(frontier)).num_rows:
+                    ready.append(rows)
+                    ready_rows += rows.num_rows
+            if ready_rows >= ROW_GROUP_ROWS:
+                groups.add(pa.concat_tables(ready).sort_by(SORT_ORDER))
+                ready, ready_rows = [], 0
+        if ready:
+            groups.add(pa.concat_tables(ready).sort_by(SORT_ORDER))
         groups.finish()
 
 
