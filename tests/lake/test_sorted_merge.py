@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from loglake.lake.parts import ROW_GROUP_ROWS, parquet_writer, write_part
+from loglake.lake.parts import ROW_GROUP_ROWS, SORT_ORDER, parquet_writer, write_part
 from loglake.lake.sorted_merge import FINAL, MAX_FAN_IN, TIER, merge_sorted
 from loglake.lake.tables import APP_LOGS_TABLE
 from tests.lake.test_flush import one_service_per_row_group
@@ -85,18 +85,34 @@ def test_plain_row_groups_stay_whole_when_rows_arrive_a_batch_at_a_time(tmp_path
     assert sizes == [ROW_GROUP_ROWS] * 3 + [30_000 - 3 * ROW_GROUP_ROWS]
 
 
-def write_unsorted(table: pa.Table, path: Path) -> Path:
+def by_time_only(path: Path) -> Path:
     """A file of another tool's making: rows in time order only, and the timestamps in microseconds."""
-    table = table.sort_by("timestamp")
+    table = rows(3000, START + 10**8, seed=99).sort_by("timestamp")
     pq.write_table(table.set_column(1, "timestamp", table["timestamp"].cast(pa.timestamp("us"))), path)
     return path
 
 
+def backwards_in_time(path: Path) -> Path:
+    """Services in order, but each one's rows newest first."""
+    pq.write_table(
+        rows(3000, START + 10**8, seed=99).sort_by([("service", "ascending"), ("timestamp", "descending")]), path
+    )
+    return path
+
+
+def two_sorted_halves(path: Path) -> Path:
+    """Two row groups, each sorted, the second starting over: sorted batch by batch, not as a whole."""
+    halves = [rows(8192, START + 10**8 + n * 10**6, seed=n).sort_by(SORT_ORDER) for n in (98, 99)]
+    pq.write_table(pa.concat_tables(halves), path, row_group_size=8192)
+    return path
+
+
 @pytest.mark.parametrize("where", ["first", "last"])
-def test_an_input_not_sorted_by_service_is_sorted_with_the_rest(tmp_path: Path, where: str) -> None:
-    lake_parts = parts(tmp_path, 3, 3000)
-    foreign = write_unsorted(rows(3000, START + 10**8, seed=99), tmp_path / "foreign.parquet")
-    inputs = [foreign, *lake_parts] if where == "first" else [*lake_parts, foreign]
+@pytest.mark.parametrize("make", [by_time_only, backwards_in_time, two_sorted_halves])
+def test_an_input_not_sorted_by_service_and_time_is_sorted_with_the_rest(tmp_path: Path, where: str, make) -> None:
+    lake_parts = parts(tmp_path, 3, 3000)  # four inputs: batches of 8192 rows, one row group of the odd file each
+    odd = make(tmp_path / "odd.parquet")
+    inputs = [odd, *lake_parts] if where == "first" else [*lake_parts, odd]
     merge_sorted(inputs, tmp_path / "out.parquet", tmp_path, 64, style=FINAL)
     written = merged_keys(tmp_path / "out.parquet")
     assert [(s, t) for s, t, _ in written] == [(s, t) for s, t, _ in keys_in_order(inputs)]
