@@ -115,7 +115,7 @@ class _SortedInput:
         times = ms.cast(pa.int64()).to_pylist()
         starts = [0, *run_ends[:-1]]
         in_order = all(a < b for a, b in itertools.pairwise(services)) and all(
-            True for start, end in zip(starts, run_ends, strict=True)
+            (run := times[start:end]) == sorted(run) for start, end in zip(starts, run_ends, strict=True)
         )
         if not in_order or (self.services and (services[0], times[0]) < self.last):
             raise NotStreamable("rows not sorted by (service, timestamp)")
