@@ -25,7 +25,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 # The AWS deployment's CloudFormation template (deploy/loglake-aws.json; needs Node.js for the CDK)
 synth: $(VENV)/.dev-installed

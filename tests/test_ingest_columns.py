@@ -9,10 +9,10 @@ import uuid
 import msgspec
 import pytest
 
-from loglake import ids
+from loglake import ids, ingest
 from loglake.ingest import BULK_MIN_RECORDS, _accept_plainly_valid, _lines, parse_batch
 from loglake.ingest_columns import plainly_valid_table
-from loglake.model import SEVERITY_NAMES, Limits
+from loglake.model import SEVERITY_NAMES, InvalidRecords, Limits
 
 NOW = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 LIMITS = Limits(max_message_bytes=64, max_attribute_bytes=200, retention_days=30)
@@ -156,3 +156,17 @@ def test_the_parser_gives_a_table_only_for_bulk_batches_when_asked() -> None:
         msgspec.json.encode({**base(i), "id": str(uuid.uuid4())}) for i in range(BULK_MIN_RECORDS)
     )
     assert parse_batch(with_client_ids, True, LIMITS, NOW, bulk=True).records is not None
+
+
+def test_a_body_decoded_in_pieces_gives_each_line_once_and_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest, "DECODE_PIECE_BYTES", 300)  # a few lines a piece
+    lines = [msgspec.json.encode(base(i)) for i in range(BULK_MIN_RECORDS)]
+    lines[500:500] = [b"", b"   "]  # blank lines, skipped wherever the pieces are cut
+    body = b"\r\n".join(lines) + b"\n"
+    parsed = parse_batch(body, True, LIMITS, NOW, bulk=True)
+    assert parsed.table is not None
+    assert parsed.table.column("message").to_pylist() == [f"message {i}" for i in range(BULK_MIN_RECORDS)]
+    lines[-1] = msgspec.json.encode({**base(BULK_MIN_RECORDS - 1), "severity": "loud"})
+    with pytest.raises(InvalidRecords) as refused:  # a bad line in the last piece refuses the batch
+        parse_batch(b"\n".join(lines), True, LIMITS, NOW, bulk=True)
+    assert [(p.index, p.field) for p in refused.value.problems] == [(BULK_MIN_RECORDS - 1, "severity")]

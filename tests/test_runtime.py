@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 from loglake.config import Settings
@@ -48,3 +51,20 @@ def test_commands_that_never_touch_keys_leave_no_key_file(tmp_path: Path) -> Non
     runtime.close()
     assert (tmp_path / "hot.db").exists()
     assert not (tmp_path / "keys.db").exists()
+
+
+def test_a_server_without_aws_settings_never_loads_the_aws_sdk(tmp_path: Path) -> None:
+    """boto3, botocore and httpx take ~20 MiB of a server's memory: only an S3 lake or Amplify apps need them."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from loglake.api.app import LoglakeApp
+        from loglake.config import Settings
+        app = LoglakeApp.from_settings(Settings(data_dir=Path({str(tmp_path)!r})))
+        app.close()
+        print(sorted(m for m in ("boto3", "botocore", "httpx") if m in sys.modules))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"

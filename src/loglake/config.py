@@ -78,6 +78,8 @@ class Settings:
     query_max_response_mb: int = _opt(
         64, "Largest answer of a SQL query (its rows as JSON), in MiB; a larger one is refused (400)."
     )
+    # -- detections
+    rules_dir: str = _opt("", "Folder of detection rules, one rule per YAML file; empty = `rules` in the data dir.")
     # -- Amplify access logs
     amplify_config: str = _opt(
         "", "JSON configuration of the Amplify access-log collector; set, the server collects on its schedule."
@@ -102,6 +104,10 @@ class Settings:
     @property
     def lake_dir(self) -> Path:
         return self.data_dir / "lake"
+
+    @property
+    def rules_path(self) -> Path:
+        return Path(self.rules_dir) if self.rules_dir else self.data_dir / "rules"
 
     @property
     def keys_db_path(self) -> Path:

@@ -11,7 +11,8 @@ are hand-written by the caller, or raised as ValueError from a Struct's `__post_
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import msgspec
 
@@ -47,6 +48,7 @@ def problems_of(value: Any, kind: Any, path: str = "") -> list[str]:
         return []
     except msgspec.ValidationError as e:
         error = str(e)
+    kind = _present(kind, value)
     base, description = _unannotated(kind)
     found: list[str] = []
     if isinstance(base, type) and issubclass(base, msgspec.Struct) and isinstance(value, dict):
@@ -78,6 +80,15 @@ def _struct_problems(value: dict, kind: type[msgspec.Struct], path: str) -> list
         if f.encode_name in value:
             found += problems_of(value[f.encode_name], f.type, _join(path, f.encode_name))
     return found
+
+
+def _present(kind: Any, value: Any) -> Any:
+    """For a value that is there, an optional type (`T | None`) is T: its rules and description apply."""
+    args = get_args(kind)
+    if value is not None and get_origin(kind) in (Union, UnionType) and type(None) in args:
+        present = [a for a in args if a is not type(None)]
+        return present[0] if len(present) == 1 else kind
+    return kind
 
 
 def _unannotated(kind: Any) -> tuple[Any, str | None]:

@@ -13,7 +13,6 @@ The ids are the ids module's UUIDv7 (its counter and node), computed as two int6
 from __future__ import annotations
 
 import array
-import itertools
 from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any
@@ -38,6 +37,7 @@ from loglake.times import SMALLEST_PLAUSIBLE_MS, parse_iso8601
 
 _MS = pa.timestamp("ms")
 _NULL = b"null"
+_ZERO = pa.array([0], pa.int32())
 
 
 def plainly_valid_table(items: Sequence[Any], limits: Limits, now_ms: int) -> pa.Table | None:
@@ -124,46 +124,51 @@ def _attributes(raw: list[Any], limits: Limits) -> pa.Array | None:
     """The attributes' JSON text as sent (null for none), None when the record-by-record check must
     decide: not an object, too large, not UTF-8, or more brackets or colons than the depth and key
     limits allow (counted over the text, strings included: an upper bound, as in ingest.py)."""
-    data = _binary(raw)
-    sizes = pc.binary_length(data)
-    absent = pc.or_(pc.equal(sizes, 0), pc.equal(data, _NULL))
-    if pc.all(absent).as_py():
-        return pa.nulls(len(raw), pa.string())
-    objects = pc.filter(data, pc.invert(absent))
+    count = len(raw)
+    joined = b"".join(raw)  # msgspec.Raw has the buffer protocol: one copy, no Python object per value
+    sizes = pa.Array.from_buffers(pa.int32(), count, [None, pa.py_buffer(array.array("i", map(len, raw)))])
+    offsets = pa.concat_arrays([_ZERO, pc.cumulative_sum(sizes)]).buffers()[1]  # a body is far below 2 GiB
+    data = pa.Array.from_buffers(pa.binary(), count, [None, offsets, pa.py_buffer(joined)])
+    absent = None
+    if pc.min(sizes).as_py() <= len(_NULL):  # else no value is empty or null
+        absent = pc.or_(pc.equal(sizes, 0), pc.equal(data, _NULL))
+        if pc.all(absent).as_py():
+            return pa.nulls(count, pa.string())
+        objects = pc.filter(data, pc.invert(absent))
+    else:
+        objects = data
     if not pc.all(pc.starts_with(objects, "{")).as_py():
         return None
-    if pc.max(pc.binary_length(objects)).as_py() > limits.max_attribute_bytes:
+    object_sizes = pc.binary_length(objects)
+    if pc.max(object_sizes).as_py() > limits.max_attribute_bytes:
         return None
-    brackets = pc.add(pc.count_substring(objects, "{"), pc.count_substring(objects, "["))
-    if pc.max(brackets).as_py() > limits.max_attribute_depth:
-        return None
+    # Each object holds at least one bracket (its "{"), so one of them holds at most 1 + the brackets
+    # past one per object in all of them: when that is within the limit, no need to count per object.
+    past_one = joined.count(b"{") + joined.count(b"[") - len(objects)
+    if past_one >= limits.max_attribute_depth:
+        brackets = pc.add(pc.count_substring(objects, "{"), pc.count_substring(objects, "["))
+        if pc.max(brackets).as_py() > limits.max_attribute_depth:
+            return None
     # Each key takes at least 5 bytes ("":0,), so only longer objects can hold too many keys.
-    long = pc.filter(objects, pc.greater(pc.binary_length(objects), 5 * limits.max_attribute_keys + 1))
+    long = pc.filter(objects, pc.greater(object_sizes, 5 * limits.max_attribute_keys + 1))
     if len(long) and pc.max(pc.count_substring(long, ":")).as_py() > limits.max_attribute_keys:
         return None
-    try:
-        text = data.cast(pa.string())  # checks UTF-8, which the struct decoder left to this raw field
-    except pa.ArrowInvalid:
-        return None
-    return pc.if_else(absent, pa.scalar(None, pa.string()), text)
-
-
-def _binary(values: list[Any]) -> pa.Array:
-    """Byte strings (anything with the buffer protocol, e.g. msgspec.Raw) as one Arrow binary array,
-    joined in one copy instead of one Python object per value."""
-    offsets = pa.array(itertools.accumulate(map(len, values), initial=0), pa.int64())
-    joined = pa.py_buffer(b"".join(values))
-    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(values), [None, offsets.buffers()[1], joined])
+    if joined.isascii():  # valid UTF-8 as it is: no need for the cast's check
+        text = pa.StringArray.from_buffers(count, offsets, pa.py_buffer(joined))
+    else:
+        try:
+            text = data.cast(pa.string())  # checks UTF-8, which the struct decoder left to this raw field
+        except pa.ArrowInvalid:
+            return None
+    return text if absent is None else pc.if_else(absent, pa.scalar(None, pa.string()), text)
 
 
 def _id_halves(timestamps: pa.Array) -> tuple[pa.Array, pa.Array]:
     """ids.split_id's halves of a fresh UUIDv7 per time: the same bits uuid7_many gives, column-wise."""
     count = len(timestamps)
     first, node = ids.reserve_counters(count)
-    consecutive = array.array("q", range(first, first + count))  # in C: no Python int per value
-    counters = pc.bit_wise_and(
-        pa.Array.from_buffers(pa.int64(), count, [None, pa.py_buffer(consecutive)]), ids.COUNTER_MASK
-    )
+    consecutive = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), count), start=first - 1)
+    counters = pc.bit_wise_and(consecutive, ids.COUNTER_MASK)
     rand_a = pc.shift_right(counters, ids.RAND_B_COUNTER_BITS)
     high = pc.bit_wise_or(pc.shift_left(timestamps, ids.HIGH_TIME_SHIFT), pc.bit_wise_or(rand_a, ids.VERSION_7_HIGH))
     low = pc.bit_wise_or(pc.shift_left(pc.bit_wise_and(counters, ids.RAND_B_COUNTER_MASK), ids.NODE_BITS), node)

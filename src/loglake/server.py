@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import errno
@@ -10,9 +11,10 @@ import logging
 import shlex
 import socket
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from loglake import __version__
 from loglake.api.accesslog import AccessLog, LogRecords
@@ -99,7 +101,7 @@ def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
     config = uvicorn.Config(
         app,
         loop=_loop(),
-        http="httptools",
+        http=OneWritePerResponse,
         lifespan="on",
         access_log=False,
         log_config=None,  # its loggers' records reach the root logger, which writes them to the access log
@@ -108,6 +110,60 @@ def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
         timeout_graceful_shutdown=10,
     )
     uvicorn.Server(config).run(sockets=[sock])
+
+
+class OneWritePerResponse(HttpToolsProtocol):
+    """uvicorn's httptools protocol, whose writes during one round of the event loop leave as ONE send.
+
+    uvicorn writes a response's head and its body separately, and each write is a system call that wakes
+    the client: a small answer (a 201 for one record) cost two sends and two wake-ups, ~20 % of the
+    server's CPU per request and half the client's. Joined, it costs one (see _JoinedWrites)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(_JoinedWrites(transport, self.loop))  # type: ignore[arg-type]
+
+
+class _JoinedWrites:
+    """A transport whose writes wait for the end of the event loop's current round, then go out together.
+
+    Everything else is the socket's transport's own; closing sends what waits first, so an answer
+    written just before the connection closes (uvicorn's 400s, Connection: close) still leaves."""
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._send)
+        self._pending.append(data)
+
+    def close(self) -> None:
+        self._send()
+        self._transport.close()
+
+    def _send(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        if self._transport.is_closing():  # the client went away: nothing can be sent (as with any write)
+            return
+        if len(pending) == 1:
+            self._transport.write(pending[0])
+        elif sum(map(len, pending)) <= _JOIN_AT_MOST:
+            self._transport.write(b"".join(pending))
+        else:  # a large body is not copied to join it to its head
+            self._transport.writelines(pending)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+_JOIN_AT_MOST = 64 * 1024
 
 
 def _log_to(access_log: AccessLog) -> None:

@@ -60,6 +60,9 @@ async def test_a_bulk_batch_goes_to_lake_parts_and_every_read_finds_it(
     assert response.status_code == 201, response.text
     answer = response.json()
     assert answer["count"] == COUNT and len(set(answer["logIds"])) == COUNT
+    # written as any batch's answer is (send_json): compact JSON, then a newline
+    assert response.headers["content-type"] == "application/json"
+    assert response.content == json.dumps(answer, separators=(",", ":")).encode() + b"\n"
     assert app.runtime.store.count() == 0, "a bulk batch went through the hot store"
     assert sum(n for _, n in lake_rows(app)) == COUNT
 

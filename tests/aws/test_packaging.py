@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from loglake.aws.packaging import NOT_ON_LAMBDA, layer_requirements, pip_install_command
+from loglake.aws.packaging import IMPORT_NAMES, NOT_ON_LAMBDA, layer_requirements, pip_install_command
 
 # Every module a handler imports, at load or inside its function.
 HANDLER_MODULES = [
@@ -32,7 +32,7 @@ def test_the_layer_holds_the_runtime_requirements_the_functions_use() -> None:
     names = {r.split(">")[0].split("=")[0].split("<")[0].strip().lower() for r in layer_requirements()}
     assert {"pyarrow", "duckdb", "msgspec", "httpx", "pytz"} <= names
     # Written out: the local server's HTTP stack and SQLite driver, and boto3 (Lambda's Python has it).
-    assert not names & {"uvicorn", "httptools", "uvloop", "adbc-driver-sqlite", "boto3"}
+    assert not names & {"uvicorn", "httptools", "uvloop", "adbc-driver-sqlite", "boto3", "pysigma"}
 
 
 @pytest.mark.network
@@ -52,7 +52,7 @@ def test_pip_finds_every_requirement_for_lambdas_platform(tmp_path: Path) -> Non
 
 
 def test_the_handlers_import_without_what_the_layer_leaves_out() -> None:
-    blocked = sorted(n.replace("-", "_") for n in NOT_ON_LAMBDA if n != "boto3")  # boto3: Lambda's own
+    blocked = sorted(IMPORT_NAMES.get(n, n.replace("-", "_")) for n in NOT_ON_LAMBDA if n != "boto3")  # boto3: Lambda's
     script = textwrap.dedent(
         f"""
         import importlib, sys

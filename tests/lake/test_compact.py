@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -317,12 +318,50 @@ def test_files_compaction_replaced_are_not_held_open_by_recent_reads(store: SQLi
         lake.close()
 
 
-def test_the_servers_merges_run_in_a_worker_process(store: SQLiteHotStore, tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_memory_up_to", [0, 1_000_000], ids=["streamed", "arrow"])
+@pytest.mark.parametrize("style", [compact.FINAL, compact.TIER], ids=["final", "tier"])
+def test_a_merge_in_memory_or_streamed_writes_the_same_sorted_rows(
+    store: SQLiteHotStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory_up_to: int, style
+) -> None:
+    lake = LocalObjectStore(tmp_path / "lake")
+    flush_in_small_rounds(store, lake, days=1)  # five files of one day
+    inputs = []
+    for n, (key,) in enumerate(store.read("SELECT key FROM lake_files")):
+        inputs.append(tmp_path / f"in-{n}.parquet")
+        lake.get_file(key, inputs[-1])
+    monkeypatch.setattr(compact, "IN_MEMORY_MERGE_RECORDS", in_memory_up_to)
+    compact.merge_in_background(None, inputs, tmp_path / "out.parquet", tmp_path, 64, distinct_ids=False, style=style)
+    merged = pq.ParquetFile(tmp_path / "out.parquet")
+    rows = merged.read().to_pylist()
+    expected = sorted(
+        (r for p in inputs for r in pq.read_table(p).to_pylist()), key=lambda r: (r["service"], r["timestamp"])
+    )
+    assert [(r["service"], r["timestamp"], r["log_id"]) for r in rows] == [
+        (r["service"], r["timestamp"], r["log_id"]) for r in expected
+    ]
+    assert one_service_per_row_group(merged.metadata) == style.by_service
+
+
+@pytest.mark.parametrize("in_memory_up_to", [compact.IN_MEMORY_MERGE_RECORDS, 0], ids=["arrow", "streamed"])
+def test_the_servers_small_merges_run_on_a_niced_thread_the_big_ones_in_a_worker(
+    store: SQLiteHotStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory_up_to: int
+) -> None:
+    monkeypatch.setattr(compact, "IN_MEMORY_MERGE_RECORDS", in_memory_up_to)
+    niceness = os.nice(0)
     lake = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path, policy=LakePolicy(grace_ms=0))
     try:
         flush_in_small_rounds(store, lake.objects)
         assert lake.compact().merged_files == 15
+        # Merges Arrow sorts in memory run on a thread of this process; only streamed ones start a worker.
+        workers = multiprocessing.active_children()
+        assert len(workers) == (1 if in_memory_up_to == 0 else 0)
+        assert os.nice(0) == niceness  # the calling thread keeps its priority
+        expected = min(19, niceness + compact.BACKGROUND_NICENESS)
+        assert lake.background.run_in_thread(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())) == (
+            expected
+        )
         assert lake.background.run(os.getpid) != os.getpid()
+        assert lake.background.run(os.nice, 0) == niceness  # the worker keeps the server's (see Background)
     finally:
         lake.close()
     assert store.read("SELECT count(*), sum(records) FROM lake_files") == [(3, 900)]

@@ -116,6 +116,12 @@ class HotStoreContract:
         assert {r.message.split(" ")[0] for r in found} == expected
         assert [r.log_id for r in found] == sorted((r.log_id for r in found), reverse=True)
 
+    @pytest.mark.parametrize("needle", ["überweisung", "ÜBERWEISUNG", "Müller", "ΣΦΆΛΜΑ", "σφάλμα"])
+    def test_contains_ignores_case_beyond_ascii_as_the_lake_does(self, store: HotStore, needle: str) -> None:
+        store.put([record(BASE_TS + 1, "Überweisung für MÜLLER: ΣΦΆΛΜΑ"), record(BASE_TS + 2, "uberweisung mueller")])
+        found = store.recent(RecentQuery(since_ms=BASE_TS, limit=10, contains=needle))
+        assert [r.message for r in found] == ["Überweisung für MÜLLER: ΣΦΆΛΜΑ"]
+
     def test_several_severities_merge_in_time_order_and_respect_limit(self, store: HotStore) -> None:
         levels = [Severity.WARNING, Severity.ERROR, Severity.CRITICAL, Severity.INFO]
         store.put([record(BASE_TS + i, f"m{i}", severity=levels[i % 4]) for i in range(40)])

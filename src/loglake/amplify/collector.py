@@ -17,7 +17,6 @@ import io
 import json
 import shutil
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +45,7 @@ from loglake.lake.manifest import LakeFile, collect_garbage, list_files, reading
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import by_utc_day, file_name
 from loglake.lake.schema import LAKE_SCHEMA
+from loglake.lake.scratch import new_work_folder
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE
 from loglake.lake.writers import WriterLock
 from loglake.retry import Backoff, TryAgain
@@ -370,7 +370,7 @@ def store_rows(
     identity (lake/writers.py): a collection runs outside the maintenance lock, and maintenance must
     not undo its round while it is under way (`on_step`: the steps of flush.publish, for tests)."""
     use_schemas(store)
-    work = Path(tempfile.mkdtemp(prefix="loglake-amplify-"))
+    work = new_work_folder(store.path.parent, "amplify-")
     try:
         with reading(store):  # the partitions' stored parts are read to drop rows already there
             files = new_parts(lake, app, parsed, report, now_ms, work, lambda prefix: _catalogued(store, prefix))

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from typing import Any
-
-import boto3
-import botocore.exceptions
-import httpx
-from botocore.config import Config
+from typing import TYPE_CHECKING, Any
 
 from loglake.amplify.config import AmplifyApp
+
+if TYPE_CHECKING:
+    import botocore.exceptions
+    import httpx
+
+# boto3, botocore and httpx are imported when a source is made or first calls AWS: they take ~20 MiB of
+# memory, which a server that collects no Amplify logs (the collector is built only for configured
+# apps) does without.
 
 # Errors the service gives when a range holds too much for one export (seen in the console and the
 # API's BadRequestException messages).
@@ -48,15 +51,19 @@ class AmplifyLogSource:
 
     def __init__(
         self,
-        session_factory: Any = boto3.Session,
+        session_factory: Any = None,
         http: httpx.Client | None = None,
         read_timeout_seconds: float = GENERATE_TIMEOUT_SECONDS,
     ) -> None:
-        self._session_factory = session_factory
+        self._session_factory = session_factory  # None: boto3.Session
         self._read_timeout = read_timeout_seconds
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
-        self._http = http or httpx.Client(timeout=DOWNLOAD_TIMEOUT_SECONDS, follow_redirects=True)
+        if http is None:
+            import httpx
+
+            http = httpx.Client(timeout=DOWNLOAD_TIMEOUT_SECONDS, follow_redirects=True)
+        self._http = http
 
     def close(self) -> None:
         self._http.close()
@@ -66,6 +73,8 @@ class AmplifyLogSource:
         return self.download(self.generate(app, start, end))
 
     def generate(self, app: AmplifyApp, start: datetime, end: datetime) -> str:
+        import botocore.exceptions
+
         client = self._client(app)
         try:
             answer = client.generate_access_logs(
@@ -90,6 +99,8 @@ class AmplifyLogSource:
         return url
 
     def download(self, url: str) -> bytes:
+        import httpx
+
         try:
             response = self._http.get(url)
         except httpx.TimeoutException as e:
@@ -103,11 +114,14 @@ class AmplifyLogSource:
         return response.content
 
     def _client(self, app: AmplifyApp) -> Any:
+        import botocore.exceptions
+        from botocore.config import Config
+
         key = (app.profile, app.region)
         with self._lock:  # boto3 sessions are not thread-safe to create clients from
             if key not in self._clients:
                 try:
-                    session = self._session_factory(profile_name=app.profile)
+                    session = (self._session_factory or _boto3_session())(profile_name=app.profile)
                 except botocore.exceptions.ProfileNotFound:
                     raise Fatal(
                         f"AWS profile {app.profile!r} is not in the AWS config or credentials files "
@@ -118,15 +132,23 @@ class AmplifyLogSource:
             return self._clients[key]
 
 
-def missing_profiles(apps: list[AmplifyApp], session_factory: Any = boto3.Session) -> list[str]:
+def missing_profiles(apps: list[AmplifyApp], session_factory: Any = None) -> list[str]:
     """The apps' AWS profiles that the AWS config and credentials files do not define."""
+    import botocore.exceptions
+
     missing = []
     for profile in sorted({app.profile for app in apps}):
         try:
-            session_factory(profile_name=profile)
+            (session_factory or _boto3_session())(profile_name=profile)
         except botocore.exceptions.ProfileNotFound:
             missing.append(profile)
     return missing
+
+
+def _boto3_session() -> Any:
+    import boto3
+
+    return boto3.Session
 
 
 def _classified(error: botocore.exceptions.ClientError) -> FetchError:

@@ -9,14 +9,16 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from loglake import __version__
 from loglake.amplify.collector import collection_status
 from loglake.amplify.reports import UnknownReport, apps_with_rows, run_reports, unknown_app_message
-from loglake.api.http import ApiError, Request, decode_content, json_object
+from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content, json_object
 from loglake.follow import FollowQuery, follow, follow_query
 from loglake.ids import format_uuid, timestamp_of
-from loglake.ingest import MAX_DETAILS, InvalidBody
+from loglake.ingest import MAX_DETAILS, InvalidBody, ParsedBody
 from loglake.keys import KeyNameTaken, KeyStoreError, LastAdminKey, NoSuchKey, parse_scopes
 from loglake.lake.query import QueryError
 from loglake.lake.query_answers import QueryBusy, parse_query_request, result_to_dict
@@ -26,8 +28,6 @@ from loglake.store.base import StoreUnavailable
 from loglake.times import TimeFormatError, parse_time
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from loglake.api.app import LoglakeApp
 
 JSON_TYPES = frozenset({"", "application/json", "text/json"})
@@ -55,13 +55,13 @@ class Result:
 async def ingest(app: LoglakeApp, request: Request) -> Result:
     ndjson = _records_media_type(request)
     body = decode_content(request, request.body, app.settings.max_body_bytes)
-    if not body.strip():
+    if not body or body.isspace():  # (not strip(): that copies a body of megabytes)
         raise ApiError(400, "empty_body", "the body is empty; send a record object, an array or NDJSON lines")
     try:
         if len(body) < OFF_LOOP_BODY_BYTES:
-            parsed = app.service.parse(body, ndjson)
+            parsed, counts = _checked(app, body, ndjson)
         else:  # a big batch takes milliseconds to check: off the event loop, which serves everyone else
-            parsed = await app.run_ingest(app.service.parse, body, ndjson)
+            parsed, counts = await app.run_ingest(_checked, app, body, ndjson)
     except InvalidBody as e:
         app.metrics.rejected_bodies.inc((e.code,))
         raise ApiError(413 if e.too_large else 400, e.code, str(e), e.details) from None
@@ -76,19 +76,40 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
         app.storage_error = e.for_operators()  # /healthz shows it to readers, the client gets no server path
         app.metrics.rejected.inc(("storage_unavailable",), parsed.count)
         raise ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")]) from None
+    app.metrics.count_ingested(counts)
     if parsed.table is not None:
-        app.metrics.count_ingested(_table_counts(parsed.table))
-        return Result(201, {"count": parsed.count, "logIds": parsed.table.column("log_id").to_pylist()})
-    app.metrics.count_ingested(_by_service_and_severity(parsed.records))
+        return Result(201, _bulk_answer(parsed.table.column("log_id")), _JSON)
     if parsed.single:
         ts = timestamp_of(log_ids[0])  # a retried client id answers the stored record's time
         return Result(201, {"logId": format_uuid(log_ids[0]), "timestamp": ts, "datetime": format_datetime(ts)})
     return Result(201, {"count": len(log_ids), "logIds": [format_uuid(i) for i in log_ids]})
 
 
+def _checked(app: LoglakeApp, body: bytes, ndjson: bool) -> tuple[ParsedBody, dict[tuple[str, int], int]]:
+    """The body's valid records (LogService.parse) and how many of them per (service, severity), for
+    the metrics once they are stored: counted here, where the parse runs (a bulk batch's off the loop)."""
+    parsed = app.service.parse(body, ndjson)
+    if parsed.table is not None:
+        return parsed, _table_counts(parsed.table)
+    assert parsed.records is not None
+    return parsed, _by_service_and_severity(parsed.records)
+
+
+_JSON = tuple(JSON_HEADERS)
+
+
+def _bulk_answer(log_ids: pa.ChunkedArray) -> bytes:
+    """A bulk batch's answer, {"count": N, "logIds": [...]} as send_json writes it, joined by Arrow
+    without a Python string per id (a quarter of the time; UUID text needs no JSON escaping)."""
+    ids = log_ids.combine_chunks()
+    listed = pa.ListArray.from_arrays(pa.array([0, len(ids)], pa.int32()), ids)
+    joined = pc.binary_join(listed, '","')[0].as_buffer()
+    return b'{"count":%d,"logIds":["%b"]}\n' % (len(ids), joined)
+
+
 def _table_counts(table: pa.Table) -> dict[tuple[str, int], int]:
     """A bulk batch's records per (service, severity), as metrics.count_ingested takes them."""
-    counts = table.group_by(["service", "severity"]).aggregate([([], "count_all")]).to_pylist()
+    counts = table.group_by(["service", "severity"], use_threads=False).aggregate([([], "count_all")]).to_pylist()
     return {(c["service"], SEVERITY_ALIASES[c["severity"]]): c["count_all"] for c in counts}
 
 

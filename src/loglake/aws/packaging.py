@@ -22,9 +22,11 @@ import jsii
 from aws_cdk import aws_lambda as lambda_
 
 PLATFORM = ("--platform", "manylinux2014_aarch64", "--implementation", "cp", "--python-version", "3.12")
-# Not in the layer: the local server's HTTP stack, the local flush worker's SQLite driver, and boto3,
-# which Lambda's Python runtime provides.
-NOT_ON_LAMBDA = frozenset({"uvicorn", "httptools", "uvloop", "adbc-driver-sqlite", "boto3"})
+# Not in the layer: the local server's HTTP stack, the local flush worker's SQLite driver, boto3,
+# which Lambda's Python runtime provides, and pySigma: no function converts rules yet, and pip found no
+# wheel of its dependency jq (>= 1.12) for manylinux2014_aarch64 when rules came (issue 13).
+NOT_ON_LAMBDA = frozenset({"uvicorn", "httptools", "uvloop", "adbc-driver-sqlite", "boto3", "pysigma"})
+IMPORT_NAMES = {"pysigma": "sigma"}  # the distributions above whose modules are named otherwise
 # Parts of wheels nothing imports at run time (C headers, test suites, Cython sources).
 STRIPPED = ("pyarrow/include", "pyarrow/tests", "pyarrow/src")
 _NAME = re.compile(r"[A-Za-z0-9._-]+")

@@ -11,13 +11,12 @@ batch's journal entry names its writer, so that maintenance leaves a round under
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -26,11 +25,13 @@ from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import by_utc_day, write_part
+from loglake.lake.scratch import new_work_folder
 from loglake.lake.writers import WriterLock
 from loglake.store.sqlite import SQLiteHotStore
 
-# Batches written at once: each is mostly Arrow and Parquet work, which runs outside the GIL.
-BULK_THREADS = 4
+# Batches written at once: each is mostly Arrow and Parquet work, which runs outside the GIL, so one per
+# core (up to 4); more only wait for a core while holding their batch's memory.
+BULK_THREADS = min(4, os.cpu_count() or 1)
 
 
 class BulkWriter:
@@ -67,7 +68,7 @@ class BulkWriter:
         keys = [app_logs_key(day, new_part_name(now_ms)) for day, _ in days]
         owner = self._writer.hold()
         journaled = journal(self.store, keys, table.num_rows, now_ms, owner)
-        work = Path(tempfile.mkdtemp(prefix="loglake-bulk-"))
+        work = new_work_folder(self.store.path.parent, "bulk-")
         try:
             files = [write_part(rows, key, work, by_service=False) for (_, rows), key in zip(days, keys, strict=True)]
             self.on_step("written")

@@ -10,14 +10,15 @@ started on the older snapshot still finds them.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shutil
-import tempfile
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -32,12 +33,14 @@ from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import file_name
 from loglake.lake.query import sql_string
 from loglake.lake.schema import LAKE_SCHEMA
+from loglake.lake.scratch import new_work_folder
 from loglake.lake.sorted_merge import (
     FINAL,
     MAX_FAN_IN,
     TIER,
     MergeStyle,
     background_duckdb,
+    merge_in_memory,
     merge_sorted,
     start_merge_worker,
 )
@@ -64,6 +67,8 @@ TIER_BASE = 8
 # A 1M-record bulk load over a week (B2) leaves about 14 parts a day: it ends before any merge, which
 # would halve its rate on two cores (`flush --all`, or the day's final merge, compacts it after).
 TIER_FILES = MAX_FAN_IN
+# Merges of at most this many records sort in memory (about 100 MB at most): see merge_in_background.
+IN_MEMORY_MERGE_RECORDS = 250_000
 
 
 def tier_groups(files: list[LakeFile], target_bytes: int) -> Iterator[list[LakeFile]]:
@@ -97,36 +102,68 @@ def merge_groups(files: list[LakeFile], target_bytes: int, most: int | None = No
         yield group
 
 
-class BackgroundProcess:
-    """One worker process for merges, started on first use: the memory a merge takes is the worker's,
-    and its Python work never holds the server's GIL. Spawned (this process runs threads), and it exits
-    when this process dies (sorted_merge.start_merge_worker). It runs at the server's own priority: at
-    nice 5 or 10 it fell behind sustained bulk ingest on two cores (10M records from 4 senders: 270-470
-    files at the end against 110-200, Q3 right after 1.8-2.3x its time on the compacted lake against
-    1.0-1.3x), while the ingest rate stayed within the noise either way; a single thread, it takes at most
-    a core's share among the server's threads."""
+class Background:
+    """Where the server's merges run, off the threads that ingest and answer queries.
+
+    A merge small enough to sort in memory (sorted_merge.merge_in_memory, up to IN_MEMORY_MERGE_RECORDS:
+    the first tier merges of bulk parts) runs on one thread of this process, niced on its own (Linux
+    nices each thread) by BACKGROUND_NICENESS: it is Arrow and Parquet work, outside the GIL, and in a
+    worker process it cost more than itself (B2: the worker's own pyarrow took ~130-160 MiB RSS and
+    multiprocessing's resource tracker 12 MiB, where the same merge adds ~50 MiB to this process, and
+    ~1 s of CPU to start). Bigger merges stream (sorted_merge.merge_sorted, in bounded memory whatever
+    their size) in one worker process, started on first use, whose Python work never holds the server's
+    GIL. Spawned (this process runs threads), and it exits when this process dies
+    (sorted_merge.start_merge_worker). The worker runs at the server's own priority: at nice 5 or 10 it
+    fell behind sustained bulk ingest on two cores (10M records from 4 senders: 270-470 files at the end
+    against 110-200, Q3 right after 1.8-2.3x its time on the compacted lake against 1.0-1.3x), while
+    the ingest rate stayed within the noise either way; a single thread, it takes at most a core's share
+    among the server's threads."""
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self._starting = threading.Lock()
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """fn(*args, **kwargs) in the worker process."""
         with self._starting:
             if self._pool is None:
                 spawn = multiprocessing.get_context("spawn")
                 self._pool = ProcessPoolExecutor(1, spawn, initializer=start_merge_worker, initargs=(os.getpid(),))
         return self._pool.submit(fn, *args, **kwargs).result()
 
+    def run_in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """fn(*args, **kwargs) on the background thread of this process."""
+        with self._starting:
+            if self._thread is None:
+                self._thread = ThreadPoolExecutor(1, "loglake-merge", initializer=_nice_this_thread)
+        return self._thread.submit(fn, *args, **kwargs).result()
+
     def close(self) -> None:
         with self._starting:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
+            if self._thread is not None:
+                self._thread.shutdown(wait=True, cancel_futures=True)
+                self._thread = None
+
+
+BACKGROUND_NICENESS = 10
 
 
 # A quiet day's full merge waits while tier merges took more than this share of the last minute.
 BUSY_SHARE = 0.5
 BUSY_WINDOW_S = 60.0
+
+
+def _nice_this_thread() -> None:
+    """Lower the calling thread's priority only (Linux: a thread id names one thread to setpriority)."""
+    if sys.platform != "linux":  # elsewhere a thread id may name some process
+        return
+    with contextlib.suppress(OSError):  # refused: the merges run at normal priority
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICENESS)
 
 
 class Compactor:
@@ -140,7 +177,7 @@ class Compactor:
         clock: Callable[[], float] = time.time,
         on_step: Step | None = None,
         memory_mb: int = 256,
-        background: BackgroundProcess | None = None,
+        background: Background | None = None,
     ) -> None:
         self.background = background  # None: merges run in this process
         store.use_schema(LAKE_SCHEMA)
@@ -196,22 +233,26 @@ class Compactor:
         report.merged_files += len(group)
         report.records += sum(f.records for f in group)
 
-    def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return fn(*args, **kwargs) if self.background is None else self.background.run(fn, *args, **kwargs)
-
     def _days_written_since(self, since_ms: int) -> set[str]:
         sql = "SELECT DISTINCT day FROM lake_files WHERE table_name = ? AND created_ms >= ?"
         return {day for (day,) in self.store.read(sql, (APP_LOGS_TABLE.name, since_ms))}
 
     def _merge(self, group: list[LakeFile], style: MergeStyle) -> str:
         now_ms = int(self.clock() * 1000)
-        work = Path(tempfile.mkdtemp(prefix="loglake-compact-"))
+        work = new_work_folder(self.store.path.parent, "compact-")
         try:
             key = app_logs_key(date.fromisoformat(group[0].day), new_part_name(now_ms))
             output = work / file_name(key)
             records = sum(f.records for f in group)
             merge_objects(
-                self.lake, [f.key for f in group], output, work, self.memory_mb, records, style=style, run=self._run
+                self.lake,
+                [f.key for f in group],
+                output,
+                work,
+                self.memory_mb,
+                records,
+                style=style,
+                background=self.background,
             )
             merged = LakeFile(
                 key,
@@ -249,12 +290,12 @@ def merge_objects(
     *,
     distinct_ids: bool = False,
     style: MergeStyle = FINAL,
-    run: Callable[..., Any] = lambda fn, *args, **kwargs: fn(*args, **kwargs),
+    background: Background | None = None,
 ) -> int:
-    """Download the lake objects `keys` into `work` and merge them into `output` (merge_sorted, through
-    `run`: e.g. in a background process); raises, changing nothing, unless all `records` (default:
-    their footers' count) made it. With `distinct_ids` a record stored twice (same log id) is written
-    once, and `records` counts ids."""
+    """Download the lake objects `keys` into `work` and merge them into `output` (merge_in_background, in the
+    `background` if given); raises, changing nothing, unless all `records` (default: their footers'
+    count) made it. With `distinct_ids` a record stored twice (same log id) is written once, and
+    `records` counts ids."""
     inputs = []
     for key in keys:
         inputs.append(work / f"input-{len(inputs)}.parquet")
@@ -263,11 +304,34 @@ def merge_objects(
         records = count_distinct_ids(inputs, work / "spill", memory_mb)
     elif records is None:
         records = sum(pq.ParquetFile(path).metadata.num_rows for path in inputs)
-    run(merge_sorted, inputs, output, work, memory_mb, distinct_ids=distinct_ids, style=style)
+    merge_in_background(background, inputs, output, work, memory_mb, distinct_ids=distinct_ids, style=style)
     written = pq.ParquetFile(output).metadata.num_rows
     if written != records:  # never retire inputs whose records did not all make it
         raise RuntimeError(f"compaction wrote {written} of {records} records of {output.name}; nothing changed")
     return written
+
+
+def merge_in_background(
+    background: Background | None,
+    inputs: list[Path],
+    output: Path,
+    work: Path,
+    memory_mb: int,
+    *,
+    distinct_ids: bool,
+    style: MergeStyle,
+) -> None:
+    """Merge the files `inputs` into `output` in the `background` (see Background; None: here): in
+    memory up to IN_MEMORY_MERGE_RECORDS (half the time of a streamed merge of these few rows), else
+    streamed (sorted_merge.merge_sorted, which also drops duplicate ids with `distinct_ids`)."""
+    in_thread = background.run_in_thread if background is not None else _here
+    in_worker = background.run if background is not None else _here
+    if distinct_ids or not in_thread(merge_in_memory, inputs, output, style, IN_MEMORY_MERGE_RECORDS):
+        in_worker(merge_sorted, inputs, output, work, memory_mb, distinct_ids=distinct_ids, style=style)
+
+
+def _here(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return fn(*args, **kwargs)
 
 
 def count_distinct_ids(inputs: list[Path], spill_dir: Path, memory_mb: int) -> int:

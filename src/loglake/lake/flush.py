@@ -164,7 +164,7 @@ class Flusher:
         else:
             with ThreadPoolExecutor(1, thread_name_prefix="loglake-flush-read") as reader:
                 yield lambda after: reader.submit(
-                    lambda: write_round(read_round(self.store, before_ms, after, limit), now_ms)
+                    lambda: write_round(read_round(self.store, before_ms, after, limit), now_ms, self.store.path.parent)
                 )
 
     def _backlog(self, before_ms: int) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import array
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from loglake.lake.hot_rows import as_arrow, hot_rows_table, int64_bytes
 from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile
 from loglake.lake.parts import by_utc_day, write_part
+from loglake.lake.scratch import new_work_folder
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.store.sqlite_rows import due_rows
 
@@ -70,12 +70,12 @@ def read_round(
     return _as_round(columns) if columns is not None else None
 
 
-def write_round(rows: tuple[pa.Table, RoundRows] | None, now_ms: int) -> WrittenRound | None:
+def write_round(rows: tuple[pa.Table, RoundRows] | None, now_ms: int, data_dir: Path) -> WrittenRound | None:
     """The round's files in a new work folder, one per UTC date of the records' own timestamps."""
     if rows is None:
         return None
     table, read = rows
-    work = Path(tempfile.mkdtemp(prefix="loglake-flush-"))
+    work = new_work_folder(data_dir, "flush-")
     files = [write_part(rows, app_logs_key(day, new_part_name(now_ms)), work) for day, rows in by_utc_day(table)]
     return WrittenRound(read, files, work)
 
@@ -92,7 +92,7 @@ def read_and_write_in_worker(
         table = cursor.fetch_arrow_table()
     finally:
         cursor.close()
-    return write_round(_as_round(table.columns) if table.num_rows else None, now_ms)
+    return write_round(_as_round(table.columns) if table.num_rows else None, now_ms, Path(db_path).parent)
 
 
 def exit_with_parent(parent_pid: int) -> None:

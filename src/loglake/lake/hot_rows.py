@@ -138,10 +138,11 @@ def uuid_strings(highs: bytes, lows: bytes) -> pa.Array:
     text = bytearray(b"-" * (36 * count))
     for half, source, target in _UUID_POSITIONS:
         text[target::36] = hexes[half][source::16]
-    offsets = pa.array(range(0, 36 * count + 1, 36), pa.int32())
-    return pa.StringArray.from_buffers(count, offsets.buffers()[1], pa.py_buffer(text))
+    # As fixed-size values first: Arrow then makes the offsets (a Python range of them took half the time).
+    return pa.FixedSizeBinaryArray.from_buffers(_UUID_TEXT, count, [None, pa.py_buffer(text)]).cast(pa.string())
 
 
 _WITH_VARIANT = bytes.maketrans(b"0123", b"89ab")
+_UUID_TEXT = pa.binary(36)
 # (half, hex digit in that half, position in the UUID text): 8-4-4 from id_hi, 4-12 from id_lo.
 _UUID_POSITIONS = [(0, i, i + (i >= 8) + (i >= 12)) for i in range(16)] + [(1, i, 19 + i + (i >= 4)) for i in range(16)]

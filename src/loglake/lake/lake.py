@@ -22,7 +22,7 @@ from typing import Any
 from loglake.config import Settings
 from loglake.ids import LAST_STORABLE_MS
 from loglake.lake.bulk import BulkWriter
-from loglake.lake.compact import TIER_FILES, BackgroundProcess, Compactor, CompactReport
+from loglake.lake.compact import TIER_FILES, Background, Compactor, CompactReport
 from loglake.lake.flush import Flusher, FlushReport
 from loglake.lake.layout import day_of
 from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_files
@@ -119,7 +119,7 @@ class Lake:
         self._new_parts = 0
         self._counting = threading.Lock()
         self.on_parts_piling_up: Callable[[], None] = lambda: None
-        self.background = BackgroundProcess()
+        self.background = Background()
         self.compactor = Compactor(
             store,
             objects,

@@ -112,7 +112,7 @@ class ServiceRowGroups:
 def newest_by_severity(rows: pa.Table) -> dict[str, int]:
     """Each severity of these rows (as written) and the newest epoch ms it has (nulls left out)."""
     times = pa.table({"severity": rows.column("severity"), "ms": rows.column("timestamp").cast(pa.int64())})
-    newest = times.drop_null().group_by("severity").aggregate([("ms", "max")])
+    newest = times.drop_null().group_by("severity", use_threads=False).aggregate([("ms", "max")])  # small: inline
     return dict(zip(newest["severity"].to_pylist(), newest["ms_max"].to_pylist(), strict=True))
 
 
@@ -140,5 +140,9 @@ def file_name(key: str) -> str:
 def by_utc_day(table: pa.Table) -> Iterator[tuple[date, pa.Table]]:
     """A table's rows per UTC day of their `timestamp`: the lake's date partitions."""
     days = pc.divide(table.column("timestamp").cast(pa.int64()), DAY_MS)  # integer division: UTC days
+    span = pc.min_max(days)
+    if span["min"].is_valid and span["min"] == span["max"]:  # all of one day (a bulk batch, mostly): no filtered copy
+        yield day_of(span["min"].as_py() * DAY_MS), table
+        return
     for day_number in pc.unique(days).to_pylist():
         yield day_of(day_number * DAY_MS), table.filter(pc.equal(days, day_number))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import queue
 import re
 import shutil
@@ -45,6 +44,7 @@ from loglake.lake.manifest import LakeFile, list_files, reading
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.query_answers import QueryBusy, QueryResult, fetch_within
 from loglake.lake.schema import LAKE_SCHEMA
+from loglake.lake.scratch import folder_of_this_process
 from loglake.lake.sql_guard import QueryError, check_select, client_error, rewrite_text_filters
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, partition_type, sql_type
 from loglake.private_files import private_dir
@@ -97,7 +97,7 @@ class QueryEngine:
         config: dict[str, Any] = {
             "memory_limit": f"{self.limits.memory_mb}MiB",
             "threads": self.limits.threads,
-            "temp_directory": str(spill_dir_of_this_process(work_dir)),
+            "temp_directory": str(folder_of_this_process(work_dir)),
             "max_temp_directory_size": f"{self.spill_mb}MiB",
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
@@ -242,7 +242,10 @@ class QueryEngine:
         if explain:
             plan = self._hide_server_paths("\n".join(str(row[-1]) for row in rows), keep_width=True)
             return QueryResult([], [], False, elapsed_ms, bytes_scanned, files, plan=plan)
-        return QueryResult(columns, rows[:cap], len(rows) > cap, elapsed_ms, bytes_scanned, files)
+        scanned_rows = int(profile.get("query", {}).get("total_rows_scanned", 0))
+        return QueryResult(
+            columns, rows[:cap], len(rows) > cap, elapsed_ms, bytes_scanned, files, rows_scanned=scanned_rows
+        )
 
     def _too_large(self, error: duckdb.OutOfMemoryException) -> QueryError:
         """The query needed more memory, and then more spill space, than the server allows. DuckDB's
@@ -344,29 +347,6 @@ def _dataset_schema(table: LakeTable) -> pa.Schema:
     fields = [pa.field(f.name, pa.timestamp("us")) if f.type == pa.timestamp("ms") else f for f in table.schema]
     fields += [pa.field(p, partition_type(p)) for p in table.partitions]
     return pa.schema(fields)
-
-
-def spill_dir_of_this_process(work_dir: Path) -> Path:
-    """This process's spill folder in `work_dir` (`process-<pid>`), once those of processes that are gone
-    are removed: DuckDB deletes its spill files when it closes, but a killed process leaves them behind
-    (up to the spill cap, a tenth of the free disk), and no later DuckDB knows them. A folder per process
-    id, so that the server and a `loglake query --data-dir` on the same data dir never take each other's;
-    processes sharing a data dir run on one host, where each sees the others' ids."""
-    for folder in work_dir.glob("process-*"):
-        pid = folder.name.removeprefix("process-")
-        if pid.isdigit() and not _running(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
-    return private_dir(work_dir / f"process-{os.getpid()}")
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def default_spill_mb(folder: Path) -> int:

@@ -29,6 +29,7 @@ class QueryResult:
     bytes_scanned: int  # bytes DuckDB read from lake files (hot rows are in memory)
     files_scanned: int
     plan: str | None = None
+    rows_scanned: int = 0  # rows the scans gave the query (after the filters they apply), hot rows included
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,6 +156,7 @@ class SQLiteHotStore(HotStore):
         if conn is None:
             conn = self._connect()
             conn.execute("PRAGMA query_only = 1")
+            conn.create_function("unicode_lower", 1, _unicode_lower, deterministic=True)
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)
@@ -441,7 +442,10 @@ class SQLiteHotStore(HotStore):
             where.append(f"severity IN ({', '.join('?' * len(query.severities))})")
             params.extend(sorted(query.severities))
         if query.contains:
-            where.append("instr(lower(message), ?) > 0")
+            # SQLite's lower() folds ASCII only; the lake and DynamoDB fold every letter. A Python function
+            # per row costs ~1.5x, so only a needle with other letters pays for it.
+            lower = "lower" if query.contains.isascii() else "unicode_lower"
+            where.append(f"instr({lower}(message), ?) > 0")
             params.append(query.contains.lower())
         order = "ORDER BY id_hi DESC, id_lo DESC"
         sql = f"SELECT {COLUMNS} FROM {source} WHERE {' AND '.join(where)} {order} LIMIT ?"
@@ -582,3 +586,7 @@ class SQLiteHotStore(HotStore):
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
+
+
+def _unicode_lower(text: str | None) -> str | None:
+    return None if text is None else text.lower()

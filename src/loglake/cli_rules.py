@@ -1,0 +1,261 @@
+"""`loglake rules ...`: detection rules from the rules folder, checked, tested, shown and run once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from loglake.cli_options import CONTEXT, SafeErrors, json_text, print_columns, printable
+from loglake.config import ConfigError, Settings, env_name, load_settings
+
+rules_dir_option = click.option(
+    "--rules-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"The rules folder [env {env_name('rules_dir')}; default: `rules` in the data dir].",
+)
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"loglake's data folder [env {env_name('data_dir')}; default {Settings().data_dir}].",
+)
+
+
+def _settings(data_dir: Path | None, rules_dir: Path | None) -> Settings:
+    """Settings as `serve` reads them (flags, then LOGLAKE_*, then LOGLAKE_CONFIG's file)."""
+    try:
+        return load_settings({"data_dir": data_dir, "rules_dir": str(rules_dir) if rules_dir else None})
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _load(path: Path) -> Any:
+    from loglake.rules.loader import load_rules
+
+    return load_rules(path)
+
+
+def _print_problems(problems: list[Any]) -> None:
+    for problem in problems:
+        click.echo(printable(str(problem)), err=True)
+
+
+@click.group(cls=SafeErrors, context_settings=CONTEXT)
+def rules() -> None:
+    """Detection rules: Sigma and SQL rules in the rules folder, one per YAML file."""
+
+
+@rules.command("init")
+@rules_dir_option
+@data_dir_option
+def rules_init(rules_dir: Path | None, data_dir: Path | None) -> None:
+    """Copy the starter pack into the rules folder (files already there are kept as they are)."""
+    from loglake.rules.starter import copy_starter_pack
+
+    folder = _settings(data_dir, rules_dir).rules_path
+    copied, kept = copy_starter_pack(folder)
+    for name in copied:
+        click.echo(printable(str(folder / name)))
+    if kept:
+        click.echo(f"kept {len(kept)} file(s) already in {printable(folder)}: {printable(', '.join(kept))}", err=True)
+
+
+@rules.command("validate")
+@rules_dir_option
+@data_dir_option
+def rules_validate(rules_dir: Path | None, data_dir: Path | None) -> None:
+    """Load every rule file (YAML, fields, options, Sigma conversion, SQL sandbox and columns); exit 1 on
+    any problem, each named with its file and field."""
+    folder = _settings(data_dir, rules_dir).rules_path
+    found = _load(folder)
+    _print_problems(found.problems)
+    files = len({p.file for p in found.problems})
+    click.echo(f"{len(found.rules)} rule(s) valid, {files} file(s) with problems in {printable(folder)}", err=True)
+    if found.problems:
+        raise SystemExit(1)
+
+
+@rules.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per rule.")
+@rules_dir_option
+@data_dir_option
+def rules_list(as_json: bool, rules_dir: Path | None, data_dir: Path | None) -> None:
+    """The rules, and the problems of the files that did not load (on stderr)."""
+    found = _load(_settings(data_dir, rules_dir).rules_path)
+    if as_json:
+        for rule in found.rules:
+            click.echo(json_text(_summary(rule)))
+    else:
+        rows = [
+            (rule.id, rule.level, rule.kind, str(rule.schedule), "yes" if rule.enabled else "no", rule.title)
+            for rule in found.rules
+        ]
+        print_columns(("ID", "LEVEL", "KIND", "SCHEDULE", "ENABLED", "TITLE"), rows)
+    _print_problems(found.problems)
+
+
+def _summary(rule: Any) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "title": rule.title,
+        "level": rule.level,
+        "status": rule.status,
+        "kind": rule.kind,
+        "file": str(rule.path),
+        "schedule": rule.options.schedule,
+        "lookback_seconds": rule.lookback_ms / 1000,
+        "delay_seconds": rule.delay_ms / 1000,
+        "enabled": rule.enabled,
+        "tags": list(rule.tags),
+        "tests": len(rule.tests),
+    }
+
+
+@rules.command("show")
+@click.argument("rule_id")
+@rules_dir_option
+@data_dir_option
+def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path | None) -> None:
+    """A rule's facts, options and the SQL it runs (RULE_ID: its id, the start of it, or its file's name)."""
+    rule = _find(_settings(data_dir, rules_dir).rules_path, rule_id)
+    options = rule.options
+    lines = [
+        ("id", rule.id),
+        ("title", rule.title),
+        ("file", str(rule.path)),
+        ("kind", rule.kind),
+        ("level", rule.level),
+        ("status", rule.status),
+        ("tags", ", ".join(rule.tags)),
+        ("enabled", "yes" if rule.enabled else "no"),
+        ("schedule", f"{rule.schedule}, each run over the last {rule.lookback_ms / 1000:g} s"),
+        ("delay", f"{rule.delay_ms / 1000:g} s"),
+        ("threshold", _threshold(rule)),
+        ("dedup", f"{options.dedup.key or '(rule id and group values)'} per {options.dedup.window}"),
+        ("alert title", options.alert_title or rule.title),
+        ("destinations", ", ".join(options.destinations) or "(the routes)"),
+        ("runbook", options.runbook or ""),
+        ("suppress", "; ".join(f"{s.where} until {s.until or 'further notice'}" for s in options.suppress)),
+        ("tests", str(len(rule.tests))),
+    ]
+    for name, value in lines:
+        if value:
+            click.echo(f"{name + ':':<14}{printable(value)}")
+    if rule.description:
+        click.echo(f"\n{printable(rule.description.strip(), multiline=True)}")
+    click.echo("\nSQL of a run ($since and $until: the window; $read_since: where reading starts):")
+    click.echo(printable(rule.plan.sql, multiline=True))
+
+
+def _threshold(rule: Any) -> str:
+    groups = ", ".join(rule.plan.group_fields) or "rule"
+    if rule.kind == "sigma correlation":
+        return f"the correlation's condition, per {groups}"
+    return f"{rule.options.threshold} matching row(s) per {groups}"
+
+
+def _find(folder: Path, rule_id: str) -> Any:
+    found = _load(folder)
+    rule = found.find(rule_id)
+    if rule is None:
+        hint = f"; {len(found.problems)} problem(s) kept some files from loading (loglake rules validate)"
+        raise click.ClickException(
+            f"no rule {rule_id!r} in {folder} (loglake rules list shows them){hint if found.problems else ''}"
+        )
+    return rule
+
+
+@rules.command("test")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@rules_dir_option
+@data_dir_option
+def rules_test(path: Path | None, rules_dir: Path | None, data_dir: Path | None) -> None:
+    """Run the rules' inline tests against a throwaway loglake (PATH: a rule file or folder; default the
+    rules folder); exit 1 if a test fails or a file does not load."""
+    from loglake.rules.testing import run_tests
+
+    started = time.perf_counter()
+    found = _load(path or _settings(data_dir, rules_dir).rules_path)
+    _print_problems(found.problems)
+    outcomes = run_tests(found.rules)
+    for rule in found.rules:
+        if not rule.tests:
+            click.echo(f"-     {printable(rule.title)} ({printable(rule.path)}): no tests")
+    for outcome in outcomes:
+        mark = "ok   " if outcome.passed else "FAIL "
+        click.echo(f"{mark} {printable(outcome.rule.title)}: {printable(outcome.test.name)}")
+        for failure in outcome.failures:
+            click.echo(f"        {printable(outcome.rule.path)}: {printable(failure)}")
+    failed = sum(not o.passed for o in outcomes)
+    seconds = time.perf_counter() - started
+    click.echo(
+        f"{len(outcomes)} test(s), {failed} failed, {len({p.file for p in found.problems})} file(s) with problems"
+        f" ({seconds:.1f} s)",
+        err=True,
+    )
+    if failed or found.problems:
+        raise SystemExit(1)
+
+
+@rules.command("run")
+@click.argument("rule_id")
+@click.option(
+    "--since", default=None, help="Window start: ISO-8601, epoch ms or an age like 1h (default: the lookback)."
+)
+@click.option("--until", default=None, help="Window end, excluded, same forms (default: now less the rule's delay).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per match, with its evidence.")
+@rules_dir_option
+@data_dir_option
+def rules_run(
+    rule_id: str, since: str | None, until: str | None, as_json: bool, rules_dir: Path | None, data_dir: Path | None
+) -> None:
+    """Run a rule once over a window of the data dir's logs and print its matches (no alert is raised)."""
+    from loglake.cli_lake import local_lake
+    from loglake.rules.run import RuleRunError, run_rule
+    from loglake.times import TimeFormatError, parse_time
+
+    settings = _settings(data_dir, rules_dir)
+    rule = _find(settings.rules_path, rule_id)
+    now_ms = int(time.time() * 1000)
+    try:
+        until_ms = parse_time(until, now_ms) if until else now_ms - rule.delay_ms
+        since_ms = parse_time(since, now_ms) if since else until_ms - rule.lookback_ms
+    except TimeFormatError as e:
+        raise click.ClickException(str(e)) from None
+    if since_ms >= until_ms:
+        raise click.ClickException("--since must be before --until")
+    with local_lake(settings.data_dir) as lake:
+        try:
+            result = run_rule(rule, lake.engine, since_ms, until_ms, now_ms)
+        except RuleRunError as e:
+            raise click.ClickException(str(e)) from None
+    for match in result.matches:
+        if as_json:
+            click.echo(json_text(match.to_dict()))
+            continue
+        facts = match.to_dict()
+        suppressed = f", suppressed: {match.suppressed}" if match.suppressed else ""
+        click.echo(
+            f"{rule.level.upper()}  {printable(match.title)}  (count {match.count}, {facts['first_seen']} to"
+            f" {facts['last_seen']}, dedup key {printable(match.dedup_key)}{suppressed})"
+        )
+        for row in match.evidence:
+            click.echo("    " + json_text(row))
+    truncated = " (more rows than the engine returns: some groups may be missing)" if result.truncated else ""
+    click.echo(
+        f"{len(result.matches)} match(es) of {printable(rule.title)} from {_iso(since_ms)} to {_iso(until_ms)}; "
+        f"{result.rows_scanned:,} rows, {result.bytes_scanned:,} bytes of lake files read in "
+        f"{result.elapsed_ms:.0f} ms{truncated}",
+        err=True,
+    )
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+COMMANDS = (rules,)

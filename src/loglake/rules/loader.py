@@ -1,0 +1,314 @@
+"""A rules folder as rules and problems: every `*.yml` / `*.yaml` file under it (but `alerting.yml`,
+the routing of alerts, and hidden files) is one rule, Sigma (`detection:` or `correlation:`) or SQL (`query:`).
+
+A file that cannot load gives problems, each naming the file and the field (or line), and never
+keeps the other files from loading. Loading checks everything that can be checked before a run: the
+YAML, every field and option, the Sigma conversion, the sandbox, and the SQL bound against empty
+copies of the tables (a column that does not exist is a problem now, not at 3 a.m.).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from loglake.config_files import ROOT, problems_of
+from loglake.lake.sql_guard import QueryError, check_select
+from loglake.rules.model import Options, Problem, Rule, RuleMeta, RuleTest, SqlRuleBody
+from loglake.rules.plan import (
+    QUERY_PARAMETERS,
+    RESERVED_PREFIX,
+    Binder,
+    Plan,
+    binder,
+    finish,
+    parameters_of,
+    rows_plan,
+    tables_of,
+)
+from loglake.rules.schedule import Interval, ScheduleError, parse_schedule
+from loglake.rules.sigma_rules import SigmaProblems, convert, detection_problems, primary_document
+from loglake.rules.templates import RULE_VALUES, placeholders
+from loglake.times import parse_duration
+
+ROUTING_FILE = "alerting.yml"  # the destinations and routes of alerts, beside the rules
+MAX_FILE_BYTES = 1024 * 1024
+
+
+class _Problems(Exception):
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+
+
+@dataclass
+class RuleSet:
+    rules: list[Rule] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def find(self, text: str) -> Rule | None:
+        """The rule with this id, or the only one whose id starts with it or whose file is named so."""
+        exact = [r for r in self.rules if r.id == text.lower()]
+        found = exact or [r for r in self.rules if r.id.startswith(text.lower()) or r.path.stem == text]
+        return found[0] if len(found) == 1 else None
+
+
+def rule_files(path: Path) -> list[Path]:
+    """The rule files of a folder (recursively, in name order), or the file itself."""
+    if path.is_file():
+        return [path]
+    return sorted(
+        p
+        for p in path.rglob("*")
+        if p.suffix in (".yml", ".yaml") and p.is_file() and p.name != ROUTING_FILE and not p.name.startswith(".")
+    )
+
+
+def load_rules(path: Path) -> RuleSet:
+    """Every rule under `path` (a folder or one file) that loads, and the problems of those that do not."""
+    found = RuleSet()
+    if not path.exists():
+        found.problems.append(Problem(str(path), "", "does not exist: create it, or `loglake rules init` it"))
+        return found
+    for file in rule_files(path):
+        loaded = load_file(file, binder())
+        if isinstance(loaded, Rule):
+            twin = next((r for r in found.rules if r.id == loaded.id), None)
+            if twin is None:
+                found.rules.append(loaded)
+            else:
+                problem = f"{loaded.id} is the id of {twin.path} too; give each rule its own"
+                found.problems.append(Problem(str(file), "id", problem))
+        else:
+            found.problems.extend(loaded)
+    return found
+
+
+def load_file(path: Path, binder: Binder) -> Rule | list[Problem]:
+    """One rule file as a Rule, or its problems."""
+    name = str(path)
+    try:
+        documents = _read_yaml(path)
+        return _rule_of(documents, path, binder)
+    except _Problems as e:
+        return [Problem(name, f, m) for f, m in e.problems]
+
+
+class _UniqueKeys(yaml.CSafeLoader):
+    """YAML whose mappings may not repeat a key (the later one would silently win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _read_yaml(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise _Problems([("", f"cannot be read: {e.strerror}")]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise _Problems([("", f"is larger than {MAX_FILE_BYTES // 1024} KiB; a rule file holds one rule")])
+    try:
+        documents = [d for d in yaml.load_all(data, Loader=_UniqueKeys) if d is not None]
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise _Problems([(where, f"not valid YAML: {e.problem or e.context}")]) from None
+    except yaml.YAMLError as e:
+        raise _Problems([("", f"not valid YAML: {e}")]) from None
+    if not documents:
+        raise _Problems([("", "is empty")])
+    if not all(isinstance(d, dict) for d in documents):
+        raise _Problems([("", "is not a rule: a rule is a YAML mapping (title: ..., id: ..., ...)")])
+    return documents
+
+
+def _rule_of(documents: list[dict[str, Any]], path: Path, binder: Binder) -> Rule:
+    if any("query" in d for d in documents):
+        if len(documents) > 1:
+            raise _Problems([("", "a SQL rule is one YAML document")])
+        return _sql_rule(documents[0], path, binder)
+    if any("detection" in d or "correlation" in d for d in documents):
+        return _sigma_rule(documents, path, binder)
+    raise _Problems([("", "is neither a Sigma rule (detection: or correlation:) nor a SQL rule (query:)")])
+
+
+def _sigma_rule(documents: list[dict[str, Any]], path: Path, binder: Binder) -> Rule:
+    primary, problems = primary_document(documents)
+    document = documents[primary]
+    meta_doc = {k: v for k, v in document.items() if k in _META_FIELDS}
+    meta, options, tests, more = _common(meta_doc, document.get("loglake") or {}, document.get("tests", []), "loglake")
+    problems += more + detection_problems(documents, primary)
+    if problems or meta is None or options is None:
+        raise _Problems(problems)
+    try:
+        converted = convert(documents, primary, options)
+    except SigmaProblems as e:
+        raise _Problems(e.problems) from None
+    plan = _checked(converted.sql, converted.query, converted.reach_ms, converted.group_fields, binder, "detection")
+    return _build(meta, options, tests, plan, converted.kind, path, "loglake.")
+
+
+def _sql_rule(document: dict[str, Any], path: Path, binder: Binder) -> Rule:
+    """A SQL rule: its facts, options and body are three Structs side by side at the top level."""
+    option_fields = _fields_of(Options)
+    body_fields = _fields_of(SqlRuleBody) - {"tests"}
+    known = _META_FIELDS | option_fields | body_fields | {"tests"}
+    problems = [(str(k), f"unknown field ({', '.join(sorted(known))})") for k in sorted(set(document) - known, key=str)]
+    meta, options, tests, more = _common(
+        _part(document, _META_FIELDS), _part(document, option_fields), document.get("tests", []), ""
+    )
+    body_doc = _part(document, body_fields)
+    problems += more + _problems_at(body_doc, SqlRuleBody, "")
+    if problems or meta is None or options is None:
+        raise _Problems(problems)
+    query = msgspec.convert(body_doc, SqlRuleBody).query.strip().rstrip(";").rstrip()
+    try:
+        tree = check_select(query)
+    except QueryError as e:
+        raise _Problems([("query", e.message)]) from None
+    tables = tables_of(tree)
+    if not tables:
+        raise _Problems([("query", "reads none of the lake's tables (logs, amplify_access)")])
+    unknown_parameters = sorted(parameters_of(tree) - set(QUERY_PARAMETERS))
+    if unknown_parameters:
+        raise _Problems(
+            [("query", f"${unknown_parameters[0]} is not a parameter a rule gets ($since and $until: the window)")]
+        )
+    try:
+        columns = binder.columns(query, parameters_of(tree))
+    except QueryError as e:
+        raise _Problems([("query", e.message)]) from None
+    missing = [g for g in options.group_by if g not in columns]
+    if missing:
+        raise _Problems([("group_by", f"{missing[0]!r} is not a column of the query's rows ({', '.join(columns)})")])
+    groups = tuple(options.group_by)
+    sql = rows_plan(query, tables, groups, options.threshold, options.evidence, timed="timestamp" in columns)
+    plan = _checked(sql, query, 0, groups, binder, "query")
+    return _build(meta, options, tests, plan, "sql", path, "")
+
+
+def _fields_of(kind: type[msgspec.Struct]) -> set[str]:
+    return {f.encode_name for f in msgspec.structs.fields(kind)}
+
+
+def _part(document: dict[str, Any], names: set[str] | frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in document.items() if k in names}
+
+
+_META_FIELDS = frozenset(_fields_of(RuleMeta))
+
+
+def _common(
+    meta_doc: Any, options_doc: Any, tests_doc: Any, options_path: str
+) -> tuple[RuleMeta | None, Options | None, list[RuleTest], list[tuple[str, str]]]:
+    """The rule's facts, options and tests (None or empty if anything has a problem), and the problems."""
+    problems = _problems_at(meta_doc, RuleMeta, "")
+    problems += _problems_at(options_doc, Options, options_path)
+    problems += _problems_at(tests_doc, list[RuleTest], "tests")
+    if problems:
+        return None, None, [], problems
+    return (
+        msgspec.convert(meta_doc, RuleMeta),
+        msgspec.convert(options_doc, Options),
+        msgspec.convert(tests_doc, list[RuleTest]),
+        [],
+    )
+
+
+def _problems_at(value: Any, kind: Any, path: str) -> list[tuple[str, str]]:
+    """config_files' problems as (field, message), under `path`."""
+    found = []
+    for text in problems_of(value, kind, path):
+        where, _, message = text.partition(": ")
+        found.append(("" if where == ROOT else where, message))
+    return found
+
+
+def _checked(sql: str, query: str, reach_ms: int, groups: tuple[str, ...], binder: Binder, field: str) -> Plan:
+    try:
+        plan = finish(sql, query, reach_ms, groups)
+        binder.columns(plan.executed, plan.parameters)
+    except QueryError as e:
+        raise _Problems([(field, f"the SQL it makes is refused: {e.message}")]) from None
+    return plan
+
+
+def _build(
+    meta: RuleMeta, options: Options, tests: list[RuleTest], plan: Plan, kind: str, path: Path, prefix: str
+) -> Rule:
+    """The rule, once its options agree with its SQL (templates and suppressions name its groups)."""
+    problems = []
+    try:
+        schedule = parse_schedule(options.schedule)
+    except ScheduleError as e:
+        schedule = None
+        problems.append((prefix + "schedule", str(e)))
+    if options.lookback is not None:
+        lookback_ms = parse_duration(options.lookback)
+    elif isinstance(schedule, Interval):
+        lookback_ms = schedule.ms
+    else:
+        lookback_ms = 0
+        if schedule is not None:
+            problems.append((prefix + "lookback", "missing: a cron schedule needs the window each run evaluates (1h)"))
+    if options.lookback is not None and lookback_ms == 0:
+        problems.append((prefix + "lookback", "must be longer than 0"))
+    elif isinstance(schedule, Interval) and lookback_ms < schedule.ms:
+        problems.append(
+            (
+                prefix + "lookback",
+                f"{options.lookback} leaves records between two runs unread: make it {options.schedule} or more",
+            )
+        )
+    known = set(plan.group_fields) | set(RULE_VALUES)
+    for where, template in (("alert_title", options.alert_title), ("dedup.key", options.dedup.key)):
+        for name in placeholders(template or ""):
+            if name not in known:
+                problems.append((prefix + where, f"{{{name}}} is not a value of a match ({_known(plan.group_fields)})"))
+    for i, suppression in enumerate(options.suppress):
+        for name in suppression.where:
+            if name not in plan.group_fields:
+                problems.append(
+                    (
+                        f"{prefix}suppress[{i}].where.{name}",
+                        f"is not a group-by field ({_known(plan.group_fields, False)});"
+                        " filter events in the rule itself",
+                    )
+                )
+    if any(g.startswith(RESERVED_PREFIX) for g in plan.group_fields):
+        problems.append((prefix + "group_by", f"names starting with {RESERVED_PREFIX} are loglake's"))
+    if problems or schedule is None:
+        raise _Problems(problems)
+    return Rule(
+        id=meta.id.lower(),
+        title=meta.title,
+        level=meta.level,
+        status=meta.status,
+        description=meta.description,
+        tags=tuple(meta.tags),
+        kind=kind,
+        path=path,
+        options=options,
+        schedule=schedule,
+        lookback_ms=lookback_ms,
+        delay_ms=parse_duration(options.delay),
+        tests=tuple(tests),
+        plan=plan,
+    )
+
+
+def _known(groups: tuple[str, ...], values: bool = True) -> str:
+    names = [*groups, *(RULE_VALUES if values else ())]
+    return "known: " + ", ".join(names) if names else "the rule has no group-by fields"

@@ -1,0 +1,136 @@
+"""Running a rule once over a window: its matches, each with its evidence, and what the run read.
+
+A match is a group (the rule's group-by values; one group when it has none) that met the rule's
+condition in the window: its count, its time span, its title and dedup key (the rule's templates),
+up to `evidence` of its rows (JSON values: times as ISO-8601 UTC text), and whether a suppression
+holds it back. The scheduler, `loglake rules run` and the inline tests all run rules through here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from loglake.lake.query import QueryEngine, TimeRange
+from loglake.lake.query_answers import QueryBusy, json_value
+from loglake.lake.sql_guard import QueryError
+from loglake.rules.model import Rule
+from loglake.rules.plan import COUNT, FIRST, LAST, RESERVED_PREFIX
+from loglake.rules.templates import default_dedup_key, render
+
+
+class RuleRunError(Exception):
+    """The engine could not run the rule (its SQL failed, timed out, or found no free connection)."""
+
+
+@dataclass(frozen=True)
+class Match:
+    rule_id: str
+    title: str
+    dedup_key: str
+    group: dict[str, Any]
+    count: int
+    first_ms: int | None
+    last_ms: int | None
+    evidence: list[dict[str, Any]]
+    suppressed: str | None = None  # why, when a suppression of the rule holds it back
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule_id": self.rule_id,
+            "title": self.title,
+            "dedup_key": self.dedup_key,
+            "group": self.group,
+            "count": self.count,
+            "first_seen": _iso(self.first_ms),
+            "last_seen": _iso(self.last_ms),
+            "suppressed": self.suppressed,
+            "evidence": self.evidence,
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    rule_id: str
+    since_ms: int
+    until_ms: int  # exclusive
+    matches: list[Match]
+    rows_scanned: int
+    bytes_scanned: int
+    files_scanned: int
+    elapsed_ms: float
+    truncated: bool  # the evidence passed the engine's row cap: some groups may be missing
+    sql: str = field(repr=False)
+
+
+def run_rule(rule: Rule, engine: QueryEngine, since_ms: int, until_ms: int, now_ms: int | None = None) -> RunResult:
+    """The rule's matches over [since_ms, until_ms); suppressions are judged at `now_ms` (default: now)."""
+    if until_ms <= since_ms:
+        raise ValueError(f"the window must end after it starts ({since_ms} >= {until_ms})")
+    read_since_ms = max(0, since_ms - rule.plan.reach_ms)
+    values = {"since": since_ms, "until": until_ms, "read_since": read_since_ms}
+    params = {name: _naive_utc(values[name]) for name in rule.plan.parameters}
+    window = TimeRange(read_since_ms, until_ms)
+    try:
+        result = engine.run_saved(rule.plan.executed, params, window, engine.limits.max_rows, rule.plan.tables)
+    except QueryError as e:
+        raise RuleRunError(f"rule {rule.id} ({rule.path}): {e.message}") from None
+    except QueryBusy as e:
+        raise RuleRunError(f"rule {rule.id}: {e}") from None
+    names = [name for name, _ in result.columns]
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in result.rows:
+        record = dict(zip(names, row, strict=True))
+        groups.setdefault(tuple(json_value(record[g]) for g in rule.plan.group_fields), []).append(record)
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    matches = [_match(rule, key, rows, now) for key, rows in groups.items()]
+    return RunResult(
+        rule.id,
+        since_ms,
+        until_ms,
+        matches,
+        result.rows_scanned,
+        result.bytes_scanned,
+        result.files_scanned,
+        result.elapsed_ms,
+        result.truncated,
+        rule.plan.sql,
+    )
+
+
+def _match(rule: Rule, key: tuple, rows: list[dict[str, Any]], now_ms: int) -> Match:
+    group = dict(zip(rule.plan.group_fields, key, strict=True))
+    count = int(rows[0][COUNT])
+    title = render(rule.options.alert_title or rule.title, rule, group, count)
+    dedup_key = render(rule.options.dedup.key or default_dedup_key(rule.plan.group_fields), rule, group, count)
+    suppressed = next((s for s in rule.options.suppress if s.applies(group, now_ms)), None)
+    return Match(
+        rule.id,
+        title,
+        dedup_key,
+        group,
+        count,
+        _ms(rows[0][FIRST]),
+        _ms(rows[0][LAST]),
+        [{k: json_value(v) for k, v in r.items() if not k.startswith(RESERVED_PREFIX)} for r in rows],
+        None if suppressed is None else (suppressed.reason or "suppressed") + _until(suppressed.until_ms()),
+    )
+
+
+def _naive_utc(ms: int) -> datetime:
+    """As DuckDB's TIMESTAMP columns compare: UTC without a zone."""
+    return datetime.fromtimestamp(ms / 1000, UTC).replace(tzinfo=None)
+
+
+def _ms(value: datetime | None) -> int | None:
+    return None if value is None else int(value.replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else json_value(_naive_utc(ms))
+
+
+def _until(ms: int | None) -> str:
+    return "" if ms is None else f" (until {_iso(ms)})"

@@ -1,0 +1,291 @@
+"""Sigma detections as DuckDB SQL over loglake's tables: a pySigma processing pipeline and backend.
+
+The pipeline maps each logsource loglake holds to its table (pipeline state `table`) and the field
+names rules use to the table's columns (sources.py). The backend turns a detection's condition into
+a SQL boolean expression over that table, with Sigma's matching rules:
+
+- strings match whole values, ignoring case (`ILIKE`), unless `|cased` (`LIKE` or `=`); `*` and `?`
+  are wildcards, `|contains`, `|startswith` and `|endswith` add them; a value without letters, or a
+  cased one, is a plain `=`;
+- a string against a numeric column compares its text (`sc-status|startswith: '5'`); a number against
+  a numeric column compares numbers, against text its digits; `|gt` and friends compare numbers;
+- `|re` is an RE2 search (`regexp_matches`) with the `|i`, `|m`, `|s` flags;
+- `|cidr` is the prefixes of the network; `|exists` and `null` test for the field;
+- a value inside the `attributes` JSON is read as text (`json_extract_string`);
+- `not` treats a missing field as a non-match of what it negates (SQL's NULL would drop the row).
+
+Correlation rules are put together from their rules' conditions in correlation.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from sigma.conditions import ConditionAND, ConditionFieldEqualsValueExpression, ConditionNOT, ConditionOR
+from sigma.conversion.base import TextQueryBackend
+from sigma.conversion.state import ConversionState
+from sigma.exceptions import SigmaFeatureNotSupportedByBackendError
+from sigma.processing.conditions import LogsourceCondition
+from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
+from sigma.processing.transformations import FieldMappingTransformation, SetStateTransformation
+from sigma.types import (
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaFieldReference,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaRegularExpressionFlag,
+    SigmaString,
+    SigmaTimestampPart,
+    SpecialChars,
+    TimestampPart,
+)
+
+from loglake.rules.sources import BY_TABLE, SOURCES, Field, Source, UnknownField, quote_name, sql_text
+
+TABLE_STATE = "table"  # the pipeline state key naming the rule's table
+_COMPARE = {
+    SigmaCompareExpression.CompareOperators.LT: "<",
+    SigmaCompareExpression.CompareOperators.LTE: "<=",
+    SigmaCompareExpression.CompareOperators.GT: ">",
+    SigmaCompareExpression.CompareOperators.GTE: ">=",
+}
+_PARTS = {
+    TimestampPart.MINUTE: "minute",
+    TimestampPart.HOUR: "hour",
+    TimestampPart.DAY: "day",
+    TimestampPart.WEEK: "week",
+    TimestampPart.MONTH: "month",
+    TimestampPart.YEAR: "year",
+}
+_FLAGS = {
+    SigmaRegularExpressionFlag.IGNORECASE: "i",
+    SigmaRegularExpressionFlag.MULTILINE: "m",
+    SigmaRegularExpressionFlag.DOTALL: "s",
+}
+
+
+def loglake_pipeline() -> ProcessingPipeline:
+    """Each source's logsources set the rule's table and map its field names to the table's columns."""
+    items = []
+    for source in SOURCES:
+
+        def when(source: Source = source) -> list[LogsourceCondition]:  # a condition belongs to one item
+            return [LogsourceCondition(**logsource) for logsource in source.logsources]
+
+        items.append(
+            ProcessingItem(
+                SetStateTransformation(TABLE_STATE, source.table.name),
+                rule_conditions=when(),
+                rule_condition_linking=any,
+                identifier=f"loglake_{source.table.name}_table",
+            )
+        )
+        mapping = {name: column for name, column in source.aliases.items() if source.column_of(name) == column}
+        items.append(
+            ProcessingItem(
+                FieldMappingTransformation(dict(mapping)),
+                rule_conditions=when(),
+                rule_condition_linking=any,
+                identifier=f"loglake_{source.table.name}_fields",
+            )
+        )
+    return ProcessingPipeline(name="loglake", items=items)
+
+
+class DuckDBBackend(TextQueryBackend):
+    """A Sigma detection's condition as a DuckDB SQL expression over its table (see the module's notes)."""
+
+    name: ClassVar[str] = "loglake DuckDB"
+    identifier: ClassVar[str] = "loglake"
+    formats: ClassVar[dict[str, str]] = {"default": "a SQL condition over the rule's loglake table"}
+    requires_pipeline: ClassVar[bool] = False
+    precedence: ClassVar[tuple[type, type, type]] = (ConditionNOT, ConditionAND, ConditionOR)
+    group_expression: ClassVar[str] = "({expr})"
+    token_separator: str = " "
+    or_token: ClassVar[str] = "OR"
+    and_token: ClassVar[str] = "AND"
+    not_token: ClassVar[str] = "NOT"
+    eq_token: ClassVar[str] = " = "
+    str_quote: ClassVar[str] = "'"
+
+    # -- fields and values -------------------------------------------------------------------
+
+    def _source(self, state: ConversionState) -> Source:
+        table = state.processing_state.get(TABLE_STATE)
+        if table not in BY_TABLE:
+            raise SigmaFeatureNotSupportedByBackendError("the rule's logsource is not one loglake holds")
+        return BY_TABLE[table]
+
+    def _field(self, name: str | None, state: ConversionState) -> Field:
+        if name is None:
+            raise SigmaFeatureNotSupportedByBackendError("a value without a field here")
+        try:
+            return self._source(state).field(name)
+        except UnknownField as e:
+            raise SigmaFeatureNotSupportedByBackendError(str(e)) from None
+
+    def _text(self, name: str | None, state: ConversionState) -> str:
+        """The field as text, for string matching."""
+        field = self._field(name, state)
+        return field.sql if field.kind == "text" else f"CAST({field.sql} AS VARCHAR)"
+
+    @staticmethod
+    def _like(value: SigmaString) -> tuple[str, bool, bool]:
+        """The value as a LIKE pattern: (pattern, whether it has wildcards, whether it needs ESCAPE '\\')."""
+        parts: list[str] = []
+        wild = escaped = False
+        for part in value.s:
+            if isinstance(part, str):
+                for char in part:
+                    escaped |= char in "%_\\"
+                    parts.append("\\" + char if char in "%_\\" else char)
+            elif part is SpecialChars.WILDCARD_MULTI:
+                parts.append("%")
+                wild = True
+            elif part is SpecialChars.WILDCARD_SINGLE:
+                parts.append("_")
+                wild = True
+            else:
+                raise SigmaFeatureNotSupportedByBackendError(
+                    "placeholders (%name% values, |expand) are not supported: write the values out"
+                )
+        return "".join(parts), wild, escaped
+
+    def _string_match(self, text_sql: str, value: SigmaString, cased: bool, anywhere: bool = False) -> str:
+        """`text_sql` matching the value (`anywhere`: containing it), as Sigma means it."""
+        pattern, wild, escaped = self._like(value)
+        if anywhere:
+            pattern, wild = f"%{pattern}%", True
+        if not wild:
+            plain = str(value.to_plain())
+            if cased or plain.lower() == plain.upper():
+                return f"{text_sql} = {sql_text(plain)}"
+        operator = "LIKE" if cased else "ILIKE"
+        escape = " ESCAPE '\\'" if escaped else ""
+        return f"{text_sql} {operator} {sql_text(pattern)}{escape}"
+
+    # -- leaves ------------------------------------------------------------------------------
+
+    def convert_condition_field_eq_val_str(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
+        return self._string_match(self._text(cond.field, state), cond.value, cased=False)
+
+    def convert_condition_field_eq_val_str_case_sensitive(
+        self, cond: ConditionFieldEqualsValueExpression, state: Any
+    ) -> str:
+        return self._string_match(self._text(cond.field, state), cond.value, cased=True)
+
+    def convert_condition_field_eq_val_num(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
+        field = self._field(cond.field, state)
+        number: SigmaNumber = cond.value
+        if field.kind == "number":
+            return f"{field.sql} = {number.number}"
+        if field.kind == "text":
+            return f"{field.sql} = {sql_text(str(number.number))}"
+        raise SigmaFeatureNotSupportedByBackendError(
+            f"{cond.field} holds a {field.kind}: compare it with a string, or a |minute, |hour, ... part"
+        )
+
+    def convert_condition_field_eq_val_bool(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
+        word = "true" if cond.value.boolean else "false"
+        return f"lower({self._text(cond.field, state)}) = '{word}'"
+
+    def convert_condition_field_eq_val_re(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
+        return f"regexp_matches({self._text(cond.field, state)}, {sql_text(_regex(cond.value))})"
+
+    def convert_condition_field_eq_val_cidr(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
+        cidr: SigmaCIDRExpression = cond.value
+        prefixes = [ConditionFieldEqualsValueExpression(cond.field, SigmaString(p)) for p in cidr.expand()]
+        return self.convert_condition_or(ConditionOR(prefixes, cond.source), state)
+
+    def convert_condition_field_compare_op_val(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
+        field = self._field(cond.field, state)
+        compare: SigmaCompareExpression = cond.value
+        number = compare.number.number
+        if field.kind == "number":
+            return f"{field.sql} {_COMPARE[compare.op]} {number}"
+        if field.kind == "text":
+            return f"TRY_CAST({field.sql} AS DOUBLE) {_COMPARE[compare.op]} {number}"
+        raise SigmaFeatureNotSupportedByBackendError(f"{cond.field} holds a {field.kind}, not a number")
+
+    def convert_condition_field_eq_val_timestamp_part(
+        self, cond: ConditionFieldEqualsValueExpression, state: Any
+    ) -> str:
+        field = self._field(cond.field, state)
+        part: SigmaTimestampPart = cond.value
+        if field.kind not in ("timestamp", "date"):
+            raise SigmaFeatureNotSupportedByBackendError(
+                f"{cond.field} is not a time: |{_PARTS[part.timestamp_part]} needs one"
+            )
+        return f"extract({_PARTS[part.timestamp_part]} FROM {field.sql}) = {part.number}"
+
+    def convert_condition_field_eq_field(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
+        reference: SigmaFieldReference = cond.value
+        left = f"lower({self._text(cond.field, state)})"
+        right = f"lower({self._text(reference.field, state)})"
+        if reference.starts_with and reference.ends_with:
+            return f"contains({left}, {right})"
+        if reference.starts_with:
+            return f"starts_with({left}, {right})"
+        if reference.ends_with:
+            return f"ends_with({left}, {right})"
+        return f"{left} = {right}"
+
+    def convert_condition_field_eq_val_null(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
+        return f"{self._field(cond.field, state).sql} IS NULL"
+
+    def convert_condition_field_eq_val_exists(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
+        field = self._field(cond.field, state)
+        exists: SigmaExists = cond.value
+        if field.json_path is not None:
+            column, path = field.json_path
+            test = f"coalesce(json_exists({quote_name(column)}, {sql_text(path)}), false)"
+            return test if exists.exists else f"NOT {test}"
+        return f"{field.sql} IS {'NOT ' if exists.exists else ''}NULL"
+
+    def convert_condition_field_eq_query_expr(self, cond: Any, state: Any) -> str:
+        raise SigmaFeatureNotSupportedByBackendError("query expressions (placeholders) are not supported")
+
+    def _keyword_column(self, state: Any) -> str:
+        source = self._source(state)
+        if source.keyword_column is None:
+            raise SigmaFeatureNotSupportedByBackendError(
+                f"{source.table.name} has no text to search keywords in: name the field (field|contains: value)"
+            )
+        return quote_name(source.keyword_column)
+
+    def convert_condition_val_str(self, cond: Any, state: Any) -> str:
+        """A keyword: anywhere in the source's text (a record's message), ignoring case unless |cased."""
+        cased = isinstance(cond.value, SigmaCasedString)
+        return self._string_match(self._keyword_column(state), cond.value, cased, anywhere=True)
+
+    def convert_condition_val_num(self, cond: Any, state: Any) -> str:
+        return f"contains({self._keyword_column(state)}, {sql_text(str(cond.value.number))})"
+
+    def convert_condition_val_re(self, cond: Any, state: Any) -> str:
+        return f"regexp_matches({self._keyword_column(state)}, {sql_text(_regex(cond.value))})"
+
+    def convert_condition_query_expr(self, cond: Any, state: Any) -> str:
+        raise SigmaFeatureNotSupportedByBackendError("query expressions (placeholders) are not supported")
+
+    # -- structure ---------------------------------------------------------------------------
+
+    def convert_condition_not(self, cond: ConditionNOT, state: Any) -> str:
+        """`NOT coalesce(x, false)`: where x is NULL (a field the record lacks), it did not match, so
+        its negation matches, as Sigma means it."""
+        inner = self.convert_condition_group(cond.args[0], state)
+        return f"NOT coalesce({inner}, false)"
+
+    def finalize_query_default(self, rule: Any, query: str, index: int, state: Any) -> str:
+        return query
+
+    def convert_correlation_rule(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("correlation rules are put together by loglake.rules.correlation")
+
+
+def _regex(regex: SigmaRegularExpression) -> str:
+    """The RE2 pattern with its flags in front: `(?i)...`."""
+    flags = "".join(sorted(_FLAGS[f] for f in regex.flags))
+    return (f"(?{flags})" if flags else "") + str(regex.regexp)

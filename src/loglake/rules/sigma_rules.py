@@ -1,0 +1,226 @@
+"""A Sigma rule file as SQL: checked part by part so that each problem names its field, then parsed
+and converted by pySigma with loglake's pipeline and backend (sigma_backend.py).
+
+A file holds one rule; a correlation rule comes with the rules it correlates, as further YAML
+documents of the same file (`---`), which are its parts and not rules of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationRule
+from sigma.exceptions import SigmaError, SigmaRuleNotFoundError
+from sigma.rule import SigmaDetectionItem, SigmaLogSource, SigmaRule
+
+from loglake.rules.correlation import CorrelationProblem, Part, correlation_sql
+from loglake.rules.model import LOGLAKE_KEYS, SIGMA_KEYS, Options
+from loglake.rules.plan import rows_plan
+from loglake.rules.sigma_backend import TABLE_STATE, DuckDBBackend, loglake_pipeline
+from loglake.rules.sources import BY_TABLE, SOURCES, Source, UnknownField, quote_name
+
+_RULES_IN_THE_FILE = "a correlation's rules come after it in its file, as YAML documents (---) with a name"
+UNSUPPORTED_MODIFIERS = {"expand": "placeholders need values loglake does not have: write the values out"}
+
+
+class SigmaProblems(ValueError):
+    """Problems of a Sigma file, as (field, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class SigmaQuery:
+    kind: str  # "sigma" or "sigma correlation"
+    sql: str  # the SQL of a run, with the window views (plan.py)
+    query: str  # the rule's own query, for people to read
+    group_fields: tuple[str, ...]
+    reach_ms: int
+
+
+def primary_document(documents: list[dict[str, Any]]) -> tuple[int, list[tuple[str, str]]]:
+    """Which document is the rule (the correlation, or the only one), and the problems of the file's
+    layout and keys."""
+    correlations = [i for i, d in enumerate(documents) if "correlation" in d]
+    problems = []
+    if len(correlations) > 1:
+        problems.append(("correlation", "a file holds one rule: put each correlation in its own file"))
+    if not correlations and len(documents) > 1:
+        problems.append(("", "a file holds one rule; only a correlation rule brings its rules along (---)"))
+    primary = correlations[0] if correlations else 0
+    for i, document in enumerate(documents):
+        allowed = SIGMA_KEYS | LOGLAKE_KEYS if i == primary else SIGMA_KEYS
+        for key in sorted(set(document) - allowed, key=str):
+            if key in LOGLAKE_KEYS:
+                problems.append(
+                    (_where(i, primary, key), "belongs to the file's rule (the correlation), not its parts")
+                )
+            else:
+                problems.append(
+                    (_where(i, primary, str(key)), f"unknown field (Sigma's fields: {', '.join(sorted(SIGMA_KEYS))})")
+                )
+    return primary, problems
+
+
+def _where(index: int, primary: int, field: str) -> str:
+    return field if index == primary else f"document {index + 1}: {field}"
+
+
+def source_of(logsource: Any) -> Source | None:
+    """The source whose logsource (one of them) the rule's logsource is, as the pipeline decides it
+    (pySigma's containment: the fields a source names must be the rule's)."""
+    try:
+        given = SigmaLogSource.from_dict(logsource)
+    except (SigmaError, AttributeError, TypeError):
+        return None
+    for source in SOURCES:
+        if any(given in SigmaLogSource(**wanted) for wanted in source.logsources):
+            return source
+    return None
+
+
+def detection_problems(documents: list[dict[str, Any]], primary: int) -> list[tuple[str, str]]:
+    """Each rule document's logsource, fields and modifiers, checked before pySigma sees them, so that
+    each problem names its field (`detection.selection.user|foo: unknown modifier`)."""
+    problems = []
+    for i, document in enumerate(documents):
+        if "correlation" in document:
+            continue
+        source = source_of(document.get("logsource"))
+        if source is None:
+            known = "; ".join(s.describe() for s in SOURCES)
+            problems.append(
+                (
+                    _where(i, primary, "logsource"),
+                    f"{document.get('logsource')!r} is not a source loglake holds ({known})",
+                )
+            )
+        detection = document.get("detection")
+        if not isinstance(detection, dict):
+            problems.append(
+                (_where(i, primary, "detection"), "missing, or not a mapping of named selections and a condition")
+            )
+            continue
+        for name, selection in detection.items():
+            if name in ("condition", "timeframe"):
+                continue
+            maps = selection if isinstance(selection, list) else [selection]
+            for item in maps:
+                if isinstance(item, dict):
+                    for key, value in item.items():
+                        where = _where(i, primary, f"detection.{name}.{key}")
+                        problems += [(where, m) for m in _item_problems(str(key), value, source)]
+        if "timeframe" in detection:
+            problems.append(
+                (
+                    _where(i, primary, "detection.timeframe"),
+                    "Sigma v1 aggregations are not supported: write a correlation rule",
+                )
+            )
+    return problems
+
+
+def _item_problems(key: str, value: Any, source: Source | None) -> list[str]:
+    field, *modifiers = key.split("|")
+    found = [f"|{m} is not supported: {UNSUPPORTED_MODIFIERS[m]}" for m in modifiers if m in UNSUPPORTED_MODIFIERS]
+    try:
+        SigmaDetectionItem.from_mapping(key, value)
+    except SigmaError as e:
+        found.append(_sigma_message(e))
+    if field and source is not None:
+        try:
+            source.field(field)
+        except UnknownField as e:
+            found.append(str(e))
+    return found
+
+
+def convert(documents: list[dict[str, Any]], primary: int, options: Options) -> SigmaQuery:
+    """The rule's SQL, or SigmaProblems."""
+    try:
+        collection = SigmaCollection.from_dicts(documents, collect_errors=True)
+    except SigmaRuleNotFoundError as e:
+        raise SigmaProblems([("correlation.rules", f"{_sigma_message(e)}: {_RULES_IN_THE_FILE}")]) from None
+    except SigmaError as e:
+        raise SigmaProblems([("", _sigma_message(e))]) from None
+    problems = [("", _sigma_message(e)) for e in collection.errors]
+    for rule in collection.rules:
+        label = f"rule {rule.name or rule.title!r}" if len(documents) > 1 else ""
+        problems += [(label, _sigma_message(e)) for e in rule.errors]
+    if problems:
+        raise SigmaProblems(problems)
+    try:
+        collection.resolve_rule_references()
+    except SigmaError as e:
+        raise SigmaProblems([("correlation.rules", f"{_sigma_message(e)}: {_RULES_IN_THE_FILE}")]) from None
+    backend = DuckDBBackend(loglake_pipeline())
+    backend.init_processing_pipeline()
+    correlation = next((r for r in collection.rules if isinstance(r, SigmaCorrelationRule)), None)
+    if correlation is None:
+        source, condition = _condition(backend, collection.rules[0], "")
+        return _plain(source, condition, options)
+    if options.group_by or options.threshold != 1:
+        raise SigmaProblems(
+            [("loglake", "group_by and threshold do not apply to a correlation: its condition and group-by decide")]
+        )
+    parts = []
+    for reference in correlation.rules:
+        if isinstance(reference.rule, SigmaCorrelationRule):
+            raise SigmaProblems(
+                [
+                    (
+                        "correlation.rules",
+                        f"{reference.reference!r} is a correlation: loglake correlates rules, not correlations",
+                    )
+                ]
+            )
+        source, condition = _condition(backend, reference.rule, f"rule {reference.reference!r} ")
+        parts.append(Part(reference.reference, reference.rule, source, condition))
+    try:
+        sql, groups = correlation_sql(correlation, parts, options.evidence)
+    except CorrelationProblem as e:
+        raise SigmaProblems([(e.field, str(e))]) from None
+    return SigmaQuery("sigma correlation", sql, sql, groups, correlation.timespan.seconds * 1000)
+
+
+def _condition(backend: DuckDBBackend, rule: SigmaRule, label: str) -> tuple[Source, str]:
+    """The rule's table and its condition as SQL (several conditions: any of them); `label` names the
+    rule in problems when it is a correlation's."""
+    try:
+        backend.convert_rule(rule)
+        conditions = rule.get_conversion_result()
+        table = rule.get_conversion_states()[0].processing_state.get(TABLE_STATE)
+    except SigmaError as e:
+        raise SigmaProblems([(label + "detection", _sigma_message(e))]) from None
+    if table not in BY_TABLE:
+        raise SigmaProblems([(label + "logsource", "is not a source loglake holds")])
+    if not conditions:
+        raise SigmaProblems([(label + "detection.condition", "gives no query")])
+    condition = " OR ".join(f"({c})" for c in conditions) if len(conditions) > 1 else conditions[0]
+    return BY_TABLE[table], condition
+
+
+def _plain(source: Source, condition: str, options: Options) -> SigmaQuery:
+    """A detection: its matching events, grouped by the options' group_by for the threshold."""
+    extra = []
+    for name in options.group_by:
+        try:
+            field = source.field(name)
+        except UnknownField as e:
+            raise SigmaProblems([("loglake.group_by", str(e))]) from None
+        if field.sql != quote_name(name):
+            extra.append(f"{field.sql} AS {quote_name(name)}")
+    columns = ", ".join(["*", *extra])
+    query = f"SELECT {columns} FROM {quote_name(source.table.name)} WHERE {condition}"
+    groups = tuple(options.group_by)
+    sql = rows_plan(query, (source.table,), groups, options.threshold, options.evidence, timed=True)
+    return SigmaQuery("sigma", sql, query, groups, 0)
+
+
+def _sigma_message(error: SigmaError) -> str:
+    """pySigma's message without the location it appends (the problem names the file already)."""
+    return str(error).split(" in file ")[0].split(" in line ")[0].strip()

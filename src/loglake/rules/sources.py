@@ -1,0 +1,124 @@
+"""What Sigma rules read: each Sigma `logsource` loglake holds, its lake table, and the names its
+fields go by in rules (the one definition the processing pipeline, the backend and the load-time
+checks all use).
+
+A field is a column of the table (`service`, `sc_status`), another name for one (the CloudFront name
+`sc-status`, the record's `logId`), or for application logs a path into the `attributes` JSON
+(`attributes.user`, `attributes.http.status`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from loglake.amplify.parse import COLUMN_OF
+from loglake.lake.tables import AMPLIFY_ACCESS_TABLE, APP_LOGS_TABLE, LakeTable, partition_type
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class UnknownField(ValueError):
+    """A field name the source does not have; the message lists what it has."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """A field as SQL reads it: its expression and what kind of value it holds."""
+
+    sql: str
+    kind: str  # "text", "number", "timestamp" or "date"
+    json_path: tuple[str, str] | None = None  # (JSON column, path) for a value inside a JSON column
+
+
+@dataclass(frozen=True)
+class Source:
+    table: LakeTable
+    logsources: tuple[dict[str, str], ...]  # the Sigma logsources that mean this table (any one)
+    aliases: dict[str, str]  # other names of columns, as rules write them
+    json_column: str | None = None  # `<json_column>.<path>` names a value inside it
+    keyword_column: str | None = None  # what a keyword (a value without a field) is searched in
+
+    @property
+    def columns(self) -> dict[str, pa.DataType]:
+        """The table's columns and partitions as SQL sees them."""
+        found = {c.name: c.type for c in self.table.columns}
+        found.update({p: partition_type(p) for p in self.table.partitions})
+        return found
+
+    def column_of(self, name: str) -> str | None:
+        """The column a field name means (None for a JSON path or an unknown name)."""
+        column = self.aliases.get(name, name)
+        return column if column in self.columns else None
+
+    def field(self, name: str) -> Field:
+        """The SQL of a field name (a column, another name for one, or a JSON path); UnknownField if none."""
+        column = self.column_of(name)
+        if column is not None:
+            return Field(quote_name(column), _kind(self.columns[column]))
+        prefix = f"{self.json_column}." if self.json_column else None
+        if prefix and name.startswith(prefix) and len(name) > len(prefix):
+            path = json_path(name[len(prefix) :].split("."))
+            return Field(
+                f"json_extract_string({quote_name(self.json_column)}, {sql_text(path)})",
+                "text",
+                (self.json_column, path),
+            )
+        known = ", ".join(sorted(set(self.columns) | set(self.aliases)))
+        inside = f", or {self.json_column}.<key> for a value inside {self.json_column}" if self.json_column else ""
+        raise UnknownField(f"{self.table.name} has no field {name!r} (fields: {known}{inside})")
+
+    def describe(self) -> str:
+        return " or ".join(", ".join(f"{k}: {v}" for k, v in logsource.items()) for logsource in self.logsources)
+
+
+def _kind(arrow_type: pa.DataType) -> str:
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp"
+    if pa.types.is_date(arrow_type):
+        return "date"
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
+        return "number"
+    return "text"
+
+
+def quote_name(name: str) -> str:
+    """A SQL identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_text(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def json_path(keys: list[str]) -> str:
+    """A JSONPath to nested keys: `$.user.name`, a key with other characters quoted (`$."a b"`)."""
+    return "$" + "".join(f".{k}" if _PLAIN_KEY.fullmatch(k) else '."' + k.replace('"', '\\"') + '"' for k in keys)
+
+
+APP_LOGS = Source(
+    APP_LOGS_TABLE,
+    logsources=({"product": "loglake", "service": "app_logs"},),
+    aliases={"logId": "log_id", "id": "client_id"},
+    json_column="attributes",
+    keyword_column="message",
+)
+AMPLIFY_ACCESS = Source(
+    AMPLIFY_ACCESS_TABLE,
+    logsources=({"product": "loglake", "service": "amplify_access"}, {"product": "aws", "service": "amplify"}),
+    # The CloudFront names (`cs-uri-stem`, `cs(User-Agent)`), and the same with dashes in the
+    # parentheses' place (`cs-user-agent`), as Sigma's web rules write them.
+    aliases={
+        **{
+            name: column
+            for name, column in COLUMN_OF.items()
+            if column in {c.name for c in AMPLIFY_ACCESS_TABLE.columns}
+        },
+        **{column.replace("_", "-"): column for column in COLUMN_OF.values()},
+    },
+)
+SOURCES = (APP_LOGS, AMPLIFY_ACCESS)
+BY_TABLE = {s.table.name: s for s in SOURCES}

@@ -1,0 +1,31 @@
+"""Alert titles and dedup keys as templates: `{name}` is a value of the match (a group-by field, the
+match's `count`, or the rule's `rule_id`, `rule_title`, `level`). Only names, no expressions: a rule
+file cannot make a template run anything."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from loglake.rules.model import Rule
+
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+RULE_VALUES = ("rule_id", "rule_title", "level", "count")
+
+
+def placeholders(template: str) -> list[str]:
+    return _PLACEHOLDER.findall(template)
+
+
+def default_dedup_key(group_fields: tuple[str, ...]) -> str:
+    """The rule's id and its group values: one alert per rule and group."""
+    return "{rule_id}" + "".join(f":{{{name}}}" for name in group_fields)
+
+
+def render(template: str, rule: Rule, group: dict[str, Any], count: int) -> str:
+    values = {"rule_id": rule.id, "rule_title": rule.title, "level": rule.level, "count": count, **group}
+    return _PLACEHOLDER.sub(lambda m: _text(values.get(m.group(1))), template)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)

@@ -1,0 +1,169 @@
+"""`loglake rules ...`: exit codes and messages, through the real command over real folders."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from loglake.cli import main
+from loglake.model import Limits, validate_batch
+from loglake.store.sqlite import SQLiteHotStore
+from tests.rules.conftest import write_rule
+
+RULE = """
+title: Critical records
+id: aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee
+level: critical
+logsource: {product: loglake, service: app_logs}
+detection: {sel: {severity: critical}, condition: sel}
+loglake: {schedule: 5m, group_by: [service], alert_title: "critical in {service}"}
+tests:
+  - name: a critical record fires
+    events: [{service: db, severity: critical, message: disk gone}]
+    match: true
+    title: critical in db
+"""
+FAILING_TEST = """
+  - name: errors do not
+    events:
+      - {service: db, severity: error, message: slow}
+      - {service: db, severity: critical, message: disk gone}
+    match: false
+"""
+BAD = """
+title: Bad
+id: aaaaaaaa-bbbb-4ccc-8ddd-ffffffffffff
+level: low
+logsource: {product: loglake, service: app_logs}
+detection: {sel: {user: bob}, condition: sel}
+"""
+
+
+def rules(*args: str, env: dict[str, str] | None = None) -> Result:
+    environment = {"LOGLAKE_CONFIG": None, "LOGLAKE_DATA_DIR": None, "LOGLAKE_RULES_DIR": None, **(env or {})}
+    return CliRunner().invoke(main, ["rules", *args], env=environment, catch_exceptions=False)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    write_rule(tmp_path / "rules", "critical.yml", RULE)
+    return tmp_path / "rules"
+
+
+def test_validate(folder: Path) -> None:
+    ok = rules("validate", "--rules-dir", str(folder))
+    assert ok.exit_code == 0 and "1 rule(s) valid, 0 file(s) with problems" in ok.stderr
+    write_rule(folder, "bad.yml", BAD)
+    bad = rules("validate", "--rules-dir", str(folder))
+    assert bad.exit_code == 1
+    assert f"{folder / 'bad.yml'}: detection.sel.user: logs has no field 'user'" in bad.stderr
+    assert "1 rule(s) valid, 1 file(s) with problems" in bad.stderr
+
+
+def test_list(folder: Path) -> None:
+    write_rule(folder, "bad.yml", BAD)
+    result = rules("list", "--rules-dir", str(folder))
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0].split() == ["ID", "LEVEL", "KIND", "SCHEDULE", "ENABLED", "TITLE"]
+    assert "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee  critical  sigma" in result.stdout
+    assert "bad.yml: detection.sel.user" in result.stderr
+    as_json = rules("list", "--json", "--rules-dir", str(folder))
+    assert json.loads(as_json.stdout)["title"] == "Critical records"
+
+
+def test_show(folder: Path) -> None:
+    result = rules("show", "aaaaaaaa", "--rules-dir", str(folder))
+    assert result.exit_code == 0
+    assert "title:        Critical records" in result.stdout
+    assert 'WITH "logs" AS (SELECT * FROM "logs" WHERE "timestamp" >= $read_since' in result.stdout
+    assert "\"severity\" ILIKE 'critical'" in result.stdout
+    by_file = rules("show", "critical", "--rules-dir", str(folder))
+    assert by_file.stdout == result.stdout
+    missing = rules("show", "nosuch", "--rules-dir", str(folder))
+    assert missing.exit_code == 1 and "no rule 'nosuch'" in missing.stderr
+
+
+def test_test_passes(folder: Path) -> None:
+    result = rules("test", str(folder))
+    assert result.exit_code == 0
+    assert "ok    Critical records: a critical record fires" in result.stdout
+    assert "1 test(s), 0 failed, 0 file(s) with problems" in result.stderr
+
+
+def test_a_failing_test_names_the_rule_the_test_and_what_differed(folder: Path) -> None:
+    (folder / "critical.yml").write_text((folder / "critical.yml").read_text() + FAILING_TEST.lstrip("\n"))
+    result = rules("test", "--rules-dir", str(folder))
+    assert result.exit_code == 1
+    assert "FAIL  Critical records: errors do not" in result.stdout
+    assert f"{folder / 'critical.yml'}: expected no match, got 1: 'critical in db'" in result.stdout
+    assert "'message': 'disk gone'" in result.stdout  # the event that matched
+    assert "2 test(s), 1 failed" in result.stderr
+
+
+def test_a_bad_test_event_is_named(folder: Path) -> None:
+    text = RULE.replace("[{service: db, severity: critical, message: disk gone}]", "[{service: db, severity: huge}]")
+    (folder / "critical.yml").write_text(text)
+    result = rules("test", str(folder / "critical.yml"))
+    assert result.exit_code == 1
+    assert "events[0].severity: " in result.stdout and "events[0].message: " in result.stdout
+
+
+def test_a_file_that_does_not_load_fails_the_tests(folder: Path) -> None:
+    write_rule(folder, "bad.yml", BAD)
+    result = rules("test", str(folder))
+    assert result.exit_code == 1 and "bad.yml: detection.sel.user" in result.stderr
+
+
+def test_run_prints_the_matches(folder: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = SQLiteHotStore(data / "hot.db")
+    now = int(time.time() * 1000)
+    records = [
+        {"service": "db", "severity": "critical", "message": "disk gone", "timestamp": now - 120_000},
+        {"service": "db", "severity": "info", "message": "fine", "timestamp": now - 60_000},
+        {"service": "api", "severity": "critical", "message": "long ago", "timestamp": now - 7_200_000},
+    ]
+    store.submit(validate_batch(records, Limits(), now)).result()
+    store.close()
+    args = ["--rules-dir", str(folder), "--data-dir", str(data)]
+    result = rules("run", "aaaaaaaa", "--since", "1h", *args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("CRITICAL  critical in db  (count 1, ")
+    assert '"message": "disk gone"' in result.stdout and "long ago" not in result.stdout
+    assert "1 match(es) of Critical records" in result.stderr
+    as_json = rules("run", "aaaaaaaa", "--since", "3h", "--json", *args)
+    assert sorted(json.loads(line)["group"]["service"] for line in as_json.stdout.splitlines()) == ["api", "db"]
+    default_window = rules("run", "aaaaaaaa", *args)  # the rule's lookback: the last 5 minutes
+    assert default_window.stdout.count("CRITICAL") == 1
+    bad = rules("run", "aaaaaaaa", "--since", "yesterday", *args)
+    assert bad.exit_code == 1 and "'yesterday' is not a time" in bad.stderr
+
+
+def test_the_rules_folder_comes_from_the_settings(folder: Path, tmp_path: Path) -> None:
+    by_env = rules("list", env={"LOGLAKE_RULES_DIR": str(folder)})
+    assert "Critical records" in by_env.stdout
+    config = tmp_path / "loglake.toml"
+    config.write_text(f'rules_dir = "{folder}"\n')
+    by_file = rules("list", env={"LOGLAKE_CONFIG": str(config)})
+    assert "Critical records" in by_file.stdout
+    data = tmp_path / "data"
+    write_rule(data / "rules", "critical.yml", RULE)
+    by_data_dir = rules("list", "--data-dir", str(data))
+    assert "Critical records" in by_data_dir.stdout
+    nowhere = rules("validate", "--data-dir", str(tmp_path / "empty"))
+    assert nowhere.exit_code == 1 and f"{tmp_path / 'empty' / 'rules'}: does not exist" in nowhere.stderr
+
+
+def test_init_copies_the_starter_pack_and_keeps_what_is_there(tmp_path: Path) -> None:
+    folder = tmp_path / "rules"
+    write_rule(folder, "app-critical-record.yml", RULE)
+    result = rules("init", "--rules-dir", str(folder))
+    assert result.exit_code == 0
+    assert f"{folder / 'amplify-scanner-paths.yml'}" in result.stdout
+    assert "kept 1 file(s) already in" in result.stderr and "app-critical-record.yml" in result.stderr
+    assert "Critical records" in (folder / "app-critical-record.yml").read_text()
+    assert oct((folder / "amplify-scanner-paths.yml").stat().st_mode & 0o777) == "0o600"

@@ -1,0 +1,229 @@
+"""Loading a rules folder: every bad file is a problem naming the file and the field, and never keeps
+the good ones from loading; what loads is what the file says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loglake.rules.loader import load_rules
+from loglake.rules.schedule import Cron, Interval
+from tests.rules.conftest import load_one, write_rule
+
+GOOD = """
+title: good
+id: 33333333-4444-4555-8666-777777777777
+level: medium
+logsource: {product: loglake, service: app_logs}
+detection: {sel: {severity: critical}, condition: sel}
+"""
+
+
+def sigma(detection: str = "{sel: {severity: critical}, condition: sel}", extra: str = "", uid: str = "1") -> str:
+    return (
+        f"title: bad\nid: 44444444-5555-4666-8777-88888888888{uid}\nlevel: high\n"
+        f"logsource: {{product: loglake, service: app_logs}}\ndetection: {detection}\n{extra}"
+    )
+
+
+def sql(query: str, extra: str = "") -> str:
+    return f'title: bad sql\nid: 55555555-6666-4777-8888-999999999999\nlevel: low\nquery: "{query}"\n{extra}'
+
+
+BAD = {
+    "yaml.yml": ("title: x\ndetection: [unclosed\n", "line 3, column 1", "not valid YAML"),
+    "twice.yml": ("title: x\ntitle: y\n", "line 2, column 1", "appears twice"),
+    "list.yml": ("- a\n- b\n", "", "a rule is a YAML mapping"),
+    "neither.yml": ("title: x\nid: 1\n", "", "neither a Sigma rule"),
+    "unknown-field.yml": (sigma(extra="levle: high"), "levle", "unknown field"),
+    "unknown-option.yml": (sigma(extra="loglake: {threshhold: 5}"), "loglake", "unknown field threshhold"),
+    "bad-option.yml": (sigma(extra="loglake: {threshold: 0}"), "loglake.threshold", ">= 1"),
+    "bad-duration.yml": (sigma(extra="loglake: {lookback: 5 minutes}"), "loglake.lookback", "a duration such as"),
+    "unknown-modifier.yml": (
+        sigma("{sel: {message|contians: x}, condition: sel}"),
+        "detection.sel.message|contians",
+        "Unknown modifier",
+    ),
+    "unsupported-modifier.yml": (
+        sigma("{sel: {message|expand: '%x%'}, condition: sel}"),
+        "detection.sel.message|expand",
+        "not supported",
+    ),
+    "bad-regex.yml": (sigma("{sel: {message|re: 'a(?=b)'}, condition: sel}"), "detection.sel.message|re", "invalid"),
+    "unknown-sigma-field.yml": (
+        sigma("{sel: {user: bob}, condition: sel}"),
+        "detection.sel.user",
+        "logs has no field 'user'",
+    ),
+    "logsource.yml": (
+        sigma().replace("product: loglake, service: app_logs", "product: windows"),
+        "logsource",
+        "not a source loglake holds",
+    ),
+    "v1-aggregation.yml": (
+        sigma("{sel: {severity: error}, timeframe: 5m, condition: sel | count() > 5}"),
+        "detection.timeframe",
+        "correlation rule",
+    ),
+    "keywords-on-access-logs.yml": (
+        sigma("{words: [wp-admin], condition: words}").replace(
+            "product: loglake, service: app_logs", "product: aws, service: amplify"
+        ),
+        "detection",
+        "no text to search keywords in",
+    ),
+    "not-a-uuid.yml": (sigma().replace("44444444-5555-4666-8777-888888888881", "rule-1"), "id", "is not a UUID"),
+    "level.yml": (sigma().replace("level: high", "level: urgent"), "level", "one of informational"),
+    "tags.yml": (sigma(extra="tags: [Attack T1110]"), "tags[0]", "namespace"),
+    "schedule.yml": (sigma(extra="loglake: {schedule: every 5 minutes}"), "loglake.schedule", "cron takes five"),
+    "short-lookback.yml": (
+        sigma(extra="loglake: {schedule: 10m, lookback: 5m}"),
+        "loglake.lookback",
+        "5m leaves records between two runs unread: make it 10m or more",
+    ),
+    "cron-without-lookback.yml": (
+        sigma(extra="loglake: {schedule: '*/10 * * * *'}"),
+        "loglake.lookback",
+        "cron schedule needs",
+    ),
+    "title-template.yml": (
+        sigma(extra="loglake: {alert_title: 'errors of {user}'}"),
+        "loglake.alert_title",
+        "{user} is not",
+    ),
+    "dedup-template.yml": (
+        sigma(extra="loglake: {group_by: [service], dedup: {key: '{host}'}}"),
+        "loglake.dedup.key",
+        "{host}",
+    ),
+    "suppress.yml": (
+        sigma(extra="loglake: {suppress: [{where: {user: bob}}]}"),
+        "loglake.suppress[0].where.user",
+        "group-by",
+    ),
+    "group-by.yml": (sigma(extra="loglake: {group_by: [hostname]}"), "loglake.group_by", "no field 'hostname'"),
+    "test-field.yml": (sigma(extra="tests: [{name: t, events: [], matchh: true}]"), "tests[0]", "unknown field matchh"),
+    "two-rules.yml": (sigma() + "---\n" + sigma(uid="2"), "", "a file holds one rule"),
+    "part-options.yml": (
+        "title: c\nid: 44444444-5555-4666-8777-888888888883\nlevel: low\n"
+        "correlation: {type: event_count, rules: [a], timespan: 5m, condition: {gte: 2}}\n---\n"
+        "title: a\nname: a\nlogsource: {product: loglake, service: app_logs}\n"
+        "detection: {sel: {severity: error}, condition: sel}\nloglake: {threshold: 2}\n",
+        "document 2: loglake",
+        "belongs to the file's rule",
+    ),
+    "sql-file.yml": (sql("SELECT * FROM read_csv('/etc/passwd')"), "query", "is not available"),
+    "sql-write.yml": (sql("DELETE FROM logs"), "query", "only SELECT"),
+    "sql-settings.yml": (sql("SELECT * FROM logs WHERE current_setting('threads') > 0"), "query", "not available"),
+    "sql-two.yml": (sql("SELECT 1 FROM logs; SELECT 2 FROM logs"), "query", "exactly one statement"),
+    "sql-column.yml": (sql("SELECT nosuch FROM logs"), "query", "nosuch"),
+    "sql-no-table.yml": (sql("SELECT 1 AS one"), "query", "reads none of the lake's tables"),
+    "sql-parameter.yml": (sql("SELECT * FROM logs WHERE service = $service"), "query", "$service is not a parameter"),
+    "sql-group-by.yml": (
+        sql("SELECT service FROM logs", "group_by: [severity]"),
+        "group_by",
+        "'severity' is not a column",
+    ),
+    "sql-unknown.yml": (sql("SELECT * FROM logs", "detection: {}"), "detection", "unknown field"),
+    "sql-missing.yml": (
+        "title: x\nid: 55555555-6666-4777-8888-999999999998\nquery: SELECT * FROM logs\n",
+        "",
+        "missing field level",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("rules")
+    write_rule(folder, "good.yml", GOOD)
+    for name, (text, _, _) in BAD.items():
+        write_rule(folder / "bad", name, text)
+    write_rule(folder, "alerting.yml", "destinations: {}\n")  # the routing, not a rule
+    write_rule(folder, "notes.txt", "not a rule file")
+    write_rule(folder / "more", "dup.yaml", GOOD.replace("title: good", "title: the same id"))
+    return folder, load_rules(folder)
+
+
+def test_the_good_rule_loads_whatever_the_others(loaded) -> None:
+    folder, found = loaded
+    assert [(r.title, r.path) for r in found.rules] == [("good", folder / "good.yml")]
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_a_bad_file_is_named_with_its_field(name: str, loaded) -> None:
+    folder, found = loaded
+    _, field, message = BAD[name]
+    problems = [p for p in found.problems if p.file == str(folder / "bad" / name)]
+    assert any(p.field == field and message in p.message for p in problems), [str(p) for p in problems]
+    assert all(str(p).startswith(f"{folder / 'bad' / name}: ") for p in problems)
+
+
+def test_a_second_rule_with_an_id_is_a_problem(loaded) -> None:
+    folder, found = loaded
+    [problem] = [p for p in found.problems if p.file == str(folder / "more" / "dup.yaml")]
+    assert problem.field == "id" and str(folder / "good.yml") in problem.message
+
+
+def test_only_yaml_rule_files_are_read(loaded) -> None:
+    _, found = loaded
+    assert {Path(p.file).name for p in found.problems} == set(BAD) | {"dup.yaml"}
+
+
+def test_every_problem_of_a_file_at_once(tmp_path: Path) -> None:
+    text = sigma("{sel: {user: bob, message|foo: x}, condition: sel}", "level: loud\nloglake: {threshold: -1}")
+    text = text.replace("level: high\n", "")
+    found = load_rules(write_rule(tmp_path, "r.yml", text))
+    assert sorted(p.field for p in found.problems) == [
+        "detection.sel.message|foo",
+        "detection.sel.user",
+        "level",
+        "loglake.threshold",
+    ]
+
+
+def test_a_missing_folder_is_a_problem(tmp_path: Path) -> None:
+    found = load_rules(tmp_path / "nowhere")
+    assert not found.rules and "rules init" in found.problems[0].message
+
+
+def test_what_a_sigma_rule_says(tmp_path: Path) -> None:
+    rule = load_one(
+        tmp_path,
+        """
+        title: Errors
+        id: 66666666-7777-4888-8999-AAAAAAAAAAAA
+        status: test
+        level: high
+        description: many errors
+        tags: [attack.impact, attack.t1499]
+        logsource: {product: loglake, service: app_logs}
+        detection: {sel: {severity: error}, condition: sel}
+        loglake:
+          schedule: 10m
+          delay: 30s
+          threshold: 3
+          group_by: [service, attributes.host]
+          destinations: [oncall]
+          runbook: https://wiki.example/errors
+          enabled: false
+        """,
+    )
+    assert (rule.id, rule.title, rule.level, rule.status, rule.kind) == (
+        "66666666-7777-4888-8999-aaaaaaaaaaaa",
+        "Errors",
+        "high",
+        "test",
+        "sigma",
+    )
+    assert rule.tags == ("attack.impact", "attack.t1499") and rule.description == "many errors"
+    assert rule.schedule == Interval(600_000) and rule.lookback_ms == 600_000 and rule.delay_ms == 30_000
+    assert rule.plan.group_fields == ("service", "attributes.host") and rule.options.threshold == 3
+    assert rule.options.destinations == ["oncall"] and not rule.enabled
+    assert rule.dedup_window_ms == 3_600_000
+
+
+def test_a_cron_rule_takes_its_lookback(tmp_path: Path) -> None:
+    rule = load_one(tmp_path, sigma(extra="loglake: {schedule: '0 3 * * mon', lookback: 7d}"))
+    assert isinstance(rule.schedule, Cron) and rule.lookback_ms == 7 * 86_400_000

@@ -1,0 +1,211 @@
+"""Every Sigma modifier loglake supports, converted to SQL and run by the engine over crafted records:
+which records match is written here by hand, not computed by the code under test."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from loglake.lake.tables import AMPLIFY_ACCESS_TABLE, APP_LOGS_TABLE
+from loglake.rules.run import run_rule
+from loglake.rules.testing import Placed, ScratchLake
+from loglake.times import parse_iso8601
+from tests.rules.conftest import load_one
+
+DAY = parse_iso8601("2026-03-02T00:00:00Z")  # a Monday; ISO week 10
+NEXT_DAY = DAY + 86_400_000
+
+# Each record is at DAY plus its number of minutes (the first at 00:00, the second at 00:01, ...).
+RECORDS = [
+    {
+        "service": "checkout",
+        "severity": "error",
+        "message": "Payment FAILED for order 42",
+        "attributes": {"user": "Alice", "ip": "10.1.2.3", "code": 500, "admin": True},
+    },
+    {
+        "service": "checkout",
+        "message": "payment ok * (diskXfull)",
+        "attributes": {"user": "bob", "ip": "192.168.0.7", "code": 200, "admin": False},
+    },
+    {
+        "service": "auth",
+        "severity": "warning",
+        "message": "login failed: user=carol",
+        "attributes": {"user": "carol", "ip": "10.200.0.1", "code": 401, "path": "C:\\Windows\\cmd.exe"},
+    },
+    {
+        "service": "auth",
+        "severity": "critical",
+        "message": "100% disk_full on /var",
+        "attributes": {"user": None, "code": "503"},
+    },
+    {"service": "web", "severity": "debug", "message": "GET /wp-admin/setup.php 1000 bytes"},
+    {"service": "Web", "message": "Überweisung ok", "attributes": {"user": "dave", "nested": {"role": "admin"}}},
+    {"service": "batch", "message": "first line\nsecond line", "attributes": {"owner": "batch", "tag": "FIRST"}},
+    {
+        "service": "shell",
+        "message": "powershell /enc "
+        + base64.b64encode(b"secret").decode()
+        + " "
+        + base64.b64encode("run payload".encode("utf-16-le")).decode(),
+    },
+]
+PAYMENT, PAYMENT_OK, LOGIN, DISK, WP, UMLAUT, LINES, SHELL = (r["message"] for r in RECORDS)
+ALL = {r["message"] for r in RECORDS}
+
+ACCESS = [
+    {"app": "shop", "c-ip": "203.0.113.7", "cs-uri-stem": "/.env", "sc-status": 404, "cs(User-Agent)": "zgrab/0.x"},
+    {
+        "app": "shop",
+        "c-ip": "198.51.100.2",
+        "cs-uri-stem": "/api/cart",
+        "sc-status": 503,
+        "cs(User-Agent)": "Mozilla/5.0",
+    },
+    {
+        "app": "blog",
+        "c-ip": "198.51.100.2",
+        "cs-uri-stem": "/index.html",
+        "sc-status": 200,
+        "cs(User-Agent)": "Googlebot/2.1",
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def lake(scratch: ScratchLake) -> ScratchLake:
+    records = [Placed(i, DAY + i * 60_000, r) for i, r in enumerate(RECORDS)]
+    scratch.add(APP_LOGS_TABLE.name, records, NEXT_DAY)
+    rows = [Placed(i, DAY + i * 60_000, r) for i, r in enumerate(ACCESS)]
+    scratch.add(AMPLIFY_ACCESS_TABLE.name, rows, NEXT_DAY)
+    return scratch
+
+
+RULE = """
+title: case
+id: 11111111-2222-4333-8444-555555555555
+level: low
+logsource: {logsource}
+detection:
+{detection}
+loglake: {{schedule: 1d, evidence: 100}}
+"""
+
+
+def matched(
+    lake: ScratchLake, folder: Path, detection: str, logsource: str = "{product: loglake, service: app_logs}"
+) -> set:
+    indented = "\n".join("  " + line for line in detection.strip().splitlines())
+    rule = load_one(folder, RULE.format(logsource=logsource, detection=indented))
+    result = run_rule(rule, lake.engine, DAY, NEXT_DAY, now_ms=NEXT_DAY)
+    label = "message" if "app_logs" in logsource else "cs_uri_stem"
+    return {row[label] for match in result.matches for row in match.evidence}
+
+
+CASES = {
+    "equal, any case": ("sel: {service: CHECKOUT}\ncondition: sel", {PAYMENT, PAYMENT_OK}),
+    "cased": ("sel: {service|cased: Web}\ncondition: sel", {UMLAUT}),
+    "not cased": ("sel: {service: web}\ncondition: sel", {WP, UMLAUT}),
+    "contains": ("sel: {message|contains: failed}\ncondition: sel", {PAYMENT, LOGIN}),
+    "contains cased": ("sel: {message|contains|cased: FAILED}\ncondition: sel", {PAYMENT}),
+    "startswith": ("sel: {message|startswith: 'get /'}\ncondition: sel", {WP}),
+    "endswith": ("sel: {message|endswith: ' OK'}\ncondition: sel", {UMLAUT}),
+    "wildcards": ("sel: {message: 'payment*42'}\ncondition: sel", {PAYMENT}),
+    "single-character wildcard": ("sel: {service: 'a?th'}\ncondition: sel", {LOGIN, DISK}),
+    "a percent sign is literal": ("sel: {message|contains: '100%'}\ncondition: sel", {DISK}),
+    "an underscore is literal": ("sel: {message|contains: 'disk_full'}\ncondition: sel", {DISK}),
+    "a backslash is literal": ("sel: {attributes.path|endswith: '\\cmd.exe'}\ncondition: sel", {LOGIN}),
+    "an escaped star is literal": ("sel: {message|contains: 'ok \\*'}\ncondition: sel", {PAYMENT_OK}),
+    "an escaped star is no wildcard": ("sel: {message|contains: 'order \\*'}\ncondition: sel", set()),
+    "list means any": ("sel: {service: [auth, batch]}\ncondition: sel", {LOGIN, DISK, LINES}),
+    "all": ("sel: {message|contains|all: [payment, order]}\ncondition: sel", {PAYMENT}),
+    "regex, cased": ("sel: {message|re: 'payment'}\ncondition: sel", {PAYMENT_OK}),
+    "regex, any case": ("sel: {message|re|i: 'ÜBERWEISUNG'}\ncondition: sel", {UMLAUT}),
+    "regex, multi-line": ("sel: {message|re|m: '^second'}\ncondition: sel", {LINES}),
+    "regex, not multi-line": ("sel: {message|re: '^second'}\ncondition: sel", set()),
+    "regex, dot matches newline": ("sel: {message|re|s: 'line.second'}\ncondition: sel", {LINES}),
+    "regex, dot stops at newline": ("sel: {message|re: 'line.second'}\ncondition: sel", set()),
+    "cidr": ("sel: {attributes.ip|cidr: 10.0.0.0/8}\ncondition: sel", {PAYMENT, LOGIN}),
+    "cidr, narrower": ("sel: {attributes.ip|cidr: 192.168.0.0/16}\ncondition: sel", {PAYMENT_OK}),
+    "exists": ("sel: {attributes.code|exists: true}\ncondition: sel", {PAYMENT, PAYMENT_OK, LOGIN, DISK}),
+    "exists even when null": (
+        "sel: {attributes.user|exists: true}\ncondition: sel",
+        {PAYMENT, PAYMENT_OK, LOGIN, DISK, UMLAUT},
+    ),
+    "does not exist": ("sel: {attributes.user|exists: false}\ncondition: sel", {WP, LINES, SHELL}),
+    "null: missing or null": ("sel: {attributes.user: null}\ncondition: sel", {DISK, WP, LINES, SHELL}),
+    "nested key": ("sel: {attributes.nested.role: ADMIN}\ncondition: sel", {UMLAUT}),
+    "number": ("sel: {attributes.code: 500}\ncondition: sel", {PAYMENT}),
+    "number given as text": ("sel: {attributes.code: 503}\ncondition: sel", {DISK}),
+    "gte": ("sel: {attributes.code|gte: 401}\ncondition: sel", {PAYMENT, LOGIN, DISK}),
+    "gt": ("sel: {attributes.code|gt: 401}\ncondition: sel", {PAYMENT, DISK}),
+    "lt": ("sel: {attributes.code|lt: 401}\ncondition: sel", {PAYMENT_OK}),
+    "lte": ("sel: {attributes.code|lte: 401}\ncondition: sel", {PAYMENT_OK, LOGIN}),
+    "boolean true": ("sel: {attributes.admin: true}\ncondition: sel", {PAYMENT}),
+    "boolean false": ("sel: {attributes.admin: false}\ncondition: sel", {PAYMENT_OK}),
+    "neq": ("sel: {service|neq: checkout}\ncondition: sel", ALL - {PAYMENT, PAYMENT_OK}),
+    "not matches records without the field": ("sel: {attributes.user: bob}\ncondition: not sel", ALL - {PAYMENT_OK}),
+    "and, or, parentheses": (
+        "a: {service: checkout}\nb: {severity: error}\nc: {service: web}\ncondition: (a and b) or c",
+        {PAYMENT, WP, UMLAUT},
+    ),
+    "1 of them": ("a: {service: batch}\nb: {service: shell}\ncondition: 1 of them", {LINES, SHELL}),
+    "all of a pattern": (
+        "sel_a: {service: checkout}\nsel_b: {message|contains: ok}\ncondition: all of sel_*",
+        {PAYMENT_OK},
+    ),
+    "two conditions: either": ("a: {service: batch}\nb: {service: shell}\ncondition: [a, b]", {LINES, SHELL}),
+    "fieldref": ("sel: {attributes.owner|fieldref: service}\ncondition: sel", {LINES}),
+    "fieldref contains": ("sel: {message|fieldref|contains: attributes.user}\ncondition: sel", {LOGIN}),
+    "fieldref startswith": ("sel: {message|fieldref|startswith: attributes.tag}\ncondition: sel", {LINES}),
+    "fieldref endswith": ("sel: {message|fieldref|endswith: attributes.user}\ncondition: sel", {LOGIN}),
+    "base64": ("sel: {message|base64|contains: secret}\ncondition: sel", {SHELL}),
+    "base64offset": ("sel: {message|base64offset|contains: secret}\ncondition: sel", {SHELL}),
+    "utf-16 base64offset": ("sel: {message|wide|base64offset|contains: payload}\ncondition: sel", {SHELL}),
+    "windash": ("sel: {message|windash|contains: ' -enc '}\ncondition: sel", {SHELL}),
+    "keyword": ("words: [wp-admin]\ncondition: words", {WP}),
+    "keywords, any of them": ("words: [ÜBERWEISUNG, 'first line']\ncondition: words", {UMLAUT, LINES}),
+    "keyword, cased": ("words: {'|cased': [failed]}\ncondition: words", {LOGIN}),
+    "keyword number": ("words: [42]\ncondition: words", {PAYMENT}),
+    "keyword regex": ("words: {'|re': 'order \\d+'}\ncondition: words", {PAYMENT}),
+    "minute": ("sel: {timestamp|minute: 2}\ncondition: sel", {LOGIN}),
+    "hour": ("sel: {timestamp|hour: 0}\ncondition: sel", ALL),
+    "day": ("sel: {timestamp|day: 2}\ncondition: sel", ALL),
+    "week": ("sel: {timestamp|week: 10}\ncondition: sel", ALL),
+    "month": ("sel: {timestamp|month: 4}\ncondition: sel", set()),
+    "year": ("sel: {timestamp|year: 2026}\ncondition: sel", ALL),
+    "the record's id": ("sel: {logId|exists: true}\ncondition: sel", ALL),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_modifier(case: str, lake: ScratchLake, tmp_path: Path) -> None:
+    detection, expected = CASES[case]
+    assert matched(lake, tmp_path, detection) == expected
+
+
+AMPLIFY = "{product: aws, service: amplify}"
+ACCESS_CASES = {
+    "CloudFront names": ("sel: {cs-uri-stem|endswith: [/.env, /wp-admin]}\ncondition: sel", {"/.env"}),
+    "column names": ("sel: {cs_uri_stem|startswith: /api/}\ncondition: sel", {"/api/cart"}),
+    "a number against a numeric column": ("sel: {sc-status: 404}\ncondition: sel", {"/.env"}),
+    "text against a numeric column": ("sel: {sc-status|startswith: '5'}\ncondition: sel", {"/api/cart"}),
+    "compare a numeric column": ("sel: {sc-status|gte: 404}\ncondition: sel", {"/.env", "/api/cart"}),
+    "parenthesised names": ("sel: {cs(User-Agent)|contains: bot}\ncondition: sel", {"/index.html"}),
+    "the app partition": ("sel: {app: blog}\ncondition: sel", {"/index.html"}),
+    "cidr on a text column": ("sel: {c-ip|cidr: 203.0.113.0/24}\ncondition: sel", {"/.env"}),
+}
+
+
+@pytest.mark.parametrize("case", list(ACCESS_CASES))
+def test_amplify_fields(case: str, lake: ScratchLake, tmp_path: Path) -> None:
+    detection, expected = ACCESS_CASES[case]
+    assert matched(lake, tmp_path, detection, AMPLIFY) == expected
+
+
+def test_amplify_logsource_by_its_table_name(lake: ScratchLake, tmp_path: Path) -> None:
+    logsource = "{product: loglake, service: amplify_access}"
+    assert matched(lake, tmp_path, "sel: {sc-status: 200}\ncondition: sel", logsource) == {"/index.html"}
