@@ -298,6 +298,61 @@ def test_a_quiet_days_full_merge_waits_while_tier_merges_keep_the_worker_busy(
     assert files_per_day() == {quiet_day: 1, busy_day: 1}
 
 
+def busy_day_files(store: SQLiteHotStore, lake: ObjectStore, tiers: int) -> int:
+    """`tiers` tiers' worth of small files of a day still written to; returns a `since` that makes it busy."""
+    store.put([record(START + DAY + 1000 * i, f"busy-{i}") for i in range(tiers * TIER_FILES * 60)])
+    Flusher(store, lake, rows_per_round=60).flush(before_ms=START + 3 * DAY)
+    return int(time.time() * 1000) - 60_000
+
+
+def merge_threads() -> set[str]:
+    return {t.name.rsplit("_", 1)[0] for t in threading.enumerate() if t.name.startswith("loglake-merge")}
+
+
+@pytest.mark.parametrize(
+    ("tiers", "threads"), [(1, {"loglake-merge"}), (compact.BEHIND_TIERS, {"loglake-merge-behind"})]
+)
+def test_tier_merges_that_fell_behind_run_at_the_servers_priority(
+    store: SQLiteHotStore, tmp_path: Path, tiers: int, threads: set[str]
+) -> None:
+    lake = LocalObjectStore(tmp_path / "lake")
+    since = busy_day_files(store, lake, tiers)
+    background = compact.Background()
+    try:
+        compactor = Compactor(store, lake, target_bytes=10_000_000, grace_ms=0, background=background)
+        assert compactor.compact(written_since_ms=since).merged_files == tiers * TIER_FILES
+        assert merge_threads() == threads
+
+        def priority() -> int:
+            return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+        assert background.run_in_thread(priority, niced=False) == os.nice(0)  # the server's
+    finally:
+        background.close()
+    assert store.read("SELECT count(*), sum(records) FROM lake_files") == [(tiers, tiers * TIER_FILES * 60)]
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["final-merges", "tier-merges"])
+def test_a_turn_of_merges_ends_at_the_next_merge_once_the_server_stops(
+    store: SQLiteHotStore, object_store: ObjectStore, busy: bool
+) -> None:
+    stop = threading.Event()
+
+    def stop_after_the_first(step: str) -> None:
+        if step == "committed":
+            stop.set()
+
+    if busy:
+        since: int | None = busy_day_files(store, object_store, 3)  # three tier merges waiting
+    else:
+        flush_in_small_rounds(store, object_store)  # three days, a full merge each
+        since = None
+    compactor = Compactor(store, object_store, target_bytes=10_000_000, grace_ms=0, on_step=stop_after_the_first)
+    report = compactor.compact(written_since_ms=since, stop=stop)
+    assert len(report.written_files) == 1
+    assert compactor.compact(written_since_ms=since).written_files != []  # the rest, next time
+
+
 def deleted_files_held_open() -> list[str]:
     """Files this process holds open that were deleted (their disk space is not given back)."""
     links = (os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if fd.is_symlink())

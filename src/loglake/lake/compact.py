@@ -11,6 +11,7 @@ started on the older snapshot still finds them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import os
 import shutil
@@ -106,22 +107,27 @@ class Background:
     """Where the server's merges run, off the threads that ingest and answer queries.
 
     A merge small enough to sort in memory (sorted_merge.merge_in_memory, up to IN_MEMORY_MERGE_RECORDS:
-    the first tier merges of bulk parts) runs on one thread of this process, niced on its own (Linux
-    nices each thread) by BACKGROUND_NICENESS: it is Arrow and Parquet work, outside the GIL, and in a
-    worker process it cost more than itself (B2: the worker's own pyarrow took ~130-160 MiB RSS and
-    multiprocessing's resource tracker 12 MiB, where the same merge adds ~50 MiB to this process, and
-    ~1 s of CPU to start). Bigger merges stream (sorted_merge.merge_sorted, in bounded memory whatever
-    their size) in one worker process, started on first use, whose Python work never holds the server's
-    GIL. Spawned (this process runs threads), and it exits when this process dies
-    (sorted_merge.start_merge_worker). The worker runs at the server's own priority: at nice 5 or 10 it
-    fell behind sustained bulk ingest on two cores (10M records from 4 senders: 270-470 files at the end
-    against 110-200, Q3 right after 1.8-2.3x its time on the compacted lake against 1.0-1.3x), while
-    the ingest rate stayed within the noise either way; a single thread, it takes at most a core's share
+    the first tier merges of bulk parts) runs on a thread of this process: it is Arrow and Parquet
+    work, outside the GIL, and in a worker process it cost more than itself (B2: the worker's own
+    pyarrow took ~130-160 MiB RSS and multiprocessing's resource tracker 12 MiB, where the same merge
+    adds ~50 MiB to this process, and ~1 s of CPU to start). That thread is niced on its own (Linux
+    nices each thread) by BACKGROUND_NICENESS, so that ingest and queries come first; but when merges
+    fall behind (Compactor: BEHIND_TIERS) they run on a second thread at the server's priority, as
+    LSM stores raise their compaction's priority when small parts pile up. Niced throughout, they
+    fell far behind sustained bulk ingest on two cores (10M records from 4 senders: 647 files at the
+    end, Q3 right after 2.5x its time on the compacted lake).
+
+    Bigger merges stream (sorted_merge.merge_sorted, in bounded memory whatever their size) in one
+    worker process, started on first use, whose Python work never holds the server's GIL. Spawned (this
+    process runs threads), and it exits when this process dies (sorted_merge.start_merge_worker). It
+    runs at the server's own priority: at nice 5 or 10 it fell behind sustained bulk ingest on two cores
+    (270-470 files at the end against 110-200, Q3 right after 1.8-2.3x against 1.0-1.3x), while the
+    ingest rate stayed within the noise either way; a single thread, it takes at most a core's share
     among the server's threads."""
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
-        self._thread: ThreadPoolExecutor | None = None
+        self._threads: dict[bool, ThreadPoolExecutor] = {}  # by niced
         self._starting = threading.Lock()
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -132,25 +138,30 @@ class Background:
                 self._pool = ProcessPoolExecutor(1, spawn, initializer=start_merge_worker, initargs=(os.getpid(),))
         return self._pool.submit(fn, *args, **kwargs).result()
 
-    def run_in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """fn(*args, **kwargs) on the background thread of this process."""
+    def run_in_thread(self, fn: Callable[..., T], *args: Any, niced: bool = True) -> T:
+        """fn(*args) on the niced background thread of this process, or the one at its own priority."""
         with self._starting:
-            if self._thread is None:
-                self._thread = ThreadPoolExecutor(1, "loglake-merge", initializer=_nice_this_thread)
-        return self._thread.submit(fn, *args, **kwargs).result()
+            if niced not in self._threads:
+                name, start = ("loglake-merge", _nice_this_thread) if niced else ("loglake-merge-behind", None)
+                self._threads[niced] = ThreadPoolExecutor(1, name, initializer=start)
+            thread = self._threads[niced]
+        return thread.submit(fn, *args).result()
 
     def close(self) -> None:
         with self._starting:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
-            if self._thread is not None:
-                self._thread.shutdown(wait=True, cancel_futures=True)
-                self._thread = None
+            for thread in self._threads.values():
+                thread.shutdown(wait=True, cancel_futures=True)
+            self._threads.clear()
 
 
 BACKGROUND_NICENESS = 10
 
+
+# A turn that finds this many tier merges waiting is behind: it runs them at the server's priority.
+BEHIND_TIERS = 2
 
 # A quiet day's full merge waits while tier merges took more than this share of the last minute.
 BUSY_SHARE = 0.5
@@ -190,22 +201,29 @@ class Compactor:
         self.on_step = on_step or (lambda step: None)
         self._tier_merges: list[tuple[float, float]] = []  # (ended, seconds) by `clock`, the last minute's
 
-    def compact(self, written_since_ms: int | None = None) -> CompactReport:
+    def compact(self, written_since_ms: int | None = None, stop: threading.Event | None = None) -> CompactReport:
         """Merge each day's small files. With `written_since_ms`, a day that got a file since then is
         still being written to: it is merged by size tiers only (tier_groups), the others fully. Tier
         merges go first; a day's full merge (several times a tier merge's work: it compresses hard, and
         new parts wait for it) only once no new tier has filled and the tier merges left the worker
         idle for half of the last minute (BUSY_SHARE). Under sustained ingest the worker's CPU goes to
-        keeping the number of files a query opens small; quiet days get their final shape as it eases."""
+        keeping the number of files a query opens small; quiet days get their final shape as it eases.
+        A turn that finds BEHIND_TIERS tier merges waiting runs them at the server's priority (see
+        Background). With `stop`, the turn ends at the next merge once it is set."""
         started = time.perf_counter()
         report = CompactReport()
         tiers, finals = self._plan(written_since_ms)
+        behind = len(tiers) >= BEHIND_TIERS
         for group in tiers:
+            if stop is not None and stop.is_set():
+                break  # a turn can be long (a backlog of merges): the server stops between two
             began = self.clock()
-            self._merge_into(report, group, TIER)
+            self._merge_into(report, group, TIER, niced=not behind)
             ended = self.clock()
             self._tier_merges.append((ended, ended - began))
         for group in finals:
+            if stop is not None and stop.is_set():
+                break
             if written_since_ms is not None and (self._plan(written_since_ms)[0] or self._busy_share() > BUSY_SHARE):
                 break  # the next turn merges new tiers first, or comes back when ingest eases
             self._merge_into(report, group, FINAL)
@@ -228,8 +246,8 @@ class Compactor:
         finals = [g for day, files in by_day.items() if day not in busy for g in merge_groups(files, self.target_bytes)]
         return tiers, finals
 
-    def _merge_into(self, report: CompactReport, group: list[LakeFile], style: MergeStyle) -> None:
-        report.written_files.append(self._merge(group, style))
+    def _merge_into(self, report: CompactReport, group: list[LakeFile], style: MergeStyle, niced: bool = True) -> None:
+        report.written_files.append(self._merge(group, style, niced))
         report.merged_files += len(group)
         report.records += sum(f.records for f in group)
 
@@ -237,7 +255,7 @@ class Compactor:
         sql = "SELECT DISTINCT day FROM lake_files WHERE table_name = ? AND created_ms >= ?"
         return {day for (day,) in self.store.read(sql, (APP_LOGS_TABLE.name, since_ms))}
 
-    def _merge(self, group: list[LakeFile], style: MergeStyle) -> str:
+    def _merge(self, group: list[LakeFile], style: MergeStyle, niced: bool) -> str:
         now_ms = int(self.clock() * 1000)
         work = new_work_folder(self.store.path.parent, "compact-")
         try:
@@ -253,6 +271,7 @@ class Compactor:
                 records,
                 style=style,
                 background=self.background,
+                niced=niced,
             )
             merged = LakeFile(
                 key,
@@ -291,6 +310,7 @@ def merge_objects(
     distinct_ids: bool = False,
     style: MergeStyle = FINAL,
     background: Background | None = None,
+    niced: bool = True,
 ) -> int:
     """Download the lake objects `keys` into `work` and merge them into `output` (merge_in_background, in the
     `background` if given); raises, changing nothing, unless all `records` (default: their footers'
@@ -304,7 +324,9 @@ def merge_objects(
         records = count_distinct_ids(inputs, work / "spill", memory_mb)
     elif records is None:
         records = sum(pq.ParquetFile(path).metadata.num_rows for path in inputs)
-    merge_in_background(background, inputs, output, work, memory_mb, distinct_ids=distinct_ids, style=style)
+    merge_in_background(
+        background, inputs, output, work, memory_mb, distinct_ids=distinct_ids, style=style, niced=niced
+    )
     written = pq.ParquetFile(output).metadata.num_rows
     if written != records:  # never retire inputs whose records did not all make it
         raise RuntimeError(f"compaction wrote {written} of {records} records of {output.name}; nothing changed")
@@ -320,11 +342,13 @@ def merge_in_background(
     *,
     distinct_ids: bool,
     style: MergeStyle,
+    niced: bool = True,
 ) -> None:
     """Merge the files `inputs` into `output` in the `background` (see Background; None: here): in
-    memory up to IN_MEMORY_MERGE_RECORDS (half the time of a streamed merge of these few rows), else
-    streamed (sorted_merge.merge_sorted, which also drops duplicate ids with `distinct_ids`)."""
-    in_thread = background.run_in_thread if background is not None else _here
+    memory up to IN_MEMORY_MERGE_RECORDS (half the time of a streamed merge of these few rows), on
+    the `niced` thread or not, else streamed (sorted_merge.merge_sorted, which also drops duplicate
+    ids with `distinct_ids`) in the worker."""
+    in_thread = functools.partial(background.run_in_thread, niced=niced) if background is not None else _here
     in_worker = background.run if background is not None else _here
     if distinct_ids or not in_thread(merge_in_memory, inputs, output, style, IN_MEMORY_MERGE_RECORDS):
         in_worker(merge_sorted, inputs, output, work, memory_mb, distinct_ids=distinct_ids, style=style)
