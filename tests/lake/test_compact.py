@@ -343,13 +343,13 @@ def test_a_turn_of_merges_ends_at_the_next_merge_once_the_server_stops(
             stop.set()
 
     if busy:
-        since: int | None = busy_day_files(store, object_store, 3)  # three tier merges waiting
+        since: int | None = busy_day_files(store, object_store, 2 * compact.BEHIND_MERGES)  # tier merges waiting
     else:
         flush_in_small_rounds(store, object_store)  # three days, a full merge each
         since = None
     compactor = Compactor(store, object_store, target_bytes=10_000_000, grace_ms=0, on_step=stop_after_the_first)
     report = compactor.compact(written_since_ms=since, stop=stop)
-    assert len(report.written_files) == 1
+    assert len(report.written_files) == 1 or (busy and len(report.written_files) <= compact.BEHIND_MERGES)
     assert compactor.compact(written_since_ms=since).written_files != []  # the rest, next time
 
 

@@ -112,10 +112,12 @@ class Background:
     pyarrow took ~130-160 MiB RSS and multiprocessing's resource tracker 12 MiB, where the same merge
     adds ~50 MiB to this process, and ~1 s of CPU to start). That thread is niced on its own (Linux
     nices each thread) by BACKGROUND_NICENESS, so that ingest and queries come first; but when merges
-    fall behind (Compactor: BEHIND_TIERS) they run on a second thread at the server's priority, as
-    LSM stores raise their compaction's priority when small parts pile up. Niced throughout, they
-    fell far behind sustained bulk ingest on two cores (10M records from 4 senders: 647 files at the
-    end, Q3 right after 2.5x its time on the compacted lake).
+    fall behind (Compactor: BEHIND_TIERS) they run BEHIND_MERGES at a time on threads at the server's
+    priority, as LSM stores raise their compaction's share when small parts pile up. Niced throughout,
+    they fell far behind sustained bulk ingest on two cores (10M records from 4 senders: 647 files at
+    the end, Q3 right after 2.5x its time on the compacted lake); one at a time at the server's
+    priority, the thread got a third of a core (py-spy), ~10 of the 16 parts a second that came in,
+    and 362 files were left.
 
     Bigger merges stream (sorted_merge.merge_sorted, in bounded memory whatever their size) in one
     worker process, started on first use, whose Python work never holds the server's GIL. Spawned (this
@@ -139,11 +141,13 @@ class Background:
         return self._pool.submit(fn, *args, **kwargs).result()
 
     def run_in_thread(self, fn: Callable[..., T], *args: Any, niced: bool = True) -> T:
-        """fn(*args) on the niced background thread of this process, or the one at its own priority."""
+        """fn(*args) on the niced background thread of this process, or one of those at its priority."""
         with self._starting:
             if niced not in self._threads:
-                name, start = ("loglake-merge", _nice_this_thread) if niced else ("loglake-merge-behind", None)
-                self._threads[niced] = ThreadPoolExecutor(1, name, initializer=start)
+                if niced:
+                    self._threads[niced] = ThreadPoolExecutor(1, "loglake-merge", initializer=_nice_this_thread)
+                else:
+                    self._threads[niced] = ThreadPoolExecutor(BEHIND_MERGES, "loglake-merge-behind")
             thread = self._threads[niced]
         return thread.submit(fn, *args).result()
 
@@ -162,6 +166,8 @@ BACKGROUND_NICENESS = 10
 
 # A turn that finds this many tier merges waiting is behind: it runs them at the server's priority.
 BEHIND_TIERS = 2
+# Tier merges run at once when behind: one a core here (two), as they are Arrow work outside the GIL.
+BEHIND_MERGES = 2
 
 # A quiet day's full merge waits while tier merges took more than this share of the last minute.
 BUSY_SHARE = 0.5
@@ -208,19 +214,23 @@ class Compactor:
         new parts wait for it) only once no new tier has filled and the tier merges left the worker
         idle for half of the last minute (BUSY_SHARE). Under sustained ingest the worker's CPU goes to
         keeping the number of files a query opens small; quiet days get their final shape as it eases.
-        A turn that finds BEHIND_TIERS tier merges waiting runs them at the server's priority (see
-        Background). With `stop`, the turn ends at the next merge once it is set."""
+        A turn that finds BEHIND_TIERS tier merges waiting runs them BEHIND_MERGES at a time at the
+        server's priority (see Background). With `stop`, the turn ends at the next merge once it is set."""
         started = time.perf_counter()
         report = CompactReport()
         tiers, finals = self._plan(written_since_ms)
         behind = len(tiers) >= BEHIND_TIERS
-        for group in tiers:
+
+        def merge_tier(group: list[LakeFile]) -> None:
             if stop is not None and stop.is_set():
-                break  # a turn can be long (a backlog of merges): the server stops between two
+                return  # a turn can be long (a backlog of merges): the server stops between two
             began = self.clock()
             self._merge_into(report, group, TIER, niced=not behind)
             ended = self.clock()
             self._tier_merges.append((ended, ended - began))
+
+        with ThreadPoolExecutor(BEHIND_MERGES if behind else 1, "loglake-compact") as turn:
+            list(turn.map(merge_tier, tiers))
         for group in finals:
             if stop is not None and stop.is_set():
                 break
