@@ -206,6 +206,7 @@ class Compactor:
         self.clock = clock
         self.on_step = on_step or (lambda step: None)
         self._tier_merges: list[tuple[float, float]] = []  # (ended, seconds) by `clock`, the last minute's
+        self._reporting = threading.Lock()
 
     def compact(self, written_since_ms: int | None = None, stop: threading.Event | None = None) -> CompactReport:
         """Merge each day's small files. With `written_since_ms`, a day that got a file since then is
@@ -257,9 +258,11 @@ class Compactor:
         return tiers, finals
 
     def _merge_into(self, report: CompactReport, group: list[LakeFile], style: MergeStyle, niced: bool = True) -> None:
-        report.written_files.append(self._merge(group, style, niced))
-        report.merged_files += len(group)
-        report.records += sum(f.records for f in group)
+        written = self._merge(group, style, niced)
+        with self._reporting:  # tier merges that fell behind run at once
+            report.written_files.append(written)
+            report.merged_files += len(group)
+            report.records += sum(f.records for f in group)
 
     def _days_written_since(self, since_ms: int) -> set[str]:
         sql = "SELECT DISTINCT day FROM lake_files WHERE table_name = ? AND created_ms >= ?"
