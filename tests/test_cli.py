@@ -155,7 +155,7 @@ def test_keys_create_refuses_bad_scopes(tmp_path: Path, scopes: str):
     result = run("keys", "create", "--name", "x", "--scopes", scopes, "--data-dir", str(tmp_path))
     assert result.exit_code != 0
     assert result.stdout == ""
-    assert "scopes must be a comma-separated subset of ingest, read, admin" in result.stderr
+    assert "scopes must be a comma-separated subset of ingest, read, alerts, admin" in result.stderr
     assert keys_json(tmp_path) == []
 
 

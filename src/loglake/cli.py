@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from loglake import __version__
+from loglake.cli_alerts import COMMANDS as ALERTS_COMMANDS
 from loglake.cli_amplify import COMMANDS as AMPLIFY_COMMANDS
 from loglake.cli_aws import COMMANDS as AWS_COMMANDS
 from loglake.cli_lake import COMMANDS as LAKE_COMMANDS
@@ -31,7 +32,7 @@ from loglake.cli_rules import COMMANDS as RULES_COMMANDS
 from loglake.cli_send import COMMANDS as SEND_COMMANDS
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, env_name, load_settings, option_fields
-from loglake.keys import ApiKey, KeyStore, KeyStoreError, parse_scopes
+from loglake.keys import SCOPES, ApiKey, KeyStore, KeyStoreError, parse_scopes
 from loglake.model import MAX_PAGE_LIMIT
 
 
@@ -101,7 +102,12 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--name", required=True, help="A unique name for the key, e.g. the shipper that uses it.")
-@click.option("--scopes", default="ingest", show_default=True, help="Comma-separated: ingest, read, admin.")
+@click.option(
+    "--scopes",
+    default="ingest",
+    show_default=True,
+    help=f"Comma-separated: {', '.join(SCOPES)} (alerts: acknowledge and resolve alerts; admin: everything).",
+)
 @click.option("--sigv4", is_flag=True, help="Make an AWS SigV4 key pair: prints the access key id, then the secret.")
 @click.option(
     "--rate-limit",
@@ -333,5 +339,5 @@ def _iso(epoch_s: int | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s)) if epoch_s else ""
 
 
-for _command in [*SEND_COMMANDS, *LAKE_COMMANDS, *AMPLIFY_COMMANDS, *RULES_COMMANDS, *AWS_COMMANDS]:
+for _command in [*SEND_COMMANDS, *LAKE_COMMANDS, *AMPLIFY_COMMANDS, *RULES_COMMANDS, *ALERTS_COMMANDS, *AWS_COMMANDS]:
     main.add_command(_command)

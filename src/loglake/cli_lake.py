@@ -49,6 +49,13 @@ def local_lake(data_dir: Path, overrides: dict[str, Any] | None = None, create: 
     """The lake of a data dir, opened in this process (next to a running server is fine: SQLite in WAL
     mode takes concurrent readers and writers, and maintenance takes the data dir's lock). A data dir
     that holds no loglake data yet is refused, unless `create`."""
+    with local_runtime(data_dir, overrides, create) as runtime:
+        yield runtime.lake
+
+
+@contextlib.contextmanager
+def local_runtime(data_dir: Path, overrides: dict[str, Any] | None = None, create: bool = False) -> Iterator[Any]:
+    """A Runtime over a data dir (its jobs not started), as local_lake opens it."""
     from loglake.runtime import Runtime
 
     try:
@@ -64,7 +71,7 @@ def local_lake(data_dir: Path, overrides: dict[str, Any] | None = None, create: 
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
     try:
-        yield runtime.lake
+        yield runtime
     finally:
         runtime.close()
 
@@ -242,12 +249,13 @@ def tables(as_json: bool, data_dir: Path | None, url: str, api_key: str | None) 
         click.echo(json_text(described, indent=2))
         return
     for table in described:
-        hot = f", {table['hot_records']:,} hot" if "hot_records" in table else ""
         click.echo(click.style(printable(table["name"]), bold=True) + f"  {printable(table['description'])}")
-        click.echo(
-            f"  {table['lake_records']:,} records in the lake ({table['lake_bytes'] / 1e6:.1f} MB, "
-            f"{len(table['partitions'])} partition(s)){hot}"
-        )
+        if not table.get("live"):
+            hot = f", {table['hot_records']:,} hot" if "hot_records" in table else ""
+            click.echo(
+                f"  {table['lake_records']:,} records in the lake ({table['lake_bytes'] / 1e6:.1f} MB, "
+                f"{len(table['partitions'])} partition(s)){hot}"
+            )
         columns = [[printable(c[part]) for part in ("name", "type", "description")] for c in table["columns"]]
         width = max(len(name) for name, _, _ in columns)
         for name, kind, description in columns:

@@ -1,4 +1,5 @@
-"""`loglake rules ...`: detection rules from the rules folder, checked, tested, shown and run once."""
+"""`loglake rules ...`: detection rules from the rules folder, checked, tested, shown, run once, and
+run when due (`run-due`, for cron)."""
 
 from __future__ import annotations
 
@@ -84,17 +85,36 @@ def rules_validate(rules_dir: Path | None, data_dir: Path | None) -> None:
 @rules_dir_option
 @data_dir_option
 def rules_list(as_json: bool, rules_dir: Path | None, data_dir: Path | None) -> None:
-    """The rules, and the problems of the files that did not load (on stderr)."""
-    found = _load(_settings(data_dir, rules_dir).rules_path)
+    """The rules with their last run (from the data dir), and the problems of the files that did not
+    load (on stderr)."""
+    from loglake.rules.state import read_summaries
+
+    settings = _settings(data_dir, rules_dir)
+    found = _load(settings.rules_path)
+    runs = read_summaries(settings.data_dir)
     if as_json:
         for rule in found.rules:
-            click.echo(json_text(_summary(rule)))
+            click.echo(json_text({**_summary(rule), **_runs_summary(runs.get(rule.id))}))
     else:
-        rows = [
-            (rule.id, rule.level, rule.kind, str(rule.schedule), "yes" if rule.enabled else "no", rule.title)
-            for rule in found.rules
-        ]
-        print_columns(("ID", "LEVEL", "KIND", "SCHEDULE", "ENABLED", "TITLE"), rows)
+        rows = []
+        for rule in found.rules:
+            summary = runs.get(rule.id)
+            last = summary.last_run if summary else None
+            rows.append(
+                (
+                    rule.id,
+                    rule.level,
+                    rule.kind,
+                    str(rule.schedule),
+                    "yes" if rule.enabled else "no",
+                    f"{_iso(last.finished_ms)} {last.outcome}" if last and last.finished_ms else "never",
+                    "" if last is None or last.matches is None else str(last.matches),
+                    str(summary.failures) if summary else "0",
+                    rule.title,
+                )
+            )
+        headers = ("ID", "LEVEL", "KIND", "SCHEDULE", "ENABLED", "LAST RUN", "MATCHES", "ERRORS", "TITLE")
+        print_columns(headers, rows)
     _print_problems(found.problems)
 
 
@@ -115,13 +135,43 @@ def _summary(rule: Any) -> dict[str, Any]:
     }
 
 
+def _runs_summary(summary: Any) -> dict[str, Any]:
+    """A rule's runs for `rules list --json`: its last finished run, failures in a row, where its windows end."""
+    if summary is None:
+        return {"last_run": None, "failures": 0, "window_end": None, "runs_kept": 0}
+    last = summary.last_run
+    return {
+        "last_run": None
+        if last is None
+        else {
+            "outcome": last.outcome,
+            "since": _iso(last.since_ms),
+            "until": _iso(last.until_ms),
+            "finished": _iso(last.finished_ms) if last.finished_ms else None,
+            "duration_ms": last.duration_ms,
+            "rows_scanned": last.rows_scanned,
+            "bytes_scanned": last.bytes_scanned,
+            "matches": last.matches,
+            "new_alerts": last.new_alerts,
+            "error": last.error,
+        },
+        "failures": summary.failures,
+        "window_end": _iso(summary.window_end_ms),
+        "runs_kept": summary.runs,
+    }
+
+
 @rules.command("show")
 @click.argument("rule_id")
 @rules_dir_option
 @data_dir_option
 def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path | None) -> None:
-    """A rule's facts, options and the SQL it runs (RULE_ID: its id, the start of it, or its file's name)."""
-    rule = _find(_settings(data_dir, rules_dir).rules_path, rule_id)
+    """A rule's facts, options, the SQL it runs and its last runs in the data dir (RULE_ID: its id, the
+    start of it, or its file's name)."""
+    from loglake.rules.state import read_runs
+
+    settings = _settings(data_dir, rules_dir)
+    rule = _find(settings.rules_path, rule_id)
     options = rule.options
     lines = [
         ("id", rule.id),
@@ -139,6 +189,7 @@ def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path | None) -> N
         ("alert title", options.alert_title or rule.title),
         ("destinations", ", ".join(options.destinations) or "(the routes)"),
         ("runbook", options.runbook or ""),
+        ("auto-resolve", f"after {options.resolve_after} clear" if options.resolve_after else ""),
         ("suppress", "; ".join(f"{s.where} until {s.until or 'further notice'}" for s in options.suppress)),
         ("tests", str(len(rule.tests))),
     ]
@@ -149,12 +200,27 @@ def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path | None) -> N
         click.echo(f"\n{printable(rule.description.strip(), multiline=True)}")
     click.echo("\nSQL of a run ($since and $until: the window; $read_since: where reading starts):")
     click.echo(printable(rule.plan.sql, multiline=True))
+    runs = read_runs(settings.data_dir, rule.id, SHOWN_RUNS)
+    click.echo(f"\nLast runs in {printable(settings.data_dir)}:" if runs else "\nNo runs yet.")
+    for run in runs:
+        figures = (
+            f"{run.rows_scanned:,} rows, {run.bytes_scanned:,} bytes read, {run.matches} match(es),"
+            f" {run.new_alerts} new alert(s), {run.duration_ms:.0f} ms"
+            if run.outcome == "ok"
+            else run.error or ""
+        )
+        click.echo(f"  {run.outcome:<12} {_iso(run.since_ms)} to {_iso(run.until_ms)}  {printable(figures)}")
+
+
+SHOWN_RUNS = 10  # by `rules show`
 
 
 def _threshold(rule: Any) -> str:
     groups = ", ".join(rule.plan.group_fields) or "rule"
     if rule.kind == "sigma correlation":
         return f"the correlation's condition, per {groups}"
+    if rule.kind == "anomaly":
+        return f"a deviation from the seasonal baseline (the file's metric and baseline), per {groups}"
     return f"{rule.options.threshold} matching row(s) per {groups}"
 
 
@@ -250,6 +316,111 @@ def rules_run(
         f"{len(result.matches)} match(es) of {printable(rule.title)} from {_iso(since_ms)} to {_iso(until_ms)}; "
         f"{result.rows_scanned:,} rows, {result.bytes_scanned:,} bytes of lake files read in "
         f"{result.elapsed_ms:.0f} ms{truncated}",
+        err=True,
+    )
+
+
+@rules.command("run-due")
+@rules_dir_option
+@data_dir_option
+def rules_run_due(rules_dir: Path | None, data_dir: Path | None) -> None:
+    """Run what is due once, then exit (for cron): every enabled rule over the windows it has not
+    evaluated yet, raising alerts as `loglake serve` does. Exit 1 if a run failed or a file did not load.
+    Safe next to a running server on the same data dir: they take turns, and no window runs twice."""
+    from loglake.cli_lake import local_runtime
+
+    settings = _settings(data_dir, rules_dir)
+    if not settings.rules_path.is_dir():
+        raise click.ClickException(f"no rules folder {settings.rules_path} (loglake rules init makes one)")
+    with local_runtime(settings.data_dir, {"rules_dir": str(settings.rules_path)}) as runtime:
+        scheduler = runtime.rules
+        scheduler.reload()
+        _print_problems(scheduler.folder.problems)
+        report = scheduler.run_round(wait=True)
+    for rule, run in report.runs:
+        figures = f"{run.matches} match(es), {run.new_alerts} new alert(s)" if run.outcome == "ok" else run.error
+        window = f"{_iso(run.since_ms)} to {_iso(run.until_ms)}"
+        click.echo(f"{run.outcome:<6} {printable(rule.title)}  {window}: {printable(figures)}")
+    click.echo(
+        f"{len(report.runs)} run(s), {report.failed} failed, {len({p.file for p in scheduler.folder.problems})}"
+        " file(s) with problems",
+        err=True,
+    )
+    if report.failed or scheduler.folder.problems:
+        raise SystemExit(1)
+
+
+@rules.command("backtest")
+@click.argument("rule_id")
+@click.option("--since", required=True, help="Start of the history to replay: ISO-8601, epoch ms or an age like 30d.")
+@click.option("--until", default=None, help="Its end, excluded, same forms (default: now).")
+@click.option("--examples", default=3, show_default=True, type=click.IntRange(0, 100), help="Example alerts per day.")
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+@rules_dir_option
+@data_dir_option
+def rules_backtest(
+    rule_id: str,
+    since: str,
+    until: str | None,
+    examples: int,
+    as_json: bool,
+    rules_dir: Path | None,
+    data_dir: Path | None,
+) -> None:
+    """Replay a rule over the data dir's history window by window (its schedule, lookback, delay,
+    threshold, dedup and suppressions) and print the alerts it would have raised per day, with examples."""
+    from loglake.cli_lake import local_lake
+    from loglake.rules.backtest import Day, backtest
+    from loglake.rules.run import RuleRunError
+    from loglake.times import TimeFormatError, parse_time
+
+    settings = _settings(data_dir, rules_dir)
+    rule = _find(settings.rules_path, rule_id)
+    now_ms = int(time.time() * 1000)
+    try:
+        until_ms = parse_time(until, now_ms) if until else now_ms
+        since_ms = parse_time(since, now_ms)
+    except TimeFormatError as e:
+        raise click.ClickException(str(e)) from None
+    if since_ms >= until_ms:
+        raise click.ClickException("--since must be before --until")
+    started = time.perf_counter()
+
+    def progress(day: Day, done: int, total: int) -> None:
+        click.echo(
+            f"backtest: {day.day} done ({done}/{total} days, {day.alerts} alert(s),"
+            f" {time.perf_counter() - started:.1f} s)",
+            err=True,
+        )
+
+    with local_lake(settings.data_dir) as lake:
+        try:
+            report = backtest(rule, lake.engine, since_ms, until_ms, examples=examples, progress=progress)
+        except RuleRunError as e:
+            raise click.ClickException(str(e)) from None
+    if as_json:
+        click.echo(json_text(report.to_dict()))
+        return
+    click.echo(
+        f"{printable(rule.title)} ({rule.id}) from {_iso(since_ms)} to {_iso(until_ms)}: {report.windows:,} windows"
+        f" ({rule.schedule}, each over {rule.lookback_ms / 1000:g} s), {report.alerts:,} alert(s)"
+    )
+    rows = [(d.day, f"{d.windows:,}", f"{d.matches:,}", f"{d.alerts:,}", f"{d.suppressed:,}") for d in report.days]
+    print_columns(("DAY", "WINDOWS", "MATCHES", "ALERTS", "SUPPRESSED"), rows)
+    for day in report.days:
+        for example in day.examples:
+            facts = example.to_dict()
+            click.echo(
+                f"{facts['window']['until']}  {printable(example.match.title)}  (count {example.match.count},"
+                f" dedup key {printable(example.match.dedup_key)})"
+            )
+            for row in facts["evidence"]:
+                click.echo("    " + json_text(row))
+    truncated = "; some matches are missing (a day's matches passed the engine's row cap)" if report.truncated else ""
+    click.echo(
+        f"{report.matches:,} match(es), {report.alerts:,} alert(s), {report.suppressed:,} suppressed;"
+        f" {report.queries:,} queries ({report.method}) read {report.rows_scanned:,} rows,"
+        f" {report.bytes_scanned:,} bytes of lake files in {report.elapsed_ms / 1000:.1f} s{truncated}",
         err=True,
     )
 

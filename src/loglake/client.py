@@ -90,6 +90,17 @@ class LoglakeClient:
     def amplify_reports(self, params: dict[str, str]) -> list[dict[str, Any]]:
         return self._request("GET", "/amplify/reports", params=params)["reports"]
 
+    def alerts(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._request("GET", "/alerts", params={k: v for k, v in params.items() if v is not None})
+
+    def alert(self, alert_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/alerts/{quote(alert_id, safe='')}")
+
+    def change_alert(self, alert_id: str, action: str, note: str | None) -> dict[str, Any]:
+        """POST /alerts/{id}/{action} (acknowledge or resolve), with the note if there is one."""
+        body = {"json": {"note": note}} if note is not None else {}
+        return self._request("POST", f"/alerts/{quote(alert_id, safe='')}/{action}", **body)
+
     def get(self, log_id: str) -> dict[str, Any]:
         return self._request("GET", f"/logs/{quote(log_id, safe='')}")
 

@@ -80,6 +80,11 @@ class Settings:
     )
     # -- detections
     rules_dir: str = _opt("", "Folder of detection rules, one rule per YAML file; empty = `rules` in the data dir.")
+    rules_catch_up_windows: int = _opt(
+        24, "After downtime, each rule evaluates at most this many of the windows it missed (older ones are skipped)."
+    )
+    rules_catch_up_hours: int = _opt(24, "...and none that ended more than this many hours ago.")
+    rules_failing_after: int = _opt(3, "A rule that fails this many runs in a row raises an alert of its own.")
     # -- Amplify access logs
     amplify_config: str = _opt(
         "", "JSON configuration of the Amplify access-log collector; set, the server collects on its schedule."
@@ -134,6 +139,7 @@ class Settings:
         if not 0 < self.port < 65536:
             found.append(f"port must be 1-65535, got {self.port}")
         positive = ("rate_limit", "rate_burst", "hot_window_seconds", "hot_max_records", "compact_target_mb")
+        positive += ("rules_catch_up_windows", "rules_catch_up_hours", "rules_failing_after")
         query = ("query_timeout_seconds", "query_max_rows", "query_concurrency", "query_memory_mb", "query_threads")
         for name in (*positive, *query, "query_max_response_mb"):
             if not getattr(self, name) > 0:

@@ -31,7 +31,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from loglake.private_files import fsync_dir, private_database
 from loglake.sqlitedb import migrate, use_wal, write_transaction
 
-SCOPES = ("ingest", "read", "admin")
+# ingest: POST /logs; read: everything that reads; alerts: acknowledge and resolve alerts; admin: all of
+# them, and the keys.
+SCOPES = ("ingest", "read", "alerts", "admin")
 BEARER_PREFIX = "llk_"
 ACCESS_KEY_PREFIX = "LLAK"
 

@@ -2,10 +2,10 @@
 the Lambda handlers.
 
 It owns what lives as long as the process: the hot store, the lake and its maintenance job, the
-Amplify collector and its schedule, the key store and the LogService over them. The edges adapt it:
+Amplify collector and its schedule, the rule scheduler, the key store and the LogService over them. The edges adapt it:
 the ASGI app turns HTTP into its calls and starts/stops its background jobs, the CLI opens one for a
 command, Lambda keeps one per container. What the edges want to hear about (commits, maintenance
-turns, collections) reaches them through `observe`, so nothing here knows about HTTP or metrics.
+turns, collections, rule runs) reaches them through `observe`, so nothing here knows about HTTP or metrics.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from loglake.alerts.db import open_alerts_db
+from loglake.alerts.table import alerts_table
 from loglake.amplify.collector import Collector, RunReport
 from loglake.amplify.config import AmplifyConfig, AmplifyConfigError, load_config
 from loglake.amplify.jobs import AmplifySchedule, settings_for
@@ -23,9 +25,17 @@ from loglake.arrivals import Arrivals
 from loglake.config import ConfigError, Settings
 from loglake.keys import KeyRing, KeyStore
 from loglake.lake.lake import Lake, LakeJobs, MaintenanceReport
+from loglake.rules.model import Problem, Rule
+from loglake.rules.scheduler import CatchUp, RuleFolder, RuleScheduler
+from loglake.rules.state import RunRecord
+from loglake.self_events import SelfEvents
 from loglake.service import LogService, RecordSearch
+from loglake.sqlitedb import SharedConnection
 from loglake.store.base import HotStore
 from loglake.store.sqlite import SQLiteHotStore
+
+if TYPE_CHECKING:
+    from loglake.alerts.delivery import AlertDelivery
 
 
 class RuntimeObserver(Protocol):
@@ -36,6 +46,10 @@ class RuntimeObserver(Protocol):
     def on_maintenance(self, report: MaintenanceReport) -> None: ...
 
     def on_amplify_report(self, report: RunReport) -> None: ...
+
+    def on_rule_run(self, rule: Rule, record: RunRecord) -> None: ...
+
+    def on_rules_loaded(self, rules: list[Rule], problems: list[Problem]) -> None: ...
 
 
 class Runtime:
@@ -71,9 +85,19 @@ class Runtime:
         self.lake_jobs: LakeJobs | None = None
         self.collector: Collector | None = None
         self.amplify: AmplifySchedule | None = None
+        self.rules: RuleScheduler | None = None
+        # The detections database, for what people read and change (the API's alert routes); opened on
+        # first use. None where the store is not local (the AWS deployment keeps no alerts.db).
+        self.alerts_db: SharedConnection | None = None
+        self.delivery: AlertDelivery | None = None  # alerts to their destinations (the outbox in the data dir)
         if isinstance(self.store, SQLiteHotStore):
+            self.alerts_db = SharedConnection(lambda: open_alerts_db(settings.data_dir))
+            # Imported here: delivery reads rule files (pySigma, YAML), which Lambda's layer leaves out.
+            from loglake.alerts.delivery import AlertDelivery
+
+            self.delivery = AlertDelivery(settings.data_dir, settings.rules_path, clock=clock)
             arrivals = arrivals or Arrivals()
-            self.lake = Lake.from_settings(settings, self.store, clock)
+            self.lake = Lake.from_settings(settings, self.store, clock, live_tables=[alerts_table(settings.data_dir)])
             self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self._maintained)
             if amplify_config is not None:
                 self.collector = Collector(
@@ -82,10 +106,23 @@ class Runtime:
                 self.amplify = AmplifySchedule(
                     self.collector, amplify_config.schedule, settings.data_dir, clock, self._collected
                 )
+            self.rules = RuleScheduler(
+                RuleFolder(settings.rules_path, required=bool(settings.rules_dir)),
+                self.lake.engine,
+                settings.data_dir,
+                clock=clock,
+                catch_up=CatchUp(settings.rules_catch_up_windows, settings.rules_catch_up_hours * 3_600_000),
+                failing_after=settings.rules_failing_after,
+                observer=self,
+            )
         self.service = LogService(
             self.store, settings.limits, clock, lake=self.lake, record_search=record_search, arrivals=arrivals
         )
         self._keys_opened = False
+        # loglake's own events as records of its hot store (self_events.py)
+        self.self_events = SelfEvents(self.store, clock) if isinstance(self.store, SQLiteHotStore) else None
+        if self.self_events is not None:
+            self.observe(self.self_events)
 
     @cached_property
     def keystore(self) -> KeyStore:
@@ -101,22 +138,37 @@ class Runtime:
         self._observers.append(observer)
 
     def start(self) -> None:
-        """Start the background jobs the settings ask for (lake maintenance, the Amplify schedule)."""
+        """Start the background jobs the settings ask for (lake maintenance, the Amplify schedule, the rules,
+        alert delivery)."""
         if self.lake_jobs is not None:
             self.lake_jobs.start()
+        if self.self_events is not None:
+            self.self_events.start()
         if self.amplify is not None:
             self.amplify.start()
+        if self.rules is not None:
+            self.rules.start()
+        if self.delivery is not None:
+            self.delivery.start()
 
     def close(self) -> None:
         """Stop the jobs, then close what they use; safe whether or not `start` ran."""
+        if self.delivery is not None:
+            self.delivery.stop()
         if self.amplify is not None:
             self.amplify.stop()
+        if self.rules is not None:
+            self.rules.stop()
         if self.collector is not None:
             self.collector.source.close()
+        if self.self_events is not None:
+            self.self_events.stop()  # writes what is pending (a last collection's failure too), store still open
         if self.lake_jobs is not None:
             self.lake_jobs.stop()
         if self.lake is not None:
             self.lake.close()
+        if self.alerts_db is not None:
+            self.alerts_db.close()
         self.store.close()
         if self._keys_opened:
             self.keystore.close()
@@ -132,6 +184,14 @@ class Runtime:
     def _collected(self, report: RunReport) -> None:
         for observer in self._observers:
             observer.on_amplify_report(report)
+
+    def on_rule_run(self, rule: Rule, record: RunRecord) -> None:
+        for observer in self._observers:
+            observer.on_rule_run(rule, record)
+
+    def on_rules_loaded(self, rules: list[Rule], problems: list[Problem]) -> None:
+        for observer in self._observers:
+            observer.on_rules_loaded(rules, problems)
 
 
 def _amplify_config(settings: Settings) -> AmplifyConfig | None:

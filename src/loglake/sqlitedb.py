@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,30 @@ class Schema:
 
     name: str
     migrations: Sequence[str]
+
+
+class SharedConnection:
+    """One connection for a process's threads, opened on first use and used by one thread at a time:
+    the transactions of an autocommit connection must not interleave (another thread's statements
+    would run inside them)."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._connect()
+            yield self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
 
 def use_wal(conn: sqlite3.Connection, timeout_seconds: float = 10.0) -> None:

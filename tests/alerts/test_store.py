@@ -93,6 +93,7 @@ def test_filters_combine(conn: sqlite3.Connection) -> None:
     assert ids(status="open,acknowledged", level="high") == [acked]
     assert ids(level="LOW") == [old]
     assert ids(rule=other_rule) == [critical]
+    assert ids(rule=other_rule.upper()) == [critical]
     assert ids(since="5m") == [critical, acked]
     assert ids(q="LOGIN") == [acked]  # the title, any case
     assert ids(q="bob") == [acked]  # and the dedup key

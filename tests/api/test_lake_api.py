@@ -191,8 +191,9 @@ async def test_tables_lists_columns_and_partitions(
 ) -> None:
     flush_all(app)
     await send(client, [rec(1, "hot one")])
-    logs, amplify = (await client.get("/tables")).json()["tables"]
-    assert (logs["name"], amplify["name"]) == ("logs", "amplify_access")
+    logs, amplify, alerts = (await client.get("/tables")).json()["tables"]
+    assert (logs["name"], amplify["name"], alerts["name"]) == ("logs", "amplify_access", "alerts")
+    assert alerts["live"] and alerts["partition_keys"] == []
     assert amplify["partition_keys"] == ["app", "date"] and amplify["lake_records"] == 0
     assert [c["name"] for c in logs["columns"]] == LOGS_COLUMNS
     assert logs["partition_keys"] == ["date"]

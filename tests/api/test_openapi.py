@@ -32,3 +32,16 @@ async def test_documented_limits_are_the_ones_enforced(client: httpx.AsyncClient
     too_long = {"message": "x" * (kib * 1024 + 1)}
     assert (await client.post("/logs", json=too_long)).status_code == 400
     assert (await client.post("/logs", json={"message": "x" * (kib * 1024)})).status_code == 201
+
+
+async def test_documented_scopes_are_the_ones_a_key_can_have(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    schema = spec["paths"]["/admin/keys"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    documented = schema["properties"]["scopes"]["items"]["enum"]
+    accepted = []
+    for scope in ["ingest", "read", "alerts", "admin", "write", "delete"]:
+        made = await client.post("/admin/keys", json={"name": f"scope-{scope}", "scopes": [scope]})
+        assert made.status_code in (201, 400), made.text
+        if made.status_code == 201:
+            accepted.append(scope)
+    assert documented == accepted

@@ -131,6 +131,19 @@ def test_following_by_arrival_is_not_available_on_a_store_many_functions_write(
     assert "since" in body["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/alerts"), ("GET", "/alerts/0193a0b0-0000-7000-8000-000000000000"),
+     ("POST", "/alerts/0193a0b0-0000-7000-8000-000000000000/resolve")],
+)  # fmt: skip
+def test_alerts_are_not_available_where_the_store_is_not_local(
+    api_table: str, capsys: pytest.CaptureFixture, method: str, path: str
+) -> None:
+    """The AWS deployment keeps no alerts.db: the alert routes say so rather than make one in /tmp."""
+    response, body, _ = invoke(rest_event(method, path), capsys)
+    assert response["statusCode"] == 501 and body["error"]["code"] == "not_available"
+
+
 def test_a_missing_table_is_a_503_with_retry_after_not_a_500(
     moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -68,8 +68,11 @@ def test_list(folder: Path) -> None:
     write_rule(folder, "bad.yml", BAD)
     result = rules("list", "--rules-dir", str(folder))
     assert result.exit_code == 0
-    assert result.stdout.splitlines()[0].split() == ["ID", "LEVEL", "KIND", "SCHEDULE", "ENABLED", "TITLE"]
+    assert result.stdout.splitlines()[0].split() == [
+        "ID", "LEVEL", "KIND", "SCHEDULE", "ENABLED", "LAST", "RUN", "MATCHES", "ERRORS", "TITLE"
+    ]  # fmt: skip
     assert "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee  critical  sigma" in result.stdout
+    assert " never " in result.stdout
     assert "bad.yml: detection.sel.user" in result.stderr
     as_json = rules("list", "--json", "--rules-dir", str(folder))
     assert json.loads(as_json.stdout)["title"] == "Critical records"
@@ -167,3 +170,51 @@ def test_init_copies_the_starter_pack_and_keeps_what_is_there(tmp_path: Path) ->
     assert "kept 1 file(s) already in" in result.stderr and "app-critical-record.yml" in result.stderr
     assert "Critical records" in (folder / "app-critical-record.yml").read_text()
     assert oct((folder / "amplify-scanner-paths.yml").stat().st_mode & 0o777) == "0o600"
+
+
+def test_run_due_runs_what_is_due_once_and_list_shows_it(folder: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = SQLiteHotStore(data / "hot.db")
+    if time.time() % 3600 > 3540:  # the records must fall in the hour's window the command evaluates
+        time.sleep(3600 - time.time() % 3600)
+    now = int(time.time() * 1000)
+    window_end = now - now % 3_600_000
+    records = [{"service": "db", "severity": "critical", "message": "disk gone", "timestamp": window_end - 1000 + i}
+               for i in range(2)]  # fmt: skip
+    store.submit(validate_batch(records, Limits(), now)).result()
+    store.close()
+    hourly = (folder / "critical.yml").read_text().replace("schedule: 5m", "schedule: 1h")
+    (folder / "critical.yml").write_text(hourly)
+    write_rule(folder, "numbers.yml", NUMBERS)
+    write_rule(folder, "bad.yml", BAD)
+    args = ["--rules-dir", str(folder), "--data-dir", str(data)]
+    first = rules("run-due", *args)
+    assert first.exit_code == 1  # a run failed and a file did not load
+    assert "ok     Critical records" in first.stdout and "1 match(es), 1 new alert(s)" in first.stdout
+    assert "error  Numbers" in first.stdout and "Could not convert string" in first.stdout
+    assert "bad.yml: detection.sel.user" in first.stderr
+    assert "2 run(s), 1 failed, 1 file(s) with problems" in first.stderr
+    (folder / "numbers.yml").unlink()
+    (folder / "bad.yml").unlink()
+    again = rules("run-due", *args)
+    assert again.exit_code == 0 and "0 run(s), 0 failed" in again.stderr  # its window was evaluated: not again
+    listed = {json.loads(line)["id"]: json.loads(line) for line in rules("list", "--json", *args).stdout.splitlines()}
+    last = listed["aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"]["last_run"]
+    assert (last["outcome"], last["matches"], last["new_alerts"]) == ("ok", 1, 1)
+    table = rules("list", *args).stdout
+    assert " ok " in table and "Critical records" in table
+    shown = rules("show", "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee", *args).stdout
+    assert f"Last runs in {data}:" in shown
+    assert "  ok           " in shown and "1 match(es), 1 new alert(s)" in shown
+    assert "No runs yet." in rules("show", "aaaaaaaa", "--rules-dir", str(folder)).stdout  # another data dir
+    missing = rules("run-due", "--rules-dir", str(tmp_path / "none"), "--data-dir", str(data))
+    assert missing.exit_code == 1 and "no rules folder" in missing.stderr
+
+
+NUMBERS = """
+id: aaaaaaaa-bbbb-4ccc-8ddd-000000000000
+title: Numbers
+level: low
+schedule: 1h
+query: SELECT CAST(message AS INTEGER) AS n, "timestamp" FROM logs
+"""

@@ -19,8 +19,8 @@ README = (Path(__file__).parents[2] / "README.md").read_text()
 def test_the_starter_pack_loads_and_passes_its_tests() -> None:
     found = load_rules(starter_folder())
     assert found.problems == []
-    assert len(found.rules) == 9
-    assert {r.kind for r in found.rules} == {"sigma", "sigma correlation", "sql"}
+    assert len(found.rules) == 12
+    assert {r.kind for r in found.rules} == {"sigma", "sigma correlation", "sql", "anomaly"}
     assert {t.name for r in found.rules for t in r.tests}  # every rule has tests, that fire and that do not:
     assert all({t.match for t in r.tests} == {True, False} for r in found.rules)
     outcomes = run_tests(found.rules)
@@ -42,10 +42,10 @@ def _readme_rules() -> list[str]:
 
 def test_the_readme_rules_load_and_pass_their_tests(tmp_path: Path) -> None:
     texts = _readme_rules()
-    assert len(texts) == 2
+    assert len(texts) == 3
     for i, text in enumerate(texts):
         (tmp_path / f"readme-{i}.yml").write_text(text)
     found = load_rules(tmp_path)
-    assert found.problems == [] and len(found.rules) == 2
+    assert found.problems == [] and len(found.rules) == 3
     outcomes = run_tests(found.rules)
     assert [o.test.name for o in outcomes if o.passed] == ["five errors fire", "four do not"]

@@ -19,6 +19,7 @@ from pathlib import Path
 from loglake.private_files import private_database
 from loglake.sqlitedb import migrate, use_wal
 
+ALERTS_DB = "alerts.db"
 ALERT_STATUSES = ("open", "acknowledged", "resolved", "suppressed")
 # What happened to an alert; each is one row of `alert_events`, in commit order (`seq`).
 EVENT_KINDS = ("trigger", "update", "acknowledge", "resolve")
@@ -67,7 +68,7 @@ def open_alerts_db(data_dir: Path) -> sqlite3.Connection:
     """A connection to the data dir's detections database (made 0600, WAL, fully synced commits:
     an alert acknowledged to a user or a window marked done must survive a power cut).
     Autocommit mode: write through `loglake.sqlitedb.write_transaction`."""
-    path = private_database(Path(data_dir) / "alerts.db")
+    path = private_database(Path(data_dir) / ALERTS_DB)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
     use_wal(conn)
     conn.execute("PRAGMA synchronous = FULL")

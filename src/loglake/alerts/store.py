@@ -223,6 +223,19 @@ def list_alerts(conn: sqlite3.Connection, query: AlertQuery) -> AlertPage:
     return AlertPage(alerts, alerts[-1].id if len(rows) > query.limit else None)
 
 
+def list_answer(conn: sqlite3.Connection, query: AlertQuery) -> dict[str, Any]:
+    """A page of alerts as GET /alerts answers it (and `loglake alerts list --data-dir` reads it): their
+    summaries, the next page's cursor, and the counts per status and level."""
+    page = list_alerts(conn, query)
+    alerts = [alert.to_dict(full=False) for alert in page.alerts]
+    return {
+        "count": len(alerts),
+        "alerts": alerts,
+        "next_cursor": page.next_cursor,
+        "counts": count_alerts(conn, query),
+    }
+
+
 def get_alert(conn: sqlite3.Connection, alert_id: str) -> Alert | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE id = ?", (alert_id.lower(),)).fetchone()
     return None if row is None else Alert.from_row(row)
@@ -299,7 +312,7 @@ def _filters(query: AlertQuery, names: tuple[str, ...]) -> tuple[list[str], list
         where.append(f"level IN ({', '.join('?' * len(query.levels))})")
         params += query.levels
     if "rule" in names and query.rule_id is not None:
-        where.append("rule_id = ?")
+        where.append("rule_id = ? COLLATE NOCASE")  # a UUID, as its rule file spells it
         params.append(query.rule_id)
     if "since" in names and query.since_ms is not None:
         where.append("last_seen_ms >= ?")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from loglake.amplify.collector import RunReport
-from loglake.api import openapi, routes
+from loglake.api import alert_routes, delivery_routes, openapi, routes
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
 from loglake.api.cors import preflight_headers
@@ -34,6 +34,8 @@ from loglake.config import Settings, parse_origins
 from loglake.keys import KeyStore
 from loglake.lake.lake import MaintenanceReport
 from loglake.lake.query_answers import QueryBusy
+from loglake.rules.model import Problem, Rule
+from loglake.rules.state import RunRecord
 from loglake.runtime import Runtime
 from loglake.store.base import StoreUnavailable
 
@@ -67,6 +69,12 @@ ROUTES = [
     Route("GET", "/tables", routes.tables, "read"),
     Route("GET", "/amplify/reports", routes.amplify_reports, "read"),
     Route("GET", "/amplify/status", routes.amplify_status, "read"),
+    Route("GET", "/alerts", alert_routes.list_alerts_route, "read"),
+    Route("GET", "/alerts/{alertId}", alert_routes.get_alert_route, "read"),
+    Route("POST", "/alerts/{alertId}/acknowledge", alert_routes.acknowledge, "alerts", reads_body=True),
+    Route("POST", "/alerts/{alertId}/resolve", alert_routes.resolve, "alerts", reads_body=True),
+    # An exact path: the router tries exact paths before `/alerts/{id}` templates, so it is never taken for an id.
+    Route("GET", delivery_routes.PATH, delivery_routes.list_deliveries, "read"),
     Route("GET", "/healthz", routes.healthz, None),
     Route("GET", "/metrics", routes.metrics, "read"),
     Route("GET", "/openapi.json", openapi.spec, None),
@@ -78,32 +86,39 @@ ROUTES = [
 
 
 class Router:
-    """Exact paths by dict lookup; `/prefix/{param}` templates match one trailing path segment."""
+    """Exact paths by dict lookup, first; then templates whose `{param}` segments each match one path
+    segment (`/logs/{logId}`, `/alerts/{alertId}/resolve`). So an exact path beside a template of the
+    same shape (`/logs/recent` beside `/logs/{logId}`) is never taken for a parameter's value."""
 
     def __init__(self, table: list[Route]) -> None:
         self.exact: dict[str, dict[str, Route]] = {}
-        self.prefixed: dict[str, dict[str, Route]] = {}
+        templated: dict[str, dict[str, Route]] = {}
         for route in table:
-            if route.template.endswith("}"):
-                prefix = route.template[: route.template.rindex("{")]
-                self.prefixed.setdefault(prefix, {})[route.method] = route
-            else:
-                self.exact.setdefault(route.template, {})[route.method] = route
+            by_template = templated if "{" in route.template else self.exact
+            by_template.setdefault(route.template, {})[route.method] = route
+        self.templated = [(_template_pattern(template), routes) for template, routes in templated.items()]
 
     def match(self, method: str, path: str) -> tuple[Route, tuple[str, ...]]:
         by_method = self.exact.get(path)
         params: tuple[str, ...] = ()
         if by_method is None:
-            prefix, _, last = path.rpartition("/")
-            by_method = self.prefixed.get(prefix + "/")
-            if by_method is None or not last:
+            for pattern, routes in self.templated:
+                found = pattern.fullmatch(path)
+                if found is not None:
+                    by_method, params = routes, found.groups()
+                    break
+            else:
                 raise ApiError(404, "not_found", f"no route {path}; see /docs")
-            params = (last,)
         route = by_method.get("GET" if method == "HEAD" else method)  # the server drops a HEAD's body
         if route is None:
             allow = ", ".join(sorted(by_method)).encode()
             raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}", headers=[(b"allow", allow)])
         return route, params
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    """A route template as a regex: each `{name}` one non-empty path segment, the rest literal."""
+    return re.compile(re.sub(r"\\\{\w+\\\}", "([^/]+)", re.escape(template)))
 
 
 class LoglakeApp:
@@ -171,6 +186,26 @@ class LoglakeApp:
 
     def on_amplify_report(self, report: RunReport) -> None:
         self.access_log.event({"event": "amplify_collection", **report.to_dict()})
+
+    def on_rule_run(self, rule: Rule, record: RunRecord) -> None:
+        self.metrics.on_rule_run(rule, record)
+        if record.outcome != "ok" or record.matches:
+            self.access_log.event(
+                {
+                    "event": "rule_run",
+                    "rule_id": rule.id,
+                    "outcome": record.outcome,
+                    "since_ms": record.since_ms,
+                    "until_ms": record.until_ms,
+                    "matches": record.matches,
+                    "new_alerts": record.new_alerts,
+                    "error": record.error,
+                }
+            )
+
+    def on_rules_loaded(self, rules: list[Rule], problems: list[Problem]) -> None:
+        self.metrics.on_rules_loaded(rules, problems)
+        self.access_log.event({"event": "rules_loaded", "rules": len(rules), "problems": [str(p) for p in problems]})
 
     def on_commit(self, rows: int, seconds: float) -> None:
         self.metrics.on_commit(rows, seconds)

@@ -5,8 +5,9 @@ gauges read from its catalog at scrape time instead: flushes, compactions and re
 the CLI and in other processes, and a counter of this process would not see them.
 
 Counters and histograms are plain dicts keyed by label values. The event loop is the only writer
-except for storage commit latency, which the store's writer thread reports; CPython makes the
-dict updates involved atomic, so no lock is needed.
+except for storage commit latency, which the store's writer thread reports, and the rules' figures,
+which the rule scheduler's thread reports; CPython makes the dict updates involved atomic, so no
+lock is needed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from typing import TYPE_CHECKING
 from loglake.model import SEVERITY_NAMES
 
 if TYPE_CHECKING:
+    from loglake.alerts.delivery import AlertDelivery
     from loglake.lake.lake import LakeState
+    from loglake.rules.model import Problem, Rule
+    from loglake.rules.state import RunRecord
 
 MAX_SERVICES = 1000
 OTHER_SERVICE = "other"
@@ -94,6 +98,19 @@ class Metrics:
         )
         self.store_rows = Counter("loglake_store_rows_committed_total", "Rows committed to the hot store.", ())
         self.queries = Counter("loglake_queries_total", "SQL queries by outcome (ok or an error code).", ("outcome",))
+        self.rule_runs = Counter(
+            "loglake_rule_runs_total",
+            "Rule runs by rule id and outcome (ok; error: the rule's SQL failed; superseded: another process ran it).",
+            ("rule", "outcome"),
+        )
+        self.rule_duration = Histogram(
+            "loglake_rule_run_duration_seconds", "How long a rule's run over one window took, by rule id.", ("rule",)
+        )
+        self.rule_matches = Counter(
+            "loglake_rule_matches_total", "Matches (groups that met the rule's condition) by rule id.", ("rule",)
+        )
+        self.rules_loaded = 0
+        self.rule_files_with_problems = 0
         self._services: set[str] = set()
 
     def count_ingested(self, by_service_and_severity: dict[tuple[str, int], int]) -> None:
@@ -112,6 +129,17 @@ class Metrics:
         self.store_write.observe((), seconds)
         self.store_rows.inc((), rows)
 
+    def on_rule_run(self, rule: Rule, record: RunRecord) -> None:
+        self.rule_runs.inc((rule.id, record.outcome))
+        if record.duration_ms is not None:
+            self.rule_duration.observe((rule.id,), record.duration_ms / 1000)
+        if record.matches:
+            self.rule_matches.inc((rule.id,), record.matches)
+
+    def on_rules_loaded(self, rules: list[Rule], problems: list[Problem]) -> None:
+        self.rules_loaded = len(rules)
+        self.rule_files_with_problems = len({p.file for p in problems})
+
     def render(self, lake: LakeState | None = None, access_log_dropped: int = 0) -> bytes:
         """The counters of this process, and the lake's gauges read from its catalog at scrape time."""
         lines: list[str] = []
@@ -124,9 +152,21 @@ class Metrics:
             self.store_write,
             self.store_rows,
             self.queries,
+            self.rule_runs,
+            self.rule_duration,
+            self.rule_matches,
         )
         for metric in metrics:
             lines.extend(metric.render())
+        lines.extend(_gauge("loglake_rules_loaded", "Rules loaded from the rules folder.", (), {(): self.rules_loaded}))
+        lines.extend(
+            _gauge(
+                "loglake_rule_files_with_problems",
+                "Rule files that did not load (loglake rules validate names each problem).",
+                (),
+                {(): self.rule_files_with_problems},
+            )
+        )
         # Counted by the access log itself: a log that takes nothing more cannot report its own losses.
         dropped = Counter(
             "loglake_access_log_dropped_lines_total",
@@ -169,6 +209,40 @@ def _lake_gauges(lake: LakeState) -> Iterable[str]:
     yield from _gauge(
         "loglake_hot_records", "Records in the hot store, not yet moved to the lake.", (), {(): lake.hot_records}
     )
+
+
+def delivery_lines(delivery: AlertDelivery | None) -> bytes:
+    """Per destination: sent, failed attempts and dead-lettered deliveries by this process (counters),
+    and deliveries waiting in the outbox (a gauge read at scrape time)."""
+    if delivery is None:
+        return b""
+    by_destination = ("destination",)
+    sent = Counter("loglake_alert_deliveries_sent_total", "Alert deliveries sent, by destination.", by_destination)
+    failed = Counter(
+        "loglake_alert_delivery_failed_attempts_total",
+        "Failed alert delivery attempts (each retry counts), by destination.",
+        by_destination,
+    )
+    dead = Counter(
+        "loglake_alert_deliveries_dead_lettered_total",
+        "Alert deliveries given up after their last attempt, or refused for good, by destination.",
+        by_destination,
+    )
+    for name, counts in list(delivery.counts.items()):
+        sent.inc((name,), counts.sent)
+        failed.inc((name,), counts.failed_attempts)
+        dead.inc((name,), counts.dead_lettered)
+    lines = [*sent.render(), *failed.render(), *dead.render()]
+    waiting = {(name,): n for name, n in delivery.waiting().items()}
+    lines.extend(
+        _gauge(
+            "loglake_alert_deliveries_pending",
+            "Alert deliveries not yet sent nor dead-lettered, by destination.",
+            by_destination,
+            waiting,
+        )
+    )
+    return ("\n".join(lines) + "\n").encode()
 
 
 def _gauge(name: str, help: str, labels: tuple[str, ...], values: dict[tuple[str, ...], float]) -> Iterable[str]:

@@ -8,9 +8,16 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from loglake import __version__
+from loglake.alerts.db import ALERT_STATUSES
+from loglake.alerts.store import DEFAULT_PAGE_LIMIT as DEFAULT_ALERT_PAGE
+from loglake.alerts.store import MAX_NOTE_CHARS, TRANSITIONS
+from loglake.alerts.store import MAX_PAGE_LIMIT as MAX_ALERT_PAGE
+from loglake.api import delivery_routes
 from loglake.api.routes import Result
 from loglake.ids import UUID_PATTERN
+from loglake.keys import SCOPES
 from loglake.model import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, NAME_PATTERN, SEVERITY_ALIASES, SEVERITY_NAMES, Limits
+from loglake.rules.model import LEVELS
 from loglake.times import FORMS, SMALLEST_PLAUSIBLE_MS
 
 if TYPE_CHECKING:
@@ -157,6 +164,114 @@ RECORD_OUT = {
     },
 }
 
+_TIME_OUT = {"type": "string", "format": "date-time"}
+ALERT_SUMMARY = {
+    "type": "object",
+    "required": ["id", "rule_id", "title", "level", "status", "dedup_key", "first_seen", "last_seen", "match_count"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid", "description": "sorts by creation"},
+        "rule_id": {"type": "string"},
+        "rule_title": {"type": "string"},
+        "title": {"type": "string", "description": "the rule's title template, rendered for this alert"},
+        "level": {"type": "string", "enum": list(LEVELS)},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "status": {"type": "string", "enum": list(ALERT_STATUSES)},
+        "dedup_key": {"type": "string"},
+        "group": {"type": "object", "description": "the rule's group-by values"},
+        "first_seen": {**_TIME_OUT, "description": "the earliest matching record"},
+        "last_seen": {**_TIME_OUT, "description": "the latest matching record"},
+        "match_count": {"type": "integer"},
+        "window": {
+            "type": "object",
+            "description": "the windows evaluated, first start to last end (excluded)",
+            "properties": {"start": _TIME_OUT, "end": _TIME_OUT},
+        },
+        "runbook": {"type": ["string", "null"]},
+        "destinations": {"type": ["array", "null"], "items": {"type": "string"}},
+        "created": _TIME_OUT,
+        "updated": _TIME_OUT,
+        "status_change": {
+            "type": ["object", "null"],
+            "description": "the last acknowledge or resolve: who (a key's name, `rule` for an auto-resolve), "
+            "the note and when",
+            "properties": {"by": {"type": "string"}, "note": {"type": ["string", "null"]}, "at": _TIME_OUT},
+        },
+        "evidence_count": {"type": "integer"},
+    },
+}
+ALERT = {
+    "allOf": [
+        _ref("AlertSummary"),
+        {
+            "type": "object",
+            "properties": {
+                "evidence": {
+                    "type": "array",
+                    "items": {"type": "object"},
+                    "description": "up to the rule's `evidence` matching records (their ids and fields)",
+                },
+                "query": {"type": "string", "description": "the SQL that found them"},
+            },
+        },
+    ]
+}
+ALERT_ID = [
+    {
+        "name": "alertId",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid", "pattern": f"^{UUID_PATTERN}$"},
+    }
+]
+_COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
+ALERT_PAGE = {
+    "type": "object",
+    "required": ["count", "alerts", "next_cursor", "counts"],
+    "properties": {
+        "count": {"type": "integer"},
+        "alerts": {"type": "array", "items": _ref("AlertSummary")},
+        "next_cursor": {"type": ["string", "null"], "description": "pass back as cursor for the next page"},
+        "counts": {
+            "type": "object",
+            "description": "alerts per status under the other filters (all but status), and per level (all but level)",
+            "properties": {"status": _COUNTS, "level": _COUNTS},
+        },
+    },
+}
+
+
+def _status_change(action: str, becomes: str) -> dict:
+    allowed_from = ", ".join(TRANSITIONS[becomes])
+    return {
+        "post": {
+            "summary": f"{action} an alert: it becomes {becomes}, recorded with the key's name as who did it and "
+            f"the note (alerts or admin scope)",
+            "description": f"Only an alert that is {allowed_from} can be {becomes}; anything else answers 409 "
+            "with the alert's status, who set it and when. Each change appends an event that delivery follows.",
+            "parameters": ALERT_ID,
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {"note": {"type": ["string", "null"], "maxLength": MAX_NOTE_CHARS}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(_ref("Alert"), f"The alert, now {becomes}"),
+                "404": _json(_ref("Error"), "No such alert"),
+                "409": _json(_ref("Error"), f"The alert's status does not allow it (it is already {becomes}, ...)"),
+                "415": _json(_ref("Error"), "A body that is not application/json"),
+                "501": _json(_ref("Error"), "This deployment keeps no alerts"),
+            },
+        }
+    }
+
+
 FILTERS = [
     _query("service", "exact service name", NAME),
     _query("log_type", "exact log type", NAME),
@@ -188,6 +303,8 @@ SPEC: dict[str, Any] = {
         "schemas": {
             "RecordIn": RECORD_IN,
             "Record": RECORD_OUT,
+            "AlertSummary": ALERT_SUMMARY,
+            "Alert": ALERT,
             "Error": {
                 "type": "object",
                 "properties": {
@@ -340,7 +457,9 @@ SPEC: dict[str, Any] = {
                 "summary": "One read-only SQL SELECT (DuckDB) over `logs`, hot and lake records each once (read scope)",
                 "description": "Columns: log_id, timestamp (UTC), service, log_type, severity, message, attributes "
                 "(JSON text), client_id, and the partition `date`: filter on `date` or `timestamp` to read fewer "
-                "files. Only the lake's tables and the query's own WITH names can be read: files, URLs, settings, "
+                "files. The other tables: `amplify_access`, and `alerts`, read from the alerts database at each "
+                "query (always current); GET /tables lists every table's columns. Only those tables and the "
+                "query's own WITH names can be read: files, URLs, settings, "
                 "the engine's catalog and extensions are not reachable; COPY, ATTACH, SET, PRAGMA and everything "
                 "but one SELECT are refused with 400, as is an answer larger than the server's "
                 "query_max_response_mb (response_too_large: ask for a smaller limit or fewer columns).",
@@ -425,6 +544,43 @@ SPEC: dict[str, Any] = {
                 "responses": {"200": {"description": "the collector's state"}},
             }
         },
+        "/alerts": {
+            "get": {
+                "summary": "Alerts, newest first, with their counts per status and level (read scope)",
+                "description": "Lists leave out each alert's evidence and query: GET /alerts/{alertId} has them.",
+                "parameters": [
+                    _query("status", f"one or more, comma-separated: {', '.join(ALERT_STATUSES)}"),
+                    _query("level", f"one or more, comma-separated: {', '.join(LEVELS)}"),
+                    _query("rule", "a rule's id"),
+                    _query("since", f"alerts with a match at or after it (last_seen): {TIME}"),
+                    _query("q", "text in the title, the rule's title or the dedup key (ASCII letters in any case)"),
+                    _query(
+                        "limit",
+                        f"1-{MAX_ALERT_PAGE}, default {DEFAULT_ALERT_PAGE}",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_ALERT_PAGE, "default": DEFAULT_ALERT_PAGE},
+                    ),
+                    _query("cursor", "next_cursor of the previous page"),
+                ],
+                "responses": {
+                    "200": _json(ALERT_PAGE, "A page of alerts"),
+                    "501": _json(_ref("Error"), "This deployment keeps no alerts"),
+                },
+            }
+        },
+        "/alerts/{alertId}": {
+            "get": {
+                "summary": "One alert with its evidence and the query that found it (read scope)",
+                "parameters": ALERT_ID,
+                "responses": {
+                    "200": _json(_ref("Alert"), "The alert"),
+                    "404": _json(_ref("Error"), "No such alert"),
+                    "501": _json(_ref("Error"), "This deployment keeps no alerts"),
+                },
+            }
+        },
+        "/alerts/{alertId}/acknowledge": _status_change("Acknowledge", "acknowledged"),
+        "/alerts/{alertId}/resolve": _status_change("Resolve", "resolved"),
+        **delivery_routes.OPENAPI,
         "/": {
             "get": {
                 "summary": "Name, version and where the docs are (no auth)",
@@ -462,7 +618,7 @@ SPEC: dict[str, Any] = {
                                     "scopes": {
                                         "type": "array",
                                         "minItems": 1,
-                                        "items": {"type": "string", "enum": ["ingest", "read", "admin"]},
+                                        "items": {"type": "string", "enum": list(SCOPES)},
                                     },
                                     "sigv4": {"type": "boolean"},
                                     "rate_limit": {"type": "number", "exclusiveMinimum": 0},

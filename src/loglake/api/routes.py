@@ -16,6 +16,7 @@ from loglake import __version__
 from loglake.amplify.collector import collection_status
 from loglake.amplify.reports import UnknownReport, apps_with_rows, run_reports, unknown_app_message
 from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content, json_object
+from loglake.api.metrics import delivery_lines
 from loglake.follow import FollowQuery, follow, follow_query
 from loglake.ids import format_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody, ParsedBody
@@ -75,6 +76,8 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
     except StoreUnavailable as e:
         app.storage_error = e.for_operators()  # /healthz shows it to readers, the client gets no server path
         app.metrics.rejected.inc(("storage_unavailable",), parsed.count)
+        if app.runtime.self_events is not None:
+            app.runtime.self_events.storage_unavailable(parsed.count)
         raise ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")]) from None
     app.metrics.count_ingested(counts)
     if parsed.table is not None:
@@ -132,6 +135,8 @@ def _refused(app: LoglakeApp, error: InvalidRecords) -> ApiError:
         first_problem.setdefault(problem.index, _rejection_reason(problem.field))
     for field in first_problem.values():
         app.metrics.rejected.inc((field,))
+        if app.runtime.self_events is not None:
+            app.runtime.self_events.rejected(field)
     details = [p.as_dict() for p in error.problems[:MAX_DETAILS]]
     if len(error.problems) > MAX_DETAILS:
         details.append({"index": -1, "field": "", "reason": f"... and {len(error.problems) - MAX_DETAILS} more"})
@@ -241,7 +246,7 @@ def _query_error(error: QueryError | QueryBusy) -> ApiError:
 async def query(app: LoglakeApp, request: Request) -> Result:
     if app.lake is None:
         raise ApiError(501, "not_available", "SQL needs the lake, which this server's store does not have")
-    spec = _json_object(app, request, '{"sql": "SELECT count(*) FROM logs", "limit": 100}')
+    spec = json_body(app, request, '{"sql": "SELECT count(*) FROM logs", "limit": 100}')
     engine = app.lake.engine
     try:
         wanted = parse_query_request(spec)
@@ -319,7 +324,8 @@ async def amplify_status(app: LoglakeApp, request: Request) -> Result:
     return Result(200, await app.run_read(read))
 
 
-def _json_object(app: LoglakeApp, request: Request, example: str) -> dict:
+def json_body(app: LoglakeApp, request: Request, example: str) -> dict:
+    """The body as one JSON object: 415 if it is not sent as JSON, 400 (with `example`) if it is not one."""
     content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
     if content_type not in JSON_TYPES:
         raise ApiError(
@@ -354,6 +360,8 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
     }
     if app.amplify is not None:
         body["amplify"] = app.amplify.status()
+    if app.runtime.rules is not None:
+        body["rules"] = app.runtime.rules.status()
     if app.lake_jobs is not None:
         jobs = app.lake_jobs
         body["lake"] = {
@@ -376,9 +384,10 @@ def _may_read(app: LoglakeApp, request: Request) -> bool:
 
 async def metrics(app: LoglakeApp, request: Request) -> Result:
     lake = await app.run_read(app.lake.state) if app.lake is not None else None
+    deliveries = await app.run_read(delivery_lines, app.runtime.delivery)
     return Result(
         200,
-        app.metrics.render(lake, app.access_log.dropped),
+        app.metrics.render(lake, app.access_log.dropped) + deliveries,
         ((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),),
     )
 
@@ -412,7 +421,7 @@ _KEY_EXAMPLE = '{"name": "ci", "scopes": ["ingest", "read"], "sigv4": false}'
 
 async def create_key(app: LoglakeApp, request: Request) -> Result:
     try:
-        spec = msgspec.convert(_json_object(app, request, _KEY_EXAMPLE), KeySpec)
+        spec = msgspec.convert(json_body(app, request, _KEY_EXAMPLE), KeySpec)
     except msgspec.ValidationError as e:
         raise ApiError(400, "invalid_key_spec", f"{e}; send e.g. {_KEY_EXAMPLE}") from None
     scopes = [spec.scopes] if type(spec.scopes) is str else spec.scopes

@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -29,7 +29,7 @@ from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.query import QueryEngine, QueryLimits
 from loglake.lake.recent_reader import LakeRecentReader
-from loglake.lake.tables import APP_LOGS_TABLE, TABLES, partition_type, sql_type
+from loglake.lake.tables import APP_LOGS_TABLE, TABLES, Column, LiveTable, partition_type, sql_type
 from loglake.locks import exclusive_lock
 from loglake.model import format_datetime, retention_start_ms
 from loglake.store.sqlite import SQLiteHotStore
@@ -109,6 +109,7 @@ class Lake:
         policy: LakePolicy | None = None,
         limits: QueryLimits | None = None,
         clock: Callable[[], float] = time.time,
+        live_tables: Iterable[LiveTable] = (),
     ) -> None:
         self.store = store
         self.objects = objects
@@ -128,12 +129,18 @@ class Lake:
             clock=clock,
             background=self.background,
         )
-        self.engine = QueryEngine(store, objects, data_dir / "tmp" / "duckdb", limits)
+        self.engine = QueryEngine(store, objects, data_dir / "tmp" / "duckdb", limits, live_tables)
         self.recent_reader = LakeRecentReader(objects)
         self._lock_path = data_dir / "lake.lock"
 
     @classmethod
-    def from_settings(cls, settings: Settings, store: SQLiteHotStore, clock: Callable[[], float] = time.time) -> Lake:
+    def from_settings(
+        cls,
+        settings: Settings,
+        store: SQLiteHotStore,
+        clock: Callable[[], float] = time.time,
+        live_tables: Iterable[LiveTable] = (),
+    ) -> Lake:
         policy = LakePolicy(
             hot_window_ms=settings.hot_window_seconds * 1000,
             hot_max_records=settings.hot_max_records,
@@ -150,7 +157,15 @@ class Lake:
             threads=settings.query_threads,
             max_response_mb=settings.query_max_response_mb,
         )
-        return cls(store, object_store(settings), settings.data_dir, policy=policy, limits=limits, clock=clock)
+        return cls(
+            store,
+            object_store(settings),
+            settings.data_dir,
+            policy=policy,
+            limits=limits,
+            clock=clock,
+            live_tables=live_tables,
+        )
 
     def close(self) -> None:
         self.bulk.close()
@@ -159,7 +174,8 @@ class Lake:
         self.engine.close()
 
     def describe_tables(self) -> list[dict[str, Any]]:
-        """What GET /tables shows: each table's columns, partition keys and partitions (from the catalog)."""
+        """What GET /tables shows: each lake table's columns, partition keys and partitions (from the
+        catalog), then the live tables' columns."""
         described = []
         for table in TABLES.values():
             partitions = self.store.read(
@@ -170,10 +186,7 @@ class Lake:
             entry: dict[str, Any] = {
                 "name": table.name,
                 "description": table.description,
-                "columns": [
-                    {"name": c.name, "type": sql_type(c.type), "description": c.description} for c in table.columns
-                ]
-                + [_partition_column(key) for key in table.partitions],
+                "columns": [_column(c) for c in table.columns] + [_partition_column(key) for key in table.partitions],
                 "partition_keys": list(table.partitions),
                 "partitions": [
                     {
@@ -192,6 +205,16 @@ class Lake:
             if table is APP_LOGS_TABLE:
                 entry["hot_records"] = self.store.count()
             described.append(entry)
+        for live in self.engine.live_tables:
+            described.append(
+                {
+                    "name": live.name,
+                    "description": live.description,
+                    "columns": [_column(c) for c in live.columns],
+                    "partition_keys": [],
+                    "live": True,
+                }
+            )
         return described
 
     def state(self) -> LakeState:
@@ -355,6 +378,10 @@ class LakeJobs:
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.exception("lake maintenance failed; retrying in %s s", self.interval)
             turn += 1
+
+
+def _column(column: Column) -> dict[str, str]:
+    return {"name": column.name, "type": sql_type(column.type), "description": column.description}
 
 
 def _partition_column(key: str) -> dict[str, str]:

@@ -6,6 +6,9 @@ The hot rows are read in batches as DuckDB scans them, so a query's memory does 
 The lake part is `read_parquet` over the catalog's file list with Hive partitioning, so a predicate on
 `date` skips whole files and one on `timestamp` skips row groups by their statistics.
 
+Users' queries also see the engine's live tables (the alerts of alerts.db): read from their own
+database at each scan, never copied into the lake.
+
 The sandbox, in layers:
 - only one statement, and it must be a SELECT (WITH ... SELECT parses as one);
 - DuckDB's own file access is switched off except the lake folder (`allowed_directories` +
@@ -28,7 +31,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +49,7 @@ from loglake.lake.query_answers import QueryBusy, QueryResult, fetch_within
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.scratch import folder_of_this_process
 from loglake.lake.sql_guard import QueryError, check_select, client_error, rewrite_text_filters
-from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, partition_type, sql_type
+from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, LiveTable, partition_type, sql_type
 from loglake.private_files import private_dir
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.store.sqlite_reads import Snapshot
@@ -85,12 +88,20 @@ SPILL_SHARE_OF_FREE_DISK = 0.1
 
 class QueryEngine:
     def __init__(
-        self, store: SQLiteHotStore, lake: ObjectStore, work_dir: Path, limits: QueryLimits | None = None
+        self,
+        store: SQLiteHotStore,
+        lake: ObjectStore,
+        work_dir: Path,
+        limits: QueryLimits | None = None,
+        live_tables: Iterable[LiveTable] = (),
     ) -> None:
         store.use_schema(LAKE_SCHEMA)
         self.store = store
         self.lake = lake
         self.limits = limits or QueryLimits()
+        self.live_tables = tuple(live_tables)
+        # What users' queries may read (the sandbox's list): the lake's tables and the live ones.
+        self.table_names = (*TABLES, *(t.name for t in self.live_tables))
         private_dir(work_dir)
         # DuckDB would spill up to 90 % of the free disk: the space the hot store needs to take records.
         self.spill_mb = self.limits.spill_mb or default_spill_mb(work_dir)
@@ -112,7 +123,7 @@ class QueryEngine:
         self._arrow_fs: Any = None  # made on first use: S3 lakes only
         # Users' SQL and the server's own reads (search, histogram, a flushed record) draw on separate
         # connections, so a slow user query never holds up the API's reads.
-        self._pool = self._connections(self.limits.concurrency)
+        self._pool = self._connections(self.limits.concurrency, self.live_tables)
         self._internal_pool = self._connections(INTERNAL_CONNECTIONS)
         # Per connection, the files each of its views was last defined with (_define_views); () for the
         # hot rows when they were registered empty.
@@ -128,8 +139,8 @@ class QueryEngine:
     def query(
         self, sql: str, *, limit: int | None = None, timeout_seconds: float | None = None, explain: bool = False
     ) -> QueryResult:
-        """Run one read-only SELECT over `logs` (and the other lake tables) and fetch at most `limit` rows."""
-        tree = check_select(sql)
+        """Run one read-only SELECT over `logs` (and the other lake and live tables); fetch at most `limit` rows."""
+        tree = check_select(sql, self.table_names)
         cap = self.limits.max_rows if limit is None else max(0, min(limit, self.limits.max_rows))
         limit_s = self.limits.timeout_seconds  # a request may ask for less time, never more
         timeout = limit_s if timeout_seconds is None else min(timeout_seconds, limit_s)
@@ -168,11 +179,16 @@ class QueryEngine:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _connections(self, count: int) -> queue.Queue[duckdb.DuckDBPyConnection]:
+    def _connections(
+        self, count: int, live_tables: tuple[LiveTable, ...] = ()
+    ) -> queue.Queue[duckdb.DuckDBPyConnection]:
+        """`count` connections, each with `live_tables` (once: each scan reads them afresh)."""
         pool: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
         for _ in range(count):
             cursor = self._db.cursor()
             cursor.execute("PRAGMA enable_profiling = 'no_output'")
+            for table in live_tables:
+                cursor.register(table.name, LiveRows(table))
             pool.put(cursor)
         return pool
 
@@ -339,6 +355,18 @@ class QueryEngine:
         )
         cursor.register(f"_lake_{table.name}", dataset)
         return f"_lake_{table.name}"
+
+
+class LiveRows:
+    """A live table for DuckDB as an Arrow stream (the PyCapsule stream protocol): each scan asks for a
+    new stream, which reads the table's source afresh. Asking for the schema alone reads nothing."""
+
+    def __init__(self, table: LiveTable) -> None:
+        self._table = table
+
+    def __arrow_c_stream__(self, requested_schema: object = None) -> object:
+        reader = pa.RecordBatchReader.from_batches(self._table.schema, self._table.batches())
+        return reader.__arrow_c_stream__(requested_schema)
 
 
 def _dataset_schema(table: LakeTable) -> pa.Schema:

@@ -13,6 +13,7 @@ import functools
 import json
 import re
 import threading
+from collections.abc import Collection
 from typing import Any
 
 import duckdb
@@ -30,8 +31,8 @@ class QueryError(Exception):
 
 
 ACCESS_HINT = (
-    "queries may read only the lake's tables (GET /tables lists them) and the names their own WITH "
-    "clauses define; files, URLs, settings, the engine's catalog and extensions are off limits"
+    "queries may read only the tables GET /tables lists and the names their own WITH clauses define; "
+    "files, URLs, settings, the engine's catalog and extensions are off limits"
 )
 
 
@@ -45,8 +46,9 @@ def _message(error: Exception) -> str:
     return _SET_ADVICE.sub("", text).strip()
 
 
-def check_select(sql: str) -> dict:
-    """Accept exactly one SELECT statement (WITH ... SELECT included) that reads only the lake's tables;
+def check_select(sql: str, tables: Collection[str] = tuple(TABLES)) -> dict:
+    """Accept exactly one SELECT statement (WITH ... SELECT included) that reads only `tables` (by
+    default the lake's; users' queries on the local engine may read its live tables too, rules may not);
     return its parse tree. DuckDB's own sandbox (query.py) stops file access anyway; refusing
     here too gives a clear message and keeps files under the lake (also retired ones) out of reach."""
     if not sql.strip():
@@ -63,7 +65,8 @@ def check_select(sql: str) -> dict:
             "only SELECT queries are allowed; the query API cannot change data, settings, files or extensions",
         )
     tree = parse_tree(sql)
-    _refuse_outside_tables(tree, frozenset(TABLES))
+    names = frozenset(t.lower() for t in tables)
+    _refuse_outside_tables(tree, names, names)
     return tree
 
 
@@ -113,22 +116,23 @@ def catalog_functions() -> frozenset[str]:
     return frozenset(name.lower() for (name,) in rows.fetchall())
 
 
-def _refuse_outside_tables(node: Any, names: frozenset[str]) -> None:
-    """Walk the parse tree; `names` are the (lower-case) table and WITH names in scope. A WITH name is
-    in scope in its query and the later WITH clauses of the same list, as DuckDB binds it: out of its
-    scope (or in its own, not recursive, definition) the same name means the engine's catalog."""
+def _refuse_outside_tables(node: Any, names: frozenset[str], tables: frozenset[str]) -> None:
+    """Walk the parse tree; `names` are the (lower-case) table and WITH names in scope, `tables` the
+    tables alone. A WITH name is in scope in its query and the later WITH clauses of the same list, as
+    DuckDB binds it: out of its scope (or in its own, not recursive, definition) the same name means
+    the engine's catalog."""
     if isinstance(node, list):
         for item in node:
-            _refuse_outside_tables(item, names)
+            _refuse_outside_tables(item, names, tables)
         return
     if not isinstance(node, dict):
         return
     ctes = (node.get("cte_map") or {}).get("map")
     if ctes:
         for cte in ctes:
-            _refuse_outside_tables(cte["value"], names)
+            _refuse_outside_tables(cte["value"], names, tables)
             names = names | {cte["key"].lower()}
-        _refuse_outside_tables({k: v for k, v in node.items() if k != "cte_map"}, names)
+        _refuse_outside_tables({k: v for k, v in node.items() if k != "cte_map"}, names, tables)
         return
     kind = node.get("type")
     if kind == "RECURSIVE_CTE_NODE":
@@ -139,7 +143,10 @@ def _refuse_outside_tables(node: Any, names: frozenset[str]) -> None:
             qualified = ".".join(node.get("qualified_name", {}).get("path", [name]))
             raise QueryError("forbidden", f"{qualified!r}: name tables without a schema or catalog; {ACCESS_HINT}")
         if name.lower() not in names:
-            raise QueryError("forbidden", f"{name!r} is not a table here: {ACCESS_HINT}")
+            raise QueryError(
+                "forbidden",
+                f"{name!r} is not a table here (the tables here: {', '.join(sorted(tables))}); {ACCESS_HINT}",
+            )
     elif kind == "TABLE_FUNCTION":
         name = node.get("function", {}).get("function_name", "")
         if name.lower() not in ALLOWED_TABLE_FUNCTIONS:
@@ -149,7 +156,7 @@ def _refuse_outside_tables(node: Any, names: frozenset[str]) -> None:
     elif node.get("class") == "FUNCTION":
         _refuse_function(node)
     for value in node.values():
-        _refuse_outside_tables(value, names)
+        _refuse_outside_tables(value, names, tables)
 
 
 def _refuse_function(node: dict) -> None:

@@ -3,11 +3,15 @@
 One registry serves every reader: the DuckDB query engine (`logs`), `GET /tables`, and the
 Athena/Glue DDL, so a column added here appears everywhere at once. Later tables (Amplify access
 logs) register the same way.
+
+A LiveTable is not in the lake: the local engine reads it from its own database at each query (the
+alerts of alerts.db), so it is always current; rules and Athena do not see it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
@@ -17,6 +21,8 @@ _SQL_TYPES = {
     "string": "VARCHAR",
     "int64": "BIGINT",
     "timestamp[ms]": "TIMESTAMP",
+    "timestamp[us]": "TIMESTAMP",
+    "list<item: string>": "VARCHAR[]",
     "double": "DOUBLE",
     "int32": "INTEGER",
     "date32[day]": "DATE",
@@ -117,3 +123,18 @@ AMPLIFY_ACCESS_TABLE = LakeTable(
 )
 
 TABLES: dict[str, LakeTable] = {t.name: t for t in (APP_LOGS_TABLE, AMPLIFY_ACCESS_TABLE)}
+
+
+@dataclass(frozen=True)
+class LiveTable:
+    """A table the local query engine reads from its source at each scan: `batches` gives all of its
+    rows afresh at each call, as record batches of `schema` (DuckDB scans a table once per mention)."""
+
+    name: str
+    columns: tuple[Column, ...]
+    description: str
+    batches: Callable[[], Iterator[pa.RecordBatch]] = field(compare=False, repr=False)
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema([(c.name, c.type) for c in self.columns])

@@ -18,6 +18,8 @@ import yaml
 
 from loglake.config_files import ROOT, problems_of
 from loglake.lake.sql_guard import QueryError, check_select
+from loglake.lake.tables import TABLES
+from loglake.rules.anomaly import NUMBER_TYPE, AnomalyBody, AnomalyProblem, group_columns, metric_query, samples_of
 from loglake.rules.model import Options, Problem, Rule, RuleMeta, RuleTest, SqlRuleBody
 from loglake.rules.plan import (
     QUERY_PARAMETERS,
@@ -32,6 +34,7 @@ from loglake.rules.plan import (
 )
 from loglake.rules.schedule import Interval, ScheduleError, parse_schedule
 from loglake.rules.sigma_rules import SigmaProblems, convert, detection_problems, primary_document
+from loglake.rules.sources import BY_TABLE, quote_name
 from loglake.rules.templates import RULE_VALUES, placeholders
 from loglake.times import parse_duration
 
@@ -135,6 +138,10 @@ def _read_yaml(path: Path) -> list[dict[str, Any]]:
 
 
 def _rule_of(documents: list[dict[str, Any]], path: Path, binder: Binder) -> Rule:
+    if any("type" in d for d in documents):
+        if len(documents) > 1:
+            raise _Problems([("", "an anomaly rule is one YAML document")])
+        return _anomaly_rule(documents[0], path, binder)
     if any("query" in d for d in documents):
         if len(documents) > 1:
             raise _Problems([("", "a SQL rule is one YAML document")])
@@ -197,6 +204,58 @@ def _sql_rule(document: dict[str, Any], path: Path, binder: Binder) -> Rule:
     sql = rows_plan(query, tables, groups, options.threshold, options.evidence, timed="timestamp" in columns)
     plan = _checked(sql, query, 0, groups, binder, "query")
     return _build(meta, options, tests, plan, "sql", path, "")
+
+
+def _anomaly_rule(document: dict[str, Any], path: Path, binder: Binder) -> Rule:
+    """An anomaly rule (anomaly.py): like a SQL rule, its facts, options and body side by side."""
+    option_fields = _fields_of(Options)
+    body_fields = _fields_of(AnomalyBody)
+    known = _META_FIELDS | option_fields | body_fields | {"tests"}
+    problems = [(str(k), f"unknown field ({', '.join(sorted(known))})") for k in sorted(set(document) - known, key=str)]
+    meta, options, tests, more = _common(
+        _part(document, _META_FIELDS), _part(document, option_fields), document.get("tests", []), ""
+    )
+    body_doc = _part(document, body_fields)
+    problems += more + _problems_at(body_doc, AnomalyBody, "")
+    if problems or meta is None or options is None:
+        raise _Problems(problems)
+    body = msgspec.convert(body_doc, AnomalyBody)
+    if options.threshold != 1:
+        raise _Problems([("threshold", "does not apply to an anomaly rule: sensitivity and min_volume decide")])
+    lookback_ms = _lookback_ms(options)
+    try:
+        period_ms, samples = samples_of(body, lookback_ms)
+        groups = group_columns(BY_TABLE[body.metric.table], options.group_by)
+    except AnomalyProblem as e:
+        raise _Problems([(e.field, str(e))]) from None
+    table = quote_name(body.metric.table)
+    for where, sql in (
+        ("metric.where", f"SELECT 1 FROM {table} WHERE {body.metric.where}" if body.metric.where else None),
+        ("metric.value", f"SELECT {', '.join([*groups, f'({body.metric.value}) AS value'])} FROM {table} GROUP BY ALL"),
+    ):
+        if sql is not None:
+            try:
+                types = binder.types(sql, parameters_of(check_select(sql)))
+            except QueryError as e:
+                raise _Problems([(where, e.message)]) from None
+            if where == "metric.value" and not NUMBER_TYPE.fullmatch(types["value"]):
+                raise _Problems([(where, f"gives {types['value']}: a metric is a number, such as count(*)")])
+    query = metric_query(body, options.group_by, period_ms, samples)
+    tables = (TABLES[body.metric.table],)
+    sql = rows_plan(query, tables, tuple(options.group_by), 1, options.evidence, timed=True)
+    plan = _checked(sql, query, period_ms * samples, tuple(options.group_by), binder, "metric")
+    return _build(meta, options, tests, plan, "anomaly", path, "")
+
+
+def _lookback_ms(options: Options) -> int:
+    """The lookback as _build reads it (0 when it cannot tell: _build names the problem)."""
+    if options.lookback is not None:
+        return parse_duration(options.lookback)
+    try:
+        schedule = parse_schedule(options.schedule)
+    except ScheduleError:
+        return 0
+    return schedule.ms if isinstance(schedule, Interval) else 0
 
 
 def _fields_of(kind: type[msgspec.Struct]) -> set[str]:

@@ -107,6 +107,7 @@ class Options(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     enabled: bool = True
     alert_title: str | None = None  # a template; default: the rule's title
     evidence: Annotated[int, msgspec.Meta(ge=1, le=MAX_EVIDENCE)] = DEFAULT_EVIDENCE  # rows kept per alert
+    resolve_after: Duration | None = None  # resolve an alert whose condition has been clear this long
 
 
 class RuleTest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -150,9 +150,13 @@ class Binder:
 
     def columns(self, sql: str, parameters: Iterable[str]) -> list[str]:
         """The names of the columns `sql` answers; QueryError with DuckDB's message if it cannot run."""
+        return list(self.types(sql, parameters))
+
+    def types(self, sql: str, parameters: Iterable[str]) -> dict[str, str]:
+        """The columns `sql` answers and their SQL types; QueryError if it cannot run."""
         moment = datetime(2026, 1, 1)
         try:
             result = self._db.execute(sql, {name: moment for name in parameters})
         except duckdb.Error as e:
             raise QueryError("invalid_query", str(e).split("\n\nLINE")[0]) from None
-        return [d[0] for d in result.description or []]
+        return {d[0]: str(d[1]) for d in result.description or []}

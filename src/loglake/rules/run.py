@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loglake.lake.query import QueryEngine, TimeRange
-from loglake.lake.query_answers import QueryBusy, json_value
+from loglake.lake.query_answers import QueryBusy, QueryResult, json_value
 from loglake.lake.sql_guard import QueryError
 from loglake.rules.model import Rule
 from loglake.rules.plan import COUNT, FIRST, LAST, RESERVED_PREFIX
@@ -44,8 +44,8 @@ class Match:
             "dedup_key": self.dedup_key,
             "group": self.group,
             "count": self.count,
-            "first_seen": _iso(self.first_ms),
-            "last_seen": _iso(self.last_ms),
+            "first_seen": iso(self.first_ms),
+            "last_seen": iso(self.last_ms),
             "suppressed": self.suppressed,
             "evidence": self.evidence,
         }
@@ -67,25 +67,34 @@ class RunResult:
 
 def run_rule(rule: Rule, engine: QueryEngine, since_ms: int, until_ms: int, now_ms: int | None = None) -> RunResult:
     """The rule's matches over [since_ms, until_ms); suppressions are judged at `now_ms` (default: now)."""
-    if until_ms <= since_ms:
-        raise ValueError(f"the window must end after it starts ({since_ms} >= {until_ms})")
-    read_since_ms = max(0, since_ms - rule.plan.reach_ms)
-    values = {"since": since_ms, "until": until_ms, "read_since": read_since_ms}
-    params = {name: _naive_utc(values[name]) for name in rule.plan.parameters}
-    window = TimeRange(read_since_ms, until_ms)
+    params, window = run_parameters(rule, since_ms, until_ms)
     try:
         result = engine.run_saved(rule.plan.executed, params, window, engine.limits.max_rows, rule.plan.tables)
     except QueryError as e:
         raise RuleRunError(f"rule {rule.id} ({rule.path}): {e.message}") from None
     except QueryBusy as e:
         raise RuleRunError(f"rule {rule.id}: {e}") from None
+    return result_of(rule, since_ms, until_ms, result, now_ms)
+
+
+def run_parameters(rule: Rule, since_ms: int, until_ms: int) -> tuple[dict[str, datetime], TimeRange]:
+    """The parameters of a run's SQL over [since_ms, until_ms), and the time it reads."""
+    if until_ms <= since_ms:
+        raise ValueError(f"the window must end after it starts ({since_ms} >= {until_ms})")
+    read_since_ms = max(0, since_ms - rule.plan.reach_ms)
+    values = {"since": since_ms, "until": until_ms, "read_since": read_since_ms}
+    return {name: naive_utc(values[name]) for name in rule.plan.parameters}, TimeRange(read_since_ms, until_ms)
+
+
+def result_of(rule: Rule, since_ms: int, until_ms: int, result: QueryResult, now_ms: int | None) -> RunResult:
+    """A run's matches from the rows its SQL answered."""
     names = [name for name, _ in result.columns]
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in result.rows:
         record = dict(zip(names, row, strict=True))
         groups.setdefault(tuple(json_value(record[g]) for g in rule.plan.group_fields), []).append(record)
     now = int(time.time() * 1000) if now_ms is None else now_ms
-    matches = [_match(rule, key, rows, now) for key, rows in groups.items()]
+    matches = [match_of(rule, key, rows, now) for key, rows in groups.items()]
     return RunResult(
         rule.id,
         since_ms,
@@ -100,7 +109,9 @@ def run_rule(rule: Rule, engine: QueryEngine, since_ms: int, until_ms: int, now_
     )
 
 
-def _match(rule: Rule, key: tuple, rows: list[dict[str, Any]], now_ms: int) -> Match:
+def match_of(rule: Rule, key: tuple, rows: list[dict[str, Any]], now_ms: int) -> Match:
+    """The match of a group (`key`: its values) from its rows of a run's SQL (each with the count,
+    first and last columns of plan.py); suppressions judged at `now_ms`."""
     group = dict(zip(rule.plan.group_fields, key, strict=True))
     count = int(rows[0][COUNT])
     title = render(rule.options.alert_title or rule.title, rule, group, count)
@@ -112,25 +123,25 @@ def _match(rule: Rule, key: tuple, rows: list[dict[str, Any]], now_ms: int) -> M
         dedup_key,
         group,
         count,
-        _ms(rows[0][FIRST]),
-        _ms(rows[0][LAST]),
+        epoch_ms(rows[0][FIRST]),
+        epoch_ms(rows[0][LAST]),
         [{k: json_value(v) for k, v in r.items() if not k.startswith(RESERVED_PREFIX)} for r in rows],
         None if suppressed is None else (suppressed.reason or "suppressed") + _until(suppressed.until_ms()),
     )
 
 
-def _naive_utc(ms: int) -> datetime:
+def naive_utc(ms: int) -> datetime:
     """As DuckDB's TIMESTAMP columns compare: UTC without a zone."""
     return datetime.fromtimestamp(ms / 1000, UTC).replace(tzinfo=None)
 
 
-def _ms(value: datetime | None) -> int | None:
+def epoch_ms(value: datetime | None) -> int | None:
     return None if value is None else int(value.replace(tzinfo=UTC).timestamp() * 1000)
 
 
-def _iso(ms: int | None) -> str | None:
-    return None if ms is None else json_value(_naive_utc(ms))
+def iso(ms: int | None) -> str | None:
+    return None if ms is None else json_value(naive_utc(ms))
 
 
 def _until(ms: int | None) -> str:
-    return "" if ms is None else f" (until {_iso(ms)})"
+    return "" if ms is None else f" (until {iso(ms)})"

@@ -1,0 +1,254 @@
+"""A rule run's matches made alerts, in the caller's write transaction (the one that moves the rule's
+window, see rules/scheduler.py), each change with its `alert_events` row.
+
+- The threshold is the rule's SQL's (run.py: a group matches with at least `threshold` rows).
+- Dedup: a match joins the alert of its rule and dedup key whose first window started less than the
+  rule's dedup window before the match's window, unless it was resolved. It updates the alert's count,
+  last seen, window and evidence (the newest `evidence` rows) and appends an `update` event when the
+  match brings records the alert has not seen; otherwise the alert only notes that its condition still
+  held (its window end). A match with no alert to join makes one and appends a `trigger` event.
+- Count: the sum of the matches' counts; when a run's window overlaps the alert's (a lookback longer
+  than the schedule reads the same records again), the larger of the two, so records are not counted twice.
+- Suppression: a suppressed match makes (or joins) an alert of status `suppressed`, without events.
+- Auto-resolve: with the rule's `resolve_after`, an open or acknowledged alert whose condition has
+  not held (no match of its key) for that long in the rule's windows is resolved.
+- A rule that keeps failing raises an alert of its own (`rule_failing`), resolved when it runs again.
+Status changes go through the alert store's `change_status`, which appends their events.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from loglake.alerts.store import change_status
+from loglake.ids import format_uuid, uuid7_bytes
+from loglake.rules.model import Rule
+from loglake.rules.run import Match, RunResult
+from loglake.times import parse_duration
+
+FAILING_LEVEL = "high"
+FAILING_TAG = "loglake.rule-failing"
+BY_RULE = "rule"  # who changed an alert's status when the engine did it (as the alert store names it)
+_OPEN = ("open", "acknowledged")
+
+
+def apply_matches(conn: sqlite3.Connection, rule: Rule, result: RunResult, now_ms: int) -> int:
+    """Make or update the alerts of a run's matches (see the module's notes); how many alerts it made."""
+    made = 0
+    for match in result.matches:
+        found = _joinable(conn, rule, match, result.since_ms)
+        if found is None:
+            _insert(conn, rule, match, result, now_ms)
+            made += 1
+        else:
+            _update(conn, rule, found, match, result, now_ms)
+    return made
+
+
+def failing_key(rule_id: str) -> str:
+    return f"loglake:rule-failing:{rule_id}"
+
+
+def rule_failing(
+    conn: sqlite3.Connection, rule: Rule, error: str, failures: int, since_ms: int, until_ms: int, now_ms: int
+) -> None:
+    """Raise (or update) the rule's own alert: it failed `failures` runs in a row."""
+    evidence = [{"error": error, "failures": failures, "file": str(rule.path), "at_ms": now_ms}]
+    found = conn.execute(
+        "SELECT id, evidence FROM alerts WHERE rule_id = ? AND dedup_key = ? AND status IN (?, ?)",
+        (rule.id, failing_key(rule.id), *_OPEN),
+    ).fetchone()
+    if found is None:
+        alert_id = _new_alert(
+            conn,
+            rule,
+            status="open",
+            title=f"Rule failing: {rule.title}",
+            level=FAILING_LEVEL,
+            tags=[FAILING_TAG],
+            dedup_key=failing_key(rule.id),
+            group={"rule_id": rule.id},
+            seen=(since_ms, until_ms),
+            count=failures,
+            window=(since_ms, until_ms),
+            evidence=evidence,
+            destinations=None,
+            now_ms=now_ms,
+        )
+        _event(conn, alert_id, "trigger", now_ms)
+        return
+    kept = (_json(found[1]) + evidence)[-rule.options.evidence :]
+    conn.execute(
+        "UPDATE alerts SET match_count = ?, last_seen_ms = ?, window_end_ms = ?, evidence = ?, updated_ms = ?"
+        " WHERE id = ?",
+        (failures, until_ms, until_ms, _text(kept), now_ms, found[0]),
+    )
+    _event(conn, found[0], "update", now_ms)
+
+
+def rule_recovered(conn: sqlite3.Connection, rule: Rule, now_ms: int) -> None:
+    """Resolve the rule's failing alert (if one is open): it ran again."""
+    found = conn.execute(
+        "SELECT id FROM alerts WHERE rule_id = ? AND dedup_key = ? AND status IN (?, ?)",
+        (rule.id, failing_key(rule.id), *_OPEN),
+    ).fetchone()
+    if found is not None:
+        change_status(conn, found[0], "resolved", BY_RULE, "the rule ran again", now_ms)
+
+
+def resolve_cleared(conn: sqlite3.Connection, rule: Rule, until_ms: int, now_ms: int) -> None:
+    """With the rule's `resolve_after`: resolve its open and acknowledged alerts whose condition last
+    held (the end of the last window that matched) that long before `until_ms`."""
+    if rule.options.resolve_after is None:
+        return
+    clear_ms = parse_duration(rule.options.resolve_after)
+    found = conn.execute(
+        "SELECT id FROM alerts WHERE rule_id = ? AND status IN (?, ?) AND dedup_key != ? AND window_end_ms <= ?",
+        (rule.id, *_OPEN, failing_key(rule.id), until_ms - clear_ms),
+    ).fetchall()
+    note = f"its condition has been clear for {rule.options.resolve_after}"
+    for (alert_id,) in found:
+        change_status(conn, alert_id, "resolved", BY_RULE, note, now_ms)
+
+
+def _joinable(conn: sqlite3.Connection, rule: Rule, match: Match, since_ms: int) -> tuple | None:
+    statuses = ("suppressed",) if match.suppressed else _OPEN
+    marks = ", ".join("?" * len(statuses))
+    return conn.execute(
+        "SELECT id, status, match_count, first_seen_ms, last_seen_ms, window_start_ms, window_end_ms, evidence"
+        f" FROM alerts WHERE rule_id = ? AND dedup_key = ? AND status IN ({marks}) AND window_start_ms > ?"
+        " ORDER BY window_start_ms DESC LIMIT 1",
+        (rule.id, match.dedup_key, *statuses, since_ms - rule.dedup_window_ms),
+    ).fetchone()
+
+
+def _insert(conn: sqlite3.Connection, rule: Rule, match: Match, result: RunResult, now_ms: int) -> None:
+    first, last = _seen(match, result)
+    alert_id = _new_alert(
+        conn,
+        rule,
+        status="suppressed" if match.suppressed else "open",
+        title=match.title,
+        level=rule.level,
+        tags=list(rule.tags),
+        dedup_key=match.dedup_key,
+        group=match.group,
+        seen=(first, last),
+        count=match.count,
+        window=(result.since_ms, result.until_ms),
+        evidence=match.evidence[-rule.options.evidence :],
+        destinations=list(rule.options.destinations) or None,
+        now_ms=now_ms,
+        query=result.sql,
+        note=match.suppressed,
+    )
+    if not match.suppressed:
+        _event(conn, alert_id, "trigger", now_ms)
+
+
+def _update(conn: sqlite3.Connection, rule: Rule, found: tuple, match: Match, result: RunResult, now_ms: int) -> None:
+    alert_id, status, count, first_seen, last_seen, window_start, window_end, evidence = found
+    first, last = _seen(match, result)
+    if last <= last_seen:  # the same records again (an overlapping lookback): the condition held till here
+        still = "UPDATE alerts SET window_end_ms = max(window_end_ms, ?) WHERE id = ?"
+        conn.execute(still, (result.until_ms, alert_id))
+        return
+    overlaps = result.since_ms < window_end
+    kept = _merged(_json(evidence), match.evidence, rule.options.evidence)
+    conn.execute(
+        "UPDATE alerts SET match_count = ?, first_seen_ms = ?, last_seen_ms = ?, window_start_ms = ?,"
+        " window_end_ms = ?, evidence = ?, title = ?, updated_ms = ? WHERE id = ?",
+        (
+            max(count, match.count) if overlaps else count + match.count,
+            min(first_seen, first),
+            max(last_seen, last),
+            min(window_start, result.since_ms),
+            max(window_end, result.until_ms),
+            _text(kept),
+            match.title,
+            now_ms,
+            alert_id,
+        ),
+    )
+    if status != "suppressed":
+        _event(conn, alert_id, "update", now_ms)
+
+
+def _merged(old: list[dict[str, Any]], new: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
+    """The newest `keep` rows of both, each once (an overlapping lookback returns rows already kept)."""
+    seen = {_text(row) for row in old}
+    return (old + [row for row in new if _text(row) not in seen])[-keep:]
+
+
+def _seen(match: Match, result: RunResult) -> tuple[int, int]:
+    """The match's first and last record, or its window when its rows have no time."""
+    first = result.since_ms if match.first_ms is None else match.first_ms
+    last = result.until_ms if match.last_ms is None else match.last_ms
+    return first, last
+
+
+def _new_alert(
+    conn: sqlite3.Connection,
+    rule: Rule,
+    *,
+    status: str,
+    title: str,
+    level: str,
+    tags: list[str],
+    dedup_key: str,
+    group: dict[str, Any],
+    seen: tuple[int, int],
+    count: int,
+    window: tuple[int, int],
+    evidence: list[dict[str, Any]],
+    destinations: list[str] | None,
+    now_ms: int,
+    query: str | None = None,
+    note: str | None = None,
+) -> str:
+    alert_id = format_uuid(uuid7_bytes(now_ms))
+    conn.execute(
+        "INSERT INTO alerts (id, rule_id, rule_title, title, level, tags, status, dedup_key, group_values,"
+        " first_seen_ms, last_seen_ms, match_count, window_start_ms, window_end_ms, evidence, query, runbook,"
+        " destinations, created_ms, updated_ms, status_by, status_note, status_ms)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            alert_id,
+            rule.id,
+            rule.title,
+            title,
+            level,
+            _text(tags),
+            status,
+            dedup_key,
+            _text(group),
+            *seen,
+            count,
+            *window,
+            _text(evidence),
+            rule.plan.sql if query is None else query,
+            rule.options.runbook,
+            None if destinations is None else _text(destinations),
+            now_ms,
+            now_ms,
+            BY_RULE if note else None,
+            note,
+            now_ms if note else None,
+        ),
+    )
+    return alert_id
+
+
+def _event(conn: sqlite3.Connection, alert_id: str, kind: str, now_ms: int) -> None:
+    conn.execute("INSERT INTO alert_events (alert_id, kind, at_ms) VALUES (?, ?, ?)", (alert_id, kind, now_ms))
+
+
+def _text(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _json(text: str) -> list[dict[str, Any]]:
+    return msgspec.json.decode(text)

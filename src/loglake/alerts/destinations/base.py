@@ -1,0 +1,226 @@
+"""What every destination shares: its settings in alerting.yml, the notice it formats, and how a send fails.
+
+A destination type is a config Struct (its fields in alerting.yml, its default events) with a `send`
+method that formats one notice in the service's own format and hands it over. A send either returns,
+or raises DeliveryFailed saying whether a later attempt may succeed (a timeout, a 429 or a 5xx) or
+cannot (a 400: the payload or the credentials are wrong, and retrying would only repeat it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from urllib.parse import urlsplit
+
+import msgspec
+
+from loglake.alerts.db import EVENT_KINDS
+from loglake.alerts.redact import RedactItem
+from loglake.alerts.secrets import SecretRef, Secrets, TextOrSecret
+from loglake.model import format_datetime
+from loglake.retry import retry_after_seconds
+from loglake.rules.model import Duration
+
+if TYPE_CHECKING:
+    import httpx
+
+EventKind = Annotated[
+    str,
+    msgspec.Meta(pattern=r"\A(?:" + "|".join(EVENT_KINDS) + r")\Z", description=f"one of {', '.join(EVENT_KINDS)}"),
+]
+# Statuses that mean "try again later" (RFC 9110: 408, 429 and the 5xx family; 501 and 505 will not change).
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 507, 509})
+MAX_ERROR_TEXT = 300
+
+
+class DestinationConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The settings every destination has, beside its type's own."""
+
+    type_name: ClassVar[str]
+    default_events: ClassVar[tuple[str, ...]]
+
+    redact: list[RedactItem] = msgspec.field(default_factory=list)  # before anything leaves the machine
+    events: list[EventKind] | None = None  # which alert events it gets; None: its type's default_events
+    timeout: Duration = "10s"  # per attempt (connect, and each read or write)
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=32)] = 2  # attempts in flight at once
+    attempts: Annotated[int, msgspec.Meta(ge=1, le=50)] = 8  # then dead-lettered
+
+    def takes(self, kind: str) -> bool:
+        return kind in (self.default_events if self.events is None else self.events)
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Problems msgspec cannot see (field, message): URLs written in the file, and the like."""
+        return []
+
+    def send(self, notice: Notice, context: SendContext) -> str | None:
+        """Deliver the notice; returns what to remember for later notices (a Jira issue key) or None."""
+        raise NotImplementedError
+
+
+def url_problem(value: TextOrSecret, what: str = "an http(s) URL") -> str | None:
+    """Why a URL written in the file is not one (a reference is checked when it is resolved)."""
+    if isinstance(value, SecretRef):
+        return None
+    return None if is_http_url(value) else f"is not {what}"
+
+
+def is_http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in text)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One alert event for one destination: what the payload is made of. `alert` is the alerts row as a
+    dict (JSON columns decoded), already redacted for this destination; `key` is the delivery's
+    idempotency key, the same on every attempt."""
+
+    key: str
+    destination: str
+    kind: str  # one of EVENT_KINDS
+    seq: int
+    at_ms: int
+    alert: dict[str, Any]
+    attempt: int  # 0 on the first attempt
+    remembered: str | None = None  # what an earlier send to this destination returned for this dedup key
+
+    @property
+    def headline(self) -> str:
+        """`[HIGH] Brute force on alice (resolved)`: level, title and what happened."""
+        after = {"trigger": "", "update": " (updated)", "acknowledge": " (acknowledged)", "resolve": " (resolved)"}
+        title = " ".join(self.alert["title"].split())  # one line: it becomes a mail subject, a Jira summary
+        return f"[{self.alert['level'].upper()}] {title}{after[self.kind]}"
+
+    def facts(self) -> list[tuple[str, str]]:
+        """The alert's facts as (label, text), in the order every chat and mail format shows them."""
+        alert = self.alert
+        facts = [
+            ("Level", alert["level"]),
+            ("Status", alert["status"]),
+            ("Rule", f"{alert['rule_title']} ({alert['rule_id']})"),
+            ("Matches", str(alert["match_count"])),
+            ("First seen", format_datetime(alert["first_seen_ms"])),
+            ("Last seen", format_datetime(alert["last_seen_ms"])),
+        ]
+        if alert["group_values"]:
+            facts.append(("Group", ", ".join(f"{k}={v}" for k, v in alert["group_values"].items())))
+        if alert["tags"]:
+            facts.append(("Tags", ", ".join(alert["tags"])))
+        # Who changed the status, if this event is that change: routed late, an acknowledgement finds
+        # the alert already resolved, and the resolver's name is not the acknowledger's.
+        if alert.get("status_by") and _STATUS_OF_EVENT.get(self.kind) == alert["status"]:
+            note = f": {alert['status_note']}" if alert.get("status_note") else ""
+            facts.append(("By", f"{alert['status_by']}{note}"))
+        facts.append(("Dedup key", alert["dedup_key"]))
+        return facts
+
+    def evidence_lines(self, limit: int) -> list[str]:
+        """The first `limit` evidence records, one compact line each."""
+        return [_evidence_line(record) for record in self.alert["evidence"][:limit]]
+
+
+_STATUS_OF_EVENT = {"acknowledge": "acknowledged", "resolve": "resolved"}
+
+
+def _evidence_line(record: Any) -> str:
+    if not isinstance(record, dict):
+        return json.dumps(record, ensure_ascii=False, default=str)
+    when = record.get("datetime") or (
+        format_datetime(record["timestamp"]) if isinstance(record.get("timestamp"), int) else ""
+    )
+    head = " ".join(str(record[k]) for k in ("service", "severity") if record.get(k) is not None)
+    message = record.get("message")
+    if message is None:
+        message = json.dumps(
+            {k: v for k, v in record.items() if k not in ("datetime", "timestamp")}, ensure_ascii=False, default=str
+        )
+    return " ".join(part for part in (when, head, str(message)) if part)
+
+
+class DeliveryFailed(Exception):
+    """A send that did not go through. `retryable`: a later attempt may succeed; `retry_after`: the
+    least wait the receiver asked for (seconds); `status`: the HTTP or SMTP reply code, if any."""
+
+    def __init__(
+        self, message: str, *, retryable: bool, retry_after: float | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+
+@dataclass
+class SendContext:
+    """What a send may use: secrets, the destination's HTTP client (made on first use) and the clock."""
+
+    secrets: Secrets
+    http: Callable[[], httpx.Client]
+    clock: Callable[[], float]
+    timeout: float  # seconds, for what does not go through `http` (SMTP)
+    resolved: list[str] = field(default_factory=list)  # setting values this send used, to scrub from errors
+
+    def secret(self, ref: TextOrSecret) -> str:
+        value = self.secrets.value(ref)
+        self.resolved.append(value)  # a URL written in the file is a credential too (Slack's, Teams')
+        return value
+
+    def url(self, ref: TextOrSecret, what: str) -> str:
+        """A URL setting's value, checked: one kept in a secret is seen only now."""
+        value = self.secret(ref)
+        if not is_http_url(value):
+            raise DeliveryFailed(f"the {what} in {ref} is not an http(s) URL", retryable=False)
+        return value
+
+    def post(
+        self, url: str, body: bytes, headers: dict[str, str], auth: tuple[str, str] | None = None
+    ) -> httpx.Response:
+        """POST, with a failed answer or transport error as DeliveryFailed (retryable or not)."""
+        import httpx
+
+        try:
+            response = self.http().post(url, content=body, headers=headers, auth=auth)
+        except httpx.TimeoutException:
+            raise DeliveryFailed("timed out", retryable=True) from None
+        except httpx.HTTPError as e:
+            raise DeliveryFailed(f"{type(e).__name__}: {e}", retryable=True) from None
+        if response.is_success:
+            return response
+        text = " ".join(response.text[:MAX_ERROR_TEXT].split())
+        message = f"HTTP {response.status_code}" + (f": {text}" if text else "")
+        retryable = response.status_code in RETRYABLE_STATUSES
+        retry_after = retry_after_seconds(response.headers.get("retry-after"), self.clock()) if retryable else None
+        raise DeliveryFailed(message, retryable=retryable, retry_after=retry_after, status=response.status_code)
+
+
+def json_body(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def alert_document(alert: dict[str, Any]) -> dict[str, Any]:
+    """The alert as JSON for other systems (the webhook body, PagerDuty's custom details): times as ISO-8601."""
+    return {
+        "id": alert["id"],
+        "rule_id": alert["rule_id"],
+        "rule_title": alert["rule_title"],
+        "title": alert["title"],
+        "level": alert["level"],
+        "tags": alert["tags"],
+        "status": alert["status"],
+        "dedup_key": alert["dedup_key"],
+        "group": alert["group_values"],
+        "first_seen": format_datetime(alert["first_seen_ms"]),
+        "last_seen": format_datetime(alert["last_seen_ms"]),
+        "match_count": alert["match_count"],
+        "window": {"start": format_datetime(alert["window_start_ms"]), "end": format_datetime(alert["window_end_ms"])},
+        "runbook": alert["runbook"],
+        "status_by": alert["status_by"],
+        "status_note": alert["status_note"],
+        "evidence": alert["evidence"],
+        "query": alert["query"],
+    }

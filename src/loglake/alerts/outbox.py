@@ -1,0 +1,332 @@
+"""The delivery outbox: one row per (alert event, destination), written before anything is sent.
+
+Routing reads `alert_events` after the outbox's cursor and, in ONE transaction, records the
+deliveries each event makes and moves the cursor past it: a crash before the commit routes the
+event again, a crash after it finds the rows (and the unique (event, destination) pair would refuse
+a second copy anyway). A delivery's id is its idempotency key, sent with every attempt.
+
+States: `pending` (due at next_attempt_ms), `sending` (an attempt under way), `sent`, `dead` (the
+last attempt failed, a receiver refused it for good, or its destination is not configured). One
+process delivers per data dir (the worker's lock), so a `sending` row found at start was cut short
+by a crash and is due again, with the same key. Deliveries of one dedup key to one destination go
+out in event order: a PagerDuty resolve never overtakes its trigger.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loglake.alerts.db import open_alerts_db
+from loglake.sqlitedb import Schema, migrate_schema, write_transaction
+
+if TYPE_CHECKING:
+    from loglake.alerts.routing import Routing
+
+DELIVERY_STATES = ("pending", "sending", "sent", "dead")
+ROUTE_BATCH = 500
+MAX_ERROR_CHARS = 500
+
+SCHEMA = Schema(
+    "delivery",
+    (
+        """
+        CREATE TABLE delivery_cursor (
+            name TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL               -- the last alert_events.seq routed
+        );
+        CREATE TABLE delivery_alerts (
+            event_seq INTEGER PRIMARY KEY,     -- an alert_events row that was routed somewhere
+            at_ms INTEGER NOT NULL,            -- when the event happened
+            alert TEXT NOT NULL                -- JSON: the alert as it was then, what every attempt sends
+        );
+        CREATE TABLE deliveries (
+            id TEXT PRIMARY KEY,               -- the idempotency key, the same on every attempt
+            event_seq INTEGER NOT NULL,
+            destination TEXT NOT NULL,
+            alert_id TEXT NOT NULL,
+            dedup_key TEXT NOT NULL,
+            kind TEXT NOT NULL,                -- the event: trigger, update, acknowledge, resolve
+            state TEXT NOT NULL,               -- one of DELIVERY_STATES
+            attempts INTEGER NOT NULL,
+            next_attempt_ms INTEGER NOT NULL,
+            created_ms INTEGER NOT NULL,
+            updated_ms INTEGER NOT NULL,
+            last_error TEXT,
+            last_status INTEGER,               -- the receiver's last HTTP or SMTP status
+            UNIQUE (event_seq, destination)
+        );
+        CREATE INDEX deliveries_due ON deliveries (state, destination, next_attempt_ms);
+        CREATE INDEX deliveries_in_order ON deliveries (destination, dedup_key, event_seq);
+        CREATE INDEX deliveries_by_alert ON deliveries (alert_id);
+        CREATE TABLE delivery_memory (
+            destination TEXT NOT NULL,
+            dedup_key TEXT NOT NULL,
+            value TEXT NOT NULL,               -- what the destination keeps per dedup key (a Jira issue key)
+            PRIMARY KEY (destination, dedup_key)
+        ) WITHOUT ROWID
+        """,
+    ),
+)
+_CURSOR = "alert_events"
+_COLUMNS = (
+    "rowid, id, event_seq, destination, alert_id, dedup_key, kind, state, attempts, next_attempt_ms,"
+    " created_ms, updated_ms, last_error, last_status"
+)
+# A pending delivery that may go: no earlier delivery of its dedup key to its destination waits or is under way.
+_READY = (
+    "d.state = 'pending' AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.destination = d.destination"
+    " AND e.dedup_key = d.dedup_key AND e.event_seq < d.event_seq AND e.state IN ('pending', 'sending'))"
+)
+_ALERT_JSON = ("tags", "group_values", "evidence", "destinations")
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    rowid: int
+    id: str
+    event_seq: int
+    destination: str
+    alert_id: str
+    dedup_key: str
+    kind: str
+    state: str
+    attempts: int
+    next_attempt_ms: int
+    created_ms: int
+    updated_ms: int
+    last_error: str | None
+    last_status: int | None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery taken for an attempt: its row, the alert it sends, and the destination's memory of the key."""
+
+    row: DeliveryRow
+    alert: dict[str, Any]
+    at_ms: int
+    remembered: str | None
+
+
+class Outbox:
+    """The outbox tables in `<data>/alerts.db`; thread-safe (one connection behind a lock)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._conn = open_alerts_db(data_dir)
+        migrate_schema(self._conn, SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- routing ----------------------------------------------------------------------------------
+
+    def route(self, routing: Routing, now_ms: int, batch: int = ROUTE_BATCH) -> int:
+        """Record the deliveries of the next events after the cursor and move it past them, in one
+        transaction; the number of events routed (0: none were waiting)."""
+        if not self._events_waiting():  # the usual answer, without taking the database's write lock
+            return 0
+        with self._lock, write_transaction(self._conn) as conn:
+            cursor = _cursor(conn)
+            # LEFT JOIN: an event whose alert is gone (deleted since) is passed over, not waited for.
+            events = conn.execute(
+                "SELECT e.seq, e.kind, e.at_ms, a.* FROM alert_events e LEFT JOIN alerts a ON a.id = e.alert_id"
+                " WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
+                (cursor, batch),
+            )
+            names = [d[0] for d in events.description]
+            rows = events.fetchall()
+            for values in rows:
+                seq, kind, at_ms = values[:3]
+                alert = dict(zip(names[3:], values[3:], strict=True))
+                if alert["id"] is None:
+                    continue
+                alert = _decoded(alert)
+                targets = routing.targets(alert, kind)
+                if not targets:
+                    continue
+                conn.execute(
+                    "INSERT OR IGNORE INTO delivery_alerts (event_seq, at_ms, alert) VALUES (?, ?, ?)",
+                    (seq, at_ms, json.dumps(alert)),
+                )
+                for name in targets:
+                    known = name in routing.destinations
+                    conn.execute(
+                        "INSERT OR IGNORE INTO deliveries (id, event_seq, destination, alert_id, dedup_key, kind,"
+                        " state, attempts, next_attempt_ms, created_ms, updated_ms, last_error)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+                        (
+                            str(uuid.uuid4()),
+                            seq,
+                            name,
+                            alert["id"],
+                            alert["dedup_key"],
+                            kind,
+                            "pending" if known else "dead",
+                            now_ms,
+                            now_ms,
+                            now_ms,
+                            None if known else _not_configured(name),
+                        ),
+                    )
+            if rows:
+                conn.execute(
+                    "INSERT INTO delivery_cursor (name, seq) VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+                    (_CURSOR, rows[-1][0]),
+                )
+        return len(rows)
+
+    def _events_waiting(self) -> bool:
+        with self._lock:
+            cursor = _cursor(self._conn)
+            return (
+                self._conn.execute("SELECT 1 FROM alert_events WHERE seq > ? LIMIT 1", (cursor,)).fetchone() is not None
+            )
+
+    # -- attempts ---------------------------------------------------------------------------------
+
+    def recover(self, now_ms: int) -> int:
+        """Make attempts a crash cut short due again (call holding the delivery lock, before claiming)."""
+        with self._lock, write_transaction(self._conn) as conn:
+            return conn.execute(
+                "UPDATE deliveries SET state = 'pending', next_attempt_ms = ?, updated_ms = ? WHERE state = 'sending'",
+                (now_ms, now_ms),
+            ).rowcount
+
+    def dead_letter_unconfigured(self, routing: Routing, now_ms: int) -> int:
+        """Waiting deliveries to destinations the file no longer defines can never go: dead-letter them."""
+        with self._lock, write_transaction(self._conn) as conn:
+            names = [r[0] for r in conn.execute("SELECT DISTINCT destination FROM deliveries WHERE state = 'pending'")]
+            gone = [n for n in names if n not in routing.destinations]
+            for name in gone:
+                conn.execute(
+                    "UPDATE deliveries SET state = 'dead', updated_ms = ?, last_error = ?"
+                    " WHERE state = 'pending' AND destination = ?",
+                    (now_ms, _not_configured(name), name),
+                )
+            return len(gone)
+
+    def claim(self, destination: str, limit: int, now_ms: int) -> list[Claimed]:
+        """Up to `limit` due deliveries to `destination`, marked `sending`: none whose dedup key has an
+        earlier delivery to it still waiting or under way."""
+        if limit <= 0:
+            return []
+        with self._lock, write_transaction(self._conn) as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM deliveries d WHERE {_READY} AND destination = ? AND next_attempt_ms <= ?"
+                " ORDER BY next_attempt_ms, event_seq LIMIT ?",
+                (destination, now_ms, limit),
+            ).fetchall()
+            claimed = []
+            for values in rows:
+                row = DeliveryRow(*values)
+                conn.execute("UPDATE deliveries SET state = 'sending', updated_ms = ? WHERE id = ?", (now_ms, row.id))
+                at_ms, alert = conn.execute(
+                    "SELECT at_ms, alert FROM delivery_alerts WHERE event_seq = ?", (row.event_seq,)
+                ).fetchone()
+                remembered = conn.execute(
+                    "SELECT value FROM delivery_memory WHERE destination = ? AND dedup_key = ?",
+                    (destination, row.dedup_key),
+                ).fetchone()
+                claimed.append(Claimed(row, json.loads(alert), at_ms, remembered[0] if remembered else None))
+            return claimed
+
+    def sent(self, row: DeliveryRow, now_ms: int, remember: str | None = None) -> None:
+        with self._lock, write_transaction(self._conn) as conn:
+            conn.execute(
+                "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, updated_ms = ?, last_error = NULL"
+                " WHERE id = ?",
+                (now_ms, row.id),
+            )
+            if remember is not None:
+                conn.execute(
+                    "INSERT INTO delivery_memory (destination, dedup_key, value) VALUES (?, ?, ?)"
+                    " ON CONFLICT (destination, dedup_key) DO UPDATE SET value = excluded.value",
+                    (row.destination, row.dedup_key, remember),
+                )
+
+    def failed(self, row: DeliveryRow, now_ms: int, error: str, status: int | None, retry_at_ms: int | None) -> str:
+        """Record a failed attempt: due again at `retry_at_ms`, or (None) dead-lettered. The new state."""
+        state = "dead" if retry_at_ms is None else "pending"
+        with self._lock, write_transaction(self._conn) as conn:
+            conn.execute(
+                "UPDATE deliveries SET state = ?, attempts = attempts + 1, next_attempt_ms = ?, updated_ms = ?,"
+                " last_error = ?, last_status = ? WHERE id = ?",
+                (state, retry_at_ms or now_ms, now_ms, error[:MAX_ERROR_CHARS], status, row.id),
+            )
+        return state
+
+    def next_due_ms(self) -> int | None:
+        """When the next delivery that may go (no earlier one of its key waits) is due."""
+        with self._lock:
+            return self._conn.execute(f"SELECT min(next_attempt_ms) FROM deliveries d WHERE {_READY}").fetchone()[0]
+
+    def prune(self, before_ms: int) -> int:
+        """Forget sent and dead deliveries last changed before `before_ms`, and the alert copies no row needs."""
+        with self._lock, write_transaction(self._conn) as conn:
+            removed = conn.execute(
+                "DELETE FROM deliveries WHERE state IN ('sent', 'dead') AND updated_ms < ?", (before_ms,)
+            ).rowcount
+            conn.execute("DELETE FROM delivery_alerts WHERE event_seq NOT IN (SELECT event_seq FROM deliveries)")
+            return removed
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def waiting_by_destination(self) -> dict[str, int]:
+        """Deliveries not yet sent nor dead-lettered, per destination."""
+        with self._lock:
+            return dict(
+                self._conn.execute(
+                    "SELECT destination, count(*) FROM deliveries WHERE state IN ('pending', 'sending')"
+                    " GROUP BY destination"
+                ).fetchall()
+            )
+
+    def page(
+        self,
+        *,
+        state: str | None = None,
+        destination: str | None = None,
+        alert_id: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[DeliveryRow]:
+        """Deliveries newest first, filtered; `before` is the rowid of the last one of the previous page."""
+        where, params = [], []
+        for column, value in (("state", state), ("destination", destination), ("alert_id", alert_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if before is not None:
+            where.append("rowid < ?")
+            params.append(before)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM deliveries{clause} ORDER BY rowid DESC LIMIT ?", (*params, limit)
+            ).fetchall()
+        return [DeliveryRow(*values) for values in rows]
+
+
+def _cursor(conn: sqlite3.Connection) -> int:
+    found = conn.execute("SELECT seq FROM delivery_cursor WHERE name = ?", (_CURSOR,)).fetchone()
+    return found[0] if found else 0
+
+
+def _decoded(alert: dict[str, Any]) -> dict[str, Any]:
+    for name in _ALERT_JSON:
+        if alert[name] is not None:
+            alert[name] = json.loads(alert[name])
+    return alert
+
+
+def _not_configured(name: str) -> str:
+    return f"destination {name!r} is not defined in alerting.yml; define it, or take it out of the rule's destinations"

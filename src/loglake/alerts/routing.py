@@ -1,0 +1,208 @@
+"""Where alerts go: `<rules-dir>/alerting.yml`, its destinations and its routes.
+
+    destinations:
+      chat: {type: slack, url: {file: /run/secrets/slack_url}}
+      oncall: {type: pagerduty, routing_key: {env: PD_ROUTING_KEY}}
+    routes:                       # every matching route applies; a route without `match` catches all
+      - {match: {level: [critical]}, to: [oncall, chat]}
+      - {match: {tags: ["attack.*"], rule: ["5f4c8e12-*"]}, to: [chat]}
+
+A route's `match` holds when every condition it names holds, and a condition when any of its values
+does (tags, rule ids and titles are globs). A rule's own `destinations` replace the routes for its
+alerts. Each destination takes only the events its type wants (destinations/): a chat channel is not
+told of every update of a running alert, PagerDuty and webhooks are.
+
+The file is read again when it changes. A file with problems is reported (each with its file and
+field, like rule files) and the last good version stays in use; with none yet, delivery waits for a
+good one rather than losing alerts. No file at all: alerts are kept, and sent nowhere.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import threading
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import yaml
+
+from loglake.alerts.destinations import TYPES
+from loglake.alerts.destinations.base import DestinationConfig
+from loglake.alerts.secrets import REFERENCE_ONLY, SecretRef
+from loglake.config_files import ROOT, problems_of
+from loglake.rules.loader import ROUTING_FILE, _UniqueKeys
+from loglake.rules.model import DestinationName, Level, Problem
+
+MAX_FILE_BYTES = 1024 * 1024
+Glob = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class Match(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What an alert must be for a route to apply: every condition given, any value of each."""
+
+    level: list[Level] = msgspec.field(default_factory=list)
+    tags: list[Glob] = msgspec.field(default_factory=list)  # any tag of the alert matches any glob
+    rule: list[Glob] = msgspec.field(default_factory=list)  # the rule's id
+    title: list[Glob] = msgspec.field(default_factory=list)  # the rule's title
+
+    def holds(self, alert: dict[str, Any]) -> bool:
+        if self.level and alert["level"] not in self.level:
+            return False
+        if self.tags and not any(fnmatch.fnmatchcase(t, g) for t in alert["tags"] for g in self.tags):
+            return False
+        if self.rule and not any(fnmatch.fnmatchcase(alert["rule_id"], g.lower()) for g in self.rule):
+            return False
+        return not self.title or any(fnmatch.fnmatchcase(alert["rule_title"], g) for g in self.title)
+
+
+class Route(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    to: Annotated[list[DestinationName], msgspec.Meta(min_length=1)]
+    match: Match | None = None  # None: every alert
+
+
+class AlertingFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    destinations: dict[DestinationName, dict[str, Any]] = msgspec.field(default_factory=dict)
+    routes: list[Route] = msgspec.field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Routing:
+    """A loaded alerting.yml."""
+
+    destinations: dict[str, DestinationConfig]
+    routes: tuple[Route, ...]
+
+    def targets(self, alert: dict[str, Any], kind: str) -> list[str]:
+        """The destinations an event of this alert goes to, in the file's order, each once. A name the
+        file does not define (a rule's override can name anything) is kept: delivery reports it."""
+        override = alert.get("destinations")
+        if override:
+            names = list(override)
+        else:
+            names = [n for route in self.routes if route.match is None or route.match.holds(alert) for n in route.to]
+        chosen = []
+        for name in dict.fromkeys(names):
+            destination = self.destinations.get(name)
+            if destination is None or destination.takes(kind):
+                chosen.append(name)
+        return chosen
+
+
+NO_ROUTING = Routing({}, ())
+
+
+def load_routing(path: Path) -> Routing | list[Problem]:
+    """The routing in `path`, or every problem of it."""
+    name = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return [Problem(name, "", f"cannot be read: {e.strerror}")]
+    if len(data) > MAX_FILE_BYTES:
+        return [Problem(name, "", f"is larger than {MAX_FILE_BYTES // 1024} KiB")]
+    try:
+        document = yaml.load(data, Loader=_UniqueKeys) or {}
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return [Problem(name, where, f"not valid YAML: {e.problem or e.context}")]
+    except yaml.YAMLError as e:
+        return [Problem(name, "", f"not valid YAML: {e}")]
+    if not isinstance(document, dict):
+        return [Problem(name, "", "is not a mapping with destinations: and routes:")]
+    problems = [_problem(name, text) for text in problems_of(document, AlertingFile)]
+    destinations = {}
+    specs = document.get("destinations")
+    for dest_name, spec in (specs or {}).items() if isinstance(specs, dict) else ():
+        if not isinstance(spec, dict):
+            continue  # problems_of named it
+        loaded = _destination(spec, f"destinations.{dest_name}")
+        if isinstance(loaded, list):
+            problems += [Problem(name, f, m) for f, m in loaded]
+        else:
+            destinations[dest_name] = loaded
+    if problems:
+        return problems
+    parsed = msgspec.convert(document, AlertingFile)
+    for i, route in enumerate(parsed.routes):
+        for target in route.to:
+            if target not in parsed.destinations:
+                known = ", ".join(parsed.destinations) or "none are defined"
+                problems.append(Problem(name, f"routes[{i}].to", f"{target!r} is not a destination ({known})"))
+    return problems or Routing(destinations, tuple(parsed.routes))
+
+
+def _destination(spec: dict[str, Any], at: str) -> DestinationConfig | list[tuple[str, str]]:
+    kind = TYPES.get(spec.get("type"))  # type: ignore[arg-type]
+    if kind is None:
+        return [(f"{at}.type", f"{spec.get('type')!r} is not a destination type ({', '.join(TYPES)})")]
+    fields = {k: v for k, v in spec.items() if k != "type"}
+    problems = [
+        (f"{at}.{f}", f"{REFERENCE_ONLY}, never written in the file")
+        for f in _secret_fields(kind)
+        if isinstance(fields.get(f), str)
+    ]
+    # Check the rest as if those were references, so that each is reported once and never echoed.
+    fields |= {f.rpartition(".")[2]: {"env": "SECRET"} for f, _ in problems}
+    problems += [_split(text) for text in problems_of(fields, kind, at)]
+    if problems:
+        return problems
+    destination = msgspec.convert(fields, kind)
+    found = [(f"{at}.{f}", m) for f, m in destination.problems()]
+    return found or destination
+
+
+def _secret_fields(kind: type[DestinationConfig]) -> list[str]:
+    """The settings that only a reference may give (a plain string is refused)."""
+    found = []
+    for f in msgspec.structs.fields(kind):
+        options = typing.get_args(f.type) or (f.type,)
+        if SecretRef in options and str not in options:
+            found.append(f.encode_name)
+    return found
+
+
+def _split(text: str) -> tuple[str, str]:
+    where, _, message = text.partition(": ")
+    return where, message
+
+
+def _problem(file: str, text: str) -> Problem:
+    where, message = _split(text)
+    return Problem(file, "" if where == ROOT else where, message)
+
+
+class RoutingFile:
+    """alerting.yml as it is now: read again whenever its size, time or inode changes."""
+
+    def __init__(self, rules_dir: Path) -> None:
+        self.path = Path(rules_dir) / ROUTING_FILE
+        self._stamp: tuple[int, int, int] | None = None
+        self._good: Routing | None = None
+        self.problems: list[Problem] = []
+        self._lock = threading.Lock()  # the delivery worker and API requests both ask
+
+    def current(self) -> Routing | None:
+        """The routing to use, or None while the file has problems and no good version was read yet."""
+        with self._lock:
+            return self._current()
+
+    def _current(self) -> Routing | None:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            self._stamp, self._good, self.problems = None, NO_ROUTING, []
+            return NO_ROUTING
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if stamp != self._stamp:
+            self._stamp = stamp
+            loaded = load_routing(self.path)
+            if isinstance(loaded, Routing):
+                self._good, self.problems = loaded, []
+            else:
+                self.problems = loaded
+        return self._good

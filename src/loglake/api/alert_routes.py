@@ -1,0 +1,122 @@
+"""The alert routes: list, show, acknowledge and resolve the alerts of the data dir's alerts.db."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import msgspec
+
+from loglake.alerts.store import (
+    MAX_NOTE_CHARS,
+    InvalidAlertQuery,
+    NoSuchAlert,
+    StatusConflict,
+    change_status,
+    get_alert,
+    is_alert_id,
+    list_answer,
+    parse_alert_query,
+)
+from loglake.api.http import ApiError, Request, decode_content
+from loglake.api.routes import Result, json_body
+
+if TYPE_CHECKING:
+    from loglake.api.app import LoglakeApp
+
+T = TypeVar("T")
+
+
+class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
+    """The optional body of POST /alerts/{alertId}/acknowledge and /resolve."""
+
+    note: Annotated[str, msgspec.Meta(max_length=MAX_NOTE_CHARS)] | None = None
+
+
+_NOTE_EXAMPLE = '{"note": "fixed by restarting the worker"}'
+
+
+async def list_alerts_route(app: LoglakeApp, request: Request) -> Result:
+    try:
+        query = parse_alert_query(request.query, app.service.now_ms())
+    except InvalidAlertQuery as e:
+        details = [{"field": name, "reason": reason} for name, reason in e.problems]
+        raise ApiError(400, "invalid_query", str(e), details) from None
+
+    return Result(200, await _with_db(app, lambda conn: list_answer(conn, query)))
+
+
+async def get_alert_route(app: LoglakeApp, request: Request, alert_id: str) -> Result:
+    _check_id(alert_id)
+    alert = await _with_db(app, lambda conn: get_alert(conn, alert_id))
+    if alert is None:
+        raise ApiError(404, "not_found", f"no alert with id {alert_id!r}; GET /alerts lists them")
+    return Result(200, alert.to_dict())
+
+
+async def acknowledge(app: LoglakeApp, request: Request, alert_id: str) -> Result:
+    return await _change(app, request, alert_id, "acknowledged")
+
+
+async def resolve(app: LoglakeApp, request: Request, alert_id: str) -> Result:
+    return await _change(app, request, alert_id, "resolved")
+
+
+async def _change(app: LoglakeApp, request: Request, alert_id: str, status: str) -> Result:
+    """Change the alert's status as the caller's key (its name is recorded as who did it)."""
+    _check_id(alert_id)
+    note = _note(app, request)
+    by = request.principal.name
+    now_ms = app.service.now_ms()
+    try:
+        alert = await _with_db(app, lambda conn: change_status(conn, alert_id, status, by, note, now_ms))
+    except NoSuchAlert as e:
+        raise ApiError(404, "not_found", f"{e}; GET /alerts lists them") from None
+    except StatusConflict as e:
+        raise ApiError(409, "status_conflict", str(e)) from None
+    return Result(200, alert.to_dict())
+
+
+def _note(app: LoglakeApp, request: Request) -> str | None:
+    """The note of an optional JSON body; no body, no note."""
+    if not decode_content(request, request.body, app.settings.max_body_bytes).strip():
+        return None
+    try:
+        return msgspec.convert(json_body(app, request, _NOTE_EXAMPLE), StatusChange).note
+    except msgspec.ValidationError as e:
+        raise ApiError(400, "invalid_request", f"{e}; send no body, or e.g. {_NOTE_EXAMPLE}") from None
+
+
+def _check_id(alert_id: str) -> None:
+    """What is not a UUID names no alert: a 404, as for any other path the API does not serve."""
+    if not is_alert_id(alert_id):
+        raise ApiError(404, "not_found", f"no alert with id {alert_id!r}: alert ids are UUIDs; GET /alerts lists them")
+
+
+async def _with_db(app: LoglakeApp, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `fn` with the alerts database, off the event loop."""
+    db = app.runtime.alerts_db
+    if db is None:
+        raise ApiError(
+            501,
+            "not_available",
+            "alerts live in the data dir of `loglake serve`; this deployment's store keeps none",
+        )
+
+    def run() -> T:
+        with db.use() as conn:
+            return fn(conn)
+
+    try:
+        return await app.run_read(run)
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e):
+            raise
+        # Another process (a rule run, `loglake alerts --data-dir`) held the write lock past the busy timeout.
+        raise ApiError(
+            503,
+            "busy",
+            "the alerts database is busy with another write; retry shortly",
+            headers=[(b"retry-after", b"1")],
+        ) from None

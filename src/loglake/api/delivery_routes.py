@@ -1,0 +1,126 @@
+"""GET /alerts/deliveries: the delivery outbox (what went where, what waits, what was dead-lettered),
+and its OpenAPI description."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from loglake.alerts.outbox import DELIVERY_STATES, DeliveryRow
+from loglake.api.http import ApiError, Request
+from loglake.api.routes import Result
+from loglake.model import format_datetime
+
+if TYPE_CHECKING:
+    from loglake.alerts.delivery import AlertDelivery
+    from loglake.api.app import LoglakeApp
+
+PATH = "/alerts/deliveries"
+PARAMS = frozenset({"state", "destination", "alert", "limit", "cursor"})
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 500
+
+
+def _delivery(app: LoglakeApp) -> AlertDelivery:
+    delivery = app.runtime.delivery
+    if delivery is None:
+        raise ApiError(501, "not_available", "alert delivery needs the local data dir, which this server does not have")
+    return delivery
+
+
+async def list_deliveries(app: LoglakeApp, request: Request) -> Result:
+    delivery = _delivery(app)
+    params = request.query
+    unknown = params.keys() - PARAMS
+    if unknown:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"unknown parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(PARAMS))}",
+        )
+    state = params.get("state") or None
+    if state is not None and state not in DELIVERY_STATES:
+        raise ApiError(400, "invalid_request", f"state {state!r} is not one of {', '.join(DELIVERY_STATES)}")
+    limit = _integer(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    before = _integer(params, "cursor", None, 1, None)
+
+    def read() -> tuple[list[DeliveryRow], list[str]]:
+        rows = delivery.outbox.page(
+            state=state,
+            destination=params.get("destination") or None,
+            alert_id=params.get("alert") or None,
+            before=before,
+            limit=limit,
+        )
+        delivery.routing_file.current()  # read alerting.yml again if it changed, to show its problems now
+        return rows, [str(p) for p in delivery.routing_file.problems]
+
+    rows, problems = await app.run_read(read)
+    return Result(
+        200,
+        {
+            "deliveries": [_row(r) for r in rows],
+            "next_cursor": str(rows[-1].rowid) if len(rows) == limit else None,
+            "routing_problems": problems,
+            "worker_error": delivery.last_error,
+        },
+    )
+
+
+def _integer(params: dict[str, str], name: str, default: int | None, low: int, high: int | None) -> int | None:
+    text = params.get(name)
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
+        bounds = f"{low}-{high}" if high is not None else f"{low} or more"
+        raise ApiError(400, "invalid_request", f"{name} must be a whole number {bounds}, not {text!r}")
+    return int(text)
+
+
+def _row(row: DeliveryRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "alert_id": row.alert_id,
+        "event_seq": row.event_seq,
+        "event": row.kind,
+        "destination": row.destination,
+        "state": row.state,
+        "attempts": row.attempts,
+        "next_attempt": format_datetime(row.next_attempt_ms) if row.state == "pending" else None,
+        "created": format_datetime(row.created_ms),
+        "updated": format_datetime(row.updated_ms),
+        "last_error": row.last_error,
+        "last_status": row.last_status,
+    }
+
+
+OPENAPI = {
+    PATH: {
+        "get": {
+            "summary": "Alert deliveries: one per alert event and destination, newest first, with their state, "
+            "attempts and last error (read scope)",
+            "parameters": [
+                {"name": "state", "in": "query", "schema": {"type": "string", "enum": list(DELIVERY_STATES)}},
+                {"name": "destination", "in": "query", "schema": {"type": "string"}},
+                {"name": "alert", "in": "query", "description": "an alert id", "schema": {"type": "string"}},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+                },
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "description": "next_cursor of the previous page",
+                    "schema": {"type": "string"},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "deliveries, next_cursor (null on the last page), the problems of "
+                    "alerting.yml if it has any, and why delivery is not running (worker_error) if it is not"
+                },
+                "501": {"description": "this server has no local data dir (the AWS deployment)"},
+            },
+        }
+    }
+}

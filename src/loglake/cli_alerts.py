@@ -1,0 +1,220 @@
+"""`loglake alerts ...`: list, show, acknowledge and resolve alerts, through a server (--url) or in a
+data dir (--data-dir), as `loglake query` does. Both give the API's answers, so the output is the same."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from loglake.alerts.db import ALERT_STATUSES
+from loglake.cli_options import CONTEXT, SafeErrors, json_text, key_option, print_columns, printable, url_option
+from loglake.client import ClientError, LoglakeClient
+
+T = TypeVar("T")
+ACTIONS = {"ack": ("acknowledge", "acknowledged"), "resolve": ("resolve", "resolved")}
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Use the alerts of this data folder directly instead of a server (--url).",
+)
+
+
+@click.group(cls=SafeErrors, context_settings=CONTEXT)
+def alerts() -> None:
+    """The alerts detection rules raised: list, show, acknowledge and resolve them.
+
+    \b
+    Changing an alert needs a key with the `alerts` (or `admin`) scope; the key's name is recorded as
+    who did it (with --data-dir: your user name).
+    """
+
+
+@alerts.command("list", context_settings=CONTEXT)
+@click.option("--status", default=None, help=f"Only these statuses (comma-separated): {', '.join(ALERT_STATUSES)}.")
+@click.option("--level", default=None, help="Only these levels (comma-separated), e.g. high,critical.")
+@click.option("--rule", default=None, help="Only the alerts of this rule id.")
+@click.option("--since", default=None, help="Only alerts with a match since: epoch ms, ISO-8601 or an age like 2h, 7d.")
+@click.option("-q", "--query", "q", default=None, help="Text in the title, the rule's title or the dedup key.")
+@click.option("--limit", type=int, default=None, help="How many alerts (default and maximum: the server's).")
+@click.option("--cursor", default=None, help="The next page: the cursor the previous list printed.")
+@click.option("--json", "as_json", is_flag=True, help="NDJSON output, one alert per line.")
+@data_dir_option
+@url_option
+@key_option
+def alerts_list(
+    status: str | None,
+    level: str | None,
+    rule: str | None,
+    since: str | None,
+    q: str | None,
+    limit: int | None,
+    cursor: str | None,
+    as_json: bool,
+    data_dir: Path | None,
+    url: str,
+    api_key: str | None,
+) -> None:
+    """List alerts, newest first, with how many there are per status."""
+    params = {"status": status, "level": level, "rule": rule, "since": since, "q": q, "limit": limit, "cursor": cursor}
+    params = {k: str(v) for k, v in params.items() if v is not None}
+    if data_dir is None:
+        page = _remote(url, api_key, lambda client: client.alerts(params))
+    else:
+        from loglake.alerts.store import list_answer, parse_alert_query
+
+        page = _local(data_dir, lambda conn: list_answer(conn, parse_alert_query(params, _now_ms())))
+    if as_json:
+        for alert in page["alerts"]:
+            click.echo(json_text(alert))
+    else:
+        rows = [
+            (a["id"], a["level"], a["status"], a["last_seen"], str(a["match_count"]), a["title"])
+            for a in page["alerts"]
+        ]
+        print_columns(("ID", "LEVEL", "STATUS", "LAST SEEN (UTC)", "MATCHES", "TITLE"), rows)
+    counts = ", ".join(f"{n} {status}" for status, n in page["counts"]["status"].items())
+    click.echo(f"by status: {counts}", err=True)
+    if page["next_cursor"]:
+        click.echo(f"more: the next page with --cursor {page['next_cursor']}", err=True)
+
+
+@alerts.command("show", context_settings=CONTEXT)
+@click.argument("alert_id")
+@click.option("--json", "as_json", is_flag=True, help="The alert as JSON, as GET /alerts/{id} answers it.")
+@data_dir_option
+@url_option
+@key_option
+def alerts_show(alert_id: str, as_json: bool, data_dir: Path | None, url: str, api_key: str | None) -> None:
+    """Show one alert with its evidence and the query that found it."""
+    if data_dir is None:
+        alert = _remote(url, api_key, lambda client: client.alert(alert_id))
+    else:
+        from loglake.alerts.store import get_alert
+
+        found = _local(data_dir, lambda conn: get_alert(conn, alert_id))
+        if found is None:
+            raise click.ClickException(f"no alert with id {alert_id!r}; `loglake alerts list` lists them")
+        alert = found.to_dict()
+    if as_json:
+        click.echo(json_text(alert, indent=2))
+    else:
+        _print_alert(alert)
+
+
+def _change_command(name: str) -> click.Command:
+    action, becomes = ACTIONS[name]
+
+    @click.command(name, context_settings=CONTEXT)
+    @click.argument("alert_id")
+    @click.option("--note", default=None, help="Why, or what was done; kept with the alert.")
+    @click.option("--json", "as_json", is_flag=True, help="The changed alert as JSON.")
+    @data_dir_option
+    @url_option
+    @key_option
+    def change(
+        alert_id: str, note: str | None, as_json: bool, data_dir: Path | None, url: str, api_key: str | None
+    ) -> None:
+        if data_dir is None:
+            alert = _remote(url, api_key, lambda client: client.change_alert(alert_id, action, note))
+        else:
+            alert = _local(data_dir, lambda conn: _change_locally(conn, alert_id, becomes, note)).to_dict()
+        if as_json:
+            click.echo(json_text(alert, indent=2))
+        else:
+            click.echo(f"{becomes} {printable(alert['id'])}: {printable(alert['title'])}")
+
+    change.help = f"Mark an alert {becomes} (with an optional note); refused if its status does not allow it."
+    return change
+
+
+def _change_locally(conn: sqlite3.Connection, alert_id: str, status: str, note: str | None) -> Any:
+    from loglake.alerts.store import NoSuchAlert, StatusConflict, change_status
+
+    try:
+        return change_status(conn, alert_id, status, getpass.getuser(), note, _now_ms())
+    except (NoSuchAlert, StatusConflict, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+
+
+for _name in ACTIONS:
+    alerts.add_command(_change_command(_name))
+
+
+def _print_alert(alert: dict[str, Any]) -> None:
+    click.echo(click.style(printable(alert["title"]), bold=True))
+    change = alert["status_change"]
+    status = alert["status"]
+    if change is not None:
+        note = f": {change['note']}" if change["note"] else ""
+        status += f" by {change['by']} at {change['at']}{note}"
+    fields = [
+        ("id", alert["id"]),
+        ("rule", f"{alert['rule_title']} ({alert['rule_id']})"),
+        ("level", alert["level"]),
+        ("status", status),
+        ("tags", ", ".join(alert["tags"])),
+        ("group", json_text(alert["group"])),
+        ("dedup key", alert["dedup_key"]),
+        ("matches", str(alert["match_count"])),
+        ("first seen", alert["first_seen"]),
+        ("last seen", alert["last_seen"]),
+        ("window", f"{alert['window']['start']} to {alert['window']['end']}"),
+        ("runbook", alert["runbook"] or ""),
+    ]
+    width = max(len(name) for name, _ in fields)
+    for name, value in fields:
+        click.echo(f"  {name:<{width}}  {printable(value)}")
+    click.echo(f"evidence ({len(alert['evidence'])} record(s)):")
+    for record in alert["evidence"]:
+        click.echo("  " + json_text(record))
+    click.echo("query:")
+    click.echo(printable("  " + alert["query"].replace("\n", "\n  "), multiline=True))
+
+
+def _remote(url: str, api_key: str | None, call: Callable[[LoglakeClient], T]) -> T:
+    try:
+        with LoglakeClient(url, api_key) as client:
+            return call(client)
+    except ClientError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _local(data_dir: Path, call: Callable[[sqlite3.Connection], T]) -> T:
+    from loglake.alerts.store import InvalidAlertQuery
+
+    with _alerts_db(data_dir) as conn:
+        try:
+            return call(conn)
+        except InvalidAlertQuery as e:
+            raise click.ClickException(str(e)) from None
+
+
+@contextlib.contextmanager
+def _alerts_db(data_dir: Path) -> Iterator[sqlite3.Connection]:
+    """The data dir's alerts.db; a folder that holds no loglake data is refused (a mistyped path)."""
+    from loglake.alerts.db import open_alerts_db
+    from loglake.config import Settings
+
+    if not Settings(data_dir=data_dir).hot_db_path.exists():
+        raise click.ClickException(f"no loglake data in {data_dir}; pass the folder `loglake serve` uses")
+    conn = open_alerts_db(data_dir)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+COMMANDS = [alerts]

@@ -1,0 +1,349 @@
+"""Running the rules folder on schedule: each enabled rule over contiguous windows of the `logs` view
+(hot store and lake), every window once, its alerts committed with the window.
+
+Windows. A rule fires at its schedule's times (schedule.py); the window of a firing at `t` ends at
+`t - delay` (records may arrive up to `delay` late) and starts where the rule's previous window ended,
+so windows are contiguous. The range a run reads reaches back `lookback` from the window's end (or
+further, to the previous end, when the schedule left a longer gap). A rule seen for the first time
+evaluates only its latest window.
+
+Catch-up. After downtime a rule evaluates the windows it missed, one by one, at most
+`CatchUp.windows` of them and none that ended more than `CatchUp.max_age_ms` ago; the older ones are
+skipped, and the range left out is recorded as a `skipped` run (rules list, the run records).
+
+Once. A round holds `rules.lock` in the data dir (a server and a cron `loglake rules run-due` take
+turns; the lock goes with a killed process). A run is recorded as `running` before its SQL starts;
+then ONE write transaction moves the window, finishes the run record, and makes the alerts and their
+events, and only if the window still ends where the run found it (state.py: a compare-and-set). A
+process killed during a run left the window where it was: the next round evaluates it, once. A run
+that fails leaves the window too (the next round tries it again) and counts a failure; FAILING_AFTER
+failures in a row raise the rule's own alert, resolved by its next good run.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from loglake.alerts.apply import apply_matches, resolve_cleared, rule_failing, rule_recovered
+from loglake.lake.query import QueryEngine
+from loglake.locks import exclusive_lock
+from loglake.model import format_datetime
+from loglake.rules import state
+from loglake.rules.model import Problem, Rule
+from loglake.rules.run import RuleRunError, run_rule
+from loglake.sqlitedb import write_transaction
+
+log = logging.getLogger("loglake.rules")
+LOCK_FILE = "rules.lock"
+POLL_SECONDS = 5.0  # how often the server looks for changed rule files (and due rules, between firings)
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """How much a rule catches up after downtime: the most windows, and the oldest window end."""
+
+    windows: int = 24
+    max_age_ms: int = 24 * 3_600_000
+
+
+@dataclass(frozen=True)
+class Window:
+    since_ms: int  # what the run reads: from here...
+    until_ms: int  # ...to here (exclusive), the window's end
+
+
+@dataclass(frozen=True)
+class Due:
+    windows: list[Window]
+    skipped: Window | None = None  # the range left out by the catch-up bound
+
+
+def due_windows(rule: Rule, previous_end_ms: int | None, now_ms: int, catch_up: CatchUp) -> Due:
+    """The windows of `rule` due at `now_ms`, oldest first, after a window that ended at
+    `previous_end_ms` (None: the rule never ran; only its latest window is due)."""
+    delay, lookback = rule.delay_ms, rule.lookback_ms
+    first_run = previous_end_ms is None
+    after = now_ms - lookback if first_run else previous_end_ms + delay
+    # A firing at t ends its window at t - delay: firings before `oldest` end windows past the age bound.
+    oldest = now_ms - catch_up.max_age_ms + delay
+    ends: collections.deque[int] = collections.deque(maxlen=1 if first_run else catch_up.windows)
+    fire = rule.schedule.next_after(max(after, oldest - 1))
+    while fire <= now_ms:
+        ends.append(fire - delay)
+        fire = rule.schedule.next_after(fire)
+    if not ends:
+        return Due([])
+    skipped = None
+    last = previous_end_ms
+    if not first_run and ends[0] != rule.schedule.next_after(after) - delay:
+        start = ends[0] - lookback
+        if start > previous_end_ms:
+            skipped = Window(previous_end_ms, start)
+        last = None  # the bound cut the chain: the first kept window reads its lookback only
+    windows = []
+    for end in ends:
+        since = end - lookback if last is None else min(last, end - lookback)
+        windows.append(Window(since, end))
+        last = end
+    return Due(windows, skipped)
+
+
+class RuleObserver(Protocol):
+    """What the scheduler tells its edge (the server: metrics and its log)."""
+
+    def on_rule_run(self, rule: Rule, record: state.RunRecord) -> None: ...
+
+    def on_rules_loaded(self, rules: list[Rule], problems: list[Problem]) -> None: ...
+
+
+class RuleFolder:
+    """A rules folder, loaded again when its files change (names, sizes or modification times).
+
+    The loader (and pySigma, ~10 MiB) is imported once there is a folder: a server without rules
+    does without."""
+
+    def __init__(self, path: Path, required: bool = True) -> None:
+        self.path = path
+        self.required = required  # a missing folder is a problem (else: no rules)
+        self.rules: list[Rule] = []
+        self.problems: list[Problem] = []
+        self._signature: tuple | None = None
+
+    def reload(self) -> bool:
+        """Load the folder if its files changed since the last load; True if it did."""
+        signature = self._signature_now()
+        if signature == self._signature:
+            return False
+        self._signature = signature
+        self.rules, self.problems = [], []
+        if self.path.exists() or self.required:
+            from loglake.rules.loader import load_rules
+
+            loaded = load_rules(self.path)
+            self.rules, self.problems = loaded.rules, loaded.problems
+        return True
+
+    def _signature_now(self) -> tuple:
+        if not self.path.exists():
+            return ()
+        from loglake.rules.loader import rule_files
+
+        found = []
+        for file in rule_files(self.path):
+            try:
+                stat = file.stat()
+            except OSError:  # removed while looking
+                continue
+            found.append((str(file), stat.st_mtime_ns, stat.st_size))
+        return tuple(found)
+
+
+@dataclass
+class RoundReport:
+    runs: list[tuple[Rule, state.RunRecord]] = field(default_factory=list)
+    busy: bool = False  # another process held the rules lock: nothing ran
+
+    @property
+    def failed(self) -> int:
+        return sum(record.outcome == "error" for _, record in self.runs)
+
+
+class RuleScheduler:
+    """Runs the rules of a folder over the data dir's logs. `run_round()` does what is due now (tests
+    call it with their own clock; `loglake rules run-due` calls it once); `start()` runs rounds on a
+    thread of its own, so the rules' SQL never runs on the server's event loop."""
+
+    def __init__(
+        self,
+        folder: RuleFolder,
+        engine: QueryEngine,
+        data_dir: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        catch_up: CatchUp | None = None,
+        failing_after: int = 3,
+        observer: RuleObserver | None = None,
+    ) -> None:
+        self.folder = folder
+        self.engine = engine
+        self.data_dir = Path(data_dir)
+        self.clock = clock
+        self.catch_up = catch_up or CatchUp()
+        self.failing_after = failing_after
+        self.observer = observer
+        self.last_round_ms: int | None = None  # when the server's last round ended
+        self.last_error: str | None = None  # why it failed, if it did
+        self._conn: sqlite3.Connection | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="loglake-rules", daemon=True)
+
+    def reload(self) -> bool:
+        changed = self.folder.reload()
+        if changed:
+            for problem in self.folder.problems:
+                log.warning("rule file not loaded: %s", problem)
+            if self.observer is not None:
+                self.observer.on_rules_loaded(self.folder.rules, self.folder.problems)
+        return changed
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def run_round(self, wait: bool = False) -> RoundReport:
+        """Every enabled rule's due windows, one rule after the other. Without `wait`, a round that
+        finds the rules lock taken does nothing (`busy`)."""
+        report = RoundReport()
+        if not self.folder.rules:  # nothing to run: no alerts.db in data dirs that have no rules
+            return report
+        with exclusive_lock(self.data_dir / LOCK_FILE, wait=wait) as holding:
+            if not holding:
+                report.busy = True
+                return report
+            conn = self._db()
+            with write_transaction(conn):
+                state.interrupt_unfinished(conn, self._now())
+            for rule in self.folder.rules:
+                if rule.enabled:
+                    report.runs.extend((rule, record) for record in self._run_due(conn, rule))
+        return report
+
+    def _run_due(self, conn: sqlite3.Connection, rule: Rule) -> list[state.RunRecord]:
+        records = []
+        previous = state.state_of(conn, rule.id).window_end_ms
+        due = due_windows(rule, previous, self._now(), self.catch_up)
+        skipped = due.skipped
+        for window in due.windows:
+            if self._stop.is_set():  # the server is stopping: the windows left stay due
+                break
+            record = self._run_window(conn, rule, previous, window, skipped)
+            if record is None:  # another process moved the window before this one started
+                break
+            records.append(record)
+            if self.observer is not None:
+                self.observer.on_rule_run(rule, record)
+            if record.outcome != "ok":  # an error: tried again next time; superseded: the other process goes on
+                break
+            previous, skipped = window.until_ms, None
+        return records
+
+    def _run_window(
+        self, conn: sqlite3.Connection, rule: Rule, previous: int | None, window: Window, skipped: Window | None
+    ) -> state.RunRecord | None:
+        started = self._now()
+        with write_transaction(conn):
+            run_id = state.claim(conn, rule.id, previous, window.since_ms, window.until_ms, started)
+        if run_id is None:
+            return None
+        previous = window.since_ms if previous is None else previous
+        began = time.perf_counter()
+        try:
+            result = run_rule(rule, self.engine, window.since_ms, window.until_ms, started)
+            error = None
+        except RuleRunError as e:
+            result, error = None, str(e)
+        except Exception as e:  # a defect must not stop the other rules; it shows as the run's error
+            log.exception("rule %s failed", rule.id)
+            result, error = None, f"{type(e).__name__}: {e}"
+        now = self._now()
+        record = state.RunRecord(
+            run_id,
+            rule.id,
+            "ok" if result is not None else "error",
+            window.since_ms,
+            window.until_ms,
+            started,
+            now,
+            (time.perf_counter() - began) * 1000,
+            error=error,
+        )
+        with write_transaction(conn):
+            if result is None:
+                failures = state.count_failure(conn, rule.id, previous)
+                if failures is None:
+                    return self._superseded(conn, record)
+                if failures >= self.failing_after:
+                    rule_failing(conn, rule, str(error), failures, window.since_ms, window.until_ms, now)
+            else:
+                if not state.advance(conn, rule.id, previous, window.until_ms):
+                    return self._superseded(conn, record)
+                if skipped is not None:
+                    state.record_skipped(conn, rule.id, skipped.since_ms, skipped.until_ms, now, self._skip_reason())
+                new_alerts = apply_matches(conn, rule, result, now)
+                resolve_cleared(conn, rule, window.until_ms, now)
+                rule_recovered(conn, rule, now)
+                record = replace(
+                    record,
+                    rows_scanned=result.rows_scanned,
+                    bytes_scanned=result.bytes_scanned,
+                    files_scanned=result.files_scanned,
+                    matches=len(result.matches),
+                    new_alerts=new_alerts,
+                )
+            state.finish(conn, record)
+        return record
+
+    def _superseded(self, conn: sqlite3.Connection, record: state.RunRecord) -> state.RunRecord:
+        superseded = replace(record, outcome="superseded", error="another process evaluated this window")
+        state.finish(conn, superseded)
+        return superseded
+
+    def _skip_reason(self) -> str:
+        hours = self.catch_up.max_age_ms / 3_600_000
+        return (
+            f"not evaluated: down longer than the catch-up bound (at most {self.catch_up.windows} windows,"
+            f" none older than {hours:g} h)"
+        )
+
+    def status(self) -> dict[str, Any]:
+        """What /healthz shows of the rules (with a read key: it names files and errors)."""
+        return {
+            "folder": str(self.folder.path),
+            "rules": len(self.folder.rules),
+            "problems": [str(p) for p in self.folder.problems],
+            "last_round": None if self.last_round_ms is None else format_datetime(self.last_round_ms),
+            "error": self.last_error,
+        }
+
+    def next_due_ms(self) -> int | None:
+        """When the earliest enabled rule fires next (None: no rule)."""
+        now = self._now()
+        times = [rule.schedule.next_after(now) for rule in self.folder.rules if rule.enabled]
+        return min(times) if times else None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = state.open_state(self.data_dir)
+        return self._conn
+
+    def _now(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.reload()
+                self.run_round()
+                self.last_error = None
+            except Exception as e:  # the schedule goes on; the next round retries
+                log.exception("a round of the rules failed")
+                self.last_error = f"{type(e).__name__}: {e}"
+            self.last_round_ms = self._now()
+            due = self.next_due_ms()
+            wait = POLL_SECONDS if due is None else (due - self._now()) / 1000
+            self._stop.wait(min(max(wait, 0.05), POLL_SECONDS))

@@ -1,0 +1,156 @@
+"""GET /alerts/deliveries and the delivery lines of /metrics, through the in-process app."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from loglake.alerts.db import open_alerts_db
+from loglake.alerts.delivery import LOCK_FILE, AlertDelivery
+from loglake.api import delivery_routes
+from loglake.api.app import ROUTES, LoglakeApp, Route, Router
+from loglake.locks import exclusive_lock
+from tests.alerts.conftest import wait_idle, write_alerting
+from tests.alerts.receivers import Answer, Receiver, insert_alert
+from tests.conftest import asgi_client, key_for
+
+
+@pytest.fixture
+def delivered(app: LoglakeApp, settings, receiver: Receiver) -> Iterator[tuple[AlertDelivery, list[dict]]]:
+    """Three alerts, each to `ok` (sent) and to `refused` (dead-lettered at once: a 400)."""
+    receiver.answer_for = lambda r: Answer(400, body=b"no") if r.path == "/refused" else Answer()
+    write_alerting(
+        settings.rules_path,
+        f"""
+        destinations:
+          ok: {{type: webhook, url: "{receiver.url}/ok"}}
+          refused: {{type: webhook, url: "{receiver.url}/refused"}}
+        routes: [{{to: [ok, refused]}}]
+        """,
+    )
+    conn = open_alerts_db(settings.data_dir)
+    alerts = [insert_alert(conn) for _ in range(3)]
+    conn.close()
+    delivery = app.runtime.delivery
+    assert delivery is not None
+    for _ in range(10):
+        delivery.step()
+        wait_idle(delivery)
+        if not delivery.waiting():
+            break
+    yield delivery, alerts
+
+
+async def test_deliveries_are_listed_newest_first_filtered_and_paged(client: httpx.AsyncClient, delivered):
+    _, alerts = delivered
+    everything = (await client.get("/alerts/deliveries")).json()
+    assert [(d["destination"], d["state"]) for d in everything["deliveries"]] == [
+        ("refused", "dead"),
+        ("ok", "sent"),
+    ] * 3
+    assert everything["next_cursor"] is None and everything["routing_problems"] == []
+    assert everything["worker_error"] is None
+    first = everything["deliveries"][0]
+    assert first["alert_id"] == alerts[2]["id"] and first["event"] == "trigger" and first["attempts"] == 1
+    assert first["last_error"] == "HTTP 400: no" and first["last_status"] == 400 and first["next_attempt"] is None
+    dead = (await client.get("/alerts/deliveries", params={"state": "dead"})).json()["deliveries"]
+    assert {d["destination"] for d in dead} == {"refused"} and len(dead) == 3
+    ok = (await client.get("/alerts/deliveries", params={"destination": "ok"})).json()["deliveries"]
+    assert {d["state"] for d in ok} == {"sent"} and len(ok) == 3
+    one = (await client.get("/alerts/deliveries", params={"alert": alerts[0]["id"]})).json()["deliveries"]
+    assert {d["alert_id"] for d in one} == {alerts[0]["id"]} and len(one) == 2
+    pages, cursor = [], None
+    while True:
+        params = {"limit": 4} | ({"cursor": cursor} if cursor else {})
+        page = (await client.get("/alerts/deliveries", params=params)).json()
+        pages.append(len(page["deliveries"]))
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == [4, 2]
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"state": "lost"}, "state 'lost' is not one of pending, sending, sent, dead"),
+        ({"limit": "0"}, "limit must be a whole number 1-500, not '0'"),
+        ({"limit": "many"}, "limit must be a whole number 1-500"),
+        ({"cursor": "-3"}, "cursor must be a whole number 1 or more"),
+        ({"status": "dead"}, "unknown parameter(s) status; known: alert, cursor, destination, limit, state"),
+    ],
+)
+async def test_bad_parameters_are_a_400_that_says_what_to_send(client: httpx.AsyncClient, params, says):
+    answer = await client.get("/alerts/deliveries", params=params)
+    assert answer.status_code == 400
+    assert says in answer.json()["error"]["message"]
+
+
+async def test_reading_deliveries_needs_the_read_scope(app: LoglakeApp):
+    async with asgi_client(app) as anonymous:
+        assert (await anonymous.get("/alerts/deliveries")).status_code == 401
+    async with asgi_client(app, key_for(app, "ingest")) as ingest_only:
+        assert (await ingest_only.get("/alerts/deliveries")).status_code == 403
+    async with asgi_client(app, key_for(app, "read")) as reader:
+        assert (await reader.get("/alerts/deliveries")).status_code == 200
+
+
+async def test_problems_of_alerting_yml_are_shown(client: httpx.AsyncClient, settings):
+    write_alerting(settings.rules_path, "destinations: {a: {type: pigeon}}\n")
+    answer = (await client.get("/alerts/deliveries")).json()
+    assert answer["routing_problems"] == [
+        f"{settings.rules_path / 'alerting.yml'}: destinations.a.type: 'pigeon' is not a destination type "
+        "(webhook, slack, teams, pagerduty, email, jira)"
+    ]
+
+
+def test_the_path_is_never_taken_for_an_alert_id():
+    async def by_id(app: object, request: object, alert_id: str) -> None: ...
+
+    router = Router([*ROUTES, Route("GET", "/alerts/{id}", by_id, "read")])
+    assert router.match("GET", "/alerts/deliveries") == (
+        next(r for r in ROUTES if r.template == delivery_routes.PATH),
+        (),
+    )
+    assert router.match("GET", "/alerts/a1")[1] == ("a1",)
+
+
+async def test_metrics_count_sent_failed_and_dead_lettered_per_destination(client: httpx.AsyncClient, delivered):
+    text = (await client.get("/metrics")).text
+    assert 'loglake_alert_deliveries_sent_total{destination="ok"} 3' in text
+    assert 'loglake_alert_delivery_failed_attempts_total{destination="refused"} 3' in text
+    assert 'loglake_alert_deliveries_dead_lettered_total{destination="refused"} 3' in text
+    assert "# TYPE loglake_alert_deliveries_pending gauge" in text
+    assert "loglake_alert_deliveries_pending{" not in text  # nothing waits
+
+
+async def test_waiting_deliveries_show_in_the_pending_gauge(client: httpx.AsyncClient, app, settings, receiver):
+    receiver.default = Answer(503)
+    write_alerting(
+        settings.rules_path, f'destinations: {{h: {{type: webhook, url: "{receiver.url}/"}}}}\nroutes: [{{to: [h]}}]\n'
+    )
+    conn = open_alerts_db(settings.data_dir)
+    insert_alert(conn)
+    insert_alert(conn)
+    conn.close()
+    delivery = app.runtime.delivery
+    delivery.step()
+    wait_idle(delivery)
+    text = (await client.get("/metrics")).text
+    assert 'loglake_alert_deliveries_pending{destination="h"} 2' in text
+    assert 'loglake_alert_delivery_failed_attempts_total{destination="h"} 2' in text
+
+
+async def test_a_delivery_that_cannot_run_says_why(client: httpx.AsyncClient, app: LoglakeApp, settings):
+    delivery = app.runtime.delivery
+    with exclusive_lock(settings.data_dir / LOCK_FILE):  # as another process delivering this data dir
+        delivery.start()
+        deadline = time.monotonic() + 20
+        while delivery.last_error is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        answer = (await client.get("/alerts/deliveries")).json()
+    assert answer["worker_error"] == "another process holds alert-delivery.lock and delivers this data dir's alerts"

@@ -1,0 +1,272 @@
+"""The outbox and its worker against real receivers: recorded before sent, retried with backoff and
+Retry-After under the same idempotency key, dead-lettered, isolated per destination, in order per key."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from loglake.alerts.db import open_alerts_db
+from loglake.alerts.delivery import AlertDelivery
+from tests.alerts.conftest import settle, states, wait_idle
+from tests.alerts.receivers import Answer, Received, Receiver, change_alert, insert_alert
+
+
+def hook(receiver: Receiver, name: str = "hook", extra: str = "", path: str = "/hook") -> str:
+    return f"""
+    destinations:
+      {name}: {{type: webhook, url: "{receiver.url}{path}"{extra}}}
+    routes:
+      - {{to: [{name}]}}
+    """
+
+
+def test_a_delivery_is_recorded_before_it_is_attempted_and_only_once_per_event_and_destination(
+    make_delivery, alerts_db, receiver, clock
+):
+    delivery = make_delivery(hook(receiver))
+    insert_alert(alerts_db)
+    routing = delivery.routing_file.current()
+    assert routing is not None
+    assert delivery.outbox.route(routing, clock.ms) == 1
+    assert states(alerts_db) == [("hook", "trigger", "pending", 0)]
+    assert receiver.requests == []
+    # Routing the same event again (a crash before the cursor moved would) adds no second row.
+    alerts_db.execute("UPDATE delivery_cursor SET seq = 0")
+    assert delivery.outbox.route(routing, clock.ms) == 1
+    assert states(alerts_db) == [("hook", "trigger", "pending", 0)]
+    settle(delivery)
+    assert states(alerts_db) == [("hook", "trigger", "sent", 1)]
+    assert len(receiver.requests) == 1
+
+
+def test_429_waits_for_retry_after_and_retries_with_the_same_idempotency_key(make_delivery, alerts_db, receiver, clock):
+    receiver.answers = [Answer(429, {"retry-after": "120"}, b"slow down")]
+    delivery = make_delivery(hook(receiver))
+    insert_alert(alerts_db)
+    settle(delivery)
+    row = alerts_db.execute(
+        "SELECT state, attempts, next_attempt_ms, last_status, last_error FROM deliveries"
+    ).fetchone()
+    # The jitter's bound after a first failure is 2 s; the receiver asked for 120 s, a floor.
+    assert row == ("pending", 1, clock.ms + 120_000, 429, "HTTP 429: slow down")
+    clock.now += 119
+    settle(delivery)
+    assert len(receiver.requests) == 1
+    clock.now += 1
+    settle(delivery)
+    first, second = receiver.requests
+    assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
+    assert first.body == second.body
+    assert states(alerts_db) == [("hook", "trigger", "sent", 2)]
+
+
+def test_backoff_doubles_up_to_the_cap_and_the_last_attempt_dead_letters(make_delivery, alerts_db, receiver, clock):
+    receiver.default = Answer(503, body=b"down")
+    delivery = make_delivery(hook(receiver, extra=", attempts: 5"))
+    insert_alert(alerts_db)
+    pauses = []
+    for _ in range(4):
+        settle(delivery)
+        due = alerts_db.execute("SELECT next_attempt_ms FROM deliveries").fetchone()[0]
+        pauses.append((due - clock.ms) / 1000)
+        clock.now = due / 1000
+    settle(delivery)
+    assert pauses == [2.0, 4.0, 8.0, 16.0]
+    assert states(alerts_db) == [("hook", "trigger", "dead", 5)]
+    assert len({r.headers["idempotency-key"] for r in receiver.requests}) == 1
+    assert len(receiver.requests) == 5
+    counts = delivery.counts["hook"]
+    assert (counts.sent, counts.failed_attempts, counts.dead_lettered) == (0, 5, 1)
+
+
+def test_a_refusal_that_retrying_cannot_fix_is_dead_lettered_at_once(make_delivery, alerts_db, receiver):
+    receiver.default = Answer(400, body=b"invalid_payload")
+    delivery = make_delivery(hook(receiver))
+    insert_alert(alerts_db)
+    settle(delivery)
+    assert states(alerts_db) == [("hook", "trigger", "dead", 1)]
+    assert alerts_db.execute("SELECT last_error FROM deliveries").fetchone() == ("HTTP 400: invalid_payload",)
+
+
+def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt_retried_later(make_delivery, alerts_db, receiver):
+    receiver.answers = [Answer(delay=2.0)]
+    delivery = make_delivery(hook(receiver, extra=", timeout: 200ms"))
+    insert_alert(alerts_db)
+    settle(delivery)
+    assert alerts_db.execute("SELECT state, attempts, last_error FROM deliveries").fetchone() == (
+        "pending",
+        1,
+        "timed out",
+    )
+
+
+def test_a_stuck_destination_never_delays_another(make_delivery, alerts_db, receiver):
+    release = threading.Event()
+    receiver.answer_for = lambda r: Answer(hold=release) if r.path == "/stuck" else Answer()
+    delivery = make_delivery(
+        f"""
+        destinations:
+          stuck: {{type: webhook, url: "{receiver.url}/stuck", timeout: 30s}}
+          quick: {{type: webhook, url: "{receiver.url}/quick"}}
+        routes:
+          - {{to: [stuck, quick]}}
+        """
+    )
+    for _ in range(3):
+        insert_alert(alerts_db)
+    try:
+        # Every delivery to `quick` goes while `stuck` holds its first two (its concurrency is 2).
+        deadline = time.monotonic() + 20
+        delivery.step()
+        while [s for d, _, s, _ in states(alerts_db) if d == "quick"] != ["sent"] * 3:
+            assert time.monotonic() < deadline, states(alerts_db)
+            time.sleep(0.01)
+            delivery.step()
+        assert sorted(r.path for r in receiver.requests) == ["/quick"] * 3 + ["/stuck"] * 2
+        assert [s for d, _, s, _ in states(alerts_db) if d == "stuck"] == ["sending", "sending", "pending"]
+    finally:
+        release.set()
+    wait_idle(delivery)
+    settle(delivery)
+    assert [s for _, _, s, _ in states(alerts_db)] == ["sent"] * 6
+
+
+def test_at_most_concurrency_attempts_are_under_way_per_destination(make_delivery, alerts_db, receiver):
+    release = threading.Event()
+    receiver.default = Answer(hold=release)
+    delivery = make_delivery(hook(receiver, extra=", concurrency: 3"))
+    for _ in range(7):
+        insert_alert(alerts_db)
+    delivery.step()
+    receiver.wait_for(3)
+    delivery.step()
+    delivery.step()
+    under_way = [s for _, _, s, _ in states(alerts_db)]
+    assert under_way.count("sending") == 3 and under_way.count("pending") == 4
+    assert len(receiver.requests) == 3
+    release.set()
+    settle(delivery)
+    assert len(receiver.requests) == 7
+
+
+def test_a_resolve_never_overtakes_the_trigger_of_its_dedup_key(make_delivery, alerts_db, receiver, clock):
+    delivery = make_delivery(hook(receiver))
+    alert = insert_alert(alerts_db)
+    other = insert_alert(alerts_db)
+    failures = [Answer(500)]
+
+    def fail_first_of_alert(request: Received) -> Answer:
+        mine = request.json()["alert"]["id"] == alert["id"]
+        return failures.pop() if mine and failures else Answer()
+
+    receiver.answer_for = fail_first_of_alert
+    change_alert(alerts_db, alert["id"], "resolve")
+    settle(delivery)
+    # The trigger failed and waits; the other alert went; the resolve waits behind its trigger.
+    assert states(alerts_db) == [
+        ("hook", "trigger", "pending", 1),
+        ("hook", "trigger", "sent", 1),
+        ("hook", "resolve", "pending", 0),
+    ]
+    clock.now += 2
+    settle(delivery)
+    events = [(r.json()["alert"]["id"], r.json()["event"]) for r in receiver.requests]
+    assert sorted(events[:2]) == [(alert["id"], "trigger"), (other["id"], "trigger")]  # together
+    assert events[2:] == [(alert["id"], "trigger"), (alert["id"], "resolve")]
+
+
+def test_a_rule_naming_an_undefined_destination_dead_letters_with_the_reason(make_delivery, alerts_db, receiver):
+    delivery = make_delivery(hook(receiver))
+    insert_alert(alerts_db, destinations=["pager"])
+    settle(delivery)
+    assert states(alerts_db) == [("pager", "trigger", "dead", 0)]
+    error = alerts_db.execute("SELECT last_error FROM deliveries").fetchone()[0]
+    assert "'pager' is not defined in alerting.yml" in error
+    assert receiver.requests == []
+
+
+def test_waiting_deliveries_to_a_destination_taken_out_of_the_file_are_dead_lettered(
+    make_delivery, alerts_db, receiver, rules_dir
+):
+    receiver.default = Answer(500)
+    delivery = make_delivery(hook(receiver))
+    insert_alert(alerts_db)
+    settle(delivery)
+    assert states(alerts_db) == [("hook", "trigger", "pending", 1)]
+    (rules_dir / "alerting.yml").write_text(hook(receiver, name="other"))
+    settle(delivery)
+    assert states(alerts_db) == [("hook", "trigger", "dead", 1)]
+
+
+def test_while_alerting_yml_has_problems_events_wait_for_a_good_version(make_delivery, alerts_db, receiver, rules_dir):
+    delivery = make_delivery("destinations: {hook: {type: webhook}}\n")
+    insert_alert(alerts_db)
+    settle(delivery)
+    assert states(alerts_db) == []
+    assert [p.field for p in delivery.routing_file.problems] == ["destinations.hook"]
+    (rules_dir / "alerting.yml").write_text(hook(receiver))
+    settle(delivery)
+    assert states(alerts_db) == [("hook", "trigger", "sent", 1)]
+
+
+def test_without_alerting_yml_alerts_are_kept_and_sent_nowhere(make_delivery, alerts_db):
+    delivery = make_delivery()
+    insert_alert(alerts_db)
+    settle(delivery)
+    assert states(alerts_db) == []
+    assert alerts_db.execute("SELECT seq FROM delivery_cursor").fetchone() == (1,)
+
+
+def test_an_attempt_cut_short_by_a_crash_is_due_again_with_its_key(make_delivery, alerts_db, receiver, clock):
+    delivery = make_delivery(hook(receiver))
+    insert_alert(alerts_db)
+    routing = delivery.routing_file.current()
+    assert routing is not None
+    delivery.outbox.route(routing, clock.ms)
+    (claimed,) = delivery.outbox.claim("hook", 5, clock.ms)  # then the process dies
+    restarted: AlertDelivery = make_delivery()
+    assert restarted.outbox.recover(clock.ms) == 1
+    settle(restarted)
+    assert receiver.requests[0].headers["idempotency-key"] == claimed.row.id
+    assert states(alerts_db) == [("hook", "trigger", "sent", 1)]
+
+
+def test_finished_deliveries_are_forgotten_after_the_keeping_time(make_delivery, alerts_db, receiver, clock):
+    delivery = make_delivery(hook(receiver))
+    insert_alert(alerts_db)
+    settle(delivery)
+    assert delivery.outbox.prune(clock.ms) == 0
+    assert delivery.outbox.prune(clock.ms + 1) == 1
+    assert alerts_db.execute("SELECT count(*) FROM delivery_alerts").fetchone() == (0,)
+
+
+def test_one_process_delivers_per_data_dir_and_another_takes_over_when_it_stops(make_delivery, alerts_db, receiver):
+    first = make_delivery(hook(receiver), poll_seconds=0.05)
+    first.start()
+    insert_alert(alerts_db)
+    receiver.wait_for(1)
+    second = make_delivery(poll_seconds=0.05)
+    second.start()
+    deadline = time.monotonic() + 20
+    while second.last_error is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert "another process holds alert-delivery.lock" in second.last_error
+    first.stop()
+    second.wake()
+    insert_alert(alerts_db)
+    receiver.wait_for(2)
+    assert [r.json()["event_id"] for r in receiver.requests] == [1, 2]
+
+
+def test_an_event_whose_alert_is_gone_is_passed_over(make_delivery, alerts_db, receiver, data_dir):
+    delivery = make_delivery(hook(receiver))
+    insert_alert(alerts_db)
+    loose = open_alerts_db(data_dir)
+    loose.execute("PRAGMA foreign_keys = OFF")  # as a tool that deleted alerts without their events would
+    loose.execute("INSERT INTO alert_events (alert_id, kind, at_ms) VALUES ('deleted', 'update', 1)")
+    loose.close()
+    settle(delivery)
+    assert alerts_db.execute("SELECT seq FROM delivery_cursor").fetchone() == (2,)
+    assert states(alerts_db) == [("hook", "trigger", "sent", 1)]

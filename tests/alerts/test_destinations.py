@@ -1,0 +1,410 @@
+"""Each destination's payload, as its service documents it, received by real local servers (HTTP and
+SMTP), and which alert events each type gets."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import hmac
+import ipaddress
+import json
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from loglake.alerts.store import change_status
+from tests.alerts.conftest import settle, states
+from tests.alerts.receivers import Answer, Receiver, change_alert, insert_alert
+from tests.conftest import free_port
+
+
+def only(name: str, spec: str) -> str:
+    return f"destinations:\n  {name}: {spec}\nroutes:\n  - {{to: [{name}]}}\n"
+
+
+# -- webhook -----------------------------------------------------------------------------------
+
+
+def test_webhook_body_and_signature_verify_as_the_readme_says(make_delivery, alerts_db, receiver, clock, monkeypatch):
+    monkeypatch.setenv("HOOK_SECRET", "whsec-test-1")
+    delivery = make_delivery(only("hook", f'{{type: webhook, url: "{receiver.url}/in", secret: {{env: HOOK_SECRET}}}}'))
+    alert = insert_alert(alerts_db, level="critical")
+    settle(delivery)
+    (request,) = receiver.requests
+    timestamp = request.headers["x-loglake-timestamp"]
+    assert timestamp == str(int(clock.now))
+    # What a receiver does: HMAC-SHA256 over "<timestamp>.<body>" with the shared secret.
+    expected = hmac.new(b"whsec-test-1", timestamp.encode() + b"." + request.body, hashlib.sha256).hexdigest()
+    assert request.headers["x-loglake-signature"] == f"sha256={expected}"
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["x-loglake-event"] == "trigger"
+    body = request.json()
+    assert body["version"] == 1 and body["event"] == "trigger" and body["event_id"] == 1
+    assert body["idempotency_key"] == request.headers["idempotency-key"]
+    assert body["alert"]["id"] == alert["id"]
+    assert body["alert"]["dedup_key"] == alert["dedup_key"]
+    assert body["alert"]["level"] == "critical"
+    assert body["alert"]["first_seen"] == "2025-12-02T18:26:40.000Z"
+    assert body["alert"]["evidence"] == alert["evidence"]
+    assert body["alert"]["group"] == {"user": alert["group_values"]["user"]}
+
+
+def test_webhook_without_a_secret_is_sent_unsigned_and_gets_every_event(make_delivery, alerts_db, receiver):
+    delivery = make_delivery(only("hook", f'{{type: webhook, url: "{receiver.url}/in"}}'))
+    alert = insert_alert(alerts_db)
+    for kind in ("update", "acknowledge", "resolve"):
+        change_alert(alerts_db, alert["id"], kind)
+    settle(delivery)
+    assert [r.json()["event"] for r in receiver.requests] == ["trigger", "update", "acknowledge", "resolve"]
+    assert "x-loglake-signature" not in receiver.requests[0].headers
+
+
+# -- Slack and Teams -----------------------------------------------------------------------------
+
+
+def test_slack_gets_block_kit_for_raised_acknowledged_and_resolved_alerts(make_delivery, alerts_db, receiver):
+    delivery = make_delivery(only("chat", f'{{type: slack, url: "{receiver.url}/services/T0/B0/x"}}'))
+    alert = insert_alert(alerts_db, title="Failures for <@channel> & co")
+    change_alert(alerts_db, alert["id"], "update")  # not for a channel: each run of the rule would post
+    change_alert(alerts_db, alert["id"], "acknowledge", status_by="alice", status_note="looking")
+    settle(delivery)
+    change_alert(alerts_db, alert["id"], "resolve")
+    settle(delivery)
+    assert [kind for _, kind, _, _ in states(alerts_db)] == ["trigger", "acknowledge", "resolve"]
+    trigger, acknowledged, resolved = (r.json() for r in receiver.requests)
+    assert trigger["text"] == "[HIGH] Failures for &lt;@channel&gt; &amp; co"
+    header, facts, evidence, actions, context = trigger["blocks"]
+    assert header == {"type": "header", "text": {"type": "plain_text", "text": "[HIGH] Failures for <@channel> & co"}}
+    assert facts["type"] == "section" and len(facts["fields"]) <= 10
+    assert facts["fields"][0] == {"type": "mrkdwn", "text": "*Level*\nhigh"}
+    assert evidence["type"] == "section" and "login failed for" in evidence["text"]["text"]
+    assert evidence["text"]["text"].endswith("```")
+    assert actions["elements"][0]["url"] == alert["runbook"]
+    assert context["type"] == "context"
+    assert acknowledged["blocks"][0]["text"]["text"].endswith("(acknowledged)")
+    assert {"type": "mrkdwn", "text": "*By*\nalice: looking"} in acknowledged["blocks"][1]["fields"]
+    assert resolved["blocks"][0]["text"]["text"].endswith("(resolved)")
+
+
+def test_teams_gets_an_adaptive_card(make_delivery, alerts_db, receiver, monkeypatch):
+    monkeypatch.setenv("TEAMS_URL", f"{receiver.url}/workflows/run")
+    delivery = make_delivery(only("team", "{type: teams, url: {env: TEAMS_URL}}"))
+    insert_alert(alerts_db, level="critical")
+    settle(delivery)
+    (request,) = receiver.requests
+    assert request.path == "/workflows/run"
+    message = request.json()
+    assert message["type"] == "message"
+    (attachment,) = message["attachments"]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    card = attachment["content"]
+    assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
+    assert card["$schema"] == "http://adaptivecards.io/schemas/adaptive-card.json"
+    title, facts, *rest = card["body"]
+    assert title["type"] == "TextBlock" and title["text"].startswith("[CRITICAL] ") and title["color"] == "Attention"
+    assert facts["type"] == "FactSet" and facts["facts"][0] == {"title": "Level", "value": "critical"}
+    assert rest[0]["text"] == "Evidence" and "login failed" in rest[1]["text"]
+    assert card["actions"] == [
+        {"type": "Action.OpenUrl", "title": "Runbook", "url": "https://runbooks.example/auth-failures"}
+    ]
+
+
+# -- PagerDuty -----------------------------------------------------------------------------------
+
+
+def test_pagerduty_events_v2_trigger_update_acknowledge_resolve_share_the_dedup_key(
+    make_delivery, alerts_db, receiver, monkeypatch
+):
+    monkeypatch.setenv("PD_KEY", "R0UTINGKEY0000000000000000000000")
+    receiver.default = Answer(202, {"content-type": "application/json"}, b'{"status":"success"}')
+    delivery = make_delivery(
+        only("oncall", f'{{type: pagerduty, routing_key: {{env: PD_KEY}}, url: "{receiver.url}/v2/enqueue"}}')
+    )
+    alert = insert_alert(alerts_db)
+    for kind in ("update", "acknowledge", "resolve"):
+        change_alert(alerts_db, alert["id"], kind)
+    settle(delivery)
+    trigger, update, acknowledge, resolve = (r.json() for r in receiver.requests)
+    assert {r.path for r in receiver.requests} == {"/v2/enqueue"}
+    assert trigger["routing_key"] == "R0UTINGKEY0000000000000000000000"
+    assert trigger["event_action"] == "trigger" and trigger["dedup_key"] == alert["dedup_key"]
+    payload = trigger["payload"]
+    assert payload["summary"] == alert["title"]
+    assert payload["severity"] == "error"  # high
+    assert payload["source"] == "loglake"
+    assert payload["timestamp"] == "2025-12-02T18:27:40.000Z"
+    details = payload["custom_details"]
+    assert details["matches"] == 7 and details["alert_id"] == alert["id"]
+    assert "login failed for" in details["evidence"][0]
+    assert trigger["links"] == [{"href": alert["runbook"], "text": "Runbook"}]
+    assert update["event_action"] == "trigger" and update["dedup_key"] == alert["dedup_key"]
+    key = "R0UTINGKEY0000000000000000000000"
+    assert acknowledge == {"routing_key": key, "event_action": "acknowledge", "dedup_key": alert["dedup_key"]}
+    assert resolve == {"routing_key": key, "event_action": "resolve", "dedup_key": alert["dedup_key"]}
+
+
+@pytest.mark.parametrize(
+    ("level", "severity"),
+    [("critical", "critical"), ("high", "error"), ("medium", "warning"), ("low", "info"), ("informational", "info")],
+)
+def test_pagerduty_severity_follows_the_level(make_delivery, alerts_db, receiver, monkeypatch, level, severity):
+    monkeypatch.setenv("PD_KEY", "k")
+    delivery = make_delivery(
+        only("oncall", f'{{type: pagerduty, routing_key: {{env: PD_KEY}}, url: "{receiver.url}/"}}')
+    )
+    insert_alert(alerts_db, level=level)
+    settle(delivery)
+    assert receiver.requests[0].json()["payload"]["severity"] == severity
+
+
+# -- e-mail --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Mailbox:
+    messages: list[Any] = field(default_factory=list)
+    logins: list[tuple[bytes, bytes]] = field(default_factory=list)
+    reply: str = "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.reply.startswith("250"):
+            self.messages.append((envelope.mail_from, envelope.rcpt_tos, envelope.content))
+        return self.reply
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Controller, Mailbox]]:
+    mailbox = Mailbox()
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"loglake", b"mail-pass")
+        if ok:
+            mailbox.logins.append((data.login, data.password))
+        return AuthResult(success=ok)
+
+    controller = Controller(
+        mailbox, hostname="127.0.0.1", port=free_port(), authenticator=authenticate, auth_require_tls=False
+    )
+    controller.start()
+    yield controller, mailbox
+    controller.stop()
+
+
+def mail_spec(controller: Controller) -> str:
+    return (
+        f'{{type: email, smtp: "127.0.0.1:{controller.port}", username: loglake, password: {{env: SMTP_PASS}},'
+        ' from: "loglake@example.test", to: ["oncall@example.test", "sec@example.test"]}'
+    )
+
+
+def test_email_has_text_and_html_the_level_and_title_in_its_subject_and_logs_in(
+    make_delivery, alerts_db, smtp_server, monkeypatch
+):
+    controller, mailbox = smtp_server
+    monkeypatch.setenv("SMTP_PASS", "mail-pass")
+    delivery = make_delivery(only("mail", mail_spec(controller)))
+    alert = insert_alert(alerts_db, level="critical", title="Disk <full>\n on db1")  # a subject is one line
+    change_alert(alerts_db, alert["id"], "update")  # not mailed
+    change_alert(alerts_db, alert["id"], "resolve")
+    settle(delivery)
+    assert mailbox.logins == [(b"loglake", b"mail-pass")] * 2  # one session per message
+    (sender, recipients, raw), (_, _, resolved_raw) = mailbox.messages
+    assert sender == "loglake@example.test"
+    assert recipients == ["oncall@example.test", "sec@example.test"]
+    message = message_from_bytes(raw, policy=policy.default)
+    assert message["Subject"] == "[CRITICAL] Disk <full> on db1"
+    key = alerts_db.execute("SELECT id FROM deliveries WHERE kind = 'trigger'").fetchone()[0]
+    assert message["Message-ID"] == f"<{key}@loglake>"
+    assert message.get_content_type() == "multipart/alternative"
+    text = message.get_body(("plain",)).get_content()
+    markup = message.get_body(("html",)).get_content()
+    assert "Level: critical" in text and "login failed for" in text and alert["runbook"] in text
+    assert "<h2>[CRITICAL] Disk &lt;full&gt; on db1</h2>" in markup
+    assert (
+        message_from_bytes(resolved_raw, policy=policy.default)["Subject"] == "[CRITICAL] Disk <full> on db1 (resolved)"
+    )
+
+
+@pytest.mark.parametrize(("reply", "state"), [("451 4.3.0 try later", "pending"), ("554 5.7.1 rejected", "dead")])
+def test_an_smtp_4xx_is_retried_and_a_5xx_is_not(make_delivery, alerts_db, smtp_server, monkeypatch, reply, state):
+    controller, mailbox = smtp_server
+    mailbox.reply = reply
+    monkeypatch.setenv("SMTP_PASS", "mail-pass")
+    delivery = make_delivery(only("mail", mail_spec(controller)))
+    insert_alert(alerts_db)
+    settle(delivery)
+    assert states(alerts_db) == [("mail", "trigger", state, 1)]
+    assert alerts_db.execute("SELECT last_status FROM deliveries").fetchone() == (int(reply[:3]),)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own CA): (certificate, key) PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "loglake test SMTP")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return folder / "cert.pem", folder / "key.pem"
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ssl"])
+def test_email_over_starttls_or_implicit_tls_trusts_the_configured_ca(
+    make_delivery, alerts_db, certificate, monkeypatch, mode
+):
+    cert, key = certificate
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    mailbox = Mailbox()
+    tls = {"tls_context": server_tls, "require_starttls": True} if mode == "starttls" else {"ssl_context": server_tls}
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port(), **tls)
+    controller.start()
+    try:
+        spec = (
+            f'{{type: email, smtp: "127.0.0.1:{controller.port}", {mode}: true, ca_file: "{cert}",'
+            ' from: "loglake@example.test", to: ["oncall@example.test"]}'
+        )
+        delivery = make_delivery(only("mail", spec))
+        insert_alert(alerts_db)
+        settle(delivery)
+    finally:
+        controller.stop()
+    assert states(alerts_db) == [("mail", "trigger", "sent", 1)]
+    assert len(mailbox.messages) == 1
+
+
+def test_email_refuses_a_server_certificate_it_cannot_verify(make_delivery, alerts_db, certificate):
+    cert, key = certificate
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port(), tls_context=server_tls)
+    controller.start()
+    try:
+        spec = (
+            f'{{type: email, smtp: "127.0.0.1:{controller.port}", starttls: true, from: "a@b.test", to: ["c@d.test"]}}'
+        )
+        delivery = make_delivery(only("mail", spec))
+        insert_alert(alerts_db)
+        settle(delivery)
+    finally:
+        controller.stop()
+    assert mailbox.messages == []
+    state, error = alerts_db.execute("SELECT state, last_error FROM deliveries").fetchone()
+    assert state == "pending" and "CERTIFICATE_VERIFY_FAILED" in error
+
+
+# -- Jira ----------------------------------------------------------------------------------------
+
+
+def jira_answers(receiver: Receiver) -> None:
+    numbers = iter(range(7, 100))
+
+    def answer(request: Any) -> Answer:
+        if request.path == "/rest/api/2/issue":
+            return Answer(
+                201, {"content-type": "application/json"}, json.dumps({"key": f"OPS-{next(numbers)}"}).encode()
+            )
+        return Answer(201, {"content-type": "application/json"}, b'{"id": "1"}')
+
+    receiver.answer_for = answer
+
+
+def test_jira_makes_one_issue_per_dedup_key_and_comments_the_later_events(
+    make_delivery, alerts_db, receiver, monkeypatch
+):
+    monkeypatch.setenv("JIRA_TOKEN", "jira-token-1")
+    jira_answers(receiver)
+    spec = f'{{type: jira, url: "{receiver.url}", project: OPS, user: bot@example.test, token: {{env: JIRA_TOKEN}}'
+    delivery = make_delivery(only("tickets", spec + ", concurrency: 1}"))  # one at a time: a known order
+    first = insert_alert(alerts_db, dedup_key="scanner:203.0.113.9")
+    change_alert(alerts_db, first["id"], "update")
+    change_alert(alerts_db, first["id"], "resolve")
+    again = insert_alert(alerts_db, dedup_key="scanner:203.0.113.9")  # the same key, a later window: the same issue
+    insert_alert(alerts_db, dedup_key="scanner:198.51.100.4")
+    settle(delivery)
+    issue, comment = "/rest/api/2/issue", "/rest/api/2/issue/OPS-7/comment"
+    assert [r.path for r in receiver.requests] == [issue, comment, comment, comment, issue]
+    fields = receiver.requests[0].json()["fields"]
+    assert fields["project"] == {"key": "OPS"} and fields["issuetype"] == {"name": "Task"}
+    assert fields["labels"] == ["loglake"] and fields["summary"] == f"[HIGH] {first['title']}"
+    assert "{noformat}" in fields["description"] and "login failed for" in fields["description"]
+    assert [r.json()["body"].splitlines()[0] for r in receiver.requests[1:4]] == [
+        f"*[HIGH] {first['title']} (updated)*",
+        f"*[HIGH] {first['title']} (resolved)*",
+        f"*[HIGH] {again['title']}*",
+    ]
+    auth = base64.b64encode(b"bot@example.test:jira-token-1").decode()
+    assert {r.headers["authorization"] for r in receiver.requests} == {f"Basic {auth}"}
+    remembered = alerts_db.execute("SELECT dedup_key, value FROM delivery_memory ORDER BY dedup_key").fetchall()
+    assert remembered == [("scanner:198.51.100.4", "OPS-8"), ("scanner:203.0.113.9", "OPS-7")]
+
+
+def test_acknowledge_and_resolve_through_the_alert_store_reach_pagerduty_and_chat(
+    make_delivery, alerts_db, receiver, monkeypatch, clock
+):
+    monkeypatch.setenv("PD_KEY", "k")
+    delivery = make_delivery(
+        f"""
+        destinations:
+          oncall: {{type: pagerduty, routing_key: {{env: PD_KEY}}, url: "{receiver.url}/pd"}}
+          chat: {{type: slack, url: "{receiver.url}/slack"}}
+        routes: [{{to: [oncall, chat]}}]
+        """
+    )
+    alert = insert_alert(alerts_db)
+    change_status(alerts_db, alert["id"], "acknowledged", "alice", "on it", clock.ms)
+    settle(delivery)
+    change_status(alerts_db, alert["id"], "resolved", "bob", None, clock.ms)
+    second = insert_alert(alerts_db)
+    change_status(alerts_db, second["id"], "acknowledged", "carol", None, clock.ms)
+    change_status(alerts_db, second["id"], "resolved", "dave", None, clock.ms)  # before delivery saw the ack
+    settle(delivery)
+    for one in (alert, second):
+        pd = [r.json()["event_action"] for r in receiver.requests if r.json().get("dedup_key") == one["dedup_key"]]
+        assert pd == ["trigger", "acknowledge", "resolve"]  # in order within a dedup key
+    by = {}
+    for request in receiver.requests:
+        if request.path == "/slack":
+            blocks = request.json()["blocks"]
+            alert_id = blocks[-1]["elements"][0]["text"].split()[2]
+            said = next((f["text"] for f in blocks[1]["fields"] if f["text"].startswith("*By*")), None)
+            by.setdefault(alert_id, []).append((blocks[0]["text"]["text"].rsplit(" ", 1)[-1], said))
+    assert by[alert["id"]] == [
+        (alert["title"].rsplit(" ", 1)[-1], None),
+        ("(acknowledged)", "*By*\nalice: on it"),
+        ("(resolved)", "*By*\nbob"),
+    ]
+    # The second alert's acknowledgement was routed after its resolution: "By" would have named the resolver.
+    assert by[second["id"]] == [
+        (second["title"].rsplit(" ", 1)[-1], None),
+        ("(acknowledged)", None),
+        ("(resolved)", "*By*\ndave"),
+    ]

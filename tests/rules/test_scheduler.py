@@ -1,0 +1,474 @@
+"""The scheduler over a real data dir (a SQLite hot store, a lake folder, alerts.db), driven by a clock
+the tests move: contiguous windows, catch-up after downtime (bounded, the gap recorded), no window
+twice across a restart, late records inside `delay`, lookback pruning, dedup / threshold /
+suppression, a bad rule file beside good ones, the failing-rule alert."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from loglake.alerts.db import open_alerts_db
+from loglake.lake.lake import Lake
+from loglake.lake.layout import app_logs_key
+from loglake.lake.manifest import LakeFile, add_files
+from loglake.lake.objectstore import LocalObjectStore
+from loglake.lake.tables import APP_LOGS_TABLE
+from loglake.locks import exclusive_lock
+from loglake.model import Limits, validate_batch
+from loglake.rules import state
+from loglake.rules.scheduler import LOCK_FILE, CatchUp, RuleFolder, RuleScheduler, Window, due_windows
+from loglake.sqlitedb import write_transaction
+from loglake.store.sqlite import SQLiteHotStore
+from loglake.times import DAY_MS, parse_iso8601
+from tests.conftest import threads_waiting_for_a_fifo_writer
+from tests.rules.conftest import load_one, write_rule
+
+T0 = parse_iso8601("2026-06-01T10:00:00Z")
+MIN = 60_000
+HOUR = 60 * MIN
+RULE_ID = "11111111-2222-4333-8444-555555555555"
+
+
+class Clock:
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __call__(self) -> float:
+        return self.ms / 1000
+
+
+def rule_text(*options: str, threshold: int = 1, rule_id: str = RULE_ID) -> str:
+    lines = "\n".join(f"  {o}" for o in options)
+    return f"""
+title: Errors
+id: {rule_id}
+level: high
+tags: [attack.t1110]
+logsource: {{product: loglake, service: app_logs}}
+detection: {{sel: {{severity: error}}, condition: sel}}
+loglake:
+  schedule: 5m
+  group_by: [service]
+  threshold: {threshold}
+  runbook: https://runbooks.example/errors
+  destinations: [chat]
+{lines}
+"""
+
+
+class DataDir:
+    """A data dir with the rules folder in it; `scheduler()` is a new one each time (a restart)."""
+
+    def __init__(self, folder: Path, clock: Clock) -> None:
+        self.folder = folder
+        self.clock = clock
+        self.rules = folder / "rules"
+        self.store = SQLiteHotStore(folder / "hot.db", durability="process")
+        self.lake = Lake(self.store, LocalObjectStore(folder / "lake"), folder, clock=clock)
+        self.schedulers: list[RuleScheduler] = []
+
+    def add(self, at_ms: int, service: str = "api", severity: str = "error", count: int = 1) -> None:
+        records = [
+            {"timestamp": at_ms + i, "service": service, "severity": severity, "message": f"{service} {at_ms + i}"}
+            for i in range(count)
+        ]
+        self.store.submit(validate_batch(records, Limits(), self.clock.ms + DAY_MS)).result()
+
+    def scheduler(self, **options: object) -> RuleScheduler:
+        scheduler = RuleScheduler(RuleFolder(self.rules), self.lake.engine, self.folder, clock=self.clock, **options)
+        scheduler.reload()
+        self.schedulers.append(scheduler)
+        return scheduler
+
+    def db(self) -> sqlite3.Connection:
+        return open_alerts_db(self.folder)
+
+    def alerts(self) -> list[dict]:
+        conn = self.db()
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in conn.execute("SELECT * FROM alerts ORDER BY created_ms, id")]
+        finally:
+            conn.close()
+
+    def events(self) -> list[tuple[str, str]]:
+        conn = self.db()
+        try:
+            return conn.execute("SELECT alert_id, kind FROM alert_events ORDER BY seq").fetchall()
+        finally:
+            conn.close()
+
+    def runs(self, rule_id: str = RULE_ID) -> list:
+        conn = self.db()
+        try:
+            return list(reversed(state.runs_of(conn, rule_id)))
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        for scheduler in self.schedulers:
+            scheduler.stop()
+        self.lake.close()
+        self.store.close()
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Iterator[DataDir]:
+    found = DataDir(tmp_path, Clock(T0))
+    yield found
+    found.close()
+
+
+# -- the windows, as plain values ---------------------------------------------------------------
+
+
+def test_windows_follow_the_schedule_less_the_delay_and_start_where_the_last_ended(tmp_path: Path) -> None:
+    rule = load_one(tmp_path, rule_text("delay: 1m"))
+    assert due_windows(rule, None, T0 + 2 * MIN, CatchUp()).windows == [Window(T0 - 6 * MIN, T0 - MIN)]
+    due = due_windows(rule, T0 - MIN, T0 + 17 * MIN, CatchUp())
+    assert due.windows == [
+        Window(T0 - MIN, T0 + 4 * MIN),
+        Window(T0 + 4 * MIN, T0 + 9 * MIN),
+        Window(T0 + 9 * MIN, T0 + 14 * MIN),
+    ]
+    assert due.skipped is None
+    assert due_windows(rule, T0 + 14 * MIN, T0 + 19 * MIN, CatchUp()).windows == []  # 10:20 has not come
+
+
+def test_a_lookback_longer_than_the_schedule_reads_back_that_far(tmp_path: Path) -> None:
+    rule = load_one(tmp_path, rule_text("lookback: 1h"))
+    assert due_windows(rule, T0, T0 + 5 * MIN, CatchUp()).windows == [Window(T0 + 5 * MIN - HOUR, T0 + 5 * MIN)]
+
+
+def test_a_cron_gap_longer_than_the_lookback_is_read_whole(tmp_path: Path) -> None:
+    rule = load_one(tmp_path, rule_text().replace("schedule: 5m", 'schedule: "0 9 * * 1"\n  lookback: 1h'))
+    monday = parse_iso8601("2026-06-08T09:00:00Z")
+    due = due_windows(rule, monday - 7 * DAY_MS, monday, CatchUp(max_age_ms=8 * DAY_MS))
+    assert due.windows == [Window(monday - 7 * DAY_MS, monday)]
+
+
+def test_catch_up_is_bounded_by_windows_and_the_gap_is_named(tmp_path: Path) -> None:
+    rule = load_one(tmp_path, rule_text())
+    due = due_windows(rule, T0, T0 + 3 * HOUR, CatchUp(windows=4))
+    end = T0 + 3 * HOUR
+    assert due.windows == [Window(end - (4 - i) * 5 * MIN, end - (3 - i) * 5 * MIN) for i in range(4)]
+    assert due.skipped == Window(T0, T0 + 3 * HOUR - 20 * MIN)
+
+
+def test_catch_up_is_bounded_by_age(tmp_path: Path) -> None:
+    rule = load_one(tmp_path, rule_text())
+    due = due_windows(rule, T0, T0 + 30 * DAY_MS, CatchUp(windows=1000, max_age_ms=HOUR))
+    assert len(due.windows) == 13  # the windows that ended in the last hour, the first of them an hour ago
+    assert due.windows[0] == Window(T0 + 30 * DAY_MS - HOUR - 5 * MIN, T0 + 30 * DAY_MS - HOUR)
+    assert due.skipped == Window(T0, T0 + 30 * DAY_MS - HOUR - 5 * MIN)
+
+
+# -- rounds over a real data dir ---------------------------------------------------------------
+
+
+def test_rounds_evaluate_contiguous_windows_and_a_restart_repeats_none(data: DataDir) -> None:
+    write_rule(data.rules, "errors.yml", rule_text())
+    data.add(T0 - 2 * MIN)
+    first = data.scheduler()
+    [(_, record)] = first.run_round().runs
+    assert (record.outcome, record.since_ms, record.until_ms, record.matches, record.new_alerts) == (
+        "ok", T0 - 5 * MIN, T0, 1, 1
+    )  # fmt: skip
+    assert first.run_round().runs == []  # nothing due until 10:05
+    data.clock.ms = T0 + 11 * MIN
+    assert [(r.since_ms, r.until_ms) for _, r in first.run_round().runs] == [
+        (T0, T0 + 5 * MIN),
+        (T0 + 5 * MIN, T0 + 10 * MIN),
+    ]
+    first.stop()
+    restarted = data.scheduler()
+    assert restarted.run_round().runs == []
+    assert [r.until_ms for r in data.runs()] == [T0, T0 + 5 * MIN, T0 + 10 * MIN]
+    assert len(data.alerts()) == 1 and [kind for _, kind in data.events()] == ["trigger"]
+
+
+def test_after_downtime_the_rule_catches_up_within_the_bound_and_records_the_gap(data: DataDir) -> None:
+    write_rule(data.rules, "errors.yml", rule_text())
+    scheduler = data.scheduler(catch_up=CatchUp(windows=3))
+    scheduler.run_round()
+    data.add(T0 + 30 * MIN)  # in the skipped range: never evaluated
+    data.add(T0 + 52 * MIN)  # in the last windows
+    data.clock.ms = T0 + HOUR
+    runs = [r for _, r in scheduler.run_round().runs]
+    assert [(r.since_ms, r.until_ms) for r in runs] == [
+        (T0 + 45 * MIN, T0 + 50 * MIN),
+        (T0 + 50 * MIN, T0 + 55 * MIN),
+        (T0 + 55 * MIN, T0 + HOUR),
+    ]
+    skipped = [r for r in data.runs() if r.outcome == "skipped"]
+    assert [(r.since_ms, r.until_ms) for r in skipped] == [(T0, T0 + 45 * MIN)]
+    assert "catch-up bound (at most 3 windows" in skipped[0].error
+    [alert] = data.alerts()
+    assert alert["first_seen_ms"] == T0 + 52 * MIN
+
+
+def test_records_arriving_late_within_the_delay_are_found(data: DataDir) -> None:
+    write_rule(data.rules, "late.yml", rule_text("delay: 2m"))
+    write_rule(data.rules, "prompt.yml", rule_text(rule_id="22222222-3333-4444-8555-666666666666"))
+    scheduler = data.scheduler()
+    scheduler.run_round()
+    data.clock.ms = T0 + 5 * MIN  # both fire; the record of 10:04:30 has not arrived yet
+    scheduler.run_round()
+    data.add(T0 + 4 * MIN + 30_000)  # arrives at 10:05:40, a minute late
+    data.clock.ms = T0 + 10 * MIN
+    scheduler.run_round()
+    assert [a["rule_id"] for a in data.alerts()] == [RULE_ID]  # the rule without a delay had read past it
+    assert [(r.since_ms, r.until_ms, r.matches) for r in data.runs()][-1] == (T0 + 3 * MIN, T0 + 8 * MIN, 1)
+
+
+def test_the_lookback_keeps_runs_from_reading_older_partitions(data: DataDir) -> None:
+    for day in range(3):
+        data.add(T0 - (3 - day) * DAY_MS, count=50)
+    data.add(T0 - 3 * MIN)
+    assert data.lake.flush(everything=True).records == 151
+    write_rule(data.rules, "errors.yml", rule_text())
+    write_rule(data.rules, "week.yml", rule_text("lookback: 7d", rule_id="22222222-3333-4444-8555-666666666666"))
+    runs = {rule.id: record for rule, record in data.scheduler().run_round().runs}
+    recent, week = runs[RULE_ID], runs["22222222-3333-4444-8555-666666666666"]
+    assert (recent.files_scanned, recent.matches) == (1, 1)  # today's file only, of four days' files
+    assert week.files_scanned == 4 and week.bytes_scanned > 3 * recent.bytes_scanned
+
+
+def test_threshold_dedup_and_suppression_make_alerts_and_events(data: DataDir) -> None:
+    write_rule(
+        data.rules,
+        "errors.yml",
+        rule_text("dedup: {window: 15m}", "suppress: [{where: {service: web}, reason: noisy}]", threshold=3),
+    )
+    scheduler = data.scheduler()
+    data.add(T0 - 4 * MIN, count=2)  # under the threshold
+    data.add(T0 - 4 * MIN, service="web", count=5)
+    scheduler.run_round()
+    [suppressed] = data.alerts()
+    assert (suppressed["status"], suppressed["status_note"], suppressed["match_count"]) == ("suppressed", "noisy", 5)
+    assert data.events() == []
+    data.clock.ms = T0 + 5 * MIN
+    data.add(T0 + MIN, count=3)
+    scheduler.run_round()
+    data.clock.ms = T0 + 10 * MIN
+    data.add(T0 + 6 * MIN, count=4)
+    scheduler.run_round()
+    api = [a for a in data.alerts() if a["status"] == "open"]
+    assert len(api) == 1
+    alert = api[0]
+    assert alert["match_count"] == 7
+    assert (alert["first_seen_ms"], alert["last_seen_ms"]) == (T0 + MIN, T0 + 6 * MIN + 3)
+    assert (alert["window_start_ms"], alert["window_end_ms"]) == (T0, T0 + 10 * MIN)
+    assert len(json.loads(alert["evidence"])) == 7
+    assert alert["runbook"] == "https://runbooks.example/errors" and json.loads(alert["destinations"]) == ["chat"]
+    assert json.loads(alert["tags"]) == ["attack.t1110"] and alert["level"] == "high"
+    assert data.events() == [(alert["id"], "trigger"), (alert["id"], "update")]
+    data.clock.ms = T0 + 20 * MIN  # the windows from 10:15 are past the dedup window of 10:00's alert
+    data.add(T0 + 16 * MIN, count=3)
+    scheduler.run_round()
+    opened = [a for a in data.alerts() if a["status"] == "open"]
+    assert len(opened) == 2 and opened[1]["match_count"] == 3
+    assert [kind for _, kind in data.events()] == ["trigger", "update", "trigger"]
+
+
+def test_evidence_stays_bounded_keeping_the_newest_rows(data: DataDir) -> None:
+    write_rule(data.rules, "errors.yml", rule_text("evidence: 4"))
+    scheduler = data.scheduler()
+    data.add(T0 - 4 * MIN, count=3)
+    scheduler.run_round()
+    data.clock.ms = T0 + 5 * MIN
+    data.add(T0 + MIN, count=3)
+    scheduler.run_round()
+    [alert] = data.alerts()
+    kept = [row["timestamp"] for row in json.loads(alert["evidence"])]
+    assert len(kept) == 4 and alert["match_count"] == 6
+    assert kept[-1] == "2026-06-01T10:01:00.002Z" and kept[0] == "2026-06-01T09:56:00.002Z"
+
+
+def test_an_overlapping_lookback_does_not_count_records_twice(data: DataDir) -> None:
+    write_rule(data.rules, "errors.yml", rule_text("lookback: 15m"))
+    scheduler = data.scheduler()
+    data.add(T0 - 4 * MIN, count=2)
+    scheduler.run_round()
+    data.clock.ms = T0 + 5 * MIN  # reads 09:50-10:05: the same two records
+    scheduler.run_round()
+    [alert] = data.alerts()
+    assert alert["match_count"] == 2 and alert["window_end_ms"] == T0 + 5 * MIN
+    assert [kind for _, kind in data.events()] == ["trigger"]
+
+
+def test_a_bad_rule_file_is_reported_and_the_others_run(data: DataDir) -> None:
+    write_rule(data.rules, "errors.yml", rule_text())
+    write_rule(data.rules, "broken.yml", "title: [unclosed\n")
+    write_rule(data.rules, "unknown.yml", rule_text("colour: red", rule_id="22222222-3333-4444-8555-666666666666"))
+    data.add(T0 - MIN)
+    scheduler = data.scheduler()
+    assert sorted((Path(p.file).name, p.field) for p in scheduler.folder.problems) == [
+        ("broken.yml", "line 2, column 1"),
+        ("unknown.yml", "loglake"),
+    ]
+    assert "colour" in str(scheduler.folder.problems[1])
+    assert [rule.id for rule, _ in scheduler.run_round().runs] == [RULE_ID]
+    assert len(data.alerts()) == 1
+
+
+def test_the_folder_is_loaded_again_when_a_file_changes(data: DataDir) -> None:
+    scheduler = data.scheduler()
+    assert scheduler.folder.rules == []
+    path = write_rule(data.rules, "errors.yml", rule_text())
+    assert scheduler.reload() and [r.id for r in scheduler.folder.rules] == [RULE_ID]
+    assert not scheduler.reload()
+    path.write_text(path.read_text().replace("level: high", "level: critical"))
+    assert scheduler.reload() and scheduler.folder.rules[0].level == "critical"
+    path.unlink()
+    assert scheduler.reload() and scheduler.folder.rules == []
+
+
+FAILING_SQL = f"""
+id: {RULE_ID}
+title: Numbers
+level: low
+schedule: 5m
+query: SELECT {{cast}}(message AS INTEGER) AS n, "timestamp" FROM logs
+"""
+
+
+def test_a_rule_that_keeps_failing_raises_its_own_alert_resolved_when_it_runs_again(data: DataDir) -> None:
+    path = write_rule(data.rules, "numbers.yml", FAILING_SQL.replace("{cast}", "CAST"))
+    data.add(T0 - MIN)  # "api ..." is not a number
+    scheduler = data.scheduler(failing_after=2)
+    for minute in (0, 5, 10):
+        data.clock.ms = T0 + minute * MIN
+        runs = [r for _, r in scheduler.run_round().runs]
+        assert [r.outcome for r in runs] == ["error"]  # the failed window first, again: it is not skipped
+        assert runs[0].since_ms == T0 - 5 * MIN
+    [failing] = data.alerts()
+    assert (failing["title"], failing["level"], failing["status"], failing["match_count"]) == (
+        "Rule failing: Numbers", "high", "open", 3
+    )  # fmt: skip
+    assert "Could not convert string" in json.loads(failing["evidence"])[-1]["error"]
+    path.write_text(FAILING_SQL.replace("{cast}", "TRY_CAST"))
+    scheduler.reload()
+    runs = [r for _, r in scheduler.run_round().runs]
+    assert [(r.outcome, r.since_ms) for r in runs] == [("ok", T0 - 5 * MIN), ("ok", T0), ("ok", T0 + 5 * MIN)]
+    resolved = next(a for a in data.alerts() if a["id"] == failing["id"])
+    assert (resolved["status"], resolved["status_by"], resolved["status_note"]) == (
+        "resolved",
+        "rule",
+        "the rule ran again",
+    )
+    assert [kind for alert_id, kind in data.events() if alert_id == failing["id"]] == ["trigger", "update", "resolve"]
+
+
+def test_a_round_waits_its_turn_while_another_process_holds_the_rules(data: DataDir) -> None:
+    write_rule(data.rules, "errors.yml", rule_text())
+    scheduler = data.scheduler()
+    with exclusive_lock(data.folder / LOCK_FILE):
+        report = scheduler.run_round()
+    assert report.busy and report.runs == []
+    assert len(scheduler.run_round().runs) == 1
+
+
+def test_a_window_moved_by_another_process_is_not_committed_again(data: DataDir) -> None:
+    write_rule(data.rules, "errors.yml", rule_text())
+    data.add(T0 - MIN)
+    data.scheduler().run_round()
+    stale = data.scheduler()
+    conn = data.db()
+    with write_transaction(conn):  # as if it had planned the window before the first one committed it
+        assert state.claim(conn, RULE_ID, T0 - 5 * MIN, T0 - 5 * MIN, T0, T0) is None
+        assert not state.advance(conn, RULE_ID, T0 - 5 * MIN, T0)
+    conn.close()
+    assert stale.run_round().runs == []
+    assert len(data.alerts()) == 1
+
+
+def test_an_alert_whose_condition_stays_clear_is_resolved_after_resolve_after(data: DataDir) -> None:
+    write_rule(data.rules, "errors.yml", rule_text("resolve_after: 15m", "dedup: {window: 1d}"))
+    scheduler = data.scheduler()
+    data.add(T0 - MIN)
+    data.add(T0 - MIN, service="web")
+    scheduler.run_round()  # both open, their condition held in the window ending 10:00
+    for minute in (5, 10):
+        data.clock.ms = T0 + minute * MIN
+        data.add(T0 + (minute - 1) * MIN, service="web")  # web's condition keeps holding
+        scheduler.run_round()
+    assert {a["group_values"]: a["status"] for a in data.alerts()} == {
+        '{"service":"api"}': "open",
+        '{"service":"web"}': "open",
+    }
+    data.clock.ms = T0 + 15 * MIN  # api has been clear for 15 minutes (10:00 to 10:15)
+    scheduler.run_round()
+    by_service = {json.loads(a["group_values"])["service"]: a for a in data.alerts()}
+    api, web = by_service["api"], by_service["web"]
+    assert (api["status"], api["status_by"], api["status_note"]) == (
+        "resolved", "rule", "its condition has been clear for 15m"
+    )  # fmt: skip
+    assert web["status"] == "open"
+    assert [kind for alert_id, kind in data.events() if alert_id == api["id"]] == ["trigger", "resolve"]
+    data.clock.ms = T0 + 20 * MIN
+    data.add(T0 + 16 * MIN)  # api again: a new alert, the resolved one is not reopened
+    scheduler.run_round()
+    assert sorted((json.loads(a["group_values"])["service"], a["status"]) for a in data.alerts()) == [
+        ("api", "open"),
+        ("api", "resolved"),
+        ("web", "open"),
+    ]  # fmt: skip  web was last seen in the window ending 10:10: clear for 10 minutes only
+
+
+def test_a_run_whose_window_another_process_moved_meanwhile_commits_nothing(data: DataDir) -> None:
+    # The run's query blocks opening a lake file that is a FIFO; meanwhile "another process" (one that
+    # did not take the rules lock, say on a file system without flock) evaluates the window.
+    write_rule(data.rules, "errors.yml", rule_text())
+    scheduler = data.scheduler()
+    scheduler.run_round()  # the windows start at 10:00
+    day = datetime.fromtimestamp(T0 / 1000, UTC).date()
+    key = app_logs_key(day, "part-blocking.parquet")
+    fifo = data.lake.objects.root / key
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    listed = LakeFile(key, APP_LOGS_TABLE.name, day.isoformat(), T0 + MIN, T0 + MIN, 1, 1)
+    data.store.in_write_transaction(lambda conn: add_files(conn, [listed], T0)).result()
+    data.clock.ms = T0 + 5 * MIN
+    running = threading.Thread(target=lambda: reports.append(scheduler.run_round()))
+    reports: list = []
+    running.start()
+    try:
+        for _ in range(400):
+            if threads_waiting_for_a_fifo_writer() == 1:
+                break
+            time.sleep(0.05)
+        assert threads_waiting_for_a_fifo_writer() == 1, "the run did not reach its lake file"
+        conn = data.db()
+        with write_transaction(conn):
+            assert state.advance(conn, RULE_ID, T0, T0 + 5 * MIN)
+        conn.close()
+    finally:
+        writer = os.open(fifo, os.O_RDWR)  # lets the query go on (and fail on what is no Parquet file)
+        fifo.unlink()
+        os.close(writer)
+        running.join()
+    [(_, record)] = reports[0].runs
+    assert (record.outcome, record.error) == ("superseded", "another process evaluated this window")
+    conn = data.db()
+    assert state.state_of(conn, RULE_ID) == state.RuleState(T0 + 5 * MIN, 0)  # no failure counted either
+    conn.close()
+
+
+def test_run_records_are_kept_up_to_a_bound_per_rule(data: DataDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state, "KEEP_RUNS", 3)
+    write_rule(data.rules, "errors.yml", rule_text())
+    scheduler = data.scheduler()
+    scheduler.run_round()
+    data.clock.ms = T0 + 30 * MIN
+    assert len(scheduler.run_round().runs) == 6
+    assert [(r.outcome, r.until_ms) for r in data.runs()] == [("ok", T0 + m * MIN) for m in (20, 25, 30)]

@@ -1,0 +1,176 @@
+"""`loglake alerts` through click's CliRunner: against a real `loglake serve` (--url) and on a data dir
+(--data-dir), with alerts written into alerts.db as the detection engine writes them."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from loglake.alerts.db import open_alerts_db
+from loglake.config import Settings
+from loglake.runtime import Runtime
+from tests.alerts.rows import T0, insert_alert
+from tests.conftest import ServerProcess, free_port
+from tests.conftest import run_cli as run
+
+pytestmark = pytest.mark.usefixtures("no_loglake_environment")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    root = tmp_path_factory.mktemp("alerts-server")
+    process = ServerProcess(root / "data", free_port(), root / "server.log").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def alerts(server: ServerProcess) -> Iterator[sqlite3.Connection]:
+    """The server's alerts.db, emptied for each test."""
+    conn = open_alerts_db(server.data_dir)
+    conn.execute("DELETE FROM alert_events")
+    conn.execute("DELETE FROM alerts")
+    yield conn
+    conn.close()
+
+
+_made = iter(range(1_000_000))
+
+
+def key(server: ServerProcess, scopes: str) -> str:
+    name = f"cli-{scopes.replace(',', '-')}-{next(_made)}"
+    result = run("keys", "create", "--name", name, "--scopes", scopes, "--data-dir", str(server.data_dir))
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip()
+
+
+def remote(server: ServerProcess, api_key: str, *args: str) -> object:
+    return run("alerts", *args, "--url", server.url, "--api-key", api_key)
+
+
+def test_list_prints_a_table_newest_first_with_the_counts_and_pages(
+    server: ServerProcess, alerts: sqlite3.Connection
+) -> None:
+    older = insert_alert(alerts, T0, title="Disk full on db-1", level="critical")
+    newer = insert_alert(alerts, T0 + 1, status="acknowledged")
+    reader = key(server, "read")
+    listed = remote(server, reader, "list")
+    assert listed.exit_code == 0, listed.output
+    header, first, second = listed.stdout.splitlines()
+    assert header.split()[:3] == ["ID", "LEVEL", "STATUS"]
+    assert first.split()[:3] == [newer, "high", "acknowledged"] and first.endswith("Errors burst in api")
+    assert second.split()[:3] == [older, "critical", "open"] and second.endswith("Disk full on db-1")
+    assert "by status: 1 open, 1 acknowledged, 0 resolved, 0 suppressed" in listed.stderr
+    page = remote(server, reader, "list", "--limit", "1", "--json")
+    assert [json.loads(line)["id"] for line in page.stdout.splitlines()] == [newer]
+    cursor = page.stderr.split("--cursor ")[1].split()[0]
+    rest = remote(server, reader, "list", "--limit", "1", "--json", "--cursor", cursor)
+    assert [json.loads(line)["id"] for line in rest.stdout.splitlines()] == [older] and "--cursor" not in rest.stderr
+    only = remote(server, reader, "list", "--level", "critical", "--status", "open", "--json")
+    assert [json.loads(line)["id"] for line in only.stdout.splitlines()] == [older]
+
+
+def test_show_prints_the_evidence_and_the_query_and_json_is_the_apis(
+    server: ServerProcess, alerts: sqlite3.Connection
+) -> None:
+    title = "Errors burst\x1b]0;retitled\x07"
+    alert_id = insert_alert(alerts, title=title, evidence=[{"logId": "x1", "message": "boom\x1b[31m"}])
+    reader = key(server, "read")
+    shown = remote(server, reader, "show", alert_id)
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "Errors burst\\x1b]0;retitled\\x07"  # control characters shown, not obeyed
+    assert remote(server, reader, "list").stdout.splitlines()[1].endswith("Errors burst\\x1b]0;retitled\\x07")
+    assert any(line.split() == ["status", "open"] for line in lines)
+    assert '  {"logId": "x1", "message": "boom\\u001b[31m"}' in lines  # escaped for the terminal
+    assert "  SELECT * FROM logs WHERE severity = 'error'" in lines
+    as_json = json.loads(remote(server, reader, "show", alert_id, "--json").stdout)
+    with httpx.Client(headers={"authorization": f"Bearer {reader}"}) as client:
+        assert as_json == client.get(f"{server.url}/alerts/{alert_id}").json()
+
+
+def test_ack_and_resolve_record_the_keys_name_and_refuse_what_the_status_does_not_allow(
+    server: ServerProcess, alerts: sqlite3.Connection
+) -> None:
+    alert_id = insert_alert(alerts)
+    pager = key(server, "read,alerts")
+    pager_name = next(k["name"] for k in _keys(server) if k["hint"] and pager.startswith(k["hint"]))
+    acked = remote(server, pager, "ack", alert_id, "--note", "on it")
+    assert acked.exit_code == 0, acked.output
+    assert acked.stdout == f"acknowledged {alert_id}: Errors burst in api\n"
+    shown = json.loads(remote(server, pager, "show", alert_id, "--json").stdout)
+    assert shown["status_change"]["by"] == pager_name and shown["status_change"]["note"] == "on it"
+    resolved = remote(server, pager, "resolve", alert_id, "--json")
+    assert json.loads(resolved.stdout)["status"] == "resolved"
+    again = remote(server, pager, "resolve", alert_id)
+    assert again.exit_code == 1 and f"HTTP 409: alert {alert_id} is already resolved by {pager_name}" in again.stderr
+
+
+def test_changing_needs_the_alerts_scope(server: ServerProcess, alerts: sqlite3.Connection) -> None:
+    alert_id = insert_alert(alerts)
+    refused = remote(server, key(server, "read"), "ack", alert_id)
+    assert refused.exit_code == 1
+    assert "HTTP 403" in refused.stderr and "lacks the 'alerts' scope (the key needs another scope)" in refused.stderr
+    missing = remote(server, key(server, "alerts"), "resolve", "0193a0b0-0000-7000-8000-000000000000")
+    assert missing.exit_code == 1 and "HTTP 404" in missing.stderr
+
+
+def test_a_bad_filter_is_named(server: ServerProcess, alerts: sqlite3.Connection) -> None:
+    result = remote(server, key(server, "read"), "list", "--status", "closed")
+    assert result.exit_code == 1 and "status: must be one or more (comma-separated) of open" in result.stderr
+
+
+def _keys(server: ServerProcess) -> list[dict]:
+    listed = run("keys", "list", "--json", "--data-dir", str(server.data_dir)).stdout.splitlines()
+    return [json.loads(line) for line in listed]
+
+
+# -- --data-dir --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A data dir that holds loglake data (made by a first run, as `loglake serve` makes it)."""
+    folder = tmp_path / "data"
+    Runtime(Settings(data_dir=folder, access_log="off")).close()
+    return folder
+
+
+def test_on_a_data_dir_the_changes_are_recorded_with_the_users_name(data_dir: Path) -> None:
+    conn = open_alerts_db(data_dir)
+    alert_id = insert_alert(conn, title="Bot surge")
+    listed = run("alerts", "list", "--data-dir", str(data_dir), "--json")
+    assert [json.loads(line)["title"] for line in listed.stdout.splitlines()] == ["Bot surge"]
+    assert run("alerts", "ack", alert_id, "--data-dir", str(data_dir)).exit_code == 0
+    resolved = run("alerts", "resolve", alert_id, "--note", "false alarm", "--json", "--data-dir", str(data_dir))
+    change = json.loads(resolved.stdout)["status_change"]
+    assert (change["by"], change["note"]) == (getpass.getuser(), "false alarm")
+    assert conn.execute("SELECT kind FROM alert_events ORDER BY seq").fetchall() == [
+        ("trigger",),
+        ("acknowledge",),
+        ("resolve",),
+    ]
+    again = run("alerts", "resolve", alert_id, "--data-dir", str(data_dir))
+    assert again.exit_code == 1 and "is already resolved" in again.stderr
+    shown = run("alerts", "show", alert_id, "--data-dir", str(data_dir))
+    assert f"resolved by {getpass.getuser()} at" in shown.stdout and "false alarm" in shown.stdout
+    conn.close()
+
+
+def test_on_a_data_dir_unknown_alerts_and_bad_filters_are_refused(data_dir: Path) -> None:
+    missing = run("alerts", "show", "0193a0b0-0000-7000-8000-000000000000", "--data-dir", str(data_dir))
+    assert missing.exit_code == 1 and "no alert with id" in missing.stderr
+    bad = run("alerts", "list", "--since", "soon", "--data-dir", str(data_dir))
+    assert bad.exit_code == 1 and "since: 'soon' is not a time" in bad.stderr
+
+
+def test_a_folder_without_loglake_data_is_refused(tmp_path: Path) -> None:
+    result = run("alerts", "list", "--data-dir", str(tmp_path))
+    assert result.exit_code == 1 and "no loglake data in" in result.stderr
+    assert not (tmp_path / "alerts.db").exists()
