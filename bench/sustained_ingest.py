@@ -4,7 +4,9 @@ Sends the --rows record set (default 10,000,000, from make_dataset.py; ~2 GB, bu
 `loglake serve` (background flush and compaction on, as shipped) as NDJSON batches of --batch records
 from --senders threads, read from the file as they are sent. Every --every seconds it prints the records
 acknowledged so far, the rate over that stretch, the lake's file count (what a query has to open), the
-records still in the hot store and the server's RSS. Then it asks Q2 (substring count) and Q3 (count by
+records still in the hot store, the server's RSS and its children's (the merge worker). At the end of the
+ingest it reports the peak RSS of the server alone (VmHWM) and of the server with its children (their
+sum, sampled every second), and the CPU seconds each used meanwhile. Then it asks Q2 (substring count) and Q3 (count by
 service and severity) right after the ingest, stops the server, runs `loglake flush --all` (which leaves
 every day compacted), restarts it and asks them again: the ratio says what a query pays for a lake that
 is still being merged.
@@ -16,7 +18,9 @@ is still being merged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -47,6 +51,7 @@ def query_times(server: common.Server, reps: int = 5) -> dict[str, float]:
                 response.raise_for_status()
                 times.append(1000 * (time.perf_counter() - began))
             out[name] = round(statistics.median(times[1:]), 1)
+            print(f"  {name}: {', '.join(f'{t:.0f}' for t in times)} ms", flush=True)
     return out
 
 
@@ -60,12 +65,51 @@ def lake_gauges(server: common.Server) -> dict[str, float]:
     return found
 
 
-def watch(server: common.Server, acked: list[int], every: float, stop: threading.Event, rows: list) -> None:
+def children_of(pid: int) -> list[int]:
+    """The process ids of `pid`'s children and their children (the merge worker, ...)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found + [grandchild for child in found for grandchild in children_of(child)]
+
+
+def children_rss(pid: int) -> tuple[int, int]:
+    """(sum of VmRSS, largest VmHWM) of the server's descendants, in KiB."""
+    now, peak = 0, 0
+    for child in children_of(pid):
+        try:
+            rss, hwm = common.read_rss(child)
+        except (OSError, KeyError):
+            continue  # gone meanwhile
+        now, peak = now + rss, max(peak, hwm)
+    return now, peak
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the server's descendants (the merge worker) have used so far."""
+    ticks = 0
+    for child in children_of(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def watch(
+    server: common.Server, acked: list[int], every: float, stop: threading.Event, rows: list, peaks: dict
+) -> None:
     began, last_count, last_time = time.perf_counter(), 0, time.perf_counter()
-    while not stop.wait(every):
-        now, count = time.perf_counter(), acked[0]
-        gauges = lake_gauges(server)
+    while not stop.wait(min(every, 1.0)):  # RSS sampled every second, progress printed every `every`
+        assert server.process is not None
         rss, _ = server.rss()
+        children, children_peak = children_rss(server.process.pid)
+        peaks["together_kib"] = max(peaks.get("together_kib", 0), rss + children)
+        peaks["children_kib"] = max(peaks.get("children_kib", 0), children_peak)
+        now, count = time.perf_counter(), acked[0]
+        if now - last_time < every - 0.5:
+            continue
+        gauges = lake_gauges(server)
         row = {
             "t_s": round(now - began, 1),
             "acked": count,
@@ -73,11 +117,12 @@ def watch(server: common.Server, acked: list[int], every: float, stop: threading
             "lake_files": int(gauges["files"]),
             "hot_records": int(gauges["hot"]),
             "rss_mib": round(common.mib(rss)),
+            "children_rss_mib": round(common.mib(children)),
         }
         rows.append(row)
         print(
             f"{row['t_s']:7.1f} s  {count:>11,} acked  {row['rate']:>9,} rec/s  {row['lake_files']:>5} lake files  "
-            f"{row['hot_records']:>9,} hot  RSS {row['rss_mib']} MiB",
+            f"{row['hot_records']:>9,} hot  RSS {row['rss_mib']} MiB + children {row['children_rss_mib']} MiB",
             flush=True,
         )
         last_count, last_time = count, now
@@ -97,8 +142,11 @@ def main() -> None:
     server = common.Server(keep_data=True, access_log="-").start()
     try:
         acked = [0]
+        assert server.process is not None
+        cpu_at_start = {"server": server.cpu_seconds(), "children": children_cpu_seconds(server.process.pid)}
         stop = threading.Event()
-        watcher = threading.Thread(target=watch, args=(server, acked, args.every, stop, result["progress"]))
+        peaks: dict[str, int] = {}
+        watcher = threading.Thread(target=watch, args=(server, acked, args.every, stop, result["progress"], peaks))
         watcher.start()
         try:
             sent = common.bulk_send(
@@ -108,12 +156,17 @@ def main() -> None:
             stop.set()
             watcher.join()
         _, peak = server.rss()
+        assert server.process is not None
+        cpu = {"server": server.cpu_seconds(), "children": children_cpu_seconds(server.process.pid)}
         result["ingest"] = {
             "records": sent.records,
             "seconds": round(sent.seconds, 1),
             "records_per_s": round(sent.records_per_s),
             "failures": sent.failures[:10],
             "peak_rss_mib": round(common.mib(peak)),
+            "peak_children_rss_mib": round(common.mib(peaks.get("children_kib", 0))),
+            "peak_rss_with_children_mib": round(common.mib(peaks.get("together_kib", 0))),
+            "cpu_s": {who: round(seconds - cpu_at_start[who], 1) for who, seconds in cpu.items()},
             "lake_files_at_end": int(lake_gauges(server)["files"]),
         }
         print(f"ingest: {json.dumps(result['ingest'])}", flush=True)

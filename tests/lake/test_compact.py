@@ -229,6 +229,130 @@ def test_the_background_merges_a_day_still_written_to_by_tiers_and_a_quiet_day_f
     ]
 
 
+def test_a_tier_that_grew_while_the_worker_was_busy_merges_a_tier_at_a_time() -> None:
+    def f(key: str, n: int) -> LakeFile:
+        return LakeFile(key, "app_logs", "2026-11-01", n, n + 1, 1, 3000 + n)
+
+    grown = [f(f"s{n:02}", n) for n in range(2 * TIER_FILES + 3)]
+    groups = [[x.key for x in g] for g in tier_groups(grown, target_bytes=10_000_000)]
+    assert groups == [[x.key for x in grown[:TIER_FILES]], [x.key for x in grown[TIER_FILES : 2 * TIER_FILES]]]
+
+
+def test_a_quiet_days_full_merge_waits_while_new_parts_fill_a_tier(
+    store: SQLiteHotStore, object_store: ObjectStore
+) -> None:
+    """Under sustained ingest the worker merges tiers first: a quiet day's full merge (several times a
+    tier merge's work) waits for a turn in which no tier has filled meanwhile."""
+    quiet_day, busy_day = "2026-11-01", "2026-11-02"
+    seed(store, days=1)
+    store.put([record(START + DAY + 1000 * i, f"busy-{i}") for i in range(TIER_FILES * 60)])
+    Flusher(store, object_store, rows_per_round=60).flush(before_ms=START + 3 * DAY)  # 5 quiet, 16 busy files
+    store.run_in_writer(lambda conn: conn.execute("UPDATE lake_files SET created_ms = 0 WHERE day = ?", (quiet_day,)))
+    since = int(time.time() * 1000) - 60_000
+    more = [record(START + DAY + 500_000 + 1000 * i, f"more-{i}") for i in range(TIER_FILES * 60)]
+
+    def new_parts_arrive(step: str) -> None:
+        if step == "committed" and more:  # after the first merge, a tier's worth of new parts
+            store.put(more)
+            more.clear()
+            Flusher(store, object_store, rows_per_round=60).flush(before_ms=START + 3 * DAY)
+
+    def files_per_day() -> dict[str, int]:
+        return dict(store.read("SELECT day, count(*) FROM lake_files GROUP BY day"))
+
+    compactor = Compactor(store, object_store, target_bytes=10_000_000, grace_ms=0, on_step=new_parts_arrive)
+    assert compactor.compact(written_since_ms=since).merged_files == TIER_FILES
+    assert files_per_day() == {quiet_day: 5, busy_day: 1 + TIER_FILES}  # the quiet day waits
+    assert compactor.compact(written_since_ms=since).merged_files == TIER_FILES + 5
+    assert files_per_day() == {quiet_day: 1, busy_day: 2}
+    assert store.read("SELECT sum(records) FROM lake_files") == [(300 + 2 * TIER_FILES * 60,)]
+
+
+def test_a_quiet_days_full_merge_waits_while_tier_merges_keep_the_worker_busy(
+    store: SQLiteHotStore, object_store: ObjectStore
+) -> None:
+    quiet_day, busy_day = "2026-11-01", "2026-11-02"
+    seed(store, days=1)
+    store.put([record(START + DAY + 1000 * i, f"busy-{i}") for i in range(TIER_FILES * 60)])
+    Flusher(store, object_store, rows_per_round=60).flush(before_ms=START + 3 * DAY)  # 5 quiet, 16 busy files
+    store.run_in_writer(lambda conn: conn.execute("UPDATE lake_files SET created_ms = 0 WHERE day = ?", (quiet_day,)))
+    now = [time.time()]
+    since = int(now[0] * 1000) - 60_000
+
+    def a_tier_merge_takes_long(step: str) -> None:
+        if step == "written":
+            now[0] += 0.6 * compact.BUSY_WINDOW_S  # a tier merge on a busy machine
+
+    def files_per_day() -> dict[str, int]:
+        return dict(store.read("SELECT day, count(*) FROM lake_files GROUP BY day"))
+
+    compactor = Compactor(
+        store, object_store, target_bytes=10_000_000, grace_ms=0, clock=lambda: now[0], on_step=a_tier_merge_takes_long
+    )
+    assert compactor.compact(written_since_ms=since).merged_files == TIER_FILES
+    assert files_per_day() == {quiet_day: 5, busy_day: 1}  # the quiet day waits: the worker was busy
+    now[0] += 0.3 * compact.BUSY_WINDOW_S
+    assert compactor.compact(written_since_ms=since).merged_files == 0  # 60 % of the last minute: still busy
+    now[0] += 0.5 * compact.BUSY_WINDOW_S
+    assert compactor.compact(written_since_ms=since).merged_files == 5  # 20 %: its turn
+    assert files_per_day() == {quiet_day: 1, busy_day: 1}
+
+
+def busy_day_files(store: SQLiteHotStore, lake: ObjectStore, tiers: int) -> int:
+    """`tiers` tiers' worth of small files of a day still written to; returns a `since` that makes it busy."""
+    store.put([record(START + DAY + 1000 * i, f"busy-{i}") for i in range(tiers * TIER_FILES * 60)])
+    Flusher(store, lake, rows_per_round=60).flush(before_ms=START + 3 * DAY)
+    return int(time.time() * 1000) - 60_000
+
+
+def merge_threads() -> set[str]:
+    return {t.name.rsplit("_", 1)[0] for t in threading.enumerate() if t.name.startswith("loglake-merge")}
+
+
+@pytest.mark.parametrize(
+    ("tiers", "threads"), [(1, {"loglake-merge"}), (compact.BEHIND_TIERS, {"loglake-merge-behind"})]
+)
+def test_tier_merges_that_fell_behind_run_at_the_servers_priority(
+    store: SQLiteHotStore, tmp_path: Path, tiers: int, threads: set[str]
+) -> None:
+    lake = LocalObjectStore(tmp_path / "lake")
+    since = busy_day_files(store, lake, tiers)
+    background = compact.Background()
+    try:
+        compactor = Compactor(store, lake, target_bytes=10_000_000, grace_ms=0, background=background)
+        assert compactor.compact(written_since_ms=since).merged_files == tiers * TIER_FILES
+        assert merge_threads() == threads
+
+        def priority() -> int:
+            return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+        assert background.run_in_thread(priority, niced=False) == os.nice(0)  # the server's
+    finally:
+        background.close()
+    assert store.read("SELECT count(*), sum(records) FROM lake_files") == [(tiers, tiers * TIER_FILES * 60)]
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["final-merges", "tier-merges"])
+def test_a_turn_of_merges_ends_at_the_next_merge_once_the_server_stops(
+    store: SQLiteHotStore, object_store: ObjectStore, busy: bool
+) -> None:
+    stop = threading.Event()
+
+    def stop_after_the_first(step: str) -> None:
+        if step == "committed":
+            stop.set()
+
+    if busy:
+        since: int | None = busy_day_files(store, object_store, 2 * compact.BEHIND_MERGES)  # tier merges waiting
+    else:
+        flush_in_small_rounds(store, object_store)  # three days, a full merge each
+        since = None
+    compactor = Compactor(store, object_store, target_bytes=10_000_000, grace_ms=0, on_step=stop_after_the_first)
+    report = compactor.compact(written_since_ms=since, stop=stop)
+    assert len(report.written_files) == 1 or (busy and len(report.written_files) <= compact.BEHIND_MERGES)
+    assert compactor.compact(written_since_ms=since).written_files != []  # the rest, next time
+
+
 def deleted_files_held_open() -> list[str]:
     """Files this process holds open that were deleted (their disk space is not given back)."""
     links = (os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if fd.is_symlink())
@@ -249,9 +373,9 @@ def test_files_compaction_replaced_are_not_held_open_by_recent_reads(store: SQLi
         lake.close()
 
 
-@pytest.mark.parametrize("in_memory_up_to", [0, 1_000_000], ids=["duckdb", "arrow"])
+@pytest.mark.parametrize("in_memory_up_to", [0, 1_000_000], ids=["streamed", "arrow"])
 @pytest.mark.parametrize("style", [compact.FINAL, compact.TIER], ids=["final", "tier"])
-def test_a_merge_in_memory_or_by_duckdb_writes_the_same_sorted_rows(
+def test_a_merge_in_memory_or_streamed_writes_the_same_sorted_rows(
     store: SQLiteHotStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory_up_to: int, style
 ) -> None:
     lake = LocalObjectStore(tmp_path / "lake")
@@ -261,7 +385,7 @@ def test_a_merge_in_memory_or_by_duckdb_writes_the_same_sorted_rows(
         inputs.append(tmp_path / f"in-{n}.parquet")
         lake.get_file(key, inputs[-1])
     monkeypatch.setattr(compact, "IN_MEMORY_MERGE_RECORDS", in_memory_up_to)
-    compact.merge_sorted(inputs, tmp_path / "out.parquet", tmp_path / "spill", 64, style=style)
+    compact.merge_in_background(None, inputs, tmp_path / "out.parquet", tmp_path, 64, distinct_ids=False, style=style)
     merged = pq.ParquetFile(tmp_path / "out.parquet")
     rows = merged.read().to_pylist()
     expected = sorted(
@@ -273,8 +397,8 @@ def test_a_merge_in_memory_or_by_duckdb_writes_the_same_sorted_rows(
     assert one_service_per_row_group(merged.metadata) == style.by_service
 
 
-@pytest.mark.parametrize("in_memory_up_to", [compact.IN_MEMORY_MERGE_RECORDS, 0], ids=["arrow", "duckdb"])
-def test_the_servers_merges_run_at_a_lower_priority_the_big_ones_in_a_worker(
+@pytest.mark.parametrize("in_memory_up_to", [compact.IN_MEMORY_MERGE_RECORDS, 0], ids=["arrow", "streamed"])
+def test_the_servers_small_merges_run_on_a_niced_thread_the_big_ones_in_a_worker(
     store: SQLiteHotStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory_up_to: int
 ) -> None:
     monkeypatch.setattr(compact, "IN_MEMORY_MERGE_RECORDS", in_memory_up_to)
@@ -283,7 +407,7 @@ def test_the_servers_merges_run_at_a_lower_priority_the_big_ones_in_a_worker(
     try:
         flush_in_small_rounds(store, lake.objects)
         assert lake.compact().merged_files == 15
-        # Merges Arrow sorts in memory run on a thread of this process; only DuckDB's start a worker.
+        # Merges Arrow sorts in memory run on a thread of this process; only streamed ones start a worker.
         workers = multiprocessing.active_children()
         assert len(workers) == (1 if in_memory_up_to == 0 else 0)
         assert os.nice(0) == niceness  # the calling thread keeps its priority
@@ -292,7 +416,7 @@ def test_the_servers_merges_run_at_a_lower_priority_the_big_ones_in_a_worker(
             expected
         )
         assert lake.background.run(os.getpid) != os.getpid()
-        assert lake.background.run(os.nice, 0) == expected
+        assert lake.background.run(os.nice, 0) == niceness  # the worker keeps the server's (see Background)
     finally:
         lake.close()
     assert store.read("SELECT count(*), sum(records) FROM lake_files") == [(3, 900)]

@@ -444,7 +444,7 @@ def test_errors_never_advise_a_setting_the_sandbox_forbids() -> None:
 PROGRESS_BAR_SCRIPT = """
 import sys
 from pathlib import Path
-from loglake.lake.compact import _background_duckdb
+from loglake.lake.sorted_merge import background_duckdb
 from loglake.lake.objectstore import LocalObjectStore
 from loglake.lake.query import QueryEngine, TimeRange
 from loglake.store.sqlite import SQLiteHotStore
@@ -455,7 +455,7 @@ engine = QueryEngine(store, LocalObjectStore(data / "lake"), data / "tmp")
 setting = "SELECT current_setting('enable_progress_bar')"
 print(engine.run_internal(setting, [], TimeRange(), 1).rows[0][0])
 print(engine.run_saved(setting, {}, TimeRange(), 1, ()).rows[0][0])
-with _background_duckdb(data / "spill", 64) as con:
+with background_duckdb(data / "spill", 64) as con:
     print(con.execute(setting).fetchall()[0][0])
 """
 

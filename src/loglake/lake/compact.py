@@ -11,41 +11,40 @@ started on the older snapshot still finds them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import os
 import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
-import duckdb
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loglake.lake.flush import Step, publish
-from loglake.lake.flush_rounds import exit_with_parent
 from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
-from loglake.lake.parts import (
-    COMPACT_LEVELS,
-    FLUSH_LEVELS,
-    ROW_GROUP_ROWS,
-    SORT_ORDER,
-    ServiceRowGroups,
-    file_name,
-    parquet_writer,
-)
+from loglake.lake.parts import file_name
 from loglake.lake.query import sql_string
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.scratch import new_work_folder
+from loglake.lake.sorted_merge import (
+    FINAL,
+    MAX_FAN_IN,
+    TIER,
+    MergeStyle,
+    background_duckdb,
+    merge_in_memory,
+    merge_sorted,
+    start_merge_worker,
+)
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.store.sqlite import SQLiteHotStore
 
@@ -68,46 +67,33 @@ class CompactReport:
 TIER_BASE = 8
 # A 1M-record bulk load over a week (B2) leaves about 14 parts a day: it ends before any merge, which
 # would halve its rate on two cores (`flush --all`, or the day's final merge, compacts it after).
-TIER_FILES = 16
-# Merges of at most this many records sort in Arrow, in memory (about 100 MB at most): see merge_sorted.
+TIER_FILES = MAX_FAN_IN
+# Merges of at most this many records sort in memory (about 100 MB at most): see merge_in_background.
 IN_MEMORY_MERGE_RECORDS = 250_000
 
 
-@dataclass(frozen=True)
-class MergeStyle:
-    """How a merge writes: ZSTD levels (parts.parquet_writer), and whether one service per row group."""
-
-    levels: tuple[int, int]
-    by_service: bool
-
-
-# A day's last merge compresses hard and splits row groups by service; the merges before it are fast,
-# as the last one rewrites their output anyway (plain row groups: half the write time, see parts.py).
-FINAL = MergeStyle(COMPACT_LEVELS, by_service=True)
-TIER = MergeStyle(FLUSH_LEVELS, by_service=False)
-
-
 def tier_groups(files: list[LakeFile], target_bytes: int) -> Iterator[list[LakeFile]]:
-    """Groups of TIER_FILES or more small files of one size tier (smallest to at most TIER_BASE times
-    it), in time order, each near the target at most; other files and smaller tiers are left alone."""
+    """Groups of TIER_FILES small files of one size tier (smallest to at most TIER_BASE times it), in
+    time order, each near the target at most; other files and smaller tiers are left alone. A tier
+    that grew while the worker was busy merges in several groups: each merge is one pass (TIER_FILES
+    is at most sorted_merge.MAX_FAN_IN) and lands soon, where one wide merge would take long."""
     tiers: list[list[LakeFile]] = []
     for f in sorted((f for f in files if f.bytes < target_bytes // 2), key=lambda f: f.bytes):
         if not tiers or f.bytes > TIER_BASE * max(tiers[-1][0].bytes, 1):
             tiers.append([])
         tiers[-1].append(f)
     for tier in tiers:
-        if len(tier) >= TIER_FILES:
-            yield from merge_groups(tier, target_bytes)
+        yield from (group for group in merge_groups(tier, target_bytes, TIER_FILES) if len(group) == TIER_FILES)
 
 
-def merge_groups(files: list[LakeFile], target_bytes: int) -> Iterator[list[LakeFile]]:
-    """Groups of a day's small files (under half the target) that together stay near the target;
-    a group of one is left alone. Big files are never rewritten."""
+def merge_groups(files: list[LakeFile], target_bytes: int, most: int | None = None) -> Iterator[list[LakeFile]]:
+    """Groups of a day's small files (under half the target) that together stay near the target, of
+    at most `most` files; a group of one is left alone. Big files are never rewritten."""
     small = sorted((f for f in files if f.bytes < target_bytes // 2), key=lambda f: f.min_ts)
     group: list[LakeFile] = []
     size = 0
     for f in small:
-        if group and size + f.bytes > target_bytes:
+        if group and (size + f.bytes > target_bytes or len(group) == most):
             if len(group) > 1:
                 yield group
             group, size = [], 0
@@ -118,21 +104,32 @@ def merge_groups(files: list[LakeFile], target_bytes: int) -> Iterator[list[Lake
 
 
 class Background:
-    """Where the server's merges run, at a lower CPU priority (nice BACKGROUND_NICENESS): the CPU goes to
-    ingest and queries first, compaction gets what they leave.
+    """Where the server's merges run, off the threads that ingest and answer queries.
 
-    A merge small enough to sort in memory (merge_in_memory: the tier merges of bulk parts) runs on one
-    thread of this process, niced on its own (Linux nices each thread): it is Arrow and Parquet work,
-    outside the GIL. In a worker process such a merge cost more than itself: the worker holds its own
-    pyarrow and DuckDB (B2: the worker peaked at ~160 MiB RSS and multiprocessing's resource tracker
-    took 12 MiB, where the same merge adds ~50 MiB to this process) and took ~1 s of CPU to start.
-    Bigger merges (DuckDB, which may take `memory_mb` and spill) run in one worker process, started on
-    first use, so that the memory they take is the worker's. Spawned (this process runs threads), and it
-    exits when this process dies (flush_rounds.exit_with_parent)."""
+    A merge small enough to sort in memory (sorted_merge.merge_in_memory, up to IN_MEMORY_MERGE_RECORDS:
+    the first tier merges of bulk parts) runs on a thread of this process: it is Arrow and Parquet
+    work, outside the GIL, and in a worker process it cost more than itself (B2: the worker's own
+    pyarrow took ~130-160 MiB RSS and multiprocessing's resource tracker 12 MiB, where the same merge
+    adds ~50 MiB to this process, and ~1 s of CPU to start). That thread is niced on its own (Linux
+    nices each thread) by BACKGROUND_NICENESS, so that ingest and queries come first; but when merges
+    fall behind (Compactor: BEHIND_TIERS) they run BEHIND_MERGES at a time on threads at the server's
+    priority, as LSM stores raise their compaction's share when small parts pile up. Niced throughout,
+    they fell far behind sustained bulk ingest on two cores (10M records from 4 senders: 647 files at
+    the end, Q3 right after 2.5x its time on the compacted lake); one at a time at the server's
+    priority, the thread got a third of a core (py-spy), ~10 of the 16 parts a second that came in,
+    and 362 files were left.
+
+    Bigger merges stream (sorted_merge.merge_sorted, in bounded memory whatever their size) in one
+    worker process, started on first use, whose Python work never holds the server's GIL. Spawned (this
+    process runs threads), and it exits when this process dies (sorted_merge.start_merge_worker). It
+    runs at the server's own priority: at nice 5 or 10 it fell behind sustained bulk ingest on two cores
+    (270-470 files at the end against 110-200, Q3 right after 1.8-2.3x against 1.0-1.3x), while the
+    ingest rate stayed within the noise either way; a single thread, it takes at most a core's share
+    among the server's threads."""
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
-        self._thread: ThreadPoolExecutor | None = None
+        self._threads: dict[bool, ThreadPoolExecutor] = {}  # by niced
         self._starting = threading.Lock()
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -140,32 +137,41 @@ class Background:
         with self._starting:
             if self._pool is None:
                 spawn = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(1, spawn, initializer=_in_background, initargs=(os.getpid(),))
+                self._pool = ProcessPoolExecutor(1, spawn, initializer=start_merge_worker, initargs=(os.getpid(),))
         return self._pool.submit(fn, *args, **kwargs).result()
 
-    def run_in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """fn(*args, **kwargs) on the background thread of this process."""
+    def run_in_thread(self, fn: Callable[..., T], *args: Any, niced: bool = True) -> T:
+        """fn(*args) on the niced background thread of this process, or one of those at its priority."""
         with self._starting:
-            if self._thread is None:
-                self._thread = ThreadPoolExecutor(1, "loglake-merge", initializer=_nice_this_thread)
-        return self._thread.submit(fn, *args, **kwargs).result()
+            if niced not in self._threads:
+                if niced:
+                    self._threads[niced] = ThreadPoolExecutor(1, "loglake-merge", initializer=_nice_this_thread)
+                else:
+                    self._threads[niced] = ThreadPoolExecutor(BEHIND_MERGES, "loglake-merge-behind")
+            thread = self._threads[niced]
+        return thread.submit(fn, *args).result()
 
     def close(self) -> None:
         with self._starting:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
-            if self._thread is not None:
-                self._thread.shutdown(wait=True, cancel_futures=True)
-                self._thread = None
+            for thread in self._threads.values():
+                thread.shutdown(wait=True, cancel_futures=True)
+            self._threads.clear()
 
 
 BACKGROUND_NICENESS = 10
 
 
-def _in_background(parent_pid: int) -> None:
-    os.nice(BACKGROUND_NICENESS)
-    exit_with_parent(parent_pid)
+# A turn that finds this many tier merges waiting is behind: it runs them at the server's priority.
+BEHIND_TIERS = 2
+# Tier merges run at once when behind: one a core here (two), as they are Arrow work outside the GIL.
+BEHIND_MERGES = 2
+
+# A quiet day's full merge waits while tier merges took more than this share of the last minute.
+BUSY_SHARE = 0.5
+BUSY_WINDOW_S = 60.0
 
 
 def _nice_this_thread() -> None:
@@ -199,34 +205,70 @@ class Compactor:
         self.grace_ms = grace_ms
         self.clock = clock
         self.on_step = on_step or (lambda step: None)
+        self._tier_merges: list[tuple[float, float]] = []  # (ended, seconds) by `clock`, the last minute's
+        self._reporting = threading.Lock()
 
-    def compact(self, written_since_ms: int | None = None) -> CompactReport:
+    def compact(self, written_since_ms: int | None = None, stop: threading.Event | None = None) -> CompactReport:
         """Merge each day's small files. With `written_since_ms`, a day that got a file since then is
-        still being written to: it is merged by size tiers only (tier_groups), the others fully."""
+        still being written to: it is merged by size tiers only (tier_groups), the others fully. Tier
+        merges go first; a day's full merge (several times a tier merge's work: it compresses hard, and
+        new parts wait for it) only once no new tier has filled and the tier merges left the worker
+        idle for half of the last minute (BUSY_SHARE). Under sustained ingest the worker's CPU goes to
+        keeping the number of files a query opens small; quiet days get their final shape as it eases.
+        A turn that finds BEHIND_TIERS tier merges waiting runs them BEHIND_MERGES at a time at the
+        server's priority (see Background). With `stop`, the turn ends at the next merge once it is set."""
         started = time.perf_counter()
         report = CompactReport()
-        files = list_files(self.store.read, APP_LOGS_TABLE.name)
-        by_day: dict[str, list[LakeFile]] = {}
-        for f in files:
-            by_day.setdefault(f.day, []).append(f)
-        busy = set() if written_since_ms is None else self._days_written_since(written_since_ms)
-        for day, day_files in by_day.items():
-            if day in busy:
-                groups, style = tier_groups(day_files, self.target_bytes), TIER
-            else:
-                groups, style = merge_groups(day_files, self.target_bytes), FINAL
-            for group in groups:
-                report.written_files.append(self._merge(group, style))
-                report.merged_files += len(group)
-                report.records += sum(f.records for f in group)
+        tiers, finals = self._plan(written_since_ms)
+        behind = len(tiers) >= BEHIND_TIERS
+
+        def merge_tier(group: list[LakeFile]) -> None:
+            if stop is not None and stop.is_set():
+                return  # a turn can be long (a backlog of merges): the server stops between two
+            began = self.clock()
+            self._merge_into(report, group, TIER, niced=not behind)
+            ended = self.clock()
+            self._tier_merges.append((ended, ended - began))
+
+        with ThreadPoolExecutor(BEHIND_MERGES if behind else 1, "loglake-compact") as turn:
+            list(turn.map(merge_tier, tiers))
+        for group in finals:
+            if stop is not None and stop.is_set():
+                break
+            if written_since_ms is not None and (self._plan(written_since_ms)[0] or self._busy_share() > BUSY_SHARE):
+                break  # the next turn merges new tiers first, or comes back when ingest eases
+            self._merge_into(report, group, FINAL)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _busy_share(self) -> float:
+        """The share of the last BUSY_WINDOW_S seconds the worker spent on tier merges."""
+        since = self.clock() - BUSY_WINDOW_S
+        self._tier_merges = [(ended, seconds) for ended, seconds in self._tier_merges if ended > since]
+        return sum(min(seconds, ended - since) for ended, seconds in self._tier_merges) / BUSY_WINDOW_S
+
+    def _plan(self, written_since_ms: int | None) -> tuple[list[list[LakeFile]], list[list[LakeFile]]]:
+        """(tier groups of the days still written to, full merge groups of the other days)."""
+        by_day: dict[str, list[LakeFile]] = {}
+        for f in list_files(self.store.read, APP_LOGS_TABLE.name):
+            by_day.setdefault(f.day, []).append(f)
+        busy = set() if written_since_ms is None else self._days_written_since(written_since_ms)
+        tiers = [g for day, files in by_day.items() if day in busy for g in tier_groups(files, self.target_bytes)]
+        finals = [g for day, files in by_day.items() if day not in busy for g in merge_groups(files, self.target_bytes)]
+        return tiers, finals
+
+    def _merge_into(self, report: CompactReport, group: list[LakeFile], style: MergeStyle, niced: bool = True) -> None:
+        written = self._merge(group, style, niced)
+        with self._reporting:  # tier merges that fell behind run at once
+            report.written_files.append(written)
+            report.merged_files += len(group)
+            report.records += sum(f.records for f in group)
 
     def _days_written_since(self, since_ms: int) -> set[str]:
         sql = "SELECT DISTINCT day FROM lake_files WHERE table_name = ? AND created_ms >= ?"
         return {day for (day,) in self.store.read(sql, (APP_LOGS_TABLE.name, since_ms))}
 
-    def _merge(self, group: list[LakeFile], style: MergeStyle) -> str:
+    def _merge(self, group: list[LakeFile], style: MergeStyle, niced: bool) -> str:
         now_ms = int(self.clock() * 1000)
         work = new_work_folder(self.store.path.parent, "compact-")
         try:
@@ -242,6 +284,7 @@ class Compactor:
                 records,
                 style=style,
                 background=self.background,
+                niced=niced,
             )
             merged = LakeFile(
                 key,
@@ -280,8 +323,9 @@ def merge_objects(
     distinct_ids: bool = False,
     style: MergeStyle = FINAL,
     background: Background | None = None,
+    niced: bool = True,
 ) -> int:
-    """Download the lake objects `keys` into `work` and merge them into `output` (merge_sorted, in the
+    """Download the lake objects `keys` into `work` and merge them into `output` (merge_in_background, in the
     `background` if given); raises, changing nothing, unless all `records` (default: their footers'
     count) made it. With `distinct_ids` a record stored twice (same log id) is written once, and
     `records` counts ids."""
@@ -293,8 +337,8 @@ def merge_objects(
         records = count_distinct_ids(inputs, work / "spill", memory_mb)
     elif records is None:
         records = sum(pq.ParquetFile(path).metadata.num_rows for path in inputs)
-    merge_sorted(
-        inputs, output, work / "spill", memory_mb, distinct_ids=distinct_ids, style=style, background=background
+    merge_in_background(
+        background, inputs, output, work, memory_mb, distinct_ids=distinct_ids, style=style, niced=niced
     )
     written = pq.ParquetFile(output).metadata.num_rows
     if written != records:  # never retire inputs whose records did not all make it
@@ -302,109 +346,33 @@ def merge_objects(
     return written
 
 
-def count_distinct_ids(inputs: list[Path], spill_dir: Path, memory_mb: int) -> int:
-    files = ", ".join(sql_string(str(p)) for p in inputs)
-    with _background_duckdb(spill_dir, memory_mb) as con:
-        ((count,),) = con.sql(f"SELECT count(DISTINCT log_id) FROM read_parquet([{files}])").fetchall()
-    return count
-
-
-def _background_duckdb(spill_dir: Path, memory_mb: int) -> duckdb.DuckDBPyConnection:
-    """A DuckDB for maintenance in the background: one thread (ingest and queries keep the other
-    cores), `memory_mb` of memory and its spill in the job's own folder (DuckDB's defaults would take
-    every core, 80 % of the memory and a `.tmp` folder in whatever directory the server started in)."""
-    con = duckdb.connect(
-        config={
-            "threads": 1,
-            "memory_limit": f"{memory_mb}MiB",
-            "temp_directory": str(spill_dir),
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-        }
-    )
-    con.execute("SET enable_progress_bar = false")  # else drawn on the output for a merge past 2 s
-    return con
-
-
-def merge_sorted(
+def merge_in_background(
+    background: Background | None,
     inputs: list[Path],
     output: Path,
-    spill_dir: Path,
+    work: Path,
     memory_mb: int,
     *,
-    distinct_ids: bool = False,
-    style: MergeStyle = FINAL,
-    background: Background | None = None,
+    distinct_ids: bool,
+    style: MergeStyle,
+    niced: bool = True,
 ) -> None:
-    """Merge sorted Parquet files into one sorted by (service, timestamp), in bounded memory: up to
-    IN_MEMORY_MERGE_RECORDS in Arrow (merge_in_memory: half DuckDB's time for the small merges bulk
-    ingest causes), more by DuckDB (merge_by_duckdb). With `distinct_ids`, one row per log id
-    (at-least-once writers' duplicates), by DuckDB. In the `background` if given (see Background)."""
-    in_thread = background.run_in_thread if background is not None else _here
+    """Merge the files `inputs` into `output` in the `background` (see Background; None: here): in
+    memory up to IN_MEMORY_MERGE_RECORDS (half the time of a streamed merge of these few rows), on
+    the `niced` thread or not, else streamed (sorted_merge.merge_sorted, which also drops duplicate
+    ids with `distinct_ids`) in the worker."""
+    in_thread = functools.partial(background.run_in_thread, niced=niced) if background is not None else _here
     in_worker = background.run if background is not None else _here
-    if distinct_ids or not in_thread(merge_in_memory, inputs, output, style):
-        in_worker(merge_by_duckdb, inputs, output, spill_dir, memory_mb, distinct_ids=distinct_ids, style=style)
+    if distinct_ids or not in_thread(merge_in_memory, inputs, output, style, IN_MEMORY_MERGE_RECORDS):
+        in_worker(merge_sorted, inputs, output, work, memory_mb, distinct_ids=distinct_ids, style=style)
 
 
 def _here(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return fn(*args, **kwargs)
 
 
-def merge_in_memory(inputs: list[Path], output: Path, style: MergeStyle) -> bool:
-    """merge_sorted in Arrow, if the inputs hold at most IN_MEMORY_MERGE_RECORDS and have the lake's
-    types; False (nothing written) if not."""
-    if sum(pq.ParquetFile(p).metadata.num_rows for p in inputs) > IN_MEMORY_MERGE_RECORDS:
-        return False
-    try:
-        rows = _read_joined(inputs)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
-        return False  # a file of another tool's making, with other types: DuckDB converts them
-    order = pc.sort_indices(rows, SORT_ORDER)
-    # Taken a row group at a time: the sorted rows are never all in memory beside the read ones.
-    in_order = (rows.take(order.slice(start, ROW_GROUP_ROWS)) for start in range(0, len(order), ROW_GROUP_ROWS))
-    with parquet_writer(output, style.levels) as writer:
-        _write_sorted(in_order, writer, style)
-    return True
-
-
-def _read_joined(inputs: list[Path]) -> pa.Table:
-    """The files' rows as one table with the lake's types, a single chunk per column: joined a column
-    at a time, each column's pieces let go once joined, so at most one column is held twice. Read on
-    the calling thread only (Arrow's own threads would not run at the background's priority)."""
-    tables = [pq.read_table(p, use_threads=False).cast(APP_LOGS_TABLE.schema) for p in inputs]
-    schema = APP_LOGS_TABLE.schema
-    pieces = [[chunk for table in tables for chunk in table.column(name).chunks] for name in schema.names]
-    del tables
-    columns = []
-    for number, column_type in enumerate(schema.types):
-        columns.append(pa.chunked_array(pieces[number], column_type).combine_chunks())
-        pieces[number] = []
-    return pa.table(columns, schema=schema)
-
-
-def merge_by_duckdb(
-    inputs: list[Path], output: Path, spill_dir: Path, memory_mb: int, *, distinct_ids: bool, style: MergeStyle
-) -> None:
-    """merge_sorted by DuckDB, which sorts (spilling to `spill_dir` beyond `memory_mb`) and hands the
-    rows over a batch at a time, where reading all inputs into Arrow would need several times their size."""
+def count_distinct_ids(inputs: list[Path], spill_dir: Path, memory_mb: int) -> int:
     files = ", ".join(sql_string(str(p)) for p in inputs)
-    rows_sql = f"read_parquet([{files}], hive_partitioning = false)"
-    if distinct_ids:
-        rows_sql = f"(SELECT DISTINCT ON (log_id) * FROM {rows_sql})"
-    con = _background_duckdb(spill_dir, memory_mb)
-    schema = APP_LOGS_TABLE.schema
-    try:
-        ordered = con.sql(f'SELECT * FROM {rows_sql} ORDER BY service, "timestamp"')
-        batches = (pa.Table.from_batches([b.cast(schema)]) for b in ordered.to_arrow_reader(ROW_GROUP_ROWS))
-        with parquet_writer(output, style.levels) as writer:
-            _write_sorted(batches, writer, style)
-    finally:
-        con.close()
-
-
-def _write_sorted(tables: Iterable[pa.Table], writer: pq.ParquetWriter, style: MergeStyle) -> None:
-    """Sorted rows into the writer's row groups (one service each, or plain runs: ServiceRowGroups)."""
-    groups = ServiceRowGroups(writer, style.by_service)
-    for rows in tables:
-        groups.add(rows)
-    groups.finish()
+    with background_duckdb(spill_dir, memory_mb) as con:
+        ((count,),) = con.sql(f"SELECT count(DISTINCT log_id) FROM read_parquet([{files}])").fetchall()
+    return count

@@ -257,11 +257,12 @@ class Lake:
     def count_due(self, everything: bool = False) -> int:
         return self.store.count_before(self.due_before_ms(everything))
 
-    def compact(self, everything: bool = True) -> CompactReport:
-        """Merge small files: all of them, or (the background job) days still written to by tiers only."""
+    def compact(self, everything: bool = True, stop: threading.Event | None = None) -> CompactReport:
+        """Merge small files: all of them, or (the background job) days still written to by tiers only;
+        until `stop` is set, if given."""
         if everything:
-            return self.compactor.compact()
-        return self.compactor.compact(written_since_ms=int(self.clock() * 1000) - self.policy.quiet_ms)
+            return self.compactor.compact(stop=stop)
+        return self.compactor.compact(int(self.clock() * 1000) - self.policy.quiet_ms, stop)
 
     def _bulk_published(self, parts: int) -> None:
         """Bulk ingest adds parts between maintenance turns: once a tier's worth is there, ask for a turn
@@ -316,15 +317,18 @@ class Lake:
         self.recent_reader.forget_deleted()  # by this process or another: their disk space comes back
         return deleted
 
-    def maintain(self, *, compact: bool = True, expire: bool = True) -> MaintenanceReport | None:
-        """One turn of the background job; None when another process holds the maintenance lock."""
+    def maintain(
+        self, *, compact: bool = True, expire: bool = True, stop: threading.Event | None = None
+    ) -> MaintenanceReport | None:
+        """One turn of the background job; None when another process holds the maintenance lock. Its
+        merges end early once `stop` is set."""
         with self.maintenance(wait=False) as holding:
             if not holding:
                 return None
             report = MaintenanceReport()
             report.flushed = self.flush()
             if compact:
-                report.compacted = self.compact(everything=False)
+                report.compacted = self.compact(everything=False, stop=stop)
             if expire:
                 report.expired = self.expire()
             report.garbage_deleted = self.collect_garbage()
@@ -365,7 +369,7 @@ class LakeJobs:
             if self._stop.is_set():
                 return
             try:
-                report = self.lake.maintain(expire=turn % 10 == 0)
+                report = self.lake.maintain(expire=turn % 10 == 0, stop=self._stop)
                 self.last_error = None
                 self.last_run_ms = int(self.lake.clock() * 1000)
                 if report is not None:

@@ -72,7 +72,7 @@ class ServiceRowGroups:
             self.pending.append(table)
             self.pending_rows += table.num_rows
             if self.pending_rows >= ROW_GROUP_ROWS:
-                self.flush()
+                self.flush(whole_groups_only=True)
             return
         services = table.column("service")
         changes = pc.indices_nonzero(pc.not_equal(services.slice(1), services.slice(0, len(services) - 1)))
@@ -89,16 +89,20 @@ class ServiceRowGroups:
         self.pending.append(run)
         self.pending_rows += run.num_rows
         if self.pending_rows >= ROW_GROUP_ROWS:
-            self.flush()
+            self.flush(whole_groups_only=True)
 
-    def flush(self) -> None:
+    def flush(self, whole_groups_only: bool = False) -> None:
+        """Write the pending rows as row groups; with `whole_groups_only`, the rows short of a whole
+        row group stay pending (rows added a batch at a time, as a merge does, then still fill them)."""
         if self.pending:
             rows = pa.concat_tables(self.pending)
-            for start in range(0, rows.num_rows, ROW_GROUP_ROWS):
-                group = rows.slice(start, ROW_GROUP_ROWS)
+            end = rows.num_rows - rows.num_rows % ROW_GROUP_ROWS if whole_groups_only else rows.num_rows
+            for start in range(0, end, ROW_GROUP_ROWS):
+                group = rows.slice(start, min(ROW_GROUP_ROWS, end - start))
                 self.writer.write_table(group, row_group_size=ROW_GROUP_ROWS)  # one row group
                 self.newest_by_severity.append(newest_by_severity(group))
-            self.pending, self.pending_rows = [], 0
+            self.pending = [rows.slice(end)] if end < rows.num_rows else []
+            self.pending_rows = rows.num_rows - end
 
     def finish(self) -> None:
         self.flush()
