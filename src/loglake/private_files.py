@@ -46,10 +46,8 @@ def private_file(path: Path) -> Path:
     process holds on it, so opening a SQLite database that a connection of this process already has
     open would silently take that connection's locks away (another process could then checkpoint and
     delete the WAL under it, losing its commits)."""
-    try:
+    with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
-    except FileExistsError:
-        pass
     _tighten(path, FILE_MODE)
     return Path(path)
 
