@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import yaml
@@ -40,6 +40,8 @@ from loglake.times import parse_duration
 
 ROUTING_FILE = "alerting.yml"  # the destinations and routes of alerts, beside the rules
 MAX_FILE_BYTES = 1024 * 1024
+
+T = TypeVar("T")
 
 
 class _Problems(Exception):
@@ -167,20 +169,27 @@ def _sigma_rule(documents: list[dict[str, Any]], path: Path, binder: Binder) -> 
     return _build(meta, options, tests, plan, converted.kind, path, "loglake.")
 
 
-def _sql_rule(document: dict[str, Any], path: Path, binder: Binder) -> Rule:
-    """A SQL rule: its facts, options and body are three Structs side by side at the top level."""
+def _flat_parts(document: dict[str, Any], body_type: type[T]) -> tuple[Any, Options, Any, T]:
+    """A flat rule file's (SQL, anomaly) facts, options, inline tests and body, read side by side from
+    its top level; every problem of any part (unknown fields too) reported at once."""
     option_fields = _fields_of(Options)
-    body_fields = _fields_of(SqlRuleBody) - {"tests"}
+    body_fields = _fields_of(body_type) - {"tests"}
     known = _META_FIELDS | option_fields | body_fields | {"tests"}
     problems = [(str(k), f"unknown field ({', '.join(sorted(known))})") for k in sorted(set(document) - known, key=str)]
     meta, options, tests, more = _common(
         _part(document, _META_FIELDS), _part(document, option_fields), document.get("tests", []), ""
     )
     body_doc = _part(document, body_fields)
-    problems += more + _problems_at(body_doc, SqlRuleBody, "")
+    problems += more + _problems_at(body_doc, body_type, "")
     if problems or meta is None or options is None:
         raise _Problems(problems)
-    query = msgspec.convert(body_doc, SqlRuleBody).query.strip().rstrip(";").rstrip()
+    return meta, options, tests, msgspec.convert(body_doc, body_type)
+
+
+def _sql_rule(document: dict[str, Any], path: Path, binder: Binder) -> Rule:
+    """A SQL rule: its facts, options and body are three Structs side by side at the top level."""
+    meta, options, tests, body = _flat_parts(document, SqlRuleBody)
+    query = body.query.strip().rstrip(";").rstrip()
     try:
         tree = check_select(query)
     except QueryError as e:
@@ -208,18 +217,7 @@ def _sql_rule(document: dict[str, Any], path: Path, binder: Binder) -> Rule:
 
 def _anomaly_rule(document: dict[str, Any], path: Path, binder: Binder) -> Rule:
     """An anomaly rule (anomaly.py): like a SQL rule, its facts, options and body side by side."""
-    option_fields = _fields_of(Options)
-    body_fields = _fields_of(AnomalyBody)
-    known = _META_FIELDS | option_fields | body_fields | {"tests"}
-    problems = [(str(k), f"unknown field ({', '.join(sorted(known))})") for k in sorted(set(document) - known, key=str)]
-    meta, options, tests, more = _common(
-        _part(document, _META_FIELDS), _part(document, option_fields), document.get("tests", []), ""
-    )
-    body_doc = _part(document, body_fields)
-    problems += more + _problems_at(body_doc, AnomalyBody, "")
-    if problems or meta is None or options is None:
-        raise _Problems(problems)
-    body = msgspec.convert(body_doc, AnomalyBody)
+    meta, options, tests, body = _flat_parts(document, AnomalyBody)
     if options.threshold != 1:
         raise _Problems([("threshold", "does not apply to an anomaly rule: sensitivity and min_volume decide")])
     lookback_ms = _lookback_ms(options)
