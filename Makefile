@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: run test lint synth bench-deps clean
+.PHONY: run test lint synth bench-deps clean system-packages
+
+# Debian packages the tests drive for real (browser, syslog senders). One list; `make test` installs what is missing.
+DEBIAN_TEST_PACKAGES ?=
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit("loglake needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -23,7 +26,16 @@ $(VENV)/.dev-installed: $(BIN)/python pyproject.toml
 run: $(VENV)/.installed
 	$(BIN)/loglake serve $(ARGS)
 
-test: $(VENV)/.dev-installed
+# apt-get only when a listed package is missing, with sudo when not root; a machine without apt-get is told what to install
+system-packages:
+	@missing=""; for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		command -v apt-get >/dev/null || { echo "the tests need these Debian packages:$$missing" >&2; exit 1; }; \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test: $(VENV)/.dev-installed system-packages
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile
 
