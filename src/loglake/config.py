@@ -16,6 +16,7 @@ from loglake.model import Limits
 
 ENV_PREFIX = "LOGLAKE_"
 _LIMITS = Limits()  # the record limits' defaults, defined once in model.Limits
+MAX_SESSION_HOURS = 24 * 366
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
 
 
@@ -54,6 +55,7 @@ class Settings:
     cors_allow_origins: str = _opt(
         "", "Comma-separated origins (https://ui.example.com, or *) whose web pages may call the API; empty = none."
     )
+    session_hours: float = _opt(12.0, "How long a web UI sign-in (POST /session) lasts, in hours.")
     # -- the lake
     lake_bucket: str = _opt("", "S3 bucket of the lake; empty = the folder `lake` in the data dir.")
     lake_prefix: str = _opt("", "Key prefix of the lake inside the bucket, e.g. 'loglake/'.")
@@ -147,6 +149,10 @@ class Settings:
         for name, off in (("query_spill_mb", "a tenth of the free disk"), ("retention_days", "keep forever")):
             if getattr(self, name) < 0:
                 found.append(f"{name} must be 0 ({off}) or positive, got {getattr(self, name)}")
+        if not 0 < self.session_hours <= MAX_SESSION_HOURS:
+            found.append(
+                f"session_hours must be more than 0 and at most {MAX_SESSION_HOURS} (a year), got {self.session_hours}"
+            )
         if not self.flush_interval_seconds >= 0:
             found.append(f"flush_interval_seconds must be 0 (never) or positive, got {self.flush_interval_seconds}")
         try:

@@ -313,10 +313,17 @@ class KeyRing:
         return key
 
     def _match(self, token: str) -> ApiKey | None:
-        digest = hash_secret(token)
+        return self._by_hash(token[:8], hash_secret(token))
+
+    def bearer_by_hash(self, hint: str, digest: bytes) -> ApiKey | None:
+        """The active bearer key with this hint and stored hash (a web UI session names its key so)."""
+        self._refresh()
+        return self._by_hash(hint, digest)
+
+    def _by_hash(self, hint: str, digest: bytes) -> ApiKey | None:
         # Candidates are found by the token's public hint; the secret part is only ever compared
         # in constant time, so response timing says nothing about how close a guess was.
-        for stored, key in self._bearer.get(token[:8], ()):
+        for stored, key in self._bearer.get(hint, ()):
             if hmac.compare_digest(stored, digest):
                 return key
         return None

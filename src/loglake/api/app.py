@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from loglake.amplify.collector import RunReport
-from loglake.api import alert_routes, delivery_routes, openapi, routes
+from loglake.api import alert_routes, delivery_routes, openapi, routes, session_routes
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
 from loglake.api.cors import preflight_headers
@@ -30,13 +30,15 @@ from loglake.api.http import (
 )
 from loglake.api.metrics import Metrics
 from loglake.api.ratelimit import RateLimiter
+from loglake.api.security_headers import SECURITY_HEADERS
 from loglake.config import Settings, parse_origins
-from loglake.keys import KeyStore
+from loglake.keys import ApiKey, KeyStore
 from loglake.lake.lake import MaintenanceReport
 from loglake.lake.query_answers import QueryBusy
 from loglake.rules.model import Problem, Rule
 from loglake.rules.state import RunRecord
 from loglake.runtime import Runtime
+from loglake.sessions import SessionStore
 from loglake.store.base import StoreUnavailable
 
 T = TypeVar("T")
@@ -56,6 +58,7 @@ class Route:
     handler: Handler
     scope: str | None  # None: public
     reads_body: bool = False
+    body_limit: int | None = None  # bytes; None: the max_body_bytes setting
 
 
 ROUTES = [
@@ -82,6 +85,17 @@ ROUTES = [
     Route("GET", "/admin/keys", routes.list_keys, "admin"),
     Route("POST", "/admin/keys", routes.create_key, "admin", reads_body=True),
     Route("DELETE", "/admin/keys/{name}", routes.revoke_key, "admin"),
+    # Public: the sign-in checks the key it is sent; the others check the session cookie.
+    Route(
+        "POST",
+        "/session",
+        session_routes.create_session,
+        None,
+        reads_body=True,
+        body_limit=session_routes.SESSION_BODY_BYTES,
+    ),
+    Route("GET", "/session", session_routes.get_session, None),
+    Route("DELETE", "/session", session_routes.delete_session, None),
 ]
 
 
@@ -137,7 +151,10 @@ class LoglakeApp:
         self.service = runtime.service
         self.metrics = Metrics()
         self.storage_error: str | None = None
-        self.auth = Authenticator(runtime.keyring if settings.auth else None, settings.region, runtime.clock)
+        self.sessions = SessionStore(settings.data_dir, runtime.clock)  # web UI sign-ins (session_routes)
+        self.auth = Authenticator(
+            runtime.keyring if settings.auth else None, settings.region, runtime.clock, self.sessions
+        )
         self.ratelimiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self.router = Router(ROUTES)
         self._cors_origins = parse_origins(settings.cors_allow_origins)
@@ -241,6 +258,7 @@ class LoglakeApp:
         self._searches.shutdown(wait=True)
         self._queries.shutdown(wait=True)
         self.runtime.close()
+        self.sessions.close()
         self.access_log.close()
 
     # -- ASGI ----------------------------------------------------------------------------------
@@ -268,7 +286,8 @@ class LoglakeApp:
         incoming = request.header(b"x-request-id")
         request.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else self._next_request_id()
         cors = cors_headers(request.header(b"origin"), self._cors_origins) if self._cors_origins else []
-        id_header = (b"x-request-id", request.request_id.encode())
+        own = [(b"x-request-id", request.request_id.encode()), *SECURITY_HEADERS]  # on every answer
+        common = [*cors, *own]
         template = "unmatched"
         status = 500
         sent = 0
@@ -285,7 +304,7 @@ class LoglakeApp:
                     )
                 status = 204
                 preflight = preflight_headers(request.header(b"origin"), self._cors_origins)
-                await send_bytes(send, status, b"", [*preflight, id_header])
+                await send_bytes(send, status, b"", [*preflight, *own])
                 return
             route, params = self.router.match(request.method, request.path)
             template = route.template
@@ -293,24 +312,24 @@ class LoglakeApp:
             result = await route.handler(self, request, *params)
             status = result.status
             if type(result.payload) is bytes:
-                await send_bytes(send, status, result.payload, [*result.headers, *cors, id_header])
+                await send_bytes(send, status, result.payload, [*result.headers, *common])
                 sent = len(result.payload)
             else:
-                sent = await send_json(send, status, result.payload, [*result.headers, *cors, id_header])
+                sent = await send_json(send, status, result.payload, [*result.headers, *common])
         except ApiError as e:
             status = e.status
-            sent = await self._send_error(request, receive, send, e, [*e.headers, *cors, id_header])
+            sent = await self._send_error(request, receive, send, e, [*e.headers, *common])
         except ClientGone:
             status = 499
         except StoreUnavailable as e:  # a read the store could not serve now (throttled, unreachable)
             status = 503
             error = ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")])
-            sent = await self._send_error(request, receive, send, error, [*error.headers, *cors, id_header])
+            sent = await self._send_error(request, receive, send, error, [*error.headers, *common])
         except Exception as e:  # a bug: answer 500 with the request id, log the traceback
             status = 500
             self.access_log.error(request.request_id, e)
             error = ApiError(500, "internal_error", f"internal error; quote request id {request.request_id}")
-            sent = await self._send_error(request, receive, send, error, [*cors, id_header])
+            sent = await self._send_error(request, receive, send, error, common)
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.requests.inc((template, str(status)))
@@ -339,7 +358,7 @@ class LoglakeApp:
                 self.auth.check_before_body(request)
             elif route.scope is not None:
                 self._authorize(route, request)
-            request.body = await read_body(request, receive, self.settings.max_body_bytes)
+            request.body = await read_body(request, receive, route.body_limit or self.settings.max_body_bytes)
         if route.scope is not None and request.principal is None:
             self._authorize(route, request)
 
@@ -347,6 +366,11 @@ class LoglakeApp:
         key = self.auth.authenticate(request)
         assert route.scope is not None
         require_scope(key, route.scope)
+        self.rate_limit(key)
+        request.principal = key
+
+    def rate_limit(self, key: ApiKey) -> None:
+        """Take one of the key's requests from its bucket; ApiError 429 with Retry-After when it is empty."""
         wait = self.ratelimiter.check(key.name, key.rate_limit, key.rate_burst)
         if wait:
             retry = str(max(1, int(wait + 0.999))).encode()
@@ -356,4 +380,3 @@ class LoglakeApp:
                 f"too many requests for key {key.name!r}; retry after {retry.decode()} s",
                 headers=[(b"retry-after", retry)],
             )
-        request.principal = key

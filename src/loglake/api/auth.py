@@ -1,17 +1,25 @@
-"""Who is calling: Bearer API keys or AWS SigV4 signatures, checked against the live key ring."""
+"""Who is calling: Bearer API keys, AWS SigV4 signatures or a web UI session's cookie, checked against
+the live key ring."""
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable
 
 from loglake.api import sigv4
 from loglake.api.http import ApiError, Request
 from loglake.keys import ApiKey, KeyRing
+from loglake.sessions import Session, SessionStore
 
 # With auth disabled (loopback only) every caller is this key.
 ANONYMOUS = ApiKey(name="anonymous", kind="none", scopes=frozenset({"admin"}), hint="", created_at=0)
 _CHALLENGE = [(b"www-authenticate", b'Bearer realm="loglake"')]
+SESSION_COOKIE = "loglake_session"
+CSRF_HEADER = b"x-csrf-token"
+# A browser sends cookies with every request to the server, whichever page made it: only these,
+# which change nothing, are taken on the cookie alone.
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 def unauthorized(message: str) -> ApiError:
@@ -19,10 +27,17 @@ def unauthorized(message: str) -> ApiError:
 
 
 class Authenticator:
-    def __init__(self, keyring: KeyRing | None, region: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        keyring: KeyRing | None,
+        region: str,
+        clock: Callable[[], float] = time.time,
+        sessions: SessionStore | None = None,
+    ) -> None:
         self.keyring = keyring
         self.region = region
         self.clock = clock
+        self.sessions = sessions
 
     @property
     def enabled(self) -> bool:
@@ -43,7 +58,13 @@ class Authenticator:
             return ANONYMOUS
         header = request.header(b"authorization")
         if not header:
-            raise unauthorized("missing credentials: send 'Authorization: Bearer <api key>' or a SigV4 signature")
+            token = session_token(request)
+            if token:
+                return self.signed_in(request, token)[1]
+            raise unauthorized(
+                "missing credentials: send 'Authorization: Bearer <api key>' or a SigV4 signature, "
+                "or sign in to the web UI at /login"
+            )
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer":
             key = self.keyring.bearer(token.strip())
@@ -54,6 +75,37 @@ class Authenticator:
             return self._sigv4(request)
         shown = f" {scheme!r}" if scheme.isalpha() and len(scheme) <= 20 else ""  # never echo a secret back
         raise unauthorized(f"unsupported authorization scheme{shown}; send 'Authorization: Bearer <api key>' or SigV4")
+
+    def key_for_session(self, secret: str) -> ApiKey:
+        """The bearer key a sign-in presents, or ApiError 401."""
+        assert self.keyring is not None
+        key = self.keyring.bearer(secret.strip())
+        if key is None:
+            raise unauthorized("invalid or revoked API key: sign in with an active key (llk_...)")
+        return key
+
+    def signed_in(self, request: Request, token: str) -> tuple[Session, ApiKey]:
+        """The session of a cookie's token and its key; ApiError 401 when the session is over (expired,
+        signed out, its key revoked), 403 when the request changes something without the session's
+        CSRF token."""
+        assert self.keyring is not None
+        session = self.sessions.find(token) if self.sessions is not None else None
+        if session is None:
+            raise unauthorized("the session has expired or was signed out; sign in again at /login")
+        key = self.keyring.bearer_by_hash(session.key_hint, session.key_hash)
+        if key is None:
+            raise unauthorized("the API key of this session was revoked; sign in again at /login with an active key")
+        if request.method not in _SAFE_METHODS:
+            sent = request.headers.get(CSRF_HEADER, b"")
+            if not hmac.compare_digest(sent, session.csrf_token.encode()):
+                what = "a different one" if sent else "none"
+                raise ApiError(
+                    403,
+                    "csrf_token_invalid",
+                    f"a {request.method} signed in by the session cookie must send the header X-CSRF-Token with "
+                    f"the session's csrf_token (from POST or GET /session); this request sent {what}",
+                )
+        return session, key
 
     def _sigv4(self, request: Request) -> ApiKey:
         credential, key, secret = self._sigv4_key(request)
@@ -84,6 +136,18 @@ class Authenticator:
         except sigv4.SigV4Error as e:
             raise unauthorized(str(e)) from None
         return credential, *found
+
+
+def session_token(request: Request) -> str:
+    """The value of the session cookie ('' when the request has none)."""
+    cookies = request.header(b"cookie")
+    if SESSION_COOKIE not in cookies:  # the usual case (API clients send no cookies): no parsing
+        return ""
+    for part in cookies.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == SESSION_COOKIE:
+            return value.strip()
+    return ""
 
 
 def _raw_path(request: Request) -> bytes:

@@ -12,7 +12,7 @@ from loglake.alerts.db import ALERT_STATUSES
 from loglake.alerts.store import DEFAULT_PAGE_LIMIT as DEFAULT_ALERT_PAGE
 from loglake.alerts.store import MAX_NOTE_CHARS, TRANSITIONS
 from loglake.alerts.store import MAX_PAGE_LIMIT as MAX_ALERT_PAGE
-from loglake.api import delivery_routes
+from loglake.api import delivery_routes, openapi_ui
 from loglake.api.routes import Result
 from loglake.ids import UUID_PATTERN
 from loglake.keys import SCOPES
@@ -647,6 +647,11 @@ SPEC: dict[str, Any] = {
         },
     },
 }
+
+
+SPEC["components"]["securitySchemes"].update(openapi_ui.SECURITY_SCHEMES)
+SPEC["security"].append({"session": []})
+SPEC["paths"].update(openapi_ui.PATHS)
 
 
 def _document_common_errors(document: dict[str, Any]) -> None:

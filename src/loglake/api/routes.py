@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 from loglake import __version__
 from loglake.amplify.collector import collection_status
 from loglake.amplify.reports import UnknownReport, apps_with_rows, run_reports, unknown_app_message
+from loglake.api.auth import session_token
 from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content, json_object
 from loglake.api.metrics import delivery_lines
 from loglake.follow import FollowQuery, follow, follow_query
@@ -374,7 +375,7 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
 
 def _may_read(app: LoglakeApp, request: Request) -> bool:
     """Whether the caller of a public route holds valid credentials with the read scope."""
-    if app.auth.enabled and not request.header(b"authorization"):
+    if app.auth.enabled and not (request.header(b"authorization") or session_token(request)):
         return False
     try:
         return app.auth.authenticate(request).allows("read")

@@ -1,0 +1,84 @@
+"""The OpenAPI entries of what the web UI uses beyond the rest of the API: sessions (api/session_routes.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loglake.api.auth import CSRF_HEADER, SESSION_COOKIE
+
+
+def _error(description: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+SECURITY_SCHEMES = {
+    "session": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": SESSION_COOKIE,
+        "description": "the web UI's session from POST /session; a request other than GET or HEAD must also send "
+        f"the header {CSRF_HEADER.decode()} with the session's csrf_token",
+    }
+}
+SESSION = {
+    "type": "object",
+    "required": ["key_name", "scopes", "csrf_token", "expires_at"],
+    "properties": {
+        "key_name": {"type": "string", "description": "the key signed in with"},
+        "scopes": {"type": "array", "items": {"type": "string"}},
+        "csrf_token": {
+            "type": "string",
+            "description": f"send as {CSRF_HEADER.decode()} with every request that changes something "
+            "(empty when the server runs without auth)",
+        },
+        "expires_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+_SESSION_ANSWER = {"description": "the session", "content": {"application/json": {"schema": SESSION}}}
+PATHS: dict[str, Any] = {
+    "/session": {
+        "post": {
+            "summary": "Sign in to the web UI: exchange an API key for a session cookie (HttpOnly, SameSite=Strict)",
+            "description": "Sent as JSON, answered with the session. Sent as the sign-in form "
+            "(application/x-www-form-urlencoded, field `key`), answered 303 to /ui/, or to /login?error=... "
+            "saying why the key was refused. The session lasts the server's session_hours.",
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "object", "required": ["key"], "properties": {"key": {"type": "string"}}}
+                    },
+                    "application/x-www-form-urlencoded": {
+                        "schema": {"type": "object", "required": ["key"], "properties": {"key": {"type": "string"}}}
+                    },
+                },
+            },
+            "responses": {
+                "200": _SESSION_ANSWER,
+                "303": {"description": "the form's answer: to /ui/ when signed in, else to /login?error=..."},
+                "400": _error("No key sent"),
+                "401": _error("The key is invalid or revoked"),
+                "413": _error("The body is larger than a sign-in needs"),
+                "415": _error("Neither JSON nor the form"),
+                "429": _error("The key's rate limit"),
+            },
+        },
+        "get": {
+            "summary": "The session of the cookie: its key, scopes, CSRF token and expiry",
+            "security": [],
+            "responses": {"200": _SESSION_ANSWER, "401": _error("Not signed in, or the session is over")},
+        },
+        "delete": {
+            "summary": "Sign out: end the session and clear the cookie (with the session's X-CSRF-Token)",
+            "security": [],
+            "responses": {
+                "204": {"description": "signed out (also when the session was already over)"},
+                "403": _error("A live session's sign-out without its CSRF token"),
+            },
+        },
+    },
+}

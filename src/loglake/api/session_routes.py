@@ -1,0 +1,118 @@
+"""POST, GET and DELETE /session: the web UI's sign-in, an API key exchanged for a session cookie.
+
+The sign-in page's form posts here (application/x-www-form-urlencoded) and is answered with a redirect:
+to the UI when the key is good, back to /login with the reason when it is not. A script (or the UI's
+own code) posts JSON and gets JSON. Either way the answer sets the cookie and carries the CSRF token
+the page sends back as X-CSRF-Token with every request that changes something.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, quote
+
+from loglake.api.auth import SESSION_COOKIE, session_token
+from loglake.api.http import ApiError, Request, json_object
+from loglake.api.routes import JSON_TYPES, Result
+from loglake.keys import hash_secret
+from loglake.model import format_datetime
+from loglake.sessions import Session
+
+if TYPE_CHECKING:
+    from loglake.api.app import LoglakeApp
+    from loglake.keys import ApiKey
+
+SESSION_BODY_BYTES = 4096  # a key and a little form or JSON around it: the route is public
+FORM_TYPE = "application/x-www-form-urlencoded"
+UI_HOME = "/ui/"
+LOGIN_PAGE = "/login"
+_EXAMPLE = '{"key": "llk_..."}'
+
+
+async def create_session(app: LoglakeApp, request: Request) -> Result:
+    form = request.header(b"content-type").split(";", 1)[0].strip().lower() == FORM_TYPE
+    try:
+        return await _sign_in(app, request, form)
+    except ApiError as e:
+        if not form:
+            raise
+        return Result(303, b"", ((b"location", f"{LOGIN_PAGE}?error={quote(e.message)}".encode()),))
+
+
+async def _sign_in(app: LoglakeApp, request: Request, form: bool) -> Result:
+    secret = _submitted_key(request, form)
+    if not app.auth.enabled:  # a loopback server without auth: everyone is signed in already
+        return Result(303, b"", ((b"location", UI_HOME.encode()),)) if form else _anonymous()
+    key = app.auth.key_for_session(secret)
+    app.rate_limit(key)
+    new = await app.run_read(
+        app.sessions.create, secret[:8], hash_secret(secret), key.name, app.settings.session_hours * 3600
+    )
+    cookie = (b"set-cookie", _cookie(request, new.token, int(app.settings.session_hours * 3600)))
+    if form:
+        return Result(303, b"", ((b"location", UI_HOME.encode()), cookie))
+    return Result(200, _describe(new.session, key), (cookie,))
+
+
+def _submitted_key(request: Request, form: bool) -> str:
+    if form:
+        fields = dict(parse_qsl(request.body.decode("latin-1"), keep_blank_values=True))
+    else:
+        content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
+        if content_type not in JSON_TYPES:
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"Content-Type {content_type!r} is not accepted here; send {_EXAMPLE} as application/json, "
+                f"or the sign-in form as {FORM_TYPE}",
+            )
+        fields = json_object(request.body, _EXAMPLE)
+    key = fields.get("key")
+    if not isinstance(key, str) or not key.strip():
+        raise ApiError(400, "invalid_request", f"send the API key to sign in with, e.g. {_EXAMPLE}")
+    return key.strip()
+
+
+async def get_session(app: LoglakeApp, request: Request) -> Result:
+    if not app.auth.enabled:
+        return _anonymous()
+    token = session_token(request)
+    if not token:
+        raise ApiError(401, "unauthorized", f"not signed in: sign in at {LOGIN_PAGE} (or POST /session {_EXAMPLE})")
+    session, key = app.auth.signed_in(request, token)
+    return Result(200, _describe(session, key))
+
+
+async def delete_session(app: LoglakeApp, request: Request) -> Result:
+    """Sign out. A session that is already over (or no cookie at all) is signed out too: 204 either way,
+    the cookie cleared; a live session's sign-out needs its CSRF token like any other change."""
+    token = session_token(request)
+    if token and app.auth.enabled:
+        try:
+            app.auth.signed_in(request, token)
+        except ApiError as e:
+            if e.status != 401:
+                raise
+        await app.run_read(app.sessions.end, token)
+    return Result(204, b"", ((b"set-cookie", _cookie(request, "", 0)),))
+
+
+def _describe(session: Session, key: ApiKey) -> dict:
+    return {
+        "key_name": key.name,
+        "scopes": sorted(key.scopes),
+        "csrf_token": session.csrf_token,
+        "expires_at": format_datetime(int(session.expires_at * 1000)),
+    }
+
+
+def _anonymous() -> Result:
+    """Auth is off: the session of everyone, with nothing to guard against cross-site requests."""
+    return Result(200, {"key_name": "anonymous", "scopes": ["admin"], "csrf_token": "", "expires_at": None})
+
+
+def _cookie(request: Request, value: str, max_age: int) -> bytes:
+    """The session cookie: never readable by scripts, never sent by another site's pages, and only over
+    TLS when the request came over TLS (a plain-HTTP server on a laptop must still be usable)."""
+    secure = "; Secure" if request.scope.get("scheme") == "https" else ""
+    return f"{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}".encode()
