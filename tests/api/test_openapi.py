@@ -8,7 +8,7 @@ from loglake.api.app import ROUTES
 from loglake.config import Settings
 
 # Served but not described: the description itself and the page rendered from it.
-UNDOCUMENTED = {("GET", "/openapi.json"), ("GET", "/docs")}
+UNDOCUMENTED = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs.css")}
 
 
 def test_every_route_is_documented_and_every_documented_path_is_served() -> None:
@@ -45,3 +45,14 @@ async def test_documented_scopes_are_the_ones_a_key_can_have(client: httpx.Async
         if made.status_code == 201:
             accepted.append(scope)
     assert documented == accepted
+
+
+async def test_the_docs_page_styles_itself_within_the_content_security_policy(client: httpx.AsyncClient) -> None:
+    """The policy allows styles from the server only: an inline <style> would leave the page unstyled."""
+    page = await client.get("/docs")
+    assert "style-src 'self'" in page.headers["content-security-policy"]
+    assert "<style" not in page.text and "<script" not in page.text and " style=" not in page.text
+    stylesheet = await client.get("/docs.css")
+    assert "<link rel=stylesheet href=/docs.css>" in page.text
+    assert stylesheet.status_code == 200 and stylesheet.headers["content-type"] == "text/css; charset=utf-8"
+    assert "font:15px system-ui" in stylesheet.text

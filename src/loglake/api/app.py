@@ -82,6 +82,7 @@ ROUTES = [
     Route("GET", "/metrics", routes.metrics, "read"),
     Route("GET", "/openapi.json", openapi.spec, None),
     Route("GET", "/docs", openapi.docs, None),
+    Route("GET", openapi.DOCS_CSS_PATH, openapi.docs_css, None),
     Route("GET", "/admin/keys", routes.list_keys, "admin"),
     Route("POST", "/admin/keys", routes.create_key, "admin", reads_body=True),
     Route("DELETE", "/admin/keys/{name}", routes.revoke_key, "admin"),

@@ -678,12 +678,23 @@ def _text(value: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(value))
 
 
+# A file of its own, not a <style> element: the Content-Security-Policy (security_headers.py) lets pages
+# use only styles loaded from the server.
+DOCS_CSS_PATH = "/docs.css"
+_DOCS_CSS = (
+    b"body{font:15px system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+    b"code,pre{background:#f4f4f4;padding:2px 4px}h2{margin-top:1.6em;font-family:monospace}"
+    b"table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left}"
+)
+
+
+async def docs_css(app: LoglakeApp, request: Request) -> Result:
+    return Result(200, _DOCS_CSS, ((b"content-type", b"text/css; charset=utf-8"),))
+
+
 def render_docs(document: dict[str, Any]) -> bytes:
     parts = [
-        "<!doctype html><meta charset=utf-8><title>loglake API</title>",
-        "<style>body{font:15px system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
-        "code,pre{background:#f4f4f4;padding:2px 4px}h2{margin-top:1.6em;font-family:monospace}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left}</style>",
+        f"<!doctype html><meta charset=utf-8><title>loglake API</title><link rel=stylesheet href={DOCS_CSS_PATH}>",
         f"<h1>loglake API {html.escape(document['info']['version'])}</h1>",
         f"<p>{_text(document['info']['description'])}</p>",
         "<p>Machine-readable: <a href=/openapi.json>/openapi.json</a>. Errors are "
