@@ -37,6 +37,8 @@ from loglake.times import DAY_MS, TimeFormatError, parse_duration, parse_time
 DEFAULT_WINDOW_MS = DAY_MS
 RECENT_PARAMS = ("service", "log_type", "severity", "min_severity", "since", "until", "q", "limit", "cursor")
 DEFAULT_BUCKETS = 60
+DEFAULT_FACETS = 10
+MAX_FACETS = 100
 # The bucket sizes a histogram picks from, the smallest that gives at most the buckets asked for
 # (past a day: whole days), so bucket edges fall on round times a person reads at a glance.
 HISTOGRAM_INTERVALS = tuple(
@@ -204,6 +206,18 @@ class LogService:
             "buckets": buckets,
         }
 
+    def facets(self, params: Mapping[str, str]) -> dict:
+        """The top services, severities, log types and attribute keys of the records a search matches
+        (lake_reads.facets), at most `limit` of each (default DEFAULT_FACETS)."""
+        fields = dict(params)
+        limit = _parse_facet_limit(fields.pop("limit", ""))
+        if fields.get("cursor"):
+            raise InvalidQuery([Problem(-1, "cursor", "does not apply to facets, which count every match")])
+        query, terms = self._search_query(fields)
+        if self.lake is None:
+            raise InvalidQuery([Problem(-1, "q", "facets need the SQL engine, which this store does not have")])
+        return lake_reads.facets(self.lake.engine, query, terms, limit)
+
     def _search_query(self, params: Mapping[str, str]) -> tuple[RecentQuery, list[Term]]:
         fields = dict(params)
         q = fields.pop("q", "")
@@ -320,6 +334,18 @@ def _parse_interval(text: str) -> int:
     if not 1000 <= interval <= 366 * DAY_MS:
         raise InvalidQuery([Problem(-1, "interval", "must be a duration from 1s to 366d, like 30s, 5m, 1h, 1d or 1w")])
     return interval
+
+
+def _parse_facet_limit(text: str) -> int:
+    if not text:
+        return DEFAULT_FACETS
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_FACETS:
+        raise InvalidQuery([Problem(-1, "limit", f"must be an integer from 1 to {MAX_FACETS}: the values per facet")])
+    return limit
 
 
 def _parse_buckets(text: str) -> int:

@@ -669,7 +669,7 @@ SPEC: dict[str, Any] = {
 
 SPEC["components"]["securitySchemes"].update(openapi_ui.SECURITY_SCHEMES)
 SPEC["security"].append({"session": []})
-SPEC["paths"].update(openapi_ui.PATHS)
+SPEC["paths"].update(openapi_ui.paths(FILTERS))
 
 
 def _document_common_errors(document: dict[str, Any]) -> None:
