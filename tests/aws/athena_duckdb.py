@@ -34,7 +34,8 @@ class DuckDBAthena:
         )
         files = (lake_dir / "type=app_logs" / "*" / "*.parquet").as_posix()
         self.db.execute(
-            f"CREATE VIEW logs AS SELECT * FROM read_parquet('{files}', hive_partitioning = true,"
+            # The Glue table's columns: its `date` partition, not the `type=` folder above it.
+            f"CREATE VIEW logs AS SELECT * EXCLUDE (type) FROM read_parquet('{files}', hive_partitioning = true,"
             " hive_types = {'date': VARCHAR})"
         )
 

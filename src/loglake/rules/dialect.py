@@ -1,0 +1,162 @@
+"""A rule's SQL in Athena's dialect (Trino): the one conversion of plan.py, written for another engine.
+
+A rule's plan is DuckDB SQL with the window as parameters (`$since`, `$until`, `$read_since`). For
+Athena the same tree is rewritten with sqlglot and the window written in as literals:
+
+- the `date` partition (a string on AWS: the Glue tables' projection) is compared with the window's
+  days as text, so the lookback stays a partition predicate and Athena lists only those days;
+- times become `CAST('2026-05-04 00:00:00.000' AS TIMESTAMP)`;
+- what Trino lacks is written with what it has: QUALIFY as a filtered subquery, `count(DISTINCT x)`
+  over a window as the size of the distinct array of its values, `contains` and `ends_with` on text
+  as `strpos` and `substr`, JSON values read with `try` (attributes that are not JSON match
+  nothing, as locally), and a correlation's `UNION ALL BY NAME` as `UNION ALL`
+  when its parts have the same columns (one table; rules over two tables cannot be correlated on
+  Athena: DialectError).
+
+What sqlglot itself cannot write in Trino is a DialectError too, raised when the rule is converted
+(aws/detections.py converts every rule it loads, and reports those that fail with their file).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel, SqlglotError
+
+from loglake.rules.model import Rule
+from loglake.rules.run import run_parameters
+
+ATHENA = "trino"
+_NULL_MARK = "\uffffloglake-null"  # stands for NULL among distinct values (U+FFFF: never in real text)
+
+
+class DialectError(ValueError):
+    """The rule's SQL cannot be written for the engine; the message says what."""
+
+
+def athena_sql(rule: Rule, since_ms: int, until_ms: int) -> str:
+    """The SQL of one run of `rule` over [since_ms, until_ms), for Athena."""
+    params, _ = run_parameters(rule, since_ms, until_ms)
+    try:
+        tree = sqlglot.parse_one(rule.plan.sql, read="duckdb")
+        tree = tree.transform(_window_literals({name: _moment(value) for name, value in params.items()}))
+        tree = _qualified_last(tree.transform(_trino_forms))
+        return tree.sql(dialect=ATHENA, unsupported_level=ErrorLevel.RAISE)
+    except SqlglotError as e:
+        raise DialectError(f"cannot be written for Athena: {str(e).splitlines()[0]}") from None
+
+
+def _moment(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC)
+
+
+def _window_literals(moments: dict[str, datetime]):
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Cast) and isinstance(node.this, exp.Placeholder) and node.to.is_type("date"):
+            return exp.Literal.string(moments[node.this.name].date().isoformat())  # the partition's text
+        if isinstance(node, exp.Placeholder):
+            moment = moments[node.name]
+            text = f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d}"
+            return exp.cast(exp.Literal.string(text), exp.DataType.build("timestamp"))
+        return node
+
+    return rewrite
+
+
+def _trino_forms(node: exp.Expression) -> exp.Expression:
+    """What Trino lacks, in the forms it has (QUALIFY aside: _without_qualify, after these)."""
+    if isinstance(node, exp.Window) and isinstance(node.this, exp.Count) and isinstance(node.this.this, exp.Distinct):
+        return _distinct_count(node)
+    if isinstance(node, exp.Union) and node.args.get("by_name"):
+        return _union_by_position(node)
+    if isinstance(node, exp.JSONExtractScalar):  # text that is not JSON reads as NULL, as locally
+        return exp.func("try", node.copy())
+    if isinstance(node, exp.Contains):
+        position = exp.StrPosition(this=node.this, substr=node.expression)
+        return exp.GT(this=position, expression=exp.Literal.number(0))
+    if isinstance(node, exp.EndsWith):
+        text, end = node.this, node.expression
+        tail = exp.Substring(this=text, start=exp.Neg(this=exp.Length(this=end.copy())))
+        empty = exp.EQ(this=exp.Length(this=end.copy()), expression=exp.Literal.number(0))
+        return exp.paren(exp.or_(empty, exp.EQ(this=tail, expression=end.copy())))
+    return node
+
+
+def _qualified_last(tree: exp.Expression) -> exp.Expression:
+    """Every SELECT with QUALIFY rewritten, innermost first."""
+    for select in reversed(list(tree.find_all(exp.Select))):
+        if select.args.get("qualify"):
+            replacement = _without_qualify(select)
+            if select is tree:
+                tree = replacement
+            else:
+                select.replace(replacement)
+    return tree
+
+
+def _without_qualify(select: exp.Select) -> exp.Expression:
+    """SELECT ... QUALIFY c ORDER BY o  ->  SELECT * FROM (SELECT ..., w AS _loglake_qN) WHERE c ORDER BY o,
+    each window function of `c` computed inside as a column of its own, `o` by output names."""
+    inner = select.copy()
+    condition = inner.args.pop("qualify").this
+    order = inner.args.pop("order", None)
+    helpers = []
+    for window in list(condition.find_all(exp.Window)):
+        name = f"_loglake_q{len(helpers)}"
+        helpers.append(exp.alias_(window.copy(), name))
+        window.replace(exp.column(name))
+    inner.set("expressions", [*inner.expressions, *helpers])
+    outer = exp.select("*").from_(inner.subquery("_loglake_q")).where(condition)
+    if order is not None:
+        for column in order.find_all(exp.Column):
+            column.set("table", None)  # `e."service"` is `"service"` outside
+        outer.set("order", order)
+    return outer
+
+
+def _distinct_count(window: exp.Window) -> exp.Expression:
+    """count(DISTINCT x) OVER w (Trino has no DISTINCT in a window): the distinct values of x over w,
+    NULL standing in as a mark and taken back off."""
+    value = window.this.this.expressions[0]
+    as_text = exp.Coalesce(
+        this=exp.cast(value.copy(), exp.DataType.build("varchar")), expressions=[exp.Literal.string(_NULL_MARK)]
+    )
+    values = window.copy()
+    values.set("this", exp.ArrayAgg(this=as_text))
+    had_null = window.copy()
+    had_null.set(
+        "this",
+        exp.Max(
+            this=exp.If(
+                this=exp.Is(this=value.copy(), expression=exp.Null()),
+                true=exp.Literal.number(1),
+                false=exp.Literal.number(0),
+            )
+        ),
+    )
+    distinct = exp.func("cardinality", exp.func("array_distinct", values))
+    return exp.paren(exp.Sub(this=distinct, expression=had_null))
+
+
+def _union_by_position(union: exp.Union) -> exp.Expression:
+    parts = _union_parts(union)
+    shapes = {(_tables(p), tuple(e.alias_or_name for e in p.expressions)) for p in parts}
+    if len(shapes) != 1:
+        raise DialectError(
+            "a correlation over rules of different tables (or naming its fields differently) cannot run on"
+            " Athena: correlate rules of one table"
+        )
+    union.set("by_name", None)
+    return union
+
+
+def _union_parts(node: exp.Expression) -> list[exp.Select]:
+    if isinstance(node, exp.Union):
+        return _union_parts(node.this) + _union_parts(node.expression)
+    return [node]
+
+
+def _tables(select: exp.Select) -> tuple[str, ...]:
+    return tuple(sorted(t.name for t in select.find_all(exp.Table)))
