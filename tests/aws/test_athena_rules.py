@@ -16,7 +16,9 @@ from loglake.lake.lake import Lake
 from loglake.lake.objectstore import LocalObjectStore
 from loglake.lake.query import QueryEngine, QueryLimits
 from loglake.model import Limits, validate_batch
+from loglake.rules.bundle import compile_bundle, load_bundle
 from loglake.rules.dialect import DialectError, athena_sql
+from loglake.rules.model import Rule
 from loglake.rules.run import RuleRunError, run_rule
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.times import DAY_MS, parse_iso8601
@@ -100,11 +102,19 @@ CORRELATIONS = {
 }
 
 
+def bundled(rules_dir: Path) -> Rule:
+    """The rule of a folder as the detection function has it: through the bundle."""
+    compiled = compile_bundle(rules_dir)
+    assert isinstance(compiled, bytes), compiled
+    (rule,) = load_bundle(compiled)
+    return rule
+
+
 def _both(rule, lake, since_ms: int, until_ms: int) -> tuple[list[dict], list[dict], DuckDBAthena]:
     engine, lake_dir = lake
     local = run_rule(rule, engine, since_ms, until_ms, now_ms=until_ms)
     athena, client = athena_engine(lake_dir)
-    remote = run_rule_on_athena(rule, athena, since_ms, until_ms, now_ms=until_ms)
+    remote = run_rule_on_athena(bundled(rule.path.parent), athena, since_ms, until_ms, now_ms=until_ms)
     return [m.to_dict() for m in local.matches], [m.to_dict() for m in remote.matches], client
 
 
@@ -141,6 +151,7 @@ def test_the_lookback_is_a_partition_predicate_other_days_are_never_read(lake, t
     try:
         sql = athena_sql(rule, DAY2, DAY2 + DAY_MS)
         assert "\"date\" BETWEEN '2026-05-05' AND '2026-05-06'" in sql
+        rule = bundled(tmp_path)
         assert run_rule_on_athena(rule, athena, DAY2, DAY2 + DAY_MS).matches  # the broken day is not opened
         with pytest.raises(RuleRunError, match=r"broken\.parquet"):  # ... which a window over it would
             run_rule_on_athena(rule, athena, DAY2, DAY2 + 5 * DAY_MS)
@@ -162,3 +173,5 @@ detection: {sel: {cs-uri-stem|contains: /.env}, condition: sel}
     rule = correlation(tmp_path, "  type: temporal\n  rules: [failed, scan]\n  timespan: 10m", rules=rules)
     with pytest.raises(DialectError, match="different tables"):
         athena_sql(rule, DAY2, DAY2 + DAY_MS)
+    (problem,) = compile_bundle(tmp_path)  # the bundle is refused, naming the file
+    assert problem.file == str(rule.path) and "different tables" in problem.message

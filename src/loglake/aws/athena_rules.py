@@ -1,5 +1,6 @@
-"""Running a rule with Athena: its SQL in Trino's dialect (rules/dialect.py) over the Glue tables, the
-answer read back as the local engine's (rules/run.py makes the matches and their evidence).
+"""Running a bundled rule with Athena: its SQL in Trino's dialect (rules/bundle.py, rules/dialect.py)
+over the Glue tables, the answer read back as the local engine's (rules/run.py makes the matches and
+their evidence).
 
 Athena answers every value as text; the columns it types `timestamp` are read back as times, so a
 match's first and last seen and its evidence's times are what the local engine gives.
@@ -13,7 +14,7 @@ from datetime import datetime
 from loglake.aws.athena import AthenaQueryEngine
 from loglake.lake.query_answers import QueryBusy, QueryResult
 from loglake.lake.sql_guard import QueryError
-from loglake.rules.dialect import athena_sql
+from loglake.rules.bundle import fill_window
 from loglake.rules.model import Rule
 from loglake.rules.run import RuleRunError, RunResult, result_of
 
@@ -21,9 +22,9 @@ from loglake.rules.run import RuleRunError, RunResult, result_of
 def run_rule_on_athena(
     rule: Rule, engine: AthenaQueryEngine, since_ms: int, until_ms: int, now_ms: int | None = None
 ) -> RunResult:
-    """The rule's matches over [since_ms, until_ms), as run_rule gives them locally; the result's
-    `sql` is the SQL Athena ran (what an alert shows as the query that found it)."""
-    sql = athena_sql(rule, since_ms, until_ms)
+    """The matches of a rule of a bundle (load_bundle) over [since_ms, until_ms), as run_rule gives them
+    locally; the result's `sql` is the SQL Athena ran (what an alert shows as the query that found it)."""
+    sql = fill_window(rule.plan.sql, rule.plan.reach_ms, since_ms, until_ms)
     try:
         result = engine.query(sql, limit=engine.limits.max_rows)
     except QueryError as e:

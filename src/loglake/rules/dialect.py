@@ -5,7 +5,8 @@ Athena the same tree is rewritten with sqlglot and the window written in as lite
 
 - the `date` partition (a string on AWS: the Glue tables' projection) is compared with the window's
   days as text, so the lookback stays a partition predicate and Athena lists only those days;
-- times become `CAST('2026-05-04 00:00:00.000' AS TIMESTAMP)`;
+- times become `CAST('2026-05-04 00:00:00.000' AS TIMESTAMP)` (athena_template leaves marks there,
+  fill_window writes each run's window in);
 - what Trino lacks is written with what it has: QUALIFY as a filtered subquery, `count(DISTINCT x)`
   over a window as the size of the distinct array of its values, `contains` and `ends_with` on text
   as `strpos` and `substr`, JSON values read with `try` (attributes that are not JSON match
@@ -19,14 +20,12 @@ What sqlglot itself cannot write in Trino is a DialectError too, raised when the
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, SqlglotError
 
+from loglake.rules.bundle import WINDOW_MARK, fill_window
 from loglake.rules.model import Rule
-from loglake.rules.run import run_parameters
 
 ATHENA = "trino"
 _NULL_MARK = "\uffffloglake-null"  # stands for NULL among distinct values (U+FFFF: never in real text)
@@ -38,31 +37,27 @@ class DialectError(ValueError):
 
 def athena_sql(rule: Rule, since_ms: int, until_ms: int) -> str:
     """The SQL of one run of `rule` over [since_ms, until_ms), for Athena."""
-    params, _ = run_parameters(rule, since_ms, until_ms)
+    return fill_window(athena_template(rule), rule.plan.reach_ms, since_ms, until_ms)
+
+
+def athena_template(rule: Rule) -> str:
+    """The rule's SQL for Athena with the window left as marks (`'@loglake:since@'`, and
+    `'@loglake:since:day@'` for its day) that fill_window writes in without sqlglot (a function can
+    run a template converted where the rules were loaded)."""
     try:
         tree = sqlglot.parse_one(rule.plan.sql, read="duckdb")
-        tree = tree.transform(_window_literals({name: _moment(value) for name, value in params.items()}))
-        tree = _qualified_last(tree.transform(_trino_forms))
+        tree = _qualified_last(tree.transform(_window_marks).transform(_trino_forms))
         return tree.sql(dialect=ATHENA, unsupported_level=ErrorLevel.RAISE)
     except SqlglotError as e:
         raise DialectError(f"cannot be written for Athena: {str(e).splitlines()[0]}") from None
 
 
-def _moment(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC)
-
-
-def _window_literals(moments: dict[str, datetime]):
-    def rewrite(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Cast) and isinstance(node.this, exp.Placeholder) and node.to.is_type("date"):
-            return exp.Literal.string(moments[node.this.name].date().isoformat())  # the partition's text
-        if isinstance(node, exp.Placeholder):
-            moment = moments[node.name]
-            text = f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d}"
-            return exp.cast(exp.Literal.string(text), exp.DataType.build("timestamp"))
-        return node
-
-    return rewrite
+def _window_marks(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.Cast) and isinstance(node.this, exp.Placeholder) and node.to.is_type("date"):
+        return exp.Literal.string(WINDOW_MARK.format(node.this.name + ":day"))  # the partition's text
+    if isinstance(node, exp.Placeholder):
+        return exp.cast(exp.Literal.string(WINDOW_MARK.format(node.name)), exp.DataType.build("timestamp"))
+    return node
 
 
 def _trino_forms(node: exp.Expression) -> exp.Expression:
