@@ -18,6 +18,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -305,3 +308,23 @@ def test_a_rule_that_fails_lets_its_window_go_and_counts_the_failure(aws, lake) 
 
 def _destination(store: DynamoDBDetections, record: dict[str, Any]) -> str:
     return store.delivery(json.loads(record["body"])["delivery"])["destination"]
+
+
+def test_the_functions_run_bundled_rules_without_pysigma_and_sqlglot(aws) -> None:
+    """The Lambda layer has neither: the functions' imports, the bundle and alerting.yml must do without."""
+    script = f"""
+import json, os, sys
+sys.modules["sigma"] = None
+sys.modules["sqlglot"] = None
+from loglake.aws import handlers
+from loglake.aws.detections import routing_from
+from loglake.rules.bundle import fill_window, load_bundle
+env = json.loads(os.environ["ENV"])
+rules = load_bundle(open(env["LOGLAKE_RULES_BUNDLE"], "rb").read())
+sql = fill_window(rules[0].plan.sql, rules[0].plan.reach_ms, {DAY2}, {DAY2 + DAY_MS})
+print(len(rules), sorted(routing_from(env).destinations), "'2026-05-05'" in sql)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=os.environ | {"ENV": json.dumps(aws["env"])}
+    )
+    assert done.stdout.split("\n")[0] == "2 ['hook'] True", done.stderr
