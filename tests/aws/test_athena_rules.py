@@ -175,3 +175,40 @@ detection: {sel: {cs-uri-stem|contains: /.env}, condition: sel}
         athena_sql(rule, DAY2, DAY2 + DAY_MS)
     (problem,) = compile_bundle(tmp_path)  # the bundle is refused, naming the file
     assert problem.file == str(rule.path) and "different tables" in problem.message
+
+
+def test_the_starter_pack_passes_its_own_inline_tests_on_athena(tmp_path: Path) -> None:
+    """Every starter rule (Sigma, correlation, SQL and anomaly rules) through the bundle, its inline
+    tests' events stored in a lake's files (the hot store flushed: Athena reads only the lake) and
+    their expectations, as the rule's author wrote them, met by the Athena run."""
+    from loglake.rules.loader import load_rules
+    from loglake.rules.testing import FIRST_DAY_MS, ScratchLake, _differences, _placed
+
+    starter = Path(__file__).resolve().parents[2] / "src" / "loglake" / "rules" / "starter"
+    rules = load_rules(starter).rules
+    compiled = compile_bundle(starter)
+    assert isinstance(compiled, bytes), compiled
+    bundled = {r.id: r for r in load_bundle(compiled)}
+    scratch = ScratchLake(tmp_path)
+    cases, start = [], FIRST_DAY_MS
+    try:
+        for rule in rules:
+            for test in rule.tests:
+                since = -(-(start + rule.plan.reach_ms) // DAY_MS) * DAY_MS
+                until = since + rule.lookback_ms
+                for table, events in _placed(rule, test, since).items():
+                    scratch.add(table, events, until)
+                cases.append((rule, test, since, until))
+                start = until
+        lake = Lake(scratch.store, scratch.objects, tmp_path, clock=lambda: (start + DAY_MS) / 1000)
+        lake.flush(everything=True)
+        lake.close()
+        athena, _ = athena_engine(tmp_path / "lake")
+        failures = []
+        for rule, test, since, until in cases:
+            result = run_rule_on_athena(bundled[rule.id], athena, since, until, now_ms=until)
+            failures += [f"{rule.path.name} {test.name}: {d}" for d in _differences(test, result.matches)]
+    finally:
+        scratch.close()
+    assert len(cases) >= 20 and len({r.kind for r, *_ in cases}) >= 3
+    assert not failures, failures

@@ -7,9 +7,11 @@ Athena the same tree is rewritten with sqlglot and the window written in as lite
   days as text, so the lookback stays a partition predicate and Athena lists only those days;
 - times become `CAST('2026-05-04 00:00:00.000' AS TIMESTAMP)` (athena_template leaves marks there,
   fill_window writes each run's window in);
+- the `date` partition compared with other dates (a baseline's earlier days) compares their text, and
+  intervals in milliseconds become seconds (Trino's interval literals stop at SECOND);
 - what Trino lacks is written with what it has: QUALIFY as a filtered subquery, `count(DISTINCT x)`
   over a window as the size of the distinct array of its values, `contains` and `ends_with` on text
-  as `strpos` and `substr`, JSON values read with `try` (attributes that are not JSON match
+  as `strpos` and `substr`, `any_value` as `arbitrary`, JSON values read with `try` (attributes that are not JSON match
   nothing, as locally), and a correlation's `UNION ALL BY NAME` as `UNION ALL`
   when its parts have the same columns (one table; rules over two tables cannot be correlated on
   Athena: DialectError).
@@ -64,6 +66,12 @@ def _trino_forms(node: exp.Expression) -> exp.Expression:
     """What Trino lacks, in the forms it has (QUALIFY aside: _without_qualify, after these)."""
     if isinstance(node, exp.Window) and isinstance(node.this, exp.Count) and isinstance(node.this.this, exp.Distinct):
         return _distinct_count(node)
+    if isinstance(node, (exp.Between, exp.Binary)) and _is_date_partition(node.this):
+        return _date_as_text(node)
+    if isinstance(node, exp.Interval) and node.unit is not None and node.unit.name.upper() == "MILLISECOND":
+        return _in_seconds(node)
+    if isinstance(node, exp.IgnoreNulls) and isinstance(node.this, exp.AnyValue):
+        return node.this  # Trino's arbitrary() takes a non-null value already
     if isinstance(node, exp.Union) and node.args.get("by_name"):
         return _union_by_position(node)
     if isinstance(node, exp.JSONExtractScalar):  # text that is not JSON reads as NULL, as locally
@@ -77,6 +85,30 @@ def _trino_forms(node: exp.Expression) -> exp.Expression:
         empty = exp.EQ(this=exp.Length(this=end.copy()), expression=exp.Literal.number(0))
         return exp.paren(exp.or_(empty, exp.EQ(this=tail, expression=end.copy())))
     return node
+
+
+def _is_date_partition(node: exp.Expression | None) -> bool:
+    return isinstance(node, exp.Column) and node.name == "date"
+
+
+def _date_as_text(node: exp.Expression) -> exp.Expression:
+    """`"date"` compared with dates: on AWS the partition is text, so the dates are written as text
+    (`CAST(CAST(x AS DATE) AS VARCHAR)`, constant for Athena, which then lists only those days)."""
+    for name in ("low", "high", "expression"):
+        operand = node.args.get(name)
+        if isinstance(operand, exp.Cast) and operand.to.is_type("date"):
+            node.set(name, exp.cast(operand.copy(), exp.DataType.build("varchar")))
+    return node
+
+
+def _in_seconds(interval: exp.Interval) -> exp.Expression:
+    """Trino's interval literals stop at SECOND: milliseconds become (fractional) seconds."""
+    try:
+        ms = int(interval.this.name)
+    except ValueError:
+        raise DialectError(f"an interval of {interval.this.name!r} milliseconds") from None
+    seconds = f"{ms // 1000}" if ms % 1000 == 0 else f"{ms / 1000:.3f}"
+    return exp.Interval(this=exp.Literal.string(seconds), unit=exp.Var(this="SECOND"))
 
 
 def _qualified_last(tree: exp.Expression) -> exp.Expression:
