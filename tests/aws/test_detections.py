@@ -295,15 +295,19 @@ def test_the_topics_are_a_target_only_for_levels_that_have_one(aws) -> None:
     assert targets(alert | {"level": "critical"}, "trigger") == ["hook"]
 
 
-def test_a_rule_that_fails_lets_its_window_go_and_counts_the_failure(aws, lake) -> None:  # noqa: F811
+def test_a_rule_that_fails_lets_its_window_go_and_after_three_failures_raises_its_own_alert(aws, lake) -> None:  # noqa: F811
     runner = detector(aws, lake)
-    runner.engine.client.system_failures = 10  # Athena fails every query on its side
-
-    summary = runner.run(NOW_MS)
-    assert [(r["outcome"], r["failures"]) for r in summary["runs"]] == [("error", 1), ("error", 1)]
-    assert all("Athena" in r["error"] for r in summary["runs"])
-    runner.engine.client.system_failures = 0
-    assert [r["outcome"] for r in runner.run(NOW_MS)["runs"]] == ["ok", "ok"]
+    runner.engine.client.system_failures = 6  # Athena fails every query on its side, three rounds long
+    for round_number in (1, 2, 3):
+        summary = runner.run(NOW_MS)
+        assert [(r["outcome"], r["failures"]) for r in summary["runs"]] == [("error", round_number)] * 2
+        assert all("Athena" in r["error"] for r in summary["runs"])
+    assert summary["queued"] == 2  # each rule's own alert, to the high topic
+    route(aws["queue"])
+    (published, _) = [json.loads(m["body"]) for m in messages(aws["watchers"]["high"])]
+    assert published["alert"]["title"].startswith("Rule failing: ")
+    assert published["alert"]["tags"] == ["loglake.rule-failing"] and published["alert"]["match_count"] == 3
+    assert [r["outcome"] for r in runner.run(NOW_MS)["runs"]] == ["ok", "ok"]  # the window ran at last
 
 
 def _destination(store: DynamoDBDetections, record: dict[str, Any]) -> str:

@@ -12,7 +12,8 @@ One table, keys `pk` and `sk` (strings):
   first window's start and a `version`. Every change of the alert is one transaction: the head (on
   the condition that its version is the one read: a concurrent writer makes this one read again),
   the alert, and the deliveries its event makes. So one alert per dedup key per dedup window, as
-  locally (alerts/apply.py), and an event is never delivered unless its change was written.
+  locally (alerts/apply.py), and an event is never delivered unless its change was written. A rule
+  that keeps failing raises its own alert the same way (one per streak of failures of a window).
 - `alert#<id>` / `alert`: the alert as alerts.db's row (JSON in `doc`), what destinations format.
 - `delivery#<id>` / `delivery`: one per (alert event, destination), with the alert as it was then.
   Its id is the idempotency key. Until it is queued (SQS) it carries `queue` = "unqueued" and
@@ -32,12 +33,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import botocore.exceptions
 
-from loglake.alerts.apply import BY_RULE, merged_evidence, seen_span
+from loglake.alerts.apply import BY_RULE, FAILING_LEVEL, FAILING_TAG, failing_key, merged_evidence, seen_span
 from loglake.alerts.outbox import MAX_ERROR_CHARS, Claimed, DeliveryRow
 from loglake.ids import format_uuid, uuid7_bytes
 from loglake.rules.model import Rule
@@ -185,6 +186,20 @@ class DynamoDBDetections:
             made += new
             deliveries += ids
         return made, deliveries
+
+    def rule_failing(
+        self, rule: Rule, error: str, failures: int, since_ms: int, until_ms: int, now_ms: int
+    ) -> list[dict[str, str]]:
+        """Raise the rule's own alert (level high, tag loglake.rule-failing), as alerts/apply.py does:
+        it failed `failures` runs in a row. The deliveries it made."""
+        evidence = [{"error": error, "failures": failures, "file": str(rule.path), "at_ms": now_ms}]
+        group = {"rule_id": rule.id}
+        match = Match(
+            rule.id, f"Rule failing: {rule.title}", failing_key(rule.id), group, failures, None, None, evidence
+        )
+        result = RunResult(rule.id, since_ms, until_ms, [match], 0, 0, 0, 0.0, False, rule.plan.sql)
+        _, deliveries = self._apply(replace(rule, level=FAILING_LEVEL, tags=(FAILING_TAG,)), match, result, now_ms)
+        return deliveries
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
         item = self._get(f"alert#{alert_id}", "alert")

@@ -5,9 +5,10 @@ alerts.db, rules/scheduler.py).
 Each enabled rule's due windows (scheduler.due_windows: contiguous, catch-up bounded), oldest first.
 A window is claimed before its SQL runs, its alerts (and their deliveries) are written, and only
 then is the window moved on by the claim's holder. A run that fails lets the window go (the next
-round tries it again) and counts a failure; a run whose claim ran out before it finished is
-`superseded` (the run that took the window over finds the same alerts already written, so nothing
-is made twice). A round stops starting windows when `time_left()` says so (a function's timeout).
+round tries it again) and counts a failure (`failing_after` in a row raise the rule's own alert).
+A run whose claim ran out before it finished is `superseded` (the run that took the window over
+finds the same alerts already written, so nothing is made twice). A round stops starting windows
+when `time_left()` says so (a function's timeout).
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class WindowStore(Protocol):
 
     def fail(self, claim: Any) -> int | None: ...
 
+    def rule_failing(
+        self, rule: Rule, error: str, failures: int, since_ms: int, until_ms: int, now_ms: int
+    ) -> list[dict[str, str]]: ...
+
 
 # Runs a rule over [since_ms, until_ms) at now_ms (aws/athena_rules.py's run_rule_on_athena, bound to its engine).
 RuleRunner = Callable[[Rule, int, int, int], RunResult]
@@ -63,6 +68,7 @@ def run_due(
     lease_ms: int,
     catch_up: CatchUp | None = None,
     time_left: Callable[[], bool] = lambda: True,
+    failing_after: int = 3,
 ) -> list[WindowRun]:
     """Every enabled rule's due windows at `now_ms`, each claimed for `lease_ms` (see the module's notes)."""
     runs: list[WindowRun] = []
@@ -79,9 +85,19 @@ def run_due(
             try:
                 result = run(rule, window.since_ms, window.until_ms, now_ms)
             except RuleRunError as e:
+                failures = store.fail(claim)
+                raised = []
+                if failures is not None and failures >= failing_after:
+                    raised = store.rule_failing(rule, str(e), failures, window.since_ms, window.until_ms, now_ms)
                 runs.append(
                     WindowRun(
-                        rule.id, window.since_ms, window.until_ms, "error", error=str(e), failures=store.fail(claim)
+                        rule.id,
+                        window.since_ms,
+                        window.until_ms,
+                        "error",
+                        deliveries=raised,
+                        error=str(e),
+                        failures=failures,
                     )
                 )
                 break
