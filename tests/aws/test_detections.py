@@ -34,6 +34,7 @@ from loglake.aws import handlers
 from loglake.aws.detections import SEVERITY_TOPICS, TOPIC_LEVELS, detector_from_environment, routing_from, with_topics
 from loglake.retry import Backoff
 from loglake.rules.bundle import compile_bundle, load_bundle
+from loglake.rules.scheduler import CatchUp
 from loglake.times import DAY_MS
 from tests.alerts.receivers import Answer, Receiver
 from tests.aws.test_athena_rules import DAY2, SIGMA, athena_engine, lake  # noqa: F401  (the lake fixture)
@@ -308,6 +309,68 @@ def test_a_rule_that_fails_lets_its_window_go_and_after_three_failures_raises_it
     assert published["alert"]["title"].startswith("Rule failing: ")
     assert published["alert"]["tags"] == ["loglake.rule-failing"] and published["alert"]["match_count"] == 3
     assert [r["outcome"] for r in runner.run(NOW_MS)["runs"]] == ["ok", "ok"]  # the window ran at last
+
+
+def test_a_waiting_delivery_holds_back_its_group_only(aws, lake, receiver) -> None:  # noqa: F811
+    receiver.default = Answer(status=503)
+    detector(aws, lake).run(NOW_MS)
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: [])
+    records = messages(aws["queue"])
+    hook = next(r for r in records if _destination(store, r) == "hook")
+    later = hook | {"messageId": "a-later-message-of-its-group"}
+    topic = next(r for r in records if _destination(store, r) == SEVERITY_TOPICS)
+    answer = handlers.route_alerts({"Records": [hook, later, topic]}, None)
+    assert answer == {
+        "batchItemFailures": [{"itemIdentifier": hook["messageId"]}, {"itemIdentifier": later["messageId"]}]
+    }
+    assert len(receiver.requests) == 1  # the later message of the group was not attempted
+    assert store.delivery(json.loads(topic["body"])["delivery"])["state"] == "sent"  # another group went on
+
+
+def test_an_alert_too_large_for_an_item_keeps_its_newest_evidence(aws, tmp_path: Path) -> None:
+    from loglake.alerts.dynamodb import MAX_ALERT_BYTES
+    from loglake.rules.run import Match, RunResult
+
+    (rule,) = load_bundle(compile_bundle(write_rule(tmp_path, "granted.yml", CRITICAL)))
+    evidence = [{"n": i, "message": "x" * 30_000} for i in range(20)]  # 600 KB of evidence
+    match = Match(rule.id, "big", "big", {}, 20, DAY2, DAY2 + 1000, evidence)
+    result = RunResult(rule.id, DAY2, DAY2 + DAY_MS, [match], 0, 0, 0, 0.0, False, "SELECT 1")
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: ["hook"])
+    made, (delivery,) = store.apply_matches(rule, result, NOW_MS)
+    claimed, _ = store.claim_delivery(delivery["id"], NOW_MS, 1000)
+    kept = [row["n"] for row in claimed.alert["evidence"]]
+    assert made == 1 and kept == list(range(20 - len(kept), 20)) and 5 < len(kept) < 20
+    assert len(json.dumps(claimed.alert, separators=(",", ":"))) <= MAX_ALERT_BYTES
+
+
+def test_after_downtime_a_round_catches_up_within_its_bound_and_names_the_range_it_left_out(aws, lake) -> None:  # noqa: F811
+    runner = detector(aws, lake)
+    runner.catch_up = CatchUp(windows=1, max_age_ms=10 * DAY_MS)
+    for rule in runner.rules:  # both rules last ran three days before the due window
+        claim = runner.store.claim_window(rule.id, None, DAY2 - 3 * DAY_MS, NOW_MS, lease_ms=1000)
+        assert claim is not None and runner.store.advance(claim, DAY2 - 2 * DAY_MS)
+    summary = runner.run(NOW_MS)
+    assert [(r["outcome"], r["since_ms"], r["until_ms"]) for r in summary["runs"]] == [
+        ("skipped", DAY2 - 2 * DAY_MS, DAY2),
+        ("ok", DAY2, DAY2 + DAY_MS),
+    ] * 2
+
+
+def test_the_detection_handler_runs_the_rules_with_athena_from_its_environment(
+    aws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The Lambda entry point as deployed: its Athena client is moto's, which answers every query with
+    no rows (moto does not run SQL), so the windows run, claim and move, and find nothing."""
+    athena = boto3.client("athena")
+    workgroup = f"wg-{uuid.uuid4().hex[:8]}"
+    athena.create_work_group(Name=workgroup, Configuration={"ResultConfiguration": {"OutputLocation": "s3://r/"}})
+    monkeypatch.setenv("LOGLAKE_ATHENA_DATABASE", "loglake")
+    monkeypatch.setenv("LOGLAKE_ATHENA_WORKGROUP", workgroup)
+    summary = handlers.detect({}, None)  # an EventBridge event: the rules run at the time it arrives
+    assert [(r["outcome"], r["matches"]) for r in summary["runs"]] == [("ok", 0), ("ok", 0)]
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"detections"' in x]
+    assert line["level"] == "INFO" and len(line["runs"]) == 2
+    assert handlers.detect({}, None)["runs"] == []  # nothing is due twice
 
 
 def _destination(store: DynamoDBDetections, record: dict[str, Any]) -> str:

@@ -15,11 +15,13 @@ One table, keys `pk` and `sk` (strings):
   locally (alerts/apply.py), and an event is never delivered unless its change was written. A rule
   that keeps failing raises its own alert the same way (one per streak of failures of a window).
 - `alert#<id>` / `alert`: the alert as alerts.db's row (JSON in `doc`), what destinations format.
-- `delivery#<id>` / `delivery`: one per (alert event, destination), with the alert as it was then.
-  Its id is the idempotency key. Until it is queued (SQS) it carries `queue` = "unqueued" and
-  `queued_since`, the keys of the sparse index `unqueued`, so deliveries a crash left unqueued are
-  found and queued again. An attempt claims it (`pending`, or `sending` past its lease, becomes
-  `sending` under a token); only the token's holder records the outcome.
+- `event#<alert id>#<version>` / `event`: the alert as an event left it (what its deliveries send).
+  An alert's JSON is kept under MAX_ALERT_BYTES by leaving out its oldest evidence rows.
+- `delivery#<id>` / `delivery`: one per (alert event, destination). Its id is the idempotency key.
+  Until it is queued (SQS) it carries `queue` = "unqueued" and `queued_since`, the keys of the
+  sparse index `unqueued`, so deliveries a crash left unqueued are found and queued again. An
+  attempt claims it (`pending`, or `sending` past its lease, becomes `sending` under a token); only
+  the token's holder records the outcome.
 - `memory#<destination>#<dedup key>` / `memory`: what a destination keeps per key (a Jira issue).
 
 A rule's run writes its alerts before it moves its window: a run killed in between leaves the window
@@ -46,7 +48,8 @@ from loglake.rules.run import Match, RunResult
 
 UNQUEUED_INDEX = "unqueued"
 UNQUEUED = "unqueued"
-MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit: the head, the alert and at most 98 deliveries
+MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit: the head, the alert, its event and at most 97 deliveries
+MAX_ALERT_BYTES = 350_000  # of an alert's JSON: an item holds 400 KB
 _OPEN = ("open", "acknowledged")
 _CONFLICT_RETRIES = 8
 
@@ -231,8 +234,7 @@ class DynamoDBDetections:
     def _deliveries(self, alert: dict[str, Any], kind: str | None, seq: int, now_ms: int) -> list[dict[str, Any]]:
         if kind is None:
             return []
-        names = self.targets(alert, kind)[: MAX_TRANSACTION_ITEMS - 2]
-        snapshot = json.dumps(alert, separators=(",", ":"))
+        names = self.targets(alert, kind)[: MAX_TRANSACTION_ITEMS - 3]
         return [
             _key(f"delivery#{delivery_id}", "delivery")
             | {
@@ -246,7 +248,6 @@ class DynamoDBDetections:
                 "attempts": _n(0),
                 "created_ms": _n(now_ms),
                 "updated_ms": _n(now_ms),
-                "alert": _s(snapshot),
                 "queue": _s(UNQUEUED),
                 "queued_since": _n(now_ms),
             }
@@ -267,17 +268,20 @@ class DynamoDBDetections:
             if version == 0
             else {"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": _n(version)}}
         )
+        doc = _s(_fitted(alert))
         items = [
             {"Put": {"TableName": self.table, "Item": head, **condition}},
             {
                 "Put": {
                     "TableName": self.table,
-                    "Item": _key(f"alert#{alert['id']}", "alert")
-                    | {"doc": _s(json.dumps(alert, separators=(",", ":"))), "level": _s(alert["level"])},
+                    "Item": _key(f"alert#{alert['id']}", "alert") | {"doc": doc, "level": _s(alert["level"])},
                 }
             },
-            *({"Put": {"TableName": self.table, "Item": d}} for d in deliveries),
         ]
+        if deliveries:  # the alert as this event left it, what each of its deliveries sends
+            event = _key(f"event#{alert['id']}#{version + 1}", "event") | {"doc": doc}
+            items.append({"Put": {"TableName": self.table, "Item": event}})
+        items += [{"Put": {"TableName": self.table, "Item": d}} for d in deliveries]
         try:
             self.client.transact_write_items(TransactItems=items)
         except botocore.exceptions.ClientError as e:
@@ -354,7 +358,10 @@ class DynamoDBDetections:
             item.get("last_error", {}).get("S"),
             int(item["last_status"]["N"]) if "last_status" in item else None,
         )
-        alert = json.loads(item["alert"]["S"])
+        event = self._get(f"event#{item['alert_id']['S']}#{item['seq']['N']}", "event")
+        if event is None:
+            raise RuntimeError(f"delivery {delivery_id} has no alert event (it was written with its deliveries)")
+        alert = json.loads(event["doc"]["S"])
         remembered = None if memory is None else memory["value"]["S"]
         return Claimed(row, alert, int(item["created_ms"]["N"]), remembered), token
 
@@ -456,6 +463,16 @@ def _new_alert(rule: Rule, match: Match, result: RunResult, now_ms: int) -> dict
         "status_note": match.suppressed,
         "status_ms": now_ms if match.suppressed else None,
     }
+
+
+def _fitted(alert: dict[str, Any]) -> str:
+    """The alert as JSON within MAX_ALERT_BYTES (DynamoDB keeps 400 KB an item): its oldest evidence
+    rows are left out, in place, until it fits."""
+    while True:
+        text = json.dumps(alert, separators=(",", ":"))
+        if len(text.encode()) <= MAX_ALERT_BYTES or not alert["evidence"]:
+            return text
+        alert["evidence"] = alert["evidence"][1:]
 
 
 def _joined(alert: dict[str, Any], rule: Rule, match: Match, result: RunResult, now_ms: int) -> str | None:

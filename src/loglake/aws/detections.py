@@ -147,11 +147,15 @@ class Router:
     _clients: dict[str, tuple[DestinationConfig, httpx.Client]] = field(default_factory=dict)
 
     def handle(self, event: dict[str, Any]) -> dict[str, Any]:
-        """An SQS batch: the messages to see again (their deliveries wait for another attempt). In a
-        FIFO batch everything after the first of them waits too, so a key's events keep their order."""
+        """An SQS batch: the messages to see again (their deliveries wait for another attempt). The
+        messages of a group after one that waits wait too, unsent, so a destination gets a dedup key's
+        events in order; other groups (other destinations, other keys) go on."""
         failures: list[dict[str, str]] = []
+        waiting: set[str | None] = set()
         for record in event.get("Records", []):
-            if failures or not self._deliver(record):
+            group = record.get("attributes", {}).get("MessageGroupId")  # None: one group, as a FIFO batch is
+            if group in waiting or not self._deliver(record):
+                waiting.add(group)
                 failures.append({"itemIdentifier": record["messageId"]})
         return {"batchItemFailures": failures}
 

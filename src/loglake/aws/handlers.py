@@ -248,7 +248,8 @@ def detect(event: dict[str, Any], context: Any) -> dict[str, Any]:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     # A window is only started with a minute left: a run stopped by the timeout holds its window until its lease ends.
     summary = detector.run(int(time.time() * 1000), lambda: remaining is None or remaining() > 60_000)
-    _log_event(context, "detections", summary, level="ERROR" if any(r["error"] for r in summary["runs"]) else "INFO")
+    failed = any(r["outcome"] == "error" for r in summary["runs"])
+    _log_event(context, "detections", summary, level="ERROR" if failed else "INFO")
     return summary
 
 

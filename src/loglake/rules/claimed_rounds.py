@@ -42,6 +42,7 @@ class WindowStore(Protocol):
     ) -> list[dict[str, str]]: ...
 
 
+SKIPPED = "not evaluated: down longer than the catch-up bound"
 # Runs a rule over [since_ms, until_ms) at now_ms (aws/athena_rules.py's run_rule_on_athena, bound to its engine).
 RuleRunner = Callable[[Rule, int, int, int], RunResult]
 
@@ -51,7 +52,7 @@ class WindowRun:
     rule_id: str
     since_ms: int
     until_ms: int
-    outcome: str  # ok, error or superseded
+    outcome: str  # ok, error, superseded, or skipped (a range left out by the catch-up bound)
     matches: int = 0
     new_alerts: int = 0
     deliveries: list[dict[str, str]] = field(default_factory=list)  # the deliveries its alerts made (id, ...)
@@ -76,7 +77,11 @@ def run_due(
         if not rule.enabled:
             continue
         previous = store.window_end(rule.id)
-        for window in due_windows(rule, previous, now_ms, catch_up or CatchUp()).windows:
+        due = due_windows(rule, previous, now_ms, catch_up or CatchUp())
+        if due.skipped is not None:
+            gap = due.skipped
+            runs.append(WindowRun(rule.id, gap.since_ms, gap.until_ms, "skipped", error=SKIPPED))
+        for window in due.windows:
             if not time_left():
                 return runs
             claim = store.claim_window(rule.id, previous, window.since_ms, now_ms, lease_ms)
