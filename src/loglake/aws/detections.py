@@ -102,9 +102,10 @@ class Detector:
     catch_up: CatchUp = field(default_factory=CatchUp)
 
     def run(self, now_ms: int, time_left: Callable[[], bool] = lambda: True) -> dict[str, Any]:
-        """Queue what an earlier round left unqueued, run the due windows, queue their deliveries."""
+        """Queue what an earlier round left unqueued, run the due windows, queue each one's deliveries."""
         requeued = self.queue.send(self.store.unqueued())
-        runs = run_due(
+        queued, runs = 0, []
+        for run in run_due(
             self.rules,
             self.store,
             lambda rule, since, until, now: run_rule_on_athena(rule, self.engine, since, until, now),
@@ -112,9 +113,10 @@ class Detector:
             lease_ms=self.lease_ms,
             catch_up=self.catch_up,
             time_left=time_left,
-        )
-        queued = sum(self.queue.send(run.deliveries) for run in runs)
-        return {"requeued": requeued, "queued": queued, "runs": [_run_summary(run) for run in runs]}
+        ):
+            queued += self.queue.send(run.deliveries)  # at once: an alert does not wait for the other rules
+            runs.append(_run_summary(run))
+        return {"requeued": requeued, "queued": queued, "runs": runs}
 
 
 def _run_summary(run: WindowRun) -> dict[str, Any]:

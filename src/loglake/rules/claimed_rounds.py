@@ -13,7 +13,7 @@ when `time_left()` says so (a function's timeout).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -70,9 +70,9 @@ def run_due(
     catch_up: CatchUp | None = None,
     time_left: Callable[[], bool] = lambda: True,
     failing_after: int = 3,
-) -> list[WindowRun]:
-    """Every enabled rule's due windows at `now_ms`, each claimed for `lease_ms` (see the module's notes)."""
-    runs: list[WindowRun] = []
+) -> Iterator[WindowRun]:
+    """Every enabled rule's due windows at `now_ms`, each claimed for `lease_ms` (see the module's
+    notes), each run as it ends (its deliveries may be queued at once)."""
     for rule in rules:
         if not rule.enabled:
             continue
@@ -80,10 +80,10 @@ def run_due(
         due = due_windows(rule, previous, now_ms, catch_up or CatchUp())
         if due.skipped is not None:
             gap = due.skipped
-            runs.append(WindowRun(rule.id, gap.since_ms, gap.until_ms, "skipped", error=SKIPPED))
+            yield WindowRun(rule.id, gap.since_ms, gap.until_ms, "skipped", error=SKIPPED)
         for window in due.windows:
             if not time_left():
-                return runs
+                return
             claim = store.claim_window(rule.id, previous, window.since_ms, now_ms, lease_ms)
             if claim is None:  # another invocation holds or moved the window
                 break
@@ -94,32 +94,27 @@ def run_due(
                 raised = []
                 if failures is not None and failures >= failing_after:
                     raised = store.rule_failing(rule, str(e), failures, window.since_ms, window.until_ms, now_ms)
-                runs.append(
-                    WindowRun(
-                        rule.id,
-                        window.since_ms,
-                        window.until_ms,
-                        "error",
-                        deliveries=raised,
-                        error=str(e),
-                        failures=failures,
-                    )
+                yield WindowRun(
+                    rule.id,
+                    window.since_ms,
+                    window.until_ms,
+                    "error",
+                    deliveries=raised,
+                    error=str(e),
+                    failures=failures,
                 )
                 break
             made, deliveries = store.apply_matches(rule, result, now_ms)
             moved = store.advance(claim, window.until_ms)
-            runs.append(
-                WindowRun(
-                    rule.id,
-                    window.since_ms,
-                    window.until_ms,
-                    "ok" if moved else "superseded",
-                    len(result.matches),
-                    made,
-                    deliveries,
-                )
+            yield WindowRun(
+                rule.id,
+                window.since_ms,
+                window.until_ms,
+                "ok" if moved else "superseded",
+                len(result.matches),
+                made,
+                deliveries,
             )
             if not moved:
                 break
             previous = window.until_ms
-    return runs

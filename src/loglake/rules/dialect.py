@@ -1,23 +1,22 @@
 """A rule's SQL in Athena's dialect (Trino): the one conversion of plan.py, written for another engine.
 
 A rule's plan is DuckDB SQL with the window as parameters (`$since`, `$until`, `$read_since`). For
-Athena the same tree is rewritten with sqlglot and the window written in as literals:
+Athena the same tree is rewritten with sqlglot:
 
-- the `date` partition (a string on AWS: the Glue tables' projection) is compared with the window's
-  days as text, so the lookback stays a partition predicate and Athena lists only those days;
-- times become `CAST('2026-05-04 00:00:00.000' AS TIMESTAMP)` (athena_template leaves marks there,
-  fill_window writes each run's window in);
-- the `date` partition compared with other dates (a baseline's earlier days) compares their text, and
-  intervals in milliseconds become seconds (Trino's interval literals stop at SECOND);
+- times become `CAST('2026-05-04 00:00:00.000' AS TIMESTAMP)` and the window's days `'2026-05-04'`
+  (athena_template leaves marks there, bundle.fill_window writes each run's window in);
+- the `date` partition is text on AWS (the Glue tables' projection), so it is compared with text: the
+  window's days, or other dates (a baseline's earlier days) cast to text. The lookback stays a
+  partition predicate: Athena lists only those days;
 - what Trino lacks is written with what it has: QUALIFY as a filtered subquery, `count(DISTINCT x)`
   over a window as the size of the distinct array of its values, `contains` and `ends_with` on text
-  as `strpos` and `substr`, `any_value` as `arbitrary`, JSON values read with `try` (attributes that are not JSON match
-  nothing, as locally), and a correlation's `UNION ALL BY NAME` as `UNION ALL`
-  when its parts have the same columns (one table; rules over two tables cannot be correlated on
-  Athena: DialectError).
+  as `strpos` and `substr`, `any_value` as `arbitrary`, intervals in milliseconds as seconds, JSON
+  values read with `try` (attributes that are not JSON match nothing, as locally), and a
+  correlation's `UNION ALL BY NAME` as `UNION ALL` when its parts have the same columns (rules of
+  one table; rules over two tables cannot be correlated on Athena: DialectError).
 
 What sqlglot itself cannot write in Trino is a DialectError too, raised when the rule is converted
-(aws/detections.py converts every rule it loads, and reports those that fail with their file).
+(bundle.compile_bundle, at `cdk synth`: the rule's file is named).
 """
 
 from __future__ import annotations
@@ -48,7 +47,9 @@ def athena_template(rule: Rule) -> str:
     run a template converted where the rules were loaded)."""
     try:
         tree = sqlglot.parse_one(rule.plan.sql, read="duckdb")
-        tree = _qualified_last(tree.transform(_window_marks).transform(_trino_forms))
+        # One pass each: a pass does not look inside what it replaced (JSON reads first, inside everything).
+        tree = tree.transform(_window_marks).transform(_json_reads).transform(_trino_forms)
+        tree = _qualified_last(tree)
         return tree.sql(dialect=ATHENA, unsupported_level=ErrorLevel.RAISE)
     except SqlglotError as e:
         raise DialectError(f"cannot be written for Athena: {str(e).splitlines()[0]}") from None
@@ -59,6 +60,12 @@ def _window_marks(node: exp.Expression) -> exp.Expression:
         return exp.Literal.string(WINDOW_MARK.format(node.this.name + ":day"))  # the partition's text
     if isinstance(node, exp.Placeholder):
         return exp.cast(exp.Literal.string(WINDOW_MARK.format(node.name)), exp.DataType.build("timestamp"))
+    return node
+
+
+def _json_reads(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.JSONExtractScalar):  # text that is not JSON reads as NULL, as locally
+        return exp.func("try", node.copy())
     return node
 
 
@@ -74,8 +81,6 @@ def _trino_forms(node: exp.Expression) -> exp.Expression:
         return node.this  # Trino's arbitrary() takes a non-null value already
     if isinstance(node, exp.Union) and node.args.get("by_name"):
         return _union_by_position(node)
-    if isinstance(node, exp.JSONExtractScalar):  # text that is not JSON reads as NULL, as locally
-        return exp.func("try", node.copy())
     if isinstance(node, exp.Contains):
         position = exp.StrPosition(this=node.this, substr=node.expression)
         return exp.GT(this=position, expression=exp.Literal.number(0))
