@@ -31,7 +31,14 @@ import pytest
 
 from loglake.alerts.dynamodb import ClaimRefused, DynamoDBDetections
 from loglake.aws import handlers
-from loglake.aws.detections import SEVERITY_TOPICS, TOPIC_LEVELS, detector_from_environment, routing_from, with_topics
+from loglake.aws.detections import (
+    SEVERITY_TOPICS,
+    TOPIC_LEVELS,
+    DeliveryQueue,
+    detector_from_environment,
+    routing_from,
+    with_topics,
+)
 from loglake.retry import Backoff
 from loglake.rules.bundle import compile_bundle, load_bundle
 from loglake.rules.scheduler import CatchUp
@@ -325,6 +332,23 @@ def test_a_waiting_delivery_holds_back_its_group_only(aws, lake, receiver) -> No
     }
     assert len(receiver.requests) == 1  # the later message of the group was not attempted
     assert store.delivery(json.loads(topic["body"])["delivery"])["state"] == "sent"  # another group went on
+
+
+def test_a_destination_alerting_yml_does_not_define_is_dead_lettered_at_once(aws, tmp_path: Path) -> None:
+    from loglake.rules.run import Match, RunResult
+
+    text = CRITICAL.replace("loglake: {schedule: 1d,", "loglake: {schedule: 1d, destinations: [nowhere],")
+    (rule,) = load_bundle(compile_bundle(write_rule(tmp_path, "granted.yml", text)))
+    match = Match(rule.id, "t", "k", {}, 1, DAY2, DAY2, [{"message": "role granted"}])
+    result = RunResult(rule.id, DAY2, DAY2 + DAY_MS, [match], 0, 0, 0, 0.0, False, "SELECT 1")
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], with_topics(routing_from(aws["env"]), {}))
+    _, (delivery,) = store.apply_matches(rule, result, NOW_MS)
+    assert delivery["destination"] == "nowhere"
+    DeliveryQueue(boto3.client("sqs"), aws["queue"], store).send(store.unqueued())
+    assert route(aws["queue"]) == [{"batchItemFailures": []}]
+    (dead,) = messages(aws["dead"])
+    found = store.delivery(json.loads(dead["body"])["delivery"])
+    assert (found["state"], found["attempts"]) == ("dead", 1) and "not defined in alerting.yml" in found["last_error"]
 
 
 def test_an_alert_too_large_for_an_item_keeps_its_newest_evidence(aws, tmp_path: Path) -> None:

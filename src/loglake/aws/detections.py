@@ -33,7 +33,7 @@ import botocore.exceptions
 from loglake.alerts.delivery import BACKOFF, send_claimed
 from loglake.alerts.destinations.base import DeliveryFailed, DestinationConfig, alert_document
 from loglake.alerts.dynamodb import ClaimRefused, DynamoDBDetections, Targets
-from loglake.alerts.outbox import Claimed
+from loglake.alerts.outbox import Claimed, not_configured
 from loglake.alerts.routing import Routing
 from loglake.alerts.secrets import Secrets
 from loglake.aws.athena import AthenaQueryEngine
@@ -178,11 +178,7 @@ class Router:
             if name == SEVERITY_TOPICS:
                 remember = self._publish(claimed)
             elif config is None:
-                raise DeliveryFailed(
-                    f"destination {name!r} is not defined in alerting.yml; define it, or take it out of the"
-                    " rule's destinations",
-                    retryable=False,
-                )
+                raise DeliveryFailed(not_configured(name), retryable=False)
             else:
                 remember = send_claimed(
                     name, config, claimed, self.secrets, lambda: self._client(name, config), self.clock
@@ -210,7 +206,7 @@ class Router:
         self.store.sent(claimed.row, token, self._now_ms(), remember)
         return True
 
-    def _publish(self, claimed: Claimed) -> None:
+    def _publish(self, claimed: Claimed) -> None:  # nothing to remember per dedup key
         """To the topic of the alert's level: the alert as the webhook sends it, with the event."""
         alert = claimed.alert
         subject = f"[{alert['level'].upper()}] {' '.join(alert['title'].split())}"
