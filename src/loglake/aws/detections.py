@@ -26,6 +26,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import botocore.exceptions
@@ -250,15 +251,15 @@ DEFAULT_ALERTING = f"{BUNDLE_DIR}/alerting.yml"
 
 
 def detector_from_environment(env: dict[str, str], athena: AthenaQueryEngine) -> Detector:
-    """LOGLAKE_RULES_BUNDLE (a path or s3://bucket/key; default the layer's rules.json),
-    LOGLAKE_ALERTING_FILE (likewise), LOGLAKE_DETECTIONS_TABLE, LOGLAKE_DELIVERY_QUEUE_URL,
+    """LOGLAKE_RULES_BUNDLE (default the layer's rules.json), LOGLAKE_ALERTING_FILE (default the
+    layer's alerting.yml), LOGLAKE_DETECTIONS_TABLE, LOGLAKE_DELIVERY_QUEUE_URL,
     LOGLAKE_ALERT_TOPICS (JSON: level -> topic ARN), LOGLAKE_WINDOW_LEASE_SECONDS (900: the function's
     longest run)."""
     import boto3
 
     from loglake.rules.bundle import load_bundle
 
-    rules = load_bundle(read_location(env.get("LOGLAKE_RULES_BUNDLE") or DEFAULT_RULES))
+    rules = load_bundle(Path(env.get("LOGLAKE_RULES_BUNDLE") or DEFAULT_RULES).read_bytes())
     store = _store(env, with_topics(routing_from(env), _topics(env)))
     queue = DeliveryQueue(boto3.client("sqs"), _required(env, "LOGLAKE_DELIVERY_QUEUE_URL"), store)
     lease_ms = int(float(env.get("LOGLAKE_WINDOW_LEASE_SECONDS", "900")) * 1000)
@@ -287,32 +288,15 @@ def router_from_environment(env: dict[str, str]) -> Router:
 
 def routing_from(env: dict[str, str]) -> Routing:
     """alerting.yml from LOGLAKE_ALERTING_FILE (none there: alerts go to the topics only)."""
-    import tempfile
-    from pathlib import Path
-
     from loglake.alerts.routing import NO_ROUTING, load_routing
 
-    location = env.get("LOGLAKE_ALERTING_FILE") or DEFAULT_ALERTING
-    if not location.startswith("s3://") and not Path(location).exists():
+    path = Path(env.get("LOGLAKE_ALERTING_FILE") or DEFAULT_ALERTING)
+    if not path.exists():
         return NO_ROUTING
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "alerting.yml"
-        path.write_bytes(read_location(location))
-        loaded = load_routing(path)
-    if not isinstance(loaded, Routing):
-        raise ValueError(f"{location}: " + "; ".join(str(p) for p in loaded))
+    loaded = load_routing(path)
+    if not isinstance(loaded, Routing):  # checked at synth: only a file changed by hand gets here
+        raise ValueError("; ".join(str(p) for p in loaded))
     return loaded
-
-
-def read_location(location: str) -> bytes:
-    """A file's bytes, from a path or an s3://bucket/key."""
-    if location.startswith("s3://"):
-        import boto3
-
-        bucket, _, key = location.removeprefix("s3://").partition("/")
-        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-    with open(location, "rb") as f:
-        return f.read()
 
 
 def _store(env: dict[str, str], targets: Targets) -> DynamoDBDetections:
