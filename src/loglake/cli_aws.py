@@ -43,7 +43,10 @@ def synth(config_path: Path, out: Path, bundle: bool) -> None:
         raise click.ClickException(
             "the CDK is not installed: pip install 'loglake[aws]' (Node.js must be on PATH)"
         ) from None
-    build_app(deployment, outdir=str(out), bundle=bundle).synth()
+    try:
+        build_app(deployment, outdir=str(out), bundle=bundle).synth()
+    except DeploymentConfigError as e:  # found while building: a rule of detections.rulesDir
+        raise click.ClickException(f"{config_path}: {e}") from None
     for template in sorted(out.glob("*.template.json")):
         click.echo(f"wrote {template}")
 

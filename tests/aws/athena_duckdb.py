@@ -16,6 +16,8 @@ from typing import Any
 
 import duckdb
 
+from loglake.lake.tables import TABLES, LakeTable, sql_type
+
 _ATHENA_TYPES = {"VARCHAR": "varchar", "BIGINT": "bigint", "INTEGER": "integer", "DOUBLE": "double"}
 
 
@@ -32,10 +34,24 @@ class DuckDBAthena:
             "CREATE MACRO json_extract_scalar(j, p) AS "
             """json_extract_string(j, '$' || regexp_replace(substr(p, 2), '\\["([^"]*)"\\]', '."\\1"', 'g'))"""
         )
-        files = (lake_dir / "type=app_logs" / "*" / "*.parquet").as_posix()
+        for table in TABLES.values():
+            self._define(lake_dir, table)
+
+    def _define(self, lake_dir: Path, table: LakeTable) -> None:
+        """The table as Glue declares it: its Parquet files with their partitions as text, not the
+        `type=` folder above them; a table without files yet is empty (a view binds to a first file)."""
+        folder = lake_dir / f"type={table.directory}"
+        files = (folder / "/".join("*" for _ in table.partitions) / "*.parquet").as_posix()
+        if not any(folder.glob("/".join("*" for _ in table.partitions) + "/*.parquet")):
+            columns = ", ".join(
+                [f'"{c.name}" {sql_type(c.type)}' for c in table.columns] + [f'"{p}" VARCHAR' for p in table.partitions]
+            )
+            self.db.execute(f"CREATE TABLE {table.name} ({columns})")
+            return
+        types = ", ".join(f"'{p}': VARCHAR" for p in table.partitions)
         self.db.execute(
-            f"CREATE VIEW logs AS SELECT * FROM read_parquet('{files}', hive_partitioning = true,"
-            " hive_types = {'date': VARCHAR})"
+            f"CREATE VIEW {table.name} AS SELECT * EXCLUDE (type) FROM read_parquet('{files}',"
+            f" hive_partitioning = true, hive_types = {{{types}}})"
         )
 
     def start_query_execution(self, QueryString: str, **_: Any) -> dict:

@@ -126,7 +126,7 @@ def _joinable(conn: sqlite3.Connection, rule: Rule, match: Match, since_ms: int)
 
 
 def _insert(conn: sqlite3.Connection, rule: Rule, match: Match, result: RunResult, now_ms: int) -> None:
-    first, last = _seen(match, result)
+    first, last = seen_span(match, result)
     alert_id = _new_alert(
         conn,
         rule,
@@ -151,13 +151,13 @@ def _insert(conn: sqlite3.Connection, rule: Rule, match: Match, result: RunResul
 
 def _update(conn: sqlite3.Connection, rule: Rule, found: tuple, match: Match, result: RunResult, now_ms: int) -> None:
     alert_id, status, count, first_seen, last_seen, window_start, window_end, evidence = found
-    first, last = _seen(match, result)
+    first, last = seen_span(match, result)
     if last <= last_seen:  # the same records again (an overlapping lookback): the condition held till here
         still = "UPDATE alerts SET window_end_ms = max(window_end_ms, ?) WHERE id = ?"
         conn.execute(still, (result.until_ms, alert_id))
         return
     overlaps = result.since_ms < window_end
-    kept = _merged(_json(evidence), match.evidence, rule.options.evidence)
+    kept = merged_evidence(_json(evidence), match.evidence, rule.options.evidence)
     conn.execute(
         "UPDATE alerts SET match_count = ?, first_seen_ms = ?, last_seen_ms = ?, window_start_ms = ?,"
         " window_end_ms = ?, evidence = ?, title = ?, updated_ms = ? WHERE id = ?",
@@ -177,13 +177,13 @@ def _update(conn: sqlite3.Connection, rule: Rule, found: tuple, match: Match, re
         _event(conn, alert_id, "update", now_ms)
 
 
-def _merged(old: list[dict[str, Any]], new: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
+def merged_evidence(old: list[dict[str, Any]], new: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
     """The newest `keep` rows of both, each once (an overlapping lookback returns rows already kept)."""
     seen = {_text(row) for row in old}
     return (old + [row for row in new if _text(row) not in seen])[-keep:]
 
 
-def _seen(match: Match, result: RunResult) -> tuple[int, int]:
+def seen_span(match: Match, result: RunResult) -> tuple[int, int]:
     """The match's first and last record, or its window when its rows have no time."""
     first = result.since_ms if match.first_ms is None else match.first_ms
     last = result.until_ms if match.last_ms is None else match.last_ms

@@ -191,33 +191,13 @@ class AlertDelivery:
         executor.submit(self._attempt, name, config, claimed)
 
     def _attempt(self, name: str, config: DestinationConfig, claimed: Claimed) -> None:
-        row = claimed.row
-        notice = Notice(
-            key=row.id,
-            destination=name,
-            kind=row.kind,
-            seq=row.event_seq,
-            at_ms=claimed.at_ms,
-            alert=Redactor(config.redact).alert(claimed.alert),
-            attempt=row.attempts,
-            remembered=claimed.remembered,
-        )
-        timeout = parse_duration(config.timeout) / 1000
-        context = SendContext(self.secrets, lambda: self._client(name, config), self.clock, timeout)
         counts = self.counts.setdefault(name, DestinationCounts())
         try:
-            try:
-                remember = config.send(notice, context)
-            except SecretError as e:  # a file or a variable may appear later; retry like a failed send
-                raise DeliveryFailed(str(e), retryable=True) from None
-            except DeliveryFailed:
-                raise
-            except Exception as e:  # a payload we could not make: no later attempt makes it either
-                raise DeliveryFailed(f"could not send: {type(e).__name__}: {e}", retryable=False) from None
+            remember = send_claimed(name, config, claimed, self.secrets, lambda: self._client(name, config), self.clock)
         except DeliveryFailed as failure:
-            self._failed(config, claimed, failure, scrub(str(failure), context.resolved), counts)
+            self._failed(config, claimed, failure, str(failure), counts)
         else:
-            self.outbox.sent(row, self._now_ms(), remember)
+            self.outbox.sent(claimed.row, self._now_ms(), remember)
             counts.sent += 1
         finally:
             with self._state_lock:
@@ -264,3 +244,44 @@ class AlertDelivery:
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+
+def send_claimed(
+    name: str,
+    config: DestinationConfig,
+    claimed: Claimed,
+    secrets: Secrets,
+    http: Callable[[], httpx.Client],
+    clock: Callable[[], float],
+) -> str | None:
+    """One attempt of a claimed delivery to destination `name`: what to remember for its dedup key,
+    or DeliveryFailed whose message holds none of the secrets the attempt used (the local worker and
+    the AWS router both send through here)."""
+    row = claimed.row
+    notice = Notice(
+        key=row.id,
+        destination=name,
+        kind=row.kind,
+        seq=row.event_seq,
+        at_ms=claimed.at_ms,
+        alert=Redactor(config.redact).alert(claimed.alert),
+        attempt=row.attempts,
+        remembered=claimed.remembered,
+    )
+    context = SendContext(secrets, http, clock, parse_duration(config.timeout) / 1000)
+    try:
+        try:
+            return config.send(notice, context)
+        except SecretError as e:  # a file or a variable may appear later; retry like a failed send
+            raise DeliveryFailed(str(e), retryable=True) from None
+        except DeliveryFailed:
+            raise
+        except Exception as e:  # a payload we could not make: no later attempt makes it either
+            raise DeliveryFailed(f"could not send: {type(e).__name__}: {e}", retryable=False) from None
+    except DeliveryFailed as failure:
+        raise DeliveryFailed(
+            scrub(str(failure), context.resolved),
+            retryable=failure.retryable,
+            retry_after=failure.retry_after,
+            status=failure.status,
+        ) from None

@@ -173,7 +173,7 @@ class Outbox:
                             now_ms,
                             now_ms,
                             now_ms,
-                            None if known else _not_configured(name),
+                            None if known else not_configured(name),
                         ),
                     )
             if rows:
@@ -210,7 +210,7 @@ class Outbox:
                 conn.execute(
                     "UPDATE deliveries SET state = 'dead', updated_ms = ?, last_error = ?"
                     " WHERE state = 'pending' AND destination = ?",
-                    (now_ms, _not_configured(name), name),
+                    (now_ms, not_configured(name), name),
                 )
             return len(gone)
 
@@ -328,5 +328,5 @@ def _decoded(alert: dict[str, Any]) -> dict[str, Any]:
     return alert
 
 
-def _not_configured(name: str) -> str:
+def not_configured(name: str) -> str:
     return f"destination {name!r} is not defined in alerting.yml; define it, or take it out of the rule's destinations"

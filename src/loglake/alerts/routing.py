@@ -34,7 +34,7 @@ from loglake.alerts.destinations import TYPES
 from loglake.alerts.destinations.base import DestinationConfig
 from loglake.alerts.secrets import REFERENCE_ONLY, SecretRef
 from loglake.config_files import ROOT, problems_of
-from loglake.rules.loader import ROUTING_FILE, _UniqueKeys
+from loglake.rules.files import ROUTING_FILE, UniqueKeys
 from loglake.rules.model import DestinationName, Level, Problem
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -105,7 +105,7 @@ def load_routing(path: Path) -> Routing | list[Problem]:
     if len(data) > MAX_FILE_BYTES:
         return [Problem(name, "", f"is larger than {MAX_FILE_BYTES // 1024} KiB")]
     try:
-        document = yaml.load(data, Loader=_UniqueKeys) or {}
+        document = yaml.load(data, Loader=UniqueKeys) or {}
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""

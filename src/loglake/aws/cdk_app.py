@@ -19,7 +19,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"loglake: {config}: {e}")  # one line for `cdk`'s output, not a traceback
     from loglake.aws.stack import build_app
 
-    build_app(deployment).synth()
+    try:
+        build_app(deployment).synth()
+    except DeploymentConfigError as e:  # found while building: a rule of detections.rulesDir
+        sys.exit(f"loglake: {config}: {e}")
 
 
 if __name__ == "__main__":

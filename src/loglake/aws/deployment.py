@@ -5,7 +5,8 @@ One JSON file (deploy/loglake-aws.json is the example) names everything a `cdk d
     {"account": "182059100462", "region": "eu-west-1", "environment": "inftes",
      "naming": {"project": "amplifylogs", "component": "logging", "privacy": "intite", "version": 1},
      "tags": {"Project": "...", "Owner": "...", "CostCenter": "...", "Environment": "..."},
-     "retentionDays": 365, "dynamodb": {"billing": "on_demand"}, "corsAllowOrigins": []}
+     "retentionDays": 365, "dynamodb": {"billing": "on_demand"}, "corsAllowOrigins": [],
+     "detections": {"rulesDir": "rules", "scheduleMinutes": 5, "secrets": ["arn:aws:secretsmanager:..."]}}
 
 Resource names follow `{project}-{component}-{privacy}-{service}{version}-{env}-{account}`, e.g.
 `amplifylogs-logging-intite-ss1-inftes-182059100462` for the lake bucket (service "ss").
@@ -50,6 +51,13 @@ SERVICE_CODES = {
     "amplify_finish_function": "lc",
     "schedule": "eb",
     "alarms": "sn",
+    "detections_table": "dn",
+    "detect_function": "la",
+    "detect_schedule": "ea",
+    "router_function": "lo",
+    "deliveries_queue": "qa",
+    "deliveries_dead": "qd",
+    "alert_topics": "sa",
 }
 MAX_NAME_LENGTH = 63  # S3 bucket names (Lambda function names allow 64)
 
@@ -84,6 +92,20 @@ class _DynamoDB(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     ] = 4
 
 
+class _Detections(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    rules_dir: Annotated[str, msgspec.Meta(min_length=1, description="the rules folder, relative to this file")]
+    schedule_minutes: Annotated[int, msgspec.Meta(ge=1, le=1440, description="a whole number of minutes, 1-1440")] = 5
+    secrets: list[
+        Annotated[
+            str,
+            msgspec.Meta(
+                pattern=whole(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@*-]+"),
+                description="a Secrets Manager secret ARN (a trailing -* for the random suffix)",
+            ),
+        ]
+    ] = msgspec.field(default_factory=list)
+
+
 class _DeploymentFile(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     """The file as written; parse_deployment makes it a Deployment."""
 
@@ -99,10 +121,21 @@ class _DeploymentFile(msgspec.Struct, forbid_unknown_fields=True, rename="camel"
     cors_allow_origins: _Origins = msgspec.field(default_factory=list)
     amplify_config: str = ""  # the collector's configuration file, relative to this one (read by load_deployment)
     amplify_roles: dict[str, _RoleArn] = msgspec.field(default_factory=dict)
+    detections: _Detections | None = None
 
 
 class DeploymentConfigError(ValueError):
     """The deployment configuration cannot work; the message names the field."""
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """Detections on AWS (aws/infra/detections.py): the rules folder bundled at synth, how often the
+    rules run, and the Secrets Manager secrets alerting.yml's references may read."""
+
+    rules_dir: Path
+    schedule_minutes: int = 5
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +156,7 @@ class Deployment:
     # AWS profile of an Amplify app -> the role the downloader assumes for it (apps in other accounts);
     # profiles not listed use the downloader's own role
     amplify_roles: dict[str, str] = field(default_factory=dict)
+    detections: DetectionSettings | None = None
 
     @property
     def amplify_retention_days(self) -> int | None:
@@ -163,6 +197,9 @@ def load_deployment(path: Path) -> Deployment:
         problems.insert(0, str(e))
     if problems:
         raise DeploymentConfigError("; ".join(problems))
+    if deployment.detections is not None:  # the rules folder is relative to the file
+        detections = replace(deployment.detections, rules_dir=path.parent / deployment.detections.rules_dir)
+        deployment = replace(deployment, detections=detections)
     return replace(deployment, amplify=amplify)
 
 
@@ -201,6 +238,11 @@ def parse_deployment(document: Any) -> Deployment:
         time_shards=file.dynamodb.time_shards,
         cors_allow_origins=tuple(file.cors_allow_origins),
         amplify_roles=file.amplify_roles,
+        detections=None
+        if file.detections is None
+        else DetectionSettings(
+            Path(file.detections.rules_dir), file.detections.schedule_minutes, tuple(file.detections.secrets)
+        ),
     )
     example = deployment.name("lake_bucket")  # every name has this length (the service codes are 2 letters)
     if len(example) > MAX_NAME_LENGTH:

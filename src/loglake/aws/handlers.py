@@ -17,6 +17,9 @@
 - `retention`: daily, deletes the lake's days past their retention (aws/retention.py).
 - `flush_stream`: DynamoDB Streams (new records) to Parquet parts in the lake bucket
   (LOGLAKE_LAKE_BUCKET), see aws/stream_flush.py.
+- `detect`: on a schedule, the bundled rules' due windows run by Athena, alerts and their deliveries
+  in DynamoDB, the deliveries queued; `route_alerts`: the delivery queue's messages sent to their
+  destinations and topics (aws/detections.py).
 
 Every API invocation prints one JSON line: a structured log (request id, route, status, latency) that is
 also a CloudWatch embedded-metric-format record (RecordsIngested, RecordsRejected, Latency).
@@ -49,6 +52,8 @@ from loglake.store.dynamodb import TIME_SHARDS, DynamoDBHotStore
 
 NAMESPACE = "loglake"
 _app: Any = None
+_router: Any = None  # the alert router's clients and secrets cache, per container
+DETECTION_QUERY_SECONDS = 300  # one rule's query (the function runs up to 15 minutes)
 
 
 def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -94,8 +99,9 @@ def _cors_headers(event: dict[str, Any]) -> dict[str, str]:
 
 
 @functools.cache
-def _athena_engine() -> Any:
-    """One engine (and boto3 client) per Lambda container."""
+def _athena_engine(timeout_seconds: float = 25) -> Any:
+    """One engine (and boto3 client) per Lambda container. API Gateway gives up on an integration
+    after 29 s: a query must end (or be cancelled) before that; the detection function waits longer."""
     from loglake.aws.athena import AthenaQueryEngine
     from loglake.lake.query import QueryLimits
 
@@ -104,8 +110,7 @@ def _athena_engine() -> Any:
         raise RuntimeError(
             "set LOGLAKE_ATHENA_DATABASE and LOGLAKE_ATHENA_WORKGROUP (the stack's Glue database, workgroup)"
         )
-    # API Gateway gives up on an integration after 29 s: a query must end (or be cancelled) before that.
-    return AthenaQueryEngine(boto3.client("athena"), database, workgroup, QueryLimits(timeout_seconds=25))
+    return AthenaQueryEngine(boto3.client("athena"), database, workgroup, QueryLimits(timeout_seconds=timeout_seconds))
 
 
 def _json_object(event: dict[str, Any]) -> dict[str, Any]:
@@ -236,6 +241,29 @@ def flush_stream(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"objects": keys}
 
 
+def detect(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from loglake.aws.detections import detector_from_environment
+
+    detector = detector_from_environment(dict(os.environ), _athena_engine(DETECTION_QUERY_SECONDS))
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    # A window is only started with a minute left: a run stopped by the timeout holds its window until its lease ends.
+    summary = detector.run(int(time.time() * 1000), lambda: remaining is None or remaining() > 60_000)
+    failed = any(r["outcome"] == "error" for r in summary["runs"])
+    _log_event(context, "detections", summary, level="ERROR" if failed else "INFO")
+    return summary
+
+
+def route_alerts(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _router
+    if _router is None:
+        from loglake.aws.detections import router_from_environment
+
+        _router = router_from_environment(dict(os.environ))
+    answer = _router.handle(event)
+    _log_event(context, "alert_deliveries", {"messages": len(event.get("Records", [])), **answer})
+    return answer
+
+
 def _log_event(context: Any, name: str, fields: dict[str, Any], level: str = "INFO") -> None:
     """One structured JSON line (CloudWatch Logs Insights reads its fields) with the invocation's id."""
     line = {"level": level, "request_id": getattr(context, "aws_request_id", None), "event": name, **fields}
@@ -272,11 +300,13 @@ def _api_app() -> Any:
 
 
 def reset() -> None:
-    """Forget the cached app and Athena engine (tests change the environment between invocations)."""
-    global _app
+    """Forget the cached app, router and Athena engine (tests change the environment between invocations)."""
+    global _app, _router
     if _app is not None:
         _app.close()
-    _app = None
+    if _router is not None:
+        _router.close()
+    _app = _router = None
     _athena_engine.cache_clear()
 
 

@@ -23,8 +23,8 @@ from aws_cdk import aws_lambda as lambda_
 
 PLATFORM = ("--platform", "manylinux2014_aarch64", "--implementation", "cp", "--python-version", "3.12")
 # Not in the layer: the local server's HTTP stack, the local flush worker's SQLite driver, boto3,
-# which Lambda's Python runtime provides, and pySigma: no function converts rules yet, and pip found no
-# wheel of its dependency jq (>= 1.12) for manylinux2014_aarch64 when rules came (issue 13).
+# which Lambda's Python runtime provides, and pySigma: pip found no wheel of its dependency jq (>= 1.12)
+# for manylinux2014_aarch64, so the detection function runs rules converted at synth (rules/bundle.py).
 NOT_ON_LAMBDA = frozenset({"uvicorn", "httptools", "uvloop", "adbc-driver-sqlite", "boto3", "pysigma"})
 IMPORT_NAMES = {"pysigma": "sigma"}  # the distributions above whose modules are named otherwise
 # Parts of wheels nothing imports at run time (C headers, test suites, Cython sources).

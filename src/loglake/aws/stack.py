@@ -9,6 +9,8 @@ Needs the `aws` extra (aws-cdk-lib, constructs).
 - Api: the REST API (regional, IAM, throttled, logged, traced) and its API, search and query functions;
 - Pipeline: the stream flush to the lake, hourly compaction, daily retention;
 - AmplifyCollector: the collection's state machine and its schedule (when the deployment collects);
+- Detections (with a `detections` section): the rules on a schedule with Athena, alert state and the
+  outbox in DynamoDB, a router fed by a FIFO queue with a dead-letter queue, SNS topics per level;
 - Monitoring: alarms to one topic and a dashboard.
 Every function is Python 3.12 on arm64 with its own least-privilege role (aws/infra/functions.py).
 Every resource carries the configured tags; names follow the convention (aws/deployment.py).
@@ -25,6 +27,7 @@ from loglake.aws.deployment import Deployment
 from loglake.aws.infra.api import Api
 from loglake.aws.infra.catalog import Catalog
 from loglake.aws.infra.collector import AmplifyCollector
+from loglake.aws.infra.detections import Detections
 from loglake.aws.infra.functions import Functions
 from loglake.aws.infra.monitoring import Monitoring
 from loglake.aws.infra.pipeline import Pipeline
@@ -57,6 +60,10 @@ class LoglakeStack(cdk.Stack):
         if d.amplify is not None:
             self.collector = AmplifyCollector(
                 self, "Collector", self.functions, self.storage, self.catalog, self.monitoring.topic
+            )
+        if d.detections is not None:
+            self.detections = Detections(
+                self, "Detections", self.functions, self.catalog, self.monitoring.topic, d.detections
             )
         self.monitoring.watch(self.functions, self.api, self.storage.table, self.catalog, self.pipeline)
         self._outputs()

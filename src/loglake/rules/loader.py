@@ -20,6 +20,7 @@ from loglake.config_files import ROOT, problems_of
 from loglake.lake.sql_guard import QueryError, check_select
 from loglake.lake.tables import TABLES
 from loglake.rules.anomaly import NUMBER_TYPE, AnomalyBody, AnomalyProblem, group_columns, metric_query, samples_of
+from loglake.rules.files import ROUTING_FILE, UniqueKeys
 from loglake.rules.model import Options, Problem, Rule, RuleMeta, RuleTest, SqlRuleBody
 from loglake.rules.plan import (
     QUERY_PARAMETERS,
@@ -38,7 +39,6 @@ from loglake.rules.sources import BY_TABLE, quote_name
 from loglake.rules.templates import RULE_VALUES, placeholders
 from loglake.times import parse_duration
 
-ROUTING_FILE = "alerting.yml"  # the destinations and routes of alerts, beside the rules
 MAX_FILE_BYTES = 1024 * 1024
 
 T = TypeVar("T")
@@ -102,21 +102,6 @@ def load_file(path: Path, binder: Binder) -> Rule | list[Problem]:
         return [Problem(name, f, m) for f, m in e.problems]
 
 
-class _UniqueKeys(yaml.CSafeLoader):
-    """YAML whose mappings may not repeat a key (the later one would silently win)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key {key!r} appears twice", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
 def _read_yaml(path: Path) -> list[dict[str, Any]]:
     try:
         data = path.read_bytes()
@@ -125,7 +110,7 @@ def _read_yaml(path: Path) -> list[dict[str, Any]]:
     if len(data) > MAX_FILE_BYTES:
         raise _Problems([("", f"is larger than {MAX_FILE_BYTES // 1024} KiB; a rule file holds one rule")])
     try:
-        documents = [d for d in yaml.load_all(data, Loader=_UniqueKeys) if d is not None]
+        documents = [d for d in yaml.load_all(data, Loader=UniqueKeys) if d is not None]
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""

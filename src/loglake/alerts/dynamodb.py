@@ -1,0 +1,516 @@
+"""Alert state and the delivery outbox on DynamoDB, for detections on AWS: what alerts.db does locally
+(alerts/db.py, apply.py, outbox.py, rules/state.py), with conditional writes where SQLite has one
+writer and transactions.
+
+One table, keys `pk` and `sk` (strings):
+
+- `rule#<id>` / `state`: where the rule's windows end (`window_end_ms`), its failures in a row, and
+  the run that holds its next window (`run`, until `run_until_ms`). A window is claimed with a
+  conditional update (it still ends where the run found it, and no other run holds it), and moved
+  on only by the run that claimed it: two invocations never both evaluate a window.
+- `dedup#<rule id>#<dedup key>` / `head`: the rule's current alert for that key, its status, its
+  first window's start and a `version`. Every change of the alert is one transaction: the head (on
+  the condition that its version is the one read: a concurrent writer makes this one read again),
+  the alert, and the deliveries its event makes. So one alert per dedup key per dedup window, as
+  locally (alerts/apply.py), and an event is never delivered unless its change was written. A rule
+  that keeps failing raises its own alert the same way (one per streak of failures of a window).
+- `alert#<id>` / `alert`: the alert as alerts.db's row (JSON in `doc`), what destinations format.
+- `event#<alert id>#<version>` / `event`: the alert as an event left it (what its deliveries send).
+  An alert's JSON is kept under MAX_ALERT_BYTES by leaving out its oldest evidence rows.
+- `delivery#<id>` / `delivery`: one per (alert event, destination). Its id is the idempotency key.
+  Until it is queued (SQS) it carries `queue` = "unqueued" and `queued_since`, the keys of the
+  sparse index `unqueued`, so deliveries a crash left unqueued are found and queued again. An
+  attempt claims it (`pending`, or `sending` past its lease, becomes `sending` under a token); only
+  the token's holder records the outcome.
+- `memory#<destination>#<dedup key>` / `memory`: what a destination keeps per key (a Jira issue).
+
+A rule's run writes its alerts before it moves its window: a run killed in between leaves the window
+where it was, and the next run finds the same records already in the alerts (their last seen is no
+later), so it changes nothing and makes no event: no alert and no delivery twice. Alerts are not
+resolved or acknowledged on AWS (no API for them there): dedup windows end them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import botocore.exceptions
+
+from loglake.alerts.apply import BY_RULE, FAILING_LEVEL, FAILING_TAG, failing_key, merged_evidence, seen_span
+from loglake.alerts.outbox import MAX_ERROR_CHARS, Claimed, DeliveryRow
+from loglake.ids import format_uuid, uuid7_bytes
+from loglake.rules.model import Rule
+from loglake.rules.run import Match, RunResult
+
+UNQUEUED_INDEX = "unqueued"
+UNQUEUED = "unqueued"
+MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit: the head, the alert, its event and at most 97 deliveries
+MAX_ALERT_BYTES = 350_000  # of an alert's JSON: an item holds 400 KB
+_OPEN = ("open", "acknowledged")
+_CONFLICT_RETRIES = 8
+
+# What an alert event is delivered to: (the alert as a row, the event's kind) -> destination names.
+Targets = Callable[[dict[str, Any], str], list[str]]
+
+
+class ClaimRefused(Exception):
+    """A delivery that cannot be attempted now: `finished` (sent or dead-lettered: nothing to do) or
+    held by another attempt whose lease has not run out (try later)."""
+
+    def __init__(self, finished: bool) -> None:
+        super().__init__("finished" if finished else "held by another attempt")
+        self.finished = finished
+
+
+@dataclass(frozen=True)
+class WindowClaim:
+    rule_id: str
+    expected_end_ms: int
+    token: str
+
+
+class DynamoDBDetections:
+    """Window claims, alerts and deliveries in one DynamoDB table (see the module's notes)."""
+
+    def __init__(self, client: Any, table: str, targets: Targets) -> None:
+        self.client = client
+        self.table = table
+        self.targets = targets
+
+    @staticmethod
+    def create_table(client: Any, table: str) -> None:
+        """The table as the CDK app defines it (aws/infra/detections.py), for tests; waits until active."""
+        client.create_table(
+            TableName=table,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": name, "AttributeType": kind}
+                for name, kind in (("pk", "S"), ("sk", "S"), ("queue", "S"), ("queued_since", "N"))
+            ],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": UNQUEUED_INDEX,
+                    "KeySchema": [
+                        {"AttributeName": "queue", "KeyType": "HASH"},
+                        {"AttributeName": "queued_since", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["id", "destination", "dedup_key"]},
+                }
+            ],
+        )
+        client.get_waiter("table_exists").wait(TableName=table)
+
+    # -- windows ----------------------------------------------------------------------------------
+
+    def window_end(self, rule_id: str) -> int | None:
+        item = self._get(f"rule#{rule_id}", "state")
+        return None if item is None else int(item["window_end_ms"]["N"])
+
+    def claim_window(
+        self, rule_id: str, expected_end_ms: int | None, since_ms: int, now_ms: int, lease_ms: int
+    ) -> WindowClaim | None:
+        """Hold the rule's next window for this run until now + lease, if its windows still end at
+        `expected_end_ms` (None: the rule never ran; its windows begin at `since_ms`) and no other run
+        holds it; None otherwise."""
+        key = _key(f"rule#{rule_id}", "state")
+        if expected_end_ms is None:
+            expected_end_ms = since_ms
+            item = key | {"window_end_ms": _n(since_ms), "failures": _n(0)}
+            self._conditional(
+                self.client.put_item, TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)"
+            )
+        token = str(uuid.uuid4())
+        claimed = self._conditional(
+            self.client.update_item,
+            TableName=self.table,
+            Key=key,
+            UpdateExpression="SET #run = :token, run_until_ms = :until",
+            ConditionExpression="window_end_ms = :end AND (attribute_not_exists(#run) OR run_until_ms < :now)",
+            ExpressionAttributeNames={"#run": "run"},
+            ExpressionAttributeValues={
+                ":token": _s(token),
+                ":until": _n(now_ms + lease_ms),
+                ":end": _n(expected_end_ms),
+                ":now": _n(now_ms),
+            },
+        )
+        return WindowClaim(rule_id, expected_end_ms, token) if claimed else None
+
+    def advance(self, claim: WindowClaim, until_ms: int) -> bool:
+        """Move the claimed window's end to `until_ms`, clear the failures and the claim; False when
+        the claim was lost (its lease ran out and another run took the window)."""
+        return self._conditional(
+            self.client.update_item,
+            TableName=self.table,
+            Key=_key(f"rule#{claim.rule_id}", "state"),
+            UpdateExpression="SET window_end_ms = :until, failures = :zero REMOVE #run, run_until_ms",
+            ConditionExpression="window_end_ms = :end AND #run = :token",
+            ExpressionAttributeNames={"#run": "run"},
+            ExpressionAttributeValues={
+                ":until": _n(until_ms),
+                ":zero": _n(0),
+                ":end": _n(claim.expected_end_ms),
+                ":token": _s(claim.token),
+            },
+        )
+
+    def fail(self, claim: WindowClaim) -> int | None:
+        """One more failed run: the window stays, the claim is let go; the failures in a row (None:
+        the claim was lost)."""
+        try:
+            answer = self.client.update_item(
+                TableName=self.table,
+                Key=_key(f"rule#{claim.rule_id}", "state"),
+                UpdateExpression="SET failures = failures + :one REMOVE #run, run_until_ms",
+                ConditionExpression="window_end_ms = :end AND #run = :token",
+                ExpressionAttributeNames={"#run": "run"},
+                ExpressionAttributeValues={":one": _n(1), ":end": _n(claim.expected_end_ms), ":token": _s(claim.token)},
+                ReturnValues="UPDATED_NEW",
+            )
+        except botocore.exceptions.ClientError as e:
+            if _code(e) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return int(answer["Attributes"]["failures"]["N"])
+
+    # -- alerts -----------------------------------------------------------------------------------
+
+    def apply_matches(self, rule: Rule, result: RunResult, now_ms: int) -> tuple[int, list[dict[str, str]]]:
+        """Make or update the alerts of a run's matches (alerts/apply.py's rules); how many alerts it
+        made, and the deliveries their events made (id, destination, dedup_key: what queues them)."""
+        made, deliveries = 0, []
+        for match in result.matches:
+            new, ids = self._apply(rule, match, result, now_ms)
+            made += new
+            deliveries += ids
+        return made, deliveries
+
+    def rule_failing(
+        self, rule: Rule, error: str, failures: int, since_ms: int, until_ms: int, now_ms: int
+    ) -> list[dict[str, str]]:
+        """Raise the rule's own alert (level high, tag loglake.rule-failing), as alerts/apply.py does:
+        it failed `failures` runs in a row. The deliveries it made."""
+        evidence = [{"error": error, "failures": failures, "file": str(rule.path), "at_ms": now_ms}]
+        group = {"rule_id": rule.id}
+        match = Match(
+            rule.id, f"Rule failing: {rule.title}", failing_key(rule.id), group, failures, None, None, evidence
+        )
+        result = RunResult(rule.id, since_ms, until_ms, [match], 0, 0, 0, 0.0, False, rule.plan.sql)
+        _, deliveries = self._apply(replace(rule, level=FAILING_LEVEL, tags=(FAILING_TAG,)), match, result, now_ms)
+        return deliveries
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        item = self._get(f"alert#{alert_id}", "alert")
+        return None if item is None else json.loads(item["doc"]["S"])
+
+    def _apply(self, rule: Rule, match: Match, result: RunResult, now_ms: int) -> tuple[bool, list[dict[str, str]]]:
+        head_key = _key(f"dedup#{rule.id}#{match.dedup_key}", "head")
+        statuses = ("suppressed",) if match.suppressed else _OPEN
+        for _ in range(_CONFLICT_RETRIES):
+            head = self._get(head_key["pk"]["S"], "head")
+            version = 0 if head is None else int(head["version"]["N"])
+            alert = None
+            if (
+                head is not None
+                and head["status"]["S"] in statuses
+                and int(head["window_start_ms"]["N"]) > result.since_ms - rule.dedup_window_ms
+            ):
+                alert = self.alert(head["alert_id"]["S"])
+            if alert is None:
+                new, alert = True, _new_alert(rule, match, result, now_ms)
+                kind = None if match.suppressed else "trigger"
+            else:
+                new, kind = False, _joined(alert, rule, match, result, now_ms)
+            deliveries = self._deliveries(alert, kind, version + 1, now_ms)
+            if self._write(head_key, version, alert, deliveries):
+                return new, [_ref(d) for d in deliveries]
+        raise RuntimeError(f"alert of {rule.id} ({match.dedup_key}) kept changing under this run")
+
+    def _deliveries(self, alert: dict[str, Any], kind: str | None, seq: int, now_ms: int) -> list[dict[str, Any]]:
+        if kind is None:
+            return []
+        names = self.targets(alert, kind)[: MAX_TRANSACTION_ITEMS - 3]
+        return [
+            _key(f"delivery#{delivery_id}", "delivery")
+            | {
+                "id": _s(delivery_id),
+                "destination": _s(name),
+                "alert_id": _s(alert["id"]),
+                "dedup_key": _s(alert["dedup_key"]),
+                "kind": _s(kind),
+                "seq": _n(seq),
+                "state": _s("pending"),
+                "attempts": _n(0),
+                "created_ms": _n(now_ms),
+                "updated_ms": _n(now_ms),
+                "queue": _s(UNQUEUED),
+                "queued_since": _n(now_ms),
+            }
+            for name, delivery_id in ((n, str(uuid.uuid4())) for n in names)
+        ]
+
+    def _write(
+        self, head_key: dict[str, Any], version: int, alert: dict[str, Any], deliveries: list[dict[str, Any]]
+    ) -> bool:
+        head = head_key | {
+            "alert_id": _s(alert["id"]),
+            "status": _s(alert["status"]),
+            "window_start_ms": _n(alert["window_start_ms"]),
+            "version": _n(version + 1),
+        }
+        condition = (
+            {"ConditionExpression": "attribute_not_exists(pk)"}
+            if version == 0
+            else {"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": _n(version)}}
+        )
+        doc = _s(_fitted(alert))
+        items = [
+            {"Put": {"TableName": self.table, "Item": head, **condition}},
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": _key(f"alert#{alert['id']}", "alert") | {"doc": doc, "level": _s(alert["level"])},
+                }
+            },
+        ]
+        if deliveries:  # the alert as this event left it, what each of its deliveries sends
+            event = _key(f"event#{alert['id']}#{version + 1}", "event") | {"doc": doc}
+            items.append({"Put": {"TableName": self.table, "Item": event}})
+        items += [{"Put": {"TableName": self.table, "Item": d}} for d in deliveries]
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except botocore.exceptions.ClientError as e:
+            reasons = e.response.get("CancellationReasons") or []
+            if _code(e) == "TransactionCanceledException" and any(
+                r.get("Code") == "ConditionalCheckFailed" for r in reasons
+            ):
+                return False  # another run changed the alert since it was read: read it again
+            raise
+        return True
+
+    # -- deliveries -------------------------------------------------------------------------------
+
+    def unqueued(self, limit: int = 100) -> list[dict[str, str]]:
+        """Deliveries written but not yet handed to the queue, oldest first (id, destination, dedup key)."""
+        answer = self.client.query(
+            TableName=self.table,
+            IndexName=UNQUEUED_INDEX,
+            KeyConditionExpression="#queue = :unqueued",
+            ExpressionAttributeNames={"#queue": "queue"},
+            ExpressionAttributeValues={":unqueued": _s(UNQUEUED)},
+            Limit=limit,
+        )
+        return [_ref(item) for item in answer.get("Items", [])]
+
+    def queued(self, delivery_id: str) -> None:
+        self.client.update_item(
+            TableName=self.table,
+            Key=_key(f"delivery#{delivery_id}", "delivery"),
+            UpdateExpression="REMOVE #queue, queued_since",
+            ExpressionAttributeNames={"#queue": "queue"},
+        )
+
+    def claim_delivery(self, delivery_id: str, now_ms: int, lease_ms: int) -> tuple[Claimed, str]:
+        """Take a delivery for an attempt until now + lease: (what to send, the claim's token), or
+        ClaimRefused. A delivery whose attempt was cut short (`sending` past its lease) is taken again."""
+        token = str(uuid.uuid4())
+        try:
+            answer = self.client.update_item(
+                TableName=self.table,
+                Key=_key(f"delivery#{delivery_id}", "delivery"),
+                UpdateExpression="SET #state = :sending, claim = :token, lease_until_ms = :lease, updated_ms = :now",
+                ConditionExpression="#state = :pending OR (#state = :sending AND lease_until_ms < :now)",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":sending": _s("sending"),
+                    ":pending": _s("pending"),
+                    ":token": _s(token),
+                    ":lease": _n(now_ms + lease_ms),
+                    ":now": _n(now_ms),
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except botocore.exceptions.ClientError as e:
+            if _code(e) != "ConditionalCheckFailedException":
+                raise
+            item = self._get(f"delivery#{delivery_id}", "delivery")
+            raise ClaimRefused(item is None or item["state"]["S"] in ("sent", "dead")) from None
+        item = answer["Attributes"]
+        memory = self._get(f"memory#{item['destination']['S']}#{item['dedup_key']['S']}", "memory")
+        row = DeliveryRow(
+            0,
+            delivery_id,
+            int(item["seq"]["N"]),
+            item["destination"]["S"],
+            item["alert_id"]["S"],
+            item["dedup_key"]["S"],
+            item["kind"]["S"],
+            "sending",
+            int(item["attempts"]["N"]),
+            now_ms,
+            int(item["created_ms"]["N"]),
+            now_ms,
+            item.get("last_error", {}).get("S"),
+            int(item["last_status"]["N"]) if "last_status" in item else None,
+        )
+        event = self._get(f"event#{item['alert_id']['S']}#{item['seq']['N']}", "event")
+        if event is None:
+            raise RuntimeError(f"delivery {delivery_id} has no alert event (it was written with its deliveries)")
+        alert = json.loads(event["doc"]["S"])
+        remembered = None if memory is None else memory["value"]["S"]
+        return Claimed(row, alert, int(item["created_ms"]["N"]), remembered), token
+
+    def sent(self, row: DeliveryRow, token: str, now_ms: int, remember: str | None = None) -> bool:
+        """Record the claimed attempt as sent (False: the claim was lost to a later attempt)."""
+        done = self._finish(row, token, "sent", now_ms, None, None)
+        if done and remember is not None:
+            self.client.put_item(
+                TableName=self.table,
+                Item=_key(f"memory#{row.destination}#{row.dedup_key}", "memory") | {"value": _s(remember)},
+            )
+        return done
+
+    def failed(self, row: DeliveryRow, token: str, now_ms: int, error: str, status: int | None, dead: bool) -> bool:
+        """Record a failed attempt: due again (`pending`) or dead-lettered."""
+        return self._finish(row, token, "dead" if dead else "pending", now_ms, error, status)
+
+    def delivery(self, delivery_id: str) -> dict[str, Any] | None:
+        """A delivery's state, attempts and last error (for tests and operators)."""
+        item = self._get(f"delivery#{delivery_id}", "delivery")
+        if item is None:
+            return None
+        return {
+            "id": delivery_id,
+            "destination": item["destination"]["S"],
+            "kind": item["kind"]["S"],
+            "state": item["state"]["S"],
+            "attempts": int(item["attempts"]["N"]),
+            "last_error": item.get("last_error", {}).get("S"),
+            "queued": "queue" not in item,
+        }
+
+    def _finish(
+        self, row: DeliveryRow, token: str, state: str, now_ms: int, error: str | None, status: int | None
+    ) -> bool:
+        values = {
+            ":state": _s(state),
+            ":one": _n(1),
+            ":now": _n(now_ms),
+            ":token": _s(token),
+            ":sending": _s("sending"),
+        }
+        update = "SET #state = :state, attempts = attempts + :one, updated_ms = :now"
+        if error is not None:
+            update += ", last_error = :error"
+            values[":error"] = _s(error[:MAX_ERROR_CHARS])
+        if status is not None:
+            update += ", last_status = :status"
+            values[":status"] = _n(status)
+        return self._conditional(
+            self.client.update_item,
+            TableName=self.table,
+            Key=_key(f"delivery#{row.id}", "delivery"),
+            UpdateExpression=update + " REMOVE claim, lease_until_ms",
+            ConditionExpression="#state = :sending AND claim = :token",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues=values,
+        )
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        return self.client.get_item(TableName=self.table, Key=_key(pk, sk), ConsistentRead=True).get("Item")
+
+    def _conditional(self, operation: Callable[..., Any], **kwargs: Any) -> bool:
+        try:
+            operation(**kwargs)
+        except botocore.exceptions.ClientError as e:
+            if _code(e) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+
+def _new_alert(rule: Rule, match: Match, result: RunResult, now_ms: int) -> dict[str, Any]:
+    first, last = seen_span(match, result)
+    return {
+        "id": format_uuid(uuid7_bytes(now_ms)),
+        "rule_id": rule.id,
+        "rule_title": rule.title,
+        "title": match.title,
+        "level": rule.level,
+        "tags": list(rule.tags),
+        "status": "suppressed" if match.suppressed else "open",
+        "dedup_key": match.dedup_key,
+        "group_values": match.group,
+        "first_seen_ms": first,
+        "last_seen_ms": last,
+        "match_count": match.count,
+        "window_start_ms": result.since_ms,
+        "window_end_ms": result.until_ms,
+        "evidence": match.evidence[-rule.options.evidence :],
+        "query": result.sql,
+        "runbook": rule.options.runbook,
+        "destinations": list(rule.options.destinations) or None,
+        "created_ms": now_ms,
+        "updated_ms": now_ms,
+        "status_by": BY_RULE if match.suppressed else None,
+        "status_note": match.suppressed,
+        "status_ms": now_ms if match.suppressed else None,
+    }
+
+
+def _fitted(alert: dict[str, Any]) -> str:
+    """The alert as JSON within MAX_ALERT_BYTES (DynamoDB keeps 400 KB an item): its oldest evidence
+    rows are left out, in place, until it fits."""
+    while True:
+        text = json.dumps(alert, separators=(",", ":"))
+        if len(text.encode()) <= MAX_ALERT_BYTES or not alert["evidence"]:
+            return text
+        alert["evidence"] = alert["evidence"][1:]
+
+
+def _joined(alert: dict[str, Any], rule: Rule, match: Match, result: RunResult, now_ms: int) -> str | None:
+    """Join a match to its alert, in place (alerts/apply.py's rules); the event it makes, if any."""
+    first, last = seen_span(match, result)
+    if last <= alert["last_seen_ms"]:  # the same records again: the condition held till here
+        alert["window_end_ms"] = max(alert["window_end_ms"], result.until_ms)
+        return None
+    overlaps = result.since_ms < alert["window_end_ms"]
+    count = alert["match_count"]
+    alert.update(
+        match_count=max(count, match.count) if overlaps else count + match.count,
+        first_seen_ms=min(alert["first_seen_ms"], first),
+        last_seen_ms=max(alert["last_seen_ms"], last),
+        window_start_ms=min(alert["window_start_ms"], result.since_ms),
+        window_end_ms=max(alert["window_end_ms"], result.until_ms),
+        evidence=merged_evidence(alert["evidence"], match.evidence, rule.options.evidence),
+        title=match.title,
+        updated_ms=now_ms,
+    )
+    return None if alert["status"] == "suppressed" else "update"
+
+
+def _ref(item: dict[str, Any]) -> dict[str, str]:
+    return {"id": item["id"]["S"], "destination": item["destination"]["S"], "dedup_key": item["dedup_key"]["S"]}
+
+
+def _key(pk: str, sk: str) -> dict[str, Any]:
+    return {"pk": _s(pk), "sk": _s(sk)}
+
+
+def _s(text: str) -> dict[str, str]:
+    return {"S": text}
+
+
+def _n(number: int) -> dict[str, str]:
+    return {"N": str(number)}
+
+
+def _code(error: botocore.exceptions.ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "")

@@ -1,0 +1,120 @@
+"""A round of due rules against a store of window claims: how the AWS detection function runs rules
+(alerts/dynamodb.py keeps the claims and alerts in DynamoDB; the local scheduler keeps them in
+alerts.db, rules/scheduler.py).
+
+Each enabled rule's due windows (scheduler.due_windows: contiguous, catch-up bounded), oldest first.
+A window is claimed before its SQL runs, its alerts (and their deliveries) are written, and only
+then is the window moved on by the claim's holder. A run that fails lets the window go (the next
+round tries it again) and counts a failure (`failing_after` in a row raise the rule's own alert).
+A run whose claim ran out before it finished is `superseded` (the run that took the window over
+finds the same alerts already written, so nothing is made twice). A round stops starting windows
+when `time_left()` says so (a function's timeout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from loglake.rules.model import Rule
+from loglake.rules.run import RuleRunError, RunResult
+from loglake.rules.scheduler import CatchUp, due_windows
+
+
+class WindowStore(Protocol):
+    """What a round needs of the store (alerts/dynamodb.py's DynamoDBDetections)."""
+
+    def window_end(self, rule_id: str) -> int | None: ...
+
+    def claim_window(
+        self, rule_id: str, expected_end_ms: int | None, since_ms: int, now_ms: int, lease_ms: int
+    ) -> Any | None: ...
+
+    def apply_matches(self, rule: Rule, result: RunResult, now_ms: int) -> tuple[int, list[dict[str, str]]]: ...
+
+    def advance(self, claim: Any, until_ms: int) -> bool: ...
+
+    def fail(self, claim: Any) -> int | None: ...
+
+    def rule_failing(
+        self, rule: Rule, error: str, failures: int, since_ms: int, until_ms: int, now_ms: int
+    ) -> list[dict[str, str]]: ...
+
+
+SKIPPED = "not evaluated: down longer than the catch-up bound"
+# Runs a rule over [since_ms, until_ms) at now_ms (aws/athena_rules.py's run_rule_on_athena, bound to its engine).
+RuleRunner = Callable[[Rule, int, int, int], RunResult]
+
+
+@dataclass(frozen=True)
+class WindowRun:
+    rule_id: str
+    since_ms: int
+    until_ms: int
+    outcome: str  # ok, error, superseded, or skipped (a range left out by the catch-up bound)
+    matches: int = 0
+    new_alerts: int = 0
+    deliveries: list[dict[str, str]] = field(default_factory=list)  # the deliveries its alerts made (id, ...)
+    error: str | None = None
+    failures: int | None = None  # runs in a row that failed, after an error
+
+
+def run_due(
+    rules: list[Rule],
+    store: WindowStore,
+    run: RuleRunner,
+    now_ms: int,
+    *,
+    lease_ms: int,
+    catch_up: CatchUp | None = None,
+    time_left: Callable[[], bool] = lambda: True,
+    failing_after: int = 3,
+) -> Iterator[WindowRun]:
+    """Every enabled rule's due windows at `now_ms`, each claimed for `lease_ms` (see the module's
+    notes), each run as it ends (its deliveries may be queued at once)."""
+    for rule in rules:
+        if not rule.enabled:
+            continue
+        previous = store.window_end(rule.id)
+        due = due_windows(rule, previous, now_ms, catch_up or CatchUp())
+        if due.skipped is not None:
+            gap = due.skipped
+            yield WindowRun(rule.id, gap.since_ms, gap.until_ms, "skipped", error=SKIPPED)
+        for window in due.windows:
+            if not time_left():
+                return
+            claim = store.claim_window(rule.id, previous, window.since_ms, now_ms, lease_ms)
+            if claim is None:  # another invocation holds or moved the window
+                break
+            try:
+                result = run(rule, window.since_ms, window.until_ms, now_ms)
+            except RuleRunError as e:
+                failures = store.fail(claim)
+                raised = []
+                if failures is not None and failures >= failing_after:
+                    raised = store.rule_failing(rule, str(e), failures, window.since_ms, window.until_ms, now_ms)
+                yield WindowRun(
+                    rule.id,
+                    window.since_ms,
+                    window.until_ms,
+                    "error",
+                    deliveries=raised,
+                    error=str(e),
+                    failures=failures,
+                )
+                break
+            made, deliveries = store.apply_matches(rule, result, now_ms)
+            moved = store.advance(claim, window.until_ms)
+            yield WindowRun(
+                rule.id,
+                window.since_ms,
+                window.until_ms,
+                "ok" if moved else "superseded",
+                len(result.matches),
+                made,
+                deliveries,
+            )
+            if not moved:
+                break
+            previous = window.until_ms

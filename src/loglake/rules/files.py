@@ -1,0 +1,26 @@
+"""What rule files and the routing file beside them share, apart from the loader (and pySigma): the
+routing file's name, and YAML whose mappings may not repeat a key. The AWS functions read
+alerting.yml through these without importing the rule loader (their layer has no pySigma)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+ROUTING_FILE = "alerting.yml"  # the destinations and routes of alerts, beside the rules
+
+
+class UniqueKeys(yaml.CSafeLoader):
+    """YAML whose mappings may not repeat a key (the later one would silently win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)

@@ -1,0 +1,214 @@
+"""Rules run with Athena find what they find locally: the same rule files, converted once, their SQL in
+Trino's dialect run over the lake's real Parquet files (tests/aws/athena_duckdb.py runs Athena's SQL
+on DuckDB), every match compared with the local engine's over the same records; and the lookback is
+a partition predicate: a day outside the window is never read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loglake.aws.athena import AthenaQueryEngine
+from loglake.aws.athena_rules import run_rule_on_athena
+from loglake.lake.lake import Lake
+from loglake.lake.objectstore import LocalObjectStore
+from loglake.lake.query import QueryEngine, QueryLimits
+from loglake.model import Limits, validate_batch
+from loglake.rules.bundle import compile_bundle, load_bundle
+from loglake.rules.dialect import DialectError, athena_sql
+from loglake.rules.model import Rule
+from loglake.rules.run import RuleRunError, run_rule
+from loglake.store.sqlite import SQLiteHotStore
+from loglake.times import DAY_MS, parse_iso8601
+from tests.aws.athena_duckdb import DuckDBAthena
+from tests.rules.conftest import load_one
+from tests.rules.test_correlation import BASE_RULES, correlation
+
+DAY1 = parse_iso8601("2026-05-04T00:00:00Z")
+DAY2 = DAY1 + DAY_MS
+MINUTE = 60_000
+
+
+def _records() -> list[dict]:
+    records = []
+    for i in range(30):  # day 2, one a minute from 10:00
+        user = f"u{i % 4}"
+        records.append(
+            {
+                "timestamp": DAY2 + 10 * 3_600_000 + i * MINUTE,
+                "service": ("api", "web")[i % 2],
+                "severity": ("error", "info", "warning")[i % 3],
+                "message": f"login {'failed' if i % 5 else 'ok'} for {user} timeout" if i % 7 else "role granted",
+                "attributes": {"user": user, "http": {"status": 500 if i % 4 == 0 else 200}},
+            }
+        )
+    records.append({"timestamp": DAY1 + 3_600_000, "service": "api", "severity": "error", "message": "day one"})
+    return records
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[QueryEngine, Path]]:
+    folder = tmp_path_factory.mktemp("data")
+    store = SQLiteHotStore(folder / "hot.db", durability="process")
+    objects = LocalObjectStore(folder / "lake")
+    lake = Lake(store, objects, folder, clock=lambda: (DAY2 + DAY_MS) / 1000)
+    records = _records()
+    store.submit(validate_batch(records, Limits(), DAY2 + DAY_MS)).result()
+    assert lake.flush(everything=True).records == len(records)
+    engine = QueryEngine(store, objects, folder / "duckdb", QueryLimits())
+    yield engine, folder / "lake"
+    engine.close()
+    lake.close()
+    store.close()
+
+
+def athena_engine(lake_dir: Path) -> tuple[AthenaQueryEngine, DuckDBAthena]:
+    client = DuckDBAthena(lake_dir)
+    return AthenaQueryEngine(client, "loglake", "primary", QueryLimits(), sleep=lambda s: None), client
+
+
+SIGMA = """
+title: Failures per service
+id: 11111111-2222-4333-8444-555555555555
+level: high
+logsource: {product: loglake, service: app_logs}
+detection:
+  sel: {severity: [error, warning], message|contains: FAILED}
+  user: {attributes.user|startswith: u}
+  status: {attributes.http.status: 500}
+  noise: ['*granted*']
+  condition: sel and user and not (status or noise)
+loglake: {schedule: 1d, threshold: 3, group_by: [service], evidence: 4, alert_title: "{count} failures in {service}"}
+"""
+SQL = """
+title: Busy users
+id: 33333333-2222-4333-8444-555555555555
+level: medium
+query: >
+  SELECT json_extract_string(attributes, '$.user') AS "user", count(*) AS n, max("timestamp") AS "timestamp"
+  FROM logs WHERE message ILIKE '%timeout%' GROUP BY 1 HAVING count(*) >= 5
+schedule: 1d
+group_by: [user]
+"""
+CORRELATIONS = {
+    "event_count": "  type: event_count\n  rules: [failed]\n  group-by: [service]\n  timespan: 10m\n"
+    "  condition: {gte: 4}",
+    "value_count": "  type: value_count\n  rules: [failed]\n  group-by: [service]\n  timespan: 15m\n"
+    "  condition: {gte: 2, field: attributes.user}",
+    "temporal_ordered": "  type: temporal_ordered\n  rules: [failed, privilege]\n  group-by: [service]\n"
+    "  timespan: 20m",
+}
+
+
+def bundled(rules_dir: Path) -> Rule:
+    """The rule of a folder as the detection function has it: through the bundle."""
+    compiled = compile_bundle(rules_dir)
+    assert isinstance(compiled, bytes), compiled
+    (rule,) = load_bundle(compiled)
+    return rule
+
+
+def _both(rule, lake, since_ms: int, until_ms: int) -> tuple[list[dict], list[dict], DuckDBAthena]:
+    engine, lake_dir = lake
+    local = run_rule(rule, engine, since_ms, until_ms, now_ms=until_ms)
+    athena, client = athena_engine(lake_dir)
+    remote = run_rule_on_athena(bundled(rule.path.parent), athena, since_ms, until_ms, now_ms=until_ms)
+    return [m.to_dict() for m in local.matches], [m.to_dict() for m in remote.matches], client
+
+
+def test_a_sigma_rule_finds_on_athena_what_it_finds_locally(lake, tmp_path: Path) -> None:
+    rule = load_one(tmp_path, SIGMA)
+    local, remote, _ = _both(rule, lake, DAY2, DAY2 + DAY_MS)
+    assert [(m["group"], m["count"]) for m in local] == [({"service": "api"}, 4), ({"service": "web"}, 7)]
+    assert remote == local
+    assert remote[0]["title"] == "4 failures in api" and len(remote[0]["evidence"]) == 4
+
+
+def test_a_sql_rule_finds_on_athena_what_it_finds_locally(lake, tmp_path: Path) -> None:
+    rule = load_one(tmp_path, SQL)
+    local, remote, _ = _both(rule, lake, DAY2, DAY2 + DAY_MS)
+    assert sorted(m["group"]["user"] for m in local) == ["u0", "u1", "u2", "u3"]
+    assert remote == local
+
+
+@pytest.mark.parametrize("kind", sorted(CORRELATIONS))
+def test_a_correlation_finds_on_athena_what_it_finds_locally(lake, tmp_path: Path, kind: str) -> None:
+    rule = correlation(tmp_path, CORRELATIONS[kind], lookback="1d", rules=BASE_RULES)
+    local, remote, _ = _both(rule, lake, DAY2, DAY2 + DAY_MS)
+    assert local, "the crafted records fire every correlation"
+    assert remote == local
+
+
+def test_the_lookback_is_a_partition_predicate_other_days_are_never_read(lake, tmp_path: Path) -> None:
+    _, lake_dir = lake
+    rule = load_one(tmp_path, SIGMA)
+    athena, _ = athena_engine(lake_dir)
+    unreadable = lake_dir / "type=app_logs" / "date=2026-05-09" / "broken.parquet"
+    unreadable.parent.mkdir(parents=True)
+    unreadable.write_bytes(b"not parquet at all")
+    try:
+        sql = athena_sql(rule, DAY2, DAY2 + DAY_MS)
+        assert "\"date\" BETWEEN '2026-05-05' AND '2026-05-06'" in sql
+        rule = bundled(tmp_path)
+        assert run_rule_on_athena(rule, athena, DAY2, DAY2 + DAY_MS).matches  # the broken day is not opened
+        with pytest.raises(RuleRunError, match=r"broken\.parquet"):  # ... which a window over it would
+            run_rule_on_athena(rule, athena, DAY2, DAY2 + 5 * DAY_MS)
+    finally:
+        unreadable.unlink()
+        unreadable.parent.rmdir()
+
+
+def test_a_correlation_over_two_tables_is_refused_for_athena(tmp_path: Path) -> None:
+    rules = (
+        BASE_RULES
+        + """---
+title: scanner path
+name: scan
+logsource: {product: loglake, service: amplify_access}
+detection: {sel: {cs-uri-stem|contains: /.env}, condition: sel}
+"""
+    )
+    rule = correlation(tmp_path, "  type: temporal\n  rules: [failed, scan]\n  timespan: 10m", rules=rules)
+    with pytest.raises(DialectError, match="different tables"):
+        athena_sql(rule, DAY2, DAY2 + DAY_MS)
+    (problem,) = compile_bundle(tmp_path)  # the bundle is refused, naming the file
+    assert problem.file == str(rule.path) and "different tables" in problem.message
+
+
+def test_the_starter_pack_passes_its_own_inline_tests_on_athena(tmp_path: Path) -> None:
+    """Every starter rule (Sigma, correlation, SQL and anomaly rules) through the bundle, its inline
+    tests' events stored in a lake's files (the hot store flushed: Athena reads only the lake) and
+    their expectations, as the rule's author wrote them, met by the Athena run."""
+    from loglake.rules.loader import load_rules
+    from loglake.rules.testing import FIRST_DAY_MS, ScratchLake, _differences, _placed
+
+    starter = Path(__file__).resolve().parents[2] / "src" / "loglake" / "rules" / "starter"
+    rules = load_rules(starter).rules
+    compiled = compile_bundle(starter)
+    assert isinstance(compiled, bytes), compiled
+    bundled = {r.id: r for r in load_bundle(compiled)}
+    scratch = ScratchLake(tmp_path)
+    cases, start = [], FIRST_DAY_MS
+    try:
+        for rule in rules:
+            for test in rule.tests:
+                since = -(-(start + rule.plan.reach_ms) // DAY_MS) * DAY_MS
+                until = since + rule.lookback_ms
+                for table, events in _placed(rule, test, since).items():
+                    scratch.add(table, events, until)
+                cases.append((rule, test, since, until))
+                start = until
+        lake = Lake(scratch.store, scratch.objects, tmp_path, clock=lambda: (start + DAY_MS) / 1000)
+        lake.flush(everything=True)
+        lake.close()
+        athena, _ = athena_engine(tmp_path / "lake")
+        failures = []
+        for rule, test, since, until in cases:
+            result = run_rule_on_athena(bundled[rule.id], athena, since, until, now_ms=until)
+            failures += [f"{rule.path.name} {test.name}: {d}" for d in _differences(test, result.matches)]
+    finally:
+        scratch.close()
+    assert len(cases) >= 20 and len({r.kind for r, *_ in cases}) >= 3
+    assert not failures, failures

@@ -1,0 +1,421 @@
+"""Detections on AWS with moto (a real moto server) for DynamoDB, SQS, SNS and Secrets Manager, Athena's
+SQL run by its stand-in over the lake's real Parquet files, and a real local HTTP receiver:
+
+- a round of the detection function makes alerts and queues one message per delivery; a second
+  round evaluates no window twice, and two invocations never both hold a window;
+- dedup through conditional writes: a second writer racing for the same dedup key joins the first's
+  alert instead of making another;
+- a round killed after its alerts but before its window moved re-runs the window without a second
+  alert or delivery;
+- SQS -> router -> the receiver, signed with a secret from Secrets Manager; a message seen twice,
+  and an attempt killed between its claim and its send, still send once;
+- after the destination's last attempt the delivery is dead and its message in the dead-letter queue;
+- each alert is published to the SNS topic of its level, and only there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from loglake.alerts.dynamodb import ClaimRefused, DynamoDBDetections
+from loglake.aws import handlers
+from loglake.aws.detections import (
+    SEVERITY_TOPICS,
+    TOPIC_LEVELS,
+    DeliveryQueue,
+    detector_from_environment,
+    routing_from,
+    with_topics,
+)
+from loglake.retry import Backoff
+from loglake.rules.bundle import compile_bundle, load_bundle
+from loglake.rules.scheduler import CatchUp
+from loglake.times import DAY_MS
+from tests.alerts.receivers import Answer, Receiver
+from tests.aws.test_athena_rules import DAY2, SIGMA, athena_engine, lake  # noqa: F401  (the lake fixture)
+from tests.moto_server import lambda_environment
+from tests.rules.conftest import write_rule
+
+REGION = "eu-west-1"
+NOW_MS = DAY2 + DAY_MS + 60_000  # the day-2 window of a daily rule is due
+CRITICAL = """
+title: Role granted
+id: 44444444-2222-4333-8444-555555555555
+level: critical
+logsource: {product: loglake, service: app_logs}
+detection: {sel: {message|contains: role granted}, condition: sel}
+loglake: {schedule: 1d, group_by: [service]}
+"""
+ALERTING = """
+destinations:
+  hook: {type: webhook, url: "URL", secret: {secretsmanager: SECRET}, attempts: 2}
+routes:
+  - {match: {level: [critical]}, to: [hook]}
+"""
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, receiver: Receiver) -> dict[str, Any]:
+    """A detections deployment in moto: the table, the FIFO queue and its dead-letter queue, a topic
+    per level (each with a queue subscribed, to see what it published), the webhook's secret, the
+    rules bundle and alerting.yml; the functions' environment set as the stack sets it."""
+    lambda_environment(monkeypatch, REGION, AWS_ENDPOINT_URL=moto_endpoint)
+    name = f"det-{uuid.uuid4().hex[:8]}"
+    DynamoDBDetections.create_table(boto3.client("dynamodb"), name)
+    sqs = boto3.client("sqs")
+    dead = sqs.create_queue(QueueName=f"{name}-dead.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    queue = sqs.create_queue(QueueName=f"{name}.fifo", Attributes={"FifoQueue": "true", "VisibilityTimeout": "0"})[
+        "QueueUrl"
+    ]
+    sns = boto3.client("sns")
+    topics, watchers = {}, {}
+    for level in TOPIC_LEVELS:
+        topics[level] = sns.create_topic(Name=f"{name}-{level}")["TopicArn"]
+        watchers[level] = sqs.create_queue(QueueName=f"{name}-{level}-watch")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=watchers[level], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topics[level], Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    boto3.client("secretsmanager").create_secret(Name=f"{name}/hook", SecretString="hook-secret")
+    rules = tmp_path / "rules"
+    write_rule(rules, "failures.yml", SIGMA)
+    write_rule(rules, "granted.yml", CRITICAL)
+    bundle = compile_bundle(rules)
+    assert isinstance(bundle, bytes), bundle
+    (tmp_path / "rules.json").write_bytes(bundle)
+    (tmp_path / "alerting.yml").write_text(
+        ALERTING.replace("URL", f"{receiver.url}/hook").replace("SECRET", f"{name}/hook")
+    )
+    env = {
+        "LOGLAKE_RULES_BUNDLE": str(tmp_path / "rules.json"),
+        "LOGLAKE_ALERTING_FILE": str(tmp_path / "alerting.yml"),
+        "LOGLAKE_DETECTIONS_TABLE": name,
+        "LOGLAKE_DELIVERY_QUEUE_URL": queue,
+        "LOGLAKE_DELIVERY_DEAD_LETTER_URL": dead,
+        "LOGLAKE_ALERT_TOPICS": json.dumps(topics),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    yield {"env": env, "queue": queue, "dead": dead, "watchers": watchers, "table": name}
+    handlers.reset()
+
+
+def detector(aws: dict[str, Any], lake: Any):  # noqa: F811
+    athena, _ = athena_engine(lake[1])
+    return detector_from_environment(aws["env"], athena)
+
+
+def messages(url: str) -> list[dict[str, Any]]:
+    """What Lambda's SQS event source would hand the router: every visible message, as event records."""
+    found = boto3.client("sqs").receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=30
+    )
+    return [
+        {
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": m.get("Attributes", {}),
+        }
+        for m in found.get("Messages", [])
+    ]
+
+
+def route(url: str) -> list[dict[str, Any]]:
+    """Router invocations over the queue's visible messages until none is left, the handled ones deleted
+    as the event source mapping does with those not reported failed (bounded: a test never hangs here).
+    The router's answers."""
+    sqs, answers = boto3.client("sqs"), []
+    for _ in range(20):
+        records = messages(url)
+        if not records:
+            return answers
+        answer = handlers.route_alerts({"Records": records}, None)
+        answers.append(answer)
+        failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+        for record in records:
+            if record["messageId"] in failed:  # back in the queue after its visibility timeout (the backoff)
+                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=record["receiptHandle"], VisibilityTimeout=0)
+            else:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=record["receiptHandle"])
+    raise AssertionError("the queue did not drain")
+
+
+def test_a_round_makes_alerts_and_queues_one_message_per_delivery_and_no_window_runs_twice(aws, lake) -> None:  # noqa: F811
+    summary = detector(aws, lake).run(NOW_MS)
+    assert [(r["rule_id"][:8], r["outcome"], r["matches"], r["new_alerts"]) for r in summary["runs"]] == [
+        ("11111111", "ok", 2, 2),
+        ("44444444", "ok", 2, 2),
+    ]
+    # high: the topic only (2 alerts); critical: the topic and the webhook (2 alerts x 2)
+    assert summary["queued"] == 6
+    assert len(messages(aws["queue"])) == 6
+    again = detector(aws, lake).run(NOW_MS + 60_000)
+    assert again == {"requeued": 0, "queued": 0, "runs": []}
+
+
+def test_two_invocations_never_hold_one_window(aws) -> None:
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: [])
+    first = store.claim_window("r1", None, 1000, now_ms=5000, lease_ms=60_000)
+    assert first is not None
+    assert store.claim_window("r1", 1000, 1000, now_ms=6000, lease_ms=60_000) is None  # held
+    assert store.advance(first, 2000)
+    assert store.claim_window("r1", 1000, 1000, now_ms=7000, lease_ms=60_000) is None  # moved on
+    late = store.claim_window("r1", 2000, 2000, now_ms=8000, lease_ms=1000)
+    taken = store.claim_window("r1", 2000, 2000, now_ms=10_000, lease_ms=60_000)  # the first lease ran out
+    assert late is not None and taken is not None
+    assert not store.advance(late, 3000)  # the run whose lease ran out cannot move the window
+    assert store.advance(taken, 3000) and store.window_end("r1") == 3000
+
+
+def test_a_second_writer_racing_for_a_dedup_key_joins_the_first_alert(aws, lake, tmp_path: Path) -> None:  # noqa: F811
+    (rule,) = load_bundle(compile_bundle(write_rule(tmp_path / "one", "granted.yml", CRITICAL)))
+    athena, _ = athena_engine(lake[1])
+    from loglake.aws.athena_rules import run_rule_on_athena
+
+    result = run_rule_on_athena(rule, athena, DAY2, DAY2 + DAY_MS, NOW_MS)
+    client, raced = boto3.client("dynamodb"), []
+
+    def rival_targets(alert: dict[str, Any], kind: str) -> list[str]:
+        return [f"rival-{kind}"]
+
+    rival = DynamoDBDetections(client, aws["table"], rival_targets)
+
+    def racing_targets(alert: dict[str, Any], kind: str) -> list[str]:
+        if not raced:  # between this writer's read and its write, the rival writes the same alerts
+            raced.append(rival.apply_matches(rule, result, NOW_MS))
+        return [f"first-{kind}"]
+
+    made, deliveries = DynamoDBDetections(client, aws["table"], racing_targets).apply_matches(rule, result, NOW_MS)
+    rival_made, rival_deliveries = raced[0]
+    assert rival_made == 2 and [d["destination"] for d in rival_deliveries] == ["rival-trigger"] * 2
+    assert made == 0 and deliveries == []  # it read again, found the same records alerted: nothing new
+
+
+def test_a_round_killed_before_its_window_moved_alerts_nothing_twice(aws, lake) -> None:  # noqa: F811
+    first = detector(aws, lake)
+    rule = first.rules[1]
+    claim = first.store.claim_window(rule.id, None, DAY2, NOW_MS, lease_ms=1000)
+    from loglake.aws.athena_rules import run_rule_on_athena
+
+    result = run_rule_on_athena(rule, first.engine, DAY2, DAY2 + DAY_MS, NOW_MS)
+    made, deliveries = first.store.apply_matches(rule, result, NOW_MS)
+    assert claim is not None and made == 2 and len(deliveries) == 4
+    # ... and the invocation is killed: the window did not move, its deliveries were not queued.
+    summary = detector(aws, lake).run(NOW_MS + 5000)  # the lease ran out
+    assert summary["requeued"] == 4
+    runs = {r["rule_id"]: r for r in summary["runs"]}
+    assert (runs[rule.id]["outcome"], runs[rule.id]["new_alerts"], runs[rule.id]["deliveries"]) == ("ok", 0, 0)
+    assert len(messages(aws["queue"])) == 4 + 2  # the other rule's two alerts: topic only
+
+
+def test_deliveries_reach_the_receiver_signed_with_a_secret_from_secrets_manager(aws, lake, receiver) -> None:  # noqa: F811
+    detector(aws, lake).run(NOW_MS)
+    assert all(a == {"batchItemFailures": []} for a in route(aws["queue"]))
+    hooks = receiver.wait_for(2)
+    assert sorted(json.loads(r.body)["alert"]["group"]["service"] for r in hooks) == ["api", "web"]
+    for request in hooks:
+        signed = f"{request.headers['x-loglake-timestamp']}.".encode() + request.body
+        expected = hmac.new(b"hook-secret", signed, hashlib.sha256).hexdigest()
+        assert request.headers["x-loglake-signature"] == f"sha256={expected}"
+    assert len(receiver.requests) == 2
+
+
+def test_a_message_seen_twice_and_an_attempt_killed_after_its_claim_send_once(aws, lake, receiver) -> None:  # noqa: F811
+    detector(aws, lake).run(NOW_MS)
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: [])
+    records = [r for r in messages(aws["queue"]) if _destination(store, r) == "hook"]
+    assert len(records) == 2
+    killed, twice = records
+    store.claim_delivery(json.loads(killed["body"])["delivery"], now_ms=0, lease_ms=1)  # then the router died
+    answer = handlers.route_alerts({"Records": [killed, twice]}, None)  # the lease is long over: taken again
+    assert answer == {"batchItemFailures": []}
+    assert handlers.route_alerts({"Records": [twice]}, None) == {"batchItemFailures": []}  # seen again: sent
+    assert len(receiver.requests) == 2
+    assert len({r.headers["idempotency-key"] for r in receiver.requests}) == 2
+    with pytest.raises(ClaimRefused) as refused:
+        store.claim_delivery(json.loads(twice["body"])["delivery"], now_ms=0, lease_ms=1)
+    assert refused.value.finished
+
+
+def test_after_the_last_attempt_the_delivery_is_dead_and_its_message_in_the_dead_letter_queue(
+    aws,
+    lake,  # noqa: F811
+    receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    receiver.default = Answer(status=503)
+    detector(aws, lake).run(NOW_MS)
+    from loglake.aws.detections import router_from_environment
+
+    router = router_from_environment(aws["env"])
+    router.backoff = Backoff(first=0.0, cap=0.0)  # the message is visible again at once
+    monkeypatch.setattr(handlers, "_router", router)
+    answers = route(aws["queue"])
+    assert any(a["batchItemFailures"] for a in answers)  # the webhook's first attempts failed: SQS retried
+    dead = messages(aws["dead"])
+    assert len(dead) == 2
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: [])
+    for record in dead:
+        delivery = store.delivery(json.loads(record["body"])["delivery"])
+        assert (delivery["destination"], delivery["state"], delivery["attempts"]) == ("hook", "dead", 2)
+        assert "HTTP 503" in delivery["last_error"]
+    assert len(receiver.requests) == 4
+
+
+def test_each_alert_is_published_to_the_topic_of_its_level(aws, lake) -> None:  # noqa: F811
+    detector(aws, lake).run(NOW_MS)
+    route(aws["queue"])
+    published = {level: messages(url) for level, url in aws["watchers"].items()}
+    assert {level: len(found) for level, found in published.items()} == {
+        "critical": 2,
+        "high": 2,
+        "medium": 0,
+        "low": 0,
+    }
+    body = json.loads(published["critical"][0]["body"])
+    assert body["event"] == "trigger" and body["alert"]["level"] == "critical"
+    assert body["alert"]["title"] == "Role granted" and body["alert"]["evidence"]
+
+
+def test_the_topics_are_a_target_only_for_levels_that_have_one(aws) -> None:
+    targets = with_topics(routing_from(aws["env"]), {"high": "arn:aws:sns:eu-west-1:1:t"})
+    alert = {"level": "high", "tags": [], "rule_id": "r", "rule_title": "t", "destinations": None}
+    assert targets(alert, "trigger") == [SEVERITY_TOPICS]
+    assert targets(alert | {"level": "informational"}, "trigger") == []
+    assert targets(alert | {"level": "critical"}, "trigger") == ["hook"]
+
+
+def test_a_rule_that_fails_lets_its_window_go_and_after_three_failures_raises_its_own_alert(aws, lake) -> None:  # noqa: F811
+    runner = detector(aws, lake)
+    runner.engine.client.system_failures = 6  # Athena fails every query on its side, three rounds long
+    for round_number in (1, 2, 3):
+        summary = runner.run(NOW_MS)
+        assert [(r["outcome"], r["failures"]) for r in summary["runs"]] == [("error", round_number)] * 2
+        assert all("Athena" in r["error"] for r in summary["runs"])
+    assert summary["queued"] == 2  # each rule's own alert, to the high topic
+    route(aws["queue"])
+    (published, _) = [json.loads(m["body"]) for m in messages(aws["watchers"]["high"])]
+    assert published["alert"]["title"].startswith("Rule failing: ")
+    assert published["alert"]["tags"] == ["loglake.rule-failing"] and published["alert"]["match_count"] == 3
+    assert [r["outcome"] for r in runner.run(NOW_MS)["runs"]] == ["ok", "ok"]  # the window ran at last
+
+
+def test_a_waiting_delivery_holds_back_its_group_only(aws, lake, receiver) -> None:  # noqa: F811
+    receiver.default = Answer(status=503)
+    detector(aws, lake).run(NOW_MS)
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: [])
+    records = messages(aws["queue"])
+    hook = next(r for r in records if _destination(store, r) == "hook")
+    later = hook | {"messageId": "a-later-message-of-its-group"}
+    topic = next(r for r in records if _destination(store, r) == SEVERITY_TOPICS)
+    answer = handlers.route_alerts({"Records": [hook, later, topic]}, None)
+    assert answer == {
+        "batchItemFailures": [{"itemIdentifier": hook["messageId"]}, {"itemIdentifier": later["messageId"]}]
+    }
+    assert len(receiver.requests) == 1  # the later message of the group was not attempted
+    assert store.delivery(json.loads(topic["body"])["delivery"])["state"] == "sent"  # another group went on
+
+
+def test_a_destination_alerting_yml_does_not_define_is_dead_lettered_at_once(aws, tmp_path: Path) -> None:
+    from loglake.rules.run import Match, RunResult
+
+    text = CRITICAL.replace("loglake: {schedule: 1d,", "loglake: {schedule: 1d, destinations: [nowhere],")
+    (rule,) = load_bundle(compile_bundle(write_rule(tmp_path, "granted.yml", text)))
+    match = Match(rule.id, "t", "k", {}, 1, DAY2, DAY2, [{"message": "role granted"}])
+    result = RunResult(rule.id, DAY2, DAY2 + DAY_MS, [match], 0, 0, 0, 0.0, False, "SELECT 1")
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], with_topics(routing_from(aws["env"]), {}))
+    _, (delivery,) = store.apply_matches(rule, result, NOW_MS)
+    assert delivery["destination"] == "nowhere"
+    DeliveryQueue(boto3.client("sqs"), aws["queue"], store).send(store.unqueued())
+    assert route(aws["queue"]) == [{"batchItemFailures": []}]
+    (dead,) = messages(aws["dead"])
+    found = store.delivery(json.loads(dead["body"])["delivery"])
+    assert (found["state"], found["attempts"]) == ("dead", 1) and "not defined in alerting.yml" in found["last_error"]
+
+
+def test_an_alert_too_large_for_an_item_keeps_its_newest_evidence(aws, tmp_path: Path) -> None:
+    from loglake.alerts.dynamodb import MAX_ALERT_BYTES
+    from loglake.rules.run import Match, RunResult
+
+    (rule,) = load_bundle(compile_bundle(write_rule(tmp_path, "granted.yml", CRITICAL)))
+    evidence = [{"n": i, "message": "x" * 30_000} for i in range(20)]  # 600 KB of evidence
+    match = Match(rule.id, "big", "big", {}, 20, DAY2, DAY2 + 1000, evidence)
+    result = RunResult(rule.id, DAY2, DAY2 + DAY_MS, [match], 0, 0, 0, 0.0, False, "SELECT 1")
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: ["hook"])
+    made, (delivery,) = store.apply_matches(rule, result, NOW_MS)
+    claimed, _ = store.claim_delivery(delivery["id"], NOW_MS, 1000)
+    kept = [row["n"] for row in claimed.alert["evidence"]]
+    assert made == 1 and kept == list(range(20 - len(kept), 20)) and 5 < len(kept) < 20
+    assert len(json.dumps(claimed.alert, separators=(",", ":"))) <= MAX_ALERT_BYTES
+
+
+def test_after_downtime_a_round_catches_up_within_its_bound_and_names_the_range_it_left_out(aws, lake) -> None:  # noqa: F811
+    runner = detector(aws, lake)
+    runner.catch_up = CatchUp(windows=1, max_age_ms=10 * DAY_MS)
+    for rule in runner.rules:  # both rules last ran three days before the due window
+        claim = runner.store.claim_window(rule.id, None, DAY2 - 3 * DAY_MS, NOW_MS, lease_ms=1000)
+        assert claim is not None and runner.store.advance(claim, DAY2 - 2 * DAY_MS)
+    summary = runner.run(NOW_MS)
+    assert [(r["outcome"], r["since_ms"], r["until_ms"]) for r in summary["runs"]] == [
+        ("skipped", DAY2 - 2 * DAY_MS, DAY2),
+        ("ok", DAY2, DAY2 + DAY_MS),
+    ] * 2
+
+
+def test_the_detection_handler_runs_the_rules_with_athena_from_its_environment(
+    aws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The Lambda entry point as deployed: its Athena client is moto's, which answers every query with
+    no rows (moto does not run SQL), so the windows run, claim and move, and find nothing."""
+    athena = boto3.client("athena")
+    workgroup = f"wg-{uuid.uuid4().hex[:8]}"
+    athena.create_work_group(Name=workgroup, Configuration={"ResultConfiguration": {"OutputLocation": "s3://r/"}})
+    monkeypatch.setenv("LOGLAKE_ATHENA_DATABASE", "loglake")
+    monkeypatch.setenv("LOGLAKE_ATHENA_WORKGROUP", workgroup)
+    summary = handlers.detect({}, None)  # an EventBridge event: the rules run at the time it arrives
+    assert [(r["outcome"], r["matches"]) for r in summary["runs"]] == [("ok", 0), ("ok", 0)]
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"detections"' in x]
+    assert line["level"] == "INFO" and len(line["runs"]) == 2
+    assert handlers.detect({}, None)["runs"] == []  # nothing is due twice
+
+
+def _destination(store: DynamoDBDetections, record: dict[str, Any]) -> str:
+    return store.delivery(json.loads(record["body"])["delivery"])["destination"]
+
+
+def test_the_functions_run_bundled_rules_without_pysigma_and_sqlglot(aws) -> None:
+    """The Lambda layer has neither: the functions' imports, the bundle and alerting.yml must do without."""
+    script = f"""
+import json, os, sys
+sys.modules["sigma"] = None
+sys.modules["sqlglot"] = None
+from loglake.aws import handlers
+from loglake.aws.detections import routing_from
+from loglake.rules.bundle import fill_window, load_bundle
+env = json.loads(os.environ["ENV"])
+rules = load_bundle(open(env["LOGLAKE_RULES_BUNDLE"], "rb").read())
+sql = fill_window(rules[0].plan.sql, rules[0].plan.reach_ms, {DAY2}, {DAY2 + DAY_MS})
+print(len(rules), sorted(routing_from(env).destinations), "'2026-05-05'" in sql)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=os.environ | {"ENV": json.dumps(aws["env"])}
+    )
+    assert done.stdout.split("\n")[0] == "2 ['hook'] True", done.stderr
