@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from loglake.amplify.collector import RunReport
-from loglake.api import alert_routes, delivery_routes, openapi, routes
+from loglake.api import alert_routes, ask_routes, delivery_routes, openapi, routes
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
 from loglake.api.cors import preflight_headers
@@ -75,6 +75,9 @@ ROUTES = [
     Route("POST", "/alerts/{alertId}/resolve", alert_routes.resolve, "alerts", reads_body=True),
     # An exact path: the router tries exact paths before `/alerts/{id}` templates, so it is never taken for an id.
     Route("GET", delivery_routes.PATH, delivery_routes.list_deliveries, "read"),
+    Route("POST", "/ask", ask_routes.ask, "read", reads_body=True),
+    Route("POST", "/ask/explain", ask_routes.explain, "read", reads_body=True),
+    Route("POST", "/ask/{conversationId}/rule", ask_routes.rule, "read", reads_body=True),
     Route("GET", "/healthz", routes.healthz, None),
     Route("GET", "/metrics", routes.metrics, "read"),
     Route("GET", "/openapi.json", openapi.spec, None),
@@ -153,6 +156,7 @@ class LoglakeApp:
         # Users' SQL runs on its own threads, so long queries never queue the API's reads behind them.
         self._queries = ThreadPoolExecutor(max_workers=settings.query_concurrency, thread_name_prefix="loglake-sql")
         self._queries_running = 0
+        self.asking = ask_routes.Asking(self)
 
     @property
     def keystore(self) -> KeyStore:
@@ -240,6 +244,7 @@ class LoglakeApp:
         self._readers.shutdown(wait=True)
         self._searches.shutdown(wait=True)
         self._queries.shutdown(wait=True)
+        self.asking.close()
         self.runtime.close()
         self.access_log.close()
 

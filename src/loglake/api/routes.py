@@ -385,9 +385,10 @@ def _may_read(app: LoglakeApp, request: Request) -> bool:
 async def metrics(app: LoglakeApp, request: Request) -> Result:
     lake = await app.run_read(app.lake.state) if app.lake is not None else None
     deliveries = await app.run_read(delivery_lines, app.runtime.delivery)
+    asking = await app.run_read(app.asking.metric_lines)
     return Result(
         200,
-        app.metrics.render(lake, app.access_log.dropped) + deliveries,
+        app.metrics.render(lake, app.access_log.dropped) + deliveries + asking,
         ((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),),
     )
 

@@ -1,0 +1,234 @@
+"""Asking, as one use case for every edge (HTTP, CLI): a question (and its conversation) in; the
+checked SQL, its explanation, the tables and time it reads and what it would scan out. Nothing runs
+here: the edges run an answer's SQL through the query engine like any POST /query.
+
+A model's answer the guard refuses goes back to the model with the reason, at most MAX_RETRIES
+times; then the refusal is the answer's error. Answers are cached by the exact normalised question,
+the schema's version and the conversation's state (every earlier question and SQL), so a question
+and its negation never share an answer, nor do the same words in two different conversations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from loglake.ask.estimate import Estimator
+from loglake.ask.footers import Footers
+from loglake.ask.guard import Refusal, check_sql, implied_range, read_answer
+from loglake.ask.prompt import PromptBuilder
+from loglake.ask.providers import Completion, Message, Provider
+from loglake.ask.rule_draft import RuleDraft, draft_rule
+from loglake.ask.store import AskStore, Turn
+from loglake.config import Settings
+from loglake.lake.query import QueryEngine
+from loglake.lake.sql_guard import QueryError
+
+MAX_RETRIES = 2  # a refused answer goes back to the model this many times at most
+MAX_QUESTION_CHARS = 2000
+EXPLAIN_SYSTEM = (
+    "You explain {dialect} SQL over loglake's log tables to people who do not read SQL: in two to four plain "
+    "sentences, say what the query returns, which records it looks at and over what time. No SQL in the answer."
+)
+
+
+class AskError(Exception):
+    """A question that cannot be asked as it is (HTTP 400): the message says what to change."""
+
+
+class AnswerRefused(Exception):
+    """The model's answers were refused MAX_RETRIES + 1 times; the message holds the last reason."""
+
+    def __init__(self, reason: str, sql: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.sql = sql
+
+
+class BudgetExhausted(Exception):
+    """The provider's tokens for today are spent (HTTP 429 until the next UTC day)."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    conversation_id: str | None = None
+    time_zone: str = "UTC"
+    owner: str = ""  # the asking key's name: conversations are its own
+
+
+class Asker:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: QueryEngine,
+        provider: Provider,
+        clock: Callable[[], float] = time.time,
+        store: AskStore | None = None,
+    ) -> None:
+        footers = Footers(engine.lake)
+        self.settings = settings
+        self.engine = engine
+        self.provider = provider
+        self.prompts = PromptBuilder(engine, footers)
+        self.estimator = Estimator(engine, footers)
+        self.store = store or AskStore(settings.data_dir, clock, settings.llm_conversation_hours * 3_600_000)
+        self.clock = clock
+
+    def ask(self, question: Question) -> dict[str, Any]:
+        """The answer (see README: POST /ask); it is also the conversation's new turn."""
+        text = _checked_question(question.text)
+        _check_zone(question.time_zone)
+        history = self.store.turns(question.conversation_id, question.owner) if question.conversation_id else []
+        now_ms = self._now_ms()
+        max_rows = self.engine.limits.max_rows
+        prompt = self.prompts.build(now_ms, question.time_zone, max_rows)
+        key = cache_key(text, prompt.schema_version, history, question.time_zone)
+        answer = self.store.cached(key)
+        if answer is not None:
+            answer["cached"] = True
+        else:
+            answer = self._answer(text, prompt.system, history, now_ms, question.time_zone)
+            self.store.cache(key, answer)
+        if answer["sql"] is not None:  # the data moves on: estimated afresh, cached or not
+            answer.update(self._estimate(answer["sql"], answer["guard_warnings"]))
+        answer["conversation_id"] = self.store.add_turn(question.conversation_id, question.owner, text, answer)
+        return answer
+
+    def explain_sql(self, sql: str) -> dict[str, Any]:
+        """A user's SQL in plain language, with what it would scan (the sandbox checks it first)."""
+        sql = sql.strip().rstrip(";").strip()
+        try:
+            scanned = self._estimate(sql, [])
+        except QueryError as e:
+            raise AskError(f"the SQL cannot run here: {e.message}") from None
+        system = EXPLAIN_SYSTEM.format(dialect=self.prompts.dialect)
+        completion = self._complete(system, [Message("user", sql)])
+        return {"sql": sql, "explanation": " ".join(completion.text.split()), **scanned}
+
+    def draft_rule(self, conversation_id: str, owner: str) -> RuleDraft:
+        """A rule from the conversation's last answer with SQL."""
+        turns = self.store.turns(conversation_id, owner)
+        answered = [t for t in turns if t.answer.get("sql")]
+        if not answered:
+            raise AskError("the conversation has no answer with SQL yet; ask a question first")
+        last = answered[-1]
+        return draft_rule(last.question, last.answer["sql"], last.answer.get("explanation", ""))
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _answer(self, text: str, system: str, history: list[Turn], now_ms: int, zone: str) -> dict[str, Any]:
+        messages = [m for turn in history for m in _turn_messages(turn)] + [Message("user", text)]
+        implied = implied_range(text, now_ms, zone)
+        reason, sql = "", None
+        for attempt in range(1, MAX_RETRIES + 2):
+            completion = self._complete(system, messages)
+            try:
+                answer = read_answer(completion.text)
+                if answer.sql is None:  # the model says it cannot answer from these tables
+                    return _answer_dict(None, answer.explanation, [], [], attempt, now_ms)
+                sql = answer.sql
+                checked = check_sql(sql, self.engine.table_names, self.engine.limits.max_rows, implied)
+                self.estimator.estimate(checked.sql)  # binds the query: unknown columns are refused here
+            except (Refusal, QueryError) as e:
+                reason = e.message if isinstance(e, QueryError) else str(e)
+                messages += [
+                    Message("assistant", completion.text),
+                    Message(
+                        "user", f"That answer was refused: {reason}. Answer the question again, following the rules."
+                    ),
+                ]
+                continue
+            notes = [*checked.warnings]
+            if checked.added_limit:
+                notes.append(f"LIMIT {self.engine.limits.max_rows} added (the most rows an answer returns)")
+            if checked.added_time_range:
+                notes.append(f"time range added for {implied.phrase!r} (the SQL had none)" if implied else "")
+            return _answer_dict(checked.sql, answer.explanation, checked.tables, notes, attempt, now_ms)
+        raise AnswerRefused(reason, sql)
+
+    def _estimate(self, sql: str, guard_warnings: list[str]) -> dict[str, Any]:
+        estimate = self.estimator.estimate(sql)
+        return {
+            "tables": estimate.tables,
+            "time_range": {"since": estimate.to_dict()["since"], "until": estimate.to_dict()["until"]},
+            "estimate": estimate.to_dict(),
+            "warnings": [*guard_warnings, *estimate.warnings],
+        }
+
+    def _complete(self, system: str, messages: list[Message]) -> Completion:
+        """One call of the model, within today's token budget; its use is recorded."""
+        day = datetime.fromtimestamp(self.clock(), UTC).date().isoformat()
+        budget = self.settings.llm_daily_tokens
+        name = self.provider.name
+        if budget and self.store.tokens_today(name, day) >= budget:
+            midnight = (int(self.clock()) // 86400 + 1) * 86400
+            raise BudgetExhausted(
+                f"today's token budget of the {name} provider ({budget:,} tokens, llm_daily_tokens) is spent; "
+                "it renews at 00:00 UTC",
+                max(1, midnight - int(self.clock())),
+            )
+        completion = self.provider.complete(system, messages)
+        self.store.add_usage(name, day, completion.input_tokens, completion.output_tokens)
+        return completion
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+
+def cache_key(question: str, schema_version: str, history: list[Turn], time_zone: str) -> str:
+    """The exact normalised question (case and spacing only: every word counts), the schema's version,
+    the conversation so far and the time zone."""
+    state = [(t.question, t.answer.get("sql")) for t in history]
+    material = json.dumps([normalised(question), schema_version, state, time_zone])
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def normalised(question: str) -> str:
+    return " ".join(question.split()).casefold()
+
+
+def _turn_messages(turn: Turn) -> list[Message]:
+    sql = turn.answer.get("sql")
+    said = f"```sql\n{sql}\n```\n{turn.answer.get('explanation', '')}" if sql else turn.answer.get("explanation", "")
+    return [Message("user", turn.question), Message("assistant", said)]
+
+
+def _answer_dict(
+    sql: str | None, explanation: str, tables: list[str], notes: list[str], attempts: int, now_ms: int
+) -> dict[str, Any]:
+    return {
+        "sql": sql,
+        "explanation": explanation,
+        "tables": tables,
+        "guard_warnings": [n for n in notes if n],
+        "attempts": attempts,
+        "cached": False,
+        "generated_at": datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+
+
+def _checked_question(text: str) -> str:
+    text = text.strip()
+    if not text:
+        raise AskError("the question is empty; ask e.g. 'how many errors did the api service log today?'")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise AskError(f"the question is longer than {MAX_QUESTION_CHARS} characters; ask something shorter")
+    return text
+
+
+def _check_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise AskError(f"time_zone {name!r} is not an IANA time zone name like 'Europe/Berlin' or 'UTC'") from None
