@@ -51,6 +51,9 @@ QUERIES = [
     " WHERE timestamp BETWEEN '2026-11-01 06:00:00' AND '2026-11-01 07:00:00' GROUP BY 1",
     "WITH e AS (SELECT * FROM logs WHERE severity IN ('error', 'critical')) SELECT service, count(*) FROM e GROUP BY 1",
     "SELECT attributes ->> 'user' AS u, count(*) FROM logs WHERE date >= DATE '2026-11-02' GROUP BY 1 ORDER BY 2 DESC",
+    "SELECT service, severity, count(*) FROM logs GROUP BY ALL",  # columns a small gap apart are read in one go
+    "SELECT timestamp, service, message FROM logs WHERE message ILIKE '%failed%' AND timestamp >= TIMESTAMP"
+    " '2026-11-02 06:00:00' AND timestamp < TIMESTAMP '2026-11-02 07:00:00' ORDER BY timestamp DESC LIMIT 100",
 ]
 
 

@@ -128,7 +128,7 @@ class Estimator:
                 # A filter column is read, unless the scan has one file and the statistics say its filters
                 # hold for every row (over several files DuckDB reads it anyway).
                 read = projected | scan.opaque | {c.column for c in on_columns if not (alone and _always(group, c))}
-                found.bytes += sum(group.sizes.get(c, 0) for c in read)
+                found.bytes += group.bytes_read(read)
                 span = group.bounds.get("timestamp")
                 if span is not None:
                     first, last = _ms(span[0]), _ms(span[1]) + 1
@@ -272,9 +272,12 @@ def conditions_of(text: str) -> list[Condition]:
 
 
 def _conjuncts_of(text: str) -> list[str]:
-    """The parts a filter ANDs together; the whole filter as one part where an OR joins them."""
-    text = _unwrap(text.removeprefix("optional: "))
-    return [_unwrap(part) for part in _split_top(text, " AND ")] or [text]
+    """The parts a filter ANDs together, nested ANDs flattened; a part where an OR joins others is one."""
+    text = _unwrap(text.strip().removeprefix("optional: "))
+    parts = _split_top(text, " AND ")
+    if len(parts) <= 1:
+        return [text]
+    return [conjunct for part in parts for conjunct in _conjuncts_of(part)]
 
 
 def _parsed(part: str) -> Condition | None:

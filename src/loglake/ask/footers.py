@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,13 +18,27 @@ from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStor
 
 MAX_BOUND_CHARS = 256  # longer min/max values (messages) prune nothing worth their memory
 MAX_FILES = 100_000  # footers kept; a 10M-record lake has tens of files, a year of busy days thousands
+READ_GAP = 1 << 14  # DuckDB's Parquet read-ahead reads two chunks at most this far apart as one (measured)
 
 
 @dataclass(frozen=True)
 class RowGroup:
     rows: int
-    sizes: dict[str, int]  # column -> compressed bytes, what DuckDB reads for the column
+    spans: dict[str, tuple[int, int]]  # column -> (offset in the file, compressed bytes): what is read of it
     bounds: dict[str, tuple[Any, Any]]  # column -> (min, max), where the footer has them
+
+    def bytes_read(self, columns: Iterable[str]) -> int:
+        """What reading `columns` of this row group reads: their chunks, and the gaps between chunks
+        close enough that DuckDB reads them in one go (its read-ahead merges reads up to READ_GAP apart)."""
+        spans = sorted(self.spans[c] for c in columns if c in self.spans)
+        total, start, end = 0, -1, -1
+        for offset, size in spans:
+            if start >= 0 and offset - end <= READ_GAP:
+                end = max(end, offset + size)
+                continue
+            total += end - start
+            start, end = offset, offset + size
+        return total + end - start
 
 
 class Footers:
@@ -62,14 +77,15 @@ def _row_groups(metadata: pq.FileMetaData) -> tuple[RowGroup, ...]:
     groups = []
     for index in range(metadata.num_row_groups):
         group = metadata.row_group(index)
-        sizes, bounds = {}, {}
+        spans, bounds = {}, {}
         for c in range(group.num_columns):
             column = group.column(c)
-            sizes[column.path_in_schema] = column.total_compressed_size
+            offset = column.dictionary_page_offset if column.has_dictionary_page else column.data_page_offset
+            spans[column.path_in_schema] = (offset, column.total_compressed_size)
             stats = column.statistics
             if stats is not None and stats.has_min_max and _short(stats.min) and _short(stats.max):
                 bounds[column.path_in_schema] = (stats.min, stats.max)
-        groups.append(RowGroup(group.num_rows, sizes, bounds))
+        groups.append(RowGroup(group.num_rows, spans, bounds))
     return tuple(groups)
 
 
