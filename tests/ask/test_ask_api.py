@@ -86,7 +86,7 @@ async def test_a_question_becomes_checked_sql_with_its_estimate_and_nothing_runs
     assert body["time_range"]["since"].startswith("2026-11-01T00:0")
     assert body["time_range"]["until"].startswith("2026-11-03T23:5")
     assert any(w.startswith("no time filter") for w in body["warnings"])
-    assert "LIMIT 10000 added" in body["guard_warnings"][0]
+    assert body["changes"] == ["LIMIT 10000 added (the most rows an answer returns)"]
     assert "result" not in body
     assert ask_app.metrics.queries.values == {}  # nothing ran
     # The prompt was built from the live catalog.
@@ -148,6 +148,16 @@ async def test_a_question_s_time_range_is_added_when_the_sql_has_none(
     assert "'2026-11-02 23:00:00'" in body["sql"] and "'2026-11-03 23:00:00'" in body["sql"]
     assert body["estimate"]["time_filtered"] and not any(w.startswith("no time filter") for w in body["warnings"])
     assert body["estimate"]["files"] == 2
+    assert body["changes"][1] == "the time range of 'yesterday' added (the SQL filtered on no time)"
+
+
+async def test_a_question_the_tables_cannot_answer_gets_the_model_s_words_and_no_sql(
+    reader: httpx.AsyncClient, model_server: ModelServer
+) -> None:
+    model_server.say("These tables hold no weather data, so I cannot answer that.")
+    body = (await reader.post("/ask", json={"question": "will it rain tomorrow?", "run": True})).json()
+    assert body["sql"] is None and body["estimate"] is None and "result" not in body
+    assert body["explanation"] == "These tables hold no weather data, so I cannot answer that."
 
 
 async def test_follow_ups_carry_the_conversation_and_it_is_the_key_s_own(

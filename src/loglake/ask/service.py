@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from loglake.ask.estimate import Estimator
+from loglake.ask.estimate import Estimate, Estimator
 from loglake.ask.footers import Footers
 from loglake.ask.guard import Refusal, check_sql, implied_range, read_answer
 from loglake.ask.prompt import PromptBuilder
@@ -94,14 +94,16 @@ class Asker:
         max_rows = self.engine.limits.max_rows
         prompt = self.prompts.build(now_ms, question.time_zone, max_rows)
         key = cache_key(text, prompt.schema_version, history, question.time_zone)
-        answer = self.store.cached(key)
-        if answer is not None:
-            answer["cached"] = True
-        else:
-            answer = self._answer(text, prompt.system, history, now_ms, question.time_zone)
-            self.store.cache(key, answer)
-        if answer["sql"] is not None:  # the data moves on: estimated afresh, cached or not
-            answer.update(self._estimate(answer["sql"], answer["guard_warnings"]))
+        made = self.store.cached(key)
+        cached = made is not None
+        if made is None:
+            made, estimate = self._answer(text, prompt.system, history, now_ms, question.time_zone)
+            self.store.cache(key, made)
+        else:  # the data moved on since it was made: estimated afresh
+            estimate = self.estimator.estimate(made["sql"]) if made["sql"] is not None else None
+        answer = {name: value for name, value in made.items() if name != "sql_warnings"}
+        answer["cached"] = cached
+        answer.update(_scanned(estimate, made["sql_warnings"]))
         answer["conversation_id"] = self.store.add_turn(question.conversation_id, question.owner, text, answer)
         return answer
 
@@ -109,7 +111,7 @@ class Asker:
         """A user's SQL in plain language, with what it would scan (the sandbox checks it first)."""
         sql = sql.strip().rstrip(";").strip()
         try:
-            scanned = self._estimate(sql, [])
+            scanned = _scanned(self.estimator.estimate(sql), [])
         except QueryError as e:
             raise AskError(f"the SQL cannot run here: {e.message}") from None
         system = EXPLAIN_SYSTEM.format(dialect=self.prompts.dialect)
@@ -127,7 +129,10 @@ class Asker:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _answer(self, text: str, system: str, history: list[Turn], now_ms: int, zone: str) -> dict[str, Any]:
+    def _answer(
+        self, text: str, system: str, history: list[Turn], now_ms: int, zone: str
+    ) -> tuple[dict[str, Any], Estimate | None]:
+        """The model's answer as checked (see module doc), with its estimate; AnswerRefused after MAX_RETRIES."""
         messages = [m for turn in history for m in _turn_messages(turn)] + [Message("user", text)]
         implied = implied_range(text, now_ms, zone)
         reason, sql = "", None
@@ -136,35 +141,23 @@ class Asker:
             try:
                 answer = read_answer(completion.text)
                 if answer.sql is None:  # the model says it cannot answer from these tables
-                    return _answer_dict(None, answer.explanation, [], [], attempt, now_ms)
+                    return _made(None, answer.explanation, [], [], [], attempt, now_ms), None
                 sql = answer.sql
                 checked = check_sql(sql, self.engine.table_names, self.engine.limits.max_rows, implied)
-                self.estimator.estimate(checked.sql)  # binds the query: unknown columns are refused here
+                estimate = self.estimator.estimate(checked.sql)  # binds it: an unknown column is refused here
             except (Refusal, QueryError) as e:
                 reason = e.message if isinstance(e, QueryError) else str(e)
-                messages += [
-                    Message("assistant", completion.text),
-                    Message(
-                        "user", f"That answer was refused: {reason}. Answer the question again, following the rules."
-                    ),
-                ]
+                retry = f"That answer was refused: {reason}. Answer the question again, following the rules."
+                messages += [Message("assistant", completion.text), Message("user", retry)]
                 continue
-            notes = [*checked.warnings]
+            changes = []
             if checked.added_limit:
-                notes.append(f"LIMIT {self.engine.limits.max_rows} added (the most rows an answer returns)")
-            if checked.added_time_range:
-                notes.append(f"time range added for {implied.phrase!r} (the SQL had none)" if implied else "")
-            return _answer_dict(checked.sql, answer.explanation, checked.tables, notes, attempt, now_ms)
+                changes.append(f"LIMIT {self.engine.limits.max_rows} added (the most rows an answer returns)")
+            if checked.added_time_range and implied is not None:
+                changes.append(f"the time range of {implied.phrase!r} added (the SQL filtered on no time)")
+            made = _made(checked.sql, answer.explanation, checked.tables, changes, checked.warnings, attempt, now_ms)
+            return made, estimate
         raise AnswerRefused(reason, sql)
-
-    def _estimate(self, sql: str, guard_warnings: list[str]) -> dict[str, Any]:
-        estimate = self.estimator.estimate(sql)
-        return {
-            "tables": estimate.tables,
-            "time_range": {"since": estimate.to_dict()["since"], "until": estimate.to_dict()["until"]},
-            "estimate": estimate.to_dict(),
-            "warnings": [*guard_warnings, *estimate.warnings],
-        }
 
     def _complete(self, system: str, messages: list[Message]) -> Completion:
         """One call of the model, within today's token budget; its use is recorded."""
@@ -204,17 +197,37 @@ def _turn_messages(turn: Turn) -> list[Message]:
     return [Message("user", turn.question), Message("assistant", said)]
 
 
-def _answer_dict(
-    sql: str | None, explanation: str, tables: list[str], notes: list[str], attempts: int, now_ms: int
+def _made(
+    sql: str | None,
+    explanation: str,
+    tables: list[str],
+    changes: list[str],
+    sql_warnings: list[str],
+    attempts: int,
+    now_ms: int,
 ) -> dict[str, Any]:
+    """What an answer keeps (cached, and in its turn): the model's part, as checked."""
     return {
         "sql": sql,
         "explanation": explanation,
         "tables": tables,
-        "guard_warnings": [n for n in notes if n],
+        "changes": changes,  # what loglake changed in the model's SQL
+        "sql_warnings": sql_warnings,
         "attempts": attempts,
-        "cached": False,
         "generated_at": datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+
+
+def _scanned(estimate: Estimate | None, sql_warnings: list[str]) -> dict[str, Any]:
+    """What the answer would read, and every warning about it."""
+    if estimate is None:
+        return {"time_range": None, "estimate": None, "warnings": []}
+    scanned = estimate.to_dict()
+    return {
+        "tables": estimate.tables,
+        "time_range": {"since": scanned["since"], "until": scanned["until"]},
+        "estimate": scanned,
+        "warnings": [*sql_warnings, *estimate.warnings],
     }
 
 
