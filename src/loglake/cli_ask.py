@@ -56,7 +56,8 @@ def ask(
       loglake ask --explain-sql "SELECT service, count(*) FROM logs GROUP BY ALL"
       loglake ask --as-rule "failed logins from one address in the last hour"
     """
-    from loglake.ask.providers import NoProvider, provider_from_settings
+    from loglake.ask.errors import NoProvider
+    from loglake.ask.providers import provider_from_settings
     from loglake.ask.service import Asker
 
     with local_runtime(data_dir, {name: value for name, value in llm.items() if value is not None}) as runtime:
@@ -154,9 +155,8 @@ class _errors:
         return None
 
     def __exit__(self, kind: Any, error: BaseException | None, trace: Any) -> None:
-        from loglake.ask.providers import ProviderError
+        from loglake.ask.errors import AnswerRefused, AskError, BudgetExhausted, ProviderError
         from loglake.ask.rule_draft import RuleExists
-        from loglake.ask.service import AnswerRefused, AskError, BudgetExhausted
         from loglake.ask.store import NoSuchConversation
         from loglake.lake.sql_guard import QueryError
 

@@ -10,15 +10,8 @@ import pytest
 from botocore.config import Config
 
 from loglake.alerts.secrets import Secrets
-from loglake.ask.providers import (
-    ANTHROPIC_VERSION,
-    BedrockProvider,
-    Message,
-    NoProvider,
-    Provider,
-    ProviderError,
-    provider_from_settings,
-)
+from loglake.ask.errors import NoProvider, ProviderError
+from loglake.ask.providers import ANTHROPIC_VERSION, BedrockProvider, Message, Provider, provider_from_settings
 from loglake.config import ConfigError, Settings, load_settings
 from tests.ask.model_server import STALL, Failure, ModelServer
 

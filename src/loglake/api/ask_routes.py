@@ -19,16 +19,13 @@ from loglake.api.http import ApiError, Request, decode_content
 from loglake.api.metrics import Counter
 from loglake.api.ratelimit import RateLimiter
 from loglake.api.routes import Result, json_body
-from loglake.ask.providers import NoProvider, ProviderError, provider_from_settings
-from loglake.ask.rule_draft import RuleExists, write_rule
-from loglake.ask.service import (
+from loglake.ask.errors import (
     MAX_QUESTION_CHARS,
-    MAX_RETRIES,
     AnswerRefused,
-    Asker,
     AskError,
     BudgetExhausted,
-    Question,
+    NoProvider,
+    ProviderError,
 )
 from loglake.ask.store import ASK_DB, AskStore, NoSuchConversation
 from loglake.lake.query_answers import QueryBusy, result_to_dict
@@ -67,7 +64,7 @@ class Asking:
         self.limiter = RateLimiter(per_minute / 60, max(1, int(per_minute)))
         self.outcomes = Counter("loglake_ask_questions_total", "Questions asked, by outcome.", ("outcome",))
         self._threads = ThreadPoolExecutor(max_workers=ASK_THREADS, thread_name_prefix="loglake-ask")
-        self._asker: Asker | None = None
+        self._asker: Any = None  # the Asker, made on first use (it loads the models' clients and sqlglot)
         self._store: AskStore | None = None
 
     @property
@@ -80,7 +77,10 @@ class Asking:
             )
         return self._store
 
-    def asker(self) -> Asker:
+    def asker(self) -> Any:
+        from loglake.ask.providers import provider_from_settings
+        from loglake.ask.service import Asker
+
         if self.app.lake is None:
             raise ApiError(501, "not_available", "asking needs the lake, which this server's store does not have")
         if self._asker is None:
@@ -136,6 +136,8 @@ async def ask(app: LoglakeApp, request: Request) -> Result:
         require_scope(request.principal, app.router.exact["/query"]["POST"].scope or "read")
     asking.check_rate(request)
     asker = asking.asker()
+    from loglake.ask.service import Question
+
     question = Question(body.question, body.conversation_id, body.time_zone, request.principal.name)
     answer = await _asked(asking, lambda: asker.ask(question))
     asking.outcomes.inc(("cached" if answer["cached"] else "answered",))
@@ -152,6 +154,9 @@ async def explain(app: LoglakeApp, request: Request) -> Result:
 
 
 async def rule(app: LoglakeApp, request: Request, conversation_id: str) -> Result:
+    # Imported here: rule files need pySigma, which Lambda's layer leaves out (aws/packaging.py).
+    from loglake.ask.rule_draft import RuleExists, write_rule
+
     body = _body(app, request, RuleBody, '{"confirm": true}', empty_ok=True)
     if body.confirm:
         require_scope(request.principal, RULE_WRITE_SCOPE)
@@ -197,8 +202,7 @@ async def _asked(asking: Asking, fn: Callable[[], T]) -> T:
         raise ApiError(
             502,
             "model_answer_refused",
-            f"the model's answers were refused {MAX_RETRIES + 1} times; the last reason: {e.reason}. "
-            "Rephrase the question",
+            f"the model's answers were refused {e.attempts} times; the last reason: {e.reason}. Rephrase the question",
             details,
         ) from None
     except QueryError as e:

@@ -15,9 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx
-
 from loglake.alerts.secrets import SecretError, Secrets, reference_of, scrub
+from loglake.ask.errors import NoProvider, ProviderError
 from loglake.config import Settings
 
 ANTHROPIC_VERSION = "2023-06-01"  # the Messages API version this client speaks (anthropic-version header)
@@ -39,16 +38,6 @@ class Completion:
     output_tokens: int
 
 
-class ProviderError(Exception):
-    """The model gave no usable answer: `status` 502 (it answered with an error or nonsense) or 503
-    (it did not answer in time, was unreachable or overloaded: retry later)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 class Provider(Protocol):
     name: str
     model: str
@@ -68,9 +57,13 @@ class _HttpProvider:
         self.timeout = timeout
         self._key = reference_of(key) if key else None
         self._secrets = secrets
+        import httpx  # on first use: a server that never asks does without it (~5 MiB)
+
         self._client = httpx.Client(timeout=timeout)
 
     def _post(self, path: str, body: dict[str, Any], headers: Callable[[str], dict[str, str]]) -> dict[str, Any]:
+        import httpx
+
         try:
             key = self._secrets.value(self._key) if self._key is not None else ""
         except SecretError as e:
@@ -199,10 +192,6 @@ def _bedrock_client(endpoint: str, timeout: float) -> Any:
 
     config = Config(read_timeout=timeout, connect_timeout=min(timeout, 10), retries={"total_max_attempts": 1})
     return boto3.client("bedrock-runtime", endpoint_url=endpoint or None, config=config)
-
-
-class NoProvider(Exception):
-    """`ask` is off: no llm_provider is configured. The message says how to turn it on."""
 
 
 NOT_CONFIGURED = (

@@ -16,47 +16,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from loglake.ask.errors import MAX_QUESTION_CHARS, AnswerRefused, AskError, BudgetExhausted
 from loglake.ask.estimate import Estimate, Estimator
 from loglake.ask.footers import Footers
 from loglake.ask.guard import Refusal, check_sql, implied_range, read_answer
 from loglake.ask.prompt import PromptBuilder
 from loglake.ask.providers import Completion, Message, Provider
-from loglake.ask.rule_draft import RuleDraft, draft_rule
 from loglake.ask.store import AskStore, Turn
 from loglake.config import Settings
 from loglake.lake.query import QueryEngine
 from loglake.lake.sql_guard import QueryError
 
+if TYPE_CHECKING:
+    from loglake.ask.rule_draft import RuleDraft
+
 MAX_RETRIES = 2  # a refused answer goes back to the model this many times at most
-MAX_QUESTION_CHARS = 2000
 EXPLAIN_SYSTEM = (
     "You explain {dialect} SQL over loglake's log tables to people who do not read SQL: in two to four plain "
     "sentences, say what the query returns, which records it looks at and over what time. No SQL in the answer."
 )
-
-
-class AskError(Exception):
-    """A question that cannot be asked as it is (HTTP 400): the message says what to change."""
-
-
-class AnswerRefused(Exception):
-    """The model's answers were refused MAX_RETRIES + 1 times; the message holds the last reason."""
-
-    def __init__(self, reason: str, sql: str | None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.sql = sql
-
-
-class BudgetExhausted(Exception):
-    """The provider's tokens for today are spent (HTTP 429 until the next UTC day)."""
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)
@@ -120,6 +101,9 @@ class Asker:
 
     def draft_rule(self, conversation_id: str, owner: str) -> RuleDraft:
         """A rule from the conversation's last answer with SQL."""
+        # Imported here: rule files need pySigma, which Lambda's layer leaves out (aws/packaging.py).
+        from loglake.ask.rule_draft import draft_rule
+
         turns = self.store.turns(conversation_id, owner)
         answered = [t for t in turns if t.answer.get("sql")]
         if not answered:
@@ -157,7 +141,7 @@ class Asker:
                 changes.append(f"the time range of {implied.phrase!r} added (the SQL filtered on no time)")
             made = _made(checked.sql, answer.explanation, checked.tables, changes, checked.warnings, attempt, now_ms)
             return made, estimate
-        raise AnswerRefused(reason, sql)
+        raise AnswerRefused(reason, sql, MAX_RETRIES + 1)
 
     def _complete(self, system: str, messages: list[Message]) -> Completion:
         """One call of the model, within today's token budget; its use is recorded."""
