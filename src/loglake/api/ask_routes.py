@@ -110,7 +110,11 @@ class Asking:
     def metric_lines(self) -> bytes:
         """Questions by outcome, and each provider's requests, tokens and estimated cost (all processes)."""
         settings = self.app.settings
-        requests = Counter("loglake_llm_requests_total", "Calls of the language model, by provider.", ("provider",))
+        requests = Counter(
+            "loglake_llm_requests_total",
+            "Answered calls of the language model, by provider (failed ones: loglake_ask_questions_total).",
+            ("provider",),
+        )
         tokens = Counter("loglake_llm_tokens_total", "Tokens used, by provider and direction.", ("provider", "kind"))
         cost = Counter("loglake_llm_cost_usd_total", "Estimated cost of the tokens used, in USD.", ("provider",))
         kept = self._store is not None or (settings.data_dir / ASK_DB).exists()  # no file made for a scrape
