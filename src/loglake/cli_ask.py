@@ -158,9 +158,10 @@ class _errors:
         from loglake.ask.errors import AnswerRefused, AskError, BudgetExhausted, ProviderError
         from loglake.ask.rule_draft import RuleExists
         from loglake.ask.store import NoSuchConversation
+        from loglake.lake.query_answers import QueryBusy
         from loglake.lake.sql_guard import QueryError
 
-        if isinstance(error, ProviderError | AskError | BudgetExhausted | RuleExists):
+        if isinstance(error, ProviderError | AskError | BudgetExhausted | RuleExists | QueryBusy):
             raise click.ClickException(str(error)) from None
         if isinstance(error, QueryError):
             raise click.ClickException(error.message) from None

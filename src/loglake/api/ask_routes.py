@@ -8,6 +8,8 @@ goes through the query threads and the engine exactly as POST /query does, with 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -18,7 +20,7 @@ from loglake.api.auth import require_scope
 from loglake.api.http import ApiError, Request, decode_content
 from loglake.api.metrics import Counter
 from loglake.api.ratelimit import RateLimiter
-from loglake.api.routes import Result, json_body
+from loglake.api.routes import Result, json_body, query_error
 from loglake.ask.errors import (
     MAX_QUESTION_CHARS,
     AnswerRefused,
@@ -65,6 +67,7 @@ class Asking:
         self.outcomes = Counter("loglake_ask_questions_total", "Questions asked, by outcome.", ("outcome",))
         self._threads = ThreadPoolExecutor(max_workers=ASK_THREADS, thread_name_prefix="loglake-ask")
         self._asker: Any = None  # the Asker, made on first use (it loads the models' clients and sqlglot)
+        self._making = threading.Lock()
         self._store: AskStore | None = None
 
     @property
@@ -78,18 +81,22 @@ class Asking:
         return self._store
 
     def asker(self) -> Any:
+        """The Asker, made on the first question (on an ask thread: it imports the models' clients)."""
         from loglake.ask.providers import provider_from_settings
         from loglake.ask.service import Asker
 
         if self.app.lake is None:
             raise ApiError(501, "not_available", "asking needs the lake, which this server's store does not have")
-        if self._asker is None:
-            try:
-                provider = provider_from_settings(self.app.settings)
-            except NoProvider as e:
-                raise ApiError(501, "not_configured", str(e)) from None
-            self._asker = Asker(self.app.settings, self.app.lake.engine, provider, self.app.runtime.clock, self.store)
-        return self._asker
+        with self._making:
+            if self._asker is None:
+                try:
+                    provider = provider_from_settings(self.app.settings)
+                except NoProvider as e:
+                    raise ApiError(501, "not_configured", str(e)) from None
+                self._asker = Asker(
+                    self.app.settings, self.app.lake.engine, provider, self.app.runtime.clock, self.store
+                )
+            return self._asker
 
     async def call(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._threads, fn)
@@ -139,11 +146,14 @@ async def ask(app: LoglakeApp, request: Request) -> Result:
     if body.run:
         require_scope(request.principal, app.router.exact["/query"]["POST"].scope or "read")
     asking.check_rate(request)
-    asker = asking.asker()
-    from loglake.ask.service import Question
+    owner = request.principal.name
 
-    question = Question(body.question, body.conversation_id, body.time_zone, request.principal.name)
-    answer = await _asked(asking, lambda: asker.ask(question))
+    def answer_it(asker: Any) -> dict[str, Any]:
+        from loglake.ask.service import Question
+
+        return asker.ask(Question(body.question, body.conversation_id, body.time_zone, owner))
+
+    answer = await _asked(asking, answer_it)
     asking.outcomes.inc(("cached" if answer["cached"] else "answered",))
     if body.run and answer["sql"] is not None:
         answer["result"] = await _run(app, answer["sql"])
@@ -153,23 +163,22 @@ async def ask(app: LoglakeApp, request: Request) -> Result:
 async def explain(app: LoglakeApp, request: Request) -> Result:
     body = _body(app, request, ExplainBody, '{"sql": "SELECT service, count(*) FROM logs GROUP BY ALL"}')
     app.asking.check_rate(request)
-    asker = app.asking.asker()
-    return Result(200, await _asked(app.asking, lambda: asker.explain_sql(body.sql)))
+    return Result(200, await _asked(app.asking, lambda asker: asker.explain_sql(body.sql)))
 
 
 async def rule(app: LoglakeApp, request: Request, conversation_id: str) -> Result:
-    # Imported here: rule files need pySigma, which Lambda's layer leaves out (aws/packaging.py).
-    from loglake.ask.rule_draft import RuleExists, write_rule
-
     body = _body(app, request, RuleBody, '{"confirm": true}', empty_ok=True)
     if body.confirm:
         require_scope(request.principal, RULE_WRITE_SCOPE)
-    asker = app.asking.asker()
-    draft = await _asked(app.asking, lambda: asker.draft_rule(conversation_id, request.principal.name))
+    owner = request.principal.name
+    draft = await _asked(app.asking, lambda asker: asker.draft_rule(conversation_id, owner))
     answer: dict[str, Any] = {**draft.to_dict(), "written": None}
     if body.confirm:
         if draft.problems:
             raise ApiError(409, "invalid_rule", "the drafted rule does not load: " + "; ".join(draft.problems))
+        # Imported here: rule files need pySigma, which Lambda's layer leaves out (aws/packaging.py).
+        from loglake.ask.rule_draft import RuleExists, write_rule
+
         try:
             path = await app.run_read(write_rule, draft, app.settings.rules_path)
         except RuleExists as e:
@@ -178,10 +187,10 @@ async def rule(app: LoglakeApp, request: Request, conversation_id: str) -> Resul
     return Result(200, answer)
 
 
-async def _asked(asking: Asking, fn: Callable[[], T]) -> T:
-    """Run `fn` on the ask threads, its errors as the API's."""
+async def _asked(asking: Asking, fn: Callable[[Any], T]) -> T:
+    """Run `fn` with the Asker on the ask threads, its errors as the API's."""
     try:
-        return await asking.call(fn)
+        return await asking.call(lambda: fn(asking.asker()))
     except AskError as e:
         asking.outcomes.inc(("invalid",))
         raise ApiError(400, "invalid_request", str(e)) from None
@@ -209,8 +218,15 @@ async def _asked(asking: Asking, fn: Callable[[], T]) -> T:
             f"the model's answers were refused {e.attempts} times; the last reason: {e.reason}. Rephrase the question",
             details,
         ) from None
-    except QueryError as e:
-        raise ApiError(400, e.code, e.message) from None
+    except (QueryError, QueryBusy) as e:  # QueryBusy: the estimate plans on the query connections, all busy
+        raise query_error(e) from None
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e):
+            raise
+        # Another process (a `loglake ask`) held ask.db's write lock past the busy timeout.
+        raise ApiError(
+            503, "busy", "ask.db is busy with another write; retry shortly", [], [(b"retry-after", b"1")]
+        ) from None
 
 
 async def _run(app: LoglakeApp, sql: str) -> dict[str, Any]:
@@ -218,12 +234,9 @@ async def _run(app: LoglakeApp, sql: str) -> dict[str, Any]:
     engine = app.lake.engine
     try:
         result = await app.run_query(lambda: engine.query(sql))
-    except QueryBusy as e:
-        app.metrics.queries.inc(("busy",))
-        raise ApiError(503, "busy", f"{e}; retry shortly", headers=[(b"retry-after", b"1")]) from None
-    except QueryError as e:
-        app.metrics.queries.inc((e.code,))
-        raise ApiError(400, e.code, e.message) from None
+    except (QueryError, QueryBusy) as e:
+        app.metrics.queries.inc((e.code if isinstance(e, QueryError) else "busy",))
+        raise query_error(e) from None
     app.metrics.queries.inc(("ok",))
     return result_to_dict(result)
 
