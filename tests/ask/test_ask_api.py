@@ -348,3 +348,14 @@ async def test_an_answer_becomes_a_rule_written_only_when_confirmed(
     rules = load_rules(ask_settings.rules_path)
     assert rules.problems == [] and [r.title for r in rules.rules] == ["How many errors"]
     assert written["written"] == str(ask_settings.rules_path / written["file"])
+
+
+async def test_a_question_about_alerts_reads_the_live_table_and_no_lake_file(
+    reader: httpx.AsyncClient, model_server: ModelServer
+) -> None:
+    model_server.say(sql_reply("SELECT title, status FROM alerts WHERE status = 'open'"), "It lists open alerts.")
+    body = (await reader.post("/ask", json={"question": "which alerts are open?", "run": True})).json()
+    assert body["tables"] == ["alerts"] and body["estimate"]["files"] == 0 and body["warnings"] == []
+    assert body["result"]["rows"] == []
+    explained = (await reader.post("/ask/explain", json={"sql": "SELECT count(*) FROM alerts, logs"})).json()
+    assert explained["tables"] == ["alerts", "logs"] and explained["estimate"]["tables"] == ["logs"]

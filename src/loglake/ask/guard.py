@@ -87,12 +87,11 @@ def check_sql(sql: str, tables: Collection[str], max_rows: int, implied: TimeRan
         raise Refusal("answer with exactly one SELECT statement")
     tree = statements[0]
     allowed = {t.lower() for t in tables}
-    ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
-    read = sorted({t.name.lower() for t in tree.find_all(exp.Table) if t.name} - ctes)
+    read = tables_of(tree)
     outside = [t for t in read if t not in allowed]
     if outside:
         raise Refusal(f"{outside[0]!r} is not a table here; the tables: {', '.join(sorted(allowed))}")
-    checked = CheckedSql("", [t for t in read if t in allowed])
+    checked = CheckedSql("", read)
     limit = tree.args.get("limit")
     if limit is None or _limit_of(limit) is None or _limit_of(limit) > max_rows:
         tree = tree.limit(max_rows)
@@ -108,6 +107,17 @@ def check_sql(sql: str, tables: Collection[str], max_rows: int, implied: TimeRan
             )
     checked.sql = _formatted(tree, sql, max_rows if checked.added_limit else None, tables)
     return checked
+
+
+def tables_of(tree: exp.Expression) -> list[str]:
+    """The tables a query reads (its own WITH names aside), by name, sorted."""
+    ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    return sorted({t.name.lower() for t in tree.find_all(exp.Table) if t.name} - ctes)
+
+
+def tables_read(sql: str) -> list[str]:
+    """The tables a query the sandbox accepted reads."""
+    return tables_of(sqlglot.parse_one(sql, read="duckdb"))
 
 
 def has_time_filter(tree: exp.Expression) -> bool:

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from loglake.ask.errors import MAX_QUESTION_CHARS, AnswerRefused, AskError, BudgetExhausted
 from loglake.ask.estimate import Estimate, Estimator
 from loglake.ask.footers import Footers
-from loglake.ask.guard import Refusal, check_sql, implied_range, read_answer
+from loglake.ask.guard import Refusal, check_sql, implied_range, read_answer, tables_read
 from loglake.ask.prompt import PromptBuilder
 from loglake.ask.providers import Completion, Message, Provider
 from loglake.ask.store import AskStore, Turn
@@ -97,7 +97,8 @@ class Asker:
             raise AskError(f"the SQL cannot run here: {e.message}") from None
         system = EXPLAIN_SYSTEM.format(dialect=self.prompts.dialect)
         completion = self._complete(system, [Message("user", sql)])
-        return {"sql": sql, "explanation": " ".join(completion.text.split()), **scanned}
+        explanation = " ".join(completion.text.split())
+        return {"sql": sql, "explanation": explanation, "tables": tables_read(sql), **scanned}
 
     def draft_rule(self, conversation_id: str, owner: str) -> RuleDraft:
         """A rule from the conversation's last answer with SQL."""
@@ -208,7 +209,6 @@ def _scanned(estimate: Estimate | None, sql_warnings: list[str]) -> dict[str, An
         return {"time_range": None, "estimate": None, "warnings": []}
     scanned = estimate.to_dict()
     return {
-        "tables": estimate.tables,
         "time_range": {"since": scanned["since"], "until": scanned["until"]},
         "estimate": scanned,
         "warnings": [*sql_warnings, *estimate.warnings],
