@@ -67,18 +67,18 @@ class Asking:
         self.outcomes = Counter("loglake_ask_questions_total", "Questions asked, by outcome.", ("outcome",))
         self._threads = ThreadPoolExecutor(max_workers=ASK_THREADS, thread_name_prefix="loglake-ask")
         self._asker: Any = None  # the Asker, made on first use (it loads the models' clients and sqlglot)
-        self._making = threading.Lock()
+        self._making = threading.RLock()  # the Asker and the store, each made once
         self._store: AskStore | None = None
 
     @property
     def store(self) -> AskStore:
         """The data dir's ask.db (usage is counted there by the CLI too), opened on first use."""
-        if self._store is None:
-            settings = self.app.settings
-            self._store = AskStore(
-                settings.data_dir, self.app.runtime.clock, settings.llm_conversation_hours * 3_600_000
-            )
-        return self._store
+        with self._making:
+            if self._store is None:
+                settings = self.app.settings
+                hours = settings.llm_conversation_hours
+                self._store = AskStore(settings.data_dir, self.app.runtime.clock, hours * 3_600_000)
+            return self._store
 
     def asker(self) -> Any:
         """The Asker, made on the first question (on an ask thread: it imports the models' clients)."""
