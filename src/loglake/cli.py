@@ -14,6 +14,7 @@ import click
 from loglake import __version__
 from loglake.cli_alerts import COMMANDS as ALERTS_COMMANDS
 from loglake.cli_amplify import COMMANDS as AMPLIFY_COMMANDS
+from loglake.cli_ask import COMMANDS as ASK_COMMANDS
 from loglake.cli_aws import COMMANDS as AWS_COMMANDS
 from loglake.cli_lake import COMMANDS as LAKE_COMMANDS
 from loglake.cli_options import (
@@ -26,13 +27,14 @@ from loglake.cli_options import (
     print_record_json,
     print_record_row,
     printable,
+    settings_options,
     url_option,
 )
 from loglake.cli_rules import COMMANDS as RULES_COMMANDS
 from loglake.cli_send import COMMANDS as SEND_COMMANDS
 from loglake.cli_tail import COMMANDS as TAIL_COMMANDS
 from loglake.client import ClientError, LoglakeClient
-from loglake.config import ConfigError, env_name, load_settings, option_fields
+from loglake.config import ConfigError, env_name, load_settings
 from loglake.keys import SCOPES, ApiKey, KeyStore, KeyStoreError, parse_scopes
 from loglake.model import MAX_PAGE_LIMIT
 
@@ -49,28 +51,6 @@ def main() -> None:
 # -- serve -------------------------------------------------------------------------------------
 
 
-def _settings_options(command: Any) -> Any:
-    """One --option per Settings field, each also read from LOGLAKE_<NAME> and the TOML file."""
-    for f in reversed(option_fields()):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata['help']} [env {env_name(f.name)}; default {_show_default(f.default)}]"
-        if f.type == "bool":
-            decl = [f"{flag}/--no-{f.name.replace('_', '-')}", f.name]
-            command = click.option(*decl, default=None, help=help_text)(command)
-        else:
-            kind = {"int": int, "float": float}.get(f.type, str)
-            choices = f.metadata.get("choices")
-            param_type = click.Choice(choices) if choices else kind
-            command = click.option(flag, f.name, type=param_type, default=None, help=help_text)(command)
-    return command
-
-
-def _show_default(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return str(value) if value not in ("", None) else "none"
-
-
 @main.command(context_settings=CONTEXT)
 @click.option(
     "--config",
@@ -79,7 +59,7 @@ def _show_default(value: Any) -> str:
     default=None,
     help=f"TOML file with any of these settings (top level or a [loglake] table) [env {env_name('config')}].",
 )
-@_settings_options
+@settings_options()
 def serve(config_file: Path | None, **options: Any) -> None:
     """Run the HTTP server. Precedence: these flags, then LOGLAKE_* variables, then the --config file."""
     from loglake.server import serve as run_server
@@ -348,5 +328,6 @@ for _command in [
     *ALERTS_COMMANDS,
     *AWS_COMMANDS,
     *TAIL_COMMANDS,
+    *ASK_COMMANDS,
 ]:
     main.add_command(_command)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from loglake.config import Settings, env_name
+from loglake.config import Settings, env_name, option_fields
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 SEVERITY_COLOURS = {"debug": "bright_black", "info": None, "warning": "yellow", "error": "red", "critical": "magenta"}
@@ -89,3 +91,30 @@ def print_columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(c) for c in column) for column in zip(*cells, strict=True)]
     for row in cells:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def settings_options(prefix: str = "") -> Callable[[Any], Any]:
+    """A decorator adding one --option per Settings field (those whose name starts with `prefix`), each
+    also read from LOGLAKE_<NAME> and the TOML file."""
+
+    def decorate(command: Any) -> Any:
+        for f in reversed([f for f in option_fields() if f.name.startswith(prefix)]):
+            flag = "--" + f.name.replace("_", "-")
+            help_text = f"{f.metadata['help']} [env {env_name(f.name)}; default {_show_default(f.default)}]"
+            if f.type == "bool":
+                decl = [f"{flag}/--no-{f.name.replace('_', '-')}", f.name]
+                command = click.option(*decl, default=None, help=help_text)(command)
+            else:
+                kind = {"int": int, "float": float}.get(f.type, str)
+                choices = f.metadata.get("choices")
+                param_type = click.Choice(choices) if choices else kind
+                command = click.option(flag, f.name, type=param_type, default=None, help=help_text)(command)
+        return command
+
+    return decorate
+
+
+def _show_default(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value) if value not in ("", None) else "none"

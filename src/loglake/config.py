@@ -88,6 +88,25 @@ class Settings:
     )
     rules_catch_up_hours: int = _opt(24, "...and none that ended more than this many hours ago.")
     rules_failing_after: int = _opt(3, "A rule that fails this many runs in a row raises an alert of its own.")
+    # -- asking in plain language (loglake.ask)
+    llm_provider: str = _opt(
+        "",
+        "Language model behind `ask`: openai (any chat-completions server), anthropic, bedrock; empty = off.",
+        choices=("", "openai", "anthropic", "bedrock"),
+    )
+    llm_endpoint: str = _opt(
+        "",
+        "Base URL of the model's API (openai: POST {endpoint}/chat/completions; anthropic: POST "
+        "{endpoint}/v1/messages; bedrock: the bedrock-runtime endpoint URL); empty = the provider's own.",
+    )
+    llm_model: str = _opt("", "Model name or id the provider is asked for.")
+    llm_api_key: str = _opt("", "The model API's key BY REFERENCE: env:NAME, file:PATH or secretsmanager:ID.")
+    llm_timeout_seconds: float = _opt(60.0, "Longest wait for one answer of the model.")
+    llm_daily_tokens: int = _opt(1_000_000, "Tokens (in + out) the provider may use per UTC day; 0 = no budget.")
+    llm_rate_per_minute: float = _opt(10.0, "Questions per minute per API key (POST /ask).")
+    llm_input_price: float = _opt(0.0, "Price of a million input tokens, in USD (for the cost in /metrics).")
+    llm_output_price: float = _opt(0.0, "Price of a million output tokens, in USD.")
+    llm_conversation_hours: int = _opt(168, "Conversations (and cached answers' history) expire after this long.")
     # -- Amplify access logs
     amplify_config: str = _opt(
         "", "JSON configuration of the Amplify access-log collector; set, the server collects on its schedule."
@@ -150,6 +169,7 @@ class Settings:
             "compact_target_mb",
         )
         positive += ("rules_catch_up_windows", "rules_catch_up_hours", "rules_failing_after")
+        positive += ("llm_timeout_seconds", "llm_rate_per_minute", "llm_conversation_hours")
         query = ("query_timeout_seconds", "query_max_rows", "query_concurrency", "query_memory_mb", "query_threads")
         for name in (*positive, *query, "query_max_response_mb"):
             if not getattr(self, name) > 0:
@@ -167,9 +187,30 @@ class Settings:
             parse_origins(self.cors_allow_origins)
         except ValueError as e:
             found.append(f"cors_allow_origins: {e}")
+        found.extend(llm_problems(self))
         if (self.lake_prefix or self.lake_endpoint) and not self.lake_bucket:
             found.append("lake_prefix and lake_endpoint need lake_bucket (the S3 bucket of the lake)")
         return found
+
+
+LLM_KEY_REFERENCES = ("env:", "file:", "secretsmanager:")
+
+
+def llm_problems(settings: Settings) -> list[str]:
+    """What stops the configured model from working (the key's value never appears: only its reference)."""
+    found = []
+    for name in ("llm_daily_tokens", "llm_input_price", "llm_output_price"):
+        if getattr(settings, name) < 0:
+            found.append(f"{name} must be 0 or positive, got {getattr(settings, name)}")
+    key = settings.llm_api_key
+    if key and not key.startswith(LLM_KEY_REFERENCES):
+        found.append(
+            "llm_api_key takes a reference to the key, not the key itself: env:NAME (an environment variable), "
+            "file:PATH or secretsmanager:ID"
+        )
+    if settings.llm_provider and not settings.llm_model:
+        found.append("llm_provider needs llm_model (the model's name)")
+    return found
 
 
 def option_fields() -> list[Any]:

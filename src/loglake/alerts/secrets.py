@@ -54,6 +54,18 @@ class SecretRef(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_de
         return f"{{secretsmanager: {self.secretsmanager}}}"
 
 
+def reference_of(text: str) -> SecretRef:
+    """A reference written as one setting's text (`env:NAME`, `file:PATH`, `secretsmanager:ID`: how
+    flags and environment variables name a secret); ValueError for anything else."""
+    kind, _, where = text.partition(":")
+    if kind not in ("env", "file", "secretsmanager") or not where:
+        raise ValueError("a secret is given by reference: env:NAME, file:PATH or secretsmanager:ID")
+    try:
+        return msgspec.convert({kind: where}, SecretRef)
+    except msgspec.ValidationError as e:
+        raise ValueError(f"{kind}:{where}: {e}") from None
+
+
 # A setting that may be written in the file (a user name, a public URL) or by reference (a webhook URL
 # that is itself the credential, as Slack's and Teams' are).
 TextOrSecret = str | SecretRef

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from loglake.amplify.collector import RunReport
-from loglake.api import alert_routes, delivery_routes, openapi, routes, session_routes, tail_routes
+from loglake.api import alert_routes, ask_routes, delivery_routes, openapi, routes, session_routes, tail_routes
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
 from loglake.api.cors import preflight_headers
@@ -81,6 +81,9 @@ ROUTES = [
     Route("POST", "/alerts/{alertId}/resolve", alert_routes.resolve, "alerts", reads_body=True),
     # An exact path: the router tries exact paths before `/alerts/{id}` templates, so it is never taken for an id.
     Route("GET", delivery_routes.PATH, delivery_routes.list_deliveries, "read"),
+    Route("POST", "/ask", ask_routes.ask, "read", reads_body=True),
+    Route("POST", "/ask/explain", ask_routes.explain, "read", reads_body=True),
+    Route("POST", "/ask/{conversationId}/rule", ask_routes.rule, "read", reads_body=True),
     Route("GET", "/healthz", routes.healthz, None),
     Route("GET", "/metrics", routes.metrics, "read"),
     Route("GET", "/openapi.json", openapi.spec, None),
@@ -176,6 +179,7 @@ class LoglakeApp:
         # Users' SQL runs on its own threads, so long queries never queue the API's reads behind them.
         self._queries = ThreadPoolExecutor(max_workers=settings.query_concurrency, thread_name_prefix="loglake-sql")
         self._queries_running = 0
+        self.asking = ask_routes.Asking(self)
 
     @property
     def keystore(self) -> KeyStore:
@@ -270,6 +274,7 @@ class LoglakeApp:
         self._queries.shutdown(wait=True)
         if self.tails is not None:
             self.tails.shutdown()
+        self.asking.close()
         self.runtime.close()
         self.sessions.close()
         self.access_log.close()

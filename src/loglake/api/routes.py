@@ -234,12 +234,12 @@ def client_errors(fn: Any) -> Any:
             problems = [p.as_dict() | {"index": None} for p in e.problems]
             raise ApiError(400, "invalid_query", str(e), problems) from None
         except (QueryError, QueryBusy) as e:
-            raise _query_error(e) from None
+            raise query_error(e) from None
 
     return run
 
 
-def _query_error(error: QueryError | QueryBusy) -> ApiError:
+def query_error(error: QueryError | QueryBusy) -> ApiError:
     if isinstance(error, QueryBusy):
         return ApiError(503, "busy", f"{error}; retry shortly", headers=[(b"retry-after", b"1")])
     return ApiError(400, error.code, error.message)
@@ -258,7 +258,7 @@ async def query(app: LoglakeApp, request: Request) -> Result:
         result = await app.run_query(lambda: engine.query(**wanted.options()))
     except (QueryError, QueryBusy) as e:
         app.metrics.queries.inc((e.code if isinstance(e, QueryError) else "busy",))
-        raise _query_error(e) from None
+        raise query_error(e) from None
     app.metrics.queries.inc(("ok",))
     return Result(200, result_to_dict(result))
 
@@ -304,7 +304,7 @@ async def amplify_reports(app: LoglakeApp, request: Request) -> Result:
     except UnknownReport as e:
         raise ApiError(400, "unknown_report", str(e)) from None
     except (QueryError, QueryBusy) as e:
-        raise _query_error(e) from None
+        raise query_error(e) from None
     return Result(
         200,
         {"app": params["app"], "since": format_datetime(since), "until": format_datetime(until), "reports": reports},
@@ -390,9 +390,10 @@ def _may_read(app: LoglakeApp, request: Request) -> bool:
 async def metrics(app: LoglakeApp, request: Request) -> Result:
     lake = await app.run_read(app.lake.state) if app.lake is not None else None
     deliveries = await app.run_read(delivery_lines, app.runtime.delivery)
+    asking = await app.run_read(app.asking.metric_lines)
     return Result(
         200,
-        app.metrics.render(lake, app.access_log.dropped) + deliveries,
+        app.metrics.render(lake, app.access_log.dropped) + deliveries + asking,
         ((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),),
     )
 

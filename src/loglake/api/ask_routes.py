@@ -1,0 +1,344 @@
+"""The ask routes: POST /ask, POST /ask/explain and POST /ask/{conversation}/rule over loglake.ask.
+
+A question waits on a model for seconds: on threads of its own, so it never holds the API's read or
+query threads. Each key has its own rate of questions (llm_rate_per_minute); running an answer's SQL
+goes through the query threads and the engine exactly as POST /query does, with its scope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import msgspec
+
+from loglake.api.auth import require_scope
+from loglake.api.http import ApiError, Request, decode_content
+from loglake.api.metrics import Counter
+from loglake.api.ratelimit import RateLimiter
+from loglake.api.routes import Result, json_body, query_error
+from loglake.ask.errors import (
+    MAX_QUESTION_CHARS,
+    AnswerRefused,
+    AskError,
+    BudgetExhausted,
+    NoProvider,
+    ProviderError,
+)
+from loglake.ask.store import ASK_DB, AskStore, NoSuchConversation
+from loglake.lake.query_answers import QueryBusy, result_to_dict
+from loglake.lake.sql_guard import QueryError
+
+if TYPE_CHECKING:
+    from loglake.api.app import LoglakeApp
+
+T = TypeVar("T")
+ASK_THREADS = 2
+RULE_WRITE_SCOPE = "admin"  # writing into the rules folder changes what the server detects
+
+
+class AskBody(msgspec.Struct, forbid_unknown_fields=True):
+    question: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_QUESTION_CHARS)]
+    conversation_id: str | None = None
+    run: bool = False
+    time_zone: str = "UTC"
+
+
+class ExplainBody(msgspec.Struct, forbid_unknown_fields=True):
+    sql: Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class RuleBody(msgspec.Struct, forbid_unknown_fields=True):
+    confirm: bool = False
+
+
+class Asking:
+    """What the ask routes keep: the Asker (made on first use, from the settings), the per-key rate
+    limits and the threads questions wait on."""
+
+    def __init__(self, app: LoglakeApp) -> None:
+        self.app = app
+        per_minute = app.settings.llm_rate_per_minute
+        self.limiter = RateLimiter(per_minute / 60, max(1, int(per_minute)))
+        self.outcomes = Counter("loglake_ask_questions_total", "Questions asked, by outcome.", ("outcome",))
+        self._threads = ThreadPoolExecutor(max_workers=ASK_THREADS, thread_name_prefix="loglake-ask")
+        self._asker: Any = None  # the Asker, made on first use (it loads the models' clients and sqlglot)
+        self._making = threading.RLock()  # the Asker and the store, each made once
+        self._store: AskStore | None = None
+
+    @property
+    def store(self) -> AskStore:
+        """The data dir's ask.db (usage is counted there by the CLI too), opened on first use."""
+        with self._making:
+            if self._store is None:
+                settings = self.app.settings
+                hours = settings.llm_conversation_hours
+                self._store = AskStore(settings.data_dir, self.app.runtime.clock, hours * 3_600_000)
+            return self._store
+
+    def asker(self) -> Any:
+        """The Asker, made on the first question (on an ask thread: it imports the models' clients)."""
+        from loglake.ask.providers import provider_from_settings
+        from loglake.ask.service import Asker
+
+        if self.app.lake is None:
+            raise ApiError(501, "not_available", "asking needs the lake, which this server's store does not have")
+        with self._making:
+            if self._asker is None:
+                try:
+                    provider = provider_from_settings(self.app.settings)
+                except NoProvider as e:
+                    raise ApiError(501, "not_configured", str(e)) from None
+                self._asker = Asker(
+                    self.app.settings, self.app.lake.engine, provider, self.app.runtime.clock, self.store
+                )
+            return self._asker
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, fn)
+
+    def check_rate(self, request: Request) -> None:
+        name = request.principal.name
+        wait = self.limiter.check(name)
+        if wait:
+            retry = str(max(1, int(wait + 0.999)))
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"key {name!r} asked more than {self.app.settings.llm_rate_per_minute:g} questions a minute "
+                f"(llm_rate_per_minute); retry after {retry} s",
+                headers=[(b"retry-after", retry.encode())],
+            )
+
+    def metric_lines(self) -> bytes:
+        """Questions by outcome, and each provider's requests, tokens and estimated cost (all processes)."""
+        settings = self.app.settings
+        requests = Counter(
+            "loglake_llm_requests_total",
+            "Answered calls of the language model, by provider (failed ones: loglake_ask_questions_total).",
+            ("provider",),
+        )
+        tokens = Counter("loglake_llm_tokens_total", "Tokens used, by provider and direction.", ("provider", "kind"))
+        cost = Counter("loglake_llm_cost_usd_total", "Estimated cost of the tokens used, in USD.", ("provider",))
+        kept = self._store is not None or (settings.data_dir / ASK_DB).exists()  # no file made for a scrape
+        for use in self.store.usage() if kept and self.app.lake is not None else ():
+            requests.inc((use.provider,), use.requests)
+            tokens.inc((use.provider, "input"), use.input_tokens)
+            tokens.inc((use.provider, "output"), use.output_tokens)
+            spent = use.input_tokens * settings.llm_input_price + use.output_tokens * settings.llm_output_price
+            cost.inc((use.provider,), spent / 1e6)
+        lines: Iterable[str] = (*self.outcomes.render(), *requests.render(), *tokens.render(), *cost.render())
+        return ("\n".join(lines) + "\n").encode()
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=True)
+        if self._store is not None:
+            self._store.close()
+
+
+async def ask(app: LoglakeApp, request: Request) -> Result:
+    body = _body(app, request, AskBody, '{"question": "how many errors did the api service log today?"}')
+    asking = app.asking
+    if body.run:
+        require_scope(request.principal, app.router.exact["/query"]["POST"].scope or "read")
+    asking.check_rate(request)
+    owner = request.principal.name
+
+    def answer_it(asker: Any) -> dict[str, Any]:
+        from loglake.ask.service import Question
+
+        return asker.ask(Question(body.question, body.conversation_id, body.time_zone, owner))
+
+    answer = await _asked(asking, answer_it)
+    asking.outcomes.inc(("cached" if answer["cached"] else "answered",))
+    if body.run and answer["sql"] is not None:
+        answer["result"] = await _run(app, answer["sql"])
+    return Result(200, answer)
+
+
+async def explain(app: LoglakeApp, request: Request) -> Result:
+    body = _body(app, request, ExplainBody, '{"sql": "SELECT service, count(*) FROM logs GROUP BY ALL"}')
+    app.asking.check_rate(request)
+    return Result(200, await _asked(app.asking, lambda asker: asker.explain_sql(body.sql)))
+
+
+async def rule(app: LoglakeApp, request: Request, conversation_id: str) -> Result:
+    body = _body(app, request, RuleBody, '{"confirm": true}', empty_ok=True)
+    if body.confirm:
+        require_scope(request.principal, RULE_WRITE_SCOPE)
+    owner = request.principal.name
+    draft = await _asked(app.asking, lambda asker: asker.draft_rule(conversation_id, owner))
+    answer: dict[str, Any] = {**draft.to_dict(), "written": None}
+    if body.confirm:
+        if draft.problems:
+            raise ApiError(409, "invalid_rule", "the drafted rule does not load: " + "; ".join(draft.problems))
+        # Imported here: rule files need pySigma, which Lambda's layer leaves out (aws/packaging.py).
+        from loglake.ask.rule_draft import RuleExists, write_rule
+
+        try:
+            path = await app.run_read(write_rule, draft, app.settings.rules_path)
+        except RuleExists as e:
+            raise ApiError(409, "rule_exists", f"{e}; draft again for a new file name") from None
+        answer["written"] = str(path)
+    return Result(200, answer)
+
+
+async def _asked(asking: Asking, fn: Callable[[Any], T]) -> T:
+    """Run `fn` with the Asker on the ask threads, its errors as the API's."""
+    try:
+        return await asking.call(lambda: fn(asking.asker()))
+    except AskError as e:
+        asking.outcomes.inc(("invalid",))
+        raise ApiError(400, "invalid_request", str(e)) from None
+    except NoSuchConversation as e:
+        raise ApiError(
+            404, "not_found", f"no conversation {e} of this key (they expire); leave conversation_id out to start one"
+        ) from None
+    except BudgetExhausted as e:
+        asking.outcomes.inc(("budget",))
+        raise ApiError(
+            429, "token_budget_spent", str(e), headers=[(b"retry-after", str(e.retry_after_s).encode())]
+        ) from None
+    except ProviderError as e:
+        asking.outcomes.inc(("provider_error",))
+        headers = [(b"retry-after", b"5")] if e.status == 503 else []
+        raise ApiError(
+            e.status, "model_unavailable" if e.status == 503 else "model_error", e.message, headers=headers
+        ) from None
+    except AnswerRefused as e:
+        asking.outcomes.inc(("refused",))
+        details = [{"field": "sql", "reason": e.sql}] if e.sql else []
+        raise ApiError(
+            502,
+            "model_answer_refused",
+            f"the model's answers were refused {e.attempts} times; the last reason: {e.reason}. Rephrase the question",
+            details,
+        ) from None
+    except (QueryError, QueryBusy) as e:  # QueryBusy: the estimate plans on the query connections, all busy
+        raise query_error(e) from None
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e):
+            raise
+        # Another process (a `loglake ask`) held ask.db's write lock past the busy timeout.
+        raise ApiError(
+            503, "busy", "ask.db is busy with another write; retry shortly", [], [(b"retry-after", b"1")]
+        ) from None
+
+
+async def _run(app: LoglakeApp, sql: str) -> dict[str, Any]:
+    """The answer's SQL through the engine and the query threads, as POST /query runs a query."""
+    engine = app.lake.engine
+    try:
+        result = await app.run_query(lambda: engine.query(sql))
+    except (QueryError, QueryBusy) as e:
+        app.metrics.queries.inc((e.code if isinstance(e, QueryError) else "busy",))
+        raise query_error(e) from None
+    app.metrics.queries.inc(("ok",))
+    return result_to_dict(result)
+
+
+def _body(app: LoglakeApp, request: Request, kind: type[T], example: str, empty_ok: bool = False) -> T:
+    if empty_ok and not decode_content(request, request.body, app.settings.max_body_bytes).strip():
+        return msgspec.convert({}, kind)
+    try:
+        return msgspec.convert(json_body(app, request, example), kind)
+    except msgspec.ValidationError as e:
+        raise ApiError(400, "invalid_request", f"{e}; send e.g. {example}") from None
+
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _answer(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
+
+
+def _request(schema: dict) -> dict:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+_MODEL_ERRORS = {
+    "429": _error("Rate limited (llm_rate_per_minute per key) or today's token budget spent; see Retry-After"),
+    "501": _error("No language model configured (llm_provider), or no lake"),
+    "502": _error("The model answered with an error, or its answers were refused (model_answer_refused)"),
+    "503": _error("The model did not answer in time, was unreachable or overloaded; see Retry-After"),
+}
+
+OPENAPI_PATHS = {
+    "/ask": {
+        "post": {
+            "summary": "A question in plain language as checked SQL, with what it would scan (read scope)",
+            "description": "The answer holds the SQL (one SELECT the POST /query sandbox accepts, with a LIMIT, "
+            "and the question's time range when it names one), an explanation, the tables and time range it reads, "
+            "the estimate (lake files and bytes scanned after partition and row-group pruning) and warnings. "
+            "Nothing runs unless `run` is true; then the rows come as POST /query's answer, under `result`, "
+            "with the scope and limits of POST /query. `conversation_id` continues a conversation of the same key.",
+            "requestBody": _request(
+                {
+                    "type": "object",
+                    "required": ["question"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "question": {"type": "string", "minLength": 1, "maxLength": MAX_QUESTION_CHARS},
+                        "conversation_id": {"type": ["string", "null"]},
+                        "run": {"type": "boolean", "default": False},
+                        "time_zone": {"type": "string", "default": "UTC", "example": "Europe/Berlin"},
+                    },
+                }
+            ),
+            "responses": {
+                "200": _answer("sql, explanation, tables, time_range, estimate, warnings, conversation_id[, result]"),
+                "404": _error("No such conversation of this key (they expire)"),
+                **_MODEL_ERRORS,
+            },
+        }
+    },
+    "/ask/explain": {
+        "post": {
+            "summary": "An SQL query explained in plain language, with what it would scan (read scope)",
+            "requestBody": _request(
+                {
+                    "type": "object",
+                    "required": ["sql"],
+                    "additionalProperties": False,
+                    "properties": {"sql": {"type": "string"}},
+                }
+            ),
+            "responses": {"200": _answer("sql, explanation, tables, time_range, estimate, warnings"), **_MODEL_ERRORS},
+        }
+    },
+    "/ask/{conversationId}/rule": {
+        "post": {
+            "summary": "The conversation's last answer drafted as a SQL detection rule; written with confirm (admin)",
+            "description": "Without a body or with confirm false, the draft (YAML, validated by the rules loader). "
+            "With confirm true (admin scope), the draft is written into the rules folder.",
+            "parameters": [{"name": "conversationId", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {"confirm": {"type": "boolean", "default": False}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _answer("file, yaml, valid, problems, written (the path, once written)"),
+                "404": _error("No such conversation of this key"),
+                "409": _error("The draft does not load, or its file exists already"),
+                "501": _MODEL_ERRORS["501"],
+            },
+        }
+    },
+}

@@ -1,0 +1,207 @@
+"""The model's answer is never trusted: its SQL must be exactly one SELECT over the tables users may
+read, checked twice, by the sandbox of POST /query (DuckDB's own parse: statement kind, tables, table
+functions, denied functions) and by sqlglot's parse (one query expression, its tables). It then gets
+a LIMIT when it has none (or a larger one than the server returns), and a time range when the question
+names one and the SQL filters on no time (or a warning where it cannot be added safely).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlglot
+from sqlglot import exp
+
+from loglake.lake.sql_guard import QueryError, check_select
+from loglake.lake.tables import TABLES
+
+MAX_EXPLANATION_CHARS = 600
+_FENCE = re.compile(r"```[ \t]*([A-Za-z]*)[ \t]*\n?(.*?)(?:```|\Z)", re.DOTALL)
+# An answer without a fence that starts like a statement is taken as SQL (and refused if it is not a SELECT).
+_BARE_SQL = re.compile(
+    r"^\s*(SELECT|WITH|FROM|VALUES|COPY|DROP|INSERT|UPDATE|DELETE|CREATE|ALTER|ATTACH|DETACH|INSTALL|LOAD|PRAGMA|"
+    r"SET|RESET|CALL|EXPORT|IMPORT|VACUUM|CHECKPOINT|TRUNCATE|SUMMARIZE|DESCRIBE|SHOW|USE)\b",
+    re.IGNORECASE,
+)
+TIME_COLUMNS = ("timestamp", "date")
+
+
+class Refusal(Exception):
+    """The answer cannot run; the message says why (it is fed back to the model, then to the user)."""
+
+
+@dataclass(frozen=True)
+class ModelAnswer:
+    sql: str | None  # None: the model answered without SQL (it says why in `text`)
+    explanation: str
+
+
+@dataclass
+class CheckedSql:
+    sql: str  # formatted, with what the guard added
+    tables: list[str]
+    added_limit: bool = False
+    added_time_range: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    since_ms: int
+    until_ms: int
+    phrase: str  # the question's words that named it
+
+
+def read_answer(text: str) -> ModelAnswer:
+    """The SQL of a model's answer (one fenced block, or a bare SELECT) and its explanation."""
+    blocks = [(lang.lower(), body.strip()) for lang, body in _FENCE.findall(text)]
+    code = [body for lang, body in blocks if lang in ("", "sql", "duckdb", "postgresql") and body]
+    if len(code) > 1:
+        raise Refusal(f"the answer holds {len(code)} SQL blocks; answer with exactly one SELECT in one ```sql block")
+    outside = _FENCE.sub(" ", text)
+    if code:
+        sql = code[0]
+    elif _BARE_SQL.match(text) and not blocks:
+        sql, outside = text.strip(), ""
+    else:
+        return ModelAnswer(None, _short(text))
+    return ModelAnswer(sql.strip().rstrip(";").strip(), _short(outside))
+
+
+def check_sql(sql: str, tables: Collection[str], max_rows: int, implied: TimeRange | None = None) -> CheckedSql:
+    """`sql` as it may run: Refusal with the reason when it may not."""
+    try:
+        check_select(sql, tables)
+    except QueryError as e:
+        raise Refusal(e.message) from None
+    try:
+        parsed = sqlglot.parse(sql, read="duckdb")
+    except sqlglot.errors.ParseError as e:
+        raise Refusal(f"the SQL does not parse: {str(e).splitlines()[0]}") from None
+    statements = [p for p in parsed if p is not None]
+    if len(statements) != 1 or not isinstance(statements[0], exp.Query):
+        raise Refusal("answer with exactly one SELECT statement")
+    tree = statements[0]
+    allowed = {t.lower() for t in tables}
+    read = tables_of(tree)
+    outside = [t for t in read if t not in allowed]
+    if outside:
+        raise Refusal(f"{outside[0]!r} is not a table here; the tables: {', '.join(sorted(allowed))}")
+    checked = CheckedSql("", read)
+    limit = tree.args.get("limit")
+    if limit is None or _limit_of(limit) is None or _limit_of(limit) > max_rows:
+        tree = tree.limit(max_rows)
+        checked.added_limit = True
+    if implied is not None and not has_time_filter(tree):
+        if _addable(tree):
+            tree = _with_time_range(tree, implied)
+            checked.added_time_range = True
+        else:
+            checked.warnings.append(
+                f"the question says {implied.phrase!r} but the SQL filters on no time, and loglake could not add "
+                "the range to it: it reads every day"
+            )
+    checked.sql = _formatted(tree, sql, max_rows if checked.added_limit else None, tables)
+    return checked
+
+
+def tables_of(tree: exp.Expression) -> list[str]:
+    """The tables a query reads (its own WITH names aside), by name, sorted."""
+    ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    return sorted({t.name.lower() for t in tree.find_all(exp.Table) if t.name} - ctes)
+
+
+def tables_read(sql: str) -> list[str]:
+    """The tables a query the sandbox accepted reads."""
+    return tables_of(sqlglot.parse_one(sql, read="duckdb"))
+
+
+def has_time_filter(tree: exp.Expression) -> bool:
+    return any(c.name in TIME_COLUMNS for w in tree.find_all(exp.Where) for c in w.find_all(exp.Column))
+
+
+def _limit_of(limit: exp.Expression) -> int | None:
+    value = limit.args.get("expression")
+    return int(value.name) if isinstance(value, exp.Literal) and value.name.isdigit() else None
+
+
+def _addable(tree: exp.Query) -> bool:
+    """A plain SELECT from one lake table (no join, no set operation): a range ANDed to its WHERE
+    means what the question said."""
+    if not isinstance(tree, exp.Select) or tree.args.get("joins"):
+        return False
+    source = tree.args.get("from_")
+    table = source.this if source is not None else None
+    return isinstance(table, exp.Table) and table.name.lower() in TABLES and not table.args.get("db")
+
+
+def _with_time_range(tree: exp.Select, implied: TimeRange) -> exp.Select:
+    table = tree.args["from_"].this
+    name = table.alias_or_name
+    since, until = (datetime.fromtimestamp(ms / 1000, UTC) for ms in (implied.since_ms, implied.until_ms))
+    last_day = (until - timedelta(milliseconds=1)).date()
+    condition = (
+        f'"{name}"."timestamp" >= TIMESTAMP \'{since:%Y-%m-%d %H:%M:%S}\' AND '
+        f'"{name}"."timestamp" < TIMESTAMP \'{until:%Y-%m-%d %H:%M:%S}\' AND '
+        f"\"{name}\".\"date\" BETWEEN DATE '{since.date()}' AND DATE '{last_day}'"
+    )
+    return tree.where(condition, dialect="duckdb")
+
+
+def _formatted(tree: exp.Query, original: str, limit: int | None, tables: Collection[str]) -> str:
+    """The tree as DuckDB SQL, pretty; where sqlglot's rendering is not SQL DuckDB reads as safe
+    (a construct it renders differently), the original with the limit wrapped around it."""
+    text = tree.sql(dialect="duckdb", pretty=True)
+    try:
+        check_select(text, tables)
+        return text
+    except QueryError:
+        return f"SELECT * FROM (\n{original}\n) LIMIT {limit}" if limit is not None else original
+
+
+# -- the time a question names -----------------------------------------------------------------
+
+_UNITS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
+_LAST_N = re.compile(r"\b(?:last|past|previous)\s+(\d+|an?|one)?\s*(minute|hour|day|week)s?\b", re.IGNORECASE)
+_NAMED = re.compile(r"\b(today|yesterday|this week|last week|this month)\b", re.IGNORECASE)
+
+
+def implied_range(question: str, now_ms: int, time_zone: str) -> TimeRange | None:
+    """The time range a question names ("today", "last 3 hours", "this week"), in the user's zone."""
+    now = datetime.fromtimestamp(now_ms / 1000, ZoneInfo(time_zone))
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    found = _NAMED.search(question)
+    if found:
+        word = found.group(1).lower()
+        since, until = {
+            "today": (midnight, now),
+            "yesterday": (midnight - timedelta(days=1), midnight),
+            "this week": (midnight - timedelta(days=now.weekday()), now),
+            "last week": (midnight - timedelta(days=now.weekday() + 7), midnight - timedelta(days=now.weekday())),
+            "this month": (midnight.replace(day=1), now),
+        }[word]
+        return TimeRange(_ms(since), _ms(until) if until != now else _next_second(now_ms), found.group(0))
+    found = _LAST_N.search(question)
+    if found:
+        count = found.group(1) or "1"
+        n = 1 if count.lower() in ("a", "an", "one") else int(count)
+        return TimeRange(now_ms - n * _UNITS[found.group(2).lower()] * 1000, _next_second(now_ms), found.group(0))
+    return None
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_EXPLANATION_CHARS else text[: MAX_EXPLANATION_CHARS - 1] + "…"
+
+
+def _next_second(ms: int) -> int:
+    """The end of a range that ends now, as SQL's second-precision literals write it."""
+    return (ms // 1000 + 1) * 1000

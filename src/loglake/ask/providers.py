@@ -1,0 +1,214 @@
+"""The language models `ask` can use, behind one small interface: a system prompt and a conversation
+in, one text answer and its token counts out.
+
+Three wire formats cover the field: OpenAI's chat completions (OpenAI, Azure OpenAI, vLLM, Ollama,
+llama.cpp, LM Studio all serve it), Anthropic's Messages API, and Amazon Bedrock's Converse API
+(through boto3, so AWS credentials and regions work as everywhere else). A provider never retries:
+the caller's user is waiting, and a failed answer is reported as 502 (the API answered, badly) or
+503 (it did not answer in time, or is overloaded), with a message that names the provider and never
+its key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from loglake.alerts.secrets import SecretError, Secrets, reference_of, scrub
+from loglake.ask.errors import NoProvider, ProviderError
+from loglake.config import Settings
+
+ANTHROPIC_VERSION = "2023-06-01"  # the Messages API version this client speaks (anthropic-version header)
+DEFAULT_ENDPOINTS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+MAX_ANSWER_TOKENS = 1024
+_ERROR_EXCERPT = 300  # characters of a provider's error body quoted in ours
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # "user" or "assistant"
+    text: str
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    input_tokens: int
+    output_tokens: int
+
+
+class Provider(Protocol):
+    name: str
+    model: str
+
+    def complete(self, system: str, messages: Sequence[Message]) -> Completion: ...
+
+
+class _HttpProvider:
+    """What the two HTTP APIs share: one client, the key resolved at each call (a rotated key is
+    picked up at once), errors mapped to 502/503 with the key scrubbed from anything quoted."""
+
+    name = ""
+
+    def __init__(self, endpoint: str, model: str, key: str, timeout: float, secrets: Secrets) -> None:
+        self.endpoint = (endpoint or DEFAULT_ENDPOINTS[self.name]).rstrip("/")
+        self.model = model
+        self.timeout = timeout
+        self._key = reference_of(key) if key else None
+        self._secrets = secrets
+        import httpx  # on first use: a server that never asks does without it (~5 MiB)
+
+        self._client = httpx.Client(timeout=timeout)
+
+    def _post(self, path: str, body: dict[str, Any], headers: Callable[[str], dict[str, str]]) -> dict[str, Any]:
+        import httpx
+
+        try:
+            key = self._secrets.value(self._key) if self._key is not None else ""
+        except SecretError as e:
+            raise ProviderError(503, f"the {self.name} API key cannot be read: {e}") from None
+        url = self.endpoint + path
+        try:
+            answer = self._client.post(url, json=body, headers=headers(key))
+        except httpx.TimeoutException:
+            raise ProviderError(
+                503,
+                f"the {self.name} model did not answer within {self.timeout:g} s (llm_timeout_seconds); "
+                "retry, or give it more time",
+            ) from None
+        except httpx.HTTPError as e:
+            raise ProviderError(503, f"the {self.name} API at {self.endpoint} cannot be reached ({e}); retry") from None
+        if answer.status_code != 200:
+            excerpt = scrub(answer.text[:_ERROR_EXCERPT], [key] if key else [])
+            status = 503 if answer.status_code in (429, 503, 529) else 502
+            advice = "retry later" if status == 503 else "check llm_endpoint, llm_model and llm_api_key"
+            raise ProviderError(
+                status, f"the {self.name} API answered {answer.status_code} ({excerpt.strip()}); {advice}"
+            )
+        try:
+            return answer.json()
+        except ValueError:
+            raise ProviderError(502, f"the {self.name} API answered something that is not JSON") from None
+
+    def _shape_error(self, what: str) -> ProviderError:
+        return ProviderError(502, f"the {self.name} API's answer has no {what}; is llm_provider right?")
+
+
+class OpenAIProvider(_HttpProvider):
+    """POST {endpoint}/chat/completions."""
+
+    name = "openai"
+
+    def complete(self, system: str, messages: Sequence[Message]) -> Completion:
+        body = {
+            "model": self.model,
+            "messages": [{"role": "system", "content": system}]
+            + [{"role": m.role, "content": m.text} for m in messages],
+            "max_tokens": MAX_ANSWER_TOKENS,
+            "temperature": 0,
+        }
+        answer = self._post("/chat/completions", body, lambda key: {"authorization": f"Bearer {key}"} if key else {})
+        try:
+            text = answer["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            raise self._shape_error("choices[0].message.content") from None
+        usage = answer.get("usage") or {}
+        return Completion(str(text or ""), int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+
+
+class AnthropicProvider(_HttpProvider):
+    """POST {endpoint}/v1/messages."""
+
+    name = "anthropic"
+
+    def complete(self, system: str, messages: Sequence[Message]) -> Completion:
+        body = {
+            "model": self.model,
+            "system": system,
+            "messages": [{"role": m.role, "content": m.text} for m in messages],
+            "max_tokens": MAX_ANSWER_TOKENS,
+            "temperature": 0,
+        }
+        answer = self._post(
+            "/v1/messages", body, lambda key: {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}
+        )
+        try:
+            text = "".join(part["text"] for part in answer["content"] if part.get("type") == "text")
+        except (KeyError, TypeError):
+            raise self._shape_error("content") from None
+        usage = answer.get("usage") or {}
+        return Completion(text, int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)))
+
+
+class BedrockProvider:
+    """Amazon Bedrock's Converse API through boto3 (credentials and region from the AWS configuration;
+    `endpoint` replaces the bedrock-runtime endpoint). `client` is injected in tests."""
+
+    name = "bedrock"
+
+    def __init__(self, endpoint: str, model: str, timeout: float, client: Any = None) -> None:
+        self.model = model
+        self.timeout = timeout
+        self._client = client if client is not None else _bedrock_client(endpoint, timeout)
+
+    def complete(self, system: str, messages: Sequence[Message]) -> Completion:
+        import botocore.exceptions
+
+        try:
+            answer = self._client.converse(
+                modelId=self.model,
+                system=[{"text": system}],
+                messages=[{"role": m.role, "content": [{"text": m.text}]} for m in messages],
+                inferenceConfig={"maxTokens": MAX_ANSWER_TOKENS, "temperature": 0},
+            )
+        except (botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError):
+            raise ProviderError(
+                503, f"the bedrock model did not answer within {self.timeout:g} s (llm_timeout_seconds); retry"
+            ) from None
+        except botocore.exceptions.EndpointConnectionError:
+            raise ProviderError(503, "the bedrock-runtime endpoint cannot be reached; retry") from None
+        except botocore.exceptions.ClientError as e:
+            error = e.response.get("Error", {})
+            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 502)
+            code = error.get("Code", "error")
+            retry = status in (429, 503) or code in ("ThrottlingException", "ServiceUnavailableException")
+            raise ProviderError(
+                503 if retry else 502, f"bedrock answered {status} {code}: {error.get('Message', '')[:_ERROR_EXCERPT]}"
+            ) from None
+        except botocore.exceptions.BotoCoreError as e:
+            raise ProviderError(502, f"bedrock: {e}") from None
+        try:
+            text = "".join(part.get("text", "") for part in answer["output"]["message"]["content"])
+        except (KeyError, TypeError):
+            raise ProviderError(502, "the bedrock API's answer has no output.message.content") from None
+        usage = answer.get("usage") or {}
+        return Completion(text, int(usage.get("inputTokens", 0)), int(usage.get("outputTokens", 0)))
+
+
+def _bedrock_client(endpoint: str, timeout: float) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(read_timeout=timeout, connect_timeout=min(timeout, 10), retries={"total_max_attempts": 1})
+    return boto3.client("bedrock-runtime", endpoint_url=endpoint or None, config=config)
+
+
+NOT_CONFIGURED = (
+    "no language model is configured: set llm_provider (openai, anthropic or bedrock), llm_model, and "
+    "llm_endpoint and llm_api_key as the provider needs (flags --llm-*, LOGLAKE_LLM_* or the TOML file), e.g. "
+    "--llm-provider openai --llm-endpoint http://127.0.0.1:11434/v1 --llm-model llama3.1 for a local Ollama"
+)
+
+
+def provider_from_settings(settings: Settings, secrets: Secrets | None = None) -> Provider:
+    """The configured provider; NoProvider when none is."""
+    secrets = secrets or Secrets()
+    name, timeout = settings.llm_provider, settings.llm_timeout_seconds
+    if name == "openai":
+        return OpenAIProvider(settings.llm_endpoint, settings.llm_model, settings.llm_api_key, timeout, secrets)
+    if name == "anthropic":
+        return AnthropicProvider(settings.llm_endpoint, settings.llm_model, settings.llm_api_key, timeout, secrets)
+    if name == "bedrock":
+        return BedrockProvider(settings.llm_endpoint, settings.llm_model, timeout)
+    raise NoProvider(NOT_CONFIGURED)

@@ -1,0 +1,146 @@
+"""An answer made into a detection rule: a loglake SQL rule file (the rules loader's format) with the
+answer's query, schedule, lookback and threshold filled in, validated by the rules loader itself, and
+written to the rules folder only when the user confirms.
+
+A rule's query reads one window at a time (the loader limits its tables to it), so the answer's own
+time range and LIMIT come out: left in, a range of literal times would match nothing after it ends.
+The query's plain GROUP BY columns become the rule's group_by (one alert per group).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlglot
+import yaml
+from sqlglot import exp
+
+from loglake.ask.guard import TIME_COLUMNS
+from loglake.rules.loader import load_file
+from loglake.rules.model import Rule
+from loglake.rules.plan import binder
+
+DEFAULT_SCHEDULE = "5m"
+DEFAULT_LOOKBACK = "5m"
+DEFAULT_THRESHOLD = 1
+
+
+class RuleExists(Exception):
+    """A file of that name is in the rules folder already."""
+
+
+@dataclass(frozen=True)
+class RuleDraft:
+    file_name: str
+    text: str  # the YAML as it would be written
+    problems: list[str]  # the loader's; empty: the rule loads
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file_name, "yaml": self.text, "valid": not self.problems, "problems": self.problems}
+
+
+def draft_rule(question: str, sql: str, explanation: str) -> RuleDraft:
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    tree.set("limit", None)
+    for where in list(tree.find_all(exp.Where)):
+        _drop_time_conditions(where)
+    groups = _group_columns(tree)
+    rule_id = str(uuid.uuid4())
+    document: dict[str, Any] = {
+        "id": rule_id,
+        "title": _title(question),
+        "status": "experimental",
+        "level": "medium",
+        "description": f"Drafted by `loglake ask` from: {question}\n{explanation}".strip(),
+        "schedule": DEFAULT_SCHEDULE,
+        "lookback": DEFAULT_LOOKBACK,
+        "threshold": DEFAULT_THRESHOLD,
+    }
+    if groups:
+        document["group_by"] = groups
+    document["query"] = tree.sql(dialect="duckdb", pretty=True) + "\n"
+    text = yaml.dump(document, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=110)
+    file_name = f"ask-{rule_id[:8]}.yml"
+    return RuleDraft(file_name, text, _problems(text, file_name))
+
+
+def write_rule(draft: RuleDraft, rules_dir: Path) -> Path:
+    """Write a valid draft into the rules folder (created if needed), never over an existing file."""
+    if draft.problems:
+        raise ValueError("a draft with problems is not written")
+    rules_dir.mkdir(parents=True, exist_ok=True)
+    path = rules_dir / draft.file_name
+    try:
+        with open(path, "x") as f:  # "x": a file of that name stays as it is
+            f.write(draft.text)
+    except FileExistsError:
+        raise RuleExists(f"{path} exists already") from None
+    return path
+
+
+def _problems(text: str, file_name: str) -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="loglake-rule-draft-") as folder:
+        path = Path(folder) / file_name
+        path.write_text(text)
+        loaded = load_file(path, binder())
+    if isinstance(loaded, Rule):
+        return []
+    return [f"{p.field}: {p.message}" if p.field else p.message for p in loaded]
+
+
+def _group_columns(tree: exp.Expression) -> list[str]:
+    """The query's GROUP BY columns by name (also when grouped by position), as the rows name them."""
+    selected = tree.expressions if isinstance(tree, exp.Select) else []
+    found = []
+    for group in (tree.args.get("group") or exp.Group()).expressions:
+        if isinstance(group, exp.Literal) and group.name.isdigit() and 0 < int(group.name) <= len(selected):
+            group = selected[int(group.name) - 1]
+        if isinstance(group, exp.Column | exp.Alias) and isinstance(group.unalias(), exp.Column):
+            found.append(group.alias_or_name)
+    return found
+
+
+def _drop_time_conditions(where: exp.Where) -> None:
+    """Take the conditions on timestamp or date out of a WHERE's top-level ANDs (all: the WHERE goes)."""
+    kept = [c for c in _conjuncts(where.this) if not _on_time(c)]
+    if not kept:
+        where.pop()
+        return
+    condition = kept[0]
+    for c in kept[1:]:
+        condition = exp.and_(condition, c)
+    where.set("this", condition)
+
+
+def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, exp.And):
+        return [*_conjuncts(node.left), *_conjuncts(node.right)]
+    return [node]
+
+
+def _on_time(condition: exp.Expression) -> bool:
+    comparisons = (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.EQ, exp.Between)
+    return isinstance(condition, comparisons) and any(c.name in TIME_COLUMNS for c in condition.find_all(exp.Column))
+
+
+def _title(question: str) -> str:
+    text = " ".join(question.split()).rstrip("?")
+    return (text[:1].upper() + text[1:])[:200] or "Drafted rule"
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (the query) as literal blocks, as people write rule files."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _text)

@@ -1,0 +1,231 @@
+"""Asking, as one use case for every edge (HTTP, CLI): a question (and its conversation) in; the
+checked SQL, its explanation, the tables and time it reads and what it would scan out. Nothing runs
+here: the edges run an answer's SQL through the query engine like any POST /query.
+
+A model's answer the guard refuses goes back to the model with the reason, at most MAX_RETRIES
+times; then the refusal is the answer's error. Answers are cached by the exact normalised question,
+the schema's version and the conversation's state (every earlier question and SQL), so a question
+and its negation never share an answer, nor do the same words in two different conversations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from loglake.ask.errors import MAX_QUESTION_CHARS, AnswerRefused, AskError, BudgetExhausted
+from loglake.ask.estimate import Estimate, Estimator
+from loglake.ask.footers import Footers
+from loglake.ask.guard import Refusal, check_sql, implied_range, read_answer, tables_read
+from loglake.ask.prompt import PromptBuilder
+from loglake.ask.providers import Completion, Message, Provider
+from loglake.ask.store import AskStore, Turn
+from loglake.config import Settings
+from loglake.lake.query import QueryEngine
+from loglake.lake.sql_guard import QueryError
+
+if TYPE_CHECKING:
+    from loglake.ask.rule_draft import RuleDraft
+
+MAX_RETRIES = 2  # a refused answer goes back to the model this many times at most
+EXPLAIN_SYSTEM = (
+    "You explain {dialect} SQL over loglake's log tables to people who do not read SQL: in two to four plain "
+    "sentences, say what the query returns, which records it looks at and over what time. No SQL in the answer."
+)
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    conversation_id: str | None = None
+    time_zone: str = "UTC"
+    owner: str = ""  # the asking key's name: conversations are its own
+
+
+class Asker:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: QueryEngine,
+        provider: Provider,
+        clock: Callable[[], float] = time.time,
+        store: AskStore | None = None,
+    ) -> None:
+        footers = Footers(engine.lake)
+        self.settings = settings
+        self.engine = engine
+        self.provider = provider
+        self.prompts = PromptBuilder(engine, footers)
+        self.estimator = Estimator(engine, footers)
+        self.store = store or AskStore(settings.data_dir, clock, settings.llm_conversation_hours * 3_600_000)
+        self.clock = clock
+
+    def ask(self, question: Question) -> dict[str, Any]:
+        """The answer (see README: POST /ask); it is also the conversation's new turn."""
+        text = _checked_question(question.text)
+        _check_zone(question.time_zone)
+        history = self.store.turns(question.conversation_id, question.owner) if question.conversation_id else []
+        now_ms = self._now_ms()
+        max_rows = self.engine.limits.max_rows
+        prompt = self.prompts.build(now_ms, question.time_zone, max_rows)
+        key = cache_key(text, prompt.schema_version, history, question.time_zone)
+        made = self.store.cached(key)
+        cached = made is not None
+        if made is None:
+            made, estimate = self._answer(text, prompt.system, history, now_ms, question.time_zone)
+            self.store.cache(key, made)
+        else:  # the data moved on since it was made: estimated afresh
+            estimate = self.estimator.estimate(made["sql"]) if made["sql"] is not None else None
+        answer = {name: value for name, value in made.items() if name != "sql_warnings"}
+        answer["cached"] = cached
+        answer.update(_scanned(estimate, made["sql_warnings"]))
+        answer["conversation_id"] = self.store.add_turn(question.conversation_id, question.owner, text, answer)
+        return answer
+
+    def explain_sql(self, sql: str) -> dict[str, Any]:
+        """A user's SQL in plain language, with what it would scan (the sandbox checks it first)."""
+        sql = sql.strip().rstrip(";").strip()
+        try:
+            scanned = _scanned(self.estimator.estimate(sql), [])
+        except QueryError as e:
+            raise AskError(f"the SQL cannot run here: {e.message}") from None
+        system = EXPLAIN_SYSTEM.format(dialect=self.prompts.dialect)
+        completion = self._complete(system, [Message("user", sql)])
+        explanation = " ".join(completion.text.split())
+        return {"sql": sql, "explanation": explanation, "tables": tables_read(sql), **scanned}
+
+    def draft_rule(self, conversation_id: str, owner: str) -> RuleDraft:
+        """A rule from the conversation's last answer with SQL."""
+        # Imported here: rule files need pySigma, which Lambda's layer leaves out (aws/packaging.py).
+        from loglake.ask.rule_draft import draft_rule
+
+        turns = self.store.turns(conversation_id, owner)
+        answered = [t for t in turns if t.answer.get("sql")]
+        if not answered:
+            raise AskError("the conversation has no answer with SQL yet; ask a question first")
+        last = answered[-1]
+        return draft_rule(last.question, last.answer["sql"], last.answer.get("explanation", ""))
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _answer(
+        self, text: str, system: str, history: list[Turn], now_ms: int, zone: str
+    ) -> tuple[dict[str, Any], Estimate | None]:
+        """The model's answer as checked (see module doc), with its estimate; AnswerRefused after MAX_RETRIES."""
+        messages = [m for turn in history for m in _turn_messages(turn)] + [Message("user", text)]
+        implied = implied_range(text, now_ms, zone)
+        reason, sql = "", None
+        for attempt in range(1, MAX_RETRIES + 2):
+            completion = self._complete(system, messages)
+            try:
+                answer = read_answer(completion.text)
+                if answer.sql is None:  # the model says it cannot answer from these tables
+                    return _made(None, answer.explanation, [], [], [], attempt, now_ms), None
+                sql = answer.sql
+                checked = check_sql(sql, self.engine.table_names, self.engine.limits.max_rows, implied)
+                estimate = self.estimator.estimate(checked.sql)  # binds it: an unknown column is refused here
+            except (Refusal, QueryError) as e:
+                reason = e.message if isinstance(e, QueryError) else str(e)
+                retry = f"That answer was refused: {reason}. Answer the question again, following the rules."
+                messages += [Message("assistant", completion.text), Message("user", retry)]
+                continue
+            changes = []
+            if checked.added_limit:
+                changes.append(f"LIMIT {self.engine.limits.max_rows} added (the most rows an answer returns)")
+            if checked.added_time_range and implied is not None:
+                changes.append(f"the time range of {implied.phrase!r} added (the SQL filtered on no time)")
+            made = _made(checked.sql, answer.explanation, checked.tables, changes, checked.warnings, attempt, now_ms)
+            return made, estimate
+        raise AnswerRefused(reason, sql, MAX_RETRIES + 1)
+
+    def _complete(self, system: str, messages: list[Message]) -> Completion:
+        """One call of the model, within today's token budget; its use is recorded."""
+        day = datetime.fromtimestamp(self.clock(), UTC).date().isoformat()
+        budget = self.settings.llm_daily_tokens
+        name = self.provider.name
+        if budget and self.store.tokens_today(name, day) >= budget:
+            midnight = (int(self.clock()) // 86400 + 1) * 86400
+            raise BudgetExhausted(
+                f"today's token budget of the {name} provider ({budget:,} tokens, llm_daily_tokens) is spent; "
+                "it renews at 00:00 UTC",
+                max(1, midnight - int(self.clock())),
+            )
+        completion = self.provider.complete(system, messages)
+        self.store.add_usage(name, day, completion.input_tokens, completion.output_tokens)
+        return completion
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+
+def cache_key(question: str, schema_version: str, history: list[Turn], time_zone: str) -> str:
+    """The exact normalised question (case and spacing only: every word counts), the schema's version,
+    the conversation so far and the time zone."""
+    state = [(t.question, t.answer.get("sql")) for t in history]
+    material = json.dumps([normalised(question), schema_version, state, time_zone])
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def normalised(question: str) -> str:
+    return " ".join(question.split()).casefold()
+
+
+def _turn_messages(turn: Turn) -> list[Message]:
+    sql = turn.answer.get("sql")
+    said = f"```sql\n{sql}\n```\n{turn.answer.get('explanation', '')}" if sql else turn.answer.get("explanation", "")
+    return [Message("user", turn.question), Message("assistant", said)]
+
+
+def _made(
+    sql: str | None,
+    explanation: str,
+    tables: list[str],
+    changes: list[str],
+    sql_warnings: list[str],
+    attempts: int,
+    now_ms: int,
+) -> dict[str, Any]:
+    """What an answer keeps (cached, and in its turn): the model's part, as checked."""
+    return {
+        "sql": sql,
+        "explanation": explanation,
+        "tables": tables,
+        "changes": changes,  # what loglake changed in the model's SQL
+        "sql_warnings": sql_warnings,
+        "attempts": attempts,
+        "generated_at": datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+
+
+def _scanned(estimate: Estimate | None, sql_warnings: list[str]) -> dict[str, Any]:
+    """What the answer would read, and every warning about it."""
+    if estimate is None:
+        return {"time_range": None, "estimate": None, "warnings": []}
+    scanned = estimate.to_dict()
+    return {
+        "time_range": {"since": scanned["since"], "until": scanned["until"]},
+        "estimate": scanned,
+        "warnings": [*sql_warnings, *estimate.warnings],
+    }
+
+
+def _checked_question(text: str) -> str:
+    text = text.strip()
+    if not text:
+        raise AskError("the question is empty; ask e.g. 'how many errors did the api service log today?'")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise AskError(f"the question is longer than {MAX_QUESTION_CHARS} characters; ask something shorter")
+    return text
+
+
+def _check_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise AskError(f"time_zone {name!r} is not an IANA time zone name like 'Europe/Berlin' or 'UTC'") from None

@@ -1,0 +1,97 @@
+"""`loglake ask` on a data dir, with the local model server behind it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loglake.rules.loader import load_rules
+from loglake.store.sqlite import SQLiteHotStore
+from tests.ask.lakes import fill
+from tests.ask.model_server import ModelServer, sql_reply
+from tests.conftest import run_cli
+
+COUNT = "SELECT service, count(*) AS records FROM logs GROUP BY 1"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, model_server: ModelServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    store = SQLiteHotStore(folder / "hot.db")
+    fill(store, per_day=200)
+    store.close()
+    monkeypatch.setenv("LOGLAKE_LLM_PROVIDER", "anthropic")
+    monkeypatch.setenv("LOGLAKE_LLM_ENDPOINT", model_server.url)
+    monkeypatch.setenv("LOGLAKE_LLM_MODEL", "claude-test")
+    monkeypatch.setenv("LOGLAKE_LLM_API_KEY", "env:TEST_ANTHROPIC_KEY")
+    monkeypatch.setenv("TEST_ANTHROPIC_KEY", "sk-ant-test")
+    return folder
+
+
+def test_ask_prints_the_sql_its_estimate_and_runs_it_when_told(data_dir: Path, model_server: ModelServer) -> None:
+    model_server.say(sql_reply(COUNT, "Counts the records of each service."), sql_reply(COUNT))
+    shown = run_cli("ask", "--data-dir", str(data_dir), "how many records per service?")
+    assert shown.exit_code == 0, shown.output
+    assert "SELECT\n  service,\n  COUNT(*) AS records" in shown.stdout
+    assert "Counts the records of each service." in shown.stdout and "reads logs: 0 of 0 lake files" in shown.stdout
+    assert "warning: no time filter" in shown.stderr and "conversation: " in shown.stderr
+    # The records are all in the hot store: the prompt's sample services come from its service index.
+    assert "- service VARCHAR: emitting service; values include 'api', 'auth'" in model_server.seen[0].system
+    ran = run_cli("ask", "--data-dir", str(data_dir), "--run", "--json", "how many per service, again?")
+    assert ran.exit_code == 0, ran.output
+    answer_text, table = ran.stdout.split("\n}\n", 1)
+    assert json.loads(answer_text + "}")["sql"].startswith("SELECT")
+    assert "payments" in table and "records" in table
+
+
+def test_a_follow_up_by_conversation_id_and_the_flags_override_the_environment(
+    data_dir: Path, model_server: ModelServer
+) -> None:
+    model_server.say(sql_reply(COUNT), sql_reply(COUNT + " HAVING count(*) > 10"))
+    first = run_cli("ask", "--data-dir", str(data_dir), "--json", "records per service")
+    conversation = json.loads(first.stdout)["conversation_id"]
+    follow = run_cli(
+        "ask", "--data-dir", str(data_dir), "--conversation", conversation, "--llm-model", "other", "only the busy ones"
+    )
+    assert follow.exit_code == 0, follow.output
+    assert model_server.seen[1].texts[0] == "records per service" and model_server.seen[1].body["model"] == "other"
+
+
+def test_explain_sql_in_words(data_dir: Path, model_server: ModelServer) -> None:
+    model_server.say("It counts the records of each service.")
+    shown = run_cli("ask", "--data-dir", str(data_dir), "--explain-sql", COUNT)
+    assert shown.exit_code == 0 and "It counts the records of each service." in shown.stdout
+    assert model_server.seen[0].texts == [COUNT]
+
+
+def test_as_rule_writes_only_when_confirmed(data_dir: Path, model_server: ModelServer) -> None:
+    model_server.say(sql_reply(COUNT), sql_reply(COUNT))
+    declined = run_cli("ask", "--data-dir", str(data_dir), "--as-rule", "records per service", input="n\n")
+    assert declined.exit_code == 0 and "group_by:\n- service" in declined.stdout
+    assert not (data_dir / "rules").exists()
+    accepted = run_cli("ask", "--data-dir", str(data_dir), "--as-rule", "records per service!", input="y\n")
+    assert accepted.exit_code == 0 and "written: " in accepted.stdout
+    assert [r.title for r in load_rules(data_dir / "rules").rules] == ["Records per service!"]
+
+
+def test_interactive_questions_make_one_conversation(data_dir: Path, model_server: ModelServer) -> None:
+    copy = "```sql\nCOPY logs TO '/tmp/x'\n```"
+    model_server.say(sql_reply(COUNT), copy, "```sql\nDROP TABLE logs\n```", copy, sql_reply(COUNT + " ORDER BY 2"))
+    lines = "records per service\nnow the busiest first\nthe quietest first\n/run\n/quit\n"
+    shown = run_cli("ask", "--data-dir", str(data_dir), input=lines)
+    assert shown.exit_code == 0, shown.output
+    # The second question's answers were refused three times: reported, and the session went on.
+    assert "Error: the model's answers were refused; the last reason: only SELECT" in shown.stderr
+    third = model_server.seen[4].texts
+    assert len(third) == 3 and third[0] == "records per service" and "COUNT(*) AS records" in third[1]
+    assert third[2] == "the quietest first"  # the refused question is not part of the conversation
+    assert "payments" in shown.stdout.rsplit("ORDER BY", 1)[1]  # /run ran the last answer
+
+
+def test_without_a_model_it_says_how_to_configure_one(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOGLAKE_LLM_PROVIDER")
+    shown = run_cli("ask", "--data-dir", str(data_dir), "anything")
+    assert shown.exit_code == 1 and "--llm-provider" in shown.output

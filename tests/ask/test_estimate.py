@@ -1,0 +1,111 @@
+"""The estimate against what DuckDB really reads for the same query on a real lake."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loglake.ask.estimate import NO_TIME_FILTER, Estimator, conditions_of
+from loglake.ask.footers import Footers
+from loglake.lake.lake import Lake
+from loglake.lake.objectstore import LocalObjectStore
+from loglake.lake.query import QueryEngine
+from loglake.lake.sql_guard import QueryError
+from loglake.store.sqlite import SQLiteHotStore
+from tests.ask.lakes import build_lake
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SQLiteHotStore, Lake]]:
+    store, lake = build_lake(tmp_path_factory.mktemp("lake"))
+    yield store, lake
+    lake.close()
+    store.close()
+
+
+@pytest.fixture
+def engine(lake: tuple[SQLiteHotStore, Lake]) -> QueryEngine:
+    return lake[1].engine
+
+
+@pytest.fixture
+def estimator(lake: tuple[SQLiteHotStore, Lake]) -> Estimator:
+    return Estimator(lake[1].engine, Footers(lake[1].objects))
+
+
+def real_bytes(engine: QueryEngine, sql: str) -> int:
+    """What DuckDB reports reading for the query, as a running server reads it: footers cached."""
+    engine.query(sql)
+    return engine.query(sql).bytes_scanned
+
+
+QUERIES = [
+    "SELECT severity, count(*) FROM logs GROUP BY 1",
+    "SELECT severity, count(*) FROM logs WHERE timestamp >= TIMESTAMP '2026-11-02 12:00:00' GROUP BY 1",
+    "SELECT count(*) FROM logs WHERE timestamp >= TIMESTAMP '2026-11-03 06:00:00' AND severity = 'error'",
+    "SELECT service, count(*) FROM logs WHERE date = DATE '2026-11-02' GROUP BY 1",
+    "SELECT count(*) FROM logs WHERE service = 'payments' AND message ILIKE '%declined%'",
+    "SELECT service, max(length(message)) FROM logs"
+    " WHERE timestamp BETWEEN '2026-11-01 06:00:00' AND '2026-11-01 07:00:00' GROUP BY 1",
+    "WITH e AS (SELECT * FROM logs WHERE severity IN ('error', 'critical')) SELECT service, count(*) FROM e GROUP BY 1",
+    "SELECT attributes ->> 'user' AS u, count(*) FROM logs WHERE date >= DATE '2026-11-02' GROUP BY 1 ORDER BY 2 DESC",
+    "SELECT service, severity, count(*) FROM logs GROUP BY ALL",  # columns a small gap apart are read in one go
+    "SELECT timestamp, service, message FROM logs WHERE message ILIKE '%failed%' AND timestamp >= TIMESTAMP"
+    " '2026-11-02 06:00:00' AND timestamp < TIMESTAMP '2026-11-02 07:00:00' ORDER BY timestamp DESC LIMIT 100",
+]
+
+
+@pytest.mark.parametrize("sql", QUERIES)
+def test_the_estimate_is_within_ten_percent_of_the_bytes_duckdb_reads(
+    sql: str, estimator: Estimator, engine: QueryEngine
+) -> None:
+    real = real_bytes(engine, sql)
+    estimated = estimator.estimate(sql).bytes
+    assert real > 0
+    assert abs(estimated - real) <= 0.1 * real, (estimated, real)
+
+
+def test_a_time_filter_shrinks_the_estimate_and_drops_the_warning(estimator: Estimator, engine: QueryEngine) -> None:
+    everything = estimator.estimate("SELECT count(*) FROM logs WHERE message ILIKE '%timeout%'")
+    one_hour = estimator.estimate(
+        "SELECT count(*) FROM logs WHERE message ILIKE '%timeout%'"
+        " AND timestamp >= TIMESTAMP '2026-11-02 10:00:00' AND timestamp < TIMESTAMP '2026-11-02 11:00:00'"
+    )
+    assert everything.files == 3 and one_hour.files == 1
+    assert one_hour.bytes < everything.bytes / 2
+    assert one_hour.since_ms is not None and everything.since_ms is not None and one_hour.since_ms > everything.since_ms
+    assert NO_TIME_FILTER.format(tables="logs") in everything.warnings
+    assert not one_hour.warnings and one_hour.time_filtered
+    assert everything.total_files == one_hour.total_files == 3
+
+
+def test_a_very_large_scan_is_warned_about(lake: tuple[SQLiteHotStore, Lake]) -> None:
+    small_limit = Estimator(lake[1].engine, Footers(lake[1].objects), very_large_bytes=1000)
+    found = small_limit.estimate("SELECT message FROM logs WHERE date = DATE '2026-11-01'")
+    assert any(w.startswith("a very large scan") for w in found.warnings)
+
+
+def test_a_query_the_sandbox_refuses_is_not_estimated(estimator: Estimator) -> None:
+    with pytest.raises(QueryError, match="read_csv"):
+        estimator.estimate("SELECT * FROM read_csv('/etc/passwd')")
+
+
+def test_filters_it_cannot_read_prune_nothing() -> None:
+    assert conditions_of("(lower(service) = 'api')") == []
+    assert conditions_of("((severity = 'error') OR (service = 'db'))") == []
+    (condition,) = conditions_of("optional: (service IN ('api', 'db'))")
+    assert condition.may_hold("auth", "billing") is False and condition.may_hold("a", "b") is True
+
+
+def test_an_empty_lake_estimates_nothing_and_still_warns(tmp_path: Path) -> None:
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    lake = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path)
+    try:
+        found = Estimator(lake.engine, Footers(lake.objects)).estimate("SELECT count(*) FROM logs")
+        assert (found.files, found.bytes, found.total_files) == (0, 0, 0)
+        assert found.warnings == [NO_TIME_FILTER.format(tables="logs")]
+    finally:
+        lake.close()
+        store.close()
