@@ -472,3 +472,62 @@ def test_run_records_are_kept_up_to_a_bound_per_rule(data: DataDir, monkeypatch:
     data.clock.ms = T0 + 30 * MIN
     assert len(scheduler.run_round().runs) == 6
     assert [(r.outcome, r.until_ms) for r in data.runs()] == [("ok", T0 + m * MIN) for m in (20, 25, 30)]
+
+
+WARNINGS_ID = "22222222-3333-4444-8555-666666666666"
+NUMBERS_ID = "33333333-4444-4555-8666-777777777777"
+
+
+class Runs:
+    """The scheduler's edge as the server has one: what it is told of each run."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, str]] = []
+
+    def on_rule_run(self, rule: object, record: state.RunRecord) -> None:
+        self.told.append((record.rule_id, record.outcome))
+
+    def on_rules_loaded(self, rules: list, problems: list) -> None:
+        pass
+
+
+def test_rules_of_a_round_share_one_scan_and_keep_their_own_windows_records_and_failures(data: DataDir) -> None:
+    write_rule(data.rules, "errors.yml", rule_text())
+    warnings = rule_text(rule_id=WARNINGS_ID).replace("title: Errors", "title: Warnings")
+    write_rule(data.rules, "warnings.yml", warnings.replace("severity: error", "severity: warning"))
+    write_rule(data.rules, "numbers.yml", FAILING_SQL.replace("{cast}", "CAST").replace(RULE_ID, NUMBERS_ID))
+    data.add(T0 - MIN)  # "api ..." is not a number: the SQL rule fails on it
+    observer = Runs()
+    scheduler = data.scheduler(failing_after=2, observer=observer)
+    first = scheduler.run_round()
+    assert first.shared == 3 and [r.outcome for _, r in first.runs] == ["ok", "error", "ok"]  # in file order
+    data.add(T0 + 7 * MIN)
+    data.add(T0 + 12 * MIN, service="web", severity="warning")
+    data.clock.ms = T0 + 15 * MIN  # three windows due for each rule: the failing one stops at its first
+    caught_up = scheduler.run_round()
+    assert caught_up.shared == 3 + 2 + 2
+    assert [(rule.id, r.outcome, r.until_ms) for rule, r in caught_up.runs] == [
+        (RULE_ID, "ok", T0 + 5 * MIN),
+        (NUMBERS_ID, "error", T0),
+        (WARNINGS_ID, "ok", T0 + 5 * MIN),
+        (RULE_ID, "ok", T0 + 10 * MIN),
+        (WARNINGS_ID, "ok", T0 + 10 * MIN),
+        (RULE_ID, "ok", T0 + 15 * MIN),
+        (WARNINGS_ID, "ok", T0 + 15 * MIN),
+    ]
+    for rule_id in (RULE_ID, WARNINGS_ID):
+        runs = data.runs(rule_id)
+        assert [(r.since_ms, r.until_ms) for r in runs] == [(T0 + m * MIN, T0 + (m + 5) * MIN) for m in (-5, 0, 5, 10)]
+        assert [r.finished_ms for r in runs] == [T0, *[T0 + 15 * MIN] * 3]
+        assert all(r.duration_ms is not None for r in runs)
+    # One scan for the step: 09:55-10:05, as the failing rule's window starts at 09:55. Its record of
+    # 09:59 was read for the other two as well, whose own windows (10:00-10:05) hold none.
+    step = [r for _, r in caught_up.runs[:3]]
+    assert [r.rows_scanned for r in step] == [1, None, 1]
+    assert [(r.outcome, r.since_ms) for r in data.runs(NUMBERS_ID)] == [("error", T0 - 5 * MIN)] * 2
+    assert sorted((a["rule_id"], a["title"], a["match_count"]) for a in data.alerts()) == [
+        (RULE_ID, "Errors", 2),  # the records of 09:59 and 10:07, within the dedup window
+        (WARNINGS_ID, "Warnings", 1),
+        (NUMBERS_ID, "Rule failing: Numbers", 2),
+    ]
+    assert observer.told == [(rule.id, r.outcome) for report in (first, caught_up) for rule, r in report.runs]
