@@ -172,7 +172,7 @@ async def recent(app: LoglakeApp, request: Request) -> Result:
     if wanted is not None:
         return await _follow(app, wanted)
     query = _client_errors(app.service.recent_query)(request.query)
-    return _page_result(await app.run_read(app.service.recent, query))
+    return _page_result(await app.run_read(_client_errors(app.service.recent), query))
 
 
 async def _follow(app: LoglakeApp, wanted: FollowQuery) -> Result:
