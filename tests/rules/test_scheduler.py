@@ -306,6 +306,23 @@ def test_an_overlapping_lookback_does_not_count_records_twice(data: DataDir) -> 
     assert [kind for _, kind in data.events()] == ["trigger"]
 
 
+def test_a_burst_across_the_windows_of_a_longer_lookback_is_counted_whole(data: DataDir) -> None:
+    # Each run reads 15 minutes; the burst's records keep coming for 20 minutes. Each run adds the
+    # records no earlier run read, so the alert counts each record once, all of them.
+    write_rule(data.rules, "errors.yml", rule_text("lookback: 15m", "dedup: {window: 1h}"))
+    scheduler = data.scheduler()
+    for minute, count in ((-4, 2), (2, 3), (7, 4), (12, 5)):
+        data.add(T0 + minute * MIN, count=count)
+    counts = []
+    for end in (0, 5, 10, 15):
+        data.clock.ms = T0 + end * MIN
+        scheduler.run_round()
+        [alert] = data.alerts()
+        counts.append(alert["match_count"])
+    assert counts == [2, 5, 9, 14]  # the last run read 10:00-10:15: 12 records, 5 of them new
+    assert [kind for _, kind in data.events()] == ["trigger", "update", "update", "update"]
+
+
 def test_a_bad_rule_file_is_reported_and_the_others_run(data: DataDir) -> None:
     write_rule(data.rules, "errors.yml", rule_text())
     write_rule(data.rules, "broken.yml", "title: [unclosed\n")

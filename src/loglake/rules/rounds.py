@@ -50,6 +50,7 @@ class Run:
     rule: Rule
     since_ms: int
     until_ms: int
+    fresh_since_ms: int | None = None  # where the rows no earlier run read begin (run_rule)
 
     @property
     def read_since_ms(self) -> int:
@@ -95,7 +96,10 @@ def run_round(runs: Sequence[Run], engine: QueryEngine, now_ms: int | None = Non
                 run_one(run, functools.partial(evaluator.run, run, now_ms, cap, fetched), share_ms)
     for run in runs:
         if run.rule.id not in results:
-            run_one(run, functools.partial(run_rule, run.rule, engine, run.since_ms, run.until_ms, now_ms))
+            run_one(
+                run,
+                functools.partial(run_rule, run.rule, engine, run.since_ms, run.until_ms, now_ms, run.fresh_since_ms),
+            )
     return Round(
         {r.rule.id: results[r.rule.id] for r in runs},
         durations,
@@ -167,7 +171,7 @@ class _Evaluator:
     def run(self, run: Run, now_ms: int | None, cap: int, fetched: QueryResult) -> RunResult | RuleRunError:
         """The rule's run on the records held (`fetched`), as run_rule would answer it."""
         rule = run.rule
-        params, _ = run_parameters(rule, run.since_ms, run.until_ms)
+        params, _ = run_parameters(rule, run.since_ms, run.until_ms, run.fresh_since_ms)
         started = time.perf_counter()
         try:
             cursor = self._db.execute(rule.plan.executed, params)

@@ -267,7 +267,9 @@ class RuleScheduler:
                 else:
                     claimed.append((chain, run_id))
         found = rounds.run_round(
-            [rounds.Run(chain.rule, *astuple(chain.due.windows[0])) for chain, _ in claimed], self.engine, started
+            [rounds.Run(chain.rule, *astuple(chain.due.windows[0]), chain.previous) for chain, _ in claimed],
+            self.engine,
+            started,
         )
         report.shared += found.shared_rules
         for chain, run_id in claimed:
