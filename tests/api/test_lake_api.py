@@ -494,6 +494,7 @@ async def test_a_lake_file_missing_from_storage_is_a_503_to_retry_not_a_500(
         client.post("/query", json={"sql": "SELECT count(*) FROM logs"}),
         client.get("/logs/search", params={"q": "request", "since": "3d"}),
         client.get("/logs/recent", params={"since": "3d", "limit": 100}),  # read from the files directly
+        client.get("/logs/histogram", params={"since": "3d", "interval": "1h"}),
     ):
         response = await request
         assert response.status_code == 503, response.text
