@@ -21,6 +21,7 @@ from loglake.lake.lake import Lake
 from loglake.lake.layout import app_logs_key
 from loglake.lake.manifest import LakeFile, add_files
 from loglake.lake.objectstore import LocalObjectStore
+from loglake.lake.query import QueryLimits
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.locks import exclusive_lock
 from loglake.model import Limits, validate_batch
@@ -548,3 +549,38 @@ def test_rules_of_a_round_share_one_scan_and_keep_their_own_windows_records_and_
         (NUMBERS_ID, "Rule failing: Numbers", 2),
     ]
     assert observer.told == [(rule.id, r.outcome) for report in (first, caught_up) for rule, r in report.runs]
+
+
+SLOW_SQL = f"""
+id: {NUMBERS_ID}
+title: Slow
+level: low
+schedule: 5m
+query: >
+  SELECT a."timestamp", a.service FROM logs a, logs b, logs c, logs d, logs e
+  WHERE a.message < b.message AND c.message < d.message AND e.message <> a.message
+"""
+
+
+def test_a_rule_sharing_a_scan_is_stopped_at_the_engines_query_timeout_as_alone(data: DataDir) -> None:
+    write_rule(data.rules, "errors.yml", rule_text())
+    write_rule(data.rules, "slow.yml", SLOW_SQL)  # 200 records: 200^5 rows to join
+    data.add(T0 - 3 * MIN, count=200)
+    lake = Lake(data.store, data.lake.objects, data.folder, clock=data.clock, limits=QueryLimits(timeout_seconds=0.5))
+    scheduler = RuleScheduler(RuleFolder(data.rules), lake.engine, data.folder, clock=data.clock)
+    scheduler.reload()
+    reports: list = []
+    running = threading.Thread(target=lambda: reports.append(scheduler.run_round()), daemon=True)
+    running.start()
+    running.join(120)  # a deadline, not a measure: without the timeout the join runs for hours
+    try:
+        assert not running.is_alive(), "the slow rule was not stopped"
+        [report] = reports
+        assert report.shared == 2
+        outcomes = {rule.title: (record.outcome, record.error) for rule, record in report.runs}
+        assert outcomes["Errors"] == ("ok", None)
+        assert outcomes["Slow"][0] == "error"
+        assert outcomes["Slow"][1].endswith("slow.yml): the query ran longer than 0.5 s and was stopped")
+    finally:
+        scheduler.stop()
+        lake.close()

@@ -227,7 +227,7 @@ class QueryEngine:
                 raise self._unreadable(e) from None
             finished = threading.Event()
             watchdog = threading.Thread(
-                target=_interrupt_after, args=(cursor, started + timeout, finished), name="loglake-query-timeout"
+                target=interrupt_after, args=(cursor, started + timeout, finished), name="loglake-query-timeout"
             )
             watchdog.start()
             try:
@@ -392,7 +392,7 @@ def default_spill_mb(folder: Path) -> int:
     return max(1, int(shutil.disk_usage(folder).free * SPILL_SHARE_OF_FREE_DISK) // 2**20)
 
 
-def _interrupt_after(cursor: duckdb.DuckDBPyConnection, deadline: float, finished: threading.Event) -> None:
+def interrupt_after(cursor: duckdb.DuckDBPyConnection, deadline: float, finished: threading.Event) -> None:
     """At the deadline, interrupt the cursor's query, and keep at it until it stops: an interrupt
     that lands before DuckDB has started the query would otherwise be lost."""
     if finished.wait(max(0.0, deadline - time.perf_counter())):

@@ -11,6 +11,9 @@ in-memory DuckDB, which has no files to reach. The others run on their own (run_
 more than MAX_SHARED_ROWS records is not fetched: those rules run on their own too, so memory stays
 bounded.
 
+A run on the shared records is held to the engine's limits as a run of its own is: at most its rows,
+stopped at its query timeout (a rule whose SQL goes wrong fails alone, it does not stall the round).
+
 What a run that shared the scan reports: the rows, bytes and files of the shared fetch (what it read),
 and as its duration its own query's time plus an equal share of the fetch's (so a round's durations
 add up to its engine time).
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from loglake.lake.query import QueryEngine, TimeRange
+from loglake.lake.query import QueryEngine, QueryLimits, TimeRange, interrupt_after
 from loglake.lake.query_answers import QueryBusy, QueryResult
 from loglake.lake.sql_guard import QueryError
 from loglake.lake.tables import APP_LOGS_TABLE, sql_type
@@ -90,10 +93,10 @@ def run_round(runs: Sequence[Run], engine: QueryEngine, now_ms: int | None = Non
     if fetched is None:
         shared = []
     else:
-        evaluator, cap, share_ms = _evaluator(), engine.limits.max_rows, fetched.elapsed_ms / len(shared)
+        evaluator, share_ms = _evaluator(), fetched.elapsed_ms / len(shared)
         with evaluator.holding(fetched):
             for run in shared:
-                run_one(run, functools.partial(evaluator.run, run, now_ms, cap, fetched), share_ms)
+                run_one(run, functools.partial(evaluator.run, run, now_ms, engine.limits, fetched), share_ms)
     for run in runs:
         if run.rule.id not in results:
             run_one(
@@ -168,17 +171,33 @@ class _Evaluator:
             pa.Table.from_pylist([dict(zip(_COLUMNS, row, strict=True)) for row in fetched.rows], schema=_SCHEMA),
         )
 
-    def run(self, run: Run, now_ms: int | None, cap: int, fetched: QueryResult) -> RunResult | RuleRunError:
-        """The rule's run on the records held (`fetched`), as run_rule would answer it."""
+    def run(self, run: Run, now_ms: int | None, limits: QueryLimits, fetched: QueryResult) -> RunResult | RuleRunError:
+        """The rule's run on the records held (`fetched`), as run_rule would answer it: at most the
+        engine's rows, stopped after the engine's query timeout as the engine stops a rule's query."""
         rule = run.rule
         params, _ = run_parameters(rule, run.since_ms, run.until_ms, run.fresh_since_ms)
         started = time.perf_counter()
+        finished = threading.Event()
+        watchdog = threading.Thread(
+            target=interrupt_after,
+            args=(self._db, started + limits.timeout_seconds, finished),
+            name="loglake-rule-timeout",
+        )
+        watchdog.start()
         try:
             cursor = self._db.execute(rule.plan.executed, params)
             columns = [(d[0], str(d[1])) for d in cursor.description or []]
-            found = cursor.fetchmany(cap + 1)
+            found = cursor.fetchmany(limits.max_rows + 1)
+        except duckdb.InterruptException:
+            return RuleRunError(
+                f"rule {rule.id} ({rule.path}): the query ran longer than {limits.timeout_seconds:g} s and was stopped"
+            )
         except duckdb.Error as e:
             return RuleRunError(f"rule {rule.id} ({rule.path}): {str(e).splitlines()[0]}")
+        finally:
+            finished.set()
+            watchdog.join()
+        cap = limits.max_rows
         elapsed = (time.perf_counter() - started) * 1000
         result = QueryResult(
             columns,
