@@ -37,7 +37,27 @@ from typing import Any
 import httpx
 import msgspec
 
-MAKE_DATASET = Path(__file__).resolve().parents[2] / "shared" / "bench" / "make_dataset.py"
+
+def shared_folder() -> Path:
+    """The workspace's `shared/` folder (not part of the repository): beside the checkout, or for a git
+    worktree elsewhere (`git worktree add ../wt/x`), beside the main checkout, found by the git
+    directory every worktree shares."""
+    checkout = Path(__file__).resolve().parents[1]
+    found = [checkout.parent / "shared"]
+    try:
+        common = subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        found.append(Path(common).parent.parent / "shared")  # <main checkout>/.git -> <main checkout>/../shared
+    except (OSError, subprocess.CalledProcessError):  # no git, or not a git checkout
+        pass
+    return next((folder for folder in found if folder.is_dir()), found[0])
+
+
+MAKE_DATASET = shared_folder() / "bench" / "make_dataset.py"
 CACHE_DIR = Path("/tmp/loglake-bench")
 RUNS_DIR = CACHE_DIR / "runs"
 LOGLAKE = [sys.executable, "-m", "loglake"]

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loglake.alerts import db as alerts_db
 from loglake.alerts.db import open_alerts_db
 from loglake.config import Settings
 from loglake.runtime import Runtime
@@ -168,6 +169,24 @@ def test_on_a_data_dir_unknown_alerts_and_bad_filters_are_refused(data_dir: Path
     assert missing.exit_code == 1 and "no alert with id" in missing.stderr
     bad = run("alerts", "list", "--since", "soon", "--data-dir", str(data_dir))
     assert bad.exit_code == 1 and "since: 'soon' is not a time" in bad.stderr
+
+
+def test_on_a_data_dir_a_change_that_waits_past_the_busy_timeout_is_refused_clearly(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = open_alerts_db(data_dir)
+    alert_id = insert_alert(conn, title="Bot surge")
+    monkeypatch.setattr(alerts_db, "BUSY_TIMEOUT_S", 0.1)  # instead of 10 s, so the test need not wait
+    conn.execute("BEGIN IMMEDIATE")  # the server writing a rule's window
+    try:
+        busy = run("alerts", "ack", alert_id, "--data-dir", str(data_dir))
+    finally:
+        conn.execute("COMMIT")
+    assert busy.exit_code == 1 and "Traceback" not in busy.output
+    assert f"alerts.db in {data_dir} stayed locked by another process's write" in busy.stderr
+    assert "for 0.1 s; retry shortly, or go through the server (--url)" in busy.stderr
+    assert run("alerts", "ack", alert_id, "--data-dir", str(data_dir)).exit_code == 0
+    conn.close()
 
 
 def test_a_folder_without_loglake_data_is_refused(tmp_path: Path) -> None:

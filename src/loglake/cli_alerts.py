@@ -189,13 +189,21 @@ def _remote(url: str, api_key: str | None, call: Callable[[LoglakeClient], T]) -
 
 
 def _local(data_dir: Path, call: Callable[[sqlite3.Connection], T]) -> T:
+    from loglake.alerts import db
     from loglake.alerts.store import InvalidAlertQuery
 
-    with _alerts_db(data_dir) as conn:
-        try:
+    try:
+        with _alerts_db(data_dir) as conn:
             return call(conn)
-        except InvalidAlertQuery as e:
-            raise click.ClickException(str(e)) from None
+    except InvalidAlertQuery as e:
+        raise click.ClickException(str(e)) from None
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e):
+            raise
+        raise click.ClickException(
+            f"{db.ALERTS_DB} in {data_dir} stayed locked by another process's write (the server's rules or"
+            f" deliveries) for {db.BUSY_TIMEOUT_S:g} s; retry shortly, or go through the server (--url)"
+        ) from None
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ import sqlite3
 import string
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from loglake.sqlitedb import migrate, use_wal, write_transaction
 # ingest: POST /logs; read: everything that reads; alerts: acknowledge and resolve alerts; admin: all of
 # them, and the keys.
 SCOPES = ("ingest", "read", "alerts", "admin")
+BUSY_TIMEOUT_S = 10.0  # how long a key write waits for another process's write to keys.db
 BEARER_PREFIX = "llk_"
 ACCESS_KEY_PREFIX = "LLAK"
 
@@ -72,6 +74,10 @@ class NoSuchKey(KeyStoreError):
 
 class LastAdminKey(KeyStoreError):
     """Revoking the key would leave no active admin key."""
+
+
+class KeyStoreBusy(KeyStoreError):
+    """Another process's write held keys.db for the whole busy timeout (HTTP 503: retry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +142,12 @@ def hash_secret(secret: str) -> bytes:
 class KeyStore:
     """The keys database of one data dir; safe to use from several processes at once."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.data_dir = Path(data_dir)
         self.path = private_database(self.data_dir / "keys.db")
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        self._busy_timeout_s = busy_timeout_s
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
         use_wal(self._conn)
         self._conn.execute("PRAGMA synchronous = FULL")
         migrate(self._conn, MIGRATIONS)
@@ -166,7 +173,7 @@ class KeyStore:
     ) -> NewKey:
         """A new key; KeyNameTaken when an active key has the name."""
         new = _new_key(name, scopes, sigv4, rate_limit, rate_burst)
-        with self._lock:
+        with self._lock, self._waiting():
             try:
                 self._insert(new)
             except sqlite3.IntegrityError:
@@ -180,7 +187,7 @@ class KeyStore:
         """The data dir's first key, or None when it has (or ever had) one: checked and created in one
         transaction, so two processes starting on a new data dir make one key, not two or an error."""
         new = _new_key(name, scopes, False, None, None)
-        with self._lock:
+        with self._lock, self._waiting():
             with write_transaction(self._conn):
                 if self._conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone():
                     return None
@@ -193,7 +200,7 @@ class KeyStore:
         active admin key unless allowed, since nothing but the CLI on the server's data dir could make
         a new one. Checked and done in one transaction: two revokes at once cannot remove both of the
         last two admin keys, whichever processes they run in."""
-        with self._lock:
+        with self._lock, self._waiting():
             with write_transaction(self._conn):
                 row = self._conn.execute(
                     "SELECT scopes FROM api_keys WHERE name = ? AND revoked_at IS NULL", (name,)
@@ -213,6 +220,18 @@ class KeyStore:
                     (int(time.time()), name),
                 )
             self._announce_change()
+
+    @contextlib.contextmanager
+    def _waiting(self) -> Iterator[None]:
+        """A write that found keys.db locked past the busy timeout raises KeyStoreBusy."""
+        try:
+            yield
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e):
+                raise
+            raise KeyStoreBusy(
+                f"keys.db stayed locked by another process's write for {self._busy_timeout_s:g} s; retry shortly"
+            ) from None
 
     def _insert(self, new: NewKey) -> None:
         key = new.key

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from loglake.api.app import LoglakeApp
+from loglake.keys import KeyStore
 from tests.conftest import asgi_client, run_cli
 
 
@@ -126,3 +127,29 @@ async def test_listing_keys_takes_only_all_true_or_false(client: httpx.AsyncClie
     for params in ({"all": "yes"}, {"include": "revoked"}):  # once listed active keys only, silently
         response = await client.get("/admin/keys", params=params)
         assert response.status_code == 400 and "all=true" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("change", ["create", "revoke"])
+async def test_a_key_write_that_waits_past_the_busy_timeout_is_503_then_works(app: LoglakeApp, change: str) -> None:
+    app.keystore.create("doomed", frozenset({"read"}))
+    # The server's key store with a busy timeout of 0.1 s instead of 10 s, so the test need not wait.
+    app.runtime.keystore = KeyStore(app.settings.data_dir, busy_timeout_s=0.1)
+    admin = app.keystore.create("admin", frozenset({"admin"})).secret
+    async with asgi_client(app, admin) as client:
+
+        async def write() -> httpx.Response:
+            if change == "create":
+                return await client.post("/admin/keys", json={"name": "while-locked", "scopes": ["read"]})
+            return await client.delete("/admin/keys/doomed")
+
+        holder = _hold_the_keys_write_lock(app.settings.data_dir)
+        try:
+            busy = await write()
+        finally:
+            holder.execute("COMMIT")
+            holder.close()
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1", busy.text
+        assert busy.json()["error"]["message"] == (
+            "keys.db stayed locked by another process's write for 0.1 s; retry shortly"
+        )
+        assert (await write()).status_code == (201 if change == "create" else 200)

@@ -507,3 +507,25 @@ async def test_a_query_in_another_media_type_is_told_the_one_it_takes(
     assert response.status_code == 415
     message = response.json()["error"]["message"]
     assert "send one JSON object as application/json" in message and "or application/x-ndjson" not in message
+
+
+@pytest.mark.parametrize("which", [0, -1])  # DuckDB reads the first file's schema when the view is made
+async def test_a_lake_file_missing_from_storage_is_a_503_to_retry_not_a_500(
+    app: LoglakeApp, client: httpx.AsyncClient, seeded: list[str], which: int
+) -> None:
+    assert flush_all(app) == 30
+    files = sorted((app.settings.data_dir / "lake").rglob("*.parquet"))
+    assert len(files) > 1
+    files[which].unlink()  # as if removed between the listing and the reading
+    for request in (
+        client.post("/query", json={"sql": "SELECT count(*) FROM logs"}),
+        client.get("/logs/search", params={"q": "request", "since": "3d"}),
+        client.get("/logs/recent", params={"since": "3d", "limit": 100}),  # read from the files directly
+        client.get("/logs/histogram", params={"since": "3d", "interval": "1h"}),
+    ):
+        response = await request
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "1"
+        message = response.json()["error"]["message"]
+        assert "a lake file could not be read from storage" in message and "retry shortly" in message
+        assert str(app.settings.data_dir) not in message  # the server's paths stay its own

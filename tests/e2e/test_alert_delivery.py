@@ -49,50 +49,63 @@ def wait_for_cursor(data_dir: Path, seq: int) -> None:
         conn.close()
 
 
-def delivered_events(receiver: Receiver) -> list[int]:
-    """The event ids an idempotent receiver kept, in arrival order."""
-    return [r.json()["event_id"] for r in receiver.unique().values()]
+def at(receiver: Receiver, path: str) -> list:
+    """The requests that came to `path`, in arrival order."""
+    return [r for r in list(receiver.requests) if r.path == path]
+
+
+def kept(receiver: Receiver, path: str) -> list[int]:
+    """The event ids an idempotent receiver at `path` kept, in arrival order."""
+    return [r.json()["event_id"] for r in receiver.unique().values() if r.path == path]
 
 
 def test_kill_9_during_deliveries_loses_none_and_repeats_only_idempotency_keys(tmp_path, server_factory, receiver):
+    """Two destinations: each gets every event once (after an idempotent receiver drops repeated
+    keys), and the one held up never holds up the other."""
     data_dir, rules_dir = tmp_path / "data", tmp_path / "rules"
     write_alerting(
         rules_dir,
         f"""
-        destinations: {{hook: {{type: webhook, url: "{receiver.url}/in", concurrency: 1}}}}
-        routes: [{{to: [hook]}}]
+        destinations:
+          hook: {{type: webhook, url: "{receiver.url}/in", concurrency: 1}}
+          backup: {{type: webhook, url: "{receiver.url}/backup", concurrency: 1}}
+        routes: [{{to: [hook, backup]}}]
         """,
     )
     held = threading.Event()
 
     def answer(request) -> Answer:
-        # The 4th request is held unanswered: the server is killed while it waits for the answer.
-        return Answer(hold=held) if len(receiver.requests) == 4 else Answer()
+        # The 4th request to `hook` is held unanswered: the server is killed while it waits for the answer.
+        return Answer(hold=held) if request.path == "/in" and len(at(receiver, "/in")) == 4 else Answer()
 
     receiver.answer_for = answer
     add_alerts(data_dir, 10)
     server = server_factory(data_dir, "--rules-dir", str(rules_dir))
-    receiver.wait_for(4)
+    receiver.wait_until(lambda r: len(at(r, "/in")) == 4 and len(kept(r, "/backup")) == 10)  # `backup` goes on
     server.kill()  # kill -9 mid-delivery
     held.set()
-    cut_short = receiver.requests[3].headers["idempotency-key"]
+    cut_short = at(receiver, "/in")[3].headers["idempotency-key"]
 
     add_alerts(data_dir, 5)  # the engine goes on while delivery is down
     server = server_factory(data_dir, "--rules-dir", str(rules_dir))
-    receiver.wait_until(lambda r: len(r.unique()) >= 8)
+    receiver.wait_until(lambda r: len(r.unique()) >= 18)
     server.kill()  # and again, wherever it is now
     server = server_factory(data_dir, "--rules-dir", str(rules_dir))
-    receiver.wait_until(lambda r: len(r.unique()) == 15)
+    receiver.wait_until(lambda r: len(r.unique()) == 30)
     server.stop()
 
-    assert sorted(delivered_events(receiver)) == list(range(1, 16))  # each event once: none lost
-    keys_per_event: dict[int, set[str]] = {}
+    for path in ("/in", "/backup"):  # each event once per destination: none lost
+        assert sorted(kept(receiver, path)) == list(range(1, 16)), path
+    keys: dict[tuple[str, int], set[str]] = {}
     for request in receiver.requests:
-        keys_per_event.setdefault(request.json()["event_id"], set()).add(request.headers["idempotency-key"])
-    assert all(len(keys) == 1 for keys in keys_per_event.values())  # a resend reuses its key
+        keys.setdefault((request.path, request.json()["event_id"]), set()).add(request.headers["idempotency-key"])
+    assert all(len(found) == 1 for found in keys.values())  # a resend reuses its key
     assert [r.headers["idempotency-key"] for r in receiver.requests].count(cut_short) >= 2
     conn = open_alerts_db(data_dir)
-    assert conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state").fetchall() == [("sent", 15)]
+    assert conn.execute("SELECT destination, state, count(*) FROM deliveries GROUP BY 1, 2 ORDER BY 1").fetchall() == [
+        ("backup", "sent", 15),
+        ("hook", "sent", 15),
+    ]
     conn.close()
 
 

@@ -1,6 +1,7 @@
 """Rules in real processes: `loglake serve` runs the rules folder on schedule (reloading it, reporting a
-bad file, metrics), and a `loglake rules run-due` killed with -9 in the middle of a rule's run leaves
-its window to the next run, which evaluates it once and raises its alert once."""
+bad file, metrics), and a `loglake rules run-due` or a `loglake serve` killed with -9 in the middle of
+a rule's run leaves its window to the next run, which evaluates it once and raises its alert once,
+delivered once to each of its destinations."""
 
 from __future__ import annotations
 
@@ -164,3 +165,77 @@ def _waits_for_a_fifo_writer(pid: int) -> bool:
         except OSError:
             continue
     return False
+
+
+def test_kill_9_of_serve_during_a_rule_run_evaluates_the_window_once_and_delivers_once_per_destination(
+    tmp_path: Path, server_factory: Callable[..., ServerProcess]
+) -> None:
+    from tests.alerts.conftest import write_alerting
+    from tests.alerts.receivers import Receiver
+
+    data, rules = tmp_path / "data", tmp_path / "rules"
+    write_rule(rules, "critical.yml", CRITICAL.format(schedule="1m", delay="0s"))
+    receiver = Receiver()
+    write_alerting(
+        rules,
+        f"""
+        destinations:
+          a: {{type: webhook, url: "{receiver.url}/a"}}
+          b: {{type: webhook, url: "{receiver.url}/b"}}
+        routes: [{{to: [a, b]}}]
+        """,
+    )
+    now = int(time.time() * 1000)
+    store = SQLiteHotStore(data / "hot.db", durability="process")
+    store.use_schema(LAKE_SCHEMA)
+    # A lake file listed for the hours around now that is a FIFO: whichever window the server's first
+    # run evaluates, its query blocks opening it, at a known point.
+    day = datetime.fromtimestamp(now / 1000, UTC).date()
+    key = app_logs_key(day, "part-blocking.parquet")
+    fifo = data / "lake" / key
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    listed = LakeFile(key, APP_LOGS_TABLE.name, day.isoformat(), now - HOUR, now + HOUR, 1, 1)
+    store.in_write_transaction(lambda conn: add_files(conn, [listed], now)).result()
+    # No background flush or merge: nothing but the rule's run opens the lake's files.
+    args = ("--rules-dir", str(rules), "--rules-catch-up-windows", "100000", "--flush-interval-seconds", "0")
+    try:
+        server = server_factory(data, *args, "--no-auth")
+        wait_for(
+            lambda: (
+                query(data, "SELECT 1 FROM rule_runs WHERE outcome = 'running'")
+                and _waits_for_a_fifo_writer(server.process.pid)
+            ),
+            "the run to reach the FIFO",
+            data=data,
+        )
+        server.kill()  # kill -9 in the middle of the rule's run
+        [(since, until)] = query(data, "SELECT since_ms, until_ms FROM rule_runs WHERE outcome = 'running'")
+        fifo.unlink()
+        store.in_write_transaction(lambda conn: retire_files(conn, [key], now)).result()
+        record = {"service": "db", "severity": "critical", "message": "disk gone", "timestamp": until - 1000}
+        store.submit(validate_batch([record], Limits(), now + HOUR)).result()
+        server = server_factory(data, *args, "--no-auth")
+        receiver.wait_until(lambda r: {q.path for q in r.requests} == {"/a", "/b"})
+        wait_for(
+            lambda: query(
+                data, "SELECT 1 FROM rule_runs WHERE outcome = 'ok' AND until_ms > ?".replace("?", str(until))
+            ),
+            "a run after the killed one's window",
+            data=data,
+        )
+        server.stop()
+    finally:
+        receiver.close()
+        store.close()
+    runs = query(data, "SELECT outcome, since_ms, until_ms FROM rule_runs WHERE outcome != 'skipped' ORDER BY id")
+    assert [r for r in runs if r[1:] == (since, until)] == [("interrupted", since, until), ("ok", since, until)]
+    assert len({r[1:] for r in runs if r[0] == "ok"}) == len([r for r in runs if r[0] == "ok"])  # each window once
+    assert query(data, "SELECT title, match_count FROM alerts") == [("Critical records", 1)]
+    assert query(data, "SELECT kind FROM alert_events") == [("trigger",)]
+    per_destination = sorted((r.path, r.json()["event"]) for r in receiver.requests)
+    assert per_destination == [("/a", "trigger"), ("/b", "trigger")]  # once each, not lost, not repeated
+    assert query(data, "SELECT destination, state FROM deliveries ORDER BY destination") == [
+        ("a", "sent"),
+        ("b", "sent"),
+    ]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from loglake.lake.lake import Lake
 from loglake.rules.loader import load_rules
-from loglake.rules.rounds import SHARED_SPAN_MS, run_round
+from loglake.rules.rounds import SHARED_SPAN_MS, Run, run_round
 from loglake.rules.run import run_rule
 from loglake.rules.starter import starter_folder
 from tests.rules.conftest import load_one
@@ -28,7 +28,7 @@ def test_a_shared_round_answers_what_each_rule_answers(random_lake: Lake, tmp_pa
     shared_kinds = set()
     matched = 0
     for until in [DAY2 + h * HOUR + m * MINUTE for h in (3, 9, 17, 23) for m in (0, 25)] + [DAY3 + 2 * HOUR]:
-        round_ = run_round(rules, random_lake.engine, until, now_ms=until)
+        round_ = run_round([Run(r, until - r.lookback_ms, until) for r in rules], random_lake.engine, now_ms=until)
         assert round_.shared_rules == sum(
             r.lookback_ms + r.plan.reach_ms <= SHARED_SPAN_MS and r.plan.tables[0].name == "logs" for r in rules
         )

@@ -21,6 +21,7 @@ from loglake.lake.lake import Lake
 from loglake.lake.layout import app_logs_key
 from loglake.lake.manifest import LakeFile, add_files
 from loglake.lake.objectstore import LocalObjectStore
+from loglake.lake.query import QueryLimits
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.locks import exclusive_lock
 from loglake.model import Limits, validate_batch
@@ -306,6 +307,23 @@ def test_an_overlapping_lookback_does_not_count_records_twice(data: DataDir) -> 
     assert [kind for _, kind in data.events()] == ["trigger"]
 
 
+def test_a_burst_across_the_windows_of_a_longer_lookback_is_counted_whole(data: DataDir) -> None:
+    # Each run reads 15 minutes; the burst's records keep coming for 20 minutes. Each run adds the
+    # records no earlier run read, so the alert counts each record once, all of them.
+    write_rule(data.rules, "errors.yml", rule_text("lookback: 15m", "dedup: {window: 1h}"))
+    scheduler = data.scheduler()
+    for minute, count in ((-4, 2), (2, 3), (7, 4), (12, 5)):
+        data.add(T0 + minute * MIN, count=count)
+    counts = []
+    for end in (0, 5, 10, 15):
+        data.clock.ms = T0 + end * MIN
+        scheduler.run_round()
+        [alert] = data.alerts()
+        counts.append(alert["match_count"])
+    assert counts == [2, 5, 9, 14]  # the last run read 10:00-10:15: 12 records, 5 of them new
+    assert [kind for _, kind in data.events()] == ["trigger", "update", "update", "update"]
+
+
 def test_a_bad_rule_file_is_reported_and_the_others_run(data: DataDir) -> None:
     write_rule(data.rules, "errors.yml", rule_text())
     write_rule(data.rules, "broken.yml", "title: [unclosed\n")
@@ -472,3 +490,97 @@ def test_run_records_are_kept_up_to_a_bound_per_rule(data: DataDir, monkeypatch:
     data.clock.ms = T0 + 30 * MIN
     assert len(scheduler.run_round().runs) == 6
     assert [(r.outcome, r.until_ms) for r in data.runs()] == [("ok", T0 + m * MIN) for m in (20, 25, 30)]
+
+
+WARNINGS_ID = "22222222-3333-4444-8555-666666666666"
+NUMBERS_ID = "33333333-4444-4555-8666-777777777777"
+
+
+class Runs:
+    """The scheduler's edge as the server has one: what it is told of each run."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, str]] = []
+
+    def on_rule_run(self, rule: object, record: state.RunRecord) -> None:
+        self.told.append((record.rule_id, record.outcome))
+
+    def on_rules_loaded(self, rules: list, problems: list) -> None:
+        pass
+
+
+def test_rules_of_a_round_share_one_scan_and_keep_their_own_windows_records_and_failures(data: DataDir) -> None:
+    write_rule(data.rules, "errors.yml", rule_text())
+    warnings = rule_text(rule_id=WARNINGS_ID).replace("title: Errors", "title: Warnings")
+    write_rule(data.rules, "warnings.yml", warnings.replace("severity: error", "severity: warning"))
+    write_rule(data.rules, "numbers.yml", FAILING_SQL.replace("{cast}", "CAST").replace(RULE_ID, NUMBERS_ID))
+    data.add(T0 - MIN)  # "api ..." is not a number: the SQL rule fails on it
+    observer = Runs()
+    scheduler = data.scheduler(failing_after=2, observer=observer)
+    first = scheduler.run_round()
+    assert first.shared == 3 and [r.outcome for _, r in first.runs] == ["ok", "error", "ok"]  # in file order
+    data.add(T0 + 7 * MIN)
+    data.add(T0 + 12 * MIN, service="web", severity="warning")
+    data.clock.ms = T0 + 15 * MIN  # three windows due for each rule: the failing one stops at its first
+    caught_up = scheduler.run_round()
+    assert caught_up.shared == 3 + 2 + 2
+    assert [(rule.id, r.outcome, r.until_ms) for rule, r in caught_up.runs] == [
+        (RULE_ID, "ok", T0 + 5 * MIN),
+        (NUMBERS_ID, "error", T0),
+        (WARNINGS_ID, "ok", T0 + 5 * MIN),
+        (RULE_ID, "ok", T0 + 10 * MIN),
+        (WARNINGS_ID, "ok", T0 + 10 * MIN),
+        (RULE_ID, "ok", T0 + 15 * MIN),
+        (WARNINGS_ID, "ok", T0 + 15 * MIN),
+    ]
+    for rule_id in (RULE_ID, WARNINGS_ID):
+        runs = data.runs(rule_id)
+        assert [(r.since_ms, r.until_ms) for r in runs] == [(T0 + m * MIN, T0 + (m + 5) * MIN) for m in (-5, 0, 5, 10)]
+        assert [r.finished_ms for r in runs] == [T0, *[T0 + 15 * MIN] * 3]
+        assert all(r.duration_ms is not None for r in runs)
+    # One scan for the step: 09:55-10:05, as the failing rule's window starts at 09:55. Its record of
+    # 09:59 was read for the other two as well, whose own windows (10:00-10:05) hold none.
+    step = [r for _, r in caught_up.runs[:3]]
+    assert [r.rows_scanned for r in step] == [1, None, 1]
+    assert [(r.outcome, r.since_ms) for r in data.runs(NUMBERS_ID)] == [("error", T0 - 5 * MIN)] * 2
+    assert sorted((a["rule_id"], a["title"], a["match_count"]) for a in data.alerts()) == [
+        (RULE_ID, "Errors", 2),  # the records of 09:59 and 10:07, within the dedup window
+        (WARNINGS_ID, "Warnings", 1),
+        (NUMBERS_ID, "Rule failing: Numbers", 2),
+    ]
+    assert observer.told == [(rule.id, r.outcome) for report in (first, caught_up) for rule, r in report.runs]
+
+
+SLOW_SQL = f"""
+id: {NUMBERS_ID}
+title: Slow
+level: low
+schedule: 5m
+query: >
+  SELECT a."timestamp", a.service FROM logs a, logs b, logs c, logs d, logs e
+  WHERE a.message < b.message AND c.message < d.message AND e.message <> a.message
+"""
+
+
+def test_a_rule_sharing_a_scan_is_stopped_at_the_engines_query_timeout_as_alone(data: DataDir) -> None:
+    write_rule(data.rules, "errors.yml", rule_text())
+    write_rule(data.rules, "slow.yml", SLOW_SQL)  # 200 records: 200^5 rows to join
+    data.add(T0 - 3 * MIN, count=200)
+    lake = Lake(data.store, data.lake.objects, data.folder, clock=data.clock, limits=QueryLimits(timeout_seconds=0.5))
+    scheduler = RuleScheduler(RuleFolder(data.rules), lake.engine, data.folder, clock=data.clock)
+    scheduler.reload()
+    reports: list = []
+    running = threading.Thread(target=lambda: reports.append(scheduler.run_round()), daemon=True)
+    running.start()
+    running.join(120)  # a deadline, not a measure: without the timeout the join runs for hours
+    try:
+        assert not running.is_alive(), "the slow rule was not stopped"
+        [report] = reports
+        assert report.shared == 2
+        outcomes = {rule.title: (record.outcome, record.error) for rule, record in report.runs}
+        assert outcomes["Errors"] == ("ok", None)
+        assert outcomes["Slow"][0] == "error"
+        assert outcomes["Slow"][1].endswith("slow.yml): the query ran longer than 0.5 s and was stopped")
+    finally:
+        scheduler.stop()
+        lake.close()

@@ -8,7 +8,10 @@ window, see rules/scheduler.py), each change with its `alert_events` row.
   match brings records the alert has not seen; otherwise the alert only notes that its condition still
   held (its window end). A match with no alert to join makes one and appends a `trigger` event.
 - Count: the sum of the matches' counts; when a run's window overlaps the alert's (a lookback longer
-  than the schedule reads the same records again), the larger of the two, so records are not counted twice.
+  than the schedule reads the same records again), only the match's records that no earlier run read
+  (its `fresh` rows) are added, so a burst across windows counts whole and no record counts twice.
+  A correlation's count is a value of the correlation, not of records: for those (and SQL rules whose
+  rows have no timestamp) the overlapping run's count replaces the alert's when it is larger.
 - Suppression: a suppressed match makes (or joins) an alert of status `suppressed`, without events.
 - Auto-resolve: with the rule's `resolve_after`, an open or acknowledged alert whose condition has
   not held (no match of its key) for that long in the rule's windows is resolved.
@@ -162,7 +165,7 @@ def _update(conn: sqlite3.Connection, rule: Rule, found: tuple, match: Match, re
         "UPDATE alerts SET match_count = ?, first_seen_ms = ?, last_seen_ms = ?, window_start_ms = ?,"
         " window_end_ms = ?, evidence = ?, title = ?, updated_ms = ? WHERE id = ?",
         (
-            max(count, match.count) if overlaps else count + match.count,
+            merged_count(count, match, overlaps),
             min(first_seen, first),
             max(last_seen, last),
             min(window_start, result.since_ms),
@@ -175,6 +178,13 @@ def _update(conn: sqlite3.Connection, rule: Rule, found: tuple, match: Match, re
     )
     if status != "suppressed":
         _event(conn, alert_id, "update", now_ms)
+
+
+def merged_count(count: int, match: Match, overlaps: bool) -> int:
+    """The alert's count once it takes in the match (see the module's notes)."""
+    if not overlaps:
+        return count + match.count
+    return max(count, match.count) if match.fresh is None else count + match.fresh
 
 
 def merged_evidence(old: list[dict[str, Any]], new: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:

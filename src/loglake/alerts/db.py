@@ -64,12 +64,15 @@ MIGRATIONS = (
 )
 
 
+BUSY_TIMEOUT_S = 10.0  # how long a write waits for another process's write (then "database is locked")
+
+
 def open_alerts_db(data_dir: Path) -> sqlite3.Connection:
     """A connection to the data dir's detections database (made 0600, WAL, fully synced commits:
     an alert acknowledged to a user or a window marked done must survive a power cut).
     Autocommit mode: write through `loglake.sqlitedb.write_transaction`."""
     path = private_database(Path(data_dir) / ALERTS_DB)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
     use_wal(conn)
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")

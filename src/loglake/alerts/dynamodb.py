@@ -40,7 +40,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from loglake.alerts.apply import BY_RULE, FAILING_LEVEL, FAILING_TAG, failing_key, merged_evidence, seen_span
+from loglake.alerts.apply import BY_RULE, FAILING_LEVEL, FAILING_TAG, failing_key, merged_count, merged_evidence, seen_span
 from loglake.alerts.outbox import MAX_ERROR_CHARS, Claimed, DeliveryRow
 from loglake.ids import format_uuid, uuid7_bytes
 from loglake.rules.model import Rule
@@ -482,9 +482,8 @@ def _joined(alert: dict[str, Any], rule: Rule, match: Match, result: RunResult, 
         alert["window_end_ms"] = max(alert["window_end_ms"], result.until_ms)
         return None
     overlaps = result.since_ms < alert["window_end_ms"]
-    count = alert["match_count"]
     alert.update(
-        match_count=max(count, match.count) if overlaps else count + match.count,
+        match_count=merged_count(alert["match_count"], match, overlaps),
         first_seen_ms=min(alert["first_seen_ms"], first),
         last_seen_ms=max(alert["last_seen_ms"], last),
         window_start_ms=min(alert["window_start_ms"], result.since_ms),

@@ -21,7 +21,7 @@ from loglake.api.metrics import delivery_lines
 from loglake.follow import FollowQuery, follow, follow_query
 from loglake.ids import format_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody, ParsedBody
-from loglake.keys import KeyNameTaken, KeyStoreError, LastAdminKey, NoSuchKey, parse_scopes
+from loglake.keys import KeyNameTaken, KeyStoreBusy, KeyStoreError, LastAdminKey, NoSuchKey, parse_scopes
 from loglake.lake.query import QueryError
 from loglake.lake.query_answers import QueryBusy, parse_query_request, result_to_dict
 from loglake.model import RECORD_FIELDS, SEVERITY_ALIASES, InvalidRecords, NewRecord, format_datetime, record_to_dict
@@ -173,7 +173,7 @@ async def recent(app: LoglakeApp, request: Request) -> Result:
     if wanted is not None:
         return await _follow(app, wanted)
     query = client_errors(app.service.recent_query)(request.query)
-    return _page_result(await app.run_read(app.service.recent, query))
+    return _page_result(await app.run_read(client_errors(app.service.recent), query))
 
 
 async def _follow(app: LoglakeApp, wanted: FollowQuery) -> Result:
@@ -441,6 +441,8 @@ async def create_key(app: LoglakeApp, request: Request) -> Result:
             rate_burst=spec.rate_burst,
         )
         new = await app.run_read(create)  # an fsync'd write: off the event loop
+    except KeyStoreBusy as e:
+        raise _keys_busy(e) from None
     except KeyNameTaken as e:
         raise ApiError(409, "key_exists", str(e)) from None
     except KeyStoreError as e:
@@ -454,8 +456,15 @@ async def create_key(app: LoglakeApp, request: Request) -> Result:
 async def revoke_key(app: LoglakeApp, request: Request, name: str) -> Result:
     try:
         await app.run_read(app.keystore.revoke, name)  # an fsync'd write: off the event loop
+    except KeyStoreBusy as e:
+        raise _keys_busy(e) from None
     except NoSuchKey as e:
         raise ApiError(404, "not_found", str(e)) from None
     except LastAdminKey as e:
         raise ApiError(409, "last_admin_key", str(e)) from None
     return Result(200, {"revoked": name})
+
+
+def _keys_busy(error: KeyStoreBusy) -> ApiError:
+    # Another process (`loglake keys create` on the data dir) held the write lock past the busy timeout.
+    return ApiError(503, "busy", str(error), headers=[(b"retry-after", b"1")])

@@ -45,7 +45,7 @@ from loglake.config import Settings
 from loglake.lake.hot_rows import HotRowsStream
 from loglake.lake.manifest import LakeFile, list_files, reading
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
-from loglake.lake.query_answers import QueryBusy, QueryResult, fetch_within
+from loglake.lake.query_answers import LakeUnreadable, QueryBusy, QueryResult, fetch_within
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.scratch import folder_of_this_process
 from loglake.lake.sql_guard import QueryError, check_select, client_error, rewrite_text_filters
@@ -241,10 +241,13 @@ class QueryEngine:
         started = time.perf_counter()
         # The snapshot lasts until the answer is fetched: DuckDB reads hot rows as it goes (HotRowsStream).
         with self._cursor(pool, timeout) as cursor, reading(self.store), self.store.snapshot() as snapshot:
-            self._define_views(cursor, snapshot, window, tables)
+            try:
+                self._define_views(cursor, snapshot, window, tables)
+            except (duckdb.IOException, OSError) as e:  # DuckDB reads a local file's schema here; pyarrow lists S3's
+                raise self._unreadable(e) from None
             finished = threading.Event()
             watchdog = threading.Thread(
-                target=_interrupt_after, args=(cursor, started + timeout, finished), name="loglake-query-timeout"
+                target=interrupt_after, args=(cursor, started + timeout, finished), name="loglake-query-timeout"
             )
             watchdog.start()
             try:
@@ -265,6 +268,8 @@ class QueryEngine:
                 ) from None
             except duckdb.OutOfMemoryException as e:
                 raise self._too_large(e) from None
+            except duckdb.IOException as e:  # the users' SQL reaches no files but the lake's (no external access)
+                raise self._unreadable(e) from None
             except duckdb.Error as e:
                 error = client_error(e)
                 raise QueryError(error.code, self._hide_server_paths(error.message)) from None
@@ -282,6 +287,11 @@ class QueryEngine:
         return QueryResult(
             columns, rows[:cap], len(rows) > cap, elapsed_ms, bytes_scanned, files, rows_scanned=scanned_rows
         )
+
+    def _unreadable(self, error: Exception) -> LakeUnreadable:
+        """A lake file the catalog listed could not be read: removed under the query (by hand, or
+        a defect) or the storage failed. Not the query's fault: 503, try again."""
+        return LakeUnreadable(self._hide_server_paths(str(error).split("\n\nLINE")[0]))
 
     def _too_large(self, error: duckdb.OutOfMemoryException) -> QueryError:
         """The query needed more memory, and then more spill space, than the server allows. DuckDB's
@@ -403,7 +413,7 @@ def default_spill_mb(folder: Path) -> int:
     return max(1, int(shutil.disk_usage(folder).free * SPILL_SHARE_OF_FREE_DISK) // 2**20)
 
 
-def _interrupt_after(cursor: duckdb.DuckDBPyConnection, deadline: float, finished: threading.Event) -> None:
+def interrupt_after(cursor: duckdb.DuckDBPyConnection, deadline: float, finished: threading.Event) -> None:
     """At the deadline, interrupt the cursor's query, and keep at it until it stops: an interrupt
     that lands before DuckDB has started the query would otherwise be lost."""
     if finished.wait(max(0.0, deadline - time.perf_counter())):

@@ -20,6 +20,17 @@ class QueryBusy(Exception):
     """Every query slot stayed taken for the whole timeout (HTTP 503)."""
 
 
+class LakeUnreadable(QueryBusy):
+    """A lake file the catalog lists could not be read from storage (HTTP 503: the read may be
+    retried; a storage outage passes, a file removed by hand does not)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"a lake file could not be read from storage ({reason}; if this persists, a file the lake's"
+            " catalog lists was removed from its storage outside loglake)"
+        )
+
+
 @dataclass
 class QueryResult:
     columns: list[tuple[str, str]]  # (name, DuckDB type)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from loglake.ids import format_uuid
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.parts import SEVERITY_INDEX_KEY
+from loglake.lake.query_answers import LakeUnreadable
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.model import SEVERITY_NAMES, StoredRecord
 from loglake.store.base import RecentQuery
@@ -128,7 +130,10 @@ class LakeRecentReader:
             if found is not None:
                 self._files.move_to_end(key)
                 return found
-        opened = _OpenFile(self._open(key))
+        try:
+            opened = _OpenFile(self._open(key))
+        except OSError as e:  # removed under the read (by hand), or the storage failed
+            raise LakeUnreadable(f"{key}: {os.strerror(e.errno) if e.errno else type(e).__name__}") from None
         with self._lock:
             self._files[key] = opened
             while len(self._files) > OPEN_FILES:

@@ -16,7 +16,9 @@ What a run reads back is the evidence: rows of the rule's query (events, or what
 selects), at most `evidence` per group, with four columns added: `_loglake_count` (the group's
 matching rows, or a correlation's value), `_loglake_rank` (1, 2, ... in time order),
 `_loglake_first` and `_loglake_last` (the time span of the group's matches, when rows have a
-`timestamp`).
+`timestamp`), and, with a `timestamp` too, `_loglake_fresh`: the group's rows at or after
+`$fresh_since`, the end of the rule's previous window, i.e. the rows no earlier run has read (a
+lookback longer than the schedule reads records again; the alert counts only these once more).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from loglake.lake.tables import TABLES, LakeTable, sql_type
 from loglake.rules.sources import BY_TABLE, quote_name
 
 COUNT, RANK, FIRST, LAST = "_loglake_count", "_loglake_rank", "_loglake_first", "_loglake_last"
+FRESH = "_loglake_fresh"
 RESERVED_PREFIX = "_loglake_"
 QUERY_PARAMETERS = ("since", "until")  # what a rule's own query may use; `read_since` is the views'
 
@@ -71,7 +74,8 @@ def rows_plan(
     group = partition(group_fields)
     order = 'ORDER BY "timestamp"' if timed else ""
     span = (
-        f'min("timestamp") OVER ({group}) AS {FIRST}, max("timestamp") OVER ({group}) AS {LAST}'
+        f'min("timestamp") OVER ({group}) AS {FIRST}, max("timestamp") OVER ({group}) AS {LAST},'
+        f' sum(CASE WHEN "timestamp" >= $fresh_since THEN 1 ELSE 0 END) OVER ({group}) AS {FRESH}'
         if timed
         else f"NULL::TIMESTAMP AS {FIRST}, NULL::TIMESTAMP AS {LAST}"
     )

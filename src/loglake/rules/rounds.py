@@ -1,27 +1,37 @@
-"""Running many rules over windows that end at the same moment (a scheduler's round) with one scan.
+"""Running many rules over windows that end at (about) the same moment (a scheduler's round) with one scan.
 
 Each rule's own run reads its window from the lake: on a compacted day file (one service per row
 group, so every row group spans the whole day) a 5-minute window still decodes the day's timestamps,
 tens of milliseconds per rule however few records the window holds. A round of a hundred rules would
-pay that a hundred times. So the rules of a round that read only `logs` and at most SHARED_SPAN_MS
-back are run together: the records of the span they read are fetched once through the engine (hot
-store and lake, one snapshot), and each rule's SQL (the same SQL, the same parameters) runs on them in
-a private in-memory DuckDB, which has no files to reach. The others run on their own (run_rule).
-A span holding more than MAX_SHARED_ROWS records is not fetched: those rules run on their own too,
-so memory stays bounded.
+pay that a hundred times. So the runs of a round that read only `logs`, at most SHARED_SPAN_MS of it,
+within the SHARED_SPAN_MS before the round's latest window end, are run together: the records of the
+span they read are fetched once through the engine (hot store and lake, one snapshot), and each rule's
+SQL (the same SQL, the same parameters: its views keep it to its own window) runs on them in a private
+in-memory DuckDB, which has no files to reach. The others run on their own (run_rule). A span holding
+more than MAX_SHARED_ROWS records is not fetched: those rules run on their own too, so memory stays
+bounded.
+
+A run on the shared records is held to the engine's limits as a run of its own is: at most its rows,
+stopped at its query timeout (a rule whose SQL goes wrong fails alone, it does not stall the round).
+
+What a run that shared the scan reports: the rows, bytes and files of the shared fetch (what it read),
+and as its duration its own query's time plus an equal share of the fetch's (so a round's durations
+add up to its engine time).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
 
-from loglake.lake.query import QueryEngine, TimeRange
+from loglake.lake.query import QueryEngine, QueryLimits, TimeRange, interrupt_after
 from loglake.lake.query_answers import QueryBusy, QueryResult
 from loglake.lake.sql_guard import QueryError
 from loglake.lake.tables import APP_LOGS_TABLE, sql_type
@@ -29,6 +39,7 @@ from loglake.rules.model import Rule
 from loglake.rules.run import RuleRunError, RunResult, naive_utc, result_of, run_parameters, run_rule
 from loglake.rules.sources import quote_name
 
+log = logging.getLogger("loglake.rules")
 SHARED_SPAN_MS = 15 * 60_000
 MAX_SHARED_ROWS = 200_000
 _COLUMNS = [*(c.name for c in APP_LOGS_TABLE.columns), "date"]
@@ -36,41 +47,81 @@ _SCHEMA = pa.schema([*((c.name, c.type) for c in APP_LOGS_TABLE.columns), ("date
 
 
 @dataclass(frozen=True)
+class Run:
+    """A rule to run over [since_ms, until_ms)."""
+
+    rule: Rule
+    since_ms: int
+    until_ms: int
+    fresh_since_ms: int | None = None  # where the rows no earlier run read begin (run_rule)
+
+    @property
+    def read_since_ms(self) -> int:
+        return self.since_ms - self.rule.plan.reach_ms
+
+
+@dataclass(frozen=True)
 class Round:
     results: dict[str, RunResult | RuleRunError]  # by rule id
+    durations_ms: dict[str, float]  # by rule id: its engine time (see the module's notes)
     shared_rules: int  # how many ran on the shared records
     shared_rows: int
     shared_ms: float  # fetching them
 
 
-def run_round(rules: Sequence[Rule], engine: QueryEngine, until_ms: int, now_ms: int | None = None) -> Round:
-    """Each rule over its lookback ending at `until_ms`; a rule that fails has its RuleRunError."""
-    shared = [r for r in rules if r.plan.tables == (APP_LOGS_TABLE,) and _reach(r) <= SHARED_SPAN_MS]
+def run_round(runs: Sequence[Run], engine: QueryEngine, now_ms: int | None = None) -> Round:
+    """Each run (one per rule); a rule that fails has its RuleRunError (a defect met by one rule too:
+    it must not stop the others)."""
+    shared = _shareable(runs)
     results: dict[str, RunResult | RuleRunError] = {}
-    fetched = _fetch(engine, until_ms - max(map(_reach, shared)), until_ms) if len(shared) > 1 else None
+    durations: dict[str, float] = {}
+
+    def run_one(run: Run, evaluate: Callable[[], RunResult | RuleRunError], extra_ms: float = 0.0) -> None:
+        started = time.perf_counter()
+        try:
+            results[run.rule.id] = evaluate()
+        except RuleRunError as e:
+            results[run.rule.id] = e
+        except Exception as e:
+            log.exception("rule %s failed", run.rule.id)
+            results[run.rule.id] = RuleRunError(f"{type(e).__name__}: {e}")
+        durations[run.rule.id] = (time.perf_counter() - started) * 1000 + extra_ms
+
+    fetched = None
+    if len(shared) > 1:
+        fetched = _fetch(engine, min(r.read_since_ms for r in shared), max(r.until_ms for r in shared))
     if fetched is None:
         shared = []
     else:
-        evaluator = _evaluator()
+        evaluator, share_ms = _evaluator(), fetched.elapsed_ms / len(shared)
         with evaluator.holding(fetched):
-            for rule in shared:
-                results[rule.id] = evaluator.run(rule, until_ms, now_ms, engine.limits.max_rows, len(fetched.rows))
-    for rule in rules:
-        if rule.id not in results:
-            try:
-                results[rule.id] = run_rule(rule, engine, until_ms - rule.lookback_ms, until_ms, now_ms)
-            except RuleRunError as e:
-                results[rule.id] = e
+            for run in shared:
+                run_one(run, functools.partial(evaluator.run, run, now_ms, engine.limits, fetched), share_ms)
+    for run in runs:
+        if run.rule.id not in results:
+            run_one(
+                run,
+                functools.partial(run_rule, run.rule, engine, run.since_ms, run.until_ms, now_ms, run.fresh_since_ms),
+            )
     return Round(
-        {r.id: results[r.id] for r in rules},
+        {r.rule.id: results[r.rule.id] for r in runs},
+        durations,
         len(shared),
         0 if fetched is None else len(fetched.rows),
         0.0 if fetched is None else fetched.elapsed_ms,
     )
 
 
-def _reach(rule: Rule) -> int:
-    return rule.lookback_ms + rule.plan.reach_ms
+def _shareable(runs: Sequence[Run]) -> list[Run]:
+    """The runs that read only `logs`, at most SHARED_SPAN_MS of it, all within the span of that length
+    ending at the latest of their windows' ends."""
+    short = [
+        r for r in runs if r.rule.plan.tables == (APP_LOGS_TABLE,) and r.until_ms - r.read_since_ms <= SHARED_SPAN_MS
+    ]
+    if not short:
+        return []
+    end = max(r.until_ms for r in short)
+    return [r for r in short if r.read_since_ms >= end - SHARED_SPAN_MS]
 
 
 def _fetch(engine: QueryEngine, since_ms: int, until_ms: int) -> QueryResult | None:
@@ -120,20 +171,44 @@ class _Evaluator:
             pa.Table.from_pylist([dict(zip(_COLUMNS, row, strict=True)) for row in fetched.rows], schema=_SCHEMA),
         )
 
-    def run(self, rule: Rule, until_ms: int, now_ms: int | None, cap: int, rows: int) -> RunResult | RuleRunError:
-        """The rule's run on the records held (`rows` of them), as run_rule would answer it."""
-        since_ms = until_ms - rule.lookback_ms
-        params, _ = run_parameters(rule, since_ms, until_ms)
+    def run(self, run: Run, now_ms: int | None, limits: QueryLimits, fetched: QueryResult) -> RunResult | RuleRunError:
+        """The rule's run on the records held (`fetched`), as run_rule would answer it: at most the
+        engine's rows, stopped after the engine's query timeout as the engine stops a rule's query."""
+        rule = run.rule
+        params, _ = run_parameters(rule, run.since_ms, run.until_ms, run.fresh_since_ms)
         started = time.perf_counter()
+        finished = threading.Event()
+        watchdog = threading.Thread(
+            target=interrupt_after,
+            args=(self._db, started + limits.timeout_seconds, finished),
+            name="loglake-rule-timeout",
+        )
+        watchdog.start()
         try:
             cursor = self._db.execute(rule.plan.executed, params)
             columns = [(d[0], str(d[1])) for d in cursor.description or []]
-            found = cursor.fetchmany(cap + 1)
+            found = cursor.fetchmany(limits.max_rows + 1)
+        except duckdb.InterruptException:
+            return RuleRunError(
+                f"rule {rule.id} ({rule.path}): the query ran longer than {limits.timeout_seconds:g} s and was stopped"
+            )
         except duckdb.Error as e:
             return RuleRunError(f"rule {rule.id} ({rule.path}): {str(e).splitlines()[0]}")
+        finally:
+            finished.set()
+            watchdog.join()
+        cap = limits.max_rows
         elapsed = (time.perf_counter() - started) * 1000
-        result = QueryResult(columns, found[:cap], len(found) > cap, elapsed, 0, 0, rows_scanned=rows)
-        return result_of(rule, since_ms, until_ms, result, now_ms)
+        result = QueryResult(
+            columns,
+            found[:cap],
+            len(found) > cap,
+            elapsed,
+            fetched.bytes_scanned,
+            fetched.files_scanned,
+            rows_scanned=len(fetched.rows),
+        )
+        return result_of(rule, run.since_ms, run.until_ms, result, now_ms)
 
 
 class _Holding:

@@ -17,7 +17,7 @@ from loglake.lake.query import QueryEngine, TimeRange
 from loglake.lake.query_answers import QueryBusy, QueryResult, json_value
 from loglake.lake.sql_guard import QueryError
 from loglake.rules.model import Rule
-from loglake.rules.plan import COUNT, FIRST, LAST, RESERVED_PREFIX
+from loglake.rules.plan import COUNT, FIRST, FRESH, LAST, RESERVED_PREFIX
 from loglake.rules.templates import default_dedup_key, render
 
 
@@ -36,6 +36,7 @@ class Match:
     last_ms: int | None
     evidence: list[dict[str, Any]]
     suppressed: str | None = None  # why, when a suppression of the rule holds it back
+    fresh: int | None = None  # of `count`, the rows no earlier window held (None: the rule cannot tell)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,9 +66,18 @@ class RunResult:
     sql: str = field(repr=False)
 
 
-def run_rule(rule: Rule, engine: QueryEngine, since_ms: int, until_ms: int, now_ms: int | None = None) -> RunResult:
-    """The rule's matches over [since_ms, until_ms); suppressions are judged at `now_ms` (default: now)."""
-    params, window = run_parameters(rule, since_ms, until_ms)
+def run_rule(
+    rule: Rule,
+    engine: QueryEngine,
+    since_ms: int,
+    until_ms: int,
+    now_ms: int | None = None,
+    fresh_since_ms: int | None = None,
+) -> RunResult:
+    """The rule's matches over [since_ms, until_ms); suppressions are judged at `now_ms` (default: now);
+    a match's `fresh` rows are those from `fresh_since_ms` (the end of the rule's previous window;
+    default: the whole window)."""
+    params, window = run_parameters(rule, since_ms, until_ms, fresh_since_ms)
     try:
         result = engine.run_saved(rule.plan.executed, params, window, engine.limits.max_rows, rule.plan.tables)
     except QueryError as e:
@@ -77,12 +87,15 @@ def run_rule(rule: Rule, engine: QueryEngine, since_ms: int, until_ms: int, now_
     return result_of(rule, since_ms, until_ms, result, now_ms)
 
 
-def run_parameters(rule: Rule, since_ms: int, until_ms: int) -> tuple[dict[str, datetime], TimeRange]:
+def run_parameters(
+    rule: Rule, since_ms: int, until_ms: int, fresh_since_ms: int | None = None
+) -> tuple[dict[str, datetime], TimeRange]:
     """The parameters of a run's SQL over [since_ms, until_ms), and the time it reads."""
     if until_ms <= since_ms:
         raise ValueError(f"the window must end after it starts ({since_ms} >= {until_ms})")
     read_since_ms = max(0, since_ms - rule.plan.reach_ms)
-    values = {"since": since_ms, "until": until_ms, "read_since": read_since_ms}
+    fresh_since_ms = since_ms if fresh_since_ms is None else max(since_ms, fresh_since_ms)
+    values = {"since": since_ms, "until": until_ms, "read_since": read_since_ms, "fresh_since": fresh_since_ms}
     return {name: naive_utc(values[name]) for name in rule.plan.parameters}, TimeRange(read_since_ms, until_ms)
 
 
@@ -127,6 +140,7 @@ def match_of(rule: Rule, key: tuple, rows: list[dict[str, Any]], now_ms: int) ->
         epoch_ms(rows[0][LAST]),
         [{k: json_value(v) for k, v in r.items() if not k.startswith(RESERVED_PREFIX)} for r in rows],
         None if suppressed is None else (suppressed.reason or "suppressed") + _until(suppressed.until_ms()),
+        None if rows[0].get(FRESH) is None else int(rows[0][FRESH]),
     )
 
 

@@ -18,6 +18,10 @@ events, and only if the window still ends where the run found it (state.py: a co
 process killed during a run left the window where it was: the next round evaluates it, once. A run
 that fails leaves the window too (the next round tries it again) and counts a failure; FAILING_AFTER
 failures in a row raise the rule's own alert, resolved by its next good run.
+
+Together. A round runs the rules' next windows together (rounds.py: the rules that read little share
+one scan of the span they read), one window per rule at a time; each rule's claim, outcome and
+alerts stay its own (see run_round).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,9 +40,9 @@ from loglake.alerts.apply import apply_matches, resolve_cleared, rule_failing, r
 from loglake.lake.query import QueryEngine
 from loglake.locks import exclusive_lock
 from loglake.model import format_datetime
-from loglake.rules import state
+from loglake.rules import rounds, state
 from loglake.rules.model import Problem, Rule
-from loglake.rules.run import RuleRunError, run_rule
+from loglake.rules.run import RuleRunError
 from loglake.sqlitedb import write_transaction
 
 log = logging.getLogger("loglake.rules")
@@ -147,9 +151,20 @@ class RuleFolder:
 
 
 @dataclass
+class _Chain:
+    """A rule's windows due in a round, as far as it got: `previous` is where its last window ended."""
+
+    rule: Rule
+    previous: int | None
+    due: Due
+    going: bool = True  # False once a window failed or another process took the rule's windows
+
+
+@dataclass
 class RoundReport:
     runs: list[tuple[Rule, state.RunRecord]] = field(default_factory=list)
     busy: bool = False  # another process held the rules lock: nothing ran
+    shared: int = 0  # runs that shared a scan with others (rounds.py)
 
     @property
     def failed(self) -> int:
@@ -206,8 +221,16 @@ class RuleScheduler:
             self._conn = None
 
     def run_round(self, wait: bool = False) -> RoundReport:
-        """Every enabled rule's due windows, one rule after the other. Without `wait`, a round that
-        finds the rules lock taken does nothing (`busy`)."""
+        """Every enabled rule's due windows. Without `wait`, a round that finds the rules lock taken
+        does nothing (`busy`).
+
+        The rules' next windows are run together (rounds.run_round: one scan for those that read
+        little), in steps: each step claims the next window of every rule that has one, runs them,
+        and commits each rule's outcome in its own transaction, so the guarantees stay per rule (a
+        rule's windows one after the other, each claimed before it runs and committed only if its
+        window has not moved; a failing rule stops its own catch-up only). Catching up, a step holds
+        one window of each rule: a rule's next window cannot be claimed before its previous one is
+        committed (the compare-and-set), so two windows of a rule never share a scan."""
         report = RoundReport()
         if not self.folder.rules:  # nothing to run: no alerts.db in data dirs that have no rules
             return report
@@ -218,62 +241,69 @@ class RuleScheduler:
             conn = self._db()
             with write_transaction(conn):
                 state.interrupt_unfinished(conn, self._now())
+            now = self._now()
+            chains = []
             for rule in self.folder.rules:
                 if rule.enabled:
-                    report.runs.extend((rule, record) for record in self._run_due(conn, rule))
+                    previous = state.state_of(conn, rule.id).window_end_ms
+                    chains.append(_Chain(rule, previous, due_windows(rule, previous, now, self.catch_up)))
+            chains = [c for c in chains if c.due.windows]
+            while chains and not self._stop.is_set():  # a stopping server leaves the windows due
+                self._run_step(conn, chains, report)
+                chains = [c for c in chains if c.going and c.due.windows]
         return report
 
-    def _run_due(self, conn: sqlite3.Connection, rule: Rule) -> list[state.RunRecord]:
-        records = []
-        previous = state.state_of(conn, rule.id).window_end_ms
-        due = due_windows(rule, previous, self._now(), self.catch_up)
-        skipped = due.skipped
-        for window in due.windows:
-            if self._stop.is_set():  # the server is stopping: the windows left stay due
-                break
-            record = self._run_window(conn, rule, previous, window, skipped)
-            if record is None:  # another process moved the window before this one started
-                break
-            records.append(record)
-            if self.observer is not None:
-                self.observer.on_rule_run(rule, record)
-            if record.outcome != "ok":  # an error: tried again next time; superseded: the other process goes on
-                break
-            previous, skipped = window.until_ms, None
-        return records
-
-    def _run_window(
-        self, conn: sqlite3.Connection, rule: Rule, previous: int | None, window: Window, skipped: Window | None
-    ) -> state.RunRecord | None:
+    def _run_step(self, conn: sqlite3.Connection, chains: list[_Chain], report: RoundReport) -> None:
+        """The next window of each chain: claimed, run together, each rule's outcome committed (and
+        added to the report)."""
         started = self._now()
+        claimed = []
         with write_transaction(conn):
-            run_id = state.claim(conn, rule.id, previous, window.since_ms, window.until_ms, started)
-        if run_id is None:
-            return None
-        previous = window.since_ms if previous is None else previous
-        began = time.perf_counter()
-        try:
-            result = run_rule(rule, self.engine, window.since_ms, window.until_ms, started)
-            error = None
-        except RuleRunError as e:
-            result, error = None, str(e)
-        except Exception as e:  # a defect must not stop the other rules; it shows as the run's error
-            log.exception("rule %s failed", rule.id)
-            result, error = None, f"{type(e).__name__}: {e}"
+            for chain in chains:
+                window = chain.due.windows[0]
+                run_id = state.claim(conn, chain.rule.id, chain.previous, window.since_ms, window.until_ms, started)
+                if run_id is None:  # another process moved the window before this one started
+                    chain.going = False
+                else:
+                    claimed.append((chain, run_id))
+        found = rounds.run_round(
+            [rounds.Run(chain.rule, *astuple(chain.due.windows[0]), chain.previous) for chain, _ in claimed],
+            self.engine,
+            started,
+        )
+        report.shared += found.shared_rules
+        for chain, run_id in claimed:
+            record = self._commit(conn, chain, run_id, started, found)
+            report.runs.append((chain.rule, record))
+            if self.observer is not None:
+                self.observer.on_rule_run(chain.rule, record)
+            if record.outcome == "ok":
+                chain.previous, chain.due = record.until_ms, Due(chain.due.windows[1:])
+            else:  # an error: tried again next time; superseded: the other process goes on
+                chain.going = False
+
+    def _commit(
+        self, conn: sqlite3.Connection, chain: _Chain, run_id: int, started: int, found: rounds.Round
+    ) -> state.RunRecord:
+        """One transaction: the run's outcome, the window moved (or a failure counted), the alerts."""
+        rule, window, skipped = chain.rule, chain.due.windows[0], chain.due.skipped
+        previous = window.since_ms if chain.previous is None else chain.previous
+        result = found.results[rule.id]
+        error = str(result) if isinstance(result, RuleRunError) else None
         now = self._now()
         record = state.RunRecord(
             run_id,
             rule.id,
-            "ok" if result is not None else "error",
+            "ok" if error is None else "error",
             window.since_ms,
             window.until_ms,
             started,
             now,
-            (time.perf_counter() - began) * 1000,
+            found.durations_ms[rule.id],
             error=error,
         )
         with write_transaction(conn):
-            if result is None:
+            if isinstance(result, RuleRunError):
                 failures = state.count_failure(conn, rule.id, previous)
                 if failures is None:
                     return self._superseded(conn, record)
