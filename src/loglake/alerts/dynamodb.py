@@ -40,7 +40,15 @@ from typing import Any
 
 import botocore.exceptions
 
-from loglake.alerts.apply import BY_RULE, FAILING_LEVEL, FAILING_TAG, failing_key, merged_count, merged_evidence, seen_span
+from loglake.alerts.apply import (
+    BY_RULE,
+    FAILING_LEVEL,
+    FAILING_TAG,
+    failing_key,
+    merged_count,
+    merged_evidence,
+    seen_span,
+)
 from loglake.alerts.outbox import MAX_ERROR_CHARS, Claimed, DeliveryRow
 from loglake.ids import format_uuid, uuid7_bytes
 from loglake.rules.model import Rule
