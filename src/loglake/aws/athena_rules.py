@@ -20,11 +20,16 @@ from loglake.rules.run import RuleRunError, RunResult, result_of
 
 
 def run_rule_on_athena(
-    rule: Rule, engine: AthenaQueryEngine, since_ms: int, until_ms: int, now_ms: int | None = None
+    rule: Rule,
+    engine: AthenaQueryEngine,
+    since_ms: int,
+    until_ms: int,
+    now_ms: int | None = None,
+    fresh_since_ms: int | None = None,
 ) -> RunResult:
     """The matches of a rule of a bundle (load_bundle) over [since_ms, until_ms), as run_rule gives them
     locally; the result's `sql` is the SQL Athena ran (what an alert shows as the query that found it)."""
-    sql = fill_window(rule.plan.sql, rule.plan.reach_ms, since_ms, until_ms)
+    sql = fill_window(rule.plan.sql, rule.plan.reach_ms, since_ms, until_ms, fresh_since_ms)
     try:
         result = engine.query(sql, limit=engine.limits.max_rows)
     except QueryError as e:

@@ -109,7 +109,7 @@ class Detector:
         for run in run_due(
             self.rules,
             self.store,
-            lambda rule, since, until, now: run_rule_on_athena(rule, self.engine, since, until, now),
+            lambda rule, since, until, now, fresh: run_rule_on_athena(rule, self.engine, since, until, now, fresh),
             now_ms,
             lease_ms=self.lease_ms,
             catch_up=self.catch_up,

@@ -17,7 +17,7 @@ from pathlib import Path
 import msgspec
 
 from loglake.rules.model import Options, Problem, Rule
-from loglake.rules.plan import Plan
+from loglake.rules.plan import Plan, window_moments
 from loglake.rules.schedule import parse_schedule
 
 BUNDLE_VERSION = 1
@@ -111,12 +111,9 @@ def _rule(r: BundledRule) -> Rule:
     )
 
 
-def fill_window(template: str, reach_ms: int, since_ms: int, until_ms: int) -> str:
-    """SQL with WINDOW_MARKs, the window [since_ms, until_ms) written in (reading from `reach_ms` earlier)."""
-    if until_ms <= since_ms:
-        raise ValueError(f"the window must end after it starts ({since_ms} >= {until_ms})")
-    moments = {"since": since_ms, "until": until_ms, "read_since": max(0, since_ms - reach_ms)}
-    for name, ms in moments.items():
+def fill_window(template: str, reach_ms: int, since_ms: int, until_ms: int, fresh_since_ms: int | None = None) -> str:
+    """SQL with WINDOW_MARKs, the moments of the window [since_ms, until_ms) written in (plan.window_moments)."""
+    for name, ms in window_moments(reach_ms, since_ms, until_ms, fresh_since_ms).items():
         moment = datetime.fromtimestamp(ms / 1000, UTC)
         template = template.replace(f"'{WINDOW_MARK.format(name + ':day')}'", f"'{moment.date().isoformat()}'")
         template = template.replace(f"'{WINDOW_MARK.format(name)}'", f"'{moment:%Y-%m-%d %H:%M:%S}.{ms % 1000:03d}'")

@@ -43,8 +43,9 @@ class WindowStore(Protocol):
 
 
 SKIPPED = "not evaluated: down longer than the catch-up bound"
-# Runs a rule over [since_ms, until_ms) at now_ms (aws/athena_rules.py's run_rule_on_athena, bound to its engine).
-RuleRunner = Callable[[Rule, int, int, int], RunResult]
+# Runs a rule over [since_ms, until_ms) at now_ms, its fresh rows from the previous window's end (None: the
+# whole window), as aws/athena_rules.py's run_rule_on_athena bound to its engine does.
+RuleRunner = Callable[[Rule, int, int, int, int | None], RunResult]
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def run_due(
             if claim is None:  # another invocation holds or moved the window
                 break
             try:
-                result = run(rule, window.since_ms, window.until_ms, now_ms)
+                result = run(rule, window.since_ms, window.until_ms, now_ms, previous)
             except RuleRunError as e:
                 failures = store.fail(claim)
                 raised = []

@@ -52,6 +52,16 @@ class Plan:
     parameters: tuple[str, ...]  # the window parameters the SQL uses
 
 
+def window_moments(reach_ms: int, since_ms: int, until_ms: int, fresh_since_ms: int | None = None) -> dict[str, int]:
+    """The moments a run's SQL names ($since, $until, $read_since, $fresh_since), in ms: the window
+    [since_ms, until_ms), read from `reach_ms` earlier; rows from `fresh_since_ms` (the end of the
+    rule's previous window; default: the whole window) are the ones no earlier run read."""
+    if until_ms <= since_ms:
+        raise ValueError(f"the window must end after it starts ({since_ms} >= {until_ms})")
+    fresh = since_ms if fresh_since_ms is None else max(since_ms, fresh_since_ms)
+    return {"since": since_ms, "until": until_ms, "read_since": max(0, since_ms - reach_ms), "fresh_since": fresh}
+
+
 def window_views(tables: Iterable[LakeTable]) -> str:
     """The WITH clauses that stand for the tables, limited to the window."""
     return ",\n".join(

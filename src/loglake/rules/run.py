@@ -17,7 +17,7 @@ from loglake.lake.query import QueryEngine, TimeRange
 from loglake.lake.query_answers import QueryBusy, QueryResult, json_value
 from loglake.lake.sql_guard import QueryError
 from loglake.rules.model import Rule
-from loglake.rules.plan import COUNT, FIRST, FRESH, LAST, RESERVED_PREFIX
+from loglake.rules.plan import COUNT, FIRST, FRESH, LAST, RESERVED_PREFIX, window_moments
 from loglake.rules.templates import default_dedup_key, render
 
 
@@ -91,12 +91,8 @@ def run_parameters(
     rule: Rule, since_ms: int, until_ms: int, fresh_since_ms: int | None = None
 ) -> tuple[dict[str, datetime], TimeRange]:
     """The parameters of a run's SQL over [since_ms, until_ms), and the time it reads."""
-    if until_ms <= since_ms:
-        raise ValueError(f"the window must end after it starts ({since_ms} >= {until_ms})")
-    read_since_ms = max(0, since_ms - rule.plan.reach_ms)
-    fresh_since_ms = since_ms if fresh_since_ms is None else max(since_ms, fresh_since_ms)
-    values = {"since": since_ms, "until": until_ms, "read_since": read_since_ms, "fresh_since": fresh_since_ms}
-    return {name: naive_utc(values[name]) for name in rule.plan.parameters}, TimeRange(read_since_ms, until_ms)
+    values = window_moments(rule.plan.reach_ms, since_ms, until_ms, fresh_since_ms)
+    return {name: naive_utc(values[name]) for name in rule.plan.parameters}, TimeRange(values["read_since"], until_ms)
 
 
 def result_of(rule: Rule, since_ms: int, until_ms: int, result: QueryResult, now_ms: int | None) -> RunResult:
