@@ -25,7 +25,10 @@ from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
 
 MAX_BUCKETS = 10_000
-_RECORD_COLUMNS = 'log_id, epoch_ms("timestamp") AS ts, service, log_type, severity, message, attributes, client_id'
+_RECORD_COLUMNS = (
+    'log_id, epoch_ms("timestamp") AS ts, service, log_type, severity, message, attributes, client_id, trace_id,'
+    " span_id"
+)
 
 
 class EngineSearch:
