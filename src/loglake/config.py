@@ -54,6 +54,10 @@ class Settings:
     cors_allow_origins: str = _opt(
         "", "Comma-separated origins (https://ui.example.com, or *) whose web pages may call the API; empty = none."
     )
+    loki_service_labels: str = _opt(
+        "service_name,service,app,job",
+        "Loki push: the stream labels that name a record's service, comma-separated; the first present wins.",
+    )
     # -- the lake
     lake_bucket: str = _opt("", "S3 bucket of the lake; empty = the folder `lake` in the data dir.")
     lake_prefix: str = _opt("", "Key prefix of the lake inside the bucket, e.g. 'loglake/'.")

@@ -12,7 +12,7 @@ from loglake.alerts.db import ALERT_STATUSES
 from loglake.alerts.store import DEFAULT_PAGE_LIMIT as DEFAULT_ALERT_PAGE
 from loglake.alerts.store import MAX_NOTE_CHARS, TRANSITIONS
 from loglake.alerts.store import MAX_PAGE_LIMIT as MAX_ALERT_PAGE
-from loglake.api import delivery_routes, otlp_routes
+from loglake.api import delivery_routes, loki_routes, otlp_routes
 from loglake.api.routes import Result
 from loglake.ids import UUID_PATTERN
 from loglake.keys import SCOPES
@@ -678,7 +678,7 @@ def _document_common_errors(document: dict[str, Any]) -> None:
                 operation["responses"] = {**ERRORS, **operation["responses"]}
 
 
-SPEC["paths"].update(otlp_routes.OPENAPI)
+SPEC["paths"].update(otlp_routes.OPENAPI | loki_routes.OPENAPI)
 _document_common_errors(SPEC)
 
 
