@@ -127,8 +127,13 @@ def _plainly_valid(
 
 def check_records(items: list[IncomingRecord], limits: Limits, now_ms: int, *, bulk: bool) -> ParsedBody:
     """parse_batch for records another protocol's decoder built (protocols/): the same checks and the
-    same fast paths; raises InvalidBody (none, or too many) or InvalidRecords naming every bad record."""
-    _check_count(len(items), limits)
+    same fast paths; raises InvalidBody (none) or InvalidRecords naming every bad record.
+
+    Not limits.max_records: that is POST /logs's contract with clients that choose their batches, while
+    shippers batch by size (Promtail and Alloy send up to 1 MiB of lines, thousands more than 10,000
+    short ones) and are bounded by the body size limit, as Loki and OTLP receivers bound them."""
+    if not items:
+        raise InvalidBody("empty_batch", "the batch holds no records")
     parsed = _plainly_valid(items, False, limits, now_ms, bulk)
     if parsed is not None:
         return parsed

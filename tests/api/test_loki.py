@@ -247,3 +247,18 @@ async def test_pushes_need_an_ingest_key_as_post_logs_does(app: LoglakeApp) -> N
         assert (await push(limited, body, JSON)).status_code == 204
         refused = await push(limited, body, JSON)
         assert refused.status_code == 429 and refused.headers["retry-after"]
+
+
+async def test_a_push_is_bounded_by_its_size_not_by_post_logs_record_count(settings: Settings) -> None:
+    """Promtail and Alloy batch up to 1 MiB of lines, which can be far more than POST /logs's max_records."""
+    application = LoglakeApp.from_settings(replace(settings, max_records=100), clock=lambda: NOW_MS / 1000)
+    try:
+        async with asgi_client(application, key_for(application, "admin")) as client:
+            lines = [[str(ns(i + 1)), f"line {i}"] for i in range(150)]
+            assert (await push(client, json_push(({"job": "many"}, lines)), JSON)).status_code == 204
+            assert application.runtime.store.count() == 150
+            native = "\n".join(json.dumps({"message": f"line {i}"}) for i in range(150))
+            posted = await client.post("/logs", content=native, headers={"content-type": "application/x-ndjson"})
+            assert posted.status_code == 413
+    finally:
+        application.close()

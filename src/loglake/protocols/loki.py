@@ -39,6 +39,7 @@ LOG_TYPE_LABEL = "log_type"
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_.]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')  # $: the closing brace
 _ESCAPE = re.compile(r"\\(.)")
 _encode = msgspec.json.Encoder().encode
+_NO_ATTRIBUTES = msgspec.Raw(b"")
 
 
 class MalformedPush(ValueError):
@@ -192,15 +193,20 @@ def records(
     """Every entry of every stream as a record to check, in order, and where each came from."""
     found: list[IncomingRecord] = []
     origins: list[Entry] = []
+    special = {*service_labels, *SEVERITY_LABELS, LOG_TYPE_LABEL}  # labels that are more than attributes
     for number, (labels, entries) in enumerate(streams):
-        fields = _fields(labels, service_labels)
-        plain = msgspec.Raw(_encode(fields[3])) if fields[3] else msgspec.Raw(b"")
+        service, severity, log_type, attributes = _fields(labels, service_labels)
+        plain = msgspec.Raw(_encode(attributes)) if attributes else _NO_ATTRIBUTES
         for index, (nanos, line, metadata) in enumerate(entries):
-            service, severity, log_type, attributes = (
-                _fields({**labels, **metadata}, service_labels) if metadata else fields
-            )
-            raw = plain if not metadata else msgspec.Raw(_encode(attributes)) if attributes else msgspec.Raw(b"")
-            found.append(IncomingRecord(line, nanos // 1_000_000, service, log_type, severity, raw))
+            if not metadata:
+                found.append(IncomingRecord(line, nanos // 1_000_000, service, log_type, severity, plain))
+            elif special.isdisjoint(metadata):  # the usual metadata (trace ids, users): attributes only
+                raw = msgspec.Raw(_encode({**attributes, **metadata}))
+                found.append(IncomingRecord(line, nanos // 1_000_000, service, log_type, severity, raw))
+            else:  # metadata naming the level or the service overrides the stream's
+                own = _fields({**labels, **metadata}, service_labels)
+                raw = msgspec.Raw(_encode(own[3])) if own[3] else _NO_ATTRIBUTES
+                found.append(IncomingRecord(line, nanos // 1_000_000, own[0], own[2], own[1], raw))
             origins.append(Entry(number, index))
     return found, origins
 

@@ -16,6 +16,7 @@ The mapping, one LogRecord to one record:
 from __future__ import annotations
 
 import base64
+import functools
 from typing import Any
 
 import msgspec
@@ -34,6 +35,7 @@ JSON = "application/json"
 # severity_number 1-24 in four steps per level: TRACE, DEBUG, INFO, WARN, ERROR, FATAL (logs data model).
 _BY_NUMBER = [None, *(SEVERITY_NAMES[level] for level in (0, 0, 1, 2, 3, 4) for _ in range(4))]
 _NO_ID = (b"", bytes(16), bytes(8))
+_NO_ATTRIBUTES = msgspec.Raw(b"")
 _encode = msgspec.json.Encoder().encode
 _decode_json = msgspec.json.Decoder().decode
 
@@ -108,60 +110,79 @@ def records(request: ExportLogsServiceRequest) -> list[IncomingRecord]:
                 common["otel.scope.name"] = scope.name
             if scope.version:
                 common["otel.scope.version"] = scope.version
-            found.extend(_record(log, service, common) for log in scope_logs.log_records)
+            common_raw = msgspec.Raw(_encode(common)) if common else _NO_ATTRIBUTES
+            found.extend(_record(log, service, common, common_raw) for log in scope_logs.log_records)
     return found
 
 
-def _record(log: Any, service: str | None, common: dict[str, Any]) -> IncomingRecord:
+def _record(log: Any, service: str | None, common: dict[str, Any], common_raw: msgspec.Raw) -> IncomingRecord:
+    # Each field read once: a read of a protobuf field builds a Python object each time.
     nanos = log.time_unix_nano or log.observed_time_unix_nano
-    attributes = {**common, **_attributes(log.attributes)} if log.attributes else dict(common)
-    severity = _severity(log.severity_number, log.severity_text)
-    if log.severity_text and SEVERITY_ALIASES.get(log.severity_text.lower()) != SEVERITY_ALIASES[severity]:
-        attributes["severity_text"] = log.severity_text
-    if log.event_name:
-        attributes["event.name"] = log.event_name
+    number, text, event_name = log.severity_number, log.severity_text, log.event_name
+    severity = _BY_NUMBER[number] if 0 < number < len(_BY_NUMBER) else _severity_of_text(text)
+    pairs = log.attributes
+    text_says_more = bool(text) and _says_more(severity, text)
+    raw = common_raw
+    if pairs or event_name or text_says_more:
+        attributes = {**common, **_attributes(pairs)} if pairs else dict(common)
+        if text_says_more:
+            attributes["severity_text"] = text
+        if event_name:
+            attributes["event.name"] = event_name
+        raw = msgspec.Raw(_encode(attributes))
     body = log.body
     kind = body.WhichOneof("value")
     if kind == "string_value":
         message = body.string_value
     elif kind is None:
-        message = log.event_name
+        message = event_name
     else:
-        message = _encode(_value(body)).decode()
+        message = _encode(_value(body, kind)).decode()
     trace_id, span_id = log.trace_id, log.span_id
     return IncomingRecord(
-        message=message,
-        timestamp=nanos // 1_000_000 if nanos else None,
-        service=service,
-        severity=severity,
-        attributes=msgspec.Raw(_encode(attributes)) if attributes else msgspec.Raw(b""),
-        trace_id=None if trace_id in _NO_ID else trace_id.hex(),
-        span_id=None if span_id in _NO_ID else span_id.hex(),
+        message,
+        nanos // 1_000_000 if nanos else None,
+        service,
+        None,
+        severity,
+        raw,
+        None,
+        None if trace_id in _NO_ID else trace_id.hex(),
+        None if span_id in _NO_ID else span_id.hex(),
     )
 
 
-def _severity(number: int, text: str) -> str:
-    if 0 < number < len(_BY_NUMBER):
-        return _BY_NUMBER[number]
+def _severity_of_text(text: str) -> str:
     found = SEVERITY_ALIASES.get(text.lower()) if text else None
     return (found or Severity.INFO).label
 
 
+@functools.lru_cache(maxsize=1024)
+def _says_more(severity: str, text: str) -> bool:
+    """Whether a severity_text says more than the severity loglake keeps (`Information`, not `INFO`)."""
+    return SEVERITY_ALIASES.get(text.lower()) != SEVERITY_ALIASES[severity]
+
+
 def _attributes(pairs: Any) -> dict[str, Any]:
-    return {pair.key: _value(pair.value) for pair in pairs}
+    found = {}
+    for pair in pairs:
+        value = pair.value
+        kind = value.WhichOneof("value")
+        found[pair.key] = value.string_value if kind == "string_value" else _value(value, kind)
+    return found
 
 
-def _value(value: AnyValue) -> Any:
-    """An AnyValue as JSON's value: bytes as base64 text, as OTLP/JSON writes them; none as null."""
-    kind = value.WhichOneof("value")
+def _value(value: AnyValue, kind: str | None) -> Any:
+    """An AnyValue (whose WhichOneof is `kind`) as JSON's value: bytes as base64 text, as OTLP/JSON writes
+    them; none as null."""
     if kind == "string_value":
         return value.string_value
     if kind is None:
         return None
     if kind == "kvlist_value":
-        return {pair.key: _value(pair.value) for pair in value.kvlist_value.values}
+        return _attributes(value.kvlist_value.values)
     if kind == "array_value":
-        return [_value(item) for item in value.array_value.values]
+        return [_value(item, item.WhichOneof("value")) for item in value.array_value.values]
     if kind == "bytes_value":
         return base64.b64encode(value.bytes_value).decode()
     return getattr(value, kind)  # bool, int, double
