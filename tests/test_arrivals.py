@@ -203,6 +203,9 @@ def test_kept_batches_go_once_nobody_follows() -> None:
     assert (page.records, page.missed) == ([], 2)
 
 
+TRACE, SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+
 def test_tables_from_the_bulk_path_read_like_records() -> None:
     arrivals = Arrivals()
     start = arrivals.cursor(T0)
@@ -219,6 +222,8 @@ def test_tables_from_the_bulk_path_read_like_records() -> None:
             "message": ["row one", "row two"],
             "attributes": ['{"k": 1}', None],
             "client_id": [None, str(client_id)],
+            "trace_id": [TRACE, None],
+            "span_id": [SPAN, None],
         },
         schema=APP_LOGS_TABLE.schema,
     )
@@ -227,7 +232,9 @@ def test_tables_from_the_bulk_path_read_like_records() -> None:
     page = arrivals.read(start.seq, EVERYTHING, 100)
     assert [r.message for r in page.records] == ["a record", "row one", "row two", "another record"]
     one, two = page.records[1:3]
-    assert one == NewRecord(ids[0], T0 - 1000, "bulk", "application", Severity.WARNING, "row one", b'{"k": 1}', None)
+    assert one == NewRecord(
+        ids[0], T0 - 1000, "bulk", "application", Severity.WARNING, "row one", b'{"k": 1}', None, TRACE, SPAN
+    )
     assert two == NewRecord(ids[1], T0 - 2000, "bulk", "access", Severity.DEBUG, "row two", None, client_id.bytes)
     assert messages(arrivals, start.seq + 2, RecentQuery(since_ms=0, service="bulk")) == ["row two"]
     assert messages(arrivals, start.seq, RecentQuery(since_ms=0, severities=frozenset({Severity.WARNING}))) == [

@@ -45,6 +45,8 @@ ACCEPTED = {
     "message at the byte limit": {"message": "é" * 32},
     "oldest kept day": {"timestamp": NOW - 30 * 86_400_000},
     "a day ahead": {"timestamp": NOW + 86_400_000},
+    "trace and span ids": {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7"},
+    "a trace id alone": {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"},
 }
 REFUSED = {
     "empty message": {"message": ""},
@@ -60,6 +62,9 @@ REFUSED = {
     "attributes a string": {"attributes": "text"},
     "attributes 6 deep": {"attributes": {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}},
     "attributes too large": {"attributes": {"k": "v" * 200}},
+    "trace id too short": {"trace_id": "4bf92f3577b34da6a3ce929d0e0e473"},
+    "trace id all zeros": {"trace_id": "0" * 32},
+    "span id not hex": {"span_id": "00f067aa0ba902bz"},
 }
 
 
@@ -93,6 +98,7 @@ def test_what_both_checks_accept_has_the_same_values(name: str, at: int) -> None
         expected_attributes = None if record.attributes is None else json.loads(record.attributes)
         assert (None if row["attributes"] is None else json.loads(row["attributes"])) == expected_attributes
         assert row["client_id"] is None
+        assert (row["trace_id"], row["span_id"]) == (record.trace_id, record.span_id)
         log_id = uuid.UUID(row["log_id"])
         assert (log_id.version, log_id.variant) == (7, uuid.RFC_4122)
         assert ids.timestamp_of(log_id.bytes) == record.timestamp
@@ -104,6 +110,14 @@ def test_what_the_record_check_refuses_the_column_check_refuses(name: str, at: i
     items = batch_with(REFUSED[name], at)
     assert _accept_plainly_valid(items, LIMITS, NOW) is None
     assert plainly_valid_table(items, LIMITS, NOW) is None
+
+
+def test_ids_in_capitals_are_left_to_the_record_check_which_stores_them_in_lowercase() -> None:
+    items = batch_with({"trace_id": "4BF92F3577B34DA6A3CE929D0E0E4736", "span_id": "00F067AA0BA902B7"}, 3)
+    assert plainly_valid_table(items, LIMITS, NOW) is None
+    records = _accept_plainly_valid(items, LIMITS, NOW)
+    assert records is not None
+    assert (records[3].trace_id, records[3].span_id) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
 
 
 def test_attributes_that_are_not_utf8_are_left_to_the_record_check() -> None:

@@ -57,6 +57,7 @@ def test_a_loglake_record_is_read_by_the_same_rule() -> None:
         ({"timestamp": 35}, {}, {"timestamp": 35}),
         ({"attributes": "nope"}, {}, {"attributes": "nope"}),
         ({"id": "not-a-uuid"}, {}, {"id": "not-a-uuid"}),
+        ({"trace_id": "0" * 32, "spanId": "xyz"}, {}, {"trace_id": "0" * 32, "spanId": "xyz"}),
         ({"id": "not-a-uuid", "attributes": {"id": 1}}, {}, {"id": 1, "id#2": "not-a-uuid"}),
     ],
 )
@@ -67,6 +68,13 @@ def test_a_value_the_record_cannot_take_is_kept_as_an_attribute(
     expected = {"timestamp": NOW, "message": "m", **record_fields}
     assert record == (expected | {"attributes": attributes} if attributes else expected)
     assert record_problems(record, Limits(), NOW) == []
+
+
+def test_trace_context_as_loggers_write_it_becomes_the_records_ids() -> None:
+    line = json.dumps({"msg": "m", "traceId": "4BF92F3577B34DA6A3CE929D0E0E4736", "span_id": "00f067aa0ba902b7"})
+    record = line_to_record(line, {}, NOW)
+    assert (record["trace_id"], record["span_id"]) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+    assert "attributes" not in record and record_problems(record, Limits(), NOW) == []
 
 
 def test_the_trial_users_pino_line() -> None:

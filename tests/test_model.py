@@ -186,3 +186,36 @@ def test_the_time_is_the_top_of_an_ids_first_half() -> None:
     assert ids.timestamp_of_high(high) == NOW
     assert ids.smallest_high(NOW) <= high < ids.smallest_high(NOW + 1)
     assert ids.split_id(ids.lower_bound(NOW))[0] == ids.smallest_high(NOW)
+
+
+TRACE, SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+
+def test_trace_and_span_ids_are_kept_in_lowercase() -> None:
+    record = one({"message": "m", "trace_id": TRACE.upper(), "span_id": SPAN})
+    assert (record.trace_id, record.span_id) == (TRACE, SPAN)
+    assert one({"message": "m"})[8:10] == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("trace_id", TRACE[:-1]),  # 31 digits
+        ("trace_id", TRACE + "0"),
+        ("trace_id", "0" * 32),  # W3C: all zeros is no trace
+        ("trace_id", "g" + TRACE[1:]),
+        ("trace_id", " " + TRACE[1:]),
+        ("trace_id", "٣" + TRACE[1:]),  # a digit, but not hex
+        ("trace_id", 42),
+        ("span_id", SPAN[:-1]),
+        ("span_id", "0" * 16),
+        ("span_id", "0x" + SPAN[2:]),
+        ("span_id", TRACE),
+    ],
+)
+def test_a_trace_or_span_id_must_be_hex_of_its_length(field: str, value: object) -> None:
+    assert problems([{"message": "m", field: value}]) == [(0, field)]
+    # The fast path (typed decoding) refuses it too, and the full path names the field.
+    with pytest.raises(InvalidRecords) as caught:
+        parse_body(msgspec.json.encode({"message": "m", field: value}), False, Limits(), NOW)
+    assert [(p.index, p.field) for p in caught.value.problems] == [(0, field)]

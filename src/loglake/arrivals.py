@@ -281,7 +281,9 @@ def _tables(batches: list[_Batch], after: int) -> Iterator[tuple[int, pa.Table]]
 
 def records_table(records: Sequence[NewRecord]) -> pa.Table:
     """NewRecords as a table of the `logs` columns, as the bulk ingest path gives its batches."""
-    log_ids, times, services, log_types, severities, messages, attributes, client_ids, _ = zip(*records, strict=True)
+    log_ids, times, services, log_types, severities, messages, attributes, client_ids, traces, spans, _ = zip(
+        *records, strict=True
+    )
     return pa.table(
         [
             pa.array([format_uuid(i) for i in log_ids], pa.string()),
@@ -292,6 +294,8 @@ def records_table(records: Sequence[NewRecord]) -> pa.Table:
             pa.array(messages, pa.string()),
             pa.array(attributes, pa.binary()).cast(pa.string()),
             pa.array([None if c is None else format_uuid(c) for c in client_ids], pa.string()),
+            pa.array(traces, pa.string()),
+            pa.array(spans, pa.string()),
         ],
         schema=APP_LOGS_TABLE.schema,
     )

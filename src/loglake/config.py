@@ -57,6 +57,10 @@ class Settings:
     )
     session_hours: float = _opt(12.0, "How long a web UI sign-in (POST /session) lasts, in hours.")
     max_tails_per_key: int = _opt(5, "Live tails (GET /logs/tail, loglake tail) one API key may hold open at once.")
+    loki_service_labels: str = _opt(
+        "service_name,service,app,job",
+        "Loki push: the stream labels that name a record's service, comma-separated; the first present wins.",
+    )
     # -- the lake
     lake_bucket: str = _opt("", "S3 bucket of the lake; empty = the folder `lake` in the data dir.")
     lake_prefix: str = _opt("", "Key prefix of the lake inside the bucket, e.g. 'loglake/'.")

@@ -22,12 +22,15 @@ from loglake.model import (
     DEFAULT_LOG_TYPE,
     DEFAULT_SERVICE,
     SEVERITY_ALIASES,
+    SPAN_ID_HEX_DIGITS,
+    TRACE_ID_HEX_DIGITS,
     InvalidRecords,
     Limits,
     NewRecord,
     Problem,
     Severity,
     TimeBounds,
+    hex_id,
     is_valid_name,
     validate_batch,
 )
@@ -50,6 +53,8 @@ class IncomingRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     severity: str | None = None
     attributes: msgspec.Raw = _NO_ATTRIBUTES  # kept as the client's JSON bytes: no decode, no re-encode
     id: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
 
 
 class InvalidBody(ValueError):
@@ -101,16 +106,63 @@ def parse_batch(body: bytes, ndjson: bool, limits: Limits, now_ms: int, *, bulk:
         single = type(decoded) is IncomingRecord
         items = [decoded] if single else decoded
         _check_count(len(items), limits)
-        if bulk and len(items) >= BULK_MIN_RECORDS:
-            table = plainly_valid_table(items, limits, now_ms)
-            if table is not None:
-                return ParsedBody(single, table=table)
-        records = _accept_plainly_valid(items, limits, now_ms)
-        if records is not None:
-            return ParsedBody(single, records=records)
+        parsed = _plainly_valid(items, single, limits, now_ms, bulk)
+        if parsed is not None:
+            return parsed
     items, single = _decode_generic(body, ndjson, limits, now_ms)
     _check_count(len(items), limits)
     return ParsedBody(single, records=validate_batch(items, limits, now_ms))
+
+
+def _plainly_valid(
+    items: list[IncomingRecord], single: bool, limits: Limits, now_ms: int, bulk: bool
+) -> ParsedBody | None:
+    if bulk and len(items) >= BULK_MIN_RECORDS:
+        table = plainly_valid_table(items, limits, now_ms)
+        if table is not None:
+            return ParsedBody(single, table=table)
+    records = _accept_plainly_valid(items, limits, now_ms)
+    return None if records is None else ParsedBody(single, records=records)
+
+
+def check_records(items: list[IncomingRecord], limits: Limits, now_ms: int, *, bulk: bool) -> ParsedBody:
+    """parse_batch for records another protocol's decoder built (protocols/): the same checks and the
+    same fast paths; raises InvalidBody (none) or InvalidRecords naming every bad record.
+
+    Not limits.max_records: that is POST /logs's contract with clients that choose their batches, while
+    shippers batch by size (Promtail and Alloy send up to 1 MiB of lines, thousands more than 10,000
+    short ones) and are bounded by the body size limit, as Loki and OTLP receivers bound them."""
+    if not items:
+        raise InvalidBody("empty_batch", "the batch holds no records")
+    parsed = _plainly_valid(items, False, limits, now_ms, bulk)
+    if parsed is not None:
+        return parsed
+    return ParsedBody(False, records=validate_batch([_as_dict(item) for item in items], limits, now_ms))
+
+
+def check_valid_records(
+    items: list[IncomingRecord], limits: Limits, now_ms: int, *, bulk: bool
+) -> tuple[ParsedBody | None, list[Problem]]:
+    """check_records for a protocol that stores the valid records of a batch and reports the others
+    (OTLP's partial success): the valid ones (None if none is) and the problems of the others."""
+    try:
+        return check_records(items, limits, now_ms, bulk=bulk), []
+    except InvalidRecords as e:
+        problems = e.problems
+    bad = {p.index for p in problems}
+    valid = [item for index, item in enumerate(items) if index not in bad]
+    return (check_records(valid, limits, now_ms, bulk=bulk) if valid else None), problems
+
+
+def _as_dict(item: IncomingRecord) -> dict[str, Any]:
+    """A record struct as the generic decoder would have given it, for model.validate_batch's reasons."""
+    fields = {name: value for name in item.__struct_fields__ if (value := getattr(item, name)) is not None}
+    attributes = bytes(item.attributes)
+    if attributes:
+        fields["attributes"] = _generic.decode(attributes)
+    else:
+        del fields["attributes"]
+    return fields
 
 
 def _decode_lines(body: bytes) -> list[IncomingRecord]:
@@ -180,7 +232,16 @@ def _accept_plainly_valid(items: list[IncomingRecord], limits: Limits, now_ms: i
                 client_id = ids.parse_uuid(item.id)
             except ValueError:
                 return None
-        fields.append((ts, service, log_type, severity, message, attributes, client_id))
+        trace_id = span_id = None
+        if item.trace_id is not None:
+            trace_id = hex_id(item.trace_id, TRACE_ID_HEX_DIGITS)
+            if trace_id is None:
+                return None
+        if item.span_id is not None:
+            span_id = hex_id(item.span_id, SPAN_ID_HEX_DIGITS)
+            if span_id is None:
+                return None
+        fields.append((ts, service, log_type, severity, message, attributes, client_id, trace_id, span_id))
     log_ids = ids.uuid7_many([f[0] for f in fields])
     return [NewRecord(log_id, *f) for log_id, f in zip(log_ids, fields, strict=True)]
 

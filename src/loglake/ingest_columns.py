@@ -28,6 +28,8 @@ from loglake.model import (
     DEFAULT_SERVICE,
     SEVERITY_ALIASES,
     SEVERITY_NAMES,
+    SPAN_ID_HEX_DIGITS,
+    TRACE_ID_HEX_DIGITS,
     Limits,
     Severity,
     TimeBounds,
@@ -61,7 +63,11 @@ def plainly_valid_table(items: Sequence[Any], limits: Limits, now_ms: int) -> pa
     log_type = _names(field("log_type"), DEFAULT_LOG_TYPE)
     severity = _severities(field("severity"))
     attributes = _attributes(field("attributes"), limits)
+    trace_id = _hex_ids(field("trace_id"), TRACE_ID_HEX_DIGITS)
+    span_id = _hex_ids(field("span_id"), SPAN_ID_HEX_DIGITS)
     if service is None or log_type is None or severity is None or attributes is None:
+        return None
+    if trace_id is None or span_id is None:
         return None
     high, low = _id_halves(timestamps)
     columns = [
@@ -73,6 +79,8 @@ def plainly_valid_table(items: Sequence[Any], limits: Limits, now_ms: int) -> pa
         messages,
         attributes,
         pa.nulls(len(items), pa.string()),
+        trace_id,
+        span_id,
     ]
     return pa.table(columns, schema=APP_LOGS_TABLE.schema)
 
@@ -161,6 +169,19 @@ def _attributes(raw: list[Any], limits: Limits) -> pa.Array | None:
         except pa.ArrowInvalid:
             return None
     return text if absent is None else pc.if_else(absent, pa.scalar(None, pa.string()), text)
+
+
+def _hex_ids(values: list[str | None], digits: int) -> pa.Array | None:
+    """Trace or span ids as sent (null for none), None when one is not already what model.hex_id
+    stores (lowercase, `digits` hex digits, not all zeros): the record-by-record check normalises or names it."""
+    given = pa.array(values, pa.string())
+    if given.null_count == len(given):
+        return given
+    if not pc.all(pc.match_substring_regex(given, f"^[0-9a-f]{{{digits}}}$")).as_py():
+        return None
+    if pc.any(pc.equal(given, "0" * digits)).as_py():
+        return None
+    return given
 
 
 def _id_halves(timestamps: pa.Array) -> tuple[pa.Array, pa.Array]:

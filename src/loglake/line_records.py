@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from loglake.model import SEVERITY_ALIASES, Limits, is_valid_name
+from loglake.model import SEVERITY_ALIASES, SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, Limits, hex_id, is_valid_name
 from loglake.record_fit import fit_record
 from loglake.times import SMALLEST_PLAUSIBLE_MS, parse_iso8601
 
@@ -31,6 +31,11 @@ from loglake.times import SMALLEST_PLAUSIBLE_MS, parse_iso8601
 MESSAGE_FIELDS = ("message", "msg", "MESSAGE")
 SEVERITY_FIELDS = ("severity", "level", "levelname", "log.level", "PRIORITY")
 TIME_FIELDS = ("timestamp", "time", "ts", "@timestamp", "__REALTIME_TIMESTAMP")
+# Trace context as loggers write it (OpenTelemetry's log correlation, W3C names), kept when it is a valid id.
+ID_FIELDS = {
+    "trace_id": ("trace_id", "traceId", TRACE_ID_HEX_DIGITS),
+    "span_id": ("span_id", "spanId", SPAN_ID_HEX_DIGITS),
+}
 
 # Level names beyond loglake's own severities and aliases (matched case-insensitively).
 OTHER_LEVEL_NAMES = {
@@ -80,8 +85,8 @@ def line_to_record(
 
 def structured_fields(parsed: dict[str, Any], text: str, now_ms: int) -> dict[str, Any]:
     """The record fields of a JSON line: message, severity, timestamp (each only when found), service
-    and log_type (when valid names), id (a string: record_fit keeps it as an attribute unless it is a
-    UUID), and the rest as attributes."""
+    and log_type (when valid names), trace_id and span_id (when valid ids), id (a string: record_fit
+    keeps it as an attribute unless it is a UUID), and the rest as attributes."""
     rest = dict(parsed)
     found: dict[str, Any] = {}
     message = _take(rest, MESSAGE_FIELDS, lambda _, v: v if type(v) is str and v else None)
@@ -96,6 +101,10 @@ def structured_fields(parsed: dict[str, Any], text: str, now_ms: int) -> dict[st
         value = _take(rest, (name,), lambda _, v: v if type(v) is str and is_valid_name(v) else None)
         if value is not None:
             found[name] = value
+    for field, (*names, digits) in ID_FIELDS.items():
+        value = _take(rest, tuple(names), lambda _, v, digits=digits: hex_id(v, digits))
+        if value is not None:
+            found[field] = value
     client_id = _take(rest, ("id",), lambda _, v: v if type(v) is str else None)
     if client_id is not None:
         found["id"] = client_id

@@ -24,7 +24,10 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # A page of records (recent, search): how many unless asked, and at most.
 DEFAULT_PAGE_LIMIT = 100
 MAX_PAGE_LIMIT = 1000
-RECORD_FIELDS = ("id", "timestamp", "service", "log_type", "severity", "message", "attributes")
+RECORD_FIELDS = ("id", "timestamp", "service", "log_type", "severity", "message", "attributes", "trace_id", "span_id")
+# W3C Trace Context / OpenTelemetry ids as lowercase hex: 16 bytes for a trace, 8 for a span.
+TRACE_ID_HEX_DIGITS = 32
+SPAN_ID_HEX_DIGITS = 16
 
 
 class Severity(IntEnum):
@@ -91,6 +94,8 @@ class NewRecord(NamedTuple):
     message: str
     attributes: bytes | None  # the attributes object as JSON
     client_id: bytes | None  # the client's own UUID, for idempotent retries
+    trace_id: str | None = None  # TRACE_ID_HEX_DIGITS lowercase hex digits, to join logs with traces
+    span_id: str | None = None  # SPAN_ID_HEX_DIGITS lowercase hex digits
     # Read back only: (field, reason) of each stored value that could not be read (see readback.py).
     unreadable: tuple[tuple[str, str], ...] = ()
 
@@ -146,8 +151,7 @@ def validate_batch(items: list[Any], limits: Limits, now_ms: int) -> list[NewRec
     for index, item in enumerate(items):
         found = _validate_one(index, item, limits, bounds, problems)
         if found is not None:
-            ts, service, log_type, severity, message, attributes, client_id = found
-            records.append(NewRecord(new_id(ts), ts, service, log_type, severity, message, attributes, client_id))
+            records.append(NewRecord(new_id(found[0]), *found))
     if problems:
         raise InvalidRecords(problems, len(items))
     return records
@@ -189,9 +193,11 @@ def _validate_one(index: int, item: Any, limits: Limits, bounds: TimeBounds, pro
     severity = _check_severity(index, item.get("severity"), problems)
     attributes = _check_attributes(index, item.get("attributes"), limits, problems)
     client_id = _check_client_id(index, item.get("id"), problems)
+    trace_id = _check_hex_id(index, "trace_id", item.get("trace_id"), TRACE_ID_HEX_DIGITS, problems)
+    span_id = _check_hex_id(index, "span_id", item.get("span_id"), SPAN_ID_HEX_DIGITS, problems)
     if len(problems) != before:
         return None
-    return ts, service, log_type, severity, message, attributes, client_id
+    return ts, service, log_type, severity, message, attributes, client_id, trace_id, span_id
 
 
 _KNOWN_FIELDS = frozenset(RECORD_FIELDS)
@@ -320,6 +326,36 @@ def _check_client_id(index: int, value: Any, problems: list[Problem]) -> bytes |
     return None
 
 
+def hex_id(value: Any, digits: int) -> str | None:
+    """A trace or span id as stored (lowercase hex), or None when `value` is not `digits` hex digits or is
+    all zeros, which W3C Trace Context and OpenTelemetry define as no id at all."""
+    if type(value) is not str or len(value) != digits:
+        return None
+    lower = value.lower()
+    if _HEX.fullmatch(lower) is None or lower.count("0") == digits:
+        return None
+    return lower
+
+
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def _check_hex_id(index: int, field: str, value: Any, digits: int, problems: list[Problem]) -> str | None:
+    if value is None:
+        return None
+    found = hex_id(value, digits)
+    if found is None:
+        problems.append(
+            Problem(
+                index,
+                field,
+                f"must be {digits} hex digits, not all zeros ({digits // 2} bytes as in W3C Trace Context); "
+                "leave it out when the record belongs to no trace",
+            )
+        )
+    return found
+
+
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
@@ -354,6 +390,10 @@ def record_to_dict(record: StoredRecord) -> dict[str, Any]:
     }
     if record.client_id is not None:
         out["id"] = ids.format_uuid(record.client_id)
+    if record.trace_id is not None:
+        out["trace_id"] = record.trace_id
+    if record.span_id is not None:
+        out["span_id"] = record.span_id
     if record.unreadable:
         out["unreadable"] = [{"field": name, "reason": reason} for name, reason in record.unreadable]
     return out

@@ -12,6 +12,7 @@ be read is left out, as it can be neither fetched nor paged past. Both are logge
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,16 @@ from typing import Any
 import msgspec
 
 from loglake import ids
-from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, NewRecord, Severity, StoredRecord
+from loglake.model import (
+    SEVERITY_ALIASES,
+    SEVERITY_NAMES,
+    SPAN_ID_HEX_DIGITS,
+    TRACE_ID_HEX_DIGITS,
+    NewRecord,
+    Severity,
+    StoredRecord,
+    hex_id,
+)
 from loglake.times import LATEST_MS
 
 log = logging.getLogger("loglake.readback")
@@ -60,9 +70,12 @@ def record(
     message: Any,
     attributes: Any,
     client_id: Any,
+    trace_id: Any = None,
+    span_id: Any = None,
 ) -> StoredRecord:
     """A record from its stored values: timestamp in epoch ms, texts, severity a number (0-4) or a name,
-    attributes a JSON object as text, client_id a canonical UUID as text or 16 bytes; None for none."""
+    attributes a JSON object as text, client_id a canonical UUID as text or 16 bytes, trace and span ids
+    as lowercase hex; None for none."""
     # The checks of the common case inline (a page can hold a thousand records); anything else is
     # sorted out field by field in _salvaged.
     level = severity if type(severity) is int else _SEVERITY_OF_NAME.get(severity) if type(severity) is str else None
@@ -74,6 +87,8 @@ def record(
         and type(message) is str
         and level is not None
         and 0 <= level < _SEVERITIES
+        and (trace_id is None or hex_id(trace_id, TRACE_ID_HEX_DIGITS) == trace_id)
+        and (span_id is None or hex_id(span_id, SPAN_ID_HEX_DIGITS) == span_id)
     ):
         try:
             if attributes is not None:
@@ -83,8 +98,10 @@ def record(
         except ValueError:
             pass
         else:
-            return NewRecord(log_id, timestamp, service, log_type, level, message, attributes, client_id)
-    return _salvaged(log_id, timestamp, service, log_type, severity, message, attributes, client_id)
+            return NewRecord(
+                log_id, timestamp, service, log_type, level, message, attributes, client_id, trace_id, span_id
+            )
+    return _salvaged(log_id, timestamp, service, log_type, severity, message, attributes, client_id, trace_id, span_id)
 
 
 def _salvaged(
@@ -96,6 +113,8 @@ def _salvaged(
     message: Any,
     attributes: Any,
     client_id: Any,
+    trace_id: Any,
+    span_id: Any,
 ) -> StoredRecord:
     """The slow path: each field on its own, replaced and named when it cannot be read."""
     problems: list[tuple[str, str]] = []
@@ -115,6 +134,8 @@ def _salvaged(
         read("message", message, _text, as_text(message)),
         read("attributes", attributes, _attributes, None),
         read("id", client_id, _client_id, None),
+        read("trace_id", trace_id, functools.partial(_hex_id, TRACE_ID_HEX_DIGITS), None),
+        read("span_id", span_id, functools.partial(_hex_id, SPAN_ID_HEX_DIGITS), None),
     )
     found = tuple(problems)
     _report_once(
@@ -166,6 +187,15 @@ def _client_id(value: Any) -> bytes | None:
         return ids.parse_uuid(value)
     except ValueError:
         raise ValueError(f"{_shown(value)} is not a UUID; left out") from None
+
+
+def _hex_id(digits: int, value: Any) -> str | None:
+    if value is None:
+        return None
+    found = hex_id(value, digits)
+    if found != value:
+        raise ValueError(f"{_shown(value)} is not {digits} lowercase hex digits; left out")
+    return found
 
 
 def as_text(value: Any) -> str:

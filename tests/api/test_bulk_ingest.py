@@ -132,3 +132,35 @@ async def test_a_follower_gets_a_bulk_batch_in_arrival_order(app: LoglakeApp, cl
     page = (await client.get("/logs/recent", params={"after": cursor, "service": "c", "limit": "1000"})).json()
     # arrival order is the batch's own order, whatever the records' times (here newest first)
     assert [r["message"] for r in page["logs"]] == [r["message"] for r in sent if r["service"] == "c"]
+
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+@pytest.mark.parametrize("count", [1, COUNT], ids=["hot store", "bulk"])
+async def test_trace_and_span_ids_are_stored_answered_searched_and_queried(
+    app: LoglakeApp, client: httpx.AsyncClient, count: int
+) -> None:
+    sent_trace = TRACE.upper() if count == 1 else TRACE  # capitals are stored in lowercase (by the record path)
+    sent = [{**r, "trace_id": sent_trace, "span_id": f"{i + 1:016x}"} for i, r in enumerate(records(count))]
+    response = await post_ndjson(client, ndjson(sent))
+    assert response.status_code == 201, response.text
+    assert (app.runtime.store.count() == 0) == (count == COUNT)  # the bulk batch went to lake parts
+    last = response.json()["logIds"][-1]
+    got = (await client.get(f"/logs/{last}")).json()
+    assert (got["trace_id"], got["span_id"]) == (TRACE, f"{count:016x}")
+    found = (await client.get("/logs/search", params={"q": f"span_id:{count:016x} trace_id:{TRACE}"})).json()
+    assert [r["logId"] for r in found["logs"]] == [last]
+    query = await client.post("/query", json={"sql": "SELECT count(DISTINCT span_id), min(trace_id) FROM logs"})
+    assert query.json()["rows"] == [[count, TRACE]]
+    recent = (await client.get("/logs/recent", params={"limit": "1"})).json()["logs"][0]
+    assert (recent["trace_id"], recent["span_id"]) == (TRACE, f"{1:016x}")
+
+
+async def test_a_bad_trace_id_refuses_the_batch_naming_it(app: LoglakeApp, client: httpx.AsyncClient) -> None:
+    sent = records()
+    sent[5]["trace_id"] = "not-a-trace"
+    response = await post_ndjson(client, ndjson(sent))
+    assert response.status_code == 400
+    assert [(d["index"], d["field"]) for d in response.json()["error"]["details"]] == [(5, "trace_id")]
+    assert lake_rows(app) == [] and app.runtime.store.count() == 0

@@ -216,7 +216,8 @@ def test_rows_holding_values_no_record_can_have_are_flushed_as_the_lake_can_hold
     for high in (1.5, "x"):  # ids that are not integers: never due, never in the way
         store.run_in_writer(
             lambda conn, high=high: conn.execute(
-                "INSERT INTO logs VALUES (?, 1, ?, 'api', 'application', 1, 'no id', NULL, NULL)", (high, START)
+                "INSERT INTO logs VALUES (?, 1, ?, 'api', 'application', 1, 'no id', NULL, NULL, NULL, NULL)",
+                (high, START),
             )
         )
     report = Flusher(store, lake, worker_process=in_worker).flush(before_ms=START + DAY)

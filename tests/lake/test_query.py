@@ -29,7 +29,10 @@ from tests.lake.test_flush import DAY, START, seed
 from tests.store.contract import record
 
 # What SQL sees of `logs`: the record's fields and the date partition.
-LOGS_COLUMNS = ["log_id", "timestamp", "service", "log_type", "severity", "message", "attributes", "client_id", "date"]
+LOGS_COLUMNS = [
+    *("log_id", "timestamp", "service", "log_type", "severity", "message", "attributes", "client_id"),
+    *("trace_id", "span_id", "date"),
+]
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from loglake.lake.parts import ROW_GROUP_ROWS, SORT_ORDER, parquet_writer, write_part
-from loglake.lake.sorted_merge import FINAL, MAX_FAN_IN, TIER, merge_sorted
+from loglake.lake.sorted_merge import FINAL, MAX_FAN_IN, TIER, merge_in_memory, merge_sorted
 from loglake.lake.tables import APP_LOGS_TABLE
 from tests.lake.test_flush import one_service_per_row_group
 
@@ -38,6 +38,8 @@ def rows(count: int, first_ms: int, seed: int) -> pa.Table:
             "message": [f"message {seed}-{i}" for i in range(count)],
             "attributes": [None if i % 3 else f'{{"n": {i}}}' for i in range(count)],
             "client_id": pa.nulls(count, pa.string()),
+            "trace_id": [f"{seed + 1:016x}{i + 1:016x}" if i % 2 else None for i in range(count)],
+            "span_id": [f"{i + 1:016x}" if i % 2 else None for i in range(count)],
         },
         schema=APP_LOGS_TABLE.schema,
     )
@@ -169,3 +171,24 @@ def test_streamed_and_duckdb_merges_write_the_same_rows(tmp_path: Path) -> None:
         (s, t) for s, t, _ in merged_keys(tmp_path / "by-duckdb.parquet")
     ]
     assert sorted(merged_keys(tmp_path / "streamed.parquet")) == sorted(merged_keys(tmp_path / "by-duckdb.parquet"))
+
+
+@pytest.mark.parametrize("how", ["streamed", "by_duckdb", "in_memory"])
+def test_files_written_before_trace_ids_merge_with_newer_ones(tmp_path: Path, how: str) -> None:
+    """Files without the trace_id and span_id columns (written before they were added) merge with files
+    that have them: their rows get nulls there, the newer rows keep their ids."""
+    old, new = tmp_path / "old.parquet", tmp_path / "new.parquet"
+    older_rows = rows(500, START, seed=1).drop_columns(["trace_id", "span_id"])
+    pq.write_table(older_rows.sort_by(SORT_ORDER), old)
+    pq.write_table(rows(500, START + 1, seed=2).sort_by(SORT_ORDER), new)
+    output = tmp_path / "merged.parquet"
+    if how == "in_memory":
+        assert merge_in_memory([old, new], output, FINAL, 10_000)
+    else:
+        merge_sorted([old, new], output, tmp_path, 64, style=FINAL, distinct_ids=how == "by_duckdb")
+    merged = pq.read_table(output)
+    assert merged.schema == APP_LOGS_TABLE.schema
+    by_id = {r["log_id"]: (r["trace_id"], r["span_id"]) for r in merged.to_pylist()}
+    assert len(by_id) == 1000
+    assert all(by_id[i] == (None, None) for i in older_rows.column("log_id").to_pylist())
+    assert by_id["00000002-" + f"{1:027x}"] == (f"{3:016x}{2:016x}", f"{2:016x}")

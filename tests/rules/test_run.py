@@ -97,7 +97,7 @@ def test_a_match_has_its_evidence_title_and_dedup_key(lake: Lake, tmp_path: Path
     assert [row["message"] for row in match.evidence] == ["api 0", "api 1", "api 2", "api 3", "api 4"]
     assert match.evidence[0]["timestamp"] == "2026-05-05T00:00:00.000Z"
     assert set(match.evidence[0]) == {"log_id", "timestamp", "service", "log_type", "severity", "message",
-                                      "attributes", "client_id", "date"}  # fmt: skip
+                                      "attributes", "client_id", "trace_id", "span_id", "date"}  # fmt: skip
     assert (match.first_ms, match.last_ms) == (DAY2, DAY2 + 6 * 60_000)
     assert match.suppressed is None
 

@@ -22,8 +22,11 @@ def record(
     severity: int = Severity.INFO,
     attributes: bytes | None = None,
     client_id: bytes | None = None,
+    trace_id: str | None = None,
+    span_id: str | None = None,
 ) -> NewRecord:
-    return NewRecord(ids.uuid7_bytes(ts), ts, service, log_type, severity, message, attributes, client_id)
+    log_id = ids.uuid7_bytes(ts)
+    return NewRecord(log_id, ts, service, log_type, severity, message, attributes, client_id, trace_id, span_id)
 
 
 class HotStoreContract:
@@ -39,6 +42,22 @@ class HotStoreContract:
         got = store.get(new.log_id)
         assert got is not None
         assert tuple(got) == tuple(new)
+
+    def test_trace_and_span_ids_are_kept_with_the_record(self, store: HotStore) -> None:
+        traced = record(message="traced", trace_id="4bf92f3577b34da6a3ce929d0e0e4736", span_id="00f067aa0ba902b7")
+        plain = record(BASE_TS + 1, message="plain")
+        retried = record(BASE_TS + 2, client_id=uuid.uuid4().bytes, trace_id="ab" * 16, span_id="cd" * 8)
+        store.put([traced, plain])
+        store.put([retried])  # a record with a client id takes another way in
+        assert store.get(traced.log_id) == traced
+        assert store.get(retried.log_id) == retried
+        assert (store.get(plain.log_id).trace_id, store.get(plain.log_id).span_id) == (None, None)
+        found = store.recent(RecentQuery(since_ms=0))
+        assert [(r.trace_id, r.span_id) for r in found] == [
+            ("ab" * 16, "cd" * 8),
+            (None, None),
+            (traced.trace_id, "00f067aa0ba902b7"),
+        ]
 
     def test_nul_characters_survive(self, store: HotStore) -> None:
         plain = record(message="before\x00after", attributes=b'{"k":"\\u0000"}')

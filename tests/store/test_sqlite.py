@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from loglake.amplify.schema import AMPLIFY_SCHEMA
+from loglake.ids import split_id
 from loglake.lake.schema import LAKE_SCHEMA
+from loglake.sqlitedb import migrate
 from loglake.store import sqlite as sqlite_module
 from loglake.store.base import RecentQuery, StoreUnavailable
 from loglake.store.sqlite import SQLiteHotStore
@@ -213,5 +215,22 @@ def test_a_newer_package_schema_is_refused_with_advice(tmp_path: Path) -> None:
                 later.use_schema(LAKE_SCHEMA)
         finally:
             later.close()
+    finally:
+        store.close()
+
+
+def test_a_database_from_before_trace_ids_opens_with_its_records_and_takes_traced_ones(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "hot.db", isolation_level=None)
+    migrate(conn, MIGRATIONS[:5])  # the steps before trace ids
+    old = record(BASE_TS, "before")
+    hi, lo = split_id(old.log_id)
+    conn.execute("INSERT INTO logs VALUES (?, ?, ?, 'api', 'application', 1, 'before', NULL, NULL)", (hi, lo, BASE_TS))
+    conn.close()
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    try:
+        traced = record(BASE_TS + 1, "after", trace_id="4bf92f3577b34da6a3ce929d0e0e4736", span_id="00f067aa0ba902b7")
+        store.put([traced])
+        assert store.get(old.log_id) == old
+        assert store.get(traced.log_id) == traced
     finally:
         store.close()

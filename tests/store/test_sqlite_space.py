@@ -84,7 +84,7 @@ def make_old_database(db: Path, count: int) -> list[NewRecord]:
     migrate(conn, MIGRATIONS)
     conn.execute("BEGIN")
     conn.executemany(
-        "INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         map(row_values, records),
     )
     conn.execute("COMMIT")

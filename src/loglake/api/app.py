@@ -12,7 +12,17 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from loglake.amplify.collector import RunReport
-from loglake.api import alert_routes, ask_routes, delivery_routes, openapi, routes, session_routes, tail_routes
+from loglake.api import (
+    alert_routes,
+    ask_routes,
+    delivery_routes,
+    loki_routes,
+    openapi,
+    otlp_routes,
+    routes,
+    session_routes,
+    tail_routes,
+)
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
 from loglake.api.cors import preflight_headers
@@ -65,6 +75,8 @@ class Route:
 ROUTES = [
     Route("GET", "/", routes.index, None),
     Route("POST", "/logs", routes.ingest, "ingest", reads_body=True),
+    Route("POST", otlp_routes.PATH, otlp_routes.export_logs, "ingest", reads_body=True),
+    Route("POST", loki_routes.PATH, loki_routes.push, "ingest", reads_body=True),
     Route("GET", "/logs/recent", routes.recent, "read"),
     Route("GET", "/logs/{logId}", routes.get_log, "read"),
     Route("GET", "/logs/search", routes.search, "read"),

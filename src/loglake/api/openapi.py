@@ -12,12 +12,21 @@ from loglake.alerts.db import ALERT_STATUSES
 from loglake.alerts.store import DEFAULT_PAGE_LIMIT as DEFAULT_ALERT_PAGE
 from loglake.alerts.store import MAX_NOTE_CHARS, TRANSITIONS
 from loglake.alerts.store import MAX_PAGE_LIMIT as MAX_ALERT_PAGE
-from loglake.api import ask_routes, delivery_routes, openapi_ui
+from loglake.api import ask_routes, delivery_routes, loki_routes, openapi_ui, otlp_routes
 from loglake.api.routes import Result
 from loglake.ids import UUID_PATTERN
 from loglake.keys import SCOPES
 from loglake.lake.reads import MAX_BUCKETS
-from loglake.model import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, NAME_PATTERN, SEVERITY_ALIASES, SEVERITY_NAMES, Limits
+from loglake.model import (
+    DEFAULT_PAGE_LIMIT,
+    MAX_PAGE_LIMIT,
+    NAME_PATTERN,
+    SEVERITY_ALIASES,
+    SEVERITY_NAMES,
+    SPAN_ID_HEX_DIGITS,
+    TRACE_ID_HEX_DIGITS,
+    Limits,
+)
 from loglake.rules.model import LEVELS
 from loglake.service import DEFAULT_BUCKETS, HISTOGRAM_INTERVALS
 from loglake.times import DAY_MS, FORMS, SMALLEST_PLAUSIBLE_MS
@@ -113,6 +122,16 @@ RECORD_IN = {
             "pattern": f"^{UUID_PATTERN}$",
             "description": "your own id: a retry with the same id stores one record",
         },
+        "trace_id": {
+            "type": "string",
+            "pattern": f"^[0-9A-Fa-f]{{{TRACE_ID_HEX_DIGITS}}}$",
+            "description": "W3C/OpenTelemetry trace id, stored in lowercase (all zeros is refused)",
+        },
+        "span_id": {
+            "type": "string",
+            "pattern": f"^[0-9A-Fa-f]{{{SPAN_ID_HEX_DIGITS}}}$",
+            "description": "W3C/OpenTelemetry span id, stored in lowercase (all zeros is refused)",
+        },
     },
 }
 PAGE = {
@@ -162,6 +181,8 @@ RECORD_OUT = {
         "message": {"type": "string"},
         "attributes": {"type": "object"},
         "id": {"type": "string", "format": "uuid", "description": "present when the client sent one"},
+        "trace_id": {"type": "string", "description": "present when the record has one (lowercase hex)"},
+        "span_id": {"type": "string", "description": "present when the record has one (lowercase hex)"},
         "unreadable": {
             "type": "array",
             "description": "present when stored values could not be read: each field, and what is shown instead",
@@ -474,10 +495,10 @@ SPEC: dict[str, Any] = {
             "post": {
                 "summary": "One read-only SQL SELECT (DuckDB) over `logs`, hot and lake records each once (read scope)",
                 "description": "Columns: log_id, timestamp (UTC), service, log_type, severity, message, attributes "
-                "(JSON text), client_id, and the partition `date`: filter on `date` or `timestamp` to read fewer "
-                "files. The other tables: `amplify_access`, and `alerts`, read from the alerts database at each "
-                "query (always current); GET /tables lists every table's columns. Only those tables and the "
-                "query's own WITH names can be read: files, URLs, settings, "
+                "(JSON text), client_id, trace_id, span_id, and the partition `date`: filter on `date` or "
+                "`timestamp` to read fewer files. The other tables: `amplify_access`, and `alerts`, read from the "
+                "alerts database at each query (always current); GET /tables lists every table's columns. Only "
+                "those tables and the query's own WITH names can be read: files, URLs, settings, "
                 "the engine's catalog and extensions are not reachable; COPY, ATTACH, SET, PRAGMA and everything "
                 "but one SELECT are refused with 400, as is an answer larger than the server's "
                 "query_max_response_mb (response_too_large: ask for a smaller limit or fewer columns).",
@@ -681,6 +702,7 @@ def _document_common_errors(document: dict[str, Any]) -> None:
 
 
 SPEC["paths"].update(ask_routes.OPENAPI_PATHS)
+SPEC["paths"].update(otlp_routes.OPENAPI | loki_routes.OPENAPI)
 _document_common_errors(SPEC)
 
 

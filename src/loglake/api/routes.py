@@ -24,7 +24,15 @@ from loglake.ingest import MAX_DETAILS, InvalidBody, ParsedBody
 from loglake.keys import KeyNameTaken, KeyStoreBusy, KeyStoreError, LastAdminKey, NoSuchKey, parse_scopes
 from loglake.lake.query import QueryError
 from loglake.lake.query_answers import QueryBusy, parse_query_request, result_to_dict
-from loglake.model import RECORD_FIELDS, SEVERITY_ALIASES, InvalidRecords, NewRecord, format_datetime, record_to_dict
+from loglake.model import (
+    RECORD_FIELDS,
+    SEVERITY_ALIASES,
+    InvalidRecords,
+    NewRecord,
+    Problem,
+    format_datetime,
+    record_to_dict,
+)
 from loglake.service import InvalidQuery, RecentPage
 from loglake.store.base import StoreUnavailable
 from loglake.times import TimeFormatError, parse_time
@@ -69,18 +77,7 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
         raise ApiError(413 if e.too_large else 400, e.code, str(e), e.details) from None
     except InvalidRecords as e:
         raise _refused(app, e) from None
-    try:
-        if parsed.table is not None:
-            await app.service.write_table(parsed.table)
-        else:
-            log_ids = await app.service.write(parsed.records)
-    except StoreUnavailable as e:
-        app.storage_error = e.for_operators()  # /healthz shows it to readers, the client gets no server path
-        app.metrics.rejected.inc(("storage_unavailable",), parsed.count)
-        if app.runtime.self_events is not None:
-            app.runtime.self_events.storage_unavailable(parsed.count)
-        raise ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")]) from None
-    app.metrics.count_ingested(counts)
+    log_ids = await store(app, parsed, counts)
     if parsed.table is not None:
         return Result(201, _bulk_answer(parsed.table.column("log_id")), _JSON)
     if parsed.single:
@@ -89,14 +86,40 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
     return Result(201, {"count": len(log_ids), "logIds": [format_uuid(i) for i in log_ids]})
 
 
+async def store(app: LoglakeApp, parsed: ParsedBody, counts: dict[tuple[str, int], int]) -> list[bytes]:
+    """Write checked records durably, as every ingest route does: the stored ids (none for a bulk
+    table, whose ids are its `log_id` column) once they are on disk; ApiError 503 when storage cannot
+    take them. `counts` (ingest_counts) go to the metrics once they are stored."""
+    try:
+        if parsed.table is not None:
+            await app.service.write_table(parsed.table)
+            log_ids = []
+        else:
+            assert parsed.records is not None
+            log_ids = await app.service.write(parsed.records)
+    except StoreUnavailable as e:
+        app.storage_error = e.for_operators()  # /healthz shows it to readers, the client gets no server path
+        app.metrics.rejected.inc(("storage_unavailable",), parsed.count)
+        if app.runtime.self_events is not None:
+            app.runtime.self_events.storage_unavailable(parsed.count)
+        raise ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")]) from None
+    app.metrics.count_ingested(counts)
+    return log_ids
+
+
 def _checked(app: LoglakeApp, body: bytes, ndjson: bool) -> tuple[ParsedBody, dict[tuple[str, int], int]]:
-    """The body's valid records (LogService.parse) and how many of them per (service, severity), for
-    the metrics once they are stored: counted here, where the parse runs (a bulk batch's off the loop)."""
+    """The body's valid records (LogService.parse) and ingest_counts of them."""
     parsed = app.service.parse(body, ndjson)
+    return parsed, ingest_counts(parsed)
+
+
+def ingest_counts(parsed: ParsedBody) -> dict[tuple[str, int], int]:
+    """How many checked records per (service, severity), for the metrics once they are stored: counted
+    where the check runs (a bulk batch's off the event loop)."""
     if parsed.table is not None:
-        return parsed, _table_counts(parsed.table)
+        return _table_counts(parsed.table)
     assert parsed.records is not None
-    return parsed, _by_service_and_severity(parsed.records)
+    return _by_service_and_severity(parsed.records)
 
 
 _JSON = tuple(JSON_HEADERS)
@@ -131,17 +154,22 @@ def _by_service_and_severity(records: list[NewRecord]) -> dict[tuple[str, int], 
 
 def _refused(app: LoglakeApp, error: InvalidRecords) -> ApiError:
     """The 400 naming every problem (up to MAX_DETAILS); each refused record counted once, by its first problem."""
+    count_refused(app, error.problems)
+    details = [p.as_dict() for p in error.problems[:MAX_DETAILS]]
+    if len(error.problems) > MAX_DETAILS:
+        details.append({"index": -1, "field": "", "reason": f"... and {len(error.problems) - MAX_DETAILS} more"})
+    return ApiError(400, "invalid_records", str(error), details)
+
+
+def count_refused(app: LoglakeApp, problems: list[Problem]) -> None:
+    """Count each refused record once in the metrics (and loglake's own events), by its first problem."""
     first_problem: dict[int, str] = {}
-    for problem in error.problems:
+    for problem in problems:
         first_problem.setdefault(problem.index, _rejection_reason(problem.field))
     for field in first_problem.values():
         app.metrics.rejected.inc((field,))
         if app.runtime.self_events is not None:
             app.runtime.self_events.rejected(field)
-    details = [p.as_dict() for p in error.problems[:MAX_DETAILS]]
-    if len(error.problems) > MAX_DETAILS:
-        details.append({"index": -1, "field": "", "reason": f"... and {len(error.problems) - MAX_DETAILS} more"})
-    return ApiError(400, "invalid_records", str(error), details)
 
 
 def _rejection_reason(field: str) -> str:

@@ -26,7 +26,9 @@ from loglake.store.base import RecentQuery
 
 # Milliseconds since the epoch in both Trino and DuckDB (Trino's to_unixtime has no DuckDB twin).
 _EPOCH_MS = """date_diff('millisecond', TIMESTAMP '1970-01-01 00:00:00', "timestamp")"""
-_RECORD_COLUMNS = f"log_id, {_EPOCH_MS} AS ts, service, log_type, severity, message, attributes, client_id"
+_RECORD_COLUMNS = (
+    f"log_id, {_EPOCH_MS} AS ts, service, log_type, severity, message, attributes, client_id, trace_id, span_id"
+)
 
 
 class AthenaSearch:

@@ -69,6 +69,8 @@ def _table(columns: Sequence[Any], severities: pa.Array | pa.ChunkedArray) -> pa
             as_arrow(columns[6], pa.string()),
             as_arrow(columns[7], pa.string()),
             as_arrow(columns[8], pa.string()),  # a column that is all NULL comes from ADBC typed int64
+            as_arrow(columns[9], pa.string()),
+            as_arrow(columns[10], pa.string()),
         ],
         schema=APP_LOGS_TABLE.schema,
     )
@@ -86,13 +88,11 @@ def _convertible(columns: Sequence[Any]) -> list[list[Any]]:
             continue
         if not (type(ts) is int and 0 <= ts < LATEST_MS):
             ts = timestamp_of_high(hi)
-        service, log_type, severity, message, attributes, client_id = texts
+        service, log_type, severity, *rest = texts
         if type(severity) is not int or not 0 <= severity < len(SEVERITY_NAMES):
             severity = _text(severity)
-        rows.append(
-            (hi, lo, ts, _text(service), _text(log_type), severity, _text(message), _text(attributes), _text(client_id))
-        )
-    columns = [list(c) for c in zip(*rows, strict=True)] or [[] for _ in range(9)]
+        rows.append((hi, lo, ts, _text(service), _text(log_type), severity, *map(_text, rest)))
+    columns = [list(c) for c in zip(*rows, strict=True)] or [[] for _ in range(len(columns))]
     columns[5] = [SEVERITY_NAMES[s] if type(s) is int else s for s in columns[5]]
     return columns
 

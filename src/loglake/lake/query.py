@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from loglake.config import Settings
+from loglake.lake.file_columns import by_missing_columns
 from loglake.lake.hot_rows import HotRowsStream
 from loglake.lake.manifest import LakeFile, list_files, reading
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
@@ -370,9 +371,18 @@ class QueryEngine:
         schema = _dataset_schema(table)
         if isinstance(self.lake, LocalObjectStore):
             root = self.lake.root.resolve()
-            paths = ", ".join(sql_string(str(root / f.key)) for f in files)
             types = ", ".join(f"{sql_string(p)}: {sql_type(partition_type(p))}" for p in table.partitions)
-            return f"read_parquet([{paths}], hive_partitioning = true, hive_types = {{{types}}})"
+            reads = []  # files written before a column was added lack it: read apart, with nulls (file_columns.py)
+            for missing, group in by_missing_columns(table, [str(root / f.key) for f in files]).items():
+                paths = ", ".join(map(sql_string, group))
+                read = f"read_parquet([{paths}], hive_partitioning = true, hive_types = {{{types}}})"
+                if missing:
+                    nulls = "".join(f', CAST(NULL AS {sql_type(schema.field(n).type)}) AS "{n}"' for n in missing)
+                    read = f"(SELECT *{nulls} FROM {read})"
+                reads.append(read)
+            if len(reads) == 1:
+                return reads[0]
+            return "(" + " UNION ALL BY NAME ".join(f"SELECT * FROM {read}" for read in reads) + ")"
         assert isinstance(self.lake, S3ObjectStore)
         if self._arrow_fs is None:
             self._arrow_fs = self.lake.arrow_filesystem()

@@ -28,7 +28,10 @@ from loglake.store.sqlite import SQLiteHotStore
 
 MAX_BUCKETS = 10_000
 FACET_SAMPLE = 10_000  # records whose attribute keys a facets answer counts
-_RECORD_COLUMNS = 'log_id, epoch_ms("timestamp") AS ts, service, log_type, severity, message, attributes, client_id'
+_RECORD_COLUMNS = (
+    'log_id, epoch_ms("timestamp") AS ts, service, log_type, severity, message, attributes, client_id, trace_id,'
+    " span_id"
+)
 
 
 class EngineSearch:

@@ -118,7 +118,10 @@ class LakeRecentReader:
         """The row group's columns other than the filter columns."""
         found = self._decoded.get((key, index, "rest"))
         if found is None:
-            found = self._file(key).parquet.read_row_group(index, columns=_REST_COLUMNS, use_threads=False)
+            parquet = self._file(key).parquet
+            present = [name for name in _REST_COLUMNS if name in parquet.schema_arrow.names]  # older files lack some
+            found = parquet.read_row_group(index, columns=present, use_threads=False)
+            found = APP_LOGS_TABLE.with_added_columns(found, _REST_COLUMNS)
             self._decoded.put((key, index, "rest"), found, found.nbytes)
         return found
 
@@ -415,4 +418,6 @@ def _record(row: dict) -> StoredRecord | None:
         row["message"],
         row["attributes"],
         row["client_id"],
+        row["trace_id"],
+        row["span_id"],
     )

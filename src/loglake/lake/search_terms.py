@@ -2,7 +2,8 @@
 
     timeout                     messages containing "timeout" (any case)
     "connection refused"        messages containing that phrase
-    service:api severity:error  exact service / severity / log_type / client_id (message: is a word)
+    service:api severity:error  exact service / severity / log_type / client_id / trace_id / span_id
+                                (message: is a word)
     user:alice  http.status:500 an attribute key (dots reach into nested objects), any case
     ключ:значение               keys in any language
     "a.b":1  http."x-y.z":2     a quoted key is one key, dots and all (and never a record field)
@@ -23,7 +24,8 @@ MAX_TERMS = 20
 # [-][key:]value, where the key is anything up to the first colon outside quotes.
 _TOKEN = re.compile(r'\s*(-?)(?:((?:[^\s":]|"[^"]*")+):)?(?:"([^"]*)"|(\S+))')
 _SEGMENT = re.compile(r'"([^"]*)"|([^".]*)')
-RECORD_FIELDS = ("service", "log_type", "client_id")
+RECORD_FIELDS = ("service", "log_type", "client_id", "trace_id", "span_id")
+_LOWERCASE_FIELDS = ("client_id", "trace_id", "span_id")  # stored as lowercase text, whatever case was sent
 
 
 class InvalidSearch(ValueError):
@@ -33,7 +35,7 @@ class InvalidSearch(ValueError):
 @dataclass(frozen=True)
 class Term:
     value: str
-    field: str | None = None  # a record field (service, log_type, client_id, severity); None: see `key`
+    field: str | None = None  # a record field (RECORD_FIELDS, severity); None: see `key`
     negated: bool = False
     key: tuple[str, ...] = ()  # an attribute's key path, one key per level of nesting; none: the message
 
@@ -68,7 +70,7 @@ def _term(value: str, field: str | None, negated: bool) -> Term:
         if severity is None:
             raise InvalidSearch(f"severity:{value}: not a severity; use debug, info, warning, error or critical")
         return Term(severity.label, "severity", negated)
-    if field == "client_id":  # stored as canonical text, lowercase, whatever case the client sent
+    if field in _LOWERCASE_FIELDS:
         return Term(value.lower(), field, negated)
     if field in RECORD_FIELDS:
         return Term(value, field, negated)

@@ -99,7 +99,7 @@ class _SortedInput:
             rows = pa.Table.from_batches([batch])
             if rows.schema != _SCHEMA:  # a lake file's are: no copy then
                 try:
-                    rows = rows.cast(_SCHEMA)
+                    rows = APP_LOGS_TABLE.conform(rows)
                 except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as e:
                     raise NotStreamable(f"other column types: {e}") from None
             if rows.num_rows:
@@ -229,7 +229,7 @@ def merge_in_memory(inputs: list[Path], output: Path, style: MergeStyle, most_re
 def _read_joined(inputs: list[Path]) -> pa.Table:
     """The files' rows as one table with the lake's types, a single chunk per column: joined a column
     at a time, each column's pieces let go once joined, so at most one column is held twice."""
-    tables = [pq.read_table(p, use_threads=False).cast(_SCHEMA) for p in inputs]
+    tables = [APP_LOGS_TABLE.conform(pq.read_table(p, use_threads=False)) for p in inputs]
     pieces = [[chunk for table in tables for chunk in table.column(name).chunks] for name in _SCHEMA.names]
     del tables
     columns = []
@@ -245,17 +245,16 @@ def _merge_by_duckdb(
     from loglake.lake.query import sql_string  # DuckDB, loaded for the few merges that need it
 
     files = ", ".join(sql_string(str(p)) for p in inputs)
-    rows_sql = f"read_parquet([{files}], hive_partitioning = false)"
+    rows_sql = f"read_parquet([{files}], hive_partitioning = false, union_by_name = true)"  # older files lack some
     if distinct_ids:
         rows_sql = f"(SELECT DISTINCT ON (log_id) * FROM {rows_sql})"
     con = background_duckdb(work / "spill", memory_mb)
-    schema = APP_LOGS_TABLE.schema
     try:
         ordered = con.sql(f'SELECT * FROM {rows_sql} ORDER BY service, "timestamp"')
         with parquet_writer(output, style.levels) as writer:
             groups = ServiceRowGroups(writer, style.by_service)
             for batch in ordered.to_arrow_reader(ROW_GROUP_ROWS):
-                groups.add(pa.Table.from_batches([batch.cast(schema)]))
+                groups.add(APP_LOGS_TABLE.conform(pa.Table.from_batches([batch])))
             groups.finish()
     finally:
         con.close()

@@ -10,7 +10,7 @@ alerts of alerts.db), so it is always current; rules and Athena do not see it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -44,6 +44,8 @@ class Column:
     name: str
     type: pa.DataType
     description: str
+    # Added after files were written without it: those files are read with nulls in its place.
+    added_later: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,23 @@ class LakeTable:
     def schema(self) -> pa.Schema:
         return pa.schema([(c.name, c.type) for c in self.columns])
 
+    def with_added_columns(self, rows: pa.Table, wanted: Sequence[str] | None = None) -> pa.Table:
+        """Rows read from one of the table's files, with nulls for the columns `added_later` (of those
+        `wanted`, default all) that a file written before them lacks."""
+        names = rows.schema.names
+        for column in self.columns:
+            if column.added_later and column.name not in names and (wanted is None or column.name in wanted):
+                rows = rows.append_column(column.name, pa.nulls(rows.num_rows, column.type))
+        return rows
+
+    def conform(self, rows: pa.Table) -> pa.Table:
+        """Rows read from one of the table's files with its columns in order, those `added_later` that
+        an older file lacks filled with nulls (and cast to the table's types: ArrowInvalid if they cannot be)."""
+        rows = self.with_added_columns(rows)
+        if rows.schema == self.schema:
+            return rows
+        return rows.select(self.schema.names).cast(self.schema)
+
 
 APP_LOGS_TABLE = LakeTable(
     name="logs",
@@ -71,6 +90,8 @@ APP_LOGS_TABLE = LakeTable(
         Column("message", pa.string(), "the log message"),
         Column("attributes", pa.string(), "JSON object of extra fields, or null"),
         Column("client_id", pa.string(), "the client's idempotency UUID, or null"),
+        Column("trace_id", pa.string(), "W3C/OpenTelemetry trace id, 32 lowercase hex digits, or null", True),
+        Column("span_id", pa.string(), "W3C/OpenTelemetry span id, 16 lowercase hex digits, or null", True),
     ),
     partitions=("date",),
     description="application logs sent to POST /logs, one row per record",

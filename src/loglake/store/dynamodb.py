@@ -340,6 +340,10 @@ def record_item(r: NewRecord, expires_at: int, shard: int) -> dict[str, dict]:
         item["attributes"] = {"S": r.attributes.decode()}
     if r.client_id is not None:
         item["client_id"] = {"B": r.client_id}
+    if r.trace_id is not None:
+        item["trace_id"] = {"S": r.trace_id}
+    if r.span_id is not None:
+        item["span_id"] = {"S": r.span_id}
     if r.log_type != UNINDEXED_LOG_TYPE:
         item["log_type_key"] = {"S": sharded(r.log_type, shard)}
     if r.severity != UNINDEXED_SEVERITY:
@@ -363,6 +367,8 @@ def record_from_item(item: dict, binary: Callable[[dict], bytes] = lambda value:
         _attribute(item, "message", _string),
         _attribute(item, "attributes", _string),
         _attribute(item, "client_id", binary),
+        _attribute(item, "trace_id", _string),
+        _attribute(item, "span_id", _string),
     )
 
 

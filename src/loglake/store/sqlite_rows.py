@@ -56,9 +56,14 @@ MIGRATIONS = [
     ) WITHOUT ROWID;
     """,
     "",
+    """
+    -- OpenTelemetry/W3C trace context (lowercase hex), so logs can be joined with traces.
+    ALTER TABLE logs ADD COLUMN trace_id TEXT;
+    ALTER TABLE logs ADD COLUMN span_id TEXT;
+    """,
 ]
 
-COLUMNS = "id_hi, id_lo, timestamp, service, log_type, severity, message, attributes, client_id"
+COLUMNS = "id_hi, id_lo, timestamp, service, log_type, severity, message, attributes, client_id, trace_id, span_id"
 INDEX_FOR_KEY = {"service": "logs_by_service", "log_type": "logs_by_log_type", "severity": "logs_by_severity"}
 # A partial index is only used when the query repeats its condition literally.
 SPARSE_CONDITION = {"log_type": "log_type != 'application'", "severity": "severity != 1"}
@@ -72,11 +77,11 @@ SPARSE_CONDITION = {"log_type": "log_type != 'application'", "severity": "severi
 # the timestamp is the top of id_hi, and this path is for records without a client id.
 INSERT_JSON_ROWS = (
     f"INSERT INTO logs ({COLUMNS}) SELECT value->>0, value->>1, (value->>0) >> {HIGH_TIME_SHIFT}, value->>2, value->>3,"
-    " value->>4, value->>5, value->>6, NULL FROM json_each(?)"
+    " value->>4, value->>5, value->>6, NULL, value->>7, value->>8 FROM json_each(?)"
 )
 # Records with a client id, or a NUL character (which SQLite's JSON functions cannot carry into
 # TEXT), are rare and go in row by row.
-INSERT_ONE_ROW = f"INSERT INTO logs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_ONE_ROW = f"INSERT INTO logs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _encode_rows = msgspec.json.Encoder().encode
 
 
@@ -84,7 +89,8 @@ def row_values(r: NewRecord) -> tuple:
     hi, lo = split_id(r.log_id)
     attributes = r.attributes.decode() if r.attributes else None
     client_id = format_uuid(r.client_id) if r.client_id else None
-    return hi, lo, r.timestamp, r.service, r.log_type, r.severity, r.message, attributes, client_id
+    trace = r.trace_id, r.span_id
+    return hi, lo, r.timestamp, r.service, r.log_type, r.severity, r.message, attributes, client_id, *trace
 
 
 def encode_rows(records: Iterable[NewRecord]) -> bytes | None:
@@ -95,7 +101,8 @@ def encode_rows(records: Iterable[NewRecord]) -> bytes | None:
         if r.client_id is not None:
             return None
         hi, lo = split_id(r.log_id)
-        rows.append((hi, lo, r.service, r.log_type, r.severity, r.message, msgspec.Raw(r.attributes or b"null")))
+        attributes = msgspec.Raw(r.attributes or b"null")
+        rows.append((hi, lo, r.service, r.log_type, r.severity, r.message, attributes, r.trace_id, r.span_id))
     encoded = _encode_rows(rows)
     return None if b"\\u0000" in encoded else encoded
 
@@ -109,11 +116,11 @@ def join_arrays(arrays: list[bytes]) -> bytes:
 def stored(row: tuple) -> StoredRecord | None:
     """The record of a row (COLUMNS order), its unreadable values named (readback.py); None when
     its id is not two 64-bit integers, as no row that ingest wrote can be."""
-    hi, lo, ts, service, log_type, severity, message, attributes, client_id = row
+    hi, lo, *values = row
     if not is_stored_split(hi, lo):
         readback.unreadable_id((hi, lo), "the hot store")
         return None
-    return readback.record(join_id(hi, lo), ts, service, log_type, severity, message, attributes, client_id)
+    return readback.record(join_id(hi, lo), *values)
 
 
 # -- the lake's reads and writes of hot rows (SQLiteHotStore's methods run these) ----------------

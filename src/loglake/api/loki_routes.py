@@ -1,0 +1,103 @@
+"""POST /loki/api/v1/push: Loki's push API (Promtail, Grafana Alloy, Fluent Bit's loki output), stored as
+POST /logs stores records: all or nothing, 204 once the records are on disk.
+
+Errors are answered as Loki answers them, a line of plain text with the status. Authentication, scopes
+and rate limits are the app's, as for POST /logs: Bearer (`bearer_token` in Promtail and Alloy).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from loglake.api.http import ApiError, Request, decode_content
+from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, count_refused, ingest_counts, store
+from loglake.ingest import InvalidBody, ParsedBody
+from loglake.model import InvalidRecords
+from loglake.protocols import loki
+from loglake.protocols.mapping import SHOWN_PROBLEMS
+
+if TYPE_CHECKING:
+    from loglake.api.app import LoglakeApp
+
+PATH = "/loki/api/v1/push"
+PROTOCOL = "loki"
+_TEXT = ((b"content-type", b"text/plain; charset=utf-8"),)
+OPENAPI = {
+    PATH: {
+        "post": {
+            "summary": "Loki push from Promtail, Grafana Alloy or Fluent Bit (protobuf in a snappy block, or JSON; "
+            "gzip accepted); 204 means the records are durable",
+            "description": "Each entry becomes a record: the service from the first of the labels of the "
+            "loki_service_labels setting (default service_name, service, app, job), the severity from "
+            "`level`, `severity` or `detected_level`, the log type from `log_type`, the other labels and "
+            "the entry's structured metadata as attributes. All or nothing: one entry that cannot be "
+            "stored refuses the push (400, a line of text naming it).",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    loki.PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+                    loki.JSON: {"schema": {"type": "object", "required": ["streams"]}},
+                },
+            },
+            "responses": {
+                "204": {"description": "Stored"},
+                "400": {"description": "Not a push, or an entry that cannot be stored (text/plain)"},
+                "413": {"description": "Body or batch too large (text/plain)"},
+                "415": {"description": "Unsupported Content-Type or Content-Encoding (text/plain)"},
+                "503": {"description": "Storage cannot accept writes; nothing was stored (text/plain)"},
+            },
+        }
+    }
+}
+
+
+async def push(app: LoglakeApp, request: Request) -> Result:
+    content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
+    if content_type not in (loki.PROTOBUF, loki.JSON, ""):
+        return _failure(415, f"unsupported Content-Type {content_type!r}: send {loki.PROTOBUF} or {loki.JSON}")
+    json = content_type == loki.JSON
+    try:
+        body = decode_content(request, request.body, app.settings.max_body_bytes)
+        if len(body) < OFF_LOOP_BODY_BYTES:
+            parsed = _checked(app, body, json)
+        else:  # decoding and checking thousands of entries takes milliseconds: off the event loop
+            parsed = await app.run_ingest(_checked, app, body, json)
+        if parsed is not None:
+            await store(app, parsed, ingest_counts(parsed))
+    except ApiError as e:
+        return _failure(e.status, e.message, e.headers)
+    except loki.MalformedPush as e:
+        app.metrics.rejected_bodies.inc(("invalid_loki_push",))
+        return _failure(400, str(e))
+    except InvalidBody as e:
+        app.metrics.rejected_bodies.inc((e.code,))
+        return _failure(413 if e.too_large else 400, str(e))
+    if parsed is not None:
+        app.metrics.protocol_records.inc((PROTOCOL, "accepted"), parsed.count)
+    return Result(204, b"")
+
+
+def _checked(app: LoglakeApp, body: bytes, json: bool) -> ParsedBody | None:
+    """The push's records, checked all or nothing (None for a push of no entries, which Loki takes);
+    an entry that cannot be stored: ApiError 400 naming it by stream and entry."""
+    labels = tuple(name.strip() for name in app.settings.loki_service_labels.split(",") if name.strip())
+    items, origins = loki.records(loki.decode_push(body, json), labels)
+    if not items:
+        return None
+    try:
+        return app.service.check(items)
+    except InvalidRecords as e:
+        count_refused(app, e.problems)
+        bad = {p.index for p in e.problems}
+        app.metrics.protocol_records.inc((PROTOCOL, "rejected"), len(items))
+        named = "; ".join(
+            f"stream {origins[p.index].stream}, entry {origins[p.index].entry}: {p.field or 'entry'} {p.reason}"
+            for p in e.problems[:SHOWN_PROBLEMS]
+        )
+        more = f"; and {len(e.problems) - SHOWN_PROBLEMS} more problem(s)" if len(e.problems) > SHOWN_PROBLEMS else ""
+        message = f"{len(bad)} of {len(items)} entries cannot be stored, so none was: {named}{more}"
+        raise ApiError(400, "invalid_records", message) from None
+
+
+def _failure(status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> Result:
+    return Result(status, message.encode() + b"\n", (*_TEXT, *(headers or ())))

@@ -1,0 +1,99 @@
+"""POST /v1/logs: OTLP/HTTP logs, in protobuf or JSON, stored as POST /logs stores records.
+
+OTLP/HTTP answers in the request's encoding: 200 with an ExportLogsServiceResponse (its partial_success
+counting the records refused while the others were stored), or a 4xx/5xx with a google.rpc.Status.
+Authentication, scopes and rate limits are the app's, as for POST /logs (exporters send `Authorization:
+Bearer <key>` as one of their configured headers).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from loglake.api.http import ApiError, Request, decode_content
+from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, count_refused, ingest_counts, store
+from loglake.ingest import InvalidBody, ParsedBody
+from loglake.model import Problem
+from loglake.protocols import otlp
+
+if TYPE_CHECKING:
+    from loglake.api.app import LoglakeApp
+
+PATH = "/v1/logs"
+PROTOCOL = "otlp"
+_TYPES = {otlp.PROTOBUF: False, otlp.JSON: True}
+_STATUS = {"description": "google.rpc.Status (code, message) in the request's encoding"}
+_BOTH = {otlp.PROTOBUF: {"schema": {"type": "string", "format": "binary"}}, otlp.JSON: {"schema": {"type": "object"}}}
+OPENAPI = {
+    PATH: {
+        "post": {
+            "summary": "OTLP/HTTP logs from OpenTelemetry SDKs and Collectors (protobuf or JSON, gzip accepted); "
+            "200 means the accepted records are durable",
+            "description": "An ExportLogsServiceRequest, as `otlphttp` exporters send it (`Authorization: Bearer "
+            "<ingest key>` among their headers). Resource `service.name` gives the service, `severity_number` "
+            "the severity (OpenTelemetry's ranges; else `severity_text`), the time (else the observed time) the "
+            "timestamp, the body the message (structured bodies as JSON text), `trace_id` and `span_id` their "
+            "columns; resource, scope and record attributes go to `attributes`. Records that cannot be stored "
+            "are counted and named in `partial_success`, the others are stored.",
+            "requestBody": {"required": True, "content": _BOTH},
+            "responses": {
+                "200": {"description": "ExportLogsServiceResponse, in the request's encoding", "content": _BOTH},
+                "400": _STATUS | {"content": _BOTH},
+                "413": _STATUS | {"content": _BOTH},
+                "415": _STATUS | {"content": _BOTH},
+                "503": _STATUS | {"content": _BOTH},
+            },
+        }
+    }
+}
+
+
+async def export_logs(app: LoglakeApp, request: Request) -> Result:
+    content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
+    json = _TYPES.get(content_type)
+    if json is None:
+        message = f"Content-Type {content_type!r} is not OTLP/HTTP; send {otlp.PROTOBUF} or {otlp.JSON}"
+        return _failure(415, message, json=True)
+    try:
+        body = decode_content(request, request.body, app.settings.max_body_bytes)
+    except ApiError as e:
+        return _failure(e.status, e.message, json)
+    try:
+        if len(body) < OFF_LOOP_BODY_BYTES:
+            parsed, problems, total = _checked(app, body, json)
+        else:  # decoding and checking thousands of records takes milliseconds: off the event loop
+            parsed, problems, total = await app.run_ingest(_checked, app, body, json)
+    except otlp.MalformedRequest as e:
+        app.metrics.rejected_bodies.inc(("invalid_otlp",))
+        return _failure(400, str(e), json)
+    except InvalidBody as e:
+        app.metrics.rejected_bodies.inc((e.code,))
+        return _failure(413 if e.too_large else 400, str(e), json)
+    if problems:
+        count_refused(app, problems)
+        app.metrics.protocol_records.inc((PROTOCOL, "rejected"), len({p.index for p in problems}))
+    if parsed is not None:
+        try:
+            await store(app, parsed, ingest_counts(parsed))
+        except ApiError as e:
+            return _failure(e.status, e.message, json, e.headers)
+        app.metrics.protocol_records.inc((PROTOCOL, "accepted"), parsed.count)
+    return Result(200, otlp.response(problems, total, json), _headers(json))
+
+
+def _checked(app: LoglakeApp, body: bytes, json: bool) -> tuple[ParsedBody | None, list[Problem], int]:
+    """The request's valid records, the problems of the others, and how many it held (an export of
+    none is a valid one, answered as a success)."""
+    items = otlp.records(otlp.decode_request(body, json))
+    if not items:
+        return None, [], 0
+    parsed, problems = app.service.check_valid(items)
+    return parsed, problems, len(items)
+
+
+def _failure(status: int, message: str, json: bool, headers: list[tuple[bytes, bytes]] | None = None) -> Result:
+    return Result(status, otlp.error_status(status, message, json), (*_headers(json), *(headers or ())))
+
+
+def _headers(json: bool) -> tuple[tuple[bytes, bytes], ...]:
+    return ((b"content-type", (otlp.JSON if json else otlp.PROTOBUF).encode()),)

@@ -1,0 +1,264 @@
+"""POST /loki/api/v1/push: Loki's JSON push and its protobuf push in a snappy block, each mapping rule,
+all-or-nothing checks and Loki's plain-text errors, against the in-process app.
+
+The protobuf pushes are encoded here, byte by byte, from Loki's published push format (logproto.PushRequest:
+1 streams {1 labels, 2 entries {1 timestamp {1 seconds, 2 nanos}, 2 line, 3 structuredMetadata {1 name,
+2 value}}}), independently of the descriptor loglake builds to decode them."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+
+import cramjam
+import httpx
+import pytest
+
+from loglake.api.app import LoglakeApp
+from loglake.config import Settings
+from loglake.ingest import BULK_MIN_RECORDS
+from tests.conftest import asgi_client, key_for
+
+NOW_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
+NANOS = 1_000_000
+JSON = {"content-type": "application/json"}
+PROTOBUF = {"content-type": "application/x-protobuf"}
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[LoglakeApp]:
+    application = LoglakeApp.from_settings(settings, clock=lambda: NOW_MS / 1000)
+    yield application
+    application.close()
+
+
+# -- protobuf, by hand -------------------------------------------------------------------------
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def field(number: int, payload: bytes | str | int) -> bytes:
+    if isinstance(payload, int):
+        return varint(number << 3) + varint(payload)
+    data = payload.encode() if isinstance(payload, str) else payload
+    return varint(number << 3 | 2) + varint(len(data)) + data
+
+
+def entry(at_ns: int, line: str, metadata: dict[str, str] | None = None) -> bytes:
+    seconds, nanos = divmod(at_ns, 1_000_000_000)
+    timestamp = field(1, seconds) + (field(2, nanos) if nanos else b"")
+    pairs = b"".join(field(3, field(1, k) + field(2, v)) for k, v in (metadata or {}).items())
+    return field(1, timestamp) + field(2, line) + pairs
+
+
+def protobuf_push(*streams: tuple[str, list[bytes]]) -> bytes:
+    """A PushRequest of (labels, entries) in a snappy block, as Promtail sends it."""
+    message = b"".join(
+        field(1, field(1, labels) + b"".join(field(2, e) for e in entries)) for labels, entries in streams
+    )
+    return bytes(cramjam.snappy.compress_raw(message))
+
+
+def json_push(*streams: tuple[dict, list[list]]) -> bytes:
+    return json.dumps({"streams": [{"stream": labels, "values": values} for labels, values in streams]}).encode()
+
+
+def ns(ms_before_now: int) -> int:
+    return (NOW_MS - ms_before_now) * NANOS
+
+
+async def push(client: httpx.AsyncClient, body: bytes, headers: dict[str, str] = PROTOBUF) -> httpx.Response:
+    return await client.post("/loki/api/v1/push", content=body, headers=headers)
+
+
+async def stored(client: httpx.AsyncClient) -> dict[str, dict]:
+    page = await client.get("/logs/recent", params={"since": "2026-10-01T00:00:00Z", "limit": "1000"})
+    assert page.status_code == 200, page.text
+    return {r["message"]: r for r in page.json()["logs"]}
+
+
+# -- the mapping -------------------------------------------------------------------------------
+
+
+async def test_a_protobuf_push_maps_labels_and_metadata(client: httpx.AsyncClient) -> None:
+    body = protobuf_push(
+        (
+            '{app="shop", service_name="checkout", level="WARN", log_type="access", env="prod", quote="a \\"b\\"\\n"}',
+            [
+                entry(ns(2000) + 123_456, "GET /cart 200"),
+                entry(ns(1000), "GET /pay 502", {"trace": "t-1", "level": "error"}),
+            ],
+        ),
+        ('{job="varlogs", filename="/var/log/syslog"}', [entry(ns(500), "kernel: eth0 up")]),
+    )  # fmt: skip
+    response = await push(client, body)
+    assert (response.status_code, response.content) == (204, b"")
+    records = await stored(client)
+    cart, pay, kernel = records["GET /cart 200"], records["GET /pay 502"], records["kernel: eth0 up"]
+    assert (cart["service"], cart["severity"], cart["log_type"]) == ("checkout", "warning", "access")
+    assert cart["timestamp"] == NOW_MS - 2000  # nanoseconds cut to milliseconds
+    assert cart["attributes"] == {"app": "shop", "env": "prod", "quote": 'a "b"\n'}
+    assert pay["severity"] == "error" and pay["attributes"] == {
+        "app": "shop",
+        "env": "prod",
+        "quote": 'a "b"\n',
+        "trace": "t-1",
+    }
+    assert (kernel["service"], kernel["severity"], kernel["log_type"]) == ("varlogs", "info", "application")
+    assert kernel["attributes"] == {"filename": "/var/log/syslog"}
+
+
+@pytest.mark.parametrize(
+    ("labels", "service"),
+    [
+        ({"service_name": "a", "service": "b", "app": "c", "job": "d"}, "a"),
+        ({"service": "b", "app": "c", "job": "d"}, "b"),
+        ({"app": "c", "job": "d"}, "c"),
+        ({"job": "d"}, "d"),
+        ({"host": "h"}, "default"),
+        ({"job": "integrations/node exporter"}, "integrations_node_exporter"),
+    ],
+)
+async def test_the_service_comes_from_the_first_service_label(
+    client: httpx.AsyncClient, labels: dict, service: str
+) -> None:
+    assert (await push(client, json_push((labels, [[str(ns(1)), "line"]])), JSON)).status_code == 204
+    record = (await stored(client))["line"]
+    assert record["service"] == service
+    if service == "integrations_node_exporter":
+        assert record["attributes"] == {"job": "integrations/node exporter"}  # as sent, beside the valid name
+
+
+async def test_the_service_labels_are_a_setting(settings: Settings) -> None:
+    application = LoglakeApp.from_settings(replace(settings, loki_service_labels="component, job"))
+    try:
+        async with asgi_client(application, key_for(application, "admin")) as client:
+            body = json_push(({"service_name": "ignored", "component": "db", "job": "x"}, [[str(ns(1)), "line"]]))
+            assert (await push(client, body, JSON)).status_code == 204
+            record = (await stored(client))["line"]
+            assert record["service"] == "db" and record["attributes"] == {"service_name": "ignored", "job": "x"}
+    finally:
+        application.close()
+
+
+@pytest.mark.parametrize(
+    ("labels", "severity", "kept"),
+    [
+        ({"level": "debug"}, "debug", {}),
+        ({"severity": "Err"}, "error", {}),
+        ({"detected_level": "fatal"}, "critical", {}),
+        ({"level": "verbose", "severity": "warn"}, "warning", {"level": "verbose"}),
+        ({"level": "loud"}, "info", {"level": "loud"}),
+    ],
+)
+async def test_the_severity_comes_from_the_level_labels(
+    client: httpx.AsyncClient, labels: dict, severity: str, kept: dict
+) -> None:
+    assert (await push(client, json_push(({"job": "j", **labels}, [[str(ns(1)), "line"]])), JSON)).status_code == 204
+    record = (await stored(client))["line"]
+    assert (record["severity"], record["attributes"]) == (severity, kept)
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzip"])
+async def test_a_json_push_with_structured_metadata(client: httpx.AsyncClient, gzipped: bool) -> None:
+    body = json_push(
+        ({"service_name": "api", "level": "info"}, [[str(ns(3)), "first"], [str(ns(2)), "second", {"user": "ann"}]])
+    )
+    headers = JSON
+    if gzipped:
+        body, headers = gzip.compress(body), {**JSON, "content-encoding": "gzip"}
+    assert (await push(client, body, headers)).status_code == 204
+    records = await stored(client)
+    assert records["first"]["attributes"] == {} and records["second"]["attributes"] == {"user": "ann"}
+    assert records["second"]["timestamp"] == NOW_MS - 2
+
+
+async def test_a_bulk_sized_push_is_written_as_lake_parts(app: LoglakeApp, client: httpx.AsyncClient) -> None:
+    count = BULK_MIN_RECORDS + 10
+    body = protobuf_push(('{job="bulk", level="info"}', [entry(ns(i + 1), f"line {i}") for i in range(count)]))
+    assert (await push(client, body)).status_code == 204
+    assert app.runtime.store.count() == 0
+    query = await client.post("/query", json={"sql": "SELECT count(*), min(service) FROM logs"})
+    assert query.json()["rows"] == [[count, "bulk"]]
+    metrics = (await client.get("/metrics")).text
+    assert f'loglake_protocol_records_total{{protocol="loki",outcome="accepted"}} {count}' in metrics
+
+
+# -- all or nothing, and Loki's errors ---------------------------------------------------------
+
+
+async def test_one_entry_that_cannot_be_stored_refuses_the_push(app: LoglakeApp, client: httpx.AsyncClient) -> None:
+    body = protobuf_push(
+        ('{job="a"}', [entry(ns(1), "fine")]),
+        ('{job="b"}', [entry(ns(1), "fine too"), entry(NOW_MS * NANOS + 3 * 86_400_000 * NANOS, "from the future")]),
+    )
+    response = await push(client, body)
+    assert response.status_code == 400 and response.headers["content-type"].startswith("text/plain")
+    assert response.text.startswith("1 of 3 entries cannot be stored, so none was: stream 1, entry 1: timestamp")
+    assert app.runtime.store.count() == 0
+    metrics = (await client.get("/metrics")).text
+    assert 'loglake_protocol_records_total{protocol="loki",outcome="rejected"} 3' in metrics
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "reason"),
+    [
+        (b"not snappy at all", PROTOBUF, 400, "not snappy-compressed"),
+        (bytes(cramjam.snappy.compress_raw(b"\x0a\xff\xff")), PROTOBUF, 400, "not a Loki PushRequest in protobuf"),
+        (protobuf_push(("job=x", [entry(ns(1), "l")])), PROTOBUF, 400, "not of the form"),
+        (protobuf_push(('{job="x" level="y"}', [entry(ns(1), "l")])), PROTOBUF, 400, "cannot read labels"),
+        (b'{"streams": 1}', JSON, 400, "not a Loki push in JSON"),
+        (json_push(({"job": "x"}, [["soon", "l"]])), JSON, 400, "stream 0, entry 0: the timestamp is Unix nanoseconds"),
+        (json_push(({"job": "x"}, [[str(ns(1))]])), JSON, 400, "an entry is [timestamp, line]"),
+        (b"line", {"content-type": "text/plain"}, 415, "unsupported Content-Type"),
+        (b"x", {**PROTOBUF, "content-encoding": "br"}, 415, "Content-Encoding 'br' is not supported"),
+    ],
+)  # fmt: skip
+async def test_a_malformed_push_gets_a_line_of_text_and_stores_nothing(
+    app: LoglakeApp, client: httpx.AsyncClient, body: bytes, headers: dict, status: int, reason: str
+) -> None:
+    response = await push(client, body, headers)
+    assert response.status_code == status and response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert reason in response.text, response.text
+    assert app.runtime.store.count() == 0
+
+
+async def test_an_empty_push_is_taken(client: httpx.AsyncClient) -> None:
+    assert (await push(client, json_push(), JSON)).status_code == 204
+    assert (await push(client, protobuf_push())).status_code == 204
+
+
+async def test_pushes_need_an_ingest_key_as_post_logs_does(app: LoglakeApp) -> None:
+    body = json_push(({"job": "x"}, [[str(ns(1)), "line"]]))
+    async with asgi_client(app) as anonymous:
+        assert (await push(anonymous, body, JSON)).status_code == 401
+    async with asgi_client(app, key_for(app, "read")) as reader:
+        assert (await push(reader, body, JSON)).status_code == 403
+    async with asgi_client(app, key_for(app, "ingest", rate_limit=1, rate_burst=1)) as limited:
+        assert (await push(limited, body, JSON)).status_code == 204
+        refused = await push(limited, body, JSON)
+        assert refused.status_code == 429 and refused.headers["retry-after"]
+
+
+async def test_a_push_is_bounded_by_its_size_not_by_post_logs_record_count(settings: Settings) -> None:
+    """Promtail and Alloy batch up to 1 MiB of lines, which can be far more than POST /logs's max_records."""
+    application = LoglakeApp.from_settings(replace(settings, max_records=100), clock=lambda: NOW_MS / 1000)
+    try:
+        async with asgi_client(application, key_for(application, "admin")) as client:
+            lines = [[str(ns(i + 1)), f"line {i}"] for i in range(150)]
+            assert (await push(client, json_push(({"job": "many"}, lines)), JSON)).status_code == 204
+            assert application.runtime.store.count() == 150
+            native = "\n".join(json.dumps({"message": f"line {i}"}) for i in range(150))
+            posted = await client.post("/logs", content=native, headers={"content-type": "application/x-ndjson"})
+            assert posted.status_code == 413
+    finally:
+        application.close()

@@ -1,0 +1,353 @@
+"""POST /v1/logs: OTLP/HTTP logs in protobuf and JSON, each mapping rule, partial success and OTLP's
+error answers, against the in-process app; messages built with the official generated types."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from google.rpc import code_pb2, status_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+from loglake.api.app import LoglakeApp
+from loglake.config import Settings
+from loglake.ingest import BULK_MIN_RECORDS
+from tests.conftest import asgi_client, key_for
+
+NOW_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
+NANOS = 1_000_000
+TRACE = bytes.fromhex("5b8efff798038103d269b633813fc60c")
+SPAN = bytes.fromhex("eee19b7ec3c1b174")
+PROTOBUF = {"content-type": "application/x-protobuf"}
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[LoglakeApp]:
+    application = LoglakeApp.from_settings(settings, clock=lambda: NOW_MS / 1000)
+    yield application
+    application.close()
+
+
+def text(value: str) -> AnyValue:
+    return AnyValue(string_value=value)
+
+
+def pairs(**values: AnyValue) -> list[KeyValue]:
+    return [KeyValue(key=key.replace("__", "."), value=value) for key, value in values.items()]
+
+
+def export(*logs: LogRecord, resource: dict[str, AnyValue] | None = None, scope: dict | None = None) -> bytes:
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    resource = {"service__name": text("checkout")} if resource is None else resource
+    resource_logs.resource.attributes.extend(pairs(**resource))
+    scope_logs = resource_logs.scope_logs.add()
+    for key, value in (scope or {}).items():
+        if key == "attributes":
+            scope_logs.scope.attributes.extend(pairs(**value))
+        else:
+            setattr(scope_logs.scope, key, value)
+    scope_logs.log_records.extend(logs)
+    return request.SerializeToString()
+
+
+def log(message: str = "paid", at_ms: int = NOW_MS - 1000, body: AnyValue | None = None, **fields: Any) -> LogRecord:
+    """A log record of `message` (none: no body) unless `body` is given."""
+    return LogRecord(time_unix_nano=at_ms * NANOS, body=body or (text(message) if message else None), **fields)
+
+
+async def post(client: httpx.AsyncClient, body: bytes, headers: dict[str, str] = PROTOBUF) -> httpx.Response:
+    return await client.post("/v1/logs", content=body, headers=headers)
+
+
+async def stored(client: httpx.AsyncClient, **params: str) -> list[dict]:
+    page = await client.get("/logs/recent", params={"since": "2026-10-01T00:00:00Z", "limit": "1000", **params})
+    assert page.status_code == 200, page.text
+    return page.json()["logs"]
+
+
+def answer(response: httpx.Response) -> ExportLogsServiceResponse:
+    assert response.status_code == 200, response.content
+    assert response.headers["content-type"] == "application/x-protobuf"
+    return ExportLogsServiceResponse.FromString(response.content)
+
+
+def failure(response: httpx.Response, status: int) -> status_pb2.Status:
+    assert response.status_code == status, response.content
+    assert response.headers["content-type"] == "application/x-protobuf"
+    return status_pb2.Status.FromString(response.content)
+
+
+async def test_a_record_maps_field_by_field(client: httpx.AsyncClient) -> None:
+    body = export(
+        log(
+            "card declined",
+            severity_number=17,
+            severity_text="ERROR",
+            trace_id=TRACE,
+            span_id=SPAN,
+            attributes=pairs(order__id=AnyValue(int_value=42), region=text("log wins")),
+        ),
+        resource={
+            "service__name": text("checkout"),
+            "host__name": text("web-1"),
+            "region": text("resource"),
+            "deployment": text("resource"),
+        },
+        scope={"name": "shop.payments", "version": "1.2", "attributes": {"deployment": text("scope wins")}},
+    )
+    response = answer(await post(client, body))
+    assert not response.HasField("partial_success")
+    [record] = await stored(client)
+    assert record["service"] == "checkout" and record["log_type"] == "application"
+    assert (record["severity"], record["message"], record["timestamp"]) == ("error", "card declined", NOW_MS - 1000)
+    assert (record["trace_id"], record["span_id"]) == (TRACE.hex(), SPAN.hex())
+    assert record["attributes"] == {
+        "host.name": "web-1",
+        "region": "log wins",
+        "deployment": "scope wins",
+        "otel.scope.name": "shop.payments",
+        "otel.scope.version": "1.2",
+        "order.id": 42,
+    }
+
+
+# OpenTelemetry's severity numbers: TRACE 1-4, DEBUG 5-8, INFO 9-12, WARN 13-16, ERROR 17-20, FATAL 21-24.
+SEVERITY_OF_NUMBER = {1: "debug", 4: "debug", 5: "debug", 8: "debug", 9: "info", 12: "info", 13: "warning"}
+SEVERITY_OF_NUMBER |= {16: "warning", 17: "error", 20: "error", 21: "critical", 24: "critical"}
+
+
+@pytest.mark.parametrize(("number", "expected"), sorted(SEVERITY_OF_NUMBER.items()))
+async def test_the_severity_number_gives_the_severity(client: httpx.AsyncClient, number: int, expected: str) -> None:
+    answer(await post(client, export(log(severity_number=number))))
+    assert [r["severity"] for r in await stored(client)] == [expected]
+
+
+@pytest.mark.parametrize(
+    ("text_", "expected", "kept"),
+    [("WARN", "warning", False), ("fatal", "critical", False), ("Information", "info", True), ("", "info", False)],
+)
+async def test_without_a_number_the_severity_text_decides_or_is_kept(
+    client: httpx.AsyncClient, text_: str, expected: str, kept: bool
+) -> None:
+    answer(await post(client, export(log(severity_text=text_))))
+    [record] = await stored(client)
+    assert record["severity"] == expected
+    assert record["attributes"].get("severity_text") == (text_ if kept else None)
+
+
+async def test_times_bodies_and_ids(client: httpx.AsyncClient) -> None:
+    structured = AnyValue(
+        kvlist_value=KeyValueList(
+            values=pairs(
+                user=text("ann"), tags=AnyValue(array_value=ArrayValue(values=[text("a"), AnyValue(bool_value=True)]))
+            )
+        )
+    )
+    body = export(
+        LogRecord(observed_time_unix_nano=(NOW_MS - 5000) * NANOS, body=text("observed only")),
+        LogRecord(body=text("no time at all"), trace_id=bytes(16), span_id=bytes(8)),
+        log(body=structured, event_name="user.login"),
+        log("", event_name="cart.emptied"),
+        log(body=AnyValue(bytes_value=b"\x00\xff")),
+        log(body=AnyValue(double_value=1.5), trace_id=TRACE),
+    )
+    answer(await post(client, body))
+    by_message = {r["message"]: r for r in await stored(client)}
+    assert by_message["observed only"]["timestamp"] == NOW_MS - 5000
+    assert by_message["no time at all"]["timestamp"] == NOW_MS
+    assert "trace_id" not in by_message["no time at all"] and "span_id" not in by_message["no time at all"]
+    assert json.loads(next(m for m in by_message if m.startswith("{"))) == {"user": "ann", "tags": ["a", True]}
+    assert by_message["cart.emptied"]["attributes"] == {"event.name": "cart.emptied"}
+    assert '"AP8="' in by_message  # bytes as base64, as OTLP/JSON writes them
+    assert by_message["1.5"]["trace_id"] == TRACE.hex() and "span_id" not in by_message["1.5"]
+
+
+async def test_a_service_name_that_is_not_a_valid_name_is_made_one(client: httpx.AsyncClient) -> None:
+    answer(await post(client, export(log(), resource={"service__name": text("unknown_service:python")})))
+    answer(await post(client, export(log("no resource"), resource={})))
+    by_message = {r["message"]: r for r in await stored(client)}
+    assert by_message["paid"]["service"] == "unknown_service_python"
+    assert by_message["paid"]["attributes"] == {"service.name": "unknown_service:python"}
+    assert by_message["no resource"]["service"] == "default"
+
+
+OTLP_JSON_EXAMPLE = {  # OTLP's own example (examples/logs.json): lowerCamelCase, hex ids, int64 as strings
+    "resourceLogs": [
+        {
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "my.service"}}]},
+            "scopeLogs": [
+                {
+                    "scope": {
+                        "name": "my.library",
+                        "version": "1.0.0",
+                        "attributes": [{"key": "my.scope.attribute", "value": {"stringValue": "some scope attribute"}}],
+                    },
+                    "logRecords": [
+                        {
+                            "timeUnixNano": str((NOW_MS - 2000) * NANOS),
+                            "observedTimeUnixNano": str((NOW_MS - 1000) * NANOS),
+                            "severityNumber": 10,
+                            "severityText": "Information",
+                            "traceId": "5B8EFFF798038103D269B633813FC60C",
+                            "spanId": "EEE19B7EC3C1B174",
+                            "body": {"stringValue": "Example log record"},
+                            "attributes": [
+                                {"key": "string.attribute", "value": {"stringValue": "some string"}},
+                                {"key": "boolean.attribute", "value": {"boolValue": True}},
+                                {"key": "int.attribute", "value": {"intValue": "10"}},
+                                {"key": "double.attribute", "value": {"doubleValue": 637.704}},
+                                {
+                                    "key": "array.attribute",
+                                    "value": {"arrayValue": {"values": [{"stringValue": "many"}, {"stringValue": "values"}]}},  # noqa: E501
+                                },
+                                {
+                                    "key": "map.attribute",
+                                    "value": {"kvlistValue": {"values": [{"key": "some.map.key", "value": {"stringValue": "some value"}}]}},  # noqa: E501
+                                },
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+    ]
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzip"])
+async def test_otlp_json_as_the_specification_gives_it(client: httpx.AsyncClient, gzipped: bool) -> None:
+    body = json.dumps(OTLP_JSON_EXAMPLE).encode()
+    headers = {"content-type": "application/json"}
+    if gzipped:
+        body, headers = gzip.compress(body), {**headers, "content-encoding": "gzip"}
+    response = await post(client, body, headers)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    assert response.json() == {}
+    [record] = await stored(client)
+    assert (record["service"], record["severity"], record["message"]) == ("my.service", "info", "Example log record")
+    assert record["timestamp"] == NOW_MS - 2000
+    assert (record["trace_id"], record["span_id"]) == ("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174")
+    assert record["attributes"] == {
+        "my.scope.attribute": "some scope attribute",
+        "otel.scope.name": "my.library",
+        "otel.scope.version": "1.0.0",
+        "severity_text": "Information",
+        "string.attribute": "some string",
+        "boolean.attribute": True,
+        "int.attribute": 10,
+        "double.attribute": 637.704,
+        "array.attribute": ["many", "values"],
+        "map.attribute": {"some.map.key": "some value"},
+    }
+
+
+async def test_json_with_the_proto_field_names_is_read_too(client: httpx.AsyncClient) -> None:
+    body = {
+        "resource_logs": [
+            {"scope_logs": [{"log_records": [{"time_unix_nano": (NOW_MS - 1) * NANOS, "body": {"string_value": "x"}}]}]}
+        ]
+    }
+    response = await post(client, json.dumps(body).encode(), {"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert [r["timestamp"] for r in await stored(client)] == [NOW_MS - 1]
+
+
+async def test_records_that_cannot_be_stored_are_a_partial_success_the_rest_is_stored(
+    client: httpx.AsyncClient,
+) -> None:
+    body = export(
+        log("fine"),
+        log("from the future", at_ms=NOW_MS + 2 * 86_400_000),
+        log(""),  # no body and no event name: no message
+        log("also fine", trace_id=b"\x01" * 15),  # 15 bytes: not a trace id
+        log("fine too"),
+    )
+    response = answer(await post(client, body))
+    assert response.partial_success.rejected_log_records == 3
+    message = response.partial_success.error_message
+    assert message.startswith("3 of 5 log record(s) refused: record 1: timestamp is more than 24 h in the future")
+    assert "record 2: message must not be empty" in message and "record 3: trace_id must be 32 hex digits" in message
+    assert sorted(r["message"] for r in await stored(client)) == ["fine", "fine too"]
+    metrics = (await client.get("/metrics")).text
+    assert 'loglake_protocol_records_total{protocol="otlp",outcome="accepted"} 2' in metrics
+    assert 'loglake_protocol_records_total{protocol="otlp",outcome="rejected"} 3' in metrics
+
+
+async def test_a_partial_success_in_json(client: httpx.AsyncClient) -> None:
+    body = json.loads(json.dumps(OTLP_JSON_EXAMPLE))
+    body["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]["timeUnixNano"] = "1000"  # 1970: before the retention
+    response = await post(client, json.dumps(body).encode(), {"content-type": "application/json"})
+    assert response.status_code == 200
+    partial = response.json()["partialSuccess"]
+    assert partial["rejectedLogRecords"] == "1"  # int64 as a string, as OTLP/JSON writes it
+    assert "timestamp" in partial["errorMessage"]
+    assert await stored(client) == []
+
+
+async def test_a_bulk_sized_export_is_written_as_lake_parts(app: LoglakeApp, client: httpx.AsyncClient) -> None:
+    count = BULK_MIN_RECORDS + 10
+    logs = [log(f"bulk {i}", at_ms=NOW_MS - i, trace_id=TRACE, span_id=SPAN) for i in range(count)]
+    answer(await post(client, export(*logs)))
+    assert app.runtime.store.count() == 0
+    query = await client.post("/query", json={"sql": "SELECT count(*), min(trace_id), min(service) FROM logs"})
+    assert query.json()["rows"] == [[count, TRACE.hex(), "checkout"]]
+
+
+async def test_an_empty_export_is_a_success(client: httpx.AsyncClient) -> None:
+    assert not answer(await post(client, b"")).HasField("partial_success")
+    response = await post(client, b"{}", {"content-type": "application/json"})
+    assert (response.status_code, response.json()) == (200, {})
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "reason"),
+    [
+        (b"\x0a\xff\xff\xff", "application/x-protobuf", 400, "not an OTLP ExportLogsServiceRequest in protobuf"),
+        (b"[1, 2]", "application/json", 400, "must be a JSON object"),
+        (b"{\"resourceLogs\": 5}", "application/json", 400, "not an OTLP ExportLogsServiceRequest in JSON"),
+        (b"{\"resourceLogs\": [{\"scopeLogs\": [{\"logRecords\": [{\"traceId\": \"xyz\"}]}]}]}",
+         "application/json", 400, "traceId 'xyz' is not hex"),
+        (b"{not json", "application/json", 400, "not valid JSON"),
+        (b"message=hi", "text/plain", 415, "is not OTLP/HTTP"),
+    ],
+)  # fmt: skip
+async def test_a_malformed_export_gets_a_status_and_stores_nothing(
+    app: LoglakeApp, client: httpx.AsyncClient, body: bytes, content_type: str, status: int, reason: str
+) -> None:
+    response = await post(client, body, {"content-type": content_type})
+    assert response.status_code == status
+    if content_type == "application/x-protobuf":
+        error = status_pb2.Status.FromString(response.content)
+        assert (error.code, reason in error.message) == (code_pb2.INVALID_ARGUMENT, True), error.message
+    else:
+        assert response.headers["content-type"] == "application/json"
+        error = response.json()
+        assert error["code"] == code_pb2.INVALID_ARGUMENT and reason in error["message"], error
+    assert app.runtime.store.count() == 0
+
+
+async def test_bad_gzip_and_too_large_bodies_get_a_status(app: LoglakeApp, client: httpx.AsyncClient) -> None:
+    bad = await post(client, b"not gzip", {**PROTOBUF, "content-encoding": "gzip"})
+    assert "not valid gzip" in failure(bad, 400).message
+    bomb = gzip.compress(export(log("x" * 1000)) * 0 + b"\x00" * (app.settings.max_body_bytes + 1))
+    too_large = failure(await post(client, bomb, {**PROTOBUF, "content-encoding": "gzip"}), 413)
+    assert too_large.code == code_pb2.RESOURCE_EXHAUSTED and "after decompression" in too_large.message
+
+
+async def test_exports_need_an_ingest_key_as_post_logs_does(app: LoglakeApp) -> None:
+    body = export(log())
+    async with asgi_client(app) as anonymous:
+        assert (await post(anonymous, body)).status_code == 401
+    async with asgi_client(app, key_for(app, "read")) as reader:
+        assert (await post(reader, body)).status_code == 403
+    async with asgi_client(app, key_for(app, "ingest", rate_limit=1, rate_burst=1)) as limited:
+        assert (await post(limited, body)).status_code == 200
+        refused = await post(limited, body)
+        assert refused.status_code == 429 and refused.headers["retry-after"]

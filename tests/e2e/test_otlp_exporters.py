@@ -1,0 +1,118 @@
+"""The OpenTelemetry Python SDK's own OTLP/HTTP log exporters (protobuf and JSON) against a real
+`loglake serve`: records emitted through the SDK inside a span reach loglake with the span's trace and
+span ids, the resource's service and the call's attributes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.exporter.otlp.json.http._log_exporter import OTLPLogExporter as JsonLogExporter
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as ProtobufLogExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordExportResult, SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+from tests.conftest import ServerProcess, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
+    folder: Path = tmp_path_factory.mktemp("otlp")
+    started = ServerProcess(folder / "data", free_port(), folder / "server.log").start()
+    key = next(line.strip() for line in started.log_path.read_text().splitlines() if line.strip().startswith("llk_"))
+    yield started, key
+    started.stop()
+
+
+def logged_records(service: str) -> list:
+    """Three log records emitted through the SDK's Logs API, the last two inside a span, as the SDK
+    hands them to an exporter; and the span's context."""
+    provider = LoggerProvider(resource=Resource.create({"service.name": service, "deployment.environment": "test"}))
+    captured = InMemoryLogRecordExporter()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(captured))
+    logger = provider.get_logger(f"tests.otlp.{service}", "1.0")
+    tracer = TracerProvider().get_tracer("tests.otlp")
+    try:
+        logger.emit(body="cart opened", severity_number=SeverityNumber.INFO, severity_text="INFO")
+        with tracer.start_as_current_span("checkout") as span:
+            logger.emit(
+                body="card declined",
+                severity_number=SeverityNumber.WARN,
+                severity_text="WARNING",
+                attributes={"order.id": 42, "amount": 9.5},
+            )
+            try:
+                raise ValueError("no funds")
+            except ValueError as e:
+                logger.emit(body="payment failed", severity_number=SeverityNumber.ERROR, exception=e)
+        context = span.get_span_context()
+    finally:
+        provider.shutdown()
+    return [captured.get_finished_logs(), context]
+
+
+def search(server: ServerProcess, key: str, q: str) -> list[dict]:
+    params = {"q": q, "since": "2000-01-01T00:00:00Z", "limit": "100"}
+    found = httpx.get(f"{server.url}/logs/search", params=params, headers={"authorization": f"Bearer {key}"})
+    assert found.status_code == 200, found.text
+    return found.json()["logs"]
+
+
+@pytest.mark.parametrize(
+    "exporter",
+    [
+        lambda url, key: ProtobufLogExporter(f"{url}/v1/logs", headers={"Authorization": f"Bearer {key}"}),
+        lambda url, key: ProtobufLogExporter(
+            f"{url}/v1/logs", headers={"Authorization": f"Bearer {key}"}, compression=Compression.Gzip
+        ),
+        lambda url, key: JsonLogExporter(f"{url}/v1/logs", headers={"Authorization": f"Bearer {key}"}),
+    ],
+    ids=["protobuf", "protobuf-gzip", "json"],
+)
+def test_the_sdks_exporters_deliver_logs_with_their_trace_context(
+    server: tuple[ServerProcess, str], exporter, request: pytest.FixtureRequest
+) -> None:
+    process, key = server
+    service = f"shop-{request.node.callspec.id}"
+    records, span = logged_records(service)
+    sender = exporter(process.url, key)
+    try:
+        assert sender.export(records) == LogRecordExportResult.SUCCESS
+    finally:
+        sender.shutdown()
+    by_message = {r["message"]: r for r in search(process, key, f"service:{service}")}
+    assert {m: r["severity"] for m, r in by_message.items()} == {
+        "cart opened": "info",
+        "card declined": "warning",
+        "payment failed": "error",
+    }
+    opened, declined, failed = (by_message[m] for m in ("cart opened", "card declined", "payment failed"))
+    assert "trace_id" not in opened
+    trace_id, span_id = f"{span.trace_id:032x}", f"{span.span_id:016x}"
+    assert (declined["trace_id"], declined["span_id"]) == (failed["trace_id"], failed["span_id"]) == (trace_id, span_id)
+    assert search(process, key, f"trace_id:{trace_id} severity:error") == [failed]
+    assert declined["attributes"]["order.id"] == 42 and declined["attributes"]["amount"] == 9.5
+    assert declined["attributes"]["deployment.environment"] == "test"
+    assert declined["attributes"]["otel.scope.name"] == f"tests.otlp.{service}"
+    assert (
+        failed["attributes"]["exception.type"] == "ValueError"
+        and "no funds" in failed["attributes"]["exception.message"]
+    )
+
+
+def test_a_wrong_key_fails_the_export(server: tuple[ServerProcess, str]) -> None:
+    process, _ = server
+    records, _ = logged_records("shop-unauthorized")
+    sender = ProtobufLogExporter(f"{process.url}/v1/logs", headers={"Authorization": "Bearer llk_wrong"}, timeout=5)
+    try:
+        assert sender.export(records) == LogRecordExportResult.FAILURE
+    finally:
+        sender.shutdown()
