@@ -91,6 +91,11 @@ class Metrics:
         self.rejected_bodies = Counter(
             "loglake_bodies_rejected_total", "Request bodies refused as a whole, by error code.", ("code",)
         )
+        self.protocol_records = Counter(
+            "loglake_protocol_records_total",
+            "Records received over the shippers' protocols, by protocol and outcome (accepted: stored; rejected).",
+            ("protocol", "outcome"),
+        )
         self.store_write = Histogram(
             "loglake_store_write_duration_seconds",
             "Hot store commit latency (one group commit, and its fsync with durability full).",
@@ -149,6 +154,7 @@ class Metrics:
             self.ingested,
             self.rejected,
             self.rejected_bodies,
+            self.protocol_records,
             self.store_write,
             self.store_rows,
             self.queries,

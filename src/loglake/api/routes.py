@@ -60,17 +60,31 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
         raise ApiError(400, "empty_body", "the body is empty; send a record object, an array or NDJSON lines")
     try:
         if len(body) < OFF_LOOP_BODY_BYTES:
-            parsed, counts = _checked(app, body, ndjson)
+            parsed, counts = checked_body(app, body, ndjson)
         else:  # a big batch takes milliseconds to check: off the event loop, which serves everyone else
-            parsed, counts = await app.run_ingest(_checked, app, body, ndjson)
+            parsed, counts = await app.run_ingest(checked_body, app, body, ndjson)
     except InvalidBody as e:
         app.metrics.rejected_bodies.inc((e.code,))
         raise ApiError(413 if e.too_large else 400, e.code, str(e), e.details) from None
     except InvalidRecords as e:
         raise _refused(app, e) from None
+    log_ids = await store_checked(app, parsed, counts)
+    if parsed.table is not None:
+        return Result(201, _bulk_answer(parsed.table.column("log_id")), _JSON)
+    assert log_ids is not None
+    if parsed.single:
+        ts = timestamp_of(log_ids[0])  # a retried client id answers the stored record's time
+        return Result(201, {"logId": format_uuid(log_ids[0]), "timestamp": ts, "datetime": format_datetime(ts)})
+    return Result(201, {"count": len(log_ids), "logIds": [format_uuid(i) for i in log_ids]})
+
+
+async def store_checked(app: LoglakeApp, parsed: ParsedBody, counts: dict[tuple[str, int], int]) -> list[bytes] | None:
+    """Write checked records durably and count them: their stored ids (None for a bulk table, whose ids
+    are its `log_id` column). ApiError 503 when the storage cannot take them: then none is stored."""
     try:
         if parsed.table is not None:
             await app.service.write_table(parsed.table)
+            log_ids = None
         else:
             log_ids = await app.service.write(parsed.records)
     except StoreUnavailable as e:
@@ -80,15 +94,10 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
             app.runtime.self_events.storage_unavailable(parsed.count)
         raise ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")]) from None
     app.metrics.count_ingested(counts)
-    if parsed.table is not None:
-        return Result(201, _bulk_answer(parsed.table.column("log_id")), _JSON)
-    if parsed.single:
-        ts = timestamp_of(log_ids[0])  # a retried client id answers the stored record's time
-        return Result(201, {"logId": format_uuid(log_ids[0]), "timestamp": ts, "datetime": format_datetime(ts)})
-    return Result(201, {"count": len(log_ids), "logIds": [format_uuid(i) for i in log_ids]})
+    return log_ids
 
 
-def _checked(app: LoglakeApp, body: bytes, ndjson: bool) -> tuple[ParsedBody, dict[tuple[str, int], int]]:
+def checked_body(app: LoglakeApp, body: bytes, ndjson: bool) -> tuple[ParsedBody, dict[tuple[str, int], int]]:
     """The body's valid records (LogService.parse) and how many of them per (service, severity), for
     the metrics once they are stored: counted here, where the parse runs (a bulk batch's off the loop)."""
     parsed = app.service.parse(body, ndjson)
@@ -338,10 +347,6 @@ def json_body(app: LoglakeApp, request: Request, example: str) -> dict:
 
 
 # -- operations --------------------------------------------------------------------------------
-
-
-async def index(app: LoglakeApp, request: Request) -> Result:
-    return Result(200, {"name": "loglake", "version": __version__, "docs": "/docs", "openapi": "/openapi.json"})
 
 
 async def healthz(app: LoglakeApp, request: Request) -> Result:
