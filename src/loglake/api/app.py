@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from loglake.amplify.collector import RunReport
-from loglake.api import alert_routes, delivery_routes, elastic_routes, openapi, routes
+from loglake.api import alert_routes, delivery_routes, elastic_routes, openapi, routes, splunk_routes
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
 from loglake.api.cors import preflight_headers
@@ -98,6 +98,16 @@ ROUTES = [
         for kind in elastic_routes.SETUP_KINDS
         for method, handler in (("GET", elastic_routes.setup_exists), ("PUT", elastic_routes.setup_put))
     ),
+    # Splunk's HTTP Event Collector (api/splunk_routes.py).
+    *(
+        Route("POST", path, handler, "ingest", reads_body=True, error_form=splunk_routes.hec_error)
+        for paths, handler in (
+            (splunk_routes.EVENT_PATHS, splunk_routes.event),
+            (splunk_routes.RAW_PATHS, splunk_routes.raw),
+        )
+        for path in paths
+    ),
+    *(Route("GET", path, splunk_routes.health, None) for path in splunk_routes.HEALTH_PATHS),
 ]
 
 

@@ -12,7 +12,7 @@ from loglake.alerts.db import ALERT_STATUSES
 from loglake.alerts.store import DEFAULT_PAGE_LIMIT as DEFAULT_ALERT_PAGE
 from loglake.alerts.store import MAX_NOTE_CHARS, TRANSITIONS
 from loglake.alerts.store import MAX_PAGE_LIMIT as MAX_ALERT_PAGE
-from loglake.api import delivery_routes, elastic_routes
+from loglake.api import delivery_routes, elastic_routes, splunk_routes
 from loglake.api.routes import Result
 from loglake.ids import UUID_PATTERN
 from loglake.keys import SCOPES
@@ -628,6 +628,7 @@ SPEC: dict[str, Any] = {
             },
         },
         **elastic_routes.OPENAPI_PATHS,
+        **splunk_routes.OPENAPI_PATHS,
         "/admin/keys/{name}": {
             "delete": {
                 "summary": "Revoke a key at once (admin scope)",
