@@ -198,14 +198,15 @@ async def test_other_media_types_are_refused_and_the_clients_vendor_types_accept
     assert (await client.post("/_bulk", content=body, headers=vendor)).json()["errors"] is False
 
 
-async def test_too_many_actions_is_413_naming_the_limit(settings: Settings) -> None:
+async def test_a_bulk_of_more_actions_than_a_batch_may_hold_is_stored_in_groups(settings: Settings) -> None:
+    """Vector sends bulks of up to 10 MB whatever their count: stored max_records at a time, all answered."""
     application = LoglakeApp.from_settings(dataclasses.replace(settings, max_records=2))
     try:
         async with asgi_client(application, key_for(application, "ingest,read")) as client:
-            body = ndjson(*[line for i in range(3) for line in ({"create": {"_index": "a"}}, {"message": f"{i}"})])
-            response = await client.post("/_bulk", content=body, headers=NDJSON)
-            assert response.status_code == 413 and "the limit is 2" in response.json()["error"]["reason"]
-            assert await stored(client) == []
+            body = ndjson(*[line for i in range(5) for line in ({"create": {"_index": "a"}}, {"message": f"{i}"})])
+            answer = (await client.post("/_bulk", content=body, headers=NDJSON)).json()
+            assert answer["errors"] is False and len({item["create"]["_id"] for item in answer["items"]}) == 5
+            assert sorted(log["message"] for log in await stored(client)) == ["0", "1", "2", "3", "4"]
     finally:
         application.close()
 

@@ -16,10 +16,10 @@ import msgspec
 
 from loglake import __version__
 from loglake.api.auth import Unauthorized
-from loglake.api.http import ApiError, Request, decode_content
+from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content
 from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, checked_body, store_checked
 from loglake.ids import format_uuid
-from loglake.ingest import InvalidBody
+from loglake.ingest import InvalidBody, ParsedBody
 from loglake.model import InvalidRecords
 from loglake.protocols import elastic
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 PROTOCOL = "elasticsearch"
 PRODUCT = (b"x-elastic-product", b"Elasticsearch")
 _HEADERS = (PRODUCT,)
+_JSON_HEADERS = (*JSON_HEADERS, PRODUCT)
 # What the bulk API takes: JSON and NDJSON, and the versioned types of the 8.x and 9.x clients
 # (application/vnd.elasticsearch+x-ndjson; compatible-with=9).
 _BULK_TYPES = frozenset({"", "application/json", "application/x-ndjson", "application/ndjson"})
@@ -146,56 +147,61 @@ async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None)
     _check_media_type(request)
     body = decode_content(request, request.body, app.settings.max_body_bytes)
     if len(body) < OFF_LOOP_BODY_BYTES:
-        items, parsed = _parse(app, body, path_index)
+        items, groups = _parse(app, body, path_index)
     else:  # a big bulk takes milliseconds to check: off the event loop, which serves everyone else
-        items, parsed = await app.run_ingest(_parse, app, body, path_index)
-    stored = [item for item in items if item.record is not None]
-    if parsed is not None:
+        items, groups = await app.run_ingest(_parse, app, body, path_index)
+    for stored, parsed, counts in groups:
         try:
-            log_ids = await store_checked(app, parsed[0], parsed[1])
-        except ApiError as e:
-            app.metrics.protocol_records.inc((PROTOCOL, "rejected"), len(items))
-            raise elastic_error(e) from None
+            log_ids = await store_checked(app, parsed, counts)
+        except ApiError as e:  # storage refused this group: its items fail, as shards fail theirs
+            for item in stored:
+                item.refuse(e.message, _ERROR_TYPES.get(e.status, "exception"), e.status)
+            continue
         if log_ids is None:
-            assert parsed[0].table is not None
-            log_ids = parsed[0].table.column("log_id").to_pylist()
+            assert parsed.table is not None
+            log_ids = parsed.table.column("log_id").to_pylist()
         for item, log_id in zip(stored, log_ids, strict=True):
             if item.doc_id is None:
                 item.doc_id = log_id if type(log_id) is str else format_uuid(log_id)
-    app.metrics.protocol_records.inc((PROTOCOL, "accepted"), len(stored))
-    if len(stored) < len(items):
-        app.metrics.protocol_records.inc((PROTOCOL, "rejected"), len(items) - len(stored))
+    refused = sum(item.error is not None for item in items)
+    app.metrics.protocol_records.inc((PROTOCOL, "accepted"), len(items) - refused)
+    if refused:
+        app.metrics.protocol_records.inc((PROTOCOL, "rejected"), refused)
     took_ms = int((time.perf_counter() - started) * 1000)
-    return _answer(elastic.bulk_answer(items, took_ms))
+    return Result(200, elastic.bulk_answer(items, took_ms), _JSON_HEADERS)
 
 
-def _parse(app: LoglakeApp, body: bytes, path_index: str | None) -> tuple[list[elastic.BulkItem], tuple | None]:
-    """The bulk's items, and its storable records checked as POST /logs checks records (None when no item
-    is storable); an item whose record fails the check is refused with the check's reasons."""
+Group = tuple[list[elastic.BulkItem], ParsedBody, dict[tuple[str, int], int]]
+
+
+def _parse(app: LoglakeApp, body: bytes, path_index: str | None) -> tuple[list[elastic.BulkItem], list[Group]]:
+    """The bulk's items, and its storable records checked as POST /logs checks records, in groups of at most
+    max_records (a bulk holds as many actions as its size allows: Vector sends up to 10 MB); an item whose
+    record fails the check is refused with the check's reasons."""
     try:
         items = elastic.parse_bulk(body, path_index)
     except elastic.BulkRefused as e:
         raise ElasticError(e.status, e.error_type, str(e), headers=[PRODUCT]) from None
+    storable = [item for item in items if item.record is not None]
     limit = app.service.limits.max_records
-    if len(items) > limit:
-        raise ElasticError(
-            413,
-            _ERROR_TYPES[413],
-            f"{len(items)} actions in one bulk request; the limit is {limit}: send smaller batches",
-            headers=[PRODUCT],
-        )
+    groups = [_checked_group(app, storable[start : start + limit]) for start in range(0, len(storable), limit)]
+    return items, [group for group in groups if group is not None]
+
+
+def _checked_group(app: LoglakeApp, group: list[elastic.BulkItem]) -> Group | None:
+    """The group's records checked (those refused by the check taken out), None when none is left."""
     while True:
-        storable = [item for item in items if item.record is not None]
-        if not storable:
-            return items, None
+        group = [item for item in group if item.record is not None]
+        if not group:
+            return None
         try:
-            return items, checked_body(app, _encode_lines([item.record for item in storable]), True)
+            return group, *checked_body(app, _encode_lines([item.record for item in group]), True)
         except InvalidRecords as e:
             reasons: dict[int, list[str]] = defaultdict(list)
             for problem in e.problems:
                 reasons[problem.index].append(f"{problem.field or 'document'}: {problem.reason}")
             for index, why in reasons.items():
-                storable[index].refuse("; ".join(why))
+                group[index].refuse("; ".join(why))
         except InvalidBody as e:  # the records as encoded here are JSON, so only a limit can refuse them
             raise ElasticError(413 if e.too_large else 400, _ERROR_TYPES[400], str(e), headers=[PRODUCT]) from None
 

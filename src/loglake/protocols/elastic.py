@@ -25,6 +25,7 @@ REFUSED_ACTIONS = ("update", "delete")
 DOCUMENT_ERROR = "document_parsing_exception"  # Elasticsearch's error type for a source it cannot take
 _SHARDS = {"total": 1, "successful": 1, "failed": 0}
 _decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
 _decode_lines = msgspec.json.Decoder().decode_lines
 
 
@@ -232,20 +233,35 @@ def _is_uuid(text: str) -> bool:
     return True
 
 
-def bulk_answer(items: list[BulkItem], took_ms: int) -> dict[str, Any]:
-    """Elasticsearch's bulk response: one entry per action in the request's order, `errors` when any failed."""
-    out = []
+def bulk_answer(items: list[BulkItem], took_ms: int) -> bytes:
+    """Elasticsearch's bulk response as JSON: one entry per action in the request's order, `errors` when any
+    failed. A stored item's entry is the same text but for its id, made once per action and index: a dict
+    per item, encoded, took more of the event loop than the rest of the request."""
+    stored: dict[tuple[str, str | None], tuple[bytes, bytes]] = {}
+    entries = []
     errors = False
     for item in items:
-        entry: dict[str, Any] = {"_index": item.index, "_id": item.doc_id, "status": item.status}
         if item.error is None:
-            entry |= {"_version": 1, "result": "created", "_shards": _SHARDS, "_seq_no": 0, "_primary_term": 1}
+            around = stored.get((item.action, item.index))
+            if around is None:
+                around = stored[item.action, item.index] = _stored_entry(item.action, item.index)
+            entries.append(around[0] + _encode(item.doc_id) + around[1])
         else:
             errors = True
             error_type, reason = item.error
-            entry["error"] = {"type": error_type, "reason": reason}
-        out.append({item.action: entry})
-    return {"errors": errors, "took": took_ms, "items": out}
+            entry = {"_index": item.index, "_id": item.doc_id, "status": item.status}
+            entries.append(_encode({item.action: entry | {"error": {"type": error_type, "reason": reason}}}))
+    flag = b"true" if errors else b"false"
+    return b'{"errors":%b,"took":%d,"items":[%b]}\n' % (flag, took_ms, b",".join(entries))
+
+
+def _stored_entry(action: str, index: str | None) -> tuple[bytes, bytes]:
+    """The text of a stored item's entry before and after its `_id`."""
+    before = b'{%b:{"_index":%b,"_id":' % (_encode(action), _encode(index))
+    after = b',"_version":1,"result":"created","_shards":%b,"_seq_no":0,"_primary_term":1,"status":201}}' % (
+        _encode(_SHARDS)
+    )
+    return before, after
 
 
 def error_body(status: int, error_type: str, reason: str) -> dict[str, Any]:
