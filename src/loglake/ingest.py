@@ -38,7 +38,7 @@ MAX_DETAILS = 100
 # caller can write those); below it the per-request cost of a Parquet file and its catalog entry
 # outweighs the per-record savings, and records go to the hot store.
 BULK_MIN_RECORDS = 1000
-_NO_ATTRIBUTES = msgspec.Raw(b"")
+NO_ATTRIBUTES = msgspec.Raw(b"")
 DECODE_PIECE_BYTES = 256 * 1024
 
 
@@ -48,7 +48,7 @@ class IncomingRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     service: str | None = None
     log_type: str | None = None
     severity: str | None = None
-    attributes: msgspec.Raw = _NO_ATTRIBUTES  # kept as the client's JSON bytes: no decode, no re-encode
+    attributes: msgspec.Raw = NO_ATTRIBUTES  # kept as the client's JSON bytes: no decode, no re-encode
     id: str | None = None
 
 
@@ -101,16 +101,43 @@ def parse_batch(body: bytes, ndjson: bool, limits: Limits, now_ms: int, *, bulk:
         single = type(decoded) is IncomingRecord
         items = [decoded] if single else decoded
         _check_count(len(items), limits)
-        if bulk and len(items) >= BULK_MIN_RECORDS:
-            table = plainly_valid_table(items, limits, now_ms)
-            if table is not None:
-                return ParsedBody(single, table=table)
-        records = _accept_plainly_valid(items, limits, now_ms)
-        if records is not None:
-            return ParsedBody(single, records=records)
+        parsed = plainly_valid(items, limits, now_ms, bulk=bulk, single=single)
+        if parsed is not None:
+            return parsed
     items, single = _decode_generic(body, ndjson, limits, now_ms)
     _check_count(len(items), limits)
     return ParsedBody(single, records=validate_batch(items, limits, now_ms))
+
+
+def plainly_valid(
+    items: list[IncomingRecord], limits: Limits, now_ms: int, *, bulk: bool, single: bool = False
+) -> ParsedBody | None:
+    """The records with fresh ids if every one passes every rule of model.validate_batch (a bulk batch as a
+    table when `bulk`), else None: then model.validate_batch names the problems. For records decoded here
+    and for those an ingest protocol builds from its own format."""
+    if bulk and len(items) >= BULK_MIN_RECORDS:
+        table = plainly_valid_table(items, limits, now_ms)
+        if table is not None:
+            return ParsedBody(single, table=table)
+    records = _accept_plainly_valid(items, limits, now_ms)
+    return None if records is None else ParsedBody(single, records=records)
+
+
+def check_records(items: list[IncomingRecord], limits: Limits, now_ms: int, *, bulk: bool) -> ParsedBody:
+    """Records an ingest protocol built from its own format, validated with fresh ids as a body's are:
+    raises model.InvalidRecords naming every problem (each record's index in `items`)."""
+    parsed = plainly_valid(items, limits, now_ms, bulk=bulk)
+    if parsed is not None:
+        return parsed
+    return ParsedBody(False, records=validate_batch([_as_dict(item) for item in items], limits, now_ms))
+
+
+def _as_dict(item: IncomingRecord) -> dict[str, Any]:
+    """A record as decoded JSON, for model.validate_batch to name its problems."""
+    fields = msgspec.structs.asdict(item)
+    attributes = bytes(item.attributes)
+    fields["attributes"] = _generic.decode(attributes) if attributes else None
+    return fields
 
 
 def _decode_lines(body: bytes) -> list[IncomingRecord]:

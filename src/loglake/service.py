@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from loglake import ids
 from loglake.arrivals import Arrivals
-from loglake.ingest import ParsedBody, parse_batch
+from loglake.ingest import IncomingRecord, ParsedBody, check_records, parse_batch
 from loglake.lake import reads as lake_reads
 from loglake.lake.lake import Lake
 from loglake.lake.manifest import LakeFile
@@ -115,6 +115,11 @@ class LogService:
         """Validated records with fresh ids from a request body (a bulk batch as a table, when there
         is a lake to write it to); raises ingest.InvalidBody or model.InvalidRecords naming every problem."""
         return parse_batch(body, ndjson, self.limits, self.now_ms(), bulk=self.lake is not None)
+
+    def check(self, items: list[IncomingRecord]) -> ParsedBody:
+        """Validated records with fresh ids from records an ingest protocol built (Elasticsearch bulk, Splunk
+        HEC), a bulk batch as a table as in parse; raises model.InvalidRecords naming every problem."""
+        return check_records(items, self.limits, self.now_ms(), bulk=self.lake is not None)
 
     def submit(self, records: Sequence[NewRecord]) -> Future[list[bytes]]:
         """Start the durable write; the future resolves once the records are committed. They join the

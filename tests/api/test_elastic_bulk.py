@@ -123,7 +123,7 @@ async def test_a_failing_item_is_answered_with_its_status_and_reason_and_the_oth
     ]
     errors = [item.get("error") for entry in answer["items"] for item in entry.values()]
     assert errors[1]["type"] == "document_parsing_exception" and "timestamp" in errors[1]["reason"]
-    assert errors[2]["type"] == "document_parsing_exception" and "not JSON" in errors[2]["reason"]
+    assert errors[2]["type"] == "document_parsing_exception" and "not a JSON object" in errors[2]["reason"]
     assert answer["items"][2]["index"]["_id"] == "a1"
     assert "append-only" in errors[3]["reason"] and "append-only" in errors[4]["reason"]
     assert "no message" in errors[5]["reason"]

@@ -100,7 +100,11 @@ async def store_checked(app: LoglakeApp, parsed: ParsedBody, counts: dict[tuple[
 def checked_body(app: LoglakeApp, body: bytes, ndjson: bool) -> tuple[ParsedBody, dict[tuple[str, int], int]]:
     """The body's valid records (LogService.parse) and how many of them per (service, severity), for
     the metrics once they are stored: counted here, where the parse runs (a bulk batch's off the loop)."""
-    parsed = app.service.parse(body, ndjson)
+    return counted(app.service.parse(body, ndjson))
+
+
+def counted(parsed: ParsedBody) -> tuple[ParsedBody, dict[tuple[str, int], int]]:
+    """Checked records and how many of them per (service, severity), for the metrics once they are stored."""
     if parsed.table is not None:
         return parsed, _table_counts(parsed.table)
     assert parsed.records is not None

@@ -10,14 +10,16 @@ or dotted (`"log.level"`) alike; everything else into attributes as sent.
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from msgspec import Raw
 
 from loglake import ids
-from loglake.protocols.names import level_severity, safe_name
+from loglake.ingest import NO_ATTRIBUTES, IncomingRecord
+from loglake.protocols.names import json_object, level_severity, safe_name
 
 VERSION = "9.0.0"  # the Elasticsearch version loglake answers as: the 9.x clients and Beats accept it
 ADDING_ACTIONS = ("create", "index")
@@ -26,7 +28,9 @@ DOCUMENT_ERROR = "document_parsing_exception"  # Elasticsearch's error type for 
 _SHARDS = {"total": 1, "successful": 1, "failed": 0}
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
-_decode_lines = msgspec.json.Decoder().decode_lines
+_decode_fields = msgspec.json.Decoder(dict[str, Raw]).decode
+_decode_str = msgspec.json.Decoder(str).decode
+_decode_time = msgspec.json.Decoder(int | float | str).decode
 
 
 class BulkRefused(ValueError):
@@ -45,7 +49,7 @@ class BulkItem:
     action: str
     index: str | None
     doc_id: str | None
-    record: dict[str, Any] | None = None  # the loglake record its source maps to, while it may be stored
+    record: IncomingRecord | None = None  # the loglake record its source maps to, while it may be stored
     status: int = 201
     error: tuple[str, str] | None = None  # (Elasticsearch error type, reason) of a refused item
 
@@ -60,73 +64,65 @@ def parse_bulk(body: bytes, path_index: str | None) -> list[BulkItem]:
     is not a bulk request at all (an action line that is not one, a missing source line, no final newline)."""
     if not body.endswith(b"\n"):
         raise BulkRefused("The bulk request must be terminated by a newline [\\n]")
-    numbered = None
-    if b"\n\n" not in body:  # no blank line: the n-th value is on line n
-        with contextlib.suppress(msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-            numbered = list(enumerate(_decode_lines(body), start=1))
-    if numbered is None:
-        numbered = _lines_one_by_one(body)
+    lines = body.split(b"\n")
+    actions: dict[bytes, tuple[str, str | None, str | None]] = {}  # clients repeat one action line
     items: list[BulkItem] = []
-    position = 0
-    while position < len(numbered):
-        number, action_line = numbered[position]
-        item = _action(number, action_line, path_index)
-        position += 1
+    number = 0
+    while number < len(lines):
+        line = lines[number]
+        number += 1
+        if not line or line.isspace():
+            continue
+        item = _action(number, line, path_index, actions)
         if item.action == "delete":
             item.refuse(_not_append_only("delete"), "illegal_argument_exception")
         else:
-            if position == len(numbered):
+            while number < len(lines) and (not lines[number] or lines[number].isspace()):
+                number += 1
+            if number == len(lines):
                 raise BulkRefused(f"the {item.action} action on line {number} has no source line after it")
-            _, source = numbered[position]
-            position += 1
-            _map_source(item, source)
+            number += 1
+            _map_source(item, lines[number - 1])
         items.append(item)
     if not items:
         raise BulkRefused("Validation Failed: 1: no requests added;", error_type="action_request_validation_exception")
     return items
 
 
-class _Unreadable(str):
-    """A line that is not JSON, with the decoder's reason (a source line so gives its item's error)."""
+def _action(
+    number: int, line: bytes, path_index: str | None, known: dict[bytes, tuple[str, str | None, str | None]]
+) -> BulkItem:
+    found = known.get(line)
+    if found is None:
+        found = known[line] = _read_action(number, line, path_index)
+    return BulkItem(*found)
 
 
-def _lines_one_by_one(body: bytes) -> list[tuple[int, Any]]:
-    numbered: list[tuple[int, Any]] = []
-    for number, line in enumerate(body.split(b"\n"), start=1):
-        if line.strip():
-            try:
-                numbered.append((number, _decode(line)))
-            except RecursionError:
-                numbered.append((number, _Unreadable("it nests too deeply to decode")))
-            except (msgspec.DecodeError, UnicodeDecodeError) as e:
-                numbered.append((number, _Unreadable(f"it is not JSON in UTF-8: {e}")))
-    return numbered
-
-
-def _action(number: int, line: Any, path_index: str | None) -> BulkItem:
-    if type(line) is not dict or len(line) != 1:
-        raise BulkRefused(f"Malformed action/metadata line [{number}], expected an object with one action")
-    ((action, meta),) = line.items()
+def _read_action(number: int, line: bytes, path_index: str | None) -> tuple[str, str | None, str | None]:
+    malformed = f"Malformed action/metadata line [{number}]"
+    try:
+        decoded = _decode(line)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        raise BulkRefused(f"{malformed}, expected an object with one action: it is not JSON") from None
+    if type(decoded) is not dict or len(decoded) != 1:
+        raise BulkRefused(f"{malformed}, expected an object with one action")
+    ((action, meta),) = decoded.items()
     if action not in ADDING_ACTIONS and action not in REFUSED_ACTIONS:
-        raise BulkRefused(
-            f"Malformed action/metadata line [{number}], expected one of [create, delete, index, update] "
-            f"but found [{action}]"
-        )
+        raise BulkRefused(f"{malformed}, expected one of [create, delete, index, update] but found [{action}]")
     if type(meta) is not dict:
-        raise BulkRefused(f"Malformed action/metadata line [{number}], expected an object after [{action}]")
+        raise BulkRefused(f"{malformed}, expected an object after [{action}]")
     index = meta.get("_index", path_index)
     doc_id = meta.get("_id")
-    item = BulkItem(action, index if type(index) is str else None, doc_id if type(doc_id) is str else None)
-    if doc_id is not None and item.doc_id is None:
-        raise BulkRefused(f"Malformed action/metadata line [{number}], _id must be a string")
-    return item
+    if doc_id is not None and type(doc_id) is not str:
+        raise BulkRefused(f"{malformed}, _id must be a string")
+    return action, index if type(index) is str else None, doc_id
 
 
 def _not_append_only(action: str) -> str:
     return f"loglake keeps logs append-only: the {action} action is not supported; send create or index actions"
 
 
-def _map_source(item: BulkItem, source: Any) -> None:
+def _map_source(item: BulkItem, line: bytes) -> None:
     if item.action == "update":
         item.refuse(_not_append_only("update"), "illegal_argument_exception")
     elif item.index is None:
@@ -134,11 +130,17 @@ def _map_source(item: BulkItem, source: Any) -> None:
             "index is missing: name one in the action (_index) or the path (/{index}/_bulk)",
             "action_request_validation_exception",
         )
-    elif type(source) is _Unreadable:
-        item.refuse(f"failed to parse the source: {source}")
-    elif type(source) is not dict:
-        item.refuse("failed to parse the source: it must be a JSON object")
     else:
+        try:
+            # Each field's value stays JSON text: the fields loglake does not map go into the attributes
+            # as sent, never decoded into Python objects (and never paid for by the garbage collector).
+            source = _decode_fields(line)
+        except RecursionError:
+            item.refuse("failed to parse the source: it nests too deeply")
+            return
+        except (msgspec.DecodeError, UnicodeDecodeError) as e:
+            item.refuse(f"failed to parse the source: it is not a JSON object in UTF-8: {e}")
+            return
         record, problem = ecs_record(source, item.index, item.doc_id)
         if problem:
             item.refuse(problem)
@@ -146,83 +148,101 @@ def _map_source(item: BulkItem, source: Any) -> None:
             item.record = record
 
 
-def ecs_record(source: dict[str, Any], index: str, doc_id: str | None) -> tuple[dict[str, Any], str]:
-    """The loglake record an ECS document maps to (the source dict is taken apart), or the reason it
-    cannot be one."""
-    record: dict[str, Any] = {"log_type": safe_name(index)}
+def ecs_record(source: dict[str, Raw], index: str, doc_id: str | None) -> tuple[IncomingRecord | None, str]:
+    """The loglake record an ECS document (each field's value as JSON text) maps to, or the reason it
+    cannot be one. The source dict is taken apart."""
     message = _pop_first(source, ("message", "log", "msg"))
     if message is None:
-        return record, "the document has no message: send it in `message` (ECS), `log` or `msg`"
-    record["message"] = message
-    timestamp = _pop_first(source, ("@timestamp", "timestamp"))
-    if timestamp is not None:
-        record["timestamp"] = _epoch_ms(timestamp)
-    severity = _pop_level(source)
-    if severity is not None:
-        record["severity"] = severity
-    service = _pop_service(source)
-    if service is not None:
-        record["service"] = service
+        return None, "the document has no message: send it in `message` (ECS), `log` or `msg`"
+    try:
+        text = _decode_str(message)
+        timestamp = _pop_first(source, ("@timestamp", "timestamp"))
+        when = None if timestamp is None else _epoch_ms(_decode_time(timestamp))
+    except msgspec.DecodeError:
+        return None, "`message` must be a string and `@timestamp` a date (ISO-8601) or epoch milliseconds"
+    client_id = None
     if doc_id is not None:
         if _is_uuid(doc_id):
-            record["id"] = doc_id  # the record's client id: a retried document is stored once
+            client_id = doc_id  # the record's client id: a retried document is stored once
         else:
-            source["_id"] = doc_id
-    if source:
-        record["attributes"] = source
+            source["_id"] = Raw(_encode(doc_id))
+    record = IncomingRecord(
+        message=text,
+        timestamp=when,
+        severity=_pop_string(source, "log.level", "log", "level", _severity),
+        service=_pop_string(source, "service.name", "service", "name", _valid_or_safe_name),
+        log_type=safe_name(index),
+        attributes=Raw(json_object(source)) if source else NO_ATTRIBUTES,
+        id=client_id,
+    )
     return record, ""
 
 
-def _pop_first(source: dict[str, Any], names: tuple[str, ...]) -> Any:
+def _pop_first(source: dict[str, Raw], names: tuple[str, ...]) -> Raw | None:
     for name in names:
         if name in source:
             return source.pop(name)
     return None
 
 
-def _epoch_ms(value: Any) -> Any:
-    """Elasticsearch's default date formats: ISO-8601 text (kept for the record's check), epoch
-    milliseconds as a number or as digits."""
-    if type(value) is str and value.isdigit():
-        return int(value)
-    if type(value) is float and value.is_integer():
-        return int(value)
+def _epoch_ms(value: int | float | str) -> int | str:
+    """Elasticsearch's default date formats: ISO-8601 text (left for the record's check, which names what
+    is wrong with it), epoch milliseconds as a number or as digits."""
+    if type(value) is str:
+        return int(value) if value.isdigit() else value
+    return int(value)
+
+
+def _pop_string(
+    source: dict[str, Raw], dotted: str, parent: str, child: str, convert: Callable[[str], tuple[str | None, bool]]
+) -> str | None:
+    """The value of a field sent dotted (`log.level`) or nested (`{"log": {"level"}}`) as convert makes it,
+    and whether to take the field out of the attributes. A value convert gives None for stays."""
+    raw = source.get(dotted)
+    if raw is not None:
+        value, take = _converted(raw, convert)
+        if take:
+            del source[dotted]
+        return value
+    raw = source.get(parent)
+    if raw is None:
+        return None
+    try:
+        nested = _decode_fields(raw)
+    except msgspec.DecodeError:  # not an object
+        return None
+    if child not in nested:
+        return None
+    value, take = _converted(nested[child], convert)
+    if take:
+        del nested[child]
+        if nested:
+            source[parent] = Raw(json_object(nested))
+        else:
+            del source[parent]
     return value
 
 
-def _pop_level(source: dict[str, Any]) -> str | None:
-    """The severity of `log.level` (dotted or nested), taken out of the source when it names one."""
-    severity = level_severity(source.get("log.level"))
-    if severity is not None:
-        del source["log.level"]
-        return severity
-    log = source.get("log")
-    if type(log) is dict:
-        severity = level_severity(log.get("level"))
-        if severity is not None:
-            del log["level"]
-            if not log:
-                del source["log"]
-    return severity
+def _converted(raw: Raw, convert: Callable[[str], tuple[str | None, bool]]) -> tuple[str | None, bool]:
+    try:
+        return convert(_decode_str(raw))
+    except msgspec.DecodeError:  # not a string: left in the attributes as sent
+        return None, False
 
 
-def _pop_service(source: dict[str, Any]) -> str | None:
-    """The service of `service.name` (dotted or nested): taken out of the source when it is a valid
-    name as sent, made into one (and left in the attributes as sent) when it is not."""
-    name = source.get("service.name")
-    parent: dict[str, Any] = source
-    key = "service.name"
-    if name is None and type(source.get("service")) is dict:
-        parent, key = source["service"], "name"
-        name = parent.get(key)
-    if type(name) is not str or not name:
-        return None
+def _severity(level: str) -> tuple[str | None, bool]:
+    """A log.level as the record's severity, taken out of the attributes when it names one."""
+    severity = level_severity(level)
+    return severity, severity is not None
+
+
+def _valid_or_safe_name(name: str) -> tuple[str | None, bool]:
+    """A service.name as the record's service: taken out of the attributes when it is a valid name as
+    sent, made into one (and left in the attributes as sent) when it is not."""
+    if not name:
+        return None, False
     service = safe_name(name)
-    if service == name:
-        del parent[key]
-        if parent is not source and not parent:
-            del source["service"]
-    return service
+    return service, service == name
 
 
 def _is_uuid(text: str) -> bool:
