@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from loglake.api.auth import Unauthorized
 from loglake.api.http import ApiError, Request, decode_content
-from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, checked_body, store_checked
-from loglake.ingest import InvalidBody
+from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, counted, store_checked
 from loglake.model import InvalidRecords
 from loglake.protocols import splunk
 
@@ -21,7 +18,6 @@ PROTOCOL = "splunk"
 EVENT_PATHS = ("/services/collector", "/services/collector/event", "/services/collector/event/1.0")
 RAW_PATHS = ("/services/collector/raw", "/services/collector/raw/1.0")
 HEALTH_PATHS = ("/services/collector/health", "/services/collector/health/1.0")
-_encode_lines = msgspec.json.Encoder().encode_lines
 
 
 class HecApiError(ApiError):
@@ -106,15 +102,13 @@ def _checked(app: LoglakeApp, to_records: Any, *args: Any) -> tuple[tuple, int]:
         reason = f"{len(records)} events in one request; the limit is {limit}: send smaller batches"
     else:
         try:
-            return checked_body(app, _encode_lines(records), True), len(records)
+            return counted(app.service.check(records)), len(records)
         except InvalidRecords as e:
             first = e.problems[0]
             reason, event_number = (
                 f"event {first.index}: {first.field}: {first.reason}; nothing was stored",
                 first.index,
             )
-        except InvalidBody as e:  # the records as encoded here are JSON: only a limit can refuse them
-            reason = str(e)
     raise HecApiError(6, reason, event_number, refused=len(records))
 
 

@@ -2,13 +2,18 @@
 codes. Pure, no I/O.
 
 An event body is one or more JSON event objects, concatenated with or without whitespace between them
-(`{"event": "a"}{"event": "b"}`). Each maps to a record: `event` -> message (a string as it is; an
-object's `message` (or `msg`) with the rest of the object into attributes, or the whole object as JSON
-text when it has none), `time` (epoch seconds, decimals for sub-seconds) -> timestamp, `sourcetype` ->
-log_type, `host`, `source`, `sourcetype` and `index` into attributes, `fields` (Splunk's indexed fields)
-into attributes, a `severity` or `level` of the event object or of `fields` -> severity, `service.name`
-or `service` of `fields` -> service. Other top-level keys are ignored, as Splunk ignores them. A batch
-is all-or-nothing, as in Splunk: one bad event refuses the request, naming the event's number.
+(`{"event": "a"}{"event": "b"}`). Each maps to a record:
+
+- `event` -> message: a string as it is; an object's `message` (or `msg`), its `severity` (or `level`)
+  -> severity and the rest into attributes; any other value (an object without a message too) as the
+  JSON text sent;
+- `time` (epoch seconds, decimals for fractions) -> timestamp; `sourcetype` -> log_type;
+- `host`, `source`, `sourcetype` and `index` into attributes;
+- `fields` (Splunk's indexed fields) into attributes, their `severity` (or `level`) -> severity,
+  `service.name` (or `service`) -> service.
+
+Other top-level keys are ignored, as Splunk ignores them. A batch is all-or-nothing, as in Splunk: one
+bad event refuses the request, naming the event's number.
 """
 
 from __future__ import annotations
@@ -18,12 +23,16 @@ import math
 from typing import Any
 
 import msgspec
+from msgspec import Raw
 
-from loglake.protocols.names import level_severity, safe_name
+from loglake.ingest import NO_ATTRIBUTES, IncomingRecord
+from loglake.protocols.names import json_object, level_severity, safe_name
 
 METADATA = ("host", "source", "sourcetype", "index")
-_decode_lines = msgspec.json.Decoder().decode_lines
+_MISSING = Raw(b"")  # an event without `event`
 _encode = msgspec.json.Encoder().encode
+_decode_str = msgspec.json.Decoder(str).decode
+_decode_fields = msgspec.json.Decoder(dict[str, Raw]).decode
 _raw_decode = json.JSONDecoder().raw_decode
 
 
@@ -67,7 +76,23 @@ def answer(code: int, reason: str = "", event_number: int | None = None) -> tupl
     return status, body
 
 
-def event_records(body: bytes) -> list[dict[str, Any]]:
+class HecEvent(msgspec.Struct, gc=False):
+    """One event as Splunk takes it; other top-level keys are ignored, as Splunk ignores them."""
+
+    event: Raw = _MISSING
+    time: float | str | None = None
+    host: str | None = None
+    source: str | None = None
+    sourcetype: str | None = None
+    index: str | None = None
+    fields: dict[str, Raw] | None = None
+
+
+_decode_events = msgspec.json.Decoder(HecEvent).decode_lines
+_decode_event = msgspec.json.Decoder(HecEvent).decode
+
+
+def event_records(body: bytes) -> list[IncomingRecord]:
     """The records of an event body, or HecError naming the first event at fault."""
     if not body.strip():
         raise HecError(5, "the body is empty: send one or more JSON event objects")
@@ -79,108 +104,139 @@ def event_records(body: bytes) -> list[dict[str, Any]]:
         raise
 
 
-def _events(body: bytes) -> list[Any]:
+def _events(body: bytes) -> list[HecEvent]:
     # Clients concatenate events with no separator: a line break between `}{` makes them NDJSON. A `}{`
     # inside a string becomes a raw line break there, which no JSON string may hold, so such a body
-    # fails this fast decode and takes the exact one.
+    # fails this fast decode and takes the exact one, which also names the event at fault.
     try:
-        return _decode_lines(body.replace(b"}{", b"}\n{"))
+        return _decode_events(body.replace(b"}{", b"}\n{"))
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         pass
     try:
         text = body.decode()
     except UnicodeDecodeError:
         raise HecError(6, "the body is not UTF-8") from None
-    events: list[Any] = []
+    events: list[HecEvent] = []
     position = 0
     while True:
         while position < len(text) and text[position].isspace():
             position += 1
         if position == len(text):
             return events
+        number, start = len(events), position
         try:
-            event, position = _raw_decode(text, position)
+            _, position = _raw_decode(text, start)  # where this event ends
+            events.append(_decode_event(text[start:position]))
         except (json.JSONDecodeError, RecursionError) as e:
-            raise HecError(6, f"event {len(events)} is not JSON: {e}", len(events)) from None
-        events.append(event)
+            raise HecError(6, f"event {number} is not JSON: {e}", number) from None
+        except msgspec.ValidationError as e:
+            raise HecError(6, f"event {number}: {e}", number) from None
 
 
-def _event_record(number: int, event: Any) -> dict[str, Any]:
-    if type(event) is not dict:
-        raise HecError(6, f"event {number} is not a JSON object", number)
-    if "event" not in event:
+def _event_record(number: int, event: HecEvent) -> IncomingRecord:
+    body = event.event
+    if body is _MISSING:
         raise HecError(12, f"event {number} has no `event` field: put the log line in it", number)
-    body = event["event"]
-    if body == "" or body is None:
-        raise HecError(13, f"event {number} has a blank `event`", number)
-    record: dict[str, Any] = {}
-    attributes: dict[str, Any] = {}
-    if type(body) is str:
-        record["message"] = body
-    elif type(body) is dict and type(body.get("message", body.get("msg"))) is str:
-        body = dict(body)
-        record["message"] = body.pop("message") if type(body.get("message")) is str else body.pop("msg")
-        _take_severity(body, record)
-        attributes |= body
-    else:
-        record["message"] = _encode(body).decode()
-    if "time" in event:
-        record["timestamp"] = _epoch_ms(event["time"], number)
+    attributes: dict[str, Raw] = {}
+    message, severity = _message(number, body, attributes)
+    timestamp = None if event.time is None else _epoch_ms(event.time, number)
     for name in METADATA:
-        value = event.get(name)
+        value = getattr(event, name)
         if value is not None:
-            if type(value) is not str:
-                raise HecError(6, f"event {number}: `{name}` must be a string", number)
-            attributes[name] = value
-    if "sourcetype" in attributes:
-        record["log_type"] = safe_name(attributes["sourcetype"])
-    fields = event.get("fields")
-    if fields is not None:
-        _take_fields(number, fields, record, attributes)
-    if attributes:
-        record["attributes"] = attributes
-    return record
+            attributes[name] = Raw(_encode(value))
+    service = None
+    if event.fields is not None:
+        service, level = _take_fields(number, event.fields, attributes)
+        severity = severity or level
+    return IncomingRecord(
+        message=message,
+        timestamp=timestamp,
+        service=service,
+        log_type=None if event.sourcetype is None else safe_name(event.sourcetype),
+        severity=severity,
+        attributes=Raw(json_object(attributes)) if attributes else NO_ATTRIBUTES,
+    )
 
 
-def _take_fields(number: int, fields: Any, record: dict[str, Any], attributes: dict[str, Any]) -> None:
-    """Splunk's indexed fields: flat, each a string, a number or a list of them."""
-    if type(fields) is not dict or any(type(v) is dict for v in fields.values()):
+def _message(number: int, body: Raw, attributes: dict[str, Raw]) -> tuple[str, str | None]:
+    """The message and severity of an `event`: a string as it is; an object's `message` (or `msg`), its
+    `severity` (or `level`) and the rest into attributes; anything else as the JSON text sent."""
+    try:
+        message = _decode_str(body)
+    except msgspec.DecodeError:
+        pass
+    else:
+        if not message:
+            raise HecError(13, f"event {number} has a blank `event`", number)
+        return message, None
+    try:
+        fields = _decode_fields(body)
+    except msgspec.DecodeError:
+        text = bytes(body).decode()
+        if text == "null":
+            raise HecError(13, f"event {number} has a blank `event`", number) from None
+        return text, None
+    for key in ("message", "msg"):
+        if key in fields:
+            try:
+                message = _decode_str(fields[key])
+            except msgspec.DecodeError:
+                continue
+            del fields[key]
+            severity = _take_severity(fields)
+            attributes |= fields
+            return message, severity
+    return bytes(body).decode(), None
+
+
+def _take_fields(number: int, fields: dict[str, Raw], attributes: dict[str, Raw]) -> tuple[str | None, str | None]:
+    """Splunk's indexed fields (flat: each a string, a number or a list of them) into the attributes; their
+    service and severity, when they name them."""
+    if any(bytes(value)[:1] == b"{" for value in fields.values()):
         raise HecError(15, f"event {number}: `fields` must be a flat object (values strings or lists)", number)
-    fields = dict(fields)
-    _take_severity(fields, record)
+    severity = _take_severity(fields)
+    service = None
     for key in ("service.name", "service"):
-        name = fields.get(key)
-        if type(name) is str and name:
-            record["service"] = safe_name(name)
-            if record["service"] == name:
-                del fields[key]
-            break
+        if key in fields:
+            try:
+                name = _decode_str(fields[key])
+            except msgspec.DecodeError:
+                continue
+            if name:
+                service = safe_name(name)
+                if service == name:
+                    del fields[key]
+                break
     attributes |= fields
+    return service, severity
 
 
-def _take_severity(source: dict[str, Any], record: dict[str, Any]) -> None:
+def _take_severity(fields: dict[str, Raw]) -> str | None:
     """A `severity` or `level` naming a severity becomes the record's (and leaves the attributes)."""
     for key in ("severity", "level"):
-        severity = level_severity(source.get(key))
-        if severity is not None and "severity" not in record:
-            record["severity"] = severity
-            del source[key]
+        if key in fields:
+            try:
+                severity = level_severity(_decode_str(fields[key]))
+            except msgspec.DecodeError:
+                continue
+            if severity is not None:
+                del fields[key]
+                return severity
+    return None
 
 
-def _epoch_ms(value: Any, number: int) -> int:
+def _epoch_ms(value: float | str, number: int) -> int:
     """Splunk's `time`: epoch seconds as a number or as text, with decimals for fractions of a second."""
-    seconds = value
-    if type(value) is str:
-        try:
-            seconds = float(value)
-        except ValueError:
-            seconds = None
-    if type(seconds) not in (int, float) or not math.isfinite(seconds):
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
         raise HecError(6, f"event {number}: `time` must be epoch seconds, like 1426279439.123", number)
     return round(seconds * 1000)
 
 
-def raw_records(body: bytes, params: dict[str, str]) -> list[dict[str, Any]]:
+def raw_records(body: bytes, params: dict[str, str]) -> list[IncomingRecord]:
     """The records of a raw body: each non-blank line one event, with the query's host, source,
     sourcetype, index and time."""
     try:
@@ -190,12 +246,8 @@ def raw_records(body: bytes, params: dict[str, str]) -> list[dict[str, Any]]:
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise HecError(5, "the body is empty: send the log lines, one per line")
-    template: dict[str, Any] = {}
-    if "time" in params:
-        template["timestamp"] = _epoch_ms(params["time"], 0)
-    attributes = {name: params[name] for name in METADATA if params.get(name)}
-    if "sourcetype" in attributes:
-        template["log_type"] = safe_name(attributes["sourcetype"])
-    if attributes:
-        template["attributes"] = attributes
-    return [template | {"message": line} for line in lines]
+    timestamp = _epoch_ms(params["time"], 0) if "time" in params else None
+    attributes = {name: Raw(_encode(params[name])) for name in METADATA if params.get(name)}
+    log_type = safe_name(params["sourcetype"]) if params.get("sourcetype") else None
+    raw = Raw(json_object(attributes)) if attributes else NO_ATTRIBUTES
+    return [IncomingRecord(message=line, timestamp=timestamp, log_type=log_type, attributes=raw) for line in lines]
