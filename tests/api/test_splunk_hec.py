@@ -89,11 +89,11 @@ async def test_a_batch_of_concatenated_events_is_stored_whole(
         "Pony 2 has left the barn",
         "Pony 3 has left the barn",
         "braces }{ inside a string",
-        '{"status": 200}',
+        '{"status":200}',
     ]
     assert records["braces }{ inside a string"]["log_type"] == "aws_cloudtrail"
     assert records["braces }{ inside a string"]["attributes"] == {"sourcetype": "aws:cloudtrail"}
-    assert records['{"status": 200}']["timestamp"] == NOW_MS - 1000
+    assert records['{"status":200}']["timestamp"] == NOW_MS - 1000
     assert records["Pony 1 has left the barn"]["log_type"] == "application"
 
 

@@ -6,7 +6,7 @@ An event body is one or more JSON event objects, concatenated with or without wh
 
 - `event` -> message: a string as it is; an object's `message` (or `msg`), its `severity` (or `level`)
   -> severity and the rest into attributes; any other value (an object without a message too) as the
-  JSON text sent;
+  JSON text;
 - `time` (epoch seconds, decimals for fractions) -> timestamp; `sourcetype` -> log_type;
 - `host`, `source`, `sourcetype` and `index` into attributes;
 - `fields` (Splunk's indexed fields) into attributes, their `severity` (or `level`) -> severity,
@@ -26,13 +26,10 @@ import msgspec
 from msgspec import Raw
 
 from loglake.ingest import NO_ATTRIBUTES, IncomingRecord
-from loglake.protocols.names import json_object, level_severity, safe_name
+from loglake.protocols.names import level_severity, safe_name
 
 METADATA = ("host", "source", "sourcetype", "index")
-_MISSING = Raw(b"")  # an event without `event`
 _encode = msgspec.json.Encoder().encode
-_decode_str = msgspec.json.Decoder(str).decode
-_decode_fields = msgspec.json.Decoder(dict[str, Raw]).decode
 _raw_decode = json.JSONDecoder().raw_decode
 
 
@@ -79,13 +76,13 @@ def answer(code: int, reason: str = "", event_number: int | None = None) -> tupl
 class HecEvent(msgspec.Struct, gc=False):
     """One event as Splunk takes it; other top-level keys are ignored, as Splunk ignores them."""
 
-    event: Raw = _MISSING
+    event: Any = msgspec.UNSET
     time: float | str | None = None
     host: str | None = None
     source: str | None = None
     sourcetype: str | None = None
     index: str | None = None
-    fields: dict[str, Raw] | None = None
+    fields: dict[str, Any] | None = None
 
 
 _decode_events = msgspec.json.Decoder(HecEvent).decode_lines
@@ -134,16 +131,13 @@ def _events(body: bytes) -> list[HecEvent]:
 
 
 def _event_record(number: int, event: HecEvent) -> IncomingRecord:
-    body = event.event
-    if body is _MISSING:
-        raise HecError(12, f"event {number} has no `event` field: put the log line in it", number)
-    attributes: dict[str, Raw] = {}
-    message, severity = _message(number, body, attributes)
+    attributes: dict[str, Any] = {}
+    message, severity = _message(number, event.event, attributes)
     timestamp = None if event.time is None else _epoch_ms(event.time, number)
     for name in METADATA:
         value = getattr(event, name)
         if value is not None:
-            attributes[name] = Raw(_encode(value))
+            attributes[name] = value
     service = None
     if event.fields is not None:
         service, level = _take_fields(number, event.fields, attributes)
@@ -154,74 +148,54 @@ def _event_record(number: int, event: HecEvent) -> IncomingRecord:
         service=service,
         log_type=None if event.sourcetype is None else safe_name(event.sourcetype),
         severity=severity,
-        attributes=Raw(json_object(attributes)) if attributes else NO_ATTRIBUTES,
+        attributes=Raw(_encode(attributes)) if attributes else NO_ATTRIBUTES,
     )
 
 
-def _message(number: int, body: Raw, attributes: dict[str, Raw]) -> tuple[str, str | None]:
+def _message(number: int, body: Any, attributes: dict[str, Any]) -> tuple[str, str | None]:
     """The message and severity of an `event`: a string as it is; an object's `message` (or `msg`), its
-    `severity` (or `level`) and the rest into attributes; anything else as the JSON text sent."""
-    try:
-        message = _decode_str(body)
-    except msgspec.DecodeError:
-        pass
-    else:
-        if not message:
-            raise HecError(13, f"event {number} has a blank `event`", number)
-        return message, None
-    try:
-        fields = _decode_fields(body)
-    except msgspec.DecodeError:
-        text = bytes(body).decode()
-        if text == "null":
-            raise HecError(13, f"event {number} has a blank `event`", number) from None
-        return text, None
-    for key in ("message", "msg"):
-        if key in fields:
-            try:
-                message = _decode_str(fields[key])
-            except msgspec.DecodeError:
-                continue
-            del fields[key]
-            severity = _take_severity(fields)
-            attributes |= fields
-            return message, severity
-    return bytes(body).decode(), None
+    `severity` (or `level`) and the rest into attributes; any other value as JSON text."""
+    if type(body) is str and body:
+        return body, None
+    if body is msgspec.UNSET:
+        raise HecError(12, f"event {number} has no `event` field: put the log line in it", number)
+    if body is None or body == "":
+        raise HecError(13, f"event {number} has a blank `event`", number)
+    if type(body) is dict:
+        for key in ("message", "msg"):
+            if type(body.get(key)) is str:
+                message = body.pop(key)
+                severity = _take_severity(body)
+                attributes |= body
+                return message, severity
+    return _encode(body).decode(), None
 
 
-def _take_fields(number: int, fields: dict[str, Raw], attributes: dict[str, Raw]) -> tuple[str | None, str | None]:
+def _take_fields(number: int, fields: dict[str, Any], attributes: dict[str, Any]) -> tuple[str | None, str | None]:
     """Splunk's indexed fields (flat: each a string, a number or a list of them) into the attributes; their
     service and severity, when they name them."""
-    if any(bytes(value)[:1] == b"{" for value in fields.values()):
+    if any(type(value) is dict for value in fields.values()):
         raise HecError(15, f"event {number}: `fields` must be a flat object (values strings or lists)", number)
     severity = _take_severity(fields)
     service = None
     for key in ("service.name", "service"):
-        if key in fields:
-            try:
-                name = _decode_str(fields[key])
-            except msgspec.DecodeError:
-                continue
-            if name:
-                service = safe_name(name)
-                if service == name:
-                    del fields[key]
-                break
+        name = fields.get(key)
+        if type(name) is str and name:
+            service = safe_name(name)
+            if service == name:
+                del fields[key]
+            break
     attributes |= fields
     return service, severity
 
 
-def _take_severity(fields: dict[str, Raw]) -> str | None:
+def _take_severity(fields: dict[str, Any]) -> str | None:
     """A `severity` or `level` naming a severity becomes the record's (and leaves the attributes)."""
     for key in ("severity", "level"):
-        if key in fields:
-            try:
-                severity = level_severity(_decode_str(fields[key]))
-            except msgspec.DecodeError:
-                continue
-            if severity is not None:
-                del fields[key]
-                return severity
+        severity = level_severity(fields.get(key))
+        if severity is not None:
+            del fields[key]
+            return severity
     return None
 
 
@@ -247,7 +221,7 @@ def raw_records(body: bytes, params: dict[str, str]) -> list[IncomingRecord]:
     if not lines:
         raise HecError(5, "the body is empty: send the log lines, one per line")
     timestamp = _epoch_ms(params["time"], 0) if "time" in params else None
-    attributes = {name: Raw(_encode(params[name])) for name in METADATA if params.get(name)}
+    attributes = {name: params[name] for name in METADATA if params.get(name)}
     log_type = safe_name(params["sourcetype"]) if params.get("sourcetype") else None
-    raw = Raw(json_object(attributes)) if attributes else NO_ATTRIBUTES
+    raw = Raw(_encode(attributes)) if attributes else NO_ATTRIBUTES
     return [IncomingRecord(message=line, timestamp=timestamp, log_type=log_type, attributes=raw) for line in lines]
