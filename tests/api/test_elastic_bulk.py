@@ -86,6 +86,20 @@ async def test_ecs_fields_nested_or_dotted_become_the_record_and_the_rest_attrib
     assert disk["attributes"] == {"labels": {"mount": "/"}}
 
 
+async def test_fluent_bits_log_line_is_the_message_and_filebeats_log_object_an_attribute(
+    client: httpx.AsyncClient,
+) -> None:
+    body = ndjson(
+        {"create": {"_index": "fb"}},
+        {"log": "a line from fluent bit", "stream": "stdout"},
+        {"create": {"_index": "fb"}},
+        {"log": {"offset": 7}, "message": "a line from filebeat"},
+    )
+    assert (await client.post("/_bulk", content=body, headers=NDJSON)).json()["errors"] is False
+    logs = {log["message"]: log["attributes"] for log in await stored(client, log_type="fb")}
+    assert logs == {"a line from fluent bit": {"stream": "stdout"}, "a line from filebeat": {"log": {"offset": 7}}}
+
+
 async def test_a_failing_item_is_answered_with_its_status_and_reason_and_the_others_are_stored(
     client: httpx.AsyncClient, app: LoglakeApp
 ) -> None:
@@ -100,7 +114,7 @@ async def test_a_failing_item_is_answered_with_its_status_and_reason_and_the_oth
         {"update": {"_index": "app", "_id": "a1"}},
         {"doc": {"message": "x"}},
         {"create": {"_index": "app"}},
-        {"count": 3},
+        {"count": 3, "log": {"file": {"path": "/var/log/app.log"}}},
         {"index": {}},
         {"message": "no index"},
         {"index": {"_index": "app"}},

@@ -151,15 +151,14 @@ def _map_source(item: BulkItem, line: bytes) -> None:
 def ecs_record(source: dict[str, Raw], index: str, doc_id: str | None) -> tuple[IncomingRecord | None, str]:
     """The loglake record an ECS document (each field's value as JSON text) maps to, or the reason it
     cannot be one. The source dict is taken apart."""
-    message = _pop_first(source, ("message", "log", "msg"))
-    if message is None:
-        return None, "the document has no message: send it in `message` (ECS), `log` or `msg`"
+    text = _pop_message(source)
+    if text is None:
+        return None, "the document has no message: send it as a string in `message` (ECS), `log` or `msg`"
+    timestamp = _pop_first(source, ("@timestamp", "timestamp"))
     try:
-        text = _decode_str(message)
-        timestamp = _pop_first(source, ("@timestamp", "timestamp"))
         when = None if timestamp is None else _epoch_ms(_decode_time(timestamp))
     except msgspec.DecodeError:
-        return None, "`message` must be a string and `@timestamp` a date (ISO-8601) or epoch milliseconds"
+        return None, "`@timestamp` must be a date (ISO-8601) or epoch milliseconds"
     client_id = None
     if doc_id is not None:
         if _is_uuid(doc_id):
@@ -176,6 +175,20 @@ def ecs_record(source: dict[str, Raw], index: str, doc_id: str | None) -> tuple[
         id=client_id,
     )
     return record, ""
+
+
+def _pop_message(source: dict[str, Raw]) -> str | None:
+    """The first of `message`, `log` and `msg` that is a string, taken out of the source (Filebeat's `log`
+    is an object of file details, Fluent Bit's the line itself)."""
+    for name in ("message", "log", "msg"):
+        if name in source:
+            try:
+                text = _decode_str(source[name])
+            except msgspec.DecodeError:
+                continue
+            del source[name]
+            return text
+    return None
 
 
 def _pop_first(source: dict[str, Raw], names: tuple[str, ...]) -> Raw | None:
