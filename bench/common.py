@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,21 +144,39 @@ class _Ack(msgspec.Struct):
     count: int
 
 
+def native_acknowledged(response: httpx.Response, body: bytes) -> int:
+    """The records POST /logs acknowledged: the body's NDJSON lines, when it answered 201 with their count."""
+    expected = body.count(b"\n")
+    ok = response.status_code == 201 and _decode_ack(response.content).count == expected
+    return expected if ok else -1
+
+
+_decode_ack = msgspec.json.Decoder(_Ack).decode
+
+
 def bulk_send(
-    url: str, headers: dict[str, str], bodies: Iterable[bytes], senders: int, progress: list[int] | None = None
+    url: str,
+    headers: dict[str, str],
+    bodies: Iterable[bytes],
+    senders: int,
+    progress: list[int] | None = None,
+    *,
+    path: str = "/logs",
+    content_type: str = "application/x-ndjson",
+    acknowledged: Callable[[httpx.Response, bytes], int] = native_acknowledged,
 ) -> BulkResult:
-    """POST every NDJSON body once, `senders` threads each taking the next unsent body, and time it all.
+    """POST every body once to `path`, `senders` threads each taking the next unsent body, and time it all.
 
     Pass a list to keep preparing the bodies out of the timing; a generator is read under a lock as it goes.
-    `progress[0]`, if given, counts the records acknowledged so far.
+    `progress[0]`, if given, counts the records acknowledged so far. `acknowledged(response, body)` says how
+    many records an answer acknowledged, -1 for a failed batch (by default: POST /logs NDJSON).
     """
     lock = threading.Lock()
     todo = enumerate(bodies)
     start = threading.Barrier(senders + 1)
     acked = [0, 0, 0]  # records, bytes, batches
     failures: list[str] = []
-    decode = msgspec.json.Decoder(_Ack).decode
-    post_headers = {**headers, "Content-Type": "application/x-ndjson"}
+    post_headers = {**headers, "Content-Type": content_type}
 
     def sender() -> None:
         with httpx.Client(base_url=url, headers=post_headers, timeout=httpx.Timeout(300.0)) as client:
@@ -168,16 +186,15 @@ def bulk_send(
                     index, body = next(todo, (None, b""))
                 if index is None:
                     return
-                expected = body.count(b"\n")
                 try:
-                    response = client.post("/logs", content=body)
+                    response = client.post(path, content=body)
                 except httpx.HTTPError as e:
                     with lock:
                         failures.append(f"batch {index}: {type(e).__name__}: {e}")
                     continue
-                ok = response.status_code == 201 and decode(response.content).count == expected
+                expected = acknowledged(response, body)
                 with lock:
-                    if ok:
+                    if expected >= 0:
                         acked[0] += expected
                         if progress is not None:
                             progress[0] = acked[0]

@@ -41,7 +41,7 @@ MAX_DETAILS = 100
 # caller can write those); below it the per-request cost of a Parquet file and its catalog entry
 # outweighs the per-record savings, and records go to the hot store.
 BULK_MIN_RECORDS = 1000
-_NO_ATTRIBUTES = msgspec.Raw(b"")
+NO_ATTRIBUTES = msgspec.Raw(b"")
 DECODE_PIECE_BYTES = 256 * 1024
 
 
@@ -51,7 +51,7 @@ class IncomingRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     service: str | None = None
     log_type: str | None = None
     severity: str | None = None
-    attributes: msgspec.Raw = _NO_ATTRIBUTES  # kept as the client's JSON bytes: no decode, no re-encode
+    attributes: msgspec.Raw = NO_ATTRIBUTES  # kept as the client's JSON bytes: no decode, no re-encode
     id: str | None = None
     trace_id: str | None = None
     span_id: str | None = None

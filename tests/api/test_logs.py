@@ -346,8 +346,11 @@ async def test_credentials_are_required(app: LoglakeApp) -> None:
     async with asgi_client(app, "llk_wrong") as wrong:
         assert (await wrong.get("/logs/recent")).status_code == 401
     async with asgi_client(app) as odd:
-        response = await odd.get("/logs/recent", headers={"authorization": "Basic dXNlcjpwYXNz"})
+        response = await odd.get("/logs/recent", headers={"authorization": "Token dXNlcjpwYXNz"})
         assert response.status_code == 401 and "Bearer" in error_of(response)["message"]
+        # Basic credentials carry the key as their password: user:pass names no key.
+        response = await odd.get("/logs/recent", headers={"authorization": "Basic dXNlcjpwYXNz"})
+        assert response.status_code == 401 and "invalid or revoked" in error_of(response)["message"]
 
 
 async def test_scopes(app: LoglakeApp) -> None:

@@ -16,11 +16,13 @@ from loglake.api import (
     alert_routes,
     ask_routes,
     delivery_routes,
+    elastic_routes,
     loki_routes,
     openapi,
     otlp_routes,
     routes,
     session_routes,
+    splunk_routes,
     tail_routes,
 )
 from loglake.api.accesslog import AccessLog
@@ -70,10 +72,13 @@ class Route:
     scope: str | None  # None: public
     reads_body: bool = False
     body_limit: int | None = None  # bytes; None: the max_body_bytes setting
+    # Turns the route's errors (auth and rate limits included) into its protocol's own form.
+    error_form: Callable[[ApiError], ApiError] | None = None
 
 
+_ES = elastic_routes.elastic_error
 ROUTES = [
-    Route("GET", "/", routes.index, None),
+    Route("GET", "/", elastic_routes.root, None, error_form=_ES),
     Route("POST", "/logs", routes.ingest, "ingest", reads_body=True),
     Route("POST", otlp_routes.PATH, otlp_routes.export_logs, "ingest", reads_body=True),
     Route("POST", loki_routes.PATH, loki_routes.push, "ingest", reads_body=True),
@@ -115,6 +120,29 @@ ROUTES = [
     ),
     Route("GET", "/session", session_routes.get_session, None),
     Route("DELETE", "/session", session_routes.delete_session, None),
+    # Elasticsearch's bulk API and what its shippers ask before sending (api/elastic_routes.py).
+    Route("POST", "/_bulk", elastic_routes.bulk, "ingest", reads_body=True, error_form=_ES),
+    Route("PUT", "/_bulk", elastic_routes.bulk, "ingest", reads_body=True, error_form=_ES),
+    Route("POST", "/{index}/_bulk", elastic_routes.bulk, "ingest", reads_body=True, error_form=_ES),
+    Route("PUT", "/{index}/_bulk", elastic_routes.bulk, "ingest", reads_body=True, error_form=_ES),
+    Route("GET", "/_license", elastic_routes.license_info, "ingest", error_form=_ES),
+    Route("GET", "/_xpack", elastic_routes.xpack_info, "ingest", error_form=_ES),
+    Route("GET", "/_cluster/health", elastic_routes.cluster_health, "ingest", error_form=_ES),
+    *(
+        Route(method, f"/{kind}/{{name}}", handler, "ingest", reads_body=method == "PUT", error_form=_ES)
+        for kind in elastic_routes.SETUP_KINDS
+        for method, handler in (("GET", elastic_routes.setup_exists), ("PUT", elastic_routes.setup_put))
+    ),
+    # Splunk's HTTP Event Collector (api/splunk_routes.py).
+    *(
+        Route("POST", path, handler, "ingest", reads_body=True, error_form=splunk_routes.hec_error)
+        for paths, handler in (
+            (splunk_routes.EVENT_PATHS, splunk_routes.event),
+            (splunk_routes.RAW_PATHS, splunk_routes.raw),
+        )
+        for path in paths
+    ),
+    *(Route("GET", path, splunk_routes.health, None) for path in splunk_routes.HEALTH_PATHS),
 ]
 
 
@@ -132,17 +160,21 @@ class Router:
         self.templated = [(_template_pattern(template), routes) for template, routes in templated.items()]
 
     def match(self, method: str, path: str) -> tuple[Route, tuple[str, ...]]:
+        method = "GET" if method == "HEAD" else method  # the server drops a HEAD's body
         by_method = self.exact.get(path)
         params: tuple[str, ...] = ()
         if by_method is None:
+            # The first template that matches with this method; else the first that matches, for its 405
+            # (`POST /logs/_bulk` is a bulk into the index `logs`, `GET /logs/_bulk` a record's id).
             for pattern, routes in self.templated:
                 found = pattern.fullmatch(path)
-                if found is not None:
+                if found is not None and (by_method is None or method in routes):
                     by_method, params = routes, found.groups()
-                    break
-            else:
+                    if method in routes:
+                        break
+            if by_method is None:
                 raise ApiError(404, "not_found", f"no route {path}; see /docs")
-        route = by_method.get("GET" if method == "HEAD" else method)  # the server drops a HEAD's body
+        route = by_method.get(method)
         if route is None:
             allow = ", ".join(sorted(by_method)).encode()
             raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}", headers=[(b"allow", allow)])
@@ -319,6 +351,7 @@ class LoglakeApp:
         own = [(b"x-request-id", request.request_id.encode()), *SECURITY_HEADERS]  # on every answer
         common = [*cors, *own]
         template = "unmatched"
+        error_form = None
         status = 500
         sent = 0
         try:
@@ -337,7 +370,7 @@ class LoglakeApp:
                 await send_bytes(send, status, b"", [*preflight, *own])
                 return
             route, params = self.router.match(request.method, request.path)
-            template = route.template
+            template, error_form = route.template, route.error_form
             await self._admit(route, request, receive)
             result = await route.handler(self, request, *params)
             status = result.status
@@ -349,6 +382,8 @@ class LoglakeApp:
             else:
                 sent = await send_json(send, status, result.payload, [*result.headers, *common])
         except ApiError as e:
+            if error_form is not None:
+                e = error_form(e)
             status = e.status
             sent = await self._send_error(request, receive, send, e, [*e.headers, *common])
         except ClientGone:

@@ -1,11 +1,19 @@
-"""Who is calling: Bearer API keys, AWS SigV4 signatures or a web UI session's cookie, checked against
-the live key ring."""
+"""Who is calling: API keys, AWS SigV4 signatures or a web UI session's cookie, checked against the
+live key ring.
+
+A key comes in the form each kind of client sends it: `Bearer <key>` (ours, OTLP exporters),
+`Basic` with the key as the password and any user name (Promtail, Fluent Bit, Beats, Vector),
+`ApiKey <key>` or `ApiKey base64(id:key)` (Elasticsearch clients), `Splunk <key>` (HEC clients).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from loglake.api import sigv4
 from loglake.api.http import ApiError, Request
@@ -22,8 +30,20 @@ CSRF_HEADER = b"x-csrf-token"
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
+FORMS = "'Authorization: Bearer <api key>' (or Basic with the key as password, 'ApiKey <key>', 'Splunk <key>') or SigV4"
+
+
+class Unauthorized(ApiError):
+    """A 401, with why: no credentials, a scheme we do not take, or a key that is not (or no longer) valid;
+    the protocols that answer each case differently (Splunk HEC) tell them apart by it."""
+
+    def __init__(self, message: str, why: Literal["missing", "scheme", "invalid"]) -> None:
+        super().__init__(401, "unauthorized", message, headers=_CHALLENGE)
+        self.why = why
+
+
 def unauthorized(message: str) -> ApiError:
-    return ApiError(401, "unauthorized", message, headers=_CHALLENGE)
+    return Unauthorized(message, "invalid")
 
 
 class Authenticator:
@@ -61,20 +81,24 @@ class Authenticator:
             token = session_token(request)
             if token:
                 return self.signed_in(request, token)[1]
-            raise unauthorized(
-                "missing credentials: send 'Authorization: Bearer <api key>' or a SigV4 signature, "
-                "or sign in to the web UI at /login"
-            )
+            raise Unauthorized(f"missing credentials: send {FORMS}, or sign in to the web UI at /login", "missing")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() == "bearer":
-            key = self.keyring.bearer(token.strip())
-            if key is None:
-                raise unauthorized("invalid or revoked API key")
-            return key
-        if sigv4.is_sigv4(header):
+        scheme = scheme.lower()
+        token = token.strip()
+        if scheme in ("bearer", "splunk"):
+            key = self.keyring.bearer(token)
+        elif scheme == "basic":
+            key = self.keyring.bearer(_after_colon(token))
+        elif scheme == "apikey":
+            key = self.keyring.bearer(token) or self.keyring.bearer(_after_colon(token))
+        elif sigv4.is_sigv4(header):
             return self._sigv4(request)
-        shown = f" {scheme!r}" if scheme.isalpha() and len(scheme) <= 20 else ""  # never echo a secret back
-        raise unauthorized(f"unsupported authorization scheme{shown}; send 'Authorization: Bearer <api key>' or SigV4")
+        else:
+            shown = f" {scheme!r}" if scheme.isalpha() and len(scheme) <= 20 else ""  # never echo a secret back
+            raise Unauthorized(f"unsupported authorization scheme{shown}; send {FORMS}", "scheme")
+        if key is None:
+            raise unauthorized("invalid or revoked API key")
+        return key
 
     def key_for_session(self, secret: str) -> ApiKey:
         """The bearer key a sign-in presents, or ApiError 401."""
@@ -148,6 +172,16 @@ def session_token(request: Request) -> str:
         if name == SESSION_COOKIE:
             return value.strip()
     return ""
+
+
+def _after_colon(token: str) -> str:
+    """What follows the first colon of base64 text: the password of HTTP basic credentials (user:password),
+    the key of an Elasticsearch API key credential (id:key, what Beats and Logstash send for `api_key: id:key`
+    and the Python client for `api_key=(id, key)`); "" when the token is not base64 of such text."""
+    try:
+        return base64.b64decode(token, validate=True).decode().partition(":")[2]
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return ""
 
 
 def _raw_path(request: Request) -> bytes:

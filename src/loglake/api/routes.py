@@ -373,10 +373,6 @@ def json_body(app: LoglakeApp, request: Request, example: str) -> dict:
 # -- operations --------------------------------------------------------------------------------
 
 
-async def index(app: LoglakeApp, request: Request) -> Result:
-    return Result(200, {"name": "loglake", "version": __version__, "docs": "/docs", "openapi": "/openapi.json"})
-
-
 async def healthz(app: LoglakeApp, request: Request) -> Result:
     """Anyone may ask whether the server is healthy; only a caller with a read key sees why not, since
     the details (store and job errors) hold server paths and configuration."""

@@ -1,1 +1,2 @@
-"""Log shippers' protocols (OTLP, Loki push) decoded and mapped onto loglake records; pure, no I/O."""
+"""What log shippers speak (OTLP, Loki push, Elasticsearch bulk, Splunk HEC, syslog), mapped onto loglake
+records: pure translations the edges (api/, the syslog listeners) call."""

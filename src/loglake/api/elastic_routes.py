@@ -1,0 +1,277 @@
+"""The Elasticsearch endpoints log shippers use: bulk ingest, the version document at `/`, and the few
+calls Beats, Logstash, Fluent Bit, Vector and the official clients make before they send.
+
+Every answer carries `X-Elastic-Product: Elasticsearch`: the official clients refuse a server without
+it. Errors take Elasticsearch's form (`{"error": {"root_cause", "type", "reason"}, "status"}`), auth
+failures included, so a shipper logs them as it would an Elasticsearch cluster's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from loglake import __version__
+from loglake.api.auth import Unauthorized
+from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content
+from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, ingest_counts, store
+from loglake.ids import format_uuid
+from loglake.ingest import ParsedBody
+from loglake.model import InvalidRecords
+from loglake.protocols import elastic
+
+if TYPE_CHECKING:
+    from loglake.api.app import LoglakeApp
+
+PROTOCOL = "elasticsearch"
+PRODUCT = (b"x-elastic-product", b"Elasticsearch")
+_HEADERS = (PRODUCT,)
+_JSON_HEADERS = (*JSON_HEADERS, PRODUCT)
+# What the bulk API takes: JSON and NDJSON, and the versioned types of the 8.x and 9.x clients
+# (application/vnd.elasticsearch+x-ndjson; compatible-with=9).
+_BULK_TYPES = frozenset({"", "application/json", "application/x-ndjson", "application/ndjson"})
+_VENDOR_TYPES = ("application/vnd.elasticsearch+json", "application/vnd.elasticsearch+x-ndjson")
+# Elasticsearch's error type for each status an answer of ours can have.
+_ERROR_TYPES = {
+    400: "illegal_argument_exception",
+    401: "security_exception",
+    403: "security_exception",
+    404: "resource_not_found_exception",
+    405: "illegal_argument_exception",
+    406: "media_type_header_exception",
+    413: "content_too_long_exception",
+    415: "media_type_header_exception",
+    429: "es_rejected_execution_exception",
+    503: "unavailable_shards_exception",
+}
+# Index templates, lifecycle policies and ingest pipelines: what Beats and Logstash install before sending.
+SETUP_KINDS = ("_index_template", "_ilm/policy", "_ingest/pipeline")
+_CHALLENGES = ((b"www-authenticate", b'Basic realm="loglake" charset="UTF-8"'), (b"www-authenticate", b"ApiKey"))
+
+
+class ElasticError(ApiError):
+    """An ApiError answered in Elasticsearch's form."""
+
+    def body(self) -> dict[str, Any]:
+        return elastic.error_body(self.status, self.code, self.message)
+
+
+def elastic_error(error: ApiError) -> ApiError:
+    """Any error of these endpoints (auth, rate limit, body) in Elasticsearch's form, with its headers."""
+    if isinstance(error, ElasticError):
+        return error
+    headers = [*(_CHALLENGES if isinstance(error, Unauthorized) else error.headers), PRODUCT]
+    return ElasticError(error.status, _ERROR_TYPES.get(error.status, "exception"), error.message, headers=headers)
+
+
+def _answer(payload: Any, status: int = 200) -> Result:
+    return Result(status, payload, _HEADERS)
+
+
+# -- the version document and the calls made before sending ---------------------------------------
+
+
+async def root(app: LoglakeApp, request: Request) -> Result:
+    """Elasticsearch's version document (what shippers check on connecting); a browser goes to the web UI."""
+    if "text/html" in request.header(b"accept"):
+        return Result(302, b"", ((b"location", b"/ui/"), (b"content-type", b"text/plain")))
+    return _answer(
+        {
+            "name": "loglake",
+            "cluster_name": "loglake",
+            "version": {
+                "number": elastic.VERSION,
+                "build_flavor": "default",
+                "build_type": "loglake",
+                "build_snapshot": False,
+                "minimum_wire_compatibility_version": "8.0.0",
+                "minimum_index_compatibility_version": "8.0.0",
+            },
+            "tagline": "loglake speaks the Elasticsearch bulk API for log shippers",
+            "loglake": {"version": __version__},
+            "docs": "/docs",
+            "openapi": "/openapi.json",
+        }
+    )
+
+
+async def license_info(app: LoglakeApp, request: Request) -> Result:
+    """Logstash and Beats read the license to decide which features to use: a basic one, active."""
+    return _answer({"license": {"status": "active", "type": "basic", "mode": "basic", "uid": "loglake"}})
+
+
+async def xpack_info(app: LoglakeApp, request: Request) -> Result:
+    """Logstash asks whether index lifecycle management is there (ilm_enabled => auto): it is not."""
+    return _answer(
+        {
+            "build": {"hash": "loglake", "date": ""},
+            "license": {"status": "active", "type": "basic", "mode": "basic", "uid": "loglake"},
+            "features": {"ilm": {"available": False, "enabled": False}},
+        }
+    )
+
+
+async def cluster_health(app: LoglakeApp, request: Request) -> Result:
+    """Vector's health check: green while storage takes writes, red when it does not."""
+    return _answer(
+        {
+            "cluster_name": "loglake",
+            "status": "green" if app.storage_error is None else "red",
+            "timed_out": False,
+            "number_of_nodes": 1,
+            "number_of_data_nodes": 1,
+        }
+    )
+
+
+async def setup_exists(app: LoglakeApp, request: Request, name: str) -> Result:
+    """An index template, lifecycle policy or ingest pipeline (Beats and Logstash install them before
+    sending unless told not to): each "exists", so they install nothing; loglake needs none."""
+    return _answer({})
+
+
+async def setup_put(app: LoglakeApp, request: Request, name: str) -> Result:
+    """Installing a template, policy or pipeline: acknowledged and ignored, loglake needs none."""
+    return _answer({"acknowledged": True})
+
+
+# -- bulk --------------------------------------------------------------------------------------------
+
+
+async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None) -> Result:
+    started = time.perf_counter()
+    _check_media_type(request)
+    body = decode_content(request, request.body, app.settings.max_body_bytes)
+    if len(body) < OFF_LOOP_BODY_BYTES:
+        items, groups = _parse(app, body, path_index)
+    else:  # a big bulk takes milliseconds to check: off the event loop, which serves everyone else
+        items, groups = await app.run_ingest(_parse, app, body, path_index)
+    for stored, parsed, counts in groups:
+        try:
+            await store(app, parsed, counts)
+        except ApiError as e:  # storage refused this group: its items fail, as shards fail theirs
+            for item in stored:
+                item.refuse(e.message, _ERROR_TYPES.get(e.status, "exception"), e.status)
+    refused = sum(item.error is not None for item in items)
+    app.metrics.protocol_records.inc((PROTOCOL, "accepted"), len(items) - refused)
+    if refused:
+        app.metrics.protocol_records.inc((PROTOCOL, "rejected"), refused)
+    took_ms = int((time.perf_counter() - started) * 1000)
+    if len(body) < OFF_LOOP_BODY_BYTES:
+        answer = elastic.bulk_answer(items, took_ms)
+    else:  # an item a microsecond: for a big bulk, off the event loop too
+        answer = await app.run_ingest(elastic.bulk_answer, items, took_ms)
+    return Result(200, answer, _JSON_HEADERS)
+
+
+Group = tuple[list[elastic.BulkItem], ParsedBody, dict[tuple[str, int], int]]
+
+
+def _parse(app: LoglakeApp, body: bytes, path_index: str | None) -> tuple[list[elastic.BulkItem], list[Group]]:
+    """The bulk's items, and its storable records checked as POST /logs checks records, in groups of at most
+    max_records (a bulk holds as many actions as its size allows: Vector sends up to 10 MB); an item whose
+    record fails the check is refused with the check's reasons."""
+    try:
+        items = elastic.parse_bulk(body, path_index)
+    except elastic.BulkRefused as e:
+        raise ElasticError(e.status, e.error_type, str(e), headers=[PRODUCT]) from None
+    storable = [item for item in items if item.record is not None]
+    limit = app.service.limits.max_records
+    groups = [_checked_group(app, storable[start : start + limit]) for start in range(0, len(storable), limit)]
+    return items, [group for group in groups if group is not None]
+
+
+def _checked_group(app: LoglakeApp, group: list[elastic.BulkItem]) -> Group | None:
+    """The group's records checked (those refused by the check taken out), None when none is left."""
+    while True:
+        group = [item for item in group if item.record is not None]
+        if not group:
+            return None
+        try:
+            parsed = app.service.check([item.record for item in group])
+            counts = ingest_counts(parsed)
+        except InvalidRecords as e:
+            reasons: dict[int, list[str]] = defaultdict(list)
+            for problem in e.problems:
+                reasons[problem.index].append(f"{problem.field or 'document'}: {problem.reason}")
+            for index, why in reasons.items():
+                group[index].refuse("; ".join(why))
+            continue
+        if parsed.table is not None:
+            log_ids = parsed.table.column("log_id").to_pylist()
+        else:
+            assert parsed.records is not None
+            log_ids = [format_uuid(record.log_id) for record in parsed.records]
+        for item, log_id in zip(group, log_ids, strict=True):
+            if item.doc_id is None:  # the answer's _id: the record's logId
+                item.doc_id = log_id
+        return group, parsed, counts
+
+
+def _check_media_type(request: Request) -> None:
+    content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
+    if content_type not in _BULK_TYPES and content_type not in _VENDOR_TYPES:
+        raise ElasticError(
+            406,
+            _ERROR_TYPES[406],
+            f"Content-Type header [{content_type}] is not supported; send application/x-ndjson",
+            headers=[PRODUCT],
+        )
+
+
+# -- the OpenAPI description of these endpoints (api/openapi.py) -------------------------------------
+
+_ES_ERROR = {"description": "An error in Elasticsearch's form: {error: {root_cause, type, reason}, status}"}
+_ES_ERRORS = {status: _ES_ERROR for status in ("400", "401", "403", "413", "429", "503")}
+_BULK = {
+    "summary": "Elasticsearch bulk ingest: NDJSON action/source pairs (create and index), gzip accepted; "
+    "each item answered on its own, stored items are durable. Bearer, Basic (the key as password), "
+    "ApiKey or SigV4; ingest scope",
+    "requestBody": {
+        "required": True,
+        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+    },
+    "responses": {"200": {"description": "{errors, took, items: [{create|index: {_index, _id, status, error?}}]}"}},
+}
+_PROBE = {"responses": {"200": {"description": "what the shippers check before sending"}}}
+_SETUP = {
+    "get": {
+        "summary": "Reported as existing, so Beats and Logstash install nothing (ingest scope)",
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "{}"}},
+    },
+    "put": {
+        "summary": "Acknowledged and ignored (ingest scope)",
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": '{"acknowledged": true}'}},
+    },
+}
+_INDEX = [{"name": "index", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+def _with_errors(operation: dict) -> dict:
+    return operation | {"responses": _ES_ERRORS | operation["responses"]}
+
+
+OPENAPI_PATHS: dict[str, dict] = {
+    "/": {
+        "get": {
+            "summary": "Elasticsearch's version document (what shippers check on connecting); "
+            "with Accept: text/html a redirect to the web UI (no auth)",
+            "security": [],
+            "responses": {"200": {"description": "{name, version: {number}, tagline}"}, "302": {"description": "/ui/"}},
+        }
+    },
+    "/_bulk": {"post": _with_errors(_BULK), "put": _with_errors(_BULK)},
+    "/{index}/_bulk": {
+        method: _with_errors(
+            _BULK | {"parameters": _INDEX, "summary": f"{_BULK['summary']}; the index is the default log_type"}
+        )
+        for method in ("post", "put")
+    },
+    "/_license": {"get": _with_errors(_PROBE | {"summary": "A basic license, active (Logstash, Beats)"})},
+    "/_xpack": {"get": _with_errors(_PROBE | {"summary": "No index lifecycle management (Logstash)"})},
+    "/_cluster/health": {"get": _with_errors(_PROBE | {"summary": "green while storage takes writes (Vector)"})},
+    **{f"/{kind}/{{name}}": {m: _with_errors(op) for m, op in _SETUP.items()} for kind in SETUP_KINDS},
+}

@@ -1,0 +1,164 @@
+"""Splunk's HTTP Event Collector endpoints: events, raw text and health, answered with Splunk's status
+codes (`{"text": "Success", "code": 0}`), auth failures included. A batch is stored whole or not at all."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from loglake.api.auth import Unauthorized
+from loglake.api.http import ApiError, Request, decode_content
+from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, ingest_counts, store
+from loglake.model import InvalidRecords
+from loglake.protocols import splunk
+
+if TYPE_CHECKING:
+    from loglake.api.app import LoglakeApp
+
+PROTOCOL = "splunk"
+EVENT_PATHS = ("/services/collector", "/services/collector/event", "/services/collector/event/1.0")
+RAW_PATHS = ("/services/collector/raw", "/services/collector/raw/1.0")
+HEALTH_PATHS = ("/services/collector/health", "/services/collector/health/1.0")
+
+
+class HecApiError(ApiError):
+    """An ApiError answered with Splunk's body."""
+
+    def __init__(
+        self,
+        code: int,
+        reason: str = "",
+        event_number: int | None = None,
+        headers: list | None = None,
+        refused: int = 0,
+    ) -> None:
+        status, self.payload = splunk.answer(code, reason, event_number)
+        super().__init__(status, f"hec_{code}", reason, headers=headers)
+        self.refused = refused  # the records of the batch it refuses
+
+    def body(self) -> dict[str, Any]:
+        return self.payload
+
+
+def hec_error(error: ApiError) -> ApiError:
+    """Any error of these endpoints (auth, rate limit, body, storage) in Splunk's terms."""
+    if isinstance(error, HecApiError):
+        return error
+    if isinstance(error, Unauthorized):
+        return HecApiError({"missing": 2, "scheme": 3}.get(error.why, 4), "send 'Authorization: Splunk <api key>'")
+    if error.status == 403:
+        return HecApiError(4, error.message)
+    if error.status in (429, 503):  # Splunk's answer when it cannot take more now: clients retry it
+        retry = [h for h in error.headers if h[0] == b"retry-after"] or [(b"retry-after", b"5")]
+        return HecApiError(9, error.message, headers=retry)
+    refused = HecApiError(6, error.message)
+    refused.status = error.status  # 413, 415: the status says what went wrong, the code that it is the data
+    return refused
+
+
+async def event(app: LoglakeApp, request: Request) -> Result:
+    return await _store(app, splunk.event_records, decode_content(request, request.body, app.settings.max_body_bytes))
+
+
+async def raw(app: LoglakeApp, request: Request) -> Result:
+    body = decode_content(request, request.body, app.settings.max_body_bytes)
+    return await _store(app, splunk.raw_records, body, request.query)
+
+
+async def health(app: LoglakeApp, request: Request) -> Result:
+    status, payload = splunk.answer(17 if app.storage_error is None else 18)
+    return Result(status, payload)
+
+
+async def _store(app: LoglakeApp, to_records: Any, body: bytes, *args: Any) -> Result:
+    """The batch's records (to_records(body, *args)) checked, stored, counted and answered in Splunk's terms."""
+    args = (body, *args)
+    try:
+        if len(body) < OFF_LOOP_BODY_BYTES:
+            parsed, count = _checked(app, to_records, *args)
+        else:  # a big batch takes milliseconds to check: off the event loop, which serves everyone else
+            parsed, count = await app.run_ingest(_checked, app, to_records, *args)
+    except HecApiError as e:
+        app.metrics.protocol_records.inc((PROTOCOL, "rejected"), e.refused)
+        raise
+    try:
+        await store(app, *parsed)
+    except ApiError as e:
+        app.metrics.protocol_records.inc((PROTOCOL, "rejected"), count)
+        raise hec_error(e) from None
+    app.metrics.protocol_records.inc((PROTOCOL, "accepted"), count)
+    status, payload = splunk.answer(0)
+    return Result(status, payload)
+
+
+def _checked(app: LoglakeApp, to_records: Any, *args: Any) -> tuple[tuple, int]:
+    """The batch's records checked as POST /logs checks them; HecApiError for the first event at fault."""
+    try:
+        records = to_records(*args)
+    except splunk.HecError as e:
+        raise HecApiError(e.code, str(e), e.event_number, refused=e.events) from None
+    limit = app.service.limits.max_records
+    reason, event_number = "", None
+    if len(records) > limit:
+        reason = f"{len(records)} events in one request; the limit is {limit}: send smaller batches"
+    else:
+        try:
+            parsed = app.service.check(records)
+            return (parsed, ingest_counts(parsed)), len(records)
+        except InvalidRecords as e:
+            first = e.problems[0]
+            reason, event_number = (
+                f"event {first.index}: {first.field}: {first.reason}; nothing was stored",
+                first.index,
+            )
+    raise HecApiError(6, reason, event_number, refused=len(records))
+
+
+OPENAPI_PATHS: dict[str, dict] = {
+    **{
+        path: {
+            "post": {
+                "summary": "Splunk HEC events: one or more JSON event objects, concatenated; all or nothing; "
+                "'Authorization: Splunk <key>' (ingest scope)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "string"}}}},
+                "responses": {
+                    "200": {"description": '{"text": "Success", "code": 0}'},
+                    **{
+                        str(status): {"description": "Splunk's {text, code}, with loglake's reason"}
+                        for status in (400, 401, 403, 413, 503)
+                    },
+                },
+            }
+        }
+        for path in EVENT_PATHS
+    },
+    **{
+        path: {
+            "post": {
+                "summary": "Splunk HEC raw: one event per line; host, source, sourcetype, index and time from the "
+                "query (ingest scope)",
+                "requestBody": {"required": True, "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "responses": {
+                    "200": {"description": '{"text": "Success", "code": 0}'},
+                    **{
+                        str(status): {"description": "Splunk's {text, code}, with loglake's reason"}
+                        for status in (400, 401, 403, 413, 503)
+                    },
+                },
+            }
+        }
+        for path in RAW_PATHS
+    },
+    **{
+        path: {
+            "get": {
+                "summary": "HEC health (no auth)",
+                "security": [],
+                "responses": {
+                    "200": {"description": '{"text": "HEC is healthy", "code": 17}'},
+                    "503": {"description": "storage cannot take writes (code 18)"},
+                },
+            }
+        }
+        for path in HEALTH_PATHS
+    },
+}

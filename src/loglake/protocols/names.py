@@ -1,0 +1,58 @@
+"""Names and levels as shippers send them, made into a loglake record's service, log_type and severity."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from loglake.model import SEVERITY_ALIASES, Severity, is_valid_name
+
+_encode = msgspec.json.Encoder().encode
+_NOT_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# Each level name a record's severity has, with the names shippers send beyond the record's own aliases:
+# syslog's (RFC 5424 keywords) and .NET's. Looked up per record: the labels are worked out here, once.
+_LEVELS = {name: severity.label for name, severity in SEVERITY_ALIASES.items()} | {
+    "emerg": Severity.CRITICAL.label,
+    "emergency": Severity.CRITICAL.label,
+    "alert": Severity.CRITICAL.label,
+    "crit": Severity.CRITICAL.label,
+    "panic": Severity.CRITICAL.label,
+    "information": Severity.INFO.label,
+    "informational": Severity.INFO.label,
+    "verbose": Severity.DEBUG.label,
+}
+
+
+def safe_name(value: str) -> str:
+    """A service or log_type from a shipper's name (an index, a sourcetype, a service.name): each run of
+    characters a name may not hold becomes `_`, cut to 128 characters ("nginx:access" -> "nginx_access")."""
+    if is_valid_name(value):
+        return value
+    return _NOT_NAME.sub("_", value)[:128] or "_"
+
+
+def level_severity(value: object) -> str | None:
+    """The record severity of a level name (case-insensitive), None when it is not one we know."""
+    if type(value) is not str:
+        return None
+    return _LEVELS.get(value) or _LEVELS.get(value.lower())
+
+
+def json_object(fields: dict[str, msgspec.Raw]) -> bytes:
+    """A JSON object of fields whose values are JSON text already: joined, never decoded."""
+    if not fields:
+        return b"{}"
+    parts: list[bytes | msgspec.Raw] = [b"{"]
+    for name, value in fields.items():
+        key = _KEYS.get(name)
+        if key is None:
+            key = _encode(name) + b":"
+            if len(_KEYS) < 10_000:  # the same few field names come again and again
+                _KEYS[name] = key
+        parts += (key, value, b",")
+    parts[-1] = b"}"
+    return b"".join(parts)
+
+
+_KEYS: dict[str, bytes] = {}

@@ -1,0 +1,227 @@
+"""Splunk's HTTP Event Collector (HEC) onto loglake records: batched events, raw text, Splunk's status
+codes. Pure, no I/O.
+
+An event body is one or more JSON event objects, concatenated with or without whitespace between them
+(`{"event": "a"}{"event": "b"}`). Each maps to a record:
+
+- `event` -> message: a string as it is; an object's `message` (or `msg`), its `severity` (or `level`)
+  -> severity and the rest into attributes; any other value (an object without a message too) as the
+  JSON text;
+- `time` (epoch seconds, decimals for fractions) -> timestamp; `sourcetype` -> log_type;
+- `host`, `source`, `sourcetype` and `index` into attributes;
+- `fields` (Splunk's indexed fields) into attributes, their `severity` (or `level`) -> severity,
+  `service.name` (or `service`) -> service.
+
+Other top-level keys are ignored, as Splunk ignores them. A batch is all-or-nothing, as in Splunk: one
+bad event refuses the request, naming the event's number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import msgspec
+from msgspec import Raw
+
+from loglake.ingest import NO_ATTRIBUTES, IncomingRecord
+from loglake.protocols.names import level_severity, safe_name
+
+METADATA = ("host", "source", "sourcetype", "index")
+_encode = msgspec.json.Encoder().encode
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+class HecError(ValueError):
+    """A refusal in Splunk's terms: its status code (which implies the HTTP status) and text, the number
+    of the event at fault (from 0) when one is, and how many events the refused batch holds (as far as read)."""
+
+    def __init__(self, code: int, reason: str, event_number: int | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.event_number = event_number
+        self.events = 1 if event_number is None else event_number + 1
+
+
+# Splunk's status codes: (HTTP status, text), https://docs.splunk.com "Troubleshoot HTTP Event Collector".
+STATUS = {
+    0: (200, "Success"),
+    2: (401, "Token is required"),
+    3: (401, "Invalid authorization"),
+    4: (403, "Invalid token"),
+    5: (400, "No data"),
+    6: (400, "Invalid data format"),
+    9: (503, "Server is busy"),
+    12: (400, "Event field is required"),
+    13: (400, "Event field cannot be blank"),
+    15: (400, "Error in handling indexed fields"),
+    17: (200, "HEC is healthy"),
+    18: (503, "HEC is unhealthy, queues are full"),
+}
+
+
+def answer(code: int, reason: str = "", event_number: int | None = None) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and body Splunk answers with for a status code; loglake adds its reason, which says
+    what to do next, beside Splunk's fixed text."""
+    status, text = STATUS[code]
+    body: dict[str, Any] = {"text": text, "code": code}
+    if event_number is not None:
+        body["invalid-event-number"] = event_number
+    if reason:
+        body["reason"] = reason
+    return status, body
+
+
+class HecEvent(msgspec.Struct, gc=False):
+    """One event as Splunk takes it; other top-level keys are ignored, as Splunk ignores them."""
+
+    event: Any = msgspec.UNSET
+    time: float | str | None = None
+    host: str | None = None
+    source: str | None = None
+    sourcetype: str | None = None
+    index: str | None = None
+    fields: dict[str, Any] | None = None
+
+
+_decode_events = msgspec.json.Decoder(HecEvent).decode_lines
+_decode_event = msgspec.json.Decoder(HecEvent).decode
+
+
+def event_records(body: bytes) -> list[IncomingRecord]:
+    """The records of an event body, or HecError naming the first event at fault."""
+    if not body.strip():
+        raise HecError(5, "the body is empty: send one or more JSON event objects")
+    events = _events(body)
+    try:
+        return [_event_record(number, event) for number, event in enumerate(events)]
+    except HecError as e:
+        e.events = len(events)
+        raise
+
+
+def _events(body: bytes) -> list[HecEvent]:
+    # Clients concatenate events with no separator: a line break between `}{` makes them NDJSON. A `}{`
+    # inside a string becomes a raw line break there, which no JSON string may hold, so such a body
+    # fails this fast decode and takes the exact one, which also names the event at fault.
+    try:
+        return _decode_events(body.replace(b"}{", b"}\n{"))
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        pass
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        raise HecError(6, "the body is not UTF-8") from None
+    events: list[HecEvent] = []
+    position = 0
+    while True:
+        while position < len(text) and text[position].isspace():
+            position += 1
+        if position == len(text):
+            return events
+        number, start = len(events), position
+        try:
+            _, position = _raw_decode(text, start)  # where this event ends
+            events.append(_decode_event(text[start:position]))
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise HecError(6, f"event {number} is not JSON: {e}", number) from None
+        except msgspec.ValidationError as e:
+            raise HecError(6, f"event {number}: {e}", number) from None
+
+
+def _event_record(number: int, event: HecEvent) -> IncomingRecord:
+    attributes: dict[str, Any] = {}
+    message, severity = _message(number, event.event, attributes)
+    timestamp = None if event.time is None else _epoch_ms(event.time, number)
+    for name in METADATA:
+        value = getattr(event, name)
+        if value is not None:
+            attributes[name] = value
+    service = None
+    if event.fields is not None:
+        service, level = _take_fields(number, event.fields, attributes)
+        severity = severity or level
+    return IncomingRecord(
+        message=message,
+        timestamp=timestamp,
+        service=service,
+        log_type=None if event.sourcetype is None else safe_name(event.sourcetype),
+        severity=severity,
+        attributes=Raw(_encode(attributes)) if attributes else NO_ATTRIBUTES,
+    )
+
+
+def _message(number: int, body: Any, attributes: dict[str, Any]) -> tuple[str, str | None]:
+    """The message and severity of an `event`: a string as it is; an object's `message` (or `msg`), its
+    `severity` (or `level`) and the rest into attributes; any other value as JSON text."""
+    if type(body) is str and body:
+        return body, None
+    if body is msgspec.UNSET:
+        raise HecError(12, f"event {number} has no `event` field: put the log line in it", number)
+    if body is None or body == "":
+        raise HecError(13, f"event {number} has a blank `event`", number)
+    if type(body) is dict:
+        for key in ("message", "msg"):
+            if type(body.get(key)) is str:
+                message = body.pop(key)
+                severity = _take_severity(body)
+                attributes |= body
+                return message, severity
+    return _encode(body).decode(), None
+
+
+def _take_fields(number: int, fields: dict[str, Any], attributes: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Splunk's indexed fields (flat: each a string, a number or a list of them) into the attributes; their
+    service and severity, when they name them."""
+    if any(type(value) is dict for value in fields.values()):
+        raise HecError(15, f"event {number}: `fields` must be a flat object (values strings or lists)", number)
+    severity = _take_severity(fields)
+    service = None
+    for key in ("service.name", "service"):
+        name = fields.get(key)
+        if type(name) is str and name:
+            service = safe_name(name)
+            if service == name:
+                del fields[key]
+            break
+    attributes |= fields
+    return service, severity
+
+
+def _take_severity(fields: dict[str, Any]) -> str | None:
+    """A `severity` or `level` naming a severity becomes the record's (and leaves the attributes)."""
+    for key in ("severity", "level"):
+        severity = level_severity(fields.get(key))
+        if severity is not None:
+            del fields[key]
+            return severity
+    return None
+
+
+def _epoch_ms(value: float | str, number: int) -> int:
+    """Splunk's `time`: epoch seconds as a number or as text, with decimals for fractions of a second."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise HecError(6, f"event {number}: `time` must be epoch seconds, like 1426279439.123", number)
+    return round(seconds * 1000)
+
+
+def raw_records(body: bytes, params: dict[str, str]) -> list[IncomingRecord]:
+    """The records of a raw body: each non-blank line one event, with the query's host, source,
+    sourcetype, index and time."""
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        raise HecError(6, "the body is not UTF-8 text") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise HecError(5, "the body is empty: send the log lines, one per line")
+    timestamp = _epoch_ms(params["time"], 0) if "time" in params else None
+    attributes = {name: params[name] for name in METADATA if params.get(name)}
+    log_type = safe_name(params["sourcetype"]) if params.get("sourcetype") else None
+    raw = Raw(_encode(attributes)) if attributes else NO_ATTRIBUTES
+    return [IncomingRecord(message=line, timestamp=timestamp, log_type=log_type, attributes=raw) for line in lines]

@@ -1,0 +1,314 @@
+"""Elasticsearch's bulk API in process: the ECS mapping, per-item answers in Elasticsearch's shape, whole-request
+errors and auth failures in its error form, the calls shippers make before sending, the product header."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gzip
+import json
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from loglake.api.app import LoglakeApp
+from loglake.config import Settings
+from loglake.ingest import BULK_MIN_RECORDS
+from tests.conftest import asgi_client, key_for
+
+NOW_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
+NDJSON = {"content-type": "application/x-ndjson"}
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[LoglakeApp]:
+    application = LoglakeApp.from_settings(settings, clock=lambda: NOW_MS / 1000)
+    yield application
+    application.close()
+
+
+def ndjson(*lines: object) -> bytes:
+    return b"".join((line if type(line) is bytes else json.dumps(line).encode()) + b"\n" for line in lines)
+
+
+async def stored(client: httpx.AsyncClient, **params: str) -> list[dict]:
+    response = await client.get("/logs/recent", params={"since": "0", "limit": "1000", **params})
+    assert response.status_code == 200, response.text
+    return response.json()["logs"]
+
+
+async def test_ecs_fields_nested_or_dotted_become_the_record_and_the_rest_attributes(
+    client: httpx.AsyncClient,
+) -> None:
+    nested = ndjson(
+        {"create": {"_index": "nginx-access"}},
+        {
+            "@timestamp": "2026-11-01T23:59:58.250Z",
+            "message": "GET /index.html 200",
+            "log": {"level": "WARN", "file": {"path": "/var/log/nginx/access.log"}},
+            "service": {"name": "web", "version": "1.2"},
+            "host": {"name": "h1"},
+        },
+    )
+    response = await client.post("/_bulk?refresh=false", content=nested, headers=NDJSON)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-elastic-product"] == "Elasticsearch"
+    answer = response.json()
+    assert answer["errors"] is False and list(answer["items"][0]) == ["create"]
+    first = answer["items"][0]["create"]
+    assert first["status"] == 201 and first["result"] == "created" and first["_index"] == "nginx-access"
+    web = (await stored(client, service="web"))[0]
+    assert web["logId"] == first["_id"]
+    assert web["timestamp"] == NOW_MS - 1750 and web["severity"] == "warning" and web["log_type"] == "nginx-access"
+    assert web["message"] == "GET /index.html 200"
+    assert web["attributes"] == {
+        "log": {"file": {"path": "/var/log/nginx/access.log"}},
+        "service": {"version": "1.2"},
+        "host": {"name": "h1"},
+    }
+
+    dotted = ndjson(
+        {"index": {}},
+        {
+            "@timestamp": NOW_MS - 5000,
+            "message": "disk almost full",
+            "log.level": "error",
+            "service.name": "disk-watch",
+            "labels": {"mount": "/"},
+        },
+    )
+    response = await client.post("/alerts/_bulk", content=dotted, headers=NDJSON)
+    assert response.json()["errors"] is False and list(response.json()["items"][0]) == ["index"], response.text
+    disk = (await stored(client, service="disk-watch"))[0]
+    assert (disk["timestamp"], disk["severity"], disk["log_type"]) == (NOW_MS - 5000, "error", "alerts")
+    assert disk["attributes"] == {"labels": {"mount": "/"}}
+
+
+async def test_fluent_bits_log_line_is_the_message_and_filebeats_log_object_an_attribute(
+    client: httpx.AsyncClient,
+) -> None:
+    body = ndjson(
+        {"create": {"_index": "fb"}},
+        {"log": "a line from fluent bit", "stream": "stdout"},
+        {"create": {"_index": "fb"}},
+        {"log": {"offset": 7}, "message": "a line from filebeat"},
+    )
+    assert (await client.post("/_bulk", content=body, headers=NDJSON)).json()["errors"] is False
+    logs = {log["message"]: log["attributes"] for log in await stored(client, log_type="fb")}
+    assert logs == {"a line from fluent bit": {"stream": "stdout"}, "a line from filebeat": {"log": {"offset": 7}}}
+
+
+async def test_a_failing_item_is_answered_with_its_status_and_reason_and_the_others_are_stored(
+    client: httpx.AsyncClient, app: LoglakeApp
+) -> None:
+    body = ndjson(
+        {"create": {"_index": "app"}},
+        {"message": "kept 1"},
+        {"create": {"_index": "app"}},
+        {"@timestamp": "yesterday-ish", "message": "bad time"},
+        {"index": {"_index": "app", "_id": "a1"}},
+        b'{"message": "not json',
+        {"delete": {"_index": "app", "_id": "a1"}},
+        {"update": {"_index": "app", "_id": "a1"}},
+        {"doc": {"message": "x"}},
+        {"create": {"_index": "app"}},
+        {"count": 3, "log": {"file": {"path": "/var/log/app.log"}}},
+        {"index": {}},
+        {"message": "no index"},
+        {"index": {"_index": "app"}},
+        {"message": "kept 2", "log.level": "loud"},
+    )
+    response = await client.post("/_bulk", content=body, headers=NDJSON)
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["errors"] is True
+    statuses = [(action, item["status"]) for entry in answer["items"] for action, item in entry.items()]
+    assert statuses == [
+        ("create", 201),
+        ("create", 400),
+        ("index", 400),
+        ("delete", 400),
+        ("update", 400),
+        ("create", 400),
+        ("index", 400),
+        ("index", 201),
+    ]
+    errors = [item.get("error") for entry in answer["items"] for item in entry.values()]
+    assert errors[1]["type"] == "document_parsing_exception" and "timestamp" in errors[1]["reason"]
+    assert errors[2]["type"] == "document_parsing_exception" and "not a JSON object" in errors[2]["reason"]
+    assert answer["items"][2]["index"]["_id"] == "a1"
+    assert "append-only" in errors[3]["reason"] and "append-only" in errors[4]["reason"]
+    assert "no message" in errors[5]["reason"]
+    assert errors[6]["type"] == "action_request_validation_exception" and "index is missing" in errors[6]["reason"]
+    logs = await stored(client, log_type="app")
+    assert sorted(log["message"] for log in logs) == ["kept 1", "kept 2"]
+    # A level that names no severity stays as sent, among the attributes.
+    assert next(log for log in logs if log["message"] == "kept 2")["attributes"] == {"log.level": "loud"}
+    metrics = (await client.get("/metrics")).text
+    assert 'loglake_protocol_records_total{protocol="elasticsearch",outcome="accepted"} 2' in metrics
+    assert 'loglake_protocol_records_total{protocol="elasticsearch",outcome="rejected"} 6' in metrics
+
+
+async def test_a_uuid_document_id_makes_a_retry_store_the_document_once(client: httpx.AsyncClient) -> None:
+    doc_id = str(uuid.uuid4())
+    body = ndjson({"create": {"_index": "app", "_id": doc_id}}, {"message": "once"})
+    for _ in range(2):
+        answer = (await client.put("/_bulk", content=body, headers=NDJSON)).json()
+        assert answer["items"][0]["create"]["_id"] == doc_id and answer["items"][0]["create"]["status"] == 201
+    assert [log["message"] for log in await stored(client)] == ["once"]
+    other = ndjson({"create": {"_index": "app", "_id": "my-id"}}, {"message": "named"})
+    assert (await client.post("/_bulk", content=other, headers=NDJSON)).json()["items"][0]["create"]["_id"] == "my-id"
+    assert (await stored(client, q="named"))[0]["attributes"] == {"_id": "my-id"}
+
+
+async def test_a_big_bulk_is_stored_as_one_batch_and_each_item_answers_its_record_id(
+    client: httpx.AsyncClient,
+) -> None:
+    count = BULK_MIN_RECORDS + 200
+    lines: list[object] = []
+    for i in range(count):
+        lines += [{"create": {}}, {"@timestamp": NOW_MS - i - 1, "message": f"big {i}", "service.name": "bulk"}]
+    response = await client.post(
+        "/big/_bulk", content=gzip.compress(ndjson(*lines)), headers=NDJSON | {"content-encoding": "gzip"}
+    )
+    answer = response.json()
+    assert answer["errors"] is False and len(answer["items"]) == count
+    ids = [item["create"]["_id"] for item in answer["items"]]
+    for i in (0, count // 2, count - 1):
+        record = (await client.get(f"/logs/{ids[i]}")).json()
+        assert record["message"] == f"big {i}" and record["log_type"] == "big"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"create": {}}\n{"message": "x"}', "terminated by a newline"),
+        (b'{"create": {}}\n', "no source line"),
+        (b'{"create": {}, "index": {}}\n{"message": "x"}\n', "Malformed action/metadata line [1]"),
+        (b'{"upsert": {}}\n{"message": "x"}\n', "but found [upsert]"),
+        (b"not json\n", "Malformed action/metadata line [1]"),
+        (b"\n", "no requests added"),
+    ],
+)
+async def test_a_body_that_is_no_bulk_request_is_refused_whole_in_elasticsearchs_form(
+    client: httpx.AsyncClient, body: bytes, reason: str
+) -> None:
+    response = await client.post("/_bulk", content=body, headers=NDJSON)
+    assert response.status_code == 400, response.text
+    assert response.headers["x-elastic-product"] == "Elasticsearch"
+    error = response.json()
+    assert error["status"] == 400 and reason in error["error"]["reason"]
+    assert error["error"]["root_cause"][0]["type"] == error["error"]["type"]
+    assert await stored(client) == []
+
+
+async def test_other_media_types_are_refused_and_the_clients_vendor_types_accepted(client: httpx.AsyncClient) -> None:
+    body = ndjson({"create": {"_index": "app"}}, {"message": "vendor"})
+    text = await client.post("/_bulk", content=body, headers={"content-type": "text/plain"})
+    assert text.status_code == 406 and "text/plain" in text.json()["error"]["reason"]
+    vendor = {"content-type": "application/vnd.elasticsearch+x-ndjson; compatible-with=9"}
+    assert (await client.post("/_bulk", content=body, headers=vendor)).json()["errors"] is False
+
+
+async def test_a_bulk_of_more_actions_than_a_batch_may_hold_is_stored_in_groups(settings: Settings) -> None:
+    """Vector sends bulks of up to 10 MB whatever their count: stored max_records at a time, all answered."""
+    application = LoglakeApp.from_settings(dataclasses.replace(settings, max_records=2))
+    try:
+        async with asgi_client(application, key_for(application, "ingest,read")) as client:
+            body = ndjson(*[line for i in range(5) for line in ({"create": {"_index": "a"}}, {"message": f"{i}"})])
+            answer = (await client.post("/_bulk", content=body, headers=NDJSON)).json()
+            assert answer["errors"] is False and len({item["create"]["_id"] for item in answer["items"]}) == 5
+            assert sorted(log["message"] for log in await stored(client)) == ["0", "1", "2", "3", "4"]
+    finally:
+        application.close()
+
+
+# -- auth in the forms Elasticsearch's clients send it ---------------------------------------------------
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def test_every_form_of_the_key_is_accepted(app: LoglakeApp) -> None:
+    key = key_for(app, "ingest,read")
+    forms = [
+        f"Bearer {key}",
+        basic("elastic", key),
+        basic("", key),
+        f"ApiKey {key}",
+        "ApiKey " + base64.b64encode(f"any-id:{key}".encode()).decode(),
+    ]
+    async with asgi_client(app) as client:
+        for number, form in enumerate(forms):
+            body = ndjson({"create": {"_index": "auth"}}, {"message": f"form {number}"})
+            response = await client.post("/_bulk", content=body, headers=NDJSON | {"authorization": form})
+            assert response.status_code == 200 and response.json()["errors"] is False, form
+    async with asgi_client(app, key) as reader:
+        assert len(await stored(reader, log_type="auth")) == len(forms)
+
+
+async def test_auth_failures_answer_in_elasticsearchs_form(app: LoglakeApp) -> None:
+    body = ndjson({"create": {"_index": "auth"}}, {"message": "refused"})
+    async with asgi_client(app) as client:
+        for authorization in (None, basic("elastic", "wrong"), "ApiKey " + base64.b64encode(b"id:wrong").decode()):
+            headers = NDJSON | ({"authorization": authorization} if authorization else {})
+            response = await client.post("/_bulk", content=body, headers=headers)
+            assert response.status_code == 401
+            assert response.json()["error"]["type"] == "security_exception" and response.json()["status"] == 401
+            assert response.headers["x-elastic-product"] == "Elasticsearch"
+            assert response.headers.get_list("www-authenticate") == ['Basic realm="loglake" charset="UTF-8"', "ApiKey"]
+        reader = {"authorization": f"Bearer {key_for(app, 'read')}"}
+        forbidden = await client.post("/_bulk", content=body, headers=NDJSON | reader)
+        assert forbidden.status_code == 403 and forbidden.json()["error"]["type"] == "security_exception"
+        assert "ingest" in forbidden.json()["error"]["reason"]
+        probe = await client.get("/_license")
+        assert probe.status_code == 401 and probe.json()["error"]["type"] == "security_exception"
+    async with asgi_client(app, key_for(app, "read")) as reader:
+        assert await stored(reader) == []
+
+
+async def test_the_key_rate_limit_answers_429_in_elasticsearchs_form(app: LoglakeApp) -> None:
+    body = ndjson({"create": {"_index": "limited"}}, {"message": "x"})
+    async with asgi_client(app, key_for(app, "ingest", rate_limit=0.5, rate_burst=1)) as client:
+        assert (await client.post("/_bulk", content=body, headers=NDJSON)).status_code == 200
+        limited = await client.post("/_bulk", content=body, headers=NDJSON)
+        assert limited.status_code == 429 and limited.headers["retry-after"] == "2"
+        assert limited.json()["error"]["type"] == "es_rejected_execution_exception"
+
+
+# -- what shippers ask before sending ----------------------------------------------------------------------
+
+
+async def test_the_root_answers_a_version_document_and_sends_browsers_to_the_ui(app: LoglakeApp) -> None:
+    async with asgi_client(app) as anonymous:
+        root = await anonymous.get("/", headers={"accept": "application/json"})
+        assert root.status_code == 200 and root.headers["x-elastic-product"] == "Elasticsearch"
+        assert root.json()["version"]["number"].startswith("9.")
+        head = await anonymous.head("/")
+        assert head.status_code == 200 and head.headers["x-elastic-product"] == "Elasticsearch"
+        browser = await anonymous.get("/", headers={"accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+        assert browser.status_code == 302 and browser.headers["location"] == "/ui/"
+
+
+async def test_the_setup_calls_of_beats_logstash_and_vector_are_answered(client: httpx.AsyncClient) -> None:
+    license_ = await client.get("/_license")
+    assert license_.json()["license"]["status"] == "active"
+    assert license_.headers["x-elastic-product"] == "Elasticsearch"
+    assert (await client.get("/_xpack")).json()["features"]["ilm"]["available"] is False
+    assert (await client.get("/_cluster/health")).json()["status"] == "green"
+    for kind in ("_index_template", "_ilm/policy", "_ingest/pipeline"):
+        assert (await client.head(f"/{kind}/filebeat-9.0.0")).status_code == 200
+        put = await client.put(f"/{kind}/filebeat-9.0.0", json={"index_patterns": ["filebeat-*"]})
+        assert put.json() == {"acknowledged": True} and put.headers["x-elastic-product"] == "Elasticsearch"
+
+
+async def test_a_record_id_route_and_a_bulk_into_an_index_of_the_same_name_both_work(
+    client: httpx.AsyncClient,
+) -> None:
+    assert (await client.get("/logs/_bulk")).status_code == 404
+    bulk = await client.post("/logs/_bulk", content=ndjson({"create": {}}, {"message": "m"}), headers=NDJSON)
+    assert bulk.json()["items"][0]["create"]["_index"] == "logs"
+    assert (await client.delete("/logs/_bulk")).status_code == 405

@@ -1,0 +1,201 @@
+"""Splunk's HTTP Event Collector in process, with requests as Splunk's documentation gives them: the mapping
+of each event field, batches all-or-nothing, Splunk's status codes for bad data and bad tokens, raw and health."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gzip
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from loglake.api.app import LoglakeApp
+from loglake.config import Settings
+from tests.conftest import asgi_client, key_for
+
+NOW_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
+# curl -d sends this content type; Splunk reads the body whatever it is.
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[LoglakeApp]:
+    application = LoglakeApp.from_settings(settings, clock=lambda: NOW_MS / 1000)
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def key(app: LoglakeApp) -> str:
+    return key_for(app, "ingest,read")
+
+
+@pytest.fixture
+async def hec(app: LoglakeApp, key: str) -> Iterator[httpx.AsyncClient]:
+    """A client sending the key as Splunk clients do."""
+    async with asgi_client(app) as client:
+        client.headers["authorization"] = f"Splunk {key}"
+        yield client
+
+
+async def stored(app: LoglakeApp, key: str, **params: str) -> list[dict]:
+    async with asgi_client(app, key) as reader:
+        response = await reader.get("/logs/recent", params={"since": "0", "limit": "1000", **params})
+    return response.json()["logs"]
+
+
+async def test_the_documented_event_with_every_field_is_mapped(
+    app: LoglakeApp, key: str, hec: httpx.AsyncClient
+) -> None:
+    body = (
+        b'{"time": 1793577590.25, "host": "localhost", "source": "random-data-generator", '
+        b'"sourcetype": "my_sample_data", "index": "main", '
+        b'"event": {"message": "Something happened", "severity": "WARN", "user": "joe"}, '
+        b'"fields": {"device": "macbook", "users": ["joe", "bob"], "service.name": "checkout"}}'
+    )
+    response = await hec.post("/services/collector/event", content=body, headers=FORM)
+    assert response.status_code == 200 and response.json() == {"text": "Success", "code": 0}
+    (record,) = await stored(app, key)
+    assert record["message"] == "Something happened"
+    assert (record["timestamp"], record["severity"], record["service"]) == (NOW_MS - 9750, "warning", "checkout")
+    assert record["log_type"] == "my_sample_data"
+    assert record["attributes"] == {
+        "user": "joe",
+        "host": "localhost",
+        "source": "random-data-generator",
+        "sourcetype": "my_sample_data",
+        "index": "main",
+        "device": "macbook",
+        "users": ["joe", "bob"],
+    }
+
+
+async def test_a_batch_of_concatenated_events_is_stored_whole(
+    app: LoglakeApp, key: str, hec: httpx.AsyncClient
+) -> None:
+    body = (
+        b'{"event": "Pony 1 has left the barn"}{"event": "Pony 2 has left the barn"}'
+        b'{"event": "Pony 3 has left the barn", "nested": {"key1": "value1"}}\n'
+        b'  {"event": "braces }{ inside a string", "sourcetype": "aws:cloudtrail"}'
+        b'{"event": {"status": 200}, "time": "1793577599"}'
+    )
+    response = await hec.post("/services/collector", content=body, headers=FORM)
+    assert response.json() == {"text": "Success", "code": 0}, response.text
+    records = {r["message"]: r for r in await stored(app, key)}
+    assert sorted(records) == [
+        "Pony 1 has left the barn",
+        "Pony 2 has left the barn",
+        "Pony 3 has left the barn",
+        "braces }{ inside a string",
+        '{"status":200}',
+    ]
+    assert records["braces }{ inside a string"]["log_type"] == "aws_cloudtrail"
+    assert records["braces }{ inside a string"]["attributes"] == {"sourcetype": "aws:cloudtrail"}
+    assert records['{"status":200}']["timestamp"] == NOW_MS - 1000
+    assert records["Pony 1 has left the barn"]["log_type"] == "application"
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "number"),
+    [
+        (b"", 5, None),
+        (b"   \n", 5, None),
+        (b'{"event": "ok"}{"event": "cut', 6, 1),
+        (b'{"event": "ok"}["event"]', 6, 1),
+        (b'{"event": "ok"}{"host": "h"}', 12, 1),
+        (b'{"event": "ok"}{"event": ""}', 13, 1),
+        (b'{"event": "ok"}{"event": "x", "time": "noon"}', 6, 1),
+        (b'{"event": "ok"}{"event": "x", "host": 7}', 6, 1),
+        (b'{"event": "ok"}{"event": "x", "fields": {"a": {"b": 1}}}', 15, 1),
+        (b'{"event": "ok"}{"event": "x", "time": 1}', 6, 1),  # 1970: before any plausible time
+        (b'{"event": "ok"}{"event": "x", "fields": {"service": "a b"}, "time": 99999999999}', 6, 1),
+    ],
+)
+async def test_a_bad_event_refuses_the_batch_with_splunks_code_and_its_number(
+    app: LoglakeApp, key: str, hec: httpx.AsyncClient, body: bytes, code: int, number: int | None
+) -> None:
+    response = await hec.post("/services/collector/event", content=body, headers=FORM)
+    assert response.status_code == 400
+    answer = response.json()
+    assert answer["code"] == code and answer.get("invalid-event-number") == number, answer
+    assert answer["text"] in {
+        "No data",
+        "Invalid data format",
+        "Event field is required",
+        "Event field cannot be blank",
+        "Error in handling indexed fields",
+    }
+    assert answer["reason"]
+    assert await stored(app, key) == []
+
+
+async def test_raw_lines_take_the_querys_metadata(app: LoglakeApp, key: str, hec: httpx.AsyncClient) -> None:
+    response = await hec.post(
+        "/services/collector/raw?channel=FE0ECFAD-13D5-401B-847D-77833BD77131&sourcetype=syslog&host=h1&time=1793577500",
+        content=b"1, 2, 3... Hello, world!\n\nsecond line\n",
+        headers=FORM,
+    )
+    assert response.json() == {"text": "Success", "code": 0}
+    records = await stored(app, key)
+    assert sorted(r["message"] for r in records) == ["1, 2, 3... Hello, world!", "second line"]
+    assert {(r["log_type"], r["timestamp"]) for r in records} == {("syslog", NOW_MS - 100_000)}
+    assert records[0]["attributes"] == {"sourcetype": "syslog", "host": "h1"}
+    gzipped = await hec.post(
+        "/services/collector/raw", content=gzip.compress(b"zipped"), headers=FORM | {"content-encoding": "gzip"}
+    )
+    assert gzipped.json()["code"] == 0
+    empty = await hec.post("/services/collector/raw", content=b"\n\n", headers=FORM)
+    assert empty.status_code == 400 and empty.json()["code"] == 5
+
+
+async def test_token_errors_answer_splunks_codes_and_statuses(app: LoglakeApp, key: str) -> None:
+    body = b'{"event": "x"}'
+    cases = [
+        (None, 401, 2),
+        ("Token abc", 401, 3),
+        ("Splunk llk_not-a-key", 403, 4),
+        (f"Splunk {key_for(app, 'read')}", 403, 4),
+    ]
+    async with asgi_client(app) as client:
+        for authorization, status, code in cases:
+            headers = FORM | ({"authorization": authorization} if authorization else {})
+            response = await client.post("/services/collector/event", content=body, headers=headers)
+            assert (response.status_code, response.json()["code"]) == (status, code), authorization
+        accepted = [f"Bearer {key}", "Basic " + base64.b64encode(f"x:{key}".encode()).decode()]
+        for authorization in accepted:
+            response = await client.post(
+                "/services/collector", content=body, headers=FORM | {"authorization": authorization}
+            )
+            assert response.json()["code"] == 0
+    assert len(await stored(app, key)) == 2
+
+
+async def test_the_rate_limit_is_splunks_server_busy(app: LoglakeApp) -> None:
+    async with asgi_client(app) as client:
+        headers = FORM | {"authorization": f"Splunk {key_for(app, 'ingest', rate_limit=0.5, rate_burst=1)}"}
+        assert (await client.post("/services/collector", content=b'{"event": "a"}', headers=headers)).status_code == 200
+        busy = await client.post("/services/collector", content=b'{"event": "b"}', headers=headers)
+        assert busy.status_code == 503 and busy.json()["code"] == 9 and busy.headers["retry-after"] == "2"
+
+
+async def test_health_needs_no_token_and_batches_past_the_limit_are_refused(settings: Settings) -> None:
+    application = LoglakeApp.from_settings(dataclasses.replace(settings, max_records=2))
+    try:
+        async with asgi_client(application) as anonymous:
+            health = await anonymous.get("/services/collector/health")
+            assert health.status_code == 200 and health.json() == {"text": "HEC is healthy", "code": 17}
+        key = key_for(application, "ingest,read")
+        async with asgi_client(application) as client:
+            response = await client.post(
+                "/services/collector",
+                content=b'{"event": "a"}{"event": "b"}{"event": "c"}',
+                headers={"authorization": f"Splunk {key}"},
+            )
+            assert response.status_code == 400 and "the limit is 2" in response.json()["reason"]
+            metrics = (await client.get("/metrics", headers={"authorization": f"Bearer {key}"})).text
+            assert 'loglake_protocol_records_total{protocol="splunk",outcome="rejected"} 3' in metrics
+        assert await stored(application, key) == []
+    finally:
+        application.close()

@@ -1,0 +1,68 @@
+"""The official `elasticsearch` Python client (9.x) against a real `loglake serve`: it connects (the product
+check), its bulk helper stores documents, failing items come back as the helper reports them, and its auth
+forms (api_key as text or as an (id, key) pair, basic auth) are accepted."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from elasticsearch import AuthenticationException, Elasticsearch, helpers
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def server(server_factory: callable, admin_key_of: callable) -> tuple[str, str]:
+    """A server and an ingest+read key on it."""
+    started = server_factory()
+    made = httpx.post(
+        started.url + "/admin/keys",
+        json={"name": "shipper", "scopes": ["ingest", "read"]},
+        headers={"authorization": f"Bearer {admin_key_of(started)}"},
+    )
+    return started.url, made.json()["secret"]
+
+
+def recent(url: str, key: str, **params: str) -> list[dict]:
+    response = httpx.get(
+        url + "/logs/recent",
+        params={"since": "0", "limit": "1000", **params},
+        headers={"authorization": f"Bearer {key}"},
+    )
+    return response.json()["logs"]
+
+
+def test_the_bulk_helper_stores_documents_and_reports_failing_items(server: tuple[str, str]) -> None:
+    url, key = server
+    with Elasticsearch(url, api_key=key) as es:
+        assert es.info()["version"]["number"].startswith("9.")
+        docs = [
+            {"_index": "checkout", "message": f"order {i} paid", "log.level": "info", "service.name": "shop"}
+            for i in range(250)
+        ]
+        done, failed = helpers.bulk(es, docs, chunk_size=100)
+        assert (done, failed) == (250, [])
+        bad = [
+            {"_index": "checkout", "message": "fine", "service": {"name": "shop"}},
+            {"_index": "checkout", "@timestamp": "not a time", "message": "bad"},
+            {"_op_type": "delete", "_index": "checkout", "_id": "x"},
+        ]
+        done, errors = helpers.bulk(es, bad, raise_on_error=False)
+        assert done == 1
+        assert [(next(iter(e)), e[next(iter(e))]["status"]) for e in errors] == [("index", 400), ("delete", 400)]
+        with pytest.raises(helpers.BulkIndexError) as raised:
+            helpers.bulk(es, bad[1:2])
+        assert "timestamp" in raised.value.errors[0]["index"]["error"]["reason"]
+    logs = recent(url, key, service="shop")
+    assert len(logs) == 251 and {log["log_type"] for log in logs} == {"checkout"}
+
+
+def test_the_clients_auth_forms_are_accepted_and_a_wrong_key_refused(server: tuple[str, str]) -> None:
+    url, key = server
+    for options in ({"api_key": ("some-id", key)}, {"basic_auth": ("elastic", key)}):
+        with Elasticsearch(url, **options) as es:
+            assert es.bulk(operations=[{"create": {"_index": "auth"}}, {"message": "in"}])["errors"] is False
+    with Elasticsearch(url, api_key="llk_wrong") as es, pytest.raises(AuthenticationException) as refused:
+        es.bulk(operations=[{"create": {"_index": "auth"}}, {"message": "out"}])
+    assert refused.value.meta.status == 401
+    assert [log["message"] for log in recent(url, key, log_type="auth")] == ["in", "in"]
