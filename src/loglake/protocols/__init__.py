@@ -1,0 +1,1 @@
+"""What log shippers speak, adapted onto LogService: each protocol's decoding and mapping, free of HTTP."""
