@@ -19,7 +19,9 @@ with `attributes.parse_error` saying why, never dropped. Every record has log ty
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -46,6 +48,12 @@ _RFC5424 = re.compile(
     r"<(\d{1,3})>[1-9]\d? (\S+) (\S+) (\S+) (\S+) (\S+) "
     r'(-|(?:\[[^\]"]*(?:"(?:[^"\\]|\\.)*"[^\]"]*)*\])+)(?: (.*))?\Z',
     re.DOTALL,
+)
+# The same, for one message per line of a text (MULTILINE; nothing of it may cross a newline).
+_RFC5424_LINES = re.compile(
+    r"^<(\d{1,3})>[1-9]\d? (\S+) (\S+) (\S+) (\S+) (\S+) "
+    r'(-|(?:\[[^\]"\n]*(?:"(?:[^"\\\n]|\\[^\n])*"[^\]"\n]*)*\])+)(?: ([^\n]*))?$',
+    re.MULTILINE,
 )
 _CLAIMS_5424 = re.compile(r"<\d{1,3}>[1-9]\d? ")
 _RFC3164 = re.compile(
@@ -132,22 +140,18 @@ def parse_messages(frames: list[bytes], peer: str, bounds: TimeBounds, limits: L
     """The records of a batch of syslog messages (one per frame or datagram) from the sender at `peer`,
     each within the record's limits (what does not fit is cut, and says so in attributes.parse_error).
 
-    Built column by column: RFC 5424 messages, the common case, cost one regex match each and a few
-    list comprehensions over the batch, with no Python object per field; the rest go one by one."""
-    texts = [frame.decode("utf-8", "replace") for frame in frames]
-    matches = list(map(_RFC5424.match, texts))
-    if None not in matches:
-        parts = _from_5424(matches, texts)
+    Built column by column. The common case, RFC 5424 messages without a newline inside, is decoded as one
+    text and matched by one findall over it: the fields come out as tuples, with no Python call per
+    message; what follows is a few list comprehensions over the batch. Anything else goes one by one."""
+    blob = b"\n".join(frames).decode("utf-8", "replace")
+    rows = _RFC5424_LINES.findall(blob) if blob.count("\n") == len(frames) - 1 else ()
+    if len(rows) == len(frames):
+        lines = functools.cache(lambda: blob.split("\n"))  # the whole text of a message, when one is needed
+        parts = _from_5424(rows, lines)
     else:
-        parsed = [i for i, found in enumerate(matches) if found is not None]
-        parts = _Parts.sized(len(texts))
-        if parsed:
-            rfc5424 = _from_5424([matches[i] for i in parsed], [texts[i] for i in parsed])
-            for at, index in enumerate(parsed):
-                parts.put(index, rfc5424, at)
-        for index, found in enumerate(matches):
-            if found is None:
-                parts.put(index, _from_other(texts[index]), 0)
+        texts = [frame.decode("utf-8", "replace") for frame in frames]
+        lines = functools.cache(lambda: texts)
+        parts = _one_by_one(texts)
     for index, frame in enumerate(frames):
         if type(frame) is TruncatedFrame:
             _note(parts, index, "parse_error", f"the message was longer than {len(frame)} bytes and was cut to that")
@@ -159,14 +163,29 @@ def parse_messages(frames: list[bytes], peer: str, bounds: TimeBounds, limits: L
         attributes[index] = parts.heads[index] + "," + _encode(extra)[1:-1].decode() + tail
     encoded = [text.encode() for text in attributes]
     if max(map(len, encoded)) > limits.max_attribute_bytes:
-        _fit_attributes(parts, encoded, texts, tail, limits)
+        _fit_attributes(parts, encoded, lines(), tail, limits)
     return SyslogColumns(stamps, parts.services, parts.severities, parts.messages, encoded, _unparsed(parts))  # type: ignore[arg-type]
 
 
-def _from_5424(matches: list[re.Match[str]], texts: list[str]) -> _Parts:
-    """RFC 5424 messages, column by column."""
-    groups = [found.groups() for found in matches]
-    pris, stamps, hosts, apps, procids, msgids, data, messages = map(list, zip(*groups, strict=True))
+def _one_by_one(texts: list[str]) -> _Parts:
+    """Messages of any kind, in order: the RFC 5424 ones still column by column."""
+    matches = [_RFC5424.match(text) for text in texts]
+    parsed = [i for i, found in enumerate(matches) if found is not None]
+    parts = _Parts.sized(len(texts))
+    if parsed:
+        rows = [matches[i].groups() for i in parsed]  # type: ignore[union-attr]
+        rfc5424 = _from_5424(rows, functools.cache(lambda: [texts[i] for i in parsed]))
+        for at, index in enumerate(parsed):
+            parts.put(index, rfc5424, at)
+    for index, found in enumerate(matches):
+        if found is None:
+            parts.put(index, _from_other(texts[index]), 0)
+    return parts
+
+
+def _from_5424(rows: Sequence[tuple], lines: Callable[[], list[str]]) -> _Parts:
+    """RFC 5424 messages, column by column, from their regex groups; `lines()` gives their whole texts."""
+    pris, stamps, hosts, apps, procids, msgids, data, messages = map(list, zip(*rows, strict=True))
     parts = _Parts(stamps, list(map(_services.get, apps)), list(map(_SEVERITY_OF_PRI.get, pris)), messages, [])
     heads = list(map(_HEAD_OF_PRI.get, pris))
     if None in heads:  # PRI above 191 (or with leading zeros): not syslog after all
@@ -175,7 +194,7 @@ def _from_5424(matches: list[re.Match[str]], texts: list[str]) -> _Parts:
                 heads[index] = _HEAD_OF_PRI[_NO_PRI]
                 _note(parts, index, "parse_error", "PRI is not a number from 0 to 191")
                 parts.severities[index] = _SEVERITY_OF_PRI[_NO_PRI]
-                messages[index], stamps[index], apps[index] = texts[index], _NIL, _NIL
+                messages[index], stamps[index], apps[index] = lines()[index], _NIL, _NIL
                 hosts[index] = procids[index] = msgids[index] = data[index] = _NIL
                 parts.services[index] = DEFAULT_SERVICE
     if None in parts.services:
@@ -198,11 +217,14 @@ def _from_5424(matches: list[re.Match[str]], texts: list[str]) -> _Parts:
             ["" if sd == _NIL else ',"structured_data":' + _encode(_structured_data(sd)).decode() for sd in data]
         )
     parts.heads = list(map("".join, zip(*pieces, strict=True)))
-    if None in messages:  # no MSG: the whole line
-        parts.messages = [text if message is None else message for message, text in zip(messages, texts, strict=True)]
-    parts.messages = [message[1:] if message[:1] in _LEADING else message for message in parts.messages]
-    if "" in parts.messages:
-        parts.messages = [message or text for message, text in zip(parts.messages, texts, strict=True)]
+    parts.messages = [message[1:] if message[:1] in _LEADING else message for message in messages if message]
+    if len(parts.messages) != len(messages):  # no MSG (None from match, "" from findall): the whole line
+        parts.messages = [
+            (message[1:] if message[:1] in _LEADING else message) if message else text
+            for message, text in zip(messages, lines(), strict=True)
+        ]
+    elif "" in parts.messages:  # MSG was only a BOM or a space
+        parts.messages = [message or text for message, text in zip(parts.messages, lines(), strict=True)]
     return parts
 
 
