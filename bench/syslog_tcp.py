@@ -1,8 +1,10 @@
 """Syslog over TCP: messages/s from senders' first byte until /metrics counts every message stored.
 
 The --rows record set (default 1,000,000, from make_dataset.py) becomes RFC 5424 lines before the clock
-starts: the record's service as APP-NAME, its severity as PRI, its time, its message as MSG, framed by a
-newline (or by octet counting with --octet-count), as rsyslog forwards them. --senders TCP connections
+starts: the record's service as APP-NAME, its severity as PRI, its message as MSG, framed by a newline (or
+by octet counting with --octet-count), as rsyslog forwards them. The time is the sending machine's, as
+syslog senders stamp messages: the set's own times spread over a week, which would make every commit a
+part per day. --senders TCP connections
 (default 1) each send their share as fast as the server reads it. A message counts once stored: the run
 ends when loglake_protocol_records_total{protocol="syslog",outcome="accepted"} reaches the number sent
 (it fails if that does not happen within --timeout seconds of the last byte). Each round gets a fresh
@@ -31,9 +33,11 @@ PRI = {"debug": 15, "info": 14, "warning": 12, "error": 11, "critical": 10}  # f
 
 def syslog_lines(path: str, octet_count: bool) -> list[bytes]:
     lines = []
-    for record in msgspec.json.Decoder().decode_lines(open(path, "rb").read()):  # noqa: SIM115
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record["timestamp"] / 1000))
-        stamp += f".{record['timestamp'] % 1000:03d}Z"
+    now_ms = int(time.time() * 1000)
+    records = msgspec.json.Decoder().decode_lines(open(path, "rb").read())  # noqa: SIM115
+    for number, record in enumerate(records):
+        sent_ms = now_ms - len(records) + number  # a millisecond apart, up to now
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sent_ms / 1000)) + f".{sent_ms % 1000:03d}Z"
         pri = PRI[record.get("severity", "info")]
         message = f"<{pri}>1 {stamp} bench-host {record.get('service', 'app')} 4242 - - {record['message']}"
         data = message.replace("\n", " ").encode()
