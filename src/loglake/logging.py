@@ -108,6 +108,7 @@ class LoglakeHandler(logging.Handler):
         self.on_sent = on_sent
         self.sent = self.dropped = self.rejected = self.failed_attempts = self.errors = 0
         self._queue: deque[Entry | threading.Event] = deque()
+        self._counting = threading.Lock()
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._backoff = backoff or Backoff(first=0.2, cap=10.0, sleep=self._pause)
@@ -131,26 +132,32 @@ class LoglakeHandler(logging.Handler):
                 message = record.getMessage()  # now: the arguments may change after the call
             except Exception:  # arguments that do not fit the format: the format and the arguments as text
                 message = f"{record.msg} {record.args!r}"
-                self.errors += 1
+                self._count("errors")
             self._put((record.created, record.levelno, record.name, message, record, None))
         except Exception:  # never into the application
-            self.errors += 1
+            self._count("errors")
 
     def enqueue(self, level: int, logger: str, message: str, attributes: dict | None = None) -> None:
         """A record from elsewhere than a LogRecord (the structlog processor), stamped now."""
         try:
             self._put((time.time(), level, logger, message, None, attributes))
         except Exception:
-            self.errors += 1
+            self._count("errors")
 
     def _put(self, entry: Entry) -> None:
         queue = self._queue
         if len(queue) >= self.queue_size or self._closing.is_set():
-            self.dropped += 1
+            self._count("dropped")
             return
         queue.append(entry)
         if len(queue) >= self.batch_size:
             self._wake.set()
+
+    def _count(self, counter: str, amount: int = 1) -> None:
+        """Add to a counter that application threads and the handler's thread both change (the rare paths:
+        the common one, a record queued, counts nothing)."""
+        with self._counting:
+            setattr(self, counter, getattr(self, counter) + amount)
 
     @property
     def pending(self) -> int:
@@ -175,7 +182,7 @@ class LoglakeHandler(logging.Handler):
         self._closing.set()
         self._wake.set()
         self._thread.join(self.flush_timeout)
-        self.dropped += self.pending
+        self._count("dropped", self.pending)
         self._queue.clear()
         self._http.close()
         atexit.unregister(self.close)
@@ -190,7 +197,7 @@ class LoglakeHandler(logging.Handler):
             try:
                 self._drain()
             except Exception:  # a bug must not end the thread: what is queued would never leave
-                self.errors += 1
+                self._count("errors")
 
     def _drain(self) -> None:
         queue = self._queue
@@ -247,7 +254,7 @@ class LoglakeHandler(logging.Handler):
                 batch = [item for index, item in enumerate(batch) if index not in bad]
                 continue
             except httpx.HTTPError:  # closing, and the server still does not take it
-                self.dropped += len(batch)
+                self._count("dropped", len(batch))
                 return
             ids = [record_id for record_id, _ in batch]
             self.sent += len(ids)
@@ -255,7 +262,7 @@ class LoglakeHandler(logging.Handler):
                 try:
                     self.on_sent(ids)
                 except Exception:
-                    self.errors += 1
+                    self._count("errors")
             return
 
     def _post(self, body: bytes) -> None:
@@ -304,7 +311,7 @@ class LoglakeProcessor:
             name = str(fields.pop("logger", self.logger_name))
             self.handler.enqueue(level if type(level) is int else logging.INFO, name, message, fields)
         except Exception:
-            self.handler.errors += 1
+            self.handler._count("errors")
         return event_dict
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import time
@@ -212,7 +213,8 @@ class LoglakeApp:
     def on_syslog(self, tally: SyslogTally) -> None:
         """From the syslog listeners' thread: counted on the event loop, the metrics' one writer."""
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.metrics.on_syslog, tally)
+            with contextlib.suppress(RuntimeError):  # the server's loop has ended: nobody reads the metrics now
+                self._loop.call_soon_threadsafe(self.metrics.on_syslog, tally)
 
     def on_commit(self, rows: int, seconds: float) -> None:
         self.metrics.on_commit(rows, seconds)

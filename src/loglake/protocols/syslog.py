@@ -45,6 +45,7 @@ MAX_COMMITS_IN_FLIGHT = 2
 MAX_PENDING_RECORDS = 100_000  # UDP datagrams beyond this many parsed, uncommitted records are dropped
 MAX_DATAGRAM_BYTES = 65_535
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+_MAX_VERDICTS = 10_000
 _log = logging.getLogger("loglake.syslog")
 
 
@@ -109,6 +110,7 @@ class SyslogListeners:
         self._tcp = parse_listen_address(settings.syslog_tcp) if settings.syslog_tcp else None
         self._tls_files = (settings.syslog_tls_cert, settings.syslog_tls_key) if settings.syslog_tls_cert else None
         self._allowed = parse_networks(settings.syslog_allow) or _LOOPBACK
+        self._verdicts: dict[str, bool] = {}
         self.allowance = Allowance(settings.syslog_rate_limit, monotonic())
         self._sockets: dict[str, socket.socket] = {}
         self._tls: ssl.SSLContext | None = None
@@ -191,10 +193,16 @@ class SyslogListeners:
         await batcher.drain()
 
     def allowed(self, peer: str) -> bool:
-        address = ipaddress.ip_address(peer.split("%", 1)[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self._allowed)
+        """Whether syslog_allow lists the sender (each address worked out once: UDP asks per datagram)."""
+        verdict = self._verdicts.get(peer)
+        if verdict is None:
+            address = ipaddress.ip_address(peer.split("%", 1)[0])
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+                address = address.ipv4_mapped
+            verdict = any(address in network for network in self._allowed)
+            if len(self._verdicts) < _MAX_VERDICTS:
+                self._verdicts[peer] = verdict
+        return verdict
 
     def parse(self, frames: list[bytes], peer: str) -> SyslogColumns:
         return parse_messages(frames, peer, TimeBounds.of(self.limits, int(self.clock() * 1000)), self.limits)
