@@ -127,6 +127,8 @@ class LoglakeHandler(logging.Handler):
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self._thread.ident:  # httpx's own log of a batch sent: it would feed itself
+            return
         try:
             try:
                 message = record.getMessage()  # now: the arguments may change after the call

@@ -90,3 +90,26 @@ def test_kill_9_of_the_logging_process_and_the_server(tmp_path: Path) -> None:
                 child.kill()
                 child.wait(10)
         server.kill()
+
+
+def test_what_is_queued_is_sent_when_the_process_exits(tmp_path: Path) -> None:
+    """No flush() in the program: logging's shutdown at exit sends what is still queued. On the root logger
+    at INFO, the handler also hears httpx log each batch it sends: those it leaves out (they would come back
+    with every batch, one more each time)."""
+    server = ServerProcess(tmp_path / "data", free_port(), tmp_path / "server.log", ("--no-auth",)).start()
+    program = (
+        "import logging, sys\n"
+        "from loglake.logging import LoglakeHandler\n"
+        "logging.basicConfig(level=logging.INFO, handlers=[LoglakeHandler(sys.argv[1], service='exiting',"
+        " flush_interval=3600)])\n"
+        "for n in range(250):\n"
+        "    logging.info('before exit %d', n)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    try:
+        subprocess.run([sys.executable, "-c", program, server.url], env=env, check=True, timeout=60)
+        sql = "SELECT count(*), count(DISTINCT message) FROM logs WHERE service = 'exiting'"
+        answer = httpx.post(server.url + "/query", json={"sql": sql}, timeout=60).json()
+        assert answer["rows"] == [[250, 250]]
+    finally:
+        server.stop()
