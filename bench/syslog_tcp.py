@@ -82,10 +82,12 @@ def one_round(args: argparse.Namespace, payloads: list[bytes], count: int, numbe
             "seconds": round(seconds, 3),
             "messages_per_s": round(stored / seconds, 1),
             "server_cpu_percent": round(100 * cpu / seconds, 1),
+            "server_cpu_us_per_message": round(cpu / max(stored, 1) * 1e6, 2),
         }
         print(
             f"round {number}: {row['messages_per_s']:>9,.0f} messages/s  ({stored:,} of {count:,} stored in "
-            f"{seconds:.2f} s, server CPU {row['server_cpu_percent']:.0f}%)",
+            f"{seconds:.2f} s, server CPU {row['server_cpu_percent']:.0f}%, "
+            f"{row['server_cpu_us_per_message']:.1f} µs of server CPU per message)",
             flush=True,
         )
         if stored != count:

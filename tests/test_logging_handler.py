@@ -134,17 +134,24 @@ def test_the_structlog_processor(server, key, make_handler) -> None:
     assert captured == [{"event": "user signed in", "user": "ada", "attempts": 2, "level": "warning"}]  # passed on
 
 
-def test_sigv4_with_botocore_credentials(server, make_handler, key) -> None:
+@pytest.mark.parametrize("source", ["given", "environment"])
+def test_sigv4_with_botocore_credentials(server, make_handler, key, source, monkeypatch) -> None:
+    name = f"sdk-{source}"
     created = run_cli(
-        "keys", "create", "--name", "sdk", "--scopes", "ingest", "--sigv4", "--data-dir", str(server.data_dir)
+        "keys", "create", "--name", name, "--scopes", "ingest", "--sigv4", "--data-dir", str(server.data_dir)
     )
     access_key_id, secret = created.stdout.split()
-    handler = make_handler(
-        api_key=None, sigv4_region="us-east-1", credentials=Credentials(access_key_id, secret), service="signed"
-    )
-    a_logger("signed", handler).info("signed with SigV4")
+    credentials = Credentials(access_key_id, secret)
+    if source == "environment":  # botocore's own chain finds them
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", access_key_id)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+        credentials = None
+    handler = make_handler(api_key=None, sigv4_region="us-east-1", credentials=credentials, service=name)
+    a_logger(name, handler).info("signed with SigV4")
     assert handler.flush()
-    assert [log["message"] for log in stored(server, key, "signed")] == ["signed with SigV4"]
+    assert [log["message"] for log in stored(server, key, name)] == ["signed with SigV4"]
     assert handler.failed_attempts == 0
 
 
