@@ -137,3 +137,12 @@ def test_stopping_commits_what_was_read(listening, monkeypatch: pytest.MonkeyPat
     assert syslog.stored() == []
     syslog.listeners.stop()
     assert syslog.stored() == ["read before the stop"]
+
+
+def test_messages_the_store_cannot_take_are_counted_not_lost_silently(listening) -> None:
+    syslog = listening()
+    syslog.runtime.store.close()  # every write now fails: StoreUnavailable
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.sendto(b"<14>1 - h a - - - nowhere to go", ("127.0.0.1", syslog.port))
+    syslog.wait_for_tallies(lambda t: any(x.unstored for x in t))
+    assert [(t.accepted, t.unstored, t.rejected) for t in syslog.tallies] == [(0, 1, 1)]

@@ -8,7 +8,8 @@ lake parts (the columnar path of POST /logs), a small one goes to the hot store.
 
 What is guaranteed: syslog has no acknowledgement, so a sender counts a message delivered once its
 bytes left. loglake stores what it has committed: a crash (kill -9, power cut with durability full)
-loses at most the messages read but not yet committed, those of the last BATCH_SECONDS or so. While
+loses the messages read but not yet committed, those of the last BATCH_SECONDS or so, and, like a stop,
+what still waited in the connections' buffers. While
 commits fall behind (MAX_COMMITS_IN_FLIGHT) or a listener is over its rate, TCP connections are not
 read, so senders hold back (TCP flow control) instead of losing messages; UDP datagrams then are
 dropped, and counted.
@@ -37,7 +38,6 @@ from loglake.model import SEVERITY_ALIASES, Limits, NewRecord, TimeBounds
 from loglake.protocols.syslog_framing import StreamFramer
 from loglake.protocols.syslog_parse import LOG_TYPE, SyslogColumns, parse_messages
 from loglake.service import LogService
-from loglake.store.base import StoreUnavailable
 
 BATCH_RECORDS = 20_000
 BATCH_SECONDS = 0.2
@@ -295,7 +295,7 @@ class _Batcher:
                 await self.service.write_table(table)
             else:
                 await self.service.write(_records(batch))
-        except StoreUnavailable as e:
+        except Exception as e:  # StoreUnavailable, or a failed write of lake parts: counted, and said why
             _log.warning("syslog: %d message(s) not stored: %s", count, e)
             self.listeners.report(SyslogTally(unstored=count))
             return
