@@ -26,7 +26,12 @@ FAST = Backoff(first=0.01, cap=0.05)
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for the module: each test logs under a service of its own."""
     folder = tmp_path_factory.mktemp("handler")
-    server = ServerProcess(folder / "data", free_port(), folder / "server.log").start()
+    server = ServerProcess(folder / "data", free_port(), folder / "server.log")
+    try:
+        server.start(timeout=60)
+    except BaseException:
+        server.log.close()
+        raise
     yield server
     server.stop()
 

@@ -41,6 +41,15 @@ while True:
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+def started(server: ServerProcess) -> ServerProcess:
+    """The server started (given a minute: the machine may be busy), its log closed if it does not start."""
+    try:
+        return server.start(timeout=60)
+    except BaseException:
+        server.log.close()
+        raise
+
+
 def reported_ids(path: Path) -> list[str]:
     """The ids the children reported, whole lines only (a kill may cut the last one short)."""
     return [line for line in path.read_text().split("\n") if UUID.fullmatch(line)]
@@ -55,7 +64,7 @@ def wait_for_more(path: Path, than: int) -> int:
 
 def test_kill_9_of_the_logging_process_and_the_server(tmp_path: Path) -> None:
     port = free_port()
-    server = ServerProcess(tmp_path / "data", port, tmp_path / "server.log", ("--no-auth",)).start()
+    server = started(ServerProcess(tmp_path / "data", port, tmp_path / "server.log", ("--no-auth",)))
     reported = tmp_path / "reported.txt"
     reported.touch()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -71,7 +80,7 @@ def test_kill_9_of_the_logging_process_and_the_server(tmp_path: Path) -> None:
             if run == 1:  # the server goes away under a logging child, and comes back on the same port
                 server.kill()
                 time.sleep(0.3)
-                server = ServerProcess(tmp_path / "data", port, tmp_path / "server.log", ("--no-auth",)).start()
+                server = started(ServerProcess(tmp_path / "data", port, tmp_path / "server.log", ("--no-auth",)))
                 wait_for_more(reported, len(reported_ids(reported)) + 50)
             child.send_signal(signal.SIGKILL)
             child.wait(10)
@@ -96,7 +105,7 @@ def test_what_is_queued_is_sent_when_the_process_exits(tmp_path: Path) -> None:
     """No flush() in the program: logging's shutdown at exit sends what is still queued. On the root logger
     at INFO, the handler also hears httpx log each batch it sends: those it leaves out (they would come back
     with every batch, one more each time)."""
-    server = ServerProcess(tmp_path / "data", free_port(), tmp_path / "server.log", ("--no-auth",)).start()
+    server = started(ServerProcess(tmp_path / "data", free_port(), tmp_path / "server.log", ("--no-auth",)))
     program = (
         "import logging, sys\n"
         "from loglake.logging import LoglakeHandler\n"

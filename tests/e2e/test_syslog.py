@@ -52,11 +52,18 @@ REJECTED = 'loglake_protocol_records_total{protocol="syslog",outcome="rejected"}
 
 
 @pytest.fixture
-def syslog_server(server_factory: Callable[..., ServerProcess]) -> Callable[..., ServerProcess]:
-    def start(*args: str) -> ServerProcess:
-        return server_factory(None, "--no-auth", *args)
+def syslog_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """`loglake serve --no-auth ARGS`, given a minute to start (the machine may be busy)."""
+    started: list[ServerProcess] = []
 
-    return start
+    def start(*args: str) -> ServerProcess:
+        server = ServerProcess(tmp_path / "server-data", free_port(), tmp_path / "server.log", ("--no-auth", *args))
+        started.append(server)
+        return server.start(timeout=60)
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 def listening(port: int) -> tuple[str, ...]:
@@ -231,7 +238,8 @@ def test_what_metrics_counted_as_stored_survives_kill_9(tmp_path: Path, killed_a
     port = free_port()
     args = ("--no-auth", "--syslog-tcp", f"127.0.0.1:{port}")
     server = ServerProcess(tmp_path / "data", free_port(), tmp_path / "server.log", args)
-    killed_and_restarted.append(server.start())
+    killed_and_restarted.append(server)
+    server.start(timeout=60)
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"".join(b"<14>1 - h survivor - - - message %d\n" % i for i in range(3000)))
     deadline = time.monotonic() + 20
@@ -240,7 +248,8 @@ def test_what_metrics_counted_as_stored_survives_kill_9(tmp_path: Path, killed_a
     assert metric(server, ACCEPTED) == 3000
     server.kill()
     again = ServerProcess(tmp_path / "data", free_port(), tmp_path / "server.log", args)
-    killed_and_restarted.append(again.start())
+    killed_and_restarted.append(again)
+    again.start(timeout=60)
     sql = "SELECT count(*), count(DISTINCT message) FROM logs WHERE service = 'survivor'"
     answer = httpx.post(again.url + "/query", json={"sql": sql}, timeout=30).json()
     assert answer["rows"] == [[3000, 3000]]
