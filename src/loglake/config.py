@@ -111,6 +111,22 @@ class Settings:
     llm_input_price: float = _opt(0.0, "Price of a million input tokens, in USD (for the cost in /metrics).")
     llm_output_price: float = _opt(0.0, "Price of a million output tokens, in USD.")
     llm_conversation_hours: int = _opt(168, "Conversations (and cached answers' history) expire after this long.")
+
+    # -- syslog listeners (protocols/syslog.py)
+    syslog_udp: str = _opt("", "HOST:PORT (or PORT, on 127.0.0.1) to receive syslog over UDP; empty = off.")
+    syslog_tcp: str = _opt("", "HOST:PORT (or PORT, on 127.0.0.1) to receive syslog over TCP; empty = off.")
+    syslog_tls_cert: str = _opt("", "PEM certificate (chain) for TLS on the syslog TCP listener; empty = plain TCP.")
+    syslog_tls_key: str = _opt("", "PEM private key of syslog_tls_cert.")
+    syslog_allow: str = _opt(
+        "",
+        "Comma-separated source networks (10.0.0.0/8, 192.0.2.7) whose syslog is taken; empty = loopback only. "
+        "0.0.0.0/0,::/0 takes any.",
+    )
+    syslog_rate_limit: float = _opt(
+        500_000.0,
+        "Syslog messages per second per listener: TCP senders are slowed down (not read), UDP datagrams "
+        "beyond it are dropped and counted.",
+    )
     # -- Amplify access logs
     amplify_config: str = _opt(
         "", "JSON configuration of the Amplify access-log collector; set, the server collects on its schedule."
@@ -192,6 +208,7 @@ class Settings:
         except ValueError as e:
             found.append(f"cors_allow_origins: {e}")
         found.extend(llm_problems(self))
+        found.extend(syslog_problems(self))
         if (self.lake_prefix or self.lake_endpoint) and not self.lake_bucket:
             found.append("lake_prefix and lake_endpoint need lake_bucket (the S3 bucket of the lake)")
         return found
@@ -307,6 +324,57 @@ def parse_origins(text: str) -> tuple[str, ...]:
         if origin != "*" and not _ORIGIN.fullmatch(origin):
             raise ValueError(f"{origin!r} is not an origin like https://logs.example.com (or *)")
     return origins
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """HOST:PORT, [IPv6]:PORT or PORT (on 127.0.0.1) as (host, port); ValueError saying what is wrong."""
+    text = text.strip()
+    host, _, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT with a port from 1 to 65535 (like 127.0.0.1:5514)")
+    return host, int(port)
+
+
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """syslog_allow as networks; ValueError naming one that is not an address or network."""
+    networks = []
+    for item in (i.strip() for i in text.split(",")):
+        if item:
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network like 10.0.0.0/8") from None
+    return tuple(networks)
+
+
+def syslog_problems(settings: Settings) -> list[str]:
+    found = []
+    hosts = []
+    for name in ("syslog_udp", "syslog_tcp"):
+        if getattr(settings, name):
+            try:
+                hosts.append(parse_listen_address(getattr(settings, name))[0])
+            except ValueError as e:
+                found.append(f"{name}: {e}")
+    try:
+        allowed = parse_networks(settings.syslog_allow)
+    except ValueError as e:
+        found.append(f"syslog_allow: {e}")
+        allowed = ()
+    exposed = [h for h in hosts if not is_loopback(h)]
+    if exposed and not allowed:
+        found.append(
+            f"refusing to take syslog on {exposed[0]} from anywhere: syslog has no credentials. Name the "
+            "senders' networks with syslog_allow (--syslog-allow 10.0.0.0/8), or bind to 127.0.0.1"
+        )
+    if bool(settings.syslog_tls_cert) != bool(settings.syslog_tls_key):
+        found.append("syslog_tls_cert and syslog_tls_key go together: give both files, or neither")
+    elif settings.syslog_tls_cert and not settings.syslog_tcp:
+        found.append("syslog_tls_cert is for the TCP listener: set syslog_tcp too")
+    if not settings.syslog_rate_limit > 0:
+        found.append(f"syslog_rate_limit must be positive, got {settings.syslog_rate_limit}")
+    return found
 
 
 def is_loopback(host: str) -> bool:

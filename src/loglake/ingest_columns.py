@@ -52,33 +52,65 @@ def plainly_valid_table(items: Sequence[Any], limits: Limits, now_ms: int) -> pa
     client_ids = field("id")
     if client_ids.count(None) != len(client_ids):
         return None
-    timestamps = _timestamps(field("timestamp"), limits, now_ms)
-    if timestamps is None:
+    return valid_columns_table(
+        field("timestamp"),
+        field("service"),
+        field("log_type"),
+        field("severity"),
+        field("message"),
+        field("attributes"),
+        limits,
+        now_ms,
+        trace_ids=field("trace_id"),
+        span_ids=field("span_id"),
+    )
+
+
+def valid_columns_table(
+    timestamps: list[Any],
+    services: list[str | None],
+    log_types: list[str | None],
+    severities: list[str | None],
+    messages: list[str],
+    attributes: list[Any],
+    limits: Limits,
+    now_ms: int,
+    *,
+    trace_ids: list[str | None] | None = None,
+    span_ids: list[str | None] | None = None,
+) -> pa.Table | None:
+    """Records given as columns (Python lists of one field each; attributes as JSON bytes, empty or b"null"
+    for none; no trace_ids/span_ids: none has one) as an app_logs table with fresh ids, if every one
+    passes every rule of model.validate_batch; else None. What plainly_valid_table checks once it has
+    the columns: protocol adapters that decode into columns themselves (protocols/) call it directly."""
+    count = len(messages)
+    times = _timestamps(timestamps, limits, now_ms)
+    if times is None:
         return None
-    messages = pa.array(field("message"), pa.string())
-    sizes = pc.binary_length(messages)
+    texts = pa.array(messages, pa.string())
+    sizes = pc.binary_length(texts)
     if pc.min(sizes).as_py() < 1 or pc.max(sizes).as_py() > limits.max_message_bytes:
         return None
-    service = _names(field("service"), DEFAULT_SERVICE)
-    log_type = _names(field("log_type"), DEFAULT_LOG_TYPE)
-    severity = _severities(field("severity"))
-    attributes = _attributes(field("attributes"), limits)
-    trace_id = _hex_ids(field("trace_id"), TRACE_ID_HEX_DIGITS)
-    span_id = _hex_ids(field("span_id"), SPAN_ID_HEX_DIGITS)
-    if service is None or log_type is None or severity is None or attributes is None:
+    service = _names(services, DEFAULT_SERVICE)
+    log_type = _names(log_types, DEFAULT_LOG_TYPE)
+    severity = _severities(severities)
+    attribute_texts = _attributes(attributes, limits)
+    if service is None or log_type is None or severity is None or attribute_texts is None:
         return None
+    trace_id = _hex_ids(trace_ids, TRACE_ID_HEX_DIGITS) if trace_ids is not None else pa.nulls(count, pa.string())
+    span_id = _hex_ids(span_ids, SPAN_ID_HEX_DIGITS) if span_ids is not None else pa.nulls(count, pa.string())
     if trace_id is None or span_id is None:
         return None
-    high, low = _id_halves(timestamps)
+    high, low = _id_halves(times)
     columns = [
         uuid_strings(int64_bytes(high), int64_bytes(low)),
-        timestamps.cast(_MS),
+        times.cast(_MS),
         service,
         log_type,
         severity,
-        messages,
-        attributes,
-        pa.nulls(len(items), pa.string()),
+        texts,
+        attribute_texts,
+        pa.nulls(count, pa.string()),
         trace_id,
         span_id,
     ]

@@ -25,6 +25,7 @@ from loglake.arrivals import Arrivals
 from loglake.config import ConfigError, Settings
 from loglake.keys import KeyRing, KeyStore
 from loglake.lake.lake import Lake, LakeJobs, MaintenanceReport
+from loglake.protocols.syslog import SyslogListeners, SyslogTally
 from loglake.rules.model import Problem, Rule
 from loglake.rules.scheduler import CatchUp, RuleFolder, RuleScheduler
 from loglake.rules.state import RunRecord
@@ -50,6 +51,8 @@ class RuntimeObserver(Protocol):
     def on_rule_run(self, rule: Rule, record: RunRecord) -> None: ...
 
     def on_rules_loaded(self, rules: list[Rule], problems: list[Problem]) -> None: ...
+
+    def on_syslog(self, tally: SyslogTally) -> None: ...
 
 
 class Runtime:
@@ -118,6 +121,13 @@ class Runtime:
         self.service = LogService(
             self.store, settings.limits, clock, lake=self.lake, record_search=record_search, arrivals=arrivals
         )
+        # The syslog listeners (protocols/syslog.py), when the settings ask for them: bound by `loglake serve`
+        # (which reports a port in use before it starts), served once started.
+        self.syslog = (
+            SyslogListeners(settings, self.service, self._syslog_report, clock)
+            if SyslogListeners.wanted(settings)
+            else None
+        )
         self._keys_opened = False
         # loglake's own events as records of its hot store (self_events.py)
         self.self_events = SelfEvents(self.store, clock) if isinstance(self.store, SQLiteHotStore) else None
@@ -150,9 +160,13 @@ class Runtime:
             self.rules.start()
         if self.delivery is not None:
             self.delivery.start()
+        if self.syslog is not None:
+            self.syslog.start()
 
     def close(self) -> None:
         """Stop the jobs, then close what they use; safe whether or not `start` ran."""
+        if self.syslog is not None:
+            self.syslog.stop()  # commits what it read while the store is open
         if self.delivery is not None:
             self.delivery.stop()
         if self.amplify is not None:
@@ -184,6 +198,10 @@ class Runtime:
     def _collected(self, report: RunReport) -> None:
         for observer in self._observers:
             observer.on_amplify_report(report)
+
+    def _syslog_report(self, tally: SyslogTally) -> None:
+        for observer in self._observers:
+            observer.on_syslog(tally)
 
     def on_rule_run(self, rule: Rule, record: RunRecord) -> None:
         for observer in self._observers:

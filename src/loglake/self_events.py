@@ -99,6 +99,10 @@ class SelfEvents:
     def on_rules_loaded(self, rules: Any, problems: Any) -> None:
         pass
 
+    def on_syslog(self, tally: Any) -> None:
+        if tally.unstored:
+            self.storage_unavailable(tally.unstored)
+
     def write(self) -> int:
         """Store the events counted so far as records; those the store refuses stay for the next turn."""
         with self._lock:

@@ -88,6 +88,14 @@ def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
     except BaseException:
         sock.close()
         raise
+    syslog = app.runtime.syslog
+    if syslog is not None:
+        try:
+            syslog.bind()  # a port in use is said now, not once the server runs
+        except BaseException:
+            app.close()
+            sock.close()
+            raise
     _tune_gc()
     auth = "API keys / SigV4" if settings.auth else "DISABLED (loopback only)"
     print(
@@ -97,6 +105,9 @@ def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
         file=out,
         flush=True,
     )
+    if syslog is not None:
+        listening = ", ".join(f"{kind} {_url_host(host)}:{port}" for kind, (host, port) in syslog.addresses.items())
+        print(f"syslog: {listening}", file=out, flush=True)
     _log_to(app.access_log)
     config = uvicorn.Config(
         app,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import time
@@ -47,6 +48,7 @@ from loglake.config import Settings, parse_origins
 from loglake.keys import ApiKey, KeyStore
 from loglake.lake.lake import MaintenanceReport
 from loglake.lake.query_answers import QueryBusy
+from loglake.protocols.syslog import SyslogTally
 from loglake.rules.model import Problem, Rule
 from loglake.rules.state import RunRecord
 from loglake.runtime import Runtime
@@ -224,6 +226,7 @@ class LoglakeApp:
         self._queries = ThreadPoolExecutor(max_workers=settings.query_concurrency, thread_name_prefix="loglake-sql")
         self._queries_running = 0
         self.asking = ask_routes.Asking(self)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the server's, once the lifespan started
 
     @property
     def keystore(self) -> KeyStore:
@@ -277,6 +280,12 @@ class LoglakeApp:
     def on_rules_loaded(self, rules: list[Rule], problems: list[Problem]) -> None:
         self.metrics.on_rules_loaded(rules, problems)
         self.access_log.event({"event": "rules_loaded", "rules": len(rules), "problems": [str(p) for p in problems]})
+
+    def on_syslog(self, tally: SyslogTally) -> None:
+        """From the syslog listeners' thread: counted on the event loop, the metrics' one writer."""
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the server's loop has ended: nobody reads the metrics now
+                self._loop.call_soon_threadsafe(self.metrics.on_syslog, tally)
 
     def on_commit(self, rows: int, seconds: float) -> None:
         self.metrics.on_commit(rows, seconds)
@@ -335,6 +344,7 @@ class LoglakeApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._loop = asyncio.get_running_loop()
                 self.runtime.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":

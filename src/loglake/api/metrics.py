@@ -21,6 +21,7 @@ from loglake.model import SEVERITY_NAMES
 if TYPE_CHECKING:
     from loglake.alerts.delivery import AlertDelivery
     from loglake.lake.lake import LakeState
+    from loglake.protocols.syslog import SyslogTally
     from loglake.rules.model import Problem, Rule
     from loglake.rules.state import RunRecord
 
@@ -115,6 +116,16 @@ class Metrics:
         self.rule_matches = Counter(
             "loglake_rule_matches_total", "Matches (groups that met the rule's condition) by rule id.", ("rule",)
         )
+        self.protocol_records = Counter(
+            "loglake_protocol_records_total",
+            "Records received through a log shipper's protocol, by protocol and outcome (accepted: stored).",
+            ("protocol", "outcome"),
+        )
+        self.syslog_unparsed = Counter(
+            "loglake_syslog_unparsed_records_total",
+            "Syslog lines that did not parse, stored whole with attributes.parse_error.",
+            (),
+        )
         self.rules_loaded = 0
         self.rule_files_with_problems = 0
         self._services: set[str] = set()
@@ -134,6 +145,15 @@ class Metrics:
     def on_commit(self, rows: int, seconds: float) -> None:
         self.store_write.observe((), seconds)
         self.store_rows.inc((), rows)
+
+    def on_syslog(self, tally: SyslogTally) -> None:
+        if tally.accepted:
+            self.protocol_records.inc(("syslog", "accepted"), tally.accepted)
+            self.count_ingested(tally.by_service_and_severity)
+        if tally.rejected:
+            self.protocol_records.inc(("syslog", "rejected"), tally.rejected)
+        if tally.unparsed:
+            self.syslog_unparsed.inc((), tally.unparsed)
 
     def on_rule_run(self, rule: Rule, record: RunRecord) -> None:
         self.rule_runs.inc((rule.id, record.outcome))
@@ -162,6 +182,8 @@ class Metrics:
             self.rule_runs,
             self.rule_duration,
             self.rule_matches,
+            self.protocol_records,
+            self.syslog_unparsed,
         )
         for metric in metrics:
             lines.extend(metric.render())

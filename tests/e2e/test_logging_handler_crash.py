@@ -1,0 +1,124 @@
+"""The logging handler in a real child process that is kill -9ed and restarted while it logs, against a real
+`loglake serve` that is itself killed and restarted once meanwhile: every record the handler reported as sent
+(its on_sent ids) is stored, and no record is stored twice (retries carry the record's own id)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import ServerProcess, free_port
+
+CHILD = """
+import logging, sys, time
+from loglake.logging import LoglakeHandler
+from loglake.retry import Backoff
+
+reported = open(sys.argv[2], "a")
+
+def on_sent(ids):
+    reported.write("".join(i + "\\n" for i in ids))
+    reported.flush()
+
+handler = LoglakeHandler(sys.argv[1], service="crashy", batch_size=20, flush_interval=0.02, on_sent=on_sent,
+                         backoff=Backoff(first=0.05, cap=0.2))
+logger = logging.getLogger("crashy")
+logger.addHandler(handler)
+logger.setLevel(logging.INFO)
+number = 0
+while True:
+    logger.info("run %s record %d", sys.argv[3], number)
+    number += 1
+    time.sleep(0.002)
+"""
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def started(server: ServerProcess) -> ServerProcess:
+    """The server started (given a minute: the machine may be busy), its log closed if it does not start."""
+    try:
+        return server.start(timeout=60)
+    except BaseException:
+        server.log.close()
+        raise
+
+
+def reported_ids(path: Path) -> list[str]:
+    """The ids the children reported, whole lines only (a kill may cut the last one short)."""
+    return [line for line in path.read_text().split("\n") if UUID.fullmatch(line)]
+
+
+def wait_for_more(path: Path, than: int) -> int:
+    deadline = time.monotonic() + 30
+    while len(reported_ids(path)) <= than and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return len(reported_ids(path))
+
+
+def test_kill_9_of_the_logging_process_and_the_server(tmp_path: Path) -> None:
+    port = free_port()
+    server = started(ServerProcess(tmp_path / "data", port, tmp_path / "server.log", ("--no-auth",)))
+    reported = tmp_path / "reported.txt"
+    reported.touch()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    children: list[subprocess.Popen] = []
+    try:
+        for run in range(4):
+            with (tmp_path / f"child-{run}.log").open("wb") as output:
+                child = subprocess.Popen(
+                    [sys.executable, "-c", CHILD, server.url, str(reported), str(run)], env=env, stderr=output
+                )
+            children.append(child)
+            wait_for_more(reported, len(reported_ids(reported)) + 50)
+            if run == 1:  # the server goes away under a logging child, and comes back on the same port
+                server.kill()
+                time.sleep(0.3)
+                server = started(ServerProcess(tmp_path / "data", port, tmp_path / "server.log", ("--no-auth",)))
+                wait_for_more(reported, len(reported_ids(reported)) + 50)
+            child.send_signal(signal.SIGKILL)
+            child.wait(10)
+            assert child.returncode == -signal.SIGKILL, (tmp_path / f"child-{run}.log").read_text()
+        ids = reported_ids(reported)
+        assert len(ids) >= 200 and len(set(ids)) == len(ids)
+        sql = "SELECT client_id, count(*) AS n FROM logs WHERE service = 'crashy' GROUP BY client_id"
+        answer = httpx.post(server.url + "/query", json={"sql": sql, "limit": 1_000_000}, timeout=60).json()
+        counts = {client_id: n for client_id, n in answer["rows"]}
+        assert not answer["truncated"]
+        assert {i for i in ids if counts.get(i) != 1} == set()  # every reported record stored exactly once
+        assert max(counts.values()) == 1  # and no record of any run twice
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait(10)
+        server.kill()
+
+
+def test_what_is_queued_is_sent_when_the_process_exits(tmp_path: Path) -> None:
+    """No flush() in the program: logging's shutdown at exit sends what is still queued. On the root logger
+    at INFO, the handler also hears httpx log each batch it sends: those it leaves out (they would come back
+    with every batch, one more each time)."""
+    server = started(ServerProcess(tmp_path / "data", free_port(), tmp_path / "server.log", ("--no-auth",)))
+    program = (
+        "import logging, sys\n"
+        "from loglake.logging import LoglakeHandler\n"
+        "logging.basicConfig(level=logging.INFO, handlers=[LoglakeHandler(sys.argv[1], service='exiting',"
+        " flush_interval=3600)])\n"
+        "for n in range(250):\n"
+        "    logging.info('before exit %d', n)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    try:
+        subprocess.run([sys.executable, "-c", program, server.url], env=env, check=True, timeout=60)
+        sql = "SELECT count(*), count(DISTINCT message) FROM logs WHERE service = 'exiting'"
+        answer = httpx.post(server.url + "/query", json={"sql": sql}, timeout=60).json()
+        assert answer["rows"] == [[250, 250]]
+    finally:
+        server.stop()

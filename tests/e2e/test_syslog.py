@@ -1,0 +1,270 @@
+"""Syslog into a real `loglake serve` from real senders: util-linux `logger` and `rsyslogd` over UDP and TCP
+(newline framing and octet counting, RFC 3164 and RFC 5424), TLS with a test certificate, lines that do not
+parse, the allow-list, and what /metrics counted as stored surviving kill -9."""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.conftest import ServerProcess, free_port
+
+pytestmark = pytest.mark.skipif(shutil.which("logger") is None, reason="needs util-linux logger (Debian bsdutils)")
+
+
+def recent(server: ServerProcess, **params: str) -> list[dict]:
+    answer = httpx.get(server.url + "/logs/recent", params={"limit": "1000", **params}, timeout=10)
+    answer.raise_for_status()
+    return answer.json()["logs"]
+
+
+def wait_for(server: ServerProcess, count: int, **params: str) -> list[dict]:
+    deadline = time.monotonic() + 20
+    while True:
+        logs = recent(server, **params)
+        if len(logs) >= count or time.monotonic() > deadline:
+            return logs
+        time.sleep(0.05)
+
+
+def metric(server: ServerProcess, line_start: str) -> float:
+    for line in httpx.get(server.url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+ACCEPTED = 'loglake_protocol_records_total{protocol="syslog",outcome="accepted"}'
+REJECTED = 'loglake_protocol_records_total{protocol="syslog",outcome="rejected"}'
+
+
+@pytest.fixture
+def syslog_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """`loglake serve --no-auth ARGS`, given a minute to start (the machine may be busy)."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str) -> ServerProcess:
+        server = ServerProcess(tmp_path / "server-data", free_port(), tmp_path / "server.log", ("--no-auth", *args))
+        started.append(server)
+        return server.start(timeout=60)
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def listening(port: int) -> tuple[str, ...]:
+    return ("--syslog-udp", f"127.0.0.1:{port}", "--syslog-tcp", f"127.0.0.1:{port}")
+
+
+def logger(port: int, *args: str) -> None:
+    subprocess.run(["logger", "-n", "127.0.0.1", "-P", str(port), *args], check=True, timeout=10)
+
+
+def test_logger_over_udp_and_tcp_in_both_formats(syslog_server: Callable[..., ServerProcess]) -> None:
+    port = free_port()
+    server = syslog_server(*listening(port))
+    logger(port, "--udp", "--rfc3164", "-t", "udp3164", "-p", "auth.err", "-i", "one")
+    logger(port, "--udp", "--rfc5424", "-t", "udp5424", "-p", "daemon.warning", "--msgid", "M1", "two")
+    logger(port, "--tcp", "--rfc3164", "-t", "tcp3164", "-p", "local0.debug", "three")
+    logger(port, "--tcp", "--rfc5424", "-t", "tcp5424", "--sd-id", "order@32473", "--sd-param", 'id="42"', "four")
+    logger(port, "--tcp", "--octet-count", "-t", "counted", "-p", "kern.crit", "five\nstill five")
+    logs = {log["service"]: log for log in wait_for(server, 5)}
+    assert set(logs) == {"udp3164", "udp5424", "tcp3164", "tcp5424", "counted"}
+    assert (logs["udp3164"]["severity"], logs["udp3164"]["message"]) == ("error", "one")
+    assert logs["udp3164"]["attributes"]["facility"] == "auth"
+    assert logs["udp3164"]["attributes"]["procid"].isdigit()  # logger -i: its pid in the tag
+    assert (logs["udp5424"]["severity"], logs["udp5424"]["attributes"]["msgid"]) == ("warning", "M1")
+    assert (logs["tcp3164"]["severity"], logs["tcp3164"]["attributes"]["facility"]) == ("debug", "local0")
+    assert logs["tcp5424"]["attributes"]["structured_data"]["order@32473"] == {"id": "42"}
+    assert (logs["counted"]["severity"], logs["counted"]["message"]) == ("critical", "five\nstill five")
+    hostname = socket.gethostname()
+    for log in logs.values():
+        assert log["log_type"] == "syslog"
+        assert log["attributes"]["hostname"] == hostname
+        assert log["attributes"]["peer"] == "127.0.0.1"
+        assert abs(log["timestamp"] - time.time() * 1000) < 600_000  # the sender's time, not 1970 or a year off
+    assert metric(server, ACCEPTED) == 5
+
+
+@pytest.mark.skipif(shutil.which("rsyslogd") is None, reason="needs rsyslogd (Debian rsyslog)")
+def test_rsyslog_forwards_over_tcp_and_udp(syslog_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    """rsyslogd relays what it hears on one port to loglake over TCP (RFC 5424, octet-counted), and what it
+    hears on another over UDP (its default RFC 3164 format)."""
+    port, to_tcp, to_udp = free_port(), free_port(), free_port()
+    server = syslog_server(*listening(port))
+    config = tmp_path / "rsyslog.conf"
+    config.write_text(
+        f'global(workDirectory="{tmp_path}")\n'
+        'module(load="imudp")\n'
+        f'input(type="imudp" address="127.0.0.1" port="{to_tcp}" ruleset="tcp")\n'
+        f'input(type="imudp" address="127.0.0.1" port="{to_udp}" ruleset="udp")\n'
+        f'ruleset(name="tcp") {{ action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp" '
+        'template="RSYSLOG_SyslogProtocol23Format" TCP_Framing="octet-counted") }\n'
+        f'ruleset(name="udp") {{ action(type="omfwd" target="127.0.0.1" port="{port}" protocol="udp") }}\n'
+    )
+    rsyslogd = subprocess.Popen(
+        ["rsyslogd", "-n", "-f", str(config), "-i", str(tmp_path / "rsyslogd.pid")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        services: set[str] = set()
+        while services != {"via-tcp", "via-udp"} and time.monotonic() < deadline:  # rsyslogd takes a moment
+            for relay, tag in ((to_tcp, "via-tcp"), (to_udp, "via-udp")):
+                if tag not in services:
+                    logger(relay, "--udp", "--rfc3164", "-t", tag, "-p", "local3.warning", "relayed by rsyslog")
+            time.sleep(0.3)
+            logs = recent(server)
+            services = {log["service"] for log in logs}
+    finally:
+        rsyslogd.terminate()
+        rsyslogd.wait(10)
+    assert services == {"via-tcp", "via-udp"}
+    for log in logs:
+        assert (log["severity"], log["message"]) == ("warning", "relayed by rsyslog")
+        assert (log["attributes"]["facility"], log["attributes"]["hostname"]) == ("local3", socket.gethostname())
+        assert "parse_error" not in log["attributes"]
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_tls_with_a_test_certificate(syslog_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    port = free_port()
+    server = syslog_server(
+        "--syslog-tcp", f"127.0.0.1:{port}", "--syslog-tls-cert", str(cert), "--syslog-tls-key", str(key)
+    )
+    with socket.create_connection(("127.0.0.1", port)) as plain:  # no TLS: nothing is taken from it
+        plain.sendall(b"<14>1 - h plain - - - not over tls\n")
+    context = ssl.create_default_context(cafile=str(cert))
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        message = b"<14>1 - h secure - - - over tls\nwith a newline"
+        tls.sendall(b"%d %b" % (len(message), message))
+    (log,) = wait_for(server, 1)
+    assert (log["service"], log["message"]) == ("secure", "over tls\nwith a newline")
+    time.sleep(0.5)  # past a commit interval: the plain connection's line would have been committed by now
+    assert [log["service"] for log in recent(server)] == ["secure"]
+
+
+def test_lines_that_do_not_parse_are_stored_whole_and_counted(syslog_server: Callable[..., ServerProcess]) -> None:
+    port = free_port()
+    server = syslog_server(*listening(port))
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(
+            b"garbage line\n<13>1 2026-12-04T00:00:00Z half\n<14>1 - h fine - - - good\n<13>no newline at the end"
+        )
+    logs = wait_for(server, 4)
+    assert sorted(log["message"] for log in logs) == [
+        "<13>1 2026-12-04T00:00:00Z half",
+        "garbage line",
+        "good",
+        "no newline at the end",
+    ]
+    errors = {log["message"]: log["attributes"].get("parse_error") for log in logs}
+    assert errors["garbage line"] == "no <PRI> at the start: not a syslog message"
+    assert errors["<13>1 2026-12-04T00:00:00Z half"] == "the RFC 5424 header does not parse"
+    assert errors["good"] is None and errors["no newline at the end"] is None
+    assert metric(server, "loglake_syslog_unparsed_records_total") == 2
+    assert metric(server, ACCEPTED) == 4
+
+
+def test_senders_outside_the_allow_list_are_refused(syslog_server: Callable[..., ServerProcess]) -> None:
+    port = free_port()
+    server = syslog_server(*listening(port), "--syslog-allow", "192.0.2.0/24")
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(10)
+        try:
+            sock.sendall(b"<14>1 - h tcp - - - refused\n")
+            assert sock.recv(100) == b""  # closed by the server
+        except ConnectionResetError:
+            pass
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.sendto(b"<14>1 - h udp - - - refused", ("127.0.0.1", port))
+    deadline = time.monotonic() + 20
+    while metric(server, REJECTED) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert metric(server, REJECTED) == 1  # the datagram; the connection was closed before it sent anything
+    assert recent(server) == []
+
+
+@pytest.fixture
+def killed_and_restarted(tmp_path: Path) -> Iterator[list[ServerProcess]]:
+    servers: list[ServerProcess] = []
+    yield servers
+    for server in servers:
+        server.kill()
+
+
+def test_what_metrics_counted_as_stored_survives_kill_9(tmp_path: Path, killed_and_restarted: list) -> None:
+    port = free_port()
+    args = ("--no-auth", "--syslog-tcp", f"127.0.0.1:{port}")
+    server = ServerProcess(tmp_path / "data", free_port(), tmp_path / "server.log", args)
+    killed_and_restarted.append(server)
+    server.start(timeout=60)
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"".join(b"<14>1 - h survivor - - - message %d\n" % i for i in range(3000)))
+    deadline = time.monotonic() + 20
+    while metric(server, ACCEPTED) < 3000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert metric(server, ACCEPTED) == 3000
+    server.kill()
+    again = ServerProcess(tmp_path / "data", free_port(), tmp_path / "server.log", args)
+    killed_and_restarted.append(again)
+    again.start(timeout=60)
+    sql = "SELECT count(*), count(DISTINCT message) FROM logs WHERE service = 'survivor'"
+    answer = httpx.post(again.url + "/query", json={"sql": sql}, timeout=30).json()
+    assert answer["rows"] == [[3000, 3000]]
+
+
+def test_a_syslog_port_in_use_stops_the_server_with_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = ServerProcess(
+            tmp_path / "data", free_port(), tmp_path / "server.log", ("--syslog-tcp", f"127.0.0.1:{port}")
+        )
+        try:
+            with pytest.raises(RuntimeError, match=f"syslog_tcp: port {port} on 127.0.0.1 is already in use"):
+                server.start()
+        finally:
+            server.log.close()

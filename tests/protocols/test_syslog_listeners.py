@@ -1,0 +1,148 @@
+"""The syslog settings, and the listeners in process over a real Runtime: the rate limit (a frozen clock
+refills nothing), the allow-list of networks, and what a stop commits."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loglake.config import ConfigError, load_settings
+from loglake.protocols import syslog as syslog_module
+from loglake.protocols.syslog import Allowance, SyslogListeners, SyslogTally
+from loglake.runtime import Runtime
+from loglake.store.base import RecentQuery
+
+
+@pytest.mark.parametrize(
+    ("environ", "problem"),
+    [
+        ({"LOGLAKE_SYSLOG_TCP": "0.0.0.0:514"}, "refusing to take syslog on 0.0.0.0 from anywhere"),
+        ({"LOGLAKE_SYSLOG_UDP": "host:port"}, "syslog_udp: 'host:port' is not HOST:PORT"),
+        ({"LOGLAKE_SYSLOG_UDP": "70000"}, "syslog_udp: '70000' is not HOST:PORT"),
+        ({"LOGLAKE_SYSLOG_ALLOW": "10.0.0.0/8,nonsense"}, "syslog_allow: 'nonsense' is not an IP address"),
+        ({"LOGLAKE_SYSLOG_TCP": "5514", "LOGLAKE_SYSLOG_TLS_CERT": "c.pem"}, "syslog_tls_cert and syslog_tls_key go"),
+        ({"LOGLAKE_SYSLOG_TLS_CERT": "c.pem", "LOGLAKE_SYSLOG_TLS_KEY": "k.pem"}, "set syslog_tcp too"),
+        ({"LOGLAKE_SYSLOG_RATE_LIMIT": "0"}, "syslog_rate_limit must be positive"),
+    ],
+)
+def test_syslog_settings_that_cannot_work_are_refused(environ: dict, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load_settings(environ=environ)
+
+
+def test_syslog_settings_from_flags_environment_and_toml(tmp_path: Path) -> None:
+    config = tmp_path / "loglake.toml"
+    config.write_text('[loglake]\nsyslog_udp = "[::1]:5514"\nsyslog_allow = "10.0.0.0/8"\n')
+    settings = load_settings(
+        {"syslog_tcp": "0.0.0.0:6514"}, config_file=config, environ={"LOGLAKE_SYSLOG_RATE_LIMIT": "5"}
+    )
+    assert (settings.syslog_udp, settings.syslog_tcp, settings.syslog_rate_limit) == ("[::1]:5514", "0.0.0.0:6514", 5.0)
+    assert settings.syslog_allow == "10.0.0.0/8"  # a network bind needs it
+    assert SyslogListeners.wanted(settings) and not SyslogListeners.wanted(load_settings(environ={}))
+
+
+def test_the_allowance_goes_into_debt_and_says_how_long_to_wait() -> None:
+    allowance = Allowance(100.0, now=0.0)
+    assert allowance.spend(60, 0.0) == 0.0
+    assert allowance.spend(60, 0.0) == pytest.approx(0.2)  # 20 messages over: 0.2 s at 100/s
+    assert allowance.spend(0, 0.1) == pytest.approx(0.1)
+    assert allowance.spend(0, 0.2) == 0.0
+    assert allowance.take_one(0.2) is False  # nothing saved up yet
+    assert allowance.take_one(0.25) is True
+
+
+class Listening:
+    """The syslog listeners of a real Runtime, on free loopback ports, with a frozen rate clock."""
+
+    def __init__(self, data_dir: Path, **settings: str) -> None:
+        self.port = free_udp_port()
+        environ = {"LOGLAKE_SYSLOG_UDP": f"127.0.0.1:{self.port}", "LOGLAKE_SYSLOG_TCP": f"127.0.0.1:{self.port}"}
+        environ |= {f"LOGLAKE_{k.upper()}": v for k, v in settings.items()}
+        self.runtime = Runtime(load_settings({"data_dir": data_dir, "access_log": "off"}, environ=environ))
+        self.tallies: list[SyslogTally] = []
+        self.listeners = SyslogListeners(
+            self.runtime.settings, self.runtime.service, self.tallies.append, monotonic=lambda: 1000.0
+        )
+        self.listeners.start()
+
+    def stored(self) -> list[str]:
+        return [r.message for r in self.runtime.store.recent(RecentQuery(since_ms=0, limit=1000))]
+
+    def wait_for_tallies(self, predicate) -> None:
+        deadline = time.monotonic() + 20
+        while not predicate(self.tallies) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.listeners.stop()
+        self.runtime.close()
+
+
+def free_udp_port() -> int:
+    while True:
+        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            tcp.bind(("127.0.0.1", 0))
+            try:
+                udp.bind(("127.0.0.1", tcp.getsockname()[1]))
+            except OSError:
+                continue
+            return tcp.getsockname()[1]
+
+
+@pytest.fixture
+def listening(tmp_path: Path) -> Iterator[type[Listening]]:
+    started: list[Listening] = []
+
+    def start(**settings: str) -> Listening:
+        started.append(Listening(tmp_path / "data", **settings))
+        return started[-1]
+
+    yield start  # type: ignore[misc]
+    for one in started:
+        one.close()
+
+
+def test_udp_datagrams_over_the_rate_are_dropped_and_counted(listening) -> None:
+    syslog = listening(syslog_rate_limit="5")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        for i in range(8):
+            udp.sendto(b"<14>1 - h a - - - datagram %d" % i, ("127.0.0.1", syslog.port))
+    syslog.wait_for_tallies(lambda t: sum(x.accepted + x.rejected for x in t) == 8)
+    assert sum(t.accepted for t in syslog.tallies) == 5
+    assert sum(t.rate_limited for t in syslog.tallies) == 3
+    assert sorted(syslog.stored()) == [f"datagram {i}" for i in range(5)]
+
+
+def test_a_tcp_sender_over_the_rate_is_not_read_until_it_may_go_on(listening) -> None:
+    syslog = listening(syslog_rate_limit="5")
+    with socket.create_connection(("127.0.0.1", syslog.port)) as sock:
+        sock.sendall(b"".join(b"<14>1 - h a - - - first %d\n" % i for i in range(10)))
+        syslog.wait_for_tallies(lambda t: sum(x.accepted for x in t) == 10)  # one read: all of it parsed
+        sock.sendall(b"<14>1 - h a - - - later\n")
+        time.sleep(0.5)  # the clock is frozen in debt: this line is not read (a wait for nothing to happen)
+        assert "later" not in syslog.stored()
+    assert sum(t.rejected for t in syslog.tallies) == 0  # nothing dropped over TCP
+
+
+def test_stopping_commits_what_was_read(listening, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(syslog_module, "BATCH_SECONDS", 3600.0)  # nothing is committed until the stop
+    syslog = listening()
+    with socket.create_connection(("127.0.0.1", syslog.port)) as sock:
+        sock.sendall(b"<14>1 - h a - - - read before the stop\n")
+    time.sleep(1)  # the listeners' thread reads it meanwhile
+    assert syslog.stored() == []
+    syslog.listeners.stop()
+    assert syslog.stored() == ["read before the stop"]
+
+
+def test_messages_the_store_cannot_take_are_counted_not_lost_silently(listening) -> None:
+    syslog = listening()
+    syslog.runtime.store.close()  # every write now fails: StoreUnavailable
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.sendto(b"<14>1 - h a - - - nowhere to go", ("127.0.0.1", syslog.port))
+    syslog.wait_for_tallies(lambda t: any(x.unstored for x in t))
+    assert [(t.accepted, t.unstored, t.rejected) for t in syslog.tallies] == [(0, 1, 1)]

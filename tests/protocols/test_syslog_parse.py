@@ -1,0 +1,236 @@
+"""Every syslog mapping rule onto the loglake record, RFC 5424 and RFC 3164, and lines that do not parse."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+
+from loglake.model import Limits, TimeBounds
+from loglake.protocols.syslog_framing import TruncatedFrame
+from loglake.protocols.syslog_parse import parse_messages
+
+
+def ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+NOW = ms("2026-12-04T12:00:00Z")
+LIMITS = Limits(retention_days=365)
+BOUNDS = TimeBounds.of(LIMITS, NOW)
+
+
+def parse(*frames: bytes, limits: Limits = LIMITS) -> list[dict]:
+    columns = parse_messages(list(frames), "192.0.2.7", TimeBounds.of(limits, NOW), limits)
+    rows = zip(
+        columns.timestamps, columns.services, columns.severities, columns.messages, columns.attributes, strict=True
+    )
+    return [
+        {"timestamp": t, "service": s, "severity": v, "message": m, "attributes": json.loads(a)}
+        for t, s, v, m, a in rows
+    ]
+
+
+def test_rfc5424_every_field() -> None:
+    (record,) = parse(
+        b"<165>1 2026-12-04T11:14:15.003Z mymachine.example.com evntslog 8710 ID47 "
+        b'[exampleSDID@32473 iut="3" eventSource="Application"][examplePriority@32473 class="high"] '
+        b"\xef\xbb\xbfAn application event log entry"
+    )
+    assert record == {
+        "timestamp": ms("2026-12-04T11:14:15.003Z"),
+        "service": "evntslog",
+        "severity": "info",  # notice
+        "message": "An application event log entry",  # the BOM dropped
+        "attributes": {
+            "facility": "local4",
+            "syslog_severity": "notice",
+            "hostname": "mymachine.example.com",
+            "procid": "8710",
+            "msgid": "ID47",
+            "structured_data": {
+                "exampleSDID@32473": {"iut": "3", "eventSource": "Application"},
+                "examplePriority@32473": {"class": "high"},
+            },
+            "peer": "192.0.2.7",
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("pri", "severity", "facility", "syslog_severity"),
+    [
+        (0, "critical", "kern", "emerg"),
+        (9, "critical", "user", "alert"),
+        (34, "critical", "auth", "crit"),
+        (27, "error", "daemon", "err"),
+        (12, "warning", "user", "warning"),
+        (13, "info", "user", "notice"),
+        (86, "info", "authpriv", "info"),
+        (191, "debug", "local7", "debug"),
+    ],
+)
+def test_pri_gives_severity_and_facility(pri: int, severity: str, facility: str, syslog_severity: str) -> None:
+    for frame in (b"<%d>1 - h app - - - text" % pri, b"<%d>Dec  4 11:00:00 h app: text" % pri):
+        (record,) = parse(frame)
+        assert record["severity"] == severity
+        assert record["attributes"]["facility"] == facility
+        assert record["attributes"]["syslog_severity"] == syslog_severity
+
+
+def test_rfc5424_nil_values_leave_fields_out_and_take_the_time_received() -> None:
+    (record,) = parse(b"<14>1 - - - - - - just text")
+    assert record == {
+        "timestamp": NOW,
+        "service": "default",
+        "severity": "info",
+        "message": "just text",
+        "attributes": {"facility": "user", "syslog_severity": "info", "peer": "192.0.2.7"},
+    }
+
+
+def test_rfc5424_time_offsets_and_fractions() -> None:
+    records = parse(
+        b"<14>1 2026-12-04T04:14:15.000003-07:00 h a - - - x",
+        b"<14>1 2026-12-04T11:14:15+00:00 h a - - - x",
+    )
+    assert [r["timestamp"] for r in records] == [ms("2026-12-04T11:14:15Z"), ms("2026-12-04T11:14:15Z")]
+
+
+def test_structured_data_escapes_and_repeated_parameters() -> None:
+    (record,) = parse(b'<14>1 - h a - - [id@1 p="say \\"hi\\" \\\\ \\]" p="two" q=""] msg')
+    assert record["attributes"]["structured_data"] == {"id@1": {"p": ['say "hi" \\ ]', "two"], "q": ""}}
+    assert record["message"] == "msg"
+
+
+def test_app_name_outside_the_name_charset_becomes_a_valid_service_and_is_kept() -> None:
+    (record,) = parse(b"<14>1 - h my/app:x - - - msg")
+    assert record["service"] == "my_app_x"
+    assert record["attributes"]["app_name"] == "my/app:x"
+
+
+def test_header_values_are_json_escaped() -> None:
+    (record,) = parse(b'<14>1 - ho"st\\x a 1\x01 - - msg')
+    assert record["attributes"]["hostname"] == 'ho"st\\x'
+    assert record["attributes"]["procid"] == "1\x01"
+
+
+def test_no_msg_keeps_the_whole_line() -> None:
+    (record,) = parse(b'<14>1 - h a - - [x@1 k="v"]')
+    assert record["message"] == '<14>1 - h a - - [x@1 k="v"]'
+
+
+def test_rfc3164_with_host_tag_and_pid() -> None:
+    (record,) = parse(b"<38>Dec  4 11:30:00 myhost sshd[123]: Accepted password for root")
+    assert record == {
+        "timestamp": NOW - 30 * 60_000,
+        "service": "sshd",
+        "severity": "info",
+        "message": "Accepted password for root",
+        "attributes": {
+            "facility": "auth",
+            "syslog_severity": "info",
+            "hostname": "myhost",
+            "procid": "123",
+            "peer": "192.0.2.7",
+        },
+    }
+
+
+def test_rfc3164_without_host_and_with_an_rfc3339_time() -> None:
+    records = parse(b"<13>Dec  4 11:30:00 cron: job done", b"<13>2026-12-04T11:30:00Z h cron[7]: job done")
+    assert [(r["service"], r["message"], r["timestamp"]) for r in records] == [
+        ("cron", "job done", NOW - 30 * 60_000),
+        ("cron", "job done", NOW - 30 * 60_000),
+    ]
+    assert "hostname" not in records[0]["attributes"]
+    assert records[1]["attributes"]["hostname"] == "h"
+
+
+def test_rfc3164_time_without_a_year_is_the_last_such_time() -> None:
+    (record,) = parse(b"<13>Dec 31 23:00:00 h app: from last year")
+    assert record["timestamp"] == ms("2025-12-31T23:00:00Z")
+
+
+def test_rfc3164_without_a_tag_has_host_and_message() -> None:
+    (record,) = parse(b"<13>Dec  4 11:30:00 myhost some words without a tag")
+    assert (record["service"], record["message"]) == ("default", "some words without a tag")
+    assert record["attributes"]["hostname"] == "myhost"
+
+
+def test_pri_and_text_only() -> None:
+    (record,) = parse(b"<11>disk failing")
+    assert (record["severity"], record["message"], record["timestamp"]) == ("error", "disk failing", NOW)
+    assert "parse_error" not in record["attributes"]
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b"no pri at all", "no <PRI> at the start: not a syslog message"),
+        (b"<13>1 2026-12-04T11:30:00Z too short", "the RFC 5424 header does not parse"),
+        (b"<192>1 - h a - - - x", "PRI is not a number from 0 to 191"),
+        (b"<999>Dec  4 11:30:00 h a: x", "PRI is not a number from 0 to 191"),
+    ],
+)
+def test_lines_that_do_not_parse_are_kept_whole_and_say_why(frame: bytes, reason: str) -> None:
+    columns = parse_messages([frame, b"<14>1 - h ok - - - fine"], "192.0.2.7", BOUNDS, LIMITS)
+    assert columns.unparsed == 1
+    record, fine = parse(frame, b"<14>1 - h ok - - - fine")
+    assert record["message"] == frame.decode()
+    assert record["attributes"] == {
+        "facility": "user",
+        "syslog_severity": "notice",
+        "parse_error": reason,
+        "peer": "192.0.2.7",
+    }
+    assert (record["service"], record["severity"], record["timestamp"]) == ("default", "info", NOW)
+    assert fine["service"] == "ok" and "parse_error" not in fine["attributes"]
+
+
+def test_a_time_the_store_would_refuse_becomes_the_time_received() -> None:
+    records = parse(b"<14>1 2003-10-11T22:14:15.003Z h a - - - old", b"<14>1 2027-01-01T00:00:00Z h a - - - ahead")
+    assert [r["timestamp"] for r in records] == [NOW, NOW]
+    assert records[0]["attributes"]["syslog_timestamp"] == "2003-10-11T22:14:15.003Z"
+    assert records[1]["attributes"]["syslog_timestamp"] == "2027-01-01T00:00:00Z"
+
+
+def test_bytes_that_are_not_utf8_are_replaced() -> None:
+    (record,) = parse(b"<14>1 - h a - - - caf\xe9")
+    assert record["message"] == "caf\ufffd"
+
+
+def test_a_truncated_frame_says_so() -> None:
+    (record,) = parse(TruncatedFrame(b"<14>1 - h a - - - begin"))
+    assert record["message"] == "begin"
+    assert record["attributes"]["parse_error"] == "the message was longer than 23 bytes and was cut to that"
+
+
+def test_a_message_over_the_limit_is_cut_to_it() -> None:
+    limits = Limits(max_message_bytes=16, retention_days=365)
+    (record,) = parse(b"<14>1 - h a - - - " + "é".encode() * 20, limits=limits)
+    assert record["message"] == "é" * 8
+    assert record["attributes"]["parse_error"] == "the message was longer than 16 bytes and was cut to that"
+
+
+def test_structured_data_over_the_attribute_limit_is_dropped_and_the_line_kept() -> None:
+    limits = Limits(max_attribute_bytes=200, retention_days=365)
+    line = b'<14>1 - h a - - [big@1 v="' + b"z" * 300 + b'"] text'
+    columns = parse_messages([line], "192.0.2.7", TimeBounds.of(limits, NOW), limits)
+    (record,) = parse(line, limits=limits)
+    assert record["message"] == line.decode()
+    assert "structured_data" not in record["attributes"]
+    assert record["attributes"]["parse_error"] == "STRUCTURED-DATA over 200 bytes; see the message"
+    assert columns.unparsed == 1 and len(columns.attributes[0]) <= 200
+
+
+def test_order_is_kept_when_formats_mix() -> None:
+    records = parse(b"<14>1 - h one - - - 1", b"<14>Dec  4 11:00:00 h two: 2", b"junk 3", b"<14>1 - h four - - - 4")
+    assert [r["message"] for r in records] == ["1", "2", "junk 3", "4"]
+    assert [r["service"] for r in records] == ["one", "two", "default", "four"]
+
+
+def test_one_leading_space_of_msg_is_dropped_as_rsyslog_relays_it() -> None:
+    (record,) = parse(b"<14>1 - h a - - -  relayed text ")
+    assert record["message"] == "relayed text "

@@ -1,0 +1,332 @@
+"""loglake.logging against a real `loglake serve`: the mapping of log records and structlog events, Bearer
+and SigV4 auth, retries on 429 and 503 (through a scripted proxy in front of the server), drops counted
+when the queue is full, refusals counted, and a handler that never raises into the application."""
+
+from __future__ import annotations
+
+import http.server
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+from botocore.credentials import Credentials
+
+from loglake.logging import LoglakeHandler, LoglakeProcessor
+from loglake.retry import Backoff
+from tests.conftest import ServerProcess, free_port, run_cli
+
+FAST = Backoff(first=0.01, cap=0.05)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for the module: each test logs under a service of its own."""
+    folder = tmp_path_factory.mktemp("handler")
+    server = ServerProcess(folder / "data", free_port(), folder / "server.log")
+    try:
+        server.start(timeout=60)
+    except BaseException:
+        server.log.close()
+        raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def key(server: ServerProcess) -> str:
+    for line in server.log_path.read_text().splitlines():  # the admin key printed on the first start
+        if line.strip().startswith("llk_"):
+            return line.strip()
+    raise AssertionError(server.log_path.read_text())
+
+
+@pytest.fixture
+def handlers() -> Iterator[list[LoglakeHandler]]:
+    made: list[LoglakeHandler] = []
+    yield made
+    for handler in made:
+        handler.close()
+
+
+@pytest.fixture
+def make_handler(server: ServerProcess, key: str, handlers: list) -> Callable[..., LoglakeHandler]:
+    def make(**options: Any) -> LoglakeHandler:
+        options = {"url": server.url, "api_key": key, "backoff": FAST} | options
+        handlers.append(LoglakeHandler(**options))
+        return handlers[-1]
+
+    return make
+
+
+def stored(server: ServerProcess, key: str, service: str) -> list[dict]:
+    answer = httpx.get(
+        server.url + "/logs/recent",
+        params={"service": service, "limit": "1000"},
+        headers={"authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+    answer.raise_for_status()
+    return answer.json()["logs"][::-1]  # oldest first
+
+
+def a_logger(name: str, handler: logging.Handler) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.setLevel(1)
+    logger.propagate = False
+    return logger
+
+
+def test_records_with_extra_fields_exceptions_and_levels(server, key, make_handler) -> None:
+    handler = make_handler(service="billing")
+    logger = a_logger("app.orders", handler)
+    logger.debug("debugging")
+    logger.info("order %s placed", 42, extra={"order_id": 42, "tags": ["a", "b"], "opaque": Opaque()})
+    logger.warning("careful")
+    try:
+        raise KeyError("missing")
+    except KeyError:
+        logger.exception("lookup failed")
+    logger.critical("down")
+    logger.log(5, "below debug")
+    assert handler.flush()
+    logs = stored(server, key, "billing")
+    assert [(log["severity"], log["message"]) for log in logs] == [
+        ("debug", "debugging"),
+        ("info", "order 42 placed"),
+        ("warning", "careful"),
+        ("error", "lookup failed"),
+        ("critical", "down"),
+        ("debug", "below debug"),
+    ]
+    assert logs[1]["attributes"] == {"logger": "app.orders", "order_id": 42, "tags": ["a", "b"], "opaque": "opaque!"}
+    exception = logs[3]["attributes"]["exception"]
+    assert (exception["type"], exception["message"]) == ("KeyError", "'missing'")
+    assert exception["traceback"].startswith("Traceback (most recent call last):")
+    assert 'raise KeyError("missing")' in exception["traceback"]
+    assert all(log["log_type"] == "application" and log["id"] for log in logs)
+    assert handler.sent == 6 and handler.dropped == handler.rejected == handler.errors == 0
+
+
+class Opaque:
+    def __str__(self) -> str:
+        return "opaque!"
+
+
+def test_the_structlog_processor(server, key, make_handler) -> None:
+    handler = make_handler(service="structured")
+    captured: list[dict] = []
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            LoglakeProcessor(handler),
+            lambda _, __, event: captured.append(event) or "",
+        ],
+        logger_factory=structlog.ReturnLoggerFactory(),
+    )
+    try:
+        structlog.get_logger().warning("user signed in", user="ada", attempts=2)
+    finally:
+        structlog.reset_defaults()
+    assert handler.flush()
+    (log,) = stored(server, key, "structured")
+    assert (log["severity"], log["message"]) == ("warning", "user signed in")
+    assert log["attributes"] == {"logger": "structlog", "user": "ada", "attempts": 2}
+    assert captured == [{"event": "user signed in", "user": "ada", "attempts": 2, "level": "warning"}]  # passed on
+
+
+@pytest.mark.parametrize("source", ["given", "environment"])
+def test_sigv4_with_botocore_credentials(server, make_handler, key, source, monkeypatch) -> None:
+    name = f"sdk-{source}"
+    created = run_cli(
+        "keys", "create", "--name", name, "--scopes", "ingest", "--sigv4", "--data-dir", str(server.data_dir)
+    )
+    access_key_id, secret = created.stdout.split()
+    credentials = Credentials(access_key_id, secret)
+    if source == "environment":  # botocore's own chain finds them
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", access_key_id)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+        credentials = None
+    handler = make_handler(api_key=None, sigv4_region="us-east-1", credentials=credentials, service=name)
+    a_logger(name, handler).info("signed with SigV4")
+    assert handler.flush()
+    assert [log["message"] for log in stored(server, key, name)] == ["signed with SigV4"]
+    assert handler.failed_attempts == 0
+
+
+def test_a_wrong_key_is_retried_not_raised_and_nothing_is_stored(server, make_handler, key) -> None:
+    handler = make_handler(api_key="llk_wrong", service="wrongkey", flush_timeout=0.5)
+    a_logger("wrongkey", handler).info("never stored")
+    assert handler.flush() is False
+    assert handler.failed_attempts >= 1 and handler.sent == 0
+    assert stored(server, key, "wrongkey") == []
+
+
+class Script(http.server.ThreadingHTTPServer):
+    """A proxy in front of the loglake server: answers POST /logs with the scripted statuses first, then
+    passes requests on; a status of 0 means: hold the request until `release` is set."""
+
+    def __init__(self, target: str, statuses: list[int]) -> None:
+        self.target, self.statuses, self.release = target, statuses, threading.Event()
+        self.seen: list[int] = []
+        super().__init__(("127.0.0.1", 0), _Proxy)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Proxy(http.server.BaseHTTPRequestHandler):
+    server: Script
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        status = self.server.statuses.pop(0) if self.server.statuses else None
+        if status == 0:
+            self.server.release.wait(30)
+            status = 503
+        if status is not None:
+            self.server.seen.append(status)
+            self.send_response(status)
+            self.send_header("retry-after", "0")
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+        answer = httpx.post(self.server.target + self.path, content=body, headers=headers, timeout=10)
+        self.server.seen.append(answer.status_code)
+        self.send_response(answer.status_code)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy(server: ServerProcess) -> Iterator[Callable[[list[int]], Script]]:
+    started: list[Script] = []
+
+    def start(statuses: list[int]) -> Script:
+        started.append(Script(server.url, statuses))
+        return started[-1]
+
+    yield start
+    for script in started:
+        script.release.set()
+        script.shutdown()
+        script.server_close()
+
+
+def test_429_and_503_are_retried_and_the_batch_is_stored_once(server, key, make_handler, proxy) -> None:
+    script = proxy([429, 503, 502])
+    handler = make_handler(url=script.url, service="retried")
+    logger = a_logger("retried", handler)
+    for n in range(5):
+        logger.info("record %d", n)
+    assert handler.flush()
+    assert script.seen == [429, 503, 502, 201]
+    assert [log["message"] for log in stored(server, key, "retried")] == [f"record {n}" for n in range(5)]
+    assert (handler.sent, handler.failed_attempts, handler.dropped) == (5, 3, 0)
+
+
+def test_a_lost_answer_retried_is_stored_once(server, key, make_handler, proxy) -> None:
+    """The server stored the batch but its answer never came back (a 504 from a proxy after it did):
+    sent again with the same ids, the records are stored once."""
+    script = proxy([])
+    handler = make_handler(url=script.url, service="lostanswer")
+
+    class StoredThenLost(_Proxy):
+        def do_POST(self) -> None:
+            if not self.server.seen:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                self.server.seen.append(
+                    httpx.post(self.server.target + self.path, content=body, headers=headers).status_code
+                )
+                self.send_response(504)
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
+            super().do_POST()
+
+    script.RequestHandlerClass = StoredThenLost
+    a_logger("lostanswer", handler).info("only once")
+    assert handler.flush()
+    assert script.seen == [201, 201]
+    assert [log["message"] for log in stored(server, key, "lostanswer")] == ["only once"]
+
+
+def test_a_full_queue_drops_new_records_and_counts_them(server, make_handler, proxy) -> None:
+    script = proxy([0])  # the first request is held: the handler's thread waits on it
+    handler = make_handler(url=script.url, service="full", batch_size=3, queue_size=4, flush_interval=0.01)
+    logger = a_logger("full", handler)
+    for n in range(3):
+        logger.info("first batch %d", n)
+    while handler.pending:  # until the thread took the batch (the queue is then empty)
+        threading.Event().wait(0.01)
+    for n in range(10):
+        logger.info("later %d", n)
+    assert handler.dropped == 6  # 4 fit the queue
+    script.release.set()
+    assert handler.flush()
+    assert handler.sent == 7
+
+
+def test_records_the_server_refuses_are_counted_and_the_rest_sent(server, key, make_handler, tmp_path) -> None:
+    handler = make_handler(service="refusals")
+    logger = a_logger("refusals", handler)
+    logger.info("fine")
+    record = logger.makeRecord("refusals", logging.INFO, __file__, 1, "too far ahead", (), None)
+    record.created += 10 * 86_400  # the server refuses records more than a day ahead
+    logger.handle(record)
+    logger.info("also fine")
+    assert handler.flush()
+    assert [log["message"] for log in stored(server, key, "refusals")] == ["fine", "also fine"]
+    assert (handler.sent, handler.rejected) == (2, 1)
+
+
+def test_the_handler_never_raises_into_the_application(make_handler) -> None:
+    handler = make_handler(url="http://127.0.0.1:9", service="unreachable", flush_timeout=0.2)  # nothing listens
+    logger = a_logger("unreachable", handler)
+    logger.info("%d items", "not a number")  # a format that does not fit its arguments
+    logger.info("huge extra", extra={"blob": "x" * 100_000, "deep": {"a": {"b": {"c": {"d": {"e": {}}}}}}})
+    logger.info("unprintable", extra={"bad": Unprintable()})
+    assert handler.flush() is False  # nothing can be sent; the wait is bounded
+    handler.close()
+    logger.info("after close")
+    assert handler.errors == 1  # the bad format
+    assert handler.dropped == 4  # three never sent, one logged after close
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no")
+
+
+def test_attributes_that_do_not_fit_are_replaced_by_why(server, key, make_handler) -> None:
+    handler = make_handler(service="fitting")
+    logger = a_logger("fitting", handler)
+    logger.info("big", extra={"blob": "x" * 100_000})
+    logger.info("deep", extra={"deep": {"a": {"b": {"c": {"d": {"e": {}}}}}}})
+    logger.info("unprintable", extra={"bad": Unprintable()})
+    logger.info("")
+    assert handler.flush()
+    logs = stored(server, key, "fitting")
+    assert [log["attributes"].get("attributes_dropped") for log in logs] == [
+        "over 65536 bytes as JSON",
+        "nested deeper than 5 levels",
+        "not JSON: no",
+        None,
+    ]
+    assert logs[3]["message"] == "(empty message)"
+    assert handler.sent == 4 and handler.rejected == 0
