@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from loglake.amplify.collector import RunReport
-from loglake.api import alert_routes, delivery_routes, openapi, routes, session_routes
+from loglake.api import alert_routes, delivery_routes, openapi, routes, session_routes, ui_routes
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
 from loglake.api.cors import preflight_headers
@@ -97,6 +97,7 @@ ROUTES = [
     ),
     Route("GET", "/session", session_routes.get_session, None),
     Route("DELETE", "/session", session_routes.delete_session, None),
+    *(Route(*route) for route in ui_routes.ROUTES),  # the web UI and the reads only it needs
 ]
 
 
