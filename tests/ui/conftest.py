@@ -131,7 +131,12 @@ def context(browser):
 
 @pytest.fixture
 def page(context):
-    return context.new_page()
+    """A page whose script errors fail the test (a module that does not load leaves the page blank)."""
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    yield opened
+    assert errors == []
 
 
 def sign_in(page, loglake: Loglake, key: str | None = None) -> None:

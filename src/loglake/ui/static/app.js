@@ -2,11 +2,17 @@
 // the page of /ui/<page>/<item> into <main> without reloading.
 import { ApiError, api, errorBox, setCsrfToken } from "./api.js";
 import { h, replace } from "./dom.js";
+import * as alerts from "./alerts.js";
 import * as explore from "./explore.js";
+import * as sql from "./sql.js";
+import * as status from "./status.js";
 
 // name, title, the scope it needs, the module drawing it
 const PAGES = [
   ["explore", "Explore", "read", explore],
+  ["sql", "SQL", "read", sql],
+  ["alerts", "Alerts", "read", alerts],
+  ["status", "Status", null, status],
 ];
 
 const main = document.getElementById("main");
