@@ -36,13 +36,17 @@ from loglake.times import DAY_MS, TimeFormatError, parse_duration, parse_time
 
 DEFAULT_WINDOW_MS = DAY_MS
 RECENT_PARAMS = ("service", "log_type", "severity", "min_severity", "since", "until", "q", "limit", "cursor")
-AUTO_BUCKETS = 120
+DEFAULT_BUCKETS = 60
+DEFAULT_FACETS = 10
+MAX_FACETS = 100
+# The bucket sizes a histogram picks from, the smallest that gives at most the buckets asked for
+# (past a day: whole days), so bucket edges fall on round times a person reads at a glance.
 HISTOGRAM_INTERVALS = tuple(
     n * unit
     for n, unit in (
         (1, 1000),
         (5, 1000),
-        (15, 1000),
+        (10, 1000),
         (30, 1000),
         (1, 60_000),
         (5, 60_000),
@@ -53,7 +57,6 @@ HISTOGRAM_INTERVALS = tuple(
         (6, 3_600_000),
         (12, 3_600_000),
         (1, DAY_MS),
-        (7, DAY_MS),
     )
 )
 
@@ -169,32 +172,51 @@ class LogService:
         return _page(records, wanted)
 
     def histogram(self, params: Mapping[str, str]) -> dict:
-        """Counts per time bucket and severity for the same filters as search (`interval`: e.g. 1m, 1h, 1d;
-        by default the smallest of HISTOGRAM_INTERVALS giving at most AUTO_BUCKETS buckets)."""
+        """Counts per time bucket and severity for the same filters as search: buckets of `interval`
+        (e.g. 1m, 1h, 1d), or the smallest of HISTOGRAM_INTERVALS giving at most `buckets` of them
+        (default DEFAULT_BUCKETS; past a day, whole days)."""
         fields = dict(params)
-        interval_text = fields.pop("interval", "")
+        interval_text, buckets_text = fields.pop("interval", ""), fields.pop("buckets", "")
         query, terms = self._search_query(fields)
         until = query.until_ms if query.until_ms is not None else self.now_ms()
         if until <= query.since_ms:
             raise InvalidQuery([Problem(-1, "since", "must be before until (by default, now)")])
         query = replace(query, until_ms=until)
         span = until - query.since_ms
+        if interval_text and buckets_text:
+            raise InvalidQuery(
+                [Problem(-1, "buckets", "give interval (the bucket size) or buckets (how many), not both")]
+            )
         if interval_text:
             interval = _parse_interval(interval_text)
             if span / interval > lake_reads.MAX_BUCKETS:
                 reason = f"gives more than {lake_reads.MAX_BUCKETS} buckets over this window; widen it"
                 raise InvalidQuery([Problem(-1, "interval", reason)])
-        else:  # the smallest round interval giving at most AUTO_BUCKETS buckets, else whole days
-            fitting = (i for i in HISTOGRAM_INTERVALS if span / i <= AUTO_BUCKETS)
-            interval = next(fitting, -(-span // (AUTO_BUCKETS * DAY_MS)) * DAY_MS)
+        else:
+            wanted = _parse_buckets(buckets_text) if buckets_text else DEFAULT_BUCKETS
+            fitting = (i for i in HISTOGRAM_INTERVALS if span / i <= wanted)
+            interval = next(fitting, -(-span // (wanted * DAY_MS)) * DAY_MS)
         buckets = self._require_search().histogram(query, terms, interval)
         return {
             "since": format_datetime(query.since_ms),
             "until": format_datetime(until),
+            "bucket_seconds": interval // 1000 if interval % 1000 == 0 else interval / 1000,
             "interval_ms": interval,
             "total": sum(b["total"] for b in buckets),
             "buckets": buckets,
         }
+
+    def facets(self, params: Mapping[str, str]) -> dict:
+        """The top services, severities, log types and attribute keys of the records a search matches
+        (lake_reads.facets), at most `limit` of each (default DEFAULT_FACETS)."""
+        fields = dict(params)
+        limit = _parse_facet_limit(fields.pop("limit", ""))
+        if fields.get("cursor"):
+            raise InvalidQuery([Problem(-1, "cursor", "does not apply to facets, which count every match")])
+        query, terms = self._search_query(fields)
+        if self.lake is None:
+            raise InvalidQuery([Problem(-1, "q", "facets need the SQL engine, which this store does not have")])
+        return lake_reads.facets(self.lake.engine, query, terms, limit)
 
     def _search_query(self, params: Mapping[str, str]) -> tuple[RecentQuery, list[Term]]:
         fields = dict(params)
@@ -312,6 +334,28 @@ def _parse_interval(text: str) -> int:
     if not 1000 <= interval <= 366 * DAY_MS:
         raise InvalidQuery([Problem(-1, "interval", "must be a duration from 1s to 366d, like 30s, 5m, 1h, 1d or 1w")])
     return interval
+
+
+def _parse_facet_limit(text: str) -> int:
+    if not text:
+        return DEFAULT_FACETS
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_FACETS:
+        raise InvalidQuery([Problem(-1, "limit", f"must be an integer from 1 to {MAX_FACETS}: the values per facet")])
+    return limit
+
+
+def _parse_buckets(text: str) -> int:
+    try:
+        wanted = int(text)
+    except ValueError:
+        wanted = 0
+    if not 1 <= wanted <= lake_reads.MAX_BUCKETS:
+        raise InvalidQuery([Problem(-1, "buckets", f"must be an integer from 1 to {lake_reads.MAX_BUCKETS}")])
+    return wanted
 
 
 def _parse_time(text: str | None, now_ms: int, name: str, bad: Callable[[str, str], None]) -> int | None:

@@ -344,9 +344,32 @@ async def test_histogram_counts_per_bucket_and_severity(
     assert starts == list(range(since // (5 * HOUR) * 5 * HOUR, until, 5 * HOUR))
     assert sum(b["counts"]["error"] for b in body["buckets"]) == 6
     assert all(b["total"] == sum(b["counts"].values()) for b in body["buckets"])
-    auto = (await client.get("/logs/histogram", params={"since": "2h", "q": "timeout"})).json()
-    assert auto["interval_ms"] == 60_000 and len(auto["buckets"]) == 120
+    auto = (await client.get("/logs/histogram", params={"since": "2h", "q": "timeout", "buckets": "120"})).json()
+    assert auto["interval_ms"] == 60_000 and auto["bucket_seconds"] == 60 and len(auto["buckets"]) == 120
     assert auto["total"] == 1  # of the records 10, 60 and 110 minutes old, only the first timed out
+
+
+@pytest.mark.parametrize(
+    ("since", "buckets", "seconds", "count"),
+    [
+        ("2h", None, 300, 24),  # 60 asked by default: 2 min rounds up to 5 min
+        ("1h", "60", 60, 60),
+        ("1h", "7", 15 * 60, 4),  # 8.6 min rounds up to 15 min
+        ("25h", "60", 30 * 60, 50),
+        ("7d", "60", 3 * 3600, 56),
+        ("7d", "1", 7 * 86400, 2),  # past a day, whole days; buckets start at multiples from the epoch
+        ("50s", "10", 5, 10),
+        ("10s", "100", 1, 10),
+    ],
+)
+async def test_histogram_buckets_round_up_to_a_nice_size(
+    client: httpx.AsyncClient, seeded: list[str], since: str, buckets: str | None, seconds: int, count: int
+) -> None:
+    params = {"since": since, "until": "2026-11-02T00:00:00Z"}
+    if buckets is not None:
+        params["buckets"] = buckets
+    body = (await client.get("/logs/histogram", params=params)).json()
+    assert body["bucket_seconds"] == seconds and len(body["buckets"]) == count, body["bucket_seconds"]
 
 
 @pytest.mark.parametrize(
@@ -358,6 +381,10 @@ async def test_histogram_counts_per_bucket_and_severity(
         ("/logs/histogram?since=2d&interval=99999999999999999999d", "interval"),
         ("/logs/histogram?since=2d&interval=1s", "interval"),
         ("/logs/histogram?since=9999-12-31T23:59:59Z", "since"),
+        ("/logs/histogram?since=2d&buckets=0", "buckets"),
+        ("/logs/histogram?since=2d&buckets=many", "buckets"),
+        ("/logs/histogram?since=2d&buckets=10001", "buckets"),
+        ("/logs/histogram?since=2d&buckets=10&interval=1h", "buckets"),
     ],
 )
 async def test_times_and_intervals_out_of_range_are_400s(client: httpx.AsyncClient, url: str, field: str) -> None:

@@ -68,6 +68,7 @@ ROUTES = [
     Route("GET", "/logs/{logId}", routes.get_log, "read"),
     Route("GET", "/logs/search", routes.search, "read"),
     Route("GET", "/logs/histogram", routes.histogram, "read"),
+    Route("GET", "/logs/facets", routes.facets, "read"),
     Route("POST", "/query", routes.query, "read", reads_body=True),
     Route("GET", "/tables", routes.tables, "read"),
     Route("GET", "/amplify/reports", routes.amplify_reports, "read"),

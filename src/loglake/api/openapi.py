@@ -16,13 +16,23 @@ from loglake.api import delivery_routes, openapi_ui
 from loglake.api.routes import Result
 from loglake.ids import UUID_PATTERN
 from loglake.keys import SCOPES
+from loglake.lake.reads import MAX_BUCKETS
 from loglake.model import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, NAME_PATTERN, SEVERITY_ALIASES, SEVERITY_NAMES, Limits
 from loglake.rules.model import LEVELS
-from loglake.times import FORMS, SMALLEST_PLAUSIBLE_MS
+from loglake.service import DEFAULT_BUCKETS, HISTOGRAM_INTERVALS
+from loglake.times import DAY_MS, FORMS, SMALLEST_PLAUSIBLE_MS
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
     from loglake.api.http import Request
+
+
+def _duration_text(ms: int) -> str:
+    """1000 -> 1s, 300000 -> 5m, 86400000 -> 1d."""
+    for unit, size in (("d", DAY_MS), ("h", 3_600_000), ("m", 60_000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms // 1000}s"
 
 
 def _ref(name: str) -> dict:
@@ -422,7 +432,14 @@ SPEC: dict[str, Any] = {
                 "parameters": [
                     _query("q", "the search, as for /logs/search"),
                     *FILTERS,
-                    _query("interval", "bucket size like 30s, 5m, 1h, 1d; default: at most 120 buckets"),
+                    _query("interval", "bucket size like 30s, 5m, 1h, 1d (or give buckets)"),
+                    _query(
+                        "buckets",
+                        f"how many buckets at most, default {DEFAULT_BUCKETS}: their size is the smallest of "
+                        f"{', '.join(_duration_text(i) for i in HISTOGRAM_INTERVALS)} that fits "
+                        "(past a day, whole days)",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_BUCKETS, "default": DEFAULT_BUCKETS},
+                    ),
                 ],
                 "responses": {
                     "200": _json(
@@ -431,7 +448,8 @@ SPEC: dict[str, Any] = {
                             "properties": {
                                 "since": {"type": "string", "format": "date-time"},
                                 "until": {"type": "string", "format": "date-time"},
-                                "interval_ms": {"type": "integer"},
+                                "bucket_seconds": {"type": "number", "description": "the buckets' size"},
+                                "interval_ms": {"type": "integer", "description": "the same, in milliseconds"},
                                 "total": {"type": "integer"},
                                 "buckets": {
                                     "type": "array",
@@ -651,7 +669,7 @@ SPEC: dict[str, Any] = {
 
 SPEC["components"]["securitySchemes"].update(openapi_ui.SECURITY_SCHEMES)
 SPEC["security"].append({"session": []})
-SPEC["paths"].update(openapi_ui.PATHS)
+SPEC["paths"].update(openapi_ui.paths(FILTERS))
 
 
 def _document_common_errors(document: dict[str, Any]) -> None:

@@ -1,10 +1,13 @@
-"""The OpenAPI entries of what the web UI uses beyond the rest of the API: sessions (api/session_routes.py)."""
+"""The OpenAPI entries of what the web UI uses beyond the rest of the API: sessions (api/session_routes.py)
+and the facets of a search."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from loglake.api.auth import CSRF_HEADER, SESSION_COOKIE
+from loglake.lake.reads import FACET_SAMPLE
+from loglake.service import DEFAULT_FACETS, MAX_FACETS
 
 
 def _error(description: str) -> dict:
@@ -38,6 +41,57 @@ SESSION = {
     },
 }
 _SESSION_ANSWER = {"description": "the session", "content": {"application/json": {"schema": SESSION}}}
+_COUNTS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["value", "count"],
+        "properties": {"value": {"type": "string"}, "count": {"type": "integer"}},
+    },
+    "description": "most common first",
+}
+FACETS = {
+    "type": "object",
+    "required": ["service", "severity", "log_type", "attribute_keys", "attribute_keys_sampled"],
+    "properties": {
+        "service": _COUNTS,
+        "severity": _COUNTS,
+        "log_type": _COUNTS,
+        "attribute_keys": {**_COUNTS, "description": "top-level attribute keys, counted in the sampled records"},
+        "attribute_keys_sampled": {
+            "type": "integer",
+            "description": f"how many of the matching records (at most {FACET_SAMPLE:,}) attribute_keys counts",
+        },
+    },
+}
+
+
+def paths(filters: list[dict]) -> dict[str, Any]:
+    """The entries; `filters` are the query parameters /logs/search shares with /logs/recent."""
+    return {**PATHS, "/logs/facets": _facets(filters)}
+
+
+def _facets(filters: list[dict]) -> dict:
+    limit = {"type": "integer", "minimum": 1, "maximum": MAX_FACETS, "default": DEFAULT_FACETS}
+    return {
+        "get": {
+            "summary": "The top services, severities, log types and attribute keys of a search's records, with counts",
+            "parameters": [
+                {
+                    "name": "q",
+                    "in": "query",
+                    "required": False,
+                    "description": "the search, as for /logs/search",
+                    "schema": {"type": "string"},
+                },
+                *filters,
+                {"name": "limit", "in": "query", "required": False, "description": "values per facet", "schema": limit},
+            ],
+            "responses": {"200": {"description": "the facets", "content": {"application/json": {"schema": FACETS}}}},
+        }
+    }
+
+
 PATHS: dict[str, Any] = {
     "/session": {
         "post": {

@@ -215,6 +215,10 @@ async def histogram(app: LoglakeApp, request: Request) -> Result:
     return Result(200, await app.run_search(_client_errors(app.service.histogram), request.query))
 
 
+async def facets(app: LoglakeApp, request: Request) -> Result:
+    return Result(200, await app.run_search(_client_errors(app.service.facets), request.query))
+
+
 def _page_result(page: RecentPage) -> Result:
     logs = [record_to_dict(r) for r in page.records]
     return Result(200, {"count": len(logs), "logs": logs, "next_cursor": page.next_cursor})

@@ -25,6 +25,7 @@ from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
 
 MAX_BUCKETS = 10_000
+FACET_SAMPLE = 10_000  # records whose attribute keys a facets answer counts
 _RECORD_COLUMNS = 'log_id, epoch_ms("timestamp") AS ts, service, log_type, severity, message, attributes, client_id'
 
 
@@ -145,6 +146,43 @@ def histogram_buckets(rows: Sequence[tuple[int, str, int]], query: RecentQuery, 
             }
         )
     return buckets
+
+
+def facets(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], limit: int) -> dict[str, Any]:
+    """The most common services, severities and log types of the matching records with their counts (one
+    scan), and the most common attribute keys among up to FACET_SAMPLE of them (parsing every record's
+    attributes would take seconds over a day of a busy server)."""
+    where, params = _conditions(replace(query, before_id=None), terms)
+    window = TimeRange(query.since_ms, query.until_ms)
+    sql = (
+        "SELECT grouping(service, severity, log_type) AS facet, coalesce(service, severity, log_type) AS value,"
+        f" count(*) AS n FROM logs WHERE {where} GROUP BY GROUPING SETS ((service), (severity), (log_type))"
+        f" QUALIFY row_number() OVER (PARTITION BY facet ORDER BY n DESC, value) <= {limit:d}"
+    )
+    found: dict[str, dict[str, int]] = {"service": {}, "severity": {}, "log_type": {}}
+    for facet, value, n in engine.run_internal(sql, params, window, 3 * limit).rows:
+        name = _FACET_BY_GROUPING[facet]
+        if name == "severity" and value not in SEVERITY_NAMES:  # counted as the record shows it (readback.py)
+            value = Severity.INFO.label
+        found[name][value] = found[name].get(value, 0) + n
+    sampled = min(FACET_SAMPLE, sum(found["severity"].values()))
+    keys_sql = (
+        f"SELECT key, count(*) AS n FROM (SELECT unnest(try(json_keys(attributes))) AS key FROM"
+        f" (SELECT attributes FROM logs WHERE {where} LIMIT {FACET_SAMPLE:d})) GROUP BY key"
+        f" ORDER BY n DESC, key LIMIT {limit:d}"
+    )
+    keys = engine.run_internal(keys_sql, params, window, limit).rows if sampled else []
+    answer: dict[str, Any] = {
+        name: [{"value": v, "count": n} for v, n in sorted(counts.items(), key=lambda c: (-c[1], c[0]))]
+        for name, counts in found.items()
+    }
+    answer["attribute_keys"] = [{"value": key, "count": n} for key, n in keys]
+    answer["attribute_keys_sampled"] = sampled
+    return answer
+
+
+# grouping(service, severity, log_type) of each grouping set: a bit set for each column left out
+_FACET_BY_GROUPING = {0b011: "service", 0b101: "severity", 0b110: "log_type"}
 
 
 def _conditions(query: RecentQuery, terms: Sequence[Term]) -> tuple[str, list[Any]]:
