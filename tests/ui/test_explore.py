@@ -51,3 +51,67 @@ def test_sign_in_search_and_sign_out(page, loglake):
     page.wait_for_url("**/login")
     page.goto(loglake.url + "/ui/explore")
     page.wait_for_url("**/login**")
+
+
+def test_histogram_zoom_record_filters_facets_and_completion(page, loglake):
+    sign_in(page, loglake)
+    chart = page.locator(".histogram svg.chart")
+    chart.wait_for()
+    assert page.locator(".histogram-head strong").inner_text() == "151 records"
+    stacked = {
+        cls.split("s-")[1]
+        for cls in page.locator(".histogram rect.bar").evaluate_all("rs => rs.map(r => r.getAttribute('class'))")
+    }
+    assert stacked == {"info", "warning", "error", "critical"}
+    screenshot(page, "explore-histogram")
+
+    # drag across the right half of the chart: the range becomes that stretch of time, absolute
+    box = chart.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.5, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.75, y, steps=5)
+    page.mouse.move(box["x"] + box["width"] * 0.99, y, steps=5)
+    page.mouse.up()
+    page.wait_for_url(re.compile(r"from=\d+&to=\d+"))
+    params = dict(p.split("=") for p in page.url.split("?")[1].split("&"))
+    assert loglake.now_ms - 2 * 3_600_000 < int(params["from"]) < int(params["to"]) <= loglake.now_ms + 3_600_000
+    zoomed = page.locator(".histogram-head strong")
+    zoomed.wait_for()
+    assert 0 < int(zoomed.inner_text().split()[0]) < 151
+
+    # facets count the view's records; clicking one filters by it
+    page.goto(loglake.url + "/ui/explore")
+    page.locator(".facets button", has_text="worker").click()
+    page.wait_for_url(re.compile(r"q=service%3Aworker"))
+    assert services_shown(page) == {"worker"}
+
+    # a record opens to its fields; its "filter out" button on one value filters it out
+    page.goto(loglake.url + "/ui/explore?q=service%3Aapi")
+    page.locator(".record-summary").first.click()
+    page.locator(".record-details").first.wait_for()
+    page.get_by_role("button", name="Filter out severity info").first.click()
+    page.wait_for_url(re.compile(r"q=service%3Aapi\+-severity%3Ainfo"))
+    page.locator('.results[aria-busy="false"]').wait_for()
+    assert set(page.locator(".record .sev").all_text_contents()) == {"error"}
+    page.keyboard.press("Escape")
+
+    # completion: field names, then service values from the facets
+    box = page.locator("#q")
+    box.fill("")
+    box.press_sequentially("serv")
+    page.get_by_role("option", name="service:").click()
+    page.get_by_role("option", name="service:billing").wait_for()
+    box.press("ArrowDown")
+    assert page.locator('[role="option"][aria-selected="true"]').count() == 1
+    box.press("Escape")
+    assert page.locator("#q-completions").is_hidden()
+
+
+def test_an_empty_result_says_why_and_widens_the_range(page, loglake):
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/explore?q=gateway&range=5m")
+    page.get_by_text("No records match gateway").wait_for()
+    screenshot(page, "explore-empty")
+    page.get_by_role("button", name="Widen to the last 15m").click()  # the record is 10 minutes old
+    assert services_shown(page) == {"billing"}

@@ -58,7 +58,7 @@ export function render(main, { params, navigate }) {
   const facetsBox = h("aside", { class: "facets", "aria-label": "Facets" });
   const histogramBox = h("div", { class: "histogram" });
   const results = h("div", { class: "results" });
-  const queryBox = queryInput(state, facetsBox);
+  const queryBox = queryInput(state);
   const form = h("form", { class: "query-bar", role: "search", onsubmit: (e) => { e.preventDefault(); go({ q: queryBox.input.value }); } },
     queryBox.root,
     rangePicker(state, go),
@@ -80,7 +80,11 @@ export function render(main, { params, navigate }) {
 
 // -- the query box and its completion -------------------------------------------------------------
 
-function queryInput(state, facetsBox) {
+// Values are completed from the facets of the whole time range (not narrowed by the query being typed).
+function queryInput(state) {
+  let known = null;
+  const facets = () => (known ||= api("/logs/facets", { params: { since: Math.round(state.since), until: Math.round(state.until), limit: 50 } })
+    .catch(() => ({})));
   const list = h("ul", { id: "q-completions", role: "listbox", class: "completions", hidden: true, "aria-label": "Completions" });
   const input = h("input", {
     id: "q", name: "q", value: state.q, type: "search", autocomplete: "off", spellcheck: "false",
@@ -90,9 +94,10 @@ function queryInput(state, facetsBox) {
   });
   let options = [], active = -1;
   const close = () => { list.hidden = true; input.setAttribute("aria-expanded", "false"); active = -1; input.removeAttribute("aria-activedescendant"); };
-  const show = () => {
+  const show = async () => {
+    const all = await facets();
     const [word] = currentWord(input);
-    options = suggestions(word, facetsBox.facets || {});
+    options = suggestions(word, all);
     if (!options.length || !word) { close(); return; }
     replace(list, options.map((text, i) => h("li", { id: `q-option-${i}`, role: "option", text, "aria-selected": "false",
       onmousedown: (e) => { e.preventDefault(); accept(i); } })));
@@ -212,7 +217,6 @@ async function loadFacets(box, state, go, queryBox) {
   replace(box, h("p", { class: "progress", text: "Counting values…" }));
   try {
     const facets = await api("/logs/facets", { params: { ...windowParams(state), limit: 8 } });
-    box.facets = facets;
     const section = (title, field, items) => h("section", {},
       h("h2", { text: title }),
       items.length ? h("ul", {}, items.map((item) => h("li", {},
