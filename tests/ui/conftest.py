@@ -14,7 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess, free_port
+import loglake.rules
+from tests.amplify.logs import access_log, varied_requests
+from tests.conftest import ServerProcess, free_port, run_cli
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
@@ -28,6 +30,9 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = Path(__file__).parents[2] / "build" / "ui-screenshots"
 HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+STARTER_RULES = Path(loglake.rules.__file__).parent / "starter"
+CRITICAL_RULE = "app-critical-record.yml"
 
 if shutil.which(CHROMIUM) is None:
     pytest.skip("the browser tests need Debian's chromium (make test installs it)", allow_module_level=True)
@@ -99,7 +104,15 @@ def records_for(now_ms: int) -> list[dict]:
 @pytest.fixture(scope="module")
 def loglake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loglake]:
     folder = tmp_path_factory.mktemp("ui")
-    server = ServerProcess(folder / "data", free_port(), folder / "server.log").start()
+    rules = folder / "rules"
+    rules.mkdir()
+    shutil.copy(STARTER_RULES / CRITICAL_RULE, rules)
+    # three days of an Amplify app's traffic, imported as `loglake amplify import` does
+    log = folder / "shop.csv"
+    log.write_bytes(access_log(varied_requests(300, int(time.time() * 1000) - 3 * DAY_MS, 3 * DAY_MS)))
+    imported = run_cli("amplify", "import", str(log), "--app", "shop", "--data-dir", str(folder / "data"))
+    assert imported.exit_code == 0, imported.output
+    server = ServerProcess(folder / "data", free_port(), folder / "server.log", ("--rules-dir", str(rules))).start()
     try:
         admin_key = next(
             line.strip() for line in server.log_path.read_text().splitlines() if line.strip().startswith("llk_")

@@ -12,7 +12,7 @@ from loglake.alerts.db import ALERT_STATUSES
 from loglake.alerts.store import DEFAULT_PAGE_LIMIT as DEFAULT_ALERT_PAGE
 from loglake.alerts.store import MAX_NOTE_CHARS, TRANSITIONS
 from loglake.alerts.store import MAX_PAGE_LIMIT as MAX_ALERT_PAGE
-from loglake.api import delivery_routes, openapi_ui
+from loglake.api import delivery_routes, openapi_ui, ui_routes
 from loglake.api.routes import Result
 from loglake.ids import UUID_PATTERN
 from loglake.keys import SCOPES
@@ -599,6 +599,7 @@ SPEC: dict[str, Any] = {
         "/alerts/{alertId}/acknowledge": _status_change("Acknowledge", "acknowledged"),
         "/alerts/{alertId}/resolve": _status_change("Resolve", "resolved"),
         **delivery_routes.OPENAPI,
+        **ui_routes.OPENAPI,
         "/": {
             "get": {
                 "summary": "Name, version and where the docs are (no auth)",

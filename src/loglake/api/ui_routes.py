@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
+from loglake.amplify.reports import apps_with_rows
+from loglake.api import rule_routes
 from loglake.api.http import ApiError, Request
 from loglake.api.routes import Result
 from loglake.ui.assets import Assets, File
@@ -46,6 +48,13 @@ async def asset(app: LoglakeApp, request: Request, version: str, name: str) -> R
     return _send(request, file, IMMUTABLE)
 
 
+async def amplify_apps(app: LoglakeApp, request: Request) -> Result:
+    """The apps whose access logs are in the lake (collected or imported): the reports' choices."""
+    if app.lake is None:
+        raise ApiError(501, "not_available", "Amplify reports need the lake, which this server's store does not have")
+    return Result(200, {"apps": await app.run_read(apps_with_rows, app.store.read)})
+
+
 def _send(request: Request, file: File, cache_control: bytes) -> Result:
     headers = [
         (b"content-type", file.content_type.encode()),
@@ -75,4 +84,15 @@ PAGES = [
     ("GET", "/ui/{page}/{item}", index, None),
     ("GET", "/ui/assets/{version}/{name}", asset, None),
 ]
-ROUTES = PAGES
+# The reads only the UI needs, described in the OpenAPI document.
+READS = [("GET", "/amplify/apps", amplify_apps, "read")]
+ROUTES = PAGES + READS + rule_routes.ROUTES
+OPENAPI = {
+    "/amplify/apps": {
+        "get": {
+            "summary": "The Amplify apps whose access logs are in the lake (read scope)",
+            "responses": {"200": {"description": "apps: their names, sorted"}, "501": {"description": "no lake"}},
+        }
+    },
+    **rule_routes.OPENAPI,
+}

@@ -3,7 +3,9 @@
 import { ApiError, api, errorBox, setCsrfToken } from "./api.js";
 import { h, replace } from "./dom.js";
 import * as alerts from "./alerts.js";
+import * as amplify from "./amplify.js";
 import * as explore from "./explore.js";
+import * as rules from "./rules.js";
 import * as sql from "./sql.js";
 import * as status from "./status.js";
 
@@ -12,6 +14,8 @@ const PAGES = [
   ["explore", "Explore", "read", explore],
   ["sql", "SQL", "read", sql],
   ["alerts", "Alerts", "read", alerts],
+  ["rules", "Rules", "read", rules],
+  ["amplify", "Amplify", "read", amplify],
   ["status", "Status", null, status],
 ];
 

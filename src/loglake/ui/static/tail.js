@@ -35,11 +35,17 @@ export function startTail(box, state, go) {
     else show(record);
   });
   source.addEventListener("dropped", (event) => {
-    const { dropped } = JSON.parse(event.data);
-    note.textContent = `The server dropped ${dropped} records this page could not take in time.`;
+    const { count } = JSON.parse(event.data);
+    note.textContent = `The server dropped ${count} records this page could not take in time.`;
   });
-  source.addEventListener("error", () => {
-    note.textContent = source.readyState === EventSource.CLOSED
+  source.addEventListener("end", (event) => {
+    source.close();
+    note.textContent = `The live tail ended: ${JSON.parse(event.data).reason}. Reload to start it again.`;
+  });
+  // The server's own `error` events carry a message; the browser's (a lost connection) carry none.
+  source.addEventListener("error", (event) => {
+    if (event.data) note.textContent = `The live tail failed: ${JSON.parse(event.data).message}`;
+    else note.textContent = source.readyState === EventSource.CLOSED
       ? "The live tail stopped; check the query, or reload to reconnect." : "Reconnecting…";
   });
   const timer = setInterval(() => {
