@@ -80,6 +80,12 @@ class ArrivalsPage(NamedTuple):
     more: bool  # arrivals after `seq` remain unread (the page is full)
 
 
+class Arrived(NamedTuple):
+    tables: list[tuple[int, pa.Table]]  # each with the number of its first row, in arrival order
+    seq: int  # the last arrival: where the next read starts
+    missed: int  # arrivals after the reader's number that left the log before this read
+
+
 class _Batch:
     """One committed batch: its records as the ingest path gave them, or as a table."""
 
@@ -185,19 +191,7 @@ class Arrivals:
         """Up to `limit` records matching the query's filters (not its time range: late records are
         the point) that arrived after number `after`, in arrival order. ValueError when `after` is
         past the newest arrival (no cursor of this epoch can be)."""
-        with self._lock:
-            self._followed_at = self.clock()
-            if not 0 <= after <= self._last:
-                raise ValueError(f"arrival {after} has not happened")
-            newest = self._last
-            unread = []
-            for batch in reversed(self._batches):
-                if batch.last <= after:
-                    break
-                unread.append(batch)
-        unread.reverse()
-        oldest_kept = unread[0].first if unread else newest + 1
-        missed = max(0, oldest_kept - 1 - after)
+        unread, newest, missed = self._unread(after)
         seq = after + missed
         query = replace(query, since_ms=0, until_ms=None, before_id=None)
         records: list[StoredRecord] = []
@@ -212,6 +206,29 @@ class Arrivals:
             records.extend(table_records(table.take(rows)))
             seq = start + table.num_rows - 1
         return ArrivalsPage(records, seq, missed, seq < newest)
+
+    def arrived(self, after: int) -> Arrived:
+        """Everything that arrived after number `after`, as tables (a live tail matches them itself).
+        ValueError when `after` is past the newest arrival."""
+        unread, newest, missed = self._unread(after)
+        return Arrived(list(_tables(unread, after + missed)), newest, missed)
+
+    def _unread(self, after: int) -> tuple[list[_Batch], int, int]:
+        """The kept batches holding arrivals after number `after` (oldest first), the newest arrival's
+        number, and how many arrivals after `after` left the log unread."""
+        with self._lock:
+            self._followed_at = self.clock()
+            if not 0 <= after <= self._last:
+                raise ValueError(f"arrival {after} has not happened")
+            newest = self._last
+            unread = []
+            for batch in reversed(self._batches):
+                if batch.last <= after:
+                    break
+                unread.append(batch)
+        unread.reverse()
+        oldest_kept = unread[0].first if unread else newest + 1
+        return unread, newest, max(0, oldest_kept - 1 - after)
 
     async def wait(self, after: int) -> None:
         """Return once a record arrived after number `after` (at once if one has): a live tail sleeps

@@ -30,6 +30,7 @@ from loglake.cli_options import (
 )
 from loglake.cli_rules import COMMANDS as RULES_COMMANDS
 from loglake.cli_send import COMMANDS as SEND_COMMANDS
+from loglake.cli_tail import COMMANDS as TAIL_COMMANDS
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, env_name, load_settings, option_fields
 from loglake.keys import SCOPES, ApiKey, KeyStore, KeyStoreError, parse_scopes
@@ -339,5 +340,13 @@ def _iso(epoch_s: int | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s)) if epoch_s else ""
 
 
-for _command in [*SEND_COMMANDS, *LAKE_COMMANDS, *AMPLIFY_COMMANDS, *RULES_COMMANDS, *ALERTS_COMMANDS, *AWS_COMMANDS]:
+for _command in [
+    *SEND_COMMANDS,
+    *LAKE_COMMANDS,
+    *AMPLIFY_COMMANDS,
+    *RULES_COMMANDS,
+    *ALERTS_COMMANDS,
+    *AWS_COMMANDS,
+    *TAIL_COMMANDS,
+]:
     main.add_command(_command)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -80,6 +81,21 @@ class LoglakeClient:
     def search(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._request("GET", "/logs/search", params={k: v for k, v in params.items() if v is not None})
 
+    def tail(self, params: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """GET /logs/tail: its server-sent events as they come, each as (event name, data), until the
+        server ends the stream."""
+        try:
+            with self._http.stream(
+                "GET", "/logs/tail", params={k: v for k, v in params.items() if v is not None}
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    raise _error(response)
+                yield from server_sent_events(response.iter_lines())
+        except UNREACHABLE as e:
+            reason = str(e) or type(e).__name__
+            raise ClientError(f"lost loglake at {self.url}: {reason}; is `loglake serve` running?") from None
+
     def query(self, sql: str, **options: Any) -> dict[str, Any]:
         body = {"sql": sql} | {k: v for k, v in options.items() if v is not None}
         return self._request("POST", "/query", json=body)
@@ -134,6 +150,20 @@ class LoglakeClient:
 
         attempts = None if retry_unreachable else READ_ATTEMPTS
         return self.backoff.run(attempt, attempts=attempts, give_up_after=give_up_after, on_retry=on_retry)
+
+
+def server_sent_events(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(event name, JSON data) of each event in a text/event-stream's lines; comments are skipped."""
+    name, data = "message", []
+    for line in lines:
+        if not line:
+            if data:
+                yield name, json.loads("\n".join(data))
+            name, data = "message", []
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
 
 
 def _error(response: httpx.Response) -> ClientError:

@@ -56,6 +56,7 @@ class Settings:
         "", "Comma-separated origins (https://ui.example.com, or *) whose web pages may call the API; empty = none."
     )
     session_hours: float = _opt(12.0, "How long a web UI sign-in (POST /session) lasts, in hours.")
+    max_tails_per_key: int = _opt(5, "Live tails (GET /logs/tail, loglake tail) one API key may hold open at once.")
     # -- the lake
     lake_bucket: str = _opt("", "S3 bucket of the lake; empty = the folder `lake` in the data dir.")
     lake_prefix: str = _opt("", "Key prefix of the lake inside the bucket, e.g. 'loglake/'.")
@@ -140,7 +141,14 @@ class Settings:
                 found.append(f"{f.name} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
         if not 0 < self.port < 65536:
             found.append(f"port must be 1-65535, got {self.port}")
-        positive = ("rate_limit", "rate_burst", "hot_window_seconds", "hot_max_records", "compact_target_mb")
+        positive = (
+            "rate_limit",
+            "rate_burst",
+            "max_tails_per_key",
+            "hot_window_seconds",
+            "hot_max_records",
+            "compact_target_mb",
+        )
         positive += ("rules_catch_up_windows", "rules_catch_up_hours", "rules_failing_after")
         query = ("query_timeout_seconds", "query_max_rows", "query_concurrency", "query_memory_mb", "query_threads")
         for name in (*positive, *query, "query_max_response_mb"):

@@ -109,7 +109,20 @@ def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    _Server(config, app).run(sockets=[sock])
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which on Ctrl-C or SIGTERM first ends the app's open event streams: uvicorn
+    waits for responses in flight, and a live tail's never ends by itself."""
+
+    def __init__(self, config: uvicorn.Config, app: LoglakeApp) -> None:
+        super().__init__(config)
+        self.loglake = app
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.loglake.stop_streams()
+        super().handle_exit(sig, frame)
 
 
 class OneWritePerResponse(HttpToolsProtocol):

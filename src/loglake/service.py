@@ -218,6 +218,18 @@ class LogService:
             raise InvalidQuery([Problem(-1, "q", "facets need the SQL engine, which this store does not have")])
         return lake_reads.facets(self.lake.engine, query, terms, limit)
 
+    def tail_query(self, params: Mapping[str, str]) -> tuple[RecentQuery, list[Term]]:
+        """The search a live tail matches new records against: the filters and `q` of search, without
+        its time range and paging (a tail shows what arrives, whatever its time)."""
+        problems = [
+            Problem(-1, name, "does not apply to a live tail, which shows each matching record as it arrives")
+            for name in ("since", "until", "cursor", "limit")
+            if name in params
+        ]
+        if problems:
+            raise InvalidQuery(problems)
+        return self._search_query(params)
+
     def _search_query(self, params: Mapping[str, str]) -> tuple[RecentQuery, list[Term]]:
         fields = dict(params)
         q = fields.pop("q", "")

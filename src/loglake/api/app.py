@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from loglake.amplify.collector import RunReport
-from loglake.api import alert_routes, delivery_routes, openapi, routes, session_routes, ui_routes
+from loglake.api import alert_routes, delivery_routes, openapi, routes, session_routes, tail_routes, ui_routes
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
 from loglake.api.cors import preflight_headers
@@ -40,6 +40,7 @@ from loglake.rules.state import RunRecord
 from loglake.runtime import Runtime
 from loglake.sessions import SessionStore
 from loglake.store.base import StoreUnavailable
+from loglake.tail import TailHub
 
 T = TypeVar("T")
 Handler = Callable[..., Awaitable[routes.Result]]
@@ -69,6 +70,7 @@ ROUTES = [
     Route("GET", "/logs/search", routes.search, "read"),
     Route("GET", "/logs/histogram", routes.histogram, "read"),
     Route("GET", "/logs/facets", routes.facets, "read"),
+    Route("GET", "/logs/tail", tail_routes.tail, "read"),
     Route("POST", "/query", routes.query, "read", reads_body=True),
     Route("GET", "/tables", routes.tables, "read"),
     Route("GET", "/amplify/reports", routes.amplify_reports, "read"),
@@ -160,6 +162,8 @@ class LoglakeApp:
         )
         self.ratelimiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self.router = Router(ROUTES)
+        arrivals = runtime.service.arrivals
+        self.tails = TailHub(arrivals, settings.max_tails_per_key, self.service.now_ms) if arrivals else None
         self._cors_origins = parse_origins(settings.cors_allow_origins)
         self.access_log = AccessLog.open(settings.access_log)
         self._request_prefix = os.urandom(6).hex()
@@ -253,6 +257,11 @@ class LoglakeApp:
         finally:
             self._queries_running -= 1
 
+    def stop_streams(self) -> None:
+        """End the open event streams (live tails): the server is stopping and would wait for them."""
+        if self.tails is not None:
+            self.tails.stop_all()
+
     def close(self) -> None:
         # Requests in flight finish first, on the store they started with; then the runtime stops its
         # jobs and closes the store and the lake.
@@ -260,6 +269,8 @@ class LoglakeApp:
         self._readers.shutdown(wait=True)
         self._searches.shutdown(wait=True)
         self._queries.shutdown(wait=True)
+        if self.tails is not None:
+            self.tails.shutdown()
         self.runtime.close()
         self.sessions.close()
         self.access_log.close()
@@ -314,7 +325,9 @@ class LoglakeApp:
             await self._admit(route, request, receive)
             result = await route.handler(self, request, *params)
             status = result.status
-            if type(result.payload) is bytes:
+            if isinstance(result.payload, tail_routes.EventStream):
+                sent = await result.payload.stream(send, receive, status, [*result.headers, *common])
+            elif type(result.payload) is bytes:
                 await send_bytes(send, status, result.payload, [*result.headers, *common])
                 sent = len(result.payload)
             else:

@@ -1,5 +1,5 @@
 """The OpenAPI entries of what the web UI uses beyond the rest of the API: sessions (api/session_routes.py)
-and the facets of a search."""
+the facets of a search and the live tail."""
 
 from __future__ import annotations
 
@@ -68,7 +68,37 @@ FACETS = {
 
 def paths(filters: list[dict]) -> dict[str, Any]:
     """The entries; `filters` are the query parameters /logs/search shares with /logs/recent."""
-    return {**PATHS, "/logs/facets": _facets(filters)}
+    return {**PATHS, "/logs/facets": _facets(filters), "/logs/tail": _tail(filters)}
+
+
+def _tail(filters: list[dict]) -> dict:
+    return {
+        "get": {
+            "summary": "Live tail: each new record matching the search, as server-sent events",
+            "description": "`event: record` carries a record as /logs/search shows it, as soon as it is acknowledged, "
+            'whatever its timestamp; `event: dropped` with `{"count": n}` says n records were not sent because the '
+            "client read too slowly; a comment every 15 s keeps the stream open; `event: end` says the server is "
+            "stopping; `event: error` ends a tail whose search failed. A key holds at most max_tails_per_key tails.",
+            "parameters": [
+                {
+                    "name": "q",
+                    "in": "query",
+                    "required": False,
+                    "description": "the search, as for /logs/search",
+                    "schema": {"type": "string"},
+                },
+                *(f for f in filters if f["name"] not in ("since", "until")),
+            ],
+            "responses": {
+                "200": {
+                    "description": "the event stream",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "429": _error("The key holds its limit of live tails (or its rate limit)"),
+                "501": _error("This deployment keeps no arrivals (poll /logs/search)"),
+            },
+        }
+    }
 
 
 def _facets(filters: list[dict]) -> dict:

@@ -169,10 +169,10 @@ def _records_media_type(request: Request) -> bool:
 
 
 async def recent(app: LoglakeApp, request: Request) -> Result:
-    wanted = _client_errors(follow_query)(request.query, app.service.now_ms())
+    wanted = client_errors(follow_query)(request.query, app.service.now_ms())
     if wanted is not None:
         return await _follow(app, wanted)
-    query = _client_errors(app.service.recent_query)(request.query)
+    query = client_errors(app.service.recent_query)(request.query)
     return _page_result(await app.run_read(app.service.recent, query))
 
 
@@ -185,7 +185,7 @@ async def _follow(app: LoglakeApp, wanted: FollowQuery) -> Result:
             "following by arrival needs the server that takes the records (loglake serve); this deployment's "
             "store is written by many processes: poll GET /logs/recent with since instead",
         )
-    page = await app.run_read(_client_errors(follow), app.service, arrivals, wanted)
+    page = await app.run_read(client_errors(follow), app.service, arrivals, wanted)
     logs = [record_to_dict(r) for r in page.records]
     return Result(
         200,
@@ -201,22 +201,22 @@ async def _follow(app: LoglakeApp, wanted: FollowQuery) -> Result:
 
 
 async def get_log(app: LoglakeApp, request: Request, log_id: str) -> Result:
-    record = await app.run_read(_client_errors(app.service.get), log_id)
+    record = await app.run_read(client_errors(app.service.get), log_id)
     if record is None:
         raise ApiError(404, "not_found", f"no log with id {log_id!r}")
     return Result(200, record_to_dict(record))
 
 
 async def search(app: LoglakeApp, request: Request) -> Result:
-    return _page_result(await app.run_search(_client_errors(app.service.search), request.query))
+    return _page_result(await app.run_search(client_errors(app.service.search), request.query))
 
 
 async def histogram(app: LoglakeApp, request: Request) -> Result:
-    return Result(200, await app.run_search(_client_errors(app.service.histogram), request.query))
+    return Result(200, await app.run_search(client_errors(app.service.histogram), request.query))
 
 
 async def facets(app: LoglakeApp, request: Request) -> Result:
-    return Result(200, await app.run_search(_client_errors(app.service.facets), request.query))
+    return Result(200, await app.run_search(client_errors(app.service.facets), request.query))
 
 
 def _page_result(page: RecentPage) -> Result:
@@ -224,7 +224,7 @@ def _page_result(page: RecentPage) -> Result:
     return Result(200, {"count": len(logs), "logs": logs, "next_cursor": page.next_cursor})
 
 
-def _client_errors(fn: Any) -> Any:
+def client_errors(fn: Any) -> Any:
     """Run a service call; its InvalidQuery, QueryError and QueryBusy become 400s (503) naming the problem."""
 
     def run(*args: Any) -> Any:

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
+import duckdb
+
 from loglake import readback
 from loglake.ids import LAST_STORABLE_MS, format_uuid, timestamp_of
 from loglake.lake.manifest import files_span, list_files, newest_file_ms, reading
@@ -146,6 +148,17 @@ def histogram_buckets(rows: Sequence[tuple[int, str, int]], query: RecentQuery, 
             }
         )
     return buckets
+
+
+def arrived_matches(
+    db: duckdb.DuckDBPyConnection, query: RecentQuery, terms: Sequence[Term], after: int
+) -> list[StoredRecord]:
+    """The records of the table `arrived` (arrivals, each numbered in `arrival`) after number `after`
+    that match the search, in arrival order, whatever their time: the conditions of search, so a live
+    tail shows what a search would."""
+    where, params = _conditions(replace(query, since_ms=0, until_ms=None, before_id=None), terms)
+    sql = f"SELECT {_RECORD_COLUMNS} FROM arrived WHERE arrival > ? AND {where} ORDER BY arrival"
+    return records_from_rows(db.execute(sql, [after, *params]).fetchall(), "the arrivals")
 
 
 def facets(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], limit: int) -> dict[str, Any]:

@@ -1,0 +1,90 @@
+"""GET /logs/tail: a live tail as server-sent events (the browser's EventSource, `loglake tail`).
+
+Each new record matching the search is an `event: record` with the record's JSON, as /logs/search shows
+it; `event: dropped` with {"count": n} says the client read too slowly and n records were not sent; a
+comment every HEARTBEAT_SECONDS keeps proxies from closing a quiet stream. The stream ends when the
+client leaves or the server stops (then with `event: end`), so a stopping server never waits on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from loglake.api.http import ApiError, Receive, Request, Send
+from loglake.api.routes import Result, client_errors
+from loglake.tail import Tail, TooManyTails
+
+if TYPE_CHECKING:
+    from loglake.api.app import LoglakeApp
+
+HEARTBEAT_SECONDS = 15.0
+HEADERS = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    (b"x-accel-buffering", b"no"),  # nginx and the like pass each event on at once
+)
+_encode = msgspec.json.Encoder().encode
+
+
+class EventStream:
+    """A response that is sent as events arrive (app._http sends it through `stream`)."""
+
+    def __init__(self, app: LoglakeApp, tail: Tail) -> None:
+        self.app = app
+        self.tail = tail
+
+    async def stream(self, send: Send, receive: Receive, status: int, headers: list[tuple[bytes, bytes]]) -> int:
+        """Send the events until the client leaves or the tail ends; the bytes sent."""
+        assert self.app.tails is not None
+        watcher = asyncio.ensure_future(_stop_on_disconnect(receive, self.tail))
+        sent = 0
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            while not self.tail.stopped:
+                waiting = await self.tail.next(HEARTBEAT_SECONDS)
+                if waiting is None:
+                    chunk = b": keep-alive\n\n"
+                else:
+                    records, dropped, error = waiting
+                    chunk = b"".join(b"event: record\ndata: %b\n\n" % _encode(r) for r in records)
+                    if dropped:
+                        chunk += b'event: dropped\ndata: {"count":%d}\n\n' % dropped
+                    if error is not None:
+                        chunk += b"event: error\ndata: %b\n\n" % _encode({"message": error})
+                        self.tail.stop()
+                    elif self.tail.stopped and not watcher.done():  # the server is stopping
+                        chunk += b'event: end\ndata: {"reason":"the server is stopping"}\n\n'
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    sent += len(chunk)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()
+            self.app.tails.close(self.tail)
+        return sent
+
+
+async def _stop_on_disconnect(receive: Receive, tail: Tail) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    tail.stop()
+
+
+async def tail(app: LoglakeApp, request: Request) -> Result:
+    if app.tails is None:
+        raise ApiError(
+            501,
+            "not_available",
+            "a live tail needs the server that takes the records (loglake serve); poll GET /logs/search instead",
+        )
+    query, terms = client_errors(app.service.tail_query)(request.query)
+    if request.method == "HEAD":
+        return Result(200, b"", HEADERS)
+    try:
+        opened = app.tails.open(request.principal.name, query, terms)
+    except TooManyTails as e:
+        raise ApiError(429, "too_many_tails", str(e), headers=[(b"retry-after", b"5")]) from None
+    return Result(200, EventStream(app, opened), HEADERS)

@@ -1,0 +1,266 @@
+"""GET /logs/tail and `loglake tail` against a real `loglake serve`: matching records stream as they are
+acknowledged, a slow reader is told what it missed, a key's tails are limited, and a stopping server
+ends its streams instead of waiting on them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from loglake.client import server_sent_events
+from tests.conftest import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+WAIT_S = 30  # bounds every wait: a test that would hang fails instead
+
+
+class TailReader:
+    """A GET /logs/tail read on a thread, its events collected as they come."""
+
+    def __init__(self, url: str, headers: dict, params: dict, start_reading: threading.Event | None = None) -> None:
+        self.events: queue.Queue[tuple[str, dict]] = queue.Queue()
+        self.status: int | None = None
+        self.headers: httpx.Headers | None = None
+        self.opened = threading.Event()
+        self.ended = threading.Event()
+        self._client = httpx.Client(base_url=url, headers=headers, timeout=WAIT_S)
+        self._params = params
+        self._start_reading = start_reading
+        self._socket: socket.socket | None = None
+        self._closing = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        assert self.opened.wait(WAIT_S), "the tail did not answer"
+
+    def _read(self) -> None:
+        try:
+            with self._client.stream("GET", "/logs/tail", params=self._params) as response:
+                self.status, self.headers = response.status_code, response.headers
+                self._socket = response.extensions["network_stream"].get_extra_info("socket")
+                self.opened.set()
+                if self._start_reading is not None:
+                    assert self._start_reading.wait(WAIT_S)
+                for event in server_sent_events(response.iter_lines()):
+                    self.events.put(event)
+        except (httpx.HTTPError, OSError):
+            if not self._closing:
+                raise
+        finally:
+            self.opened.set()
+            self.ended.set()
+
+    def next(self) -> tuple[str, dict]:
+        return self.events.get(timeout=WAIT_S)
+
+    def records(self, count: int) -> list[dict]:
+        found = []
+        while len(found) < count:
+            name, data = self.next()
+            assert name == "record", (name, data)
+            found.append(data)
+        return found
+
+    def close(self) -> None:
+        """Hang up, as a browser closing its tab does (the reading thread wakes up to the closed socket)."""
+        self._closing = True
+        if self._socket is not None and not self.ended.is_set():
+            self._socket.shutdown(socket.SHUT_RDWR)
+        self._thread.join(WAIT_S)
+        self._client.close()
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
+    return server_factory(None, "--max-tails-per-key", "2", "--access-log", "off")
+
+
+@pytest.fixture
+def key(server: ServerProcess, admin_key_of: Callable[[ServerProcess], str]) -> str:
+    return admin_key_of(server)
+
+
+@contextmanager
+def tail_of(server: ServerProcess, key: str, **params: str) -> Iterator[TailReader]:
+    reader = TailReader(server.url, {"authorization": f"Bearer {key}"}, params)
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+def send(server: ServerProcess, key: str, records: list[dict]) -> list[str]:
+    response = httpx.post(
+        f"{server.url}/logs", json=records, headers={"authorization": f"Bearer {key}"}, timeout=WAIT_S
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["logIds"]
+
+
+def test_matching_records_stream_as_they_are_acknowledged(server: ServerProcess, key: str) -> None:
+    with tail_of(server, key, q='timeout "db pool" user:alice -service:web') as tail:
+        assert tail.status == 200 and tail.headers is not None
+        assert tail.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert "frame-ancestors 'none'" in tail.headers["content-security-policy"]
+        sent = send(
+            server,
+            key,
+            [
+                {"service": "api", "message": "timeout in db pool", "attributes": {"user": "alice"}},
+                {"service": "web", "message": "timeout in db pool", "attributes": {"user": "alice"}},
+                {"service": "api", "message": "timeout in db", "attributes": {"user": "alice"}},
+                {"service": "api", "message": "timeout in db pool", "attributes": {"user": "bob"}},
+                # a late record, stamped a day ago: a tail shows what arrives, whatever its time
+                {
+                    "service": "api",
+                    "message": "TIMEOUT in DB POOL again",
+                    "attributes": {"user": "Alice"},
+                    "timestamp": int(time.time() * 1000) - 86_400_000,
+                },
+            ],
+        )
+        first, late = tail.records(2)
+        assert [first["logId"], late["logId"]] == [sent[0], sent[4]]
+        stored = httpx.get(f"{server.url}/logs/{sent[0]}", headers={"authorization": f"Bearer {key}"}).json()
+        assert first == stored  # the record as the API shows it anywhere else
+        send(server, key, [{"service": "api", "message": "timeout db pool", "attributes": {"user": "alice"}}])
+        assert tail.records(1)[0]["message"] == "timeout db pool"
+        assert tail.events.empty()
+
+
+def test_filters_apply_and_a_tail_starts_with_what_arrives_after_it(server: ServerProcess, key: str) -> None:
+    send(server, key, [{"service": "api", "severity": "error", "message": "before the tail"}])
+    with tail_of(server, key, service="api", min_severity="warning") as tail:
+        send(
+            server,
+            key,
+            [
+                {"service": "api", "severity": "info", "message": "too mild"},
+                {"service": "db", "severity": "error", "message": "other service"},
+                {"service": "api", "severity": "critical", "message": "this one"},
+            ],
+        )
+        assert [r["message"] for r in tail.records(1)] == ["this one"]
+
+
+def test_a_slow_reader_is_told_how_many_records_it_missed(server: ServerProcess, key: str) -> None:
+    """The client reads nothing while 40 MB of matching records arrive: its socket fills, the server's
+    queue for it fills, and the rest is dropped and counted. Every matching record is either sent or
+    counted, none twice."""
+    go = threading.Event()
+    reader = TailReader(server.url, {"authorization": f"Bearer {key}"}, {"q": "bulky"}, start_reading=go)
+    try:
+        batches, per_batch = 40, 100
+        for b in range(batches):
+            send(server, key, [{"message": f"bulky {b}-{i} " + "x" * 10_000} for i in range(per_batch)])
+        send(server, key, [{"message": "bulky last"}])
+        go.set()
+        delivered, dropped = [], 0
+        while len(delivered) + dropped < batches * per_batch + 1:
+            name, data = reader.next()
+            if name == "record":
+                delivered.append(data["message"].split(" x")[0])
+            else:
+                assert name == "dropped", (name, data)
+                dropped += data["count"]
+        assert dropped > 0
+        assert len(delivered) + dropped == batches * per_batch + 1
+        assert len(set(delivered)) == len(delivered)
+    finally:
+        reader.close()
+
+
+def test_a_key_holds_a_limited_number_of_tails(server: ServerProcess, key: str) -> None:
+    other = httpx.post(
+        f"{server.url}/admin/keys",
+        json={"name": "other", "scopes": ["read"]},
+        headers={"authorization": f"Bearer {key}"},
+    ).json()["secret"]
+    with tail_of(server, key), tail_of(server, key) as second:
+        third = httpx.get(f"{server.url}/logs/tail", headers={"authorization": f"Bearer {key}"})
+        assert third.status_code == 429
+        error = third.json()["error"]
+        assert error["code"] == "too_many_tails" and "already has 2 live tails open" in error["message"]
+        with tail_of(server, other) as others:  # another key's tails are its own
+            assert others.status == 200
+        second.close()
+        _eventually(lambda: _opens(server, key))  # one closed: room for one more, once the server saw it go
+
+
+def test_a_browser_session_tails_with_its_cookie(server: ServerProcess, key: str) -> None:
+    session = httpx.post(f"{server.url}/session", json={"key": key})
+    cookie = {"cookie": f"loglake_session={session.cookies['loglake_session']}"}
+    reader = TailReader(server.url, cookie, {"q": "from-browser"})
+    try:
+        assert reader.status == 200
+        send(server, key, [{"message": "from-browser hello"}])
+        assert reader.records(1)[0]["message"] == "from-browser hello"
+    finally:
+        reader.close()
+
+
+def test_a_stopping_server_ends_its_tails_instead_of_waiting_for_them(
+    server_factory: Callable[..., ServerProcess], admin_key_of: Callable[[ServerProcess], str]
+) -> None:
+    server = server_factory()  # its log on stderr: uvicorn says there when it gave up waiting for a response
+    key = admin_key_of(server)
+    with tail_of(server, key) as tail:
+        assert server.process is not None
+        server.process.send_signal(signal.SIGTERM)
+        name, data = tail.next()
+        assert name == "end" and data["reason"] == "the server is stopping"
+        assert tail.ended.wait(WAIT_S)
+        assert server.process.wait(WAIT_S) == -signal.SIGTERM  # uvicorn ends by the signal it stopped for
+    assert "timeout graceful shutdown exceeded" not in server.log_path.read_text()
+
+
+def test_loglake_tail_prints_records_as_they_arrive_until_ctrl_c(server: ServerProcess, key: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
+    command = [sys.executable, "-m", "loglake", "tail", "--json", "--url", server.url, "--api-key", key]
+    with subprocess.Popen(
+        [*command, "deploy", "-service:web"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    ) as process:
+        try:
+            lines: queue.Queue[str] = queue.Queue()
+            threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+            deadline = time.monotonic() + WAIT_S
+            printed: list[dict] = []
+            while not printed and time.monotonic() < deadline:  # records sent before the tail opened never show
+                send(
+                    server, key, [{"service": "web", "message": "deploy web"}, {"service": "api", "message": "deploy"}]
+                )
+                with contextlib.suppress(queue.Empty):
+                    printed.append(json.loads(lines.get(timeout=0.5)))
+            assert printed and printed[0]["service"] == "api" and printed[0]["message"] == "deploy"
+            process.send_signal(signal.SIGINT)
+            assert process.wait(WAIT_S) == 0
+            assert "Traceback" not in process.stderr.read()
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def _opens(server: ServerProcess, key: str) -> bool:
+    headers = {"authorization": f"Bearer {key}"}
+    with httpx.stream("GET", f"{server.url}/logs/tail", headers=headers, timeout=WAIT_S) as response:
+        return response.status_code == 200
+
+
+def _eventually(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
