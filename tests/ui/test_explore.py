@@ -115,3 +115,24 @@ def test_an_empty_result_says_why_and_widens_the_range(page, loglake):
     screenshot(page, "explore-empty")
     page.get_by_role("button", name="Widen to the last 15m").click()  # the record is 10 minutes old
     assert services_shown(page) == {"billing"}
+
+
+def test_live_tail_shows_a_record_sent_after_it_started(page, loglake):
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/explore?q=service%3Atailed")
+    page.get_by_role("button", name="Live tail").click()
+    page.wait_for_url(re.compile(r"tail=1"))
+    page.get_by_text("Live", exact=True).wait_for()  # the stream is open
+    loglake.send(
+        [{"service": "tailed", "message": "fresh off the press"}, {"service": "other", "message": "not this one"}]
+    )
+    page.locator(".record .message", has_text="fresh off the press").wait_for(timeout=2000)
+    assert page.locator(".record").count() == 1
+    page.get_by_role("button", name="Pause").click()
+    loglake.send([{"service": "tailed", "message": "held while paused"}])
+    page.get_by_role("button", name="Resume").click()
+    page.locator(".record .message", has_text="held while paused").wait_for(timeout=2000)
+    assert page.locator(".record .message").all_inner_texts() == ["held while paused", "fresh off the press"]
+    screenshot(page, "explore-tail")
+    page.get_by_role("button", name="Stop live tail").click()
+    page.wait_for_url(re.compile(r"^(?!.*tail=1)"))

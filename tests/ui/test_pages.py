@@ -22,7 +22,7 @@ SQL = "SELECT service, count(*) AS n, NULL AS nothing, 'a,\"b\"' AS odd FROM log
 def test_sql_runs_with_ctrl_enter_and_downloads_what_query_answers(page, loglake):
     sign_in(page, loglake)
     page.get_by_role("link", name="SQL").click()
-    page.get_by_role("button", name="logs").first.wait_for()  # the tables sidebar
+    page.locator(".tables summary", has_text="logs").first.wait_for()  # the tables sidebar
     editor = page.get_by_label("SQL query")
     editor.fill(SQL)
     editor.press("Control+Enter")

@@ -38,7 +38,7 @@ function drawList(main, { params, navigate }) {
         filters.status || filters.level || filters.rule || filters.q ? h("button", { type: "button", text: "Clear the filters", onclick: () => navigate("/ui/alerts") }) : null));
         return;
       }
-      replace(box, h("table", { class: "list" },
+      replace(box, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
         h("thead", {}, h("tr", {}, ["Level", "Status", "Alert", "Rule", "Matches", "Last seen"].map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", {}, answer.alerts.map((alert) => h("tr", {},
           h("td", {}, h("span", { class: `level l-${alert.level}`, text: alert.level })),
@@ -46,7 +46,7 @@ function drawList(main, { params, navigate }) {
           h("td", {}, link(`/ui/alerts/${alert.id}`, alert.title)),
           h("td", {}, h("button", { type: "button", class: "link", text: alert.rule_title, title: "Only this rule's alerts", onclick: () => go({ rule: alert.rule_id }) })),
           h("td", { class: "num", text: alert.match_count }),
-          h("td", { text: formatTime(Date.parse(alert.last_seen)) }))))));
+          h("td", { text: formatTime(Date.parse(alert.last_seen)) })))))));
     } catch (error) {
       replace(box, errorBox(error, load));
     }
@@ -99,7 +99,7 @@ function alertView(alert, allows, reload, navigate) {
     allows("alerts") ? statusChange(alert, reload) : null,
     h("h2", { text: `Evidence (${alert.evidence.length} records)` }),
     h("ol", { class: "records" }, alert.evidence.map((record) => evidenceRow(record, state, go))),
-    alert.query ? [h("h2", { text: "Query" }), h("pre", { class: "plan", text: alert.query })] : null,
+    alert.query ? [h("h2", { text: "Query" }), h("pre", { class: "plan", tabindex: "0", text: alert.query })] : null,
     h("h2", { text: "Deliveries" }),
     h("div", { class: "deliveries" }, h("p", { class: "progress", text: "Loading deliveries…" })),
   ];
@@ -144,11 +144,11 @@ async function loadDeliveries(box, alertId) {
       replace(box, problems, h("p", { class: "muted", text: "No deliveries: alerting.yml routes this alert nowhere, or delivery has not run yet." }));
       return;
     }
-    replace(box, problems, h("table", { class: "list" },
+    replace(box, problems, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
       h("thead", {}, h("tr", {}, ["Event", "Destination", "State", "Attempts", "Updated", "Last error"].map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, answer.deliveries.map((d) => h("tr", {},
         h("td", { text: d.event }), h("td", { text: d.destination }), h("td", {}, h("span", { class: `state d-${d.state}`, text: d.state })),
-        h("td", { class: "num", text: d.attempts }), h("td", { text: formatTime(Date.parse(d.updated)) }), h("td", { text: d.last_error || "" }))))));
+        h("td", { class: "num", text: d.attempts }), h("td", { text: formatTime(Date.parse(d.updated)) }), h("td", { text: d.last_error || "" })))))));
   } catch (error) {
     replace(box, errorBox(error, () => loadDeliveries(box, alertId)));
   }

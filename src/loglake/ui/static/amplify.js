@@ -44,7 +44,7 @@ async function loadStatus(box, reports, chosen, go) {
 
 function runsTable(runs) {
   if (!runs.length) return h("p", { class: "muted", text: "No collection has run yet." });
-  return h("details", {}, h("summary", { text: `Last ${runs.length} collection runs` }), h("div", { class: "table-wrap" }, h("table", { class: "list" },
+  return h("details", {}, h("summary", { text: `Last ${runs.length} collection runs` }), h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
     h("thead", {}, h("tr", {}, ["Started", "App", "Windows ok / failed", "Rows", "Downloaded", "Errors"].map((t) => h("th", { scope: "col", text: t })))),
     h("tbody", {}, runs.flatMap((run) => run.unreadable ? [h("tr", {}, h("td", { colspan: 6, class: "error", text: run.unreadable }))]
       : run.apps.map((a) => h("tr", {}, h("td", { text: run.started }), h("td", { text: a.app }),
@@ -72,7 +72,7 @@ function report(result) {
       { label: names[valueAt], height: 100, tickFormat: (ms) => new Date(ms).toISOString().slice(5, 10) })
     : null;
   return h("article", { class: "report" }, h("h2", { text: result.title }),
-    result.rows.length ? [chart, h("div", { class: "table-wrap" }, h("table", { class: "list" },
+    result.rows.length ? [chart, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
       h("thead", {}, h("tr", {}, names.map((n) => h("th", { scope: "col", text: n })))),
       h("tbody", {}, result.rows.map((row) => h("tr", {}, row.map((v, i) => h("td", { class: typeof v === "number" ? "num" : "",
         text: v === null ? "–" : names[i] === "bytes" ? formatBytes(v) : String(v) })))))))]

@@ -1,6 +1,6 @@
 // Charts drawn as SVG by our own code: stacked bars over time (the histogram, with drag-to-zoom) and
 // plain bars (per-day counts). Colours come from CSS classes, so the themes restyle them.
-import { formatCount } from "./dom.js";
+import { formatCount, h } from "./dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -15,7 +15,7 @@ function svg(tag, attrs = {}, text) {
 // onZoom(fromMs, toMs) is called when the person drags across the chart.
 export function stackedBars(bars, { height = 120, onZoom, label = "records", tickFormat = (ms) => new Date(ms).toLocaleString() } = {}) {
   const width = 1000;
-  const top = 8, bottom = 20;
+  const top = 4, bottom = 0;
   const first = bars.length ? bars[0].start : 0;
   const last = bars.length ? bars[bars.length - 1].start + bars[bars.length - 1].width : 1;
   const span = Math.max(1, last - first);
@@ -27,7 +27,6 @@ export function stackedBars(bars, { height = 120, onZoom, label = "records", tic
   for (const frac of [0.5, 1]) {
     root.append(svg("line", { x1: 0, x2: width, y1: y(max * frac), y2: y(max * frac), class: "grid" }));
   }
-  root.append(svg("text", { x: 4, y: top + 10, class: "axis" }, formatCount(max)));
   for (const bar of bars) {
     let base = 0;
     const group = svg("g");
@@ -42,14 +41,10 @@ export function stackedBars(bars, { height = 120, onZoom, label = "records", tic
     }
     root.append(group);
   }
-  const ticks = 5;
-  for (let i = 0; i <= ticks; i++) {
-    const ms = first + (span * i) / ticks;
-    const anchor = i === 0 ? "start" : i === ticks ? "end" : "middle";
-    root.append(svg("text", { x: x(ms), y: height - 5, class: "axis", "text-anchor": anchor }, tickFormat(ms)));
-  }
   if (onZoom) dragToZoom(root, width, (a, b) => onZoom(first + (a / width) * span, first + (b / width) * span));
-  return root;
+  // The labels are HTML under the chart: text inside a stretched SVG would be stretched with it.
+  const ticks = [0, 1, 2, 3, 4].map((i) => h("span", { text: tickFormat(first + (span * i) / 4) }));
+  return h("figure", { class: "chart-box" }, h("span", { class: "axis-max", text: formatCount(max) }), root, h("div", { class: "ticks" }, ticks));
 }
 
 function dragToZoom(root, width, onZoom) {

@@ -65,13 +65,15 @@ export function render(main, { params, navigate }) {
     h("button", { type: "submit", class: "primary", text: "Search" }));
   const tailButton = h("button", { type: "button", class: state.tail ? "toggle on" : "toggle", "aria-pressed": String(state.tail),
     text: state.tail ? "Stop live tail" : "Live tail", onclick: () => go({ tail: !state.tail }) });
-  replace(main, h("div", { class: "explore" },
-    h("h1", { class: "sr-only", text: "Explore" }), form,
+  const heading = h("h1", { class: "sr-only", text: "Explore" });
+  if (state.tail) { // records as they arrive: no range, so no histogram and no facets
+    replace(main, h("div", { class: "explore" }, heading, form, h("div", { class: "toolbar" }, tailButton), results));
+    return startTail(results, state, go);
+  }
+  replace(main, h("div", { class: "explore" }, heading, form,
     h("div", { class: "toolbar" }, tailButton, h("span", { class: "muted", text: `${formatTime(state.since, state.tz)} → ${formatTime(state.until, state.tz)}${state.tz === "utc" ? "" : " local"}` })),
     histogramBox,
     h("div", { class: "explore-body" }, facetsBox, results)));
-
-  if (state.tail) return startTail(results, state, (changes) => go(changes));
   loadHistogram(histogramBox, state, go);
   loadFacets(facetsBox, state, go, queryBox);
   loadRecords(results, state, go);
@@ -313,7 +315,7 @@ function recordDetails(record, state, go) {
           onclick: () => go({ q: withTerm(state.q, term(field, value)) }) }),
         h("button", { type: "button", class: "small", "aria-label": `Filter out ${field} ${value}`, title: "Filter out this value", text: "−",
           onclick: () => go({ q: withTerm(state.q, term(field, value, true)) }) })))))),
-    h("pre", { class: "json", text: JSON.stringify(record, null, 2) }),
+    h("pre", { class: "json", tabindex: "0", text: JSON.stringify(record, null, 2) }),
   ];
 }
 

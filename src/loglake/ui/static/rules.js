@@ -18,7 +18,7 @@ async function drawList(main) {
     const { folder, rules, problems } = await api("/rules");
     replace(main, h("h1", { text: "Rules" }), h("p", { class: "muted", text: `From ${folder}` }),
       problems.map((p) => h("p", { class: "error-box", text: p })),
-      rules.length ? h("div", { class: "table-wrap" }, h("table", { class: "list" },
+      rules.length ? h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
         h("thead", {}, h("tr", {}, ["Level", "Rule", "Schedule", "Enabled", "Last run", "Matches", "Errors in a row"].map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", {}, rules.map((rule) => h("tr", {},
           h("td", {}, h("span", { class: `level l-${rule.level}`, text: rule.level })),
@@ -55,8 +55,8 @@ async function drawRule(main, id) {
         days, h("button", { type: "button", class: "primary", text: "Backtest", onclick: () => runBacktest(rule.id, days.value, backtest) })),
       tests, backtest,
       h("h2", { text: "Recent runs" }), runsTable(rule.runs),
-      h("h2", { text: "SQL of a run" }), h("pre", { class: "plan", text: rule.sql }),
-      h("h2", { text: "Source" }), h("pre", { class: "plan", text: rule.source }));
+      h("h2", { text: "SQL of a run" }), h("pre", { class: "plan", tabindex: "0", text: rule.sql }),
+      h("h2", { text: "Source" }), h("pre", { class: "plan", tabindex: "0", text: rule.source }));
   } catch (error) {
     replace(main, h("p", {}, link("/ui/rules", "← Rules")), errorBox(error, () => drawRule(main, id)));
   }
@@ -64,7 +64,7 @@ async function drawRule(main, id) {
 
 function runsTable(runs) {
   if (!runs.length) return h("p", { class: "muted", text: "No runs yet: the server runs the rule on its schedule." });
-  return h("div", { class: "table-wrap" }, h("table", { class: "list" },
+  return h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
     h("thead", {}, h("tr", {}, ["Window", "Outcome", "Rows read", "Matches", "New alerts", "Took"].map((t) => h("th", { scope: "col", text: t })))),
     h("tbody", {}, runs.map((run) => h("tr", {},
       h("td", { text: `${when(run.since)} → ${when(run.until)}` }),
@@ -96,7 +96,7 @@ async function runBacktest(id, period, box) {
     replace(box, h("h2", { text: `Backtest: ${report.alerts} alerts, ${report.matches} matches, ${report.suppressed} suppressed over ${report.windows} windows` }),
       h("p", { class: "legend" }, h("span", { class: "key s-critical", text: "alerts" }), h("span", { class: "key s-warning", text: "suppressed" })),
       stackedBars(bars, { label: "alerts", height: 110, tickFormat: (ms) => new Date(ms).toISOString().slice(5, 10) }),
-      h("div", { class: "table-wrap" }, h("table", { class: "list backtest" },
+      h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list backtest" },
         h("thead", {}, h("tr", {}, ["Day (UTC)", "Windows", "Matches", "Alerts", "Suppressed"].map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", {}, report.days.map((d) => h("tr", {}, h("td", { text: d.day }),
           [d.windows, d.matches, d.alerts, d.suppressed].map((n) => h("td", { class: "num", text: n.toLocaleString() }))))))),

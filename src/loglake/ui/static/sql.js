@@ -79,7 +79,8 @@ async function loadTables(box, editor) {
     const { tables } = await api("/tables");
     replace(box, h("ul", {}, tables.map((table) => h("li", {},
       h("details", {},
-        h("summary", {}, h("button", { type: "button", class: "link", text: table.name, title: `Insert ${table.name}`, onclick: () => insert(editor, table.name) })),
+        h("summary", { text: table.name }),
+        h("button", { type: "button", class: "link small", text: `insert ${table.name}`, onclick: () => insert(editor, table.name) }),
         h("ul", { class: "columns" }, table.columns.map((column) => h("li", {},
           h("button", { type: "button", class: "link", text: column.name, title: `Insert ${column.name}`, onclick: () => insert(editor, column.name) }),
           h("span", { class: "muted small", text: ` ${column.type}` })))))))));
@@ -115,7 +116,7 @@ async function runQuery(sql, explain, output, history) {
     const result = await api("/query", { method: "POST", body: { sql, explain } });
     remember(sql);
     drawHistory(history, history.editor);
-    if (explain) replace(output, h("h2", { text: "Plan" }), h("pre", { class: "plan", text: result.plan }));
+    if (explain) replace(output, h("h2", { text: "Plan" }), h("pre", { class: "plan", tabindex: "0", text: result.plan }));
     else replace(output, resultView(result));
   } catch (error) {
     replace(output, errorBox(error, () => runQuery(sql, explain, output, history)));

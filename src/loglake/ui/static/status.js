@@ -92,7 +92,7 @@ async function loadStorage(box) {
     const { tables } = await api("/tables");
     const rows = tables.flatMap((table) => (table.partitions || []).map((p) => [table.name, p]));
     replace(box, h("h2", { text: "Storage by table and day (the lake)" }),
-      rows.length ? h("div", { class: "table-wrap" }, h("table", { class: "list" },
+      rows.length ? h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
         h("thead", {}, h("tr", {}, ["Table", "Day", "Files", "Records", "Size"].map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", {}, rows.map(([name, p]) => h("tr", {}, h("td", { text: name }), h("td", { text: p.date }),
           h("td", { class: "num", text: p.files }), h("td", { class: "num", text: p.records.toLocaleString() }), h("td", { class: "num", text: formatBytes(p.bytes) }))))))
@@ -127,10 +127,10 @@ async function loadKeys(box) {
 async function drawKeys(box, made) {
   try {
     const { keys } = await api("/admin/keys");
-    replace(box, h("table", { class: "list" },
+    replace(box, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
       h("thead", {}, h("tr", {}, ["Name", "Scopes", "Starts with", ""].map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, keys.map((key) => h("tr", {}, h("td", { text: key.name }), h("td", { text: key.scopes.join(", ") }),
-        h("td", { class: "mono", text: key.hint || "" }), h("td", {}, revokeButton(key, box, made)))))));
+        h("td", { class: "mono", text: key.hint || "" }), h("td", {}, revokeButton(key, box, made))))))));
   } catch (error) {
     replace(box, errorBox(error, () => drawKeys(box, made)));
   }
