@@ -47,6 +47,24 @@ def test_sign_in_search_and_sign_out(page, loglake):
     assert page.locator("#q").input_value() == "http.status:500"
     assert services_shown(page) == {"api"}
 
+    # the theme follows the system until the switch picks one, which the browser remembers
+    background = "getComputedStyle(document.body).backgroundColor"
+    page.emulate_media(color_scheme="dark")
+    assert page.evaluate(background) == "rgb(13, 17, 23)"
+    page.get_by_role("button", name="Theme: system").click()
+    assert page.evaluate(background) == "rgb(255, 255, 255)"  # light, whatever the system says
+    page.get_by_role("button", name="Theme: light").click()
+    page.reload()
+    page.get_by_role("button", name="Theme: dark").wait_for()
+    page.emulate_media(color_scheme="light")
+    assert page.evaluate(background) == "rgb(13, 17, 23)"
+
+    # Escape closes an open record
+    page.locator(".record-summary").first.click()
+    page.get_by_role("button", name="Copy JSON").wait_for()
+    page.keyboard.press("Escape")
+    assert page.locator(".record-details").first.is_hidden()
+
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url("**/login")
     page.goto(loglake.url + "/ui/explore")
