@@ -282,3 +282,36 @@ async def test_every_answer_carries_the_security_headers(
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["referrer-policy"] == "no-referrer"
     assert response.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"sec-fetch-site": "cross-site"},
+        {"sec-fetch-site": "same-site"},
+        {"origin": "https://evil.example"},
+        {"origin": "http://loglake.test:8080"},
+    ],
+)
+async def test_a_sign_in_posted_by_another_site_is_refused(app: LoglakeApp, headers: dict) -> None:
+    """Another site's page could sign the browser in with its own key (login CSRF)."""
+    async with anonymous(app) as browser:
+        response = await browser.post("/session", data={"key": key_for(app, "read")}, headers=headers)
+        assert response.status_code == 303 and "set-cookie" not in response.headers
+        assert "/login?error=a%20sign-in%20must%20come%20from" in response.headers["location"]
+        refused = await browser.post("/session", json={"key": key_for(app, "read")}, headers=headers)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "cross_site_sign_in"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"sec-fetch-site": "same-origin", "origin": "http://loglake.test"},
+        {"origin": "null"},  # what browsers send from a page whose Referrer-Policy is no-referrer
+        {"sec-fetch-site": "none"},  # typed into the address bar, or a tool
+    ],
+)
+async def test_a_sign_in_from_the_servers_own_page_is_taken(app: LoglakeApp, headers: dict) -> None:
+    async with anonymous(app) as browser:
+        response = await browser.post("/session", data={"key": key_for(app, "read")}, headers=headers)
+        assert response.status_code == 303 and response.headers["location"] == "/ui/"

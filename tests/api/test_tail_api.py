@@ -3,10 +3,14 @@ tested against a real server in tests/e2e/test_tail.py)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
+from loglake.api import tail_routes
 from loglake.api.app import LoglakeApp
+from loglake.store.base import RecentQuery
 from tests.conftest import asgi_client, key_for
 
 
@@ -42,3 +46,45 @@ async def test_head_answers_the_stream_headers_without_opening_a_tail(client: ht
     response = await client.head("/logs/tail", params={"q": "timeout"})
     assert response.status_code == 200 and response.headers["content-type"] == "text/event-stream; charset=utf-8"
     assert response.content == b""
+
+
+async def test_a_quiet_tail_sends_heartbeats_and_ends_when_its_client_leaves(
+    app: LoglakeApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Driven as ASGI directly (httpx's in-process transport waits for a response's end): comments keep
+    a quiet stream open, and the tail is released once the client disconnects."""
+    monkeypatch.setattr(tail_routes, "HEARTBEAT_SECONDS", 0.01)
+    key = key_for(app, "read", "quiet")
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/logs/tail",
+        "query_string": b"q=quiet",
+        "headers": [(b"authorization", f"Bearer {key}".encode()), (b"host", b"loglake.test")],
+        "scheme": "http",
+    }
+    left = asyncio.Event()
+    requested = False
+
+    async def receive() -> dict:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+        if sum(m.get("body") == b": keep-alive\n\n" for m in sent) == 2:
+            left.set()
+
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
+    assert [m["body"] for m in sent[1:3]] == [b": keep-alive\n\n"] * 2
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert app.tails is not None
+    for _ in range(app.settings.max_tails_per_key):  # every slot of the key is free again
+        app.tails.open("quiet", RecentQuery(since_ms=0), [])

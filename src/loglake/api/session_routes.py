@@ -40,6 +40,7 @@ async def create_session(app: LoglakeApp, request: Request) -> Result:
 
 
 async def _sign_in(app: LoglakeApp, request: Request, form: bool) -> Result:
+    _refuse_other_sites(request)
     secret = _submitted_key(request, form)
     if not app.auth.enabled:  # a loopback server without auth: everyone is signed in already
         return Result(303, b"", ((b"location", UI_HOME.encode()),)) if form else _anonymous()
@@ -52,6 +53,21 @@ async def _sign_in(app: LoglakeApp, request: Request, form: bool) -> Result:
     if form:
         return Result(303, b"", ((b"location", UI_HOME.encode()), cookie))
     return Result(200, _describe(new.session, key), (cookie,))
+
+
+def _refuse_other_sites(request: Request) -> None:
+    """403 for a sign-in posted by another site's page: it would sign the browser in with the other
+    site's key (login CSRF), and what the person then sends would go to that key's account. Browsers
+    say where a request comes from in Sec-Fetch-Site, and in Origin (which they send as "null" when
+    the page's Referrer-Policy is no-referrer, as loglake's is: that tells nothing)."""
+    site = request.header(b"sec-fetch-site")
+    origin = request.header(b"origin")
+    host = request.header(b"host")
+    foreign_origin = origin not in ("", "null") and origin.partition("://")[2] != host
+    if site in ("cross-site", "same-site") or foreign_origin:
+        raise ApiError(
+            403, "cross_site_sign_in", "a sign-in must come from loglake's own sign-in page; open /login on this server"
+        )
 
 
 def _submitted_key(request: Request, form: bool) -> str:
