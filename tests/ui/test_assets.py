@@ -55,7 +55,14 @@ async def test_every_ui_route_gets_the_document_and_assets_are_immutable(client:
 
 async def test_assets_are_gzipped_for_browsers_that_take_gzip(client: httpx.AsyncClient) -> None:
     version = ui_routes.assets().version
-    for accept, gzipped in [("gzip, deflate, br", True), ("br;q=1, gzip;q=0", False), ("*", True), ("identity", False)]:
+    for accept, gzipped in [
+        ("gzip, deflate, br", True),
+        ("br;q=1, gzip;q=0", False),
+        ("gzip;q=0.000", False),
+        ("gzip; q=0.5", True),
+        ("*", True),
+        ("identity", False),
+    ]:
         raw = await client.send(
             client.build_request("GET", f"/ui/assets/{version}/app.css", headers={"accept-encoding": accept}),
             stream=True,

@@ -4,6 +4,7 @@ record's fields and filters, facets, the URL as the view's state, keyboard, sign
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -97,6 +98,15 @@ def test_histogram_zoom_record_filters_facets_and_completion(page, loglake):
     zoomed = page.locator(".histogram-head strong")
     zoomed.wait_for()
     assert 0 < int(zoomed.inner_text().split()[0]) < 151
+    assert page.get_by_label("Time range").input_value() == ""  # absolute now, its bounds shown
+    assert page.get_by_label("From").is_visible() and page.get_by_label("To").is_visible()
+    page.get_by_label("Time zone").select_option("utc")
+    page.wait_for_url(re.compile(r"tz=utc"))
+    page.locator('.results[aria-busy="false"]').wait_for()
+    assert page.locator(".record time").first.inner_text().endswith(" UTC")
+    assert page.get_by_label("From").input_value() == time.strftime(
+        "%Y-%m-%dT%H:%M:%S", time.gmtime(int(params["from"]) / 1000)
+    )
 
     # facets count the view's records; clicking one filters by it
     page.goto(loglake.url + "/ui/explore")

@@ -67,10 +67,15 @@ def _send(request: Request, file: File, cache_control: bytes) -> Result:
 
 
 def _takes_gzip(accept_encoding: str) -> bool:
+    """Whether Accept-Encoding allows gzip: named (or `*`) without `q=0`."""
     for part in accept_encoding.split(","):
-        coding, _, params = part.strip().partition(";")
+        coding, _, params = part.partition(";")
         if coding.strip().lower() in ("gzip", "*"):
-            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+            name, _, value = params.strip().partition("=")
+            try:
+                return name.strip().lower() != "q" or float(value) > 0
+            except ValueError:
+                return False
     return False
 
 

@@ -23,11 +23,11 @@ const main = document.getElementById("main");
 let session = null;
 let leave = null; // what the current page does when it is left (close a live tail)
 
-export function allows(scope) {
+function allows(scope) {
   return !scope || session.scopes.includes(scope) || session.scopes.includes("admin");
 }
 
-export function navigate(path, { replaceState = false } = {}) {
+function navigate(path, { replaceState = false } = {}) {
   if (replaceState) history.replaceState(null, "", path);
   else history.pushState(null, "", path);
   draw();

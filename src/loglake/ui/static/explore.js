@@ -6,7 +6,7 @@ import { stackedBars } from "./chart.js";
 import { SEVERITIES, copyButton, formatCount, formatTime, h, replace } from "./dom.js";
 import { startTail } from "./tail.js";
 
-export const RANGES = [["5m", 5 * 60e3], ["15m", 15 * 60e3], ["1h", 3600e3], ["6h", 6 * 3600e3],
+const RANGES = [["5m", 5 * 60e3], ["15m", 15 * 60e3], ["1h", 3600e3], ["6h", 6 * 3600e3],
   ["24h", 86400e3], ["7d", 7 * 86400e3], ["30d", 30 * 86400e3]];
 const FIELDS = ["service", "severity", "log_type", "message", "client_id"];
 const PAGE = 100;

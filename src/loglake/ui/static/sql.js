@@ -140,7 +140,7 @@ function toObjects(result) {
 }
 
 // RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled; NULL is empty.
-export function toCsv(result) {
+function toCsv(result) {
   const field = (v) => {
     const text = v === null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
     return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
