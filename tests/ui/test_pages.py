@@ -61,7 +61,14 @@ def test_acknowledge_an_alert_with_a_note(page, loglake):
     }
     conn = open_alerts_db(loglake.server.data_dir)
     try:
-        insert_alert(conn, id=alert_id, title="Payment failures", level="critical", evidence=[evidence])
+        insert_alert(
+            conn,
+            id=alert_id,
+            title="Payment failures",
+            level="critical",
+            evidence=[evidence],
+            runbook="javascript:alert(document.cookie)",  # a rule file's text: shown, never a link
+        )
     finally:
         conn.close()
     sign_in(page, loglake)
@@ -71,6 +78,8 @@ def test_acknowledge_an_alert_with_a_note(page, loglake):
     page.wait_for_url(f"**/ui/alerts/{alert_id}")
     page.get_by_text("payment gateway timed out").first.wait_for()
     screenshot(page, "alert")
+    page.get_by_text("javascript:alert(document.cookie)").wait_for()
+    assert page.locator('a[href^="javascript"]').count() == 0
     page.get_by_label("Note (optional)").fill("looking into it")
     page.get_by_role("button", name="Acknowledge").click()
     page.get_by_text("acknowledged by admin").wait_for()

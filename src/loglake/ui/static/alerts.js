@@ -43,7 +43,7 @@ function drawList(main, { params, navigate }) {
         h("tbody", {}, answer.alerts.map((alert) => h("tr", {},
           h("td", {}, h("span", { class: `level l-${alert.level}`, text: alert.level })),
           h("td", { text: alert.status }),
-          h("td", {}, link(`/ui/alerts/${alert.id}`, alert.title)),
+          h("td", {}, link(`/ui/alerts/${encodeURIComponent(alert.id)}`, alert.title)),
           h("td", {}, h("button", { type: "button", class: "link", text: alert.rule_title, title: "Only this rule's alerts", onclick: () => go({ rule: alert.rule_id }) })),
           h("td", { class: "num", text: alert.match_count }),
           h("td", { text: formatTime(Date.parse(alert.last_seen)) })))))));
@@ -89,12 +89,12 @@ function alertView(alert, allows, reload, navigate) {
     h("dl", { class: "facts" },
       fact("Status", alert.status + (alert.status_change ? ` by ${alert.status_change.by} at ${formatTime(Date.parse(alert.status_change.at))}` : "")),
       alert.status_change?.note ? fact("Note", alert.status_change.note) : null,
-      fact("Rule", link(`/ui/rules/${alert.rule_id}`, alert.rule_title)),
+      fact("Rule", link(`/ui/rules/${encodeURIComponent(alert.rule_id)}`, alert.rule_title)),
       fact("Matches", String(alert.match_count)),
       fact("First seen", formatTime(Date.parse(alert.first_seen))),
       fact("Last seen", formatTime(Date.parse(alert.last_seen))),
       fact("Window", h("span", {}, `${formatTime(Date.parse(alert.window.start))} → ${formatTime(Date.parse(alert.window.end))} `, link(explore, "open in Explore"))),
-      alert.runbook ? fact("Runbook", h("a", { href: alert.runbook, rel: "noreferrer", text: alert.runbook })) : null,
+      alert.runbook ? fact("Runbook", runbookLink(alert.runbook)) : null,
       alert.tags.length ? fact("Tags", alert.tags.join(", ")) : null),
     allows("alerts") ? statusChange(alert, reload) : null,
     h("h2", { text: `Evidence (${alert.evidence.length} records)` }),
@@ -113,6 +113,11 @@ function evidenceRow(record, state, go) {
       "See this moment in Explore")));
   }
   return row;
+}
+
+// A runbook is a link only when it is a web address: a rule file's `javascript:` must not become one.
+function runbookLink(runbook) {
+  return /^https?:\/\//i.test(runbook) ? h("a", { href: runbook, rel: "noreferrer", text: runbook }) : runbook;
 }
 
 function fact(name, value) {

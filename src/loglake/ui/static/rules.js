@@ -22,7 +22,7 @@ async function drawList(main) {
         h("thead", {}, h("tr", {}, ["Level", "Rule", "Schedule", "Enabled", "Last run", "Matches", "Errors in a row"].map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", {}, rules.map((rule) => h("tr", {},
           h("td", {}, h("span", { class: `level l-${rule.level}`, text: rule.level })),
-          h("td", {}, link(`/ui/rules/${rule.id}`, rule.title)),
+          h("td", {}, link(`/ui/rules/${encodeURIComponent(rule.id)}`, rule.title)),
           h("td", { text: rule.schedule }),
           h("td", { text: rule.enabled ? "yes" : "no" }),
           h("td", { text: rule.last_run ? `${when(rule.last_run.finished)} (${rule.last_run.outcome})` : "never" }),
