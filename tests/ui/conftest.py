@@ -13,12 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import sync_playwright
 
 import loglake.rules
 from tests.amplify.logs import access_log, varied_requests
 from tests.conftest import ServerProcess, free_port, run_cli
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -33,9 +33,6 @@ HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 STARTER_RULES = Path(loglake.rules.__file__).parent / "starter"
 CRITICAL_RULE = "app-critical-record.yml"
-
-if shutil.which(CHROMIUM) is None:
-    pytest.skip("the browser tests need Debian's chromium (make test installs it)", allow_module_level=True)
 
 
 @dataclass
@@ -128,7 +125,11 @@ def loglake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loglake]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
-    with playwright_sync.sync_playwright() as p:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(
+            f"the browser tests drive Debian's chromium at {CHROMIUM}: apt-get install chromium (make test does)"
+        )
+    with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()

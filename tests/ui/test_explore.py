@@ -124,6 +124,15 @@ def test_histogram_zoom_record_filters_facets_and_completion(page, loglake):
     assert set(page.locator(".record .sev").all_text_contents()) == {"error"}
     page.keyboard.press("Escape")
 
+    # a record's "show surrounding records": its service, a minute either side
+    page.goto(loglake.url + "/ui/explore?q=gateway")
+    page.locator(".record-summary").first.click()
+    page.get_by_role("button", name="Show surrounding records").click()
+    page.wait_for_url(re.compile(r"q=service%3Abilling&from=\d+&to=\d+"))
+    around = dict(p.split("=") for p in page.url.split("?")[1].split("&"))
+    assert int(around["to"]) - int(around["from"]) == 120_000
+    assert services_shown(page) == {"billing"}
+
     # completion: field names, then service values from the facets
     box = page.locator("#q")
     box.fill("")

@@ -7,6 +7,7 @@ import { exploreHref, recordRow, term } from "./explore.js";
 
 const STATUSES = ["open", "acknowledged", "resolved", "suppressed"];
 const LEVELS = ["informational", "low", "medium", "high", "critical"];
+const SHOWN = 200; // alerts listed, newest first
 
 export function render(main, context) {
   if (context.item) drawAlert(main, context);
@@ -29,7 +30,7 @@ function drawList(main, { params, navigate }) {
   load();
   async function load() {
     try {
-      const answer = await api("/alerts", { params: { status: filters.status, level: filters.level, rule: filters.rule, q: filters.q, limit: 200 } });
+      const answer = await api("/alerts", { params: { status: filters.status, level: filters.level, rule: filters.rule, q: filters.q, limit: SHOWN } });
       chips(main.querySelector("#status-filter"), "status", STATUSES, answer.counts.status || {}, filters, go);
       chips(main.querySelector("#level-filter"), "level", LEVELS, answer.counts.level || {}, filters, go);
       if (!answer.alerts.length) {
@@ -46,7 +47,8 @@ function drawList(main, { params, navigate }) {
           h("td", {}, link(`/ui/alerts/${encodeURIComponent(alert.id)}`, alert.title)),
           h("td", {}, h("button", { type: "button", class: "link", text: alert.rule_title, title: "Only this rule's alerts", onclick: () => go({ rule: alert.rule_id }) })),
           h("td", { class: "num", text: alert.match_count }),
-          h("td", { text: formatTime(Date.parse(alert.last_seen)) })))))));
+          h("td", { text: formatTime(Date.parse(alert.last_seen)) })))))),
+        answer.next_cursor ? h("p", { class: "muted", text: `The newest ${answer.count} alerts are shown; narrow the filters to see older ones.` }) : null);
     } catch (error) {
       replace(box, errorBox(error, load));
     }

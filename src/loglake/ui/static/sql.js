@@ -132,6 +132,9 @@ function resultView(result) {
     h("button", { type: "button", text: "CSV", onclick: () => download("result.csv", "text/csv", toCsv(result)) }),
     h("button", { type: "button", text: "JSON", onclick: () => download("result.json", "application/json", JSON.stringify(toObjects(result))) }),
     h("button", { type: "button", text: "NDJSON", onclick: () => download("result.ndjson", "application/x-ndjson", toObjects(result).map((o) => JSON.stringify(o) + "\n").join("")) }));
+  if (!result.row_count) {
+    return [stats, h("p", { class: "empty", text: "The query returned no rows: check its WHERE clause and time bounds (SELECT count(*) shows how many rows a table holds)." })];
+  }
   return [stats, downloads, grid(result)];
 }
 
