@@ -193,7 +193,7 @@ class LogService:
                 reason = f"gives more than {lake_reads.MAX_BUCKETS} buckets over this window; widen it"
                 raise InvalidQuery([Problem(-1, "interval", reason)])
         else:
-            wanted = _parse_buckets(buckets_text) if buckets_text else DEFAULT_BUCKETS
+            wanted = _whole_number("buckets", buckets_text, lake_reads.MAX_BUCKETS) if buckets_text else DEFAULT_BUCKETS
             fitting = (i for i in HISTOGRAM_INTERVALS if span / i <= wanted)
             interval = next(fitting, -(-span // (wanted * DAY_MS)) * DAY_MS)
         buckets = self._require_search().histogram(query, terms, interval)
@@ -210,7 +210,10 @@ class LogService:
         """The top services, severities, log types and attribute keys of the records a search matches
         (lake_reads.facets), at most `limit` of each (default DEFAULT_FACETS)."""
         fields = dict(params)
-        limit = _parse_facet_limit(fields.pop("limit", ""))
+        limit_text = fields.pop("limit", "")
+        limit = (
+            _whole_number("limit", limit_text, MAX_FACETS, ": the values per facet") if limit_text else DEFAULT_FACETS
+        )
         if fields.get("cursor"):
             raise InvalidQuery([Problem(-1, "cursor", "does not apply to facets, which count every match")])
         query, terms = self._search_query(fields)
@@ -348,26 +351,15 @@ def _parse_interval(text: str) -> int:
     return interval
 
 
-def _parse_facet_limit(text: str) -> int:
-    if not text:
-        return DEFAULT_FACETS
+def _whole_number(name: str, text: str, most: int, meaning: str = "") -> int:
+    """A parameter that must be an integer from 1 to `most`; InvalidQuery naming it otherwise."""
     try:
-        limit = int(text)
+        value = int(text)
     except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_FACETS:
-        raise InvalidQuery([Problem(-1, "limit", f"must be an integer from 1 to {MAX_FACETS}: the values per facet")])
-    return limit
-
-
-def _parse_buckets(text: str) -> int:
-    try:
-        wanted = int(text)
-    except ValueError:
-        wanted = 0
-    if not 1 <= wanted <= lake_reads.MAX_BUCKETS:
-        raise InvalidQuery([Problem(-1, "buckets", f"must be an integer from 1 to {lake_reads.MAX_BUCKETS}")])
-    return wanted
+        value = 0
+    if not 1 <= value <= most:
+        raise InvalidQuery([Problem(-1, name, f"must be an integer from 1 to {most}{meaning}")])
+    return value
 
 
 def _parse_time(text: str | None, now_ms: int, name: str, bad: Callable[[str, str], None]) -> int | None:

@@ -63,22 +63,37 @@ def _token_hash(token: str) -> bytes:
 
 
 class SessionStore:
-    """The sessions of one data dir. The database is opened on first use (a server nobody signs in to
-    through the UI, or a Lambda function, never makes the file); sessions found are cached in memory,
-    so a request signed in by cookie costs a dict lookup."""
+    """The sessions of one data dir, held in memory and written through to sessions.db: only the server
+    makes and ends sessions, so memory is the whole truth once the file has been read, and a request
+    signed in by cookie (or carrying a made-up one) costs a dict lookup. The file is made by the first
+    sign-in: a server nobody signs in to through the UI, or a Lambda function, never makes it."""
 
     def __init__(self, data_dir: Path, clock: Callable[[], float]) -> None:
         self.path = Path(data_dir) / "sessions.db"
         self.clock = clock
         self._db = SharedConnection(self._connect)
-        self._cache: dict[bytes, Session] = {}
-        self._cache_lock = threading.Lock()
+        self._live: dict[bytes, Session] | None = None  # by the token's hash, oldest first; None: not read yet
+        self._lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(private_database(self.path), isolation_level=None, check_same_thread=False, timeout=10)
         use_wal(conn)
         migrate(conn, MIGRATIONS)
         return conn
+
+    def _sessions(self) -> dict[bytes, Session]:
+        """The live sessions, read from the file on first use (under self._lock)."""
+        if self._live is None:
+            self._live = {}
+            if self.path.exists():
+                with self._db.use() as conn:
+                    rows = conn.execute(
+                        "SELECT token_hash, key_hint, key_hash, key_name, csrf_token, created_at, expires_at"
+                        " FROM sessions WHERE expires_at > ? ORDER BY id",
+                        (self.clock(),),
+                    ).fetchall()
+                self._live = {row[0]: Session(*row[1:]) for row in rows}
+        return self._live
 
     def create(self, key_hint: str, key_hash: bytes, key_name: str, lifetime_seconds: float) -> NewSession:
         """A new session for the key; ends the key's oldest sessions past MAX_SESSIONS_PER_KEY, and any
@@ -88,55 +103,45 @@ class SessionStore:
         session = Session(
             key_hint, key_hash, key_name, secrets.token_urlsafe(_TOKEN_BYTES), now, now + lifetime_seconds
         )
-        with self._db.use() as conn, write_transaction(conn):
-            conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
-            conn.execute(
-                "INSERT INTO sessions (token_hash, key_hint, key_hash, key_name, csrf_token, created_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (_token_hash(token), key_hint, key_hash, key_name, session.csrf_token, now, session.expires_at),
-            )
-            conn.execute(
-                "DELETE FROM sessions WHERE key_hash = ? AND id NOT IN"
-                " (SELECT id FROM sessions WHERE key_hash = ? ORDER BY id DESC LIMIT ?)",
-                (key_hash, key_hash, MAX_SESSIONS_PER_KEY),
-            )
-        # The key's cached sessions may include the oldest just ended: drop them (found again if live).
-        self._forget(lambda s: s.expires_at <= now or s.key_hash == key_hash)
+        with self._lock:
+            live = self._sessions()
+            with self._db.use() as conn, write_transaction(conn):
+                conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+                conn.execute(
+                    "INSERT INTO sessions (token_hash, key_hint, key_hash, key_name, csrf_token, created_at,"
+                    " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (_token_hash(token), key_hint, key_hash, key_name, session.csrf_token, now, session.expires_at),
+                )
+                conn.execute(
+                    "DELETE FROM sessions WHERE key_hash = ? AND id NOT IN"
+                    " (SELECT id FROM sessions WHERE key_hash = ? ORDER BY id DESC LIMIT ?)",
+                    (key_hash, key_hash, MAX_SESSIONS_PER_KEY),
+                )
+            live[_token_hash(token)] = session
+            keys = [d for d, s in live.items() if s.key_hash == key_hash]
+            for digest in [*keys[: max(0, len(keys) - MAX_SESSIONS_PER_KEY)], *_expired(live, now)]:
+                live.pop(digest, None)
         return NewSession(token, session)
 
     def find(self, token: str) -> Session | None:
         """The live session of a cookie's token; None when it is unknown, ended or expired."""
-        digest = _token_hash(token)
-        with self._cache_lock:
-            session = self._cache.get(digest)
-        if session is None:
-            with self._db.use() as conn:
-                row = conn.execute(
-                    "SELECT key_hint, key_hash, key_name, csrf_token, created_at, expires_at FROM sessions"
-                    " WHERE token_hash = ?",
-                    (digest,),
-                ).fetchone()
-            if row is None:
-                return None
-            session = Session(*row)
-            with self._cache_lock:
-                self._cache[digest] = session
-        if session.expires_at <= self.clock():
+        with self._lock:
+            session = self._sessions().get(_token_hash(token))
+        if session is None or session.expires_at <= self.clock():
             return None
         return session
 
     def end(self, token: str) -> None:
         """Sign out: the token names no session any more (nothing happens if it named none)."""
         digest = _token_hash(token)
-        with self._db.use() as conn:
-            conn.execute("DELETE FROM sessions WHERE token_hash = ?", (digest,))
-        with self._cache_lock:
-            self._cache.pop(digest, None)
-
-    def _forget(self, ended: Callable[[Session], bool]) -> None:
-        with self._cache_lock:
-            for digest in [d for d, s in self._cache.items() if ended(s)]:
-                del self._cache[digest]
+        with self._lock:
+            if self._sessions().pop(digest, None) is not None:
+                with self._db.use() as conn:
+                    conn.execute("DELETE FROM sessions WHERE token_hash = ?", (digest,))
 
     def close(self) -> None:
         self._db.close()
+
+
+def _expired(live: dict[bytes, Session], now: float) -> list[bytes]:
+    return [digest for digest, session in live.items() if session.expires_at <= now]

@@ -3,8 +3,8 @@
 One pump serves every tail of the process: it waits on the arrivals log (arrivals.py, appended where
 ingest acknowledges a commit, at the cost of a list append), reads what arrived once, and matches it
 against each tail's search on a thread of its own with DuckDB (the search's own SQL, lake/reads.py), so
-neither ingest nor the event loop does the matching. Each tail holds at most `queue_records` records
-for its client: one that reads too slowly loses the newest and is told how many, instead of growing the
+neither ingest nor the event loop does the matching. Each tail holds at most QUEUE_RECORDS records for
+its client: one that reads too slowly loses the newest and is told how many, instead of growing the
 server's memory. A key may hold only so many tails at once.
 """
 
@@ -142,10 +142,9 @@ class TailHub:
         while True:
             await self.arrivals.wait(self._seq)
             before = self._seq
-            arrived = self.arrivals.arrived(before)
-            self._seq = arrived.seq
             tails = list(self._tails)
-            found = await loop.run_in_executor(self._matching, self._match, arrived, tails)
+            arrived, found = await loop.run_in_executor(self._matching, self._read_and_match, before, tails)
+            self._seq = arrived.seq
             for tail, records in zip(tails, found, strict=True):
                 lost = max(0, min(arrived.missed, before + arrived.missed - tail.after))
                 if isinstance(records, str):
@@ -153,9 +152,14 @@ class TailHub:
                 else:
                     tail.deliver(records, lost)
 
+    def _read_and_match(self, after: int, tails: list[Tail]) -> tuple[Arrived, list[list[dict] | str]]:
+        """What arrived after number `after`, and each tail's new matching records as the API shows
+        them, or the error that ends it: on the matching thread, since building the arrivals' tables
+        and the records' dicts takes a while at thousands of records a second."""
+        arrived = self.arrivals.arrived(after)
+        return arrived, self._match(arrived, tails)
+
     def _match(self, arrived: Arrived, tails: list[Tail]) -> list[list[dict] | str]:
-        """Each tail's new matching records as the API shows them, or the error that ends it (on the
-        matching thread)."""
         if not arrived.tables:
             return [[] for _ in tails]
         numbered = [

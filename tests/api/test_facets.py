@@ -84,6 +84,7 @@ async def test_facets_keep_the_top_values_up_to_the_limit(client: httpx.AsyncCli
     assert counts(body["service"]) == [("api", 6), ("web", 4)]
     assert counts(body["severity"]) == [("info", 7), ("error", 3)]
     assert counts(body["attribute_keys"]) == [("user", 8), ("http", 5)]
+    assert body["attribute_keys_sampled"] == 12  # every record, not the sum of the top severities shown
 
 
 async def test_facets_of_nothing_are_empty(client: httpx.AsyncClient) -> None:

@@ -315,3 +315,12 @@ async def test_a_sign_in_from_the_servers_own_page_is_taken(app: LoglakeApp, hea
     async with anonymous(app) as browser:
         response = await browser.post("/session", data={"key": key_for(app, "read")}, headers=headers)
         assert response.status_code == 303 and response.headers["location"] == "/ui/"
+
+
+async def test_a_made_up_cookie_is_refused_from_memory_without_making_the_sessions_file(app: LoglakeApp) -> None:
+    """Anyone can send a cookie: on a server nobody signed in to, none reaches for the disk."""
+    async with anonymous(app) as browser:
+        for cookie in ("made-up", "", "x" * 4000):
+            refused = await browser.get("/logs/recent", headers={"cookie": f"other=1; {COOKIE}={cookie}"})
+            assert refused.status_code == 401
+    assert not (app.settings.data_dir / "sessions.db").exists()

@@ -169,16 +169,20 @@ def facets(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], limit
     window = TimeRange(query.since_ms, query.until_ms)
     sql = (
         "SELECT grouping(service, severity, log_type) AS facet, coalesce(service, severity, log_type) AS value,"
-        f" count(*) AS n FROM logs WHERE {where} GROUP BY GROUPING SETS ((service), (severity), (log_type))"
+        f" count(*) AS n FROM logs WHERE {where} GROUP BY GROUPING SETS ((service), (severity), (log_type), ())"
         f" QUALIFY row_number() OVER (PARTITION BY facet ORDER BY n DESC, value) <= {limit:d}"
     )
     found: dict[str, dict[str, int]] = {"service": {}, "severity": {}, "log_type": {}}
-    for facet, value, n in engine.run_internal(sql, params, window, 3 * limit).rows:
+    total = 0
+    for facet, value, n in engine.run_internal(sql, params, window, 3 * limit + 1).rows:
         name = _FACET_BY_GROUPING[facet]
+        if name == "total":
+            total = n
+            continue
         if name == "severity" and value not in SEVERITY_NAMES:  # counted as the record shows it (readback.py)
             value = Severity.INFO.label
         found[name][value] = found[name].get(value, 0) + n
-    sampled = min(FACET_SAMPLE, sum(found["severity"].values()))
+    sampled = min(FACET_SAMPLE, total)
     keys_sql = (
         f"SELECT key, count(*) AS n FROM (SELECT unnest(try(json_keys(attributes))) AS key FROM"
         f" (SELECT attributes FROM logs WHERE {where} LIMIT {FACET_SAMPLE:d})) GROUP BY key"
@@ -195,7 +199,7 @@ def facets(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], limit
 
 
 # grouping(service, severity, log_type) of each grouping set: a bit set for each column left out
-_FACET_BY_GROUPING = {0b011: "service", 0b101: "severity", 0b110: "log_type"}
+_FACET_BY_GROUPING = {0b011: "service", 0b101: "severity", 0b110: "log_type", 0b111: "total"}
 
 
 def _conditions(query: RecentQuery, terms: Sequence[Term]) -> tuple[str, list[Any]]:
