@@ -109,7 +109,9 @@ def loglake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loglake]:
     log.write_bytes(access_log(varied_requests(300, int(time.time() * 1000) - 3 * DAY_MS, 3 * DAY_MS)))
     imported = run_cli("amplify", "import", str(log), "--app", "shop", "--data-dir", str(folder / "data"))
     assert imported.exit_code == 0, imported.output
-    server = ServerProcess(folder / "data", free_port(), folder / "server.log", ("--rules-dir", str(rules))).start()
+    # records older than the hot window (5 min) move to the lake within a second: pages read both
+    args = ("--rules-dir", str(rules), "--flush-interval-seconds", "1")
+    server = ServerProcess(folder / "data", free_port(), folder / "server.log", args).start()
     try:
         admin_key = next(
             line.strip() for line in server.log_path.read_text().splitlines() if line.strip().startswith("llk_")

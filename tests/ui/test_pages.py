@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 import uuid
 
 import pytest
@@ -106,6 +107,10 @@ def test_admin_creates_and_revokes_a_key_and_a_reader_is_offered_neither(page, l
     with loglake.client(secret) as c:
         assert c.get("/logs/search").status_code == 200  # the new key works, with the read scope
     screenshot(page, "status")
+    newest = page.get_by_text(re.compile(r"^newest log in the lake: "))  # the fixture's old records are flushed
+    shown = newest.inner_text().split(": ")[1]
+    assert time.strftime("%Y-%m-%d", time.localtime(loglake.now_ms / 1000 - 3600)) <= shown[:10]
+    assert shown <= time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
     page.get_by_role("button", name="Revoke ci-robot").click()
     page.get_by_role("button", name="Really revoke ci-robot?").click()
     page.get_by_text("Key ci-robot revoked.").wait_for()

@@ -70,15 +70,17 @@ async function loadIngest(box) {
     const width = histogram.bucket_seconds * 1000;
     const bars = histogram.buckets.map((b) => ({ start: Date.parse(b.start), width, parts: [["info", b.total]] }));
     const rejected = (metrics.loglake_records_rejected_total || []).filter(([, v]) => v > 0);
-    const lagSeconds = total(metrics, "loglake_lake_newest_record_timestamp_seconds");
-    replace(box, h("h2", { text: "Ingest, last hour (records per minute, by their time)" }),
+    // the gauge is per table: the logs' newest record tells how far the lake is behind the hot store
+    const newestLogs = (metrics.loglake_lake_newest_record_timestamp_seconds || []).find(([labels]) => labels.table === "logs");
+    const per = histogram.bucket_seconds >= 60 ? `${histogram.bucket_seconds / 60} min` : `${histogram.bucket_seconds} s`;
+    replace(box, h("h2", { text: `Ingest, last hour (records per ${per}, by their time)` }),
       stackedBars(bars, { height: 90, tickFormat: (ms) => formatTime(ms).slice(11, 16) }),
       h("div", { class: "cards" },
         card("Records ingested", formatCount(total(metrics, "loglake_records_ingested_total")), h("p", { class: "muted small", text: "since the server started" })),
         card("Records rejected", formatCount(total(metrics, "loglake_records_rejected_total")),
           rejected.length ? h("ul", { class: "small" }, rejected.map(([labels, v]) => h("li", { text: `${labels.reason || Object.values(labels).join(" ")}: ${v}` }))) : null),
         card("Hot store", `${formatCount(total(metrics, "loglake_hot_records"))} records`,
-          h("p", { class: "muted small", text: lagSeconds ? `newest record in the lake: ${formatTime(lagSeconds * 1000)}` : "nothing flushed to the lake yet" })),
+          h("p", { class: "muted small", text: newestLogs ? `newest log in the lake: ${formatTime(newestLogs[1] * 1000)}` : "no log flushed to the lake yet" })),
         card("Queries", formatCount(total(metrics, "loglake_queries_total")),
           h("ul", { class: "small" }, (metrics.loglake_queries_total || []).map(([labels, v]) => h("li", { text: `${labels.outcome}: ${v}` }))))));
   } catch (error) {
