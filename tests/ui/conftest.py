@@ -111,7 +111,7 @@ def loglake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loglake]:
     assert imported.exit_code == 0, imported.output
     # records older than the hot window (5 min) move to the lake within a second: pages read both
     args = ("--rules-dir", str(rules), "--flush-interval-seconds", "1")
-    server = ServerProcess(folder / "data", free_port(), folder / "server.log", args).start()
+    server = ServerProcess(folder / "data", free_port(), folder / "server.log", args).start(timeout=60)
     try:
         admin_key = next(
             line.strip() for line in server.log_path.read_text().splitlines() if line.strip().startswith("llk_")
