@@ -123,12 +123,14 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.log.close()
                 raise RuntimeError(f"loglake serve exited early:\n{self.log_path.read_text()}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return self
             except httpx.TransportError:
                 time.sleep(0.05)
+        self.stop()  # no caller will: it never got a server back (a running child and an open log would leak)
         raise RuntimeError(f"loglake serve did not answer in {timeout}s:\n{self.log_path.read_text()}")
 
     def kill(self) -> None:

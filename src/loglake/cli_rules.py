@@ -11,6 +11,7 @@ import click
 
 from loglake.cli_options import CONTEXT, SafeErrors, json_text, print_columns, printable
 from loglake.config import ConfigError, Settings, env_name, load_settings
+from loglake.rules.summary import iso_seconds as _iso
 
 rules_dir_option = click.option(
     "--rules-dir",
@@ -88,13 +89,14 @@ def rules_list(as_json: bool, rules_dir: Path | None, data_dir: Path | None) -> 
     """The rules with their last run (from the data dir), and the problems of the files that did not
     load (on stderr)."""
     from loglake.rules.state import read_summaries
+    from loglake.rules.summary import rule_facts, runs_facts
 
     settings = _settings(data_dir, rules_dir)
     found = _load(settings.rules_path)
     runs = read_summaries(settings.data_dir)
     if as_json:
         for rule in found.rules:
-            click.echo(json_text({**_summary(rule), **_runs_summary(runs.get(rule.id))}))
+            click.echo(json_text({**rule_facts(rule), **runs_facts(runs.get(rule.id))}))
     else:
         rows = []
         for rule in found.rules:
@@ -116,49 +118,6 @@ def rules_list(as_json: bool, rules_dir: Path | None, data_dir: Path | None) -> 
         headers = ("ID", "LEVEL", "KIND", "SCHEDULE", "ENABLED", "LAST RUN", "MATCHES", "ERRORS", "TITLE")
         print_columns(headers, rows)
     _print_problems(found.problems)
-
-
-def _summary(rule: Any) -> dict[str, Any]:
-    return {
-        "id": rule.id,
-        "title": rule.title,
-        "level": rule.level,
-        "status": rule.status,
-        "kind": rule.kind,
-        "file": str(rule.path),
-        "schedule": rule.options.schedule,
-        "lookback_seconds": rule.lookback_ms / 1000,
-        "delay_seconds": rule.delay_ms / 1000,
-        "enabled": rule.enabled,
-        "tags": list(rule.tags),
-        "tests": len(rule.tests),
-    }
-
-
-def _runs_summary(summary: Any) -> dict[str, Any]:
-    """A rule's runs for `rules list --json`: its last finished run, failures in a row, where its windows end."""
-    if summary is None:
-        return {"last_run": None, "failures": 0, "window_end": None, "runs_kept": 0}
-    last = summary.last_run
-    return {
-        "last_run": None
-        if last is None
-        else {
-            "outcome": last.outcome,
-            "since": _iso(last.since_ms),
-            "until": _iso(last.until_ms),
-            "finished": _iso(last.finished_ms) if last.finished_ms else None,
-            "duration_ms": last.duration_ms,
-            "rows_scanned": last.rows_scanned,
-            "bytes_scanned": last.bytes_scanned,
-            "matches": last.matches,
-            "new_alerts": last.new_alerts,
-            "error": last.error,
-        },
-        "failures": summary.failures,
-        "window_end": _iso(summary.window_end_ms),
-        "runs_kept": summary.runs,
-    }
 
 
 @rules.command("show")
@@ -423,10 +382,6 @@ def rules_backtest(
         f" {report.bytes_scanned:,} bytes of lake files in {report.elapsed_ms / 1000:.1f} s{truncated}",
         err=True,
     )
-
-
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
 COMMANDS = (rules,)

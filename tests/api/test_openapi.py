@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import httpx
 
+from loglake.api import ui_routes
 from loglake.api.app import ROUTES
 from loglake.config import Settings
 
-# Served but not described: the description itself and the page rendered from it.
-UNDOCUMENTED = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs.css")}
+# Served but not described: the description itself and the page rendered from it, and the web UI's pages.
+UNDOCUMENTED = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs.css")} | {
+    (method, template) for method, template, *_ in ui_routes.PAGES
+}
 
 
 def test_every_route_is_documented_and_every_documented_path_is_served() -> None:

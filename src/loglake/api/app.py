@@ -25,6 +25,7 @@ from loglake.api import (
     session_routes,
     splunk_routes,
     tail_routes,
+    ui_routes,
 )
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
@@ -145,6 +146,7 @@ ROUTES = [
         for path in paths
     ),
     *(Route("GET", path, splunk_routes.health, None) for path in splunk_routes.HEALTH_PATHS),
+    *(Route(*route) for route in ui_routes.ROUTES),  # the web UI and the reads only it needs
 ]
 
 

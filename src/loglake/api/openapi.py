@@ -12,7 +12,16 @@ from loglake.alerts.db import ALERT_STATUSES
 from loglake.alerts.store import DEFAULT_PAGE_LIMIT as DEFAULT_ALERT_PAGE
 from loglake.alerts.store import MAX_NOTE_CHARS, TRANSITIONS
 from loglake.alerts.store import MAX_PAGE_LIMIT as MAX_ALERT_PAGE
-from loglake.api import ask_routes, delivery_routes, elastic_routes, loki_routes, openapi_ui, otlp_routes, splunk_routes
+from loglake.api import (
+    ask_routes,
+    delivery_routes,
+    elastic_routes,
+    loki_routes,
+    openapi_ui,
+    otlp_routes,
+    splunk_routes,
+    ui_routes,
+)
 from loglake.api.routes import Result
 from loglake.ids import UUID_PATTERN
 from loglake.keys import SCOPES
@@ -620,6 +629,7 @@ SPEC: dict[str, Any] = {
         "/alerts/{alertId}/acknowledge": _status_change("Acknowledge", "acknowledged"),
         "/alerts/{alertId}/resolve": _status_change("Resolve", "resolved"),
         **delivery_routes.OPENAPI,
+        **ui_routes.OPENAPI,
         "/healthz": {
             "get": {
                 "summary": "Liveness and storage health (no auth: status and reason; details with a read key)",

@@ -1,0 +1,172 @@
+"""The rules over HTTP, for the web UI: the server's rules with their last runs, one rule with its
+source, SQL and recent runs, its inline tests run on demand, and a backtest over a chosen period."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from loglake.api.http import ApiError, Request
+from loglake.api.routes import Result, json_body
+from loglake.rules.backtest import backtest
+from loglake.rules.run import RuleRunError
+from loglake.rules.state import read_runs, read_summaries
+from loglake.rules.summary import rule_facts, run_facts, runs_facts
+from loglake.rules.testing import run_tests
+from loglake.times import TimeFormatError, parse_time
+
+if TYPE_CHECKING:
+    from loglake.api.app import LoglakeApp
+    from loglake.rules.model import Rule
+    from loglake.rules.scheduler import RuleScheduler
+
+SHOWN_RUNS = 20
+BACKTEST_EXAMPLES = 2  # example alerts per day
+_BACKTEST_EXAMPLE = '{"since": "7d", "until": "now"}'
+
+
+def _scheduler(app: LoglakeApp) -> RuleScheduler:
+    if app.runtime.rules is None:
+        raise ApiError(501, "not_available", "rules need the lake, which this server's store does not have")
+    return app.runtime.rules
+
+
+def _rule(app: LoglakeApp, rule_id: str) -> Rule:
+    rule = next((r for r in _scheduler(app).folder.rules if r.id == rule_id.lower()), None)
+    if rule is None:
+        raise ApiError(404, "not_found", f"no rule with id {rule_id!r} is loaded; GET /rules lists them")
+    return rule
+
+
+async def list_rules(app: LoglakeApp, request: Request) -> Result:
+    scheduler = _scheduler(app)
+    folder = scheduler.folder
+    runs = await app.run_read(read_summaries, scheduler.data_dir)
+    return Result(
+        200,
+        {
+            "folder": str(folder.path),
+            "rules": [rule_facts(rule) | runs_facts(runs.get(rule.id)) for rule in folder.rules],
+            "problems": [str(p) for p in folder.problems],
+        },
+    )
+
+
+async def get_rule(app: LoglakeApp, request: Request, rule_id: str) -> Result:
+    rule = _rule(app, rule_id)
+    data_dir = _scheduler(app).data_dir
+
+    def read() -> dict[str, Any]:
+        summary = read_summaries(data_dir).get(rule.id)
+        return (
+            rule_facts(rule)
+            | runs_facts(summary)
+            | {
+                "description": rule.description,
+                "sql": rule.plan.sql,
+                "source": rule.path.read_text(errors="replace"),
+                "runs": [run_facts(run) for run in read_runs(data_dir, rule.id, SHOWN_RUNS)],
+            }
+        )
+
+    return Result(200, await app.run_read(read))
+
+
+async def test_rule(app: LoglakeApp, request: Request, rule_id: str) -> Result:
+    """The rule's inline tests, in a throwaway loglake (as `loglake rules test`)."""
+    rule = _rule(app, rule_id)
+    outcomes = await app.run_query(lambda: run_tests([rule]))
+    return Result(
+        200,
+        {
+            "tests": [{"name": o.test.name, "passed": o.passed, "failures": list(o.failures)} for o in outcomes],
+            "passed": sum(o.passed for o in outcomes),
+            "failed": sum(not o.passed for o in outcomes),
+        },
+    )
+
+
+async def backtest_rule(app: LoglakeApp, request: Request, rule_id: str) -> Result:
+    """What the rule would have raised over a period of the lake's history, per day (as `loglake rules backtest`)."""
+    rule = _rule(app, rule_id)
+    body = json_body(app, request, _BACKTEST_EXAMPLE)
+    unknown = body.keys() - {"since", "until"}
+    if unknown:
+        raise ApiError(
+            400, "invalid_request", f"unknown field(s) {', '.join(sorted(unknown))}; send e.g. {_BACKTEST_EXAMPLE}"
+        )
+    now_ms = app.service.now_ms()
+    bounds = {}
+    for name, default in (("since", None), ("until", "now")):
+        text = body.get(name, default)
+        if type(text) is not str:
+            raise ApiError(400, "invalid_request", f"{name} must be a time as a string; send e.g. {_BACKTEST_EXAMPLE}")
+        try:
+            bounds[name] = parse_time(text, now_ms)
+        except TimeFormatError as e:
+            raise ApiError(400, "invalid_time", f"{name}: {e}") from None
+    if bounds["until"] <= bounds["since"]:
+        raise ApiError(400, "invalid_time", "until must be after since")
+    engine = _scheduler(app).engine
+    try:
+        report = await app.run_query(
+            lambda: backtest(rule, engine, bounds["since"], bounds["until"], examples=BACKTEST_EXAMPLES)
+        )
+    except RuleRunError as e:
+        raise ApiError(400, "rule_failed", f"{e}; check the rule with loglake rules validate") from None
+    return Result(200, report.to_dict())
+
+
+# (method, template, handler, scope, reads_body)
+ROUTES = [
+    ("GET", "/rules", list_rules, "read"),
+    ("GET", "/rules/{ruleId}", get_rule, "read"),
+    ("POST", "/rules/{ruleId}/test", test_rule, "read"),
+    ("POST", "/rules/{ruleId}/backtest", backtest_rule, "read", True),
+]
+
+_RULE_ID = {"name": "ruleId", "in": "path", "required": True, "schema": {"type": "string"}}
+_NO_RULES = {"501": {"description": "this server has no lake, so no rules"}}
+OPENAPI = {
+    "/rules": {
+        "get": {
+            "summary": "The server's rules with their last run, failures in a row and where their windows end, "
+            "and the problems of rule files that did not load (read scope)",
+            "responses": {"200": {"description": "folder, rules, problems"}, **_NO_RULES},
+        }
+    },
+    "/rules/{ruleId}": {
+        "get": {
+            "summary": "One rule: its facts, description, the SQL of a run, its file's source and its last runs",
+            "parameters": [_RULE_ID],
+            "responses": {"200": {"description": "the rule"}, "404": {"description": "no such rule"}, **_NO_RULES},
+        }
+    },
+    "/rules/{ruleId}/test": {
+        "post": {
+            "summary": "Run the rule's inline tests in a throwaway loglake (as loglake rules test)",
+            "parameters": [_RULE_ID],
+            "responses": {"200": {"description": "tests (name, passed, failures), passed, failed"}, **_NO_RULES},
+        }
+    },
+    "/rules/{ruleId}/backtest": {
+        "post": {
+            "summary": "What the rule would have raised over a period of the lake's history, per UTC day",
+            "parameters": [_RULE_ID],
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["since"],
+                            "properties": {
+                                "since": {"type": "string", "description": "ISO-8601, epoch ms or an age (7d)"},
+                                "until": {"type": "string", "default": "now"},
+                            },
+                        }
+                    }
+                }
+            },
+            "responses": {"200": {"description": "the report: totals and days"}, **_NO_RULES},
+        }
+    },
+}

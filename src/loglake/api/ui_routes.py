@@ -1,0 +1,103 @@
+"""The web UI over HTTP: its pages (`/login`, and `/ui/...`, where every client-side route gets the
+same document) and its assets under `/ui/assets/<version>/`, gzipped when the browser takes gzip."""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+from loglake.amplify.reports import apps_with_rows
+from loglake.api import rule_routes
+from loglake.api.http import ApiError, Request
+from loglake.api.routes import Result
+from loglake.ui.assets import Assets, File
+
+if TYPE_CHECKING:
+    from loglake.api.app import LoglakeApp
+
+# A versioned asset never changes; a page names the current version, so it is checked on every load.
+IMMUTABLE = b"public, max-age=31536000, immutable"
+REVALIDATE = b"no-cache"
+
+
+@functools.cache
+def assets() -> Assets:
+    return Assets()
+
+
+async def login_page(app: LoglakeApp, request: Request) -> Result:
+    return _send(request, assets().pages["login.html"], REVALIDATE)
+
+
+async def index(app: LoglakeApp, request: Request, *route: str) -> Result:
+    """The single page of the UI, for `/ui/` and each of its client-side routes (`/ui/sql`, `/ui/alerts/<id>`)."""
+    if route[:1] == ("assets",):
+        raise ApiError(404, "not_found", f"no asset {request.path}; reload /ui/ for the current version")
+    return _send(request, assets().pages["index.html"], REVALIDATE)
+
+
+async def to_index(app: LoglakeApp, request: Request) -> Result:
+    return Result(308, b"", ((b"location", b"/ui/"),))
+
+
+async def asset(app: LoglakeApp, request: Request, version: str, name: str) -> Result:
+    found = assets()
+    file = found.files.get(name)
+    if file is None or version != found.version:
+        raise ApiError(404, "not_found", f"no asset {version}/{name}; reload /ui/ for the current version")
+    return _send(request, file, IMMUTABLE)
+
+
+async def amplify_apps(app: LoglakeApp, request: Request) -> Result:
+    """The apps whose access logs are in the lake (collected or imported): the reports' choices."""
+    if app.lake is None:
+        raise ApiError(501, "not_available", "Amplify reports need the lake, which this server's store does not have")
+    return Result(200, {"apps": await app.run_read(apps_with_rows, app.store.read)})
+
+
+def _send(request: Request, file: File, cache_control: bytes) -> Result:
+    headers = [
+        (b"content-type", file.content_type.encode()),
+        (b"cache-control", cache_control),
+        (b"vary", b"accept-encoding"),
+    ]
+    if _takes_gzip(request.header(b"accept-encoding")):
+        return Result(200, file.gzipped, (*headers, (b"content-encoding", b"gzip")))
+    return Result(200, file.body, tuple(headers))
+
+
+def _takes_gzip(accept_encoding: str) -> bool:
+    """Whether Accept-Encoding allows gzip: named (or `*`) without `q=0`."""
+    for part in accept_encoding.split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            name, _, value = params.strip().partition("=")
+            try:
+                return name.strip().lower() != "q" or float(value) > 0
+            except ValueError:
+                return False
+    return False
+
+
+# (method, template, handler, scope); app.py makes them Routes. The UI's pages are public: they hold no
+# data, and their scripts sign in before they ask for any. They are not part of the API's description.
+PAGES = [
+    ("GET", "/login", login_page, None),
+    ("GET", "/ui", to_index, None),
+    ("GET", "/ui/", index, None),
+    ("GET", "/ui/{page}", index, None),
+    ("GET", "/ui/{page}/{item}", index, None),
+    ("GET", "/ui/assets/{version}/{name}", asset, None),
+]
+# The reads only the UI needs, described in the OpenAPI document.
+READS = [("GET", "/amplify/apps", amplify_apps, "read")]
+ROUTES = PAGES + READS + rule_routes.ROUTES
+OPENAPI = {
+    "/amplify/apps": {
+        "get": {
+            "summary": "The Amplify apps whose access logs are in the lake (read scope)",
+            "responses": {"200": {"description": "apps: their names, sorted"}, "501": {"description": "no lake"}},
+        }
+    },
+    **rule_routes.OPENAPI,
+}

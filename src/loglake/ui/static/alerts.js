@@ -1,0 +1,162 @@
+// Alerts: the list with status, level and rule filters and their counts; an alert's page with its
+// evidence (each record linked to Explore at that moment), its deliveries, and acknowledge/resolve with
+// a note. The filters live in the URL.
+import { api, errorBox, url } from "./api.js";
+import { formatTime, h, link, replace } from "./dom.js";
+import { exploreHref, recordRow, term } from "./explore.js";
+
+const STATUSES = ["open", "acknowledged", "resolved", "suppressed"];
+const LEVELS = ["informational", "low", "medium", "high", "critical"];
+const SHOWN = 200; // alerts listed, newest first
+
+export function render(main, context) {
+  if (context.item) drawAlert(main, context);
+  else drawList(main, context);
+  return null;
+}
+
+function drawList(main, { params, navigate }) {
+  const filters = { status: params.get("status") || "", level: params.get("level") || "", rule: params.get("rule") || "", q: params.get("q") || "" };
+  const go = (changes) => navigate(url("/ui/alerts", { ...filters, ...changes }));
+  const box = h("div", { "aria-live": "polite" }, h("p", { class: "progress", text: "Loading alerts…" }));
+  const text = h("input", { type: "search", name: "q", value: filters.q, "aria-label": "Text in the title or rule", placeholder: "text in the title or rule" });
+  replace(main, h("h1", { text: "Alerts" }),
+    h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); go({ q: text.value }); } },
+      h("div", { class: "chips", role: "group", "aria-label": "Status", id: "status-filter" }),
+      h("div", { class: "chips", role: "group", "aria-label": "Level", id: "level-filter" }),
+      text, h("button", { type: "submit", text: "Filter" }),
+      filters.rule ? h("button", { type: "button", text: `Rule ${filters.rule} ✕`, onclick: () => go({ rule: "" }) }) : null),
+    box);
+  load();
+  async function load() {
+    try {
+      const answer = await api("/alerts", { params: { status: filters.status, level: filters.level, rule: filters.rule, q: filters.q, limit: SHOWN } });
+      chips(main.querySelector("#status-filter"), "status", STATUSES, answer.counts.status || {}, filters, go);
+      chips(main.querySelector("#level-filter"), "level", LEVELS, answer.counts.level || {}, filters, go);
+      if (!answer.alerts.length) {
+        replace(box, h("div", { class: "empty" }, h("p", { text: filters.status || filters.level || filters.rule || filters.q
+          ? "No alert matches these filters." : "No alerts: no rule has matched yet." }),
+        filters.status || filters.level || filters.rule || filters.q ? h("button", { type: "button", text: "Clear the filters", onclick: () => navigate("/ui/alerts") }) : null));
+        return;
+      }
+      replace(box, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
+        h("thead", {}, h("tr", {}, ["Level", "Status", "Alert", "Rule", "Matches", "Last seen"].map((t) => h("th", { scope: "col", text: t })))),
+        h("tbody", {}, answer.alerts.map((alert) => h("tr", {},
+          h("td", {}, h("span", { class: `level l-${alert.level}`, text: alert.level })),
+          h("td", { text: alert.status }),
+          h("td", {}, link(`/ui/alerts/${encodeURIComponent(alert.id)}`, alert.title)),
+          h("td", {}, h("button", { type: "button", class: "link", text: alert.rule_title, title: "Only this rule's alerts", onclick: () => go({ rule: alert.rule_id }) })),
+          h("td", { class: "num", text: alert.match_count }),
+          h("td", { text: formatTime(Date.parse(alert.last_seen)) })))))),
+        answer.next_cursor ? h("p", { class: "muted", text: `The newest ${answer.count} alerts are shown; narrow the filters to see older ones.` }) : null);
+    } catch (error) {
+      replace(box, errorBox(error, load));
+    }
+  }
+}
+
+function chips(group, name, values, counts, filters, go) {
+  const chosen = new Set(filters[name].split(",").filter(Boolean));
+  replace(group, h("span", { class: "muted small", text: `${name}:` }), values.map((value) => {
+    const on = chosen.has(value);
+    return h("button", { type: "button", class: "chip", "aria-pressed": String(on), onclick: () => {
+      if (on) chosen.delete(value); else chosen.add(value);
+      go({ [name]: [...chosen].join(",") });
+    } }, `${value} `, h("span", { class: "count", text: counts[value] ?? 0 }));
+  }));
+}
+
+function drawAlert(main, { item, allows, navigate }) {
+  const box = h("div", {}, h("p", { class: "progress", text: "Loading the alert…" }));
+  replace(main, h("p", {}, link("/ui/alerts", "← Alerts")), box);
+  load();
+  async function load() {
+    try {
+      const alert = await api(`/alerts/${encodeURIComponent(item)}`);
+      replace(box, ...alertView(alert, allows, load, navigate));
+      loadDeliveries(box.querySelector(".deliveries"), alert.id);
+    } catch (error) {
+      replace(box, errorBox(error, load));
+    }
+  }
+}
+
+function alertView(alert, allows, reload, navigate) {
+  const at = Date.parse(alert.first_seen);
+  const explore = exploreHref({ q: "", range: "", since: Date.parse(alert.window.start), until: Date.parse(alert.window.end) + 1, tz: "local", tail: false });
+  const state = { q: "", range: "", tz: "local" };
+  const go = (changes) => navigate(exploreHref({ ...state, since: at - 60e3, until: at + 60e3, ...changes }));
+  return [
+    h("h1", {}, h("span", { class: `level l-${alert.level}`, text: alert.level }), " ", alert.title),
+    h("dl", { class: "facts" },
+      fact("Status", alert.status + (alert.status_change ? ` by ${alert.status_change.by} at ${formatTime(Date.parse(alert.status_change.at))}` : "")),
+      alert.status_change?.note ? fact("Note", alert.status_change.note) : null,
+      fact("Rule", link(`/ui/rules/${encodeURIComponent(alert.rule_id)}`, alert.rule_title)),
+      fact("Matches", String(alert.match_count)),
+      fact("First seen", formatTime(Date.parse(alert.first_seen))),
+      fact("Last seen", formatTime(Date.parse(alert.last_seen))),
+      fact("Window", h("span", {}, `${formatTime(Date.parse(alert.window.start))} → ${formatTime(Date.parse(alert.window.end))} `, link(explore, "open in Explore"))),
+      alert.runbook ? fact("Runbook", runbookLink(alert.runbook)) : null,
+      alert.tags.length ? fact("Tags", alert.tags.join(", ")) : null),
+    allows("alerts") ? statusChange(alert, reload) : null,
+    h("h2", { text: `Evidence (${alert.evidence.length} records)` }),
+    h("ol", { class: "records" }, alert.evidence.map((record) => evidenceRow(record, state, go))),
+    alert.query ? [h("h2", { text: "Query" }), h("pre", { class: "plan", tabindex: "0", text: alert.query })] : null,
+    h("h2", { text: "Deliveries" }),
+    h("div", { class: "deliveries" }, h("p", { class: "progress", text: "Loading deliveries…" })),
+  ];
+}
+
+// Evidence holds the records as the rule saw them: the row of Explore, plus a link to Explore around it.
+function evidenceRow(record, state, go) {
+  const row = recordRow({ datetime: "", log_type: "", attributes: {}, ...record, severity: record.severity || "info" }, state, go);
+  if (record.timestamp && record.service) {
+    row.append(h("p", { class: "small evidence-link" }, link(exploreHref({ ...state, q: term("service", record.service), since: record.timestamp - 60e3, until: record.timestamp + 60e3, tail: false }),
+      "See this moment in Explore")));
+  }
+  return row;
+}
+
+// A runbook is a link only when it is a web address: a rule file's `javascript:` must not become one.
+function runbookLink(runbook) {
+  return /^https?:\/\//i.test(runbook) ? h("a", { href: runbook, rel: "noreferrer", text: runbook }) : runbook;
+}
+
+function fact(name, value) {
+  return [h("dt", { text: name }), h("dd", {}, value)];
+}
+
+function statusChange(alert, reload) {
+  if (alert.status === "resolved") return null;
+  const note = h("input", { type: "text", name: "note", "aria-label": "Note (optional)", placeholder: "note (optional)", maxlength: 1000 });
+  const message = h("p", { role: "status" });
+  const change = (action) => async () => {
+    try {
+      await api(`/alerts/${alert.id}/${action}`, { method: "POST", body: note.value ? { note: note.value } : {} });
+      reload();
+    } catch (error) {
+      replace(message, errorBox(error));
+    }
+  };
+  return h("div", { class: "toolbar status-change" }, note,
+    alert.status === "open" ? h("button", { type: "button", class: "primary", text: "Acknowledge", onclick: change("acknowledge") }) : null,
+    h("button", { type: "button", text: "Resolve", onclick: change("resolve") }), message);
+}
+
+async function loadDeliveries(box, alertId) {
+  try {
+    const answer = await api("/alerts/deliveries", { params: { alert: alertId } });
+    const problems = [...answer.routing_problems, answer.worker_error].filter(Boolean).map((p) => h("p", { class: "error", text: p }));
+    if (!answer.deliveries.length) {
+      replace(box, problems, h("p", { class: "muted", text: "No deliveries: alerting.yml routes this alert nowhere, or delivery has not run yet." }));
+      return;
+    }
+    replace(box, problems, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
+      h("thead", {}, h("tr", {}, ["Event", "Destination", "State", "Attempts", "Updated", "Last error"].map((t) => h("th", { scope: "col", text: t })))),
+      h("tbody", {}, answer.deliveries.map((d) => h("tr", {},
+        h("td", { text: d.event }), h("td", { text: d.destination }), h("td", {}, h("span", { class: `state d-${d.state}`, text: d.state })),
+        h("td", { class: "num", text: d.attempts }), h("td", { text: formatTime(Date.parse(d.updated)) }), h("td", { text: d.last_error || "" })))))));
+  } catch (error) {
+    replace(box, errorBox(error, () => loadDeliveries(box, alertId)));
+  }
+}

@@ -1,0 +1,80 @@
+// Amplify: per app, the saved reports over a chosen range (charts for the ones per day, tables for all),
+// and the collection's status: the schedule, each app's watermark and the last runs with their errors.
+import { api, errorBox, url } from "./api.js";
+import { stackedBars } from "./chart.js";
+import { formatBytes, formatTime, h, replace } from "./dom.js";
+
+const RANGES = ["1d", "7d", "30d", "90d"];
+
+export function render(main, { params, navigate }) {
+  const chosen = { app: params.get("app") || "", range: RANGES.includes(params.get("range")) ? params.get("range") : "7d" };
+  const go = (changes) => navigate(url("/ui/amplify", { ...chosen, ...changes }));
+  const status = h("section", { "aria-label": "Collection" }, h("p", { class: "progress", text: "Loading the collection's status…" }));
+  const reports = h("section", { "aria-label": "Reports", "aria-live": "polite" });
+  replace(main, h("h1", { text: "Amplify" }), status, reports);
+  loadStatus(status, reports, chosen, go);
+  return null;
+}
+
+async function loadStatus(box, reports, chosen, go) {
+  try {
+    const [answer, { apps }] = await Promise.all([api("/amplify/status"), api("/amplify/apps")]);
+    const schedule = answer.schedule;
+    const app = chosen.app || apps[0] || "";
+    replace(box,
+      h("div", { class: "cards" },
+        h("div", { class: "card" }, h("h2", { text: "Collection" }),
+          schedule ? [h("p", { text: `Schedule: ${schedule.schedule}` }), h("p", { text: `Next run: ${schedule.next_run ? formatTime(Date.parse(schedule.next_run)) : "–"}` }),
+            schedule.last_error ? h("p", { class: "error", text: schedule.last_error }) : null]
+            : h("p", { class: "muted", text: "This server does not collect on a schedule (loglake amplify collect does)." })),
+        answer.apps.map((a) => h("div", { class: "card" }, h("h2", { text: a.app }), h("p", { class: "muted small", text: `collected until ${formatTime(Date.parse(a.collected_until))}` })))),
+      runsTable(answer.runs),
+      apps.length ? h("div", { class: "toolbar" },
+        h("select", { "aria-label": "App", onchange: (e) => go({ app: e.target.value }) }, apps.map((name) => h("option", { value: name, text: name, selected: name === app }))),
+        h("select", { "aria-label": "Range", onchange: (e) => go({ range: e.target.value }) }, RANGES.map((r) => h("option", { value: r, text: `last ${r}`, selected: r === chosen.range }))))
+        : null);
+    if (app) loadReports(reports, app, chosen.range);
+    else replace(reports, h("div", { class: "empty" }, h("p", { text: "No Amplify app has access logs in the lake yet." }),
+      h("p", { class: "muted" }, "Configure apps in amplify.toml and run ", h("code", { text: "loglake amplify collect" }),
+        ", or load an export with ", h("code", { text: "loglake amplify import" }), ".")));
+  } catch (error) {
+    replace(box, errorBox(error, () => loadStatus(box, reports, chosen, go)));
+  }
+}
+
+function runsTable(runs) {
+  if (!runs.length) return h("p", { class: "muted", text: "No collection has run yet." });
+  return h("details", {}, h("summary", { text: `Last ${runs.length} collection runs` }), h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
+    h("thead", {}, h("tr", {}, ["Started", "App", "Windows ok / failed", "Rows", "Downloaded", "Errors"].map((t) => h("th", { scope: "col", text: t })))),
+    h("tbody", {}, runs.flatMap((run) => run.unreadable ? [h("tr", {}, h("td", { colspan: 6, class: "error", text: run.unreadable }))]
+      : run.apps.map((a) => h("tr", {}, h("td", { text: run.started }), h("td", { text: a.app }),
+        h("td", { text: `${a.windows_ok} / ${a.windows_failed}` }), h("td", { class: "num", text: a.rows.toLocaleString() }),
+        h("td", { class: "num", text: formatBytes(a.bytes) }), h("td", { class: a.errors.length ? "error" : "", text: a.errors.join("; ") }))))))));
+}
+
+async function loadReports(box, app, range) {
+  replace(box, h("p", { class: "progress", text: `Running the reports on ${app}…` }));
+  try {
+    const answer = await api("/amplify/reports", { params: { app, since: range } });
+    replace(box, answer.reports.map(report));
+  } catch (error) {
+    replace(box, errorBox(error, () => loadReports(box, app, range)));
+  }
+}
+
+// A saved query's result: a chart when its rows are per date, and the rows as a table.
+function report(result) {
+  const names = result.columns.map((c) => c.name);
+  const dateAt = names.indexOf("date");
+  const valueAt = names.findIndex((n, i) => i !== dateAt && result.rows.some((row) => typeof row[i] === "number"));
+  const chart = dateAt >= 0 && valueAt >= 0 && result.rows.length
+    ? stackedBars(result.rows.map((row) => ({ start: Date.parse(`${row[dateAt]}T00:00:00Z`), width: 86400e3, label: String(row[dateAt]), parts: [["info", row[valueAt]]] })),
+      { label: names[valueAt], height: 100, tickFormat: (ms) => new Date(ms).toISOString().slice(5, 10) })
+    : null;
+  return h("article", { class: "report" }, h("h2", { text: result.title }),
+    result.rows.length ? [chart, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
+      h("thead", {}, h("tr", {}, names.map((n) => h("th", { scope: "col", text: n })))),
+      h("tbody", {}, result.rows.map((row) => h("tr", {}, row.map((v, i) => h("td", { class: typeof v === "number" ? "num" : "",
+        text: v === null ? "–" : names[i] === "bytes" ? formatBytes(v) : String(v) })))))))]
+      : h("p", { class: "muted", text: "No requests in this range." }));
+}

@@ -1,0 +1,139 @@
+// The shell of the UI: the session, the navigation, the theme, the keyboard, and a router that draws
+// the page of /ui/<page>/<item> into <main> without reloading.
+import { ApiError, api, errorBox, setCsrfToken } from "./api.js";
+import { h, replace } from "./dom.js";
+import * as alerts from "./alerts.js";
+import * as amplify from "./amplify.js";
+import * as explore from "./explore.js";
+import * as rules from "./rules.js";
+import * as sql from "./sql.js";
+import * as status from "./status.js";
+
+// name, title, the scope it needs, the module drawing it
+const PAGES = [
+  ["explore", "Explore", "read", explore],
+  ["sql", "SQL", "read", sql],
+  ["alerts", "Alerts", "read", alerts],
+  ["rules", "Rules", "read", rules],
+  ["amplify", "Amplify", "read", amplify],
+  ["status", "Status", null, status],
+];
+
+const main = document.getElementById("main");
+let session = null;
+let leave = null; // what the current page does when it is left (close a live tail)
+
+function allows(scope) {
+  return !scope || session.scopes.includes(scope) || session.scopes.includes("admin");
+}
+
+function navigate(path, { replaceState = false } = {}) {
+  if (replaceState) history.replaceState(null, "", path);
+  else history.pushState(null, "", path);
+  draw();
+}
+
+function draw() {
+  if (leave) leave();
+  leave = null;
+  const [name = "", item] = location.pathname.replace(/^\/ui\/?/, "").split("/").map(decodeURIComponent);
+  const usable = PAGES.filter(([, , scope]) => allows(scope));
+  const page = PAGES.find(([n]) => n === name);
+  if (!page) {
+    navigate(`/ui/${usable[0][0]}`, { replaceState: true });
+    return;
+  }
+  for (const a of document.querySelectorAll("#nav a")) {
+    if (a.dataset.page === name) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  const [, title, scope, module] = page;
+  document.title = `${title} · loglake`;
+  if (!allows(scope)) {
+    replace(main, errorBox(new ApiError(403, "forbidden", `Your key ${session.key_name} does not have the ${scope} scope this page needs.`)));
+    return;
+  }
+  replace(main);
+  leave = module.render(main, { session, item, params: new URLSearchParams(location.search), allows, navigate }) || null;
+}
+
+function drawNav() {
+  const nav = document.getElementById("nav");
+  replace(nav, PAGES.filter(([, , scope]) => allows(scope)).map(([name, title]) =>
+    h("a", { href: `/ui/${name}`, "data-route": "", "data-page": name, text: title })));
+  document.getElementById("who").textContent = `${session.key_name} (${session.scopes.join(", ")})`;
+}
+
+// -- theme: the system's unless the person chose one --------------------------------------------
+
+const THEMES = ["system", "light", "dark"];
+
+function applyTheme(theme) {
+  if (theme === "system") delete document.documentElement.dataset.theme;
+  else document.documentElement.dataset.theme = theme;
+  document.getElementById("theme").textContent = `Theme: ${theme}`;
+}
+
+function setupTheme() {
+  const button = document.getElementById("theme");
+  applyTheme(localStorage.getItem("loglake-theme") || "system");
+  button.addEventListener("click", () => {
+    const current = localStorage.getItem("loglake-theme") || "system";
+    const next = THEMES[(THEMES.indexOf(current) + 1) % THEMES.length];
+    localStorage.setItem("loglake-theme", next);
+    applyTheme(next);
+  });
+}
+
+// -- keyboard: "/" to the query box, Escape closes what is open -----------------------------------
+
+function setupKeyboard() {
+  document.addEventListener("keydown", (event) => {
+    const typing = event.target.closest("input, textarea, select, [contenteditable]");
+    if (event.key === "/" && !typing && !event.ctrlKey && !event.metaKey) {
+      const box = document.querySelector("[data-query-box]");
+      if (box) {
+        event.preventDefault();
+        box.focus();
+      }
+    } else if (event.key === "Escape") {
+      document.dispatchEvent(new CustomEvent("loglake:close"));
+    }
+  });
+}
+
+function setupLinks() {
+  document.addEventListener("click", (event) => {
+    const a = event.target.closest("a[data-route]");
+    if (!a || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+    event.preventDefault();
+    navigate(a.getAttribute("href"));
+    main.focus({ preventScroll: true });
+  });
+  window.addEventListener("popstate", draw);
+}
+
+async function start() {
+  setupTheme();
+  try {
+    session = await api("/session");
+  } catch (error) {
+    if (error.status === 401) location.assign("/login");
+    else replace(main, errorBox(error, () => location.reload()));
+    return;
+  }
+  setCsrfToken(session.csrf_token);
+  document.getElementById("signout").addEventListener("click", async () => {
+    try {
+      await api("/session", { method: "DELETE" });
+    } finally {
+      location.assign("/login");
+    }
+  });
+  setupKeyboard();
+  setupLinks();
+  drawNav();
+  draw();
+}
+
+start();

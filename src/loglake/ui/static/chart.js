@@ -1,0 +1,81 @@
+// Charts drawn as SVG by our own code: stacked bars over time (the histogram, with drag-to-zoom) and
+// plain bars (per-day counts). Colours come from CSS classes, so the themes restyle them.
+import { formatCount, h } from "./dom.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs = {}, text) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs)) el.setAttribute(name, value);
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+// bars: [{start (ms), width (ms), parts: [[series, count], ...], label}]; series name a CSS class suffix.
+// onZoom(fromMs, toMs) is called when the person drags across the chart.
+export function stackedBars(bars, { height = 120, onZoom, label = "records", tickFormat = (ms) => new Date(ms).toLocaleString() } = {}) {
+  const width = 1000;
+  const top = 4, bottom = 0;
+  const first = bars.length ? bars[0].start : 0;
+  const last = bars.length ? bars[bars.length - 1].start + bars[bars.length - 1].width : 1;
+  const span = Math.max(1, last - first);
+  const max = Math.max(1, ...bars.map((b) => b.parts.reduce((sum, [, n]) => sum + n, 0)));
+  const x = (ms) => ((ms - first) / span) * width;
+  const y = (n) => top + (height - top - bottom) * (1 - n / max);
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none", class: "chart", role: "img" });
+  root.append(svg("title", {}, `${label} over time, highest bar ${max}`));
+  for (const frac of [0.5, 1]) {
+    root.append(svg("line", { x1: 0, x2: width, y1: y(max * frac), y2: y(max * frac), class: "grid" }));
+  }
+  for (const bar of bars) {
+    let base = 0;
+    const group = svg("g");
+    const total = bar.parts.reduce((sum, [, n]) => sum + n, 0);
+    group.append(svg("title", {}, `${bar.label || tickFormat(bar.start)}: ${total} ${label}` +
+      bar.parts.filter(([, n]) => n).map(([s, n]) => `\n${s}: ${n}`).join("")));
+    for (const [series, n] of bar.parts) {
+      if (!n) continue;
+      const x0 = x(bar.start), w = Math.max(1, x(bar.start + bar.width) - x0 - 1);
+      group.append(svg("rect", { x: x0, width: w, y: y(base + n), height: y(base) - y(base + n), class: `bar s-${series}` }));
+      base += n;
+    }
+    root.append(group);
+  }
+  if (onZoom) dragToZoom(root, width, (a, b) => onZoom(first + (a / width) * span, first + (b / width) * span));
+  // The labels are HTML under the chart: text inside a stretched SVG would be stretched with it.
+  const ticks = [0, 1, 2, 3, 4].map((i) => h("span", { text: tickFormat(first + (span * i) / 4) }));
+  return h("figure", { class: "chart-box" }, h("span", { class: "axis-max", text: formatCount(max) }), root, h("div", { class: "ticks" }, ticks));
+}
+
+function dragToZoom(root, width, onZoom) {
+  const band = svg("rect", { class: "zoom-band", y: 0, height: "100%", x: 0, width: 0 });
+  band.setAttribute("visibility", "hidden");
+  root.append(band);
+  root.classList.add("zoomable");
+  let from = null;
+  const at = (event) => {
+    const box = root.getBoundingClientRect();
+    return Math.min(width, Math.max(0, ((event.clientX - box.left) / box.width) * width));
+  };
+  root.addEventListener("pointerdown", (event) => {
+    from = at(event);
+    root.setPointerCapture(event.pointerId);
+    band.setAttribute("visibility", "visible");
+    band.setAttribute("x", from);
+    band.setAttribute("width", 0);
+  });
+  root.addEventListener("pointermove", (event) => {
+    if (from === null) return;
+    const to = at(event);
+    band.setAttribute("x", Math.min(from, to));
+    band.setAttribute("width", Math.abs(to - from));
+  });
+  root.addEventListener("pointerup", (event) => {
+    if (from === null) return;
+    const to = at(event);
+    band.setAttribute("visibility", "hidden");
+    const [a, b] = [Math.min(from, to), Math.max(from, to)];
+    from = null;
+    if (b - a > 3) onZoom(a, b); // a click is not a zoom
+  });
+}

@@ -1,0 +1,328 @@
+// Explore: a query with completion, a time range, the histogram (drag to zoom), the records newest
+// first with infinite scroll, a record's fields (copy, surrounding records, filter for/against a value),
+// facets, and the live tail. The whole view lives in the URL: q, range or from/to, tz, tail.
+import { api, errorBox, url } from "./api.js";
+import { stackedBars } from "./chart.js";
+import { SEVERITIES, copyButton, formatCount, formatTime, h, replace } from "./dom.js";
+import { startTail } from "./tail.js";
+
+const RANGES = [["5m", 5 * 60e3], ["15m", 15 * 60e3], ["1h", 3600e3], ["6h", 6 * 3600e3],
+  ["24h", 86400e3], ["7d", 7 * 86400e3], ["30d", 30 * 86400e3]];
+const FIELDS = ["service", "severity", "log_type", "message", "client_id"];
+const PAGE = 100;
+
+// The view's state from the URL; `now` fixed when the view is drawn, so the histogram, the list and its
+// pages all cover the same window.
+function stateOf(params) {
+  const from = Number(params.get("from")), to = Number(params.get("to"));
+  const range = params.get("range") || "1h";
+  const absolute = from > 0 && to > from;
+  const now = Date.now();
+  const duration = (RANGES.find(([name]) => name === range) || RANGES[2])[1];
+  return {
+    q: params.get("q") || "",
+    range: absolute ? "" : range,
+    since: absolute ? from : now - duration,
+    until: absolute ? to : now,
+    tz: params.get("tz") === "utc" ? "utc" : "local",
+    tail: params.get("tail") === "1",
+  };
+}
+
+export function exploreHref(state) {
+  const absolute = !state.range;
+  return url("/ui/explore", {
+    q: state.q,
+    range: absolute ? "" : state.range,
+    from: absolute ? Math.round(state.since) : "",
+    to: absolute ? Math.round(state.until) : "",
+    tz: state.tz === "utc" ? "utc" : "",
+    tail: state.tail ? "1" : "",
+  });
+}
+
+// A filter term for a field's value, quoted when it holds anything but plain word characters.
+export function term(field, value, negated = false) {
+  const text = String(value);
+  const quoted = /^[\w.@\-/]+$/.test(text) ? text : `"${text.replaceAll('"', "")}"`;
+  return `${negated ? "-" : ""}${field}:${quoted}`;
+}
+
+function withTerm(q, t) {
+  return q.trim() ? `${q.trim()} ${t}` : t;
+}
+
+export function render(main, { params, navigate }) {
+  const state = stateOf(params);
+  const go = (changes) => navigate(exploreHref({ ...state, ...changes }));
+  const facetsBox = h("aside", { class: "facets", "aria-label": "Facets" });
+  const histogramBox = h("div", { class: "histogram" });
+  const results = h("div", { class: "results" });
+  const queryBox = queryInput(state);
+  const form = h("form", { class: "query-bar", role: "search", onsubmit: (e) => { e.preventDefault(); go({ q: queryBox.input.value }); } },
+    queryBox.root,
+    rangePicker(state, go),
+    h("button", { type: "submit", class: "primary", text: "Search" }));
+  const tailButton = h("button", { type: "button", class: state.tail ? "toggle on" : "toggle", "aria-pressed": String(state.tail),
+    text: state.tail ? "Stop live tail" : "Live tail", onclick: () => go({ tail: !state.tail }) });
+  const heading = h("h1", { class: "sr-only", text: "Explore" });
+  if (state.tail) { // records as they arrive: no range, so no histogram and no facets
+    replace(main, h("div", { class: "explore" }, heading, form, h("div", { class: "toolbar" }, tailButton), results));
+    return startTail(results, state, go);
+  }
+  replace(main, h("div", { class: "explore" }, heading, form,
+    h("div", { class: "toolbar" }, tailButton, h("span", { class: "muted", text: `${formatTime(state.since, state.tz)} → ${formatTime(state.until, state.tz)}${state.tz === "utc" ? "" : " local"}` })),
+    histogramBox,
+    h("div", { class: "explore-body" }, facetsBox, results)));
+  loadHistogram(histogramBox, state, go);
+  loadFacets(facetsBox, state, go, queryBox);
+  loadRecords(results, state, go);
+  return null;
+}
+
+// -- the query box and its completion -------------------------------------------------------------
+
+// Values are completed from the facets of the whole time range (not narrowed by the query being typed).
+function queryInput(state) {
+  let known = null;
+  const facets = () => (known ||= api("/logs/facets", { params: { since: Math.round(state.since), until: Math.round(state.until), limit: 50 } })
+    .catch(() => ({})));
+  const list = h("ul", { id: "q-completions", role: "listbox", class: "completions", hidden: true, "aria-label": "Completions" });
+  const input = h("input", {
+    id: "q", name: "q", value: state.q, type: "search", autocomplete: "off", spellcheck: "false",
+    "data-query-box": "", role: "combobox", "aria-autocomplete": "list", "aria-expanded": "false",
+    "aria-controls": "q-completions", "aria-label": "Search query",
+    placeholder: 'words, "a phrase", service:api, -severity:debug   (press / to focus)',
+  });
+  let options = [], active = -1;
+  const close = () => { list.hidden = true; input.setAttribute("aria-expanded", "false"); active = -1; input.removeAttribute("aria-activedescendant"); };
+  const show = async () => {
+    const all = await facets();
+    const [word] = currentWord(input);
+    options = suggestions(word, all);
+    if (!options.length || !word) { close(); return; }
+    replace(list, options.map((text, i) => h("li", { id: `q-option-${i}`, role: "option", text, "aria-selected": "false",
+      onmousedown: (e) => { e.preventDefault(); accept(i); } })));
+    list.hidden = false;
+    input.setAttribute("aria-expanded", "true");
+  };
+  const highlight = (i) => {
+    active = (i + options.length) % options.length;
+    list.querySelectorAll("li").forEach((li, n) => li.setAttribute("aria-selected", String(n === active)));
+    input.setAttribute("aria-activedescendant", `q-option-${active}`);
+  };
+  const accept = (i) => {
+    const [word, start] = currentWord(input);
+    const value = input.value;
+    const chosen = options[i];
+    const after = chosen.endsWith(":") ? "" : " ";
+    input.value = value.slice(0, start) + chosen + after + value.slice(start + word.length);
+    const caret = start + chosen.length + after.length;
+    input.setSelectionRange(caret, caret);
+    close();
+    if (chosen.endsWith(":")) show();
+  };
+  input.addEventListener("input", show);
+  input.addEventListener("blur", close);
+  input.addEventListener("keydown", (e) => {
+    if (list.hidden) return;
+    if (e.key === "ArrowDown") { e.preventDefault(); highlight(active + 1); }
+    else if (e.key === "ArrowUp") { e.preventDefault(); highlight(active - 1); }
+    else if ((e.key === "Enter" || e.key === "Tab") && active >= 0) { e.preventDefault(); accept(active); }
+    else if (e.key === "Escape") { e.stopPropagation(); close(); }
+  });
+  document.addEventListener("loglake:close", close);
+  return { root: h("div", { class: "q-wrap" }, input, list), input };
+}
+
+function currentWord(input) {
+  const caret = input.selectionStart ?? input.value.length;
+  const before = input.value.slice(0, caret);
+  const start = before.search(/\S*$/);
+  return [before.slice(start), start];
+}
+
+// Field names, then the values of service, severity and log_type (as the facets of this view count them).
+function suggestions(word, facets) {
+  const negated = word.startsWith("-") ? "-" : "";
+  const bare = word.slice(negated.length).toLowerCase();
+  const colon = bare.indexOf(":");
+  if (colon < 0) {
+    const keys = [...FIELDS, ...(facets.attribute_keys || []).map((k) => k.value)];
+    return keys.filter((k) => k.toLowerCase().startsWith(bare)).slice(0, 12).map((k) => `${negated}${k}:`);
+  }
+  const field = bare.slice(0, colon), prefix = bare.slice(colon + 1).replace(/^"/, "");
+  const values = field === "severity" || field === "level" ? SEVERITIES : (facets[field] || []).map((v) => v.value);
+  return values.filter((v) => String(v).toLowerCase().startsWith(prefix)).slice(0, 12).map((v) => term(negated + field, v));
+}
+
+// -- the time range ------------------------------------------------------------------------------
+
+function rangePicker(state, go) {
+  const toInput = (ms) => {
+    const d = new Date(state.tz === "utc" ? ms : ms - new Date(ms).getTimezoneOffset() * 60e3);
+    return d.toISOString().slice(0, 19);
+  };
+  const fromInput = (text) => {
+    const ms = Date.parse(`${text}${state.tz === "utc" ? "Z" : ""}`);
+    return Number.isNaN(ms) ? null : ms;
+  };
+  const select = h("select", { "aria-label": "Time range", name: "range" },
+    RANGES.map(([name]) => h("option", { value: name, text: `Last ${name}`, selected: state.range === name })),
+    h("option", { value: "", text: "Absolute…", selected: !state.range }));
+  const from = h("input", { type: "datetime-local", step: "1", value: toInput(state.since), "aria-label": "From" });
+  const to = h("input", { type: "datetime-local", step: "1", value: toInput(state.until), "aria-label": "To" });
+  const absolute = h("span", { class: "absolute", hidden: Boolean(state.range) }, from, h("span", { text: "→" }), to,
+    h("button", { type: "button", text: "Apply", onclick: () => {
+      const a = fromInput(from.value), b = fromInput(to.value);
+      if (a !== null && b !== null && b > a) go({ range: "", since: a, until: b });
+      else to.setCustomValidity("the end must be after the start");
+      to.reportValidity();
+    } }));
+  select.addEventListener("change", () => {
+    if (select.value) go({ range: select.value });
+    else absolute.hidden = false;
+  });
+  const zone = h("select", { "aria-label": "Time zone", name: "tz", onchange: (e) => go({ tz: e.target.value }) },
+    h("option", { value: "local", text: "Local time", selected: state.tz === "local" }),
+    h("option", { value: "utc", text: "UTC", selected: state.tz === "utc" }));
+  return h("div", { class: "range" }, select, absolute, zone);
+}
+
+// -- histogram, facets, records --------------------------------------------------------------------
+
+function windowParams(state) {
+  return { q: state.q, since: Math.round(state.since), until: Math.round(state.until) };
+}
+
+async function loadHistogram(box, state, go) {
+  replace(box, h("div", { class: "progress", text: "Counting records…" }));
+  try {
+    const data = await api("/logs/histogram", { params: { ...windowParams(state), buckets: 120 } });
+    const width = data.bucket_seconds * 1000;
+    const bars = data.buckets.map((b) => ({ start: Date.parse(b.start), width, parts: SEVERITIES.map((s) => [s, b.counts[s] || 0]) }));
+    const total = data.buckets.reduce((sum, b) => sum + b.total, 0);
+    const chart = stackedBars(bars, {
+      onZoom: (a, b) => go({ range: "", since: a, until: b }),
+      tickFormat: (ms) => formatTime(ms, state.tz).slice(5, 16),
+    });
+    replace(box, h("div", { class: "histogram-head" },
+      h("strong", { text: `${total.toLocaleString()} records` }),
+      h("span", { class: "legend" }, SEVERITIES.map((s) => h("span", { class: `key s-${s}`, text: s }))),
+      h("span", { class: "muted small", text: "drag across the chart to zoom" })), chart);
+  } catch (error) {
+    replace(box, errorBox(error, () => loadHistogram(box, state, go)));
+  }
+}
+
+async function loadFacets(box, state, go, queryBox) {
+  replace(box, h("p", { class: "progress", text: "Counting values…" }));
+  try {
+    const facets = await api("/logs/facets", { params: { ...windowParams(state), limit: 8 } });
+    const section = (title, field, items) => h("section", {},
+      h("h2", { text: title }),
+      items.length ? h("ul", {}, items.map((item) => h("li", {},
+        field ? h("button", { type: "button", class: "facet", title: `Filter for ${field} ${item.value}`,
+          onclick: () => go({ q: withTerm(state.q, term(field, item.value)) }) },
+        h("span", { class: field === "severity" ? `sev s-${item.value}` : "", text: item.value }), h("span", { class: "count", text: formatCount(item.count) }))
+          : h("button", { type: "button", class: "facet", title: `Complete ${item.value}: in the query`,
+            onclick: () => { queryBox.input.value = withTerm(queryBox.input.value, `${item.value}:`); queryBox.input.focus(); } },
+          h("span", { text: item.value }), h("span", { class: "count", text: formatCount(item.count) })))))
+        : h("p", { class: "muted small", text: "none" }));
+    replace(box, section("Services", "service", facets.service), section("Severities", "severity", facets.severity),
+      section("Log types", "log_type", facets.log_type), section("Attribute keys", null, facets.attribute_keys));
+  } catch (error) {
+    replace(box, errorBox(error, () => loadFacets(box, state, go, queryBox)));
+  }
+}
+
+async function loadRecords(box, state, go) {
+  const list = h("ol", { class: "records", "aria-label": "Records, newest first" });
+  const more = h("div", { class: "more muted" });
+  replace(box, list, more);
+  let cursor = null, loading = false, done = false;
+  const observer = new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting)) next(); });
+  async function next() {
+    if (loading || done) return;
+    loading = true;
+    box.setAttribute("aria-busy", "true");
+    more.textContent = "Loading records…";
+    try {
+      const page = await api("/logs/search", { params: { ...windowParams(state), limit: PAGE, cursor } });
+      for (const record of page.logs) list.append(recordRow(record, state, go));
+      cursor = page.next_cursor;
+      done = !cursor;
+      if (done) {
+        observer.disconnect();
+        if (list.children.length) replace(more, `${list.children.length} records, the end of the range.`);
+        else replace(more, emptyResult(state, go));
+      } else {
+        more.textContent = "Scroll for more";
+      }
+    } catch (error) {
+      observer.disconnect();
+      replace(more, errorBox(error, () => { observer.observe(more); next(); }));
+    } finally {
+      loading = false;
+      box.setAttribute("aria-busy", "false");
+    }
+  }
+  observer.observe(more);
+  await next();
+}
+
+function emptyResult(state, go) {
+  const span = state.until - state.since;
+  const wider = RANGES.find(([, ms]) => ms > span * 1.5);
+  return h("div", { class: "empty" },
+    h("p", { text: `No records${state.q ? ` match ${state.q}` : ""} between ${formatTime(state.since, state.tz)} and ${formatTime(state.until, state.tz)}.` }),
+    h("p", { class: "muted", text: state.q ? "The filters or the time range may be too narrow." : "Nothing was logged in this time range." }),
+    wider ? h("button", { type: "button", class: "primary", text: `Widen to the last ${wider[0]}`, onclick: () => go({ range: wider[0] }) }) : null,
+    state.q ? h("button", { type: "button", text: "Clear the query", onclick: () => go({ q: "" }) }) : null);
+}
+
+export function recordRow(record, state, go) {
+  const details = h("div", { class: "record-details", hidden: true });
+  const summary = h("button", { type: "button", class: "record-summary", "aria-expanded": "false" },
+    h("span", { class: `sev s-${record.severity}`, text: record.severity }),
+    h("time", { datetime: record.datetime, text: formatTime(record.timestamp, state.tz) }),
+    h("span", { class: "service", text: record.service }),
+    h("span", { class: "message", text: record.message }));
+  const toggle = (open) => {
+    details.hidden = !open;
+    summary.setAttribute("aria-expanded", String(open));
+    if (open && !details.firstChild) replace(details, recordDetails(record, state, go));
+  };
+  summary.addEventListener("click", () => toggle(details.hidden));
+  const row = h("li", { class: "record" }, summary, details);
+  row.addEventListener("keydown", (e) => { if (e.key === "Escape" && !details.hidden) { toggle(false); summary.focus(); } });
+  return row;
+}
+
+function recordDetails(record, state, go) {
+  const fields = [["service", record.service], ["severity", record.severity], ["log_type", record.log_type],
+    ...flatten(record.attributes, "")];
+  const surrounding = { q: term("service", record.service), range: "", since: record.timestamp - 60e3, until: record.timestamp + 60e3, tail: false };
+  return [
+    h("div", { class: "actions" },
+      copyButton(JSON.stringify(record, null, 2), "Copy JSON"),
+      h("button", { type: "button", class: "small", text: "Show surrounding records", onclick: () => go(surrounding) })),
+    h("table", { class: "fields" }, h("tbody", {}, fields.map(([field, value]) => h("tr", {},
+      h("th", { scope: "row", text: field }),
+      h("td", { class: "value", text: typeof value === "string" ? value : JSON.stringify(value) }),
+      h("td", { class: "filter" },
+        h("button", { type: "button", class: "small", "aria-label": `Filter for ${field} ${value}`, title: "Filter for this value", text: "+",
+          onclick: () => go({ q: withTerm(state.q, term(field, value)) }) }),
+        h("button", { type: "button", class: "small", "aria-label": `Filter out ${field} ${value}`, title: "Filter out this value", text: "−",
+          onclick: () => go({ q: withTerm(state.q, term(field, value, true)) }) })))))),
+    h("pre", { class: "json", tabindex: "0", text: JSON.stringify(record, null, 2) }),
+  ];
+}
+
+// Attributes as (dotted key, leaf value) pairs: the keys a search names with field:value.
+function flatten(value, prefix) {
+  if (value && typeof value === "object" && !Array.isArray(value)) {
+    return Object.entries(value).flatMap(([k, v]) => flatten(v, prefix ? `${prefix}.${k}` : k));
+  }
+  return prefix ? [[prefix, value]] : [];
+}

@@ -1,0 +1,107 @@
+// Rules: each rule with its schedule, last run, matches, errors and whether it is enabled; a rule's page
+// with its source, the SQL of a run, its recent runs, its tests run on demand and a backtest per day.
+import { api, errorBox } from "./api.js";
+import { stackedBars } from "./chart.js";
+import { formatTime, h, link, replace } from "./dom.js";
+
+export function render(main, context) {
+  if (context.item) drawRule(main, context.item);
+  else drawList(main);
+  return null;
+}
+
+const when = (iso) => (iso ? formatTime(Date.parse(iso)) : "never");
+
+async function drawList(main) {
+  replace(main, h("h1", { text: "Rules" }), h("p", { class: "progress", text: "Loading rules…" }));
+  try {
+    const { folder, rules, problems } = await api("/rules");
+    replace(main, h("h1", { text: "Rules" }), h("p", { class: "muted", text: `From ${folder}` }),
+      problems.map((p) => h("p", { class: "error-box", text: p })),
+      rules.length ? h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
+        h("thead", {}, h("tr", {}, ["Level", "Rule", "Schedule", "Enabled", "Last run", "Matches", "Errors in a row"].map((t) => h("th", { scope: "col", text: t })))),
+        h("tbody", {}, rules.map((rule) => h("tr", {},
+          h("td", {}, h("span", { class: `level l-${rule.level}`, text: rule.level })),
+          h("td", {}, link(`/ui/rules/${encodeURIComponent(rule.id)}`, rule.title)),
+          h("td", { text: rule.schedule }),
+          h("td", { text: rule.enabled ? "yes" : "no" }),
+          h("td", { text: rule.last_run ? `${when(rule.last_run.finished)} (${rule.last_run.outcome})` : "never" }),
+          h("td", { class: "num", text: rule.last_run?.matches ?? "" }),
+          h("td", { class: rule.failures ? "num error" : "num", text: rule.failures }))))))
+        : h("div", { class: "empty" }, h("p", { text: "No rules are loaded." }),
+          h("p", { class: "muted" }, "Copy the starter pack into the rules folder with ", h("code", { text: "loglake rules init" }), ", or write your own.")));
+  } catch (error) {
+    replace(main, h("h1", { text: "Rules" }), errorBox(error, () => drawList(main)));
+  }
+}
+
+async function drawRule(main, id) {
+  replace(main, h("p", {}, link("/ui/rules", "← Rules")), h("p", { class: "progress", text: "Loading the rule…" }));
+  try {
+    const rule = await api(`/rules/${encodeURIComponent(id)}`);
+    const tests = h("div", { "aria-live": "polite" });
+    const backtest = h("div", { "aria-live": "polite" });
+    const days = h("select", { "aria-label": "Backtest period", name: "period" },
+      ["1d", "7d", "30d"].map((d) => h("option", { value: d, text: `last ${d}`, selected: d === "7d" })));
+    replace(main, h("p", {}, link("/ui/rules", "← Rules")),
+      h("h1", {}, h("span", { class: `level l-${rule.level}`, text: rule.level }), " ", rule.title),
+      rule.description ? h("p", { text: rule.description }) : null,
+      h("dl", { class: "facts" },
+        [["Kind", rule.kind], ["Schedule", `${rule.schedule}, each run over the last ${rule.lookback_seconds} s`],
+          ["Enabled", rule.enabled ? "yes" : "no"], ["File", rule.file], ["Windows evaluated until", when(rule.window_end)],
+          ["Errors in a row", String(rule.failures)]].map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
+      h("div", { class: "toolbar" },
+        h("button", { type: "button", text: `Run its ${rule.tests} tests`, disabled: !rule.tests, onclick: () => runTests(rule.id, tests) }),
+        days, h("button", { type: "button", class: "primary", text: "Backtest", onclick: () => runBacktest(rule.id, days.value, backtest) })),
+      tests, backtest,
+      h("h2", { text: "Recent runs" }), runsTable(rule.runs),
+      h("h2", { text: "SQL of a run" }), h("pre", { class: "plan", tabindex: "0", text: rule.sql }),
+      h("h2", { text: "Source" }), h("pre", { class: "plan", tabindex: "0", text: rule.source }));
+  } catch (error) {
+    replace(main, h("p", {}, link("/ui/rules", "← Rules")), errorBox(error, () => drawRule(main, id)));
+  }
+}
+
+function runsTable(runs) {
+  if (!runs.length) return h("p", { class: "muted", text: "No runs yet: the server runs the rule on its schedule." });
+  return h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
+    h("thead", {}, h("tr", {}, ["Window", "Outcome", "Rows read", "Matches", "New alerts", "Took"].map((t) => h("th", { scope: "col", text: t })))),
+    h("tbody", {}, runs.map((run) => h("tr", {},
+      h("td", { text: `${when(run.since)} → ${when(run.until)}` }),
+      h("td", { class: run.outcome === "ok" ? "" : "error", text: run.error ? `${run.outcome}: ${run.error}` : run.outcome }),
+      h("td", { class: "num", text: run.rows_scanned?.toLocaleString() ?? "" }),
+      h("td", { class: "num", text: run.matches ?? "" }),
+      h("td", { class: "num", text: run.new_alerts ?? "" }),
+      h("td", { class: "num", text: run.duration_ms === null ? "" : `${Math.round(run.duration_ms)} ms` }))))));
+}
+
+async function runTests(id, box) {
+  replace(box, h("p", { class: "progress", text: "Running the tests in a throwaway loglake…" }));
+  try {
+    const result = await api(`/rules/${encodeURIComponent(id)}/test`, { method: "POST" });
+    replace(box, h("h2", { text: `Tests: ${result.passed} passed, ${result.failed} failed` }),
+      h("ul", {}, result.tests.map((t) => h("li", { class: t.passed ? "" : "error" }, `${t.passed ? "✓" : "✗"} ${t.name}`,
+        t.failures.length ? h("ul", {}, t.failures.map((f) => h("li", { text: f }))) : null))));
+  } catch (error) {
+    replace(box, errorBox(error, () => runTests(id, box)));
+  }
+}
+
+async function runBacktest(id, period, box) {
+  replace(box, h("p", { class: "progress", text: `Replaying the last ${period}…` }));
+  try {
+    const report = await api(`/rules/${encodeURIComponent(id)}/backtest`, { method: "POST", body: { since: period } });
+    const bars = report.days.map((d) => ({ start: Date.parse(`${d.day}T00:00:00Z`), width: 86400e3, label: d.day,
+      parts: [["critical", d.alerts], ["warning", d.suppressed]] }));
+    replace(box, h("h2", { text: `Backtest: ${report.alerts} alerts, ${report.matches} matches, ${report.suppressed} suppressed over ${report.windows} windows` }),
+      h("p", { class: "legend" }, h("span", { class: "key s-critical", text: "alerts" }), h("span", { class: "key s-warning", text: "suppressed" })),
+      stackedBars(bars, { label: "alerts", height: 110, tickFormat: (ms) => new Date(ms).toISOString().slice(5, 10) }),
+      h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list backtest" },
+        h("thead", {}, h("tr", {}, ["Day (UTC)", "Windows", "Matches", "Alerts", "Suppressed"].map((t) => h("th", { scope: "col", text: t })))),
+        h("tbody", {}, report.days.map((d) => h("tr", {}, h("td", { text: d.day }),
+          [d.windows, d.matches, d.alerts, d.suppressed].map((n) => h("td", { class: "num", text: n.toLocaleString() }))))))),
+      h("p", { class: "muted small", text: `${report.queries} queries read ${report.rows_scanned.toLocaleString()} rows in ${(report.elapsed_ms / 1000).toFixed(1)} s${report.truncated ? "; some matches are missing (a day passed the engine's row cap)" : ""}` }));
+  } catch (error) {
+    replace(box, errorBox(error, () => runBacktest(id, period, box)));
+  }
+}

@@ -1,0 +1,180 @@
+// SQL: the tables and their columns (click to insert), an editor with highlighting, Ctrl/Cmd+Enter to
+// run, a sortable grid with resizable columns where NULL is not an empty string, the query's cost,
+// EXPLAIN, downloads as CSV/JSON/NDJSON, and a history kept in this browser.
+import { api, errorBox } from "./api.js";
+import { download, formatBytes, h, replace } from "./dom.js";
+
+const HISTORY_KEY = "loglake-sql-history";
+const HISTORY_SIZE = 50;
+const KEYWORDS = new Set(("select from where group by order having limit offset as and or not in is null like ilike between " +
+  "case when then else end join left right inner outer full on distinct count sum avg min max with union all " +
+  "desc asc explain interval cast true false over partition").split(" "));
+
+export function render(main, { params }) {
+  const sql = params.get("sql") || localHistory()[0] || "SELECT service, severity, count(*) AS records\nFROM logs\nGROUP BY ALL\nORDER BY records DESC";
+  const editor = sqlEditor(sql);
+  const output = h("section", { class: "sql-output", "aria-label": "Result", "aria-live": "polite" });
+  const history = h("ol", { class: "history" });
+  const tables = h("nav", { class: "tables", "aria-label": "Tables" }, h("p", { class: "progress", text: "Loading tables…" }));
+  const run = (explain) => runQuery(editor.textarea.value, explain, output, history);
+  editor.textarea.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); run(false); }
+  });
+  replace(main, h("div", { class: "sql-page" },
+    h("aside", { class: "sidebar" }, h("h2", { text: "Tables" }), tables, h("h2", { text: "History" }), history),
+    h("div", { class: "sql-main" },
+      h("h1", { text: "SQL" }),
+      editor.root,
+      h("div", { class: "toolbar" },
+        h("button", { type: "button", class: "primary", text: "Run", title: "Ctrl+Enter", onclick: () => run(false) }),
+        h("button", { type: "button", text: "Explain", onclick: () => run(true) }),
+        h("span", { class: "muted small", text: "Ctrl+Enter (⌘+Enter) runs the query" })),
+      output)));
+  drawHistory(history, editor);
+  loadTables(tables, editor);
+  return null;
+}
+
+function sqlEditor(text) {
+  const code = h("code");
+  const textarea = h("textarea", { class: "editor", spellcheck: "false", "aria-label": "SQL query", rows: 8, autocomplete: "off" });
+  textarea.value = text;
+  const highlight = () => {
+    replace(code, highlighted(textarea.value + "\n"));
+    pre.scrollTop = textarea.scrollTop;
+    pre.scrollLeft = textarea.scrollLeft;
+  };
+  const pre = h("pre", { class: "highlight", "aria-hidden": "true" }, code);
+  textarea.addEventListener("input", highlight);
+  textarea.addEventListener("scroll", () => { pre.scrollTop = textarea.scrollTop; pre.scrollLeft = textarea.scrollLeft; });
+  highlight();
+  return { root: h("div", { class: "editor-wrap" }, pre, textarea), textarea, refresh: highlight };
+}
+
+// Tokens of SQL as spans: keywords, strings, numbers, comments; the rest as text.
+function highlighted(text) {
+  const parts = [];
+  const token = /(--[^\n]*)|('(?:[^']|'')*'?)|("(?:[^"]|"")*"?)|(\b\d+(?:\.\d+)?\b)|([A-Za-z_]\w*)|([\s\S])/g;
+  for (const [all, comment, string, quoted, number, word] of text.matchAll(token)) {
+    if (comment) parts.push(h("span", { class: "t-comment", text: all }));
+    else if (string) parts.push(h("span", { class: "t-string", text: all }));
+    else if (quoted) parts.push(h("span", { class: "t-ident", text: all }));
+    else if (number) parts.push(h("span", { class: "t-number", text: all }));
+    else if (word && KEYWORDS.has(word.toLowerCase())) parts.push(h("span", { class: "t-keyword", text: all }));
+    else parts.push(all);
+  }
+  return parts;
+}
+
+function insert(editor, text) {
+  const { textarea } = editor;
+  const [start, end] = [textarea.selectionStart, textarea.selectionEnd];
+  textarea.setRangeText(text, start, end, "end");
+  editor.refresh();
+  textarea.focus();
+}
+
+async function loadTables(box, editor) {
+  try {
+    const { tables } = await api("/tables");
+    replace(box, h("ul", {}, tables.map((table) => h("li", {},
+      h("details", {},
+        h("summary", { text: table.name }),
+        h("button", { type: "button", class: "link small", text: `insert ${table.name}`, onclick: () => insert(editor, table.name) }),
+        h("ul", { class: "columns" }, table.columns.map((column) => h("li", {},
+          h("button", { type: "button", class: "link", text: column.name, title: `Insert ${column.name}`, onclick: () => insert(editor, column.name) }),
+          h("span", { class: "muted small", text: ` ${column.type}` })))))))));
+  } catch (error) {
+    replace(box, errorBox(error, () => loadTables(box, editor)));
+  }
+}
+
+function localHistory() {
+  try {
+    return JSON.parse(localStorage.getItem(HISTORY_KEY) || "[]");
+  } catch {
+    return [];
+  }
+}
+
+function remember(sql) {
+  const kept = [sql, ...localHistory().filter((s) => s !== sql)].slice(0, HISTORY_SIZE);
+  localStorage.setItem(HISTORY_KEY, JSON.stringify(kept));
+}
+
+function drawHistory(box, editor) {
+  const items = localHistory();
+  replace(box, items.length ? items.map((sql) => h("li", {}, h("button", { type: "button", class: "link history-item", title: sql, text: sql.replace(/\s+/g, " "),
+    onclick: () => { editor.textarea.value = sql; editor.refresh(); editor.textarea.focus(); } })))
+    : h("li", { class: "muted small", text: "Queries you run are kept here, in this browser only." }));
+  box.editor = editor;
+}
+
+async function runQuery(sql, explain, output, history) {
+  replace(output, h("p", { class: "progress", text: explain ? "Planning…" : "Running…" }));
+  try {
+    const result = await api("/query", { method: "POST", body: { sql, explain } });
+    remember(sql);
+    drawHistory(history, history.editor);
+    if (explain) replace(output, h("h2", { text: "Plan" }), h("pre", { class: "plan", tabindex: "0", text: result.plan }));
+    else replace(output, resultView(result));
+  } catch (error) {
+    replace(output, errorBox(error, () => runQuery(sql, explain, output, history)));
+  }
+}
+
+function resultView(result) {
+  const stats = h("p", { class: "stats" },
+    `${result.row_count.toLocaleString()} rows${result.truncated ? " (truncated: add a LIMIT or aggregate)" : ""} · `,
+    `${result.elapsed_ms.toFixed(1)} ms · ${formatBytes(result.bytes_scanned)} scanned in ${result.files_scanned ?? 0} files`);
+  const downloads = h("div", { class: "toolbar" },
+    h("span", { text: "Download:" }),
+    h("button", { type: "button", text: "CSV", onclick: () => download("result.csv", "text/csv", toCsv(result)) }),
+    h("button", { type: "button", text: "JSON", onclick: () => download("result.json", "application/json", JSON.stringify(toObjects(result))) }),
+    h("button", { type: "button", text: "NDJSON", onclick: () => download("result.ndjson", "application/x-ndjson", toObjects(result).map((o) => JSON.stringify(o) + "\n").join("")) }));
+  if (!result.row_count) {
+    return [stats, h("p", { class: "empty", text: "The query returned no rows: check its WHERE clause and time bounds (SELECT count(*) shows how many rows a table holds)." })];
+  }
+  return [stats, downloads, grid(result)];
+}
+
+function toObjects(result) {
+  return result.rows.map((row) => Object.fromEntries(result.columns.map((c, i) => [c.name, row[i]])));
+}
+
+// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled; NULL is empty.
+function toCsv(result) {
+  const field = (v) => {
+    const text = v === null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
+    return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  };
+  return [result.columns.map((c) => field(c.name)), ...result.rows.map((row) => row.map(field))].map((r) => r.join(",") + "\r\n").join("");
+}
+
+function grid(result) {
+  const body = h("tbody");
+  let order = { column: -1, descending: false };
+  const cell = (v) => v === null ? h("td", { class: "null", text: "NULL" })
+    : h("td", { class: typeof v === "number" ? "num" : "", text: typeof v === "object" ? JSON.stringify(v) : String(v) });
+  const draw = () => {
+    const rows = [...result.rows];
+    if (order.column >= 0) {
+      const i = order.column, sign = order.descending ? -1 : 1;
+      rows.sort((a, b) => a[i] === b[i] ? 0 : a[i] === null ? 1 : b[i] === null ? -1 : (a[i] < b[i] ? -sign : sign));
+    }
+    replace(body, rows.map((row) => h("tr", {}, row.map(cell))));
+  };
+  const headers = result.columns.map((column, i) => {
+    const th = h("th", { scope: "col", "aria-sort": "none" });
+    th.append(h("div", { class: "resizable" }, h("button", { type: "button", class: "link", title: `Sort by ${column.name}`, onclick: () => {
+      order = { column: i, descending: order.column === i && !order.descending };
+      for (const other of headers) other.setAttribute("aria-sort", "none");
+      th.setAttribute("aria-sort", order.descending ? "descending" : "ascending");
+      draw();
+    } }, column.name), h("span", { class: "muted small", text: ` ${column.type}` })));
+    return th;
+  });
+  draw();
+  return h("div", { class: "grid-wrap", tabindex: "0", role: "region", "aria-label": "Result rows" },
+    h("table", { class: "grid" }, h("thead", {}, h("tr", {}, headers)), body));
+}

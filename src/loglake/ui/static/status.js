@@ -1,0 +1,160 @@
+// Status: health, ingest over the last hour, rejected records, storage by table and day, the hot store
+// and how far the lake lags behind it, query load; for admins, the API keys (create, list, revoke).
+import { api, errorBox, request } from "./api.js";
+import { stackedBars } from "./chart.js";
+import { copyButton, formatBytes, formatCount, formatTime, h, replace } from "./dom.js";
+
+const SCOPES = ["ingest", "read", "alerts", "admin"];
+
+export function render(main, { allows }) {
+  const sections = {
+    health: h("section", { "aria-label": "Health" }, h("p", { class: "progress", text: "Asking the server…" })),
+    ingest: h("section", { "aria-label": "Ingest" }),
+    storage: h("section", { "aria-label": "Storage" }),
+    keys: allows("admin") ? h("section", { "aria-label": "API keys", class: "keys" }) : null,
+  };
+  replace(main, h("h1", { text: "Status" }), Object.values(sections));
+  loadHealth(sections.health);
+  if (allows("read")) {
+    loadIngest(sections.ingest);
+    loadStorage(sections.storage);
+  }
+  if (sections.keys) loadKeys(sections.keys);
+  return null;
+}
+
+async function loadHealth(box) {
+  // /healthz answers 503 with its body when storage cannot take writes: read that body too.
+  try {
+    const response = await fetch("/healthz", { credentials: "same-origin", headers: { accept: "application/json" } });
+    const health = await response.json();
+    const error = health.store?.error || health.reason;
+    replace(box, h("div", { class: "cards" },
+      card("Health", h("span", { class: health.status === "ok" ? "ok" : "error", text: health.status }), error ? h("p", { class: "error small", text: error }) : null),
+      health.version ? card("Version", health.version) : null,
+      health.lake ? card("Lake maintenance", health.lake.last_maintenance ? formatTime(Date.parse(health.lake.last_maintenance)) : "not yet",
+        health.lake.error ? h("p", { class: "error small", text: health.lake.error }) : null) : null,
+      health.rules ? card("Rules", `${health.rules.rules} loaded`,
+        [...health.rules.problems, health.rules.error].filter(Boolean).map((p) => h("p", { class: "error small", text: p }))) : null));
+  } catch {
+    replace(box, errorBox({ status: 0, message: "loglake did not answer /healthz; check that the server is running, then retry" }, () => loadHealth(box)));
+  }
+}
+
+function card(title, ...body) {
+  return h("div", { class: "card" }, h("h2", { text: title }), h("div", { class: "big" }, body));
+}
+
+// Prometheus text as {name: [[labels, value], ...]}.
+function parseMetrics(text) {
+  const metrics = {};
+  for (const line of text.split("\n")) {
+    const found = /^([a-z_:]+)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (!found) continue;
+    const labels = Object.fromEntries([...(found[2] || "").matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+    (metrics[found[1]] ||= []).push([labels, Number(found[3])]);
+  }
+  return metrics;
+}
+
+const total = (metrics, name) => (metrics[name] || []).reduce((sum, [, v]) => sum + v, 0);
+
+async function loadIngest(box) {
+  replace(box, h("h2", { text: "Ingest, last hour" }), h("p", { class: "progress", text: "Counting…" }));
+  try {
+    const [histogram, metricsText] = await Promise.all([
+      api("/logs/histogram", { params: { since: Date.now() - 3600e3, buckets: 60 } }),
+      request("/metrics", { accept: "text/plain" }).then((r) => r.text()),
+    ]);
+    const metrics = parseMetrics(metricsText);
+    const width = histogram.bucket_seconds * 1000;
+    const bars = histogram.buckets.map((b) => ({ start: Date.parse(b.start), width, parts: [["info", b.total]] }));
+    const rejected = (metrics.loglake_records_rejected_total || []).filter(([, v]) => v > 0);
+    // the gauge is per table: the logs' newest record tells how far the lake is behind the hot store
+    const newestLogs = (metrics.loglake_lake_newest_record_timestamp_seconds || []).find(([labels]) => labels.table === "logs");
+    const per = histogram.bucket_seconds >= 60 ? `${histogram.bucket_seconds / 60} min` : `${histogram.bucket_seconds} s`;
+    replace(box, h("h2", { text: `Ingest, last hour (records per ${per}, by their time)` }),
+      stackedBars(bars, { height: 90, tickFormat: (ms) => formatTime(ms).slice(11, 16) }),
+      h("div", { class: "cards" },
+        card("Records ingested", formatCount(total(metrics, "loglake_records_ingested_total")), h("p", { class: "muted small", text: "since the server started" })),
+        card("Records rejected", formatCount(total(metrics, "loglake_records_rejected_total")),
+          rejected.length ? h("ul", { class: "small" }, rejected.map(([labels, v]) => h("li", { text: `${labels.reason || Object.values(labels).join(" ")}: ${v}` }))) : null),
+        card("Hot store", `${formatCount(total(metrics, "loglake_hot_records"))} records`,
+          h("p", { class: "muted small", text: newestLogs ? `newest log in the lake: ${formatTime(newestLogs[1] * 1000)}` : "no log flushed to the lake yet" })),
+        card("Queries", formatCount(total(metrics, "loglake_queries_total")),
+          h("ul", { class: "small" }, (metrics.loglake_queries_total || []).map(([labels, v]) => h("li", { text: `${labels.outcome}: ${v}` }))))));
+  } catch (error) {
+    replace(box, errorBox(error, () => loadIngest(box)));
+  }
+}
+
+async function loadStorage(box) {
+  replace(box, h("h2", { text: "Storage" }), h("p", { class: "progress", text: "Reading the catalog…" }));
+  try {
+    const { tables } = await api("/tables");
+    const rows = tables.flatMap((table) => (table.partitions || []).map((p) => [table.name, p]));
+    replace(box, h("h2", { text: "Storage by table and day (the lake)" }),
+      rows.length ? h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
+        h("thead", {}, h("tr", {}, ["Table", "Day", "Files", "Records", "Size"].map((t) => h("th", { scope: "col", text: t })))),
+        h("tbody", {}, rows.map(([name, p]) => h("tr", {}, h("td", { text: name }), h("td", { text: p.date }),
+          h("td", { class: "num", text: p.files }), h("td", { class: "num", text: p.records.toLocaleString() }), h("td", { class: "num", text: formatBytes(p.bytes) }))))))
+        : h("p", { class: "muted", text: "Nothing is in the lake yet: records stay in the hot store until the next flush." }));
+  } catch (error) {
+    replace(box, errorBox(error, () => loadStorage(box)));
+  }
+}
+
+async function loadKeys(box) {
+  const list = h("div", {}, h("p", { class: "progress", text: "Loading keys…" }));
+  const made = h("div", { role: "status" });
+  const name = h("input", { type: "text", name: "name", required: true, pattern: "[A-Za-z0-9._-]+", "aria-label": "New key's name", placeholder: "name, e.g. ci" });
+  const scopes = SCOPES.map((scope) => h("label", {}, h("input", { type: "checkbox", name: "scope", value: scope, checked: scope === "read" }), ` ${scope}`));
+  const form = h("form", { class: "toolbar", onsubmit: async (e) => {
+    e.preventDefault();
+    const chosen = scopes.map((l) => l.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
+    try {
+      const key = await api("/admin/keys", { method: "POST", body: { name: name.value, scopes: chosen } });
+      replace(made, h("div", { class: "card" }, h("p", {}, h("strong", { text: `Key ${key.name} created.` }), " Copy its secret now: it is shown only once."),
+        h("p", { class: "secret", text: key.secret }), copyButton(key.secret, "Copy the secret")));
+      name.value = "";
+      drawKeys(list, made);
+    } catch (error) {
+      replace(made, errorBox(error));
+    }
+  } }, name, h("span", { class: "chips", role: "group", "aria-label": "Scopes" }, scopes), h("button", { type: "submit", class: "primary", text: "Create key" }));
+  replace(box, h("h2", { text: "API keys" }), form, made, list);
+  drawKeys(list, made);
+}
+
+async function drawKeys(box, made) {
+  try {
+    const { keys } = await api("/admin/keys");
+    replace(box, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
+      h("thead", {}, h("tr", {}, ["Name", "Scopes", "Starts with", ""].map((t) => h("th", { scope: "col", text: t })))),
+      h("tbody", {}, keys.map((key) => h("tr", {}, h("td", { text: key.name }), h("td", { text: key.scopes.join(", ") }),
+        h("td", { class: "mono", text: key.hint || "" }), h("td", {}, revokeButton(key, box, made))))))));
+  } catch (error) {
+    replace(box, errorBox(error, () => drawKeys(box, made)));
+  }
+}
+
+// Revoking asks once more: the first click arms the button, the second revokes.
+function revokeButton(key, list, made) {
+  const button = h("button", { type: "button", class: "small", text: "Revoke", "aria-label": `Revoke ${key.name}` });
+  button.addEventListener("click", async () => {
+    if (!button.dataset.armed) {
+      button.dataset.armed = "1";
+      button.textContent = `Really revoke ${key.name}?`;
+      button.setAttribute("aria-label", button.textContent);
+      return;
+    }
+    try {
+      await api(`/admin/keys/${encodeURIComponent(key.name)}`, { method: "DELETE" });
+      replace(made, h("p", { text: `Key ${key.name} revoked.` }));
+      drawKeys(list, made);
+    } catch (error) {
+      replace(made, errorBox(error));
+    }
+  });
+  return button;
+}

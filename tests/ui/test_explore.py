@@ -1,0 +1,175 @@
+"""Explore in a real browser: sign in, search with each syntax form, the histogram's drag-to-zoom, a
+record's fields and filters, facets, the URL as the view's state, keyboard, sign out."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.ui.conftest import no_horizontal_scroll, screenshot, sign_in
+
+pytestmark = pytest.mark.e2e
+
+
+def services_shown(page) -> set[str]:
+    page.locator('.results[aria-busy="false"]').wait_for()
+    return set(page.locator(".record .service").all_inner_texts())
+
+
+def test_sign_in_search_and_sign_out(page, loglake):
+    sign_in(page, loglake)
+    assert page.url.endswith("/ui/explore")
+    page.locator(".record").first.wait_for()
+    assert services_shown(page) == {"api", "worker", "billing"}
+    screenshot(page, "explore")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    assert no_horizontal_scroll(page)
+    screenshot(page, "explore-phone")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    assert no_horizontal_scroll(page)
+
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "q"
+    for query, services in [
+        ("service:worker", {"worker"}),
+        ('"gateway timed"', {"billing"}),
+        ("answered -severity:info", {"api"}),
+        ("http.status:500", {"api"}),
+    ]:
+        page.locator("#q").fill(query)
+        page.locator("#q").press("Enter")
+        page.wait_for_url(re.compile(r"q="))
+        assert services_shown(page) == services, query
+    assert page.locator(".record").count() == 6  # the six api errors, i % 20 == 0
+    # the URL holds the view: opening it afresh shows the same records
+    page.goto(page.url)
+    assert page.locator("#q").input_value() == "http.status:500"
+    assert services_shown(page) == {"api"}
+
+    # the theme follows the system until the switch picks one, which the browser remembers
+    background = "getComputedStyle(document.body).backgroundColor"
+    page.emulate_media(color_scheme="dark")
+    assert page.evaluate(background) == "rgb(13, 17, 23)"
+    page.get_by_role("button", name="Theme: system").click()
+    assert page.evaluate(background) == "rgb(255, 255, 255)"  # light, whatever the system says
+    page.get_by_role("button", name="Theme: light").click()
+    page.reload()
+    page.get_by_role("button", name="Theme: dark").wait_for()
+    page.emulate_media(color_scheme="light")
+    assert page.evaluate(background) == "rgb(13, 17, 23)"
+
+    # Escape closes an open record
+    page.locator(".record-summary").first.click()
+    page.get_by_role("button", name="Copy JSON").wait_for()
+    page.keyboard.press("Escape")
+    assert page.locator(".record-details").first.is_hidden()
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/login")
+    page.goto(loglake.url + "/ui/explore")
+    page.wait_for_url("**/login**")
+
+
+def test_histogram_zoom_record_filters_facets_and_completion(page, loglake):
+    sign_in(page, loglake)
+    chart = page.locator(".histogram svg.chart")
+    chart.wait_for()
+    assert page.locator(".histogram-head strong").inner_text() == "151 records"
+    stacked = {
+        cls.split("s-")[1]
+        for cls in page.locator(".histogram rect.bar").evaluate_all("rs => rs.map(r => r.getAttribute('class'))")
+    }
+    assert stacked == {"info", "warning", "error", "critical"}
+    screenshot(page, "explore-histogram")
+
+    # drag across the right half of the chart: the range becomes that stretch of time, absolute
+    box = chart.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.5, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.75, y, steps=5)
+    page.mouse.move(box["x"] + box["width"] * 0.99, y, steps=5)
+    page.mouse.up()
+    page.wait_for_url(re.compile(r"from=\d+&to=\d+"))
+    params = dict(p.split("=") for p in page.url.split("?")[1].split("&"))
+    assert loglake.now_ms - 2 * 3_600_000 < int(params["from"]) < int(params["to"]) <= loglake.now_ms + 3_600_000
+    zoomed = page.locator(".histogram-head strong")
+    zoomed.wait_for()
+    assert 0 < int(zoomed.inner_text().split()[0]) < 151
+    assert page.get_by_label("Time range").input_value() == ""  # absolute now, its bounds shown
+    assert page.get_by_label("From").is_visible() and page.get_by_label("To").is_visible()
+    page.get_by_label("Time zone").select_option("utc")
+    page.wait_for_url(re.compile(r"tz=utc"))
+    page.locator('.results[aria-busy="false"]').wait_for()
+    assert page.locator(".record time").first.inner_text().endswith(" UTC")
+    assert page.get_by_label("From").input_value() == time.strftime(
+        "%Y-%m-%dT%H:%M:%S", time.gmtime(int(params["from"]) / 1000)
+    )
+
+    # facets count the view's records; clicking one filters by it
+    page.goto(loglake.url + "/ui/explore")
+    page.locator(".facets button", has_text="worker").click()
+    page.wait_for_url(re.compile(r"q=service%3Aworker"))
+    assert services_shown(page) == {"worker"}
+
+    # a record opens to its fields; its "filter out" button on one value filters it out
+    page.goto(loglake.url + "/ui/explore?q=service%3Aapi")
+    page.locator(".record-summary").first.click()
+    page.locator(".record-details").first.wait_for()
+    page.get_by_role("button", name="Filter out severity info").first.click()
+    page.wait_for_url(re.compile(r"q=service%3Aapi\+-severity%3Ainfo"))
+    page.locator('.results[aria-busy="false"]').wait_for()
+    assert set(page.locator(".record .sev").all_text_contents()) == {"error"}
+    page.keyboard.press("Escape")
+
+    # a record's "show surrounding records": its service, a minute either side
+    page.goto(loglake.url + "/ui/explore?q=gateway")
+    page.locator(".record-summary").first.click()
+    page.get_by_role("button", name="Show surrounding records").click()
+    page.wait_for_url(re.compile(r"q=service%3Abilling&from=\d+&to=\d+"))
+    around = dict(p.split("=") for p in page.url.split("?")[1].split("&"))
+    assert int(around["to"]) - int(around["from"]) == 120_000
+    assert services_shown(page) == {"billing"}
+
+    # completion: field names, then service values from the facets
+    box = page.locator("#q")
+    box.fill("")
+    box.press_sequentially("serv")
+    page.get_by_role("option", name="service:").click()
+    page.get_by_role("option", name="service:billing").wait_for()
+    box.press("ArrowDown")
+    assert page.locator('[role="option"][aria-selected="true"]').count() == 1
+    box.press("Escape")
+    assert page.locator("#q-completions").is_hidden()
+
+
+def test_an_empty_result_says_why_and_widens_the_range(page, loglake):
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/explore?q=gateway&range=5m")
+    page.get_by_text("No records match gateway").wait_for()
+    screenshot(page, "explore-empty")
+    page.get_by_role("button", name="Widen to the last 15m").click()  # the record is 10 minutes old
+    assert services_shown(page) == {"billing"}
+
+
+def test_live_tail_shows_a_record_sent_after_it_started(page, loglake):
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/explore?q=service%3Atailed")
+    page.get_by_role("button", name="Live tail").click()
+    page.wait_for_url(re.compile(r"tail=1"))
+    page.get_by_text("Live", exact=True).wait_for()  # the stream is open
+    loglake.send(
+        [{"service": "tailed", "message": "fresh off the press"}, {"service": "other", "message": "not this one"}]
+    )
+    page.locator(".record .message", has_text="fresh off the press").wait_for(timeout=2000)
+    assert page.locator(".record").count() == 1
+    page.get_by_role("button", name="Pause").click()
+    loglake.send([{"service": "tailed", "message": "held while paused"}])
+    page.get_by_role("button", name="Resume").click()
+    page.locator(".record .message", has_text="held while paused").wait_for(timeout=2000)
+    assert page.locator(".record .message").all_inner_texts() == ["held while paused", "fresh off the press"]
+    screenshot(page, "explore-tail")
+    page.get_by_role("button", name="Stop live tail").click()
+    page.wait_for_url(re.compile(r"^(?!.*tail=1)"))

@@ -1,0 +1,36 @@
+"""Rules and Amplify in a real browser: the rules list, a rule's page with its tests and a backtest
+drawn per day, and an app's saved reports with the collection's status."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ui.conftest import screenshot, sign_in
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_rules_page_runs_its_tests_and_a_backtest(page, loglake):
+    sign_in(page, loglake)
+    page.get_by_role("link", name="Rules").click()
+    page.get_by_role("link", name="Critical record").click()
+    page.wait_for_url("**/ui/rules/4d2db06a-8553-43fd-86ab-1c8def4e486d")
+    page.get_by_text("SQL of a run").wait_for()
+    page.get_by_role("button", name="Run its 3 tests").click()
+    page.get_by_text("Tests: 3 passed, 0 failed").wait_for()
+    page.get_by_role("button", name="Backtest").click()
+    # the fixture's one critical record (billing, ten minutes ago) makes one alert
+    page.get_by_text("Backtest: 1 alerts").wait_for()
+    assert page.locator("table.backtest tbody tr").count() >= 7  # a row per day of the last 7 days
+    screenshot(page, "rule")
+
+
+def test_an_apps_reports_and_the_collection(page, loglake):
+    sign_in(page, loglake)
+    page.get_by_role("link", name="Amplify").click()
+    assert page.get_by_label("App").input_value() == "shop"
+    page.locator("article.report").first.wait_for()
+    titles = page.locator("article.report h2").all_inner_texts()
+    assert len(titles) == 7
+    assert page.locator("article.report svg.chart").count() >= 2  # the per-day reports are charted
+    screenshot(page, "amplify")
