@@ -94,6 +94,9 @@ def test_serve_runs_the_rules_folder_reloads_it_and_reports_a_bad_file(
         assert "loglake_rule_files_with_problems 0" in client.get("/metrics").text
     log = server.log_path.read_text()
     assert "bad.yml: line 2, column 1: not valid YAML" in log
+    # Three runs at least (one after the first window's), however fast the steps above went.
+    ok_runs = "SELECT count(*) >= 3 FROM rule_runs WHERE rule_id LIKE '%eeeeeeeeeeee' AND outcome = 'ok'"
+    wait_for(lambda: query(data, ok_runs)[0][0], "three runs of the first rule", data=data)
     ends = [
         end
         for (end,) in query(
