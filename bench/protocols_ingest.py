@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import gzip
 import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -124,37 +122,24 @@ PROTOCOLS: dict[str, tuple[str, dict[str, str], Callable[[httpx.Response, int], 
 def send(
     server: common.Server, protocol: str, bodies: list[tuple[bytes, int]], senders: int
 ) -> tuple[float, int, list]:
-    """Every body once, `senders` threads each taking the next unsent one: (seconds, records acknowledged, failures)."""
+    """Every body once through common.bulk_send: (seconds, records acknowledged, failures)."""
     path, headers, ok = PROTOCOLS[protocol]
-    lock = threading.Lock()
-    todo = iter(bodies)
-    start = threading.Barrier(senders + 1)
-    acked = [0]
-    failures: list[str] = []
+    counts = {id(body): count for body, count in bodies}
 
-    def sender() -> None:
-        with httpx.Client(base_url=server.url, headers={**server.headers, **headers}, timeout=300.0) as client:
-            start.wait()
-            while True:
-                with lock:
-                    body, count = next(todo, (b"", 0))
-                if not count:
-                    return
-                response = client.post(path, content=body)
-                with lock:
-                    if ok(response, count):
-                        acked[0] += count
-                    else:
-                        failures.append(f"HTTP {response.status_code}: {response.text[:300]}")
+    def acknowledged(response: httpx.Response, body: bytes) -> int:
+        count = counts[id(body)]
+        return count if ok(response, count) else -1
 
-    threads = [threading.Thread(target=sender, daemon=True) for _ in range(senders)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    return time.perf_counter() - began, acked[0], failures
+    result = common.bulk_send(
+        server.url,
+        {**server.headers, **headers},
+        [body for body, _ in bodies],
+        senders,
+        path=path,
+        content_type=headers["Content-Type"],
+        acknowledged=acknowledged,
+    )
+    return result.seconds, result.records, result.failures
 
 
 def one_round(protocol: str, bodies: list[tuple[bytes, int]], senders: int, number: int) -> float:
