@@ -52,12 +52,14 @@ def run_wrk(args: argparse.Namespace, server: common.Server, bodies: Path, durat
 
 
 def one_round(args: argparse.Namespace, bodies: Path, number: int) -> dict[str, Any]:
-    with common.Server(durability=args.durability) as server:
+    with common.Server(durability=args.durability, access_log=args.access_log) as server:
         if args.warmup:
             run_wrk(args, server, bodies, f"{args.warmup}s")
         before = server.statuses("/logs")
         committed_before = _committed(server)
+        cpu_before, loop_before = server.cpu_seconds(), server.loop_cpu_seconds()
         result, raw = run_wrk(args, server, bodies, args.duration)
+        cpu, loop_cpu = server.cpu_seconds() - cpu_before, server.loop_cpu_seconds() - loop_before
         server.check_alive()
         after = server.statuses("/logs")
         committed = _committed(server) - committed_before
@@ -80,6 +82,10 @@ def one_round(args: argparse.Namespace, bodies: Path, number: int) -> dict[str, 
             "server_statuses": {k: after.get(k, 0) - before.get(k, 0) for k in after},
             "rows_committed": int(committed),
             "peak_rss_mib": round(common.mib(peak), 1),
+            # CPU per request is steadier than req/s on a busy machine; the event loop's share is the
+            # ceiling of one process (it holds the GIL for HTTP and the checks).
+            "server_cpu_us_per_request": round(cpu * 1e6 / max(1, result["requests"]), 1),
+            "loop_cpu_us_per_request": round(loop_cpu * 1e6 / max(1, result["requests"]), 1),
         }
         _print_row(row)
         if failures:
@@ -115,7 +121,8 @@ def _print_row(row: dict[str, Any]) -> None:
         f"round {row['round']}: {row['req_per_s']:>9,.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
         f"p99 {row['p99_ms']:6.2f} ms  max {row['max_ms']:7.2f} ms  ({row['requests']:,} requests, "
         f"non-2xx {row['non_2xx']}, socket errors {row['socket_errors']}, "
-        f"server peak RSS {row['peak_rss_mib']:.1f} MiB)",
+        f"server peak RSS {row['peak_rss_mib']:.1f} MiB; server CPU {row['server_cpu_us_per_request']:.0f} us/request, "
+        f"event loop {row['loop_cpu_us_per_request']:.0f})",
         flush=True,
     )
 
@@ -129,6 +136,7 @@ def main() -> None:
     ap.add_argument("--timeout", default="2s", help="wrk --timeout: slower responses count as socket errors")
     ap.add_argument("--warmup", type=int, default=1, help="seconds of unmeasured load before each round (0: none)")
     ap.add_argument("--durability", choices=("full", "process"), default="full")
+    ap.add_argument("--access-log", default="-", help='the server\'s --access-log (default "-", stderr, as shipped)')
     ap.add_argument("--records", type=int, default=5000, help="distinct records wrk cycles through")
     ap.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
     ap.add_argument("-v", "--verbose", action="store_true", help="print wrk's own report of each round")

@@ -69,6 +69,9 @@ def test_iso_timestamps_with_an_offset_or_without_one_as_utc() -> None:
 
 def test_format_datetime_is_utc_with_ms_and_z() -> None:
     assert format_datetime(1_793_491_200_123) == "2026-11-01T00:00:00.123Z"
+    assert format_datetime(1_793_577_599_999) == "2026-11-01T23:59:59.999Z"  # the day's last ms
+    assert format_datetime(951_825_723_004) == "2000-02-29T12:02:03.004Z"  # a leap day
+    assert format_datetime(-1) == "1969-12-31T23:59:59.999Z"  # before the epoch, the day before
 
 
 def test_every_problem_of_every_record_is_reported() -> None:
