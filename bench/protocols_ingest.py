@@ -1,32 +1,48 @@
-"""Shippers' protocols against native bulk ingest, in the same run: OTLP/HTTP and Loki push vs POST /logs NDJSON.
+"""Every HTTP protocol a shipper speaks beside native POST /logs, in one run: records/s and server CPU per record.
 
-The --rows record set (make_dataset.py) is sent whole through each protocol, in batches the way its usual
-client sends them, each protocol's round on a fresh server:
+The --rows record set (make_dataset.py) is sent whole through each way, in batches the way its usual client
+sends them, each round on a fresh server, the ways interleaved round by round so that the machine's noise
+falls on all alike:
 - native: POST /logs NDJSON batches of 10,000 records (B2);
 - otlp: POST /v1/logs protobuf, ExportLogsServiceRequests of 8,192 records (the Collector's batch processor
   default), one ResourceLogs per service, severity number and text, attributes as KeyValues; `otlp-gzip`
-  the same, gzip-compressed (the Collector's otlphttp exporter compresses by default);
+  the same, gzip-compressed (the Collector's otlphttp exporter compresses by default); `otlp-json` the same
+  requests in OTLP/JSON (the SDKs' http/json exporters);
 - loki: POST /loki/api/v1/push protobuf in a snappy block, batches of up to 1 MiB of lines (Promtail's and
-  Alloy's default batch size), one stream per (service, level) label set, attributes as structured metadata.
-All bodies are built before the clock starts. A record counts only when its batch was answered with success
-(201 with the count, 200 without partial_success, 204) and the server counted it stored. The report gives
-records/s per round, the median per protocol and sender count, and each protocol's ratio to native.
+  Alloy's default batch size), one stream per (service, level) label set, attributes as structured metadata;
+- elasticsearch: POST /_bulk, each record a Beats/Vector ECS document (`@timestamp`, `message`, `log.level`,
+  `service.name`, the rest as fields) behind a `create` action, in bulks of up to 10 MB (Vector's
+  elasticsearch sink: batch.max_bytes); `elasticsearch-1600` in bulks of 1,600 documents (Filebeat's
+  default bulk_max_size);
+- splunk: POST /services/collector/event, events concatenated without separators as the OpenTelemetry
+  Collector's HEC exporter sends them (`time` in epoch seconds, `event`, `host`, `source`, `sourcetype`,
+  `fields`), in bodies of up to 2 MiB (its max_content_length_logs).
 
-    .venv/bin/python bench/protocols_ingest.py                    # 1M records, 1 and 4 senders, 2 rounds
-    .venv/bin/python bench/protocols_ingest.py --rows 100000 --rounds 1 --senders 1   # quick check
+Bodies are built before the clock starts. A record counts only when its batch was answered with success
+(201 with the count, 200 without partial_success or errors, 204, Splunk's code 0) and the server counted it
+stored. The report gives records/s and the server's CPU time per record (user + system, from /proc: less
+sensitive than the rate to what else the machine runs) per round, their medians per way, and each way's
+ratios to native's (the target: at least 0.70x native's rate).
+
+    .venv/bin/python bench/protocols_ingest.py                    # 1M records, 4 senders, 3 rounds
+    .venv/bin/python bench/protocols_ingest.py --rows 100000 --rounds 1 --protocols native,loki   # quick check
 """
 
 from __future__ import annotations
 
 import gzip
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import cramjam
 import httpx
 import msgspec
+from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
@@ -35,7 +51,13 @@ from loglake.protocols.loki import PushRequest
 
 OTLP_BATCH = 8192
 LOKI_BATCH_BYTES = 1024 * 1024
+ES_BULK_BYTES = 10_000_000
+ES_FILEBEAT_DOCUMENTS = 1600
+HEC_BODY_BYTES = 2 << 20
 SEVERITY_NUMBER = {"debug": 5, "info": 9, "warning": 13, "error": 17, "critical": 21}
+UNLIMITED = 1 << 62
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 
 
 class Record(msgspec.Struct):
@@ -46,12 +68,38 @@ class Record(msgspec.Struct):
     attributes: dict[str, str] = {}
 
 
-def native_bodies(lines: list[bytes], batch: int) -> list[tuple[bytes, int]]:
-    return [(body, body.count(b"\n")) for body in common.batches(lines, batch)]
+@dataclass
+class Way:
+    """One way of sending the set: its requests (each body and its record count) and how success is answered."""
+
+    path: str
+    content_type: str
+    bodies: list[tuple[bytes, int]]
+    answered: Callable[[httpx.Response], bool]
+    headers: dict[str, str] | None = None
 
 
-def otlp_bodies(records: list[Record], compress: bool) -> list[tuple[bytes, int]]:
-    bodies = []
+# -- the bodies, as each protocol's usual client batches them -------------------------------------------
+
+
+def grouped(units: list[bytes], max_count: int, max_bytes: int) -> list[tuple[bytes, int]]:
+    """The units in order, joined in bodies of at most max_count units and max_bytes bytes."""
+    bodies: list[tuple[bytes, int]] = []
+    group: list[bytes] = []
+    size = 0
+    for unit in units:
+        if group and (len(group) == max_count or size + len(unit) > max_bytes):
+            bodies.append((b"".join(group), len(group)))
+            group, size = [], 0
+        group.append(unit)
+        size += len(unit)
+    if group:
+        bodies.append((b"".join(group), len(group)))
+    return bodies
+
+
+def otlp_requests(records: list[Record]) -> list[tuple[ExportLogsServiceRequest, int]]:
+    requests = []
     for start in range(0, len(records), OTLP_BATCH):
         chunk = records[start : start + OTLP_BATCH]
         request = ExportLogsServiceRequest()
@@ -71,9 +119,15 @@ def otlp_bodies(records: list[Record], compress: bool) -> list[tuple[bytes, int]
             )
             log.body.string_value = r.message
             log.attributes.extend(KeyValue(key=k, value={"string_value": v}) for k, v in r.attributes.items())
-        body = request.SerializeToString()
-        bodies.append((gzip.compress(body, 6) if compress else body, len(chunk)))
-    return bodies
+        requests.append((request, len(chunk)))
+    return requests
+
+
+def otlp_bodies(requests: list[tuple[ExportLogsServiceRequest, int]], encoding: str) -> list[tuple[bytes, int]]:
+    if encoding == "json":  # OTLP/JSON: lowerCamelCase names, enums as numbers, 64-bit integers as strings
+        return [(_encode(json_format.MessageToDict(r, use_integers_for_enums=True)), n) for r, n in requests]
+    bodies = [(r.SerializeToString(), n) for r, n in requests]
+    return [(gzip.compress(body, 6), n) for body, n in bodies] if encoding == "gzip" else bodies
 
 
 def loki_bodies(records: list[Record]) -> list[tuple[bytes, int]]:
@@ -101,97 +155,190 @@ def loki_bodies(records: list[Record]) -> list[tuple[bytes, int]]:
     return bodies
 
 
-def _otlp_ok(response: httpx.Response, count: int) -> bool:
+def es_documents(records: list[Record]) -> list[bytes]:
+    action = b'{"create":{"_index":"filebeat-9.0.0"}}\n'
+    documents = []
+    for r in records:
+        document = {
+            "@timestamp": datetime.fromtimestamp(r.timestamp / 1000, UTC).isoformat(timespec="milliseconds"),
+            "message": r.message,
+            "log": {"level": r.severity},
+            "service": {"name": r.service},
+            "host": {"name": "bench-host"},
+            **r.attributes,
+        }
+        documents.append(action + _encode(document) + b"\n")
+    return documents
+
+
+def hec_events(records: list[Record]) -> list[bytes]:
+    return [
+        _encode(
+            {
+                "time": r.timestamp / 1000,
+                "host": "bench-host",
+                "source": "bench",
+                "sourcetype": "loghub",
+                "event": r.message,
+                "fields": {"service.name": r.service, "severity": r.severity, **r.attributes},
+            }
+        )
+        for r in records
+    ]
+
+
+# -- what each protocol answers on success ---------------------------------------------------------------
+
+
+class _EsAck(msgspec.Struct):
+    errors: bool
+
+
+_es_ack = msgspec.json.Decoder(_EsAck).decode
+
+
+def otlp_answered(response: httpx.Response) -> bool:
     if response.status_code != 200:
         return False
-    return ExportLogsServiceResponse.FromString(response.content).partial_success.rejected_log_records == 0
+    if response.headers["content-type"] == "application/json":
+        return "partialSuccess" not in _decode(response.content)
+    return not ExportLogsServiceResponse.FromString(response.content).HasField("partial_success")
 
 
-PROTOCOLS: dict[str, tuple[str, dict[str, str], Callable[[httpx.Response, int], bool]]] = {
-    "native": (
-        "/logs",
-        {"Content-Type": "application/x-ndjson"},
-        lambda r, count: r.status_code == 201 and r.json()["count"] == count,
+def es_answered(response: httpx.Response) -> bool:
+    return response.status_code == 200 and not _es_ack(response.content).errors
+
+
+def hec_answered(response: httpx.Response) -> bool:
+    return response.status_code == 200 and _decode(response.content) == {"text": "Success", "code": 0}
+
+
+PROTOBUF, NDJSON, JSON = "application/x-protobuf", "application/x-ndjson", "application/json"
+GZIP = {"Content-Encoding": "gzip"}
+# Each way from the data set's lines and records.
+WAYS: dict[str, Callable[[list[bytes], list[Record]], Way]] = {
+    "native": lambda lines, _: Way("/logs", NDJSON, grouped(lines, 10_000, UNLIMITED), lambda r: r.status_code == 201),
+    "otlp": lambda _, rs: Way("/v1/logs", PROTOBUF, otlp_bodies(otlp_requests(rs), "protobuf"), otlp_answered),
+    "otlp-gzip": lambda _, rs: Way("/v1/logs", PROTOBUF, otlp_bodies(otlp_requests(rs), "gzip"), otlp_answered, GZIP),
+    "otlp-json": lambda _, rs: Way("/v1/logs", JSON, otlp_bodies(otlp_requests(rs), "json"), otlp_answered),
+    "loki": lambda _, rs: Way("/loki/api/v1/push", PROTOBUF, loki_bodies(rs), lambda r: r.status_code == 204),
+    "elasticsearch": lambda _, rs: Way(
+        "/_bulk", NDJSON, grouped(es_documents(rs), UNLIMITED, ES_BULK_BYTES), es_answered
     ),
-    "otlp": ("/v1/logs", {"Content-Type": "application/x-protobuf"}, _otlp_ok),
-    "otlp-gzip": ("/v1/logs", {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}, _otlp_ok),
-    "loki": ("/loki/api/v1/push", {"Content-Type": "application/x-protobuf"}, lambda r, count: r.status_code == 204),
+    "elasticsearch-1600": lambda _, rs: Way(
+        "/_bulk", NDJSON, grouped(es_documents(rs), ES_FILEBEAT_DOCUMENTS, UNLIMITED), es_answered
+    ),
+    "splunk": lambda _, rs: Way(
+        "/services/collector/event", JSON, grouped(hec_events(rs), UNLIMITED, HEC_BODY_BYTES), hec_answered
+    ),
 }
 
 
-def send(
-    server: common.Server, protocol: str, bodies: list[tuple[bytes, int]], senders: int
-) -> tuple[float, int, list]:
-    """Every body once through common.bulk_send: (seconds, records acknowledged, failures)."""
-    path, headers, ok = PROTOCOLS[protocol]
-    counts = {id(body): count for body, count in bodies}
+def ways(lines: list[bytes], records: list[Record], wanted: list[str]) -> dict[str, Way]:
+    unknown = set(wanted) - set(WAYS)
+    if unknown:
+        sys.exit(f"unknown protocol(s) {', '.join(sorted(unknown))}; choose of {', '.join(WAYS)}")
+    return {name: WAYS[name](lines, records) for name in wanted}
+
+
+# -- the runs ---------------------------------------------------------------------------------------------
+
+
+def one_round(name: str, way: Way, senders: int, number: int, durability: str) -> dict[str, Any]:
+    """Every body of the way once through common.bulk_send to a fresh server: rate and server CPU per record."""
+    counts = {id(body): count for body, count in way.bodies}
 
     def acknowledged(response: httpx.Response, body: bytes) -> int:
-        count = counts[id(body)]
-        return count if ok(response, count) else -1
+        return counts[id(body)] if way.answered(response) else -1
 
-    result = common.bulk_send(
-        server.url,
-        {**server.headers, **headers},
-        [body for body, _ in bodies],
-        senders,
-        path=path,
-        content_type=headers["Content-Type"],
-        acknowledged=acknowledged,
-    )
-    return result.seconds, result.records, result.failures
-
-
-def one_round(protocol: str, bodies: list[tuple[bytes, int]], senders: int, number: int) -> float:
-    with common.Server() as server:
-        seconds, records, failures = send(server, protocol, bodies, senders)
+    with common.Server(durability=durability) as server:
+        cpu_before = server.cpu_seconds()
+        result = common.bulk_send(
+            server.url,
+            {**server.headers, **(way.headers or {})},
+            [body for body, _ in way.bodies],
+            senders,
+            path=way.path,
+            content_type=way.content_type,
+            acknowledged=acknowledged,
+        )
+        cpu = server.cpu_seconds() - cpu_before
         server.check_alive()
-        stored = sum(v for name, _, v in server.metrics() if name == "loglake_records_ingested_total")
-    expected = sum(count for _, count in bodies)
-    if failures or records != expected or stored < records:
-        print(f"FAILED {protocol}: {records:,} of {expected:,} acknowledged, {int(stored):,} stored", file=sys.stderr)
-        print("\n".join(failures[:10]), file=sys.stderr)
-        sys.exit(1)
-    rate = records / seconds
-    print(f"{protocol:>9} senders {senders} round {number}: {rate:>9,.0f} records/s ({seconds:.2f} s)", flush=True)
-    return rate
+        stored = sum(v for metric, _, v in server.metrics() if metric == "loglake_records_ingested_total")
+    expected = sum(counts.values())
+    problems = list(result.failures[:10])
+    if result.records != expected:
+        problems.append(f"{result.records:,} of {expected:,} records acknowledged")
+    if stored < result.records:
+        problems.append(f"{result.records:,} acknowledged but {int(stored):,} stored")
+    if problems:
+        sys.exit(f"FAILED ({name}, round {number}):\n  " + "\n  ".join(problems))
+    row = {
+        "protocol": name,
+        "senders": senders,
+        "round": number,
+        "records": result.records,
+        "seconds": round(result.seconds, 3),
+        "records_per_s": round(result.records_per_s, 1),
+        "mb_per_s": round(result.mb_per_s, 2),
+        "server_cpu_us_per_record": round(cpu / result.records * 1e6, 2),
+    }
+    print(
+        f"{name:>18} senders {senders} round {number}: {row['records_per_s']:>9,.0f} records/s "
+        f"{row['mb_per_s']:6.1f} MB/s  server CPU {row['server_cpu_us_per_record']:5.2f} us/record  "
+        f"({result.records:,} records in {result.seconds:.2f} s)",
+        flush=True,
+    )
+    return row
 
 
 def main() -> None:
     ap = common.argument_parser(__doc__)
     ap.add_argument("--rows", type=int, default=1_000_000, help="records in the data set (default 1,000,000)")
-    ap.add_argument("--senders", default="1,4", help="comma-separated sender counts (default 1,4)")
-    ap.add_argument("--rounds", type=int, default=2, help="rounds per protocol and sender count (default 2)")
+    ap.add_argument("--senders", default="4", help="comma-separated sender counts (default 4)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds per way and sender count (default 3)")
+    ap.add_argument("--durability", choices=("full", "process"), default="full")
     ap.add_argument("--dataset", metavar="FILE", help="an NDJSON set make_dataset.py already built (default: --rows)")
-    ap.add_argument("--protocols", default=",".join(PROTOCOLS), help=f"comma-separated, of {', '.join(PROTOCOLS)}")
+    ap.add_argument("--protocols", default=",".join(WAYS), help=f"comma-separated, of {', '.join(WAYS)}")
     args = ap.parse_args()
     hw = common.print_hardware()
     lines = common.read_lines(Path(args.dataset) if args.dataset else common.dataset(args.rows), args.rows)
     records = msgspec.json.Decoder(list[Record]).decode(b"[" + b",".join(line.rstrip() for line in lines) + b"]")
-    built = {
-        "native": lambda: native_bodies(lines, 10_000),
-        "otlp": lambda: otlp_bodies(records, compress=False),
-        "otlp-gzip": lambda: otlp_bodies(records, compress=True),
-        "loki": lambda: loki_bodies(records),
-    }
-    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
-    bodies = {p: built[p]() for p in protocols}
-    for p in protocols:
-        size = sum(len(b) for b, _ in bodies[p])
-        print(f"{p}: {len(bodies[p])} requests, {size / 1e6:.1f} MB", flush=True)
-    medians: dict[str, dict[str, float]] = {}
+    started = time.perf_counter()
+    sending = ways(lines, records, [p.strip() for p in args.protocols.split(",") if p.strip()])
+    del records
+    print(f"bodies built in {time.perf_counter() - started:.0f} s", flush=True)
+    for name, way in sending.items():
+        print(f"{name}: {len(way.bodies)} requests, {sum(len(b) for b, _ in way.bodies) / 1e6:.1f} MB", flush=True)
+    rows: list[dict[str, Any]] = []
+    medians: dict[str, dict[str, dict[str, float]]] = {}
     for senders in (int(s) for s in args.senders.split(",")):
-        # Interleaved, so a change in the machine's load falls on every protocol alike.
-        rates: dict[str, list[float]] = {p: [] for p in protocols}
+        these = []
         for number in range(1, args.rounds + 1):
-            for p in protocols:
-                rates[p].append(one_round(p, bodies[p], senders, number))
-        medians[str(senders)] = {p: common.median(r) for p, r in rates.items()}
+            these += [one_round(name, way, senders, number, args.durability) for name, way in sending.items()]
+        rows += these
+        medians[str(senders)] = {
+            name: {
+                key: common.median([r[key] for r in these if r["protocol"] == name])
+                for key in ("records_per_s", "server_cpu_us_per_record")
+            }
+            for name in sending
+        }
         native = medians[str(senders)].get("native")
-        for p, rate in medians[str(senders)].items():
-            ratio = f"  {rate / native:.2f}x native" if native and p != "native" else ""
-            print(f"senders {senders}: {p:>9} median {rate:>9,.0f} records/s{ratio}", flush=True)
-    common.write_json(args.json, {"workload": "protocols", "args": vars(args), "hardware": hw, "median": medians})
+        for name, median in medians[str(senders)].items():
+            rate, cpu = median["records_per_s"], median["server_cpu_us_per_record"]
+            versus = ""
+            if native and name != "native":
+                versus = (
+                    f" = {rate / native['records_per_s']:.2f}x native's rate, "
+                    f"{cpu / native['server_cpu_us_per_record']:.2f}x its CPU per record"
+                )
+            print(
+                f"senders {senders}: {name:>18} median {rate:>9,.0f} records/s, {cpu:5.2f} us CPU/record{versus}",
+                flush=True,
+            )
+    results = {"workload": "protocols_ingest", "args": vars(args), "hardware": hw, "rounds": rows, "median": medians}
+    common.write_json(args.json, results)
 
 
 if __name__ == "__main__":

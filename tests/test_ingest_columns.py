@@ -7,6 +7,7 @@ import json
 import uuid
 
 import msgspec
+import pyarrow as pa
 import pytest
 
 from loglake import ids, ingest
@@ -184,3 +185,38 @@ def test_a_body_decoded_in_pieces_gives_each_line_once_and_in_order(monkeypatch:
     with pytest.raises(InvalidRecords) as refused:  # a bad line in the last piece refuses the batch
         parse_batch(b"\n".join(lines), True, LIMITS, NOW, bulk=True)
     assert [(p.index, p.field) for p in refused.value.problems] == [(BULK_MIN_RECORDS - 1, "severity")]
+
+
+# A batch whose times are all ISO-8601 text is read column-wise (by Arrow), and must give what the record
+# check's parse_iso8601 gives: 2026-10-31T22:00:00.123Z is NOW - 2 h + 123 ms.
+ISO_TIMES = {
+    "2026-10-31T22:00:00.123Z": 1_793_484_000_123,
+    "2026-10-31T23:00:00.123+01:00": 1_793_484_000_123,
+    "2026-10-31T21:30:00.123-00:30": 1_793_484_000_123,
+    "2026-10-31T22:00:00.123": 1_793_484_000_123,  # no offset: UTC
+    "2026-10-31T22:00:00.123999Z": 1_793_484_000_123,  # past the millisecond: floored
+    "2026-10-31T22:00:00.1Z": 1_793_484_000_100,
+    "2026-10-31T22:00:00Z": 1_793_484_000_000,
+    "2026-10-31 22:00:00+00:00": 1_793_484_000_000,  # other forms: read one by one
+    "2026-10-31": 1_793_404_800_000,
+}
+ISO_NOT_TIMES = ["2026-10-31T22:00:60Z", "2026-10-31T24:00:00Z", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z"]
+
+
+@pytest.mark.parametrize(("text", "ms"), ISO_TIMES.items())
+def test_a_batch_of_iso_times_gives_the_times_the_record_check_gives(text: str, ms: int) -> None:
+    items = decoded([base(i) | {"timestamp": text} for i in range(BATCH)])
+    table = plainly_valid_table(items, LIMITS, NOW)
+    records = _accept_plainly_valid(items, LIMITS, NOW)
+    assert table is not None and records is not None
+    assert {record.timestamp for record in records} == {ms}
+    assert set(table.column("timestamp").cast(pa.int64()).to_pylist()) == {ms}
+
+
+@pytest.mark.parametrize("text", ISO_NOT_TIMES)
+def test_a_batch_of_iso_texts_with_one_that_is_no_time_is_left_to_the_record_check(text: str) -> None:
+    times = ["2026-10-31T22:00:00Z"] * BATCH
+    times[7] = text
+    items = decoded([base(i) | {"timestamp": t} for i, t in enumerate(times)])
+    assert _accept_plainly_valid(items, LIMITS, NOW) is None
+    assert plainly_valid_table(items, LIMITS, NOW) is None

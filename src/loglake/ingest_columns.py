@@ -38,6 +38,10 @@ from loglake.model import (
 from loglake.times import SMALLEST_PLAUSIBLE_MS, parse_iso8601
 
 _MS = pa.timestamp("ms")
+_NS = pa.timestamp("ns")
+_NS_UTC = pa.timestamp("ns", "UTC")
+_ISO_NAIVE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
+_ISO_ZONED = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
 _NULL = b"null"
 _ZERO = pa.array([0], pa.int32())
 
@@ -122,7 +126,9 @@ def _timestamps(values: list[Any], limits: Limits, now_ms: int) -> pa.Array | No
     try:
         times = pa.array(values, pa.int64())
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-        try:  # ISO-8601 text among them (or a value the record-by-record path will name)
+        times = _iso_times(values)
+    if times is None:
+        try:  # ISO-8601 text in other forms, mixed with numbers (or a value the record-by-record path will name)
             times = pa.array([parse_iso8601(v) if type(v) is str else v for v in values], pa.int64())
         except (ValueError, pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
             return None
@@ -133,6 +139,26 @@ def _timestamps(values: list[Any], limits: Limits, now_ms: int) -> pa.Array | No
     if span["min"].as_py() < max(SMALLEST_PLAUSIBLE_MS, earliest) or span["max"].as_py() > latest:
         return None
     return times
+
+
+def _iso_times(values: list[Any]) -> pa.Array | None:
+    """ISO-8601 texts (or none) as epoch ms, parsed by Arrow, when every one is in a form that Arrow and
+    parse_iso8601 read alike (_ISO_ZONED, or _ISO_NAIVE: UTC); else None."""
+    try:
+        texts = pa.array(values, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if pc.all(pc.match_substring_regex(texts, _ISO_ZONED)).as_py():
+        parsed_as = _NS_UTC
+    elif pc.all(pc.match_substring_regex(texts, _ISO_NAIVE)).as_py():
+        parsed_as = _NS
+    else:
+        return None
+    try:
+        nanos = texts.cast(parsed_as).cast(pa.int64())  # (a day that does not exist, a year past 2262: not cast)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return pc.divide(nanos, 1_000_000)  # truncated, which is floored for every time after 1970, the only ones kept
 
 
 def _names(values: list[str | None], default: str) -> pa.Array | None:

@@ -312,3 +312,37 @@ async def test_a_record_id_route_and_a_bulk_into_an_index_of_the_same_name_both_
     bulk = await client.post("/logs/_bulk", content=ndjson({"create": {}}, {"message": "m"}), headers=NDJSON)
     assert bulk.json()["items"][0]["create"]["_index"] == "logs"
     assert (await client.delete("/logs/_bulk")).status_code == 405
+
+
+async def test_a_bulk_sized_bulk_of_ecs_documents_is_mapped_as_a_small_one_is(
+    app: LoglakeApp, client: httpx.AsyncClient
+) -> None:
+    def bulk(first: int, count: int) -> bytes:
+        lines: list[object] = []
+        for i in range(first, first + count):
+            lines += [
+                {"create": {"_index": "filebeat-9.0.0"}},
+                {
+                    "@timestamp": "2026-11-01T23:59:58.250Z",
+                    "message": f"m {i}.",
+                    "log": {"level": "warn", "logger": "app"},
+                    "service": {"name": "shop"},
+                    "host": {"name": "h1"},
+                    "event": "E9",
+                },
+            ]
+        return ndjson(*lines)
+
+    for first, count in ((0, 2), (2, BULK_MIN_RECORDS)):
+        assert (await client.post("/_bulk", content=bulk(first, count), headers=NDJSON)).json()["errors"] is False
+    assert app.runtime.store.count() == 2  # the bulk-sized one went to the lake
+    expected = {
+        "timestamp": NOW_MS - 1750,
+        "service": "shop",
+        "severity": "warning",
+        "log_type": "filebeat-9.0.0",
+        "attributes": {"log": {"logger": "app"}, "host": {"name": "h1"}, "event": "E9"},
+    }
+    for message in ("m 1.", f"m {BULK_MIN_RECORDS + 1}."):
+        [record] = await stored(client, q=message)
+        assert {name: record[name] for name in expected} == expected

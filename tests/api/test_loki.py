@@ -11,6 +11,7 @@ import gzip
 import json
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import cramjam
 import httpx
@@ -117,6 +118,36 @@ async def test_a_protobuf_push_maps_labels_and_metadata(client: httpx.AsyncClien
     assert kernel["attributes"] == {"filename": "/var/log/syslog"}
 
 
+TRACE = "5b8efff798038103d269b633813fc60c"
+SPAN = "eee19b7ec3c1b174"
+
+
+async def test_trace_and_span_ids_fill_the_records_columns_as_otlps_do(client: httpx.AsyncClient) -> None:
+    body = protobuf_push(
+        (
+            f'{{job="api", trace_id="{TRACE}"}}',
+            [
+                entry(ns(4), "from the label"),
+                entry(ns(3), "from metadata", {"trace_id": TRACE.upper(), "span_id": SPAN, "user": "ann"}),
+                entry(ns(2), "not ids", {"trace_id": "1-5759e988-bd862e3fe1be46a994272793", "span_id": "0" * 16}),
+            ],
+        ),
+        ('{job="batch"}', [entry(ns(1), "none")]),
+    )
+    assert (await push(client, body)).status_code == 204
+    records = await stored(client)
+    label, metadata = records["from the label"], records["from metadata"]
+    assert (label["trace_id"], label.get("span_id"), label["attributes"]) == (TRACE, None, {})
+    assert (metadata["trace_id"], metadata["span_id"], metadata["attributes"]) == (TRACE, SPAN, {"user": "ann"})
+    not_ids = records["not ids"]  # another tracer's id, an all-zero span: attributes, as sent
+    assert "trace_id" not in not_ids and "span_id" not in not_ids
+    assert not_ids["attributes"] == {"trace_id": "1-5759e988-bd862e3fe1be46a994272793", "span_id": "0" * 16}
+    assert "trace_id" not in records["none"]
+    found = await client.get("/logs/search", params={"q": f"trace_id:{TRACE}", "since": "2026-10-01T00:00:00Z"})
+    assert found.status_code == 200, found.text
+    assert sorted(r["message"] for r in found.json()["logs"]) == ["from metadata", "from the label"]
+
+
 @pytest.mark.parametrize(
     ("labels", "service"),
     [
@@ -193,6 +224,15 @@ async def test_a_bulk_sized_push_is_written_as_lake_parts(app: LoglakeApp, clien
     assert f'loglake_protocol_records_total{{protocol="loki",outcome="accepted"}} {count}' in metrics
 
 
+async def test_a_bulk_sized_push_fills_trace_ids_from_metadata_too(app: LoglakeApp, client: httpx.AsyncClient) -> None:
+    count = BULK_MIN_RECORDS + 10
+    lines = [entry(ns(i + 1), f"line {i}", {"trace_id": TRACE, "user": "ann"}) for i in range(count)]
+    assert (await push(client, protobuf_push(('{job="bulk"}', lines)))).status_code == 204
+    assert app.runtime.store.count() == 0
+    query = await client.post("/query", json={"sql": "SELECT count(*), min(trace_id), min(attributes) FROM logs"})
+    assert query.json()["rows"] == [[count, TRACE, '{"user":"ann"}']]
+
+
 # -- all or nothing, and Loki's errors ---------------------------------------------------------
 
 
@@ -203,10 +243,25 @@ async def test_one_entry_that_cannot_be_stored_refuses_the_push(app: LoglakeApp,
     )
     response = await push(client, body)
     assert response.status_code == 400 and response.headers["content-type"].startswith("text/plain")
-    assert response.text.startswith("1 of 3 entries cannot be stored, so none was: stream 1, entry 1: timestamp")
+    assert response.text.startswith("1 of 3 entries cannot be stored, so none was: stream 2, entry 2: timestamp")
     assert app.runtime.store.count() == 0
     metrics = (await client.get("/metrics")).text
     assert 'loglake_protocol_records_total{protocol="loki",outcome="rejected"} 3' in metrics
+
+
+async def test_streams_and_entries_are_counted_from_1_as_the_readme_shows(client: httpx.AsyncClient) -> None:
+    future = NOW_MS * NANOS + 3 * 86_400_000 * NANOS
+    body = protobuf_push(('{job="a"}', [entry(ns(3), "one"), entry(ns(2), "two"), entry(future, "three")]))
+    response = await push(client, body)
+    assert response.status_code == 400
+    named = "stream 1, entry 3: timestamp"
+    assert named in response.text
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert f"`{named} ...`" in readme
+    unreadable = json_push(({"job": "a"}, [[str(ns(1)), "fine"]]), ({"job": "b"}, [[str(ns(1)), "fine"], [str(ns(1))]]))
+    assert "stream 2, entry 2: an entry is" in (await push(client, unreadable, JSON)).text
+    bad_labels = protobuf_push(('{job="a"}', [entry(ns(1), "l")]), ("job=b", [entry(ns(1), "l")]))
+    assert (await push(client, bad_labels)).text.startswith("stream 2: labels")
 
 
 @pytest.mark.parametrize(
@@ -217,7 +272,7 @@ async def test_one_entry_that_cannot_be_stored_refuses_the_push(app: LoglakeApp,
         (protobuf_push(("job=x", [entry(ns(1), "l")])), PROTOBUF, 400, "not of the form"),
         (protobuf_push(('{job="x" level="y"}', [entry(ns(1), "l")])), PROTOBUF, 400, "cannot read labels"),
         (b'{"streams": 1}', JSON, 400, "not a Loki push in JSON"),
-        (json_push(({"job": "x"}, [["soon", "l"]])), JSON, 400, "stream 0, entry 0: the timestamp is Unix nanoseconds"),
+        (json_push(({"job": "x"}, [["soon", "l"]])), JSON, 400, "stream 1, entry 1: the timestamp is Unix nanoseconds"),
         (json_push(({"job": "x"}, [[str(ns(1))]])), JSON, 400, "an entry is [timestamp, line]"),
         (b"line", {"content-type": "text/plain"}, 415, "unsupported Content-Type"),
         (b"x", {**PROTOBUF, "content-encoding": "br"}, 415, "Content-Encoding 'br' is not supported"),

@@ -13,6 +13,7 @@ import pytest
 
 from loglake.api.app import LoglakeApp
 from loglake.config import Settings
+from loglake.ingest import BULK_MIN_RECORDS
 from tests.conftest import asgi_client, key_for
 
 NOW_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
@@ -199,3 +200,30 @@ async def test_health_needs_no_token_and_batches_past_the_limit_are_refused(sett
         assert await stored(application, key) == []
     finally:
         application.close()
+
+
+async def test_a_bulk_sized_batch_is_written_as_lake_parts_mapped_as_a_small_one_is(
+    app: LoglakeApp, key: str, hec: httpx.AsyncClient
+) -> None:
+    def events(first: int, count: int) -> bytes:
+        return b"".join(
+            b'{"time": 1793577590.25, "host": "h1", "sourcetype": "access:combined", "index": "main", '
+            b'"event": {"message": "m %d.", "level": "ERROR", "user": "joe"}, "fields": {"service.name": "shop", '
+            b'"n": 7}}' % i
+            for i in range(first, first + count)
+        )
+
+    assert (await hec.post("/services/collector", content=events(0, 2))).json()["code"] == 0
+    assert (await hec.post("/services/collector", content=events(2, BULK_MIN_RECORDS))).json()["code"] == 0
+    assert app.runtime.store.count() == 2  # the bulk-sized batch went to the lake
+    [small] = await stored(app, key, q="m 1.")
+    [bulk] = await stored(app, key, q=f"m {BULK_MIN_RECORDS + 1}.")
+    expected = {
+        "timestamp": NOW_MS - 9750,
+        "service": "shop",
+        "severity": "error",
+        "log_type": "access_combined",
+        "attributes": {"user": "joe", "host": "h1", "sourcetype": "access:combined", "index": "main", "n": 7},
+    }
+    assert {name: small[name] for name in expected} == expected
+    assert {name: bulk[name] for name in expected} == expected

@@ -19,7 +19,8 @@ from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, ingest_counts, store
 from loglake.ids import format_uuid
 from loglake.ingest import ParsedBody
 from loglake.model import InvalidRecords
-from loglake.protocols import elastic
+from loglake.protocols import columns, elastic
+from loglake.protocols.columns import RecordColumns
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -173,23 +174,23 @@ def _parse(app: LoglakeApp, body: bytes, path_index: str | None) -> tuple[list[e
     max_records (a bulk holds as many actions as its size allows: Vector sends up to 10 MB); an item whose
     record fails the check is refused with the check's reasons."""
     try:
-        items = elastic.parse_bulk(body, path_index)
+        items, found = elastic.parse_bulk(body, path_index)
     except elastic.BulkRefused as e:
         raise ElasticError(e.status, e.error_type, str(e), headers=[PRODUCT]) from None
-    storable = [item for item in items if item.record is not None]
+    storable = [item for item in items if item.row is not None]
     limit = app.service.limits.max_records
-    groups = [_checked_group(app, storable[start : start + limit]) for start in range(0, len(storable), limit)]
+    groups = [_checked_group(app, storable[start : start + limit], found) for start in range(0, len(storable), limit)]
     return items, [group for group in groups if group is not None]
 
 
-def _checked_group(app: LoglakeApp, group: list[elastic.BulkItem]) -> Group | None:
+def _checked_group(app: LoglakeApp, group: list[elastic.BulkItem], found: RecordColumns) -> Group | None:
     """The group's records checked (those refused by the check taken out), None when none is left."""
     while True:
-        group = [item for item in group if item.record is not None]
+        group = [item for item in group if item.row is not None]
         if not group:
             return None
         try:
-            parsed = app.service.check([item.record for item in group])
+            parsed = columns.check(app.service, found.take([item.row for item in group]))
             counts = ingest_counts(parsed)
         except InvalidRecords as e:
             reasons: dict[int, list[str]] = defaultdict(list)
@@ -222,8 +223,16 @@ def _check_media_type(request: Request) -> None:
 
 # -- the OpenAPI description of these endpoints (api/openapi.py) -------------------------------------
 
+# What these endpoints answer besides success, in Elasticsearch's form (auth and rate limits included, which
+# is why openapi.py adds none of the common errors to them); tests/api/test_protocol_statuses.py provokes each.
 _ES_ERROR = {"description": "An error in Elasticsearch's form: {error: {root_cause, type, reason}, status}"}
-_ES_ERRORS = {status: _ES_ERROR for status in ("400", "401", "403", "413", "429", "503")}
+_KEY_ERRORS = {status: _ES_ERROR for status in ("401", "403", "429")}
+_BULK_ERRORS = _KEY_ERRORS | {
+    "400": _ES_ERROR | {"description": f"Not a bulk request. {_ES_ERROR['description']}"},
+    "406": _ES_ERROR | {"description": f"A Content-Type other than (x-)ndjson or json. {_ES_ERROR['description']}"},
+    "413": _ES_ERROR | {"description": f"The body is too large. {_ES_ERROR['description']}"},
+    "415": _ES_ERROR | {"description": f"A Content-Encoding other than gzip. {_ES_ERROR['description']}"},
+}
 _BULK = {
     "summary": "Elasticsearch bulk ingest: NDJSON action/source pairs (create and index), gzip accepted; "
     "each item answered on its own, stored items are durable. Bearer, Basic (the key as password), "
@@ -232,7 +241,12 @@ _BULK = {
         "required": True,
         "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
     },
-    "responses": {"200": {"description": "{errors, took, items: [{create|index: {_index, _id, status, error?}}]}"}},
+    "responses": {
+        "200": {
+            "description": "{errors, took, items: [{create|index: {_index, _id, status, error?}}]}: an item that "
+            "cannot be stored fails alone, with 400 (the document) or 503 (storage cannot take writes; retry it)"
+        }
+    },
 }
 _PROBE = {"responses": {"200": {"description": "what the shippers check before sending"}}}
 _SETUP = {
@@ -250,8 +264,8 @@ _SETUP = {
 _INDEX = [{"name": "index", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 
-def _with_errors(operation: dict) -> dict:
-    return operation | {"responses": _ES_ERRORS | operation["responses"]}
+def _with_errors(operation: dict, errors: dict = _KEY_ERRORS) -> dict:
+    return operation | {"responses": errors | operation["responses"]}
 
 
 OPENAPI_PATHS: dict[str, dict] = {
@@ -263,10 +277,11 @@ OPENAPI_PATHS: dict[str, dict] = {
             "responses": {"200": {"description": "{name, version: {number}, tagline}"}, "302": {"description": "/ui/"}},
         }
     },
-    "/_bulk": {"post": _with_errors(_BULK), "put": _with_errors(_BULK)},
+    "/_bulk": {"post": _with_errors(_BULK, _BULK_ERRORS), "put": _with_errors(_BULK, _BULK_ERRORS)},
     "/{index}/_bulk": {
         method: _with_errors(
-            _BULK | {"parameters": _INDEX, "summary": f"{_BULK['summary']}; the index is the default log_type"}
+            _BULK | {"parameters": _INDEX, "summary": f"{_BULK['summary']}; the index is the default log_type"},
+            _BULK_ERRORS,
         )
         for method in ("post", "put")
     },

@@ -13,7 +13,7 @@ from loglake.api.http import ApiError, Request, decode_content
 from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, count_refused, ingest_counts, store
 from loglake.ingest import InvalidBody, ParsedBody
 from loglake.model import InvalidRecords
-from loglake.protocols import loki
+from loglake.protocols import columns, loki
 from loglake.protocols.mapping import SHOWN_PROBLEMS
 
 if TYPE_CHECKING:
@@ -30,8 +30,9 @@ OPENAPI = {
             "description": "Each entry becomes a record: the service from the first of the labels of the "
             "loki_service_labels setting (default service_name, service, app, job), the severity from "
             "`level`, `severity` or `detected_level`, the log type from `log_type`, the other labels and "
-            "the entry's structured metadata as attributes. All or nothing: one entry that cannot be "
-            "stored refuses the push (400, a line of text naming it).",
+            "the entry's structured metadata as attributes, but `trace_id` and `span_id` that are ids fill the "
+            "record's. All or nothing: one entry that cannot be stored refuses the push (400, a line of text "
+            "naming it by stream and entry, counted from 1).",
             "requestBody": {
                 "required": True,
                 "content": {
@@ -81,21 +82,20 @@ def _checked(app: LoglakeApp, body: bytes, json: bool) -> ParsedBody | None:
     """The push's records, checked all or nothing (None for a push of no entries, which Loki takes);
     an entry that cannot be stored: ApiError 400 naming it by stream and entry."""
     labels = tuple(name.strip() for name in app.settings.loki_service_labels.split(",") if name.strip())
-    items, origins = loki.records(loki.decode_push(body, json), labels)
-    if not items:
+    found, starts = loki.columns(loki.decode_push(body, json), labels)
+    if not found:
         return None
     try:
-        return app.service.check(items)
+        return columns.check(app.service, found)
     except InvalidRecords as e:
         count_refused(app, e.problems)
         bad = {p.index for p in e.problems}
-        app.metrics.protocol_records.inc((PROTOCOL, "rejected"), len(items))
+        app.metrics.protocol_records.inc((PROTOCOL, "rejected"), len(found))
         named = "; ".join(
-            f"stream {origins[p.index].stream}, entry {origins[p.index].entry}: {p.field or 'entry'} {p.reason}"
-            for p in e.problems[:SHOWN_PROBLEMS]
+            f"{loki.entry_of(p.index, starts)}: {p.field or 'entry'} {p.reason}" for p in e.problems[:SHOWN_PROBLEMS]
         )
         more = f"; and {len(e.problems) - SHOWN_PROBLEMS} more problem(s)" if len(e.problems) > SHOWN_PROBLEMS else ""
-        message = f"{len(bad)} of {len(items)} entries cannot be stored, so none was: {named}{more}"
+        message = f"{len(bad)} of {len(found)} entries cannot be stored, so none was: {named}{more}"
         raise ApiError(400, "invalid_records", message) from None
 
 

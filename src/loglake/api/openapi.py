@@ -676,8 +676,6 @@ SPEC: dict[str, Any] = {
                 },
             },
         },
-        **elastic_routes.OPENAPI_PATHS,
-        **splunk_routes.OPENAPI_PATHS,
         "/admin/keys/{name}": {
             "delete": {
                 "summary": "Revoke a key at once (admin scope)",
@@ -709,6 +707,8 @@ def _document_common_errors(document: dict[str, Any]) -> None:
 SPEC["paths"].update(ask_routes.OPENAPI_PATHS)
 SPEC["paths"].update(otlp_routes.OPENAPI | loki_routes.OPENAPI)
 _document_common_errors(SPEC)
+# Errors of these take their protocol's form, auth and rate limits included: they describe all they answer.
+SPEC["paths"].update(elastic_routes.OPENAPI_PATHS | splunk_routes.OPENAPI_PATHS)
 
 
 async def spec(app: LoglakeApp, request: Request) -> Result:

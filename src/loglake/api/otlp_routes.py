@@ -14,7 +14,7 @@ from loglake.api.http import ApiError, Request, decode_content
 from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, count_refused, ingest_counts, store
 from loglake.ingest import InvalidBody, ParsedBody
 from loglake.model import Problem
-from loglake.protocols import otlp
+from loglake.protocols import columns, otlp
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -84,11 +84,11 @@ async def export_logs(app: LoglakeApp, request: Request) -> Result:
 def _checked(app: LoglakeApp, body: bytes, json: bool) -> tuple[ParsedBody | None, list[Problem], int]:
     """The request's valid records, the problems of the others, and how many it held (an export of
     none is a valid one, answered as a success)."""
-    items = otlp.records(otlp.decode_request(body, json))
-    if not items:
+    found = otlp.columns(otlp.decode_request(body, json))
+    if not found:
         return None, [], 0
-    parsed, problems = app.service.check_valid(items)
-    return parsed, problems, len(items)
+    parsed, problems = columns.check_valid(app.service, found)
+    return parsed, problems, len(found)
 
 
 def _failure(status: int, message: str, json: bool, headers: list[tuple[bytes, bytes]] | None = None) -> Result:

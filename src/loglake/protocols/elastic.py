@@ -18,7 +18,7 @@ import msgspec
 from msgspec import Raw
 
 from loglake import ids
-from loglake.ingest import NO_ATTRIBUTES, IncomingRecord
+from loglake.protocols.columns import RecordColumns
 from loglake.protocols.names import json_object, level_severity, safe_name
 
 VERSION = "9.0.0"  # the Elasticsearch version loglake answers as: the 9.x clients and Beats accept it
@@ -31,6 +31,7 @@ _encode = msgspec.json.Encoder().encode
 _decode_fields = msgspec.json.Decoder(dict[str, Raw]).decode
 _decode_str = msgspec.json.Decoder(str).decode
 _decode_time = msgspec.json.Decoder(int | float | str).decode
+_NESTED_KNOWN = 1000  # distinct nested values remembered per bulk (Filebeat's `log` objects all differ)
 
 
 class BulkRefused(ValueError):
@@ -49,24 +50,32 @@ class BulkItem:
     action: str
     index: str | None
     doc_id: str | None
-    record: IncomingRecord | None = None  # the loglake record its source maps to, while it may be stored
+    row: int | None = None  # where its source's record is in the bulk's columns, while it may be stored
     status: int = 201
     error: tuple[str, str] | None = None  # (Elasticsearch error type, reason) of a refused item
 
     def refuse(self, reason: str, error_type: str = DOCUMENT_ERROR, status: int = 400) -> None:
-        self.record = None
+        self.row = None
         self.status = status
         self.error = (error_type, reason)
 
 
-def parse_bulk(body: bytes, path_index: str | None) -> list[BulkItem]:
-    """The items of a bulk body, each with its record or the reason it is refused; BulkRefused when the body
-    is not a bulk request at all (an action line that is not one, a missing source line, no final newline)."""
+# What _nested_value answered for a bulk's nested values (`{"log": {"level": "info"}}`), by (parent, JSON
+# text): a bulk repeats a few of them.
+_Nested = dict[tuple[str, bytes], tuple[str | None, Raw | bool | None]]
+
+
+def parse_bulk(body: bytes, path_index: str | None) -> tuple[list[BulkItem], RecordColumns]:
+    """The items of a bulk body, each with its record's row in the columns or the reason it is refused;
+    BulkRefused when the body is not a bulk request at all (an action line that is not one, a missing source
+    line, no final newline)."""
     if not body.endswith(b"\n"):
         raise BulkRefused("The bulk request must be terminated by a newline [\\n]")
     lines = body.split(b"\n")
     actions: dict[bytes, tuple[str, str | None, str | None]] = {}  # clients repeat one action line
     items: list[BulkItem] = []
+    found = RecordColumns(ids=[])
+    nested: _Nested = {}
     number = 0
     while number < len(lines):
         line = lines[number]
@@ -82,11 +91,11 @@ def parse_bulk(body: bytes, path_index: str | None) -> list[BulkItem]:
             if number == len(lines):
                 raise BulkRefused(f"the {item.action} action on line {number} has no source line after it")
             number += 1
-            _map_source(item, lines[number - 1])
+            _map_source(item, lines[number - 1], found, nested)
         items.append(item)
     if not items:
         raise BulkRefused("Validation Failed: 1: no requests added;", error_type="action_request_validation_exception")
-    return items
+    return items, found
 
 
 def _action(
@@ -122,7 +131,7 @@ def _not_append_only(action: str) -> str:
     return f"loglake keeps logs append-only: the {action} action is not supported; send create or index actions"
 
 
-def _map_source(item: BulkItem, line: bytes) -> None:
+def _map_source(item: BulkItem, line: bytes, found: RecordColumns, nested: _Nested) -> None:
     if item.action == "update":
         item.refuse(_not_append_only("update"), "illegal_argument_exception")
     elif item.index is None:
@@ -141,40 +150,43 @@ def _map_source(item: BulkItem, line: bytes) -> None:
         except (msgspec.DecodeError, UnicodeDecodeError) as e:
             item.refuse(f"failed to parse the source: it is not a JSON object in UTF-8: {e}")
             return
-        record, problem = ecs_record(source, item.index, item.doc_id)
+        problem = add_ecs_record(source, item.index, item.doc_id, found, nested)
         if problem:
             item.refuse(problem)
         else:
-            item.record = record
+            item.row = len(found) - 1
 
 
-def ecs_record(source: dict[str, Raw], index: str, doc_id: str | None) -> tuple[IncomingRecord | None, str]:
-    """The loglake record an ECS document (each field's value as JSON text) maps to, or the reason it
+def add_ecs_record(
+    source: dict[str, Raw], index: str, doc_id: str | None, found: RecordColumns, nested: _Nested
+) -> str:
+    """Add the loglake record an ECS document (each field's value as JSON text) maps to, or say why it
     cannot be one. The source dict is taken apart."""
     text = _pop_message(source)
     if text is None:
-        return None, "the document has no message: send it as a string in `message` (ECS), `log` or `msg`"
+        return "the document has no message: send it as a string in `message` (ECS), `log` or `msg`"
     timestamp = _pop_first(source, ("@timestamp", "timestamp"))
     try:
         when = None if timestamp is None else _epoch_ms(_decode_time(timestamp))
     except msgspec.DecodeError:
-        return None, "`@timestamp` must be a date (ISO-8601) or epoch milliseconds"
+        return "`@timestamp` must be a date (ISO-8601) or epoch milliseconds"
     client_id = None
     if doc_id is not None:
         if _is_uuid(doc_id):
             client_id = doc_id  # the record's client id: a retried document is stored once
         else:
             source["_id"] = Raw(_encode(doc_id))
-    record = IncomingRecord(
-        message=text,
-        timestamp=when,
-        severity=_pop_string(source, "log.level", "log", "level", _severity),
-        service=_pop_string(source, "service.name", "service", "name", _valid_or_safe_name),
-        log_type=safe_name(index),
-        attributes=Raw(json_object(source)) if source else NO_ATTRIBUTES,
-        id=client_id,
-    )
-    return record, ""
+    found.severities.append(_pop_string(source, "log.level", "log", "level", _severity, nested))
+    found.services.append(_pop_string(source, "service.name", "service", "name", _valid_or_safe_name, nested))
+    found.messages.append(text)
+    found.timestamps.append(when)
+    found.log_types.append(safe_name(index))
+    found.attributes.append(json_object(source) if source else b"")
+    found.trace_ids.append(None)
+    found.span_ids.append(None)
+    assert found.ids is not None
+    found.ids.append(client_id)
+    return ""
 
 
 def _pop_message(source: dict[str, Raw]) -> str | None:
@@ -207,10 +219,15 @@ def _epoch_ms(value: int | float | str) -> int | str:
 
 
 def _pop_string(
-    source: dict[str, Raw], dotted: str, parent: str, child: str, convert: Callable[[str], tuple[str | None, bool]]
+    source: dict[str, Raw],
+    dotted: str,
+    parent: str,
+    child: str,
+    convert: Callable[[str], tuple[str | None, bool]],
+    nested: _Nested,
 ) -> str | None:
     """The value of a field sent dotted (`log.level`) or nested (`{"log": {"level"}}`) as convert makes it,
-    and whether to take the field out of the attributes. A value convert gives None for stays."""
+    taken out of the attributes when convert says so. A value convert gives None for stays."""
     raw = source.get(dotted)
     if raw is not None:
         value, take = _converted(raw, convert)
@@ -220,20 +237,36 @@ def _pop_string(
     raw = source.get(parent)
     if raw is None:
         return None
-    try:
-        nested = _decode_fields(raw)
-    except msgspec.DecodeError:  # not an object
-        return None
-    if child not in nested:
-        return None
-    value, take = _converted(nested[child], convert)
-    if take:
-        del nested[child]
-        if nested:
-            source[parent] = Raw(json_object(nested))
-        else:
-            del source[parent]
+    key = (parent, bytes(raw))
+    answer = nested.get(key)
+    if answer is None:
+        answer = _nested_value(raw, child, convert)
+        if len(nested) < _NESTED_KNOWN:
+            nested[key] = answer
+    value, rest = answer
+    if rest is None:
+        del source[parent]
+    elif rest is not True:
+        source[parent] = rest
     return value
+
+
+def _nested_value(
+    raw: Raw, child: str, convert: Callable[[str], tuple[str | None, bool]]
+) -> tuple[str | None, Raw | bool | None]:
+    """The value of a nested field as convert makes it, and what becomes of its parent: the parent without
+    it, None when nothing is left, True when it stays as sent."""
+    try:
+        fields = _decode_fields(raw)
+    except msgspec.DecodeError:  # not an object
+        return None, True
+    if child not in fields:
+        return None, True
+    value, take = _converted(fields[child], convert)
+    if not take:
+        return value, True
+    del fields[child]
+    return value, Raw(json_object(fields)) if fields else None
 
 
 def _converted(raw: Raw, convert: Callable[[str], tuple[str | None, bool]]) -> tuple[str | None, bool]:

@@ -9,25 +9,31 @@ The mapping, one entry to one record (the stream's labels, then the entry's stru
 - `service`: the first of `service_labels` present (service_name(): a valid name); none: the default
 - `severity`: the first of `level`, `severity`, `detected_level` present that names one (an alias counts)
 - `log_type`: the `log_type` label
+- `trace_id`, `span_id`: the `trace_id` and `span_id` labels (as Loki's own OTLP ingestion names them in
+  structured metadata) when they are ids as the record keeps them (model.hex_id: 32 and 16 hex digits, not
+  all zeros; stored in lowercase); any other value stays an attribute, as sent
 - `timestamp`: the entry's time (ms); `message`: its line
 - `attributes`: every other label and structured metadata pair, and a label used above whose value
   had to change (a service name made valid, a level loglake does not know) as it was sent
+
+Streams and entries are counted from 1 in errors, as a reader counts them.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import cramjam
 import msgspec
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 from google.protobuf.message import DecodeError
 
-from loglake.ingest import IncomingRecord
-from loglake.model import SEVERITY_ALIASES, is_valid_name
+from loglake.model import SEVERITY_ALIASES, SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, hex_id, is_valid_name
+from loglake.protocols.columns import RecordColumns
 from loglake.protocols.mapping import service_name
 
 PROTOBUF = "application/x-protobuf"
@@ -35,11 +41,11 @@ JSON = "application/json"
 DEFAULT_SERVICE_LABELS = ("service_name", "service", "app", "job")
 SEVERITY_LABELS = ("level", "severity", "detected_level")
 LOG_TYPE_LABEL = "log_type"
+ID_LABELS = (("trace_id", TRACE_ID_HEX_DIGITS), ("span_id", SPAN_ID_HEX_DIGITS))
 # A label set as Prometheus writes it: {name="value", ...}, values with \\, \" and \n escaped.
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_.]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')  # $: the closing brace
 _ESCAPE = re.compile(r"\\(.)")
 _encode = msgspec.json.Encoder().encode
-_NO_ATTRIBUTES = msgspec.Raw(b"")
 
 
 class MalformedPush(ValueError):
@@ -48,10 +54,13 @@ class MalformedPush(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """Where a record came from in the push: for naming it in an error."""
+    """Where a record came from in the push, counted from 1: for naming it in an error."""
 
     stream: int
     entry: int
+
+    def __str__(self) -> str:
+        return f"stream {self.stream}, entry {self.entry}"
 
 
 def _push_request_type() -> Any:
@@ -107,9 +116,19 @@ class _JsonPush(msgspec.Struct):
 _decode_json_push = msgspec.json.Decoder(_JsonPush).decode
 
 
-def decode_push(body: bytes, json: bool) -> list[tuple[dict[str, str], list[tuple[int, str, dict[str, str]]]]]:
-    """The push's streams: each its labels and its entries (time in ns, line, structured metadata).
-    A protobuf body is a snappy block, as Loki's clients send it; MalformedPush when it cannot be read."""
+@dataclass(slots=True)
+class Stream:
+    """One stream of a push: its labels and its entries' times (ms), lines and structured metadata (None: none)."""
+
+    labels: dict[str, str]
+    times: list[int]
+    lines: list[str]
+    metadata: list[dict[str, str] | None]
+
+
+def decode_push(body: bytes, json: bool) -> list[Stream]:
+    """The push's streams. A protobuf body is a snappy block, as Loki's clients send it; MalformedPush when
+    it cannot be read."""
     if json:
         return _json_streams(body)
     try:
@@ -119,21 +138,23 @@ def decode_push(body: bytes, json: bool) -> list[tuple[dict[str, str], list[tupl
     except (DecodeError, RecursionError) as e:
         raise MalformedPush(f"the body is not a Loki PushRequest in protobuf: {e}") from None
     streams = []
-    for number, stream in enumerate(request.streams):
-        labels = parse_labels(stream.labels, number)
-        entries = [
-            (
-                entry.timestamp.seconds * 1_000_000_000 + entry.timestamp.nanos,
-                entry.line,
-                {pair.name: pair.value for pair in entry.structuredMetadata},
+    for number, stream in enumerate(request.streams, start=1):
+        entries = stream.entries  # each field read once per entry: a read builds a Python object
+        stamps = [entry.timestamp for entry in entries]
+        seconds, nanos = [stamp.seconds for stamp in stamps], [stamp.nanos for stamp in stamps]
+        metadata = [entry.structuredMetadata for entry in entries]
+        streams.append(
+            Stream(
+                parse_labels(stream.labels, number),
+                [s * 1000 + n // 1_000_000 for s, n in zip(seconds, nanos, strict=True)],  # (s * 10^9 + n) // 10^6
+                [entry.line for entry in entries],
+                [{pair.name: pair.value for pair in pairs} if pairs else None for pairs in metadata],
             )
-            for entry in stream.entries
-        ]
-        streams.append((labels, entries))
+        )
     return streams
 
 
-def _json_streams(body: bytes) -> list[tuple[dict[str, str], list[tuple[int, str, dict[str, str]]]]]:
+def _json_streams(body: bytes) -> list[Stream]:
     try:
         push = _decode_json_push(body)
     except (msgspec.DecodeError, RecursionError) as e:
@@ -141,12 +162,14 @@ def _json_streams(body: bytes) -> list[tuple[dict[str, str], list[tuple[int, str
             f'the body is not a Loki push in JSON ({{"streams": [{{"stream": {{...}}, "values": [[ns, line]]}}]}}): {e}'
         ) from None
     streams = []
-    for number, stream in enumerate(push.streams):
-        entries = []
-        for index, value in enumerate(stream.values):
+    for number, stream in enumerate(push.streams, start=1):
+        found = Stream(stream.stream, [], [], [])
+        for index, value in enumerate(stream.values, start=1):
             nanos, line, metadata = _json_entry(value, number, index)
-            entries.append((nanos, line, metadata))
-        streams.append((stream.stream, entries))
+            found.times.append(nanos // 1_000_000)
+            found.lines.append(line)
+            found.metadata.append(metadata or None)
+        streams.append(found)
     return streams
 
 
@@ -165,7 +188,7 @@ def _json_entry(value: list[Any], stream: int, index: int) -> tuple[int, str, di
     return nanos, line, metadata
 
 
-def parse_labels(text: str, stream: int = 0) -> dict[str, str]:
+def parse_labels(text: str, stream: int = 1) -> dict[str, str]:
     """A label set in Prometheus text form, `{job="api", level="info"}`; MalformedPush if it is not one."""
     inner = text.strip()
     if not (inner.startswith("{") and inner.endswith("}")):
@@ -186,33 +209,65 @@ def _unescape(escaped: re.Match[str]) -> str:
     return "\n" if char == "n" else char
 
 
-def records(
-    streams: list[tuple[dict[str, str], list[tuple[int, str, dict[str, str]]]]],
-    service_labels: Sequence[str] = DEFAULT_SERVICE_LABELS,
-) -> tuple[list[IncomingRecord], list[Entry]]:
-    """Every entry of every stream as a record to check, in order, and where each came from."""
-    found: list[IncomingRecord] = []
-    origins: list[Entry] = []
-    special = {*service_labels, *SEVERITY_LABELS, LOG_TYPE_LABEL}  # labels that are more than attributes
-    for number, (labels, entries) in enumerate(streams):
-        service, severity, log_type, attributes = _fields(labels, service_labels)
-        plain = msgspec.Raw(_encode(attributes)) if attributes else _NO_ATTRIBUTES
-        for index, (nanos, line, metadata) in enumerate(entries):
-            if not metadata:
-                found.append(IncomingRecord(line, nanos // 1_000_000, service, log_type, severity, plain))
-            elif special.isdisjoint(metadata):  # the usual metadata (trace ids, users): attributes only
-                raw = msgspec.Raw(_encode({**attributes, **metadata}))
-                found.append(IncomingRecord(line, nanos // 1_000_000, service, log_type, severity, raw))
-            else:  # metadata naming the level or the service overrides the stream's
-                own = _fields({**labels, **metadata}, service_labels)
-                raw = msgspec.Raw(_encode(own[3])) if own[3] else _NO_ATTRIBUTES
-                found.append(IncomingRecord(line, nanos // 1_000_000, own[0], own[2], own[1], raw))
-            origins.append(Entry(number, index))
-    return found, origins
+def columns(
+    streams: list[Stream], service_labels: Sequence[str] = DEFAULT_SERVICE_LABELS
+) -> tuple[RecordColumns, list[int]]:
+    """Every entry of every stream as columns of records to check, in order, and where each stream starts
+    among them (for entry_of)."""
+    found = RecordColumns()
+    starts = []
+    special = {*service_labels, *SEVERITY_LABELS, LOG_TYPE_LABEL, *(name for name, _ in ID_LABELS)}
+    for stream in streams:
+        starts.append(len(found))
+        _add_stream(found, stream, service_labels, special)
+    return found, starts
 
 
-def _fields(labels: dict[str, str], service_labels: Sequence[str]) -> tuple[str | None, str | None, str | None, dict]:
-    """(service, severity, log type, attributes) of a label set."""
+def _add_stream(found: RecordColumns, stream: Stream, service_labels: Sequence[str], special: set[str]) -> None:
+    fields = _fields(stream.labels, service_labels)
+    first, count = len(found), len(stream.lines)
+    found.messages += stream.lines
+    found.timestamps += stream.times
+    found.services += [fields.service] * count
+    found.severities += [fields.severity] * count
+    found.log_types += [fields.log_type] * count
+    found.trace_ids += [fields.trace_id] * count
+    found.span_ids += [fields.span_id] * count
+    plain = _encode(fields.attributes) if fields.attributes else b""
+    if not any(stream.metadata):
+        found.attributes += [plain] * count
+        return
+    common = fields.attributes
+    for index, metadata in enumerate(stream.metadata, start=first):
+        if not metadata:
+            found.attributes.append(plain)
+        elif special.isdisjoint(metadata):  # the usual metadata (trace ids, users): attributes only
+            found.attributes.append(_encode({**common, **metadata} if common else metadata))
+        else:  # metadata naming the level, the service or a trace overrides the stream's
+            own = _fields({**stream.labels, **metadata}, service_labels)
+            found.attributes.append(_encode(own.attributes) if own.attributes else b"")
+            found.services[index], found.severities[index], found.log_types[index] = own[:3]
+            found.trace_ids[index], found.span_ids[index] = own.trace_id, own.span_id
+
+
+def entry_of(index: int, starts: list[int]) -> Entry:
+    """Where the record at `index` of columns() came from."""
+    stream = bisect.bisect_right(starts, index)
+    return Entry(stream, index - starts[stream - 1] + 1)
+
+
+class _Fields(NamedTuple):
+    """What a label set says of its records."""
+
+    service: str | None
+    severity: str | None
+    log_type: str | None
+    trace_id: str | None
+    span_id: str | None
+    attributes: dict[str, str]
+
+
+def _fields(labels: dict[str, str], service_labels: Sequence[str]) -> _Fields:
     attributes = dict(labels)
     service = severity = log_type = None
     for name in service_labels:
@@ -231,4 +286,13 @@ def _fields(labels: dict[str, str], service_labels: Sequence[str]) -> tuple[str 
                 break
     if LOG_TYPE_LABEL in attributes and is_valid_name(attributes[LOG_TYPE_LABEL]):
         log_type = attributes.pop(LOG_TYPE_LABEL)
-    return service, severity, log_type, attributes
+    trace_id, span_id = (_take_id(attributes, name, digits) for name, digits in ID_LABELS)
+    return _Fields(service, severity, log_type, trace_id, span_id, attributes)
+
+
+def _take_id(attributes: dict[str, str], name: str, digits: int) -> str | None:
+    """The trace or span id a label gives, taken out of the attributes; one that is none stays there."""
+    found = hex_id(attributes.get(name), digits)
+    if found is not None:
+        del attributes[name]
+    return found

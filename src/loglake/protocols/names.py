@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import msgspec
@@ -24,6 +25,7 @@ _LEVELS = {name: severity.label for name, severity in SEVERITY_ALIASES.items()} 
 }
 
 
+@functools.lru_cache(maxsize=4096)  # asked per record, of the few names a batch holds
 def safe_name(value: str) -> str:
     """A service or log_type from a shipper's name (an index, a sourcetype, a service.name): each run of
     characters a name may not hold becomes `_`, cut to 128 characters ("nginx:access" -> "nginx_access")."""

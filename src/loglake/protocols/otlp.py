@@ -16,7 +16,6 @@ The mapping, one LogRecord to one record:
 from __future__ import annotations
 
 import base64
-import functools
 from typing import Any
 
 import msgspec
@@ -26,8 +25,8 @@ from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from loglake.ingest import IncomingRecord
 from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, Problem, Severity
+from loglake.protocols.columns import RecordColumns
 from loglake.protocols.mapping import rejection_message, service_name
 
 PROTOBUF = "application/x-protobuf"
@@ -35,7 +34,6 @@ JSON = "application/json"
 # severity_number 1-24 in four steps per level: TRACE, DEBUG, INFO, WARN, ERROR, FATAL (logs data model).
 _BY_NUMBER = [None, *(SEVERITY_NAMES[level] for level in (0, 0, 1, 2, 3, 4) for _ in range(4))]
 _NO_ID = (b"", bytes(16), bytes(8))
-_NO_ATTRIBUTES = msgspec.Raw(b"")
 _encode = msgspec.json.Encoder().encode
 _decode_json = msgspec.json.Decoder().decode
 
@@ -94,9 +92,9 @@ def _items(parent: Any, *keys: str) -> list[Any]:
     return []
 
 
-def records(request: ExportLogsServiceRequest) -> list[IncomingRecord]:
-    """Every LogRecord of the request as a record to check, in order (see the module's mapping)."""
-    found: list[IncomingRecord] = []
+def columns(request: ExportLogsServiceRequest) -> RecordColumns:
+    """Every LogRecord of the request as columns of records to check, in order (see the module's mapping)."""
+    found = RecordColumns()
     for resource_logs in request.resource_logs:
         resource = _attributes(resource_logs.resource.attributes)
         named = resource.pop("service.name", None)
@@ -104,52 +102,73 @@ def records(request: ExportLogsServiceRequest) -> list[IncomingRecord]:
         if service is not None and service != named:
             resource["service.name"] = named  # kept as sent: the service is only its nearest valid name
         for scope_logs in resource_logs.scope_logs:
+            logs = scope_logs.log_records
+            if not logs:
+                continue
             scope = scope_logs.scope
             common = {**resource, **_attributes(scope.attributes)}
             if scope.name:
                 common["otel.scope.name"] = scope.name
             if scope.version:
                 common["otel.scope.version"] = scope.version
-            common_raw = msgspec.Raw(_encode(common)) if common else _NO_ATTRIBUTES
-            found.extend(_record(log, service, common, common_raw) for log in scope_logs.log_records)
+            _add_scope(found, logs, service, common)
     return found
 
 
-def _record(log: Any, service: str | None, common: dict[str, Any], common_raw: msgspec.Raw) -> IncomingRecord:
-    # Each field read once: a read of a protobuf field builds a Python object each time.
-    nanos = log.time_unix_nano or log.observed_time_unix_nano
-    number, text, event_name = log.severity_number, log.severity_text, log.event_name
+def _add_scope(found: RecordColumns, logs: Any, service: str | None, common: dict[str, Any]) -> None:
+    """The log records of one scope, field by field: a read of a protobuf field builds a Python object,
+    so each is read once, in a comprehension over the records."""
+    count = len(logs)
+    nanos = [log.time_unix_nano for log in logs]
+    if 0 in nanos:
+        nanos = [n or log.observed_time_unix_nano for n, log in zip(nanos, logs, strict=True)]
+    found.timestamps += [n // 1_000_000 if n else None for n in nanos]
+    found.services += [service] * count
+    found.log_types += [None] * count
+    levels = list(zip([log.severity_number for log in logs], [log.severity_text for log in logs], strict=True))
+    known = {level: _severity(*level) for level in set(levels)}
+    severities = [known[level] for level in levels]
+    found.severities += [severity for severity, _ in severities]
+    events = [log.event_name for log in logs]
+    bodies = [log.body for log in logs]
+    messages = [body.string_value for body in bodies]
+    if "" in messages:  # no body, an empty string, or a value that is not a string
+        messages = [m or _message(body, event) for m, body, event in zip(messages, bodies, events, strict=True)]
+    found.messages += messages
+    common_json = _encode(common) if common else b""
+    texts, more = [text for _, text in levels], [says_more for _, says_more in severities]
+    found.attributes += [
+        _encode(_own(common, pairs, event, text, says_more)) if pairs or event or says_more else common_json
+        for pairs, event, text, says_more in zip([log.attributes for log in logs], events, texts, more, strict=True)
+    ]
+    found.trace_ids += [None if i in _NO_ID else i.hex() for i in [log.trace_id for log in logs]]
+    found.span_ids += [None if i in _NO_ID else i.hex() for i in [log.span_id for log in logs]]
+
+
+def _severity(number: int, text: str) -> tuple[str, bool]:
+    """The severity of a record's number and text, and whether the text says more than it (then kept)."""
     severity = _BY_NUMBER[number] if 0 < number < len(_BY_NUMBER) else _severity_of_text(text)
-    pairs = log.attributes
-    text_says_more = bool(text) and _says_more(severity, text)
-    raw = common_raw
-    if pairs or event_name or text_says_more:
-        attributes = {**common, **_attributes(pairs)} if pairs else dict(common)
-        if text_says_more:
-            attributes["severity_text"] = text
-        if event_name:
-            attributes["event.name"] = event_name
-        raw = msgspec.Raw(_encode(attributes))
-    body = log.body
+    return severity, bool(text) and SEVERITY_ALIASES.get(text.lower()) != SEVERITY_ALIASES[severity]
+
+
+def _own(common: dict[str, Any], pairs: Any, event: str, text: str, says_more: bool) -> dict[str, Any]:
+    """A record's attributes: the resource's and scope's, its own (which win a clash), and the extras."""
+    attributes = {**common, **_attributes(pairs)} if pairs else dict(common)
+    if says_more:
+        attributes["severity_text"] = text
+    if event:
+        attributes["event.name"] = event
+    return attributes
+
+
+def _message(body: AnyValue, event_name: str) -> str:
+    """The message of a body that is not a non-empty string: the event name for none, JSON for a value."""
     kind = body.WhichOneof("value")
     if kind == "string_value":
-        message = body.string_value
-    elif kind is None:
-        message = event_name
-    else:
-        message = _encode(_value(body, kind)).decode()
-    trace_id, span_id = log.trace_id, log.span_id
-    return IncomingRecord(
-        message,
-        nanos // 1_000_000 if nanos else None,
-        service,
-        None,
-        severity,
-        raw,
-        None,
-        None if trace_id in _NO_ID else trace_id.hex(),
-        None if span_id in _NO_ID else span_id.hex(),
-    )
+        return ""  # an empty string: the check names it
+    if kind is None:
+        return event_name
+    return _encode(_value(body, kind)).decode()
 
 
 def _severity_of_text(text: str) -> str:
@@ -157,18 +176,12 @@ def _severity_of_text(text: str) -> str:
     return (found or Severity.INFO).label
 
 
-@functools.lru_cache(maxsize=1024)
-def _says_more(severity: str, text: str) -> bool:
-    """Whether a severity_text says more than the severity loglake keeps (`Information`, not `INFO`)."""
-    return SEVERITY_ALIASES.get(text.lower()) != SEVERITY_ALIASES[severity]
-
-
 def _attributes(pairs: Any) -> dict[str, Any]:
     found = {}
     for pair in pairs:
         value = pair.value
-        kind = value.WhichOneof("value")
-        found[pair.key] = value.string_value if kind == "string_value" else _value(value, kind)
+        text = value.string_value  # the usual kind: when not empty, no need to ask which kind it is
+        found[pair.key] = text if text else _value(value, value.WhichOneof("value"))
     return found
 
 

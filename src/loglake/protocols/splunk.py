@@ -23,9 +23,8 @@ import math
 from typing import Any
 
 import msgspec
-from msgspec import Raw
 
-from loglake.ingest import NO_ATTRIBUTES, IncomingRecord
+from loglake.protocols.columns import RecordColumns
 from loglake.protocols.names import level_severity, safe_name
 
 METADATA = ("host", "source", "sourcetype", "index")
@@ -89,13 +88,13 @@ _decode_events = msgspec.json.Decoder(HecEvent).decode_lines
 _decode_event = msgspec.json.Decoder(HecEvent).decode
 
 
-def event_records(body: bytes) -> list[IncomingRecord]:
+def event_columns(body: bytes) -> RecordColumns:
     """The records of an event body, or HecError naming the first event at fault."""
     if not body.strip():
         raise HecError(5, "the body is empty: send one or more JSON event objects")
     events = _events(body)
     try:
-        return [_event_record(number, event) for number, event in enumerate(events)]
+        return _columns(events)
     except HecError as e:
         e.events = len(events)
         raise
@@ -130,26 +129,38 @@ def _events(body: bytes) -> list[HecEvent]:
             raise HecError(6, f"event {number}: {e}", number) from None
 
 
-def _event_record(number: int, event: HecEvent) -> IncomingRecord:
-    attributes: dict[str, Any] = {}
-    message, severity = _message(number, event.event, attributes)
-    timestamp = None if event.time is None else _epoch_ms(event.time, number)
-    for name in METADATA:
-        value = getattr(event, name)
-        if value is not None:
-            attributes[name] = value
-    service = None
-    if event.fields is not None:
-        service, level = _take_fields(number, event.fields, attributes)
-        severity = severity or level
-    return IncomingRecord(
-        message=message,
-        timestamp=timestamp,
-        service=service,
-        log_type=None if event.sourcetype is None else safe_name(event.sourcetype),
-        severity=severity,
-        attributes=Raw(_encode(attributes)) if attributes else NO_ATTRIBUTES,
-    )
+def _columns(events: list[HecEvent]) -> RecordColumns:
+    found = RecordColumns()
+    messages, times, severities, services = found.messages, found.timestamps, found.severities, found.services
+    metadata: dict[tuple[str | None, ...], dict[str, str]] = {}  # a batch's events share a few host/source sets
+    for number, event in enumerate(events):
+        own: dict[str, Any] = {}
+        body = event.event
+        if type(body) is str and body:
+            messages.append(body)
+            severity = None
+        else:
+            message, severity = _message(number, body, own)
+            messages.append(message)
+        times.append(None if event.time is None else _epoch_ms(event.time, number))
+        given = (event.host, event.source, event.sourcetype, event.index)
+        named = metadata.get(given)
+        if named is None:
+            pairs = zip(METADATA, given, strict=True)
+            named = metadata[given] = {name: value for name, value in pairs if value is not None}
+        own |= named
+        service = None
+        if event.fields is not None:
+            service, level = _take_fields(number, event.fields, own)
+            severity = severity or level
+        severities.append(severity)
+        services.append(service)
+        found.attributes.append(_encode(own) if own else b"")
+    sourcetypes = [event.sourcetype for event in events]
+    names = {given: None if given is None else safe_name(given) for given in set(sourcetypes)}
+    found.log_types = [names[given] for given in sourcetypes]
+    found.trace_ids = found.span_ids = [None] * len(events)
+    return found
 
 
 def _message(number: int, body: Any, attributes: dict[str, Any]) -> tuple[str, str | None]:
@@ -174,7 +185,7 @@ def _message(number: int, body: Any, attributes: dict[str, Any]) -> tuple[str, s
 def _take_fields(number: int, fields: dict[str, Any], attributes: dict[str, Any]) -> tuple[str | None, str | None]:
     """Splunk's indexed fields (flat: each a string, a number or a list of them) into the attributes; their
     service and severity, when they name them."""
-    if any(type(value) is dict for value in fields.values()):
+    if dict in map(type, fields.values()):
         raise HecError(15, f"event {number}: `fields` must be a flat object (values strings or lists)", number)
     severity = _take_severity(fields)
     service = None
@@ -210,7 +221,7 @@ def _epoch_ms(value: float | str, number: int) -> int:
     return round(seconds * 1000)
 
 
-def raw_records(body: bytes, params: dict[str, str]) -> list[IncomingRecord]:
+def raw_columns(body: bytes, params: dict[str, str]) -> RecordColumns:
     """The records of a raw body: each non-blank line one event, with the query's host, source,
     sourcetype, index and time."""
     try:
@@ -220,8 +231,18 @@ def raw_records(body: bytes, params: dict[str, str]) -> list[IncomingRecord]:
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise HecError(5, "the body is empty: send the log lines, one per line")
+    count = len(lines)
     timestamp = _epoch_ms(params["time"], 0) if "time" in params else None
     attributes = {name: params[name] for name in METADATA if params.get(name)}
     log_type = safe_name(params["sourcetype"]) if params.get("sourcetype") else None
-    raw = Raw(_encode(attributes)) if attributes else NO_ATTRIBUTES
-    return [IncomingRecord(message=line, timestamp=timestamp, log_type=log_type, attributes=raw) for line in lines]
+    nothing = [None] * count
+    return RecordColumns(
+        lines,
+        [timestamp] * count,
+        nothing,
+        [log_type] * count,
+        nothing,
+        [_encode(attributes) if attributes else b""] * count,
+        nothing,
+        nothing,
+    )

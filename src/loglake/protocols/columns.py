@@ -1,0 +1,117 @@
+"""A protocol batch's records as columns, one list per record field, checked as POST /logs checks a bulk batch.
+
+The protocol decoders map their records straight into these lists, with no object per record. A batch of
+at least BULK_MIN_RECORDS records, on a server with a lake, is checked column by column into one Arrow
+table (ingest_columns.valid_columns_table), as a native bulk batch is. Any other batch (a small one, or
+one the column check cannot vouch for: a bad value anywhere, a client id) is made into records for the
+record-by-record check (LogService.check, check_valid), which names every problem exactly as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from loglake.ingest import BULK_MIN_RECORDS, IncomingRecord, ParsedBody
+from loglake.ingest_columns import valid_columns_table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from loglake.model import Problem
+    from loglake.service import LogService
+
+
+@dataclass(slots=True)
+class RecordColumns:
+    """The fields of a batch's records, each list in the records' order. Attributes are JSON object text
+    (b"" for none); a timestamp is epoch ms, ISO-8601 text, or None for the time received."""
+
+    messages: list[str] = field(default_factory=list)
+    timestamps: list[int | str | None] = field(default_factory=list)
+    services: list[str | None] = field(default_factory=list)
+    log_types: list[str | None] = field(default_factory=list)
+    severities: list[str | None] = field(default_factory=list)
+    attributes: list[bytes] = field(default_factory=list)
+    trace_ids: list[str | None] = field(default_factory=list)
+    span_ids: list[str | None] = field(default_factory=list)
+    ids: list[str | None] | None = None  # the client ids, when the protocol has them
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def take(self, rows: list[int]) -> RecordColumns:
+        """The records at `rows` (ascending), in their order."""
+        if rows and rows[-1] - rows[0] + 1 == len(rows):  # one run of rows, the usual case: slices
+
+            def pick(column: list) -> list:
+                return column[rows[0] : rows[-1] + 1]
+        else:
+
+            def pick(column: list) -> list:
+                return [column[row] for row in rows]
+
+        return RecordColumns(
+            pick(self.messages),
+            pick(self.timestamps),
+            pick(self.services),
+            pick(self.log_types),
+            pick(self.severities),
+            pick(self.attributes),
+            pick(self.trace_ids),
+            pick(self.span_ids),
+            None if self.ids is None else pick(self.ids),
+        )
+
+    def records(self) -> list[IncomingRecord]:
+        """The same records one by one, for the record-by-record check."""
+        ids = self.ids or [None] * len(self.messages)
+        return [
+            IncomingRecord(message, timestamp, service, log_type, severity, msgspec.Raw(attributes), id_, trace, span)
+            for message, timestamp, service, log_type, severity, attributes, id_, trace, span in zip(
+                self.messages,
+                self.timestamps,
+                self.services,
+                self.log_types,
+                self.severities,
+                self.attributes,
+                ids,
+                self.trace_ids,
+                self.span_ids,
+                strict=True,
+            )
+        ]
+
+    def table(self, service: LogService) -> pa.Table | None:
+        """The batch as one checked Arrow table to write as lake parts, or None when it takes the
+        record-by-record check (see the module)."""
+        if service.lake is None or len(self.messages) < BULK_MIN_RECORDS:
+            return None
+        if self.ids is not None and self.ids.count(None) != len(self.ids):  # the store deduplicates client ids
+            return None
+        return valid_columns_table(
+            self.timestamps,
+            self.services,
+            self.log_types,
+            self.severities,
+            self.messages,
+            self.attributes,
+            service.limits,
+            service.now_ms(),
+            trace_ids=self.trace_ids,
+            span_ids=self.span_ids,
+        )
+
+
+def check(service: LogService, columns: RecordColumns) -> ParsedBody:
+    """The batch checked all or nothing: ingest.InvalidBody, or model.InvalidRecords naming every problem."""
+    table = columns.table(service)
+    return ParsedBody(False, table=table) if table is not None else service.check(columns.records())
+
+
+def check_valid(service: LogService, columns: RecordColumns) -> tuple[ParsedBody | None, list[Problem]]:
+    """The batch's valid records (None if none is) and the problems of the others (OTLP's partial success)."""
+    table = columns.table(service)
+    return (ParsedBody(False, table=table), []) if table is not None else service.check_valid(columns.records())
