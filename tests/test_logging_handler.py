@@ -330,3 +330,56 @@ def test_attributes_that_do_not_fit_are_replaced_by_why(server, key, make_handle
     ]
     assert logs[3]["message"] == "(empty message)"
     assert handler.sent == 4 and handler.rejected == 0
+
+
+def test_what_a_log_call_passes_is_stored_as_it_was_at_the_call(server, key, make_handler) -> None:
+    """The handler formats later, on its own thread, only what cannot change meanwhile: a list argument is
+    formatted at the call, and the record's fields are copied then (a later handler may change them)."""
+    handler = make_handler(service="asatcall")
+    logger = a_logger("asatcall", handler)
+
+    class Rewriting(logging.Handler):  # a handler after ours that changes the record it is given
+        def emit(self, record: logging.LogRecord) -> None:
+            record.msg, record.args, record.levelno = "rewritten", (), logging.CRITICAL
+
+    logger.addHandler(Rewriting())
+    items = ["a"]
+    logger.info("items %s, count %d, ratio %.1f", items, 1, 0.5)
+    items.append("b")
+    logger.warning("plain %s %s %s", "text", None, b"bytes")
+    assert handler.flush()
+    logs = stored(server, key, "asatcall")
+    assert [(log["severity"], log["message"]) for log in logs] == [
+        ("info", "items ['a'], count 1, ratio 0.5"),
+        ("warning", "plain text None b'bytes'"),
+    ]
+
+
+def test_a_record_class_or_a_message_object_that_formats_itself(server, key, make_handler) -> None:
+    """Brace-style logging, as the logging cookbook shows it: a LogRecord subclass with its own getMessage,
+    and a message object whose str() formats; the handler formats both at the call, as they would."""
+    handler = make_handler(service="braces")
+    logger = a_logger("braces", handler)
+
+    class BraceRecord(logging.LogRecord):
+        def getMessage(self) -> str:
+            return str(self.msg).format(*self.args)
+
+    class BraceMessage:
+        def __init__(self, fmt: str, *args: object) -> None:
+            self.fmt, self.args = fmt, args
+
+        def __str__(self) -> str:
+            return self.fmt.format(*self.args)
+
+    factory = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(BraceRecord)
+    try:
+        logger.info("order {} placed", 7)
+    finally:
+        logging.setLogRecordFactory(factory)
+    names = ["x"]
+    logger.info(BraceMessage("names {}", names))
+    names.append("y")
+    assert handler.flush()
+    assert [log["message"] for log in stored(server, key, "braces")] == ["order 7 placed", "names ['x']"]

@@ -1,16 +1,19 @@
 """Syslog into a real `loglake serve` from real senders: util-linux `logger` and `rsyslogd` over UDP and TCP
-(newline framing and octet counting, RFC 3164 and RFC 5424), TLS with a test certificate, lines that do not
-parse, the allow-list, and what /metrics counted as stored surviving kill -9."""
+(newline framing and octet counting, RFC 3164 and RFC 5424), TLS with test certificates (from Python, and
+from rsyslogd's own GnuTLS driver), lines that do not parse, the allow-list, and what /metrics counted as
+stored surviving kill -9."""
 
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import shutil
 import socket
 import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,7 +21,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.conftest import ServerProcess, free_port
 
@@ -74,6 +77,14 @@ def logger(port: int, *args: str) -> None:
     subprocess.run(["logger", "-n", "127.0.0.1", "-P", str(port), *args], check=True, timeout=10)
 
 
+def rsyslogd(config: Path, folder: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["rsyslogd", "-n", "-f", str(config), "-i", str(folder / "rsyslogd.pid")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def test_logger_over_udp_and_tcp_in_both_formats(syslog_server: Callable[..., ServerProcess]) -> None:
     port = free_port()
     server = syslog_server(*listening(port))
@@ -116,11 +127,7 @@ def test_rsyslog_forwards_over_tcp_and_udp(syslog_server: Callable[..., ServerPr
         'template="RSYSLOG_SyslogProtocol23Format" TCP_Framing="octet-counted") }\n'
         f'ruleset(name="udp") {{ action(type="omfwd" target="127.0.0.1" port="{port}" protocol="udp") }}\n'
     )
-    rsyslogd = subprocess.Popen(
-        ["rsyslogd", "-n", "-f", str(config), "-i", str(tmp_path / "rsyslogd.pid")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    relaying = rsyslogd(config, tmp_path)
     try:
         deadline = time.monotonic() + 20
         services: set[str] = set()
@@ -132,8 +139,8 @@ def test_rsyslog_forwards_over_tcp_and_udp(syslog_server: Callable[..., ServerPr
             logs = recent(server)
             services = {log["service"] for log in logs}
     finally:
-        rsyslogd.terminate()
-        rsyslogd.wait(10)
+        relaying.terminate()
+        relaying.wait(10)
     assert services == {"via-tcp", "via-udp"}
     for log in logs:
         assert (log["severity"], log["message"]) == ("warning", "relayed by rsyslog")
@@ -141,38 +148,67 @@ def test_rsyslog_forwards_over_tcp_and_udp(syslog_server: Callable[..., ServerPr
         assert "parse_error" not in log["attributes"]
 
 
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+@dataclass(frozen=True)
+class Certificates:
+    ca: Path  # what a sender trusts
+    cert: Path  # the listener's, for localhost and 127.0.0.1, signed by the CA
+    key: Path
+
+
+@pytest.fixture
+def certificates(tmp_path: Path) -> Certificates:
+    """A test CA and a server certificate it signed (GnuTLS, as rsyslog uses it, wants a CA above the
+    certificate it checks, as a real deployment has)."""
     now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "loglake test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(*[False] * 5, True, True, False, False), critical=True)  # cert and CRL sign
+        .sign(ca_key, hashes.SHA256())
+    )
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     cert = (
         x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
     )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
+    made = Certificates(tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem")
+    made.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    made.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    made.key.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
-    return cert_path, key_path
+    return made
 
 
-def test_tls_with_a_test_certificate(syslog_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
-    cert, key = self_signed(tmp_path)
-    port = free_port()
-    server = syslog_server(
-        "--syslog-tcp", f"127.0.0.1:{port}", "--syslog-tls-cert", str(cert), "--syslog-tls-key", str(key)
+def tls_listening(port: int, certificates: Certificates) -> tuple[str, ...]:
+    return (
+        *("--syslog-tcp", f"127.0.0.1:{port}"),
+        *("--syslog-tls-cert", str(certificates.cert), "--syslog-tls-key", str(certificates.key)),
     )
+
+
+def test_tls_with_a_test_certificate(syslog_server: Callable[..., ServerProcess], certificates: Certificates) -> None:
+    port = free_port()
+    server = syslog_server(*tls_listening(port, certificates))
     with socket.create_connection(("127.0.0.1", port)) as plain:  # no TLS: nothing is taken from it
         plain.sendall(b"<14>1 - h plain - - - not over tls\n")
-    context = ssl.create_default_context(cafile=str(cert))
+    context = ssl.create_default_context(cafile=str(certificates.ca))
     with (
         socket.create_connection(("127.0.0.1", port)) as raw,
         context.wrap_socket(raw, server_hostname="localhost") as tls,
@@ -183,6 +219,45 @@ def test_tls_with_a_test_certificate(syslog_server: Callable[..., ServerProcess]
     assert (log["service"], log["message"]) == ("secure", "over tls\nwith a newline")
     time.sleep(0.5)  # past a commit interval: the plain connection's line would have been committed by now
     assert [log["service"] for log in recent(server)] == ["secure"]
+
+
+@pytest.mark.skipif(
+    shutil.which("rsyslogd") is None or not any(Path("/usr/lib").glob("*/rsyslog/lmnsd_gtls.so")),
+    reason="needs rsyslogd with its GnuTLS driver (Debian rsyslog-gnutls)",
+)
+def test_rsyslog_forwards_over_tls(
+    syslog_server: Callable[..., ServerProcess], certificates: Certificates, tmp_path: Path
+) -> None:
+    """rsyslogd's own TLS (omfwd with the gtls stream driver) relays to the TLS listener, checking the
+    listener's certificate against the test CA and its name (x509/name)."""
+    port, relay = free_port(), free_port()
+    server = syslog_server(*tls_listening(port, certificates))
+    config = tmp_path / "rsyslog.conf"
+    config.write_text(
+        f'global(workDirectory="{tmp_path}" defaultNetstreamDriverCAFile="{certificates.ca}")\n'
+        'module(load="imudp")\n'
+        f'input(type="imudp" address="127.0.0.1" port="{relay}")\n'
+        f'action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp" '
+        'streamDriver="gtls" streamDriverMode="1" streamDriverAuthMode="x509/name" '
+        'streamDriverPermittedPeers="localhost" '
+        'template="RSYSLOG_SyslogProtocol23Format" TCP_Framing="octet-counted")\n'
+    )
+    relaying = rsyslogd(config, tmp_path)
+    try:
+        deadline = time.monotonic() + 20
+        logs: list[dict] = []
+        while not logs and time.monotonic() < deadline:  # rsyslogd takes a moment to listen
+            logger(relay, "--udp", "--rfc3164", "-t", "via-tls", "-p", "local4.err", "relayed over TLS")
+            time.sleep(0.3)
+            logs = recent(server)
+    finally:
+        relaying.terminate()
+        relaying.wait(10)
+    assert logs, server.log_path.read_text()
+    assert {(log["service"], log["severity"], log["message"]) for log in logs} == {
+        ("via-tls", "error", "relayed over TLS")
+    }
+    assert all(log["attributes"]["facility"] == "local4" and "parse_error" not in log["attributes"] for log in logs)
 
 
 def test_lines_that_do_not_parse_are_stored_whole_and_counted(syslog_server: Callable[..., ServerProcess]) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from loglake.config import ConfigError, load_settings
-from loglake.protocols import syslog as syslog_module
-from loglake.protocols.syslog import Allowance, SyslogListeners, SyslogTally
+from loglake.protocols import syslog_commits
+from loglake.protocols.syslog import SyslogListeners
+from loglake.protocols.syslog_commits import Allowance, SyslogTally
 from loglake.runtime import Runtime
 from loglake.store.base import RecentQuery
 
@@ -129,7 +130,7 @@ def test_a_tcp_sender_over_the_rate_is_not_read_until_it_may_go_on(listening) ->
 
 
 def test_stopping_commits_what_was_read(listening, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(syslog_module, "BATCH_SECONDS", 3600.0)  # nothing is committed until the stop
+    monkeypatch.setattr(syslog_commits, "BATCH_SECONDS", 3600.0)  # nothing is committed until the stop
     syslog = listening()
     with socket.create_connection(("127.0.0.1", syslog.port)) as sock:
         sock.sendall(b"<14>1 - h a - - - read before the stop\n")

@@ -1,0 +1,156 @@
+"""What loglake.logging's background thread makes of a queued log call: its id and its POST /logs line.
+
+A log call captures what it must at once and nothing more (loglake.logging): a LogRecord's fields as a
+dict, or a structlog event as an `Event`. The message is formatted here, on the handler's thread, when
+its arguments are plain values (a str, a number...) that cannot change meanwhile; the handler formats
+others at the call. Here too come the id, the exception's traceback, the `extra=` fields and the fit to
+the server's limits: an entry the server would refuse for its size becomes one it takes, saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import msgspec
+
+from loglake.ids import format_uuid, uuid7_bytes
+from loglake.model import Limits
+
+# A LogRecord's own fields: anything else in its __dict__ came with `extra=` (or a filter).
+RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# Arguments of these types cannot change after the call: formatting them later gives the same text.
+PLAIN_ARGUMENTS = frozenset({str, int, float, bool, type(None), bytes})
+_LIMITS = Limits()  # a server's defaults: what a record must fit so that it is not refused
+_encode = msgspec.json.Encoder(enc_hook=str).encode
+_SEVERITIES = ((logging.CRITICAL, "critical"), (logging.ERROR, "error"), (logging.WARNING, "warning"))
+_SEVERITIES += ((logging.INFO, "info"),)
+
+
+class Event(NamedTuple):
+    """A log call that is not a LogRecord (the structlog processor's), stamped when it was made."""
+
+    created: float
+    level: int
+    logger: str
+    message: str
+    attributes: dict | None
+
+
+class _Line(msgspec.Struct):
+    """A record as POST /logs takes it, with the handler's own id (a retry is then stored once)."""
+
+    id: str
+    timestamp: int
+    service: str
+    log_type: str
+    severity: str
+    message: str
+    attributes: msgspec.Raw
+
+
+def message_of(msg: Any, args: Any) -> tuple[str, bool]:
+    """LogRecord.getMessage's text, and whether the arguments fitted the format (else the format and the
+    arguments as text: a bad log call must not lose the record)."""
+    try:
+        text = str(msg)
+        return (text % args if args else text), True
+    except Exception:
+        return f"{msg} {args!r}", False
+
+
+class LineMaker:
+    """Queued entries as (id, JSON line) for one handler's service and log type; `on_error()` hears each
+    log call whose arguments did not fit its format."""
+
+    def __init__(self, service: str, log_type: str, on_error: Callable[[], None]) -> None:
+        self.service = service
+        self.log_type = log_type
+        self.on_error = on_error
+
+    def line(self, entry: dict | Event) -> tuple[str, bytes]:
+        """The entry's id and its line, made once: a retry sends the same bytes."""
+        if type(entry) is dict:
+            message, fitted = message_of(entry["msg"], entry["args"])
+            if not fitted:
+                self.on_error()
+            created, level, logger = entry["created"], entry["levelno"], entry["name"]
+            extra_names = entry.keys() - RECORD_FIELDS
+            attributes: dict[str, Any] = {"logger": logger}
+            if extra_names:
+                attributes |= {name: entry[name] for name in extra_names}
+            exc_info = entry["exc_info"]
+            if exc_info and exc_info[1] is not None:
+                attributes["exception"] = _exception(exc_info)
+        else:
+            created, level, logger, message, extra = entry  # type: ignore[misc]
+            attributes = {"logger": logger} | extra if extra else {"logger": logger}
+        timestamp = int(created * 1000)
+        record_id = format_uuid(uuid7_bytes(timestamp))
+        line = _Line(
+            record_id,
+            timestamp,
+            self.service,
+            self.log_type,
+            severity(level),
+            _fit_message(message),
+            msgspec.Raw(_fit_attributes(attributes, logger)),
+        )
+        return record_id, _encode(line)
+
+
+def severity(level: int) -> str:
+    for floor, name in _SEVERITIES:
+        if level >= floor:
+            return name
+    return "debug"
+
+
+def _exception(exc_info: Any) -> dict[str, str]:
+    kind, value, trace = exc_info
+    return {
+        "type": kind.__name__ if kind is not None else "",
+        "message": str(value),
+        "traceback": "".join(traceback.format_exception(kind, value, trace)),
+    }
+
+
+def _fit_message(message: str) -> str:
+    """A message the server takes: not empty, within its size (cut at a character boundary)."""
+    if not message:
+        return "(empty message)"
+    limit = _LIMITS.max_message_bytes
+    if len(message) * 4 > limit and len(message.encode()) > limit:
+        return message.encode()[:limit].decode("utf-8", "ignore")
+    return message
+
+
+def _fit_attributes(attributes: dict[str, Any], logger: str) -> bytes:
+    """The attributes as JSON within the server's limits; when they do not fit, the logger's name and why."""
+    try:
+        data = _encode(attributes)
+    except Exception as e:  # a value whose str() raises, a key that is not text
+        return _encode({"logger": logger, "attributes_dropped": f"not JSON: {e}"})
+    problem = None
+    if len(data) > _LIMITS.max_attribute_bytes:
+        problem = f"over {_LIMITS.max_attribute_bytes} bytes as JSON"
+    elif len(attributes) > _LIMITS.max_attribute_keys:
+        problem = f"over {_LIMITS.max_attribute_keys} keys"
+    elif (
+        data.count(b"{") + data.count(b"[") > _LIMITS.max_attribute_depth
+        and _depth(msgspec.json.decode(data)) > _LIMITS.max_attribute_depth
+    ):
+        problem = f"nested deeper than {_LIMITS.max_attribute_depth} levels"
+    if problem is None:
+        return data
+    return _encode({"logger": logger, "attributes_dropped": problem})
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0

@@ -1,0 +1,219 @@
+"""loglake.logging's background thread: the queue's entries into batches, POSTed to /logs until stored.
+
+A batch holds at most `batch_size` records and BATCH_BYTES of JSON; it leaves when the queue holds a
+batch's worth or `flush_interval` seconds after the last one. It is retried with backoff (the retry
+helper, honouring Retry-After) on 408, 429, 5xx, 401/403 and when the server cannot be reached, for as
+long as it takes (the application's queue meanwhile fills, and drops); while closing, the last attempt
+comes at once. Records the server refuses for good (a 400 names them) are counted and the rest sent.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import httpx
+
+from loglake.retry import Backoff, TryAgain, retry_after_seconds
+
+BATCH_BYTES = 4 * 1024 * 1024  # a batch's JSON stays well below a server's largest body (10 MiB by default)
+_RETRY_STATUSES = frozenset({408, 429})
+
+
+class Counters:
+    """What became of the records (`sent`, `dropped`, `rejected`), `failed_attempts` to send, and `errors`
+    (bad log calls, and the handler's own bugs). Changed under a lock: application threads (drops) and
+    the handler's thread both add to them, on the rare paths only."""
+
+    def __init__(self) -> None:
+        self.sent = self.dropped = self.rejected = self.failed_attempts = self.errors = 0
+        self._lock = threading.Lock()
+
+    def add(self, counter: str, amount: int = 1) -> None:
+        with self._lock:
+            setattr(self, counter, getattr(self, counter) + amount)
+
+
+class Sender:
+    """Takes entries from `queue` (a deque the application appends to) and sends them as batches, on a
+    thread of its own. A threading.Event in the queue is a flush: set once what came before it is sent.
+    `line(entry)` gives an entry's id and JSON line; `on_sent(ids)` hears each batch stored."""
+
+    def __init__(
+        self,
+        url: str,
+        queue: deque,
+        line: Callable[[Any], tuple[str, bytes]],
+        counters: Counters,
+        *,
+        batch_size: int,
+        flush_interval: float,
+        timeout: float,
+        auth: httpx.Auth | None,
+        backoff: Backoff | None,
+        on_sent: Callable[[list[str]], None] | None,
+    ) -> None:
+        self.url = url
+        self.queue = queue
+        self.line = line
+        self.counters = counters
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.on_sent = on_sent
+        self.wake = threading.Event()
+        self.closing = threading.Event()
+        self._backoff = backoff or Backoff(first=0.2, cap=10.0, sleep=self._pause)
+        self._http = httpx.Client(timeout=timeout, auth=auth)
+        self._thread = threading.Thread(target=self._run, name="loglake-handler", daemon=True)
+        self._thread.start()
+        self.thread_id = self._thread.ident  # its own log calls (httpx's) must not feed the queue
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float) -> None:
+        """Stop after the batch under way (its last attempt at once), waiting at most `timeout` seconds."""
+        self.closing.set()
+        self.wake.set()
+        self._thread.join(timeout)
+        self._http.close()
+
+    def _run(self) -> None:
+        while not self.closing.is_set():
+            self.wake.wait(self.flush_interval)
+            self.wake.clear()
+            try:
+                self._drain()
+            except Exception:  # a bug must not end the thread: what is queued would never leave
+                self.counters.add("errors")
+
+    def _drain(self) -> None:
+        queue = self.queue
+        while queue:
+            batch: list[tuple[str, bytes]] = []
+            size = 0
+            marker = None
+            while queue and len(batch) < self.batch_size and size < BATCH_BYTES:
+                entry = queue.popleft()
+                if type(entry) is threading.Event:
+                    marker = entry  # a flush waits for what came before it only
+                    break
+                batch.append(self.line(entry))
+                size += len(batch[-1][1])
+            if batch:
+                self._send(batch)
+            if marker is not None:
+                marker.set()
+
+    def _send(self, batch: list[tuple[str, bytes]]) -> None:
+        """POST the batch until it is stored; records refused for good are counted and left out."""
+        while batch:
+            body = gzip.compress(b"\n".join(line for _, line in batch), compresslevel=1)
+            try:
+                self._backoff.run(functools.partial(self._post, body))
+            except _Refused as refused:
+                bad = refused.indexes or set(range(len(batch)))
+                self.counters.add("rejected", len(bad))
+                batch = [item for index, item in enumerate(batch) if index not in bad]
+                continue
+            except httpx.HTTPError:  # closing, and the server still does not take it
+                self.counters.add("dropped", len(batch))
+                return
+            ids = [record_id for record_id, _ in batch]
+            self.counters.add("sent", len(ids))
+            if self.on_sent is not None:
+                try:
+                    self.on_sent(ids)
+                except Exception:
+                    self.counters.add("errors")
+            return
+
+    def _post(self, body: bytes) -> None:
+        headers = {"content-type": "application/x-ndjson", "content-encoding": "gzip"}
+        try:
+            answer = self._http.post(self.url + "/logs", content=body, headers=headers)
+        except httpx.HTTPError as e:
+            self._failed(e, None)
+        status = answer.status_code
+        if status < 300:
+            return
+        # 401/403 too: a key being rotated, say (meanwhile the queue fills and drops, counted)
+        if status in _RETRY_STATUSES or status >= 500 or status in (401, 403):
+            error = httpx.HTTPStatusError(f"HTTP {status}", request=answer.request, response=answer)
+            self._failed(error, retry_after_seconds(answer.headers.get("retry-after"), time.time()))
+        raise _Refused(_refused_indexes(answer))
+
+    def _failed(self, error: httpx.HTTPError, retry_after: float | None) -> NoReturn:
+        """An attempt that may work later: tried again (TryAgain), unless the handler is closing."""
+        self.counters.add("failed_attempts")
+        if self.closing.is_set():
+            raise error
+        raise TryAgain(error, retry_after)
+
+    def _pause(self, seconds: float) -> None:
+        """The backoff's sleep: cut short when closing (the last attempt then comes at once)."""
+        self.closing.wait(seconds)
+
+
+class _Refused(Exception):
+    def __init__(self, indexes: set[int]) -> None:
+        self.indexes = indexes
+
+
+def _refused_indexes(answer: httpx.Response) -> set[int]:
+    """The records a 400 named (all of the batch when it names none)."""
+    try:
+        details = answer.json()["error"]["details"]
+        return {d["index"] for d in details if d.get("index", -1) >= 0}
+    except (ValueError, KeyError, TypeError):
+        return set()
+
+
+def auth(api_key: str | None, sigv4_region: str | None, credentials: Any) -> httpx.Auth | None:
+    """Bearer with the API key (else LOGLAKE_API_KEY), or SigV4 when a region is given."""
+    if sigv4_region:
+        return _SigV4(sigv4_region, credentials)
+    api_key = api_key or os.environ.get("LOGLAKE_API_KEY")
+    return _Bearer(api_key) if api_key else None
+
+
+class _Bearer(httpx.Auth):
+    def __init__(self, key: str) -> None:
+        self.header = f"Bearer {key}"
+
+    def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+        request.headers["authorization"] = self.header
+        yield request
+
+
+class _SigV4(httpx.Auth):
+    """Each request signed with AWS SigV4 (service execute-api), as loglake accepts for SigV4 keys."""
+
+    requires_request_body = True
+
+    def __init__(self, region: str, credentials: Any) -> None:
+        import botocore.session  # only when asked for: botocore takes a while to import
+
+        self.region = region
+        self.credentials = credentials or botocore.session.get_session().get_credentials()
+        if self.credentials is None:
+            raise ValueError("sigv4_region is set but botocore finds no AWS credentials (environment, profile, role)")
+
+    def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        signed = AWSRequest(method=request.method, url=str(request.url), data=request.content, headers={})
+        for name in ("content-type", "content-encoding"):
+            if name in request.headers:
+                signed.headers[name] = request.headers[name]
+        SigV4Auth(self.credentials.get_frozen_credentials(), "execute-api", self.region).add_auth(signed)
+        for name, value in signed.headers.items():
+            request.headers[name] = value
+        yield request
