@@ -324,9 +324,9 @@ def test_questions_asked_at_once_never_spend_more_than_the_budget(
 
 
 async def test_a_locked_ask_db_is_a_503_with_retry_after_and_nothing_is_asked(
-    ask_app: LoglakeApp, model_server: ModelServer, ask_settings: Settings
+    ask_app: LoglakeApp, model_server: ModelServer, ask_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ask_app.asking.busy_timeout_s = 0.1  # instead of 10 s, so the test need not wait
+    monkeypatch.setattr("loglake.ask.store.BUSY_TIMEOUT_S", 0.1)  # instead of 10 s, so the test need not wait
     model_server.say(sql_reply(COUNT_ERRORS))
     async with asgi_client(ask_app, key_for(ask_app, "read", "r")) as client:
         assert (await client.post("/ask", json={"question": "warm up"})).status_code == 200

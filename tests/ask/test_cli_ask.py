@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from loglake.ask.store import ASK_DB
 from loglake.rules.loader import load_rules
 from loglake.store.sqlite import SQLiteHotStore
 from tests.ask.lakes import fill
@@ -145,3 +147,21 @@ def test_url_and_a_local_model_or_data_dir_do_not_mix(data_dir: Path) -> None:
     assert both.exit_code == 2 and "not both" in both.output
     model = run_cli("ask", "--url", "http://127.0.0.1:9", "--llm-model", "m", "q")
     assert model.exit_code == 2 and "--llm-model" in model.output and "the server's model" in model.output
+
+
+def test_a_locked_ask_db_is_said_plainly(
+    data_dir: Path, model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_server.say(sql_reply(COUNT))
+    assert run_cli("ask", "--data-dir", str(data_dir), "records per service").exit_code == 0  # ask.db made
+    monkeypatch.setattr("loglake.ask.store.BUSY_TIMEOUT_S", 0.1)  # instead of 10 s, so the test need not wait
+    holder = sqlite3.connect(data_dir / ASK_DB, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a server writing ask.db
+    try:
+        busy = run_cli("ask", "--data-dir", str(data_dir), "records per service?")
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    assert busy.exit_code == 1 and "Traceback" not in busy.output
+    assert "ask.db stayed locked by another process's write for 0.1 s; retry shortly" in busy.stderr
+    assert len(model_server.seen) == 1

@@ -5,6 +5,8 @@ function has them, its own table and not the hot one."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -113,3 +115,15 @@ def test_the_deployment_file_s_ask_section() -> None:
     assert configured.ask == AskConfig(model=MODEL, conversation_hours=24)
     with pytest.raises(DeploymentConfigError, match="timeoutSeconds"):
         parse_deployment(document | {"ask": {"model": MODEL, "timeoutSeconds": 60}})
+
+
+def test_cfn_lint_finds_no_errors_with_ask(deployment, tmp_path: Path) -> None:
+    build_app(deployment, outdir=str(tmp_path), bundle=False).synth()
+    (template_file,) = tmp_path.glob("*.template.json")
+    lint = subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), "--format", "parseable", str(template_file)],
+        capture_output=True,
+        text=True,
+    )
+    errors = [line for line in lint.stdout.splitlines() if line.rsplit(":", 1)[-1].startswith("E")]
+    assert not errors, lint.stdout + lint.stderr

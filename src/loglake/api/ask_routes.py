@@ -28,7 +28,7 @@ from loglake.ask.errors import (
     NoProvider,
     ProviderError,
 )
-from loglake.ask.store import ASK_DB, BUSY_TIMEOUT_S, AskStore, AskStoreBusy, NoSuchConversation
+from loglake.ask.store import ASK_DB, AskStore, AskStoreBusy, NoSuchConversation
 from loglake.lake.query_answers import QueryBusy, result_to_dict
 from loglake.lake.sql_guard import QueryError
 
@@ -59,8 +59,6 @@ class Asking:
     """What the ask routes keep: the Asker (made on first use, from the settings), the per-key rate
     limits and the threads questions wait on."""
 
-    busy_timeout_s = BUSY_TIMEOUT_S  # of ask.db's writes (tests shorten it)
-
     def __init__(self, app: LoglakeApp) -> None:
         self.app = app
         per_minute = app.settings.llm_rate_per_minute
@@ -79,7 +77,7 @@ class Asking:
                 settings = self.app.settings
                 hours = settings.llm_conversation_hours
                 clock = self.app.runtime.clock
-                self._store = AskStore(settings.data_dir, clock, hours * 3_600_000, self.busy_timeout_s)
+                self._store = AskStore(settings.data_dir, clock, hours * 3_600_000)
             return self._store
 
     def asker(self) -> Any:

@@ -27,7 +27,7 @@ from loglake.sqlitedb import SharedConnection, migrate, use_wal, write_transacti
 
 ASK_DB = "ask.db"
 CACHE_MS = 5 * 60_000  # a cached answer's time literals were computed when it was made: keep it briefly
-BUSY_TIMEOUT_S = 10.0  # how long a write waits for another process's write to ask.db
+BUSY_TIMEOUT_S = 10.0  # how long a write waits for another process's write to ask.db (tests shorten it)
 
 MIGRATIONS = (
     """
@@ -116,12 +116,12 @@ class AskStore:
         data_dir: Path,
         clock: Callable[[], float],
         conversation_ms: int,
-        busy_timeout_s: float = BUSY_TIMEOUT_S,
+        busy_timeout_s: float | None = None,
     ) -> None:
         self._path = Path(data_dir) / ASK_DB
         self._db = SharedConnection(self._connect)
         self._clock = clock
-        self._busy_timeout_s = busy_timeout_s
+        self._busy_timeout_s = BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s
         self.conversation_ms = conversation_ms
 
     def _connect(self) -> sqlite3.Connection:
