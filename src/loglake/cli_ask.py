@@ -1,21 +1,25 @@
-"""`loglake ask`: questions in plain language over a data dir, a thin layer over loglake.ask."""
+"""`loglake ask`: questions in plain language, a thin layer over loglake.ask: in a data dir (with the
+model configured here), or through a running server's POST /ask (--url, with the server's model)."""
 
 from __future__ import annotations
 
 import sys
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
 import click
 
 from loglake.cli_lake import local_runtime, print_result
-from loglake.cli_options import CONTEXT, data_dir_option, json_text, printable, settings_options
+from loglake.cli_options import CONTEXT, data_dir_option, json_text, key_option, printable, settings_options
+from loglake.config import env_name
 
 ASK_PROMPT = "ask> "
 INTERACTIVE_HELP = (
     "Ask a question; follow-ups continue the conversation. /run runs the last answer, /rule drafts a rule "
     "from it, /quit ends."
 )
+ASK_TIMEOUT_S = 600.0  # a server's answer may take a model's few attempts, each up to its llm_timeout_seconds
 
 
 @click.command(context_settings=CONTEXT)
@@ -31,9 +35,18 @@ INTERACTIVE_HELP = (
     "--time-zone", default="UTC", show_default=True, help="Your IANA time zone ('today' starts at its midnight)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+@click.option(
+    "--url",
+    envvar=env_name("url"),
+    default=None,
+    help=f"Ask this running server (POST /ask, its model) instead of a data folder [env {env_name('url')}].",
+)
+@key_option
 @data_dir_option
 @settings_options("llm_")
+@click.pass_context
 def ask(
+    ctx: click.Context,
     question: str | None,
     conversation_id: str | None,
     run: bool,
@@ -42,12 +55,16 @@ def ask(
     yes: bool,
     time_zone: str,
     as_json: bool,
+    url: str | None,
+    api_key: str | None,
     data_dir: Path,
     **llm: Any,
 ) -> None:
     """Ask about your logs in plain language: the answer is checked SQL with what it would scan.
 
-    Nothing runs without --run. Without a question, asks interactively (a conversation).
+    Nothing runs without --run. Without a question, asks interactively (a conversation). With --url,
+    a running server answers with its model and its data (the key needs the read scope; --run what
+    POST /query needs; writing a rule, admin).
 
     \b
     Examples:
@@ -55,79 +72,104 @@ def ask(
       loglake ask --run --conversation ID "only for service payments"
       loglake ask --explain-sql "SELECT service, count(*) FROM logs GROUP BY ALL"
       loglake ask --as-rule "failed logins from one address in the last hour"
+      loglake ask --url https://logs.example.com "errors by service today"
     """
-    from loglake.ask.errors import NoProvider
-    from loglake.ask.providers import provider_from_settings
-    from loglake.ask.service import Asker
+    overrides = {name: value for name, value in llm.items() if value is not None}
+    if url is not None:
+        if ctx.get_parameter_source("data_dir") == click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("give --url (a server) or --data-dir (a data folder), not both")
+        if overrides:
+            flags = ", ".join("--" + name.replace("_", "-") for name in overrides)
+            raise click.UsageError(f"{flags}: with --url the server's model answers; these configure a local one")
+        from loglake.client import LoglakeClient
 
-    with local_runtime(data_dir, {name: value for name, value in llm.items() if value is not None}) as runtime:
+        with LoglakeClient(url, api_key, timeout=ASK_TIMEOUT_S) as client:
+            _converse(
+                _RemoteSession(client, time_zone, as_json, conversation_id), question, explain_sql, run, as_rule, yes
+            )
+        return
+    _check_provider(data_dir, overrides)
+    from loglake.ask.providers import provider_from_settings
+    from loglake.ask.service import Asker, LakeSource
+
+    with local_runtime(data_dir, overrides) as runtime:
+        asker = Asker(runtime.settings, LakeSource(runtime.lake.engine), provider_from_settings(runtime.settings))
         try:
-            provider = provider_from_settings(runtime.settings)
-        except NoProvider as e:
-            raise click.ClickException(str(e)) from None
-        asker = Asker(runtime.settings, runtime.lake.engine, provider)
-        try:
-            session = _Session(asker, runtime, time_zone, as_json, conversation_id)
-            if explain_sql is not None:
-                session.explain(explain_sql)
-            elif question is not None:
-                session.ask(question)
-                if run:
-                    session.run()
-                if as_rule:
-                    session.rule(yes)
-            else:
-                session.interactive(yes)
+            _converse(
+                _LocalSession(asker, runtime, time_zone, as_json, conversation_id),
+                question,
+                explain_sql,
+                run,
+                as_rule,
+                yes,
+            )
         finally:
             asker.store.close()
 
 
-class _Session:
-    def __init__(self, asker: Any, runtime: Any, time_zone: str, as_json: bool, conversation_id: str | None) -> None:
-        self.asker = asker
-        self.runtime = runtime
+def _check_provider(data_dir: Path, overrides: dict[str, Any]) -> None:
+    """Without a model there is nothing to ask, whatever the data: said first."""
+    from loglake.ask.providers import NOT_CONFIGURED
+    from loglake.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings({"data_dir": data_dir, **overrides})
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    if not settings.llm_provider:
+        raise click.ClickException(NOT_CONFIGURED)
+
+
+def _converse(
+    session: _Session, question: str | None, explain_sql: str | None, run: bool, as_rule: bool, yes: bool
+) -> None:
+    if explain_sql is not None:
+        session.explain(explain_sql)
+    elif question is not None:
+        session.ask(question, run)
+        if as_rule:
+            session.rule(yes)
+    else:
+        session.interactive(yes)
+
+
+class _Session(ABC):
+    """A conversation as the terminal shows it; the subclasses ask a data dir or a server, and give
+    answers as POST /ask, /ask/explain, /query and /ask/{id}/rule give them."""
+
+    rules_folder: str  # where a confirmed rule goes, as the prompt names it
+
+    def __init__(self, time_zone: str, as_json: bool, conversation_id: str | None) -> None:
         self.time_zone = time_zone
         self.as_json = as_json
         self.conversation_id = conversation_id
         self.last: dict[str, Any] | None = None
 
-    def ask(self, text: str) -> None:
-        from loglake.ask.service import Question
-
-        with _errors():
-            answer = self.asker.ask(Question(text, self.conversation_id, self.time_zone))
+    def ask(self, text: str, run: bool = False) -> None:
+        answer = self._ask(text, run)
         self.conversation_id = answer["conversation_id"]
         self.last = answer
         _show(answer, self.as_json)
+        if run and answer.get("sql"):
+            print_result(answer["result"] if "result" in answer else self._run(answer["sql"]), self._format)
 
     def explain(self, sql: str) -> None:
-        with _errors():
-            answer = self.asker.explain_sql(sql)
-        _show(answer, self.as_json)
+        _show(self._explain(sql), self.as_json)
 
     def run(self) -> None:
-        from loglake.lake.query_answers import result_to_dict
-
         if not self.last or not self.last["sql"]:
             raise click.ClickException("there is no answer with SQL to run yet")
-        with _errors():
-            result = result_to_dict(self.runtime.lake.engine.query(self.last["sql"]))
-        print_result(result, "json" if self.as_json else "table")
+        print_result(self._run(self.last["sql"]), self._format)
 
     def rule(self, yes: bool) -> None:
-        from loglake.ask.rule_draft import write_rule
-
         if self.conversation_id is None:
             raise click.ClickException("there is no answer to draft a rule from yet")
-        with _errors():
-            draft = self.asker.draft_rule(self.conversation_id, "")
-        click.echo(printable(draft.text, multiline=True))
-        if draft.problems:
-            raise click.ClickException("the drafted rule does not load: " + "; ".join(draft.problems))
-        folder = self.runtime.settings.rules_path
-        if yes or click.confirm(f"Write it to {folder / draft.file_name}?", default=False):
-            with _errors():
-                click.echo(f"written: {write_rule(draft, folder)}")
+        draft = self._draft()
+        click.echo(printable(draft["yaml"], multiline=True))
+        if draft["problems"]:
+            raise click.ClickException("the drafted rule does not load: " + "; ".join(draft["problems"]))
+        if yes or click.confirm(f"Write it ({draft['file']}) to {self.rules_folder}?", default=False):
+            click.echo(f"written: {self._write()}")
 
     def interactive(self, yes: bool) -> None:
         click.echo(INTERACTIVE_HELP, err=True)
@@ -147,9 +189,96 @@ class _Session:
             except click.ClickException as e:  # the session goes on
                 click.echo(f"Error: {printable(e.message, multiline=True)}", err=True)
 
+    @property
+    def _format(self) -> str:
+        return "json" if self.as_json else "table"
+
+    @abstractmethod
+    def _ask(self, text: str, run: bool) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _explain(self, sql: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _run(self, sql: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _draft(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _write(self) -> str:
+        """Write the rule just drafted; where it went."""
+
+
+class _LocalSession(_Session):
+    def __init__(self, asker: Any, runtime: Any, time_zone: str, as_json: bool, conversation_id: str | None) -> None:
+        super().__init__(time_zone, as_json, conversation_id)
+        self.asker = asker
+        self.runtime = runtime
+        self.rules_folder = str(runtime.settings.rules_path)
+        self._drafted: Any = None
+
+    def _ask(self, text: str, run: bool) -> dict[str, Any]:
+        from loglake.ask.service import Question
+
+        with _errors():
+            return self.asker.ask(Question(text, self.conversation_id, self.time_zone))
+
+    def _explain(self, sql: str) -> dict[str, Any]:
+        with _errors():
+            return self.asker.explain_sql(sql)
+
+    def _run(self, sql: str) -> dict[str, Any]:
+        from loglake.lake.query_answers import result_to_dict
+
+        with _errors():
+            return result_to_dict(self.runtime.lake.engine.query(sql))
+
+    def _draft(self) -> dict[str, Any]:
+        with _errors():
+            self._drafted = self.asker.draft_rule(self.conversation_id, "")
+        return self._drafted.to_dict()
+
+    def _write(self) -> str:
+        from loglake.ask.rule_draft import write_rule
+
+        with _errors():
+            return str(write_rule(self._drafted, self.runtime.settings.rules_path))
+
+
+class _RemoteSession(_Session):
+    """Through a server: POST /ask (with run), /query for /run, /ask/{id}/rule to draft and to write."""
+
+    rules_folder = "the server's rules folder"
+
+    def __init__(self, client: Any, time_zone: str, as_json: bool, conversation_id: str | None) -> None:
+        super().__init__(time_zone, as_json, conversation_id)
+        self.client = client
+
+    def _ask(self, text: str, run: bool) -> dict[str, Any]:
+        body = {"question": text, "conversation_id": self.conversation_id, "run": run, "time_zone": self.time_zone}
+        with _errors():
+            return self.client.ask(body)
+
+    def _explain(self, sql: str) -> dict[str, Any]:
+        with _errors():
+            return self.client.explain_sql(sql)
+
+    def _run(self, sql: str) -> dict[str, Any]:
+        with _errors():
+            return self.client.query(sql)
+
+    def _draft(self) -> dict[str, Any]:
+        with _errors():
+            return self.client.draft_rule(self.conversation_id, confirm=False)
+
+    def _write(self) -> str:
+        with _errors():
+            return self.client.draft_rule(self.conversation_id, confirm=True)["written"]
+
 
 class _errors:
-    """The library's errors as the CLI's (the message says what to do next)."""
+    """The library's and the client's errors as the CLI's (the message says what to do next)."""
 
     def __enter__(self) -> None:
         return None
@@ -157,12 +286,15 @@ class _errors:
     def __exit__(self, kind: Any, error: BaseException | None, trace: Any) -> None:
         from loglake.ask.errors import AnswerRefused, AskError, BudgetExhausted, ProviderError
         from loglake.ask.rule_draft import RuleExists
-        from loglake.ask.store import NoSuchConversation
+        from loglake.ask.store import AskStoreBusy, NoSuchConversation
+        from loglake.client import ClientError
         from loglake.lake.query_answers import QueryBusy
         from loglake.lake.sql_guard import QueryError
 
-        if isinstance(error, ProviderError | AskError | BudgetExhausted | RuleExists | QueryBusy):
+        if isinstance(error, ProviderError | AskError | BudgetExhausted | RuleExists | QueryBusy | ClientError):
             raise click.ClickException(str(error)) from None
+        if isinstance(error, AskStoreBusy):
+            raise click.ClickException(f"{error} (a server or another `loglake ask` is writing it)") from None
         if isinstance(error, QueryError):
             raise click.ClickException(error.message) from None
         if isinstance(error, AnswerRefused):

@@ -120,6 +120,17 @@ class LoglakeClient:
     def get(self, log_id: str) -> dict[str, Any]:
         return self._request("GET", f"/logs/{quote(log_id, safe='')}")
 
+    # Asking is never retried here: each try calls the server's model again (and spends its tokens).
+    def ask(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", "/ask", json=body, attempts=1)
+
+    def explain_sql(self, sql: str) -> dict[str, Any]:
+        return self._request("POST", "/ask/explain", json={"sql": sql}, attempts=1)
+
+    def draft_rule(self, conversation_id: str, confirm: bool) -> dict[str, Any]:
+        path = f"/ask/{quote(conversation_id, safe='')}/rule"
+        return self._request("POST", path, json={"confirm": confirm}, attempts=1)
+
     def _request(
         self,
         method: str,
@@ -128,6 +139,7 @@ class LoglakeClient:
         retry_unreachable: bool = False,
         give_up_after: float | None = READ_GIVE_UP_SECONDS,
         on_retry: OnRetry | None = None,
+        attempts: int | None = None,
         **kwargs: Any,
     ) -> Any:
         def attempt() -> Any:
@@ -148,7 +160,8 @@ class LoglakeClient:
                 raise TryAgain(error, retry_after_seconds(response.headers.get("retry-after"), time.time()))
             raise error
 
-        attempts = None if retry_unreachable else READ_ATTEMPTS
+        if attempts is None:
+            attempts = None if retry_unreachable else READ_ATTEMPTS
         return self.backoff.run(attempt, attempts=attempts, give_up_after=give_up_after, on_retry=on_retry)
 
 

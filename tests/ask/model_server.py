@@ -26,6 +26,7 @@ class Failure:
 
 
 STALL = "stall"  # a scripted reply: answer nothing until the test ends (the client times out)
+GATHER_S = 2.0
 
 
 @dataclass
@@ -63,9 +64,17 @@ class ModelServer:
     answers: dict[str, str] = field(default_factory=dict)  # the last user message -> the reply
     seen: list[Seen] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
+    # Each call waits until this many have come (or GATHER_S passed): calls overlap, as at a busy model.
+    gather: int = 0
+    _arrived: threading.Condition = field(default_factory=threading.Condition)
 
     def say(self, *replies: str | Failure) -> None:
         self.replies.extend(replies)
+
+    def _gathered(self) -> None:
+        with self._arrived:
+            self._arrived.notify_all()
+            self._arrived.wait_for(lambda: len(self.seen) >= self.gather, timeout=GATHER_S)
 
     def _reply(self, question: str) -> str | Failure:
         if self.replies:
@@ -81,7 +90,9 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
             seen = Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-            server.seen.append(seen)
+            with server._arrived:
+                server.seen.append(seen)
+            server._gathered()
             reply = server._reply(seen.texts[-1] if seen.texts else "")
             if reply == STALL:
                 server.release.wait(30)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -10,6 +12,9 @@ import httpx
 import pytest
 
 from loglake.api.app import LoglakeApp
+from loglake.ask.errors import BudgetExhausted
+from loglake.ask.providers import Message, most_tokens
+from loglake.ask.service import Question
 from loglake.ask.store import ASK_DB
 from loglake.config import Settings
 from loglake.rules.loader import load_rules
@@ -232,23 +237,112 @@ async def test_each_key_has_its_rate_of_questions(
     assert "llm_rate_per_minute" in limited.json()["error"]["message"]
 
 
+def most_a_question_may_use(application: LoglakeApp, question: str) -> int:
+    """The tokens a question's call reserves: its prompt's bytes, the template's and the longest answer."""
+    prompt = application.asking.asker().source.prompt(int(NOW * 1000), "UTC").system
+    return most_tokens(prompt, [Message("user", question)])
+
+
 async def test_the_daily_token_budget_stops_questions_until_midnight_utc(
     ask_settings: Settings, clock: Clock, model_server: ModelServer
 ) -> None:
-    application = make_app(Settings(**{**ask_settings.__dict__, "llm_daily_tokens": 10}), clock)
+    probe = make_app(ask_settings, clock)
+    try:
+        reserved = most_a_question_may_use(probe, "a")
+    finally:
+        probe.close()
+    # Room for one question's reservation; what it really uses (a quarter of that) leaves too little for another.
+    application = make_app(Settings(**{**ask_settings.__dict__, "llm_daily_tokens": reserved + reserved // 8}), clock)
     try:
         model_server.say(sql_reply(COUNT_ERRORS), sql_reply(COUNT_ERRORS))
         async with asgi_client(application, key_for(application, "read", "r")) as client:
-            assert (await client.post("/ask", json={"question": "a"})).status_code == 200  # spends > 10 tokens
+            assert (await client.post("/ask", json={"question": "a"})).status_code == 200
             spent = await client.post("/ask", json={"question": "b"})
             clock.now += 23 * 3600  # the next UTC day
             renewed = await client.post("/ask", json={"question": "c"})
     finally:
         application.close()
     assert spent.status_code == 429 and spent.json()["error"]["code"] == "token_budget_spent"
+    assert "renews at 00:00 UTC" in spent.json()["error"]["message"]
     assert int(spent.headers["retry-after"]) == 23 * 3600  # NOW is 01:00 UTC
     assert renewed.status_code == 200
     assert len(model_server.seen) == 2
+
+
+async def test_a_budget_too_small_for_any_question_says_to_raise_it(
+    ask_settings: Settings, clock: Clock, model_server: ModelServer
+) -> None:
+    application = make_app(Settings(**{**ask_settings.__dict__, "llm_daily_tokens": 10}), clock)
+    try:
+        async with asgi_client(application, key_for(application, "read", "r")) as client:
+            refused = await client.post("/ask", json={"question": "a"})
+    finally:
+        application.close()
+    assert refused.status_code == 429 and "raise llm_daily_tokens" in refused.json()["error"]["message"]
+    assert model_server.seen == []
+
+
+def test_questions_asked_at_once_never_spend_more_than_the_budget(
+    ask_settings: Settings, clock: Clock, model_server: ModelServer
+) -> None:
+    """Eight threads ask at once; the model answers only when all have called (or after two seconds),
+    so questions that were let through wait for each other. Without reservations all eight pass the
+    check of what is spent (nothing yet) and together spend twice the budget."""
+    probe = make_app(ask_settings, clock)
+    try:
+        reserved = most_a_question_may_use(probe, "question 0")
+    finally:
+        probe.close()
+    budget = reserved + reserved // 4
+    application = make_app(Settings(**{**ask_settings.__dict__, "llm_daily_tokens": budget}), clock)
+    model_server.gather = 8
+    model_server.answers = {f"question {i}": sql_reply(COUNT_ERRORS) for i in range(8)}
+    asker = application.asking.asker()
+    start = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def ask(i: int) -> None:
+        start.wait()
+        try:
+            asker.ask(Question(f"question {i}"))
+            outcomes.append("answered")
+        except BudgetExhausted:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        (use,) = application.asking.store.usage()
+    finally:
+        application.close()
+    assert len(outcomes) == 8 and outcomes.count("answered") >= 1 and outcomes.count("refused") >= 1
+    assert use.requests == outcomes.count("answered") == len(model_server.seen)
+    assert use.input_tokens + use.output_tokens <= budget
+
+
+async def test_a_locked_ask_db_is_a_503_with_retry_after_and_nothing_is_asked(
+    ask_app: LoglakeApp, model_server: ModelServer, ask_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("loglake.ask.store.BUSY_TIMEOUT_S", 0.1)  # instead of 10 s, so the test need not wait
+    model_server.say(sql_reply(COUNT_ERRORS))
+    async with asgi_client(ask_app, key_for(ask_app, "read", "r")) as client:
+        assert (await client.post("/ask", json={"question": "warm up"})).status_code == 200
+        holder = sqlite3.connect(ask_settings.data_dir / ASK_DB, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # a `loglake ask` writing ask.db
+        try:
+            busy = await client.post("/ask", json={"question": "how many errors?"})
+            ask_app.asking.store.close()  # the next use opens ask.db again, as a freshly started server does
+            metrics = await client.get("/metrics")
+        finally:
+            holder.execute("COMMIT")
+            holder.close()
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1", busy.text
+    assert busy.json()["error"]["message"] == "ask.db stayed locked by another process's write for 0.1 s; retry shortly"
+    assert len(model_server.seen) == 1  # the budget's reservation comes first: the model was not called
+    assert metrics.status_code == 200 and "loglake_ask_questions_total" in metrics.text
 
 
 async def test_model_failures_are_502_and_503_with_clear_messages(

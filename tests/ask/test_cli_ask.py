@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from loglake.ask.store import ASK_DB
 from loglake.rules.loader import load_rules
 from loglake.store.sqlite import SQLiteHotStore
 from tests.ask.lakes import fill
@@ -95,3 +97,71 @@ def test_without_a_model_it_says_how_to_configure_one(data_dir: Path, monkeypatc
     monkeypatch.delenv("LOGLAKE_LLM_PROVIDER")
     shown = run_cli("ask", "--data-dir", str(data_dir), "anything")
     assert shown.exit_code == 1 and "--llm-provider" in shown.output
+
+
+def test_without_a_data_dir_or_a_model_it_says_first_that_no_model_is_configured(
+    tmp_path: Path, no_loglake_environment: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOGLAKE_DATA_DIR", str(tmp_path / "nothing-here"))
+    shown = run_cli("ask", "how many errors today?")
+    assert shown.exit_code == 1
+    assert "no language model is configured" in shown.output and "no loglake data" not in shown.output
+
+
+def test_ask_through_a_running_server(
+    data_dir: Path, model_server: ModelServer, server_factory, admin_key_of, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--url: the server's model and data answer (POST /ask, /query, /ask/{id}/rule), whatever this
+    shell's LOGLAKE_LLM_* say; --run, --conversation, --as-rule and interactive mode work as locally."""
+    server = server_factory(
+        data_dir,
+        *("--llm-provider", "openai", "--llm-endpoint", model_server.url + "/v1", "--llm-model", "served-model"),
+    )
+    monkeypatch.setenv("LOGLAKE_API_KEY", admin_key_of(server))
+    model_server.say(sql_reply(COUNT, "Counts the records of each service."), sql_reply(COUNT + " ORDER BY 2 DESC"))
+    ran = run_cli("ask", "--url", server.url, "--run", "--json", "records per service")
+    assert ran.exit_code == 0, ran.output
+    answer_text, table = ran.stdout.split("\n}\n", 1)
+    answer = json.loads(answer_text + "}")
+    assert answer["sql"].startswith("SELECT") and "payments" in table
+    assert model_server.seen[0].path == "/v1/chat/completions" and model_server.seen[0].body["model"] == "served-model"
+    follow = run_cli("ask", "--url", server.url, "--conversation", answer["conversation_id"], "busiest first")
+    assert follow.exit_code == 0, follow.output
+    assert model_server.seen[1].texts[0] == "records per service" and "ORDER BY" in follow.stdout
+    rule = run_cli(
+        "ask", "--url", server.url, "--conversation", answer["conversation_id"], "--as-rule", "--yes", "again"
+    )
+    assert rule.exit_code == 0, rule.output
+    written = rule.stdout.rsplit("written: ", 1)[1].strip()
+    assert Path(written).parent == data_dir / "rules" and "group_by:\n- service" in Path(written).read_text()
+    drop = "```sql\nDROP TABLE logs\n```"
+    model_server.say(drop, drop, drop, sql_reply(COUNT))
+    chat = run_cli("ask", "--url", server.url, input="drop it\nrecords per service\n/run\n/quit\n")
+    assert chat.exit_code == 0, chat.output
+    assert "Error: HTTP 502: the model's answers were refused 3 times" in chat.stderr
+    assert "payments" in chat.stdout.rsplit("COUNT(*) AS records", 1)[1]  # /run ran the last answer (POST /query)
+
+
+def test_url_and_a_local_model_or_data_dir_do_not_mix(data_dir: Path) -> None:
+    both = run_cli("ask", "--url", "http://127.0.0.1:9", "--data-dir", str(data_dir), "q")
+    assert both.exit_code == 2 and "not both" in both.output
+    model = run_cli("ask", "--url", "http://127.0.0.1:9", "--llm-model", "m", "q")
+    assert model.exit_code == 2 and "--llm-model" in model.output and "the server's model" in model.output
+
+
+def test_a_locked_ask_db_is_said_plainly(
+    data_dir: Path, model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_server.say(sql_reply(COUNT))
+    assert run_cli("ask", "--data-dir", str(data_dir), "records per service").exit_code == 0  # ask.db made
+    monkeypatch.setattr("loglake.ask.store.BUSY_TIMEOUT_S", 0.1)  # instead of 10 s, so the test need not wait
+    holder = sqlite3.connect(data_dir / ASK_DB, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a server writing ask.db
+    try:
+        busy = run_cli("ask", "--data-dir", str(data_dir), "records per service?")
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    assert busy.exit_code == 1 and "Traceback" not in busy.output
+    assert "ask.db stayed locked by another process's write for 0.1 s; retry shortly" in busy.stderr
+    assert len(model_server.seen) == 1

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from loglake.aws import handlers
+from tests.ask.model_server import model_server  # noqa: F401  (Bedrock's stand-in, for the ask function)
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,8 @@ HANDLER_MODULES = [
     "loglake.aws.amplify_steps",
     "loglake.amplify.source",
     "loglake.lake.objectstore",
+    "loglake.aws.ask",
+    "loglake.ask.rule_draft",
 ]
 
 

@@ -251,7 +251,7 @@ def test_every_deployment_problem_is_named_at_once() -> None:
     with pytest.raises(DeploymentConfigError) as caught:
         parse_deployment(bad)
     assert str(caught.value).split("; ") == [
-        "the configuration: unknown field colour (allowed: account, amplifyConfig, amplifyRoles, corsAllowOrigins,"
+        "the configuration: unknown field colour (allowed: account, amplifyConfig, amplifyRoles, ask, corsAllowOrigins,"
         " detections, dynamodb, environment, naming, region, retentionDays, tags)",
         "account: '12345' is not a 12-digit AWS account id",
         "tags.Owner: '' is not a non-empty text",

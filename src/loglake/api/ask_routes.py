@@ -8,7 +8,6 @@ goes through the query threads and the engine exactly as POST /query does, with 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,7 @@ from loglake.ask.errors import (
     NoProvider,
     ProviderError,
 )
-from loglake.ask.store import ASK_DB, AskStore, NoSuchConversation
+from loglake.ask.store import ASK_DB, AskStore, AskStoreBusy, NoSuchConversation
 from loglake.lake.query_answers import QueryBusy, result_to_dict
 from loglake.lake.sql_guard import QueryError
 
@@ -77,13 +76,14 @@ class Asking:
             if self._store is None:
                 settings = self.app.settings
                 hours = settings.llm_conversation_hours
-                self._store = AskStore(settings.data_dir, self.app.runtime.clock, hours * 3_600_000)
+                clock = self.app.runtime.clock
+                self._store = AskStore(settings.data_dir, clock, hours * 3_600_000)
             return self._store
 
     def asker(self) -> Any:
         """The Asker, made on the first question (on an ask thread: it imports the models' clients)."""
         from loglake.ask.providers import provider_from_settings
-        from loglake.ask.service import Asker
+        from loglake.ask.service import Asker, LakeSource
 
         if self.app.lake is None:
             raise ApiError(501, "not_available", "asking needs the lake, which this server's store does not have")
@@ -93,9 +93,8 @@ class Asking:
                     provider = provider_from_settings(self.app.settings)
                 except NoProvider as e:
                     raise ApiError(501, "not_configured", str(e)) from None
-                self._asker = Asker(
-                    self.app.settings, self.app.lake.engine, provider, self.app.runtime.clock, self.store
-                )
+                source = LakeSource(self.app.lake.engine)
+                self._asker = Asker(self.app.settings, source, provider, self.app.runtime.clock, self.store)
             return self._asker
 
     async def call(self, fn: Callable[[], T]) -> T:
@@ -125,7 +124,11 @@ class Asking:
         tokens = Counter("loglake_llm_tokens_total", "Tokens used, by provider and direction.", ("provider", "kind"))
         cost = Counter("loglake_llm_cost_usd_total", "Estimated cost of the tokens used, in USD.", ("provider",))
         kept = self._store is not None or (settings.data_dir / ASK_DB).exists()  # no file made for a scrape
-        for use in self.store.usage() if kept and self.app.lake is not None else ():
+        try:
+            uses = self.store.usage() if kept and self.app.lake is not None else []
+        except AskStoreBusy:  # another process holds ask.db: this scrape goes without its usage
+            uses = []
+        for use in uses:
             requests.inc((use.provider,), use.requests)
             tokens.inc((use.provider, "input"), use.input_tokens)
             tokens.inc((use.provider, "output"), use.output_tokens)
@@ -182,7 +185,7 @@ async def rule(app: LoglakeApp, request: Request, conversation_id: str) -> Resul
         try:
             path = await app.run_read(write_rule, draft, app.settings.rules_path)
         except RuleExists as e:
-            raise ApiError(409, "rule_exists", f"{e}; draft again for a new file name") from None
+            raise ApiError(409, "rule_exists", f"{e}: this answer's rule was written before") from None
         answer["written"] = str(path)
     return Result(200, answer)
 
@@ -191,42 +194,53 @@ async def _asked(asking: Asking, fn: Callable[[Any], T]) -> T:
     """Run `fn` with the Asker on the ask threads, its errors as the API's."""
     try:
         return await asking.call(lambda: fn(asking.asker()))
-    except AskError as e:
-        asking.outcomes.inc(("invalid",))
-        raise ApiError(400, "invalid_request", str(e)) from None
-    except NoSuchConversation as e:
-        raise ApiError(
-            404, "not_found", f"no conversation {e} of this key (they expire); leave conversation_id out to start one"
-        ) from None
-    except BudgetExhausted as e:
-        asking.outcomes.inc(("budget",))
-        raise ApiError(
-            429, "token_budget_spent", str(e), headers=[(b"retry-after", str(e.retry_after_s).encode())]
-        ) from None
-    except ProviderError as e:
-        asking.outcomes.inc(("provider_error",))
+    except ASK_ERRORS as e:
+        raise api_error(e, asking.outcomes) from None
+
+
+def api_error(error: Exception, outcomes: Counter | None = None) -> ApiError:
+    """The API's answer to one of ASK_ERRORS (counted in `outcomes` where it is a question's outcome)."""
+    outcome, answer = _mapped(error)
+    if outcome and outcomes is not None:
+        outcomes.inc((outcome,))
+    return answer
+
+
+def _mapped(e: Exception) -> tuple[str | None, ApiError]:
+    if isinstance(e, AskError):
+        return "invalid", ApiError(400, "invalid_request", str(e))
+    if isinstance(e, NoSuchConversation):
+        message = f"no conversation {e} of this key (they expire); leave conversation_id out to start one"
+        return None, ApiError(404, "not_found", message)
+    if isinstance(e, BudgetExhausted):
+        retry = [(b"retry-after", str(e.retry_after_s).encode())]
+        return "budget", ApiError(429, "token_budget_spent", str(e), headers=retry)
+    if isinstance(e, ProviderError):
         headers = [(b"retry-after", b"5")] if e.status == 503 else []
-        raise ApiError(
-            e.status, "model_unavailable" if e.status == 503 else "model_error", e.message, headers=headers
-        ) from None
-    except AnswerRefused as e:
-        asking.outcomes.inc(("refused",))
+        code = "model_unavailable" if e.status == 503 else "model_error"
+        return "provider_error", ApiError(e.status, code, e.message, headers=headers)
+    if isinstance(e, AnswerRefused):
         details = [{"field": "sql", "reason": e.sql}] if e.sql else []
-        raise ApiError(
-            502,
-            "model_answer_refused",
-            f"the model's answers were refused {e.attempts} times; the last reason: {e.reason}. Rephrase the question",
-            details,
-        ) from None
-    except (QueryError, QueryBusy) as e:  # QueryBusy: the estimate plans on the query connections, all busy
-        raise query_error(e) from None
-    except sqlite3.OperationalError as e:
-        if "locked" not in str(e):
-            raise
-        # Another process (a `loglake ask`) held ask.db's write lock past the busy timeout.
-        raise ApiError(
-            503, "busy", "ask.db is busy with another write; retry shortly", [], [(b"retry-after", b"1")]
-        ) from None
+        message = (
+            f"the model's answers were refused {e.attempts} times; the last reason: {e.reason}. Rephrase the question"
+        )
+        return "refused", ApiError(502, "model_answer_refused", message, details)
+    if isinstance(e, AskStoreBusy):  # another process (a `loglake ask`) held ask.db past the busy timeout
+        return "busy", ApiError(503, "busy", str(e), [], [(b"retry-after", b"1")])
+    assert isinstance(e, QueryError | QueryBusy)  # QueryBusy: the estimate plans on the query connections
+    return None, query_error(e)
+
+
+ASK_ERRORS = (
+    AskError,
+    NoSuchConversation,
+    BudgetExhausted,
+    ProviderError,
+    AnswerRefused,
+    AskStoreBusy,
+    QueryError,
+    QueryBusy,
+)
 
 
 async def _run(app: LoglakeApp, sql: str) -> dict[str, Any]:
@@ -244,8 +258,13 @@ async def _run(app: LoglakeApp, sql: str) -> dict[str, Any]:
 def _body(app: LoglakeApp, request: Request, kind: type[T], example: str, empty_ok: bool = False) -> T:
     if empty_ok and not decode_content(request, request.body, app.settings.max_body_bytes).strip():
         return msgspec.convert({}, kind)
+    return read_body(json_body(app, request, example), kind, example)
+
+
+def read_body(value: dict[str, Any], kind: type[T], example: str) -> T:
+    """A decoded JSON object as the route's body; ApiError 400 naming the field otherwise."""
     try:
-        return msgspec.convert(json_body(app, request, example), kind)
+        return msgspec.convert(value, kind)
     except msgspec.ValidationError as e:
         raise ApiError(400, "invalid_request", f"{e}; send e.g. {example}") from None
 
@@ -266,10 +285,16 @@ def _request(schema: dict) -> dict:
 
 
 _MODEL_ERRORS = {
-    "429": _error("Rate limited (llm_rate_per_minute per key) or today's token budget spent; see Retry-After"),
+    "429": _error(
+        "Rate limited (llm_rate_per_minute per key), or the question does not fit in what is left of today's "
+        "token budget (spent, or held by questions being answered); see Retry-After"
+    ),
     "501": _error("No language model configured (llm_provider), or no lake"),
     "502": _error("The model answered with an error, or its answers were refused (model_answer_refused)"),
-    "503": _error("The model did not answer in time, was unreachable or overloaded; see Retry-After"),
+    "503": _error(
+        "The model did not answer in time, was unreachable or overloaded, or ask.db was locked by another "
+        "process; see Retry-After"
+    ),
 }
 
 OPENAPI_PATHS = {

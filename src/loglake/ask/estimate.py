@@ -45,12 +45,13 @@ class Estimate:
     bytes: int = 0  # compressed bytes of the columns read in those row groups
     row_groups: int = 0
     rows: int = 0  # rows in the row groups read: an upper bound of the rows the scans give the query
-    total_files: int = 0  # of the tables read, for scale
-    total_bytes: int = 0
+    total_files: int | None = 0  # of the tables read, for scale (None: not listed, on AWS)
+    total_bytes: int | None = 0
     since_ms: int | None = None  # the time span of the row groups read
     until_ms: int | None = None
     time_filtered: bool = False
     pruned: bool = True  # False: the plan showed no pruning (an S3 lake): every file counted whole
+    price: dict[str, Any] | None = None  # what the scan costs where it is billed by bytes (Athena)
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +67,7 @@ class Estimate:
             "until": format_datetime(self.until_ms) if self.until_ms is not None else None,
             "time_filtered": self.time_filtered,
             "pruned": self.pruned,
+            "price": self.price,
         }
 
 

@@ -28,6 +28,7 @@ _BARE_SQL = re.compile(
     re.IGNORECASE,
 )
 TIME_COLUMNS = ("timestamp", "date")
+SQL_FENCES = ("", "sql", "duckdb", "postgresql", "trino", "presto", "athena")
 
 
 class Refusal(Exception):
@@ -59,7 +60,7 @@ class TimeRange:
 def read_answer(text: str) -> ModelAnswer:
     """The SQL of a model's answer (one fenced block, or a bare SELECT) and its explanation."""
     blocks = [(lang.lower(), body.strip()) for lang, body in _FENCE.findall(text)]
-    code = [body for lang, body in blocks if lang in ("", "sql", "duckdb", "postgresql") and body]
+    code = [body for lang, body in blocks if lang in SQL_FENCES and body]
     if len(code) > 1:
         raise Refusal(f"the answer holds {len(code)} SQL blocks; answer with exactly one SELECT in one ```sql block")
     outside = _FENCE.sub(" ", text)
@@ -72,14 +73,17 @@ def read_answer(text: str) -> ModelAnswer:
     return ModelAnswer(sql.strip().rstrip(";").strip(), _short(outside))
 
 
-def check_sql(sql: str, tables: Collection[str], max_rows: int, implied: TimeRange | None = None) -> CheckedSql:
-    """`sql` as it may run: Refusal with the reason when it may not."""
+def check_sql(
+    sql: str, tables: Collection[str], max_rows: int, implied: TimeRange | None = None, dialect: str = "duckdb"
+) -> CheckedSql:
+    """`sql` (in sqlglot's `dialect`) as it may run: Refusal with the reason when it may not. DuckDB's
+    parse checks Athena's SQL too, as the Athena engine does (aws/athena.py)."""
     try:
         check_select(sql, tables)
     except QueryError as e:
         raise Refusal(e.message) from None
     try:
-        parsed = sqlglot.parse(sql, read="duckdb")
+        parsed = sqlglot.parse(sql, read=dialect)
     except sqlglot.errors.ParseError as e:
         raise Refusal(f"the SQL does not parse: {str(e).splitlines()[0]}") from None
     statements = [p for p in parsed if p is not None]
@@ -98,14 +102,14 @@ def check_sql(sql: str, tables: Collection[str], max_rows: int, implied: TimeRan
         checked.added_limit = True
     if implied is not None and not has_time_filter(tree):
         if _addable(tree):
-            tree = _with_time_range(tree, implied)
+            tree = _with_time_range(tree, implied, dialect)
             checked.added_time_range = True
         else:
             checked.warnings.append(
                 f"the question says {implied.phrase!r} but the SQL filters on no time, and loglake could not add "
                 "the range to it: it reads every day"
             )
-    checked.sql = _formatted(tree, sql, max_rows if checked.added_limit else None, tables)
+    checked.sql = _formatted(tree, sql, max_rows if checked.added_limit else None, tables, dialect)
     return checked
 
 
@@ -115,9 +119,9 @@ def tables_of(tree: exp.Expression) -> list[str]:
     return sorted({t.name.lower() for t in tree.find_all(exp.Table) if t.name} - ctes)
 
 
-def tables_read(sql: str) -> list[str]:
+def tables_read(sql: str, dialect: str = "duckdb") -> list[str]:
     """The tables a query the sandbox accepted reads."""
-    return tables_of(sqlglot.parse_one(sql, read="duckdb"))
+    return tables_of(sqlglot.parse_one(sql, read=dialect))
 
 
 def has_time_filter(tree: exp.Expression) -> bool:
@@ -139,23 +143,26 @@ def _addable(tree: exp.Query) -> bool:
     return isinstance(table, exp.Table) and table.name.lower() in TABLES and not table.args.get("db")
 
 
-def _with_time_range(tree: exp.Select, implied: TimeRange) -> exp.Select:
+def _with_time_range(tree: exp.Select, implied: TimeRange, dialect: str) -> exp.Select:
+    """The range ANDed to the WHERE, on timestamp and on the date partition (a DATE locally; text,
+    'YYYY-MM-DD', in Athena's Glue tables)."""
     table = tree.args["from_"].this
     name = table.alias_or_name
     since, until = (datetime.fromtimestamp(ms / 1000, UTC) for ms in (implied.since_ms, implied.until_ms))
     last_day = (until - timedelta(milliseconds=1)).date()
+    day = "'{}'" if dialect == "athena" else "DATE '{}'"
     condition = (
         f'"{name}"."timestamp" >= TIMESTAMP \'{since:%Y-%m-%d %H:%M:%S}\' AND '
         f'"{name}"."timestamp" < TIMESTAMP \'{until:%Y-%m-%d %H:%M:%S}\' AND '
-        f"\"{name}\".\"date\" BETWEEN DATE '{since.date()}' AND DATE '{last_day}'"
+        f'"{name}"."date" BETWEEN {day.format(since.date())} AND {day.format(last_day)}'
     )
-    return tree.where(condition, dialect="duckdb")
+    return tree.where(condition, dialect=dialect)
 
 
-def _formatted(tree: exp.Query, original: str, limit: int | None, tables: Collection[str]) -> str:
-    """The tree as DuckDB SQL, pretty; where sqlglot's rendering is not SQL DuckDB reads as safe
-    (a construct it renders differently), the original with the limit wrapped around it."""
-    text = tree.sql(dialect="duckdb", pretty=True)
+def _formatted(tree: exp.Query, original: str, limit: int | None, tables: Collection[str], dialect: str) -> str:
+    """The tree as SQL of `dialect`, pretty; where sqlglot's rendering is not SQL DuckDB's parse reads
+    as safe (a construct it renders differently), the original with the limit wrapped around it."""
+    text = tree.sql(dialect=dialect, pretty=True)
     try:
         check_select(text, tables)
         return text

@@ -11,7 +11,7 @@ real values; the hot store adds its services by a skip-scan of its service index
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -29,7 +29,7 @@ SAMPLED_COLUMNS = {
     "logs": ("service", "log_type"),
     "amplify_access": ("app", "x_edge_result_type", "cs_method", "sc_status"),
 }
-DIALECTS = {"duckdb": "DuckDB"}
+DIALECTS = {"duckdb": "DuckDB", "athena": "Athena (Trino)"}  # sqlglot's dialect names, as a prompt says them
 
 _RULES = """\
 Answer with exactly one read-only SQL SELECT statement in a ```sql fenced block, then one or two
@@ -58,7 +58,7 @@ class PromptBuilder:
     def build(self, now_ms: int, time_zone: str, max_rows: int) -> Prompt:
         schema = "\n\n".join(self._describe(t) for t in TABLES.values())
         live = "\n\n".join(
-            f"Table {t.name}: {t.description} (live: not in the lake)\n" + _columns(t.columns)
+            f"Table {t.name}: {t.description} (live: not in the lake)\n" + column_lines(t.columns)
             for t in self.engine.live_tables
         )
         shape = "|".join(
@@ -78,11 +78,11 @@ class PromptBuilder:
         samples = self._samples(table)
         lines = [
             f"Table {table.name}: {table.description}",
-            _columns(table.columns, samples),
+            column_lines(table.columns, samples),
             *(
                 f"- {key} {sql_type(partition_type(key))}: partition key (free to filter on; "
                 f"{'the record day, UTC' if key == 'date' else 'the app name'})"
-                + (f"; values: {_listing(samples[key])}" if samples.get(key) else "")
+                + (f"; values: {listing(samples[key])}" if samples.get(key) else "")
                 for key in table.partitions
             ),
         ]
@@ -124,14 +124,17 @@ class PromptBuilder:
         return [v for (v,) in rows]
 
 
-def _columns(columns: Iterable, samples: dict[str, list] | None = None) -> str:
+def column_lines(
+    columns: Iterable, samples: dict[str, list] | None = None, type_name: Callable[..., str] = sql_type
+) -> str:
+    """The prompt's lines of a table's columns: name, type (`type_name` of the dialect), meaning, samples."""
     samples = samples or {}
     return "\n".join(
-        f"- {c.name} {sql_type(c.type)}: {c.description}"
-        + (f"; values include {_listing(samples[c.name])}" if samples.get(c.name) else "")
+        f"- {c.name} {type_name(c.type)}: {c.description}"
+        + (f"; values include {listing(samples[c.name])}" if samples.get(c.name) else "")
         for c in columns
     )
 
 
-def _listing(values: list) -> str:
+def listing(values: list) -> str:
     return ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values)

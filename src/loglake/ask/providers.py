@@ -22,6 +22,8 @@ from loglake.config import Settings
 ANTHROPIC_VERSION = "2023-06-01"  # the Messages API version this client speaks (anthropic-version header)
 DEFAULT_ENDPOINTS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 MAX_ANSWER_TOKENS = 1024
+# Tokens a chat template adds around each message (role markers, separators): a few; counted generously.
+TEMPLATE_TOKENS_PER_MESSAGE = 16
 _ERROR_EXCERPT = 300  # characters of a provider's error body quoted in ours
 
 
@@ -36,6 +38,15 @@ class Completion:
     text: str
     input_tokens: int
     output_tokens: int
+
+
+def most_tokens(system: str, messages: Sequence[Message]) -> int:
+    """The most tokens one call can use: its text's UTF-8 bytes (the models' tokenizers are byte-level
+    BPE or fall back to bytes, so a token stands for at least one byte), the template's tokens around
+    each message, and the longest answer asked for (max_tokens). An upper bound, so that the budget's
+    reservations hold."""
+    text = len(system.encode()) + sum(len(m.text.encode()) for m in messages)
+    return text + TEMPLATE_TOKENS_PER_MESSAGE * (len(messages) + 1) + MAX_ANSWER_TOKENS
 
 
 class Provider(Protocol):

@@ -4,7 +4,10 @@ written to the rules folder only when the user confirms.
 
 A rule's query reads one window at a time (the loader limits its tables to it), so the answer's own
 time range and LIMIT come out: left in, a range of literal times would match nothing after it ends.
-The query's plain GROUP BY columns become the rule's group_by (one alert per group).
+The query's plain GROUP BY columns become the rule's group_by (one alert per group). Rules are
+written in DuckDB's SQL (cdk synth converts them for Athena), so an answer in Athena's SQL is
+translated first. Validation loads the file with the rules loader, which needs pySigma: Lambda's layer
+has none (aws/packaging.py), so on AWS a draft is returned unvalidated and says so.
 """
 
 from __future__ import annotations
@@ -20,13 +23,12 @@ import yaml
 from sqlglot import exp
 
 from loglake.ask.guard import TIME_COLUMNS
-from loglake.rules.loader import load_file
-from loglake.rules.model import Rule
-from loglake.rules.plan import binder
 
 DEFAULT_SCHEDULE = "5m"
 DEFAULT_LOOKBACK = "5m"
 DEFAULT_THRESHOLD = 1
+# Drafts of the same answer get the same rule id and file name: what was shown is what confirming writes.
+_DRAFTS = uuid.UUID("6f1c1d6e-55a4-4c8e-9a55-0b8f3f1e7a21")
 
 
 class RuleExists(Exception):
@@ -38,18 +40,24 @@ class RuleDraft:
     file_name: str
     text: str  # the YAML as it would be written
     problems: list[str]  # the loader's; empty: the rule loads
+    validated: bool = True  # False: not loaded (no rules loader here); `problems` is then empty
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file_name, "yaml": self.text, "valid": not self.problems, "problems": self.problems}
+        valid = not self.problems if self.validated else None
+        return {"file": self.file_name, "yaml": self.text, "valid": valid, "problems": self.problems}
 
 
-def draft_rule(question: str, sql: str, explanation: str) -> RuleDraft:
-    tree = sqlglot.parse_one(sql, read="duckdb")
+def draft_rule(
+    question: str, sql: str, explanation: str, dialect: str = "duckdb", validate: bool = True, seed: str = ""
+) -> RuleDraft:
+    """The rule file of an answer's `sql` (in sqlglot's `dialect`), validated by the loader if `validate`;
+    its id is the same for the same answer (`seed`: the conversation's id)."""
+    tree = sqlglot.parse_one(sql, read=dialect)
     tree.set("limit", None)
     for where in list(tree.find_all(exp.Where)):
         _drop_time_conditions(where)
     groups = _group_columns(tree)
-    rule_id = str(uuid.uuid4())
+    rule_id = str(uuid.uuid5(_DRAFTS, "\n".join((seed, question, sql))))
     document: dict[str, Any] = {
         "id": rule_id,
         "title": _title(question),
@@ -65,13 +73,15 @@ def draft_rule(question: str, sql: str, explanation: str) -> RuleDraft:
     document["query"] = tree.sql(dialect="duckdb", pretty=True) + "\n"
     text = yaml.dump(document, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=110)
     file_name = f"ask-{rule_id[:8]}.yml"
+    if not validate:
+        return RuleDraft(file_name, text, [], validated=False)
     return RuleDraft(file_name, text, _problems(text, file_name))
 
 
 def write_rule(draft: RuleDraft, rules_dir: Path) -> Path:
     """Write a valid draft into the rules folder (created if needed), never over an existing file."""
-    if draft.problems:
-        raise ValueError("a draft with problems is not written")
+    if draft.problems or not draft.validated:
+        raise ValueError("only a draft the rules loader loaded is written")
     rules_dir.mkdir(parents=True, exist_ok=True)
     path = rules_dir / draft.file_name
     try:
@@ -83,6 +93,10 @@ def write_rule(draft: RuleDraft, rules_dir: Path) -> Path:
 
 
 def _problems(text: str, file_name: str) -> list[str]:
+    from loglake.rules.loader import load_file  # needs pySigma (see the module doc)
+    from loglake.rules.model import Rule
+    from loglake.rules.plan import binder
+
     with tempfile.TemporaryDirectory(prefix="loglake-rule-draft-") as folder:
         path = Path(folder) / file_name
         path.write_text(text)

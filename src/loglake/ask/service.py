@@ -13,19 +13,19 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from loglake.ask.errors import MAX_QUESTION_CHARS, AnswerRefused, AskError, BudgetExhausted
 from loglake.ask.estimate import Estimate, Estimator
 from loglake.ask.footers import Footers
 from loglake.ask.guard import Refusal, check_sql, implied_range, read_answer, tables_read
-from loglake.ask.prompt import PromptBuilder
-from loglake.ask.providers import Completion, Message, Provider
-from loglake.ask.store import AskStore, Turn
+from loglake.ask.prompt import DIALECTS, Prompt, PromptBuilder
+from loglake.ask.providers import Completion, Message, Provider, most_tokens
+from loglake.ask.store import AskStore, ConversationStore, Turn
 from loglake.config import Settings
 from loglake.lake.query import QueryEngine
 from loglake.lake.sql_guard import QueryError
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from loglake.ask.rule_draft import RuleDraft
 
 MAX_RETRIES = 2  # a refused answer goes back to the model this many times at most
+BUSY_RETRY_S = 5  # when the rest of the day's budget is held by calls under way, they end within seconds
 EXPLAIN_SYSTEM = (
     "You explain {dialect} SQL over loglake's log tables to people who do not read SQL: in two to four plain "
     "sentences, say what the query returns, which records it looks at and over what time. No SQL in the answer."
@@ -48,21 +49,59 @@ class Question:
     owner: str = ""  # the asking key's name: conversations are its own
 
 
+class Source(Protocol):
+    """Where answers' SQL would run: the prompt that describes it, and what a query would scan there."""
+
+    dialect: str  # sqlglot's name of the SQL dialect: duckdb here, athena on AWS
+    table_names: Collection[str]  # what a query may read
+    max_rows: int  # the most rows an answer returns (the LIMIT the guard enforces)
+
+    def prompt(self, now_ms: int, time_zone: str) -> Prompt: ...
+
+    def estimate(self, sql: str) -> Estimate:
+        """What `sql` would scan; QueryError when it cannot run there (the model is told why)."""
+        ...
+
+
+class LakeSource:
+    """The local lake through the DuckDB engine: the catalog and footers describe it (prompt.py), the
+    plan and footers estimate (estimate.py)."""
+
+    dialect = "duckdb"
+
+    def __init__(self, engine: QueryEngine) -> None:
+        footers = Footers(engine.lake)
+        self.engine = engine
+        self.prompts = PromptBuilder(engine, footers)
+        self.estimator = Estimator(engine, footers)
+
+    @property
+    def table_names(self) -> Collection[str]:
+        return self.engine.table_names
+
+    @property
+    def max_rows(self) -> int:
+        return self.engine.limits.max_rows
+
+    def prompt(self, now_ms: int, time_zone: str) -> Prompt:
+        return self.prompts.build(now_ms, time_zone, self.max_rows)
+
+    def estimate(self, sql: str) -> Estimate:
+        return self.estimator.estimate(sql)
+
+
 class Asker:
     def __init__(
         self,
         settings: Settings,
-        engine: QueryEngine,
+        source: Source,
         provider: Provider,
         clock: Callable[[], float] = time.time,
-        store: AskStore | None = None,
+        store: ConversationStore | None = None,
     ) -> None:
-        footers = Footers(engine.lake)
         self.settings = settings
-        self.engine = engine
+        self.source = source
         self.provider = provider
-        self.prompts = PromptBuilder(engine, footers)
-        self.estimator = Estimator(engine, footers)
         self.store = store or AskStore(settings.data_dir, clock, settings.llm_conversation_hours * 3_600_000)
         self.clock = clock
 
@@ -72,8 +111,7 @@ class Asker:
         _check_zone(question.time_zone)
         history = self.store.turns(question.conversation_id, question.owner) if question.conversation_id else []
         now_ms = self._now_ms()
-        max_rows = self.engine.limits.max_rows
-        prompt = self.prompts.build(now_ms, question.time_zone, max_rows)
+        prompt = self.source.prompt(now_ms, question.time_zone)
         key = cache_key(text, prompt.schema_version, history, question.time_zone)
         made = self.store.cached(key)
         cached = made is not None
@@ -81,7 +119,7 @@ class Asker:
             made, estimate = self._answer(text, prompt.system, history, now_ms, question.time_zone)
             self.store.cache(key, made)
         else:  # the data moved on since it was made: estimated afresh
-            estimate = self.estimator.estimate(made["sql"]) if made["sql"] is not None else None
+            estimate = self.source.estimate(made["sql"]) if made["sql"] is not None else None
         answer = {name: value for name, value in made.items() if name != "sql_warnings"}
         answer["cached"] = cached
         answer.update(_scanned(estimate, made["sql_warnings"]))
@@ -92,17 +130,17 @@ class Asker:
         """A user's SQL in plain language, with what it would scan (the sandbox checks it first)."""
         sql = sql.strip().rstrip(";").strip()
         try:
-            scanned = _scanned(self.estimator.estimate(sql), [])
+            scanned = _scanned(self.source.estimate(sql), [])
         except QueryError as e:
             raise AskError(f"the SQL cannot run here: {e.message}") from None
-        system = EXPLAIN_SYSTEM.format(dialect=self.prompts.dialect)
+        system = EXPLAIN_SYSTEM.format(dialect=DIALECTS[self.source.dialect])
         completion = self._complete(system, [Message("user", sql)])
         explanation = " ".join(completion.text.split())
-        return {"sql": sql, "explanation": explanation, "tables": tables_read(sql), **scanned}
+        return {"sql": sql, "explanation": explanation, "tables": tables_read(sql, self.source.dialect), **scanned}
 
-    def draft_rule(self, conversation_id: str, owner: str) -> RuleDraft:
-        """A rule from the conversation's last answer with SQL."""
-        # Imported here: rule files need pySigma, which Lambda's layer leaves out (aws/packaging.py).
+    def draft_rule(self, conversation_id: str, owner: str, validate: bool = True) -> RuleDraft:
+        """A rule from the conversation's last answer with SQL; `validate`: by the rules loader, which
+        needs pySigma (not in Lambda's layer, aws/packaging.py)."""
         from loglake.ask.rule_draft import draft_rule
 
         turns = self.store.turns(conversation_id, owner)
@@ -110,7 +148,10 @@ class Asker:
         if not answered:
             raise AskError("the conversation has no answer with SQL yet; ask a question first")
         last = answered[-1]
-        return draft_rule(last.question, last.answer["sql"], last.answer.get("explanation", ""))
+        explanation = last.answer.get("explanation", "")
+        return draft_rule(
+            last.question, last.answer["sql"], explanation, self.source.dialect, validate, seed=conversation_id
+        )
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -128,8 +169,9 @@ class Asker:
                 if answer.sql is None:  # the model says it cannot answer from these tables
                     return _made(None, answer.explanation, [], [], [], attempt, now_ms), None
                 sql = answer.sql
-                checked = check_sql(sql, self.engine.table_names, self.engine.limits.max_rows, implied)
-                estimate = self.estimator.estimate(checked.sql)  # binds it: an unknown column is refused here
+                source = self.source
+                checked = check_sql(sql, source.table_names, source.max_rows, implied, source.dialect)
+                estimate = source.estimate(checked.sql)  # locally it binds it: an unknown column is refused here
             except (Refusal, QueryError) as e:
                 reason = e.message if isinstance(e, QueryError) else str(e)
                 retry = f"That answer was refused: {reason}. Answer the question again, following the rules."
@@ -137,7 +179,7 @@ class Asker:
                 continue
             changes = []
             if checked.added_limit:
-                changes.append(f"LIMIT {self.engine.limits.max_rows} added (the most rows an answer returns)")
+                changes.append(f"LIMIT {self.source.max_rows} added (the most rows an answer returns)")
             if checked.added_time_range and implied is not None:
                 changes.append(f"the time range of {implied.phrase!r} added (the SQL filtered on no time)")
             made = _made(checked.sql, answer.explanation, checked.tables, changes, checked.warnings, attempt, now_ms)
@@ -145,23 +187,46 @@ class Asker:
         raise AnswerRefused(reason, sql, MAX_RETRIES + 1)
 
     def _complete(self, system: str, messages: list[Message]) -> Completion:
-        """One call of the model, within today's token budget; its use is recorded."""
-        day = datetime.fromtimestamp(self.clock(), UTC).date().isoformat()
+        """One call of the model within today's token budget: the most it can use is reserved first
+        (so that calls at once cannot together pass the budget), then what it used is recorded."""
+        now = self.clock()
+        day = datetime.fromtimestamp(now, UTC).date().isoformat()
         budget = self.settings.llm_daily_tokens
         name = self.provider.name
-        if budget and self.store.tokens_today(name, day) >= budget:
-            midnight = (int(self.clock()) // 86400 + 1) * 86400
-            raise BudgetExhausted(
-                f"today's token budget of the {name} provider ({budget:,} tokens, llm_daily_tokens) is spent; "
-                "it renews at 00:00 UTC",
-                max(1, midnight - int(self.clock())),
-            )
-        completion = self.provider.complete(system, messages)
-        self.store.add_usage(name, day, completion.input_tokens, completion.output_tokens)
+        held = most_tokens(system, messages) if budget else 0
+        if budget:
+            found = self.store.reserve(name, day, held, budget)
+            if not found.granted:
+                raise _budget_refusal(name, budget, held, found.used, found.held, now)
+        try:
+            completion = self.provider.complete(system, messages)
+        except BaseException:
+            self.store.release(name, day, held)
+            raise
+        self.store.settle(name, day, held, completion.input_tokens, completion.output_tokens)
         return completion
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+
+def _budget_refusal(provider: str, budget: int, wanted: int, used: int, held: int, now: float) -> BudgetExhausted:
+    """Why a call does not fit in today's budget, and when to try again."""
+    midnight = (int(now) // 86400 + 1) * 86400
+    until_midnight = max(1, midnight - int(now))
+    where = f"the {provider} provider's daily token budget ({budget:,} tokens, llm_daily_tokens)"
+    if wanted > budget:
+        return BudgetExhausted(
+            f"a question may use up to {wanted:,} tokens (its prompt and the longest answer), more than {where}; "
+            "raise llm_daily_tokens",
+            until_midnight,
+        )
+    if used + wanted > budget:
+        return BudgetExhausted(f"today's part of {where} is spent; it renews at 00:00 UTC", until_midnight)
+    return BudgetExhausted(
+        f"the rest of {where} is held by questions being answered right now ({held:,} tokens); retry in a few seconds",
+        BUSY_RETRY_S,
+    )
 
 
 def cache_key(question: str, schema_version: str, history: list[Turn], time_zone: str) -> str:

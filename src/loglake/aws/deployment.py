@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import msgspec
 
 from loglake.amplify.config import AmplifyConfigError, Region, parse_config
+from loglake.aws.ask_config import AskConfig
 from loglake.config import parse_origins
 from loglake.config_files import problems_of, whole
 
@@ -58,6 +59,8 @@ SERVICE_CODES = {
     "deliveries_queue": "qa",
     "deliveries_dead": "qd",
     "alert_topics": "sa",
+    "ask_function": "lx",
+    "ask_table": "dx",
 }
 MAX_NAME_LENGTH = 63  # S3 bucket names (Lambda function names allow 64)
 
@@ -122,6 +125,7 @@ class _DeploymentFile(msgspec.Struct, forbid_unknown_fields=True, rename="camel"
     amplify_config: str = ""  # the collector's configuration file, relative to this one (read by load_deployment)
     amplify_roles: dict[str, _RoleArn] = msgspec.field(default_factory=dict)
     detections: _Detections | None = None
+    ask: AskConfig | None = None
 
 
 class DeploymentConfigError(ValueError):
@@ -157,6 +161,7 @@ class Deployment:
     # profiles not listed use the downloader's own role
     amplify_roles: dict[str, str] = field(default_factory=dict)
     detections: DetectionSettings | None = None
+    ask: AskConfig | None = None  # asking in plain language (aws/infra/ask.py)
 
     @property
     def amplify_retention_days(self) -> int | None:
@@ -243,6 +248,7 @@ def parse_deployment(document: Any) -> Deployment:
         else DetectionSettings(
             Path(file.detections.rules_dir), file.detections.schedule_minutes, tuple(file.detections.secrets)
         ),
+        ask=file.ask,
     )
     example = deployment.name("lake_bucket")  # every name has this length (the service codes are 2 letters)
     if len(example) > MAX_NAME_LENGTH:

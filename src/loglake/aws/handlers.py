@@ -17,6 +17,8 @@
 - `retention`: daily, deletes the lake's days past their retention (aws/retention.py).
 - `flush_stream`: DynamoDB Streams (new records) to Parquet parts in the lake bucket
   (LOGLAKE_LAKE_BUCKET), see aws/stream_flush.py.
+- `ask`: POST /ask, /ask/explain and /ask/{conversationId}/rule with Bedrock, Athena and DynamoDB
+  (aws/ask.py).
 - `detect`: on a schedule, the bundled rules' due windows run by Athena, alerts and their deliveries
   in DynamoDB, the deliveries queued; `route_alerts`: the delivery queue's messages sent to their
   destinations and topics (aws/detections.py).
@@ -53,6 +55,7 @@ from loglake.store.dynamodb import TIME_SHARDS, DynamoDBHotStore
 NAMESPACE = "loglake"
 _app: Any = None
 _router: Any = None  # the alert router's clients and secrets cache, per container
+_ask: Any = None  # the ask function's Asker and clients, per container
 DETECTION_QUERY_SECONDS = 300  # one rule's query (the function runs up to 15 minutes)
 
 
@@ -84,6 +87,18 @@ def query(event: dict[str, Any], context: Any) -> dict[str, Any]:
         headers["retry-after"] = "5"
     headers |= _cors_headers(event)
     response = fit_for_lambda({"statusCode": status, "headers": headers, "body": json.dumps(body)})
+    _log_invocation(event, context, response, (time.perf_counter() - started) * 1000)
+    return response
+
+
+def ask(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _ask
+    started = time.perf_counter()
+    if _ask is None:
+        from loglake.aws.ask import ask_api_from_environment
+
+        _ask = ask_api_from_environment(dict(os.environ), _athena_engine())
+    response = _ask.handle(event, context)
     _log_invocation(event, context, response, (time.perf_counter() - started) * 1000)
     return response
 
@@ -301,12 +316,12 @@ def _api_app() -> Any:
 
 def reset() -> None:
     """Forget the cached app, router and Athena engine (tests change the environment between invocations)."""
-    global _app, _router
+    global _app, _router, _ask
     if _app is not None:
         _app.close()
     if _router is not None:
         _router.close()
-    _app = _router = None
+    _app = _router = _ask = None
     _athena_engine.cache_clear()
 
 

@@ -11,6 +11,8 @@ Needs the `aws` extra (aws-cdk-lib, constructs).
 - AmplifyCollector: the collection's state machine and its schedule (when the deployment collects);
 - Detections (with a `detections` section): the rules on a schedule with Athena, alert state and the
   outbox in DynamoDB, a router fed by a FIFO queue with a dead-letter queue, SNS topics per level;
+- Ask (with an `ask` section): POST /ask and its routes, a function with Bedrock, Athena and its own
+  DynamoDB table (conversations, cached answers, the token budget);
 - Monitoring: alarms to one topic and a dashboard.
 Every function is Python 3.12 on arm64 with its own least-privilege role (aws/infra/functions.py).
 Every resource carries the configured tags; names follow the convention (aws/deployment.py).
@@ -25,6 +27,7 @@ from constructs import Construct
 
 from loglake.aws.deployment import Deployment
 from loglake.aws.infra.api import Api
+from loglake.aws.infra.ask import Ask
 from loglake.aws.infra.catalog import Catalog
 from loglake.aws.infra.collector import AmplifyCollector
 from loglake.aws.infra.detections import Detections
@@ -65,6 +68,8 @@ class LoglakeStack(cdk.Stack):
             self.detections = Detections(
                 self, "Detections", self.functions, self.catalog, self.monitoring.topic, d.detections
             )
+        if d.ask is not None:
+            self.ask = Ask(self, "Ask", self.functions, self.catalog, self.api, d.ask)
         self.monitoring.watch(self.functions, self.api, self.storage.table, self.catalog, self.pipeline)
         self._outputs()
 

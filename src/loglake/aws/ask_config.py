@@ -1,0 +1,45 @@
+"""The deployment file's `ask` section: asking in plain language on AWS (aws/infra/ask.py), with a
+Bedrock model. No AWS library is imported here: the CLI and tests read the file without the CDK.
+
+    "ask": {"model": "anthropic.claude-3-5-haiku-20241022-v1:0", "dailyTokens": 1000000,
+            "conversationHours": 168, "timeoutSeconds": 8}
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import msgspec
+
+from loglake.config_files import whole
+
+# A cross-Region inference profile's id is a model id behind a geography (eu.anthropic...).
+_PROFILE = re.compile(r"(us|eu|apac|us-gov|global)\.(.+)")
+
+
+class AskConfig(msgspec.Struct, forbid_unknown_fields=True, rename="camel", frozen=True):
+    model: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=whole(r"[A-Za-z0-9][A-Za-z0-9.:_-]{0,199}"),
+            description="a Bedrock model id or inference profile id, e.g. anthropic.claude-3-5-haiku-20241022-v1:0",
+        ),
+    ]
+    daily_tokens: Annotated[int, msgspec.Meta(ge=0, description="tokens per UTC day, 0 for no budget")] = 1_000_000
+    conversation_hours: Annotated[int, msgspec.Meta(ge=1, le=8760, description="1-8760 hours")] = 168
+    # API Gateway waits 29 s for the function: a model's few attempts must fit in it.
+    timeout_seconds: Annotated[int, msgspec.Meta(ge=1, le=9, description="1-9 seconds per model call")] = 8
+
+
+def model_arns(model: str, region: str, account: str) -> list[str]:
+    """What bedrock:InvokeModel must be allowed on to call `model`: its foundation model in the region;
+    for an inference profile, the profile and its model in the Regions the profile routes to."""
+    partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+    profile = _PROFILE.fullmatch(model)
+    if profile is None:
+        return [f"arn:{partition}:bedrock:{region}::foundation-model/{model}"]
+    return [
+        f"arn:{partition}:bedrock:{region}:{account}:inference-profile/{model}",
+        f"arn:{partition}:bedrock:*::foundation-model/{profile.group(2)}",
+    ]
