@@ -19,7 +19,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from loglake import __version__
 from loglake.api.accesslog import AccessLog, LogRecords
 from loglake.api.app import LoglakeApp
-from loglake.config import ConfigError, Settings
+from loglake.cli_options import DEFAULT_URL
+from loglake.config import ConfigError, Settings, env_name
 from loglake.keys import KeyStore
 from loglake.private_files import private_dir
 
@@ -36,6 +37,9 @@ def ensure_first_key(settings: Settings, out: TextIO) -> str | None:
     if new is None:
         return None
     base = f"http://{_url_host(settings.host)}:{settings.port}"
+    point = ""  # the commands' --url default is not this server: say how to point them at it
+    if base != DEFAULT_URL:
+        point = f"\nPoint the loglake commands at this server:\n\n    export {env_name('url')}={base}\n"
     auth = shlex.quote(f"Authorization: Bearer {new.secret}")
     body = shlex.quote('{"severity": "error", "message": "Database connection timeout"}')
     print(
@@ -52,6 +56,8 @@ Send a log and read it back:
 Make narrower keys with:
 
     loglake keys create --name NAME --scopes ingest --data-dir {shlex.quote(str(settings.data_dir))}
+{point}
+The web UI: open {base}/ui/ in a browser and sign in with the key.
 """,
         file=out,
         flush=True,

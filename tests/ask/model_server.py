@@ -10,6 +10,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -145,17 +146,26 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
 
 @pytest.fixture
 def model_server() -> Iterator[ModelServer]:
+    with running_model_server() as server:
+        yield server
+
+
+@contextmanager
+def running_model_server() -> Iterator[ModelServer]:
+    """The server, on a free loopback port until the block ends (the web UI's tests share one per module)."""
     server = ModelServer()
     http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(server))
     http.daemon_threads = True
     server.url = f"http://127.0.0.1:{http.server_address[1]}"
     thread = threading.Thread(target=http.serve_forever, name="model-server", daemon=True)
     thread.start()
-    yield server
-    server.release.set()
-    http.shutdown()
-    http.server_close()
-    thread.join()
+    try:
+        yield server
+    finally:
+        server.release.set()
+        http.shutdown()
+        http.server_close()
+        thread.join()
 
 
 def sql_reply(sql: str, explanation: str = "Counts the records.") -> str:

@@ -8,6 +8,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,16 +19,8 @@ from playwright.sync_api import sync_playwright
 import loglake.rules
 from tests.amplify.logs import access_log, varied_requests
 from tests.conftest import ServerProcess, free_port, run_cli
+from tests.ui.chromium import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 SCREENSHOTS = Path(__file__).parents[2] / "build" / "ui-screenshots"
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -109,8 +102,15 @@ def loglake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loglake]:
     log.write_bytes(access_log(varied_requests(300, int(time.time() * 1000) - 3 * DAY_MS, 3 * DAY_MS)))
     imported = run_cli("amplify", "import", str(log), "--app", "shop", "--data-dir", str(folder / "data"))
     assert imported.exit_code == 0, imported.output
+    with serving(folder, "--rules-dir", str(rules)) as lake:
+        yield lake
+
+
+@contextmanager
+def serving(folder: Path, *args: str) -> Iterator[Loglake]:
+    """`loglake serve` on the data dir folder/data with the fixture's records, an admin and a read key."""
     # records older than the hot window (5 min) move to the lake within a second: pages read both
-    args = ("--rules-dir", str(rules), "--flush-interval-seconds", "1")
+    args = ("--flush-interval-seconds", "1", *args)
     server = ServerProcess(folder / "data", free_port(), folder / "server.log", args).start(timeout=60)
     try:
         admin_key = next(

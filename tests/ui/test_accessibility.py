@@ -44,6 +44,7 @@ def test_every_page_is_accessible_in_both_themes(page, loglake):
         "explore": ("/ui/explore", '.results[aria-busy="false"]'),
         "explore-record": ("/ui/explore?q=service%3Abilling", '.results[aria-busy="false"]'),
         "sql": ("/ui/sql", ".tables details"),
+        "ask-unconfigured": ("/ui/ask", ".empty"),
         "alerts": ("/ui/alerts", "table.list"),
         "alert": (f"/ui/alerts/{alert_id}", ".deliveries p:not(.progress)"),
         "rules": ("/ui/rules", "table.list"),

@@ -34,8 +34,9 @@ def test_the_version_changes_with_any_file(tmp_path) -> None:
 
 async def test_every_ui_route_gets_the_document_and_assets_are_immutable(client: httpx.AsyncClient) -> None:
     version = ui_routes.assets().version
+    signed_in = {"accept-encoding": "identity", "cookie": "loglake_session=a-session"}  # else: to /login first
     for path in ("/ui/", "/ui/explore", "/ui/alerts/some-id", "/ui/no-such-page"):
-        answer = await client.get(path, headers={"accept-encoding": "identity"})
+        answer = await client.get(path, headers=signed_in)
         assert answer.status_code == 200, path
         assert answer.headers["content-type"] == "text/html; charset=utf-8"
         assert answer.headers["cache-control"] == "no-cache"

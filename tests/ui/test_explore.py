@@ -152,6 +152,33 @@ def test_an_empty_result_says_why_and_widens_the_range(page, loglake):
     screenshot(page, "explore-empty")
     page.get_by_role("button", name="Widen to the last 15m").click()  # the record is 10 minutes old
     assert services_shown(page) == {"billing"}
+    assert page.locator(".histogram-head strong").inner_text() == "1 record"
+    assert page.locator(".results .more").inner_text() == "1 record, the end of the range."
+
+
+def test_signing_in_returns_to_the_page_asked_for_without_a_refused_request(page, loglake, browser):
+    refused = []
+    page.on("response", lambda r: refused.append(r.url) if r.status == 401 else None)
+    page.goto(loglake.url + "/ui/sql?sql=SELECT%2042%20AS%20answer")
+    page.wait_for_url("**/login?next=**")
+    page.get_by_label("API key").fill("llk_not-a-key")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("invalid or revoked API key").wait_for()  # refused, and still knows where to go
+    page.get_by_label("API key").fill(loglake.read_key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(loglake.url + "/ui/sql?sql=SELECT%2042%20AS%20answer")
+    assert page.get_by_label("SQL query").input_value() == "SELECT 42 AS answer"
+    assert refused == []
+
+    # a sign-in link made elsewhere cannot send the browser to another site
+    other = browser.new_context().new_page()
+    try:
+        other.goto(loglake.url + "/login?next=https%3A%2F%2Fexample.com%2Fui%2F")
+        other.get_by_label("API key").fill(loglake.read_key)
+        other.get_by_role("button", name="Sign in").click()
+        other.wait_for_url(loglake.url + "/ui/explore")
+    finally:
+        other.context.close()
 
 
 def test_live_tail_shows_a_record_sent_after_it_started(page, loglake):

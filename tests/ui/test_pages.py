@@ -146,3 +146,11 @@ def test_a_change_without_the_csrf_token_is_refused(page, loglake):
     assert status == 403
     with loglake.client() as c:
         assert "forged" not in [k["name"] for k in c.get("/admin/keys").json()["keys"]]
+
+
+def test_ask_without_a_model_says_how_to_configure_one(page, loglake):
+    sign_in(page, loglake)
+    page.get_by_role("link", name="Ask").click()
+    page.get_by_text("this server has none configured").wait_for()
+    assert "--llm-provider openai --llm-endpoint" in page.locator(".empty").inner_text()
+    assert page.get_by_label("Question").count() == 0

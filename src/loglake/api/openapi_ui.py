@@ -38,6 +38,11 @@ SESSION = {
             "(empty when the server runs without auth)",
         },
         "expires_at": {"type": ["string", "null"], "format": "date-time"},
+        "ask": {
+            "type": "object",
+            "description": "whether questions can be asked (POST /ask): configured, with provider and model, "
+            "or how to configure a language model",
+        },
     },
 }
 _SESSION_ANSWER = {"description": "the session", "content": {"application/json": {"schema": SESSION}}}
@@ -127,8 +132,9 @@ PATHS: dict[str, Any] = {
         "post": {
             "summary": "Sign in to the web UI: exchange an API key for a session cookie (HttpOnly, SameSite=Strict)",
             "description": "Sent as JSON, answered with the session. Sent as the sign-in form "
-            "(application/x-www-form-urlencoded, field `key`), answered 303 to /ui/, or to /login?error=... "
-            "saying why the key was refused. The session lasts the server's session_hours.",
+            "(application/x-www-form-urlencoded, field `key`, optional `next`: the UI page to return to, a path "
+            "under /ui/), answered 303 to that page (else /ui/), or to /login?error=...&next=... saying why the key "
+            "was refused. The session lasts the server's session_hours.",
             "security": [],
             "requestBody": {
                 "required": True,
@@ -137,13 +143,17 @@ PATHS: dict[str, Any] = {
                         "schema": {"type": "object", "required": ["key"], "properties": {"key": {"type": "string"}}}
                     },
                     "application/x-www-form-urlencoded": {
-                        "schema": {"type": "object", "required": ["key"], "properties": {"key": {"type": "string"}}}
+                        "schema": {
+                            "type": "object",
+                            "required": ["key"],
+                            "properties": {"key": {"type": "string"}, "next": {"type": "string"}},
+                        }
                     },
                 },
             },
             "responses": {
                 "200": _SESSION_ANSWER,
-                "303": {"description": "the form's answer: to /ui/ when signed in, else to /login?error=..."},
+                "303": {"description": "the form's answer: to `next` (else /ui/) if signed in, else /login?error=..."},
                 "400": _error("No key sent"),
                 "401": _error("The key is invalid or revoked"),
                 "413": _error("The body is larger than a sign-in needs"),

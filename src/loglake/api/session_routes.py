@@ -1,7 +1,8 @@
 """POST, GET and DELETE /session: the web UI's sign-in, an API key exchanged for a session cookie.
 
 The sign-in page's form posts here (application/x-www-form-urlencoded) and is answered with a redirect:
-to the UI when the key is good, back to /login with the reason when it is not. A script (or the UI's
+to the UI page that was asked for (the form's `next`, a path under /ui/) when the key is good, back to
+/login with the reason when it is not. A script (or the UI's
 own code) posts JSON and gets JSON. Either way the answer sets the cookie and carries the CSRF token
 the page sends back as X-CSRF-Token with every request that changes something.
 """
@@ -9,11 +10,12 @@ the page sends back as X-CSRF-Token with every request that changes something.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from loglake.api.auth import SESSION_COOKIE, session_token
 from loglake.api.http import ApiError, Request, json_object
 from loglake.api.routes import JSON_TYPES, Result
+from loglake.ask.providers import NOT_CONFIGURED
 from loglake.keys import hash_secret
 from loglake.model import format_datetime
 from loglake.sessions import Session
@@ -29,6 +31,26 @@ LOGIN_PAGE = "/login"
 _EXAMPLE = '{"key": "llk_..."}'
 
 
+def login_url(next_path: str = "", error: str = "") -> str:
+    """The sign-in page, saying why (error) and where to go once signed in (next)."""
+    fields = {"error": error, "next": next_path}
+    query = urlencode({name: value for name, value in fields.items() if value}, quote_via=quote)
+    return f"{LOGIN_PAGE}?{query}" if query else LOGIN_PAGE
+
+
+def return_path(value: str) -> str:
+    """Where a sign-in returns to: the UI page that was asked for, a path under /ui/ of this server;
+    anything else is the UI's home. Another origin (`https://...`, `//host`, a backslash browsers read
+    as a slash) would make the sign-in an open redirect, control characters would split the Location
+    header, and dot segments would leave /ui/."""
+    if not (value.startswith(UI_HOME) and value.isascii() and value.isprintable()) or any(c in value for c in " \\"):
+        return UI_HOME
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or {".", ".."} & set(unquote(parts.path).split("/")):
+        return UI_HOME
+    return value
+
+
 async def create_session(app: LoglakeApp, request: Request) -> Result:
     form = request.header(b"content-type").split(";", 1)[0].strip().lower() == FORM_TYPE
     try:
@@ -36,23 +58,26 @@ async def create_session(app: LoglakeApp, request: Request) -> Result:
     except ApiError as e:
         if not form:
             raise
-        return Result(303, b"", ((b"location", f"{LOGIN_PAGE}?error={quote(e.message)}".encode()),))
+        next_path = _form_fields(request).get("next", "")
+        location = login_url(return_path(next_path) if next_path else "", e.message)
+        return Result(303, b"", ((b"location", location.encode()),))
 
 
 async def _sign_in(app: LoglakeApp, request: Request, form: bool) -> Result:
     _refuse_other_sites(request)
     secret = _submitted_key(request, form)
+    home = (b"location", return_path(_form_fields(request).get("next", "")).encode()) if form else None
     if not app.auth.enabled:  # a loopback server without auth: everyone is signed in already
-        return Result(303, b"", ((b"location", UI_HOME.encode()),)) if form else _anonymous()
+        return Result(303, b"", (home,)) if home else _anonymous(app)
     key = app.auth.key_for_session(secret)
     app.rate_limit(key)
     new = await app.run_read(
         app.sessions.create, secret[:8], hash_secret(secret), key.name, app.settings.session_hours * 3600
     )
     cookie = (b"set-cookie", _cookie(request, new.token, int(app.settings.session_hours * 3600)))
-    if form:
-        return Result(303, b"", ((b"location", UI_HOME.encode()), cookie))
-    return Result(200, _describe(new.session, key), (cookie,))
+    if home:
+        return Result(303, b"", (home, cookie))
+    return Result(200, _describe(app, new.session, key), (cookie,))
 
 
 def _refuse_other_sites(request: Request) -> None:
@@ -72,7 +97,7 @@ def _refuse_other_sites(request: Request) -> None:
 
 def _submitted_key(request: Request, form: bool) -> str:
     if form:
-        fields = dict(parse_qsl(request.body.decode("latin-1"), keep_blank_values=True))
+        fields = _form_fields(request)
     else:
         content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
         if content_type not in JSON_TYPES:
@@ -89,14 +114,18 @@ def _submitted_key(request: Request, form: bool) -> str:
     return key.strip()
 
 
+def _form_fields(request: Request) -> dict[str, str]:
+    return dict(parse_qsl(request.body.decode("latin-1"), keep_blank_values=True))
+
+
 async def get_session(app: LoglakeApp, request: Request) -> Result:
     if not app.auth.enabled:
-        return _anonymous()
+        return _anonymous(app)
     token = session_token(request)
     if not token:
         raise ApiError(401, "unauthorized", f"not signed in: sign in at {LOGIN_PAGE} (or POST /session {_EXAMPLE})")
     session, key = app.auth.signed_in(request, token)
-    return Result(200, _describe(session, key))
+    return Result(200, _describe(app, session, key))
 
 
 async def delete_session(app: LoglakeApp, request: Request) -> Result:
@@ -113,18 +142,28 @@ async def delete_session(app: LoglakeApp, request: Request) -> Result:
     return Result(204, b"", ((b"set-cookie", _cookie(request, "", 0)),))
 
 
-def _describe(session: Session, key: ApiKey) -> dict:
+def _describe(app: LoglakeApp, session: Session, key: ApiKey) -> dict:
     return {
         "key_name": key.name,
         "scopes": sorted(key.scopes),
         "csrf_token": session.csrf_token,
         "expires_at": format_datetime(int(session.expires_at * 1000)),
+        "ask": _ask(app),
     }
 
 
-def _anonymous() -> Result:
+def _anonymous(app: LoglakeApp) -> Result:
     """Auth is off: the session of everyone, with nothing to guard against cross-site requests."""
-    return Result(200, {"key_name": "anonymous", "scopes": ["admin"], "csrf_token": "", "expires_at": None})
+    answer = {"key_name": "anonymous", "scopes": ["admin"], "csrf_token": "", "expires_at": None, "ask": _ask(app)}
+    return Result(200, answer)
+
+
+def _ask(app: LoglakeApp) -> dict:
+    """Whether questions can be asked here (the UI's Ask page), and how to make them possible if not."""
+    settings = app.settings
+    if not settings.llm_provider:
+        return {"configured": False, "how": NOT_CONFIGURED}
+    return {"configured": True, "provider": settings.llm_provider, "model": settings.llm_model}
 
 
 def _cookie(request: Request, value: str, max_age: int) -> bytes:

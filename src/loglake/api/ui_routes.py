@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import functools
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from loglake.amplify.reports import apps_with_rows
 from loglake.api import rule_routes
+from loglake.api.auth import session_token
 from loglake.api.http import ApiError, Request
 from loglake.api.routes import Result
+from loglake.api.session_routes import login_url
 from loglake.ui.assets import Assets, File
 
 if TYPE_CHECKING:
@@ -30,9 +33,15 @@ async def login_page(app: LoglakeApp, request: Request) -> Result:
 
 
 async def index(app: LoglakeApp, request: Request, *route: str) -> Result:
-    """The single page of the UI, for `/ui/` and each of its client-side routes (`/ui/sql`, `/ui/alerts/<id>`)."""
+    """The single page of the UI, for `/ui/` and each of its client-side routes (`/ui/sql`, `/ui/alerts/<id>`).
+    A browser with no session is sent to sign in first, and then back to the page it asked for (its
+    script would only meet a 401)."""
     if route[:1] == ("assets",):
         raise ApiError(404, "not_found", f"no asset {request.path}; reload /ui/ for the current version")
+    if app.auth.enabled and not session_token(request):
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        asked = quote(request.path) + (f"?{query}" if query else "")
+        return Result(303, b"", ((b"location", login_url(asked).encode()), (b"cache-control", REVALIDATE)))
     return _send(request, assets().pages["index.html"], REVALIDATE)
 
 

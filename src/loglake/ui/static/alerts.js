@@ -2,7 +2,7 @@
 // evidence (each record linked to Explore at that moment), its deliveries, and acknowledge/resolve with
 // a note. The filters live in the URL.
 import { api, errorBox, url } from "./api.js";
-import { formatTime, h, link, replace } from "./dom.js";
+import { counted, formatTime, h, link, replace } from "./dom.js";
 import { exploreHref, recordRow, term } from "./explore.js";
 
 const STATUSES = ["open", "acknowledged", "resolved", "suppressed"];
@@ -48,7 +48,7 @@ function drawList(main, { params, navigate }) {
           h("td", {}, h("button", { type: "button", class: "link", text: alert.rule_title, title: "Only this rule's alerts", onclick: () => go({ rule: alert.rule_id }) })),
           h("td", { class: "num", text: alert.match_count }),
           h("td", { text: formatTime(Date.parse(alert.last_seen)) })))))),
-        answer.next_cursor ? h("p", { class: "muted", text: `The newest ${answer.count} alerts are shown; narrow the filters to see older ones.` }) : null);
+        answer.next_cursor ? h("p", { class: "muted", text: `The newest ${counted(answer.count, "alert")} are shown; narrow the filters to see older ones.` }) : null);
     } catch (error) {
       replace(box, errorBox(error, load));
     }
@@ -99,7 +99,7 @@ function alertView(alert, allows, reload, navigate) {
       alert.runbook ? fact("Runbook", runbookLink(alert.runbook)) : null,
       alert.tags.length ? fact("Tags", alert.tags.join(", ")) : null),
     allows("alerts") ? statusChange(alert, reload) : null,
-    h("h2", { text: `Evidence (${alert.evidence.length} records)` }),
+    h("h2", { text: `Evidence (${counted(alert.evidence.length, "record")})` }),
     h("ol", { class: "records" }, alert.evidence.map((record) => evidenceRow(record, state, go))),
     alert.query ? [h("h2", { text: "Query" }), h("pre", { class: "plan", tabindex: "0", text: alert.query })] : null,
     h("h2", { text: "Deliveries" }),

@@ -2,7 +2,7 @@
 // and the collection's status: the schedule, each app's watermark and the last runs with their errors.
 import { api, errorBox, url } from "./api.js";
 import { stackedBars } from "./chart.js";
-import { formatBytes, formatTime, h, replace } from "./dom.js";
+import { counted, formatBytes, formatTime, h, replace } from "./dom.js";
 
 const RANGES = ["1d", "7d", "30d", "90d"];
 
@@ -44,7 +44,7 @@ async function loadStatus(box, reports, chosen, go) {
 
 function runsTable(runs) {
   if (!runs.length) return h("p", { class: "muted", text: "No collection has run yet." });
-  return h("details", {}, h("summary", { text: `Last ${runs.length} collection runs` }), h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
+  return h("details", {}, h("summary", { text: `Last ${counted(runs.length, "collection run")}` }), h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
     h("thead", {}, h("tr", {}, ["Started", "App", "Windows ok / failed", "Rows", "Downloaded", "Errors"].map((t) => h("th", { scope: "col", text: t })))),
     h("tbody", {}, runs.flatMap((run) => run.unreadable ? [h("tr", {}, h("td", { colspan: 6, class: "error", text: run.unreadable }))]
       : run.apps.map((a) => h("tr", {}, h("td", { text: run.started }), h("td", { text: a.app }),

@@ -1,9 +1,10 @@
 // The shell of the UI: the session, the navigation, the theme, the keyboard, and a router that draws
 // the page of /ui/<page>/<item> into <main> without reloading.
-import { ApiError, api, errorBox, setCsrfToken } from "./api.js";
+import { ApiError, api, errorBox, setCsrfToken, signIn } from "./api.js";
 import { h, replace } from "./dom.js";
 import * as alerts from "./alerts.js";
 import * as amplify from "./amplify.js";
+import * as ask from "./ask.js";
 import * as explore from "./explore.js";
 import * as rules from "./rules.js";
 import * as sql from "./sql.js";
@@ -13,6 +14,7 @@ import * as status from "./status.js";
 const PAGES = [
   ["explore", "Explore", "read", explore],
   ["sql", "SQL", "read", sql],
+  ["ask", "Ask", "read", ask],
   ["alerts", "Alerts", "read", alerts],
   ["rules", "Rules", "read", rules],
   ["amplify", "Amplify", "read", amplify],
@@ -118,7 +120,7 @@ async function start() {
   try {
     session = await api("/session");
   } catch (error) {
-    if (error.status === 401) location.assign("/login");
+    if (error.status === 401) signIn();
     else replace(main, errorBox(error, () => location.reload()));
     return;
   }

@@ -37,6 +37,11 @@ export function formatTime(ms, zone) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
 
+// "1 record", "2 records": a count and its noun (with the plural given when it is not the noun + "s").
+export function counted(n, noun, nouns = `${noun}s`, shown = n.toLocaleString()) {
+  return `${shown} ${n === 1 ? noun : nouns}`;
+}
+
 export function formatCount(n) {
   return n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e4 ? `${(n / 1e3).toFixed(1)}k` : String(n);
 }

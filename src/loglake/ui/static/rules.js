@@ -2,7 +2,7 @@
 // with its source, the SQL of a run, its recent runs, its tests run on demand and a backtest per day.
 import { api, errorBox } from "./api.js";
 import { stackedBars } from "./chart.js";
-import { formatTime, h, link, replace } from "./dom.js";
+import { counted, formatTime, h, link, replace } from "./dom.js";
 
 export function render(main, context) {
   if (context.item) drawRule(main, context.item);
@@ -51,7 +51,7 @@ async function drawRule(main, id) {
           ["Enabled", rule.enabled ? "yes" : "no"], ["File", rule.file], ["Windows evaluated until", when(rule.window_end)],
           ["Errors in a row", String(rule.failures)]].map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
       h("div", { class: "toolbar" },
-        h("button", { type: "button", text: `Run its ${rule.tests} tests`, disabled: !rule.tests, onclick: () => runTests(rule.id, tests) }),
+        h("button", { type: "button", text: `Run its ${counted(rule.tests, "test")}`, disabled: !rule.tests, onclick: () => runTests(rule.id, tests) }),
         days, h("button", { type: "button", class: "primary", text: "Backtest", onclick: () => runBacktest(rule.id, days.value, backtest) })),
       tests, backtest,
       h("h2", { text: "Recent runs" }), runsTable(rule.runs),
@@ -93,14 +93,14 @@ async function runBacktest(id, period, box) {
     const report = await api(`/rules/${encodeURIComponent(id)}/backtest`, { method: "POST", body: { since: period } });
     const bars = report.days.map((d) => ({ start: Date.parse(`${d.day}T00:00:00Z`), width: 86400e3, label: d.day,
       parts: [["critical", d.alerts], ["warning", d.suppressed]] }));
-    replace(box, h("h2", { text: `Backtest: ${report.alerts} alerts, ${report.matches} matches, ${report.suppressed} suppressed over ${report.windows} windows` }),
+    replace(box, h("h2", { text: `Backtest: ${counted(report.alerts, "alert")}, ${counted(report.matches, "match", "matches")}, ${report.suppressed} suppressed over ${counted(report.windows, "window")}` }),
       h("p", { class: "legend" }, h("span", { class: "key s-critical", text: "alerts" }), h("span", { class: "key s-warning", text: "suppressed" })),
       stackedBars(bars, { label: "alerts", height: 110, tickFormat: (ms) => new Date(ms).toISOString().slice(5, 10) }),
       h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list backtest" },
         h("thead", {}, h("tr", {}, ["Day (UTC)", "Windows", "Matches", "Alerts", "Suppressed"].map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", {}, report.days.map((d) => h("tr", {}, h("td", { text: d.day }),
           [d.windows, d.matches, d.alerts, d.suppressed].map((n) => h("td", { class: "num", text: n.toLocaleString() }))))))),
-      h("p", { class: "muted small", text: `${report.queries} queries read ${report.rows_scanned.toLocaleString()} rows in ${(report.elapsed_ms / 1000).toFixed(1)} s${report.truncated ? "; some matches are missing (a day passed the engine's row cap)" : ""}` }));
+      h("p", { class: "muted small", text: `${counted(report.queries, "query", "queries")} read ${counted(report.rows_scanned, "row")} in ${(report.elapsed_ms / 1000).toFixed(1)} s${report.truncated ? "; some matches are missing (a day passed the engine's row cap)" : ""}` }));
   } catch (error) {
     replace(box, errorBox(error, () => runBacktest(id, period, box)));
   }

@@ -2,7 +2,7 @@
 // run, a sortable grid with resizable columns where NULL is not an empty string, the query's cost,
 // EXPLAIN, downloads as CSV/JSON/NDJSON, and a history kept in this browser.
 import { api, errorBox } from "./api.js";
-import { download, formatBytes, h, replace } from "./dom.js";
+import { counted, download, formatBytes, h, replace } from "./dom.js";
 
 const HISTORY_KEY = "loglake-sql-history";
 const HISTORY_SIZE = 50;
@@ -52,7 +52,7 @@ function sqlEditor(text) {
 }
 
 // Tokens of SQL as spans: keywords, strings, numbers, comments; the rest as text.
-function highlighted(text) {
+export function highlighted(text) {
   const parts = [];
   const token = /(--[^\n]*)|('(?:[^']|'')*'?)|("(?:[^"]|"")*"?)|(\b\d+(?:\.\d+)?\b)|([A-Za-z_]\w*)|([\s\S])/g;
   for (const [all, comment, string, quoted, number, word] of text.matchAll(token)) {
@@ -123,10 +123,10 @@ async function runQuery(sql, explain, output, history) {
   }
 }
 
-function resultView(result) {
+export function resultView(result) {
   const stats = h("p", { class: "stats" },
-    `${result.row_count.toLocaleString()} rows${result.truncated ? " (truncated: add a LIMIT or aggregate)" : ""} · `,
-    `${result.elapsed_ms.toFixed(1)} ms · ${formatBytes(result.bytes_scanned)} scanned in ${result.files_scanned ?? 0} files`);
+    `${counted(result.row_count, "row")}${result.truncated ? " (truncated: add a LIMIT or aggregate)" : ""} · `,
+    `${result.elapsed_ms.toFixed(1)} ms · ${formatBytes(result.bytes_scanned)} scanned in ${counted(result.files_scanned ?? 0, "file")}`);
   const downloads = h("div", { class: "toolbar" },
     h("span", { text: "Download:" }),
     h("button", { type: "button", text: "CSV", onclick: () => download("result.csv", "text/csv", toCsv(result)) }),

@@ -2,7 +2,7 @@
 // and how far the lake lags behind it, query load; for admins, the API keys (create, list, revoke).
 import { api, errorBox, request } from "./api.js";
 import { stackedBars } from "./chart.js";
-import { copyButton, formatBytes, formatCount, formatTime, h, replace } from "./dom.js";
+import { copyButton, counted, formatBytes, formatCount, formatTime, h, replace } from "./dom.js";
 
 const SCOPES = ["ingest", "read", "alerts", "admin"];
 
@@ -72,6 +72,7 @@ async function loadIngest(box) {
     const rejected = (metrics.loglake_records_rejected_total || []).filter(([, v]) => v > 0);
     // the gauge is per table: the logs' newest record tells how far the lake is behind the hot store
     const newestLogs = (metrics.loglake_lake_newest_record_timestamp_seconds || []).find(([labels]) => labels.table === "logs");
+    const hot = total(metrics, "loglake_hot_records");
     const per = histogram.bucket_seconds >= 60 ? `${histogram.bucket_seconds / 60} min` : `${histogram.bucket_seconds} s`;
     replace(box, h("h2", { text: `Ingest, last hour (records per ${per}, by their time)` }),
       stackedBars(bars, { height: 90, tickFormat: (ms) => formatTime(ms).slice(11, 16) }),
@@ -79,7 +80,7 @@ async function loadIngest(box) {
         card("Records ingested", formatCount(total(metrics, "loglake_records_ingested_total")), h("p", { class: "muted small", text: "since the server started" })),
         card("Records rejected", formatCount(total(metrics, "loglake_records_rejected_total")),
           rejected.length ? h("ul", { class: "small" }, rejected.map(([labels, v]) => h("li", { text: `${labels.reason || Object.values(labels).join(" ")}: ${v}` }))) : null),
-        card("Hot store", `${formatCount(total(metrics, "loglake_hot_records"))} records`,
+        card("Hot store", counted(hot, "record", "records", formatCount(hot)),
           h("p", { class: "muted small", text: newestLogs ? `newest log in the lake: ${formatTime(newestLogs[1] * 1000)}` : "no log flushed to the lake yet" })),
         card("Queries", formatCount(total(metrics, "loglake_queries_total")),
           h("ul", { class: "small" }, (metrics.loglake_queries_total || []).map(([labels, v]) => h("li", { text: `${labels.outcome}: ${v}` }))))));

@@ -2,7 +2,7 @@
 // /logs/tail), newest first. Pausing keeps what arrived; the server says when it dropped records for
 // a slow page. Returns the function that closes the stream when the page is left.
 import { url } from "./api.js";
-import { h, replace } from "./dom.js";
+import { counted, h, replace } from "./dom.js";
 import { recordRow } from "./explore.js";
 
 const KEPT = 2000; // records the page keeps; older ones leave the list
@@ -36,7 +36,7 @@ export function startTail(box, state, go) {
   });
   source.addEventListener("dropped", (event) => {
     const { count } = JSON.parse(event.data);
-    note.textContent = `The server dropped ${count} records this page could not take in time.`;
+    note.textContent = `The server dropped ${counted(count, "record")} this page could not take in time.`;
   });
   source.addEventListener("end", (event) => {
     source.close();

@@ -1,0 +1,200 @@
+// Ask: a question in plain language becomes checked SQL (POST /ask), shown with its explanation, the
+// tables and time range it reads, the estimated scan and the warnings before anything runs. "Run" runs
+// exactly the SQL shown, through POST /query (asking again with run: true would put the question to the
+// model once more, in a conversation that has moved on, and could run other SQL than the one read);
+// "Open in SQL" takes it to the SQL page; "Make this a rule" drafts a detection rule from the
+// conversation's last answer, written into the rules folder only when confirmed (admin scope). The
+// conversation (its id and turns) is kept in this tab, so follow-ups continue it and it survives leaving
+// the page; "New conversation" starts afresh.
+import { api, errorBox, url } from "./api.js";
+import { copyButton, counted, formatBytes, formatTime, h, link, replace } from "./dom.js";
+import { highlighted, resultView } from "./sql.js";
+
+const KEPT = "loglake-ask"; // sessionStorage: { key, id, turns: [{ question, answer }] }
+const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+const FIRST_QUESTION = "e.g. how many errors did each service log in the last 24 hours?  (Enter asks, Shift+Enter: a new line)";
+const FOLLOW_UP = "A follow-up, e.g. only for the api service  (or start a new conversation)";
+
+export function render(main, { session, allows }) {
+  const ask = session.ask || { configured: false, how: "" };
+  if (!ask.configured) {
+    replace(main, h("h1", { text: "Ask" }), h("div", { class: "empty" },
+      h("p", { text: "Questions in plain language need a language model, and this server has none configured." }),
+      h("p", { text: sentence(ask.how) }),
+      h("p", { class: "muted", text: "Restart loglake serve with those settings and this page asks them." })));
+    return null;
+  }
+  const kept = conversation(session.key_name);
+  const turns = h("ol", { class: "turns", "aria-label": "Conversation" });
+  const status = h("div", { class: "ask-status", "aria-live": "polite" });
+  const question = h("textarea", { id: "question", name: "question", rows: 3, "data-query-box": "", maxlength: 2000 });
+  const askButton = h("button", { type: "submit", class: "primary", text: "Ask" });
+  const restart = h("button", { type: "button", text: "New conversation", hidden: !kept.turns.length, onclick: () => {
+    kept.id = null;
+    kept.turns = [];
+    save(kept);
+    draw();
+    replace(status);
+    question.focus();
+  } });
+  const draw = () => {
+    const lastWithSql = kept.turns.findLastIndex((turn) => turn.answer.sql);
+    replace(turns, kept.turns.map((turn, i) => turnView(turn, i === lastWithSql ? kept.id : null, allows)));
+    restart.hidden = !kept.turns.length;
+    question.placeholder = kept.turns.length ? FOLLOW_UP : FIRST_QUESTION;
+  };
+  const submit = async () => {
+    const text = question.value.trim();
+    if (askButton.disabled) return; // one question at a time
+    if (!text) { question.focus(); return; }
+    askButton.disabled = true;
+    replace(status, h("p", { class: "progress", text: `Asking ${ask.model}…` }));
+    try {
+      const answer = await api("/ask", { method: "POST", body: { question: text, conversation_id: kept.id, time_zone: ZONE } });
+      kept.id = answer.conversation_id;
+      kept.turns.push({ question: text, answer });
+      save(kept);
+      question.value = "";
+      replace(status);
+      draw();
+      turns.lastElementChild.scrollIntoView({ block: "nearest" });
+    } catch (error) {
+      replace(status, askError(error, submit));
+    } finally {
+      askButton.disabled = false;
+    }
+  };
+  question.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); submit(); }
+  });
+  replace(main, h("div", { class: "ask-page" },
+    h("h1", { text: "Ask" }),
+    h("p", { class: "muted small", text: `Questions become SQL over the lake, answered by ${ask.model} (${ask.provider}). Nothing runs until you press Run.` }),
+    turns,
+    h("form", { class: "ask-form", onsubmit: (e) => { e.preventDefault(); submit(); } },
+      h("label", { for: "question", text: "Question" }),
+      question,
+      h("div", { class: "toolbar" }, askButton, restart)),
+    status));
+  draw();
+  return null;
+}
+
+// The tab's conversation, unless another key signed in since.
+function conversation(key) {
+  try {
+    const kept = JSON.parse(sessionStorage.getItem(KEPT) || "null");
+    if (kept && kept.key === key) return kept;
+  } catch {
+    // unreadable: start afresh
+  }
+  return { key, id: null, turns: [] };
+}
+
+function save(kept) {
+  sessionStorage.setItem(KEPT, JSON.stringify(kept));
+}
+
+function sentence(text) {
+  return text ? `${text[0].toUpperCase()}${text.slice(1)}.` : "";
+}
+
+// What the person can do about each failure of a question.
+function askError(error, retry) {
+  const wait = error.retryAfter ? ` in ${duration(error.retryAfter)}` : "";
+  const advice = {
+    model_unavailable: `The model did not answer in time or is overloaded: ask again${wait || " in a few seconds"}.`,
+    model_error: "The model answered with an error: ask again, and if it persists see the server's log and the model's.",
+    model_answer_refused: "Rephrase the question: name the table, the columns or the time range you mean.",
+    token_budget_spent: `No more questions for now: the model's daily token budget (llm_daily_tokens) renews${wait}.`,
+    rate_limited: `Too many questions in a minute: ask again${wait || " shortly"}.`,
+    not_found: "This conversation has expired: start a new conversation (the button below the question).",
+  }[error.code];
+  const again = !["token_budget_spent", "not_found"].includes(error.code); // a retry would only fail the same way
+  return errorBox(error, again ? retry : null, advice);
+}
+
+function duration(seconds) {
+  if (seconds < 120) return counted(seconds, "second");
+  if (seconds < 7200) return counted(Math.round(seconds / 60), "minute");
+  return counted(Math.round(seconds / 3600), "hour");
+}
+
+// One question and its answer; `ruleFrom` is the conversation's id on the last answer with SQL (the
+// one a rule is drafted from), else null.
+function turnView({ question, answer }, ruleFrom, allows) {
+  const body = [h("p", { class: "question" }, h("span", { class: "muted", text: "You asked: " }), question),
+    h("p", { class: "explanation", text: answer.explanation || "" })];
+  if (!answer.sql) return h("li", { class: "turn" }, body, h("p", { class: "muted small", text: "No SQL: the model found no way to answer this from loglake's tables. Rephrase it, or ask about another table." }));
+  const output = h("div", { class: "run-output", "aria-live": "polite" });
+  const rule = h("div", { class: "rule-output", "aria-live": "polite" });
+  return h("li", { class: "turn" }, body,
+    h("pre", { class: "sql-code" }, h("code", {}, highlighted(answer.sql))),
+    scanFacts(answer),
+    answer.warnings.length ? h("ul", { class: "warnings", "aria-label": "Warnings" }, answer.warnings.map((w) => h("li", { text: w }))) : null,
+    answer.changes.length ? h("div", { class: "muted small" }, h("span", { text: "loglake changed the model's SQL: " }), answer.changes.join("; ")) : null,
+    h("div", { class: "toolbar" },
+      h("button", { type: "button", class: "primary", text: "Run", onclick: () => run(answer.sql, output) }),
+      link(url("/ui/sql", { sql: answer.sql }), "Open in SQL"),
+      copyButton(answer.sql, "Copy SQL"),
+      ruleFrom ? h("button", { type: "button", text: "Make this a rule", onclick: () => draftRule(ruleFrom, rule, allows) }) : null,
+      h("span", { class: "muted small", text: answer.cached ? "a cached answer" : counted(answer.attempts, "attempt") })),
+    output, rule);
+}
+
+function scanFacts(answer) {
+  const e = answer.estimate;
+  const span = answer.time_range || {};
+  const when = (iso) => iso ? formatTime(Date.parse(iso)) : "…";
+  return h("dl", { class: "facts" },
+    h("dt", { text: "Reads" }), h("dd", { text: answer.tables.join(", ") }),
+    h("dt", { text: "Time range" }), h("dd", { text: span.since || span.until ? `${when(span.since)} → ${when(span.until)} local` : "no records of the lake" }),
+    h("dt", { text: "Would scan" }), h("dd", { text: e
+      ? `${counted(e.files, "lake file")} of ${e.total_files.toLocaleString()}, ${formatBytes(e.bytes)} of ${formatBytes(e.total_bytes)} (${counted(e.row_groups, "row group")}, at most ${counted(e.rows, "row")})`
+      : "–" }));
+}
+
+async function run(sql, output) {
+  replace(output, h("p", { class: "progress", text: "Running…" }));
+  try {
+    replace(output, resultView(await api("/query", { method: "POST", body: { sql } })));
+  } catch (error) {
+    replace(output, errorBox(error, () => run(sql, output)));
+  }
+}
+
+async function draftRule(conversationId, box, allows) {
+  const path = `/ask/${encodeURIComponent(conversationId)}/rule`;
+  replace(box, h("p", { class: "progress", text: "Drafting a rule…" }));
+  let draft;
+  try {
+    draft = await api(path, { method: "POST" });
+  } catch (error) {
+    replace(box, errorBox(error, () => draftRule(conversationId, box, allows)));
+    return;
+  }
+  const outcome = h("div", { "aria-live": "polite" });
+  const write = async () => {
+    replace(outcome, h("p", { class: "progress", text: `Writing ${draft.file}…` }));
+    try {
+      const written = await api(path, { method: "POST", body: { confirm: true } });
+      replace(box, h("p", {}, `The rule is written to ${written.written}; the server runs it from its next scan of the rules folder. `,
+        link("/ui/rules", "See the rules")));
+    } catch (error) {
+      replace(outcome, errorBox(error, () => draftRule(conversationId, box, allows)));
+    }
+  };
+  replace(box, h("h2", { text: `Drafted rule ${draft.file}` }),
+    h("pre", { class: "plan", tabindex: "0", role: "region", "aria-label": "The drafted rule", text: draft.yaml }),
+    draft.valid ? null : h("div", { class: "error-box", role: "alert" },
+      h("strong", { text: "This draft does not load as a rule, so it cannot be written:" }),
+      h("ul", {}, draft.problems.map((p) => h("li", { text: p })))),
+    h("div", { class: "toolbar" },
+      draft.valid && allows("admin") ? h("button", { type: "button", class: "primary", text: `Write ${draft.file} to the rules folder`, onclick: write }) : null,
+      copyButton(draft.yaml, "Copy YAML"),
+      h("button", { type: "button", text: "Discard", onclick: () => replace(box) })),
+    draft.valid && !allows("admin")
+      ? h("p", { class: "muted small", text: "Writing into the server's rules folder needs a key with the admin scope; copy the YAML into a file there instead." })
+      : null,
+    outcome);
+}
