@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import msgspec
 
 from loglake.amplify.config import AmplifyConfigError, Region, parse_config
+from loglake.aws.ui_config import UiSection, ui_problems
 from loglake.config import parse_origins
 from loglake.config_files import problems_of, whole
 
@@ -58,6 +59,10 @@ SERVICE_CODES = {
     "deliveries_queue": "qa",
     "deliveries_dead": "qd",
     "alert_topics": "sa",
+    "ui_api": "au",
+    "ui_function": "lu",
+    "sessions_table": "du",
+    "user_pool": "cu",
 }
 MAX_NAME_LENGTH = 63  # S3 bucket names (Lambda function names allow 64)
 
@@ -122,6 +127,7 @@ class _DeploymentFile(msgspec.Struct, forbid_unknown_fields=True, rename="camel"
     amplify_config: str = ""  # the collector's configuration file, relative to this one (read by load_deployment)
     amplify_roles: dict[str, _RoleArn] = msgspec.field(default_factory=dict)
     detections: _Detections | None = None
+    ui: UiSection | None = None  # the web UI on its own domain, signed in through Cognito (aws/ui_config.py)
 
 
 class DeploymentConfigError(ValueError):
@@ -157,6 +163,7 @@ class Deployment:
     # profiles not listed use the downloader's own role
     amplify_roles: dict[str, str] = field(default_factory=dict)
     detections: DetectionSettings | None = None
+    ui: UiSection | None = None
 
     @property
     def amplify_retention_days(self) -> int | None:
@@ -243,6 +250,7 @@ def parse_deployment(document: Any) -> Deployment:
         else DetectionSettings(
             Path(file.detections.rules_dir), file.detections.schedule_minutes, tuple(file.detections.secrets)
         ),
+        ui=file.ui,
     )
     example = deployment.name("lake_bucket")  # every name has this length (the service codes are 2 letters)
     if len(example) > MAX_NAME_LENGTH:
@@ -250,6 +258,10 @@ def parse_deployment(document: Any) -> Deployment:
             f"naming: the names would be {len(example)} characters ({example}); S3 and Lambda allow "
             f"{MAX_NAME_LENGTH}: shorten naming.project, component, privacy or environment"
         )
+    if deployment.ui is not None and (
+        problems := ui_problems(deployment.ui, deployment.region, deployment.name("user_pool"))
+    ):
+        raise DeploymentConfigError("; ".join(problems))
     return deployment
 
 

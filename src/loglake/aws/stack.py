@@ -11,6 +11,8 @@ Needs the `aws` extra (aws-cdk-lib, constructs).
 - AmplifyCollector: the collection's state machine and its schedule (when the deployment collects);
 - Detections (with a `detections` section): the rules on a schedule with Athena, alert state and the
   outbox in DynamoDB, a router fed by a FIFO queue with a dead-letter queue, SNS topics per level;
+- WebUi (with a `ui` section): the web UI at the root of its domain, its own REST API and function,
+  signing in through a Cognito user pool (hosted UI, code flow with PKCE, groups to scopes);
 - Monitoring: alarms to one topic and a dashboard.
 Every function is Python 3.12 on arm64 with its own least-privilege role (aws/infra/functions.py).
 Every resource carries the configured tags; names follow the convention (aws/deployment.py).
@@ -32,6 +34,7 @@ from loglake.aws.infra.functions import Functions
 from loglake.aws.infra.monitoring import Monitoring
 from loglake.aws.infra.pipeline import Pipeline
 from loglake.aws.infra.storage import Storage
+from loglake.aws.infra.ui import WebUi
 
 
 class LoglakeStack(cdk.Stack):
@@ -65,6 +68,8 @@ class LoglakeStack(cdk.Stack):
             self.detections = Detections(
                 self, "Detections", self.functions, self.catalog, self.monitoring.topic, d.detections
             )
+        if d.ui is not None:
+            self.web_ui = WebUi(self, "WebUi", self.functions, self.storage, self.catalog, self.api)
         self.monitoring.watch(self.functions, self.api, self.storage.table, self.catalog, self.pipeline)
         self._outputs()
 
