@@ -48,6 +48,7 @@ class StandIn:
     authorizations: list[dict[str, str]] = field(default_factory=list)
     token_requests: list[dict[str, str]] = field(default_factory=list)
     logouts: list[dict[str, str]] = field(default_factory=list)
+    failing: bool = False  # the token endpoint answers 500 (Cognito having a bad moment)
 
     @property
     def issuer(self) -> str:
@@ -124,6 +125,9 @@ def _handler(stand_in: StandIn) -> type[BaseHTTPRequestHandler]:
                 self._answer(404, {"error": "not found"})
                 return
             stand_in.token_requests.append(form)
+            if stand_in.failing:
+                self._answer(500, {"error": "internal"})
+                return
             authorized = stand_in.codes.pop(form.get("code", ""), None)  # a code is good once
             if (
                 authorized is None

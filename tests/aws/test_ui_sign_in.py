@@ -8,6 +8,7 @@ import base64
 import hashlib
 import html
 import json
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -241,6 +242,26 @@ def test_a_bad_state_is_refused(ui_function: str, stand_in: StandIn) -> None:
     refused = call("GET", "/auth/callback", query=forged, cookies={"loglake_sign_in": "made-up"})
     assert refused["statusCode"] == 400 and "already used or has expired" in page_text(refused)
     assert call("GET", "/auth/callback", query={"code": query["code"]}, cookies=cookies)["statusCode"] == 400
+
+
+def test_cognito_failing_or_out_of_reach_is_a_503_page_to_retry(
+    ui_function: str, stand_in: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    query, cookies = start(stand_in, ADMIN)
+    stand_in.failing = True
+    failed = call("GET", "/auth/callback", query=query, cookies=cookies)
+    assert failed["statusCode"] == 503 and "answered HTTP 500; retry shortly" in page_text(failed)
+
+    stand_in.failing = False
+    query, cookies = start(stand_in, ADMIN)
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    handlers.reset()  # the callback lands on a new container, which cannot reach the pool
+    monkeypatch.setenv("LOGLAKE_COGNITO_DOMAIN", f"http://127.0.0.1:{port}")
+    unreachable = call("GET", "/auth/callback", query=query, cookies=cookies)
+    assert unreachable["statusCode"] == 503 and "Cognito could not be reached" in page_text(unreachable)
+    assert "loglake_session" not in set_cookies(unreachable)
 
 
 def test_cognitos_own_refusal_is_shown(ui_function: str, stand_in: StandIn) -> None:

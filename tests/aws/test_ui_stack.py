@@ -112,6 +112,11 @@ def test_the_ui_api_is_unsigned_on_its_domain_only_and_passes_everything_to_the_
     )
     (mapping,) = template.find_resources("AWS::ApiGateway::BasePathMapping").values()
     assert mapping["Properties"]["RestApiId"] == {"Ref": ui_api} and "BasePath" not in mapping["Properties"]
+    # its stage logs through the account's CloudWatch role: deployed after it is set
+    stages = template.find_resources("AWS::ApiGateway::Stage").values()
+    (ui_stage,) = [stage for stage in stages if stage["Properties"]["RestApiId"] == {"Ref": ui_api}]
+    (account,) = template.find_resources("AWS::ApiGateway::Account")
+    assert account in ui_stage["DependsOn"] and "AccessLogSetting" in ui_stage["Properties"]
     # the IAM API keeps its SigV4 authorization
     iam_methods = [
         m["Properties"]

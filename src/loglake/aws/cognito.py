@@ -144,11 +144,13 @@ class Cognito:
             "code_verifier": verifier,
         }
         answer = await self._http("POST", f"{self.domain}/oauth2/token", data=form)
-        if answer.status_code != 200:
+        if answer.status_code in (400, 401):
             reason = _oauth_error(answer)
             raise SignInRefused(
                 400, f"Cognito refused the sign-in's code ({reason}); it may have expired or been used: sign in again"
             )
+        if answer.status_code != 200:
+            raise SignInRefused(503, f"Cognito's token endpoint answered HTTP {answer.status_code}; retry shortly")
         try:
             token = answer.json()["id_token"]
         except (ValueError, KeyError, TypeError):

@@ -167,7 +167,7 @@ async def _taken_attempt(app: CognitoUiApp, request: Request) -> SignInAttempt:
     must not sign this browser in), not answered before, not too old."""
     query = request.query
     if query.get("error"):
-        why = query.get("error_description") or query["error"]
+        why = (query.get("error_description") or query["error"])[:300]
         raise SignInRefused(403 if query["error"] == "access_denied" else 400, f"Cognito did not sign you in: {why}")
     state, started = query.get("state", ""), cookie_value(request, SIGN_IN_COOKIE)
     if not state or not query.get("code"):
