@@ -150,6 +150,23 @@ def test_a_reader_signs_in_with_pkce_and_searches(ui_function: str, stand_in: St
     assert call("GET", "/logs/search", query={"q": "timeout"})["statusCode"] == 401
 
 
+def test_the_sql_page_runs_on_athena_with_the_session(ui_function: str, stand_in: StandIn, moto_endpoint: str) -> None:
+    token = sign_in(stand_in, READER)[1]
+    cookies = {"loglake_session": token}
+    csrf = json.loads(call("GET", "/session", cookies=cookies)["body"])["csrf_token"]
+    queue_result(moto_endpoint, [("service", "varchar"), ("n", "bigint")], [["api", "42"]])
+    sql = {"Content-Type": "application/json", "X-CSRF-Token": csrf}
+    event = rest_event("POST", "/query", body=json.dumps({"sql": "SELECT service, count(*) AS n FROM logs GROUP BY 1"}),
+                       headers=HOST | sql | {"Cookie": f"loglake_session={token}"})  # fmt: skip
+    answered = handlers.api(event, CONTEXT)
+    assert answered["statusCode"] == 200, answered["body"]
+    assert json.loads(answered["body"])["rows"] == [["api", 42]]
+    refused = handlers.api(event | {"body": json.dumps({"sql": "DROP TABLE logs"})}, CONTEXT)
+    assert refused["statusCode"] == 400
+    without_token = rest_event("POST", "/query", body="{}", headers=HOST | {"Cookie": f"loglake_session={token}"})
+    assert handlers.api(without_token, CONTEXT)["statusCode"] == 403
+
+
 def test_the_verifier_is_the_one_whose_challenge_went_to_authorize(
     ui_function: str, stand_in: StandIn, moto_endpoint: str
 ) -> None:

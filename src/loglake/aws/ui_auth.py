@@ -11,6 +11,7 @@ domain): the same pages, assets and reads as locally, with one credential, the s
   same session cookie as locally (HttpOnly, SameSite=Strict, Secure).
 - `GET`, `DELETE /session`: as locally; DELETE also answers Cognito's sign-out address, where the page
   goes next so that the hosted UI's own session ends too.
+- `POST /query` (the SQL page): the local route, its SQL run by Athena in the stack's workgroup.
 Ingest and the API-key administration are not offered here: they belong to the IAM-authorized API.
 """
 
@@ -30,15 +31,17 @@ from loglake.api.app import ROUTES, LoglakeApp, Route, Router
 from loglake.api.auth import Unauthorized, cookie_value, require_csrf_token, session_token
 from loglake.api.http import ApiError, Request
 from loglake.api.routes import Result
+from loglake.api.session_routes import UI_HOME
 from loglake.api.ui_routes import REVALIDATE, assets
+from loglake.aws.athena_search import AthenaSearch
 from loglake.aws.cognito import Cognito, SignInRefused, code_verifier, scopes_of_groups
 from loglake.aws.ui_sessions import DynamoDBSessions, NewUiSession, SignInAttempt, UiSession
+from loglake.extensions import SqlEngine
 from loglake.keys import ApiKey
 from loglake.runtime import Runtime
 
 SIGN_IN_COOKIE = "loglake_sign_in"
 SIGN_IN_SECONDS = 600  # from "Sign in with Cognito" to the callback: the hosted UI's form is filled in between
-UI_HOME = "/ui/"
 _NO_STORE = (b"cache-control", b"no-store")
 _MAX_NEXT = 2048
 _MAX_USER = 256
@@ -90,6 +93,12 @@ class CognitoUiApp(LoglakeApp):
         self.sessions = sessions or DynamoDBSessions(boto3.client("dynamodb"), table, runtime.clock)
         self.auth = SessionCookieAuth(self.sessions)
         self.router = Router(UI_FUNCTION_ROUTES)
+
+    @property
+    def sql_engine(self) -> SqlEngine | None:
+        """Athena, which answers the searches (aws/athena_search.py), answers the SQL page too."""
+        search = self.service.record_search
+        return search.engine if isinstance(search, AthenaSearch) else None
 
 
 # -- pages ------------------------------------------------------------------------------------------
