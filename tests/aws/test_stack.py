@@ -252,7 +252,7 @@ def test_every_deployment_problem_is_named_at_once() -> None:
         parse_deployment(bad)
     assert str(caught.value).split("; ") == [
         "the configuration: unknown field colour (allowed: account, amplifyConfig, amplifyRoles, ask, corsAllowOrigins,"
-        " detections, dynamodb, environment, naming, region, retentionDays, tags)",
+        " detections, dynamodb, environment, naming, region, retentionDays, tags, ui)",
         "account: '12345' is not a 12-digit AWS account id",
         "tags.Owner: '' is not a non-empty text",
         "dynamodb.timeShards: 65 is not a whole number from 1 to 64 (about 1,000 record writes/s each, never lower it)",

@@ -46,6 +46,7 @@ from loglake.api.metrics import Metrics
 from loglake.api.ratelimit import RateLimiter
 from loglake.api.security_headers import SECURITY_HEADERS
 from loglake.config import Settings, parse_origins
+from loglake.extensions import SqlEngine
 from loglake.keys import ApiKey, KeyStore
 from loglake.lake.lake import MaintenanceReport
 from loglake.lake.query_answers import QueryBusy
@@ -233,6 +234,11 @@ class LoglakeApp:
     @property
     def keystore(self) -> KeyStore:
         return self.runtime.keystore
+
+    @property
+    def sql_engine(self) -> SqlEngine | None:
+        """What runs users' SQL (POST /query): the lake's engine, when there is a lake."""
+        return self.lake.engine if self.lake is not None else None
 
     @classmethod
     def from_settings(cls, settings: Settings, **runtime_options: Any) -> LoglakeApp:

@@ -119,16 +119,7 @@ class Authenticator:
         key = self.keyring.bearer_by_hash(session.key_hint, session.key_hash)
         if key is None:
             raise unauthorized("the API key of this session was revoked; sign in again at /login with an active key")
-        if request.method not in _SAFE_METHODS:
-            sent = request.headers.get(CSRF_HEADER, b"")
-            if not hmac.compare_digest(sent, session.csrf_token.encode()):
-                what = "a different one" if sent else "none"
-                raise ApiError(
-                    403,
-                    "csrf_token_invalid",
-                    f"a {request.method} signed in by the session cookie must send the header X-CSRF-Token with "
-                    f"the session's csrf_token (from POST or GET /session); this request sent {what}",
-                )
+        require_csrf_token(request, session.csrf_token)
         return session, key
 
     def _sigv4(self, request: Request) -> ApiKey:
@@ -162,14 +153,34 @@ class Authenticator:
         return credential, *found
 
 
+def require_csrf_token(request: Request, csrf_token: str) -> None:
+    """ApiError 403 when a request signed in by a session cookie changes something without the
+    session's CSRF token (another site's page can make the browser send the cookie, not the token)."""
+    if request.method not in _SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, b"")
+        if not hmac.compare_digest(sent, csrf_token.encode()):
+            what = "a different one" if sent else "none"
+            raise ApiError(
+                403,
+                "csrf_token_invalid",
+                f"a {request.method} signed in by the session cookie must send the header X-CSRF-Token with "
+                f"the session's csrf_token (from POST or GET /session); this request sent {what}",
+            )
+
+
 def session_token(request: Request) -> str:
     """The value of the session cookie ('' when the request has none)."""
+    return cookie_value(request, SESSION_COOKIE)
+
+
+def cookie_value(request: Request, name: str) -> str:
+    """The value of one cookie of the request ('' when it has none)."""
     cookies = request.header(b"cookie")
-    if SESSION_COOKIE not in cookies:  # the usual case (API clients send no cookies): no parsing
+    if name not in cookies:  # the usual case (API clients send no cookies): no parsing
         return ""
     for part in cookies.split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == SESSION_COOKIE:
+        key, _, value = part.strip().partition("=")
+        if key == name:
             return value.strip()
     return ""
 

@@ -277,10 +277,10 @@ def query_error(error: QueryError | QueryBusy) -> ApiError:
 
 
 async def query(app: LoglakeApp, request: Request) -> Result:
-    if app.lake is None:
+    engine = app.sql_engine
+    if engine is None:
         raise ApiError(501, "not_available", "SQL needs the lake, which this server's store does not have")
     spec = json_body(app, request, '{"sql": "SELECT count(*) FROM logs", "limit": 100}')
-    engine = app.lake.engine
     try:
         wanted = parse_query_request(spec)
         result = await app.run_query(lambda: engine.query(**wanted.options()))

@@ -98,7 +98,10 @@ def _proxy_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes
     for name, value in headers:
         multi.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
     content_type = next((v for n, v in headers if n == b"content-type"), b"")
-    text = not body or any(content_type.startswith(t) for t in _TEXT_TYPES)
+    # A compressed body (the UI's gzipped assets) is bytes whatever its type: base64, as API Gateway
+    # expects of binary answers (decoded again since the API's binary media types are */*).
+    encoded = any(n == b"content-encoding" and v.lower() != b"identity" for n, v in headers)
+    text = not body or (not encoded and any(content_type.startswith(t) for t in _TEXT_TYPES))
     return {
         "statusCode": status,
         "multiValueHeaders": multi,

@@ -24,6 +24,7 @@ import msgspec
 
 from loglake.amplify.config import AmplifyConfigError, Region, parse_config
 from loglake.aws.ask_config import AskConfig
+from loglake.aws.ui_config import UiSection, ui_problems
 from loglake.config import parse_origins
 from loglake.config_files import problems_of, whole
 
@@ -61,6 +62,10 @@ SERVICE_CODES = {
     "alert_topics": "sa",
     "ask_function": "lx",
     "ask_table": "dx",
+    "ui_api": "au",
+    "ui_function": "lu",
+    "sessions_table": "du",
+    "user_pool": "cu",
 }
 MAX_NAME_LENGTH = 63  # S3 bucket names (Lambda function names allow 64)
 
@@ -126,6 +131,7 @@ class _DeploymentFile(msgspec.Struct, forbid_unknown_fields=True, rename="camel"
     amplify_roles: dict[str, _RoleArn] = msgspec.field(default_factory=dict)
     detections: _Detections | None = None
     ask: AskConfig | None = None
+    ui: UiSection | None = None  # the web UI on its own domain, signed in through Cognito (aws/ui_config.py)
 
 
 class DeploymentConfigError(ValueError):
@@ -162,6 +168,7 @@ class Deployment:
     amplify_roles: dict[str, str] = field(default_factory=dict)
     detections: DetectionSettings | None = None
     ask: AskConfig | None = None  # asking in plain language (aws/infra/ask.py)
+    ui: UiSection | None = None
 
     @property
     def amplify_retention_days(self) -> int | None:
@@ -249,6 +256,7 @@ def parse_deployment(document: Any) -> Deployment:
             Path(file.detections.rules_dir), file.detections.schedule_minutes, tuple(file.detections.secrets)
         ),
         ask=file.ask,
+        ui=file.ui,
     )
     example = deployment.name("lake_bucket")  # every name has this length (the service codes are 2 letters)
     if len(example) > MAX_NAME_LENGTH:
@@ -256,6 +264,10 @@ def parse_deployment(document: Any) -> Deployment:
             f"naming: the names would be {len(example)} characters ({example}); S3 and Lambda allow "
             f"{MAX_NAME_LENGTH}: shorten naming.project, component, privacy or environment"
         )
+    if deployment.ui is not None and (
+        problems := ui_problems(deployment.ui, deployment.region, deployment.name("user_pool"))
+    ):
+        raise DeploymentConfigError("; ".join(problems))
     return deployment
 
 

@@ -5,7 +5,8 @@
   local server does. API Gateway authenticates (SigV4) and throttles, so the app's own keys are off.
   With LOGLAKE_ATHENA_DATABASE and LOGLAKE_ATHENA_WORKGROUP set (the stack's search function), GET
   /logs/search and /logs/histogram, and ids past the hot window, are answered by Athena over the lake
-  (aws/athena_search.py).
+  (aws/athena_search.py). With LOGLAKE_UI_SESSIONS_TABLE set (the stack's UI function), it is the web
+  UI's app, signed in through Cognito (aws/ui_auth.py).
 
 - `query`: POST /query through API Gateway, answered by Athena (aws/athena.py) with the local
   server's request and response shapes (LOGLAKE_ATHENA_DATABASE, LOGLAKE_ATHENA_WORKGROUP).
@@ -310,7 +311,10 @@ def _api_app() -> Any:
             from loglake.aws.athena_search import AthenaSearch
 
             record_search = AthenaSearch(_athena_engine())
-        _app = LoglakeApp.from_settings(settings, store=store, record_search=record_search)
+        app_class = LoglakeApp
+        if os.environ.get("LOGLAKE_UI_SESSIONS_TABLE"):  # the web UI's function: signed in through Cognito
+            from loglake.aws.ui_auth import CognitoUiApp as app_class
+        _app = app_class.from_settings(settings, store=store, record_search=record_search)
     return _app
 
 

@@ -13,6 +13,8 @@ Needs the `aws` extra (aws-cdk-lib, constructs).
   outbox in DynamoDB, a router fed by a FIFO queue with a dead-letter queue, SNS topics per level;
 - Ask (with an `ask` section): POST /ask and its routes, a function with Bedrock, Athena and its own
   DynamoDB table (conversations, cached answers, the token budget);
+- WebUi (with a `ui` section): the web UI at the root of its domain, its own REST API and function,
+  signing in through a Cognito user pool (hosted UI, code flow with PKCE, groups to scopes);
 - Monitoring: alarms to one topic and a dashboard.
 Every function is Python 3.12 on arm64 with its own least-privilege role (aws/infra/functions.py).
 Every resource carries the configured tags; names follow the convention (aws/deployment.py).
@@ -35,6 +37,7 @@ from loglake.aws.infra.functions import Functions
 from loglake.aws.infra.monitoring import Monitoring
 from loglake.aws.infra.pipeline import Pipeline
 from loglake.aws.infra.storage import Storage
+from loglake.aws.infra.ui import WebUi
 
 
 class LoglakeStack(cdk.Stack):
@@ -70,6 +73,8 @@ class LoglakeStack(cdk.Stack):
             )
         if d.ask is not None:
             self.ask = Ask(self, "Ask", self.functions, self.catalog, self.api, d.ask)
+        if d.ui is not None:
+            self.web_ui = WebUi(self, "WebUi", self.functions, self.storage, self.catalog, self.api)
         self.monitoring.watch(self.functions, self.api, self.storage.table, self.catalog, self.pipeline)
         self._outputs()
 

@@ -126,10 +126,12 @@ async function start() {
   }
   setCsrfToken(session.csrf_token);
   document.getElementById("signout").addEventListener("click", async () => {
+    let next = "/login";
     try {
-      await api("/session", { method: "DELETE" });
+      // On AWS the answer names Cognito's sign-out, which ends the hosted UI's session and comes back to /login.
+      next = (await api("/session", { method: "DELETE" }))?.sign_out_url || next;
     } finally {
-      location.assign("/login");
+      location.assign(next);
     }
   });
   setupKeyboard();
