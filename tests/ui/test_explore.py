@@ -157,10 +157,13 @@ def test_an_empty_result_says_why_and_widens_the_range(page, loglake):
 
 
 def test_signing_in_returns_to_the_page_asked_for_without_a_refused_request(page, loglake, browser):
-    refused = []
+    refused, said = [], []
     page.on("response", lambda r: refused.append(r.url) if r.status == 401 else None)
+    page.on("console", lambda message: said.append(message.text))
     page.goto(loglake.url + "/ui/sql?sql=SELECT%2042%20AS%20answer")
     page.wait_for_url("**/login?next=**")
+    page.locator("#login").wait_for()
+    assert said == []  # the sign-in page calls nothing that refuses it, and no advice of the browser's
     page.get_by_label("API key").fill("llk_not-a-key")
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("invalid or revoked API key").wait_for()  # refused, and still knows where to go
