@@ -119,6 +119,8 @@ def test_a_question_is_athena_sql_with_its_estimate_from_the_partitions_and_its_
     (call,) = model_server.seen
     assert unquote(call.path) == f"/model/{MODEL}/converse"  # Bedrock's Converse API, through boto3
     assert "Athena (Trino) SQL" in call.system and "'YYYY-MM-DD'" in call.system
+    # real values, from the footers of the newest day's files in the bucket (the lake's six services)
+    assert "- service string: emitting service; values include 'api', 'auth', 'billing'" in call.system
     assert "Current time: 2026-11-04 01:00:00 UTC" in call.system
 
 

@@ -1,6 +1,11 @@
 """Asking on AWS: the prompt for Athena's SQL over the Glue tables, and what a query would scan there,
 from the sizes of the lake's S3 objects, with no DuckDB.
 
+The prompt describes the tables as the Glue catalog declares them (both come from the table registry,
+lake/catalog.py), with real values as locally: the partitions' (the Amplify apps, listed in S3) and
+the footers' smallest and largest values of the newest day's files (footers.py, read once per file
+and function instance).
+
 Athena reads, and bills, whole objects of the partitions a query keeps (partition projection turns
 the predicates on `date`, and on an Amplify `app`, into the prefixes it lists); predicates on other
 columns do not spare an object from being opened. So the estimate is the predicates on partition keys
@@ -25,7 +30,8 @@ import sqlglot
 from sqlglot import exp
 
 from loglake.ask.estimate import NO_TIME_FILTER, VERY_LARGE, VERY_LARGE_SCAN_BYTES, Condition, Estimate, human_bytes
-from loglake.ask.prompt import DIALECTS, MAX_SAMPLES, Prompt, column_lines, listing
+from loglake.ask.footers import Footers
+from loglake.ask.prompt import DIALECTS, MAX_SAMPLES, SAMPLED_COLUMNS, SAMPLED_FILES, Prompt, column_lines, listing
 from loglake.lake.catalog import DATE_KEY, hive_type
 from loglake.lake.objectstore import S3ObjectStore
 from loglake.lake.sql_guard import QueryError, check_select
@@ -71,6 +77,7 @@ class AthenaSource:
         self.max_rows = max_rows
         self.table_names = tuple(TABLES)
         self.very_large_bytes = very_large_bytes
+        self.footers = Footers(lake)
 
     # -- the prompt -------------------------------------------------------------------------------
 
@@ -86,7 +93,8 @@ class AthenaSource:
         return Prompt(system, hashlib.sha256(schema.encode()).hexdigest()[:16])
 
     def _describe(self, table: LakeTable) -> str:
-        lines = [f"Table {table.name}: {table.description}", column_lines(table.columns, type_name=hive_type)]
+        samples = self._samples(table)
+        lines = [f"Table {table.name}: {table.description}", column_lines(table.columns, samples, hive_type)]
         for key in table.partitions:
             if key == DATE_KEY:
                 lines.append(f"- {key} string: partition key, the record's UTC day as 'YYYY-MM-DD'")
@@ -99,6 +107,21 @@ class AthenaSource:
         if table.name == "logs":
             lines.append(f"  severity values: {', '.join(SEVERITY_NAMES)}; attributes is JSON text")
         return "\n".join(lines)
+
+    def _samples(self, table: LakeTable) -> dict[str, list]:
+        """Values of the columns questions name, from the footers of the newest day's files (of a table
+        partitioned by day alone: an Amplify table's days are per app)."""
+        wanted = [c for c in SAMPLED_COLUMNS.get(table.name, ()) if c not in table.partitions]
+        if table.partitions != (DATE_KEY,) or not wanted:
+            return {}
+        days = self._children(f"type={table.directory}/")
+        newest = [o.key for o in self.lake.list(days[-1]) if _read_by_athena(o.key)][-SAMPLED_FILES:] if days else []
+        found: dict[str, set] = {c: set() for c in wanted}
+        for key in newest:
+            for group in self.footers.of(key):
+                for column in wanted:
+                    found[column].update(group.bounds.get(column, ()))
+        return {c: sorted(v for v in values if v is not None)[:MAX_SAMPLES] for c, values in found.items()}
 
     # -- the estimate -----------------------------------------------------------------------------
 
