@@ -161,6 +161,26 @@ def test_a_question_s_time_range_becomes_date_partitions_and_shrinks_the_estimat
     assert by_time["warnings"][0].startswith("the query filters on timestamp but not on date")
 
 
+def test_days_kept_in_the_middle_and_apart_are_exactly_those_read(
+    aws: dict[str, Any], lake_dir: Path, model_server: ModelServer
+) -> None:
+    api, _ = ask_function(aws, lake_dir)
+    model_server.say(
+        sql_reply("SELECT count(*) FROM logs WHERE \"date\" = '2026-11-02'"),
+        sql_reply("SELECT count(*) FROM logs WHERE \"date\" IN ('2026-11-01', '2026-11-03')"),
+        sql_reply("SELECT count(*) FROM logs WHERE \"date\" > '2026-11-03'"),
+    )
+    for question, days in (
+        ("on the 2nd", ["2026-11-02"]),
+        ("1st and 3rd", ["2026-11-01", "2026-11-03"]),
+        ("later", []),
+    ):
+        _, answer, _ = post(api, "/ask", {"question": question})
+        kept = objects_of(lake_dir, *days)
+        assert answer["estimate"]["files"] == len(kept), question
+        assert answer["estimate"]["bytes"] == sum(p.stat().st_size for p in kept), question
+
+
 def test_the_amplify_table_needs_its_app_and_the_model_is_told(
     aws: dict[str, Any], lake_dir: Path, model_server: ModelServer
 ) -> None:

@@ -115,7 +115,7 @@ class AthenaSource:
         if table.partitions != (DATE_KEY,) or not wanted:
             return {}
         days = self._children(f"type={table.directory}/")
-        newest = [o.key for o in self.lake.list(days[-1]) if _read_by_athena(o.key)][-SAMPLED_FILES:] if days else []
+        newest = [key for key, _ in self._objects(days[-1])][-SAMPLED_FILES:] if days else []
         found: dict[str, set] = {c: set() for c in wanted}
         for key in newest:
             for group in self.footers.of(key):
@@ -160,14 +160,36 @@ class AthenaSource:
         """(key, size) of the objects under `prefix` whose partitions (`keys`, outermost first) the
         conditions may keep: a level is listed only where a condition on it or below may prune."""
         if not any(c.column in keys for c in conditions):
-            yield from ((o.key, o.size) for o in self.lake.list(prefix) if _read_by_athena(o.key))
+            yield from self._objects(prefix)
             return
         key = keys[0]
         on_key = [c for c in conditions if c.column == key]
-        for child in self._children(prefix):
-            value = _value_of(key, child)
-            if all(c.may_hold(value, value) for c in on_key):
+        kept = [child for child in self._children(prefix) if _holds(on_key, _value_of(key, child))]
+        if any(c.column in keys[1:] for c in conditions):
+            for child in kept:
                 yield from self._kept(child, keys[1:], conditions)
+        elif kept:  # nothing prunes below: the kept children's objects, in one listing from the first to the last
+            wanted = set(kept)
+            for found, size in self._objects(prefix, start_after=kept[0]):
+                child = prefix + found[len(prefix) :].split("/", 1)[0] + "/"
+                if child > kept[-1]:
+                    return
+                if child in wanted:
+                    yield found, size
+
+    def _objects(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, int]]:
+        """(key, size) of the objects Athena reads under `prefix`, in key order, after `start_after`."""
+        paginator = self.lake.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(
+            Bucket=self.lake.bucket,
+            Prefix=self.lake.prefix + prefix,
+            StartAfter=self.lake.prefix + start_after if start_after else "",
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                found = item["Key"][len(self.lake.prefix) :]
+                if _read_by_athena(found):
+                    yield found, item["Size"]
 
     def _children(self, prefix: str) -> list[str]:
         """The `name=value/` prefixes right under `prefix` (relative to the store), sorted."""
@@ -260,6 +282,10 @@ def _value_of(key: str, prefix: str) -> Any:
 def _partitions(key: str) -> dict[str, Any]:
     parts = [p.split("=", 1) for p in key.split("/")[1:-1] if "=" in p]
     return {name: _value_of(name, f"{name}={value}/") for name, value in parts}
+
+
+def _holds(conditions: list[Condition], value: Any) -> bool:
+    return all(c.may_hold(value, value) for c in conditions)
 
 
 def _read_by_athena(key: str) -> bool:
