@@ -122,6 +122,9 @@ def test_a_question_is_athena_sql_with_its_estimate_from_the_partitions_and_its_
     # real values, from the footers of the newest day's files in the bucket (the lake's six services)
     assert "- service string: emitting service; values include 'api', 'auth', 'billing'" in call.system
     assert "Current time: 2026-11-04 01:00:00 UTC" in call.system
+    _, again, _ = post(api, "/ask", {"question": " How many errors on the 2nd and  3rd?"})
+    assert again["cached"] and again["sql"] == answer["sql"] and again["estimate"] == estimate
+    assert len(model_server.seen) == 1  # cached in the table: the model was not asked again
 
 
 def test_run_true_runs_it_through_athena(aws: dict[str, Any], lake_dir: Path, model_server: ModelServer) -> None:

@@ -90,7 +90,11 @@ class AthenaSource:
             f"Current time: {now:%Y-%m-%d %H:%M:%S} UTC ({local:%Y-%m-%d %H:%M:%S %Z} in the user's time zone, "
             f"{time_zone}; a week starts on Monday).\n\n{schema}\n\n" + _RULES.format(max_rows=self.max_rows)
         )
-        return Prompt(system, hashlib.sha256(schema.encode()).hexdigest()[:16])
+        shape = "|".join(
+            f"{t.name}:{','.join(f'{c.name} {hive_type(c.type)}' for c in t.columns)}:{','.join(t.partitions)}"
+            for t in TABLES.values()
+        )  # the schema's version changes with a table, column or type, not with the data's values
+        return Prompt(system, hashlib.sha256(f"{DIALECT}|{shape}".encode()).hexdigest()[:16])
 
     def _describe(self, table: LakeTable) -> str:
         samples = self._samples(table)
