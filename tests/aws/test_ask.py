@@ -228,6 +228,19 @@ def test_a_rule_is_drafted_but_written_only_where_the_rules_folder_is(
     assert refused == 501 and error["error"]["message"] == RULES_ARE_LOCAL
 
 
+def test_explain_says_an_athena_query_in_words_with_its_price(
+    aws: dict[str, Any], lake_dir: Path, model_server: ModelServer
+) -> None:
+    api, _ = ask_function(aws, lake_dir)
+    model_server.say("It counts the error records of two days.")
+    status, body, _ = post(api, "/ask/explain", {"sql": ERRORS_ON_TWO_DAYS})
+    assert status == 200 and body["explanation"] == "It counts the error records of two days."
+    assert body["tables"] == ["logs"] and body["estimate"]["files"] == len(
+        objects_of(lake_dir, "2026-11-02", "2026-11-03")
+    )
+    assert body["estimate"]["price"]["usd"] == 0.00005 and "Athena (Trino) SQL" in model_server.seen[0].system
+
+
 def test_bad_requests_budget_and_unknown_paths(
     aws: dict[str, Any], lake_dir: Path, monkeypatch: pytest.MonkeyPatch, model_server: ModelServer
 ) -> None:
