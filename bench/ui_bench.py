@@ -111,7 +111,7 @@ def browser_first_paint(server: Server, until_ms: int, runs: int) -> tuple[float
 
             def load() -> float:
                 page.goto(explore)
-                page.wait_for_function(f"performance.getEntriesByName({DRAWN_MARK!r}).length > 0")
+                page.wait_for_function(f"() => performance.getEntriesByName({DRAWN_MARK!r}).length > 0")
                 drawn = page.evaluate(
                     f"""() => ({{
                         ms: performance.getEntriesByName({DRAWN_MARK!r})[0].startTime,

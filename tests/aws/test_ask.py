@@ -119,7 +119,12 @@ def test_a_question_is_athena_sql_with_its_estimate_from_the_partitions_and_its_
     (call,) = model_server.seen
     assert unquote(call.path) == f"/model/{MODEL}/converse"  # Bedrock's Converse API, through boto3
     assert "Athena (Trino) SQL" in call.system and "'YYYY-MM-DD'" in call.system
+    # real values, from the footers of the newest day's files in the bucket (the lake's six services)
+    assert "- service string: emitting service; values include 'api', 'auth', 'billing'" in call.system
     assert "Current time: 2026-11-04 01:00:00 UTC" in call.system
+    _, again, _ = post(api, "/ask", {"question": " How many errors on the 2nd and  3rd?"})
+    assert again["cached"] and again["sql"] == answer["sql"] and again["estimate"] == estimate
+    assert len(model_server.seen) == 1  # cached in the table: the model was not asked again
 
 
 def test_run_true_runs_it_through_athena(aws: dict[str, Any], lake_dir: Path, model_server: ModelServer) -> None:
@@ -157,6 +162,26 @@ def test_a_question_s_time_range_becomes_date_partitions_and_shrinks_the_estimat
     # A timestamp filter alone spares Athena no object: every day is read, and it says how to fix that.
     assert by_time["estimate"]["files"] == len(every)
     assert by_time["warnings"][0].startswith("the query filters on timestamp but not on date")
+
+
+def test_days_kept_in_the_middle_and_apart_are_exactly_those_read(
+    aws: dict[str, Any], lake_dir: Path, model_server: ModelServer
+) -> None:
+    api, _ = ask_function(aws, lake_dir)
+    model_server.say(
+        sql_reply("SELECT count(*) FROM logs WHERE \"date\" = '2026-11-02'"),
+        sql_reply("SELECT count(*) FROM logs WHERE \"date\" IN ('2026-11-01', '2026-11-03')"),
+        sql_reply("SELECT count(*) FROM logs WHERE \"date\" > '2026-11-03'"),
+    )
+    for question, days in (
+        ("on the 2nd", ["2026-11-02"]),
+        ("1st and 3rd", ["2026-11-01", "2026-11-03"]),
+        ("later", []),
+    ):
+        _, answer, _ = post(api, "/ask", {"question": question})
+        kept = objects_of(lake_dir, *days)
+        assert answer["estimate"]["files"] == len(kept), question
+        assert answer["estimate"]["bytes"] == sum(p.stat().st_size for p in kept), question
 
 
 def test_the_amplify_table_needs_its_app_and_the_model_is_told(
@@ -201,6 +226,19 @@ def test_a_rule_is_drafted_but_written_only_where_the_rules_folder_is(
     assert "group_by:\n- service" in draft["yaml"] and "LIMIT" not in draft["yaml"]
     refused, error, _ = post(api, f"/ask/{answer['conversation_id']}/rule", {"confirm": True})
     assert refused == 501 and error["error"]["message"] == RULES_ARE_LOCAL
+
+
+def test_explain_says_an_athena_query_in_words_with_its_price(
+    aws: dict[str, Any], lake_dir: Path, model_server: ModelServer
+) -> None:
+    api, _ = ask_function(aws, lake_dir)
+    model_server.say("It counts the error records of two days.")
+    status, body, _ = post(api, "/ask/explain", {"sql": ERRORS_ON_TWO_DAYS})
+    assert status == 200 and body["explanation"] == "It counts the error records of two days."
+    assert body["tables"] == ["logs"] and body["estimate"]["files"] == len(
+        objects_of(lake_dir, "2026-11-02", "2026-11-03")
+    )
+    assert body["estimate"]["price"]["usd"] == 0.00005 and "Athena (Trino) SQL" in model_server.seen[0].system
 
 
 def test_bad_requests_budget_and_unknown_paths(

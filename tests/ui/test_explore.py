@@ -157,10 +157,13 @@ def test_an_empty_result_says_why_and_widens_the_range(page, loglake):
 
 
 def test_signing_in_returns_to_the_page_asked_for_without_a_refused_request(page, loglake, browser):
-    refused = []
+    refused, said = [], []
     page.on("response", lambda r: refused.append(r.url) if r.status == 401 else None)
+    page.on("console", lambda message: said.append(message.text))
     page.goto(loglake.url + "/ui/sql?sql=SELECT%2042%20AS%20answer")
     page.wait_for_url("**/login?next=**")
+    page.locator("#login").wait_for()
+    assert said == []  # the sign-in page calls nothing that refuses it, and no advice of the browser's
     page.get_by_label("API key").fill("llk_not-a-key")
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("invalid or revoked API key").wait_for()  # refused, and still knows where to go
@@ -169,6 +172,19 @@ def test_signing_in_returns_to_the_page_asked_for_without_a_refused_request(page
     page.wait_for_url(loglake.url + "/ui/sql?sql=SELECT%2042%20AS%20answer")
     assert page.get_by_label("SQL query").input_value() == "SELECT 42 AS answer"
     assert refused == []
+
+    # a session that ends while a page is open: signing in again returns to the page it was on
+    with loglake.client() as c:
+        secret = c.post("/admin/keys", json={"name": "short-lived", "scopes": ["read"]}).json()["secret"]
+    sign_in(page, loglake, secret)
+    with loglake.client() as c:
+        assert c.delete("/admin/keys/short-lived").status_code in (200, 204)
+    page.get_by_role("link", name="Alerts").click()
+    page.wait_for_url("**/login?**next=%2Fui%2Falerts")
+    page.get_by_text("Your session has ended; sign in again.").wait_for()
+    page.get_by_label("API key").fill(loglake.read_key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(loglake.url + "/ui/alerts")
 
     # a sign-in link made elsewhere cannot send the browser to another site
     other = browser.new_context().new_page()

@@ -1,6 +1,11 @@
 """Asking on AWS: the prompt for Athena's SQL over the Glue tables, and what a query would scan there,
 from the sizes of the lake's S3 objects, with no DuckDB.
 
+The prompt describes the tables as the Glue catalog declares them (both come from the table registry,
+lake/catalog.py), with real values as locally: the partitions' (the Amplify apps, listed in S3) and
+the footers' smallest and largest values of the newest day's files (footers.py, read once per file
+and function instance).
+
 Athena reads, and bills, whole objects of the partitions a query keeps (partition projection turns
 the predicates on `date`, and on an Amplify `app`, into the prefixes it lists); predicates on other
 columns do not spare an object from being opened. So the estimate is the predicates on partition keys
@@ -25,7 +30,8 @@ import sqlglot
 from sqlglot import exp
 
 from loglake.ask.estimate import NO_TIME_FILTER, VERY_LARGE, VERY_LARGE_SCAN_BYTES, Condition, Estimate, human_bytes
-from loglake.ask.prompt import DIALECTS, MAX_SAMPLES, Prompt, column_lines, listing
+from loglake.ask.footers import Footers
+from loglake.ask.prompt import DIALECTS, MAX_SAMPLES, SAMPLED_COLUMNS, SAMPLED_FILES, Prompt, column_lines, listing
 from loglake.lake.catalog import DATE_KEY, hive_type
 from loglake.lake.objectstore import S3ObjectStore
 from loglake.lake.sql_guard import QueryError, check_select
@@ -71,6 +77,7 @@ class AthenaSource:
         self.max_rows = max_rows
         self.table_names = tuple(TABLES)
         self.very_large_bytes = very_large_bytes
+        self.footers = Footers(lake)
 
     # -- the prompt -------------------------------------------------------------------------------
 
@@ -83,10 +90,15 @@ class AthenaSource:
             f"Current time: {now:%Y-%m-%d %H:%M:%S} UTC ({local:%Y-%m-%d %H:%M:%S %Z} in the user's time zone, "
             f"{time_zone}; a week starts on Monday).\n\n{schema}\n\n" + _RULES.format(max_rows=self.max_rows)
         )
-        return Prompt(system, hashlib.sha256(schema.encode()).hexdigest()[:16])
+        shape = "|".join(
+            f"{t.name}:{','.join(f'{c.name} {hive_type(c.type)}' for c in t.columns)}:{','.join(t.partitions)}"
+            for t in TABLES.values()
+        )  # the schema's version changes with a table, column or type, not with the data's values
+        return Prompt(system, hashlib.sha256(f"{DIALECT}|{shape}".encode()).hexdigest()[:16])
 
     def _describe(self, table: LakeTable) -> str:
-        lines = [f"Table {table.name}: {table.description}", column_lines(table.columns, type_name=hive_type)]
+        samples = self._samples(table)
+        lines = [f"Table {table.name}: {table.description}", column_lines(table.columns, samples, hive_type)]
         for key in table.partitions:
             if key == DATE_KEY:
                 lines.append(f"- {key} string: partition key, the record's UTC day as 'YYYY-MM-DD'")
@@ -99,6 +111,21 @@ class AthenaSource:
         if table.name == "logs":
             lines.append(f"  severity values: {', '.join(SEVERITY_NAMES)}; attributes is JSON text")
         return "\n".join(lines)
+
+    def _samples(self, table: LakeTable) -> dict[str, list]:
+        """Values of the columns questions name, from the footers of the newest day's files (of a table
+        partitioned by day alone: an Amplify table's days are per app)."""
+        wanted = [c for c in SAMPLED_COLUMNS.get(table.name, ()) if c not in table.partitions]
+        if table.partitions != (DATE_KEY,) or not wanted:
+            return {}
+        days = self._children(f"type={table.directory}/")
+        newest = [key for key, _ in self._objects(days[-1])][-SAMPLED_FILES:] if days else []
+        found: dict[str, set] = {c: set() for c in wanted}
+        for key in newest:
+            for group in self.footers.of(key):
+                for column in wanted:
+                    found[column].update(group.bounds.get(column, ()))
+        return {c: sorted(v for v in values if v is not None)[:MAX_SAMPLES] for c, values in found.items()}
 
     # -- the estimate -----------------------------------------------------------------------------
 
@@ -137,14 +164,36 @@ class AthenaSource:
         """(key, size) of the objects under `prefix` whose partitions (`keys`, outermost first) the
         conditions may keep: a level is listed only where a condition on it or below may prune."""
         if not any(c.column in keys for c in conditions):
-            yield from ((o.key, o.size) for o in self.lake.list(prefix) if _read_by_athena(o.key))
+            yield from self._objects(prefix)
             return
         key = keys[0]
         on_key = [c for c in conditions if c.column == key]
-        for child in self._children(prefix):
-            value = _value_of(key, child)
-            if all(c.may_hold(value, value) for c in on_key):
+        kept = [child for child in self._children(prefix) if _holds(on_key, _value_of(key, child))]
+        if any(c.column in keys[1:] for c in conditions):
+            for child in kept:
                 yield from self._kept(child, keys[1:], conditions)
+        elif kept:  # nothing prunes below: the kept children's objects, in one listing from the first to the last
+            wanted = set(kept)
+            for found, size in self._objects(prefix, start_after=kept[0]):
+                child = prefix + found[len(prefix) :].split("/", 1)[0] + "/"
+                if child > kept[-1]:
+                    return
+                if child in wanted:
+                    yield found, size
+
+    def _objects(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, int]]:
+        """(key, size) of the objects Athena reads under `prefix`, in key order, after `start_after`."""
+        paginator = self.lake.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(
+            Bucket=self.lake.bucket,
+            Prefix=self.lake.prefix + prefix,
+            StartAfter=self.lake.prefix + start_after if start_after else "",
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                found = item["Key"][len(self.lake.prefix) :]
+                if _read_by_athena(found):
+                    yield found, item["Size"]
 
     def _children(self, prefix: str) -> list[str]:
         """The `name=value/` prefixes right under `prefix` (relative to the store), sorted."""
@@ -237,6 +286,10 @@ def _value_of(key: str, prefix: str) -> Any:
 def _partitions(key: str) -> dict[str, Any]:
     parts = [p.split("=", 1) for p in key.split("/")[1:-1] if "=" in p]
     return {name: _value_of(name, f"{name}={value}/") for name, value in parts}
+
+
+def _holds(conditions: list[Condition], value: Any) -> bool:
+    return all(c.may_hold(value, value) for c in conditions)
 
 
 def _read_by_athena(key: str) -> bool:
