@@ -26,6 +26,14 @@ class Failure:
     body: str
 
 
+@dataclass
+class Spent:
+    """A scripted reply whose answer reports `tokens` prompt tokens used (a day's budget spent at once)."""
+
+    reply: str
+    tokens: int
+
+
 STALL = "stall"  # a scripted reply: answer nothing until the test ends (the client times out)
 GATHER_S = 2.0
 
@@ -61,7 +69,7 @@ class Seen:
 @dataclass
 class ModelServer:
     url: str = ""
-    replies: list[str | Failure] = field(default_factory=list)  # in order; then `answers`
+    replies: list[str | Failure | Spent] = field(default_factory=list)  # in order; then `answers`
     answers: dict[str, str] = field(default_factory=dict)  # the last user message -> the reply
     seen: list[Seen] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
@@ -69,7 +77,7 @@ class ModelServer:
     gather: int = 0
     _arrived: threading.Condition = field(default_factory=threading.Condition)
 
-    def say(self, *replies: str | Failure) -> None:
+    def say(self, *replies: str | Failure | Spent) -> None:
         self.replies.extend(replies)
 
     def _gathered(self) -> None:
@@ -77,7 +85,7 @@ class ModelServer:
             self._arrived.notify_all()
             self._arrived.wait_for(lambda: len(self.seen) >= self.gather, timeout=GATHER_S)
 
-    def _reply(self, question: str) -> str | Failure:
+    def _reply(self, question: str) -> str | Failure | Spent:
         if self.replies:
             return self.replies.pop(0)
         return self.answers.get(question, "I cannot answer that from these tables.")
@@ -101,7 +109,10 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             if isinstance(reply, Failure):
                 self._send(reply.status, reply.body.encode())
                 return
-            usage_in, usage_out = len(json.dumps(body)) // 4, len(reply) // 4
+            usage_in = len(json.dumps(body)) // 4
+            if isinstance(reply, Spent):
+                reply, usage_in = reply.reply, reply.tokens
+            usage_out = len(reply) // 4
             if self.path.endswith("/chat/completions"):
                 answer = {
                     "id": "chatcmpl-1",

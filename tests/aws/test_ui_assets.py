@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from loglake.api.auth import SESSION_COOKIE
 from loglake.aws import handlers
 from tests.aws.test_api_handler import CONTEXT, rest_event
 from tests.aws.test_ui_sign_in import stand_in, ui_function  # noqa: F401 (fixtures)
@@ -21,8 +22,14 @@ GZIP = {"Accept-Encoding": "gzip, deflate, br"}
 pytestmark = pytest.mark.usefixtures("ui_function")  # the stack's UI function's environment
 
 
-def get(path: str, headers: dict | None = None) -> dict:
-    return handlers.api(rest_event("GET", path, headers={"Accept": "text/html", **(headers or {})}), CONTEXT)
+# A page is served to a browser holding a session cookie (whether the session is good is for the API calls
+# its script makes); one without is sent to sign in (test_a_page_without_a_session_is_sent_to_sign_in).
+SIGNED_IN = {"Cookie": f"{SESSION_COOKIE}=some-session"}
+
+
+def get(path: str, headers: dict | None = None, signed_in: bool = True) -> dict:
+    browser = {"Accept": "text/html", **(SIGNED_IN if signed_in else {}), **(headers or {})}
+    return handlers.api(rest_event("GET", path, headers=browser), CONTEXT)
 
 
 def body_bytes(response: dict) -> bytes:
@@ -52,6 +59,12 @@ def test_the_pages_are_gzipped_base64_and_revalidated() -> None:
     plain = get("/ui/")
     assert not plain["isBase64Encoded"] and "content-encoding" not in plain["multiValueHeaders"]
     assert plain["body"].startswith("<!doctype html>")
+
+
+def test_a_page_without_a_session_is_sent_to_sign_in_and_back() -> None:
+    page = get("/ui/sql", signed_in=False)
+    assert page["statusCode"] == 303
+    assert header(page, "location") == "/login?next=%2Fui%2Fsql"
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in STATIC.iterdir() if p.suffix in TYPES))

@@ -13,7 +13,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 
 from loglake.rules.loader import load_rules
-from tests.ask.model_server import STALL, Failure, ModelServer, running_model_server, sql_reply
+from tests.ask.model_server import STALL, Failure, ModelServer, Spent, running_model_server, sql_reply
 from tests.ui.conftest import Loglake, no_horizontal_scroll, screenshot, serving, sign_in
 from tests.ui.test_accessibility import WIDTHS, violations
 
@@ -152,7 +152,7 @@ def test_the_ask_page_is_accessible_in_both_themes_and_fits_a_phone(page, asking
 
 
 def test_the_model_s_failures_and_the_spent_budget_are_shown_in_place_with_what_to_do(page, model, tmp_path):
-    args = (*llm_args(model), "--llm-timeout-seconds", "1", "--llm-daily-tokens", "1")
+    args = (*llm_args(model), "--llm-timeout-seconds", "1", "--llm-daily-tokens", "200000")
     with serving(tmp_path, *args) as lake:
         sign_in(page, lake)
         page.goto(lake.url + "/ui/ask")
@@ -173,7 +173,7 @@ def test_the_model_s_failures_and_the_spent_budget_are_shown_in_place_with_what_
         assert "ask again in 5 seconds" in error.inner_text()  # the server's Retry-After
         screenshot(page, "ask-error")
 
-        model.say(sql_reply(ONLY_API))  # answered: its tokens spend the day's budget of 1
+        model.say(Spent(sql_reply(ONLY_API), 300_000))  # answered: its tokens spend the day's budget
         error.get_by_role("button", name="Retry").click()
         page.locator(".turn").first.wait_for()
         assert question.input_value() == ""
