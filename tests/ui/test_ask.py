@@ -110,14 +110,18 @@ def test_a_question_shows_its_sql_and_scan_before_running_then_runs_follows_up_a
     assert "service = 'api'" in drafted.inner_text() and "LIMIT" not in drafted.inner_text()
     rules_dir = asking.server.data_dir / "rules"
     assert not rules_dir.exists()  # only a draft so far
+    page.keyboard.press("Escape")  # discards the draft, as its button does
+    drafted.wait_for(state="detached")
+    page.get_by_role("button", name="Make this a rule").click()
+    drafted.wait_for()
     heading = page.get_by_role("heading", name=re.compile(r"^Drafted rule ask-\w+\.yml$"))
     file_name = heading.inner_text().removeprefix("Drafted rule ")
     page.get_by_role("button", name=f"Write {file_name} to the rules folder").click()
     written = page.locator(".rule-output p", has_text="The rule is written to")
     written.wait_for()
-    # the confirmation drafts again (a fresh rule id, so another file name than the draft's): the page
-    # names the file written
+    # the confirmation drafts again, with the draft's rule id: the file written is the one shown
     (path,) = rules_dir.iterdir()
+    assert path.name == file_name
     assert f"written to {path};" in written.inner_text()
     loaded = load_rules(rules_dir)
     assert loaded.problems == [] and len(loaded.rules) == 1

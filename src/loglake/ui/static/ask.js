@@ -174,10 +174,13 @@ async function draftRule(conversationId, box, allows) {
     return;
   }
   const outcome = h("div", { "aria-live": "polite" });
+  const discard = () => { document.removeEventListener("loglake:close", discard); replace(box); };
+  document.addEventListener("loglake:close", discard); // Escape discards the draft, as its button does
   const write = async () => {
     replace(outcome, h("p", { class: "progress", text: `Writing ${draft.file}…` }));
     try {
       const written = await api(path, { method: "POST", body: { confirm: true } });
+      document.removeEventListener("loglake:close", discard);
       replace(box, h("p", {}, `The rule is written to ${written.written}; the server runs it from its next scan of the rules folder. `,
         link("/ui/rules", "See the rules")));
     } catch (error) {
@@ -192,7 +195,7 @@ async function draftRule(conversationId, box, allows) {
     h("div", { class: "toolbar" },
       draft.valid && allows("admin") ? h("button", { type: "button", class: "primary", text: `Write ${draft.file} to the rules folder`, onclick: write }) : null,
       copyButton(draft.yaml, "Copy YAML"),
-      h("button", { type: "button", text: "Discard", onclick: () => replace(box) })),
+      h("button", { type: "button", text: "Discard", onclick: discard })),
     draft.valid && !allows("admin")
       ? h("p", { class: "muted small", text: "Writing into the server's rules folder needs a key with the admin scope; copy the YAML into a file there instead." })
       : null,
