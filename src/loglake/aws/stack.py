@@ -69,7 +69,7 @@ class LoglakeStack(cdk.Stack):
                 self, "Detections", self.functions, self.catalog, self.monitoring.topic, d.detections
             )
         if d.ui is not None:
-            self.web_ui = WebUi(self, "WebUi", self.functions, self.storage, self.catalog, self.api)
+            self.web_ui = WebUi(self, "WebUi", self.functions, self.storage, self.catalog, self.api, self.monitoring)
         self.monitoring.watch(self.functions, self.api, self.storage.table, self.catalog, self.pipeline)
         self._outputs()
 
