@@ -335,6 +335,9 @@ def test_the_login_page_offers_cognito_and_api_keys_are_not_taken(ui_function: s
     assert "Your session has ended; &lt;sign in&gt; again." in text and "<script" not in text
     headers = page["multiValueHeaders"]
     assert "script-src 'self'" in headers["content-security-policy"][0]
+    onward = page_text(call("GET", "/login", query={"next": "/ui/sql?q=1"}))
+    assert 'href="/auth/login?next=/ui/sql%3Fq%3D1"' in onward
+    assert 'href="/auth/login"' in page_text(call("GET", "/login", query={"next": "https://evil.example/"}))
     keyed = call("POST", "/session", headers={"Content-Type": "application/json"})
     assert keyed["statusCode"] == 501 and "Cognito" in json.loads(keyed["body"])["error"]["message"]
 
