@@ -163,6 +163,11 @@ def test_the_sql_page_runs_on_athena_with_the_session(ui_function: str, stand_in
     assert json.loads(answered["body"])["rows"] == [["api", 42]]
     refused = handlers.api(event | {"body": json.dumps({"sql": "DROP TABLE logs"})}, CONTEXT)
     assert refused["statusCode"] == 400
+    described = json.loads(call("GET", "/tables", cookies=cookies)["body"])["tables"]
+    logs = next(t for t in described if t["name"] == "logs")
+    assert {"message", "severity", "date"} <= {c["name"] for c in logs["columns"]} and logs["partition_keys"] == [
+        "date"
+    ]
     without_token = rest_event("POST", "/query", body="{}", headers=HOST | {"Cookie": f"loglake_session={token}"})
     assert handlers.api(without_token, CONTEXT)["statusCode"] == 403
 
