@@ -60,10 +60,7 @@ class SessionCookieAuth:
         self.sessions = sessions
 
     def needs_body(self, request: Request) -> bool:
-        return False  # nothing here is signed over the body
-
-    def check_before_body(self, request: Request) -> None:
-        """Never called (needs_body is False)."""
+        return False  # nothing here is signed over the body (so check_before_body is never asked for)
 
     def authenticate(self, request: Request) -> ApiKey:
         if request.header(b"authorization"):
