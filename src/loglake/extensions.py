@@ -15,6 +15,8 @@ and is handed to `runtime.Runtime` (or, at the HTTP edge, to the app) instead of
   (every answer equals the local search's).
 - authenticator: `api.auth.Authenticator`, at the HTTP edge since it reads requests: Bearer API keys
   and SigV4 over `keys.KeyRing`. Tests: `tests/api/test_auth_sigv4.py`, `tests/api/test_sigv4.py`.
+  On AWS the web UI's function has `aws.ui_auth.SessionCookieAuth` (Cognito sign-ins' session cookies
+  only). Tests: `tests/aws/test_ui_sign_in.py`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import html
 import json
 import secrets
 import threading
@@ -43,6 +44,8 @@ class Person:
 class StandIn:
     url: str
     key: RSAKey
+    ui_url: str = UI_URL  # the UI's origin, of the client's callback and sign-out URLs
+    sign_in_form: bool = False  # authorize shows a page whose button signs in (for a browser), not a redirect
     person: Person | None = None  # who "types their password" at the next authorize
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
     authorizations: list[dict[str, str]] = field(default_factory=list)
@@ -60,7 +63,7 @@ class StandIn:
             "LOGLAKE_COGNITO_DOMAIN": self.url,
             "LOGLAKE_COGNITO_ISSUER": self.issuer,
             "LOGLAKE_COGNITO_CLIENT_ID": CLIENT_ID,
-            "LOGLAKE_UI_URL": UI_URL,
+            "LOGLAKE_UI_URL": self.ui_url,
             "LOGLAKE_COGNITO_GROUPS": json.dumps({"loglake-admin": ["admin"], "loglake-readers": ["read"]}),
         }
 
@@ -89,11 +92,13 @@ def _handler(stand_in: StandIn) -> type[BaseHTTPRequestHandler]:
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             if url.path == f"/{POOL_ID}/.well-known/jwks.json":
                 self._answer(200, {"keys": [stand_in.key.as_dict(private=False, kid=KID, alg="RS256", use="sig")]})
+            elif url.path == "/oauth2/authorize" and stand_in.sign_in_form:
+                self._sign_in_page(url.query)
             elif url.path == "/oauth2/authorize":
                 self._authorize(query)
             elif url.path == "/logout":
                 stand_in.logouts.append(query)
-                ok = query.get("client_id") == CLIENT_ID and query.get("logout_uri") == f"{UI_URL}/login"
+                ok = query.get("client_id") == CLIENT_ID and query.get("logout_uri") == f"{stand_in.ui_url}/login"
                 if ok:
                     self._answer(302, None, query["logout_uri"])
                 else:
@@ -101,11 +106,24 @@ def _handler(stand_in: StandIn) -> type[BaseHTTPRequestHandler]:
             else:
                 self._answer(404, {"error": "not found"})
 
+        def _sign_in_page(self, query: str) -> None:
+            """The hosted UI's page: the person's button posts the authorize request back."""
+            action = f"/oauth2/authorize?{html.escape(query)}"
+            page = (
+                f'<!doctype html><title>Sign in</title><form method="post" action="{action}">'
+                '<button type="submit">Sign in</button></form>'
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
         def _authorize(self, query: dict[str, str]) -> None:
             wanted = {
                 "response_type": "code",
                 "client_id": CLIENT_ID,
-                "redirect_uri": f"{UI_URL}/auth/callback",
+                "redirect_uri": f"{stand_in.ui_url}/auth/callback",
                 "code_challenge_method": "S256",
             }
             wrong = [name for name, value in wanted.items() if query.get(name) != value]
@@ -121,7 +139,11 @@ def _handler(stand_in: StandIn) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-            if urlsplit(self.path).path != "/oauth2/token":
+            url = urlsplit(self.path)
+            if url.path == "/oauth2/authorize":  # the sign-in page's button
+                self._authorize({k: v[0] for k, v in parse_qs(url.query).items()})
+                return
+            if url.path != "/oauth2/token":
                 self._answer(404, {"error": "not found"})
                 return
             stand_in.token_requests.append(form)
@@ -171,9 +193,9 @@ def _id_token(stand_in: StandIn, authorized: dict[str, str]) -> str:
 
 
 @contextlib.contextmanager
-def running_stand_in() -> Iterator[StandIn]:
+def running_stand_in(**options: Any) -> Iterator[StandIn]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    stand_in = StandIn(f"http://127.0.0.1:{server.server_address[1]}", RSAKey.generate_key(2048))
+    stand_in = StandIn(f"http://127.0.0.1:{server.server_address[1]}", RSAKey.generate_key(2048), **options)
     server.RequestHandlerClass = _handler(stand_in)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

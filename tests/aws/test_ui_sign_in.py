@@ -133,16 +133,8 @@ def test_a_reader_signs_in_with_pkce_and_searches(ui_function: str, stand_in: St
     handlers.reset()
     columns = [(n, "bigint" if n == "ts" else "varchar") for n in
                ("log_id", "ts", "service", "log_type", "severity", "message", "attributes", "client_id")]  # fmt: skip
-    row = [
-        "01a19989-b020-7449-9fde-d7bf8f54a73a",
-        "1793577300000",
-        "api",
-        "application",
-        "error",
-        "db timeout",
-        "{}",
-        None,
-    ]
+    row = ["01a19989-b020-7449-9fde-d7bf8f54a73a", "1793577300000", "api", "application", "error", "db timeout",
+           "{}", None]  # fmt: skip
     queue_result(moto_endpoint, columns, [row])
     found = call("GET", "/logs/search", query={"q": "timeout", "since": "30d"}, cookies={"loglake_session": token})
     assert found["statusCode"] == 200, found["body"]
@@ -163,6 +155,10 @@ def test_the_sql_page_runs_on_athena_with_the_session(ui_function: str, stand_in
     assert json.loads(answered["body"])["rows"] == [["api", 42]]
     refused = handlers.api(event | {"body": json.dumps({"sql": "DROP TABLE logs"})}, CONTEXT)
     assert refused["statusCode"] == 400
+    described = json.loads(call("GET", "/tables", cookies=cookies)["body"])["tables"]
+    logs = next(t for t in described if t["name"] == "logs")
+    assert {"message", "severity", "date"} <= {c["name"] for c in logs["columns"]}
+    assert logs["partition_keys"] == ["date"]
     without_token = rest_event("POST", "/query", body="{}", headers=HOST | {"Cookie": f"loglake_session={token}"})
     assert handlers.api(without_token, CONTEXT)["statusCode"] == 403
 
@@ -335,6 +331,9 @@ def test_the_login_page_offers_cognito_and_api_keys_are_not_taken(ui_function: s
     assert "Your session has ended; &lt;sign in&gt; again." in text and "<script" not in text
     headers = page["multiValueHeaders"]
     assert "script-src 'self'" in headers["content-security-policy"][0]
+    onward = page_text(call("GET", "/login", query={"next": "/ui/sql?q=1"}))
+    assert 'href="/auth/login?next=/ui/sql%3Fq%3D1"' in onward
+    assert 'href="/auth/login"' in page_text(call("GET", "/login", query={"next": "https://evil.example/"}))
     keyed = call("POST", "/session", headers={"Content-Type": "application/json"})
     assert keyed["statusCode"] == 501 and "Cognito" in json.loads(keyed["body"])["error"]["message"]
 

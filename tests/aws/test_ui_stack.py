@@ -164,6 +164,18 @@ def test_the_ui_function_knows_its_pool_and_may_only_read_records(template) -> N
     assert {buckets.get(_logical(r)) for s in writes for r in _resources(s)} == {"sr1"}
 
 
+def test_the_ui_api_and_function_have_alarms_to_the_alarm_topic(template) -> None:
+    alarms = {a["Properties"]["AlarmName"].rsplit("-", 1)[1]: a["Properties"] for a in
+              template.find_resources("AWS::CloudWatch::Alarm").values()}  # fmt: skip
+    (topic,) = template.find_resources(
+        "AWS::SNS::Topic", {"Properties": {"TopicName": Match.string_like_regexp("-sn1-")}}
+    )
+    for name, metric, threshold in [("UiApi5xx", "5XXError", 5), ("UiFunctionDuration", "Duration", 5000)]:
+        assert alarms[name]["MetricName"] == metric and alarms[name]["Threshold"] == threshold
+        assert alarms[name]["AlarmActions"] == [{"Ref": topic}]
+    assert "UiFunctionErrors" in alarms
+
+
 def test_outputs_name_the_ui_and_the_pool(template) -> None:
     outputs = template.find_outputs("*")
     assert outputs["UiUrl"]["Value"] == "https://logs.example.com/ui/"

@@ -74,7 +74,7 @@ class LoglakeStack(cdk.Stack):
         if d.ask is not None:
             self.ask = Ask(self, "Ask", self.functions, self.catalog, self.api, d.ask)
         if d.ui is not None:
-            self.web_ui = WebUi(self, "WebUi", self.functions, self.storage, self.catalog, self.api)
+            self.web_ui = WebUi(self, "WebUi", self.functions, self.storage, self.catalog, self.api, self.monitoring)
         self.monitoring.watch(self.functions, self.api, self.storage.table, self.catalog, self.pipeline)
         self._outputs()
 

@@ -11,7 +11,8 @@ domain): the same pages, assets and reads as locally, with one credential, the s
   same session cookie as locally (HttpOnly, SameSite=Strict, Secure).
 - `GET`, `DELETE /session`: as locally; DELETE also answers Cognito's sign-out address, where the page
   goes next so that the hosted UI's own session ends too.
-- `POST /query` (the SQL page): the local route, its SQL run by Athena in the stack's workgroup.
+- `POST /query` (the SQL page): the local route, its SQL run by Athena in the stack's workgroup; `GET
+  /tables`: the lake's tables as the catalog gives them to Athena.
 Ingest and the API-key administration are not offered here: they belong to the IAM-authorized API.
 """
 
@@ -38,6 +39,8 @@ from loglake.aws.cognito import Cognito, SignInRefused, code_verifier, scopes_of
 from loglake.aws.ui_sessions import DynamoDBSessions, NewUiSession, SignInAttempt, UiSession
 from loglake.extensions import SqlEngine
 from loglake.keys import ApiKey
+from loglake.lake.lake import described_columns
+from loglake.lake.tables import TABLES
 from loglake.runtime import Runtime
 
 SIGN_IN_COOKIE = "loglake_sign_in"
@@ -57,10 +60,7 @@ class SessionCookieAuth:
         self.sessions = sessions
 
     def needs_body(self, request: Request) -> bool:
-        return False  # nothing here is signed over the body
-
-    def check_before_body(self, request: Request) -> None:
-        """Never called (needs_body is False)."""
+        return False  # nothing here is signed over the body (so check_before_body is never asked for)
 
     def authenticate(self, request: Request) -> ApiKey:
         if request.header(b"authorization"):
@@ -216,6 +216,22 @@ async def api_key_sign_in(app: CognitoUiApp, request: Request) -> Result:
     )
 
 
+async def athena_tables(app: CognitoUiApp, request: Request) -> Result:
+    """GET /tables for the SQL page: the lake's tables as Athena has them (the catalog's Glue tables,
+    whose partitions are projected, so none are listed)."""
+    tables = [
+        {
+            "name": table.name,
+            "description": table.description,
+            "columns": described_columns(table),
+            "partition_keys": list(table.partitions),
+            "partitions": [],
+        }
+        for table in TABLES.values()
+    ]
+    return Result(200, {"tables": tables})
+
+
 async def sign_out(app: CognitoUiApp, request: Request) -> Result:
     """As locally (the session ended, the cookie cleared), and where to go next: Cognito's sign-out."""
     ended = await session_routes.delete_session(app, request)
@@ -230,7 +246,7 @@ def _sign_in_cookie(state: str, max_age: int = SIGN_IN_SECONDS) -> bytes:
 
 # What the UI function answers: the app's routes but ingest (IAM's API takes it) and API keys (there
 # are none), with the sign-in above in place of the local one.
-_REPLACED = {("GET", "/login"), ("POST", "/session"), ("DELETE", "/session")}
+_REPLACED = {("GET", "/login"), ("POST", "/session"), ("DELETE", "/session"), ("GET", "/tables")}
 UI_FUNCTION_ROUTES = [
     route
     for route in ROUTES
@@ -243,4 +259,5 @@ UI_FUNCTION_ROUTES = [
     Route("GET", "/auth/callback", finish_sign_in, None),
     Route("POST", "/session", api_key_sign_in, None),
     Route("DELETE", "/session", sign_out, None),
+    Route("GET", "/tables", athena_tables, "read"),
 ]

@@ -29,7 +29,7 @@ from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.query import QueryEngine, QueryLimits
 from loglake.lake.recent_reader import LakeRecentReader
-from loglake.lake.tables import APP_LOGS_TABLE, TABLES, Column, LiveTable, partition_type, sql_type
+from loglake.lake.tables import APP_LOGS_TABLE, TABLES, Column, LakeTable, LiveTable, partition_type, sql_type
 from loglake.locks import exclusive_lock
 from loglake.model import format_datetime, retention_start_ms
 from loglake.store.sqlite import SQLiteHotStore
@@ -186,7 +186,7 @@ class Lake:
             entry: dict[str, Any] = {
                 "name": table.name,
                 "description": table.description,
-                "columns": [_column(c) for c in table.columns] + [_partition_column(key) for key in table.partitions],
+                "columns": described_columns(table),
                 "partition_keys": list(table.partitions),
                 "partitions": [
                     {
@@ -378,6 +378,11 @@ class LakeJobs:
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.exception("lake maintenance failed; retrying in %s s", self.interval)
             turn += 1
+
+
+def described_columns(table: LakeTable) -> list[dict[str, str]]:
+    """A lake table's columns as GET /tables shows them, its partition keys last."""
+    return [_column(c) for c in table.columns] + [_partition_column(key) for key in table.partitions]
 
 
 def _column(column: Column) -> dict[str, str]:

@@ -69,17 +69,7 @@ class Monitoring(Construct):
             ),
         }
         for name, (metric, threshold) in alarms.items():
-            alarm = cloudwatch.Alarm(
-                self,
-                name,
-                alarm_name=f"{self.deployment.name('alarms')}-{name}",
-                metric=metric,
-                threshold=threshold,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            )
-            alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
+            self.alarm(name, metric, threshold)
         # A failed crawl is an event, not a metric: EventBridge sends it to the same topic.
         events.Rule(
             self,
@@ -92,6 +82,20 @@ class Monitoring(Construct):
             targets=[events_targets.SnsTopic(self.topic)],
         )
         self._dashboard(functions, api, throttles)
+
+    def alarm(self, name: str, metric: cloudwatch.IMetric, threshold: float) -> None:
+        """An alarm to the topic when `metric` is above `threshold` for one period."""
+        alarm = cloudwatch.Alarm(
+            self,
+            name,
+            alarm_name=f"{self.deployment.name('alarms')}-{name}",
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
 
     def _dashboard(self, functions: Functions, api: Api, throttles: cloudwatch.IMetric) -> None:
         """Ingest rate, errors, latency and throttles."""

@@ -24,6 +24,7 @@ from loglake.aws.cognito import CALLBACK_PATH, SIGNED_OUT_PATH
 from loglake.aws.infra.api import Api
 from loglake.aws.infra.catalog import Catalog
 from loglake.aws.infra.functions import Functions
+from loglake.aws.infra.monitoring import FIVE_MINUTES, Monitoring
 from loglake.aws.infra.storage import Storage
 from loglake.aws.ui_config import UiSection
 from loglake.aws.ui_sessions import PARTITION_KEY, TTL_ATTRIBUTE
@@ -34,7 +35,14 @@ THROTTLE_RATE, THROTTLE_BURST = 200, 400
 
 class WebUi(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, functions: Functions, storage: Storage, catalog: Catalog, api: Api
+        self,
+        scope: Construct,
+        construct_id: str,
+        functions: Functions,
+        storage: Storage,
+        catalog: Catalog,
+        api: Api,
+        monitoring: Monitoring,
     ) -> None:
         super().__init__(scope, construct_id)
         d = functions.deployment
@@ -96,6 +104,10 @@ class WebUi(Construct):
         self.rest_api = self._rest_api(d.name("ui_api"), d.environment, ui, functions)
         # Its stage logs through the account's CloudWatch role, which the IAM API's construct sets.
         self.rest_api.deployment_stage.node.add_dependency(api.rest_api.node.find_child("Account"))
+        # As the IAM API's: server errors > 5 and the function's average duration > 5 s in 5 minutes (its
+        # errors are alarmed with every function's). Sign-ins refused are 4xx by design: not alarmed.
+        monitoring.alarm("UiApi5xx", self.rest_api.metric_server_error(period=FIVE_MINUTES, statistic="Sum"), 5)
+        monitoring.alarm("UiFunctionDuration", self.function.metric_duration(period=FIVE_MINUTES), 5000)
         for name, value, description in [
             ("UiUrl", f"{ui.url}/ui/", "the web UI"),
             ("UiDomainTarget", self.rest_api.domain_name.domain_name_alias_domain_name, "point the UI's DNS name here"),
