@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
@@ -140,6 +141,24 @@ async def test_without_a_number_the_severity_text_decides_or_is_kept(
     [record] = await stored(client)
     assert record["severity"] == expected
     assert record["attributes"].get("severity_text") == (text_ if kept else None)
+
+
+async def test_records_sharing_attributes_keep_their_own_extras(client: httpx.AsyncClient) -> None:
+    shared = pairs(user=text("ann"))
+    body = export(
+        log("plain", attributes=shared),
+        log("an event", attributes=shared, event_name="login"),
+        log("says more", attributes=shared, severity_number=9, severity_text="Information"),
+        log("plain too", attributes=shared),
+    )
+    answer(await post(client, body))
+    attributes = {r["message"]: r["attributes"] for r in await stored(client)}
+    assert attributes == {
+        "plain": {"user": "ann"},
+        "an event": {"user": "ann", "event.name": "login"},
+        "says more": {"user": "ann", "severity_text": "Information"},
+        "plain too": {"user": "ann"},
+    }
 
 
 async def test_times_bodies_and_ids(client: httpx.AsyncClient) -> None:
@@ -330,6 +349,26 @@ async def test_a_malformed_export_gets_a_status_and_stores_nothing(
         assert response.headers["content-type"] == "application/json"
         error = response.json()
         assert error["code"] == code_pb2.INVALID_ARGUMENT and reason in error["message"], error
+    assert app.runtime.store.count() == 0
+
+
+def _length_delimited(number: int, payload: bytes) -> bytes:
+    assert len(payload) < 128  # a one-byte length
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+async def test_an_attribute_that_is_not_a_keyvalue_gets_a_status_and_stores_nothing(
+    app: LoglakeApp, client: httpx.AsyncClient
+) -> None:
+    """Attribute pairs are read after the rest of the request: one that the official types cannot read still
+    refuses the request whole, as when the request was read in one go."""
+    bad_pair = _length_delimited(6, _length_delimited(1, b"\xff"))  # attributes: a key that is not UTF-8
+    record = log("paid").SerializeToString() + bad_pair
+    body = _length_delimited(1, _length_delimited(2, _length_delimited(2, record)))
+    with pytest.raises(DecodeError):
+        ExportLogsServiceRequest.FromString(body)
+    error = failure(await post(client, body), 400)
+    assert error.code == code_pb2.INVALID_ARGUMENT and "not an OTLP ExportLogsServiceRequest" in error.message
     assert app.runtime.store.count() == 0
 
 

@@ -19,7 +19,7 @@ from msgspec import Raw
 
 from loglake import ids
 from loglake.protocols.columns import RecordColumns
-from loglake.protocols.names import json_object, level_severity, safe_name
+from loglake.protocols.names import level_severity, safe_name
 
 VERSION = "9.0.0"  # the Elasticsearch version loglake answers as: the 9.x clients and Beats accept it
 ADDING_ACTIONS = ("create", "index")
@@ -181,7 +181,7 @@ def add_ecs_record(
     found.messages.append(text)
     found.timestamps.append(when)
     found.log_types.append(safe_name(index))
-    found.attributes.append(json_object(source) if source else b"")
+    found.attributes.append(_encode(source) if source else b"")  # (a Raw value is written as it is)
     found.trace_ids.append(None)
     found.span_ids.append(None)
     assert found.ids is not None
@@ -266,7 +266,7 @@ def _nested_value(
     if not take:
         return value, True
     del fields[child]
-    return value, Raw(json_object(fields)) if fields else None
+    return value, Raw(_encode(fields)) if fields else None
 
 
 def _converted(raw: Raw, convert: Callable[[str], tuple[str | None, bool]]) -> tuple[str | None, bool]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -41,6 +41,7 @@ JSON = "application/json"
 DEFAULT_SERVICE_LABELS = ("service_name", "service", "app", "job")
 SEVERITY_LABELS = ("level", "severity", "detected_level")
 LOG_TYPE_LABEL = "log_type"
+_KNOWN_METADATA = 10_000  # distinct metadata sets mapped once per stream
 ID_LABELS = (("trace_id", TRACE_ID_HEX_DIGITS), ("span_id", SPAN_ID_HEX_DIGITS))
 # A label set as Prometheus writes it: {name="value", ...}, values with \\, \" and \n escaped.
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_.]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')  # $: the closing brace
@@ -63,8 +64,10 @@ class Entry:
         return f"stream {self.stream}, entry {self.entry}"
 
 
-def _push_request_type() -> Any:
-    """logproto.PushRequest as a message class, described field by field (Loki's push.proto)."""
+def _push_request_types() -> tuple[Any, Any, Any]:
+    """logproto.PushRequest as message classes, described field by field (Loki's push.proto): as it is, the
+    same read with each entry's structured metadata pairs left as their bytes (a LabelPairAdapter's wire
+    form, which the same field carries either way), and LabelPairAdapter to read those bytes."""
     file = descriptor_pb2.FileDescriptorProto(
         name="loglake/loki_push.proto",
         package="logproto",
@@ -81,27 +84,31 @@ def _push_request_type() -> Any:
                 field.type_name = type_name
 
     t = descriptor_pb2.FieldDescriptorProto
-    message("PushRequest", ("streams", 1, t.TYPE_MESSAGE, ".logproto.StreamAdapter", True))
-    message(
-        "StreamAdapter",
-        ("labels", 1, t.TYPE_STRING, None, False),
-        ("entries", 2, t.TYPE_MESSAGE, ".logproto.EntryAdapter", True),
-        ("hash", 3, t.TYPE_UINT64, None, False),
-    )
-    message(
-        "EntryAdapter",
-        ("timestamp", 1, t.TYPE_MESSAGE, ".google.protobuf.Timestamp", False),
-        ("line", 2, t.TYPE_STRING, None, False),
-        ("structuredMetadata", 3, t.TYPE_MESSAGE, ".logproto.LabelPairAdapter", True),
-    )
+    for suffix, pair in (("", (t.TYPE_MESSAGE, ".logproto.LabelPairAdapter")), ("Read", (t.TYPE_BYTES, None))):
+        message(f"PushRequest{suffix}", ("streams", 1, t.TYPE_MESSAGE, f".logproto.StreamAdapter{suffix}", True))
+        message(
+            f"StreamAdapter{suffix}",
+            ("labels", 1, t.TYPE_STRING, None, False),
+            ("entries", 2, t.TYPE_MESSAGE, f".logproto.EntryAdapter{suffix}", True),
+            ("hash", 3, t.TYPE_UINT64, None, False),
+        )
+        message(
+            f"EntryAdapter{suffix}",
+            ("timestamp", 1, t.TYPE_MESSAGE, ".google.protobuf.Timestamp", False),
+            ("line", 2, t.TYPE_STRING, None, False),
+            ("structuredMetadata", 3, *pair, True),
+        )
     message("LabelPairAdapter", ("name", 1, t.TYPE_STRING, None, False), ("value", 2, t.TYPE_STRING, None, False))
     pool = descriptor_pool.DescriptorPool()
     pool.AddSerializedFile(timestamp_pb2.DESCRIPTOR.serialized_pb)
     pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("logproto.PushRequest"))
+    return tuple(
+        message_factory.GetMessageClass(pool.FindMessageTypeByName(f"logproto.{name}"))
+        for name in ("PushRequest", "PushRequestRead", "LabelPairAdapter")
+    )
 
 
-PushRequest = _push_request_type()
+PushRequest, _PushRequestRead, _LabelPair = _push_request_types()
 
 
 class _JsonStream(msgspec.Struct):
@@ -116,14 +123,25 @@ class _JsonPush(msgspec.Struct):
 _decode_json_push = msgspec.json.Decoder(_JsonPush).decode
 
 
+def _as_is(pair: tuple[str, str]) -> tuple[str, str]:
+    return pair
+
+
+def _label_pair(wire: bytes) -> tuple[str, str]:
+    pair = _LabelPair.FromString(wire)
+    return pair.name, pair.value
+
+
 @dataclass(slots=True)
 class Stream:
-    """One stream of a push: its labels and its entries' times (ms), lines and structured metadata (None: none)."""
+    """One stream of a push: its labels and its entries' times (ms), lines and structured metadata: each
+    entry's pairs (empty for none) in some form, and `pair` to make one a (name, value)."""
 
     labels: dict[str, str]
     times: list[int]
     lines: list[str]
-    metadata: list[dict[str, str] | None]
+    metadata: list[tuple]
+    pair: Callable[[Any], tuple[str, str]] = _as_is
 
 
 def decode_push(body: bytes, json: bool) -> list[Stream]:
@@ -132,23 +150,25 @@ def decode_push(body: bytes, json: bool) -> list[Stream]:
     if json:
         return _json_streams(body)
     try:
-        request = PushRequest.FromString(bytes(cramjam.snappy.decompress_raw(body)))
+        request = _PushRequestRead.FromString(bytes(cramjam.snappy.decompress_raw(body)))
     except cramjam.DecompressionError as e:
         raise MalformedPush(f"the body is not snappy-compressed (as Loki's protobuf push is): {e}") from None
     except (DecodeError, RecursionError) as e:
         raise MalformedPush(f"the body is not a Loki PushRequest in protobuf: {e}") from None
     streams = []
     for number, stream in enumerate(request.streams, start=1):
-        entries = stream.entries  # each field read once per entry: a read builds a Python object
+        # Each field read once per entry, over one list of them: a read of a protobuf field builds a Python
+        # object, and so does each step over the entries. The metadata pairs stay bytes until _add_stream.
+        entries = list(stream.entries)
         stamps = [entry.timestamp for entry in entries]
         seconds, nanos = [stamp.seconds for stamp in stamps], [stamp.nanos for stamp in stamps]
-        metadata = [entry.structuredMetadata for entry in entries]
         streams.append(
             Stream(
                 parse_labels(stream.labels, number),
                 [s * 1000 + n // 1_000_000 for s, n in zip(seconds, nanos, strict=True)],  # (s * 10^9 + n) // 10^6
                 [entry.line for entry in entries],
-                [{pair.name: pair.value for pair in pairs} if pairs else None for pairs in metadata],
+                [tuple(entry.structuredMetadata) for entry in entries],
+                _label_pair,
             )
         )
     return streams
@@ -168,7 +188,7 @@ def _json_streams(body: bytes) -> list[Stream]:
             nanos, line, metadata = _json_entry(value, number, index)
             found.times.append(nanos // 1_000_000)
             found.lines.append(line)
-            found.metadata.append(metadata or None)
+            found.metadata.append(tuple(metadata.items()))
         streams.append(found)
     return streams
 
@@ -237,17 +257,32 @@ def _add_stream(found: RecordColumns, stream: Stream, service_labels: Sequence[s
     if not any(stream.metadata):
         found.attributes += [plain] * count
         return
-    common = fields.attributes
-    for index, metadata in enumerate(stream.metadata, start=first):
-        if not metadata:
+    # The entries of a stream repeat a few sets of metadata (a component, an event): each set is mapped once.
+    known: dict[tuple, tuple[bytes, _Fields | None]] = {}
+    for index, pairs in enumerate(stream.metadata, start=first):
+        if not pairs:
             found.attributes.append(plain)
-        elif special.isdisjoint(metadata):  # the usual metadata (trace ids, users): attributes only
-            found.attributes.append(_encode({**common, **metadata} if common else metadata))
-        else:  # metadata naming the level, the service or a trace overrides the stream's
-            own = _fields({**stream.labels, **metadata}, service_labels)
-            found.attributes.append(_encode(own.attributes) if own.attributes else b"")
+            continue
+        mapped = known.get(pairs)
+        if mapped is None:
+            mapped = _with_metadata(stream, fields, dict(map(stream.pair, pairs)), service_labels, special)
+            if len(known) < _KNOWN_METADATA:
+                known[pairs] = mapped
+        found.attributes.append(mapped[0])
+        own = mapped[1]
+        if own is not None:
             found.services[index], found.severities[index], found.log_types[index] = own[:3]
             found.trace_ids[index], found.span_ids[index] = own.trace_id, own.span_id
+
+
+def _with_metadata(
+    stream: Stream, fields: _Fields, metadata: dict[str, str], service_labels: Sequence[str], special: set[str]
+) -> tuple[bytes, _Fields | None]:
+    """An entry's attributes with its structured metadata, and its fields when the metadata changes them."""
+    if special.isdisjoint(metadata):  # the usual metadata (users, request ids): attributes only
+        return _encode({**fields.attributes, **metadata} if fields.attributes else metadata), None
+    own = _fields({**stream.labels, **metadata}, service_labels)  # metadata naming the level, service or a trace
+    return (_encode(own.attributes) if own.attributes else b""), own
 
 
 def entry_of(index: int, starts: list[int]) -> Entry:

@@ -5,11 +5,8 @@ from __future__ import annotations
 import functools
 import re
 
-import msgspec
-
 from loglake.model import SEVERITY_ALIASES, Severity, is_valid_name
 
-_encode = msgspec.json.Encoder().encode
 _NOT_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 # Each level name a record's severity has, with the names shippers send beyond the record's own aliases:
 # syslog's (RFC 5424 keywords) and .NET's. Looked up per record: the labels are worked out here, once.
@@ -39,22 +36,3 @@ def level_severity(value: object) -> str | None:
     if type(value) is not str:
         return None
     return _LEVELS.get(value) or _LEVELS.get(value.lower())
-
-
-def json_object(fields: dict[str, msgspec.Raw]) -> bytes:
-    """A JSON object of fields whose values are JSON text already: joined, never decoded."""
-    if not fields:
-        return b"{}"
-    parts: list[bytes | msgspec.Raw] = [b"{"]
-    for name, value in fields.items():
-        key = _KEYS.get(name)
-        if key is None:
-            key = _encode(name) + b":"
-            if len(_KEYS) < 10_000:  # the same few field names come again and again
-                _KEYS[name] = key
-        parts += (key, value, b",")
-    parts[-1] = b"}"
-    return b"".join(parts)
-
-
-_KEYS: dict[str, bytes] = {}

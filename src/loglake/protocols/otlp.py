@@ -19,11 +19,15 @@ import base64
 from typing import Any
 
 import msgspec
-from google.protobuf import json_format
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1 import logs_pb2
+from opentelemetry.proto.resource.v1 import resource_pb2
 
 from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, Problem, Severity
 from loglake.protocols.columns import RecordColumns
@@ -36,22 +40,44 @@ _BY_NUMBER = [None, *(SEVERITY_NAMES[level] for level in (0, 0, 1, 2, 3, 4) for 
 _NO_ID = (b"", bytes(16), bytes(8))
 _encode = msgspec.json.Encoder().encode
 _decode_json = msgspec.json.Decoder().decode
+_MADE_ATTRIBUTES = 10_000  # distinct sets of attributes made JSON once per scope
 
 
 class MalformedRequest(ValueError):
     """The body is not an ExportLogsServiceRequest in the encoding its Content-Type names."""
 
 
-def decode_request(body: bytes, json: bool) -> ExportLogsServiceRequest:
+def _request_read_type() -> Any:
+    """ExportLogsServiceRequest as opentelemetry-proto's descriptors describe it, but with each LogRecord's
+    attribute pairs left as their bytes (the KeyValue wire form, which that field carries either way). Each
+    record's pairs are read with the official KeyValue once per distinct set (_pairs): a read of a protobuf
+    field builds a Python object, and a record's pairs took most of those reads."""
+    pool = descriptor_pool.DescriptorPool()
+    for module in (common_pb2, resource_pb2, logs_pb2, logs_service_pb2):
+        file = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(file)
+        for message in file.message_type:
+            if message.name == "LogRecord":
+                attributes = next(field for field in message.field if field.name == "attributes")
+                attributes.type = attributes.TYPE_BYTES
+                attributes.ClearField("type_name")
+        pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(ExportLogsServiceRequest.DESCRIPTOR.full_name))
+
+
+_RequestRead = _request_read_type()
+
+
+def decode_request(body: bytes, json: bool) -> Any:
     """The request of a body in protobuf, or with `json` in OTLP/JSON (lowerCamelCase or the proto field
-    names, 64-bit integers as strings or numbers, trace and span ids in hex); MalformedRequest if not."""
-    request = ExportLogsServiceRequest()
+    names, 64-bit integers as strings or numbers, trace and span ids in hex), as _RequestRead; MalformedRequest
+    if it is not one."""
     if not json:
         try:
-            request.ParseFromString(body)
+            return _RequestRead.FromString(body)
         except (DecodeError, RecursionError) as e:
             raise MalformedRequest(f"the body is not an OTLP ExportLogsServiceRequest in protobuf: {e}") from None
-        return request
+    request = ExportLogsServiceRequest()
     try:
         decoded = _decode_json(body)
     except (msgspec.DecodeError, RecursionError) as e:
@@ -63,7 +89,7 @@ def decode_request(body: bytes, json: bool) -> ExportLogsServiceRequest:
         json_format.ParseDict(decoded, request)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as e:
         raise MalformedRequest(f"the body is not an OTLP ExportLogsServiceRequest in JSON: {e}") from None
-    return request
+    return _RequestRead.FromString(request.SerializeToString())
 
 
 def _ids_as_base64(request: dict) -> None:
@@ -92,7 +118,7 @@ def _items(parent: Any, *keys: str) -> list[Any]:
     return []
 
 
-def columns(request: ExportLogsServiceRequest) -> RecordColumns:
+def columns(request: Any) -> RecordColumns:
     """Every LogRecord of the request as columns of records to check, in order (see the module's mapping)."""
     found = RecordColumns()
     for resource_logs in request.resource_logs:
@@ -115,9 +141,10 @@ def columns(request: ExportLogsServiceRequest) -> RecordColumns:
     return found
 
 
-def _add_scope(found: RecordColumns, logs: Any, service: str | None, common: dict[str, Any]) -> None:
-    """The log records of one scope, field by field: a read of a protobuf field builds a Python object,
-    so each is read once, in a comprehension over the records."""
+def _add_scope(found: RecordColumns, log_records: Any, service: str | None, common: dict[str, Any]) -> None:
+    """The log records of one scope, field by field: a read of a protobuf field builds a Python object, and
+    so does each step over a repeated field, so the records are listed once and each field read once."""
+    logs = list(log_records)
     count = len(logs)
     nanos = [log.time_unix_nano for log in logs]
     if 0 in nanos:
@@ -136,13 +163,31 @@ def _add_scope(found: RecordColumns, logs: Any, service: str | None, common: dic
         messages = [m or _message(body, event) for m, body, event in zip(messages, bodies, events, strict=True)]
     found.messages += messages
     common_json = _encode(common) if common else b""
-    texts, more = [text for _, text in levels], [says_more for _, says_more in severities]
-    found.attributes += [
-        _encode(_own(common, pairs, event, text, says_more)) if pairs or event or says_more else common_json
-        for pairs, event, text, says_more in zip([log.attributes for log in logs], events, texts, more, strict=True)
-    ]
+    # A scope's records repeat a few sets of attributes (and extras): each set is made JSON once.
+    made: dict[tuple, bytes] = {}
+    for pairs, event, (_, text), (_, says_more) in zip(
+        [tuple(log.attributes) for log in logs], events, levels, severities, strict=True
+    ):
+        if not (pairs or event or says_more):
+            found.attributes.append(common_json)
+            continue
+        key = (pairs, event, text if says_more else "")
+        attributes = made.get(key)
+        if attributes is None:
+            attributes = _encode(_own(common, _pairs(pairs), event, text, says_more))
+            if len(made) < _MADE_ATTRIBUTES:
+                made[key] = attributes
+        found.attributes.append(attributes)
     found.trace_ids += [None if i in _NO_ID else i.hex() for i in [log.trace_id for log in logs]]
     found.span_ids += [None if i in _NO_ID else i.hex() for i in [log.span_id for log in logs]]
+
+
+def _pairs(wire: tuple[bytes, ...]) -> dict[str, Any]:
+    """A record's attributes from their KeyValues' bytes (_RequestRead), read with the official type."""
+    try:
+        return _attributes([KeyValue.FromString(pair) for pair in wire])
+    except DecodeError as e:
+        raise MalformedRequest(f"the body is not an OTLP ExportLogsServiceRequest in protobuf: {e}") from None
 
 
 def _severity(number: int, text: str) -> tuple[str, bool]:
@@ -151,9 +196,9 @@ def _severity(number: int, text: str) -> tuple[str, bool]:
     return severity, bool(text) and SEVERITY_ALIASES.get(text.lower()) != SEVERITY_ALIASES[severity]
 
 
-def _own(common: dict[str, Any], pairs: Any, event: str, text: str, says_more: bool) -> dict[str, Any]:
+def _own(common: dict[str, Any], own: dict[str, Any], event: str, text: str, says_more: bool) -> dict[str, Any]:
     """A record's attributes: the resource's and scope's, its own (which win a clash), and the extras."""
-    attributes = {**common, **_attributes(pairs)} if pairs else dict(common)
+    attributes = {**common, **own}
     if says_more:
         attributes["severity_text"] = text
     if event:
