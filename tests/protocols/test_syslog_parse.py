@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
+from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from loglake.model import Limits, TimeBounds
+from loglake.protocols import syslog_batches
+from loglake.protocols.syslog_batches import parse_batch
 from loglake.protocols.syslog_framing import TruncatedFrame
 from loglake.protocols.syslog_parse import parse_messages
 
@@ -22,13 +28,23 @@ BOUNDS = TimeBounds.of(LIMITS, NOW)
 
 
 def parse(*frames: bytes, limits: Limits = LIMITS) -> list[dict]:
-    columns = parse_messages(list(frames), "192.0.2.7", TimeBounds.of(limits, NOW), limits)
-    rows = zip(
-        columns.timestamps, columns.services, columns.severities, columns.messages, columns.attributes, strict=True
-    )
+    """The records of a batch as the listeners make them (syslog_batches: Arrow kernels for a plain RFC 5424
+    batch), which must be those syslog_parse makes message by message."""
+    bounds = TimeBounds.of(limits, NOW)
+    batch = parse_batch(list(frames), "192.0.2.7", bounds, limits)
+    records = as_records(batch.timestamps, batch.services, batch.severities, batch.messages, batch.attributes)
+    columns = parse_messages(list(frames), "192.0.2.7", bounds, limits)
+    one_by_one = (columns.timestamps, columns.services, columns.severities, columns.messages, columns.attributes)
+    assert as_records(*one_by_one) == records
+    assert columns.unparsed == batch.unparsed
+    return records
+
+
+def as_records(*columns: Any) -> list[dict]:
+    lists = [column.to_pylist() if isinstance(column, pa.Array) else column for column in columns]
     return [
         {"timestamp": t, "service": s, "severity": v, "message": m, "attributes": json.loads(a)}
-        for t, s, v, m, a in rows
+        for t, s, v, m, a in zip(*lists, strict=True)
     ]
 
 
@@ -234,3 +250,53 @@ def test_order_is_kept_when_formats_mix() -> None:
 def test_one_leading_space_of_msg_is_dropped_as_rsyslog_relays_it() -> None:
     (record,) = parse(b"<14>1 - h a - - -  relayed text ")
     assert record["message"] == "relayed text "
+
+
+def test_a_plain_rfc5424_batch_is_parsed_by_arrow_kernels() -> None:
+    frames = [b"<14>1 2026-12-04T11:00:00Z web-1 a/b 42 M1 - \xef\xbb\xbfcaf\xc3\xa9", b"<191>1 - - - - - - x y  z"]
+    assert syslog_batches._plain_rfc5424(frames, "192.0.2.7", BOUNDS, LIMITS) is not None
+    first, second = parse(*frames)
+    assert first == {
+        "timestamp": ms("2026-12-04T11:00:00Z"),
+        "service": "a_b",
+        "severity": "info",
+        "message": "café",
+        "attributes": {
+            "facility": "user",
+            "syslog_severity": "info",
+            "hostname": "web-1",
+            "procid": "42",
+            "msgid": "M1",
+            "app_name": "a/b",
+            "peer": "192.0.2.7",
+        },
+    }
+    assert (second["service"], second["severity"], second["message"]) == ("default", "debug", "x y  z")
+    assert second["attributes"] == {"facility": "local7", "syslog_severity": "debug", "peer": "192.0.2.7"}
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b'<14>1 - h a - - [x@1 k="v"] structured data',
+        b"<14>Dec  4 11:00:00 h tag: rfc 3164",
+        b"<192>1 - h a - - - PRI too large",
+        b"<014>1 - h a - - - PRI with a leading zero",
+        b'<14>1 - ho"st a - - - a quote to escape',
+        b"<14>1 - h a - - - caf\xe9 is not UTF-8",
+        b"<14>1 - h\xc2\xa0x a - - - a no-break space in a field",
+        b"<14>1 - h a - - -",
+        TruncatedFrame(b"<14>1 - h a - - - cut"),
+    ],
+)
+def test_a_batch_with_one_message_that_is_not_plain_goes_message_by_message(odd: bytes) -> None:
+    frames = [b"<14>1 - h a - - - plain", odd]
+    assert syslog_batches._plain_rfc5424(frames, "192.0.2.7", BOUNDS, LIMITS) is None
+    assert parse(*frames)[0]["message"] == "plain"  # and parse() checks both ways give the same records
+
+
+def test_header_fields_split_on_white_space_as_python_does() -> None:
+    """The Arrow path's field class (RE2) must take what syslog_parse's `\\S` (Python's re) takes."""
+    characters = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    taken = pc.match_substring_regex(pa.array(characters), f"^{syslog_batches._FIELD}$").to_pylist()
+    assert taken == [re.fullmatch(r"\S", c) is not None for c in characters]

@@ -2,7 +2,7 @@
 
 They run on a thread of their own with its own event loop, so parsing never holds up the HTTP API's.
 Each read (a TCP read of up to 256 KiB, or the datagrams of one loop round) is framed and parsed as one
-batch (syslog_framing, syslog_parse); batches from every connection gather and are committed together
+batch (syslog_framing, syslog_batches); batches from every connection gather and are committed together
 (syslog_commits: once BATCH_RECORDS are pending or BATCH_SECONDS after the first, as one write).
 
 What is guaranteed: syslog has no acknowledgement, so a sender counts a message delivered once its
@@ -28,9 +28,9 @@ from collections.abc import Callable
 
 from loglake.config import ConfigError, Settings, parse_listen_address, parse_networks
 from loglake.model import Limits, TimeBounds
+from loglake.protocols.syslog_batches import SyslogBatch, parse_batch
 from loglake.protocols.syslog_commits import Allowance, Batcher, SyslogTally
 from loglake.protocols.syslog_framing import StreamFramer
-from loglake.protocols.syslog_parse import SyslogColumns, parse_messages
 from loglake.service import LogService
 
 __all__ = ["Allowance", "SyslogListeners", "SyslogTally"]
@@ -155,8 +155,8 @@ class SyslogListeners:
                 self._verdicts[peer] = verdict
         return verdict
 
-    def parse(self, frames: list[bytes], peer: str) -> SyslogColumns:
-        return parse_messages(frames, peer, TimeBounds.of(self.limits, int(self.clock() * 1000)), self.limits)
+    def parse(self, frames: list[bytes], peer: str) -> SyslogBatch:
+        return parse_batch(frames, peer, TimeBounds.of(self.limits, int(self.clock() * 1000)), self.limits)
 
 
 class _Stream(asyncio.Protocol):

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import pyarrow as pa
 
 from loglake import ids
 from loglake.ingest import BULK_MIN_RECORDS
 from loglake.ingest_columns import valid_columns_table
 from loglake.model import SEVERITY_ALIASES, NewRecord
-from loglake.protocols.syslog_parse import LOG_TYPE, SyslogColumns
+from loglake.protocols.syslog_batches import SyslogBatch
+from loglake.protocols.syslog_parse import LOG_TYPE
 from loglake.service import LogService
 
 BATCH_RECORDS = 20_000
@@ -94,16 +96,18 @@ class Batcher:
         self.allowance = allowance
         self.monotonic = monotonic
         self.loop = asyncio.get_running_loop()
-        self.pending = SyslogColumns()
+        self.pending: list[SyslogBatch] = []
+        self.pending_count = 0
         self.streams: set[Reader] = set()
         self.in_flight: set[asyncio.Task] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._due = False  # a commit is due, waiting for one in flight to finish
         self._resume: asyncio.TimerHandle | None = None  # over the rate: reading resumes then
 
-    def add(self, columns: SyslogColumns) -> None:
-        self.pending.extend(columns)
-        if len(self.pending) >= BATCH_RECORDS:
+    def add(self, batch: SyslogBatch) -> None:
+        self.pending.append(batch)
+        self.pending_count += len(batch)
+        if self.pending_count >= BATCH_RECORDS:
             self.commit()
         elif self._timer is None and not self._due:
             self._timer = self.loop.call_later(BATCH_SECONDS, self.commit)
@@ -118,27 +122,28 @@ class Batcher:
 
     def full(self) -> bool:
         """Whether datagrams must be dropped: this many records wait for commits that fall behind."""
-        return len(self.pending) >= MAX_PENDING_RECORDS
+        return self.pending_count >= MAX_PENDING_RECORDS
 
     def commit(self) -> None:
         """Commit what is pending now, or as soon as a commit in flight is done."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not len(self.pending):
+        if not self.pending_count:
             return
         if len(self.in_flight) >= MAX_COMMITS_IN_FLIGHT:
             self._due = True
             return
         self._due = False
-        batch, self.pending = self.pending, SyslogColumns()
+        batch = SyslogBatch.concat(self.pending)
+        self.pending, self.pending_count = [], 0
         task = self.loop.create_task(self._write(batch))
         self.in_flight.add(task)
         task.add_done_callback(self._committed)
 
     def _committed(self, task: asyncio.Task) -> None:
         self.in_flight.discard(task)
-        if self._due or len(self.pending) >= BATCH_RECORDS:
+        if self._due or self.pending_count >= BATCH_RECORDS:
             self.commit()
         self.pause_or_resume()
 
@@ -150,12 +155,12 @@ class Batcher:
         self.pause_or_resume()
 
     def pause_or_resume(self) -> None:
-        behind = len(self.in_flight) >= MAX_COMMITS_IN_FLIGHT and len(self.pending) >= BATCH_RECORDS
+        behind = len(self.in_flight) >= MAX_COMMITS_IN_FLIGHT and self.pending_count >= BATCH_RECORDS
         reading = not behind and self._resume is None
         for stream in self.streams:
             stream.reading(reading)
 
-    async def _write(self, batch: SyslogColumns) -> None:
+    async def _write(self, batch: SyslogBatch) -> None:
         count = len(batch)
         try:
             table = None
@@ -163,10 +168,10 @@ class Batcher:
                 table = valid_columns_table(
                     batch.timestamps,
                     batch.services,
-                    [LOG_TYPE] * count,
+                    pa.repeat(pa.scalar(LOG_TYPE), count),
                     batch.severities,
                     batch.messages,
-                    batch.attributes,
+                    batch.attributes.cast(pa.binary()).to_pylist(),
                     self.service.limits,
                     self.service.now_ms(),
                 )
@@ -178,9 +183,7 @@ class Batcher:
             _log.warning("syslog: %d message(s) not stored: %s", count, e)
             self.report(SyslogTally(unstored=count))
             return
-        severities = [SEVERITY_ALIASES[s] for s in batch.severities]
-        counts = dict(Counter(zip(batch.services, severities, strict=True)))
-        self.report(SyslogTally(accepted=count, unparsed=batch.unparsed, by_service_and_severity=counts))
+        self.report(SyslogTally(accepted=count, unparsed=batch.unparsed, by_service_and_severity=_counts(batch)))
 
     def close_streams(self) -> None:
         for stream in list(self.streams):
@@ -192,13 +195,22 @@ class Batcher:
             await asyncio.gather(*self.in_flight, return_exceptions=True)
 
 
-def _records(batch: SyslogColumns) -> list[NewRecord]:
-    """A batch as NewRecords for the hot store: valid by construction (syslog_parse keeps every field
-    within the record's rules)."""
-    log_ids = ids.uuid7_many(batch.timestamps)
+def _records(batch: SyslogBatch) -> list[NewRecord]:
+    """A batch as NewRecords for the hot store: valid by construction (syslog_parse and syslog_batches keep
+    every field within the record's rules)."""
+    timestamps = batch.timestamps.to_pylist()
+    columns = (batch.services, batch.severities, batch.messages, batch.attributes.cast(pa.binary()))
+    services, severities, messages, attributes = (column.to_pylist() for column in columns)
     return [
         NewRecord(log_id, ts, service, LOG_TYPE, SEVERITY_ALIASES[severity], message, attributes, None)
         for log_id, ts, service, severity, message, attributes in zip(
-            log_ids, batch.timestamps, batch.services, batch.severities, batch.messages, batch.attributes, strict=True
+            ids.uuid7_many(timestamps), timestamps, services, severities, messages, attributes, strict=True
         )
     ]
+
+
+def _counts(batch: SyslogBatch) -> dict[tuple[str, int], int]:
+    """Messages per (service, severity), for the metrics."""
+    table = pa.table({"service": batch.services, "severity": batch.severities})
+    counts = table.group_by(["service", "severity"]).aggregate([([], "count_all")]).to_pylist()
+    return {(row["service"], SEVERITY_ALIASES[row["severity"]]): row["count_all"] for row in counts}

@@ -42,7 +42,7 @@ FACILITIES = (
     *(f"local{n}" for n in range(8)),
 )
 _NO_PRI = "13"  # user.notice, what RFC 3164 4.3.3 has a relay assume for a message without PRI
-_NIL = "-"
+NIL = "-"
 
 _RFC5424 = re.compile(
     r"<(\d{1,3})>[1-9]\d? (\S+) (\S+) (\S+) (\S+) (\S+) "
@@ -68,20 +68,20 @@ _SD_PARAM = re.compile(r' ([^ \]"=]+)="((?:[^"\\]|\\.)*)"')
 _SD_ESCAPE = re.compile(r'\\(["\\\]])')
 _NOT_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_NAME = 128
-_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f]')
+NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f]')
 # A BOM (RFC 5424 6.4) or a space (rsyslog relays RFC 3164 messages with the one after the tag's colon) at
 # the start of MSG is not part of the text.
-_LEADING = ("\ufeff", " ")
+LEADING = ("\ufeff", " ")
 _ns_utc = pa.timestamp("ns", tz="UTC")
 _encode = msgspec.json.encode
 # Per PRI as sent ("0" to "191"): the record's severity, and the attributes' start (facility, syslog severity).
-_SEVERITY_OF_PRI = {str(pri): SEVERITIES[pri & 7] for pri in range(192)}
-_HEAD_OF_PRI = {
+SEVERITY_OF_PRI = {str(pri): SEVERITIES[pri & 7] for pri in range(192)}
+HEAD_OF_PRI = {
     str(pri): f'{{"facility":"{FACILITIES[pri >> 3]}","syslog_severity":"{SYSLOG_SEVERITIES[pri & 7]}"'
     for pri in range(192)
 }
 _MAX_KNOWN_SERVICES = 10_000
-_services: dict[str, str] = {_NIL: DEFAULT_SERVICE}  # APP-NAMEs seen, as service names
+_services: dict[str, str] = {NIL: DEFAULT_SERVICE}  # APP-NAMEs seen, as service names
 
 
 @dataclass
@@ -97,14 +97,6 @@ class SyslogColumns:
 
     def __len__(self) -> int:
         return len(self.messages)
-
-    def extend(self, other: SyslogColumns) -> None:
-        self.timestamps += other.timestamps
-        self.services += other.services
-        self.severities += other.severities
-        self.messages += other.messages
-        self.attributes += other.attributes
-        self.unparsed += other.unparsed
 
 
 @dataclass
@@ -157,7 +149,7 @@ def parse_messages(frames: list[bytes], peer: str, bounds: TimeBounds, limits: L
             _note(parts, index, "parse_error", f"the message was longer than {len(frame)} bytes and was cut to that")
     stamps = _times(parts, bounds)
     _fit_messages(parts, limits.max_message_bytes)
-    tail = ',"peer":' + _json_text(peer) + "}"
+    tail = ',"peer":' + json_text(peer) + "}"
     attributes = [head + tail for head in parts.heads]
     for index, extra in parts.extra.items():
         attributes[index] = parts.heads[index] + "," + _encode(extra)[1:-1].decode() + tail
@@ -186,41 +178,41 @@ def _one_by_one(texts: list[str]) -> _Parts:
 def _from_5424(rows: Sequence[tuple], lines: Callable[[], list[str]]) -> _Parts:
     """RFC 5424 messages, column by column, from their regex groups; `lines()` gives their whole texts."""
     pris, stamps, hosts, apps, procids, msgids, data, messages = map(list, zip(*rows, strict=True))
-    parts = _Parts(stamps, list(map(_services.get, apps)), list(map(_SEVERITY_OF_PRI.get, pris)), messages, [])
-    heads = list(map(_HEAD_OF_PRI.get, pris))
+    parts = _Parts(stamps, list(map(_services.get, apps)), list(map(SEVERITY_OF_PRI.get, pris)), messages, [])
+    heads = list(map(HEAD_OF_PRI.get, pris))
     if None in heads:  # PRI above 191 (or with leading zeros): not syslog after all
         for index, head in enumerate(heads):
             if head is None:
-                heads[index] = _HEAD_OF_PRI[_NO_PRI]
+                heads[index] = HEAD_OF_PRI[_NO_PRI]
                 _note(parts, index, "parse_error", "PRI is not a number from 0 to 191")
-                parts.severities[index] = _SEVERITY_OF_PRI[_NO_PRI]
-                messages[index], stamps[index], apps[index] = lines()[index], _NIL, _NIL
-                hosts[index] = procids[index] = msgids[index] = data[index] = _NIL
+                parts.severities[index] = SEVERITY_OF_PRI[_NO_PRI]
+                messages[index], stamps[index], apps[index] = lines()[index], NIL, NIL
+                hosts[index] = procids[index] = msgids[index] = data[index] = NIL
                 parts.services[index] = DEFAULT_SERVICE
     if None in parts.services:
         for index, service in enumerate(parts.services):
             if service is None:
-                parts.services[index] = _service(apps[index])
+                parts.services[index] = service_name(apps[index])
     for index, (app, service) in enumerate(zip(apps, parts.services, strict=True)):
-        if app != service and app != _NIL:
+        if app != service and app != NIL:
             _note(parts, index, "app_name", app)
-    if _NIL in stamps:
-        parts.times = [None if stamp == _NIL else stamp for stamp in stamps]
+    if NIL in stamps:
+        parts.times = [None if stamp == NIL else stamp for stamp in stamps]
     pieces = [heads]
     for name, column in (("hostname", hosts), ("procid", procids), ("msgid", msgids)):
-        if _NEEDS_ESCAPE.search("".join(column)):
-            column = [value if value == _NIL else _json_text(value)[1:-1] for value in column]
+        if NEEDS_ESCAPE.search("".join(column)):
+            column = [value if value == NIL else json_text(value)[1:-1] for value in column]
         prefix = f',"{name}":"'
-        pieces.append(["" if value == _NIL else f'{prefix}{value}"' for value in column])
-    if data.count(_NIL) != len(data):
+        pieces.append(["" if value == NIL else f'{prefix}{value}"' for value in column])
+    if data.count(NIL) != len(data):
         pieces.append(
-            ["" if sd == _NIL else ',"structured_data":' + _encode(_structured_data(sd)).decode() for sd in data]
+            ["" if sd == NIL else ',"structured_data":' + _encode(_structured_data(sd)).decode() for sd in data]
         )
     parts.heads = list(map("".join, zip(*pieces, strict=True)))
-    parts.messages = [message[1:] if message[:1] in _LEADING else message for message in messages if message]
+    parts.messages = [message[1:] if message[:1] in LEADING else message for message in messages if message]
     if len(parts.messages) != len(messages):  # no MSG (None from match, "" from findall): the whole line
         parts.messages = [
-            (message[1:] if message[:1] in _LEADING else message) if message else text
+            (message[1:] if message[:1] in LEADING else message) if message else text
             for message, text in zip(messages, lines(), strict=True)
         ]
     elif "" in parts.messages:  # MSG was only a BOM or a space
@@ -242,7 +234,7 @@ def _from_other(text: str) -> _Parts:
             return _unparsed_one(text, "no <PRI> at the start: not a syslog message")
         pri_text, rest = only.groups()
         bsd_time = iso_time = None
-    head = _HEAD_OF_PRI.get(pri_text)
+    head = HEAD_OF_PRI.get(pri_text)
     if head is None:
         return _unparsed_one(text, "PRI is not a number from 0 to 191")
     attributes: dict = {}
@@ -252,7 +244,7 @@ def _from_other(text: str) -> _Parts:
         tagged = _TAGGED.match(rest)
         if tagged is not None:
             host, tag, procid, message = tagged.groups()
-            service = _service(tag)
+            service = service_name(tag)
             if service != tag:
                 attributes["app_name"] = tag
             if procid:
@@ -264,7 +256,7 @@ def _from_other(text: str) -> _Parts:
             attributes["hostname"] = host
     if attributes:
         head += "," + _encode(attributes)[1:-1].decode()
-    parts = _Parts([bsd_time or iso_time], [service], [_SEVERITY_OF_PRI[pri_text]], [message or text], [head])
+    parts = _Parts([bsd_time or iso_time], [service], [SEVERITY_OF_PRI[pri_text]], [message or text], [head])
     if bsd_time is not None:
         parts.bsd.add(0)
     return parts
@@ -272,7 +264,7 @@ def _from_other(text: str) -> _Parts:
 
 def _unparsed_one(text: str, reason: str) -> _Parts:
     """A line kept whole as the message of a user.notice record, saying why it did not parse."""
-    parts = _Parts([None], [DEFAULT_SERVICE], [_SEVERITY_OF_PRI[_NO_PRI]], [text], [_HEAD_OF_PRI[_NO_PRI]])
+    parts = _Parts([None], [DEFAULT_SERVICE], [SEVERITY_OF_PRI[_NO_PRI]], [text], [HEAD_OF_PRI[_NO_PRI]])
     _note(parts, 0, "parse_error", reason)
     return parts
 
@@ -336,9 +328,9 @@ def _fit_attributes(parts: _Parts, encoded: list[bytes], texts: list[str], tail:
     _fit_messages(parts, limits.max_message_bytes)
 
 
-def _service(app: str) -> str:
+def service_name(app: str) -> str:
     """APP-NAME or tag as a service name: characters outside the record's name charset become `_`."""
-    if app == _NIL:
+    if app == NIL:
         return DEFAULT_SERVICE
     service = app if NAME_PATTERN.fullmatch(app) else _NOT_NAME.sub("_", app)[:_MAX_NAME]
     if len(_services) < _MAX_KNOWN_SERVICES:
@@ -346,7 +338,7 @@ def _service(app: str) -> str:
     return service
 
 
-def _json_text(value: str) -> str:
+def json_text(value: str) -> str:
     return _encode(value).decode()
 
 
