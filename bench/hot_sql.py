@@ -3,11 +3,14 @@
 Loads --rows records (make_dataset.py, 7 days) into a fresh data dir's hot store through the library and
 flushes nothing, then runs each query below --runs times as `loglake query --data-dir DIR` in a fresh
 process, and reports the median wall time, the median CPU time (user + system: steadier than wall time on a
-busy machine) and the largest peak RSS (the child's ru_maxrss) of the runs.
-`SELECT 1` shows what opening the data dir costs without reading a record.
+busy machine) and the largest peak RSS (the child's ru_maxrss) of the runs, and how much of that peak the
+query added to `SELECT 1`'s (what opening the data dir costs without reading a record). Run it at two
+--rows to see which queries' memory or time grows with the hot records; --lake then moves every record into
+the lake (`loglake flush --all`) and runs the queries again there, for comparison.
 
     .venv/bin/python bench/hot_sql.py                                     # 1M records, 3 runs each
     .venv/bin/python bench/hot_sql.py --rows 200000 --runs 1
+    .venv/bin/python bench/hot_sql.py --rows 20000 --queries top,top_where --lake   # some queries, hot then lake
     .venv/bin/python bench/hot_sql.py --data-dir /tmp/loglake-bench/hot-1m   # keep (and reuse) the data dir
     .venv/bin/python bench/hot_sql.py --data ~/.cache/loglake-peers/logs-1000000-6a332124ff.ndjson  # side_by_side's set
 """
@@ -28,11 +31,20 @@ from loglake.ingest import parse_body
 from loglake.model import Limits
 from loglake.store.sqlite import SQLiteHotStore
 
+BASELINE = "none"
 QUERIES = {
-    "none": "SELECT 1",
+    BASELINE: "SELECT 1",
+    "count": "SELECT count(*) FROM logs",
     "Q2": "SELECT count(*) FROM logs WHERE message ILIKE '%error%'",
     "Q3": "SELECT service, severity, count(*) FROM logs GROUP BY ALL",
     "newest": "SELECT log_id, service, message FROM logs ORDER BY timestamp DESC LIMIT 10",
+    "top": "SELECT * FROM logs ORDER BY timestamp DESC LIMIT 1000",
+    "top_where": "SELECT * FROM logs WHERE severity IN ('error', 'critical') ORDER BY timestamp DESC LIMIT 100",
+    "top_other": "SELECT * FROM logs ORDER BY length(message) DESC LIMIT 100",
+    "star": "SELECT * FROM logs LIMIT 1000",
+    "star_all": "SELECT * FROM logs",  # as many rows as the answer may hold (query_max_rows)
+    "window": "SELECT service, max(gap) FROM (SELECT service, timestamp - lag(timestamp) OVER"
+    " (PARTITION BY service ORDER BY timestamp) AS gap FROM logs) GROUP BY ALL",
 }
 
 
@@ -55,7 +67,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--data-dir", type=Path, help="keep the loaded hot store here; reused")
     parser.add_argument("--data", type=Path, help="an NDJSON set to load instead of make_dataset.py's")
+    parser.add_argument("--queries", help=f"comma-separated names of the queries to run (of {', '.join(QUERIES)})")
+    parser.add_argument("--lake", action="store_true", help="then flush every record to the lake and run them again")
     args = parser.parse_args()
+    names = args.queries.split(",") if args.queries else list(QUERIES)
+    if unknown := set(names) - set(QUERIES):
+        parser.error(f"no such query: {', '.join(sorted(unknown))}")
+    queries = {name: QUERIES[name] for name in [BASELINE, *names] if name in QUERIES}
     hardware = print_hardware()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="loglake-hot-sql-"))
     marker = data_dir / "bench-hot-loaded.json"
@@ -71,19 +89,39 @@ def main() -> None:
             store.close()
             print(f"loaded {loaded:,} records into the hot store in {time.perf_counter() - started:.1f} s")
             marker.write_text(json.dumps({"rows": args.rows}))
-        for name, sql in QUERIES.items():
-            runs = [timed_query(data_dir, sql) for _ in range(args.runs)]
-            seconds, cpu, peak = median([r[0] for r in runs]), median([r[1] for r in runs]), max(r[2] for r in runs)
-            answer = runs[-1][3]["rows"]
-            results[name] = {"sql": sql, "median_s": seconds, "median_cpu_s": cpu, "peak_rss_mib": peak, "rows": answer}
-            print(
-                f"{name}: median {seconds:.2f} s (CPU {cpu:.2f} s), peak RSS {peak:,.0f} MiB over {args.runs} runs"
-                f"  ({sql} -> {answer[:3]})"
-            )
+        results["hot"] = run_queries(data_dir, queries, args.runs)
+        if args.lake:
+            subprocess.run([*LOGLAKE, "flush", "--all", "--data-dir", str(data_dir)], check=True)
+            marker.unlink()  # the hot store is empty now
+            print("in the lake:")
+            results["lake"] = run_queries(data_dir, queries, args.runs)
     finally:
         if args.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)
     write_json(args.json, {"hardware": hardware, "args": {k: str(v) for k, v in vars(args).items()}, **results})
+
+
+def run_queries(data_dir: Path, queries: dict[str, str], runs: int) -> dict:
+    """Each query `runs` times: median wall and CPU seconds, the largest peak RSS, and its growth over SELECT 1's."""
+    results: dict = {}
+    for name, sql in queries.items():
+        timed = [timed_query(data_dir, sql) for _ in range(runs)]
+        seconds, cpu, peak = median([r[0] for r in timed]), median([r[1] for r in timed]), max(r[2] for r in timed)
+        grown = peak - results[BASELINE]["peak_rss_mib"] if name != BASELINE else 0.0
+        answer = timed[-1][3]["rows"]
+        results[name] = {
+            "sql": sql,
+            "median_s": seconds,
+            "median_cpu_s": cpu,
+            "peak_rss_mib": peak,
+            "over_baseline_mib": grown,
+            "rows": len(answer),
+        }
+        print(
+            f"{name:>10}: median {seconds:6.2f} s (CPU {cpu:6.2f} s), peak RSS {peak:5,.0f} MiB (+{grown:4,.0f})"
+            f" over {runs} runs, {len(answer):,} rows  ({sql})"
+        )
+    return results
 
 
 def timed_query(data_dir: Path, sql: str) -> tuple[float, float, float, dict]:

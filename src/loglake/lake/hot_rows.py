@@ -41,10 +41,13 @@ class HotRowsStream:
     DuckDB pulls them: a query holds one batch of hot rows in memory, not all of them. `batches` gives
     the rows (as columns, hot_rows_table's input) afresh each time it is called: DuckDB asks for a new
     stream for each scan of the table (a join of `logs` with itself scans it twice) and once to learn
-    its schema, which reads nothing."""
+    its schema, which reads nothing. With a `time_order` ("ascending" or "descending"), each batch's rows
+    are put in that order by their timestamps (SQLite leaves the order of a batch's rows open), for a
+    reader of batches that come in that order and needs its rows to (hot_top.py)."""
 
-    def __init__(self, batches: Callable[[], Iterator[Sequence[Any]]]) -> None:
+    def __init__(self, batches: Callable[[], Iterator[Sequence[Any]]], time_order: str | None = None) -> None:
         self._batches = batches
+        self._time_order = time_order
 
     def __arrow_c_stream__(self, requested_schema: object = None) -> object:
         reader = pa.RecordBatchReader.from_batches(APP_LOGS_TABLE.schema, self._record_batches())
@@ -52,8 +55,12 @@ class HotRowsStream:
 
     def _record_batches(self) -> Iterator[pa.RecordBatch]:
         for columns in self._batches():
-            batches = hot_rows_table(columns).to_batches()
+            table = hot_rows_table(columns)
             del columns  # the rows as Python objects go before the next batch is read, as Arrow ones do
+            if self._time_order is not None:
+                table = table.sort_by([("timestamp", self._time_order)])
+            batches = table.to_batches()
+            del table
             while batches:
                 yield batches.pop(0)
 

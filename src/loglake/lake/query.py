@@ -2,7 +2,8 @@
 
 Each query gets the table `logs`: the hot rows and the catalog's lake files read from ONE SQLite
 snapshot (so a flush committing meanwhile shows no record twice and loses none), joined with UNION ALL.
-The hot rows are read in batches as DuckDB scans them, so a query's memory does not grow with them.
+The hot rows are read in batches as DuckDB scans them, so a query's memory does not grow with them; a
+top-N by time reads them newest first and only as many as it can use (hot_top.py), so neither does its time.
 The lake part is `read_parquet` over the catalog's file list with Hive partitioning, so a predicate on
 `date` skips whole files and one on `timestamp` skips row groups by their statistics.
 
@@ -44,6 +45,7 @@ import pyarrow.dataset as ds
 from loglake.config import Settings
 from loglake.lake.file_columns import by_missing_columns
 from loglake.lake.hot_rows import HotRowsStream
+from loglake.lake.hot_top import HotTop, hot_top
 from loglake.lake.manifest import LakeFile, list_files, reading
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.query_answers import LakeUnreadable, QueryBusy, QueryResult, fetch_within
@@ -58,7 +60,16 @@ from loglake.store.sqlite_reads import Snapshot
 INTERNAL_CONNECTIONS = 2
 # Hot rows reach DuckDB in batches of about this many bytes (as Python objects, then as Arrow).
 HOT_BATCH_BYTES = 8 * 2**20
-_HOT_ROWS = "_hot_logs"  # the hot rows as the `logs` view reads them
+_HOT_STREAM = "_hot_stream"  # the hot rows as read from the store (HotRowsStream)
+_HOT_ROWS = "_hot_logs"  # the view of them the `logs` view reads: all of them, or those a top-N can use
+_COLUMNS = ", ".join(f'"{c.name}"' for c in APP_LOGS_TABLE.columns)
+# DuckDB reads Parquet TIMESTAMP(MILLIS) as TIMESTAMP and Arrow timestamp[ms] as TIMESTAMP_MS: one type for
+# both, so `typeof` and arithmetic do not depend on where a record is.
+_ALL_HOT_ROWS = (
+    'SELECT CAST("timestamp" AS DATE) AS "date", '
+    + _COLUMNS.replace('"timestamp"', 'CAST("timestamp" AS TIMESTAMP) AS "timestamp"')
+    + f" FROM {_HOT_STREAM}"
+)
 
 
 @dataclass(frozen=True)
@@ -126,8 +137,8 @@ class QueryEngine:
         # connections, so a slow user query never holds up the API's reads.
         self._pool = self._connections(self.limits.concurrency, self.live_tables)
         self._internal_pool = self._connections(INTERNAL_CONNECTIONS)
-        # Per connection, the files each of its views was last defined with (_define_views); () for the
-        # hot rows when they were registered empty.
+        # Per connection, the files each of its views was last defined with (_define_views), and the SQL of
+        # its view of the hot rows.
         self._defined: dict[duckdb.DuckDBPyConnection, dict[str, tuple[str, ...] | None]] = {}
         readable = [str(lake.root.resolve())] if isinstance(lake, LocalObjectStore) else []
         self._db.execute("SET allowed_directories = $dirs", {"dirs": readable})
@@ -147,11 +158,13 @@ class QueryEngine:
         cap = self.limits.max_rows if limit is None else max(0, min(limit, self.limits.max_rows))
         limit_s = self.limits.timeout_seconds  # a request may ask for less time, never more
         timeout = limit_s if timeout_seconds is None else min(timeout_seconds, limit_s)
+        top = hot_top(tree, cap)
         sql = rewrite_text_filters(sql, tree)
         text = f"EXPLAIN ANALYZE {sql}" if explain else sql
         max_bytes = self.limits.max_response_mb * 1024 * 1024
+        tables = tuple(TABLES.values())
         return self._run(
-            self._pool, text, cap, timeout, TimeRange(), tuple(TABLES.values()), explain=explain, max_bytes=max_bytes
+            self._pool, text, cap, timeout, TimeRange(), tables, explain=explain, max_bytes=max_bytes, top=top
         )
 
     def plan(self, sql: str) -> tuple[list[dict[str, Any]], dict[str, list[LakeFile]]]:
@@ -238,12 +251,13 @@ class QueryEngine:
         params: list[Any] | dict[str, Any] | None = None,
         explain: bool = False,
         max_bytes: int | None = None,
+        top: HotTop | None = None,
     ) -> QueryResult:
         started = time.perf_counter()
         # The snapshot lasts until the answer is fetched: DuckDB reads hot rows as it goes (HotRowsStream).
         with self._cursor(pool, timeout) as cursor, reading(self.store), self.store.snapshot() as snapshot:
             try:
-                self._define_views(cursor, snapshot, window, tables)
+                self._define_views(cursor, snapshot, window, tables, top)
             except (duckdb.IOException, OSError) as e:  # DuckDB reads a local file's schema here; pyarrow lists S3's
                 raise self._unreadable(e) from None
             finished = threading.Event()
@@ -285,6 +299,7 @@ class QueryEngine:
             plan = self._hide_server_paths("\n".join(str(row[-1]) for row in rows), keep_width=True)
             return QueryResult([], [], False, elapsed_ms, bytes_scanned, files, plan=plan)
         scanned_rows = int(profile.get("query", {}).get("total_rows_scanned", 0))
+        scanned_rows += sum(_arrow_rows(op) for op in profile.get("operator", []))
         return QueryResult(
             columns, rows[:cap], len(rows) > cap, elapsed_ms, bytes_scanned, files, rows_scanned=scanned_rows
         )
@@ -324,18 +339,18 @@ class QueryEngine:
         snapshot: Snapshot,
         window: TimeRange,
         tables: tuple[LakeTable, ...],
+        top: HotTop | None = None,
     ) -> dict[str, list[LakeFile]]:
         """Define `tables` on this cursor from one SQLite snapshot of hot rows + catalog, each with
-        the files of `window`: `logs` is the hot rows of `window`, read in batches while the query runs,
-        and its lake files; the others (Amplify access logs) only files. A view is defined anew only
-        when its files changed since this cursor last defined it: a definition costs a few milliseconds,
-        which an aggregate over a million records notices. The hot rows are registered anew each time
-        (the views read them by name). Returns the files of each table."""
+        the files of `window`: `logs` is the hot rows of `window`, read in batches while the query runs
+        (only those `top` can use, if given), and its lake files; the others (Amplify access logs) only
+        files. A view is defined anew only when its files changed since this cursor last defined it: a
+        definition costs a few milliseconds, which an aggregate over a million records notices. The hot
+        rows are registered anew each time (the views read them by name). Returns the files of each table."""
         files = {t.name: list_files(snapshot.read, t.name, window.since_ms, window.until_ms) for t in tables}
         defined = self._defined.setdefault(cursor, {})
         if APP_LOGS_TABLE in tables:
-            hot = HotRowsStream(lambda: snapshot.column_batches(window.since_ms, window.until_ms, HOT_BATCH_BYTES))
-            cursor.register(_HOT_ROWS, hot)
+            self._define_hot_rows(cursor, snapshot, window, top, defined)
         for table in tables:
             keys = tuple(f.key for f in files[table.name])
             if defined.get(table.name) == keys:
@@ -343,18 +358,14 @@ class QueryEngine:
             defined[table.name] = None  # until the view below is defined
             source = self._lake_source(cursor, table, files[table.name]) if files[table.name] else None
             if table is APP_LOGS_TABLE:
-                columns = ", ".join(f'"{c.name}"' for c in APP_LOGS_TABLE.columns)
-                # DuckDB reads Parquet TIMESTAMP(MILLIS) as TIMESTAMP and Arrow timestamp[ms] as TIMESTAMP_MS:
-                # one type for both, so `typeof` and arithmetic do not depend on where a record is.
-                hot_columns = columns.replace('"timestamp"', 'CAST("timestamp" AS TIMESTAMP) AS "timestamp"')
                 # The partition first in each branch: where a query needs no column of the union (count(*)
                 # with a filter above it), DuckDB still reads the first one, and the date costs nothing in
                 # Parquet (it is the folder) where a log id costs a string a record (Q2: 30 % more time).
-                parts = [f'SELECT CAST("timestamp" AS DATE) AS "date", {hot_columns} FROM {_HOT_ROWS}']
+                parts = [f'SELECT "date", {_COLUMNS} FROM {_HOT_ROWS}']
                 if source is not None:
-                    parts.insert(0, f'SELECT "date", {columns} FROM {source}')
+                    parts.insert(0, f'SELECT "date", {_COLUMNS} FROM {source}')
                 union = " UNION ALL ".join(parts)
-                cursor.execute(f'CREATE OR REPLACE TEMP VIEW logs AS SELECT {columns}, "date" FROM ({union})')
+                cursor.execute(f'CREATE OR REPLACE TEMP VIEW logs AS SELECT {_COLUMNS}, "date" FROM ({union})')
             else:
                 if source is None:
                     source = f"_empty_{table.name}"
@@ -363,6 +374,38 @@ class QueryEngine:
                 cursor.execute(f'CREATE OR REPLACE TEMP VIEW "{table.name}" AS SELECT {names} FROM {source}')
             defined[table.name] = keys
         return files
+
+    def _define_hot_rows(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        snapshot: Snapshot,
+        window: TimeRange,
+        top: HotTop | None,
+        defined: dict[str, tuple[str, ...] | None],
+    ) -> None:
+        """Register the hot rows of `window` as a stream, and define the view `logs` reads them through:
+        all of them, or the first `top` can use, read in time order (the view is defined anew when it
+        changes). A predicate of the query's that cannot be bound (the query's own error) gets all rows:
+        the query then fails with its error as usual."""
+        newest_first = top is not None and top.newest_first
+        order = None if top is None else "descending" if newest_first else "ascending"
+
+        def batches() -> Iterator[list[list]]:
+            return snapshot.column_batches(window.since_ms, window.until_ms, HOT_BATCH_BYTES, newest_first)
+
+        cursor.register(_HOT_STREAM, HotRowsStream(batches, time_order=order))
+        view = top.view(_ALL_HOT_ROWS) if top is not None else _ALL_HOT_ROWS
+        if defined.get(_HOT_ROWS) == (view,):
+            return
+        defined[_HOT_ROWS] = None  # until the view below is defined
+        try:
+            cursor.execute(f"CREATE OR REPLACE TEMP VIEW {_HOT_ROWS} AS {view}")
+        except duckdb.Error:
+            if top is None:
+                raise
+            view = _ALL_HOT_ROWS
+            cursor.execute(f"CREATE OR REPLACE TEMP VIEW {_HOT_ROWS} AS {view}")
+        defined[_HOT_ROWS] = (view,)
 
     def _lake_source(self, cursor: duckdb.DuckDBPyConnection, table: LakeTable, files: list[LakeFile]) -> str:
         """A table's lake part over `files` (at least one): DuckDB's own Parquet reader on a local lake
@@ -431,6 +474,13 @@ def interrupt_after(cursor: duckdb.DuckDBPyConnection, deadline: float, finished
     while not finished.is_set():
         cursor.interrupt()
         finished.wait(0.005)
+
+
+def _arrow_rows(operator: dict) -> int:
+    """The rows Arrow scans (hot rows, live tables, an S3 lake's dataset) gave the query: DuckDB counts
+    only its own scans' in `total_rows_scanned`."""
+    own = int(operator.get("intermediate_rows", 0)) if "ARROW_SCAN" in operator.get("name", "") else 0
+    return own + sum(_arrow_rows(child) for child in operator.get("children", []))
 
 
 def _files_read(operator: dict) -> int:

@@ -116,6 +116,13 @@ def catalog_functions() -> frozenset[str]:
     return frozenset(name.lower() for (name,) in rows.fetchall())
 
 
+@functools.cache
+def aggregate_functions() -> frozenset[str]:
+    """The names of DuckDB's aggregate functions (asked of DuckDB itself, as catalog_functions)."""
+    rows = _parser().execute("SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_type = 'aggregate'")
+    return frozenset(name.lower() for (name,) in rows.fetchall())
+
+
 def _refuse_outside_tables(node: Any, names: frozenset[str], tables: frozenset[str]) -> None:
     """Walk the parse tree; `names` are the (lower-case) table and WITH names in scope, `tables` the
     tables alone. A WITH name is in scope in its query and the later WITH clauses of the same list, as
@@ -199,7 +206,7 @@ def rewrite_text_filters(sql: str, tree: dict | None = None) -> str:
         tree = json.loads(json.dumps(tree)) if tree is not None else parse_tree(sql)
         if not _rewrite(tree, inside_filter=False):
             return sql
-        return _parser().execute("SELECT json_deserialize_sql($1::JSON)", [json.dumps(tree)]).fetchone()[0]
+        return sql_text(tree)
     except (duckdb.Error, QueryError):
         return sql
 
@@ -210,6 +217,11 @@ def parse_tree(sql: str) -> dict:
     if tree.get("error"):
         raise QueryError("invalid_query", tree.get("error_message") or "the query cannot be parsed")
     return tree
+
+
+def sql_text(tree: dict) -> str:
+    """The SQL of a parse tree (parse_tree's form), as DuckDB writes it."""
+    return _parser().execute("SELECT json_deserialize_sql($1::JSON)", [json.dumps(tree)]).fetchone()[0]
 
 
 def _parser() -> duckdb.DuckDBPyConnection:

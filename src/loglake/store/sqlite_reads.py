@@ -74,22 +74,26 @@ class Snapshot:
             self._check_open()
             return read_rows(self._conn, sql, params)
 
-    def column_batches(self, since_ms: int | None, until_ms: int | None, batch_bytes: int) -> Iterator[list[list]]:
-        """The rows of the records timestamped in [since, until) (either bound optional), oldest first, as
-        columns (read_columns), in batches of about `batch_bytes` in memory: each batch is a query of its
-        own, after the last id of the one before, so nothing is held open between batches. A message can
-        be 1,000 times longer than a typical one, so the batches start small and are sized by the bytes
-        per row of the one before (growing at most fourfold from one batch to the next)."""
+    def column_batches(
+        self, since_ms: int | None, until_ms: int | None, batch_bytes: int, newest_first: bool = False
+    ) -> Iterator[list[list]]:
+        """The rows of the records timestamped in [since, until) (either bound optional), oldest first (or
+        newest first), as columns (read_columns), in batches of about `batch_bytes` in memory: each batch
+        is a query of its own, after the last id of the one before, so nothing is held open between
+        batches, and a reader that stops early reads no more. A message can be 1,000 times longer than a
+        typical one, so the batches start small and are sized by the bytes per row of the one before
+        (growing at most fourfold from one batch to the next)."""
         after: tuple[int, int] | None = None
         rows = FIRST_BATCH_ROWS
+        last_of = min if newest_first else max  # SQL leaves a JSON array's order open: the batch's last id
         while True:
             with self._lock:
                 self._check_open()
-                columns = read_columns(self._conn, *rows_in_id_order(since_ms, until_ms, after, rows))
+                columns = read_columns(self._conn, *rows_in_id_order(since_ms, until_ms, after, rows, newest_first))
             if columns is None:
                 return
             last = len(columns[0]) < rows
-            after = max(zip(columns[0], columns[1], strict=True))  # SQL leaves a JSON array's order open
+            after = last_of(zip(columns[0], columns[1], strict=True))
             row_bytes = ROW_OVERHEAD_BYTES + _text_bytes(columns) / rows
             rows = max(1, min(4 * rows, int(batch_bytes / row_bytes)))
             yield columns

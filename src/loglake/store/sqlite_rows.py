@@ -137,21 +137,30 @@ _INTEGER_IDS = "typeof(id_hi) = 'integer' AND typeof(id_lo) = 'integer'"
 
 
 def rows_in_id_order(
-    since_ms: int | None, until_ms: int | None, after: tuple[int, int] | None, limit: int
+    since_ms: int | None,
+    until_ms: int | None,
+    after: tuple[int, int] | None,
+    limit: int,
+    newest_first: bool = False,
 ) -> tuple[str, list[Any]]:
     """Up to `limit` rows (COLUMNS) of records timestamped in [since, until), either bound optional, in id
-    order, after the id (id_hi, id_lo) `after` if given: the pages of a read of many rows."""
+    order (descending if `newest_first`), after the id (id_hi, id_lo) `after` in that order if given: the
+    pages of a read of many rows, along the primary key either way."""
     where, params = [_INTEGER_IDS], []
-    if after is not None:  # within the range already: one lower bound, where the index search starts
-        where.append("(id_hi, id_lo) > (?, ?)")
+    # The range's bound in the direction of the read: once past a row, `after` is within it already.
+    start = (until_ms, "<") if newest_first else (since_ms, ">=")
+    end = (since_ms, ">=") if newest_first else (until_ms, "<")
+    if after is not None:
+        where.append(f"(id_hi, id_lo) {'<' if newest_first else '>'} (?, ?)")
         params.extend(after)
-    elif since_ms is not None:
-        where.append("(id_hi, id_lo) >= (?, ?)")
-        params.extend(split_id(lower_bound(since_ms)))
-    if until_ms is not None:
-        where.append("(id_hi, id_lo) < (?, ?)")
-        params.extend(split_id(lower_bound(until_ms)))
-    sql = f"SELECT {COLUMNS} FROM logs WHERE {' AND '.join(where)} ORDER BY id_hi, id_lo LIMIT ?"
+    elif start[0] is not None:
+        where.append(f"(id_hi, id_lo) {start[1]} (?, ?)")
+        params.extend(split_id(lower_bound(start[0])))
+    if end[0] is not None:
+        where.append(f"(id_hi, id_lo) {end[1]} (?, ?)")
+        params.extend(split_id(lower_bound(end[0])))
+    order = "id_hi DESC, id_lo DESC" if newest_first else "id_hi, id_lo"
+    sql = f"SELECT {COLUMNS} FROM logs WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
     return sql, [*params, limit]
 
 
