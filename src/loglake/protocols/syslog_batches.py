@@ -28,6 +28,7 @@ from loglake.protocols.syslog_parse import (
     parse_messages,
     service_name,
 )
+from loglake.protocols.syslog_times import rfc3339_ms
 from loglake.times import SMALLEST_PLAUSIBLE_MS
 
 # What Python's `\S` (syslog_parse's header fields) matches, for RE2: all but str.isspace()'s characters.
@@ -42,7 +43,6 @@ _PLAIN_HEADER = f"^{_PRI_AND_VERSION} {_FIELD} {_PLAIN_FIELD} {_FIELD} {_PLAIN_F
 _BY_PRI = range(192)
 _SEVERITIES = pa.array([SEVERITY_OF_PRI[str(pri)] for pri in _BY_PRI], pa.string())
 _HEADS = pa.array([HEAD_OF_PRI[str(pri)] for pri in _BY_PRI], pa.string())
-_NS_UTC = pa.timestamp("ns", tz="UTC")
 
 
 @dataclass
@@ -124,10 +124,9 @@ def _times(stamps: pa.Array, bounds: TimeBounds) -> tuple[pa.Array, pa.Array] | 
     attribute noting the time as sent then; None when Arrow cannot read one of them."""
     nil = pc.equal(stamps, NIL)
     try:
-        nanos = pc.if_else(nil, pa.scalar(None, pa.string()), stamps).cast(_NS_UTC).cast(pa.int64())
+        given = rfc3339_ms(pc.if_else(nil, pa.scalar(None, pa.string()), stamps))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    given = pc.divide(nanos, 1_000_000)  # integer division; times before 1970 are refused anyway
     earliest = max(bounds.earliest_ms, SMALLEST_PLAUSIBLE_MS)
     outside = pc.or_kleene(pc.less(given, earliest), pc.greater(given, bounds.latest_ms))
     refused = pc.fill_null(outside, True)
