@@ -1,9 +1,9 @@
 """A read's syslog messages as Arrow columns: the common case by Arrow kernels, the rest by syslog_parse.
 
-The common case is a batch of RFC 5424 messages whose header is plain: PRI 0-191, the five header fields
-without characters JSON must escape, no STRUCTURED-DATA, a MSG that fits the record. rsyslog forwards most
-messages so. Such a batch is split into its fields and mapped onto the record by Arrow's C++ kernels, a
-column at a time, with no Python object per message (the names, one per distinct APP-NAME). Any other
+The common case is a batch of RFC 5424 messages whose header is plain: PRI 0-191, HOSTNAME, PROCID and
+MSGID without characters JSON must escape, no STRUCTURED-DATA, a MSG that fits the record. rsyslog forwards
+most messages so. Such a batch is split into its fields and mapped onto the record by Arrow's C++ kernels,
+a column at a time, with no Python object per message (Python works once per distinct APP-NAME). Any other
 batch, or one with a time Arrow cannot read, goes through syslog_parse message by message, which gives the
 same record for the same message (tests/protocols check both against the same expectations).
 """
