@@ -109,6 +109,7 @@ def test_logger_over_udp_and_tcp_in_both_formats(syslog_server: Callable[..., Se
         assert log["attributes"]["peer"] == "127.0.0.1"
         assert abs(log["timestamp"] - time.time() * 1000) < 600_000  # the sender's time, not 1970 or a year off
     assert metric(server, ACCEPTED) == 5
+    assert metric(server, 'loglake_records_ingested_total{service="udp3164",severity="error"}') == 1
 
 
 @pytest.mark.skipif(shutil.which("rsyslogd") is None, reason="needs rsyslogd (Debian rsyslog)")
@@ -321,6 +322,7 @@ def test_what_metrics_counted_as_stored_survives_kill_9(tmp_path: Path, killed_a
     while metric(server, ACCEPTED) < 3000 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert metric(server, ACCEPTED) == 3000
+    assert metric(server, 'loglake_records_ingested_total{service="survivor",severity="info"}') == 3000
     server.kill()
     again = ServerProcess(tmp_path / "data", free_port(), tmp_path / "server.log", args)
     killed_and_restarted.append(again)

@@ -1,9 +1,9 @@
 """A read's syslog messages as Arrow columns: the common case by Arrow kernels, the rest by syslog_parse.
 
-The common case is a batch of RFC 5424 messages whose header is plain: PRI 0-191, the five header fields
-without characters JSON must escape, no STRUCTURED-DATA, a MSG that fits the record. rsyslog forwards most
-messages so. Such a batch is split into its fields and mapped onto the record by Arrow's C++ kernels, a
-column at a time, with no Python object per message (the names, one per distinct APP-NAME). Any other
+The common case is a batch of RFC 5424 messages whose header is plain: PRI 0-191, HOSTNAME, PROCID and
+MSGID without characters JSON must escape, no STRUCTURED-DATA, a MSG that fits the record. rsyslog forwards
+most messages so. Such a batch is split into its fields and mapped onto the record by Arrow's C++ kernels,
+a column at a time, with no Python object per message (Python works once per distinct APP-NAME). Any other
 batch, or one with a time Arrow cannot read, goes through syslog_parse message by message, which gives the
 same record for the same message (tests/protocols check both against the same expectations).
 """
@@ -28,18 +28,21 @@ from loglake.protocols.syslog_parse import (
     parse_messages,
     service_name,
 )
+from loglake.protocols.syslog_times import rfc3339_ms
 from loglake.times import SMALLEST_PLAUSIBLE_MS
 
 # What Python's `\S` (syslog_parse's header fields) matches, for RE2: all but str.isspace()'s characters.
 _SPACES = r"\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}"
 _FIELD = f"[^{_SPACES}]+"
-# A plain RFC 5424 header: PRI 0-191 without leading zeros, VERSION, five fields, "-" for STRUCTURED-DATA.
-_PLAIN_HEADER = rf"^<(?:1[0-8][0-9]|19[01]|[1-9]?[0-9])>[1-9][0-9]? {_FIELD} {_FIELD} {_FIELD} {_FIELD} {_FIELD} - "
 _NEEDS_ESCAPE = NEEDS_ESCAPE.pattern  # RE2 reads it as Python does
+_PLAIN_FIELD = f"[^{_SPACES}{_NEEDS_ESCAPE[1:-1]}]+"  # one that goes into the attributes' JSON as it is
+# A plain RFC 5424 header: PRI 0-191 without leading zeros, VERSION, TIMESTAMP, HOSTNAME, APP-NAME, PROCID
+# and MSGID (those that go into the attributes as they are: with nothing to escape), "-" for STRUCTURED-DATA.
+_PRI_AND_VERSION = r"<(?:1[0-8][0-9]|19[01]|[1-9]?[0-9])>[1-9][0-9]?"
+_PLAIN_HEADER = f"^{_PRI_AND_VERSION} {_FIELD} {_PLAIN_FIELD} {_FIELD} {_PLAIN_FIELD} {_PLAIN_FIELD} - "
 _BY_PRI = range(192)
 _SEVERITIES = pa.array([SEVERITY_OF_PRI[str(pri)] for pri in _BY_PRI], pa.string())
 _HEADS = pa.array([HEAD_OF_PRI[str(pri)] for pri in _BY_PRI], pa.string())
-_NS_UTC = pa.timestamp("ns", tz="UTC")
 
 
 @dataclass
@@ -95,9 +98,6 @@ def _plain_rfc5424(frames: list[bytes], peer: str, bounds: TimeBounds, limits: L
         return None
     parts = pc.split_pattern(lines, " ", max_splits=7)
     pri_text, stamps, hosts, apps, procids, msgids, _, messages = (pc.list_element(parts, i) for i in range(8))
-    optional = (("hostname", hosts), ("procid", procids), ("msgid", msgids))
-    if any(pc.any(pc.match_substring_regex(column, _NEEDS_ESCAPE)).as_py() for _, column in optional):
-        return None
     times = _times(stamps, bounds)
     if times is None:
         return None
@@ -108,7 +108,7 @@ def _plain_rfc5424(frames: list[bytes], peer: str, bounds: TimeBounds, limits: L
     pri = pc.replace_substring_regex(pri_text, r"^<([0-9]+)>.*$", r"\1").cast(pa.int16())
     services, app_names = _services(apps)
     pieces = [pc.take(_HEADS, pri)]
-    for name, column in optional:
+    for name, column in (("hostname", hosts), ("procid", procids), ("msgid", msgids)):
         pieces.append(
             pc.if_else(pc.equal(column, NIL), "", pc.binary_join_element_wise(f',"{name}":"', column, '"', ""))
         )
@@ -124,10 +124,9 @@ def _times(stamps: pa.Array, bounds: TimeBounds) -> tuple[pa.Array, pa.Array] | 
     attribute noting the time as sent then; None when Arrow cannot read one of them."""
     nil = pc.equal(stamps, NIL)
     try:
-        nanos = pc.if_else(nil, pa.scalar(None, pa.string()), stamps).cast(_NS_UTC).cast(pa.int64())
+        given = rfc3339_ms(pc.if_else(nil, pa.scalar(None, pa.string()), stamps))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    given = pc.divide(nanos, 1_000_000)  # integer division; times before 1970 are refused anyway
     earliest = max(bounds.earliest_ms, SMALLEST_PLAUSIBLE_MS)
     outside = pc.or_kleene(pc.less(given, earliest), pc.greater(given, bounds.latest_ms))
     refused = pc.fill_null(outside, True)

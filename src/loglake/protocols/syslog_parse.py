@@ -23,14 +23,12 @@ import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import msgspec
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from loglake.model import DEFAULT_SERVICE, NAME_PATTERN, Limits, TimeBounds
 from loglake.protocols.syslog_framing import TruncatedFrame
+from loglake.protocols.syslog_times import rfc3164_time, rfc3339_times
 from loglake.times import SMALLEST_PLAUSIBLE_MS
 
 LOG_TYPE = "syslog"
@@ -72,7 +70,6 @@ NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f]')
 # A BOM (RFC 5424 6.4) or a space (rsyslog relays RFC 3164 messages with the one after the tag's colon) at
 # the start of MSG is not part of the text.
 LEADING = ("\ufeff", " ")
-_ns_utc = pa.timestamp("ns", tz="UTC")
 _encode = msgspec.json.encode
 # Per PRI as sent ("0" to "191"): the record's severity, and the attributes' start (facility, syslog severity).
 SEVERITY_OF_PRI = {str(pri): SEVERITIES[pri & 7] for pri in range(192)}
@@ -283,13 +280,13 @@ def _times(parts: _Parts, bounds: TimeBounds) -> list[int]:
     """Epoch ms per record; the time received for none, or for one the store would refuse (the time as
     sent then kept in attributes.syslog_timestamp)."""
     times = parts.times
-    stamps = _rfc3339_times([None if i in parts.bsd else t for i, t in enumerate(times)] if parts.bsd else times)
+    stamps = rfc3339_times([None if i in parts.bsd else t for i, t in enumerate(times)] if parts.bsd else times)
     known: dict[str, int | None] = {}
     for index in parts.bsd:
         text = times[index]
         assert text is not None
         if text not in known:
-            known[text] = _rfc3164_time(text, bounds.now_ms)
+            known[text] = rfc3164_time(text, bounds.now_ms)
         stamps[index] = known[text]
     earliest, latest = max(bounds.earliest_ms, SMALLEST_PLAUSIBLE_MS), bounds.latest_ms
     fine = None not in stamps and earliest <= min(stamps) and max(stamps) <= latest  # type: ignore[type-var]
@@ -356,55 +353,3 @@ def _structured_data(text: str) -> dict:
             else:
                 params[name] = [before, value]
     return elements
-
-
-def _rfc3339_times(texts: list[str | None]) -> list[int | None]:
-    """Epoch ms of each RFC 3339 time, cast by Arrow as one column; None for none or one that is not a time."""
-    if not any(texts):
-        return [None] * len(texts)
-    try:
-        nanos = pa.array(texts, pa.string()).cast(_ns_utc).cast(pa.int64())
-        return pc.divide(nanos, 1_000_000).to_pylist()  # integer division; times before 1970 are refused anyway
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return [_one_rfc3339(text) for text in texts]
-
-
-def _one_rfc3339(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1000)
-
-
-_MONTHS = {
-    name: n
-    for n, name in enumerate(
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], start=1
-    )
-}
-
-
-def _rfc3164_time(text: str, now_ms: int) -> int | None:
-    """`Mmm dd hh:mm:ss` in UTC, in the year that puts it at most a day after now (else the year before)."""
-    month = _MONTHS.get(text[:3])
-    if month is None:
-        return None
-    now = datetime.fromtimestamp(now_ms / 1000, UTC)
-    try:
-        day, clock = text[4:].split()
-        hour, minute, second = map(int, clock.split(":"))
-        when = datetime(now.year, month, int(day), hour, minute, second, tzinfo=UTC)
-    except ValueError:  # 29 Feb in another year, 31 Apr, 25:00:00
-        return None
-    stamp = int(when.timestamp() * 1000)
-    if stamp > now_ms + 86_400_000:
-        try:
-            stamp = int(when.replace(year=now.year - 1).timestamp() * 1000)
-        except ValueError:
-            return None
-    return stamp
