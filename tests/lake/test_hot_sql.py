@@ -203,3 +203,15 @@ def test_the_engine_reads_hot_rows_of_its_own_time_range_only(store: SQLiteHotSt
         assert rows == [(100,)]
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("newest_first", [False, True])
+def test_batches_of_a_time_range_come_in_either_order_and_hold_it_exactly(
+    store: SQLiteHotStore, newest_first: bool
+) -> None:
+    store.put([record(START + i * 10, f"{i:04d}") for i in range(1000)])
+    with store.snapshot() as snapshot:
+        batches = list(snapshot.column_batches(START + 1000, START + 9000, 4000, newest_first=newest_first))
+    messages = [m for columns in batches for m in sorted(columns[6], reverse=newest_first)]
+    expected = [f"{i:04d}" for i in range(100, 900)]
+    assert len(batches) > 3 and messages == (expected[::-1] if newest_first else expected)
