@@ -42,6 +42,8 @@ NOT_PUSHED = [
     "SELECT * REPLACE (message AS timestamp) FROM logs ORDER BY timestamp DESC LIMIT 3",
     "SELECT message, row_number() OVER (ORDER BY timestamp) AS n FROM logs ORDER BY timestamp DESC LIMIT 3",
     "SELECT service, max(timestamp) AS t FROM logs GROUP BY service ORDER BY t DESC LIMIT 2",
+    "SELECT service, timestamp FROM logs GROUP BY ALL ORDER BY timestamp DESC LIMIT 5",
+    "SELECT unnest(CASE WHEN service = 'web' THEN [message] ELSE [] END) FROM logs ORDER BY timestamp DESC LIMIT 5",
     "SELECT message FROM logs WHERE timestamp > (SELECT min(timestamp) FROM logs) ORDER BY timestamp LIMIT 3",
     "SELECT message FROM logs ORDER BY timestamp DESC, message LIMIT 3",
     "SELECT message FROM logs ORDER BY message DESC LIMIT 3",

@@ -29,6 +29,8 @@ _COLUMNS = frozenset([*(c.name for c in APP_LOGS_TABLE.columns), "date"])
 # Functions whose value changes from one evaluation to the next: a predicate evaluated twice must agree.
 _VOLATILE = frozenset({"random", "uuid", "gen_random_uuid", "uuidv4", "uuidv7", "nextval", "currval"})
 _ANYWHERE_REFUSED = frozenset({"WINDOW", "SUBQUERY"})  # expression classes that need more than one row
+# Functions that make any number of rows of one, none included: the first n rows could then come from more.
+_ROWS_FROM_A_ROW = frozenset({"unnest"})
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ def hot_top(tree: dict, cap: int) -> HotTop | None:
     ):
         return None
     if any(node.get(k) for k in ("group_expressions", "group_sets", "having", "qualify", "sample")):
+        return None
+    if node.get("aggregate_handling", "STANDARD_HANDLING") != "STANDARD_HANDLING":  # GROUP BY ALL
         return None
     alias = table.get("alias") or APP_LOGS_TABLE.name
     order = _time_order(node.get("modifiers", []), alias)
@@ -122,14 +126,15 @@ def _keeps_timestamp(select_list: list[dict], alias: str) -> bool:
 
 
 def _refused_anywhere(node: Any) -> bool:
-    """An expression that needs more than one row: a window, a subquery, or an aggregate."""
+    """An expression that needs more than one row (a window, a subquery, an aggregate) or makes rows."""
     if isinstance(node, list):
         return any(_refused_anywhere(item) for item in node)
     if not isinstance(node, dict):
         return False
     if node.get("class") in _ANYWHERE_REFUSED:
         return True
-    if node.get("class") == "FUNCTION" and node.get("function_name", "").lower() in aggregate_functions():
+    name = node.get("function_name", "").lower() if node.get("class") == "FUNCTION" else ""
+    if name and (name in aggregate_functions() or name in _ROWS_FROM_A_ROW):
         return True
     return any(_refused_anywhere(value) for value in node.values())
 

@@ -192,10 +192,16 @@ class QueryEngine:
         window: TimeRange,
         cap: int,
         tables: tuple[LakeTable, ...] = (APP_LOGS_TABLE,),
+        newest_first: bool = False,
     ) -> QueryResult:
         """A query the server itself wrote for its own reads (search, histogram, a record by id), with
-        parameters, over `tables` (only those are defined), on connections users' SQL never holds."""
-        return self._run(self._internal_pool, sql, cap, self.limits.timeout_seconds, window, tables, params=params)
+        parameters, over `tables` (only those are defined), on connections users' SQL never holds.
+        `newest_first` streams the hot rows newest first, for a query sorted that way: its top-N then
+        keeps the first rows that match, and no later (older) row enters it, however many are hot."""
+        timeout = self.limits.timeout_seconds
+        return self._run(
+            self._internal_pool, sql, cap, timeout, window, tables, params=params, newest_first=newest_first
+        )
 
     def run_saved(
         self, sql: str, params: dict[str, Any], window: TimeRange, cap: int, tables: tuple[LakeTable, ...]
@@ -252,12 +258,13 @@ class QueryEngine:
         explain: bool = False,
         max_bytes: int | None = None,
         top: HotTop | None = None,
+        newest_first: bool = False,
     ) -> QueryResult:
         started = time.perf_counter()
         # The snapshot lasts until the answer is fetched: DuckDB reads hot rows as it goes (HotRowsStream).
         with self._cursor(pool, timeout) as cursor, reading(self.store), self.store.snapshot() as snapshot:
             try:
-                self._define_views(cursor, snapshot, window, tables, top)
+                self._define_views(cursor, snapshot, window, tables, top, newest_first)
             except (duckdb.IOException, OSError) as e:  # DuckDB reads a local file's schema here; pyarrow lists S3's
                 raise self._unreadable(e) from None
             finished = threading.Event()
@@ -340,17 +347,19 @@ class QueryEngine:
         window: TimeRange,
         tables: tuple[LakeTable, ...],
         top: HotTop | None = None,
+        newest_first: bool = False,
     ) -> dict[str, list[LakeFile]]:
         """Define `tables` on this cursor from one SQLite snapshot of hot rows + catalog, each with
         the files of `window`: `logs` is the hot rows of `window`, read in batches while the query runs
-        (only those `top` can use, if given), and its lake files; the others (Amplify access logs) only
-        files. A view is defined anew only when its files changed since this cursor last defined it: a
-        definition costs a few milliseconds, which an aggregate over a million records notices. The hot
-        rows are registered anew each time (the views read them by name). Returns the files of each table."""
+        (newest first if asked; only those `top` can use, if given), and its lake files; the others
+        (Amplify access logs) only files. A view is defined anew only when its files changed since this
+        cursor last defined it: a definition costs a few milliseconds, which an aggregate over a million
+        records notices. The hot rows are registered anew each time (the views read them by name).
+        Returns the files of each table."""
         files = {t.name: list_files(snapshot.read, t.name, window.since_ms, window.until_ms) for t in tables}
         defined = self._defined.setdefault(cursor, {})
         if APP_LOGS_TABLE in tables:
-            self._define_hot_rows(cursor, snapshot, window, top, defined)
+            self._define_hot_rows(cursor, snapshot, window, top or newest_first, defined)
         for table in tables:
             keys = tuple(f.key for f in files[table.name])
             if defined.get(table.name) == keys:
@@ -380,20 +389,22 @@ class QueryEngine:
         cursor: duckdb.DuckDBPyConnection,
         snapshot: Snapshot,
         window: TimeRange,
-        top: HotTop | None,
+        order: HotTop | bool,
         defined: dict[str, tuple[str, ...] | None],
     ) -> None:
         """Register the hot rows of `window` as a stream, and define the view `logs` reads them through:
-        all of them, or the first `top` can use, read in time order (the view is defined anew when it
-        changes). A predicate of the query's that cannot be bound (the query's own error) gets all rows:
-        the query then fails with its error as usual."""
-        newest_first = top is not None and top.newest_first
-        order = None if top is None else "descending" if newest_first else "ascending"
+        all of them, oldest first (False) or newest first (True), or the first a top-N (HotTop) can use,
+        in its time order (the view is defined anew when it changes). A predicate of the query's that
+        cannot be bound (the query's own error) gets all rows: the query then fails with its error as usual."""
+        top = order if isinstance(order, HotTop) else None
+        newest_first = top.newest_first if top is not None else bool(order)
+        # Only a LIMIT over the stream needs each batch's rows in order: a sort puts them in its own.
+        time_order = None if top is None else "descending" if newest_first else "ascending"
 
         def batches() -> Iterator[list[list]]:
             return snapshot.column_batches(window.since_ms, window.until_ms, HOT_BATCH_BYTES, newest_first)
 
-        cursor.register(_HOT_STREAM, HotRowsStream(batches, time_order=order))
+        cursor.register(_HOT_STREAM, HotRowsStream(batches, time_order=time_order))
         view = top.view(_ALL_HOT_ROWS) if top is not None else _ALL_HOT_ROWS
         if defined.get(_HOT_ROWS) == (view,):
             return

@@ -113,7 +113,8 @@ def _recent_in(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term]) -
     where, params = _conditions(query, terms)
     sql = f"SELECT {_RECORD_COLUMNS} FROM logs WHERE {where} ORDER BY log_id DESC LIMIT {query.limit:d}"
     window = TimeRange(query.since_ms, query.until_ms)
-    return records_from_rows(engine.run_internal(sql, params, window, query.limit).rows, "the lake")
+    rows = engine.run_internal(sql, params, window, query.limit, newest_first=True).rows
+    return records_from_rows(rows, "the lake")
 
 
 def histogram(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], interval_ms: int) -> list[dict]:
