@@ -149,6 +149,19 @@ def test_url_and_a_local_model_or_data_dir_do_not_mix(data_dir: Path) -> None:
     assert model.exit_code == 2 and "--llm-model" in model.output and "the server's model" in model.output
 
 
+def test_local_flags_win_over_a_url_only_exported(
+    data_dir: Path, model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOGLAKE_URL", "http://127.0.0.1:9")  # as `loglake serve`'s banner suggests; nothing there
+    model_server.say(sql_reply(COUNT), sql_reply(COUNT))
+    local = run_cli("ask", "--data-dir", str(data_dir), "records per service")
+    assert local.exit_code == 0, local.output
+    monkeypatch.setenv("LOGLAKE_DATA_DIR", str(data_dir))
+    model = run_cli("ask", "--llm-model", "other", "records per service?")
+    assert model.exit_code == 0, model.output
+    assert model_server.seen[1].body["model"] == "other"
+
+
 def test_a_locked_ask_db_is_said_plainly(
     data_dir: Path, model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
