@@ -69,6 +69,16 @@ def test_explain_sql_in_words(data_dir: Path, model_server: ModelServer) -> None
     assert model_server.seen[0].texts == [COUNT]
 
 
+def test_an_explanation_in_a_fence_or_under_a_label_is_shown_as_its_words(
+    data_dir: Path, model_server: ModelServer
+) -> None:
+    model_server.say("```\nIt counts the records of each service.\n```", "**Explanation:** It counts them per service.")
+    fenced = run_cli("ask", "--data-dir", str(data_dir), "--json", "--explain-sql", COUNT)
+    assert json.loads(fenced.stdout)["explanation"] == "It counts the records of each service."
+    labelled = run_cli("ask", "--data-dir", str(data_dir), "--json", "--explain-sql", COUNT)
+    assert json.loads(labelled.stdout)["explanation"] == "It counts them per service."
+
+
 def test_as_rule_writes_only_when_confirmed(data_dir: Path, model_server: ModelServer) -> None:
     model_server.say(sql_reply(COUNT), sql_reply(COUNT))
     declined = run_cli("ask", "--data-dir", str(data_dir), "--as-rule", "records per service", input="n\n")

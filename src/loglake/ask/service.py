@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from loglake.ask.errors import MAX_QUESTION_CHARS, AnswerRefused, AskError, BudgetExhausted
 from loglake.ask.estimate import Estimate, Estimator
 from loglake.ask.footers import Footers
-from loglake.ask.guard import Refusal, check_sql, implied_range, read_answer, tables_read
+from loglake.ask.guard import Refusal, check_sql, implied_range, read_answer, read_explanation, tables_read
 from loglake.ask.prompt import DIALECTS, Prompt, PromptBuilder
 from loglake.ask.providers import Completion, Message, Provider, most_tokens
 from loglake.ask.store import AskStore, ConversationStore, Turn
@@ -135,7 +135,7 @@ class Asker:
             raise AskError(f"the SQL cannot run here: {e.message}") from None
         system = EXPLAIN_SYSTEM.format(dialect=DIALECTS[self.source.dialect])
         completion = self._complete(system, [Message("user", sql)])
-        explanation = " ".join(completion.text.split())
+        explanation = read_explanation(completion.text)
         return {"sql": sql, "explanation": explanation, "tables": tables_read(sql, self.source.dialect), **scanned}
 
     def draft_rule(self, conversation_id: str, owner: str, validate: bool = True) -> RuleDraft:
