@@ -209,6 +209,23 @@ async def test_a_question_and_its_negation_are_cached_apart(
     assert len(model_server.seen) == 2  # the repeated question never reached the model
 
 
+async def test_an_answer_bound_by_time_is_not_served_once_now_has_moved_on(
+    reader: httpx.AsyncClient, model_server: ModelServer, clock: Clock
+) -> None:
+    model_server.say(sql_reply(COUNT_ERRORS), sql_reply(COUNT_ERRORS), sql_reply(COUNT_ERRORS))
+    first = (await reader.post("/ask", json={"question": "errors today"})).json()
+    again = (await reader.post("/ask", json={"question": "errors today"})).json()  # the same second: the same SQL
+    assert again["cached"] and "< CAST('2026-11-04 01:00:01' AS TIMESTAMP)" in first["sql"]
+    clock.now += 90
+    later = (await reader.post("/ask", json={"question": "errors today"})).json()
+    assert not later["cached"] and "< CAST('2026-11-04 01:01:31' AS TIMESTAMP)" in later["sql"]
+    # An answer that filters on no time holds whenever it is asked.
+    untimed = (await reader.post("/ask", json={"question": "errors"})).json()
+    clock.now += 90
+    assert not untimed["cached"] and (await reader.post("/ask", json={"question": "errors"})).json()["cached"]
+    assert len(model_server.seen) == 3
+
+
 async def test_the_same_words_in_a_conversation_are_not_the_first_question_s_answer(
     reader: httpx.AsyncClient, model_server: ModelServer
 ) -> None:

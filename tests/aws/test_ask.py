@@ -127,6 +127,20 @@ def test_a_question_is_athena_sql_with_its_estimate_from_the_partitions_and_its_
     assert len(model_server.seen) == 1  # cached in the table: the model was not asked again
 
 
+def test_a_cached_answer_bound_by_time_is_not_served_once_now_has_moved_on(
+    aws: dict[str, Any], lake_dir: Path, model_server: ModelServer
+) -> None:
+    engine, _ = athena_engine(lake_dir)
+    now = [NOW]
+    api = ask_api_from_environment(dict(os.environ), engine, clock=lambda: now[0])
+    model_server.say(sql_reply(ERRORS_ON_TWO_DAYS), sql_reply(ERRORS_ON_TWO_DAYS))
+    _, first, _ = post(api, "/ask", {"question": "errors on the 2nd and 3rd"})
+    now[0] += 90
+    _, later, _ = post(api, "/ask", {"question": "errors on the 2nd and 3rd"})
+    assert not first["cached"] and not later["cached"] and len(model_server.seen) == 2
+    assert later["generated_at"] == "2026-11-04T01:01:30Z"
+
+
 def test_run_true_runs_it_through_athena(aws: dict[str, Any], lake_dir: Path, model_server: ModelServer) -> None:
     api, athena = ask_function(aws, lake_dir)
     model_server.say(sql_reply(ERRORS_ON_TWO_DAYS))

@@ -50,6 +50,7 @@ class CheckedSql:
     tables: list[str]
     added_limit: bool = False
     added_time_range: bool = False
+    on_time: bool = False  # it filters on time (its answer depends on when it was asked)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -119,6 +120,7 @@ def check_sql(
                 f"the question says {implied.phrase!r} but the SQL filters on no time, and loglake could not add "
                 "the range to it: it reads every day"
             )
+    checked.on_time = has_time_filter(tree)
     checked.sql = _formatted(tree, sql, max_rows if checked.added_limit else None, tables, dialect)
     return checked
 
