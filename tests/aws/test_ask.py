@@ -176,6 +176,20 @@ def test_a_question_s_time_range_becomes_date_partitions_and_shrinks_the_estimat
     # A timestamp filter alone spares Athena no object: every day is read, and it says how to fix that.
     assert by_time["estimate"]["files"] == len(every)
     assert by_time["warnings"][0].startswith("the query filters on timestamp but not on date")
+    assert yesterday["estimate"]["time_filtered"] and by_time["estimate"]["time_filtered"]
+    assert not everything["estimate"]["time_filtered"]
+
+
+def test_every_read_of_a_table_must_filter_on_time_to_be_time_filtered(
+    aws: dict[str, Any], lake_dir: Path, model_server: ModelServer
+) -> None:
+    api, _ = ask_function(aws, lake_dir)
+    model_server.say("It compares two days.", "It compares records of one day.")
+    joined = "SELECT count(*) FROM logs a JOIN logs b ON a.log_id = b.log_id WHERE a.\"date\" = '2026-11-02'"
+    _, half, _ = post(api, "/ask/explain", {"sql": joined})
+    assert not half["estimate"]["time_filtered"] and half["warnings"][0].startswith("no time filter")
+    _, both, _ = post(api, "/ask/explain", {"sql": joined + " AND b.\"date\" = '2026-11-02'"})
+    assert both["estimate"]["time_filtered"] and both["warnings"] == []
 
 
 def test_days_kept_in_the_middle_and_apart_are_exactly_those_read(

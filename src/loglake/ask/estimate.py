@@ -22,6 +22,7 @@ from datetime import date, datetime
 from typing import Any
 
 from loglake.ask.footers import Footers, RowGroup
+from loglake.ask.time_bounds import time_bounds_of
 from loglake.lake.layout import partitions_of
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import LocalObjectStore
@@ -49,7 +50,7 @@ class Estimate:
     total_bytes: int | None = 0
     since_ms: int | None = None  # the time span of the row groups read
     until_ms: int | None = None
-    time_filtered: bool = False
+    time_filtered: bool = False  # every read of a lake table filters on its time (time_bounds.py)
     pruned: bool = True  # False: the plan showed no pruning (an S3 lake): every file counted whole
     price: dict[str, Any] | None = None  # what the scan costs where it is billed by bytes (Athena)
     warnings: list[str] = field(default_factory=list)
@@ -103,7 +104,7 @@ class Estimator:
                 table = _table_of(scan, read)
                 if table is not None:
                     self._add(found, scan, table, files[table.name])
-        found.time_filtered = found.pruned and any(_timed(s) for s in scans_of(plan))
+        found.time_filtered = time_bounds_of(sql, "duckdb").bounded
         if read and not found.time_filtered:
             found.warnings.append(NO_TIME_FILTER.format(tables=", ".join(found.tables)))
         if found.bytes >= self.very_large_bytes:
@@ -173,10 +174,6 @@ def _table_of(scan: Scan, read: tuple[LakeTable, ...]) -> LakeTable | None:
         if scan.columns <= {*table.schema.names, *table.partitions}:
             return table
     return None
-
-
-def _timed(scan: Scan) -> bool:
-    return any(c.column in ("timestamp", "date") for text in scan.filters for c in conditions_of(text))
 
 
 def _partition_values(file: LakeFile) -> dict[str, Any]:

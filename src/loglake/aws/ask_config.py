@@ -21,7 +21,7 @@ _MODEL_ID = r"[a-z][a-z0-9-]*\.[A-Za-z0-9][A-Za-z0-9_-]*(?::[A-Za-z0-9._-]+){0,2
 _PROFILE = re.compile(rf"({_GEOGRAPHY})\.({_MODEL_ID})")
 # ARNs whose InvokeModel right is the ARN itself (an inference profile's adds its model, model_arns).
 _ARN = re.compile(
-    rf"arn:aws(?:-cn|-us-gov)?:bedrock:[a-z0-9-]+:(?::foundation-model/(?P<model>{_MODEL_ID})|\d{{12}}:"
+    rf"arn:aws(?:-cn|-us-gov)?:bedrock:[a-z0-9-]+:(?::foundation-model/{_MODEL_ID}|\d{{12}}:"
     rf"(?:inference-profile/(?P<profile>{_GEOGRAPHY}\.{_MODEL_ID})|(?:provisioned-model|imported-model)/[a-z0-9]+))"
 )
 
