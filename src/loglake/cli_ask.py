@@ -324,11 +324,14 @@ def _show(answer: dict[str, Any], as_json: bool) -> None:
 
         e = answer["estimate"]
         span = answer["time_range"]
+        click.echo(f"\ntime range: {_range_text(span['since'], span['until'])}")
         click.echo(
-            f"\nreads {', '.join(answer['tables'])}: {e['files']:,} of {e['total_files']:,} lake files, "
+            f"reads {', '.join(answer['tables'])}: {e['files']:,} of {e['total_files']:,} lake files, "
             f"{human_bytes(e['bytes'])} of {human_bytes(e['total_bytes'])}"
-            + (f", records from {span['since']} to {span['until']}" if span["since"] else "")
+            + (f" (their records from {e['data_since']} to {e['data_until']})" if e["data_since"] else "")
         )
+        if e.get("hot_records"):
+            click.echo(f"and {e['hot_records']:,} records not yet in the lake (the hot store; not in the bytes)")
     for warning in answer.get("warnings", []):
         click.echo(f"warning: {printable(warning)}", err=True)
     if "conversation_id" in answer:
@@ -336,3 +339,10 @@ def _show(answer: dict[str, Any], as_json: bool) -> None:
 
 
 COMMANDS = [ask]
+
+
+def _range_text(since: str | None, until: str | None) -> str:
+    """The query's time range as its predicates name it."""
+    if since is None and until is None:
+        return "all time (the query names no time)"
+    return f"{since or 'the first record'} to {until or 'now'}"

@@ -39,6 +39,8 @@ def test_ask_prints_the_sql_its_estimate_and_runs_it_when_told(data_dir: Path, m
     assert shown.exit_code == 0, shown.output
     assert "SELECT\n  service,\n  COUNT(*) AS records" in shown.stdout
     assert "Counts the records of each service." in shown.stdout and "reads logs: 0 of 0 lake files" in shown.stdout
+    assert "time range: all time (the query names no time)" in shown.stdout
+    assert "and 600 records not yet in the lake (the hot store; not in the bytes)" in shown.stdout
     assert "warning: no time filter" in shown.stderr and "conversation: " in shown.stderr
     # The records are all in the hot store: the prompt's sample services come from its service index.
     assert "- service VARCHAR: emitting service; values include 'api', 'auth'" in model_server.seen[0].system

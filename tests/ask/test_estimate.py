@@ -75,7 +75,8 @@ def test_a_time_filter_shrinks_the_estimate_and_drops_the_warning(estimator: Est
     )
     assert everything.files == 3 and one_hour.files == 1
     assert one_hour.bytes < everything.bytes / 2
-    assert one_hour.since_ms is not None and everything.since_ms is not None and one_hour.since_ms > everything.since_ms
+    assert one_hour.data_since_ms is not None and everything.data_since_ms is not None
+    assert one_hour.data_since_ms > everything.data_since_ms
     assert NO_TIME_FILTER.format(tables="logs") in everything.warnings
     assert not one_hour.warnings and one_hour.time_filtered
     assert everything.total_files == one_hour.total_files == 3
@@ -148,6 +149,9 @@ def test_records_only_in_the_hot_store_are_time_filtered_by_the_sql(tmp_path: Pa
             " AND date BETWEEN DATE '2026-11-01' AND DATE '2026-11-01' GROUP BY 1"
         )
         assert found.files == 0 and found.time_filtered and found.warnings == []
+        # What it reads is the hot store's records of that day, and the range is the SQL's, not the data's.
+        assert found.hot_records == 100 and found.data_since_ms is None
+        assert found.time_range() == {"since": "2026-11-01T00:00:00.000Z", "until": "2026-11-02T00:00:00.000Z"}
     finally:
         lake.close()
         store.close()

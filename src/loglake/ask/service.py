@@ -292,10 +292,9 @@ def _scanned(estimate: Estimate | None, sql_warnings: list[str]) -> dict[str, An
     """What the answer would read, and every warning about it."""
     if estimate is None:
         return {"time_range": None, "estimate": None, "warnings": []}
-    scanned = estimate.to_dict()
     return {
-        "time_range": {"since": scanned["since"], "until": scanned["until"]},
-        "estimate": scanned,
+        "time_range": estimate.time_range(),
+        "estimate": estimate.to_dict(),
         "warnings": [*sql_warnings, *estimate.warnings],
     }
 

@@ -148,9 +148,11 @@ class AthenaSource:
                 found.bytes += size
                 days.update(v for k, v in _partitions(key).items() if k == DATE_KEY and isinstance(v, date))
         if days:
-            found.since_ms = _ms(min(days))
-            found.until_ms = _ms(max(days) + timedelta(days=1))
-        found.time_filtered = time_bounds(tree).bounded
+            found.data_since_ms = _ms(min(days))
+            found.data_until_ms = _ms(max(days) + timedelta(days=1))
+        bounds = time_bounds(tree)
+        found.time_filtered = bounds.bounded
+        found.range_since_ms, found.range_until_ms = bounds.since_ms, bounds.until_ms
         if not found.time_filtered:
             found.warnings.append(NO_TIME_FILTER.format(tables=", ".join(found.tables)))
         elif not all(any(c.column == DATE_KEY for c in conditions) for _, conditions in scans):
