@@ -178,6 +178,11 @@ def test_a_question_s_time_range_becomes_date_partitions_and_shrinks_the_estimat
     assert by_time["warnings"][0].startswith("the query filters on timestamp but not on date")
     assert yesterday["estimate"]["time_filtered"] and by_time["estimate"]["time_filtered"]
     assert not everything["estimate"]["time_filtered"]
+    # The range the SQL names, apart from the days of the objects Athena would read (and no hot store there).
+    assert by_time["time_range"] == {"since": "2026-11-03T00:00:00.000Z", "until": None}
+    assert (
+        by_time["estimate"]["data_since"] == "2026-11-01T00:00:00.000Z" and by_time["estimate"]["hot_records"] is None
+    )
 
 
 def test_every_read_of_a_table_must_filter_on_time_to_be_time_filtered(
