@@ -49,7 +49,7 @@ def time_bounds_of(sql: str, dialect: str) -> TimeBounds:
     """The bounds of `sql`; SQL sqlglot cannot parse (DuckDB's own syntax) is taken as unbounded: warned about."""
     try:
         return time_bounds(sqlglot.parse_one(sql, read=dialect))
-    except sqlglot.errors.ParseError:
+    except sqlglot.errors.SqlglotError:
         return TimeBounds(False)
 
 
