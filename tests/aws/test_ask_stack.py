@@ -141,6 +141,8 @@ def test_a_model_bedrock_cannot_name_is_refused_by_its_field(model: str) -> None
         "amazon.titan-text-express-v1",
         "apac.anthropic.claude-3-5-sonnet-20240620-v1:0",
         "arn:aws:bedrock:eu-west-1::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0",
+        "arn:aws:bedrock:eu-west-1:182059100462:inference-profile/eu.anthropic.claude-3-7-sonnet-20250219-v1:0",
+        "arn:aws:bedrock:eu-west-1:182059100462:provisioned-model/a1b2c3d4e5f6",
     ],
 )
 def test_bedrock_model_ids_profiles_and_arns_are_accepted(model: str) -> None:
