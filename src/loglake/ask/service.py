@@ -33,7 +33,7 @@ from loglake.lake.sql_guard import QueryError
 if TYPE_CHECKING:
     from loglake.ask.rule_draft import RuleDraft
 
-# What an answer keeps for loglake (in the cache and its turn), not shown.
+# What a cached answer keeps for loglake only: not shown, not in its turn.
 _KEPT_ONLY = frozenset({"sql_warnings", "time_bound"})
 MAX_RETRIES = 2  # a refused answer goes back to the model this many times at most
 BUSY_RETRY_S = 5  # when the rest of the day's budget is held by calls under way, they end within seconds
