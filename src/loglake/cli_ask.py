@@ -75,11 +75,14 @@ def ask(
       loglake ask --url https://logs.example.com "errors by service today"
     """
     overrides = {name: value for name, value in llm.items() if value is not None}
+    local_flags = [name for name in overrides if _given(ctx, name)]
+    if url is not None and not _given(ctx, "url") and (_given(ctx, "data_dir") or local_flags):
+        url = None  # a URL only exported (as `loglake serve` suggests) yields to a local ask the flags name
     if url is not None:
-        if ctx.get_parameter_source("data_dir") == click.core.ParameterSource.COMMANDLINE:
+        if _given(ctx, "data_dir"):
             raise click.UsageError("give --url (a server) or --data-dir (a data folder), not both")
-        if overrides:
-            flags = ", ".join("--" + name.replace("_", "-") for name in overrides)
+        if local_flags:
+            flags = ", ".join("--" + name.replace("_", "-") for name in local_flags)
             raise click.UsageError(f"{flags}: with --url the server's model answers; these configure a local one")
         from loglake.client import LoglakeClient
 
@@ -105,6 +108,11 @@ def ask(
             )
         finally:
             asker.store.close()
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the command line itself gave the option (not the environment or a default)."""
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
 
 def _check_provider(data_dir: Path, overrides: dict[str, Any]) -> None:
@@ -316,11 +324,14 @@ def _show(answer: dict[str, Any], as_json: bool) -> None:
 
         e = answer["estimate"]
         span = answer["time_range"]
+        click.echo(f"\ntime range: {_range_text(span['since'], span['until'])}")
         click.echo(
-            f"\nreads {', '.join(answer['tables'])}: {e['files']:,} of {e['total_files']:,} lake files, "
+            f"reads {', '.join(answer['tables'])}: {e['files']:,} of {e['total_files']:,} lake files, "
             f"{human_bytes(e['bytes'])} of {human_bytes(e['total_bytes'])}"
-            + (f", records from {span['since']} to {span['until']}" if span["since"] else "")
+            + (f" (their records from {e['data_since']} to {e['data_until']})" if e["data_since"] else "")
         )
+        if e.get("hot_records"):
+            click.echo(f"and {e['hot_records']:,} records not yet in the lake (the hot store; not in the bytes)")
     for warning in answer.get("warnings", []):
         click.echo(f"warning: {printable(warning)}", err=True)
     if "conversation_id" in answer:
@@ -328,3 +339,10 @@ def _show(answer: dict[str, Any], as_json: bool) -> None:
 
 
 COMMANDS = [ask]
+
+
+def _range_text(since: str | None, until: str | None) -> str:
+    """The query's time range as its predicates name it."""
+    if since is None and until is None:
+        return "all time (the query names no time)"
+    return f"{since or 'the first record'} to {until or 'now'}"

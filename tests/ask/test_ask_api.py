@@ -87,9 +87,11 @@ async def test_a_question_becomes_checked_sql_with_its_estimate_and_nothing_runs
     assert body["explanation"] == "Counts the error records."
     assert body["tables"] == ["logs"] and body["attempts"] == 1 and not body["cached"]
     assert body["estimate"]["files"] == DAYS and body["estimate"]["bytes"] > 0
-    # The span of the records it reads: the lake's three days.
-    assert body["time_range"]["since"].startswith("2026-11-01T00:0")
-    assert body["time_range"]["until"].startswith("2026-11-03T23:5")
+    # It names no time; the records it reads span the lake's three days, none left in the hot store.
+    assert body["time_range"] == {"since": None, "until": None}
+    assert body["estimate"]["data_since"].startswith("2026-11-01T00:0")
+    assert body["estimate"]["data_until"].startswith("2026-11-03T23:5")
+    assert body["estimate"]["hot_records"] == 0
     assert any(w.startswith("no time filter") for w in body["warnings"])
     assert body["changes"] == ["LIMIT 10000 added (the most rows an answer returns)"]
     assert "result" not in body
@@ -153,6 +155,9 @@ async def test_a_question_s_time_range_is_added_when_the_sql_has_none(
     assert "'2026-11-02 23:00:00'" in body["sql"] and "'2026-11-03 23:00:00'" in body["sql"]
     assert body["estimate"]["time_filtered"] and not any(w.startswith("no time filter") for w in body["warnings"])
     assert body["estimate"]["files"] == 2
+    # The question's range, not the span of the records the two files hold.
+    assert body["time_range"] == {"since": "2026-11-02T23:00:00.000Z", "until": "2026-11-03T23:00:00.000Z"}
+    assert body["estimate"]["data_since"] < body["time_range"]["since"]
     assert body["changes"][1] == "the time range of 'yesterday' added (the SQL filtered on no time)"
 
 
@@ -207,6 +212,23 @@ async def test_a_question_and_its_negation_are_cached_apart(
     assert again["cached"] and again["sql"] == positive["sql"]
     assert not negative["cached"] and "<> 'api'" in negative["sql"] and "= 'api'" in positive["sql"]
     assert len(model_server.seen) == 2  # the repeated question never reached the model
+
+
+async def test_an_answer_bound_by_time_is_not_served_once_now_has_moved_on(
+    reader: httpx.AsyncClient, model_server: ModelServer, clock: Clock
+) -> None:
+    model_server.say(sql_reply(COUNT_ERRORS), sql_reply(COUNT_ERRORS), sql_reply(COUNT_ERRORS))
+    first = (await reader.post("/ask", json={"question": "errors today"})).json()
+    again = (await reader.post("/ask", json={"question": "errors today"})).json()  # the same second: the same SQL
+    assert again["cached"] and "< CAST('2026-11-04 01:00:01' AS TIMESTAMP)" in first["sql"]
+    clock.now += 90
+    later = (await reader.post("/ask", json={"question": "errors today"})).json()
+    assert not later["cached"] and "< CAST('2026-11-04 01:01:31' AS TIMESTAMP)" in later["sql"]
+    # An answer that filters on no time holds whenever it is asked.
+    untimed = (await reader.post("/ask", json={"question": "errors"})).json()
+    clock.now += 90
+    assert not untimed["cached"] and (await reader.post("/ask", json={"question": "errors"})).json()["cached"]
+    assert len(model_server.seen) == 3
 
 
 async def test_the_same_words_in_a_conversation_are_not_the_first_question_s_answer(

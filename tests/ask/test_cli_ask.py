@@ -39,6 +39,8 @@ def test_ask_prints_the_sql_its_estimate_and_runs_it_when_told(data_dir: Path, m
     assert shown.exit_code == 0, shown.output
     assert "SELECT\n  service,\n  COUNT(*) AS records" in shown.stdout
     assert "Counts the records of each service." in shown.stdout and "reads logs: 0 of 0 lake files" in shown.stdout
+    assert "time range: all time (the query names no time)" in shown.stdout
+    assert "and 600 records not yet in the lake (the hot store; not in the bytes)" in shown.stdout
     assert "warning: no time filter" in shown.stderr and "conversation: " in shown.stderr
     # The records are all in the hot store: the prompt's sample services come from its service index.
     assert "- service VARCHAR: emitting service; values include 'api', 'auth'" in model_server.seen[0].system
@@ -67,6 +69,16 @@ def test_explain_sql_in_words(data_dir: Path, model_server: ModelServer) -> None
     shown = run_cli("ask", "--data-dir", str(data_dir), "--explain-sql", COUNT)
     assert shown.exit_code == 0 and "It counts the records of each service." in shown.stdout
     assert model_server.seen[0].texts == [COUNT]
+
+
+def test_an_explanation_in_a_fence_or_under_a_label_is_shown_as_its_words(
+    data_dir: Path, model_server: ModelServer
+) -> None:
+    model_server.say("```\nIt counts the records of each service.\n```", "**Explanation:** It counts them per service.")
+    fenced = run_cli("ask", "--data-dir", str(data_dir), "--json", "--explain-sql", COUNT)
+    assert json.loads(fenced.stdout)["explanation"] == "It counts the records of each service."
+    labelled = run_cli("ask", "--data-dir", str(data_dir), "--json", "--explain-sql", COUNT)
+    assert json.loads(labelled.stdout)["explanation"] == "It counts them per service."
 
 
 def test_as_rule_writes_only_when_confirmed(data_dir: Path, model_server: ModelServer) -> None:
@@ -147,6 +159,19 @@ def test_url_and_a_local_model_or_data_dir_do_not_mix(data_dir: Path) -> None:
     assert both.exit_code == 2 and "not both" in both.output
     model = run_cli("ask", "--url", "http://127.0.0.1:9", "--llm-model", "m", "q")
     assert model.exit_code == 2 and "--llm-model" in model.output and "the server's model" in model.output
+
+
+def test_local_flags_win_over_a_url_only_exported(
+    data_dir: Path, model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOGLAKE_URL", "http://127.0.0.1:9")  # as `loglake serve`'s banner suggests; nothing there
+    model_server.say(sql_reply(COUNT), sql_reply(COUNT))
+    local = run_cli("ask", "--data-dir", str(data_dir), "records per service")
+    assert local.exit_code == 0, local.output
+    monkeypatch.setenv("LOGLAKE_DATA_DIR", str(data_dir))
+    model = run_cli("ask", "--llm-model", "other", "records per service?")
+    assert model.exit_code == 0, model.output
+    assert model_server.seen[1].body["model"] == "other"
 
 
 def test_a_locked_ask_db_is_said_plainly(

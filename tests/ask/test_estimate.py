@@ -14,7 +14,7 @@ from loglake.lake.objectstore import LocalObjectStore
 from loglake.lake.query import QueryEngine
 from loglake.lake.sql_guard import QueryError
 from loglake.store.sqlite import SQLiteHotStore
-from tests.ask.lakes import build_lake
+from tests.ask.lakes import build_lake, fill
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,8 @@ def test_a_time_filter_shrinks_the_estimate_and_drops_the_warning(estimator: Est
     )
     assert everything.files == 3 and one_hour.files == 1
     assert one_hour.bytes < everything.bytes / 2
-    assert one_hour.since_ms is not None and everything.since_ms is not None and one_hour.since_ms > everything.since_ms
+    assert one_hour.data_since_ms is not None and everything.data_since_ms is not None
+    assert one_hour.data_since_ms > everything.data_since_ms
     assert NO_TIME_FILTER.format(tables="logs") in everything.warnings
     assert not one_hour.warnings and one_hour.time_filtered
     assert everything.total_files == one_hour.total_files == 3
@@ -106,6 +107,51 @@ def test_an_empty_lake_estimates_nothing_and_still_warns(tmp_path: Path) -> None
         found = Estimator(lake.engine, Footers(lake.objects)).estimate("SELECT count(*) FROM logs")
         assert (found.files, found.bytes, found.total_files) == (0, 0, 0)
         assert found.warnings == [NO_TIME_FILTER.format(tables="logs")]
+    finally:
+        lake.close()
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "date = '2026-11-02'",  # text: DuckDB's plan casts it, the estimate prunes nothing by it
+        "date = DATE '2026-11-02'",
+        "timestamp >= TIMESTAMP '2026-11-01 00:00:00' AND date BETWEEN DATE '2026-11-01' AND DATE '2026-11-03'",
+        "timestamp >= now() - INTERVAL 1 HOUR",  # pushed into no scan, bounded all the same
+    ],
+)
+def test_a_query_bounded_by_time_is_time_filtered_whatever_it_prunes(where: str, estimator: Estimator) -> None:
+    found = estimator.estimate(f"SELECT service, count(*) FROM logs WHERE {where} GROUP BY 1")
+    assert found.time_filtered and not any(w.startswith("no time filter") for w in found.warnings)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*) FROM logs WHERE severity = 'error' OR timestamp > TIMESTAMP '2026-11-02 00:00:00'",
+        "SELECT count(*) FROM logs l JOIN logs r ON l.log_id = r.log_id WHERE l.date = DATE '2026-11-02'",
+        "SELECT count(*) FROM logs WHERE length(message) > 10",
+    ],
+)
+def test_a_read_of_every_day_is_not_time_filtered(sql: str, estimator: Estimator) -> None:
+    found = estimator.estimate(sql)
+    assert not found.time_filtered and NO_TIME_FILTER.format(tables="logs") in found.warnings
+
+
+def test_records_only_in_the_hot_store_are_time_filtered_by_the_sql(tmp_path: Path) -> None:
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    fill(store, per_day=100)
+    lake = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path)
+    try:
+        found = Estimator(lake.engine, Footers(lake.objects)).estimate(
+            "SELECT service, count(*) FROM logs WHERE timestamp >= TIMESTAMP '2026-11-01 00:00:00'"
+            " AND date BETWEEN DATE '2026-11-01' AND DATE '2026-11-01' GROUP BY 1"
+        )
+        assert found.files == 0 and found.time_filtered and found.warnings == []
+        # What it reads is the hot store's records of that day, and the range is the SQL's, not the data's.
+        assert found.hot_records == 100 and found.data_since_ms is None
+        assert found.time_range() == {"since": "2026-11-01T00:00:00.000Z", "until": "2026-11-02T00:00:00.000Z"}
     finally:
         lake.close()
         store.close()

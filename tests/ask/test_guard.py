@@ -65,6 +65,11 @@ def test_an_answer_without_sql_is_the_models_words() -> None:
     assert answer.sql is None and "no weather data" in answer.explanation
 
 
+def test_an_answer_s_explanation_loses_its_label() -> None:
+    answer = read_answer("```sql\nSELECT 1\n```\nExplanation: It selects one.")
+    assert answer.explanation == "It selects one."
+
+
 def test_the_question_s_time_range_is_added_in_the_user_s_zone() -> None:
     sql = checked("```sql\nSELECT count(*) FROM logs l WHERE severity = 'error'\n```", "errors today", "Europe/Berlin")
     # Berlin's day began at 2026-11-03 23:00 UTC; the range ends at the next whole second after now.

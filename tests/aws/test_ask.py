@@ -127,6 +127,20 @@ def test_a_question_is_athena_sql_with_its_estimate_from_the_partitions_and_its_
     assert len(model_server.seen) == 1  # cached in the table: the model was not asked again
 
 
+def test_a_cached_answer_bound_by_time_is_not_served_once_now_has_moved_on(
+    aws: dict[str, Any], lake_dir: Path, model_server: ModelServer
+) -> None:
+    engine, _ = athena_engine(lake_dir)
+    now = [NOW]
+    api = ask_api_from_environment(dict(os.environ), engine, clock=lambda: now[0])
+    model_server.say(sql_reply(ERRORS_ON_TWO_DAYS), sql_reply(ERRORS_ON_TWO_DAYS))
+    _, first, _ = post(api, "/ask", {"question": "errors on the 2nd and 3rd"})
+    now[0] += 90
+    _, later, _ = post(api, "/ask", {"question": "errors on the 2nd and 3rd"})
+    assert not first["cached"] and not later["cached"] and len(model_server.seen) == 2
+    assert later["generated_at"] == "2026-11-04T01:01:30Z"
+
+
 def test_run_true_runs_it_through_athena(aws: dict[str, Any], lake_dir: Path, model_server: ModelServer) -> None:
     api, athena = ask_function(aws, lake_dir)
     model_server.say(sql_reply(ERRORS_ON_TWO_DAYS))
@@ -162,6 +176,25 @@ def test_a_question_s_time_range_becomes_date_partitions_and_shrinks_the_estimat
     # A timestamp filter alone spares Athena no object: every day is read, and it says how to fix that.
     assert by_time["estimate"]["files"] == len(every)
     assert by_time["warnings"][0].startswith("the query filters on timestamp but not on date")
+    assert yesterday["estimate"]["time_filtered"] and by_time["estimate"]["time_filtered"]
+    assert not everything["estimate"]["time_filtered"]
+    # The range the SQL names, apart from the days of the objects Athena would read (and no hot store there).
+    assert by_time["time_range"] == {"since": "2026-11-03T00:00:00.000Z", "until": None}
+    assert (
+        by_time["estimate"]["data_since"] == "2026-11-01T00:00:00.000Z" and by_time["estimate"]["hot_records"] is None
+    )
+
+
+def test_every_read_of_a_table_must_filter_on_time_to_be_time_filtered(
+    aws: dict[str, Any], lake_dir: Path, model_server: ModelServer
+) -> None:
+    api, _ = ask_function(aws, lake_dir)
+    model_server.say("It compares two days.", "It compares records of one day.")
+    joined = "SELECT count(*) FROM logs a JOIN logs b ON a.log_id = b.log_id WHERE a.\"date\" = '2026-11-02'"
+    _, half, _ = post(api, "/ask/explain", {"sql": joined})
+    assert not half["estimate"]["time_filtered"] and half["warnings"][0].startswith("no time filter")
+    _, both, _ = post(api, "/ask/explain", {"sql": joined + " AND b.\"date\" = '2026-11-02'"})
+    assert both["estimate"]["time_filtered"] and both["warnings"] == []
 
 
 def test_days_kept_in_the_middle_and_apart_are_exactly_those_read(

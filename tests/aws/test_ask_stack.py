@@ -117,6 +117,48 @@ def test_the_deployment_file_s_ask_section() -> None:
         parse_deployment(document | {"ask": {"model": MODEL, "timeoutSeconds": 60}})
 
 
+@pytest.mark.parametrize(
+    "model",
+    [
+        "gpt-4o",
+        "claude-3-5-haiku",
+        "anthropic claude",
+        "arn:aws:s3:::bucket/anthropic.claude",
+        "xx.anthropic.claude-3-5-haiku-20241022-v1:0",
+    ],
+)
+def test_a_model_bedrock_cannot_name_is_refused_by_its_field(model: str) -> None:
+    document = msgspec.json.decode(EXAMPLE.read_bytes()) | {"ask": {"model": model}}
+    document.pop("amplifyConfig", None)
+    with pytest.raises(DeploymentConfigError, match=r"ask\.model.*Bedrock model id"):
+        parse_deployment(document)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "meta.llama3-70b-instruct-v1:0",
+        "amazon.titan-text-express-v1",
+        "apac.anthropic.claude-3-5-sonnet-20240620-v1:0",
+        "arn:aws:bedrock:eu-west-1::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0",
+        "arn:aws:bedrock:eu-west-1:182059100462:inference-profile/eu.anthropic.claude-3-7-sonnet-20250219-v1:0",
+        "arn:aws:bedrock:eu-west-1:182059100462:provisioned-model/a1b2c3d4e5f6",
+    ],
+)
+def test_bedrock_model_ids_profiles_and_arns_are_accepted(model: str) -> None:
+    document = msgspec.json.decode(EXAMPLE.read_bytes()) | {"ask": {"model": model}}
+    document.pop("amplifyConfig", None)
+    assert parse_deployment(document).ask == AskConfig(model=model)
+
+
+def test_a_profile_arn_allows_the_profile_and_its_model() -> None:
+    arn = "arn:aws:bedrock:eu-west-1:182059100462:inference-profile/eu.anthropic.claude-3-7-sonnet-20250219-v1:0"
+    assert model_arns(arn, "eu-west-1", "182059100462") == [
+        arn,
+        "arn:aws:bedrock:*::foundation-model/anthropic.claude-3-7-sonnet-20250219-v1:0",
+    ]
+
+
 def test_cfn_lint_finds_no_errors_with_ask(deployment, tmp_path: Path) -> None:
     build_app(deployment, outdir=str(tmp_path), bundle=False).synth()
     (template_file,) = tmp_path.glob("*.template.json")

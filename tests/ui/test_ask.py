@@ -64,10 +64,12 @@ def test_a_question_shows_its_sql_and_scan_before_running_then_runs_follows_up_a
     assert turn.locator(".explanation").inner_text() == "Counts the error records of each service."
     shown_sql = turn.locator(".sql-code").inner_text()
     assert "severity = 'error'" in shown_sql and shown_sql.rstrip().endswith("LIMIT 10000")  # formatted, capped
+    # The span of the lake's records it reads, apart from the query's range (it names none).
     assert re.fullmatch(
-        r"\d+ lake files? of \d+, .+ of .+ \(\d+ row groups?, at most \d+ rows?\)",
+        r"1 lake file of 1, .+ of .+ \(1 row group, at most 120 rows, records from .+ → .+\)",
         turn.locator("dd").nth(2).inner_text(),
     )
+    assert turn.locator("dd").nth(1).inner_text() == "all time (the query names no time)"
     assert turn.locator("dd").first.inner_text() == "logs"
     assert "no time filter" in turn.locator(".warnings").inner_text()
     assert queries_run(asking) == ran_before  # shown, not run

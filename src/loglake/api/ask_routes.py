@@ -302,8 +302,10 @@ OPENAPI_PATHS = {
         "post": {
             "summary": "A question in plain language as checked SQL, with what it would scan (read scope)",
             "description": "The answer holds the SQL (one SELECT the POST /query sandbox accepts, with a LIMIT, "
-            "and the question's time range when it names one), an explanation, the tables and time range it reads, "
-            "the estimate (lake files and bytes scanned after partition and row-group pruning) and warnings. "
+            "and the question's time range when it names one), an explanation, the tables it reads, `time_range` "
+            "(what its time predicates name), the estimate (lake files and bytes scanned after partition and "
+            "row-group pruning, the span of those records, and `hot_records` not yet in the lake, read too) and "
+            "warnings. "
             "Nothing runs unless `run` is true; then the rows come as POST /query's answer, under `result`, "
             "with the scope and limits of POST /query. `conversation_id` continues a conversation of the same key.",
             "requestBody": _request(

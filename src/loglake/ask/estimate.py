@@ -22,6 +22,7 @@ from datetime import date, datetime
 from typing import Any
 
 from loglake.ask.footers import Footers, RowGroup
+from loglake.ask.time_bounds import time_bounds_of
 from loglake.lake.layout import partitions_of
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import LocalObjectStore
@@ -30,8 +31,10 @@ from loglake.lake.sql_guard import check_select
 from loglake.lake.tables import TABLES, LakeTable
 from loglake.model import format_datetime
 from loglake.rules.plan import tables_of
+from loglake.store.sqlite import SQLiteHotStore
 
 VERY_LARGE_SCAN_BYTES = 1024**3
+HOT_TABLE = "logs"  # the table whose records wait in the hot store before the lake (lake/query.py)
 NO_TIME_FILTER = (
     "no time filter: the query reads every day of {tables}; add a range on timestamp (or date) to read less"
 )
@@ -47,9 +50,12 @@ class Estimate:
     rows: int = 0  # rows in the row groups read: an upper bound of the rows the scans give the query
     total_files: int | None = 0  # of the tables read, for scale (None: not listed, on AWS)
     total_bytes: int | None = 0
-    since_ms: int | None = None  # the time span of the row groups read
-    until_ms: int | None = None
-    time_filtered: bool = False
+    data_since_ms: int | None = None  # the time span of the lake's row groups read (not the query's range)
+    data_until_ms: int | None = None
+    time_filtered: bool = False  # every read of a lake table filters on its time (time_bounds.py)
+    range_since_ms: int | None = None  # the range its time predicates name (None: open on that side)
+    range_until_ms: int | None = None
+    hot_records: int | None = None  # records not yet in the lake it reads too, not in `bytes` (None: none read)
     pruned: bool = True  # False: the plan showed no pruning (an S3 lake): every file counted whole
     price: dict[str, Any] | None = None  # what the scan costs where it is billed by bytes (Athena)
     warnings: list[str] = field(default_factory=list)
@@ -63,12 +69,21 @@ class Estimate:
             "rows": self.rows,
             "total_files": self.total_files,
             "total_bytes": self.total_bytes,
-            "since": format_datetime(self.since_ms) if self.since_ms is not None else None,
-            "until": format_datetime(self.until_ms) if self.until_ms is not None else None,
+            "data_since": _formatted(self.data_since_ms),
+            "data_until": _formatted(self.data_until_ms),
+            "hot_records": self.hot_records,
             "time_filtered": self.time_filtered,
             "pruned": self.pruned,
             "price": self.price,
         }
+
+    def time_range(self) -> dict[str, str | None]:
+        """The range the query's time predicates name, whatever data there is."""
+        return {"since": _formatted(self.range_since_ms), "until": _formatted(self.range_until_ms)}
+
+
+def _formatted(ms: int | None) -> str | None:
+    return format_datetime(ms) if ms is not None else None
 
 
 @dataclass(frozen=True)
@@ -103,7 +118,11 @@ class Estimator:
                 table = _table_of(scan, read)
                 if table is not None:
                     self._add(found, scan, table, files[table.name])
-        found.time_filtered = found.pruned and any(_timed(s) for s in scans_of(plan))
+        bounds = time_bounds_of(sql, "duckdb")
+        found.time_filtered = bounds.bounded
+        found.range_since_ms, found.range_until_ms = bounds.since_ms, bounds.until_ms
+        if any(t.name == HOT_TABLE for t in read):
+            found.hot_records = _hot_records(self.engine.store, bounds.since_ms, bounds.until_ms)
         if read and not found.time_filtered:
             found.warnings.append(NO_TIME_FILTER.format(tables=", ".join(found.tables)))
         if found.bytes >= self.very_large_bytes:
@@ -134,8 +153,14 @@ class Estimator:
                 span = group.bounds.get("timestamp")
                 if span is not None:
                     first, last = _ms(span[0]), _ms(span[1]) + 1
-                    found.since_ms = first if found.since_ms is None else min(found.since_ms, first)
-                    found.until_ms = last if found.until_ms is None else max(found.until_ms, last)
+                    found.data_since_ms = first if found.data_since_ms is None else min(found.data_since_ms, first)
+                    found.data_until_ms = last if found.data_until_ms is None else max(found.data_until_ms, last)
+
+
+def _hot_records(store: SQLiteHotStore, since_ms: int | None, until_ms: int | None) -> int:
+    """The hot store's records in [since, until), by its time index (two counts, not a scan of rows)."""
+    upto = store.count() if until_ms is None else store.count_before(until_ms)
+    return max(0, upto - (store.count_before(since_ms) if since_ms is not None else 0))
 
 
 def scans_of(plan: list[dict[str, Any]]) -> Iterator[Scan]:
@@ -173,10 +198,6 @@ def _table_of(scan: Scan, read: tuple[LakeTable, ...]) -> LakeTable | None:
         if scan.columns <= {*table.schema.names, *table.partitions}:
             return table
     return None
-
-
-def _timed(scan: Scan) -> bool:
-    return any(c.column in ("timestamp", "date") for text in scan.filters for c in conditions_of(text))
 
 
 def _partition_values(file: LakeFile) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from sqlglot import exp
 from loglake.lake.sql_guard import QueryError, check_select
 from loglake.lake.tables import TABLES
 
-MAX_EXPLANATION_CHARS = 600
+MAX_EXPLANATION_CHARS = 600  # an answer's one or two sentences
+MAX_QUERY_EXPLANATION_CHARS = 1200  # an explained query's two to four
 _FENCE = re.compile(r"```[ \t]*([A-Za-z]*)[ \t]*\n?(.*?)(?:```|\Z)", re.DOTALL)
 # An answer without a fence that starts like a statement is taken as SQL (and refused if it is not a SELECT).
 _BARE_SQL = re.compile(
@@ -27,6 +28,8 @@ _BARE_SQL = re.compile(
     r"SET|RESET|CALL|EXPORT|IMPORT|VACUUM|CHECKPOINT|TRUNCATE|SUMMARIZE|DESCRIBE|SHOW|USE)\b",
     re.IGNORECASE,
 )
+# A label a model may put before its prose ("Explanation:", "**Answer:**").
+_LABEL = re.compile(r"^\W*(?:explanation|answer|summary)\W*:\W*?(?=\w)", re.IGNORECASE)
 TIME_COLUMNS = ("timestamp", "date")
 SQL_FENCES = ("", "sql", "duckdb", "postgresql", "trino", "presto", "athena")
 
@@ -47,6 +50,7 @@ class CheckedSql:
     tables: list[str]
     added_limit: bool = False
     added_time_range: bool = False
+    on_time: bool = False  # it filters on time (its answer depends on when it was asked)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -69,8 +73,15 @@ def read_answer(text: str) -> ModelAnswer:
     elif _BARE_SQL.match(text) and not blocks:
         sql, outside = text.strip(), ""
     else:
-        return ModelAnswer(None, _short(text))
-    return ModelAnswer(sql.strip().rstrip(";").strip(), _short(outside))
+        return ModelAnswer(None, _prose(text))
+    return ModelAnswer(sql.strip().rstrip(";").strip(), _prose(outside))
+
+
+def read_explanation(text: str) -> str:
+    """The words of a model's explanation of a query: fences kept as their text (SQL it echoes dropped)
+    and a leading label dropped, as an answer's explanation is read."""
+    kept = _FENCE.sub(lambda m: " " if _BARE_SQL.match(m.group(2)) else f" {m.group(2)} ", text)
+    return _prose(kept, MAX_QUERY_EXPLANATION_CHARS)
 
 
 def check_sql(
@@ -109,6 +120,7 @@ def check_sql(
                 f"the question says {implied.phrase!r} but the SQL filters on no time, and loglake could not add "
                 "the range to it: it reads every day"
             )
+    checked.on_time = has_time_filter(tree)
     checked.sql = _formatted(tree, sql, max_rows if checked.added_limit else None, tables, dialect)
     return checked
 
@@ -204,9 +216,10 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_EXPLANATION_CHARS else text[: MAX_EXPLANATION_CHARS - 1] + "…"
+def _prose(text: str, limit: int = MAX_EXPLANATION_CHARS) -> str:
+    """Text for a person: one line without a leading label, at most `limit` characters."""
+    text = _LABEL.sub("", " ".join(text.split()), count=1)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _next_second(ms: int) -> int:

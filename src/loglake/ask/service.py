@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from loglake.ask.errors import MAX_QUESTION_CHARS, AnswerRefused, AskError, BudgetExhausted
 from loglake.ask.estimate import Estimate, Estimator
 from loglake.ask.footers import Footers
-from loglake.ask.guard import Refusal, check_sql, implied_range, read_answer, tables_read
+from loglake.ask.guard import Refusal, check_sql, implied_range, read_answer, read_explanation, tables_read
 from loglake.ask.prompt import DIALECTS, Prompt, PromptBuilder
 from loglake.ask.providers import Completion, Message, Provider, most_tokens
 from loglake.ask.store import AskStore, ConversationStore, Turn
@@ -33,6 +33,8 @@ from loglake.lake.sql_guard import QueryError
 if TYPE_CHECKING:
     from loglake.ask.rule_draft import RuleDraft
 
+# What a cached answer keeps for loglake only: not shown, not in its turn.
+_KEPT_ONLY = frozenset({"sql_warnings", "time_bound"})
 MAX_RETRIES = 2  # a refused answer goes back to the model this many times at most
 BUSY_RETRY_S = 5  # when the rest of the day's budget is held by calls under way, they end within seconds
 EXPLAIN_SYSTEM = (
@@ -114,13 +116,15 @@ class Asker:
         prompt = self.source.prompt(now_ms, question.time_zone)
         key = cache_key(text, prompt.schema_version, history, question.time_zone)
         made = self.store.cached(key)
+        if made is not None and made.get("time_bound", True) and made["generated_at"] != _moment(now_ms):
+            made = None  # its time literals were computed from an earlier "now" than the prompt's
         cached = made is not None
         if made is None:
             made, estimate = self._answer(text, prompt.system, history, now_ms, question.time_zone)
             self.store.cache(key, made)
         else:  # the data moved on since it was made: estimated afresh
             estimate = self.source.estimate(made["sql"]) if made["sql"] is not None else None
-        answer = {name: value for name, value in made.items() if name != "sql_warnings"}
+        answer = {name: value for name, value in made.items() if name not in _KEPT_ONLY}
         answer["cached"] = cached
         answer.update(_scanned(estimate, made["sql_warnings"]))
         answer["conversation_id"] = self.store.add_turn(question.conversation_id, question.owner, text, answer)
@@ -135,7 +139,7 @@ class Asker:
             raise AskError(f"the SQL cannot run here: {e.message}") from None
         system = EXPLAIN_SYSTEM.format(dialect=DIALECTS[self.source.dialect])
         completion = self._complete(system, [Message("user", sql)])
-        explanation = " ".join(completion.text.split())
+        explanation = read_explanation(completion.text)
         return {"sql": sql, "explanation": explanation, "tables": tables_read(sql, self.source.dialect), **scanned}
 
     def draft_rule(self, conversation_id: str, owner: str, validate: bool = True) -> RuleDraft:
@@ -182,7 +186,16 @@ class Asker:
                 changes.append(f"LIMIT {self.source.max_rows} added (the most rows an answer returns)")
             if checked.added_time_range and implied is not None:
                 changes.append(f"the time range of {implied.phrase!r} added (the SQL filtered on no time)")
-            made = _made(checked.sql, answer.explanation, checked.tables, changes, checked.warnings, attempt, now_ms)
+            made = _made(
+                checked.sql,
+                answer.explanation,
+                checked.tables,
+                changes,
+                checked.warnings,
+                attempt,
+                now_ms,
+                checked.on_time,
+            )
             return made, estimate
         raise AnswerRefused(reason, sql, MAX_RETRIES + 1)
 
@@ -255,6 +268,7 @@ def _made(
     sql_warnings: list[str],
     attempts: int,
     now_ms: int,
+    time_bound: bool = False,
 ) -> dict[str, Any]:
     """What an answer keeps (cached, and in its turn): the model's part, as checked."""
     return {
@@ -263,19 +277,24 @@ def _made(
         "tables": tables,
         "changes": changes,  # what loglake changed in the model's SQL
         "sql_warnings": sql_warnings,
+        "time_bound": time_bound,
         "attempts": attempts,
-        "generated_at": datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "generated_at": _moment(now_ms),
     }
+
+
+def _moment(now_ms: int) -> str:
+    """The current time as the prompt states it (to the second): an answer bound by time is valid then only."""
+    return datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _scanned(estimate: Estimate | None, sql_warnings: list[str]) -> dict[str, Any]:
     """What the answer would read, and every warning about it."""
     if estimate is None:
         return {"time_range": None, "estimate": None, "warnings": []}
-    scanned = estimate.to_dict()
     return {
-        "time_range": {"since": scanned["since"], "until": scanned["until"]},
-        "estimate": scanned,
+        "time_range": estimate.time_range(),
+        "estimate": estimate.to_dict(),
         "warnings": [*sql_warnings, *estimate.warnings],
     }
 

@@ -14,16 +14,27 @@ import msgspec
 
 from loglake.config_files import whole
 
-# A cross-Region inference profile's id is a model id behind a geography (eu.anthropic...).
-_PROFILE = re.compile(r"(us|eu|apac|us-gov|global)\.(.+)")
+# A model id is provider.model-name[:version[:variant]] (anthropic.claude-3-5-haiku-20241022-v1:0); a
+# cross-Region inference profile's id is a model id behind a geography (eu.anthropic...).
+_GEOGRAPHY = r"(?:us|eu|apac|us-gov|global|jp|au|ca)"
+_MODEL_ID = r"[a-z][a-z0-9-]*\.[A-Za-z0-9][A-Za-z0-9_-]*(?::[A-Za-z0-9._-]+){0,2}"
+_PROFILE = re.compile(rf"({_GEOGRAPHY})\.({_MODEL_ID})")
+# ARNs whose InvokeModel right is the ARN itself (an inference profile's adds its model, model_arns).
+_ARN = re.compile(
+    rf"arn:aws(?:-cn|-us-gov)?:bedrock:[a-z0-9-]+:(?::foundation-model/{_MODEL_ID}|\d{{12}}:"
+    rf"(?:inference-profile/(?P<profile>{_GEOGRAPHY}\.{_MODEL_ID})|(?:provisioned-model|imported-model)/[a-z0-9]+))"
+)
 
 
 class AskConfig(msgspec.Struct, forbid_unknown_fields=True, rename="camel", frozen=True):
     model: Annotated[
         str,
         msgspec.Meta(
-            pattern=whole(r"[A-Za-z0-9][A-Za-z0-9.:_-]{0,199}"),
-            description="a Bedrock model id or inference profile id, e.g. anthropic.claude-3-5-haiku-20241022-v1:0",
+            pattern=whole(f"(?:{_GEOGRAPHY}\\.)?{_MODEL_ID}|{_ARN.pattern}"),
+            max_length=2048,
+            description="a Bedrock model id (provider.model-name[:version], e.g. "
+            "anthropic.claude-3-5-haiku-20241022-v1:0), an inference profile id (the same behind us., eu., apac. ...) "
+            "or the ARN of a foundation model, inference profile, provisioned or imported model",
         ),
     ]
     daily_tokens: Annotated[int, msgspec.Meta(ge=0, description="tokens per UTC day, 0 for no budget")] = 1_000_000
@@ -36,6 +47,10 @@ def model_arns(model: str, region: str, account: str) -> list[str]:
     """What bedrock:InvokeModel must be allowed on to call `model`: its foundation model in the region;
     for an inference profile, the profile and its model in the Regions the profile routes to."""
     partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+    arn = _ARN.fullmatch(model)
+    if arn is not None:
+        profile = _PROFILE.fullmatch(arn["profile"] or "")
+        return [model] + ([f"arn:{partition}:bedrock:*::foundation-model/{profile.group(2)}"] if profile else [])
     profile = _PROFILE.fullmatch(model)
     if profile is None:
         return [f"arn:{partition}:bedrock:{region}::foundation-model/{model}"]

@@ -32,6 +32,7 @@ from sqlglot import exp
 from loglake.ask.estimate import NO_TIME_FILTER, VERY_LARGE, VERY_LARGE_SCAN_BYTES, Condition, Estimate, human_bytes
 from loglake.ask.footers import Footers
 from loglake.ask.prompt import DIALECTS, MAX_SAMPLES, SAMPLED_COLUMNS, SAMPLED_FILES, Prompt, column_lines, listing
+from loglake.ask.time_bounds import conjuncts, time_bounds
 from loglake.lake.catalog import DATE_KEY, hive_type
 from loglake.lake.objectstore import S3ObjectStore
 from loglake.lake.sql_guard import QueryError, check_select
@@ -147,14 +148,15 @@ class AthenaSource:
                 found.bytes += size
                 days.update(v for k, v in _partitions(key).items() if k == DATE_KEY and isinstance(v, date))
         if days:
-            found.since_ms = _ms(min(days))
-            found.until_ms = _ms(max(days) + timedelta(days=1))
-        on_date = any(c.column == DATE_KEY for _, conditions in scans for c in conditions)
-        on_time = _filters_on(tree, "timestamp")
-        found.time_filtered = on_date
-        if scans and not on_date:
-            template = NO_DATE_FILTER if on_time else NO_TIME_FILTER
-            found.warnings.append(template.format(tables=", ".join(found.tables)))
+            found.data_since_ms = _ms(min(days))
+            found.data_until_ms = _ms(max(days) + timedelta(days=1))
+        bounds = time_bounds(tree)
+        found.time_filtered = bounds.bounded
+        found.range_since_ms, found.range_until_ms = bounds.since_ms, bounds.until_ms
+        if not found.time_filtered:
+            found.warnings.append(NO_TIME_FILTER.format(tables=", ".join(found.tables)))
+        elif not all(any(c.column == DATE_KEY for c in conditions) for _, conditions in scans):
+            found.warnings.append(NO_DATE_FILTER.format(tables=", ".join(found.tables)))
         if found.bytes >= self.very_large_bytes:
             found.warnings.append(VERY_LARGE.format(size=human_bytes(found.bytes)))
         found.price = athena_price(found.bytes) if scans else None
@@ -221,17 +223,9 @@ def _scans(tree: exp.Expression) -> Iterator[tuple[LakeTable, list[Condition]]]:
         where = select.args.get("where") if select is not None else None
         names = {"", node.alias_or_name.lower()}
         conditions = []
-        for part in _conjuncts(where.this) if where is not None else []:
+        for part in conjuncts(where.this) if where is not None else []:
             conditions += _conditions_of(part, table, names)
         yield table, conditions
-
-
-def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
-    while isinstance(node, exp.Paren):
-        node = node.this
-    if isinstance(node, exp.And):
-        return [*_conjuncts(node.left), *_conjuncts(node.right)]
-    return [node]
 
 
 _FLIPPED = {exp.EQ: "=", exp.GT: "<", exp.GTE: "<=", exp.LT: ">", exp.LTE: ">="}
@@ -295,10 +289,6 @@ def _holds(conditions: list[Condition], value: Any) -> bool:
 def _read_by_athena(key: str) -> bool:
     """Athena skips objects whose name starts with _ or . (Hive's hidden files)."""
     return not key.rsplit("/", 1)[-1].startswith(("_", "."))
-
-
-def _filters_on(tree: exp.Expression, column: str) -> bool:
-    return any(c.name == column for w in tree.find_all(exp.Where) for c in w.find_all(exp.Column))
 
 
 def _ms(day: date) -> int:

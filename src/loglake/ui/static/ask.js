@@ -145,13 +145,18 @@ function turnView({ question, answer }, ruleFrom, allows) {
 function scanFacts(answer) {
   const e = answer.estimate;
   const span = answer.time_range || {};
-  const when = (iso) => iso ? formatTime(Date.parse(iso)) : "…";
+  const when = (iso, open) => iso ? formatTime(Date.parse(iso)) : open;
+  // The range the query's time predicates name; the lake data it would read is the estimate's own span.
+  const range = span.since || span.until ? `${when(span.since, "the first record")} → ${when(span.until, "now")} local` : "all time (the query names no time)";
+  const lake = e && e.total_files !== null
+    ? `${counted(e.files, "lake file")} of ${e.total_files.toLocaleString()}, ${formatBytes(e.bytes)} of ${formatBytes(e.total_bytes)}`
+    : e ? `${counted(e.files, "lake file")}, ${formatBytes(e.bytes)}` : "";
+  const detail = e && e.data_since ? ` (${counted(e.row_groups, "row group")}, at most ${counted(e.rows, "row")}, records from ${when(e.data_since)} → ${when(e.data_until)})` : "";
+  const hot = e && e.hot_records ? `; and ${counted(e.hot_records, "record")} not yet in the lake (the hot store, not in the bytes)` : "";
   return h("dl", { class: "facts" },
     h("dt", { text: "Reads" }), h("dd", { text: answer.tables.join(", ") }),
-    h("dt", { text: "Time range" }), h("dd", { text: span.since || span.until ? `${when(span.since)} → ${when(span.until)} local` : "no records of the lake" }),
-    h("dt", { text: "Would scan" }), h("dd", { text: e
-      ? `${counted(e.files, "lake file")} of ${e.total_files.toLocaleString()}, ${formatBytes(e.bytes)} of ${formatBytes(e.total_bytes)} (${counted(e.row_groups, "row group")}, at most ${counted(e.rows, "row")})`
-      : "–" }));
+    h("dt", { text: "Time range" }), h("dd", { text: range }),
+    h("dt", { text: "Would scan" }), h("dd", { text: e ? lake + detail + hot : "–" }));
 }
 
 async function run(sql, output) {

@@ -1,0 +1,141 @@
+"""Whether a query's reads of the lake's tables are bounded in time, and the time range its predicates
+name: read from the SQL itself (sqlglot), whatever data there is or the scans prune.
+
+Each read of a lake table (all are partitioned by day) is bounded when the WHERE of its SELECT ANDs a
+comparison of the table's time (`timestamp`, or the `date` partition) with something else. The range is
+what the literals of those comparisons say (a `date` is the whole UTC day); a read bounded by
+something else (`now() - INTERVAL 1 HOUR`) is bounded with no range known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import sqlglot
+from sqlglot import exp
+
+from loglake.ask.guard import TIME_COLUMNS
+from loglake.lake.tables import TABLES
+
+_DAY_MS = 86_400_000
+_COMPARISONS = (exp.EQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+_FLIPPED = {exp.EQ: exp.EQ, exp.GT: exp.LT, exp.GTE: exp.LTE, exp.LT: exp.GT, exp.LTE: exp.GTE}
+
+
+@dataclass(frozen=True)
+class TimeBounds:
+    bounded: bool  # every read of a lake table filters on its time
+    since_ms: int | None = None  # the earliest time a read may return (None: not bounded by a literal)
+    until_ms: int | None = None  # the end (exclusive) of the latest
+
+
+def time_bounds(tree: exp.Expression) -> TimeBounds:
+    """The bounds of a parsed query (see the module doc); a query reading no lake table is bounded."""
+    reads = list(_reads(tree))
+    if not reads:
+        return TimeBounds(True)
+    sinces = [since for _, since, _ in reads]
+    untils = [until for _, _, until in reads]
+    return TimeBounds(
+        all(filtered for filtered, _, _ in reads),
+        None if None in sinces else min(s for s in sinces if s is not None),
+        None if None in untils else max(u for u in untils if u is not None),
+    )
+
+
+def time_bounds_of(sql: str, dialect: str) -> TimeBounds:
+    """The bounds of `sql`; SQL sqlglot cannot parse (DuckDB's own syntax) is taken as unbounded: warned about."""
+    try:
+        return time_bounds(sqlglot.parse_one(sql, read=dialect))
+    except sqlglot.errors.SqlglotError:
+        return TimeBounds(False)
+
+
+def _reads(tree: exp.Expression) -> Iterator[tuple[bool, int | None, int | None]]:
+    """(filtered on time, since, until) of each read of a lake table."""
+    ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    for node in tree.find_all(exp.Table):
+        name = node.name.lower()
+        if name not in TABLES or name in ctes or node.args.get("db"):
+            continue
+        select = node.find_ancestor(exp.Select)
+        where = select.args.get("where") if select is not None else None
+        qualifiers = {"", node.alias_or_name.lower()}
+        filtered, since, until = False, None, None
+        for part in conjuncts(where.this) if where is not None else []:
+            for low, high in _ranges(part, qualifiers):
+                filtered = True
+                since = low if since is None or (low is not None and low > since) else since
+                until = high if until is None or (high is not None and high < until) else until
+        yield filtered, since, until
+
+
+def conjuncts(node: exp.Expression) -> list[exp.Expression]:
+    """The parts a condition ANDs together, parentheses and nested ANDs flattened."""
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, exp.And):
+        return [*conjuncts(node.left), *conjuncts(node.right)]
+    return [node]
+
+
+def _ranges(part: exp.Expression, qualifiers: set[str]) -> list[tuple[int | None, int | None]]:
+    """The (since, until) a conjunct on the read's time holds its rows to (None where no literal says)."""
+    if isinstance(part, _COMPARISONS):
+        for column, other, kind in ((part.left, part.right, type(part)), (part.right, part.left, _FLIPPED[type(part)])):
+            if (name := _time_column(column, qualifiers)) is not None:
+                return [_compared(kind, _span(name, other))]
+    elif isinstance(part, exp.Between) and (name := _time_column(part.this, qualifiers)) is not None:
+        low, high = _span(name, part.args["low"]), _span(name, part.args["high"])
+        return [(low[0] if low else None, high[1] if high else None)]
+    elif isinstance(part, exp.In) and (name := _time_column(part.this, qualifiers)) is not None:
+        spans = [_span(name, v) for v in part.expressions]
+        if spans and all(spans):
+            return [(min(s[0] for s in spans if s), max(s[1] for s in spans if s))]
+        return [(None, None)]
+    return []
+
+
+def _compared(kind: type, span: tuple[int, int] | None) -> tuple[int | None, int | None]:
+    """What `time <kind> value` (a value covering [start, end)) bounds."""
+    if span is None:
+        return None, None
+    start, end = span
+    return {
+        exp.EQ: (start, end),
+        exp.GT: (end, None),
+        exp.GTE: (start, None),
+        exp.LT: (None, start),
+        exp.LTE: (None, end),
+    }[kind]
+
+
+def _time_column(node: exp.Expression, qualifiers: set[str]) -> str | None:
+    while isinstance(node, exp.Cast | exp.Paren):  # CAST(date AS DATE) is still the date
+        node = node.this
+    if isinstance(node, exp.Column) and node.name in TIME_COLUMNS and node.table.lower() in qualifiers:
+        return node.name
+    return None
+
+
+def _span(column: str, node: exp.Expression) -> tuple[int, int] | None:
+    """The [start, end) in ms a literal time or day covers (a timestamp: its millisecond; a date: its day)."""
+    while isinstance(node, exp.Cast | exp.Paren):  # TIMESTAMP '...', DATE '...'
+        node = node.this
+    if not isinstance(node, exp.Literal) or not node.is_string:
+        return None
+    text = node.this.strip()
+    try:
+        if column == "date" or len(text) == 10:
+            day = date.fromisoformat(text)
+            start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+            return (start, start + _DAY_MS) if column == "date" else (start, start + 1)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    start = int(moment.timestamp() * 1000)
+    return start, start + 1
