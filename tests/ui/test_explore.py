@@ -197,6 +197,21 @@ def test_signing_in_returns_to_the_page_asked_for_without_a_refused_request(page
         other.context.close()
 
 
+def test_a_shared_link_to_the_home_page_keeps_its_query(page, loglake):
+    # not signed in: through the sign-in page, which carries the link's query back
+    page.goto(loglake.url + "/ui/?q=gateway")
+    page.wait_for_url("**/login?next=**")
+    page.get_by_label("API key").fill(loglake.read_key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(loglake.url + "/ui/explore?q=gateway")
+    assert page.locator("#q").input_value() == "gateway"
+    assert services_shown(page) == {"billing"}
+    # signed in: the hash goes along too
+    page.goto(loglake.url + "/ui/?q=service%3Aworker#results")
+    page.wait_for_url(loglake.url + "/ui/explore?q=service%3Aworker#results")
+    assert services_shown(page) == {"worker"}
+
+
 def test_live_tail_shows_a_record_sent_after_it_started(page, loglake):
     sign_in(page, loglake)
     page.goto(loglake.url + "/ui/explore?q=service%3Atailed")

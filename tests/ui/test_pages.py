@@ -154,3 +154,22 @@ def test_ask_without_a_model_says_how_to_configure_one(page, loglake):
     page.get_by_text("this server has none configured").wait_for()
     assert "--llm-provider openai --llm-endpoint" in page.locator(".empty").inner_text()
     assert page.get_by_label("Question").count() == 0
+
+
+def test_an_unknown_page_says_so_and_offers_the_pages(page, loglake):
+    sign_in(page, loglake, loglake.read_key)
+    page.goto(loglake.url + "/ui/nonexistent")
+    page.get_by_role("heading", name="No such page").wait_for()
+    assert page.title() == "No such page · loglake"
+    assert "/ui/nonexistent" in page.locator("main").inner_text()
+    assert page.locator("#nav a[aria-current]").count() == 0  # no page's tab claims it
+    offered = page.locator("main li a")
+    assert offered.all_inner_texts() == page.locator("#nav a").all_inner_texts()
+    assert page.url == loglake.url + "/ui/nonexistent"  # the address still says what was asked for
+    screenshot(page, "no-such-page")
+    # by keyboard: the links are reachable and follow the router
+    main_links = page.locator("main li a")
+    main_links.nth(1).focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(loglake.url + "/ui/sql")
+    page.get_by_label("SQL query").wait_for()

@@ -16,6 +16,7 @@ from loglake import __version__
 from loglake.api.auth import Unauthorized
 from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content
 from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, ingest_counts, store
+from loglake.api.ui_routes import ui_home
 from loglake.ids import format_uuid
 from loglake.ingest import ParsedBody
 from loglake.model import InvalidRecords
@@ -76,7 +77,7 @@ def _answer(payload: Any, status: int = 200) -> Result:
 async def root(app: LoglakeApp, request: Request) -> Result:
     """Elasticsearch's version document (what shippers check on connecting); a browser goes to the web UI."""
     if "text/html" in request.header(b"accept"):
-        return Result(302, b"", ((b"location", b"/ui/"), (b"content-type", b"text/plain")))
+        return Result(302, b"", ((b"location", ui_home(request)), (b"content-type", b"text/plain")))
     return _answer(
         {
             "name": "loglake",
