@@ -31,6 +31,7 @@ def test_sql_runs_with_ctrl_enter_and_downloads_what_query_answers(page, loglake
     page.locator(".grid tbody tr").first.wait_for()
     assert page.locator(".grid tbody tr").count() == 3
     assert page.locator(".grid td.null").count() == 3  # NULL, shown apart from an empty string
+    assert page.locator(".grid th", has_text="nothing").inner_text().split() == ["nothing", "NULL"]  # its type
     assert "3 rows" in page.locator(".stats").inner_text()
     assert page.locator(".t-keyword").first.inner_text() == "SELECT"  # highlighted
     screenshot(page, "sql")
@@ -173,3 +174,21 @@ def test_an_unknown_page_says_so_and_offers_the_pages(page, loglake):
     page.keyboard.press("Enter")
     page.wait_for_url(loglake.url + "/ui/sql")
     page.get_by_label("SQL query").wait_for()
+
+
+def test_the_status_pages_ingest_chart_ends_now(browser, loglake):
+    # a browser in UTC whose clock stands 30 s into a minute: the last hour's last bucket ends in the next one
+    now_ms = loglake.now_ms // 60_000 * 60_000 + 30_000
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id="UTC")
+    try:
+        page = context.new_page()
+        page.clock.set_fixed_time(now_ms / 1000)
+        sign_in(page, loglake)
+        page.goto(loglake.url + "/ui/status")
+        ticks = page.locator(".chart-box .ticks span")
+        ticks.first.wait_for()
+        assert ticks.all_inner_texts()[-1] == time.strftime("%H:%M", time.gmtime(now_ms / 1000))
+        assert ticks.all_inner_texts()[0] == time.strftime("%H:%M", time.gmtime(now_ms / 1000 - 3600))
+        screenshot(page, "status-ingest")
+    finally:
+        context.close()
