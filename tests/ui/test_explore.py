@@ -210,6 +210,17 @@ def test_a_shared_link_to_the_home_page_keeps_its_query(page, loglake):
     page.goto(loglake.url + "/ui/?q=service%3Aworker#results")
     page.wait_for_url(loglake.url + "/ui/explore?q=service%3Aworker#results")
     assert services_shown(page) == {"worker"}
+    # a session that has ended: signing in again returns to the whole link, hash included
+    with loglake.client() as c:
+        secret = c.post("/admin/keys", json={"name": "shared-link", "scopes": ["read"]}).json()["secret"]
+    sign_in(page, loglake, secret)
+    with loglake.client() as c:
+        assert c.delete("/admin/keys/shared-link").status_code in (200, 204)
+    page.goto(loglake.url + "/ui/explore?q=gateway#results")
+    page.wait_for_url("**/login?**")
+    page.get_by_label("API key").fill(loglake.read_key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(loglake.url + "/ui/explore?q=gateway#results")
 
 
 def test_live_tail_shows_a_record_sent_after_it_started(page, loglake):

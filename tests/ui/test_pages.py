@@ -174,6 +174,9 @@ def test_an_unknown_page_says_so_and_offers_the_pages(page, loglake):
     page.keyboard.press("Enter")
     page.wait_for_url(loglake.url + "/ui/sql")
     page.get_by_label("SQL query").wait_for()
+    # a page without items, given one, is no page either (pages with items take them: /ui/alerts/<id>)
+    page.goto(loglake.url + "/ui/sql/extra")
+    page.get_by_role("heading", name="No such page").wait_for()
 
 
 def test_the_status_pages_ingest_chart_ends_now(browser, loglake):

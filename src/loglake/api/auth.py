@@ -33,6 +33,10 @@ _SAFE_METHODS = frozenset({"GET", "HEAD"})
 FORMS = "'Authorization: Bearer <api key>' (or Basic with the key as password, 'ApiKey <key>', 'Splunk <key>') or SigV4"
 # The header was well formed but its key is not one of ours: saying how to send a key would mislead.
 UNKNOWN_KEY = "invalid or revoked API key: the key is not known; check it, or create one with `loglake keys create`"
+UNKNOWN_ACCESS_KEY = (
+    "unknown or revoked access key id: the key is not known; check it, or create a key pair with "
+    "`loglake keys create --sigv4`"
+)
 
 
 class Unauthorized(ApiError):
@@ -156,7 +160,7 @@ class Authenticator:
             credential = sigv4.parse_authorization(request.header(b"authorization"))
             found = self.keyring.sigv4(credential.access_key_id)
             if found is None:
-                raise unauthorized("unknown or revoked access key id")
+                raise unauthorized(UNKNOWN_ACCESS_KEY)
             sigv4.check_before_body(
                 _raw_path(request), request.raw_headers, credential, region=self.region, now=self.clock()
             )

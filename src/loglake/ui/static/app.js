@@ -10,15 +10,15 @@ import * as rules from "./rules.js";
 import * as sql from "./sql.js";
 import * as status from "./status.js";
 
-// name, title, the scope it needs, the module drawing it
+// name, title, the scope it needs, the module drawing it, whether it has pages of items (/ui/alerts/<id>)
 const PAGES = [
-  ["explore", "Explore", "read", explore],
-  ["sql", "SQL", "read", sql],
-  ["ask", "Ask", "read", ask],
-  ["alerts", "Alerts", "read", alerts],
-  ["rules", "Rules", "read", rules],
-  ["amplify", "Amplify", "read", amplify],
-  ["status", "Status", null, status],
+  ["explore", "Explore", "read", explore, false],
+  ["sql", "SQL", "read", sql, false],
+  ["ask", "Ask", "read", ask, false],
+  ["alerts", "Alerts", "read", alerts, true],
+  ["rules", "Rules", "read", rules, true],
+  ["amplify", "Amplify", "read", amplify, false],
+  ["status", "Status", null, status, false],
 ];
 
 const main = document.getElementById("main");
@@ -45,7 +45,7 @@ function draw() {
     navigate(`/ui/${usable[0][0]}${location.search}${location.hash}`, { replaceState: true });
     return;
   }
-  const page = PAGES.find(([n]) => n === name);
+  const page = PAGES.find(([n, , , , items]) => n === name && (items || !item));
   for (const a of document.querySelectorAll("#nav a")) {
     if (page && a.dataset.page === name) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
