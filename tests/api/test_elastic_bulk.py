@@ -312,6 +312,8 @@ async def test_a_record_id_route_and_a_bulk_into_an_index_of_the_same_name_both_
     bulk = await client.post("/logs/_bulk", content=ndjson({"create": {}}, {"message": "m"}), headers=NDJSON)
     assert bulk.json()["items"][0]["create"]["_index"] == "logs"
     assert (await client.delete("/logs/_bulk")).status_code == 405
+    document = await client.post("/logs/_doc", json={"message": "one"})  # a document into the index `logs`
+    assert document.status_code == 201 and document.json()["_index"] == "logs"
 
 
 async def test_a_bulk_sized_bulk_of_ecs_documents_is_mapped_as_a_small_one_is(
