@@ -102,6 +102,7 @@ async def test_revoked_or_unknown_key_pair_is_401(app: LoglakeApp, key_pair: tup
     unknown = ("LLAK" + "X" * 16, key_pair[1])
     response = await send(app, "POST", f"{BASE}/logs", body, sign("POST", f"{BASE}/logs", body, unknown))
     assert response.status_code == 401 and "access key" in response.json()["error"]["message"]
+    assert "loglake keys create --sigv4" in response.json()["error"]["message"]  # what to do next
     app.keystore.revoke("signer")
     response = await send(app, "POST", f"{BASE}/logs", body, sign("POST", f"{BASE}/logs", body, key_pair))
     assert response.status_code == 401 and "access key" in response.json()["error"]["message"]

@@ -312,6 +312,8 @@ async def test_a_record_id_route_and_a_bulk_into_an_index_of_the_same_name_both_
     bulk = await client.post("/logs/_bulk", content=ndjson({"create": {}}, {"message": "m"}), headers=NDJSON)
     assert bulk.json()["items"][0]["create"]["_index"] == "logs"
     assert (await client.delete("/logs/_bulk")).status_code == 405
+    document = await client.post("/logs/_doc", json={"message": "one"})  # a document into the index `logs`
+    assert document.status_code == 201 and document.json()["_index"] == "logs"
 
 
 async def test_a_bulk_sized_bulk_of_ecs_documents_is_mapped_as_a_small_one_is(
@@ -346,3 +348,44 @@ async def test_a_bulk_sized_bulk_of_ecs_documents_is_mapped_as_a_small_one_is(
     for message in ("m 1.", f"m {BULK_MIN_RECORDS + 1}."):
         [record] = await stored(client, q=message)
         assert {name: record[name] for name in expected} == expected
+
+
+async def test_a_single_document_is_stored_as_a_one_action_bulk_and_answered_as_elasticsearch_does(
+    client: httpx.AsyncClient,
+) -> None:
+    doc_id = str(uuid.uuid4())
+    pretty = json.dumps({"message": "order 7\npaid", "log": {"level": "warn"}, "service.name": "shop"}, indent=2)
+    calls = [
+        ("POST", "/app/_doc", None),
+        ("PUT", f"/app/_doc/{doc_id}", doc_id),
+        ("PUT", f"/app/_doc/{doc_id}", doc_id),  # a retry: a uuid id is the record's client id, stored once
+        ("POST", "/app/_create/named-1", "named-1"),
+    ]
+    for method, path, expected_id in calls:
+        answer = await client.request(method, path, content=pretty, headers={"content-type": "application/json"})
+        assert answer.status_code == 201, answer.text
+        body = answer.json()
+        assert answer.headers["x-elastic-product"] == "Elasticsearch"
+        assert (body["_index"], body["result"], body["_version"]) == ("app", "created", 1)
+        assert body["_shards"] == {"total": 1, "successful": 1, "failed": 0}
+        assert body["_id"] == expected_id or (expected_id is None and uuid.UUID(body["_id"]))
+    logs = await stored(client, log_type="app")
+    assert [(log["message"], log["severity"], log["service"]) for log in logs] == [
+        ("order 7\npaid", "warning", "shop")
+    ] * 3
+    assert sorted(log["attributes"].get("_id", "") for log in logs) == ["", "", "named-1"]
+
+
+async def test_a_single_document_that_cannot_be_stored_is_an_error_in_elasticsearchs_form(
+    client: httpx.AsyncClient,
+) -> None:
+    json_type = {"content-type": "application/json"}
+    bad_time = await client.post("/app/_doc", json={"@timestamp": "not a time", "message": "bad"})
+    assert bad_time.status_code == 400 and bad_time.json()["error"]["type"] == "document_parsing_exception"
+    assert "timestamp" in bad_time.json()["error"]["reason"]
+    not_json = await client.put("/app/_doc/1", content=b"{not json", headers=json_type)
+    assert not_json.status_code == 400 and not_json.json()["status"] == 400
+    empty = await client.post("/app/_doc", content=b"", headers=json_type)
+    assert empty.status_code == 400 and "request body is required" in empty.json()["error"]["reason"]
+    assert (await client.get("/app/_doc/1")).status_code in (404, 405)
+    assert await stored(client, log_type="app") == []

@@ -1,12 +1,15 @@
 """The official `elasticsearch` Python client (9.x) against a real `loglake serve`: it connects (the product
 check), its bulk helper stores documents, failing items come back as the helper reports them, and its auth
-forms (api_key as text or as an (id, key) pair, basic auth) are accepted."""
+forms (api_key as text or as an (id, key) pair, basic auth) are accepted; its single-document calls
+(`index`, `create`) store a document each."""
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
-from elasticsearch import AuthenticationException, Elasticsearch, helpers
+from elasticsearch import AuthenticationException, BadRequestError, Elasticsearch, helpers
 
 pytestmark = pytest.mark.e2e
 
@@ -66,3 +69,19 @@ def test_the_clients_auth_forms_are_accepted_and_a_wrong_key_refused(server: tup
         es.bulk(operations=[{"create": {"_index": "auth"}}, {"message": "out"}])
     assert refused.value.meta.status == 401
     assert [log["message"] for log in recent(url, key, log_type="auth")] == ["in", "in"]
+
+
+def test_the_clients_single_document_calls_store_one_document_each(server: tuple[str, str]) -> None:
+    url, key = server
+    doc_id = str(uuid.uuid4())
+    with Elasticsearch(url, api_key=key) as es:
+        indexed = es.index(index="single", document={"message": "order 1 paid", "log.level": "info"})
+        assert indexed.meta.status == 201 and indexed["result"] == "created" and indexed["_index"] == "single"
+        for _ in range(2):  # a retry with the same uuid id stores the document once
+            assert es.index(index="single", id=doc_id, document={"message": "order 2 paid"})["_id"] == doc_id
+        assert es.create(index="single", id="order-3", document={"message": "order 3 paid"})["_id"] == "order-3"
+        with pytest.raises(BadRequestError) as refused:
+            es.index(index="single", document={"@timestamp": "not a time", "message": "bad"})
+        assert refused.value.meta.status == 400 and "timestamp" in str(refused.value)
+    logs = recent(url, key, log_type="single")
+    assert sorted(log["message"] for log in logs) == ["order 1 paid", "order 2 paid", "order 3 paid"]

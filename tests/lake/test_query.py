@@ -369,6 +369,16 @@ def test_time_zone_aware_values_come_back_as_utc_text(local_engine: QueryEngine)
     assert result["rows"] == [["2026-11-01T08:00:00.000Z", True]]
 
 
+def test_column_types_read_as_sql_without_duckdbs_quotes(local_engine: QueryEngine) -> None:
+    sql = """SELECT NULL AS nothing, [NULL] AS nulls, 1 AS one, {'select': 1} AS s"""
+    assert local_engine.query(sql).columns == [
+        ("nothing", "NULL"),
+        ("nulls", "NULL[]"),
+        ("one", "INTEGER"),
+        ("s", 'STRUCT("select" INTEGER)'),  # a field named by a keyword is quoted: that is its name in SQL
+    ]
+
+
 def test_an_error_message_never_carries_a_python_traceback() -> None:
     from loglake.lake.sql_guard import client_error
 

@@ -51,6 +51,7 @@ def test_every_page_is_accessible_in_both_themes(page, loglake):
         "rule-page": (f"/ui/rules/{CRITICAL_RULE_ID}", "pre.plan"),
         "amplify": ("/ui/amplify", "article.report"),
         "status": ("/ui/status", ".keys table"),
+        "no-such-page": ("/ui/nonexistent", "main h1"),
     }
     for name, (path, ready) in pages.items():
         for width, size in WIDTHS.items():

@@ -45,6 +45,11 @@ async def test_every_ui_route_gets_the_document_and_assets_are_immutable(client:
     assert 'action="/session"' in login.text and f"/ui/assets/{version}/login.js" in login.text
     redirect = await client.get("/ui")
     assert (redirect.status_code, redirect.headers["location"]) == (308, "/ui/")
+    # a shared link keeps its view through the redirects to the home page
+    redirect = await client.get("/ui?q=timeout%20service%3Aapi&range=24h")
+    assert (redirect.status_code, redirect.headers["location"]) == (308, "/ui/?q=timeout%20service%3Aapi&range=24h")
+    from_root = await client.get("/?q=timeout", headers={"accept": "text/html"})
+    assert (from_root.status_code, from_root.headers["location"]) == (302, "/ui/?q=timeout")
 
     script = await client.get(f"/ui/assets/{version}/app.js", headers={"accept-encoding": "identity"})
     assert script.status_code == 200

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.ui.conftest import no_horizontal_scroll, screenshot, sign_in
+from tests.ui.conftest import HOUR_MS, no_horizontal_scroll, screenshot, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -195,6 +195,44 @@ def test_signing_in_returns_to_the_page_asked_for_without_a_refused_request(page
         other.wait_for_url(loglake.url + "/ui/explore")
     finally:
         other.context.close()
+
+
+def test_a_shared_link_to_the_home_page_keeps_its_query(page, loglake):
+    # not signed in: through the sign-in page, which carries the link's query back
+    page.goto(loglake.url + "/ui/?q=gateway")
+    page.wait_for_url("**/login?next=**")
+    page.get_by_label("API key").fill(loglake.read_key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(loglake.url + "/ui/explore?q=gateway")
+    assert page.locator("#q").input_value() == "gateway"
+    assert services_shown(page) == {"billing"}
+    # signed in: the hash goes along too
+    page.goto(loglake.url + "/ui/?q=service%3Aworker#results")
+    page.wait_for_url(loglake.url + "/ui/explore?q=service%3Aworker#results")
+    assert services_shown(page) == {"worker"}
+    # a session that has ended: signing in again returns to the whole link, hash included
+    with loglake.client() as c:
+        secret = c.post("/admin/keys", json={"name": "shared-link", "scopes": ["read"]}).json()["secret"]
+    sign_in(page, loglake, secret)
+    with loglake.client() as c:
+        assert c.delete("/admin/keys/shared-link").status_code in (200, 204)
+    page.goto(loglake.url + "/ui/explore?q=gateway#results")
+    page.wait_for_url("**/login?**")
+    page.get_by_label("API key").fill(loglake.read_key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(loglake.url + "/ui/explore?q=gateway#results")
+
+
+def test_the_histograms_axis_is_the_range_asked_for_not_its_buckets(page, loglake):
+    # six hours from 7 minutes past an hour: 5-minute buckets, the first starting 2 minutes before the
+    # range, the last ending 3 minutes after it
+    since = loglake.now_ms // HOUR_MS * HOUR_MS - 6 * HOUR_MS + 7 * 60_000
+    until = since + 6 * HOUR_MS
+    sign_in(page, loglake)
+    page.goto(f"{loglake.url}/ui/explore?from={since}&to={until}&tz=utc")
+    page.locator(".histogram .ticks span").first.wait_for()
+    ticks = page.locator(".histogram .ticks span").all_inner_texts()
+    assert (ticks[0], ticks[-1]) == tuple(time.strftime("%m-%d %H:%M", time.gmtime(t / 1000)) for t in (since, until))
 
 
 def test_live_tail_shows_a_record_sent_after_it_started(page, loglake):

@@ -31,6 +31,7 @@ def test_sql_runs_with_ctrl_enter_and_downloads_what_query_answers(page, loglake
     page.locator(".grid tbody tr").first.wait_for()
     assert page.locator(".grid tbody tr").count() == 3
     assert page.locator(".grid td.null").count() == 3  # NULL, shown apart from an empty string
+    assert page.locator(".grid th", has_text="nothing").inner_text().split() == ["nothing", "NULL"]  # its type
     assert "3 rows" in page.locator(".stats").inner_text()
     assert page.locator(".t-keyword").first.inner_text() == "SELECT"  # highlighted
     screenshot(page, "sql")
@@ -154,3 +155,43 @@ def test_ask_without_a_model_says_how_to_configure_one(page, loglake):
     page.get_by_text("this server has none configured").wait_for()
     assert "--llm-provider openai --llm-endpoint" in page.locator(".empty").inner_text()
     assert page.get_by_label("Question").count() == 0
+
+
+def test_an_unknown_page_says_so_and_offers_the_pages(page, loglake):
+    sign_in(page, loglake, loglake.read_key)
+    page.goto(loglake.url + "/ui/nonexistent")
+    page.get_by_role("heading", name="No such page").wait_for()
+    assert page.title() == "No such page · loglake"
+    assert "/ui/nonexistent" in page.locator("main").inner_text()
+    assert page.locator("#nav a[aria-current]").count() == 0  # no page's tab claims it
+    offered = page.locator("main li a")
+    assert offered.all_inner_texts() == page.locator("#nav a").all_inner_texts()
+    assert page.url == loglake.url + "/ui/nonexistent"  # the address still says what was asked for
+    screenshot(page, "no-such-page")
+    # by keyboard: the links are reachable and follow the router
+    main_links = page.locator("main li a")
+    main_links.nth(1).focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(loglake.url + "/ui/sql")
+    page.get_by_label("SQL query").wait_for()
+    # a page without items, given one, is no page either (pages with items take them: /ui/alerts/<id>)
+    page.goto(loglake.url + "/ui/sql/extra")
+    page.get_by_role("heading", name="No such page").wait_for()
+
+
+def test_the_status_pages_ingest_chart_ends_now(browser, loglake):
+    # a browser in UTC whose clock stands 30 s into a minute: the last hour's last bucket ends in the next one
+    now_ms = loglake.now_ms // 60_000 * 60_000 + 30_000
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id="UTC")
+    try:
+        page = context.new_page()
+        page.clock.set_fixed_time(now_ms / 1000)
+        sign_in(page, loglake)
+        page.goto(loglake.url + "/ui/status")
+        ticks = page.locator(".chart-box .ticks span")
+        ticks.first.wait_for()
+        assert ticks.all_inner_texts()[-1] == time.strftime("%H:%M", time.gmtime(now_ms / 1000))
+        assert ticks.all_inner_texts()[0] == time.strftime("%H:%M", time.gmtime(now_ms / 1000 - 3600))
+        screenshot(page, "status-ingest")
+    finally:
+        context.close()

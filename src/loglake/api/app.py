@@ -129,6 +129,11 @@ ROUTES = [
     Route("PUT", "/_bulk", elastic_routes.bulk, "ingest", reads_body=True, error_form=_ES),
     Route("POST", "/{index}/_bulk", elastic_routes.bulk, "ingest", reads_body=True, error_form=_ES),
     Route("PUT", "/{index}/_bulk", elastic_routes.bulk, "ingest", reads_body=True, error_form=_ES),
+    *(
+        Route(method, template, handler, "ingest", reads_body=True, error_form=_ES)
+        for template, handler, methods in elastic_routes.DOCUMENT_ROUTES
+        for method in methods
+    ),
     Route("GET", "/_license", elastic_routes.license_info, "ingest", error_form=_ES),
     Route("GET", "/_xpack", elastic_routes.xpack_info, "ingest", error_form=_ES),
     Route("GET", "/_cluster/health", elastic_routes.cluster_health, "ingest", error_form=_ES),

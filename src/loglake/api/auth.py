@@ -31,13 +31,20 @@ _SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 FORMS = "'Authorization: Bearer <api key>' (or Basic with the key as password, 'ApiKey <key>', 'Splunk <key>') or SigV4"
+# The header was well formed but its key is not one of ours: saying how to send a key would mislead.
+UNKNOWN_KEY = "invalid or revoked API key: the key is not known; check it, or create one with `loglake keys create`"
+UNKNOWN_ACCESS_KEY = (
+    "unknown or revoked access key id: the key is not known; check it, or create a key pair with "
+    "`loglake keys create --sigv4`"
+)
 
 
 class Unauthorized(ApiError):
-    """A 401, with why: no credentials, a scheme we do not take, or a key that is not (or no longer) valid;
-    the protocols that answer each case differently (Splunk HEC) tell them apart by it."""
+    """A 401, with why: no credentials, a header that does not hold a key in a form we take (an unknown
+    scheme, no key, Basic that is not base64 of user:key), or a key that is not (or no longer) valid; the
+    protocols that answer each case differently (Splunk HEC) tell them apart by it."""
 
-    def __init__(self, message: str, why: Literal["missing", "scheme", "invalid"]) -> None:
+    def __init__(self, message: str, why: Literal["missing", "malformed", "invalid"]) -> None:
         super().__init__(401, "unauthorized", message, headers=_CHALLENGE)
         self.why = why
 
@@ -85,19 +92,28 @@ class Authenticator:
         scheme, _, token = header.partition(" ")
         scheme = scheme.lower()
         token = token.strip()
-        if scheme in ("bearer", "splunk"):
-            key = self.keyring.bearer(token)
-        elif scheme == "basic":
-            key = self.keyring.bearer(_after_colon(token))
+        if sigv4.is_sigv4(header):
+            return self._sigv4(request)
+        if scheme not in ("bearer", "splunk", "basic", "apikey"):
+            shown = f" {scheme!r}" if scheme.isalpha() and len(scheme) <= 20 else ""  # never echo a secret back
+            raise Unauthorized(f"unsupported authorization scheme{shown}; send {FORMS}", "malformed")
+        if not token:
+            raise Unauthorized(f"the {scheme.title()} authorization holds no key; send {FORMS}", "malformed")
+        if scheme == "basic":
+            password = _after_colon(token)
+            if not password:
+                raise Unauthorized(
+                    f"the Basic credentials are not base64 of user:key (any user name, the API key as the password); "
+                    f"send {FORMS}",
+                    "malformed",
+                )
+            key = self.keyring.bearer(password)
         elif scheme == "apikey":
             key = self.keyring.bearer(token) or self.keyring.bearer(_after_colon(token))
-        elif sigv4.is_sigv4(header):
-            return self._sigv4(request)
         else:
-            shown = f" {scheme!r}" if scheme.isalpha() and len(scheme) <= 20 else ""  # never echo a secret back
-            raise Unauthorized(f"unsupported authorization scheme{shown}; send {FORMS}", "scheme")
+            key = self.keyring.bearer(token)
         if key is None:
-            raise unauthorized("invalid or revoked API key")
+            raise unauthorized(UNKNOWN_KEY)
         return key
 
     def key_for_session(self, secret: str) -> ApiKey:
@@ -144,7 +160,7 @@ class Authenticator:
             credential = sigv4.parse_authorization(request.header(b"authorization"))
             found = self.keyring.sigv4(credential.access_key_id)
             if found is None:
-                raise unauthorized("unknown or revoked access key id")
+                raise unauthorized(UNKNOWN_ACCESS_KEY)
             sigv4.check_before_body(
                 _raw_path(request), request.raw_headers, credential, region=self.region, now=self.clock()
             )

@@ -16,6 +16,7 @@ from loglake import __version__
 from loglake.api.auth import Unauthorized
 from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content
 from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, ingest_counts, store
+from loglake.api.ui_routes import ui_home
 from loglake.ids import format_uuid
 from loglake.ingest import ParsedBody
 from loglake.model import InvalidRecords
@@ -76,7 +77,7 @@ def _answer(payload: Any, status: int = 200) -> Result:
 async def root(app: LoglakeApp, request: Request) -> Result:
     """Elasticsearch's version document (what shippers check on connecting); a browser goes to the web UI."""
     if "text/html" in request.header(b"accept"):
-        return Result(302, b"", ((b"location", b"/ui/"), (b"content-type", b"text/plain")))
+        return Result(302, b"", ((b"location", ui_home(request)), (b"content-type", b"text/plain")))
     return _answer(
         {
             "name": "loglake",
@@ -144,6 +145,49 @@ async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None)
     started = time.perf_counter()
     _check_media_type(request)
     body = decode_content(request, request.body, app.settings.max_body_bytes)
+    items = await _store_bulk(app, body, path_index)
+    took_ms = int((time.perf_counter() - started) * 1000)
+    if len(body) < OFF_LOOP_BODY_BYTES:
+        answer = elastic.bulk_answer(items, took_ms)
+    else:  # an item a microsecond: for a big bulk, off the event loop too
+        answer = await app.run_ingest(elastic.bulk_answer, items, took_ms)
+    return Result(200, answer, _JSON_HEADERS)
+
+
+async def index_document(app: LoglakeApp, request: Request, index: str, doc_id: str | None = None) -> Result:
+    """`POST /{index}/_doc` and `PUT|POST /{index}/_doc/{id}`: what `es.index(...)` and Logstash send."""
+    return await _one_document(app, request, "index", index, doc_id)
+
+
+async def create_document(app: LoglakeApp, request: Request, index: str, doc_id: str) -> Result:
+    """`PUT|POST /{index}/_create/{id}`: what `es.create(...)` sends."""
+    return await _one_document(app, request, "create", index, doc_id)
+
+
+async def _one_document(app: LoglakeApp, request: Request, action: str, index: str, doc_id: str | None) -> Result:
+    """One document, stored as a bulk of one action; answered as Elasticsearch answers it (201 and the
+    document's _index and _id), or its item's failure as an error of the whole request."""
+    _check_media_type(request)
+    body = decode_content(request, request.body, app.settings.max_body_bytes)
+    if not body.strip():
+        raise ElasticError(400, "parse_exception", "request body is required: send the document as JSON")
+    (item,) = await _store_bulk(app, elastic.document_bulk(action, index, doc_id, body), index)
+    if item.error is not None:
+        error_type, reason = item.error
+        raise ElasticError(item.status, error_type, reason, headers=[PRODUCT])
+    return _answer(elastic.document_answer(item), 201)
+
+
+# The single-document APIs: template, handler, methods (Elasticsearch takes PUT or POST where the id is given).
+DOCUMENT_ROUTES = (
+    ("/{index}/_doc", index_document, ("POST",)),
+    ("/{index}/_doc/{id}", index_document, ("PUT", "POST")),
+    ("/{index}/_create/{id}", create_document, ("PUT", "POST")),
+)
+
+
+async def _store_bulk(app: LoglakeApp, body: bytes, path_index: str | None) -> list[elastic.BulkItem]:
+    """A bulk body's items once stored, each with its outcome (counted in the protocol's metrics)."""
     if len(body) < OFF_LOOP_BODY_BYTES:
         items, groups = _parse(app, body, path_index)
     else:  # a big bulk takes milliseconds to check: off the event loop, which serves everyone else
@@ -158,12 +202,7 @@ async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None)
     app.metrics.protocol_records.inc((PROTOCOL, "accepted"), len(items) - refused)
     if refused:
         app.metrics.protocol_records.inc((PROTOCOL, "rejected"), refused)
-    took_ms = int((time.perf_counter() - started) * 1000)
-    if len(body) < OFF_LOOP_BODY_BYTES:
-        answer = elastic.bulk_answer(items, took_ms)
-    else:  # an item a microsecond: for a big bulk, off the event loop too
-        answer = await app.run_ingest(elastic.bulk_answer, items, took_ms)
-    return Result(200, answer, _JSON_HEADERS)
+    return items
 
 
 Group = tuple[list[elastic.BulkItem], ParsedBody, dict[tuple[str, int], int]]
@@ -248,6 +287,18 @@ _BULK = {
         }
     },
 }
+_DOCUMENT = {
+    "summary": "Elasticsearch's single-document index/create: one JSON document, stored as a bulk of one action "
+    "(the same mapping); durable once answered. Bearer, Basic (the key as password), ApiKey or SigV4; ingest scope",
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+    "responses": {
+        "201": {"description": '{_index, _id, _version, result: "created", _shards, _seq_no, _primary_term}'}
+    },
+}
+_DOCUMENT_ERRORS = _BULK_ERRORS | {
+    "400": _ES_ERROR | {"description": f"No document, or one that cannot be stored. {_ES_ERROR['description']}"},
+    "503": _ES_ERROR | {"description": f"Storage cannot take writes; retry. {_ES_ERROR['description']}"},
+}
 _PROBE = {"responses": {"200": {"description": "what the shippers check before sending"}}}
 _SETUP = {
     "get": {
@@ -262,6 +313,7 @@ _SETUP = {
     },
 }
 _INDEX = [{"name": "index", "in": "path", "required": True, "schema": {"type": "string"}}]
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def _with_errors(operation: dict, errors: dict = _KEY_ERRORS) -> dict:
@@ -284,6 +336,15 @@ OPENAPI_PATHS: dict[str, dict] = {
             _BULK_ERRORS,
         )
         for method in ("post", "put")
+    },
+    **{
+        template: {
+            method.lower(): _with_errors(
+                _DOCUMENT | {"parameters": _INDEX + ([_ID] if "{id}" in template else [])}, _DOCUMENT_ERRORS
+            )
+            for method in methods
+        }
+        for template, _, methods in DOCUMENT_ROUTES
     },
     "/_license": {"get": _with_errors(_PROBE | {"summary": "A basic license, active (Logstash, Beats)"})},
     "/_xpack": {"get": _with_errors(_PROBE | {"summary": "No index lifecycle management (Logstash)"})},

@@ -44,7 +44,9 @@ def hec_error(error: ApiError) -> ApiError:
     if isinstance(error, HecApiError):
         return error
     if isinstance(error, Unauthorized):
-        return HecApiError({"missing": 2, "scheme": 3}.get(error.why, 4), "send 'Authorization: Splunk <api key>'")
+        if error.why == "invalid":  # the header was right: the key is what is wrong, and the message says so
+            return HecApiError(4, error.message)
+        return HecApiError({"missing": 2, "malformed": 3}[error.why], "send 'Authorization: Splunk <api key>'")
     if error.status == 403:
         return HecApiError(4, error.message)
     if error.status in (429, 503):  # Splunk's answer when it cannot take more now: clients retry it

@@ -45,8 +45,15 @@ async def index(app: LoglakeApp, request: Request, *route: str) -> Result:
     return _send(request, assets().pages["index.html"], REVALIDATE)
 
 
+def ui_home(request: Request) -> bytes:
+    """The UI's home page with the request's query string: a shared link's view (`?q=...`) survives the
+    redirect to it."""
+    query = request.scope.get("query_string", b"")
+    return b"/ui/" + (b"?" + query if query else b"")
+
+
 async def to_index(app: LoglakeApp, request: Request) -> Result:
-    return Result(308, b"", ((b"location", b"/ui/"),))
+    return Result(308, b"", ((b"location", ui_home(request)),))
 
 
 async def asset(app: LoglakeApp, request: Request, version: str, name: str) -> Result:

@@ -67,7 +67,7 @@ class SessionCookieAuth:
             raise Unauthorized(
                 "this address takes the web UI's session cookie only: sign in at /login; API clients call the "
                 "IAM-authorized API (the stack's ApiEndpoint output) with SigV4",
-                "scheme",
+                "malformed",
             )
         token = session_token(request)
         if not token:

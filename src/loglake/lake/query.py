@@ -274,7 +274,7 @@ class QueryEngine:
             watchdog.start()
             try:
                 result = cursor.execute(sql, params) if params else cursor.execute(sql)
-                columns = [(d[0], str(d[1])) for d in (result.description or [])]
+                columns = [(d[0], type_name(d[1])) for d in (result.description or [])]
                 if explain:
                     rows = result.fetchall()
                 elif max_bytes is None:
@@ -502,3 +502,9 @@ def _files_read(operator: dict) -> int:
 def sql_string(text: str) -> str:
     """A SQL string literal (for what DuckDB takes no parameters for: file lists, paths in COPY)."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def type_name(duckdb_type: object) -> str:
+    """A result column's SQL type as a person reads it: DuckDB writes the type of a bare NULL as the
+    quoted identifier `"NULL"` (also inside others: `"NULL"[]`); quoted struct field names stay."""
+    return str(duckdb_type).replace('"NULL"', "NULL")

@@ -321,13 +321,28 @@ def bulk_answer(items: list[BulkItem], took_ms: int) -> bytes:
     return b'{"errors":%b,"took":%d,"items":[%b]}\n' % (flag, took_ms, b",".join(entries))
 
 
+# What Elasticsearch says of a stored document after its _index and _id (a bulk item adds its status).
+_CREATED = {"_version": 1, "result": "created", "_shards": _SHARDS, "_seq_no": 0, "_primary_term": 1}
+
+
 def _stored_entry(action: str, index: str | None) -> tuple[bytes, bytes]:
     """The text of a stored item's entry before and after its `_id`."""
     before = b'{%b:{"_index":%b,"_id":' % (_encode(action), _encode(index))
-    after = b',"_version":1,"result":"created","_shards":%b,"_seq_no":0,"_primary_term":1,"status":201}}' % (
-        _encode(_SHARDS)
-    )
+    after = b',%b,"status":201}}' % _encode(_CREATED)[1:-1]
     return before, after
+
+
+def document_bulk(action: str, index: str, doc_id: str | None, body: bytes) -> bytes:
+    """The single-document APIs (`PUT /{index}/_doc/{id}`, `POST /{index}/_doc`, `PUT /{index}/_create/{id}`)
+    as the one-action bulk they amount to. A document may span lines; JSON holds no raw newline inside a
+    string, so they can all become spaces."""
+    meta = {"_index": index} if doc_id is None else {"_index": index, "_id": doc_id}
+    return b"%b\n%b\n" % (_encode({action: meta}), body.replace(b"\n", b" "))
+
+
+def document_answer(item: BulkItem) -> dict[str, Any]:
+    """Elasticsearch's answer to a stored single document."""
+    return {"_index": item.index, "_id": item.doc_id, **_CREATED}
 
 
 def error_body(status: int, error_type: str, reason: str) -> dict[str, Any]:

@@ -48,7 +48,7 @@ export async function request(path, { method = "GET", params, body, signal, acce
 
 // To the sign-in page, which comes back to this page once signed in.
 export function signIn(error) {
-  location.assign(url("/login", { error, next: location.pathname + location.search }));
+  location.assign(url("/login", { error, next: location.pathname + location.search + location.hash }));
 }
 
 export async function api(path, options) {

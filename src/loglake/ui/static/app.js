@@ -1,7 +1,7 @@
 // The shell of the UI: the session, the navigation, the theme, the keyboard, and a router that draws
 // the page of /ui/<page>/<item> into <main> without reloading.
 import { ApiError, api, errorBox, setCsrfToken, signIn } from "./api.js";
-import { h, replace } from "./dom.js";
+import { h, link, replace } from "./dom.js";
 import * as alerts from "./alerts.js";
 import * as amplify from "./amplify.js";
 import * as ask from "./ask.js";
@@ -10,15 +10,15 @@ import * as rules from "./rules.js";
 import * as sql from "./sql.js";
 import * as status from "./status.js";
 
-// name, title, the scope it needs, the module drawing it
+// name, title, the scope it needs, the module drawing it, whether it has pages of items (/ui/alerts/<id>)
 const PAGES = [
-  ["explore", "Explore", "read", explore],
-  ["sql", "SQL", "read", sql],
-  ["ask", "Ask", "read", ask],
-  ["alerts", "Alerts", "read", alerts],
-  ["rules", "Rules", "read", rules],
-  ["amplify", "Amplify", "read", amplify],
-  ["status", "Status", null, status],
+  ["explore", "Explore", "read", explore, false],
+  ["sql", "SQL", "read", sql, false],
+  ["ask", "Ask", "read", ask, false],
+  ["alerts", "Alerts", "read", alerts, true],
+  ["rules", "Rules", "read", rules, true],
+  ["amplify", "Amplify", "read", amplify, false],
+  ["status", "Status", null, status, false],
 ];
 
 const main = document.getElementById("main");
@@ -40,14 +40,19 @@ function draw() {
   leave = null;
   const [name = "", item] = location.pathname.replace(/^\/ui\/?/, "").split("/").map(decodeURIComponent);
   const usable = PAGES.filter(([, , scope]) => allows(scope));
-  const page = PAGES.find(([n]) => n === name);
-  if (!page) {
-    navigate(`/ui/${usable[0][0]}`, { replaceState: true });
+  if (!name) {
+    // the home page is the first usable page; a shared link's query and hash are its view, so they go along
+    navigate(`/ui/${usable[0][0]}${location.search}${location.hash}`, { replaceState: true });
     return;
   }
+  const page = PAGES.find(([n, , , , items]) => n === name && (items || !item));
   for (const a of document.querySelectorAll("#nav a")) {
-    if (a.dataset.page === name) a.setAttribute("aria-current", "page");
+    if (page && a.dataset.page === name) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
+  }
+  if (!page) {
+    drawNoSuchPage(usable);
+    return;
   }
   const [, title, scope, module] = page;
   document.title = `${title} · loglake`;
@@ -57,6 +62,14 @@ function draw() {
   }
   replace(main);
   leave = module.render(main, { session, item, params: new URLSearchParams(location.search), allows, navigate }) || null;
+}
+
+// A mistyped or outdated link: say so and offer the pages there are, rather than showing another page.
+function drawNoSuchPage(usable) {
+  document.title = "No such page · loglake";
+  replace(main, h("h1", { text: "No such page" }),
+    h("p", {}, "There is no page at ", h("code", { text: location.pathname }), ". The pages are:"),
+    h("ul", { class: "page-list" }, usable.map(([name, title]) => h("li", {}, link(`/ui/${name}`, title)))));
 }
 
 function drawNav() {

@@ -12,12 +12,14 @@ function svg(tag, attrs = {}, text) {
 }
 
 // bars: [{start (ms), width (ms), parts: [[series, count], ...], label}]; series name a CSS class suffix.
+// from/to (ms): the window the bars count, when it is not whole buckets (the last hour ends now, inside
+// a bucket): the axis spans it, and the bars at its ends are cut to it.
 // onZoom(fromMs, toMs) is called when the person drags across the chart.
-export function stackedBars(bars, { height = 120, onZoom, label = "records", tickFormat = (ms) => new Date(ms).toLocaleString() } = {}) {
+export function stackedBars(bars, { height = 120, onZoom, label = "records", from, to, tickFormat = (ms) => new Date(ms).toLocaleString() } = {}) {
   const width = 1000;
   const top = 4, bottom = 0;
-  const first = bars.length ? bars[0].start : 0;
-  const last = bars.length ? bars[bars.length - 1].start + bars[bars.length - 1].width : 1;
+  const first = from ?? (bars.length ? bars[0].start : 0);
+  const last = to ?? (bars.length ? bars[bars.length - 1].start + bars[bars.length - 1].width : 1);
   const span = Math.max(1, last - first);
   const max = Math.max(1, ...bars.map((b) => b.parts.reduce((sum, [, n]) => sum + n, 0)));
   const x = (ms) => ((ms - first) / span) * width;
@@ -35,7 +37,7 @@ export function stackedBars(bars, { height = 120, onZoom, label = "records", tic
       bar.parts.filter(([, n]) => n).map(([s, n]) => `\n${s}: ${n}`).join("")));
     for (const [series, n] of bar.parts) {
       if (!n) continue;
-      const x0 = x(bar.start), w = Math.max(1, x(bar.start + bar.width) - x0 - 1);
+      const x0 = x(Math.max(first, bar.start)), w = Math.max(1, x(Math.min(last, bar.start + bar.width)) - x0 - 1);
       group.append(svg("rect", { x: x0, width: w, y: y(base + n), height: y(base) - y(base + n), class: `bar s-${series}` }));
       base += n;
     }

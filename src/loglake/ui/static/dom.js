@@ -59,8 +59,10 @@ export function link(href, ...children) {
   return h("a", { href, "data-route": "" }, ...children);
 }
 
-export function copyButton(text, label = "Copy") {
-  const button = h("button", { type: "button", class: "small", text: label });
+// A button copying text (or what a function returns); the size of a plain button unless `small`, to
+// match the buttons beside it.
+export function copyButton(text, label = "Copy", { small = false } = {}) {
+  const button = h("button", { type: "button", class: small ? "small" : null, text: label });
   button.addEventListener("click", async () => {
     try {
       await navigator.clipboard.writeText(typeof text === "function" ? text() : text);

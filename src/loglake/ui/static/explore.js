@@ -207,6 +207,8 @@ async function loadHistogram(box, state, go) {
     const bars = data.buckets.map((b) => ({ start: Date.parse(b.start), width, parts: SEVERITIES.map((s) => [s, b.counts[s] || 0]) }));
     const total = data.buckets.reduce((sum, b) => sum + b.total, 0);
     const chart = stackedBars(bars, {
+      from: state.since,
+      to: state.until,
       onZoom: (a, b) => go({ range: "", since: a, until: b }),
       tickFormat: (ms) => formatTime(ms, state.tz).slice(5, 16),
     });
@@ -309,7 +311,7 @@ function recordDetails(record, state, go) {
   const surrounding = { q: term("service", record.service), range: "", since: record.timestamp - 60e3, until: record.timestamp + 60e3, tail: false };
   return [
     h("div", { class: "actions" },
-      copyButton(JSON.stringify(record, null, 2), "Copy JSON"),
+      copyButton(JSON.stringify(record, null, 2), "Copy JSON", { small: true }),
       h("button", { type: "button", class: "small", text: "Show surrounding records", onclick: () => go(surrounding) })),
     h("table", { class: "fields" }, h("tbody", {}, fields.map(([field, value]) => h("tr", {},
       h("th", { scope: "row", text: field }),

@@ -62,8 +62,9 @@ const total = (metrics, name) => (metrics[name] || []).reduce((sum, [, v]) => su
 async function loadIngest(box) {
   replace(box, h("h2", { text: "Ingest, last hour" }), h("p", { class: "progress", text: "Counting…" }));
   try {
+    const now = Date.now();
     const [histogram, metricsText] = await Promise.all([
-      api("/logs/histogram", { params: { since: Date.now() - 3600e3, buckets: 60 } }),
+      api("/logs/histogram", { params: { since: now - 3600e3, until: now, buckets: 60 } }),
       request("/metrics", { accept: "text/plain" }).then((r) => r.text()),
     ]);
     const metrics = parseMetrics(metricsText);
@@ -75,7 +76,7 @@ async function loadIngest(box) {
     const hot = total(metrics, "loglake_hot_records");
     const per = histogram.bucket_seconds >= 60 ? `${histogram.bucket_seconds / 60} min` : `${histogram.bucket_seconds} s`;
     replace(box, h("h2", { text: `Ingest, last hour (records per ${per}, by their time)` }),
-      stackedBars(bars, { height: 90, tickFormat: (ms) => formatTime(ms).slice(11, 16) }),
+      stackedBars(bars, { height: 90, from: now - 3600e3, to: now, tickFormat: (ms) => formatTime(ms).slice(11, 16) }),
       h("div", { class: "cards" },
         card("Records ingested", formatCount(total(metrics, "loglake_records_ingested_total")), h("p", { class: "muted small", text: "since the server started" })),
         card("Records rejected", formatCount(total(metrics, "loglake_records_rejected_total")),
