@@ -197,6 +197,21 @@ def test_signing_in_returns_to_the_page_asked_for_without_a_refused_request(page
         other.context.close()
 
 
+def test_a_link_from_another_site_opens_its_page_signed_in(page, loglake):
+    # a link in a chat or an alert e-mail, or Cognito's redirect back: the browser withholds the
+    # SameSite=Strict session cookie from a navigation that starts on another site, so the server must
+    # not take its absence for "signed out"
+    sign_in(page, loglake, loglake.read_key)
+    target = loglake.url + "/ui/alerts"
+    chat = f'<!doctype html><title>chat</title><a href="{target}">the alerts</a>'
+    page.route("http://chat.example/", lambda route: route.fulfill(content_type="text/html", body=chat))
+    page.goto("http://chat.example/")
+    page.get_by_role("link", name="the alerts").click()
+    page.wait_for_url(target)
+    page.get_by_role("heading", name="Alerts").wait_for()
+    assert page.url == target  # not sent to sign in again
+
+
 def test_a_shared_link_to_the_home_page_keeps_its_query(page, loglake):
     # not signed in: through the sign-in page, which carries the link's query back
     page.goto(loglake.url + "/ui/?q=gateway")

@@ -37,6 +37,11 @@ async def test_a_ui_page_without_a_session_goes_to_sign_in_and_carries_the_page(
         # with a session cookie the page is served (its script checks the session)
         page = await b.get("/ui/sql", headers={"cookie": f"{COOKIE}=anything"})
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        # so is a navigation from another site, from which browsers withhold the SameSite=Strict cookie
+        linked = await b.get("/ui/sql", headers={"sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate"})
+        assert linked.status_code == 200 and "text/html" in linked.headers["content-type"]
+        typed = await b.get("/ui/sql", headers={"sec-fetch-site": "none", "sec-fetch-mode": "navigate"})
+        assert typed.status_code == 303  # typed or bookmarked: the cookie would have come
 
 
 async def test_signing_in_goes_to_the_page_that_was_asked_for(app: LoglakeApp) -> None:

@@ -35,10 +35,15 @@ async def login_page(app: LoglakeApp, request: Request) -> Result:
 async def index(app: LoglakeApp, request: Request, *route: str) -> Result:
     """The single page of the UI, for `/ui/` and each of its client-side routes (`/ui/sql`, `/ui/alerts/<id>`).
     A browser with no session is sent to sign in first, and then back to the page it asked for (its
-    script would only meet a 401)."""
+    script would only meet a 401).
+
+    Except when it came from another site (a link in a chat or an alert e-mail, Cognito's redirect
+    back): browsers withhold a SameSite=Strict cookie from such a navigation, so its absence says
+    nothing. The page is served, and its script's own request for the session carries the cookie."""
     if route[:1] == ("assets",):
         raise ApiError(404, "not_found", f"no asset {request.path}; reload /ui/ for the current version")
-    if app.auth.enabled and not session_token(request):
+    cross_site = request.header(b"sec-fetch-site") == "cross-site"
+    if app.auth.enabled and not session_token(request) and not cross_site:
         query = request.scope.get("query_string", b"").decode("latin-1")
         asked = quote(request.path) + (f"?{query}" if query else "")
         return Result(303, b"", ((b"location", login_url(asked).encode()), (b"cache-control", REVALIDATE)))
