@@ -23,6 +23,7 @@ import yaml
 from sqlglot import exp
 
 from loglake.ask.guard import TIME_COLUMNS
+from loglake.ask.time_bounds import conjuncts
 
 DEFAULT_SCHEDULE = "5m"
 DEFAULT_LOOKBACK = "5m"
@@ -120,7 +121,7 @@ def _group_columns(tree: exp.Expression) -> list[str]:
 
 def _drop_time_conditions(where: exp.Where) -> None:
     """Take the conditions on timestamp or date out of a WHERE's top-level ANDs (all: the WHERE goes)."""
-    kept = [c for c in _conjuncts(where.this) if not _on_time(c)]
+    kept = [c for c in conjuncts(where.this) if not _on_time(c)]
     if not kept:
         where.pop()
         return
@@ -128,14 +129,6 @@ def _drop_time_conditions(where: exp.Where) -> None:
     for c in kept[1:]:
         condition = exp.and_(condition, c)
     where.set("this", condition)
-
-
-def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
-    while isinstance(node, exp.Paren):
-        node = node.this
-    if isinstance(node, exp.And):
-        return [*_conjuncts(node.left), *_conjuncts(node.right)]
-    return [node]
 
 
 def _on_time(condition: exp.Expression) -> bool:
