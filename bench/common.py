@@ -262,6 +262,12 @@ def read_rss(pid: int) -> tuple[int, int]:
     return values["VmRSS"], values["VmHWM"]
 
 
+def read_cpu_seconds(stat: str) -> float:
+    """User + system CPU seconds from a /proc stat file (a process's, or one thread's under task/)."""
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Server:
     """A loglake server process for one benchmark round. Use as a context manager."""
@@ -340,15 +346,13 @@ class Server:
     def cpu_seconds(self) -> float:
         """User + system CPU time the server process has used so far."""
         assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return read_cpu_seconds(f"/proc/{self.process.pid}/stat")
 
     def loop_cpu_seconds(self) -> float:
         """User + system CPU time of the server's main thread (the event loop) so far."""
         assert self.process is not None
         pid = self.process.pid
-        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return read_cpu_seconds(f"/proc/{pid}/task/{pid}/stat")
 
     def check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:

@@ -359,7 +359,7 @@ class QueryEngine:
         files = {t.name: list_files(snapshot.read, t.name, window.since_ms, window.until_ms) for t in tables}
         defined = self._defined.setdefault(cursor, {})
         if APP_LOGS_TABLE in tables:
-            self._define_hot_rows(cursor, snapshot, window, top or newest_first, defined)
+            self._define_hot_rows(cursor, snapshot, window, top, newest_first, defined)
         for table in tables:
             keys = tuple(f.key for f in files[table.name])
             if defined.get(table.name) == keys:
@@ -389,15 +389,16 @@ class QueryEngine:
         cursor: duckdb.DuckDBPyConnection,
         snapshot: Snapshot,
         window: TimeRange,
-        order: HotTop | bool,
+        top: HotTop | None,
+        newest_first: bool,
         defined: dict[str, tuple[str, ...] | None],
     ) -> None:
         """Register the hot rows of `window` as a stream, and define the view `logs` reads them through:
-        all of them, oldest first (False) or newest first (True), or the first a top-N (HotTop) can use,
-        in its time order (the view is defined anew when it changes). A predicate of the query's that
-        cannot be bound (the query's own error) gets all rows: the query then fails with its error as usual."""
-        top = order if isinstance(order, HotTop) else None
-        newest_first = top.newest_first if top is not None else bool(order)
+        the first a top-N (`top`) can use, in its time order, else all of them, oldest first or newest first
+        (the view is defined anew when it changes). A predicate of the query's that cannot be bound (the
+        query's own error) gets all rows: the query then fails with its error as usual."""
+        if top is not None:
+            newest_first = top.newest_first
         # Only a LIMIT over the stream needs each batch's rows in order: a sort puts them in its own.
         time_order = None if top is None else "descending" if newest_first else "ascending"
 
