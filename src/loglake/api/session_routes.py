@@ -74,7 +74,7 @@ async def _sign_in(app: LoglakeApp, request: Request, form: bool) -> Result:
     new = await app.run_read(
         app.sessions.create, secret[:8], hash_secret(secret), key.name, app.settings.session_hours * 3600
     )
-    cookie = (b"set-cookie", _cookie(request, new.token, int(app.settings.session_hours * 3600)))
+    cookie = (b"set-cookie", session_cookie(request, new.token, int(app.settings.session_hours * 3600)))
     if home:
         return Result(303, b"", (home, cookie))
     return Result(200, _describe(app, new.session, key), (cookie,))
@@ -139,7 +139,7 @@ async def delete_session(app: LoglakeApp, request: Request) -> Result:
             if e.status != 401:
                 raise
         await app.run_read(app.sessions.end, token)
-    return Result(204, b"", ((b"set-cookie", _cookie(request, "", 0)),))
+    return Result(204, b"", ((b"set-cookie", session_cookie(request, "", 0)),))
 
 
 def _describe(app: LoglakeApp, session: Session, key: ApiKey) -> dict:
@@ -166,7 +166,7 @@ def _ask(app: LoglakeApp) -> dict:
     return {"configured": True, "provider": settings.llm_provider, "model": settings.llm_model}
 
 
-def _cookie(request: Request, value: str, max_age: int) -> bytes:
+def session_cookie(request: Request, value: str, max_age: int) -> bytes:
     """The session cookie: never readable by scripts, never sent by another site's pages, and only over
     TLS when the request came over TLS (a plain-HTTP server on a laptop must still be usable)."""
     secure = "; Secure" if request.scope.get("scheme") == "https" else ""

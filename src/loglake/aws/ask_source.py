@@ -34,6 +34,7 @@ from loglake.ask.footers import Footers
 from loglake.ask.prompt import DIALECTS, MAX_SAMPLES, SAMPLED_COLUMNS, SAMPLED_FILES, Prompt, column_lines, listing
 from loglake.ask.time_bounds import conjuncts, time_bounds
 from loglake.lake.catalog import DATE_KEY, hive_type
+from loglake.lake.layout import partitions_of
 from loglake.lake.objectstore import S3ObjectStore
 from loglake.lake.sql_guard import QueryError, check_select
 from loglake.lake.tables import TABLES, LakeTable
@@ -146,7 +147,9 @@ class AthenaSource:
             for key, size in self._kept(f"type={table.directory}/", table.partitions, conditions):
                 found.files += 1
                 found.bytes += size
-                days.update(v for k, v in _partitions(key).items() if k == DATE_KEY and isinstance(v, date))
+                day = _value_of(DATE_KEY, f"{DATE_KEY}={partitions_of(key).get(DATE_KEY, '')}")
+                if isinstance(day, date):
+                    days.add(day)
         if days:
             found.data_since_ms = _ms(min(days))
             found.data_until_ms = _ms(max(days) + timedelta(days=1))
@@ -275,11 +278,6 @@ def _value_of(key: str, prefix: str) -> Any:
         except ValueError:
             return text
     return text
-
-
-def _partitions(key: str) -> dict[str, Any]:
-    parts = [p.split("=", 1) for p in key.split("/")[1:-1] if "=" in p]
-    return {name: _value_of(name, f"{name}={value}/") for name, value in parts}
 
 
 def _holds(conditions: list[Condition], value: Any) -> bool:

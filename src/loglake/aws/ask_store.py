@@ -26,10 +26,10 @@ import botocore.exceptions
 
 from loglake.ask.errors import AskError
 from loglake.ask.store import CACHE_MS, AskStoreBusy, Holding, NoSuchConversation, Turn
+from loglake.store.dynamodb import THROTTLED
 from loglake.times import DAY_MS
 
 USAGE_KEPT_MS = 400 * DAY_MS  # a provider's days stay a little over a year
-_THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 
 
 class DynamoDBAskStore:
@@ -187,7 +187,7 @@ class DynamoDBAskStore:
             return operation(**kwargs)
         except botocore.exceptions.ClientError as e:
             error = e.response.get("Error", {})
-            if error.get("Code") in _THROTTLED:
+            if error.get("Code") in THROTTLED:
                 raise AskStoreBusy(f"the ask table is busy ({error['Code']}); retry shortly") from None
             if error.get("Code") == "ValidationException" and "size" in error.get("Message", ""):
                 raise AskError("the conversation is too long to keep (400 KB); start a new one") from None

@@ -166,7 +166,9 @@ async def finish_sign_in(app: CognitoUiApp, request: Request) -> Result:
         session = await _new_session(app, claims)
     except SignInRefused as e:
         return _page(e.status, e.message, UI_HOME, ended)
-    cookie = session_routes._cookie(request, session.token, int(session.session.expires_at - app.runtime.clock()))
+    cookie = session_routes.session_cookie(
+        request, session.token, int(session.session.expires_at - app.runtime.clock())
+    )
     location = attempt.next_path.encode()
     return Result(303, b"", ((b"location", location), (b"set-cookie", cookie), ended, _NO_STORE))
 

@@ -51,6 +51,7 @@ BATCH_ITEMS = 25  # BatchWriteItem's limit
 TRANSACTIONS_AT_ONCE = 16  # client-id writes (one transaction each) in flight per store
 MAX_ATTEMPTS = 8
 UNPROCESSED_BACKOFF = Backoff(first=0.05, cap=2.0)
+THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
 _CLIENT = "#client#"
 _HOURS = "#hours"
 _INDEX = {"service": None, "log_type": "by_log_type", "severity": "by_severity"}
@@ -201,7 +202,7 @@ class DynamoDBHotStore(HotStore):
             return operation(**kwargs)
         except botocore.exceptions.ClientError as e:
             code = e.response["Error"]["Code"]
-            if code in ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"):
+            if code in THROTTLED:
                 raise StoreUnavailable(f"DynamoDB is throttling requests ({code}); retry") from None
             if code == "ResourceNotFoundException":
                 raise StoreUnavailable(f"DynamoDB table {self.table} does not exist") from None

@@ -71,25 +71,7 @@ class Api(Construct):
             rest_api_name=d.name("api"),
             endpoint_types=[apigw.EndpointType.REGIONAL],
             default_method_options=apigw.MethodOptions(authorization_type=apigw.AuthorizationType.IAM),
-            deploy_options=apigw.StageOptions(
-                stage_name=d.environment,
-                throttling_rate_limit=10_000,
-                throttling_burst_limit=5_000,
-                tracing_enabled=True,
-                logging_level=apigw.MethodLoggingLevel.ERROR,
-                access_log_destination=apigw.LogGroupLogDestination(access_logs),
-                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=True,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=True,
-                ),
-            ),
+            deploy_options=stage_options(d.environment, access_logs, rate=10_000, burst=5_000, callers=True),
             cloud_watch_role=True,
             binary_media_types=["application/gzip", "application/x-ndjson", "*/*"],
         )
@@ -114,3 +96,27 @@ class Api(Construct):
     def request_functions(self) -> list[lambda_.Function]:
         """The functions a client waits on (their duration is alarmed)."""
         return [self.api_function, self.search_function, self.query_function]
+
+
+def stage_options(stage: str, access_logs: logs.ILogGroup, rate: int, burst: int, callers: bool) -> apigw.StageOptions:
+    """A REST API's stage: throttled, traced, its errors and every request logged (with the caller's IAM
+    identity when `callers`)."""
+    return apigw.StageOptions(
+        stage_name=stage,
+        throttling_rate_limit=rate,
+        throttling_burst_limit=burst,
+        tracing_enabled=True,
+        logging_level=apigw.MethodLoggingLevel.ERROR,
+        access_log_destination=apigw.LogGroupLogDestination(access_logs),
+        access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+            caller=callers,
+            http_method=True,
+            ip=True,
+            protocol=True,
+            request_time=True,
+            resource_path=True,
+            response_length=True,
+            status=True,
+            user=callers,
+        ),
+    )

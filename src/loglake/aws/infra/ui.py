@@ -21,7 +21,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from loglake.aws.cognito import CALLBACK_PATH, SIGNED_OUT_PATH
-from loglake.aws.infra.api import Api
+from loglake.aws.infra.api import Api, stage_options
 from loglake.aws.infra.catalog import Catalog
 from loglake.aws.infra.functions import Functions
 from loglake.aws.infra.monitoring import FIVE_MINUTES, Monitoring
@@ -164,25 +164,7 @@ class WebUi(Construct):
                 endpoint_type=apigw.EndpointType.REGIONAL,
                 security_policy=apigw.SecurityPolicy.TLS_1_2,
             ),
-            deploy_options=apigw.StageOptions(
-                stage_name=stage,
-                throttling_rate_limit=THROTTLE_RATE,
-                throttling_burst_limit=THROTTLE_BURST,
-                tracing_enabled=True,
-                logging_level=apigw.MethodLoggingLevel.ERROR,
-                access_log_destination=apigw.LogGroupLogDestination(access_logs),
-                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=False,
-                ),
-            ),
+            deploy_options=stage_options(stage, access_logs, rate=THROTTLE_RATE, burst=THROTTLE_BURST, callers=False),
             cloud_watch_role=False,  # the IAM API's account-wide role already lets API Gateway log
             # Every answer may be bytes (gzipped assets, base64 in the proxy response): */* has API
             # Gateway decode them whatever the browser accepts.
