@@ -316,6 +316,9 @@ def test_a_token_that_is_not_this_sign_ins_is_refused(
         ("/\\evil.example", "/ui/"),
         ("/ui/\r\nSet-Cookie: x=1", "/ui/"),
         ("/login", "/ui/"),
+        ("/ui/../login", "/ui/"),  # dot segments leave /ui/ (the local sign-in's rule, which this one follows)
+        ("/ui/%2e%2e/admin", "/ui/"),
+        ("/ui/sql?q=a b", "/ui/"),
     ],
 )
 def test_after_sign_in_only_pages_of_the_ui_are_landed_on(

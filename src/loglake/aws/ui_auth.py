@@ -134,12 +134,9 @@ def _page(status: int, message: str = "", next_path: str = UI_HOME, *headers: tu
 
 
 def _safe_next(value: str) -> str:
-    """Where to land after signing in: a page of the UI on this site, never elsewhere (an open redirect
-    would let a link to this site's sign-in send a freshly signed-in person to another one)."""
-    printable = value.isascii() and value.isprintable() and "\\" not in value
-    if printable and len(value) <= _MAX_NEXT and (value == "/ui" or value.startswith(UI_HOME)):
-        return value
-    return UI_HOME
+    """Where to land after signing in: the local sign-in's rule (session_routes.return_path), and short
+    enough to keep with the sign-in attempt in DynamoDB."""
+    return session_routes.return_path(value) if len(value) <= _MAX_NEXT else UI_HOME
 
 
 async def login_page(app: CognitoUiApp, request: Request) -> Result:
