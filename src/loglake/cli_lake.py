@@ -6,7 +6,8 @@ import contextlib
 import csv
 import json
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,12 @@ def local_lake(data_dir: Path, overrides: dict[str, Any] | None = None, create: 
 
 
 @contextlib.contextmanager
-def local_runtime(data_dir: Path, overrides: dict[str, Any] | None = None, create: bool = False) -> Iterator[Any]:
+def local_runtime(
+    data_dir: Path,
+    overrides: dict[str, Any] | None = None,
+    create: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> Iterator[Any]:
     """A Runtime over a data dir (its jobs not started), as local_lake opens it."""
     from loglake.runtime import Runtime
 
@@ -67,7 +73,7 @@ def local_runtime(data_dir: Path, overrides: dict[str, Any] | None = None, creat
             f"no loglake data in {data_dir} (no {settings.hot_db_path.name}); pass the folder `loglake serve` uses"
         )
     try:
-        runtime = Runtime(settings)
+        runtime = Runtime(settings, clock=clock)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -175,10 +176,9 @@ def test_init_copies_the_starter_pack_and_keeps_what_is_there(tmp_path: Path) ->
 def test_run_due_runs_what_is_due_once_and_list_shows_it(folder: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     store = SQLiteHotStore(data / "hot.db")
-    if time.time() % 3600 > 3540:  # the records must fall in the hour's window the command evaluates
-        time.sleep(3600 - time.time() % 3600)
     now = int(time.time() * 1000)
-    window_end = now - now % 3_600_000
+    window_end = now - now % 3_600_000 - 3_600_000  # the end of the previous hour: the clock is not read
+    as_of = str(window_end + 1_800_000)  # half an hour later, when that hour's window was the latest due
     records = [{"service": "db", "severity": "critical", "message": "disk gone", "timestamp": window_end - 1000 + i}
                for i in range(2)]  # fmt: skip
     store.submit(validate_batch(records, Limits(), now)).result()
@@ -188,15 +188,17 @@ def test_run_due_runs_what_is_due_once_and_list_shows_it(folder: Path, tmp_path:
     write_rule(folder, "numbers.yml", NUMBERS)
     write_rule(folder, "bad.yml", BAD)
     args = ["--rules-dir", str(folder), "--data-dir", str(data)]
-    first = rules("run-due", *args)
+    first = rules("run-due", "--now", as_of, *args)
     assert first.exit_code == 1  # a run failed and a file did not load
     assert "ok     Critical records" in first.stdout and "1 match(es), 1 new alert(s)" in first.stdout
+    hour = datetime.fromtimestamp(window_end / 1000, UTC)
+    assert f"{hour - timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ} to {hour:%Y-%m-%dT%H:%M:%SZ}" in first.stdout
     assert "error  Numbers" in first.stdout and "Could not convert string" in first.stdout
     assert "bad.yml: detection.sel.user" in first.stderr
     assert "2 run(s), 1 failed, 1 file(s) with problems" in first.stderr
     (folder / "numbers.yml").unlink()
     (folder / "bad.yml").unlink()
-    again = rules("run-due", *args)
+    again = rules("run-due", "--now", as_of, *args)
     assert again.exit_code == 0 and "0 run(s), 0 failed" in again.stderr  # its window was evaluated: not again
     listed = {json.loads(line)["id"]: json.loads(line) for line in rules("list", "--json", *args).stdout.splitlines()}
     last = listed["aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"]["last_run"]
@@ -209,6 +211,16 @@ def test_run_due_runs_what_is_due_once_and_list_shows_it(folder: Path, tmp_path:
     assert "No runs yet." in rules("show", "aaaaaaaa", "--rules-dir", str(folder)).stdout  # another data dir
     missing = rules("run-due", "--rules-dir", str(tmp_path / "none"), "--data-dir", str(data))
     assert missing.exit_code == 1 and "no rules folder" in missing.stderr
+
+
+def test_run_due_runs_nothing_ahead_of_the_clock(folder: Path, tmp_path: Path) -> None:
+    args = ["--rules-dir", str(folder), "--data-dir", str(tmp_path / "data")]
+    SQLiteHotStore(tmp_path / "data" / "hot.db").close()
+    future = rules("run-due", "--now", str(int(time.time() * 1000) + 3_600_000), *args)
+    assert future.exit_code == 1 and "is in the future: run-due only runs what was due by now" in future.stderr
+    bad = rules("run-due", "--now", "tomorrow", *args)
+    assert bad.exit_code == 1 and "'tomorrow' is not a time" in bad.stderr
+    assert not (tmp_path / "data" / "alerts.db").exists()  # nothing ran
 
 
 NUMBERS = """
