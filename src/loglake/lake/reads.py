@@ -8,8 +8,8 @@ every record exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import duckdb
@@ -66,25 +66,38 @@ def recent(store: SQLiteHotStore, reader: LakeRecentReader, query: RecentQuery) 
 
 
 def search(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term] = ()) -> list[StoredRecord]:
-    """The newest `query.limit` records matching the filters and search terms, newest (highest id) first.
+    """The newest `query.limit` records matching the filters and search terms, newest (highest id) first."""
+    return [record for step in search_steps(engine, query, terms) for record in step.records]
+
+
+@dataclass(frozen=True)
+class SearchStep:
+    """One slice of time a search read, and the matches it found there."""
+
+    since_ms: int
+    until_ms: int
+    records: list[StoredRecord]
+
+
+def search_steps(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term] = ()) -> Iterator[SearchStep]:
+    """The slices `search` reads, newest first, until they found `query.limit` records or reached its start.
 
     Asked for the newest 100 of a day, DuckDB would read the whole day (of every matching service) to
     sort it; stepping back from the newest time in growing slices reads only the slices it needs, as
-    a row group holds a short stretch of one service's time. The first slice is sized from the
-    catalog's records per ms, to hold about four pages if every record matched; each next slice is
-    eight times longer."""
+    a row group holds a short stretch of one service's time, and the hot store streams only the rows
+    of the slice. The first slice is sized to hold about four pages if every record matched
+    (_first_step_ms); each next slice is eight times longer."""
     upper = _newest_possible_ms(engine, query)
     if upper is None:
-        return []
-    found: list[StoredRecord] = []
+        return
+    wanted = query.limit
     step = _first_step_ms(engine, query, upper)
-    while upper > query.since_ms and len(found) < query.limit:
+    while upper > query.since_ms and wanted > 0:
         lower = max(query.since_ms, upper - step)
-        found += _recent_in(
-            engine, replace(query, since_ms=lower, until_ms=upper, limit=query.limit - len(found)), terms
-        )
+        found = _recent_in(engine, replace(query, since_ms=lower, until_ms=upper, limit=wanted), terms)
+        yield SearchStep(lower, upper, found)
+        wanted -= len(found)
         upper, step = lower, step * 8
-    return found
 
 
 def _newest_possible_ms(engine: QueryEngine, query: RecentQuery) -> int | None:
@@ -102,11 +115,18 @@ def _newest_possible_ms(engine: QueryEngine, query: RecentQuery) -> int | None:
 
 
 def _first_step_ms(engine: QueryEngine, query: RecentQuery, upper: int) -> int:
-    records, first, last = files_span(engine.store.read, APP_LOGS_TABLE.name, query.since_ms, upper)
-    if not records or last <= first:
-        return upper - query.since_ms
-    per_ms = records / (last - first)
-    return max(1000, int(4 * query.limit / per_ms))
+    """A slice ending at `upper` that holds about four pages: back to the hot store's `4 * limit`-th
+    newest record before `upper`, or as long as the catalog's records per ms say, whichever is shorter
+    (each alone holds them); the whole window when neither knows (fewer records than that)."""
+    records = 4 * query.limit
+    steps = []
+    oldest_hot = engine.store.newest_ms(skip=records - 1, before_ms=upper)
+    if oldest_hot is not None and oldest_hot >= query.since_ms:
+        steps.append(upper - oldest_hot)
+    flushed, first, last = files_span(engine.store.read, APP_LOGS_TABLE.name, query.since_ms, upper)
+    if flushed and last > first:
+        steps.append(int(records * (last - first) / flushed))
+    return max(1000, min(steps)) if steps else upper - query.since_ms
 
 
 def _recent_in(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term]) -> list[StoredRecord]:

@@ -467,11 +467,14 @@ class SQLiteHotStore(HotStore):
         sql = "SELECT count(*) FROM (SELECT 1 FROM logs WHERE id_hi < ? LIMIT ?)"
         return self.read(sql, (smallest_high(before_ms), -1 if at_most is None else at_most))[0][0]
 
-    def newest_ms(self, skip: int = 0) -> int | None:
-        """The time of the newest record after the `skip` newest, None when there are no more."""
+    def newest_ms(self, skip: int = 0, before_ms: int | None = None) -> int | None:
+        """The time of the newest record (timestamped before `before_ms`, if given) after the `skip`
+        newest, None when there are no more."""
+        # As in scan(): not a text id written by hand.
+        below = _INT64_LIMIT if before_ms is None else min(smallest_high(before_ms), _INT64_LIMIT)
         found = self.read(
             "SELECT id_hi FROM logs WHERE id_hi <= ? ORDER BY id_hi DESC, id_lo DESC LIMIT 1 OFFSET ?",
-            (_INT64_LIMIT - 1, skip),  # as in scan(): not a text id written by hand
+            (below - 1, skip),
         )
         return timestamp_of_high(int(found[0][0])) if found else None
 
