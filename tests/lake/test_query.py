@@ -137,6 +137,19 @@ def test_a_date_predicate_reads_only_that_days_file(
     assert "Scanning Files: 1/3" in plan.plan
 
 
+def test_files_scanned_counts_the_lake_files_a_query_read(
+    store: SQLiteHotStore, lake: ObjectStore, engine: QueryEngine
+) -> None:
+    """On S3 too, where pyarrow rather than DuckDB reads the objects (it counted none there)."""
+    seed(store)
+    Flusher(store, lake).flush(before_ms=START + 2 * DAY)  # two days' files, a day still hot
+    everything = engine.query("SELECT count(*) FROM logs WHERE message LIKE 'd%'")
+    one_day = engine.query("SELECT count(*) FROM logs WHERE date = '2026-11-02' AND message LIKE 'd%'")
+    hot_only = engine.query("SELECT count(*) FROM logs WHERE date = '2026-11-03'")
+    assert (everything.rows, one_day.rows, hot_only.rows) == ([(900,)], [(300,)], [(300,)])
+    assert (everything.files_scanned, one_day.files_scanned, hot_only.files_scanned) == (2, 1, 0)
+
+
 def test_a_count_reads_only_the_columns_its_filter_needs(
     store: SQLiteHotStore, local_lake: LocalObjectStore, local_engine: QueryEngine
 ) -> None:

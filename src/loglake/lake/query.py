@@ -40,7 +40,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from loglake.config import Settings
 from loglake.lake.file_columns import by_missing_columns
@@ -49,6 +48,7 @@ from loglake.lake.hot_top import HotTop, hot_top
 from loglake.lake.manifest import LakeFile, list_files, reading
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.query_answers import LakeUnreadable, QueryBusy, QueryResult, fetch_within
+from loglake.lake.s3_dataset import CountedDataset, s3_dataset
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.scratch import folder_of_this_process
 from loglake.lake.sql_guard import QueryError, check_select, client_error, rewrite_text_filters
@@ -133,6 +133,7 @@ class QueryEngine:
         if isinstance(lake, LocalObjectStore):
             self._server_paths.insert(0, (str(lake.root.resolve()) + "/", ""))
         self._arrow_fs: Any = None  # made on first use: S3 lakes only
+        self._s3_datasets: dict[duckdb.DuckDBPyConnection, CountedDataset] = {}  # each connection's latest
         # Users' SQL and the server's own reads (search, histogram, a flushed record) draw on separate
         # connections, so a slow user query never holds up the API's reads.
         self._pool = self._connections(self.limits.concurrency, self.live_tables)
@@ -267,6 +268,7 @@ class QueryEngine:
                 self._define_views(cursor, snapshot, window, tables, top, newest_first)
             except (duckdb.IOException, OSError) as e:  # DuckDB reads a local file's schema here; pyarrow lists S3's
                 raise self._unreadable(e) from None
+            s3_files_before = self._s3_files_read(cursor)
             finished = threading.Event()
             watchdog = threading.Thread(
                 target=interrupt_after, args=(cursor, started + timeout, finished), name="loglake-query-timeout"
@@ -299,9 +301,10 @@ class QueryEngine:
                 finished.set()
                 watchdog.join()
             profile = json.loads(cursor.get_profiling_information(format="json") or "{}")
+            s3_files = self._s3_files_read(cursor) - s3_files_before
         elapsed_ms = (time.perf_counter() - started) * 1000
         bytes_scanned = int(profile.get("io", {}).get("total_bytes_read", 0))
-        files = sum(_files_read(op) for op in profile.get("operator", []))
+        files = s3_files + sum(_files_read(op) for op in profile.get("operator", []))
         if explain:
             plan = self._hide_server_paths("\n".join(str(row[-1]) for row in rows), keep_width=True)
             return QueryResult([], [], False, elapsed_ms, bytes_scanned, files, plan=plan)
@@ -310,6 +313,11 @@ class QueryEngine:
         return QueryResult(
             columns, rows[:cap], len(rows) > cap, elapsed_ms, bytes_scanned, files, rows_scanned=scanned_rows
         )
+
+    def _s3_files_read(self, cursor: duckdb.DuckDBPyConnection) -> int:
+        """The S3 lake files the connection's queries read so far (DuckDB's profile counts none of them)."""
+        dataset = self._s3_datasets.get(cursor)
+        return 0 if dataset is None else dataset.files_read
 
     def _unreadable(self, error: Exception) -> LakeUnreadable:
         """A lake file the catalog listed could not be read: removed under the query (by hand, or
@@ -422,7 +430,8 @@ class QueryEngine:
     def _lake_source(self, cursor: duckdb.DuckDBPyConnection, table: LakeTable, files: list[LakeFile]) -> str:
         """A table's lake part over `files` (at least one): DuckDB's own Parquet reader on a local lake
         (it prunes by the partition folders and row-group statistics and counts the bytes it reads); on
-        S3, a pyarrow dataset over the same objects, to which DuckDB pushes its filters and projections."""
+        S3, a pyarrow dataset over the same objects, to which DuckDB pushes its filters and projections
+        (s3_dataset.py)."""
         schema = _dataset_schema(table)
         if isinstance(self.lake, LocalObjectStore):
             root = self.lake.root.resolve()
@@ -441,14 +450,14 @@ class QueryEngine:
         assert isinstance(self.lake, S3ObjectStore)
         if self._arrow_fs is None:
             self._arrow_fs = self.lake.arrow_filesystem()
-        dataset = ds.dataset(
+        dataset = s3_dataset(
+            self._arrow_fs,
             [self.lake.arrow_path(f.key) for f in files],
-            schema=schema,
-            format="parquet",
-            filesystem=self._arrow_fs,
-            partitioning=ds.partitioning(pa.schema([schema.field(p) for p in table.partitions]), flavor="hive"),
-            partition_base_dir=self.lake.arrow_path(f"type={table.directory}"),
+            schema,
+            table.partitions,
+            self.lake.arrow_path(f"type={table.directory}"),
         )
+        self._s3_datasets[cursor] = dataset
         cursor.register(f"_lake_{table.name}", dataset)
         return f"_lake_{table.name}"
 
