@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import msgspec
 
 from loglake.api.auth import require_scope
-from loglake.api.http import ApiError, Request, decode_content
+from loglake.api.http import ApiError, Request, decode_content, json_struct
 from loglake.api.metrics import Counter
 from loglake.api.ratelimit import RateLimiter
 from loglake.api.routes import Result, json_body, query_error
@@ -258,15 +258,7 @@ async def _run(app: LoglakeApp, sql: str) -> dict[str, Any]:
 def _body(app: LoglakeApp, request: Request, kind: type[T], example: str, empty_ok: bool = False) -> T:
     if empty_ok and not decode_content(request, request.body, app.settings.max_body_bytes).strip():
         return msgspec.convert({}, kind)
-    return read_body(json_body(app, request, example), kind, example)
-
-
-def read_body(value: dict[str, Any], kind: type[T], example: str) -> T:
-    """A decoded JSON object as the route's body; ApiError 400 naming the field otherwise."""
-    try:
-        return msgspec.convert(value, kind)
-    except msgspec.ValidationError as e:
-        raise ApiError(400, "invalid_request", f"{e}; send e.g. {example}") from None
+    return json_struct(json_body(app, request, example), kind, example)
 
 
 _ERROR = {"$ref": "#/components/schemas/Error"}

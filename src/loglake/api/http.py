@@ -10,13 +10,14 @@ from __future__ import annotations
 import codecs
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
 
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
+T = TypeVar("T")
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -200,6 +201,14 @@ def json_object(body: bytes, example: str) -> dict[str, Any]:
     if type(value) is not dict:
         raise ApiError(400, "invalid_request", f"send a JSON object, e.g. {example}")
     return value
+
+
+def json_struct(value: dict[str, Any], kind: type[T], example: str, code: str = "invalid_request") -> T:
+    """A decoded JSON object (json_object) as the route's body type; ApiError 400 naming the field otherwise."""
+    try:
+        return msgspec.convert(value, kind)
+    except msgspec.ValidationError as e:
+        raise ApiError(400, code, f"{e}; send e.g. {example}") from None
 
 
 class ClientGone(Exception):

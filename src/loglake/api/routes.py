@@ -16,7 +16,7 @@ from loglake import __version__
 from loglake.amplify.collector import collection_status
 from loglake.amplify.reports import UnknownReport, apps_with_rows, run_reports, unknown_app_message
 from loglake.api.auth import session_token
-from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content, json_object
+from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content, json_object, json_struct
 from loglake.api.metrics import delivery_lines
 from loglake.follow import FollowQuery, follow, follow_query
 from loglake.ids import format_uuid, timestamp_of
@@ -450,10 +450,7 @@ _KEY_EXAMPLE = '{"name": "ci", "scopes": ["ingest", "read"], "sigv4": false}'
 
 
 async def create_key(app: LoglakeApp, request: Request) -> Result:
-    try:
-        spec = msgspec.convert(json_body(app, request, _KEY_EXAMPLE), KeySpec)
-    except msgspec.ValidationError as e:
-        raise ApiError(400, "invalid_key_spec", f"{e}; send e.g. {_KEY_EXAMPLE}") from None
+    spec = json_struct(json_body(app, request, _KEY_EXAMPLE), KeySpec, _KEY_EXAMPLE, "invalid_key_spec")
     scopes = [spec.scopes] if type(spec.scopes) is str else spec.scopes
     try:
         create = functools.partial(

@@ -25,8 +25,8 @@ from typing import Any
 
 import boto3
 
-from loglake.api.ask_routes import ASK_ERRORS, AskBody, ExplainBody, RuleBody, api_error, read_body
-from loglake.api.http import ApiError, json_object
+from loglake.api.ask_routes import ASK_ERRORS, AskBody, ExplainBody, RuleBody, api_error
+from loglake.api.http import ApiError, json_object, json_struct
 from loglake.ask.providers import provider_from_settings
 from loglake.ask.service import Asker, Question
 from loglake.aws.apigateway import fit_for_lambda
@@ -71,15 +71,15 @@ class AskApi:
         raw = _raw_body(event)
         owner = caller_of(event)
         if route["explain"]:
-            body = read_body(json_object(raw, EXPLAIN_EXAMPLE), ExplainBody, EXPLAIN_EXAMPLE)
+            body = json_struct(json_object(raw, EXPLAIN_EXAMPLE), ExplainBody, EXPLAIN_EXAMPLE)
             return self.asker.explain_sql(body.sql)
         if route["conversation"]:
-            rule = read_body(json_object(raw, RULE_EXAMPLE) if raw.strip() else {}, RuleBody, RULE_EXAMPLE)
+            rule = json_struct(json_object(raw, RULE_EXAMPLE) if raw.strip() else {}, RuleBody, RULE_EXAMPLE)
             if rule.confirm:
                 raise ApiError(501, "not_available", RULES_ARE_LOCAL)
             draft = self.asker.draft_rule(route["conversation"], owner, validate=False)
             return {**draft.to_dict(), "written": None, "note": RULES_ARE_LOCAL}
-        wanted = read_body(json_object(raw, ASK_EXAMPLE), AskBody, ASK_EXAMPLE)
+        wanted = json_struct(json_object(raw, ASK_EXAMPLE), AskBody, ASK_EXAMPLE)
         answer = self.asker.ask(Question(wanted.question, wanted.conversation_id, wanted.time_zone, owner))
         if wanted.run and answer["sql"] is not None:
             answer["result"] = result_to_dict(self.engine.query(answer["sql"], timeout_seconds=_time_left(context)))
