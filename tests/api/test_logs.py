@@ -318,11 +318,13 @@ async def test_get_by_id(client: httpx.AsyncClient) -> None:
     }
 
 
-@pytest.mark.parametrize("log_id", ["b685ef48-bb39-496a-894b-a85fb8f5999d", "not-a-uuid", "x" * 500])
+@pytest.mark.parametrize("log_id", ["b685ef48-bb39-496a-894b-a85fb8f5999d", "not-a-uuid", "x" * 500, "%00", "%C3%28"])
 async def test_unknown_ids_are_404(client: httpx.AsyncClient, log_id: str) -> None:
     response = await client.get(f"/logs/{log_id}")
     assert response.status_code == 404
     assert error_of(response)["code"] == "not_found"
+    malformed = log_id != "b685ef48-bb39-496a-894b-a85fb8f5999d"  # names no record either way, and says why
+    assert ("log ids are UUIDs" in error_of(response)["message"]) == malformed
 
 
 # -- auth, scopes, limits ----------------------------------------------------------------------

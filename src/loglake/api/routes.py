@@ -19,7 +19,7 @@ from loglake.api.auth import session_token
 from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content, json_object, json_struct
 from loglake.api.metrics import delivery_lines
 from loglake.follow import FollowQuery, follow, follow_query
-from loglake.ids import format_uuid, timestamp_of
+from loglake.ids import format_uuid, parse_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody, ParsedBody
 from loglake.keys import KeyNameTaken, KeyStoreBusy, KeyStoreError, LastAdminKey, NoSuchKey, parse_scopes
 from loglake.lake.query import QueryError
@@ -231,6 +231,12 @@ async def _follow(app: LoglakeApp, wanted: FollowQuery) -> Result:
 async def get_log(app: LoglakeApp, request: Request, log_id: str) -> Result:
     record = await app.run_read(client_errors(app.service.get), log_id)
     if record is None:
+        try:
+            parse_uuid(log_id)
+        except ValueError:  # names no record: a 404 (DESIGN.md section 4), saying why
+            raise ApiError(
+                404, "not_found", f"no log with id {log_id!r}: log ids are UUIDs (a logId, or the id its client sent)"
+            ) from None
         raise ApiError(404, "not_found", f"no log with id {log_id!r}")
     return Result(200, record_to_dict(record))
 
