@@ -177,7 +177,7 @@ def test_run_due_runs_what_is_due_once_and_list_shows_it(folder: Path, tmp_path:
     data = tmp_path / "data"
     store = SQLiteHotStore(data / "hot.db")
     now = int(time.time() * 1000)
-    window_end = now - now % 3_600_000 - 3_600_000  # the end of the previous hour: the clock is not read
+    window_end = now - now % 3_600_000 - 3_600_000  # an hour boundary over an hour ago: the clock is not read
     as_of = str(window_end + 1_800_000)  # half an hour later, when that hour's window was the latest due
     records = [{"service": "db", "severity": "critical", "message": "disk gone", "timestamp": window_end - 1000 + i}
                for i in range(2)]  # fmt: skip
