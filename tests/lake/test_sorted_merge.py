@@ -79,6 +79,33 @@ def test_a_merge_writes_every_row_once_in_service_and_time_order(tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("merged-")) == []  # work files gone
 
 
+def interleaved_parts(tmp_path: Path, count: int, per_part: int) -> list[Path]:
+    """`count` lake parts over the same stretch of time (senders whose batches arrive together)."""
+    made = []
+    for n in range(count):
+        key = f"type=app_logs/date=2026-11-01/part-interleaved-{n}.parquet"
+        part = write_part(rows(per_part, START + n, seed=n), key, tmp_path, by_service=False)
+        made.append(tmp_path / Path(part.key).name)
+    return made
+
+
+@pytest.mark.parametrize("style", [FINAL, TIER], ids=["final", "tier"])
+@pytest.mark.parametrize("make", [parts, interleaved_parts], ids=["one-after-another", "interleaved"])
+def test_a_merge_in_memory_writes_every_row_once_in_service_and_time_order(tmp_path: Path, make, style) -> None:
+    """Parts one after another in time are put together run by run, unsorted; parts whose times
+    interleave have each service's rows sorted. Either way, the order a sort gives."""
+    inputs = make(tmp_path, 5, 3000)[::-1]  # newest first: the order of the inputs says nothing
+    assert merge_in_memory(inputs, tmp_path / "out.parquet", style, 100_000)
+    written = merged_keys(tmp_path / "out.parquet")
+    assert sorted(written) == sorted(keys_in_order(inputs))  # every row once
+    assert [(s, t) for s, t, _ in written] == [(s, t) for s, t, _ in keys_in_order(inputs)]
+    merged = pq.ParquetFile(tmp_path / "out.parquet")
+    assert one_service_per_row_group(merged.metadata) == style.by_service
+    if not style.by_service:  # plain row groups are whole, however many pieces of parts make one
+        sizes = [merged.metadata.row_group(i).num_rows for i in range(merged.metadata.num_row_groups)]
+        assert sizes == [ROW_GROUP_ROWS, 15_000 - ROW_GROUP_ROWS]
+
+
 def test_plain_row_groups_stay_whole_when_rows_arrive_a_batch_at_a_time(tmp_path: Path) -> None:
     inputs = parts(tmp_path, 5, 6000)  # 30,000 rows, merged a few thousand at a time
     merge_sorted(inputs, tmp_path / "out.parquet", tmp_path, 64, style=TIER)
@@ -109,13 +136,19 @@ def two_sorted_halves(path: Path) -> Path:
     return path
 
 
+@pytest.mark.parametrize("how", ["streamed", "in_memory"])
 @pytest.mark.parametrize("where", ["first", "last"])
 @pytest.mark.parametrize("make", [by_time_only, backwards_in_time, two_sorted_halves])
-def test_an_input_not_sorted_by_service_and_time_is_sorted_with_the_rest(tmp_path: Path, where: str, make) -> None:
+def test_an_input_not_sorted_by_service_and_time_is_sorted_with_the_rest(
+    tmp_path: Path, where: str, make, how: str
+) -> None:
     lake_parts = parts(tmp_path, 3, 3000)  # four inputs: batches of 8192 rows, one row group of the odd file each
     odd = make(tmp_path / "odd.parquet")
     inputs = [odd, *lake_parts] if where == "first" else [*lake_parts, odd]
-    merge_sorted(inputs, tmp_path / "out.parquet", tmp_path, 64, style=FINAL)
+    if how == "in_memory":
+        assert merge_in_memory(inputs, tmp_path / "out.parquet", FINAL, 100_000)
+    else:
+        merge_sorted(inputs, tmp_path / "out.parquet", tmp_path, 64, style=FINAL)
     written = merged_keys(tmp_path / "out.parquet")
     assert [(s, t) for s, t, _ in written] == [(s, t) for s, t, _ in keys_in_order(inputs)]
     assert sorted(written) == sorted(keys_in_order(inputs))

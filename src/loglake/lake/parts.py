@@ -98,7 +98,7 @@ class ServiceRowGroups:
             rows = pa.concat_tables(self.pending)
             end = rows.num_rows - rows.num_rows % ROW_GROUP_ROWS if whole_groups_only else rows.num_rows
             for start in range(0, end, ROW_GROUP_ROWS):
-                group = rows.slice(start, min(ROW_GROUP_ROWS, end - start))
+                group = rows.slice(start, min(ROW_GROUP_ROWS, end - start)).combine_chunks()
                 self.writer.write_table(group, row_group_size=ROW_GROUP_ROWS)  # one row group
                 self.newest_by_severity.append(newest_by_severity(group))
             self.pending = [rows.slice(end)] if end < rows.num_rows else []
