@@ -47,8 +47,9 @@ _ERROR_TYPES = {
     429: "es_rejected_execution_exception",
     503: "unavailable_shards_exception",
 }
-# Index templates, lifecycle policies and ingest pipelines: what Beats and Logstash install before sending.
-SETUP_KINDS = ("_index_template", "_ilm/policy", "_ingest/pipeline")
+# Index templates (and the legacy and component ones of Beats 7 and Logstash's older outputs), lifecycle policies
+# and ingest pipelines: what Beats and Logstash install before sending.
+SETUP_KINDS = ("_index_template", "_template", "_component_template", "_ilm/policy", "_ingest/pipeline")
 _CHALLENGES = ((b"www-authenticate", b'Basic realm="loglake" charset="UTF-8"'), (b"www-authenticate", b"ApiKey"))
 
 
@@ -65,6 +66,14 @@ def elastic_error(error: ApiError) -> ApiError:
         return error
     headers = [*(_CHALLENGES if isinstance(error, Unauthorized) else error.headers), PRODUCT]
     return ElasticError(error.status, _ERROR_TYPES.get(error.status, "exception"), error.message, headers=headers)
+
+
+def is_elasticsearch_path(path: str) -> bool:
+    """An Elasticsearch API path (`/_nodes`, `/_data_stream/x`, `/{index}/_mapping`): its errors, a 404 for one
+    loglake does not serve included, take Elasticsearch's form, which its clients read (a loglake-shaped
+    answer makes the official ones report that the server is not Elasticsearch). No loglake path is one."""
+    segments = path.split("/", 3)
+    return path.startswith("/_") or (len(segments) > 2 and segments[2].startswith("_"))
 
 
 def _answer(payload: Any, status: int = 200) -> Result:
