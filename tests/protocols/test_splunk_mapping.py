@@ -70,7 +70,7 @@ def test_a_batch_maps_each_event_as_the_event_by_event_path_does(only: list[int]
     events = [json.dumps(CASES[i][0]).encode() for i in only]
     expected = [CASES[i][1] for i in only]
     plain = b"".join(events)
-    assert splunk._plain_columns(plain.replace(b"}{", b"}\n{")) is not None  # mapped rule by rule
+    assert splunk._plain_columns(plain) is not None  # mapped rule by rule
     assert records(plain) == expected
     # An event whose `event` is an object sends the batch event by event: the same records, and its own.
     event_by_event = b"\n".join([*events, b'{"event": {"message": "g", "level": "warn", "k": 1}}'])
@@ -82,3 +82,18 @@ def test_a_time_past_what_a_float_holds_is_refused_naming_the_event() -> None:
     with pytest.raises(splunk.HecError) as refused:
         splunk.event_columns(b'{"event": "a", "time": 1}{"event": "b", "time": 1e999}')
     assert (refused.value.code, refused.value.event_number) == (6, 1)
+
+
+@pytest.mark.parametrize("between", [b"", b"\n", b" "])
+@pytest.mark.parametrize("message", ["line ", "a }{ in line "])
+def test_a_batch_of_many_pieces_of_events_keeps_every_event_in_order(between: bytes, message: str) -> None:
+    """Events are mapped some 64 KiB at a time, split between two of them: sent with or without whitespace
+    between them, and with `}{` in their text (where a piece may not end)."""
+    texts = [f"{message}{n} {'x' * 50}" for n in range(3000)]
+    body = between.join(
+        json.dumps({"event": text, "time": n, "fields": {"n": n}}).encode() for n, text in enumerate(texts)
+    )
+    found = splunk.event_columns(body)
+    assert found.messages == texts
+    assert found.timestamps == [n * 1000 for n in range(3000)]
+    assert found.attributes == [b'{"n":%d}' % n for n in range(3000)]

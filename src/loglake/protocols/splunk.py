@@ -109,7 +109,7 @@ def event_columns(body: bytes) -> RecordColumns:
     """The records of an event body, or HecError naming the first event at fault."""
     if not body.strip():
         raise HecError(5, "the body is empty: send one or more JSON event objects")
-    plain = _plain_columns(body.replace(b"}{", b"}\n{"))  # (as _events reads concatenated events)
+    plain = _plain_columns(body)
     if plain is not None:
         return plain
     events = _events(body)
@@ -236,17 +236,17 @@ def _take_service(fields: dict[str, Any]) -> str | None:
     return None
 
 
-def _plain_columns(lines: bytes) -> RecordColumns | None:
-    """_columns for events as shippers send them (PlainEvent), one line each, each rule run over a piece of
-    the batch's events at a time: their objects stay in the CPU's cache from one rule to the next. None for
-    other events (for _columns, which names an event at fault)."""
+def _plain_columns(body: bytes) -> RecordColumns | None:
+    """_columns for events as shippers send them (PlainEvent), each rule run over a piece of the batch's events
+    at a time: their objects stay in the CPU's cache from one rule to the next. None for other events (for
+    _columns, which names an event at fault)."""
     found = RecordColumns()
     start = 0
-    while start < len(lines):
-        end = lines.find(b"\n", start + _PIECE_BYTES)
-        end = len(lines) if end < 0 else end + 1
+    while start < len(body):
+        end = _piece_end(body, start + _PIECE_BYTES)
         try:
-            events = _decode_plain_events(memoryview(lines)[start:end])
+            # decode_lines reads values one after another, with or without whitespace between them.
+            events = _decode_plain_events(memoryview(body)[start:end])
             times = list(map(_seconds_ms, map(attrgetter("time"), events)))
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, OverflowError, ValueError):
             return None  # (OverflowError: a time that is not finite: JSON has no infinity, but 1e999 reads as one)
@@ -257,6 +257,16 @@ def _plain_columns(lines: bytes) -> RecordColumns | None:
 
 
 _PIECE_BYTES = 64 * 1024  # of events mapped at a time: a few hundred
+
+
+def _piece_end(body: bytes, after: int) -> int:
+    """Where a piece of events ends: after the first `}{` or line break (between two events) within 64 KiB past
+    `after`; else the body's end. One inside a string makes the piece fail to decode, and the body take _columns."""
+    for between in (b"}{", b"\n"):
+        found = body.find(between, after, after + _PIECE_BYTES)
+        if found >= 0:
+            return found + 1
+    return len(body)
 
 
 def _add_plain(events: list[PlainEvent], times: list[int | None], found: RecordColumns) -> None:
