@@ -140,20 +140,23 @@ def _regular_bulk(lines: list[bytes], path_index: str | None) -> tuple[list[Bulk
         return None
     actions, sources = lines[0:-1:2], lines[1::2]
     known: dict[bytes, tuple[str, str | None, str | None]] = {}
+    log_types: dict[bytes, str] = {}
     for line in set(actions):
         try:
-            action, index, _ = known[line] = _read_action(0, line, path_index)
+            action, index, _ = known[line] = _read_action(0, line, path_index)  # (parse_bulk names a bad one)
         except BulkRefused:
             return None
         if action not in ADDING_ACTIONS or index is None:
             return None
+        log_types[line] = safe_name(index)
     items = [BulkItem(*known[line], row) for row, line in enumerate(actions)]
     found = RecordColumns(ids=[])
     doc_ids = any(doc_id is not None for _, _, doc_id in known.values())
+    nested: _Nested = {}
     for start in range(0, len(sources), _CHUNK):
-        if not _add_regular(sources[start : start + _CHUNK], items[start : start + _CHUNK], doc_ids, found):
+        chunk = slice(start, start + _CHUNK)
+        if not _add_regular(sources[chunk], items[chunk], doc_ids, found, nested):
             return None
-    log_types = {line: safe_name(index) for line, (_, index, _) in known.items() if index is not None}
     found.log_types = list(map(log_types.__getitem__, actions))
     found.trace_ids = found.span_ids = [None] * len(items)
     return items, found
@@ -162,7 +165,9 @@ def _regular_bulk(lines: list[bytes], path_index: str | None) -> tuple[list[Bulk
 _CHUNK = 500  # sources mapped at a time: a few hundred KiB of objects
 
 
-def _add_regular(sources: list[bytes], items: list[BulkItem], doc_ids: bool, found: RecordColumns) -> bool:
+def _add_regular(
+    sources: list[bytes], items: list[BulkItem], doc_ids: bool, found: RecordColumns, nested: _Nested
+) -> bool:
     """Add the records of sources as add_ecs_record would, if each has a string `message` and an `@timestamp`
     string; else False (the sources it took apart are dropped: parse_bulk decodes them again)."""
     try:
@@ -180,7 +185,6 @@ def _add_regular(sources: list[bytes], items: list[BulkItem], doc_ids: bool, fou
         found.ids += [None if item.doc_id is None else _client_id(doc, item.doc_id) for item, doc in pairs]
     else:
         found.ids += [None] * len(docs)
-    nested: _Nested = {}
     found.severities += _pop_strings(docs, "log.level", "log", "level", _severity, nested)
     found.services += _pop_strings(docs, "service.name", "service", "name", _valid_or_safe_name, nested)
     found.messages += messages

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from operator import attrgetter, methodcaller
 from typing import Annotated, Any
 
@@ -270,6 +271,7 @@ def _piece_end(body: bytes, after: int) -> int:
 
 
 def _add_plain(events: list[PlainEvent], times: list[int | None], found: RecordColumns) -> None:
+    """Add the records of events as _columns would: the same rules, each over all of them."""
     metadata = list(map(attrgetter(*METADATA), events))
     named = {
         given: {name: value for name, value in zip(METADATA, given, strict=True) if value is not None}
@@ -301,7 +303,12 @@ def _valid_name(name: object) -> str | None:
     return name if type(name) is str and name and safe_name(name) == name else None
 
 
-def _first_taken(fields: list[dict[str, Any]], key: str, value_of: Any, take: Any) -> list[str | None]:
+def _first_taken(
+    fields: list[dict[str, Any]],
+    key: str,
+    value_of: Callable[[Any], str | None],
+    take: Callable[[dict[str, Any]], str | None],
+) -> list[str | None]:
     """What take(fields) gives for each event's fields, found in one pass when every event's first `key`
     gives a value (value_of), which then leaves the attributes."""
     given = list(map(methodcaller("get", key), fields))
