@@ -50,7 +50,7 @@ CASES = [
         ("d", NOW, None, None, "app", b'{"log":{"level": "chatty"},"service":{"name": ""},"k":"v","_id":"abc"}', None),
     ),
     (
-        {"create": {"_index": "app", "_id": "0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b"}},
+        {"create": {"_index": "app", "_id": UUID}},
         {"@timestamp": "²", "message": "", "log": "fluent", "msg": "m", "timestamp": 5},
         (
             "",
@@ -59,8 +59,13 @@ CASES = [
             None,
             "app",
             b'{"log":"fluent","msg":"m","timestamp":5}',
-            "0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b",
+            UUID,
         ),
+    ),
+    (  # Vector's: `timestamp`
+        {"create": {"_index": "vector"}},
+        {"timestamp": NOW, "message": "v", "host": "h", "log.level": "info"},
+        ("v", NOW, None, "info", "vector", b'{"host":"h"}', None),
     ),
 ]
 
@@ -89,7 +94,9 @@ def records(body: bytes) -> list[tuple]:
     )
 
 
-@pytest.mark.parametrize("only", [[2], [0, 1, 2, 3, 4]], ids=["nested-only-level-and-name", "varied"])
+@pytest.mark.parametrize(
+    "only", [[2], [0, 1, 2, 3, 4], [5, 5]], ids=["nested-only-level-and-name", "varied", "timestamp-not-@timestamp"]
+)
 def test_a_bulk_maps_each_source_as_the_item_by_item_path_does(only: list[int]) -> None:
     pairs = [CASES[i][:2] for i in only]
     expected = [CASES[i][2] for i in only]

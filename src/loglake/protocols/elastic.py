@@ -27,6 +27,7 @@ VERSION = "9.0.0"  # the Elasticsearch version loglake answers as: the 9.x clien
 ADDING_ACTIONS = ("create", "index")
 REFUSED_ACTIONS = ("update", "delete")
 DOCUMENT_ERROR = "document_parsing_exception"  # Elasticsearch's error type for a source it cannot take
+TIME_FIELDS = ("@timestamp", "timestamp")  # the first present is the record's time (Vector sends `timestamp`)
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 _decode_fields = msgspec.json.Decoder(dict[str, Raw]).decode
@@ -133,9 +134,10 @@ def _read_action(number: int, line: bytes, path_index: str | None) -> tuple[str,
 
 def _regular_bulk(lines: list[bytes], path_index: str | None) -> tuple[list[BulkItem], RecordColumns] | None:
     """parse_bulk for the bulk shippers send: create or index actions into a known index, each followed by a
-    source with a string `message` and an `@timestamp`; None for any other bulk, which parse_bulk maps item
-    by item. The same rules, each run over a few hundred sources at a time (a C call decodes a field's values
-    of them all) rather than field by field per source: the sources of a chunk stay in the CPU's cache."""
+    source with a string `message` and a string `@timestamp` (or, in each, `timestamp`); None for any other
+    bulk, which parse_bulk maps item by item. The same rules, each run over a few hundred sources at a time
+    (a C call decodes a field's values of them all) rather than field by field per source: the sources of a
+    chunk stay in the CPU's cache."""
     if len(lines) % 2 == 0:  # action and source lines in pairs, and the empty piece after the final newline
         return None
     actions, sources = lines[0:-1:2], lines[1::2]
@@ -168,13 +170,14 @@ _CHUNK = 500  # sources mapped at a time: a few hundred KiB of objects
 def _add_regular(
     sources: list[bytes], items: list[BulkItem], doc_ids: bool, found: RecordColumns, nested: _Nested
 ) -> bool:
-    """Add the records of sources as add_ecs_record would, if each has a string `message` and an `@timestamp`
-    string; else False (the sources it took apart are dropped: parse_bulk decodes them again)."""
+    """Add the records of sources as add_ecs_record would, if each has a string `message` and a string
+    `@timestamp` (or each `timestamp`); else False (the sources it took apart are dropped: parse_bulk decodes
+    them again)."""
     try:
         # Each source decoded on its own: decode_lines would take two values on one line for two sources.
         docs = list(map(_decode_fields, sources))
         messages = _decode_strings(_joined(map(methodcaller("pop", "message"), docs)))
-        times: list[int | str] = _decode_strings(_joined(map(methodcaller("pop", "@timestamp"), docs)))
+        times: list[int | str] = _decode_strings(_joined(map(methodcaller("pop", _time_field(docs)), docs)))
     except (KeyError, TypeError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return False
     if any(map(str.isdigit, times)):
@@ -191,6 +194,15 @@ def _add_regular(
     found.timestamps += times
     found.attributes += [_encode(doc) if doc else b"" for doc in docs]
     return True
+
+
+def _time_field(docs: list[dict[str, Raw]]) -> str:
+    """The field of TIME_FIELDS the sources' times are in: the first when any has it, else the other (a shipper
+    names it alike in all it sends; a source without it makes the bulk go item by item)."""
+    first, then = TIME_FIELDS
+    if any(map(contains, docs, repeat(first))):
+        return first
+    return then
 
 
 def _joined(values: Any) -> bytes:
@@ -270,7 +282,7 @@ def add_ecs_record(
     text = _pop_message(source)
     if text is None:
         return "the document has no message: send it as a string in `message` (ECS), `log` or `msg`"
-    timestamp = _pop_first(source, ("@timestamp", "timestamp"))
+    timestamp = _pop_first(source, TIME_FIELDS)
     try:
         when = None if timestamp is None else _epoch_ms(_decode_time(timestamp))
     except msgspec.DecodeError:
