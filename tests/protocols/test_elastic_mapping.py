@@ -78,7 +78,7 @@ def bulk(pairs: list[tuple[dict, dict]]) -> bytes:
 
 def records(body: bytes) -> list[tuple]:
     items, found = elastic.parse_bulk(body, None)
-    assert [item.row for item in items] == list(range(len(items)))
+    assert [item.row for item in items if item.error is None] == list(range(len(found)))
     assert found.ids is not None
     return list(
         zip(
@@ -103,8 +103,11 @@ def test_a_bulk_maps_each_source_as_the_item_by_item_path_does(only: list[int]) 
     regular = bulk(pairs)
     assert elastic._regular_bulk(regular.split(b"\n"), None) is not None  # the column path takes it
     assert records(regular) == expected
-    # A source without @timestamp sends the whole bulk item by item: the same records, and the other one.
-    item_by_item = bulk([*pairs, ({"create": {"_index": "app"}}, {"message": "e"})])
+    # A source without a time among them: theirs are mapped one by one, with the same records, and its own.
+    mixed = bulk([*pairs, ({"create": {"_index": "app"}}, {"message": "e"})])
+    assert records(mixed) == [*expected, ("e", None, None, None, "app", b"", None)]
+    # A delete action: the bulk goes item by item, as do the records.
+    item_by_item = mixed + b'{"delete": {"_index": "app", "_id": "x"}}\n'
     assert elastic._regular_bulk(item_by_item.split(b"\n"), None) is None
     assert records(item_by_item) == [*expected, ("e", None, None, None, "app", b"", None)]
 

@@ -133,11 +133,11 @@ def _read_action(number: int, line: bytes, path_index: str | None) -> tuple[str,
 
 
 def _regular_bulk(lines: list[bytes], path_index: str | None) -> tuple[list[BulkItem], RecordColumns] | None:
-    """parse_bulk for the bulk shippers send: create or index actions into a known index, each followed by a
-    source with a string `message` and a string `@timestamp` (or, in each, `timestamp`); None for any other
-    bulk, which parse_bulk maps item by item. The same rules, each run over a few hundred sources at a time
-    (a C call decodes a field's values of them all) rather than field by field per source: the sources of a
-    chunk stay in the CPU's cache."""
+    """parse_bulk for the bulk shippers send: create or index actions into a known index, each followed by its
+    source on the next line; None for any other bulk, which parse_bulk maps item by item. Where each of a few
+    hundred sources has a string `message` and a string `@timestamp` (or each `timestamp`), each rule runs
+    over them all (a C call decodes a field's values of them all) rather than field by field per source, while
+    they stay in the CPU's cache; other sources are mapped one by one, as parse_bulk maps them."""
     if len(lines) % 2 == 0:  # action and source lines in pairs, and the empty piece after the final newline
         return None
     actions, sources = lines[0:-1:2], lines[1::2]
@@ -151,16 +151,24 @@ def _regular_bulk(lines: list[bytes], path_index: str | None) -> tuple[list[Bulk
         if action not in ADDING_ACTIONS or index is None:
             return None
         log_types[line] = safe_name(index)
-    items = [BulkItem(*known[line], row) for row, line in enumerate(actions)]
+    items: list[BulkItem] = []
     found = RecordColumns(ids=[])
     doc_ids = any(doc_id is not None for _, _, doc_id in known.values())
     nested: _Nested = {}
     for start in range(0, len(sources), _CHUNK):
         chunk = slice(start, start + _CHUNK)
-        if not _add_regular(sources[chunk], items[chunk], doc_ids, found, nested):
+        lines = sources[chunk]
+        added = [BulkItem(*known[line], row) for row, line in enumerate(actions[chunk], len(found))]
+        if _add_regular(lines, added, doc_ids, found, nested):
+            found.log_types += map(log_types.__getitem__, actions[chunk])
+            found.trace_ids += repeat(None, len(lines))
+            found.span_ids += repeat(None, len(lines))
+        elif all(map(bytes.strip, lines)):  # a source of another shape among them: each mapped as parse_bulk does
+            for item, line in zip(added, lines, strict=True):
+                _map_source(item, line, found, nested)
+        else:  # a blank line: parse_bulk finds which lines pair up
             return None
-    found.log_types = list(map(log_types.__getitem__, actions))
-    found.trace_ids = found.span_ids = [None] * len(items)
+        items += added
     return items, found
 
 
@@ -170,9 +178,9 @@ _CHUNK = 500  # sources mapped at a time: a few hundred KiB of objects
 def _add_regular(
     sources: list[bytes], items: list[BulkItem], doc_ids: bool, found: RecordColumns, nested: _Nested
 ) -> bool:
-    """Add the records of sources as add_ecs_record would, if each has a string `message` and a string
-    `@timestamp` (or each `timestamp`); else False (the sources it took apart are dropped: parse_bulk decodes
-    them again)."""
+    """Add the records of sources as add_ecs_record would (but their log types and trace and span ids), if
+    each has a string `message` and a string `@timestamp` (or each `timestamp`); else False (the sources it
+    took apart are dropped: _map_source decodes them again)."""
     try:
         # Each source decoded on its own: decode_lines would take two values on one line for two sources.
         docs = list(map(_decode_fields, sources))
