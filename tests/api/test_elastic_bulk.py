@@ -299,10 +299,25 @@ async def test_the_setup_calls_of_beats_logstash_and_vector_are_answered(client:
     assert license_.headers["x-elastic-product"] == "Elasticsearch"
     assert (await client.get("/_xpack")).json()["features"]["ilm"]["available"] is False
     assert (await client.get("/_cluster/health")).json()["status"] == "green"
-    for kind in ("_index_template", "_ilm/policy", "_ingest/pipeline"):
+    for kind in ("_index_template", "_template", "_component_template", "_ilm/policy", "_ingest/pipeline"):
         assert (await client.head(f"/{kind}/filebeat-9.0.0")).status_code == 200
         put = await client.put(f"/{kind}/filebeat-9.0.0", json={"index_patterns": ["filebeat-*"]})
         assert put.json() == {"acknowledged": True} and put.headers["x-elastic-product"] == "Elasticsearch"
+
+
+async def test_an_elasticsearch_call_loglake_does_not_serve_is_a_404_in_elasticsearchs_form(
+    client: httpx.AsyncClient,
+) -> None:
+    """What shippers and the official clients may call that loglake does not serve (node sniffing, mappings,
+    data streams): a 404 they can read, with the product header; loglake's own paths keep their own form."""
+    for method, path in (("GET", "/_nodes/http"), ("GET", "/filebeat-9.0.0/_mapping"), ("PUT", "/_data_stream/x")):
+        response = await client.request(method, path)
+        assert response.status_code == 404 and response.headers["x-elastic-product"] == "Elasticsearch", path
+        answer = response.json()
+        assert answer["status"] == 404 and answer["error"]["type"] == "resource_not_found_exception", answer
+        assert path in answer["error"]["reason"]
+    own = await client.get("/no-such-page")
+    assert own.status_code == 404 and "x-elastic-product" not in own.headers and own.json()["error"]["code"]
 
 
 async def test_a_record_id_route_and_a_bulk_into_an_index_of_the_same_name_both_work(

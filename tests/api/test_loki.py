@@ -273,6 +273,7 @@ async def test_streams_and_entries_are_counted_from_1_as_the_readme_shows(client
         (protobuf_push(('{job="x" level="y"}', [entry(ns(1), "l")])), PROTOBUF, 400, "cannot read labels"),
         (b'{"streams": 1}', JSON, 400, "not a Loki push in JSON"),
         (json_push(({"job": "x"}, [["soon", "l"]])), JSON, 400, "stream 1, entry 1: the timestamp is Unix nanoseconds"),
+        (json_push(({"job": "x"}, [["²", "l"]])), JSON, 400, "stream 1, entry 1: the timestamp is Unix nanoseconds"),
         (json_push(({"job": "x"}, [[str(ns(1))]])), JSON, 400, "an entry is [timestamp, line]"),
         (b"line", {"content-type": "text/plain"}, 415, "unsupported Content-Type"),
         (b"x", {**PROTOBUF, "content-encoding": "br"}, 415, "Content-Encoding 'br' is not supported"),

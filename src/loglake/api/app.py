@@ -392,6 +392,8 @@ class LoglakeApp:
                 preflight = preflight_headers(request.header(b"origin"), self._cors_origins)
                 await send_bytes(send, status, b"", [*preflight, *own])
                 return
+            if elastic_routes.is_elasticsearch_path(request.path):  # (a 404 or 405 from the router too)
+                error_form = _ES
             route, params = self.router.match(request.method, request.path)
             template, error_form = route.template, route.error_form
             await self._admit(route, request, receive)

@@ -20,7 +20,7 @@ from loglake.api.ui_routes import ui_home
 from loglake.ids import format_uuid
 from loglake.ingest import ParsedBody
 from loglake.model import InvalidRecords
-from loglake.protocols import columns, elastic
+from loglake.protocols import columns, elastic, elastic_answers
 from loglake.protocols.columns import RecordColumns
 
 if TYPE_CHECKING:
@@ -47,8 +47,9 @@ _ERROR_TYPES = {
     429: "es_rejected_execution_exception",
     503: "unavailable_shards_exception",
 }
-# Index templates, lifecycle policies and ingest pipelines: what Beats and Logstash install before sending.
-SETUP_KINDS = ("_index_template", "_ilm/policy", "_ingest/pipeline")
+# Index templates (and the legacy and component ones of Beats 7 and Logstash's older outputs), lifecycle policies
+# and ingest pipelines: what Beats and Logstash install before sending.
+SETUP_KINDS = ("_index_template", "_template", "_component_template", "_ilm/policy", "_ingest/pipeline")
 _CHALLENGES = ((b"www-authenticate", b'Basic realm="loglake" charset="UTF-8"'), (b"www-authenticate", b"ApiKey"))
 
 
@@ -56,7 +57,7 @@ class ElasticError(ApiError):
     """An ApiError answered in Elasticsearch's form."""
 
     def body(self) -> dict[str, Any]:
-        return elastic.error_body(self.status, self.code, self.message)
+        return elastic_answers.error_body(self.status, self.code, self.message)
 
 
 def elastic_error(error: ApiError) -> ApiError:
@@ -65,6 +66,14 @@ def elastic_error(error: ApiError) -> ApiError:
         return error
     headers = [*(_CHALLENGES if isinstance(error, Unauthorized) else error.headers), PRODUCT]
     return ElasticError(error.status, _ERROR_TYPES.get(error.status, "exception"), error.message, headers=headers)
+
+
+def is_elasticsearch_path(path: str) -> bool:
+    """An Elasticsearch API path (`/_nodes`, `/_data_stream/x`, `/{index}/_mapping`): its errors, a 404 for one
+    loglake does not serve included, take Elasticsearch's form, which its clients read (a loglake-shaped
+    answer makes the official ones report that the server is not Elasticsearch). No loglake path is one."""
+    segments = path.split("/", 3)
+    return path.startswith("/_") or (len(segments) > 2 and segments[2].startswith("_"))
 
 
 def _answer(payload: Any, status: int = 200) -> Result:
@@ -148,9 +157,9 @@ async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None)
     items = await _store_bulk(app, body, path_index)
     took_ms = int((time.perf_counter() - started) * 1000)
     if len(body) < OFF_LOOP_BODY_BYTES:
-        answer = elastic.bulk_answer(items, took_ms)
+        answer = elastic_answers.bulk_answer(items, took_ms)
     else:  # an item a microsecond: for a big bulk, off the event loop too
-        answer = await app.run_ingest(elastic.bulk_answer, items, took_ms)
+        answer = await app.run_ingest(elastic_answers.bulk_answer, items, took_ms)
     return Result(200, answer, _JSON_HEADERS)
 
 
@@ -171,11 +180,11 @@ async def _one_document(app: LoglakeApp, request: Request, action: str, index: s
     body = decode_content(request, request.body, app.settings.max_body_bytes)
     if not body.strip():
         raise ElasticError(400, "parse_exception", "request body is required: send the document as JSON")
-    (item,) = await _store_bulk(app, elastic.document_bulk(action, index, doc_id, body), index)
+    (item,) = await _store_bulk(app, elastic_answers.document_bulk(action, index, doc_id, body), index)
     if item.error is not None:
         error_type, reason = item.error
         raise ElasticError(item.status, error_type, reason, headers=[PRODUCT])
-    return _answer(elastic.document_answer(item), 201)
+    return _answer(elastic_answers.document_answer(item), 201)
 
 
 # The single-document APIs: template, handler, methods (Elasticsearch takes PUT or POST where the id is given).

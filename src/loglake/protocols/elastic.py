@@ -1,5 +1,5 @@
-"""Elasticsearch's bulk API onto loglake records: the NDJSON action/source pairs, the ECS mapping and the
-bulk answer, as Elasticsearch 8 and 9 give them. Pure, no I/O.
+"""Elasticsearch's bulk API onto loglake records: the NDJSON action/source pairs and the ECS mapping, as
+Elasticsearch 8 and 9 take them (elastic_answers gives its answers). Pure, no I/O.
 
 Only `create` and `index` add documents; loglake keeps logs append-only, so `update` and `delete`
 are refused item by item, as Elasticsearch refuses an item it cannot apply. A source maps to a record:
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
+from operator import attrgetter, contains, methodcaller
 from typing import Any
 
 import msgspec
@@ -25,7 +27,7 @@ VERSION = "9.0.0"  # the Elasticsearch version loglake answers as: the 9.x clien
 ADDING_ACTIONS = ("create", "index")
 REFUSED_ACTIONS = ("update", "delete")
 DOCUMENT_ERROR = "document_parsing_exception"  # Elasticsearch's error type for a source it cannot take
-_SHARDS = {"total": 1, "successful": 1, "failed": 0}
+TIME_FIELDS = ("@timestamp", "timestamp")  # the first present is the record's time (Vector sends `timestamp`)
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 _decode_fields = msgspec.json.Decoder(dict[str, Raw]).decode
@@ -72,6 +74,9 @@ def parse_bulk(body: bytes, path_index: str | None) -> tuple[list[BulkItem], Rec
     if not body.endswith(b"\n"):
         raise BulkRefused("The bulk request must be terminated by a newline [\\n]")
     lines = body.split(b"\n")
+    regular = _regular_bulk(lines, path_index)
+    if regular is not None:
+        return regular
     actions: dict[bytes, tuple[str, str | None, str | None]] = {}  # clients repeat one action line
     items: list[BulkItem] = []
     found = RecordColumns(ids=[])
@@ -127,6 +132,126 @@ def _read_action(number: int, line: bytes, path_index: str | None) -> tuple[str,
     return action, index if type(index) is str else None, doc_id
 
 
+def _regular_bulk(lines: list[bytes], path_index: str | None) -> tuple[list[BulkItem], RecordColumns] | None:
+    """parse_bulk for the bulk shippers send: create or index actions into a known index, each followed by its
+    source on the next line; None for any other bulk, which parse_bulk maps item by item. Where each of a few
+    hundred sources has a string `message` and a string `@timestamp` (or each `timestamp`), each rule runs
+    over them all (a C call decodes a field's values of them all) rather than field by field per source, while
+    they stay in the CPU's cache; other sources are mapped one by one, as parse_bulk maps them."""
+    if len(lines) % 2 == 0:  # action and source lines in pairs, and the empty piece after the final newline
+        return None
+    actions, sources = lines[0:-1:2], lines[1::2]
+    known: dict[bytes, tuple[str, str | None, str | None]] = {}
+    log_types: dict[bytes, str] = {}
+    for line in set(actions):
+        try:
+            action, index, _ = known[line] = _read_action(0, line, path_index)  # (parse_bulk names a bad one)
+        except BulkRefused:
+            return None
+        if action not in ADDING_ACTIONS or index is None:
+            return None
+        log_types[line] = safe_name(index)
+    items: list[BulkItem] = []
+    found = RecordColumns(ids=[])
+    doc_ids = any(doc_id is not None for _, _, doc_id in known.values())
+    nested: _Nested = {}
+    for start in range(0, len(sources), _CHUNK):
+        chunk = slice(start, start + _CHUNK)
+        lines = sources[chunk]
+        added = [BulkItem(*known[line], row) for row, line in enumerate(actions[chunk], len(found))]
+        if _add_regular(lines, added, doc_ids, found, nested):
+            found.log_types += map(log_types.__getitem__, actions[chunk])
+            found.trace_ids += repeat(None, len(lines))
+            found.span_ids += repeat(None, len(lines))
+        elif all(map(bytes.strip, lines)):  # a source of another shape among them: each mapped as parse_bulk does
+            for item, line in zip(added, lines, strict=True):
+                _map_source(item, line, found, nested)
+        else:  # a blank line: parse_bulk finds which lines pair up
+            return None
+        items += added
+    return items, found
+
+
+_CHUNK = 500  # sources mapped at a time: a few hundred KiB of objects
+
+
+def _add_regular(
+    sources: list[bytes], items: list[BulkItem], doc_ids: bool, found: RecordColumns, nested: _Nested
+) -> bool:
+    """Add the records of sources as add_ecs_record would (but their log types and trace and span ids), if
+    each has a string `message` and a string `@timestamp` (or each `timestamp`); else False (the sources it
+    took apart are dropped: _map_source decodes them again)."""
+    try:
+        # Each source decoded on its own: decode_lines would take two values on one line for two sources.
+        docs = list(map(_decode_fields, sources))
+        messages = _decode_strings(_joined(map(methodcaller("pop", "message"), docs)))
+        times: list[int | str] = _decode_strings(_joined(map(methodcaller("pop", _time_field(docs)), docs)))
+    except (KeyError, TypeError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return False
+    if any(map(str.isdigit, times)):
+        times = list(map(_epoch_ms, times))
+    assert found.ids is not None
+    if doc_ids:
+        pairs = zip(items, docs, strict=True)
+        found.ids += [None if item.doc_id is None else _client_id(doc, item.doc_id) for item, doc in pairs]
+    else:
+        found.ids += [None] * len(docs)
+    found.severities += _pop_strings(docs, "log.level", "log", "level", _severity, nested)
+    found.services += _pop_strings(docs, "service.name", "service", "name", _valid_or_safe_name, nested)
+    found.messages += messages
+    found.timestamps += times
+    found.attributes += [_encode(doc) if doc else b"" for doc in docs]
+    return True
+
+
+def _time_field(docs: list[dict[str, Raw]]) -> str:
+    """The field of TIME_FIELDS the sources' times are in: the first when any has it, else the other (a shipper
+    names it alike in all it sends; a source without it makes the bulk go item by item)."""
+    first, then = TIME_FIELDS
+    if any(map(contains, docs, repeat(first))):
+        return first
+    return then
+
+
+def _joined(values: Any) -> bytes:
+    """JSON values (msgspec.Raw) as the text of one JSON array; TypeError when one is missing (None)."""
+    return b"[%b]" % b",".join(values)
+
+
+_decode_strings = msgspec.json.Decoder(list[str]).decode
+# A nested ECS object holding nothing but the one field loglake maps (`{"level": "info"}`, `{"name": "api"}`).
+_ONLY_CHILD = {
+    child: msgspec.json.Decoder(list[msgspec.defstruct(f"Only_{child}", [(child, str)], forbid_unknown_fields=True)])
+    for child in ("level", "name")
+}
+
+
+def _pop_strings(
+    docs: list[dict[str, Raw]],
+    dotted: str,
+    parent: str,
+    child: str,
+    convert: Callable[[str], tuple[str | None, bool]],
+    nested: _Nested,
+) -> list[str | None]:
+    """_pop_string over every source: when none has the dotted name and each has the parent holding only the
+    field, as a string that convert takes (`"log": {"level": "info"}` throughout), with one decode of them all."""
+    if not any(map(contains, docs, repeat(dotted))):
+        try:
+            values = list(
+                map(attrgetter(child), _ONLY_CHILD[child].decode(_joined(map(methodcaller("get", parent), docs))))
+            )
+        except (TypeError, msgspec.DecodeError):
+            values = None
+        if values is not None:
+            converted = {value: convert(value) for value in set(values)}
+            if all(take for _, take in converted.values()):
+                for doc in docs:
+                    del doc[parent]  # (nothing is left of it)
+                return [converted[value][0] for value in values]
+    return [_pop_string(doc, dotted, parent, child, convert, nested) for doc in docs]
+
+
 def _not_append_only(action: str) -> str:
     return f"loglake keeps logs append-only: the {action} action is not supported; send create or index actions"
 
@@ -165,17 +290,12 @@ def add_ecs_record(
     text = _pop_message(source)
     if text is None:
         return "the document has no message: send it as a string in `message` (ECS), `log` or `msg`"
-    timestamp = _pop_first(source, ("@timestamp", "timestamp"))
+    timestamp = _pop_first(source, TIME_FIELDS)
     try:
         when = None if timestamp is None else _epoch_ms(_decode_time(timestamp))
     except msgspec.DecodeError:
         return "`@timestamp` must be a date (ISO-8601) or epoch milliseconds"
-    client_id = None
-    if doc_id is not None:
-        if _is_uuid(doc_id):
-            client_id = doc_id  # the record's client id: a retried document is stored once
-        else:
-            source["_id"] = Raw(_encode(doc_id))
+    client_id = None if doc_id is None else _client_id(source, doc_id)
     found.severities.append(_pop_string(source, "log.level", "log", "level", _severity, nested))
     found.services.append(_pop_string(source, "service.name", "service", "name", _valid_or_safe_name, nested))
     found.messages.append(text)
@@ -187,6 +307,15 @@ def add_ecs_record(
     assert found.ids is not None
     found.ids.append(client_id)
     return ""
+
+
+def _client_id(source: dict[str, Raw], doc_id: str) -> str | None:
+    """A document id as the record's client id when it is a UUID (a retried document is stored once);
+    any other id goes into the attributes as `_id`."""
+    if _is_uuid(doc_id):
+        return doc_id
+    source["_id"] = Raw(_encode(doc_id))
+    return None
 
 
 def _pop_message(source: dict[str, Raw]) -> str | None:
@@ -214,7 +343,7 @@ def _epoch_ms(value: int | float | str) -> int | str:
     """Elasticsearch's default date formats: ISO-8601 text (left for the record's check, which names what
     is wrong with it), epoch milliseconds as a number or as digits."""
     if type(value) is str:
-        return int(value) if value.isdigit() else value
+        return int(value) if value.isascii() and value.isdigit() else value  # ("²" is a digit, but no number)
     return int(value)
 
 
@@ -297,55 +426,3 @@ def _is_uuid(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def bulk_answer(items: list[BulkItem], took_ms: int) -> bytes:
-    """Elasticsearch's bulk response as JSON: one entry per action in the request's order, `errors` when any
-    failed. A stored item's entry is the same text but for its id, made once per action and index: a dict
-    per item, encoded, took more of the event loop than the rest of the request."""
-    stored: dict[tuple[str, str | None], tuple[bytes, bytes]] = {}
-    entries = []
-    errors = False
-    for item in items:
-        if item.error is None:
-            around = stored.get((item.action, item.index))
-            if around is None:
-                around = stored[item.action, item.index] = _stored_entry(item.action, item.index)
-            entries.append(around[0] + _encode(item.doc_id) + around[1])
-        else:
-            errors = True
-            error_type, reason = item.error
-            entry = {"_index": item.index, "_id": item.doc_id, "status": item.status}
-            entries.append(_encode({item.action: entry | {"error": {"type": error_type, "reason": reason}}}))
-    flag = b"true" if errors else b"false"
-    return b'{"errors":%b,"took":%d,"items":[%b]}\n' % (flag, took_ms, b",".join(entries))
-
-
-# What Elasticsearch says of a stored document after its _index and _id (a bulk item adds its status).
-_CREATED = {"_version": 1, "result": "created", "_shards": _SHARDS, "_seq_no": 0, "_primary_term": 1}
-
-
-def _stored_entry(action: str, index: str | None) -> tuple[bytes, bytes]:
-    """The text of a stored item's entry before and after its `_id`."""
-    before = b'{%b:{"_index":%b,"_id":' % (_encode(action), _encode(index))
-    after = b',%b,"status":201}}' % _encode(_CREATED)[1:-1]
-    return before, after
-
-
-def document_bulk(action: str, index: str, doc_id: str | None, body: bytes) -> bytes:
-    """The single-document APIs (`PUT /{index}/_doc/{id}`, `POST /{index}/_doc`, `PUT /{index}/_create/{id}`)
-    as the one-action bulk they amount to. A document may span lines; JSON holds no raw newline inside a
-    string, so they can all become spaces."""
-    meta = {"_index": index} if doc_id is None else {"_index": index, "_id": doc_id}
-    return b"%b\n%b\n" % (_encode({action: meta}), body.replace(b"\n", b" "))
-
-
-def document_answer(item: BulkItem) -> dict[str, Any]:
-    """Elasticsearch's answer to a stored single document."""
-    return {"_index": item.index, "_id": item.doc_id, **_CREATED}
-
-
-def error_body(status: int, error_type: str, reason: str) -> dict[str, Any]:
-    """Elasticsearch's form of an error answered to a whole request."""
-    cause = {"type": error_type, "reason": reason}
-    return {"error": {"root_cause": [cause], **cause}, "status": status}

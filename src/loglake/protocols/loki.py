@@ -198,7 +198,7 @@ def _json_entry(value: list[Any], stream: int, index: int) -> tuple[int, str, di
     if len(value) not in (2, 3):
         raise MalformedPush(f"{where}: an entry is [timestamp, line] or [timestamp, line, {{metadata}}]")
     nanos, line, *rest = value
-    if type(nanos) is str and nanos.isdigit():
+    if type(nanos) is str and nanos.isascii() and nanos.isdigit():  # ("²" is a digit, but no number)
         nanos = int(nanos)
     if type(nanos) is not int or type(line) is not str:
         raise MalformedPush(f"{where}: the timestamp is Unix nanoseconds as a string and the line a string")

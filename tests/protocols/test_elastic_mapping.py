@@ -1,0 +1,118 @@
+"""The ECS mapping of a bulk's sources, record by record: the same records (attributes in their order, as text)
+whether a bulk takes the column path (every source with a string message and @timestamp) or goes item by item."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loglake.protocols import elastic
+
+NOW = "2026-11-01T23:59:58.250Z"
+UUID = "0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b"
+# (action, source, the record expected: message, timestamp, service, severity, log_type, attributes, client id).
+# The sources are sent as json.dumps writes them, with spaces: a value kept in the attributes keeps its text,
+# a nested object loglake took a field out of is written anew, without them.
+CASES = [
+    (
+        {"create": {"_index": "nginx-access"}},
+        {
+            "@timestamp": NOW,
+            "message": "a",
+            "log": {"level": "WARN", "file": {"path": "/x"}},
+            "service": {"name": "web", "version": "1.2"},
+            "host": {"name": "h1"},
+        },
+        (
+            "a",
+            NOW,
+            "web",
+            "warning",
+            "nginx-access",
+            b'{"log":{"file":{"path": "/x"}},"service":{"version":"1.2"},"host":{"name": "h1"}}',
+            None,
+        ),
+    ),
+    (
+        {"index": {"_index": "disk"}},
+        {"@timestamp": "1793577595000", "message": "b", "log.level": "error", "service.name": "disk watch", "x": 1},
+        ("b", 1793577595000, "disk_watch", "error", "disk", b'{"service.name":"disk watch","x":1}', None),
+    ),
+    (
+        {"create": {"_index": "app:one"}},
+        {"message": "c", "@timestamp": NOW, "z": 1, "log": {"level": "info"}, "service": {"name": "api"}, "a": [1]},
+        ("c", NOW, "api", "info", "app_one", b'{"z":1,"a":[1]}', None),
+    ),
+    (
+        {"create": {"_index": "app", "_id": "abc"}},
+        {"@timestamp": NOW, "message": "d", "log": {"level": "chatty"}, "service": {"name": ""}, "k": "v"},
+        ("d", NOW, None, None, "app", b'{"log":{"level": "chatty"},"service":{"name": ""},"k":"v","_id":"abc"}', None),
+    ),
+    (
+        {"create": {"_index": "app", "_id": UUID}},
+        {"@timestamp": "²", "message": "", "log": "fluent", "msg": "m", "timestamp": 5},
+        (
+            "",
+            "²",
+            None,
+            None,
+            "app",
+            b'{"log":"fluent","msg":"m","timestamp":5}',
+            UUID,
+        ),
+    ),
+    (  # Vector's: `timestamp`
+        {"create": {"_index": "vector"}},
+        {"timestamp": NOW, "message": "v", "host": "h", "log.level": "info"},
+        ("v", NOW, None, "info", "vector", b'{"host":"h"}', None),
+    ),
+]
+
+
+def bulk(pairs: list[tuple[dict, dict]]) -> bytes:
+    return b"".join(
+        json.dumps(action).encode() + b"\n" + json.dumps(source).encode() + b"\n" for action, source in pairs
+    )
+
+
+def records(body: bytes) -> list[tuple]:
+    items, found = elastic.parse_bulk(body, None)
+    assert [item.row for item in items if item.error is None] == list(range(len(found)))
+    assert found.ids is not None
+    return list(
+        zip(
+            found.messages,
+            found.timestamps,
+            found.services,
+            found.severities,
+            found.log_types,
+            found.attributes,
+            found.ids,
+            strict=True,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "only", [[2], [0, 1, 2, 3, 4], [5, 5]], ids=["nested-only-level-and-name", "varied", "timestamp-not-@timestamp"]
+)
+def test_a_bulk_maps_each_source_as_the_item_by_item_path_does(only: list[int]) -> None:
+    pairs = [CASES[i][:2] for i in only]
+    expected = [CASES[i][2] for i in only]
+    regular = bulk(pairs)
+    assert elastic._regular_bulk(regular.split(b"\n"), None) is not None  # the column path takes it
+    assert records(regular) == expected
+    # A source without a time among them: theirs are mapped one by one, with the same records, and its own.
+    mixed = bulk([*pairs, ({"create": {"_index": "app"}}, {"message": "e"})])
+    assert records(mixed) == [*expected, ("e", None, None, None, "app", b"", None)]
+    # A delete action: the bulk goes item by item, as do the records.
+    item_by_item = mixed + b'{"delete": {"_index": "app", "_id": "x"}}\n'
+    assert elastic._regular_bulk(item_by_item.split(b"\n"), None) is None
+    assert records(item_by_item) == [*expected, ("e", None, None, None, "app", b"", None)]
+
+
+def test_a_timestamp_of_digits_that_are_no_number_is_left_for_the_check_to_refuse() -> None:
+    """ "²" is a digit to str.isdigit, but int() refuses it: it took the request down (a 500)."""
+    assert elastic._epoch_ms("²") == "²"
+    assert elastic._epoch_ms("1793577595000") == 1793577595000

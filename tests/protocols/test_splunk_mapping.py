@@ -1,0 +1,99 @@
+"""The HEC mapping of a batch's events: the same records (attributes in their order, as text) whether every event
+is a shipper's plain one (a string event, a numeric time, flat fields), mapped rule by rule over the batch, or
+the batch goes event by event."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loglake.protocols import splunk
+
+# (event, the record expected: message, timestamp, service, severity, log_type, attributes)
+CASES = [
+    (
+        {
+            "time": 1426279439.5,
+            "host": "h",
+            "source": "s",
+            "sourcetype": "nginx:access",
+            "event": "a",
+            "fields": {"severity": "WARN", "service.name": "web", "z": "1", "a": ["x"]},
+        },
+        (
+            "a",
+            1426279439500,
+            "web",
+            "warning",
+            "nginx_access",
+            b'{"host":"h","source":"s","sourcetype":"nginx:access","z":"1","a":["x"]}',
+        ),
+    ),
+    (
+        {"event": "b", "fields": {"level": "error", "service": "my app", "host": "f"}},
+        ("b", None, "my_app", "error", None, b'{"service":"my app","host":"f"}'),
+    ),
+    (
+        {"time": 5, "event": "c", "index": "main", "fields": {"severity": "chatty", "level": "info"}},
+        ("c", 5000, None, "info", None, b'{"index":"main","severity":"chatty"}'),
+    ),
+    (
+        {"event": "d", "host": "h", "fields": {"host": "f", "n": 1, "b": True, "x": None}},
+        ("d", None, None, None, None, b'{"host":"f","n":1,"b":true,"x":null}'),
+    ),
+    ({"event": "e", "fields": {}}, ("e", None, None, None, None, b"")),
+    (
+        {"event": "f", "sourcetype": "x", "fields": {"service.name": "", "severity": "debug"}},
+        ("f", None, None, "debug", "x", b'{"sourcetype":"x","service.name":""}'),
+    ),
+]
+
+
+def records(body: bytes) -> list[tuple]:
+    found = splunk.event_columns(body)
+    return list(
+        zip(
+            found.messages,
+            found.timestamps,
+            found.services,
+            found.severities,
+            found.log_types,
+            found.attributes,
+            strict=True,
+        )
+    )
+
+
+@pytest.mark.parametrize("only", [[0, 0], [0, 1, 2, 3, 4, 5]], ids=["each-names-its-severity-and-service", "varied"])
+def test_a_batch_maps_each_event_as_the_event_by_event_path_does(only: list[int]) -> None:
+    events = [json.dumps(CASES[i][0]).encode() for i in only]
+    expected = [CASES[i][1] for i in only]
+    plain = b"".join(events)
+    assert splunk._plain_columns(plain) is not None  # mapped rule by rule
+    assert records(plain) == expected
+    # An event whose `event` is an object sends the batch event by event: the same records, and its own.
+    event_by_event = b"\n".join([*events, b'{"event": {"message": "g", "level": "warn", "k": 1}}'])
+    assert splunk._plain_columns(event_by_event) is None
+    assert records(event_by_event) == [*expected, ("g", None, None, "warning", None, b'{"k":1}')]
+
+
+def test_a_time_past_what_a_float_holds_is_refused_naming_the_event() -> None:
+    with pytest.raises(splunk.HecError) as refused:
+        splunk.event_columns(b'{"event": "a", "time": 1}{"event": "b", "time": 1e999}')
+    assert (refused.value.code, refused.value.event_number) == (6, 1)
+
+
+@pytest.mark.parametrize("between", [b"", b"\n", b" "])
+@pytest.mark.parametrize("message", ["line ", "a }{ in line "])
+def test_a_batch_of_many_pieces_of_events_keeps_every_event_in_order(between: bytes, message: str) -> None:
+    """Events are mapped some 64 KiB at a time, split between two of them: sent with or without whitespace
+    between them, and with `}{` in their text (where a piece may not end)."""
+    texts = [f"{message}{n} {'x' * 50}" for n in range(3000)]
+    body = between.join(
+        json.dumps({"event": text, "time": n, "fields": {"n": n}}).encode() for n, text in enumerate(texts)
+    )
+    found = splunk.event_columns(body)
+    assert found.messages == texts
+    assert found.timestamps == [n * 1000 for n in range(3000)]
+    assert found.attributes == [b'{"n":%d}' % n for n in range(3000)]
