@@ -117,6 +117,7 @@ def test_other_exceptions_are_not_retried() -> None:
         ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # already past
         ("soon", None),
         ("-3", None),
+        ("²", None),  # str.isdigit() says yes, float() refuses it
         ("", None),
         (None, None),
     ],

@@ -50,6 +50,7 @@ def test_query_bounds_also_take_epoch_ms_ages_and_now() -> None:
         ("2026-12-03T10:00:00+1", "is not an ISO-8601 date or time such as 2026-12-03 or 2026-12-03T10:00:00Z"),
         ("1796292000", "looks like epoch seconds; send epoch milliseconds (1796292000000)"),
         ("99999999d", "is outside the years 1970 to 9999"),
+        ("²", "'²' is not a time"),  # str.isdigit() says yes, int() refuses it
     ],
 )
 def test_each_error_says_what_is_wrong(text: str, says: str) -> None:

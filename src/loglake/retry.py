@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
+from loglake.digits import is_ascii_digits
+
 T = TypeVar("T")
 _MAX_DOUBLINGS = 60  # 2**60 times any first pause is past every cap; a larger power overflows a float
 
@@ -79,7 +81,7 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
+    if is_ascii_digits(text):
         return float(text)
     try:
         when = parsedate_to_datetime(text)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from loglake.digits import is_ascii_digits
+
 DAY_MS = 86_400_000
 # Epoch ms below this (1973-03-03) are taken for epoch seconds sent by mistake.
 SMALLEST_PLAUSIBLE_MS = 100_000_000_000
@@ -53,7 +55,7 @@ def parse_time(text: str, now_ms: int) -> int:
     """A query bound as epoch ms: epoch ms, ISO-8601, an age (15m, 2h, 7d: that long before now) or `now`,
     from 1970 to the year 9999."""
     text = text.strip()
-    if text.isdigit():
+    if is_ascii_digits(text):
         value = int(text)
         if 0 < value < SMALLEST_PLAUSIBLE_MS:
             raise TimeFormatError(f"{text} looks like epoch seconds; send epoch milliseconds ({text}000)")

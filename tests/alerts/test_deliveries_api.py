@@ -80,6 +80,7 @@ async def test_deliveries_are_listed_newest_first_filtered_and_paged(client: htt
         ({"limit": "0"}, "limit must be a whole number 1-500, not '0'"),
         ({"limit": "many"}, "limit must be a whole number 1-500"),
         ({"cursor": "-3"}, "cursor must be a whole number 1 or more"),
+        ({"cursor": "²"}, "cursor must be a whole number 1 or more"),  # str.isdigit() says yes, int() no
         ({"status": "dead"}, "unknown parameter(s) status; known: alert, cursor, destination, limit, state"),
     ],
 )

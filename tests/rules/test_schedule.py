@@ -45,6 +45,7 @@ def test_cron(expression: str, after: str, expected: str) -> None:
         ("soon", "neither an interval"),
         ("500ms", "shorter than a second"),
         ("61 * * * *", "minute '61' is not 0-59"),
+        ("² * * * *", "'²' is not a value, range"),  # str.isdigit() says yes, int() refuses it
         ("* * * foo *", "month 'foo'"),
         ("10-5 * * * *", "runs backwards"),
         ("*/0 * * * *", "a step of 0"),

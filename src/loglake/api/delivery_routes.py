@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from loglake.alerts.outbox import DELIVERY_STATES, DeliveryRow
 from loglake.api.http import ApiError, Request
 from loglake.api.routes import Result
+from loglake.digits import is_ascii_digits
 from loglake.model import format_datetime
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def _integer(params: dict[str, str], name: str, default: int | None, low: int, h
     text = params.get(name)
     if not text:
         return default
-    if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
+    if not is_ascii_digits(text) or int(text) < low or (high is not None and int(text) > high):
         bounds = f"{low}-{high}" if high is not None else f"{low} or more"
         raise ApiError(400, "invalid_request", f"{name} must be a whole number {bounds}, not {text!r}")
     return int(text)

@@ -22,6 +22,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from loglake.digits import is_ascii_digits
 from loglake.lake.sql_guard import aggregate_functions, parse_tree, sql_text
 from loglake.lake.tables import APP_LOGS_TABLE
 
@@ -112,7 +113,7 @@ def _rows_needed(modifiers: list[dict], cap: int) -> int | None:
 def _count(expression: dict) -> int | None:
     literal = expression.get("literal", {}) if expression.get("class") == "CONSTANT" else {}
     text = literal.get("text", "") if literal.get("kind") in ("INTEGER", "BIGINT", "HUGEINT") else ""
-    return int(text) if text.isdigit() else None
+    return int(text) if is_ascii_digits(text) else None
 
 
 def _keeps_timestamp(select_list: list[dict], alias: str) -> bool:

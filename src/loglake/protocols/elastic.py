@@ -20,6 +20,7 @@ import msgspec
 from msgspec import Raw
 
 from loglake import ids
+from loglake.digits import is_ascii_digits
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.names import level_severity, safe_name
 
@@ -343,7 +344,7 @@ def _epoch_ms(value: int | float | str) -> int | str:
     """Elasticsearch's default date formats: ISO-8601 text (left for the record's check, which names what
     is wrong with it), epoch milliseconds as a number or as digits."""
     if type(value) is str:
-        return int(value) if value.isascii() and value.isdigit() else value  # ("²" is a digit, but no number)
+        return int(value) if is_ascii_digits(value) else value
     return int(value)
 
 

@@ -32,6 +32,7 @@ import msgspec
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 from google.protobuf.message import DecodeError
 
+from loglake.digits import is_ascii_digits
 from loglake.model import SEVERITY_ALIASES, SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, hex_id, is_valid_name
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.mapping import service_name
@@ -198,7 +199,7 @@ def _json_entry(value: list[Any], stream: int, index: int) -> tuple[int, str, di
     if len(value) not in (2, 3):
         raise MalformedPush(f"{where}: an entry is [timestamp, line] or [timestamp, line, {{metadata}}]")
     nanos, line, *rest = value
-    if type(nanos) is str and nanos.isascii() and nanos.isdigit():  # ("²" is a digit, but no number)
+    if type(nanos) is str and is_ascii_digits(nanos):
         nanos = int(nanos)
     if type(nanos) is not int or type(line) is not str:
         raise MalformedPush(f"{where}: the timestamp is Unix nanoseconds as a string and the line a string")

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from loglake.digits import is_ascii_digits
 from loglake.times import TimeFormatError, parse_duration
 
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -137,7 +138,7 @@ def _parse_field(text: str, name: str, low: int, high: int, names: tuple[str, ..
 def _value(text: str, name: str, low: int, high: int, names: tuple[str, ...]) -> int:
     if text in names:
         return names.index(text) + low
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not is_ascii_digits(text) or not low <= int(text) <= high:
         allowed = f"{low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
         raise ScheduleError(f"{name} {text!r} is not {allowed}")
     return int(text)
