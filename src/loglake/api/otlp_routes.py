@@ -84,7 +84,7 @@ async def export_logs(app: LoglakeApp, request: Request) -> Result:
 def _checked(app: LoglakeApp, body: bytes, json: bool) -> tuple[ParsedBody | None, list[Problem], int]:
     """The request's valid records, the problems of the others, and how many it held (an export of
     none is a valid one, answered as a success)."""
-    found = otlp.columns(otlp.decode_request(body, json))
+    found = otlp.columns(body, json)
     if not found:
         return None, [], 0
     parsed, problems = columns.check_valid(app.service, found)
