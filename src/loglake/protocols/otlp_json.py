@@ -154,7 +154,11 @@ def _read(body: bytes, decoder: msgspec.json.Decoder, message: Descriptor) -> An
     try:
         return decoder.decode(_encode(_canonical(generic, message)))
     except (msgspec.DecodeError, RecursionError) as e:
-        raise MalformedRequest(f"the body is not an OTLP ExportLogsServiceRequest in JSON: {e}") from None
+        raise _malformed(str(e)) from None
+
+
+def _malformed(reason: str) -> MalformedRequest:
+    return MalformedRequest(f"the body is not an OTLP ExportLogsServiceRequest in JSON: {reason}")
 
 
 def _canonical(value: Any, message: Descriptor) -> Any:
@@ -224,7 +228,7 @@ def _severity_number(name: str) -> int:
         try:
             number = int(name)
         except ValueError:
-            raise MalformedRequest(f"severityNumber {name[:40]!r} is not a SeverityNumber") from None
+            raise _malformed(f"severityNumber {name[:40]!r} is not a SeverityNumber") from None
     return number
 
 
@@ -233,7 +237,7 @@ def _hex(text: str, field: str) -> bytes:
         return bytes.fromhex(text)
     except ValueError:
         name = logs_pb2.LogRecord.DESCRIPTOR.fields_by_name[field].json_name
-        raise MalformedRequest(f"{name} {text[:40]!r} is not hex") from None
+        raise _malformed(f"{name} {text[:40]!r} is not hex") from None
 
 
 def _base64(text: str) -> bytes:
@@ -241,4 +245,4 @@ def _base64(text: str) -> bytes:
     try:
         return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
-        raise MalformedRequest(f"bytesValue {text[:40]!r} is not base64") from None
+        raise _malformed(f"bytesValue {text[:40]!r} is not base64") from None
