@@ -40,9 +40,10 @@ _U32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
 _I32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
 
 
-class _Message(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+class _Message(msgspec.Struct, rename="camel", forbid_unknown_fields=True, gc=False):
     """A protobuf message in OTLP/JSON: fields in lowerCamelCase, each its proto3 default when absent
-    (an unknown one refuses the fast path, see the module)."""
+    (an unknown one refuses the fast path, see the module). A decoded tree holds no cycles: left out of
+    the garbage collector's tracking, as ingest.IncomingRecord is."""
 
 
 class AnyValue(_Message):
