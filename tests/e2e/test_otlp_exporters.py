@@ -1,26 +1,33 @@
 """The OpenTelemetry Python SDK's own OTLP/HTTP log exporters (protobuf and JSON) against a real
 `loglake serve`: records emitted through the SDK inside a span reach loglake with the span's trace and
-span ids, the resource's service and the call's attributes."""
+span ids, the resource's service and the call's attributes. The SDK's exporters read nothing of a 200
+answer, so the partial success is checked over plain HTTP."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from google.protobuf import json_format
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.json.http._log_exporter import OTLPLogExporter as JsonLogExporter
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as ProtobufLogExporter
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordExportResult, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
+from loglake.ingest import BULK_MIN_RECORDS
 from tests.conftest import ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
+PROTOBUF, JSON = "application/x-protobuf", "application/json"
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +123,43 @@ def test_a_wrong_key_fails_the_export(server: tuple[ServerProcess, str]) -> None
         assert sender.export(records) == LogRecordExportResult.FAILURE
     finally:
         sender.shutdown()
+
+
+@pytest.mark.parametrize("encoding", ["protobuf", "json"])
+def test_a_partial_success_names_the_refused_records_and_stores_the_rest(
+    server: tuple[ServerProcess, str], encoding: str
+) -> None:
+    """A bulk-sized export (lake parts when all are valid) with two records that cannot be stored, over
+    real HTTP: the answer's partial_success counts and names them, and every other record is stored."""
+    process, key = server
+    service = f"partial-{encoding}"
+    now_ns = time.time_ns()
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    resource_logs.resource.attributes.add(key="service.name").value.string_value = service
+    logs = resource_logs.scope_logs.add().log_records
+    for i in range(BULK_MIN_RECORDS + 200):
+        logs.add(time_unix_nano=now_ns - i * 1_000_000, severity_number=9).body.string_value = f"record {i}"
+    logs[5].time_unix_nano = 1_000  # 1970: older than any retention
+    logs[700].body.string_value = ""  # no message
+    headers = {"authorization": f"Bearer {key}"}
+    if encoding == "json":
+        body = json.dumps(json_format.MessageToDict(request)).encode()
+        response = httpx.post(f"{process.url}/v1/logs", content=body, headers={**headers, "content-type": JSON})
+        assert response.status_code == 200 and response.headers["content-type"] == JSON, response.text
+        partial = response.json()["partialSuccess"]
+        rejected, message = int(partial["rejectedLogRecords"]), partial["errorMessage"]
+    else:
+        body = request.SerializeToString()
+        response = httpx.post(f"{process.url}/v1/logs", content=body, headers={**headers, "content-type": PROTOBUF})
+        assert response.status_code == 200 and response.headers["content-type"] == PROTOBUF, response.content
+        partial_success = ExportLogsServiceResponse.FromString(response.content).partial_success
+        rejected, message = partial_success.rejected_log_records, partial_success.error_message
+    assert rejected == 2
+    assert message.startswith(f"2 of {BULK_MIN_RECORDS + 200} log record(s) refused: record 5: timestamp ")
+    assert "record 700: message must not be empty" in message
+    sql = f"SELECT count(*), count(DISTINCT message) FROM logs WHERE service = '{service}'"
+    counted = httpx.post(f"{process.url}/query", json={"sql": sql}, headers=headers)
+    assert counted.json()["rows"] == [[BULK_MIN_RECORDS + 198, BULK_MIN_RECORDS + 198]], counted.text
+    stored = search(process, key, f"service:{service} record")
+    assert "record 5" not in {r["message"] for r in stored} and "record 4" in {r["message"] for r in stored}

@@ -60,9 +60,9 @@ async def export_logs(app: LoglakeApp, request: Request) -> Result:
         return _failure(e.status, e.message, json)
     try:
         if len(body) < OFF_LOOP_BODY_BYTES:
-            parsed, problems, total = _checked(app, body, json)
+            parsed, problems, total, counts = _checked(app, body, json)
         else:  # decoding and checking thousands of records takes milliseconds: off the event loop
-            parsed, problems, total = await app.run_ingest(_checked, app, body, json)
+            parsed, problems, total, counts = await app.run_ingest(_checked, app, body, json)
     except otlp.MalformedRequest as e:
         app.metrics.rejected_bodies.inc(("invalid_otlp",))
         return _failure(400, str(e), json)
@@ -74,21 +74,24 @@ async def export_logs(app: LoglakeApp, request: Request) -> Result:
         app.metrics.protocol_records.inc((PROTOCOL, "rejected"), len({p.index for p in problems}))
     if parsed is not None:
         try:
-            await store(app, parsed, ingest_counts(parsed))
+            await store(app, parsed, counts)
         except ApiError as e:
             return _failure(e.status, e.message, json, e.headers)
         app.metrics.protocol_records.inc((PROTOCOL, "accepted"), parsed.count)
     return Result(200, otlp.response(problems, total, json), _headers(json))
 
 
-def _checked(app: LoglakeApp, body: bytes, json: bool) -> tuple[ParsedBody | None, list[Problem], int]:
-    """The request's valid records, the problems of the others, and how many it held (an export of
-    none is a valid one, answered as a success)."""
-    found = otlp.columns(otlp.decode_request(body, json))
+def _checked(
+    app: LoglakeApp, body: bytes, json: bool
+) -> tuple[ParsedBody | None, list[Problem], int, dict[tuple[str, int], int]]:
+    """The request's valid records, the problems of the others, how many it held (an export of none is
+    a valid one, answered as a success), and ingest_counts of the valid ones (counted off the event loop
+    with the rest, as POST /logs counts)."""
+    found = otlp.columns(body, json)
     if not found:
-        return None, [], 0
+        return None, [], 0, {}
     parsed, problems = columns.check_valid(app.service, found)
-    return parsed, problems, len(found)
+    return parsed, problems, len(found), {} if parsed is None else ingest_counts(parsed)
 
 
 def _failure(status: int, message: str, json: bool, headers: list[tuple[bytes, bytes]] | None = None) -> Result:

@@ -1,0 +1,176 @@
+"""OTLP log records mapped onto loglake's, one LogRecord to one record, whichever encoding they came in
+(otlp.py reads protobuf, otlp_json.py OTLP/JSON; both hand over messages with the proto's field names):
+- `service`: the resource's `service.name` (service_name() makes it a valid name; the default service without one)
+- `timestamp`: `time_unix_nano`, else `observed_time_unix_nano`, else the time received (ms)
+- `severity`: `severity_number` by OpenTelemetry's ranges (TRACE, DEBUG: debug; INFO: info; WARN: warning;
+  ERROR: error; FATAL: critical), else `severity_text` when it names one (an alias counts), else info
+- `message`: the body: a string as it is, any other value as JSON text; no body: the `event_name`
+- `trace_id`, `span_id`: as lowercase hex; absent or all zeros: none
+- `attributes`: the resource's other attributes, the scope's, then the record's (the later win on a
+  clash), plus `otel.scope.name`/`otel.scope.version`, `event.name`, and `severity_text` when it says more
+  than the severity; values as JSON (bytes as base64, as OTLP/JSON writes them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from operator import attrgetter
+from typing import Any, Protocol
+
+import msgspec
+
+from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, Severity
+from loglake.protocols.columns import RecordColumns
+from loglake.protocols.mapping import service_name
+
+# severity_number 1-24 in four steps per level: TRACE, DEBUG, INFO, WARN, ERROR, FATAL (logs data model).
+_BY_NUMBER = [None, *(SEVERITY_NAMES[level] for level in (0, 0, 1, 2, 3, 4) for _ in range(4))]
+NO_ID = (b"", bytes(16), bytes(8))
+_encode = msgspec.json.Encoder().encode
+# Attributes made JSON, by encoding, the scope's common attributes (JSON) and the record's set (see _attribute_texts).
+_MADE: dict[tuple[Encoding, bytes, Hashable], bytes] = {}
+_MADE_MOST = 10_000
+# Each field of all of a scope's records in one call (map and attrgetter): a comprehension costs more.
+_TIMES = attrgetter("time_unix_nano")
+_NUMBERS = attrgetter("severity_number")
+_TEXTS = attrgetter("severity_text")
+_EVENTS = attrgetter("event_name")
+_BODY_TEXTS = attrgetter("body.string_value")
+
+
+class MalformedRequest(ValueError):
+    """The body is not an ExportLogsServiceRequest in the encoding its Content-Type names."""
+
+
+class Encoding(Protocol):
+    """What reading an ExportLogsServiceRequest takes beyond its field names, in one encoding."""
+
+    def value(self, value: Any) -> Any:
+        """An AnyValue as JSON's value (bytes as base64 text, none as None)."""
+
+    def is_text(self, value: Any) -> bool:
+        """Whether an AnyValue holds a string (maybe an empty one)."""
+
+    def attribute_sets(self, logs: list[Any]) -> list[Hashable]:
+        """Each record's attributes in a form that is equal for equal sets (read once per distinct set)."""
+
+    def record_attributes(self, attribute_set: Hashable) -> dict[str, Any]:
+        """The attributes of one of attribute_sets()' values."""
+
+    def severity_numbers(self, numbers: list[Any]) -> list[int]:
+        """The records' severity_number values as numbers."""
+
+    def id_bytes(self, ids: list[Any], field: str) -> list[bytes]:
+        """The records' trace or span ids (`field`: trace_id or span_id) as bytes."""
+
+
+def columns(request: Any, encoding: Encoding) -> RecordColumns:
+    """Every LogRecord of the request as columns of records to check, in order (see the module's mapping)."""
+    found = RecordColumns()
+    for resource_logs in request.resource_logs:
+        resource = attributes(resource_logs.resource.attributes, encoding)
+        named = resource.pop("service.name", None)
+        service = service_name(named) if type(named) is str else None
+        if service is not None and service != named:
+            resource["service.name"] = named  # kept as sent: the service is only its nearest valid name
+        for scope_logs in resource_logs.scope_logs:
+            logs = list(scope_logs.log_records)  # a protobuf repeated field builds an object at each step
+            if not logs:
+                continue
+            scope = scope_logs.scope
+            common = {**resource, **attributes(scope.attributes, encoding)}
+            if scope.name:
+                common["otel.scope.name"] = scope.name
+            if scope.version:
+                common["otel.scope.version"] = scope.version
+            _add_scope(found, logs, service, common, encoding)
+    return found
+
+
+def _add_scope(found: RecordColumns, logs: list[Any], service: str | None, common: dict, encoding: Encoding) -> None:
+    """The log records of one scope, field by field: a read of a protobuf field builds a Python object, so
+    each field is read once, and what a scope's records share is worked out once per distinct value."""
+    count = len(logs)
+    nanos = list(map(_TIMES, logs))
+    if 0 in nanos:
+        nanos = [n or log.observed_time_unix_nano for n, log in zip(nanos, logs, strict=True)]
+    found.timestamps += [n // 1_000_000 if n else None for n in nanos]
+    found.services += [service] * count
+    found.log_types += [None] * count
+    levels = list(zip(encoding.severity_numbers(list(map(_NUMBERS, logs))), map(_TEXTS, logs), strict=True))
+    known = {level: _severity(*level) for level in set(levels)}
+    found.severities += map({level: severity for level, (severity, _) in known.items()}.__getitem__, levels)
+    events = list(map(_EVENTS, logs))
+    messages = list(map(_BODY_TEXTS, logs))
+    if not all(messages):  # no body, an empty string, or a value that is not a string
+        messages = [m or _message(log.body, e, encoding) for m, log, e in zip(messages, logs, events, strict=True)]
+    found.messages += messages
+    kept_texts = list(map({level: kept for level, (_, kept) in known.items()}.__getitem__, levels))
+    found.attributes += _attribute_texts(encoding.attribute_sets(logs), events, kept_texts, common, encoding)
+    for field, column in (("trace_id", found.trace_ids), ("span_id", found.span_ids)):
+        given = encoding.id_bytes(list(map(attrgetter(field), logs)), field)
+        column += [None] * count if given.count(b"") == count else [None if i in NO_ID else i.hex() for i in given]
+
+
+def _attribute_texts(
+    sets: list[Hashable], events: list[str], kept_texts: list[str], common: dict[str, Any], encoding: Encoding
+) -> list[bytes]:
+    """The records' attributes as JSON text (b"" for none): a scope's records repeat a few sets of
+    attributes and extras, and a sender's exports repeat them again, so each set is made JSON once (_MADE)."""
+    plain = not any(events) and not any(kept_texts)
+    keys: list[Hashable] = sets if plain else list(zip(sets, events, kept_texts, strict=True))
+    common_json = _encode(common) if common else b""
+    made = dict.fromkeys(keys)
+    for key in made:
+        remembered = (encoding, common_json, key)
+        text = _MADE.get(remembered)
+        if text is None:
+            pairs, event, severity_text = (key, "", "") if plain else key
+            own = encoding.record_attributes(pairs) if pairs else {}
+            text = _encode(_own(common, own, event, severity_text)) if own or event or severity_text else common_json
+            if len(_MADE) >= _MADE_MOST:
+                _MADE.clear()  # (exports from threads at once: a lost entry is only made again)
+            _MADE[remembered] = text
+        made[key] = text
+    return list(map(made.__getitem__, keys))
+
+
+def _severity(number: int, text: str) -> tuple[str, str]:
+    """The severity of a record's number and text, and the text when it says more than that (then kept)."""
+    severity = _BY_NUMBER[number] if 0 < number < len(_BY_NUMBER) else _severity_of_text(text)
+    says_more = bool(text) and SEVERITY_ALIASES.get(text.lower()) != SEVERITY_ALIASES[severity]
+    return severity, text if says_more else ""
+
+
+def _severity_of_text(text: str) -> str:
+    found = SEVERITY_ALIASES.get(text.lower()) if text else None
+    return (found or Severity.INFO).label
+
+
+def _own(common: dict[str, Any], own: dict[str, Any], event: str, text: str) -> dict[str, Any]:
+    """A record's attributes: the resource's and scope's, its own (which win a clash), and the extras
+    (`text`: a severity_text that says more than the severity)."""
+    attributes = {**common, **own}
+    if text:
+        attributes["severity_text"] = text
+    if event:
+        attributes["event.name"] = event
+    return attributes
+
+
+def _message(body: Any, event_name: str, encoding: Encoding) -> str:
+    """The message of a body that is not a non-empty string: the event name for none, JSON for a value."""
+    if encoding.is_text(body):
+        return ""  # an empty string: the check names it
+    value = encoding.value(body)
+    return event_name if value is None else _encode(value).decode()
+
+
+def attributes(pairs: Any, encoding: Encoding) -> dict[str, Any]:
+    """KeyValues as a dict of JSON values."""
+    found = {}
+    for pair in pairs:
+        value = pair.value
+        text = value.string_value  # the usual kind: when not empty, no need to ask which kind it is
+        found[pair.key] = text if text else encoding.value(value)
+    return found
