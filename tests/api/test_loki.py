@@ -294,15 +294,23 @@ async def test_an_empty_push_is_taken(client: httpx.AsyncClient) -> None:
 
 
 async def test_pushes_need_an_ingest_key_as_post_logs_does(app: LoglakeApp) -> None:
+    """Refused as Loki answers its errors: the message as text."""
     body = json_push(({"job": "x"}, [[str(ns(1)), "line"]]))
+
+    def refused_as_text(response: httpx.Response, status: int, says: str) -> None:
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == "text/plain; charset=utf-8"
+        assert says in response.text and not response.text.startswith("{")
+
     async with asgi_client(app) as anonymous:
-        assert (await push(anonymous, body, JSON)).status_code == 401
+        refused_as_text(await push(anonymous, body, JSON), 401, "missing credentials")
     async with asgi_client(app, key_for(app, "read")) as reader:
-        assert (await push(reader, body, JSON)).status_code == 403
+        refused_as_text(await push(reader, body, JSON), 403, "ingest")
     async with asgi_client(app, key_for(app, "ingest", rate_limit=1, rate_burst=1)) as limited:
         assert (await push(limited, body, JSON)).status_code == 204
         refused = await push(limited, body, JSON)
-        assert refused.status_code == 429 and refused.headers["retry-after"]
+        refused_as_text(refused, 429, "too many requests")
+        assert refused.headers["retry-after"]
 
 
 async def test_a_push_is_bounded_by_its_size_not_by_post_logs_record_count(settings: Settings) -> None:

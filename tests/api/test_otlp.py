@@ -381,12 +381,18 @@ async def test_bad_gzip_and_too_large_bodies_get_a_status(app: LoglakeApp, clien
 
 
 async def test_exports_need_an_ingest_key_as_post_logs_does(app: LoglakeApp) -> None:
+    """Refused in OTLP/HTTP's form (a google.rpc.Status in the request's encoding), as every 4xx of it is."""
     body = export(log())
     async with asgi_client(app) as anonymous:
-        assert (await post(anonymous, body)).status_code == 401
+        missing = failure(await post(anonymous, body), 401)
+        assert missing.code == code_pb2.UNAUTHENTICATED and "missing credentials" in missing.message
+        as_json = await post(anonymous, b"{}", {"content-type": "application/json"})
+        assert as_json.status_code == 401 and as_json.headers["content-type"] == "application/json"
+        assert as_json.json()["code"] == code_pb2.UNAUTHENTICATED and as_json.headers["www-authenticate"]
     async with asgi_client(app, key_for(app, "read")) as reader:
-        assert (await post(reader, body)).status_code == 403
+        assert failure(await post(reader, body), 403).code == code_pb2.PERMISSION_DENIED
     async with asgi_client(app, key_for(app, "ingest", rate_limit=1, rate_burst=1)) as limited:
         assert (await post(limited, body)).status_code == 200
         refused = await post(limited, body)
-        assert refused.status_code == 429 and refused.headers["retry-after"]
+        assert failure(refused, 429).code == code_pb2.RESOURCE_EXHAUSTED and refused.headers["retry-after"]
+    assert app.runtime.store.count() == 1

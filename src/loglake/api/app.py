@@ -34,6 +34,7 @@ from loglake.api.cors import response_headers as cors_headers
 from loglake.api.http import (
     ApiError,
     ClientGone,
+    EncodedApiError,
     Receive,
     Request,
     Send,
@@ -77,15 +78,17 @@ class Route:
     reads_body: bool = False
     body_limit: int | None = None  # bytes; None: the max_body_bytes setting
     # Turns the route's errors (auth and rate limits included) into its protocol's own form.
-    error_form: Callable[[ApiError], ApiError] | None = None
+    error_form: Callable[[ApiError, Request], ApiError] | None = None  # the error in the protocol's own form
 
 
 _ES = elastic_routes.elastic_error
 ROUTES = [
     Route("GET", "/", elastic_routes.root, None, error_form=_ES),
     Route("POST", "/logs", routes.ingest, "ingest", reads_body=True),
-    Route("POST", otlp_routes.PATH, otlp_routes.export_logs, "ingest", reads_body=True),
-    Route("POST", loki_routes.PATH, loki_routes.push, "ingest", reads_body=True),
+    Route(
+        "POST", otlp_routes.PATH, otlp_routes.export_logs, "ingest", reads_body=True, error_form=otlp_routes.otlp_error
+    ),
+    Route("POST", loki_routes.PATH, loki_routes.push, "ingest", reads_body=True, error_form=loki_routes.loki_error),
     Route("GET", "/logs/recent", routes.recent, "read"),
     Route("GET", "/logs/{logId}", routes.get_log, "read"),
     Route("GET", "/logs/search", routes.search, "read"),
@@ -408,7 +411,7 @@ class LoglakeApp:
                 sent = await send_json(send, status, result.payload, [*result.headers, *common])
         except ApiError as e:
             if error_form is not None:
-                e = error_form(e)
+                e = error_form(e, request)
             status = e.status
             sent = await self._send_error(request, receive, send, e, [*e.headers, *common])
         except ClientGone:
@@ -433,7 +436,11 @@ class LoglakeApp:
     ) -> int:
         """Answer with the error, then take the rest of an unread body off the connection (see discard_body)."""
         unread = request.body_unread()
-        sent = await send_json(send, error.status, error.body(), headers, more_body=unread)
+        if isinstance(error, EncodedApiError):
+            await send_bytes(send, error.status, error.encoded, headers, more_body=unread)
+            sent = len(error.encoded)
+        else:
+            sent = await send_json(send, error.status, error.body(), headers, more_body=unread)
         if unread:
             await discard_body(request, receive, self.settings.max_body_bytes)
             await send({"type": "http.response.body", "body": b""})

@@ -46,6 +46,16 @@ class ApiError(Exception):
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
 
 
+class EncodedApiError(ApiError):
+    """An ApiError answered in a protocol's own encoding (OTLP's protobuf Status, Loki's text): `encoded` is
+    the whole body, and its Content-Type is among the headers."""
+
+    def __init__(self, error: ApiError, encoded: bytes, content_type: bytes) -> None:
+        super().__init__(error.status, error.code, error.message, error.details, [*error.headers])
+        self.headers.append((b"content-type", content_type))
+        self.encoded = encoded
+
+
 class Request:
     """One request: method, path, query, headers (last value wins), and the raw body once read."""
 

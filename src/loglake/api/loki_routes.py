@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from loglake.api.http import ApiError, Request, decode_content
+from loglake.api.http import ApiError, EncodedApiError, Request, decode_content
 from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, count_refused, ingest_counts, store
 from loglake.ingest import InvalidBody, ParsedBody
 from loglake.model import InvalidRecords
@@ -43,6 +43,9 @@ OPENAPI = {
             "responses": {
                 "204": {"description": "Stored"},
                 "400": {"description": "Not a push, or an entry that cannot be stored (text/plain)"},
+                "401": {"description": "Missing, invalid or revoked credentials (text/plain)"},
+                "403": {"description": "The key lacks the ingest scope (text/plain)"},
+                "429": {"description": "Rate limited; see Retry-After (text/plain)"},
                 "413": {"description": "Body or batch too large (text/plain)"},
                 "415": {"description": "Unsupported Content-Type or Content-Encoding (text/plain)"},
                 "503": {"description": "Storage cannot accept writes; nothing was stored (text/plain)"},
@@ -97,6 +100,13 @@ def _checked(app: LoglakeApp, body: bytes, json: bool) -> ParsedBody | None:
         more = f"; and {len(e.problems) - SHOWN_PROBLEMS} more problem(s)" if len(e.problems) > SHOWN_PROBLEMS else ""
         message = f"{len(bad)} of {len(found)} entries cannot be stored, so none was: {named}{more}"
         raise ApiError(400, "invalid_records", message) from None
+
+
+def loki_error(error: ApiError, _request: Request | None = None) -> ApiError:
+    """Any error of the endpoint (auth, scope, rate limit) as Loki answers its errors: the message as text."""
+    if isinstance(error, EncodedApiError):
+        return error
+    return EncodedApiError(error, error.message.encode() + b"\n", _TEXT[0][1])
 
 
 def _failure(status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> Result:

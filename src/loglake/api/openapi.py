@@ -705,10 +705,11 @@ def _document_common_errors(document: dict[str, Any]) -> None:
 
 
 SPEC["paths"].update(ask_routes.OPENAPI_PATHS)
-SPEC["paths"].update(otlp_routes.OPENAPI | loki_routes.OPENAPI)
 _document_common_errors(SPEC)
 # Errors of these take their protocol's form, auth and rate limits included: they describe all they answer.
-SPEC["paths"].update(elastic_routes.OPENAPI_PATHS | splunk_routes.OPENAPI_PATHS)
+SPEC["paths"].update(
+    otlp_routes.OPENAPI | loki_routes.OPENAPI | elastic_routes.OPENAPI_PATHS | splunk_routes.OPENAPI_PATHS
+)
 
 
 async def spec(app: LoglakeApp, request: Request) -> Result:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from loglake.api.http import ApiError, Request, decode_content
+from loglake.api.http import ApiError, EncodedApiError, Request, decode_content
 from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, count_refused, ingest_counts, store
 from loglake.ingest import InvalidBody, ParsedBody
 from loglake.model import Problem
@@ -38,10 +38,10 @@ OPENAPI = {
             "requestBody": {"required": True, "content": _BOTH},
             "responses": {
                 "200": {"description": "ExportLogsServiceResponse, in the request's encoding", "content": _BOTH},
-                "400": _STATUS | {"content": _BOTH},
-                "413": _STATUS | {"content": _BOTH},
-                "415": _STATUS | {"content": _BOTH},
-                "503": _STATUS | {"content": _BOTH},
+                **{
+                    status: _STATUS | {"content": _BOTH}
+                    for status in ("400", "401", "403", "413", "415", "429", "503")  # auth and rate limits too
+                },
             },
         }
     }
@@ -49,7 +49,7 @@ OPENAPI = {
 
 
 async def export_logs(app: LoglakeApp, request: Request) -> Result:
-    content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
+    content_type = _content_type(request)
     json = _TYPES.get(content_type)
     if json is None:
         message = f"Content-Type {content_type!r} is not OTLP/HTTP; send {otlp.PROTOBUF} or {otlp.JSON}"
@@ -92,6 +92,20 @@ def _checked(
         return None, [], 0, {}
     parsed, problems = columns.check_valid(app.service, found)
     return parsed, problems, len(found), {} if parsed is None else ingest_counts(parsed)
+
+
+def otlp_error(error: ApiError, request: Request) -> ApiError:
+    """Any error of the endpoint (auth, scope, rate limit) as OTLP/HTTP answers its 4xx: a google.rpc.Status
+    in the request's encoding (JSON when the request's is not OTLP's)."""
+    if isinstance(error, EncodedApiError):
+        return error
+    json = _TYPES.get(_content_type(request), True)
+    encoding = (otlp.JSON if json else otlp.PROTOBUF).encode()
+    return EncodedApiError(error, otlp.error_status(error.status, error.message, json), encoding)
+
+
+def _content_type(request: Request) -> str:
+    return request.header(b"content-type").split(";", 1)[0].strip().lower()
 
 
 def _failure(status: int, message: str, json: bool, headers: list[tuple[bytes, bytes]] | None = None) -> Result:

@@ -39,7 +39,7 @@ class HecApiError(ApiError):
         return self.payload
 
 
-def hec_error(error: ApiError) -> ApiError:
+def hec_error(error: ApiError, _request: Request | None = None) -> ApiError:
     """Any error of these endpoints (auth, rate limit, body, storage) in Splunk's terms."""
     if isinstance(error, HecApiError):
         return error

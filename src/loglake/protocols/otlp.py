@@ -117,7 +117,14 @@ def response(rejected: list[Problem], total: int, json: bool) -> bytes:
 
 def error_status(status: int, message: str, json: bool) -> bytes:
     """The body of a failed export: a google.rpc.Status, as OTLP/HTTP answers its 4xx and 5xx."""
-    code = {400: code_pb2.INVALID_ARGUMENT, 413: code_pb2.RESOURCE_EXHAUSTED, 415: code_pb2.INVALID_ARGUMENT}
+    code = {
+        400: code_pb2.INVALID_ARGUMENT,
+        401: code_pb2.UNAUTHENTICATED,
+        403: code_pb2.PERMISSION_DENIED,
+        413: code_pb2.RESOURCE_EXHAUSTED,
+        415: code_pb2.INVALID_ARGUMENT,
+        429: code_pb2.RESOURCE_EXHAUSTED,
+    }
     return _serialized(status_pb2.Status(code=code.get(status, code_pb2.UNAVAILABLE), message=message), json)
 
 
