@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from loglake import ids
 from loglake.arrivals import Arrivals
+from loglake.digits import is_ascii_digits
 from loglake.ingest import IncomingRecord, ParsedBody, check_records, check_valid_records, parse_batch
 from loglake.lake import reads as lake_reads
 from loglake.lake.lake import Lake
@@ -295,11 +296,8 @@ def parse_recent_params(params: Mapping[str, str], now_ms: int) -> RecentQuery:
 
     limit = DEFAULT_PAGE_LIMIT
     if params.get("limit"):
-        try:
-            limit = int(params["limit"])
-            if not 1 <= limit <= MAX_PAGE_LIMIT:
-                raise ValueError
-        except ValueError:
+        limit = int(params["limit"]) if is_ascii_digits(params["limit"]) else 0
+        if not 1 <= limit <= MAX_PAGE_LIMIT:
             bad("limit", f"must be an integer from 1 to {MAX_PAGE_LIMIT}")
 
     before_id = None
@@ -363,10 +361,7 @@ def _parse_interval(text: str) -> int:
 
 def _whole_number(name: str, text: str, most: int, meaning: str = "") -> int:
     """A parameter that must be an integer from 1 to `most`; InvalidQuery naming it otherwise."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
+    value = int(text) if is_ascii_digits(text) else 0
     if not 1 <= value <= most:
         raise InvalidQuery([Problem(-1, name, f"must be an integer from 1 to {most}{meaning}")])
     return value

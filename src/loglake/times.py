@@ -23,8 +23,8 @@ LATEST_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z: past every time a quer
 DURATION_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": DAY_MS, "w": 7 * DAY_MS}
 FORMS = "epoch milliseconds, ISO-8601 (2026-12-03T10:00:00Z; without an offset it is UTC) or an age like 15m, 2h, 7d"
 
-_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w)")
-_ISO_START = re.compile(r"\d{4}-\d|\d{8}T")  # 2026-12-03..., or the basic form 20261203T...
+_DURATION = re.compile(r"([0-9]+)(ms|s|m|h|d|w)")  # ASCII digits: \d is any script's
+_ISO_START = re.compile(r"[0-9]{4}-[0-9]|[0-9]{8}T")  # 2026-12-03..., or the basic form 20261203T...
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 
