@@ -295,10 +295,10 @@ def rules_run_due(as_of: str | None, rules_dir: Path | None, data_dir: Path | No
     Safe next to a running server on the same data dir: they take turns, and no window runs twice."""
     from loglake.cli_lake import local_runtime
 
+    clock = time.time if as_of is None else _fixed_clock(as_of)
     settings = _settings(data_dir, rules_dir)
     if not settings.rules_path.is_dir():
         raise click.ClickException(f"no rules folder {settings.rules_path} (loglake rules init makes one)")
-    clock = time.time if as_of is None else _fixed_clock(as_of)
     with local_runtime(settings.data_dir, {"rules_dir": str(settings.rules_path)}, clock=clock) as runtime:
         scheduler = runtime.rules
         scheduler.reload()
@@ -326,9 +326,11 @@ def _fixed_clock(text: str) -> Callable[[], float]:
     try:
         as_of_ms = parse_time(text, now_ms)
     except TimeFormatError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.BadParameter(str(e), param_hint="--now") from None
     if as_of_ms > now_ms:
-        raise click.ClickException(f"--now {text!r} is in the future: run-due only runs what was due by now")
+        raise click.BadParameter(
+            f"{text!r} is in the future: run-due only runs what was due by now", param_hint="--now"
+        )
     return lambda: as_of_ms / 1000
 
 

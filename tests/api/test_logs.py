@@ -272,8 +272,8 @@ async def test_cursor_paging_visits_each_record_once(client: httpx.AsyncClient) 
         ({"limit": "0"}, "limit"),
         ({"limit": "1001"}, "limit"),
         ({"limit": "ten"}, "limit"),
-        ({"limit": "１０"}, "limit"),  # full-width digits: int() reads them, no client means them
-        ({"since": "١h"}, "since"),  # Arabic-Indic digits
+        ({"limit": "\uff11\uff10"}, "limit"),  # full-width digits: int() reads them, no client means them
+        ({"since": "\u0661h"}, "since"),  # Arabic-Indic digits
         ({"severity": "loud"}, "severity"),
         ({"min_severity": "loud"}, "min_severity"),
         ({"since": "last tuesday"}, "since"),

@@ -217,9 +217,13 @@ def test_run_due_runs_nothing_ahead_of_the_clock(folder: Path, tmp_path: Path) -
     args = ["--rules-dir", str(folder), "--data-dir", str(tmp_path / "data")]
     SQLiteHotStore(tmp_path / "data" / "hot.db").close()
     future = rules("run-due", "--now", str(int(time.time() * 1000) + 3_600_000), *args)
-    assert future.exit_code == 1 and "is in the future: run-due only runs what was due by now" in future.stderr
+    # a usage error (exit 2) that names the option
+    assert future.exit_code == 2 and "Invalid value for --now:" in future.stderr
+    assert "is in the future: run-due only runs what was due by now" in future.stderr
     bad = rules("run-due", "--now", "tomorrow", *args)
-    assert bad.exit_code == 1 and "'tomorrow' is not a time" in bad.stderr
+    assert bad.exit_code == 2 and "Invalid value for --now: 'tomorrow' is not a time" in bad.stderr
+    no_folder = rules("run-due", "--now", "tomorrow", "--rules-dir", str(tmp_path / "none"))
+    assert no_folder.exit_code == 2 and "--now" in no_folder.stderr  # the value is checked first
     assert not (tmp_path / "data" / "alerts.db").exists()  # nothing ran
 
 
