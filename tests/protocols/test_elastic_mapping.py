@@ -116,3 +116,30 @@ def test_a_timestamp_of_digits_that_are_no_number_is_left_for_the_check_to_refus
     """ "²" is a digit to str.isdigit, but int() refuses it: it took the request down (a 500)."""
     assert elastic._epoch_ms("²") == "²"
     assert elastic._epoch_ms("1793577595000") == 1793577595000
+
+
+TRACE = "5B8EFFF798038103D269B633813FC60C"
+SPAN = "EEE19B7EC3C1B174"
+TRACED = [  # (source, the trace and span ids expected, the attributes left)
+    ({"trace.id": TRACE, "span.id": SPAN}, (TRACE.lower(), SPAN.lower()), b""),
+    ({"trace": {"id": TRACE}, "span": {"id": SPAN}}, (TRACE.lower(), SPAN.lower()), b""),
+    ({"trace": {"id": TRACE, "x": 1}}, (TRACE.lower(), None), b'{"trace":{"x":1}}'),
+    (  # not W3C ids (all zeros means none): they stay as sent
+        {"trace.id": "not-hex", "span": {"id": "0000000000000000"}},
+        (None, None),
+        b'{"trace.id":"not-hex","span":{"id": "0000000000000000"}}',
+    ),
+    ({"labels": {"a": "b"}}, (None, None), b'{"labels":{"a": "b"}}'),
+]
+
+
+@pytest.mark.parametrize("column_path", [True, False], ids=["column-path", "item-by-item"])
+def test_ecs_trace_and_span_ids_fill_their_columns(column_path: bool) -> None:
+    """ECS `trace.id` and `span.id` (dotted or nested) are the record's trace context, so logs shipped by Beats
+    or Vector join with traces as OTLP's do; ids that are not W3C ids stay in the attributes."""
+    pairs = [({"create": {"_index": "app"}}, {"@timestamp": NOW, "message": "m", **extra}) for extra, _, _ in TRACED]
+    body = bulk(pairs) + (b"" if column_path else b'{"delete": {"_index": "app", "_id": "x"}}\n')
+    assert (elastic._regular_bulk(body.split(b"\n"), None) is not None) is column_path
+    _, found = elastic.parse_bulk(body, None)
+    assert list(zip(found.trace_ids, found.span_ids, strict=True)) == [ids for _, ids, _ in TRACED]
+    assert found.attributes == [left for _, _, left in TRACED]

@@ -21,6 +21,7 @@ from msgspec import Raw
 
 from loglake import ids
 from loglake.digits import is_ascii_digits
+from loglake.model import SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, hex_id
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.names import level_severity, safe_name
 
@@ -162,8 +163,6 @@ def _regular_bulk(lines: list[bytes], path_index: str | None) -> tuple[list[Bulk
         added = [BulkItem(*known[line], row) for row, line in enumerate(actions[chunk], len(found))]
         if _add_regular(lines, added, doc_ids, found, nested):
             found.log_types += map(log_types.__getitem__, actions[chunk])
-            found.trace_ids += repeat(None, len(lines))
-            found.span_ids += repeat(None, len(lines))
         elif all(map(bytes.strip, lines)):  # a source of another shape among them: each mapped as parse_bulk does
             for item, line in zip(added, lines, strict=True):
                 _map_source(item, line, found, nested)
@@ -199,6 +198,8 @@ def _add_regular(
         found.ids += [None] * len(docs)
     found.severities += _pop_strings(docs, "log.level", "log", "level", _severity, nested)
     found.services += _pop_strings(docs, "service.name", "service", "name", _valid_or_safe_name, nested)
+    found.trace_ids += _pop_strings(docs, "trace.id", "trace", "id", _trace_id, nested)
+    found.span_ids += _pop_strings(docs, "span.id", "span", "id", _span_id, nested)
     found.messages += messages
     found.timestamps += times
     found.attributes += [_encode(doc) if doc else b"" for doc in docs]
@@ -223,7 +224,7 @@ _decode_strings = msgspec.json.Decoder(list[str]).decode
 # A nested ECS object holding nothing but the one field loglake maps (`{"level": "info"}`, `{"name": "api"}`).
 _ONLY_CHILD = {
     child: msgspec.json.Decoder(list[msgspec.defstruct(f"Only_{child}", [(child, str)], forbid_unknown_fields=True)])
-    for child in ("level", "name")
+    for child in ("level", "name", "id")
 }
 
 
@@ -238,6 +239,8 @@ def _pop_strings(
     """_pop_string over every source: when none has the dotted name and each has the parent holding only the
     field, as a string that convert takes (`"log": {"level": "info"}` throughout), with one decode of them all."""
     if not any(map(contains, docs, repeat(dotted))):
+        if not any(map(contains, docs, repeat(parent))):  # (most sources have no trace, say)
+            return [None] * len(docs)
         try:
             values = list(
                 map(attrgetter(child), _ONLY_CHILD[child].decode(_joined(map(methodcaller("get", parent), docs))))
@@ -302,9 +305,9 @@ def add_ecs_record(
     found.messages.append(text)
     found.timestamps.append(when)
     found.log_types.append(safe_name(index))
+    found.trace_ids.append(_pop_string(source, "trace.id", "trace", "id", _trace_id, nested))
+    found.span_ids.append(_pop_string(source, "span.id", "span", "id", _span_id, nested))
     found.attributes.append(_encode(source) if source else b"")  # (a Raw value is written as it is)
-    found.trace_ids.append(None)
-    found.span_ids.append(None)
     assert found.ids is not None
     found.ids.append(client_id)
     return ""
@@ -410,6 +413,19 @@ def _severity(level: str) -> tuple[str | None, bool]:
     """A log.level as the record's severity, taken out of the attributes when it names one."""
     severity = level_severity(level)
     return severity, severity is not None
+
+
+def _trace_id(value: str) -> tuple[str | None, bool]:
+    """An ECS trace.id as the record's trace id (OpenTelemetry's, lowercase hex), taken out of the attributes
+    when it is one; anything else stays there."""
+    found = hex_id(value, TRACE_ID_HEX_DIGITS)
+    return found, found is not None
+
+
+def _span_id(value: str) -> tuple[str | None, bool]:
+    """An ECS span.id as the record's span id, as _trace_id takes a trace id."""
+    found = hex_id(value, SPAN_ID_HEX_DIGITS)
+    return found, found is not None
 
 
 def _valid_or_safe_name(name: str) -> tuple[str | None, bool]:
