@@ -17,10 +17,9 @@ from typing import Any
 
 from loglake.arrivals import ArrivalCursor, Arrivals
 from loglake.model import Problem, StoredRecord, format_datetime
-from loglake.service import InvalidQuery, LogService, parse_recent_params
+from loglake.service import FOLLOW_PARAMS, InvalidQuery, LogService, parse_recent_params
 from loglake.store.base import RecentQuery
 
-FOLLOW_PARAMS = ("follow", "after")
 # The time range and paging of recent records; a follow page holds what arrived, whatever its time.
 NOT_WITH_AFTER = ("since", "until", "cursor")
 # After a restart, records are given by time from this long before the cursor was issued: records

@@ -37,6 +37,7 @@ from loglake.times import DAY_MS, TimeFormatError, parse_duration, parse_time
 
 DEFAULT_WINDOW_MS = DAY_MS
 RECENT_PARAMS = ("service", "log_type", "severity", "min_severity", "since", "until", "q", "limit", "cursor")
+FOLLOW_PARAMS = ("follow", "after")  # GET /logs/recent takes these too (follow.py reads them)
 DEFAULT_BUCKETS = 60
 DEFAULT_FACETS = 10
 MAX_FACETS = 100
@@ -260,10 +261,12 @@ class LogService:
 
     def recent_query(self, params: Mapping[str, str]) -> RecentQuery:
         """Build a RecentQuery from string parameters (HTTP query or CLI), or raise InvalidQuery."""
-        return parse_recent_params(params, self.now_ms())
+        return parse_recent_params(params, self.now_ms(), also_known=FOLLOW_PARAMS)
 
 
-def parse_recent_params(params: Mapping[str, str], now_ms: int) -> RecentQuery:
+def parse_recent_params(params: Mapping[str, str], now_ms: int, also_known: tuple[str, ...] = ()) -> RecentQuery:
+    """A RecentQuery from string parameters, or InvalidQuery naming each problem; `also_known` are the
+    parameters the caller took out before, which an unknown one's message lists too."""
     problems: list[Problem] = []
 
     def bad(name: str, reason: str) -> None:
@@ -271,7 +274,7 @@ def parse_recent_params(params: Mapping[str, str], now_ms: int) -> RecentQuery:
 
     for name in params:
         if name not in RECENT_PARAMS:
-            bad(name, f"unknown parameter; known: {', '.join(RECENT_PARAMS)}")
+            bad(name, f"unknown parameter; known: {', '.join(RECENT_PARAMS + also_known)}")
 
     severities: frozenset[int] | None = None
     if params.get("severity"):

@@ -292,6 +292,11 @@ async def test_recent_bad_parameters_are_400(client: httpx.AsyncClient, params: 
     assert [d["field"] for d in error["details"]] == [field]
 
 
+async def test_an_unknown_parameter_is_told_every_parameter_recent_takes(client: httpx.AsyncClient) -> None:
+    error = error_of(await client.get("/logs/recent", params={"foo": "1"}))
+    assert error["details"][0]["reason"].endswith("limit, cursor, follow, after"), error  # follow too
+
+
 # -- GET /logs/{logId} -------------------------------------------------------------------------
 
 
