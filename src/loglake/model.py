@@ -204,6 +204,9 @@ _KNOWN_FIELDS = frozenset(RECORD_FIELDS)
 _valid_names: set[str] = set()  # names already checked: most batches repeat a handful of services
 
 
+NAME_RULE = "must be 1-128 characters of A-Z a-z 0-9 . _ -"
+
+
 def is_valid_name(value: str) -> bool:
     """A service or log_type name: 1-128 of A-Z a-z 0-9 . _ -"""
     if value in _valid_names:
@@ -220,7 +223,7 @@ def _check_name(index: int, field: str, value: Any, default: str, problems: list
         return default
     if type(value) is str and is_valid_name(value):
         return value
-    problems.append(Problem(index, field, "must be 1-128 characters of A-Z a-z 0-9 . _ -"))
+    problems.append(Problem(index, field, NAME_RULE))
     return default
 
 

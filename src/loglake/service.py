@@ -24,6 +24,7 @@ from loglake.lake.search_terms import InvalidSearch, Term, parse_terms
 from loglake.model import (
     DEFAULT_PAGE_LIMIT,
     MAX_PAGE_LIMIT,
+    NAME_RULE,
     SEVERITY_ALIASES,
     SEVERITY_NAMES,
     Limits,
@@ -31,6 +32,7 @@ from loglake.model import (
     Problem,
     StoredRecord,
     format_datetime,
+    is_valid_name,
 )
 from loglake.store.base import HotStore, RecentQuery, awaitable
 from loglake.times import DAY_MS, TimeFormatError, parse_duration, parse_time
@@ -312,8 +314,8 @@ def parse_recent_params(params: Mapping[str, str], now_ms: int, also_known: tupl
 
     for name in ("service", "log_type"):
         value = params.get(name)
-        if value is not None and not value:
-            bad(name, "must not be empty")
+        if value is not None and not is_valid_name(value):  # no record has such a name: say so, not "none found"
+            bad(name, "must not be empty" if not value else NAME_RULE)
 
     if problems:
         raise InvalidQuery(problems)

@@ -282,6 +282,8 @@ async def test_cursor_paging_visits_each_record_once(client: httpx.AsyncClient) 
         ({"cursor": "AAAA"}, "cursor"),
         ({"servce": "api"}, "servce"),
         ({"service": ""}, "service"),
+        ({"service": "a b"}, "service"),  # no record has such a name
+        ({"log_type": "x/y"}, "log_type"),
     ],
 )
 async def test_recent_bad_parameters_are_400(client: httpx.AsyncClient, params: dict, field: str) -> None:
