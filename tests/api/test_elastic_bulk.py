@@ -100,6 +100,13 @@ async def test_fluent_bits_log_line_is_the_message_and_filebeats_log_object_an_a
     assert logs == {"a line from fluent bit": {"stream": "stdout"}, "a line from filebeat": {"log": {"offset": 7}}}
 
 
+async def test_a_message_that_is_not_text_is_named_as_such(client: httpx.AsyncClient) -> None:
+    body = ndjson({"create": {"_index": "app"}}, {"message": {"a": 1}})
+    [entry] = (await client.post("/_bulk", content=body, headers=NDJSON)).json()["items"]
+    assert entry["create"]["status"] == 400
+    assert entry["create"]["error"]["reason"].startswith("`message` must be a string"), entry  # not "no message"
+
+
 async def test_a_failing_item_is_answered_with_its_status_and_reason_and_the_others_are_stored(
     client: httpx.AsyncClient, app: LoglakeApp
 ) -> None:

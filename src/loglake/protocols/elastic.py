@@ -293,6 +293,8 @@ def add_ecs_record(
     cannot be one. The source dict is taken apart."""
     text = _pop_message(source)
     if text is None:
+        if "message" in source:  # (an object: a structured log whose line is elsewhere)
+            return "`message` must be a string: send the log line as text in `message` (ECS), `log` or `msg`"
         return "the document has no message: send it as a string in `message` (ECS), `log` or `msg`"
     timestamp = _pop_first(source, TIME_FIELDS)
     try:
