@@ -60,7 +60,7 @@ class ElasticError(ApiError):
         return elastic_answers.error_body(self.status, self.code, self.message)
 
 
-def elastic_error(error: ApiError, _request: Request | None = None) -> ApiError:
+def elastic_error(error: ApiError, _request: Request) -> ApiError:
     """Any error of these endpoints (auth, rate limit, body) in Elasticsearch's form, with its headers."""
     if isinstance(error, ElasticError):
         return error

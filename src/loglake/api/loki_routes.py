@@ -102,7 +102,7 @@ def _checked(app: LoglakeApp, body: bytes, json: bool) -> ParsedBody | None:
         raise ApiError(400, "invalid_records", message) from None
 
 
-def loki_error(error: ApiError, _request: Request | None = None) -> ApiError:
+def loki_error(error: ApiError, _request: Request) -> ApiError:
     """Any error of the endpoint (auth, scope, rate limit) as Loki answers its errors: the message as text."""
     if isinstance(error, EncodedApiError):
         return error
