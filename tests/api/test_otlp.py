@@ -19,6 +19,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from loglake.api.app import LoglakeApp
 from loglake.config import Settings
 from loglake.ingest import BULK_MIN_RECORDS
+from loglake.protocols import otlp, otlp_mapping
 from tests.conftest import asgi_client, key_for
 
 NOW_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
@@ -396,3 +397,15 @@ async def test_exports_need_an_ingest_key_as_post_logs_does(app: LoglakeApp) -> 
         refused = await post(limited, body)
         assert failure(refused, 429).code == code_pb2.RESOURCE_EXHAUSTED and refused.headers["retry-after"]
     assert app.runtime.store.count() == 1
+
+
+def test_the_memo_of_attribute_sets_keeps_only_small_ones() -> None:
+    """Repeated attribute sets are made JSON once across exports; a sender of large, ever-different sets
+    must not make that memo hold them all (up to 4,096 of 64 KiB each)."""
+    otlp_mapping._MADE.clear()
+    small = export(log("a", attributes=pairs(k=text("v"))))
+    large = export(*(log("b", attributes=pairs(k=text(f"{n}" + "x" * 4096))) for n in range(20)))
+    otlp.columns(small, json=False)
+    assert len(otlp_mapping._MADE) == 1
+    found = otlp.columns(large, json=False)
+    assert len(set(found.attributes)) == 20 and len(otlp_mapping._MADE) == 1

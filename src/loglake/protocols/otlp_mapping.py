@@ -29,7 +29,10 @@ NO_ID = (b"", bytes(16), bytes(8))
 _encode = msgspec.json.Encoder().encode
 # Attributes made JSON, by encoding, the scope's common attributes (JSON) and the record's set (see _attribute_texts).
 _MADE: dict[tuple[Encoding, bytes, Hashable], bytes] = {}
-_MADE_MOST = 10_000
+_MADE_MOST = 4_096
+# Only sets this small are remembered (their JSON with the common part's): whatever a sender sends, the
+# memo holds a few tens of MB at most (a key, the set as sent, is about as long as its JSON).
+_MADE_BYTES_MOST = 2_048
 # Each field of all of a scope's records in one call (map and attrgetter): a comprehension costs more.
 _TIMES = attrgetter("time_unix_nano")
 _NUMBERS = attrgetter("severity_number")
@@ -128,9 +131,10 @@ def _attribute_texts(
             pairs, event, severity_text = (key, "", "") if plain else key
             own = encoding.record_attributes(pairs) if pairs else {}
             text = _encode(_own(common, own, event, severity_text)) if own or event or severity_text else common_json
-            if len(_MADE) >= _MADE_MOST:
-                _MADE.clear()  # (exports from threads at once: a lost entry is only made again)
-            _MADE[remembered] = text
+            if len(text) + len(common_json) <= _MADE_BYTES_MOST:
+                if len(_MADE) >= _MADE_MOST:
+                    _MADE.clear()  # (exports from threads at once: a lost entry is only made again)
+                _MADE[remembered] = text
         made[key] = text
     return list(map(made.__getitem__, keys))
 
