@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -117,3 +118,39 @@ def test_local_folders_go_with_their_last_object(tmp_path: Path) -> None:
     (root / "type=t" / "date=2026-11-09").mkdir()  # left empty by an older version
     store.remove_unfinished()
     assert not (root / "type=t" / "date=2026-11-09").exists() and store.exists("type=t/date=2026-11-02/part-c")
+
+
+def test_publish_file_stores_the_whole_file(store: ObjectStore, tmp_path: Path) -> None:
+    part = tmp_path / "part.parquet"
+    payload = os.urandom(3 * 1024 * 1024)
+    part.write_bytes(payload)
+    store.publish_file("day/part-2.parquet", part)
+    assert store.get("day/part-2.parquet") == payload
+
+
+def test_local_publish_file_moves_the_file_into_place_private(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "lake")
+    part = tmp_path / "work" / "part.parquet"
+    part.parent.mkdir()
+    part.write_bytes(b"rows")
+    part.chmod(0o644)  # as pyarrow's writer leaves it under a usual umask
+    store.publish_file("date=2026-12-04/part-1.parquet", part)
+    published = tmp_path / "lake" / "date=2026-12-04" / "part-1.parquet"
+    assert published.read_bytes() == b"rows"
+    assert published.stat().st_mode & 0o777 == 0o600
+    assert not part.exists()  # moved, not copied
+    assert not [p for p in published.parent.iterdir() if p.name.startswith(".")]  # no temp file left
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs a second file system (/dev/shm)")
+def test_local_publish_file_copies_across_file_systems(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "lake")
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        part = Path(other) / "part.parquet"
+        part.write_bytes(b"rows from elsewhere")
+        if os.stat(other).st_dev == tmp_path.stat().st_dev:
+            pytest.skip("/dev/shm is on the same file system as the test's folder here")
+        store.publish_file("k/part.parquet", part)
+    published = tmp_path / "lake" / "k" / "part.parquet"
+    assert published.read_bytes() == b"rows from elsewhere"
+    assert published.stat().st_mode & 0o777 == 0o600

@@ -213,8 +213,9 @@ def publish(
     owner: str | None = None,
     journaled: Future[int] | None = None,
 ) -> Future:
-    """Steps 2-4 for files written to `work`: journal, publish, then in one transaction `finish` (what
-    the files replace: hot rows, or older lake files) + add them to the catalog + drop the journal.
+    """Steps 2-4 for files written to `work`: journal, publish (a local lake moves them out of `work`),
+    then in one transaction `finish` (what the files replace: hot rows, or older lake files) + add them
+    to the catalog + drop the journal.
     The commit is queued on the store's writer thread; the returned future says when it is done.
     `owner` names a writer that runs outside the maintenance lock (lake/bulk.py); `journaled` is the
     journal entry (`journal`) of a writer that made it while it wrote the files."""
@@ -223,7 +224,7 @@ def publish(
     flush_id = journaled.result()
     on_step("journaled")
     for number, lake_file in enumerate(files, start=1):
-        lake.put_file(lake_file.key, work / file_name(lake_file.key))
+        lake.publish_file(lake_file.key, work / file_name(lake_file.key))
         on_step(f"published {number}")
 
     def commit(conn: sqlite3.Connection) -> None:
