@@ -17,7 +17,7 @@ from loglake.aws.athena import AthenaQueryEngine
 from loglake.ids import format_uuid, timestamp_of
 from loglake.lake import reads as lake_reads
 from loglake.lake.layout import day_of
-from loglake.lake.query import sql_string
+from loglake.lake.query_views import sql_string
 from loglake.lake.search_terms import Term
 from loglake.lake.sql_guard import case_insensitive_regex
 from loglake.lake.tables import APP_LOGS_TABLE

@@ -32,7 +32,7 @@ from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import file_name
-from loglake.lake.query import sql_string
+from loglake.lake.query_views import sql_string
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.scratch import new_work_folder
 from loglake.lake.sorted_merge import (

@@ -42,34 +42,19 @@ import duckdb
 import pyarrow as pa
 
 from loglake.config import Settings
-from loglake.lake.file_columns import by_missing_columns
-from loglake.lake.hot_rows import HotRowsStream
 from loglake.lake.hot_top import HotTop, hot_top
-from loglake.lake.manifest import LakeFile, list_files, reading
-from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
+from loglake.lake.manifest import LakeFile, reading
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.lake.query_answers import LakeUnreadable, QueryBusy, QueryResult, fetch_within
-from loglake.lake.s3_dataset import CountedDataset, s3_dataset
+from loglake.lake.query_views import QueryViews
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.scratch import folder_of_this_process
 from loglake.lake.sql_guard import QueryError, check_select, client_error, rewrite_text_filters
-from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, LiveTable, partition_type, sql_type
+from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, LiveTable
 from loglake.private_files import private_dir
 from loglake.store.sqlite import SQLiteHotStore
-from loglake.store.sqlite_reads import Snapshot
 
 INTERNAL_CONNECTIONS = 2
-# Hot rows reach DuckDB in batches of about this many bytes (as Python objects, then as Arrow).
-HOT_BATCH_BYTES = 8 * 2**20
-_HOT_STREAM = "_hot_stream"  # the hot rows as read from the store (HotRowsStream)
-_HOT_ROWS = "_hot_logs"  # the view of them the `logs` view reads: all of them, or those a top-N can use
-_COLUMNS = ", ".join(f'"{c.name}"' for c in APP_LOGS_TABLE.columns)
-# DuckDB reads Parquet TIMESTAMP(MILLIS) as TIMESTAMP and Arrow timestamp[ms] as TIMESTAMP_MS: one type for
-# both, so `typeof` and arithmetic do not depend on where a record is.
-_ALL_HOT_ROWS = (
-    'SELECT CAST("timestamp" AS DATE) AS "date", '
-    + _COLUMNS.replace('"timestamp"', 'CAST("timestamp" AS TIMESTAMP) AS "timestamp"')
-    + f" FROM {_HOT_STREAM}"
-)
 
 
 @dataclass(frozen=True)
@@ -132,15 +117,11 @@ class QueryEngine:
         self._server_paths = [(str(work_dir.resolve()), "tmp/duckdb")]
         if isinstance(lake, LocalObjectStore):
             self._server_paths.insert(0, (str(lake.root.resolve()) + "/", ""))
-        self._arrow_fs: Any = None  # made on first use: S3 lakes only
-        self._s3_datasets: dict[duckdb.DuckDBPyConnection, CountedDataset] = {}  # each connection's latest
+        self._views = QueryViews(lake)
         # Users' SQL and the server's own reads (search, histogram, a flushed record) draw on separate
         # connections, so a slow user query never holds up the API's reads.
         self._pool = self._connections(self.limits.concurrency, self.live_tables)
         self._internal_pool = self._connections(INTERNAL_CONNECTIONS)
-        # Per connection, the files each of its views was last defined with (_define_views), and the SQL of
-        # its view of the hot rows.
-        self._defined: dict[duckdb.DuckDBPyConnection, dict[str, tuple[str, ...] | None]] = {}
         readable = [str(lake.root.resolve())] if isinstance(lake, LocalObjectStore) else []
         self._db.execute("SET allowed_directories = $dirs", {"dirs": readable})
         self._db.execute("SET enable_external_access = false")
@@ -178,7 +159,7 @@ class QueryEngine:
             self.store.snapshot() as snapshot,
         ):
             tables = tuple(TABLES.values())
-            files = self._define_views(cursor, snapshot, TimeRange(), tables)
+            files = self._views.define(cursor, snapshot, TimeRange(), tables)
             try:
                 rows = cursor.execute(f"EXPLAIN (FORMAT json) {sql}").fetchall()
             except duckdb.Error as e:
@@ -265,10 +246,10 @@ class QueryEngine:
         # The snapshot lasts until the answer is fetched: DuckDB reads hot rows as it goes (HotRowsStream).
         with self._cursor(pool, timeout) as cursor, reading(self.store), self.store.snapshot() as snapshot:
             try:
-                self._define_views(cursor, snapshot, window, tables, top, newest_first)
+                self._views.define(cursor, snapshot, window, tables, top, newest_first)
             except (duckdb.IOException, OSError) as e:  # DuckDB reads a local file's schema here; pyarrow lists S3's
                 raise self._unreadable(e) from None
-            s3_files_before = self._s3_files_read(cursor)
+            s3_files_before = self._views.s3_files_read(cursor)
             finished = threading.Event()
             watchdog = threading.Thread(
                 target=interrupt_after, args=(cursor, started + timeout, finished), name="loglake-query-timeout"
@@ -301,7 +282,7 @@ class QueryEngine:
                 finished.set()
                 watchdog.join()
             profile = json.loads(cursor.get_profiling_information(format="json") or "{}")
-            s3_files = self._s3_files_read(cursor) - s3_files_before
+            s3_files = self._views.s3_files_read(cursor) - s3_files_before
         elapsed_ms = (time.perf_counter() - started) * 1000
         bytes_scanned = int(profile.get("io", {}).get("total_bytes_read", 0))
         files = s3_files + sum(_files_read(op) for op in profile.get("operator", []))
@@ -313,11 +294,6 @@ class QueryEngine:
         return QueryResult(
             columns, rows[:cap], len(rows) > cap, elapsed_ms, bytes_scanned, files, rows_scanned=scanned_rows
         )
-
-    def _s3_files_read(self, cursor: duckdb.DuckDBPyConnection) -> int:
-        """The S3 lake files the connection's queries read so far (DuckDB's profile counts none of them)."""
-        dataset = self._s3_datasets.get(cursor)
-        return 0 if dataset is None else dataset.files_read
 
     def _unreadable(self, error: Exception) -> LakeUnreadable:
         """A lake file the catalog listed could not be read: removed under the query (by hand, or
@@ -348,119 +324,6 @@ class QueryEngine:
                 text = text.replace(path, shown)
         return text
 
-    def _define_views(
-        self,
-        cursor: duckdb.DuckDBPyConnection,
-        snapshot: Snapshot,
-        window: TimeRange,
-        tables: tuple[LakeTable, ...],
-        top: HotTop | None = None,
-        newest_first: bool = False,
-    ) -> dict[str, list[LakeFile]]:
-        """Define `tables` on this cursor from one SQLite snapshot of hot rows + catalog, each with
-        the files of `window`: `logs` is the hot rows of `window`, read in batches while the query runs
-        (newest first if asked; only those `top` can use, if given), and its lake files; the others
-        (Amplify access logs) only files. A view is defined anew only when its files changed since this
-        cursor last defined it: a definition costs a few milliseconds, which an aggregate over a million
-        records notices. The hot rows are registered anew each time (the views read them by name).
-        Returns the files of each table."""
-        files = {t.name: list_files(snapshot.read, t.name, window.since_ms, window.until_ms) for t in tables}
-        defined = self._defined.setdefault(cursor, {})
-        if APP_LOGS_TABLE in tables:
-            self._define_hot_rows(cursor, snapshot, window, top, newest_first, defined)
-        for table in tables:
-            keys = tuple(f.key for f in files[table.name])
-            if defined.get(table.name) == keys:
-                continue
-            defined[table.name] = None  # until the view below is defined
-            source = self._lake_source(cursor, table, files[table.name]) if files[table.name] else None
-            if table is APP_LOGS_TABLE:
-                # The partition first in each branch: where a query needs no column of the union (count(*)
-                # with a filter above it), DuckDB still reads the first one, and the date costs nothing in
-                # Parquet (it is the folder) where a log id costs a string a record (Q2: 30 % more time).
-                parts = [f'SELECT "date", {_COLUMNS} FROM {_HOT_ROWS}']
-                if source is not None:
-                    parts.insert(0, f'SELECT "date", {_COLUMNS} FROM {source}')
-                union = " UNION ALL ".join(parts)
-                cursor.execute(f'CREATE OR REPLACE TEMP VIEW logs AS SELECT {_COLUMNS}, "date" FROM ({union})')
-            else:
-                if source is None:
-                    source = f"_empty_{table.name}"
-                    cursor.register(source, _dataset_schema(table).empty_table())
-                names = ", ".join(f'"{name}"' for name in [*table.schema.names, *table.partitions])
-                cursor.execute(f'CREATE OR REPLACE TEMP VIEW "{table.name}" AS SELECT {names} FROM {source}')
-            defined[table.name] = keys
-        return files
-
-    def _define_hot_rows(
-        self,
-        cursor: duckdb.DuckDBPyConnection,
-        snapshot: Snapshot,
-        window: TimeRange,
-        top: HotTop | None,
-        newest_first: bool,
-        defined: dict[str, tuple[str, ...] | None],
-    ) -> None:
-        """Register the hot rows of `window` as a stream, and define the view `logs` reads them through:
-        the first a top-N (`top`) can use, in its time order, else all of them, oldest first or newest first
-        (the view is defined anew when it changes). A predicate of the query's that cannot be bound (the
-        query's own error) gets all rows: the query then fails with its error as usual."""
-        if top is not None:
-            newest_first = top.newest_first
-        # Only a LIMIT over the stream needs each batch's rows in order: a sort puts them in its own.
-        time_order = None if top is None else "descending" if newest_first else "ascending"
-
-        def batches() -> Iterator[list[list]]:
-            return snapshot.column_batches(window.since_ms, window.until_ms, HOT_BATCH_BYTES, newest_first)
-
-        cursor.register(_HOT_STREAM, HotRowsStream(batches, time_order=time_order))
-        view = top.view(_ALL_HOT_ROWS) if top is not None else _ALL_HOT_ROWS
-        if defined.get(_HOT_ROWS) == (view,):
-            return
-        defined[_HOT_ROWS] = None  # until the view below is defined
-        try:
-            cursor.execute(f"CREATE OR REPLACE TEMP VIEW {_HOT_ROWS} AS {view}")
-        except duckdb.Error:
-            if top is None:
-                raise
-            view = _ALL_HOT_ROWS
-            cursor.execute(f"CREATE OR REPLACE TEMP VIEW {_HOT_ROWS} AS {view}")
-        defined[_HOT_ROWS] = (view,)
-
-    def _lake_source(self, cursor: duckdb.DuckDBPyConnection, table: LakeTable, files: list[LakeFile]) -> str:
-        """A table's lake part over `files` (at least one): DuckDB's own Parquet reader on a local lake
-        (it prunes by the partition folders and row-group statistics and counts the bytes it reads); on
-        S3, a pyarrow dataset over the same objects, to which DuckDB pushes its filters and projections
-        (s3_dataset.py)."""
-        schema = _dataset_schema(table)
-        if isinstance(self.lake, LocalObjectStore):
-            root = self.lake.root.resolve()
-            types = ", ".join(f"{sql_string(p)}: {sql_type(partition_type(p))}" for p in table.partitions)
-            reads = []  # files written before a column was added lack it: read apart, with nulls (file_columns.py)
-            for missing, group in by_missing_columns(table, [str(root / f.key) for f in files]).items():
-                paths = ", ".join(map(sql_string, group))
-                read = f"read_parquet([{paths}], hive_partitioning = true, hive_types = {{{types}}})"
-                if missing:
-                    nulls = "".join(f', CAST(NULL AS {sql_type(schema.field(n).type)}) AS "{n}"' for n in missing)
-                    read = f"(SELECT *{nulls} FROM {read})"
-                reads.append(read)
-            if len(reads) == 1:
-                return reads[0]
-            return "(" + " UNION ALL BY NAME ".join(f"SELECT * FROM {read}" for read in reads) + ")"
-        assert isinstance(self.lake, S3ObjectStore)
-        if self._arrow_fs is None:
-            self._arrow_fs = self.lake.arrow_filesystem()
-        dataset = s3_dataset(
-            self._arrow_fs,
-            [self.lake.arrow_path(f.key) for f in files],
-            schema,
-            table.partitions,
-            self.lake.arrow_path(f"type={table.directory}"),
-        )
-        self._s3_datasets[cursor] = dataset
-        cursor.register(f"_lake_{table.name}", dataset)
-        return f"_lake_{table.name}"
-
 
 class LiveRows:
     """A live table for DuckDB as an Arrow stream (the PyCapsule stream protocol): each scan asks for a
@@ -472,14 +335,6 @@ class LiveRows:
     def __arrow_c_stream__(self, requested_schema: object = None) -> object:
         reader = pa.RecordBatchReader.from_batches(self._table.schema, self._table.batches())
         return reader.__arrow_c_stream__(requested_schema)
-
-
-def _dataset_schema(table: LakeTable) -> pa.Schema:
-    """A table's columns and partitions as SQL sees them. Timestamps read as microseconds, as DuckDB
-    reads Parquet's (a pyarrow dataset would otherwise keep milliseconds: another SQL type)."""
-    fields = [pa.field(f.name, pa.timestamp("us")) if f.type == pa.timestamp("ms") else f for f in table.schema]
-    fields += [pa.field(p, partition_type(p)) for p in table.partitions]
-    return pa.schema(fields)
 
 
 def default_spill_mb(folder: Path) -> int:
@@ -507,11 +362,6 @@ def _arrow_rows(operator: dict) -> int:
 def _files_read(operator: dict) -> int:
     own = int(operator.get("extra_info", {}).get("Total Files Read", 0) or 0)
     return own + sum(_files_read(child) for child in operator.get("children", []))
-
-
-def sql_string(text: str) -> str:
-    """A SQL string literal (for what DuckDB takes no parameters for: file lists, paths in COPY)."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def type_name(duckdb_type: object) -> str:

@@ -17,7 +17,8 @@ import duckdb
 from loglake import readback
 from loglake.ids import LAST_STORABLE_MS, format_uuid, timestamp_of
 from loglake.lake.manifest import files_span, list_files, newest_file_ms, reading
-from loglake.lake.query import QueryEngine, TimeRange, sql_string
+from loglake.lake.query import QueryEngine, TimeRange
+from loglake.lake.query_views import sql_string
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.search_terms import Term
 from loglake.lake.sql_guard import case_insensitive_regex

@@ -293,7 +293,7 @@ def _joined(tables: list[pa.Table]) -> pa.Table:
 def _merge_by_duckdb(
     inputs: list[Path], output: Path, work: Path, memory_mb: int, distinct_ids: bool, style: MergeStyle
 ) -> None:
-    from loglake.lake.query import sql_string  # DuckDB, loaded for the few merges that need it
+    from loglake.lake.query_views import sql_string  # DuckDB, loaded for the few merges that need it
 
     files = ", ".join(sql_string(str(p)) for p in inputs)
     rows_sql = f"read_parquet([{files}], hive_partitioning = false, union_by_name = true)"  # older files lack some
