@@ -33,9 +33,9 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, ti
 from google.protobuf.message import DecodeError
 
 from loglake.digits import is_ascii_digits
-from loglake.model import SEVERITY_ALIASES, SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, hex_id, is_valid_name
+from loglake.model import SEVERITY_ALIASES, is_valid_name
 from loglake.protocols.columns import RecordColumns
-from loglake.protocols.mapping import service_name
+from loglake.protocols.mapping import ID_FIELDS, service_name, take_ids
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -43,7 +43,6 @@ DEFAULT_SERVICE_LABELS = ("service_name", "service", "app", "job")
 SEVERITY_LABELS = ("level", "severity", "detected_level")
 LOG_TYPE_LABEL = "log_type"
 _KNOWN_METADATA = 10_000  # distinct metadata sets mapped once per stream
-ID_LABELS = (("trace_id", TRACE_ID_HEX_DIGITS), ("span_id", SPAN_ID_HEX_DIGITS))
 # A label set as Prometheus writes it: {name="value", ...}, values with \\, \" and \n escaped.
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_.]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')  # $: the closing brace
 _ESCAPE = re.compile(r"\\(.)")
@@ -237,7 +236,7 @@ def columns(
     among them (for entry_of)."""
     found = RecordColumns()
     starts = []
-    special = {*service_labels, *SEVERITY_LABELS, LOG_TYPE_LABEL, *(name for name, _ in ID_LABELS)}
+    special = {*service_labels, *SEVERITY_LABELS, LOG_TYPE_LABEL, *(name for name, _ in ID_FIELDS)}
     for stream in streams:
         starts.append(len(found))
         _add_stream(found, stream, service_labels, special)
@@ -322,13 +321,5 @@ def _fields(labels: dict[str, str], service_labels: Sequence[str]) -> _Fields:
                 break
     if LOG_TYPE_LABEL in attributes and is_valid_name(attributes[LOG_TYPE_LABEL]):
         log_type = attributes.pop(LOG_TYPE_LABEL)
-    trace_id, span_id = (_take_id(attributes, name, digits) for name, digits in ID_LABELS)
+    trace_id, span_id = take_ids(attributes)
     return _Fields(service, severity, log_type, trace_id, span_id, attributes)
-
-
-def _take_id(attributes: dict[str, str], name: str, digits: int) -> str | None:
-    """The trace or span id a label gives, taken out of the attributes; one that is none stays there."""
-    found = hex_id(attributes.get(name), digits)
-    if found is not None:
-        del attributes[name]
-    return found
