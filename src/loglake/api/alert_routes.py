@@ -19,8 +19,8 @@ from loglake.alerts.store import (
     list_answer,
     parse_alert_query,
 )
-from loglake.api.http import ApiError, Request, decode_content
-from loglake.api.routes import Result, json_body
+from loglake.api.http import ApiError, Request, decode_content, quoted
+from loglake.api.routes import Result, json_body, refuse_parameters
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -48,10 +48,11 @@ async def list_alerts_route(app: LoglakeApp, request: Request) -> Result:
 
 
 async def get_alert_route(app: LoglakeApp, request: Request, alert_id: str) -> Result:
+    refuse_parameters(request, "GET /alerts/{alertId}")
     _check_id(alert_id)
     alert = await _with_db(app, lambda conn: get_alert(conn, alert_id))
     if alert is None:
-        raise ApiError(404, "not_found", f"no alert with id {alert_id!r}; GET /alerts lists them")
+        raise ApiError(404, "not_found", f"no alert with id {quoted(alert_id)}; GET /alerts lists them")
     return Result(200, alert.to_dict())
 
 
@@ -91,7 +92,9 @@ def _note(app: LoglakeApp, request: Request) -> str | None:
 def _check_id(alert_id: str) -> None:
     """What is not a UUID names no alert: a 404, as for any other path the API does not serve."""
     if not is_alert_id(alert_id):
-        raise ApiError(404, "not_found", f"no alert with id {alert_id!r}: alert ids are UUIDs; GET /alerts lists them")
+        raise ApiError(
+            404, "not_found", f"no alert with id {quoted(alert_id)}: alert ids are UUIDs; GET /alerts lists them"
+        )
 
 
 async def _with_db(app: LoglakeApp, fn: Callable[[sqlite3.Connection], T]) -> T:

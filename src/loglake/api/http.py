@@ -24,6 +24,17 @@ _decode = msgspec.json.Decoder().decode
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
+_QUOTED_CHARS = 64  # of a value a client sent, quoted back in an error message (a UUID has 36)
+
+
+def quoted(value: str) -> str:
+    """A value the client sent, quoted for an error message: cut when long, so that an answer does not grow
+    with what was sent (a path of 5,000 characters), and escaped, so that it cannot add lines."""
+    if len(value) > _QUOTED_CHARS:
+        value = value[:_QUOTED_CHARS] + "..."
+    return repr(value)
+
+
 class ApiError(Exception):
     """An error with its HTTP status, stable code, human message and optional details."""
 
