@@ -213,10 +213,8 @@ class _Json:
         names = {name: _severity_number(name) for name in set(numbers) if type(name) is str}
         return [names.get(n, n) for n in numbers] if names else numbers
 
-    def id_bytes(self, ids: list[Any], field: str) -> list[bytes]:
-        if ids.count("") == len(ids):
-            return [b""] * len(ids)
-        return [_hex(i, field) for i in ids]
+    def id_texts(self, ids: list[Any]) -> list[str]:
+        return ids  # (OTLP/JSON's ids are hex)
 
 
 _JSON = _Json()
@@ -231,14 +229,6 @@ def _severity_number(name: str) -> int:
         except ValueError:
             raise _malformed(f"severityNumber {name[:40]!r} is not a SeverityNumber") from None
     return number
-
-
-def _hex(text: str, field: str) -> bytes:
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        name = logs_pb2.LogRecord.DESCRIPTOR.fields_by_name[field].json_name
-        raise _malformed(f"{name} {text[:40]!r} is not hex") from None
 
 
 def _base64(text: str) -> bytes:

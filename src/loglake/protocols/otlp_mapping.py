@@ -5,7 +5,9 @@
 - `severity`: `severity_number` by OpenTelemetry's ranges (TRACE, DEBUG: debug; INFO: info; WARN: warning;
   ERROR: error; FATAL: critical), else `severity_text` when it names one (an alias counts), else info
 - `message`: the body: a string as it is, any other value as JSON text; no body: the `event_name`
-- `trace_id`, `span_id`: as lowercase hex; absent or all zeros: none
+- `trace_id`, `span_id`: as lowercase hex; absent or all zeros: none. An invalid one (not 16 and 8 bytes; in
+  OTLP/JSON, not hex) is none too, as the logs data model says a receiver SHOULD take it ("not associated
+  with a trace"): the record is stored, and what was sent kept in its attributes as `trace_id` or `span_id`
 - `attributes`: the resource's other attributes, the scope's, then the record's (the later win on a
   clash), plus `otel.scope.name`/`otel.scope.version`, `event.name`, and `severity_text` when it says more
   than the severity; values as JSON (bytes as base64, as OTLP/JSON writes them).
@@ -19,13 +21,12 @@ from typing import Any, Protocol
 
 import msgspec
 
-from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, Severity
+from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, Severity, hex_id
 from loglake.protocols.columns import RecordColumns
-from loglake.protocols.mapping import service_name
+from loglake.protocols.mapping import ID_FIELDS, service_name
 
 # severity_number 1-24 in four steps per level: TRACE, DEBUG, INFO, WARN, ERROR, FATAL (logs data model).
 _BY_NUMBER = [None, *(SEVERITY_NAMES[level] for level in (0, 0, 1, 2, 3, 4) for _ in range(4))]
-NO_ID = (b"", bytes(16), bytes(8))
 _encode = msgspec.json.Encoder().encode
 # Attributes made JSON, by encoding, the scope's common attributes (JSON) and the record's set (see _attribute_texts).
 _MADE: dict[tuple[Encoding, bytes, Hashable], bytes] = {}
@@ -63,8 +64,8 @@ class Encoding(Protocol):
     def severity_numbers(self, numbers: list[Any]) -> list[int]:
         """The records' severity_number values as numbers."""
 
-    def id_bytes(self, ids: list[Any], field: str) -> list[bytes]:
-        """The records' trace or span ids (`field`: trace_id or span_id) as bytes."""
+    def id_texts(self, ids: list[Any]) -> list[str]:
+        """The records' trace or span ids as hex text ("" for none), whatever they hold."""
 
 
 def columns(request: Any, encoding: Encoding) -> RecordColumns:
@@ -109,10 +110,36 @@ def _add_scope(found: RecordColumns, logs: list[Any], service: str | None, commo
         messages = [m or _message(log.body, e, encoding) for m, log, e in zip(messages, logs, events, strict=True)]
     found.messages += messages
     kept_texts = list(map({level: kept for level, (_, kept) in known.items()}.__getitem__, levels))
-    found.attributes += _attribute_texts(encoding.attribute_sets(logs), events, kept_texts, common, encoding)
-    for field, column in (("trace_id", found.trace_ids), ("span_id", found.span_ids)):
-        given = encoding.id_bytes(list(map(attrgetter(field), logs)), field)
-        column += [None] * count if given.count(b"") == count else [None if i in NO_ID else i.hex() for i in given]
+    texts = _attribute_texts(encoding.attribute_sets(logs), events, kept_texts, common, encoding)
+    for (field, digits), column in zip(ID_FIELDS, (found.trace_ids, found.span_ids), strict=True):
+        ids, invalid = _ids(encoding.id_texts(list(map(attrgetter(field), logs))), digits)
+        column += ids
+        for row, sent in invalid:  # kept in the attributes (the record's own of that name wins)
+            texts[row] = _encode({field: sent} | (msgspec.json.decode(texts[row]) if texts[row] else {}))
+    found.attributes += texts
+
+
+def _ids(sent: list[str], digits: int) -> tuple[list[str | None], list[tuple[int, str]]]:
+    """Trace or span ids as hex text ("" for none) as the records keep them (model.hex_id), and the rows of the
+    invalid ones with what was sent (all zeros is none, as exporters write it, not an invalid id). One check of
+    them all when each is `digits` lowercase hex digits, as exporters send them."""
+    present = [text for text in sent if text]
+    if not present:
+        return [None] * len(sent), []
+    if {*map(len, present)} == {digits} and _lower_hex("".join(present)):
+        zero = "0" * digits
+        return [text if text and text != zero else None for text in sent], []
+    ids = [hex_id(text, digits) if text else None for text in sent]
+    invalid = [(row, text) for row, (text, taken) in enumerate(zip(sent, ids, strict=True)) if text and not taken]
+    return ids, [(row, text) for row, text in invalid if text.strip("0")]
+
+
+def _lower_hex(text: str) -> bool:
+    """Whether text is lowercase hex digits (bytes.fromhex, in C: a regex took 4 ns a character)."""
+    try:
+        return len(bytes.fromhex(text)) * 2 == len(text) and text.lower() == text  # (fromhex skips spaces)
+    except ValueError:
+        return False
 
 
 def _attribute_texts(
