@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
@@ -142,6 +143,33 @@ async def test_without_a_number_the_severity_text_decides_or_is_kept(
     [record] = await stored(client)
     assert record["severity"] == expected
     assert record["attributes"].get("severity_text") == (text_ if kept else None)
+
+
+@pytest.mark.parametrize("encoding", ["protobuf", "json"])
+async def test_a_severity_number_outside_the_data_models_is_unspecified_and_kept(
+    client: httpx.AsyncClient, encoding: str
+) -> None:
+    """The data model gives 1-24 a meaning and 0 none (unspecified): another number is unspecified too (the
+    severity_text decides, else loglake's default), and kept in the attributes, which would lose it."""
+    body = export(
+        log("ninety-nine", severity_number=99),
+        log("negative", severity_number=-3),
+        log("named by its text", severity_number=99, severity_text="ERROR"),
+        log("in range", severity_number=24, attributes=pairs(user=text("ann"))),
+    )
+    if encoding == "json":
+        as_json = json_format.MessageToJson(ExportLogsServiceRequest.FromString(body), use_integers_for_enums=True)
+        response = await post(client, as_json.encode(), {"content-type": "application/json"})
+        assert response.status_code == 200 and response.json() == {}, response.text
+    else:
+        assert not answer(await post(client, body)).HasField("partial_success")
+    found = {r["message"]: (r["severity"], r.get("attributes")) for r in await stored(client)}
+    assert found == {
+        "ninety-nine": ("info", {"severity_number": 99}),
+        "negative": ("info", {"severity_number": -3}),
+        "named by its text": ("error", {"severity_number": 99}),
+        "in range": ("critical", {"user": "ann"}),
+    }
 
 
 async def test_records_sharing_attributes_keep_their_own_extras(client: httpx.AsyncClient) -> None:
