@@ -162,6 +162,11 @@ async def test_a_bad_event_refuses_the_batch_with_splunks_code_and_its_number(
     assert await stored(app, key) == []
 
 
+async def test_an_event_of_the_wrong_shape_is_named_in_words(app: LoglakeApp, hec: httpx.AsyncClient) -> None:
+    response = await hec.post("/services/collector/event", content=b'{"event": "ok"}{"event": "x", "host": 7}')
+    assert response.json()["reason"] == "event 1: host: must be a string or null, not an integer"
+
+
 async def test_raw_lines_take_the_querys_metadata(app: LoglakeApp, key: str, hec: httpx.AsyncClient) -> None:
     response = await hec.post(
         "/services/collector/raw?channel=FE0ECFAD-13D5-401B-847D-77833BD77131&sourcetype=syslog&host=h1&time=1793577500",

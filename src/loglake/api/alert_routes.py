@@ -21,6 +21,7 @@ from loglake.alerts.store import (
 )
 from loglake.api.http import ApiError, Request, decode_content, quoted
 from loglake.api.routes import Result, json_body, refuse_parameters
+from loglake.decode_errors import in_words
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -86,7 +87,7 @@ def _note(app: LoglakeApp, request: Request) -> str | None:
     try:
         return msgspec.convert(json_body(app, request, _NOTE_EXAMPLE), StatusChange).note
     except msgspec.ValidationError as e:
-        raise ApiError(400, "invalid_request", f"{e}; send no body, or e.g. {_NOTE_EXAMPLE}") from None
+        raise ApiError(400, "invalid_request", f"{in_words(e)}; send no body, or e.g. {_NOTE_EXAMPLE}") from None
 
 
 def _check_id(alert_id: str) -> None:

@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
+from loglake.decode_errors import in_words
+
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 T = TypeVar("T")
@@ -229,7 +231,7 @@ def json_struct(value: dict[str, Any], kind: type[T], example: str, code: str = 
     try:
         return msgspec.convert(value, kind)
     except msgspec.ValidationError as e:
-        raise ApiError(400, code, f"{e}; send e.g. {example}") from None
+        raise ApiError(400, code, f"{in_words(e)}; send e.g. {example}") from None
 
 
 class ClientGone(Exception):

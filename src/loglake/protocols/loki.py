@@ -32,10 +32,12 @@ import msgspec
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 from google.protobuf.message import DecodeError
 
+from loglake.decode_errors import in_words
 from loglake.digits import is_ascii_digits
 from loglake.model import SEVERITY_ALIASES, is_valid_name
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.mapping import ID_FIELDS, service_name, take_ids
+from loglake.times import SMALLEST_PLAUSIBLE_MS
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -179,7 +181,8 @@ def _json_streams(body: bytes) -> list[Stream]:
         push = _decode_json_push(body)
     except (msgspec.DecodeError, RecursionError) as e:
         raise MalformedPush(
-            f'the body is not a Loki push in JSON ({{"streams": [{{"stream": {{...}}, "values": [[ns, line]]}}]}}): {e}'
+            f'the body is not a Loki push in JSON ({{"streams": [{{"stream": {{...}}, "values": [[ns, line]]}}]}}): '
+            f"{in_words(e)}"
         ) from None
     streams = []
     for number, stream in enumerate(push.streams, start=1):
@@ -197,15 +200,29 @@ def _json_entry(value: list[Any], stream: int, index: int) -> tuple[int, str, di
     where = f"stream {stream}, entry {index}"
     if len(value) not in (2, 3):
         raise MalformedPush(f"{where}: an entry is [timestamp, line] or [timestamp, line, {{metadata}}]")
-    nanos, line, *rest = value
-    if type(nanos) is str and is_ascii_digits(nanos):
-        nanos = int(nanos)
-    if type(nanos) is not int or type(line) is not str:
-        raise MalformedPush(f"{where}: the timestamp is Unix nanoseconds as a string and the line a string")
+    sent, line, *rest = value
+    nanos = int(sent) if type(sent) is str and is_ascii_digits(sent) else sent
+    if type(nanos) is not int:
+        raise MalformedPush(f"{where}: the timestamp must be a string of Unix nanoseconds, like {_NANOS_EXAMPLE}")
+    if nanos < SMALLEST_PLAUSIBLE_MS * 1_000_000:  # (the records' check would name the time in ms, not as sent)
+        raise MalformedPush(f"{where}: timestamp {sent!r} is before 1973-03-03: {_plausible(nanos)}")
+    if type(line) is not str:
+        raise MalformedPush(f"{where}: the line must be a string")
     metadata = rest[0] if rest else {}
     if type(metadata) is not dict:
         raise MalformedPush(f"{where}: structured metadata is an object of strings")
     return nanos, line, metadata
+
+
+_NANOS_EXAMPLE = '"1793577600000000000"'
+
+
+def _plausible(nanos: int) -> str:
+    """What a timestamp too small to be Unix nanoseconds probably is, and what to send."""
+    for unit, digits in (("microseconds", 16), ("milliseconds", 13), ("seconds", 10)):
+        if 10 ** (digits - 2) <= nanos < 10**digits:
+            return f"it looks like epoch {unit}; send Unix nanoseconds (19 digits), like {_NANOS_EXAMPLE}"
+    return f"send Unix nanoseconds (19 digits), like {_NANOS_EXAMPLE}"
 
 
 def parse_labels(text: str, stream: int = 1) -> dict[str, str]:

@@ -27,6 +27,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from loglake.decode_errors import in_words
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.mapping import take_ids
 from loglake.protocols.names import level_severity, safe_name
@@ -149,7 +150,7 @@ def _events(body: bytes) -> list[HecEvent]:
         except (json.JSONDecodeError, RecursionError) as e:
             raise HecError(6, f"event {number} is not JSON: {e}", number) from None
         except msgspec.ValidationError as e:
-            raise HecError(6, f"event {number}: {e}", number) from None
+            raise HecError(6, f"event {number}: {in_words(e)}", number) from None
 
 
 def _columns(events: list[HecEvent]) -> RecordColumns:
