@@ -199,11 +199,14 @@ async def test_a_create_of_a_document_id_stored_before_conflicts_and_the_other_i
     again = ndjson({"create": {"_index": "orders", "_id": doc_id}}, {"message": "sent again"})
     answer = (await client.post("/_bulk", content=again, headers=NDJSON)).json()
     assert answer["errors"] is True and answer["items"][0]["create"]["status"] == 409
-    single = await client.put(f"/orders/_create/{doc_id}", json={"message": "once more"})
-    assert single.status_code == 409 and single.json()["error"]["type"] == "version_conflict_engine_exception"
+    for path in (f"/orders/_create/{doc_id}", f"/orders/_doc/{doc_id}?op_type=create"):
+        single = await client.put(path, json={"message": "once more"})
+        assert single.status_code == 409 and single.json()["error"]["type"] == "version_conflict_engine_exception"
+    other = await client.put(f"/orders/_doc/{doc_id}?op_type=upsert", json={"message": "once more"})
+    assert other.status_code == 400 and "opType must be 'create' or 'index'" in other.json()["error"]["reason"]
     assert sorted(log["message"] for log in await stored(client)) == ["another index", "between", "first"]
     metrics = (await client.get("/metrics")).text
-    assert 'loglake_protocol_records_total{protocol="elasticsearch",outcome="rejected"} 3' in metrics
+    assert 'loglake_protocol_records_total{protocol="elasticsearch",outcome="rejected"} 4' in metrics
 
 
 async def test_a_big_bulk_is_stored_as_one_batch_and_each_item_answers_its_record_id(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from loglake import __version__
 from loglake.api.auth import Unauthorized
-from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content
+from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content, quoted
 from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, ingest_counts, store
 from loglake.api.ui_routes import ui_home
 from loglake.ids import format_uuid
@@ -164,8 +164,13 @@ async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None)
 
 
 async def index_document(app: LoglakeApp, request: Request, index: str, doc_id: str | None = None) -> Result:
-    """`POST /{index}/_doc` and `PUT|POST /{index}/_doc/{id}`: what `es.index(...)` and Logstash send."""
-    return await _one_document(app, request, "index", index, doc_id)
+    """`POST /{index}/_doc` and `PUT|POST /{index}/_doc/{id}`: what `es.index(...)` and Logstash send;
+    `?op_type=create` makes it a create, as in Elasticsearch (`es.index(..., op_type="create")`)."""
+    action = request.query.get("op_type", "index")
+    if action not in elastic.ADDING_ACTIONS:
+        message = f"opType must be 'create' or 'index', found: {quoted(action)}"
+        raise ElasticError(400, _ERROR_TYPES[400], message, headers=[PRODUCT])
+    return await _one_document(app, request, action, index, doc_id)
 
 
 async def create_document(app: LoglakeApp, request: Request, index: str, doc_id: str) -> Result:
