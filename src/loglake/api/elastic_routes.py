@@ -345,6 +345,12 @@ _SETUP = {
 }
 _INDEX = [{"name": "index", "in": "path", "required": True, "schema": {"type": "string"}}]
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_OP_TYPE = {
+    "name": "op_type",
+    "in": "query",
+    "description": "create: answered 409 if the id was stored before, as a create is",
+    "schema": {"type": "string", "enum": list(elastic.ADDING_ACTIONS), "default": "index"},
+}
 
 
 def _with_errors(operation: dict, errors: dict = _KEY_ERRORS) -> dict:
@@ -371,11 +377,17 @@ OPENAPI_PATHS: dict[str, dict] = {
     **{
         template: {
             method.lower(): _with_errors(
-                _DOCUMENT | {"parameters": _INDEX + ([_ID] if "{id}" in template else [])}, _DOCUMENT_ERRORS
+                _DOCUMENT
+                | {
+                    "parameters": _INDEX
+                    + ([_ID] if "{id}" in template else [])
+                    + ([_OP_TYPE] if handler is index_document else [])
+                },
+                _DOCUMENT_ERRORS,
             )
             for method in methods
         }
-        for template, _, methods in DOCUMENT_ROUTES
+        for template, handler, methods in DOCUMENT_ROUTES
     },
     "/_license": {"get": _with_errors(_PROBE | {"summary": "A basic license, active (Logstash, Beats)"})},
     "/_xpack": {"get": _with_errors(_PROBE | {"summary": "No index lifecycle management (Logstash)"})},
