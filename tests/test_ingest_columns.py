@@ -10,7 +10,7 @@ import msgspec
 import pyarrow as pa
 import pytest
 
-from loglake import ids, ingest
+from loglake import ids, ingest, ingest_columns
 from loglake.ingest import BULK_MIN_RECORDS, _accept_plainly_valid, _lines, parse_batch
 from loglake.ingest_columns import plainly_valid_table
 from loglake.model import SEVERITY_NAMES, InvalidRecords, Limits
@@ -195,6 +195,10 @@ ISO_TIMES = {
     "2026-10-31T21:30:00.123-00:30": 1_793_484_000_123,
     "2026-10-31T22:00:00.123": 1_793_484_000_123,  # no offset: UTC
     "2026-10-31T22:00:00.123999Z": 1_793_484_000_123,  # past the millisecond: floored
+    "2026-10-31T22:00:00.123456789Z": 1_793_484_000_123,  # nanoseconds (Vector, Go): floored too
+    "2026-10-31T23:00:00.1239999+01:00": 1_793_484_000_123,
+    "2026-10-31T22:00:00.123456789": 1_793_484_000_123,
+    "2026-10-31T22:00:00.1234567891Z": 1_793_484_000_123,  # past nanoseconds: read one by one
     "2026-10-31T22:00:00.1Z": 1_793_484_000_100,
     "2026-10-31T22:00:00Z": 1_793_484_000_000,
     "2026-10-31 22:00:00+00:00": 1_793_484_000_000,  # other forms: read one by one
@@ -211,6 +215,13 @@ def test_a_batch_of_iso_times_gives_the_times_the_record_check_gives(text: str, 
     assert table is not None and records is not None
     assert {record.timestamp for record in records} == {ms}
     assert set(table.column("timestamp").cast(pa.int64()).to_pylist()) == {ms}
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-10-31T22:00:00.123Z", "2026-10-31T22:00:00.123456789Z", "2026-10-31T23:00:00.1239999+01:00"]
+)
+def test_iso_times_to_the_nanosecond_are_read_by_arrow_not_one_by_one(text: str) -> None:
+    assert ingest_columns._iso_times([text] * BATCH).to_pylist() == [ISO_TIMES[text]] * BATCH
 
 
 @pytest.mark.parametrize("text", ISO_NOT_TIMES)

@@ -16,6 +16,8 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import msgspec
 
+from loglake.decode_errors import split_error
+
 T = TypeVar("T")
 ROOT = "the configuration"
 
@@ -59,7 +61,7 @@ def problems_of(value: Any, kind: Any, path: str = "") -> list[str]:
         found = [p for k, item in value.items() for p in problems_of(item, get_args(base)[1], _join(path, str(k)))]
     if found:
         return found
-    message, inner = _split(error)
+    message, inner = split_error(error)
     where = _join(path, inner) if inner else path
     if description and not inner:
         return [f"{where or ROOT}: {value!r} is not {description}"]
@@ -98,12 +100,6 @@ def _unannotated(kind: Any) -> tuple[Any, str | None]:
         descriptions = [m.description for m in extras if isinstance(m, msgspec.Meta) and m.description]
         return base, descriptions[-1] if descriptions else None
     return kind, None
-
-
-def _split(error: str) -> tuple[str, str]:
-    """msgspec's message and the path it names (`$.a[0].b` as `a[0].b`, empty for the value itself)."""
-    message, _, at = error.partition(" - at `$")
-    return message[:1].lower() + message[1:], at.rstrip("`").removeprefix(".")
 
 
 def _join(path: str, name: str) -> str:

@@ -40,8 +40,10 @@ from loglake.times import SMALLEST_PLAUSIBLE_MS, parse_iso8601
 _MS = pa.timestamp("ms")
 _NS = pa.timestamp("ns")
 _NS_UTC = pa.timestamp("ns", "UTC")
-_ISO_NAIVE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
-_ISO_ZONED = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
+# Up to nanoseconds (Vector, Go and OpenTelemetry write 9 digits), which Arrow reads into timestamp[ns] and
+# _iso_times truncates to the record's milliseconds, as parse_iso8601 does.
+_ISO_NAIVE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?$"
+_ISO_ZONED = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
 _NULL = b"null"
 _ZERO = pa.array([0], pa.int32())
 

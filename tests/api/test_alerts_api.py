@@ -82,6 +82,15 @@ async def test_an_unknown_alert_is_404(client: httpx.AsyncClient, path: str) -> 
     assert response.status_code == 404 and "GET /alerts lists them" in response.json()["error"]["message"]
 
 
+async def test_a_long_alert_id_is_not_echoed_whole_and_unknown_parameters_are_refused(
+    client: httpx.AsyncClient, alerts: sqlite3.Connection
+) -> None:
+    message = (await client.get(f"/alerts/{'a' * 5000}")).json()["error"]["message"]
+    assert "a" * 64 + "..." in message and "a" * 65 not in message
+    response = await client.get(f"/alerts/{insert_alert(alerts)}", params={"evidence": "0"})
+    assert response.status_code == 400 and response.json()["error"]["details"][0]["field"] == "evidence"
+
+
 async def test_acknowledge_and_resolve_record_the_keys_name_and_the_note(
     app: LoglakeApp, alerts: sqlite3.Connection
 ) -> None:

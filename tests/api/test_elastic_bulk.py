@@ -160,14 +160,53 @@ async def test_a_failing_item_is_answered_with_its_status_and_reason_and_the_oth
 
 async def test_a_uuid_document_id_makes_a_retry_store_the_document_once(client: httpx.AsyncClient) -> None:
     doc_id = str(uuid.uuid4())
-    body = ndjson({"create": {"_index": "app", "_id": doc_id}}, {"message": "once"})
+    body = ndjson({"index": {"_index": "app", "_id": doc_id}}, {"message": "once"})
+    statuses = []
     for _ in range(2):
         answer = (await client.put("/_bulk", content=body, headers=NDJSON)).json()
-        assert answer["items"][0]["create"]["_id"] == doc_id and answer["items"][0]["create"]["status"] == 201
-    assert [log["message"] for log in await stored(client)] == ["once"]
+        assert answer["errors"] is False and answer["items"][0]["index"]["_id"] == doc_id
+        statuses.append((answer["items"][0]["index"]["status"], answer["items"][0]["index"]["result"]))
+    assert statuses == [(201, "created"), (200, "noop")]  # loglake keeps the first: it does not overwrite
+    [record] = await stored(client)
+    assert (record["message"], record["id"]) == ("once", doc_id)
     other = ndjson({"create": {"_index": "app", "_id": "my-id"}}, {"message": "named"})
     assert (await client.post("/_bulk", content=other, headers=NDJSON)).json()["items"][0]["create"]["_id"] == "my-id"
     assert (await stored(client, q="named"))[0]["attributes"] == {"_id": "my-id"}
+
+
+@pytest.mark.parametrize("doc_id", ["order-17", "4f1c8a52-9e0b-4d2c-8a7e-3b5d6c7e8f90"])
+async def test_a_create_of_a_document_id_stored_before_conflicts_and_the_other_items_are_stored(
+    client: httpx.AsyncClient, doc_id: str
+) -> None:
+    body = ndjson(
+        {"create": {"_index": "orders", "_id": doc_id}},
+        {"message": "first"},
+        {"create": {"_index": "orders"}},
+        {"message": "between"},
+        {"create": {"_index": "orders", "_id": doc_id}},
+        {"message": "again in the same bulk"},
+        {"create": {"_index": "returns", "_id": "order-17"}},  # an id names a document of its index
+        {"message": "another index"},
+    )
+    answer = (await client.post("/_bulk", content=body, headers=NDJSON)).json()
+    assert answer["errors"] is True
+    assert [item["create"]["status"] for item in answer["items"]] == [201, 201, 409, 201]
+    conflict = answer["items"][2]["create"]
+    assert conflict["_id"] == doc_id and conflict["error"] == {
+        "type": "version_conflict_engine_exception",
+        "reason": f"[{doc_id}]: version conflict, document already exists (current version [1])",
+    }
+    again = ndjson({"create": {"_index": "orders", "_id": doc_id}}, {"message": "sent again"})
+    answer = (await client.post("/_bulk", content=again, headers=NDJSON)).json()
+    assert answer["errors"] is True and answer["items"][0]["create"]["status"] == 409
+    for path in (f"/orders/_create/{doc_id}", f"/orders/_doc/{doc_id}?op_type=create"):
+        single = await client.put(path, json={"message": "once more"})
+        assert single.status_code == 409 and single.json()["error"]["type"] == "version_conflict_engine_exception"
+    other = await client.put(f"/orders/_doc/{doc_id}?op_type=upsert", json={"message": "once more"})
+    assert other.status_code == 400 and "opType must be 'create' or 'index'" in other.json()["error"]["reason"]
+    assert sorted(log["message"] for log in await stored(client)) == ["another index", "between", "first"]
+    metrics = (await client.get("/metrics")).text
+    assert 'loglake_protocol_records_total{protocol="elasticsearch",outcome="rejected"} 4' in metrics
 
 
 async def test_a_big_bulk_is_stored_as_one_batch_and_each_item_answers_its_record_id(
@@ -383,12 +422,13 @@ async def test_a_single_document_is_stored_as_a_one_action_bulk_and_answered_as_
         ("PUT", f"/app/_doc/{doc_id}", doc_id),  # a retry: a uuid id is the record's client id, stored once
         ("POST", "/app/_create/named-1", "named-1"),
     ]
-    for method, path, expected_id in calls:
+    for number, (method, path, expected_id) in enumerate(calls):
         answer = await client.request(method, path, content=pretty, headers={"content-type": "application/json"})
-        assert answer.status_code == 201, answer.text
         body = answer.json()
         assert answer.headers["x-elastic-product"] == "Elasticsearch"
-        assert (body["_index"], body["result"], body["_version"]) == ("app", "created", 1)
+        expected = (200, "noop") if number == 2 else (201, "created")
+        assert (answer.status_code, body["result"]) == expected, answer.text
+        assert (body["_index"], body["_version"]) == ("app", 1)
         assert body["_shards"] == {"total": 1, "successful": 1, "failed": 0}
         assert body["_id"] == expected_id or (expected_id is None and uuid.UUID(body["_id"]))
     logs = await stored(client, log_type="app")

@@ -19,16 +19,16 @@ from tests.conftest import asgi_client, run_cli
 @pytest.mark.parametrize(
     ("spec", "named"),
     [
-        ({"name": "s", "sigv4": "false"}, "$.sigv4"),
-        ({"name": "s", "sigv4": 0}, "$.sigv4"),
-        ({"name": "s", "rate_limit": "50"}, "$.rate_limit"),
-        ({"name": "s", "rate_limit": True}, "$.rate_limit"),
-        ({"name": "s", "rate_burst": 2.5}, "$.rate_burst"),
-        ({"name": "s", "rate_burst": 0}, "$.rate_burst"),
-        ({"name": "s", "scopes": [["read"]]}, "$.scopes"),
-        ({"name": ["s"]}, "$.name"),
-        ({"scopes": ["read"]}, "name"),
-        ({"name": "s", "owner": "me"}, "owner"),
+        ({"name": "s", "sigv4": "false"}, "sigv4: must be a boolean, not a string"),
+        ({"name": "s", "sigv4": 0}, "sigv4: must be a boolean, not an integer"),
+        ({"name": "s", "rate_limit": "50"}, "rate_limit: must be a number or null, not a string"),
+        ({"name": "s", "rate_limit": True}, "rate_limit: must be a number or null, not a boolean"),
+        ({"name": "s", "rate_burst": 2.5}, "rate_burst: must be an integer or null, not a number"),
+        ({"name": "s", "rate_burst": 0}, "rate_burst: must be an integer >= 1"),
+        ({"name": "s", "scopes": [["read"]]}, "scopes[0]: must be a string, not an array"),
+        ({"name": ["s"]}, "name: must be a string, not an array"),
+        ({"scopes": ["read"]}, "has no `name`, which is required"),
+        ({"name": "s", "owner": "me"}, "has an unknown field `owner`"),
     ],
 )
 async def test_a_key_spec_of_the_wrong_types_is_400_naming_the_field(

@@ -336,6 +336,23 @@ async def test_unknown_ids_are_404(client: httpx.AsyncClient, log_id: str) -> No
     assert ("log ids are UUIDs" in error_of(response)["message"]) == malformed
 
 
+async def test_a_long_id_is_not_echoed_whole_and_unknown_parameters_are_refused(client: httpx.AsyncClient) -> None:
+    response = await client.get(f"/logs/{'x' * 5000}")
+    assert response.status_code == 404
+    message = error_of(response)["message"]
+    assert "not a log id (5000 characters)" in message and "UUIDs" in message
+    assert len(response.content) < 500 and "x" * 65 not in message
+    log_id = (await client.post("/logs", json={"message": "kept"})).json()["logId"]
+    for path in (f"/logs/{log_id}", f"/logs/{'x' * 5000}"):
+        response = await client.get(path, params={"fields": "message"})
+        assert response.status_code == 400, response.text
+        error = error_of(response)
+        assert error["code"] == "invalid_query"
+        assert error["details"] == [
+            {"index": None, "field": "fields", "reason": "unknown parameter; GET /logs/{logId} takes none"}
+        ]
+
+
 # -- auth, scopes, limits ----------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import gzip
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -73,6 +74,35 @@ async def test_the_documented_event_with_every_field_is_mapped(
     }
 
 
+@pytest.mark.parametrize("event", ["checkout failed", {"message": "checkout failed", "order": 7}])
+async def test_trace_and_span_ids_in_fields_become_the_records_as_otlp_and_elasticsearch_ids_do(
+    app: LoglakeApp, key: str, hec: httpx.AsyncClient, event: object
+) -> None:
+    """Where OpenTelemetry's Splunk HEC exporter puts a log's trace context: `fields.trace_id` and `span_id`, hex.
+    A string event takes the batch's rule-by-rule path, an object the event-by-event one: the same records."""
+    trace, span = "4BF92F3577B34DA6A3CE929D0E0E4736", "00f067aa0ba902b7"
+    events = [
+        {"time": 1793577590, "event": event, "fields": {"trace_id": trace, "span_id": span, "k8s.pod.name": "p"}},
+        {"time": 1793577591, "event": event, "fields": {"trace_id": "not-hex", "span_id": "00f067aa"}},
+        {"time": 1793577592, "event": event, "fields": {"trace_id": "0" * 32, "span_id": 5}},
+    ]
+    body = b"".join(json.dumps(one).encode() for one in events)
+    response = await hec.post("/services/collector/event", content=body)
+    assert response.status_code == 200, response.text
+    records = sorted(await stored(app, key), key=lambda record: record["timestamp"])
+    assert [(record.get("trace_id"), record.get("span_id")) for record in records] == [
+        (trace.lower(), span),
+        (None, None),
+        (None, None),
+    ]
+    # What is no id (not hex, the wrong length, all zeros, not text) stays in the attributes, as sent.
+    assert [{k: v for k, v in record["attributes"].items() if k.endswith("_id")} for record in records] == [
+        {},
+        {"trace_id": "not-hex", "span_id": "00f067aa"},
+        {"trace_id": "0" * 32, "span_id": 5},
+    ]
+
+
 async def test_a_batch_of_concatenated_events_is_stored_whole(
     app: LoglakeApp, key: str, hec: httpx.AsyncClient
 ) -> None:
@@ -130,6 +160,11 @@ async def test_a_bad_event_refuses_the_batch_with_splunks_code_and_its_number(
     }
     assert answer["reason"]
     assert await stored(app, key) == []
+
+
+async def test_an_event_of_the_wrong_shape_is_named_in_words(app: LoglakeApp, hec: httpx.AsyncClient) -> None:
+    response = await hec.post("/services/collector/event", content=b'{"event": "ok"}{"event": "x", "host": 7}')
+    assert response.json()["reason"] == "event 1: host: must be a string or null, not an integer"
 
 
 async def test_raw_lines_take_the_querys_metadata(app: LoglakeApp, key: str, hec: httpx.AsyncClient) -> None:

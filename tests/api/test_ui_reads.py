@@ -58,6 +58,10 @@ async def test_the_rules_with_their_problems_and_one_rule_with_source_and_sql(re
 
     missing = await reader.get("/rules/no-such-rule")
     assert missing.status_code == 404 and "GET /rules" in missing.json()["error"]["message"]
+    long = (await reader.get(f"/rules/{'r' * 5000}")).json()["error"]["message"]
+    assert "r" * 64 + "..." in long and "r" * 65 not in long
+    unknown = await reader.get(f"/rules/{CRITICAL}", params={"verbose": "1"})
+    assert unknown.status_code == 400 and unknown.json()["error"]["details"][0]["field"] == "verbose"
 
 
 async def test_run_a_rules_tests(reader: httpx.AsyncClient) -> None:

@@ -9,7 +9,7 @@ import uuid
 
 import httpx
 import pytest
-from elasticsearch import AuthenticationException, BadRequestError, Elasticsearch, helpers
+from elasticsearch import AuthenticationException, BadRequestError, ConflictError, Elasticsearch, helpers
 
 pytestmark = pytest.mark.e2e
 
@@ -80,6 +80,10 @@ def test_the_clients_single_document_calls_store_one_document_each(server: tuple
         for _ in range(2):  # a retry with the same uuid id stores the document once
             assert es.index(index="single", id=doc_id, document={"message": "order 2 paid"})["_id"] == doc_id
         assert es.create(index="single", id="order-3", document={"message": "order 3 paid"})["_id"] == "order-3"
+        with pytest.raises(ConflictError) as conflict:  # a create of an id stored before, as Elasticsearch answers
+            es.create(index="single", id="order-3", document={"message": "order 3 paid again"})
+        assert conflict.value.meta.status == 409 and "version_conflict_engine_exception" in str(conflict.value)
+        assert es.index(index="single", id="order-3", document={"message": "order 3 again"})["result"] == "noop"
         with pytest.raises(BadRequestError) as refused:
             es.index(index="single", document={"@timestamp": "not a time", "message": "bad"})
         assert refused.value.meta.status == 400 and "timestamp" in str(refused.value)

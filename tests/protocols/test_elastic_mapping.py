@@ -11,6 +11,7 @@ from loglake.protocols import elastic
 
 NOW = "2026-11-01T23:59:58.250Z"
 UUID = "0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b"
+ABC = "1416f062-f46a-5962-b7c3-06d1375c634f"  # a name-based UUID (uuid5) of the index "app" and the id "abc"
 # (action, source, the record expected: message, timestamp, service, severity, log_type, attributes, client id).
 # The sources are sent as json.dumps writes them, with spaces: a value kept in the attributes keeps its text,
 # a nested object loglake took a field out of is written anew, without them.
@@ -47,7 +48,8 @@ CASES = [
     (
         {"create": {"_index": "app", "_id": "abc"}},
         {"@timestamp": NOW, "message": "d", "log": {"level": "chatty"}, "service": {"name": ""}, "k": "v"},
-        ("d", NOW, None, None, "app", b'{"log":{"level": "chatty"},"service":{"name": ""},"k":"v","_id":"abc"}', None),
+        # An _id that is not a UUID: kept as sent, and the client id is a name-based UUID of the index and id.
+        ("d", NOW, None, None, "app", b'{"log":{"level": "chatty"},"service":{"name": ""},"k":"v","_id":"abc"}', ABC),
     ),
     (
         {"create": {"_index": "app", "_id": UUID}},

@@ -19,8 +19,9 @@ from loglake.alerts.store import (
     list_answer,
     parse_alert_query,
 )
-from loglake.api.http import ApiError, Request, decode_content
-from loglake.api.routes import Result, json_body
+from loglake.api.http import ApiError, Request, decode_content, quoted
+from loglake.api.routes import Result, json_body, refuse_parameters
+from loglake.decode_errors import in_words
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -48,10 +49,11 @@ async def list_alerts_route(app: LoglakeApp, request: Request) -> Result:
 
 
 async def get_alert_route(app: LoglakeApp, request: Request, alert_id: str) -> Result:
+    refuse_parameters(request, "GET /alerts/{alertId}")
     _check_id(alert_id)
     alert = await _with_db(app, lambda conn: get_alert(conn, alert_id))
     if alert is None:
-        raise ApiError(404, "not_found", f"no alert with id {alert_id!r}; GET /alerts lists them")
+        raise ApiError(404, "not_found", f"no alert with id {quoted(alert_id)}; GET /alerts lists them")
     return Result(200, alert.to_dict())
 
 
@@ -85,13 +87,15 @@ def _note(app: LoglakeApp, request: Request) -> str | None:
     try:
         return msgspec.convert(json_body(app, request, _NOTE_EXAMPLE), StatusChange).note
     except msgspec.ValidationError as e:
-        raise ApiError(400, "invalid_request", f"{e}; send no body, or e.g. {_NOTE_EXAMPLE}") from None
+        raise ApiError(400, "invalid_request", f"{in_words(e)}; send no body, or e.g. {_NOTE_EXAMPLE}") from None
 
 
 def _check_id(alert_id: str) -> None:
     """What is not a UUID names no alert: a 404, as for any other path the API does not serve."""
     if not is_alert_id(alert_id):
-        raise ApiError(404, "not_found", f"no alert with id {alert_id!r}: alert ids are UUIDs; GET /alerts lists them")
+        raise ApiError(
+            404, "not_found", f"no alert with id {quoted(alert_id)}: alert ids are UUIDs; GET /alerts lists them"
+        )
 
 
 async def _with_db(app: LoglakeApp, fn: Callable[[sqlite3.Connection], T]) -> T:

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from loglake import __version__
 from loglake.api.auth import Unauthorized
-from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content
+from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content, quoted
 from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, ingest_counts, store
 from loglake.api.ui_routes import ui_home
 from loglake.ids import format_uuid
 from loglake.ingest import ParsedBody
-from loglake.model import InvalidRecords
+from loglake.model import InvalidRecords, NewRecord
 from loglake.protocols import columns, elastic, elastic_answers
 from loglake.protocols.columns import RecordColumns
 
@@ -164,8 +164,13 @@ async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None)
 
 
 async def index_document(app: LoglakeApp, request: Request, index: str, doc_id: str | None = None) -> Result:
-    """`POST /{index}/_doc` and `PUT|POST /{index}/_doc/{id}`: what `es.index(...)` and Logstash send."""
-    return await _one_document(app, request, "index", index, doc_id)
+    """`POST /{index}/_doc` and `PUT|POST /{index}/_doc/{id}`: what `es.index(...)` and Logstash send;
+    `?op_type=create` makes it a create, as in Elasticsearch (`es.index(..., op_type="create")`)."""
+    action = request.query.get("op_type", "index")
+    if action not in elastic.ADDING_ACTIONS:
+        message = f"opType must be 'create' or 'index', found: {quoted(action)}"
+        raise ElasticError(400, _ERROR_TYPES[400], message, headers=[PRODUCT])
+    return await _one_document(app, request, action, index, doc_id)
 
 
 async def create_document(app: LoglakeApp, request: Request, index: str, doc_id: str) -> Result:
@@ -184,7 +189,7 @@ async def _one_document(app: LoglakeApp, request: Request, action: str, index: s
     if item.error is not None:
         error_type, reason = item.error
         raise ElasticError(item.status, error_type, reason, headers=[PRODUCT])
-    return _answer(elastic_answers.document_answer(item), 201)
+    return _answer(elastic_answers.document_answer(item), item.status)
 
 
 # The single-document APIs: template, handler, methods (Elasticsearch takes PUT or POST where the id is given).
@@ -203,15 +208,29 @@ async def _store_bulk(app: LoglakeApp, body: bytes, path_index: str | None) -> l
         items, groups = await app.run_ingest(_parse, app, body, path_index)
     for stored, parsed, counts in groups:
         try:
-            await store(app, parsed, counts)
+            log_ids = await store(app, parsed, counts)
         except ApiError as e:  # storage refused this group: its items fail, as shards fail theirs
             for item in stored:
                 item.refuse(e.message, _ERROR_TYPES.get(e.status, "exception"), e.status)
+            continue
+        if parsed.records is not None:  # (a table has no client ids, so no document stored before)
+            _answer_stored_before(stored, parsed.records, log_ids)
     refused = sum(item.error is not None for item in items)
     app.metrics.protocol_records.inc((PROTOCOL, "accepted"), len(items) - refused)
     if refused:
         app.metrics.protocol_records.inc((PROTOCOL, "rejected"), refused)
     return items
+
+
+def _answer_stored_before(items: list[elastic.BulkItem], records: list[NewRecord], log_ids: list[bytes]) -> None:
+    """Items whose document id was stored before (the store answers the earlier record's id and stores nothing):
+    a `create` conflicts, as in Elasticsearch; an `index` is kept as first stored (see the elastic module)."""
+    for item, record, log_id in zip(items, records, log_ids, strict=True):
+        if log_id != record.log_id:
+            if item.action == "create":
+                item.refuse(elastic_answers.conflict_reason(item.doc_id), "version_conflict_engine_exception", 409)
+            else:
+                item.status = elastic_answers.KEPT_STATUS
 
 
 Group = tuple[list[elastic.BulkItem], ParsedBody, dict[tuple[str, int], int]]
@@ -292,7 +311,8 @@ _BULK = {
     "responses": {
         "200": {
             "description": "{errors, took, items: [{create|index: {_index, _id, status, error?}}]}: an item that "
-            "cannot be stored fails alone, with 400 (the document) or 503 (storage cannot take writes; retry it)"
+            "cannot be stored fails alone, with 400 (the document), 409 (a create of an _id stored before) or 503 "
+            "(storage cannot take writes; retry it); an index of an _id stored before is answered 200, result noop"
         }
     },
 }
@@ -301,11 +321,13 @@ _DOCUMENT = {
     "(the same mapping); durable once answered. Bearer, Basic (the key as password), ApiKey or SigV4; ingest scope",
     "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
     "responses": {
-        "201": {"description": '{_index, _id, _version, result: "created", _shards, _seq_no, _primary_term}'}
+        "201": {"description": '{_index, _id, _version, result: "created", _shards, _seq_no, _primary_term}'},
+        "200": {"description": 'An index of an _id stored before: kept as it was, result "noop"'},
     },
 }
 _DOCUMENT_ERRORS = _BULK_ERRORS | {
     "400": _ES_ERROR | {"description": f"No document, or one that cannot be stored. {_ES_ERROR['description']}"},
+    "409": _ES_ERROR | {"description": f"A create of an _id stored before. {_ES_ERROR['description']}"},
     "503": _ES_ERROR | {"description": f"Storage cannot take writes; retry. {_ES_ERROR['description']}"},
 }
 _PROBE = {"responses": {"200": {"description": "what the shippers check before sending"}}}
@@ -323,6 +345,12 @@ _SETUP = {
 }
 _INDEX = [{"name": "index", "in": "path", "required": True, "schema": {"type": "string"}}]
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_OP_TYPE = {
+    "name": "op_type",
+    "in": "query",
+    "description": "create: answered 409 if the id was stored before, as a create is",
+    "schema": {"type": "string", "enum": list(elastic.ADDING_ACTIONS), "default": "index"},
+}
 
 
 def _with_errors(operation: dict, errors: dict = _KEY_ERRORS) -> dict:
@@ -349,11 +377,17 @@ OPENAPI_PATHS: dict[str, dict] = {
     **{
         template: {
             method.lower(): _with_errors(
-                _DOCUMENT | {"parameters": _INDEX + ([_ID] if "{id}" in template else [])}, _DOCUMENT_ERRORS
+                _DOCUMENT
+                | {
+                    "parameters": _INDEX
+                    + ([_ID] if "{id}" in template else [])
+                    + ([_OP_TYPE] if handler is index_document else [])
+                },
+                _DOCUMENT_ERRORS,
             )
             for method in methods
         }
-        for template, _, methods in DOCUMENT_ROUTES
+        for template, handler, methods in DOCUMENT_ROUTES
     },
     "/_license": {"get": _with_errors(_PROBE | {"summary": "A basic license, active (Logstash, Beats)"})},
     "/_xpack": {"get": _with_errors(_PROBE | {"summary": "No index lifecycle management (Logstash)"})},

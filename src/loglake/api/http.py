@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
+from loglake.decode_errors import in_words
+
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 T = TypeVar("T")
@@ -22,6 +24,17 @@ T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+_QUOTED_CHARS = 64  # of a value a client sent, quoted back in an error message (a UUID has 36)
+
+
+def quoted(value: str) -> str:
+    """A value the client sent, quoted for an error message: cut when long, so that an answer does not grow
+    with what was sent (a path of 5,000 characters), and escaped, so that it cannot add lines."""
+    if len(value) > _QUOTED_CHARS:
+        value = value[:_QUOTED_CHARS] + "..."
+    return repr(value)
 
 
 class ApiError(Exception):
@@ -218,7 +231,7 @@ def json_struct(value: dict[str, Any], kind: type[T], example: str, code: str = 
     try:
         return msgspec.convert(value, kind)
     except msgspec.ValidationError as e:
-        raise ApiError(400, code, f"{e}; send e.g. {example}") from None
+        raise ApiError(400, code, f"{in_words(e)}; send e.g. {example}") from None
 
 
 class ClientGone(Exception):

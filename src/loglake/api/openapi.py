@@ -437,6 +437,7 @@ SPEC: dict[str, Any] = {
                 "parameters": [{"name": "logId", "in": "path", "required": True, "schema": {"type": "string"}}],
                 "responses": {
                     "200": _json(_ref("Record"), "The record"),
+                    "400": _json(_ref("Error"), "A query parameter: it takes none"),
                     "404": _json(_ref("Error"), "No such record"),
                 },
             }
@@ -621,6 +622,7 @@ SPEC: dict[str, Any] = {
                 "parameters": ALERT_ID,
                 "responses": {
                     "200": _json(_ref("Alert"), "The alert"),
+                    "400": _json(_ref("Error"), "A query parameter: it takes none"),
                     "404": _json(_ref("Error"), "No such alert"),
                     "501": _json(_ref("Error"), "This deployment keeps no alerts"),
                 },

@@ -16,7 +16,7 @@ from loglake import __version__
 from loglake.amplify.collector import collection_status
 from loglake.amplify.reports import UnknownReport, apps_with_rows, run_reports, unknown_app_message
 from loglake.api.auth import session_token
-from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content, json_object, json_struct
+from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content, json_object, json_struct, quoted
 from loglake.api.metrics import delivery_lines
 from loglake.follow import FollowQuery, follow, follow_query
 from loglake.ids import format_uuid, parse_uuid, timestamp_of
@@ -229,16 +229,28 @@ async def _follow(app: LoglakeApp, wanted: FollowQuery) -> Result:
 
 
 async def get_log(app: LoglakeApp, request: Request, log_id: str) -> Result:
+    refuse_parameters(request, "GET /logs/{logId}")
     record = await app.run_read(client_errors(app.service.get), log_id)
     if record is None:
         try:
             parse_uuid(log_id)
         except ValueError:  # names no record: a 404 (DESIGN.md section 4), saying why
             raise ApiError(
-                404, "not_found", f"no log with id {log_id!r}: log ids are UUIDs (a logId, or the id its client sent)"
+                404,
+                "not_found",
+                f"no log with id {quoted(log_id)}: it is not a log id ({len(log_id)} characters); log ids are"
+                " UUIDs, 36 characters (a logId, or the id its client sent)",
             ) from None
-        raise ApiError(404, "not_found", f"no log with id {log_id!r}")
+        raise ApiError(404, "not_found", f"no log with id {quoted(log_id)}")
     return Result(200, record_to_dict(record))
+
+
+def refuse_parameters(request: Request, route: str) -> None:
+    """A route that takes no query parameters refuses any, as the routes that take some refuse one they do not
+    know (InvalidQuery): a misspelt one quietly ignored would answer what was not asked."""
+    if request.query:
+        problems = [Problem(-1, name, f"unknown parameter; {route} takes none") for name in request.query]
+        raise invalid_query(InvalidQuery(problems))
 
 
 async def search(app: LoglakeApp, request: Request) -> Result:
@@ -265,12 +277,16 @@ def client_errors(fn: Any) -> Any:
         try:
             return fn(*args)
         except InvalidQuery as e:
-            problems = [p.as_dict() | {"index": None} for p in e.problems]
-            raise ApiError(400, "invalid_query", str(e), problems) from None
+            raise invalid_query(e) from None
         except (QueryError, QueryBusy) as e:
             raise query_error(e) from None
 
     return run
+
+
+def invalid_query(error: InvalidQuery) -> ApiError:
+    """A 400 naming each parameter at fault and why (details: one per problem)."""
+    return ApiError(400, "invalid_query", str(error), [p.as_dict() | {"index": None} for p in error.problems])
 
 
 def query_error(error: QueryError | QueryBusy) -> ApiError:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from loglake.api.http import ApiError, Request
-from loglake.api.routes import Result, json_body
+from loglake.api.http import ApiError, Request, quoted
+from loglake.api.routes import Result, json_body, refuse_parameters
 from loglake.rules.backtest import backtest
 from loglake.rules.run import RuleRunError
 from loglake.rules.state import read_runs, read_summaries
@@ -33,7 +33,7 @@ def _scheduler(app: LoglakeApp) -> RuleScheduler:
 def _rule(app: LoglakeApp, rule_id: str) -> Rule:
     rule = next((r for r in _scheduler(app).folder.rules if r.id == rule_id.lower()), None)
     if rule is None:
-        raise ApiError(404, "not_found", f"no rule with id {rule_id!r} is loaded; GET /rules lists them")
+        raise ApiError(404, "not_found", f"no rule with id {quoted(rule_id)} is loaded; GET /rules lists them")
     return rule
 
 
@@ -52,6 +52,7 @@ async def list_rules(app: LoglakeApp, request: Request) -> Result:
 
 
 async def get_rule(app: LoglakeApp, request: Request, rule_id: str) -> Result:
+    refuse_parameters(request, "GET /rules/{ruleId}")
     rule = _rule(app, rule_id)
     data_dir = _scheduler(app).data_dir
 
@@ -138,7 +139,12 @@ OPENAPI = {
         "get": {
             "summary": "One rule: its facts, description, the SQL of a run, its file's source and its last runs",
             "parameters": [_RULE_ID],
-            "responses": {"200": {"description": "the rule"}, "404": {"description": "no such rule"}, **_NO_RULES},
+            "responses": {
+                "200": {"description": "the rule"},
+                "400": {"description": "a query parameter: it takes none"},
+                "404": {"description": "no such rule"},
+                **_NO_RULES,
+            },
         }
     },
     "/rules/{ruleId}/test": {

@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
+from loglake.api.http import quoted
+
 ALGORITHM = "AWS4-HMAC-SHA256"
 TERMINATOR = "aws4_request"
 DEFAULT_SERVICE = "execute-api"
@@ -32,7 +34,6 @@ _HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
 _SCOPE_PART = re.compile(r"[A-Za-z0-9._-]+")
 # Components are separated by commas (SDKs) or, in some hand-written clients, by whitespace only.
 _AUTH_SEPARATOR = re.compile(r"\s*,\s*|\s+")
-_MAX_SHOWN = 64
 _SCOPE_FIELDS = 5  # access key id / date / region / service / terminator
 
 
@@ -63,13 +64,6 @@ class SigV4Error(Exception):
     """Why a signature was refused; the message is safe to show the client and says what to fix."""
 
 
-def _show(value: str) -> str:
-    """Quote a client-supplied value for an error message without letting it grow or inject lines."""
-    if len(value) > _MAX_SHOWN:
-        value = value[:_MAX_SHOWN] + "..."
-    return repr(value)
-
-
 def is_sigv4(authorization: str) -> bool:
     """Tell whether an Authorization header uses the SigV4 scheme, so the caller can route it here."""
     value = authorization.lstrip()
@@ -94,12 +88,12 @@ def parse_authorization(authorization: str) -> Credential:
         name, sep, value = part.partition("=")
         if not sep:
             raise SigV4Error(
-                f"malformed Authorization component {_show(part)}: expected Name=value, "
+                f"malformed Authorization component {quoted(part)}: expected Name=value, "
                 "with components separated by commas and no spaces inside values"
             )
         if name not in ("Credential", "SignedHeaders", "Signature"):
             raise SigV4Error(
-                f"unexpected Authorization component {_show(name)}: "
+                f"unexpected Authorization component {quoted(name)}: "
                 "expected only Credential, SignedHeaders and Signature"
             )
         if name in fields:
@@ -116,19 +110,19 @@ def parse_authorization(authorization: str) -> Credential:
     if not access_key_id:
         raise SigV4Error("Credential has an empty access key id")
     if not _SCOPE_DATE.fullmatch(date):
-        raise SigV4Error(f"Credential scope date {_show(date)} is not in YYYYMMDD format")
+        raise SigV4Error(f"Credential scope date {quoted(date)} is not in YYYYMMDD format")
     if not _SCOPE_PART.fullmatch(region):
-        raise SigV4Error(f"Credential scope region {_show(region)} is empty or malformed")
+        raise SigV4Error(f"Credential scope region {quoted(region)} is empty or malformed")
     if not _SCOPE_PART.fullmatch(service):
-        raise SigV4Error(f"Credential scope service {_show(service)} is empty or malformed")
+        raise SigV4Error(f"Credential scope service {quoted(service)} is empty or malformed")
     if terminator != TERMINATOR:
-        raise SigV4Error(f"Credential scope must end with {TERMINATOR!r}, not {_show(terminator)}")
+        raise SigV4Error(f"Credential scope must end with {TERMINATOR!r}, not {quoted(terminator)}")
 
     signed_headers = tuple(fields["SignedHeaders"].split(";"))
     for header in signed_headers:
         if not _HEADER_NAME.fullmatch(header):
             raise SigV4Error(
-                f"SignedHeaders entry {_show(header)} is not a lower-case header name; "
+                f"SignedHeaders entry {quoted(header)} is not a lower-case header name; "
                 "list lower-case names separated by ';'"
             )
     if len(set(signed_headers)) != len(signed_headers):
@@ -220,12 +214,12 @@ def _checked_parts(
     """The checks of check_before_body; the headers by name, the signing time and the canonical header lines."""
     if credential.region != region:
         raise SigV4Error(
-            f"Credential scope region {_show(credential.region)} does not match this endpoint's region "
+            f"Credential scope region {quoted(credential.region)} does not match this endpoint's region "
             f"{region!r}: sign for region {region!r}"
         )
     if credential.service != service:
         raise SigV4Error(
-            f"Credential scope service {_show(credential.service)} does not match this endpoint's service "
+            f"Credential scope service {quoted(credential.service)} does not match this endpoint's service "
             f"{service!r}: sign for service {service!r}"
         )
 
@@ -235,7 +229,7 @@ def _checked_parts(
     time_header, amz_date, when = _request_time(headers)
     if amz_date[:8] != credential.date:
         raise SigV4Error(
-            f"Credential scope date {_show(credential.date)} does not match the day of the {time_header} "
+            f"Credential scope date {quoted(credential.date)} does not match the day of the {time_header} "
             f"header ({amz_date[:8]}): use the signing day in the credential scope"
         )
     skew = when.timestamp() - now
@@ -259,7 +253,7 @@ def _checked_parts(
         raw_name = name.encode("ascii", "replace")
         values = headers.get(raw_name)
         if values is None:
-            raise SigV4Error(f"signed header {_show(name)} is listed in SignedHeaders but missing from the request")
+            raise SigV4Error(f"signed header {quoted(name)} is listed in SignedHeaders but missing from the request")
         # Trim each value and collapse inner whitespace runs; join repeated headers with commas.
         header_lines.append(raw_name + b":" + b",".join(b" ".join(v.split()) for v in values))
 
@@ -300,7 +294,7 @@ def _request_time(headers: dict[bytes, list[bytes]]) -> tuple[str, str, datetime
         try:
             when = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
         except ValueError:
-            raise SigV4Error(f"the {name} header {_show(text)} is not a valid date and time") from None
+            raise SigV4Error(f"the {name} header {quoted(text)} is not a valid date and time") from None
         return name, text, when
     if name == "date":
         # botocore and older signers put an RFC 9110 HTTP-date in Date; the signature still uses ISO basic.
@@ -311,7 +305,7 @@ def _request_time(headers: dict[bytes, list[bytes]]) -> tuple[str, str, datetime
         if when is not None and (when.tzinfo is None or when.utcoffset() == timedelta(0)):
             when = when.replace(tzinfo=UTC)
             return name, when.strftime("%Y%m%dT%H%M%SZ"), when
-    raise SigV4Error(f"the {name} header {_show(text)} is not in YYYYMMDD'T'HHMMSS'Z' format")
+    raise SigV4Error(f"the {name} header {quoted(text)} is not in YYYYMMDD'T'HHMMSS'Z' format")
 
 
 def _signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:

@@ -6,10 +6,15 @@ are refused item by item, as Elasticsearch refuses an item it cannot apply. A so
 `@timestamp` (or `timestamp`) -> timestamp, `message` (or Fluent Bit's `log`, or `msg`) -> message,
 `log.level` -> severity, `service.name` -> service, the index -> log_type; nested (`{"log": {"level"}}`)
 or dotted (`"log.level"`) alike; everything else into attributes as sent.
+
+A document's `_id` makes it stored once: a `create` of an id already stored is refused with 409, as
+Elasticsearch refuses it; an `index` of one is answered 200 with result `noop` and stores nothing, since
+loglake does not overwrite a record (Elasticsearch would replace the document).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import repeat
@@ -193,7 +198,7 @@ def _add_regular(
     assert found.ids is not None
     if doc_ids:
         pairs = zip(items, docs, strict=True)
-        found.ids += [None if item.doc_id is None else _client_id(doc, item.doc_id) for item, doc in pairs]
+        found.ids += [None if item.doc_id is None else _client_id(doc, item.index, item.doc_id) for item, doc in pairs]
     else:
         found.ids += [None] * len(docs)
     found.severities += _pop_strings(docs, "log.level", "log", "level", _severity, nested)
@@ -301,7 +306,7 @@ def add_ecs_record(
         when = None if timestamp is None else _epoch_ms(_decode_time(timestamp))
     except msgspec.DecodeError:
         return "`@timestamp` must be a date (ISO-8601) or epoch milliseconds"
-    client_id = None if doc_id is None else _client_id(source, doc_id)
+    client_id = None if doc_id is None else _client_id(source, index, doc_id)
     found.severities.append(_pop_string(source, "log.level", "log", "level", _severity, nested))
     found.services.append(_pop_string(source, "service.name", "service", "name", _valid_or_safe_name, nested))
     found.messages.append(text)
@@ -315,13 +320,18 @@ def add_ecs_record(
     return ""
 
 
-def _client_id(source: dict[str, Raw], doc_id: str) -> str | None:
-    """A document id as the record's client id when it is a UUID (a retried document is stored once);
-    any other id goes into the attributes as `_id`."""
+def _client_id(source: dict[str, Raw], index: str | None, doc_id: str) -> str:
+    """A document id as the record's client id, so that a document sent again with the same id is stored once
+    (the store answers the first record's id, and elastic_routes a `create` conflict). A UUID is the client id
+    as sent; any other id names a document of its index, as in Elasticsearch: the client id is a UUID made of
+    the index and the id, and the id goes into the attributes as `_id`."""
     if _is_uuid(doc_id):
         return doc_id
     source["_id"] = Raw(_encode(doc_id))
-    return None
+    return str(uuid.uuid5(_DOCUMENT_IDS, f"{index}\n{doc_id}"))
+
+
+_DOCUMENT_IDS = uuid.UUID("5f0c2a36-61e4-4c55-9d0a-2b8f7e3c41d9")  # the namespace of the client ids made of _ids
 
 
 def _pop_message(source: dict[str, Raw]) -> str | None:

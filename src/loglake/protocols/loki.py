@@ -32,10 +32,12 @@ import msgspec
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 from google.protobuf.message import DecodeError
 
+from loglake.decode_errors import in_words
 from loglake.digits import is_ascii_digits
-from loglake.model import SEVERITY_ALIASES, SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, hex_id, is_valid_name
+from loglake.model import SEVERITY_ALIASES, is_valid_name
 from loglake.protocols.columns import RecordColumns
-from loglake.protocols.mapping import service_name
+from loglake.protocols.mapping import ID_FIELDS, service_name, take_ids
+from loglake.times import SMALLEST_PLAUSIBLE_MS
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -43,7 +45,6 @@ DEFAULT_SERVICE_LABELS = ("service_name", "service", "app", "job")
 SEVERITY_LABELS = ("level", "severity", "detected_level")
 LOG_TYPE_LABEL = "log_type"
 _KNOWN_METADATA = 10_000  # distinct metadata sets mapped once per stream
-ID_LABELS = (("trace_id", TRACE_ID_HEX_DIGITS), ("span_id", SPAN_ID_HEX_DIGITS))
 # A label set as Prometheus writes it: {name="value", ...}, values with \\, \" and \n escaped.
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_.]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')  # $: the closing brace
 _ESCAPE = re.compile(r"\\(.)")
@@ -180,7 +181,8 @@ def _json_streams(body: bytes) -> list[Stream]:
         push = _decode_json_push(body)
     except (msgspec.DecodeError, RecursionError) as e:
         raise MalformedPush(
-            f'the body is not a Loki push in JSON ({{"streams": [{{"stream": {{...}}, "values": [[ns, line]]}}]}}): {e}'
+            f'the body is not a Loki push in JSON ({{"streams": [{{"stream": {{...}}, "values": [[ns, line]]}}]}}): '
+            f"{in_words(e)}"
         ) from None
     streams = []
     for number, stream in enumerate(push.streams, start=1):
@@ -198,15 +200,29 @@ def _json_entry(value: list[Any], stream: int, index: int) -> tuple[int, str, di
     where = f"stream {stream}, entry {index}"
     if len(value) not in (2, 3):
         raise MalformedPush(f"{where}: an entry is [timestamp, line] or [timestamp, line, {{metadata}}]")
-    nanos, line, *rest = value
-    if type(nanos) is str and is_ascii_digits(nanos):
-        nanos = int(nanos)
-    if type(nanos) is not int or type(line) is not str:
-        raise MalformedPush(f"{where}: the timestamp is Unix nanoseconds as a string and the line a string")
+    sent, line, *rest = value
+    nanos = int(sent) if type(sent) is str and is_ascii_digits(sent) else sent
+    if type(nanos) is not int:
+        raise MalformedPush(f"{where}: the timestamp must be a string of Unix nanoseconds, like {_NANOS_EXAMPLE}")
+    if nanos < SMALLEST_PLAUSIBLE_MS * 1_000_000:  # (the records' check would name the time in ms, not as sent)
+        raise MalformedPush(f"{where}: timestamp {sent!r} is before 1973-03-03: {_plausible(nanos)}")
+    if type(line) is not str:
+        raise MalformedPush(f"{where}: the line must be a string")
     metadata = rest[0] if rest else {}
     if type(metadata) is not dict:
         raise MalformedPush(f"{where}: structured metadata is an object of strings")
     return nanos, line, metadata
+
+
+_NANOS_EXAMPLE = '"1793577600000000000"'
+
+
+def _plausible(nanos: int) -> str:
+    """What a timestamp too small to be Unix nanoseconds probably is, and what to send."""
+    for unit, digits in (("microseconds", 16), ("milliseconds", 13), ("seconds", 10)):
+        if 10 ** (digits - 2) <= nanos < 10**digits:
+            return f"it looks like epoch {unit}; send Unix nanoseconds (19 digits), like {_NANOS_EXAMPLE}"
+    return f"send Unix nanoseconds (19 digits), like {_NANOS_EXAMPLE}"
 
 
 def parse_labels(text: str, stream: int = 1) -> dict[str, str]:
@@ -237,7 +253,7 @@ def columns(
     among them (for entry_of)."""
     found = RecordColumns()
     starts = []
-    special = {*service_labels, *SEVERITY_LABELS, LOG_TYPE_LABEL, *(name for name, _ in ID_LABELS)}
+    special = {*service_labels, *SEVERITY_LABELS, LOG_TYPE_LABEL, *(name for name, _ in ID_FIELDS)}
     for stream in streams:
         starts.append(len(found))
         _add_stream(found, stream, service_labels, special)
@@ -322,13 +338,5 @@ def _fields(labels: dict[str, str], service_labels: Sequence[str]) -> _Fields:
                 break
     if LOG_TYPE_LABEL in attributes and is_valid_name(attributes[LOG_TYPE_LABEL]):
         log_type = attributes.pop(LOG_TYPE_LABEL)
-    trace_id, span_id = (_take_id(attributes, name, digits) for name, digits in ID_LABELS)
+    trace_id, span_id = take_ids(attributes)
     return _Fields(service, severity, log_type, trace_id, span_id, attributes)
-
-
-def _take_id(attributes: dict[str, str], name: str, digits: int) -> str | None:
-    """The trace or span id a label gives, taken out of the attributes; one that is none stays there."""
-    found = hex_id(attributes.get(name), digits)
-    if found is not None:
-        del attributes[name]
-    return found

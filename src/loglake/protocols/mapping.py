@@ -1,10 +1,12 @@
-"""What the protocols share when they map their records onto loglake's: service names and rejections."""
+"""What the protocols share when they map their records onto loglake's: service names, trace context in
+fields, and rejections."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from loglake.model import NAME_PATTERN, Problem, is_valid_name
+from loglake.model import NAME_PATTERN, SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, Problem, hex_id, is_valid_name
 
 _NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9._-]")
 SHOWN_PROBLEMS = 5  # of a batch's rejected records, named in the protocol's answer
@@ -18,6 +20,22 @@ def service_name(given: str) -> str | None:
         return given
     name = _NOT_IN_NAMES.sub("_", given)[:128]
     return name if NAME_PATTERN.fullmatch(name) else None
+
+
+# Where a log format has no place of its own for them, the names of the trace and span ids, as OpenTelemetry
+# names them ("Trace Context in Legacy Formats"): Loki's labels and structured metadata, Splunk HEC's fields.
+ID_FIELDS = (("trace_id", TRACE_ID_HEX_DIGITS), ("span_id", SPAN_ID_HEX_DIGITS))
+
+
+def take_ids(fields: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The trace and span ids that fields (ID_FIELDS) give as the record keeps them (model.hex_id: 32 and 16 hex
+    digits, not all zeros; lowercase), taken out of the fields; a value that is no id stays, as sent."""
+    trace_id, span_id = (hex_id(fields.get(name), digits) for name, digits in ID_FIELDS)
+    if trace_id is not None:
+        del fields["trace_id"]
+    if span_id is not None:
+        del fields["span_id"]
+    return trace_id, span_id
 
 
 def rejection_message(problems: list[Problem], total: int) -> str:

@@ -98,8 +98,8 @@ class _Protobuf:
     def severity_numbers(self, numbers: list[Any]) -> list[int]:
         return numbers
 
-    def id_bytes(self, ids: list[Any], field: str) -> list[bytes]:
-        return ids
+    def id_texts(self, ids: list[Any]) -> list[str]:
+        return list(map(bytes.hex, ids))
 
 
 _PROTOBUF = _Protobuf()

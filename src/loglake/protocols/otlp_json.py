@@ -30,6 +30,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 
+from loglake.decode_errors import in_words
 from loglake.protocols import otlp_mapping
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.otlp_mapping import MalformedRequest
@@ -137,9 +138,10 @@ def columns(body: bytes) -> RecordColumns:
     return otlp_mapping.columns(request, _JSON)
 
 
-def _read(body: bytes, decoder: msgspec.json.Decoder, message: Descriptor) -> Any:
+def _read(body: bytes, decoder: msgspec.json.Decoder, message: Descriptor, root: str = "") -> Any:
     """The body read by `decoder` (a `message`, or a list of them), or, when that refuses it, read again
-    in _canonical form (see the module); MalformedRequest if that too is refused."""
+    in _canonical form (see the module); MalformedRequest if that too is refused, saying where (under `root`,
+    the name of what `body` is, when it is not the request)."""
     try:
         return decoder.decode(body)
     except msgspec.ValidationError:
@@ -155,7 +157,7 @@ def _read(body: bytes, decoder: msgspec.json.Decoder, message: Descriptor) -> An
     try:
         return decoder.decode(_encode(_canonical(generic, message)))
     except (msgspec.DecodeError, RecursionError) as e:
-        raise _malformed(str(e)) from None
+        raise _malformed(in_words(e, root)) from None
 
 
 def _malformed(reason: str) -> MalformedRequest:
@@ -206,17 +208,15 @@ class _Json:
         return [bytes(raw) for raw in map(_ATTRIBUTES, logs)]  # the pairs' JSON text
 
     def record_attributes(self, attribute_set: Hashable) -> dict[str, Any]:
-        pairs = _read(attribute_set, _PAIRS, common_pb2.KeyValue.DESCRIPTOR)  # type: ignore[arg-type]
+        pairs = _read(attribute_set, _PAIRS, common_pb2.KeyValue.DESCRIPTOR, "a logRecord's attributes")  # type: ignore[arg-type]
         return otlp_mapping.attributes(pairs, self)
 
     def severity_numbers(self, numbers: list[Any]) -> list[int]:
         names = {name: _severity_number(name) for name in set(numbers) if type(name) is str}
         return [names.get(n, n) for n in numbers] if names else numbers
 
-    def id_bytes(self, ids: list[Any], field: str) -> list[bytes]:
-        if ids.count("") == len(ids):
-            return [b""] * len(ids)
-        return [_hex(i, field) for i in ids]
+    def id_texts(self, ids: list[Any]) -> list[str]:
+        return ids  # (OTLP/JSON's ids are hex)
 
 
 _JSON = _Json()
@@ -231,14 +231,6 @@ def _severity_number(name: str) -> int:
         except ValueError:
             raise _malformed(f"severityNumber {name[:40]!r} is not a SeverityNumber") from None
     return number
-
-
-def _hex(text: str, field: str) -> bytes:
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        name = logs_pb2.LogRecord.DESCRIPTOR.fields_by_name[field].json_name
-        raise _malformed(f"{name} {text[:40]!r} is not hex") from None
 
 
 def _base64(text: str) -> bytes:

@@ -3,12 +3,17 @@
 - `service`: the resource's `service.name` (service_name() makes it a valid name; the default service without one)
 - `timestamp`: `time_unix_nano`, else `observed_time_unix_nano`, else the time received (ms)
 - `severity`: `severity_number` by OpenTelemetry's ranges (TRACE, DEBUG: debug; INFO: info; WARN: warning;
-  ERROR: error; FATAL: critical), else `severity_text` when it names one (an alias counts), else info
+  ERROR: error; FATAL: critical), else `severity_text` when it names one (an alias counts), else info. A
+  number outside 1-24 has no meaning in the logs data model: it counts as unspecified (0), and is kept
+  in the attributes as `severity_number`
 - `message`: the body: a string as it is, any other value as JSON text; no body: the `event_name`
-- `trace_id`, `span_id`: as lowercase hex; absent or all zeros: none
+- `trace_id`, `span_id`: as lowercase hex; absent or all zeros: none. An invalid one (not 16 and 8 bytes; in
+  OTLP/JSON, not hex) is none too, as the logs data model says a receiver SHOULD take it ("not associated
+  with a trace"): the record is stored, and what was sent kept in its attributes as `trace_id` or `span_id`
 - `attributes`: the resource's other attributes, the scope's, then the record's (the later win on a
-  clash), plus `otel.scope.name`/`otel.scope.version`, `event.name`, and `severity_text` when it says more
-  than the severity; values as JSON (bytes as base64, as OTLP/JSON writes them).
+  clash), plus `otel.scope.name`/`otel.scope.version`, `event.name`, `severity_text` when it says more
+  than the severity and `severity_number` when it is outside 1-24; values as JSON (bytes as base64, as
+  OTLP/JSON writes them).
 """
 
 from __future__ import annotations
@@ -19,13 +24,12 @@ from typing import Any, Protocol
 
 import msgspec
 
-from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, Severity
+from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, Severity, hex_id
 from loglake.protocols.columns import RecordColumns
-from loglake.protocols.mapping import service_name
+from loglake.protocols.mapping import ID_FIELDS, service_name
 
 # severity_number 1-24 in four steps per level: TRACE, DEBUG, INFO, WARN, ERROR, FATAL (logs data model).
 _BY_NUMBER = [None, *(SEVERITY_NAMES[level] for level in (0, 0, 1, 2, 3, 4) for _ in range(4))]
-NO_ID = (b"", bytes(16), bytes(8))
 _encode = msgspec.json.Encoder().encode
 # Attributes made JSON, by encoding, the scope's common attributes (JSON) and the record's set (see _attribute_texts).
 _MADE: dict[tuple[Encoding, bytes, Hashable], bytes] = {}
@@ -63,8 +67,8 @@ class Encoding(Protocol):
     def severity_numbers(self, numbers: list[Any]) -> list[int]:
         """The records' severity_number values as numbers."""
 
-    def id_bytes(self, ids: list[Any], field: str) -> list[bytes]:
-        """The records' trace or span ids (`field`: trace_id or span_id) as bytes."""
+    def id_texts(self, ids: list[Any]) -> list[str]:
+        """The records' trace or span ids as hex text ("" for none), whatever they hold."""
 
 
 def columns(request: Any, encoding: Encoding) -> RecordColumns:
@@ -102,35 +106,67 @@ def _add_scope(found: RecordColumns, logs: list[Any], service: str | None, commo
     found.log_types += [None] * count
     levels = list(zip(encoding.severity_numbers(list(map(_NUMBERS, logs))), map(_TEXTS, logs), strict=True))
     known = {level: _severity(*level) for level in set(levels)}
-    found.severities += map({level: severity for level, (severity, _) in known.items()}.__getitem__, levels)
+    found.severities += map({level: severity for level, (severity, _, _) in known.items()}.__getitem__, levels)
     events = list(map(_EVENTS, logs))
     messages = list(map(_BODY_TEXTS, logs))
     if not all(messages):  # no body, an empty string, or a value that is not a string
         messages = [m or _message(log.body, e, encoding) for m, log, e in zip(messages, logs, events, strict=True)]
     found.messages += messages
-    kept_texts = list(map({level: kept for level, (_, kept) in known.items()}.__getitem__, levels))
-    found.attributes += _attribute_texts(encoding.attribute_sets(logs), events, kept_texts, common, encoding)
-    for field, column in (("trace_id", found.trace_ids), ("span_id", found.span_ids)):
-        given = encoding.id_bytes(list(map(attrgetter(field), logs)), field)
-        column += [None] * count if given.count(b"") == count else [None if i in NO_ID else i.hex() for i in given]
+    kept = list(map({level: (text, number) for level, (_, text, number) in known.items()}.__getitem__, levels))
+    texts = _attribute_texts(encoding.attribute_sets(logs), events, kept, common, encoding)
+    for (field, digits), column in zip(ID_FIELDS, (found.trace_ids, found.span_ids), strict=True):
+        ids, invalid = _ids(encoding.id_texts(list(map(attrgetter(field), logs))), digits)
+        column += ids
+        for row, sent in invalid:  # kept in the attributes (the record's own of that name wins)
+            texts[row] = _encode({field: sent} | (msgspec.json.decode(texts[row]) if texts[row] else {}))
+    found.attributes += texts
+
+
+def _ids(sent: list[str], digits: int) -> tuple[list[str | None], list[tuple[int, str]]]:
+    """Trace or span ids as hex text ("" for none) as the records keep them (model.hex_id), and the rows of the
+    invalid ones with what was sent (all zeros is none, as exporters write it, not an invalid id). One check of
+    them all when each is `digits` lowercase hex digits, as exporters send them."""
+    present = [text for text in sent if text]
+    if not present:
+        return [None] * len(sent), []
+    if {*map(len, present)} == {digits} and _lower_hex("".join(present)):
+        zero = "0" * digits
+        return [text if text and text != zero else None for text in sent], []
+    ids = [hex_id(text, digits) if text else None for text in sent]
+    invalid = [(row, text) for row, (text, taken) in enumerate(zip(sent, ids, strict=True)) if text and not taken]
+    return ids, [(row, text) for row, text in invalid if text.strip("0")]
+
+
+def _lower_hex(text: str) -> bool:
+    """Whether text is lowercase hex digits (bytes.fromhex, in C: a regex took 4 ns a character)."""
+    try:
+        return len(bytes.fromhex(text)) * 2 == len(text) and text.lower() == text  # (fromhex skips spaces)
+    except ValueError:
+        return False
 
 
 def _attribute_texts(
-    sets: list[Hashable], events: list[str], kept_texts: list[str], common: dict[str, Any], encoding: Encoding
+    sets: list[Hashable],
+    events: list[str],
+    kept: list[tuple[str, int | None]],
+    common: dict[str, Any],
+    encoding: Encoding,
 ) -> list[bytes]:
     """The records' attributes as JSON text (b"" for none): a scope's records repeat a few sets of
-    attributes and extras, and a sender's exports repeat them again, so each set is made JSON once (_MADE)."""
-    plain = not any(events) and not any(kept_texts)
-    keys: list[Hashable] = sets if plain else list(zip(sets, events, kept_texts, strict=True))
+    attributes and extras (`kept`: the severity's text and number kept, see _severity), and a sender's
+    exports repeat them again, so each set is made JSON once (_MADE)."""
+    plain = not any(events) and kept.count(_NOTHING_KEPT) == len(kept)
+    keys: list[Hashable] = sets if plain else list(zip(sets, events, kept, strict=True))
     common_json = _encode(common) if common else b""
     made = dict.fromkeys(keys)
     for key in made:
         remembered = (encoding, common_json, key)
         text = _MADE.get(remembered)
         if text is None:
-            pairs, event, severity_text = (key, "", "") if plain else key
+            pairs, event, severity = (key, "", _NOTHING_KEPT) if plain else key
             own = encoding.record_attributes(pairs) if pairs else {}
-            text = _encode(_own(common, own, event, severity_text)) if own or event or severity_text else common_json
+            extra = event or severity != _NOTHING_KEPT
+            text = _encode(_own(common, own, event, *severity)) if own or extra else common_json
             if len(text) + len(common_json) <= _MADE_BYTES_MOST:
                 if len(_MADE) >= _MADE_MOST:
                     _MADE.clear()  # (exports from threads at once: a lost entry is only made again)
@@ -139,11 +175,16 @@ def _attribute_texts(
     return list(map(made.__getitem__, keys))
 
 
-def _severity(number: int, text: str) -> tuple[str, str]:
-    """The severity of a record's number and text, and the text when it says more than that (then kept)."""
-    severity = _BY_NUMBER[number] if 0 < number < len(_BY_NUMBER) else _severity_of_text(text)
+_NOTHING_KEPT = ("", None)
+
+
+def _severity(number: int, text: str) -> tuple[str, str, int | None]:
+    """The severity of a record's number and text; the text when it says more than that, and a number outside
+    the data model's (unspecified: 0, or 1-24), which the mapping would lose: both then kept."""
+    in_range = 0 <= number < len(_BY_NUMBER)
+    severity = _BY_NUMBER[number] if number and in_range else _severity_of_text(text)
     says_more = bool(text) and SEVERITY_ALIASES.get(text.lower()) != SEVERITY_ALIASES[severity]
-    return severity, text if says_more else ""
+    return severity, text if says_more else "", None if in_range else number
 
 
 def _severity_of_text(text: str) -> str:
@@ -151,12 +192,14 @@ def _severity_of_text(text: str) -> str:
     return (found or Severity.INFO).label
 
 
-def _own(common: dict[str, Any], own: dict[str, Any], event: str, text: str) -> dict[str, Any]:
+def _own(common: dict[str, Any], own: dict[str, Any], event: str, text: str, number: int | None) -> dict[str, Any]:
     """A record's attributes: the resource's and scope's, its own (which win a clash), and the extras
-    (`text`: a severity_text that says more than the severity)."""
+    (`text`: a severity_text that says more than the severity; `number`: a severity_number out of range)."""
     attributes = {**common, **own}
     if text:
         attributes["severity_text"] = text
+    if number is not None:
+        attributes["severity_number"] = number
     if event:
         attributes["event.name"] = event
     return attributes

@@ -10,7 +10,8 @@ An event body is one or more JSON event objects, concatenated with or without wh
 - `time` (epoch seconds, decimals for fractions) -> timestamp; `sourcetype` -> log_type;
 - `host`, `source`, `sourcetype` and `index` into attributes;
 - `fields` (Splunk's indexed fields) into attributes, their `severity` (or `level`) -> severity,
-  `service.name` (or `service`) -> service.
+  `service.name` (or `service`) -> service, `trace_id` and `span_id` (where OpenTelemetry's Splunk HEC
+  exporter puts them) -> trace_id and span_id when they are ids (mapping.take_ids; others stay attributes).
 
 Other top-level keys are ignored, as Splunk ignores them. A batch is all-or-nothing, as in Splunk: one
 bad event refuses the request, naming the event's number.
@@ -21,12 +22,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from operator import attrgetter, methodcaller
+from operator import attrgetter, itemgetter, methodcaller
 from typing import Annotated, Any
 
 import msgspec
 
+from loglake.decode_errors import in_words
 from loglake.protocols.columns import RecordColumns
+from loglake.protocols.mapping import take_ids
 from loglake.protocols.names import level_severity, safe_name
 
 METADATA = ("host", "source", "sourcetype", "index")
@@ -147,7 +150,7 @@ def _events(body: bytes) -> list[HecEvent]:
         except (json.JSONDecodeError, RecursionError) as e:
             raise HecError(6, f"event {number} is not JSON: {e}", number) from None
         except msgspec.ValidationError as e:
-            raise HecError(6, f"event {number}: {e}", number) from None
+            raise HecError(6, f"event {number}: {in_words(e)}", number) from None
 
 
 def _columns(events: list[HecEvent]) -> RecordColumns:
@@ -170,17 +173,18 @@ def _columns(events: list[HecEvent]) -> RecordColumns:
             pairs = zip(METADATA, given, strict=True)
             named = metadata[given] = {name: value for name, value in pairs if value is not None}
         own |= named
-        service = None
+        service = trace_id = span_id = None
         if event.fields is not None:
-            service, level = _take_fields(number, event.fields, own)
+            service, level, trace_id, span_id = _take_fields(number, event.fields, own)
             severity = severity or level
         severities.append(severity)
         services.append(service)
+        found.trace_ids.append(trace_id)
+        found.span_ids.append(span_id)
         found.attributes.append(_encode(own) if own else b"")
     sourcetypes = [event.sourcetype for event in events]
     names = {given: None if given is None else safe_name(given) for given in set(sourcetypes)}
     found.log_types = [names[given] for given in sourcetypes]
-    found.trace_ids = found.span_ids = [None] * len(events)
     return found
 
 
@@ -203,15 +207,18 @@ def _message(number: int, body: Any, attributes: dict[str, Any]) -> tuple[str, s
     return _encode(body).decode(), None
 
 
-def _take_fields(number: int, fields: dict[str, Any], attributes: dict[str, Any]) -> tuple[str | None, str | None]:
+def _take_fields(
+    number: int, fields: dict[str, Any], attributes: dict[str, Any]
+) -> tuple[str | None, str | None, str | None, str | None]:
     """Splunk's indexed fields (flat: each a string, a number or a list of them) into the attributes; their
-    service and severity, when they name them."""
+    service, severity, trace id and span id, when they name them."""
     if dict in map(type, fields.values()):
         raise HecError(15, f"event {number}: `fields` must be a flat object (values strings or lists)", number)
     severity = _take_severity(fields)
     service = _take_service(fields)
+    trace_id, span_id = take_ids(fields)
     attributes |= fields
-    return service, severity
+    return service, severity, trace_id, span_id
 
 
 def _take_severity(fields: dict[str, Any]) -> str | None:
@@ -253,7 +260,6 @@ def _plain_columns(body: bytes) -> RecordColumns | None:
             return None  # (OverflowError: a time that is not finite: JSON has no infinity, but 1e999 reads as one)
         _add_plain(events, times, found)
         start = end
-    found.trace_ids = found.span_ids = [None] * len(found)
     return found
 
 
@@ -280,6 +286,9 @@ def _add_plain(events: list[PlainEvent], times: list[int | None], found: RecordC
     fields = [given or {} for given in map(attrgetter("fields"), events)]
     found.severities += _first_taken(fields, SEVERITY_FIELDS[0], level_severity, _take_severity)
     found.services += _first_taken(fields, SERVICE_FIELDS[0], _valid_name, _take_service)
+    ids = list(map(take_ids, fields))
+    found.trace_ids += map(itemgetter(0), ids)
+    found.span_ids += map(itemgetter(1), ids)
     found.attributes += [
         _encode(named[given] | own) if own or named[given] else b"" for given, own in zip(metadata, fields, strict=True)
     ]

@@ -1,0 +1,55 @@
+"""msgspec's validation errors in words a sender reads: `Expected `str | null`, got `int` - at `$.host``
+becomes `host: must be a string or null, not a number`. Pure, no I/O.
+
+msgspec names the JSON types (`str`, `int`, `object`, `array`, `null`) and the place as a path from the
+root (`$.streams[0].stream[...]`, where `[...]` is any value of an object); the protocols and routes that
+decode with it say what was sent wrong in their answers, without either notation.
+"""
+
+from __future__ import annotations
+
+import re
+
+_TYPES = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "null": "null",
+    "object": "an object",
+    "array": "an array",
+}
+_EXPECTED = re.compile(r"Expected `([^`]+)`(?:, got `([^`]+)`)?(.*)")
+_FIELD = re.compile(r"Object (missing required|contains unknown) field `([^`]*)`")
+
+
+def split_error(error: str) -> tuple[str, str]:
+    """msgspec's message and the path it names (`$.a[0].b` as `a[0].b`, empty for the value itself)."""
+    message, _, at = error.partition(" - at `$")
+    return message[:1].lower() + message[1:], at.rstrip("`").removeprefix(".")
+
+
+def in_words(error: Exception | str, root: str = "") -> str:
+    """A msgspec ValidationError as `<where>: <what is wrong>`, the path under `root` (the name of what was
+    decoded, when it is not the body: "attributes"); a message it does not know stays msgspec's."""
+    text = str(error)
+    message, path = text.partition(" - at `$")[0], split_error(text)[1]
+    each = path.endswith("[...]")
+    path = path.removesuffix("[...]")
+    expected = _EXPECTED.fullmatch(message)
+    field = _FIELD.fullmatch(message)
+    if expected:
+        wanted, got, bounds = expected.groups()
+        words = f"must be {' or '.join(_TYPES.get(name, name) for name in wanted.split(' | '))}{bounds}"
+        if got:
+            words += f", not {_TYPES.get(got, got)}"
+        if each:
+            words = f"each value {words}"
+    elif field:
+        kind, name = field.groups()
+        missing = kind == "missing required"
+        words = f"has no `{name}`, which is required" if missing else f"has an unknown field `{name}`"
+    else:
+        words = message
+    where = f"{root}.{path}" if root and path and not path.startswith("[") else root + path
+    return f"{where}: {words}" if where else words

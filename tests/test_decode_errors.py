@@ -1,0 +1,44 @@
+"""msgspec's validation errors in words: what a protocol's or route's answer says of a value sent wrong."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+import pytest
+
+from loglake.decode_errors import in_words
+
+
+class Entry(msgspec.Struct, forbid_unknown_fields=True):
+    line: str
+    labels: dict[str, str] = {}
+    host: str | None = None
+    count: Annotated[int, msgspec.Meta(ge=0)] = 0
+    values: list[int] = []
+
+
+@pytest.mark.parametrize(
+    ("sent", "words"),
+    [
+        (b'{"line": 5}', "line: must be a string, not an integer"),
+        (b'{"line": "l", "labels": {"app": 5}}', "labels: each value must be a string, not an integer"),
+        (b'{"line": "l", "host": true}', "host: must be a string or null, not a boolean"),
+        (b'{"line": "l", "count": -1}', "count: must be an integer >= 0"),
+        (b'{"line": "l", "values": [1, "2"]}', "values[1]: must be an integer, not a string"),
+        (b'{"labels": {}}', "has no `line`, which is required"),
+        (b'{"line": "l", "extra": 1}', "has an unknown field `extra`"),
+        (b"[]", "must be an object, not an array"),
+    ],
+)
+def test_a_value_sent_wrong_is_named_by_its_path_and_what_it_must_be(sent: bytes, words: str) -> None:
+    with pytest.raises(msgspec.ValidationError) as refused:
+        msgspec.json.decode(sent, type=Entry)
+    assert in_words(refused.value) == words
+
+
+def test_the_path_goes_under_the_name_of_what_was_decoded() -> None:
+    with pytest.raises(msgspec.ValidationError) as refused:
+        msgspec.json.decode(b'[{"line": "l"}, {"line": 1}]', type=list[Entry])
+    assert in_words(refused.value, "entries") == "entries[1].line: must be a string, not an integer"
+    assert in_words("JSON is malformed: trailing characters") == "JSON is malformed: trailing characters"
