@@ -20,7 +20,7 @@ import pytest
 
 from loglake.lake.compact import Compactor
 from loglake.lake.flush import Flusher
-from loglake.lake.objectstore import LocalObjectStore, ObjectStore
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.query import QueryEngine, QueryError, QueryLimits
 from loglake.lake.query_answers import result_to_dict
 from loglake.lake.sql_guard import check_select, ilike_regex, rewrite_text_filters
@@ -148,6 +148,9 @@ def test_files_scanned_counts_the_lake_files_a_query_read(
     hot_only = engine.query("SELECT count(*) FROM logs WHERE date = '2026-11-03'")
     assert (everything.rows, one_day.rows, hot_only.rows) == ([(900,)], [(300,)], [(300,)])
     assert (everything.files_scanned, one_day.files_scanned, hot_only.files_scanned) == (2, 1, 0)
+    assert 0 < one_day.bytes_scanned < everything.bytes_scanned and hot_only.bytes_scanned == 0
+    if isinstance(lake, S3ObjectStore):  # what pyarrow reads is counted as the sizes of the files it opens
+        assert everything.bytes_scanned == sum(info.size for info in lake.list("type="))
 
 
 def test_a_count_reads_only_the_columns_its_filter_needs(

@@ -551,8 +551,12 @@ SPEC: dict[str, Any] = {
                                 "row_count": {"type": "integer"},
                                 "truncated": {"type": "boolean"},
                                 "elapsed_ms": {"type": "number"},
-                                "bytes_scanned": {"type": "integer"},
-                                "files_scanned": {"type": "integer"},
+                                "bytes_scanned": {
+                                    "type": "integer",
+                                    "description": "Bytes read from lake files (hot records are in memory); on "
+                                    "an S3 lake, the sizes of the files the query opened, an upper bound",
+                                },
+                                "files_scanned": {"type": "integer", "description": "Lake files the query read"},
                                 "plan": {"type": "string"},
                             },
                         },

@@ -249,7 +249,7 @@ class QueryEngine:
                 self._views.define(cursor, snapshot, window, tables, top, newest_first)
             except (duckdb.IOException, OSError) as e:  # DuckDB reads a local file's schema here; pyarrow lists S3's
                 raise self._unreadable(e) from None
-            s3_files_before = self._views.s3_files_read(cursor)
+            s3_before = self._views.s3_files_read(cursor)
             finished = threading.Event()
             watchdog = threading.Thread(
                 target=interrupt_after, args=(cursor, started + timeout, finished), name="loglake-query-timeout"
@@ -282,9 +282,10 @@ class QueryEngine:
                 finished.set()
                 watchdog.join()
             profile = json.loads(cursor.get_profiling_information(format="json") or "{}")
-            s3_files = self._views.s3_files_read(cursor) - s3_files_before
+            s3_after = self._views.s3_files_read(cursor)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        bytes_scanned = int(profile.get("io", {}).get("total_bytes_read", 0))
+        s3_files, s3_bytes = (after - before for after, before in zip(s3_after, s3_before, strict=True))
+        bytes_scanned = s3_bytes + int(profile.get("io", {}).get("total_bytes_read", 0))
         files = s3_files + sum(_files_read(op) for op in profile.get("operator", []))
         if explain:
             plan = self._hide_server_paths("\n".join(str(row[-1]) for row in rows), keep_width=True)

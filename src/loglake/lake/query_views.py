@@ -49,10 +49,11 @@ class QueryViews:
         # its view of the hot rows.
         self._defined: dict[duckdb.DuckDBPyConnection, dict[str, tuple[str, ...] | None]] = {}
 
-    def s3_files_read(self, cursor: duckdb.DuckDBPyConnection) -> int:
-        """The S3 lake files the connection's queries read so far (DuckDB's profile counts none of them)."""
+    def s3_files_read(self, cursor: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+        """The S3 lake files the connection's queries read so far and their bytes (DuckDB's profile counts
+        none of them; the bytes are the files' sizes, see s3_dataset.py)."""
         dataset = self._s3_datasets.get(cursor)
-        return 0 if dataset is None else dataset.files_read
+        return (0, 0) if dataset is None else (dataset.files_read, dataset.bytes_read)
 
     def define(
         self,
@@ -158,7 +159,7 @@ class QueryViews:
             self._arrow_fs = self.lake.arrow_filesystem()
         dataset = s3_dataset(
             self._arrow_fs,
-            [self.lake.arrow_path(f.key) for f in files],
+            {self.lake.arrow_path(f.key): f.bytes for f in files},
             schema,
             table.partitions,
             self.lake.arrow_path(f"type={table.directory}"),
