@@ -136,7 +136,10 @@ _METADATA = attrgetter("structuredMetadata")
 
 
 def _label_pair(wire: bytes) -> tuple[str, str]:
-    pair = _LabelPair.FromString(wire)
+    try:
+        pair = _LabelPair.FromString(wire)
+    except DecodeError as e:  # (the push was read with the pairs left as bytes)
+        raise MalformedPush(f"a structured metadata pair is not a LabelPairAdapter in protobuf: {e}") from None
     return pair.name, pair.value
 
 
