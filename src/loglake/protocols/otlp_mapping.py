@@ -108,7 +108,8 @@ def _add_scope(found: RecordColumns, logs: list[Any], service: str | None, commo
     if not all(messages):  # no body, an empty string, or a value that is not a string
         messages = [m or _message(log.body, e, encoding) for m, log, e in zip(messages, logs, events, strict=True)]
     found.messages += messages
-    kept_texts = list(map({level: kept for level, (_, kept) in known.items()}.__getitem__, levels))
+    kept = {level: text for level, (_, text) in known.items()}
+    kept_texts = list(map(kept.__getitem__, levels)) if any(kept.values()) else [""] * count  # usually none
     found.attributes += _attribute_texts(encoding.attribute_sets(logs), events, kept_texts, common, encoding)
     for field, column in (("trace_id", found.trace_ids), ("span_id", found.span_ids)):
         given = encoding.id_bytes(list(map(attrgetter(field), logs)), field)
