@@ -270,6 +270,7 @@ async def test_streams_and_entries_are_counted_from_1_as_the_readme_shows(client
         (b"not snappy at all", PROTOBUF, 400, "not snappy-compressed"),
         (bytes(cramjam.snappy.compress_raw(b"\x0a\xff\xff")), PROTOBUF, 400, "not a Loki PushRequest in protobuf"),
         (protobuf_push(("job=x", [entry(ns(1), "l")])), PROTOBUF, 400, "not of the form"),
+        (protobuf_push(('{job="x"}', [entry(ns(1), "l") + field(3, b"\n\x05ab")])), PROTOBUF, 400, "metadata pair"),
         (protobuf_push(('{job="x" level="y"}', [entry(ns(1), "l")])), PROTOBUF, 400, "cannot read labels"),
         (b'{"streams": 1}', JSON, 400, "not a Loki push in JSON"),
         (json_push(({"job": "x"}, [["soon", "l"]])), JSON, 400,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from loglake.api.app import LoglakeApp
+from loglake.api.routes import OFF_LOOP_COMPRESSED_BYTES
 from loglake.config import Settings
 from loglake.ingest import BULK_MIN_RECORDS
 from loglake.protocols import otlp, otlp_mapping
@@ -371,6 +373,27 @@ async def test_a_bulk_sized_export_is_written_as_lake_parts(app: LoglakeApp, cli
     assert app.runtime.store.count() == 0
     query = await client.post("/query", json={"sql": "SELECT count(*), min(trace_id), min(service) FROM logs"})
     assert query.json()["rows"] == [[count, TRACE.hex(), "checkout"]]
+
+
+async def test_a_big_gzipped_export_is_inflated_and_stored_and_its_faults_answered(
+    app: LoglakeApp, client: httpx.AsyncClient
+) -> None:
+    """A gzipped body big enough to be inflated off the event loop (as the Collector sends its batches): stored,
+    and one that is not gzip or inflates past the limit answered as a small one is."""
+    count = BULK_MIN_RECORDS + 10
+    logs = [log(f"bulk {i} {os.urandom(24).hex()}", at_ms=NOW_MS - i) for i in range(count)]
+    body = gzip.compress(export(*logs))
+    assert len(body) >= OFF_LOOP_COMPRESSED_BYTES
+    answer(await post(client, body, {**PROTOBUF, "content-encoding": "gzip"}))
+    query = await client.post("/query", json={"sql": "SELECT count(*), min(service) FROM logs"})
+    assert query.json()["rows"] == [[count, "checkout"]]
+    not_gzip = b"\x1f\x8b\x00" + bytes(OFF_LOOP_COMPRESSED_BYTES)  # (method 0: no such method)
+    assert (
+        "not valid gzip" in failure(await post(client, not_gzip, {**PROTOBUF, "content-encoding": "gzip"}), 400).message
+    )
+    bomb = gzip.compress(os.urandom(OFF_LOOP_COMPRESSED_BYTES) + b"\x00" * app.settings.max_body_bytes)
+    too_large = failure(await post(client, bomb, {**PROTOBUF, "content-encoding": "gzip"}), 413)
+    assert too_large.code == code_pb2.RESOURCE_EXHAUSTED and "after decompression" in too_large.message
 
 
 async def test_an_empty_export_is_a_success(client: httpx.AsyncClient) -> None:

@@ -97,3 +97,26 @@ def test_a_batch_of_many_pieces_of_events_keeps_every_event_in_order(between: by
     assert found.messages == texts
     assert found.timestamps == [n * 1000 for n in range(3000)]
     assert found.attributes == [b'{"n":%d}' % n for n in range(3000)]
+
+
+def test_events_that_repeat_a_set_of_fields_each_take_its_mapping_in_every_piece_of_the_batch() -> None:
+    """A batch's events repeat a few sets of host and fields, each mapped once for the batch: every event
+    still gets its own set's record, in pieces after the first too, and fields that are not flat after
+    many plain events still refuse the batch naming that event."""
+    events = [
+        {"event": f"e{n}", "host": "ab"[n % 2], "fields": {"severity": "error", "service.name": "web", "k": "v"}}
+        if n % 3
+        else {"event": f"e{n}", "host": "ab"[n % 2], "fields": {"level": "debug"}}
+        for n in range(3000)
+    ]
+    found = splunk.event_columns(b"".join(json.dumps(event).encode() for event in events))
+    assert found.attributes == [
+        b'{"host":"%s","k":"v"}' % b"ab"[n % 2 : n % 2 + 1] if n % 3 else b'{"host":"%s"}' % b"ab"[n % 2 : n % 2 + 1]
+        for n in range(3000)
+    ]
+    assert found.services == [("web" if n % 3 else None) for n in range(3000)]
+    assert found.severities == [("error" if n % 3 else "debug") for n in range(3000)]
+    nested = b"".join(json.dumps(event).encode() for event in [*events, {"event": "x", "fields": {"a": {"b": 1}}}])
+    with pytest.raises(splunk.HecError) as refused:
+        splunk.event_columns(nested)
+    assert (refused.value.code, refused.value.event_number) == (15, 3000)

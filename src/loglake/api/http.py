@@ -8,12 +8,12 @@ framework's routing, middleware and request objects cost more than the rest of a
 from __future__ import annotations
 
 import codecs
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
+from isal import isal_zlib
 
 from loglake.decode_errors import in_words
 
@@ -191,6 +191,9 @@ def decode_content(request: Request, body: bytes, max_bytes: int) -> bytes:
     return body.removeprefix(codecs.BOM_UTF8)
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 def _inflate(request: Request, body: bytes, max_bytes: int) -> bytes:
     if b"content-encoding" not in request.headers:  # the usual case, checked first: ingest's hot path
         return body
@@ -199,10 +202,14 @@ def _inflate(request: Request, body: bytes, max_bytes: int) -> bytes:
         return body
     if encoding not in ("gzip", "x-gzip"):
         raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; use gzip")
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if not body.startswith(_GZIP_MAGIC):  # (ISA-L waits for a whole header before it judges one)
+        raise ApiError(400, "bad_gzip", "the body is not valid gzip: it does not start with gzip's magic bytes 1f 8b")
+    # ISA-L's inflate, zlib's format and interface at over twice its speed (OTLP exporters gzip by default):
+    # a gzipped body's inflating took a tenth of the CPU of mapping its records.
+    inflater = isal_zlib.decompressobj(16 + isal_zlib.MAX_WBITS)
     try:
         out = inflater.decompress(body, max_bytes + 1)
-    except zlib.error as e:
+    except isal_zlib.error as e:
         raise ApiError(400, "bad_gzip", f"the body is not valid gzip: {e}") from None
     if len(out) > max_bytes or inflater.unconsumed_tail:
         raise too_large(max_bytes, after_decompression=True)

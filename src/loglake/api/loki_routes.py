@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from loglake.api.http import ApiError, EncodedApiError, Request, decode_content
-from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, count_refused, ingest_counts, store
+from loglake.api.http import ApiError, EncodedApiError, Request
+from loglake.api.routes import Result, checked_body, count_refused, ingest_counts, store
 from loglake.ingest import InvalidBody, ParsedBody
 from loglake.model import InvalidRecords
 from loglake.protocols import columns, loki
@@ -61,11 +61,7 @@ async def push(app: LoglakeApp, request: Request) -> Result:
         return _failure(415, f"unsupported Content-Type {content_type!r}: send {loki.PROTOBUF} or {loki.JSON}")
     json = content_type == loki.JSON
     try:
-        body = decode_content(request, request.body, app.settings.max_body_bytes)
-        if len(body) < OFF_LOOP_BODY_BYTES:
-            parsed = _checked(app, body, json)
-        else:  # decoding and checking thousands of entries takes milliseconds: off the event loop
-            parsed = await app.run_ingest(_checked, app, body, json)
+        parsed = await checked_body(app, request, lambda body: _checked(app, body, json))
         if parsed is not None:
             await store(app, parsed, ingest_counts(parsed))
     except ApiError as e:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from loglake.api.http import ApiError, EncodedApiError, Request, decode_content
-from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, count_refused, ingest_counts, store
+from loglake.api.http import ApiError, EncodedApiError, Request
+from loglake.api.routes import Result, checked_body, count_refused, ingest_counts, store
 from loglake.ingest import InvalidBody, ParsedBody
 from loglake.model import Problem
 from loglake.protocols import columns, otlp
@@ -55,14 +55,9 @@ async def export_logs(app: LoglakeApp, request: Request) -> Result:
         message = f"Content-Type {content_type!r} is not OTLP/HTTP; send {otlp.PROTOBUF} or {otlp.JSON}"
         return _failure(415, message, json=True)
     try:
-        body = decode_content(request, request.body, app.settings.max_body_bytes)
-    except ApiError as e:
+        parsed, problems, total, counts = await checked_body(app, request, lambda body: _checked(app, body, json))
+    except ApiError as e:  # (the body's Content-Encoding)
         return _failure(e.status, e.message, json)
-    try:
-        if len(body) < OFF_LOOP_BODY_BYTES:
-            parsed, problems, total, counts = _checked(app, body, json)
-        else:  # decoding and checking thousands of records takes milliseconds: off the event loop
-            parsed, problems, total, counts = await app.run_ingest(_checked, app, body, json)
     except otlp.MalformedRequest as e:
         app.metrics.rejected_bodies.inc(("invalid_otlp",))
         return _failure(400, str(e), json)

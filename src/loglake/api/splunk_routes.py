@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from loglake.api.auth import Unauthorized
-from loglake.api.http import ApiError, Request, decode_content
-from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, ingest_counts, store
+from loglake.api.http import ApiError, Request
+from loglake.api.routes import Result, checked_body, ingest_counts, store
 from loglake.model import InvalidRecords
 from loglake.protocols import columns, splunk
 
@@ -58,12 +58,11 @@ def hec_error(error: ApiError, _request: Request) -> ApiError:
 
 
 async def event(app: LoglakeApp, request: Request) -> Result:
-    return await _store(app, splunk.event_columns, decode_content(request, request.body, app.settings.max_body_bytes))
+    return await _store(app, request, splunk.event_columns)
 
 
 async def raw(app: LoglakeApp, request: Request) -> Result:
-    body = decode_content(request, request.body, app.settings.max_body_bytes)
-    return await _store(app, splunk.raw_columns, body, request.query)
+    return await _store(app, request, splunk.raw_columns, request.query)
 
 
 async def health(app: LoglakeApp, request: Request) -> Result:
@@ -71,14 +70,10 @@ async def health(app: LoglakeApp, request: Request) -> Result:
     return Result(status, payload)
 
 
-async def _store(app: LoglakeApp, to_columns: Any, body: bytes, *args: Any) -> Result:
+async def _store(app: LoglakeApp, request: Request, to_columns: Any, *args: Any) -> Result:
     """The batch's records (to_columns(body, *args)) checked, stored, counted and answered in Splunk's terms."""
-    args = (body, *args)
     try:
-        if len(body) < OFF_LOOP_BODY_BYTES:
-            parsed, count = _checked(app, to_columns, *args)
-        else:  # a big batch takes milliseconds to check: off the event loop, which serves everyone else
-            parsed, count = await app.run_ingest(_checked, app, to_columns, *args)
+        parsed, count = await checked_body(app, request, lambda body: _checked(app, to_columns, body, *args))
     except HecApiError as e:
         app.metrics.protocol_records.inc((PROTOCOL, "rejected"), e.refused)
         raise

@@ -25,6 +25,7 @@ import bisect
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import cramjam
@@ -44,7 +45,6 @@ JSON = "application/json"
 DEFAULT_SERVICE_LABELS = ("service_name", "service", "app", "job")
 SEVERITY_LABELS = ("level", "severity", "detected_level")
 LOG_TYPE_LABEL = "log_type"
-_KNOWN_METADATA = 10_000  # distinct metadata sets mapped once per stream
 # A label set as Prometheus writes it: {name="value", ...}, values with \\, \" and \n escaped.
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_.]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')  # $: the closing brace
 _ESCAPE = re.compile(r"\\(.)")
@@ -129,8 +129,18 @@ def _as_is(pair: tuple[str, str]) -> tuple[str, str]:
     return pair
 
 
+_TIMESTAMP = attrgetter("timestamp")
+_SECONDS = attrgetter("seconds")
+_NANOS = attrgetter("nanos")
+_LINE = attrgetter("line")
+_METADATA = attrgetter("structuredMetadata")
+
+
 def _label_pair(wire: bytes) -> tuple[str, str]:
-    pair = _LabelPair.FromString(wire)
+    try:
+        pair = _LabelPair.FromString(wire)
+    except DecodeError as e:  # (the push was read with the pairs left as bytes)
+        raise MalformedPush(f"a structured metadata pair is not a LabelPairAdapter in protobuf: {e}") from None
     return pair.name, pair.value
 
 
@@ -162,14 +172,14 @@ def decode_push(body: bytes, json: bool) -> list[Stream]:
         # Each field read once per entry, over one list of them: a read of a protobuf field builds a Python
         # object, and so does each step over the entries. The metadata pairs stay bytes until _add_stream.
         entries = list(stream.entries)
-        stamps = [entry.timestamp for entry in entries]
-        seconds, nanos = [stamp.seconds for stamp in stamps], [stamp.nanos for stamp in stamps]
+        stamps = list(map(_TIMESTAMP, entries))
         streams.append(
             Stream(
                 parse_labels(stream.labels, number),
-                [s * 1000 + n // 1_000_000 for s, n in zip(seconds, nanos, strict=True)],  # (s * 10^9 + n) // 10^6
-                [entry.line for entry in entries],
-                [tuple(entry.structuredMetadata) for entry in entries],
+                # (s * 10^9 + n) // 10^6
+                [s * 1000 + n // 1_000_000 for s, n in zip(map(_SECONDS, stamps), map(_NANOS, stamps), strict=True)],
+                list(map(_LINE, entries)),
+                [tuple(pairs[:]) for pairs in map(_METADATA, entries)],  # a slice copies them in one step
                 _label_pair,
             )
         )
@@ -274,19 +284,20 @@ def _add_stream(found: RecordColumns, stream: Stream, service_labels: Sequence[s
     if not any(stream.metadata):
         found.attributes += [plain] * count
         return
-    # The entries of a stream repeat a few sets of metadata (a component, an event): each set is mapped once.
-    known: dict[tuple, tuple[bytes, _Fields | None]] = {}
+    # The entries of a stream repeat a few sets of metadata (a component, an event): each set is mapped once,
+    # in the order the entries give them, and the few that change a field set it on their entries.
+    mapped = {
+        pairs: _with_metadata(stream, fields, dict(map(stream.pair, pairs)), service_labels, special)
+        if pairs
+        else (plain, None)
+        for pairs in dict.fromkeys(stream.metadata)
+    }
+    found.attributes += map({pairs: text for pairs, (text, _) in mapped.items()}.__getitem__, stream.metadata)
+    changing = {pairs: own for pairs, (_, own) in mapped.items() if own is not None}
+    if not changing:
+        return
     for index, pairs in enumerate(stream.metadata, start=first):
-        if not pairs:
-            found.attributes.append(plain)
-            continue
-        mapped = known.get(pairs)
-        if mapped is None:
-            mapped = _with_metadata(stream, fields, dict(map(stream.pair, pairs)), service_labels, special)
-            if len(known) < _KNOWN_METADATA:
-                known[pairs] = mapped
-        found.attributes.append(mapped[0])
-        own = mapped[1]
+        own = changing.get(pairs)
         if own is not None:
             found.services[index], found.severities[index], found.log_types[index] = own[:3]
             found.trace_ids[index], found.span_ids[index] = own.trace_id, own.span_id

@@ -205,7 +205,7 @@ class _Json:
         return value.string_value is not None
 
     def attribute_sets(self, logs: list[Any]) -> list[Hashable]:
-        return [bytes(raw) for raw in map(_ATTRIBUTES, logs)]  # the pairs' JSON text
+        return list(map(bytes, map(_ATTRIBUTES, logs)))  # the pairs' JSON text
 
     def record_attributes(self, attribute_set: Hashable) -> dict[str, Any]:
         pairs = _read(attribute_set, _PAIRS, common_pb2.KeyValue.DESCRIPTOR, "a logRecord's attributes")  # type: ignore[arg-type]

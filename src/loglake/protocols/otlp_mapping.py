@@ -112,7 +112,11 @@ def _add_scope(found: RecordColumns, logs: list[Any], service: str | None, commo
     if not all(messages):  # no body, an empty string, or a value that is not a string
         messages = [m or _message(log.body, e, encoding) for m, log, e in zip(messages, logs, events, strict=True)]
     found.messages += messages
-    kept = list(map({level: (text, number) for level, (_, text, number) in known.items()}.__getitem__, levels))
+    kept_by_level = {level: (text, number) for level, (_, text, number) in known.items()}
+    if all(kept == _NOTHING_KEPT for kept in kept_by_level.values()):  # usually: no list made per record
+        kept = [_NOTHING_KEPT] * len(levels)
+    else:
+        kept = list(map(kept_by_level.__getitem__, levels))
     texts = _attribute_texts(encoding.attribute_sets(logs), events, kept, common, encoding)
     for (field, digits), column in zip(ID_FIELDS, (found.trace_ids, found.span_ids), strict=True):
         ids, invalid = _ids(encoding.id_texts(list(map(attrgetter(field), logs))), digits)

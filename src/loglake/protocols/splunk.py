@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
-from operator import attrgetter, itemgetter, methodcaller
-from typing import Annotated, Any
+from operator import attrgetter
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 
@@ -93,7 +92,9 @@ class HecEvent(msgspec.Struct, gc=False):
 
 class PlainEvent(msgspec.Struct, gc=False):
     """An event as shippers send it: the log line a string, `time` a number, `fields` flat. Its fields take
-    the values HecEvent's would, and the same rules map it, over a batch's events at a time (_plain_columns)."""
+    the values HecEvent's would, and the same rules map it, over a batch's events at a time (_plain_columns).
+    `fields` stays JSON text here: a batch's events repeat a few sets of them (and of host, source,
+    sourcetype and index), each read and mapped once (_plain_mapped)."""
 
     event: Annotated[str, msgspec.Meta(min_length=1)]
     time: float | None = None
@@ -101,12 +102,14 @@ class PlainEvent(msgspec.Struct, gc=False):
     source: str | None = None
     sourcetype: str | None = None
     index: str | None = None
-    fields: dict[str, str | int | float | bool | list | None] | None = None
+    fields: msgspec.Raw = msgspec.Raw(b"")
 
 
 _decode_events = msgspec.json.Decoder(HecEvent).decode_lines
 _decode_event = msgspec.json.Decoder(HecEvent).decode
 _decode_plain_events = msgspec.json.Decoder(PlainEvent).decode_lines
+_decode_plain_fields = msgspec.json.Decoder(dict[str, str | int | float | bool | list | None] | None).decode
+_PLAIN_KEY = attrgetter(*METADATA)
 
 
 def event_columns(body: bytes) -> RecordColumns:
@@ -249,21 +252,24 @@ def _plain_columns(body: bytes) -> RecordColumns | None:
     at a time: their objects stay in the CPU's cache from one rule to the next. None for other events (for
     _columns, which names an event at fault)."""
     found = RecordColumns()
+    mapped: dict[tuple[tuple[str | None, ...], bytes], _Mapped] = {}  # the batch's so far: see _add_plain
     start = 0
     while start < len(body):
         end = _piece_end(body, start + _PIECE_BYTES)
         try:
             # decode_lines reads values one after another, with or without whitespace between them.
             events = _decode_plain_events(memoryview(body)[start:end])
-            times = list(map(_seconds_ms, map(attrgetter("time"), events)))
+            # (OverflowError: a time that is not finite: JSON has no infinity, but 1e999 reads as one)
+            times = [None if seconds is None else _ms(seconds) for seconds in map(_TIME, events)]
+            _add_plain(events, times, found, mapped)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, OverflowError, ValueError):
-            return None  # (OverflowError: a time that is not finite: JSON has no infinity, but 1e999 reads as one)
-        _add_plain(events, times, found)
+            return None
         start = end
     return found
 
 
 _PIECE_BYTES = 64 * 1024  # of events mapped at a time: a few hundred
+_TIME = attrgetter("time")
 
 
 def _piece_end(body: bytes, after: int) -> int:
@@ -276,60 +282,55 @@ def _piece_end(body: bytes, after: int) -> int:
     return len(body)
 
 
-def _add_plain(events: list[PlainEvent], times: list[int | None], found: RecordColumns) -> None:
-    """Add the records of events as _columns would: the same rules, each over all of them."""
-    metadata = list(map(attrgetter(*METADATA), events))
-    named = {
-        given: {name: value for name, value in zip(METADATA, given, strict=True) if value is not None}
-        for given in set(metadata)
-    }
-    fields = [given or {} for given in map(attrgetter("fields"), events)]
-    found.severities += _first_taken(fields, SEVERITY_FIELDS[0], level_severity, _take_severity)
-    found.services += _first_taken(fields, SERVICE_FIELDS[0], _valid_name, _take_service)
-    ids = list(map(take_ids, fields))
-    found.trace_ids += map(itemgetter(0), ids)
-    found.span_ids += map(itemgetter(1), ids)
-    found.attributes += [
-        _encode(named[given] | own) if own or named[given] else b"" for given, own in zip(metadata, fields, strict=True)
-    ]
-    sourcetypes = {given: None if given[2] is None else safe_name(given[2]) for given in named}
-    found.log_types += map(sourcetypes.__getitem__, metadata)
-    found.messages += map(attrgetter("event"), events)
+class _Mapped(NamedTuple):
+    """What an event's host, source, sourcetype, index and fields give its record."""
+
+    attributes: bytes
+    service: str | None
+    severity: str | None
+    log_type: str | None
+    trace_id: str | None
+    span_id: str | None
+
+
+def _add_plain(
+    events: list[PlainEvent], times: list[int | None], found: RecordColumns, mapped: dict[tuple, _Mapped]
+) -> None:
+    """Add the records of events as _columns would: the same rules, once per distinct set of the values they
+    read (`mapped`, the batch's so far); msgspec.ValidationError for `fields` that are not flat."""
+    keys = list(zip(map(_PLAIN_KEY, events), map(bytes, map(_FIELDS, events)), strict=True))
+    for key in set(keys).difference(mapped):
+        mapped[key] = _plain_mapped(key)
+    attributes, services, severities, log_types, trace_ids, span_ids = zip(*map(mapped.__getitem__, keys), strict=True)
+    found.attributes += attributes
+    found.services += services
+    found.severities += severities
+    found.log_types += log_types
+    found.trace_ids += trace_ids
+    found.span_ids += span_ids
+    found.messages += map(_EVENT, events)
     found.timestamps += times
 
 
-def _seconds_ms(seconds: float | None) -> int | None:
-    return None if seconds is None else _ms(seconds)
+_FIELDS = attrgetter("fields")
+_EVENT = attrgetter("event")
+
+
+def _plain_mapped(key: tuple[tuple[str | None, ...], bytes]) -> _Mapped:
+    """_columns' rules for one event's (host, source, sourcetype, index) and `fields` (JSON text, b"" for none)."""
+    metadata, fields = key
+    own = (_decode_plain_fields(fields) if fields else None) or {}
+    severity = _take_severity(own)
+    service = _take_service(own)
+    trace_id, span_id = take_ids(own)
+    attributes = {name: value for name, value in zip(METADATA, metadata, strict=True) if value is not None} | own
+    log_type = None if metadata[2] is None else safe_name(metadata[2])
+    return _Mapped(_encode(attributes) if attributes else b"", service, severity, log_type, trace_id, span_id)
 
 
 def _ms(seconds: float) -> int:
     """Splunk's `time`, epoch seconds with decimals for fractions, as epoch ms."""
     return round(seconds * 1000)
-
-
-def _valid_name(name: object) -> str | None:
-    """A service name that is valid as sent (one that is not takes _take_service)."""
-    return name if type(name) is str and name and safe_name(name) == name else None
-
-
-def _first_taken(
-    fields: list[dict[str, Any]],
-    key: str,
-    value_of: Callable[[Any], str | None],
-    take: Callable[[dict[str, Any]], str | None],
-) -> list[str | None]:
-    """What take(fields) gives for each event's fields, found in one pass when every event's first `key`
-    gives a value (value_of), which then leaves the attributes."""
-    given = list(map(methodcaller("get", key), fields))
-    try:
-        values = {sent: value_of(sent) for sent in set(given)}
-    except TypeError:  # a list: not hashable
-        values = {None: None}
-    if None in values.values():
-        return list(map(take, fields))
-    for own in fields:
-        del own[key]
-    return list(map(values.__getitem__, given))
 
 
 def _epoch_ms(value: float | str, number: int) -> int:
