@@ -26,9 +26,9 @@ class Entry(msgspec.Struct, forbid_unknown_fields=True):
         (b'{"line": "l", "host": true}', "host: must be a string or null, not a boolean"),
         (b'{"line": "l", "count": -1}', "count: must be an integer >= 0"),
         (b'{"line": "l", "values": [1, "2"]}', "values[1]: must be an integer, not a string"),
-        (b'{"labels": {}}', "has no `line`, which is required"),
-        (b'{"line": "l", "extra": 1}', "has an unknown field `extra`"),
-        (b"[]", "must be an object, not an array"),
+        (b'{"labels": {}}', "the body has no `line`, which is required"),
+        (b'{"line": "l", "extra": 1}', "the body has an unknown field `extra`"),
+        (b"[]", "the body must be an object, not an array"),
     ],
 )
 def test_a_value_sent_wrong_is_named_by_its_path_and_what_it_must_be(sent: bytes, words: str) -> None:

@@ -29,9 +29,10 @@ def split_error(error: str) -> tuple[str, str]:
     return message[:1].lower() + message[1:], at.rstrip("`").removeprefix(".")
 
 
-def in_words(error: Exception | str, root: str = "") -> str:
+def in_words(error: Exception | str, root: str = "", whole: str = "the body") -> str:
     """A msgspec ValidationError as `<where>: <what is wrong>`, the path under `root` (the name of what was
-    decoded, when it is not the body: "attributes"); a message it does not know stays msgspec's."""
+    decoded, when it is not the body: "attributes"), or `<whole> <what is wrong>` when it is about the
+    decoded value itself; a message it does not know stays msgspec's."""
     text = str(error)
     message, path = text.partition(" - at `$")[0], split_error(text)[1]
     each = path.endswith("[...]")
@@ -52,4 +53,6 @@ def in_words(error: Exception | str, root: str = "") -> str:
     else:
         words = message
     where = f"{root}.{path}" if root and path and not path.startswith("[") else root + path
-    return f"{where}: {words}" if where else words
+    if where:
+        return f"{where}: {words}"
+    return f"{whole} {words}" if expected or field else words

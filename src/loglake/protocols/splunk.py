@@ -153,7 +153,7 @@ def _events(body: bytes) -> list[HecEvent]:
         except (json.JSONDecodeError, RecursionError) as e:
             raise HecError(6, f"event {number} is not JSON: {e}", number) from None
         except msgspec.ValidationError as e:
-            raise HecError(6, f"event {number}: {in_words(e)}", number) from None
+            raise HecError(6, f"event {number}: {in_words(e, whole='the event')}", number) from None
 
 
 def _columns(events: list[HecEvent]) -> RecordColumns:
