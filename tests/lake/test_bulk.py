@@ -232,15 +232,24 @@ def _busy_writers(store: SQLiteHotStore, lake: ObjectStore, fail_after: int | No
     return BulkWriter(store, lake, on_step=step), [release, writes]
 
 
+def _occupy_every_writer(writer: BulkWriter, writes: list) -> list:
+    """Submit a batch per writer, each once the one before is at "written" (else one writer could take two)."""
+    first = []
+    for n in range(BULK_THREADS):
+        first.append(writer.submit(batch(days=1, per_day=1000, tag=f"first{n}")))
+        deadline = time.monotonic() + 60
+        while len(writes) <= n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(writes) == n + 1
+    return first
+
+
 def test_batches_waiting_for_a_writer_are_joined_into_one_part_each_answered_once_it_is_committed(
     store: SQLiteHotStore, object_store: ObjectStore
 ) -> None:
     writer, (release, writes) = _busy_writers(store, object_store)
     try:
-        first = [writer.submit(batch(days=1, per_day=1000, tag=f"first{n}")) for n in range(BULK_THREADS)]
-        deadline = time.monotonic() + 60
-        while len(writes) < BULK_THREADS and time.monotonic() < deadline:
-            time.sleep(0.01)
+        first = _occupy_every_writer(writer, writes)
         waiting_tables = [batch(days=1, per_day=1000, tag=f"waiting{n}") for n in range(3)]
         waiting = [writer.submit(table) for table in waiting_tables]
         assert not any(done.done() for done in waiting)
@@ -265,10 +274,7 @@ def test_a_joined_write_that_fails_fails_every_batch_in_it_and_stores_none_of_th
 ) -> None:
     writer, (release, writes) = _busy_writers(store, object_store, fail_after=BULK_THREADS)
     try:
-        first = [writer.submit(batch(days=1, per_day=1000, tag=f"first{n}")) for n in range(BULK_THREADS)]
-        deadline = time.monotonic() + 60
-        while len(writes) < BULK_THREADS and time.monotonic() < deadline:
-            time.sleep(0.01)
+        first = _occupy_every_writer(writer, writes)
         waiting = [writer.submit(batch(days=2, per_day=1000, tag=f"waiting{n}")) for n in range(3)]
         release.set()
         for done in waiting:
