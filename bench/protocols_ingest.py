@@ -13,7 +13,7 @@ falls on all alike:
 - elasticsearch: POST /_bulk, each record a Beats/Vector ECS document (`@timestamp`, `message`, `log.level`,
   `service.name`, the rest as fields) behind a `create` action, in bulks of up to 10 MB (Vector's
   elasticsearch sink: batch.max_bytes); `elasticsearch-1600` in bulks of 1,600 documents (Filebeat's
-  default bulk_max_size);
+  default bulk_max_size), with the filter_path Filebeat sends (`errors,items.*.error,items.*.status`);
 - splunk: POST /services/collector/event, events concatenated without separators as the OpenTelemetry
   Collector's HEC exporter sends them (`time` in epoch seconds, `event`, `host`, `source`, `sourcetype`,
   `fields`), in bodies of up to 2 MiB (its max_content_length_logs).
@@ -53,6 +53,7 @@ OTLP_BATCH = 8192
 LOKI_BATCH_BYTES = 1024 * 1024
 ES_BULK_BYTES = 10_000_000
 ES_FILEBEAT_DOCUMENTS = 1600
+FILEBEAT_FILTER_PATH = "errors,items.*.error,items.*.status"  # what libbeat asks of every bulk's answer
 HEC_BODY_BYTES = 2 << 20
 SEVERITY_NUMBER = {"debug": 5, "info": 9, "warning": 13, "error": 17, "critical": 21}
 UNLIMITED = 1 << 62
@@ -226,7 +227,10 @@ WAYS: dict[str, Callable[[list[bytes], list[Record]], Way]] = {
         "/_bulk", NDJSON, grouped(es_documents(rs), UNLIMITED, ES_BULK_BYTES), es_answered
     ),
     "elasticsearch-1600": lambda _, rs: Way(
-        "/_bulk", NDJSON, grouped(es_documents(rs), ES_FILEBEAT_DOCUMENTS, UNLIMITED), es_answered
+        f"/_bulk?filter_path={FILEBEAT_FILTER_PATH}",
+        NDJSON,
+        grouped(es_documents(rs), ES_FILEBEAT_DOCUMENTS, UNLIMITED),
+        es_answered,
     ),
     "splunk": lambda _, rs: Way(
         "/services/collector/event", JSON, grouped(hec_events(rs), UNLIMITED, HEC_BODY_BYTES), hec_answered

@@ -451,3 +451,34 @@ async def test_a_single_document_that_cannot_be_stored_is_an_error_in_elasticsea
     assert empty.status_code == 400 and "request body is required" in empty.json()["error"]["reason"]
     assert (await client.get("/app/_doc/1")).status_code in (404, 405)
     assert await stored(client, log_type="app") == []
+
+
+async def test_a_filter_path_answers_only_what_it_names_as_elasticsearch_does(client: httpx.AsyncClient) -> None:
+    """Beats and Logstash send `filter_path=errors,items.*.error,items.*.status` with every bulk: a stored item's
+    entry is then its status alone (no id, version or shards to write and read back)."""
+    body = ndjson(
+        {"create": {"_index": "app"}},
+        {"message": "kept"},
+        {"create": {"_index": "app"}},
+        {"@timestamp": "yesterday-ish", "message": "bad time"},
+    )
+    shipper = await client.post("/_bulk?filter_path=errors,items.*.error,items.*.status", content=body, headers=NDJSON)
+    assert shipper.status_code == 200
+    answer = shipper.json()
+    assert answer.keys() == {"errors", "items"} and answer["errors"] is True
+    assert answer["items"][0] == {"create": {"status": 201}}
+    (failed,) = answer["items"][1].values()
+    assert failed.keys() == {"status", "error"} and failed["status"] == 400
+    assert failed["error"]["type"] == "document_parsing_exception"
+    # Only the errors: the stored item's entry holds nothing asked for, and is left out.
+    errors_only = await client.post("/app/_bulk", params={"filter_path": "items.*.error"}, content=body, headers=NDJSON)
+    assert errors_only.json() == {"items": [{"create": {"error": failed["error"]}}]}
+    nothing_failed = await client.post(
+        "/app/_bulk?filter_path=items.*.error", content=body[: body.index(b"\n", 30) + 1], headers=NDJSON
+    )
+    assert nothing_failed.status_code == 200 and nothing_failed.json() == {}
+    # A form loglake does not apply (an exclusion) answers the whole, never less than asked.
+    whole = await client.post("/_bulk?filter_path=-took", content=body, headers=NDJSON)
+    assert whole.json().keys() == {"errors", "took", "items"}
+    assert whole.json()["items"][0]["create"].keys() >= {"_index", "_id", "status", "result"}
+    assert [log["message"] for log in await stored(client, log_type="app")] == ["kept"] * 4

@@ -89,3 +89,20 @@ def test_the_clients_single_document_calls_store_one_document_each(server: tuple
         assert refused.value.meta.status == 400 and "timestamp" in str(refused.value)
     logs = recent(url, key, log_type="single")
     assert sorted(log["message"] for log in logs) == ["order 1 paid", "order 2 paid", "order 3 paid"]
+
+
+def test_the_bulk_helper_reads_an_answer_filtered_as_shippers_ask(server: tuple[str, str]) -> None:
+    """With Beats' and Logstash's filter_path each entry is a status (and error): the helper still reports
+    which items failed."""
+    url, key = server
+    shippers = "errors,items.*.error,items.*.status"
+    with Elasticsearch(url, api_key=key) as es:
+        docs = [{"_index": "filtered", "message": f"line {i}"} for i in range(30)]
+        bad = {"_index": "filtered", "@timestamp": "not a time", "message": "bad"}
+        done, errors = helpers.bulk(es, [*docs, bad], raise_on_error=False, filter_path=shippers)
+        assert done == 30
+        assert [e["index"]["status"] for e in errors] == [400]
+        assert "timestamp" in errors[0]["index"]["error"]["reason"]
+        answer = es.bulk(operations=[{"create": {"_index": "filtered"}}, {"message": "one more"}], filter_path=shippers)
+        assert answer.body == {"errors": False, "items": [{"create": {"status": 201}}]}
+    assert len(recent(url, key, log_type="filtered")) == 31

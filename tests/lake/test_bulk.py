@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from loglake.ingest import parse_batch
-from loglake.lake.bulk import BulkWriter
+from loglake.lake.bulk import BULK_THREADS, BulkWriter
 from loglake.lake.compact import TIER_FILES
 from loglake.lake.flush import Flusher
 from loglake.lake.lake import Lake, LakeJobs, LakePolicy, MaintenanceReport
@@ -209,3 +209,80 @@ def test_a_write_that_fails_undoes_itself_while_its_writer_lives(
     finally:
         writer.close()
     assert len(lake_ids(store, lake)) == 1200
+
+
+def _busy_writers(store: SQLiteHotStore, lake: ObjectStore, fail_after: int | None = None) -> tuple[BulkWriter, list]:
+    """A writer whose first BULK_THREADS writes wait at "written" until `release` is set (so that batches
+    submitted meanwhile wait for a writer); with `fail_after`, the writes after that many fail there."""
+    release = threading.Event()
+    writes: list[str] = []
+    lock = threading.Lock()
+
+    def step(name: str) -> None:
+        if name != "written":
+            return
+        with lock:
+            writes.append(name)
+            number = len(writes)
+        if number <= BULK_THREADS:
+            assert release.wait(60)
+        if fail_after is not None and number > fail_after:
+            raise OSError("the disk went away")
+
+    return BulkWriter(store, lake, on_step=step), [release, writes]
+
+
+def _occupy_every_writer(writer: BulkWriter, writes: list) -> list:
+    """Submit a batch per writer, each once the one before is at "written" (else one writer could take two)."""
+    first = []
+    for n in range(BULK_THREADS):
+        first.append(writer.submit(batch(days=1, per_day=1000, tag=f"first{n}")))
+        deadline = time.monotonic() + 60
+        while len(writes) <= n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(writes) == n + 1
+    return first
+
+
+def test_batches_waiting_for_a_writer_are_joined_into_one_part_each_answered_once_it_is_committed(
+    store: SQLiteHotStore, object_store: ObjectStore
+) -> None:
+    writer, (release, writes) = _busy_writers(store, object_store)
+    try:
+        first = _occupy_every_writer(writer, writes)
+        waiting_tables = [batch(days=1, per_day=1000, tag=f"waiting{n}") for n in range(3)]
+        waiting = [writer.submit(table) for table in waiting_tables]
+        assert not any(done.done() for done in waiting)
+        release.set()
+        parts = [done.result(60) for done in waiting]
+        for done in first:
+            done.result(60)
+    finally:
+        writer.close()
+    assert len(writes) == BULK_THREADS + 1, "the waiting batches took one write"
+    assert parts[0] == parts[1] == parts[2] and len(parts[0]) == 1  # one part of their day for the three
+    (part,) = parts[0]
+    assert part.records == 3 * 1000
+    stored = pq.read_table(io.BytesIO(object_store.get(part.key))).column("log_id").to_pylist()
+    assert sorted(stored) == sorted(i for t in waiting_tables for i in t.column("log_id").to_pylist())
+    assert len(lake_ids(store, object_store)) == (BULK_THREADS + 3) * 1000
+    assert store.read("SELECT count(*) FROM lake_files") == [(BULK_THREADS + 1,)]
+
+
+def test_a_joined_write_that_fails_fails_every_batch_in_it_and_stores_none_of_them(
+    store: SQLiteHotStore, object_store: ObjectStore
+) -> None:
+    writer, (release, writes) = _busy_writers(store, object_store, fail_after=BULK_THREADS)
+    try:
+        first = _occupy_every_writer(writer, writes)
+        waiting = [writer.submit(batch(days=2, per_day=1000, tag=f"waiting{n}")) for n in range(3)]
+        release.set()
+        for done in waiting:
+            with pytest.raises(OSError, match="disk went away"):
+                done.result(60)
+        for done in first:
+            done.result(60)
+    finally:
+        writer.close()
+    assert len(lake_ids(store, object_store)) == BULK_THREADS * 1000  # the first batches only
+    assert store.read("SELECT count(*) FROM flushes") == [(0,)]

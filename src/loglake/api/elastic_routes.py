@@ -156,10 +156,11 @@ async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None)
     body = decode_content(request, request.body, app.settings.max_body_bytes)
     items = await _store_bulk(app, body, path_index)
     took_ms = int((time.perf_counter() - started) * 1000)
+    keep = elastic_answers.answer_filter(request.query.get("filter_path", ""))
     if len(body) < OFF_LOOP_BODY_BYTES:
-        answer = elastic_answers.bulk_answer(items, took_ms)
+        answer = elastic_answers.bulk_answer(items, took_ms, keep)
     else:  # an item a microsecond: for a big bulk, off the event loop too
-        answer = await app.run_ingest(elastic_answers.bulk_answer, items, took_ms)
+        answer = await app.run_ingest(elastic_answers.bulk_answer, items, took_ms, keep)
     return Result(200, answer, _JSON_HEADERS)
 
 
@@ -300,10 +301,19 @@ _BULK_ERRORS = _KEY_ERRORS | {
     "413": _ES_ERROR | {"description": f"The body is too large. {_ES_ERROR['description']}"},
     "415": _ES_ERROR | {"description": f"A Content-Encoding other than gzip. {_ES_ERROR['description']}"},
 }
+_FILTER_PATH = {
+    "name": "filter_path",
+    "in": "query",
+    "required": False,
+    "description": "The parts of the answer to give, as Elasticsearch's filter_path: top-level keys and "
+    "`items.*.<field>` (Beats and Logstash send `errors,items.*.error,items.*.status`); other forms get the whole",
+    "schema": {"type": "string"},
+}
 _BULK = {
     "summary": "Elasticsearch bulk ingest: NDJSON action/source pairs (create and index), gzip accepted; "
     "each item answered on its own, stored items are durable. Bearer, Basic (the key as password), "
     "ApiKey or SigV4; ingest scope",
+    "parameters": [_FILTER_PATH],
     "requestBody": {
         "required": True,
         "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
@@ -369,7 +379,11 @@ OPENAPI_PATHS: dict[str, dict] = {
     "/_bulk": {"post": _with_errors(_BULK, _BULK_ERRORS), "put": _with_errors(_BULK, _BULK_ERRORS)},
     "/{index}/_bulk": {
         method: _with_errors(
-            _BULK | {"parameters": _INDEX, "summary": f"{_BULK['summary']}; the index is the default log_type"},
+            _BULK
+            | {
+                "parameters": [*_INDEX, _FILTER_PATH],
+                "summary": f"{_BULK['summary']}; the index is the default log_type",
+            },
             _BULK_ERRORS,
         )
         for method in ("post", "put")

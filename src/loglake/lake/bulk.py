@@ -4,8 +4,15 @@ journal, publish, then ONE transaction adds every part of the batch to the catal
 for that commit, so a 201 means the records are on disk, in files no later step rewrites in place,
 and visible to every read at once; nothing is written to the hot store, read back and deleted.
 
-Compaction later merges these small parts into the day's large files, as it does the flush's. A
-batch's journal entry names its writer, so that maintenance leaves a round under way alone (writers.py).
+Batches that arrive while the writers are busy wait, and the next free writer joins all that wait into
+one write (a group commit, as the hot store commits records): one part per day for them all, one fsync,
+one catalog commit, each batch answered once that commit is in. Shippers send small batches (Filebeat 1,600
+documents, the OpenTelemetry SDK 512): one part each would cost a Parquet file, its fsync and its commit per
+request, and compaction would then rewrite hundreds of tiny parts. A joined write is all or nothing like a
+batch's, so each batch is still all in the lake or not at all.
+
+Compaction later merges these parts into the day's large files, as it does the flush's. A batch's journal
+entry names its writer, so that maintenance leaves a round under way alone (writers.py).
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from loglake.store.sqlite import SQLiteHotStore
 # Batches written at once: each is mostly Arrow and Parquet work, which runs outside the GIL, so one per
 # core (up to 4); more only wait for a core while holding their batch's memory.
 BULK_THREADS = min(4, os.cpu_count() or 1)
+# Rows a write joins at most from the batches waiting: a part of the size a flush round writes.
+JOINED_ROWS = 200_000
 
 
 class BulkWriter:
@@ -51,14 +60,53 @@ class BulkWriter:
         self.on_step = on_step or (lambda step: None)
         self._writer = WriterLock(store.path.parent)
         self._threads: ThreadPoolExecutor | None = None
-        self._starting = threading.Lock()
+        self._lock = threading.Lock()  # guards what follows
+        self._waiting: list[tuple[pa.Table, Future[list[LakeFile]]]] = []
+        self._writing = 0  # writers at work (at most BULK_THREADS)
 
     def submit(self, table: pa.Table) -> Future[list[LakeFile]]:
-        """Start writing a batch; the future resolves once it is durable and in the catalog."""
-        with self._starting:
+        """Start writing a batch; the future resolves once it is durable and in the catalog (with the
+        parts of the write that took it, which may hold other batches too)."""
+        done: Future[list[LakeFile]] = Future()
+        with self._lock:
+            self._waiting.append((table, done))
+            if self._writing == BULK_THREADS:
+                return done  # a writer at work takes it when it is done
+            self._writing += 1
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(BULK_THREADS, thread_name_prefix="loglake-bulk")
-        return self._threads.submit(self.write, table)
+            self._threads.submit(self._write_waiting)
+        return done
+
+    def _write_waiting(self) -> None:
+        """Write the waiting batches, joined, until none waits."""
+        while True:
+            with self._lock:
+                if not self._waiting:
+                    self._writing -= 1
+                    return
+                joined = self._take_waiting()
+            if not joined:  # (all of them cancelled)
+                continue
+            try:
+                files = self.write(pa.concat_tables([table for table, _ in joined]))
+            except BaseException as e:  # (each waiter gets it; this writer goes on)
+                for _, done in joined:
+                    done.set_exception(e)
+            else:
+                for _, done in joined:
+                    done.set_result(files)
+
+    def _take_waiting(self) -> list[tuple[pa.Table, Future[list[LakeFile]]]]:
+        """The waiting batches, oldest first, up to JOINED_ROWS (at least one); called holding the lock."""
+        rows = count = 0
+        for table, _ in self._waiting:
+            if count and rows + table.num_rows > JOINED_ROWS:
+                break
+            rows += table.num_rows
+            count += 1
+        taken, self._waiting = self._waiting[:count], self._waiting[count:]
+        return [(table, done) for table, done in taken if done.set_running_or_notify_cancel()]
 
     def write(self, table: pa.Table) -> list[LakeFile]:
         """Write and publish a batch (in the calling thread); returns its parts. The journal entry is
