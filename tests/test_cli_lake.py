@@ -129,6 +129,32 @@ def test_the_server_flushes_in_the_background_and_the_cli_queries_it(server_fact
         "search", "timeout", "-healthcheck", "--since", "3d", "--json", "--url", server.url, "--api-key", key
     )
     assert len(not_help.stdout.splitlines()) == 15  # -h... is a term too, not the help option
+    of_type = [
+        run(
+            "search",
+            "timeout",
+            "--log-type",
+            log_type,
+            "--since",
+            "3d",
+            "--json",
+            "--url",
+            server.url,
+            "--api-key",
+            key,
+        )
+        for log_type in ("application", "nginx")
+    ]
+    assert [len(found.stdout.splitlines()) for found in of_type] == [15, 0]
+
+
+@pytest.mark.parametrize("command", ["search", "tail"])
+def test_search_words_may_start_with_a_dash_but_unknown_options_are_refused(command: str) -> None:
+    asked = run(command, "-h")  # help, not a search for everything but "h" (tail would never end)
+    assert asked.exit_code == 0 and f" {command} [OPTIONS]" in asked.stdout
+    for unknown in ("--bogus", "--until=1h" if command == "tail" else "--follow"):
+        refused = run(command, unknown, "timeout", "--url", "http://127.0.0.1:9")
+        assert refused.exit_code == 2 and f"No such option '{unknown.split('=')[0]}'" in refused.output
 
 
 def test_flush_compact_and_retention_by_hand(server_factory, admin_key_of, monkeypatch) -> None:

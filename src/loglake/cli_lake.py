@@ -15,6 +15,7 @@ import click
 
 from loglake.cli_options import (
     CONTEXT,
+    TermsCommand,
     json_text,
     key_option,
     print_record_json,
@@ -271,13 +272,12 @@ def tables(as_json: bool, data_dir: Path | None, url: str, api_key: str | None) 
 # -- search ------------------------------------------------------------------------------------
 
 
-# Terms like -healthcheck are exclusions, not options: unknown options pass through as terms, and only
-# --help asks for help (click would read -healthcheck as -h).
-@click.command(context_settings=CONTEXT | {"ignore_unknown_options": True, "help_option_names": ["--help"]})
+@click.command(cls=TermsCommand)
 @click.argument("terms", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--since", default=None, help="Start: epoch ms, ISO-8601 or an age like 15m, 2h, 7d (default 24h).")
 @click.option("--until", default=None, help="End (exclusive), same forms as --since.")
 @click.option("--service", default=None, help="Only this service.")
+@click.option("--log-type", default=None, help="Only this log type.")
 @click.option("--severity", default=None, help="Only these severities (comma-separated).")
 @click.option("--min-severity", default=None, help="This severity or worse.")
 @click.option(
@@ -291,6 +291,7 @@ def search(
     since: str | None,
     until: str | None,
     service: str | None,
+    log_type: str | None,
     severity: str | None,
     min_severity: str | None,
     limit: int,
@@ -311,6 +312,7 @@ def search(
         "since": since,
         "until": until,
         "service": service,
+        "log_type": log_type,
         "severity": severity,
         "min_severity": min_severity,
         "limit": limit,

@@ -17,6 +17,28 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 SEVERITY_COLOURS = {"debug": "bright_black", "info": None, "warning": "yellow", "error": "red", "critical": "magenta"}
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
+
+class TermsCommand(click.Command):
+    """A command whose words are a search, where `-word` excludes a word: click would take -healthcheck
+    for -h and an unknown -x for an error, so words starting with one dash are the search's; -h alone
+    still asks for help, and an unknown --option is refused as every command refuses one, not searched for."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["context_settings"] = CONTEXT | {"ignore_unknown_options": True, "help_option_names": ["--help"]}
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        known = {name for param in self.params for name in getattr(param, "opts", ())} | {"--help"}
+        for number, arg in enumerate(args):
+            if arg == "--":
+                break
+            if arg == "-h":
+                args = [*args[:number], "--help", *args[number + 1 :]]
+            elif arg.startswith("--") and arg.split("=", 1)[0] not in known:
+                raise click.NoSuchOption(arg.split("=", 1)[0], possibilities=sorted(known), ctx=ctx)
+        return super().parse_args(ctx, args)
+
+
 data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),

@@ -6,15 +6,14 @@ import sys
 
 import click
 
-from loglake.cli_options import CONTEXT, key_option, print_record_json, print_record_row, printable, url_option
+from loglake.cli_options import TermsCommand, key_option, print_record_json, print_record_row, printable, url_option
 from loglake.client import ClientError, LoglakeClient
 
 # Read timeout: well past the server's heartbeat (every 15 s), so only a server that went silent ends it.
 _READ_TIMEOUT_SECONDS = 60.0
 
 
-# Terms like -healthcheck are exclusions, not options (as for `loglake search`).
-@click.command(context_settings=CONTEXT | {"ignore_unknown_options": True, "help_option_names": ["--help"]})
+@click.command(cls=TermsCommand)
 @click.argument("terms", nargs=-1, type=click.UNPROCESSED)
 @click.option("--service", default=None, help="Only this service.")
 @click.option("--log-type", default=None, help="Only this log type.")
