@@ -145,3 +145,25 @@ def test_ecs_trace_and_span_ids_fill_their_columns(column_path: bool) -> None:
     _, found = elastic.parse_bulk(body, None)
     assert list(zip(found.trace_ids, found.span_ids, strict=True)) == [ids for _, ids, _ in TRACED]
     assert found.attributes == [left for _, _, left in TRACED]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"index":{}}\n', "the index action on line 1 has no source line"),
+        (b'{"index":{}}\n{"message":"a"}\n\n{"create":{}}\n\n', "the create action on line 4 has no source line"),
+        (b'{"index":{"_index":5}}\n{"message":"a"}\n', "Malformed action/metadata line [1], _index must be a string"),
+    ],
+)
+def test_a_bulk_that_is_no_bulk_is_refused_naming_its_line(body: bytes, reason: str) -> None:
+    with pytest.raises(elastic.BulkRefused) as refused:
+        elastic.parse_bulk(body, "logs")
+    assert str(refused.value).startswith(reason)
+
+
+def test_a_broken_source_is_named_as_such_even_without_an_index() -> None:
+    items, _ = elastic.parse_bulk(b'{"index":{}}\n{"message":\n{"index":{}}\n{"message":"ok"}\n', None)
+    assert [item.error[1].split(":")[0] for item in items if item.error] == [
+        "failed to parse the source",
+        "index is missing",
+    ]

@@ -98,10 +98,11 @@ def parse_bulk(body: bytes, path_index: str | None) -> tuple[list[BulkItem], Rec
         if item.action == "delete":
             item.refuse(_not_append_only("delete"), "illegal_argument_exception")
         else:
+            action_line = number
             while number < len(lines) and (not lines[number] or lines[number].isspace()):
                 number += 1
             if number == len(lines):
-                raise BulkRefused(f"the {item.action} action on line {number} has no source line after it")
+                raise BulkRefused(f"the {item.action} action on line {action_line} has no source line after it")
             number += 1
             _map_source(item, lines[number - 1], found, nested)
         items.append(item)
@@ -134,9 +135,10 @@ def _read_action(number: int, line: bytes, path_index: str | None) -> tuple[str,
         raise BulkRefused(f"{malformed}, expected an object after [{action}]")
     index = meta.get("_index", path_index)
     doc_id = meta.get("_id")
-    if doc_id is not None and type(doc_id) is not str:
-        raise BulkRefused(f"{malformed}, _id must be a string")
-    return action, index if type(index) is str else None, doc_id
+    for name, value in (("_index", index), ("_id", doc_id)):
+        if value is not None and type(value) is not str:
+            raise BulkRefused(f"{malformed}, {name} must be a string")
+    return action, index, doc_id
 
 
 def _regular_bulk(lines: list[bytes], path_index: str | None) -> tuple[list[BulkItem], RecordColumns] | None:
@@ -268,22 +270,23 @@ def _not_append_only(action: str) -> str:
 def _map_source(item: BulkItem, line: bytes, found: RecordColumns, nested: _Nested) -> None:
     if item.action == "update":
         item.refuse(_not_append_only("update"), "illegal_argument_exception")
-    elif item.index is None:
+        return
+    try:
+        # Each field's value stays JSON text: the fields loglake does not map go into the attributes
+        # as sent, never decoded into Python objects (and never paid for by the garbage collector).
+        source = _decode_fields(line)
+    except RecursionError:
+        item.refuse("failed to parse the source: it nests too deeply")
+        return
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        item.refuse(f"failed to parse the source: it is not a JSON object in UTF-8: {e}")
+        return
+    if item.index is None:
         item.refuse(
             "index is missing: name one in the action (_index) or the path (/{index}/_bulk)",
             "action_request_validation_exception",
         )
     else:
-        try:
-            # Each field's value stays JSON text: the fields loglake does not map go into the attributes
-            # as sent, never decoded into Python objects (and never paid for by the garbage collector).
-            source = _decode_fields(line)
-        except RecursionError:
-            item.refuse("failed to parse the source: it nests too deeply")
-            return
-        except (msgspec.DecodeError, UnicodeDecodeError) as e:
-            item.refuse(f"failed to parse the source: it is not a JSON object in UTF-8: {e}")
-            return
         problem = add_ecs_record(source, item.index, item.doc_id, found, nested)
         if problem:
             item.refuse(problem)
