@@ -152,7 +152,8 @@ def test_ecs_trace_and_span_ids_fill_their_columns(column_path: bool) -> None:
     [
         (b'{"index":{}}\n', "the index action on line 1 has no source line"),
         (b'{"index":{}}\n{"message":"a"}\n\n{"create":{}}\n\n', "the create action on line 4 has no source line"),
-        (b'{"index":{"_index":5}}\n{"message":"a"}\n', "Malformed action/metadata line [1], _index must be a string"),
+        (b'{"index":{"_index":[5]}}\n{"message":"a"}\n', "Malformed action/metadata line [1], _index must be a"),
+        (b'{"index":{"_id":{"n":1}}}\n{"message":"a"}\n', "Malformed action/metadata line [1], _id must be a"),
     ],
 )
 def test_a_bulk_that_is_no_bulk_is_refused_naming_its_line(body: bytes, reason: str) -> None:
@@ -167,3 +168,10 @@ def test_a_broken_source_is_named_as_such_even_without_an_index() -> None:
         "failed to parse the source",
         "index is missing",
     ]
+
+
+def test_a_number_as_index_or_id_is_read_as_its_digits_as_elasticsearch_reads_it() -> None:
+    body = b'{"index":{"_index":5,"_id":17}}\n{"message":"a"}\n{"create":{"_id":2.5}}\n{"message":"b"}\n'
+    items, found = elastic.parse_bulk(body, "logs")
+    assert [(item.index, item.doc_id, item.error) for item in items] == [("5", "17", None), ("logs", "2.5", None)]
+    assert found.log_types == ["5", "logs"]

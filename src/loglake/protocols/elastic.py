@@ -133,12 +133,17 @@ def _read_action(number: int, line: bytes, path_index: str | None) -> tuple[str,
         raise BulkRefused(f"{malformed}, expected one of [create, delete, index, update] but found [{action}]")
     if type(meta) is not dict:
         raise BulkRefused(f"{malformed}, expected an object after [{action}]")
-    index = meta.get("_index", path_index)
-    doc_id = meta.get("_id")
+    index, doc_id = _text(meta.get("_index", path_index)), _text(meta.get("_id"))
     for name, value in (("_index", index), ("_id", doc_id)):
         if value is not None and type(value) is not str:
-            raise BulkRefused(f"{malformed}, {name} must be a string")
+            raise BulkRefused(f"{malformed}, {name} must be a string or a number")
     return action, index, doc_id
+
+
+def _text(value: object) -> object:
+    """An action's `_index` or `_id` as Elasticsearch reads it (its parser's text()): a number as its digits,
+    so that ids taken from a database's rows (`helpers.bulk` sends them as JSON numbers) name documents."""
+    return str(value) if type(value) in (int, float) else value
 
 
 def _regular_bulk(lines: list[bytes], path_index: str | None) -> tuple[list[BulkItem], RecordColumns] | None:
