@@ -167,6 +167,22 @@ async def test_an_event_of_the_wrong_shape_is_named_in_words(app: LoglakeApp, he
     assert response.json()["reason"] == "event 1: host: must be a string or null, not an integer"
 
 
+@pytest.mark.parametrize(
+    ("sent", "digits", "unit"),
+    [("1796397860000", "1796397860000", "milliseconds"), ('"1796397860000000"', "1796397860000000", "microseconds")],
+)
+async def test_a_time_in_a_finer_unit_than_seconds_is_named_as_such(
+    app: LoglakeApp, key: str, hec: httpx.AsyncClient, sent: str, digits: str, unit: str
+) -> None:
+    """Not refused as a time in the future (blaming the clock): on the path of plain events too."""
+    body = f'{{"event": "ok", "time": 1796397860}}{{"event": "ms", "time": {sent}}}'.encode()
+    response = await hec.post("/services/collector/event", content=body)
+    assert response.status_code == 400
+    advice = "HEC's `time` is epoch seconds, like 1426279439.123"
+    assert response.json()["reason"] == f"event 1: `time` {digits} looks like epoch {unit}; {advice}"
+    assert await stored(app, key) == []
+
+
 async def test_raw_lines_take_the_querys_metadata(app: LoglakeApp, key: str, hec: httpx.AsyncClient) -> None:
     response = await hec.post(
         "/services/collector/raw?channel=FE0ECFAD-13D5-401B-847D-77833BD77131&sourcetype=syslog&host=h1&time=1793577500",

@@ -261,6 +261,8 @@ def _plain_columns(body: bytes) -> RecordColumns | None:
             events = _decode_plain_events(memoryview(body)[start:end])
             # (OverflowError: a time that is not finite: JSON has no infinity, but 1e999 reads as one)
             times = [None if seconds is None else _ms(seconds) for seconds in map(_TIME, events)]
+            if any(ms >= _FINER_THAN_SECONDS * 1000 for ms in times if ms is not None):
+                return None  # (_columns says what the time looks like)
             _add_plain(events, times, found, mapped)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, OverflowError, ValueError):
             return None
@@ -341,7 +343,20 @@ def _epoch_ms(value: float | str, number: int) -> int:
         seconds = math.nan
     if not math.isfinite(seconds):
         raise HecError(6, f"event {number}: `time` must be epoch seconds, like 1426279439.123", number)
+    if seconds >= _FINER_THAN_SECONDS:
+        sent = int(value) if type(value) is float and value.is_integer() else value  # (decoded as a float)
+        raise HecError(6, f"event {number}: `time` {sent} {_finer_unit(seconds)}", number)
     return _ms(seconds)
+
+
+# Epoch seconds from here are past the year 5000: such a `time` is in a finer unit, which a shipper sent by
+# mistake (a record's time would otherwise be refused as "in the future", blaming the clock).
+_FINER_THAN_SECONDS = 1e11
+
+
+def _finer_unit(seconds: float) -> str:
+    unit = "milliseconds" if seconds < 1e14 else "microseconds" if seconds < 1e17 else "nanoseconds"
+    return f"looks like epoch {unit}; HEC's `time` is epoch seconds, like 1426279439.123"
 
 
 def raw_columns(body: bytes, params: dict[str, str]) -> RecordColumns:
