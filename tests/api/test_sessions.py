@@ -226,6 +226,20 @@ async def test_a_bad_sign_in_is_a_clear_json_error(
     assert response.json()["error"]["code"] == code and "set-cookie" not in response.headers
 
 
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"key": 5}', "key: must be a string, not an integer"),
+        (b'{"key": "k", "colour": 1}', "unknown field `colour`"),
+    ],
+)
+async def test_a_sign_in_body_of_the_wrong_shape_is_named(app: LoglakeApp, body: bytes, words: str) -> None:
+    """As every JSON body is: a field of another type, or one it does not take (it was ignored)."""
+    async with anonymous(app) as browser:
+        response = await browser.post("/session", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and words in response.json()["error"]["message"]
+
+
 async def test_a_key_keeps_at_most_its_newest_sessions(app: LoglakeApp) -> None:
     secret = key_for(app, "read")
     tokens = []

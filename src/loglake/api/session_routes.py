@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
+import msgspec
+
 from loglake.api.auth import SESSION_COOKIE, session_token
-from loglake.api.http import ApiError, Request, json_object
+from loglake.api.http import ApiError, Request, json_object, json_struct
 from loglake.api.routes import JSON_TYPES, Result
 from loglake.ask.providers import NOT_CONFIGURED
 from loglake.keys import hash_secret
@@ -97,7 +99,7 @@ def _refuse_other_sites(request: Request) -> None:
 
 def _submitted_key(request: Request, form: bool) -> str:
     if form:
-        fields = _form_fields(request)
+        key = _form_fields(request).get("key")
     else:
         content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
         if content_type not in JSON_TYPES:
@@ -107,11 +109,16 @@ def _submitted_key(request: Request, form: bool) -> str:
                 f"Content-Type {content_type!r} is not accepted here; send {_EXAMPLE} as application/json, "
                 f"or the sign-in form as {FORM_TYPE}",
             )
-        fields = json_object(request.body, _EXAMPLE)
-    key = fields.get("key")
+        key = json_struct(json_object(request.body, _EXAMPLE), _SignIn, _EXAMPLE).key
     if not isinstance(key, str) or not key.strip():
         raise ApiError(400, "invalid_request", f"send the API key to sign in with, e.g. {_EXAMPLE}")
     return key.strip()
+
+
+class _SignIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A JSON sign-in's body: refused with the field named when it holds another (as every JSON body is)."""
+
+    key: str = ""
 
 
 def _form_fields(request: Request) -> dict[str, str]:
