@@ -362,8 +362,20 @@ async def test_a_partial_success_in_json(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     partial = response.json()["partialSuccess"]
     assert partial["rejectedLogRecords"] == "1"  # int64 as a string, as OTLP/JSON writes it
-    assert "timestamp" in partial["errorMessage"]
+    assert "timeUnixNano 1000 is before 1973-03-03" in partial["errorMessage"]
     assert await stored(client) == []
+
+
+async def test_a_time_in_milliseconds_is_refused_as_sent_saying_what_it_looks_like(client: httpx.AsyncClient) -> None:
+    """The records' check would name it in milliseconds (1796397, "send milliseconds"): OTLP's unit is nanoseconds."""
+    sent = NOW_MS  # a time in ms where nanoseconds belong, beside a record that is right
+    wrong = LogRecord(time_unix_nano=sent, body=text("in ms"))
+    partial = answer(await post(client, export(log("right"), wrong))).partial_success
+    assert partial.rejected_log_records == 1
+    assert f"record 1: timeUnixNano {sent} is before 1973-03-03: it looks like epoch milliseconds" in (
+        partial.error_message
+    )
+    assert [r["message"] for r in await stored(client)] == ["right"]
 
 
 async def test_a_bulk_sized_export_is_written_as_lake_parts(app: LoglakeApp, client: httpx.AsyncClient) -> None:

@@ -9,7 +9,8 @@ record-by-record check (LogService.check, check_valid), which names every proble
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -38,6 +39,9 @@ class RecordColumns:
     trace_ids: list[str | None] = field(default_factory=list)
     span_ids: list[str | None] = field(default_factory=list)
     ids: list[str | None] | None = None  # the client ids, when the protocol has them
+    # Rows the protocol's own rules refuse, said in its terms (a time in its unit, as sent), which the
+    # records' check, reading the converted value, would misname: check_valid's (OTLP's partial success).
+    refused: dict[int, Problem] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -112,6 +116,12 @@ def check(service: LogService, columns: RecordColumns) -> ParsedBody:
 
 
 def check_valid(service: LogService, columns: RecordColumns) -> tuple[ParsedBody | None, list[Problem]]:
-    """The batch's valid records (None if none is) and the problems of the others (OTLP's partial success)."""
+    """The batch's valid records (None if none is) and the problems of the others (OTLP's partial success),
+    those the protocol refused itself (`refused`) among them."""
+    if columns.refused:
+        rest = [row for row in range(len(columns)) if row not in columns.refused]
+        parsed, problems = check_valid(service, columns.take(rest)) if rest else (None, [])
+        problems = [replace(problem, index=rest[problem.index]) for problem in problems]
+        return parsed, sorted([*problems, *columns.refused.values()], key=attrgetter("index"))
     table = columns.table(service)
     return (ParsedBody(False, table=table), []) if table is not None else service.check_valid(columns.records())

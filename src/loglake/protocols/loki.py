@@ -37,8 +37,7 @@ from loglake.decode_errors import in_words
 from loglake.digits import is_ascii_digits
 from loglake.model import SEVERITY_ALIASES, is_valid_name
 from loglake.protocols.columns import RecordColumns
-from loglake.protocols.mapping import ID_FIELDS, service_name, take_ids
-from loglake.times import SMALLEST_PLAUSIBLE_MS
+from loglake.protocols.mapping import ID_FIELDS, SMALLEST_PLAUSIBLE_NANOS, nanos_advice, service_name, take_ids
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -214,8 +213,8 @@ def _json_entry(value: list[Any], stream: int, index: int) -> tuple[int, str, di
     nanos = int(sent) if type(sent) is str and is_ascii_digits(sent) else sent
     if type(nanos) is not int:
         raise MalformedPush(f"{where}: the timestamp must be a string of Unix nanoseconds, like {_NANOS_EXAMPLE}")
-    if nanos < SMALLEST_PLAUSIBLE_MS * 1_000_000:  # (the records' check would name the time in ms, not as sent)
-        raise MalformedPush(f"{where}: timestamp {sent!r} is before 1973-03-03: {_plausible(nanos)}")
+    if nanos < SMALLEST_PLAUSIBLE_NANOS:  # (the records' check would name the time in ms, not as sent)
+        raise MalformedPush(f"{where}: timestamp {sent!r} is before 1973-03-03: {nanos_advice(nanos, _NANOS_EXAMPLE)}")
     if type(line) is not str:
         raise MalformedPush(f"{where}: the line must be a string")
     metadata = rest[0] if rest else {}
@@ -225,14 +224,6 @@ def _json_entry(value: list[Any], stream: int, index: int) -> tuple[int, str, di
 
 
 _NANOS_EXAMPLE = '"1793577600000000000"'
-
-
-def _plausible(nanos: int) -> str:
-    """What a timestamp too small to be Unix nanoseconds probably is, and what to send."""
-    for unit, digits in (("microseconds", 16), ("milliseconds", 13), ("seconds", 10)):
-        if 10 ** (digits - 2) <= nanos < 10**digits:
-            return f"it looks like epoch {unit}; send Unix nanoseconds (19 digits), like {_NANOS_EXAMPLE}"
-    return f"send Unix nanoseconds (19 digits), like {_NANOS_EXAMPLE}"
 
 
 def parse_labels(text: str, stream: int = 1) -> dict[str, str]:

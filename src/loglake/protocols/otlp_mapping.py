@@ -24,9 +24,9 @@ from typing import Any, Protocol
 
 import msgspec
 
-from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, Severity, hex_id
+from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, Problem, Severity, hex_id
 from loglake.protocols.columns import RecordColumns
-from loglake.protocols.mapping import ID_FIELDS, service_name
+from loglake.protocols.mapping import ID_FIELDS, SMALLEST_PLAUSIBLE_NANOS, nanos_advice, service_name
 
 # severity_number 1-24 in four steps per level: TRACE, DEBUG, INFO, WARN, ERROR, FATAL (logs data model).
 _BY_NUMBER = [None, *(SEVERITY_NAMES[level] for level in (0, 0, 1, 2, 3, 4) for _ in range(4))]
@@ -101,6 +101,8 @@ def _add_scope(found: RecordColumns, logs: list[Any], service: str | None, commo
     nanos = list(map(_TIMES, logs))
     if 0 in nanos:
         nanos = [n or log.observed_time_unix_nano for n, log in zip(nanos, logs, strict=True)]
+    if min(nanos, default=0) < SMALLEST_PLAUSIBLE_NANOS:  # (one C call for the usual batch: every time plausible)
+        _refuse_implausible_times(found, nanos)
     found.timestamps += [n // 1_000_000 if n else None for n in nanos]
     found.services += [service] * count
     found.log_types += [None] * count
@@ -225,3 +227,15 @@ def attributes(pairs: Any, encoding: Encoding) -> dict[str, Any]:
         text = value.string_value  # the usual kind: when not empty, no need to ask which kind it is
         found[pair.key] = text if text else encoding.value(value)
     return found
+
+
+def _refuse_implausible_times(found: RecordColumns, nanos: list[int]) -> None:
+    """Records whose time is too small to be Unix nanoseconds (a sender's milliseconds or seconds), refused
+    with the time as sent and what it looks like: the records' check would name it in milliseconds."""
+    for row, sent in enumerate(nanos, len(found)):
+        if 0 < sent < SMALLEST_PLAUSIBLE_NANOS:
+            advice = nanos_advice(sent, _NANOS_EXAMPLE)
+            found.refused[row] = Problem(row, "timeUnixNano", f"{sent} is before 1973-03-03: {advice}")
+
+
+_NANOS_EXAMPLE = '"1793577600000000000"'
