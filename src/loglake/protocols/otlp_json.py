@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Hashable
 from operator import attrgetter
 from typing import Annotated, Any
@@ -157,7 +158,11 @@ def _read(body: bytes, decoder: msgspec.json.Decoder, message: Descriptor, root:
     try:
         return decoder.decode(_encode(_canonical(generic, message)))
     except (msgspec.DecodeError, RecursionError) as e:
-        raise _malformed(in_words(e, root)) from None
+        # (an integer may come as a string: only one that is not digits is refused)
+        raise _malformed(_NOT_DIGITS.sub(r"\1, a number or a string of digits", in_words(e, root))) from None
+
+
+_NOT_DIGITS = re.compile(r"(must be an integer(?: or null)?), not a string")
 
 
 def _malformed(reason: str) -> MalformedRequest:
