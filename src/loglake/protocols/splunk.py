@@ -261,7 +261,7 @@ def _plain_columns(body: bytes) -> RecordColumns | None:
             events = _decode_plain_events(memoryview(body)[start:end])
             # (OverflowError: a time that is not finite: JSON has no infinity, but 1e999 reads as one)
             times = [None if seconds is None else _ms(seconds) for seconds in map(_TIME, events)]
-            if any(ms >= _FINER_THAN_SECONDS * 1000 for ms in times if ms is not None):
+            if max(filter(None, times), default=0) >= _FINER_THAN_SECONDS * 1000:
                 return None  # (_columns says what the time looks like)
             _add_plain(events, times, found, mapped)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, OverflowError, ValueError):
