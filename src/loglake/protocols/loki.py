@@ -185,13 +185,35 @@ def decode_push(body: bytes, json: bool) -> list[Stream]:
     return streams
 
 
+def _counted_from_one(words: str) -> str:
+    """A decode error's place as Loki's other errors name it (`stream 1, entry 2, the line`, `stream 1, the
+    labels`), not as a path counted from 0 (`streams[0].values[1][1]`, `streams[0].stream`)."""
+    found = _PLACE.match(words)
+    if found is None:
+        return words
+    stream, entry, part, rest = found.groups()
+    place = [f"stream {int(stream) + 1}"]
+    if entry is not None:
+        place.append(f"entry {int(entry) + 1}")
+    if part is not None:
+        place.append(_ENTRY_PARTS.get(int(part), f"element {int(part) + 1}"))
+    if rest.startswith(".stream"):
+        place.append("the labels")
+        rest = rest.removeprefix(".stream")
+    return ", ".join(place) + rest
+
+
+_PLACE = re.compile(r"streams\[(\d+)\](?:\.values\[(\d+)\](?:\[(\d+)\])?)?(.*)", re.DOTALL)
+_ENTRY_PARTS = {0: "the timestamp", 1: "the line", 2: "the structured metadata"}
+
+
 def _json_streams(body: bytes) -> list[Stream]:
     try:
         push = _decode_json_push(body)
     except (msgspec.DecodeError, RecursionError) as e:
         raise MalformedPush(
             f'the body is not a Loki push in JSON ({{"streams": [{{"stream": {{...}}, "values": [[ns, line]]}}]}}): '
-            f"{in_words(e)}"
+            f"{_counted_from_one(in_words(e))}"
         ) from None
     streams = []
     for number, stream in enumerate(push.streams, start=1):
