@@ -29,6 +29,18 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 
 
+def epoch_unit(value: float) -> str | None:
+    """The unit `value` reads in as a time since 1973, by its size alone: what a time sent in the wrong unit
+    probably is (seconds below 10^11, milliseconds below 10^14, microseconds below 10^17, else nanoseconds).
+    None below 10^8: a time in no unit."""
+    if value < 1e8:
+        return None
+    for unit, below in (("seconds", 1e11), ("milliseconds", 1e14), ("microseconds", 1e17)):
+        if value < below:
+            return unit
+    return "nanoseconds"
+
+
 class TimeFormatError(ValueError):
     """A time that cannot be read; the message quotes it and says what is wrong."""
 

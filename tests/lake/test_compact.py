@@ -10,7 +10,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -28,13 +27,6 @@ from tests.lake.test_flush import DAY, START, hot_ids, lake_ids, one_service_per
 from tests.store.contract import record
 
 NOW = (START + 400 * DAY) / 1000  # 400 days after the seeded days: those are past a 365-day retention
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteHotStore]:
-    s = SQLiteHotStore(tmp_path / "hot.db")
-    yield s
-    s.close()
 
 
 def flush_in_small_rounds(store: SQLiteHotStore, lake: ObjectStore, days: int = 3) -> set[str]:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -59,13 +58,6 @@ def lake_ids(store: SQLiteHotStore, lake: ObjectStore) -> list[str]:
 @pytest.fixture
 def lake(object_store: ObjectStore) -> ObjectStore:
     return object_store
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteHotStore]:
-    s = SQLiteHotStore(tmp_path / "hot.db")
-    yield s
-    s.close()
 
 
 # Rounds are read and written in this process (a thread), or in a worker process (with ADBC).

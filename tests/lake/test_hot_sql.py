@@ -11,7 +11,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -139,13 +138,6 @@ def test_a_search_of_the_newest_records_takes_as_much_memory_however_many_are_ho
         newest_web = [i for i in range(count - 1, -1, -1) if SERVICES[i % 3] == "web"][:500]
         assert [message[:9] for _, message in report["answers"][0]] == [f"{i:09d}" for i in newest_web]
     assert found[160_000]["grown_mib"] < found[20_000]["grown_mib"] + 45
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteHotStore]:
-    s = SQLiteHotStore(tmp_path / "hot.db")
-    yield s
-    s.close()
 
 
 def lake_files_now(store: SQLiteHotStore) -> int:

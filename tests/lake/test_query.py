@@ -36,13 +36,6 @@ LOGS_COLUMNS = [
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteHotStore]:
-    s = SQLiteHotStore(tmp_path / "hot.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def lake(object_store: ObjectStore) -> ObjectStore:
     """The queries run over a local lake and over the real S3 server."""
     return object_store

@@ -4,7 +4,6 @@ little more than it answers, in a few slices."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,6 @@ from tests.store.contract import record
 LIMIT = 100
 DENSE = 30_000  # records, one a second from a day after START, services in turn: about 8 hours
 DENSE_START = START + DAY
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteHotStore]:
-    s = SQLiteHotStore(tmp_path / "hot.db")
-    yield s
-    s.close()
 
 
 @pytest.fixture

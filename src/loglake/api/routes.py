@@ -65,14 +65,8 @@ class Result:
 
 async def ingest(app: LoglakeApp, request: Request) -> Result:
     ndjson = _records_media_type(request)
-    body = decode_content(request, request.body, app.settings.max_body_bytes)
-    if not body or body.isspace():  # (not strip(): that copies a body of megabytes)
-        raise ApiError(400, "empty_body", "the body is empty; send a record object, an array or NDJSON lines")
     try:
-        if len(body) < OFF_LOOP_BODY_BYTES:
-            parsed, counts = _checked(app, body, ndjson)
-        else:  # a big batch takes milliseconds to check: off the event loop, which serves everyone else
-            parsed, counts = await app.run_ingest(_checked, app, body, ndjson)
+        parsed, counts = await checked_body(app, request, lambda body: _checked(app, body, ndjson))
     except InvalidBody as e:
         app.metrics.rejected_bodies.inc((e.code,))
         raise ApiError(413 if e.too_large else 400, e.code, str(e), e.details) from None
@@ -110,6 +104,8 @@ async def store(app: LoglakeApp, parsed: ParsedBody, counts: dict[tuple[str, int
 
 def _checked(app: LoglakeApp, body: bytes, ndjson: bool) -> tuple[ParsedBody, dict[tuple[str, int], int]]:
     """The body's valid records (LogService.parse) and ingest_counts of them."""
+    if not body or body.isspace():  # (not strip(): that copies a body of megabytes)
+        raise ApiError(400, "empty_body", "the body is empty; send a record object, an array or NDJSON lines")
     parsed = app.service.parse(body, ndjson)
     return parsed, ingest_counts(parsed)
 

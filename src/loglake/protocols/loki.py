@@ -37,7 +37,14 @@ from loglake.decode_errors import in_words
 from loglake.digits import is_ascii_digits
 from loglake.model import SEVERITY_ALIASES, is_valid_name
 from loglake.protocols.columns import RecordColumns
-from loglake.protocols.mapping import ID_FIELDS, SMALLEST_PLAUSIBLE_NANOS, nanos_advice, service_name, take_ids
+from loglake.protocols.mapping import (
+    ID_FIELDS,
+    NANOS_EXAMPLE,
+    SMALLEST_PLAUSIBLE_NANOS,
+    nanos_advice,
+    service_name,
+    take_ids,
+)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -234,18 +241,15 @@ def _json_entry(value: list[Any], stream: int, index: int) -> tuple[int, str, di
     sent, line, *rest = value
     nanos = int(sent) if type(sent) is str and is_ascii_digits(sent) else sent
     if type(nanos) is not int:
-        raise MalformedPush(f"{where}: the timestamp must be a string of Unix nanoseconds, like {_NANOS_EXAMPLE}")
+        raise MalformedPush(f"{where}: the timestamp must be a string of Unix nanoseconds, like {NANOS_EXAMPLE}")
     if nanos < SMALLEST_PLAUSIBLE_NANOS:  # (the records' check would name the time in ms, not as sent)
-        raise MalformedPush(f"{where}: timestamp {sent!r} is before 1973-03-03: {nanos_advice(nanos, _NANOS_EXAMPLE)}")
+        raise MalformedPush(f"{where}: timestamp {sent!r} is before 1973-03-03: {nanos_advice(nanos)}")
     if type(line) is not str:
         raise MalformedPush(f"{where}: the line must be a string")
     metadata = rest[0] if rest else {}
     if type(metadata) is not dict:
         raise MalformedPush(f"{where}: structured metadata is an object of strings")
     return nanos, line, metadata
-
-
-_NANOS_EXAMPLE = '"1793577600000000000"'
 
 
 def parse_labels(text: str, stream: int = 1) -> dict[str, str]:

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from loglake.model import NAME_PATTERN, SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, Problem, hex_id, is_valid_name
-from loglake.times import SMALLEST_PLAUSIBLE_MS
+from loglake.times import SMALLEST_PLAUSIBLE_MS, epoch_unit
 
 _NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9._-]")
 SHOWN_PROBLEMS = 5  # of a batch's rejected records, named in the protocol's answer
@@ -48,11 +48,11 @@ def rejection_message(problems: list[Problem], total: int) -> str:
 
 
 SMALLEST_PLAUSIBLE_NANOS = SMALLEST_PLAUSIBLE_MS * 1_000_000  # Unix nanoseconds before this: not nanoseconds
+NANOS_EXAMPLE = '"1793577600000000000"'  # a time in Unix nanoseconds, as Loki and OTLP/JSON take them
 
 
-def nanos_advice(nanos: int, example: str) -> str:
-    """What a time too small to be Unix nanoseconds probably is, and what to send (like `example`)."""
-    for unit, digits in (("microseconds", 16), ("milliseconds", 13), ("seconds", 10)):
-        if 10 ** (digits - 2) <= nanos < 10**digits:
-            return f"it looks like epoch {unit}; send Unix nanoseconds (19 digits), like {example}"
-    return f"send Unix nanoseconds (19 digits), like {example}"
+def nanos_advice(nanos: int) -> str:
+    """What a time too small to be Unix nanoseconds probably is (times.epoch_unit), and what to send."""
+    unit = epoch_unit(nanos)
+    advice = f"send Unix nanoseconds (19 digits), like {NANOS_EXAMPLE}"
+    return f"it looks like epoch {unit}; {advice}" if unit else advice

@@ -234,8 +234,4 @@ def _refuse_implausible_times(found: RecordColumns, nanos: list[int]) -> None:
     with the time as sent and what it looks like: the records' check would name it in milliseconds."""
     for row, sent in enumerate(nanos, len(found)):
         if 0 < sent < SMALLEST_PLAUSIBLE_NANOS:
-            advice = nanos_advice(sent, _NANOS_EXAMPLE)
-            found.refused[row] = Problem(row, "timeUnixNano", f"{sent} is before 1973-03-03: {advice}")
-
-
-_NANOS_EXAMPLE = '"1793577600000000000"'
+            found.refused[row] = Problem(row, "timeUnixNano", f"{sent} is before 1973-03-03: {nanos_advice(sent)}")

@@ -30,6 +30,7 @@ from loglake.decode_errors import in_words
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.mapping import take_ids
 from loglake.protocols.names import level_severity, safe_name
+from loglake.times import epoch_unit
 
 METADATA = ("host", "source", "sourcetype", "index")
 SEVERITY_FIELDS = ("severity", "level")  # the first that names a severity is the record's
@@ -355,8 +356,7 @@ _FINER_THAN_SECONDS = 1e11
 
 
 def _finer_unit(seconds: float) -> str:
-    unit = "milliseconds" if seconds < 1e14 else "microseconds" if seconds < 1e17 else "nanoseconds"
-    return f"looks like epoch {unit}; HEC's `time` is epoch seconds, like 1426279439.123"
+    return f"looks like epoch {epoch_unit(seconds)}; HEC's `time` is epoch seconds, like 1426279439.123"
 
 
 def raw_columns(body: bytes, params: dict[str, str]) -> RecordColumns:
