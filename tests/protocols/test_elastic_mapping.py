@@ -8,6 +8,7 @@ import json
 import pytest
 
 from loglake.protocols import elastic
+from tests.protocols import column_rows
 
 NOW = "2026-11-01T23:59:58.250Z"
 UUID = "0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b"
@@ -82,18 +83,7 @@ def records(body: bytes) -> list[tuple]:
     items, found = elastic.parse_bulk(body, None)
     assert [item.row for item in items if item.error is None] == list(range(len(found)))
     assert found.ids is not None
-    return list(
-        zip(
-            found.messages,
-            found.timestamps,
-            found.services,
-            found.severities,
-            found.log_types,
-            found.attributes,
-            found.ids,
-            strict=True,
-        )
-    )
+    return column_rows(found, found.ids)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from loglake.protocols import splunk
+from tests.protocols import column_rows
 
 # (event, the record expected: message, timestamp, service, severity, log_type, attributes)
 CASES = [
@@ -51,18 +52,7 @@ CASES = [
 
 
 def records(body: bytes) -> list[tuple]:
-    found = splunk.event_columns(body)
-    return list(
-        zip(
-            found.messages,
-            found.timestamps,
-            found.services,
-            found.severities,
-            found.log_types,
-            found.attributes,
-            strict=True,
-        )
-    )
+    return column_rows(splunk.event_columns(body))
 
 
 @pytest.mark.parametrize("only", [[0, 0], [0, 1, 2, 3, 4, 5]], ids=["each-names-its-severity-and-service", "varied"])
