@@ -5,6 +5,7 @@ fresh browser context (no cookies), signs in through /login, and may save screen
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -120,9 +121,21 @@ def serving(folder: Path, *args: str) -> Iterator[Loglake]:
             read_key = c.post("/admin/keys", json={"name": "reader", "scopes": ["read"]}).json()["secret"]
         lake = Loglake(server, admin_key, read_key, int(time.time() * 1000))
         lake.send(records_for(lake.now_ms))
+        _wait_for_a_lake_file(lake)
         yield lake
     finally:
         server.stop()
+
+
+def _wait_for_a_lake_file(lake: Loglake, timeout: float = 60.0) -> None:
+    """Until the background flush has moved the records older than the hot window: the pages' tests read
+    both places (a busy machine took longer than the first page did to open)."""
+    deadline = time.monotonic() + timeout
+    with lake.client() as c:
+        while not re.search(r'^loglake_lake_files\{table="logs"\} [1-9]', c.get("/metrics").text, re.M):
+            if time.monotonic() > deadline:
+                pytest.fail(f"the server moved no records to the lake in {timeout:g} s")
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
