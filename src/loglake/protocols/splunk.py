@@ -30,7 +30,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loglake.decode_errors import in_words
-from loglake.ingest import DECODE_PIECE_BYTES
 from loglake.ingest_columns import binary_array
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.mapping import take_ids
@@ -258,49 +257,60 @@ def _plain_columns(body: bytes) -> RecordColumns | None:
     what an event's host, source, sourcetype, index and fields give mapped once per distinct set of them (a
     batch's events repeat a few). None for other events (for _columns, which names an event at fault)."""
     try:
-        events = _plain_events(body)
-        times = _plain_times(events)
+        messages, seconds, metadata, fields = _plain_values(body)
+        times = _plain_times(seconds)
         if times is None:
             return None  # (_columns says what the time looks like)
-        sets, rows = _distinct_sets(events)
-        mapped = [_plain_mapped(metadata, fields) for metadata, fields in sets]
+        sets, rows = _distinct_sets(metadata, fields)
+        mapped = [_plain_mapped(*given) for given in sets]
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError):  # (pa.ArrowInvalid too)
         return None
-    attributes, services, severities, log_types, trace_ids, span_ids = (
-        list(map(column.__getitem__, rows)) for column in zip(*mapped, strict=True)
+    attributes, *texts = zip(*mapped, strict=True)
+    services, severities, log_types, trace_ids, span_ids = (
+        pa.array(column, pa.string()).take(rows) for column in texts
     )
-    messages = list(map(_EVENT, events))
+    attributes = list(map(attributes.__getitem__, rows.to_pylist()))  # (which the column check reads as a list)
     return RecordColumns(messages, times, services, log_types, severities, attributes, trace_ids, span_ids)
 
 
-def _plain_events(body: bytes) -> list[PlainEvent]:
-    """The body's events, decoded DECODE_PIECE_BYTES at a time (other threads take the GIL between pieces),
-    each piece split between two events: after a `}{` or a line break. One inside a string makes the piece
-    fail to decode (msgspec.DecodeError), and the body take _columns."""
-    events: list[PlainEvent] = []
+def _plain_values(body: bytes) -> tuple[list[str], list[float | None], list[tuple[str | None, ...]], list[msgspec.Raw]]:
+    """The events' messages, times, (host, source, sourcetype, index) and fields, decoded _PIECE_BYTES at a time,
+    each piece split between two events: after a `}{` or a line break. One inside a string makes the piece fail
+    to decode (msgspec.DecodeError), and the body take _columns."""
+    messages: list[str] = []
+    times: list[float | None] = []
+    metadata: list[tuple[str | None, ...]] = []
+    fields: list[msgspec.Raw] = []
     view = memoryview(body)
     start = 0
     while start < len(body):
         end = len(body)
         for between in (b"}{", b"\n"):
-            found = body.find(between, start + DECODE_PIECE_BYTES, start + 2 * DECODE_PIECE_BYTES)
+            found = body.find(between, start + _PIECE_BYTES, start + 2 * _PIECE_BYTES)
             if found >= 0:
                 end = found + 1
                 break
         # decode_lines reads values one after another, with or without whitespace between them.
-        events += _decode_plain_events(view[start:end])
+        events = _decode_plain_events(view[start:end])
+        # (each value read while the piece's events are still in the CPU's cache)
+        messages += map(_EVENT, events)
+        times += map(_TIME, events)
+        metadata += map(_PLAIN_KEY, events)
+        fields += map(_FIELDS, events)
         start = end
-    return events
+    return messages, times, metadata, fields
 
 
-def _plain_times(events: list[PlainEvent]) -> list[int | None] | None:
-    """The events' `time`s as epoch ms, rounded as _ms rounds them (half to even, as Python's round), in one
-    pass; None when one looks finer than seconds. ValueError for one past what epoch ms can be."""
-    seconds = pa.array(list(map(_TIME, events)), pa.float64())
-    ms = pc.round(pc.multiply(seconds, 1000), round_mode="half_to_even")
+_PIECE_BYTES = 64 * 1024  # of events decoded at a time: a few hundred, which the CPU's cache holds
+
+
+def _plain_times(seconds: list[float | None]) -> pa.Array | None:
+    """Epoch seconds as epoch ms, rounded as _ms rounds them (half to even, as Python's round), in one pass;
+    None when one looks finer than seconds. ValueError for one past what epoch ms can be."""
+    ms = pc.round(pc.multiply(pa.array(seconds, pa.float64()), 1000), round_mode="half_to_even")
     if (pc.max(ms).as_py() or 0) >= _FINER_THAN_SECONDS * 1000:  # (an infinity too: 1e999 reads as one)
         return None
-    return ms.cast(pa.int64()).to_pylist()
+    return ms.cast(pa.int64())
 
 
 _TIME = attrgetter("time")
@@ -308,24 +318,25 @@ _FIELDS = attrgetter("fields")
 _EVENT = attrgetter("event")
 
 
-def _distinct_sets(events: list[PlainEvent]) -> tuple[list[tuple[tuple[str | None, ...], bytes]], list[int]]:
-    """The distinct (host, source, sourcetype, index) and `fields` text of the events, and which of them each
-    event has: the fields told apart by Arrow over all of their text at once, not one Python object each."""
-    fields = binary_array(list(map(_FIELDS, events)))[0].dictionary_encode()
-    field_texts = fields.dictionary.to_pylist()
-    metadata = list(map(_PLAIN_KEY, events))
+def _distinct_sets(
+    metadata: list[tuple[str | None, ...]], fields: list[msgspec.Raw]
+) -> tuple[list[tuple[tuple[str | None, ...], bytes]], pa.Array]:
+    """The distinct pairs of (host, source, sourcetype, index) and `fields` text, and which of them each event
+    has: the fields told apart by Arrow over all of their text at once, not one Python object each."""
+    encoded = binary_array(fields)[0].dictionary_encode()
+    field_texts = encoded.dictionary.to_pylist()
     metadata_numbers = {given: number for number, given in enumerate(dict.fromkeys(metadata))}
     if len(metadata_numbers) == 1:  # (a batch from one host, the usual one)
-        return [(metadata[0], text) for text in field_texts], fields.indices.to_pylist()
+        return [(metadata[0], text) for text in field_texts], encoded.indices
     sets = pc.add(
-        pc.multiply(fields.indices.cast(pa.int64()), len(metadata_numbers)),
+        pc.multiply(encoded.indices.cast(pa.int64()), len(metadata_numbers)),
         pa.array(map(metadata_numbers.__getitem__, metadata), pa.int64()),
     ).dictionary_encode()
     distinct_metadata = list(metadata_numbers)
     return [
         (distinct_metadata[number % len(distinct_metadata)], field_texts[number // len(distinct_metadata)])
         for number in sets.dictionary.to_pylist()
-    ], sets.indices.to_pylist()
+    ], sets.indices
 
 
 class _Mapped(NamedTuple):
