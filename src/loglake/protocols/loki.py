@@ -310,7 +310,7 @@ def _stream_rows(
         sets.append(fields)
         return [len(sets) - 1] * len(stream.lines)
     # The entries of a stream repeat a few sets of metadata (a component, an event): each set is mapped once.
-    numbers = {}
+    numbers: dict[tuple, int] = {}
     for pairs in dict.fromkeys(stream.metadata):
         text, own = (
             _with_metadata(stream, fields, dict(map(stream.pair, pairs)), service_labels, special)
