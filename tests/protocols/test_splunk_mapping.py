@@ -75,6 +75,15 @@ def test_a_time_past_what_a_float_holds_is_refused_naming_the_event() -> None:
     assert (refused.value.code, refused.value.event_number) == (6, 1)
 
 
+def test_sets_of_fields_too_large_to_keep_for_later_batches_map_as_small_ones_do() -> None:
+    events = [{"event": "a", "host": "h", "fields": {"level": "warn", "k": "x" * size}} for size in (10, 2000, 10)]
+    body = b"".join(json.dumps(event).encode() for event in [*events, *events])
+    assert splunk._plain_columns(body) is not None  # mapped rule by rule
+    assert records(body) == [
+        ("a", None, None, "warning", None, b'{"host":"h","k":"%s"}' % (b"x" * size)) for size in (10, 2000, 10) * 2
+    ]
+
+
 def test_times_are_rounded_to_ms_half_to_even_as_the_event_by_event_path_rounds_them() -> None:
     """Epoch seconds with a fraction of a millisecond: a tie goes to the even ms in both paths."""
     times = [1426279439.0005, 1426279439.0015, 1426279439.0025, 1426279439.9995, 1426279439.1234567, 2.0005, 1e-4]
