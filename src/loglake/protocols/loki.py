@@ -22,6 +22,7 @@ Streams and entries are counted from 1 in errors, as a reader counts them.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -144,11 +145,22 @@ _METADATA = attrgetter("structuredMetadata")
 
 
 def _label_pair(wire: bytes) -> tuple[str, str]:
+    """_read_label_pair's, kept for later pushes when the pair is small: a shipper's entries repeat a few pairs
+    (a component, an event, a user), each read once, not once per distinct set of an entry's pairs in a stream."""
+    return _kept_label_pair(wire) if len(wire) <= _KEPT_PAIR_BYTES else _read_label_pair(wire)
+
+
+def _read_label_pair(wire: bytes) -> tuple[str, str]:
+    """A structured metadata pair from its protobuf wire form."""
     try:
         pair = _LabelPair.FromString(wire)
     except DecodeError as e:  # (the push was read with the pairs left as bytes)
         raise MalformedPush(f"a structured metadata pair is not a LabelPairAdapter in protobuf: {e}") from None
     return pair.name, pair.value
+
+
+_kept_label_pair = functools.lru_cache(maxsize=4096)(_read_label_pair)
+_KEPT_PAIR_BYTES = 512  # at most, of a pair kept: the 4096 kept hold about 12 MB at worst, far less as sent
 
 
 @dataclass(slots=True)
