@@ -64,6 +64,7 @@ class Result:
 
 
 async def ingest(app: LoglakeApp, request: Request) -> Result:
+    refuse_parameters(request, "POST /logs")
     ndjson = _records_media_type(request)
     try:
         parsed, counts = await checked_body(app, request, lambda body: _checked(app, body, ndjson))
@@ -327,6 +328,7 @@ async def query(app: LoglakeApp, request: Request) -> Result:
 
 
 async def tables(app: LoglakeApp, request: Request) -> Result:
+    refuse_parameters(request, "GET /tables")
     if app.lake is None:
         raise ApiError(501, "not_available", "tables need the lake, which this server's store does not have")
     return Result(200, {"tables": await app.run_read(app.lake.describe_tables)})
@@ -376,6 +378,7 @@ async def amplify_reports(app: LoglakeApp, request: Request) -> Result:
 
 async def amplify_status(app: LoglakeApp, request: Request) -> Result:
     """Each app's watermark, the last runs, and the schedule when this server collects."""
+    refuse_parameters(request, "GET /amplify/status")
 
     def read() -> dict:
         marks, runs = collection_status(app.store, runs=10)
@@ -411,6 +414,7 @@ def json_body(app: LoglakeApp, request: Request, example: str) -> dict:
 async def healthz(app: LoglakeApp, request: Request) -> Result:
     """Anyone may ask whether the server is healthy; only a caller with a read key sees why not, since
     the details (store and job errors) hold server paths and configuration."""
+    refuse_parameters(request, "GET /healthz")
     writable = app.storage_error is None
     status = 200 if writable else 503
     if not _may_read(app, request):

@@ -38,6 +38,7 @@ def _rule(app: LoglakeApp, rule_id: str) -> Rule:
 
 
 async def list_rules(app: LoglakeApp, request: Request) -> Result:
+    refuse_parameters(request, "GET /rules")
     scheduler = _scheduler(app)
     folder = scheduler.folder
     runs = await app.run_read(read_summaries, scheduler.data_dir)
