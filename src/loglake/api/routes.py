@@ -313,6 +313,7 @@ def query_error(error: QueryError | QueryBusy) -> ApiError:
 
 
 async def query(app: LoglakeApp, request: Request) -> Result:
+    refuse_parameters(request, "POST /query")
     engine = app.sql_engine
     if engine is None:
         raise ApiError(501, "not_available", "SQL needs the lake, which this server's store does not have")
@@ -489,6 +490,7 @@ _KEY_EXAMPLE = '{"name": "ci", "scopes": ["ingest", "read"], "sigv4": false}'
 
 
 async def create_key(app: LoglakeApp, request: Request) -> Result:
+    refuse_parameters(request, "POST /admin/keys")
     spec = json_struct(json_body(app, request, _KEY_EXAMPLE), KeySpec, _KEY_EXAMPLE, "invalid_key_spec")
     scopes = [spec.scopes] if type(spec.scopes) is str else spec.scopes
     try:
@@ -514,6 +516,7 @@ async def create_key(app: LoglakeApp, request: Request) -> Result:
 
 
 async def revoke_key(app: LoglakeApp, request: Request, name: str) -> Result:
+    refuse_parameters(request, "DELETE /admin/keys/{name}")
     try:
         await app.run_read(app.keystore.revoke, name)  # an fsync'd write: off the event loop
     except KeyStoreBusy as e:

@@ -75,6 +75,7 @@ async def get_rule(app: LoglakeApp, request: Request, rule_id: str) -> Result:
 
 async def test_rule(app: LoglakeApp, request: Request, rule_id: str) -> Result:
     """The rule's inline tests, in a throwaway loglake (as `loglake rules test`)."""
+    refuse_parameters(request, "POST /rules/{ruleId}/test")
     rule = _rule(app, rule_id)
     outcomes = await app.run_query(lambda: run_tests([rule]))
     return Result(
@@ -89,6 +90,7 @@ async def test_rule(app: LoglakeApp, request: Request, rule_id: str) -> Result:
 
 async def backtest_rule(app: LoglakeApp, request: Request, rule_id: str) -> Result:
     """What the rule would have raised over a period of the lake's history, per day (as `loglake rules backtest`)."""
+    refuse_parameters(request, "POST /rules/{ruleId}/backtest")
     rule = _rule(app, rule_id)
     body = json_body(app, request, _BACKTEST_EXAMPLE)
     unknown = body.keys() - {"since", "until"}
