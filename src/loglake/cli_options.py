@@ -107,6 +107,18 @@ def print_record_row(record: dict) -> None:
     click.echo(click.style(head, fg=colour) + message if colour else head + message)
 
 
+def say_none_found(matching: str, since: str | None, until: str | None) -> None:
+    """Say on stderr that no record was found, where grep-like tools say nothing (the exit status stays 0): a
+    blank answer leaves a person wondering whether the search ran, and over which time. `matching`: what
+    the records had to match (empty: nothing more than the time)."""
+    from loglake.service import DEFAULT_WINDOW_MS  # the server's default window (imported only for this)
+
+    window = f"since {since}" if since else f"in the last {DEFAULT_WINDOW_MS // 3_600_000} h"
+    window += f" until {until}" if until else ""
+    advice = "" if since else "; widen it with --since, e.g. --since 7d"
+    click.echo(printable(f"(no record {matching}{' ' if matching else ''}{window}{advice})"), err=True)
+
+
 def print_columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     """Rows of text under a header, each column as wide as its widest cell."""
     cells = [[printable(c) for c in row] for row in (header, *rows)]
