@@ -38,6 +38,15 @@ class TermsCommand(click.Command):
                 raise click.NoSuchOption(arg.split("=", 1)[0], possibilities=sorted(known), ctx=ctx)
         return super().parse_args(ctx, args)
 
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's list of options, with --help shown as `-h, --help` as every other command shows it: -h works
+        (parse_args), though the parser knows --help alone."""
+        records = [record for param in self.get_params(ctx) if (record := param.get_help_record(ctx))]
+        records = [("-h, --help" if names == "--help" else names, text) for names, text in records]
+        if records:
+            with formatter.section("Options"):
+                formatter.write_dl(records)
+
 
 data_dir_option = click.option(
     "--data-dir",

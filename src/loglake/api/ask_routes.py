@@ -213,7 +213,10 @@ def _mapped(e: Exception) -> tuple[str | None, ApiError]:
     if isinstance(e, AskError):
         return "invalid", ApiError(400, "invalid_request", str(e))
     if isinstance(e, NoSuchConversation):
-        message = f"no conversation {e} of this key (they expire); leave conversation_id out to start one"
+        message = (
+            f"no conversation {e} of this key (they expire):"
+            " a POST /ask without conversation_id starts one, and its answer names it"
+        )
         return None, ApiError(404, "not_found", message)
     if isinstance(e, BudgetExhausted):
         retry = [(b"retry-after", str(e.retry_after_s).encode())]

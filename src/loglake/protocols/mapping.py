@@ -62,7 +62,11 @@ def rejection_message(problems: list[Problem], total: int) -> str:
 
 
 SMALLEST_PLAUSIBLE_NANOS = SMALLEST_PLAUSIBLE_MS * 1_000_000  # Unix nanoseconds before this: not nanoseconds
-NANOS_EXAMPLE = '"1793577600000000000"'  # a time in Unix nanoseconds, as Loki and OTLP/JSON take them
+# The time error advice shows (2026-11-02T00:00:00Z): one a reader can send back and have taken, so within the
+# retention's reach of today (tests send it).
+EXAMPLE_SECONDS = 1793577600
+NANOS_EXAMPLE = f'"{EXAMPLE_SECONDS}000000000"'  # as Loki and OTLP/JSON take a time: Unix nanoseconds in a string
+SECONDS_EXAMPLE = f"{EXAMPLE_SECONDS}.123"  # as Splunk HEC takes one: epoch seconds, a fraction in decimals
 
 
 def nanos_advice(nanos: int) -> str:
