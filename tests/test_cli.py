@@ -393,6 +393,23 @@ def test_recent_rejects_a_bad_filter_with_the_servers_reason(server: ServerProce
     assert "HTTP 400" in result.stderr and "severity" in result.stderr
 
 
+def test_recent_and_search_say_on_stderr_when_no_record_matches(server: ServerProcess, admin_key: str, recent_service):
+    service, _ = recent_service
+    auth = ("--url", server.url, "--api-key", admin_key)
+    word = unique("absent")
+    for output in ((), ("--json",)):
+        nothing = run("search", word, *auth, "--service", service, *output)
+        assert (nothing.exit_code, nothing.stdout) == (0, "")
+        assert (
+            nothing.stderr == f'(no record matches "{word}" in the last 24 h; widen it with --since, e.g. --since 7d)\n'
+        )
+        none_recent = run("recent", *auth, "--service", unique("absent"), "--since", "2h", "--until", "1h", *output)
+        assert (none_recent.exit_code, none_recent.stdout) == (0, "")
+        assert none_recent.stderr == "(no record matches these filters since 2h until 1h)\n"
+    found = run("search", "step", *auth, "--service", service)
+    assert found.exit_code == 0 and len(found.stdout.splitlines()) == 4 and found.stderr == ""
+
+
 # -- what a terminal shows -------------------------------------------------------------------------
 
 HOSTILE = "\x1b[31mred\x1b]0;retitled\x07 csi\x9b2J del\x7f tab\tend\u202eevil\u2028hid\u200bden\nsecond line"

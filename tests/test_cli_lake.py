@@ -152,6 +152,7 @@ def test_the_server_flushes_in_the_background_and_the_cli_queries_it(server_fact
 def test_search_words_may_start_with_a_dash_but_unknown_options_are_refused(command: str) -> None:
     asked = run(command, "-h")  # help, not a search for everything but "h" (tail would never end)
     assert asked.exit_code == 0 and f" {command} [OPTIONS]" in asked.stdout
+    assert "  -h, --help " in asked.stdout  # listed as every other command lists it
     for unknown in ("--bogus", "--until=1h" if command == "tail" else "--follow"):
         refused = run(command, unknown, "timeout", "--url", "http://127.0.0.1:9")
         assert refused.exit_code == 2 and f"No such option '{unknown.split('=')[0]}'" in refused.output

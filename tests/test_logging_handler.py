@@ -160,12 +160,17 @@ def test_sigv4_with_botocore_credentials(server, make_handler, key, source, monk
     assert handler.failed_attempts == 0
 
 
-def test_a_wrong_key_is_retried_not_raised_and_nothing_is_stored(server, make_handler, key) -> None:
+def test_a_wrong_key_is_retried_not_raised_and_nothing_is_stored(server, make_handler, key, capfd) -> None:
     handler = make_handler(api_key="llk_wrong", service="wrongkey", flush_timeout=0.5)
     a_logger("wrongkey", handler).info("never stored")
     assert handler.flush() is False
-    assert handler.failed_attempts >= 1 and handler.sent == 0
+    a_logger("wrongkey", handler).info("nor this")
+    assert handler.flush() is False
+    assert handler.failed_attempts >= 2 and handler.sent == 0
     assert stored(server, key, "wrongkey") == []
+    # Said once on stderr (not per attempt), with what to check: counters nobody reads would leave it silent.
+    said = [line for line in capfd.readouterr().err.splitlines() if "refused the API key" in line]
+    assert len(said) == 1 and "HTTP 401" in said[0] and "LOGLAKE_API_KEY" in said[0], said
 
 
 class Script(http.server.ThreadingHTTPServer):

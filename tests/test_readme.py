@@ -88,3 +88,17 @@ def test_follow_states_the_arrivals_kept() -> None:
     assert kept in text
     assert f"nothing when nobody has followed for {arrivals.IDLE_SECONDS / 60:g} minutes" in text
     assert follow.RESTART_LOOKBACK_MS == 60_000 and "by time from a minute before" in text
+
+
+def test_the_rules_the_readme_commands_name_are_in_the_starter_pack() -> None:
+    """The commands follow `loglake rules init`: a rule they name (by file name or the start of its id) is one
+    the starter pack copies, or a reader's first try fails with "no rule"."""
+    from loglake.rules.starter import starter_files
+
+    starters = {file.name.rsplit(".", 1)[0]: file.read_text() for file in starter_files()}
+    ids = [re.search(r"^id: (\S+)", text, re.MULTILINE).group(1) for text in starters.values()]
+    named = re.findall(r"loglake rules (?:show|run|backtest) (\S+)", README)
+    named += re.findall(r"loglake alerts \w+ .*--rule (\S+)", README)
+    assert named
+    for name in named:
+        assert name in starters or any(rule_id.startswith(name) for rule_id in ids), name

@@ -97,6 +97,16 @@ async def test_a_record_timestamp_error_says_what_is_wrong(client: httpx.AsyncCl
     )
 
 
+async def test_a_record_timestamp_of_digits_in_a_string_is_told_to_be_a_number(client: httpx.AsyncClient) -> None:
+    """Not "month must be in 1..12", which Python's ISO reader says of 13 digits."""
+    response = await client.post("/logs", json={"message": "m", "timestamp": "1796403000000"})
+    assert response.status_code == 400
+    assert response.json()["error"]["details"][0]["reason"] == (
+        "'1796403000000' is a number in a string: send epoch milliseconds as a JSON number (1796403000000),"
+        " or an ISO-8601 date-time such as 2026-12-03T10:00:00Z"
+    )
+
+
 @pytest.mark.usefixtures("no_loglake_environment")
 def test_the_collector_reads_times_without_an_offset_as_utc(tmp_path: Path) -> None:
     config = write_config(tmp_path / "amplify.json")

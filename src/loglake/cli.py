@@ -27,6 +27,7 @@ from loglake.cli_options import (
     print_record_json,
     print_record_row,
     printable,
+    say_none_found,
     settings_options,
     url_option,
 )
@@ -243,6 +244,9 @@ def recent(
                 click.echo(click.style(f"{'TIME (UTC)':<24}  {'SEVERITY':<8}  {'SERVICE':<16}  MESSAGE", bold=True))
             for record in logs:
                 show(record)
+            if not logs and not follow:
+                filtered = any(params[name] for name in FOLLOW_FILTERS)
+                say_none_found("matches these filters" if filtered else "", since, until)
             if follow:
                 filters = {name: params[name] for name in FOLLOW_FILTERS}
                 shown = RecentlyShown(record["logId"] for record in logs)

@@ -21,6 +21,7 @@ from loglake.cli_options import (
     print_record_json,
     print_record_row,
     printable,
+    say_none_found,
     url_option,
 )
 from loglake.client import ClientError, LoglakeClient
@@ -324,6 +325,8 @@ def search(
         raise click.ClickException(str(e)) from None
     for record in page["logs"]:
         (print_record_json if as_json else print_record_row)(record)
+    if not page["logs"]:
+        say_none_found(f'matches "{params["q"]}"', since, until)
     if page["next_cursor"] and not as_json:
         click.echo(f"(more: raise --limit, or narrow with --since/--until; {page['count']} shown)", err=True)
 

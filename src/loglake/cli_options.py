@@ -38,6 +38,15 @@ class TermsCommand(click.Command):
                 raise click.NoSuchOption(arg.split("=", 1)[0], possibilities=sorted(known), ctx=ctx)
         return super().parse_args(ctx, args)
 
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's list of options, with --help shown as `-h, --help` as every other command shows it: -h works
+        (parse_args), though the parser knows --help alone."""
+        records = [record for param in self.get_params(ctx) if (record := param.get_help_record(ctx))]
+        records = [("-h, --help" if names == "--help" else names, text) for names, text in records]
+        if records:
+            with formatter.section("Options"):
+                formatter.write_dl(records)
+
 
 data_dir_option = click.option(
     "--data-dir",
@@ -105,6 +114,18 @@ def print_record_row(record: dict) -> None:
         message = message[: max(10, width - len(head) - 1)] + "…"
     colour = SEVERITY_COLOURS.get(record["severity"])
     click.echo(click.style(head, fg=colour) + message if colour else head + message)
+
+
+def say_none_found(matching: str, since: str | None, until: str | None) -> None:
+    """Say on stderr that no record was found, where grep-like tools say nothing (the exit status stays 0): a
+    blank answer leaves a person wondering whether the search ran, and over which time. `matching`: what
+    the records had to match (empty: nothing more than the time)."""
+    from loglake.service import DEFAULT_WINDOW_MS  # the server's default window (imported only for this)
+
+    window = f"since {since}" if since else f"in the last {DEFAULT_WINDOW_MS // 3_600_000} h"
+    window += f" until {until}" if until else ""
+    advice = "" if since else "; widen it with --since, e.g. --since 7d"
+    click.echo(printable(f"(no record {matching}{' ' if matching else ''}{window}{advice})"), err=True)
 
 
 def print_columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

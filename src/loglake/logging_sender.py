@@ -5,13 +5,17 @@ batch's worth or `flush_interval` seconds after the last one. It is retried with
 helper, honouring Retry-After) on 408, 429, 5xx, 401/403 and when the server cannot be reached, for as
 long as it takes (the application's queue meanwhile fills, and drops); while closing, the last attempt
 comes at once. Records the server refuses for good (a 400 names them) are counted and the rest sent.
+A refused key (401/403) is also said once on stderr: unlike a server that is down, it is the application's
+setting to fix, and counters nobody reads would leave the logs silently queued and dropped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -70,6 +74,7 @@ class Sender:
         self.closing = threading.Event()
         self._backoff = backoff or Backoff(first=0.2, cap=10.0, sleep=self._pause)
         self._http = httpx.Client(timeout=timeout, auth=auth)
+        self._key_refused = False  # said on stderr; said again if it happens after a batch went in
         self._thread = threading.Thread(target=self._run, name="loglake-handler", daemon=True)
         self._thread.start()
         self.thread_id = self._thread.ident  # its own log calls (httpx's) must not feed the queue
@@ -142,12 +147,29 @@ class Sender:
             self._failed(e, None)
         status = answer.status_code
         if status < 300:
+            self._key_refused = False
             return
-        # 401/403 too: a key being rotated, say (meanwhile the queue fills and drops, counted)
+        if status in (401, 403):  # retried too: a key being rotated, say (meanwhile the queue fills and drops)
+            self._say_key_refused(answer)
         if status in _RETRY_STATUSES or status >= 500 or status in (401, 403):
             error = httpx.HTTPStatusError(f"HTTP {status}", request=answer.request, response=answer)
             self._failed(error, retry_after_seconds(answer.headers.get("retry-after"), time.time()))
         raise _Refused(_refused_indexes(answer))
+
+    def _say_key_refused(self, answer: httpx.Response) -> None:
+        if self._key_refused:
+            return
+        self._key_refused = True
+        try:
+            reason = answer.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            reason = answer.reason_phrase
+        with contextlib.suppress(OSError, ValueError):  # (no stderr, or closed: the counters still say it)
+            sys.stderr.write(
+                f"loglake.logging: {self.url} refused the API key (HTTP {answer.status_code}: {reason}); records"
+                " stay queued and are retried, and dropped once the queue is full: check api_key (LOGLAKE_API_KEY)"
+                " and that the key has the ingest scope\n"
+            )
 
     def _failed(self, error: httpx.HTTPError, retry_after: float | None) -> NoReturn:
         """An attempt that may work later: tried again (TryAgain), unless the handler is closing."""

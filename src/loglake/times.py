@@ -94,7 +94,12 @@ def parse_duration(text: str) -> int:
 
 def _iso_problem(text: str, reason: str) -> str:
     """What is wrong with an ISO-8601 text: a value out of range (month 13, 25 o'clock), a space
-    where a URL's `+` of an offset was decoded, or else the form."""
+    where a URL's `+` of an offset was decoded, digits alone (epoch ms quoted as a string), or else the form."""
+    if is_ascii_digits(text.strip()):
+        return (
+            f"{text!r} is a number in a string: send epoch milliseconds as a JSON number ({text.strip()}),"
+            " or an ISO-8601 date-time such as 2026-12-03T10:00:00Z"
+        )
     if not reason.startswith("Invalid isoformat string"):
         return f"{text!r} is not a valid date or time: {reason}"
     if re.search(r"\d \d\d:?\d\d$", text.strip()):

@@ -141,6 +141,17 @@ def test_loglake_query_reads_alerts_from_the_data_dir(
     assert result.stdout == "title,level\nDisk full,high\n"
 
 
+def test_loglake_query_reads_alerts_from_a_relative_data_dir(
+    app: LoglakeApp, alerts: sqlite3.Connection, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run` serves ./loglake-data: the table's read-only URI is made from the absolute path."""
+    insert_alert(alerts, title="Disk full")
+    monkeypatch.chdir(settings.data_dir.parent)
+    result = run_cli("query", "--data-dir", settings.data_dir.name, "--format", "csv", "SELECT title FROM alerts")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "title\nDisk full\n"
+
+
 def test_a_sql_rule_over_alerts_is_refused_when_it_loads(tmp_path: Path) -> None:
     problems = problems_of(
         tmp_path,

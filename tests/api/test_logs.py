@@ -507,6 +507,17 @@ async def test_metrics(client: httpx.AsyncClient) -> None:
     assert "loglake_store_write_duration_seconds_count 1" in text
 
 
+async def test_metrics_name_each_family_and_series_once(client: httpx.AsyncClient) -> None:
+    """The text format allows one HELP/TYPE group per name; scrapers drop or warn on a family given twice."""
+    await client.post("/logs", json=[{"message": "a"}])
+    lines = (await client.get("/metrics")).text.splitlines()
+    families = [line.split()[2] for line in lines if line.startswith("# TYPE ")]
+    assert "loglake_protocol_records_total" in families
+    assert len(families) == len(set(families)), sorted(f for f in families if families.count(f) > 1)
+    series = [line.rsplit(" ", 1)[0] for line in lines if line and not line.startswith("#")]
+    assert len(series) == len(set(series))
+
+
 async def test_clients_field_names_never_become_metric_labels(client: httpx.AsyncClient) -> None:
     strays = [{"message": "x", f"stray_{i}_{'k' * 1000}": 1} for i in range(50)]
     assert (await client.post("/logs", json=strays)).status_code == 400

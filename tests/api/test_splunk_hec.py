@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import gzip
 import json
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 from loglake.api.app import LoglakeApp
 from loglake.config import Settings
 from loglake.ingest import BULK_MIN_RECORDS
+from loglake.protocols.mapping import EXAMPLE_SECONDS
 from tests.conftest import asgi_client, key_for
 
 NOW_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
@@ -178,9 +180,26 @@ async def test_a_time_in_a_finer_unit_than_seconds_is_named_as_such(
     body = f'{{"event": "ok", "time": 1796397860}}{{"event": "ms", "time": {sent}}}'.encode()
     response = await hec.post("/services/collector/event", content=body)
     assert response.status_code == 400
-    advice = "HEC's `time` is epoch seconds, like 1426279439.123"
+    advice = "HEC's `time` is epoch seconds, like 1793577600.123"
     assert response.json()["reason"] == f"event 1: `time` {digits} looks like epoch {unit}; {advice}"
     assert await stored(app, key) == []
+
+
+async def test_the_time_the_advice_shows_is_one_that_is_taken(
+    app: LoglakeApp, key: str, hec: httpx.AsyncClient
+) -> None:
+    response = await hec.post("/services/collector/event", content=b'{"event": "x", "time": "soon"}')
+    example = response.json()["reason"].rsplit("like ", 1)[1]
+    response = await hec.post("/services/collector/event", content=f'{{"event": "x", "time": {example}}}'.encode())
+    assert response.json() == {"text": "Success", "code": 0}
+    assert [r["timestamp"] for r in await stored(app, key)] == [1_793_577_600_123]
+
+
+def test_the_example_time_of_advice_stays_within_the_default_retention_of_today() -> None:
+    """The example is fixed (tests compare messages); once it is older than the retention, a reader who sends
+    it back is refused, as 1426279439.123 (Splunk's documentation's, from 2015) was: move it forward then."""
+    retention_days = Settings().retention_days
+    assert (time.time() - EXAMPLE_SECONDS) / 86_400 < retention_days - 30
 
 
 async def test_raw_lines_take_the_querys_metadata(app: LoglakeApp, key: str, hec: httpx.AsyncClient) -> None:

@@ -240,7 +240,7 @@ def test_conversations_are_the_caller_s_and_expire_by_ttl(
     assert status == 200 and follow["conversation_id"] == first["conversation_id"]
     assert model_server.seen[1].texts[0] == "errors"
     stolen, error, _ = post(api, "/ask", {"question": "mine", "conversation_id": first["conversation_id"]}, "bob")
-    assert stolen == 404 and "leave conversation_id out" in error["error"]["message"]
+    assert stolen == 404 and "a POST /ask without conversation_id starts one" in error["error"]["message"]
     item = boto3.client("dynamodb").get_item(
         TableName=aws["table"],
         Key={"pk": {"S": f"conversation#{first['conversation_id']}"}, "sk": {"S": "conversation"}},

@@ -159,6 +159,8 @@ def test_the_sql_page_runs_on_athena_with_the_session(ui_function: str, stand_in
     logs = next(t for t in described if t["name"] == "logs")
     assert {"message", "severity", "date"} <= {c["name"] for c in logs["columns"]}
     assert logs["partition_keys"] == ["date"]
+    refused = call("GET", "/tables", query={"table": "logs"}, cookies=cookies)  # it takes none, as locally
+    assert refused["statusCode"] == 400 and json.loads(refused["body"])["error"]["code"] == "invalid_query"
     without_token = rest_event("POST", "/query", body="{}", headers=HOST | {"Cookie": f"loglake_session={token}"})
     assert handlers.api(without_token, CONTEXT)["statusCode"] == 403
 

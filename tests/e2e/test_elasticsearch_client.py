@@ -106,3 +106,40 @@ def test_the_bulk_helper_reads_an_answer_filtered_as_shippers_ask(server: tuple[
         answer = es.bulk(operations=[{"create": {"_index": "filtered"}}, {"message": "one more"}], filter_path=shippers)
         assert answer.body == {"errors": False, "items": [{"create": {"status": 201}}]}
     assert len(recent(url, key, log_type="filtered")) == 31
+
+
+def test_the_clients_bulk_options_are_taken_and_a_parameter_elasticsearch_lacks_is_refused(
+    server: tuple[str, str],
+) -> None:
+    url, key = server
+    operations = [{"create": {"_index": "options"}}, {"message": "with options"}]
+    with Elasticsearch(url, api_key=key) as es:
+        answer = es.bulk(
+            operations=operations,
+            refresh="wait_for",
+            pipeline="logs-default",
+            routing="user-1",
+            timeout="30s",
+            wait_for_active_shards="1",
+            require_alias=False,
+            require_data_stream=False,
+            include_source_on_error=False,
+            source=False,
+            pretty=True,
+            human=True,
+            error_trace=True,
+        )
+        assert answer["errors"] is False and answer["items"][0]["create"]["status"] == 201
+        with pytest.raises(BadRequestError) as refused:
+            es.perform_request(
+                "POST",
+                "/_bulk",
+                params={"refesh": "true"},
+                headers={"content-type": "application/x-ndjson", "accept": "application/json"},
+                body=operations,
+            )
+        assert refused.value.meta.status == 400
+        assert refused.value.body["error"]["reason"] == (
+            "request [/_bulk] contains unrecognized parameter: [refesh] -> did you mean [refresh]?"
+        )
+    assert [log["message"] for log in recent(url, key, log_type="options")] == ["with options"]

@@ -121,6 +121,25 @@ def test_logger_over_udp_and_tcp_in_both_formats(syslog_server: Callable[..., Se
     assert metric(server, 'loglake_records_ingested_total{service="udp3164",severity="error"}') == 1
 
 
+def test_trace_context_sent_by_logger_as_structured_data_is_the_records_and_searchable(
+    syslog_server: Callable[..., ServerProcess],
+) -> None:
+    port = free_port()
+    server = syslog_server(*listening(port))
+    trace_id, span_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    ids = ("--sd-param", f'trace_id="{trace_id}"', "--sd-param", f'span_id="{span_id}"')
+    logger(port, "--tcp", "--rfc5424", "-t", "traced", "--sd-id", "otel@32473", *ids, "paid")
+    logger(port, "--tcp", "--rfc5424", "-t", "traced", "--sd-id", "otel@32473", "--sd-param", 'trace_id="x"', "odd")
+    logs = {log["message"]: log for log in wait_for(server, 2, service="traced")}
+    assert (logs["paid"]["trace_id"], logs["paid"]["span_id"]) == (trace_id, span_id)
+    assert "otel@32473" not in logs["paid"]["attributes"]["structured_data"]
+    assert "trace_id" not in logs["odd"] and logs["odd"]["attributes"]["structured_data"]["otel@32473"] == {
+        "trace_id": "x"
+    }
+    found = httpx.get(server.url + "/logs/search", params={"q": f"trace_id:{trace_id}"}, timeout=10).json()
+    assert [log["message"] for log in found["logs"]] == ["paid"]
+
+
 @pytest.mark.skipif(shutil.which("rsyslogd") is None, reason="needs rsyslogd (Debian rsyslog)")
 def test_rsyslog_forwards_over_tcp_and_udp(syslog_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
     """rsyslogd relays what it hears on one port to loglake over TCP (RFC 5424, octet-counted), and what it

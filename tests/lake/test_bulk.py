@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from loglake.ingest import parse_batch
-from loglake.lake.bulk import BULK_THREADS, BulkWriter
+from loglake.lake.bulk import BULK_THREADS, WRITER_ROWS, BulkWriter
 from loglake.lake.compact import TIER_FILES
 from loglake.lake.flush import Flusher
 from loglake.lake.lake import Lake, LakeJobs, LakePolicy, MaintenanceReport
@@ -232,11 +232,12 @@ def _busy_writers(store: SQLiteHotStore, lake: ObjectStore, fail_after: int | No
     return BulkWriter(store, lake, on_step=step), [release, writes]
 
 
-def _occupy_every_writer(writer: BulkWriter, writes: list) -> list:
-    """Submit a batch per writer, each once the one before is at "written" (else one writer could take two)."""
+def _occupy_every_writer(writer: BulkWriter, writes: list, writers: int = BULK_THREADS) -> list:
+    """Submit a batch per writer, each once the one before is at "written" (else one writer could take two),
+    each large enough to start a writer while others are at work."""
     first = []
-    for n in range(BULK_THREADS):
-        first.append(writer.submit(batch(days=1, per_day=1000, tag=f"first{n}")))
+    for n in range(writers):
+        first.append(writer.submit(batch(days=1, per_day=WRITER_ROWS, tag=f"first{n}")))
         deadline = time.monotonic() + 60
         while len(writes) <= n and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -265,8 +266,44 @@ def test_batches_waiting_for_a_writer_are_joined_into_one_part_each_answered_onc
     assert part.records == 3 * 1000
     stored = pq.read_table(io.BytesIO(object_store.get(part.key))).column("log_id").to_pylist()
     assert sorted(stored) == sorted(i for t in waiting_tables for i in t.column("log_id").to_pylist())
-    assert len(lake_ids(store, object_store)) == (BULK_THREADS + 3) * 1000
+    assert len(lake_ids(store, object_store)) == BULK_THREADS * WRITER_ROWS + 3 * 1000
     assert store.read("SELECT count(*) FROM lake_files") == [(BULK_THREADS + 1,)]
+
+
+def test_small_batches_wait_for_the_writer_at_work_and_are_joined_rather_than_each_start_a_writer(
+    store: SQLiteHotStore, object_store: ObjectStore
+) -> None:
+    writer, (release, writes) = _busy_writers(store, object_store)
+    try:
+        (first,) = _occupy_every_writer(writer, writes, writers=1)
+        small = [writer.submit(batch(days=1, per_day=WRITER_ROWS // 4, tag=f"small{n}")) for n in range(3)]
+        release.set()
+        parts = [done.result(60) for done in small]
+        first.result(60)
+    finally:
+        writer.close()
+    assert len(writes) == 2, "the small batches took one write, after the first"
+    assert parts[0] == parts[1] == parts[2] and len(parts[0]) == 1
+
+
+@pytest.mark.skipif(BULK_THREADS < 2, reason="one writer: batches always wait for it")
+def test_small_batches_that_add_up_to_a_writers_worth_start_another_writer(
+    store: SQLiteHotStore, object_store: ObjectStore
+) -> None:
+    writer, (release, writes) = _busy_writers(store, object_store)
+    try:
+        (first,) = _occupy_every_writer(writer, writes, writers=1)
+        small = [writer.submit(batch(days=1, per_day=WRITER_ROWS // 2, tag=f"small{n}")) for n in range(2)]
+        deadline = time.monotonic() + 60
+        while len(writes) < 2 and time.monotonic() < deadline:  # (the first write still waits for release)
+            time.sleep(0.01)
+        assert len(writes) == 2, "a second writer took the small batches while the first was at work"
+        release.set()
+        parts = [done.result(60) for done in small]
+        first.result(60)
+    finally:
+        writer.close()
+    assert parts[0] == parts[1] and parts[0] != first.result()
 
 
 def test_a_joined_write_that_fails_fails_every_batch_in_it_and_stores_none_of_them(
@@ -284,5 +321,5 @@ def test_a_joined_write_that_fails_fails_every_batch_in_it_and_stores_none_of_th
             done.result(60)
     finally:
         writer.close()
-    assert len(lake_ids(store, object_store)) == BULK_THREADS * 1000  # the first batches only
+    assert len(lake_ids(store, object_store)) == BULK_THREADS * WRITER_ROWS  # the first batches only
     assert store.read("SELECT count(*) FROM flushes") == [(0,)]

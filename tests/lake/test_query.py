@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -23,7 +24,7 @@ from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.query import QueryEngine, QueryError, QueryLimits
 from loglake.lake.query_answers import result_to_dict
-from loglake.lake.sql_guard import check_select, ilike_regex, rewrite_text_filters
+from loglake.lake.sql_guard import check_select, client_error, ilike_regex, rewrite_text_filters
 from loglake.store.sqlite import SQLiteHotStore
 from tests.lake.test_flush import DAY, START, seed
 from tests.store.contract import record
@@ -389,7 +390,6 @@ def test_column_types_read_as_sql_without_duckdbs_quotes(local_engine: QueryEngi
 
 
 def test_an_error_message_never_carries_a_python_traceback() -> None:
-    from loglake.lake.sql_guard import client_error
 
     raised = duckdb.InvalidInputException(
         "Invalid Input Error: Required module failed to import\nTraceback (most recent call last):\n"
@@ -397,6 +397,25 @@ def test_an_error_message_never_carries_a_python_traceback() -> None:
     )
     error = client_error(raised)
     assert error.message == "Invalid Input Error: Required module failed to import" and "/srv" not in error.message
+
+
+def test_an_error_from_a_python_table_never_carries_its_traceback(local_engine: QueryEngine) -> None:
+    """A live table (alerts) is read from a Python generator; DuckDB puts what it raised, traceback and all,
+    after "Detail: Python exception:" on the message's first line."""
+
+    def failing() -> Iterator[pa.RecordBatch]:
+        raise ValueError("the source went away")
+        yield  # (a generator)
+
+    schema = pa.schema([("x", pa.int64())])
+    reader = pa.RecordBatchReader.from_batches(schema, failing())
+    local_engine._db.register("broken", reader)
+    with pytest.raises(duckdb.Error) as raised:
+        local_engine._db.execute("SELECT * FROM broken").fetchall()
+    assert "Traceback" in str(raised.value)  # (what the engine says, for the check below to mean something)
+    message = client_error(raised.value).message
+    assert "Traceback" not in message and "File " not in message and "Detail" not in message
+    assert message.endswith("the source went away")
 
 
 def test_queries_run_on_the_threads_and_spill_space_they_are_given(

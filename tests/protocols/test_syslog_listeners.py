@@ -147,3 +147,35 @@ def test_messages_the_store_cannot_take_are_counted_not_lost_silently(listening)
         udp.sendto(b"<14>1 - h a - - - nowhere to go", ("127.0.0.1", syslog.port))
     syslog.wait_for_tallies(lambda t: any(x.unstored for x in t))
     assert [(t.accepted, t.unstored, t.rejected) for t in syslog.tallies] == [(0, 1, 1)]
+
+
+TRACE_ID, SPAN_ID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize("plain", [0, 1000], ids=["records", "a bulk table joined with a batch without ids"])
+def test_trace_context_in_structured_data_is_stored_as_the_records_ids(
+    listening, monkeypatch: pytest.MonkeyPatch, plain: int
+) -> None:
+    monkeypatch.setattr(syslog_commits, "BATCH_SECONDS", 3600.0)  # one commit at the stop: every read's batch
+    syslog = listening()
+    with socket.create_connection(("127.0.0.1", syslog.port)) as sock:
+        if plain:
+            sock.sendall(b"".join(b"<14>1 - h a - - - plain %d\n" % i for i in range(plain)))
+            time.sleep(0.5)  # read apart from the next lines: a batch of its own (Arrow kernels', no ids)
+        sock.sendall(
+            b'<14>1 - h a - - [otel trace_id="%s" span_id="%s"] by name\n'
+            % (TRACE_ID.upper().encode(), SPAN_ID.encode())
+            + b'<14>1 - h a - - [tc traceparent="00-%s-%s-01"] by traceparent\n' % (TRACE_ID.encode(), SPAN_ID.encode())
+            + b'<14>1 - h a - - [otel trace_id="nope"] no id\n'
+        )
+    time.sleep(1)  # the listeners' thread reads it meanwhile
+    syslog.listeners.stop()
+    engine = syslog.runtime.lake.engine  # hot and lake records: a bulk table goes to the lake
+    rows = engine.query("SELECT message, trace_id, span_id FROM logs WHERE message NOT LIKE 'plain %'").rows
+    assert sorted(rows) == [
+        ("by name", TRACE_ID, SPAN_ID),
+        ("by traceparent", TRACE_ID, SPAN_ID),
+        ("no id", None, None),
+    ]
+    plain_ids = engine.query("SELECT count(*), count(trace_id) FROM logs WHERE message LIKE 'plain %'").rows
+    assert plain_ids == [(plain, 0)]

@@ -120,6 +120,63 @@ def test_structured_data_escapes_and_repeated_parameters() -> None:
     assert record["message"] == "msg"
 
 
+TRACE, SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+
+def ids_of(*frames: bytes) -> list[tuple[str | None, str | None]]:
+    batch = parse_batch(list(frames), "192.0.2.7", BOUNDS, LIMITS)
+    if batch.trace_ids is None:
+        return [(None, None)] * len(frames)
+    return list(zip(batch.trace_ids.to_pylist(), batch.span_ids.to_pylist(), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("data", "kept"),
+    [
+        (f'[otel trace_id="{TRACE.upper()}" span_id="{SPAN}"]', None),  # an element left empty goes
+        (
+            f'[otel trace_id="{TRACE}" span_id="{SPAN}" flags="01"][x@1 a="b"]',
+            {"otel": {"flags": "01"}, "x@1": {"a": "b"}},
+        ),
+        (f'[x@1 a="b"][tracecontext traceparent="00-{TRACE}-{SPAN}-01"]', {"x@1": {"a": "b"}}),
+    ],
+)
+def test_trace_context_in_structured_data_gives_the_records_ids(data: str, kept: dict | None) -> None:
+    frame = f"<14>1 - h a - - {data} msg".encode()
+    (record,) = parse(frame)
+    assert record["attributes"].get("structured_data") == kept
+    assert ids_of(frame) == [(TRACE, SPAN)]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        '[otel trace_id="not-an-id" span_id="00000000000000000"]',
+        f'[otel trace_id="{TRACE}" trace_id="{TRACE}"]',  # given twice: a list, which is no id
+        f'[otel trace_id="{"0" * 32}" span_id="{"0" * 16}"]',  # all zeros: no id, as W3C says
+        f'[tc traceparent="ff-{TRACE}-{SPAN}-01"]',  # version ff is invalid
+        f'[tc traceparent="00-{TRACE}-{SPAN}-01-more"]',  # version 00 has nothing after the flags
+        f'[tc traceparent="00-{TRACE.upper()}-{SPAN}-01"]',  # traceparent is lowercase
+        f'[tc traceparent="00-{"0" * 32}-{SPAN}-01"]',
+    ],
+)
+def test_values_in_structured_data_that_are_no_ids_stay_as_sent(data: str) -> None:
+    frame = f"<14>1 - h a - - {data} msg".encode()
+    (record,) = parse(frame)
+    sd_id = data[1 : data.index(" ")]
+    assert list(record["attributes"]["structured_data"]) == [sd_id]
+    assert ids_of(frame) == [(None, None)]
+
+
+def test_the_first_element_giving_ids_gives_them_and_a_later_traceparent_of_a_future_version_counts() -> None:
+    other = "a" * 32
+    first = f'<14>1 - h a - - [one span_id="{SPAN}"][two trace_id="{other}"] msg'.encode()
+    later = f'<14>1 - h a - - [tc traceparent="01-{TRACE}-{SPAN}-01-extra"] msg'.encode()
+    plain = b"<14>1 - h a - - - msg"
+    assert ids_of(first, later, plain) == [(None, SPAN), (TRACE, SPAN), (None, None)]
+    assert parse(first)[0]["attributes"]["structured_data"] == {"two": {"trace_id": other}}
+
+
 def test_app_name_outside_the_name_charset_becomes_a_valid_service_and_is_kept() -> None:
     (record,) = parse(b"<14>1 - h my/app:x - - - msg")
     assert record["service"] == "my_app_x"

@@ -88,6 +88,19 @@ async def test_a_write_awaited_after_close_fails_cleanly(tmp_path: Path) -> None
         await store.write([record()])
 
 
+@pytest.mark.parametrize(("durability", "synchronous"), [("full", 2), ("process", 1)])
+def test_durability_full_has_sqlite_sync_the_wal_inside_every_commit(
+    tmp_path: Path, durability: str, synchronous: int
+) -> None:
+    # A write is acknowledged once its COMMIT returns: with durability "full" that COMMIT fsyncs the WAL
+    # (SQLite's synchronous FULL, 2); "process" leaves it to the operating system (NORMAL, 1).
+    store = SQLiteHotStore(tmp_path / "hot.db", durability=durability)
+    try:
+        assert store.run_in_writer(lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0]) == synchronous
+    finally:
+        store.close()
+
+
 def test_text_that_is_not_utf8_is_read_with_replacement(tmp_path: Path) -> None:
     store = SQLiteHotStore(tmp_path / "hot.db")
     try:

@@ -71,7 +71,7 @@ def _batches(path: Path) -> Iterator[pa.RecordBatch]:
     if not path.exists():
         return
     # Read-only: a query can never change an alert, whatever the SQL sandbox lets through.
-    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False)
     try:
         rows = conn.execute(_SELECT)
         while batch := rows.fetchmany(BATCH_ROWS):

@@ -58,10 +58,12 @@ async def get_alert_route(app: LoglakeApp, request: Request, alert_id: str) -> R
 
 
 async def acknowledge(app: LoglakeApp, request: Request, alert_id: str) -> Result:
+    refuse_parameters(request, "POST /alerts/{alertId}/acknowledge")
     return await _change(app, request, alert_id, "acknowledged")
 
 
 async def resolve(app: LoglakeApp, request: Request, alert_id: str) -> Result:
+    refuse_parameters(request, "POST /alerts/{alertId}/resolve")
     return await _change(app, request, alert_id, "resolved")
 
 

@@ -19,7 +19,7 @@ from loglake.api.auth import require_scope
 from loglake.api.http import ApiError, Request, decode_content, json_struct
 from loglake.api.metrics import Counter
 from loglake.api.ratelimit import RateLimiter
-from loglake.api.routes import Result, json_body, query_error
+from loglake.api.routes import Result, json_body, query_error, refuse_parameters
 from loglake.ask.errors import (
     MAX_QUESTION_CHARS,
     AnswerRefused,
@@ -144,6 +144,7 @@ class Asking:
 
 
 async def ask(app: LoglakeApp, request: Request) -> Result:
+    refuse_parameters(request, "POST /ask")
     body = _body(app, request, AskBody, '{"question": "how many errors did the api service log today?"}')
     asking = app.asking
     if body.run:
@@ -164,12 +165,14 @@ async def ask(app: LoglakeApp, request: Request) -> Result:
 
 
 async def explain(app: LoglakeApp, request: Request) -> Result:
+    refuse_parameters(request, "POST /ask/explain")
     body = _body(app, request, ExplainBody, '{"sql": "SELECT service, count(*) FROM logs GROUP BY ALL"}')
     app.asking.check_rate(request)
     return Result(200, await _asked(app.asking, lambda asker: asker.explain_sql(body.sql)))
 
 
 async def rule(app: LoglakeApp, request: Request, conversation_id: str) -> Result:
+    refuse_parameters(request, "POST /ask/{conversationId}/rule")
     body = _body(app, request, RuleBody, '{"confirm": true}', empty_ok=True)
     if body.confirm:
         require_scope(request.principal, RULE_WRITE_SCOPE)
@@ -210,7 +213,10 @@ def _mapped(e: Exception) -> tuple[str | None, ApiError]:
     if isinstance(e, AskError):
         return "invalid", ApiError(400, "invalid_request", str(e))
     if isinstance(e, NoSuchConversation):
-        message = f"no conversation {e} of this key (they expire); leave conversation_id out to start one"
+        message = (
+            f"no conversation {e} of this key (they expire):"
+            " a POST /ask without conversation_id starts one, and its answer names it"
+        )
         return None, ApiError(404, "not_found", message)
     if isinstance(e, BudgetExhausted):
         retry = [(b"retry-after", str(e.retry_after_s).encode())]

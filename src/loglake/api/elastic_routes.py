@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from loglake import __version__
 from loglake.api.auth import Unauthorized
-from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content, quoted
+from loglake.api.http import JSON_HEADERS, ApiError, EncodedApiError, Request, decode_content, quoted
 from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, ingest_counts, store
 from loglake.api.ui_routes import ui_home
 from loglake.ids import format_uuid
 from loglake.ingest import ParsedBody
 from loglake.model import InvalidRecords, NewRecord
-from loglake.protocols import columns, elastic, elastic_answers
+from loglake.protocols import columns, elastic, elastic_answers, elastic_params
 from loglake.protocols.columns import RecordColumns
 
 if TYPE_CHECKING:
@@ -60,12 +60,17 @@ class ElasticError(ApiError):
         return elastic_answers.error_body(self.status, self.code, self.message)
 
 
-def elastic_error(error: ApiError, _request: Request) -> ApiError:
-    """Any error of these endpoints (auth, rate limit, body) in Elasticsearch's form, with its headers."""
-    if isinstance(error, ElasticError):
-        return error
-    headers = [*(_CHALLENGES if isinstance(error, Unauthorized) else error.headers), PRODUCT]
-    return ElasticError(error.status, _ERROR_TYPES.get(error.status, "exception"), error.message, headers=headers)
+def elastic_error(error: ApiError, request: Request) -> ApiError:
+    """Any error of these endpoints (auth, rate limit, body) in Elasticsearch's form, with its headers;
+    pretty-printed when the request asks (`?pretty`), as Elasticsearch prints its errors."""
+    if not isinstance(error, ElasticError):
+        headers = [*(_CHALLENGES if isinstance(error, Unauthorized) else error.headers), PRODUCT]
+        error = ElasticError(error.status, _ERROR_TYPES.get(error.status, "exception"), error.message, headers=headers)
+    try:
+        asks_pretty = request.query.get("pretty") in ("", "true")
+    except ApiError:  # a parameter given twice: the error answered here, in the plain form
+        asks_pretty = False
+    return EncodedApiError(error, elastic_params.pretty(error.body()), b"application/json") if asks_pretty else error
 
 
 def is_elasticsearch_path(path: str) -> bool:
@@ -152,6 +157,10 @@ async def setup_put(app: LoglakeApp, request: Request, name: str) -> Result:
 
 async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None) -> Result:
     started = time.perf_counter()
+    try:
+        pretty = elastic_params.check(request.path, request.query, elastic_params.BULK_PARAMS)
+    except elastic_params.RefusedParameter as e:
+        raise ElasticError(400, _ERROR_TYPES[400], str(e), headers=[PRODUCT]) from None
     _check_media_type(request)
     body = decode_content(request, request.body, app.settings.max_body_bytes)
     items = await _store_bulk(app, body, path_index)
@@ -161,6 +170,8 @@ async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None)
         answer = elastic_answers.bulk_answer(items, took_ms, keep)
     else:  # an item a microsecond: for a big bulk, off the event loop too
         answer = await app.run_ingest(elastic_answers.bulk_answer, items, took_ms, keep)
+    if pretty:  # for a person reading it: Python's work per item, off the event loop
+        answer = await app.run_ingest(elastic_params.pretty, answer)
     return Result(200, answer, _JSON_HEADERS)
 
 
@@ -296,7 +307,7 @@ def _check_media_type(request: Request) -> None:
 _ES_ERROR = {"description": "An error in Elasticsearch's form: {error: {root_cause, type, reason}, status}"}
 _KEY_ERRORS = {status: _ES_ERROR for status in ("401", "403", "429")}
 _BULK_ERRORS = _KEY_ERRORS | {
-    "400": _ES_ERROR | {"description": f"Not a bulk request. {_ES_ERROR['description']}"},
+    "400": _ES_ERROR | {"description": f"Not a bulk request, or a parameter it lacks. {_ES_ERROR['description']}"},
     "406": _ES_ERROR | {"description": f"A Content-Type other than (x-)ndjson or json. {_ES_ERROR['description']}"},
     "413": _ES_ERROR | {"description": f"The body is too large. {_ES_ERROR['description']}"},
     "415": _ES_ERROR | {"description": f"A Content-Encoding other than gzip. {_ES_ERROR['description']}"},
@@ -309,11 +320,20 @@ _FILTER_PATH = {
     "`items.*.<field>` (Beats and Logstash send `errors,items.*.error,items.*.status`); other forms get the whole",
     "schema": {"type": "string"},
 }
+_PRETTY = {
+    "name": "pretty",
+    "in": "query",
+    "required": False,
+    "description": "The answer printed as Elasticsearch prints it (`?pretty` alone, or true). Elasticsearch's other "
+    "bulk parameters (refresh, pipeline, routing, timeout, wait_for_active_shards...) are taken and change "
+    "nothing here; any other is refused with 400, as Elasticsearch refuses it",
+    "schema": {"type": "string", "enum": ["", "true", "false"]},
+}
 _BULK = {
     "summary": "Elasticsearch bulk ingest: NDJSON action/source pairs (create and index), gzip accepted; "
     "each item answered on its own, stored items are durable. Bearer, Basic (the key as password), "
     "ApiKey or SigV4; ingest scope",
-    "parameters": [_FILTER_PATH],
+    "parameters": [_FILTER_PATH, _PRETTY],
     "requestBody": {
         "required": True,
         "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
@@ -381,7 +401,7 @@ OPENAPI_PATHS: dict[str, dict] = {
         method: _with_errors(
             _BULK
             | {
-                "parameters": [*_INDEX, _FILTER_PATH],
+                "parameters": [*_INDEX, _FILTER_PATH, _PRETTY],
                 "summary": f"{_BULK['summary']}; the index is the default log_type",
             },
             _BULK_ERRORS,

@@ -108,7 +108,10 @@ class Request:
         """Query parameters; a repeated name is refused, since which value wins would be ambiguous
         (and SigV4 signs repeated values sorted, so a replay could reorder them)."""
         if self._query is None:
-            raw = self.scope.get("query_string", b"").decode("latin-1")
+            if not self.scope.get("query_string"):  # nothing to parse: most requests (POST /logs asks each time)
+                self._query = {}
+                return self._query
+            raw = self.scope["query_string"].decode("latin-1")
             pairs = parse_qsl(raw, keep_blank_values=True)
             query = dict(pairs)
             if len(query) != len(pairs):

@@ -116,11 +116,6 @@ class Metrics:
         self.rule_matches = Counter(
             "loglake_rule_matches_total", "Matches (groups that met the rule's condition) by rule id.", ("rule",)
         )
-        self.protocol_records = Counter(
-            "loglake_protocol_records_total",
-            "Records received through a log shipper's protocol, by protocol and outcome (accepted: stored).",
-            ("protocol", "outcome"),
-        )
         self.syslog_unparsed = Counter(
             "loglake_syslog_unparsed_records_total",
             "Syslog lines that did not parse, stored whole with attributes.parse_error.",
@@ -169,22 +164,9 @@ class Metrics:
     def render(self, lake: LakeState | None = None, access_log_dropped: int = 0) -> bytes:
         """The counters of this process, and the lake's gauges read from its catalog at scrape time."""
         lines: list[str] = []
-        metrics = (
-            self.requests,
-            self.latency,
-            self.ingested,
-            self.rejected,
-            self.rejected_bodies,
-            self.protocol_records,
-            self.store_write,
-            self.store_rows,
-            self.queries,
-            self.rule_runs,
-            self.rule_duration,
-            self.rule_matches,
-            self.protocol_records,
-            self.syslog_unparsed,
-        )
+        # Every counter and histogram this object holds, in the order made: a metric added above is rendered
+        # without a second list to keep in step (one that named a family twice rendered it twice).
+        metrics = [value for value in vars(self).values() if isinstance(value, Counter | Histogram)]
         for metric in metrics:
             lines.extend(metric.render())
         lines.extend(_gauge("loglake_rules_loaded", "Rules loaded from the rules folder.", (), {(): self.rules_loaded}))

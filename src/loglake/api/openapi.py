@@ -22,7 +22,7 @@ from loglake.api import (
     splunk_routes,
     ui_routes,
 )
-from loglake.api.routes import Result
+from loglake.api.routes import Result, refuse_parameters
 from loglake.ids import UUID_PATTERN
 from loglake.keys import SCOPES
 from loglake.lake.reads import MAX_BUCKETS
@@ -640,7 +640,11 @@ SPEC: dict[str, Any] = {
             "get": {
                 "summary": "Liveness and storage health (no auth: status and reason; details with a read key)",
                 "security": [],
-                "responses": {"200": {"description": "healthy"}, "503": {"description": "storage unwritable"}},
+                "responses": {
+                    "200": {"description": "healthy"},
+                    "400": _json(_ref("Error"), "A query parameter: it takes none"),
+                    "503": {"description": "storage unwritable"},
+                },
             }
         },
         "/metrics": {
@@ -719,6 +723,7 @@ SPEC["paths"].update(
 
 
 async def spec(app: LoglakeApp, request: Request) -> Result:
+    refuse_parameters(request, "GET /openapi.json")
     return Result(200, SPEC)
 
 

@@ -154,7 +154,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": _SESSION_ANSWER,
                 "303": {"description": "the form's answer: to `next` (else /ui/) if signed in, else /login?error=..."},
-                "400": _error("No key sent"),
+                "400": _error("No key sent, or a query parameter: it takes none"),
                 "401": _error("The key is invalid or revoked"),
                 "413": _error("The body is larger than a sign-in needs"),
                 "415": _error("Neither JSON nor the form"),
@@ -164,13 +164,18 @@ PATHS: dict[str, Any] = {
         "get": {
             "summary": "The session of the cookie: its key, scopes, CSRF token and expiry",
             "security": [],
-            "responses": {"200": _SESSION_ANSWER, "401": _error("Not signed in, or the session is over")},
+            "responses": {
+                "200": _SESSION_ANSWER,
+                "400": _error("A query parameter: it takes none"),
+                "401": _error("Not signed in, or the session is over"),
+            },
         },
         "delete": {
             "summary": "Sign out: end the session and clear the cookie (with the session's X-CSRF-Token)",
             "security": [],
             "responses": {
                 "204": {"description": "signed out (also when the session was already over)"},
+                "400": _error("A query parameter: it takes none"),
                 "403": _error("A live session's sign-out without its CSRF token"),
             },
         },

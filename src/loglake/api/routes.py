@@ -64,6 +64,7 @@ class Result:
 
 
 async def ingest(app: LoglakeApp, request: Request) -> Result:
+    refuse_parameters(request, "POST /logs")
     ndjson = _records_media_type(request)
     try:
         parsed, counts = await checked_body(app, request, lambda body: _checked(app, body, ndjson))
@@ -312,6 +313,7 @@ def query_error(error: QueryError | QueryBusy) -> ApiError:
 
 
 async def query(app: LoglakeApp, request: Request) -> Result:
+    refuse_parameters(request, "POST /query")
     engine = app.sql_engine
     if engine is None:
         raise ApiError(501, "not_available", "SQL needs the lake, which this server's store does not have")
@@ -327,6 +329,7 @@ async def query(app: LoglakeApp, request: Request) -> Result:
 
 
 async def tables(app: LoglakeApp, request: Request) -> Result:
+    refuse_parameters(request, "GET /tables")
     if app.lake is None:
         raise ApiError(501, "not_available", "tables need the lake, which this server's store does not have")
     return Result(200, {"tables": await app.run_read(app.lake.describe_tables)})
@@ -376,6 +379,7 @@ async def amplify_reports(app: LoglakeApp, request: Request) -> Result:
 
 async def amplify_status(app: LoglakeApp, request: Request) -> Result:
     """Each app's watermark, the last runs, and the schedule when this server collects."""
+    refuse_parameters(request, "GET /amplify/status")
 
     def read() -> dict:
         marks, runs = collection_status(app.store, runs=10)
@@ -411,6 +415,7 @@ def json_body(app: LoglakeApp, request: Request, example: str) -> dict:
 async def healthz(app: LoglakeApp, request: Request) -> Result:
     """Anyone may ask whether the server is healthy; only a caller with a read key sees why not, since
     the details (store and job errors) hold server paths and configuration."""
+    refuse_parameters(request, "GET /healthz")
     writable = app.storage_error is None
     status = 200 if writable else 503
     if not _may_read(app, request):
@@ -485,6 +490,7 @@ _KEY_EXAMPLE = '{"name": "ci", "scopes": ["ingest", "read"], "sigv4": false}'
 
 
 async def create_key(app: LoglakeApp, request: Request) -> Result:
+    refuse_parameters(request, "POST /admin/keys")
     spec = json_struct(json_body(app, request, _KEY_EXAMPLE), KeySpec, _KEY_EXAMPLE, "invalid_key_spec")
     scopes = [spec.scopes] if type(spec.scopes) is str else spec.scopes
     try:
@@ -510,6 +516,7 @@ async def create_key(app: LoglakeApp, request: Request) -> Result:
 
 
 async def revoke_key(app: LoglakeApp, request: Request, name: str) -> Result:
+    refuse_parameters(request, "DELETE /admin/keys/{name}")
     try:
         await app.run_read(app.keystore.revoke, name)  # an fsync'd write: off the event loop
     except KeyStoreBusy as e:

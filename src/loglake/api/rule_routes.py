@@ -38,6 +38,7 @@ def _rule(app: LoglakeApp, rule_id: str) -> Rule:
 
 
 async def list_rules(app: LoglakeApp, request: Request) -> Result:
+    refuse_parameters(request, "GET /rules")
     scheduler = _scheduler(app)
     folder = scheduler.folder
     runs = await app.run_read(read_summaries, scheduler.data_dir)
@@ -74,6 +75,7 @@ async def get_rule(app: LoglakeApp, request: Request, rule_id: str) -> Result:
 
 async def test_rule(app: LoglakeApp, request: Request, rule_id: str) -> Result:
     """The rule's inline tests, in a throwaway loglake (as `loglake rules test`)."""
+    refuse_parameters(request, "POST /rules/{ruleId}/test")
     rule = _rule(app, rule_id)
     outcomes = await app.run_query(lambda: run_tests([rule]))
     return Result(
@@ -88,6 +90,7 @@ async def test_rule(app: LoglakeApp, request: Request, rule_id: str) -> Result:
 
 async def backtest_rule(app: LoglakeApp, request: Request, rule_id: str) -> Result:
     """What the rule would have raised over a period of the lake's history, per day (as `loglake rules backtest`)."""
+    refuse_parameters(request, "POST /rules/{ruleId}/backtest")
     rule = _rule(app, rule_id)
     body = json_body(app, request, _BACKTEST_EXAMPLE)
     unknown = body.keys() - {"since", "until"}

@@ -16,7 +16,7 @@ import msgspec
 
 from loglake.api.auth import SESSION_COOKIE, session_token
 from loglake.api.http import ApiError, Request, json_object, json_struct
-from loglake.api.routes import JSON_TYPES, Result
+from loglake.api.routes import JSON_TYPES, Result, refuse_parameters
 from loglake.ask.providers import NOT_CONFIGURED
 from loglake.keys import hash_secret
 from loglake.model import format_datetime
@@ -66,6 +66,7 @@ async def create_session(app: LoglakeApp, request: Request) -> Result:
 
 
 async def _sign_in(app: LoglakeApp, request: Request, form: bool) -> Result:
+    refuse_parameters(request, "POST /session")  # a sign-in form's error goes back to the sign-in page
     _refuse_other_sites(request)
     secret = _submitted_key(request, form)
     home = (b"location", return_path(_form_fields(request).get("next", "")).encode()) if form else None
@@ -126,6 +127,7 @@ def _form_fields(request: Request) -> dict[str, str]:
 
 
 async def get_session(app: LoglakeApp, request: Request) -> Result:
+    refuse_parameters(request, "GET /session")
     if not app.auth.enabled:
         return _anonymous(app)
     token = session_token(request)
@@ -138,6 +140,7 @@ async def get_session(app: LoglakeApp, request: Request) -> Result:
 async def delete_session(app: LoglakeApp, request: Request) -> Result:
     """Sign out. A session that is already over (or no cookie at all) is signed out too: 204 either way,
     the cookie cleared; a live session's sign-out needs its CSRF token like any other change."""
+    refuse_parameters(request, "DELETE /session")
     token = session_token(request)
     if token and app.auth.enabled:
         try:

@@ -11,7 +11,7 @@ from loglake.amplify.reports import apps_with_rows
 from loglake.api import rule_routes
 from loglake.api.auth import session_token
 from loglake.api.http import ApiError, Request
-from loglake.api.routes import Result
+from loglake.api.routes import Result, refuse_parameters
 from loglake.api.session_routes import login_url
 from loglake.ui.assets import Assets, File
 
@@ -71,6 +71,7 @@ async def asset(app: LoglakeApp, request: Request, version: str, name: str) -> R
 
 async def amplify_apps(app: LoglakeApp, request: Request) -> Result:
     """The apps whose access logs are in the lake (collected or imported): the reports' choices."""
+    refuse_parameters(request, "GET /amplify/apps")
     if app.lake is None:
         raise ApiError(501, "not_available", "Amplify reports need the lake, which this server's store does not have")
     return Result(200, {"apps": await app.run_read(apps_with_rows, app.store.read)})

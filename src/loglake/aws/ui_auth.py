@@ -31,7 +31,7 @@ from loglake.api import session_routes
 from loglake.api.app import ROUTES, LoglakeApp, Route, Router
 from loglake.api.auth import Unauthorized, cookie_value, require_csrf_token, session_token
 from loglake.api.http import ApiError, Request
-from loglake.api.routes import Result
+from loglake.api.routes import Result, refuse_parameters
 from loglake.api.session_routes import UI_HOME
 from loglake.api.ui_routes import REVALIDATE, assets
 from loglake.aws.athena_search import AthenaSearch
@@ -218,6 +218,7 @@ async def api_key_sign_in(app: CognitoUiApp, request: Request) -> Result:
 async def athena_tables(app: CognitoUiApp, request: Request) -> Result:
     """GET /tables for the SQL page: the lake's tables as Athena has them (the catalog's Glue tables,
     whose partitions are projected, so none are listed)."""
+    refuse_parameters(request, "GET /tables")
     tables = [
         {
             "name": table.name,

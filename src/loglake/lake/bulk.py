@@ -8,7 +8,8 @@ Batches that arrive while the writers are busy wait, and the next free writer jo
 one write (a group commit, as the hot store commits records): one part per day for them all, one fsync,
 one catalog commit, each batch answered once that commit is in. Shippers send small batches (Filebeat 1,600
 documents, the OpenTelemetry SDK 512): one part each would cost a Parquet file, its fsync and its commit per
-request, and compaction would then rewrite hundreds of tiny parts. A joined write is all or nothing like a
+request, and compaction would then rewrite hundreds of tiny parts. So small batches wait for a writer at work
+rather than start another, until they add up to WRITER_ROWS. A joined write is all or nothing like a
 batch's, so each batch is still all in the lake or not at all.
 
 Compaction later merges these parts into the day's large files, as it does the flush's. A batch's journal
@@ -41,6 +42,11 @@ from loglake.store.sqlite import SQLiteHotStore
 BULK_THREADS = min(4, os.cpu_count() or 1)
 # Rows a write joins at most from the batches waiting: a part of the size a flush round writes.
 JOINED_ROWS = 200_000
+# Rows that must be waiting for another writer to start while one is at work (a row group's worth); fewer
+# wait for that one, which joins them. A part costs milliseconds of CPU to write, publish and later merge,
+# whatever its size: Filebeat's bulks of 1,600 documents written a part each took 2 us of CPU per record
+# more in the bulk and merge threads than the same records in 10 MB bulks (bench/protocols_ingest.py).
+WRITER_ROWS = 8 * 1024
 
 
 class BulkWriter:
@@ -70,7 +76,7 @@ class BulkWriter:
         done: Future[list[LakeFile]] = Future()
         with self._lock:
             self._waiting.append((table, done))
-            if self._writing == BULK_THREADS:
+            if self._writing == BULK_THREADS or (self._writing and self._waiting_rows() < WRITER_ROWS):
                 return done  # a writer at work takes it when it is done
             self._writing += 1
             if self._threads is None:
@@ -96,6 +102,9 @@ class BulkWriter:
             else:
                 for _, done in joined:
                     done.set_result(files)
+
+    def _waiting_rows(self) -> int:
+        return sum(table.num_rows for table, _ in self._waiting)
 
     def _take_waiting(self) -> list[tuple[pa.Table, Future[list[LakeFile]]]]:
         """The waiting batches, oldest first, up to JOINED_ROWS (at least one); called holding the lock."""

@@ -37,12 +37,15 @@ ACCESS_HINT = (
 
 
 _SET_ADVICE = re.compile(r'\s*(?:Use |Try |You can )?["`]?SET [^.]*\.?', re.IGNORECASE)
+# Where a Python traceback starts in DuckDB's message: on a line of its own (an import that failed), or after
+# "Detail: Python exception:" (a live table's generator raised; what it raised is said before that too).
+_TRACEBACK = re.compile(r"(?:\.?\s*Detail: Python exception:)?\s*Traceback \(most recent call last\)")
 
 
 def _message(error: Exception) -> str:
     """DuckDB's message, without a Python traceback it may carry (server paths are no client's business)
     and without its advice to change a setting, which the sandbox never lets a query do."""
-    text = str(error).split("\nTraceback (most recent call last)", 1)[0].strip()
+    text = _TRACEBACK.split(str(error), 1)[0].strip()
     return _SET_ADVICE.sub("", text).strip()
 
 

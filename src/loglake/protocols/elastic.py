@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import repeat
 from operator import attrgetter, contains, methodcaller
 from typing import Any
@@ -52,9 +51,10 @@ class BulkRefused(ValueError):
         self.error_type = error_type
 
 
-@dataclass(slots=True)
-class BulkItem:
-    """One action of a bulk request and, once decided, its outcome."""
+class BulkItem(msgspec.Struct, gc=False):
+    """One action of a bulk request and, once decided, its outcome. A struct, not a dataclass: a bulk's tens of
+    thousands are made in C in about half the time, and none is tracked by the garbage collector (they hold
+    only text and numbers, no cycle)."""
 
     action: str
     index: str | None

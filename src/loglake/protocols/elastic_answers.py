@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import groupby, repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -55,34 +57,49 @@ _ITEM_FIELD = re.compile(r"items\.\*\.(\w+)")  # a field of every item's entry (
 def bulk_answer(items: list[BulkItem], took_ms: int, keep: AnswerFilter | None = None) -> bytes:
     """Elasticsearch's bulk response as JSON: one entry per action in the request's order, `errors` when any
     failed; with `keep`, only what it names (an entry left with nothing is left out, as Elasticsearch
-    leaves it). A stored item's entry is the same text but for its id, made once per action, index and
-    status: a dict per item, encoded, took more of the event loop than the rest of the request."""
+    leaves it). Stored items come in runs of one action, index and status, whose entries are the same text
+    but for their ids: a run is that text joined around its ids, and the answer one join of the runs' pieces.
+    (A dict per item, encoded, took more of the event loop than the rest of the request; then an entry text
+    per item, and the answer copied whole three times, 0.7 us an item, half of that now: a 10 MB bulk's answer
+    is some 7 MB.)"""
     fields = None if keep is None else keep.item_fields
     stored: dict[tuple[str, str | None, int], tuple[bytes, bytes | None]] = {}
-    entries = []
+    entries: list[tuple[bytes, ...]] = []  # an item's entry, or a run of stored items' in pieces
     errors = False
-    for item in items:
-        if item.error is None:
-            key = (item.action, item.index, item.status)
+    for (action, index, status, error), same in groupby(items, _OUTCOME):
+        if error is None:
+            key = (action, index, status)
             around = stored.get(key)
             if around is None:
                 around = stored[key] = _stored_entry(*key, fields)
             before, after = around
-            entries.append(before if after is None else before + _encode(item.doc_id) + after)
+            run = list(same)
+            if after is not None:
+                entries.append((before, (after + b"," + before).join(map(_encode, map(_DOC_ID, run))), after))
+            elif before:
+                entries.append((b",".join(repeat(before, len(run))),))
         else:
             errors = True
-            error_type, reason = item.error
-            entry = {"_index": item.index, "_id": item.doc_id, "status": item.status}
-            entry["error"] = {"type": error_type, "reason": reason}
-            kept = _kept(entry, fields)
-            entries.append(_encode({item.action: kept}) if kept else b"")
+            error_type, reason = error
+            for item in same:
+                entry = {"_index": item.index, "_id": item.doc_id, "status": item.status}
+                entry["error"] = {"type": error_type, "reason": reason}
+                if kept := _kept(entry, fields):
+                    entries.append((_encode({item.action: kept}),))
     answer = {"errors": b"true" if errors else b"false", "took": b"%d" % took_ms}
     if keep is not None:
-        entries = list(filter(None, entries))
         answer = {name: text for name, text in answer.items() if name in keep.top}
-    if entries and (keep is None or "items" in keep.top):
-        answer["items"] = b"[%b]" % b",".join(entries)
-    return b"{%b}\n" % b",".join(b'"%b":%b' % (name.encode(), text) for name, text in answer.items())
+    head = b",".join(b'"%b":%b' % (name.encode(), text) for name, text in answer.items())
+    if not entries or (keep is not None and "items" not in keep.top):
+        return b"{%b}\n" % head
+    pieces = [b"{", head, b',"items":[' if head else b'"items":[', *entries[0]]
+    for entry in entries[1:]:
+        pieces += (b",", *entry)
+    return b"".join([*pieces, b"]}\n"])
+
+
+_OUTCOME = attrgetter("action", "index", "status", "error")
+_DOC_ID = attrgetter("doc_id")
 
 
 # What Elasticsearch says of a stored document after its _index and _id (a bulk item adds its status), and

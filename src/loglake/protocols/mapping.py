@@ -1,5 +1,5 @@
 """What the protocols share when they map their records onto loglake's: service names, trace context in
-fields, and rejections."""
+fields (and in a W3C traceparent), and rejections."""
 
 from __future__ import annotations
 
@@ -42,6 +42,20 @@ def take_ids(fields: dict[str, Any]) -> tuple[str | None, str | None]:
     return trace_id, span_id
 
 
+# W3C Trace Context's traceparent: version, trace id, parent (span) id, flags; a later version may add fields.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-.*)?", re.DOTALL)
+
+
+def traceparent_ids(value: Any) -> tuple[str, str] | None:
+    """The trace and span ids of a W3C `traceparent` (`00-<trace id>-<parent id>-<flags>`, lowercase hex), None
+    when `value` is not one: version ff, more after the flags of version 00, or an id of all zeros."""
+    found = _TRACEPARENT.fullmatch(value) if type(value) is str else None
+    if found is None or found[1] == "ff" or (found[1] == "00" and found[4] is not None):
+        return None
+    trace_id, span_id = hex_id(found[2], TRACE_ID_HEX_DIGITS), hex_id(found[3], SPAN_ID_HEX_DIGITS)
+    return (trace_id, span_id) if trace_id is not None and span_id is not None else None
+
+
 def rejection_message(problems: list[Problem], total: int) -> str:
     """One line saying how many of `total` records were refused and why, naming the first few."""
     bad = sorted({p.index for p in problems})
@@ -51,7 +65,11 @@ def rejection_message(problems: list[Problem], total: int) -> str:
 
 
 SMALLEST_PLAUSIBLE_NANOS = SMALLEST_PLAUSIBLE_MS * 1_000_000  # Unix nanoseconds before this: not nanoseconds
-NANOS_EXAMPLE = '"1793577600000000000"'  # a time in Unix nanoseconds, as Loki and OTLP/JSON take them
+# The time error advice shows (2026-11-02T00:00:00Z): one a reader can send back and have taken, so within the
+# retention's reach of today (tests send it).
+EXAMPLE_SECONDS = 1793577600
+NANOS_EXAMPLE = f'"{EXAMPLE_SECONDS}000000000"'  # as Loki and OTLP/JSON take a time: Unix nanoseconds in a string
+SECONDS_EXAMPLE = f"{EXAMPLE_SECONDS}.123"  # as Splunk HEC takes one: epoch seconds, a fraction in decimals
 
 
 def nanos_advice(nanos: int) -> str:

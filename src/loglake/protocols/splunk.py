@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from loglake.decode_errors import in_words
 from loglake.ingest_columns import binary_array
 from loglake.protocols.columns import RecordColumns
-from loglake.protocols.mapping import take_ids
+from loglake.protocols.mapping import SECONDS_EXAMPLE, take_ids
 from loglake.protocols.names import level_severity, safe_name
 from loglake.times import epoch_unit
 
@@ -395,7 +395,7 @@ def _epoch_ms(value: float | str, number: int) -> int:
     except ValueError:
         seconds = math.nan
     if not math.isfinite(seconds):
-        raise HecError(6, f"event {number}: `time` must be epoch seconds, like 1426279439.123", number)
+        raise HecError(6, f"event {number}: `time` must be epoch seconds, like {SECONDS_EXAMPLE}", number)
     if seconds >= _FINER_THAN_SECONDS:
         sent = int(value) if type(value) is float and value.is_integer() else value  # (decoded as a float)
         raise HecError(6, f"event {number}: `time` {sent} {_finer_unit(seconds)}", number)
@@ -408,7 +408,7 @@ _FINER_THAN_SECONDS = 1e11
 
 
 def _finer_unit(seconds: float) -> str:
-    return f"looks like epoch {epoch_unit(seconds)}; HEC's `time` is epoch seconds, like 1426279439.123"
+    return f"looks like epoch {epoch_unit(seconds)}; HEC's `time` is epoch seconds, like {SECONDS_EXAMPLE}"
 
 
 def raw_columns(body: bytes, params: dict[str, str]) -> RecordColumns:

@@ -48,7 +48,8 @@ _HEADS = pa.array([HEAD_OF_PRI[str(pri)] for pri in _BY_PRI], pa.string())
 @dataclass
 class SyslogBatch:
     """Syslog messages as the record's columns, in arrival order: epoch ms (int64), service, severity,
-    message and attributes (JSON text) as Arrow arrays; `unparsed` of them kept whole with a parse_error."""
+    message and attributes (JSON text) as Arrow arrays; `unparsed` of them kept whole with a parse_error;
+    the trace and span ids that STRUCTURED-DATA gave (None: none did)."""
 
     timestamps: pa.Array
     services: pa.Array
@@ -56,6 +57,8 @@ class SyslogBatch:
     messages: pa.Array
     attributes: pa.Array
     unparsed: int = 0
+    trace_ids: pa.Array | None = None
+    span_ids: pa.Array | None = None
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -69,6 +72,8 @@ class SyslogBatch:
             pa.array(columns.messages, pa.string()),
             pa.array(columns.attributes, pa.binary()).cast(pa.string()),
             columns.unparsed,
+            None if columns.trace_ids is None else pa.array(columns.trace_ids, pa.string()),
+            None if columns.span_ids is None else pa.array(columns.span_ids, pa.string()),
         )
 
     @classmethod
@@ -77,7 +82,16 @@ class SyslogBatch:
             return batches[0]
         fields = ("timestamps", "services", "severities", "messages", "attributes")
         columns = [pa.concat_arrays([getattr(batch, name) for batch in batches]) for name in fields]
-        return cls(*columns, sum(batch.unparsed for batch in batches))
+        ids = [_concat_ids([getattr(batch, name) for batch in batches], batches) for name in ("trace_ids", "span_ids")]
+        return cls(*columns, sum(batch.unparsed for batch in batches), *ids)
+
+
+def _concat_ids(columns: list[pa.Array | None], batches: list[SyslogBatch]) -> pa.Array | None:
+    """The batches' trace (or span) ids as one column, nulls for a batch without; None when none has any."""
+    if all(column is None for column in columns):
+        return None
+    filled = [pa.nulls(len(batch), pa.string()) if c is None else c for c, batch in zip(columns, batches, strict=True)]
+    return pa.concat_arrays(filled)
 
 
 def parse_batch(frames: list[bytes], peer: str, bounds: TimeBounds, limits: Limits) -> SyslogBatch:

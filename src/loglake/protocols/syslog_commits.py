@@ -174,6 +174,8 @@ class Batcher:
                     batch.attributes.cast(pa.binary()).to_pylist(),
                     self.service.limits,
                     self.service.now_ms(),
+                    trace_ids=None if batch.trace_ids is None else batch.trace_ids.to_pylist(),
+                    span_ids=None if batch.span_ids is None else batch.span_ids.to_pylist(),
                 )
             if table is not None:
                 await self.service.write_table(table)
@@ -201,10 +203,22 @@ def _records(batch: SyslogBatch) -> list[NewRecord]:
     timestamps = batch.timestamps.to_pylist()
     columns = (batch.services, batch.severities, batch.messages, batch.attributes.cast(pa.binary()))
     services, severities, messages, attributes = (column.to_pylist() for column in columns)
+    none = [None] * len(timestamps)
+    trace_ids, span_ids = (
+        none if column is None else column.to_pylist() for column in (batch.trace_ids, batch.span_ids)
+    )
     return [
-        NewRecord(log_id, ts, service, LOG_TYPE, SEVERITY_ALIASES[severity], message, attributes, None)
-        for log_id, ts, service, severity, message, attributes in zip(
-            ids.uuid7_many(timestamps), timestamps, services, severities, messages, attributes, strict=True
+        NewRecord(log_id, ts, service, LOG_TYPE, SEVERITY_ALIASES[severity], message, attributes, None, trace, span)
+        for log_id, ts, service, severity, message, attributes, trace, span in zip(
+            ids.uuid7_many(timestamps),
+            timestamps,
+            services,
+            severities,
+            messages,
+            attributes,
+            trace_ids,
+            span_ids,
+            strict=True,
         )
     ]
 

@@ -10,6 +10,10 @@ The mapping onto the loglake record:
   `attributes.syslog_timestamp`;
 - HOSTNAME, PROCID (or the tag's `[pid]`), MSGID and STRUCTURED-DATA (`{SD-ID: {PARAM: value}}`; a
   repeated parameter gives a list) to `attributes`, with the sender's address as `attributes.peer`;
+- the ids of the first SD element that gives one, in `trace_id` and `span_id` parameters
+  (`[otel trace_id="..." span_id="..."]`: OpenTelemetry's names where a format has no place of its own,
+  mapping.take_ids) or, failing those, in a W3C `traceparent`, to `trace_id` and `span_id`, taken out of the
+  element (an element left empty goes); a value that is no id stays as sent;
 - MSG to `message` (a leading BOM or space dropped; bytes that are not UTF-8 replaced by U+FFFD); no MSG: the
   whole syslog line.
 
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from loglake.model import DEFAULT_SERVICE, NAME_PATTERN, Limits, TimeBounds
+from loglake.protocols.mapping import take_ids, traceparent_ids
 from loglake.protocols.syslog_framing import TruncatedFrame
 from loglake.protocols.syslog_times import rfc3164_time, rfc3339_times
 from loglake.times import SMALLEST_PLAUSIBLE_MS
@@ -91,6 +96,8 @@ class SyslogColumns:
     messages: list[str] = field(default_factory=list)
     attributes: list[bytes] = field(default_factory=list)
     unparsed: int = 0  # messages kept whole with a parse_error
+    trace_ids: list[str | None] | None = None  # None: no message gave one
+    span_ids: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -108,6 +115,7 @@ class _Parts:
     heads: list[str]
     extra: dict[int, dict] = field(default_factory=dict)
     bsd: set[int] = field(default_factory=set)  # the records whose time is RFC 3164's
+    ids: dict[int, tuple[str | None, str | None]] = field(default_factory=dict)  # (trace, span) given in SD
 
     @classmethod
     def sized(cls, count: int) -> _Parts:
@@ -123,6 +131,8 @@ class _Parts:
             self.extra[index] = other.extra[at]
         if at in other.bsd:
             self.bsd.add(index)
+        if at in other.ids:
+            self.ids[index] = other.ids[at]
 
 
 def parse_messages(frames: list[bytes], peer: str, bounds: TimeBounds, limits: Limits) -> SyslogColumns:
@@ -153,7 +163,11 @@ def parse_messages(frames: list[bytes], peer: str, bounds: TimeBounds, limits: L
     encoded = [text.encode() for text in attributes]
     if max(map(len, encoded)) > limits.max_attribute_bytes:
         _fit_attributes(parts, encoded, lines(), tail, limits)
-    return SyslogColumns(stamps, parts.services, parts.severities, parts.messages, encoded, _unparsed(parts))  # type: ignore[arg-type]
+    columns = SyslogColumns(stamps, parts.services, parts.severities, parts.messages, encoded, _unparsed(parts))  # type: ignore[arg-type]
+    if parts.ids:
+        given = [parts.ids.get(index, (None, None)) for index in range(len(frames))]
+        columns.trace_ids, columns.span_ids = (list(ids) for ids in zip(*given, strict=True))
+    return columns
 
 
 def _one_by_one(texts: list[str]) -> _Parts:
@@ -202,9 +216,7 @@ def _from_5424(rows: Sequence[tuple], lines: Callable[[], list[str]]) -> _Parts:
         prefix = f',"{name}":"'
         pieces.append(["" if value == NIL else f'{prefix}{value}"' for value in column])
     if data.count(NIL) != len(data):
-        pieces.append(
-            ["" if sd == NIL else ',"structured_data":' + _encode(_structured_data(sd)).decode() for sd in data]
-        )
+        pieces.append([_structured_data_attribute(parts, i, sd) if sd != NIL else "" for i, sd in enumerate(data)])
     parts.heads = list(map("".join, zip(*pieces, strict=True)))
     parts.messages = [message[1:] if message[:1] in LEADING else message for message in messages if message]
     if len(parts.messages) != len(messages):  # no MSG (None from match, "" from findall): the whole line
@@ -337,6 +349,30 @@ def service_name(app: str) -> str:
 
 def json_text(value: str) -> str:
     return _encode(value).decode()
+
+
+def _structured_data_attribute(parts: _Parts, index: int, text: str) -> str:
+    """The record's structured_data attribute (JSON text after a comma; none when no element is left), its
+    trace and span ids taken into parts.ids."""
+    elements = _structured_data(text)
+    ids = _take_ids(elements)
+    if ids != (None, None):
+        parts.ids[index] = ids
+    return ',"structured_data":' + _encode(elements).decode() if elements else ""
+
+
+def _take_ids(elements: dict) -> tuple[str | None, str | None]:
+    """The trace and span ids of the first SD element that gives one (see the module's docstring)."""
+    for sd_id, params in elements.items():
+        trace_id, span_id = take_ids(params)
+        if trace_id is None and span_id is None and (both := traceparent_ids(params.get("traceparent"))):
+            trace_id, span_id = both
+            del params["traceparent"]
+        if trace_id is not None or span_id is not None:
+            if not params:
+                del elements[sd_id]
+            return trace_id, span_id
+    return None, None
 
 
 def _structured_data(text: str) -> dict:

@@ -1,0 +1,101 @@
+"""The query parameters of Elasticsearch's bulk API, checked as Elasticsearch checks them, and its `pretty`
+form of an answer. Pure, no I/O.
+
+Elasticsearch refuses a parameter an API does not document (400 illegal_argument_exception, "request
+[/_bulk] contains unrecognized parameter: [foo]", with the known ones a name is close to), so a shipper
+misconfigured against loglake hears of it as it would from Elasticsearch. The documented ones are taken;
+loglake needs none of them but filter_path, pretty and format (a single node has no shards to wait for, no
+refresh to make, no pipelines, routing or aliases; a stored record is durable and readable at once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+
+# Elasticsearch 9's bulk API (its REST API specification, bulk.json, and the API reference), and the
+# parameters every Elasticsearch API takes.
+BULK_PARAMS = frozenset(
+    {
+        "include_source_on_error",
+        "list_executed_pipelines",
+        "pipeline",
+        "refresh",
+        "require_alias",
+        "require_data_stream",
+        "routing",
+        "_source",
+        "_source_excludes",
+        "_source_includes",
+        "timeout",
+        "wait_for_active_shards",
+    }
+)
+COMMON_PARAMS = frozenset({"error_trace", "filter_path", "format", "human", "pretty"})
+
+
+class RefusedParameter(ValueError):
+    """A request's query parameter Elasticsearch would refuse: its message is Elasticsearch's reason."""
+
+
+def check(path: str, query: Mapping[str, str], known: frozenset[str]) -> bool:
+    """Whether the answer is to be pretty-printed; RefusedParameter when a parameter is not among `known` and
+    COMMON_PARAMS, when `pretty` is neither true nor false, or `format` asks for other than JSON."""
+    unknown = sorted(query.keys() - known - COMMON_PARAMS)
+    if unknown:
+        raise RefusedParameter(unrecognized(path, unknown, known | COMMON_PARAMS))
+    if query.get("format", "json").lower() not in ("json", ""):
+        raise RefusedParameter(f"format [{query['format']}]: loglake answers in JSON only (format=json, or none)")
+    pretty = query.get("pretty", "false")
+    if pretty not in ("", "true", "false"):  # a bare ?pretty means true, as in Elasticsearch
+        raise RefusedParameter(f"Failed to parse value [{pretty}] as only [true] or [false] are allowed.")
+    return pretty != "false"
+
+
+def unrecognized(path: str, names: list[str], candidates: Iterable[str]) -> str:
+    """Elasticsearch's reason for unknown parameters (`names`, sorted): each followed by the candidates more
+    than half alike (Lucene's Levenshtein similarity, as Elasticsearch ranks them), the likest first."""
+    described = []
+    for name in names:
+        alike = sorted((-_similarity(name, known), known) for known in candidates)
+        close = [known for score, known in alike if -score > 0.5]
+        if not close:
+            described.append(f"[{name}]")
+        else:
+            any_of = "any of " if len(close) > 1 else ""
+            described.append(f"[{name}] -> did you mean {any_of}[{', '.join(close)}]?")
+    plural = "s" if len(names) > 1 else ""
+    return f"request [{path}] contains unrecognized parameter{plural}: {', '.join(described)}"
+
+
+def _similarity(a: str, b: str) -> float:
+    """1 less the edit distance over the longer length (Lucene's LevenshteinDistance.getDistance)."""
+    if not a or not b:
+        return float(a == b)
+    previous = list(range(len(b) + 1))
+    for i, char in enumerate(a, 1):
+        current = [i]
+        for j, other in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != other)))
+        previous = current
+    return 1 - previous[-1] / max(len(a), len(b))
+
+
+def pretty(answer: bytes | dict[str, Any]) -> bytes:
+    """A JSON answer as Elasticsearch pretty-prints it (Jackson's printer: two spaces a level, `"key" : value`,
+    `[ ]` and `{ }` when empty, a newline at the end)."""
+    value = msgspec.json.decode(answer) if isinstance(answer, bytes) else answer
+    return (_pretty(value, "\n") + "\n").encode()
+
+
+def _pretty(value: Any, newline: str) -> str:
+    inner = newline + "  "
+    if type(value) is dict:
+        fields = [f"{msgspec.json.encode(key).decode()} : {_pretty(item, inner)}" for key, item in value.items()]
+        return "{" + inner + ("," + inner).join(fields) + newline + "}" if fields else "{ }"
+    if type(value) is list:
+        items = [_pretty(item, inner) for item in value]
+        return "[" + inner + ("," + inner).join(items) + newline + "]" if items else "[ ]"
+    return msgspec.json.encode(value).decode()

@@ -1,0 +1,91 @@
+"""Native JSON routes that take no query parameters refuse one (routes.refuse_parameters), as the routes that
+take some refuse one they do not know: a misspelt filter quietly ignored would answer what was not asked."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from loglake.api.app import LoglakeApp
+from tests.conftest import asgi_client, key_for
+
+TAKING_NONE = [
+    ("POST", "/logs"),
+    ("GET", "/tables"),
+    ("GET", "/amplify/status"),
+    ("GET", "/amplify/apps"),
+    ("GET", "/rules"),
+    ("GET", "/healthz"),
+    ("GET", "/openapi.json"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), TAKING_NONE)
+async def test_a_route_taking_no_parameters_refuses_one_naming_it(
+    client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    body = {"message": "sent with a parameter"} if method == "POST" else None
+    assert (await client.request(method, path, json=body)).status_code in (200, 201)
+    response = await client.request(method, path, params={"foo": "1"}, json=body)
+    assert response.status_code == 400, response.text
+    reason = f"unknown parameter; {method} {path} takes none"
+    assert response.json() == {
+        "error": {
+            "code": "invalid_query",
+            "message": f"foo: {reason}",
+            "details": [{"index": None, "field": "foo", "reason": reason}],
+        }
+    }
+
+
+ALERT = "0193a0b0-0000-7000-8000-000000000001"
+
+
+@pytest.mark.parametrize(
+    ("method", "template", "path", "body", "status_without"),
+    [
+        ("POST", "/query", "/query", {"sql": "SELECT 1"}, 200),
+        ("POST", "/alerts/{alertId}/acknowledge", f"/alerts/{ALERT}/acknowledge", {}, 404),
+        ("POST", "/alerts/{alertId}/resolve", f"/alerts/{ALERT}/resolve", {}, 404),
+        ("POST", "/rules/{ruleId}/test", "/rules/none/test", None, 404),
+        ("POST", "/rules/{ruleId}/backtest", "/rules/none/backtest", {"since": "1d"}, 404),
+        ("POST", "/ask", "/ask", {"question": "how many errors?"}, 501),
+        ("POST", "/ask/explain", "/ask/explain", {"sql": "SELECT 1"}, 501),
+        ("POST", "/ask/{conversationId}/rule", f"/ask/{ALERT}/rule", {}, 501),
+        ("GET", "/session", "/session", None, 401),
+        ("DELETE", "/session", "/session", None, 204),
+    ],
+)
+async def test_the_other_native_json_routes_taking_no_parameters_refuse_one_first(
+    client: httpx.AsyncClient, method: str, template: str, path: str, body: dict | None, status_without: int
+) -> None:
+    response = await client.request(method, path, params={"foo": "1"}, json=body)
+    assert response.status_code == 400, response.text
+    reason = f"unknown parameter; {method} {template} takes none"
+    assert response.json()["error"]["details"] == [{"index": None, "field": "foo", "reason": reason}]
+    assert (await client.request(method, path, json=body)).status_code == status_without
+
+
+async def test_key_changes_with_an_unknown_parameter_change_nothing(app: LoglakeApp, client: httpx.AsyncClient) -> None:
+    refused = await client.post("/admin/keys", params={"scopes": "admin"}, json={"name": "ci"})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_query"
+    assert (await client.post("/admin/keys", json={"name": "ci"})).status_code == 201  # not made before: no 409
+    refused = await client.delete("/admin/keys/ci", params={"force": "true"})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_query"
+    assert "ci" in {key.name for key in app.keystore.list()}
+
+
+async def test_a_sign_in_with_an_unknown_parameter_is_refused(app: LoglakeApp) -> None:
+    async with asgi_client(app) as anonymous:
+        key = key_for(app, "read")
+        refused = await anonymous.post("/session", params={"remember": "1"}, json={"key": key})
+        assert refused.status_code == 400 and "set-cookie" not in refused.headers
+        assert refused.json()["error"]["details"][0]["field"] == "remember"
+        assert (await anonymous.post("/session", json={"key": key})).status_code == 200
+
+
+async def test_a_batch_sent_with_an_unknown_parameter_is_not_stored(client: httpx.AsyncClient) -> None:
+    response = await client.post("/logs", params={"service": "api"}, json=[{"message": "a"}, {"message": "b"}])
+    assert response.status_code == 400
+    assert [d["field"] for d in response.json()["error"]["details"]] == ["service"]
+    assert (await client.get("/logs/recent")).json()["count"] == 0

@@ -1,0 +1,85 @@
+"""Elasticsearch's bulk answer, item by item in the request's order, whole or as filter_path names, whatever
+runs of stored and refused items the bulk holds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loglake.protocols.elastic import BulkItem
+from loglake.protocols.elastic_answers import answer_filter, bulk_answer
+
+SHARDS = {"total": 1, "successful": 1, "failed": 0}
+CREATED = {"_version": 1, "result": "created", "_shards": SHARDS, "_seq_no": 0, "_primary_term": 1}
+BAD = {"type": "document_parsing_exception", "reason": "bad"}
+
+
+def items() -> list[BulkItem]:
+    """Two stored creates, a refused one between them and another stored create, an index of an id stored
+    before (kept: 200), and a create into another index whose id JSON must escape."""
+    found = [
+        BulkItem("create", "app", "a", 0),
+        BulkItem("create", "app", "b", 1),
+        BulkItem("create", "app", "c", 2),
+        BulkItem("create", "app", "d", 3),
+        BulkItem("index", "app", "e", 4, status=200),
+        BulkItem("create", "other", 'q"x', 5),
+    ]
+    found[2].refuse("bad")
+    return found
+
+
+def test_the_whole_answer_has_every_items_entry_in_order() -> None:
+    answer = bulk_answer(items(), 5)
+    assert answer.endswith(b"}\n")
+    assert json.loads(answer) == {
+        "errors": True,
+        "took": 5,
+        "items": [
+            {"create": {"_index": "app", "_id": "a", **CREATED, "status": 201}},
+            {"create": {"_index": "app", "_id": "b", **CREATED, "status": 201}},
+            {"create": {"_index": "app", "_id": "c", "status": 400, "error": BAD}},
+            {"create": {"_index": "app", "_id": "d", **CREATED, "status": 201}},
+            {"index": {"_index": "app", "_id": "e", **CREATED, "result": "noop", "status": 200}},
+            {"create": {"_index": "other", "_id": 'q"x', **CREATED, "status": 201}},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("filter_path", "expected"),
+    [
+        (
+            "errors,items.*.error,items.*.status",  # Beats' and Logstash's
+            {
+                "errors": True,
+                "items": [
+                    {"create": {"status": 201}},
+                    {"create": {"status": 201}},
+                    {"create": {"status": 400, "error": BAD}},
+                    {"create": {"status": 201}},
+                    {"index": {"status": 200}},
+                    {"create": {"status": 201}},
+                ],
+            },
+        ),
+        ("items.*.error", {"items": [{"create": {"error": BAD}}]}),
+        (
+            "items.*._id,took",
+            {
+                "took": 5,
+                "items": [{"create": {"_id": i}} for i in "abcd"]
+                + [{"index": {"_id": "e"}}, {"create": {"_id": 'q"x'}}],
+            },
+        ),
+        ("errors", {"errors": True}),
+    ],
+)
+def test_a_filtered_answer_has_what_the_filter_names_and_no_empty_entry(filter_path: str, expected: dict) -> None:
+    assert json.loads(bulk_answer(items(), 5, answer_filter(filter_path))) == expected
+
+
+def test_a_bulk_all_stored_with_nothing_kept_of_its_items_answers_no_items() -> None:
+    stored = [item for item in items() if item.error is None]
+    assert json.loads(bulk_answer(stored, 5, answer_filter("errors,items.*.error"))) == {"errors": False}
