@@ -193,10 +193,9 @@ def _attributes(raw: list[Any], limits: Limits) -> pa.Array | None:
     decide: not an object, too large, not UTF-8, or more brackets or colons than the depth and key
     limits allow (counted over the text, strings included: an upper bound, as in ingest.py)."""
     count = len(raw)
-    joined = b"".join(raw)  # msgspec.Raw has the buffer protocol: one copy, no Python object per value
-    sizes = pa.Array.from_buffers(pa.int32(), count, [None, pa.py_buffer(array.array("i", map(len, raw)))])
-    offsets = pa.concat_arrays([_ZERO, pc.cumulative_sum(sizes)]).buffers()[1]  # a body is far below 2 GiB
-    data = pa.Array.from_buffers(pa.binary(), count, [None, offsets, pa.py_buffer(joined)])
+    data, joined = binary_array(raw)
+    offsets = data.buffers()[1]
+    sizes = pc.binary_length(data)
     absent = None
     if pc.min(sizes).as_py() <= len(_NULL):  # else no value is empty or null
         absent = pc.or_(pc.equal(sizes, 0), pc.equal(data, _NULL))
@@ -229,6 +228,16 @@ def _attributes(raw: list[Any], limits: Limits) -> pa.Array | None:
         except pa.ArrowInvalid:
             return None
     return text if absent is None else pc.if_else(absent, pa.scalar(None, pa.string()), text)
+
+
+def binary_array(values: Sequence[Any]) -> tuple[pa.Array, bytes]:
+    """Byte strings (or msgspec.Raw: anything with the buffer protocol) as one Arrow binary array, with no Python
+    object per value, and the one copy of them all that it holds."""
+    count = len(values)
+    joined = b"".join(values)
+    sizes = pa.Array.from_buffers(pa.int32(), count, [None, pa.py_buffer(array.array("i", map(len, values)))])
+    offsets = pa.concat_arrays([_ZERO, pc.cumulative_sum(sizes)]).buffers()[1]  # a body is far below 2 GiB
+    return pa.Array.from_buffers(pa.binary(), count, [None, offsets, pa.py_buffer(joined)]), joined
 
 
 def _hex_ids(values: list[str | None], digits: int) -> pa.Array | None:

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from loglake.protocols import splunk
+from loglake.protocols.columns import listed
 from tests.protocols import column_rows
 
 # (event, the record expected: message, timestamp, service, severity, log_type, attributes)
@@ -74,10 +75,31 @@ def test_a_time_past_what_a_float_holds_is_refused_naming_the_event() -> None:
     assert (refused.value.code, refused.value.event_number) == (6, 1)
 
 
+def test_sets_of_fields_too_large_to_keep_for_later_batches_map_as_small_ones_do() -> None:
+    events = [{"event": "a", "host": "h", "fields": {"level": "warn", "k": "x" * size}} for size in (10, 2000, 10)]
+    body = b"".join(json.dumps(event).encode() for event in [*events, *events])
+    assert splunk._plain_columns(body) is not None  # mapped rule by rule
+    assert records(body) == [
+        ("a", None, None, "warning", None, b'{"host":"h","k":"%s"}' % (b"x" * size)) for size in (10, 2000, 10) * 2
+    ]
+
+
+def test_times_are_rounded_to_ms_half_to_even_as_the_event_by_event_path_rounds_them() -> None:
+    """Epoch seconds with a fraction of a millisecond: a tie goes to the even ms in both paths."""
+    times = [1426279439.0005, 1426279439.0015, 1426279439.0025, 1426279439.9995, 1426279439.1234567, 2.0005, 1e-4]
+    expected = [1426279439000, 1426279439002, 1426279439002, 1426279440000, 1426279439123, 2001, 0]
+    events = [json.dumps({"event": "a", "time": time}).encode() for time in times]
+    plain = splunk._plain_columns(b"".join(events))
+    assert plain is not None
+    assert listed(plain.timestamps) == expected
+    event_by_event = splunk.event_columns(b"".join([*events, b'{"event": {"message": "b"}, "time": 1}']))
+    assert event_by_event.timestamps == [*expected, 1000]
+
+
 @pytest.mark.parametrize("between", [b"", b"\n", b" "])
 @pytest.mark.parametrize("message", ["line ", "a }{ in line "])
 def test_a_batch_of_many_pieces_of_events_keeps_every_event_in_order(between: bytes, message: str) -> None:
-    """Events are mapped some 64 KiB at a time, split between two of them: sent with or without whitespace
+    """Events are decoded some 64 KiB at a time, split between two of them: sent with or without whitespace
     between them, and with `}{` in their text (where a piece may not end)."""
     texts = [f"{message}{n} {'x' * 50}" for n in range(3000)]
     body = between.join(
@@ -85,7 +107,7 @@ def test_a_batch_of_many_pieces_of_events_keeps_every_event_in_order(between: by
     )
     found = splunk.event_columns(body)
     assert found.messages == texts
-    assert found.timestamps == [n * 1000 for n in range(3000)]
+    assert listed(found.timestamps) == [n * 1000 for n in range(3000)]
     assert found.attributes == [b'{"n":%d}' % n for n in range(3000)]
 
 
@@ -99,13 +121,15 @@ def test_events_that_repeat_a_set_of_fields_each_take_its_mapping_in_every_piece
         else {"event": f"e{n}", "host": "ab"[n % 2], "fields": {"level": "debug"}}
         for n in range(3000)
     ]
-    found = splunk.event_columns(b"".join(json.dumps(event).encode() for event in events))
+    body = b"".join(json.dumps(event).encode() for event in events)
+    assert splunk._plain_columns(body) is not None  # mapped rule by rule
+    found = splunk.event_columns(body)
     assert found.attributes == [
         b'{"host":"%s","k":"v"}' % b"ab"[n % 2 : n % 2 + 1] if n % 3 else b'{"host":"%s"}' % b"ab"[n % 2 : n % 2 + 1]
         for n in range(3000)
     ]
-    assert found.services == [("web" if n % 3 else None) for n in range(3000)]
-    assert found.severities == [("error" if n % 3 else "debug") for n in range(3000)]
+    assert listed(found.services) == [("web" if n % 3 else None) for n in range(3000)]
+    assert listed(found.severities) == [("error" if n % 3 else "debug") for n in range(3000)]
     nested = b"".join(json.dumps(event).encode() for event in [*events, {"event": "x", "fields": {"a": {"b": 1}}}])
     with pytest.raises(splunk.HecError) as refused:
         splunk.event_columns(nested)

@@ -14,13 +14,12 @@ from operator import attrgetter
 from typing import TYPE_CHECKING
 
 import msgspec
+import pyarrow as pa
 
 from loglake.ingest import BULK_MIN_RECORDS, IncomingRecord, ParsedBody
 from loglake.ingest_columns import valid_columns_table
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from loglake.model import Problem
     from loglake.service import LogService
 
@@ -28,16 +27,18 @@ if TYPE_CHECKING:
 @dataclass(slots=True)
 class RecordColumns:
     """The fields of a batch's records, each list in the records' order. Attributes are JSON object text
-    (b"" for none); a timestamp is epoch ms, ISO-8601 text, or None for the time received."""
+    (b"" for none); a timestamp is epoch ms, ISO-8601 text, or None for the time received. A decoder that maps
+    column-wise may give a column other than messages and attributes as an Arrow array (epoch ms as int64,
+    text as string, null for none), which the column check takes as it is: no Python object per value."""
 
     messages: list[str] = field(default_factory=list)
-    timestamps: list[int | str | None] = field(default_factory=list)
-    services: list[str | None] = field(default_factory=list)
-    log_types: list[str | None] = field(default_factory=list)
-    severities: list[str | None] = field(default_factory=list)
+    timestamps: list[int | str | None] | pa.Array = field(default_factory=list)
+    services: list[str | None] | pa.Array = field(default_factory=list)
+    log_types: list[str | None] | pa.Array = field(default_factory=list)
+    severities: list[str | None] | pa.Array = field(default_factory=list)
     attributes: list[bytes] = field(default_factory=list)
-    trace_ids: list[str | None] = field(default_factory=list)
-    span_ids: list[str | None] = field(default_factory=list)
+    trace_ids: list[str | None] | pa.Array = field(default_factory=list)
+    span_ids: list[str | None] | pa.Array = field(default_factory=list)
     ids: list[str | None] | None = None  # the client ids, when the protocol has them
     # Rows the protocol's own rules refuse, said in its terms (a time in its unit, as sent), which the
     # records' check, reading the converted value, would misname: check_valid's (OTLP's partial success).
@@ -50,11 +51,12 @@ class RecordColumns:
         """The records at `rows` (ascending), in their order."""
         if rows and rows[-1] - rows[0] + 1 == len(rows):  # one run of rows, the usual case: slices
 
-            def pick(column: list) -> list:
-                return column[rows[0] : rows[-1] + 1]
+            def pick(column: list | pa.Array) -> list:
+                return listed(column[rows[0] : rows[-1] + 1])
         else:
 
-            def pick(column: list) -> list:
+            def pick(column: list | pa.Array) -> list:
+                column = listed(column)
                 return [column[row] for row in rows]
 
         return RecordColumns(
@@ -76,14 +78,14 @@ class RecordColumns:
             IncomingRecord(message, timestamp, service, log_type, severity, msgspec.Raw(attributes), id_, trace, span)
             for message, timestamp, service, log_type, severity, attributes, id_, trace, span in zip(
                 self.messages,
-                self.timestamps,
-                self.services,
-                self.log_types,
-                self.severities,
+                listed(self.timestamps),
+                listed(self.services),
+                listed(self.log_types),
+                listed(self.severities),
                 self.attributes,
                 ids,
-                self.trace_ids,
-                self.span_ids,
+                listed(self.trace_ids),
+                listed(self.span_ids),
                 strict=True,
             )
         ]
@@ -107,6 +109,11 @@ class RecordColumns:
             trace_ids=self.trace_ids,
             span_ids=self.span_ids,
         )
+
+
+def listed(column: list | pa.Array) -> list:
+    """A column as a list of its values (Python's, of an Arrow array)."""
+    return column.to_pylist() if isinstance(column, pa.Array) else column
 
 
 def check(service: LogService, columns: RecordColumns) -> ParsedBody:

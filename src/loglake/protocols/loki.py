@@ -22,6 +22,7 @@ Streams and entries are counted from 1 in errors, as a reader counts them.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from typing import Any, NamedTuple
 
 import cramjam
 import msgspec
+import pyarrow as pa
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 from google.protobuf.message import DecodeError
 
@@ -143,11 +145,22 @@ _METADATA = attrgetter("structuredMetadata")
 
 
 def _label_pair(wire: bytes) -> tuple[str, str]:
+    """_read_label_pair's, kept for later pushes when the pair is small: a shipper's entries repeat a few pairs
+    (a component, an event, a user), each read once, not once per distinct set of an entry's pairs in a stream."""
+    return _kept_label_pair(wire) if len(wire) <= _KEPT_PAIR_BYTES else _read_label_pair(wire)
+
+
+def _read_label_pair(wire: bytes) -> tuple[str, str]:
+    """A structured metadata pair from its protobuf wire form."""
     try:
         pair = _LabelPair.FromString(wire)
     except DecodeError as e:  # (the push was read with the pairs left as bytes)
         raise MalformedPush(f"a structured metadata pair is not a LabelPairAdapter in protobuf: {e}") from None
     return pair.name, pair.value
+
+
+_kept_label_pair = functools.lru_cache(maxsize=4096)(_read_label_pair)
+_KEPT_PAIR_BYTES = 512  # at most, of a pair kept: the 4096 kept hold about 12 MB at worst, far less as sent
 
 
 @dataclass(slots=True)
@@ -281,51 +294,54 @@ def columns(
     found = RecordColumns()
     starts = []
     special = {*service_labels, *SEVERITY_LABELS, LOG_TYPE_LABEL, *(name for name, _ in ID_FIELDS)}
+    texts: list[bytes] = []  # the attributes of each distinct (stream, structured metadata) of the push
+    sets: list[_Fields] = []  # and what else it gives its entries
+    rows: list[int] = []  # each entry's
     for stream in streams:
         starts.append(len(found))
-        _add_stream(found, stream, service_labels, special)
+        found.messages += stream.lines
+        found.timestamps += stream.times
+        rows += _stream_rows(stream, service_labels, special, texts, sets)
+    found.attributes = list(map(texts.__getitem__, rows))
+    if sets:  # the other fields as Arrow arrays, taken from the sets' (no Python object per entry)
+        numbers = pa.array(rows, pa.int32())
+        found.services, found.severities, found.log_types, found.trace_ids, found.span_ids = (
+            pa.array(column, pa.string()).take(numbers) for column in list(zip(*sets, strict=True))[:5]
+        )
     return found, starts
 
 
-def _add_stream(found: RecordColumns, stream: Stream, service_labels: Sequence[str], special: set[str]) -> None:
+def _stream_rows(
+    stream: Stream, service_labels: Sequence[str], special: set[str], texts: list[bytes], sets: list[_Fields]
+) -> list[int]:
+    """The set (of `texts` and `sets`, added to) of each entry of the stream."""
     fields = _fields(stream.labels, service_labels)
-    first, count = len(found), len(stream.lines)
-    found.messages += stream.lines
-    found.timestamps += stream.times
-    found.services += [fields.service] * count
-    found.severities += [fields.severity] * count
-    found.log_types += [fields.log_type] * count
-    found.trace_ids += [fields.trace_id] * count
-    found.span_ids += [fields.span_id] * count
     plain = _encode(fields.attributes) if fields.attributes else b""
     if not any(stream.metadata):
-        found.attributes += [plain] * count
-        return
-    # The entries of a stream repeat a few sets of metadata (a component, an event): each set is mapped once,
-    # in the order the entries give them, and the few that change a field set it on their entries.
-    mapped = {
-        pairs: _with_metadata(stream, fields, dict(map(stream.pair, pairs)), service_labels, special)
-        if pairs
-        else (plain, None)
-        for pairs in dict.fromkeys(stream.metadata)
-    }
-    found.attributes += map({pairs: text for pairs, (text, _) in mapped.items()}.__getitem__, stream.metadata)
-    changing = {pairs: own for pairs, (_, own) in mapped.items() if own is not None}
-    if not changing:
-        return
-    for index, pairs in enumerate(stream.metadata, start=first):
-        own = changing.get(pairs)
-        if own is not None:
-            found.services[index], found.severities[index], found.log_types[index] = own[:3]
-            found.trace_ids[index], found.span_ids[index] = own.trace_id, own.span_id
+        texts.append(plain)
+        sets.append(fields)
+        return [len(sets) - 1] * len(stream.lines)
+    # The entries of a stream repeat a few sets of metadata (a component, an event): each set is mapped once.
+    numbers: dict[tuple, int] = {}
+    for pairs in dict.fromkeys(stream.metadata):
+        text, own = (
+            _with_metadata(stream, fields, dict(map(stream.pair, pairs)), service_labels, special)
+            if pairs
+            else (plain, fields)
+        )
+        numbers[pairs] = len(sets)
+        texts.append(text)
+        sets.append(own)
+    return list(map(numbers.__getitem__, stream.metadata))
 
 
 def _with_metadata(
     stream: Stream, fields: _Fields, metadata: dict[str, str], service_labels: Sequence[str], special: set[str]
-) -> tuple[bytes, _Fields | None]:
-    """An entry's attributes with its structured metadata, and its fields when the metadata changes them."""
+) -> tuple[bytes, _Fields]:
+    """An entry's attributes with its structured metadata, and its fields: the stream's unless the metadata
+    changes them."""
     if special.isdisjoint(metadata):  # the usual metadata (users, request ids): attributes only
-        return _encode({**fields.attributes, **metadata} if fields.attributes else metadata), None
+        return _encode({**fields.attributes, **metadata} if fields.attributes else metadata), fields
     own = _fields({**stream.labels, **metadata}, service_labels)  # metadata naming the level, service or a trace
     return (_encode(own.attributes) if own.attributes else b""), own
 

@@ -25,17 +25,20 @@ def service_name(given: str) -> str | None:
 
 # Where a log format has no place of its own for them, the names of the trace and span ids, as OpenTelemetry
 # names them ("Trace Context in Legacy Formats"): Loki's labels and structured metadata, Splunk HEC's fields.
-ID_FIELDS = (("trace_id", TRACE_ID_HEX_DIGITS), ("span_id", SPAN_ID_HEX_DIGITS))
+TRACE_ID_FIELD, SPAN_ID_FIELD = "trace_id", "span_id"
+ID_FIELDS = ((TRACE_ID_FIELD, TRACE_ID_HEX_DIGITS), (SPAN_ID_FIELD, SPAN_ID_HEX_DIGITS))
 
 
 def take_ids(fields: dict[str, Any]) -> tuple[str | None, str | None]:
     """The trace and span ids that fields (ID_FIELDS) give as the record keeps them (model.hex_id: 32 and 16 hex
     digits, not all zeros; lowercase), taken out of the fields; a value that is no id stays, as sent."""
-    trace_id, span_id = (hex_id(fields.get(name), digits) for name, digits in ID_FIELDS)
+    # (each by name: asked per distinct set of fields, where a generator over ID_FIELDS took twice the time)
+    trace_id = hex_id(fields.get(TRACE_ID_FIELD), TRACE_ID_HEX_DIGITS)
+    span_id = hex_id(fields.get(SPAN_ID_FIELD), SPAN_ID_HEX_DIGITS)
     if trace_id is not None:
-        del fields["trace_id"]
+        del fields[TRACE_ID_FIELD]
     if span_id is not None:
-        del fields["span_id"]
+        del fields[SPAN_ID_FIELD]
     return trace_id, span_id
 
 

@@ -19,14 +19,18 @@ bad event refuses the request, naming the event's number.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from operator import attrgetter
 from typing import Annotated, Any, NamedTuple
 
 import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from loglake.decode_errors import in_words
+from loglake.ingest_columns import binary_array
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.mapping import SECONDS_EXAMPLE, take_ids
 from loglake.protocols.names import level_severity, safe_name
@@ -249,40 +253,90 @@ def _take_service(fields: dict[str, Any]) -> str | None:
 
 
 def _plain_columns(body: bytes) -> RecordColumns | None:
-    """_columns for events as shippers send them (PlainEvent), each rule run over a piece of the batch's events
-    at a time: their objects stay in the CPU's cache from one rule to the next. None for other events (for
-    _columns, which names an event at fault)."""
-    found = RecordColumns()
-    mapped: dict[tuple[tuple[str | None, ...], bytes], _Mapped] = {}  # the batch's so far: see _add_plain
+    """_columns for events as shippers send them (PlainEvent), each rule run over the batch's events at once,
+    what an event's host, source, sourcetype, index and fields give mapped once per distinct set of them (a
+    batch's events repeat a few). None for other events (for _columns, which names an event at fault)."""
+    try:
+        messages, seconds, metadata, fields = _plain_values(body)
+        times = _plain_times(seconds)
+        if times is None:
+            return None  # (_columns says what the time looks like)
+        sets, rows = _distinct_sets(metadata, fields)
+        mapped = [_plain_mapped(*given) for given in sets]
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError):  # (pa.ArrowInvalid too)
+        return None
+    attributes, *texts = zip(*mapped, strict=True)
+    services, severities, log_types, trace_ids, span_ids = (
+        pa.array(column, pa.string()).take(rows) for column in texts
+    )
+    attributes = list(map(attributes.__getitem__, rows.to_pylist()))  # (which the column check reads as a list)
+    return RecordColumns(messages, times, services, log_types, severities, attributes, trace_ids, span_ids)
+
+
+def _plain_values(body: bytes) -> tuple[list[str], list[float | None], list[tuple[str | None, ...]], list[msgspec.Raw]]:
+    """The events' messages, times, (host, source, sourcetype, index) and fields, decoded _PIECE_BYTES at a time,
+    each piece split between two events: after a `}{` or a line break. One inside a string makes the piece fail
+    to decode (msgspec.DecodeError), and the body take _columns."""
+    messages: list[str] = []
+    times: list[float | None] = []
+    metadata: list[tuple[str | None, ...]] = []
+    fields: list[msgspec.Raw] = []
+    view = memoryview(body)
     start = 0
     while start < len(body):
-        end = _piece_end(body, start + _PIECE_BYTES)
-        try:
-            # decode_lines reads values one after another, with or without whitespace between them.
-            events = _decode_plain_events(memoryview(body)[start:end])
-            # (OverflowError: a time that is not finite: JSON has no infinity, but 1e999 reads as one)
-            times = [None if seconds is None else _ms(seconds) for seconds in map(_TIME, events)]
-            if max(filter(None, times), default=0) >= _FINER_THAN_SECONDS * 1000:
-                return None  # (_columns says what the time looks like)
-            _add_plain(events, times, found, mapped)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, OverflowError, ValueError):
-            return None
+        end = len(body)
+        for between in (b"}{", b"\n"):
+            found = body.find(between, start + _PIECE_BYTES, start + 2 * _PIECE_BYTES)
+            if found >= 0:
+                end = found + 1
+                break
+        # decode_lines reads values one after another, with or without whitespace between them.
+        events = _decode_plain_events(view[start:end])
+        # (each value read while the piece's events are still in the CPU's cache)
+        messages += map(_EVENT, events)
+        times += map(_TIME, events)
+        metadata += map(_PLAIN_KEY, events)
+        fields += map(_FIELDS, events)
         start = end
-    return found
+    return messages, times, metadata, fields
 
 
-_PIECE_BYTES = 64 * 1024  # of events mapped at a time: a few hundred
+_PIECE_BYTES = 64 * 1024  # of events decoded at a time: a few hundred, which the CPU's cache holds
+
+
+def _plain_times(seconds: list[float | None]) -> pa.Array | None:
+    """Epoch seconds as epoch ms, rounded as _ms rounds them (half to even, as Python's round), in one pass;
+    None when one looks finer than seconds. ValueError for one past what epoch ms can be."""
+    ms = pc.round(pc.multiply(pa.array(seconds, pa.float64()), 1000), round_mode="half_to_even")
+    if (pc.max(ms).as_py() or 0) >= _FINER_THAN_SECONDS * 1000:  # (an infinity too: 1e999 reads as one)
+        return None
+    return ms.cast(pa.int64())
+
+
 _TIME = attrgetter("time")
+_FIELDS = attrgetter("fields")
+_EVENT = attrgetter("event")
 
 
-def _piece_end(body: bytes, after: int) -> int:
-    """Where a piece of events ends: after the first `}{` or line break (between two events) within 64 KiB past
-    `after`; else the body's end. One inside a string makes the piece fail to decode, and the body take _columns."""
-    for between in (b"}{", b"\n"):
-        found = body.find(between, after, after + _PIECE_BYTES)
-        if found >= 0:
-            return found + 1
-    return len(body)
+def _distinct_sets(
+    metadata: list[tuple[str | None, ...]], fields: list[msgspec.Raw]
+) -> tuple[list[tuple[tuple[str | None, ...], bytes]], pa.Array]:
+    """The distinct pairs of (host, source, sourcetype, index) and `fields` text, and which of them each event
+    has: the fields told apart by Arrow over all of their text at once, not one Python object each."""
+    encoded = binary_array(fields)[0].dictionary_encode()
+    field_texts = encoded.dictionary.to_pylist()
+    metadata_numbers = {given: number for number, given in enumerate(dict.fromkeys(metadata))}
+    if len(metadata_numbers) == 1:  # (a batch from one host, the usual one)
+        return [(metadata[0], text) for text in field_texts], encoded.indices
+    sets = pc.add(
+        pc.multiply(encoded.indices.cast(pa.int64()), len(metadata_numbers)),
+        pa.array(map(metadata_numbers.__getitem__, metadata), pa.int64()),
+    ).dictionary_encode()
+    distinct_metadata = list(metadata_numbers)
+    return [
+        (distinct_metadata[number % len(distinct_metadata)], field_texts[number // len(distinct_metadata)])
+        for number in sets.dictionary.to_pylist()
+    ], sets.indices
 
 
 class _Mapped(NamedTuple):
@@ -296,39 +350,37 @@ class _Mapped(NamedTuple):
     span_id: str | None
 
 
-def _add_plain(
-    events: list[PlainEvent], times: list[int | None], found: RecordColumns, mapped: dict[tuple, _Mapped]
-) -> None:
-    """Add the records of events as _columns would: the same rules, once per distinct set of the values they
-    read (`mapped`, the batch's so far); msgspec.ValidationError for `fields` that are not flat."""
-    keys = list(zip(map(_PLAIN_KEY, events), map(bytes, map(_FIELDS, events)), strict=True))
-    for key in set(keys).difference(mapped):
-        mapped[key] = _plain_mapped(key)
-    attributes, services, severities, log_types, trace_ids, span_ids = zip(*map(mapped.__getitem__, keys), strict=True)
-    found.attributes += attributes
-    found.services += services
-    found.severities += severities
-    found.log_types += log_types
-    found.trace_ids += trace_ids
-    found.span_ids += span_ids
-    found.messages += map(_EVENT, events)
-    found.timestamps += times
+def _plain_mapped(metadata: tuple[str | None, ...], fields: bytes) -> _Mapped:
+    """_map_plain's, kept for later batches when the set is small: a shipper's batches repeat the same sets (its
+    hosts, services, levels), which are then mapped once, not once a batch."""
+    if len(fields) + sum(map(len, filter(None, metadata))) > _KEPT_SET_SIZE:
+        return _map_plain(metadata, fields)
+    return _kept_plain(metadata, fields)
 
 
-_FIELDS = attrgetter("fields")
-_EVENT = attrgetter("event")
+# Bytes and characters of a set's values, at most, for it to be kept: the 4096 sets kept hold about 25 MB at worst
+# (values of 4-byte characters), about 1 MB as shippers send them.
+_KEPT_SET_SIZE = 512
 
 
-def _plain_mapped(key: tuple[tuple[str | None, ...], bytes]) -> _Mapped:
+def _map_plain(metadata: tuple[str | None, ...], fields: bytes) -> _Mapped:
     """_columns' rules for one event's (host, source, sourcetype, index) and `fields` (JSON text, b"" for none)."""
-    metadata, fields = key
     own = (_decode_plain_fields(fields) if fields else None) or {}
     severity = _take_severity(own)
     service = _take_service(own)
     trace_id, span_id = take_ids(own)
-    attributes = {name: value for name, value in zip(METADATA, metadata, strict=True) if value is not None} | own
+    attributes = _named(metadata) | own
     log_type = None if metadata[2] is None else safe_name(metadata[2])
     return _Mapped(_encode(attributes) if attributes else b"", service, severity, log_type, trace_id, span_id)
+
+
+_kept_plain = functools.lru_cache(maxsize=4096)(_map_plain)
+
+
+@functools.lru_cache(maxsize=256)  # asked per distinct set of fields, of the few host, source... sets of a batch
+def _named(metadata: tuple[str | None, ...]) -> dict[str, str]:
+    """The attributes a (host, source, sourcetype, index) gives, those sent; shared: not to be changed."""
+    return {name: value for name, value in zip(METADATA, metadata, strict=True) if value is not None}
 
 
 def _ms(seconds: float) -> int:
