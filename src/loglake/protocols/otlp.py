@@ -95,8 +95,8 @@ class _Protobuf:
             raise MalformedRequest(f"the body is not an OTLP ExportLogsServiceRequest in protobuf: {e}") from None
         return otlp_mapping.attributes(pairs, self)
 
-    def severity_numbers(self, numbers: list[Any]) -> list[int]:
-        return numbers
+    def severity_number(self, number: int) -> int:
+        return number
 
     def id_texts(self, ids: list[Any]) -> list[str]:
         return list(map(bytes.hex, ids))

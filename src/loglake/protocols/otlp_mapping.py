@@ -19,7 +19,8 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, floordiv
 from typing import Any, Protocol
 
 import msgspec
@@ -39,10 +40,10 @@ _MADE_MOST = 4_096
 _MADE_BYTES_MOST = 2_048
 # Each field of all of a scope's records in one call (map and attrgetter): a comprehension costs more.
 _TIMES = attrgetter("time_unix_nano")
-_NUMBERS = attrgetter("severity_number")
-_TEXTS = attrgetter("severity_text")
+_LEVELS = attrgetter("severity_number", "severity_text")
 _EVENTS = attrgetter("event_name")
 _BODY_TEXTS = attrgetter("body.string_value")
+_IDS = tuple((attrgetter(field), field, digits) for field, digits in ID_FIELDS)
 
 
 class MalformedRequest(ValueError):
@@ -64,8 +65,8 @@ class Encoding(Protocol):
     def record_attributes(self, attribute_set: Hashable) -> dict[str, Any]:
         """The attributes of one of attribute_sets()' values."""
 
-    def severity_numbers(self, numbers: list[Any]) -> list[int]:
-        """The records' severity_number values as numbers."""
+    def severity_number(self, number: Any) -> int:
+        """A severity_number value as a number."""
 
     def id_texts(self, ids: list[Any]) -> list[str]:
         """The records' trace or span ids as hex text ("" for none), whatever they hold."""
@@ -103,11 +104,14 @@ def _add_scope(found: RecordColumns, logs: list[Any], service: str | None, commo
         nanos = [n or log.observed_time_unix_nano for n, log in zip(nanos, logs, strict=True)]
     if min(nanos, default=0) < SMALLEST_PLAUSIBLE_NANOS:  # (one C call for the usual batch: every time plausible)
         _refuse_implausible_times(found, nanos)
-    found.timestamps += [n // 1_000_000 if n else None for n in nanos]
+    if 0 in nanos:
+        found.timestamps += [n // 1_000_000 if n else None for n in nanos]
+    else:  # every record has a time: ms in one C call
+        found.timestamps += map(floordiv, nanos, repeat(1_000_000))
     found.services += [service] * count
     found.log_types += [None] * count
-    levels = list(zip(encoding.severity_numbers(list(map(_NUMBERS, logs))), map(_TEXTS, logs), strict=True))
-    known = {level: _severity(*level) for level in set(levels)}
+    levels = list(map(_LEVELS, logs))
+    known = {level: _severity(encoding.severity_number(level[0]), level[1]) for level in set(levels)}
     found.severities += map({level: severity for level, (severity, _, _) in known.items()}.__getitem__, levels)
     events = list(map(_EVENTS, logs))
     messages = list(map(_BODY_TEXTS, logs))
@@ -115,16 +119,19 @@ def _add_scope(found: RecordColumns, logs: list[Any], service: str | None, commo
         messages = [m or _message(log.body, e, encoding) for m, log, e in zip(messages, logs, events, strict=True)]
     found.messages += messages
     kept_by_level = {level: (text, number) for level, (_, text, number) in known.items()}
-    if all(kept == _NOTHING_KEPT for kept in kept_by_level.values()):  # usually: no list made per record
-        kept = [_NOTHING_KEPT] * len(levels)
-    else:
+    kept = None  # usually: nothing kept by any level, and no list made per record
+    if any(extras != _NOTHING_KEPT for extras in kept_by_level.values()):
         kept = list(map(kept_by_level.__getitem__, levels))
     texts = _attribute_texts(encoding.attribute_sets(logs), events, kept, common, encoding)
-    for (field, digits), column in zip(ID_FIELDS, (found.trace_ids, found.span_ids), strict=True):
-        ids, invalid = _ids(encoding.id_texts(list(map(attrgetter(field), logs))), digits)
+    for (read, field, digits), column in zip(_IDS, (found.trace_ids, found.span_ids), strict=True):
+        sent = list(map(read, logs))
+        if not any(sent):  # usually: no record has one
+            column += [None] * count
+            continue
+        ids, invalid = _ids(encoding.id_texts(sent), digits)
         column += ids
-        for row, sent in invalid:  # kept in the attributes (the record's own of that name wins)
-            texts[row] = _encode({field: sent} | (msgspec.json.decode(texts[row]) if texts[row] else {}))
+        for row, sent_id in invalid:  # kept in the attributes (the record's own of that name wins)
+            texts[row] = _encode({field: sent_id} | (msgspec.json.decode(texts[row]) if texts[row] else {}))
     found.attributes += texts
 
 
@@ -154,15 +161,18 @@ def _lower_hex(text: str) -> bool:
 def _attribute_texts(
     sets: list[Hashable],
     events: list[str],
-    kept: list[tuple[str, int | None]],
+    kept: list[tuple[str, int | None]] | None,
     common: dict[str, Any],
     encoding: Encoding,
 ) -> list[bytes]:
     """The records' attributes as JSON text (b"" for none): a scope's records repeat a few sets of
-    attributes and extras (`kept`: the severity's text and number kept, see _severity), and a sender's
+    attributes and extras (`kept`: the severity's text and number kept, see _severity; None: nothing), and a sender's
     exports repeat them again, so each set is made JSON once (_MADE)."""
-    plain = not any(events) and kept.count(_NOTHING_KEPT) == len(kept)
-    keys: list[Hashable] = sets if plain else list(zip(sets, events, kept, strict=True))
+    plain = kept is None and not any(events)
+    if plain:
+        keys: list[Hashable] = sets
+    else:
+        keys = list(zip(sets, events, [_NOTHING_KEPT] * len(sets) if kept is None else kept, strict=True))
     common_json = _encode(common) if common else b""
     made = dict.fromkeys(keys)
     for key in made:
