@@ -40,10 +40,7 @@ _MADE_MOST = 4_096
 _MADE_BYTES_MOST = 2_048
 # Each field of all of a scope's records in one call (map and attrgetter): a comprehension costs more.
 _TIMES = attrgetter("time_unix_nano")
-_LEVELS = attrgetter("severity_number", "severity_text")
-_EVENTS = attrgetter("event_name")
-_BODY_TEXTS = attrgetter("body.string_value")
-_IDS = tuple((attrgetter(field), field, digits) for field, digits in ID_FIELDS)
+_NUMBERS = attrgetter("severity_number")
 
 
 class MalformedRequest(ValueError):
@@ -72,9 +69,14 @@ class Encoding(Protocol):
         """The records' trace or span ids as hex text ("" for none), whatever they hold."""
 
 
-def columns(request: Any, encoding: Encoding) -> RecordColumns:
-    """Every LogRecord of the request as columns of records to check, in order (see the module's mapping)."""
+def columns(request: Any, encoding: Encoding, merged: Any = None) -> RecordColumns:
+    """Every LogRecord of the request as columns of records to check, in order (see the module's mapping).
+    `merged`: the same request with each scope's records merged into one, whose repeated fields hold one
+    value per record or none (otlp.py), for the fields _each() reads."""
     found = RecordColumns()
+    scopes_merged = (
+        repeat(None) if merged is None else (s.log_records for r in merged.resource_logs for s in r.scope_logs)
+    )
     for resource_logs in request.resource_logs:
         resource = attributes(resource_logs.resource.attributes, encoding)
         named = resource.pop("service.name", None)
@@ -83,6 +85,7 @@ def columns(request: Any, encoding: Encoding) -> RecordColumns:
             resource["service.name"] = named  # kept as sent: the service is only its nearest valid name
         for scope_logs in resource_logs.scope_logs:
             logs = list(scope_logs.log_records)  # a protobuf repeated field builds an object at each step
+            logs_merged = next(scopes_merged)
             if not logs:
                 continue
             scope = scope_logs.scope
@@ -91,13 +94,16 @@ def columns(request: Any, encoding: Encoding) -> RecordColumns:
                 common["otel.scope.name"] = scope.name
             if scope.version:
                 common["otel.scope.version"] = scope.version
-            _add_scope(found, logs, service, common, encoding)
+            _add_scope(found, logs, logs_merged, service, common, encoding)
     return found
 
 
-def _add_scope(found: RecordColumns, logs: list[Any], service: str | None, common: dict, encoding: Encoding) -> None:
-    """The log records of one scope, field by field: a read of a protobuf field builds a Python object, so
-    each field is read once, and what a scope's records share is worked out once per distinct value."""
+def _add_scope(
+    found: RecordColumns, logs: list[Any], merged: Any, service: str | None, common: dict, encoding: Encoding
+) -> None:
+    """The log records of one scope (`merged`: as one record, see columns()), field by field: a read of a protobuf
+    field builds a Python object, so each field is read once (as a column where it can be), and what a scope's
+    records share is worked out once per distinct value."""
     count = len(logs)
     nanos = list(map(_TIMES, logs))
     if 0 in nanos:
@@ -110,11 +116,11 @@ def _add_scope(found: RecordColumns, logs: list[Any], service: str | None, commo
         found.timestamps += map(floordiv, nanos, repeat(1_000_000))
     found.services += [service] * count
     found.log_types += [None] * count
-    levels = list(map(_LEVELS, logs))
+    levels = list(zip(map(_NUMBERS, logs), _each(logs, merged, "severity_text"), strict=True))
     known = {level: _severity(encoding.severity_number(level[0]), level[1]) for level in set(levels)}
     found.severities += map({level: severity for level, (severity, _, _) in known.items()}.__getitem__, levels)
-    events = list(map(_EVENTS, logs))
-    messages = list(map(_BODY_TEXTS, logs))
+    events = _each(logs, merged, "event_name")
+    messages = _each(logs, merged, "body.string_value")
     if not all(messages):  # no body, an empty string, or a value that is not a string
         messages = [m or _message(log.body, e, encoding) for m, log, e in zip(messages, logs, events, strict=True)]
     found.messages += messages
@@ -123,8 +129,8 @@ def _add_scope(found: RecordColumns, logs: list[Any], service: str | None, commo
     if any(extras != _NOTHING_KEPT for extras in kept_by_level.values()):
         kept = list(map(kept_by_level.__getitem__, levels))
     texts = _attribute_texts(encoding.attribute_sets(logs), events, kept, common, encoding)
-    for (read, field, digits), column in zip(_IDS, (found.trace_ids, found.span_ids), strict=True):
-        sent = list(map(read, logs))
+    for (field, digits), column in zip(ID_FIELDS, (found.trace_ids, found.span_ids), strict=True):
+        sent = _each(logs, merged, field)
         if not any(sent):  # usually: no record has one
             column += [None] * count
             continue
@@ -133,6 +139,19 @@ def _add_scope(found: RecordColumns, logs: list[Any], service: str | None, commo
         for row, sent_id in invalid:  # kept in the attributes (the record's own of that name wins)
             texts[row] = _encode({field: sent_id} | (msgspec.json.decode(texts[row]) if texts[row] else {}))
     found.attributes += texts
+
+
+def _each(logs: list[Any], merged: Any, field: str) -> list[Any]:
+    """Each record's `field` (a dotted path), in one step from `merged`'s column of it when that holds one value
+    per record, or none (every record has the default); else read from each record."""
+    read = attrgetter(field)
+    if merged is not None:
+        column = read(merged)
+        if len(column) == len(logs):
+            return column[:]
+        if not column:
+            return [read(logs[0])] * len(logs)
+    return list(map(read, logs))
 
 
 def _ids(sent: list[str], digits: int) -> tuple[list[str | None], list[tuple[int, str]]]:
