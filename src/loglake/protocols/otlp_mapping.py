@@ -106,14 +106,16 @@ def _add_scope(
     records share is worked out once per distinct value."""
     count = len(logs)
     nanos = list(map(_TIMES, logs))
-    if 0 in nanos:
+    earliest = min(nanos)  # (the one look at every time that the usual batch takes: all there, all plausible)
+    if not earliest:
         nanos = [n or log.observed_time_unix_nano for n, log in zip(nanos, logs, strict=True)]
-    if min(nanos, default=0) < SMALLEST_PLAUSIBLE_NANOS:  # (one C call for the usual batch: every time plausible)
+        earliest = min(nanos)
+    if earliest < SMALLEST_PLAUSIBLE_NANOS:
         _refuse_implausible_times(found, nanos)
-    if 0 in nanos:
-        found.timestamps += [n // 1_000_000 if n else None for n in nanos]
-    else:  # every record has a time: ms in one C call
+    if earliest:  # every record has a time: ms in one C call
         found.timestamps += map(floordiv, nanos, repeat(1_000_000))
+    else:
+        found.timestamps += [n // 1_000_000 if n else None for n in nanos]
     found.services += [service] * count
     found.log_types += [None] * count
     levels = list(zip(map(_NUMBERS, logs), _each(logs, merged, "severity_text"), strict=True))
