@@ -219,6 +219,31 @@ async def test_times_bodies_and_ids(client: httpx.AsyncClient) -> None:
     assert by_message["1.5"]["trace_id"] == TRACE.hex() and "span_id" not in by_message["1.5"]
 
 
+def length_delimited(field: int, payload: bytes) -> bytes:
+    """A protobuf field of wire type LEN: its tag, the payload's length (a varint), the payload."""
+    head, size = bytearray([field << 3 | 2]), len(payload)
+    while size > 0x7F:
+        head.append(size & 0x7F | 0x80)
+        size >>= 7
+    return bytes(head + bytes([size]) + payload)
+
+
+async def test_a_field_sent_twice_in_a_record_is_read_as_protobuf_reads_it(client: httpx.AsyncClient) -> None:
+    """A record may carry a field twice (an encoder's concatenated messages): protobuf keeps the last value,
+    merging a message field's two, and the records beside it keep their own (they are read as columns
+    only when each record gives each column at most one value)."""
+    twice = log("first").SerializeToString() + LogRecord(body=text("second"), trace_id=TRACE).SerializeToString()
+    no_body = log("", event_name="cart.emptied", trace_id=TRACE[::-1]).SerializeToString()
+    scope_logs = length_delimited(2, twice) + length_delimited(2, no_body)  # ScopeLogs.log_records
+    resource = ExportLogsServiceRequest.FromString(export()).resource_logs[0].resource.SerializeToString()
+    body = length_delimited(1, length_delimited(1, resource) + length_delimited(2, scope_logs))
+    answer(await post(client, body))
+    by_message = {r["message"]: r for r in await stored(client)}
+    assert by_message.keys() == {"second", "cart.emptied"}
+    assert by_message["second"]["trace_id"] == TRACE.hex()
+    assert by_message["cart.emptied"]["trace_id"] == TRACE[::-1].hex()
+
+
 async def test_a_service_name_that_is_not_a_valid_name_is_made_one(client: httpx.AsyncClient) -> None:
     answer(await post(client, export(log(), resource={"service__name": text("unknown_service:python")})))
     answer(await post(client, export(log("no resource"), resource={})))

@@ -31,25 +31,39 @@ JSON = "application/json"
 _ATTRIBUTES = attrgetter("attributes")
 
 
-def _request_read_type() -> Any:
+def _read_type(merged: bool) -> Any:
     """ExportLogsServiceRequest as opentelemetry-proto's descriptors describe it, but with each LogRecord's
     attribute pairs left as their bytes (the KeyValue wire form, which that field carries either way). Each
     record's pairs are read with the official KeyValue once per distinct set (_Protobuf): a read of a
-    protobuf field builds a Python object, and a record's pairs took most of those reads."""
+    protobuf field builds a Python object, and a record's pairs took most of those reads.
+
+    `merged`: each scope's log_records read as one LogRecord (a message field sent more than once is
+    merged), whose length-delimited fields (_MERGED) are repeated, so each holds every record's value in one
+    list: a column read in one step instead of one Python object per record (see _merged)."""
     pool = descriptor_pool.DescriptorPool()
     for module in (common_pb2, resource_pb2, logs_pb2, logs_service_pb2):
         file = descriptor_pb2.FileDescriptorProto()
         module.DESCRIPTOR.CopyToProto(file)
         for message in file.message_type:
+            fields = {field.name: field for field in message.field}
             if message.name == "LogRecord":
-                attributes = next(field for field in message.field if field.name == "attributes")
-                attributes.type = attributes.TYPE_BYTES
-                attributes.ClearField("type_name")
+                fields["attributes"].type = fields["attributes"].TYPE_BYTES
+                fields["attributes"].ClearField("type_name")
+            if merged and message.name == "ScopeLogs":
+                fields["log_records"].label = fields["log_records"].LABEL_OPTIONAL
+            for name in _MERGED.get(message.name, ()) if merged else ():
+                fields[name].label = fields[name].LABEL_REPEATED
+                fields[name].ClearField("oneof_index")  # (AnyValue's string_value: a repeated field is in no oneof)
         pool.Add(file)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(ExportLogsServiceRequest.DESCRIPTOR.full_name))
 
 
-_RequestRead = _request_read_type()
+# The fields read as columns from the merged reading: only length-delimited ones, which a sender cannot send
+# in a form one reading takes as the field and the other not (a number could come packed, which a repeated
+# field reads as values and a single one as an unknown field).
+_MERGED = {"LogRecord": ("severity_text", "event_name", "trace_id", "span_id"), "AnyValue": ("string_value",)}
+_RequestRead = _read_type(merged=False)
+_MergedRead = _read_type(merged=True)
 
 
 def columns(body: bytes, json: bool) -> RecordColumns:
@@ -59,9 +73,19 @@ def columns(body: bytes, json: bool) -> RecordColumns:
         return otlp_json.columns(body)
     try:
         request = _RequestRead.FromString(body)
+        merged = _MergedRead.FromString(body) if _merged(request, body) else None
     except (DecodeError, RecursionError) as e:
         raise MalformedRequest(f"the body is not an OTLP ExportLogsServiceRequest in protobuf: {e}") from None
-    return otlp_mapping.columns(request, _PROTOBUF)
+    return otlp_mapping.columns(request, _PROTOBUF, merged)
+
+
+def _merged(request: Any, body: bytes) -> bool:
+    """Whether the merged reading's columns line up with `request`'s records (a column with as many values
+    as there are records has one per record): when no record sent a field twice, which protobuf reads as its
+    last value (a message field: the two merged) and the merged reading as two. Protobuf's encoding of what
+    it read is never longer than the body and is shorter when a field came twice, its earlier value dropped
+    (a body in a non-canonical form is shorter too: it is then read record by record)."""
+    return request.ByteSize() == len(body)
 
 
 class _Protobuf:
@@ -95,8 +119,8 @@ class _Protobuf:
             raise MalformedRequest(f"the body is not an OTLP ExportLogsServiceRequest in protobuf: {e}") from None
         return otlp_mapping.attributes(pairs, self)
 
-    def severity_numbers(self, numbers: list[Any]) -> list[int]:
-        return numbers
+    def severity_number(self, number: int) -> int:
+        return number
 
     def id_texts(self, ids: list[Any]) -> list[str]:
         return list(map(bytes.hex, ids))

@@ -216,9 +216,8 @@ class _Json:
         pairs = _read(attribute_set, _PAIRS, common_pb2.KeyValue.DESCRIPTOR, "a logRecord's attributes")  # type: ignore[arg-type]
         return otlp_mapping.attributes(pairs, self)
 
-    def severity_numbers(self, numbers: list[Any]) -> list[int]:
-        names = {name: _severity_number(name) for name in set(numbers) if type(name) is str}
-        return [names.get(n, n) for n in numbers] if names else numbers
+    def severity_number(self, number: int | str) -> int:
+        return _severity_number(number) if type(number) is str else number
 
     def id_texts(self, ids: list[Any]) -> list[str]:
         return ids  # (OTLP/JSON's ids are hex)

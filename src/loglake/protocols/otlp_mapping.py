@@ -19,7 +19,8 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, floordiv
 from typing import Any, Protocol
 
 import msgspec
@@ -40,9 +41,6 @@ _MADE_BYTES_MOST = 2_048
 # Each field of all of a scope's records in one call (map and attrgetter): a comprehension costs more.
 _TIMES = attrgetter("time_unix_nano")
 _NUMBERS = attrgetter("severity_number")
-_TEXTS = attrgetter("severity_text")
-_EVENTS = attrgetter("event_name")
-_BODY_TEXTS = attrgetter("body.string_value")
 
 
 class MalformedRequest(ValueError):
@@ -64,16 +62,21 @@ class Encoding(Protocol):
     def record_attributes(self, attribute_set: Hashable) -> dict[str, Any]:
         """The attributes of one of attribute_sets()' values."""
 
-    def severity_numbers(self, numbers: list[Any]) -> list[int]:
-        """The records' severity_number values as numbers."""
+    def severity_number(self, number: Any) -> int:
+        """A severity_number value as a number."""
 
     def id_texts(self, ids: list[Any]) -> list[str]:
         """The records' trace or span ids as hex text ("" for none), whatever they hold."""
 
 
-def columns(request: Any, encoding: Encoding) -> RecordColumns:
-    """Every LogRecord of the request as columns of records to check, in order (see the module's mapping)."""
+def columns(request: Any, encoding: Encoding, merged: Any = None) -> RecordColumns:
+    """Every LogRecord of the request as columns of records to check, in order (see the module's mapping).
+    `merged`: the same request with each scope's records merged into one, whose repeated fields hold one
+    value per record or none (otlp.py), for the fields _each() reads."""
     found = RecordColumns()
+    scopes_merged = (
+        repeat(None) if merged is None else (s.log_records for r in merged.resource_logs for s in r.scope_logs)
+    )
     for resource_logs in request.resource_logs:
         resource = attributes(resource_logs.resource.attributes, encoding)
         named = resource.pop("service.name", None)
@@ -82,6 +85,7 @@ def columns(request: Any, encoding: Encoding) -> RecordColumns:
             resource["service.name"] = named  # kept as sent: the service is only its nearest valid name
         for scope_logs in resource_logs.scope_logs:
             logs = list(scope_logs.log_records)  # a protobuf repeated field builds an object at each step
+            logs_merged = next(scopes_merged)
             if not logs:
                 continue
             scope = scope_logs.scope
@@ -90,42 +94,66 @@ def columns(request: Any, encoding: Encoding) -> RecordColumns:
                 common["otel.scope.name"] = scope.name
             if scope.version:
                 common["otel.scope.version"] = scope.version
-            _add_scope(found, logs, service, common, encoding)
+            _add_scope(found, logs, logs_merged, service, common, encoding)
     return found
 
 
-def _add_scope(found: RecordColumns, logs: list[Any], service: str | None, common: dict, encoding: Encoding) -> None:
-    """The log records of one scope, field by field: a read of a protobuf field builds a Python object, so
-    each field is read once, and what a scope's records share is worked out once per distinct value."""
+def _add_scope(
+    found: RecordColumns, logs: list[Any], merged: Any, service: str | None, common: dict, encoding: Encoding
+) -> None:
+    """The log records of one scope (`merged`: as one record, see columns()), field by field: a read of a protobuf
+    field builds a Python object, so each field is read once (as a column where it can be), and what a scope's
+    records share is worked out once per distinct value."""
     count = len(logs)
     nanos = list(map(_TIMES, logs))
-    if 0 in nanos:
+    earliest = min(nanos)  # (the one look at every time that the usual batch takes: all there, all plausible)
+    if not earliest:
         nanos = [n or log.observed_time_unix_nano for n, log in zip(nanos, logs, strict=True)]
-    if min(nanos, default=0) < SMALLEST_PLAUSIBLE_NANOS:  # (one C call for the usual batch: every time plausible)
+        earliest = min(nanos)
+    if earliest < SMALLEST_PLAUSIBLE_NANOS:
         _refuse_implausible_times(found, nanos)
-    found.timestamps += [n // 1_000_000 if n else None for n in nanos]
+    if earliest:  # every record has a time: ms in one C call
+        found.timestamps += map(floordiv, nanos, repeat(1_000_000))
+    else:
+        found.timestamps += [n // 1_000_000 if n else None for n in nanos]
     found.services += [service] * count
     found.log_types += [None] * count
-    levels = list(zip(encoding.severity_numbers(list(map(_NUMBERS, logs))), map(_TEXTS, logs), strict=True))
-    known = {level: _severity(*level) for level in set(levels)}
+    levels = list(zip(map(_NUMBERS, logs), _each(logs, merged, "severity_text"), strict=True))
+    known = {level: _severity(encoding.severity_number(level[0]), level[1]) for level in set(levels)}
     found.severities += map({level: severity for level, (severity, _, _) in known.items()}.__getitem__, levels)
-    events = list(map(_EVENTS, logs))
-    messages = list(map(_BODY_TEXTS, logs))
+    events = _each(logs, merged, "event_name")
+    messages = _each(logs, merged, "body.string_value")
     if not all(messages):  # no body, an empty string, or a value that is not a string
         messages = [m or _message(log.body, e, encoding) for m, log, e in zip(messages, logs, events, strict=True)]
     found.messages += messages
     kept_by_level = {level: (text, number) for level, (_, text, number) in known.items()}
-    if all(kept == _NOTHING_KEPT for kept in kept_by_level.values()):  # usually: no list made per record
-        kept = [_NOTHING_KEPT] * len(levels)
-    else:
+    kept = None  # usually: nothing kept by any level, and no list made per record
+    if any(extras != _NOTHING_KEPT for extras in kept_by_level.values()):
         kept = list(map(kept_by_level.__getitem__, levels))
     texts = _attribute_texts(encoding.attribute_sets(logs), events, kept, common, encoding)
     for (field, digits), column in zip(ID_FIELDS, (found.trace_ids, found.span_ids), strict=True):
-        ids, invalid = _ids(encoding.id_texts(list(map(attrgetter(field), logs))), digits)
+        sent = _each(logs, merged, field)
+        if not any(sent):  # usually: no record has one
+            column += [None] * count
+            continue
+        ids, invalid = _ids(encoding.id_texts(sent), digits)
         column += ids
-        for row, sent in invalid:  # kept in the attributes (the record's own of that name wins)
-            texts[row] = _encode({field: sent} | (msgspec.json.decode(texts[row]) if texts[row] else {}))
+        for row, sent_id in invalid:  # kept in the attributes (the record's own of that name wins)
+            texts[row] = _encode({field: sent_id} | (msgspec.json.decode(texts[row]) if texts[row] else {}))
     found.attributes += texts
+
+
+def _each(logs: list[Any], merged: Any, field: str) -> list[Any]:
+    """Each record's `field` (a dotted path), in one step from `merged`'s column of it when that holds one value
+    per record, or none (every record has the default); else read from each record."""
+    read = attrgetter(field)
+    if merged is not None:
+        column = read(merged)
+        if len(column) == len(logs):
+            return column[:]
+        if not column:
+            return [read(logs[0])] * len(logs)
+    return list(map(read, logs))
 
 
 def _ids(sent: list[str], digits: int) -> tuple[list[str | None], list[tuple[int, str]]]:
@@ -154,15 +182,18 @@ def _lower_hex(text: str) -> bool:
 def _attribute_texts(
     sets: list[Hashable],
     events: list[str],
-    kept: list[tuple[str, int | None]],
+    kept: list[tuple[str, int | None]] | None,
     common: dict[str, Any],
     encoding: Encoding,
 ) -> list[bytes]:
     """The records' attributes as JSON text (b"" for none): a scope's records repeat a few sets of
-    attributes and extras (`kept`: the severity's text and number kept, see _severity), and a sender's
+    attributes and extras (`kept`: the severity's text and number kept, see _severity; None: nothing), and a sender's
     exports repeat them again, so each set is made JSON once (_MADE)."""
-    plain = not any(events) and kept.count(_NOTHING_KEPT) == len(kept)
-    keys: list[Hashable] = sets if plain else list(zip(sets, events, kept, strict=True))
+    plain = kept is None and not any(events)
+    if plain:
+        keys: list[Hashable] = sets
+    else:
+        keys = list(zip(sets, events, [_NOTHING_KEPT] * len(sets) if kept is None else kept, strict=True))
     common_json = _encode(common) if common else b""
     made = dict.fromkeys(keys)
     for key in made:
