@@ -17,7 +17,9 @@ Two ways to get the same matches:
 Both are tested to give the same answer on crafted data.
 
 Memory and output stay bounded: a day's matches at a time, at most `examples` alerts per day with
-a few of their evidence rows, and dedup state only for keys whose dedup window is still open.
+a few of their evidence rows, and dedup state only for keys whose dedup window is still open. So does
+the period, to the lake's retention (older records are deleted), and, given a Stop, the time: a
+backtest stops at the end of its budget or when told to (its caller went away), mid-query too.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from typing import Any
 from loglake.lake.query import QueryEngine, TimeRange
 from loglake.lake.query_answers import QueryBusy, json_value
 from loglake.lake.sql_guard import QueryError
+from loglake.lake.stop import Stop
+from loglake.model import retention_start_ms
 from loglake.rules.model import Rule
 from loglake.rules.plan import COUNT, FIRST, LAST, finish, window_views
 from loglake.rules.run import Match, RuleRunError, epoch_ms, iso, match_of, naive_utc, run_rule
@@ -137,6 +141,21 @@ def windows(rule: Rule, since_ms: int, until_ms: int) -> Iterator[tuple[int, int
         fires = rule.schedule.next_after(fires)
 
 
+class PeriodError(ValueError):
+    """A period a backtest refuses: its start is older than the lake keeps records."""
+
+
+def refuse_past_retention(since_ms: int, now_ms: int, retention_days: int) -> None:
+    """PeriodError when [since_ms, ...) starts before the oldest day the lake's retention keeps: its
+    records are deleted, so a backtest could only report nothing there (and a longer run)."""
+    kept_from = retention_start_ms(now_ms, retention_days)
+    if since_ms < kept_from:
+        raise PeriodError(
+            f"since {iso(since_ms)} is before {iso(kept_from)}, the oldest time the lake keeps (its retention is"
+            f" {retention_days} days, retention_days); backtest a period that starts later, at most {retention_days}d"
+        )
+
+
 def method_of(rule: Rule) -> str:
     """GROUPED where a window's matches are the sum of its events' (a plain Sigma rule), else WINDOWS."""
     return GROUPED if rule.kind == "sigma" else WINDOWS
@@ -151,8 +170,10 @@ def backtest(
     examples: int = 3,
     method: str | None = None,
     progress: Progress | None = None,
+    stop: Stop | None = None,
 ) -> Backtest:
-    """What `rule` would have raised over [since_ms, until_ms); RuleRunError if a query fails."""
+    """What `rule` would have raised over [since_ms, until_ms); RuleRunError if a query fails; Stopped
+    or OutOfTime (lake/stop.py) when `stop` ends it first."""
     if until_ms <= since_ms:
         raise ValueError(f"the period must end after it starts ({since_ms} >= {until_ms})")
     started = time.perf_counter()
@@ -166,14 +187,14 @@ def backtest(
     for day, day_windows in by_day:
         tally = Day(day, len(day_windows))
         if chosen == GROUPED:
-            found = _grouped(rule, engine, day_windows, report)
+            found = _grouped(rule, engine, day_windows, report, stop)
         else:
-            found = _one_by_one(rule, engine, day_windows, report)
+            found = _one_by_one(rule, engine, day_windows, report, stop)
         for since, until, matches in found:
             for match in matches:
                 _count(tally, alerts, Example(since, until, match), examples)
         if chosen == GROUPED:
-            tally.examples = [_with_evidence(rule, engine, e, report) for e in tally.examples]
+            tally.examples = [_with_evidence(rule, engine, e, report, stop) for e in tally.examples]
         report.days.append(tally)
         alerts.forget_before(day_windows[-1][1])
         if progress is not None:
@@ -213,16 +234,16 @@ def _count(tally: Day, alerts: _Alerts, found: Example, examples: int) -> None:
 
 
 def _one_by_one(
-    rule: Rule, engine: QueryEngine, day_windows: list[tuple[int, int]], report: Backtest
+    rule: Rule, engine: QueryEngine, day_windows: list[tuple[int, int]], report: Backtest, stop: Stop | None
 ) -> Iterator[tuple[int, int, list[Match]]]:
     for since, until in day_windows:
-        result = run_rule(rule, engine, since, until, now_ms=until + rule.delay_ms)
+        result = run_rule(rule, engine, since, until, now_ms=until + rule.delay_ms, stop=stop)
         _account(report, result.rows_scanned, result.bytes_scanned, result.truncated)
         yield since, until, sorted(result.matches, key=_group_order)
 
 
 def _grouped(
-    rule: Rule, engine: QueryEngine, day_windows: list[tuple[int, int]], report: Backtest
+    rule: Rule, engine: QueryEngine, day_windows: list[tuple[int, int]], report: Backtest, stop: Stop | None
 ) -> Iterator[tuple[int, int, list[Match]]]:
     """One query for the day's windows: the events of each window, counted per group."""
     sql = grouped_sql(rule)
@@ -233,9 +254,8 @@ def _grouped(
         "window_until": [naive_utc(u) for _, u in day_windows],
     }
     try:
-        result = engine.run_saved(
-            sql, params, TimeRange(day_windows[0][0], day_windows[-1][1]), engine.limits.max_rows, rule.plan.tables
-        )
+        period = TimeRange(day_windows[0][0], day_windows[-1][1])
+        result = engine.run_saved(sql, params, period, engine.limits.max_rows, rule.plan.tables, stop)
     except (QueryError, QueryBusy) as e:
         raise RuleRunError(f"rule {rule.id} ({rule.path}): {getattr(e, 'message', e)}") from None
     _account(report, result.rows_scanned, result.bytes_scanned, result.truncated)
@@ -268,9 +288,10 @@ def grouped_sql(rule: Rule) -> str:
     return finish(sql, rule.plan.query, 0, rule.plan.group_fields).executed
 
 
-def _with_evidence(rule: Rule, engine: QueryEngine, example: Example, report: Backtest) -> Example:
+def _with_evidence(rule: Rule, engine: QueryEngine, example: Example, report: Backtest, stop: Stop | None) -> Example:
     """An example found by the grouped query, with its evidence from a run over its window."""
-    result = run_rule(rule, engine, example.since_ms, example.until_ms, now_ms=example.until_ms + rule.delay_ms)
+    now_ms = example.until_ms + rule.delay_ms
+    result = run_rule(rule, engine, example.since_ms, example.until_ms, now_ms=now_ms, stop=stop)
     _account(report, result.rows_scanned, result.bytes_scanned, result.truncated)
     same = next((m for m in result.matches if m.dedup_key == example.match.dedup_key), example.match)
     return Example(example.since_ms, example.until_ms, same)
