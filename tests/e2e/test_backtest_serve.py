@@ -1,5 +1,6 @@
-"""A long backtest in a real `loglake serve`: it holds its SQL query slot only while its client waits
-for it, and a stopping server (Ctrl-C, SIGTERM) stops it and ends at once instead of waiting for it."""
+"""A long backtest (or query) in a real `loglake serve`: it holds its SQL query slot only while its
+client waits for it, and a stopping server (Ctrl-C, SIGTERM) stops it and ends at once instead of
+waiting for it."""
 
 from __future__ import annotations
 
@@ -57,6 +58,16 @@ def backtests_logged(server: ServerProcess) -> list[int]:
     """The statuses of the backtests in the server's access log (its output)."""
     logged = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
     return [line["status"] for line in logged if line.get("route") == "/rules/{ruleId}/backtest"]
+
+
+def test_a_query_whose_client_went_away_is_interrupted_and_gives_its_slot_back(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    server = serve_one_query_slot(server_factory, tmp_path)
+    endless = "SELECT count(*) FROM range(1000000000000) a"  # runs until the query timeout (30 s)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server.url}/query", json={"sql": endless}, timeout=1)
+    eventually(lambda: query_status(server) == 200, "the query's slot to be free")
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
