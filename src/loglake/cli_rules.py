@@ -354,7 +354,7 @@ def rules_backtest(
     """Replay a rule over the data dir's history window by window (its schedule, lookback, delay,
     threshold, dedup and suppressions) and print the alerts it would have raised per day, with examples."""
     from loglake.cli_lake import local_lake
-    from loglake.rules.backtest import Day, backtest
+    from loglake.rules.backtest import Day, PeriodError, backtest, refuse_past_retention
     from loglake.rules.run import RuleRunError
     from loglake.times import TimeFormatError, parse_time
 
@@ -368,6 +368,10 @@ def rules_backtest(
         raise click.ClickException(str(e)) from None
     if since_ms >= until_ms:
         raise click.ClickException("--since must be before --until")
+    try:
+        refuse_past_retention(since_ms, now_ms, settings.retention_days)
+    except PeriodError as e:
+        raise click.ClickException(str(e).replace("since ", "--since ", 1)) from None
     started = time.perf_counter()
 
     def progress(day: Day, done: int, total: int) -> None:

@@ -130,15 +130,15 @@ def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, which on Ctrl-C or SIGTERM first ends the app's open event streams: uvicorn
-    waits for responses in flight, and a live tail's never ends by itself."""
+    """uvicorn's server, which on Ctrl-C or SIGTERM first ends the app's open event streams and stops its
+    SQL work in flight: uvicorn waits for responses in flight, and a live tail's never ends by itself."""
 
     def __init__(self, config: uvicorn.Config, app: LoglakeApp) -> None:
         super().__init__(config)
         self.loglake = app
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        self.loglake.stop_streams()
+        self.loglake.stopping()
         super().handle_exit(sig, frame)
 
 

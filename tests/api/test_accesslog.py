@@ -118,7 +118,7 @@ def test_closing_writes_every_line_still_waiting(tmp_path: Path) -> None:
     target = tmp_path / "access.log"
     log = AccessLog.open(str(target))
     for n in range(500):  # fewer request lines than wake the writer: they wait for its next round
-        request = Request({"method": "GET", "path": "/healthz", "headers": []})
+        request = Request({"method": "GET", "path": "/healthz", "headers": []}, _no_messages)
         request.request_id = str(n)
         log.request(request, "/healthz", 200, 0.001, 10)
     log.close()
@@ -205,3 +205,7 @@ def test_a_broken_pipe_fails_neither_logging_nor_closing() -> None:
     assert log.flush(timeout=60)
     log.close()
     assert sink.closed
+
+
+async def _no_messages() -> dict:  # a Request's receive, which logging it never calls
+    raise AssertionError("logging a request read from its connection")

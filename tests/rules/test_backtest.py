@@ -15,7 +15,16 @@ import pytest
 from loglake.lake.lake import Lake
 from loglake.lake.objectstore import LocalObjectStore
 from loglake.model import Limits, validate_batch
-from loglake.rules.backtest import GROUPED, WINDOWS, Backtest, backtest, grouped_sql, method_of, windows
+from loglake.rules.backtest import (
+    GROUPED,
+    WINDOWS,
+    WITH_RECORDS,
+    Backtest,
+    backtest,
+    grouped_sql,
+    method_of,
+    windows,
+)
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.times import DAY_MS, parse_iso8601
 from tests.rules.conftest import load_one, write_rule
@@ -188,25 +197,60 @@ def test_grouped_equals_window_by_window_with_overlapping_windows_delay_and_supp
     grouped = backtest(rule, random_lake.engine, since, until, method=GROUPED, examples=1000)
     one_by_one = backtest(rule, random_lake.engine, since, until, method=WINDOWS, examples=1000)
 
-    def facts(report: Backtest) -> list:
-        return [
-            (
-                d.day,
-                d.windows,
-                d.matches,
-                d.alerts,
-                d.suppressed,
-                [(e.until_ms, e.match.dedup_key, e.match.count, e.match.first_ms, e.match.last_ms) for e in d.examples],
-            )
-            for d in report.days
-        ]
-
-    assert facts(grouped) == facts(one_by_one)
+    assert _facts(grouped) == _facts(one_by_one)
     assert (
         grouped.alerts > 10 and grouped.suppressed > 0 and grouped.matches > grouped.alerts
     )  # the data exercised it all
     examples = sum(len(d.examples) for d in grouped.days)
     assert (grouped.queries - examples, one_by_one.queries) == (2, 26 * 6)  # a query per day, per window
+
+
+CORRELATION = """
+title: Errors of a service within 10 minutes
+id: 99999999-8888-4777-8666-555555555555
+level: high
+correlation:
+  type: event_count
+  rules: [an_error]
+  group-by: [service]
+  timespan: 10m
+  condition: {%s}
+loglake: {schedule: 5m, lookback: 15m, delay: 1m, dedup: {window: 20m}}
+---
+title: An error
+name: an_error
+logsource: {product: loglake, service: app_logs}
+detection: {sel: {severity: [error, critical]}, condition: sel}
+"""
+
+
+@pytest.mark.parametrize("condition", ["gte: 3", "lt: 2"])
+def test_a_correlation_runs_only_the_windows_with_records_and_answers_as_window_by_window(
+    random_lake: Lake, tmp_path: Path, condition: str
+) -> None:
+    rule = load_one(tmp_path, CORRELATION % condition)
+    assert method_of(rule) == WITH_RECORDS
+    since, until = DAY1 + 20 * HOUR, DAY3 + 24 * HOUR  # lake files, the hot store, then 11 quiet hours
+    with_records = backtest(rule, random_lake.engine, since, until, examples=1000)
+    one_by_one = backtest(rule, random_lake.engine, since, until, method=WINDOWS, examples=1000)
+    assert with_records.method == WITH_RECORDS and _facts(with_records) == _facts(one_by_one)
+    assert with_records.alerts > 5 and with_records.matches > with_records.alerts  # the data exercised it
+    assert one_by_one.queries == with_records.windows == 12 * 52
+    assert with_records.queries < one_by_one.queries - 12 * 10  # the quiet hours' windows were not run
+
+
+def _facts(report: Backtest) -> list:
+    return [
+        (
+            d.day,
+            d.windows,
+            d.matches,
+            d.alerts,
+            d.suppressed,
+            [(e.until_ms, e.match.dedup_key, e.match.count, e.match.first_ms, e.match.last_ms) for e in d.examples],
+        )
+        for d in report.days
+    ]
 
 
 def test_progress_is_reported_per_day(hand_made: Lake, tmp_path: Path) -> None:
@@ -248,6 +292,10 @@ def test_the_cli_prints_alerts_per_day_with_examples(tmp_path: Path) -> None:
     assert (as_json["alerts"], as_json["days"][1]["examples"][0]["group"]) == (1, {"service": "api"})
     bad = rules("backtest", "77777777", "--since", "1d", "--until", "2d", *args)
     assert bad.exit_code == 1 and "--since must be before --until" in bad.stderr
+    past_retention = rules("backtest", "77777777", "--since", "400d", *args)  # the default retention: 365 days
+    assert past_retention.exit_code == 1
+    assert "--since " in past_retention.stderr and "retention is 365 days" in past_retention.stderr
+    assert "at most 365d" in past_retention.stderr
 
 
 def _day(ms: int) -> str:

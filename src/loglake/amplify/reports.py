@@ -14,6 +14,7 @@ from typing import Any
 from loglake.lake.layout import partitions_of
 from loglake.lake.query import QueryEngine, TimeRange
 from loglake.lake.query_answers import result_to_dict
+from loglake.lake.stop import Stop
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE
 
 # User agents that announce a program rather than a person (crawlers, monitors, HTTP libraries).
@@ -88,9 +89,15 @@ class UnknownReport(ValueError):
 
 
 def run_reports(
-    engine: QueryEngine, app: str, since_ms: int, until_ms: int, names: list[str] | None = None
+    engine: QueryEngine,
+    app: str,
+    since_ms: int,
+    until_ms: int,
+    names: list[str] | None = None,
+    stop: Stop | None = None,
 ) -> list[dict[str, Any]]:
-    """Each chosen saved query's result (as POST /query answers) with its name and title."""
+    """Each chosen saved query's result (as POST /query answers) with its name and title; Stopped when
+    told to stop (`stop`) first."""
     unknown = [n for n in names or [] if n not in BY_NAME]
     if unknown:
         raise UnknownReport(f"unknown report {', '.join(unknown)}; known: {', '.join(BY_NAME)}")
@@ -100,7 +107,7 @@ def run_reports(
     for saved in [BY_NAME[n] for n in names] if names else SAVED_QUERIES:
         used = {k: v for k, v in params.items() if f"${k}" in saved.sql}
         window = TimeRange(since_ms, until_ms)
-        result = engine.run_saved(saved.sql, used, window, cap=1000, tables=(AMPLIFY_ACCESS_TABLE,))
+        result = engine.run_saved(saved.sql, used, window, cap=1000, tables=(AMPLIFY_ACCESS_TABLE,), stop=stop)
         reports.append({"name": saved.name, "title": saved.title, **result_to_dict(result)})
     return reports
 

@@ -42,6 +42,7 @@ from loglake.api.http import (
     read_body,
     send_bytes,
     send_json,
+    wait_for_disconnect,
 )
 from loglake.api.metrics import Metrics
 from loglake.api.ratelimit import RateLimiter
@@ -51,6 +52,7 @@ from loglake.extensions import SqlEngine
 from loglake.keys import ApiKey, KeyStore
 from loglake.lake.lake import MaintenanceReport
 from loglake.lake.query_answers import QueryBusy
+from loglake.lake.stop import CLIENT_GONE, SERVER_STOPPING, Stop, Stopped
 from loglake.protocols.syslog import SyslogTally
 from loglake.rules.model import Problem, Rule
 from loglake.rules.state import RunRecord
@@ -194,6 +196,11 @@ class Router:
         return route, params
 
 
+async def _stop_when_gone(request: Request, stop: Stop) -> None:
+    await wait_for_disconnect(request)
+    stop.stop(CLIENT_GONE)
+
+
 def _template_pattern(template: str) -> re.Pattern[str]:
     """A route template as a regex: each `{name}` one non-empty path segment, the rest literal."""
     return re.compile(re.sub(r"\\\{\w+\\\}", "([^/]+)", re.escape(template)))
@@ -236,6 +243,8 @@ class LoglakeApp:
         # Users' SQL runs on its own threads, so long queries never queue the API's reads behind them.
         self._queries = ThreadPoolExecutor(max_workers=settings.query_concurrency, thread_name_prefix="loglake-sql")
         self._queries_running = 0
+        self._stops: set[Stop] = set()  # of the SQL work running on the query threads
+        self._stopping = False
         self.asking = ask_routes.Asking(self)
         self._loop: asyncio.AbstractEventLoop | None = None  # the server's, once the lifespan started
 
@@ -319,20 +328,43 @@ class LoglakeApp:
         """Run a search or histogram off the event loop, apart from the quick reads of run_read."""
         return await asyncio.get_running_loop().run_in_executor(self._searches, fn, *args)
 
-    async def run_query(self, fn: Callable[[], T]) -> T:
-        """Run a user's SQL on the query threads; QueryBusy at once when all of them are taken."""
+    async def run_query(self, fn: Callable[[Stop], T], request: Request, budget_s: float | None = None) -> T:
+        """Run a user's SQL (or a rule's backtest) on the query threads; QueryBusy at once when all of them
+        are taken. `fn` gets the work's Stop (with `budget_s`, if given): it is told to stop when the client
+        goes away (ClientGone: nobody reads the answer, the slot is free again) or when the server is
+        stopping (503: uvicorn waits for the answers in flight, and then for the query threads)."""
         if self._queries_running >= self.settings.query_concurrency:
             raise QueryBusy(f"all {self.settings.query_concurrency} SQL query slots are busy")
+        stop = Stop(budget_s)
+        if self._stopping:
+            stop.stop(SERVER_STOPPING)
         self._queries_running += 1
+        self._stops.add(stop)
+        watcher = asyncio.ensure_future(_stop_when_gone(request, stop))
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._queries, fn)
+            return await asyncio.get_running_loop().run_in_executor(self._queries, fn, stop)
+        except Stopped as e:
+            if e.reason == CLIENT_GONE:
+                raise ClientGone() from None
+            raise ApiError(
+                503, "server_stopping", f"{e.reason}: retry once it is back", headers=[(b"retry-after", b"5")]
+            ) from None
+        except asyncio.CancelledError:  # uvicorn gave up waiting for the answer: the work is not wanted either
+            stop.stop(SERVER_STOPPING)
+            raise
         finally:
+            watcher.cancel()
+            self._stops.discard(stop)
             self._queries_running -= 1
 
-    def stop_streams(self) -> None:
-        """End the open event streams (live tails): the server is stopping and would wait for them."""
+    def stopping(self) -> None:
+        """The server is stopping: end the open event streams (live tails) and stop the SQL work in flight,
+        whose answers uvicorn would otherwise wait for (a tail never ends by itself, a backtest may run long)."""
+        self._stopping = True
         if self.tails is not None:
             self.tails.stop_all()
+        for stop in list(self._stops):
+            stop.stop(SERVER_STOPPING)
 
     def close(self) -> None:
         # Requests in flight finish first, on the store they started with; then the runtime stops its
@@ -370,7 +402,7 @@ class LoglakeApp:
 
     async def _http(self, scope: dict, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        request = Request(scope)
+        request = Request(scope, receive)
         incoming = request.header(b"x-request-id")
         request.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else self._next_request_id()
         cors = cors_headers(request.header(b"origin"), self._cors_origins) if self._cors_origins else []

@@ -160,7 +160,7 @@ async def ask(app: LoglakeApp, request: Request) -> Result:
     answer = await _asked(asking, answer_it)
     asking.outcomes.inc(("cached" if answer["cached"] else "answered",))
     if body.run and answer["sql"] is not None:
-        answer["result"] = await _run(app, answer["sql"])
+        answer["result"] = await _run(app, request, answer["sql"])
     return Result(200, answer)
 
 
@@ -249,11 +249,11 @@ ASK_ERRORS = (
 )
 
 
-async def _run(app: LoglakeApp, sql: str) -> dict[str, Any]:
+async def _run(app: LoglakeApp, request: Request, sql: str) -> dict[str, Any]:
     """The answer's SQL through the engine and the query threads, as POST /query runs a query."""
     engine = app.lake.engine
     try:
-        result = await app.run_query(lambda: engine.query(sql))
+        result = await app.run_query(lambda stop: engine.query(sql, stop=stop), request)
     except (QueryError, QueryBusy) as e:
         app.metrics.queries.inc((e.code if isinstance(e, QueryError) else "busy",))
         raise query_error(e) from None

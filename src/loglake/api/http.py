@@ -82,12 +82,14 @@ class Request:
         "path",
         "principal",
         "raw_headers",
+        "receive",
         "request_id",
         "scope",
     )
 
-    def __init__(self, scope: dict) -> None:
+    def __init__(self, scope: dict, receive: Receive) -> None:
         self.scope = scope
+        self.receive = receive  # the connection's next message: the body's, then http.disconnect
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -179,6 +181,18 @@ async def discard_body(request: Request, receive: Receive, max_body_bytes: int) 
         if not message.get("more_body", False):
             request.body_done = True
             return
+
+
+async def wait_for_disconnect(request: Request) -> None:
+    """Return when the client goes away; what is left of the body meanwhile is received and dropped (and
+    counted, so that an error answer does not wait for it)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+        request.body_received = (request.body_received or 0) + len(message.get("body", b""))
+        if not message.get("more_body", False):
+            request.body_done = True
 
 
 def _declared_length(request: Request) -> int:

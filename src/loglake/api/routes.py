@@ -320,7 +320,7 @@ async def query(app: LoglakeApp, request: Request) -> Result:
     spec = json_body(app, request, '{"sql": "SELECT count(*) FROM logs", "limit": 100}')
     try:
         wanted = parse_query_request(spec)
-        result = await app.run_query(lambda: engine.query(**wanted.options()))
+        result = await app.run_query(lambda stop: engine.query(**wanted.options(), stop=stop), request)
     except (QueryError, QueryBusy) as e:
         app.metrics.queries.inc((e.code if isinstance(e, QueryError) else "busy",))
         raise query_error(e) from None
@@ -366,7 +366,9 @@ async def amplify_reports(app: LoglakeApp, request: Request) -> Result:
         raise ApiError(404, "unknown_app", unknown_app_message(params["app"], known))
     engine = app.lake.engine
     try:
-        reports = await app.run_query(lambda: run_reports(engine, params["app"], since, until, names))
+        reports = await app.run_query(
+            lambda stop: run_reports(engine, params["app"], since, until, names, stop), request
+        )
     except UnknownReport as e:
         raise ApiError(400, "unknown_report", str(e)) from None
     except (QueryError, QueryBusy) as e:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from loglake.api.http import ApiError, Request, quoted
-from loglake.api.routes import Result, json_body, refuse_parameters
-from loglake.rules.backtest import backtest
+from loglake.api.routes import Result, json_body, query_error, refuse_parameters
+from loglake.lake.query_answers import QueryBusy
+from loglake.lake.stop import OutOfTime, Stop
+from loglake.rules.backtest import Backtest, PeriodError, backtest, refuse_past_retention
 from loglake.rules.run import RuleRunError
 from loglake.rules.state import read_runs, read_summaries
 from loglake.rules.summary import rule_facts, run_facts, runs_facts
@@ -77,7 +79,10 @@ async def test_rule(app: LoglakeApp, request: Request, rule_id: str) -> Result:
     """The rule's inline tests, in a throwaway loglake (as `loglake rules test`)."""
     refuse_parameters(request, "POST /rules/{ruleId}/test")
     rule = _rule(app, rule_id)
-    outcomes = await app.run_query(lambda: run_tests([rule]))
+    try:
+        outcomes = await app.run_query(lambda stop: run_tests([rule], stop), request)
+    except QueryBusy as e:
+        raise query_error(e) from None
     return Result(
         200,
         {
@@ -110,13 +115,30 @@ async def backtest_rule(app: LoglakeApp, request: Request, rule_id: str) -> Resu
             raise ApiError(400, "invalid_time", f"{name}: {e}") from None
     if bounds["until"] <= bounds["since"]:
         raise ApiError(400, "invalid_time", "until must be after since")
-    engine = _scheduler(app).engine
     try:
-        report = await app.run_query(
-            lambda: backtest(rule, engine, bounds["since"], bounds["until"], examples=BACKTEST_EXAMPLES)
-        )
+        refuse_past_retention(bounds["since"], now_ms, app.settings.retention_days)
+    except PeriodError as e:
+        raise ApiError(400, "invalid_time", str(e)) from None
+    engine = _scheduler(app).engine
+    budget_s = app.settings.query_timeout_seconds
+
+    def run(stop: Stop) -> Backtest:
+        return backtest(rule, engine, bounds["since"], bounds["until"], examples=BACKTEST_EXAMPLES, stop=stop)
+
+    try:
+        report = await app.run_query(run, request, budget_s)
     except RuleRunError as e:
         raise ApiError(400, "rule_failed", f"{e}; check the rule with loglake rules validate") from None
+    except QueryBusy as e:
+        raise query_error(e) from None
+    except OutOfTime:
+        raise ApiError(
+            400,
+            "backtest_timeout",
+            f"the backtest ran longer than {budget_s:g} s (the server's query_timeout_seconds) and was stopped; "
+            "backtest a shorter period, or run `loglake rules backtest` on the server's data dir: it shows its "
+            "progress and has no time limit",
+        ) from None
     return Result(200, report.to_dict())
 
 
@@ -175,7 +197,15 @@ OPENAPI = {
                     }
                 }
             },
-            "responses": {"200": {"description": "the report: totals and days"}, **_NO_RULES},
+            "responses": {
+                "200": {"description": "the report: totals and days"},
+                "400": {
+                    "description": "a bad period (or one that starts before the lake's retention), a rule that "
+                    "failed, or a backtest that ran past the server's query_timeout_seconds (backtest_timeout)"
+                },
+                "503": {"description": "all SQL query slots are busy, or the server is stopping"},
+                **_NO_RULES,
+            },
         }
     },
 }

@@ -50,6 +50,7 @@ from loglake.lake.query_views import QueryViews
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.scratch import folder_of_this_process
 from loglake.lake.sql_guard import QueryError, check_select, client_error, rewrite_text_filters
+from loglake.lake.stop import Stop
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, LiveTable
 from loglake.private_files import private_dir
 from loglake.store.sqlite import SQLiteHotStore
@@ -133,9 +134,16 @@ class QueryEngine:
     # -- public ---------------------------------------------------------------------------------
 
     def query(
-        self, sql: str, *, limit: int | None = None, timeout_seconds: float | None = None, explain: bool = False
+        self,
+        sql: str,
+        *,
+        limit: int | None = None,
+        timeout_seconds: float | None = None,
+        explain: bool = False,
+        stop: Stop | None = None,
     ) -> QueryResult:
-        """Run one read-only SELECT over `logs` (and the other lake and live tables); fetch at most `limit` rows."""
+        """Run one read-only SELECT over `logs` (and the other lake and live tables); fetch at most `limit`
+        rows. Told to stop (`stop`), it is interrupted and raises Stopped."""
         tree = check_select(sql, self.table_names)
         cap = self.limits.max_rows if limit is None else max(0, min(limit, self.limits.max_rows))
         limit_s = self.limits.timeout_seconds  # a request may ask for less time, never more
@@ -146,7 +154,16 @@ class QueryEngine:
         max_bytes = self.limits.max_response_mb * 1024 * 1024
         tables = tuple(TABLES.values())
         return self._run(
-            self._pool, text, cap, timeout, TimeRange(), tables, explain=explain, max_bytes=max_bytes, top=top
+            self._pool,
+            text,
+            cap,
+            timeout,
+            TimeRange(),
+            tables,
+            explain=explain,
+            max_bytes=max_bytes,
+            top=top,
+            stop=stop,
         )
 
     def plan(self, sql: str) -> tuple[list[dict[str, Any]], dict[str, list[LakeFile]]]:
@@ -186,12 +203,19 @@ class QueryEngine:
         )
 
     def run_saved(
-        self, sql: str, params: dict[str, Any], window: TimeRange, cap: int, tables: tuple[LakeTable, ...]
+        self,
+        sql: str,
+        params: dict[str, Any],
+        window: TimeRange,
+        cap: int,
+        tables: tuple[LakeTable, ...],
+        stop: Stop | None = None,
     ) -> QueryResult:
-        """A saved query a user asked for (an Amplify report), with parameters like run_internal, but on
-        the users' query connections: long reports wait their turn with users' SQL and never take the
-        connections search and lookups need."""
-        return self._run(self._pool, sql, cap, self.limits.timeout_seconds, window, tables, params=params)
+        """A saved query a user asked for (an Amplify report, a rule), with parameters like run_internal,
+        but on the users' query connections: long reports wait their turn with users' SQL and never take
+        the connections search and lookups need. `stop` as for `query`; past its budget, OutOfTime."""
+        timeout = self.limits.timeout_seconds
+        return self._run(self._pool, sql, cap, timeout, window, tables, params=params, stop=stop)
 
     def close(self) -> None:
         for pool in (self._pool, self._internal_pool):
@@ -241,18 +265,25 @@ class QueryEngine:
         max_bytes: int | None = None,
         top: HotTop | None = None,
         newest_first: bool = False,
+        stop: Stop | None = None,
     ) -> QueryResult:
         started = time.perf_counter()
+        deadline = started + timeout
+        finished, wake = threading.Event(), threading.Event()  # wake: the query ended, or it was told to stop
+        watched = contextlib.nullcontext() if stop is None else stop.watched_by(wake)
+        if stop is not None:
+            stop.check()
+            if stop.deadline is not None:
+                deadline = min(deadline, stop.deadline)
         # The snapshot lasts until the answer is fetched: DuckDB reads hot rows as it goes (HotRowsStream).
-        with self._cursor(pool, timeout) as cursor, reading(self.store), self.store.snapshot() as snapshot:
+        with self._cursor(pool, timeout) as cursor, reading(self.store), self.store.snapshot() as snapshot, watched:
             try:
                 self._views.define(cursor, snapshot, window, tables, top, newest_first)
             except (duckdb.IOException, OSError) as e:  # DuckDB reads a local file's schema here; pyarrow lists S3's
                 raise self._unreadable(e) from None
             s3_before = self._views.s3_files_read(cursor)
-            finished = threading.Event()
             watchdog = threading.Thread(
-                target=interrupt_after, args=(cursor, started + timeout, finished), name="loglake-query-timeout"
+                target=interrupt_after, args=(cursor, deadline, finished, wake), name="loglake-query-timeout"
             )
             watchdog.start()
             try:
@@ -265,6 +296,8 @@ class QueryEngine:
                 else:
                     rows = fetch_within(result, cap, max_bytes)
             except duckdb.InterruptException:
+                if stop is not None:
+                    stop.check()  # Stopped or OutOfTime, when that is why it was interrupted
                 raise QueryError(
                     "query_timeout",
                     f"the query ran longer than {timeout:g} s and was stopped; narrow it (a date or timestamp "
@@ -280,6 +313,7 @@ class QueryEngine:
                 raise QueryError(error.code, self._hide_server_paths(error.message)) from None
             finally:
                 finished.set()
+                wake.set()
                 watchdog.join()
             profile = json.loads(cursor.get_profiling_information(format="json") or "{}")
             s3_after = self._views.s3_files_read(cursor)
@@ -343,11 +377,16 @@ def default_spill_mb(folder: Path) -> int:
     return max(1, int(shutil.disk_usage(folder).free * SPILL_SHARE_OF_FREE_DISK) // 2**20)
 
 
-def interrupt_after(cursor: duckdb.DuckDBPyConnection, deadline: float, finished: threading.Event) -> None:
-    """At the deadline, interrupt the cursor's query, and keep at it until it stops: an interrupt
-    that lands before DuckDB has started the query would otherwise be lost."""
-    if finished.wait(max(0.0, deadline - time.perf_counter())):
-        return
+def interrupt_after(
+    cursor: duckdb.DuckDBPyConnection,
+    deadline: float,
+    finished: threading.Event,
+    wake: threading.Event | None = None,
+) -> None:
+    """At the deadline, or when `wake` is set first (the query was told to stop), interrupt the cursor's
+    query, and keep at it until it stops: an interrupt that lands before DuckDB has started the query
+    would otherwise be lost."""
+    (wake or finished).wait(max(0.0, deadline - time.perf_counter()))
     while not finished.is_set():
         cursor.interrupt()
         finished.wait(0.005)

@@ -8,16 +8,22 @@ rule's SQL), suppressions (judged when the run would have happened, t) and dedup
 has an alert opened less than the dedup window before (by window end) updates that alert; any other
 match opens an alert. The alerts are counted by the day their window ends (UTC).
 
-Two ways to get the same matches:
+Three ways to get the same matches:
 - grouped, for a plain Sigma rule (its query keeps or drops each event on its own): ONE query per
   day of windows joins the matching events with that day's windows and counts them per window and
   group (an event in several overlapping windows counts in each), instead of a query per window;
-- window by window, for everything else (SQL rules, correlations, anomaly rules, whose answer for
-  a window is not the sum of its events'): `run_rule` over each window, exactly as the scheduler.
-Both are tested to give the same answer on crafted data.
+- windows with records, for a Sigma correlation: a correlation matches at one of its events, in the
+  window ([$since, $until)), so a window without a record of the rule's tables cannot match. ONE
+  query per day finds the day's windows with records, and `run_rule` runs over those only (a quiet
+  lake's 5-minute rule: a query per day instead of 288);
+- window by window, for everything else (SQL rules, anomaly rules, which may match where nothing
+  was logged): `run_rule` over each window, exactly as the scheduler.
+Each is tested to give the same answer as window by window on crafted data.
 
 Memory and output stay bounded: a day's matches at a time, at most `examples` alerts per day with
-a few of their evidence rows, and dedup state only for keys whose dedup window is still open.
+a few of their evidence rows, and dedup state only for keys whose dedup window is still open. So does
+the period, to the lake's retention (older records are deleted), and, given a Stop, the time: a
+backtest stops at the end of its budget or when told to (its caller went away), mid-query too.
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loglake.lake.query import QueryEngine, TimeRange
-from loglake.lake.query_answers import QueryBusy, json_value
+from loglake.lake.query_answers import QueryBusy, QueryResult, json_value
 from loglake.lake.sql_guard import QueryError
+from loglake.lake.stop import Stop
+from loglake.model import retention_start_ms
 from loglake.rules.model import Rule
 from loglake.rules.plan import COUNT, FIRST, LAST, finish, window_views
 from loglake.rules.run import Match, RuleRunError, epoch_ms, iso, match_of, naive_utc, run_rule
@@ -37,7 +45,7 @@ from loglake.rules.sources import quote_name
 from loglake.times import DAY_MS
 
 EXAMPLE_ROWS = 3  # evidence rows kept per example alert
-GROUPED, WINDOWS = "grouped", "window by window"
+GROUPED, WITH_RECORDS, WINDOWS = "grouped", "windows with records", "window by window"
 _WINDOW_SINCE, _WINDOW_UNTIL = "_loglake_window_since", "_loglake_window_until"
 
 
@@ -82,7 +90,7 @@ class Backtest:
     rule_id: str
     since_ms: int
     until_ms: int
-    method: str  # GROUPED or WINDOWS
+    method: str  # GROUPED, WITH_RECORDS or WINDOWS
     days: list[Day]
     queries: int = 0
     rows_scanned: int = 0
@@ -137,9 +145,25 @@ def windows(rule: Rule, since_ms: int, until_ms: int) -> Iterator[tuple[int, int
         fires = rule.schedule.next_after(fires)
 
 
+class PeriodError(ValueError):
+    """A period a backtest refuses: its start is older than the lake keeps records."""
+
+
+def refuse_past_retention(since_ms: int, now_ms: int, retention_days: int) -> None:
+    """PeriodError when [since_ms, ...) starts before the oldest day the lake's retention keeps: its
+    records are deleted, so a backtest could only report nothing there (and a longer run)."""
+    kept_from = retention_start_ms(now_ms, retention_days)
+    if since_ms < kept_from:
+        raise PeriodError(
+            f"since {iso(since_ms)} is before {iso(kept_from)}, the oldest time the lake keeps (its retention is"
+            f" {retention_days} days, retention_days); backtest a period that starts later, at most {retention_days}d"
+        )
+
+
 def method_of(rule: Rule) -> str:
-    """GROUPED where a window's matches are the sum of its events' (a plain Sigma rule), else WINDOWS."""
-    return GROUPED if rule.kind == "sigma" else WINDOWS
+    """GROUPED where a window's matches are the sum of its events' (a plain Sigma rule), WITH_RECORDS
+    where a window without records cannot match (a correlation), else WINDOWS."""
+    return {"sigma": GROUPED, "sigma correlation": WITH_RECORDS}.get(rule.kind, WINDOWS)
 
 
 def backtest(
@@ -151,14 +175,16 @@ def backtest(
     examples: int = 3,
     method: str | None = None,
     progress: Progress | None = None,
+    stop: Stop | None = None,
 ) -> Backtest:
-    """What `rule` would have raised over [since_ms, until_ms); RuleRunError if a query fails."""
+    """What `rule` would have raised over [since_ms, until_ms); RuleRunError if a query fails; Stopped
+    or OutOfTime (lake/stop.py) when `stop` ends it first."""
     if until_ms <= since_ms:
         raise ValueError(f"the period must end after it starts ({since_ms} >= {until_ms})")
     started = time.perf_counter()
     chosen = method or method_of(rule)
-    if chosen == GROUPED and rule.kind != "sigma":
-        raise ValueError(f"a {rule.kind} rule is backtested window by window")
+    if chosen != WINDOWS and chosen != method_of(rule):
+        raise ValueError(f"a {rule.kind} rule is backtested {method_of(rule)}, or window by window")
     report = Backtest(rule.id, since_ms, until_ms, chosen, [])
     alerts = _Alerts(rule.dedup_window_ms)
     by_day = _by_day(windows(rule, since_ms, until_ms))
@@ -166,14 +192,16 @@ def backtest(
     for day, day_windows in by_day:
         tally = Day(day, len(day_windows))
         if chosen == GROUPED:
-            found = _grouped(rule, engine, day_windows, report)
+            found = _grouped(rule, engine, day_windows, report, stop)
+        elif chosen == WITH_RECORDS:
+            found = _one_by_one(rule, engine, _with_records(rule, engine, day_windows, report, stop), report, stop)
         else:
-            found = _one_by_one(rule, engine, day_windows, report)
+            found = _one_by_one(rule, engine, day_windows, report, stop)
         for since, until, matches in found:
             for match in matches:
                 _count(tally, alerts, Example(since, until, match), examples)
         if chosen == GROUPED:
-            tally.examples = [_with_evidence(rule, engine, e, report) for e in tally.examples]
+            tally.examples = [_with_evidence(rule, engine, e, report, stop) for e in tally.examples]
         report.days.append(tally)
         alerts.forget_before(day_windows[-1][1])
         if progress is not None:
@@ -213,32 +241,36 @@ def _count(tally: Day, alerts: _Alerts, found: Example, examples: int) -> None:
 
 
 def _one_by_one(
-    rule: Rule, engine: QueryEngine, day_windows: list[tuple[int, int]], report: Backtest
+    rule: Rule, engine: QueryEngine, day_windows: list[tuple[int, int]], report: Backtest, stop: Stop | None
 ) -> Iterator[tuple[int, int, list[Match]]]:
     for since, until in day_windows:
-        result = run_rule(rule, engine, since, until, now_ms=until + rule.delay_ms)
+        result = run_rule(rule, engine, since, until, now_ms=until + rule.delay_ms, stop=stop)
         _account(report, result.rows_scanned, result.bytes_scanned, result.truncated)
         yield since, until, sorted(result.matches, key=_group_order)
 
 
+def _with_records(
+    rule: Rule, engine: QueryEngine, day_windows: list[tuple[int, int]], report: Backtest, stop: Stop | None
+) -> list[tuple[int, int]]:
+    """The day's windows that hold a record of the rule's tables, by one query (see the module's notes)."""
+    records = " UNION ALL ".join(f'SELECT "timestamp" FROM {quote_name(t.name)}' for t in rule.plan.tables)
+    sql = (
+        f"WITH {window_views(rule.plan.tables)},\n_loglake_records AS ({records}),\n"
+        f"_loglake_windows AS (SELECT unnest($window_since) AS {_WINDOW_SINCE},"
+        f" unnest($window_until) AS {_WINDOW_UNTIL})\n"
+        f"SELECT DISTINCT w.{_WINDOW_UNTIL} FROM _loglake_records r JOIN _loglake_windows w\n"
+        f'  ON r."timestamp" >= w.{_WINDOW_SINCE} AND r."timestamp" < w.{_WINDOW_UNTIL}'
+    )
+    result = _over_the_day(rule, engine, sql, day_windows, len(day_windows), report, stop)
+    busy = {epoch_ms(until) for (until,) in result.rows}
+    return [window for window in day_windows if window[1] in busy]
+
+
 def _grouped(
-    rule: Rule, engine: QueryEngine, day_windows: list[tuple[int, int]], report: Backtest
+    rule: Rule, engine: QueryEngine, day_windows: list[tuple[int, int]], report: Backtest, stop: Stop | None
 ) -> Iterator[tuple[int, int, list[Match]]]:
     """One query for the day's windows: the events of each window, counted per group."""
-    sql = grouped_sql(rule)
-    params = {
-        "read_since": naive_utc(day_windows[0][0]),
-        "until": naive_utc(day_windows[-1][1]),
-        "window_since": [naive_utc(s) for s, _ in day_windows],
-        "window_until": [naive_utc(u) for _, u in day_windows],
-    }
-    try:
-        result = engine.run_saved(
-            sql, params, TimeRange(day_windows[0][0], day_windows[-1][1]), engine.limits.max_rows, rule.plan.tables
-        )
-    except (QueryError, QueryBusy) as e:
-        raise RuleRunError(f"rule {rule.id} ({rule.path}): {getattr(e, 'message', e)}") from None
-    _account(report, result.rows_scanned, result.bytes_scanned, result.truncated)
+    result = _over_the_day(rule, engine, grouped_sql(rule), day_windows, engine.limits.max_rows, report, stop)
     names = [name for name, _ in result.columns]
     by_window: dict[int, list[Match]] = {}
     for row in result.rows:
@@ -248,6 +280,32 @@ def _grouped(
         by_window.setdefault(until, []).append(match_of(rule, key, [record], until + rule.delay_ms))
     for since, until in day_windows:
         yield since, until, sorted(by_window.get(until, []), key=_group_order)
+
+
+def _over_the_day(
+    rule: Rule,
+    engine: QueryEngine,
+    sql: str,
+    day_windows: list[tuple[int, int]],
+    cap: int,
+    report: Backtest,
+    stop: Stop | None,
+) -> QueryResult:
+    """A query over all the day's windows, given as the lists $window_since and $window_until (the
+    tables' window views read from the first one's start, $read_since, to the last one's end)."""
+    params = {
+        "read_since": naive_utc(day_windows[0][0]),
+        "until": naive_utc(day_windows[-1][1]),
+        "window_since": [naive_utc(s) for s, _ in day_windows],
+        "window_until": [naive_utc(u) for _, u in day_windows],
+    }
+    period = TimeRange(day_windows[0][0], day_windows[-1][1])
+    try:
+        result = engine.run_saved(sql, params, period, cap, rule.plan.tables, stop)
+    except (QueryError, QueryBusy) as e:
+        raise RuleRunError(f"rule {rule.id} ({rule.path}): {getattr(e, 'message', e)}") from None
+    _account(report, result.rows_scanned, result.bytes_scanned, result.truncated)
+    return result
 
 
 def grouped_sql(rule: Rule) -> str:
@@ -268,9 +326,10 @@ def grouped_sql(rule: Rule) -> str:
     return finish(sql, rule.plan.query, 0, rule.plan.group_fields).executed
 
 
-def _with_evidence(rule: Rule, engine: QueryEngine, example: Example, report: Backtest) -> Example:
+def _with_evidence(rule: Rule, engine: QueryEngine, example: Example, report: Backtest, stop: Stop | None) -> Example:
     """An example found by the grouped query, with its evidence from a run over its window."""
-    result = run_rule(rule, engine, example.since_ms, example.until_ms, now_ms=example.until_ms + rule.delay_ms)
+    now_ms = example.until_ms + rule.delay_ms
+    result = run_rule(rule, engine, example.since_ms, example.until_ms, now_ms=now_ms, stop=stop)
     _account(report, result.rows_scanned, result.bytes_scanned, result.truncated)
     same = next((m for m in result.matches if m.dedup_key == example.match.dedup_key), example.match)
     return Example(example.since_ms, example.until_ms, same)

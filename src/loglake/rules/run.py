@@ -16,6 +16,7 @@ from typing import Any
 from loglake.lake.query import QueryEngine, TimeRange
 from loglake.lake.query_answers import QueryBusy, QueryResult, json_value
 from loglake.lake.sql_guard import QueryError
+from loglake.lake.stop import Stop
 from loglake.rules.model import Rule
 from loglake.rules.plan import COUNT, FIRST, FRESH, LAST, RESERVED_PREFIX, window_moments
 from loglake.rules.templates import default_dedup_key, render
@@ -73,13 +74,14 @@ def run_rule(
     until_ms: int,
     now_ms: int | None = None,
     fresh_since_ms: int | None = None,
+    stop: Stop | None = None,
 ) -> RunResult:
     """The rule's matches over [since_ms, until_ms); suppressions are judged at `now_ms` (default: now);
     a match's `fresh` rows are those from `fresh_since_ms` (the end of the rule's previous window;
-    default: the whole window)."""
+    default: the whole window). Told to stop (`stop`), Stopped; past its budget, OutOfTime."""
     params, window = run_parameters(rule, since_ms, until_ms, fresh_since_ms)
     try:
-        result = engine.run_saved(rule.plan.executed, params, window, engine.limits.max_rows, rule.plan.tables)
+        result = engine.run_saved(rule.plan.executed, params, window, engine.limits.max_rows, rule.plan.tables, stop)
     except QueryError as e:
         raise RuleRunError(f"rule {rule.id} ({rule.path}): {e.message}") from None
     except QueryBusy as e:

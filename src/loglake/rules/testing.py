@@ -28,6 +28,7 @@ from loglake.amplify.collector import AppReport, store_rows
 from loglake.amplify.parse import Malformed, ParsedLog
 from loglake.lake.objectstore import LocalObjectStore
 from loglake.lake.query import QueryEngine, QueryLimits
+from loglake.lake.stop import Stop
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE, APP_LOGS_TABLE
 from loglake.model import InvalidRecords, Limits, validate_batch
 from loglake.rules.model import Rule, RuleTest
@@ -127,25 +128,26 @@ def scratch_lake() -> Iterator[ScratchLake]:
             lake.close()
 
 
-def run_tests(rules: list[Rule]) -> list[Outcome]:
-    """Every test of every rule, each over its own stretch of time in one throwaway loglake."""
+def run_tests(rules: list[Rule], stop: Stop | None = None) -> list[Outcome]:
+    """Every test of every rule, each over its own stretch of time in one throwaway loglake; Stopped
+    when told to stop (`stop`) first."""
     outcomes = []
     start = FIRST_DAY_MS
     with scratch_lake() as lake:
         for rule in rules:
             for test in rule.tests:
                 window_start = -(-(start + rule.plan.reach_ms) // DAY_MS) * DAY_MS
-                outcomes.append(Outcome(rule, test, tuple(_run_one(lake, rule, test, window_start))))
+                outcomes.append(Outcome(rule, test, tuple(_run_one(lake, rule, test, window_start, stop))))
                 start = window_start + rule.lookback_ms
     return outcomes
 
 
-def _run_one(lake: ScratchLake, rule: Rule, test: RuleTest, since_ms: int) -> list[str]:
+def _run_one(lake: ScratchLake, rule: Rule, test: RuleTest, since_ms: int, stop: Stop | None) -> list[str]:
     until_ms = since_ms + rule.lookback_ms
     try:
         for table, events in _placed(rule, test, since_ms).items():
             lake.add(table, events, until_ms)
-        result = run_rule(rule, lake.engine, since_ms, until_ms, now_ms=until_ms)
+        result = run_rule(rule, lake.engine, since_ms, until_ms, now_ms=until_ms, stop=stop)
     except BadEvent as e:
         return [str(e)]
     except RuleRunError as e:

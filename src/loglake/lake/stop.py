@@ -1,0 +1,75 @@
+"""When work that runs queries must stop before it is done: at the end of its time budget, or when told
+to (the client that asked for it went away, the server is stopping).
+
+A Stop goes with one piece of work (a user's query, a backtest's many queries). The work checks it
+between its queries (`check`); the engine also watches it during each query and interrupts DuckDB as
+soon as it is told to stop or the budget ends, so a stop never waits for a long query to finish.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+CLIENT_GONE = "the client went away"
+SERVER_STOPPING = "the server is stopping"
+
+
+class Stopped(Exception):
+    """The work was told to stop (`reason`: CLIENT_GONE, SERVER_STOPPING) before it was done."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class OutOfTime(Exception):
+    """The work ran past its time budget (`budget_s` seconds) and was stopped."""
+
+    def __init__(self, budget_s: float) -> None:
+        super().__init__(f"ran longer than its {budget_s:g} s")
+        self.budget_s = budget_s
+
+
+class Stop:
+    """A piece of work's deadline (None: none) and whether it was told to stop; safe to use from any thread."""
+
+    def __init__(self, budget_s: float | None = None) -> None:
+        self.budget_s = budget_s
+        self.deadline = None if budget_s is None else time.perf_counter() + budget_s
+        self.reason: str | None = None
+        self._lock = threading.Lock()
+        self._watchers: set[threading.Event] = set()
+
+    def stop(self, reason: str) -> None:
+        """Tell the work to stop: its running query is interrupted, its next `check` raises Stopped."""
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+            watchers = list(self._watchers)
+        for event in watchers:
+            event.set()
+
+    def check(self) -> None:
+        """Stopped if the work was told to stop, OutOfTime if its budget is spent; else nothing."""
+        if self.reason is not None:
+            raise Stopped(self.reason)
+        if self.deadline is not None and time.perf_counter() >= self.deadline:
+            assert self.budget_s is not None
+            raise OutOfTime(self.budget_s)
+
+    @contextmanager
+    def watched_by(self, event: threading.Event) -> Iterator[None]:
+        """Set `event` when the work is told to stop while in this block (at once if it already was)."""
+        with self._lock:
+            self._watchers.add(event)
+            stopped = self.reason is not None
+        if stopped:
+            event.set()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._watchers.discard(event)

@@ -1,0 +1,105 @@
+"""POST /rules/{id}/backtest is bounded: its period by the lake's retention, its run by the server's
+query timeout (a budget for the whole backtest, answered with what to do instead)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from loglake.api.app import LoglakeApp
+from loglake.config import Settings
+from tests.conftest import asgi_client, key_for
+from tests.rules.conftest import write_rule
+
+# A SQL rule is backtested window by window: a minute's schedule makes 1,440 queries a day.
+EVERY_MINUTE_ID = "5eaf00d5-0000-4000-8000-000000000001"
+EVERY_MINUTE = f"""
+title: A million records in a minute
+id: {EVERY_MINUTE_ID}
+level: low
+schedule: 1m
+lookback: 1m
+query: SELECT count(*) AS records FROM logs HAVING count(*) > 1000000
+"""
+
+
+def rules_app(tmp_path: Path, **settings: object) -> LoglakeApp:
+    write_rule(tmp_path / "rules", "minute.yml", EVERY_MINUTE)
+    app = LoglakeApp.from_settings(
+        Settings(data_dir=tmp_path / "data", rules_dir=str(tmp_path / "rules"), access_log="off", **settings)
+    )
+    app.runtime.rules.folder.reload()  # as the server's first round does
+    return app
+
+
+@pytest.fixture
+def quick_app(tmp_path: Path) -> Iterator[LoglakeApp]:
+    """A server whose queries may run 0.5 s: so may a backtest, all its queries together."""
+    app = rules_app(tmp_path, query_timeout_seconds=0.5, retention_days=30)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+async def reader(quick_app: LoglakeApp) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(quick_app, key_for(quick_app, "read")) as c:
+        yield c
+
+
+async def test_a_period_older_than_the_retention_is_refused_with_the_limit(reader: httpx.AsyncClient) -> None:
+    answer = await reader.post(f"/rules/{EVERY_MINUTE_ID}/backtest", json={"since": "40d"})
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_time"
+    assert "retention is 30 days" in error["message"] and "at most 30d" in error["message"]
+
+
+async def test_a_backtest_longer_than_the_query_timeout_is_stopped_and_says_what_to_do(
+    reader: httpx.AsyncClient,
+) -> None:
+    # 30 days of minutes: 43,200 queries, far more than 0.5 s of them.
+    answer = await reader.post(f"/rules/{EVERY_MINUTE_ID}/backtest", json={"since": "30d"})
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "backtest_timeout"
+    assert "longer than 0.5 s" in error["message"] and "shorter period" in error["message"]
+    # Its slot is free again.
+    assert (await reader.post("/query", json={"sql": "SELECT 1 AS one"})).json()["rows"] == [[1]]
+
+
+async def test_a_short_backtest_within_the_bounds_answers(reader: httpx.AsyncClient) -> None:
+    answer = await reader.post(f"/rules/{EVERY_MINUTE_ID}/backtest", json={"since": "2m"})
+    assert answer.status_code == 200
+    assert answer.json()["alerts"] == 0 and answer.json()["windows"] >= 1
+
+
+async def test_rule_work_while_every_query_slot_is_busy_answers_503_not_500(tmp_path: Path) -> None:
+    app = rules_app(tmp_path, query_concurrency=1)
+    try:
+        async with asgi_client(app, key_for(app, "read")) as reader:
+
+            async def backtest_until_it_runs() -> httpx.Response:  # again while the check below holds the slot
+                while True:
+                    answer = await reader.post(f"/rules/{EVERY_MINUTE_ID}/backtest", json={"since": "30d"})
+                    if answer.status_code != 503:
+                        return answer
+                    await asyncio.sleep(0.01)  # a busy answer never waits: let the check's query end
+
+            long = asyncio.ensure_future(backtest_until_it_runs())
+            while (await reader.post("/query", json={"sql": "SELECT 1"})).status_code != 503:
+                assert not long.done(), long.result().text
+                await asyncio.sleep(0.05)  # the backtest's turn to take the slot
+            for path, body in (("backtest", {"since": "1h"}), ("test", None)):
+                answer = await reader.post(f"/rules/{EVERY_MINUTE_ID}/{path}", json=body)
+                assert answer.status_code == 503 and answer.json()["error"]["code"] == "busy"
+                assert answer.headers["retry-after"] == "1"
+            long.cancel()  # the client leaves: its backtest stops, so closing the app does not wait for it
+            with contextlib.suppress(asyncio.CancelledError):
+                await long
+    finally:
+        app.close()
