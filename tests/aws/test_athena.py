@@ -13,6 +13,7 @@ import pytest
 from loglake.aws.athena import AthenaQueryEngine
 from loglake.lake.query import QueryLimits
 from loglake.lake.sql_guard import QueryError
+from loglake.lake.stop import CLIENT_GONE, Stop, Stopped
 
 REGION = "eu-west-1"
 
@@ -70,6 +71,17 @@ def test_a_query_past_its_timeout_is_cancelled(athena) -> None:
     executions = athena.list_query_executions()["QueryExecutionIds"]
     states = {athena.get_query_execution(QueryExecutionId=i)["QueryExecution"]["Status"]["State"] for i in executions}
     assert "CANCELLED" in states
+
+
+def test_a_query_told_to_stop_is_cancelled_in_athena(athena) -> None:
+    """POST /query's client went away (or the server is stopping): the same Stop as the DuckDB engine takes."""
+    before = set(athena.list_query_executions()["QueryExecutionIds"])
+    stop = Stop()
+    stop.stop(CLIENT_GONE)
+    with pytest.raises(Stopped):
+        engine(athena).query("SELECT count(*) FROM logs", stop=stop)
+    (started,) = set(athena.list_query_executions()["QueryExecutionIds"]) - before
+    assert athena.get_query_execution(QueryExecutionId=started)["QueryExecution"]["Status"]["State"] == "CANCELLED"
 
 
 def test_the_query_handler_answers_like_post_query(athena, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:

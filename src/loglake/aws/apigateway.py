@@ -6,6 +6,7 @@ Event and response shapes: https://docs.aws.amazon.com/apigateway/latest/develop
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
@@ -26,10 +27,14 @@ async def call(app: Asgi, event: dict[str, Any]) -> dict[str, Any]:
     body = event.get("body") or ""
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
     sent = False
+    # API Gateway gives no sign of a client that leaves: the connection counts as open until the answer is
+    # sent (an app that watches for the client leaving, as POST /query does, must not stop at once).
+    answered = asyncio.Event()
 
     async def receive() -> dict:
         nonlocal sent
         if sent:
+            await answered.wait()
             return {"type": "http.disconnect"}
         sent = True
         return {"type": "http.request", "body": raw, "more_body": False}
@@ -41,6 +46,8 @@ async def call(app: Asgi, event: dict[str, Any]) -> dict[str, Any]:
             response["status"], response["headers"] = message["status"], message.get("headers", [])
         elif message["type"] == "http.response.body":
             response["body"] += message.get("body", b"")
+            if not message.get("more_body", False):
+                answered.set()
 
     await app(scope_of(event), receive, send)
     return fit_for_lambda(_proxy_response(response["status"], response["headers"], response["body"]))

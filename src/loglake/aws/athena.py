@@ -17,6 +17,7 @@ import botocore.exceptions
 from loglake.lake.query import QueryLimits
 from loglake.lake.query_answers import QueryBusy, QueryResult
 from loglake.lake.sql_guard import QueryError, check_select
+from loglake.lake.stop import OutOfTime, Stop, Stopped
 
 _DONE = {"SUCCEEDED", "FAILED", "CANCELLED"}
 # Athena's answers that mean "not now": too many queries running in the account, or throttled calls.
@@ -44,8 +45,16 @@ class AthenaQueryEngine:
         self.sleep = sleep
 
     def query(
-        self, sql: str, *, limit: int | None = None, timeout_seconds: float | None = None, explain: bool = False
+        self,
+        sql: str,
+        *,
+        limit: int | None = None,
+        timeout_seconds: float | None = None,
+        explain: bool = False,
+        stop: Stop | None = None,
     ) -> QueryResult:
+        """As QueryEngine.query: told to stop (`stop`), the query is cancelled in Athena at its next poll and
+        Stopped (or OutOfTime) is raised."""
         check_select(sql)
         cap = self.limits.max_rows if limit is None else max(0, min(limit, self.limits.max_rows))
         timeout = (
@@ -60,7 +69,7 @@ class AthenaQueryEngine:
             QueryExecutionContext={"Database": self.database, "Catalog": "AwsDataCatalog"},
             WorkGroup=self.workgroup,
         )["QueryExecutionId"]
-        execution = self._wait(execution_id, started + timeout, timeout)
+        execution = self._wait(execution_id, started + timeout, timeout, stop)
         columns, rows, truncated = self._rows(execution_id, cap)
         elapsed_ms = (self.clock() - started) * 1000
         scanned = int(execution.get("Statistics", {}).get("DataScannedInBytes", 0))
@@ -69,9 +78,15 @@ class AthenaQueryEngine:
             return QueryResult([], [], False, elapsed_ms, scanned, 0, plan=plan)
         return QueryResult(columns, rows, truncated, elapsed_ms, scanned, 0)
 
-    def _wait(self, execution_id: str, deadline: float, timeout: float) -> dict:
+    def _wait(self, execution_id: str, deadline: float, timeout: float, stop: Stop | None) -> dict:
         pause = 0.1
         while True:
+            try:
+                if stop is not None:
+                    stop.check()
+            except (Stopped, OutOfTime):
+                self._call(self.client.stop_query_execution, QueryExecutionId=execution_id)
+                raise
             if self.clock() >= deadline:
                 self._call(self.client.stop_query_execution, QueryExecutionId=execution_id)
                 raise QueryError(
