@@ -21,6 +21,7 @@ from loglake.lake import reads as lake_reads
 from loglake.lake.lake import Lake
 from loglake.lake.manifest import LakeFile
 from loglake.lake.search_terms import InvalidSearch, Term, parse_terms
+from loglake.lake.stop import Stop
 from loglake.model import (
     DEFAULT_PAGE_LIMIT,
     MAX_PAGE_LIMIT,
@@ -75,13 +76,16 @@ class InvalidQuery(ValueError):
 
 class RecordSearch(Protocol):
     """Search, counts and lookup by id over every record, hot or archived: DuckDB over the hot store and
-    the lake locally (lake/reads.py), Athena over the lake on AWS (aws/athena_search.py)."""
+    the lake locally (lake/reads.py), Athena over the lake on AWS (aws/athena_search.py). Told to stop
+    (`stop`: the client went away, the server is stopping), a search raises Stopped."""
 
-    def search(self, query: RecentQuery, terms: Sequence[Term]) -> list[StoredRecord]:
+    def search(self, query: RecentQuery, terms: Sequence[Term], stop: Stop | None = None) -> list[StoredRecord]:
         """The newest `query.limit` matches, newest (highest id) first."""
         ...
 
-    def histogram(self, query: RecentQuery, terms: Sequence[Term], interval_ms: int) -> list[dict]:
+    def histogram(
+        self, query: RecentQuery, terms: Sequence[Term], interval_ms: int, stop: Stop | None = None
+    ) -> list[dict]:
         """Every bucket of the window with its counts per severity (lake_reads.histogram_buckets)."""
         ...
 
@@ -178,14 +182,15 @@ class LogService:
             records = lake_reads.recent(self.lake.store, self.lake.recent_reader, page)
         return _page(records, wanted)
 
-    def search(self, params: Mapping[str, str]) -> RecentPage:
-        """Records whose message/fields match the search `q` across hot and lake, newest first, paged."""
+    def search(self, params: Mapping[str, str], stop: Stop | None = None) -> RecentPage:
+        """Records whose message/fields match the search `q` across hot and lake, newest first, paged
+        (Stopped when told to stop, as are histogram and facets)."""
         query, terms = self._search_query(params)
         wanted = query.limit
-        records = self._require_search().search(replace(query, limit=wanted + 1), terms)
+        records = self._require_search().search(replace(query, limit=wanted + 1), terms, stop)
         return _page(records, wanted)
 
-    def histogram(self, params: Mapping[str, str]) -> dict:
+    def histogram(self, params: Mapping[str, str], stop: Stop | None = None) -> dict:
         """Counts per time bucket and severity for the same filters as search: buckets of `interval`
         (e.g. 1m, 1h, 1d), or the smallest of HISTOGRAM_INTERVALS giving at most `buckets` of them
         (default DEFAULT_BUCKETS; past a day, whole days)."""
@@ -210,7 +215,7 @@ class LogService:
             wanted = _whole_number("buckets", buckets_text, lake_reads.MAX_BUCKETS) if buckets_text else DEFAULT_BUCKETS
             fitting = (i for i in HISTOGRAM_INTERVALS if span / i <= wanted)
             interval = next(fitting, -(-span // (wanted * DAY_MS)) * DAY_MS)
-        buckets = self._require_search().histogram(query, terms, interval)
+        buckets = self._require_search().histogram(query, terms, interval, stop)
         return {
             "since": format_datetime(query.since_ms),
             "until": format_datetime(until),
@@ -220,7 +225,7 @@ class LogService:
             "buckets": buckets,
         }
 
-    def facets(self, params: Mapping[str, str]) -> dict:
+    def facets(self, params: Mapping[str, str], stop: Stop | None = None) -> dict:
         """The top services, severities, log types and attribute keys of the records a search matches
         (lake_reads.facets), at most `limit` of each (default DEFAULT_FACETS)."""
         fields = dict(params)
@@ -233,7 +238,7 @@ class LogService:
         query, terms = self._search_query(fields)
         if self.lake is None:
             raise InvalidQuery([Problem(-1, "q", "facets need the SQL engine, which this store does not have")])
-        return lake_reads.facets(self.lake.engine, query, terms, limit)
+        return lake_reads.facets(self.lake.engine, query, terms, limit, stop)
 
     def tail_query(self, params: Mapping[str, str]) -> tuple[RecentQuery, list[Term]]:
         """The search a live tail matches new records against: the filters and `q` of search, without

@@ -103,3 +103,24 @@ async def test_rule_work_while_every_query_slot_is_busy_answers_503_not_500(tmp_
                 await long
     finally:
         app.close()
+
+
+MANY_TESTS_ID = "5eaf00d5-0000-4000-8000-000000000002"
+QUIET_TESTS = 300  # each in its own window of the throwaway loglake: far more than 0.5 s of them together
+
+
+async def test_rule_tests_longer_than_the_query_timeout_together_are_stopped_and_say_what_to_do(
+    quick_app: LoglakeApp, reader: httpx.AsyncClient
+) -> None:
+    tests = "".join(
+        f"  - {{name: quiet {i}, events: [{{message: hello}}], match: false}}\n" for i in range(QUIET_TESTS)
+    )
+    many = EVERY_MINUTE.replace(EVERY_MINUTE_ID, MANY_TESTS_ID) + "tests:\n" + tests
+    write_rule(Path(quick_app.settings.rules_path), "many.yml", many)
+    quick_app.runtime.rules.folder.reload()
+    answer = await reader.post(f"/rules/{MANY_TESTS_ID}/test")
+    assert answer.status_code == 400, answer.text[:300]
+    error = answer.json()["error"]
+    assert error["code"] == "test_timeout"
+    assert f"{QUIET_TESTS} tests ran longer than 0.5 s" in error["message"] and "loglake rules test" in error["message"]
+    assert (await reader.post("/query", json={"sql": "SELECT 1 AS one"})).json()["rows"] == [[1]]

@@ -243,7 +243,7 @@ class LoglakeApp:
         # Users' SQL runs on its own threads, so long queries never queue the API's reads behind them.
         self._queries = ThreadPoolExecutor(max_workers=settings.query_concurrency, thread_name_prefix="loglake-sql")
         self._queries_running = 0
-        self._stops: set[Stop] = set()  # of the SQL work running on the query threads
+        self._stops: set[Stop] = set()  # of the work running on the search, query and ask threads
         self._stopping = False
         self.asking = ask_routes.Asking(self)
         self._loop: asyncio.AbstractEventLoop | None = None  # the server's, once the lifespan started
@@ -324,25 +324,36 @@ class LoglakeApp:
         """Run the check of a big ingest body off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._ingests, fn, *args)
 
-    async def run_search(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a search or histogram off the event loop, apart from the quick reads of run_read."""
-        return await asyncio.get_running_loop().run_in_executor(self._searches, fn, *args)
+    async def run_search(self, fn: Callable[[Stop], T], request: Request) -> T:
+        """Run a search, histogram or facets off the event loop, apart from the quick reads of run_read;
+        stopped as run_query's work is (a search nobody waits for frees its thread and connection)."""
+        return await self.run_watched(self._searches, fn, request)
 
     async def run_query(self, fn: Callable[[Stop], T], request: Request, budget_s: float | None = None) -> T:
-        """Run a user's SQL (or a rule's backtest) on the query threads; QueryBusy at once when all of them
-        are taken. `fn` gets the work's Stop (with `budget_s`, if given): it is told to stop when the client
-        goes away (ClientGone: nobody reads the answer, the slot is free again) or when the server is
-        stopping (503: uvicorn waits for the answers in flight, and then for the query threads)."""
+        """Run a user's SQL (or a rule's backtest) on the query threads (run_watched); QueryBusy at once
+        when all of them are taken."""
         if self._queries_running >= self.settings.query_concurrency:
             raise QueryBusy(f"all {self.settings.query_concurrency} SQL query slots are busy")
+        self._queries_running += 1
+        try:
+            return await self.run_watched(self._queries, fn, request, budget_s)
+        finally:
+            self._queries_running -= 1
+
+    async def run_watched(
+        self, threads: ThreadPoolExecutor, fn: Callable[[Stop], T], request: Request, budget_s: float | None = None
+    ) -> T:
+        """Run long work for a request on `threads`. `fn` gets the work's Stop (with `budget_s`, if given):
+        it is told to stop when the client goes away (ClientGone: nobody reads the answer, the thread is
+        free again) or when the server is stopping (503: uvicorn waits for the answers in flight, and
+        then for the threads)."""
         stop = Stop(budget_s)
         if self._stopping:
             stop.stop(SERVER_STOPPING)
-        self._queries_running += 1
         self._stops.add(stop)
         watcher = asyncio.ensure_future(_stop_when_gone(request, stop))
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._queries, fn, stop)
+            return await asyncio.get_running_loop().run_in_executor(threads, fn, stop)
         except Stopped as e:
             if e.reason == CLIENT_GONE:
                 raise ClientGone() from None
@@ -355,11 +366,11 @@ class LoglakeApp:
         finally:
             watcher.cancel()
             self._stops.discard(stop)
-            self._queries_running -= 1
 
     def stopping(self) -> None:
-        """The server is stopping: end the open event streams (live tails) and stop the SQL work in flight,
-        whose answers uvicorn would otherwise wait for (a tail never ends by itself, a backtest may run long)."""
+        """The server is stopping: end the open event streams (live tails) and stop the work in flight
+        (run_watched's), whose answers uvicorn would otherwise wait for (a tail never ends by itself, a
+        backtest may run long, a model may be slow)."""
         self._stopping = True
         if self.tails is not None:
             self.tails.stop_all()

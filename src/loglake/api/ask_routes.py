@@ -1,13 +1,14 @@
 """The ask routes: POST /ask, POST /ask/explain and POST /ask/{conversation}/rule over loglake.ask.
 
 A question waits on a model for seconds: on threads of its own, so it never holds the API's read or
-query threads. Each key has its own rate of questions (llm_rate_per_minute); running an answer's SQL
-goes through the query threads and the engine exactly as POST /query does, with its scope.
+query threads, and stopped as the query threads' work is (app.run_watched: the model's call is cut when
+its client goes away or the server is stopping). Each key has its own rate of questions
+(llm_rate_per_minute); running an answer's SQL goes through the query threads and the engine exactly as
+POST /query does, with its scope.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ from loglake.ask.errors import (
 from loglake.ask.store import ASK_DB, AskStore, AskStoreBusy, NoSuchConversation
 from loglake.lake.query_answers import QueryBusy, result_to_dict
 from loglake.lake.sql_guard import QueryError
+from loglake.lake.stop import Stop
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -97,8 +99,8 @@ class Asking:
                 self._asker = Asker(self.app.settings, source, provider, self.app.runtime.clock, self.store)
             return self._asker
 
-    async def call(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._threads, fn)
+    async def call(self, fn: Callable[[Stop], T], request: Request) -> T:
+        return await self.app.run_watched(self._threads, fn, request)
 
     def check_rate(self, request: Request) -> None:
         name = request.principal.name
@@ -152,12 +154,12 @@ async def ask(app: LoglakeApp, request: Request) -> Result:
     asking.check_rate(request)
     owner = request.principal.name
 
-    def answer_it(asker: Any) -> dict[str, Any]:
+    def answer_it(asker: Any, stop: Stop) -> dict[str, Any]:
         from loglake.ask.service import Question
 
-        return asker.ask(Question(body.question, body.conversation_id, body.time_zone, owner))
+        return asker.ask(Question(body.question, body.conversation_id, body.time_zone, owner), stop)
 
-    answer = await _asked(asking, answer_it)
+    answer = await _asked(asking, answer_it, request)
     asking.outcomes.inc(("cached" if answer["cached"] else "answered",))
     if body.run and answer["sql"] is not None:
         answer["result"] = await _run(app, request, answer["sql"])
@@ -168,7 +170,7 @@ async def explain(app: LoglakeApp, request: Request) -> Result:
     refuse_parameters(request, "POST /ask/explain")
     body = _body(app, request, ExplainBody, '{"sql": "SELECT service, count(*) FROM logs GROUP BY ALL"}')
     app.asking.check_rate(request)
-    return Result(200, await _asked(app.asking, lambda asker: asker.explain_sql(body.sql)))
+    return Result(200, await _asked(app.asking, lambda asker, stop: asker.explain_sql(body.sql, stop), request))
 
 
 async def rule(app: LoglakeApp, request: Request, conversation_id: str) -> Result:
@@ -177,7 +179,7 @@ async def rule(app: LoglakeApp, request: Request, conversation_id: str) -> Resul
     if body.confirm:
         require_scope(request.principal, RULE_WRITE_SCOPE)
     owner = request.principal.name
-    draft = await _asked(app.asking, lambda asker: asker.draft_rule(conversation_id, owner))
+    draft = await _asked(app.asking, lambda asker, _stop: asker.draft_rule(conversation_id, owner), request)
     answer: dict[str, Any] = {**draft.to_dict(), "written": None}
     if body.confirm:
         if draft.problems:
@@ -193,10 +195,10 @@ async def rule(app: LoglakeApp, request: Request, conversation_id: str) -> Resul
     return Result(200, answer)
 
 
-async def _asked(asking: Asking, fn: Callable[[Any], T]) -> T:
-    """Run `fn` with the Asker on the ask threads, its errors as the API's."""
+async def _asked(asking: Asking, fn: Callable[[Any, Stop], T], request: Request) -> T:
+    """Run `fn` with the Asker and the request's Stop on the ask threads, its errors as the API's."""
     try:
-        return await asking.call(lambda: fn(asking.asker()))
+        return await asking.call(lambda stop: fn(asking.asker(), stop), request)
     except ASK_ERRORS as e:
         raise api_error(e, asking.outcomes) from None
 

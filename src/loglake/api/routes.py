@@ -268,15 +268,21 @@ def refuse_parameters(request: Request, route: str) -> None:
 
 
 async def search(app: LoglakeApp, request: Request) -> Result:
-    return _page_result(await app.run_search(client_errors(app.service.search), request.query))
+    return _page_result(
+        await app.run_search(client_errors(lambda stop: app.service.search(request.query, stop)), request)
+    )
 
 
 async def histogram(app: LoglakeApp, request: Request) -> Result:
-    return Result(200, await app.run_search(client_errors(app.service.histogram), request.query))
+    return Result(
+        200, await app.run_search(client_errors(lambda stop: app.service.histogram(request.query, stop)), request)
+    )
 
 
 async def facets(app: LoglakeApp, request: Request) -> Result:
-    return Result(200, await app.run_search(client_errors(app.service.facets), request.query))
+    return Result(
+        200, await app.run_search(client_errors(lambda stop: app.service.facets(request.query, stop)), request)
+    )
 
 
 def _page_result(page: RecentPage) -> Result:

@@ -76,13 +76,22 @@ async def get_rule(app: LoglakeApp, request: Request, rule_id: str) -> Result:
 
 
 async def test_rule(app: LoglakeApp, request: Request, rule_id: str) -> Result:
-    """The rule's inline tests, in a throwaway loglake (as `loglake rules test`)."""
+    """The rule's inline tests, in a throwaway loglake (as `loglake rules test`), all of them within the
+    server's query timeout: a rule with many tests holds its query slot no longer than one query may."""
     refuse_parameters(request, "POST /rules/{ruleId}/test")
     rule = _rule(app, rule_id)
+    budget_s = app.settings.query_timeout_seconds
     try:
-        outcomes = await app.run_query(lambda stop: run_tests([rule], stop), request)
+        outcomes = await app.run_query(lambda stop: run_tests([rule], stop), request, budget_s)
     except QueryBusy as e:
         raise query_error(e) from None
+    except OutOfTime:
+        raise ApiError(
+            400,
+            "test_timeout",
+            f"the rule's {len(rule.tests)} tests ran longer than {budget_s:g} s (the server's query_timeout_seconds) "
+            "and were stopped; run them with `loglake rules test`, which has no time limit",
+        ) from None
     return Result(
         200,
         {
@@ -176,7 +185,14 @@ OPENAPI = {
         "post": {
             "summary": "Run the rule's inline tests in a throwaway loglake (as loglake rules test)",
             "parameters": [_RULE_ID],
-            "responses": {"200": {"description": "tests (name, passed, failures), passed, failed"}, **_NO_RULES},
+            "responses": {
+                "200": {"description": "tests (name, passed, failures), passed, failed"},
+                "400": {
+                    "description": "tests that together ran past the server's query_timeout_seconds (test_timeout)"
+                },
+                "503": {"description": "all SQL query slots are busy, or the server is stopping"},
+                **_NO_RULES,
+            },
         }
     },
     "/rules/{ruleId}/backtest": {

@@ -6,11 +6,15 @@ llama.cpp, LM Studio all serve it), Anthropic's Messages API, and Amazon Bedrock
 (through boto3, so AWS credentials and regions work as everywhere else). A provider never retries:
 the caller's user is waiting, and a failed answer is reported as 502 (the API answered, badly) or
 503 (it did not answer in time, or is overloaded), with a message that names the provider and never
-its key.
+its key. Told to stop (the user went away, the server is stopping), a call over HTTP shuts its
+connection and raises Stopped at once instead of waiting for the model.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,6 +22,7 @@ from typing import Any, Protocol
 from loglake.alerts.secrets import SecretError, Secrets, reference_of, scrub
 from loglake.ask.errors import NoProvider, ProviderError
 from loglake.config import Settings
+from loglake.lake.stop import Stop
 
 ANTHROPIC_VERSION = "2023-06-01"  # the Messages API version this client speaks (anthropic-version header)
 DEFAULT_ENDPOINTS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
@@ -53,7 +58,7 @@ class Provider(Protocol):
     name: str
     model: str
 
-    def complete(self, system: str, messages: Sequence[Message]) -> Completion: ...
+    def complete(self, system: str, messages: Sequence[Message], stop: Stop | None = None) -> Completion: ...
 
 
 class _HttpProvider:
@@ -70,9 +75,13 @@ class _HttpProvider:
         self._secrets = secrets
         import httpx  # on first use: a server that never asks does without it (~5 MiB)
 
-        self._client = httpx.Client(timeout=timeout)
+        # No connection kept between calls: each call's own is the one a stop shuts (_Connection), and
+        # its handshake is nothing beside the seconds a model takes.
+        self._client = httpx.Client(timeout=timeout, limits=httpx.Limits(max_keepalive_connections=0))
 
-    def _post(self, path: str, body: dict[str, Any], headers: Callable[[str], dict[str, str]]) -> dict[str, Any]:
+    def _post(
+        self, path: str, body: dict[str, Any], headers: Callable[[str], dict[str, str]], stop: Stop | None
+    ) -> dict[str, Any]:
         import httpx
 
         try:
@@ -80,15 +89,20 @@ class _HttpProvider:
         except SecretError as e:
             raise ProviderError(503, f"the {self.name} API key cannot be read: {e}") from None
         url = self.endpoint + path
+        connection = _Connection()
+        watched = contextlib.nullcontext() if stop is None else stop.watched_by(connection.shut)
         try:
-            answer = self._client.post(url, json=body, headers=headers(key))
-        except httpx.TimeoutException:
-            raise ProviderError(
-                503,
-                f"the {self.name} model did not answer within {self.timeout:g} s (llm_timeout_seconds); "
-                "retry, or give it more time",
-            ) from None
+            with watched:
+                answer = self._client.post(url, json=body, headers=headers(key), extensions={"trace": connection.trace})
         except httpx.HTTPError as e:
+            if stop is not None:
+                stop.check()  # Stopped, when that is why the connection ended
+            if isinstance(e, httpx.TimeoutException):
+                raise ProviderError(
+                    503,
+                    f"the {self.name} model did not answer within {self.timeout:g} s (llm_timeout_seconds); "
+                    "retry, or give it more time",
+                ) from None
             raise ProviderError(503, f"the {self.name} API at {self.endpoint} cannot be reached ({e}); retry") from None
         if answer.status_code != 200:
             excerpt = scrub(answer.text[:_ERROR_EXCERPT], [key] if key else [])
@@ -106,12 +120,41 @@ class _HttpProvider:
         return ProviderError(502, f"the {self.name} API's answer has no {what}; is llm_provider right?")
 
 
+class _Connection:
+    """The connection of one model call, shut when its work is told to stop: the call's blocked read ends at
+    once (httpx raises), where closing the client from another thread would leave it waiting for the model."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._stopped = False
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpx's trace hook: the connection's socket once it is made (the TLS one once it is wrapped)."""
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            with self._lock:
+                self._socket = info["return_value"].get_extra_info("socket")
+                stopped = self._stopped
+            if stopped:  # told to stop while connecting
+                self.shut()
+
+    def shut(self) -> None:
+        with self._lock:
+            self._stopped = True
+            sock = self._socket
+        if sock is not None:
+            with contextlib.suppress(OSError):  # closed already: the call has ended
+                # socket.socket's own shutdown, also for a TLS socket: SSLSocket's would drop its TLS
+                # state under the thread that is reading from it.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 class OpenAIProvider(_HttpProvider):
     """POST {endpoint}/chat/completions."""
 
     name = "openai"
 
-    def complete(self, system: str, messages: Sequence[Message]) -> Completion:
+    def complete(self, system: str, messages: Sequence[Message], stop: Stop | None = None) -> Completion:
         body = {
             "model": self.model,
             "messages": [{"role": "system", "content": system}]
@@ -119,7 +162,9 @@ class OpenAIProvider(_HttpProvider):
             "max_tokens": MAX_ANSWER_TOKENS,
             "temperature": 0,
         }
-        answer = self._post("/chat/completions", body, lambda key: {"authorization": f"Bearer {key}"} if key else {})
+        answer = self._post(
+            "/chat/completions", body, lambda key: {"authorization": f"Bearer {key}"} if key else {}, stop
+        )
         try:
             text = answer["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
@@ -133,7 +178,7 @@ class AnthropicProvider(_HttpProvider):
 
     name = "anthropic"
 
-    def complete(self, system: str, messages: Sequence[Message]) -> Completion:
+    def complete(self, system: str, messages: Sequence[Message], stop: Stop | None = None) -> Completion:
         body = {
             "model": self.model,
             "system": system,
@@ -142,7 +187,7 @@ class AnthropicProvider(_HttpProvider):
             "temperature": 0,
         }
         answer = self._post(
-            "/v1/messages", body, lambda key: {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}
+            "/v1/messages", body, lambda key: {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}, stop
         )
         try:
             text = "".join(part["text"] for part in answer["content"] if part.get("type") == "text")
@@ -154,7 +199,8 @@ class AnthropicProvider(_HttpProvider):
 
 class BedrockProvider:
     """Amazon Bedrock's Converse API through boto3 (credentials and region from the AWS configuration;
-    `endpoint` replaces the bedrock-runtime endpoint). `client` is injected in tests."""
+    `endpoint` replaces the bedrock-runtime endpoint). `client` is injected in tests. A stop is seen before
+    the call, not during it: boto3 gives no hold on its connection (llm_timeout_seconds bounds the call)."""
 
     name = "bedrock"
 
@@ -163,8 +209,11 @@ class BedrockProvider:
         self.timeout = timeout
         self._client = client if client is not None else _bedrock_client(endpoint, timeout)
 
-    def complete(self, system: str, messages: Sequence[Message]) -> Completion:
+    def complete(self, system: str, messages: Sequence[Message], stop: Stop | None = None) -> Completion:
         import botocore.exceptions
+
+        if stop is not None:
+            stop.check()
 
         try:
             answer = self._client.converse(

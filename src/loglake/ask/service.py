@@ -29,6 +29,7 @@ from loglake.ask.store import AskStore, ConversationStore, Turn
 from loglake.config import Settings
 from loglake.lake.query import QueryEngine
 from loglake.lake.sql_guard import QueryError
+from loglake.lake.stop import Stop
 
 if TYPE_CHECKING:
     from loglake.ask.rule_draft import RuleDraft
@@ -107,8 +108,9 @@ class Asker:
         self.store = store or AskStore(settings.data_dir, clock, settings.llm_conversation_hours * 3_600_000)
         self.clock = clock
 
-    def ask(self, question: Question) -> dict[str, Any]:
-        """The answer (see README: POST /ask); it is also the conversation's new turn."""
+    def ask(self, question: Question, stop: Stop | None = None) -> dict[str, Any]:
+        """The answer (see README: POST /ask); it is also the conversation's new turn. Told to stop
+        (`stop`), a model call in flight is cut and Stopped raised (as by explain_sql)."""
         text = _checked_question(question.text)
         _check_zone(question.time_zone)
         history = self.store.turns(question.conversation_id, question.owner) if question.conversation_id else []
@@ -120,7 +122,7 @@ class Asker:
             made = None  # its time literals were computed from an earlier "now" than the prompt's
         cached = made is not None
         if made is None:
-            made, estimate = self._answer(text, prompt.system, history, now_ms, question.time_zone)
+            made, estimate = self._answer(text, prompt.system, history, now_ms, question.time_zone, stop)
             self.store.cache(key, made)
         else:  # the data moved on since it was made: estimated afresh
             estimate = self.source.estimate(made["sql"]) if made["sql"] is not None else None
@@ -130,7 +132,7 @@ class Asker:
         answer["conversation_id"] = self.store.add_turn(question.conversation_id, question.owner, text, answer)
         return answer
 
-    def explain_sql(self, sql: str) -> dict[str, Any]:
+    def explain_sql(self, sql: str, stop: Stop | None = None) -> dict[str, Any]:
         """A user's SQL in plain language, with what it would scan (the sandbox checks it first)."""
         sql = sql.strip().rstrip(";").strip()
         try:
@@ -138,7 +140,7 @@ class Asker:
         except QueryError as e:
             raise AskError(f"the SQL cannot run here: {e.message}") from None
         system = EXPLAIN_SYSTEM.format(dialect=DIALECTS[self.source.dialect])
-        completion = self._complete(system, [Message("user", sql)])
+        completion = self._complete(system, [Message("user", sql)], stop)
         explanation = read_explanation(completion.text)
         return {"sql": sql, "explanation": explanation, "tables": tables_read(sql, self.source.dialect), **scanned}
 
@@ -160,14 +162,14 @@ class Asker:
     # -- internals ------------------------------------------------------------------------------
 
     def _answer(
-        self, text: str, system: str, history: list[Turn], now_ms: int, zone: str
+        self, text: str, system: str, history: list[Turn], now_ms: int, zone: str, stop: Stop | None
     ) -> tuple[dict[str, Any], Estimate | None]:
         """The model's answer as checked (see module doc), with its estimate; AnswerRefused after MAX_RETRIES."""
         messages = [m for turn in history for m in _turn_messages(turn)] + [Message("user", text)]
         implied = implied_range(text, now_ms, zone)
         reason, sql = "", None
         for attempt in range(1, MAX_RETRIES + 2):
-            completion = self._complete(system, messages)
+            completion = self._complete(system, messages, stop)
             try:
                 answer = read_answer(completion.text)
                 if answer.sql is None:  # the model says it cannot answer from these tables
@@ -199,7 +201,7 @@ class Asker:
             return made, estimate
         raise AnswerRefused(reason, sql, MAX_RETRIES + 1)
 
-    def _complete(self, system: str, messages: list[Message]) -> Completion:
+    def _complete(self, system: str, messages: list[Message], stop: Stop | None) -> Completion:
         """One call of the model within today's token budget: the most it can use is reserved first
         (so that calls at once cannot together pass the budget), then what it used is recorded."""
         now = self.clock()
@@ -212,7 +214,7 @@ class Asker:
             if not found.granted:
                 raise _budget_refusal(name, budget, held, found.used, found.held, now)
         try:
-            completion = self.provider.complete(system, messages)
+            completion = self.provider.complete(system, messages, stop)
         except BaseException:
             self.store.release(name, day, held)
             raise

@@ -20,6 +20,7 @@ from loglake.lake.layout import day_of
 from loglake.lake.query_views import sql_string
 from loglake.lake.search_terms import Term
 from loglake.lake.sql_guard import case_insensitive_regex
+from loglake.lake.stop import Stop
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.model import SEVERITY_NAMES, StoredRecord
 from loglake.store.base import RecentQuery
@@ -36,14 +37,18 @@ class AthenaSearch:
         self.engine = engine
         self.table = table
 
-    def search(self, query: RecentQuery, terms: Sequence[Term]) -> list[StoredRecord]:
+    # `stop` (the RecordSearch's) is never given here: a Lambda's request has no connection to watch, and
+    # its function's timeout ends it.
+    def search(self, query: RecentQuery, terms: Sequence[Term], stop: Stop | None = None) -> list[StoredRecord]:
         sql = (
             f"SELECT {_RECORD_COLUMNS} FROM {self.table} WHERE {_conditions(query, terms)}"
             f" ORDER BY log_id DESC LIMIT {query.limit:d}"
         )
         return lake_reads.records_from_rows(self.engine.query(sql, limit=query.limit).rows, "the lake (Athena)")
 
-    def histogram(self, query: RecentQuery, terms: Sequence[Term], interval_ms: int) -> list[dict]:
+    def histogram(
+        self, query: RecentQuery, terms: Sequence[Term], interval_ms: int, stop: Stop | None = None
+    ) -> list[dict]:
         bucket = f"CAST(floor({_EPOCH_MS} / {interval_ms:d}e0) AS BIGINT)"
         sql = (
             f"SELECT {bucket} AS bucket, severity, count(*) FROM {self.table}"

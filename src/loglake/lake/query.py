@@ -192,14 +192,16 @@ class QueryEngine:
         cap: int,
         tables: tuple[LakeTable, ...] = (APP_LOGS_TABLE,),
         newest_first: bool = False,
+        stop: Stop | None = None,
     ) -> QueryResult:
         """A query the server itself wrote for its own reads (search, histogram, a record by id), with
         parameters, over `tables` (only those are defined), on connections users' SQL never holds.
         `newest_first` streams the hot rows newest first, for a query sorted that way: its top-N then
-        keeps the first rows that match, and no later (older) row enters it, however many are hot."""
+        keeps the first rows that match, and no later (older) row enters it, however many are hot.
+        `stop` as for `query`."""
         timeout = self.limits.timeout_seconds
         return self._run(
-            self._internal_pool, sql, cap, timeout, window, tables, params=params, newest_first=newest_first
+            self._internal_pool, sql, cap, timeout, window, tables, params=params, newest_first=newest_first, stop=stop
         )
 
     def run_saved(
@@ -270,7 +272,7 @@ class QueryEngine:
         started = time.perf_counter()
         deadline = started + timeout
         finished, wake = threading.Event(), threading.Event()  # wake: the query ended, or it was told to stop
-        watched = contextlib.nullcontext() if stop is None else stop.watched_by(wake)
+        watched = contextlib.nullcontext() if stop is None else stop.watched_by(wake.set)
         if stop is not None:
             stop.check()
             if stop.deadline is not None:

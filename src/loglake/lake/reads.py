@@ -22,6 +22,7 @@ from loglake.lake.query_views import sql_string
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.search_terms import Term
 from loglake.lake.sql_guard import case_insensitive_regex
+from loglake.lake.stop import Stop
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.model import SEVERITY_NAMES, Severity, StoredRecord, format_datetime
 from loglake.store.base import RecentQuery
@@ -41,11 +42,13 @@ class EngineSearch:
     def __init__(self, engine: QueryEngine) -> None:
         self.engine = engine
 
-    def search(self, query: RecentQuery, terms: Sequence[Term]) -> list[StoredRecord]:
-        return search(self.engine, query, terms)
+    def search(self, query: RecentQuery, terms: Sequence[Term], stop: Stop | None = None) -> list[StoredRecord]:
+        return search(self.engine, query, terms, stop)
 
-    def histogram(self, query: RecentQuery, terms: Sequence[Term], interval_ms: int) -> list[dict]:
-        return histogram(self.engine, query, terms, interval_ms)
+    def histogram(
+        self, query: RecentQuery, terms: Sequence[Term], interval_ms: int, stop: Stop | None = None
+    ) -> list[dict]:
+        return histogram(self.engine, query, terms, interval_ms, stop)
 
     def get(self, log_id: bytes) -> StoredRecord | None:
         return get(self.engine, log_id)
@@ -66,9 +69,12 @@ def recent(store: SQLiteHotStore, reader: LakeRecentReader, query: RecentQuery) 
     return merged[: query.limit]
 
 
-def search(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term] = ()) -> list[StoredRecord]:
-    """The newest `query.limit` records matching the filters and search terms, newest (highest id) first."""
-    return [record for step in search_steps(engine, query, terms) for record in step.records]
+def search(
+    engine: QueryEngine, query: RecentQuery, terms: Sequence[Term] = (), stop: Stop | None = None
+) -> list[StoredRecord]:
+    """The newest `query.limit` records matching the filters and search terms, newest (highest id) first;
+    told to stop (`stop`), its running query is interrupted and it raises Stopped."""
+    return [record for step in search_steps(engine, query, terms, stop) for record in step.records]
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,9 @@ class SearchStep:
     records: list[StoredRecord]
 
 
-def search_steps(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term] = ()) -> Iterator[SearchStep]:
+def search_steps(
+    engine: QueryEngine, query: RecentQuery, terms: Sequence[Term] = (), stop: Stop | None = None
+) -> Iterator[SearchStep]:
     """The slices `search` reads, newest first, until they found `query.limit` records or reached its start.
 
     Asked for the newest 100 of a day, DuckDB would read the whole day (of every matching service) to
@@ -95,7 +103,7 @@ def search_steps(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term] 
     step = _first_step_ms(engine, query, upper)
     while upper > query.since_ms and wanted > 0:
         lower = max(query.since_ms, upper - step)
-        found = _recent_in(engine, replace(query, since_ms=lower, until_ms=upper, limit=wanted), terms)
+        found = _recent_in(engine, replace(query, since_ms=lower, until_ms=upper, limit=wanted), terms, stop)
         yield SearchStep(lower, upper, found)
         wanted -= len(found)
         upper, step = lower, step * 8
@@ -130,15 +138,17 @@ def _first_step_ms(engine: QueryEngine, query: RecentQuery, upper: int) -> int:
     return max(1000, min(steps)) if steps else upper - query.since_ms
 
 
-def _recent_in(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term]) -> list[StoredRecord]:
+def _recent_in(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], stop: Stop | None) -> list[StoredRecord]:
     where, params = _conditions(query, terms)
     sql = f"SELECT {_RECORD_COLUMNS} FROM logs WHERE {where} ORDER BY log_id DESC LIMIT {query.limit:d}"
     window = TimeRange(query.since_ms, query.until_ms)
-    rows = engine.run_internal(sql, params, window, query.limit, newest_first=True).rows
+    rows = engine.run_internal(sql, params, window, query.limit, newest_first=True, stop=stop).rows
     return records_from_rows(rows, "the lake")
 
 
-def histogram(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], interval_ms: int) -> list[dict]:
+def histogram(
+    engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], interval_ms: int, stop: Stop | None = None
+) -> list[dict]:
     """Counts per time bucket (aligned to the epoch) and severity, every bucket of the window present."""
     where, params = _conditions(replace(query, before_id=None), terms)
     sql = (
@@ -146,7 +156,7 @@ def histogram(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], in
         " GROUP BY ALL"
     )
     window = TimeRange(query.since_ms, query.until_ms)
-    rows = engine.run_internal(sql, params, window, MAX_BUCKETS * len(SEVERITY_NAMES)).rows
+    rows = engine.run_internal(sql, params, window, MAX_BUCKETS * len(SEVERITY_NAMES), stop=stop).rows
     return histogram_buckets(rows, query, interval_ms)
 
 
@@ -186,7 +196,9 @@ def arrived_matches(
     return records_from_rows(db.execute(sql, [after, *params]).fetchall(), "the arrivals")
 
 
-def facets(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], limit: int) -> dict[str, Any]:
+def facets(
+    engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], limit: int, stop: Stop | None = None
+) -> dict[str, Any]:
     """The most common services, severities and log types of the matching records with their counts (one
     scan), and the most common attribute keys among up to FACET_SAMPLE of them (parsing every record's
     attributes would take seconds over a day of a busy server)."""
@@ -199,7 +211,7 @@ def facets(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], limit
     )
     found: dict[str, dict[str, int]] = {"service": {}, "severity": {}, "log_type": {}}
     total = 0
-    for facet, value, n in engine.run_internal(sql, params, window, 3 * limit + 1).rows:
+    for facet, value, n in engine.run_internal(sql, params, window, 3 * limit + 1, stop=stop).rows:
         name = _FACET_BY_GROUPING[facet]
         if name == "total":
             total = n
@@ -213,7 +225,7 @@ def facets(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], limit
         f" (SELECT attributes FROM logs WHERE {where} LIMIT {FACET_SAMPLE:d})) GROUP BY key"
         f" ORDER BY n DESC, key LIMIT {limit:d}"
     )
-    keys = engine.run_internal(keys_sql, params, window, limit).rows if sampled else []
+    keys = engine.run_internal(keys_sql, params, window, limit, stop=stop).rows if sampled else []
     answer: dict[str, Any] = {
         name: [{"value": v, "count": n} for v, n in sorted(counts.items(), key=lambda c: (-c[1], c[0]))]
         for name, counts in found.items()

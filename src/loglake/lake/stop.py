@@ -1,16 +1,17 @@
 """When work that runs queries must stop before it is done: at the end of its time budget, or when told
 to (the client that asked for it went away, the server is stopping).
 
-A Stop goes with one piece of work (a user's query, a backtest's many queries). The work checks it
-between its queries (`check`); the engine also watches it during each query and interrupts DuckDB as
-soon as it is told to stop or the budget ends, so a stop never waits for a long query to finish.
+A Stop goes with one piece of work (a user's query, a backtest's many queries, a search, a question to
+a model). The work checks it between its steps (`check`); what blocks meanwhile watches it and is woken
+as soon as it is told to stop (the engine interrupts DuckDB, a model's call shuts its connection), so a
+stop never waits for a long query or a slow model to finish.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 CLIENT_GONE = "the client went away"
@@ -41,7 +42,7 @@ class Stop:
         self.deadline = None if budget_s is None else time.perf_counter() + budget_s
         self.reason: str | None = None
         self._lock = threading.Lock()
-        self._watchers: set[threading.Event] = set()
+        self._watchers: set[Callable[[], None]] = set()
 
     def stop(self, reason: str) -> None:
         """Tell the work to stop: its running query is interrupted, its next `check` raises Stopped."""
@@ -49,8 +50,8 @@ class Stop:
             if self.reason is None:
                 self.reason = reason
             watchers = list(self._watchers)
-        for event in watchers:
-            event.set()
+        for wake in watchers:
+            wake()
 
     def check(self) -> None:
         """Stopped if the work was told to stop, OutOfTime if its budget is spent; else nothing."""
@@ -61,15 +62,16 @@ class Stop:
             raise OutOfTime(self.budget_s)
 
     @contextmanager
-    def watched_by(self, event: threading.Event) -> Iterator[None]:
-        """Set `event` when the work is told to stop while in this block (at once if it already was)."""
+    def watched_by(self, wake: Callable[[], None]) -> Iterator[None]:
+        """Call `wake` when the work is told to stop while in this block (at once if it already was); it
+        runs on the thread that tells it to stop (the event loop's), so it must be quick and never block."""
         with self._lock:
-            self._watchers.add(event)
+            self._watchers.add(wake)
             stopped = self.reason is not None
         if stopped:
-            event.set()
+            wake()
         try:
             yield
         finally:
             with self._lock:
-                self._watchers.discard(event)
+                self._watchers.discard(wake)
