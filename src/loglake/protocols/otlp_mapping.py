@@ -118,9 +118,15 @@ def _add_scope(
         found.timestamps += [n // 1_000_000 if n else None for n in nanos]
     found.services += [service] * count
     found.log_types += [None] * count
-    levels = list(zip(map(_NUMBERS, logs), _each(logs, merged, "severity_text"), strict=True))
-    known = {level: _severity(encoding.severity_number(level[0]), level[1]) for level in set(levels)}
-    found.severities += map({level: severity for level, (severity, _, _) in known.items()}.__getitem__, levels)
+    numbers = list(map(_NUMBERS, logs))
+    severity_texts = _each(logs, merged, "severity_text")
+    levels = set(zip(numbers, severity_texts, strict=True))
+    known = {level: _severity(encoding.severity_number(level[0]), level[1]) for level in levels}
+    if all(type(number) is int and 0 < number < len(_BY_NUMBER) for number, _ in known):
+        found.severities += map(_BY_NUMBER.__getitem__, numbers)  # (the number decides: no pair looked up per record)
+    else:
+        severity_by_level = {level: severity for level, (severity, _, _) in known.items()}
+        found.severities += map(severity_by_level.__getitem__, zip(numbers, severity_texts, strict=True))
     events = _each(logs, merged, "event_name")
     messages = _each(logs, merged, "body.string_value")
     if not all(messages):  # no body, an empty string, or a value that is not a string
@@ -129,7 +135,7 @@ def _add_scope(
     kept_by_level = {level: (text, number) for level, (_, text, number) in known.items()}
     kept = None  # usually: nothing kept by any level, and no list made per record
     if any(extras != _NOTHING_KEPT for extras in kept_by_level.values()):
-        kept = list(map(kept_by_level.__getitem__, levels))
+        kept = list(map(kept_by_level.__getitem__, zip(numbers, severity_texts, strict=True)))
     texts = _attribute_texts(encoding.attribute_sets(logs), events, kept, common, encoding)
     for (field, digits), column in zip(ID_FIELDS, (found.trace_ids, found.span_ids), strict=True):
         sent = _each(logs, merged, field)
