@@ -99,6 +99,7 @@ def columns(request: Any, encoding: Encoding, merged: Any = None) -> RecordColum
                 common["otel.scope.version"] = scope.version
             _add_scope(found, nanos, logs, logs_merged, service, common, encoding)
     found.timestamps = _milliseconds(nanos)
+    found.attributes = _distinct(found.attributes)
     return found
 
 
@@ -154,6 +155,14 @@ def _add_scope(
         for row, sent_id in invalid:  # kept in the attributes (the record's own of that name wins)
             texts[row] = _encode({field: sent_id} | (msgspec.json.decode(texts[row]) if texts[row] else {}))
     found.attributes += texts
+
+
+def _distinct(texts: list[bytes]) -> pa.DictionaryArray:
+    """The records' attribute texts as a dictionary array: a few sets repeat over an export's records
+    (_attribute_texts), and the column check then checks each distinct text once, not every record's."""
+    numbered = {text: number for number, text in enumerate(dict.fromkeys(texts))}
+    indices = pa.array(list(map(numbered.__getitem__, texts)), pa.int32())
+    return pa.DictionaryArray.from_arrays(indices, pa.array(list(numbered), pa.binary()))
 
 
 def _milliseconds(nanos: list[int | None]) -> pa.Array | list[int | None]:
