@@ -231,3 +231,29 @@ def test_a_batch_of_iso_texts_with_one_that_is_no_time_is_left_to_the_record_che
     items = decoded([base(i) | {"timestamp": t} for i, t in enumerate(times)])
     assert _accept_plainly_valid(items, LIMITS, NOW) is None
     assert plainly_valid_table(items, LIMITS, NOW) is None
+
+
+def _as_distinct_texts(texts: list[bytes]) -> pa.DictionaryArray:
+    distinct = sorted(set(texts))
+    indices = pa.array([distinct.index(text) for text in texts], pa.int32())
+    return pa.DictionaryArray.from_arrays(indices, pa.array(distinct, pa.binary()))
+
+
+@pytest.mark.parametrize("name", sorted(ACCEPTED.keys() | REFUSED.keys()))
+def test_attributes_given_as_their_distinct_texts_are_checked_as_each_records_are(name: str) -> None:
+    """A protocol's decoder may give the attributes as a dictionary of their distinct texts (OTLP's)."""
+    items = batch_with({**ACCEPTED, **REFUSED}[name], 17)
+
+    def table(attributes: list[bytes] | pa.DictionaryArray) -> pa.Table | None:
+        def field(name: str) -> list:
+            return [getattr(item, name) for item in items]
+
+        fields = ("timestamp", "service", "log_type", "severity", "message")
+        ids = {"trace_ids": field("trace_id"), "span_ids": field("span_id")}
+        return ingest_columns.valid_columns_table(*map(field, fields), attributes, LIMITS, NOW, **ids)
+
+    texts = [bytes(item.attributes) for item in items]
+    as_listed, as_distinct = table(texts), table(_as_distinct_texts(texts))
+    assert (as_listed is None) == (name in REFUSED) == (as_distinct is None)
+    if as_listed is not None and as_distinct is not None:
+        assert as_distinct.drop_columns(["log_id"]).equals(as_listed.drop_columns(["log_id"]))

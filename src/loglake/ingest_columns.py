@@ -78,7 +78,7 @@ def valid_columns_table(
     log_types: list[str | None],
     severities: list[str | None],
     messages: list[str],
-    attributes: list[Any],
+    attributes: list[Any] | pa.DictionaryArray,
     limits: Limits,
     now_ms: int,
     *,
@@ -188,10 +188,14 @@ def _severities(values: list[str | None]) -> pa.Array | None:
     return pa.array(canonical, pa.string()).take(encoded.indices)
 
 
-def _attributes(raw: list[Any], limits: Limits) -> pa.Array | None:
+def _attributes(raw: list[Any] | pa.DictionaryArray, limits: Limits) -> pa.Array | None:
     """The attributes' JSON text as sent (null for none), None when the record-by-record check must
     decide: not an object, too large, not UTF-8, or more brackets or colons than the depth and key
-    limits allow (counted over the text, strings included: an upper bound, as in ingest.py)."""
+    limits allow (counted over the text, strings included: an upper bound, as in ingest.py). Given as a
+    dictionary array (a decoder's distinct texts, protocols/columns.py): each distinct text checked once."""
+    if isinstance(raw, pa.DictionaryArray):
+        distinct = _attributes(raw.dictionary.to_pylist(), limits)
+        return None if distinct is None else distinct.take(raw.indices)
     count = len(raw)
     data, joined = binary_array(raw)
     offsets = data.buffers()[1]

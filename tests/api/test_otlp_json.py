@@ -269,3 +269,14 @@ async def test_a_malformed_json_export_gets_a_status_and_stores_nothing(
     assert app.runtime.store.count() == 0
     assert (await post(client, _record(), JSON)).json() == {}  # the same export without the fault is stored
     assert sorted(r["message"] for r in await stored(client)) == ["bad", "good"]
+
+
+@pytest.mark.parametrize("nanos", [2**64 - 1, 2**64, 10**25])
+async def test_a_time_past_what_64_bits_hold_refuses_its_record_only(client: httpx.AsyncClient, nanos: int) -> None:
+    """OTLP/JSON's integers are unbounded: a time that no uint64 holds, like the last one that does, is
+    refused as out of range, and the export's other record stored."""
+    response = await post(client, _record(timeUnixNano=str(nanos)), JSON)
+    assert response.status_code == 200, response.text
+    partial = response.json()["partialSuccess"]
+    assert partial["rejectedLogRecords"] == "1" and "timestamp" in partial["errorMessage"], partial
+    assert [r["message"] for r in await stored(client)] == ["good"]

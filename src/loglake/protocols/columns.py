@@ -29,14 +29,15 @@ class RecordColumns:
     """The fields of a batch's records, each list in the records' order. Attributes are JSON object text
     (b"" for none); a timestamp is epoch ms, ISO-8601 text, or None for the time received. A decoder that maps
     column-wise may give a column other than messages and attributes as an Arrow array (epoch ms as int64,
-    text as string, null for none), which the column check takes as it is: no Python object per value."""
+    text as string, null for none), which the column check takes as it is: no Python object per value; and
+    the attributes as a dictionary array of their distinct texts (binary), each then checked once."""
 
     messages: list[str] = field(default_factory=list)
     timestamps: list[int | str | None] | pa.Array = field(default_factory=list)
     services: list[str | None] | pa.Array = field(default_factory=list)
     log_types: list[str | None] | pa.Array = field(default_factory=list)
     severities: list[str | None] | pa.Array = field(default_factory=list)
-    attributes: list[bytes] = field(default_factory=list)
+    attributes: list[bytes] | pa.DictionaryArray = field(default_factory=list)
     trace_ids: list[str | None] | pa.Array = field(default_factory=list)
     span_ids: list[str | None] | pa.Array = field(default_factory=list)
     ids: list[str | None] | None = None  # the client ids, when the protocol has them
@@ -82,7 +83,7 @@ class RecordColumns:
                 listed(self.services),
                 listed(self.log_types),
                 listed(self.severities),
-                self.attributes,
+                listed(self.attributes),
                 ids,
                 listed(self.trace_ids),
                 listed(self.span_ids),

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from itertools import repeat
-from operator import attrgetter, floordiv
+from operator import attrgetter
 from typing import Any, Protocol
 
 import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, Problem, Severity, hex_id
 from loglake.protocols.columns import RecordColumns
@@ -74,6 +76,7 @@ def columns(request: Any, encoding: Encoding, merged: Any = None) -> RecordColum
     `merged`: the same request with each scope's records merged into one, whose repeated fields hold one
     value per record or none (otlp.py), for the fields _each() reads."""
     found = RecordColumns()
+    nanos: list[int | None] = []  # each record's time (None: none), made ms at the end, for all scopes at once
     scopes_merged = (
         repeat(None) if merged is None else (s.log_records for r in merged.resource_logs for s in r.scope_logs)
     )
@@ -94,16 +97,24 @@ def columns(request: Any, encoding: Encoding, merged: Any = None) -> RecordColum
                 common["otel.scope.name"] = scope.name
             if scope.version:
                 common["otel.scope.version"] = scope.version
-            _add_scope(found, logs, logs_merged, service, common, encoding)
+            _add_scope(found, nanos, logs, logs_merged, service, common, encoding)
+    found.timestamps = _milliseconds(nanos)
+    found.attributes = _distinct(found.attributes)
     return found
 
 
 def _add_scope(
-    found: RecordColumns, logs: list[Any], merged: Any, service: str | None, common: dict, encoding: Encoding
+    found: RecordColumns,
+    times: list[int | None],
+    logs: list[Any],
+    merged: Any,
+    service: str | None,
+    common: dict,
+    encoding: Encoding,
 ) -> None:
     """The log records of one scope (`merged`: as one record, see columns()), field by field: a read of a protobuf
     field builds a Python object, so each field is read once (as a column where it can be), and what a scope's
-    records share is worked out once per distinct value."""
+    records share is worked out once per distinct value. Their times in nanoseconds go to `times`."""
     count = len(logs)
     nanos = list(map(_TIMES, logs))
     earliest = min(nanos)  # (the one look at every time that the usual batch takes: all there, all plausible)
@@ -112,15 +123,18 @@ def _add_scope(
         earliest = min(nanos)
     if earliest < SMALLEST_PLAUSIBLE_NANOS:
         _refuse_implausible_times(found, nanos)
-    if earliest:  # every record has a time: ms in one C call
-        found.timestamps += map(floordiv, nanos, repeat(1_000_000))
-    else:
-        found.timestamps += [n // 1_000_000 if n else None for n in nanos]
+    times += nanos if earliest else [n or None for n in nanos]
     found.services += [service] * count
     found.log_types += [None] * count
-    levels = list(zip(map(_NUMBERS, logs), _each(logs, merged, "severity_text"), strict=True))
-    known = {level: _severity(encoding.severity_number(level[0]), level[1]) for level in set(levels)}
-    found.severities += map({level: severity for level, (severity, _, _) in known.items()}.__getitem__, levels)
+    numbers = list(map(_NUMBERS, logs))
+    severity_texts = _each(logs, merged, "severity_text")
+    levels = set(zip(numbers, severity_texts, strict=True))
+    known = {level: _severity(encoding.severity_number(level[0]), level[1]) for level in levels}
+    if all(type(number) is int and 0 < number < len(_BY_NUMBER) for number, _ in known):
+        found.severities += map(_BY_NUMBER.__getitem__, numbers)  # (the number decides: no pair looked up per record)
+    else:
+        severity_by_level = {level: severity for level, (severity, _, _) in known.items()}
+        found.severities += map(severity_by_level.__getitem__, zip(numbers, severity_texts, strict=True))
     events = _each(logs, merged, "event_name")
     messages = _each(logs, merged, "body.string_value")
     if not all(messages):  # no body, an empty string, or a value that is not a string
@@ -129,7 +143,7 @@ def _add_scope(
     kept_by_level = {level: (text, number) for level, (_, text, number) in known.items()}
     kept = None  # usually: nothing kept by any level, and no list made per record
     if any(extras != _NOTHING_KEPT for extras in kept_by_level.values()):
-        kept = list(map(kept_by_level.__getitem__, levels))
+        kept = list(map(kept_by_level.__getitem__, zip(numbers, severity_texts, strict=True)))
     texts = _attribute_texts(encoding.attribute_sets(logs), events, kept, common, encoding)
     for (field, digits), column in zip(ID_FIELDS, (found.trace_ids, found.span_ids), strict=True):
         sent = _each(logs, merged, field)
@@ -141,6 +155,25 @@ def _add_scope(
         for row, sent_id in invalid:  # kept in the attributes (the record's own of that name wins)
             texts[row] = _encode({field: sent_id} | (msgspec.json.decode(texts[row]) if texts[row] else {}))
     found.attributes += texts
+
+
+def _distinct(texts: list[bytes]) -> pa.DictionaryArray:
+    """The records' attribute texts as a dictionary array: a few sets repeat over an export's records
+    (_attribute_texts), and the column check then checks each distinct text once, not every record's."""
+    numbered = {text: number for number, text in enumerate(dict.fromkeys(texts))}
+    indices = pa.array(list(map(numbered.__getitem__, texts)), pa.int32())
+    return pa.DictionaryArray.from_arrays(indices, pa.array(list(numbered), pa.binary()))
+
+
+def _milliseconds(nanos: list[int | None]) -> pa.Array | list[int | None]:
+    """Times in nanoseconds (None: none) as epoch ms, in Arrow: no Python int per record."""
+    try:
+        return pc.divide(pa.array(nanos, pa.uint64()), _MILLION).cast(pa.int64())
+    except (OverflowError, pa.ArrowInvalid):  # past 2**64 ns (OTLP/JSON's numbers are unbounded): the check names it
+        return [n // 1_000_000 if n else None for n in nanos]
+
+
+_MILLION = pa.scalar(1_000_000, pa.uint64())
 
 
 def _each(logs: list[Any], merged: Any, field: str) -> list[Any]:
