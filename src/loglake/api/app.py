@@ -15,9 +15,11 @@ from typing import Any, TypeVar
 from loglake.amplify.collector import RunReport
 from loglake.api import (
     alert_routes,
+    amplify_routes,
     ask_routes,
     delivery_routes,
     elastic_routes,
+    key_routes,
     loki_routes,
     openapi,
     otlp_routes,
@@ -99,8 +101,8 @@ ROUTES = [
     Route("GET", "/logs/tail", tail_routes.tail, "read"),
     Route("POST", "/query", routes.query, "read", reads_body=True),
     Route("GET", "/tables", routes.tables, "read"),
-    Route("GET", "/amplify/reports", routes.amplify_reports, "read"),
-    Route("GET", "/amplify/status", routes.amplify_status, "read"),
+    Route("GET", "/amplify/reports", amplify_routes.amplify_reports, "read"),
+    Route("GET", "/amplify/status", amplify_routes.amplify_status, "read"),
     Route("GET", "/alerts", alert_routes.list_alerts_route, "read"),
     Route("GET", "/alerts/{alertId}", alert_routes.get_alert_route, "read"),
     Route("POST", "/alerts/{alertId}/acknowledge", alert_routes.acknowledge, "alerts", reads_body=True),
@@ -115,9 +117,9 @@ ROUTES = [
     Route("GET", "/openapi.json", openapi.spec, None),
     Route("GET", "/docs", openapi.docs, None),
     Route("GET", openapi.DOCS_CSS_PATH, openapi.docs_css, None),
-    Route("GET", "/admin/keys", routes.list_keys, "admin"),
-    Route("POST", "/admin/keys", routes.create_key, "admin", reads_body=True),
-    Route("DELETE", "/admin/keys/{name}", routes.revoke_key, "admin"),
+    Route("GET", "/admin/keys", key_routes.list_keys, "admin"),
+    Route("POST", "/admin/keys", key_routes.create_key, "admin", reads_body=True),
+    Route("DELETE", "/admin/keys/{name}", key_routes.revoke_key, "admin"),
     # Public: the sign-in checks the key it is sent; the others check the session cookie.
     Route(
         "POST",

@@ -1,28 +1,24 @@
-"""Route handlers: each turns a Request into (status, payload) by calling LogService or the key store."""
+"""Route handlers of records, queries and health: each turns a Request into (status, payload) by calling
+LogService or the lake; the Amplify routes are in amplify_routes.py, the key admin routes in key_routes.py."""
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from loglake import __version__
-from loglake.amplify.collector import collection_status
-from loglake.amplify.reports import UnknownReport, apps_with_rows, run_reports, unknown_app_message
 from loglake.api.auth import session_token
-from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content, json_object, json_struct, quoted
+from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content, json_object, quoted
 from loglake.api.metrics import delivery_lines
 from loglake.follow import FollowQuery, follow, follow_query
 from loglake.ids import format_uuid, parse_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody, ParsedBody
-from loglake.keys import KeyNameTaken, KeyStoreBusy, KeyStoreError, LastAdminKey, NoSuchKey, parse_scopes
 from loglake.lake.query import QueryError
 from loglake.lake.query_answers import QueryBusy, parse_query_request, result_to_dict
 from loglake.model import (
@@ -36,7 +32,6 @@ from loglake.model import (
 )
 from loglake.service import InvalidQuery, RecentPage
 from loglake.store.base import StoreUnavailable
-from loglake.times import TimeFormatError, parse_time
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -341,69 +336,6 @@ async def tables(app: LoglakeApp, request: Request) -> Result:
     return Result(200, {"tables": await app.run_read(app.lake.describe_tables)})
 
 
-# -- Amplify access logs -----------------------------------------------------------------------
-
-AMPLIFY_REPORT_PARAMS = frozenset({"app", "since", "until", "report"})
-
-
-async def amplify_reports(app: LoglakeApp, request: Request) -> Result:
-    """The saved reports on one app's traffic (loglake amplify report), for the UI."""
-    if app.lake is None:
-        raise ApiError(501, "not_available", "reports need the lake, which this server's store does not have")
-    params = request.query
-    unknown = params.keys() - AMPLIFY_REPORT_PARAMS
-    if unknown:
-        raise ApiError(400, "invalid_request", f"unknown parameter(s) {', '.join(sorted(unknown))}")
-    if not params.get("app"):
-        raise ApiError(400, "invalid_request", "app is required: the appName to report on")
-    now_ms = int(app.service.clock() * 1000)
-    bounds = {}
-    for name, default in (("since", "7d"), ("until", "now")):
-        try:
-            bounds[name] = parse_time(params.get(name) or default, now_ms)
-        except TimeFormatError as e:
-            raise ApiError(400, "invalid_time", f"{name}: {e}") from None
-    since, until = bounds["since"], bounds["until"]
-    if until <= since:
-        raise ApiError(400, "invalid_time", "until must be after since")
-    names = [n.strip() for n in (params.get("report") or "").split(",") if n.strip()] or None
-    known = await app.run_read(apps_with_rows, app.store.read)
-    if params["app"] not in known:
-        raise ApiError(404, "unknown_app", unknown_app_message(params["app"], known))
-    engine = app.lake.engine
-    try:
-        reports = await app.run_query(
-            lambda stop: run_reports(engine, params["app"], since, until, names, stop), request
-        )
-    except UnknownReport as e:
-        raise ApiError(400, "unknown_report", str(e)) from None
-    except (QueryError, QueryBusy) as e:
-        raise query_error(e) from None
-    return Result(
-        200,
-        {"app": params["app"], "since": format_datetime(since), "until": format_datetime(until), "reports": reports},
-    )
-
-
-async def amplify_status(app: LoglakeApp, request: Request) -> Result:
-    """Each app's watermark, the last runs, and the schedule when this server collects."""
-    refuse_parameters(request, "GET /amplify/status")
-
-    def read() -> dict:
-        marks, runs = collection_status(app.store, runs=10)
-        return {
-            "schedule": app.amplify.status() if app.amplify is not None else None,
-            "apps": [{"app": name, "collected_until": format_datetime(until)} for name, until in marks],
-            "runs": runs,
-        }
-
-    if app.lake is None:
-        raise ApiError(
-            501, "not_available", "the Amplify collector needs the lake, which this server's store does not have"
-        )
-    return Result(200, await app.run_read(read))
-
-
 def json_body(app: LoglakeApp, request: Request, example: str) -> dict:
     """The body as one JSON object: 415 if it is not sent as JSON, 400 (with `example`) if it is not one."""
     content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
@@ -468,74 +400,3 @@ async def metrics(app: LoglakeApp, request: Request) -> Result:
         app.metrics.render(lake, app.access_log.dropped) + deliveries + asking,
         ((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),),
     )
-
-
-# -- admin: keys -------------------------------------------------------------------------------
-
-
-async def list_keys(app: LoglakeApp, request: Request) -> Result:
-    params = request.query
-    if params.keys() - {"all"} or params.get("all", "false") not in _BOOLEANS:
-        raise ApiError(400, "invalid_request", "the only parameter is all=true (include revoked keys) or all=false")
-    keys = await app.run_read(app.keystore.list, _BOOLEANS[params.get("all", "false")])
-    return Result(200, {"keys": [k.as_dict() for k in keys]})
-
-
-_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
-
-
-class KeySpec(msgspec.Struct, forbid_unknown_fields=True):
-    """The body of POST /admin/keys; the key store checks the name and the scopes' values."""
-
-    name: str
-    scopes: list[str] | str = msgspec.field(default_factory=lambda: ["ingest"])
-    sigv4: bool = False
-    rate_limit: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    rate_burst: Annotated[int, msgspec.Meta(ge=1)] | None = None
-
-
-_KEY_EXAMPLE = '{"name": "ci", "scopes": ["ingest", "read"], "sigv4": false}'
-
-
-async def create_key(app: LoglakeApp, request: Request) -> Result:
-    refuse_parameters(request, "POST /admin/keys")
-    spec = json_struct(json_body(app, request, _KEY_EXAMPLE), KeySpec, _KEY_EXAMPLE, "invalid_key_spec")
-    scopes = [spec.scopes] if type(spec.scopes) is str else spec.scopes
-    try:
-        create = functools.partial(
-            app.keystore.create,
-            spec.name,
-            parse_scopes(",".join(scopes)),
-            sigv4=spec.sigv4,
-            rate_limit=spec.rate_limit,
-            rate_burst=spec.rate_burst,
-        )
-        new = await app.run_read(create)  # an fsync'd write: off the event loop
-    except KeyStoreBusy as e:
-        raise _keys_busy(e) from None
-    except KeyNameTaken as e:
-        raise ApiError(409, "key_exists", str(e)) from None
-    except KeyStoreError as e:
-        raise ApiError(400, "invalid_key_spec", str(e)) from None
-    body = new.key.as_dict() | {"secret": new.secret}
-    if new.access_key_id:
-        body["access_key_id"] = new.access_key_id
-    return Result(201, body)
-
-
-async def revoke_key(app: LoglakeApp, request: Request, name: str) -> Result:
-    refuse_parameters(request, "DELETE /admin/keys/{name}")
-    try:
-        await app.run_read(app.keystore.revoke, name)  # an fsync'd write: off the event loop
-    except KeyStoreBusy as e:
-        raise _keys_busy(e) from None
-    except NoSuchKey as e:
-        raise ApiError(404, "not_found", str(e)) from None
-    except LastAdminKey as e:
-        raise ApiError(409, "last_admin_key", str(e)) from None
-    return Result(200, {"revoked": name})
-
-
-def _keys_busy(error: KeyStoreBusy) -> ApiError:
-    # Another process (`loglake keys create` on the data dir) held the write lock past the busy timeout.
-    return ApiError(503, "busy", str(error), headers=[(b"retry-after", b"1")])
