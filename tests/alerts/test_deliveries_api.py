@@ -56,6 +56,8 @@ async def test_deliveries_are_listed_newest_first_filtered_and_paged(client: htt
     first = everything["deliveries"][0]
     assert first["alert_id"] == alerts[2]["id"] and first["event"] == "trigger" and first["attempts"] == 1
     assert first["last_error"] == "HTTP 400: no" and first["last_status"] == 400 and first["next_attempt"] is None
+    sent = everything["deliveries"][1]
+    assert sent["last_error"] is None and sent["last_status"] == 200
     dead = (await client.get("/alerts/deliveries", params={"state": "dead"})).json()["deliveries"]
     assert {d["destination"] for d in dead} == {"refused"} and len(dead) == 3
     ok = (await client.get("/alerts/deliveries", params={"destination": "ok"})).json()["deliveries"]
