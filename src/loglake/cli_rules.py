@@ -264,10 +264,12 @@ def rules_run(
             click.echo(json_text(match.to_dict()))
             continue
         facts = match.to_dict()
+        # A SQL rule's rows may have no timestamp column: then there is no span to show.
+        span = f", {facts['first_seen']} to {facts['last_seen']}" if match.first_ms is not None else ""
         suppressed = f", suppressed: {match.suppressed}" if match.suppressed else ""
         click.echo(
-            f"{rule.level.upper()}  {printable(match.title)}  (count {match.count}, {facts['first_seen']} to"
-            f" {facts['last_seen']}, dedup key {printable(match.dedup_key)}{suppressed})"
+            f"{rule.level.upper()}  {printable(match.title)}  (count {match.count}{span},"
+            f" dedup key {printable(match.dedup_key)}{suppressed})"
         )
         for row in match.evidence:
             click.echo("    " + json_text(row))

@@ -147,6 +147,16 @@ def test_run_prints_the_matches(folder: Path, tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "'yesterday' is not a time" in bad.stderr
 
 
+def test_run_of_a_sql_rule_whose_rows_have_no_timestamp_shows_no_span(tmp_path: Path) -> None:
+    folder, data = tmp_path / "rules", tmp_path / "data"
+    SQLiteHotStore(data / "hot.db").close()
+    rule = "id: 22222222-3333-4444-8555-666666666666\ntitle: Count\nlevel: low\nquery: SELECT count(*) AS n FROM logs\n"
+    write_rule(folder, "count.yml", rule)
+    result = rules("run", "2222", "--since", "2h", "--rules-dir", str(folder), "--data-dir", str(data))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "LOW  Count  (count 1, dedup key 22222222-3333-4444-8555-666666666666)"
+
+
 def test_the_rules_folder_comes_from_the_settings(folder: Path, tmp_path: Path) -> None:
     by_env = rules("list", env={"LOGLAKE_RULES_DIR": str(folder)})
     assert "Critical records" in by_env.stdout
