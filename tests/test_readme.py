@@ -118,6 +118,6 @@ def test_what_the_readme_commands_write_in_the_working_folder_is_ignored_by_git(
     """Run as written in a checkout, the tour leaves nothing untracked behind."""
     ignored = set((Path(__file__).parents[1] / ".gitignore").read_text().split())
     written = {f"{name}/" for name in re.findall(r"--data-dir \./([\w.-]+)", README)}
-    written |= set(re.findall(r"^[^#\n]*?> ([\w.-]+)\s*$", README, re.MULTILINE))
+    written |= set(re.findall(r"^[^#\n]*? > ([\w.-]+)\s*$", README, re.MULTILINE))  # a shell's redirect, not =>
     assert {"app.ndjson", "amplify-demo/", "loglake-data/"} <= written
     assert written <= ignored, written - ignored
