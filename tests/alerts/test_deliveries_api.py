@@ -110,6 +110,29 @@ async def test_problems_of_alerting_yml_are_shown(client: httpx.AsyncClient, set
     ]
 
 
+async def test_a_secret_in_a_variable_that_is_not_set_is_shown_with_the_problems(
+    client: httpx.AsyncClient, settings, monkeypatch: pytest.MonkeyPatch
+):
+    """The file loads (the variable may be set later), but deliveries that need it wait: say why now."""
+    monkeypatch.delenv("FIXD_UNSET_HOOK_SECRET", raising=False)
+    monkeypatch.setenv("FIXD_SET_HOOK_URL", "http://127.0.0.1:9/hook")
+    write_alerting(
+        settings.rules_path,
+        """
+        destinations:
+          hook: {type: webhook, url: {env: FIXD_SET_HOOK_URL}, secret: {env: FIXD_UNSET_HOOK_SECRET}}
+        routes: [{to: [hook]}]
+        """,
+    )
+    answer = (await client.get("/alerts/deliveries")).json()
+    assert answer["routing_problems"] == [
+        f"{settings.rules_path / 'alerting.yml'}: destinations.hook.secret: secret {{env: FIXD_UNSET_HOOK_SECRET}}"
+        " is not set: export FIXD_UNSET_HOOK_SECRET in the server's environment"
+    ]
+    monkeypatch.setenv("FIXD_UNSET_HOOK_SECRET", "now-set")
+    assert (await client.get("/alerts/deliveries")).json()["routing_problems"] == []
+
+
 def test_the_path_is_never_taken_for_an_alert_id():
     async def by_id(app: object, request: object, alert_id: str) -> None: ...
 

@@ -32,7 +32,7 @@ import yaml
 
 from loglake.alerts.destinations import TYPES
 from loglake.alerts.destinations.base import DestinationConfig
-from loglake.alerts.secrets import REFERENCE_ONLY, SecretRef
+from loglake.alerts.secrets import REFERENCE_ONLY, SecretRef, unset_variable
 from loglake.config_files import ROOT, problems_of
 from loglake.rules.files import ROUTING_FILE, UniqueKeys
 from loglake.rules.model import DestinationName, Level, Problem
@@ -143,6 +143,19 @@ def _route_targets(route: Any) -> list[str]:
         return msgspec.convert(route, Route).to
     except msgspec.ValidationError:
         return []
+
+
+def unset_variables(routing: Routing, file: Path) -> list[Problem]:
+    """The destinations' secrets in environment variables that are not set now. Not a reason to refuse the
+    file (a variable may be set before an alert needs it), but each delivery that needs one waits, so say so."""
+    return [
+        Problem(str(file), f"destinations.{name}.{f.encode_name}", unset_variable(value))
+        for name, destination in routing.destinations.items()
+        for f in msgspec.structs.fields(destination)
+        if isinstance(value := getattr(destination, f.name), SecretRef)
+        and value.env is not None
+        and not os.environ.get(value.env)
+    ]
 
 
 def _destination(spec: dict[str, Any], at: str) -> DestinationConfig | list[tuple[str, str]]:

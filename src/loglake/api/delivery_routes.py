@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from loglake.alerts.outbox import DELIVERY_STATES, DeliveryRow
+from loglake.alerts.routing import unset_variables
 from loglake.api.http import ApiError, Request
 from loglake.api.routes import Result
 from loglake.digits import is_ascii_digits
@@ -52,8 +53,9 @@ async def list_deliveries(app: LoglakeApp, request: Request) -> Result:
             before=before,
             limit=limit,
         )
-        delivery.routing_file.current()  # read alerting.yml again if it changed, to show its problems now
-        return rows, [str(p) for p in delivery.routing_file.problems]
+        routing = delivery.routing_file.current()  # read alerting.yml again if it changed, to show its problems now
+        unset = [] if routing is None else unset_variables(routing, delivery.routing_file.path)
+        return rows, [str(p) for p in [*delivery.routing_file.problems, *unset]]
 
     rows, problems = await app.run_read(read)
     return Result(
