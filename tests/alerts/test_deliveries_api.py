@@ -76,12 +76,12 @@ async def test_deliveries_are_listed_newest_first_filtered_and_paged(client: htt
 @pytest.mark.parametrize(
     ("params", "says"),
     [
-        ({"state": "lost"}, "state 'lost' is not one of pending, sending, sent, dead"),
-        ({"limit": "0"}, "limit must be a whole number 1-500, not '0'"),
-        ({"limit": "many"}, "limit must be a whole number 1-500"),
-        ({"cursor": "-3"}, "cursor must be a whole number 1 or more"),
-        ({"cursor": "²"}, "cursor must be a whole number 1 or more"),  # str.isdigit() says yes, int() no
-        ({"status": "dead"}, "unknown parameter(s) status; known: alert, cursor, destination, limit, state"),
+        ({"state": "lost"}, "state: must be one of pending, sending, sent, dead, not 'lost'"),
+        ({"limit": "0"}, "limit: must be a whole number 1-500, not '0'"),
+        ({"limit": "many"}, "limit: must be a whole number 1-500"),
+        ({"cursor": "-3"}, "cursor: must be a whole number 1 or more"),
+        ({"cursor": "²"}, "cursor: must be a whole number 1 or more"),  # str.isdigit() says yes, int() no
+        ({"status": "dead"}, "status: unknown parameter; known: alert, cursor, destination, limit, state"),
     ],
 )
 async def test_bad_parameters_are_a_400_that_says_what_to_send(client: httpx.AsyncClient, params, says):
