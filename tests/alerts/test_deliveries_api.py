@@ -11,7 +11,8 @@ import pytest
 from loglake.alerts.db import open_alerts_db
 from loglake.alerts.delivery import LOCK_FILE, AlertDelivery
 from loglake.api import delivery_routes
-from loglake.api.app import ROUTES, LoglakeApp, Route, Router
+from loglake.api.app import LoglakeApp
+from loglake.api.route_table import ROUTES, Route, Router
 from loglake.locks import exclusive_lock
 from tests.alerts.conftest import wait_idle, write_alerting
 from tests.alerts.receivers import Answer, Receiver, insert_alert
