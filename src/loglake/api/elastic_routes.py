@@ -382,11 +382,20 @@ _DOCUMENT = {
     },
 }
 _DOCUMENT_ERRORS = _BULK_ERRORS | {
-    "400": _ES_ERROR | {"description": f"No document, or one that cannot be stored. {_ES_ERROR['description']}"},
+    "400": _ES_ERROR
+    | {
+        "description": "No document, one that cannot be stored, or a query parameter the API does not take. "
+        f"{_ES_ERROR['description']}"
+    },
     "409": _ES_ERROR | {"description": f"A create of an _id stored before. {_ES_ERROR['description']}"},
     "503": _ES_ERROR | {"description": f"Storage cannot take writes; retry. {_ES_ERROR['description']}"},
 }
 _PROBE = {"responses": {"200": {"description": "what the shippers check before sending"}}}
+# What the endpoints besides bulk answer for a query parameter Elasticsearch does not document for their API.
+_PARAMETER_ERROR = {
+    "400": _ES_ERROR
+    | {"description": f"A query parameter Elasticsearch does not take here. {_ES_ERROR['description']}"}
+}
 _SETUP = {
     "get": {
         "summary": "Reported as existing, so Beats and Logstash install nothing (ingest scope)",
@@ -409,7 +418,10 @@ _OP_TYPE = {
 }
 
 
-def _with_errors(operation: dict, errors: dict = _KEY_ERRORS) -> dict:
+_PROBE_ERRORS = _KEY_ERRORS | _PARAMETER_ERROR
+
+
+def _with_errors(operation: dict, errors: dict) -> dict:
     return operation | {"responses": errors | operation["responses"]}
 
 
@@ -419,7 +431,11 @@ OPENAPI_PATHS: dict[str, dict] = {
             "summary": "Elasticsearch's version document (what shippers check on connecting); "
             "with Accept: text/html a redirect to the web UI (no auth)",
             "security": [],
-            "responses": {"200": {"description": "{name, version: {number}, tagline}"}, "302": {"description": "/ui/"}},
+            "responses": {
+                "200": {"description": "{name, version: {number}, tagline}"},
+                "302": {"description": "/ui/"},
+                **_PARAMETER_ERROR,
+            },
         }
     },
     "/_bulk": {"post": _with_errors(_BULK, _BULK_ERRORS), "put": _with_errors(_BULK, _BULK_ERRORS)},
@@ -449,8 +465,12 @@ OPENAPI_PATHS: dict[str, dict] = {
         }
         for template, handler, methods in DOCUMENT_ROUTES
     },
-    "/_license": {"get": _with_errors(_PROBE | {"summary": "A basic license, active (Logstash, Beats)"})},
-    "/_xpack": {"get": _with_errors(_PROBE | {"summary": "No index lifecycle management (Logstash)"})},
-    "/_cluster/health": {"get": _with_errors(_PROBE | {"summary": "green while storage takes writes (Vector)"})},
-    **{f"/{kind}/{{name}}": {m: _with_errors(op) for m, op in _SETUP.items()} for kind in SETUP_KINDS},
+    "/_license": {
+        "get": _with_errors(_PROBE | {"summary": "A basic license, active (Logstash, Beats)"}, _PROBE_ERRORS)
+    },
+    "/_xpack": {"get": _with_errors(_PROBE | {"summary": "No index lifecycle management (Logstash)"}, _PROBE_ERRORS)},
+    "/_cluster/health": {
+        "get": _with_errors(_PROBE | {"summary": "green while storage takes writes (Vector)"}, _PROBE_ERRORS)
+    },
+    **{f"/{kind}/{{name}}": {m: _with_errors(op, _PROBE_ERRORS) for m, op in _SETUP.items()} for kind in SETUP_KINDS},
 }
