@@ -185,14 +185,18 @@ def _threshold(rule: Any) -> str:
 
 
 def _find(folder: Path, rule_id: str) -> Any:
+    from loglake.rules.model import AmbiguousRule, NoSuchRule, find_rule
+
     found = _load(folder)
-    rule = found.find(rule_id)
-    if rule is None:
+    try:
+        return find_rule(found.rules, rule_id)
+    except AmbiguousRule as e:
+        raise click.ClickException(f"{e} (loglake rules list shows them)") from None
+    except NoSuchRule:
         hint = f"; {len(found.problems)} problem(s) kept some files from loading (loglake rules validate)"
         raise click.ClickException(
             f"no rule {rule_id!r} in {folder} (loglake rules list shows them){hint if found.problems else ''}"
-        )
-    return rule
+        ) from None
 
 
 @rules.command("test")

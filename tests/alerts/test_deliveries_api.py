@@ -11,7 +11,8 @@ import pytest
 from loglake.alerts.db import open_alerts_db
 from loglake.alerts.delivery import LOCK_FILE, AlertDelivery
 from loglake.api import delivery_routes
-from loglake.api.app import ROUTES, LoglakeApp, Route, Router
+from loglake.api.app import LoglakeApp
+from loglake.api.route_table import ROUTES, Route, Router
 from loglake.locks import exclusive_lock
 from tests.alerts.conftest import wait_idle, write_alerting
 from tests.alerts.receivers import Answer, Receiver, insert_alert
@@ -78,12 +79,12 @@ async def test_deliveries_are_listed_newest_first_filtered_and_paged(client: htt
 @pytest.mark.parametrize(
     ("params", "says"),
     [
-        ({"state": "lost"}, "state 'lost' is not one of pending, sending, sent, dead"),
-        ({"limit": "0"}, "limit must be a whole number 1-500, not '0'"),
-        ({"limit": "many"}, "limit must be a whole number 1-500"),
-        ({"cursor": "-3"}, "cursor must be a whole number 1 or more"),
-        ({"cursor": "²"}, "cursor must be a whole number 1 or more"),  # str.isdigit() says yes, int() no
-        ({"status": "dead"}, "unknown parameter(s) status; known: alert, cursor, destination, limit, state"),
+        ({"state": "lost"}, "state: must be one of pending, sending, sent, dead, not 'lost'"),
+        ({"limit": "0"}, "limit: must be a whole number 1-500, not '0'"),
+        ({"limit": "many"}, "limit: must be a whole number 1-500"),
+        ({"cursor": "-3"}, "cursor: must be a whole number 1 or more"),
+        ({"cursor": "²"}, "cursor: must be a whole number 1 or more"),  # str.isdigit() says yes, int() no
+        ({"status": "dead"}, "status: unknown parameter; known: alert, cursor, destination, limit, state"),
     ],
 )
 async def test_bad_parameters_are_a_400_that_says_what_to_send(client: httpx.AsyncClient, params, says):

@@ -247,7 +247,7 @@ def test_reports_and_status_over_http(tmp_path: Path, server_factory, admin_key_
     assert sum(row[1] for row in top["rows"]) == sum(row[1] for row in statuses["rows"]) == len(requests)
     unknown = httpx.get(f"{server.url}/amplify/reports", params={"app": "nosuch"}, headers=headers)
     assert unknown.status_code == 404 and "apps with rows: danse_tech" in unknown.json()["error"]["message"]
-    for bad, code in [({"app": "danse_tech", "report": "nope"}, "unknown_report"), ({}, "invalid_request"),
+    for bad, code in [({"app": "danse_tech", "report": "nope"}, "unknown_report"), ({}, "invalid_query"),
                       ({"app": "x", "since": "99999999999999999"}, "invalid_time")]:  # fmt: skip
         refused = httpx.get(f"{server.url}/amplify/reports", params=bad, headers=headers)
         assert (refused.status_code, refused.json()["error"]["code"]) == (400, code)

@@ -96,16 +96,20 @@ async def _answers(app: LoglakeApp, endpoint: Endpoint) -> list[httpx.Response]:
     """The endpoint's answer to each way of provoking a status it may have."""
     ingest = key_for(app, "ingest")
 
-    async def call(key: str | None = ingest, body: bytes | None = None, **headers: str) -> httpx.Response:
+    async def call(
+        key: str | None = ingest, body: bytes | None = None, query: dict[str, str] | None = None, **headers: str
+    ) -> httpx.Response:
         if key is not None:
             headers["authorization"] = f"Bearer {key}"
         if endpoint.content_type is not None:
             headers.setdefault("content-type", endpoint.content_type)
             body = endpoint.good if body is None else body
         async with asgi_client(app) as client:
-            return await client.request(endpoint.method, endpoint.path, content=body, headers=headers)
+            return await client.request(endpoint.method, endpoint.path, content=body, headers=headers, params=query)
 
     answers = [await call(), await call(None), await call(key_for(app, "read"))]
+    if endpoint.template.startswith(("/_", "/{index}")):  # Elasticsearch's: a parameter it does not document
+        answers.append(await call(query={"foo": "1"}))
     if endpoint.content_type is not None:
         bomb = gzip.compress(b"\0" * (app.settings.max_body_bytes + 1))
         answers += [await call(body=bomb, **{"content-encoding": "gzip"}), await call(**{"content-encoding": "br"})]

@@ -91,6 +91,14 @@ def test_show(folder: Path) -> None:
     assert missing.exit_code == 1 and "no rule 'nosuch'" in missing.stderr
 
 
+def test_the_start_of_several_ids_names_them(folder: Path) -> None:
+    rule = (folder / "critical.yml").read_text()
+    write_rule(folder, "twin.yml", rule.replace("id: aaaaaaaa", "id: aaaaaaab").replace("Critical", "Twin"))
+    result = rules("show", "aaaaaaa", "--rules-dir", str(folder))
+    assert result.exit_code == 1
+    assert "'aaaaaaa' is the start of 2 rules' ids (aaaaaaaa-" in result.stderr and "aaaaaaab-" in result.stderr
+
+
 def test_test_passes(folder: Path) -> None:
     result = rules("test", str(folder))
     assert result.exit_code == 0

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 
-from loglake.api.http import ApiError, Request, json_struct
-from loglake.api.routes import Result, json_body, refuse_parameters
+from loglake.api.http import ApiError, Request, json_struct, quoted
+from loglake.api.routes import Result, bad_parameter, json_body, refuse_parameters
 from loglake.keys import KeyNameTaken, KeyStoreBusy, KeyStoreError, LastAdminKey, NoSuchKey, parse_scopes
 
 if TYPE_CHECKING:
@@ -16,10 +16,11 @@ if TYPE_CHECKING:
 
 
 async def list_keys(app: LoglakeApp, request: Request) -> Result:
-    params = request.query
-    if params.keys() - {"all"} or params.get("all", "false") not in _BOOLEANS:
-        raise ApiError(400, "invalid_request", "the only parameter is all=true (include revoked keys) or all=false")
-    keys = await app.run_read(app.keystore.list, _BOOLEANS[params.get("all", "false")])
+    refuse_parameters(request, "GET /admin/keys", ("all",))
+    include_revoked = request.query.get("all", "false")
+    if include_revoked not in _BOOLEANS:
+        raise bad_parameter("all", f"must be true (include revoked keys) or false, not {quoted(include_revoked)}")
+    keys = await app.run_read(app.keystore.list, _BOOLEANS[include_revoked])
     return Result(200, {"keys": [k.as_dict() for k in keys]})
 
 

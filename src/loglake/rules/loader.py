@@ -54,12 +54,6 @@ class RuleSet:
     rules: list[Rule] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
-    def find(self, text: str) -> Rule | None:
-        """The rule with this id, or the only one whose id starts with it or whose file is named so."""
-        exact = [r for r in self.rules if r.id == text.lower()]
-        found = exact or [r for r in self.rules if r.id.startswith(text.lower()) or r.path.stem == text]
-        return found[0] if len(found) == 1 else None
-
 
 def rule_files(path: Path) -> list[Path]:
     """The rule files of a folder (recursively, in name order), or the file itself."""
