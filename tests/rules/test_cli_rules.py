@@ -65,6 +65,18 @@ def test_validate(folder: Path) -> None:
     assert "1 rule(s) valid, 1 file(s) with problems" in bad.stderr
 
 
+def test_validate_checks_alerting_yml_too(folder: Path) -> None:
+    bad = 'destinations: {hook: {type: webhook, url: "ftp://x"}}\nroutes: [{to: [nowhere]}]\n'
+    write_rule(folder, "alerting.yml", bad)
+    result = rules("validate", "--rules-dir", str(folder))
+    assert result.exit_code == 1
+    assert f"{folder / 'alerting.yml'}: destinations.hook.url: is not an http(s) URL" in result.stderr
+    assert f"{folder / 'alerting.yml'}: routes[0].to: 'nowhere' is not a destination (hook)" in result.stderr
+    assert "1 rule(s) valid, 1 file(s) with problems" in result.stderr
+    write_rule(folder, "alerting.yml", 'destinations: {hook: {type: webhook, url: "https://x.test"}}\n')
+    assert rules("validate", "--rules-dir", str(folder)).exit_code == 0
+
+
 def test_list(folder: Path) -> None:
     write_rule(folder, "bad.yml", BAD)
     result = rules("list", "--rules-dir", str(folder))
