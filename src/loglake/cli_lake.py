@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -220,7 +219,7 @@ def print_result(result: dict[str, Any], fmt: str) -> None:
 
 
 def _csv_cell(value: Any) -> Any:
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
+    return json_text(value) if isinstance(value, dict | list) else value
 
 
 def _print_table(names: list[str], rows: list[list[Any]], max_width: int = 60) -> None:

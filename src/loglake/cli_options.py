@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import shutil
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -98,7 +101,30 @@ def printable(value: object, multiline: bool = False) -> str:
 
 def json_text(value: object, indent: int | None = None) -> str:
     """JSON (exact: it decodes to the same value) that a terminal shows without obeying anything in it."""
-    return json.dumps(value, ensure_ascii=False, indent=indent).translate(_JSON_RAW)
+    try:
+        text = json.dumps(value, ensure_ascii=False, indent=indent, allow_nan=False)
+    except ValueError:  # an infinite or NaN float, which Python would write as Infinity or NaN: not JSON
+        text = _json_without_nan(value, indent)
+    return text.translate(_JSON_RAW)
+
+
+def _json_without_nan(value: object, indent: int | None) -> str:
+    """JSON with an infinite float as 1e400 (what an API answer of a number past a double held, and what any
+    JSON reader reads back as infinite) and NaN as null (JSON has no word for it)."""
+    marker = f"loglake-number-{uuid.uuid4()}"
+    words = {math.inf: "1e400", -math.inf: "-1e400"}
+
+    def marked(item: object) -> object:
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"{marker}{words.get(item, 'null')}"
+        if isinstance(item, dict):
+            return {k: marked(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [marked(v) for v in item]
+        return item
+
+    text = json.dumps(marked(value), ensure_ascii=False, indent=indent)
+    return re.sub(f'"{marker}([^"]+)"', r"\1", text)
 
 
 def print_record_json(record: dict) -> None:

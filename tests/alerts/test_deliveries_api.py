@@ -57,6 +57,8 @@ async def test_deliveries_are_listed_newest_first_filtered_and_paged(client: htt
     first = everything["deliveries"][0]
     assert first["alert_id"] == alerts[2]["id"] and first["event"] == "trigger" and first["attempts"] == 1
     assert first["last_error"] == "HTTP 400: no" and first["last_status"] == 400 and first["next_attempt"] is None
+    sent = everything["deliveries"][1]
+    assert sent["last_error"] is None and sent["last_status"] == 200
     dead = (await client.get("/alerts/deliveries", params={"state": "dead"})).json()["deliveries"]
     assert {d["destination"] for d in dead} == {"refused"} and len(dead) == 3
     ok = (await client.get("/alerts/deliveries", params={"destination": "ok"})).json()["deliveries"]
@@ -107,6 +109,29 @@ async def test_problems_of_alerting_yml_are_shown(client: httpx.AsyncClient, set
         f"{settings.rules_path / 'alerting.yml'}: destinations.a.type: 'pigeon' is not a destination type "
         "(webhook, slack, teams, pagerduty, email, jira)"
     ]
+
+
+async def test_a_secret_in_a_variable_that_is_not_set_is_shown_with_the_problems(
+    client: httpx.AsyncClient, settings, monkeypatch: pytest.MonkeyPatch
+):
+    """The file loads (the variable may be set later), but deliveries that need it wait: say why now."""
+    monkeypatch.delenv("FIXD_UNSET_HOOK_SECRET", raising=False)
+    monkeypatch.setenv("FIXD_SET_HOOK_URL", "http://127.0.0.1:9/hook")
+    write_alerting(
+        settings.rules_path,
+        """
+        destinations:
+          hook: {type: webhook, url: {env: FIXD_SET_HOOK_URL}, secret: {env: FIXD_UNSET_HOOK_SECRET}}
+        routes: [{to: [hook]}]
+        """,
+    )
+    answer = (await client.get("/alerts/deliveries")).json()
+    assert answer["routing_problems"] == [
+        f"{settings.rules_path / 'alerting.yml'}: destinations.hook.secret: secret {{env: FIXD_UNSET_HOOK_SECRET}}"
+        " is not set: export FIXD_UNSET_HOOK_SECRET in the server's environment"
+    ]
+    monkeypatch.setenv("FIXD_UNSET_HOOK_SECRET", "now-set")
+    assert (await client.get("/alerts/deliveries")).json()["routing_problems"] == []
 
 
 def test_the_path_is_never_taken_for_an_alert_id():

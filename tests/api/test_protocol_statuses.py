@@ -40,6 +40,7 @@ class Endpoint:
     good: bytes = b""
     malformed: bytes | None = None  # a body the protocol refuses whole
     foreign_type: str | None = None  # a Content-Type the endpoint refuses
+    stores: bool = True  # False: it reads a body but stores nothing, so full storage does not refuse it
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
@@ -66,6 +67,10 @@ ENDPOINTS = [
         for path in splunk_routes.EVENT_PATHS
     ),
     *(Endpoint("POST", path, path, "text/plain", b"a line\n", b"\n") for path in splunk_routes.RAW_PATHS),
+    *(
+        Endpoint("POST", path, path, "application/json", b'{"acks": [0]}', stores=False)
+        for path in splunk_routes.ACK_PATHS
+    ),
 ]
 
 
@@ -114,7 +119,7 @@ async def _answers(app: LoglakeApp, endpoint: Endpoint) -> list[httpx.Response]:
         answers.append(await call(**{"content-type": endpoint.foreign_type}))
     limited = key_for(app, "ingest", rate_limit=0.5, rate_burst=1)
     answers += [await call(limited), await call(limited)]
-    if endpoint.content_type is not None:
+    if endpoint.content_type is not None and endpoint.stores:
         answers.append(await _refused_for_storage(app, call))
     return answers
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from loglake.alerts.outbox import DELIVERY_STATES, DeliveryRow
+from loglake.alerts.routing import unset_variables
 from loglake.api.http import ApiError, Request, quoted
 from loglake.api.routes import Result, bad_parameter, refuse_parameters
 from loglake.digits import is_ascii_digits
@@ -46,8 +47,9 @@ async def list_deliveries(app: LoglakeApp, request: Request) -> Result:
             before=before,
             limit=limit,
         )
-        delivery.routing_file.current()  # read alerting.yml again if it changed, to show its problems now
-        return rows, [str(p) for p in delivery.routing_file.problems]
+        routing = delivery.routing_file.current()  # read alerting.yml again if it changed, to show its problems now
+        unset = [] if routing is None else unset_variables(routing, delivery.routing_file.path)
+        return rows, [str(p) for p in [*delivery.routing_file.problems, *unset]]
 
     rows, problems = await app.run_read(read)
     return Result(

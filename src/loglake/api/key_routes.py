@@ -31,7 +31,7 @@ class KeySpec(msgspec.Struct, forbid_unknown_fields=True):
     """The body of POST /admin/keys; the key store checks the name and the scopes' values."""
 
     name: str
-    scopes: list[str] | str = msgspec.field(default_factory=lambda: ["ingest"])
+    scopes: Annotated[list[str], msgspec.Meta(min_length=1)] = msgspec.field(default_factory=lambda: ["ingest"])
     sigv4: bool = False
     rate_limit: Annotated[float, msgspec.Meta(gt=0)] | None = None
     rate_burst: Annotated[int, msgspec.Meta(ge=1)] | None = None
@@ -43,12 +43,11 @@ _KEY_EXAMPLE = '{"name": "ci", "scopes": ["ingest", "read"], "sigv4": false}'
 async def create_key(app: LoglakeApp, request: Request) -> Result:
     refuse_parameters(request, "POST /admin/keys")
     spec = json_struct(json_body(app, request, _KEY_EXAMPLE), KeySpec, _KEY_EXAMPLE, "invalid_key_spec")
-    scopes = [spec.scopes] if type(spec.scopes) is str else spec.scopes
     try:
         create = functools.partial(
             app.keystore.create,
             spec.name,
-            parse_scopes(",".join(scopes)),
+            parse_scopes(",".join(spec.scopes)),
             sigv4=spec.sigv4,
             rate_limit=spec.rate_limit,
             rate_burst=spec.rate_burst,

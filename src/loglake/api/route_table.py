@@ -110,6 +110,7 @@ ROUTES = [
         for paths, handler in (
             (splunk_routes.EVENT_PATHS, splunk_routes.event),
             (splunk_routes.RAW_PATHS, splunk_routes.raw),
+            (splunk_routes.ACK_PATHS, splunk_routes.ack),
         )
         for path in paths
     ),

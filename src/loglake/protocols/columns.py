@@ -9,8 +9,9 @@ record-by-record check (LogService.check, check_valid), which names every proble
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field, replace
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -44,9 +45,21 @@ class RecordColumns:
     # Rows the protocol's own rules refuse, said in its terms (a time in its unit, as sent), which the
     # records' check, reading the converted value, would misname: check_valid's (OTLP's partial success).
     refused: dict[int, Problem] = field(default_factory=dict)
+    # Where runs of rows were in the request, for naming a record in an error: (first row, the list holding
+    # it from there on), by first row; OTLP's `resourceLogs[0].scopeLogs[1].logRecords`. Empty: rows by number.
+    holders: list[tuple[int, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.messages)
+
+    def name(self, row: int) -> str:
+        """A row as an error names it: counted from 1, as every protocol's errors count, and where it was."""
+        number = f"record {row + 1}"
+        at = bisect_right(self.holders, row, key=itemgetter(0)) - 1
+        if at < 0:
+            return number
+        first, holder = self.holders[at]
+        return f"{number} ({holder}[{row - first}])"
 
     def take(self, rows: list[int]) -> RecordColumns:
         """The records at `rows` (ascending), in their order."""
