@@ -201,7 +201,8 @@ class LoglakeHandler(logging.Handler):
         if undelivered:
             error = self._sender.last_error
             why = f"; the last attempt failed: {type(error).__name__}: {error}" if error is not None else ""
-            say(f"{undelivered} record(s) were not delivered to {self.url} ({self.sent} were){why}")
+            counts = f"sent: {self.sent}, refused by the server: {self.rejected}"
+            say(f"closing: {undelivered} record(s) not delivered to {self.url} ({counts}){why}")
         atexit.unregister(self.close)
         super().close()
 

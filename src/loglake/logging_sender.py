@@ -114,19 +114,16 @@ class Sender:
                 batch.append(self.line(entry))
                 size += len(batch[-1][1])
             if batch:
-                self._send(batch)
+                self.holding = len(batch)
+                try:
+                    self._send(batch)
+                finally:
+                    self.holding = 0
             if marker is not None:
                 marker.set()
 
     def _send(self, batch: list[tuple[str, bytes]]) -> None:
         """POST the batch until it is stored; records refused for good are counted and left out."""
-        self.holding = len(batch)
-        try:
-            self._send_held(batch)
-        finally:
-            self.holding = 0
-
-    def _send_held(self, batch: list[tuple[str, bytes]]) -> None:
         while batch:
             body = gzip.compress(b"\n".join(line for _, line in batch), compresslevel=1)
             try:

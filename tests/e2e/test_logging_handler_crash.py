@@ -156,7 +156,7 @@ def test_at_exit_with_no_server_one_wait_and_the_records_lost_said(server: str, 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run([sys.executable, "-c", program, url], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    said = f"loglake.logging: 5 record(s) were not delivered to {url} (0 were)"
+    said = f"loglake.logging: closing: 5 record(s) not delivered to {url} (sent: 0, refused by the server: 0)"
     if server == "down":
         said += "; the last attempt failed: ConnectError: [Errno 111] Connection refused"
     assert done.stderr.splitlines() == [said]
