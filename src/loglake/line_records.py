@@ -27,10 +27,12 @@ from loglake.model import SEVERITY_ALIASES, SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIG
 from loglake.record_fit import fit_record
 from loglake.times import SMALLEST_PLAUSIBLE_MS, parse_iso8601
 
+_ECS_LEVEL, _, _ = ecs.LOG_LEVEL  # read dotted only, as ECS loggers write it
+
 # The fields of a structured line that give the record's message, severity and time, in this order of
 # preference: the first one with a usable value is taken (and leaves the attributes); the others stay.
 MESSAGE_FIELDS = ("message", "msg", "MESSAGE")
-SEVERITY_FIELDS = ("severity", "level", "levelname", ecs.LOG_LEVEL.dotted, "PRIORITY")
+SEVERITY_FIELDS = ("severity", "level", "levelname", _ECS_LEVEL, "PRIORITY")
 TIME_FIELDS = ("timestamp", "time", "ts", ecs.TIMESTAMP, "__REALTIME_TIMESTAMP")
 # Trace context as loggers write it (OpenTelemetry's log correlation, W3C names), kept when it is a valid id.
 ID_FIELDS = {
@@ -146,17 +148,18 @@ def _take(fields: dict[str, Any], names: tuple[str, ...], convert: Any) -> Any:
 def _take_ecs(fields: dict[str, Any], field: ecs.Field, convert: Any) -> Any:
     """_take for an ECS field sent dotted or nested: nested, its parent keeps its other fields (or goes
     when there are none left)."""
-    value = _take(fields, (field.dotted,), convert)
-    parent = fields.get(field.parent)
-    if value is not None or type(parent) is not dict or field.child not in parent:
+    dotted, parent_name, child = field
+    value = _take(fields, (dotted,), convert)
+    parent = fields.get(parent_name)
+    if value is not None or type(parent) is not dict or child not in parent:
         return value
-    value = convert(field.dotted, parent[field.child])
+    value = convert(dotted, parent[child])
     if value is not None:
-        others = {name: other for name, other in parent.items() if name != field.child}
+        others = {name: other for name, other in parent.items() if name != child}
         if others:
-            fields[field.parent] = others
+            fields[parent_name] = others
         else:
-            del fields[field.parent]
+            del fields[parent_name]
     return value
 
 

@@ -236,7 +236,7 @@ _decode_strings = msgspec.json.Decoder(list[str]).decode
 # A nested ECS object holding nothing but the one field loglake maps (`{"level": "info"}`, `{"name": "api"}`).
 _ONLY_CHILD = {
     child: msgspec.json.Decoder(list[msgspec.defstruct(f"Only_{child}", [(child, str)], forbid_unknown_fields=True)])
-    for child in {field.child for field in (ecs.LOG_LEVEL, ecs.SERVICE_NAME, ecs.TRACE_ID, ecs.SPAN_ID)}
+    for _, _, child in (ecs.LOG_LEVEL, ecs.SERVICE_NAME, ecs.TRACE_ID, ecs.SPAN_ID)
 }
 
 
