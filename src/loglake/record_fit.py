@@ -76,11 +76,7 @@ def fit_attributes(attributes: dict[str, Any], marks: dict[str, Any], limits: Li
 
 
 def fit_attributes_json(
-    attributes: dict[str, Any],
-    marks: dict[str, Any],
-    limits: Limits,
-    notes: list[str],
-    encode: Callable[[Any], bytes] = _encode,
+    attributes: dict[str, Any], marks: dict[str, Any], limits: Limits, notes: list[str], encode: Callable[[Any], bytes]
 ) -> bytes:
     """fit_attributes as JSON made by `encode` (which may make values JSON cannot hold into ones it can, as
     the logging handler's gives their str()). Most attributes fit as they are, and that is told from their
