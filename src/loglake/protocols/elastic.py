@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 from msgspec import Raw
 
-from loglake import ids
+from loglake import ecs, ids
 from loglake.digits import is_ascii_digits
 from loglake.model import SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, hex_id
 from loglake.protocols.columns import RecordColumns
@@ -33,7 +33,7 @@ VERSION = "9.0.0"  # the Elasticsearch version loglake answers as: the 9.x clien
 ADDING_ACTIONS = ("create", "index")
 REFUSED_ACTIONS = ("update", "delete")
 DOCUMENT_ERROR = "document_parsing_exception"  # Elasticsearch's error type for a source it cannot take
-TIME_FIELDS = ("@timestamp", "timestamp")  # the first present is the record's time (Vector sends `timestamp`)
+TIME_FIELDS = (ecs.TIMESTAMP, "timestamp")  # the first present is the record's time (Vector sends `timestamp`)
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 _decode_fields = msgspec.json.Decoder(dict[str, Raw]).decode
@@ -208,10 +208,10 @@ def _add_regular(
         found.ids += [None if item.doc_id is None else _client_id(doc, item.index, item.doc_id) for item, doc in pairs]
     else:
         found.ids += [None] * len(docs)
-    found.severities += _pop_strings(docs, "log.level", "log", "level", _severity, nested)
-    found.services += _pop_strings(docs, "service.name", "service", "name", _valid_or_safe_name, nested)
-    found.trace_ids += _pop_strings(docs, "trace.id", "trace", "id", _trace_id, nested)
-    found.span_ids += _pop_strings(docs, "span.id", "span", "id", _span_id, nested)
+    found.severities += _pop_strings(docs, ecs.LOG_LEVEL, _severity, nested)
+    found.services += _pop_strings(docs, ecs.SERVICE_NAME, _valid_or_safe_name, nested)
+    found.trace_ids += _pop_strings(docs, ecs.TRACE_ID, _trace_id, nested)
+    found.span_ids += _pop_strings(docs, ecs.SPAN_ID, _span_id, nested)
     found.messages += messages
     found.timestamps += times
     found.attributes += [_encode(doc) if doc else b"" for doc in docs]
@@ -236,20 +236,19 @@ _decode_strings = msgspec.json.Decoder(list[str]).decode
 # A nested ECS object holding nothing but the one field loglake maps (`{"level": "info"}`, `{"name": "api"}`).
 _ONLY_CHILD = {
     child: msgspec.json.Decoder(list[msgspec.defstruct(f"Only_{child}", [(child, str)], forbid_unknown_fields=True)])
-    for child in ("level", "name", "id")
+    for _, _, child in (ecs.LOG_LEVEL, ecs.SERVICE_NAME, ecs.TRACE_ID, ecs.SPAN_ID)
 }
 
 
 def _pop_strings(
     docs: list[dict[str, Raw]],
-    dotted: str,
-    parent: str,
-    child: str,
+    field: ecs.Field,
     convert: Callable[[str], tuple[str | None, bool]],
     nested: _Nested,
 ) -> list[str | None]:
     """_pop_string over every source: when none has the dotted name and each has the parent holding only the
     field, as a string that convert takes (`"log": {"level": "info"}` throughout), with one decode of them all."""
+    dotted, parent, child = field
     if not any(map(contains, docs, repeat(dotted))):
         if not any(map(contains, docs, repeat(parent))):  # (most sources have no trace, say)
             return [None] * len(docs)
@@ -265,7 +264,7 @@ def _pop_strings(
                 for doc in docs:
                     del doc[parent]  # (nothing is left of it)
                 return [converted[value][0] for value in values]
-    return [_pop_string(doc, dotted, parent, child, convert, nested) for doc in docs]
+    return [_pop_string(doc, field, convert, nested) for doc in docs]
 
 
 def _not_append_only(action: str) -> str:
@@ -315,13 +314,13 @@ def add_ecs_record(
     except msgspec.DecodeError:
         return "`@timestamp` must be a date (ISO-8601) or epoch milliseconds"
     client_id = None if doc_id is None else _client_id(source, index, doc_id)
-    found.severities.append(_pop_string(source, "log.level", "log", "level", _severity, nested))
-    found.services.append(_pop_string(source, "service.name", "service", "name", _valid_or_safe_name, nested))
+    found.severities.append(_pop_string(source, ecs.LOG_LEVEL, _severity, nested))
+    found.services.append(_pop_string(source, ecs.SERVICE_NAME, _valid_or_safe_name, nested))
     found.messages.append(text)
     found.timestamps.append(when)
     found.log_types.append(safe_name(index))
-    found.trace_ids.append(_pop_string(source, "trace.id", "trace", "id", _trace_id, nested))
-    found.span_ids.append(_pop_string(source, "span.id", "span", "id", _span_id, nested))
+    found.trace_ids.append(_pop_string(source, ecs.TRACE_ID, _trace_id, nested))
+    found.span_ids.append(_pop_string(source, ecs.SPAN_ID, _span_id, nested))
     found.attributes.append(_encode(source) if source else b"")  # (a Raw value is written as it is)
     assert found.ids is not None
     found.ids.append(client_id)
@@ -373,14 +372,13 @@ def _epoch_ms(value: int | float | str) -> int | str:
 
 def _pop_string(
     source: dict[str, Raw],
-    dotted: str,
-    parent: str,
-    child: str,
+    field: ecs.Field,
     convert: Callable[[str], tuple[str | None, bool]],
     nested: _Nested,
 ) -> str | None:
     """The value of a field sent dotted (`log.level`) or nested (`{"log": {"level"}}`) as convert makes it,
     taken out of the attributes when convert says so. A value convert gives None for stays."""
+    dotted, parent, child = field
     raw = source.get(dotted)
     if raw is not None:
         value, take = _converted(raw, convert)
