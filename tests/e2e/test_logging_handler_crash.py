@@ -160,4 +160,4 @@ def test_at_exit_with_no_server_one_wait_and_the_records_lost_said(server: str, 
     if server == "down":
         said += "; the last attempt failed: ConnectError: [Errno 111] Connection refused"
     assert done.stderr.splitlines() == [said]
-    assert float(done.stdout) < 3.0
+    assert float(done.stdout) < 3.8  # one wait of 2 s and the last attempt; two waits would take over 4 s
