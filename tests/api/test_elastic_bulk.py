@@ -227,6 +227,35 @@ async def test_a_big_bulk_is_stored_as_one_batch_and_each_item_answers_its_recor
         assert record["message"] == f"big {i}" and record["log_type"] == "big"
 
 
+async def test_a_big_bulk_as_shippers_write_it_is_stored_with_each_field_mapped(client: httpx.AsyncClient) -> None:
+    """Compact JSON, as Beats write it, in a bulk big enough to be read by Arrow (protocols/elastic_columns.py)."""
+    count = BULK_MIN_RECORDS + 600
+    sources = [
+        {
+            "@timestamp": f"2026-11-01T23:59:{i % 60:02d}.250Z",
+            "message": f'GET "/{i}" 200',
+            "log": {"level": "warn" if i % 2 else "info", "offset": i},
+            "service": {"name": "web"},
+            "host": {"name": "h1"},
+        }
+        for i in range(count)
+    ]
+    body = b"".join(
+        b'{"create":{"_index":"filebeat-9.0.0"}}\n' + json.dumps(source, separators=(",", ":")).encode() + b"\n"
+        for source in sources
+    )
+    response = await client.post("/_bulk?filter_path=errors,items.*.error,items.*.status", content=body, headers=NDJSON)
+    assert response.json() == {"errors": False, "items": [{"create": {"status": 201}}] * count}
+    logs = {log["message"]: log for log in await stored(client, log_type="filebeat-9.0.0")}
+    assert len(logs) == 1000  # (the newest: as many as one read gives)
+    assert {key: logs['GET "/1599" 200'][key] for key in ("service", "severity", "attributes", "timestamp")} == {
+        "service": "web",
+        "severity": "warning",
+        "attributes": {"log": {"offset": 1599}, "host": {"name": "h1"}},
+        "timestamp": 1_793_577_579_250,  # 2026-11-01T23:59:39.250Z
+    }
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
