@@ -281,3 +281,19 @@ def test_messages_and_attributes_given_as_arrow_arrays_are_checked_as_their_list
     assert (as_listed is None) == (name in REFUSED) == (as_arrays is None)
     if as_listed is not None and as_arrays is not None:
         assert as_arrays.drop_columns(["log_id"]).equals(as_listed.drop_columns(["log_id"]))
+
+
+def test_times_given_as_an_arrow_array_of_texts_are_read_as_their_list_is() -> None:
+    """Texts of digits are no time to the column check as a list (epoch ms come as numbers); given as an Arrow
+    array, Arrow's cast to int64 took them as epoch ms (and parsed every text before failing on an ISO one)."""
+    items = decoded([base(i) for i in range(BATCH)])
+
+    def table(timestamps: list | pa.Array) -> pa.Table | None:
+        fields = [[getattr(item, name) for item in items] for name in ("service", "log_type", "severity", "message")]
+        attributes = [bytes(item.attributes) for item in items]
+        return ingest_columns.valid_columns_table(timestamps, *fields, attributes, LIMITS, NOW)
+
+    digits = [str(NOW - i) for i in range(BATCH)]
+    assert table(digits) is None and table(pa.array(digits, pa.string())) is None
+    iso = ["2026-10-31T23:00:00.123+01:00"] * BATCH
+    assert table(pa.array(iso, pa.string())).column("timestamp").equals(table(iso).column("timestamp"))

@@ -125,10 +125,13 @@ def valid_columns_table(
 
 def _timestamps(values: list[Any], limits: Limits, now_ms: int) -> pa.Array | None:
     """Epoch ms per record (now for none), None if one is out of the allowed range or not a time."""
-    try:
-        times = pa.array(values, pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-        times = _iso_times(values)
+    if isinstance(values, pa.Array) and pa.types.is_string(values.type):  # (texts, as a list of them is taken:
+        times = _iso_times(values)  # a cast to int64 would parse every one of them before failing)
+    else:
+        try:
+            times = pa.array(values, pa.int64())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            times = _iso_times(values)
     if times is None:
         try:  # ISO-8601 text in other forms, mixed with numbers (or a value the record-by-record path will name)
             times = pa.array([parse_iso8601(v) if type(v) is str else v for v in values], pa.int64())
