@@ -159,6 +159,10 @@ ODD = [
     ("a service name made valid", b'{"@timestamp":"%b","log":"x","service.name":"my app"}' % NOW.encode()),
     ("a trace id that is none", b'{"@timestamp":"%b","log":"x","trace.id":"not-hex"}' % NOW.encode()),
     ("a control character escaped as \\u", b'{"@timestamp":"%b","log":"x\\u0001"}' % NOW.encode()),
+    (  # (the key's escape counted once: twice, it would make up for the space)
+        "a key with an escape, and a space",
+        b'{"@timestamp":"%b","log":"x","a\\"b":1, "c":2}' % NOW.encode(),
+    ),
     ("a very big number", b'{"@timestamp":"%b","log":"x","n":123456789012345678901234}' % NOW.encode()),
 ]
 

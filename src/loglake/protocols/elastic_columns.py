@@ -147,7 +147,7 @@ def _compact_length(values: pa.Array) -> int | None:
             if child_length is None:
                 return None
             present = len(child) - child.null_count
-            length += child_length + present * (len(_encode(field.name)) + 1)
+            length += child_length + present * (len(field.name.encode()) + 3)  # (its escapes are in escapes)
             members += present
         return length + members - _holding_any(children)  # (the commas)
     if pa.types.is_list(kind):
