@@ -44,6 +44,7 @@ LOGSTASH = (
             "host": {"name": "ls-1"},
             "event": {"original": f"line {i}", "sequence": i},
             "log.level": "warning",
+            "log": {"file": {"path": "/var/log/billing.log"}},  # (no level in it: the dotted one is the level)
             "service.name": "billing",
         }
         for i in range(10)

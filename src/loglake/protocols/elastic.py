@@ -7,6 +7,9 @@ are refused item by item, as Elasticsearch refuses an item it cannot apply. A so
 `log.level` -> severity, `service.name` -> service, the index -> log_type; nested (`{"log": {"level"}}`)
 or dotted (`"log.level"`) alike; everything else into attributes as sent.
 
+A bulk of some size that shippers write regularly is read by Arrow instead (elastic_columns), to the same
+records; parse_bulk stays the reference for every bulk.
+
 A document's `_id` makes it stored once: a `create` of an id already stored is refused with 409, as
 Elasticsearch refuses it; an `index` of one is answered 200 with result `noop` and stores nothing, since
 loglake does not overwrite a record (Elasticsearch would replace the document).
