@@ -220,3 +220,17 @@ def test_the_path_index_names_the_index_an_action_does_not() -> None:
     assert read is not None
     assert records(read) == records(elastic.parse_bulk(body, "from-path"))
     assert [item.index for item in read[0]] == ["from-path"] * 3
+
+
+def test_a_time_given_as_a_number_in_every_source_is_the_time_as_parse_bulk_takes_it() -> None:
+    """The first time field a source has is its time, whatever its type: epoch ms in `@timestamp`, not the text
+    in `timestamp` beside it, nor the time received."""
+    sources = [{"@timestamp": 1793577595000 + i, "timestamp": NOW, "message": f"m{i}"} for i in range(3)]
+    body = bulk({"create": {"_index": "a"}}, sources)
+    assert records(elastic_columns.bulk_records(body * 20000, None)) == records(elastic.parse_bulk(body * 20000, None))
+    assert [row[1] for row in records(elastic.parse_bulk(body, None))[0]] == [
+        1793577595000,
+        1793577595001,
+        1793577595002,
+    ]
+    assert elastic_columns.read_regular_bulk(body, None) is None

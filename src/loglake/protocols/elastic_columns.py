@@ -216,7 +216,7 @@ def _mapped(columns: dict[str, pa.Array], escaping: bool) -> RecordColumns | Non
     kept = dict(columns)
     made: dict[str, pa.Array] = {}  # the texts of the nested objects a field was taken out of
     messages = _first_text(columns, elastic.MESSAGE_FIELDS)
-    times = _first_text(columns, elastic.TIME_FIELDS)
+    times = _first_present(columns, elastic.TIME_FIELDS)
     if not messages or times is False:
         return None
     if times is None:
@@ -252,6 +252,17 @@ def _first_text(columns: dict[str, pa.Array], names: tuple[str, ...]) -> str | b
             return name
         if values.null_count != len(values):
             return False
+    return None
+
+
+def _first_present(columns: dict[str, pa.Array], names: tuple[str, ...]) -> str | bool | None:
+    """The first of names that every source has, when it is text; None when none is in any; False otherwise (a
+    number, or in some sources only: parse_bulk takes each as it is)."""
+    for name in names:
+        values = columns.get(name)
+        if values is None or values.null_count == len(values):
+            continue
+        return name if values.null_count == 0 and pa.types.is_string(values.type) else False
     return None
 
 
