@@ -217,7 +217,7 @@ def _mapped(columns: dict[str, pa.Array], escaping: bool) -> RecordColumns | Non
     made: dict[str, pa.Array] = {}  # the texts of the nested objects a field was taken out of
     messages = _first_text(columns, elastic.MESSAGE_FIELDS)
     times = _first_present(columns, elastic.TIME_FIELDS)
-    if not messages or times is False:
+    if messages is None or times is False:
         return None
     if times is None:
         timestamps = pa.nulls(count, pa.int64())  # (the time received)
@@ -241,17 +241,14 @@ def _mapped(columns: dict[str, pa.Array], escaping: bool) -> RecordColumns | Non
     return found
 
 
-def _first_text(columns: dict[str, pa.Array], names: tuple[str, ...]) -> str | bool | None:
-    """The first of names that is text in every source; None when none is in any; False when one is text in some
-    sources only (parse_bulk looks at each)."""
+def _first_text(columns: dict[str, pa.Array], names: tuple[str, ...]) -> str | None:
+    """The first of names that is text in every source; None when none is, or one is text in some sources only
+    (parse_bulk looks at each)."""
     for name in names:
         values = columns.get(name)
-        if values is None or not pa.types.is_string(values.type):
+        if values is None or not pa.types.is_string(values.type) or values.null_count == len(values):
             continue  # (a field of another type is no text in any source)
-        if values.null_count == 0:
-            return name
-        if values.null_count != len(values):
-            return False
+        return name if values.null_count == 0 else None
     return None
 
 
