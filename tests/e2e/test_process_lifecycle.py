@@ -4,6 +4,7 @@ Ctrl-C does, and Ctrl-C stopping a command's long work in process with one line 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -78,6 +79,19 @@ def test_sigterm_stops_the_server_as_ctrl_c_does(server_factory: Callable[..., S
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(WAIT_S) == 0  # it was 143: killed by the signal uvicorn raised again
     assert server.log_path.read_text().rstrip().endswith("loglake stopped")
+
+
+def test_the_first_start_names_a_keys_command_that_runs_where_loglake_is_not_on_path(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """As after `make run`, which starts .venv/bin/loglake without putting .venv/bin on PATH."""
+    bare = {"PATH": "/usr/bin:/bin"}
+    server = server_factory(None, extra_env=bare)
+    told = next(line for line in server.log_path.read_text().splitlines() if " keys create " in line)
+    command = shlex.split(told.split(" keys create ")[0])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")} | bare
+    ran = subprocess.run([*command, "--version"], capture_output=True, text=True, env=env, timeout=30, check=False)
+    assert ran.returncode == 0 and ran.stdout.startswith("loglake, version"), (told, ran.stderr)
 
 
 def cpu_seconds(pid: int) -> float:

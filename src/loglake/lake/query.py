@@ -313,8 +313,6 @@ class QueryEngine:
             except duckdb.Error as e:
                 error = client_error(e)
                 raise QueryError(error.code, self._hide_server_paths(error.message)) from None
-            except RuntimeError as e:
-                raise ctrl_c_as_python_says(e) from None
             finally:
                 finished.set()
                 wake.set()
@@ -394,15 +392,6 @@ def interrupt_after(
     while not finished.is_set():
         cursor.interrupt()
         finished.wait(0.005)
-
-
-def ctrl_c_as_python_says(error: RuntimeError) -> BaseException:
-    """What to raise for a RuntimeError from DuckDB: on Ctrl-C (SIGINT, in the main thread) it stops the
-    query and raises RuntimeError("Query interrupted"), which would pass for the query's failure (a
-    traceback in the CLI); Python raises KeyboardInterrupt for Ctrl-C, and so do we."""
-    if type(error) is RuntimeError and str(error) == "Query interrupted":
-        return KeyboardInterrupt()
-    return error
 
 
 def _arrow_rows(operator: dict) -> int:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from loglake.lake.query import QueryEngine, QueryLimits, TimeRange, ctrl_c_as_python_says, interrupt_after
+from loglake.lake.query import QueryEngine, QueryLimits, TimeRange, interrupt_after
 from loglake.lake.query_answers import QueryBusy, QueryResult
 from loglake.lake.sql_guard import QueryError
 from loglake.lake.tables import APP_LOGS_TABLE, sql_type
@@ -194,8 +194,6 @@ class _Evaluator:
             )
         except duckdb.Error as e:
             return RuleRunError(f"rule {rule.id} ({rule.path}): {str(e).splitlines()[0]}")
-        except RuntimeError as e:
-            raise ctrl_c_as_python_says(e) from None
         finally:
             finished.set()
             watchdog.join()
