@@ -3,6 +3,7 @@ Ctrl-C does, and Ctrl-C stopping a command's long work in process with one line 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -15,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loglake.store.sqlite import SQLiteHotStore
+from tests.ask.lakes import fill
 from tests.conftest import ServerProcess, free_port, run_cli
 from tests.e2e.test_backtest_serve import WAIT_S, eventually
 
@@ -120,3 +123,53 @@ def test_ctrl_c_stops_a_local_query_with_one_line_and_status_130(
     assert status == 130, err
     assert err == "loglake query: interrupted\n"  # where it was a traceback ending in `Query interrupted`
     assert out == ""
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:  # it has ended
+        return []
+
+
+def having_open(pids: list[int], path: Path) -> list[int]:
+    """The processes among `pids` that have `path` open (and are still there)."""
+    found = []
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):  # gone meanwhile
+            if any(os.path.realpath(fd) == str(path) for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                found.append(pid)
+    return found
+
+
+def test_ctrl_c_at_a_terminal_stops_a_flush_and_its_worker_with_one_line_and_status_130(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches the whole process group: the flush's worker process too, whose
+    interrupted task used to fail the flush with its own traceback (NotSupportedError from the SQLite
+    reader's cancel), exit status 1."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    store = SQLiteHotStore(data_dir / "hot.db")
+    fill(store, per_day=140_000)  # past two rounds (flush.py WORKER_MIN_ROUNDS): a worker process reads them
+    store.close()
+    with loglake("flush", "--all", "--data-dir", str(data_dir), start_new_session=True) as flush:
+        assert flush.stdout is not None and flush.stderr is not None
+        # At work: it has hot.db open (its initializer has run; Ctrl-C before it is the bootstrap's).
+        workers: list[int] = []
+        reading = data_dir / "hot.db"
+        eventually(
+            lambda: (
+                flush.poll() is not None or bool(workers.extend(having_open(children(flush.pid), reading)) or workers)
+            ),
+            "the flush's worker to read the hot store",
+        )
+        assert workers, f"the flush ended first: {flush.wait()}, {flush.stderr.read()}"
+        for worker in workers:  # held: the flush waits on its worker when Ctrl-C comes
+            os.kill(worker, signal.SIGSTOP)
+        os.killpg(flush.pid, signal.SIGINT)
+        time.sleep(0.5)  # the signal reached the flush; the worker has it pending
+        for worker in workers:
+            os.kill(worker, signal.SIGCONT)
+        status = flush.wait(WAIT_S)
+        err = flush.stderr.read()
+    assert status == 130, err
+    assert err.endswith("loglake flush: interrupted\n") and "Traceback" not in err, err
