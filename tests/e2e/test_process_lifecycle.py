@@ -156,18 +156,17 @@ def test_ctrl_c_at_a_terminal_stops_a_flush_and_its_worker_with_one_line_and_sta
         assert flush.stdout is not None and flush.stderr is not None
         # At work: it has hot.db open (its initializer has run; Ctrl-C before it is the bootstrap's).
         workers: list[int] = []
-        reading = data_dir / "hot.db"
-        eventually(
-            lambda: (
-                flush.poll() is not None or bool(workers.extend(having_open(children(flush.pid), reading)) or workers)
-            ),
-            "the flush's worker to read the hot store",
-        )
+
+        def worker_reading() -> bool:
+            workers[:] = having_open(children(flush.pid), data_dir / "hot.db")
+            return bool(workers) or flush.poll() is not None
+
+        eventually(worker_reading, "the flush's worker to read the hot store")
         assert workers, f"the flush ended first: {flush.wait()}, {flush.stderr.read()}"
         for worker in workers:  # held: the flush waits on its worker when Ctrl-C comes
             os.kill(worker, signal.SIGSTOP)
         os.killpg(flush.pid, signal.SIGINT)
-        time.sleep(0.5)  # the signal reached the flush; the worker has it pending
+        time.sleep(0.5)  # the flush has it; so had its worker, pending, while it was in the terminal's group
         for worker in workers:
             os.kill(worker, signal.SIGCONT)
         status = flush.wait(WAIT_S)
