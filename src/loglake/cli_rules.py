@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from loglake.cli_options import CONTEXT, SafeErrors, json_text, print_columns, printable
+from loglake.cli_options import CONTEXT, SafeErrors, json_text, print_columns, printable, until_ctrl_c
 from loglake.config import ConfigError, Settings, env_name, load_settings
 from loglake.rules.summary import iso_seconds as _iso
 
@@ -394,7 +394,11 @@ def rules_backtest(
 
     with local_lake(settings.data_dir) as lake:
         try:
-            report = backtest(rule, lake.engine, since_ms, until_ms, examples=examples, progress=progress)
+            report = until_ctrl_c(
+                lambda stop: backtest(
+                    rule, lake.engine, since_ms, until_ms, examples=examples, progress=progress, stop=stop
+                )
+            )
         except RuleRunError as e:
             raise click.ClickException(str(e)) from None
     if as_json:
