@@ -38,7 +38,7 @@ class Answer:
 
 class Receiver:
     """An HTTP server on a free loopback port. `answers` are used one per request, in order (then
-    `default`); `answer_for` (if set) decides instead. Every request is recorded, and the ones with
+    `default`); `answer_for` (if set) decides instead. Every whole request is recorded, and the ones with
     an `Idempotency-Key` seen before are counted as repeats, as an idempotent receiver would drop them."""
 
     def __init__(self) -> None:
@@ -54,9 +54,11 @@ class Receiver:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                got = Received(
-                    "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length)
-                )
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender was killed mid-request: no receiver takes a cut body
+                    self.close_connection = True
+                    return
+                got = Received("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 with receiver.arrived:
                     receiver.requests.append(got)
                     answer = receiver.answer_for(got) if receiver.answer_for else None
