@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -47,12 +48,7 @@ def rules_run(
         # A SQL rule's rows may have no timestamp column: then there is no span to show.
         span = f", {facts['first_seen']} to {facts['last_seen']}" if match.first_ms is not None else ""
         suppressed = f", suppressed: {match.suppressed}" if match.suppressed else ""
-        click.echo(
-            f"{rule.level.upper()}  {printable(match.title)}  (count {match.count}{span},"
-            f" dedup key {printable(match.dedup_key)}{suppressed})"
-        )
-        for row in match.evidence:
-            click.echo("    " + json_text(row))
+        _echo_match(rule.level.upper(), match, match.evidence, span, suppressed)
     truncated = " (more rows than the engine returns: some groups may be missing)" if result.truncated else ""
     click.echo(
         f"{len(result.matches)} match(es) of {printable(rule.title)} from {_iso(since_ms)} to {_iso(until_ms)}; "
@@ -190,12 +186,7 @@ def rules_backtest(
     for day in report.days:
         for example in day.examples:
             facts = example.to_dict()
-            click.echo(
-                f"{facts['window']['until']}  {printable(example.match.title)}  (count {example.match.count},"
-                f" dedup key {printable(example.match.dedup_key)})"
-            )
-            for row in facts["evidence"]:
-                click.echo("    " + json_text(row))
+            _echo_match(facts["window"]["until"], example.match, facts["evidence"])
     truncated = "; some matches are missing (a day's matches passed the engine's row cap)" if report.truncated else ""
     click.echo(
         f"{report.matches:,} match(es), {report.alerts:,} alert(s), {report.suppressed:,} suppressed;"
@@ -203,6 +194,17 @@ def rules_backtest(
         f" {report.bytes_scanned:,} bytes of lake files in {report.elapsed_ms / 1000:.1f} s{truncated}",
         err=True,
     )
+
+
+def _echo_match(head: str, match: Any, evidence: list[Any], span: str = "", suppressed: str = "") -> None:
+    """A match as `run` and `backtest` print it: its title, count and dedup key after `head` on one line, then
+    each evidence row, indented."""
+    click.echo(
+        f"{head}  {printable(match.title)}  (count {match.count}{span},"
+        f" dedup key {printable(match.dedup_key)}{suppressed})"
+    )
+    for row in evidence:
+        click.echo("    " + json_text(row))
 
 
 RUN_COMMANDS = (rules_run, rules_run_due, rules_backtest)

@@ -19,7 +19,7 @@ import msgspec
 from loglake.api.auth import require_scope
 from loglake.api.http import ApiError, Request, decode_content, json_struct
 from loglake.api.metrics import Counter
-from loglake.api.openapi_common import error_response
+from loglake.api.openapi_common import error_response, json_request
 from loglake.api.ratelimit import RateLimiter
 from loglake.api.routes import Result, json_body, query_error, refuse_parameters
 from loglake.ask.errors import (
@@ -274,10 +274,6 @@ def _answer(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
-def _request(schema: dict) -> dict:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
 _MODEL_ERRORS = {
     "429": error_response(
         "Rate limited (llm_rate_per_minute per key), or the question does not fit in what is left of today's "
@@ -302,7 +298,7 @@ OPENAPI_PATHS = {
             "warnings. "
             "Nothing runs unless `run` is true; then the rows come as POST /query's answer, under `result`, "
             "with the scope and limits of POST /query. `conversation_id` continues a conversation of the same key.",
-            "requestBody": _request(
+            "requestBody": json_request(
                 {
                     "type": "object",
                     "required": ["question"],
@@ -325,7 +321,7 @@ OPENAPI_PATHS = {
     "/ask/explain": {
         "post": {
             "summary": "An SQL query explained in plain language, with what it would scan (read scope)",
-            "requestBody": _request(
+            "requestBody": json_request(
                 {
                     "type": "object",
                     "required": ["sql"],
@@ -342,18 +338,14 @@ OPENAPI_PATHS = {
             "description": "Without a body or with confirm false, the draft (YAML, validated by the rules loader). "
             "With confirm true (admin scope), the draft is written into the rules folder.",
             "parameters": [{"name": "conversationId", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "requestBody": {
-                "required": False,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "properties": {"confirm": {"type": "boolean", "default": False}},
-                        }
-                    }
+            "requestBody": json_request(
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"confirm": {"type": "boolean", "default": False}},
                 },
-            },
+                required=False,
+            ),
             "responses": {
                 "200": _answer("file, yaml, valid, problems, written (the path, once written)"),
                 "404": error_response("No such conversation of this key"),

@@ -17,7 +17,16 @@ from loglake.api import (
     ui_routes,
 )
 from loglake.api.openapi_alerts import ALERT, ALERT_PATHS, ALERT_SUMMARY
-from loglake.api.openapi_common import ERROR, ERRORS, FILTERS, NAME, error_response, json_response, query
+from loglake.api.openapi_common import (
+    ERROR,
+    ERRORS,
+    FILTERS,
+    NAME,
+    error_response,
+    json_request,
+    json_response,
+    query,
+)
 from loglake.api.openapi_docs import render_docs
 from loglake.api.openapi_logs import LOG_PATHS, RECORD_IN, RECORD_OUT
 from loglake.api.routes import Result, refuse_parameters
@@ -69,35 +78,30 @@ SPEC: dict[str, Any] = {
                 "the engine's catalog and extensions are not reachable; COPY, ATTACH, SET, PRAGMA and everything "
                 "but one SELECT are refused with 400, as is an answer larger than the server's "
                 "query_max_response_mb (response_too_large: ask for a smaller limit or fewer columns).",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["sql"],
-                                "additionalProperties": False,
-                                "properties": {
-                                    "sql": {
-                                        "type": "string",
-                                        "minLength": 1,
-                                        "example": "SELECT severity, count(*) FROM logs GROUP BY ALL",
-                                    },
-                                    "limit": {
-                                        "type": ["integer", "null"],
-                                        "minimum": 0,
-                                        "description": "row cap (the server caps it too)",
-                                    },
-                                    "timeout_seconds": {"type": ["number", "null"], "exclusiveMinimum": 0},
-                                    "explain": {
-                                        "type": ["boolean", "null"],
-                                        "description": "return the executed plan instead of rows",
-                                    },
-                                },
-                            }
-                        }
-                    },
-                },
+                "requestBody": json_request(
+                    {
+                        "type": "object",
+                        "required": ["sql"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "sql": {
+                                "type": "string",
+                                "minLength": 1,
+                                "example": "SELECT severity, count(*) FROM logs GROUP BY ALL",
+                            },
+                            "limit": {
+                                "type": ["integer", "null"],
+                                "minimum": 0,
+                                "description": "row cap (the server caps it too)",
+                            },
+                            "timeout_seconds": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                            "explain": {
+                                "type": ["boolean", "null"],
+                                "description": "return the executed plan instead of rows",
+                            },
+                        },
+                    }
+                ),
                 "responses": {
                     "200": json_response(
                         {

@@ -7,7 +7,7 @@ from loglake.alerts.db import ALERT_STATUSES
 from loglake.alerts.store import DEFAULT_PAGE_LIMIT as DEFAULT_ALERT_PAGE
 from loglake.alerts.store import MAX_NOTE_CHARS, TRANSITIONS
 from loglake.alerts.store import MAX_PAGE_LIMIT as MAX_ALERT_PAGE
-from loglake.api.openapi_common import TIME, error_response, json_response, query, ref
+from loglake.api.openapi_common import TIME, error_response, json_request, json_response, query, ref
 from loglake.ids import UUID_PATTERN
 from loglake.rules.model import LEVELS
 
@@ -96,18 +96,14 @@ def _status_change(action: str, becomes: str) -> dict:
             "description": f"Only an alert that is {allowed_from} can be {becomes}; anything else answers 409 "
             "with the alert's status, who set it and when. Each change appends an event that delivery follows.",
             "parameters": ALERT_ID,
-            "requestBody": {
-                "required": False,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "properties": {"note": {"type": ["string", "null"], "maxLength": MAX_NOTE_CHARS}},
-                        }
-                    }
+            "requestBody": json_request(
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"note": {"type": ["string", "null"], "maxLength": MAX_NOTE_CHARS}},
                 },
-            },
+                required=False,
+            ),
             "responses": {
                 "200": json_response(ref("Alert"), f"The alert, now {becomes}"),
                 "404": error_response("No such alert"),

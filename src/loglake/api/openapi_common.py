@@ -15,6 +15,11 @@ def json_response(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def json_request(schema: dict, required: bool = True) -> dict:
+    """A request body of JSON: `required` False for an operation that takes none as well."""
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
 def error_response(description: str) -> dict:
     """A response whose body is loglake's error (ERROR, the components' Error)."""
     return json_response(ref("Error"), description)
