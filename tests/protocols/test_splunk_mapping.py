@@ -69,23 +69,6 @@ def test_a_batch_maps_each_event_as_the_event_by_event_path_does(only: list[int]
     assert records(event_by_event) == [*expected, ("g", None, None, "warning", None, b'{"k":1}')]
 
 
-@pytest.mark.parametrize(
-    ("level", "severity"),
-    [
-        ("silly", "debug"),  # winston
-        ("Verbose", "debug"),  # Serilog
-        ("informational", "info"),  # syslog
-        ("dpanic", "error"),  # zap
-        ("PANIC", "critical"),
-        ("emerg", "critical"),
-    ],
-)
-def test_level_words_of_other_loggers_name_severities(level: str, severity: str) -> None:
-    """The words `loglake send` maps (test_line_records) mean the same severities sent over HEC."""
-    event = {"event": "a", "fields": {"level": level}}
-    assert records(json.dumps(event).encode()) == [("a", None, None, severity, None, b"")]
-
-
 def test_a_time_past_what_a_float_holds_is_refused_naming_the_event() -> None:
     with pytest.raises(splunk.HecError) as refused:
         splunk.event_columns(b'{"event": "a", "time": 1}{"event": "b", "time": 1e999}')
