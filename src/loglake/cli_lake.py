@@ -21,6 +21,7 @@ from loglake.cli_options import (
     print_record_row,
     printable,
     say_none_found,
+    until_ctrl_c,
     url_option,
 )
 from loglake.client import ClientError, LoglakeClient
@@ -145,9 +146,11 @@ def query(
 
         with local_lake(data_dir) as lake:
             try:
-                result = result_to_dict(lake.engine.query(sql, limit=limit, timeout_seconds=timeout, explain=explain))
+                options = {"limit": limit, "timeout_seconds": timeout, "explain": explain}
+                answer = until_ctrl_c(lambda stop: lake.engine.query(sql, **options, stop=stop))
             except (QueryError, QueryBusy) as e:
                 raise click.ClickException(str(e)) from None
+            result = result_to_dict(answer)
     else:
         try:
             with LoglakeClient(url, api_key, timeout=(timeout or 300) + 10) as client:

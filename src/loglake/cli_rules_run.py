@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from loglake.cli_options import json_text, print_columns, printable
+from loglake.cli_options import json_text, print_columns, printable, until_ctrl_c
 from loglake.cli_rules_folder import data_dir_option, find_rule_in, print_problems, rules_dir_option, rules_settings
 from loglake.rules.summary import iso_seconds as _iso
 
@@ -171,7 +171,11 @@ def rules_backtest(
 
     with local_lake(settings.data_dir) as lake:
         try:
-            report = backtest(rule, lake.engine, since_ms, until_ms, examples=examples, progress=progress)
+            report = until_ctrl_c(
+                lambda stop: backtest(
+                    rule, lake.engine, since_ms, until_ms, examples=examples, progress=progress, stop=stop
+                )
+            )
         except RuleRunError as e:
             raise click.ClickException(str(e)) from None
     if as_json:

@@ -131,6 +131,8 @@ def test_a_failed_window_fails_the_command_with_the_reason(amplify: FakeAmplify,
     assert (
         "digital_horizon: error: 2026-11-01T00:00:00Z .. 2026-11-02T00:00:00Z: UnauthorizedException" in result.stderr
     )
+    # Its progress shows the failure, where a full bar of # read as done.
+    assert "digital_horizon          [xxxxxxxxxxxxxxxxxxxx] 1/1 windows, 1 failed  0 rows" in result.stderr
     status = run_cli("amplify", "status", "--data-dir", str(tmp_path / "d"))
     assert "FAILED" in status.stdout and "digital_horizon: 2026-11-01T00:00:00Z .. 2026-11-02" in status.stdout
 

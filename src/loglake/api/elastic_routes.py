@@ -20,7 +20,7 @@ from loglake.api.ui_routes import ui_home
 from loglake.ids import format_uuid
 from loglake.ingest import ParsedBody
 from loglake.model import InvalidRecords, NewRecord
-from loglake.protocols import columns, elastic, elastic_answers, elastic_params
+from loglake.protocols import columns, elastic, elastic_answers, elastic_columns, elastic_params
 from loglake.protocols.columns import RecordColumns
 
 if TYPE_CHECKING:
@@ -279,7 +279,7 @@ def _parse(app: LoglakeApp, body: bytes, path_index: str | None) -> tuple[list[e
     max_records (a bulk holds as many actions as its size allows: Vector sends up to 10 MB); an item whose
     record fails the check is refused with the check's reasons."""
     try:
-        items, found = elastic.parse_bulk(body, path_index)
+        items, found = elastic_columns.bulk_records(body, path_index)
     except elastic.BulkRefused as e:
         raise ElasticError(e.status, e.error_type, str(e), headers=[PRODUCT]) from None
     storable = [item for item in items if item.row is not None]

@@ -21,10 +21,11 @@ T = TypeVar("T")
 
 CLIENT_GONE = "the client went away"
 SERVER_STOPPING = "the server is stopping"
+INTERRUPTED = "interrupted (Ctrl-C)"
 
 
 class Stopped(Exception):
-    """The work was told to stop (`reason`: CLIENT_GONE, SERVER_STOPPING) before it was done."""
+    """The work was told to stop (`reason`: CLIENT_GONE, SERVER_STOPPING, INTERRUPTED) before it was done."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

@@ -29,16 +29,16 @@ if TYPE_CHECKING:
 class RecordColumns:
     """The fields of a batch's records, each list in the records' order. Attributes are JSON object text
     (b"" for none); a timestamp is epoch ms, ISO-8601 text, or None for the time received. A decoder that maps
-    column-wise may give a column other than messages and attributes as an Arrow array (epoch ms as int64,
-    text as string, null for none), which the column check takes as it is: no Python object per value; and
-    the attributes as a dictionary array of their distinct texts (binary), each then checked once."""
+    column-wise may give a column as an Arrow array (epoch ms as int64, text as string, null for none), which
+    the column check takes as it is: no Python object per value; and the attributes as a binary array (b""
+    for none), or a dictionary array of their distinct texts (binary), each then checked once."""
 
-    messages: list[str] = field(default_factory=list)
+    messages: list[str] | pa.Array = field(default_factory=list)
     timestamps: list[int | str | None] | pa.Array = field(default_factory=list)
     services: list[str | None] | pa.Array = field(default_factory=list)
     log_types: list[str | None] | pa.Array = field(default_factory=list)
     severities: list[str | None] | pa.Array = field(default_factory=list)
-    attributes: list[bytes] | pa.DictionaryArray = field(default_factory=list)
+    attributes: list[bytes] | pa.Array = field(default_factory=list)
     trace_ids: list[str | None] | pa.Array = field(default_factory=list)
     span_ids: list[str | None] | pa.Array = field(default_factory=list)
     ids: list[str | None] | None = None  # the client ids, when the protocol has them
@@ -65,8 +65,8 @@ class RecordColumns:
         """The records at `rows` (ascending), in their order."""
         if rows and rows[-1] - rows[0] + 1 == len(rows):  # one run of rows, the usual case: slices
 
-            def pick(column: list | pa.Array) -> list:
-                return listed(column[rows[0] : rows[-1] + 1])
+            def pick(column: list | pa.Array) -> list | pa.Array:
+                return column[rows[0] : rows[-1] + 1]  # (of an Arrow array: a view, no copy)
         else:
 
             def pick(column: list | pa.Array) -> list:
@@ -91,7 +91,7 @@ class RecordColumns:
         return [
             IncomingRecord(message, timestamp, service, log_type, severity, msgspec.Raw(attributes), id_, trace, span)
             for message, timestamp, service, log_type, severity, attributes, id_, trace, span in zip(
-                self.messages,
+                listed(self.messages),
                 listed(self.timestamps),
                 listed(self.services),
                 listed(self.log_types),

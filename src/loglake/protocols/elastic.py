@@ -7,6 +7,9 @@ are refused item by item, as Elasticsearch refuses an item it cannot apply. A so
 `log.level` -> severity, `service.name` -> service, the index -> log_type; nested (`{"log": {"level"}}`)
 or dotted (`"log.level"`) alike; everything else into attributes as sent.
 
+A bulk of some size that shippers write regularly is read by Arrow instead (elastic_columns), to the same
+records; parse_bulk stays the reference for every bulk.
+
 A document's `_id` makes it stored once: a `create` of an id already stored is refused with 409, as
 Elasticsearch refuses it; an `index` of one is answered 200 with result `noop` and stores nothing, since
 loglake does not overwrite a record (Elasticsearch would replace the document).
@@ -34,6 +37,8 @@ ADDING_ACTIONS = ("create", "index")
 REFUSED_ACTIONS = ("update", "delete")
 DOCUMENT_ERROR = "document_parsing_exception"  # Elasticsearch's error type for a source it cannot take
 TIME_FIELDS = (ecs.TIMESTAMP, "timestamp")  # the first present is the record's time (Vector sends `timestamp`)
+# The first of these that is a string is the record's message (Filebeat's `log` is an object, Fluent Bit's the line).
+MESSAGE_FIELDS = ("message", "log", "msg")
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 _decode_fields = msgspec.json.Decoder(dict[str, Raw]).decode
@@ -208,10 +213,10 @@ def _add_regular(
         found.ids += [None if item.doc_id is None else _client_id(doc, item.index, item.doc_id) for item, doc in pairs]
     else:
         found.ids += [None] * len(docs)
-    found.severities += _pop_strings(docs, ecs.LOG_LEVEL, _severity, nested)
-    found.services += _pop_strings(docs, ecs.SERVICE_NAME, _valid_or_safe_name, nested)
-    found.trace_ids += _pop_strings(docs, ecs.TRACE_ID, _trace_id, nested)
-    found.span_ids += _pop_strings(docs, ecs.SPAN_ID, _span_id, nested)
+    found.severities += _pop_strings(docs, ecs.LOG_LEVEL, take_severity, nested)
+    found.services += _pop_strings(docs, ecs.SERVICE_NAME, take_service, nested)
+    found.trace_ids += _pop_strings(docs, ecs.TRACE_ID, take_trace_id, nested)
+    found.span_ids += _pop_strings(docs, ecs.SPAN_ID, take_span_id, nested)
     found.messages += messages
     found.timestamps += times
     found.attributes += [_encode(doc) if doc else b"" for doc in docs]
@@ -314,13 +319,13 @@ def add_ecs_record(
     except msgspec.DecodeError:
         return "`@timestamp` must be a date (ISO-8601) or epoch milliseconds"
     client_id = None if doc_id is None else _client_id(source, index, doc_id)
-    found.severities.append(_pop_string(source, ecs.LOG_LEVEL, _severity, nested))
-    found.services.append(_pop_string(source, ecs.SERVICE_NAME, _valid_or_safe_name, nested))
+    found.severities.append(_pop_string(source, ecs.LOG_LEVEL, take_severity, nested))
+    found.services.append(_pop_string(source, ecs.SERVICE_NAME, take_service, nested))
     found.messages.append(text)
     found.timestamps.append(when)
     found.log_types.append(safe_name(index))
-    found.trace_ids.append(_pop_string(source, ecs.TRACE_ID, _trace_id, nested))
-    found.span_ids.append(_pop_string(source, ecs.SPAN_ID, _span_id, nested))
+    found.trace_ids.append(_pop_string(source, ecs.TRACE_ID, take_trace_id, nested))
+    found.span_ids.append(_pop_string(source, ecs.SPAN_ID, take_span_id, nested))
     found.attributes.append(_encode(source) if source else b"")  # (a Raw value is written as it is)
     assert found.ids is not None
     found.ids.append(client_id)
@@ -344,7 +349,7 @@ _DOCUMENT_IDS = uuid.UUID("5f0c2a36-61e4-4c55-9d0a-2b8f7e3c41d9")  # the namespa
 def _pop_message(source: dict[str, Raw]) -> str | None:
     """The first of `message`, `log` and `msg` that is a string, taken out of the source (Filebeat's `log`
     is an object of file details, Fluent Bit's the line itself)."""
-    for name in ("message", "log", "msg"):
+    for name in MESSAGE_FIELDS:
         if name in source:
             try:
                 text = _decode_str(source[name])
@@ -427,26 +432,26 @@ def _converted(raw: Raw, convert: Callable[[str], tuple[str | None, bool]]) -> t
         return None, False
 
 
-def _severity(level: str) -> tuple[str | None, bool]:
+def take_severity(level: str) -> tuple[str | None, bool]:
     """A log.level as the record's severity, taken out of the attributes when it names one."""
     severity = level_severity(level)
     return severity, severity is not None
 
 
-def _trace_id(value: str) -> tuple[str | None, bool]:
+def take_trace_id(value: str) -> tuple[str | None, bool]:
     """An ECS trace.id as the record's trace id (OpenTelemetry's, lowercase hex), taken out of the attributes
     when it is one; anything else stays there."""
     found = hex_id(value, TRACE_ID_HEX_DIGITS)
     return found, found is not None
 
 
-def _span_id(value: str) -> tuple[str | None, bool]:
-    """An ECS span.id as the record's span id, as _trace_id takes a trace id."""
+def take_span_id(value: str) -> tuple[str | None, bool]:
+    """An ECS span.id as the record's span id, as take_trace_id takes a trace id."""
     found = hex_id(value, SPAN_ID_HEX_DIGITS)
     return found, found is not None
 
 
-def _valid_or_safe_name(name: str) -> tuple[str | None, bool]:
+def take_service(name: str) -> tuple[str | None, bool]:
     """A service.name as the record's service: taken out of the attributes when it is a valid name as
     sent, made into one (and left in the attributes as sent) when it is not."""
     if not name:
