@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-from loglake.config_files import problems_of, whole
+from loglake.config_files import one_of, problems_of, whole
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535, description="a port from 1 to 65535")]
 Name = Annotated[str, msgspec.Meta(pattern=whole("[a-z]+"), description="a name in lower-case letters")]
@@ -28,3 +28,10 @@ def test_every_problem_at_once() -> None:
         "name: '' is not a name in lower-case letters",
         "port: 'x' is not a port from 1 to 65535",
     ]
+
+
+def test_one_of_takes_only_its_words_as_written() -> None:
+    Unit = Annotated[str, one_of(("ms", "s.x"))]
+    assert problems_of("s.x", Unit) == [] and problems_of("ms", Unit) == []
+    assert problems_of("sax", Unit) == ["the configuration: 'sax' is not one of ms, s.x"]  # a dot is a dot
+    assert problems_of("ms\n", Unit) == ["the configuration: 'ms\\n' is not one of ms, s.x"]

@@ -161,6 +161,46 @@ def test_ecs_service_name_dotted_or_nested_is_the_service() -> None:
     assert alone == dotted
 
 
+def test_ecs_level_and_trace_context_dotted_or_nested_are_the_records() -> None:
+    """As the Elasticsearch endpoint maps them: a nested parent keeps its other fields, or goes when none are left."""
+    trace, span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    ids = {"severity": "warning", "trace_id": trace, "span_id": span}
+    dotted = {"message": "m", "log.level": "WARN", "trace.id": trace.upper(), "span.id": span}
+    assert line_to_record(json.dumps(dotted), {}, NOW) == {"timestamp": NOW, "message": "m", **ids}
+    nested = {"message": "m", "log": {"level": "WARN"}, "trace": {"id": trace.upper()}, "span": {"id": span}}
+    assert line_to_record(json.dumps(nested), {}, NOW) == {"timestamp": NOW, "message": "m", **ids}
+    with_others = {**nested, "log": {"level": "WARN", "logger": "app"}, "span": {"id": span, "kind": "server"}}
+    assert line_to_record(json.dumps(with_others), {}, NOW) == {
+        "timestamp": NOW,
+        "message": "m",
+        **ids,
+        "attributes": {"log": {"logger": "app"}, "span": {"kind": "server"}},
+    }
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"trace.id": "not-a-trace-id", "span.id": "0" * 16},  # no id, and the all-zero id W3C calls none
+        {"trace": {"id": "abc", "flags": 1}, "span": {"id": 16}},
+        {"log": {"level": "chatty"}},
+        {"log.level": 3},
+    ],
+)
+def test_ecs_values_that_are_no_level_or_id_stay_as_attributes(fields: dict) -> None:
+    assert line_to_record(json.dumps({"message": "m", **fields}), {}, NOW) == {
+        "timestamp": NOW,
+        "message": "m",
+        "attributes": fields,
+    }
+
+
+def test_trace_context_named_as_loggers_do_wins_over_ecs() -> None:
+    trace, other = "4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"
+    record = line_to_record(json.dumps({"msg": "m", "trace_id": trace, "trace": {"id": other}}), {}, NOW)
+    assert (record["trace_id"], record["attributes"]) == (trace, {"trace": {"id": other}})
+
+
 @pytest.mark.parametrize(
     ("fields", "service", "attributes"),
     [
@@ -245,7 +285,10 @@ def test_a_message_that_is_not_a_string_makes_a_structured_line() -> None:
         (50, "error"),
         (60, "critical"),
         ("TRACE", "debug"),
-        ("silly", "debug"),
+        ("silly", "debug"),  # winston
+        ("Verbose", "debug"),  # Serilog
+        ("Information", "info"),
+        ("dpanic", "error"),  # zap
         ("notice", "info"),
         ("informational", "info"),
         ("WARN", "warning"),

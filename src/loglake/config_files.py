@@ -11,6 +11,8 @@ are hand-written by the caller, or raised as ValueError from a Struct's `__post_
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from types import UnionType
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
@@ -33,6 +35,11 @@ class ConfigProblems(ValueError):
 def whole(regex: str) -> str:
     """A Meta pattern that must match the whole text (msgspec searches; `$` would allow a final newline)."""
     return rf"\A(?:{regex})\Z"
+
+
+def one_of(words: Sequence[str]) -> msgspec.Meta:
+    """The Meta of a text that must be one of `words`, as written: `Annotated[str, one_of(LEVELS)]`."""
+    return msgspec.Meta(pattern=whole("|".join(map(re.escape, words))), description=f"one of {', '.join(words)}")
 
 
 def convert(document: Any, kind: type[T]) -> T:

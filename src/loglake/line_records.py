@@ -23,38 +23,27 @@ from typing import Any
 import msgspec
 
 from loglake import ecs
-from loglake.model import SEVERITY_ALIASES, SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, Limits, hex_id, is_valid_name
+from loglake.model import SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, Limits, hex_id, is_valid_name
+from loglake.protocols.names import level_severity
 from loglake.record_fit import fit_record
 from loglake.times import SMALLEST_PLAUSIBLE_MS, parse_iso8601
 
-_ECS_LEVEL, _, _ = ecs.LOG_LEVEL  # read dotted only, as ECS loggers write it
+# A field of a structured line: its name, or an ECS field, read dotted or nested as the Elasticsearch endpoint
+# reads it (`"log.level": "info"` or `"log": {"level": "info"}`).
+FieldName = str | ecs.Field
 
-# The fields of a structured line that give the record's message, severity and time, in this order of
-# preference: the first one with a usable value is taken (and leaves the attributes); the others stay.
-MESSAGE_FIELDS = ("message", "msg", "MESSAGE")
-SEVERITY_FIELDS = ("severity", "level", "levelname", _ECS_LEVEL, "PRIORITY")
-TIME_FIELDS = ("timestamp", "time", "ts", ecs.TIMESTAMP, "__REALTIME_TIMESTAMP")
-# Trace context as loggers write it (OpenTelemetry's log correlation, W3C names), kept when it is a valid id.
-ID_FIELDS = {
-    "trace_id": ("trace_id", "traceId", TRACE_ID_HEX_DIGITS),
-    "span_id": ("span_id", "spanId", SPAN_ID_HEX_DIGITS),
+# The fields of a structured line that give the record's message, severity, time, names and ids, in this order
+# of preference: the first one with a usable value is taken (and leaves the attributes); the others stay.
+MESSAGE_FIELDS: tuple[FieldName, ...] = ("message", "msg", "MESSAGE")
+SEVERITY_FIELDS: tuple[FieldName, ...] = ("severity", "level", "levelname", ecs.LOG_LEVEL, "PRIORITY")
+TIME_FIELDS: tuple[FieldName, ...] = ("timestamp", "time", "ts", ecs.TIMESTAMP, "__REALTIME_TIMESTAMP")
+NAME_FIELDS: dict[str, tuple[FieldName, ...]] = {"service": ("service", ecs.SERVICE_NAME), "log_type": ("log_type",)}
+# Trace context as loggers write it (OpenTelemetry's log correlation, W3C names, ECS), kept when it is a valid id.
+ID_FIELDS: dict[str, tuple[tuple[FieldName, ...], int]] = {
+    "trace_id": (("trace_id", "traceId", ecs.TRACE_ID), TRACE_ID_HEX_DIGITS),
+    "span_id": (("span_id", "spanId", ecs.SPAN_ID), SPAN_ID_HEX_DIGITS),
 }
 
-# Level names beyond loglake's own severities and aliases (matched case-insensitively).
-OTHER_LEVEL_NAMES = {
-    "verbose": "debug",  # Serilog, winston
-    "silly": "debug",  # winston
-    "information": "info",  # Serilog
-    "informational": "info",  # syslog
-    "dpanic": "error",  # zap: logged as an error in production
-    "panic": "critical",  # logrus, zap
-    "crit": "critical",  # syslog
-    "alert": "critical",  # syslog
-    "emerg": "critical",  # syslog
-    "emergency": "critical",  # syslog, GCP
-}
-# GCP's DEFAULT ("no level given") is none of them: the default severity applies, and it stays an attribute.
-LEVEL_NAMES = {name: severity.label for name, severity in SEVERITY_ALIASES.items()} | OTHER_LEVEL_NAMES
 # pino's and bunyan's numeric levels: trace, debug, info, warn, error, fatal.
 NUMERIC_LEVELS = {10: "debug", 20: "debug", 30: "info", 40: "warning", 50: "error", 60: "critical"}
 # journald's PRIORITY: syslog severities 0 (emerg) to 7 (debug).
@@ -88,8 +77,9 @@ def line_to_record(
 
 def structured_fields(parsed: dict[str, Any], text: str, now_ms: int) -> dict[str, Any]:
     """The record fields of a JSON line: message, severity, timestamp (each only when found), service
-    (else ECS's service.name) and log_type (when valid names), trace_id and span_id (when valid ids), id
-    (a string: record_fit keeps it as an attribute unless it is a UUID), and the rest as attributes."""
+    (else ECS's service.name) and log_type (when valid names), trace_id and span_id (else ECS's trace.id and
+    span.id; when valid ids), id (a string: record_fit keeps it as an attribute unless it is a UUID), and the
+    rest as attributes. A level that names no severity (GCP's DEFAULT, "no level given") stays an attribute."""
     rest = dict(parsed)
     found: dict[str, Any] = {}
     message = _take(rest, MESSAGE_FIELDS, lambda _, v: v if type(v) is str and v else None)
@@ -100,16 +90,12 @@ def structured_fields(parsed: dict[str, Any], text: str, now_ms: int) -> dict[st
     timestamp = _take(rest, TIME_FIELDS, lambda _, v: _epoch_ms(v, now_ms))
     if timestamp is not None:
         found["timestamp"] = timestamp
-    for name in ("service", "log_type"):
-        value = _take(rest, (name,), _valid_name)
+    for field, names in NAME_FIELDS.items():
+        value = _take(rest, names, _valid_name)
         if value is not None:
-            found[name] = value
-    if "service" not in found:
-        service = _take_ecs(rest, ecs.SERVICE_NAME, _valid_name)
-        if service is not None:
-            found["service"] = service
-    for field, (*names, digits) in ID_FIELDS.items():
-        value = _take(rest, tuple(names), lambda _, v, digits=digits: hex_id(v, digits))
+            found[field] = value
+    for field, (names, digits) in ID_FIELDS.items():
+        value = _take(rest, names, lambda _, v, digits=digits: hex_id(v, digits))
         if value is not None:
             found[field] = value
     client_id = _take(rest, ("id",), lambda _, v: v if type(v) is str else None)
@@ -134,14 +120,22 @@ def _json_object(text: str) -> dict[str, Any] | None:
     return parsed if type(parsed) is dict else None
 
 
-def _take(fields: dict[str, Any], names: tuple[str, ...], convert: Any) -> Any:
+def _take(fields: dict[str, Any], names: tuple[FieldName, ...], convert: Any) -> Any:
     """The converted value of the first of `names` that converts (removed from `fields`), else None."""
     for name in names:
-        if name in fields:
+        if type(name) is not str:
+            dotted, parent, _ = name
+            if dotted not in fields and parent not in fields:  # (as most lines: no call for nothing)
+                continue
+            value = _take_ecs(fields, name, convert)
+        elif name in fields:  # (inline, not a call per name: it is asked ~20 times a line)
             value = convert(name, fields[name])
             if value is not None:
                 del fields[name]
-                return value
+        else:
+            continue
+        if value is not None:
+            return value
     return None
 
 
@@ -173,9 +167,7 @@ def _severity(name: str, value: Any) -> str | None:
         return SYSLOG_PRIORITIES[number] if type(number) is int and 0 <= number <= 7 else None
     if type(value) is int:
         return NUMERIC_LEVELS.get(value)
-    if type(value) is str:
-        return LEVEL_NAMES.get(value.lower())
-    return None
+    return level_severity(value)
 
 
 def _epoch_ms(value: Any, now_ms: int) -> int | None:

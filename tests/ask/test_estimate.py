@@ -100,6 +100,18 @@ def test_filters_it_cannot_read_prune_nothing() -> None:
     assert condition.may_hold("auth", "billing") is False and condition.may_hold("a", "b") is True
 
 
+def test_filters_split_only_at_ands_and_commas_outside_quotes_and_parentheses() -> None:
+    text = "((service = 'a AND (b') AND (severity IN ('x, y)', 'z'))) AND (log_type = 'it''s (AND)')"
+    assert [(c.column, c.op, c.values) for c in conditions_of(text)] == [
+        ("service", "=", ("a AND (b",)),
+        ("severity", "in", ("x, y)", "z")),
+        ("log_type", "=", ("it's (AND)",)),
+    ]
+    assert conditions_of("(service = 'a') AND ((severity = 'b') OR (log_type = 'c'))") == [
+        conditions_of("service = 'a'")[0]
+    ]
+
+
 def test_an_empty_lake_estimates_nothing_and_still_warns(tmp_path: Path) -> None:
     store = SQLiteHotStore(tmp_path / "hot.db")
     lake = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path)

@@ -19,6 +19,7 @@ import msgspec
 from loglake.api.auth import require_scope
 from loglake.api.http import ApiError, Request, decode_content, json_struct
 from loglake.api.metrics import Counter
+from loglake.api.openapi_common import error_response, json_request
 from loglake.api.ratelimit import RateLimiter
 from loglake.api.routes import Result, json_body, query_error, refuse_parameters
 from loglake.ask.errors import (
@@ -284,29 +285,18 @@ def _body(app: LoglakeApp, request: Request, kind: type[T], example: str, empty_
     return json_struct(json_body(app, request, example), kind, example)
 
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
-
-
 def _answer(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
-def _error(description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
-
-
-def _request(schema: dict) -> dict:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
 _MODEL_ERRORS = {
-    "429": _error(
+    "429": error_response(
         "Rate limited (llm_rate_per_minute per key), or the question does not fit in what is left of today's "
         "token budget (spent, or held by questions being answered); see Retry-After"
     ),
-    "501": _error("No language model configured (llm_provider), or no lake"),
-    "502": _error("The model answered with an error, or its answers were refused (model_answer_refused)"),
-    "503": _error(
+    "501": error_response("No language model configured (llm_provider), or no lake"),
+    "502": error_response("The model answered with an error, or its answers were refused (model_answer_refused)"),
+    "503": error_response(
         "The model did not answer in time, was unreachable or overloaded, or ask.db was locked by another "
         "process; see Retry-After"
     ),
@@ -327,7 +317,7 @@ OPENAPI_PATHS = {
             "warnings. "
             "Nothing runs unless `run` is true; then the rows come as POST /query's answer, under `result`, "
             "with the scope and limits of POST /query. `conversation_id` continues a conversation of the same key.",
-            "requestBody": _request(
+            "requestBody": json_request(
                 {
                     "type": "object",
                     "required": ["question"],
@@ -342,7 +332,7 @@ OPENAPI_PATHS = {
             ),
             "responses": {
                 "200": _answer("sql, explanation, tables, time_range, estimate, warnings, conversation_id[, result]"),
-                "404": _error("No such conversation of this key (they expire)"),
+                "404": error_response("No such conversation of this key (they expire)"),
                 **_MODEL_ERRORS,
             },
         },
@@ -350,7 +340,7 @@ OPENAPI_PATHS = {
     "/ask/explain": {
         "post": {
             "summary": "An SQL query explained in plain language, with what it would scan (read scope)",
-            "requestBody": _request(
+            "requestBody": json_request(
                 {
                     "type": "object",
                     "required": ["sql"],
@@ -367,22 +357,18 @@ OPENAPI_PATHS = {
             "description": "Without a body or with confirm false, the draft (YAML, validated by the rules loader). "
             "With confirm true (admin scope), the draft is written into the rules folder.",
             "parameters": [{"name": "conversationId", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "requestBody": {
-                "required": False,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "properties": {"confirm": {"type": "boolean", "default": False}},
-                        }
-                    }
+            "requestBody": json_request(
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"confirm": {"type": "boolean", "default": False}},
                 },
-            },
+                required=False,
+            ),
             "responses": {
                 "200": _answer("file, yaml, valid, problems, written (the path, once written)"),
-                "404": _error("No such conversation of this key"),
-                "409": _error("The draft does not load, or its file exists already"),
+                "404": error_response("No such conversation of this key"),
+                "409": error_response("The draft does not load, or its file exists already"),
                 "501": _MODEL_ERRORS["501"],
             },
         }

@@ -6,16 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from loglake.api.auth import CSRF_HEADER, SESSION_COOKIE
+from loglake.api.openapi_common import error_response, json_response, query
 from loglake.lake.reads import FACET_SAMPLE
 from loglake.service import DEFAULT_FACETS, MAX_FACETS
-
-
-def _error(description: str) -> dict:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-
 
 SECURITY_SCHEMES = {
     "session": {
@@ -45,7 +38,7 @@ SESSION = {
         },
     },
 }
-_SESSION_ANSWER = {"description": "the session", "content": {"application/json": {"schema": SESSION}}}
+_SESSION_ANSWER = json_response(SESSION, "the session")
 _COUNTS = {
     "type": "array",
     "items": {
@@ -85,13 +78,7 @@ def _tail(filters: list[dict]) -> dict:
             "client read too slowly; a comment every 15 s keeps the stream open; `event: end` says the server is "
             "stopping; `event: error` ends a tail whose search failed. A key holds at most max_tails_per_key tails.",
             "parameters": [
-                {
-                    "name": "q",
-                    "in": "query",
-                    "required": False,
-                    "description": "the search, as for /logs/search",
-                    "schema": {"type": "string"},
-                },
+                query("q", "the search, as for /logs/search"),
                 *(f for f in filters if f["name"] not in ("since", "until")),
             ],
             "responses": {
@@ -99,8 +86,8 @@ def _tail(filters: list[dict]) -> dict:
                     "description": "the event stream",
                     "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 },
-                "429": _error("The key holds its limit of live tails (or its rate limit)"),
-                "501": _error("This deployment keeps no arrivals (poll /logs/search)"),
+                "429": error_response("The key holds its limit of live tails (or its rate limit)"),
+                "501": error_response("This deployment keeps no arrivals (poll /logs/search)"),
             },
         }
     }
@@ -112,17 +99,11 @@ def _facets(filters: list[dict]) -> dict:
         "get": {
             "summary": "The top services, severities, log types and attribute keys of a search's records, with counts",
             "parameters": [
-                {
-                    "name": "q",
-                    "in": "query",
-                    "required": False,
-                    "description": "the search, as for /logs/search",
-                    "schema": {"type": "string"},
-                },
+                query("q", "the search, as for /logs/search"),
                 *filters,
-                {"name": "limit", "in": "query", "required": False, "description": "values per facet", "schema": limit},
+                query("limit", "values per facet", limit),
             ],
-            "responses": {"200": {"description": "the facets", "content": {"application/json": {"schema": FACETS}}}},
+            "responses": {"200": json_response(FACETS, "the facets")},
         }
     }
 
@@ -154,11 +135,11 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": _SESSION_ANSWER,
                 "303": {"description": "the form's answer: to `next` (else /ui/) if signed in, else /login?error=..."},
-                "400": _error("No key sent, or a query parameter: it takes none"),
-                "401": _error("The key is invalid or revoked"),
-                "413": _error("The body is larger than a sign-in needs"),
-                "415": _error("Neither JSON nor the form"),
-                "429": _error("The key's rate limit"),
+                "400": error_response("No key sent, or a query parameter: it takes none"),
+                "401": error_response("The key is invalid or revoked"),
+                "413": error_response("The body is larger than a sign-in needs"),
+                "415": error_response("Neither JSON nor the form"),
+                "429": error_response("The key's rate limit"),
             },
         },
         "get": {
@@ -166,8 +147,8 @@ PATHS: dict[str, Any] = {
             "security": [],
             "responses": {
                 "200": _SESSION_ANSWER,
-                "400": _error("A query parameter: it takes none"),
-                "401": _error("Not signed in, or the session is over"),
+                "400": error_response("A query parameter: it takes none"),
+                "401": error_response("Not signed in, or the session is over"),
             },
         },
         "delete": {
@@ -175,8 +156,8 @@ PATHS: dict[str, Any] = {
             "security": [],
             "responses": {
                 "204": {"description": "signed out (also when the session was already over)"},
-                "400": _error("A query parameter: it takes none"),
-                "403": _error("A live session's sign-out without its CSRF token"),
+                "400": error_response("A query parameter: it takes none"),
+                "403": error_response("A live session's sign-out without its CSRF token"),
             },
         },
     },

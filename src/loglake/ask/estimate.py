@@ -335,45 +335,40 @@ def _literal(text: str) -> Any:
 def _unwrap(text: str) -> str:
     """`text` without parentheses around all of it."""
     text = text.strip()
-    while text.startswith("(") and text.endswith(")") and _closing(text, 0) == len(text) - 1:
+    while text.startswith("(") and text.endswith(")") and _closing(text) == len(text) - 1:
         text = text[1:-1].strip()
     return text
 
 
-def _closing(text: str, start: int) -> int:
+def _unquoted(text: str) -> Iterator[tuple[int, str, int]]:
+    """(index, character, parentheses open after it) of each character of `text` outside '...' quotes."""
     depth, quoted = 0, False
-    for i in range(start, len(text)):
-        c = text[i]
+    for i, c in enumerate(text):
         if c == "'":
             quoted = not quoted
-        elif not quoted and c == "(":
-            depth += 1
-        elif not quoted and c == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-    return -1
+        elif not quoted:
+            if c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+            yield i, c, depth
+
+
+def _closing(text: str) -> int:
+    """Where the parenthesis `text` opens with closes; -1 when it does not."""
+    return next((i for i, c, depth in _unquoted(text) if c == ")" and depth == 0), -1)
 
 
 def _split_top(text: str, separator: str) -> list[str]:
     """`text` split at `separator` outside parentheses and quotes (none where an OR joins parts)."""
-    parts, depth, quoted, start, i = [], 0, False, 0, 0
-    while i < len(text):
-        c = text[i]
-        if c == "'":
-            quoted = not quoted
-        elif not quoted and c == "(":
-            depth += 1
-        elif not quoted and c == ")":
-            depth -= 1
-        elif not quoted and depth == 0:
-            if text.startswith(" OR ", i):
-                return []
-            if text.startswith(separator, i):
-                parts.append(text[start:i])
-                i += len(separator)
-                start = i
-                continue
-        i += 1
+    parts, start = [], 0
+    for i, c, depth in _unquoted(text):
+        if depth or c in "()" or i < start:  # (i < start: inside the separator just found)
+            continue
+        if text.startswith(" OR ", i):
+            return []
+        if text.startswith(separator, i):
+            parts.append(text[start:i])
+            start = i + len(separator)
     parts.append(text[start:])
     return parts

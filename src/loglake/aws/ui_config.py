@@ -16,7 +16,7 @@ from typing import Annotated
 
 import msgspec
 
-from loglake.config_files import whole
+from loglake.config_files import one_of, whole
 from loglake.keys import SCOPES
 
 DEFAULT_GROUPS = {"loglake-admin": ["admin"], "loglake-readers": ["read"]}
@@ -40,7 +40,7 @@ _CertificateArn = Annotated[
 _Group = Annotated[
     str, msgspec.Meta(pattern=whole(r"[\w.+=,@-]{1,128}"), description="a Cognito group name (1-128 characters)")
 ]
-_Scope = Annotated[str, msgspec.Meta(pattern=whole("|".join(SCOPES)), description=f"one of {', '.join(SCOPES)}")]
+_Scope = Annotated[str, one_of(SCOPES)]
 _Prefix = Annotated[
     str,
     msgspec.Meta(

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from loglake.config_files import whole
+from loglake.config_files import one_of, whole
 from loglake.rules.plan import Plan
 from loglake.rules.schedule import Schedule
 from loglake.times import parse_duration
@@ -38,8 +38,8 @@ Tag = Annotated[
         description="a tag in lower case with its namespace, such as attack.t1110 or attack.credential-access",
     ),
 ]
-Level = Annotated[str, msgspec.Meta(pattern=whole("|".join(LEVELS)), description=f"one of {', '.join(LEVELS)}")]
-Status = Annotated[str, msgspec.Meta(pattern=whole("|".join(STATUSES)), description=f"one of {', '.join(STATUSES)}")]
+Level = Annotated[str, one_of(LEVELS)]
+Status = Annotated[str, one_of(STATUSES)]
 RuleId = Annotated[
     str,
     msgspec.Meta(

@@ -1,0 +1,59 @@
+"""What every `loglake rules` command shares: the rules folder and data dir options, settings read as
+`serve` reads them, loading the folder's rules and finding one of them, and printing problems."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from loglake.cli_options import printable
+from loglake.config import ConfigError, Settings, env_name, load_settings
+
+rules_dir_option = click.option(
+    "--rules-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"The rules folder [env {env_name('rules_dir')}; default: `rules` in the data dir].",
+)
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"loglake's data folder [env {env_name('data_dir')}; default {Settings().data_dir}].",
+)
+
+
+def rules_settings(data_dir: Path | None, rules_dir: Path | None) -> Settings:
+    """Settings as `serve` reads them (flags, then LOGLAKE_*, then LOGLAKE_CONFIG's file)."""
+    try:
+        return load_settings({"data_dir": data_dir, "rules_dir": str(rules_dir) if rules_dir else None})
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def load_rules_from(path: Path) -> Any:
+    from loglake.rules.loader import load_rules
+
+    return load_rules(path)
+
+
+def print_problems(problems: list[Any]) -> None:
+    for problem in problems:
+        click.echo(printable(str(problem)), err=True)
+
+
+def find_rule_in(folder: Path, rule_id: str) -> Any:
+    from loglake.rules.model import AmbiguousRule, NoSuchRule, find_rule
+
+    found = load_rules_from(folder)
+    try:
+        return find_rule(found.rules, rule_id)
+    except AmbiguousRule as e:
+        raise click.ClickException(f"{e} (loglake rules list shows them)") from None
+    except NoSuchRule:
+        hint = f"; {len(found.problems)} problem(s) kept some files from loading (loglake rules validate)"
+        raise click.ClickException(
+            f"no rule {rule_id!r} in {folder} (loglake rules list shows them){hint if found.problems else ''}"
+        ) from None

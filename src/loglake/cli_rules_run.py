@@ -1,0 +1,214 @@
+"""`loglake rules run`, `run-due` and `backtest`: the rules commands that run rules over the data dir's logs
+(once over a window, what is due as the server runs it, or window by window over past days)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from loglake.cli_options import json_text, print_columns, printable, until_ctrl_c
+from loglake.cli_rules_folder import data_dir_option, find_rule_in, print_problems, rules_dir_option, rules_settings
+from loglake.rules.summary import iso_seconds as _iso
+
+
+@click.command("run")
+@click.argument("rule_id")
+@click.option(
+    "--since", default=None, help="Window start: ISO-8601, epoch ms or an age like 1h (default: the lookback)."
+)
+@click.option("--until", default=None, help="Window end, excluded, same forms (default: now less the rule's delay).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per match, with its evidence.")
+@rules_dir_option
+@data_dir_option
+def rules_run(
+    rule_id: str, since: str | None, until: str | None, as_json: bool, rules_dir: Path | None, data_dir: Path | None
+) -> None:
+    """Run a rule once over a window of the data dir's logs and print its matches (no alert is raised)."""
+    from loglake.cli_lake import local_lake
+    from loglake.rules.run import RuleRunError, run_rule
+
+    settings = rules_settings(data_dir, rules_dir)
+    rule = find_rule_in(settings.rules_path, rule_id)
+    now_ms = int(time.time() * 1000)
+    since_ms, until_ms = _window(since, until, now_ms, now_ms - rule.delay_ms, rule.lookback_ms)
+    with local_lake(settings.data_dir) as lake:
+        try:
+            result = run_rule(rule, lake.engine, since_ms, until_ms, now_ms)
+        except RuleRunError as e:
+            raise click.ClickException(str(e)) from None
+    for match in result.matches:
+        if as_json:
+            click.echo(json_text(match.to_dict()))
+            continue
+        facts = match.to_dict()
+        # A SQL rule's rows may have no timestamp column: then there is no span to show.
+        span = f", {facts['first_seen']} to {facts['last_seen']}" if match.first_ms is not None else ""
+        suppressed = f", suppressed: {match.suppressed}" if match.suppressed else ""
+        _echo_match(rule.level.upper(), match, match.evidence, span, suppressed)
+    truncated = " (more rows than the engine returns: some groups may be missing)" if result.truncated else ""
+    click.echo(
+        f"{len(result.matches)} match(es) of {printable(rule.title)} from {_iso(since_ms)} to {_iso(until_ms)}; "
+        f"{result.rows_scanned:,} rows, {result.bytes_scanned:,} bytes of lake files read in "
+        f"{result.elapsed_ms:.0f} ms{truncated}",
+        err=True,
+    )
+
+
+@click.command("run-due")
+@click.option(
+    "--now",
+    "as_of",
+    default=None,
+    help="Run what was due at this earlier time instead: ISO-8601, epoch ms or an age like 2h (default: now).",
+)
+@rules_dir_option
+@data_dir_option
+def rules_run_due(as_of: str | None, rules_dir: Path | None, data_dir: Path | None) -> None:
+    """Run what is due once, then exit (for cron): every enabled rule over the windows it has not
+    evaluated yet, raising alerts as `loglake serve` does. Exit 1 if a run failed or a file did not load.
+    Safe next to a running server on the same data dir: they take turns, and no window runs twice."""
+    from loglake.cli_lake import local_runtime
+
+    clock = time.time if as_of is None else _fixed_clock(as_of)
+    settings = rules_settings(data_dir, rules_dir)
+    if not settings.rules_path.is_dir():
+        raise click.ClickException(f"no rules folder {settings.rules_path} (loglake rules init makes one)")
+    with local_runtime(settings.data_dir, {"rules_dir": str(settings.rules_path)}, clock=clock) as runtime:
+        scheduler = runtime.rules
+        scheduler.reload()
+        print_problems(scheduler.folder.problems)
+        report = scheduler.run_round(wait=True)
+    for rule, run in report.runs:
+        figures = f"{run.matches} match(es), {run.new_alerts} new alert(s)" if run.outcome == "ok" else run.error
+        window = f"{_iso(run.since_ms)} to {_iso(run.until_ms)}"
+        click.echo(f"{run.outcome:<6} {printable(rule.title)}  {window}: {printable(figures)}")
+    click.echo(
+        f"{len(report.runs)} run(s), {report.failed} failed, {len({p.file for p in scheduler.folder.problems})}"
+        " file(s) with problems",
+        err=True,
+    )
+    if report.failed or scheduler.folder.problems:
+        raise SystemExit(1)
+
+
+def _window(
+    since: str | None, until: str | None, now_ms: int, default_until_ms: int, default_length_ms: int
+) -> tuple[int, int]:
+    """The window --since and --until name (ISO-8601, epoch ms or ages); without --until it ends at
+    default_until_ms, without --since it is default_length_ms long."""
+    from loglake.times import TimeFormatError, parse_time
+
+    try:
+        until_ms = parse_time(until, now_ms) if until else default_until_ms
+        since_ms = parse_time(since, now_ms) if since else until_ms - default_length_ms
+    except TimeFormatError as e:
+        raise click.ClickException(str(e)) from None
+    if since_ms >= until_ms:
+        raise click.ClickException("--since must be before --until")
+    return since_ms, until_ms
+
+
+def _fixed_clock(text: str) -> Callable[[], float]:
+    """A clock stopped at `text`, not later than now: a window evaluated before its end has passed would
+    be marked done without the records that arrive after the run."""
+    from loglake.times import TimeFormatError, parse_time
+
+    now_ms = int(time.time() * 1000)
+    try:
+        as_of_ms = parse_time(text, now_ms)
+    except TimeFormatError as e:
+        raise click.BadParameter(str(e), param_hint="--now") from None
+    if as_of_ms > now_ms:
+        raise click.BadParameter(
+            f"{text!r} is in the future: run-due only runs what was due by now", param_hint="--now"
+        )
+    return lambda: as_of_ms / 1000
+
+
+@click.command("backtest")
+@click.argument("rule_id")
+@click.option("--since", required=True, help="Start of the history to replay: ISO-8601, epoch ms or an age like 30d.")
+@click.option("--until", default=None, help="Its end, excluded, same forms (default: now).")
+@click.option("--examples", default=3, show_default=True, type=click.IntRange(0, 100), help="Example alerts per day.")
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+@rules_dir_option
+@data_dir_option
+def rules_backtest(
+    rule_id: str,
+    since: str,
+    until: str | None,
+    examples: int,
+    as_json: bool,
+    rules_dir: Path | None,
+    data_dir: Path | None,
+) -> None:
+    """Replay a rule over the data dir's history window by window (its schedule, lookback, delay,
+    threshold, dedup and suppressions) and print the alerts it would have raised per day, with examples."""
+    from loglake.cli_lake import local_lake
+    from loglake.rules.backtest import Day, PeriodError, backtest, refuse_past_retention
+    from loglake.rules.run import RuleRunError
+
+    settings = rules_settings(data_dir, rules_dir)
+    rule = find_rule_in(settings.rules_path, rule_id)
+    now_ms = int(time.time() * 1000)
+    since_ms, until_ms = _window(since, until, now_ms, now_ms, rule.lookback_ms)  # (--since is required)
+    try:
+        refuse_past_retention(since_ms, now_ms, settings.retention_days)
+    except PeriodError as e:
+        raise click.ClickException(str(e).replace("since ", "--since ", 1)) from None
+    started = time.perf_counter()
+
+    def progress(day: Day, done: int, total: int) -> None:
+        click.echo(
+            f"backtest: {day.day} done ({done}/{total} days, {day.alerts} alert(s),"
+            f" {time.perf_counter() - started:.1f} s)",
+            err=True,
+        )
+
+    with local_lake(settings.data_dir) as lake:
+        try:
+            report = until_ctrl_c(
+                lambda stop: backtest(
+                    rule, lake.engine, since_ms, until_ms, examples=examples, progress=progress, stop=stop
+                )
+            )
+        except RuleRunError as e:
+            raise click.ClickException(str(e)) from None
+    if as_json:
+        click.echo(json_text(report.to_dict()))
+        return
+    click.echo(
+        f"{printable(rule.title)} ({rule.id}) from {_iso(since_ms)} to {_iso(until_ms)}: {report.windows:,} windows"
+        f" ({rule.schedule}, each over {rule.lookback_ms / 1000:g} s), {report.alerts:,} alert(s)"
+    )
+    rows = [(d.day, f"{d.windows:,}", f"{d.matches:,}", f"{d.alerts:,}", f"{d.suppressed:,}") for d in report.days]
+    print_columns(("DAY", "WINDOWS", "MATCHES", "ALERTS", "SUPPRESSED"), rows)
+    for day in report.days:
+        for example in day.examples:
+            facts = example.to_dict()
+            _echo_match(facts["window"]["until"], example.match, facts["evidence"])
+    truncated = "; some matches are missing (a day's matches passed the engine's row cap)" if report.truncated else ""
+    click.echo(
+        f"{report.matches:,} match(es), {report.alerts:,} alert(s), {report.suppressed:,} suppressed;"
+        f" {report.queries:,} queries ({report.method}) read {report.rows_scanned:,} rows,"
+        f" {report.bytes_scanned:,} bytes of lake files in {report.elapsed_ms / 1000:.1f} s{truncated}",
+        err=True,
+    )
+
+
+def _echo_match(head: str, match: Any, evidence: list[Any], span: str = "", suppressed: str = "") -> None:
+    """A match as `run` and `backtest` print it: its title, count and dedup key after `head` on one line, then
+    each evidence row, indented."""
+    click.echo(
+        f"{head}  {printable(match.title)}  (count {match.count}{span},"
+        f" dedup key {printable(match.dedup_key)}{suppressed})"
+    )
+    for row in evidence:
+        click.echo("    " + json_text(row))
+
+
+RUN_COMMANDS = (rules_run, rules_run_due, rules_backtest)
