@@ -35,7 +35,7 @@ import common
 
 def one_round(args: argparse.Namespace, bodies: list[bytes], senders: int, number: int) -> dict[str, Any]:
     with common.Server(durability=args.durability) as server:
-        profile = None if args.gil_profile is None else args.gil_profile / f"senders-{senders}-round-{number}.txt"
+        profile = None if args.gil_profile is None else Path(args.gil_profile, f"senders-{senders}-round-{number}.txt")
         spy = None if profile is None else _start_gil_profile(server, profile)
         cpu_before = server.cpu_seconds()
         result = common.bulk_send(server.url, server.headers, bodies, senders)
@@ -122,7 +122,7 @@ def main() -> None:
     ap.add_argument("--senders", default="1,4", help="comma-separated sender counts (default 1,4)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds per sender count (default 3)")
     ap.add_argument("--durability", choices=("full", "process"), default="full")
-    ap.add_argument("--gil-profile", type=Path, metavar="DIR", help="sample the GIL holder with py-spy (see above)")
+    ap.add_argument("--gil-profile", metavar="DIR", help="sample the GIL holder with py-spy (see above)")
     args = ap.parse_args()
     sender_counts = [int(s) for s in args.senders.split(",") if s.strip()]
 
