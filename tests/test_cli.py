@@ -246,6 +246,28 @@ def test_get_prints_one_record(server: ServerProcess, admin_key: str):
     assert missing.exit_code != 0 and "404" in missing.output
 
 
+def test_json_output_has_no_infinity_or_nan_for_a_number_past_a_double(
+    server: ServerProcess, admin_key: str, api: httpx.Client
+):
+    """JSON has no Infinity: the number the API answered (1e400) is what the CLI prints."""
+    service = unique("huge")
+    body = f'{{"message": "huge", "service": "{service}", "attributes": {{"n": 1e400, "m": -1e400}}}}'
+    sent = api.post("/logs", content=body, headers={"content-type": "application/json"})
+    assert sent.status_code == 201, sent.text
+
+    def strict(text: str) -> dict:
+        return json.loads(text, parse_constant=lambda word: pytest.fail(f"{word} in {text}"))
+
+    auth = ("--url", server.url, "--api-key", admin_key)
+    one = run("get", *auth, sent.json()["logId"])
+    assert one.exit_code == 0, one.output
+    assert strict(one.stdout)["attributes"] == {"n": float("inf"), "m": float("-inf")}
+    assert '"n": 1e400' in one.stdout and '"m": -1e400' in one.stdout
+    recent = run("recent", "--json", "--service", service, *auth)
+    assert recent.exit_code == 0, recent.output
+    assert strict(recent.stdout)["attributes"]["n"] == float("inf")
+
+
 def test_send_survives_bytes_that_are_not_utf8(server: ServerProcess, admin_key: str, api: httpx.Client):
     service = unique("latin1")
     result = CliRunner().invoke(

@@ -54,6 +54,12 @@ def test_missing_config_file(tmp_path: Path) -> None:
         load_settings(config_file=tmp_path / "nope.toml", environ={})
 
 
+def test_an_empty_config_variable_names_no_file_and_a_folder_is_refused_clearly(tmp_path: Path) -> None:
+    assert load_settings(environ={"LOGLAKE_CONFIG": ""}) == load_settings(environ={})  # not the folder "."
+    with pytest.raises(ConfigError, match=f"config file {tmp_path} cannot be read: Is a directory"):
+        load_settings(config_file=tmp_path, environ={})
+
+
 def test_every_problem_with_the_settings_is_named_at_once() -> None:
     environ = {
         "LOGLAKE_PORT": "http",

@@ -257,3 +257,43 @@ def test_attributes_given_as_their_distinct_texts_are_checked_as_each_records_ar
     assert (as_listed is None) == (name in REFUSED) == (as_distinct is None)
     if as_listed is not None and as_distinct is not None:
         assert as_distinct.drop_columns(["log_id"]).equals(as_listed.drop_columns(["log_id"]))
+
+
+@pytest.mark.parametrize("name", sorted(ACCEPTED.keys() | REFUSED.keys()))
+def test_messages_and_attributes_given_as_arrow_arrays_are_checked_as_their_lists_are(name: str) -> None:
+    """A decoder that reads with Arrow (Elasticsearch bulks) gives them as Arrow arrays: slices of a longer batch's
+    once taken apart in groups (RecordColumns.take), their texts further on in their buffers."""
+    items = batch_with({**ACCEPTED, **REFUSED}[name], 17)
+
+    def field(name: str) -> list:
+        return [getattr(item, name) for item in items]
+
+    def table(messages: list | pa.Array, attributes: list | pa.Array) -> pa.Table | None:
+        fields = ("timestamp", "service", "log_type", "severity")
+        ids = {"trace_ids": field("trace_id"), "span_ids": field("span_id")}
+        return ingest_columns.valid_columns_table(*map(field, fields), messages, attributes, LIMITS, NOW, **ids)
+
+    texts = [bytes(item.attributes) for item in items]
+    messages = field("message")
+    sliced_texts = pa.array([b'{"before":1}', *texts, b"{}"], pa.binary()).slice(1, len(texts))
+    sliced_messages = pa.array(["before", *messages, "after"], pa.string()).slice(1, len(messages))
+    as_listed, as_arrays = table(messages, texts), table(sliced_messages, sliced_texts)
+    assert (as_listed is None) == (name in REFUSED) == (as_arrays is None)
+    if as_listed is not None and as_arrays is not None:
+        assert as_arrays.drop_columns(["log_id"]).equals(as_listed.drop_columns(["log_id"]))
+
+
+def test_times_given_as_an_arrow_array_of_texts_are_read_as_their_list_is() -> None:
+    """Texts of digits are no time to the column check as a list (epoch ms come as numbers); given as an Arrow
+    array, Arrow's cast to int64 took them as epoch ms (and parsed every text before failing on an ISO one)."""
+    items = decoded([base(i) for i in range(BATCH)])
+
+    def table(timestamps: list | pa.Array) -> pa.Table | None:
+        fields = [[getattr(item, name) for item in items] for name in ("service", "log_type", "severity", "message")]
+        attributes = [bytes(item.attributes) for item in items]
+        return ingest_columns.valid_columns_table(timestamps, *fields, attributes, LIMITS, NOW)
+
+    digits = [str(NOW - i) for i in range(BATCH)]
+    assert table(digits) is None and table(pa.array(digits, pa.string())) is None
+    iso = ["2026-10-31T23:00:00.123+01:00"] * BATCH
+    assert table(pa.array(iso, pa.string())).column("timestamp").equals(table(iso).column("timestamp"))

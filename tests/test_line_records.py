@@ -145,6 +145,37 @@ def test_other_loggers_lines(logger: str, fields: dict, expected: dict) -> None:
     assert record == {"service": "app", **expected, "attributes": {k: v for k, v in fields.items() if k not in mapped}}
 
 
+def test_ecs_service_name_dotted_or_nested_is_the_service() -> None:
+    """As the Elasticsearch endpoint maps it: ecs-logging writes `service` nested, other ECS loggers dotted."""
+    ecs = {"@timestamp": "2026-11-22T04:46:21.801Z", "log.level": "error", "message": "m", "ecs.version": "1.6.0"}
+    mapped = {"severity": "error", "timestamp": 1_795_322_781_801, "message": "m"}
+    dotted = line_to_record(json.dumps({**ecs, "service.name": "checkout"}), DEFAULTS, NOW)
+    assert dotted == {"service": "checkout", **mapped, "attributes": {"ecs.version": "1.6.0"}}
+    nested = line_to_record(json.dumps({**ecs, "service": {"name": "checkout", "version": "1.2"}}), DEFAULTS, NOW)
+    assert nested == {
+        "service": "checkout",
+        **mapped,
+        "attributes": {"ecs.version": "1.6.0", "service": {"version": "1.2"}},
+    }
+    alone = line_to_record(json.dumps({**ecs, "service": {"name": "checkout"}}), DEFAULTS, NOW)
+    assert alone == dotted
+
+
+@pytest.mark.parametrize(
+    ("fields", "service", "attributes"),
+    [
+        ({"service": "api", "service.name": "checkout"}, "api", {"service.name": "checkout"}),  # the first wins
+        ({"service": "a b", "service.name": "checkout"}, "checkout", {"service": "a b"}),
+        ({"service.name": "a b"}, "app", {"service.name": "a b"}),  # no valid name: the default service
+        ({"service": {"name": "a b"}}, "app", {"service": {"name": "a b"}}),
+        ({"service": {"name": 7, "x": 1}}, "app", {"service": {"name": 7, "x": 1}}),
+    ],
+)
+def test_an_ecs_service_name_that_cannot_be_used_stays(fields: dict, service: str, attributes: dict) -> None:
+    record = line_to_record(json.dumps({"msg": "m", **fields}), DEFAULTS, NOW)
+    assert (record["service"], record["attributes"]) == (service, attributes)
+
+
 def test_values_that_cannot_be_used_stay_as_attributes() -> None:
     fields = {"level": "http", "time": 35, "service": "not a name", "msg": "", "log_type": "web"}
     record = line_to_record(json.dumps(fields), {"severity": "warning"}, NOW)

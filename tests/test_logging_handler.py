@@ -5,6 +5,7 @@ when the queue is full, refusals counted, and a handler that never raises into t
 from __future__ import annotations
 
 import http.server
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -318,23 +319,44 @@ class Unprintable:
         raise RuntimeError("no")
 
 
-def test_attributes_that_do_not_fit_are_replaced_by_why(server, key, make_handler) -> None:
+def test_records_over_the_limits_are_fitted_as_loglake_send_fits_them(server, key, make_handler) -> None:
+    """The new-user trial's cases: an `extra=` over a limit no longer costs the record its other attributes
+    and its traceback. It is folded at the fifth level, or kept as JSON text in `loglake.overflow`, and a
+    message that is cut says its size, as `loglake send` does it."""
     handler = make_handler(service="fitting")
     logger = a_logger("fitting", handler)
-    logger.info("big", extra={"blob": "x" * 100_000})
-    logger.info("deep", extra={"deep": {"a": {"b": {"c": {"d": {"e": {}}}}}}})
-    logger.info("unprintable", extra={"bad": Unprintable()})
+    try:
+        raise KeyError("missing")
+    except KeyError:
+        logger.exception("deep", extra={"order": {"lines": [{"sku": {"meta": {"dims": {"w": 1}}}}]}, "user": "dave"})
+        logger.exception("large", extra={"blob": "x" * 70_000, "user": "dave"})
+        logger.exception("many", extra={f"k{n:03}": n for n in range(200)})
+    logger.info("m" * 300_000)
+    logger.info("€" * 100_000)  # 3 bytes each: cut at a character, not in one
+    logger.info("unprintable", extra={"bad": Unprintable(), "user": "dave"})
     logger.info("")
     assert handler.flush()
-    logs = stored(server, key, "fitting")
-    assert [log["attributes"].get("attributes_dropped") for log in logs] == [
-        "over 65536 bytes as JSON",
-        "nested deeper than 5 levels",
-        "not JSON: no",
-        None,
-    ]
-    assert logs[3]["message"] == "(empty message)"
-    assert handler.sent == 4 and handler.rejected == 0
+    deep, large, many, long_ascii, long_euro, unprintable, empty = stored(server, key, "fitting")
+    assert handler.sent == 7 and handler.rejected == 0
+    for log in (deep, large, many):
+        assert (log["attributes"]["logger"], log["attributes"]["exception"]["type"]) == ("fitting", "KeyError")
+        assert 'raise KeyError("missing")' in log["attributes"]["exception"]["traceback"]
+    assert deep["attributes"]["order"] == {"lines": [{"sku": {"meta": '{"dims":{"w":1}}'}}]}
+    assert deep["attributes"]["user"] == "dave" and len(deep["attributes"]) == 4
+    assert sorted(large["attributes"]) == ["exception", "logger", "loglake.overflow", "user"]
+    assert large["attributes"]["user"] == "dave"
+    overflow = large["attributes"]["loglake.overflow"]
+    assert overflow.startswith('{"blob":"xxx') and overflow.endswith("x... [cut: 70011 bytes in all]")
+    assert len(many["attributes"]) == 128
+    kept = {name: value for name, value in many["attributes"].items() if name.startswith("k")}
+    overflowed = json.loads(many["attributes"]["loglake.overflow"])
+    assert len(kept) == 125 and kept | overflowed == {f"k{n:03}": n for n in range(200)}
+    assert long_ascii["message"] == "m" * 262_144
+    assert long_ascii["attributes"] == {"logger": "fitting", "loglake.truncated_bytes": 300_000}
+    assert long_euro["message"] == "€" * 87_381  # 262,143 bytes
+    assert long_euro["attributes"] == {"logger": "fitting", "loglake.truncated_bytes": 300_000}
+    assert unprintable["attributes"] == {"logger": "fitting", "attributes_dropped": "not JSON: no"}
+    assert empty["message"] == "(empty message)"
 
 
 def test_what_a_log_call_passes_is_stored_as_it_was_at_the_call(server, key, make_handler) -> None:

@@ -102,3 +102,22 @@ def test_the_rules_the_readme_commands_name_are_in_the_starter_pack() -> None:
     assert named
     for name in named:
         assert name in starters or any(rule_id.startswith(name) for rule_id in ids), name
+
+
+def test_every_curl_example_uses_the_one_key_variable_and_address() -> None:
+    """Copied one after another, the examples work with the key `loglake serve` told you to export."""
+    commands = re.findall(r"^curl .*?(?<!\\)$", README, re.MULTILINE | re.DOTALL)
+    assert commands
+    for command in commands:
+        assert "localhost" not in command, command
+        keys = re.findall(r"Bearer (\S+?)[\"']", command)
+        assert all(key == "$LOGLAKE_API_KEY" for key in keys), command
+
+
+def test_what_the_readme_commands_write_in_the_working_folder_is_ignored_by_git() -> None:
+    """Run as written in a checkout, the tour leaves nothing untracked behind."""
+    ignored = set((Path(__file__).parents[1] / ".gitignore").read_text().split())
+    written = {f"{name}/" for name in re.findall(r"--data-dir \./([\w.-]+)", README)}
+    written |= set(re.findall(r"^[^#\n]*? > ([\w.-]+)\s*$", README, re.MULTILINE))  # a shell's redirect, not =>
+    assert {"app.ndjson", "amplify-demo/", "loglake-data/"} <= written
+    assert written <= ignored, written - ignored

@@ -3,6 +3,7 @@ errors that say what is wrong with the text: the parser, then each place that re
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -105,6 +106,20 @@ async def test_a_record_timestamp_of_digits_in_a_string_is_told_to_be_a_number(c
         "'1796403000000' is a number in a string: send epoch milliseconds as a JSON number (1796403000000),"
         " or an ISO-8601 date-time such as 2026-12-03T10:00:00Z"
     )
+
+
+@pytest.mark.parametrize("text", ["04/12/2026 10:00", "Dec 4 2026 10:00", "2026-12-04 at 10:00"])
+async def test_a_date_then_a_time_in_another_form_is_not_taken_for_a_decoded_offset(
+    client: httpx.AsyncClient, text: str
+) -> None:
+    """A space before the last digits is a URL-decoded `+` only when a `+` there makes it ISO-8601."""
+    expected = f"{text!r} is not an ISO-8601 date or time such as 2026-12-03 or 2026-12-03T10:00:00Z"
+    native = await client.post("/logs", json={"message": "t", "timestamp": text})
+    assert native.status_code == 400
+    assert native.json()["error"]["details"][0]["reason"] == expected
+    bulk = b'{"create":{}}\n' + json.dumps({"message": "t", "@timestamp": text}).encode() + b"\n"
+    elastic = await client.post("/app/_bulk", content=bulk, headers={"content-type": "application/x-ndjson"})
+    assert elastic.status_code == 200 and expected in elastic.json()["items"][0]["create"]["error"]["reason"]
 
 
 @pytest.mark.usefixtures("no_loglake_environment")

@@ -288,7 +288,7 @@ def _follow(
     twice (committed while the first page was read, or in the look back after a restart): it prints once."""
 
     def waiting(error: Exception, pause: float) -> None:
-        click.echo(f"loglake: {printable(error)}; asking again in {pause:.0f} s", err=True)
+        click.echo(f"loglake: {printable(error)}; asking again in {pause:.1f} s", err=True)
 
     more = False
     while True:

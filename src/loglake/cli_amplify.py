@@ -283,18 +283,20 @@ def _lake_for(data_dir: Path, config: Any) -> Iterator[Any]:
 
 
 class _Progress:
-    """One line per app each time a window is done (apps run in parallel threads)."""
+    """One line per app each time a window is done (apps run in parallel threads); failed windows
+    fill the bar with x, not #, and are counted."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
 
-    def __call__(self, app: str, done: int, total: int, rows: int) -> None:
+    def __call__(self, app: str, done: int, total: int, rows: int, failed: int) -> None:
         width = 20
-        filled = width * done // total if total else width
+        crossed = max(1, width * failed // total) if failed else 0  # one failed window of many still shows
+        filled = max(crossed, width * done // total if total else width)
+        bar = "x" * crossed + "#" * (filled - crossed) + "." * (width - filled)
+        failures = f", {failed} failed" if failed else ""
         with self.lock:
-            click.echo(
-                f"{app:<24} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} windows  {rows:,} rows", err=True
-            )
+            click.echo(f"{app:<24} [{bar}] {done}/{total} windows{failures}  {rows:,} rows", err=True)
 
 
 def _print_report(report: dict[str, Any]) -> None:

@@ -11,7 +11,15 @@ from typing import Any
 import click
 
 from loglake.cli_lake import local_runtime, print_result
-from loglake.cli_options import CONTEXT, data_dir_option, json_text, key_option, printable, settings_options
+from loglake.cli_options import (
+    CONTEXT,
+    data_dir_option,
+    json_text,
+    key_option,
+    printable,
+    settings_options,
+    until_ctrl_c,
+)
 from loglake.config import env_name
 
 ASK_PROMPT = "ask> "
@@ -87,6 +95,8 @@ def ask(
         from loglake.client import LoglakeClient
 
         with LoglakeClient(url, api_key, timeout=ASK_TIMEOUT_S) as client:
+            if question is None and explain_sql is None:
+                _check_server_model(client)
             _converse(
                 _RemoteSession(client, time_zone, as_json, conversation_id), question, explain_sql, run, as_rule, yes
             )
@@ -126,6 +136,19 @@ def _check_provider(data_dir: Path, overrides: dict[str, Any]) -> None:
         raise click.ClickException(str(e)) from None
     if not settings.llm_provider:
         raise click.ClickException(NOT_CONFIGURED)
+
+
+def _check_server_model(client: Any) -> None:
+    """Before an interactive conversation, what the first question would be told: the server has no model.
+    A server that cannot say (an older one, the AWS deployment's API) is asked anyway."""
+    from loglake.client import ClientError
+
+    try:
+        status = client.ask_status()
+    except ClientError:
+        return
+    if not status.get("configured", True):
+        raise click.ClickException(status["how"])
 
 
 def _converse(
@@ -230,17 +253,17 @@ class _LocalSession(_Session):
         from loglake.ask.service import Question
 
         with _errors():
-            return self.asker.ask(Question(text, self.conversation_id, self.time_zone))
+            return until_ctrl_c(lambda stop: self.asker.ask(Question(text, self.conversation_id, self.time_zone), stop))
 
     def _explain(self, sql: str) -> dict[str, Any]:
         with _errors():
-            return self.asker.explain_sql(sql)
+            return until_ctrl_c(lambda stop: self.asker.explain_sql(sql, stop))
 
     def _run(self, sql: str) -> dict[str, Any]:
         from loglake.lake.query_answers import result_to_dict
 
         with _errors():
-            return result_to_dict(self.runtime.lake.engine.query(sql))
+            return result_to_dict(until_ctrl_c(lambda stop: self.runtime.lake.engine.query(sql, stop=stop)))
 
     def _draft(self) -> dict[str, Any]:
         with _errors():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from loglake.cli_options import (
     print_record_row,
     printable,
     say_none_found,
+    until_ctrl_c,
     url_option,
 )
 from loglake.client import ClientError, LoglakeClient
@@ -146,9 +146,11 @@ def query(
 
         with local_lake(data_dir) as lake:
             try:
-                result = result_to_dict(lake.engine.query(sql, limit=limit, timeout_seconds=timeout, explain=explain))
+                options = {"limit": limit, "timeout_seconds": timeout, "explain": explain}
+                answer = until_ctrl_c(lambda stop: lake.engine.query(sql, **options, stop=stop))
             except (QueryError, QueryBusy) as e:
                 raise click.ClickException(str(e)) from None
+            result = result_to_dict(answer)
     else:
         try:
             with LoglakeClient(url, api_key, timeout=(timeout or 300) + 10) as client:
@@ -220,7 +222,7 @@ def print_result(result: dict[str, Any], fmt: str) -> None:
 
 
 def _csv_cell(value: Any) -> Any:
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
+    return json_text(value) if isinstance(value, dict | list) else value
 
 
 def _print_table(names: list[str], rows: list[list[Any]], max_width: int = 60) -> None:

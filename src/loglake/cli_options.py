@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import shutil
 import sys
+import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from loglake.config import Settings, env_name, option_fields
+from loglake.lake.stop import INTERRUPTED, Stop
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 SEVERITY_COLOURS = {"debug": "bright_black", "info": None, "warning": "yellow", "error": "red", "critical": "magenta"}
@@ -81,7 +86,9 @@ _JSON_RAW = str.maketrans({c: f"\\u{c:04x}" for c in (*range(0x7F, 0xA0), 0x2028
 
 
 class SafeErrors(click.Group):
-    """A command group whose errors (often quoting a server, a file or a record) show as printable text."""
+    """A command group whose errors (often quoting a server, a file or a record) show as printable text,
+    and whose commands stopped by Ctrl-C say so in one line and exit 130, as a shell's commands do
+    (click's own answer is `Aborted!` and 1; Python's, a traceback)."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -89,6 +96,36 @@ class SafeErrors(click.Group):
         except click.ClickException as e:
             e.message = printable(e.message, multiline=True)
             raise
+        except KeyboardInterrupt:
+            start = "\n" if sys.stderr.isatty() else ""  # after the terminal's ^C, on a line of its own
+            groups = [c.info_name for c in _chain(ctx) if c.parent is not None]
+            click.echo(f"{start}{' '.join(['loglake', *groups, ctx.invoked_subcommand or ''])}: interrupted", err=True)
+            ctx.exit(INTERRUPTED_EXIT)
+
+
+def _chain(ctx: click.Context) -> list[click.Context]:
+    """The contexts from the outermost command's to `ctx`."""
+    return [*_chain(ctx.parent), ctx] if ctx.parent is not None else [ctx]
+
+
+INTERRUPTED_EXIT = 128 + 2  # a shell's status for a command ended by SIGINT
+T = TypeVar("T")
+
+
+def until_ctrl_c(work: Callable[[Stop], T]) -> T:
+    """`work(stop)` on a thread of its own, stopped through `stop` on Ctrl-C, which then ends the command.
+
+    Ctrl-C reaches only the main thread, and DuckDB running a query there notices it only between its
+    tasks (seconds, at times half a minute, measured on a range scan). Waiting here, the main thread
+    hears it at once, and the stop interrupts the query as a server's stopping does."""
+    stop = Stop()
+    with ThreadPoolExecutor(1, thread_name_prefix="loglake-cli-work") as worker:
+        running = worker.submit(work, stop)
+        try:
+            return running.result()
+        except KeyboardInterrupt:
+            stop.stop(INTERRUPTED)
+            raise  # leaving the block waits for the work to end: its query interrupted, its files closed
 
 
 def printable(value: object, multiline: bool = False) -> str:
@@ -98,7 +135,30 @@ def printable(value: object, multiline: bool = False) -> str:
 
 def json_text(value: object, indent: int | None = None) -> str:
     """JSON (exact: it decodes to the same value) that a terminal shows without obeying anything in it."""
-    return json.dumps(value, ensure_ascii=False, indent=indent).translate(_JSON_RAW)
+    try:
+        text = json.dumps(value, ensure_ascii=False, indent=indent, allow_nan=False)
+    except ValueError:  # an infinite or NaN float, which Python would write as Infinity or NaN: not JSON
+        text = _json_without_nan(value, indent)
+    return text.translate(_JSON_RAW)
+
+
+def _json_without_nan(value: object, indent: int | None) -> str:
+    """JSON with an infinite float as 1e400 (what an API answer of a number past a double held, and what any
+    JSON reader reads back as infinite) and NaN as null (JSON has no word for it)."""
+    marker = f"loglake-number-{uuid.uuid4()}"
+    words = {math.inf: "1e400", -math.inf: "-1e400"}
+
+    def marked(item: object) -> object:
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"{marker}{words.get(item, 'null')}"
+        if isinstance(item, dict):
+            return {k: marked(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [marked(v) for v in item]
+        return item
+
+    text = json.dumps(marked(value), ensure_ascii=False, indent=indent)
+    return re.sub(f'"{marker}([^"]+)"', r"\1", text)
 
 
 def print_record_json(record: dict) -> None:

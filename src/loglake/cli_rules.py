@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from loglake.cli_options import CONTEXT, SafeErrors, json_text, print_columns, printable
+from loglake.cli_options import CONTEXT, SafeErrors, json_text, print_columns, printable, until_ctrl_c
 from loglake.config import ConfigError, Settings, env_name, load_settings
 from loglake.rules.summary import iso_seconds as _iso
 
@@ -71,14 +71,19 @@ def rules_init(rules_dir: Path | None, data_dir: Path | None) -> None:
 @rules_dir_option
 @data_dir_option
 def rules_validate(rules_dir: Path | None, data_dir: Path | None) -> None:
-    """Load every rule file (YAML, fields, options, Sigma conversion, SQL sandbox and columns); exit 1 on
-    any problem, each named with its file and field."""
+    """Load every rule file (YAML, fields, options, Sigma conversion, SQL sandbox and columns) and the
+    folder's alerting.yml; exit 1 on any problem, each named with its file and field."""
+    from loglake.alerts.routing import load_routing
+    from loglake.rules.files import ROUTING_FILE
+
     folder = _settings(data_dir, rules_dir).rules_path
     found = _load(folder)
-    _print_problems(found.problems)
-    files = len({p.file for p in found.problems})
+    routing = load_routing(folder / ROUTING_FILE) if (folder / ROUTING_FILE).is_file() else []
+    problems = [*found.problems, *(routing if isinstance(routing, list) else [])]  # (a Routing: it loaded)
+    _print_problems(problems)
+    files = len({p.file for p in problems})
     click.echo(f"{len(found.rules)} rule(s) valid, {files} file(s) with problems in {printable(folder)}", err=True)
-    if found.problems:
+    if problems:
         raise SystemExit(1)
 
 
@@ -185,14 +190,18 @@ def _threshold(rule: Any) -> str:
 
 
 def _find(folder: Path, rule_id: str) -> Any:
+    from loglake.rules.model import AmbiguousRule, NoSuchRule, find_rule
+
     found = _load(folder)
-    rule = found.find(rule_id)
-    if rule is None:
+    try:
+        return find_rule(found.rules, rule_id)
+    except AmbiguousRule as e:
+        raise click.ClickException(f"{e} (loglake rules list shows them)") from None
+    except NoSuchRule:
         hint = f"; {len(found.problems)} problem(s) kept some files from loading (loglake rules validate)"
         raise click.ClickException(
             f"no rule {rule_id!r} in {folder} (loglake rules list shows them){hint if found.problems else ''}"
-        )
-    return rule
+        ) from None
 
 
 @rules.command("test")
@@ -264,10 +273,12 @@ def rules_run(
             click.echo(json_text(match.to_dict()))
             continue
         facts = match.to_dict()
+        # A SQL rule's rows may have no timestamp column: then there is no span to show.
+        span = f", {facts['first_seen']} to {facts['last_seen']}" if match.first_ms is not None else ""
         suppressed = f", suppressed: {match.suppressed}" if match.suppressed else ""
         click.echo(
-            f"{rule.level.upper()}  {printable(match.title)}  (count {match.count}, {facts['first_seen']} to"
-            f" {facts['last_seen']}, dedup key {printable(match.dedup_key)}{suppressed})"
+            f"{rule.level.upper()}  {printable(match.title)}  (count {match.count}{span},"
+            f" dedup key {printable(match.dedup_key)}{suppressed})"
         )
         for row in match.evidence:
             click.echo("    " + json_text(row))
@@ -383,7 +394,11 @@ def rules_backtest(
 
     with local_lake(settings.data_dir) as lake:
         try:
-            report = backtest(rule, lake.engine, since_ms, until_ms, examples=examples, progress=progress)
+            report = until_ctrl_c(
+                lambda stop: backtest(
+                    rule, lake.engine, since_ms, until_ms, examples=examples, progress=progress, stop=stop
+                )
+            )
         except RuleRunError as e:
             raise click.ClickException(str(e)) from None
     if as_json:

@@ -121,6 +121,9 @@ class LoglakeClient:
         return self._request("GET", f"/logs/{quote(log_id, safe='')}")
 
     # Asking is never retried here: each try calls the server's model again (and spends its tokens).
+    def ask_status(self) -> dict[str, Any]:
+        return self._request("GET", "/ask")
+
     def ask(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._request("POST", "/ask", json=body, attempts=1)
 

@@ -249,7 +249,8 @@ def load_settings(
     environ = dict(os.environ) if environ is None else environ
     values: dict[str, Any] = {}
     source: dict[str, str] = {}  # where each value came from, for the error that names it
-    config_file = config_file or (Path(environ[env_name("config")]) if env_name("config") in environ else None)
+    named = environ.get(env_name("config"))  # empty: no file, as a shell's `LOGLAKE_CONFIG=` means
+    config_file = config_file or (Path(named) if named else None)
     if config_file is not None:
         values.update(_read_toml(config_file))
         source.update(dict.fromkeys(values, f"in {config_file}"))
@@ -278,6 +279,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as e:  # a folder, no permission
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
     section = data.get("loglake", data)

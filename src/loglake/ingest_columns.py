@@ -125,10 +125,13 @@ def valid_columns_table(
 
 def _timestamps(values: list[Any], limits: Limits, now_ms: int) -> pa.Array | None:
     """Epoch ms per record (now for none), None if one is out of the allowed range or not a time."""
-    try:
-        times = pa.array(values, pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-        times = _iso_times(values)
+    if isinstance(values, pa.Array) and pa.types.is_string(values.type):  # (texts, as a list of them is taken:
+        times = _iso_times(values)  # a cast to int64 would parse every one of them before failing)
+    else:
+        try:
+            times = pa.array(values, pa.int64())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            times = _iso_times(values)
     if times is None:
         try:  # ISO-8601 text in other forms, mixed with numbers (or a value the record-by-record path will name)
             times = pa.array([parse_iso8601(v) if type(v) is str else v for v in values], pa.int64())
@@ -188,16 +191,17 @@ def _severities(values: list[str | None]) -> pa.Array | None:
     return pa.array(canonical, pa.string()).take(encoded.indices)
 
 
-def _attributes(raw: list[Any] | pa.DictionaryArray, limits: Limits) -> pa.Array | None:
+def _attributes(raw: list[Any] | pa.Array, limits: Limits) -> pa.Array | None:
     """The attributes' JSON text as sent (null for none), None when the record-by-record check must
     decide: not an object, too large, not UTF-8, or more brackets or colons than the depth and key
     limits allow (counted over the text, strings included: an upper bound, as in ingest.py). Given as a
-    dictionary array (a decoder's distinct texts, protocols/columns.py): each distinct text checked once."""
+    dictionary array (a decoder's distinct texts, protocols/columns.py): each distinct text checked once;
+    as a binary array (a decoder's texts made by Arrow, b"" for none): checked as the list of them is."""
     if isinstance(raw, pa.DictionaryArray):
         distinct = _attributes(raw.dictionary.to_pylist(), limits)
         return None if distinct is None else distinct.take(raw.indices)
     count = len(raw)
-    data, joined = binary_array(raw)
+    data, joined = _compact(raw) if isinstance(raw, pa.Array) else binary_array(raw)
     offsets = data.buffers()[1]
     sizes = pc.binary_length(data)
     absent = None
@@ -242,6 +246,15 @@ def binary_array(values: Sequence[Any]) -> tuple[pa.Array, bytes]:
     sizes = pa.Array.from_buffers(pa.int32(), count, [None, pa.py_buffer(array.array("i", map(len, values)))])
     offsets = pa.concat_arrays([_ZERO, pc.cumulative_sum(sizes)]).buffers()[1]  # a body is far below 2 GiB
     return pa.Array.from_buffers(pa.binary(), count, [None, offsets, pa.py_buffer(joined)]), joined
+
+
+def _compact(texts: pa.Array) -> tuple[pa.Array, bytes]:
+    """A binary array's texts in fresh buffers, from their start (a slice's offsets start further on), and the
+    one copy of them all that it holds, as binary_array gives them."""
+    data = pa.concat_arrays([texts])
+    _, offsets, values = data.buffers()
+    size = memoryview(offsets).cast("i")[len(data)]
+    return data, bytes(memoryview(values)[:size]) if size else b""
 
 
 def _hex_ids(values: list[str | None], digits: int) -> pa.Array | None:

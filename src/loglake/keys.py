@@ -282,6 +282,18 @@ class KeyStore:
                 sigv4[access_key_id] = (key, self._open(box))
         return bearer, sigv4
 
+    def load_revoked(self) -> tuple[dict[str, list[bytes]], frozenset[str]]:
+        """The revoked keys' bearer hashes by hint and SigV4 access key ids: a refused key is told it was revoked."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT kind, hint, key_hash, access_key_id FROM api_keys WHERE revoked_at IS NOT NULL"
+            ).fetchall()
+        bearer: dict[str, list[bytes]] = {}
+        for kind, hint, key_hash, _ in rows:
+            if kind == "bearer":
+                bearer.setdefault(hint, []).append(key_hash)
+        return bearer, frozenset(access_key_id for kind, _, _, access_key_id in rows if kind != "bearer")
+
     # -- SigV4 secrets at rest -----------------------------------------------------------------
 
     def _master_key(self) -> bytes:
@@ -310,12 +322,15 @@ class KeyRing:
         # Emptied whenever the keys change (a revoked key stops working at once); only a token that
         # matched a key gets in, so it holds at most one entry per active key.
         self._verified: dict[str, ApiKey] = {}
+        self._revoked_bearer: dict[str, list[bytes]] = {}
+        self._revoked_sigv4: frozenset[str] = frozenset()
         self._refresh()
 
     def _refresh(self) -> None:
         version = self._store.version()
         if version != self._version:
             self._bearer, self._sigv4 = self._store.load_active()
+            self._revoked_bearer, self._revoked_sigv4 = self._store.load_revoked()
             self._verified = {}
             self._version = version
 
@@ -350,6 +365,14 @@ class KeyRing:
     def sigv4(self, access_key_id: str) -> tuple[ApiKey, str] | None:
         self._refresh()
         return self._sigv4.get(access_key_id)
+
+    def was_revoked(self, token: str) -> bool:
+        """Whether a token no active key takes is a revoked key's (compared as _by_hash does)."""
+        digest = hash_secret(token)
+        return any(hmac.compare_digest(stored, digest) for stored in self._revoked_bearer.get(token[:8], ()))
+
+    def access_key_was_revoked(self, access_key_id: str) -> bool:
+        return access_key_id in self._revoked_sigv4
 
 
 _KEY_COLUMNS = "name, kind, scopes, hint, created_at, revoked_at, rate_limit, rate_burst"

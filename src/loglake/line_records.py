@@ -22,15 +22,18 @@ from typing import Any
 
 import msgspec
 
+from loglake import ecs
 from loglake.model import SEVERITY_ALIASES, SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, Limits, hex_id, is_valid_name
 from loglake.record_fit import fit_record
 from loglake.times import SMALLEST_PLAUSIBLE_MS, parse_iso8601
 
+_ECS_LEVEL, _, _ = ecs.LOG_LEVEL  # read dotted only, as ECS loggers write it
+
 # The fields of a structured line that give the record's message, severity and time, in this order of
 # preference: the first one with a usable value is taken (and leaves the attributes); the others stay.
 MESSAGE_FIELDS = ("message", "msg", "MESSAGE")
-SEVERITY_FIELDS = ("severity", "level", "levelname", "log.level", "PRIORITY")
-TIME_FIELDS = ("timestamp", "time", "ts", "@timestamp", "__REALTIME_TIMESTAMP")
+SEVERITY_FIELDS = ("severity", "level", "levelname", _ECS_LEVEL, "PRIORITY")
+TIME_FIELDS = ("timestamp", "time", "ts", ecs.TIMESTAMP, "__REALTIME_TIMESTAMP")
 # Trace context as loggers write it (OpenTelemetry's log correlation, W3C names), kept when it is a valid id.
 ID_FIELDS = {
     "trace_id": ("trace_id", "traceId", TRACE_ID_HEX_DIGITS),
@@ -85,8 +88,8 @@ def line_to_record(
 
 def structured_fields(parsed: dict[str, Any], text: str, now_ms: int) -> dict[str, Any]:
     """The record fields of a JSON line: message, severity, timestamp (each only when found), service
-    and log_type (when valid names), trace_id and span_id (when valid ids), id (a string: record_fit
-    keeps it as an attribute unless it is a UUID), and the rest as attributes."""
+    (else ECS's service.name) and log_type (when valid names), trace_id and span_id (when valid ids), id
+    (a string: record_fit keeps it as an attribute unless it is a UUID), and the rest as attributes."""
     rest = dict(parsed)
     found: dict[str, Any] = {}
     message = _take(rest, MESSAGE_FIELDS, lambda _, v: v if type(v) is str and v else None)
@@ -98,9 +101,13 @@ def structured_fields(parsed: dict[str, Any], text: str, now_ms: int) -> dict[st
     if timestamp is not None:
         found["timestamp"] = timestamp
     for name in ("service", "log_type"):
-        value = _take(rest, (name,), lambda _, v: v if type(v) is str and is_valid_name(v) else None)
+        value = _take(rest, (name,), _valid_name)
         if value is not None:
             found[name] = value
+    if "service" not in found:
+        service = _take_ecs(rest, ecs.SERVICE_NAME, _valid_name)
+        if service is not None:
+            found["service"] = service
     for field, (*names, digits) in ID_FIELDS.items():
         value = _take(rest, tuple(names), lambda _, v, digits=digits: hex_id(v, digits))
         if value is not None:
@@ -136,6 +143,28 @@ def _take(fields: dict[str, Any], names: tuple[str, ...], convert: Any) -> Any:
                 del fields[name]
                 return value
     return None
+
+
+def _take_ecs(fields: dict[str, Any], field: ecs.Field, convert: Any) -> Any:
+    """_take for an ECS field sent dotted or nested: nested, its parent keeps its other fields (or goes
+    when there are none left)."""
+    dotted, parent_name, child = field
+    value = _take(fields, (dotted,), convert)
+    parent = fields.get(parent_name)
+    if value is not None or type(parent) is not dict or child not in parent:
+        return value
+    value = convert(dotted, parent[child])
+    if value is not None:
+        others = {name: other for name, other in parent.items() if name != child}
+        if others:
+            fields[parent_name] = others
+        else:
+            del fields[parent_name]
+    return value
+
+
+def _valid_name(_: str, value: Any) -> str | None:
+    return value if type(value) is str and is_valid_name(value) else None
 
 
 def _severity(name: str, value: Any) -> str | None:

@@ -2,6 +2,7 @@
 process, so a crashed holder never leaves a stale lock.
 
 - one holder at a time per job (lake maintenance, Amplify collection): `exclusive_lock`;
+- one holder for a whole process's life, named so the next one can say who (`loglake serve`): `owned_lock`;
 - many readers, and a writer that acts only when none is there: `shared_lock` and `nobody_holds`.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +29,34 @@ def exclusive_lock(path: Path, wait: bool = True) -> Iterator[bool]:
             return
         try:
             yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class HeldElsewhere(Exception):
+    """Another process holds an `owned_lock`; `pid` is the one it wrote (None if it had not yet)."""
+
+    def __init__(self, pid: int | None) -> None:
+        super().__init__(f"held by pid {pid}" if pid else "held by another process")
+        self.pid = pid
+
+
+@contextlib.contextmanager
+def owned_lock(path: Path) -> Iterator[None]:
+    """Hold `path` while the block runs, the file naming this process's pid; never waits: raises
+    HeldElsewhere, naming the holder, when another process holds it."""
+    private_dir(path.parent)
+    with open_private(path, "r+b") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            written = lock.read().strip()
+            raise HeldElsewhere(int(written) if written.isdigit() else None) from None
+        try:
+            lock.truncate(0)  # what a previous holder wrote: its lock went with it
+            lock.write(f"{os.getpid()}\n".encode())
+            lock.flush()
+            yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 

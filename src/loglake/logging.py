@@ -13,15 +13,18 @@ takes: meanwhile the queue fills, and once it holds `queue_size` records new one
 counted (`dropped`). Every record carries its own id, made once, so a batch sent again after an answer
 was lost is stored once. Records the server refuses for good (400) are counted in `rejected`, the rest
 of their batch is sent. Nothing here raises into the application or blocks it: `flush()` and `close()`
-(run at exit by logging's own shutdown, and by atexit) wait at most `flush_timeout` seconds.
+(run at exit by logging's own shutdown, and by atexit) wait at most `flush_timeout` seconds. Records
+`close()` could not deliver are said in one line on stderr: at exit nobody reads the counters.
 
 Mapping: the log message (its `%` arguments applied as at the call: arguments that could change
 afterwards, anything but str, numbers, bool, None and bytes, are applied at the call) → `message`; the
 level → `severity` (CRITICAL, ERROR, WARNING, INFO, and DEBUG or below); the record's creation time →
 `timestamp`; the `service` of the handler → `service`; `attributes`: the logger's name as `logger`, a
 logged exception as `exception` (`type`, `message`, `traceback`), and the `extra=` fields (values JSON
-cannot hold as their `str()`). As with the standard library's QueueHandler, an `extra=` value is read
-when its batch is made: pass values, not objects the program changes right after the call.
+cannot hold as their `str()`). A record is made to fit the server's limits as `loglake send` fits a line
+(record_fit): nothing is dropped, what is cut is marked. As with the standard library's QueueHandler, an
+`extra=` value is read when its batch is made: pass values, not objects the program changes right after
+the call.
 
 This module is `loglake.logging`: inside the package every import is absolute, so `import logging` here
 and elsewhere in loglake is the standard library's.
@@ -39,11 +42,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from loglake.logging_lines import PLAIN_ARGUMENTS, Event, LineMaker, message_of
-from loglake.logging_sender import Counters, Sender, auth
+from loglake.logging_sender import Counters, Sender, auth, say
 from loglake.model import DEFAULT_SERVICE, is_valid_name
 from loglake.retry import Backoff
 
 _LogRecord = logging.LogRecord
+# The least close() waits for the sender's last attempt, made at once when closing (a server that is down
+# refuses it in milliseconds), when flushing took all of flush_timeout.
+_LAST_ATTEMPT_S = 0.2
 
 
 class LoglakeHandler(logging.Handler):
@@ -172,7 +178,7 @@ class LoglakeHandler(logging.Handler):
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until what was logged before this call is sent (or refused), at most `timeout` seconds
         (default flush_timeout); whether it was."""
-        if not self._sender.alive():
+        if self._closed or not self._sender.alive():  # (logging's shutdown flushes the handler after close)
             return not self._queue
         done = threading.Event()
         self._queue.append(done)
@@ -180,14 +186,23 @@ class LoglakeHandler(logging.Handler):
         return done.wait(self.flush_timeout if timeout is None else timeout)
 
     def close(self) -> None:
-        """Send what is queued (waiting at most flush_timeout seconds), then stop; what is left is dropped."""
+        """Send what is queued, waiting at most flush_timeout seconds in all, then stop. What is left is dropped
+        and, with what was dropped before, said on stderr."""
         if self._closed:
             return
+        deadline = time.monotonic() + self.flush_timeout
         self.flush()
         self._closed = True
-        self._sender.stop(self.flush_timeout)
+        self._sender.stop(max(deadline - time.monotonic(), _LAST_ATTEMPT_S))
         self.counters.add("dropped", self.pending)
         self._queue.clear()
+        # A batch still under way (a server that does not answer) is not known to be delivered either.
+        undelivered = self.counters.dropped + (self._sender.holding if self._sender.alive() else 0)
+        if undelivered:
+            error = self._sender.last_error
+            why = f"; the last attempt failed: {type(error).__name__}: {error}" if error is not None else ""
+            counts = f"sent: {self.sent}, refused by the server: {self.rejected}"
+            say(f"closing: {undelivered} record(s) not delivered to {self.url} ({counts}){why}")
         atexit.unregister(self.close)
         super().close()
 

@@ -4,7 +4,7 @@ A log call captures what it must at once and nothing more (loglake.logging): a L
 dict, or a structlog event as an `Event`. The message is formatted here, on the handler's thread, when
 its arguments are plain values (a str, a number...) that cannot change meanwhile; the handler formats
 others at the call. Here too come the id, the exception's traceback, the `extra=` fields and the fit to
-the server's limits: an entry the server would refuse for its size becomes one it takes, saying why.
+the server's limits (record_fit, as `loglake send` fits a line): nothing is dropped, what is cut is marked.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import msgspec
 
 from loglake.ids import format_uuid, uuid7_bytes
 from loglake.model import Limits
+from loglake.record_fit import fit_attributes_json, fit_message
 
 # A LogRecord's own fields: anything else in its __dict__ came with `extra=` (or a filter).
 RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -77,26 +78,31 @@ class LineMaker:
             if not fitted:
                 self.on_error()
             created, level, logger = entry["created"], entry["levelno"], entry["name"]
-            extra_names = entry.keys() - RECORD_FIELDS
+            exc_info = entry["exc_info"]
+            exception = _exception(exc_info) if exc_info and exc_info[1] is not None else None
+            # The logger and the exception first: attributes beyond the limits overflow from the last.
             attributes: dict[str, Any] = {"logger": logger}
+            if exception is not None:
+                attributes["exception"] = exception
+            extra_names = entry.keys() - RECORD_FIELDS
             if extra_names:
                 attributes |= {name: entry[name] for name in extra_names}
-            exc_info = entry["exc_info"]
-            if exc_info and exc_info[1] is not None:
-                attributes["exception"] = _exception(exc_info)
+                if exception is not None:
+                    attributes["exception"] = exception  # the exception logged, rather than an extra of its name
         else:
             created, level, logger, message, extra = entry  # type: ignore[misc]
             attributes = {"logger": logger} | extra if extra else {"logger": logger}
         timestamp = int(created * 1000)
         record_id = format_uuid(uuid7_bytes(timestamp))
+        message, marks = fit_message(message, {}, _LIMITS, []) if message else ("(empty message)", {})
         line = _Line(
             record_id,
             timestamp,
             self.service,
             self.log_type,
             severity(level),
-            _fit_message(message),
-            msgspec.Raw(_fit_attributes(attributes, logger)),
+            message,
+            msgspec.Raw(_fit_attributes(attributes, marks, logger)),
         )
         return record_id, _encode(line)
 
@@ -117,40 +123,10 @@ def _exception(exc_info: Any) -> dict[str, str]:
     }
 
 
-def _fit_message(message: str) -> str:
-    """A message the server takes: not empty, within its size (cut at a character boundary)."""
-    if not message:
-        return "(empty message)"
-    limit = _LIMITS.max_message_bytes
-    if len(message) * 4 > limit and len(message.encode()) > limit:
-        return message.encode()[:limit].decode("utf-8", "ignore")
-    return message
-
-
-def _fit_attributes(attributes: dict[str, Any], logger: str) -> bytes:
-    """The attributes as JSON within the server's limits; when they do not fit, the logger's name and why."""
+def _fit_attributes(attributes: dict[str, Any], marks: dict[str, Any], logger: str) -> bytes:
+    """The attributes and marks as JSON within the server's limits; the logger's name and why when they are
+    no JSON (a value whose str() raises, a key that is not text)."""
     try:
-        data = _encode(attributes)
-    except Exception as e:  # a value whose str() raises, a key that is not text
-        return _encode({"logger": logger, "attributes_dropped": f"not JSON: {e}"})
-    problem = None
-    if len(data) > _LIMITS.max_attribute_bytes:
-        problem = f"over {_LIMITS.max_attribute_bytes} bytes as JSON"
-    elif len(attributes) > _LIMITS.max_attribute_keys:
-        problem = f"over {_LIMITS.max_attribute_keys} keys"
-    elif (
-        data.count(b"{") + data.count(b"[") > _LIMITS.max_attribute_depth
-        and _depth(msgspec.json.decode(data)) > _LIMITS.max_attribute_depth
-    ):
-        problem = f"nested deeper than {_LIMITS.max_attribute_depth} levels"
-    if problem is None:
-        return data
-    return _encode({"logger": logger, "attributes_dropped": problem})
-
-
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max(map(_depth, value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max(map(_depth, value), default=0)
-    return 0
+        return fit_attributes_json(attributes, marks, _LIMITS, [], _encode)
+    except Exception as e:
+        return _encode({"logger": logger, "attributes_dropped": f"not JSON: {e}", **marks})

@@ -75,6 +75,8 @@ class Sender:
         self._backoff = backoff or Backoff(first=0.2, cap=10.0, sleep=self._pause)
         self._http = httpx.Client(timeout=timeout, auth=auth)
         self._key_refused = False  # said on stderr; said again if it happens after a batch went in
+        self.holding = 0  # records taken from the queue and not yet sent, refused or dropped
+        self.last_error: httpx.HTTPError | None = None  # of the last attempt that failed
         self._thread = threading.Thread(target=self._run, name="loglake-handler", daemon=True)
         self._thread.start()
         self.thread_id = self._thread.ident  # its own log calls (httpx's) must not feed the queue
@@ -112,7 +114,11 @@ class Sender:
                 batch.append(self.line(entry))
                 size += len(batch[-1][1])
             if batch:
-                self._send(batch)
+                self.holding = len(batch)
+                try:
+                    self._send(batch)
+                finally:
+                    self.holding = 0
             if marker is not None:
                 marker.set()
 
@@ -164,16 +170,16 @@ class Sender:
             reason = answer.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
             reason = answer.reason_phrase
-        with contextlib.suppress(OSError, ValueError):  # (no stderr, or closed: the counters still say it)
-            sys.stderr.write(
-                f"loglake.logging: {self.url} refused the API key (HTTP {answer.status_code}: {reason}); records"
-                " stay queued and are retried, and dropped once the queue is full: check api_key (LOGLAKE_API_KEY)"
-                " and that the key has the ingest scope\n"
-            )
+        say(
+            f"{self.url} refused the API key (HTTP {answer.status_code}: {reason}); records stay queued and are"
+            " retried, and dropped once the queue is full: check api_key (LOGLAKE_API_KEY) and that the key has"
+            " the ingest scope"
+        )
 
     def _failed(self, error: httpx.HTTPError, retry_after: float | None) -> NoReturn:
         """An attempt that may work later: tried again (TryAgain), unless the handler is closing."""
         self.counters.add("failed_attempts")
+        self.last_error = error
         if self.closing.is_set():
             raise error
         raise TryAgain(error, retry_after)
@@ -181,6 +187,12 @@ class Sender:
     def _pause(self, seconds: float) -> None:
         """The backoff's sleep: cut short when closing (the last attempt then comes at once)."""
         self.closing.wait(seconds)
+
+
+def say(text: str) -> None:
+    """One line on stderr, for what the application must hear though nobody reads the counters."""
+    with contextlib.suppress(OSError, ValueError):  # (no stderr, or closed: the counters still say it)
+        sys.stderr.write(f"loglake.logging: {text}\n")
 
 
 class _Refused(Exception):

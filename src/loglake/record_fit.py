@@ -1,4 +1,5 @@
-"""Making a record that a shipper built fit the record limits, dropping nothing. No I/O.
+"""Making a record that a shipper built fit the record limits, dropping nothing: one rule for `loglake send`
+(line_records) and the Python logging handler (logging_lines). No I/O.
 
 One rule: a value the record cannot take (as model.record_problems judges it) is kept as an attribute.
 A message too large is cut at a UTF-8 boundary and its size kept in the attribute `loglake.truncated_bytes`;
@@ -9,6 +10,7 @@ that is too large).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -18,6 +20,7 @@ from loglake.model import Limits, nests_deeper_than, record_problems
 TRUNCATED_BYTES = "loglake.truncated_bytes"  # the size of a message that was cut, in UTF-8 bytes
 OVERFLOW = "loglake.overflow"  # the attributes that did not fit, as JSON text
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.decode
 
 
 def fit_record(fields: dict[str, Any], marks: dict[str, Any], limits: Limits, now_ms: int, notes: list[str]) -> dict:
@@ -27,15 +30,23 @@ def fit_record(fields: dict[str, Any], marks: dict[str, Any], limits: Limits, no
     attributes = dict(fields.pop("attributes", None) or {})
     refused = {problem.field for problem in record_problems(fields, limits, now_ms)}
     if "message" in refused:
-        message = fields["message"]
-        size = len(message.encode())
-        fields["message"] = message.encode()[: limits.max_message_bytes].decode(errors="ignore")
-        marks = {**marks, TRUNCATED_BYTES: size}
-        notes.append(f"message of {size} bytes cut to {limits.max_message_bytes} (size kept in {TRUNCATED_BYTES})")
+        fields["message"], marks = fit_message(fields["message"], marks, limits, notes)
     for name in sorted(refused - {"message"}):
         attributes[_free_name(attributes, name)] = fields.pop(name)
     attributes = fit_attributes(attributes, marks, limits, notes)
     return {**fields, "attributes": attributes} if attributes else fields
+
+
+def fit_message(message: str, marks: dict[str, Any], limits: Limits, notes: list[str]) -> tuple[str, dict[str, Any]]:
+    """`message` within the size limit (cut at a UTF-8 boundary), and `marks` with its size in bytes when it
+    was cut."""
+    if len(message) * 4 <= limits.max_message_bytes:  # no text this long can be over: spare the encoding
+        return message, marks
+    data = message.encode()
+    if len(data) <= limits.max_message_bytes:
+        return message, marks
+    notes.append(f"message of {len(data)} bytes cut to {limits.max_message_bytes} (size kept in {TRUNCATED_BYTES})")
+    return data[: limits.max_message_bytes].decode(errors="ignore"), {**marks, TRUNCATED_BYTES: len(data)}
 
 
 def fit_attributes(attributes: dict[str, Any], marks: dict[str, Any], limits: Limits, notes: list[str]) -> dict:
@@ -62,6 +73,21 @@ def fit_attributes(attributes: dict[str, Any], marks: dict[str, Any], limits: Li
     cut = " (cut: too large even so)" if len(text) < len(_encode(overflow).decode()) else ""
     notes.append(f"{len(overflow)} attribute(s) beyond the limits kept as JSON text in {OVERFLOW}{cut}")
     return kept
+
+
+def fit_attributes_json(
+    attributes: dict[str, Any], marks: dict[str, Any], limits: Limits, notes: list[str], encode: Callable[[Any], bytes]
+) -> bytes:
+    """fit_attributes as JSON made by `encode` (which may make values JSON cannot hold into ones it can, as
+    the logging handler's gives their str()). Most attributes fit as they are, and that is told from their
+    JSON without decoding it; the others are decoded and fitted."""
+    data = encode(attributes)
+    if not marks and len(attributes) <= limits.max_attribute_keys and len(data) <= limits.max_attribute_bytes:
+        depth = limits.max_attribute_depth
+        # No more brackets than levels (in strings too) cannot nest too deep: most records end here.
+        if data.count(b"{") + data.count(b"[") <= depth or not nests_deeper_than(_decode(data), depth):
+            return data
+    return _encode(fit_attributes(_decode(data), marks, limits, notes))
 
 
 def _fold_deep(container: dict | list, level: int, depth: int) -> dict | list:

@@ -9,8 +9,11 @@ import errno
 import gc
 import logging
 import shlex
+import shutil
+import signal
 import socket
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 import uvicorn
@@ -22,6 +25,7 @@ from loglake.api.app import LoglakeApp
 from loglake.cli_options import DEFAULT_URL
 from loglake.config import ConfigError, Settings, env_name
 from loglake.keys import KeyStore
+from loglake.locks import HeldElsewhere, owned_lock
 from loglake.private_files import private_dir
 
 
@@ -55,7 +59,7 @@ Send a log and read it back:
 
 Make narrower keys with:
 
-    loglake keys create --name NAME --scopes ingest --data-dir {shlex.quote(str(settings.data_dir))}
+    {loglake_command()} keys create --name NAME --scopes ingest --data-dir {shlex.quote(str(settings.data_dir))}
 {point}
 The web UI: open {base}/ui/ in a browser and sign in with the key.
 """,
@@ -63,6 +67,20 @@ The web UI: open {base}/ui/ in a browser and sign in with the key.
         flush=True,
     )
     return new.secret
+
+
+def loglake_command() -> str:
+    """How to run this installation's `loglake` from here: by name when the shell finds it, else by its
+    path (`make run` starts .venv/bin/loglake without putting .venv/bin on PATH)."""
+    script = Path(sys.executable).with_name("loglake")
+    if not script.exists():  # not installed as a command: the module runs the same CLI
+        return f"{shlex.quote(sys.executable)} -m loglake"
+    found = shutil.which("loglake")
+    if found and Path(found).resolve() == script.resolve():
+        return "loglake"
+    with contextlib.suppress(ValueError):  # under the current folder: the shorter path
+        return shlex.quote(str(script.absolute().relative_to(Path.cwd())))
+    return shlex.quote(str(script.absolute()))
 
 
 def bind(settings: Settings) -> socket.socket:
@@ -85,7 +103,25 @@ def bind(settings: Settings) -> socket.socket:
 
 
 def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
+    """Serve until Ctrl-C or SIGTERM, owning the data dir meanwhile: a second server on it would flush,
+    compact and run rules beside this one, and a `recent --follow` on either would miss what the other took."""
     private_dir(settings.data_dir)
+    try:
+        with owned_lock(settings.data_dir / SERVER_LOCK):
+            _serve(settings, out)
+    except HeldElsewhere as e:
+        holder = f"another loglake server (pid {e.pid})" if e.pid else "another loglake server"
+        stop = f"Ctrl-C in its terminal, or kill {e.pid}" if e.pid else "Ctrl-C in its terminal"
+        raise ConfigError(
+            f"{holder} is serving {settings.data_dir.resolve()} already: use that one, stop it first ({stop}), "
+            f"or give this one its own --data-dir / {env_name('data_dir')}"
+        ) from None
+
+
+SERVER_LOCK = "server.lock"  # held by the one `loglake serve` of a data dir, for its life
+
+
+def _serve(settings: Settings, out: TextIO) -> None:
     sock = bind(settings)
     _limit_malloc_arenas()  # before the app starts its threads
     try:
@@ -126,6 +162,9 @@ def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: with this handler it ends
+    # as Ctrl-C does (`loglake stopped`, exit 0), where the default one killed the process (exit 143).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     _Server(config, app).run(sockets=[sock])
 
 

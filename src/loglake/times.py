@@ -102,6 +102,19 @@ def _iso_problem(text: str, reason: str) -> str:
         )
     if not reason.startswith("Invalid isoformat string"):
         return f"{text!r} is not a valid date or time: {reason}"
-    if re.search(r"\d \d\d:?\d\d$", text.strip()):
+    if _reads_with_plus_for_last_space(text.strip()):
         return f"{text!r} has a space before its offset: in a URL write + as %2B"
     return f"{text!r} is not an ISO-8601 date or time such as 2026-12-03 or 2026-12-03T10:00:00Z"
+
+
+def _reads_with_plus_for_last_space(text: str) -> bool:
+    """Whether `text` is an ISO-8601 date-time once its last space is a `+`: an offset whose `+` a URL
+    decoded to a space. A date then a time in another form (04/12/2026 10:00) is not."""
+    head, space, offset = text.rpartition(" ")
+    if not space:
+        return False
+    try:
+        datetime.fromisoformat(f"{head}+{offset}")
+    except ValueError:
+        return False
+    return True

@@ -11,7 +11,8 @@ import pytest
 from loglake.alerts.db import open_alerts_db
 from loglake.alerts.delivery import LOCK_FILE, AlertDelivery
 from loglake.api import delivery_routes
-from loglake.api.app import ROUTES, LoglakeApp, Route, Router
+from loglake.api.app import LoglakeApp
+from loglake.api.route_table import ROUTES, Route, Router
 from loglake.locks import exclusive_lock
 from tests.alerts.conftest import wait_idle, write_alerting
 from tests.alerts.receivers import Answer, Receiver, insert_alert
@@ -56,6 +57,8 @@ async def test_deliveries_are_listed_newest_first_filtered_and_paged(client: htt
     first = everything["deliveries"][0]
     assert first["alert_id"] == alerts[2]["id"] and first["event"] == "trigger" and first["attempts"] == 1
     assert first["last_error"] == "HTTP 400: no" and first["last_status"] == 400 and first["next_attempt"] is None
+    sent = everything["deliveries"][1]
+    assert sent["last_error"] is None and sent["last_status"] == 200
     dead = (await client.get("/alerts/deliveries", params={"state": "dead"})).json()["deliveries"]
     assert {d["destination"] for d in dead} == {"refused"} and len(dead) == 3
     ok = (await client.get("/alerts/deliveries", params={"destination": "ok"})).json()["deliveries"]
@@ -76,12 +79,12 @@ async def test_deliveries_are_listed_newest_first_filtered_and_paged(client: htt
 @pytest.mark.parametrize(
     ("params", "says"),
     [
-        ({"state": "lost"}, "state 'lost' is not one of pending, sending, sent, dead"),
-        ({"limit": "0"}, "limit must be a whole number 1-500, not '0'"),
-        ({"limit": "many"}, "limit must be a whole number 1-500"),
-        ({"cursor": "-3"}, "cursor must be a whole number 1 or more"),
-        ({"cursor": "²"}, "cursor must be a whole number 1 or more"),  # str.isdigit() says yes, int() no
-        ({"status": "dead"}, "unknown parameter(s) status; known: alert, cursor, destination, limit, state"),
+        ({"state": "lost"}, "state: must be one of pending, sending, sent, dead, not 'lost'"),
+        ({"limit": "0"}, "limit: must be a whole number 1-500, not '0'"),
+        ({"limit": "many"}, "limit: must be a whole number 1-500"),
+        ({"cursor": "-3"}, "cursor: must be a whole number 1 or more"),
+        ({"cursor": "²"}, "cursor: must be a whole number 1 or more"),  # str.isdigit() says yes, int() no
+        ({"status": "dead"}, "status: unknown parameter; known: alert, cursor, destination, limit, state"),
     ],
 )
 async def test_bad_parameters_are_a_400_that_says_what_to_send(client: httpx.AsyncClient, params, says):
@@ -106,6 +109,29 @@ async def test_problems_of_alerting_yml_are_shown(client: httpx.AsyncClient, set
         f"{settings.rules_path / 'alerting.yml'}: destinations.a.type: 'pigeon' is not a destination type "
         "(webhook, slack, teams, pagerduty, email, jira)"
     ]
+
+
+async def test_a_secret_in_a_variable_that_is_not_set_is_shown_with_the_problems(
+    client: httpx.AsyncClient, settings, monkeypatch: pytest.MonkeyPatch
+):
+    """The file loads (the variable may be set later), but deliveries that need it wait: say why now."""
+    monkeypatch.delenv("FIXD_UNSET_HOOK_SECRET", raising=False)
+    monkeypatch.setenv("FIXD_SET_HOOK_URL", "http://127.0.0.1:9/hook")
+    write_alerting(
+        settings.rules_path,
+        """
+        destinations:
+          hook: {type: webhook, url: {env: FIXD_SET_HOOK_URL}, secret: {env: FIXD_UNSET_HOOK_SECRET}}
+        routes: [{to: [hook]}]
+        """,
+    )
+    answer = (await client.get("/alerts/deliveries")).json()
+    assert answer["routing_problems"] == [
+        f"{settings.rules_path / 'alerting.yml'}: destinations.hook.secret: secret {{env: FIXD_UNSET_HOOK_SECRET}}"
+        " is not set: export FIXD_UNSET_HOOK_SECRET in the server's environment"
+    ]
+    monkeypatch.setenv("FIXD_UNSET_HOOK_SECRET", "now-set")
+    assert (await client.get("/alerts/deliveries")).json()["routing_problems"] == []
 
 
 def test_the_path_is_never_taken_for_an_alert_id():

@@ -42,6 +42,7 @@ def test_a_delivery_is_recorded_before_it_is_attempted_and_only_once_per_event_a
 
 def test_429_waits_for_retry_after_and_retries_with_the_same_idempotency_key(make_delivery, alerts_db, receiver, clock):
     receiver.answers = [Answer(429, {"retry-after": "120"}, b"slow down")]
+    receiver.default = Answer(202)
     delivery = make_delivery(hook(receiver))
     insert_alert(alerts_db)
     settle(delivery)
@@ -59,6 +60,8 @@ def test_429_waits_for_retry_after_and_retries_with_the_same_idempotency_key(mak
     assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
     assert first.body == second.body
     assert states(alerts_db) == [("hook", "trigger", "sent", 2)]
+    # The answer to the attempt that went through, not the failure before it.
+    assert alerts_db.execute("SELECT last_status, last_error FROM deliveries").fetchone() == (202, None)
 
 
 def test_backoff_doubles_up_to_the_cap_and_the_last_attempt_dead_letters(make_delivery, alerts_db, receiver, clock):

@@ -170,12 +170,36 @@ def test_urls_and_route_targets_are_checked(rules_dir):
     assert {(p.field, p.message) for p in problems} == {
         ("destinations.a.url", "is not an http(s) URL"),
         ("destinations.b.url", "is not an http(s) URL"),
+        ("routes[0].to", "'nope' is not a destination (a, b)"),  # with the others, not once they are fixed
     }
     problems = load_routing(
         write_alerting(rules_dir, 'destinations: {a: {type: webhook, url: "http://x.test"}}\nroutes: [{to: [a, nope]}]')
     )
     assert isinstance(problems, list)
     assert [(p.field, p.message) for p in problems] == [("routes[0].to", "'nope' is not a destination (a)")]
+
+
+def test_a_secret_written_in_the_file_does_not_hide_the_other_problems_of_its_destination(rules_dir):
+    problems = load_routing(
+        write_alerting(
+            rules_dir,
+            """
+            destinations: {hook: {type: webhook, url: "ftp://x", secret: "plaintext-secret"}}
+            routes: [{to: [hook]}, {match: {level: [loud]}, to: [hook]}, {to: [nowhere]}]
+            """,
+        )
+    )
+    assert isinstance(problems, list)
+    found = {p.field: p.message for p in problems}
+    assert set(found) == {
+        "destinations.hook.secret",
+        "destinations.hook.url",
+        "routes[1].match.level[0]",
+        "routes[2].to",
+    }
+    assert found["destinations.hook.url"] == "is not an http(s) URL"
+    assert found["routes[2].to"] == "'nowhere' is not a destination (hook)"
+    assert "plaintext-secret" not in " ".join(str(p) for p in problems)
 
 
 def test_yaml_errors_and_repeated_names_name_the_line(rules_dir):

@@ -131,6 +131,8 @@ def test_a_failed_window_fails_the_command_with_the_reason(amplify: FakeAmplify,
     assert (
         "digital_horizon: error: 2026-11-01T00:00:00Z .. 2026-11-02T00:00:00Z: UnauthorizedException" in result.stderr
     )
+    # Its progress shows the failure, where a full bar of # read as done.
+    assert "digital_horizon          [xxxxxxxxxxxxxxxxxxxx] 1/1 windows, 1 failed  0 rows" in result.stderr
     status = run_cli("amplify", "status", "--data-dir", str(tmp_path / "d"))
     assert "FAILED" in status.stdout and "digital_horizon: 2026-11-01T00:00:00Z .. 2026-11-02" in status.stdout
 
@@ -247,7 +249,7 @@ def test_reports_and_status_over_http(tmp_path: Path, server_factory, admin_key_
     assert sum(row[1] for row in top["rows"]) == sum(row[1] for row in statuses["rows"]) == len(requests)
     unknown = httpx.get(f"{server.url}/amplify/reports", params={"app": "nosuch"}, headers=headers)
     assert unknown.status_code == 404 and "apps with rows: danse_tech" in unknown.json()["error"]["message"]
-    for bad, code in [({"app": "danse_tech", "report": "nope"}, "unknown_report"), ({}, "invalid_request"),
+    for bad, code in [({"app": "danse_tech", "report": "nope"}, "unknown_report"), ({}, "invalid_query"),
                       ({"app": "x", "since": "99999999999999999"}, "invalid_time")]:  # fmt: skip
         refused = httpx.get(f"{server.url}/amplify/reports", params=bad, headers=headers)
         assert (refused.status_code, refused.json()["error"]["code"]) == (400, code)

@@ -16,6 +16,7 @@ import pytest
 from loglake.api.app import LoglakeApp
 from loglake.config import Settings
 from loglake.ingest import BULK_MIN_RECORDS
+from loglake.protocols import elastic_columns
 from tests.conftest import asgi_client, key_for
 
 NOW_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
@@ -225,6 +226,37 @@ async def test_a_big_bulk_is_stored_as_one_batch_and_each_item_answers_its_recor
     for i in (0, count // 2, count - 1):
         record = (await client.get(f"/logs/{ids[i]}")).json()
         assert record["message"] == f"big {i}" and record["log_type"] == "big"
+
+
+async def test_a_big_bulk_as_shippers_write_it_is_stored_with_each_field_mapped(client: httpx.AsyncClient) -> None:
+    """Compact JSON, as Beats write it, in a bulk big enough (some MB) to be read by Arrow (elastic_columns)."""
+    count = BULK_MIN_RECORDS + 600
+    sources = [
+        {
+            "@timestamp": f"2026-11-01T23:59:{i % 60:02d}.250Z",
+            "message": f'GET "/{i}" 200',
+            "log": {"level": "warn" if i % 2 else "info", "offset": i},
+            "service": {"name": "web"},
+            "host": {"name": "h1"},
+            "event": {"original": f"{i} " * 500},
+        }
+        for i in range(count)
+    ]
+    body = b"".join(
+        b'{"create":{"_index":"filebeat-9.0.0"}}\n' + json.dumps(source, separators=(",", ":")).encode() + b"\n"
+        for source in sources
+    )
+    assert len(body) >= elastic_columns._MIN_BYTES and elastic_columns.read_regular_bulk(body, None) is not None
+    response = await client.post("/_bulk?filter_path=errors,items.*.error,items.*.status", content=body, headers=NDJSON)
+    assert response.json() == {"errors": False, "items": [{"create": {"status": 201}}] * count}
+    logs = {log["message"]: log for log in await stored(client, log_type="filebeat-9.0.0")}
+    assert len(logs) == 1000  # (the newest: as many as one read gives)
+    assert {key: logs['GET "/1599" 200'][key] for key in ("service", "severity", "attributes", "timestamp")} == {
+        "service": "web",
+        "severity": "warning",
+        "attributes": {"log": {"offset": 1599}, "host": {"name": "h1"}, "event": {"original": "1599 " * 500}},
+        "timestamp": 1_793_577_579_250,  # 2026-11-01T23:59:39.250Z
+    }
 
 
 @pytest.mark.parametrize(

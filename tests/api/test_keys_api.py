@@ -26,6 +26,8 @@ from tests.conftest import asgi_client, run_cli
         ({"name": "s", "rate_burst": 2.5}, "rate_burst: must be an integer or null, not a number"),
         ({"name": "s", "rate_burst": 0}, "rate_burst: must be an integer >= 1"),
         ({"name": "s", "scopes": [["read"]]}, "scopes[0]: must be a string, not an array"),
+        ({"name": "s", "scopes": "read"}, "scopes: must be an array, not a string"),  # as rate_limit's "50" is
+        ({"name": "s", "scopes": []}, "scopes: must be an array of length >= 1"),
         ({"name": ["s"]}, "name: must be a string, not an array"),
         ({"scopes": ["read"]}, "has no `name`, which is required"),
         ({"name": "s", "owner": "me"}, "has an unknown field `owner`"),
@@ -42,7 +44,7 @@ async def test_a_key_spec_of_the_wrong_types_is_400_naming_the_field(
 
 
 async def test_sigv4_false_makes_a_bearer_key(client: httpx.AsyncClient) -> None:
-    bearer = await client.post("/admin/keys", json={"name": "plain", "scopes": "read", "sigv4": False})
+    bearer = await client.post("/admin/keys", json={"name": "plain", "scopes": ["read"], "sigv4": False})
     assert bearer.status_code == 201 and bearer.json()["kind"] == "bearer" and "access_key_id" not in bearer.json()
     signer = await client.post("/admin/keys", json={"name": "signer", "scopes": ["ingest"], "sigv4": True})
     assert signer.status_code == 201 and signer.json()["kind"] == "sigv4"
@@ -124,9 +126,9 @@ async def test_listing_keys_takes_only_all_true_or_false(client: httpx.AsyncClie
     for value, shows_revoked in (("true", True), ("1", True), ("false", False), ("0", False)):
         names = {k["name"] for k in (await client.get("/admin/keys", params={"all": value})).json()["keys"]}
         assert ("gone" in names) is shows_revoked
-    for params in ({"all": "yes"}, {"include": "revoked"}):  # once listed active keys only, silently
-        response = await client.get("/admin/keys", params=params)
-        assert response.status_code == 400 and "all=true" in response.json()["error"]["message"]
+    for params, says in (({"all": "yes"}, "all: must be true"), ({"include": "revoked"}, "known: all")):
+        response = await client.get("/admin/keys", params=params)  # once listed active keys only, silently
+        assert response.status_code == 400 and says in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("change", ["create", "revoke"])

@@ -233,20 +233,50 @@ async def test_a_bulk_sized_push_fills_trace_ids_from_metadata_too(app: LoglakeA
     assert query.json()["rows"] == [[count, TRACE, '{"user":"ann"}']]
 
 
-# -- all or nothing, and Loki's errors ---------------------------------------------------------
+# -- entries refused one by one, as Loki's distributor refuses them, and Loki's errors -------------------
 
 
-async def test_one_entry_that_cannot_be_stored_refuses_the_push(app: LoglakeApp, client: httpx.AsyncClient) -> None:
+async def test_an_entry_that_cannot_be_stored_is_refused_and_the_others_are_stored(
+    app: LoglakeApp, client: httpx.AsyncClient
+) -> None:
     body = protobuf_push(
         ('{job="a"}', [entry(ns(1), "fine")]),
-        ('{job="b"}', [entry(ns(1), "fine too"), entry(NOW_MS * NANOS + 3 * 86_400_000 * NANOS, "from the future")]),
+        ('{job="b"}', [entry(ns(2), "fine too"), entry(NOW_MS * NANOS + 3 * 86_400_000 * NANOS, "from the future")]),
     )
     response = await push(client, body)
     assert response.status_code == 400 and response.headers["content-type"].startswith("text/plain")
-    assert response.text.startswith("1 of 3 entries cannot be stored, so none was: stream 2, entry 2: timestamp")
+    assert response.text.startswith(
+        "1 of 3 entries cannot be stored, the other 2 were stored: stream 2, entry 2: timestamp"
+    )
+    query = await client.post("/query", json={"sql": "SELECT service, message FROM logs ORDER BY service"})
+    assert query.json()["rows"] == [["a", "fine"], ["b", "fine too"]]
+    metrics = (await client.get("/metrics")).text
+    assert 'loglake_protocol_records_total{protocol="loki",outcome="rejected"} 1' in metrics
+    assert 'loglake_protocol_records_total{protocol="loki",outcome="accepted"} 2' in metrics
+
+
+async def test_a_blank_line_in_a_tailed_file_loses_only_itself(app: LoglakeApp, client: httpx.AsyncClient) -> None:
+    lines = [entry(ns(i + 1), "" if i == 5 else f"line {i}") for i in range(BULK_MIN_RECORDS + 10)]
+    response = await push(client, protobuf_push(('{job="tail"}', lines)))
+    assert response.status_code == 400
+    assert response.text.startswith(
+        f"1 of {len(lines)} entries cannot be stored, the other {len(lines) - 1} were stored: stream 1, entry 6: "
+        "message"
+    )
+    query = await client.post("/query", json={"sql": "SELECT count(*) FROM logs WHERE message = 'line 6'"})
+    assert query.json()["rows"] == [[1]]
+    assert (await client.post("/query", json={"sql": "SELECT count(*) FROM logs"})).json()["rows"] == [[len(lines) - 1]]
+
+
+async def test_a_push_of_only_entries_that_cannot_be_stored_stores_none(
+    app: LoglakeApp, client: httpx.AsyncClient
+) -> None:
+    response = await push(client, protobuf_push(('{job="a"}', [entry(ns(1), ""), entry(ns(2), "")])))
+    assert response.status_code == 400
+    assert response.text.startswith("2 of 2 entries cannot be stored, so none was: stream 1, entry 1: message")
     assert app.runtime.store.count() == 0
     metrics = (await client.get("/metrics")).text
-    assert 'loglake_protocol_records_total{protocol="loki",outcome="rejected"} 3' in metrics
+    assert 'loglake_protocol_records_total{protocol="loki",outcome="rejected"} 2' in metrics
 
 
 async def test_streams_and_entries_are_counted_from_1_as_the_readme_shows(client: httpx.AsyncClient) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from loglake.api import ui_routes
-from loglake.api.app import ROUTES
+from loglake.api.route_table import ROUTES
 from loglake.config import Settings
 
 # Served but not described: the description itself and the page rendered from it, and the web UI's pages.

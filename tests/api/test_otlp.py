@@ -346,8 +346,11 @@ async def test_records_that_cannot_be_stored_are_a_partial_success_the_rest_is_s
     response = answer(await post(client, body))
     assert response.partial_success.rejected_log_records == 2
     message = response.partial_success.error_message
-    assert message.startswith("2 of 4 log record(s) refused: record 1: timestamp is more than 24 h in the future")
-    assert "record 2: message must not be empty" in message
+    assert message.startswith(  # counted from 1, as every protocol's errors count (the 2nd and 3rd here)
+        "2 of 4 log record(s) refused: record 2 (resourceLogs[0].scopeLogs[0].logRecords[1]): timestamp is more"
+        " than 24 h in the future"
+    )
+    assert "; record 3 (resourceLogs[0].scopeLogs[0].logRecords[2]): message must not be empty" in message
     assert sorted(r["message"] for r in await stored(client)) == ["fine", "fine too"]
     metrics = (await client.get("/metrics")).text
     assert 'loglake_protocol_records_total{protocol="otlp",outcome="accepted"} 2' in metrics
@@ -380,6 +383,24 @@ async def test_an_invalid_trace_or_span_id_is_no_id_and_its_record_is_stored_wit
     assert records["own attribute"]["attributes"] == {"trace_id": "mine"}  # the record's own attribute wins
 
 
+async def test_a_refused_record_is_named_by_where_it_is_in_the_export(client: httpx.AsyncClient) -> None:
+    def record(message: str) -> dict:
+        return {"timeUnixNano": str((NOW_MS - 1) * NANOS), "body": {"stringValue": message}} if message else {}
+
+    body = {
+        "resourceLogs": [
+            {"scopeLogs": [{"logRecords": [record("a")]}, {}, {"logRecords": [record("b"), record("")]}]},
+            {"scopeLogs": [{"logRecords": [record("")]}]},
+        ]
+    }
+    response = await post(client, json.dumps(body).encode(), {"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.json()["partialSuccess"]["errorMessage"] == (
+        "2 of 4 log record(s) refused: record 3 (resourceLogs[0].scopeLogs[2].logRecords[1]): message must not be"
+        " empty; record 4 (resourceLogs[1].scopeLogs[0].logRecords[0]): message must not be empty"
+    )
+
+
 async def test_a_partial_success_in_json(client: httpx.AsyncClient) -> None:
     body = json.loads(json.dumps(OTLP_JSON_EXAMPLE))
     body["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]["timeUnixNano"] = "1000"  # 1970: before the retention
@@ -397,7 +418,7 @@ async def test_a_time_in_milliseconds_is_refused_as_sent_saying_what_it_looks_li
     wrong = LogRecord(time_unix_nano=sent, body=text("in ms"))
     partial = answer(await post(client, export(log("right"), wrong))).partial_success
     assert partial.rejected_log_records == 1
-    assert f"record 1: timeUnixNano {sent} is before 1973-03-03: it looks like epoch milliseconds" in (
+    assert f"record 2 (resourceLogs[0].scopeLogs[0].logRecords[1]): timeUnixNano {sent} is before 1973-03-03" in (
         partial.error_message
     )
     assert [r["message"] for r in await stored(client)] == ["right"]

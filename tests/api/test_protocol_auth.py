@@ -10,12 +10,13 @@ from collections.abc import Iterator
 import pytest
 
 from loglake.api.app import LoglakeApp
+from loglake.api.splunk_routes import ACK_PATHS
 from loglake.config import Settings
 from tests.api.test_protocol_statuses import ENDPOINTS, NOW_MS, Endpoint
 from tests.conftest import asgi_client, key_for
 
 NOT_A_KEY = "llk_not-a-key"
-BODIES = [e for e in ENDPOINTS if e.content_type is not None and e.method == "POST"]
+BODIES = [e for e in ENDPOINTS if e.content_type is not None and e.method == "POST" and e.path not in ACK_PATHS]
 
 
 def b64(text: str) -> str:
@@ -63,6 +64,16 @@ async def test_an_unknown_key_is_told_it_is_unknown_not_how_to_send_it(app: Logl
         assert status in (401, 403), (authorization, text)  # Splunk answers an unknown token 403
         assert "the key is not known" in text and "loglake keys create" in text, (authorization, text)
         assert "send 'Authorization" not in text, (authorization, text)
+
+
+@pytest.mark.parametrize("endpoint", BODIES, ids=str)
+async def test_a_revoked_key_is_told_it_was_revoked(app: LoglakeApp, endpoint: Endpoint) -> None:
+    key = key_for(app, "ingest", "soon-revoked")
+    app.keystore.revoke("soon-revoked")
+    for authorization in every_form(key):
+        status, text = await _answer(app, endpoint, authorization)
+        assert status in (401, 403), (authorization, text)
+        assert "this key was revoked" in text and "not known" not in text, (authorization, text)
 
 
 @pytest.mark.parametrize("endpoint", BODIES, ids=str)

@@ -40,6 +40,7 @@ class Endpoint:
     good: bytes = b""
     malformed: bytes | None = None  # a body the protocol refuses whole
     foreign_type: str | None = None  # a Content-Type the endpoint refuses
+    stores: bool = True  # False: it reads a body but stores nothing, so full storage does not refuse it
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
@@ -66,6 +67,10 @@ ENDPOINTS = [
         for path in splunk_routes.EVENT_PATHS
     ),
     *(Endpoint("POST", path, path, "text/plain", b"a line\n", b"\n") for path in splunk_routes.RAW_PATHS),
+    *(
+        Endpoint("POST", path, path, "application/json", b'{"acks": [0]}', stores=False)
+        for path in splunk_routes.ACK_PATHS
+    ),
 ]
 
 
@@ -91,16 +96,20 @@ async def _answers(app: LoglakeApp, endpoint: Endpoint) -> list[httpx.Response]:
     """The endpoint's answer to each way of provoking a status it may have."""
     ingest = key_for(app, "ingest")
 
-    async def call(key: str | None = ingest, body: bytes | None = None, **headers: str) -> httpx.Response:
+    async def call(
+        key: str | None = ingest, body: bytes | None = None, query: dict[str, str] | None = None, **headers: str
+    ) -> httpx.Response:
         if key is not None:
             headers["authorization"] = f"Bearer {key}"
         if endpoint.content_type is not None:
             headers.setdefault("content-type", endpoint.content_type)
             body = endpoint.good if body is None else body
         async with asgi_client(app) as client:
-            return await client.request(endpoint.method, endpoint.path, content=body, headers=headers)
+            return await client.request(endpoint.method, endpoint.path, content=body, headers=headers, params=query)
 
     answers = [await call(), await call(None), await call(key_for(app, "read"))]
+    if endpoint.template.startswith(("/_", "/{index}")):  # Elasticsearch's: a parameter it does not document
+        answers.append(await call(query={"foo": "1"}))
     if endpoint.content_type is not None:
         bomb = gzip.compress(b"\0" * (app.settings.max_body_bytes + 1))
         answers += [await call(body=bomb, **{"content-encoding": "gzip"}), await call(**{"content-encoding": "br"})]
@@ -110,7 +119,7 @@ async def _answers(app: LoglakeApp, endpoint: Endpoint) -> list[httpx.Response]:
         answers.append(await call(**{"content-type": endpoint.foreign_type}))
     limited = key_for(app, "ingest", rate_limit=0.5, rate_burst=1)
     answers += [await call(limited), await call(limited)]
-    if endpoint.content_type is not None:
+    if endpoint.content_type is not None and endpoint.stores:
         answers.append(await _refused_for_storage(app, call))
     return answers
 

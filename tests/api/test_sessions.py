@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from loglake.api.app import LoglakeApp
-from loglake.ask.providers import NOT_CONFIGURED
+from loglake.ask.providers import NOT_CONFIGURED_ON_SERVER
 from loglake.config import ConfigError, Settings, load_settings
 from loglake.sessions import MAX_SESSIONS_PER_KEY
 from tests.conftest import asgi_client, key_for
@@ -256,7 +256,7 @@ async def test_without_auth_everyone_has_the_anonymous_session(data_dir: Path) -
     try:
         async with anonymous(application) as browser:
             expected = {"key_name": "anonymous", "scopes": ["admin"], "csrf_token": "", "expires_at": None}
-            expected["ask"] = {"configured": False, "how": NOT_CONFIGURED}
+            expected["ask"] = {"configured": False, "how": NOT_CONFIGURED_ON_SERVER}
             assert (await browser.get("/session")).json() == expected
             assert (await browser.post("/session", json={"key": "anything"})).json() == expected
             form = await browser.post("/session", data={"key": "anything"})

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from loglake.api import splunk_routes
 from loglake.api.app import LoglakeApp
 from loglake.config import Settings
 from loglake.ingest import BULK_MIN_RECORDS
@@ -241,6 +242,15 @@ async def test_token_errors_answer_splunks_codes_and_statuses(app: LoglakeApp, k
             )
             assert response.json()["code"] == 0
     assert len(await stored(app, key)) == 2
+
+
+async def test_indexer_acknowledgment_is_answered_as_splunk_answers_a_token_without_it(
+    hec: httpx.AsyncClient,
+) -> None:
+    """Not loglake's 404: a shipper set up for acknowledgment reads Splunk's code and says why."""
+    response = await hec.post("/services/collector/ack", json={"acks": [0, 1]})
+    assert response.status_code == 400
+    assert response.json() == {"text": "ACK is disabled", "code": 14, "reason": splunk_routes.NO_ACKS}
 
 
 async def test_the_rate_limit_is_splunks_server_busy(app: LoglakeApp) -> None:

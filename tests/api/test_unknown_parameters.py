@@ -17,6 +17,7 @@ TAKING_NONE = [
     ("GET", "/rules"),
     ("GET", "/healthz"),
     ("GET", "/openapi.json"),
+    ("GET", "/metrics"),
 ]
 
 
@@ -64,6 +65,48 @@ async def test_the_other_native_json_routes_taking_no_parameters_refuse_one_firs
     reason = f"unknown parameter; {method} {template} takes none"
     assert response.json()["error"]["details"] == [{"index": None, "field": "foo", "reason": reason}]
     assert (await client.request(method, path, json=body)).status_code == status_without
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "known"),
+    [
+        ("/amplify/reports", {"app": "a"}, "app, report, since, until"),
+        ("/admin/keys", {}, "all"),
+        ("/alerts/deliveries", {}, "alert, cursor, destination, limit, state"),
+    ],
+)
+async def test_a_route_taking_parameters_refuses_one_it_does_not_know_as_the_others_do(
+    client: httpx.AsyncClient, path: str, params: dict[str, str], known: str
+) -> None:
+    """The rule and code of GET /logs/recent and GET /alerts (service.InvalidQuery), not a code of their own."""
+    response = await client.get(path, params={**params, "foo": "1"})
+    assert response.status_code == 400, response.text
+    reason = f"unknown parameter; known: {known}"
+    assert response.json() == {
+        "error": {
+            "code": "invalid_query",
+            "message": f"foo: {reason}",
+            "details": [{"index": None, "field": "foo", "reason": reason}],
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field", "reason"),
+    [
+        ("/amplify/reports", {}, "app", "is required: the appName to report on"),
+        ("/admin/keys", {"all": "yes"}, "all", "must be true (include revoked keys) or false, not 'yes'"),
+        ("/alerts/deliveries", {"state": "lost"}, "state", "must be one of pending, sending, sent, dead, not 'lost'"),
+        ("/alerts/deliveries", {"limit": "0"}, "limit", "must be a whole number 1-500, not '0'"),
+    ],
+)
+async def test_a_parameter_whose_value_cannot_be_used_is_named_with_the_same_code(
+    client: httpx.AsyncClient, path: str, params: dict[str, str], field: str, reason: str
+) -> None:
+    response = await client.get(path, params=params)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_query" and error["details"] == [{"index": None, "field": field, "reason": reason}]
 
 
 async def test_key_changes_with_an_unknown_parameter_change_nothing(app: LoglakeApp, client: httpx.AsyncClient) -> None:

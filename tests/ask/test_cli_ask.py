@@ -154,6 +154,19 @@ def test_ask_through_a_running_server(
     assert "payments" in chat.stdout.rsplit("COUNT(*) AS records", 1)[1]  # /run ran the last answer (POST /query)
 
 
+def test_through_a_server_without_a_model_it_says_so_before_the_prompt_and_whose_settings_they_are(
+    data_dir: Path, server_factory, admin_key_of, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = server_factory(data_dir)  # this shell's LOGLAKE_LLM_* (the fixture's) are not the server's
+    monkeypatch.setenv("LOGLAKE_API_KEY", admin_key_of(server))
+    chat = run_cli("ask", "--url", server.url, input="how many errors today?\n/quit\n")
+    assert chat.exit_code == 1
+    assert "ask>" not in chat.stderr  # said at the start, where it used to come after the first question
+    assert "this server has no language model configured" in chat.stderr and "the server's settings" in chat.stderr
+    once = run_cli("ask", "--url", server.url, "how many errors today?")
+    assert once.exit_code == 1 and "HTTP 501: this server has no language model configured" in once.stderr
+
+
 def test_url_and_a_local_model_or_data_dir_do_not_mix(data_dir: Path) -> None:
     both = run_cli("ask", "--url", "http://127.0.0.1:9", "--data-dir", str(data_dir), "q")
     assert both.exit_code == 2 and "not both" in both.output

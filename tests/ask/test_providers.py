@@ -3,6 +3,7 @@ and errors (502/503), keys by reference and never in a message."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import boto3
@@ -13,7 +14,9 @@ from loglake.alerts.secrets import Secrets
 from loglake.ask.errors import NoProvider, ProviderError
 from loglake.ask.providers import ANTHROPIC_VERSION, BedrockProvider, Message, Provider, provider_from_settings
 from loglake.config import ConfigError, Settings, load_settings
+from loglake.lake.stop import CLIENT_GONE, Stop, Stopped
 from tests.ask.model_server import STALL, Failure, ModelServer
+from tests.e2e.test_backtest_serve import eventually
 
 KEY = "sk-test-0123456789abcdef"
 
@@ -55,6 +58,29 @@ def test_each_provider_answers_through_its_real_client(kind: str, model_server: 
     else:
         assert seen.path == "/model/test-model/converse"
         assert seen.headers["authorization"].startswith("AWS4-HMAC-SHA256")  # signed by botocore
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "bedrock"])
+def test_a_call_told_to_stop_is_not_waited_for(kind: str, model_server: ModelServer, tmp_path: Path) -> None:
+    """The question's client went away (or the server is stopping) while the model thinks: Stopped at once,
+    not the model's answer or its time-out (Bedrock's call is left to end by its time-out, unwaited for)."""
+    model_server.say(STALL)
+    provider = provider_from_settings(_settings(kind, model_server, tmp_path, llm_timeout_seconds=5))
+    stop = Stop()
+    raised: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            provider.complete("s", [Message("user", "q")], stop)
+        except BaseException as e:
+            raised.append(e)
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    eventually(lambda: len(model_server.seen) == 1, "the call to reach the model")
+    stop.stop(CLIENT_GONE)
+    asking.join(10)
+    assert [type(e) for e in raised] == [Stopped] and raised[0].reason == CLIENT_GONE, raised
 
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic", "bedrock"])

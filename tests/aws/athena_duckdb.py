@@ -26,6 +26,7 @@ class DuckDBAthena:
         self.page_size = page_size
         self.system_failures = 0  # the next N queries fail on Athena's side (AthenaError category 1)
         self.sql_sent: list[str] = []
+        self.stopped: list[str] = []  # the ids of the executions told to stop
         self._results: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
         self.db = duckdb.connect()
@@ -96,4 +97,5 @@ class DuckDBAthena:
         return page
 
     def stop_query_execution(self, QueryExecutionId: str) -> dict:
+        self.stopped.append(QueryExecutionId)
         return {}

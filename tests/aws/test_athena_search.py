@@ -15,6 +15,7 @@ from loglake.aws.athena import AthenaQueryEngine
 from loglake.aws.athena_search import AthenaSearch
 from loglake.ids import format_uuid
 from loglake.lake.query import QueryLimits
+from loglake.lake.stop import CLIENT_GONE, SERVER_STOPPING, Stop, Stopped
 from loglake.service import InvalidQuery, LogService
 from tests.api.test_lake_api import KEY_SEARCHES, NOW_MS, SPECIAL_KEYS, flush_all, rec, send
 from tests.api.test_unreadable_records import publish_rows
@@ -115,6 +116,22 @@ def test_histograms_match_the_local_engine(lake_app: LoglakeApp, aws_service: Lo
     expected = lake_app.service.histogram(params)
     assert expected["total"] > 0
     assert aws_service.histogram(params) == expected
+
+
+@pytest.mark.parametrize("reason", [CLIENT_GONE, SERVER_STOPPING])
+def test_a_search_or_histogram_told_to_stop_is_cancelled_in_athena(
+    aws_service: LogService, athena: DuckDBAthena, reason: str
+) -> None:
+    """Their client went away, or the server is stopping: the same Stop as the local engine takes (run_search)."""
+    for ask in (aws_service.search, aws_service.histogram):
+        stop = Stop()
+        stop.stop(reason)
+        sent = len(athena.sql_sent)
+        with pytest.raises(Stopped) as caught:
+            ask({"q": "timeout", "since": "1d"}, stop)
+        assert caught.value.reason == reason
+        assert len(athena.sql_sent) == sent + 1 and athena.stopped == [f"q-{sent + 1}"]
+        athena.stopped.clear()
 
 
 def test_an_id_no_longer_hot_is_found_in_its_day(lake_app: LoglakeApp, aws_service: LogService, athena) -> None:

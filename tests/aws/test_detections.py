@@ -280,6 +280,34 @@ def test_after_the_last_attempt_the_delivery_is_dead_and_its_message_in_the_dead
     assert len(receiver.requests) == 4
 
 
+def test_a_delivery_sent_after_a_failed_attempt_shows_the_answer_that_went_through(
+    aws,
+    lake,  # noqa: F811
+    receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    receiver.answers = [Answer(status=503), Answer(status=503)]  # the first attempt of each of the two
+    receiver.default = Answer(status=202)
+    detector(aws, lake).run(NOW_MS)
+    from loglake.aws.detections import router_from_environment
+
+    router = router_from_environment(aws["env"])
+    router.backoff = Backoff(first=0.0, cap=0.0)
+    monkeypatch.setattr(handlers, "_router", router)
+    route(aws["queue"])
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: [])
+    keys = {request.headers["idempotency-key"] for request in receiver.requests}  # the deliveries' ids
+    assert len(keys) == 2
+    for key in keys:
+        delivery = store.delivery(key)
+        assert (delivery["state"], delivery["attempts"], delivery["last_status"], delivery["last_error"]) == (
+            "sent",
+            2,
+            202,
+            None,
+        )
+
+
 def test_each_alert_is_published_to_the_topic_of_its_level(aws, lake) -> None:  # noqa: F811
     detector(aws, lake).run(NOW_MS)
     route(aws["queue"])

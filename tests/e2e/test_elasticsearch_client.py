@@ -143,3 +143,28 @@ def test_the_clients_bulk_options_are_taken_and_a_parameter_elasticsearch_lacks_
             "request [/_bulk] contains unrecognized parameter: [refesh] -> did you mean [refresh]?"
         )
     assert [log["message"] for log in recent(url, key, log_type="options")] == ["with options"]
+
+
+def test_the_bulk_helpers_big_chunks_are_stored_as_written(server: tuple[str, str]) -> None:
+    """Chunks of some MB (read by Arrow on the server, protocols/elastic_columns.py): the client's own JSON, with
+    text JSON escapes and text beyond ASCII, stored with each field mapped and the rest as sent."""
+    url, key = server
+    docs = [
+        {
+            "_index": "bulk-big",
+            "@timestamp": f"2026-11-01T23:59:{i % 60:02d}.250Z",
+            "message": f'order {i} "paid"\tin €',
+            "log": {"level": "warning"},
+            "service": {"name": "shop"},
+            "cart": {"items": i % 7, "note": "x" * 300, "paid": True},
+        }
+        for i in range(10_000)
+    ]
+    with Elasticsearch(url, api_key=key) as es:
+        done, failed = helpers.bulk(es, docs, chunk_size=10_000, max_chunk_bytes=100 * 1024 * 1024)
+    assert (done, failed) == (10_000, [])
+    logs = recent(url, key, log_type="bulk-big")
+    assert len(logs) == 1000
+    newest = next(log for log in logs if log["message"] == 'order 9959 "paid"\tin €')  # (of the last second)
+    assert (newest["service"], newest["severity"]) == ("shop", "warning")
+    assert newest["attributes"] == {"cart": {"items": 9959 % 7, "note": "x" * 300, "paid": True}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -145,3 +146,20 @@ def test_a_follow_outlives_a_restart_of_the_server_and_says_what_it_may_not_show
     assert follower.messages() == ["before the restart", "after the restart"]
     said = "".join(follower.stderr)
     assert "the server restarted" in said and "not shown" in said, said
+
+
+def test_a_follow_waiting_for_its_server_says_its_pause_in_tenths_of_a_second(
+    server_factory, admin_key_of, followers
+) -> None:
+    server = server_factory()
+    follower = followers(server, admin_key_of(server))
+    post(server, admin_key_of(server), {"message": "while up"})
+    follower.wait_for("while up")
+    server.stop()
+    deadline = time.monotonic() + WAIT_S
+    while not any("asking again in" in line for line in follower.stderr):
+        assert time.monotonic() < deadline, f"no word of the server being down: {follower.stderr}"
+        time.sleep(0.02)
+    said = next(line for line in follower.stderr if "asking again in" in line)
+    # The first pauses are under a second: in whole seconds they read "asking again in 0 s".
+    assert re.search(r"asking again in \d+\.\d s$", said.rstrip()), said

@@ -1,18 +1,22 @@
 """The logging handler in a real child process that is kill -9ed and restarted while it logs, against a real
 `loglake serve` that is itself killed and restarted once meanwhile: every record the handler reported as sent
-(its on_sent ids) is stored, and no record is stored twice (retries carry the record's own id)."""
+(its on_sent ids) is stored, and no record is stored twice (retries carry the record's own id). And a process
+that exits: what is queued is sent; with no server to take it, the exit waits once and says what was lost."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import ServerProcess, free_port
 
@@ -122,3 +126,38 @@ def test_what_is_queued_is_sent_when_the_process_exits(tmp_path: Path) -> None:
         assert answer["rows"] == [[250, 250]]
     finally:
         server.stop()
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A server that takes connections and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("server", ["down", "silent"])
+def test_at_exit_with_no_server_one_wait_and_the_records_lost_said(server: str, silent_url: str) -> None:
+    """The trial's case (no server at exit: nothing said, and exit took two flush_timeouts) and a server that
+    never answers (then logging's own shutdown, which flushes the closed handler, waited a third time). The
+    exit waits flush_timeout once (and the last attempt's 0.2 s): a bound close() promises, not a speed."""
+    url = f"http://127.0.0.1:{free_port()}" if server == "down" else silent_url  # (nothing listens on the port)
+    program = (
+        "import atexit, sys, time\n"
+        "atexit.register(lambda: print(time.monotonic() - ended))  # registered first: runs after the handler's\n"
+        "import logging\n"
+        "from loglake.logging import LoglakeHandler\n"
+        "logging.basicConfig(level=logging.INFO, handlers=[LoglakeHandler(sys.argv[1], flush_timeout=2)])\n"
+        "for n in range(5):\n"
+        "    logging.info('lost %d', n)\n"
+        "ended = time.monotonic()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", program, url], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    said = f"loglake.logging: closing: 5 record(s) not delivered to {url} (sent: 0, refused by the server: 0)"
+    if server == "down":
+        said += "; the last attempt failed: ConnectError: [Errno 111] Connection refused"
+    assert done.stderr.splitlines() == [said]
+    assert float(done.stdout) < 3.8  # one wait of 2 s and the last attempt; two waits would take over 4 s

@@ -132,6 +132,7 @@ def test_plain_and_other_loggers_lines_are_all_stored(server_factory, admin_key_
         '{"level":50,"time":1795322781801,"pid":7,"hostname":"web1","msg":"pino error","req":{"id":1}}\n'
         '{"level":"warning","msg":"logrus","time":"2026-11-22T05:46:21+01:00","func":"main.run"}\n'
         '{"level":"warn","ts":1795322781.5,"caller":"main.go:12","msg":"zap"}\n'
+        f'{{"@timestamp":"2026-11-22T04:46:21.801Z","log.level":"error","message":"ecs","service":{{"name":"{service}-ecs"}}}}\n'
     )
     done = subprocess.run(
         [sys.executable, "-m", "loglake", "send", "--service", service, "--url", server.url, "--api-key", key],
@@ -142,7 +143,7 @@ def test_plain_and_other_loggers_lines_are_all_stored(server_factory, admin_key_
         env={k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")},
     )
     assert done.returncode == 0, done.stderr
-    assert "sent 6 record(s)" in done.stderr
+    assert "sent 7 record(s)" in done.stderr
     headers = {"authorization": f"Bearer {key}"}
     params = {"service": service, "since": "2026-11-22T00:00:00Z"}
     page = httpx.get(f"{server.url}/logs/recent", params=params, headers=headers, timeout=10).json()
@@ -156,6 +157,11 @@ def test_plain_and_other_loggers_lines_are_all_stored(server_factory, admin_key_
         "logrus": ("warning", {"func": "main.run"}, 1_795_322_781_000),
         "zap": ("warning", {"caller": "main.go:12"}, 1_795_322_781_500),
     }
+    params["service"] = f"{service}-ecs"  # ECS's service.name, as the Elasticsearch endpoint maps it
+    page = httpx.get(f"{server.url}/logs/recent", params=params, headers=headers, timeout=10).json()
+    assert [(r["message"], r["severity"], r["attributes"], r["timestamp"]) for r in page["logs"]] == [
+        ("ecs", "error", {}, 1_795_322_781_801)
+    ]
 
 
 def test_the_second_trials_lines_are_all_stored_and_changes_said(server_factory, admin_key_of) -> None:

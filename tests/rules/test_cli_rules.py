@@ -65,6 +65,18 @@ def test_validate(folder: Path) -> None:
     assert "1 rule(s) valid, 1 file(s) with problems" in bad.stderr
 
 
+def test_validate_checks_alerting_yml_too(folder: Path) -> None:
+    bad = 'destinations: {hook: {type: webhook, url: "ftp://x"}}\nroutes: [{to: [nowhere]}]\n'
+    write_rule(folder, "alerting.yml", bad)
+    result = rules("validate", "--rules-dir", str(folder))
+    assert result.exit_code == 1
+    assert f"{folder / 'alerting.yml'}: destinations.hook.url: is not an http(s) URL" in result.stderr
+    assert f"{folder / 'alerting.yml'}: routes[0].to: 'nowhere' is not a destination (hook)" in result.stderr
+    assert "1 rule(s) valid, 1 file(s) with problems" in result.stderr
+    write_rule(folder, "alerting.yml", 'destinations: {hook: {type: webhook, url: "https://x.test"}}\n')
+    assert rules("validate", "--rules-dir", str(folder)).exit_code == 0
+
+
 def test_list(folder: Path) -> None:
     write_rule(folder, "bad.yml", BAD)
     result = rules("list", "--rules-dir", str(folder))
@@ -89,6 +101,14 @@ def test_show(folder: Path) -> None:
     assert by_file.stdout == result.stdout
     missing = rules("show", "nosuch", "--rules-dir", str(folder))
     assert missing.exit_code == 1 and "no rule 'nosuch'" in missing.stderr
+
+
+def test_the_start_of_several_ids_names_them(folder: Path) -> None:
+    rule = (folder / "critical.yml").read_text()
+    write_rule(folder, "twin.yml", rule.replace("id: aaaaaaaa", "id: aaaaaaab").replace("Critical", "Twin"))
+    result = rules("show", "aaaaaaa", "--rules-dir", str(folder))
+    assert result.exit_code == 1
+    assert "'aaaaaaa' is the start of 2 rules' ids (aaaaaaaa-" in result.stderr and "aaaaaaab-" in result.stderr
 
 
 def test_test_passes(folder: Path) -> None:
@@ -145,6 +165,16 @@ def test_run_prints_the_matches(folder: Path, tmp_path: Path) -> None:
     assert default_window.stdout.count("CRITICAL") == 1
     bad = rules("run", "aaaaaaaa", "--since", "yesterday", *args)
     assert bad.exit_code == 1 and "'yesterday' is not a time" in bad.stderr
+
+
+def test_run_of_a_sql_rule_whose_rows_have_no_timestamp_shows_no_span(tmp_path: Path) -> None:
+    folder, data = tmp_path / "rules", tmp_path / "data"
+    SQLiteHotStore(data / "hot.db").close()
+    rule = "id: 22222222-3333-4444-8555-666666666666\ntitle: Count\nlevel: low\nquery: SELECT count(*) AS n FROM logs\n"
+    write_rule(folder, "count.yml", rule)
+    result = rules("run", "2222", "--since", "2h", "--rules-dir", str(folder), "--data-dir", str(data))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "LOW  Count  (count 1, dedup key 22222222-3333-4444-8555-666666666666)"
 
 
 def test_the_rules_folder_comes_from_the_settings(folder: Path, tmp_path: Path) -> None:

@@ -92,6 +92,12 @@ BAD = {
         "loglake.alert_title",
         "{user} is not",
     ),
+    "title-braces.yml": (
+        sigma(extra="loglake: {group_by: [service], alert_title: '{count} in {service'}"),
+        "loglake.alert_title",
+        "'{count} in {service' has a '{' that is not part of a {name}: write each value as {name}",
+    ),
+    "dedup-braces.yml": (sql("SELECT * FROM logs", "dedup: {key: 'k}'}"), "dedup.key", "has a '}' that is not"),
     "dedup-template.yml": (
         sigma(extra="loglake: {group_by: [service], dedup: {key: '{host}'}}"),
         "loglake.dedup.key",
@@ -181,6 +187,22 @@ def test_every_problem_of_a_file_at_once(tmp_path: Path) -> None:
         "level",
         "loglake.threshold",
     ]
+
+
+def test_problems_of_the_options_and_the_query_come_with_those_of_the_facts(tmp_path: Path) -> None:
+    """Not one group of problems per `validate`: a schedule or a query does not wait for the id to be right."""
+    sigma_text = sigma(extra="loglake: {schedule: 1x, alert_title: 'a {b'}").replace(
+        "44444444-5555-4666-8777-888888888881", "not-a-uuid"
+    )
+    sigma_text = sigma_text.replace("level: high", "level: extreme")
+    sigma_rule = load_rules(write_rule(tmp_path, "sigma.yml", sigma_text))
+    assert sorted(p.field for p in sigma_rule.problems) == ["id", "level", "loglake.alert_title", "loglake.schedule"]
+    sql_text = sql("SELECT nosuch FROM logs", "schedule: 1x").replace("level: low", "level: extreme")
+    sql_rule = load_rules(write_rule(tmp_path, "sql.yml", sql_text))
+    assert sorted(p.field for p in sql_rule.problems) == ["level", "query", "schedule"]
+    group_by_text = sql("SELECT service FROM logs", "group_by: [host]").replace("level: low", "level: x")
+    group_by = load_rules(write_rule(tmp_path, "group.yml", group_by_text))
+    assert sorted(p.field for p in group_by.problems) == ["group_by", "level"]
 
 
 def test_a_missing_folder_is_a_problem(tmp_path: Path) -> None:

@@ -156,6 +156,19 @@ def test_an_empty_result_says_why_and_widens_the_range(page, loglake):
     assert page.locator(".results .more").inner_text() == "1 record, the end of the range."
 
 
+def test_a_query_the_server_cannot_read_is_shown_once(page, loglake):
+    """The histogram, the facets and the records ask with the same query: one error, where the records go."""
+    sign_in(page, loglake)
+    answered = []
+    page.on("response", lambda r: answered.append(r.url) if "/logs/" in r.url and r.status == 400 else None)
+    page.goto(loglake.url + "/ui/explore?q=%22unclosed")
+    page.locator(".results .error-box").wait_for()
+    page.wait_for_function("() => !document.querySelector('.histogram .progress, .facets .progress')")
+    assert len(answered) == 3  # the histogram and the facets asked too, and were refused alike
+    assert page.locator(".error-box").count() == 1
+    assert "unbalanced" in page.locator(".results .error-box").inner_text()
+
+
 def test_signing_in_returns_to_the_page_asked_for_without_a_refused_request(page, loglake, browser):
     refused, said = [], []
     page.on("response", lambda r: refused.append(r.url) if r.status == 401 else None)

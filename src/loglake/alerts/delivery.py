@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from loglake.alerts.db import ALERTS_DB
 from loglake.alerts.destinations.base import DeliveryFailed, DestinationConfig, Notice, SendContext
-from loglake.alerts.outbox import ROUTE_BATCH, Claimed, Outbox
+from loglake.alerts.outbox import ROUTE_BATCH, Claimed, Outbox, Sent
 from loglake.alerts.redact import Redactor
 from loglake.alerts.routing import Routing, RoutingFile
 from loglake.alerts.secrets import SecretError, Secrets, scrub
@@ -193,11 +193,11 @@ class AlertDelivery:
     def _attempt(self, name: str, config: DestinationConfig, claimed: Claimed) -> None:
         counts = self.counts.setdefault(name, DestinationCounts())
         try:
-            remember = send_claimed(name, config, claimed, self.secrets, lambda: self._client(name, config), self.clock)
+            sent = send_claimed(name, config, claimed, self.secrets, lambda: self._client(name, config), self.clock)
         except DeliveryFailed as failure:
             self._failed(config, claimed, failure, str(failure), counts)
         else:
-            self.outbox.sent(claimed.row, self._now_ms(), remember)
+            self.outbox.sent(claimed.row, self._now_ms(), sent)
             counts.sent += 1
         finally:
             with self._state_lock:
@@ -253,8 +253,8 @@ def send_claimed(
     secrets: Secrets,
     http: Callable[[], httpx.Client],
     clock: Callable[[], float],
-) -> str | None:
-    """One attempt of a claimed delivery to destination `name`: what to remember for its dedup key,
+) -> Sent:
+    """One attempt of a claimed delivery to destination `name`: what to remember and the reply code,
     or DeliveryFailed whose message holds none of the secrets the attempt used (the local worker and
     the AWS router both send through here)."""
     row = claimed.row
@@ -271,7 +271,7 @@ def send_claimed(
     context = SendContext(secrets, http, clock, parse_duration(config.timeout) / 1000)
     try:
         try:
-            return config.send(notice, context)
+            return Sent(config.send(notice, context), context.status)
         except SecretError as e:  # a file or a variable may appear later; retry like a failed send
             raise DeliveryFailed(str(e), retryable=True) from None
         except DeliveryFailed:

@@ -49,7 +49,7 @@ from loglake.alerts.apply import (
     merged_evidence,
     seen_span,
 )
-from loglake.alerts.outbox import MAX_ERROR_CHARS, Claimed, DeliveryRow
+from loglake.alerts.outbox import MAX_ERROR_CHARS, Claimed, DeliveryRow, Sent
 from loglake.ids import format_uuid, uuid7_bytes
 from loglake.rules.model import Rule
 from loglake.rules.run import Match, RunResult
@@ -373,9 +373,10 @@ class DynamoDBDetections:
         remembered = None if memory is None else memory["value"]["S"]
         return Claimed(row, alert, int(item["created_ms"]["N"]), remembered), token
 
-    def sent(self, row: DeliveryRow, token: str, now_ms: int, remember: str | None = None) -> bool:
+    def sent(self, row: DeliveryRow, token: str, now_ms: int, sent: Sent) -> bool:
         """Record the claimed attempt as sent (False: the claim was lost to a later attempt)."""
-        done = self._finish(row, token, "sent", now_ms, None, None)
+        remember = sent.remember
+        done = self._finish(row, token, "sent", now_ms, None, sent.status)
         if done and remember is not None:
             self.client.put_item(
                 TableName=self.table,
@@ -399,6 +400,7 @@ class DynamoDBDetections:
             "state": item["state"]["S"],
             "attempts": int(item["attempts"]["N"]),
             "last_error": item.get("last_error", {}).get("S"),
+            "last_status": int(item["last_status"]["N"]) if "last_status" in item else None,
             "queued": "queue" not in item,
         }
 
@@ -413,7 +415,10 @@ class DynamoDBDetections:
             ":sending": _s("sending"),
         }
         update = "SET #state = :state, attempts = attempts + :one, updated_ms = :now"
-        if error is not None:
+        removed = "claim, lease_until_ms"
+        if error is None:
+            removed += ", last_error"  # sent: an earlier attempt's error is over, as in the local outbox
+        else:
             update += ", last_error = :error"
             values[":error"] = _s(error[:MAX_ERROR_CHARS])
         if status is not None:
@@ -423,7 +428,7 @@ class DynamoDBDetections:
             self.client.update_item,
             TableName=self.table,
             Key=_key(f"delivery#{row.id}", "delivery"),
-            UpdateExpression=update + " REMOVE claim, lease_until_ms",
+            UpdateExpression=f"{update} REMOVE {removed}",
             ConditionExpression="#state = :sending AND claim = :token",
             ExpressionAttributeNames={"#state": "state"},
             ExpressionAttributeValues=values,

@@ -114,6 +114,14 @@ class Claimed:
     remembered: str | None
 
 
+@dataclass(frozen=True)
+class Sent:
+    """An attempt that went through: what to remember for its dedup key, and the receiver's reply code."""
+
+    remember: str | None
+    status: int | None
+
+
 class Outbox:
     """The outbox tables in `<data>/alerts.db`; thread-safe (one connection behind a lock)."""
 
@@ -239,12 +247,13 @@ class Outbox:
                 claimed.append(Claimed(row, json.loads(alert), at_ms, remembered[0] if remembered else None))
             return claimed
 
-    def sent(self, row: DeliveryRow, now_ms: int, remember: str | None = None) -> None:
+    def sent(self, row: DeliveryRow, now_ms: int, sent: Sent) -> None:
+        remember = sent.remember
         with self._lock, write_transaction(self._conn) as conn:
             conn.execute(
-                "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, updated_ms = ?, last_error = NULL"
-                " WHERE id = ?",
-                (now_ms, row.id),
+                "UPDATE deliveries SET state = 'sent', attempts = attempts + 1, updated_ms = ?, last_error = NULL,"
+                " last_status = ? WHERE id = ?",
+                (now_ms, sent.status, row.id),
             )
             if remember is not None:
                 conn.execute(

@@ -32,7 +32,7 @@ import yaml
 
 from loglake.alerts.destinations import TYPES
 from loglake.alerts.destinations.base import DestinationConfig
-from loglake.alerts.secrets import REFERENCE_ONLY, SecretRef
+from loglake.alerts.secrets import REFERENCE_ONLY, SecretRef, unset_variable
 from loglake.config_files import ROOT, problems_of
 from loglake.rules.files import ROUTING_FILE, UniqueKeys
 from loglake.rules.model import DestinationName, Level, Problem
@@ -125,15 +125,37 @@ def load_routing(path: Path) -> Routing | list[Problem]:
             problems += [Problem(name, f, m) for f, m in loaded]
         else:
             destinations[dest_name] = loaded
+    defined = list(specs) if isinstance(specs, dict) else []  # a destination with problems is defined all the same
+    routes = document.get("routes")
+    for i, route in enumerate(routes if isinstance(routes, list) else ()):
+        for target in _route_targets(route):
+            if target not in defined:
+                known = ", ".join(map(str, defined)) or "none are defined"
+                problems.append(Problem(name, f"routes[{i}].to", f"{target!r} is not a destination ({known})"))
     if problems:
         return problems
-    parsed = msgspec.convert(document, AlertingFile)
-    for i, route in enumerate(parsed.routes):
-        for target in route.to:
-            if target not in parsed.destinations:
-                known = ", ".join(parsed.destinations) or "none are defined"
-                problems.append(Problem(name, f"routes[{i}].to", f"{target!r} is not a destination ({known})"))
-    return problems or Routing(destinations, tuple(parsed.routes))
+    return Routing(destinations, tuple(msgspec.convert(document, AlertingFile).routes))
+
+
+def _route_targets(route: Any) -> list[str]:
+    """The destinations a route names, or none when it does not read (problems_of named why)."""
+    try:
+        return msgspec.convert(route, Route).to
+    except msgspec.ValidationError:
+        return []
+
+
+def unset_variables(routing: Routing, file: Path) -> list[Problem]:
+    """The destinations' secrets in environment variables that are not set now. Not a reason to refuse the
+    file (a variable may be set before an alert needs it), but each delivery that needs one waits, so say so."""
+    return [
+        Problem(str(file), f"destinations.{name}.{f.encode_name}", unset_variable(value))
+        for name, destination in routing.destinations.items()
+        for f in msgspec.structs.fields(destination)
+        if isinstance(value := getattr(destination, f.name), SecretRef)
+        and value.env is not None
+        and not os.environ.get(value.env)
+    ]
 
 
 def _destination(spec: dict[str, Any], at: str) -> DestinationConfig | list[tuple[str, str]]:
@@ -148,12 +170,12 @@ def _destination(spec: dict[str, Any], at: str) -> DestinationConfig | list[tupl
     ]
     # Check the rest as if those were references, so that each is reported once and never echoed.
     fields |= {f.rpartition(".")[2]: {"env": "SECRET"} for f, _ in problems}
-    problems += [_split(text) for text in problems_of(fields, kind, at)]
-    if problems:
-        return problems
+    shape = [_split(text) for text in problems_of(fields, kind, at)]
+    if shape:
+        return problems + shape
     destination = msgspec.convert(fields, kind)
-    found = [(f"{at}.{f}", m) for f, m in destination.problems()]
-    return found or destination
+    problems += [(f"{at}.{f}", m) for f, m in destination.problems()]
+    return problems or destination
 
 
 def _secret_fields(kind: type[DestinationConfig]) -> list[str]:

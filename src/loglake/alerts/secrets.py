@@ -66,6 +66,10 @@ def reference_of(text: str) -> SecretRef:
         raise ValueError(f"{kind}:{where}: {e}") from None
 
 
+def unset_variable(ref: SecretRef) -> str:
+    return f"secret {ref} is not set: export {ref.env} in the server's environment"
+
+
 # A setting that may be written in the file (a user name, a public URL) or by reference (a webhook URL
 # that is itself the credential, as Slack's and Teams' are).
 TextOrSecret = str | SecretRef
@@ -92,7 +96,7 @@ class Secrets:
         if ref.env is not None:
             found = os.environ.get(ref.env)
             if not found:
-                raise SecretError(f"secret {ref} is not set: export {ref.env} in the server's environment")
+                raise SecretError(unset_variable(ref))
             return found
         if ref.file is not None:
             return _read_secret_file(ref)

@@ -64,7 +64,7 @@ MAX_PARALLEL_APPS = 4
 AMPLIFY_HISTORY_DAYS = 365
 ROW_GROUP_ROWS = 64 * 1024
 
-Progress = Callable[[str, int, int, int], None]  # app, windows done, windows planned, rows stored
+Progress = Callable[[str, int, int, int, int], None]  # app, windows done, windows planned, rows stored, windows failed
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ class Collector:
         self.clock = clock
         # Full jitter: apps throttled together do not retry in step.
         self.backoff = Backoff(first=BACKOFF_SECONDS, cap=BACKOFF_CAP_SECONDS, sleep=sleep)
-        self.on_progress = on_progress or (lambda app, done, total, rows: None)
+        self.on_progress = on_progress or (lambda app, done, total, rows, failed: None)
         self.max_parallel_apps = max_parallel_apps
         self.grace_ms = grace_ms  # how long dropped files stay for queries already reading them
 
@@ -271,7 +271,7 @@ class Collector:
         report.windows = len(windows)
         # The watermark moves over windows that continue it; a first scheduled run starts one.
         contiguous_from = watermark or (windows[0].start if windows and since is None else None)
-        self.on_progress(app.app_name, 0, len(windows), 0)
+        self.on_progress(app.app_name, 0, len(windows), 0, 0)
         for number, window in enumerate(windows, start=1):
             continues = contiguous_from is not None and window.start <= contiguous_from
             try:
@@ -284,7 +284,7 @@ class Collector:
                 known = isinstance(e, FetchError | NotAnAccessLog)
                 report.errors.append(f"{window}: {e}" if known else f"{window}: {type(e).__name__}: {e}")
                 contiguous_from = None  # nothing after a failed window moves the watermark
-            self.on_progress(app.app_name, number, len(windows), report.rows)
+            self.on_progress(app.app_name, number, len(windows), report.rows, report.windows_failed)
         after = self.watermark(app.app_name)
         report.watermark_after = iso_utc(after) if after else None
         report.seconds = round(time.perf_counter() - started, 3)

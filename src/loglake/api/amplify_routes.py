@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from loglake.amplify.collector import collection_status
 from loglake.amplify.reports import UnknownReport, apps_with_rows, run_reports, unknown_app_message
 from loglake.api.http import ApiError, Request
-from loglake.api.routes import Result, query_error, refuse_parameters
+from loglake.api.routes import Result, bad_parameter, query_error, refuse_parameters
 from loglake.lake.query import QueryError
 from loglake.lake.query_answers import QueryBusy
 from loglake.model import format_datetime
@@ -23,12 +23,10 @@ async def amplify_reports(app: LoglakeApp, request: Request) -> Result:
     """The saved reports on one app's traffic (loglake amplify report), for the UI."""
     if app.lake is None:
         raise ApiError(501, "not_available", "reports need the lake, which this server's store does not have")
+    refuse_parameters(request, "GET /amplify/reports", AMPLIFY_REPORT_PARAMS)
     params = request.query
-    unknown = params.keys() - AMPLIFY_REPORT_PARAMS
-    if unknown:
-        raise ApiError(400, "invalid_request", f"unknown parameter(s) {', '.join(sorted(unknown))}")
     if not params.get("app"):
-        raise ApiError(400, "invalid_request", "app is required: the appName to report on")
+        raise bad_parameter("app", "is required: the appName to report on")
     now_ms = int(app.service.clock() * 1000)
     bounds = {}
     for name, default in (("since", "7d"), ("until", "now")):

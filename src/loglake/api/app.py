@@ -1,4 +1,5 @@
-"""The ASGI application: routing, auth, rate limits, errors, metrics and the access log around routes.py."""
+"""The ASGI application: routing (by route_table.py), auth, rate limits, errors, metrics and the access log
+around the routes."""
 
 from __future__ import annotations
 
@@ -7,28 +8,12 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from loglake.amplify.collector import RunReport
-from loglake.api import (
-    alert_routes,
-    amplify_routes,
-    ask_routes,
-    delivery_routes,
-    elastic_routes,
-    key_routes,
-    loki_routes,
-    openapi,
-    otlp_routes,
-    routes,
-    session_routes,
-    splunk_routes,
-    tail_routes,
-    ui_routes,
-)
+from loglake.api import ask_routes, elastic_routes, tail_routes
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
 from loglake.api.cors import preflight_headers
@@ -48,6 +33,7 @@ from loglake.api.http import (
 )
 from loglake.api.metrics import Metrics
 from loglake.api.ratelimit import RateLimiter
+from loglake.api.route_table import ROUTES, Route, Router
 from loglake.api.security_headers import SECURITY_HEADERS
 from loglake.config import Settings, parse_origins
 from loglake.extensions import SqlEngine
@@ -64,7 +50,6 @@ from loglake.store.base import StoreUnavailable
 from loglake.tail import TailHub
 
 T = TypeVar("T")
-Handler = Callable[..., Awaitable[routes.Result]]
 # Checking a big body holds the GIL most of the time (a Python object per value): past two threads they
 # only take turns, each holding a decoded batch (B2 with 4 senders, 2 cores: the same rate with 2 as with
 # 4, and ~10 MiB less peak RSS).
@@ -73,139 +58,9 @@ READ_THREADS = 4  # each of the two pools of blocking reads: quick ones (recent,
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
-    method: str
-    template: str
-    handler: Handler
-    scope: str | None  # None: public
-    reads_body: bool = False
-    body_limit: int | None = None  # bytes; None: the max_body_bytes setting
-    # Turns the route's errors (auth and rate limits included) into its protocol's own form.
-    error_form: Callable[[ApiError, Request], ApiError] | None = None  # the error in the protocol's own form
-
-
-_ES = elastic_routes.elastic_error
-ROUTES = [
-    Route("GET", "/", elastic_routes.root, None, error_form=_ES),
-    Route("POST", "/logs", routes.ingest, "ingest", reads_body=True),
-    Route(
-        "POST", otlp_routes.PATH, otlp_routes.export_logs, "ingest", reads_body=True, error_form=otlp_routes.otlp_error
-    ),
-    Route("POST", loki_routes.PATH, loki_routes.push, "ingest", reads_body=True, error_form=loki_routes.loki_error),
-    Route("GET", "/logs/recent", routes.recent, "read"),
-    Route("GET", "/logs/{logId}", routes.get_log, "read"),
-    Route("GET", "/logs/search", routes.search, "read"),
-    Route("GET", "/logs/histogram", routes.histogram, "read"),
-    Route("GET", "/logs/facets", routes.facets, "read"),
-    Route("GET", "/logs/tail", tail_routes.tail, "read"),
-    Route("POST", "/query", routes.query, "read", reads_body=True),
-    Route("GET", "/tables", routes.tables, "read"),
-    Route("GET", "/amplify/reports", amplify_routes.amplify_reports, "read"),
-    Route("GET", "/amplify/status", amplify_routes.amplify_status, "read"),
-    Route("GET", "/alerts", alert_routes.list_alerts_route, "read"),
-    Route("GET", "/alerts/{alertId}", alert_routes.get_alert_route, "read"),
-    Route("POST", "/alerts/{alertId}/acknowledge", alert_routes.acknowledge, "alerts", reads_body=True),
-    Route("POST", "/alerts/{alertId}/resolve", alert_routes.resolve, "alerts", reads_body=True),
-    # An exact path: the router tries exact paths before `/alerts/{id}` templates, so it is never taken for an id.
-    Route("GET", delivery_routes.PATH, delivery_routes.list_deliveries, "read"),
-    Route("POST", "/ask", ask_routes.ask, "read", reads_body=True),
-    Route("POST", "/ask/explain", ask_routes.explain, "read", reads_body=True),
-    Route("POST", "/ask/{conversationId}/rule", ask_routes.rule, "read", reads_body=True),
-    Route("GET", "/healthz", routes.healthz, None),
-    Route("GET", "/metrics", routes.metrics, "read"),
-    Route("GET", "/openapi.json", openapi.spec, None),
-    Route("GET", "/docs", openapi.docs, None),
-    Route("GET", openapi.DOCS_CSS_PATH, openapi.docs_css, None),
-    Route("GET", "/admin/keys", key_routes.list_keys, "admin"),
-    Route("POST", "/admin/keys", key_routes.create_key, "admin", reads_body=True),
-    Route("DELETE", "/admin/keys/{name}", key_routes.revoke_key, "admin"),
-    # Public: the sign-in checks the key it is sent; the others check the session cookie.
-    Route(
-        "POST",
-        "/session",
-        session_routes.create_session,
-        None,
-        reads_body=True,
-        body_limit=session_routes.SESSION_BODY_BYTES,
-    ),
-    Route("GET", "/session", session_routes.get_session, None),
-    Route("DELETE", "/session", session_routes.delete_session, None),
-    # Elasticsearch's bulk API and what its shippers ask before sending (api/elastic_routes.py).
-    Route("POST", "/_bulk", elastic_routes.bulk, "ingest", reads_body=True, error_form=_ES),
-    Route("PUT", "/_bulk", elastic_routes.bulk, "ingest", reads_body=True, error_form=_ES),
-    Route("POST", "/{index}/_bulk", elastic_routes.bulk, "ingest", reads_body=True, error_form=_ES),
-    Route("PUT", "/{index}/_bulk", elastic_routes.bulk, "ingest", reads_body=True, error_form=_ES),
-    *(
-        Route(method, template, handler, "ingest", reads_body=True, error_form=_ES)
-        for template, handler, methods in elastic_routes.DOCUMENT_ROUTES
-        for method in methods
-    ),
-    Route("GET", "/_license", elastic_routes.license_info, "ingest", error_form=_ES),
-    Route("GET", "/_xpack", elastic_routes.xpack_info, "ingest", error_form=_ES),
-    Route("GET", "/_cluster/health", elastic_routes.cluster_health, "ingest", error_form=_ES),
-    *(
-        Route(method, f"/{kind}/{{name}}", handler, "ingest", reads_body=method == "PUT", error_form=_ES)
-        for kind in elastic_routes.SETUP_KINDS
-        for method, handler in (("GET", elastic_routes.setup_exists), ("PUT", elastic_routes.setup_put))
-    ),
-    # Splunk's HTTP Event Collector (api/splunk_routes.py).
-    *(
-        Route("POST", path, handler, "ingest", reads_body=True, error_form=splunk_routes.hec_error)
-        for paths, handler in (
-            (splunk_routes.EVENT_PATHS, splunk_routes.event),
-            (splunk_routes.RAW_PATHS, splunk_routes.raw),
-        )
-        for path in paths
-    ),
-    *(Route("GET", path, splunk_routes.health, None) for path in splunk_routes.HEALTH_PATHS),
-    *(Route(*route) for route in ui_routes.ROUTES),  # the web UI and the reads only it needs
-]
-
-
-class Router:
-    """Exact paths by dict lookup, first; then templates whose `{param}` segments each match one path
-    segment (`/logs/{logId}`, `/alerts/{alertId}/resolve`). So an exact path beside a template of the
-    same shape (`/logs/recent` beside `/logs/{logId}`) is never taken for a parameter's value."""
-
-    def __init__(self, table: list[Route]) -> None:
-        self.exact: dict[str, dict[str, Route]] = {}
-        templated: dict[str, dict[str, Route]] = {}
-        for route in table:
-            by_template = templated if "{" in route.template else self.exact
-            by_template.setdefault(route.template, {})[route.method] = route
-        self.templated = [(_template_pattern(template), routes) for template, routes in templated.items()]
-
-    def match(self, method: str, path: str) -> tuple[Route, tuple[str, ...]]:
-        method = "GET" if method == "HEAD" else method  # the server drops a HEAD's body
-        by_method = self.exact.get(path)
-        params: tuple[str, ...] = ()
-        if by_method is None:
-            # The first template that matches with this method; else the first that matches, for its 405
-            # (`POST /logs/_bulk` is a bulk into the index `logs`, `GET /logs/_bulk` a record's id).
-            for pattern, routes in self.templated:
-                found = pattern.fullmatch(path)
-                if found is not None and (by_method is None or method in routes):
-                    by_method, params = routes, found.groups()
-                    if method in routes:
-                        break
-            if by_method is None:
-                raise ApiError(404, "not_found", f"no route {path}; see /docs")
-        route = by_method.get(method)
-        if route is None:
-            allow = ", ".join(sorted(by_method)).encode()
-            raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}", headers=[(b"allow", allow)])
-        return route, params
-
-
 async def _stop_when_gone(request: Request, stop: Stop) -> None:
     await wait_for_disconnect(request)
     stop.stop(CLIENT_GONE)
-
-
-def _template_pattern(template: str) -> re.Pattern[str]:
-    """A route template as a regex: each `{name}` one non-empty path segment, the rest literal."""
-    return re.compile(re.sub(r"\\\{\w+\\\}", "([^/]+)", re.escape(template)))
 
 
 class LoglakeApp:
@@ -441,7 +296,7 @@ class LoglakeApp:
                 await send_bytes(send, status, b"", [*preflight, *own])
                 return
             if elastic_routes.is_elasticsearch_path(request.path):  # (a 404 or 405 from the router too)
-                error_form = _ES
+                error_form = elastic_routes.elastic_error
             route, params = self.router.match(request.method, request.path)
             template, error_form = route.template, route.error_form
             await self._admit(route, request, receive)

@@ -1,4 +1,4 @@
-"""The ask routes: POST /ask, POST /ask/explain and POST /ask/{conversation}/rule over loglake.ask.
+"""The ask routes: GET /ask, POST /ask, POST /ask/explain and POST /ask/{conversation}/rule over loglake.ask.
 
 A question waits on a model for seconds: on threads of its own, so it never holds the API's read or
 query threads, and stopped as the query threads' work is (app.run_watched: the model's call is cut when
@@ -29,6 +29,7 @@ from loglake.ask.errors import (
     NoProvider,
     ProviderError,
 )
+from loglake.ask.providers import NOT_CONFIGURED_ON_SERVER
 from loglake.ask.store import ASK_DB, AskStore, AskStoreBusy, NoSuchConversation
 from loglake.lake.query_answers import QueryBusy, result_to_dict
 from loglake.lake.sql_guard import QueryError
@@ -93,8 +94,8 @@ class Asking:
             if self._asker is None:
                 try:
                     provider = provider_from_settings(self.app.settings)
-                except NoProvider as e:
-                    raise ApiError(501, "not_configured", str(e)) from None
+                except NoProvider:
+                    raise ApiError(501, "not_configured", NOT_CONFIGURED_ON_SERVER) from None
                 source = LakeSource(self.app.lake.engine)
                 self._asker = Asker(self.app.settings, source, provider, self.app.runtime.clock, self.store)
             return self._asker
@@ -143,6 +144,20 @@ class Asking:
         self._threads.shutdown(wait=True)
         if self._store is not None:
             self._store.close()
+
+
+def ask_status(app: LoglakeApp) -> dict:
+    """Whether questions can be asked here, and how to make them possible if not (the UI's Ask page, and
+    `loglake ask --url` before its first question)."""
+    settings = app.settings
+    if not settings.llm_provider:
+        return {"configured": False, "how": NOT_CONFIGURED_ON_SERVER}
+    return {"configured": True, "provider": settings.llm_provider, "model": settings.llm_model}
+
+
+async def status(app: LoglakeApp, request: Request) -> Result:
+    refuse_parameters(request, "GET /ask")
+    return Result(200, ask_status(app))
 
 
 async def ask(app: LoglakeApp, request: Request) -> Result:
@@ -299,6 +314,10 @@ _MODEL_ERRORS = {
 
 OPENAPI_PATHS = {
     "/ask": {
+        "get": {
+            "summary": "Whether this server can answer questions: its model, or how to configure one (read scope)",
+            "responses": {"200": _answer("configured, and provider and model, or how (what to configure)")},
+        },
         "post": {
             "summary": "A question in plain language as checked SQL, with what it would scan (read scope)",
             "description": "The answer holds the SQL (one SELECT the POST /query sandbox accepts, with a LIMIT, "
@@ -326,7 +345,7 @@ OPENAPI_PATHS = {
                 "404": _error("No such conversation of this key (they expire)"),
                 **_MODEL_ERRORS,
             },
-        }
+        },
     },
     "/ask/explain": {
         "post": {

@@ -33,6 +33,11 @@ _SAFE_METHODS = frozenset({"GET", "HEAD"})
 FORMS = "'Authorization: Bearer <api key>' (or Basic with the key as password, 'ApiKey <key>', 'Splunk <key>') or SigV4"
 # The header was well formed but its key is not one of ours: saying how to send a key would mislead.
 UNKNOWN_KEY = "invalid or revoked API key: the key is not known; check it, or create one with `loglake keys create`"
+REVOKED_KEY = "revoked API key: this key was revoked; use an active key, or create one with `loglake keys create`"
+REVOKED_ACCESS_KEY = (
+    "revoked access key id: this key pair was revoked; use an active one, or create one with "
+    "`loglake keys create --sigv4`"
+)
 UNKNOWN_ACCESS_KEY = (
     "unknown or revoked access key id: the key is not known; check it, or create a key pair with "
     "`loglake keys create --sigv4`"
@@ -107,13 +112,15 @@ class Authenticator:
                     f"send {FORMS}",
                     "malformed",
                 )
-            key = self.keyring.bearer(password)
+            tried = [password]
         elif scheme == "apikey":
-            key = self.keyring.bearer(token) or self.keyring.bearer(_after_colon(token))
+            tried = [token, _after_colon(token)]
         else:
-            key = self.keyring.bearer(token)
+            tried = [token]
+        key = next((found for t in tried if (found := self.keyring.bearer(t)) is not None), None)
         if key is None:
-            raise unauthorized(UNKNOWN_KEY)
+            revoked = any(self.keyring.was_revoked(t) for t in tried)
+            raise unauthorized(REVOKED_KEY if revoked else UNKNOWN_KEY)
         return key
 
     def key_for_session(self, secret: str) -> ApiKey:
@@ -160,7 +167,8 @@ class Authenticator:
             credential = sigv4.parse_authorization(request.header(b"authorization"))
             found = self.keyring.sigv4(credential.access_key_id)
             if found is None:
-                raise unauthorized(UNKNOWN_ACCESS_KEY)
+                revoked = self.keyring.access_key_was_revoked(credential.access_key_id)
+                raise unauthorized(REVOKED_ACCESS_KEY if revoked else UNKNOWN_ACCESS_KEY)
             sigv4.check_before_body(
                 _raw_path(request), request.raw_headers, credential, region=self.region, now=self.clock()
             )

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from loglake.alerts.outbox import DELIVERY_STATES, DeliveryRow
-from loglake.api.http import ApiError, Request
-from loglake.api.routes import Result
+from loglake.alerts.routing import unset_variables
+from loglake.api.http import ApiError, Request, quoted
+from loglake.api.routes import Result, bad_parameter, refuse_parameters
 from loglake.digits import is_ascii_digits
 from loglake.model import format_datetime
 
@@ -30,17 +31,11 @@ def _delivery(app: LoglakeApp) -> AlertDelivery:
 
 async def list_deliveries(app: LoglakeApp, request: Request) -> Result:
     delivery = _delivery(app)
+    refuse_parameters(request, f"GET {PATH}", PARAMS)
     params = request.query
-    unknown = params.keys() - PARAMS
-    if unknown:
-        raise ApiError(
-            400,
-            "invalid_request",
-            f"unknown parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(PARAMS))}",
-        )
     state = params.get("state") or None
     if state is not None and state not in DELIVERY_STATES:
-        raise ApiError(400, "invalid_request", f"state {state!r} is not one of {', '.join(DELIVERY_STATES)}")
+        raise bad_parameter("state", f"must be one of {', '.join(DELIVERY_STATES)}, not {quoted(state)}")
     limit = _integer(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     before = _integer(params, "cursor", None, 1, None)
 
@@ -52,8 +47,9 @@ async def list_deliveries(app: LoglakeApp, request: Request) -> Result:
             before=before,
             limit=limit,
         )
-        delivery.routing_file.current()  # read alerting.yml again if it changed, to show its problems now
-        return rows, [str(p) for p in delivery.routing_file.problems]
+        routing = delivery.routing_file.current()  # read alerting.yml again if it changed, to show its problems now
+        unset = [] if routing is None else unset_variables(routing, delivery.routing_file.path)
+        return rows, [str(p) for p in [*delivery.routing_file.problems, *unset]]
 
     rows, problems = await app.run_read(read)
     return Result(
@@ -73,7 +69,7 @@ def _integer(params: dict[str, str], name: str, default: int | None, low: int, h
         return default
     if not is_ascii_digits(text) or int(text) < low or (high is not None and int(text) > high):
         bounds = f"{low}-{high}" if high is not None else f"{low} or more"
-        raise ApiError(400, "invalid_request", f"{name} must be a whole number {bounds}, not {text!r}")
+        raise bad_parameter(name, f"must be a whole number {bounds}, not {quoted(text)}")
     return int(text)
 
 

@@ -20,7 +20,7 @@ from loglake.api.ui_routes import ui_home
 from loglake.ids import format_uuid
 from loglake.ingest import ParsedBody
 from loglake.model import InvalidRecords, NewRecord
-from loglake.protocols import columns, elastic, elastic_answers, elastic_params
+from loglake.protocols import columns, elastic, elastic_answers, elastic_columns, elastic_params
 from loglake.protocols.columns import RecordColumns
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ _ERROR_TYPES = {
 }
 # Index templates (and the legacy and component ones of Beats 7 and Logstash's older outputs), lifecycle policies
 # and ingest pipelines: what Beats and Logstash install before sending.
-SETUP_KINDS = ("_index_template", "_template", "_component_template", "_ilm/policy", "_ingest/pipeline")
+SETUP_KINDS = tuple(elastic_params.SETUP_PARAMS)
 _CHALLENGES = ((b"www-authenticate", b'Basic realm="loglake" charset="UTF-8"'), (b"www-authenticate", b"ApiKey"))
 
 
@@ -81,8 +81,19 @@ def is_elasticsearch_path(path: str) -> bool:
     return path.startswith("/_") or (len(segments) > 2 and segments[2].startswith("_"))
 
 
-def _answer(payload: Any, status: int = 200) -> Result:
+def _answer(payload: Any, pretty: bool, status: int = 200) -> Result:
+    if pretty:  # (a small answer: on the event loop)
+        return Result(status, elastic_params.pretty(payload), _JSON_HEADERS)
     return Result(status, payload, _HEADERS)
+
+
+def _checked_parameters(request: Request, known: frozenset[str]) -> bool:
+    """Whether the answer is to be pretty-printed; a 400 in Elasticsearch's words for a parameter it would refuse
+    on this API (elastic_params.check)."""
+    try:
+        return elastic_params.check(request.path, request.query, known)
+    except elastic_params.RefusedParameter as e:
+        raise ElasticError(400, _ERROR_TYPES[400], str(e), headers=[PRODUCT]) from None
 
 
 # -- the version document and the calls made before sending ---------------------------------------
@@ -90,8 +101,9 @@ def _answer(payload: Any, status: int = 200) -> Result:
 
 async def root(app: LoglakeApp, request: Request) -> Result:
     """Elasticsearch's version document (what shippers check on connecting); a browser goes to the web UI."""
-    if "text/html" in request.header(b"accept"):
+    if "text/html" in request.header(b"accept"):  # its query goes along (a shared link's view, ui_home)
         return Result(302, b"", ((b"location", ui_home(request)), (b"content-type", b"text/plain")))
+    pretty = _checked_parameters(request, elastic_params.INFO_PARAMS)
     return _answer(
         {
             "name": "loglake",
@@ -108,28 +120,33 @@ async def root(app: LoglakeApp, request: Request) -> Result:
             "loglake": {"version": __version__},
             "docs": "/docs",
             "openapi": "/openapi.json",
-        }
+        },
+        pretty,
     )
 
 
 async def license_info(app: LoglakeApp, request: Request) -> Result:
     """Logstash and Beats read the license to decide which features to use: a basic one, active."""
-    return _answer({"license": {"status": "active", "type": "basic", "mode": "basic", "uid": "loglake"}})
+    pretty = _checked_parameters(request, elastic_params.LICENSE_PARAMS)
+    return _answer({"license": {"status": "active", "type": "basic", "mode": "basic", "uid": "loglake"}}, pretty)
 
 
 async def xpack_info(app: LoglakeApp, request: Request) -> Result:
     """Logstash asks whether index lifecycle management is there (ilm_enabled => auto): it is not."""
+    pretty = _checked_parameters(request, elastic_params.XPACK_PARAMS)
     return _answer(
         {
             "build": {"hash": "loglake", "date": ""},
             "license": {"status": "active", "type": "basic", "mode": "basic", "uid": "loglake"},
             "features": {"ilm": {"available": False, "enabled": False}},
-        }
+        },
+        pretty,
     )
 
 
 async def cluster_health(app: LoglakeApp, request: Request) -> Result:
     """Vector's health check: green while storage takes writes, red when it does not."""
+    pretty = _checked_parameters(request, elastic_params.CLUSTER_HEALTH_PARAMS)
     return _answer(
         {
             "cluster_name": "loglake",
@@ -137,19 +154,27 @@ async def cluster_health(app: LoglakeApp, request: Request) -> Result:
             "timed_out": False,
             "number_of_nodes": 1,
             "number_of_data_nodes": 1,
-        }
+        },
+        pretty,
     )
 
 
 async def setup_exists(app: LoglakeApp, request: Request, name: str) -> Result:
     """An index template, lifecycle policy or ingest pipeline (Beats and Logstash install them before
     sending unless told not to): each "exists", so they install nothing; loglake needs none."""
-    return _answer({})
+    taken, _ = elastic_params.SETUP_PARAMS[_setup_kind(request, name)]
+    return _answer({}, _checked_parameters(request, taken))
 
 
 async def setup_put(app: LoglakeApp, request: Request, name: str) -> Result:
     """Installing a template, policy or pipeline: acknowledged and ignored, loglake needs none."""
-    return _answer({"acknowledged": True})
+    _, taken = elastic_params.SETUP_PARAMS[_setup_kind(request, name)]
+    return _answer({"acknowledged": True}, _checked_parameters(request, taken))
+
+
+def _setup_kind(request: Request, name: str) -> str:
+    """The SETUP_KINDS path of `/{kind}/{name}`."""
+    return request.path[1 : -len(name) - 1]
 
 
 # -- bulk --------------------------------------------------------------------------------------------
@@ -157,10 +182,7 @@ async def setup_put(app: LoglakeApp, request: Request, name: str) -> Result:
 
 async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None) -> Result:
     started = time.perf_counter()
-    try:
-        pretty = elastic_params.check(request.path, request.query, elastic_params.BULK_PARAMS)
-    except elastic_params.RefusedParameter as e:
-        raise ElasticError(400, _ERROR_TYPES[400], str(e), headers=[PRODUCT]) from None
+    pretty = _checked_parameters(request, elastic_params.BULK_PARAMS)
     _check_media_type(request)
     body = decode_content(request, request.body, app.settings.max_body_bytes)
     items = await _store_bulk(app, body, path_index)
@@ -178,19 +200,23 @@ async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None)
 async def index_document(app: LoglakeApp, request: Request, index: str, doc_id: str | None = None) -> Result:
     """`POST /{index}/_doc` and `PUT|POST /{index}/_doc/{id}`: what `es.index(...)` and Logstash send;
     `?op_type=create` makes it a create, as in Elasticsearch (`es.index(..., op_type="create")`)."""
+    pretty = _checked_parameters(request, elastic_params.INDEX_PARAMS)
     action = request.query.get("op_type", "index")
     if action not in elastic.ADDING_ACTIONS:
         message = f"opType must be 'create' or 'index', found: {quoted(action)}"
         raise ElasticError(400, _ERROR_TYPES[400], message, headers=[PRODUCT])
-    return await _one_document(app, request, action, index, doc_id)
+    return await _one_document(app, request, action, index, doc_id, pretty)
 
 
 async def create_document(app: LoglakeApp, request: Request, index: str, doc_id: str) -> Result:
     """`PUT|POST /{index}/_create/{id}`: what `es.create(...)` sends."""
-    return await _one_document(app, request, "create", index, doc_id)
+    pretty = _checked_parameters(request, elastic_params.CREATE_PARAMS)
+    return await _one_document(app, request, "create", index, doc_id, pretty)
 
 
-async def _one_document(app: LoglakeApp, request: Request, action: str, index: str, doc_id: str | None) -> Result:
+async def _one_document(
+    app: LoglakeApp, request: Request, action: str, index: str, doc_id: str | None, pretty: bool
+) -> Result:
     """One document, stored as a bulk of one action; answered as Elasticsearch answers it (201 and the
     document's _index and _id), or its item's failure as an error of the whole request."""
     _check_media_type(request)
@@ -201,7 +227,7 @@ async def _one_document(app: LoglakeApp, request: Request, action: str, index: s
     if item.error is not None:
         error_type, reason = item.error
         raise ElasticError(item.status, error_type, reason, headers=[PRODUCT])
-    return _answer(elastic_answers.document_answer(item), item.status)
+    return _answer(elastic_answers.document_answer(item), pretty, item.status)
 
 
 # The single-document APIs: template, handler, methods (Elasticsearch takes PUT or POST where the id is given).
@@ -253,7 +279,7 @@ def _parse(app: LoglakeApp, body: bytes, path_index: str | None) -> tuple[list[e
     max_records (a bulk holds as many actions as its size allows: Vector sends up to 10 MB); an item whose
     record fails the check is refused with the check's reasons."""
     try:
-        items, found = elastic.parse_bulk(body, path_index)
+        items, found = elastic_columns.bulk_records(body, path_index)
     except elastic.BulkRefused as e:
         raise ElasticError(e.status, e.error_type, str(e), headers=[PRODUCT]) from None
     storable = [item for item in items if item.row is not None]
@@ -356,11 +382,20 @@ _DOCUMENT = {
     },
 }
 _DOCUMENT_ERRORS = _BULK_ERRORS | {
-    "400": _ES_ERROR | {"description": f"No document, or one that cannot be stored. {_ES_ERROR['description']}"},
+    "400": _ES_ERROR
+    | {
+        "description": "No document, one that cannot be stored, or a query parameter the API does not take. "
+        f"{_ES_ERROR['description']}"
+    },
     "409": _ES_ERROR | {"description": f"A create of an _id stored before. {_ES_ERROR['description']}"},
     "503": _ES_ERROR | {"description": f"Storage cannot take writes; retry. {_ES_ERROR['description']}"},
 }
 _PROBE = {"responses": {"200": {"description": "what the shippers check before sending"}}}
+# What the endpoints besides bulk answer for a query parameter Elasticsearch does not document for their API.
+_PARAMETER_ERROR = {
+    "400": _ES_ERROR
+    | {"description": f"A query parameter Elasticsearch does not take here. {_ES_ERROR['description']}"}
+}
 _SETUP = {
     "get": {
         "summary": "Reported as existing, so Beats and Logstash install nothing (ingest scope)",
@@ -383,7 +418,10 @@ _OP_TYPE = {
 }
 
 
-def _with_errors(operation: dict, errors: dict = _KEY_ERRORS) -> dict:
+_PROBE_ERRORS = _KEY_ERRORS | _PARAMETER_ERROR
+
+
+def _with_errors(operation: dict, errors: dict) -> dict:
     return operation | {"responses": errors | operation["responses"]}
 
 
@@ -393,7 +431,11 @@ OPENAPI_PATHS: dict[str, dict] = {
             "summary": "Elasticsearch's version document (what shippers check on connecting); "
             "with Accept: text/html a redirect to the web UI (no auth)",
             "security": [],
-            "responses": {"200": {"description": "{name, version: {number}, tagline}"}, "302": {"description": "/ui/"}},
+            "responses": {
+                "200": {"description": "{name, version: {number}, tagline}"},
+                "302": {"description": "/ui/"},
+                **_PARAMETER_ERROR,
+            },
         }
     },
     "/_bulk": {"post": _with_errors(_BULK, _BULK_ERRORS), "put": _with_errors(_BULK, _BULK_ERRORS)},
@@ -423,8 +465,12 @@ OPENAPI_PATHS: dict[str, dict] = {
         }
         for template, handler, methods in DOCUMENT_ROUTES
     },
-    "/_license": {"get": _with_errors(_PROBE | {"summary": "A basic license, active (Logstash, Beats)"})},
-    "/_xpack": {"get": _with_errors(_PROBE | {"summary": "No index lifecycle management (Logstash)"})},
-    "/_cluster/health": {"get": _with_errors(_PROBE | {"summary": "green while storage takes writes (Vector)"})},
-    **{f"/{kind}/{{name}}": {m: _with_errors(op) for m, op in _SETUP.items()} for kind in SETUP_KINDS},
+    "/_license": {
+        "get": _with_errors(_PROBE | {"summary": "A basic license, active (Logstash, Beats)"}, _PROBE_ERRORS)
+    },
+    "/_xpack": {"get": _with_errors(_PROBE | {"summary": "No index lifecycle management (Logstash)"}, _PROBE_ERRORS)},
+    "/_cluster/health": {
+        "get": _with_errors(_PROBE | {"summary": "green while storage takes writes (Vector)"}, _PROBE_ERRORS)
+    },
+    **{f"/{kind}/{{name}}": {m: _with_errors(op, _PROBE_ERRORS) for m, op in _SETUP.items()} for kind in SETUP_KINDS},
 }

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 
-from loglake.api.http import ApiError, Request, json_struct
-from loglake.api.routes import Result, json_body, refuse_parameters
+from loglake.api.http import ApiError, Request, json_struct, quoted
+from loglake.api.routes import Result, bad_parameter, json_body, refuse_parameters
 from loglake.keys import KeyNameTaken, KeyStoreBusy, KeyStoreError, LastAdminKey, NoSuchKey, parse_scopes
 
 if TYPE_CHECKING:
@@ -16,10 +16,11 @@ if TYPE_CHECKING:
 
 
 async def list_keys(app: LoglakeApp, request: Request) -> Result:
-    params = request.query
-    if params.keys() - {"all"} or params.get("all", "false") not in _BOOLEANS:
-        raise ApiError(400, "invalid_request", "the only parameter is all=true (include revoked keys) or all=false")
-    keys = await app.run_read(app.keystore.list, _BOOLEANS[params.get("all", "false")])
+    refuse_parameters(request, "GET /admin/keys", ("all",))
+    include_revoked = request.query.get("all", "false")
+    if include_revoked not in _BOOLEANS:
+        raise bad_parameter("all", f"must be true (include revoked keys) or false, not {quoted(include_revoked)}")
+    keys = await app.run_read(app.keystore.list, _BOOLEANS[include_revoked])
     return Result(200, {"keys": [k.as_dict() for k in keys]})
 
 
@@ -30,7 +31,7 @@ class KeySpec(msgspec.Struct, forbid_unknown_fields=True):
     """The body of POST /admin/keys; the key store checks the name and the scopes' values."""
 
     name: str
-    scopes: list[str] | str = msgspec.field(default_factory=lambda: ["ingest"])
+    scopes: Annotated[list[str], msgspec.Meta(min_length=1)] = msgspec.field(default_factory=lambda: ["ingest"])
     sigv4: bool = False
     rate_limit: Annotated[float, msgspec.Meta(gt=0)] | None = None
     rate_burst: Annotated[int, msgspec.Meta(ge=1)] | None = None
@@ -42,12 +43,11 @@ _KEY_EXAMPLE = '{"name": "ci", "scopes": ["ingest", "read"], "sigv4": false}'
 async def create_key(app: LoglakeApp, request: Request) -> Result:
     refuse_parameters(request, "POST /admin/keys")
     spec = json_struct(json_body(app, request, _KEY_EXAMPLE), KeySpec, _KEY_EXAMPLE, "invalid_key_spec")
-    scopes = [spec.scopes] if type(spec.scopes) is str else spec.scopes
     try:
         create = functools.partial(
             app.keystore.create,
             spec.name,
-            parse_scopes(",".join(scopes)),
+            parse_scopes(",".join(spec.scopes)),
             sigv4=spec.sigv4,
             rate_limit=spec.rate_limit,
             rate_burst=spec.rate_burst,

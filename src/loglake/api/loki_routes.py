@@ -1,5 +1,10 @@
 """POST /loki/api/v1/push: Loki's push API (Promtail, Grafana Alloy, Fluent Bit's loki output), stored as
-POST /logs stores records: all or nothing, 204 once the records are on disk.
+POST /logs stores records, 204 once they are on disk.
+
+As Loki's distributor does, an entry that cannot be stored is refused on its own: the push's other entries are
+stored, and the answer is then a 400 naming the refused ones. Promtail and Alloy do not send a push again after
+a 400, so refusing the whole push for one entry (a blank line in a tailed file, one clock gone wrong) would
+lose every entry beside it.
 
 Errors are answered as Loki answers them, a line of plain text with the status. Authentication, scopes
 and rate limits are the app's, as for POST /logs: Bearer (`bearer_token` in Promtail and Alloy).
@@ -12,7 +17,7 @@ from typing import TYPE_CHECKING
 from loglake.api.http import ApiError, EncodedApiError, Request
 from loglake.api.routes import Result, checked_body, count_refused, ingest_counts, store
 from loglake.ingest import InvalidBody, ParsedBody
-from loglake.model import InvalidRecords
+from loglake.model import Problem
 from loglake.protocols import columns, loki
 from loglake.protocols.mapping import SHOWN_PROBLEMS
 
@@ -31,8 +36,9 @@ OPENAPI = {
             "loki_service_labels setting (default service_name, service, app, job), the severity from "
             "`level`, `severity` or `detected_level`, the log type from `log_type`, the other labels and "
             "the entry's structured metadata as attributes, but `trace_id` and `span_id` that are ids fill the "
-            "record's. All or nothing: one entry that cannot be stored refuses the push (400, a line of text "
-            "naming it by stream and entry, counted from 1).",
+            "record's. As Loki does, an entry that cannot be stored is refused on its own and the push's other "
+            "entries are stored; the answer is then a 400, a line of text naming the refused entries by stream "
+            "and entry (counted from 1) and saying how many were stored.",
             "requestBody": {
                 "required": True,
                 "content": {
@@ -42,7 +48,10 @@ OPENAPI = {
             },
             "responses": {
                 "204": {"description": "Stored"},
-                "400": {"description": "Not a push, or an entry that cannot be stored (text/plain)"},
+                "400": {
+                    "description": "Not a push (nothing stored), or entries that cannot be stored, named (the "
+                    "others were stored) (text/plain)"
+                },
                 "401": {"description": "Missing, invalid or revoked credentials (text/plain)"},
                 "403": {"description": "The key lacks the ingest scope (text/plain)"},
                 "429": {"description": "Rate limited; see Retry-After (text/plain)"},
@@ -61,9 +70,9 @@ async def push(app: LoglakeApp, request: Request) -> Result:
         return _failure(415, f"unsupported Content-Type {content_type!r}: send {loki.PROTOBUF} or {loki.JSON}")
     json = content_type == loki.JSON
     try:
-        parsed = await checked_body(app, request, lambda body: _checked(app, body, json))
+        parsed, problems, counts, refusal = await checked_body(app, request, lambda body: _checked(app, body, json))
         if parsed is not None:
-            await store(app, parsed, ingest_counts(parsed))
+            await store(app, parsed, counts)
     except ApiError as e:
         return _failure(e.status, e.message, e.headers)
     except loki.MalformedPush as e:
@@ -72,30 +81,35 @@ async def push(app: LoglakeApp, request: Request) -> Result:
     except InvalidBody as e:
         app.metrics.rejected_bodies.inc((e.code,))
         return _failure(413 if e.too_large else 400, str(e))
+    if problems:
+        count_refused(app, problems)
+        app.metrics.protocol_records.inc((PROTOCOL, "rejected"), len({p.index for p in problems}))
     if parsed is not None:
         app.metrics.protocol_records.inc((PROTOCOL, "accepted"), parsed.count)
-    return Result(204, b"")
+    return _failure(400, refusal) if refusal else Result(204, b"")
 
 
-def _checked(app: LoglakeApp, body: bytes, json: bool) -> ParsedBody | None:
-    """The push's records, checked all or nothing (None for a push of no entries, which Loki takes);
-    an entry that cannot be stored: ApiError 400 naming it by stream and entry."""
+def _checked(
+    app: LoglakeApp, body: bytes, json: bool
+) -> tuple[ParsedBody | None, list[Problem], dict[tuple[str, int], int], str]:
+    """The push's valid records (None when there are none: a push of no entries is one Loki takes), the
+    problems of the others, ingest_counts of the valid ones, and the 400's text naming the refused entries by
+    stream and entry ("" when none is)."""
     labels = tuple(name.strip() for name in app.settings.loki_service_labels.split(",") if name.strip())
     found, starts = loki.columns(loki.decode_push(body, json), labels)
     if not found:
-        return None
-    try:
-        return columns.check(app.service, found)
-    except InvalidRecords as e:
-        count_refused(app, e.problems)
-        bad = {p.index for p in e.problems}
-        app.metrics.protocol_records.inc((PROTOCOL, "rejected"), len(found))
-        named = "; ".join(
-            f"{loki.entry_of(p.index, starts)}: {p.field or 'entry'} {p.reason}" for p in e.problems[:SHOWN_PROBLEMS]
-        )
-        more = f"; and {len(e.problems) - SHOWN_PROBLEMS} more problem(s)" if len(e.problems) > SHOWN_PROBLEMS else ""
-        message = f"{len(bad)} of {len(found)} entries cannot be stored, so none was: {named}{more}"
-        raise ApiError(400, "invalid_records", message) from None
+        return None, [], {}, ""
+    parsed, problems = columns.check_valid(app.service, found)
+    if not problems:
+        return parsed, [], {} if parsed is None else ingest_counts(parsed), ""
+    bad = len({p.index for p in problems})
+    named = "; ".join(
+        f"{loki.entry_of(p.index, starts)}: {p.field or 'entry'} {p.reason}" for p in problems[:SHOWN_PROBLEMS]
+    )
+    more = f"; and {len(problems) - SHOWN_PROBLEMS} more problem(s)" if len(problems) > SHOWN_PROBLEMS else ""
+    stored = "so none was" if parsed is None else f"the other {len(found) - bad} were stored"
+    refusal = f"{bad} of {len(found)} entries cannot be stored, {stored}: {named}{more}"
+    return parsed, problems, {} if parsed is None else ingest_counts(parsed), refusal
 
 
 def loki_error(error: ApiError, _request: Request) -> ApiError:

@@ -55,7 +55,7 @@ async def export_logs(app: LoglakeApp, request: Request) -> Result:
         message = f"Content-Type {content_type!r} is not OTLP/HTTP; send {otlp.PROTOBUF} or {otlp.JSON}"
         return _failure(415, message, json=True)
     try:
-        parsed, problems, total, counts = await checked_body(app, request, lambda body: _checked(app, body, json))
+        parsed, problems, found, counts = await checked_body(app, request, lambda body: _checked(app, body, json))
     except ApiError as e:  # (the body's Content-Encoding)
         return _failure(e.status, e.message, json)
     except otlp.MalformedRequest as e:
@@ -73,20 +73,20 @@ async def export_logs(app: LoglakeApp, request: Request) -> Result:
         except ApiError as e:
             return _failure(e.status, e.message, json, e.headers)
         app.metrics.protocol_records.inc((PROTOCOL, "accepted"), parsed.count)
-    return Result(200, otlp.response(problems, total, json), _headers(json))
+    return Result(200, otlp.response(problems, found, json), _headers(json))
 
 
 def _checked(
     app: LoglakeApp, body: bytes, json: bool
-) -> tuple[ParsedBody | None, list[Problem], int, dict[tuple[str, int], int]]:
-    """The request's valid records, the problems of the others, how many it held (an export of none is
+) -> tuple[ParsedBody | None, list[Problem], columns.RecordColumns, dict[tuple[str, int], int]]:
+    """The request's valid records, the problems of the others, all its records (an export of none is
     a valid one, answered as a success), and ingest_counts of the valid ones (counted off the event loop
     with the rest, as POST /logs counts)."""
     found = otlp.columns(body, json)
     if not found:
-        return None, [], 0, {}
+        return None, [], found, {}
     parsed, problems = columns.check_valid(app.service, found)
-    return parsed, problems, len(found), {} if parsed is None else ingest_counts(parsed)
+    return parsed, problems, found, {} if parsed is None else ingest_counts(parsed)
 
 
 def otlp_error(error: ApiError, request: Request) -> ApiError:

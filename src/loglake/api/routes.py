@@ -4,7 +4,7 @@ LogService or the lake; the Amplify routes are in amplify_routes.py, the key adm
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -254,12 +254,19 @@ async def get_log(app: LoglakeApp, request: Request, log_id: str) -> Result:
     return Result(200, record_to_dict(record))
 
 
-def refuse_parameters(request: Request, route: str) -> None:
-    """A route that takes no query parameters refuses any, as the routes that take some refuse one they do not
-    know (InvalidQuery): a misspelt one quietly ignored would answer what was not asked."""
-    if request.query:
-        problems = [Problem(-1, name, f"unknown parameter; {route} takes none") for name in request.query]
-        raise invalid_query(InvalidQuery(problems))
+def refuse_parameters(request: Request, route: str, known: Collection[str] = ()) -> None:
+    """A route refuses a query parameter it does not take (`known`; none: any), as the service's queries refuse
+    one (InvalidQuery): a misspelt one quietly ignored would answer what was not asked. 400 invalid_query
+    naming each."""
+    unknown = [name for name in request.query if name not in known]
+    if unknown:
+        reason = f"known: {', '.join(sorted(known))}" if known else f"{route} takes none"
+        raise invalid_query(InvalidQuery([Problem(-1, name, f"unknown parameter; {reason}") for name in unknown]))
+
+
+def bad_parameter(name: str, reason: str) -> ApiError:
+    """The 400 invalid_query of a query parameter whose value cannot be used, as invalid_query names one."""
+    return invalid_query(InvalidQuery([Problem(-1, name, reason)]))
 
 
 async def search(app: LoglakeApp, request: Request) -> Result:
@@ -392,6 +399,7 @@ def _may_read(app: LoglakeApp, request: Request) -> bool:
 
 
 async def metrics(app: LoglakeApp, request: Request) -> Result:
+    refuse_parameters(request, "GET /metrics")
     lake = await app.run_read(app.lake.state) if app.lake is not None else None
     deliveries = await app.run_read(delivery_lines, app.runtime.delivery)
     asking = await app.run_read(app.asking.metric_lines)

@@ -10,6 +10,7 @@ from loglake.api.routes import Result, json_body, query_error, refuse_parameters
 from loglake.lake.query_answers import QueryBusy
 from loglake.lake.stop import OutOfTime, Stop
 from loglake.rules.backtest import Backtest, PeriodError, backtest, refuse_past_retention
+from loglake.rules.model import AmbiguousRule, NoSuchRule, Rule, find_rule
 from loglake.rules.run import RuleRunError
 from loglake.rules.state import read_runs, read_summaries
 from loglake.rules.summary import rule_facts, run_facts, runs_facts
@@ -18,7 +19,6 @@ from loglake.times import TimeFormatError, parse_time
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
-    from loglake.rules.model import Rule
     from loglake.rules.scheduler import RuleScheduler
 
 SHOWN_RUNS = 20
@@ -33,10 +33,15 @@ def _scheduler(app: LoglakeApp) -> RuleScheduler:
 
 
 def _rule(app: LoglakeApp, rule_id: str) -> Rule:
-    rule = next((r for r in _scheduler(app).folder.rules if r.id == rule_id.lower()), None)
-    if rule is None:
-        raise ApiError(404, "not_found", f"no rule with id {quoted(rule_id)} is loaded; GET /rules lists them")
-    return rule
+    """The rule `rule_id` names as the CLI takes it: its id, the start of one, or its file's name."""
+    try:
+        return find_rule(_scheduler(app).folder.rules, rule_id)
+    except NoSuchRule:
+        raise ApiError(
+            404, "not_found", f"no rule with id {quoted(rule_id)} is loaded; GET /rules lists them"
+        ) from None
+    except AmbiguousRule as e:
+        raise ApiError(400, "ambiguous_rule_id", f"{e}; GET /rules lists them") from None
 
 
 async def list_rules(app: LoglakeApp, request: Request) -> Result:
@@ -159,7 +164,13 @@ ROUTES = [
     ("POST", "/rules/{ruleId}/backtest", backtest_rule, "read", True),
 ]
 
-_RULE_ID = {"name": "ruleId", "in": "path", "required": True, "schema": {"type": "string"}}
+_RULE_ID = {
+    "name": "ruleId",
+    "in": "path",
+    "required": True,
+    "description": "the rule's id, the start of one that no other id starts with, or its file's name",
+    "schema": {"type": "string"},
+}
 _NO_RULES = {"501": {"description": "this server has no lake, so no rules"}}
 OPENAPI = {
     "/rules": {
@@ -175,7 +186,7 @@ OPENAPI = {
             "parameters": [_RULE_ID],
             "responses": {
                 "200": {"description": "the rule"},
-                "400": {"description": "a query parameter: it takes none"},
+                "400": {"description": "a query parameter (it takes none), or the start of several rules' ids"},
                 "404": {"description": "no such rule"},
                 **_NO_RULES,
             },
@@ -188,8 +199,10 @@ OPENAPI = {
             "responses": {
                 "200": {"description": "tests (name, passed, failures), passed, failed"},
                 "400": {
-                    "description": "tests that together ran past the server's query_timeout_seconds (test_timeout)"
+                    "description": "tests that together ran past the server's query_timeout_seconds (test_timeout), "
+                    "or the start of several rules' ids (ambiguous_rule_id)"
                 },
+                "404": {"description": "no such rule"},
                 "503": {"description": "all SQL query slots are busy, or the server is stopping"},
                 **_NO_RULES,
             },
@@ -217,8 +230,10 @@ OPENAPI = {
                 "200": {"description": "the report: totals and days"},
                 "400": {
                     "description": "a bad period (or one that starts before the lake's retention), a rule that "
-                    "failed, or a backtest that ran past the server's query_timeout_seconds (backtest_timeout)"
+                    "failed, a backtest that ran past the server's query_timeout_seconds (backtest_timeout), or "
+                    "the start of several rules' ids (ambiguous_rule_id)"
                 },
+                "404": {"description": "no such rule"},
                 "503": {"description": "all SQL query slots are busy, or the server is stopping"},
                 **_NO_RULES,
             },

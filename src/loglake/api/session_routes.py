@@ -14,10 +14,10 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import msgspec
 
+from loglake.api.ask_routes import ask_status
 from loglake.api.auth import SESSION_COOKIE, session_token
 from loglake.api.http import ApiError, Request, json_object, json_struct
 from loglake.api.routes import JSON_TYPES, Result, refuse_parameters
-from loglake.ask.providers import NOT_CONFIGURED
 from loglake.keys import hash_secret
 from loglake.model import format_datetime
 from loglake.sessions import Session
@@ -158,22 +158,20 @@ def _describe(app: LoglakeApp, session: Session, key: ApiKey) -> dict:
         "scopes": sorted(key.scopes),
         "csrf_token": session.csrf_token,
         "expires_at": format_datetime(int(session.expires_at * 1000)),
-        "ask": _ask(app),
+        "ask": ask_status(app),
     }
 
 
 def _anonymous(app: LoglakeApp) -> Result:
     """Auth is off: the session of everyone, with nothing to guard against cross-site requests."""
-    answer = {"key_name": "anonymous", "scopes": ["admin"], "csrf_token": "", "expires_at": None, "ask": _ask(app)}
+    answer = {
+        "key_name": "anonymous",
+        "scopes": ["admin"],
+        "csrf_token": "",
+        "expires_at": None,
+        "ask": ask_status(app),
+    }
     return Result(200, answer)
-
-
-def _ask(app: LoglakeApp) -> dict:
-    """Whether questions can be asked here (the UI's Ask page), and how to make them possible if not."""
-    settings = app.settings
-    if not settings.llm_provider:
-        return {"configured": False, "how": NOT_CONFIGURED}
-    return {"configured": True, "provider": settings.llm_provider, "model": settings.llm_model}
 
 
 def session_cookie(request: Request, value: str, max_age: int) -> bytes:

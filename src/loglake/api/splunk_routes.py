@@ -18,6 +18,11 @@ PROTOCOL = "splunk"
 EVENT_PATHS = ("/services/collector", "/services/collector/event", "/services/collector/event/1.0")
 RAW_PATHS = ("/services/collector/raw", "/services/collector/raw/1.0")
 HEALTH_PATHS = ("/services/collector/health", "/services/collector/health/1.0")
+ACK_PATHS = ("/services/collector/ack",)
+NO_ACKS = (
+    "indexer acknowledgment is off: loglake answers 200 only once the events are on disk, so there is nothing "
+    "to acknowledge later; turn acknowledgment off in the shipper"
+)
 
 
 class HecApiError(ApiError):
@@ -68,6 +73,11 @@ async def raw(app: LoglakeApp, request: Request) -> Result:
 async def health(app: LoglakeApp, request: Request) -> Result:
     status, payload = splunk.answer(17 if app.storage_error is None else 18)
     return Result(status, payload)
+
+
+async def ack(app: LoglakeApp, request: Request) -> Result:
+    """What Splunk answers a token without indexer acknowledgment, so a shipper configured for it says why."""
+    raise HecApiError(14, NO_ACKS)
 
 
 async def _store(app: LoglakeApp, request: Request, to_columns: Any, *args: Any) -> Result:
@@ -153,6 +163,18 @@ OPENAPI_PATHS: dict[str, dict] = {
             "text/plain",
         )
         for path in RAW_PATHS
+    },
+    **{
+        path: {
+            "post": {
+                "summary": "HEC indexer acknowledgment: off, as Splunk answers for a token without it (code 14)",
+                "responses": {
+                    **{status: _ANSWERS[status] for status in ("401", "403", "503")},  # the body is never read
+                    "400": {"description": f"{_SPLUNK}: ACK is disabled (14): a 200 of the events meant on disk"},
+                },
+            }
+        }
+        for path in ACK_PATHS
     },
     **{
         path: {

@@ -101,7 +101,7 @@ def _takes_gzip(accept_encoding: str) -> bool:
     return False
 
 
-# (method, template, handler, scope); app.py makes them Routes. The UI's pages are public: they hold no
+# (method, template, handler, scope); route_table.py makes them Routes. The UI's pages are public: they hold no
 # data, and their scripts sign in before they ask for any. They are not part of the API's description.
 PAGES = [
     ("GET", "/login", login_page, None),

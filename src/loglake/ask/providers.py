@@ -6,8 +6,8 @@ llama.cpp, LM Studio all serve it), Anthropic's Messages API, and Amazon Bedrock
 (through boto3, so AWS credentials and regions work as everywhere else). A provider never retries:
 the caller's user is waiting, and a failed answer is reported as 502 (the API answered, badly) or
 503 (it did not answer in time, or is overloaded), with a message that names the provider and never
-its key. Told to stop (the user went away, the server is stopping), a call over HTTP shuts its
-connection and raises Stopped at once instead of waiting for the model.
+its key. Told to stop (the user went away, the server is stopping), a call raises Stopped at once instead
+of waiting for the model: a call over HTTP shuts its connection, Bedrock's is left to end by its timeout.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from loglake.alerts.secrets import SecretError, Secrets, reference_of, scrub
 from loglake.ask.errors import NoProvider, ProviderError
 from loglake.config import Settings
-from loglake.lake.stop import Stop
+from loglake.lake.stop import Stop, unless_stopped
 
 ANTHROPIC_VERSION = "2023-06-01"  # the Messages API version this client speaks (anthropic-version header)
 DEFAULT_ENDPOINTS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
@@ -199,8 +199,11 @@ class AnthropicProvider(_HttpProvider):
 
 class BedrockProvider:
     """Amazon Bedrock's Converse API through boto3 (credentials and region from the AWS configuration;
-    `endpoint` replaces the bedrock-runtime endpoint). `client` is injected in tests. A stop is seen before
-    the call, not during it: boto3 gives no hold on its connection (llm_timeout_seconds bounds the call)."""
+    `endpoint` replaces the bedrock-runtime endpoint). `client` is injected in tests.
+
+    Told to stop, a call is no longer waited for (Stopped at once), but it is not cut: boto3 gives no hold
+    on its connection, so the call goes on, on a thread of its own, until Bedrock answers or the client's
+    read timeout (llm_timeout_seconds, _bedrock_client) ends it."""
 
     name = "bedrock"
 
@@ -212,16 +215,16 @@ class BedrockProvider:
     def complete(self, system: str, messages: Sequence[Message], stop: Stop | None = None) -> Completion:
         import botocore.exceptions
 
-        if stop is not None:
-            stop.check()
-
-        try:
-            answer = self._client.converse(
+        def converse() -> dict[str, Any]:
+            return self._client.converse(
                 modelId=self.model,
                 system=[{"text": system}],
                 messages=[{"role": m.role, "content": [{"text": m.text}]} for m in messages],
                 inferenceConfig={"maxTokens": MAX_ANSWER_TOKENS, "temperature": 0},
             )
+
+        try:
+            answer = converse() if stop is None else unless_stopped(converse, stop, "loglake-bedrock")
         except (botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError):
             raise ProviderError(
                 503, f"the bedrock model did not answer within {self.timeout:g} s (llm_timeout_seconds); retry"
@@ -254,10 +257,18 @@ def _bedrock_client(endpoint: str, timeout: float) -> Any:
     return boto3.client("bedrock-runtime", endpoint_url=endpoint or None, config=config)
 
 
+_SETTINGS = (
+    "llm_provider (openai, anthropic or bedrock), llm_model, and llm_endpoint and llm_api_key as the provider needs"
+)
+_OLLAMA = "--llm-provider openai --llm-endpoint http://127.0.0.1:11434/v1 --llm-model llama3.1 for a local Ollama"
 NOT_CONFIGURED = (
-    "no language model is configured: set llm_provider (openai, anthropic or bedrock), llm_model, and "
-    "llm_endpoint and llm_api_key as the provider needs (flags --llm-*, LOGLAKE_LLM_* or the TOML file), e.g. "
-    "--llm-provider openai --llm-endpoint http://127.0.0.1:11434/v1 --llm-model llama3.1 for a local Ollama"
+    f"no language model is configured: set {_SETTINGS} (flags --llm-*, LOGLAKE_LLM_* or the TOML file), e.g. {_OLLAMA}"
+)
+# What a server's clients (the API, the UI, `loglake ask --url`) are told: the settings are the server's, not theirs.
+NOT_CONFIGURED_ON_SERVER = (
+    f"this server has no language model configured: whoever runs it sets {_SETTINGS} in the server's settings "
+    f"(`loglake serve` flags --llm-*, LOGLAKE_LLM_* in its environment or its TOML file) and restarts it, e.g. "
+    f"with {_OLLAMA}"
 )
 
 

@@ -37,14 +37,15 @@ class AthenaSearch:
         self.engine = engine
         self.table = table
 
-    # `stop` (the RecordSearch's) is never given here: a Lambda's request has no connection to watch, and
-    # its function's timeout ends it.
+    # Told to stop (`stop`: the client went away, the server is stopping), the query is cancelled in Athena
+    # (AthenaQueryEngine.query), so nobody pays for the bytes of a search nobody reads.
     def search(self, query: RecentQuery, terms: Sequence[Term], stop: Stop | None = None) -> list[StoredRecord]:
         sql = (
             f"SELECT {_RECORD_COLUMNS} FROM {self.table} WHERE {_conditions(query, terms)}"
             f" ORDER BY log_id DESC LIMIT {query.limit:d}"
         )
-        return lake_reads.records_from_rows(self.engine.query(sql, limit=query.limit).rows, "the lake (Athena)")
+        rows = self.engine.query(sql, limit=query.limit, stop=stop).rows
+        return lake_reads.records_from_rows(rows, "the lake (Athena)")
 
     def histogram(
         self, query: RecentQuery, terms: Sequence[Term], interval_ms: int, stop: Stop | None = None
@@ -55,7 +56,7 @@ class AthenaSearch:
             f" WHERE {_conditions(replace(query, before_id=None), terms)} GROUP BY 1, 2"
         )
         cap = lake_reads.MAX_BUCKETS * len(SEVERITY_NAMES)
-        return lake_reads.histogram_buckets(self.engine.query(sql, limit=cap).rows, query, interval_ms)
+        return lake_reads.histogram_buckets(self.engine.query(sql, limit=cap, stop=stop).rows, query, interval_ms)
 
     def get(self, log_id: bytes) -> StoredRecord | None:
         """By log id, in the one day its time names. Client ids are only kept while the hot store

@@ -34,7 +34,7 @@ import botocore.exceptions
 from loglake.alerts.delivery import BACKOFF, send_claimed
 from loglake.alerts.destinations.base import DeliveryFailed, DestinationConfig, alert_document
 from loglake.alerts.dynamodb import ClaimRefused, DynamoDBDetections, Targets
-from loglake.alerts.outbox import Claimed, not_configured
+from loglake.alerts.outbox import Claimed, Sent, not_configured
 from loglake.alerts.routing import Routing
 from loglake.alerts.secrets import Secrets
 from loglake.aws.athena import AthenaQueryEngine
@@ -177,13 +177,11 @@ class Router:
         config = self.routing.destinations.get(name)
         try:
             if name == SEVERITY_TOPICS:
-                remember = self._publish(claimed)
+                sent = self._publish(claimed)
             elif config is None:
                 raise DeliveryFailed(not_configured(name), retryable=False)
             else:
-                remember = send_claimed(
-                    name, config, claimed, self.secrets, lambda: self._client(name, config), self.clock
-                )
+                sent = send_claimed(name, config, claimed, self.secrets, lambda: self._client(name, config), self.clock)
         except DeliveryFailed as failure:
             limit = TOPIC_ATTEMPTS if name == SEVERITY_TOPICS else (config.attempts if config else 1)
             dead = not failure.retryable or claimed.row.attempts + 1 >= limit
@@ -204,15 +202,16 @@ class Router:
                 VisibilityTimeout=min(MAX_VISIBILITY_SECONDS, round(pause)),
             )
             return False
-        self.store.sent(claimed.row, token, self._now_ms(), remember)
+        self.store.sent(claimed.row, token, self._now_ms(), sent)
         return True
 
-    def _publish(self, claimed: Claimed) -> None:  # nothing to remember per dedup key
-        """To the topic of the alert's level: the alert as the webhook sends it, with the event."""
+    def _publish(self, claimed: Claimed) -> Sent:
+        """To the topic of the alert's level: the alert as the webhook sends it, with the event (nothing to
+        remember per dedup key; SNS's HTTP status as the reply code)."""
         alert = claimed.alert
         subject = f"[{alert['level'].upper()}] {' '.join(alert['title'].split())}"
         try:
-            self.sns.publish(
+            answer = self.sns.publish(
                 TopicArn=self.topics[alert["level"]],
                 Subject=subject.encode("ascii", "replace").decode()[:_SUBJECT_CHARS],
                 Message=json.dumps(
@@ -228,6 +227,7 @@ class Router:
             raise DeliveryFailed(f"SNS: {e.response.get('Error', {}).get('Code', 'error')}", retryable=True) from None
         except botocore.exceptions.BotoCoreError as e:
             raise DeliveryFailed(f"SNS: {e}", retryable=True) from None
+        return Sent(None, answer["ResponseMetadata"]["HTTPStatusCode"])
 
     def _client(self, name: str, config: DestinationConfig) -> httpx.Client:
         import httpx

@@ -28,9 +28,10 @@ from urllib.parse import quote
 import boto3
 
 from loglake.api import session_routes
-from loglake.api.app import ROUTES, LoglakeApp, Route, Router
+from loglake.api.app import LoglakeApp
 from loglake.api.auth import Unauthorized, cookie_value, require_csrf_token, session_token
 from loglake.api.http import ApiError, Request
+from loglake.api.route_table import ROUTES, Route, Router
 from loglake.api.routes import Result, refuse_parameters
 from loglake.api.session_routes import UI_HOME
 from loglake.api.ui_routes import REVALIDATE, assets

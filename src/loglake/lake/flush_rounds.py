@@ -97,7 +97,11 @@ def read_and_write_in_worker(
 
 def exit_with_parent(parent_pid: int) -> None:
     """A worker process's initializer: the worker must not outlive a flushing process that was killed
-    (its task queue never reports the end, the worker holds a copy of both of its ends)."""
+    (its task queue never reports the end, the worker holds a copy of both of its ends). It leaves the
+    terminal's process group, which a Ctrl-C reaches whole: its parent decides what stops. A task cut
+    short by it failed the parent's flush with the worker's traceback, and ignoring SIGINT is not enough:
+    the SQLite reader (ADBC) puts its own handler in place during each call."""
+    os.setpgid(0, 0)
 
     def watch() -> None:
         while os.getppid() == parent_pid:

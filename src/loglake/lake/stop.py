@@ -4,7 +4,8 @@ to (the client that asked for it went away, the server is stopping).
 A Stop goes with one piece of work (a user's query, a backtest's many queries, a search, a question to
 a model). The work checks it between its steps (`check`); what blocks meanwhile watches it and is woken
 as soon as it is told to stop (the engine interrupts DuckDB, a model's call shuts its connection), so a
-stop never waits for a long query or a slow model to finish.
+stop never waits for a long query or a slow model to finish. A blocking call that offers no way to cut it
+is left to end on a thread of its own, unwaited for (`unless_stopped`).
 """
 
 from __future__ import annotations
@@ -12,14 +13,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
 
 CLIENT_GONE = "the client went away"
 SERVER_STOPPING = "the server is stopping"
+INTERRUPTED = "interrupted (Ctrl-C)"
 
 
 class Stopped(Exception):
-    """The work was told to stop (`reason`: CLIENT_GONE, SERVER_STOPPING) before it was done."""
+    """The work was told to stop (`reason`: CLIENT_GONE, SERVER_STOPPING, INTERRUPTED) before it was done."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -75,3 +81,27 @@ class Stop:
         finally:
             with self._lock:
                 self._watchers.discard(wake)
+
+
+def unless_stopped(call: Callable[[], T], stop: Stop, thread_name: str) -> T:
+    """call()'s answer (or its exception), waited for until the work is told to stop: then Stopped at once, and
+    the call goes on to its end on its own daemon thread (`thread_name`), its answer dropped. For a blocking
+    call with no hold to cut it by (boto3's): its own timeout must bound how long that thread lives."""
+    stop.check()
+    answer: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            answer.set_result(call())
+        except BaseException as e:  # handed to the waiting thread, which raises it
+            answer.set_exception(e)
+
+    woken = threading.Event()
+    answer.add_done_callback(lambda _: woken.set())
+    with stop.watched_by(woken.set):
+        threading.Thread(target=run, name=thread_name, daemon=True).start()
+        woken.wait()
+    if answer.done():
+        return answer.result()
+    assert stop.reason is not None  # only a stop wakes the wait before the answer
+    raise Stopped(stop.reason)

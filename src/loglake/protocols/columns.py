@@ -9,8 +9,9 @@ record-by-record check (LogService.check, check_valid), which names every proble
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field, replace
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -28,32 +29,44 @@ if TYPE_CHECKING:
 class RecordColumns:
     """The fields of a batch's records, each list in the records' order. Attributes are JSON object text
     (b"" for none); a timestamp is epoch ms, ISO-8601 text, or None for the time received. A decoder that maps
-    column-wise may give a column other than messages and attributes as an Arrow array (epoch ms as int64,
-    text as string, null for none), which the column check takes as it is: no Python object per value; and
-    the attributes as a dictionary array of their distinct texts (binary), each then checked once."""
+    column-wise may give a column as an Arrow array (epoch ms as int64, text as string, null for none), which
+    the column check takes as it is: no Python object per value; and the attributes as a binary array (b""
+    for none), or a dictionary array of their distinct texts (binary), each then checked once."""
 
-    messages: list[str] = field(default_factory=list)
+    messages: list[str] | pa.Array = field(default_factory=list)
     timestamps: list[int | str | None] | pa.Array = field(default_factory=list)
     services: list[str | None] | pa.Array = field(default_factory=list)
     log_types: list[str | None] | pa.Array = field(default_factory=list)
     severities: list[str | None] | pa.Array = field(default_factory=list)
-    attributes: list[bytes] | pa.DictionaryArray = field(default_factory=list)
+    attributes: list[bytes] | pa.Array = field(default_factory=list)
     trace_ids: list[str | None] | pa.Array = field(default_factory=list)
     span_ids: list[str | None] | pa.Array = field(default_factory=list)
     ids: list[str | None] | None = None  # the client ids, when the protocol has them
     # Rows the protocol's own rules refuse, said in its terms (a time in its unit, as sent), which the
     # records' check, reading the converted value, would misname: check_valid's (OTLP's partial success).
     refused: dict[int, Problem] = field(default_factory=dict)
+    # Where runs of rows were in the request, for naming a record in an error: (first row, the list holding
+    # it from there on), by first row; OTLP's `resourceLogs[0].scopeLogs[1].logRecords`. Empty: rows by number.
+    holders: list[tuple[int, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.messages)
+
+    def name(self, row: int) -> str:
+        """A row as an error names it: counted from 1, as every protocol's errors count, and where it was."""
+        number = f"record {row + 1}"
+        at = bisect_right(self.holders, row, key=itemgetter(0)) - 1
+        if at < 0:
+            return number
+        first, holder = self.holders[at]
+        return f"{number} ({holder}[{row - first}])"
 
     def take(self, rows: list[int]) -> RecordColumns:
         """The records at `rows` (ascending), in their order."""
         if rows and rows[-1] - rows[0] + 1 == len(rows):  # one run of rows, the usual case: slices
 
-            def pick(column: list | pa.Array) -> list:
-                return listed(column[rows[0] : rows[-1] + 1])
+            def pick(column: list | pa.Array) -> list | pa.Array:
+                return column[rows[0] : rows[-1] + 1]  # (of an Arrow array: a view, no copy)
         else:
 
             def pick(column: list | pa.Array) -> list:
@@ -78,7 +91,7 @@ class RecordColumns:
         return [
             IncomingRecord(message, timestamp, service, log_type, severity, msgspec.Raw(attributes), id_, trace, span)
             for message, timestamp, service, log_type, severity, attributes, id_, trace, span in zip(
-                self.messages,
+                listed(self.messages),
                 listed(self.timestamps),
                 listed(self.services),
                 listed(self.log_types),

@@ -7,6 +7,9 @@ are refused item by item, as Elasticsearch refuses an item it cannot apply. A so
 `log.level` -> severity, `service.name` -> service, the index -> log_type; nested (`{"log": {"level"}}`)
 or dotted (`"log.level"`) alike; everything else into attributes as sent.
 
+A bulk of some size that shippers write regularly is read by Arrow instead (elastic_columns), to the same
+records; parse_bulk stays the reference for every bulk.
+
 A document's `_id` makes it stored once: a `create` of an id already stored is refused with 409, as
 Elasticsearch refuses it; an `index` of one is answered 200 with result `noop` and stores nothing, since
 loglake does not overwrite a record (Elasticsearch would replace the document).
@@ -23,7 +26,7 @@ from typing import Any
 import msgspec
 from msgspec import Raw
 
-from loglake import ids
+from loglake import ecs, ids
 from loglake.digits import is_ascii_digits
 from loglake.model import SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, hex_id
 from loglake.protocols.columns import RecordColumns
@@ -33,7 +36,9 @@ VERSION = "9.0.0"  # the Elasticsearch version loglake answers as: the 9.x clien
 ADDING_ACTIONS = ("create", "index")
 REFUSED_ACTIONS = ("update", "delete")
 DOCUMENT_ERROR = "document_parsing_exception"  # Elasticsearch's error type for a source it cannot take
-TIME_FIELDS = ("@timestamp", "timestamp")  # the first present is the record's time (Vector sends `timestamp`)
+TIME_FIELDS = (ecs.TIMESTAMP, "timestamp")  # the first present is the record's time (Vector sends `timestamp`)
+# The first of these that is a string is the record's message (Filebeat's `log` is an object, Fluent Bit's the line).
+MESSAGE_FIELDS = ("message", "log", "msg")
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 _decode_fields = msgspec.json.Decoder(dict[str, Raw]).decode
@@ -208,10 +213,10 @@ def _add_regular(
         found.ids += [None if item.doc_id is None else _client_id(doc, item.index, item.doc_id) for item, doc in pairs]
     else:
         found.ids += [None] * len(docs)
-    found.severities += _pop_strings(docs, "log.level", "log", "level", _severity, nested)
-    found.services += _pop_strings(docs, "service.name", "service", "name", _valid_or_safe_name, nested)
-    found.trace_ids += _pop_strings(docs, "trace.id", "trace", "id", _trace_id, nested)
-    found.span_ids += _pop_strings(docs, "span.id", "span", "id", _span_id, nested)
+    found.severities += _pop_strings(docs, ecs.LOG_LEVEL, take_severity, nested)
+    found.services += _pop_strings(docs, ecs.SERVICE_NAME, take_service, nested)
+    found.trace_ids += _pop_strings(docs, ecs.TRACE_ID, take_trace_id, nested)
+    found.span_ids += _pop_strings(docs, ecs.SPAN_ID, take_span_id, nested)
     found.messages += messages
     found.timestamps += times
     found.attributes += [_encode(doc) if doc else b"" for doc in docs]
@@ -236,20 +241,19 @@ _decode_strings = msgspec.json.Decoder(list[str]).decode
 # A nested ECS object holding nothing but the one field loglake maps (`{"level": "info"}`, `{"name": "api"}`).
 _ONLY_CHILD = {
     child: msgspec.json.Decoder(list[msgspec.defstruct(f"Only_{child}", [(child, str)], forbid_unknown_fields=True)])
-    for child in ("level", "name", "id")
+    for _, _, child in (ecs.LOG_LEVEL, ecs.SERVICE_NAME, ecs.TRACE_ID, ecs.SPAN_ID)
 }
 
 
 def _pop_strings(
     docs: list[dict[str, Raw]],
-    dotted: str,
-    parent: str,
-    child: str,
+    field: ecs.Field,
     convert: Callable[[str], tuple[str | None, bool]],
     nested: _Nested,
 ) -> list[str | None]:
     """_pop_string over every source: when none has the dotted name and each has the parent holding only the
     field, as a string that convert takes (`"log": {"level": "info"}` throughout), with one decode of them all."""
+    dotted, parent, child = field
     if not any(map(contains, docs, repeat(dotted))):
         if not any(map(contains, docs, repeat(parent))):  # (most sources have no trace, say)
             return [None] * len(docs)
@@ -265,7 +269,7 @@ def _pop_strings(
                 for doc in docs:
                     del doc[parent]  # (nothing is left of it)
                 return [converted[value][0] for value in values]
-    return [_pop_string(doc, dotted, parent, child, convert, nested) for doc in docs]
+    return [_pop_string(doc, field, convert, nested) for doc in docs]
 
 
 def _not_append_only(action: str) -> str:
@@ -315,13 +319,13 @@ def add_ecs_record(
     except msgspec.DecodeError:
         return "`@timestamp` must be a date (ISO-8601) or epoch milliseconds"
     client_id = None if doc_id is None else _client_id(source, index, doc_id)
-    found.severities.append(_pop_string(source, "log.level", "log", "level", _severity, nested))
-    found.services.append(_pop_string(source, "service.name", "service", "name", _valid_or_safe_name, nested))
+    found.severities.append(_pop_string(source, ecs.LOG_LEVEL, take_severity, nested))
+    found.services.append(_pop_string(source, ecs.SERVICE_NAME, take_service, nested))
     found.messages.append(text)
     found.timestamps.append(when)
     found.log_types.append(safe_name(index))
-    found.trace_ids.append(_pop_string(source, "trace.id", "trace", "id", _trace_id, nested))
-    found.span_ids.append(_pop_string(source, "span.id", "span", "id", _span_id, nested))
+    found.trace_ids.append(_pop_string(source, ecs.TRACE_ID, take_trace_id, nested))
+    found.span_ids.append(_pop_string(source, ecs.SPAN_ID, take_span_id, nested))
     found.attributes.append(_encode(source) if source else b"")  # (a Raw value is written as it is)
     assert found.ids is not None
     found.ids.append(client_id)
@@ -345,7 +349,7 @@ _DOCUMENT_IDS = uuid.UUID("5f0c2a36-61e4-4c55-9d0a-2b8f7e3c41d9")  # the namespa
 def _pop_message(source: dict[str, Raw]) -> str | None:
     """The first of `message`, `log` and `msg` that is a string, taken out of the source (Filebeat's `log`
     is an object of file details, Fluent Bit's the line itself)."""
-    for name in ("message", "log", "msg"):
+    for name in MESSAGE_FIELDS:
         if name in source:
             try:
                 text = _decode_str(source[name])
@@ -373,14 +377,13 @@ def _epoch_ms(value: int | float | str) -> int | str:
 
 def _pop_string(
     source: dict[str, Raw],
-    dotted: str,
-    parent: str,
-    child: str,
+    field: ecs.Field,
     convert: Callable[[str], tuple[str | None, bool]],
     nested: _Nested,
 ) -> str | None:
     """The value of a field sent dotted (`log.level`) or nested (`{"log": {"level"}}`) as convert makes it,
     taken out of the attributes when convert says so. A value convert gives None for stays."""
+    dotted, parent, child = field
     raw = source.get(dotted)
     if raw is not None:
         value, take = _converted(raw, convert)
@@ -429,26 +432,26 @@ def _converted(raw: Raw, convert: Callable[[str], tuple[str | None, bool]]) -> t
         return None, False
 
 
-def _severity(level: str) -> tuple[str | None, bool]:
+def take_severity(level: str) -> tuple[str | None, bool]:
     """A log.level as the record's severity, taken out of the attributes when it names one."""
     severity = level_severity(level)
     return severity, severity is not None
 
 
-def _trace_id(value: str) -> tuple[str | None, bool]:
+def take_trace_id(value: str) -> tuple[str | None, bool]:
     """An ECS trace.id as the record's trace id (OpenTelemetry's, lowercase hex), taken out of the attributes
     when it is one; anything else stays there."""
     found = hex_id(value, TRACE_ID_HEX_DIGITS)
     return found, found is not None
 
 
-def _span_id(value: str) -> tuple[str | None, bool]:
-    """An ECS span.id as the record's span id, as _trace_id takes a trace id."""
+def take_span_id(value: str) -> tuple[str | None, bool]:
+    """An ECS span.id as the record's span id, as take_trace_id takes a trace id."""
     found = hex_id(value, SPAN_ID_HEX_DIGITS)
     return found, found is not None
 
 
-def _valid_or_safe_name(name: str) -> tuple[str | None, bool]:
+def take_service(name: str) -> tuple[str | None, bool]:
     """A service.name as the record's service: taken out of the attributes when it is a valid name as
     sent, made into one (and left in the attributes as sent) when it is not."""
     if not name:

@@ -1,4 +1,5 @@
-"""The query parameters of Elasticsearch's bulk API, checked as Elasticsearch checks them, and its `pretty`
+"""The query parameters of the Elasticsearch APIs loglake serves (bulk, the single-document APIs, the version
+document and the calls shippers make before sending), checked as Elasticsearch checks them, and its `pretty`
 form of an answer. Pure, no I/O.
 
 Elasticsearch refuses a parameter an API does not document (400 illegal_argument_exception, "request
@@ -34,6 +35,66 @@ BULK_PARAMS = frozenset(
     }
 )
 COMMON_PARAMS = frozenset({"error_trace", "filter_path", "format", "human", "pretty"})
+# The other APIs, from Elasticsearch 9's REST API specification (as its official Python client 9.x sends them).
+# What shippers send on connecting is among them: Beats `GET /_license?human=false` (a 400 there would make
+# it fall back to the OSS license), Vector `GET /_cluster/health`, the clients and Logstash `GET /` bare.
+INFO_PARAMS: frozenset[str] = frozenset()  # GET / (and HEAD /)
+LICENSE_PARAMS = frozenset({"accept_enterprise", "local"})
+XPACK_PARAMS = frozenset({"accept_enterprise", "categories"})
+CLUSTER_HEALTH_PARAMS = frozenset(
+    {
+        "expand_wildcards",
+        "level",
+        "local",
+        "master_timeout",
+        "timeout",
+        "wait_for_active_shards",
+        "wait_for_events",
+        "wait_for_no_initializing_shards",
+        "wait_for_no_relocating_shards",
+        "wait_for_nodes",
+        "wait_for_status",
+    }
+)
+# The index API (`/{index}/_doc`), and the create API (`/{index}/_create/{id}`), which takes the same but op_type.
+INDEX_PARAMS = frozenset(
+    {
+        "if_primary_term",
+        "if_seq_no",
+        "include_source_on_error",
+        "op_type",
+        "pipeline",
+        "refresh",
+        "require_alias",
+        "require_data_stream",
+        "routing",
+        "timeout",
+        "version",
+        "version_type",
+        "wait_for_active_shards",
+    }
+)
+CREATE_PARAMS = INDEX_PARAMS - {"op_type"}
+# What Beats and Logstash install before sending, by path: the parameters of its GET (and HEAD), and of its PUT.
+SETUP_PARAMS = {
+    "_index_template": (
+        frozenset({"flat_settings", "include_defaults", "local", "master_timeout"}),
+        frozenset({"cause", "create", "master_timeout"}),
+    ),
+    "_template": (
+        frozenset({"flat_settings", "local", "master_timeout"}),
+        frozenset({"cause", "create", "master_timeout", "order"}),
+    ),
+    "_component_template": (
+        frozenset({"flat_settings", "include_defaults", "local", "master_timeout", "settings_filter"}),
+        frozenset({"cause", "create", "master_timeout"}),
+    ),
+    "_ilm/policy": (frozenset({"master_timeout", "timeout"}), frozenset({"master_timeout", "timeout"})),
+    "_ingest/pipeline": (
+        frozenset({"master_timeout", "summary"}),
+        frozenset({"if_version", "master_timeout", "timeout"}),
+    ),
+}
 
 
 class RefusedParameter(ValueError):

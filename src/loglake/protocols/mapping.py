@@ -4,6 +4,7 @@ fields (and in a W3C traceparent), and rejections."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from loglake.model import NAME_PATTERN, SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, Problem, hex_id, is_valid_name
@@ -56,10 +57,11 @@ def traceparent_ids(value: Any) -> tuple[str, str] | None:
     return (trace_id, span_id) if trace_id is not None and span_id is not None else None
 
 
-def rejection_message(problems: list[Problem], total: int) -> str:
-    """One line saying how many of `total` records were refused and why, naming the first few."""
+def rejection_message(problems: list[Problem], total: int, name: Callable[[int], str]) -> str:
+    """One line saying how many of `total` records were refused and why, naming the first few (`name`: a
+    record's index as the error names it)."""
     bad = sorted({p.index for p in problems})
-    shown = "; ".join(f"record {p.index}: {p.field or 'record'} {p.reason}" for p in problems[:SHOWN_PROBLEMS])
+    shown = "; ".join(f"{name(p.index)}: {p.field or 'record'} {p.reason}" for p in problems[:SHOWN_PROBLEMS])
     more = f"; and {len(problems) - SHOWN_PROBLEMS} more problem(s)" if len(problems) > SHOWN_PROBLEMS else ""
     return f"{len(bad)} of {total} log record(s) refused: {shown}{more}"
 

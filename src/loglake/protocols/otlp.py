@@ -129,13 +129,13 @@ class _Protobuf:
 _PROTOBUF = _Protobuf()
 
 
-def response(rejected: list[Problem], total: int, json: bool) -> bytes:
+def response(rejected: list[Problem], found: RecordColumns, json: bool) -> bytes:
     """The ExportLogsServiceResponse: empty when every record was stored, else with partial_success
     counting the refused records and naming the first problems."""
     answer = ExportLogsServiceResponse()
     if rejected:
         answer.partial_success.rejected_log_records = len({p.index for p in rejected})
-        answer.partial_success.error_message = rejection_message(rejected, total)
+        answer.partial_success.error_message = rejection_message(rejected, len(found), found.name)
     return _serialized(answer, json)
 
 

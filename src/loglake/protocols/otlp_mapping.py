@@ -80,13 +80,13 @@ def columns(request: Any, encoding: Encoding, merged: Any = None) -> RecordColum
     scopes_merged = (
         repeat(None) if merged is None else (s.log_records for r in merged.resource_logs for s in r.scope_logs)
     )
-    for resource_logs in request.resource_logs:
+    for r, resource_logs in enumerate(request.resource_logs):
         resource = attributes(resource_logs.resource.attributes, encoding)
         named = resource.pop("service.name", None)
         service = service_name(named) if type(named) is str else None
         if service is not None and service != named:
             resource["service.name"] = named  # kept as sent: the service is only its nearest valid name
-        for scope_logs in resource_logs.scope_logs:
+        for s, scope_logs in enumerate(resource_logs.scope_logs):
             logs = list(scope_logs.log_records)  # a protobuf repeated field builds an object at each step
             logs_merged = next(scopes_merged)
             if not logs:
@@ -97,6 +97,7 @@ def columns(request: Any, encoding: Encoding, merged: Any = None) -> RecordColum
                 common["otel.scope.name"] = scope.name
             if scope.version:
                 common["otel.scope.version"] = scope.version
+            found.holders.append((len(found), f"resourceLogs[{r}].scopeLogs[{s}].logRecords"))
             _add_scope(found, nanos, logs, logs_merged, service, common, encoding)
     found.timestamps = _milliseconds(nanos)
     found.attributes = _distinct(found.attributes)

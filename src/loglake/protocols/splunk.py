@@ -65,6 +65,7 @@ STATUS = {
     9: (503, "Server is busy"),
     12: (400, "Event field is required"),
     13: (400, "Event field cannot be blank"),
+    14: (400, "ACK is disabled"),
     15: (400, "Error in handling indexed fields"),
     17: (200, "HEC is healthy"),
     18: (503, "HEC is unhealthy, queues are full"),

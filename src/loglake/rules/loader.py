@@ -18,7 +18,7 @@ import yaml
 
 from loglake.config_files import ROOT, problems_of
 from loglake.lake.sql_guard import QueryError, check_select
-from loglake.lake.tables import TABLES
+from loglake.lake.tables import TABLES, LakeTable
 from loglake.rules.anomaly import NUMBER_TYPE, AnomalyBody, AnomalyProblem, group_columns, metric_query, samples_of
 from loglake.rules.files import ROUTING_FILE, UniqueKeys
 from loglake.rules.model import Options, Problem, Rule, RuleMeta, RuleTest, SqlRuleBody
@@ -33,10 +33,10 @@ from loglake.rules.plan import (
     rows_plan,
     tables_of,
 )
-from loglake.rules.schedule import Interval, ScheduleError, parse_schedule
+from loglake.rules.schedule import Interval, Schedule, ScheduleError, parse_schedule
 from loglake.rules.sigma_rules import SigmaProblems, convert, detection_problems, primary_document
 from loglake.rules.sources import BY_TABLE, quote_name
-from loglake.rules.templates import RULE_VALUES, placeholders
+from loglake.rules.templates import RULE_VALUES, placeholders, template_syntax_problem
 from loglake.times import parse_duration
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -53,12 +53,6 @@ class _Problems(Exception):
 class RuleSet:
     rules: list[Rule] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-
-    def find(self, text: str) -> Rule | None:
-        """The rule with this id, or the only one whose id starts with it or whose file is named so."""
-        exact = [r for r in self.rules if r.id == text.lower()]
-        found = exact or [r for r in self.rules if r.id.startswith(text.lower()) or r.path.stem == text]
-        return found[0] if len(found) == 1 else None
 
 
 def rule_files(path: Path) -> list[Path]:
@@ -154,9 +148,11 @@ def _sigma_rule(documents: list[dict[str, Any]], path: Path, binder: Binder) -> 
     return _build(meta, options, tests, plan, converted.kind, path, "loglake.")
 
 
-def _flat_parts(document: dict[str, Any], body_type: type[T]) -> tuple[Any, Options, Any, T]:
+def _flat_parts(
+    document: dict[str, Any], body_type: type[T]
+) -> tuple[RuleMeta | None, Options | None, list[RuleTest], T | None, list[tuple[str, str]]]:
     """A flat rule file's (SQL, anomaly) facts, options, inline tests and body, read side by side from
-    its top level; every problem of any part (unknown fields too) reported at once."""
+    its top level, and every problem of any part (unknown fields too); a part with problems is None."""
     option_fields = _fields_of(Options)
     body_fields = _fields_of(body_type) - {"tests"}
     known = _META_FIELDS | option_fields | body_fields | {"tests"}
@@ -165,16 +161,45 @@ def _flat_parts(document: dict[str, Any], body_type: type[T]) -> tuple[Any, Opti
         _part(document, _META_FIELDS), _part(document, option_fields), document.get("tests", []), ""
     )
     body_doc = _part(document, body_fields)
-    problems += more + _problems_at(body_doc, body_type, "")
-    if problems or meta is None or options is None:
-        raise _Problems(problems)
-    return meta, options, tests, msgspec.convert(body_doc, body_type)
+    body_problems = _problems_at(body_doc, body_type, "")
+    body = None if body_problems else msgspec.convert(body_doc, body_type)
+    return meta, options, tests, body, problems + more + body_problems
 
 
 def _sql_rule(document: dict[str, Any], path: Path, binder: Binder) -> Rule:
-    """A SQL rule: its facts, options and body are three Structs side by side at the top level."""
-    meta, options, tests, body = _flat_parts(document, SqlRuleBody)
-    query = body.query.strip().rstrip(";").rstrip()
+    """A SQL rule: its facts, options and body are three Structs side by side at the top level. The
+    query is checked even when the other parts have problems, so that a file's problems come at once."""
+    meta, options, tests, body, problems = _flat_parts(document, SqlRuleBody)
+    checked = None
+    if body is not None:
+        try:
+            checked = _checked_query(body.query, binder)
+        except _Problems as e:
+            problems += e.problems
+    if checked is not None and options is not None:
+        missing = [g for g in options.group_by if g not in checked.columns]
+        if missing:
+            known = ", ".join(checked.columns)
+            problems.append(("group_by", f"{missing[0]!r} is not a column of the query's rows ({known})"))
+    if problems or meta is None or options is None or checked is None:
+        raise _Problems(problems)
+    query, tables, columns = checked.query, checked.tables, checked.columns
+    groups = tuple(options.group_by)
+    sql = rows_plan(query, tables, groups, options.threshold, options.evidence, timed="timestamp" in columns)
+    plan = _checked(sql, query, 0, groups, binder, "query")
+    return _build(meta, options, tests, plan, "sql", path, "")
+
+
+@dataclass(frozen=True)
+class _CheckedQuery:
+    query: str  # without its trailing semicolon
+    tables: tuple[LakeTable, ...]
+    columns: list[str]
+
+
+def _checked_query(text: str, binder: Binder) -> _CheckedQuery:
+    """A SQL rule's query, once the guard, its parameters and the tables' columns allow it."""
+    query = text.strip().rstrip(";").rstrip()
     try:
         tree = check_select(query)
     except QueryError as e:
@@ -191,18 +216,14 @@ def _sql_rule(document: dict[str, Any], path: Path, binder: Binder) -> Rule:
         columns = binder.columns(query, parameters_of(tree))
     except QueryError as e:
         raise _Problems([("query", e.message)]) from None
-    missing = [g for g in options.group_by if g not in columns]
-    if missing:
-        raise _Problems([("group_by", f"{missing[0]!r} is not a column of the query's rows ({', '.join(columns)})")])
-    groups = tuple(options.group_by)
-    sql = rows_plan(query, tables, groups, options.threshold, options.evidence, timed="timestamp" in columns)
-    plan = _checked(sql, query, 0, groups, binder, "query")
-    return _build(meta, options, tests, plan, "sql", path, "")
+    return _CheckedQuery(query, tables, columns)
 
 
 def _anomaly_rule(document: dict[str, Any], path: Path, binder: Binder) -> Rule:
     """An anomaly rule (anomaly.py): like a SQL rule, its facts, options and body side by side."""
-    meta, options, tests, body = _flat_parts(document, AnomalyBody)
+    meta, options, tests, body, problems = _flat_parts(document, AnomalyBody)
+    if problems or meta is None or options is None or body is None:
+        raise _Problems(problems)
     if options.threshold != 1:
         raise _Problems([("threshold", "does not apply to an anomaly rule: sensitivity and min_volume decide")])
     lookback_ms = _lookback_ms(options)
@@ -255,18 +276,19 @@ _META_FIELDS = frozenset(_fields_of(RuleMeta))
 def _common(
     meta_doc: Any, options_doc: Any, tests_doc: Any, options_path: str
 ) -> tuple[RuleMeta | None, Options | None, list[RuleTest], list[tuple[str, str]]]:
-    """The rule's facts, options and tests (None or empty if anything has a problem), and the problems."""
-    problems = _problems_at(meta_doc, RuleMeta, "")
-    problems += _problems_at(options_doc, Options, options_path)
-    problems += _problems_at(tests_doc, list[RuleTest], "tests")
-    if problems:
-        return None, None, [], problems
-    return (
-        msgspec.convert(meta_doc, RuleMeta),
-        msgspec.convert(options_doc, Options),
-        msgspec.convert(tests_doc, list[RuleTest]),
-        [],
-    )
+    """The rule's facts, options and tests (each None or empty if it has a problem), and every problem:
+    options that read are checked on their own too (schedule, lookback, templates), whatever else is wrong,
+    and the caller checks what the options must agree with (the query's columns) however the facts are."""
+    meta_problems = _problems_at(meta_doc, RuleMeta, "")
+    meta = None if meta_problems else msgspec.convert(meta_doc, RuleMeta)
+    option_problems = _problems_at(options_doc, Options, options_path)
+    options = None if option_problems else msgspec.convert(options_doc, Options)
+    if options is not None:
+        prefix = f"{options_path}." if options_path else ""
+        option_problems = _timing(options, prefix)[2] + _template_problems(options, prefix)
+    test_problems = _problems_at(tests_doc, list[RuleTest], "tests")
+    tests = [] if test_problems else msgspec.convert(tests_doc, list[RuleTest])
+    return meta, options, tests, meta_problems + option_problems + test_problems
 
 
 def _problems_at(value: Any, kind: Any, path: str) -> list[tuple[str, str]]:
@@ -291,29 +313,7 @@ def _build(
     meta: RuleMeta, options: Options, tests: list[RuleTest], plan: Plan, kind: str, path: Path, prefix: str
 ) -> Rule:
     """The rule, once its options agree with its SQL (templates and suppressions name its groups)."""
-    problems = []
-    try:
-        schedule = parse_schedule(options.schedule)
-    except ScheduleError as e:
-        schedule = None
-        problems.append((prefix + "schedule", str(e)))
-    if options.lookback is not None:
-        lookback_ms = parse_duration(options.lookback)
-    elif isinstance(schedule, Interval):
-        lookback_ms = schedule.ms
-    else:
-        lookback_ms = 0
-        if schedule is not None:
-            problems.append((prefix + "lookback", "missing: a cron schedule needs the window each run evaluates (1h)"))
-    if options.lookback is not None and lookback_ms == 0:
-        problems.append((prefix + "lookback", "must be longer than 0"))
-    elif isinstance(schedule, Interval) and lookback_ms < schedule.ms:
-        problems.append(
-            (
-                prefix + "lookback",
-                f"{options.lookback} leaves records between two runs unread: make it {options.schedule} or more",
-            )
-        )
+    schedule, lookback_ms, problems = _timing(options, prefix)
     known = set(plan.group_fields) | set(RULE_VALUES)
     for where, template in (("alert_title", options.alert_title), ("dedup.key", options.dedup.key)):
         for name in placeholders(template or ""):
@@ -349,6 +349,43 @@ def _build(
         tests=tuple(tests),
         plan=plan,
     )
+
+
+def _timing(options: Options, prefix: str) -> tuple[Schedule | None, int, list[tuple[str, str]]]:
+    """The options' schedule (None if it does not read) and lookback in ms, and their problems."""
+    problems = []
+    try:
+        schedule = parse_schedule(options.schedule)
+    except ScheduleError as e:
+        schedule = None
+        problems.append((prefix + "schedule", str(e)))
+    if options.lookback is not None:
+        lookback_ms = parse_duration(options.lookback)
+    elif isinstance(schedule, Interval):
+        lookback_ms = schedule.ms
+    else:
+        lookback_ms = 0
+        if schedule is not None:
+            problems.append((prefix + "lookback", "missing: a cron schedule needs the window each run evaluates (1h)"))
+    if options.lookback is not None and lookback_ms == 0:
+        problems.append((prefix + "lookback", "must be longer than 0"))
+    elif isinstance(schedule, Interval) and lookback_ms < schedule.ms:
+        problems.append(
+            (
+                prefix + "lookback",
+                f"{options.lookback} leaves records between two runs unread: make it {options.schedule} or more",
+            )
+        )
+    return schedule, lookback_ms, problems
+
+
+def _template_problems(options: Options, prefix: str) -> list[tuple[str, str]]:
+    """Templates whose braces do not pair: rendered, a stray brace would show as it is."""
+    return [
+        (prefix + where, f"{problem}: write each value as {{name}}")
+        for where, template in (("alert_title", options.alert_title), ("dedup.key", options.dedup.key))
+        if (problem := template_syntax_problem(template or ""))
+    ]
 
 
 def _known(groups: tuple[str, ...], values: bool = True) -> str:

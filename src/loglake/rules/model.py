@@ -8,6 +8,7 @@ a misspelt option must not be silently ignored.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -192,3 +193,32 @@ class Rule:
     @property
     def enabled(self) -> bool:
         return self.options.enabled
+
+
+SHOWN_CANDIDATES = 10  # of an ambiguous rule id: enough to pick from, not a whole folder's
+
+
+class NoSuchRule(LookupError):
+    """No loaded rule answers to the id (or start of one, or file name) given."""
+
+
+class AmbiguousRule(LookupError):
+    """Several loaded rules answer to the start of an id given: `candidates`, their ids, sorted."""
+
+    def __init__(self, text: str, candidates: list[str]) -> None:
+        shown = ", ".join(candidates[:SHOWN_CANDIDATES])
+        more = f" and {len(candidates) - SHOWN_CANDIDATES} more" if len(candidates) > SHOWN_CANDIDATES else ""
+        super().__init__(f"{text!r} is the start of {len(candidates)} rules' ids ({shown}{more}); give more of it")
+        self.candidates = candidates
+
+
+def find_rule(rules: Sequence[Rule], text: str) -> Rule:
+    """The rule with this id, else the only one whose id starts with it or whose file is named so (what the
+    CLI and the HTTP routes take); NoSuchRule when none is, AmbiguousRule naming them when several are."""
+    exact = [r for r in rules if r.id == text.lower()]
+    found = exact or [r for r in rules if r.id.startswith(text.lower()) or r.path.stem == text]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise NoSuchRule(text)
+    raise AmbiguousRule(text, sorted(r.id for r in found))

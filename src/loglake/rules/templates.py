@@ -17,6 +17,13 @@ def placeholders(template: str) -> list[str]:
     return _PLACEHOLDER.findall(template)
 
 
+def template_syntax_problem(template: str) -> str | None:
+    """Why a template's braces do not pair (a brace is only ever part of a `{name}`), or None."""
+    rest = _PLACEHOLDER.sub("", template)
+    stray = next((brace for brace in "{}" if brace in rest), None)
+    return None if stray is None else f"{template!r} has a {stray!r} that is not part of a {{name}}"
+
+
 def default_dedup_key(group_fields: tuple[str, ...]) -> str:
     """The rule's id and its group values: one alert per rule and group."""
     return "{rule_id}" + "".join(f":{{{name}}}" for name in group_fields)

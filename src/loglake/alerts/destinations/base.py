@@ -164,6 +164,7 @@ class SendContext:
     clock: Callable[[], float]
     timeout: float  # seconds, for what does not go through `http` (SMTP)
     resolved: list[str] = field(default_factory=list)  # setting values this send used, to scrub from errors
+    status: int | None = None  # the receiver's reply code to the send's last request, once it succeeded
 
     def secret(self, ref: TextOrSecret) -> str:
         value = self.secrets.value(ref)
@@ -190,6 +191,7 @@ class SendContext:
         except httpx.HTTPError as e:
             raise DeliveryFailed(f"{type(e).__name__}: {e}", retryable=True) from None
         if response.is_success:
+            self.status = response.status_code
             return response
         text = " ".join(response.text[:MAX_ERROR_TEXT].split())
         message = f"HTTP {response.status_code}" + (f": {text}" if text else "")

@@ -71,6 +71,7 @@ class Email(DestinationConfig, frozen=True, forbid_unknown_fields=True, kw_only=
                 if self.username is not None and self.password is not None:
                     smtp.login(context.secret(self.username), context.secret(self.password))
                 smtp.send_message(message)
+            context.status = 250  # smtplib raises SMTPDataError for any other reply to the message
         except smtplib.SMTPRecipientsRefused as e:
             codes = [code for code, _ in e.recipients.values()]
             raise DeliveryFailed(

@@ -217,7 +217,7 @@ async function loadHistogram(box, state, go) {
       h("span", { class: "legend" }, SEVERITIES.map((s) => h("span", { class: `key s-${s}`, text: s }))),
       h("span", { class: "muted small", text: "drag across the chart to zoom" })), chart);
   } catch (error) {
-    replace(box, errorBox(error, () => loadHistogram(box, state, go)));
+    replace(box, shownWithRecords(error) ? null : errorBox(error, () => loadHistogram(box, state, go)));
   }
 }
 
@@ -238,8 +238,14 @@ async function loadFacets(box, state, go, queryBox) {
     replace(box, section("Services", "service", facets.service), section("Severities", "severity", facets.severity),
       section("Log types", "log_type", facets.log_type), section("Attribute keys", null, facets.attribute_keys));
   } catch (error) {
-    replace(box, errorBox(error, () => loadFacets(box, state, go, queryBox)));
+    replace(box, shownWithRecords(error) ? null : errorBox(error, () => loadFacets(box, state, go, queryBox)));
   }
+}
+
+// The histogram, the facets and the records ask with the same query and range: a query the server cannot
+// read is one error, shown once, where the records would be.
+function shownWithRecords(error) {
+  return error.code === "invalid_query";
 }
 
 async function loadRecords(box, state, go) {

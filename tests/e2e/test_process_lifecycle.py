@@ -1,0 +1,175 @@
+"""Starting and stopping real `loglake` processes: one server per data dir, SIGTERM ending a server as
+Ctrl-C does, and Ctrl-C stopping a command's long work in process with one line and status 130."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from loglake.store.sqlite import SQLiteHotStore
+from tests.ask.lakes import fill
+from tests.conftest import ServerProcess, free_port, run_cli
+from tests.e2e.test_backtest_serve import WAIT_S, eventually
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_loglake_environment")]
+
+
+def loglake(*args: str, **options: object) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "loglake", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **options,
+    )
+
+
+def test_a_second_server_on_the_same_data_dir_is_refused_and_names_the_first(
+    server_factory: Callable[..., ServerProcess], admin_key_of: Callable[[ServerProcess], str]
+) -> None:
+    first = server_factory()
+    assert first.process is not None
+    second = loglake("serve", "--data-dir", str(first.data_dir), "--port", str(free_port()))
+    out, err = second.communicate(timeout=30)
+    assert second.returncode == 1, out + err
+    assert f"another loglake server (pid {first.process.pid}) is serving {first.data_dir.resolve()} already" in err
+    assert f"kill {first.process.pid}" in err and "--data-dir" in err
+    # The first one serves on, alone.
+    headers = {"authorization": f"Bearer {admin_key_of(first)}"}
+    assert httpx.post(first.url + "/logs", json={"message": "still here"}, headers=headers).status_code == 201
+
+
+def test_commands_on_the_data_dir_work_beside_its_server(
+    server_factory: Callable[..., ServerProcess], admin_key_of: Callable[[ServerProcess], str]
+) -> None:
+    """Only servers exclude each other: keys (SQLite) and queries (read-only) share the data dir with its
+    server; flush, compact and retention take turns with it (test_cli_lake's by-hand test)."""
+    server = server_factory()
+    data_dir = str(server.data_dir)
+    created = run_cli("keys", "create", "--name", "beside", "--scopes", "ingest", "--data-dir", data_dir)
+    assert created.exit_code == 0, created.output
+    headers = {"authorization": f"Bearer {created.stdout.strip()}"}
+    assert httpx.post(server.url + "/logs", json={"message": "beside"}, headers=headers).status_code == 201
+    counted = run_cli("query", "SELECT count(*) FROM logs", "--format", "json", "--data-dir", data_dir)
+    assert counted.exit_code == 0, counted.output
+    assert json.loads(counted.stdout)["rows"] == [[1]]
+
+
+def test_a_killed_servers_data_dir_can_be_served_again(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    first = server_factory(tmp_path / "data")
+    first.kill()  # kill -9: no shutdown ran, the lock went with the process
+    again = server_factory(tmp_path / "data")
+    assert httpx.get(again.url + "/healthz").status_code == 200
+
+
+def test_sigterm_stops_the_server_as_ctrl_c_does(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory()
+    assert server.process is not None
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(WAIT_S) == 0  # it was 143: killed by the signal uvicorn raised again
+    assert server.log_path.read_text().rstrip().endswith("loglake stopped")
+
+
+def test_the_first_start_names_a_keys_command_that_runs_where_loglake_is_not_on_path(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """As after `make run`, which starts .venv/bin/loglake without putting .venv/bin on PATH."""
+    bare = {"PATH": "/usr/bin:/bin"}
+    server = server_factory(None, extra_env=bare)
+    told = next(line for line in server.log_path.read_text().splitlines() if " keys create " in line)
+    command = shlex.split(told.split(" keys create ")[0])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")} | bare
+    ran = subprocess.run([*command, "--version"], capture_output=True, text=True, env=env, timeout=30, check=False)
+    assert ran.returncode == 0 and ran.stdout.startswith("loglake, version"), (told, ran.stderr)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_ctrl_c_stops_a_local_query_with_one_line_and_status_130(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    data_dir = server_factory().data_dir
+    # SQL '-' is read from stdin: blocked there, the command has started (Ctrl-C before it is Python's).
+    with loglake("query", "--data-dir", str(data_dir), "--timeout", "60", "-", stdin=subprocess.PIPE) as query:
+        assert query.stdin is not None and query.stdout is not None and query.stderr is not None
+        eventually(lambda: "pipe_read" in Path(f"/proc/{query.pid}/wchan").read_text(), "the command to read stdin")
+        started = cpu_seconds(query.pid)
+        query.stdin.write("SELECT count(*) FROM range(100000000000) a")
+        query.stdin.close()
+        # Opening the data dir and planning take a fraction of a second of CPU; DuckDB's scan, all it gets.
+        while cpu_seconds(query.pid) - started < 2:
+            assert query.poll() is None, query.stderr.read()
+            time.sleep(0.05)
+        query.send_signal(signal.SIGINT)
+        status = query.wait(WAIT_S)  # promptly: it took DuckDB up to half a minute to notice Ctrl-C
+        out, err = query.stdout.read(), query.stderr.read()
+    assert status == 130, err
+    assert err == "loglake query: interrupted\n"  # where it was a traceback ending in `Query interrupted`
+    assert out == ""
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:  # it has ended
+        return []
+
+
+def having_open(pids: list[int], path: Path) -> list[int]:
+    """The processes among `pids` that have `path` open (and are still there)."""
+    found = []
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):  # gone meanwhile
+            if any(os.path.realpath(fd) == str(path) for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                found.append(pid)
+    return found
+
+
+def test_ctrl_c_at_a_terminal_stops_a_flush_and_its_worker_with_one_line_and_status_130(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches the whole process group: the flush's worker process too, whose
+    interrupted task used to fail the flush with its own traceback (NotSupportedError from the SQLite
+    reader's cancel), exit status 1."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    store = SQLiteHotStore(data_dir / "hot.db")
+    fill(store, per_day=140_000)  # past two rounds (flush.py WORKER_MIN_ROUNDS): a worker process reads them
+    store.close()
+    with loglake("flush", "--all", "--data-dir", str(data_dir), start_new_session=True) as flush:
+        assert flush.stdout is not None and flush.stderr is not None
+        # At work: it has hot.db open (its initializer has run; Ctrl-C before it is the bootstrap's).
+        workers: list[int] = []
+
+        def worker_reading() -> bool:
+            workers[:] = having_open(children(flush.pid), data_dir / "hot.db")
+            return bool(workers) or flush.poll() is not None
+
+        eventually(worker_reading, "the flush's worker to read the hot store")
+        assert workers, f"the flush ended first: {flush.wait()}, {flush.stderr.read()}"
+        for worker in workers:  # held: the flush waits on its worker when Ctrl-C comes
+            os.kill(worker, signal.SIGSTOP)
+        os.killpg(flush.pid, signal.SIGINT)
+        time.sleep(0.5)  # the flush has it; so had its worker, pending, while it was in the terminal's group
+        for worker in workers:
+            os.kill(worker, signal.SIGCONT)
+        status = flush.wait(WAIT_S)
+        err = flush.stderr.read()
+    assert status == 130, err
+    assert err.endswith("loglake flush: interrupted\n") and "Traceback" not in err, err

@@ -1,0 +1,236 @@
+"""A regular bulk read by Arrow (elastic_columns) gives the records elastic.parse_bulk gives, item by item, for
+the sources Beats, Logstash, Fluent Bit and Vector send; any other bulk is left to parse_bulk, and the records
+are still its own."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loglake.protocols import elastic, elastic_columns
+from loglake.protocols.columns import RecordColumns, listed
+from tests.protocols import column_rows
+
+NOW = "2026-11-01T23:59:58.250Z"
+TRACE = "5b8efff798038103d269b633813fc60c"
+# Each shipper's action and sources as it writes them (compact JSON, its fields in one order), with text that
+# JSON escapes, text beyond ASCII, numbers, booleans, lists and nested objects.
+FILEBEAT = (
+    {"create": {"_index": "filebeat-9.0.0"}},
+    [
+        {
+            "@timestamp": NOW,
+            "log": {"offset": 1024 * i, "file": {"path": "C:\\logs\\app.log"}, "level": level},
+            "message": f'GET "/index.html?q={i}" 200\tok é',
+            "input": {"type": "filestream"},
+            "ecs": {"version": "8.0.0"},
+            "host": {"name": "web-1", "ip": ["10.0.0.1", "fe80::1"], "containerized": False},
+            "agent": {"type": "filebeat", "version": "9.0.0", "ephemeral_id": "e1"},
+            "service": {"name": "web"},
+            "trace": {"id": TRACE},
+            "tags": ["beats_input", f"n{i}"],
+        }
+        for i, level in enumerate(["info", "WARN", "error", "debug"] * 3)
+    ],
+)
+LOGSTASH = (
+    {"index": {"_index": "logstash-2026.11.01"}},
+    [
+        {
+            "@timestamp": NOW,
+            "@version": "1",
+            "message": f"line {i}\nsecond line",
+            "host": {"name": "ls-1"},
+            "event": {"original": f"line {i}", "sequence": i},
+            "log.level": "warning",
+            "log": {"file": {"path": "/var/log/billing.log"}},  # (no level in it: the dotted one is the level)
+            "service.name": "billing",
+        }
+        for i in range(10)
+    ],
+)
+FLUENT_BIT = (
+    {"create": {"_index": "fluent-bit"}},
+    [
+        {
+            "@timestamp": NOW,
+            "log": f"a line from a container {i}",
+            "stream": "stderr" if i % 2 else "stdout",
+            "kubernetes": {"pod_name": f"api-{i}", "labels": {"app": "api"}, "namespace_name": "default"},
+        }
+        for i in range(10)
+    ],
+)
+VECTOR = (
+    {"index": {"_index": "vector-2026.11.01"}},
+    [
+        {
+            "file": "/var/log/syslog",
+            "host": "vm-1",
+            "message": f"kernel: [{i}.5] eth0 up",
+            "source_type": "file",
+            "span.id": "eee19b7ec3c1b174",
+            "timestamp": "2026-11-01T23:59:58.123456789Z",
+        }
+        for i in range(10)
+    ],
+)
+
+
+def compact(value: object) -> bytes:
+    """JSON as the shippers write it: compact, text beyond ASCII as it is."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def bulk(action: dict, sources: list[dict]) -> bytes:
+    return b"".join(compact(action) + b"\n" + compact(source) + b"\n" for source in sources)
+
+
+def records(read: tuple[list[elastic.BulkItem], RecordColumns]) -> tuple[list[tuple], list[tuple]]:
+    """The records (their trace and span ids last), and the items (action, index, row, error)."""
+    items, found = read
+    rows = column_rows(found, listed(found.trace_ids), listed(found.span_ids))
+    return rows, [(item.action, item.index, item.row, item.error) for item in items]
+
+
+@pytest.mark.parametrize(
+    "shipper", [FILEBEAT, LOGSTASH, FLUENT_BIT, VECTOR], ids=["filebeat", "logstash", "fluent-bit", "vector"]
+)
+def test_a_shippers_bulk_read_by_arrow_gives_parse_bulks_records(shipper: tuple[dict, list[dict]]) -> None:
+    body = bulk(*shipper)
+    read = elastic_columns.read_regular_bulk(body, None)
+    assert read is not None
+    assert records(read) == records(elastic.parse_bulk(body, None))
+
+
+def test_what_arrow_reads_is_mapped_as_the_mapping_says() -> None:
+    """The same as parse_bulk, and as written here: nested level, service and trace id taken out of their
+    objects (`service` and `trace` left empty, so gone), the rest of each value as sent."""
+    rows, items = records(elastic_columns.read_regular_bulk(bulk(*FILEBEAT), None))
+    (message, timestamp, service, severity, log_type, attributes, trace, span), *_ = rows
+    assert (message, timestamp, service, severity, log_type, trace, span) == (
+        'GET "/index.html?q=0" 200\tok é',
+        NOW,
+        "web",
+        "info",
+        "filebeat-9.0.0",
+        TRACE,
+        None,
+    )
+    assert items[0] == ("create", "filebeat-9.0.0", 0, None)
+    assert attributes == (
+        b'{"log":{"offset":0,"file":{"path":"C:\\\\logs\\\\app.log"}},"input":{"type":"filestream"},'
+        b'"ecs":{"version":"8.0.0"},"host":{"name":"web-1","ip":["10.0.0.1","fe80::1"],"containerized":false},'
+        b'"agent":{"type":"filebeat","version":"9.0.0","ephemeral_id":"e1"},"tags":["beats_input","n0"]}'
+    )
+
+
+def test_sources_whose_keys_come_in_other_orders_keep_their_values_as_sent() -> None:
+    """Beats write a map's keys in Go's random order: the attributes hold the same values, their keys in the
+    order Arrow met them first."""
+    action, sources = FILEBEAT
+    shuffled = [dict(reversed(source.items())) if i % 2 else source for i, source in enumerate(sources)]
+    body = bulk(action, shuffled)
+    arrow, arrow_items = records(elastic_columns.read_regular_bulk(body, None))
+    reference, reference_items = records(elastic.parse_bulk(body, None))
+    assert arrow_items == reference_items
+    assert [row[:5] + row[6:] for row in arrow] == [row[:5] + row[6:] for row in reference]
+    assert [json.loads(row[5]) for row in arrow] == [json.loads(row[5]) for row in reference]
+    assert arrow[1][5] != reference[1][5]  # (another order: the test would show nothing if it were the same)
+
+
+# Sources Arrow cannot give back as sent, or that the mapping takes otherwise than column-wise, each among
+# Fluent Bit's: (what is odd, the body).
+FLUENT_ACTION, FLUENT_SOURCES = FLUENT_BIT
+ODD = [
+    ("a space between tokens", b'{"@timestamp": "%b", "log": "x"}' % NOW.encode()),
+    ("an escape another encoder writes otherwise", b'{"@timestamp":"%b","log":"caf\\u00e9"}' % NOW.encode()),
+    ("an escaped slash", b'{"@timestamp":"%b","log":"a\\/b"}' % NOW.encode()),
+    ("a double", b'{"@timestamp":"%b","log":"x","took":1.0}' % NOW.encode()),
+    ("an exponent", b'{"@timestamp":"%b","log":"x","took":1e3}' % NOW.encode()),
+    ("an explicit null", b'{"@timestamp":"%b","log":"x","stream":null}' % NOW.encode()),
+    ("minus zero", b'{"@timestamp":"%b","log":"x","n":-0}' % NOW.encode()),
+    ("a key twice", b'{"@timestamp":"%b","log":"x","log":"y"}' % NOW.encode()),
+    ("two objects on a line", b'{"@timestamp":"%b","log":"x"}{"log":"y"}' % NOW.encode()),
+    ("no message", b'{"@timestamp":"%b","stream":"stdout"}' % NOW.encode()),
+    ("a time of digits", b'{"@timestamp":"1793577595000","log":"x"}'),
+    ("a time as a number", b'{"@timestamp":1793577595000,"log":"x"}'),
+    ("a level it does not know", b'{"@timestamp":"%b","log":"x","log.level":"chatty"}' % NOW.encode()),
+    ("a service name made valid", b'{"@timestamp":"%b","log":"x","service.name":"my app"}' % NOW.encode()),
+    ("a trace id that is none", b'{"@timestamp":"%b","log":"x","trace.id":"not-hex"}' % NOW.encode()),
+    ("a control character escaped as \\u", b'{"@timestamp":"%b","log":"x\\u0001"}' % NOW.encode()),
+    (  # (the key's escape counted once: twice, it would make up for the space)
+        "a key with an escape, and a space",
+        b'{"@timestamp":"%b","log":"x","a\\"b":1, "c":2}' % NOW.encode(),
+    ),
+    ("a very big number", b'{"@timestamp":"%b","log":"x","n":123456789012345678901234}' % NOW.encode()),
+]
+
+
+@pytest.mark.parametrize(("odd", "source"), ODD, ids=[odd for odd, _ in ODD])
+def test_a_bulk_with_an_odd_source_is_left_to_parse_bulk(odd: str, source: bytes) -> None:
+    regular = bulk(FLUENT_ACTION, FLUENT_SOURCES)
+    body = regular + compact(FLUENT_ACTION) + b"\n" + source + b"\n" + regular
+    assert elastic_columns.read_regular_bulk(regular, None) is not None  # (the others alone: Arrow's)
+    assert elastic_columns.read_regular_bulk(body, None) is None
+    assert records(elastic_columns.bulk_records(body * 50, None)) == records(elastic.parse_bulk(body * 50, None))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"create":{"_index":"a"}}\n{"message":"x"}\n\n{"create":{"_index":"a"}}\n{"message":"y"}\n',
+        b'{"create":{"_index":"a"}}\n{"message":"x"}\n{"delete":{"_index":"a","_id":"1"}}\n',
+        b'{"create":{"_index":"a","_id":"abc"}}\n{"message":"x"}\n',
+        b'{"create":{"_index":5}}\n{"message":"x"}\n',
+        b'{"create":{}}\n{"message":"x"}\n',
+        b'{"create":{"_index":"a"}}\n{"message":"x"}',
+        b'{"create":{"_index":"a"},"message":"x"}\n{"message":"y"}\n',
+        b'{"create":{"_index":"a"}}\n{"message":"x","log.level":"info","log":{"level":"warn"}}\n',
+    ],
+    ids=[
+        "blank-line",
+        "delete",
+        "id",
+        "number-index",
+        "no-index",
+        "no-final-newline",
+        "action-with-a-field",
+        "level-in-both-forms",
+    ],
+)
+def test_an_irregular_bulk_is_left_to_parse_bulk(body: bytes) -> None:
+    assert elastic_columns.read_regular_bulk(body, None) is None
+
+
+def test_a_text_arrow_would_take_for_a_time_stays_text_as_sent() -> None:
+    """Arrow reads "2026-11-01T23:59:58Z" as a timestamp unless told otherwise: read again, as text."""
+    sources = [{"@timestamp": "2026-11-01T23:59:58Z", "message": "m", "event": {"created": "2026-11-01"}}] * 3
+    body = bulk({"create": {"_index": "a"}}, sources)
+    read = elastic_columns.read_regular_bulk(body, None)
+    assert read is not None
+    assert records(read) == records(elastic.parse_bulk(body, None))
+    assert records(read)[0][0][5] == b'{"event":{"created":"2026-11-01"}}'
+
+
+def test_the_path_index_names_the_index_an_action_does_not() -> None:
+    body = bulk({"create": {}}, [{"@timestamp": NOW, "message": "m"}] * 3)
+    read = elastic_columns.read_regular_bulk(body, "from-path")
+    assert read is not None
+    assert records(read) == records(elastic.parse_bulk(body, "from-path"))
+    assert [item.index for item in read[0]] == ["from-path"] * 3
+
+
+def test_a_time_given_as_a_number_in_every_source_is_the_time_as_parse_bulk_takes_it() -> None:
+    """The first time field a source has is its time, whatever its type: epoch ms in `@timestamp`, not the text
+    in `timestamp` beside it, nor the time received."""
+    sources = [{"@timestamp": 1793577595000 + i, "timestamp": NOW, "message": f"m{i}"} for i in range(3)]
+    body = bulk({"create": {"_index": "a"}}, sources)
+    assert records(elastic_columns.bulk_records(body * 20000, None)) == records(elastic.parse_bulk(body * 20000, None))
+    assert [row[1] for row in records(elastic.parse_bulk(body, None))[0]] == [
+        1793577595000,
+        1793577595001,
+        1793577595002,
+    ]
+    assert elastic_columns.read_regular_bulk(body, None) is None
