@@ -11,12 +11,23 @@ Any failed batch fails the run.
     .venv/bin/python bench/b2_bulk_ingest.py                          # 1M records, 1 and 4 senders, 3 rounds
     .venv/bin/python bench/b2_bulk_ingest.py --durability process
     .venv/bin/python bench/b2_bulk_ingest.py --rows 100000 --rounds 1   # quick check
+    .venv/bin/python bench/b2_bulk_ingest.py --senders 4 --rounds 1 --gil-profile /tmp/b2-gil
+
+--gil-profile DIR attaches py-spy (from the venv) to the server for each round's send, sampling only the
+thread that holds the GIL (`py-spy record --gil --threads --nonblocking`, raw stacks into DIR), and reports
+the time the GIL was held per record: samples / rate / records (an upper bound on a loaded machine, where
+the holder can wait for a core), split by thread (the event loop, ingest, bulk writers...).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
+import subprocess
 import sys
+import time
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import common
@@ -24,10 +35,13 @@ import common
 
 def one_round(args: argparse.Namespace, bodies: list[bytes], senders: int, number: int) -> dict[str, Any]:
     with common.Server(durability=args.durability) as server:
+        profile = None if args.gil_profile is None else Path(args.gil_profile, f"senders-{senders}-round-{number}.txt")
+        spy = None if profile is None else _start_gil_profile(server, profile)
         cpu_before = server.cpu_seconds()
         result = common.bulk_send(server.url, server.headers, bodies, senders)
-        server.check_alive()
         cpu = server.cpu_seconds() - cpu_before
+        gil_us = None if spy is None or profile is None else _gil_us_per_record(spy, profile, result.records)
+        server.check_alive()
         _, peak = server.rss()
         statuses = server.statuses("/logs")
         # Counted once stored: in the hot store (single records, small batches) or in lake parts (bulk).
@@ -43,11 +57,14 @@ def one_round(args: argparse.Namespace, bodies: list[bytes], senders: int, numbe
             "server_statuses": statuses,
             "records_stored": int(committed),
             "peak_rss_mib": round(common.mib(peak), 1),
+            "server_cpu_s_per_million": round(cpu * 1e6 / max(result.records, 1), 2),
+            "gil_us_per_record": gil_us,
         }
         print(
             f"senders {senders} round {number}: {row['records_per_s']:>9,.0f} records/s  "
             f"{row['mb_per_s']:6.1f} MB/s  ({row['records']:,} records in {row['seconds']:.2f} s, "
-            f"server CPU {row['server_cpu_percent']:.0f}%, peak RSS {row['peak_rss_mib']:.1f} MiB)",
+            f"server CPU {row['server_cpu_percent']:.0f}%, peak RSS {row['peak_rss_mib']:.1f} MiB)"
+            + ("" if gil_us is None else f"\n  GIL held {gil_us['total']:.2f} us/record: {_by_thread(gil_us)}"),
             flush=True,
         )
         problems = list(result.failures[:20])
@@ -63,6 +80,41 @@ def one_round(args: argparse.Namespace, bodies: list[bytes], senders: int, numbe
         return row
 
 
+GIL_SAMPLES_PER_S = 500
+
+
+def _start_gil_profile(server: common.Server, out: Path) -> subprocess.Popen:
+    assert server.process is not None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = [str(Path(sys.executable).with_name("py-spy")), "record", "--gil", "--threads", "--nonblocking", "-f", "raw"]
+    process = subprocess.Popen(
+        [*spy, "--rate", str(GIL_SAMPLES_PER_S), "--pid", str(server.process.pid), "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # py-spy takes a moment to attach; the idle server holds no GIL meanwhile
+    return process
+
+
+def _gil_us_per_record(spy: subprocess.Popen, out: Path, records: int) -> dict[str, float]:
+    """Stop py-spy (it writes its profile on SIGINT): the GIL holder's samples as time per record, in all
+    ("total") and per thread (its name without the pool's number: loglake-ingest, loglake-bulk...)."""
+    spy.send_signal(signal.SIGINT)
+    spy.wait(timeout=60)
+    samples: Counter[str] = Counter()
+    for line in out.read_text().splitlines():
+        if line.strip():
+            stack, count = line.rsplit(" ", 1)
+            thread = stack.split(";", 1)[0].split(": ", 1)[-1].strip('"').rstrip("0123456789_")
+            samples[thread] += int(count)
+    us = {thread: round(n / GIL_SAMPLES_PER_S / max(records, 1) * 1e6, 2) for thread, n in samples.most_common()}
+    return {"total": round(sum(us.values()), 2), **us}
+
+
+def _by_thread(gil_us: dict[str, float]) -> str:
+    return ", ".join(f"{thread} {us:.2f}" for thread, us in gil_us.items() if thread != "total")
+
+
 def main() -> None:
     ap = common.argument_parser(__doc__)
     ap.add_argument("--rows", type=int, default=1_000_000, help="records in the data set (default 1,000,000)")
@@ -70,6 +122,7 @@ def main() -> None:
     ap.add_argument("--senders", default="1,4", help="comma-separated sender counts (default 1,4)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds per sender count (default 3)")
     ap.add_argument("--durability", choices=("full", "process"), default="full")
+    ap.add_argument("--gil-profile", metavar="DIR", help="sample the GIL holder with py-spy (see above)")
     args = ap.parse_args()
     sender_counts = [int(s) for s in args.senders.split(",") if s.strip()]
 

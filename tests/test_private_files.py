@@ -8,6 +8,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from loglake.api.app import LoglakeApp
 from loglake.config import Settings
 from loglake.keys import KeyStore
-from loglake.private_files import private_database
+from loglake.private_files import fsync_together, private_database
 from loglake.store.sqlite import SQLiteHotStore
 from tests.amplify.logs import access_log, varied_requests
 from tests.conftest import asgi_client, key_for, run_cli
@@ -169,3 +170,22 @@ def test_making_an_open_database_private_again_keeps_its_connections_locks(tmp_p
     assert count_in_another_process().strip() == "1"
     holder.execute("INSERT INTO t VALUES (2)")
     assert count_in_another_process().strip() == "2"
+
+
+def test_fsync_together_syncs_every_path_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each file and folder is synced before it returns, the others on helper threads while this one syncs
+    the first: in flight together, they share one flush of the disk."""
+    threads_of = {}
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        real_fsync(fd)
+        threads_of[os.fstat(fd).st_ino] = threading.get_ident()
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    paths = [tmp_path / "a", tmp_path / "b", tmp_path]
+    for path in paths[:2]:
+        path.write_bytes(b"x")
+    fsync_together(paths)
+    assert set(threads_of) == {path.stat().st_ino for path in paths}
+    assert len(set(threads_of.values())) > 1

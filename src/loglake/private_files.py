@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
@@ -92,8 +94,27 @@ def _tighten_fd(fd: int, mode: int) -> None:
 def fsync_dir(path: Path) -> None:
     """Make the names in a folder durable: a new or renamed file survives a crash of the machine only
     once its folder is synced too."""
+    _fsync(path)
+
+
+def _fsync(path: Path) -> None:
+    """fsync a file or folder, by its path."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# fsync_together's helpers: the pool starts a thread only when a sync is handed to it.
+_SYNCS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loglake-fsync")
+
+
+def fsync_together(paths: Sequence[Path]) -> None:
+    """fsync files and folders all at once, returning when every one is synced. Syncs in
+    flight together share the file system's journal commit and the disk's flush: a lake part and its folder
+    cost one flush instead of two in a row (ext4, ~5 ms a flush on a busy disk)."""
+    others = [_SYNCS.submit(_fsync, path) for path in paths[1:]]
+    _fsync(paths[0])
+    for synced in others:
+        synced.result()

@@ -142,6 +142,31 @@ def test_local_publish_file_moves_the_file_into_place_private(tmp_path: Path) ->
     assert not [p for p in published.parent.iterdir() if p.name.startswith(".")]  # no temp file left
 
 
+def test_local_publish_file_returns_once_the_object_and_its_folder_are_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its name may show before its bytes are synced (flush.publish journals the key first), but the round's
+    catalog commit follows publish_file: by then both the bytes and the name must be on disk."""
+    synced = set()
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        real_fsync(fd)
+        info = os.fstat(fd)
+        synced.add((info.st_dev, info.st_ino))
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    store = LocalObjectStore(tmp_path / "lake")
+    part = tmp_path / "work" / "part.parquet"
+    part.parent.mkdir()
+    part.write_bytes(b"rows")
+    store.publish_file("date=2026-12-04/part-1.parquet", part)
+    published = tmp_path / "lake" / "date=2026-12-04" / "part-1.parquet"
+    for path in (published, published.parent):
+        info = path.stat()
+        assert (info.st_dev, info.st_ino) in synced, path
+
+
 @pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs a second file system (/dev/shm)")
 def test_local_publish_file_copies_across_file_systems(tmp_path: Path) -> None:
     store = LocalObjectStore(tmp_path / "lake")

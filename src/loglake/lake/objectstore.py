@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from loglake.private_files import FILE_MODE, fsync_dir, private_dir
+from loglake.private_files import FILE_MODE, fsync_dir, fsync_together, private_dir
 
 TEMP_SUFFIX = ".tmp"
 UNFINISHED_AFTER_SECONDS = 600.0  # a temp file unchanged this long is a crashed write's, see remove_unfinished
@@ -54,7 +54,8 @@ class ObjectStore(ABC):
 
     def publish_file(self, key: str, path: Path) -> None:
         """put_file for a file its caller is done with, which may be moved rather than copied (it may be
-        gone afterwards)."""
+        gone afterwards). For a caller that journals the key first (flush.publish): the object may show
+        under its key before it is complete on disk, and is complete on disk when this returns."""
         self.put_file(key, path)
 
     @abstractmethod
@@ -100,13 +101,15 @@ class LocalObjectStore(ObjectStore):
         self._publish(key, copy)
 
     def publish_file(self, key: str, path: Path) -> None:
-        """The file itself becomes the object: synced, made private and renamed into place. Copying it
-        was ~15 % of a bulk batch's write and a second write of every byte compaction merges. A file
-        on another file system than the lake (a lake folder on its own disk) is copied as by put_file."""
+        """The file itself becomes the object: made private, renamed into place, then it and its folder
+        synced together (fsync_together: one flush of the disk, not one for the file and then one for the
+        rename). Copying it was ~15 % of a bulk batch's write and a second write of every byte compaction
+        merges. A file on another file system than the lake (a lake folder on its own disk) is copied as by
+        put_file. Its name can show before its bytes are on disk: a crash then may leave it incomplete, and
+        the round that published it (flush.publish journals its keys first, and commits it to the catalog
+        only once this returns) is undone at recovery, which deletes it."""
         target = self._path(key)
-        with open(path, "rb") as f:
-            os.fchmod(f.fileno(), FILE_MODE)
-            os.fsync(f.fileno())  # complete on disk before its name can appear: never a partial object
+        os.chmod(path, FILE_MODE)
         for attempt in range(3):
             private_dir(target.parent)
             try:
@@ -120,7 +123,7 @@ class LocalObjectStore(ObjectStore):
                     raise
                 self.put_file(key, path)
                 return
-        fsync_dir(target.parent)
+        fsync_together([target, target.parent])
 
     def _publish(self, key: str, write: Any) -> None:
         target = self._path(key)
