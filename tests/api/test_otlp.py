@@ -367,10 +367,12 @@ async def test_an_invalid_trace_or_span_id_is_no_id_and_its_record_is_stored_wit
         log("long span", trace_id=TRACE, span_id=b"\x02" * 9),
         log("zeros", trace_id=bytes(16), span_id=bytes(8)),
         log("own attribute", trace_id=b"\x03", attributes=pairs(trace_id=text("mine"))),
+        log("both", trace_id=b"\x04", span_id=b"\x05", attributes=pairs(kept=text("too"))),
     )
     response = answer(await post(client, body))
     assert not response.HasField("partial_success")
     records = {r["message"]: r for r in await stored(client)}
+    both = records.pop("both")
     assert [(records[m].get("trace_id"), records[m].get("span_id")) for m in records] == [
         (None, None),
         (None, None),
@@ -381,6 +383,8 @@ async def test_an_invalid_trace_or_span_id_is_no_id_and_its_record_is_stored_wit
     assert records["long span"]["attributes"] == {"span_id": "02" * 9}
     assert records["zeros"].get("attributes", {}) == {}
     assert records["own attribute"]["attributes"] == {"trace_id": "mine"}  # the record's own attribute wins
+    assert (both.get("trace_id"), both.get("span_id")) == (None, None)
+    assert both["attributes"] == {"trace_id": "04", "span_id": "05", "kept": "too"}
 
 
 async def test_a_refused_record_is_named_by_where_it_is_in_the_export(client: httpx.AsyncClient) -> None:

@@ -29,7 +29,14 @@ import pyarrow.compute as pc
 
 from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, Problem, Severity, hex_id
 from loglake.protocols.columns import RecordColumns
-from loglake.protocols.mapping import ID_FIELDS, SMALLEST_PLAUSIBLE_NANOS, nanos_advice, service_name
+from loglake.protocols.mapping import (
+    ID_FIELDS,
+    SMALLEST_PLAUSIBLE_NANOS,
+    SPAN_ID_FIELD,
+    TRACE_ID_FIELD,
+    nanos_advice,
+    service_name,
+)
 
 # severity_number 1-24 in four steps per level: TRACE, DEBUG, INFO, WARN, ERROR, FATAL (logs data model).
 _BY_NUMBER = [None, *(SEVERITY_NAMES[level] for level in (0, 0, 1, 2, 3, 4) for _ in range(4))]
@@ -76,7 +83,7 @@ def columns(request: Any, encoding: Encoding, merged: Any = None) -> RecordColum
     `merged`: the same request with each scope's records merged into one, whose repeated fields hold one
     value per record or none (otlp.py), for the fields _each() reads."""
     found = RecordColumns()
-    nanos: list[int | None] = []  # each record's time (None: none), made ms at the end, for all scopes at once
+    export = _Export()
     scopes_merged = (
         repeat(None) if merged is None else (s.log_records for r in merged.resource_logs for s in r.scope_logs)
     )
@@ -87,7 +94,7 @@ def columns(request: Any, encoding: Encoding, merged: Any = None) -> RecordColum
         if service is not None and service != named:
             resource["service.name"] = named  # kept as sent: the service is only its nearest valid name
         for s, scope_logs in enumerate(resource_logs.scope_logs):
-            logs = list(scope_logs.log_records)  # a protobuf repeated field builds an object at each step
+            logs = scope_logs.log_records[:]  # (one step: iterating a protobuf repeated field takes one per record)
             logs_merged = next(scopes_merged)
             if not logs:
                 continue
@@ -98,15 +105,59 @@ def columns(request: Any, encoding: Encoding, merged: Any = None) -> RecordColum
             if scope.version:
                 common["otel.scope.version"] = scope.version
             found.holders.append((len(found), f"resourceLogs[{r}].scopeLogs[{s}].logRecords"))
-            _add_scope(found, nanos, logs, logs_merged, service, common, encoding)
-    found.timestamps = _milliseconds(nanos)
-    found.attributes = _distinct(found.attributes)
+            _add_scope(found, export, logs, logs_merged, service, common, encoding)
+    if found:
+        export.fill(found)
     return found
+
+
+class _Export:
+    """What an export's scopes add to its columns beside RecordColumns' lists, made Arrow arrays once at the end
+    (fill): a value that a scope's records share (service, severity, attributes) is then no Python object per
+    record, and no Arrow call per scope lets another thread take the GIL."""
+
+    def __init__(self) -> None:
+        self.nanos: list[int | None] = []  # each record's time (None: none)
+        self.services: list[str | None] = []  # each scope's
+        self.scope_ends: list[int] = []  # the row after each scope's records
+        self.severities: list[int] = []  # each record's, as its first number in _BY_NUMBER
+        self.first_rows: list[int] = []  # each record's attribute key (_attribute_texts) as the row of its first record
+        self.numbers: dict[int, int] = {}  # the number in `texts` of the text of each key (by its first row)
+        self.texts: dict[bytes, int] = {}  # the distinct attribute texts, numbered
+        self.own_texts: dict[int, bytes] = {}  # the texts of rows that keep an invalid id sent (see _add_scope)
+        self.with_ids: set[str] = set()  # the id fields some record has
+
+    def fill(self, found: RecordColumns) -> None:
+        """found's columns from what the scopes added: the attributes as a dictionary array of the distinct
+        texts, which the column check checks once each."""
+        found.timestamps = _milliseconds(self.nanos)
+        ends = pa.array(self.scope_ends, pa.int32())
+        found.services = pc.run_end_decode(
+            pa.RunEndEncodedArray.from_arrays(ends, pa.array(self.services, pa.string()))
+        )
+        found.log_types = pa.nulls(len(found), pa.string())
+        found.severities = _SEVERITIES.take(pa.array(self.severities, pa.int8()))
+        keys = pa.array(self.first_rows, pa.int32()).dictionary_encode().indices  # (numbered in self.numbers' order)
+        numbers = pa.array(list(self.numbers.values()), pa.int32()).take(keys)
+        if self.own_texts:
+            numbers = numbers.to_pylist()
+            for row, text in self.own_texts.items():
+                numbers[row] = self.texts.setdefault(text, len(self.texts))
+            numbers = pa.array(numbers, pa.int32())
+        found.attributes = pa.DictionaryArray.from_arrays(numbers, pa.array(list(self.texts), pa.binary()))
+        if TRACE_ID_FIELD not in self.with_ids:  # usually: no record has one
+            found.trace_ids = pa.nulls(len(found), pa.string())
+        if SPAN_ID_FIELD not in self.with_ids:
+            found.span_ids = pa.nulls(len(found), pa.string())
+
+
+_SEVERITIES = pa.array(_BY_NUMBER, pa.string())
+_FIRST_NUMBER = {severity: _BY_NUMBER.index(severity) for severity in SEVERITY_NAMES}
 
 
 def _add_scope(
     found: RecordColumns,
-    times: list[int | None],
+    export: _Export,
     logs: list[Any],
     merged: Any,
     service: str | None,
@@ -115,8 +166,8 @@ def _add_scope(
 ) -> None:
     """The log records of one scope (`merged`: as one record, see columns()), field by field: a read of a protobuf
     field builds a Python object, so each field is read once (as a column where it can be), and what a scope's
-    records share is worked out once per distinct value. Their times in nanoseconds go to `times`."""
-    count = len(logs)
+    records share is worked out once per distinct value."""
+    start, count = len(found), len(logs)
     nanos = list(map(_TIMES, logs))
     earliest = min(nanos)  # (the one look at every time that the usual batch takes: all there, all plausible)
     if not earliest:
@@ -124,18 +175,18 @@ def _add_scope(
         earliest = min(nanos)
     if earliest < SMALLEST_PLAUSIBLE_NANOS:
         _refuse_implausible_times(found, nanos)
-    times += nanos if earliest else [n or None for n in nanos]
-    found.services += [service] * count
-    found.log_types += [None] * count
+    export.nanos += nanos if earliest else [n or None for n in nanos]
+    export.services.append(service)
+    export.scope_ends.append(start + count)
     numbers = list(map(_NUMBERS, logs))
     severity_texts = _each(logs, merged, "severity_text")
     levels = set(zip(numbers, severity_texts, strict=True))
     known = {level: _severity(encoding.severity_number(level[0]), level[1]) for level in levels}
     if all(type(number) is int and 0 < number < len(_BY_NUMBER) for number, _ in known):
-        found.severities += map(_BY_NUMBER.__getitem__, numbers)  # (the number decides: no pair looked up per record)
+        export.severities += numbers  # (the number decides: no pair looked up per record)
     else:
-        severity_by_level = {level: severity for level, (severity, _, _) in known.items()}
-        found.severities += map(severity_by_level.__getitem__, zip(numbers, severity_texts, strict=True))
+        number_by_level = {level: _FIRST_NUMBER[severity] for level, (severity, _, _) in known.items()}
+        export.severities += map(number_by_level.__getitem__, zip(numbers, severity_texts, strict=True))
     events = _each(logs, merged, "event_name")
     messages = _each(logs, merged, "body.string_value")
     if not all(messages):  # no body, an empty string, or a value that is not a string
@@ -145,7 +196,7 @@ def _add_scope(
     kept = None  # usually: nothing kept by any level, and no list made per record
     if any(extras != _NOTHING_KEPT for extras in kept_by_level.values()):
         kept = list(map(kept_by_level.__getitem__, zip(numbers, severity_texts, strict=True)))
-    texts = _attribute_texts(encoding.attribute_sets(logs), events, kept, common, encoding)
+    _attribute_texts(export, start, encoding.attribute_sets(logs), events, kept, common, encoding)
     for (field, digits), column in zip(ID_FIELDS, (found.trace_ids, found.span_ids), strict=True):
         sent = _each(logs, merged, field)
         if not any(sent):  # usually: no record has one
@@ -153,17 +204,11 @@ def _add_scope(
             continue
         ids, invalid = _ids(encoding.id_texts(sent), digits)
         column += ids
-        for row, sent_id in invalid:  # kept in the attributes (the record's own of that name wins)
-            texts[row] = _encode({field: sent_id} | (msgspec.json.decode(texts[row]) if texts[row] else {}))
-    found.attributes += texts
-
-
-def _distinct(texts: list[bytes]) -> pa.DictionaryArray:
-    """The records' attribute texts as a dictionary array: a few sets repeat over an export's records
-    (_attribute_texts), and the column check then checks each distinct text once, not every record's."""
-    numbered = {text: number for number, text in enumerate(dict.fromkeys(texts))}
-    indices = pa.array(list(map(numbered.__getitem__, texts)), pa.int32())
-    return pa.DictionaryArray.from_arrays(indices, pa.array(list(numbered), pa.binary()))
+        export.with_ids.add(field)
+        texts = list(export.texts)
+        for at, sent_id in ((start + row, sent_id) for row, sent_id in invalid):  # kept in the attributes
+            text = export.own_texts.get(at) or texts[export.numbers[export.first_rows[at]]]
+            export.own_texts[at] = _encode({field: sent_id} | (msgspec.json.decode(text) if text else {}))
 
 
 def _milliseconds(nanos: list[int | None]) -> pa.Array | list[int | None]:
@@ -214,23 +259,27 @@ def _lower_hex(text: str) -> bool:
 
 
 def _attribute_texts(
+    export: _Export,
+    start: int,
     sets: list[Hashable],
     events: list[str],
     kept: list[tuple[str, int | None]] | None,
     common: dict[str, Any],
     encoding: Encoding,
-) -> list[bytes]:
-    """The records' attributes as JSON text (b"" for none): a scope's records repeat a few sets of
-    attributes and extras (`kept`: the severity's text and number kept, see _severity; None: nothing), and a sender's
-    exports repeat them again, so each set is made JSON once (_MADE)."""
+) -> None:
+    """The attributes, as JSON text (b"" for none), of a scope's records from the export's row `start` on, added
+    to `export`: a scope's records repeat a few sets of attributes and extras (`kept`: the severity's text and
+    number kept, see _severity; None: nothing), and a sender's exports repeat them again, so each set is made
+    JSON once (_MADE) and each record's looked up once."""
     plain = kept is None and not any(events)
     if plain:
         keys: list[Hashable] = sets
     else:
         keys = list(zip(sets, events, [_NOTHING_KEPT] * len(sets) if kept is None else kept, strict=True))
     common_json = _encode(common) if common else b""
-    made = dict.fromkeys(keys)
-    for key in made:
+    first: dict[Hashable, int] = {}
+    export.first_rows += map(first.setdefault, keys, range(start, start + len(keys)))
+    for key, row in first.items():
         remembered = (encoding, common_json, key)
         text = _MADE.get(remembered)
         if text is None:
@@ -242,8 +291,7 @@ def _attribute_texts(
                 if len(_MADE) >= _MADE_MOST:
                     _MADE.clear()  # (exports from threads at once: a lost entry is only made again)
                 _MADE[remembered] = text
-        made[key] = text
-    return list(map(made.__getitem__, keys))
+        export.numbers[row] = export.texts.setdefault(text, len(export.texts))
 
 
 _NOTHING_KEPT = ("", None)
