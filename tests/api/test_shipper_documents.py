@@ -69,35 +69,33 @@ async def test_a_big_bulk_of_deep_documents_read_by_arrow_is_kept_folded(client:
     assert len(logs) == 1000 and all(log["attributes"] == {"pad": "p" * 200, **FOLDED} for log in logs)
 
 
-async def test_otlp_loki_and_splunk_records_nested_too_deep_or_too_wide_are_kept(client: httpx.AsyncClient) -> None:
+async def test_a_splunk_event_nested_too_deep_is_kept_folded(client: httpx.AsyncClient) -> None:
     hec = {"event": {"message": "hec deep", **DEEP}, "sourcetype": "hec"}
     assert (await client.post("/services/collector/event", json=hec)).status_code == 200
-    deep_value = {"kvlistValue": {"values": [{"key": "pod", "value": {"kvlistValue": {"values": []}}}]}}
-    for level in range(5):  # a kvlist in a kvlist...: as deep as DEEP and deeper
-        deep_value = {"kvlistValue": {"values": [{"key": f"l{level}", "value": deep_value}]}}
-    otlp = {
-        "resourceLogs": [
-            {
-                "scopeLogs": [
-                    {
-                        "logRecords": [
-                            {"body": {"stringValue": "otlp deep"}, "attributes": [{"key": "k", "value": deep_value}]}
-                        ]
-                    }
-                ]
-            }
-        ]
-    }
+    [log] = await stored(client)
+    assert log["attributes"] == {**FOLDED, "sourcetype": "hec"}
+
+
+async def test_an_otlp_record_nested_too_deep_is_kept_folded(client: httpx.AsyncClient) -> None:
+    value: dict = {"stringValue": "web"}
+    for key in ("name", "tier", "app", "labels", "pod"):  # a kvlist in a kvlist...: DEEP's shape
+        value = {"kvlistValue": {"values": [{"key": key, "value": value}]}}
+    record = {"body": {"stringValue": "otlp deep"}, "attributes": [{"key": "kubernetes", "value": value}]}
+    otlp = {"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]}
     response = await client.post("/v1/logs", json=otlp)
     assert response.status_code == 200 and "partialSuccess" not in response.text, response.text
-    wide = {f"meta_{i}": "v" for i in range(200)}  # structured metadata of more keys than attributes may hold
-    now_ns = str(time.time_ns())
-    loki = {"streams": [{"stream": {"job": "loki"}, "values": [[now_ns, "loki wide", wide]]}]}
-    assert (await client.post("/loki/api/v1/push", json=loki)).status_code == 204
-    logs = {log["message"]: log for log in await stored(client)}
-    assert logs["hec deep"]["attributes"] == {**FOLDED, "sourcetype": "hec"}
-    assert set(logs) >= {"otlp deep", "loki wide"}
-    assert "loglake.overflow" in logs["loki wide"]["attributes"]
+    [log] = await stored(client)
+    assert log["message"] == "otlp deep" and log["attributes"] == FOLDED
+
+
+async def test_a_loki_entry_with_more_metadata_than_attributes_may_hold_is_kept(client: httpx.AsyncClient) -> None:
+    wide = {f"meta_{i:03d}": "v" for i in range(200)}
+    loki = {"streams": [{"stream": {"job": "loki"}, "values": [[str(time.time_ns()), "loki wide", wide]]}]}
+    response = await client.post("/loki/api/v1/push", json=loki)
+    assert response.status_code == 204, response.text
+    [log] = await stored(client)
+    overflow = json.loads(log["attributes"].pop("loglake.overflow"))
+    assert log["service"] == "loki" and {**log["attributes"], **overflow} == wide  # (`job` names the service)
 
 
 def _events(app: LoglakeApp) -> list[tuple[str, str]]:
