@@ -42,6 +42,10 @@ class Settings:
         choices=("full", "process"),
     )
     max_body_bytes: int = _opt(10 * 1024 * 1024, "Largest request body, after gzip decompression.")
+    max_bulk_body_bytes: int = _opt(
+        32 * 1024 * 1024,
+        "Largest Elasticsearch bulk body (/_bulk), after gzip decompression: Logstash sends up to 20 MiB.",
+    )
     max_records: int = _opt(_LIMITS.max_records, "Most records in one POST /logs.")
     max_message_bytes: int = _opt(_LIMITS.max_message_bytes, "Largest message, UTF-8 bytes.")
     max_attribute_keys: int = _opt(_LIMITS.max_attribute_keys, "Most top-level keys in a record's attributes.")

@@ -56,3 +56,15 @@ def in_words(error: Exception | str, root: str = "", whole: str = "the body") ->
     if where:
         return f"{where}: {words}"
     return f"{whole} {words}" if expected or field else words
+
+
+def not_json_reason(error: Exception) -> str:
+    """Why msgspec could not read a text as JSON in UTF-8, in the words every route answers: msgspec's, naming a
+    lone surrogate escape (`\\ud800`, no character: Python's json and Elasticsearch's reader take it), which its
+    words (a truncated input, the end of a hex escape) do not."""
+    if isinstance(error, UnicodeDecodeError):
+        return "a string holds bytes that are not UTF-8"
+    text = str(error)
+    if "truncated" in text or "hex escape" in text or "surrogate" in text:
+        return f"{text} (or a lone surrogate escape such as \\ud800)"
+    return text

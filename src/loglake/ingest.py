@@ -17,6 +17,7 @@ import msgspec
 import pyarrow as pa
 
 from loglake import ids
+from loglake.decode_errors import not_json_reason
 from loglake.ingest_columns import plainly_valid_table
 from loglake.model import (
     DEFAULT_LOG_TYPE,
@@ -274,7 +275,7 @@ def _decode_generic(body: bytes, ndjson: bool, limits: Limits, now_ms: int) -> t
         raise InvalidBody("too_deep", too_deep(limits)) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise InvalidBody(
-            "invalid_json", f"the body is not valid JSON in UTF-8: {_reason(e)}{_ndjson_hint(e, body)}"
+            "invalid_json", f"the body is not valid JSON in UTF-8: {not_json_reason(e)}{_ndjson_hint(e, body)}"
         ) from None
     if type(decoded) is dict:
         return [decoded], True
@@ -322,7 +323,7 @@ def _decode_ndjson_lines(body: bytes, limits: Limits, now_ms: int) -> list[Any]:
         except RecursionError:
             problems.append(Problem(index, "", f"line {number}: {too_deep(limits)}"))
         except (msgspec.DecodeError, UnicodeDecodeError) as e:
-            problems.append(Problem(index, "", f"line {number} is not valid JSON in UTF-8: {_reason(e)}"))
+            problems.append(Problem(index, "", f"line {number} is not valid JSON in UTF-8: {not_json_reason(e)}"))
         index += 1
     unreadable = len(problems)
     try:
@@ -332,11 +333,3 @@ def _decode_ndjson_lines(body: bytes, limits: Limits, now_ms: int) -> list[Any]:
     problems.sort(key=lambda p: p.index)
     details = [p.as_dict() for p in problems[:MAX_DETAILS]]
     raise InvalidBody("invalid_json", f"{unreadable} NDJSON line(s) are not valid JSON", details)
-
-
-def _reason(error: Exception) -> str:
-    if isinstance(error, UnicodeDecodeError):
-        return "a string holds bytes that are not UTF-8"
-    if "truncated" in str(error):
-        return f"{error} (or a lone surrogate escape such as \\ud800)"
-    return str(error)

@@ -2,7 +2,7 @@
 `internal`), so detection rules watch loglake with the same SQL as everything else.
 
 What is recorded, each with `attributes.event`:
-- `records_rejected`: records refused by `POST /logs` (400), counted per reason;
+- `records_rejected`: records refused as invalid by `POST /logs` (400) and the shipper protocols, counted per reason;
 - `storage_unavailable`: records refused because the store could not take writes (503);
 - `collection_failed`: an Amplify app's collection run with failed windows, with its first error.
 

@@ -111,7 +111,8 @@ async def _answers(app: LoglakeApp, endpoint: Endpoint) -> list[httpx.Response]:
     if endpoint.template.startswith(("/_", "/{index}")):  # Elasticsearch's: a parameter it does not document
         answers.append(await call(query={"foo": "1"}))
     if endpoint.content_type is not None:
-        bomb = gzip.compress(b"\0" * (app.settings.max_body_bytes + 1))
+        largest = max(app.settings.max_body_bytes, app.settings.max_bulk_body_bytes)  # (a bulk's is the larger)
+        bomb = gzip.compress(b"\0" * (largest + 1))
         answers += [await call(body=bomb, **{"content-encoding": "gzip"}), await call(**{"content-encoding": "br"})]
     if endpoint.malformed is not None:
         answers.append(await call(body=endpoint.malformed))

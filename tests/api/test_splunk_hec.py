@@ -167,7 +167,10 @@ async def test_a_bad_event_refuses_the_batch_with_splunks_code_and_its_number(
 
 async def test_an_event_of_the_wrong_shape_is_named_in_words(app: LoglakeApp, hec: httpx.AsyncClient) -> None:
     response = await hec.post("/services/collector/event", content=b'{"event": "ok"}{"event": "x", "host": 7}')
-    assert response.json()["reason"] == "event 1: host: must be a string or null, not an integer"
+    answer = response.json()
+    counted = "event 1 (counted from 0, as Splunk does)"
+    assert answer["reason"] == f"{counted}: host: must be a string or null, not an integer"
+    assert answer["invalid-event-number"] == 1
 
 
 @pytest.mark.parametrize(
@@ -182,7 +185,8 @@ async def test_a_time_in_a_finer_unit_than_seconds_is_named_as_such(
     response = await hec.post("/services/collector/event", content=body)
     assert response.status_code == 400
     advice = "HEC's `time` is epoch seconds, like 1793577600.123"
-    assert response.json()["reason"] == f"event 1: `time` {digits} looks like epoch {unit}; {advice}"
+    counted = "event 1 (counted from 0, as Splunk does)"
+    assert response.json()["reason"] == f"{counted}: `time` {digits} looks like epoch {unit}; {advice}"
     assert await stored(app, key) == []
 
 

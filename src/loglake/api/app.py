@@ -278,6 +278,7 @@ class LoglakeApp:
         common = [*cors, *own]
         template = "unmatched"
         error_form = None
+        body_limit = self.settings.max_body_bytes
         status = 500
         sent = 0
         try:
@@ -298,7 +299,7 @@ class LoglakeApp:
             if elastic_routes.is_elasticsearch_path(request.path):  # (a 404 or 405 from the router too)
                 error_form = elastic_routes.elastic_error
             route, params = self.router.match(request.method, request.path)
-            template, error_form = route.template, route.error_form
+            template, error_form, body_limit = route.template, route.error_form, route.body_limit(self.settings)
             await self._admit(route, request, receive)
             result = await route.handler(self, request, *params)
             status = result.status
@@ -313,18 +314,18 @@ class LoglakeApp:
             if error_form is not None:
                 e = error_form(e, request)
             status = e.status
-            sent = await self._send_error(request, receive, send, e, [*e.headers, *common])
+            sent = await self._send_error(request, receive, send, e, [*e.headers, *common], body_limit)
         except ClientGone:
             status = 499
         except StoreUnavailable as e:  # a read the store could not serve now (throttled, unreachable)
             status = 503
             error = ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")])
-            sent = await self._send_error(request, receive, send, error, [*error.headers, *common])
+            sent = await self._send_error(request, receive, send, error, [*error.headers, *common], body_limit)
         except Exception as e:  # a bug: answer 500 with the request id, log the traceback
             status = 500
             self.access_log.error(request.request_id, e)
             error = ApiError(500, "internal_error", f"internal error; quote request id {request.request_id}")
-            sent = await self._send_error(request, receive, send, error, common)
+            sent = await self._send_error(request, receive, send, error, common, body_limit)
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.requests.inc((template, str(status)))
@@ -332,9 +333,16 @@ class LoglakeApp:
             self.access_log.request(request, template, status, elapsed, sent)
 
     async def _send_error(
-        self, request: Request, receive: Receive, send: Send, error: ApiError, headers: list[tuple[bytes, bytes]]
+        self,
+        request: Request,
+        receive: Receive,
+        send: Send,
+        error: ApiError,
+        headers: list[tuple[bytes, bytes]],
+        body_limit: int,
     ) -> int:
-        """Answer with the error, then take the rest of an unread body off the connection (see discard_body)."""
+        """Answer with the error, then take the rest of an unread body off the connection (see discard_body; the
+        route takes bodies of body_limit bytes)."""
         unread = request.body_unread()
         if isinstance(error, EncodedApiError):
             await send_bytes(send, error.status, error.encoded, headers, more_body=unread)
@@ -342,7 +350,7 @@ class LoglakeApp:
         else:
             sent = await send_json(send, error.status, error.body(), headers, more_body=unread)
         if unread:
-            await discard_body(request, receive, self.settings.max_body_bytes)
+            await discard_body(request, receive, body_limit)
             await send({"type": "http.response.body", "body": b""})
         return sent
 
@@ -357,7 +365,7 @@ class LoglakeApp:
                 self.auth.check_before_body(request)
             elif route.scope is not None:
                 self._authorize(route, request)
-            request.body = await read_body(request, receive, route.body_limit or self.settings.max_body_bytes)
+            request.body = await read_body(request, receive, route.body_limit(self.settings))
         if route.scope is not None and request.principal is None:
             self._authorize(route, request)
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from loglake import __version__
 from loglake.api.auth import Unauthorized
 from loglake.api.http import JSON_HEADERS, ApiError, EncodedApiError, Request, decode_content, quoted
-from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, ingest_counts, store
+from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, count_refused, ingest_counts, store
 from loglake.api.ui_routes import ui_home
 from loglake.ids import format_uuid
 from loglake.ingest import ParsedBody
-from loglake.model import InvalidRecords, NewRecord
+from loglake.model import InvalidRecords, NewRecord, Problem
 from loglake.protocols import columns, elastic, elastic_answers, elastic_columns, elastic_params
 from loglake.protocols.columns import RecordColumns
 
@@ -50,6 +51,8 @@ _ERROR_TYPES = {
 # Index templates (and the legacy and component ones of Beats 7 and Logstash's older outputs), lifecycle policies
 # and ingest pipelines: what Beats and Logstash install before sending.
 SETUP_KINDS = tuple(elastic_params.SETUP_PARAMS)
+# A bulk's body: larger than other routes' (Logstash batches up to 20 MiB, Elasticsearch takes 100 MB).
+BULK_BODY_LIMIT = attrgetter("max_bulk_body_bytes")
 _CHALLENGES = ((b"www-authenticate", b'Basic realm="loglake" charset="UTF-8"'), (b"www-authenticate", b"ApiKey"))
 
 
@@ -184,7 +187,7 @@ async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None)
     started = time.perf_counter()
     pretty = _checked_parameters(request, elastic_params.BULK_PARAMS)
     _check_media_type(request)
-    body = decode_content(request, request.body, app.settings.max_body_bytes)
+    body = decode_content(request, request.body, app.settings.max_bulk_body_bytes)
     items = await _store_bulk(app, body, path_index)
     took_ms = int((time.perf_counter() - started) * 1000)
     keep = elastic_answers.answer_filter(request.query.get("filter_path", ""))
@@ -257,6 +260,8 @@ async def _store_bulk(app: LoglakeApp, body: bytes, path_index: str | None) -> l
     app.metrics.protocol_records.inc((PROTOCOL, "accepted"), len(items) - refused)
     if refused:
         app.metrics.protocol_records.inc((PROTOCOL, "rejected"), refused)
+        invalid = [Problem(row, item.field, "") for row, item in enumerate(items) if item.field is not None]
+        count_refused(app, invalid)
     return items
 
 
@@ -299,10 +304,12 @@ def _checked_group(app: LoglakeApp, group: list[elastic.BulkItem], found: Record
             counts = ingest_counts(parsed)
         except InvalidRecords as e:
             reasons: dict[int, list[str]] = defaultdict(list)
+            fields: dict[int, str] = {}
             for problem in e.problems:
                 reasons[problem.index].append(f"{problem.field or 'document'}: {problem.reason}")
+                fields.setdefault(problem.index, problem.field)
             for index, why in reasons.items():
-                group[index].refuse("; ".join(why))
+                group[index].refuse("; ".join(why), field=fields[index])
             continue
         if parsed.table is not None:
             log_ids = parsed.table.column("log_id").to_pylist()

@@ -75,9 +75,9 @@ async def push(app: LoglakeApp, request: Request) -> Result:
             await store(app, parsed, counts)
     except ApiError as e:
         return _failure(e.status, e.message, e.headers)
-    except loki.MalformedPush as e:
+    except loki.MalformedPush as e:  # refused whole, as Loki refuses it: said apart from an entry refused alone
         app.metrics.rejected_bodies.inc(("invalid_loki_push",))
-        return _failure(400, str(e))
+        return _failure(400, f"{e}; the push is refused whole: nothing of it was stored")
     except InvalidBody as e:
         app.metrics.rejected_bodies.inc((e.code,))
         return _failure(413 if e.too_large else 400, str(e))

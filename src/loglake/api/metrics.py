@@ -147,6 +147,8 @@ class Metrics:
             self.count_ingested(tally.by_service_and_severity)
         if tally.rejected:
             self.protocol_records.inc(("syslog", "rejected"), tally.rejected)
+        if tally.unstored:  # as POST /logs counts records the store refused
+            self.rejected.inc(("storage_unavailable",), tally.unstored)
         if tally.unparsed:
             self.syslog_unparsed.inc((), tally.unparsed)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import TYPE_CHECKING
 
 from loglake.api import (
     alert_routes,
@@ -26,6 +28,9 @@ from loglake.api import (
 )
 from loglake.api.http import ApiError, Request
 
+if TYPE_CHECKING:
+    from loglake.config import Settings
+
 Handler = Callable[..., Awaitable[routes.Result]]
 
 
@@ -36,7 +41,7 @@ class Route:
     handler: Handler
     scope: str | None  # None: public
     reads_body: bool = False
-    body_limit: int | None = None  # bytes; None: the max_body_bytes setting
+    body_limit: Callable[[Settings], int] = attrgetter("max_body_bytes")  # bytes of body the route takes
     # Turns the route's errors (auth and rate limits included) into its protocol's own form.
     error_form: Callable[[ApiError, Request], ApiError] | None = None  # the error in the protocol's own form
 
@@ -84,15 +89,24 @@ ROUTES = [
         session_routes.create_session,
         None,
         reads_body=True,
-        body_limit=session_routes.SESSION_BODY_BYTES,
+        body_limit=lambda _: session_routes.SESSION_BODY_BYTES,
     ),
     Route("GET", "/session", session_routes.get_session, None),
     Route("DELETE", "/session", session_routes.delete_session, None),
     # Elasticsearch's bulk API and what its shippers ask before sending (api/elastic_routes.py).
-    Route("POST", "/_bulk", elastic_routes.bulk, "ingest", reads_body=True, error_form=_ES),
-    Route("PUT", "/_bulk", elastic_routes.bulk, "ingest", reads_body=True, error_form=_ES),
-    Route("POST", "/{index}/_bulk", elastic_routes.bulk, "ingest", reads_body=True, error_form=_ES),
-    Route("PUT", "/{index}/_bulk", elastic_routes.bulk, "ingest", reads_body=True, error_form=_ES),
+    *(
+        Route(
+            method,
+            path,
+            elastic_routes.bulk,
+            "ingest",
+            reads_body=True,
+            body_limit=elastic_routes.BULK_BODY_LIMIT,
+            error_form=_ES,
+        )
+        for path in ("/_bulk", "/{index}/_bulk")
+        for method in ("POST", "PUT")
+    ),
     *(
         Route(method, template, handler, "ingest", reads_body=True, error_form=_ES)
         for template, handler, methods in elastic_routes.DOCUMENT_ROUTES

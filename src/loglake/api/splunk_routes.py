@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from loglake.api.auth import Unauthorized
 from loglake.api.http import ApiError, Request
-from loglake.api.routes import Result, checked_body, ingest_counts, store
-from loglake.model import InvalidRecords
+from loglake.api.routes import Result, checked_body, count_refused, ingest_counts, store
+from loglake.model import InvalidRecords, Problem
 from loglake.protocols import columns, splunk
 
 if TYPE_CHECKING:
@@ -35,10 +35,12 @@ class HecApiError(ApiError):
         event_number: int | None = None,
         headers: list | None = None,
         refused: int = 0,
+        problems: list[Problem] | None = None,
     ) -> None:
         status, self.payload = splunk.answer(code, reason, event_number)
         super().__init__(status, f"hec_{code}", reason, headers=headers)
         self.refused = refused  # the records of the batch it refuses
+        self.problems = problems or []  # of the events it refuses as invalid, as POST /logs counts them
 
     def body(self) -> dict[str, Any]:
         return self.payload
@@ -86,6 +88,7 @@ async def _store(app: LoglakeApp, request: Request, to_columns: Any, *args: Any)
         parsed, count = await checked_body(app, request, lambda body: _checked(app, to_columns, body, *args))
     except HecApiError as e:
         app.metrics.protocol_records.inc((PROTOCOL, "rejected"), e.refused)
+        count_refused(app, e.problems)
         raise
     try:
         await store(app, *parsed)
@@ -102,22 +105,19 @@ def _checked(app: LoglakeApp, to_columns: Any, *args: Any) -> tuple[tuple, int]:
     try:
         records = to_columns(*args)
     except splunk.HecError as e:
-        raise HecApiError(e.code, str(e), e.event_number, refused=e.events) from None
+        invalid = [] if e.event_number is None else [Problem(e.event_number, e.field, str(e))]
+        raise HecApiError(e.code, str(e), e.event_number, refused=e.events, problems=invalid) from None
     limit = app.service.limits.max_records
-    reason, event_number = "", None
     if len(records) > limit:
         reason = f"{len(records)} events in one request; the limit is {limit}: send smaller batches"
-    else:
-        try:
-            parsed = columns.check(app.service, records)
-            return (parsed, ingest_counts(parsed)), len(records)
-        except InvalidRecords as e:
-            first = e.problems[0]
-            reason, event_number = (
-                f"event {first.index}: {first.field}: {first.reason}; nothing was stored",
-                first.index,
-            )
-    raise HecApiError(6, reason, event_number, refused=len(records))
+        raise HecApiError(6, reason, refused=len(records))
+    try:
+        parsed = columns.check(app.service, records)
+    except InvalidRecords as e:
+        first = e.problems[0]
+        reason = f"{splunk.event_name(first.index)}: {first.field}: {first.reason}; nothing was stored"
+        raise HecApiError(6, reason, first.index, refused=len(records), problems=e.problems) from None
+    return (parsed, ingest_counts(parsed)), len(records)
 
 
 # What the endpoints answer, always with Splunk's body (auth and rate limits included, which is why openapi.py

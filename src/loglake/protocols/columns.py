@@ -4,7 +4,9 @@ The protocol decoders map their records straight into these lists, with no objec
 at least BULK_MIN_RECORDS records, on a server with a lake, is checked column by column into one Arrow
 table (ingest_columns.valid_columns_table), as a native bulk batch is. Any other batch (a small one, or
 one the column check cannot vouch for: a bad value anywhere, a client id) is made into records for the
-record-by-record check (LogService.check, check_valid), which names every problem exactly as before.
+record-by-record check (LogService.check, check_valid), which names every problem exactly as before. Records whose
+attributes that check refuses for their depth, keys or size are fitted as `loglake send` fits them and checked again
+(fit_refused_attributes): a shipper's document is kept, not refused, as POST /logs's client would have kept it.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from typing import TYPE_CHECKING
 import msgspec
 import pyarrow as pa
 
+from loglake import record_fit
 from loglake.ingest import BULK_MIN_RECORDS, IncomingRecord, ParsedBody
 from loglake.ingest_columns import valid_columns_table
+from loglake.model import InvalidRecords
 
 if TYPE_CHECKING:
-    from loglake.model import Problem
+    from loglake.model import Limits, Problem
     from loglake.service import LogService
 
 
@@ -131,18 +135,53 @@ def listed(column: list | pa.Array) -> list:
 
 
 def check(service: LogService, columns: RecordColumns) -> ParsedBody:
-    """The batch checked all or nothing: ingest.InvalidBody, or model.InvalidRecords naming every problem."""
+    """The batch checked all or nothing: ingest.InvalidBody, or model.InvalidRecords naming every problem.
+    Attributes beyond the limits are fitted first (fit_refused_attributes)."""
     table = columns.table(service)
-    return ParsedBody(False, table=table) if table is not None else service.check(columns.records())
+    if table is not None:
+        return ParsedBody(False, table=table)
+    records = columns.records()
+    try:
+        return service.check(records)
+    except InvalidRecords as e:
+        if not fit_refused_attributes(records, e.problems, service.limits):
+            raise
+    return service.check(records)
 
 
 def check_valid(service: LogService, columns: RecordColumns) -> tuple[ParsedBody | None, list[Problem]]:
     """The batch's valid records (None if none is) and the problems of the others (OTLP's partial success),
-    those the protocol refused itself (`refused`) among them."""
+    those the protocol refused itself (`refused`) among them. Attributes beyond the limits are fitted first
+    (fit_refused_attributes)."""
     if columns.refused:
         rest = [row for row in range(len(columns)) if row not in columns.refused]
         parsed, problems = check_valid(service, columns.take(rest)) if rest else (None, [])
         problems = [replace(problem, index=rest[problem.index]) for problem in problems]
         return parsed, sorted([*problems, *columns.refused.values()], key=attrgetter("index"))
     table = columns.table(service)
-    return (ParsedBody(False, table=table), []) if table is not None else service.check_valid(columns.records())
+    if table is not None:
+        return ParsedBody(False, table=table), []
+    records = columns.records()
+    parsed, problems = service.check_valid(records)
+    if fit_refused_attributes(records, problems, service.limits):
+        parsed, problems = service.check_valid(records)
+    return parsed, problems
+
+
+def fit_refused_attributes(records: list[IncomingRecord], problems: list[Problem], limits: Limits) -> bool:
+    """Fit the attributes of the records whose attributes the limits refuse (nested too deep, too many keys, too
+    large) as `loglake send` fits a line's (record_fit), in place; whether any was. A shipper's document is kept
+    so, not refused: Elasticsearch takes objects nested 20 deep and Beats drop an event it refuses, OTLP's
+    attribute values and Splunk's events nest as deep as their senders make them."""
+    rows = {problem.index for problem in problems if problem.field == "attributes"}
+    fitted = False
+    for row in rows:
+        attributes = _decode(records[row].attributes)
+        if type(attributes) is dict:  # (a protocol's attributes are an object: what else is refused stays so)
+            records[row].attributes = msgspec.Raw(_encode(record_fit.fit_attributes(attributes, {}, limits, [])))
+            fitted = True
+    return fitted
+
+
+_decode = msgspec.json.decode
+_encode = msgspec.json.Encoder().encode

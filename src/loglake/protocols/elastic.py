@@ -27,6 +27,7 @@ import msgspec
 from msgspec import Raw
 
 from loglake import ecs, ids
+from loglake.decode_errors import not_json_reason
 from loglake.digits import is_ascii_digits
 from loglake.model import SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, hex_id
 from loglake.protocols.columns import RecordColumns
@@ -67,11 +68,17 @@ class BulkItem(msgspec.Struct, gc=False):
     row: int | None = None  # where its source's record is in the bulk's columns, while it may be stored
     status: int = 201
     error: tuple[str, str] | None = None  # (Elasticsearch error type, reason) of a refused item
+    # The record field at fault of a document refused as invalid ("" for a source that is no JSON object), by
+    # which it is counted as POST /logs counts a refused record; None for an item refused for another reason.
+    field: str | None = None
 
-    def refuse(self, reason: str, error_type: str = DOCUMENT_ERROR, status: int = 400) -> None:
+    def refuse(
+        self, reason: str, error_type: str = DOCUMENT_ERROR, status: int = 400, field: str | None = None
+    ) -> None:
         self.row = None
         self.status = status
         self.error = (error_type, reason)
+        self.field = field
 
 
 # What _nested_value answered for a bulk's nested values (`{"log": {"level": "info"}}`), by (parent, JSON
@@ -285,10 +292,10 @@ def _map_source(item: BulkItem, line: bytes, found: RecordColumns, nested: _Nest
         # as sent, never decoded into Python objects (and never paid for by the garbage collector).
         source = _decode_fields(line)
     except RecursionError:
-        item.refuse("failed to parse the source: it nests too deeply")
+        item.refuse("failed to parse the source: it nests too deeply", field="attributes")
         return
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
-        item.refuse(f"failed to parse the source: it is not a JSON object in UTF-8: {e}")
+        item.refuse(f"failed to parse the source: it is not a JSON object in UTF-8: {not_json_reason(e)}", field="")
         return
     if item.index is None:
         item.refuse(
@@ -297,27 +304,28 @@ def _map_source(item: BulkItem, line: bytes, found: RecordColumns, nested: _Nest
         )
     else:
         problem = add_ecs_record(source, item.index, item.doc_id, found, nested)
-        if problem:
-            item.refuse(problem)
+        if problem is not None:
+            field, reason = problem
+            item.refuse(reason, field=field)
         else:
             item.row = len(found) - 1
 
 
 def add_ecs_record(
     source: dict[str, Raw], index: str, doc_id: str | None, found: RecordColumns, nested: _Nested
-) -> str:
+) -> tuple[str, str] | None:
     """Add the loglake record an ECS document (each field's value as JSON text) maps to, or say why it
-    cannot be one. The source dict is taken apart."""
+    cannot be one: (the record field at fault, the reason). The source dict is taken apart."""
     text = _pop_message(source)
     if text is None:
         if "message" in source:  # (an object: a structured log whose line is elsewhere)
-            return "`message` must be a string: send the log line as text in `message` (ECS), `log` or `msg`"
-        return "the document has no message: send it as a string in `message` (ECS), `log` or `msg`"
+            return "message", "`message` must be a string: send the log line as text in `message` (ECS), `log` or `msg`"
+        return "message", "the document has no message: send it as a string in `message` (ECS), `log` or `msg`"
     timestamp = _pop_first(source, TIME_FIELDS)
     try:
         when = None if timestamp is None else _epoch_ms(_decode_time(timestamp))
     except msgspec.DecodeError:
-        return "`@timestamp` must be a date (ISO-8601) or epoch milliseconds"
+        return "timestamp", "`@timestamp` must be a date (ISO-8601) or epoch milliseconds"
     client_id = None if doc_id is None else _client_id(source, index, doc_id)
     found.severities.append(_pop_string(source, ecs.LOG_LEVEL, take_severity, nested))
     found.services.append(_pop_string(source, ecs.SERVICE_NAME, take_service, nested))
@@ -329,7 +337,7 @@ def add_ecs_record(
     found.attributes.append(_encode(source) if source else b"")  # (a Raw value is written as it is)
     assert found.ids is not None
     found.ids.append(client_id)
-    return ""
+    return None
 
 
 def _client_id(source: dict[str, Raw], index: str | None, doc_id: str) -> str:

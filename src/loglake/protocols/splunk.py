@@ -29,7 +29,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loglake.decode_errors import in_words
+from loglake.decode_errors import in_words, split_error
 from loglake.ingest_columns import binary_array
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.mapping import SECONDS_EXAMPLE, take_ids
@@ -45,13 +45,31 @@ _raw_decode = json.JSONDecoder().raw_decode
 
 class HecError(ValueError):
     """A refusal in Splunk's terms: its status code (which implies the HTTP status) and text, the number
-    of the event at fault (from 0) when one is, and how many events the refused batch holds (as far as read)."""
+    of the event at fault (from 0) when one is, the record field it fails ("" for an event that is no JSON object),
+    by which it is counted as POST /logs counts a refused record, and how many events the refused batch holds
+    (as far as read)."""
 
-    def __init__(self, code: int, reason: str, event_number: int | None = None) -> None:
+    def __init__(self, code: int, reason: str, event_number: int | None = None, field: str = "") -> None:
         super().__init__(reason)
         self.code = code
         self.event_number = event_number
+        self.field = field
         self.events = 1 if event_number is None else event_number + 1
+
+
+def event_name(number: int) -> str:
+    """An event as the answers name it: by its number from 0, as Splunk's `invalid-event-number` counts."""
+    return f"event {number} (counted from 0, as Splunk does)"
+
+
+# The record field each of an event's keys fills, for counting an event refused for one.
+_RECORD_FIELDS = {"event": "message", "time": "timestamp", "sourcetype": "log_type"}
+
+
+def _field_at(error: msgspec.ValidationError) -> str:
+    """The record field of the event's key a validation error names (the others go into the attributes)."""
+    key = split_error(str(error))[1].split(".", 1)[0].split("[", 1)[0]
+    return _RECORD_FIELDS.get(key, "attributes") if key else ""
 
 
 # Splunk's status codes: (HTTP status, text), https://docs.splunk.com "Troubleshoot HTTP Event Collector".
@@ -157,9 +175,9 @@ def _events(body: bytes) -> list[HecEvent]:
             _, position = _raw_decode(text, start)  # where this event ends
             events.append(_decode_event(text[start:position]))
         except (json.JSONDecodeError, RecursionError) as e:
-            raise HecError(6, f"event {number} is not JSON: {e}", number) from None
+            raise HecError(6, f"{event_name(number)} is not JSON: {e}", number, "") from None
         except msgspec.ValidationError as e:
-            raise HecError(6, f"event {number}: {in_words(e, whole='the event')}", number) from None
+            raise HecError(6, f"{event_name(number)}: {in_words(e, whole='the event')}", number, _field_at(e)) from None
 
 
 def _columns(events: list[HecEvent]) -> RecordColumns:
@@ -203,9 +221,9 @@ def _message(number: int, body: Any, attributes: dict[str, Any]) -> tuple[str, s
     if type(body) is str and body:
         return body, None
     if body is msgspec.UNSET:
-        raise HecError(12, f"event {number} has no `event` field: put the log line in it", number)
+        raise HecError(12, f"{event_name(number)} has no `event` field: put the log line in it", number, "message")
     if body is None or body == "":
-        raise HecError(13, f"event {number} has a blank `event`", number)
+        raise HecError(13, f"{event_name(number)} has a blank `event`", number, "message")
     if type(body) is dict:
         for key in ("message", "msg"):
             if type(body.get(key)) is str:
@@ -222,7 +240,9 @@ def _take_fields(
     """Splunk's indexed fields (flat: each a string, a number or a list of them) into the attributes; their
     service, severity, trace id and span id, when they name them."""
     if dict in map(type, fields.values()):
-        raise HecError(15, f"event {number}: `fields` must be a flat object (values strings or lists)", number)
+        raise HecError(
+            15, f"{event_name(number)}: `fields` must be a flat object (values strings or lists)", number, "attributes"
+        )
     severity = _take_severity(fields)
     service = _take_service(fields)
     trace_id, span_id = take_ids(fields)
@@ -396,10 +416,12 @@ def _epoch_ms(value: float | str, number: int) -> int:
     except ValueError:
         seconds = math.nan
     if not math.isfinite(seconds):
-        raise HecError(6, f"event {number}: `time` must be epoch seconds, like {SECONDS_EXAMPLE}", number)
+        raise HecError(
+            6, f"{event_name(number)}: `time` must be epoch seconds, like {SECONDS_EXAMPLE}", number, "timestamp"
+        )
     if seconds >= _FINER_THAN_SECONDS:
         sent = int(value) if type(value) is float and value.is_integer() else value  # (decoded as a float)
-        raise HecError(6, f"event {number}: `time` {sent} {_finer_unit(seconds)}", number)
+        raise HecError(6, f"{event_name(number)}: `time` {sent} {_finer_unit(seconds)}", number, "timestamp")
     return _ms(seconds)
 
 
