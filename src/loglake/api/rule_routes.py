@@ -3,6 +3,8 @@ source, SQL and recent runs, its inline tests run on demand, and a backtest over
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from loglake.api.http import ApiError, Request, quoted
@@ -34,8 +36,15 @@ def _scheduler(app: LoglakeApp) -> RuleScheduler:
 
 def _rule(app: LoglakeApp, rule_id: str) -> Rule:
     """The rule `rule_id` names as the CLI takes it: its id, the start of one, or its file's name."""
-    try:
+    with rule_lookup_errors(rule_id):
         return find_rule(_scheduler(app).folder.rules, rule_id)
+
+
+@contextmanager
+def rule_lookup_errors(rule_id: str) -> Iterator[None]:
+    """find_rule's refusals as the API answers them: 404 for no such rule, 400 for the start of several ids."""
+    try:
+        yield
     except NoSuchRule:
         raise ApiError(
             404, "not_found", f"no rule with id {quoted(rule_id)} is loaded; GET /rules lists them"
