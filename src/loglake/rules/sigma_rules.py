@@ -16,7 +16,7 @@ from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaRuleNotFoundError
 from sigma.policy import SigmaPolicy
 from sigma.policy.regex_engine import RE2RegexEngine, RegexPattern
-from sigma.rule import SigmaDetectionItem, SigmaLogSource, SigmaRule
+from sigma.rule import SigmaDetectionItem, SigmaDetections, SigmaLogSource, SigmaRule
 
 from loglake.rules.correlation import CorrelationProblem, Part, correlation_sql
 from loglake.rules.model import LOGLAKE_KEYS, SIGMA_KEYS, Options
@@ -136,6 +136,9 @@ def detection_problems(documents: list[dict[str, Any]], primary: int) -> list[tu
                     for key, value in item.items():
                         where = _where(i, primary, f"detection.{name}.{key}")
                         problems += [(where, m) for m in _item_problems(str(key), value, source)]
+        condition_problem = _condition_problem(detection)
+        if condition_problem:
+            problems.append((_where(i, primary, "detection.condition"), condition_problem))
         if "timeframe" in detection:
             problems.append(
                 (
@@ -144,6 +147,26 @@ def detection_problems(documents: list[dict[str, Any]], primary: int) -> list[tu
                 )
             )
     return problems
+
+
+def _condition_problem(detection: dict[str, Any]) -> str | None:
+    """What is wrong with the condition itself (its syntax, a selection it names that is not there), checked
+    against stand-ins of the selections so that their own problems do not hide it."""
+    condition = detection.get("condition")
+    if condition is not None and not all(
+        isinstance(c, str) for c in (condition if isinstance(condition, list) else [condition])
+    ):
+        return "is not text such as `selection and not filter`, or a list of such texts"
+    stand_ins: dict[str, Any] = {str(name): {"_": "_"} for name in detection if name not in ("condition", "timeframe")}
+    try:
+        detections = SigmaDetections.from_dict(
+            stand_ins if condition is None else {**stand_ins, "condition": condition}
+        )
+        for parsed in detections.parsed_condition:
+            parsed.parse()
+    except SigmaError as e:
+        return _sigma_message(e)
+    return None
 
 
 def _item_problems(key: str, value: Any, source: Source | None) -> list[str]:
