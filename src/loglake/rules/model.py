@@ -228,7 +228,6 @@ def find_rule(rules: Sequence[Rule], text: str) -> Rule:
     raise AmbiguousRule(text, sorted(r.id for r in found))
 
 
-
 def is_rule_id(text: str) -> bool:
     """Whether `text` is a whole rule id: the alerts of a rule since removed are still asked for by it."""
     return _RULE_ID.fullmatch(text) is not None
