@@ -19,6 +19,7 @@ from loglake.runtime import Runtime
 from tests.alerts.rows import T0, insert_alert
 from tests.conftest import ServerProcess, free_port
 from tests.conftest import run_cli as run
+from tests.rules.conftest import write_rule
 
 pytestmark = pytest.mark.usefixtures("no_loglake_environment")
 
@@ -169,6 +170,24 @@ def test_on_a_data_dir_unknown_alerts_and_bad_filters_are_refused(data_dir: Path
     assert missing.exit_code == 1 and "no alert with id" in missing.stderr
     bad = run("alerts", "list", "--since", "soon", "--data-dir", str(data_dir))
     assert bad.exit_code == 1 and "since: 'soon' is not a time" in bad.stderr
+
+
+def test_on_a_data_dir_alerts_of_a_rule_are_listed_by_the_start_of_its_id_or_its_file_name(data_dir: Path) -> None:
+    rule = "5f4c8e12-7a8b-4c2d-9e0f-1a2b3c4d5e6f"  # insert_alert's
+    write_rule(
+        data_dir / "rules",
+        "errors.yml",
+        f"title: Errors\nid: {rule}\nlevel: low\nquery: SELECT count(*) AS n FROM logs HAVING count(*) > 10\n",
+    )
+    conn = open_alerts_db(data_dir)
+    mine = insert_alert(conn, title="Errors burst")
+    insert_alert(conn, T0 + 1, rule_id="0b7e0a3c-1111-4222-8333-444455556666")
+    conn.close()
+    for given in ("5f4c", "errors.yml", rule):
+        listed = run("alerts", "list", "--rule", given, "--data-dir", str(data_dir), "--json")
+        assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [mine], listed.output
+    unknown = run("alerts", "list", "--rule", "5f4d", "--data-dir", str(data_dir))
+    assert unknown.exit_code == 1 and "no rule '5f4d' in" in unknown.stderr
 
 
 def test_on_a_data_dir_a_change_that_waits_past_the_busy_timeout_is_refused_clearly(

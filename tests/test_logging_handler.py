@@ -351,6 +351,7 @@ def test_records_over_the_limits_are_fitted_as_loglake_send_fits_them(server, ke
     kept = {name: value for name, value in many["attributes"].items() if name.startswith("k")}
     overflowed = json.loads(many["attributes"]["loglake.overflow"])
     assert len(kept) == 125 and kept | overflowed == {f"k{n:03}": n for n in range(200)}
+    assert sorted(kept) == [f"k{n:03}" for n in range(125)]  # the last in the caller's order overflow, as with send
     assert long_ascii["message"] == "m" * 262_144
     assert long_ascii["attributes"] == {"logger": "fitting", "loglake.truncated_bytes": 300_000}
     assert long_euro["message"] == "€" * 87_381  # 262,143 bytes

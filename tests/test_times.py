@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loglake.times import TimeFormatError, parse_datetime, parse_iso8601, parse_time
+from loglake.times import TimeFormatError, parse_datetime, parse_duration, parse_iso8601, parse_time
 from tests.amplify.test_commands import write_config
 from tests.conftest import run_cli
 
@@ -38,6 +38,20 @@ def test_query_bounds_also_take_epoch_ms_ages_and_now() -> None:
     assert parse_time(str(TEN_O_CLOCK), NOW_MS) == TEN_O_CLOCK
     assert parse_time("2h", NOW_MS) == NOW_MS - 7_200_000
     assert parse_time("now", NOW_MS) == NOW_MS
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"), [("1h30m", 5_400_000), ("1.5h", 5_400_000), ("2d12h", 216_000_000), ("1m0.5s", 60_500)]
+)
+def test_ages_may_add_up_parts_and_have_fractions_as_loki_and_victorialogs_take_them(text: str, ms: int) -> None:
+    assert parse_time(text, NOW_MS) == NOW_MS - ms
+    assert parse_duration(text) == ms
+
+
+@pytest.mark.parametrize("text", ["1h 30m", "1.h", ".5h", "h", "1x"])
+def test_a_duration_that_does_not_add_up_is_refused(text: str) -> None:
+    with pytest.raises(TimeFormatError, match="is not a duration such as 30s, 5m, 1h30m, 7d or 1w"):
+        parse_duration(text)
 
 
 @pytest.mark.parametrize(

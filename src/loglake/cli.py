@@ -254,7 +254,8 @@ def recent(
     except ClientError as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
-        pass
+        if not follow:
+            raise  # work cut short: 130 (SafeErrors); a follow has no end but Ctrl-C, which ends it well (0)
 
 
 FOLLOW_FILTERS = ("service", "log_type", "severity", "min_severity", "q")

@@ -15,6 +15,7 @@ import click
 
 from loglake.alerts.db import ALERT_STATUSES
 from loglake.cli_options import CONTEXT, SafeErrors, json_text, key_option, print_columns, printable, url_option
+from loglake.cli_rules_folder import find_rule_in, rules_settings
 from loglake.client import ClientError, LoglakeClient
 
 T = TypeVar("T")
@@ -41,7 +42,9 @@ def alerts() -> None:
 @alerts.command("list", context_settings=CONTEXT)
 @click.option("--status", default=None, help=f"Only these statuses (comma-separated): {', '.join(ALERT_STATUSES)}.")
 @click.option("--level", default=None, help="Only these levels (comma-separated), e.g. high,critical.")
-@click.option("--rule", default=None, help="Only the alerts of this rule id.")
+@click.option(
+    "--rule", default=None, help="Only the alerts of this rule: its id, the start of one, or its file's name."
+)
 @click.option("--since", default=None, help="Only alerts with a match since: epoch ms, ISO-8601 or an age like 2h, 7d.")
 @click.option("-q", "--query", "q", default=None, help="Text in the title, the rule's title or the dedup key.")
 @click.option("--limit", type=int, default=None, help="How many alerts (default and maximum: the server's).")
@@ -70,7 +73,10 @@ def alerts_list(
         page = _remote(url, api_key, lambda client: client.alerts(params))
     else:
         from loglake.alerts.store import list_answer, parse_alert_query
+        from loglake.rules.model import is_rule_id
 
+        if rule is not None and not is_rule_id(rule):  # a whole id as it is: alerts outlive their rule
+            params["rule"] = find_rule_in(rules_settings(data_dir, None).rules_path, rule).id
         page = _local(data_dir, lambda conn: list_answer(conn, parse_alert_query(params, _now_ms())))
     if as_json:
         for alert in page["alerts"]:

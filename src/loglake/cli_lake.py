@@ -277,7 +277,7 @@ def tables(as_json: bool, data_dir: Path | None, url: str, api_key: str | None) 
 
 @click.command(cls=TermsCommand)
 @click.argument("terms", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.option("--since", default=None, help="Start: epoch ms, ISO-8601 or an age like 15m, 2h, 7d (default 24h).")
+@click.option("--since", default=None, help="Start: epoch ms, ISO-8601 or an age like 15m, 1h30m, 7d (default 24h).")
 @click.option("--until", default=None, help="End (exclusive), same forms as --since.")
 @click.option("--service", default=None, help="Only this service.")
 @click.option("--log-type", default=None, help="Only this log type.")

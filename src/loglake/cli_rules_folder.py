@@ -44,9 +44,16 @@ def print_problems(problems: list[Any]) -> None:
         click.echo(printable(str(problem)), err=True)
 
 
+def require_rules_folder(folder: Path) -> None:
+    """Refuse a rules folder that is not there, rather than report each rule as missing from it."""
+    if not folder.is_dir():
+        raise click.ClickException(f"no rules folder {folder} (loglake rules init makes one)")
+
+
 def find_rule_in(folder: Path, rule_id: str) -> Any:
     from loglake.rules.model import AmbiguousRule, NoSuchRule, find_rule
 
+    require_rules_folder(folder)
     found = load_rules_from(folder)
     try:
         return find_rule(found.rules, rule_id)

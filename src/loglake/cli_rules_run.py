@@ -11,7 +11,14 @@ from typing import Any
 import click
 
 from loglake.cli_options import json_text, print_columns, printable, until_ctrl_c
-from loglake.cli_rules_folder import data_dir_option, find_rule_in, print_problems, rules_dir_option, rules_settings
+from loglake.cli_rules_folder import (
+    data_dir_option,
+    find_rule_in,
+    print_problems,
+    require_rules_folder,
+    rules_dir_option,
+    rules_settings,
+)
 from loglake.rules.summary import iso_seconds as _iso
 
 
@@ -75,8 +82,7 @@ def rules_run_due(as_of: str | None, rules_dir: Path | None, data_dir: Path | No
 
     clock = time.time if as_of is None else _fixed_clock(as_of)
     settings = rules_settings(data_dir, rules_dir)
-    if not settings.rules_path.is_dir():
-        raise click.ClickException(f"no rules folder {settings.rules_path} (loglake rules init makes one)")
+    require_rules_folder(settings.rules_path)
     with local_runtime(settings.data_dir, {"rules_dir": str(settings.rules_path)}, clock=clock) as runtime:
         scheduler = runtime.rules
         scheduler.reload()

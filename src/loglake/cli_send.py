@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import click
 
-from loglake.cli_options import CONTEXT, key_option, printable, url_option
+from loglake.cli_options import CONTEXT, INTERRUPTED_EXIT, key_option, printable, url_option
 from loglake.client import ClientError, LoglakeClient
 from loglake.model import Limits, Severity, is_valid_name
 from loglake.shipping import LineReader, Shipper, Tally, decode_line
@@ -122,9 +122,10 @@ def send(
         except ClientError as e:
             progress.done()
             raise click.ClickException(f"{e}; {_unsent(shipper.tally)}") from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # a second Ctrl-C: what was read and not sent is given up
             progress.done()
-            raise click.ClickException(f"interrupted; {_unsent(shipper.tally)}") from None
+            click.echo(f"loglake send: interrupted; {_unsent(shipper.tally)}", err=True)
+            raise SystemExit(INTERRUPTED_EXIT) from None
         except OSError as e:
             progress.done()
             raise click.ClickException(f"reading stdin failed: {e}; {_unsent(shipper.tally)}") from None

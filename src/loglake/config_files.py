@@ -70,9 +70,31 @@ def problems_of(value: Any, kind: Any, path: str = "") -> list[str]:
         return found
     message, inner = split_error(error)
     where = _join(path, inner) if inner else path
+    if get_origin(base) in (list, tuple) and get_args(base) and _is_a(value, get_args(base)[0]):
+        # One value where a list of them is due: its own problems too, or putting it in a list brings up more.
+        return [f"{where or ROOT}: {message}", *problems_of(value, get_args(base)[0], path)]
     if description and not inner:
         return [f"{where or ROOT}: {value!r} is not {description}"]
     return [f"{where or ROOT}: {message}"]
+
+
+def readable_part(value: dict[str, Any], kind: type[T], problem_fields: list[str], path: str = "") -> T | None:
+    """`kind` made of the fields of `value` that no problem is about (`problem_fields`: where problems_of
+    put them, under `path`), the others left at their defaults; None when that makes none (a required field
+    has a problem). So that the checks beyond the types (a schedule's syntax, a URL's scheme) still run on
+    what reads, in the same pass as the types' problems."""
+    prefix = f"{path}." if path else ""
+    names = {f.encode_name for f in msgspec.structs.fields(kind)}  # type: ignore[arg-type]
+    kept = {
+        k: v
+        for k, v in value.items()
+        if k in names
+        and not any(w == prefix + k or w.startswith((f"{prefix}{k}.", f"{prefix}{k}[")) for w in problem_fields)
+    }
+    try:
+        return msgspec.convert(kept, kind)
+    except msgspec.ValidationError:
+        return None
 
 
 def _struct_problems(value: dict, kind: type[msgspec.Struct], path: str) -> list[str]:
@@ -89,6 +111,15 @@ def _struct_problems(value: dict, kind: type[msgspec.Struct], path: str) -> list
         if f.encode_name in value:
             found += problems_of(value[f.encode_name], f.type, _join(path, f.encode_name))
     return found
+
+
+def _is_a(value: Any, kind: Any) -> bool:
+    """Whether `value` is of `kind`'s type, whatever the rules of its Meta."""
+    try:
+        msgspec.convert(value, _unannotated(kind)[0])
+        return True
+    except msgspec.ValidationError:
+        return False
 
 
 def _present(kind: Any, value: Any) -> Any:

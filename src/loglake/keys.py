@@ -128,11 +128,20 @@ def new_sigv4_secret() -> str:
 
 
 def parse_scopes(text: str) -> frozenset[str]:
+    """The scopes of a comma-separated text (the CLI's --scopes)."""
     scopes = frozenset(s.strip() for s in text.split(",") if s.strip())
-    unknown = scopes - set(SCOPES)
-    if not scopes or unknown:
+    if not scopes or scopes - set(SCOPES):
         raise KeyStoreError(f"scopes must be a comma-separated subset of {', '.join(SCOPES)}, got {text!r}")
     return scopes
+
+
+def scope_set(names: list[str]) -> frozenset[str]:
+    """The scopes of a list of them (the API's, never empty), refused in the list's terms: naming the first
+    that is not a scope."""
+    unknown = [name for name in names if name not in SCOPES]
+    if unknown:
+        raise KeyStoreError(f"scopes must be a list of some of {', '.join(SCOPES)}: {unknown[0]!r} is not one")
+    return frozenset(names)
 
 
 def hash_secret(secret: str) -> bytes:

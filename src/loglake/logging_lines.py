@@ -84,7 +84,7 @@ class LineMaker:
             attributes: dict[str, Any] = {"logger": logger}
             if exception is not None:
                 attributes["exception"] = exception
-            extra_names = entry.keys() - RECORD_FIELDS
+            extra_names = [name for name in entry if name not in RECORD_FIELDS]  # in the caller's order
             if extra_names:
                 attributes |= {name: entry[name] for name in extra_names}
                 if exception is not None:

@@ -209,7 +209,10 @@ class LogService:
         if interval_text:
             interval = _parse_interval(interval_text)
             if span / interval > lake_reads.MAX_BUCKETS:
-                reason = f"gives more than {lake_reads.MAX_BUCKETS} buckets over this window; widen it"
+                reason = (
+                    f"gives more than {lake_reads.MAX_BUCKETS} buckets over this window;"
+                    " use a larger interval or a shorter window"
+                )
                 raise InvalidQuery([Problem(-1, "interval", reason)])
         else:
             wanted = _whole_number("buckets", buckets_text, lake_reads.MAX_BUCKETS) if buckets_text else DEFAULT_BUCKETS

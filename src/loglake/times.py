@@ -4,7 +4,7 @@ the Amplify collector.
 - ISO-8601: `2026-12-03T10:00:00Z`, `2026-12-03T11:00:00+01:00`, `2026-12-03 10:00`; a time without an
   offset is UTC, and a date alone (`2026-12-03`) is its midnight, UTC;
 - epoch milliseconds: `1764756000000` (a record's timestamp sends them as a JSON integer);
-- for the bounds of a query: an age such as `15m`, `2h`, `7d`, `1w` (that long before now), or `now`.
+- for the bounds of a query: an age such as `15m`, `2h`, `1h30m`, `1.5h`, `7d` (that long before now), or `now`.
 
 Every error says what was wrong with the text, not only which forms are accepted.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 
 from loglake.digits import is_ascii_digits
 
@@ -21,9 +22,12 @@ DAY_MS = 86_400_000
 SMALLEST_PLAUSIBLE_MS = 100_000_000_000
 LATEST_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z: past every time a query bound may name
 DURATION_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": DAY_MS, "w": 7 * DAY_MS}
-FORMS = "epoch milliseconds, ISO-8601 (2026-12-03T10:00:00Z; without an offset it is UTC) or an age like 15m, 2h, 7d"
+FORMS = "epoch milliseconds, ISO-8601 (2026-12-03T10:00:00Z; without an offset it is UTC) or an age like 15m, 1h30m, 7d"
 
-_DURATION = re.compile(r"([0-9]+)(ms|s|m|h|d|w)")  # ASCII digits: \d is any script's
+# ASCII digits (\d is any script's); parts add up, and a part may have a fraction: 1h30m, 1.5h (as Loki and
+# VictoriaLogs take them).
+_DURATION_PART = r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)"
+_DURATION = re.compile(f"(?:{_DURATION_PART})+")
 _ISO_START = re.compile(r"[0-9]{4}-[0-9]|[0-9]{8}T")  # 2026-12-03..., or the basic form 20261203T...
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
@@ -85,11 +89,11 @@ def parse_time(text: str, now_ms: int) -> int:
 
 
 def parse_duration(text: str) -> int:
-    """`30s`, `5m`, `2h`, `7d`, `1w`, `250ms` as milliseconds."""
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        raise TimeFormatError(f"{text!r} is not a duration such as 30s, 5m, 2h, 7d or 1w")
-    return int(match.group(1)) * DURATION_UNITS_MS[match.group(2)]
+    """`30s`, `5m`, `2h`, `7d`, `1w`, `250ms`, `1h30m`, `1.5h` as milliseconds (a fraction of one rounded)."""
+    text = text.strip()
+    if _DURATION.fullmatch(text) is None:
+        raise TimeFormatError(f"{text!r} is not a duration such as 30s, 5m, 1h30m, 7d or 1w")
+    return round(sum(Fraction(n) * DURATION_UNITS_MS[unit] for n, unit in re.findall(_DURATION_PART, text)))
 
 
 def _iso_problem(text: str, reason: str) -> str:

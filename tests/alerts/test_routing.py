@@ -140,6 +140,7 @@ def test_every_problem_is_reported_with_file_and_field_and_no_secret_is_echoed(r
     assert set(found) == {
         "routes[0].match.level[0]",
         "destinations.a",
+        "destinations.a.url",  # checked too, whatever else of the destination has problems
         "destinations.b.type",
         "destinations.c.routing_key",
         "destinations.d.smtp",

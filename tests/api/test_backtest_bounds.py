@@ -55,8 +55,26 @@ async def test_a_period_older_than_the_retention_is_refused_with_the_limit(reade
     answer = await reader.post(f"/rules/{EVERY_MINUTE_ID}/backtest", json={"since": "40d"})
     assert answer.status_code == 400
     error = answer.json()["error"]
-    assert error["code"] == "invalid_time"
+    assert error["code"] == "invalid_query" and error["details"][0]["field"] == "since"
     assert "retention is 30 days" in error["message"] and "at most 30d" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({"since": "soon"}, "invalid_query", "since"),
+        ({"since": "1h", "until": "2h"}, "invalid_query", "until"),
+        ({"since": 5}, "invalid_request", "since"),
+        ({"since": "1h", "window": "1h"}, "invalid_request", "window"),
+    ],
+)
+async def test_a_bad_period_names_its_field_as_other_routes_do(
+    reader: httpx.AsyncClient, body: dict, code: str, field: str
+) -> None:
+    answer = await reader.post(f"/rules/{EVERY_MINUTE_ID}/backtest", json=body)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert (error["code"], error["details"][0]["field"]) == (code, field)
 
 
 async def test_a_backtest_longer_than_the_query_timeout_is_stopped_and_says_what_to_do(

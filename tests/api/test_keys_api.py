@@ -28,6 +28,10 @@ from tests.conftest import asgi_client, run_cli
         ({"name": "s", "scopes": [["read"]]}, "scopes[0]: must be a string, not an array"),
         ({"name": "s", "scopes": "read"}, "scopes: must be an array, not a string"),  # as rate_limit's "50" is
         ({"name": "s", "scopes": []}, "scopes: must be an array of length >= 1"),
+        (
+            {"name": "s", "scopes": ["ingest", "nope"]},
+            "scopes must be a list of some of ingest, read, alerts, admin: 'nope' is not one",
+        ),
         ({"name": ["s"]}, "name: must be a string, not an array"),
         ({"scopes": ["read"]}, "has no `name`, which is required"),
         ({"name": "s", "owner": "me"}, "has an unknown field `owner`"),

@@ -107,6 +107,23 @@ async def test_bad_queries_are_400s_that_say_why(client: httpx.AsyncClient, body
     assert response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"sql": "SELECT 1", "limit": "5"}, "limit"),
+        ({"sql": "SELECT 1", "limit": 0}, "limit"),  # it answered rows [] and truncated true
+        ({"sql": 42}, "sql"),
+        ({"sql": "SELECT 1", "explain": "yes"}, "explain"),
+        ({"sql": "SELECT 1", "window": 1}, "window"),
+    ],
+)
+async def test_a_bad_query_request_names_its_field(client: httpx.AsyncClient, body: object, field: str) -> None:
+    response = await client.post("/query", json=body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["details"][0]["field"]) == ("invalid_request", field)
+
+
 # What reached the engine's settings, catalog and server paths through the sandbox (issue 11).
 CATALOG_READS = [
     "SELECT * FROM pg_catalog.pg_settings",
@@ -391,6 +408,13 @@ async def test_times_and_intervals_out_of_range_are_400s(client: httpx.AsyncClie
     response = await client.get(url)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["details"][0]["field"] == field
+
+
+async def test_too_many_buckets_says_how_to_have_fewer(client: httpx.AsyncClient) -> None:
+    response = await client.get("/logs/histogram", params={"since": "2d", "interval": "1s"})
+    assert response.json()["error"]["details"][0]["reason"] == (
+        "gives more than 10000 buckets over this window; use a larger interval or a shorter window"
+    )
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -124,6 +125,37 @@ def test_ctrl_c_stops_a_local_query_with_one_line_and_status_130(
     assert status == 130, err
     assert err == "loglake query: interrupted\n"  # where it was a traceback ending in `Query interrupted`
     assert out == ""
+
+
+def test_ctrl_c_stops_recent_waiting_for_its_page_with_status_130_and_ends_a_follow_with_0(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """Ctrl-C that cuts work short is 130 in every command (`recent` said 0); a follow has no other end: 0."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes the connection, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with loglake("recent", "--url", url, "--api-key", "llk_x") as recent:
+            assert recent.stdout is not None and recent.stderr is not None
+            connection, _ = silent.accept()
+            with connection:
+                recent.send_signal(signal.SIGINT)
+                status = recent.wait(WAIT_S)
+            err = recent.stderr.read()
+    assert status == 130, err
+    assert err == "loglake recent: interrupted\n"
+    server = server_factory()
+    made = run_cli(
+        "keys", "create", "--name", "follower", "--scopes", "ingest,read", "--data-dir", str(server.data_dir)
+    )
+    key = made.stdout.strip()
+    sent = httpx.post(
+        f"{server.url}/logs", json=[{"service": "web", "message": "hello"}], headers={"authorization": f"Bearer {key}"}
+    )
+    assert sent.status_code < 300, sent.text
+    with loglake("recent", "--follow", "--url", server.url, "--api-key", key) as follow:
+        assert follow.stdout is not None
+        assert "hello" in follow.stdout.readline()  # the first page is printed: it follows now
+        follow.send_signal(signal.SIGINT)
+        assert follow.wait(WAIT_S) == 0
 
 
 def children(pid: int) -> list[int]:

@@ -263,3 +263,21 @@ def test_ctrl_c_sends_what_was_read_then_stops(server_factory, admin_key_of, sen
     assert sender.finish() == 0, sender.stderr
     assert [r["message"] for r in stored(server, key, service)] == ["one", "two", "three"]
     assert "sent 3 record(s)" in "".join(sender.stderr)
+
+
+def test_a_second_ctrl_c_gives_up_on_the_unsent_lines_with_one_line_and_status_130(
+    server_factory, admin_key_of, senders
+) -> None:
+    """Ctrl-C that cuts work short exits 130 in every command (it was 1 here, with `Error: interrupted`)."""
+    server = server_factory()
+    key = admin_key_of(server)
+    sender = senders(server, key, "--service", service_name(), "--max-wait", "0.05", "--retry-for", "120")
+    server.stop()
+    sender.write("one", "two")
+    sender.wait_for_stderr("trying again")  # the server is away: the lines are held
+    sender.process.send_signal(signal.SIGINT)
+    sender.wait_for_stderr("stopping: sending the lines read first")
+    sender.process.send_signal(signal.SIGINT)
+    assert sender.finish() == 130, sender.stderr
+    assert "loglake send: interrupted; 0 record(s) were sent, 2 read were not" in "".join(sender.stderr)
+    assert "Traceback" not in "".join(sender.stderr)

@@ -77,6 +77,48 @@ def test_validate_checks_alerting_yml_too(folder: Path) -> None:
     assert rules("validate", "--rules-dir", str(folder)).exit_code == 0
 
 
+TRIAL_RULE = """
+title: Everything wrong at once
+id: 5d1f8e12-7a8b-4c2d-9e0f-1a2b3c4d5e6f
+level: high
+logsource: {product: loglake, service: app_logs}
+detection:
+  sel: {message|foo: x, message|re: "(["}
+  condition: sel and missing
+loglake: {schedule: 5 minutes, bogus_opt: 1}
+"""
+TRIAL_ALERTING = """
+destinations: {hook: {type: webhook, url: "ftp://x", bogus: 1}}
+routes: [{match: {level: highest}, to: [nowhere]}]
+"""
+
+
+def test_validate_reports_every_problem_of_a_file_in_one_pass(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """The second new-user trial's files took four runs: each stage's problems hid the next stage's."""
+    folder = tmp_path / "rules"
+    rule = write_rule(folder, "rule.yml", TRIAL_RULE)
+    alerting = write_rule(folder, "alerting.yml", TRIAL_ALERTING)
+    result = rules("validate", "--rules-dir", str(folder))
+    assert result.exit_code == 1
+    expected = [
+        f"{rule}: loglake: unknown field bogus_opt",
+        f"{rule}: loglake.schedule: '5 minutes' has 2 fields; cron takes five",
+        f"{rule}: detection.sel.message|foo: Unknown modifier 'foo'",
+        f"{rule}: detection.sel.message|re: Regular expression '([' is invalid: missing ]: [\n",
+        f"{rule}: detection.condition: Detection 'missing' not defined in detections",
+        f"{alerting}: routes[0].match.level: expected `array`, got `str`",
+        f"{alerting}: routes[0].match.level: 'highest' is not one of informational, low, medium, high, critical",
+        f"{alerting}: destinations.hook: unknown field bogus",
+        f"{alerting}: destinations.hook.url: is not an http(s) URL",
+        f"{alerting}: routes[0].to: 'nowhere' is not a destination (hook)",
+    ]
+    for line in expected:
+        assert line in result.stderr
+    assert "0 rule(s) valid, 2 file(s) with problems" in result.stderr
+    leaked = capfd.readouterr().err  # what RE2 writes past Python, straight to the process's stderr
+    assert "re2.cc" not in leaked and "absl" not in leaked
+
+
 def test_list(folder: Path) -> None:
     write_rule(folder, "bad.yml", BAD)
     result = rules("list", "--rules-dir", str(folder))
@@ -97,10 +139,14 @@ def test_show(folder: Path) -> None:
     assert "title:        Critical records" in result.stdout
     assert 'WITH "logs" AS (SELECT * FROM "logs" WHERE "timestamp" >= $read_since' in result.stdout
     assert "\"severity\" ILIKE 'critical'" in result.stdout
-    by_file = rules("show", "critical", "--rules-dir", str(folder))
-    assert by_file.stdout == result.stdout
+    for file_name in ("critical", "critical.yml"):
+        by_file = rules("show", file_name, "--rules-dir", str(folder))
+        assert by_file.stdout == result.stdout
     missing = rules("show", "nosuch", "--rules-dir", str(folder))
     assert missing.exit_code == 1 and "no rule 'nosuch'" in missing.stderr
+    no_folder = rules("show", "aaaaaaaa", "--rules-dir", str(folder / "nowhere"))
+    assert no_folder.exit_code == 1
+    assert f"no rules folder {folder / 'nowhere'} (loglake rules init makes one)" in no_folder.stderr
 
 
 def test_the_start_of_several_ids_names_them(folder: Path) -> None:

@@ -33,7 +33,7 @@ import yaml
 from loglake.alerts.destinations import TYPES
 from loglake.alerts.destinations.base import DestinationConfig
 from loglake.alerts.secrets import REFERENCE_ONLY, SecretRef, unset_variable
-from loglake.config_files import ROOT, problems_of
+from loglake.config_files import ROOT, problems_of, readable_part
 from loglake.rules.files import ROUTING_FILE, UniqueKeys
 from loglake.rules.model import DestinationName, Level, Problem
 
@@ -140,8 +140,8 @@ def load_routing(path: Path) -> Routing | list[Problem]:
 def _route_targets(route: Any) -> list[str]:
     """The destinations a route names, or none when it does not read (problems_of named why)."""
     try:
-        return msgspec.convert(route, Route).to
-    except msgspec.ValidationError:
+        return msgspec.convert({"to": route.get("to")}, Route).to  # whatever else of the route has problems
+    except (msgspec.ValidationError, AttributeError):
         return []
 
 
@@ -171,11 +171,11 @@ def _destination(spec: dict[str, Any], at: str) -> DestinationConfig | list[tupl
     # Check the rest as if those were references, so that each is reported once and never echoed.
     fields |= {f.rpartition(".")[2]: {"env": "SECRET"} for f, _ in problems}
     shape = [_split(text) for text in problems_of(fields, kind, at)]
-    if shape:
-        return problems + shape
-    destination = msgspec.convert(fields, kind)
-    problems += [(f"{at}.{f}", m) for f, m in destination.problems()]
-    return problems or destination
+    problems += shape
+    destination = readable_part(fields, kind, [f for f, _ in shape], at)  # its other checks, whatever its shape
+    if destination is not None:
+        problems += [(f"{at}.{f}", m) for f, m in destination.problems()]
+    return problems if problems or destination is None else destination
 
 
 def _secret_fields(kind: type[DestinationConfig]) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import msgspec
@@ -21,7 +22,9 @@ from loglake.alerts.store import (
 )
 from loglake.api.http import ApiError, Request, decode_content, quoted
 from loglake.api.routes import Result, json_body, refuse_parameters
+from loglake.api.rule_routes import rule_lookup_errors
 from loglake.decode_errors import in_words
+from loglake.rules.model import find_rule, is_rule_id
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -44,7 +47,12 @@ async def list_alerts_route(app: LoglakeApp, request: Request) -> Result:
     except InvalidAlertQuery as e:
         details = [{"field": name, "reason": reason} for name, reason in e.problems]
         raise ApiError(400, "invalid_query", str(e), details) from None
-
+    scheduler = app.runtime.rules
+    if query.rule_id is not None and not is_rule_id(query.rule_id) and scheduler is not None:
+        # The start of an id or a file's name, as the rule routes take it (a whole id is taken as it
+        # is: alerts outlive the rule that raised them).
+        with rule_lookup_errors(query.rule_id):
+            query = replace(query, rule_id=find_rule(scheduler.folder.rules, query.rule_id).id)
     return Result(200, await _with_db(app, lambda conn: list_answer(conn, query)))
 
 

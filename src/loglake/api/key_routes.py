@@ -9,7 +9,7 @@ import msgspec
 
 from loglake.api.http import ApiError, Request, json_struct, quoted
 from loglake.api.routes import Result, bad_parameter, json_body, refuse_parameters
-from loglake.keys import KeyNameTaken, KeyStoreBusy, KeyStoreError, LastAdminKey, NoSuchKey, parse_scopes
+from loglake.keys import KeyNameTaken, KeyStoreBusy, KeyStoreError, LastAdminKey, NoSuchKey, scope_set
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -47,7 +47,7 @@ async def create_key(app: LoglakeApp, request: Request) -> Result:
         create = functools.partial(
             app.keystore.create,
             spec.name,
-            parse_scopes(",".join(spec.scopes)),
+            scope_set(spec.scopes),
             sigv4=spec.sigv4,
             rate_limit=spec.rate_limit,
             rate_burst=spec.rate_burst,

@@ -91,7 +91,7 @@ SPEC: dict[str, Any] = {
                             },
                             "limit": {
                                 "type": ["integer", "null"],
-                                "minimum": 0,
+                                "minimum": 1,
                                 "description": "row cap (the server caps it too)",
                             },
                             "timeout_seconds": {"type": ["number", "null"], "exclusiveMinimum": 0},

@@ -123,7 +123,10 @@ ALERT_PATHS = {
             "parameters": [
                 query("status", f"one or more, comma-separated: {', '.join(ALERT_STATUSES)}"),
                 query("level", f"one or more, comma-separated: {', '.join(LEVELS)}"),
-                query("rule", "a rule's id"),
+                query(
+                    "rule",
+                    "a rule's id, the start of one that no other loaded rule's id starts with, or its file's name",
+                ),
                 query("since", f"alerts with a match at or after it (last_seen): {TIME}"),
                 query("q", "text in the title, the rule's title or the dedup key (ASCII letters in any case)"),
                 query(
@@ -135,6 +138,8 @@ ALERT_PATHS = {
             ],
             "responses": {
                 "200": json_response(ALERT_PAGE, "A page of alerts"),
+                "400": error_response("A bad filter (invalid_query), or the start of several rules' ids"),
+                "404": error_response("`rule` names no loaded rule (a whole id is taken as it is)"),
                 "501": error_response("This deployment keeps no alerts"),
             },
         }

@@ -314,7 +314,8 @@ def invalid_query(error: InvalidQuery) -> ApiError:
 def query_error(error: QueryError | QueryBusy) -> ApiError:
     if isinstance(error, QueryBusy):
         return ApiError(503, "busy", f"{error}; retry shortly", headers=[(b"retry-after", b"1")])
-    return ApiError(400, error.code, error.message)
+    details = [{"field": error.field, "reason": error.message}] if error.field else None
+    return ApiError(400, error.code, error.message, details)
 
 
 # -- SQL -----------------------------------------------------------------------------------------

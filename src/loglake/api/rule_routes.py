@@ -3,6 +3,8 @@ source, SQL and recent runs, its inline tests run on demand, and a backtest over
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from loglake.api.http import ApiError, Request, quoted
@@ -34,8 +36,15 @@ def _scheduler(app: LoglakeApp) -> RuleScheduler:
 
 def _rule(app: LoglakeApp, rule_id: str) -> Rule:
     """The rule `rule_id` names as the CLI takes it: its id, the start of one, or its file's name."""
-    try:
+    with rule_lookup_errors(rule_id):
         return find_rule(_scheduler(app).folder.rules, rule_id)
+
+
+@contextmanager
+def rule_lookup_errors(rule_id: str) -> Iterator[None]:
+    """find_rule's refusals as the API answers them: 404 for no such rule, 400 for the start of several ids."""
+    try:
+        yield
     except NoSuchRule:
         raise ApiError(
             404, "not_found", f"no rule with id {quoted(rule_id)} is loaded; GET /rules lists them"
@@ -112,27 +121,29 @@ async def backtest_rule(app: LoglakeApp, request: Request, rule_id: str) -> Resu
     refuse_parameters(request, "POST /rules/{ruleId}/backtest")
     rule = _rule(app, rule_id)
     body = json_body(app, request, _BACKTEST_EXAMPLE)
-    unknown = body.keys() - {"since", "until"}
+    unknown = sorted(body.keys() - {"since", "until"})
     if unknown:
-        raise ApiError(
-            400, "invalid_request", f"unknown field(s) {', '.join(sorted(unknown))}; send e.g. {_BACKTEST_EXAMPLE}"
-        )
+        message = f"unknown field(s) {', '.join(unknown)}; send e.g. {_BACKTEST_EXAMPLE}"
+        raise ApiError(400, "invalid_request", message, [{"field": unknown[0], "reason": "unknown field"}])
     now_ms = app.service.now_ms()
     bounds = {}
     for name, default in (("since", None), ("until", "now")):
         text = body.get(name, default)
         if type(text) is not str:
-            raise ApiError(400, "invalid_request", f"{name} must be a time as a string; send e.g. {_BACKTEST_EXAMPLE}")
+            reason = "must be a time as a string"
+            raise ApiError(
+                400, "invalid_request", f"{name} {reason}; send e.g. {_BACKTEST_EXAMPLE}", _field(name, reason)
+            )
         try:
             bounds[name] = parse_time(text, now_ms)
         except TimeFormatError as e:
-            raise ApiError(400, "invalid_time", f"{name}: {e}") from None
+            raise ApiError(400, "invalid_query", f"{name}: {e}", _field(name, str(e))) from None
     if bounds["until"] <= bounds["since"]:
-        raise ApiError(400, "invalid_time", "until must be after since")
+        raise ApiError(400, "invalid_query", "until must be after since", _field("until", "must be after since"))
     try:
         refuse_past_retention(bounds["since"], now_ms, app.settings.retention_days)
     except PeriodError as e:
-        raise ApiError(400, "invalid_time", str(e)) from None
+        raise ApiError(400, "invalid_query", str(e), _field("since", str(e))) from None
     engine = _scheduler(app).engine
     budget_s = app.settings.query_timeout_seconds
 
@@ -154,6 +165,11 @@ async def backtest_rule(app: LoglakeApp, request: Request, rule_id: str) -> Resu
             "progress and has no time limit",
         ) from None
     return Result(200, report.to_dict())
+
+
+def _field(name: str, reason: str) -> list[dict[str, str]]:
+    """An error's details naming the body's field, as the other routes' `invalid_query` answers do."""
+    return [{"field": name, "reason": reason}]
 
 
 # (method, template, handler, scope, reads_body)

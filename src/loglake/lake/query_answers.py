@@ -63,22 +63,23 @@ QUERY_REQUEST_FIELDS = ("sql", "limit", "timeout_seconds", "explain")
 def parse_query_request(spec: dict[str, Any]) -> QueryRequest:
     """A decoded JSON object as a QueryRequest; QueryError invalid_request naming the wrong field."""
 
-    def refuse(message: str) -> QueryError:
-        return QueryError("invalid_request", message)
+    def refuse(field: str, message: str) -> QueryError:
+        return QueryError("invalid_request", message, field)
 
     unknown = spec.keys() - set(QUERY_REQUEST_FIELDS)
     if unknown:
-        raise refuse(f"unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(QUERY_REQUEST_FIELDS)}")
+        first = min(unknown)
+        raise refuse(first, f"unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(QUERY_REQUEST_FIELDS)}")
     sql, limit, timeout = spec.get("sql"), spec.get("limit"), spec.get("timeout_seconds")
     if type(sql) is not str:
-        raise refuse('send {"sql": "SELECT ..."}: sql must be a string')
-    if limit is not None and (type(limit) is not int or limit < 0):
-        raise refuse("limit must be a non-negative integer")
+        raise refuse("sql", 'send {"sql": "SELECT ..."}: sql must be a string')
+    if limit is not None and (type(limit) is not int or limit < 1):  # 0 rows of a query are no answer to it
+        raise refuse("limit", "limit must be a positive integer (a number, not a string)")
     if timeout is not None and (type(timeout) not in (int, float) or not timeout > 0):
-        raise refuse("timeout_seconds must be a positive number")
+        raise refuse("timeout_seconds", "timeout_seconds must be a positive number")
     explain = spec.get("explain")
     if explain is not None and type(explain) is not bool:
-        raise refuse("explain must be true or false")
+        raise refuse("explain", "explain must be true or false")
     return QueryRequest(sql, limit, timeout, bool(explain))
 
 

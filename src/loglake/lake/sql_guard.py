@@ -24,10 +24,11 @@ from loglake.lake.tables import TABLES
 class QueryError(Exception):
     """A query the engine refuses or cannot answer because of the query itself (HTTP 400)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.field = field  # the request's field it is about, if one is
 
 
 ACCESS_HINT = (

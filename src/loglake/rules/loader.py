@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import msgspec
 import yaml
 
-from loglake.config_files import ROOT, problems_of
+from loglake.config_files import ROOT, problems_of, readable_part
 from loglake.lake.sql_guard import QueryError, check_select
 from loglake.lake.tables import TABLES, LakeTable
 from loglake.rules.anomaly import NUMBER_TYPE, AnomalyBody, AnomalyProblem, group_columns, metric_query, samples_of
@@ -283,9 +283,11 @@ def _common(
     meta = None if meta_problems else msgspec.convert(meta_doc, RuleMeta)
     option_problems = _problems_at(options_doc, Options, options_path)
     options = None if option_problems else msgspec.convert(options_doc, Options)
-    if options is not None:
+    fields = [f for f, _ in option_problems]
+    readable = readable_part(options_doc, Options, fields, options_path) if isinstance(options_doc, dict) else None
+    if readable is not None:
         prefix = f"{options_path}." if options_path else ""
-        option_problems = _timing(options, prefix)[2] + _template_problems(options, prefix)
+        option_problems += _timing(readable, prefix)[2] + _template_problems(readable, prefix)
     test_problems = _problems_at(tests_doc, list[RuleTest], "tests")
     tests = [] if test_problems else msgspec.convert(tests_doc, list[RuleTest])
     return meta, options, tests, meta_problems + option_problems + test_problems

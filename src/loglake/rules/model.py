@@ -8,6 +8,7 @@ a misspelt option must not be silently ignored.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from typing import Annotated, Any
 import msgspec
 
 from loglake.config_files import one_of, whole
+from loglake.ids import UUID_PATTERN
 from loglake.rules.plan import Plan
 from loglake.rules.schedule import Schedule
 from loglake.times import parse_duration
@@ -43,7 +45,7 @@ Status = Annotated[str, one_of(STATUSES)]
 RuleId = Annotated[
     str,
     msgspec.Meta(
-        pattern=whole(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
+        pattern=whole(UUID_PATTERN),
         description="a UUID such as 5f4c8e12-7a8b-4c2d-9e0f-1a2b3c4d5e6f (`uuidgen` makes one)",
     ),
 ]
@@ -195,6 +197,7 @@ class Rule:
         return self.options.enabled
 
 
+_RULE_ID = re.compile(UUID_PATTERN)
 SHOWN_CANDIDATES = 10  # of an ambiguous rule id: enough to pick from, not a whole folder's
 
 
@@ -213,12 +216,18 @@ class AmbiguousRule(LookupError):
 
 
 def find_rule(rules: Sequence[Rule], text: str) -> Rule:
-    """The rule with this id, else the only one whose id starts with it or whose file is named so (what the
-    CLI and the HTTP routes take); NoSuchRule when none is, AmbiguousRule naming them when several are."""
+    """The rule with this id, else the only one whose id starts with it or whose file is named so, with its
+    extension or without (what the CLI and the HTTP routes take); NoSuchRule when none is, AmbiguousRule
+    naming them when several are."""
     exact = [r for r in rules if r.id == text.lower()]
-    found = exact or [r for r in rules if r.id.startswith(text.lower()) or r.path.stem == text]
+    found = exact or [r for r in rules if r.id.startswith(text.lower()) or text in (r.path.stem, r.path.name)]
     if len(found) == 1:
         return found[0]
     if not found:
         raise NoSuchRule(text)
     raise AmbiguousRule(text, sorted(r.id for r in found))
+
+
+def is_rule_id(text: str) -> bool:
+    """Whether `text` is a whole rule id: the alerts of a rule since removed are still asked for by it."""
+    return _RULE_ID.fullmatch(text) is not None

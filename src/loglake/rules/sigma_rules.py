@@ -7,13 +7,16 @@ documents of the same file (`---`), which are its parts and not rules of their o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaRuleNotFoundError
-from sigma.rule import SigmaDetectionItem, SigmaLogSource, SigmaRule
+from sigma.policy import SigmaPolicy
+from sigma.policy.regex_engine import RE2RegexEngine, RegexPattern
+from sigma.rule import SigmaDetectionItem, SigmaDetections, SigmaLogSource, SigmaRule
 
 from loglake.rules.correlation import CorrelationProblem, Part, correlation_sql
 from loglake.rules.model import LOGLAKE_KEYS, SIGMA_KEYS, Options
@@ -21,6 +24,25 @@ from loglake.rules.plan import rows_plan
 from loglake.rules.sigma_backend import TABLE_STATE, DuckDBBackend, loglake_pipeline
 from loglake.rules.sources import BY_TABLE, SOURCES, Source, UnknownField, quote_name
 
+
+class QuietRE2(RE2RegexEngine):
+    """RE2 (which runs the rules' regexes in DuckDB too) as pySigma's check of a rule's regexes, without the
+    lines RE2 itself writes to stderr on a bad one, and with its message as text (RE2 gives it as bytes)."""
+
+    def compile(self, pattern: str, flags: int = 0) -> RegexPattern:
+        options = self._re2.Options()
+        options.log_errors = False
+        inline = "".join(letter for flag, letter in _INLINE_FLAGS.items() if flags & flag)  # as RE2RegexEngine
+        try:
+            return self._re2.compile(f"(?{inline}){pattern}" if inline else pattern, options)  # type: ignore[no-any-return]
+        except self._re2.error as e:
+            message = e.args[0] if e.args else ""
+            text = message.decode(errors="replace") if isinstance(message, bytes) else str(message)
+            raise self._re2.error(text) from None
+
+
+_INLINE_FLAGS = {re.IGNORECASE: "i", re.MULTILINE: "m", re.DOTALL: "s"}
+POLICY = SigmaPolicy(regex_engine=QuietRE2())  # pySigma's default (SafePolicy), quiet
 _RULES_IN_THE_FILE = "a correlation's rules come after it in its file, as YAML documents (---) with a name"
 UNSUPPORTED_MODIFIERS = {"expand": "placeholders need values loglake does not have: write the values out"}
 
@@ -114,6 +136,9 @@ def detection_problems(documents: list[dict[str, Any]], primary: int) -> list[tu
                     for key, value in item.items():
                         where = _where(i, primary, f"detection.{name}.{key}")
                         problems += [(where, m) for m in _item_problems(str(key), value, source)]
+        condition_problem = _condition_problem(detection)
+        if condition_problem:
+            problems.append((_where(i, primary, "detection.condition"), condition_problem))
         if "timeframe" in detection:
             problems.append(
                 (
@@ -124,11 +149,31 @@ def detection_problems(documents: list[dict[str, Any]], primary: int) -> list[tu
     return problems
 
 
+def _condition_problem(detection: dict[str, Any]) -> str | None:
+    """What is wrong with the condition itself (its syntax, a selection it names that is not there), checked
+    against stand-ins of the selections so that their own problems do not hide it."""
+    condition = detection.get("condition")
+    if condition is not None and not all(
+        isinstance(c, str) for c in (condition if isinstance(condition, list) else [condition])
+    ):
+        return "is not text such as `selection and not filter`, or a list of such texts"
+    stand_ins: dict[str, Any] = {str(name): {"_": "_"} for name in detection if name not in ("condition", "timeframe")}
+    try:
+        detections = SigmaDetections.from_dict(
+            stand_ins if condition is None else {**stand_ins, "condition": condition}
+        )
+        for parsed in detections.parsed_condition:
+            parsed.parse()
+    except SigmaError as e:
+        return _sigma_message(e)
+    return None
+
+
 def _item_problems(key: str, value: Any, source: Source | None) -> list[str]:
     field, *modifiers = key.split("|")
     found = [f"|{m} is not supported: {UNSUPPORTED_MODIFIERS[m]}" for m in modifiers if m in UNSUPPORTED_MODIFIERS]
     try:
-        SigmaDetectionItem.from_mapping(key, value)
+        SigmaDetectionItem.from_mapping(key, value, policy=POLICY)
     except SigmaError as e:
         found.append(_sigma_message(e))
     if field and source is not None:
@@ -142,7 +187,7 @@ def _item_problems(key: str, value: Any, source: Source | None) -> list[str]:
 def convert(documents: list[dict[str, Any]], primary: int, options: Options) -> SigmaQuery:
     """The rule's SQL, or SigmaProblems."""
     try:
-        collection = SigmaCollection.from_dicts(documents, collect_errors=True)
+        collection = SigmaCollection.from_dicts(documents, collect_errors=True, policy=POLICY)
     except SigmaRuleNotFoundError as e:
         raise SigmaProblems([("correlation.rules", f"{_sigma_message(e)}: {_RULES_IN_THE_FILE}")]) from None
     except SigmaError as e:
