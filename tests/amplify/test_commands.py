@@ -249,10 +249,14 @@ def test_reports_and_status_over_http(tmp_path: Path, server_factory, admin_key_
     assert sum(row[1] for row in top["rows"]) == sum(row[1] for row in statuses["rows"]) == len(requests)
     unknown = httpx.get(f"{server.url}/amplify/reports", params={"app": "nosuch"}, headers=headers)
     assert unknown.status_code == 404 and "apps with rows: danse_tech" in unknown.json()["error"]["message"]
-    for bad, code in [({"app": "danse_tech", "report": "nope"}, "unknown_report"), ({}, "invalid_query"),
-                      ({"app": "x", "since": "99999999999999999"}, "invalid_time")]:  # fmt: skip
+    for bad, code, field in [({"app": "danse_tech", "report": "nope"}, "unknown_report", None),
+                             ({}, "invalid_query", "app"),
+                             ({"app": "x", "since": "99999999999999999"}, "invalid_query", "since"),
+                             ({"app": "x", "since": "1h", "until": "2h"}, "invalid_query", "until")]:  # fmt: skip
         refused = httpx.get(f"{server.url}/amplify/reports", params=bad, headers=headers)
-        assert (refused.status_code, refused.json()["error"]["code"]) == (400, code)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (400, code), refused.text
+        if field is not None:  # a bad value names its parameter, as every route's invalid_query does
+            assert [d["field"] for d in refused.json()["error"]["details"]] == [field], refused.text
     status = httpx.get(f"{server.url}/amplify/status", headers=headers).json()
     assert status["schedule"] is None and status["apps"] == []
     cli = run_cli("amplify", "report", "--app", "danse_tech", "--url", server.url, "--api-key", key, "--json",

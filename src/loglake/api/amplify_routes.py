@@ -33,10 +33,10 @@ async def amplify_reports(app: LoglakeApp, request: Request) -> Result:
         try:
             bounds[name] = parse_time(params.get(name) or default, now_ms)
         except TimeFormatError as e:
-            raise ApiError(400, "invalid_time", f"{name}: {e}") from None
+            raise bad_parameter(name, str(e)) from None
     since, until = bounds["since"], bounds["until"]
     if until <= since:
-        raise ApiError(400, "invalid_time", "until must be after since")
+        raise bad_parameter("until", "must be after since")
     names = [n.strip() for n in (params.get("report") or "").split(",") if n.strip()] or None
     known = await app.run_read(apps_with_rows, app.store.read)
     if params["app"] not in known:
