@@ -56,12 +56,8 @@ class AthenaQueryEngine:
         """As QueryEngine.query: told to stop (`stop`), the query is cancelled in Athena at its next poll and
         Stopped (or OutOfTime) is raised."""
         check_select(sql)
-        cap = self.limits.max_rows if limit is None else max(0, min(limit, self.limits.max_rows))
-        timeout = (
-            self.limits.timeout_seconds
-            if timeout_seconds is None
-            else min(timeout_seconds, self.limits.timeout_seconds)
-        )
+        cap = self.limits.rows_for(limit)
+        timeout = self.limits.seconds_for(timeout_seconds)
         started = self.clock()
         execution_id = self._call(
             self.client.start_query_execution,

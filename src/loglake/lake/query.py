@@ -80,6 +80,14 @@ class QueryLimits:
     threads: int = _DEFAULTS.query_threads
     max_response_mb: int = _DEFAULTS.query_max_response_mb  # a user's query: its rows as JSON
 
+    def rows_for(self, limit: int | None) -> int:
+        """The rows a query may fetch: what it asks for, never more than max_rows (all of them for None)."""
+        return self.max_rows if limit is None else max(0, min(limit, self.max_rows))
+
+    def seconds_for(self, timeout_seconds: float | None) -> float:
+        """The time a query may take: a request may ask for less than timeout_seconds, never more."""
+        return self.timeout_seconds if timeout_seconds is None else min(timeout_seconds, self.timeout_seconds)
+
 
 SPILL_SHARE_OF_FREE_DISK = 0.1
 
@@ -145,9 +153,8 @@ class QueryEngine:
         """Run one read-only SELECT over `logs` (and the other lake and live tables); fetch at most `limit`
         rows. Told to stop (`stop`), it is interrupted and raises Stopped."""
         tree = check_select(sql, self.table_names)
-        cap = self.limits.max_rows if limit is None else max(0, min(limit, self.limits.max_rows))
-        limit_s = self.limits.timeout_seconds  # a request may ask for less time, never more
-        timeout = limit_s if timeout_seconds is None else min(timeout_seconds, limit_s)
+        cap = self.limits.rows_for(limit)
+        timeout = self.limits.seconds_for(timeout_seconds)
         top = hot_top(tree, cap)
         sql = rewrite_text_filters(sql, tree)
         text = f"EXPLAIN ANALYZE {sql}" if explain else sql
