@@ -124,6 +124,14 @@ async def test_a_bad_query_request_names_its_field(client: httpx.AsyncClient, bo
     assert (error["code"], error["details"][0]["field"]) == ("invalid_request", field)
 
 
+async def test_a_limit_below_1_is_not_told_it_was_a_string(client: httpx.AsyncClient) -> None:
+    """A new user sent {"limit": 0} and read "(a number, not a string)"."""
+    as_number = (await client.post("/query", json={"sql": "SELECT 1", "limit": 0})).json()["error"]["message"]
+    as_text = (await client.post("/query", json={"sql": "SELECT 1", "limit": "5"})).json()["error"]["message"]
+    assert as_number == "limit must be a positive integer (at least 1)"
+    assert as_text == "limit must be a positive integer (a number, not a string)"
+
+
 # What reached the engine's settings, catalog and server paths through the sandbox (issue 11).
 CATALOG_READS = [
     "SELECT * FROM pg_catalog.pg_settings",

@@ -74,7 +74,8 @@ def parse_query_request(spec: dict[str, Any]) -> QueryRequest:
     if type(sql) is not str:
         raise refuse("sql", 'send {"sql": "SELECT ..."}: sql must be a string')
     if limit is not None and (type(limit) is not int or limit < 1):  # 0 rows of a query are no answer to it
-        raise refuse("limit", "limit must be a positive integer (a number, not a string)")
+        sent = "a number, not a string" if type(limit) is not int else "at least 1"
+        raise refuse("limit", f"limit must be a positive integer ({sent})")
     if timeout is not None and (type(timeout) not in (int, float) or not timeout > 0):
         raise refuse("timeout_seconds", "timeout_seconds must be a positive number")
     explain = spec.get("explain")
