@@ -16,9 +16,10 @@ export function setCsrfToken(token) {
   csrfToken = token;
 }
 
-// The key's requests per second and burst (from the session); none without auth.
+// The key's requests per second and burst (from the session); none without auth. The bucket starts one
+// request short: signing in, which brought the browser here, took one.
 export function setRateLimit(rate, burst) {
-  bucket = rate && burst ? { rate, burst, tokens: burst, at: performance.now() } : null;
+  bucket = rate && burst ? { rate, burst, tokens: burst - 1, at: performance.now() } : null;
 }
 
 // Waits until the key's bucket has a request for this call. The call takes its token at once (the
