@@ -7,6 +7,7 @@ import { h } from "./dom.js";
 
 const RATE_LIMIT_TRIES = 4;
 const LONGEST_WAIT_S = 10; // a longer Retry-After (a spent daily budget) is shown as the error it is
+const LEEWAY_MS = 50; // requests reach the server a little after they leave, not all equally late
 
 let csrfToken = "";
 let bucket = null; // the key's token bucket as this page spends it: { rate, burst, tokens, at }
@@ -29,7 +30,7 @@ function turn(signal) {
   const now = performance.now();
   bucket.tokens = Math.min(bucket.burst, bucket.tokens + ((now - bucket.at) / 1000) * bucket.rate) - 1;
   bucket.at = now;
-  return bucket.tokens >= 0 ? Promise.resolve() : sleep((-bucket.tokens / bucket.rate) * 1000, signal);
+  return bucket.tokens >= 0 ? Promise.resolve() : sleep((-bucket.tokens / bucket.rate) * 1000 + LEEWAY_MS, signal);
 }
 
 function sleep(ms, signal) {
