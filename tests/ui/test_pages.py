@@ -156,7 +156,10 @@ def test_ask_without_a_model_says_how_to_configure_one_once(page, loglake):
     said.get_by_text("This server has no language model configured").wait_for()
     assert said.locator("p").count() == 1  # one sentence, not the same thing twice
     assert "--llm-provider openai --llm-endpoint" in said.inner_text()
-    assert said.locator("code").all_inner_texts() == ["loglake serve"]  # the command as code
+    assert said.locator("code").all_inner_texts() == [  # the commands as code
+        "loglake serve",
+        "--llm-provider openai --llm-endpoint http://127.0.0.1:11434/v1 --llm-model llama3.1",
+    ]
     assert "`" not in said.inner_text()
     assert page.get_by_label("Question").count() == 0
 

@@ -129,7 +129,7 @@ async function loadKeys(box) {
       replace(made, errorBox(error));
     }
   } }, name, h("span", { class: "chips", role: "group", "aria-label": "Scopes" }, scopes),
-  h("span", { class: "chips", role: "group", "aria-label": "Rate limit" }, rate, burst),
+  h("span", { class: "chips", role: "group", "aria-label": "Rate limit" }, h("span", { class: "muted", text: "own rate limit:" }), rate, burst),
   h("button", { type: "submit", class: "primary", text: "Create key" }));
   replace(box, h("h2", { text: "API keys" }), form, made, list);
   drawKeys(list, made);
