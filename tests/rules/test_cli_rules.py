@@ -182,6 +182,25 @@ def test_a_bad_test_event_is_named(folder: Path) -> None:
     assert "events[0].severity: " in result.stdout and "events[0].message: " in result.stdout
 
 
+def test_a_bad_event_of_a_later_test_names_the_test_too(folder: Path) -> None:
+    bad = FAILING_TEST.replace("{service: db, severity: error, message: slow}", "{service: db, severity: huge}")
+    (folder / "critical.yml").write_text((folder / "critical.yml").read_text() + bad.lstrip("\n"))
+    result = rules("test", str(folder))
+    assert result.exit_code == 1
+    assert "tests[1].events[0].severity: " in result.stdout and "tests[1].events[0].message: " in result.stdout
+
+
+def test_a_missed_match_below_the_threshold_says_the_threshold_and_the_events(folder: Path) -> None:
+    text = (folder / "critical.yml").read_text().replace("group_by: [service],", "group_by: [service], threshold: 2,")
+    (folder / "critical.yml").write_text(text)
+    result = rules("test", str(folder))
+    assert result.exit_code == 1
+    assert (
+        "expected a match, got none: the rule's threshold is 2 matching events per service, and the test stored"
+        " 1 event(s)"
+    ) in result.stdout
+
+
 def test_a_file_that_does_not_load_fails_the_tests(folder: Path) -> None:
     write_rule(folder, "bad.yml", BAD)
     result = rules("test", str(folder))

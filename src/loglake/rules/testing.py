@@ -55,11 +55,18 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Placed:
-    """A test's event where it goes: its number in the test, its time, its fields."""
+    """A test's event where it goes: its number in the test, its time, its fields, and its test's
+    number in the rule."""
 
     index: int
     at_ms: int
     fields: dict[str, Any]
+    test: int = 0
+
+    @property
+    def name(self) -> str:
+        """How a problem names it: which test too, as a rule file's field (`tests[1].events[0]`)."""
+        return _event_name(self.test, self.index)
 
 
 class BadEvent(ValueError):
@@ -85,7 +92,7 @@ class ScratchLake:
         try:
             records = validate_batch([{**e.fields, "timestamp": e.at_ms} for e in events], Limits(), now_ms)
         except InvalidRecords as e:
-            problems = [f"events[{events[p.index].index}].{p.field}: {p.reason}" for p in e.problems]
+            problems = [f"{events[p.index].name}.{p.field}: {p.reason}" for p in e.problems]
             raise BadEvent("; ".join(dict.fromkeys(problems))) from None
         self.store.submit(records).result()
 
@@ -100,7 +107,7 @@ class ScratchLake:
                 if name == "app":
                     app = str(value)
                 elif column is None or column in ("date", "timestamp"):
-                    raise BadEvent(f"events[{event.index}].{name}: not a column of amplify_access (`at` places one)")
+                    raise BadEvent(f"{event.name}.{name}: not a column of amplify_access (`at` places one)")
                 else:
                     row[column] = value
             by_app.setdefault(app, []).append(row)
@@ -108,7 +115,9 @@ class ScratchLake:
             try:
                 table = pa.Table.from_pylist(rows, schema=AMPLIFY_ACCESS_TABLE.schema)
             except (pa.ArrowException, TypeError, ValueError) as e:
-                raise BadEvent(f"events: a value does not fit its amplify_access column: {e}") from None
+                raise BadEvent(
+                    f"tests[{events[0].test}].events: a value does not fit its amplify_access column: {e}"
+                ) from None
             store_rows(
                 self.store, self.objects, app, [ParsedLog(table, len(rows), Malformed())], AppReport(app), now_ms
             )
@@ -135,54 +144,61 @@ def run_tests(rules: list[Rule], stop: Stop | None = None) -> list[Outcome]:
     start = FIRST_DAY_MS
     with scratch_lake() as lake:
         for rule in rules:
-            for test in rule.tests:
+            for number, test in enumerate(rule.tests):
                 window_start = -(-(start + rule.plan.reach_ms) // DAY_MS) * DAY_MS
-                outcomes.append(Outcome(rule, test, tuple(_run_one(lake, rule, test, window_start, stop))))
+                failures = _run_one(lake, rule, test, number, window_start, stop)
+                outcomes.append(Outcome(rule, test, tuple(failures)))
                 start = window_start + rule.lookback_ms
     return outcomes
 
 
-def _run_one(lake: ScratchLake, rule: Rule, test: RuleTest, since_ms: int, stop: Stop | None) -> list[str]:
+def _run_one(lake: ScratchLake, rule: Rule, test: RuleTest, number: int, since_ms: int, stop: Stop | None) -> list[str]:
     until_ms = since_ms + rule.lookback_ms
+    placed: dict[str, list[Placed]] = {}
     try:
-        for table, events in _placed(rule, test, since_ms).items():
+        placed = _placed(rule, test, number, since_ms)
+        for table, events in placed.items():
             lake.add(table, events, until_ms)
         result = run_rule(rule, lake.engine, since_ms, until_ms, now_ms=until_ms, stop=stop)
     except BadEvent as e:
         return [str(e)]
     except RuleRunError as e:
         return [f"the rule failed to run: {e}"]
-    return _differences(test, result.matches)
+    return _differences(rule, test, result.matches, sum(map(len, placed.values())))
 
 
-def _placed(rule: Rule, test: RuleTest, since_ms: int) -> dict[str, list[Placed]]:
-    """The test's events by table, each with its time (and `repeat` times if it says so)."""
+def _placed(rule: Rule, test: RuleTest, number: int, since_ms: int) -> dict[str, list[Placed]]:
+    """The events of the rule's test `number` by table, each with its time (and `repeat` times if it
+    says so)."""
     tables = [t.name for t in rule.plan.tables]
     placed: dict[str, list[Placed]] = {}
     for index, event in enumerate(test.events):
+        name = _event_name(number, index)
         fields = dict(event)
         if "timestamp" in fields:
-            raise BadEvent(
-                f"events[{index}].timestamp: place an event with `at` (e.g. at: 90s after the window's start)"
-            )
+            raise BadEvent(f"{name}.timestamp: place an event with `at` (e.g. at: 90s after the window's start)")
         try:
             at = _offset(fields.pop("at")) if "at" in fields else index * 1000
         except TimeFormatError as e:
-            raise BadEvent(f"events[{index}].at: {e}") from None
+            raise BadEvent(f"{name}.at: {e}") from None
         if not -rule.plan.reach_ms <= at < rule.lookback_ms:
             before = f", or up to {rule.plan.reach_ms // 1000:,} s before it" if rule.plan.reach_ms else ""
             raise BadEvent(
-                f"events[{index}].at: {event.get('at')} is outside what a run reads: the window's"
+                f"{name}.at: {event.get('at')} is outside what a run reads: the window's"
                 f" {rule.lookback_ms // 1000:,} s{before}"
             )
         table = str(fields.pop("table", tables[0]))
         if table not in tables:
-            raise BadEvent(f"events[{index}].table: the rule reads {', '.join(tables)}, not {table!r}")
+            raise BadEvent(f"{name}.table: the rule reads {', '.join(tables)}, not {table!r}")
         copies = fields.pop("repeat", 1)
         if type(copies) is not int or not 1 <= copies <= MAX_REPEAT:
-            raise BadEvent(f"events[{index}].repeat: {copies!r} is not a number of copies from 1 to {MAX_REPEAT:,}")
-        placed.setdefault(table, []).extend([Placed(index, since_ms + at, fields)] * copies)
+            raise BadEvent(f"{name}.repeat: {copies!r} is not a number of copies from 1 to {MAX_REPEAT:,}")
+        placed.setdefault(table, []).extend([Placed(index, since_ms + at, fields, number)] * copies)
     return placed
+
+
+def _event_name(test: int, index: int) -> str:
+    return f"tests[{test}].events[{index}]"
 
 
 def _offset(value: Any) -> int:
@@ -191,11 +207,19 @@ def _offset(value: Any) -> int:
     return -parse_duration(text[1:]) if text.startswith("-") else parse_duration(text)
 
 
-def _differences(test: RuleTest, matches: list[Match]) -> list[str]:
+def _differences(rule: Rule, test: RuleTest, matches: list[Match], stored: int) -> list[str]:
+    """What differs from what the test expects of the rule's matches (`stored`: the events the test stored)."""
     if not test.match:
         return [f"expected no match, got {_described(matches)}"] if matches else []
     if not matches:
-        return ["expected a match, got none"]
+        threshold = rule.options.threshold
+        if threshold == 1:
+            return ["expected a match, got none"]
+        per = f" per {', '.join(rule.plan.group_fields)}" if rule.plan.group_fields else ""
+        return [
+            f"expected a match, got none: the rule's threshold is {threshold} matching events{per}, and the test"
+            f" stored {stored} event(s)"
+        ]
     found = []
     if test.matches is not None and len(matches) != test.matches:
         found.append(f"expected {test.matches} match(es), got {_described(matches)}")
