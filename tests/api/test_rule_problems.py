@@ -1,6 +1,6 @@
 """What the server tells monitoring of its rules folder: a broken alerting.yml is counted, shown and
-logged as a bad rule file is, and problems (a file that does not load, a run that fails) are logged
-at level warning, not info."""
+logged as a bad rule file is, and problems (a file that does not load, a run that fails, an Amplify
+collection with failed windows) are logged at level warning, not info."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from loglake.amplify.collector import AppReport, RunReport
 from loglake.api.app import LoglakeApp
 from loglake.config import Settings
 from tests.alerts.conftest import write_alerting
@@ -87,3 +88,13 @@ async def test_a_failed_run_is_logged_at_level_warning(rules_app: LoglakeApp) ->
     [line] = logged(rules_app, "rule_run")
     assert (line["level"], line["outcome"], line["rule_id"]) == ("warning", "error", RULE_ID)
     assert "Could not convert string" in line["error"]
+
+
+def test_an_amplify_collection_with_failed_windows_is_logged_at_level_warning(rules_app: LoglakeApp) -> None:
+    failed = AppReport("shop", windows=2, windows_ok=1, windows_failed=1, errors=["GenerateAccessLogs: throttled"])
+    rules_app.on_amplify_report(RunReport("2026-12-04T10:00:00Z", "2026-12-04T10:01:00Z", [failed]))
+    rules_app.on_amplify_report(RunReport("2026-12-04T11:00:00Z", "2026-12-04T11:01:00Z", [AppReport("shop", 2, 2)]))
+    assert [(line["level"], line["ok"]) for line in logged(rules_app, "amplify_collection")] == [
+        ("warning", False),
+        ("info", True),
+    ]
