@@ -73,6 +73,8 @@ def test_validate_checks_alerting_yml_too(folder: Path) -> None:
     assert f"{folder / 'alerting.yml'}: destinations.hook.url: is not an http(s) URL" in result.stderr
     assert f"{folder / 'alerting.yml'}: routes[0].to: 'nowhere' is not a destination (hook)" in result.stderr
     assert "1 rule(s) valid, 1 file(s) with problems" in result.stderr
+    listed = rules("list", "--rules-dir", str(folder))  # as a rule file that does not load is listed
+    assert f"{folder / 'alerting.yml'}: routes[0].to: 'nowhere' is not a destination (hook)" in listed.stderr
     write_rule(folder, "alerting.yml", 'destinations: {hook: {type: webhook, url: "https://x.test"}}\n')
     assert rules("validate", "--rules-dir", str(folder)).exit_code == 0
 
