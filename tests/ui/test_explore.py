@@ -294,3 +294,10 @@ def test_a_facet_added_to_a_query_with_or_filters_all_of_it(page, loglake):
     page.locator(".facets button", has_text="worker").click()
     page.wait_for_url(re.compile(r"q=%28gateway\+OR\+slow%29\+service%3Aworker"))
     assert services_shown(page) == {"worker"}
+
+    # completion inside a group: `(serv` completes the field name after the parenthesis
+    box = page.locator("#q")
+    box.fill("")
+    box.press_sequentially("(serv")
+    page.get_by_role("option", name="service:").click()
+    assert box.input_value() == "(service:"

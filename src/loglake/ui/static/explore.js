@@ -157,10 +157,11 @@ function queryInput(state) {
   return { root: h("div", { class: "q-wrap" }, input, list), input };
 }
 
+// The word being typed, after any ( that opens a group: `(serv` completes `serv`.
 function currentWord(input) {
   const caret = input.selectionStart ?? input.value.length;
   const before = input.value.slice(0, caret);
-  const start = before.search(/\S*$/);
+  const start = before.search(/[^\s(]*$/);
   return [before.slice(start), start];
 }
 
