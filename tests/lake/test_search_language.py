@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 
+import duckdb
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from loglake.lake.reads import _conditions
 from loglake.lake.search_terms import MAX_GROUP_DEPTH, MAX_TERMS, AnyOf, InvalidSearch, Term, parse_search
@@ -131,3 +135,57 @@ def test_a_groups_sql_takes_its_values_in_the_order_of_its_text() -> None:
         " AND NOT coalesce((regexp_matches(message, ?) OR regexp_matches(message, ?)), false)"
     )
     assert params == [1000, "(?i)a", "(?i)b", "(?i)c", "(?i)d", "(?i)e", "(?i)f"]
+
+
+# Rows for the property below: (service, severity, message, attributes as stored: JSON text, NULL, or not JSON).
+# The search's window leaves out the last, which a condition not kept apart from the window's would let in.
+ROWS = [
+    ("api", "error", "a", '{"x": "A"}'),
+    ("web", "info", "b", None),
+    ("api", "info", "A B", '{"x": "b"}'),
+    ("db", "error", "", "not json"),
+    ("web", "debug", "ab", '{"y": "a"}'),
+    ("api", "error", "a b", '{"x": "a"}'),
+]
+IN_WINDOW = len(ROWS) - 1
+TOKENS = ["a", "b", "x:a", "x:b", "service:api", "severity:error", '"a b"', "OR", "AND", "NOT", "(", ")", "-", "-("]
+
+
+def matches(condition: Term | AnyOf, row: tuple) -> bool:
+    """What a condition means for one row, written out here: missing attributes match no term."""
+    service, severity, message, attributes = row
+    if isinstance(condition, AnyOf):
+        found = any(all(matches(c, row) for c in alternative) for alternative in condition.alternatives)
+    elif condition.key:
+        stored = json.loads(attributes) if attributes and attributes.startswith("{") else {}
+        found = str(stored.get(condition.key[0], "")).lower() == condition.value.lower() != ""
+    elif condition.field is None:
+        found = condition.value.lower() in message.lower()
+    else:
+        found = {"service": service, "severity": severity}[condition.field] == condition.value
+    return found != condition.negated
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(TOKENS), st.sampled_from([" ", " ", ""])), max_size=9))
+@example([("a", " "), ("OR", " "), ("b", "")])
+@example([("-(", ""), ("x:a", " "), ("OR", " "), ("b", ""), (")", "")])
+@example([("x:a", " "), ("(", ""), ("a", " "), ("OR", " "), ("-(", ""), ("b", " "), ("x:b", ""), (")", ""), (")", "")])
+def test_any_search_is_read_or_refused_and_its_sql_selects_what_it_means(tokens: list[tuple[str, str]]) -> None:
+    q = "".join(token + space for token, space in tokens)
+    try:
+        conditions = parse_search(q)
+    except InvalidSearch as e:
+        assert str(e), q
+        return
+    where, params = _conditions(RecentQuery(since_ms=1000), conditions)
+    with duckdb.connect() as db:
+        db.execute(
+            f'CREATE TABLE logs AS SELECT n, epoch_ms(CASE WHEN n < {IN_WINDOW} THEN 1000 ELSE 999 END) AS "timestamp",'
+            " service, severity, message, attributes FROM (VALUES "
+            + ", ".join(f"({n}, ?, ?, ?, ?)" for n in range(len(ROWS)))
+            + ") AS t(n, service, severity, message, attributes)",
+            [value for row in ROWS for value in row],
+        )
+        selected = [n for (n,) in db.execute(f"SELECT n FROM logs WHERE {where} ORDER BY n", params).fetchall()]
+    assert selected == [n for n, row in enumerate(ROWS[:IN_WINDOW]) if all(matches(c, row) for c in conditions)], q
