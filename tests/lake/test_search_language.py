@@ -86,7 +86,11 @@ def test_searches_read_into_conditions(q: str, conditions: list) -> None:
         ("a AND OR b", "AND at character 3 needs a term on each side"),
         ("a NOT", "NOT at character 3 needs a term or a group after it"),
         ("NOT OR a", "NOT at character 1 needs a term or a group after it"),
-        ("getUser()", "the group at character 8 is empty"),  # the message says where: quote such a word
+        (
+            "getUser()",
+            "the group at character 8 is empty; put a term in it, remove it, or quote a word with parentheses in it,"
+            ' as in "getUser()"',
+        ),
         ("service:(api OR web)", "service: needs a value"),
         ('"unclosed OR a', "unbalanced"),
         ("(" * (MAX_GROUP_DEPTH + 1) + "a" + ")" * (MAX_GROUP_DEPTH + 1), f"at most {MAX_GROUP_DEPTH} groups"),

@@ -194,7 +194,10 @@ def _one(tokens: _Tokens, depth: int) -> list[Condition]:
     if depth == MAX_GROUP_DEPTH:
         raise InvalidSearch(f"the ( at character {at} nests too deep: at most {MAX_GROUP_DEPTH} groups in groups")
     if tokens.peek() == ")":
-        raise InvalidSearch(f"the group at character {at} is empty; put a term in it or remove it")
+        raise InvalidSearch(
+            f"the group at character {at} is empty; put a term in it, remove it,"
+            ' or quote a word with parentheses in it, as in "getUser()"'
+        )
     group = _any_of(tokens, depth + 1)
     if tokens.peek() != ")":
         raise InvalidSearch(f"the ( at character {at} is never closed; add a ) after its group")
