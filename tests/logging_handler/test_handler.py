@@ -1,6 +1,6 @@
-"""loglake.logging against a real `loglake serve`: the mapping of log records and structlog events, Bearer
-and SigV4 auth, retries on 429 and 503 (through a scripted proxy in front of the server), drops counted
-when the queue is full, refusals counted, and a handler that never raises into the application."""
+"""loglake.logging against a real `loglake serve`: the mapping of log records, Bearer and SigV4 auth,
+retries on 429 and 503 (through a scripted proxy in front of the server), drops counted when the queue is
+full, refusals counted, and a handler that never raises into the application."""
 
 from __future__ import annotations
 
@@ -9,77 +9,13 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
-import structlog
 from botocore.credentials import Credentials
 
-from loglake.logging import LoglakeHandler, LoglakeProcessor
-from loglake.retry import Backoff
-from tests.conftest import ServerProcess, free_port, run_cli
-
-FAST = Backoff(first=0.01, cap=0.05)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server for the module: each test logs under a service of its own."""
-    folder = tmp_path_factory.mktemp("handler")
-    server = ServerProcess(folder / "data", free_port(), folder / "server.log")
-    try:
-        server.start(timeout=60)
-    except BaseException:
-        server.log.close()
-        raise
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def key(server: ServerProcess) -> str:
-    for line in server.log_path.read_text().splitlines():  # the admin key printed on the first start
-        if line.strip().startswith("llk_"):
-            return line.strip()
-    raise AssertionError(server.log_path.read_text())
-
-
-@pytest.fixture
-def handlers() -> Iterator[list[LoglakeHandler]]:
-    made: list[LoglakeHandler] = []
-    yield made
-    for handler in made:
-        handler.close()
-
-
-@pytest.fixture
-def make_handler(server: ServerProcess, key: str, handlers: list) -> Callable[..., LoglakeHandler]:
-    def make(**options: Any) -> LoglakeHandler:
-        options = {"url": server.url, "api_key": key, "backoff": FAST} | options
-        handlers.append(LoglakeHandler(**options))
-        return handlers[-1]
-
-    return make
-
-
-def stored(server: ServerProcess, key: str, service: str) -> list[dict]:
-    answer = httpx.get(
-        server.url + "/logs/recent",
-        params={"service": service, "limit": "1000"},
-        headers={"authorization": f"Bearer {key}"},
-        timeout=10,
-    )
-    answer.raise_for_status()
-    return answer.json()["logs"][::-1]  # oldest first
-
-
-def a_logger(name: str, handler: logging.Handler) -> logging.Logger:
-    logger = logging.getLogger(name)
-    logger.handlers[:] = [handler]
-    logger.setLevel(1)
-    logger.propagate = False
-    return logger
+from tests.conftest import ServerProcess, run_cli
+from tests.logging_handler.support import a_logger, stored
 
 
 def test_records_with_extra_fields_exceptions_and_levels(server, key, make_handler) -> None:
@@ -116,28 +52,6 @@ def test_records_with_extra_fields_exceptions_and_levels(server, key, make_handl
 class Opaque:
     def __str__(self) -> str:
         return "opaque!"
-
-
-def test_the_structlog_processor(server, key, make_handler) -> None:
-    handler = make_handler(service="structured")
-    captured: list[dict] = []
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            LoglakeProcessor(handler),
-            lambda _, __, event: captured.append(event) or "",
-        ],
-        logger_factory=structlog.ReturnLoggerFactory(),
-    )
-    try:
-        structlog.get_logger().warning("user signed in", user="ada", attempts=2)
-    finally:
-        structlog.reset_defaults()
-    assert handler.flush()
-    (log,) = stored(server, key, "structured")
-    assert (log["severity"], log["message"]) == ("warning", "user signed in")
-    assert log["attributes"] == {"logger": "structlog", "user": "ada", "attempts": 2}
-    assert captured == [{"event": "user signed in", "user": "ada", "attempts": 2, "level": "warning"}]  # passed on
 
 
 @pytest.mark.parametrize("source", ["given", "environment"])
