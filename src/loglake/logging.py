@@ -286,6 +286,7 @@ class LoglakeHandler(logging.Handler):
 
 
 _OPEN_HANDLERS: weakref.WeakSet[LoglakeHandler] = weakref.WeakSet()
+_METHOD_LEVELS = {"exception": "error"}  # structlog's .exception() logs an error, as logging's does
 
 
 def _start_again_in_child() -> None:
@@ -312,29 +313,27 @@ class LoglakeProcessor:
         self.logger_name = logger_name
 
     def __call__(self, logger: Any, method_name: str, event_dict: Mapping[str, Any]) -> Mapping[str, Any]:
-        try:
-            self._send(method_name, event_dict)
-        except Exception:
-            self.handler.counters.add("errors")
-        return event_dict
-
-    def _send(self, method_name: str, event_dict: Mapping[str, Any]) -> None:
         handler = self.handler
-        fields = dict(event_dict)
-        level_name = str(fields.pop("level", "error" if method_name == "exception" else method_name))
-        level = logging.getLevelName(level_name.upper())
-        level = level if type(level) is int else logging.INFO
-        if level < handler.level:
-            return
-        message = str(fields.pop("event", ""))
-        name = str(fields.pop("logger", self.logger_name))
-        exc_info = _exc_info(fields.pop("exc_info", None))
-        if handler.filters:
-            record = logging.LogRecord(name, level, "", 0, message, None, exc_info)
-            vars(record).update({key: value for key, value in fields.items() if key not in vars(record)})
-            if not handler.filter(record):
-                return
-        handler.enqueue(level, name, message, fields, _exception(exc_info, fields))
+        try:
+            fields = dict(event_dict)
+            level_name = str(fields.pop("level", _METHOD_LEVELS.get(method_name, method_name)))
+            level = logging.getLevelName(level_name.upper())
+            level = level if type(level) is int else logging.INFO
+            if level < handler.level:
+                return event_dict
+            message = str(fields.pop("event", ""))
+            name = str(fields.pop("logger", self.logger_name))
+            exc_info = _exc_info(fields.pop("exc_info")) if "exc_info" in fields else None
+            if handler.filters:
+                record = logging.LogRecord(name, level, "", 0, message, None, exc_info)
+                vars(record).update({key: value for key, value in fields.items() if key not in vars(record)})
+                if not handler.filter(record):
+                    return event_dict
+            exception = _exception(exc_info, fields) if exc_info is not None or "exception" in fields else None
+            handler.enqueue(level, name, message, fields, exception)
+        except Exception:
+            handler.counters.add("errors")
+        return event_dict
 
 
 def _exception(exc_info: tuple | None, fields: dict[str, Any]) -> dict[str, str] | None:
