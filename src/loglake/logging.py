@@ -235,7 +235,11 @@ class LoglakeHandler(logging.Handler):
             return
         queue.append(entry)
         if len(queue) >= self.batch_size:
-            self._sender.wake.set()
+            wake = self._sender.wake
+            # Set once, not on every call while the thread sends (Event.set takes a lock): it clears the
+            # event before it drains the queue, so an entry appended meanwhile is drained or sets it again.
+            if not wake.is_set():
+                wake.set()
 
     # -- the counters, flush and close ------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import json
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator
 
@@ -145,6 +146,23 @@ def proxy(server: ServerProcess) -> Iterator[Callable[[list[int]], Script]]:
         script.release.set()
         script.shutdown()
         script.server_close()
+
+
+def test_a_full_batch_leaves_at_once_not_after_the_interval(server, key, make_handler) -> None:
+    """A batch leaves as soon as the queue holds batch_size records, again and again while the program logs
+    (the thread is woken once per batch, not on every call), not only every flush_interval."""
+    batches: queue.Queue[int] = queue.Queue()
+
+    def on_sent(ids: list[str]) -> None:
+        batches.put(len(ids))
+
+    handler = make_handler(service="fullbatch", batch_size=5, flush_interval=600, on_sent=on_sent)
+    logger = a_logger("fullbatch", handler)
+    for batch in range(4):
+        for n in range(5):
+            logger.info("record %d", batch * 5 + n)
+        assert batches.get(timeout=30) == 5  # no flush() is called: queue.Empty if it waited for the interval
+    assert len(stored(server, key, "fullbatch")) == 20
 
 
 def test_429_and_503_are_retried_and_the_batch_is_stored_once(server, key, make_handler, proxy) -> None:
