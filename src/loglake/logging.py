@@ -289,8 +289,7 @@ class LoglakeHandler(logging.Handler):
         super().close()
 
 
-_OPEN_HANDLERS: weakref.WeakSet[LoglakeHandler] = weakref.WeakSet()
-_METHOD_LEVELS = {"exception": "error"}  # structlog's .exception() logs an error, as logging's does
+_OPEN_HANDLERS: weakref.WeakSet[LoglakeHandler] = weakref.WeakSet()  # what a forked child starts again
 
 
 def _start_again_in_child() -> None:
@@ -299,6 +298,9 @@ def _start_again_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_start_again_in_child)
+
+
+_METHOD_LEVELS = {"exception": "error"}  # structlog's .exception() logs an error, as logging's does
 
 
 class LoglakeProcessor:
