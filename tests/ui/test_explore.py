@@ -167,6 +167,7 @@ def test_a_query_the_server_cannot_read_is_shown_once(page, loglake):
     assert len(answered) == 3  # the histogram and the facets asked too, and were refused alike
     assert page.locator(".error-box").count() == 1
     assert "unbalanced" in page.locator(".results .error-box").inner_text()
+    assert page.get_by_role("button", name="Retry").count() == 0  # the same query would be refused again
 
 
 def test_signing_in_returns_to_the_page_asked_for_without_a_refused_request(page, loglake, browser):

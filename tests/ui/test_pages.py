@@ -149,12 +149,59 @@ def test_a_change_without_the_csrf_token_is_refused(page, loglake):
         assert "forged" not in [k["name"] for k in c.get("/admin/keys").json()["keys"]]
 
 
-def test_ask_without_a_model_says_how_to_configure_one(page, loglake):
+def test_ask_without_a_model_says_how_to_configure_one_once(page, loglake):
     sign_in(page, loglake)
     page.get_by_role("link", name="Ask").click()
-    page.get_by_text("this server has none configured").wait_for()
-    assert "--llm-provider openai --llm-endpoint" in page.locator(".empty").inner_text()
+    said = page.locator(".empty")
+    said.get_by_text("This server has no language model configured").wait_for()
+    assert said.locator("p").count() == 1  # one sentence, not the same thing twice
+    assert "--llm-provider openai --llm-endpoint" in said.inner_text()
+    assert said.locator("code").all_inner_texts() == [  # the commands as code
+        "loglake serve",
+        "--llm-provider openai --llm-endpoint http://127.0.0.1:11434/v1 --llm-model llama3.1",
+    ]
+    assert "`" not in said.inner_text()
     assert page.get_by_label("Question").count() == 0
+
+
+def test_sql_offers_retry_only_where_a_retry_can_help(page, loglake, context):
+    sign_in(page, loglake, loglake.read_key)
+    page.get_by_role("link", name="SQL").click()
+    editor = page.get_by_label("SQL query")
+    error = page.locator(".sql-output .error-box")
+    # refused for what they say: the same SQL would be refused again
+    refused = [("SELEC service FROM logs", "syntax error"), ("SELECT * FROM read_csv('/etc/passwd')", "read_csv")]
+    for sql, told in refused:
+        editor.fill(sql)
+        editor.press("Control+Enter")
+        error.filter(has_text=told).wait_for()
+        assert error.locator("strong").inner_text() == "Error 400"
+        assert error.get_by_role("button", name="Retry").count() == 0
+    # the server out of reach: retrying once it answers again runs the query
+    editor.fill("SELECT count(*) AS n FROM logs")
+    context.set_offline(True)
+    editor.press("Control+Enter")
+    error.filter(has_text="loglake did not answer").wait_for()
+    context.set_offline(False)
+    error.get_by_role("button", name="Retry").click()
+    page.locator(".grid tbody tr").first.wait_for()
+
+
+def test_admin_creates_a_key_with_its_own_rate_limit_and_sees_each_keys(page, loglake):
+    sign_in(page, loglake)
+    page.get_by_role("link", name="Status").click()
+    page.get_by_label("New key's name").fill("slow-robot")
+    page.get_by_label("New key's rate limit (requests per second)").fill("0.5")
+    page.get_by_label("New key's burst (requests at once)").fill("3")
+    page.get_by_role("button", name="Create key").click()
+    page.locator(".secret").wait_for()
+    with loglake.client() as c:
+        created = next(k for k in c.get("/admin/keys").json()["keys"] if k["name"] == "slow-robot")
+    assert (created["rate_limit"], created["rate_burst"]) == (0.5, 3)
+    rows = page.locator(".keys tbody tr")
+    rows.filter(has_text="slow-robot").wait_for()
+    assert "0.5/s, burst 3" in rows.filter(has_text="slow-robot").inner_text()
+    assert "server default" in rows.filter(has_text="reader").inner_text()  # the fixture's, with no limit of its own
 
 
 def test_an_unknown_page_says_so_and_offers_the_pages(page, loglake):

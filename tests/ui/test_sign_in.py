@@ -1,7 +1,7 @@
 """Signing in comes back to the page that was asked for, and only to a page of the UI on this server;
 a page asked for without a session goes to sign in first (its script would only meet a 401); the
-session says whether questions can be asked here; the first start says how to point the CLI at a
-server off the default address."""
+session says whether questions can be asked here and the key's rate limit; the first start says how
+to point the CLI at a server off the default address."""
 
 from __future__ import annotations
 
@@ -96,6 +96,17 @@ async def test_the_session_says_whether_questions_can_be_asked(app: LoglakeApp, 
     finally:
         configured.close()
     assert ask == {"configured": True, "provider": "openai", "model": "llama3.1"}
+
+
+async def test_the_session_gives_the_keys_rate_limit_else_the_servers(app: LoglakeApp) -> None:
+    """The UI spaces its requests to fit them."""
+    async with browser(app) as b:
+        await b.post("/session", json={"key": key_for(app, "read", rate_limit=2)})
+        own = (await b.get("/session")).json()
+        await b.post("/session", json={"key": key_for(app, "read")})
+        servers = (await b.get("/session")).json()
+    assert (own["rate_limit"], own["rate_burst"]) == (2, 2)  # a rate without a burst: one second's worth
+    assert (servers["rate_limit"], servers["rate_burst"]) == (app.settings.rate_limit, app.settings.rate_burst)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,11 @@ SESSION = {
     "properties": {
         "key_name": {"type": "string", "description": "the key signed in with"},
         "scopes": {"type": "array", "items": {"type": "string"}},
+        "rate_limit": {
+            "type": "number",
+            "description": "the key's requests per second (its own, else the server's); absent without auth",
+        },
+        "rate_burst": {"type": "integer", "description": "the key's burst: requests it may make at once"},
         "csrf_token": {
             "type": "string",
             "description": f"send as {CSRF_HEADER.decode()} with every request that changes something "

@@ -36,11 +36,15 @@ class RateLimiter:
         self.clock = clock
         self._buckets: dict[str, TokenBucket] = {}
 
+    def limits(self, rate: float | None = None, burst: int | None = None) -> tuple[float, int]:
+        """The rate and burst a key gets: its own, else the server's."""
+        return rate or self.rate, burst or self.burst
+
     def check(self, key: str, rate: float | None = None, burst: int | None = None) -> float:
         """0 when the request may go ahead, else how many seconds to wait."""
         now = self.clock()
         bucket = self._buckets.get(key)
-        rate, burst = rate or self.rate, burst or self.burst
+        rate, burst = self.limits(rate, burst)
         if bucket is None or bucket.rate != rate or bucket.burst != burst:
             bucket = self._buckets[key] = TokenBucket(rate, burst, now)
         return bucket.take(now)

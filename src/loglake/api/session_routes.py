@@ -153,9 +153,13 @@ async def delete_session(app: LoglakeApp, request: Request) -> Result:
 
 
 def _describe(app: LoglakeApp, session: Session, key: ApiKey) -> dict:
+    # the UI spaces its requests to fit the key's limits rather than learn them from 429s
+    rate_limit, rate_burst = app.ratelimiter.limits(key.rate_limit, key.rate_burst)
     return {
         "key_name": key.name,
         "scopes": sorted(key.scopes),
+        "rate_limit": rate_limit,
+        "rate_burst": rate_burst,
         "csrf_token": session.csrf_token,
         "expires_at": format_datetime(int(session.expires_at * 1000)),
         "ask": ask_status(app),

@@ -260,7 +260,7 @@ def _bedrock_client(endpoint: str, timeout: float) -> Any:
 _SETTINGS = (
     "llm_provider (openai, anthropic or bedrock), llm_model, and llm_endpoint and llm_api_key as the provider needs"
 )
-_OLLAMA = "--llm-provider openai --llm-endpoint http://127.0.0.1:11434/v1 --llm-model llama3.1 for a local Ollama"
+_OLLAMA = "`--llm-provider openai --llm-endpoint http://127.0.0.1:11434/v1 --llm-model llama3.1` for a local Ollama"
 NOT_CONFIGURED = (
     f"no language model is configured: set {_SETTINGS} (flags --llm-*, LOGLAKE_LLM_* or the TOML file), e.g. {_OLLAMA}"
 )

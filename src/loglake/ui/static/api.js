@@ -1,11 +1,55 @@
 // Calls to loglake's API with the session cookie: every state-changing call carries the session's
 // CSRF token; an API error becomes an ApiError with the server's message (which says what to do).
+// Calls are spaced to fit the key's rate limit (a page asks several things at once, which a key limited
+// to a few requests a second would refuse), and a 429 anyway (another tab or a script on the same key)
+// is waited out as its Retry-After says, a few times, with a notice on the page while waiting.
 import { h } from "./dom.js";
 
+const RATE_LIMIT_TRIES = 4;
+const LONGEST_WAIT_S = 10; // a longer Retry-After (a spent daily budget) is shown as the error it is
+const LEEWAY_MS = 50; // requests reach the server a little after they leave, not all equally late
+
 let csrfToken = "";
+let bucket = null; // the key's token bucket as this page spends it: { rate, burst, tokens, at }
+let waiting = 0; // calls waiting out a 429
 
 export function setCsrfToken(token) {
   csrfToken = token;
+}
+
+// The key's requests per second and burst (from the session); none without auth. The bucket starts one
+// request short: signing in, which brought the browser here, took one.
+export function setRateLimit(rate, burst) {
+  bucket = rate && burst ? { rate, burst, tokens: burst - 1, at: performance.now() } : null;
+}
+
+// Waits until the key's bucket has a request for this call. The call takes its token at once (the
+// tokens may go below zero), so calls made together leave one after another, 1/rate apart.
+function turn(signal) {
+  if (!bucket) return Promise.resolve();
+  const now = performance.now();
+  bucket.tokens = Math.min(bucket.burst, bucket.tokens + ((now - bucket.at) / 1000) * bucket.rate) - 1;
+  bucket.at = now;
+  return bucket.tokens >= 0 ? Promise.resolve() : sleep((-bucket.tokens / bucket.rate) * 1000 + LEEWAY_MS, signal);
+}
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => { clearTimeout(timer); reject(signal.reason); }, { once: true });
+  });
+}
+
+// Sleeps out a 429's Retry-After with "Waiting for the rate limit" said in the shell's live region.
+async function waitOut(seconds, signal) {
+  const notice = document.getElementById("waiting");
+  waiting++;
+  notice.textContent = `Waiting for the rate limit of this key (the server asked for ${seconds} s)…`;
+  try {
+    await sleep(seconds * 1000, signal);
+  } finally {
+    if (--waiting === 0) notice.textContent = "";
+  }
 }
 
 export class ApiError extends Error {
@@ -32,14 +76,21 @@ export async function request(path, { method = "GET", params, body, signal, acce
   if (method !== "GET") headers["x-csrf-token"] = csrfToken;
   if (body !== undefined) headers["content-type"] = "application/json";
   let response;
-  try {
-    response = await fetch(url(path, params), {
-      method, headers, signal, credentials: "same-origin",
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch (e) {
-    if (e.name === "AbortError") throw e;
-    throw new ApiError(0, "network", "loglake did not answer; check that the server is running, then retry");
+  for (let tries = 1; ; tries++) {
+    await turn(signal);
+    try {
+      response = await fetch(url(path, params), {
+        method, headers, signal, credentials: "same-origin",
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      if (e.name === "AbortError") throw e;
+      throw new ApiError(0, "network", "loglake did not answer; check that the server is running, then retry");
+    }
+    // a 429 is a refusal before anything was done, so even a change is safe to send again
+    const wait = response.status === 429 ? Number(response.headers.get("retry-after")) : 0;
+    if (!(wait > 0 && wait <= LONGEST_WAIT_S) || tries === RATE_LIMIT_TRIES) break;
+    await waitOut(wait, signal);
   }
   if (response.status === 401 && path !== "/session") signIn("Your session has ended; sign in again.");
   if (!response.ok) throw await errorOf(response);
@@ -66,8 +117,14 @@ async function errorOf(response) {
   }
 }
 
+// Whether asking again could succeed: not when the request itself was refused (a bad query, a missing
+// scope), only when the network, the rate limit or the server stood in the way.
+export function retryable(error) {
+  return error.status === 0 || error.status === 429 || error.status >= 500;
+}
+
 // An API error shown where its content would have been: the message, each detail, what to do (a page's
-// own advice, or the scopes' for a 403), and a retry.
+// own advice, or the scopes' for a 403), and a retry when one can help.
 export function errorBox(error, retry, advice) {
   const details = (error.details || []).map((d) => [d.field, d.reason || d.message].filter(Boolean).join(": "))
     .filter((text) => !error.message.includes(text)).map((text) => h("li", { text }));
@@ -77,5 +134,5 @@ export function errorBox(error, retry, advice) {
     details.length ? h("ul", {}, details) : null,
     advice ? h("p", { text: advice })
       : error.status === 403 ? h("p", { class: "muted", text: "Your key's scopes do not allow this; sign in with a key that has them." }) : null,
-    retry ? h("button", { type: "button", text: "Retry", onclick: retry }) : null);
+    retry && retryable(error) ? h("button", { type: "button", text: "Retry", onclick: retry }) : null);
 }

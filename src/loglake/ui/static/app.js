@@ -1,6 +1,6 @@
 // The shell of the UI: the session, the navigation, the theme, the keyboard, and a router that draws
 // the page of /ui/<page>/<item> into <main> without reloading.
-import { ApiError, api, errorBox, setCsrfToken, signIn } from "./api.js";
+import { ApiError, api, errorBox, setCsrfToken, setRateLimit, signIn } from "./api.js";
 import { h, link, replace } from "./dom.js";
 import * as alerts from "./alerts.js";
 import * as amplify from "./amplify.js";
@@ -138,6 +138,7 @@ async function start() {
     return;
   }
   setCsrfToken(session.csrf_token);
+  setRateLimit(session.rate_limit, session.rate_burst);
   document.getElementById("signout").addEventListener("click", async () => {
     let next = "/login";
     try {

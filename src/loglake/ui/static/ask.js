@@ -18,10 +18,7 @@ const FOLLOW_UP = "A follow-up, e.g. only for the api service  (or start a new c
 export function render(main, { session, allows }) {
   const ask = session.ask || { configured: false, how: "" };
   if (!ask.configured) {
-    replace(main, h("h1", { text: "Ask" }), h("div", { class: "empty" },
-      h("p", { text: "Questions in plain language need a language model, and this server has none configured." }),
-      h("p", { text: sentence(ask.how) }),
-      h("p", { class: "muted", text: "Restart loglake serve with those settings and this page asks them." })));
+    replace(main, h("h1", { text: "Ask" }), h("div", { class: "empty" }, h("p", {}, withCode(sentence(ask.how)))));
     return null;
   }
   const kept = conversation(session.key_name);
@@ -99,6 +96,11 @@ function sentence(text) {
   return text ? `${text[0].toUpperCase()}${text.slice(1)}.` : "";
 }
 
+// The server's text marks commands `so` (as a terminal shows them): here they are code.
+function withCode(text) {
+  return text.split("`").map((part, i) => i % 2 ? h("code", { text: part }) : part);
+}
+
 // What the person can do about each failure of a question.
 function askError(error, retry) {
   const wait = error.retryAfter ? ` in ${duration(error.retryAfter)}` : "";
@@ -110,7 +112,7 @@ function askError(error, retry) {
     rate_limited: `Too many questions in a minute: ask again${wait || " shortly"}.`,
     not_found: "This conversation has expired: start a new conversation (the button below the question).",
   }[error.code];
-  const again = !["token_budget_spent", "not_found"].includes(error.code); // a retry would only fail the same way
+  const again = error.code !== "token_budget_spent"; // a retry would only fail the same way until it renews
   return errorBox(error, again ? retry : null, advice);
 }
 

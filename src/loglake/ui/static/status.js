@@ -1,5 +1,6 @@
 // Status: health, ingest over the last hour, rejected records, storage by table and day, the hot store
-// and how far the lake lags behind it, query load; for admins, the API keys (create, list, revoke).
+// and how far the lake lags behind it, query load; for admins, the API keys (create with scopes and a
+// rate limit, list, revoke).
 import { api, errorBox, request } from "./api.js";
 import { stackedBars } from "./chart.js";
 import { copyButton, counted, formatBytes, formatCount, formatTime, h, replace } from "./dom.js";
@@ -111,19 +112,25 @@ async function loadKeys(box) {
   const made = h("div", { role: "status" });
   const name = h("input", { type: "text", name: "name", required: true, pattern: "[A-Za-z0-9._-]+", "aria-label": "New key's name", placeholder: "name, e.g. ci" });
   const scopes = SCOPES.map((scope) => h("label", {}, h("input", { type: "checkbox", name: "scope", value: scope, checked: scope === "read" }), ` ${scope}`));
+  // left empty, the server's rate and burst apply; a rate without a burst gets one second's worth
+  const rate = h("input", { type: "number", name: "rate_limit", min: "0.001", step: "any", "aria-label": "New key's rate limit (requests per second)", placeholder: "requests/s" });
+  const burst = h("input", { type: "number", name: "rate_burst", min: "1", step: "1", "aria-label": "New key's burst (requests at once)", placeholder: "burst" });
   const form = h("form", { class: "toolbar", onsubmit: async (e) => {
     e.preventDefault();
     const chosen = scopes.map((l) => l.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
+    const limits = { rate_limit: rate.value ? Number(rate.value) : undefined, rate_burst: burst.value ? Number(burst.value) : undefined };
     try {
-      const key = await api("/admin/keys", { method: "POST", body: { name: name.value, scopes: chosen } });
+      const key = await api("/admin/keys", { method: "POST", body: { name: name.value, scopes: chosen, ...limits } });
       replace(made, h("div", { class: "card" }, h("p", {}, h("strong", { text: `Key ${key.name} created.` }), " Copy its secret now: it is shown only once."),
         h("p", { class: "secret", text: key.secret }), copyButton(key.secret, "Copy the secret")));
-      name.value = "";
+      for (const input of [name, rate, burst]) input.value = "";
       drawKeys(list, made);
     } catch (error) {
       replace(made, errorBox(error));
     }
-  } }, name, h("span", { class: "chips", role: "group", "aria-label": "Scopes" }, scopes), h("button", { type: "submit", class: "primary", text: "Create key" }));
+  } }, name, h("span", { class: "chips", role: "group", "aria-label": "Scopes" }, scopes),
+  h("span", { class: "chips", role: "group", "aria-label": "Rate limit" }, h("span", { class: "muted", text: "own rate limit:" }), rate, burst),
+  h("button", { type: "submit", class: "primary", text: "Create key" }));
   replace(box, h("h2", { text: "API keys" }), form, made, list);
   drawKeys(list, made);
 }
@@ -132,12 +139,18 @@ async function drawKeys(box, made) {
   try {
     const { keys } = await api("/admin/keys");
     replace(box, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
-      h("thead", {}, h("tr", {}, ["Name", "Scopes", "Starts with", ""].map((t) => h("th", { scope: "col", text: t })))),
+      h("thead", {}, h("tr", {}, ["Name", "Scopes", "Starts with", "Rate limit", ""].map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, keys.map((key) => h("tr", {}, h("td", { text: key.name }), h("td", { text: key.scopes.join(", ") }),
-        h("td", { class: "mono", text: key.hint || "" }), h("td", {}, revokeButton(key, box, made))))))));
+        h("td", { class: "mono", text: key.hint || "" }), h("td", { text: rateLimitOf(key) }), h("td", {}, revokeButton(key, box, made))))))));
   } catch (error) {
     replace(box, errorBox(error, () => drawKeys(box, made)));
   }
+}
+
+// As `loglake keys list` says it: the key's own rate and burst, else the server's.
+function rateLimitOf(key) {
+  const rate = key.rate_limit ? `${key.rate_limit}/s` : "server rate";
+  return key.rate_burst ? `${rate}, burst ${key.rate_burst}` : "server default";
 }
 
 // Revoking asks once more: the first click arms the button, the second revokes.
