@@ -46,6 +46,7 @@ from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import file_name
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.store.sqlite import SQLiteHotStore
+from loglake.store.sqlite_moved import delete_moved
 
 ROWS_PER_ROUND = 200_000
 # A flush with more rounds due than this reads and writes them in a worker process (flush_rounds):
@@ -199,7 +200,7 @@ class Flusher:
 
 def _delete_rows(conn: sqlite3.Connection, rows: RoundRows) -> None:
     """Delete exactly the rows a round read (they were the oldest due)."""
-    SQLiteHotStore.delete_moved(conn, rows.first_id, rows.last_id, rows.count, rows.ids(), rows.client_ids)
+    delete_moved(conn, rows.first_id, rows.last_id, rows.count, rows.ids(), rows.client_ids)
 
 
 def publish(

@@ -33,6 +33,7 @@ from loglake.lake.tables import APP_LOGS_TABLE, TABLES, Column, LakeTable, LiveT
 from loglake.locks import exclusive_lock
 from loglake.model import format_datetime, retention_start_ms
 from loglake.store.sqlite import SQLiteHotStore
+from loglake.store.sqlite_moved import forget_flushed_client_ids
 
 log = logging.getLogger("loglake.lake")
 
@@ -307,7 +308,7 @@ class Lake:
 
             def drop(conn: sqlite3.Connection) -> None:
                 retire_files(conn, keys, delete_after)
-                SQLiteHotStore.forget_flushed_client_ids(conn, kept_from)
+                forget_flushed_client_ids(conn, kept_from)
 
             self.store.in_write_transaction(drop).result()
         return expired
