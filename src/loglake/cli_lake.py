@@ -179,8 +179,8 @@ def _athena_query(
     import botocore.exceptions
 
     from loglake.aws.athena import AthenaQueryEngine
-    from loglake.lake.query import QueryLimits
     from loglake.lake.query_answers import result_to_dict
+    from loglake.lake.query_limits import QueryLimits
     from loglake.lake.sql_guard import QueryError
 
     try:

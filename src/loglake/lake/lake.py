@@ -27,7 +27,8 @@ from loglake.lake.flush import Flusher, FlushReport
 from loglake.lake.layout import day_of
 from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
-from loglake.lake.query import QueryEngine, QueryLimits
+from loglake.lake.query import QueryEngine
+from loglake.lake.query_limits import QueryLimits
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, Column, LakeTable, LiveTable, partition_type, sql_type
 from loglake.locks import exclusive_lock

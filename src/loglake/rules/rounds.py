@@ -31,8 +31,9 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from loglake.lake.query import QueryEngine, QueryLimits, TimeRange, interrupt_after
+from loglake.lake.query import QueryEngine, TimeRange, interrupt_after
 from loglake.lake.query_answers import QueryBusy, QueryResult
+from loglake.lake.query_limits import QueryLimits
 from loglake.lake.sql_guard import QueryError
 from loglake.lake.tables import APP_LOGS_TABLE, sql_type
 from loglake.rules.model import Rule
