@@ -23,7 +23,8 @@ from loglake.amplify.config import AmplifyConfig, AmplifyConfigError, load_confi
 from loglake.amplify.jobs import AmplifySchedule, settings_for
 from loglake.arrivals import Arrivals
 from loglake.config import ConfigError, Settings
-from loglake.keys import KeyRing, KeyStore
+from loglake.key_ring import KeyRing
+from loglake.keys import KeyStore
 from loglake.lake.lake import Lake, LakeJobs, MaintenanceReport
 from loglake.protocols.syslog import SyslogListeners, SyslogTally
 from loglake.rules.model import Problem, Rule
