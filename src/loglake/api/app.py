@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from loglake.amplify.collector import RunReport
+from loglake.amplify.run_reports import RunReport
 from loglake.api import ask_routes, elastic_routes, tail_routes
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope

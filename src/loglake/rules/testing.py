@@ -24,8 +24,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from loglake.amplify.collector import AppReport, store_rows
+from loglake.amplify.lake_rows import store_rows
 from loglake.amplify.parse import Malformed, ParsedLog
+from loglake.amplify.run_reports import AppReport
 from loglake.lake.objectstore import LocalObjectStore
 from loglake.lake.query import QueryEngine
 from loglake.lake.query_limits import QueryLimits
