@@ -32,11 +32,10 @@ from loglake.model import (
     NewRecord,
     Problem,
     StoredRecord,
-    format_datetime,
     is_valid_name,
 )
 from loglake.store.base import HotStore, RecentQuery, awaitable
-from loglake.times import DAY_MS, TimeFormatError, parse_duration, parse_time
+from loglake.times import DAY_MS, TimeFormatError, format_datetime, parse_duration, parse_time
 
 DEFAULT_WINDOW_MS = DAY_MS
 RECENT_PARAMS = ("service", "log_type", "severity", "min_severity", "since", "until", "q", "limit", "cursor")

@@ -9,7 +9,7 @@ from loglake.api.auth import session_token
 from loglake.api.http import ApiError, Request
 from loglake.api.metrics import delivery_lines
 from loglake.api.routes import Result, refuse_parameters
-from loglake.model import format_datetime
+from loglake.times import format_datetime
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp

@@ -26,11 +26,11 @@ from loglake.model import (
     InvalidRecords,
     NewRecord,
     Problem,
-    format_datetime,
     record_to_dict,
 )
 from loglake.service import InvalidQuery, RecentPage
 from loglake.store.base import StoreUnavailable
+from loglake.times import format_datetime
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp

@@ -32,9 +32,10 @@ from loglake.lake.query_limits import QueryLimits
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, Column, LakeTable, LiveTable, partition_type, sql_type
 from loglake.locks import exclusive_lock
-from loglake.model import format_datetime, retention_start_ms
+from loglake.model import retention_start_ms
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.store.sqlite_moved import forget_flushed_client_ids
+from loglake.times import format_datetime
 
 log = logging.getLogger("loglake.lake")
 

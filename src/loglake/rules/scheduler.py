@@ -39,11 +39,11 @@ from typing import Any, Protocol
 from loglake.alerts.apply import apply_matches, resolve_cleared, rule_failing, rule_recovered
 from loglake.lake.query import QueryEngine
 from loglake.locks import exclusive_lock
-from loglake.model import format_datetime
 from loglake.rules import rounds, state
 from loglake.rules.model import Problem, Rule
 from loglake.rules.run import RuleRunError
 from loglake.sqlitedb import write_transaction
+from loglake.times import format_datetime
 
 log = logging.getLogger("loglake.rules")
 LOCK_FILE = "rules.lock"
