@@ -17,7 +17,8 @@ from typing import Any
 
 from loglake.arrivals import ArrivalCursor, Arrivals
 from loglake.model import Problem, StoredRecord
-from loglake.service import FOLLOW_PARAMS, InvalidQuery, LogService, parse_recent_params
+from loglake.recent_params import InvalidQuery, parse_recent_params
+from loglake.service import FOLLOW_PARAMS, LogService
 from loglake.store.base import RecentQuery
 from loglake.times import format_datetime
 

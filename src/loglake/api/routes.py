@@ -28,7 +28,8 @@ from loglake.model import (
     Problem,
     record_to_dict,
 )
-from loglake.service import InvalidQuery, RecentPage
+from loglake.recent_params import InvalidQuery
+from loglake.service import RecentPage
 from loglake.store.base import StoreUnavailable
 from loglake.times import format_datetime
 
