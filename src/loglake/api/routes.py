@@ -64,7 +64,7 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
     try:
         parsed, counts = await checked_body(app, request, lambda body: _checked(app, body, ndjson))
     except InvalidBody as e:
-        app.metrics.rejected_bodies.inc((e.code,))
+        count_refused_body(app, e.code)
         raise ApiError(413 if e.too_large else 400, e.code, str(e), e.details) from None
     except InvalidRecords as e:
         raise _refused(app, e) from None
@@ -168,6 +168,12 @@ def _refused(app: LoglakeApp, error: InvalidRecords) -> ApiError:
     if len(error.problems) > MAX_DETAILS:
         details.append({"index": -1, "field": "", "reason": f"... and {len(error.problems) - MAX_DETAILS} more"})
     return ApiError(400, "invalid_records", str(error), details)
+
+
+def count_refused_body(app: LoglakeApp, code: str) -> None:
+    """Count a request body refused as a whole (it is not the protocol's request, or it holds too many records),
+    by the error code that says why: each ingest route counts its own refusals so, whatever the protocol."""
+    app.metrics.rejected_bodies.inc((code,))
 
 
 def count_refused(app: LoglakeApp, problems: list[Problem]) -> None:
