@@ -9,6 +9,7 @@ import os
 import shlex
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from loglake.store.sqlite import SQLiteHotStore
 from tests.ask.lakes import fill
 from tests.conftest import ServerProcess, free_port, run_cli
 from tests.e2e.test_backtest_serve import WAIT_S, eventually
+from tests.store.contract import record
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_loglake_environment")]
 
@@ -125,6 +127,40 @@ def test_ctrl_c_stops_a_local_query_with_one_line_and_status_130(
     assert status == 130, err
     assert err == "loglake query: interrupted\n"  # where it was a traceback ending in `Query interrupted`
     assert out == ""
+
+
+def rule_runs(data_dir: Path) -> list[str]:
+    """The outcomes of the rule runs recorded in the data dir, oldest first."""
+    try:
+        with contextlib.closing(sqlite3.connect(data_dir / "alerts.db")) as db:
+            return [outcome for (outcome,) in db.execute("SELECT outcome FROM rule_runs ORDER BY id")]
+    except sqlite3.OperationalError:  # not made yet
+        return []
+
+
+def test_ctrl_c_stops_rules_run_due_with_one_line_and_status_130_leaving_the_window_due(tmp_path: Path) -> None:
+    """The rule's query ran on the main thread, where DuckDB took Ctrl-C for the query's error half a minute
+    later: the run recorded as the rule's failure, a traceback, status 1."""
+    data_dir, rules_dir = tmp_path / "data", tmp_path / "rules"
+    data_dir.mkdir()
+    rules_dir.mkdir()
+    store = SQLiteHotStore(data_dir / "hot.db")
+    now_ms = int(time.time() * 1000)
+    store.submit([record(now_ms - 900_000 + i * 900, f"m{i}") for i in range(1000)]).result()  # the last 15 min
+    store.close()
+    (rules_dir / "slow.yml").write_text(
+        "title: slow\nid: 55555555-6666-4777-8888-999999999999\nlevel: low\nschedule: 5m\n"
+        "query: SELECT count(*) AS n FROM logs, range(100000000000) r WHERE r.range % 7 = 3\n"
+    )
+    with loglake("rules", "run-due", "--rules-dir", str(rules_dir), "--data-dir", str(data_dir)) as due:
+        assert due.stderr is not None
+        eventually(lambda: rule_runs(data_dir) == ["running"] or due.poll() is not None, "the rule's run to start")
+        due.send_signal(signal.SIGINT)
+        status = due.wait(WAIT_S)
+        err = due.stderr.read()
+    assert status == 130, err
+    assert err == "loglake rules run-due: interrupted\n"
+    assert rule_runs(data_dir) == ["running"]  # no failure: the next round marks it interrupted and runs it again
 
 
 def test_ctrl_c_stops_recent_waiting_for_its_page_with_status_130_and_ends_a_follow_with_0(
