@@ -241,3 +241,32 @@ def test_ctrl_c_at_a_terminal_stops_a_flush_and_its_worker_with_one_line_and_sta
         err = flush.stderr.read()
     assert status == 130, err
     assert err.endswith("loglake flush: interrupted\n") and "Traceback" not in err, err
+
+
+def test_ctrl_c_at_a_terminal_while_the_flush_worker_starts_is_one_line_and_status_130(tmp_path: Path) -> None:
+    """Before its initializer took it out of the terminal's process group, a starting worker died of the Ctrl-C
+    with its own traceback, and the flush with BrokenProcessPool in place of the Ctrl-C: status 1."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    store = SQLiteHotStore(data_dir / "hot.db")
+    fill(store, per_day=140_000)  # a worker process's backlog, as above
+    store.close()
+    with loglake("flush", "--all", "--data-dir", str(data_dir), start_new_session=True) as flush:
+        assert flush.stderr is not None
+        workers: list[int] = []
+
+        def worker_starting() -> bool:  # Python has started in it: its imports take half a second
+            for pid in children(flush.pid):
+                with contextlib.suppress(FileNotFoundError):  # gone meanwhile
+                    if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        workers.append(pid)
+            return bool(workers) or flush.poll() is not None
+
+        eventually(worker_starting, "the flush's worker process to start")
+        assert workers, f"the flush ended first: {flush.wait()}, {flush.stderr.read()}"
+        time.sleep(0.1)
+        os.killpg(flush.pid, signal.SIGINT)
+        status = flush.wait(WAIT_S)
+        err = flush.stderr.read()
+    assert status == 130, err
+    assert err.endswith("loglake flush: interrupted\n") and "Traceback" not in err, err

@@ -39,6 +39,7 @@ from loglake.lake.flush_rounds import (
     exit_with_parent,
     read_and_write_in_worker,
     read_round,
+    started_without_ctrl_c,
     write_round,
 )
 from loglake.lake.manifest import LakeFile, add_files
@@ -161,7 +162,9 @@ class Flusher:
             spawn = multiprocessing.get_context("spawn")  # no fork: this process runs threads
             with ProcessPoolExecutor(1, spawn, initializer=exit_with_parent, initargs=(os.getpid(),)) as worker:
                 path = str(self.store.path)
-                yield lambda after: worker.submit(read_and_write_in_worker, path, before_ms, after, limit, now_ms)
+                yield lambda after: started_without_ctrl_c(
+                    lambda: worker.submit(read_and_write_in_worker, path, before_ms, after, limit, now_ms)
+                )
         else:
             with ThreadPoolExecutor(1, thread_name_prefix="loglake-flush-read") as reader:
                 yield lambda after: reader.submit(
