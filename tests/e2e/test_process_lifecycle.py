@@ -4,6 +4,7 @@ Ctrl-C does, and Ctrl-C stopping a command's long work in process with one line 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shlex
@@ -161,6 +162,32 @@ def test_ctrl_c_stops_rules_run_due_with_one_line_and_status_130_leaving_the_win
     assert status == 130, err
     assert err == "loglake rules run-due: interrupted\n"
     assert rule_runs(data_dir) == ["running"]  # no failure: the next round marks it interrupted and runs it again
+
+
+def test_ctrl_c_stops_rules_run_due_waiting_for_the_rules_lock(tmp_path: Path) -> None:
+    """Waiting for another process's round (the rules lock), run-due ends at Ctrl-C, not when the lock is free."""
+    data_dir, rules_dir = tmp_path / "data", tmp_path / "rules"
+    data_dir.mkdir()
+    rules_dir.mkdir()
+    SQLiteHotStore(data_dir / "hot.db").close()
+    (rules_dir / "any.yml").write_text(
+        "title: any\nid: 55555555-6666-4777-8888-999999999999\nlevel: low\nquery: SELECT * FROM logs\n"
+    )
+    with (data_dir / "rules.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a server's round holds it
+        with loglake("rules", "run-due", "--rules-dir", str(rules_dir), "--data-dir", str(data_dir)) as due:
+            assert due.stderr is not None
+            try:
+                eventually(lambda: bool(having_open([due.pid], data_dir / "rules.lock")), "run-due to wait for it")
+                due.send_signal(signal.SIGINT)
+                status = due.wait(WAIT_S)
+            finally:  # a run-due still waiting would wait for this test's lock for ever
+                if due.poll() is None:
+                    due.kill()
+            err = due.stderr.read()
+    assert status == 130, err
+    assert err == "loglake rules run-due: interrupted\n"
+    assert rule_runs(data_dir) == []
 
 
 def test_ctrl_c_stops_recent_waiting_for_its_page_with_status_130_and_ends_a_follow_with_0(

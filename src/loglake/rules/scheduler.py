@@ -236,7 +236,7 @@ class RuleScheduler:
         report = RoundReport()
         if not self.folder.rules:  # nothing to run: no alerts.db in data dirs that have no rules
             return report
-        with exclusive_lock(self.data_dir / LOCK_FILE, wait=wait) as holding:
+        with exclusive_lock(self.data_dir / LOCK_FILE, wait=wait, stop=stop) as holding:
             if not holding:
                 report.busy = True
                 return report
