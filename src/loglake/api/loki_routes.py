@@ -15,7 +15,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from loglake.api.http import ApiError, EncodedApiError, Request
-from loglake.api.routes import Result, checked_body, count_refused, count_refused_body, ingest_counts, store
+from loglake.api.routes import (
+    Result,
+    checked_body,
+    count_if_body_refused,
+    count_refused,
+    count_refused_body,
+    ingest_counts,
+    store,
+)
 from loglake.ingest import InvalidBody, ParsedBody
 from loglake.model import Problem
 from loglake.protocols import columns, loki
@@ -74,6 +82,7 @@ async def push(app: LoglakeApp, request: Request) -> Result:
         if parsed is not None:
             await store(app, parsed, counts)
     except ApiError as e:
+        count_if_body_refused(app, e)
         return _failure(e.status, e.message, e.headers)
     except loki.MalformedPush as e:  # refused whole, as Loki refuses it: said apart from an entry refused alone
         count_refused_body(app, "invalid_loki_push")

@@ -176,6 +176,17 @@ def count_refused_body(app: LoglakeApp, code: str) -> None:
     app.metrics.rejected_bodies.inc((code,))
 
 
+# The refusals of a body as a whole that the HTTP toolkit makes before a route reads it (http.read_body and
+# decode_content: too large, not gzip, another encoding), whatever the route.
+HTTP_BODY_REFUSALS = frozenset({"payload_too_large", "bad_gzip", "unsupported_encoding"})
+
+
+def count_if_body_refused(app: LoglakeApp, error: ApiError) -> None:
+    """count_refused_body for an error of the HTTP toolkit that refuses the body (HTTP_BODY_REFUSALS)."""
+    if error.code in HTTP_BODY_REFUSALS:
+        count_refused_body(app, error.code)
+
+
 def count_refused(app: LoglakeApp, problems: list[Problem]) -> None:
     """Count each refused record once in the metrics (and loglake's own events), by its first problem."""
     first_problem: dict[int, str] = {}
