@@ -114,6 +114,15 @@ def test_ack_and_resolve_record_the_keys_name_and_refuse_what_the_status_does_no
     assert again.exit_code == 1 and f"HTTP 409: alert {alert_id} is already resolved by {pager_name}" in again.stderr
 
 
+def test_ack_and_show_take_the_start_of_an_alert_id(server: ServerProcess, alerts: sqlite3.Connection) -> None:
+    alert_id = insert_alert(alerts)
+    acked = remote(server, key(server, "read,alerts"), "ack", alert_id[:13])
+    assert acked.exit_code == 0, acked.output
+    assert acked.stdout == f"acknowledged {alert_id}: Errors burst in api\n"
+    shown = json.loads(remote(server, key(server, "read"), "show", alert_id[:8], "--json").stdout)
+    assert (shown["id"], shown["status"]) == (alert_id, "acknowledged")
+
+
 def test_changing_needs_the_alerts_scope(server: ServerProcess, alerts: sqlite3.Connection) -> None:
     alert_id = insert_alert(alerts)
     refused = remote(server, key(server, "read"), "ack", alert_id)
@@ -163,6 +172,20 @@ def test_on_a_data_dir_the_changes_are_recorded_with_the_users_name(data_dir: Pa
     shown = run("alerts", "show", alert_id, "--data-dir", str(data_dir))
     assert f"resolved by {getpass.getuser()} at" in shown.stdout and "false alarm" in shown.stdout
     conn.close()
+
+
+def test_on_a_data_dir_alerts_are_named_by_the_start_of_their_id(data_dir: Path) -> None:
+    conn = open_alerts_db(data_dir)
+    first, second = insert_alert(conn, T0, title="Bot surge"), insert_alert(conn, T0 + 1)
+    conn.close()
+    shared = next(first[:i] for i, (a, b) in enumerate(zip(first, second, strict=True)) if a != b)
+    acked = run("alerts", "ack", first[: len(shared) + 1], "--data-dir", str(data_dir))
+    assert acked.exit_code == 0 and acked.stdout == f"acknowledged {first}: Bot surge\n"
+    shown = run("alerts", "show", first[: len(shared) + 1], "--json", "--data-dir", str(data_dir))
+    assert json.loads(shown.stdout)["status"] == "acknowledged"
+    both = run("alerts", "show", shared, "--data-dir", str(data_dir))
+    assert both.exit_code == 1
+    assert f"{shared!r} is the start of 2 alerts' ids ({first}, {second}); give more of it" in both.stderr
 
 
 def test_on_a_data_dir_unknown_alerts_and_bad_filters_are_refused(data_dir: Path) -> None:

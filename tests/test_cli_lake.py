@@ -146,6 +146,23 @@ def test_the_server_flushes_in_the_background_and_the_cli_queries_it(server_fact
         for log_type in ("application", "nginx")
     ]
     assert [len(found.stdout.splitlines()) for found in of_type] == [15, 0]
+    # OR in a group, over the lake and the hot record: the shell's words are joined into one search
+    either = run(
+        "search",
+        "service:web",
+        "(timeout",
+        "OR",
+        "hot)",
+        "--since",
+        "3d",
+        "--json",
+        "--url",
+        server.url,
+        "--api-key",
+        key,
+    )
+    messages = [json.loads(line)["message"] for line in either.stdout.splitlines()]
+    assert messages == ["just now, stays hot"] + [f"Timeout #{i} 1d" for i in (16, 12, 8, 4, 0)]
 
 
 @pytest.mark.parametrize("command", ["search", "tail"])

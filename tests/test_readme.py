@@ -9,6 +9,7 @@ import pytest
 
 from loglake import arrivals, follow
 from loglake.config import Settings, env_name
+from loglake.lake.search_terms import MAX_GROUP_DEPTH, MAX_TERMS
 from loglake.model import MAX_PAGE_LIMIT, Limits
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
@@ -121,3 +122,8 @@ def test_what_the_readme_commands_write_in_the_working_folder_is_ignored_by_git(
     written |= set(re.findall(r"^[^#\n]*? > ([\w.-]+)\s*$", README, re.MULTILINE))  # a shell's redirect, not =>
     assert {"app.ndjson", "amplify-demo/", "loglake-data/"} <= written
     assert written <= ignored, written - ignored
+
+
+def test_search_section_states_the_search_languages_limits() -> None:
+    lake = " ".join(_section("The lake: a year of logs, one SQL").split())
+    assert f"A search holds at most {MAX_TERMS} terms and groups nest at most {MAX_GROUP_DEPTH} deep" in lake

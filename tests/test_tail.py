@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from loglake.arrivals import Arrivals
-from loglake.lake.search_terms import parse_terms
+from loglake.lake.search_terms import parse_search
 from loglake.model import Severity
 from loglake.store.base import RecentQuery
 from loglake.tail import TailHub, TooManyTails
@@ -32,7 +32,7 @@ async def next_records(tail, timeout: float = 10.0) -> tuple[list[str], int, str
 
 
 async def test_each_tail_gets_the_arrivals_its_search_matches(hub: TailHub) -> None:
-    timeouts = hub.open("k1", EVERYTHING, parse_terms('timeout -service:web "db pool"'))
+    timeouts = hub.open("k1", EVERYTHING, parse_search('timeout -service:web "db pool"'))
     errors = hub.open("k2", RecentQuery(since_ms=T0, severities=frozenset({Severity.ERROR})), [])
     arrive(
         hub.arrivals,
@@ -43,6 +43,19 @@ async def test_each_tail_gets_the_arrivals_its_search_matches(hub: TailHub) -> N
     )
     assert await next_records(timeouts) == (["timeout in db pool", "TIMEOUT in DB Pool, a day late"], 0, None)
     assert await next_records(errors) == (["failed"], 0, None)
+
+
+async def test_a_tail_matches_a_grouped_search(hub: TailHub) -> None:
+    tail = hub.open("k", EVERYTHING, parse_search("(timeout OR refused) -(service:web OR user:alice)"))
+    arrive(
+        hub.arrivals,
+        record("timeout", service="api"),
+        record("refused", service="web"),
+        record("connection refused", attributes=b'{"user": "bob"}'),
+        record("refused", attributes=b'{"user": "alice"}'),
+        record("ok", service="api"),
+    )
+    assert await next_records(tail) == (["timeout", "connection refused"], 0, None)
 
 
 async def test_a_tail_sees_only_what_arrives_after_it_opened(hub: TailHub) -> None:

@@ -100,16 +100,14 @@ def alerts_list(
 @url_option
 @key_option
 def alerts_show(alert_id: str, as_json: bool, data_dir: Path | None, url: str, api_key: str | None) -> None:
-    """Show one alert with its evidence and the query that found it."""
+    """Show one alert with its evidence and the query that found it (ALERT_ID: its id, or the start of
+    one no other alert's id starts with)."""
     if data_dir is None:
         alert = _remote(url, api_key, lambda client: client.alert(alert_id))
     else:
-        from loglake.alerts.store import get_alert
+        from loglake.alerts.store import find_alert
 
-        found = _local(data_dir, lambda conn: get_alert(conn, alert_id))
-        if found is None:
-            raise click.ClickException(f"no alert with id {alert_id!r}; `loglake alerts list` lists them")
-        alert = found.to_dict()
+        alert = _local(data_dir, lambda conn: find_alert(conn, alert_id)).to_dict()
     if as_json:
         click.echo(json_text(alert, indent=2))
     else:
@@ -138,16 +136,19 @@ def _change_command(name: str) -> click.Command:
         else:
             click.echo(f"{becomes} {printable(alert['id'])}: {printable(alert['title'])}")
 
-    change.help = f"Mark an alert {becomes} (with an optional note); refused if its status does not allow it."
+    change.help = (
+        f"Mark an alert {becomes} (with an optional note); refused if its status does not allow it. ALERT_ID:"
+        " its id, or the start of one no other alert's id starts with."
+    )
     return change
 
 
 def _change_locally(conn: sqlite3.Connection, alert_id: str, status: str, note: str | None) -> Any:
-    from loglake.alerts.store import NoSuchAlert, StatusConflict, change_status
+    from loglake.alerts.store import StatusConflict, change_status, find_alert_id
 
     try:
-        return change_status(conn, alert_id, status, getpass.getuser(), note, _now_ms())
-    except (NoSuchAlert, StatusConflict, ValueError) as e:
+        return change_status(conn, find_alert_id(conn, alert_id), status, getpass.getuser(), note, _now_ms())
+    except (StatusConflict, ValueError) as e:
         raise click.ClickException(str(e)) from None
 
 
@@ -196,13 +197,15 @@ def _remote(url: str, api_key: str | None, call: Callable[[LoglakeClient], T]) -
 
 def _local(data_dir: Path, call: Callable[[sqlite3.Connection], T]) -> T:
     from loglake.alerts import db
-    from loglake.alerts.store import InvalidAlertQuery
+    from loglake.alerts.store import AmbiguousAlert, InvalidAlertQuery, NoSuchAlert
 
     try:
         with _alerts_db(data_dir) as conn:
             return call(conn)
     except InvalidAlertQuery as e:
         raise click.ClickException(str(e)) from None
+    except (NoSuchAlert, AmbiguousAlert) as e:
+        raise click.ClickException(f"{e}; `loglake alerts list` lists them") from None
     except sqlite3.OperationalError as e:
         if "locked" not in str(e):
             raise

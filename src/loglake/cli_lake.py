@@ -295,12 +295,14 @@ def search(
     url: str,
     api_key: str | None,
 ) -> None:
-    """Search messages across hot and lake, newest first: words, "phrases", field:value, -exclusions.
+    """Search messages across hot and lake, newest first: words, "phrases", field:value, -exclusions,
+    OR and (groups).
 
     \b
     Examples:
       loglake search timeout --since 7d
       loglake search '"connection refused"' service:api -healthcheck
+      loglake search 'service:api (timeout OR refused) -(severity:debug OR healthcheck)'
       loglake search user:alice severity:error
     """
     params = {

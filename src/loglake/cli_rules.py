@@ -48,13 +48,11 @@ def rules_init(rules_dir: Path | None, data_dir: Path | None) -> None:
 def rules_validate(rules_dir: Path | None, data_dir: Path | None) -> None:
     """Load every rule file (YAML, fields, options, Sigma conversion, SQL sandbox and columns) and the
     folder's alerting.yml; exit 1 on any problem, each named with its file and field."""
-    from loglake.alerts.routing import load_routing
-    from loglake.rules.files import ROUTING_FILE
+    from loglake.alerts.routing import routing_problems
 
     folder = rules_settings(data_dir, rules_dir).rules_path
     found = load_rules_from(folder)
-    routing = load_routing(folder / ROUTING_FILE) if (folder / ROUTING_FILE).is_file() else []
-    problems = [*found.problems, *(routing if isinstance(routing, list) else [])]  # (a Routing: it loaded)
+    problems = [*found.problems, *routing_problems(folder)]
     print_problems(problems)
     files = len({p.file for p in problems})
     click.echo(f"{len(found.rules)} rule(s) valid, {files} file(s) with problems in {printable(folder)}", err=True)
@@ -68,7 +66,8 @@ def rules_validate(rules_dir: Path | None, data_dir: Path | None) -> None:
 @data_dir_option
 def rules_list(as_json: bool, rules_dir: Path | None, data_dir: Path | None) -> None:
     """The rules with their last run (from the data dir), and the problems of the files that did not
-    load (on stderr)."""
+    load, alerting.yml's too (on stderr)."""
+    from loglake.alerts.routing import routing_problems
     from loglake.rules.state import read_summaries
     from loglake.rules.summary import rule_facts, runs_facts
 
@@ -98,7 +97,7 @@ def rules_list(as_json: bool, rules_dir: Path | None, data_dir: Path | None) -> 
             )
         headers = ("ID", "LEVEL", "KIND", "SCHEDULE", "ENABLED", "LAST RUN", "MATCHES", "ERRORS", "TITLE")
         print_columns(headers, rows)
-    print_problems(found.problems)
+    print_problems([*found.problems, *routing_problems(settings.rules_path)])
 
 
 @rules.command("show")
@@ -149,6 +148,8 @@ def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path | None) -> N
             if run.outcome == "ok"
             else run.error or ""
         )
+        if run.attempts > 1:
+            figures = f"{run.attempts} attempts, the last at {_iso(run.started_ms)}: {figures}"
         click.echo(f"  {run.outcome:<12} {_iso(run.since_ms)} to {_iso(run.until_ms)}  {printable(figures)}")
 
 

@@ -19,6 +19,7 @@ from loglake.cli_rules_folder import (
     rules_dir_option,
     rules_settings,
 )
+from loglake.rules.backtest_limits import EXAMPLES, MAX_EXAMPLES
 from loglake.rules.summary import iso_seconds as _iso
 
 
@@ -141,7 +142,13 @@ def _fixed_clock(text: str) -> Callable[[], float]:
 @click.argument("rule_id")
 @click.option("--since", required=True, help="Start of the history to replay: ISO-8601, epoch ms or an age like 30d.")
 @click.option("--until", default=None, help="Its end, excluded, same forms (default: now).")
-@click.option("--examples", default=3, show_default=True, type=click.IntRange(0, 100), help="Example alerts per day.")
+@click.option(
+    "--examples",
+    default=EXAMPLES,
+    show_default=True,
+    type=click.IntRange(0, MAX_EXAMPLES),
+    help="Example alerts per day, with their evidence.",
+)
 @click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
 @rules_dir_option
 @data_dir_option

@@ -34,8 +34,8 @@ def tail(
 ) -> None:
     """Print each new record matching the search as it arrives, until Ctrl-C.
 
-    The search is that of `loglake search` (words, "phrases", field:value, -exclusions); without one,
-    every new record.
+    The search is that of `loglake search` (words, "phrases", field:value, -exclusions, OR, groups);
+    without one, every new record.
 
     \b
     Examples:

@@ -126,6 +126,20 @@ UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9
 _CANONICAL_UUID = re.compile(UUID_PATTERN)
 
 
+class AmbiguousId(LookupError):
+    """Several ids start with the text given (a rule's or an alert's, as the CLI and the routes take
+    them): `candidates`, their ids, sorted (the first of them, when `total` says how many there are)."""
+
+    SHOWN = 10  # enough to pick from, not a whole folder's or table's
+
+    def __init__(self, text: str, candidates: list[str], kind: str, total: int | None = None) -> None:
+        total = len(candidates) if total is None else total
+        shown = ", ".join(candidates[: self.SHOWN])
+        more = f" and {total - self.SHOWN} more" if total > self.SHOWN else ""
+        super().__init__(f"{text!r} is the start of {total} {kind}' ids ({shown}{more}); give more of it")
+        self.candidates = candidates
+
+
 def parse_uuid(text: str) -> bytes:
     """Canonical UUID text (8-4-4-4-12 hex digits, any case) to 16 bytes; ValueError otherwise.
 

@@ -14,7 +14,12 @@ counted (`dropped`). Every record carries its own id, made once, so a batch sent
 was lost is stored once. Records the server refuses for good (400) are counted in `rejected`, the rest
 of their batch is sent. Nothing here raises into the application or blocks it: `flush()` and `close()`
 (run at exit by logging's own shutdown, and by atexit) wait at most `flush_timeout` seconds. Records
-`close()` could not deliver are said in one line on stderr: at exit nobody reads the counters.
+`close()` could not deliver are said in one line on stderr: at exit nobody reads the counters. A settings
+value the handler cannot work with (a batch_size of 0, an ftp:// url) is a ValueError at construction.
+
+A process forked after the handler was made (gunicorn's or celery's pre-fork workers, multiprocessing's
+fork start method) gets a queue, counters and background thread of its own at once
+(os.register_at_fork): what the parent had queued stays the parent's to send, so nothing is sent twice.
 
 Mapping: the log message (its `%` arguments applied as at the call: arguments that could change
 afterwards, anything but str, numbers, bool, None and bytes, are applied at the call) → `message`; the
@@ -33,23 +38,65 @@ and elsewhere in loglake is the standard library's.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
+import math
 import os
+import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from loglake.logging_lines import PLAIN_ARGUMENTS, Event, LineMaker, message_of
+from loglake.logging_lines import (
+    PLAIN_ARGUMENTS,
+    Event,
+    LineMaker,
+    exception_from_text,
+    exception_of,
+    message_of,
+)
 from loglake.logging_sender import Counters, Sender, auth, say
-from loglake.model import DEFAULT_SERVICE, is_valid_name
+from loglake.model import DEFAULT_SERVICE, Limits, is_valid_name
 from loglake.retry import Backoff
+from loglake.urls import is_http_url
 
 _LogRecord = logging.LogRecord
 # The least close() waits for the sender's last attempt, made at once when closing (a server that is down
 # refuses it in milliseconds), when flushing took all of flush_timeout.
 _LAST_ATTEMPT_S = 0.2
+_MOST_RECORDS = Limits().max_records  # a server refuses a larger request whole (by default)
+
+
+def _seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Each numeric setting: whether a value is one the handler can work with, and what that is.
+_NUMBERS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "batch_size": (
+        lambda v: _count(v) and 1 <= v <= _MOST_RECORDS,
+        f"a whole number from 1 to {_MOST_RECORDS} (the most records a server takes in a request)",
+    ),
+    "queue_size": (lambda v: _count(v) and v >= 1, "a whole number from 1"),
+    "flush_interval": (lambda v: _seconds(v) and v > 0, "a number of seconds above 0"),
+    "flush_timeout": (lambda v: _seconds(v) and v >= 0, "a number of seconds from 0"),
+    "timeout": (lambda v: _seconds(v) and v > 0, "a number of seconds above 0"),
+}
+
+
+def _check_numbers(**settings: Any) -> None:
+    """A ValueError naming the first numeric setting the handler cannot work with, and what it takes."""
+    for name, value in settings.items():
+        fits, accepted = _NUMBERS[name]
+        if not fits(value):
+            raise ValueError(f"{name} {value!r} must be {accepted}")
 
 
 class LoglakeHandler(logging.Handler):
@@ -79,22 +126,32 @@ class LoglakeHandler(logging.Handler):
         backoff: Backoff | None = None,
     ) -> None:
         super().__init__(level)
+        # Closed until built: logging's shutdown flushes and closes every handler whose __init__ got past
+        # the line above, even one that then raised (a refused setting, no AWS credentials).
+        self._closed = True
         service = service or os.environ.get("LOGLAKE_SERVICE") or DEFAULT_SERVICE
         for name, value in (("service", service), ("log_type", log_type)):
             if not is_valid_name(value):
                 raise ValueError(f"{name} {value!r} must be 1-128 of A-Z a-z 0-9 . _ -")
-        self.url = (url or os.environ.get("LOGLAKE_URL") or "http://127.0.0.1:8080").rstrip("/")
+        _check_numbers(
+            batch_size=batch_size,
+            queue_size=queue_size,
+            flush_interval=flush_interval,
+            flush_timeout=flush_timeout,
+            timeout=timeout,
+        )
+        given = url or os.environ.get("LOGLAKE_URL") or "http://127.0.0.1:8080"
+        if not isinstance(given, str) or not is_http_url(given):
+            setting = "url" if url else "url (LOGLAKE_URL)"
+            raise ValueError(f"{setting} {given!r} must be http:// or https:// and a host, like http://127.0.0.1:8080")
+        self.url = given.rstrip("/")
         self.service, self.log_type = service, log_type
         self.batch_size, self.queue_size, self.flush_timeout = batch_size, queue_size, flush_timeout
-        self.counters = Counters()
-        self._queue: deque[dict | Event | threading.Event] = deque()
-        self._closed = False
         lines = LineMaker(service, log_type, on_error=lambda: self.counters.add("errors"))
-        self._sender = Sender(
-            self.url,
-            self._queue,
-            lines.line,
-            self.counters,
+        self._new_sender = functools.partial(
+            Sender,
+            url=self.url,
+            line=lines.line,
             batch_size=batch_size,
             flush_interval=flush_interval,
             timeout=timeout,
@@ -102,8 +159,19 @@ class LoglakeHandler(logging.Handler):
             backoff=backoff,
             on_sent=on_sent,
         )
-        self._sender_thread = self._sender.thread_id
+        self._start()
+        self._closed = False
+        _OPEN_HANDLERS.add(self)
         atexit.register(self.close)
+
+    def _start(self) -> None:
+        """A queue, counters and background thread of this process's own: made again in a forked child,
+        where the parent's thread does not run, its queue holds the parent's records (the parent sends
+        them) and its HTTP connections are the parent's sockets."""
+        self.counters = Counters()
+        self._queue: deque[dict | Event | threading.Event] = deque()
+        self._sender = self._new_sender(queue=self._queue, counters=self.counters)
+        self._sender_thread = self._sender.thread_id
 
     # -- on the application's threads: copy, append, never wait ---------------------------------------
 
@@ -146,10 +214,17 @@ class LoglakeHandler(logging.Handler):
             self.counters.add("errors")
         return message
 
-    def enqueue(self, level: int, logger: str, message: str, attributes: dict | None = None) -> None:
+    def enqueue(
+        self,
+        level: int,
+        logger: str,
+        message: str,
+        attributes: dict | None = None,
+        exception: dict[str, str] | None = None,
+    ) -> None:
         """A record from elsewhere than a LogRecord (the structlog processor), stamped now."""
         try:
-            self._put(Event(time.time(), level, logger, message, attributes))
+            self._put(Event(time.time(), level, logger, message, attributes, exception))
         except Exception:
             self.counters.add("errors")
 
@@ -160,7 +235,11 @@ class LoglakeHandler(logging.Handler):
             return
         queue.append(entry)
         if len(queue) >= self.batch_size:
-            self._sender.wake.set()
+            wake = self._sender.wake
+            # Set once, not on every call while the thread sends (Event.set takes a lock): it clears the
+            # event before it drains the queue, so an entry appended meanwhile is drained or sets it again.
+            if not wake.is_set():
+                wake.set()
 
     # -- the counters, flush and close ------------------------------------------------------------------
 
@@ -178,7 +257,9 @@ class LoglakeHandler(logging.Handler):
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until what was logged before this call is sent (or refused), at most `timeout` seconds
         (default flush_timeout); whether it was."""
-        if self._closed or not self._sender.alive():  # (logging's shutdown flushes the handler after close)
+        if self._closed:  # nothing left: logging's shutdown flushes a handler after closing it, or half-built
+            return True
+        if not self._sender.alive():
             return not self._queue
         done = threading.Event()
         self._queue.append(done)
@@ -204,13 +285,32 @@ class LoglakeHandler(logging.Handler):
             counts = f"sent: {self.sent}, refused by the server: {self.rejected}"
             say(f"closing: {undelivered} record(s) not delivered to {self.url} ({counts}){why}")
         atexit.unregister(self.close)
+        _OPEN_HANDLERS.discard(self)
         super().close()
+
+
+_OPEN_HANDLERS: weakref.WeakSet[LoglakeHandler] = weakref.WeakSet()  # what a forked child starts again
+
+
+def _start_again_in_child() -> None:
+    for handler in list(_OPEN_HANDLERS):
+        handler._start()
+
+
+os.register_at_fork(after_in_child=_start_again_in_child)
+
+
+_METHOD_LEVELS = {"exception": "error"}  # structlog's .exception() logs an error, as logging's does
 
 
 class LoglakeProcessor:
     """A structlog processor that sends each event through a LoglakeHandler and passes it on unchanged:
-    `event` → message, the method's level → severity, `logger` (else the processor's name) → attributes.logger,
-    the other keys → attributes.
+    `event` → message, the level (`level`, else the method's; `exception` is error) → severity, `logger`
+    (else the processor's name) → attributes.logger, an exception → attributes.exception as the handler
+    stores it (from `exc_info`, or from the text structlog's format_exc_info made of it when that runs
+    first), the other keys → attributes. As for a LogRecord, the handler's level and filters decide what is
+    sent: filters are given a LogRecord made of the event (its keys as attributes); what they change in it
+    is not sent.
 
         structlog.configure(processors=[LoglakeProcessor(handler), structlog.processors.JSONRenderer()])"""
 
@@ -219,12 +319,49 @@ class LoglakeProcessor:
         self.logger_name = logger_name
 
     def __call__(self, logger: Any, method_name: str, event_dict: Mapping[str, Any]) -> Mapping[str, Any]:
+        handler = self.handler
         try:
             fields = dict(event_dict)
+            level_name = str(fields.pop("level", _METHOD_LEVELS.get(method_name, method_name)))
+            level = logging.getLevelName(level_name.upper())
+            level = level if type(level) is int else logging.INFO
+            if level < handler.level:
+                return event_dict
             message = str(fields.pop("event", ""))
-            level = logging.getLevelName(str(fields.pop("level", method_name)).upper())
             name = str(fields.pop("logger", self.logger_name))
-            self.handler.enqueue(level if type(level) is int else logging.INFO, name, message, fields)
+            exc_info = _exc_info(fields.pop("exc_info")) if "exc_info" in fields else None
+            if handler.filters:
+                record = logging.LogRecord(name, level, "", 0, message, None, exc_info)
+                vars(record).update({key: value for key, value in fields.items() if key not in vars(record)})
+                if not handler.filter(record):
+                    return event_dict
+            exception = _exception(exc_info, fields) if exc_info is not None or "exception" in fields else None
+            handler.enqueue(level, name, message, fields, exception)
         except Exception:
-            self.handler.counters.add("errors")
+            handler.counters.add("errors")
         return event_dict
+
+
+def _exception(exc_info: tuple | None, fields: dict[str, Any]) -> dict[str, str] | None:
+    """An event's exception as the `exception` attribute: from its exc_info, else from the text structlog's
+    format_exc_info made of it (then taken out of `fields`, the event's other keys)."""
+    if exc_info is not None:
+        return exception_of(exc_info)
+    text = fields.get("exception")
+    exception = exception_from_text(text) if type(text) is str else None
+    if exception is not None:
+        del fields["exception"]
+    return exception
+
+
+def _exc_info(value: Any) -> tuple | None:
+    """structlog's `exc_info` (an exception, a sys.exc_info() tuple, or true for the exception being
+    handled) as a sys.exc_info() tuple, as structlog reads it; None when it gives no exception."""
+    if isinstance(value, BaseException):
+        return type(value), value, value.__traceback__
+    if isinstance(value, tuple) and len(value) == 3 and isinstance(value[1], BaseException):
+        return value
+    if value:
+        current = sys.exc_info()
+        return current if current[1] is not None else None
+    return None

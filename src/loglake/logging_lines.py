@@ -10,6 +10,8 @@ the server's limits (record_fit, as `loglake send` fits a line): nothing is drop
 from __future__ import annotations
 
 import logging
+import re
+import sys
 import traceback
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -28,16 +30,20 @@ _LIMITS = Limits()  # a server's defaults: what a record must fit so that it is 
 _encode = msgspec.json.Encoder(enc_hook=str).encode
 _SEVERITIES = ((logging.CRITICAL, "critical"), (logging.ERROR, "error"), (logging.WARNING, "warning"))
 _SEVERITIES += ((logging.INFO, "info"),)
+# A traceback's last line: the exception's (module-qualified) type name, and its message after ": ".
+_EXCEPTION_LINE = re.compile(r"(?P<type>[A-Za-z_][\w.]*)(?:: (?P<message>.*))?")
 
 
 class Event(NamedTuple):
-    """A log call that is not a LogRecord (the structlog processor's), stamped when it was made."""
+    """A log call that is not a LogRecord (the structlog processor's), stamped when it was made; its
+    exception is made at the call (exception_of, or exception_from_text: structlog may have formatted it)."""
 
     created: float
     level: int
     logger: str
     message: str
     attributes: dict | None
+    exception: dict[str, str] | None = None
 
 
 class _Line(msgspec.Struct):
@@ -79,19 +85,19 @@ class LineMaker:
                 self.on_error()
             created, level, logger = entry["created"], entry["levelno"], entry["name"]
             exc_info = entry["exc_info"]
-            exception = _exception(exc_info) if exc_info and exc_info[1] is not None else None
-            # The logger and the exception first: attributes beyond the limits overflow from the last.
-            attributes: dict[str, Any] = {"logger": logger}
-            if exception is not None:
-                attributes["exception"] = exception
+            exception = exception_of(exc_info) if exc_info and exc_info[1] is not None else None
             extra_names = [name for name in entry if name not in RECORD_FIELDS]  # in the caller's order
-            if extra_names:
-                attributes |= {name: entry[name] for name in extra_names}
-                if exception is not None:
-                    attributes["exception"] = exception  # the exception logged, rather than an extra of its name
+            extra = {name: entry[name] for name in extra_names} if extra_names else None
         else:
-            created, level, logger, message, extra = entry  # type: ignore[misc]
-            attributes = {"logger": logger} | extra if extra else {"logger": logger}
+            created, level, logger, message, extra, exception = entry  # type: ignore[misc]
+        # The logger and the exception first: attributes beyond the limits overflow from the last.
+        attributes: dict[str, Any] = {"logger": logger}
+        if exception is not None:
+            attributes["exception"] = exception
+        if extra:
+            attributes |= extra
+            if exception is not None:
+                attributes["exception"] = exception  # the exception logged, rather than an extra of its name
         timestamp = int(created * 1000)
         record_id = format_uuid(uuid7_bytes(timestamp))
         message, marks = fit_message(message, {}, _LIMITS, []) if message else ("(empty message)", {})
@@ -114,13 +120,32 @@ def severity(level: int) -> str:
     return "debug"
 
 
-def _exception(exc_info: Any) -> dict[str, str]:
+def exception_of(exc_info: Any) -> dict[str, str]:
+    """A logged exception as the `exception` attribute: its type, message and traceback."""
     kind, value, trace = exc_info
     return {
         "type": kind.__name__ if kind is not None else "",
         "message": str(value),
         "traceback": "".join(traceback.format_exception(kind, value, trace)),
     }
+
+
+def exception_from_text(text: str) -> dict[str, str] | None:
+    """The `exception` attribute of a traceback already formatted (by structlog's format_exc_info, which
+    keeps no exception object), or None when the text is no traceback. The exception being handled gives
+    the type and message when the text ends with it, as a `.exception()` call's does; else they are read
+    from the text's last line (the exception's own, unless its message has more than one line, or notes)."""
+    current = sys.exception()
+    if current is not None and text.rstrip().endswith("".join(traceback.format_exception_only(current)).rstrip()):
+        kind, message = type(current).__name__, str(current)
+    elif text.startswith("Traceback (most recent call last):"):
+        last = _EXCEPTION_LINE.fullmatch(text.rstrip().rsplit("\n", 1)[-1])
+        if last is None:
+            return None
+        kind, message = last["type"].rsplit(".", 1)[-1], last["message"] or ""
+    else:
+        return None
+    return {"type": kind, "message": message, "traceback": text if text.endswith("\n") else text + "\n"}
 
 
 def _fit_attributes(attributes: dict[str, Any], marks: dict[str, Any], logger: str) -> bytes:

@@ -18,7 +18,7 @@ from loglake.ingest import IncomingRecord, ParsedBody, check_records, check_vali
 from loglake.lake import reads as lake_reads
 from loglake.lake.lake import Lake
 from loglake.lake.manifest import LakeFile
-from loglake.lake.search_terms import InvalidSearch, Term, parse_terms
+from loglake.lake.search_terms import Condition, InvalidSearch, parse_search
 from loglake.lake.stop import Stop
 from loglake.model import (
     Limits,
@@ -61,12 +61,12 @@ class RecordSearch(Protocol):
     the lake locally (lake/reads.py), Athena over the lake on AWS (aws/athena_search.py). Told to stop
     (`stop`: the client went away, the server is stopping), a search raises Stopped."""
 
-    def search(self, query: RecentQuery, terms: Sequence[Term], stop: Stop | None = None) -> list[StoredRecord]:
+    def search(self, query: RecentQuery, terms: Sequence[Condition], stop: Stop | None = None) -> list[StoredRecord]:
         """The newest `query.limit` matches, newest (highest id) first."""
         ...
 
     def histogram(
-        self, query: RecentQuery, terms: Sequence[Term], interval_ms: int, stop: Stop | None = None
+        self, query: RecentQuery, terms: Sequence[Condition], interval_ms: int, stop: Stop | None = None
     ) -> list[dict]:
         """Every bucket of the window with its counts per severity (lake_reads.histogram_buckets)."""
         ...
@@ -225,7 +225,7 @@ class LogService:
             raise InvalidQuery([Problem(-1, "q", "facets need the SQL engine, which this store does not have")])
         return lake_reads.facets(self.lake.engine, query, terms, limit, stop)
 
-    def tail_query(self, params: Mapping[str, str]) -> tuple[RecentQuery, list[Term]]:
+    def tail_query(self, params: Mapping[str, str]) -> tuple[RecentQuery, list[Condition]]:
         """The search a live tail matches new records against: the filters and `q` of search, without
         its time range and paging (a tail shows what arrives, whatever its time)."""
         problems = [
@@ -237,12 +237,12 @@ class LogService:
             raise InvalidQuery(problems)
         return self._search_query(params)
 
-    def _search_query(self, params: Mapping[str, str]) -> tuple[RecentQuery, list[Term]]:
+    def _search_query(self, params: Mapping[str, str]) -> tuple[RecentQuery, list[Condition]]:
         fields = dict(params)
         q = fields.pop("q", "")
         query = parse_recent_params(fields, self.now_ms())
         try:
-            return query, parse_terms(q)
+            return query, parse_search(q)
         except InvalidSearch as e:
             raise InvalidQuery([Problem(-1, "q", str(e))]) from None
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from loglake.arrivals import Arrivals, Arrived
 from loglake.lake import reads as lake_reads
-from loglake.lake.search_terms import Term
+from loglake.lake.search_terms import Condition
 from loglake.model import record_to_dict
 from loglake.store.base import RecentQuery
 
@@ -35,7 +35,7 @@ class TooManyTails(Exception):
 class Tail:
     """One follower: its search, where it started, and what waits to be sent to it."""
 
-    def __init__(self, key_name: str, query: RecentQuery, terms: Sequence[Term], after: int, limit: int) -> None:
+    def __init__(self, key_name: str, query: RecentQuery, terms: Sequence[Condition], after: int, limit: int) -> None:
         self.key_name = key_name
         self.query = query
         self.terms = terms
@@ -90,7 +90,7 @@ class TailHub:
         self._matching = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loglake-tail")
         self._db: duckdb.DuckDBPyConnection | None = None  # used on the matching thread only
 
-    def open(self, key_name: str, query: RecentQuery, terms: Sequence[Term], limit: int = QUEUE_RECORDS) -> Tail:
+    def open(self, key_name: str, query: RecentQuery, terms: Sequence[Condition], limit: int = QUEUE_RECORDS) -> Tail:
         """A new tail of records arriving from now on; TooManyTails when the key holds its limit. Call
         on the event loop that is to run the pump."""
         held = sum(t.key_name == key_name for t in self._tails)

@@ -125,7 +125,13 @@ def test_the_step_handlers_run_a_collection_on_an_s3_lake(
     assert summary["ok"] and summary["apps"][0]["rows"] == len(in_range(danse))
     state = boto3.client("s3").get_object(Bucket=bucket, Key="_state/amplify/danse_tech.json")["Body"].read()
     assert json.loads(state) == {"until": "2026-11-16T00:00:00Z"}
-    assert '"event": "amplify_collection"' in capsys.readouterr().out
+    [finished] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "amplify_collection" in line]
+    assert finished["level"] == "INFO"
+    window = planned["apps"][0]["windows"][0]
+    failed = [{"app": "danse_tech", "windows": [{"window": window, "ok": False, "error": "ThrottlingException"}]}]
+    assert not handlers.amplify_finish({"results": failed}, None)["ok"]
+    [line] = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["level"] == "WARNING"  # a collection with failed windows is a problem
     danse_keys = set(amplify.apps[DANSE["appId"]].access_keys)
     horizon_keys = set(amplify.apps[HORIZON["appId"]].access_keys)
     assert horizon_keys == {"testing"}  # the function's own credentials (no profiles in Lambda)

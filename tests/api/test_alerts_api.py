@@ -82,6 +82,26 @@ async def test_an_unknown_alert_is_404(client: httpx.AsyncClient, path: str) -> 
     assert response.status_code == 404 and "GET /alerts lists them" in response.json()["error"]["message"]
 
 
+async def test_an_alert_is_named_by_the_start_of_its_id_and_the_start_of_several_is_a_400_naming_them(
+    client: httpx.AsyncClient, alerts: sqlite3.Connection
+) -> None:
+    first, second = insert_alert(alerts, T0), insert_alert(alerts, T0 + 1)
+    shared = next(first[:i] for i, (a, b) in enumerate(zip(first, second, strict=True)) if a != b)
+    mine = first[: len(shared) + 1]
+    for start in (mine, mine.upper()):
+        shown = await client.get(f"/alerts/{start}")
+        assert shown.status_code == 200 and shown.json()["id"] == first
+    acked = await client.post(f"/alerts/{mine}/acknowledge")
+    assert acked.status_code == 200 and acked.json()["id"] == first and acked.json()["status"] == "acknowledged"
+    for answer in (await client.get(f"/alerts/{shared}"), await client.post(f"/alerts/{shared}/resolve")):
+        assert answer.status_code == 400
+        error = answer.json()["error"]
+        assert error["code"] == "ambiguous_alert_id"
+        assert f"{shared!r} is the start of 2 alerts' ids ({first}, {second}); give more of it" in error["message"]
+    assert [kind for kind, _ in events_of(alerts, first)] == ["trigger", "acknowledge"]
+    assert [kind for kind, _ in events_of(alerts, second)] == ["trigger"]
+
+
 async def test_a_long_alert_id_is_not_echoed_whole_and_unknown_parameters_are_refused(
     client: httpx.AsyncClient, alerts: sqlite3.Connection
 ) -> None:

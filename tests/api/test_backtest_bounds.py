@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -56,7 +57,48 @@ async def test_a_period_older_than_the_retention_is_refused_with_the_limit(reade
     assert answer.status_code == 400
     error = answer.json()["error"]
     assert error["code"] == "invalid_query" and error["details"][0]["field"] == "since"
-    assert "retention is 30 days" in error["message"] and "at most 30d" in error["message"]
+    assert re.fullmatch(
+        r"since \S+Z is older than the 30 days the lake keeps \(retention_days\): backtest at most 30d, from \S+Z on",
+        error["message"],
+    ), error["message"]
+
+
+ANY_RECORD_ID = "5eaf00d5-0000-4000-8000-000000000003"
+ANY_RECORD = f"""
+title: Any record
+id: {ANY_RECORD_ID}
+level: low
+schedule: 1m
+query: SELECT "timestamp", message FROM logs
+"""
+
+
+async def test_a_backtest_takes_examples_per_day_bounded_as_the_commands_examples(tmp_path: Path) -> None:
+    app = rules_app(tmp_path)
+    write_rule(tmp_path / "rules", "any.yml", ANY_RECORD)
+    app.runtime.rules.folder.reload()
+    try:
+        async with asgi_client(app, key_for(app, "ingest,read")) as client:
+            now_ms = app.service.now_ms()
+            records = [{"message": f"m{i}", "timestamp": now_ms - i * 60_000} for i in (3, 6, 9)]
+            assert (await client.post("/logs", json=records)).status_code == 201
+            path = f"/rules/{ANY_RECORD_ID}/backtest"
+            for examples in (0, 1):
+                answer = await client.post(path, json={"since": "15m", "examples": examples})
+                assert answer.status_code == 200, answer.text
+                days = answer.json()["days"]
+                assert sum(d["alerts"] for d in days) >= 1
+                assert all(len(d["examples"]) == min(examples, d["alerts"]) for d in days)
+            for examples in (101, -1, "3", 2.5, True):
+                answer = await client.post(path, json={"since": "15m", "examples": examples})
+                assert answer.status_code == 400
+                error = answer.json()["error"]
+                assert (error["code"], error["details"]) == (
+                    "invalid_request",
+                    [{"field": "examples", "reason": "must be a whole number 0-100"}],
+                )
+    finally:
+        app.close()
 
 
 @pytest.mark.parametrize(

@@ -194,10 +194,10 @@ def test_the_starter_pack_passes_its_own_inline_tests_on_athena(tmp_path: Path) 
     cases, start = [], FIRST_DAY_MS
     try:
         for rule in rules:
-            for test in rule.tests:
+            for number, test in enumerate(rule.tests):
                 since = -(-(start + rule.plan.reach_ms) // DAY_MS) * DAY_MS
                 until = since + rule.lookback_ms
-                for table, events in _placed(rule, test, since).items():
+                for table, events in _placed(rule, test, number, since).items():
                     scratch.add(table, events, until)
                 cases.append((rule, test, since, until))
                 start = until

@@ -16,7 +16,8 @@ from loglake.aws.athena_search import AthenaSearch
 from loglake.ids import format_uuid
 from loglake.lake.query_limits import QueryLimits
 from loglake.lake.stop import CLIENT_GONE, SERVER_STOPPING, Stop, Stopped
-from loglake.service import InvalidQuery, LogService
+from loglake.recent_params import InvalidQuery
+from loglake.service import LogService
 from tests.api.test_lake_api import KEY_SEARCHES, NOW_MS, SPECIAL_KEYS, flush_all, rec, send
 from tests.api.test_unreadable_records import publish_rows
 from tests.aws.athena_duckdb import DuckDBAthena
@@ -31,9 +32,13 @@ SEARCHES = [
     {"q": "user:u1 http.status:200"},
     {"q": "user-agent:curl"},
     {"q": "o'brien"},  # a quote in a literal
-    {"q": "50% (of) [it]*"},  # regex specials match literally
+    {"q": '50% "(of)" [it]*'},  # regex specials match literally (parentheses quoted: outside quotes they group)
     {"q": "-ok"},
     {"q": "request", "limit": "7"},
+    {"q": "service:api (timeout OR o'brien)"},
+    {"q": "user:u1 OR http.status:500 OR severity:warning", "limit": "4"},
+    {"q": "-(timeout OR severity:info) request"},
+    {"q": "NOT (service:web ok) -user:u3"},  # a missing attribute: not u3, as locally
     {"severity": "error"},
     {"min_severity": "warning", "service": "web"},
     {"log_type": "audit"},
@@ -109,8 +114,25 @@ def test_each_search_reads_only_its_days(aws_service: LogService, athena: DuckDB
     assert "\"date\" >= '2026-11-01'" in athena.sql_sent[-1] and '"date" <=' not in athena.sql_sent[-1]
 
 
+def test_a_grouped_search_is_one_parenthesised_condition_with_its_text_escaped(
+    aws_service: LogService, athena: DuckDBAthena
+) -> None:
+    aws_service.search({"q": "service:api -(timeout OR o'brien)", "since": "1d"})
+    assert (
+        " AND service = 'api'"
+        " AND NOT coalesce((regexp_like(message, '(?i)timeout') OR regexp_like(message, '(?i)o''brien')), false)"
+        " ORDER BY"
+    ) in athena.sql_sent[-1]
+
+
 @pytest.mark.parametrize(
-    "params", [{"since": "2d", "interval": "5h"}, {"since": "25h", "q": "timeout"}, {"severity": "error,debug"}]
+    "params",
+    [
+        {"since": "2d", "interval": "5h"},
+        {"since": "25h", "q": "timeout"},
+        {"severity": "error,debug"},
+        {"since": "2d", "q": "timeout OR -(ok OR service:db)"},
+    ],
 )
 def test_histograms_match_the_local_engine(lake_app: LoglakeApp, aws_service: LogService, params: dict) -> None:
     expected = lake_app.service.histogram(params)

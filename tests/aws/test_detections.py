@@ -183,7 +183,7 @@ def test_two_invocations_never_hold_one_window(aws) -> None:
     taken = store.claim_window("r1", 2000, 2000, now_ms=10_000, lease_ms=60_000)  # the first lease ran out
     assert late is not None and taken is not None
     assert not store.advance(late, 3000)  # the run whose lease ran out cannot move the window
-    assert store.advance(taken, 3000) and store.window_end("r1") == 3000
+    assert store.advance(taken, 3000) and store.window_state("r1").window_end_ms == 3000
 
 
 def test_a_second_writer_racing_for_a_dedup_key_joins_the_first_alert(aws, lake, tmp_path: Path) -> None:  # noqa: F811
@@ -332,19 +332,30 @@ def test_the_topics_are_a_target_only_for_levels_that_have_one(aws) -> None:
     assert targets(alert | {"level": "critical"}, "trigger") == ["hook"]
 
 
-def test_a_rule_that_fails_lets_its_window_go_and_after_three_failures_raises_its_own_alert(aws, lake) -> None:  # noqa: F811
+def test_a_rule_that_fails_keeps_its_window_for_its_next_firing_and_after_three_failures_raises_its_own_alert(
+    aws,
+    lake,  # noqa: F811
+) -> None:
     runner = detector(aws, lake)
+    runner.catch_up = CatchUp(max_age_ms=7 * DAY_MS)  # the daily rules' failing window stays within the bound
     runner.engine.client.system_failures = 6  # Athena fails every query on its side, three rounds long
-    for round_number in (1, 2, 3):
-        summary = runner.run(NOW_MS)
-        assert [(r["outcome"], r["failures"]) for r in summary["runs"]] == [("error", round_number)] * 2
+    for day in (0, 1, 2):
+        summary = runner.run(NOW_MS + day * DAY_MS)
+        assert [(r["outcome"], r["until_ms"], r["failures"]) for r in summary["runs"]] == [
+            ("error", DAY2 + DAY_MS, day + 1)
+        ] * 2  # the failed window first, again
         assert all("Athena" in r["error"] for r in summary["runs"])
+        # The function runs more often than the daily rules: their failed window waits for the next firing.
+        assert runner.run(NOW_MS + day * DAY_MS + 3_600_000)["runs"] == []
     assert summary["queued"] == 2  # each rule's own alert, to the high topic
     route(aws["queue"])
     (published, _) = [json.loads(m["body"]) for m in messages(aws["watchers"]["high"])]
     assert published["alert"]["title"].startswith("Rule failing: ")
     assert published["alert"]["tags"] == ["loglake.rule-failing"] and published["alert"]["match_count"] == 3
-    assert [r["outcome"] for r in runner.run(NOW_MS)["runs"]] == ["ok", "ok"]  # the window ran at last
+    runs = runner.run(NOW_MS + 3 * DAY_MS)["runs"]
+    assert [(r["outcome"], r["until_ms"]) for r in runs] == [
+        ("ok", DAY2 + day * DAY_MS) for day in (1, 2, 3, 4)
+    ] * 2  # the window ran at last, and the days after it: none missed
 
 
 def test_a_waiting_delivery_holds_back_its_group_only(aws, lake, receiver) -> None:  # noqa: F811

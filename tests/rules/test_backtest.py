@@ -294,8 +294,8 @@ def test_the_cli_prints_alerts_per_day_with_examples(tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "--since must be before --until" in bad.stderr
     past_retention = rules("backtest", "77777777", "--since", "400d", *args)  # the default retention: 365 days
     assert past_retention.exit_code == 1
-    assert "--since " in past_retention.stderr and "retention is 365 days" in past_retention.stderr
-    assert "at most 365d" in past_retention.stderr
+    assert "--since " in past_retention.stderr and "the 365 days the lake keeps" in past_retention.stderr
+    assert "backtest at most 365d, from " in past_retention.stderr
 
 
 def _day(ms: int) -> str:

@@ -73,6 +73,8 @@ def test_validate_checks_alerting_yml_too(folder: Path) -> None:
     assert f"{folder / 'alerting.yml'}: destinations.hook.url: is not an http(s) URL" in result.stderr
     assert f"{folder / 'alerting.yml'}: routes[0].to: 'nowhere' is not a destination (hook)" in result.stderr
     assert "1 rule(s) valid, 1 file(s) with problems" in result.stderr
+    listed = rules("list", "--rules-dir", str(folder))  # as a rule file that does not load is listed
+    assert f"{folder / 'alerting.yml'}: routes[0].to: 'nowhere' is not a destination (hook)" in listed.stderr
     write_rule(folder, "alerting.yml", 'destinations: {hook: {type: webhook, url: "https://x.test"}}\n')
     assert rules("validate", "--rules-dir", str(folder)).exit_code == 0
 
@@ -180,6 +182,26 @@ def test_a_bad_test_event_is_named(folder: Path) -> None:
     result = rules("test", str(folder / "critical.yml"))
     assert result.exit_code == 1
     assert "events[0].severity: " in result.stdout and "events[0].message: " in result.stdout
+
+
+def test_a_bad_event_of_a_later_test_names_the_test_too(folder: Path) -> None:
+    bad = FAILING_TEST.replace("{service: db, severity: error, message: slow}", "{service: db, severity: huge}")
+    (folder / "critical.yml").write_text((folder / "critical.yml").read_text() + bad.lstrip("\n"))
+    result = rules("test", str(folder))
+    assert result.exit_code == 1
+    assert "tests[1].events[0].severity: " in result.stdout and "tests[1].events[0].message: " in result.stdout
+
+
+def test_a_missed_match_below_the_threshold_says_the_threshold_and_the_rows_that_matched(folder: Path) -> None:
+    text = (folder / "critical.yml").read_text().replace("group_by: [service],", "group_by: [service], threshold: 3,")
+    one = "[{service: db, severity: critical, message: disk gone}]"
+    events = "[{service: db, severity: critical, message: a}, {service: db, severity: critical, message: b},"
+    events += " {service: db, severity: error, message: c}, {service: api, severity: critical, message: d}]"
+    (folder / "critical.yml").write_text(text.replace(one, events))
+    result = rules("test", str(folder))
+    assert result.exit_code == 1
+    expected = "expected a match, got none: at most 2 matching row(s) per service, below the rule's threshold of 3"
+    assert expected in result.stdout
 
 
 def test_a_file_that_does_not_load_fails_the_tests(folder: Path) -> None:

@@ -376,8 +376,9 @@ def test_a_rule_that_keeps_failing_raises_its_own_alert_resolved_when_it_runs_ag
     assert "Could not convert string" in json.loads(failing["evidence"])[-1]["error"]
     path.write_text(FAILING_SQL.replace("{cast}", "TRY_CAST"))
     scheduler.reload()
+    data.clock.ms = T0 + 15 * MIN  # the next firing
     runs = [r for _, r in scheduler.run_round().runs]
-    assert [(r.outcome, r.since_ms) for r in runs] == [("ok", T0 - 5 * MIN), ("ok", T0), ("ok", T0 + 5 * MIN)]
+    assert [(r.outcome, r.since_ms) for r in runs] == [("ok", T0 + m * MIN) for m in (-5, 0, 5, 10)]
     resolved = next(a for a in data.alerts() if a["id"] == failing["id"])
     assert (resolved["status"], resolved["status_by"], resolved["status_note"]) == (
         "resolved",
@@ -385,6 +386,24 @@ def test_a_rule_that_keeps_failing_raises_its_own_alert_resolved_when_it_runs_ag
         "the rule ran again",
     )
     assert [kind for alert_id, kind in data.events() if alert_id == failing["id"]] == ["trigger", "update", "resolve"]
+
+
+def test_a_failed_window_waits_for_the_next_firing_and_its_repeated_failures_keep_one_record(data: DataDir) -> None:
+    write_rule(data.rules, "numbers.yml", FAILING_SQL.replace("{cast}", "CAST"))
+    data.add(T0 - MIN)  # "api ..." is not a number
+    scheduler = data.scheduler()
+    for minute in (0, 5, 10):
+        data.clock.ms = T0 + minute * MIN
+        assert [(r.outcome, r.until_ms) for _, r in scheduler.run_round().runs] == [("error", T0)]
+        for seconds in (5, 10, 299):  # the server's rounds between two firings of the 5m rule
+            data.clock.ms = T0 + minute * MIN + seconds * 1000
+            assert scheduler.run_round().runs == []
+    [run] = data.runs()  # the same window, the same error: one record of three attempts
+    assert (run.outcome, run.since_ms, run.until_ms, run.attempts) == ("error", T0 - 5 * MIN, T0, 3)
+    assert run.started_ms == T0 + 10 * MIN and "Could not convert string" in run.error
+    assert [a["match_count"] for a in data.alerts()] == [3]  # Rule failing, after three firings
+    data.clock.ms = T0 + 15 * MIN
+    assert [(r.outcome, r.until_ms) for _, r in scheduler.run_round().runs] == [("error", T0)]  # kept, not skipped
 
 
 def test_a_round_waits_its_turn_while_another_process_holds_the_rules(data: DataDir) -> None:
@@ -542,7 +561,7 @@ def test_rules_of_a_round_share_one_scan_and_keep_their_own_windows_records_and_
     # 09:59 was read for the other two as well, whose own windows (10:00-10:05) hold none.
     step = [r for _, r in caught_up.runs[:3]]
     assert [r.rows_scanned for r in step] == [1, None, 1]
-    assert [(r.outcome, r.since_ms) for r in data.runs(NUMBERS_ID)] == [("error", T0 - 5 * MIN)] * 2
+    assert [(r.outcome, r.since_ms, r.attempts) for r in data.runs(NUMBERS_ID)] == [("error", T0 - 5 * MIN, 2)]
     assert sorted((a["rule_id"], a["title"], a["match_count"]) for a in data.alerts()) == [
         (RULE_ID, "Errors", 2),  # the records of 09:59 and 10:07, within the dedup window
         (WARNINGS_ID, "Warnings", 1),

@@ -282,3 +282,22 @@ def test_live_tail_shows_a_record_sent_after_it_started(page, loglake):
     screenshot(page, "explore-tail")
     page.get_by_role("button", name="Stop live tail").click()
     page.wait_for_url(re.compile(r"^(?!.*tail=1)"))
+
+
+def test_a_facet_added_to_a_query_with_or_filters_all_of_it(page, loglake):
+    """`gateway OR slow` and a click on the worker facet is `(gateway OR slow) service:worker`: written after
+    the OR alone, the service would bind to `slow` only (AND binds tighter), and billing's gateway would stay."""
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/explore?q=gateway+OR+slow")
+    assert services_shown(page) == {"billing", "worker"}
+    assert "a OR b matches either" in page.locator("#q").get_attribute("title")
+    page.locator(".facets button", has_text="worker").click()
+    page.wait_for_url(re.compile(r"q=%28gateway\+OR\+slow%29\+service%3Aworker"))
+    assert services_shown(page) == {"worker"}
+
+    # completion inside a group: `(serv` completes the field name after the parenthesis
+    box = page.locator("#q")
+    box.fill("")
+    box.press_sequentially("(serv")
+    page.get_by_role("option", name="service:").click()
+    assert box.input_value() == "(service:"

@@ -4,10 +4,11 @@ writer and transactions.
 
 One table, keys `pk` and `sk` (strings):
 
-- `rule#<id>` / `state`: where the rule's windows end (`window_end_ms`), its failures in a row, and
-  the run that holds its next window (`run`, until `run_until_ms`). A window is claimed with a
-  conditional update (it still ends where the run found it, and no other run holds it), and moved
-  on only by the run that claimed it: two invocations never both evaluate a window.
+- `rule#<id>` / `state`: where the rule's windows end (`window_end_ms`), its failures in a row (and
+  when the last ended, `failed_ms`: the window waits for the rule's next firing), and the run that
+  holds its next window (`run`, until `run_until_ms`). A window is claimed with a conditional update
+  (it still ends where the run found it, and no other run holds it), and moved on only by the run
+  that claimed it: two invocations never both evaluate a window.
 - `dedup#<rule id>#<dedup key>` / `head`: the rule's current alert for that key, its status, its
   first window's start and a `version`. Every change of the alert is one transaction: the head (on
   the condition that its version is the one read: a concurrent writer makes this one read again),
@@ -62,6 +63,7 @@ from loglake.alerts.dynamodb_outbox import (
 from loglake.ids import format_uuid, uuid7_bytes
 from loglake.rules.model import Rule
 from loglake.rules.run import Match, RunResult
+from loglake.rules.state import RuleState
 
 MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit: the head, the alert, its event and at most 97 deliveries
 MAX_ALERT_BYTES = 350_000  # of an alert's JSON: an item holds 400 KB
@@ -112,9 +114,12 @@ class DynamoDBDetections(DynamoDBOutbox):
 
     # -- windows ----------------------------------------------------------------------------------
 
-    def window_end(self, rule_id: str) -> int | None:
+    def window_state(self, rule_id: str) -> RuleState:
         item = self._get(f"rule#{rule_id}", "state")
-        return None if item is None else int(item["window_end_ms"]["N"])
+        if item is None:
+            return RuleState(None, 0)
+        failed = item.get("failed_ms")
+        return RuleState(int(item["window_end_ms"]["N"]), int(item["failures"]["N"]), failed and int(failed["N"]))
 
     def claim_window(
         self, rule_id: str, expected_end_ms: int | None, since_ms: int, now_ms: int, lease_ms: int
@@ -153,7 +158,7 @@ class DynamoDBDetections(DynamoDBOutbox):
             self.client.update_item,
             TableName=self.table,
             Key=item_key(f"rule#{claim.rule_id}", "state"),
-            UpdateExpression="SET window_end_ms = :until, failures = :zero REMOVE #run, run_until_ms",
+            UpdateExpression="SET window_end_ms = :until, failures = :zero REMOVE #run, run_until_ms, failed_ms",
             ConditionExpression="window_end_ms = :end AND #run = :token",
             ExpressionAttributeNames={"#run": "run"},
             ExpressionAttributeValues={
@@ -164,18 +169,19 @@ class DynamoDBDetections(DynamoDBOutbox):
             },
         )
 
-    def fail(self, claim: WindowClaim) -> int | None:
-        """One more failed run: the window stays, the claim is let go; the failures in a row (None:
-        the claim was lost)."""
+    def fail(self, claim: WindowClaim, now_ms: int) -> int | None:
+        """One more failed run, ended at `now_ms`: the window stays, the claim is let go; the failures in
+        a row (None: the claim was lost)."""
         try:
             answer = self.client.update_item(
                 TableName=self.table,
                 Key=item_key(f"rule#{claim.rule_id}", "state"),
-                UpdateExpression="SET failures = failures + :one REMOVE #run, run_until_ms",
+                UpdateExpression="SET failures = failures + :one, failed_ms = :now REMOVE #run, run_until_ms",
                 ConditionExpression="window_end_ms = :end AND #run = :token",
                 ExpressionAttributeNames={"#run": "run"},
                 ExpressionAttributeValues={
                     ":one": number(1),
+                    ":now": number(now_ms),
                     ":end": number(claim.expected_end_ms),
                     ":token": string(claim.token),
                 },

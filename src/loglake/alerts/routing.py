@@ -137,6 +137,17 @@ def load_routing(path: Path) -> Routing | list[Problem]:
     return Routing(destinations, tuple(msgspec.convert(document, AlertingFile).routes))
 
 
+def routing_problems(rules_dir: Path) -> list[Problem]:
+    """The problems of the folder's alerting.yml (none when it loads or there is none): reported with the
+    rule files' (`rules validate`, the server's metrics, health and log), since alerts go nowhere new
+    while it has them."""
+    path = Path(rules_dir) / ROUTING_FILE
+    if not path.is_file():
+        return []
+    loaded = load_routing(path)
+    return loaded if isinstance(loaded, list) else []
+
+
 def _route_targets(route: Any) -> list[str]:
     """The destinations a route names, or none when it does not read (problems_of named why)."""
     try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loglake.alerts.db import ALERT_STATUSES
-from loglake.ids import UUID_PATTERN
+from loglake.ids import UUID_PATTERN, AmbiguousId
 from loglake.rules.model import LEVELS
 from loglake.sqlitedb import write_transaction
 from loglake.times import TimeFormatError, format_datetime, parse_time
@@ -46,6 +46,13 @@ _COLUMNS = (
 
 class NoSuchAlert(LookupError):
     """No alert has the id."""
+
+
+class AmbiguousAlert(AmbiguousId):
+    """Several alerts' ids start with the text given: `candidates`, the first of them."""
+
+    def __init__(self, text: str, candidates: list[str], total: int) -> None:
+        super().__init__(text, candidates, "alerts", total)
 
 
 class StatusConflict(ValueError):
@@ -235,6 +242,30 @@ def list_answer(conn: sqlite3.Connection, query: AlertQuery) -> dict[str, Any]:
     }
 
 
+def find_alert_id(conn: sqlite3.Connection, text: str) -> str:
+    """The id of the alert `text` names: its id, or the start of one no other alert's id starts with (as
+    rules are named, rules.model.find_rule); NoSuchAlert when none is, AmbiguousAlert naming them when
+    several are."""
+    start = text.lower()
+    if _ID_START.fullmatch(start):
+        # Ids are lowercase hex digits and dashes, all before "~": the range is the ids that start so.
+        where, bounds = "FROM alerts WHERE id >= ? AND id < ?", (start, start + "~")
+        first = [row[0] for row in conn.execute(f"SELECT id {where} ORDER BY id LIMIT {AmbiguousId.SHOWN}", bounds)]
+        if len(first) == 1:
+            return first[0]
+        if first:
+            raise AmbiguousAlert(text, first, conn.execute(f"SELECT count(*) {where}", bounds).fetchone()[0])
+    raise NoSuchAlert(f"no alert with id {text!r}")
+
+
+def find_alert(conn: sqlite3.Connection, text: str) -> Alert:
+    """The alert `text` names (find_alert_id)."""
+    alert = get_alert(conn, find_alert_id(conn, text))
+    if alert is None:  # found by its id a moment ago: alerts are not deleted
+        raise NoSuchAlert(f"no alert with id {text!r}")
+    return alert
+
+
 def get_alert(conn: sqlite3.Connection, alert_id: str) -> Alert | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM alerts WHERE id = ?", (alert_id.lower(),)).fetchone()
     return None if row is None else Alert.from_row(row)
@@ -328,6 +359,7 @@ def _where(conditions: list[str]) -> str:
 
 
 _ALERT_ID = re.compile(UUID_PATTERN)
+_ID_START = re.compile("[0-9a-f-]{1,36}")
 
 
 def is_alert_id(text: str) -> bool:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -11,12 +12,13 @@ import msgspec
 
 from loglake.alerts.store import (
     MAX_NOTE_CHARS,
+    AmbiguousAlert,
     InvalidAlertQuery,
     NoSuchAlert,
     StatusConflict,
     change_status,
-    get_alert,
-    is_alert_id,
+    find_alert,
+    find_alert_id,
     list_answer,
     parse_alert_query,
 )
@@ -58,10 +60,8 @@ async def list_alerts_route(app: LoglakeApp, request: Request) -> Result:
 
 async def get_alert_route(app: LoglakeApp, request: Request, alert_id: str) -> Result:
     refuse_parameters(request, "GET /alerts/{alertId}")
-    _check_id(alert_id)
-    alert = await _with_db(app, lambda conn: get_alert(conn, alert_id))
-    if alert is None:
-        raise ApiError(404, "not_found", f"no alert with id {quoted(alert_id)}; GET /alerts lists them")
+    with alert_lookup_errors(alert_id):
+        alert = await _with_db(app, lambda conn: find_alert(conn, alert_id))
     return Result(200, alert.to_dict())
 
 
@@ -77,14 +77,14 @@ async def resolve(app: LoglakeApp, request: Request, alert_id: str) -> Result:
 
 async def _change(app: LoglakeApp, request: Request, alert_id: str, status: str) -> Result:
     """Change the alert's status as the caller's key (its name is recorded as who did it)."""
-    _check_id(alert_id)
     note = _note(app, request)
     by = request.principal.name
     now_ms = app.service.now_ms()
     try:
-        alert = await _with_db(app, lambda conn: change_status(conn, alert_id, status, by, note, now_ms))
-    except NoSuchAlert as e:
-        raise ApiError(404, "not_found", f"{e}; GET /alerts lists them") from None
+        with alert_lookup_errors(alert_id):
+            alert = await _with_db(
+                app, lambda conn: change_status(conn, find_alert_id(conn, alert_id), status, by, note, now_ms)
+            )
     except StatusConflict as e:
         raise ApiError(409, "status_conflict", str(e)) from None
     return Result(200, alert.to_dict())
@@ -100,12 +100,16 @@ def _note(app: LoglakeApp, request: Request) -> str | None:
         raise ApiError(400, "invalid_request", f"{in_words(e)}; send no body, or e.g. {_NOTE_EXAMPLE}") from None
 
 
-def _check_id(alert_id: str) -> None:
-    """What is not a UUID names no alert: a 404, as for any other path the API does not serve."""
-    if not is_alert_id(alert_id):
-        raise ApiError(
-            404, "not_found", f"no alert with id {quoted(alert_id)}: alert ids are UUIDs; GET /alerts lists them"
-        )
+@contextmanager
+def alert_lookup_errors(alert_id: str) -> Iterator[None]:
+    """find_alert_id's refusals as the API answers them (as rule_lookup_errors answers a rule's): 404 for
+    no such alert, 400 for the start of several ids."""
+    try:
+        yield
+    except NoSuchAlert:
+        raise ApiError(404, "not_found", f"no alert with id {quoted(alert_id)}; GET /alerts lists them") from None
+    except AmbiguousAlert as e:
+        raise ApiError(400, "ambiguous_alert_id", f"{e}; GET /alerts lists them") from None
 
 
 async def _with_db(app: LoglakeApp, fn: Callable[[sqlite3.Connection], T]) -> T:

@@ -142,13 +142,16 @@ class LoglakeApp:
             )
 
     def on_amplify_report(self, report: RunReport) -> None:
-        self.access_log.event({"event": "amplify_collection", **report.to_dict()})
+        self.access_log.event(
+            {"level": "info" if report.ok else "warning", "event": "amplify_collection", **report.to_dict()}
+        )
 
     def on_rule_run(self, rule: Rule, record: RunRecord) -> None:
         self.metrics.on_rule_run(rule, record)
         if record.outcome != "ok" or record.matches:
             self.access_log.event(
                 {
+                    "level": "warning" if record.outcome == "error" else "info",
                     "event": "rule_run",
                     "rule_id": rule.id,
                     "outcome": record.outcome,
@@ -157,12 +160,20 @@ class LoglakeApp:
                     "matches": record.matches,
                     "new_alerts": record.new_alerts,
                     "error": record.error,
+                    "attempts": record.attempts,
                 }
             )
 
     def on_rules_loaded(self, rules: list[Rule], problems: list[Problem]) -> None:
         self.metrics.on_rules_loaded(rules, problems)
-        self.access_log.event({"event": "rules_loaded", "rules": len(rules), "problems": [str(p) for p in problems]})
+        self.access_log.event(
+            {
+                "level": "warning" if problems else "info",
+                "event": "rules_loaded",
+                "rules": len(rules),
+                "problems": [str(p) for p in problems],
+            }
+        )
 
     def on_syslog(self, tally: SyslogTally) -> None:
         """From the syslog listeners' thread: counted on the event loop, the metrics' one writer."""

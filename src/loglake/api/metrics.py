@@ -175,7 +175,7 @@ class Metrics:
         lines.extend(
             _gauge(
                 "loglake_rule_files_with_problems",
-                "Rule files that did not load (loglake rules validate names each problem).",
+                "Rule files and alerting.yml files that did not load (loglake rules validate names each problem).",
                 (),
                 {(): self.rule_files_with_problems},
             )

@@ -8,7 +8,6 @@ from loglake.alerts.store import DEFAULT_PAGE_LIMIT as DEFAULT_ALERT_PAGE
 from loglake.alerts.store import MAX_NOTE_CHARS, TRANSITIONS
 from loglake.alerts.store import MAX_PAGE_LIMIT as MAX_ALERT_PAGE
 from loglake.api.openapi_common import TIME, error_response, json_request, json_response, query, ref
-from loglake.ids import UUID_PATTERN
 from loglake.rules.model import LEVELS
 
 _TIME_OUT = {"type": "string", "format": "date-time"}
@@ -67,7 +66,8 @@ ALERT_ID = [
         "name": "alertId",
         "in": "path",
         "required": True,
-        "schema": {"type": "string", "format": "uuid", "pattern": f"^{UUID_PATTERN}$"},
+        "description": "the alert's id, or the start of one no other alert's id starts with",
+        "schema": {"type": "string", "pattern": "^[0-9a-fA-F-]{1,36}$"},
     }
 ]
 _COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
@@ -106,6 +106,7 @@ def _status_change(action: str, becomes: str) -> dict:
             ),
             "responses": {
                 "200": json_response(ref("Alert"), f"The alert, now {becomes}"),
+                "400": error_response("A bad note, or the start of several alerts' ids (ambiguous_alert_id)"),
                 "404": error_response("No such alert"),
                 "409": error_response(f"The alert's status does not allow it (it is already {becomes}, ...)"),
                 "415": error_response("A body that is not application/json"),
@@ -150,7 +151,9 @@ ALERT_PATHS = {
             "parameters": ALERT_ID,
             "responses": {
                 "200": json_response(ref("Alert"), "The alert"),
-                "400": error_response("A query parameter: it takes none"),
+                "400": error_response(
+                    "A query parameter: it takes none; or the start of several alerts' ids (ambiguous_alert_id)"
+                ),
                 "404": error_response("No such alert"),
                 "501": error_response("This deployment keeps no alerts"),
             },

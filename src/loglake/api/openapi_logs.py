@@ -17,6 +17,7 @@ from loglake.api.openapi_common import (
 )
 from loglake.ids import UUID_PATTERN
 from loglake.lake.reads import MAX_BUCKETS
+from loglake.lake.search_terms import MAX_GROUP_DEPTH, MAX_TERMS
 from loglake.model import SEVERITY_ALIASES, SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, Limits
 from loglake.service import DEFAULT_BUCKETS, HISTOGRAM_INTERVALS
 from loglake.times import DAY_MS, SMALLEST_PLAUSIBLE_MS
@@ -231,9 +232,12 @@ LOG_PATHS = {
             "summary": "Search messages across hot and lake records, newest first (default window: the last 24 h)",
             "description": '`q`: words (case-insensitive substrings of the message), "quoted phrases", '
             "`service:`, `severity:`, `log_type:` or any attribute key (`user:alice`, `http.status:500`) "
-            "and `-term` to exclude; all terms must match.",
+            "and `-term` to exclude; terms side by side must all match (`AND` may be written). `a OR b` "
+            "matches either (`OR` in capitals; AND binds tighter), parentheses group, and `-( ... )` or "
+            f"`NOT` excludes a group: `service:api (timeout OR refused)`. At most {MAX_TERMS} terms, groups "
+            f"nested at most {MAX_GROUP_DEPTH} deep; quote a word holding a parenthesis.",
             "parameters": [
-                query("q", "the search, e.g. timeout service:api -healthcheck"),
+                query("q", "the search, e.g. service:api (timeout OR refused) -healthcheck"),
                 *FILTERS,
                 PAGE_LIMIT,
                 query("cursor", "next_cursor of the previous page"),

@@ -12,6 +12,7 @@ from loglake.api.routes import Result, json_body, query_error, refuse_parameters
 from loglake.lake.query_answers import QueryBusy
 from loglake.lake.stop import OutOfTime, Stop
 from loglake.rules.backtest import Backtest, PeriodError, backtest, refuse_past_retention
+from loglake.rules.backtest_limits import EXAMPLES, MAX_EXAMPLES
 from loglake.rules.model import AmbiguousRule, NoSuchRule, Rule, find_rule
 from loglake.rules.run import RuleRunError
 from loglake.rules.state import read_runs, read_summaries
@@ -24,8 +25,7 @@ if TYPE_CHECKING:
     from loglake.rules.scheduler import RuleScheduler
 
 SHOWN_RUNS = 20
-BACKTEST_EXAMPLES = 2  # example alerts per day
-_BACKTEST_EXAMPLE = '{"since": "7d", "until": "now"}'
+_BACKTEST_EXAMPLE = '{"since": "7d", "until": "now", "examples": 3}'
 
 
 def _scheduler(app: LoglakeApp) -> RuleScheduler:
@@ -121,7 +121,7 @@ async def backtest_rule(app: LoglakeApp, request: Request, rule_id: str) -> Resu
     refuse_parameters(request, "POST /rules/{ruleId}/backtest")
     rule = _rule(app, rule_id)
     body = json_body(app, request, _BACKTEST_EXAMPLE)
-    unknown = sorted(body.keys() - {"since", "until"})
+    unknown = sorted(body.keys() - {"since", "until", "examples"})
     if unknown:
         message = f"unknown field(s) {', '.join(unknown)}; send e.g. {_BACKTEST_EXAMPLE}"
         raise ApiError(400, "invalid_request", message, [{"field": unknown[0], "reason": "unknown field"}])
@@ -138,6 +138,12 @@ async def backtest_rule(app: LoglakeApp, request: Request, rule_id: str) -> Resu
             bounds[name] = parse_time(text, now_ms)
         except TimeFormatError as e:
             raise ApiError(400, "invalid_query", f"{name}: {e}", _field(name, str(e))) from None
+    examples = body.get("examples", EXAMPLES)
+    if type(examples) is not int or not 0 <= examples <= MAX_EXAMPLES:
+        reason = f"must be a whole number 0-{MAX_EXAMPLES}"
+        raise ApiError(
+            400, "invalid_request", f"examples {reason}; send e.g. {_BACKTEST_EXAMPLE}", _field("examples", reason)
+        )
     if bounds["until"] <= bounds["since"]:
         raise ApiError(400, "invalid_query", "until must be after since", _field("until", "must be after since"))
     try:
@@ -148,7 +154,7 @@ async def backtest_rule(app: LoglakeApp, request: Request, rule_id: str) -> Resu
     budget_s = app.settings.query_timeout_seconds
 
     def run(stop: Stop) -> Backtest:
-        return backtest(rule, engine, bounds["since"], bounds["until"], examples=BACKTEST_EXAMPLES, stop=stop)
+        return backtest(rule, engine, bounds["since"], bounds["until"], examples=examples, stop=stop)
 
     try:
         report = await app.run_query(run, request, budget_s)
@@ -237,6 +243,13 @@ OPENAPI = {
                             "properties": {
                                 "since": {"type": "string", "description": "ISO-8601, epoch ms or an age (7d)"},
                                 "until": {"type": "string", "default": "now"},
+                                "examples": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": MAX_EXAMPLES,
+                                    "default": EXAMPLES,
+                                    "description": "example alerts per day, with their evidence",
+                                },
                             },
                         }
                     }

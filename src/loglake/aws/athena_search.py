@@ -18,7 +18,7 @@ from loglake.ids import format_uuid, timestamp_of
 from loglake.lake import reads as lake_reads
 from loglake.lake.layout import day_of
 from loglake.lake.query_views import sql_string
-from loglake.lake.search_terms import Term
+from loglake.lake.search_terms import Condition, Term, condition_sql
 from loglake.lake.sql_guard import case_insensitive_regex
 from loglake.lake.stop import Stop
 from loglake.lake.tables import APP_LOGS_TABLE
@@ -39,7 +39,7 @@ class AthenaSearch:
 
     # Told to stop (`stop`: the client went away, the server is stopping), the query is cancelled in Athena
     # (AthenaQueryEngine.query), so nobody pays for the bytes of a search nobody reads.
-    def search(self, query: RecentQuery, terms: Sequence[Term], stop: Stop | None = None) -> list[StoredRecord]:
+    def search(self, query: RecentQuery, terms: Sequence[Condition], stop: Stop | None = None) -> list[StoredRecord]:
         sql = (
             f"SELECT {_RECORD_COLUMNS} FROM {self.table} WHERE {_conditions(query, terms)}"
             f" ORDER BY log_id DESC LIMIT {query.limit:d}"
@@ -48,7 +48,7 @@ class AthenaSearch:
         return lake_reads.records_from_rows(rows, "the lake (Athena)")
 
     def histogram(
-        self, query: RecentQuery, terms: Sequence[Term], interval_ms: int, stop: Stop | None = None
+        self, query: RecentQuery, terms: Sequence[Condition], interval_ms: int, stop: Stop | None = None
     ) -> list[dict]:
         bucket = f"CAST(floor({_EPOCH_MS} / {interval_ms:d}e0) AS BIGINT)"
         sql = (
@@ -72,7 +72,7 @@ class AthenaSearch:
         return next(iter(lake_reads.records_from_rows(rows, "the lake (Athena)")), None)
 
 
-def _conditions(query: RecentQuery, terms: Sequence[Term]) -> str:
+def _conditions(query: RecentQuery, terms: Sequence[Condition]) -> str:
     upper = query.until_ms
     if query.before_id is not None:
         after_cursor = timestamp_of(query.before_id) + 1
@@ -94,9 +94,7 @@ def _conditions(query: RecentQuery, terms: Sequence[Term]) -> str:
         where.append(f"severity IN ({names})")
     if query.contains:
         where.append(f"regexp_like(message, {sql_string(case_insensitive_regex(query.contains))})")
-    for term in terms:
-        condition = _term_condition(term)
-        where.append(f"NOT coalesce({condition}, false)" if term.negated else condition)
+    where.extend(condition_sql(condition, _term_condition) for condition in terms)
     return " AND ".join(where)
 
 

@@ -188,7 +188,7 @@ def amplify_finish(event: dict[str, Any], context: Any) -> dict[str, Any]:
         glue = boto3.client("glue")
         with contextlib.suppress(glue.exceptions.CrawlerRunningException):  # one under way reads them too
             glue.start_crawler(Name=crawler)
-    _log_event(context, "amplify_collection", summary)
+    _log_event(context, "amplify_collection", summary, level="INFO" if summary["ok"] else "WARNING")
     return summary
 
 

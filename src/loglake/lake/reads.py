@@ -20,7 +20,7 @@ from loglake.lake.manifest import files_span, list_files, newest_file_ms, readin
 from loglake.lake.query import QueryEngine, TimeRange
 from loglake.lake.query_views import sql_string
 from loglake.lake.recent_reader import LakeRecentReader
-from loglake.lake.search_terms import Term
+from loglake.lake.search_terms import Condition, Term, condition_sql
 from loglake.lake.sql_guard import case_insensitive_regex
 from loglake.lake.stop import Stop
 from loglake.lake.tables import APP_LOGS_TABLE
@@ -43,11 +43,11 @@ class EngineSearch:
     def __init__(self, engine: QueryEngine) -> None:
         self.engine = engine
 
-    def search(self, query: RecentQuery, terms: Sequence[Term], stop: Stop | None = None) -> list[StoredRecord]:
+    def search(self, query: RecentQuery, terms: Sequence[Condition], stop: Stop | None = None) -> list[StoredRecord]:
         return search(self.engine, query, terms, stop)
 
     def histogram(
-        self, query: RecentQuery, terms: Sequence[Term], interval_ms: int, stop: Stop | None = None
+        self, query: RecentQuery, terms: Sequence[Condition], interval_ms: int, stop: Stop | None = None
     ) -> list[dict]:
         return histogram(self.engine, query, terms, interval_ms, stop)
 
@@ -71,7 +71,7 @@ def recent(store: SQLiteHotStore, reader: LakeRecentReader, query: RecentQuery) 
 
 
 def search(
-    engine: QueryEngine, query: RecentQuery, terms: Sequence[Term] = (), stop: Stop | None = None
+    engine: QueryEngine, query: RecentQuery, terms: Sequence[Condition] = (), stop: Stop | None = None
 ) -> list[StoredRecord]:
     """The newest `query.limit` records matching the filters and search terms, newest (highest id) first;
     told to stop (`stop`), its running query is interrupted and it raises Stopped."""
@@ -88,7 +88,7 @@ class SearchStep:
 
 
 def search_steps(
-    engine: QueryEngine, query: RecentQuery, terms: Sequence[Term] = (), stop: Stop | None = None
+    engine: QueryEngine, query: RecentQuery, terms: Sequence[Condition] = (), stop: Stop | None = None
 ) -> Iterator[SearchStep]:
     """The slices `search` reads, newest first, until they found `query.limit` records or reached its start.
 
@@ -139,7 +139,9 @@ def _first_step_ms(engine: QueryEngine, query: RecentQuery, upper: int) -> int:
     return max(1000, min(steps)) if steps else upper - query.since_ms
 
 
-def _recent_in(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], stop: Stop | None) -> list[StoredRecord]:
+def _recent_in(
+    engine: QueryEngine, query: RecentQuery, terms: Sequence[Condition], stop: Stop | None
+) -> list[StoredRecord]:
     where, params = _conditions(query, terms)
     sql = f"SELECT {_RECORD_COLUMNS} FROM logs WHERE {where} ORDER BY log_id DESC LIMIT {query.limit:d}"
     window = TimeRange(query.since_ms, query.until_ms)
@@ -148,7 +150,7 @@ def _recent_in(engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], s
 
 
 def histogram(
-    engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], interval_ms: int, stop: Stop | None = None
+    engine: QueryEngine, query: RecentQuery, terms: Sequence[Condition], interval_ms: int, stop: Stop | None = None
 ) -> list[dict]:
     """Counts per time bucket (aligned to the epoch) and severity, every bucket of the window present."""
     where, params = _conditions(replace(query, before_id=None), terms)
@@ -187,7 +189,7 @@ def histogram_buckets(rows: Sequence[tuple[int, str, int]], query: RecentQuery, 
 
 
 def arrived_matches(
-    db: duckdb.DuckDBPyConnection, query: RecentQuery, terms: Sequence[Term], after: int
+    db: duckdb.DuckDBPyConnection, query: RecentQuery, terms: Sequence[Condition], after: int
 ) -> list[StoredRecord]:
     """The records of the table `arrived` (arrivals, each numbered in `arrival`) after number `after`
     that match the search, in arrival order, whatever their time: the conditions of search, so a live
@@ -198,7 +200,7 @@ def arrived_matches(
 
 
 def facets(
-    engine: QueryEngine, query: RecentQuery, terms: Sequence[Term], limit: int, stop: Stop | None = None
+    engine: QueryEngine, query: RecentQuery, terms: Sequence[Condition], limit: int, stop: Stop | None = None
 ) -> dict[str, Any]:
     """The most common services, severities and log types of the matching records with their counts (one
     scan), and the most common attribute keys among up to FACET_SAMPLE of them (parsing every record's
@@ -240,7 +242,7 @@ def facets(
 _FACET_BY_GROUPING = {0b011: "service", 0b101: "severity", 0b110: "log_type", 0b111: "total"}
 
 
-def _conditions(query: RecentQuery, terms: Sequence[Term]) -> tuple[str, list[Any]]:
+def _conditions(query: RecentQuery, terms: Sequence[Condition]) -> tuple[str, list[Any]]:
     where = ['"timestamp" >= epoch_ms(?::BIGINT)']
     params: list[Any] = [query.since_ms]
     if query.until_ms is not None:
@@ -261,10 +263,13 @@ def _conditions(query: RecentQuery, terms: Sequence[Term]) -> tuple[str, list[An
     if query.contains:
         where.append("regexp_matches(message, ?)")
         params.append(case_insensitive_regex(query.contains))
-    for term in terms:
+
+    def term_sql(term: Term) -> str:  # called in the order of the SQL text, so its values are the ?s in order
         condition, value = _term_condition(term)
-        where.append(f"NOT coalesce({condition}, false)" if term.negated else condition)
         params.append(value)
+        return condition
+
+    where.extend(condition_sql(condition, term_sql) for condition in terms)
     return " AND ".join(where), params
 
 

@@ -1,4 +1,5 @@
-"""The search language of `GET /logs/search?q=...`: words, "quoted phrases", field:value, and -negation.
+"""The search language of `GET /logs/search?q=...` (also histogram, facets and live tails): terms, each
+a word, a "quoted phrase" or a field:value, combined with AND, OR, NOT and parentheses.
 
     timeout                     messages containing "timeout" (any case)
     "connection refused"        messages containing that phrase
@@ -8,21 +9,36 @@
     ключ:значение               keys in any language
     "a.b":1  http."x-y.z":2     a quoted key is one key, dots and all (and never a record field)
     -healthcheck                leave out messages containing it (works with field:value too)
+    error OR timeout            either (OR in capitals; a quoted "OR", or `or`, is a word)
+    service:api (timeout OR refused)   parentheses group
+    -(debug OR trace)  NOT (a b)       leave out what the group matches
 
-All terms must match (AND). Words match anywhere in the message, case-insensitively, like
-`message ILIKE '%word%'` in SQL. A key cannot hold a double quote.
+Terms next to each other must all match (AND, which may also be written); AND binds tighter than OR,
+as in Lucene and VictoriaLogs: `a b OR c` is `(a b) OR c`. Words match anywhere in the message,
+case-insensitively, like `message ILIKE '%word%'` in SQL. Parentheses outside quotes always group: quote
+a word that holds one ("f(x)"). A key cannot hold a double quote.
+
+A search parses into the conditions that must all match, each a Term or an AnyOf (alternatives, one of
+which must match); a search without OR or groups is a plain list of Terms, so its SQL is a plain AND.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 from loglake.model import SEVERITY_ALIASES
 
 MAX_TERMS = 20
-# [-][key:]value, where the key is anything up to the first colon outside quotes.
-_TOKEN = re.compile(r'\s*(-?)(?:((?:[^\s":]|"[^"]*")+):)?(?:"([^"]*)"|(\S+))')
+MAX_GROUP_DEPTH = 8  # parentheses inside parentheses
+# ( or -( opening a group, ) closing one, or a term: [-][key:]value, where the key is anything up to the
+# first colon outside quotes; parentheses outside quotes are never part of a key or a bare value.
+_TOKEN = re.compile(
+    r'(?P<paren>-?\(|\))|(?P<negated>-?)(?:(?P<field>(?:[^\s":()]|"[^"]*")+):)?(?:"(?P<quoted>[^"]*)"|(?P<bare>[^\s()]+))'
+)
+_SPACE = re.compile(r"\s*")
+_OPERATORS = ("OR", "AND", "NOT")
 _SEGMENT = re.compile(r'"([^"]*)"|([^".]*)')
 RECORD_FIELDS = ("service", "log_type", "client_id", "trace_id", "span_id")
 _LOWERCASE_FIELDS = ("client_id", "trace_id", "span_id")  # stored as lowercase text, whatever case was sent
@@ -40,26 +56,160 @@ class Term:
     key: tuple[str, ...] = ()  # an attribute's key path, one key per level of nesting; none: the message
 
 
-def parse_terms(q: str) -> list[Term]:
-    terms: list[Term] = []
-    position, text = 0, q.strip()
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if match is None or match.end() == position:
-            raise InvalidSearch(f'cannot read the search at {text[position:][:20]!r}; close every "quote"')
-        position = match.end()
-        negated, field, quoted, bare = match.groups()
+@dataclass(frozen=True)
+class AnyOf:
+    """Matches when every condition of at least one alternative matches (`a b OR c`: (a, b) and (c,));
+    negated, when none does."""
+
+    alternatives: tuple[tuple[Condition, ...], ...]
+    negated: bool = False
+
+
+Condition = Term | AnyOf
+
+
+def parse_search(q: str) -> list[Condition]:
+    """The conditions of a search, all of which must match; InvalidSearch says what cannot be read, and
+    where (characters counted from 1)."""
+    tokens = _Tokens(q)
+    conditions = _any_of(tokens, depth=0)
+    if tokens.peek() is not None:  # only a ) stops the outermost level early
+        _, at = tokens.take()
+        raise InvalidSearch(f"the ) at character {at} closes no group; remove it or add a ( before it")
+    terms = sum(1 for _ in _terms(conditions))
+    if terms > MAX_TERMS:
+        raise InvalidSearch(f"at most {MAX_TERMS} search terms, got {terms}")
+    return conditions
+
+
+def condition_sql(condition: Condition, term_sql: Callable[[Term], str]) -> str:
+    """A condition as a SQL boolean, each term as `term_sql` writes it (unnegated), in the order of the
+    search. A term on a missing attribute is NULL, never true; a negation counts it as not matching."""
+    if isinstance(condition, Term):
+        sql = term_sql(condition)
+    else:
+        sql = " OR ".join(
+            " AND ".join(condition_sql(c, term_sql) for c in alternative) for alternative in condition.alternatives
+        )
+        sql = f"({sql})"
+    return f"NOT coalesce({sql}, false)" if condition.negated else sql
+
+
+def _terms(conditions: Sequence[Condition]) -> Iterator[Term]:
+    for condition in conditions:
+        if isinstance(condition, Term):
+            yield condition
+        else:
+            for alternative in condition.alternatives:
+                yield from _terms(alternative)
+
+
+class _Tokens:
+    """The tokens of a search, read one ahead, each with the character it starts at (from 1): "(", "-(",
+    ")", "OR", "AND", "NOT" or a Term."""
+
+    def __init__(self, q: str) -> None:
+        self.q = q
+        self.position = 0
+        self._next = self._read()
+
+    def peek(self) -> str | Term | None:
+        return None if self._next is None else self._next[0]
+
+    def take(self) -> tuple[str | Term, int]:
+        taken, self._next = self._next, self._read()
+        assert taken is not None
+        return taken
+
+    def _read(self) -> tuple[str | Term, int] | None:
+        self.position = _SPACE.match(self.q, self.position).end()
+        if self.position == len(self.q):
+            return None
+        at = self.position + 1
+        match = _TOKEN.match(self.q, self.position)
+        assert match is not None  # every character but a space starts a token
+        self.position = match.end()
+        if match.group("paren"):
+            return match.group("paren"), at
+        negated, field, quoted, bare = match.group("negated", "field", "quoted", "bare")
+        if bare in _OPERATORS and not negated and field is None:
+            return bare, at
         value = quoted if quoted is not None else bare
         if bare is not None and bare.count('"'):
             raise InvalidSearch(f'unbalanced " in {bare!r}')
         if not value:
-            raise InvalidSearch(f"empty search term {match.group(0).strip()!r}")
+            raise InvalidSearch(f"empty search term {match.group(0)!r}")
         if field is None and bare is not None and bare.endswith(":") and _is_key(bare[:-1]):
-            raise InvalidSearch(f'{bare} needs a value, e.g. {bare}api or {bare}"two words"')
-        terms.append(_term(value, field, bool(negated)))
-    if len(terms) > MAX_TERMS:
-        raise InvalidSearch(f"at most {MAX_TERMS} search terms, got {len(terms)}")
-    return terms
+            raise InvalidSearch(
+                f'{bare} needs a value, e.g. {bare}api or {bare}"two words" (alternatives: {bare}a OR {bare}b)'
+            )
+        return _term(value, field, bool(negated)), at
+
+
+def _any_of(tokens: _Tokens, depth: int) -> list[Condition]:
+    """Alternatives separated by OR, up to a ) or the end: their conditions, or one AnyOf of them."""
+    alternatives = [_all_of(tokens, depth)]
+    while tokens.peek() == "OR":
+        _, at = tokens.take()
+        if not alternatives[-1]:
+            raise InvalidSearch(f"OR at character {at} needs a term before it, as in a OR b")
+        alternatives.append(_all_of(tokens, depth))
+        if not alternatives[-1]:
+            raise InvalidSearch(f"OR at character {at} needs a term after it, as in a OR b")
+    if len(alternatives) == 1:
+        return alternatives[0]
+    flat: list[tuple[Condition, ...]] = []
+    for alternative in alternatives:  # a OR (b OR c) is a OR b OR c
+        only = alternative[0] if len(alternative) == 1 else None
+        if isinstance(only, AnyOf) and not only.negated:
+            flat.extend(only.alternatives)
+        else:
+            flat.append(tuple(alternative))
+    return [AnyOf(tuple(flat))]
+
+
+def _all_of(tokens: _Tokens, depth: int) -> list[Condition]:
+    """Conditions next to each other (or joined by AND) up to an OR, a ) or the end; none if that comes first."""
+    conditions: list[Condition] = []
+    while tokens.peek() not in (None, "OR", ")"):
+        if tokens.peek() == "AND":
+            _, at = tokens.take()
+            if not conditions or tokens.peek() in (None, "OR", "AND", ")"):
+                raise InvalidSearch(f"AND at character {at} needs a term on each side, as in a AND b")
+            continue
+        conditions.extend(_one(tokens, depth))
+    return conditions
+
+
+def _one(tokens: _Tokens, depth: int) -> list[Condition]:
+    """A term, a group (its conditions), or either after NOT."""
+    token, at = tokens.take()
+    if isinstance(token, Term):
+        return [token]
+    if token == "NOT":
+        if tokens.peek() in (None, "OR", "AND", ")"):
+            raise InvalidSearch(f"NOT at character {at} needs a term or a group after it, as in NOT a")
+        return _negated(_one(tokens, depth))
+    assert token in ("(", "-(")  # OR, AND and ) are taken where they may stand
+    if depth == MAX_GROUP_DEPTH:
+        raise InvalidSearch(f"the ( at character {at} nests too deep: at most {MAX_GROUP_DEPTH} groups in groups")
+    if tokens.peek() == ")":
+        raise InvalidSearch(
+            f"the group at character {at} is empty; put a term in it, remove it,"
+            ' or quote a word with parentheses in it, as in "getUser()"'
+        )
+    group = _any_of(tokens, depth + 1)
+    if tokens.peek() != ")":
+        raise InvalidSearch(f"the ( at character {at} is never closed; add a ) after its group")
+    tokens.take()
+    return _negated(group) if token == "-(" else group
+
+
+def _negated(conditions: list[Condition]) -> list[Condition]:
+    """What matches where `conditions` (all of them) do not."""
+    if len(conditions) == 1:
+        return [replace(conditions[0], negated=not conditions[0].negated)]
+    return [AnyOf((tuple(conditions),), negated=True)]
 
 
 def _term(value: str, field: str | None, negated: bool) -> Term:

@@ -38,6 +38,7 @@ from loglake.lake.query_answers import QueryBusy, QueryResult, json_value
 from loglake.lake.sql_guard import QueryError
 from loglake.lake.stop import Stop
 from loglake.model import retention_start_ms
+from loglake.rules.backtest_limits import EXAMPLES
 from loglake.rules.model import Rule
 from loglake.rules.plan import COUNT, FIRST, LAST, finish, window_views
 from loglake.rules.run import Match, RuleRunError, epoch_ms, iso, match_of, naive_utc, run_rule
@@ -155,8 +156,8 @@ def refuse_past_retention(since_ms: int, now_ms: int, retention_days: int) -> No
     kept_from = retention_start_ms(now_ms, retention_days)
     if since_ms < kept_from:
         raise PeriodError(
-            f"since {iso(since_ms)} is before {iso(kept_from)}, the oldest time the lake keeps (its retention is"
-            f" {retention_days} days, retention_days); backtest a period that starts later, at most {retention_days}d"
+            f"since {iso(since_ms)} is older than the {retention_days} days the lake keeps (retention_days):"
+            f" backtest at most {retention_days}d, from {iso(kept_from)} on"
         )
 
 
@@ -172,7 +173,7 @@ def backtest(
     since_ms: int,
     until_ms: int,
     *,
-    examples: int = 3,
+    examples: int = EXAMPLES,
     method: str | None = None,
     progress: Progress | None = None,
     stop: Stop | None = None,

@@ -4,8 +4,9 @@ alerts.db, rules/scheduler.py).
 
 Each enabled rule's due windows (scheduler.due_windows: contiguous, catch-up bounded), oldest first.
 A window is claimed before its SQL runs, its alerts (and their deliveries) are written, and only
-then is the window moved on by the claim's holder. A run that fails lets the window go (the next
-round tries it again) and counts a failure (`failing_after` in a row raise the rule's own alert).
+then is the window moved on by the claim's holder. A run that fails lets the window go and counts
+a failure (`failing_after` in a row raise the rule's own alert); the window is tried again at the
+rule's next firing, not by every round before it (the function may run more often than the rule).
 A run whose claim ran out before it finished is `superseded` (the run that took the window over
 finds the same alerts already written, so nothing is made twice). A round stops starting windows
 when `time_left()` says so (a function's timeout).
@@ -20,12 +21,13 @@ from typing import Any, Protocol
 from loglake.rules.model import Rule
 from loglake.rules.run import RuleRunError, RunResult
 from loglake.rules.scheduler import CatchUp, due_windows
+from loglake.rules.state import RuleState
 
 
 class WindowStore(Protocol):
     """What a round needs of the store (alerts/dynamodb.py's DynamoDBDetections)."""
 
-    def window_end(self, rule_id: str) -> int | None: ...
+    def window_state(self, rule_id: str) -> RuleState: ...
 
     def claim_window(
         self, rule_id: str, expected_end_ms: int | None, since_ms: int, now_ms: int, lease_ms: int
@@ -35,7 +37,7 @@ class WindowStore(Protocol):
 
     def advance(self, claim: Any, until_ms: int) -> bool: ...
 
-    def fail(self, claim: Any) -> int | None: ...
+    def fail(self, claim: Any, now_ms: int) -> int | None: ...
 
     def rule_failing(
         self, rule: Rule, error: str, failures: int, since_ms: int, until_ms: int, now_ms: int
@@ -77,8 +79,9 @@ def run_due(
     for rule in rules:
         if not rule.enabled:
             continue
-        previous = store.window_end(rule.id)
-        due = due_windows(rule, previous, now_ms, catch_up or CatchUp())
+        found = store.window_state(rule.id)
+        previous = found.window_end_ms
+        due = due_windows(rule, previous, now_ms, catch_up or CatchUp(), found.failed_ms)
         if due.skipped is not None:
             gap = due.skipped
             yield WindowRun(rule.id, gap.since_ms, gap.until_ms, "skipped", error=SKIPPED)
@@ -91,7 +94,7 @@ def run_due(
             try:
                 result = run(rule, window.since_ms, window.until_ms, now_ms, previous)
             except RuleRunError as e:
-                failures = store.fail(claim)
+                failures = store.fail(claim, now_ms)
                 raised = []
                 if failures is not None and failures >= failing_after:
                     raised = store.rule_failing(rule, str(e), failures, window.since_ms, window.until_ms, now_ms)

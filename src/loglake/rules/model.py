@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import msgspec
 
 from loglake.config_files import one_of, whole
-from loglake.ids import UUID_PATTERN
+from loglake.ids import UUID_PATTERN, AmbiguousId
 from loglake.rules.plan import Plan
 from loglake.rules.schedule import Schedule
 from loglake.times import parse_duration
@@ -198,21 +198,17 @@ class Rule:
 
 
 _RULE_ID = re.compile(UUID_PATTERN)
-SHOWN_CANDIDATES = 10  # of an ambiguous rule id: enough to pick from, not a whole folder's
 
 
 class NoSuchRule(LookupError):
     """No loaded rule answers to the id (or start of one, or file name) given."""
 
 
-class AmbiguousRule(LookupError):
+class AmbiguousRule(AmbiguousId):
     """Several loaded rules answer to the start of an id given: `candidates`, their ids, sorted."""
 
     def __init__(self, text: str, candidates: list[str]) -> None:
-        shown = ", ".join(candidates[:SHOWN_CANDIDATES])
-        more = f" and {len(candidates) - SHOWN_CANDIDATES} more" if len(candidates) > SHOWN_CANDIDATES else ""
-        super().__init__(f"{text!r} is the start of {len(candidates)} rules' ids ({shown}{more}); give more of it")
-        self.candidates = candidates
+        super().__init__(text, candidates, "rules")
 
 
 def find_rule(rules: Sequence[Rule], text: str) -> Rule:

@@ -16,8 +16,10 @@ turns; the lock goes with a killed process). A run is recorded as `running` befo
 then ONE write transaction moves the window, finishes the run record, and makes the alerts and their
 events, and only if the window still ends where the run found it (state.py: a compare-and-set). A
 process killed during a run left the window where it was: the next round evaluates it, once. A run
-that fails leaves the window too (the next round tries it again) and counts a failure; FAILING_AFTER
-failures in a row raise the rule's own alert, resolved by its next good run.
+that fails leaves the window too and counts a failure; the window is tried again at the rule's next
+firing (not at the next round: the server looks for due rules every few seconds, and a 1m rule's
+failing SQL would run, and be recorded, a dozen times a minute). `failing_after` failures in a row
+raise the rule's own alert, resolved by its next good run.
 
 Together. A round runs the rules' next windows together (rounds.py: the rules that read little share
 one scan of the span they read), one window per rule at a time; each rule's claim, outcome and
@@ -41,6 +43,7 @@ from loglake.lake.query import QueryEngine
 from loglake.lake.stop import Stop
 from loglake.locks import exclusive_lock
 from loglake.rules import rounds, state
+from loglake.rules.files import ROUTING_FILE
 from loglake.rules.model import Problem, Rule
 from loglake.rules.run import RuleRunError
 from loglake.sqlitedb import write_transaction
@@ -71,9 +74,15 @@ class Due:
     skipped: Window | None = None  # the range left out by the catch-up bound
 
 
-def due_windows(rule: Rule, previous_end_ms: int | None, now_ms: int, catch_up: CatchUp) -> Due:
+def due_windows(
+    rule: Rule, previous_end_ms: int | None, now_ms: int, catch_up: CatchUp, failed_ms: int | None = None
+) -> Due:
     """The windows of `rule` due at `now_ms`, oldest first, after a window that ended at
-    `previous_end_ms` (None: the rule never ran; only its latest window is due)."""
+    `previous_end_ms` (None: the rule never ran; only its latest window is due). `failed_ms`: when the
+    last run of the next window failed (None: it did not); none is due before the rule's next firing
+    after that."""
+    if failed_ms is not None and rule.schedule.next_after(failed_ms) > now_ms:
+        return Due([])
     delay, lookback = rule.delay_ms, rule.lookback_ms
     first_run = previous_end_ms is None
     after = now_ms - lookback if first_run else previous_end_ms + delay
@@ -110,7 +119,8 @@ class RuleObserver(Protocol):
 
 
 class RuleFolder:
-    """A rules folder, loaded again when its files change (names, sizes or modification times).
+    """A rules folder, loaded again when its files change (names, sizes or modification times); its
+    problems are those of its rule files and of its alerting.yml (alerts/routing.py).
 
     The loader (and pySigma, ~10 MiB) is imported once there is a folder: a server without rules
     does without."""
@@ -130,10 +140,11 @@ class RuleFolder:
         self._signature = signature
         self.rules, self.problems = [], []
         if self.path.exists() or self.required:
+            from loglake.alerts.routing import routing_problems
             from loglake.rules.loader import load_rules
 
             loaded = load_rules(self.path)
-            self.rules, self.problems = loaded.rules, loaded.problems
+            self.rules, self.problems = loaded.rules, [*loaded.problems, *routing_problems(self.path)]
         return True
 
     def _signature_now(self) -> tuple:
@@ -142,10 +153,10 @@ class RuleFolder:
         from loglake.rules.loader import rule_files
 
         found = []
-        for file in rule_files(self.path):
+        for file in [*rule_files(self.path), self.path / ROUTING_FILE]:
             try:
                 stat = file.stat()
-            except OSError:  # removed while looking
+            except OSError:  # removed while looking, or no alerting.yml
                 continue
             found.append((str(file), stat.st_mtime_ns, stat.st_size))
         return tuple(found)
@@ -205,7 +216,7 @@ class RuleScheduler:
         changed = self.folder.reload()
         if changed:
             for problem in self.folder.problems:
-                log.warning("rule file not loaded: %s", problem)
+                log.warning("not loaded: %s", problem)
             if self.observer is not None:
                 self.observer.on_rules_loaded(self.folder.rules, self.folder.problems)
         return changed
@@ -247,8 +258,9 @@ class RuleScheduler:
             chains = []
             for rule in self.folder.rules:
                 if rule.enabled:
-                    previous = state.state_of(conn, rule.id).window_end_ms
-                    chains.append(_Chain(rule, previous, due_windows(rule, previous, now, self.catch_up)))
+                    found = state.state_of(conn, rule.id)
+                    due = due_windows(rule, found.window_end_ms, now, self.catch_up, found.failed_ms)
+                    chains.append(_Chain(rule, found.window_end_ms, due))
             chains = [c for c in chains if c.due.windows]
             while chains and not self._stop.is_set():  # a stopping server leaves the windows due
                 self._run_step(conn, chains, report, stop)
@@ -309,7 +321,7 @@ class RuleScheduler:
         )
         with write_transaction(conn):
             if isinstance(result, RuleRunError):
-                failures = state.count_failure(conn, rule.id, previous)
+                failures = state.count_failure(conn, rule.id, previous, now)
                 if failures is None:
                     return self._superseded(conn, record)
                 if failures >= self.failing_after:
@@ -330,13 +342,10 @@ class RuleScheduler:
                     matches=len(result.matches),
                     new_alerts=new_alerts,
                 )
-            state.finish(conn, record)
-        return record
+            return state.finish(conn, record)
 
     def _superseded(self, conn: sqlite3.Connection, record: state.RunRecord) -> state.RunRecord:
-        superseded = replace(record, outcome="superseded", error="another process evaluated this window")
-        state.finish(conn, superseded)
-        return superseded
+        return state.finish(conn, replace(record, outcome="superseded", error="another process evaluated this window"))
 
     def _skip_reason(self) -> str:
         hours = self.catch_up.max_age_ms / 3_600_000

@@ -1,5 +1,6 @@
 """What the scheduler remembers per rule, in the detections database (alerts.db, see alerts/db.py):
-where its last evaluated window ended, how many runs in a row failed, and a record of every run.
+where its last evaluated window ended, how many runs in a row failed and when the last of them did,
+and a record of every run.
 
 A run is recorded twice: `claim` inserts it as `running` before the rule's SQL starts (a process
 killed during the run leaves it so, and the next round marks it `interrupted`), and `finish` writes
@@ -8,7 +9,9 @@ its outcome in the transaction that also moves the window (`advance`) or counts 
 planned and change nothing if it has moved since (a compare-and-set), so two processes on one data
 dir can never both commit a window.
 
-Run records are kept per rule up to KEEP_RUNS, the newest.
+Run records are kept per rule up to KEEP_RUNS, the newest. A failed run that repeats the rule's
+previous record (the same window, the same error) replaces it and counts one more attempt, so a rule
+that keeps failing the same way keeps one record of it, not a list of copies pushing the others out.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import os
 import socket
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -56,6 +59,12 @@ RULES_SCHEMA = Schema(
         );
         CREATE INDEX rule_runs_by_rule ON rule_runs (rule_id, id)
         """,
+        """
+        -- when the last failed run ended (NULL: none since the window moved)
+        ALTER TABLE rule_state ADD COLUMN failed_ms INTEGER;
+        -- the failed runs of one window, one after the other with one error, that this record stands for
+        ALTER TABLE rule_runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1
+        """,
     ),
 )
 
@@ -64,6 +73,7 @@ RULES_SCHEMA = Schema(
 class RuleState:
     window_end_ms: int | None
     failures: int
+    failed_ms: int | None = None  # when the last of the failures ended: the window is tried again at the next firing
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,7 @@ class RunRecord:
     matches: int | None = None
     new_alerts: int | None = None
     error: str | None = None
+    attempts: int = 1  # an error: the runs of this window that failed with it, one after the other
 
 
 @dataclass(frozen=True)
@@ -97,8 +108,10 @@ class RuleSummary:
 
 
 def state_of(conn: sqlite3.Connection, rule_id: str) -> RuleState:
-    found = conn.execute("SELECT window_end_ms, failures FROM rule_state WHERE rule_id = ?", (rule_id,)).fetchone()
-    return RuleState(None, 0) if found is None else RuleState(found[0], found[1])
+    found = conn.execute(
+        "SELECT window_end_ms, failures, failed_ms FROM rule_state WHERE rule_id = ?", (rule_id,)
+    ).fetchone()
+    return RuleState(None, 0) if found is None else RuleState(*found)
 
 
 def interrupt_unfinished(conn: sqlite3.Connection, now_ms: int) -> int:
@@ -136,28 +149,34 @@ def advance(conn: sqlite3.Connection, rule_id: str, expected_end_ms: int, until_
     """Move the window's end to `until_ms` and clear the failures, if it still ends at `expected_end_ms`."""
     return (
         conn.execute(
-            "UPDATE rule_state SET window_end_ms = ?, failures = 0 WHERE rule_id = ? AND window_end_ms = ?",
+            "UPDATE rule_state SET window_end_ms = ?, failures = 0, failed_ms = NULL"
+            " WHERE rule_id = ? AND window_end_ms = ?",
             (until_ms, rule_id, expected_end_ms),
         ).rowcount
         == 1
     )
 
 
-def count_failure(conn: sqlite3.Connection, rule_id: str, expected_end_ms: int) -> int | None:
-    """One more failed run (the window stays where it is); the failures in a row, or None when
-    another process moved the window since."""
+def count_failure(conn: sqlite3.Connection, rule_id: str, expected_end_ms: int, now_ms: int) -> int | None:
+    """One more failed run, ended at `now_ms` (the window stays where it is); the failures in a row, or
+    None when another process moved the window since."""
     found = conn.execute(
-        "UPDATE rule_state SET failures = failures + 1 WHERE rule_id = ? AND window_end_ms = ? RETURNING failures",
-        (rule_id, expected_end_ms),
+        "UPDATE rule_state SET failures = failures + 1, failed_ms = ? WHERE rule_id = ? AND window_end_ms = ?"
+        " RETURNING failures",
+        (now_ms, rule_id, expected_end_ms),
     ).fetchone()
     return None if found is None else found[0]
 
 
-def finish(conn: sqlite3.Connection, record: RunRecord) -> None:
-    """Write a claimed run's outcome and figures, and drop the rule's oldest records past KEEP_RUNS."""
+def finish(conn: sqlite3.Connection, record: RunRecord) -> RunRecord:
+    """Write a claimed run's outcome and figures (a failure that repeats the rule's previous record
+    replaces it, one more attempt), and drop the rule's oldest records past KEEP_RUNS; the record as
+    written."""
+    if record.outcome == "error":
+        record = _folded(conn, record)
     conn.execute(
         "UPDATE rule_runs SET outcome = ?, finished_ms = ?, duration_ms = ?, rows_scanned = ?, bytes_scanned = ?,"
-        " files_scanned = ?, matches = ?, new_alerts = ?, error = ? WHERE id = ?",
+        " files_scanned = ?, matches = ?, new_alerts = ?, error = ?, attempts = ? WHERE id = ?",
         (
             record.outcome,
             record.finished_ms,
@@ -168,6 +187,7 @@ def finish(conn: sqlite3.Connection, record: RunRecord) -> None:
             record.matches,
             record.new_alerts,
             record.error,
+            record.attempts,
             record.id,
         ),
     )
@@ -176,6 +196,21 @@ def finish(conn: sqlite3.Connection, record: RunRecord) -> None:
         "(SELECT id FROM rule_runs WHERE rule_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
         (record.rule_id, record.rule_id, KEEP_RUNS),
     )
+    return record
+
+
+def _folded(conn: sqlite3.Connection, record: RunRecord) -> RunRecord:
+    """A failed run with the attempts of the rule's previous record added, that record deleted, when
+    that one failed the same window with the same error."""
+    previous = conn.execute(
+        "SELECT id, outcome, since_ms, until_ms, error, attempts FROM rule_runs WHERE rule_id = ? AND id < ?"
+        " ORDER BY id DESC LIMIT 1",
+        (record.rule_id, record.id),
+    ).fetchone()
+    if previous is None or previous[1:5] != ("error", record.since_ms, record.until_ms, record.error):
+        return record
+    conn.execute("DELETE FROM rule_runs WHERE id = ?", (previous[0],))
+    return replace(record, attempts=previous[5] + 1)
 
 
 def record_skipped(conn: sqlite3.Connection, rule_id: str, since_ms: int, until_ms: int, now_ms: int, why: str) -> None:
@@ -189,7 +224,7 @@ def record_skipped(conn: sqlite3.Connection, rule_id: str, since_ms: int, until_
 
 _RUN_COLUMNS = (
     "id, rule_id, outcome, since_ms, until_ms, started_ms, finished_ms, duration_ms, rows_scanned, bytes_scanned,"
-    " files_scanned, matches, new_alerts, error"
+    " files_scanned, matches, new_alerts, error, attempts"
 )
 
 

@@ -56,4 +56,5 @@ def run_facts(run: RunRecord) -> dict[str, Any]:
         "matches": run.matches,
         "new_alerts": run.new_alerts,
         "error": run.error,
+        "attempts": run.attempts,
     }

@@ -18,7 +18,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from loglake.lake.stop import Stop
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE, APP_LOGS_TABLE
 from loglake.model import InvalidRecords, Limits, validate_batch
 from loglake.rules.model import Rule, RuleTest
+from loglake.rules.plan import finish, rows_plan
 from loglake.rules.run import Match, RuleRunError, run_rule
 from loglake.rules.sources import BY_TABLE
 from loglake.store.sqlite import SQLiteHotStore
@@ -57,11 +58,18 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Placed:
-    """A test's event where it goes: its number in the test, its time, its fields."""
+    """A test's event where it goes: its number in the test, its time, its fields, and its test's
+    number in the rule."""
 
     index: int
     at_ms: int
     fields: dict[str, Any]
+    test: int = 0
+
+    @property
+    def name(self) -> str:
+        """How a problem names it: which test too, as a rule file's field (`tests[1].events[0]`)."""
+        return _event_name(self.test, self.index)
 
 
 class BadEvent(ValueError):
@@ -87,7 +95,7 @@ class ScratchLake:
         try:
             records = validate_batch([{**e.fields, "timestamp": e.at_ms} for e in events], Limits(), now_ms)
         except InvalidRecords as e:
-            problems = [f"events[{events[p.index].index}].{p.field}: {p.reason}" for p in e.problems]
+            problems = [f"{events[p.index].name}.{p.field}: {p.reason}" for p in e.problems]
             raise BadEvent("; ".join(dict.fromkeys(problems))) from None
         self.store.submit(records).result()
 
@@ -102,7 +110,7 @@ class ScratchLake:
                 if name == "app":
                     app = str(value)
                 elif column is None or column in ("date", "timestamp"):
-                    raise BadEvent(f"events[{event.index}].{name}: not a column of amplify_access (`at` places one)")
+                    raise BadEvent(f"{event.name}.{name}: not a column of amplify_access (`at` places one)")
                 else:
                     row[column] = value
             by_app.setdefault(app, []).append(row)
@@ -110,7 +118,9 @@ class ScratchLake:
             try:
                 table = pa.Table.from_pylist(rows, schema=AMPLIFY_ACCESS_TABLE.schema)
             except (pa.ArrowException, TypeError, ValueError) as e:
-                raise BadEvent(f"events: a value does not fit its amplify_access column: {e}") from None
+                raise BadEvent(
+                    f"tests[{events[0].test}].events: a value does not fit its amplify_access column: {e}"
+                ) from None
             store_rows(
                 self.store, self.objects, app, [ParsedLog(table, len(rows), Malformed())], AppReport(app), now_ms
             )
@@ -137,54 +147,74 @@ def run_tests(rules: list[Rule], stop: Stop | None = None) -> list[Outcome]:
     start = FIRST_DAY_MS
     with scratch_lake() as lake:
         for rule in rules:
-            for test in rule.tests:
+            for number, test in enumerate(rule.tests):
                 window_start = -(-(start + rule.plan.reach_ms) // DAY_MS) * DAY_MS
-                outcomes.append(Outcome(rule, test, tuple(_run_one(lake, rule, test, window_start, stop))))
+                failures = _run_one(lake, rule, test, number, window_start, stop)
+                outcomes.append(Outcome(rule, test, tuple(failures)))
                 start = window_start + rule.lookback_ms
     return outcomes
 
 
-def _run_one(lake: ScratchLake, rule: Rule, test: RuleTest, since_ms: int, stop: Stop | None) -> list[str]:
+def _run_one(lake: ScratchLake, rule: Rule, test: RuleTest, number: int, since_ms: int, stop: Stop | None) -> list[str]:
     until_ms = since_ms + rule.lookback_ms
     try:
-        for table, events in _placed(rule, test, since_ms).items():
+        for table, events in _placed(rule, test, number, since_ms).items():
             lake.add(table, events, until_ms)
         result = run_rule(rule, lake.engine, since_ms, until_ms, now_ms=until_ms, stop=stop)
+        found = _differences(test, result.matches)
+        if test.match and not result.matches and rule.options.threshold > 1:
+            found = [f"{found[0]}: {_short_of_threshold(lake, rule, since_ms, until_ms, stop)}"]
     except BadEvent as e:
         return [str(e)]
     except RuleRunError as e:
         return [f"the rule failed to run: {e}"]
-    return _differences(test, result.matches)
+    return found
 
 
-def _placed(rule: Rule, test: RuleTest, since_ms: int) -> dict[str, list[Placed]]:
-    """The test's events by table, each with its time (and `repeat` times if it says so)."""
+def _short_of_threshold(lake: ScratchLake, rule: Rule, since_ms: int, until_ms: int, stop: Stop | None) -> str:
+    """How far the window's groups fell short of the rule's threshold: the rule run again with a threshold
+    of 1 (and one row of evidence per group), each group with its count of matching rows."""
+    sql = rows_plan(rule.plan.query, rule.plan.tables, rule.plan.group_fields, 1, 1, timed=False)
+    plan = finish(sql, rule.plan.query, rule.plan.reach_ms, rule.plan.group_fields)
+    groups = run_rule(replace(rule, plan=plan), lake.engine, since_ms, until_ms, now_ms=until_ms, stop=stop).matches
+    most = max((g.count for g in groups), default=0)
+    per = f" per {', '.join(rule.plan.group_fields)}" if rule.plan.group_fields else ""
+    at_most = "at most " if per and len(groups) > 1 else ""
+    return f"{at_most}{most} matching row(s){per}, below the rule's threshold of {rule.options.threshold}"
+
+
+def _placed(rule: Rule, test: RuleTest, number: int, since_ms: int) -> dict[str, list[Placed]]:
+    """The events of the rule's test `number` by table, each with its time (and `repeat` times if it
+    says so)."""
     tables = [t.name for t in rule.plan.tables]
     placed: dict[str, list[Placed]] = {}
     for index, event in enumerate(test.events):
+        name = _event_name(number, index)
         fields = dict(event)
         if "timestamp" in fields:
-            raise BadEvent(
-                f"events[{index}].timestamp: place an event with `at` (e.g. at: 90s after the window's start)"
-            )
+            raise BadEvent(f"{name}.timestamp: place an event with `at` (e.g. at: 90s after the window's start)")
         try:
             at = _offset(fields.pop("at")) if "at" in fields else index * 1000
         except TimeFormatError as e:
-            raise BadEvent(f"events[{index}].at: {e}") from None
+            raise BadEvent(f"{name}.at: {e}") from None
         if not -rule.plan.reach_ms <= at < rule.lookback_ms:
             before = f", or up to {rule.plan.reach_ms // 1000:,} s before it" if rule.plan.reach_ms else ""
             raise BadEvent(
-                f"events[{index}].at: {event.get('at')} is outside what a run reads: the window's"
+                f"{name}.at: {event.get('at')} is outside what a run reads: the window's"
                 f" {rule.lookback_ms // 1000:,} s{before}"
             )
         table = str(fields.pop("table", tables[0]))
         if table not in tables:
-            raise BadEvent(f"events[{index}].table: the rule reads {', '.join(tables)}, not {table!r}")
+            raise BadEvent(f"{name}.table: the rule reads {', '.join(tables)}, not {table!r}")
         copies = fields.pop("repeat", 1)
         if type(copies) is not int or not 1 <= copies <= MAX_REPEAT:
-            raise BadEvent(f"events[{index}].repeat: {copies!r} is not a number of copies from 1 to {MAX_REPEAT:,}")
-        placed.setdefault(table, []).extend([Placed(index, since_ms + at, fields)] * copies)
+            raise BadEvent(f"{name}.repeat: {copies!r} is not a number of copies from 1 to {MAX_REPEAT:,}")
+        placed.setdefault(table, []).extend([Placed(index, since_ms + at, fields, number)] * copies)
     return placed
+
+
+def _event_name(test: int, index: int) -> str:
+    return f"tests[{test}].events[{index}]"
 
 
 def _offset(value: Any) -> int:

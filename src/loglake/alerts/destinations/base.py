@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
-from urllib.parse import urlsplit
 
 import msgspec
 
@@ -22,6 +21,7 @@ from loglake.alerts.secrets import SecretRef, Secrets, TextOrSecret
 from loglake.retry import retry_after_seconds
 from loglake.rules.model import Duration
 from loglake.times import format_datetime
+from loglake.urls import is_http_url
 
 if TYPE_CHECKING:
     import httpx
@@ -64,14 +64,6 @@ def url_problem(value: TextOrSecret, what: str = "an http(s) URL") -> str | None
     if isinstance(value, SecretRef):
         return None
     return None if is_http_url(value) else f"is not {what}"
-
-
-def is_http_url(text: str) -> bool:
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in text)
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,23 @@ export function term(field, value, negated = false) {
   return `${negated ? "-" : ""}${field}:${quoted}`;
 }
 
+// The query and one more term that must match too: a query with an OR outside parentheses is grouped
+// first, as `a OR b c` would take c for b alone (AND binds tighter than OR).
 function withTerm(q, t) {
-  return q.trim() ? `${q.trim()} ${t}` : t;
+  const query = q.trim();
+  if (!query) return t;
+  return hasOuterOr(query) ? `(${query}) ${t}` : `${query} ${t}`;
+}
+
+function hasOuterOr(q) {
+  let depth = 0;
+  // Quoted text, a parenthesis, or a run of other characters: the tokens of the search language.
+  for (const [token] of q.matchAll(/"[^"]*"?|[()]|[^\s()"]+/g)) {
+    if (token === "(") depth += 1;
+    else if (token === ")") depth -= 1;
+    else if (token === "OR" && depth === 0) return true;
+  }
+  return false;
 }
 
 export function render(main, { params, navigate }) {
@@ -96,7 +111,10 @@ function queryInput(state) {
     id: "q", name: "q", value: state.q, type: "search", autocomplete: "off", spellcheck: "false",
     "data-query-box": "", role: "combobox", "aria-autocomplete": "list", "aria-expanded": "false",
     "aria-controls": "q-completions", "aria-label": "Search query",
-    placeholder: 'words, "a phrase", service:api, -severity:debug   (press / to focus)',
+    placeholder: 'words, "a phrase", service:api, -severity:debug, a OR b, (…)   (press / to focus)',
+    title: 'Words and "phrases" match the message, field:value a field or attribute, -term leaves out.\n'
+      + "Terms side by side must all match; a OR b matches either (AND binds tighter than OR).\n"
+      + "Parentheses group: service:api (timeout OR refused); -( … ) or NOT leaves a group out.",
   });
   let options = [], active = -1;
   const close = () => { list.hidden = true; input.setAttribute("aria-expanded", "false"); active = -1; input.removeAttribute("aria-activedescendant"); };
@@ -139,10 +157,11 @@ function queryInput(state) {
   return { root: h("div", { class: "q-wrap" }, input, list), input };
 }
 
+// The word being typed, after any ( that opens a group: `(serv` completes `serv`.
 function currentWord(input) {
   const caret = input.selectionStart ?? input.value.length;
   const before = input.value.slice(0, caret);
-  const start = before.search(/\S*$/);
+  const start = before.search(/[^\s(]*$/);
   return [before.slice(start), start];
 }
 

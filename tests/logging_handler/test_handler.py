@@ -1,85 +1,22 @@
-"""loglake.logging against a real `loglake serve`: the mapping of log records and structlog events, Bearer
-and SigV4 auth, retries on 429 and 503 (through a scripted proxy in front of the server), drops counted
-when the queue is full, refusals counted, and a handler that never raises into the application."""
+"""loglake.logging against a real `loglake serve`: the mapping of log records, Bearer and SigV4 auth,
+retries on 429 and 503 (through a scripted proxy in front of the server), drops counted when the queue is
+full, refusals counted, and a handler that never raises into the application."""
 
 from __future__ import annotations
 
 import http.server
 import json
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
-import structlog
 from botocore.credentials import Credentials
 
-from loglake.logging import LoglakeHandler, LoglakeProcessor
-from loglake.retry import Backoff
-from tests.conftest import ServerProcess, free_port, run_cli
-
-FAST = Backoff(first=0.01, cap=0.05)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server for the module: each test logs under a service of its own."""
-    folder = tmp_path_factory.mktemp("handler")
-    server = ServerProcess(folder / "data", free_port(), folder / "server.log")
-    try:
-        server.start(timeout=60)
-    except BaseException:
-        server.log.close()
-        raise
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def key(server: ServerProcess) -> str:
-    for line in server.log_path.read_text().splitlines():  # the admin key printed on the first start
-        if line.strip().startswith("llk_"):
-            return line.strip()
-    raise AssertionError(server.log_path.read_text())
-
-
-@pytest.fixture
-def handlers() -> Iterator[list[LoglakeHandler]]:
-    made: list[LoglakeHandler] = []
-    yield made
-    for handler in made:
-        handler.close()
-
-
-@pytest.fixture
-def make_handler(server: ServerProcess, key: str, handlers: list) -> Callable[..., LoglakeHandler]:
-    def make(**options: Any) -> LoglakeHandler:
-        options = {"url": server.url, "api_key": key, "backoff": FAST} | options
-        handlers.append(LoglakeHandler(**options))
-        return handlers[-1]
-
-    return make
-
-
-def stored(server: ServerProcess, key: str, service: str) -> list[dict]:
-    answer = httpx.get(
-        server.url + "/logs/recent",
-        params={"service": service, "limit": "1000"},
-        headers={"authorization": f"Bearer {key}"},
-        timeout=10,
-    )
-    answer.raise_for_status()
-    return answer.json()["logs"][::-1]  # oldest first
-
-
-def a_logger(name: str, handler: logging.Handler) -> logging.Logger:
-    logger = logging.getLogger(name)
-    logger.handlers[:] = [handler]
-    logger.setLevel(1)
-    logger.propagate = False
-    return logger
+from tests.conftest import ServerProcess, run_cli
+from tests.logging_handler.support import a_logger, stored
 
 
 def test_records_with_extra_fields_exceptions_and_levels(server, key, make_handler) -> None:
@@ -116,28 +53,6 @@ def test_records_with_extra_fields_exceptions_and_levels(server, key, make_handl
 class Opaque:
     def __str__(self) -> str:
         return "opaque!"
-
-
-def test_the_structlog_processor(server, key, make_handler) -> None:
-    handler = make_handler(service="structured")
-    captured: list[dict] = []
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            LoglakeProcessor(handler),
-            lambda _, __, event: captured.append(event) or "",
-        ],
-        logger_factory=structlog.ReturnLoggerFactory(),
-    )
-    try:
-        structlog.get_logger().warning("user signed in", user="ada", attempts=2)
-    finally:
-        structlog.reset_defaults()
-    assert handler.flush()
-    (log,) = stored(server, key, "structured")
-    assert (log["severity"], log["message"]) == ("warning", "user signed in")
-    assert log["attributes"] == {"logger": "structlog", "user": "ada", "attempts": 2}
-    assert captured == [{"event": "user signed in", "user": "ada", "attempts": 2, "level": "warning"}]  # passed on
 
 
 @pytest.mark.parametrize("source", ["given", "environment"])
@@ -231,6 +146,23 @@ def proxy(server: ServerProcess) -> Iterator[Callable[[list[int]], Script]]:
         script.release.set()
         script.shutdown()
         script.server_close()
+
+
+def test_a_full_batch_leaves_at_once_not_after_the_interval(server, key, make_handler) -> None:
+    """A batch leaves as soon as the queue holds batch_size records, again and again while the program logs
+    (the thread is woken once per batch, not on every call), not only every flush_interval."""
+    batches: queue.Queue[int] = queue.Queue()
+
+    def on_sent(ids: list[str]) -> None:
+        batches.put(len(ids))
+
+    handler = make_handler(service="fullbatch", batch_size=5, flush_interval=600, on_sent=on_sent)
+    logger = a_logger("fullbatch", handler)
+    for batch in range(4):
+        for n in range(5):
+            logger.info("record %d", batch * 5 + n)
+        assert batches.get(timeout=30) == 5  # no flush() is called: queue.Empty if it waited for the interval
+    assert len(stored(server, key, "fullbatch")) == 20
 
 
 def test_429_and_503_are_retried_and_the_batch_is_stored_once(server, key, make_handler, proxy) -> None:

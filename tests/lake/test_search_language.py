@@ -1,0 +1,195 @@
+"""The search language (lake/search_terms.py): OR, AND, NOT, groups and their errors, read into conditions."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import duckdb
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from loglake.lake.reads import _conditions
+from loglake.lake.search_terms import MAX_GROUP_DEPTH, MAX_TERMS, AnyOf, InvalidSearch, Term, parse_search
+from loglake.store.base import RecentQuery
+
+A, B, C, D = Term("a"), Term("b"), Term("c"), Term("d")
+
+
+def no(term: Term) -> Term:
+    return Term(term.value, term.field, not term.negated, term.key)
+
+
+@pytest.mark.parametrize(
+    ("q", "conditions"),
+    [
+        ("", []),
+        ("a b", [A, B]),
+        ("a AND b", [A, B]),  # the AND written out is the AND of terms side by side
+        ("a OR b", [AnyOf(((A,), (B,)))]),
+        ("a b OR c", [AnyOf(((A, B), (C,)))]),  # AND binds tighter than OR
+        ("a OR b c", [AnyOf(((A,), (B, C)))]),
+        ("a AND b OR c AND d", [AnyOf(((A, B), (C, D)))]),
+        ("(a OR b) c", [AnyOf(((A,), (B,))), C]),
+        ("a (b OR c) d", [A, AnyOf(((B,), (C,))), D]),
+        ("(a b)", [A, B]),  # a group without OR is its terms
+        ("((a))", [A]),
+        ("a OR (b OR c)", [AnyOf(((A,), (B,), (C,)))]),
+        ("(a OR b) OR c", [AnyOf(((A,), (B,), (C,)))]),
+        ("a OR (b c)", [AnyOf(((A,), (B, C)))]),
+        ("(a OR b) (c OR d)", [AnyOf(((A,), (B,))), AnyOf(((C,), (D,)))]),
+        ("-(a OR b)", [AnyOf(((A,), (B,)), negated=True)]),
+        ("NOT (a OR b)", [AnyOf(((A,), (B,)), negated=True)]),
+        ("-(a b)", [AnyOf(((A, B),), negated=True)]),
+        ("NOT a", [no(A)]),
+        ("-(a)", [no(A)]),
+        ("NOT -a", [A]),
+        ("-(-a OR b) c", [AnyOf(((no(A),), (B,)), negated=True), C]),
+        ("c -(a OR (b -d))", [C, AnyOf(((A,), (B, no(D))), negated=True)]),
+        ('"OR" or "AND" "NOT"', [Term("OR"), Term("or"), Term("AND"), Term("NOT")]),  # quoted or lowercase: words
+        ("-OR service:OR", [Term("OR", negated=True), Term("OR", "service")]),
+        ("  a   OR\tb  ", [AnyOf(((A,), (B,)))]),
+        ("a(b)c", [A, B, C]),  # parentheses outside quotes always group
+        ('"f(x)" "(" key:"a (b)"', [Term("f(x)"), Term("("), Term("a (b)", key=("key",))]),
+        (
+            "service:api (timeout OR refused) -severity:debug",
+            [
+                Term("api", "service"),
+                AnyOf(((Term("timeout"),), (Term("refused"),))),
+                Term("debug", "severity", negated=True),
+            ],
+        ),
+        ('http."x.y":5 OR user:alice', [AnyOf(((Term("5", key=("http", "x.y")),), (Term("alice", key=("user",)),)))]),
+    ],
+)
+def test_searches_read_into_conditions(q: str, conditions: list) -> None:
+    assert parse_search(q) == conditions
+
+
+@pytest.mark.parametrize(
+    ("q", "message"),
+    [
+        ("(a OR b", "the ( at character 1 is never closed"),
+        ("a (b (c)", "the ( at character 3 is never closed"),
+        ("a OR b)", "the ) at character 7 closes no group"),
+        (")", "the ) at character 1 closes no group"),
+        ("a OR", "OR at character 3 needs a term after it"),
+        ("OR a", "OR at character 1 needs a term before it"),
+        ("a OR OR b", "OR at character 3 needs a term after it"),
+        ("(a OR) b", "OR at character 4 needs a term after it"),
+        ("a (OR b)", "OR at character 4 needs a term before it"),
+        ("a ()", "the group at character 3 is empty"),
+        ("-( ) a", "the group at character 1 is empty"),
+        ("AND a", "AND at character 1 needs a term on each side"),
+        ("a AND", "AND at character 3 needs a term on each side"),
+        ("a AND OR b", "AND at character 3 needs a term on each side"),
+        ("a NOT", "NOT at character 3 needs a term or a group after it"),
+        ("NOT OR a", "NOT at character 1 needs a term or a group after it"),
+        (
+            "getUser()",
+            "the group at character 8 is empty; put a term in it, remove it, or quote a word with parentheses in it,"
+            ' as in "getUser()"',
+        ),
+        ("service:(api OR web)", "service: needs a value"),
+        ('"unclosed OR a', "unbalanced"),
+        ("(" * (MAX_GROUP_DEPTH + 1) + "a" + ")" * (MAX_GROUP_DEPTH + 1), f"at most {MAX_GROUP_DEPTH} groups"),
+        (" OR ".join(f"w{n}" for n in range(MAX_TERMS + 1)), f"at most {MAX_TERMS} search terms, got {MAX_TERMS + 1}"),
+        ("(a OR (b c)) " * 7, f"at most {MAX_TERMS} search terms, got 21"),
+    ],
+)
+def test_searches_that_cannot_be_read_say_what_and_where(q: str, message: str) -> None:
+    with pytest.raises(InvalidSearch, match=re.escape(message)):
+        parse_search(q)
+
+
+def test_the_deepest_groups_and_most_terms_allowed_are_read() -> None:
+    deepest = "(" * MAX_GROUP_DEPTH + "a OR b" + ")" * MAX_GROUP_DEPTH
+    assert parse_search(deepest) == [AnyOf(((A,), (B,)))]
+    most = " OR ".join(f"w{n}" for n in range(MAX_TERMS))
+    assert len(parse_search(most)[0].alternatives) == MAX_TERMS
+
+
+def test_a_deep_nest_of_parentheses_is_refused_without_reading_it_all() -> None:
+    """Groups are read recursively: ten thousand ( must be an InvalidSearch, not a RecursionError."""
+    with pytest.raises(InvalidSearch, match="nests too deep"):
+        parse_search("(" * 10_000)
+
+
+def test_a_search_without_groups_is_the_plain_and_of_its_terms_sql() -> None:
+    """The SQL of an AND-only search is what it was before OR and groups: each term one condition, ANDed
+    (the searches users type most, which DuckDB plans as before)."""
+    where, params = _conditions(
+        RecentQuery(since_ms=1000, service="api"), parse_search("timeout -service:web user:alice")
+    )
+    assert where == (
+        '"timestamp" >= epoch_ms(?::BIGINT) AND service = ? AND regexp_matches(message, ?)'
+        " AND NOT coalesce(service = ?, false)"
+        """ AND lower(try(json_extract_string(attributes, '$."user"'))) = lower(?)"""
+    )
+    assert params == [1000, "api", "(?i)timeout", "web", "alice"]
+
+
+def test_a_groups_sql_takes_its_values_in_the_order_of_its_text() -> None:
+    where, params = _conditions(RecentQuery(since_ms=1000), parse_search("a (b OR -c d) -(e OR f)"))
+    assert where == (
+        '"timestamp" >= epoch_ms(?::BIGINT) AND regexp_matches(message, ?)'
+        " AND (regexp_matches(message, ?)"
+        " OR NOT coalesce(regexp_matches(message, ?), false) AND regexp_matches(message, ?))"
+        " AND NOT coalesce((regexp_matches(message, ?) OR regexp_matches(message, ?)), false)"
+    )
+    assert params == [1000, "(?i)a", "(?i)b", "(?i)c", "(?i)d", "(?i)e", "(?i)f"]
+
+
+# Rows for the property below: (service, severity, message, attributes as stored: JSON text, NULL, or not JSON).
+# The search's window leaves out the last, which a condition not kept apart from the window's would let in.
+ROWS = [
+    ("api", "error", "a", '{"x": "A"}'),
+    ("web", "info", "b", None),
+    ("api", "info", "A B", '{"x": "b"}'),
+    ("db", "error", "", "not json"),
+    ("web", "debug", "ab", '{"y": "a"}'),
+    ("api", "error", "a b", '{"x": "a"}'),
+]
+IN_WINDOW = len(ROWS) - 1
+TOKENS = ["a", "b", "x:a", "x:b", "service:api", "severity:error", '"a b"', "OR", "AND", "NOT", "(", ")", "-", "-("]
+
+
+def matches(condition: Term | AnyOf, row: tuple) -> bool:
+    """What a condition means for one row, written out here: missing attributes match no term."""
+    service, severity, message, attributes = row
+    if isinstance(condition, AnyOf):
+        found = any(all(matches(c, row) for c in alternative) for alternative in condition.alternatives)
+    elif condition.key:
+        stored = json.loads(attributes) if attributes and attributes.startswith("{") else {}
+        found = str(stored.get(condition.key[0], "")).lower() == condition.value.lower() != ""
+    elif condition.field is None:
+        found = condition.value.lower() in message.lower()
+    else:
+        found = {"service": service, "severity": severity}[condition.field] == condition.value
+    return found != condition.negated
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(TOKENS), st.sampled_from([" ", " ", ""])), max_size=9))
+@example([("a", " "), ("OR", " "), ("b", "")])
+@example([("-(", ""), ("x:a", " "), ("OR", " "), ("b", ""), (")", "")])
+@example([("x:a", " "), ("(", ""), ("a", " "), ("OR", " "), ("-(", ""), ("b", " "), ("x:b", ""), (")", ""), (")", "")])
+def test_any_search_is_read_or_refused_and_its_sql_selects_what_it_means(tokens: list[tuple[str, str]]) -> None:
+    q = "".join(token + space for token, space in tokens)
+    try:
+        conditions = parse_search(q)
+    except InvalidSearch as e:
+        assert str(e), q
+        return
+    where, params = _conditions(RecentQuery(since_ms=1000), conditions)
+    with duckdb.connect() as db:
+        db.execute(
+            f'CREATE TABLE logs AS SELECT n, epoch_ms(CASE WHEN n < {IN_WINDOW} THEN 1000 ELSE 999 END) AS "timestamp",'
+            " service, severity, message, attributes FROM (VALUES "
+            + ", ".join(f"({n}, ?, ?, ?, ?)" for n in range(len(ROWS)))
+            + ") AS t(n, service, severity, message, attributes)",
+            [value for row in ROWS for value in row],
+        )
+        selected = [n for (n,) in db.execute(f"SELECT n FROM logs WHERE {where} ORDER BY n", params).fetchall()]
+    assert selected == [n for n, row in enumerate(ROWS[:IN_WINDOW]) if all(matches(c, row) for c in conditions)], q
