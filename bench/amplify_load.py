@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' lo
 from tests.amplify.logs import access_log, varied_requests
 
 from common import argument_parser, median, print_hardware, write_json
-from loglake.amplify.collector import AppReport, store_rows
+from loglake.amplify.lake_rows import store_rows
 from loglake.amplify.parse import parse_access_log
+from loglake.amplify.run_reports import AppReport
 from loglake.lake.objectstore import LocalObjectStore
 from loglake.store.sqlite import SQLiteHotStore
 

@@ -24,7 +24,7 @@ from loglake.aws.stream_flush import flush_stream_batch
 from loglake.ingest import parse_body
 from loglake.lake.objectstore import LocalObjectStore
 from loglake.model import Limits
-from loglake.store.dynamodb import record_item
+from loglake.store.dynamodb_items import record_item
 
 
 def lambda_batch(records: list, number: int) -> dict:

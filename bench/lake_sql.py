@@ -35,7 +35,8 @@ from loglake.ingest import parse_body
 from loglake.lake.lake import Lake
 from loglake.lake.query_answers import QueryResult
 from loglake.model import Limits
-from loglake.service import LogService, parse_recent_params
+from loglake.recent_params import parse_recent_params
+from loglake.service import LogService
 from loglake.store.sqlite import SQLiteHotStore
 
 Q2 = "SELECT count(*) FROM logs WHERE message ILIKE '%error%'"

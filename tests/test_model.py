@@ -12,10 +12,10 @@ from loglake.model import (
     InvalidRecords,
     Limits,
     Severity,
-    format_datetime,
     parse_iso8601,
     validate_batch,
 )
+from loglake.times import format_datetime
 
 NOW = 1_795_000_000_000
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from loglake.amplify.collector import AppReport, RunReport
+from loglake.amplify.run_reports import AppReport, RunReport
 from loglake.api.app import LoglakeApp
 from loglake.model import Limits, validate_batch
 from loglake.rules.loader import load_rules

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loglake.ids import format_uuid
-from loglake.lake.recent_reader import matches, table_records
+from loglake.lake.table_records import matches, table_records
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.model import SEVERITY_NAMES, NewRecord, StoredRecord
 from loglake.store.base import RecentQuery

@@ -17,6 +17,7 @@ from loglake.cli_amplify import COMMANDS as AMPLIFY_COMMANDS
 from loglake.cli_ask import COMMANDS as ASK_COMMANDS
 from loglake.cli_aws import COMMANDS as AWS_COMMANDS
 from loglake.cli_lake import COMMANDS as LAKE_COMMANDS
+from loglake.cli_maintenance import COMMANDS as MAINTENANCE_COMMANDS
 from loglake.cli_options import (
     CONTEXT,
     SafeErrors,
@@ -328,6 +329,7 @@ def _iso(epoch_s: int | None) -> str:
 for _command in [
     *SEND_COMMANDS,
     *LAKE_COMMANDS,
+    *MAINTENANCE_COMMANDS,
     *AMPLIFY_COMMANDS,
     *RULES_COMMANDS,
     *ALERTS_COMMANDS,

@@ -122,9 +122,10 @@ def import_file(file: Path, app_name: str, data_dir: Path) -> None:
     """Load an access-log CSV downloaded from the Amplify console (plain or .gz) into the lake.
 
     Rows already in the lake (same x-edge-request-id) are skipped, so importing twice is harmless."""
-    from loglake.amplify.collector import AppReport, store_rows
     from loglake.amplify.config import AmplifyConfigError, check_app_name
+    from loglake.amplify.lake_rows import store_rows
     from loglake.amplify.parse import NotAnAccessLog, parse_access_log
+    from loglake.amplify.run_reports import AppReport
 
     try:
         check_app_name(app_name)
@@ -204,7 +205,8 @@ def report(
 @data_dir_option
 def status(data_dir: Path) -> None:
     """Each app's watermark (collected up to) and the last runs."""
-    from loglake.amplify.collector import collection_status, from_ms, iso_utc
+    from loglake.amplify.collector import collection_status
+    from loglake.amplify.run_reports import from_ms, iso_utc
 
     with local_lake(data_dir) as lake:
         marks, runs = collection_status(lake.store, runs=5)
@@ -243,7 +245,7 @@ def _collect_time(text: str | None, option: str) -> datetime | None:
 
 def _note_bounds(collector: Any, start: datetime | None, end: datetime | None) -> None:
     """Say so when the range asked for reaches where nothing can be collected for good."""
-    from loglake.amplify.collector import iso_utc
+    from loglake.amplify.run_reports import iso_utc
 
     settled, kept = collector.default_until(), collector.retention_start()
     if end is not None and end > settled:

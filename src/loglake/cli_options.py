@@ -180,7 +180,7 @@ def say_none_found(matching: str, since: str | None, until: str | None) -> None:
     """Say on stderr that no record was found, where grep-like tools say nothing (the exit status stays 0): a
     blank answer leaves a person wondering whether the search ran, and over which time. `matching`: what
     the records had to match (empty: nothing more than the time)."""
-    from loglake.service import DEFAULT_WINDOW_MS  # the server's default window (imported only for this)
+    from loglake.recent_params import DEFAULT_WINDOW_MS  # the server's default window (imported only for this)
 
     window = f"since {since}" if since else f"in the last {DEFAULT_WINDOW_MS // 3_600_000} h"
     window += f" until {until}" if until else ""

@@ -88,7 +88,9 @@ def rules_run_due(as_of: str | None, rules_dir: Path | None, data_dir: Path | No
         scheduler = runtime.rules
         scheduler.reload()
         print_problems(scheduler.folder.problems)
-        report = scheduler.run_round(wait=True)
+        # On a thread of its own: Ctrl-C stops the rule's query at once (until_ctrl_c), where DuckDB on this
+        # thread took it as the query's error (the run a failure, status 1, a traceback) half a minute later.
+        report = until_ctrl_c(lambda stop: scheduler.run_round(wait=True, stop=stop))
     for rule, run in report.runs:
         figures = f"{run.matches} match(es), {run.new_alerts} new alert(s)" if run.outcome == "ok" else run.error
         window = f"{_iso(run.since_ms)} to {_iso(run.until_ms)}"

@@ -14,7 +14,7 @@ and is handed to `runtime.Runtime` (or, at the HTTP edge, to the app) instead of
   hot store and the lake), `aws.athena_search.AthenaSearch`. Contract: `tests/aws/test_athena_search.py`
   (every answer equals the local search's).
 - authenticator: `api.auth.Authenticator`, at the HTTP edge since it reads requests: Bearer API keys
-  and SigV4 over `keys.KeyRing`. Tests: `tests/api/test_auth_sigv4.py`, `tests/api/test_sigv4.py`.
+  and SigV4 over `key_ring.KeyRing`. Tests: `tests/api/test_auth_sigv4.py`, `tests/api/test_sigv4.py`.
   On AWS the web UI's function has `aws.ui_auth.SessionCookieAuth` (Cognito sign-ins' session cookies
   only). Tests: `tests/aws/test_ui_sign_in.py`.
 """

@@ -16,9 +16,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from loglake.arrivals import ArrivalCursor, Arrivals
-from loglake.model import Problem, StoredRecord, format_datetime
-from loglake.service import FOLLOW_PARAMS, InvalidQuery, LogService, parse_recent_params
+from loglake.model import Problem, StoredRecord
+from loglake.recent_params import InvalidQuery, parse_recent_params
+from loglake.service import FOLLOW_PARAMS, LogService
 from loglake.store.base import RecentQuery
+from loglake.times import format_datetime
 
 # The time range and paging of recent records; a follow page holds what arrived, whatever its time.
 NOT_WITH_AFTER = ("since", "until", "cursor")

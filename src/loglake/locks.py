@@ -11,19 +11,28 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
+from loglake.lake.stop import Stop
 from loglake.private_files import open_private, private_dir
+
+STOPPABLE_WAIT_SECONDS = 0.1  # how often a wait that can be told to stop tries the lock again
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: Path, wait: bool = True) -> Iterator[bool]:
-    """Hold the lock file `path`; yields False, without waiting, if `wait` is off and another holds it."""
+def exclusive_lock(path: Path, wait: bool = True, stop: Stop | None = None) -> Iterator[bool]:
+    """Hold the lock file `path`; yields False, without waiting, if `wait` is off and another holds it. A wait
+    with a `stop` ends in Stopped when it is told to (flock waits on through a Ctrl-C off the main thread)."""
     private_dir(path.parent)
     with open_private(path, "a") as lock:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            if wait and stop is not None:
+                _wait_for(lock, stop)
+            else:
+                fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return
@@ -31,6 +40,19 @@ def exclusive_lock(path: Path, wait: bool = True) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _wait_for(lock: IO, stop: Stop) -> None:
+    """Take `lock` exclusively once its holder lets go, unless `stop` is told to stop first (Stopped)."""
+    woken = threading.Event()
+    with stop.watched_by(woken.set):
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                stop.check()
+                woken.wait(STOPPABLE_WAIT_SECONDS)
 
 
 class HeldElsewhere(Exception):

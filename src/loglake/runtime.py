@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from loglake.alerts.db import open_alerts_db
 from loglake.alerts.table import alerts_table
-from loglake.amplify.collector import Collector, RunReport
+from loglake.amplify.collector import Collector
 from loglake.amplify.config import AmplifyConfig, AmplifyConfigError, load_config
 from loglake.amplify.jobs import AmplifySchedule, settings_for
+from loglake.amplify.run_reports import RunReport
 from loglake.arrivals import Arrivals
 from loglake.config import ConfigError, Settings
-from loglake.keys import KeyRing, KeyStore
+from loglake.key_ring import KeyRing
+from loglake.keys import KeyStore
 from loglake.lake.lake import Lake, LakeJobs, MaintenanceReport
 from loglake.protocols.syslog import SyslogListeners, SyslogTally
 from loglake.rules.model import Problem, Rule

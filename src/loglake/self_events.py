@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from loglake.amplify.collector import RunReport
+from loglake.amplify.run_reports import RunReport
 from loglake.model import Limits, validate_batch
 from loglake.store.base import HotStore, StoreUnavailable
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,23 +21,15 @@ from loglake.lake.manifest import LakeFile
 from loglake.lake.search_terms import Condition, InvalidSearch, parse_search
 from loglake.lake.stop import Stop
 from loglake.model import (
-    DEFAULT_PAGE_LIMIT,
-    MAX_PAGE_LIMIT,
-    NAME_RULE,
-    SEVERITY_ALIASES,
-    SEVERITY_NAMES,
     Limits,
     NewRecord,
     Problem,
     StoredRecord,
-    format_datetime,
-    is_valid_name,
 )
+from loglake.recent_params import InvalidQuery, encode_cursor, parse_recent_params
 from loglake.store.base import HotStore, RecentQuery, awaitable
-from loglake.times import DAY_MS, TimeFormatError, parse_duration, parse_time
+from loglake.times import DAY_MS, TimeFormatError, format_datetime, parse_duration
 
-DEFAULT_WINDOW_MS = DAY_MS
-RECENT_PARAMS = ("service", "log_type", "severity", "min_severity", "since", "until", "q", "limit", "cursor")
 FOLLOW_PARAMS = ("follow", "after")  # GET /logs/recent takes these too (follow.py reads them)
 DEFAULT_BUCKETS = 60
 DEFAULT_FACETS = 10
@@ -64,14 +54,6 @@ HISTOGRAM_INTERVALS = tuple(
         (1, DAY_MS),
     )
 )
-
-
-class InvalidQuery(ValueError):
-    """Query parameters that cannot be used; problems name each parameter."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(f"{p.field}: {p.reason}" for p in problems))
 
 
 class RecordSearch(Protocol):
@@ -274,71 +256,6 @@ class LogService:
         return parse_recent_params(params, self.now_ms(), also_known=FOLLOW_PARAMS)
 
 
-def parse_recent_params(params: Mapping[str, str], now_ms: int, also_known: tuple[str, ...] = ()) -> RecentQuery:
-    """A RecentQuery from string parameters, or InvalidQuery naming each problem; `also_known` are the
-    parameters the caller took out before, which an unknown one's message lists too."""
-    problems: list[Problem] = []
-
-    def bad(name: str, reason: str) -> None:
-        problems.append(Problem(-1, name, reason))
-
-    for name in params:
-        if name not in RECENT_PARAMS:
-            bad(name, f"unknown parameter; known: {', '.join(RECENT_PARAMS + also_known)}")
-
-    severities: frozenset[int] | None = None
-    if params.get("severity"):
-        try:
-            severities = frozenset(int(SEVERITY_ALIASES[s.strip().lower()]) for s in params["severity"].split(","))
-        except KeyError:
-            bad("severity", f"must be one or more (comma-separated) of {', '.join(SEVERITY_NAMES)}")
-    if params.get("min_severity"):
-        floor = SEVERITY_ALIASES.get(params["min_severity"].strip().lower())
-        if floor is None:
-            bad("min_severity", f"must be one of {', '.join(SEVERITY_NAMES)}")
-        else:
-            at_least = frozenset(range(int(floor), len(SEVERITY_NAMES)))
-            severities = at_least if severities is None else severities & at_least
-
-    since = _parse_time(params.get("since"), now_ms, "since", bad)
-    until = _parse_time(params.get("until"), now_ms, "until", bad)
-    if since is None:
-        since = now_ms - DEFAULT_WINDOW_MS
-    if until is not None and until <= since:
-        bad("until", "must be after since")
-
-    limit = DEFAULT_PAGE_LIMIT
-    if params.get("limit"):
-        limit = int(params["limit"]) if is_ascii_digits(params["limit"]) else 0
-        if not 1 <= limit <= MAX_PAGE_LIMIT:
-            bad("limit", f"must be an integer from 1 to {MAX_PAGE_LIMIT}")
-
-    before_id = None
-    if params.get("cursor"):
-        try:
-            before_id = decode_cursor(params["cursor"])
-        except ValueError:
-            bad("cursor", "is not a cursor this server issued; pass next_cursor back unchanged")
-
-    for name in ("service", "log_type"):
-        value = params.get(name)
-        if value is not None and not is_valid_name(value):  # no record has such a name: say so, not "none found"
-            bad(name, "must not be empty" if not value else NAME_RULE)
-
-    if problems:
-        raise InvalidQuery(problems)
-    return RecentQuery(
-        since_ms=since,
-        until_ms=until,
-        service=params.get("service") or None,
-        log_type=params.get("log_type") or None,
-        severities=severities,
-        contains=params.get("q") or None,
-        before_id=before_id,
-        limit=limit,
-    )
-
-
 def _announce(arrivals: Arrivals, records: Sequence[NewRecord], write: Future[list[bytes]]) -> None:
     """The store's write is done: its records arrived, unless it failed."""
     try:
@@ -378,27 +295,3 @@ def _whole_number(name: str, text: str, most: int, meaning: str = "") -> int:
     if not 1 <= value <= most:
         raise InvalidQuery([Problem(-1, name, f"must be an integer from 1 to {most}{meaning}")])
     return value
-
-
-def _parse_time(text: str | None, now_ms: int, name: str, bad: Callable[[str, str], None]) -> int | None:
-    if not text:
-        return None
-    try:
-        return parse_time(text, now_ms)
-    except TimeFormatError as e:
-        bad(name, str(e))
-        return None
-
-
-def encode_cursor(log_id: bytes) -> str:
-    return base64.urlsafe_b64encode(log_id).rstrip(b"=").decode()
-
-
-def decode_cursor(cursor: str) -> bytes:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-    except (binascii.Error, ValueError):
-        raise ValueError("bad cursor") from None
-    if len(raw) != 16:
-        raise ValueError("bad cursor")
-    return raw

@@ -12,9 +12,11 @@ from datetime import UTC, datetime, timedelta
 import pyarrow.parquet as pq
 import pytest
 
-from loglake.amplify.collector import AppReport, Collector, Window, collection_status, store_rows
+from loglake.amplify.collector import Collector, Window, collection_status
 from loglake.amplify.config import parse_config
+from loglake.amplify.lake_rows import store_rows
 from loglake.amplify.parse import parse_access_log
+from loglake.amplify.run_reports import AppReport
 from loglake.amplify.source import AmplifyLogSource
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, ObjectStoreError
 from loglake.lake.query import QueryEngine

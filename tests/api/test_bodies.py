@@ -238,3 +238,43 @@ async def test_a_refused_key_is_answered_before_the_body_is_read(app: LoglakeApp
     assert client.status == 401
     assert client.events.index("start") < client.events.index("receive"), client.events
     assert client.chunks == []
+
+
+# Each ingest route with a content type it takes (the body itself is never read as its protocol's).
+INGEST_ROUTES = [
+    ("/logs", "application/json"),
+    ("/v1/logs", "application/x-protobuf"),
+    ("/loki/api/v1/push", "application/json"),
+    ("/services/collector", "application/json"),
+    ("/_bulk", "application/x-ndjson"),
+]
+
+
+@pytest.mark.parametrize(("path", "content_type"), INGEST_ROUTES)
+async def test_a_body_the_http_layer_refuses_is_counted_on_every_ingest_route(
+    settings: Settings, path: str, content_type: str
+) -> None:
+    """Not gzip, another encoding, too large once inflated or as sent: loglake_bodies_rejected_total counts them
+    by code, whatever the protocol's form of the answer."""
+    limits = {"max_body_bytes": 10_000, "max_bulk_body_bytes": 10_000}
+    application = LoglakeApp.from_settings(replace(settings, **limits))
+    try:
+        async with asgi_client(application, key_for(application)) as client:
+            bodies = [
+                ({"content-encoding": "gzip"}, b"not gzip at all", 400),
+                ({"content-encoding": "br"}, b"anything", 415),
+                ({"content-encoding": "gzip"}, gzip.compress(b" " * 20_000), 413),
+                ({}, b" " * 20_000, 413),
+            ]
+            for headers, body, status in bodies:
+                response = await client.post(path, content=body, headers={"content-type": content_type, **headers})
+                assert response.status_code == status, (headers, response.text)
+            metrics = (await client.get("/metrics")).text
+    finally:
+        application.close()
+    counted = dict(line.split(" ") for line in metrics.splitlines() if line.startswith("loglake_bodies_rejected"))
+    assert counted == {
+        'loglake_bodies_rejected_total{code="bad_gzip"}': "1",
+        'loglake_bodies_rejected_total{code="unsupported_encoding"}': "1",
+        'loglake_bodies_rejected_total{code="payload_too_large"}': "2",
+    }

@@ -288,6 +288,8 @@ async def test_a_body_that_is_no_bulk_request_is_refused_whole_in_elasticsearchs
     assert error["status"] == 400 and reason in error["error"]["reason"]
     assert error["error"]["root_cause"][0]["type"] == error["error"]["type"]
     assert await stored(client) == []
+    # Counted as POST /logs, OTLP and Loki count the bodies they refuse whole.
+    assert 'loglake_bodies_rejected_total{code="invalid_bulk"} 1' in (await client.get("/metrics")).text
 
 
 async def test_other_media_types_are_refused_and_the_clients_vendor_types_accepted(client: httpx.AsyncClient) -> None:

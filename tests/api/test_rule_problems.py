@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loglake.amplify.collector import AppReport, RunReport
+from loglake.amplify.run_reports import AppReport, RunReport
 from loglake.api.app import LoglakeApp
 from loglake.config import Settings
 from tests.alerts.conftest import write_alerting

@@ -165,6 +165,27 @@ async def test_a_bad_event_refuses_the_batch_with_splunks_code_and_its_number(
     assert await stored(app, key) == []
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/services/collector", b" \n"),
+        ("/services/collector/raw", b"\n"),
+        ("/services/collector", b'{"event": "\xff"}'),
+        ("/services/collector/raw", b"\xff\xfe"),
+    ],
+    ids=["empty events", "empty raw", "events not UTF-8", "raw not UTF-8"],
+)
+async def test_a_body_of_no_events_is_counted_as_a_body_refused(
+    app: LoglakeApp, key: str, hec: httpx.AsyncClient, path: str, body: bytes
+) -> None:
+    """As POST /logs, OTLP and Loki count the bodies they refuse whole (an event at fault is a refused record)."""
+    response = await hec.post(path, content=body)
+    assert response.status_code == 400 and response.json()["code"] in (5, 6), response.text
+    async with asgi_client(app, key) as reader:
+        metrics = (await reader.get("/metrics")).text
+    assert 'loglake_bodies_rejected_total{code="invalid_hec"} 1' in metrics
+
+
 async def test_an_event_of_the_wrong_shape_is_named_in_words(app: LoglakeApp, hec: httpx.AsyncClient) -> None:
     response = await hec.post("/services/collector/event", content=b'{"event": "ok"}{"event": "x", "host": 7}')
     answer = response.json()
@@ -281,6 +302,7 @@ async def test_health_needs_no_token_and_batches_past_the_limit_are_refused(sett
             assert response.status_code == 400 and "the limit is 2" in response.json()["reason"]
             metrics = (await client.get("/metrics", headers={"authorization": f"Bearer {key}"})).text
             assert 'loglake_protocol_records_total{protocol="splunk",outcome="rejected"} 3' in metrics
+            assert 'loglake_bodies_rejected_total{code="too_many_records"} 1' in metrics  # as POST /logs counts it
         assert await stored(application, key) == []
     finally:
         application.close()

@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 import loglake.rules
-from loglake.amplify.collector import AppReport, store_rows
+from loglake.amplify.lake_rows import store_rows
 from loglake.amplify.parse import parse_access_log
+from loglake.amplify.run_reports import AppReport
 from loglake.api.app import LoglakeApp
 from loglake.config import Settings
 from tests.amplify.logs import access_log, varied_requests

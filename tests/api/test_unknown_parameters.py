@@ -78,7 +78,7 @@ async def test_the_other_native_json_routes_taking_no_parameters_refuse_one_firs
 async def test_a_route_taking_parameters_refuses_one_it_does_not_know_as_the_others_do(
     client: httpx.AsyncClient, path: str, params: dict[str, str], known: str
 ) -> None:
-    """The rule and code of GET /logs/recent and GET /alerts (service.InvalidQuery), not a code of their own."""
+    """The rule and code of GET /logs/recent and GET /alerts (recent_params.InvalidQuery), not a code of their own."""
     response = await client.get(path, params={**params, "foo": "1"})
     assert response.status_code == 400, response.text
     reason = f"unknown parameter; known: {known}"

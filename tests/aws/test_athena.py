@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from loglake.aws.athena import AthenaQueryEngine
-from loglake.lake.query import QueryLimits
+from loglake.lake.query_limits import QueryLimits
 from loglake.lake.sql_guard import QueryError
 from loglake.lake.stop import CLIENT_GONE, Stop, Stopped
 

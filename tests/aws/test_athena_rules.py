@@ -14,7 +14,8 @@ from loglake.aws.athena import AthenaQueryEngine
 from loglake.aws.athena_rules import run_rule_on_athena
 from loglake.lake.lake import Lake
 from loglake.lake.objectstore import LocalObjectStore
-from loglake.lake.query import QueryEngine, QueryLimits
+from loglake.lake.query import QueryEngine
+from loglake.lake.query_limits import QueryLimits
 from loglake.model import Limits, validate_batch
 from loglake.rules.bundle import compile_bundle, load_bundle
 from loglake.rules.dialect import DialectError, athena_sql

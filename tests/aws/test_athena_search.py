@@ -14,9 +14,10 @@ from loglake.api.app import LoglakeApp
 from loglake.aws.athena import AthenaQueryEngine
 from loglake.aws.athena_search import AthenaSearch
 from loglake.ids import format_uuid
-from loglake.lake.query import QueryLimits
+from loglake.lake.query_limits import QueryLimits
 from loglake.lake.stop import CLIENT_GONE, SERVER_STOPPING, Stop, Stopped
-from loglake.service import InvalidQuery, LogService
+from loglake.recent_params import InvalidQuery
+from loglake.service import LogService
 from tests.api.test_lake_api import KEY_SEARCHES, NOW_MS, SPECIAL_KEYS, flush_all, rec, send
 from tests.api.test_unreadable_records import publish_rows
 from tests.aws.athena_duckdb import DuckDBAthena

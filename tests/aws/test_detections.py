@@ -29,7 +29,8 @@ from typing import Any
 import boto3
 import pytest
 
-from loglake.alerts.dynamodb import ClaimRefused, DynamoDBDetections
+from loglake.alerts.dynamodb import DynamoDBDetections
+from loglake.alerts.dynamodb_outbox import ClaimRefused
 from loglake.aws import handlers
 from loglake.aws.detections import (
     SEVERITY_TOPICS,

@@ -4,11 +4,13 @@ Ctrl-C does, and Ctrl-C stopping a command's long work in process with one line 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shlex
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ from loglake.store.sqlite import SQLiteHotStore
 from tests.ask.lakes import fill
 from tests.conftest import ServerProcess, free_port, run_cli
 from tests.e2e.test_backtest_serve import WAIT_S, eventually
+from tests.store.contract import record
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_loglake_environment")]
 
@@ -127,6 +130,66 @@ def test_ctrl_c_stops_a_local_query_with_one_line_and_status_130(
     assert out == ""
 
 
+def rule_runs(data_dir: Path) -> list[str]:
+    """The outcomes of the rule runs recorded in the data dir, oldest first."""
+    try:
+        with contextlib.closing(sqlite3.connect(data_dir / "alerts.db")) as db:
+            return [outcome for (outcome,) in db.execute("SELECT outcome FROM rule_runs ORDER BY id")]
+    except sqlite3.OperationalError:  # not made yet
+        return []
+
+
+def test_ctrl_c_stops_rules_run_due_with_one_line_and_status_130_leaving_the_window_due(tmp_path: Path) -> None:
+    """The rule's query ran on the main thread, where DuckDB took Ctrl-C for the query's error half a minute
+    later: the run recorded as the rule's failure, a traceback, status 1."""
+    data_dir, rules_dir = tmp_path / "data", tmp_path / "rules"
+    data_dir.mkdir()
+    rules_dir.mkdir()
+    store = SQLiteHotStore(data_dir / "hot.db")
+    now_ms = int(time.time() * 1000)
+    store.submit([record(now_ms - 900_000 + i * 900, f"m{i}") for i in range(1000)]).result()  # the last 15 min
+    store.close()
+    (rules_dir / "slow.yml").write_text(
+        "title: slow\nid: 55555555-6666-4777-8888-999999999999\nlevel: low\nschedule: 5m\n"
+        "query: SELECT count(*) AS n FROM logs, range(100000000000) r WHERE r.range % 7 = 3\n"
+    )
+    with loglake("rules", "run-due", "--rules-dir", str(rules_dir), "--data-dir", str(data_dir)) as due:
+        assert due.stderr is not None
+        eventually(lambda: rule_runs(data_dir) == ["running"] or due.poll() is not None, "the rule's run to start")
+        due.send_signal(signal.SIGINT)
+        status = due.wait(WAIT_S)
+        err = due.stderr.read()
+    assert status == 130, err
+    assert err == "loglake rules run-due: interrupted\n"
+    assert rule_runs(data_dir) == ["running"]  # no failure: the next round marks it interrupted and runs it again
+
+
+def test_ctrl_c_stops_rules_run_due_waiting_for_the_rules_lock(tmp_path: Path) -> None:
+    """Waiting for another process's round (the rules lock), run-due ends at Ctrl-C, not when the lock is free."""
+    data_dir, rules_dir = tmp_path / "data", tmp_path / "rules"
+    data_dir.mkdir()
+    rules_dir.mkdir()
+    SQLiteHotStore(data_dir / "hot.db").close()
+    (rules_dir / "any.yml").write_text(
+        "title: any\nid: 55555555-6666-4777-8888-999999999999\nlevel: low\nquery: SELECT * FROM logs\n"
+    )
+    with (data_dir / "rules.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a server's round holds it
+        with loglake("rules", "run-due", "--rules-dir", str(rules_dir), "--data-dir", str(data_dir)) as due:
+            assert due.stderr is not None
+            try:
+                eventually(lambda: bool(having_open([due.pid], data_dir / "rules.lock")), "run-due to wait for it")
+                due.send_signal(signal.SIGINT)
+                status = due.wait(WAIT_S)
+            finally:  # a run-due still waiting would wait for this test's lock for ever
+                if due.poll() is None:
+                    due.kill()
+            err = due.stderr.read()
+    assert status == 130, err
+    assert err == "loglake rules run-due: interrupted\n"
+    assert rule_runs(data_dir) == []
+
+
 def test_ctrl_c_stops_recent_waiting_for_its_page_with_status_130_and_ends_a_follow_with_0(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
@@ -201,6 +264,35 @@ def test_ctrl_c_at_a_terminal_stops_a_flush_and_its_worker_with_one_line_and_sta
         time.sleep(0.5)  # the flush has it; so had its worker, pending, while it was in the terminal's group
         for worker in workers:
             os.kill(worker, signal.SIGCONT)
+        status = flush.wait(WAIT_S)
+        err = flush.stderr.read()
+    assert status == 130, err
+    assert err.endswith("loglake flush: interrupted\n") and "Traceback" not in err, err
+
+
+def test_ctrl_c_at_a_terminal_while_the_flush_worker_starts_is_one_line_and_status_130(tmp_path: Path) -> None:
+    """Before its initializer took it out of the terminal's process group, a starting worker died of the Ctrl-C
+    with its own traceback, and the flush with BrokenProcessPool in place of the Ctrl-C: status 1."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    store = SQLiteHotStore(data_dir / "hot.db")
+    fill(store, per_day=140_000)  # a worker process's backlog, as above
+    store.close()
+    with loglake("flush", "--all", "--data-dir", str(data_dir), start_new_session=True) as flush:
+        assert flush.stderr is not None
+        workers: list[int] = []
+
+        def worker_starting() -> bool:  # Python has started in it: its imports take half a second
+            for pid in children(flush.pid):
+                with contextlib.suppress(FileNotFoundError):  # gone meanwhile
+                    if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        workers.append(pid)
+            return bool(workers) or flush.poll() is not None
+
+        eventually(worker_starting, "the flush's worker process to start")
+        assert workers, f"the flush ended first: {flush.wait()}, {flush.stderr.read()}"
+        time.sleep(0.1)
+        os.killpg(flush.pid, signal.SIGINT)
         status = flush.wait(WAIT_S)
         err = flush.stderr.read()
     assert status == 130, err

@@ -13,7 +13,7 @@ from loglake.aws.stream_flush import flush_stream_batch
 from loglake.ids import format_uuid
 from loglake.lake.objectstore import ObjectStore
 from loglake.model import Severity
-from loglake.store.dynamodb import record_item
+from loglake.store.dynamodb_items import record_item
 from tests.lake.test_flush import DAY, SERVICES, START, one_service_per_row_group
 from tests.store.contract import record
 

@@ -19,7 +19,8 @@ from loglake.ids import format_uuid, join_id
 from loglake.lake.flush import Flusher
 from loglake.lake.manifest import list_files
 from loglake.lake.objectstore import LocalObjectStore
-from loglake.lake.query import QueryEngine, QueryLimits, TimeRange
+from loglake.lake.query import QueryEngine, TimeRange
+from loglake.lake.query_limits import QueryLimits
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.store.sqlite_reads import SnapshotEnded

@@ -10,7 +10,8 @@ import pytest
 from loglake.lake.flush import Flusher
 from loglake.lake.hot_top import hot_top
 from loglake.lake.objectstore import LocalObjectStore
-from loglake.lake.query import QueryEngine, QueryError, QueryLimits
+from loglake.lake.query import QueryEngine, QueryError
+from loglake.lake.query_limits import QueryLimits
 from loglake.lake.sql_guard import parse_tree
 from loglake.model import Severity
 from loglake.store.sqlite import SQLiteHotStore

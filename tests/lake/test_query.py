@@ -22,8 +22,9 @@ import pytest
 from loglake.lake.compact import Compactor
 from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
-from loglake.lake.query import QueryEngine, QueryError, QueryLimits
+from loglake.lake.query import QueryEngine, QueryError
 from loglake.lake.query_answers import result_to_dict
+from loglake.lake.query_limits import QueryLimits
 from loglake.lake.sql_guard import check_select, client_error, ilike_regex, rewrite_text_filters
 from loglake.store.sqlite import SQLiteHotStore
 from tests.lake.test_flush import DAY, START, seed
@@ -519,7 +520,8 @@ SPILL_AND_DIE = textwrap.dedent(
     import os, signal, sys, threading, time
     from pathlib import Path
     from loglake.lake.objectstore import LocalObjectStore
-    from loglake.lake.query import QueryEngine, QueryLimits
+    from loglake.lake.query import QueryEngine
+    from loglake.lake.query_limits import QueryLimits
     from loglake.store.sqlite import SQLiteHotStore
 
     folder = Path(sys.argv[1])

@@ -205,6 +205,21 @@ def test_problems_of_the_options_and_the_query_come_with_those_of_the_facts(tmp_
     assert sorted(p.field for p in group_by.problems) == ["group_by", "level"]
 
 
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (sigma(extra="loglake: {schedule: 5, lookback: 1m}"), "loglake.schedule"),
+        (sigma(extra="loglake: {schedule: [1], lookback: 1m}"), "loglake.schedule"),
+        (sigma(extra="loglake: {schedule: '*/10 * * * *', lookback: [1]}"), "loglake.lookback"),
+        (sql("SELECT * FROM logs", "schedule: 5\nlookback: 1m"), "schedule"),
+    ],
+)
+def test_a_timing_option_of_the_wrong_type_is_the_one_problem(tmp_path: Path, text: str, field: str) -> None:
+    """Not also a lookback problem measured against the default schedule (or a cron's lookback said missing)."""
+    found = load_rules(write_rule(tmp_path, "r.yml", text))
+    assert [p.field for p in found.problems] == [field], [str(p) for p in found.problems]
+
+
 def test_a_missing_folder_is_a_problem(tmp_path: Path) -> None:
     found = load_rules(tmp_path / "nowhere")
     assert not found.rules and "rules init" in found.problems[0].message

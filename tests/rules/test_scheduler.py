@@ -21,7 +21,7 @@ from loglake.lake.lake import Lake
 from loglake.lake.layout import app_logs_key
 from loglake.lake.manifest import LakeFile, add_files
 from loglake.lake.objectstore import LocalObjectStore
-from loglake.lake.query import QueryLimits
+from loglake.lake.query_limits import QueryLimits
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.locks import exclusive_lock
 from loglake.model import Limits, validate_batch

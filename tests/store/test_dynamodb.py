@@ -11,7 +11,8 @@ import pytest
 
 from loglake.model import Severity
 from loglake.store.base import RecentQuery
-from loglake.store.dynamodb import DynamoDBHotStore, record_item
+from loglake.store.dynamodb import DynamoDBHotStore
+from loglake.store.dynamodb_items import record_item
 from tests.store.contract import BASE_TS, HotStoreContract, record
 
 

@@ -12,7 +12,7 @@ from loglake.amplify.schema import AMPLIFY_SCHEMA
 from loglake.ids import split_id
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.sqlitedb import migrate
-from loglake.store import sqlite as sqlite_module
+from loglake.store import sqlite_checkpoints
 from loglake.store.base import RecentQuery, StoreUnavailable
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.store.sqlite_rows import MIGRATIONS
@@ -118,9 +118,9 @@ def test_text_that_is_not_utf8_is_read_with_replacement(tmp_path: Path) -> None:
 
 def largest_wal_while_writing(path: Path, restart_frames: int, monkeypatch: pytest.MonkeyPatch) -> int:
     """Writes ~24 MB back to back while a thread keeps reading; the largest WAL file seen."""
-    monkeypatch.setattr(sqlite_module, "WAL_RESTART_FRAMES", restart_frames)
-    monkeypatch.setattr(sqlite_module, "CHECKPOINT_SECONDS", 0.02)
-    monkeypatch.setattr(sqlite_module, "WAL_IDLE_SECONDS", 3600)  # a stall of a busy machine is no pause
+    monkeypatch.setattr(sqlite_checkpoints, "WAL_RESTART_FRAMES", restart_frames)
+    monkeypatch.setattr(sqlite_checkpoints, "CHECKPOINT_SECONDS", 0.02)
+    monkeypatch.setattr(sqlite_checkpoints, "WAL_IDLE_SECONDS", 3600)  # a stall of a busy machine is no pause
     store = SQLiteHotStore(path)
     stop = threading.Event()
 

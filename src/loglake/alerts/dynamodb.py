@@ -22,7 +22,7 @@ One table, keys `pk` and `sk` (strings):
   Until it is queued (SQS) it carries `queue` = "unqueued" and `queued_since`, the keys of the
   sparse index `unqueued`, so deliveries a crash left unqueued are found and queued again. An
   attempt claims it (`pending`, or `sending` past its lease, becomes `sending` under a token); only
-  the token's holder records the outcome.
+  the token's holder records the outcome (alerts/dynamodb_outbox.py).
 - `memory#<destination>#<dedup key>` / `memory`: what a destination keeps per key (a Jira issue).
 
 A rule's run writes its alerts before it moves its window: a run killed in between leaves the window
@@ -50,14 +50,21 @@ from loglake.alerts.apply import (
     merged_evidence,
     seen_span,
 )
-from loglake.alerts.outbox import MAX_ERROR_CHARS, Claimed, DeliveryRow, Sent
+from loglake.alerts.dynamodb_outbox import (
+    UNQUEUED,
+    UNQUEUED_INDEX,
+    DynamoDBOutbox,
+    delivery_ref,
+    error_code,
+    item_key,
+    number,
+    string,
+)
 from loglake.ids import format_uuid, uuid7_bytes
 from loglake.rules.model import Rule
 from loglake.rules.run import Match, RunResult
 from loglake.rules.state import RuleState
 
-UNQUEUED_INDEX = "unqueued"
-UNQUEUED = "unqueued"
 MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit: the head, the alert, its event and at most 97 deliveries
 MAX_ALERT_BYTES = 350_000  # of an alert's JSON: an item holds 400 KB
 _OPEN = ("open", "acknowledged")
@@ -67,15 +74,6 @@ _CONFLICT_RETRIES = 8
 Targets = Callable[[dict[str, Any], str], list[str]]
 
 
-class ClaimRefused(Exception):
-    """A delivery that cannot be attempted now: `finished` (sent or dead-lettered: nothing to do) or
-    held by another attempt whose lease has not run out (try later)."""
-
-    def __init__(self, finished: bool) -> None:
-        super().__init__("finished" if finished else "held by another attempt")
-        self.finished = finished
-
-
 @dataclass(frozen=True)
 class WindowClaim:
     rule_id: str
@@ -83,12 +81,11 @@ class WindowClaim:
     token: str
 
 
-class DynamoDBDetections:
+class DynamoDBDetections(DynamoDBOutbox):
     """Window claims, alerts and deliveries in one DynamoDB table (see the module's notes)."""
 
     def __init__(self, client: Any, table: str, targets: Targets) -> None:
-        self.client = client
-        self.table = table
+        super().__init__(client, table)
         self.targets = targets
 
     @staticmethod
@@ -130,10 +127,10 @@ class DynamoDBDetections:
         """Hold the rule's next window for this run until now + lease, if its windows still end at
         `expected_end_ms` (None: the rule never ran; its windows begin at `since_ms`) and no other run
         holds it; None otherwise."""
-        key = _key(f"rule#{rule_id}", "state")
+        key = item_key(f"rule#{rule_id}", "state")
         if expected_end_ms is None:
             expected_end_ms = since_ms
-            item = key | {"window_end_ms": _n(since_ms), "failures": _n(0)}
+            item = key | {"window_end_ms": number(since_ms), "failures": number(0)}
             self._conditional(
                 self.client.put_item, TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)"
             )
@@ -146,10 +143,10 @@ class DynamoDBDetections:
             ConditionExpression="window_end_ms = :end AND (attribute_not_exists(#run) OR run_until_ms < :now)",
             ExpressionAttributeNames={"#run": "run"},
             ExpressionAttributeValues={
-                ":token": _s(token),
-                ":until": _n(now_ms + lease_ms),
-                ":end": _n(expected_end_ms),
-                ":now": _n(now_ms),
+                ":token": string(token),
+                ":until": number(now_ms + lease_ms),
+                ":end": number(expected_end_ms),
+                ":now": number(now_ms),
             },
         )
         return WindowClaim(rule_id, expected_end_ms, token) if claimed else None
@@ -160,15 +157,15 @@ class DynamoDBDetections:
         return self._conditional(
             self.client.update_item,
             TableName=self.table,
-            Key=_key(f"rule#{claim.rule_id}", "state"),
+            Key=item_key(f"rule#{claim.rule_id}", "state"),
             UpdateExpression="SET window_end_ms = :until, failures = :zero REMOVE #run, run_until_ms, failed_ms",
             ConditionExpression="window_end_ms = :end AND #run = :token",
             ExpressionAttributeNames={"#run": "run"},
             ExpressionAttributeValues={
-                ":until": _n(until_ms),
-                ":zero": _n(0),
-                ":end": _n(claim.expected_end_ms),
-                ":token": _s(claim.token),
+                ":until": number(until_ms),
+                ":zero": number(0),
+                ":end": number(claim.expected_end_ms),
+                ":token": string(claim.token),
             },
         )
 
@@ -178,20 +175,20 @@ class DynamoDBDetections:
         try:
             answer = self.client.update_item(
                 TableName=self.table,
-                Key=_key(f"rule#{claim.rule_id}", "state"),
+                Key=item_key(f"rule#{claim.rule_id}", "state"),
                 UpdateExpression="SET failures = failures + :one, failed_ms = :now REMOVE #run, run_until_ms",
                 ConditionExpression="window_end_ms = :end AND #run = :token",
                 ExpressionAttributeNames={"#run": "run"},
                 ExpressionAttributeValues={
-                    ":one": _n(1),
-                    ":now": _n(now_ms),
-                    ":end": _n(claim.expected_end_ms),
-                    ":token": _s(claim.token),
+                    ":one": number(1),
+                    ":now": number(now_ms),
+                    ":end": number(claim.expected_end_ms),
+                    ":token": string(claim.token),
                 },
                 ReturnValues="UPDATED_NEW",
             )
         except botocore.exceptions.ClientError as e:
-            if _code(e) == "ConditionalCheckFailedException":
+            if error_code(e) == "ConditionalCheckFailedException":
                 return None
             raise
         return int(answer["Attributes"]["failures"]["N"])
@@ -227,7 +224,7 @@ class DynamoDBDetections:
         return None if item is None else json.loads(item["doc"]["S"])
 
     def _apply(self, rule: Rule, match: Match, result: RunResult, now_ms: int) -> tuple[bool, list[dict[str, str]]]:
-        head_key = _key(f"dedup#{rule.id}#{match.dedup_key}", "head")
+        head_key = item_key(f"dedup#{rule.id}#{match.dedup_key}", "head")
         statuses = ("suppressed",) if match.suppressed else _OPEN
         for _ in range(_CONFLICT_RETRIES):
             head = self._get(head_key["pk"]["S"], "head")
@@ -246,7 +243,7 @@ class DynamoDBDetections:
                 new, kind = False, _joined(alert, rule, match, result, now_ms)
             deliveries = self._deliveries(alert, kind, version + 1, now_ms)
             if self._write(head_key, version, alert, deliveries):
-                return new, [_ref(d) for d in deliveries]
+                return new, [delivery_ref(d) for d in deliveries]
         raise RuntimeError(f"alert of {rule.id} ({match.dedup_key}) kept changing under this run")
 
     def _deliveries(self, alert: dict[str, Any], kind: str | None, seq: int, now_ms: int) -> list[dict[str, Any]]:
@@ -254,20 +251,20 @@ class DynamoDBDetections:
             return []
         names = self.targets(alert, kind)[: MAX_TRANSACTION_ITEMS - 3]
         return [
-            _key(f"delivery#{delivery_id}", "delivery")
+            item_key(f"delivery#{delivery_id}", "delivery")
             | {
-                "id": _s(delivery_id),
-                "destination": _s(name),
-                "alert_id": _s(alert["id"]),
-                "dedup_key": _s(alert["dedup_key"]),
-                "kind": _s(kind),
-                "seq": _n(seq),
-                "state": _s("pending"),
-                "attempts": _n(0),
-                "created_ms": _n(now_ms),
-                "updated_ms": _n(now_ms),
-                "queue": _s(UNQUEUED),
-                "queued_since": _n(now_ms),
+                "id": string(delivery_id),
+                "destination": string(name),
+                "alert_id": string(alert["id"]),
+                "dedup_key": string(alert["dedup_key"]),
+                "kind": string(kind),
+                "seq": number(seq),
+                "state": string("pending"),
+                "attempts": number(0),
+                "created_ms": number(now_ms),
+                "updated_ms": number(now_ms),
+                "queue": string(UNQUEUED),
+                "queued_since": number(now_ms),
             }
             for name, delivery_id in ((n, str(uuid.uuid4())) for n in names)
         ]
@@ -276,185 +273,38 @@ class DynamoDBDetections:
         self, head_key: dict[str, Any], version: int, alert: dict[str, Any], deliveries: list[dict[str, Any]]
     ) -> bool:
         head = head_key | {
-            "alert_id": _s(alert["id"]),
-            "status": _s(alert["status"]),
-            "window_start_ms": _n(alert["window_start_ms"]),
-            "version": _n(version + 1),
+            "alert_id": string(alert["id"]),
+            "status": string(alert["status"]),
+            "window_start_ms": number(alert["window_start_ms"]),
+            "version": number(version + 1),
         }
         condition = (
             {"ConditionExpression": "attribute_not_exists(pk)"}
             if version == 0
-            else {"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": _n(version)}}
+            else {"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": number(version)}}
         )
-        doc = _s(_fitted(alert))
+        doc = string(_fitted(alert))
         items = [
             {"Put": {"TableName": self.table, "Item": head, **condition}},
             {
                 "Put": {
                     "TableName": self.table,
-                    "Item": _key(f"alert#{alert['id']}", "alert") | {"doc": doc, "level": _s(alert["level"])},
+                    "Item": item_key(f"alert#{alert['id']}", "alert") | {"doc": doc, "level": string(alert["level"])},
                 }
             },
         ]
         if deliveries:  # the alert as this event left it, what each of its deliveries sends
-            event = _key(f"event#{alert['id']}#{version + 1}", "event") | {"doc": doc}
+            event = item_key(f"event#{alert['id']}#{version + 1}", "event") | {"doc": doc}
             items.append({"Put": {"TableName": self.table, "Item": event}})
         items += [{"Put": {"TableName": self.table, "Item": d}} for d in deliveries]
         try:
             self.client.transact_write_items(TransactItems=items)
         except botocore.exceptions.ClientError as e:
             reasons = e.response.get("CancellationReasons") or []
-            if _code(e) == "TransactionCanceledException" and any(
+            if error_code(e) == "TransactionCanceledException" and any(
                 r.get("Code") == "ConditionalCheckFailed" for r in reasons
             ):
                 return False  # another run changed the alert since it was read: read it again
-            raise
-        return True
-
-    # -- deliveries -------------------------------------------------------------------------------
-
-    def unqueued(self, limit: int = 100) -> list[dict[str, str]]:
-        """Deliveries written but not yet handed to the queue, oldest first (id, destination, dedup key)."""
-        answer = self.client.query(
-            TableName=self.table,
-            IndexName=UNQUEUED_INDEX,
-            KeyConditionExpression="#queue = :unqueued",
-            ExpressionAttributeNames={"#queue": "queue"},
-            ExpressionAttributeValues={":unqueued": _s(UNQUEUED)},
-            Limit=limit,
-        )
-        return [_ref(item) for item in answer.get("Items", [])]
-
-    def queued(self, delivery_id: str) -> None:
-        self.client.update_item(
-            TableName=self.table,
-            Key=_key(f"delivery#{delivery_id}", "delivery"),
-            UpdateExpression="REMOVE #queue, queued_since",
-            ExpressionAttributeNames={"#queue": "queue"},
-        )
-
-    def claim_delivery(self, delivery_id: str, now_ms: int, lease_ms: int) -> tuple[Claimed, str]:
-        """Take a delivery for an attempt until now + lease: (what to send, the claim's token), or
-        ClaimRefused. A delivery whose attempt was cut short (`sending` past its lease) is taken again."""
-        token = str(uuid.uuid4())
-        try:
-            answer = self.client.update_item(
-                TableName=self.table,
-                Key=_key(f"delivery#{delivery_id}", "delivery"),
-                UpdateExpression="SET #state = :sending, claim = :token, lease_until_ms = :lease, updated_ms = :now",
-                ConditionExpression="#state = :pending OR (#state = :sending AND lease_until_ms < :now)",
-                ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues={
-                    ":sending": _s("sending"),
-                    ":pending": _s("pending"),
-                    ":token": _s(token),
-                    ":lease": _n(now_ms + lease_ms),
-                    ":now": _n(now_ms),
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except botocore.exceptions.ClientError as e:
-            if _code(e) != "ConditionalCheckFailedException":
-                raise
-            item = self._get(f"delivery#{delivery_id}", "delivery")
-            raise ClaimRefused(item is None or item["state"]["S"] in ("sent", "dead")) from None
-        item = answer["Attributes"]
-        memory = self._get(f"memory#{item['destination']['S']}#{item['dedup_key']['S']}", "memory")
-        row = DeliveryRow(
-            0,
-            delivery_id,
-            int(item["seq"]["N"]),
-            item["destination"]["S"],
-            item["alert_id"]["S"],
-            item["dedup_key"]["S"],
-            item["kind"]["S"],
-            "sending",
-            int(item["attempts"]["N"]),
-            now_ms,
-            int(item["created_ms"]["N"]),
-            now_ms,
-            item.get("last_error", {}).get("S"),
-            int(item["last_status"]["N"]) if "last_status" in item else None,
-        )
-        event = self._get(f"event#{item['alert_id']['S']}#{item['seq']['N']}", "event")
-        if event is None:
-            raise RuntimeError(f"delivery {delivery_id} has no alert event (it was written with its deliveries)")
-        alert = json.loads(event["doc"]["S"])
-        remembered = None if memory is None else memory["value"]["S"]
-        return Claimed(row, alert, int(item["created_ms"]["N"]), remembered), token
-
-    def sent(self, row: DeliveryRow, token: str, now_ms: int, sent: Sent) -> bool:
-        """Record the claimed attempt as sent (False: the claim was lost to a later attempt)."""
-        remember = sent.remember
-        done = self._finish(row, token, "sent", now_ms, None, sent.status)
-        if done and remember is not None:
-            self.client.put_item(
-                TableName=self.table,
-                Item=_key(f"memory#{row.destination}#{row.dedup_key}", "memory") | {"value": _s(remember)},
-            )
-        return done
-
-    def failed(self, row: DeliveryRow, token: str, now_ms: int, error: str, status: int | None, dead: bool) -> bool:
-        """Record a failed attempt: due again (`pending`) or dead-lettered."""
-        return self._finish(row, token, "dead" if dead else "pending", now_ms, error, status)
-
-    def delivery(self, delivery_id: str) -> dict[str, Any] | None:
-        """A delivery's state, attempts and last error (for tests and operators)."""
-        item = self._get(f"delivery#{delivery_id}", "delivery")
-        if item is None:
-            return None
-        return {
-            "id": delivery_id,
-            "destination": item["destination"]["S"],
-            "kind": item["kind"]["S"],
-            "state": item["state"]["S"],
-            "attempts": int(item["attempts"]["N"]),
-            "last_error": item.get("last_error", {}).get("S"),
-            "last_status": int(item["last_status"]["N"]) if "last_status" in item else None,
-            "queued": "queue" not in item,
-        }
-
-    def _finish(
-        self, row: DeliveryRow, token: str, state: str, now_ms: int, error: str | None, status: int | None
-    ) -> bool:
-        values = {
-            ":state": _s(state),
-            ":one": _n(1),
-            ":now": _n(now_ms),
-            ":token": _s(token),
-            ":sending": _s("sending"),
-        }
-        update = "SET #state = :state, attempts = attempts + :one, updated_ms = :now"
-        removed = "claim, lease_until_ms"
-        if error is None:
-            removed += ", last_error"  # sent: an earlier attempt's error is over, as in the local outbox
-        else:
-            update += ", last_error = :error"
-            values[":error"] = _s(error[:MAX_ERROR_CHARS])
-        if status is not None:
-            update += ", last_status = :status"
-            values[":status"] = _n(status)
-        return self._conditional(
-            self.client.update_item,
-            TableName=self.table,
-            Key=_key(f"delivery#{row.id}", "delivery"),
-            UpdateExpression=f"{update} REMOVE {removed}",
-            ConditionExpression="#state = :sending AND claim = :token",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues=values,
-        )
-
-    # -- helpers ----------------------------------------------------------------------------------
-
-    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
-        return self.client.get_item(TableName=self.table, Key=_key(pk, sk), ConsistentRead=True).get("Item")
-
-    def _conditional(self, operation: Callable[..., Any], **kwargs: Any) -> bool:
-        try:
-            operation(**kwargs)
-        except botocore.exceptions.ClientError as e:
-            if _code(e) == "ConditionalCheckFailedException":
-                return False
             raise
         return True
 
@@ -516,23 +366,3 @@ def _joined(alert: dict[str, Any], rule: Rule, match: Match, result: RunResult, 
         updated_ms=now_ms,
     )
     return None if alert["status"] == "suppressed" else "update"
-
-
-def _ref(item: dict[str, Any]) -> dict[str, str]:
-    return {"id": item["id"]["S"], "destination": item["destination"]["S"], "dedup_key": item["dedup_key"]["S"]}
-
-
-def _key(pk: str, sk: str) -> dict[str, Any]:
-    return {"pk": _s(pk), "sk": _s(sk)}
-
-
-def _s(text: str) -> dict[str, str]:
-    return {"S": text}
-
-
-def _n(number: int) -> dict[str, str]:
-    return {"N": str(number)}
-
-
-def _code(error: botocore.exceptions.ClientError) -> str:
-    return error.response.get("Error", {}).get("Code", "")

@@ -19,10 +19,9 @@ from typing import Any
 
 from loglake.alerts.db import ALERT_STATUSES
 from loglake.ids import UUID_PATTERN, AmbiguousId
-from loglake.model import format_datetime
 from loglake.rules.model import LEVELS
 from loglake.sqlitedb import write_transaction
-from loglake.times import TimeFormatError, parse_time
+from loglake.times import TimeFormatError, format_datetime, parse_time
 
 DEFAULT_PAGE_LIMIT = 50
 MAX_PAGE_LIMIT = 500

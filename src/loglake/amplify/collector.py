@@ -13,44 +13,30 @@ the windows after it are still collected, and what they held is never stored twi
 from __future__ import annotations
 
 import gzip
-import io
 import json
-import shutil
 import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from loglake.amplify.config import AmplifyApp, AmplifyConfig
-from loglake.amplify.parse import MAX_EXAMPLES, NotAnAccessLog, ParsedLog, parse_access_log
-from loglake.amplify.schema import AMPLIFY_SCHEMA
+from loglake.amplify.lake_rows import store_rows, use_schemas
+from loglake.amplify.parse import NotAnAccessLog, parse_access_log
+from loglake.amplify.run_reports import AppReport, RunReport, epoch_ms, from_ms, iso_utc
 from loglake.amplify.source import AmplifyLogSource, Fatal, FetchError, RangeTooLarge, Retryable
-from loglake.lake.flush import Step, publish
 from loglake.lake.layout import (
     AMPLIFY_LOGS,
-    amplify_access_key,
     amplify_export_key,
-    new_part_name,
     partition_prefix,
     partitions_of,
 )
-from loglake.lake.manifest import LakeFile, collect_garbage, list_files, reading, retire_files
+from loglake.lake.manifest import collect_garbage, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
-from loglake.lake.parts import by_utc_day, file_name
-from loglake.lake.schema import LAKE_SCHEMA
-from loglake.lake.scratch import new_work_folder
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE
-from loglake.lake.writers import WriterLock
 from loglake.retry import Backoff, TryAgain
 from loglake.store.sqlite import SQLiteHotStore
-from loglake.times import DAY_MS
 
 HOUR = timedelta(hours=1)
 SETTLE = timedelta(hours=1)  # the newest hour's logs are still arriving: it waits for the next run
@@ -62,7 +48,6 @@ MAX_PARALLEL_APPS = 4
 # How far back a first run reaches at most. Amplify documents no limit; our users' original pipeline
 # fetched a whole year every week, so a year is what the service is known to serve.
 AMPLIFY_HISTORY_DAYS = 365
-ROW_GROUP_ROWS = 64 * 1024
 
 Progress = Callable[[str, int, int, int, int], None]  # app, windows done, windows planned, rows stored, windows failed
 
@@ -92,51 +77,6 @@ def plan_windows(since: datetime, until: datetime, chunk_days: int) -> list[Wind
         windows.append(Window(start, min(start + step, until)))
         start += step
     return windows
-
-
-@dataclass
-class AppReport:
-    app: str
-    windows: int = 0
-    windows_ok: int = 0
-    windows_failed: int = 0
-    rows: int = 0  # stored in the lake
-    duplicates: int = 0  # skipped: already in this export or in the lake
-    malformed: int = 0
-    outside: int = 0  # outside the window (the API answers whole hours)
-    bytes: int = 0  # downloaded
-    retries: int = 0
-    splits: int = 0
-    errors: list[str] = field(default_factory=list)
-    malformed_examples: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    watermark_before: str | None = None
-    watermark_after: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.windows_failed == 0
-
-
-@dataclass
-class RunReport:
-    started: str
-    finished: str = ""
-    apps: list[AppReport] = field(default_factory=list)
-    expired_partitions: int = 0  # amplify_access (app, date) partitions past logRetention.days
-    expired_exports: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return all(a.ok for a in self.apps)
-
-    def to_dict(self) -> dict:
-        return {
-            "started": self.started,
-            "finished": self.finished,
-            "ok": self.ok,
-            "apps": [asdict(a) for a in self.apps],
-        }
 
 
 class Collector:
@@ -331,6 +271,19 @@ class Collector:
         return int(self.clock() * 1000)
 
 
+def gzipped(data: bytes) -> bytes:
+    """The export as delivered, gzip-compressed (unless it already is)."""
+    return data if data[:2] == b"\x1f\x8b" else gzip.compress(data, compresslevel=6)
+
+
+def _midnight_of(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), UTC)
+
+
+def _midnight(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def collection_status(store: SQLiteHotStore, runs: int) -> tuple[list[tuple[str, int]], list[dict]]:
     """Each app's watermark (app, epoch ms) and the newest `runs` run reports, newest first."""
     use_schemas(store)
@@ -347,152 +300,3 @@ def _stored_report(text: str) -> dict:
     except (TypeError, ValueError) as e:
         return {"unreadable": f"this run's stored report is not JSON ({e})"}
     return report if isinstance(report, dict) else {"unreadable": "this run's stored report is not a JSON object"}
-
-
-def use_schemas(store: SQLiteHotStore) -> None:
-    """The collector's tables, and the lake catalog it adds its files to."""
-    store.use_schema(LAKE_SCHEMA)
-    store.use_schema(AMPLIFY_SCHEMA)
-
-
-def store_rows(
-    store: SQLiteHotStore,
-    lake: ObjectStore,
-    app: str,
-    parsed: list[ParsedLog],
-    report: AppReport,
-    now_ms: int,
-    watermark: datetime | None = None,
-    on_step: Step = lambda step: None,
-) -> None:
-    """Add the rows that are not in the lake yet as Parquet parts, one per event date, and move the
-    app's watermark (if given), in one catalog transaction. The round is journaled under a writer
-    identity (lake/writers.py): a collection runs outside the maintenance lock, and maintenance must
-    not undo its round while it is under way (`on_step`: the steps of flush.publish, for tests)."""
-    use_schemas(store)
-    work = new_work_folder(store.path.parent, "amplify-")
-    try:
-        with reading(store):  # the partitions' stored parts are read to drop rows already there
-            files = new_parts(lake, app, parsed, report, now_ms, work, lambda prefix: _catalogued(store, prefix))
-
-        def finish(conn: sqlite3.Connection) -> None:
-            if watermark is not None:
-                conn.execute(
-                    "INSERT INTO amplify_watermarks (app, until_ms, updated_ms) VALUES (?, ?, ?)"
-                    " ON CONFLICT (app) DO UPDATE SET until_ms = max(until_ms, excluded.until_ms),"
-                    " updated_ms = excluded.updated_ms",
-                    (app, epoch_ms(watermark), now_ms),
-                )
-
-        writer = WriterLock(store.path.parent)
-        try:
-            publish(store, lake, work, files, now_ms, on_step, finish, writer.hold()).result()
-        finally:
-            writer.release()  # an entry left by a failed round is recovery's to undo from now on
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def new_parts(
-    lake: ObjectStore,
-    app: str,
-    parsed: list[ParsedLog],
-    report: AppReport,
-    now_ms: int,
-    work: Path,
-    stored_keys: Callable[[str], list[str]],
-) -> list[LakeFile]:
-    """The parts (written to `work`, one per event date) of the rows whose request id the partition
-    does not hold yet; `stored_keys(prefix)` names the partition's stored parts. Tallies the report."""
-    for log in parsed:
-        report.malformed += log.malformed.count
-        report.duplicates += log.duplicates
-        report.outside += log.outside
-        room = MAX_EXAMPLES - len(report.malformed_examples)
-        report.malformed_examples.extend(log.malformed.examples[: max(room, 0)])
-    table = pa.concat_tables([log.table for log in parsed]) if parsed else None
-    files: list[LakeFile] = []
-    if table is not None and table.num_rows:
-        for day, of_day in by_utc_day(table):
-            prefix = partition_prefix(AMPLIFY_ACCESS_TABLE.directory, app=app, date=day)
-            rows = _without_stored(lake, stored_keys(prefix), of_day, report)
-            if rows.num_rows:
-                files.append(_write_part(rows, amplify_access_key(app, day, new_part_name(now_ms)), work))
-    report.rows += sum(f.records for f in files)
-    return files
-
-
-def _catalogued(store: SQLiteHotStore, prefix: str) -> list[str]:
-    day = partitions_of(prefix)["date"]
-    return [f.key for f in _files_of_day(store, day) if f.key.startswith(prefix)]
-
-
-def _without_stored(lake: ObjectStore, keys: list[str], rows: pa.Table, report: AppReport) -> pa.Table:
-    """`rows` less those whose request id the given stored parts hold already."""
-    if not keys:
-        return rows
-    stored = pa.concat_arrays(
-        [
-            pq.read_table(io.BytesIO(lake.get(key)), columns=["x_edge_request_id"]).column(0).combine_chunks()
-            for key in keys
-        ]
-    )
-    kept = rows.filter(pc.invert(pc.is_in(rows.column("x_edge_request_id"), value_set=stored)))
-    report.duplicates += rows.num_rows - kept.num_rows
-    return kept
-
-
-def _files_of_day(store: SQLiteHotStore, day: str) -> list[LakeFile]:
-    start = epoch_ms(datetime.fromisoformat(day).replace(tzinfo=UTC))
-    return list_files(store.read, AMPLIFY_ACCESS_TABLE.name, start, start + DAY_MS)
-
-
-def _write_part(rows: pa.Table, key: str, work: Path) -> LakeFile:
-    rows = rows.sort_by([("timestamp", "ascending")])
-    path = work / file_name(key)
-    pq.write_table(
-        rows,
-        path,
-        compression="zstd",
-        row_group_size=ROW_GROUP_ROWS,
-        use_dictionary=[
-            c for c in rows.column_names if c not in ("x_edge_request_id", "timestamp", "cs_cookie", "cs_uri_query")
-        ],
-    )
-    span = pc.min_max(rows.column("timestamp").cast(pa.int64()))
-    day = partitions_of(key)["date"]
-    return LakeFile(
-        key,
-        AMPLIFY_ACCESS_TABLE.name,
-        day,
-        span["min"].as_py(),
-        span["max"].as_py(),
-        rows.num_rows,
-        path.stat().st_size,
-    )
-
-
-def gzipped(data: bytes) -> bytes:
-    """The export as delivered, gzip-compressed (unless it already is)."""
-    return data if data[:2] == b"\x1f\x8b" else gzip.compress(data, compresslevel=6)
-
-
-def _midnight_of(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time(), UTC)
-
-
-def _midnight(moment: datetime) -> datetime:
-    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def epoch_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def iso_utc(moment: datetime) -> str:
-    """2026-11-16T00:00:00Z: how reports, windows and watermarks show a time."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

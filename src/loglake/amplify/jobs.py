@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loglake.amplify.collector import Collector, RunReport, iso_utc
+from loglake.amplify.collector import Collector
 from loglake.amplify.config import AmplifyConfig, Schedule
+from loglake.amplify.run_reports import RunReport, iso_utc
 from loglake.config import ConfigError, Settings
 from loglake.locks import exclusive_lock
 

@@ -10,8 +10,7 @@ from loglake.api.http import ApiError, Request
 from loglake.api.routes import Result, bad_parameter, query_error, refuse_parameters
 from loglake.lake.query import QueryError
 from loglake.lake.query_answers import QueryBusy
-from loglake.model import format_datetime
-from loglake.times import TimeFormatError, parse_time
+from loglake.times import TimeFormatError, format_datetime, parse_time
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp

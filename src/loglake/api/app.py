@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from loglake.amplify.collector import RunReport
+from loglake.amplify.run_reports import RunReport
 from loglake.api import ask_routes, elastic_routes, tail_routes
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
@@ -34,6 +34,7 @@ from loglake.api.http import (
 from loglake.api.metrics import Metrics
 from loglake.api.ratelimit import RateLimiter
 from loglake.api.route_table import ROUTES, Route, Router
+from loglake.api.routes import count_if_body_refused
 from loglake.api.security_headers import SECURITY_HEADERS
 from loglake.config import Settings, parse_origins
 from loglake.extensions import SqlEngine
@@ -322,6 +323,7 @@ class LoglakeApp:
             else:
                 sent = await send_json(send, status, result.payload, [*result.headers, *common])
         except ApiError as e:
+            count_if_body_refused(self, e)  # (before a protocol's error form renames it)
             if error_form is not None:
                 e = error_form(e, request)
             status = e.status

@@ -17,7 +17,8 @@ from typing import Literal
 
 from loglake.api import sigv4
 from loglake.api.http import ApiError, Request
-from loglake.keys import ApiKey, KeyRing
+from loglake.key_ring import KeyRing
+from loglake.keys import ApiKey
 from loglake.sessions import Session, SessionStore
 
 # With auth disabled (loopback only) every caller is this key.

@@ -10,7 +10,7 @@ from loglake.alerts.routing import unset_variables
 from loglake.api.http import ApiError, Request, quoted
 from loglake.api.routes import Result, bad_parameter, refuse_parameters
 from loglake.digits import is_ascii_digits
-from loglake.model import format_datetime
+from loglake.times import format_datetime
 
 if TYPE_CHECKING:
     from loglake.alerts.delivery import AlertDelivery

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from loglake import __version__
 from loglake.api.auth import Unauthorized
 from loglake.api.http import JSON_HEADERS, ApiError, EncodedApiError, Request, decode_content, quoted
-from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, count_refused, ingest_counts, store
+from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, count_refused, count_refused_body, ingest_counts, store
 from loglake.api.ui_routes import ui_home
 from loglake.ids import format_uuid
 from loglake.ingest import ParsedBody
@@ -243,10 +243,14 @@ DOCUMENT_ROUTES = (
 
 async def _store_bulk(app: LoglakeApp, body: bytes, path_index: str | None) -> list[elastic.BulkItem]:
     """A bulk body's items once stored, each with its outcome (counted in the protocol's metrics)."""
-    if len(body) < OFF_LOOP_BODY_BYTES:
-        items, groups = _parse(app, body, path_index)
-    else:  # a big bulk takes milliseconds to check: off the event loop, which serves everyone else
-        items, groups = await app.run_ingest(_parse, app, body, path_index)
+    try:
+        if len(body) < OFF_LOOP_BODY_BYTES:
+            items, groups = _parse(app, body, path_index)
+        else:  # a big bulk takes milliseconds to check: off the event loop, which serves everyone else
+            items, groups = await app.run_ingest(_parse, app, body, path_index)
+    except ElasticError:  # (only a body that is no bulk request is refused whole)
+        count_refused_body(app, "invalid_bulk")
+        raise
     for stored, parsed, counts in groups:
         try:
             log_ids = await store(app, parsed, counts)

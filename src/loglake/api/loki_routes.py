@@ -15,7 +15,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from loglake.api.http import ApiError, EncodedApiError, Request
-from loglake.api.routes import Result, checked_body, count_refused, ingest_counts, store
+from loglake.api.routes import (
+    Result,
+    checked_body,
+    count_if_body_refused,
+    count_refused,
+    count_refused_body,
+    ingest_counts,
+    store,
+)
 from loglake.ingest import InvalidBody, ParsedBody
 from loglake.model import Problem
 from loglake.protocols import columns, loki
@@ -74,12 +82,13 @@ async def push(app: LoglakeApp, request: Request) -> Result:
         if parsed is not None:
             await store(app, parsed, counts)
     except ApiError as e:
+        count_if_body_refused(app, e)
         return _failure(e.status, e.message, e.headers)
     except loki.MalformedPush as e:  # refused whole, as Loki refuses it: said apart from an entry refused alone
-        app.metrics.rejected_bodies.inc(("invalid_loki_push",))
+        count_refused_body(app, "invalid_loki_push")
         return _failure(400, f"{e}; the push is refused whole: nothing of it was stored")
     except InvalidBody as e:
-        app.metrics.rejected_bodies.inc((e.code,))
+        count_refused_body(app, e.code)
         return _failure(413 if e.too_large else 400, str(e))
     if problems:
         count_refused(app, problems)

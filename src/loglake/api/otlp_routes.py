@@ -11,7 +11,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from loglake.api.http import ApiError, EncodedApiError, Request
-from loglake.api.routes import Result, checked_body, count_refused, ingest_counts, store
+from loglake.api.routes import (
+    Result,
+    checked_body,
+    count_if_body_refused,
+    count_refused,
+    count_refused_body,
+    ingest_counts,
+    store,
+)
 from loglake.ingest import InvalidBody, ParsedBody
 from loglake.model import Problem
 from loglake.protocols import columns, otlp
@@ -57,12 +65,13 @@ async def export_logs(app: LoglakeApp, request: Request) -> Result:
     try:
         parsed, problems, found, counts = await checked_body(app, request, lambda body: _checked(app, body, json))
     except ApiError as e:  # (the body's Content-Encoding)
+        count_if_body_refused(app, e)
         return _failure(e.status, e.message, json)
     except otlp.MalformedRequest as e:
-        app.metrics.rejected_bodies.inc(("invalid_otlp",))
+        count_refused_body(app, "invalid_otlp")
         return _failure(400, str(e), json)
     except InvalidBody as e:
-        app.metrics.rejected_bodies.inc((e.code,))
+        count_refused_body(app, e.code)
         return _failure(413 if e.too_large else 400, str(e), json)
     if problems:
         count_refused(app, problems)

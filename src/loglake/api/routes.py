@@ -1,5 +1,7 @@
-"""Route handlers of records, queries and health: each turns a Request into (status, payload) by calling
-LogService or the lake; the Amplify routes are in amplify_routes.py, the key admin routes in key_routes.py."""
+"""Route handlers of records: each turns a Request into (status, payload) by calling LogService or the lake;
+and what the other routes share (Result, reading a body, counting refusals, parameter errors). SQL is in
+sql_routes.py, health and metrics in operation_routes.py, the Amplify routes in amplify_routes.py, the key admin
+routes in key_routes.py."""
 
 from __future__ import annotations
 
@@ -12,26 +14,24 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loglake import __version__
-from loglake.api.auth import session_token
 from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content, json_object, quoted
-from loglake.api.metrics import delivery_lines
 from loglake.follow import FollowQuery, follow, follow_query
 from loglake.ids import format_uuid, parse_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody, ParsedBody
 from loglake.lake.query import QueryError
-from loglake.lake.query_answers import QueryBusy, parse_query_request, result_to_dict
+from loglake.lake.query_answers import QueryBusy
 from loglake.model import (
     RECORD_FIELDS,
     SEVERITY_ALIASES,
     InvalidRecords,
     NewRecord,
     Problem,
-    format_datetime,
     record_to_dict,
 )
-from loglake.service import InvalidQuery, RecentPage
+from loglake.recent_params import InvalidQuery
+from loglake.service import RecentPage
 from loglake.store.base import StoreUnavailable
+from loglake.times import format_datetime
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -64,7 +64,7 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
     try:
         parsed, counts = await checked_body(app, request, lambda body: _checked(app, body, ndjson))
     except InvalidBody as e:
-        app.metrics.rejected_bodies.inc((e.code,))
+        count_refused_body(app, e.code)
         raise ApiError(413 if e.too_large else 400, e.code, str(e), e.details) from None
     except InvalidRecords as e:
         raise _refused(app, e) from None
@@ -168,6 +168,23 @@ def _refused(app: LoglakeApp, error: InvalidRecords) -> ApiError:
     if len(error.problems) > MAX_DETAILS:
         details.append({"index": -1, "field": "", "reason": f"... and {len(error.problems) - MAX_DETAILS} more"})
     return ApiError(400, "invalid_records", str(error), details)
+
+
+def count_refused_body(app: LoglakeApp, code: str) -> None:
+    """Count a request body refused as a whole (it is not the protocol's request, or it holds too many records),
+    by the error code that says why: each ingest route counts its own refusals so, whatever the protocol."""
+    app.metrics.rejected_bodies.inc((code,))
+
+
+# The refusals of a body as a whole that the HTTP toolkit makes before a route reads it (http.read_body and
+# decode_content: too large, not gzip, another encoding), whatever the route.
+HTTP_BODY_REFUSALS = frozenset({"payload_too_large", "bad_gzip", "unsupported_encoding"})
+
+
+def count_if_body_refused(app: LoglakeApp, error: ApiError) -> None:
+    """count_refused_body for an error of the HTTP toolkit that refuses the body (HTTP_BODY_REFUSALS)."""
+    if error.code in HTTP_BODY_REFUSALS:
+        count_refused_body(app, error.code)
 
 
 def count_refused(app: LoglakeApp, problems: list[Problem]) -> None:
@@ -318,32 +335,6 @@ def query_error(error: QueryError | QueryBusy) -> ApiError:
     return ApiError(400, error.code, error.message, details)
 
 
-# -- SQL -----------------------------------------------------------------------------------------
-
-
-async def query(app: LoglakeApp, request: Request) -> Result:
-    refuse_parameters(request, "POST /query")
-    engine = app.sql_engine
-    if engine is None:
-        raise ApiError(501, "not_available", "SQL needs the lake, which this server's store does not have")
-    spec = json_body(app, request, '{"sql": "SELECT count(*) FROM logs", "limit": 100}')
-    try:
-        wanted = parse_query_request(spec)
-        result = await app.run_query(lambda stop: engine.query(**wanted.options(), stop=stop), request)
-    except (QueryError, QueryBusy) as e:
-        app.metrics.queries.inc((e.code if isinstance(e, QueryError) else "busy",))
-        raise query_error(e) from None
-    app.metrics.queries.inc(("ok",))
-    return Result(200, result_to_dict(result))
-
-
-async def tables(app: LoglakeApp, request: Request) -> Result:
-    refuse_parameters(request, "GET /tables")
-    if app.lake is None:
-        raise ApiError(501, "not_available", "tables need the lake, which this server's store does not have")
-    return Result(200, {"tables": await app.run_read(app.lake.describe_tables)})
-
-
 def json_body(app: LoglakeApp, request: Request, example: str) -> dict:
     """The body as one JSON object: 415 if it is not sent as JSON, 400 (with `example`) if it is not one."""
     content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
@@ -355,57 +346,3 @@ def json_body(app: LoglakeApp, request: Request, example: str) -> dict:
             "(with curl: -H 'Content-Type: application/json')",
         )
     return json_object(decode_content(request, request.body, app.settings.max_body_bytes), example)
-
-
-# -- operations --------------------------------------------------------------------------------
-
-
-async def healthz(app: LoglakeApp, request: Request) -> Result:
-    """Anyone may ask whether the server is healthy; only a caller with a read key sees why not, since
-    the details (store and job errors) hold server paths and configuration."""
-    refuse_parameters(request, "GET /healthz")
-    writable = app.storage_error is None
-    status = 200 if writable else 503
-    if not _may_read(app, request):
-        reason = None if writable else "storage cannot accept writes"
-        return Result(status, {"status": "ok" if writable else "degraded", "reason": reason})
-    body = {
-        "status": "ok" if writable else "degraded",
-        "version": __version__,
-        "store": {"writable": writable, "error": app.storage_error},
-        "auth": app.auth.enabled,
-    }
-    if app.amplify is not None:
-        body["amplify"] = app.amplify.status()
-    if app.runtime.rules is not None:
-        body["rules"] = app.runtime.rules.status()
-    if app.lake_jobs is not None:
-        jobs = app.lake_jobs
-        body["lake"] = {
-            "maintenance_every_s": jobs.interval or None,
-            "last_maintenance": format_datetime(jobs.last_run_ms) if jobs.last_run_ms else None,
-            "error": jobs.last_error,
-        }
-    return Result(status, body)
-
-
-def _may_read(app: LoglakeApp, request: Request) -> bool:
-    """Whether the caller of a public route holds valid credentials with the read scope."""
-    if app.auth.enabled and not (request.header(b"authorization") or session_token(request)):
-        return False
-    try:
-        return app.auth.authenticate(request).allows("read")
-    except ApiError:
-        return False
-
-
-async def metrics(app: LoglakeApp, request: Request) -> Result:
-    refuse_parameters(request, "GET /metrics")
-    lake = await app.run_read(app.lake.state) if app.lake is not None else None
-    deliveries = await app.run_read(delivery_lines, app.runtime.delivery)
-    asking = await app.run_read(app.asking.metric_lines)
-    return Result(
-        200,
-        app.metrics.render(lake, app.access_log.dropped) + deliveries + asking,
-        ((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),),
-    )

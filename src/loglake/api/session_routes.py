@@ -19,8 +19,8 @@ from loglake.api.auth import SESSION_COOKIE, session_token
 from loglake.api.http import ApiError, Request, json_object, json_struct
 from loglake.api.routes import JSON_TYPES, Result, refuse_parameters
 from loglake.keys import hash_secret
-from loglake.model import format_datetime
 from loglake.sessions import Session
+from loglake.times import format_datetime
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp

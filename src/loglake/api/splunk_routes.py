@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from loglake.api.auth import Unauthorized
 from loglake.api.http import ApiError, Request
-from loglake.api.routes import Result, checked_body, count_refused, ingest_counts, store
+from loglake.api.routes import Result, checked_body, count_refused, count_refused_body, ingest_counts, store
 from loglake.model import InvalidRecords, Problem
 from loglake.protocols import columns, splunk
 
@@ -36,11 +36,13 @@ class HecApiError(ApiError):
         headers: list | None = None,
         refused: int = 0,
         problems: list[Problem] | None = None,
+        body_code: str | None = None,
     ) -> None:
         status, self.payload = splunk.answer(code, reason, event_number)
         super().__init__(status, f"hec_{code}", reason, headers=headers)
         self.refused = refused  # the records of the batch it refuses
         self.problems = problems or []  # of the events it refuses as invalid, as POST /logs counts them
+        self.body_code = body_code  # a body refused as a whole (no event at fault): its code, as POST /logs counts it
 
     def body(self) -> dict[str, Any]:
         return self.payload
@@ -89,6 +91,8 @@ async def _store(app: LoglakeApp, request: Request, to_columns: Any, *args: Any)
     except HecApiError as e:
         app.metrics.protocol_records.inc((PROTOCOL, "rejected"), e.refused)
         count_refused(app, e.problems)
+        if e.body_code is not None:
+            count_refused_body(app, e.body_code)
         raise
     try:
         await store(app, *parsed)
@@ -105,12 +109,14 @@ def _checked(app: LoglakeApp, to_columns: Any, *args: Any) -> tuple[tuple, int]:
     try:
         records = to_columns(*args)
     except splunk.HecError as e:
-        invalid = [] if e.event_number is None else [Problem(e.event_number, e.field, str(e))]
+        if e.event_number is None:  # the body is no events at all (empty, not UTF-8)
+            raise HecApiError(e.code, str(e), refused=e.events, body_code="invalid_hec") from None
+        invalid = [Problem(e.event_number, e.field, str(e))]
         raise HecApiError(e.code, str(e), e.event_number, refused=e.events, problems=invalid) from None
     limit = app.service.limits.max_records
     if len(records) > limit:
         reason = f"{len(records)} events in one request; the limit is {limit}: send smaller batches"
-        raise HecApiError(6, reason, refused=len(records))
+        raise HecApiError(6, reason, refused=len(records), body_code="too_many_records")
     try:
         parsed = columns.check(app.service, records)
     except InvalidRecords as e:

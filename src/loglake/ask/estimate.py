@@ -29,9 +29,9 @@ from loglake.lake.objectstore import LocalObjectStore
 from loglake.lake.query import QueryEngine
 from loglake.lake.sql_guard import check_select
 from loglake.lake.tables import TABLES, LakeTable
-from loglake.model import format_datetime
 from loglake.rules.plan import tables_of
 from loglake.store.sqlite import SQLiteHotStore
+from loglake.times import format_datetime
 
 VERY_LARGE_SCAN_BYTES = 1024**3
 HOT_TABLE = "logs"  # the table whose records wait in the hot store before the lake (lake/query.py)

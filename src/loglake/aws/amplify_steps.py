@@ -18,9 +18,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from loglake.amplify.collector import AppReport, Collector, Window, epoch_ms, gzipped, iso_utc, new_parts
+from loglake.amplify.collector import Collector, Window, gzipped
 from loglake.amplify.config import AmplifyConfig
+from loglake.amplify.lake_rows import new_parts
 from loglake.amplify.parse import parse_access_log
+from loglake.amplify.run_reports import AppReport, epoch_ms, iso_utc
 from loglake.lake.layout import amplify_export_key
 from loglake.lake.objectstore import ObjectStore, ObjectStoreError
 from loglake.lake.parts import file_name

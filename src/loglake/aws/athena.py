@@ -14,8 +14,8 @@ from typing import Any
 
 import botocore.exceptions
 
-from loglake.lake.query import QueryLimits
 from loglake.lake.query_answers import QueryBusy, QueryResult
+from loglake.lake.query_limits import QueryLimits
 from loglake.lake.sql_guard import QueryError, check_select
 from loglake.lake.stop import OutOfTime, Stop, Stopped
 

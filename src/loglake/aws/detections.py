@@ -33,7 +33,8 @@ import botocore.exceptions
 
 from loglake.alerts.delivery import BACKOFF, send_claimed
 from loglake.alerts.destinations.base import DeliveryFailed, DestinationConfig, alert_document
-from loglake.alerts.dynamodb import ClaimRefused, DynamoDBDetections, Targets
+from loglake.alerts.dynamodb import DynamoDBDetections, Targets
+from loglake.alerts.dynamodb_outbox import ClaimRefused
 from loglake.alerts.outbox import Claimed, Sent, not_configured
 from loglake.alerts.routing import Routing
 from loglake.alerts.secrets import Secrets

@@ -119,7 +119,7 @@ def _athena_engine(timeout_seconds: float = 25) -> Any:
     """One engine (and boto3 client) per Lambda container. API Gateway gives up on an integration
     after 29 s: a query must end (or be cancelled) before that; the detection function waits longer."""
     from loglake.aws.athena import AthenaQueryEngine
-    from loglake.lake.query import QueryLimits
+    from loglake.lake.query_limits import QueryLimits
 
     database, workgroup = os.environ.get("LOGLAKE_ATHENA_DATABASE"), os.environ.get("LOGLAKE_ATHENA_WORKGROUP")
     if not database or not workgroup:

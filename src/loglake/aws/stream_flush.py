@@ -26,7 +26,7 @@ from loglake.lake.layout import app_logs_key, day_of
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import by_utc_day, file_name, write_part
 from loglake.model import NewRecord
-from loglake.store.dynamodb import record_from_item
+from loglake.store.dynamodb_items import record_from_item
 from loglake.store.sqlite_rows import row_values
 
 

@@ -39,6 +39,7 @@ from loglake.lake.flush_rounds import (
     exit_with_parent,
     read_and_write_in_worker,
     read_round,
+    started_without_ctrl_c,
     write_round,
 )
 from loglake.lake.manifest import LakeFile, add_files
@@ -46,6 +47,7 @@ from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import file_name
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.store.sqlite import SQLiteHotStore
+from loglake.store.sqlite_moved import delete_moved
 
 ROWS_PER_ROUND = 200_000
 # A flush with more rounds due than this reads and writes them in a worker process (flush_rounds):
@@ -160,7 +162,9 @@ class Flusher:
             spawn = multiprocessing.get_context("spawn")  # no fork: this process runs threads
             with ProcessPoolExecutor(1, spawn, initializer=exit_with_parent, initargs=(os.getpid(),)) as worker:
                 path = str(self.store.path)
-                yield lambda after: worker.submit(read_and_write_in_worker, path, before_ms, after, limit, now_ms)
+                yield lambda after: started_without_ctrl_c(
+                    lambda: worker.submit(read_and_write_in_worker, path, before_ms, after, limit, now_ms)
+                )
         else:
             with ThreadPoolExecutor(1, thread_name_prefix="loglake-flush-read") as reader:
                 yield lambda after: reader.submit(
@@ -199,7 +203,7 @@ class Flusher:
 
 def _delete_rows(conn: sqlite3.Connection, rows: RoundRows) -> None:
     """Delete exactly the rows a round read (they were the oldest due)."""
-    SQLiteHotStore.delete_moved(conn, rows.first_id, rows.last_id, rows.count, rows.ids(), rows.client_ids)
+    delete_moved(conn, rows.first_id, rows.last_id, rows.count, rows.ids(), rows.client_ids)
 
 
 def publish(

@@ -27,12 +27,15 @@ from loglake.lake.flush import Flusher, FlushReport
 from loglake.lake.layout import day_of
 from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
-from loglake.lake.query import QueryEngine, QueryLimits
+from loglake.lake.query import QueryEngine
+from loglake.lake.query_limits import QueryLimits
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, Column, LakeTable, LiveTable, partition_type, sql_type
 from loglake.locks import exclusive_lock
-from loglake.model import format_datetime, retention_start_ms
+from loglake.model import retention_start_ms
 from loglake.store.sqlite import SQLiteHotStore
+from loglake.store.sqlite_moved import forget_flushed_client_ids
+from loglake.times import format_datetime
 
 log = logging.getLogger("loglake.lake")
 
@@ -307,7 +310,7 @@ class Lake:
 
             def drop(conn: sqlite3.Connection) -> None:
                 retire_files(conn, keys, delete_after)
-                SQLiteHotStore.forget_flushed_client_ids(conn, kept_from)
+                forget_flushed_client_ids(conn, kept_from)
 
             self.store.in_write_transaction(drop).result()
         return expired

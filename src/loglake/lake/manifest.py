@@ -32,9 +32,8 @@ from loglake.lake.layout import day_of, partitions_of
 from loglake.lake.objectstore import ObjectStore, ObjectStoreError
 from loglake.lake.tables import TABLES, LakeTable
 from loglake.locks import exclusive_lock, nobody_holds, shared_lock
-from loglake.model import format_datetime
 from loglake.store.sqlite import SQLiteHotStore
-from loglake.times import LATEST_MS
+from loglake.times import LATEST_MS, format_datetime
 
 READERS_LOCK = "lake-readers.lock"
 PUBLISH_LOCK = "lake-publish.lock"  # one manifest writer and deleter at a time

@@ -29,7 +29,6 @@ import contextlib
 import json
 import queue
 import re
-import shutil
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -41,11 +40,11 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from loglake.config import Settings
 from loglake.lake.hot_top import HotTop, hot_top
 from loglake.lake.manifest import LakeFile, reading
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.lake.query_answers import LakeUnreadable, QueryBusy, QueryResult, fetch_within
+from loglake.lake.query_limits import QueryLimits, default_spill_mb
 from loglake.lake.query_views import QueryViews
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.scratch import folder_of_this_process
@@ -65,31 +64,6 @@ class TimeRange:
 
     since_ms: int | None = None
     until_ms: int | None = None
-
-
-_DEFAULTS = Settings()  # the limits' defaults are the settings' (one definition)
-
-
-@dataclass(frozen=True)
-class QueryLimits:
-    timeout_seconds: float = _DEFAULTS.query_timeout_seconds
-    max_rows: int = _DEFAULTS.query_max_rows
-    concurrency: int = _DEFAULTS.query_concurrency
-    memory_mb: int = _DEFAULTS.query_memory_mb
-    spill_mb: int = _DEFAULTS.query_spill_mb  # 0: a tenth of the free disk space where the engine spills
-    threads: int = _DEFAULTS.query_threads
-    max_response_mb: int = _DEFAULTS.query_max_response_mb  # a user's query: its rows as JSON
-
-    def rows_for(self, limit: int | None) -> int:
-        """The rows a query may fetch: what it asks for, never more than max_rows (all of them for None)."""
-        return self.max_rows if limit is None else max(0, min(limit, self.max_rows))
-
-    def seconds_for(self, timeout_seconds: float | None) -> float:
-        """The time a query may take: a request may ask for less than timeout_seconds, never more."""
-        return self.timeout_seconds if timeout_seconds is None else min(timeout_seconds, self.timeout_seconds)
-
-
-SPILL_SHARE_OF_FREE_DISK = 0.1
 
 
 class QueryEngine:
@@ -379,11 +353,6 @@ class LiveRows:
     def __arrow_c_stream__(self, requested_schema: object = None) -> object:
         reader = pa.RecordBatchReader.from_batches(self._table.schema, self._table.batches())
         return reader.__arrow_c_stream__(requested_schema)
-
-
-def default_spill_mb(folder: Path) -> int:
-    """A tenth of the free space of the disk that holds `folder`, in MiB (at least 1)."""
-    return max(1, int(shutil.disk_usage(folder).free * SPILL_SHARE_OF_FREE_DISK) // 2**20)
 
 
 def interrupt_after(

@@ -24,9 +24,10 @@ from loglake.lake.search_terms import Condition, Term, condition_sql
 from loglake.lake.sql_guard import case_insensitive_regex
 from loglake.lake.stop import Stop
 from loglake.lake.tables import APP_LOGS_TABLE
-from loglake.model import SEVERITY_NAMES, Severity, StoredRecord, format_datetime
+from loglake.model import SEVERITY_NAMES, Severity, StoredRecord
 from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
+from loglake.times import format_datetime
 
 MAX_BUCKETS = 10_000
 FACET_SAMPLE = 10_000  # records whose attribute keys a facets answer counts

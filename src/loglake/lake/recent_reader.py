@@ -17,7 +17,6 @@ records again and again (a dashboard, a second page), and decoding is most of wh
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import threading
 from collections import OrderedDict
@@ -29,12 +28,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loglake import readback
 from loglake.ids import format_uuid
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
-from loglake.lake.parts import SEVERITY_INDEX_KEY
 from loglake.lake.query_answers import LakeUnreadable
+from loglake.lake.row_groups import FILTER_COLUMNS, OpenFile
+from loglake.lake.table_records import log_id_text, stored_record
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.model import SEVERITY_NAMES, StoredRecord
 from loglake.store.base import RecentQuery
@@ -44,16 +43,15 @@ OPEN_FILES = 256
 # set's messages), so this holds the filter columns of ~3M records or all columns of ~400,000.
 CACHE_BYTES = 64 * 2**20
 _MS = pa.timestamp("ms")
-_FILTER_COLUMNS = ("service", "log_type", "severity")
-_REST_COLUMNS = [c for c in APP_LOGS_TABLE.schema.names if c != "timestamp" and c not in _FILTER_COLUMNS]
+_REST_COLUMNS = [c for c in APP_LOGS_TABLE.schema.names if c != "timestamp" and c not in FILTER_COLUMNS]
 # Read as dictionaries, as they are stored: no string is built per row to compare or to take a few.
-_DICTIONARY_COLUMNS = [*_FILTER_COLUMNS, "attributes", "client_id"]
+_DICTIONARY_COLUMNS = [*FILTER_COLUMNS, "attributes", "client_id"]
 
 
 class LakeRecentReader:
     def __init__(self, lake: ObjectStore, cache_bytes: int = CACHE_BYTES) -> None:
         self.lake = lake
-        self._files: OrderedDict[str, _OpenFile] = OrderedDict()
+        self._files: OrderedDict[str, OpenFile] = OrderedDict()
         self._decoded = _DecodedCache(cache_bytes)
         self._lock = threading.Lock()
         self._filesystem: Any = None
@@ -86,8 +84,8 @@ class LakeRecentReader:
             kept = rows.filter(pc.greater_equal(filters.millis.take(rows), pa.scalar(oldest_kept, pa.int64())))
             if len(kept):
                 page += _whole_rows(self._rest_of(key, index), filters, kept)
-        page.sort(key=_id_text, reverse=True)
-        return [r for r in map(_record, page[: query.limit]) if r is not None]
+        page.sort(key=log_id_text, reverse=True)
+        return [r for r in map(stored_record, page[: query.limit]) if r is not None]
 
     def forget_deleted(self) -> int:
         """Close the open files the lake no longer has: a local file deleted while open keeps its disk
@@ -125,7 +123,7 @@ class LakeRecentReader:
             self._decoded.put((key, index, "rest"), found, found.nbytes)
         return found
 
-    def _file(self, key: str) -> _OpenFile:
+    def _file(self, key: str) -> OpenFile:
         """An open Parquet file with what its footer says of each row group, kept for the next query
         (least recently used go)."""
         with self._lock:
@@ -134,7 +132,7 @@ class LakeRecentReader:
                 self._files.move_to_end(key)
                 return found
         try:
-            opened = _OpenFile(self._open(key))
+            opened = OpenFile(self._open(key))
         except OSError as e:  # removed under the read (by hand), or the storage failed
             raise LakeUnreadable(f"{key}: {os.strerror(e.errno) if e.errno else type(e).__name__}") from None
         with self._lock:
@@ -165,10 +163,10 @@ class _Filters:
     @classmethod
     def read(cls, parquet: pq.ParquetFile, index: int) -> _Filters:
         # One thread: a request's reads are small, and requests share the cores.
-        table = parquet.read_row_group(index, columns=["timestamp", *_FILTER_COLUMNS], use_threads=False)
+        table = parquet.read_row_group(index, columns=["timestamp", *FILTER_COLUMNS], use_threads=False)
         times = table.column("timestamp").cast(_MS, safe=False).cast(pa.int64()).combine_chunks()
         codes, dictionaries = {}, {}
-        for name in _FILTER_COLUMNS:
+        for name in FILTER_COLUMNS:
             column = table.column(name).unify_dictionaries().combine_chunks()
             codes[name] = column.indices
             dictionaries[name] = column.dictionary.to_pylist()
@@ -286,138 +284,6 @@ def _whole_rows(rest: pa.Table, filters: _Filters, rows: pa.Array) -> list[dict]
     read = rest.take(rows)
     columns = {name: read.column(name).to_pylist() for name in _REST_COLUMNS}
     columns["ts"] = filters.millis.take(rows).to_pylist()
-    for name in _FILTER_COLUMNS:
+    for name in FILTER_COLUMNS:
         columns[name] = filters.values(name, rows)
     return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-
-
-class _OpenFile:
-    """A Parquet file and what its footer says of each row group."""
-
-    def __init__(self, parquet: pq.ParquetFile) -> None:
-        self.parquet = parquet
-        metadata = parquet.metadata
-        by_severity = _severity_index(metadata)
-        self.row_groups = [
-            _RowGroup.of(metadata.row_group(i), by_severity[i] if by_severity else None)
-            for i in range(metadata.num_row_groups)
-        ]
-
-
-@dataclass(frozen=True, slots=True)
-class _RowGroup:
-    """A row group's span from its statistics: its times, and the first and last value of each filter
-    column (a row group without them spans everything, so it is always read); and, from
-    parts.SEVERITY_INDEX_KEY, the newest time of each severity in it."""
-
-    oldest: int
-    newest: int
-    ranges: dict[str, tuple[str, str]]
-    newest_by_severity: dict[str, int] | None
-
-    @classmethod
-    def of(cls, row_group: pq.RowGroupMetaData, newest_by_severity: dict[str, int] | None) -> _RowGroup:
-        oldest, newest = map(_millis, _bounds(row_group, _TIMESTAMP, (0, 1 << 62)))
-        ranges = {name: _bounds(row_group, _FILTER_INDEXES[name], ("", _LAST_TEXT)) for name in _FILTER_COLUMNS}
-        return cls(oldest, newest, ranges, newest_by_severity)
-
-    def newest_match(self, wanted: list[tuple[str, list[str]]]) -> int | None:
-        """The newest time a record of this row group holding one of the wanted values of each filter
-        column (_wanted_values) can have; None: no such record is in it."""
-        for column, values in wanted:
-            first, last = self.ranges[column]
-            if not any(first <= value <= last for value in values):
-                return None
-        severities = dict(wanted).get("severity")
-        if severities is None or self.newest_by_severity is None:
-            return self.newest
-        return max((self.newest_by_severity[s] for s in severities if s in self.newest_by_severity), default=None)
-
-
-def matches(table: pa.Table, query: RecentQuery) -> pa.ChunkedArray | pa.Array:
-    """Which rows of a table of `logs` columns (those the query filters on suffice) match the query's
-    filters and id range: true, false, or null for a row with a null in a filtered column."""
-    ts = table.column("timestamp")
-    keep = pc.greater_equal(ts, pa.scalar(query.since_ms, _MS).cast(ts.type))
-    if query.until_ms is not None:
-        keep = pc.and_(keep, pc.less(ts, pa.scalar(query.until_ms, _MS).cast(ts.type)))
-    if query.before_id is not None:
-        keep = pc.and_(keep, pc.less(table.column("log_id"), format_uuid(query.before_id)))
-    if query.service is not None:
-        keep = pc.and_(keep, pc.equal(table.column("service"), query.service))
-    if query.log_type is not None:
-        keep = pc.and_(keep, pc.equal(table.column("log_type"), query.log_type))
-    if query.severities is not None:
-        names = pa.array([SEVERITY_NAMES[s] for s in query.severities])
-        keep = pc.and_(keep, pc.is_in(table.column("severity"), value_set=names))
-    if query.contains:
-        keep = pc.and_(keep, pc.match_substring(table.column("message"), query.contains, ignore_case=True))
-    return keep
-
-
-def _severity_index(metadata: pq.FileMetaData) -> list[dict[str, int]] | None:
-    """The file's per-row-group newest time of each severity, when it has one that fits its row groups
-    (files written before it, or by other tools, have none: min/max statistics stand in)."""
-    text = (metadata.metadata or {}).get(SEVERITY_INDEX_KEY)
-    if text is None:
-        return None
-    try:
-        index = json.loads(text)
-    except ValueError:
-        return None
-    if not (isinstance(index, list) and len(index) == metadata.num_row_groups):
-        return None
-    for group in index:
-        if not isinstance(group, dict) or not all(type(ms) is int for ms in group.values()):
-            return None
-    return index
-
-
-_TIMESTAMP = APP_LOGS_TABLE.schema.get_field_index("timestamp")
-_FILTER_INDEXES = {name: APP_LOGS_TABLE.schema.get_field_index(name) for name in _FILTER_COLUMNS}
-_LAST_TEXT = "\U0010ffff"
-
-
-def _bounds(row_group: pq.RowGroupMetaData, column: int, unknown: tuple[Any, Any]) -> tuple[Any, Any]:
-    stats = row_group.column(column).statistics
-    return (stats.min, stats.max) if stats and stats.has_min_max else unknown
-
-
-def _millis(value: Any) -> int:
-    if isinstance(value, int):
-        return value
-    return int(pa.scalar(value, _MS).cast(pa.int64()).as_py())
-
-
-def table_records(table: pa.Table) -> list[StoredRecord]:
-    """The records of a table with the `logs` columns, in its order (see _record)."""
-    return [r for r in map(_record, _rows(table)) if r is not None]
-
-
-def _rows(table: pa.Table) -> list[dict]:
-    """The rows of a table with the `logs` columns as dicts, the timestamp as epoch ms under "ts"."""
-    millis = table.column("timestamp").cast(pa.int64())
-    return table.set_column(table.schema.get_field_index("timestamp"), "ts", millis).to_pylist()
-
-
-def _id_text(row: dict) -> str:
-    return row["log_id"] or ""  # a file written by another tool may hold a null
-
-
-def _record(row: dict) -> StoredRecord | None:
-    """The row's record, its unreadable values named (readback.py); None when its log id is unreadable."""
-    log_id = readback.stored_id(row["log_id"], "the lake")
-    if log_id is None:
-        return None
-    return readback.record(
-        log_id,
-        row["ts"],
-        row["service"],
-        row["log_type"],
-        row["severity"],
-        row["message"],
-        row["attributes"],
-        row["client_id"],
-        row["trace_id"],
-        row["span_id"],
-    )

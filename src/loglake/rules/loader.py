@@ -287,7 +287,8 @@ def _common(
     readable = readable_part(options_doc, Options, fields, options_path) if isinstance(options_doc, dict) else None
     if readable is not None:
         prefix = f"{options_path}." if options_path else ""
-        option_problems += _timing(readable, prefix)[2] + _template_problems(readable, prefix)
+        unread = {name for name in ("schedule", "lookback") if prefix + name in fields}
+        option_problems += _timing(readable, prefix, unread)[2] + _template_problems(readable, prefix)
     test_problems = _problems_at(tests_doc, list[RuleTest], "tests")
     tests = [] if test_problems else msgspec.convert(tests_doc, list[RuleTest])
     return meta, options, tests, meta_problems + option_problems + test_problems
@@ -353,8 +354,12 @@ def _build(
     )
 
 
-def _timing(options: Options, prefix: str) -> tuple[Schedule | None, int, list[tuple[str, str]]]:
-    """The options' schedule (None if it does not read) and lookback in ms, and their problems."""
+def _timing(
+    options: Options, prefix: str, unread: set[str] | frozenset[str] = frozenset()
+) -> tuple[Schedule | None, int, list[tuple[str, str]]]:
+    """The options' schedule (None if it does not read) and lookback in ms, and their problems. `unread`: which
+    of schedule and lookback the file gives with a wrong type (reported as such), here at their defaults: the
+    other is not measured against a value the file does not say."""
     problems = []
     try:
         schedule = parse_schedule(options.schedule)
@@ -367,11 +372,11 @@ def _timing(options: Options, prefix: str) -> tuple[Schedule | None, int, list[t
         lookback_ms = schedule.ms
     else:
         lookback_ms = 0
-        if schedule is not None:
+        if schedule is not None and "lookback" not in unread:
             problems.append((prefix + "lookback", "missing: a cron schedule needs the window each run evaluates (1h)"))
     if options.lookback is not None and lookback_ms == 0:
         problems.append((prefix + "lookback", "must be longer than 0"))
-    elif isinstance(schedule, Interval) and lookback_ms < schedule.ms:
+    elif isinstance(schedule, Interval) and lookback_ms < schedule.ms and "schedule" not in unread:
         problems.append(
             (
                 prefix + "lookback",

@@ -21,6 +21,7 @@ add up to its engine time).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -31,9 +32,11 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from loglake.lake.query import QueryEngine, QueryLimits, TimeRange, interrupt_after
+from loglake.lake.query import QueryEngine, TimeRange, interrupt_after
 from loglake.lake.query_answers import QueryBusy, QueryResult
+from loglake.lake.query_limits import QueryLimits
 from loglake.lake.sql_guard import QueryError
+from loglake.lake.stop import Stop, Stopped
 from loglake.lake.tables import APP_LOGS_TABLE, sql_type
 from loglake.rules.model import Rule
 from loglake.rules.run import RuleRunError, RunResult, naive_utc, result_of, run_parameters, run_rule
@@ -69,9 +72,9 @@ class Round:
     shared_ms: float  # fetching them
 
 
-def run_round(runs: Sequence[Run], engine: QueryEngine, now_ms: int | None = None) -> Round:
+def run_round(runs: Sequence[Run], engine: QueryEngine, now_ms: int | None = None, stop: Stop | None = None) -> Round:
     """Each run (one per rule); a rule that fails has its RuleRunError (a defect met by one rule too:
-    it must not stop the others)."""
+    it must not stop the others). Told to stop (`stop`: Ctrl-C), Stopped: the round ends where it is."""
     shared = _shareable(runs)
     results: dict[str, RunResult | RuleRunError] = {}
     durations: dict[str, float] = {}
@@ -79,9 +82,13 @@ def run_round(runs: Sequence[Run], engine: QueryEngine, now_ms: int | None = Non
     def run_one(run: Run, evaluate: Callable[[], RunResult | RuleRunError], extra_ms: float = 0.0) -> None:
         started = time.perf_counter()
         try:
+            if stop is not None:
+                stop.check()
             results[run.rule.id] = evaluate()
         except RuleRunError as e:
             results[run.rule.id] = e
+        except Stopped:  # not the rule's failure: its window stays as it was, for the next round
+            raise
         except Exception as e:
             log.exception("rule %s failed", run.rule.id)
             results[run.rule.id] = RuleRunError(f"{type(e).__name__}: {e}")
@@ -89,19 +96,21 @@ def run_round(runs: Sequence[Run], engine: QueryEngine, now_ms: int | None = Non
 
     fetched = None
     if len(shared) > 1:
-        fetched = _fetch(engine, min(r.read_since_ms for r in shared), max(r.until_ms for r in shared))
+        fetched = _fetch(engine, min(r.read_since_ms for r in shared), max(r.until_ms for r in shared), stop)
     if fetched is None:
         shared = []
     else:
         evaluator, share_ms = _evaluator(), fetched.elapsed_ms / len(shared)
         with evaluator.holding(fetched):
             for run in shared:
-                run_one(run, functools.partial(evaluator.run, run, now_ms, engine.limits, fetched), share_ms)
+                run_one(run, functools.partial(evaluator.run, run, now_ms, engine.limits, fetched, stop), share_ms)
     for run in runs:
         if run.rule.id not in results:
             run_one(
                 run,
-                functools.partial(run_rule, run.rule, engine, run.since_ms, run.until_ms, now_ms, run.fresh_since_ms),
+                functools.partial(
+                    run_rule, run.rule, engine, run.since_ms, run.until_ms, now_ms, run.fresh_since_ms, stop
+                ),
             )
     return Round(
         {r.rule.id: results[r.rule.id] for r in runs},
@@ -124,7 +133,7 @@ def _shareable(runs: Sequence[Run]) -> list[Run]:
     return [r for r in short if r.read_since_ms >= end - SHARED_SPAN_MS]
 
 
-def _fetch(engine: QueryEngine, since_ms: int, until_ms: int) -> QueryResult | None:
+def _fetch(engine: QueryEngine, since_ms: int, until_ms: int, stop: Stop | None) -> QueryResult | None:
     """The records of [since_ms, until_ms), or None if there are too many (or the engine refuses)."""
     columns = ", ".join(quote_name(c) for c in _COLUMNS)
     sql = (
@@ -133,7 +142,7 @@ def _fetch(engine: QueryEngine, since_ms: int, until_ms: int) -> QueryResult | N
     )
     params = {"since": naive_utc(since_ms), "until": naive_utc(until_ms)}
     try:
-        result = engine.run_saved(sql, params, TimeRange(since_ms, until_ms), MAX_SHARED_ROWS, (APP_LOGS_TABLE,))
+        result = engine.run_saved(sql, params, TimeRange(since_ms, until_ms), MAX_SHARED_ROWS, (APP_LOGS_TABLE,), stop)
     except (QueryError, QueryBusy):
         return None  # each rule runs on its own and reports its own error
     return None if result.truncated else result
@@ -171,24 +180,30 @@ class _Evaluator:
             pa.Table.from_pylist([dict(zip(_COLUMNS, row, strict=True)) for row in fetched.rows], schema=_SCHEMA),
         )
 
-    def run(self, run: Run, now_ms: int | None, limits: QueryLimits, fetched: QueryResult) -> RunResult | RuleRunError:
+    def run(
+        self, run: Run, now_ms: int | None, limits: QueryLimits, fetched: QueryResult, stop: Stop | None = None
+    ) -> RunResult | RuleRunError:
         """The rule's run on the records held (`fetched`), as run_rule would answer it: at most the
-        engine's rows, stopped after the engine's query timeout as the engine stops a rule's query."""
+        engine's rows, stopped after the engine's query timeout, or when told to (`stop`: Stopped), as the
+        engine stops a rule's query."""
         rule = run.rule
         params, _ = run_parameters(rule, run.since_ms, run.until_ms, run.fresh_since_ms)
         started = time.perf_counter()
-        finished = threading.Event()
+        finished, wake = threading.Event(), threading.Event()
         watchdog = threading.Thread(
             target=interrupt_after,
-            args=(self._db, started + limits.timeout_seconds, finished),
+            args=(self._db, started + limits.timeout_seconds, finished, wake),
             name="loglake-rule-timeout",
         )
         watchdog.start()
         try:
-            cursor = self._db.execute(rule.plan.executed, params)
-            columns = [(d[0], str(d[1])) for d in cursor.description or []]
-            found = cursor.fetchmany(limits.max_rows + 1)
+            with contextlib.nullcontext() if stop is None else stop.watched_by(wake.set):
+                cursor = self._db.execute(rule.plan.executed, params)
+                columns = [(d[0], str(d[1])) for d in cursor.description or []]
+                found = cursor.fetchmany(limits.max_rows + 1)
         except duckdb.InterruptException:
+            if stop is not None:
+                stop.check()  # Stopped, when that is why it was interrupted
             return RuleRunError(
                 f"rule {rule.id} ({rule.path}): the query ran longer than {limits.timeout_seconds:g} s and was stopped"
             )
@@ -196,6 +211,7 @@ class _Evaluator:
             return RuleRunError(f"rule {rule.id} ({rule.path}): {str(e).splitlines()[0]}")
         finally:
             finished.set()
+            wake.set()  # (the watchdog waits for it, or the deadline)
             watchdog.join()
         cap = limits.max_rows
         elapsed = (time.perf_counter() - started) * 1000

@@ -40,13 +40,14 @@ from typing import Any, Protocol
 
 from loglake.alerts.apply import apply_matches, resolve_cleared, rule_failing, rule_recovered
 from loglake.lake.query import QueryEngine
+from loglake.lake.stop import Stop
 from loglake.locks import exclusive_lock
-from loglake.model import format_datetime
 from loglake.rules import rounds, state
 from loglake.rules.files import ROUTING_FILE
 from loglake.rules.model import Problem, Rule
 from loglake.rules.run import RuleRunError
 from loglake.sqlitedb import write_transaction
+from loglake.times import format_datetime
 
 log = logging.getLogger("loglake.rules")
 LOCK_FILE = "rules.lock"
@@ -231,9 +232,10 @@ class RuleScheduler:
             self._conn.close()
             self._conn = None
 
-    def run_round(self, wait: bool = False) -> RoundReport:
+    def run_round(self, wait: bool = False, stop: Stop | None = None) -> RoundReport:
         """Every enabled rule's due windows. Without `wait`, a round that finds the rules lock taken
-        does nothing (`busy`).
+        does nothing (`busy`). Told to stop (`stop`: Ctrl-C), Stopped: the windows being run stay due, as a
+        killed process leaves them.
 
         The rules' next windows are run together (rounds.run_round: one scan for those that read
         little), in steps: each step claims the next window of every rule that has one, runs them,
@@ -245,7 +247,7 @@ class RuleScheduler:
         report = RoundReport()
         if not self.folder.rules:  # nothing to run: no alerts.db in data dirs that have no rules
             return report
-        with exclusive_lock(self.data_dir / LOCK_FILE, wait=wait) as holding:
+        with exclusive_lock(self.data_dir / LOCK_FILE, wait=wait, stop=stop) as holding:
             if not holding:
                 report.busy = True
                 return report
@@ -261,11 +263,13 @@ class RuleScheduler:
                     chains.append(_Chain(rule, found.window_end_ms, due))
             chains = [c for c in chains if c.due.windows]
             while chains and not self._stop.is_set():  # a stopping server leaves the windows due
-                self._run_step(conn, chains, report)
+                self._run_step(conn, chains, report, stop)
                 chains = [c for c in chains if c.going and c.due.windows]
         return report
 
-    def _run_step(self, conn: sqlite3.Connection, chains: list[_Chain], report: RoundReport) -> None:
+    def _run_step(
+        self, conn: sqlite3.Connection, chains: list[_Chain], report: RoundReport, stop: Stop | None = None
+    ) -> None:
         """The next window of each chain: claimed, run together, each rule's outcome committed (and
         added to the report)."""
         started = self._now()
@@ -282,6 +286,7 @@ class RuleScheduler:
             [rounds.Run(chain.rule, *astuple(chain.due.windows[0]), chain.previous) for chain, _ in claimed],
             self.engine,
             started,
+            stop,
         )
         report.shared += found.shared_rules
         for chain, run_id in claimed:

@@ -24,10 +24,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from loglake.amplify.collector import AppReport, store_rows
+from loglake.amplify.lake_rows import store_rows
 from loglake.amplify.parse import Malformed, ParsedLog
+from loglake.amplify.run_reports import AppReport
 from loglake.lake.objectstore import LocalObjectStore
-from loglake.lake.query import QueryEngine, QueryLimits
+from loglake.lake.query import QueryEngine
+from loglake.lake.query_limits import QueryLimits
 from loglake.lake.stop import Stop
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE, APP_LOGS_TABLE
 from loglake.model import InvalidRecords, Limits, validate_batch

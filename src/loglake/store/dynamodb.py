@@ -28,22 +28,20 @@ and the client's retry completes it.
 
 from __future__ import annotations
 
-import binascii
 import heapq
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import botocore.exceptions
 
-from loglake import readback
 from loglake.ids import format_uuid, lower_bound, timestamp_of
 from loglake.model import NewRecord, StoredRecord
 from loglake.retry import Backoff, TryAgain
-from loglake.store.base import UNINDEXED_LOG_TYPE, UNINDEXED_SEVERITY, HotStore, RecentQuery, ScanKey, StoreUnavailable
+from loglake.store.base import HotStore, RecentQuery, ScanKey, StoreUnavailable
+from loglake.store.dynamodb_items import HOUR_MS, record_from_item, record_item, sharded
 
-HOUR_MS = 3_600_000
 TIME_SHARDS = 4
 MAX_PAGE_ITEMS = 1000  # items asked of one Query page (a page also ends at 1 MB)
 ID_COUNTER_LOW_BYTE = 11  # of the 16-byte UUIDv7 (ids.py: 42-bit counter, then a 32-bit node number)
@@ -318,79 +316,6 @@ class DynamoDBHotStore(HotStore):
         self._closed = True
         self._writers.shutdown(wait=True)
         self._transactions.shutdown(wait=True)
-
-
-def sharded(value: object, shard: int) -> str:
-    """An index key spread over shards: "<value>#<shard>"."""
-    return f"{value}#{shard}"
-
-
-def record_item(r: NewRecord, expires_at: int, shard: int) -> dict[str, dict]:
-    """A record as its table item (the image a DynamoDB stream carries); `shard` spreads its index keys."""
-    item: dict[str, dict] = {
-        "service_name": {"S": r.service},
-        "sk": {"B": r.log_id},
-        "ts": {"N": str(r.timestamp)},
-        "log_type": {"S": r.log_type},
-        "severity": {"N": str(int(r.severity))},
-        "message": {"S": r.message},
-        "time_bucket": {"S": sharded(r.timestamp // HOUR_MS, shard)},
-        "expires_at": {"N": str(expires_at)},
-    }
-    if r.attributes:
-        item["attributes"] = {"S": r.attributes.decode()}
-    if r.client_id is not None:
-        item["client_id"] = {"B": r.client_id}
-    if r.trace_id is not None:
-        item["trace_id"] = {"S": r.trace_id}
-    if r.span_id is not None:
-        item["span_id"] = {"S": r.span_id}
-    if r.log_type != UNINDEXED_LOG_TYPE:
-        item["log_type_key"] = {"S": sharded(r.log_type, shard)}
-    if r.severity != UNINDEXED_SEVERITY:
-        item["severity_key"] = {"S": sharded(int(r.severity), shard)}
-    return item
-
-
-def record_from_item(item: dict, binary: Callable[[dict], bytes] = lambda value: value["B"]) -> StoredRecord | None:
-    """A record from its table item (record_item's inverse), its unreadable values named (readback.py);
-    None when its log id cannot be read. `binary` reads a binary attribute (a stream image as Lambda
-    hands it over has them base64-encoded)."""
-    log_id = readback.stored_id(_attribute(item, "sk", binary), "DynamoDB")
-    if log_id is None:
-        return None
-    return readback.record(
-        log_id,
-        _number(item, "ts"),
-        _attribute(item, "service_name", _string),
-        _attribute(item, "log_type", _string),
-        _number(item, "severity"),
-        _attribute(item, "message", _string),
-        _attribute(item, "attributes", _string),
-        _attribute(item, "client_id", binary),
-        _attribute(item, "trace_id", _string),
-        _attribute(item, "span_id", _string),
-    )
-
-
-def _attribute(item: dict, name: str, read: Callable[[dict], Any]) -> Any:
-    """An attribute's value as `read` gets it; None when absent, as stored when `read` cannot get it
-    (readback then names it)."""
-    value = item.get(name)
-    if value is None:
-        return None
-    try:
-        return read(value)
-    except (KeyError, TypeError, ValueError, binascii.Error):
-        return value
-
-
-def _string(value: dict) -> str:
-    return value["S"]
-
-
-def _number(item: dict, name: str) -> Any:
-    return _attribute(item, name, lambda value: int(value["N"]))
 
 
 def _matches(r: StoredRecord, query: RecentQuery, key: ScanKey) -> bool:

@@ -28,50 +28,38 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-from loglake.ids import format_uuid, join_id, lower_bound, smallest_high, split_id, timestamp_of_high
+from loglake.ids import format_uuid, join_id, smallest_high, split_id, timestamp_of_high
 from loglake.model import NewRecord, StoredRecord
 from loglake.private_files import private_database
 from loglake.sqlitedb import Schema, migrate, migrate_schema, use_wal
 from loglake.store.base import HotStore, RecentQuery, ScanKey, StoreUnavailable
-from loglake.store.sqlite_jobs import WriteJob, fail, settle
+from loglake.store.sqlite_checkpoints import BUSY_TIMEOUT_MS, WalCheckpoints, use_own_checkpoints
+from loglake.store.sqlite_jobs import WriteJob, fail, settle, write_group
 from loglake.store.sqlite_reads import Snapshot, read_columns, read_rows
 from loglake.store.sqlite_rows import (
     COLUMNS,
     FLUSHED_CLIENT_ID,
-    INDEX_FOR_KEY,
-    INSERT_JSON_ROWS,
-    INSERT_ONE_ROW,
+    INT64_LIMIT,
     MIGRATIONS,
-    SPARSE_CONDITION,
     due_rows,
-    join_arrays,
-    row_values,
+    recent_rows,
     stored,
 )
 from loglake.store.sqlite_space import (
     RECLAIM_PAGES_PER_TURN,
-    RECLAIM_SETTLE_SECONDS,
-    LastChange,
     free_pages,
     give_back,
     reclaim_due,
     use_incremental_vacuum,
 )
 
-BUSY_TIMEOUT_MS = 10_000  # how long a connection waits for a lock before "database is locked"
-
 T = TypeVar("T")
 MAX_ROWS_PER_COMMIT = 50_000
-CHECKPOINT_SECONDS = 0.5
-# Past this many WAL frames (64 MiB of 4 KiB pages) the checkpointer rewinds the WAL; see _checkpoint_loop.
-WAL_RESTART_FRAMES = 16_384
-WAL_IDLE_SECONDS = 1.0  # writes paused this long: the checkpointer empties the WAL file
-_INT64_LIMIT = 1 << 63
 _STOP = object()
 _SQLITE_MAX_PAGE_COUNT = 4294967294
 
@@ -96,11 +84,7 @@ def unavailable_reason(error: sqlite3.Error) -> str | None:
     return None
 
 
-def _lenient_text(raw: bytes) -> str:
-    return raw.decode("utf-8", "replace")
-
-
-class SQLiteHotStore(HotStore):
+class SQLiteHotStore(WalCheckpoints, HotStore):
     def __init__(
         self,
         path: Path,
@@ -122,11 +106,7 @@ class SQLiteHotStore(HotStore):
         self._writer = self._connect()
         use_incremental_vacuum(self._writer, self.path)
         use_wal(self._writer)
-        # Checkpoints (copying the WAL back into the database) run in their own thread, so a commit
-        # never waits for one; see _checkpoint_loop.
-        self._writer.execute("PRAGMA wal_autocheckpoint = 0")
-        # A rewound WAL file is cut back to this size, not left at its largest.
-        self._writer.execute(f"PRAGMA journal_size_limit = {WAL_RESTART_FRAMES * 4096}")
+        use_own_checkpoints(self._writer)
         migrate(self._writer, MIGRATIONS)
         self._apply_size_cap()
         self._thread = threading.Thread(target=self._write_loop, name="loglake-sqlite-writer", daemon=True)
@@ -282,7 +262,7 @@ class SQLiteHotStore(HotStore):
     def _commit_group(self, group: list[WriteJob]) -> None:
         started = time.perf_counter()
         try:
-            results = self._write_transaction(group)
+            results = write_group(self._writer, group, self._rollback)
         except sqlite3.IntegrityError:
             if len(group) == 1:
                 fail(group, RuntimeError("duplicate log id; retry the request"))
@@ -296,52 +276,6 @@ class SQLiteHotStore(HotStore):
         if self._on_commit is not None:
             self._on_commit(sum(len(j.records) for j in group), time.perf_counter() - started)
         settle(group, results)
-
-    def _write_transaction(self, group: list[WriteJob]) -> list[list[bytes]]:
-        conn = self._writer
-        if all(job.payload is not None for job in group):
-            # The common case is one statement, which SQLite commits atomically on its own: one
-            # GIL hand-off for the whole group instead of three (BEGIN, INSERT, COMMIT).
-            conn.execute(INSERT_JSON_ROWS, (join_arrays([job.payload for job in group]),))
-            return [[r.log_id for r in job.records] for job in group]
-        payloads: list[bytes] = []
-        results: list[list[bytes]] = []
-        seen: dict[bytes, bytes] = {}
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for job in group:
-                if job.payload is not None:
-                    payloads.append(job.payload)
-                    results.append([r.log_id for r in job.records])
-                else:
-                    fresh: list[NewRecord] = []
-                    results.append([self._dedupe(conn, r, fresh, seen) for r in job.records])
-                    conn.executemany(INSERT_ONE_ROW, map(row_values, fresh))
-            if payloads:
-                conn.execute(INSERT_JSON_ROWS, (join_arrays(payloads),))
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
-        return results
-
-    @staticmethod
-    def _dedupe(conn: sqlite3.Connection, record: NewRecord, fresh: list[NewRecord], seen: dict) -> bytes:
-        """The id to answer for a record: an earlier one if its client id was already stored."""
-        if record.client_id is None:
-            fresh.append(record)
-            return record.log_id
-        existing = seen.get(record.client_id)
-        if existing is None:
-            text = format_uuid(record.client_id)
-            found = conn.execute("SELECT id_hi, id_lo FROM logs WHERE client_id = ?", (text,)).fetchone()
-            found = found or conn.execute(FLUSHED_CLIENT_ID, (text,)).fetchone()
-            existing = join_id(*found) if found else None
-        if existing is not None:
-            return existing
-        seen[record.client_id] = record.log_id
-        fresh.append(record)
-        return record.log_id
 
     def _rollback(self) -> None:
         try:
@@ -369,7 +303,7 @@ class SQLiteHotStore(HotStore):
     def get(self, log_id: bytes) -> StoredRecord | None:
         high, low = split_id(log_id)
         rows = []
-        if high < _INT64_LIMIT:  # else not an id we minted (those start with a 48-bit time); maybe a client id
+        if high < INT64_LIMIT:  # else not an id we minted (those start with a 48-bit time); maybe a client id
             rows = self.read(f"SELECT {COLUMNS} FROM logs WHERE id_hi = ? AND id_lo = ?", (high, low))
         if not rows:
             rows = self.read(
@@ -380,44 +314,7 @@ class SQLiteHotStore(HotStore):
         return stored(rows[0]) if rows else None
 
     def scan(self, key: ScanKey, query: RecentQuery) -> Iterator[StoredRecord]:
-        where = ["(id_hi, id_lo) >= (?, ?)"]
-        params: list = [*split_id(lower_bound(query.since_ms))]
-        upper = query.before_id
-        if query.until_ms is not None:
-            until = lower_bound(query.until_ms)
-            upper = until if upper is None else min(upper, until)
-        if upper is not None:
-            where.append("(id_hi, id_lo) < (?, ?)")
-            params.extend(split_id(upper))
-        else:  # SQLite orders text after every number: a row given a text id by hand is not the newest
-            where.append("id_hi <= ?")
-            params.append(_INT64_LIMIT - 1)
-        source = "logs"
-        if key.index is not None:
-            source = f"logs INDEXED BY {INDEX_FOR_KEY[key.index]}"
-            where.append(f"{key.index} = ?")
-            params.append(key.value)
-            if key.index in SPARSE_CONDITION:
-                where.append(SPARSE_CONDITION[key.index])
-        if query.service is not None and key.index != "service":
-            where.append("service = ?")
-            params.append(query.service)
-        if query.log_type is not None and key.index != "log_type":
-            where.append("log_type = ?")
-            params.append(query.log_type)
-        if query.severities is not None and key.index != "severity":
-            where.append(f"severity IN ({', '.join('?' * len(query.severities))})")
-            params.extend(sorted(query.severities))
-        if query.contains:
-            # SQLite's lower() folds ASCII only; the lake and DynamoDB fold every letter. A Python function
-            # per row costs ~1.5x, so only a needle with other letters pays for it.
-            lower = "lower" if query.contains.isascii() else "unicode_lower"
-            where.append(f"instr({lower}(message), ?) > 0")
-            params.append(query.contains.lower())
-        order = "ORDER BY id_hi DESC, id_lo DESC"
-        sql = f"SELECT {COLUMNS} FROM {source} WHERE {' AND '.join(where)} {order} LIMIT ?"
-        params.append(query.limit)
-        return (r for r in map(stored, self.read(sql, params)) if r is not None)
+        return (r for r in map(stored, self.read(*recent_rows(key, query))) if r is not None)
 
     def count(self) -> int:
         return self._reader().execute("SELECT count(*) FROM logs").fetchone()[0]
@@ -438,103 +335,12 @@ class SQLiteHotStore(HotStore):
         """The time of the newest record (timestamped before `before_ms`, if given) after the `skip`
         newest, None when there are no more."""
         # As in scan(): not a text id written by hand.
-        below = _INT64_LIMIT if before_ms is None else min(smallest_high(before_ms), _INT64_LIMIT)
+        below = INT64_LIMIT if before_ms is None else min(smallest_high(before_ms), INT64_LIMIT)
         found = self.read(
             "SELECT id_hi FROM logs WHERE id_hi <= ? ORDER BY id_hi DESC, id_lo DESC LIMIT 1 OFFSET ?",
             (below - 1, skip),
         )
         return timestamp_of_high(int(found[0][0])) if found else None
-
-    @staticmethod
-    def delete_moved(
-        conn: sqlite3.Connection,
-        first: tuple[int, int],
-        last: tuple[int, int],
-        count: int,
-        ids: Iterable[tuple[int, int]],
-        client_ids: Sequence[tuple[str, int, int]],
-    ) -> None:
-        """In the lake's transaction (conn: the writer's), delete the `count` rows a flush round moved,
-        the oldest due, ids (id_hi, id_lo) from `first` to `last`, and keep their client ids (client id,
-        id_hi, id_lo), which still name the record for retries. Unless a late record arrived among them
-        since, that is the whole id range: a range delete, about three times faster than deleting row by
-        row, which is the fallback."""
-        conn.executemany(
-            "INSERT OR IGNORE INTO flushed_client_ids (client_id, id_hi, id_lo) VALUES (?, ?, ?)", client_ids
-        )
-        bounds = (*first, *last)
-        in_range = "(id_hi, id_lo) >= (?, ?) AND (id_hi, id_lo) <= (?, ?)"
-        if conn.execute(f"SELECT count(*) FROM logs WHERE {in_range}", bounds).fetchone()[0] == count:
-            conn.execute(f"DELETE FROM logs WHERE {in_range}", bounds)
-        else:
-            conn.executemany("DELETE FROM logs WHERE id_hi = ? AND id_lo = ?", ids)
-
-    @staticmethod
-    def forget_flushed_client_ids(conn: sqlite3.Connection, before_ms: int) -> None:
-        """In the lake's transaction: client ids of records timestamped before `before_ms`, which
-        retention dropped, no longer name a record."""
-        conn.execute("DELETE FROM flushed_client_ids WHERE id_hi < ?", (smallest_high(before_ms),))
-
-    def _checkpoint_loop(self) -> None:
-        """Fold the WAL back into the database every CHECKPOINT_SECONDS, off the commit path, and see
-        whether the WAL or free pages should be given back.
-
-        PASSIVE never blocks the writer or readers; if it cannot finish (a long read holds old
-        pages) the next round continues. But it never rewinds the WAL either, and while writes keep
-        coming the writer finds no moment to do it itself: the WAL only grows (1.7 GB after loading
-        10M records), and every page lookup walks its index, one hash table per 4,096 frames, which
-        made a lake flush's commits three times slower. So once the WAL is past WAL_RESTART_FRAMES,
-        the writer thread is asked to rewind it between two commits (RESTART: the WAL file is then cut
-        to journal_size_limit); once writes pause (no new frame for WAL_IDLE_SECONDS, all of them
-        copied), to empty it (TRUNCATE: the file goes to zero bytes). Free pages go back in pieces
-        (_give_back) when sqlite_space says so, once no more were freed for RECLAIM_SETTLE_SECONDS:
-        not while a flush is still deleting, which would move pages it is about to free. Errors are
-        left to the writer to report: a checkpoint that fails now (disk full) is simply retried."""
-        conn = self._connect()
-        wal_written, pages_freed = LastChange(), LastChange()
-        try:
-            while not self._stopping.wait(CHECKPOINT_SECONDS):
-                with contextlib.suppress(sqlite3.Error):
-                    _busy, wal_frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    wal_quiet_s = wal_written.seconds_since(wal_frames)
-                    if wal_frames > WAL_RESTART_FRAMES:
-                        self._queue_once(self._rewind_queued, lambda: self._checkpoint_on_writer("RESTART"))
-                    elif 0 < wal_frames == copied and wal_quiet_s >= WAL_IDLE_SECONDS:
-                        self._queue_once(self._rewind_queued, lambda: self._checkpoint_on_writer("TRUNCATE"))
-                    free, pages = free_pages(conn)
-                    settled_s = pages_freed.seconds_since(free, rises_only=True)
-                    if reclaim_due(free, pages) and settled_s >= RECLAIM_SETTLE_SECONDS:
-                        self._queue_once(self._give_back_queued, self._give_back)
-        finally:
-            conn.close()
-
-    def _queue_once(self, queued: threading.Event, job: Callable[[], None]) -> None:
-        if not queued.is_set():
-            queued.set()
-            self._jobs.put(job)
-
-    def _checkpoint_on_writer(self, mode: str) -> None:
-        """On the writer thread, between commits: a RESTART or TRUNCATE checkpoint copies what PASSIVE
-        has not yet and waits for readers of old frames, so that the next commit starts the WAL from
-        its beginning. It waits at most 100 ms for them (writes wait meanwhile), else it is tried again."""
-        try:
-            with contextlib.suppress(sqlite3.Error):
-                self._writer.execute("PRAGMA busy_timeout = 100")
-                self._writer.execute(f"PRAGMA wal_checkpoint({mode})")
-        finally:
-            self._writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._rewind_queued.clear()
-
-    def _give_back(self) -> None:
-        """On the writer thread, between commits: give RECLAIM_PAGES_PER_TURN free pages back, then
-        queue the next piece behind the writes that arrived meanwhile, until none is left."""
-        left = 0
-        with contextlib.suppress(sqlite3.Error):
-            left = give_back(self._writer, RECLAIM_PAGES_PER_TURN)
-        if left and not self._stopping.is_set():
-            self._jobs.put(self._give_back)
-        else:
-            self._give_back_queued.clear()
 
     def close(self) -> None:
         self._stopping.set()

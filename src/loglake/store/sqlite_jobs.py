@@ -1,4 +1,5 @@
-"""A write waiting for the SQLite hot store's writer thread, and how its caller learns the outcome.
+"""A write waiting for the SQLite hot store's writer thread, how a group of them is written in one transaction
+(a record whose client id was stored before answered with the earlier id), and how its caller learns the outcome.
 
 A thread's caller (the CLI, the lake, tests) holds a concurrent Future. A coroutine on an event loop
 (the server's ingest) holds an asyncio future of its loop instead: the writer settles all such waiters
@@ -10,11 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
+from loglake.ids import format_uuid, join_id
 from loglake.model import NewRecord
-from loglake.store.sqlite_rows import encode_rows
+from loglake.store.sqlite_rows import (
+    FLUSHED_CLIENT_ID,
+    INSERT_JSON_ROWS,
+    INSERT_ONE_ROW,
+    encode_rows,
+    join_arrays,
+    row_values,
+)
 
 Outcome = list[bytes] | BaseException  # the stored ids, or why the write failed
 
@@ -28,6 +38,54 @@ class WriteJob:
         self.future: Future[list[bytes]] | None = Future() if waiter is None else None
         # None: records with client ids (checked against the store first, in the transaction) or NULs.
         self.payload = encode_rows(records)
+
+
+def write_group(conn: sqlite3.Connection, group: list[WriteJob], rollback: Callable[[], None]) -> list[list[bytes]]:
+    """Write a group of jobs on the writer's connection, in one transaction (rollback() undoes a failed one):
+    the ids to answer each job."""
+    if all(job.payload is not None for job in group):
+        # The common case is one statement, which SQLite commits atomically on its own: one
+        # GIL hand-off for the whole group instead of three (BEGIN, INSERT, COMMIT).
+        conn.execute(INSERT_JSON_ROWS, (join_arrays([job.payload for job in group]),))
+        return [[r.log_id for r in job.records] for job in group]
+    payloads: list[bytes] = []
+    results: list[list[bytes]] = []
+    seen: dict[bytes, bytes] = {}
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for job in group:
+            if job.payload is not None:
+                payloads.append(job.payload)
+                results.append([r.log_id for r in job.records])
+            else:
+                fresh: list[NewRecord] = []
+                results.append([_answered_id(conn, r, fresh, seen) for r in job.records])
+                conn.executemany(INSERT_ONE_ROW, map(row_values, fresh))
+        if payloads:
+            conn.execute(INSERT_JSON_ROWS, (join_arrays(payloads),))
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback()
+        raise
+    return results
+
+
+def _answered_id(conn: sqlite3.Connection, record: NewRecord, fresh: list[NewRecord], seen: dict) -> bytes:
+    """The id to answer for a record: an earlier one if its client id was already stored."""
+    if record.client_id is None:
+        fresh.append(record)
+        return record.log_id
+    existing = seen.get(record.client_id)
+    if existing is None:
+        text = format_uuid(record.client_id)
+        found = conn.execute("SELECT id_hi, id_lo FROM logs WHERE client_id = ?", (text,)).fetchone()
+        found = found or conn.execute(FLUSHED_CLIENT_ID, (text,)).fetchone()
+        existing = join_id(*found) if found else None
+    if existing is not None:
+        return existing
+    seen[record.client_id] = record.log_id
+    fresh.append(record)
+    return record.log_id
 
 
 def fail(jobs: Sequence[WriteJob], error: BaseException) -> None:

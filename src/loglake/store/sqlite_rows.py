@@ -18,6 +18,7 @@ from loglake.ids import (
     split_id,
 )
 from loglake.model import NewRecord, StoredRecord
+from loglake.store.base import RecentQuery, ScanKey
 
 # The hot store's schema history: append, never edit; user_version counts the steps applied. Steps 2, 3
 # and 5 created the lake's and the Amplify collector's tables before each package kept its own schema
@@ -63,6 +64,7 @@ MIGRATIONS = [
     """,
 ]
 
+INT64_LIMIT = 1 << 63  # ids we mint start with a 48-bit time: their high half is below this
 COLUMNS = "id_hi, id_lo, timestamp, service, log_type, severity, message, attributes, client_id, trace_id, span_id"
 INDEX_FOR_KEY = {"service": "logs_by_service", "log_type": "logs_by_log_type", "severity": "logs_by_severity"}
 # A partial index is only used when the query repeats its condition literally.
@@ -175,3 +177,45 @@ def due_rows(before_ms: int, after: tuple[int, int] | None, limit: int) -> tuple
         f"SELECT {COLUMNS} FROM logs WHERE {where} ORDER BY id_hi, id_lo LIMIT ?",
         [*(after or ()), smallest_high(before_ms), limit],
     )
+
+
+def recent_rows(key: ScanKey, query: RecentQuery) -> tuple[str, list]:
+    """The SQL and parameters of a store scan (HotStore.scan): the newest records matching the query, through
+    the index of `key` when it names one."""
+    where = ["(id_hi, id_lo) >= (?, ?)"]
+    params: list = [*split_id(lower_bound(query.since_ms))]
+    upper = query.before_id
+    if query.until_ms is not None:
+        until = lower_bound(query.until_ms)
+        upper = until if upper is None else min(upper, until)
+    if upper is not None:
+        where.append("(id_hi, id_lo) < (?, ?)")
+        params.extend(split_id(upper))
+    else:  # SQLite orders text after every number: a row given a text id by hand is not the newest
+        where.append("id_hi <= ?")
+        params.append(INT64_LIMIT - 1)
+    source = "logs"
+    if key.index is not None:
+        source = f"logs INDEXED BY {INDEX_FOR_KEY[key.index]}"
+        where.append(f"{key.index} = ?")
+        params.append(key.value)
+        if key.index in SPARSE_CONDITION:
+            where.append(SPARSE_CONDITION[key.index])
+    if query.service is not None and key.index != "service":
+        where.append("service = ?")
+        params.append(query.service)
+    if query.log_type is not None and key.index != "log_type":
+        where.append("log_type = ?")
+        params.append(query.log_type)
+    if query.severities is not None and key.index != "severity":
+        where.append(f"severity IN ({', '.join('?' * len(query.severities))})")
+        params.extend(sorted(query.severities))
+    if query.contains:
+        # SQLite's lower() folds ASCII only; the lake and DynamoDB fold every letter. A Python function
+        # per row costs ~1.5x, so only a needle with other letters pays for it.
+        lower = "lower" if query.contains.isascii() else "unicode_lower"
+        where.append(f"instr({lower}(message), ?) > 0")
+        params.append(query.contains.lower())
+    order = "ORDER BY id_hi DESC, id_lo DESC"
+    params.append(query.limit)
+    return f"SELECT {COLUMNS} FROM {source} WHERE {' AND '.join(where)} {order} LIMIT ?", params

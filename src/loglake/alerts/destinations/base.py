@@ -18,9 +18,9 @@ import msgspec
 from loglake.alerts.db import EVENT_KINDS
 from loglake.alerts.redact import RedactItem
 from loglake.alerts.secrets import SecretRef, Secrets, TextOrSecret
-from loglake.model import format_datetime
 from loglake.retry import retry_after_seconds
 from loglake.rules.model import Duration
+from loglake.times import format_datetime
 from loglake.urls import is_http_url
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from loglake.alerts.db import EVENT_KINDS
 from loglake.alerts.destinations.base import DestinationConfig, Notice, SendContext, json_body, url_problem
 from loglake.alerts.secrets import SecretRef
-from loglake.model import format_datetime
+from loglake.times import format_datetime
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 SEVERITIES = {"critical": "critical", "high": "error", "medium": "warning", "low": "info", "informational": "info"}

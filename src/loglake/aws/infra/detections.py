@@ -32,7 +32,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from loglake.alerts.dynamodb import UNQUEUED_INDEX
+from loglake.alerts.dynamodb_outbox import UNQUEUED_INDEX
 from loglake.aws.deployment import DeploymentConfigError, DetectionSettings
 from loglake.aws.detections import BUNDLE_DIR, TOPIC_LEVELS
 from loglake.aws.infra.catalog import Catalog

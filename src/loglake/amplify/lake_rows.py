@@ -1,0 +1,155 @@
+"""An Amplify collection's rows into the lake: Parquet parts, one per event date, of the rows whose request id
+the lake does not hold yet, published in one catalog transaction with the app's watermark."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from loglake.amplify.parse import MAX_EXAMPLES, ParsedLog
+from loglake.amplify.run_reports import AppReport, epoch_ms
+from loglake.amplify.schema import AMPLIFY_SCHEMA
+from loglake.lake.flush import Step, publish
+from loglake.lake.layout import amplify_access_key, new_part_name, partition_prefix, partitions_of
+from loglake.lake.manifest import LakeFile, list_files, reading
+from loglake.lake.objectstore import ObjectStore
+from loglake.lake.parts import by_utc_day, file_name
+from loglake.lake.schema import LAKE_SCHEMA
+from loglake.lake.scratch import new_work_folder
+from loglake.lake.tables import AMPLIFY_ACCESS_TABLE
+from loglake.lake.writers import WriterLock
+from loglake.store.sqlite import SQLiteHotStore
+from loglake.times import DAY_MS
+
+ROW_GROUP_ROWS = 64 * 1024
+
+
+def use_schemas(store: SQLiteHotStore) -> None:
+    """The collector's tables, and the lake catalog it adds its files to."""
+    store.use_schema(LAKE_SCHEMA)
+    store.use_schema(AMPLIFY_SCHEMA)
+
+
+def store_rows(
+    store: SQLiteHotStore,
+    lake: ObjectStore,
+    app: str,
+    parsed: list[ParsedLog],
+    report: AppReport,
+    now_ms: int,
+    watermark: datetime | None = None,
+    on_step: Step = lambda step: None,
+) -> None:
+    """Add the rows that are not in the lake yet as Parquet parts, one per event date, and move the
+    app's watermark (if given), in one catalog transaction. The round is journaled under a writer
+    identity (lake/writers.py): a collection runs outside the maintenance lock, and maintenance must
+    not undo its round while it is under way (`on_step`: the steps of flush.publish, for tests)."""
+    use_schemas(store)
+    work = new_work_folder(store.path.parent, "amplify-")
+    try:
+        with reading(store):  # the partitions' stored parts are read to drop rows already there
+            files = new_parts(lake, app, parsed, report, now_ms, work, lambda prefix: _catalogued(store, prefix))
+
+        def finish(conn: sqlite3.Connection) -> None:
+            if watermark is not None:
+                conn.execute(
+                    "INSERT INTO amplify_watermarks (app, until_ms, updated_ms) VALUES (?, ?, ?)"
+                    " ON CONFLICT (app) DO UPDATE SET until_ms = max(until_ms, excluded.until_ms),"
+                    " updated_ms = excluded.updated_ms",
+                    (app, epoch_ms(watermark), now_ms),
+                )
+
+        writer = WriterLock(store.path.parent)
+        try:
+            publish(store, lake, work, files, now_ms, on_step, finish, writer.hold()).result()
+        finally:
+            writer.release()  # an entry left by a failed round is recovery's to undo from now on
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def new_parts(
+    lake: ObjectStore,
+    app: str,
+    parsed: list[ParsedLog],
+    report: AppReport,
+    now_ms: int,
+    work: Path,
+    stored_keys: Callable[[str], list[str]],
+) -> list[LakeFile]:
+    """The parts (written to `work`, one per event date) of the rows whose request id the partition
+    does not hold yet; `stored_keys(prefix)` names the partition's stored parts. Tallies the report."""
+    for log in parsed:
+        report.malformed += log.malformed.count
+        report.duplicates += log.duplicates
+        report.outside += log.outside
+        room = MAX_EXAMPLES - len(report.malformed_examples)
+        report.malformed_examples.extend(log.malformed.examples[: max(room, 0)])
+    table = pa.concat_tables([log.table for log in parsed]) if parsed else None
+    files: list[LakeFile] = []
+    if table is not None and table.num_rows:
+        for day, of_day in by_utc_day(table):
+            prefix = partition_prefix(AMPLIFY_ACCESS_TABLE.directory, app=app, date=day)
+            rows = _without_stored(lake, stored_keys(prefix), of_day, report)
+            if rows.num_rows:
+                files.append(_write_part(rows, amplify_access_key(app, day, new_part_name(now_ms)), work))
+    report.rows += sum(f.records for f in files)
+    return files
+
+
+def _catalogued(store: SQLiteHotStore, prefix: str) -> list[str]:
+    day = partitions_of(prefix)["date"]
+    return [f.key for f in _files_of_day(store, day) if f.key.startswith(prefix)]
+
+
+def _without_stored(lake: ObjectStore, keys: list[str], rows: pa.Table, report: AppReport) -> pa.Table:
+    """`rows` less those whose request id the given stored parts hold already."""
+    if not keys:
+        return rows
+    stored = pa.concat_arrays(
+        [
+            pq.read_table(io.BytesIO(lake.get(key)), columns=["x_edge_request_id"]).column(0).combine_chunks()
+            for key in keys
+        ]
+    )
+    kept = rows.filter(pc.invert(pc.is_in(rows.column("x_edge_request_id"), value_set=stored)))
+    report.duplicates += rows.num_rows - kept.num_rows
+    return kept
+
+
+def _files_of_day(store: SQLiteHotStore, day: str) -> list[LakeFile]:
+    start = epoch_ms(datetime.fromisoformat(day).replace(tzinfo=UTC))
+    return list_files(store.read, AMPLIFY_ACCESS_TABLE.name, start, start + DAY_MS)
+
+
+def _write_part(rows: pa.Table, key: str, work: Path) -> LakeFile:
+    rows = rows.sort_by([("timestamp", "ascending")])
+    path = work / file_name(key)
+    pq.write_table(
+        rows,
+        path,
+        compression="zstd",
+        row_group_size=ROW_GROUP_ROWS,
+        use_dictionary=[
+            c for c in rows.column_names if c not in ("x_edge_request_id", "timestamp", "cs_cookie", "cs_uri_query")
+        ],
+    )
+    span = pc.min_max(rows.column("timestamp").cast(pa.int64()))
+    day = partitions_of(key)["date"]
+    return LakeFile(
+        key,
+        AMPLIFY_ACCESS_TABLE.name,
+        day,
+        span["min"].as_py(),
+        span["max"].as_py(),
+        rows.num_rows,
+        path.stat().st_size,
+    )

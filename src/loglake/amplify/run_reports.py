@@ -1,0 +1,65 @@
+"""What a collection run reports (each app's windows, rows, retries and errors; stored for `loglake amplify
+status`), and how reports, windows and watermarks show a time."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+
+@dataclass
+class AppReport:
+    app: str
+    windows: int = 0
+    windows_ok: int = 0
+    windows_failed: int = 0
+    rows: int = 0  # stored in the lake
+    duplicates: int = 0  # skipped: already in this export or in the lake
+    malformed: int = 0
+    outside: int = 0  # outside the window (the API answers whole hours)
+    bytes: int = 0  # downloaded
+    retries: int = 0
+    splits: int = 0
+    errors: list[str] = field(default_factory=list)
+    malformed_examples: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.windows_failed == 0
+
+
+@dataclass
+class RunReport:
+    started: str
+    finished: str = ""
+    apps: list[AppReport] = field(default_factory=list)
+    expired_partitions: int = 0  # amplify_access (app, date) partitions past logRetention.days
+    expired_exports: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(a.ok for a in self.apps)
+
+    def to_dict(self) -> dict:
+        return {
+            "started": self.started,
+            "finished": self.finished,
+            "ok": self.ok,
+            "apps": [asdict(a) for a in self.apps],
+        }
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """2026-11-16T00:00:00Z: how reports, windows and watermarks show a time."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,122 @@
+"""`loglake` commands that keep the lake of a data dir in shape (the server does the same in the background):
+flush, compact, retention; and catalog, the entries other engines read the lake with."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from loglake.cli_lake import local_lake
+from loglake.cli_options import CONTEXT
+from loglake.config import env_name
+from loglake.lake.compact import CompactReport
+
+maintenance_data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=env_name("data_dir"),
+    required=True,
+    help=f"loglake's data folder [env {env_name('data_dir')}]; lake settings come from LOGLAKE_* and LOGLAKE_CONFIG.",
+)
+
+
+@click.command(context_settings=CONTEXT)
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Move every hot record, not only those the policy says are due, then merge every day's small files "
+    "(as `loglake compact` does): the lake in its final shape.",
+)
+@click.option(
+    "--older-than",
+    type=click.IntRange(0),
+    default=None,
+    help="Move records older than this many seconds (default: the settings' hot_window_seconds).",
+)
+@maintenance_data_dir_option
+def flush(everything: bool, older_than: int | None, data_dir: Path) -> None:
+    """Move records from the hot store into the lake now (the server also does this in the background)."""
+    overrides = {"hot_window_seconds": older_than} if older_than is not None else {}
+    with local_lake(data_dir, overrides) as lake:
+        with lake.maintenance(wait=False) as holding:
+            if not holding:
+                click.echo("another loglake process is maintaining this lake; waiting for it...", err=True)
+        with lake.maintenance():
+            due = lake.count_due(everything)
+            with click.progressbar(length=due, label="flushing", file=sys.stderr, show_pos=True) as bar:
+                report = lake.flush(everything, progress=bar.update)
+            merged = lake.compact() if everything else None
+            lake.collect_garbage()  # the tables' manifests list the new files
+    rate = f" ({report.records / report.seconds:,.0f} records/s)" if report.seconds >= 1 else ""
+    moved = f"moved {report.records:,} records into {len(report.objects)} lake file(s)"
+    click.echo(f"{moved} in {report.seconds:.1f} s{rate}")
+    if merged is not None:
+        click.echo(_merged_text(merged))
+
+
+@click.command(context_settings=CONTEXT)
+@maintenance_data_dir_option
+def compact(data_dir: Path) -> None:
+    """Merge each day's small lake files into larger ones (the server does this in the background)."""
+    with local_lake(data_dir) as lake, lake.maintenance():
+        report = lake.compact()
+        lake.collect_garbage()  # the replaced files, unless a query is reading them
+    click.echo(_merged_text(report))
+
+
+def _merged_text(report: CompactReport) -> str:
+    return (
+        f"merged {report.merged_files} file(s) ({report.records:,} records) into {len(report.written_files)} "
+        f"in {report.seconds:.1f} s"
+    )
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--dry-run", is_flag=True, help="Only list the partitions that would be deleted.")
+@click.option("--days", type=click.IntRange(0), default=None, help="Keep this many days (default: retention_days).")
+@maintenance_data_dir_option
+def retention(dry_run: bool, days: int | None, data_dir: Path) -> None:
+    """Delete lake partitions older than retention_days (default 365; the server does this daily)."""
+    overrides = {"retention_days": days} if days is not None else {}
+    with local_lake(data_dir, overrides) as lake, lake.maintenance():
+        if not lake.policy.retention_days:
+            click.echo("retention_days is 0: the lake keeps everything")
+            return
+        expired = lake.expired_partitions() if dry_run else lake.expire()
+        cutoff = lake.retention_cutoff()
+        if not dry_run:
+            lake.collect_garbage()
+        waiting = lake.store.read("SELECT count(*) FROM lake_garbage")[0][0]
+    verb = "would delete" if dry_run else "deleted"
+    days = lake.policy.retention_days
+    click.echo(f"keeping {cutoff} on (today, UTC, and the {days} days before); {verb} {len(expired)} partition(s)")
+    for p in expired:
+        click.echo(f"  {p.table}  date={p.day}  {p.files} file(s)  {p.records:,} records  {p.bytes / 1e6:.1f} MB")
+    if waiting and not dry_run:
+        click.echo(f"({waiting} object(s) that a running query may be reading go when it ends, in minutes at most)")
+
+
+@click.group(context_settings=CONTEXT)
+def catalog() -> None:
+    """Catalog entries so other engines (Athena, Trino, Spark) read the lake in place."""
+
+
+@catalog.command("ddl", context_settings=CONTEXT)
+@click.option("--engine", type=click.Choice(["athena"]), default="athena", show_default=True)
+@click.option("--location", required=True, help="Where the lake is, e.g. s3://bucket/prefix.")
+@click.option("--database", default="loglake", show_default=True, help="Glue/Athena database name.")
+@click.option("--since", default="2020-01-01", show_default=True, help="First day of the date partition projection.")
+def catalog_ddl(engine: str, location: str, database: str, since: str) -> None:
+    """Print CREATE EXTERNAL TABLE statements (with partition projection: no crawler, no MSCK REPAIR)."""
+    from loglake.lake.catalog import CatalogError, athena_ddl
+
+    try:
+        click.echo(athena_ddl(location, database=database, since=since))
+    except CatalogError as e:
+        raise click.ClickException(str(e)) from None
+
+
+COMMANDS = (flush, compact, retention, catalog)
