@@ -28,6 +28,7 @@ from loglake.cli_options import (
     print_record_row,
     printable,
     say_none_found,
+    say_waiting,
     settings_options,
     url_option,
 )
@@ -288,14 +289,11 @@ def _follow(
     records for this follow, and wait for it while it cannot be reached (a restart). A record can come
     twice (committed while the first page was read, or in the look back after a restart): it prints once."""
 
-    def waiting(error: Exception, pause: float) -> None:
-        click.echo(f"loglake: {printable(error)}; asking again in {pause:.1f} s", err=True)
-
     more = False
     while True:
         if not more:
             time.sleep(interval)
-        page = client.recent({**filters, "after": cursor, "limit": MAX_PAGE_LIMIT}, wait_for_server=waiting)
+        page = client.recent({**filters, "after": cursor, "limit": MAX_PAGE_LIMIT}, wait_for_server=say_waiting)
         if page["gap"] is not None:
             click.echo(f"loglake: {printable(page['gap']['message'])}", err=True)
         for record in page["logs"]:

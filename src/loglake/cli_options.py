@@ -176,6 +176,11 @@ def print_record_row(record: dict) -> None:
     click.echo(click.style(head, fg=colour) + message if colour else head + message)
 
 
+def say_waiting(error: Exception, pause: float) -> None:
+    """Say on stderr why a command that outlives its server's restarts waits, and for how long."""
+    click.echo(f"loglake: {printable(error)}; asking again in {pause:.1f} s", err=True)
+
+
 def say_none_found(matching: str, since: str | None, until: str | None) -> None:
     """Say on stderr that no record was found, where grep-like tools say nothing (the exit status stays 0): a
     blank answer leaves a person wondering whether the search ran, and over which time. `matching`: what
