@@ -75,6 +75,23 @@ INDEX_PARAMS = frozenset(
     }
 )
 CREATE_PARAMS = INDEX_PARAMS - {"op_type"}
+# An index's own APIs, `/{index}`: get (GET, and HEAD: exists), create (PUT) and delete (DELETE).
+INDEX_GET_PARAMS = frozenset(
+    {
+        "allow_no_indices",
+        "expand_wildcards",
+        "features",
+        "flat_settings",
+        "ignore_unavailable",
+        "include_defaults",
+        "local",
+        "master_timeout",
+    }
+)
+INDEX_CREATE_PARAMS = frozenset({"master_timeout", "timeout", "wait_for_active_shards"})
+INDEX_DELETE_PARAMS = frozenset(
+    {"allow_no_indices", "expand_wildcards", "ignore_unavailable", "master_timeout", "timeout"}
+)
 # What Beats and Logstash install before sending, by path: the parameters of its GET (and HEAD), and of its PUT.
 SETUP_PARAMS = {
     "_index_template": (
