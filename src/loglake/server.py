@@ -125,19 +125,20 @@ def _serve(settings: Settings, out: TextIO) -> None:
     sock = bind(settings)
     _limit_malloc_arenas()  # before the app starts its threads
     try:
-        ensure_first_key(settings, out)
         app = LoglakeApp.from_settings(settings)
     except BaseException:
         sock.close()
         raise
     syslog = app.runtime.syslog
-    if syslog is not None:
-        try:
-            syslog.bind()  # a port in use is said now, not once the server runs
-        except BaseException:
-            app.close()
-            sock.close()
-            raise
+    try:
+        if syslog is not None:
+            syslog.bind()  # a port in use, or a TLS key that is not the certificate's, is said now
+        # Last: the key is shown only once, so a start that fails after showing it would lose it.
+        ensure_first_key(settings, out)
+    except BaseException:
+        app.close()
+        sock.close()
+        raise
     _tune_gc()
     auth = "API keys / SigV4" if settings.auth else "DISABLED (loopback only)"
     print(

@@ -11,6 +11,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -373,3 +374,33 @@ def test_a_syslog_port_in_use_stops_the_server_with_a_clear_error(tmp_path: Path
                 server.start()
         finally:
             server.log.close()
+
+
+def test_a_first_start_that_fails_on_its_tls_files_shows_no_admin_key(
+    certificates: Certificates, tmp_path: Path
+) -> None:
+    """The first-start key is shown once: a start that showed it, then failed on its settings, lost it."""
+    wrong = tmp_path / "wrong.key"
+    other = ec.generate_private_key(ec.SECP256R1())
+    wrong.write_bytes(
+        other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    data = tmp_path / "fresh"
+    listener = ("--syslog-tcp", f"127.0.0.1:{free_port()}", "--syslog-tls-cert", str(certificates.cert))
+    serve = [sys.executable, "-m", "loglake", "serve", "--data-dir", str(data), "--port", str(free_port())]
+    failed = subprocess.run(
+        [*serve, *listener, "--syslog-tls-key", str(wrong)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failed.returncode == 1 and "KEY_VALUES_MISMATCH" in failed.stderr, failed.stderr
+    assert "llk_" not in failed.stdout + failed.stderr and "First start" not in failed.stdout
+    server = ServerProcess(
+        data, free_port(), tmp_path / "fixed.log", (*listener, "--syslog-tls-key", str(certificates.key))
+    )
+    try:
+        server.start(timeout=60)
+        assert "First start: created the admin API key" in server.log_path.read_text()
+    finally:
+        server.stop()
