@@ -5,6 +5,7 @@ stored surviving kill -9."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import shutil
@@ -249,6 +250,26 @@ def test_tls_with_a_test_certificate(syslog_server: Callable[..., ServerProcess]
     assert (log["service"], log["message"]) == ("secure", "over tls\nwith a newline")
     time.sleep(0.5)  # past a commit interval: the plain connection's line would have been committed by now
     assert [log["service"] for log in recent(server)] == ["secure"]
+
+
+def test_failed_tls_handshakes_are_counted_and_said_once_a_minute(
+    syslog_server: Callable[..., ServerProcess], certificates: Certificates
+) -> None:
+    """Plain syslog sent to the TLS port (or a scanner): the event loop dropped such a connection without a word."""
+    port = free_port()
+    server = syslog_server(*tls_listening(port, certificates))
+    for attempt in range(3):
+        with socket.create_connection(("127.0.0.1", port)) as plain:
+            plain.settimeout(10)
+            plain.sendall(b"<14>1 - h plain - - - not over tls %d\n" % attempt)
+            with contextlib.suppress(ConnectionResetError):
+                assert plain.recv(100) == b""  # closed by the server once the handshake failed
+    failures = "loglake_syslog_tls_handshake_failures_total"
+    assert settled_metric(server, failures, 3) == 3
+    said = [line for line in server.log_path.read_text().splitlines() if "TLS handshake from 127.0.0.1 failed" in line]
+    assert len(said) == 1, said  # the next two within the minute are not said: a scanner cannot flood the log
+    assert "WRONG_VERSION_NUMBER" in said[0] or "wrong version number" in said[0], said
+    assert metric(server, REJECTED) == 0 and recent(server) == []
 
 
 @pytest.mark.skipif(
