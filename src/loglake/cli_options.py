@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from loglake.config import Settings, env_name, option_fields
+from loglake.config import Settings, env_name, flag_name, option_fields
 from loglake.lake.stop import INTERRUPTED, Stop
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -207,7 +207,7 @@ def settings_options(prefix: str = "") -> Callable[[Any], Any]:
 
     def decorate(command: Any) -> Any:
         for f in reversed([f for f in option_fields() if f.name.startswith(prefix)]):
-            flag = "--" + f.name.replace("_", "-")
+            flag = flag_name(f.name)
             help_text = f"{f.metadata['help']} [env {env_name(f.name)}; default {_show_default(f.default)}]"
             if f.type == "bool":
                 decl = [f"{flag}/--no-{f.name.replace('_', '-')}", f.name]

@@ -27,8 +27,14 @@ from loglake.store.base import RecentQuery
         ({"LOGLAKE_SYSLOG_UDP": "host:port"}, "syslog_udp: 'host:port' is not HOST:PORT"),
         ({"LOGLAKE_SYSLOG_UDP": "70000"}, "syslog_udp: '70000' is not HOST:PORT"),
         ({"LOGLAKE_SYSLOG_ALLOW": "10.0.0.0/8,nonsense"}, "syslog_allow: 'nonsense' is not an IP address"),
-        ({"LOGLAKE_SYSLOG_TCP": "5514", "LOGLAKE_SYSLOG_TLS_CERT": "c.pem"}, "syslog_tls_cert and syslog_tls_key go"),
-        ({"LOGLAKE_SYSLOG_TLS_CERT": "c.pem", "LOGLAKE_SYSLOG_TLS_KEY": "k.pem"}, "set syslog_tcp too"),
+        (
+            {"LOGLAKE_SYSLOG_TCP": "5514", "LOGLAKE_SYSLOG_TLS_CERT": "c.pem"},
+            r"--syslog-tls-cert \(LOGLAKE_SYSLOG_TLS_CERT\) and --syslog-tls-key \(LOGLAKE_SYSLOG_TLS_KEY\) go",
+        ),
+        (
+            {"LOGLAKE_SYSLOG_TLS_CERT": "c.pem", "LOGLAKE_SYSLOG_TLS_KEY": "k.pem"},
+            r"set --syslog-tcp \(LOGLAKE_SYSLOG_TCP\) too",
+        ),
         ({"LOGLAKE_SYSLOG_RATE_LIMIT": "0"}, "syslog_rate_limit must be positive"),
     ],
 )

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from loglake.config import ConfigError, Settings, parse_listen_address, parse_networks
+from loglake.config import ConfigError, Settings, as_typed, parse_listen_address, parse_networks
 from loglake.model import Limits, TimeBounds
 from loglake.protocols.syslog_batches import SyslogBatch, parse_batch
 from loglake.protocols.syslog_commits import Allowance, Batcher, SyslogTally
@@ -358,8 +358,8 @@ def _bind(address: tuple[str, int], kind: int, setting: str) -> socket.socket:
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:
-            raise ConfigError(f"{setting}: port {port} on {host} is already in use; pick another port") from None
-        raise ConfigError(f"{setting}: cannot listen on {host}:{port}: {e.strerror}") from None
+            raise ConfigError(f"{as_typed(setting)}: port {port} on {host} is already in use; pick another") from None
+        raise ConfigError(f"{as_typed(setting)}: cannot listen on {host}:{port}: {e.strerror}") from None
     sock.setblocking(False)
     return sock
 
@@ -369,7 +369,8 @@ def _tls_context(cert: str, key: str) -> ssl.SSLContext:
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as e:
-        raise ConfigError(f"syslog_tls_cert/syslog_tls_key: cannot load {cert} and {key}: {e}") from None
+        files = f"{as_typed('syslog_tls_cert')}, {as_typed('syslog_tls_key')}"
+        raise ConfigError(f"{files}: cannot load {cert} and {key}: {e}") from None
     return context
 
 
