@@ -137,6 +137,15 @@ def test_keys_revoke_hides_the_key_unless_all(tmp_path: Path):
     assert again.exit_code != 0 and "no active key named 'drop'" in again.output
 
 
+def test_keys_revoke_of_the_last_admin_key_says_the_flag_that_revokes_it_anyway(tmp_path: Path):
+    assert run("keys", "create", "--name", "admin", "--scopes", "admin", "--data-dir", str(tmp_path)).exit_code == 0
+    refused = run("keys", "revoke", "admin", "--data-dir", str(tmp_path))
+    assert refused.exit_code == 1
+    assert "'admin' is the last active admin key; create another admin key first, or add --force" in refused.stderr
+    assert "from the CLI" not in refused.stderr  # (this is the CLI)
+    assert run("keys", "revoke", "admin", "--force", "--data-dir", str(tmp_path)).exit_code == 0
+
+
 def test_keys_create_refuses_a_duplicate_active_name(tmp_path: Path):
     assert run("keys", "create", "--name", "twice", "--data-dir", str(tmp_path)).exit_code == 0
     duplicate = run("keys", "create", "--name", "twice", "--data-dir", str(tmp_path))

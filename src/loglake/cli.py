@@ -37,7 +37,7 @@ from loglake.cli_send import COMMANDS as SEND_COMMANDS
 from loglake.cli_tail import COMMANDS as TAIL_COMMANDS
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, env_name, load_settings
-from loglake.keys import SCOPES, ApiKey, KeyStore, KeyStoreError, parse_scopes
+from loglake.keys import SCOPES, ApiKey, KeyStore, KeyStoreError, LastAdminKey, parse_scopes
 from loglake.model import MAX_PAGE_LIMIT
 
 
@@ -173,6 +173,8 @@ def keys_revoke(name: str, force: bool, data_dir: Path) -> None:
     store = _existing_keystore(data_dir)
     try:
         store.revoke(name, allow_last_admin=force)
+    except LastAdminKey as e:
+        raise click.ClickException(f"{e}, or add --force to revoke it anyway") from None
     except KeyStoreError as e:
         raise click.ClickException(str(e)) from None
     finally:
