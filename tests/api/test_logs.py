@@ -486,7 +486,7 @@ async def test_request_ids(client: httpx.AsyncClient) -> None:
 
 
 async def test_unknown_routes_and_methods(client: httpx.AsyncClient) -> None:
-    response = await client.get("/nope")
+    response = await client.get("/nope/nothing")  # (a single segment is an Elasticsearch index)
     assert response.status_code == 404 and error_of(response)["code"] == "not_found"
     response = await client.put("/logs", json={})
     assert response.status_code == 405 and response.headers["allow"] == "POST"
