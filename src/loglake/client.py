@@ -212,7 +212,6 @@ def _error(response: httpx.Response) -> ClientError:
         message, details = error["message"], error.get("details", [])
     except (ValueError, KeyError, TypeError):
         message, details = response.text[:200] or response.reason_phrase, []
-    hint = {401: " (check --api-key / LOGLAKE_API_KEY)", 403: " (the key needs another scope)"}.get(
-        response.status_code, ""
-    )
+    # (A 403 says itself what is missing: the scope it needs and how to make a key with it, or the browser origin.)
+    hint = " (check --api-key / LOGLAKE_API_KEY)" if response.status_code == 401 else ""
     return ClientError(f"HTTP {response.status_code}: {message}{hint}", response.status_code, details)
