@@ -35,6 +35,7 @@ from loglake.model import (
     format_datetime,
     is_valid_name,
 )
+from loglake.spelling import unknown_parameter
 from loglake.store.base import HotStore, RecentQuery, awaitable
 from loglake.times import DAY_MS, TimeFormatError, parse_duration, parse_time
 
@@ -284,7 +285,7 @@ def parse_recent_params(params: Mapping[str, str], now_ms: int, also_known: tupl
 
     for name in params:
         if name not in RECENT_PARAMS:
-            bad(name, f"unknown parameter; known: {', '.join(RECENT_PARAMS + also_known)}")
+            bad(name, unknown_parameter(name, RECENT_PARAMS + also_known))
 
     severities: frozenset[int] | None = None
     if params.get("severity"):
