@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from loglake import ids
-from loglake.times import DAY_MS, SMALLEST_PLAUSIBLE_MS, parse_iso8601
+from loglake.times import DAY_MS, LATEST_MS, SMALLEST_PLAUSIBLE_MS, finer_unit, parse_iso8601
 
 DEFAULT_SERVICE = "default"
 DEFAULT_LOG_TYPE = "application"
@@ -262,6 +262,9 @@ def _check_timestamp(index: int, value: Any, bounds: TimeBounds, problems: list[
     if ts < SMALLEST_PLAUSIBLE_MS:
         hint = "; it looks like epoch seconds, send milliseconds" if ts > 0 else ""
         problems.append(Problem(index, "timestamp", f"{ts} is before 1973-03-03{hint}"))
+    elif ts >= LATEST_MS and (finer := finer_unit(ts)) is not None:
+        unit, in_ms = finer
+        problems.append(Problem(index, "timestamp", f"{ts} looks like epoch {unit}; send milliseconds ({in_ms})"))
     elif ts > bounds.latest_ms:
         allowed = (bounds.latest_ms - now_ms) / 3_600_000
         problems.append(Problem(index, "timestamp", f"is more than {allowed:g} h in the future (check the clock)"))
