@@ -262,12 +262,14 @@ def _check_timestamp(index: int, value: Any, bounds: TimeBounds, problems: list[
     if ts < SMALLEST_PLAUSIBLE_MS:
         hint = "; it looks like epoch seconds, send milliseconds" if ts > 0 else ""
         problems.append(Problem(index, "timestamp", f"{ts} is before 1973-03-03{hint}"))
-    elif ts >= LATEST_MS and (finer := finer_unit(ts)) is not None:
-        unit, in_ms = finer
-        problems.append(Problem(index, "timestamp", f"{ts} looks like epoch {unit}; send milliseconds ({in_ms})"))
     elif ts > bounds.latest_ms:
-        allowed = (bounds.latest_ms - now_ms) / 3_600_000
-        problems.append(Problem(index, "timestamp", f"is more than {allowed:g} h in the future (check the clock)"))
+        finer = finer_unit(ts) if ts >= LATEST_MS else None
+        if finer is not None:  # the clock is right, the unit is not
+            unit, in_ms = finer
+            problems.append(Problem(index, "timestamp", f"{ts} looks like epoch {unit}; send milliseconds ({in_ms})"))
+        else:
+            allowed = (bounds.latest_ms - now_ms) / 3_600_000
+            problems.append(Problem(index, "timestamp", f"is more than {allowed:g} h in the future (check the clock)"))
     return ts
 
 
