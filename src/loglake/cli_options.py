@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import json
 import math
 import re
+import shlex
 import shutil
 import sys
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -174,6 +178,37 @@ def print_record_row(record: dict) -> None:
         message = message[: max(10, width - len(head) - 1)] + "…"
     colour = SEVERITY_COLOURS.get(record["severity"])
     click.echo(click.style(head, fg=colour) + message if colour else head + message)
+
+
+def path_from_here(path: Path) -> str:
+    """A path as a person types it from the current folder: relative under it (`.venv/bin/pip`, `.`), else
+    absolute; quoted for a shell."""
+    with contextlib.suppress(ValueError):
+        return shlex.quote(str(path.absolute().relative_to(Path.cwd())))
+    return shlex.quote(str(path.absolute()))
+
+
+def install_command(extra: str) -> str:
+    """The command that adds an extra (`aws`) to this installation, with its own pip: from its folder when it
+    is an editable install (a clone, as the README sets one up), else from the package index."""
+    pip = Path(sys.executable).with_name("pip")
+    installer = f"{path_from_here(pip)} install" if pip.exists() else f"{shlex.quote(sys.executable)} -m pip install"
+    source = editable_source()
+    if source is None:
+        return f"{installer} {shlex.quote(f'loglake[{extra}]')}"
+    return f"{installer} -e {shlex.quote(f'{path_from_here(source)}[{extra}]')}"
+
+
+def editable_source() -> Path | None:
+    """The folder an editable install of loglake runs from (pip's direct_url.json says), None for another."""
+    try:
+        found = json.loads(importlib.metadata.distribution("loglake").read_text("direct_url.json") or "{}")
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return None
+    url = found.get("url", "")
+    if not found.get("dir_info", {}).get("editable") or not url.startswith("file://"):
+        return None
+    return Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
 
 
 def say_waiting(error: Exception, pause: float) -> None:

@@ -22,7 +22,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from loglake import __version__
 from loglake.api.accesslog import AccessLog, LogRecords
 from loglake.api.app import LoglakeApp
-from loglake.cli_options import DEFAULT_URL
+from loglake.cli_options import DEFAULT_URL, path_from_here
 from loglake.config import ConfigError, Settings, env_name
 from loglake.keys import KeyStore
 from loglake.locks import HeldElsewhere, owned_lock
@@ -78,9 +78,7 @@ def loglake_command() -> str:
     found = shutil.which("loglake")
     if found and Path(found).resolve() == script.resolve():
         return "loglake"
-    with contextlib.suppress(ValueError):  # under the current folder: the shorter path
-        return shlex.quote(str(script.absolute().relative_to(Path.cwd())))
-    return shlex.quote(str(script.absolute()))
+    return path_from_here(script)
 
 
 def bind(settings: Settings) -> socket.socket:
