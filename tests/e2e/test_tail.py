@@ -266,9 +266,14 @@ def _eventually(check: Callable[[], bool]) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize(
+    ("stop", "ended"),
+    [("stop", "(the server is stopping); reconnecting"), ("kill", "(lost loglake at http://127.0.0.1:")],
+)
 def test_loglake_tail_waits_out_a_restart_of_the_server_and_goes_on(
-    server_factory: Callable[..., ServerProcess], admin_key_of: Callable[[ServerProcess], str]
+    server_factory: Callable[..., ServerProcess], admin_key_of: Callable[[ServerProcess], str], stop: str, ended: str
 ) -> None:
+    """Stopped (the server ends the stream) or killed (the stream is lost): either way the tail goes on."""
     server = server_factory(None, "--access-log", "off")
     key = admin_key_of(server)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
@@ -280,14 +285,14 @@ def test_loglake_tail_waits_out_a_restart_of_the_server_and_goes_on(
             threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
             threading.Thread(target=lambda: [said.append(line) for line in process.stderr], daemon=True).start()
             assert _printed_while_sending(server, key, lines, "restartme before")
-            server.stop()
+            getattr(server, stop)()
             server.start()
             assert _printed_while_sending(server, key, lines, "restartme after")
             assert process.poll() is None  # still tailing
             process.send_signal(signal.SIGINT)
             assert process.wait(WAIT_S) == 0
             stderr = "".join(said)
-            assert "the tail ended (the server is stopping); reconnecting" in stderr, stderr
+            assert f"loglake: the tail ended {ended}" in stderr and "reconnecting" in stderr, stderr
             assert "the tail is back" in stderr and "are not shown" in stderr, stderr
             assert "Traceback" not in stderr
         finally:
