@@ -85,3 +85,13 @@ def test_a_bad_value_is_named_where_it_was_given(tmp_path: Path) -> None:
         load_settings(config_file=config, environ={})
     with pytest.raises(ConfigError, match="got 'ten' \\(--query-threads\\)"):
         load_settings({"query_threads": "ten"}, environ={})
+
+
+def test_settings_that_need_another_name_it_as_it_is_typed() -> None:
+    """A person types --llm-model or LOGLAKE_LLM_MODEL, not llm_model: the message names what to type."""
+    with pytest.raises(
+        ConfigError, match=r"--llm-provider \(LOGLAKE_LLM_PROVIDER\) needs --llm-model \(LOGLAKE_LLM_MODEL\)"
+    ):
+        load_settings({"llm_provider": "openai"}, environ={})
+    with pytest.raises(ConfigError, match=r"need --lake-bucket \(LOGLAKE_LAKE_BUCKET\), the S3 bucket of the lake"):
+        load_settings(environ={"LOGLAKE_LAKE_PREFIX": "logs/"})
