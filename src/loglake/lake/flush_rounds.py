@@ -12,6 +12,9 @@ POSIX locks; the worker process exists for that reason as much as for speed.
 from __future__ import annotations
 
 import array
+import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +93,22 @@ def read_and_write_in_worker(
     finally:
         cursor.close()
     return write_round(_as_round(table.columns) if table.num_rows else None, now_ms, Path(db_path).parent)
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """A worker process's initializer: the worker must not outlive a flushing process that was killed
+    (its task queue never reports the end, the worker holds a copy of both of its ends). It leaves the
+    terminal's process group, which a Ctrl-C reaches whole: its parent decides what stops. A task cut
+    short by it failed the parent's flush with the worker's traceback, and ignoring SIGINT is not enough:
+    the SQLite reader (ADBC) puts its own handler in place during each call."""
+    os.setpgid(0, 0)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="loglake-flush-parent-watch", daemon=True).start()
 
 
 _adbc_connections: dict[str, Any] = {}
