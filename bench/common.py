@@ -274,7 +274,7 @@ def read_cpu_seconds(stat: str, reaped_children: bool = False) -> float:
 
 
 def children_of(pid: int) -> list[int]:
-    """The process ids of `pid`'s children and their children (the merge worker, OTLP decode workers, ...)."""
+    """The process ids of `pid`'s children and their children (the merge worker, the flush's worker, ...)."""
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
@@ -384,7 +384,7 @@ class Server:
         return read_cpu_seconds(f"/proc/{self.process.pid}/stat")
 
     def tree_cpu_seconds(self) -> float:
-        """User + system CPU time the server and its child processes (the merge worker, OTLP decode workers:
+        """User + system CPU time the server and its child processes (the merge worker, the flush's worker:
         work the server hands off) have used so far, those that ended too."""
         assert self.process is not None
         pid = self.process.pid

@@ -23,9 +23,9 @@ Bodies are built before the clock starts. A record counts only when its batch wa
 stored. The report gives records/s and the server's CPU time per record (user + system, from /proc: less
 sensitive than the rate to what else the machine runs) per round, their medians per way, and each way's
 ratios to native's (the target: at least 0.70x native's rate). The server's CPU includes its child processes'
-(common.Server.tree_cpu_seconds: the OTLP decode workers, the merge worker), which do part of its work: without
+(common.Server.tree_cpu_seconds: the merge worker, the flush's worker), which do part of its work: without
 them, work handed to a worker would look free. Each round also gives the children's resident memory at its end
-(their sum, and the largest peak of one). Each round's server is fresh: its one-time costs (the OTLP decode workers'
+(their sum, and the largest peak of one). Each round's server is fresh: its one-time costs (a worker process's
 start) are in its figures, unless --warm-up sends a body per sender before the clock starts.
 
     .venv/bin/python bench/protocols_ingest.py                    # 1M records, 4 senders, 3 rounds
@@ -324,7 +324,7 @@ def main() -> None:
         "--warm-up",
         action="store_true",
         help="send each way's first bodies once (one per sender, at once) before the clock starts: a server's "
-        "one-time costs left out (the OTLP decode workers' start, ~0.3-0.6 s of CPU each)",
+        "one-time costs left out (a worker process's start: ~0.3 s of CPU for Python and pyarrow)",
     )
     ap.add_argument("--dataset", metavar="FILE", help="an NDJSON set make_dataset.py already built (default: --rows)")
     ap.add_argument("--protocols", default=",".join(WAYS), help=f"comma-separated, of {', '.join(WAYS)}")
