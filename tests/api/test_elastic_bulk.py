@@ -412,12 +412,14 @@ async def test_an_elasticsearch_call_loglake_does_not_serve_is_a_404_in_elastics
 
 
 async def test_an_indexs_calls_are_answered_in_elasticsearchs_form(client: httpx.AsyncClient) -> None:
-    """`/{index}` (which loglake's 404 answered without the product header): it exists, so shippers and scripts
-    that check before sending go on, creating it is acknowledged, deleting it refused (nothing is deleted)."""
-    assert (await client.head("/newidx")).status_code == 200
+    """`/{index}` (which loglake's 404 answered without the product header): loglake keeps no indices, so none
+    exists, as Elasticsearch answers a missing one (a script that checks before sending creates it, then goes
+    on); creating it is acknowledged, deleting it refused (nothing is deleted)."""
+    assert (await client.head("/newidx")).status_code == 404
     got = await client.get("/newidx")
-    assert got.status_code == 200 and got.headers["x-elastic-product"] == "Elasticsearch"
-    assert got.json()["newidx"]["mappings"] == {}
+    assert got.status_code == 404 and got.headers["x-elastic-product"] == "Elasticsearch"
+    assert got.json()["error"]["type"] == "index_not_found_exception"
+    assert got.json()["error"]["reason"].startswith("no such index [newidx]: loglake keeps no indices")
     created = await client.put("/newidx", json={"mappings": {"properties": {"message": {"type": "text"}}}})
     assert created.headers["x-elastic-product"] == "Elasticsearch"
     assert created.json() == {"acknowledged": True, "shards_acknowledged": True, "index": "newidx"}

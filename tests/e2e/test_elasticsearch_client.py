@@ -9,7 +9,15 @@ import uuid
 
 import httpx
 import pytest
-from elasticsearch import ApiError, AuthenticationException, BadRequestError, ConflictError, Elasticsearch, helpers
+from elasticsearch import (
+    ApiError,
+    AuthenticationException,
+    BadRequestError,
+    ConflictError,
+    Elasticsearch,
+    NotFoundError,
+    helpers,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -175,10 +183,12 @@ def test_the_clients_index_calls_are_answered_as_elasticsearch_answers_them(serv
     was deleted), in the form the client raises for Elasticsearch's own refusals."""
     url, key = server
     with Elasticsearch(url, api_key=key) as es:
-        assert es.indices.exists(index="newidx")
+        assert not es.indices.exists(index="newidx")
         created = es.indices.create(index="newidx")
         assert created["acknowledged"] is True and created["index"] == "newidx"
-        assert set(es.indices.get(index="newidx")["newidx"]) >= {"aliases", "mappings", "settings"}
+        with pytest.raises(NotFoundError) as missing:
+            es.indices.get(index="newidx")
+        assert missing.value.meta.status == 404 and "index_not_found_exception" in str(missing.value)
         es.index(index="newidx", document={"message": "after create"})
         with pytest.raises(ApiError) as refused:
             es.indices.delete(index="newidx")

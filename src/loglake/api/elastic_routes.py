@@ -184,10 +184,13 @@ def _setup_kind(request: Request, name: str) -> str:
 
 
 async def index_get(app: LoglakeApp, request: Request, index: str) -> Result:
-    """`GET /{index}`, and `HEAD /{index}` (`indices.exists`, which scripts and some shippers ask before they
-    send, creating the index when it is missing): every index exists, since a bulk into any is taken."""
-    pretty = _index_call(request, index, elastic_params.INDEX_GET_PARAMS)
-    return _answer({index: {"aliases": {}, "mappings": {}, "settings": {}, "loglake": _NO_INDICES}}, pretty)
+    """`GET /{index}`, and `HEAD /{index}` (`indices.exists`): no index exists, as loglake keeps none, so the answer
+    is Elasticsearch's 404 for a missing index. A script that creates its index when it is missing then calls
+    `PUT /{index}`, which is acknowledged, and goes on; a mistyped loglake path (`GET /logz`) is not told that
+    some index exists."""
+    _index_call(request, index, elastic_params.INDEX_GET_PARAMS)
+    reason = f"no such index [{index}]: {_NO_INDICES}"
+    raise ElasticError(404, "index_not_found_exception", reason, headers=[PRODUCT])
 
 
 async def index_create(app: LoglakeApp, request: Request, index: str) -> Result:
@@ -530,10 +533,13 @@ OPENAPI_PATHS: dict[str, dict] = {
     "/{index}": {
         "get": _with_errors(
             {
-                "summary": "An index, which exists whatever its name (HEAD: `indices.exists`, which some shippers "
-                "ask before sending): loglake keeps none, a bulk into it is taken (ingest scope)",
+                "summary": "An index (HEAD: `indices.exists`): loglake keeps none, so none exists, though a bulk into "
+                "any is taken (ingest scope)",
                 "parameters": _INDEX,
-                "responses": {"200": {"description": "{<index>: {aliases, mappings, settings}}, all empty"}},
+                "responses": {
+                    "404": _ES_ERROR
+                    | {"description": f"index_not_found_exception, whatever the name. {_ES_ERROR['description']}"}
+                },
             },
             _PROBE_ERRORS,
         ),
