@@ -13,6 +13,7 @@ Not a benchmark itself. `python bench/common.py` prints the hardware report the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import itertools
 import json
@@ -262,10 +263,44 @@ def read_rss(pid: int) -> tuple[int, int]:
     return values["VmRSS"], values["VmHWM"]
 
 
-def read_cpu_seconds(stat: str) -> float:
-    """User + system CPU seconds from a /proc stat file (a process's, or one thread's under task/)."""
+def read_cpu_seconds(stat: str, reaped_children: bool = False) -> float:
+    """User + system CPU seconds from a /proc stat file (a process's, or one thread's under task/); with
+    `reaped_children`, plus those of its children that ended and were waited for (cutime + cstime)."""
     fields = Path(stat).read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def children_of(pid: int) -> list[int]:
+    """The process ids of `pid`'s children and their children (the merge worker, the flush's worker, ...)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found + [grandchild for child in found for grandchild in children_of(child)]
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the live descendants of `pid` have used so far."""
+    seconds = 0.0
+    for child in children_of(pid):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            seconds += read_cpu_seconds(f"/proc/{child}/stat")
+    return seconds
+
+
+def children_rss(pid: int) -> tuple[int, int]:
+    """(sum of VmRSS, largest VmHWM) of the descendants of `pid`, in KiB."""
+    now, peak = 0, 0
+    for child in children_of(pid):
+        try:
+            rss, hwm = read_rss(child)
+        except (OSError, KeyError):
+            continue  # gone meanwhile
+        now, peak = now + rss, max(peak, hwm)
+    return now, peak
 
 
 @dataclass
@@ -347,6 +382,13 @@ class Server:
         """User + system CPU time the server process has used so far."""
         assert self.process is not None
         return read_cpu_seconds(f"/proc/{self.process.pid}/stat")
+
+    def tree_cpu_seconds(self) -> float:
+        """User + system CPU time the server and its child processes (the merge worker, the flush's worker:
+        work the server hands off) have used so far, those that ended too."""
+        assert self.process is not None
+        pid = self.process.pid
+        return read_cpu_seconds(f"/proc/{pid}/stat", reaped_children=True) + children_cpu_seconds(pid)
 
     def loop_cpu_seconds(self) -> float:
         """User + system CPU time of the server's main thread (the event loop) so far."""

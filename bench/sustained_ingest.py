@@ -18,9 +18,7 @@ is still being merged.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -65,37 +63,6 @@ def lake_gauges(server: common.Server) -> dict[str, float]:
     return found
 
 
-def children_of(pid: int) -> list[int]:
-    """The process ids of `pid`'s children and their children (the merge worker, ...)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            found += [int(c) for c in (task / "children").read_text().split()]
-    return found + [grandchild for child in found for grandchild in children_of(child)]
-
-
-def children_rss(pid: int) -> tuple[int, int]:
-    """(sum of VmRSS, largest VmHWM) of the server's descendants, in KiB."""
-    now, peak = 0, 0
-    for child in children_of(pid):
-        try:
-            rss, hwm = common.read_rss(child)
-        except (OSError, KeyError):
-            continue  # gone meanwhile
-        now, peak = now + rss, max(peak, hwm)
-    return now, peak
-
-
-def children_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds the server's descendants (the merge worker) have used so far."""
-    ticks = 0
-    for child in children_of(pid):
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def watch(
     server: common.Server, acked: list[int], every: float, stop: threading.Event, rows: list, peaks: dict
 ) -> None:
@@ -103,7 +70,7 @@ def watch(
     while not stop.wait(min(every, 1.0)):  # RSS sampled every second, progress printed every `every`
         assert server.process is not None
         rss, _ = server.rss()
-        children, children_peak = children_rss(server.process.pid)
+        children, children_peak = common.children_rss(server.process.pid)
         peaks["together_kib"] = max(peaks.get("together_kib", 0), rss + children)
         peaks["children_kib"] = max(peaks.get("children_kib", 0), children_peak)
         now, count = time.perf_counter(), acked[0]
@@ -143,7 +110,7 @@ def main() -> None:
     try:
         acked = [0]
         assert server.process is not None
-        cpu_at_start = {"server": server.cpu_seconds(), "children": children_cpu_seconds(server.process.pid)}
+        cpu_at_start = {"server": server.cpu_seconds(), "children": common.children_cpu_seconds(server.process.pid)}
         stop = threading.Event()
         peaks: dict[str, int] = {}
         watcher = threading.Thread(target=watch, args=(server, acked, args.every, stop, result["progress"], peaks))
@@ -157,7 +124,7 @@ def main() -> None:
             watcher.join()
         _, peak = server.rss()
         assert server.process is not None
-        cpu = {"server": server.cpu_seconds(), "children": children_cpu_seconds(server.process.pid)}
+        cpu = {"server": server.cpu_seconds(), "children": common.children_cpu_seconds(server.process.pid)}
         result["ingest"] = {
             "records": sent.records,
             "seconds": round(sent.seconds, 1),

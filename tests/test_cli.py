@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import importlib.metadata
 import io
 import json
 import os
@@ -135,6 +136,15 @@ def test_keys_revoke_hides_the_key_unless_all(tmp_path: Path):
 
     again = run("keys", "revoke", "drop", "--data-dir", str(tmp_path))
     assert again.exit_code != 0 and "no active key named 'drop'" in again.output
+
+
+def test_keys_revoke_of_the_last_admin_key_says_the_flag_that_revokes_it_anyway(tmp_path: Path):
+    assert run("keys", "create", "--name", "admin", "--scopes", "admin", "--data-dir", str(tmp_path)).exit_code == 0
+    refused = run("keys", "revoke", "admin", "--data-dir", str(tmp_path))
+    assert refused.exit_code == 1
+    assert "'admin' is the last active admin key; create another admin key first, or add --force" in refused.stderr
+    assert "from the CLI" not in refused.stderr  # (this is the CLI)
+    assert run("keys", "revoke", "admin", "--force", "--data-dir", str(tmp_path)).exit_code == 0
 
 
 def test_keys_create_refuses_a_duplicate_active_name(tmp_path: Path):
@@ -632,3 +642,27 @@ def test_recently_shown_remembers_the_last_ids_it_was_given():
     assert [shown.first_time(i) for i in ("a", "c", "c", "d")] == [False, True, False, True]
     assert shown.first_time("a")  # forgotten: b, c and d came after it
     assert not shown.first_time("d")
+
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def test_aws_synth_without_the_cdk_gives_the_install_command_of_a_clone() -> None:
+    """In a clone (an editable install, as the README sets one up) the CDK comes with `-e '.[aws]'` and the
+    clone's own pip; `pip install 'loglake[aws]'` would fetch another loglake from the package index."""
+    direct_url = importlib.metadata.distribution("loglake").read_text("direct_url.json") or "{}"
+    if not json.loads(direct_url).get("dir_info", {}).get("editable"):
+        pytest.skip("loglake is not installed editable here: a clone's command does not apply")
+    blocked = "import sys; sys.modules['aws_cdk'] = None; from loglake.cli import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", blocked, "aws", "synth", "--config", "deploy/loglake-aws.json", "--out", "cdk.out"],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    pip = Path(sys.executable).with_name("pip").absolute().relative_to(REPOSITORY)
+    assert result.returncode == 1
+    assert f"the CDK is not installed: {pip} install -e '.[aws]' (Node.js must be on PATH)" in result.stderr, (
+        result.stderr
+    )

@@ -127,7 +127,8 @@ def test_changing_needs_the_alerts_scope(server: ServerProcess, alerts: sqlite3.
     alert_id = insert_alert(alerts)
     refused = remote(server, key(server, "read"), "ack", alert_id)
     assert refused.exit_code == 1
-    assert "HTTP 403" in refused.stderr and "lacks the 'alerts' scope (the key needs another scope)" in refused.stderr
+    assert "HTTP 403" in refused.stderr and "lacks the 'alerts' scope: use a key that has it" in refused.stderr
+    assert "loglake keys create --name NAME --scopes alerts` on the server's data dir makes one" in refused.stderr
     missing = remote(server, key(server, "alerts"), "resolve", "0193a0b0-0000-7000-8000-000000000000")
     assert missing.exit_code == 1 and "HTTP 404" in missing.stderr
 

@@ -101,3 +101,13 @@ def test_the_otlp_decode_workers_leave_a_core_to_the_server_at_most_4_and_never_
 def test_otlp_decode_workers_below_minus_one_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"otlp_decode_workers must be -1 \(by the cores\), 0 \(none\) or positive"):
         load_settings(environ={"LOGLAKE_OTLP_DECODE_WORKERS": "-2"})
+
+
+def test_settings_that_need_another_name_it_as_it_is_typed() -> None:
+    """A person types --llm-model or LOGLAKE_LLM_MODEL, not llm_model: the message names what to type."""
+    with pytest.raises(
+        ConfigError, match=r"--llm-provider \(LOGLAKE_LLM_PROVIDER\) needs --llm-model \(LOGLAKE_LLM_MODEL\)"
+    ):
+        load_settings({"llm_provider": "openai"}, environ={})
+    with pytest.raises(ConfigError, match=r"need --lake-bucket \(LOGLAKE_LAKE_BUCKET\), the S3 bucket of the lake"):
+        load_settings(environ={"LOGLAKE_LAKE_PREFIX": "logs/"})

@@ -65,6 +65,9 @@ def test_a_duration_that_does_not_add_up_is_refused(text: str) -> None:
         ("2026-12-03T10:00:00+1", "is not an ISO-8601 date or time such as 2026-12-03 or 2026-12-03T10:00:00Z"),
         ("1796292000", "looks like epoch seconds; send epoch milliseconds (1796292000000)"),
         ("99999999d", "is outside the years 1970 to 9999"),
+        ("1796422000000000", "looks like epoch microseconds; send epoch milliseconds (1796422000000)"),
+        ("1796422000000000000", "looks like epoch nanoseconds; send epoch milliseconds (1796422000000)"),
+        ("99999999999999999999999", "is outside the years 1970 to 9999"),  # no plausible time in any unit
         ("²", "'²' is not a time"),  # str.isdigit() says yes, int() refuses it
     ],
 )
@@ -93,6 +96,7 @@ async def test_the_api_reads_times_without_an_offset_as_utc(client: httpx.AsyncC
         ("/logs/search", {"q": "x", "until": "2026-12-03T25:00"}, "until: '2026-12-03T25:00' is not a valid date"),
         ("/logs/histogram", {"since": "yesterday"}, "since: 'yesterday' is not a time: use epoch milliseconds"),
         ("/amplify/reports", {"app": "a", "since": "1796292000"}, "since: 1796292000 looks like epoch seconds"),
+        ("/logs/recent", {"since": "1796422000000000"}, "since: 1796422000000000 looks like epoch microseconds"),
         ("/amplify/reports", {"app": "a", "until": "2026-02-30"}, "until: '2026-02-30' is not a valid date or time"),
     ],
 )
@@ -109,6 +113,15 @@ async def test_a_record_timestamp_error_says_what_is_wrong(client: httpx.AsyncCl
     assert response.status_code == 400
     assert response.json()["error"]["details"][0]["reason"] == (
         "'2026-02-30T10:00:00Z' is not a valid date or time: day is out of range for month"
+    )
+
+
+async def test_a_record_timestamp_in_microseconds_is_told_to_be_milliseconds(client: httpx.AsyncClient) -> None:
+    """Not "more than 24 h in the future (check the clock)": the clock is right, the unit is not."""
+    response = await client.post("/logs", json={"message": "m", "timestamp": 1796422000000000})
+    assert response.status_code == 400
+    assert response.json()["error"]["details"][0]["reason"] == (
+        "1796422000000000 looks like epoch microseconds; send milliseconds (1796422000000)"
     )
 
 

@@ -29,6 +29,7 @@ from loglake.cli_options import (
     print_record_row,
     printable,
     say_none_found,
+    say_waiting,
     settings_options,
     url_option,
 )
@@ -37,7 +38,7 @@ from loglake.cli_send import COMMANDS as SEND_COMMANDS
 from loglake.cli_tail import COMMANDS as TAIL_COMMANDS
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, env_name, load_settings
-from loglake.keys import SCOPES, ApiKey, KeyStore, KeyStoreError, parse_scopes
+from loglake.keys import SCOPES, ApiKey, KeyStore, KeyStoreError, LastAdminKey, parse_scopes
 from loglake.model import MAX_PAGE_LIMIT
 
 
@@ -173,6 +174,8 @@ def keys_revoke(name: str, force: bool, data_dir: Path) -> None:
     store = _existing_keystore(data_dir)
     try:
         store.revoke(name, allow_last_admin=force)
+    except LastAdminKey as e:
+        raise click.ClickException(f"{e}, or add --force to revoke it anyway") from None
     except KeyStoreError as e:
         raise click.ClickException(str(e)) from None
     finally:
@@ -289,14 +292,11 @@ def _follow(
     records for this follow, and wait for it while it cannot be reached (a restart). A record can come
     twice (committed while the first page was read, or in the look back after a restart): it prints once."""
 
-    def waiting(error: Exception, pause: float) -> None:
-        click.echo(f"loglake: {printable(error)}; asking again in {pause:.1f} s", err=True)
-
     more = False
     while True:
         if not more:
             time.sleep(interval)
-        page = client.recent({**filters, "after": cursor, "limit": MAX_PAGE_LIMIT}, wait_for_server=waiting)
+        page = client.recent({**filters, "after": cursor, "limit": MAX_PAGE_LIMIT}, wait_for_server=say_waiting)
         if page["gap"] is not None:
             click.echo(f"loglake: {printable(page['gap']['message'])}", err=True)
         for record in page["logs"]:

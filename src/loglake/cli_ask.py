@@ -20,7 +20,7 @@ from loglake.cli_options import (
     settings_options,
     until_ctrl_c,
 )
-from loglake.config import env_name
+from loglake.config import env_name, flag_name
 
 ASK_PROMPT = "ask> "
 INTERACTIVE_HELP = (
@@ -90,7 +90,7 @@ def ask(
         if _given(ctx, "data_dir"):
             raise click.UsageError("give --url (a server) or --data-dir (a data folder), not both")
         if local_flags:
-            flags = ", ".join("--" + name.replace("_", "-") for name in local_flags)
+            flags = ", ".join(map(flag_name, local_flags))
             raise click.UsageError(f"{flags}: with --url the server's model answers; these configure a local one")
         from loglake.client import LoglakeClient
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from loglake.cli_options import CONTEXT
+from loglake.cli_options import CONTEXT, install_command
 
 
 @click.group(context_settings=CONTEXT)
@@ -41,7 +41,7 @@ def synth(config_path: Path, out: Path, bundle: bool) -> None:
         from loglake.aws.stack import build_app
     except ImportError:
         raise click.ClickException(
-            "the CDK is not installed: pip install 'loglake[aws]' (Node.js must be on PATH)"
+            f"the CDK is not installed: {install_command('aws')} (Node.js must be on PATH)"
         ) from None
     try:
         build_app(deployment, outdir=str(out), bundle=bundle).synth()

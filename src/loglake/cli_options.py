@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import json
 import math
 import re
+import shlex
 import shutil
 import sys
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from loglake.config import Settings, env_name, option_fields
+from loglake.config import Settings, env_name, flag_name, option_fields
 from loglake.lake.stop import INTERRUPTED, Stop
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -176,6 +180,42 @@ def print_record_row(record: dict) -> None:
     click.echo(click.style(head, fg=colour) + message if colour else head + message)
 
 
+def path_from_here(path: Path) -> str:
+    """A path as a person types it from the current folder: relative under it (`.venv/bin/pip`, `.`), else
+    absolute; quoted for a shell."""
+    with contextlib.suppress(ValueError):
+        return shlex.quote(str(path.absolute().relative_to(Path.cwd())))
+    return shlex.quote(str(path.absolute()))
+
+
+def install_command(extra: str) -> str:
+    """The command that adds an extra (`aws`) to this installation, with its own pip: from its folder when it
+    is an editable install (a clone, as the README sets one up), else from the package index."""
+    pip = Path(sys.executable).with_name("pip")
+    installer = f"{path_from_here(pip)} install" if pip.exists() else f"{shlex.quote(sys.executable)} -m pip install"
+    source = editable_source()
+    if source is None:
+        return f"{installer} {shlex.quote(f'loglake[{extra}]')}"
+    return f"{installer} -e {shlex.quote(f'{path_from_here(source)}[{extra}]')}"
+
+
+def editable_source() -> Path | None:
+    """The folder an editable install of loglake runs from (pip's direct_url.json says), None for another."""
+    try:
+        found = json.loads(importlib.metadata.distribution("loglake").read_text("direct_url.json") or "{}")
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return None
+    url = found.get("url", "")
+    if not found.get("dir_info", {}).get("editable") or not url.startswith("file://"):
+        return None
+    return Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
+
+
+def say_waiting(error: Exception, pause: float) -> None:
+    """Say on stderr why a command that outlives its server's restarts waits, and for how long."""
+    click.echo(f"loglake: {printable(error)}; asking again in {pause:.1f} s", err=True)
+
+
 def say_none_found(matching: str, since: str | None, until: str | None) -> None:
     """Say on stderr that no record was found, where grep-like tools say nothing (the exit status stays 0): a
     blank answer leaves a person wondering whether the search ran, and over which time. `matching`: what
@@ -202,7 +242,7 @@ def settings_options(prefix: str = "") -> Callable[[Any], Any]:
 
     def decorate(command: Any) -> Any:
         for f in reversed([f for f in option_fields() if f.name.startswith(prefix)]):
-            flag = "--" + f.name.replace("_", "-")
+            flag = flag_name(f.name)
             help_text = f"{f.metadata['help']} [env {env_name(f.name)}; default {_show_default(f.default)}]"
             if f.type == "bool":
                 decl = [f"{flag}/--no-{f.name.replace('_', '-')}", f.name]

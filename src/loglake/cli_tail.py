@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable, Iterator
 
 import click
 
-from loglake.cli_options import TermsCommand, key_option, print_record_json, print_record_row, printable, url_option
+from loglake.cli_options import (
+    TermsCommand,
+    key_option,
+    print_record_json,
+    print_record_row,
+    printable,
+    say_waiting,
+    url_option,
+)
 from loglake.client import ClientError, LoglakeClient
+from loglake.model import format_datetime
 
 # Read timeout: well past the server's heartbeat (every 15 s), so only a server that went silent ends it.
 _READ_TIMEOUT_SECONDS = 60.0
@@ -32,7 +43,8 @@ def tail(
     url: str,
     api_key: str | None,
 ) -> None:
-    """Print each new record matching the search as it arrives, until Ctrl-C.
+    """Print each new record matching the search as it arrives, until Ctrl-C (a restart of the server is
+    waited out, and the records that arrived meanwhile are said not to be shown).
 
     The search is that of `loglake search` (words, "phrases", field:value, -exclusions, OR, groups);
     without one, every new record.
@@ -53,20 +65,40 @@ def tail(
     show = print_record_json if as_json else print_record_row
     try:
         with LoglakeClient(url, api_key, timeout=_READ_TIMEOUT_SECONDS) as client:
-            for event, data in client.tail(params):
-                if event == "record":
-                    show(data)
-                    sys.stdout.flush()
-                elif event == "dropped":
-                    click.echo(f"loglake: {data['count']} record(s) not shown: they came faster than read", err=True)
-                elif event == "error":
-                    raise click.ClickException(printable(data["message"]))
-                elif event == "end":
-                    click.echo(f"loglake: the tail ended: {printable(data['reason'])}", err=True)
+            events = client.tail(params)
+            while True:  # until Ctrl-C: a tail waits out a restart of its server, as `recent --follow` does
+                why = _print_events(events, show)
+                away_since = format_datetime(int(time.time() * 1000))
+                click.echo(f"loglake: the tail ended ({why}); reconnecting", err=True)
+                events = client.tail(params, wait_for_server=say_waiting)
+                click.echo(
+                    f"loglake: the tail is back; records that arrived while it was away (from {away_since}) are not "
+                    f"shown: `loglake recent --since {away_since}` lists them by time",
+                    err=True,
+                )
     except ClientError as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
         pass
+
+
+def _print_events(events: Iterator[tuple[str, dict]], show: Callable[[dict], None]) -> str:
+    """Print a tail's records as they come, and say on stderr what the server could not send; why the
+    stream ended (the server stopped it, or was lost). An error of the tail's search ends the command."""
+    try:
+        for event, data in events:
+            if event == "record":
+                show(data)
+                sys.stdout.flush()
+            elif event == "dropped":
+                click.echo(f"loglake: {data['count']} record(s) not shown: they came faster than read", err=True)
+            elif event == "error":
+                raise click.ClickException(printable(data["message"]))
+            elif event == "end":
+                return printable(data["reason"])
+    except ClientError as e:  # the server went away mid-stream (killed, or silent past the read timeout)
+        return str(e)
+    return "the server closed it"
 
 
 COMMANDS = (tail,)

@@ -81,20 +81,33 @@ class LoglakeClient:
     def search(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._request("GET", "/logs/search", params={k: v for k, v in params.items() if v is not None})
 
-    def tail(self, params: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-        """GET /logs/tail: its server-sent events as they come, each as (event name, data), until the
-        server ends the stream."""
+    def tail(self, params: dict[str, Any], *, wait_for_server: OnRetry | None = None) -> Iterator[tuple[str, dict]]:
+        """GET /logs/tail, opened now: its server-sent events as they come, each as (event name, data), until the
+        server ends the stream; ClientError when it cannot be opened, or is lost. With `wait_for_server`, a server
+        that cannot be reached or answers "not now" is asked again for as long as it takes (a tail outlives a
+        restart); the callback hears each retry. Without, the first answer counts (a 429 says the key holds its
+        tails: waiting would not end that)."""
+        waits = wait_for_server is not None
+        response = self._send(
+            "GET",
+            "/logs/tail",
+            stream=True,
+            params={k: v for k, v in params.items() if v is not None},
+            retry_unreachable=waits,
+            give_up_after=None,
+            on_retry=wait_for_server,
+            attempts=None if waits else 1,
+        )
+        return self._events(response)
+
+    def _events(self, response: httpx.Response) -> Iterator[tuple[str, dict]]:
         try:
-            with self._http.stream(
-                "GET", "/logs/tail", params={k: v for k, v in params.items() if v is not None}
-            ) as response:
-                if not response.is_success:
-                    response.read()
-                    raise _error(response)
-                yield from server_sent_events(response.iter_lines())
+            yield from server_sent_events(response.iter_lines())
         except UNREACHABLE as e:
             reason = str(e) or type(e).__name__
             raise ClientError(f"lost loglake at {self.url}: {reason}; is `loglake serve` running?") from None
+        finally:
+            response.close()
 
     def query(self, sql: str, **options: Any) -> dict[str, Any]:
         body = {"sql": sql} | {k: v for k, v in options.items() if v is not None}
@@ -134,20 +147,31 @@ class LoglakeClient:
         path = f"/ask/{quote(conversation_id, safe='')}/rule"
         return self._request("POST", path, json={"confirm": confirm}, attempts=1)
 
-    def _request(
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON answer of a request (see _send)."""
+        return self._send(method, path, **kwargs).json()
+
+    def _send(
         self,
         method: str,
         path: str,
         *,
+        stream: bool = False,
         retry_unreachable: bool = False,
         give_up_after: float | None = READ_GIVE_UP_SECONDS,
         on_retry: OnRetry | None = None,
         attempts: int | None = None,
         **kwargs: Any,
-    ) -> Any:
-        def attempt() -> Any:
+    ) -> httpx.Response:
+        """The successful answer to a request, asked again while the server answers "not now" (and while it cannot
+        be reached, with retry_unreachable); ClientError saying why not. `stream`: the body is left to read."""
+
+        def attempt() -> httpx.Response:
             try:
-                response = self._http.request(method, path, **kwargs)
+                response = self._http.send(self._http.build_request(method, path, **kwargs), stream=stream)
+                if not response.is_success:
+                    response.read()  # the error's body (a streamed answer has not read it yet)
+                    response.close()
             except UNREACHABLE as e:
                 reason = str(e) or type(e).__name__
                 error = ClientError(f"cannot reach loglake at {self.url}: {reason}; is `loglake serve` running?")
@@ -157,7 +181,7 @@ class LoglakeClient:
             except httpx.TransportError as e:  # a URL httpx cannot use, say
                 raise ClientError(f"cannot use loglake at {self.url}: {e}") from None
             if response.is_success:
-                return response.json()
+                return response
             error = _error(response)
             if response.status_code in RETRY_STATUSES:
                 raise TryAgain(error, retry_after_seconds(response.headers.get("retry-after"), time.time()))
@@ -188,7 +212,6 @@ def _error(response: httpx.Response) -> ClientError:
         message, details = error["message"], error.get("details", [])
     except (ValueError, KeyError, TypeError):
         message, details = response.text[:200] or response.reason_phrase, []
-    hint = {401: " (check --api-key / LOGLAKE_API_KEY)", 403: " (the key needs another scope)"}.get(
-        response.status_code, ""
-    )
+    # (A 403 says itself what is missing: the scope it needs and how to make a key with it, or the browser origin.)
+    hint = " (check --api-key / LOGLAKE_API_KEY)" if response.status_code == 401 else ""
     return ClientError(f"HTTP {response.status_code}: {message}{hint}", response.status_code, details)

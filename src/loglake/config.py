@@ -236,7 +236,10 @@ class Settings:
         found.extend(llm_problems(self))
         found.extend(syslog_problems(self))
         if (self.lake_prefix or self.lake_endpoint) and not self.lake_bucket:
-            found.append("lake_prefix and lake_endpoint need lake_bucket (the S3 bucket of the lake)")
+            found.append(
+                f"{as_typed('lake_prefix')} and {as_typed('lake_endpoint')} need {as_typed('lake_bucket')}, "
+                "the S3 bucket of the lake"
+            )
         return found
 
 
@@ -256,7 +259,7 @@ def llm_problems(settings: Settings) -> list[str]:
             "file:PATH or secretsmanager:ID"
         )
     if settings.llm_provider and not settings.llm_model:
-        found.append("llm_provider needs llm_model (the model's name)")
+        found.append(f"{as_typed('llm_provider')} needs {as_typed('llm_model')}, the model's name")
     return found
 
 
@@ -266,6 +269,16 @@ def option_fields() -> list[Any]:
 
 def env_name(name: str) -> str:
     return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    """A setting's flag: llm_model -> --llm-model."""
+    return "--" + name.replace("_", "-")
+
+
+def as_typed(name: str) -> str:
+    """A setting as a person sets it, for messages: `--llm-model (LOGLAKE_LLM_MODEL)`."""
+    return f"{flag_name(name)} ({env_name(name)})"
 
 
 def load_settings(
@@ -287,7 +300,7 @@ def load_settings(
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = value
-            source[name] = "--" + name.replace("_", "-")
+            source[name] = flag_name(name)
     typed, problems = {}, []
     for name, value in values.items():
         try:
@@ -398,9 +411,10 @@ def syslog_problems(settings: Settings) -> list[str]:
             "senders' networks with syslog_allow (--syslog-allow 10.0.0.0/8), or bind to 127.0.0.1"
         )
     if bool(settings.syslog_tls_cert) != bool(settings.syslog_tls_key):
-        found.append("syslog_tls_cert and syslog_tls_key go together: give both files, or neither")
+        cert, key = as_typed("syslog_tls_cert"), as_typed("syslog_tls_key")
+        found.append(f"{cert} and {key} go together: give both files, or neither")
     elif settings.syslog_tls_cert and not settings.syslog_tcp:
-        found.append("syslog_tls_cert is for the TCP listener: set syslog_tcp too")
+        found.append(f"{as_typed('syslog_tls_cert')} is for the TCP listener: set {as_typed('syslog_tcp')} too")
     if not settings.syslog_rate_limit > 0:
         found.append(f"syslog_rate_limit must be positive, got {settings.syslog_rate_limit}")
     return found

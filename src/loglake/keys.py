@@ -219,10 +219,7 @@ class KeyStore:
                     active = self._conn.execute("SELECT scopes FROM api_keys WHERE revoked_at IS NULL").fetchall()
                     admins = sum("admin" in scopes.split(",") for (scopes,) in active)
                     if admins == 1:
-                        raise LastAdminKey(
-                            f"{name!r} is the last active admin key; create another admin key first "
-                            "(or revoke it from the CLI with --force)"
-                        )
+                        raise LastAdminKey(f"{name!r} is the last active admin key; create another admin key first")
                 self._conn.execute(
                     "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
                     (int(time.time()), name),

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from loglake import ids
-from loglake.times import DAY_MS, SMALLEST_PLAUSIBLE_MS, format_datetime, parse_iso8601
+from loglake.times import DAY_MS, LATEST_MS, SMALLEST_PLAUSIBLE_MS, finer_unit, format_datetime, parse_iso8601
 
 DEFAULT_SERVICE = "default"
 DEFAULT_LOG_TYPE = "application"
@@ -261,8 +261,13 @@ def _check_timestamp(index: int, value: Any, bounds: TimeBounds, problems: list[
         hint = "; it looks like epoch seconds, send milliseconds" if ts > 0 else ""
         problems.append(Problem(index, "timestamp", f"{ts} is before 1973-03-03{hint}"))
     elif ts > bounds.latest_ms:
-        allowed = (bounds.latest_ms - now_ms) / 3_600_000
-        problems.append(Problem(index, "timestamp", f"is more than {allowed:g} h in the future (check the clock)"))
+        finer = finer_unit(ts) if ts >= LATEST_MS else None
+        if finer is not None:  # the clock is right, the unit is not
+            unit, in_ms = finer
+            problems.append(Problem(index, "timestamp", f"{ts} looks like epoch {unit}; send milliseconds ({in_ms})"))
+        else:
+            allowed = (bounds.latest_ms - now_ms) / 3_600_000
+            problems.append(Problem(index, "timestamp", f"is more than {allowed:g} h in the future (check the clock)"))
     return ts
 
 

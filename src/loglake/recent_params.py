@@ -17,6 +17,7 @@ from loglake.model import (
     Problem,
     is_valid_name,
 )
+from loglake.spelling import unknown_parameter
 from loglake.store.base import RecentQuery
 from loglake.times import DAY_MS, TimeFormatError, parse_time
 
@@ -42,7 +43,7 @@ def parse_recent_params(params: Mapping[str, str], now_ms: int, also_known: tupl
 
     for name in params:
         if name not in RECENT_PARAMS:
-            bad(name, f"unknown parameter; known: {', '.join(RECENT_PARAMS + also_known)}")
+            bad(name, unknown_parameter(name, RECENT_PARAMS + also_known))
 
     severities: frozenset[int] | None = None
     if params.get("severity"):

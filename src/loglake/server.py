@@ -22,7 +22,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from loglake import __version__
 from loglake.api.accesslog import AccessLog, LogRecords
 from loglake.api.app import LoglakeApp
-from loglake.cli_options import DEFAULT_URL
+from loglake.cli_options import DEFAULT_URL, path_from_here
 from loglake.config import ConfigError, Settings, env_name
 from loglake.keys import KeyStore
 from loglake.locks import HeldElsewhere, owned_lock
@@ -78,9 +78,7 @@ def loglake_command() -> str:
     found = shutil.which("loglake")
     if found and Path(found).resolve() == script.resolve():
         return "loglake"
-    with contextlib.suppress(ValueError):  # under the current folder: the shorter path
-        return shlex.quote(str(script.absolute().relative_to(Path.cwd())))
-    return shlex.quote(str(script.absolute()))
+    return path_from_here(script)
 
 
 def bind(settings: Settings) -> socket.socket:
@@ -125,19 +123,20 @@ def _serve(settings: Settings, out: TextIO) -> None:
     sock = bind(settings)
     _limit_malloc_arenas()  # before the app starts its threads
     try:
-        ensure_first_key(settings, out)
         app = LoglakeApp.from_settings(settings)
     except BaseException:
         sock.close()
         raise
     syslog = app.runtime.syslog
-    if syslog is not None:
-        try:
-            syslog.bind()  # a port in use is said now, not once the server runs
-        except BaseException:
-            app.close()
-            sock.close()
-            raise
+    try:
+        if syslog is not None:
+            syslog.bind()  # a port in use, or a TLS key that is not the certificate's, is said now
+        # Last: the key is shown only once, so a start that fails after showing it would lose it.
+        ensure_first_key(settings, out)
+    except BaseException:
+        app.close()
+        sock.close()
+        raise
     _tune_gc()
     auth = "API keys / SigV4" if settings.auth else "DISABLED (loopback only)"
     print(

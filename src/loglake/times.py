@@ -76,6 +76,9 @@ def parse_time(text: str, now_ms: int) -> int:
         value = int(text)
         if 0 < value < SMALLEST_PLAUSIBLE_MS:
             raise TimeFormatError(f"{text} looks like epoch seconds; send epoch milliseconds ({text}000)")
+        if value >= LATEST_MS and (finer := finer_unit(value)) is not None:
+            unit, in_ms = finer
+            raise TimeFormatError(f"{text} looks like epoch {unit}; send epoch milliseconds ({in_ms})")
     elif _DURATION.fullmatch(text):
         value = now_ms - parse_duration(text)
     elif text == "now":
@@ -87,6 +90,15 @@ def parse_time(text: str, now_ms: int) -> int:
     if not 0 <= value < LATEST_MS:
         raise TimeFormatError(f"{text!r} is outside the years 1970 to 9999")
     return value
+
+
+def finer_unit(value: int) -> tuple[str, int] | None:
+    """The unit finer than milliseconds an epoch number past the year 9999 is likely in (a shipper's microseconds
+    or nanoseconds), and its value in milliseconds; None when it is no plausible time in either."""
+    for unit, per_ms in (("microseconds", 1000), ("nanoseconds", 1_000_000)):
+        if SMALLEST_PLAUSIBLE_MS <= value // per_ms < LATEST_MS:
+            return unit, value // per_ms
+    return None
 
 
 def parse_duration(text: str) -> int:

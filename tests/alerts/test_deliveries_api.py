@@ -84,7 +84,7 @@ async def test_deliveries_are_listed_newest_first_filtered_and_paged(client: htt
         ({"limit": "many"}, "limit: must be a whole number 1-500"),
         ({"cursor": "-3"}, "cursor: must be a whole number 1 or more"),
         ({"cursor": "²"}, "cursor: must be a whole number 1 or more"),  # str.isdigit() says yes, int() no
-        ({"status": "dead"}, "status: unknown parameter; known: alert, cursor, destination, limit, state"),
+        ({"status": "dead"}, "status: unknown parameter; did you mean state? known: alert, cursor, destination, limit"),
     ],
 )
 async def test_bad_parameters_are_a_400_that_says_what_to_send(client: httpx.AsyncClient, params, says):

@@ -404,8 +404,33 @@ async def test_an_elasticsearch_call_loglake_does_not_serve_is_a_404_in_elastics
         answer = response.json()
         assert answer["status"] == 404 and answer["error"]["type"] == "resource_not_found_exception", answer
         assert path in answer["error"]["reason"]
-    own = await client.get("/no-such-page")
+    for method in ("GET", "HEAD"):
+        unserved = await client.request(method, "/_nodes")  # an API's path, not an index's
+        assert unserved.status_code == 404 and unserved.headers["x-elastic-product"] == "Elasticsearch", method
+    own = await client.get("/no-such/page")
     assert own.status_code == 404 and "x-elastic-product" not in own.headers and own.json()["error"]["code"]
+
+
+async def test_an_indexs_calls_are_answered_in_elasticsearchs_form(client: httpx.AsyncClient) -> None:
+    """`/{index}` (which loglake's 404 answered without the product header): loglake keeps no indices, so none
+    exists, as Elasticsearch answers a missing one (a script that checks before sending creates it, then goes
+    on); creating it is acknowledged, deleting it refused (nothing is deleted)."""
+    assert (await client.head("/newidx")).status_code == 404
+    got = await client.get("/newidx")
+    assert got.status_code == 404 and got.headers["x-elastic-product"] == "Elasticsearch"
+    assert got.json()["error"]["type"] == "index_not_found_exception"
+    assert got.json()["error"]["reason"].startswith("no such index [newidx]: loglake keeps no indices")
+    created = await client.put("/newidx", json={"mappings": {"properties": {"message": {"type": "text"}}}})
+    assert created.headers["x-elastic-product"] == "Elasticsearch"
+    assert created.json() == {"acknowledged": True, "shards_acknowledged": True, "index": "newidx"}
+    for method in ("DELETE", "POST"):
+        refused = await client.request(method, "/newidx")
+        assert refused.status_code == 405 and refused.headers["x-elastic-product"] == "Elasticsearch", method
+        assert refused.headers["allow"] == "GET, HEAD, PUT"
+        assert refused.json()["status"] == 405 and refused.json()["error"]["type"] == "illegal_argument_exception"
+    assert "does not delete indices" in (await client.delete("/newidx")).json()["error"]["reason"]
+    unknown = await client.put("/newidx", params={"shards": "1"})
+    assert unknown.status_code == 400 and "unrecognized parameter: [shards]" in unknown.json()["error"]["reason"]
 
 
 async def test_a_record_id_route_and_a_bulk_into_an_index_of_the_same_name_both_work(

@@ -486,7 +486,7 @@ async def test_request_ids(client: httpx.AsyncClient) -> None:
 
 
 async def test_unknown_routes_and_methods(client: httpx.AsyncClient) -> None:
-    response = await client.get("/nope")
+    response = await client.get("/nope/nothing")  # (a single segment is an Elasticsearch index)
     assert response.status_code == 404 and error_of(response)["code"] == "not_found"
     response = await client.put("/logs", json={})
     assert response.status_code == 405 and response.headers["allow"] == "POST"
@@ -565,6 +565,7 @@ async def test_a_retried_client_id_answers_the_stored_time(client: httpx.AsyncCl
 async def test_the_last_admin_key_cannot_lock_everyone_out(client: httpx.AsyncClient, app: LoglakeApp) -> None:
     response = await client.delete("/admin/keys/test-admin")
     assert response.status_code == 409 and "last active admin key" in error_of(response)["message"]
+    assert "from the CLI: loglake keys revoke NAME --force" in error_of(response)["message"]
     second = (await client.post("/admin/keys", json={"name": "admin-2", "scopes": ["admin"]})).json()["secret"]
     assert (await client.delete("/admin/keys/test-admin")).status_code == 200
     async with asgi_client(app, second) as c:

@@ -62,6 +62,7 @@ ENDPOINTS = [
     *(Endpoint(m, "/_bulk", "/_bulk", NDJSON, BULK, b"not json\n", "text/plain") for m in ("POST", "PUT")),
     *(Endpoint(m, "/app/_bulk", "/{index}/_bulk", NDJSON, BULK, b"not json\n", "text/plain") for m in ("POST", "PUT")),
     *(Endpoint("GET", path, path) for path in ("/_license", "/_xpack", "/_cluster/health")),
+    *(Endpoint(method, "/newidx", "/{index}") for method in ("GET", "PUT", "DELETE", "POST")),
     *(
         Endpoint("POST", path, path, "application/json", b'{"event": "x"}', b'{"event": "x"}{"event": ""}')
         for path in splunk_routes.EVENT_PATHS

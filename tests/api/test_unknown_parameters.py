@@ -132,3 +132,23 @@ async def test_a_batch_sent_with_an_unknown_parameter_is_not_stored(client: http
     assert response.status_code == 400
     assert [d["field"] for d in response.json()["error"]["details"]] == ["service"]
     assert (await client.get("/logs/recent")).json()["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "misspelt", "meant", "known"),
+    [
+        ("/logs/recent", "sevrity", "severity or min_severity", "service, log_type, severity, min_severity, since"),
+        ("/logs/search", "limt", "limit", "service, log_type, severity, min_severity, since"),
+        ("/alerts", "stauts", "status", "status, level, rule, since, q, limit, cursor"),
+        ("/alerts/deliveries", "status", "state", "alert, cursor, destination, limit, state"),
+    ],
+)
+async def test_a_misspelt_parameter_is_told_the_one_likely_meant_first(
+    client: httpx.AsyncClient, path: str, misspelt: str, meant: str, known: str
+) -> None:
+    """As the Elasticsearch routes say it ("did you mean"), before the list of every known one."""
+    response = await client.get(path, params={misspelt: "error"})
+    assert response.status_code == 400, response.text
+    (detail,) = response.json()["error"]["details"]
+    assert detail["field"] == misspelt
+    assert detail["reason"].startswith(f"unknown parameter; did you mean {meant}? known: {known}"), detail

@@ -105,6 +105,16 @@ def test_interactive_questions_make_one_conversation(data_dir: Path, model_serve
     assert "payments" in shown.stdout.rsplit("ORDER BY", 1)[1]  # /run ran the last answer
 
 
+def test_a_model_server_that_cannot_be_reached_is_said_with_the_flag_that_names_it(data_dir: Path) -> None:
+    """Not only "retry": retrying a wrong endpoint, or one whose server is not running, fails again."""
+    shown = run_cli("ask", "--data-dir", str(data_dir), "--llm-endpoint", "http://127.0.0.1:1/v1", "anything")
+    assert shown.exit_code == 1
+    assert "the anthropic API at http://127.0.0.1:1/v1 cannot be reached (" in shown.stderr, shown.output
+    assert "check that the model server runs there, and that --llm-endpoint (LOGLAKE_LLM_ENDPOINT) names it" in (
+        shown.stderr
+    )
+
+
 def test_without_a_model_it_says_how_to_configure_one(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOGLAKE_LLM_PROVIDER")
     shown = run_cli("ask", "--data-dir", str(data_dir), "anything")

@@ -9,7 +9,15 @@ import uuid
 
 import httpx
 import pytest
-from elasticsearch import AuthenticationException, BadRequestError, ConflictError, Elasticsearch, helpers
+from elasticsearch import (
+    ApiError,
+    AuthenticationException,
+    BadRequestError,
+    ConflictError,
+    Elasticsearch,
+    NotFoundError,
+    helpers,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -168,3 +176,21 @@ def test_the_bulk_helpers_big_chunks_are_stored_as_written(server: tuple[str, st
     newest = next(log for log in logs if log["message"] == 'order 9959 "paid"\tin €')  # (of the last second)
     assert (newest["service"], newest["severity"]) == ("shop", "warning")
     assert newest["attributes"] == {"cart": {"items": 9959 % 7, "note": "x" * 300, "paid": True}}
+
+
+def test_the_clients_index_calls_are_answered_as_elasticsearch_answers_them(server: tuple[str, str]) -> None:
+    """A script that creates its index when it does not exist, then sends, works; deleting is refused (nothing
+    was deleted), in the form the client raises for Elasticsearch's own refusals."""
+    url, key = server
+    with Elasticsearch(url, api_key=key) as es:
+        assert not es.indices.exists(index="newidx")
+        created = es.indices.create(index="newidx")
+        assert created["acknowledged"] is True and created["index"] == "newidx"
+        with pytest.raises(NotFoundError) as missing:
+            es.indices.get(index="newidx")
+        assert missing.value.meta.status == 404 and "index_not_found_exception" in str(missing.value)
+        es.index(index="newidx", document={"message": "after create"})
+        with pytest.raises(ApiError) as refused:
+            es.indices.delete(index="newidx")
+        assert refused.value.meta.status == 405 and "does not delete indices" in str(refused.value)
+    assert [log["message"] for log in recent(url, key, log_type="newidx")] == ["after create"]

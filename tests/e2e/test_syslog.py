@@ -5,12 +5,14 @@ stored surviving kill -9."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -250,6 +252,26 @@ def test_tls_with_a_test_certificate(syslog_server: Callable[..., ServerProcess]
     assert [log["service"] for log in recent(server)] == ["secure"]
 
 
+def test_failed_tls_handshakes_are_counted_and_said_once_a_minute(
+    syslog_server: Callable[..., ServerProcess], certificates: Certificates
+) -> None:
+    """Plain syslog sent to the TLS port (or a scanner): the event loop dropped such a connection without a word."""
+    port = free_port()
+    server = syslog_server(*tls_listening(port, certificates))
+    for attempt in range(3):
+        with socket.create_connection(("127.0.0.1", port)) as plain:
+            plain.settimeout(10)
+            plain.sendall(b"<14>1 - h plain - - - not over tls %d\n" % attempt)
+            with contextlib.suppress(ConnectionResetError):
+                assert plain.recv(100) == b""  # closed by the server once the handshake failed
+    failures = "loglake_syslog_tls_handshake_failures_total"
+    assert settled_metric(server, failures, 3) == 3
+    said = [line for line in server.log_path.read_text().splitlines() if "TLS handshake from 127.0.0.1 failed" in line]
+    assert len(said) == 1, said  # the next two within the minute are not said: a scanner cannot flood the log
+    assert "WRONG_VERSION_NUMBER" in said[0] or "wrong version number" in said[0], said
+    assert metric(server, REJECTED) == 0 and recent(server) == []
+
+
 @pytest.mark.skipif(
     shutil.which("rsyslogd") is None or not any(Path("/usr/lib").glob("*/rsyslog/lmnsd_gtls.so")),
     reason="needs rsyslogd with its GnuTLS driver (Debian rsyslog-gnutls)",
@@ -369,7 +391,39 @@ def test_a_syslog_port_in_use_stops_the_server_with_a_clear_error(tmp_path: Path
             tmp_path / "data", free_port(), tmp_path / "server.log", ("--syslog-tcp", f"127.0.0.1:{port}")
         )
         try:
-            with pytest.raises(RuntimeError, match=f"syslog_tcp: port {port} on 127.0.0.1 is already in use"):
+            in_use = rf"--syslog-tcp \(LOGLAKE_SYSLOG_TCP\): port {port} on 127.0.0.1 is already in use"
+            with pytest.raises(RuntimeError, match=in_use):
                 server.start()
+            assert "First start" not in server.log_path.read_text()  # no admin key shown by a start that failed
         finally:
             server.log.close()
+
+
+def test_a_first_start_that_fails_on_its_tls_files_shows_no_admin_key(
+    certificates: Certificates, tmp_path: Path
+) -> None:
+    """The first-start key is shown once: a start that showed it, then failed on its settings, lost it."""
+    wrong = tmp_path / "wrong.key"
+    other = ec.generate_private_key(ec.SECP256R1())
+    wrong.write_bytes(
+        other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    data = tmp_path / "fresh"
+    listener = ("--syslog-tcp", f"127.0.0.1:{free_port()}", "--syslog-tls-cert", str(certificates.cert))
+    serve = [sys.executable, "-m", "loglake", "serve", "--data-dir", str(data), "--port", str(free_port())]
+    failed = subprocess.run(
+        [*serve, *listener, "--syslog-tls-key", str(wrong)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failed.returncode == 1 and "KEY_VALUES_MISMATCH" in failed.stderr, failed.stderr
+    assert "llk_" not in failed.stdout + failed.stderr and "First start" not in failed.stdout
+    server = ServerProcess(
+        data, free_port(), tmp_path / "fixed.log", (*listener, "--syslog-tls-key", str(certificates.key))
+    )
+    try:
+        server.start(timeout=60)
+        assert "First start: created the admin API key" in server.log_path.read_text()
+    finally:
+        server.stop()

@@ -264,3 +264,49 @@ def _eventually(check: Callable[[], bool]) -> None:
     while not check():
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("stop", "ended"),
+    [("stop", "(the server is stopping); reconnecting"), ("kill", "(lost loglake at http://127.0.0.1:")],
+)
+def test_loglake_tail_waits_out_a_restart_of_the_server_and_goes_on(
+    server_factory: Callable[..., ServerProcess], admin_key_of: Callable[[ServerProcess], str], stop: str, ended: str
+) -> None:
+    """Stopped (the server ends the stream) or killed (the stream is lost): either way the tail goes on."""
+    server = server_factory(None, "--access-log", "off")
+    key = admin_key_of(server)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
+    command = [sys.executable, "-m", "loglake", "tail", "--json", "--url", server.url, "--api-key", key, "restartme"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True) as process:
+        try:
+            lines: queue.Queue[str] = queue.Queue()
+            said: list[str] = []
+            threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+            threading.Thread(target=lambda: [said.append(line) for line in process.stderr], daemon=True).start()
+            assert _printed_while_sending(server, key, lines, "restartme before")
+            getattr(server, stop)()
+            server.start()
+            assert _printed_while_sending(server, key, lines, "restartme after")
+            assert process.poll() is None  # still tailing
+            process.send_signal(signal.SIGINT)
+            assert process.wait(WAIT_S) == 0
+            stderr = "".join(said)
+            assert f"loglake: the tail ended {ended}" in stderr and "reconnecting" in stderr, stderr
+            assert "the tail is back" in stderr and "are not shown" in stderr, stderr
+            assert "Traceback" not in stderr
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def _printed_while_sending(server: ServerProcess, key: str, lines: queue.Queue[str], message: str) -> bool:
+    """Send `message` until the tail prints it (what arrives before a tail opens is not shown)."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        send(server, key, [{"service": "api", "message": message}])
+        with contextlib.suppress(queue.Empty):
+            while True:
+                if json.loads(lines.get(timeout=0.5))["message"] == message:
+                    return True
+    return False

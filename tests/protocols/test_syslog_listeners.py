@@ -3,7 +3,9 @@ refills nothing), the allow-list of networks, and what a stop commits."""
 
 from __future__ import annotations
 
+import logging
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 
 from loglake.config import ConfigError, load_settings
 from loglake.protocols import syslog_commits
-from loglake.protocols.syslog import SyslogListeners
+from loglake.protocols.syslog import HANDSHAKE_WARNING_SECONDS, SyslogListeners
 from loglake.protocols.syslog_commits import Allowance, SyslogTally
 from loglake.runtime import Runtime
 from loglake.store.base import RecentQuery
@@ -25,8 +27,14 @@ from loglake.store.base import RecentQuery
         ({"LOGLAKE_SYSLOG_UDP": "host:port"}, "syslog_udp: 'host:port' is not HOST:PORT"),
         ({"LOGLAKE_SYSLOG_UDP": "70000"}, "syslog_udp: '70000' is not HOST:PORT"),
         ({"LOGLAKE_SYSLOG_ALLOW": "10.0.0.0/8,nonsense"}, "syslog_allow: 'nonsense' is not an IP address"),
-        ({"LOGLAKE_SYSLOG_TCP": "5514", "LOGLAKE_SYSLOG_TLS_CERT": "c.pem"}, "syslog_tls_cert and syslog_tls_key go"),
-        ({"LOGLAKE_SYSLOG_TLS_CERT": "c.pem", "LOGLAKE_SYSLOG_TLS_KEY": "k.pem"}, "set syslog_tcp too"),
+        (
+            {"LOGLAKE_SYSLOG_TCP": "5514", "LOGLAKE_SYSLOG_TLS_CERT": "c.pem"},
+            r"--syslog-tls-cert \(LOGLAKE_SYSLOG_TLS_CERT\) and --syslog-tls-key \(LOGLAKE_SYSLOG_TLS_KEY\) go",
+        ),
+        (
+            {"LOGLAKE_SYSLOG_TLS_CERT": "c.pem", "LOGLAKE_SYSLOG_TLS_KEY": "k.pem"},
+            r"set --syslog-tcp \(LOGLAKE_SYSLOG_TCP\) too",
+        ),
         ({"LOGLAKE_SYSLOG_RATE_LIMIT": "0"}, "syslog_rate_limit must be positive"),
     ],
 )
@@ -179,3 +187,26 @@ def test_trace_context_in_structured_data_is_stored_as_the_records_ids(
     ]
     plain_ids = engine.query("SELECT count(*), count(trace_id) FROM logs WHERE message LIKE 'plain %'").rows
     assert plain_ids == [(plain, 0)]
+
+
+def test_failed_tls_handshakes_are_each_counted_and_said_at_most_once_a_minute(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime = Runtime(load_settings({"data_dir": tmp_path, "access_log": "off"}, environ={}))
+    now = [1000.0]
+    tallies: list[SyslogTally] = []
+    listeners = SyslogListeners(runtime.settings, runtime.service, tallies.append, monotonic=lambda: now[0])
+    try:
+        with caplog.at_level(logging.WARNING, logger="loglake.syslog"):
+            for _ in range(3):
+                listeners.handshake_failed("192.0.2.7", ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version"))
+            now[0] += HANDSHAKE_WARNING_SECONDS
+            listeners.handshake_failed("192.0.2.8", TimeoutError("no TLS handshake within 60 s"))
+        said = [r.getMessage() for r in caplog.records]
+        assert len(said) == 2, said
+        assert "TLS handshake from 192.0.2.7 failed" in said[0] and "WRONG_VERSION_NUMBER" in said[0]
+        assert "from 192.0.2.8" in said[1] and said[1].endswith("; 2 more failed since the last said"), said[1]
+        assert [t.tls_handshakes_failed for t in tallies] == [1, 1, 1, 1]
+        assert sum(t.rejected for t in tallies) == 0  # no records: a handshake is not a message
+    finally:
+        runtime.close()

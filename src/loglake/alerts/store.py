@@ -20,6 +20,7 @@ from typing import Any
 from loglake.alerts.db import ALERT_STATUSES
 from loglake.ids import UUID_PATTERN, AmbiguousId
 from loglake.rules.model import LEVELS
+from loglake.spelling import unknown_parameter
 from loglake.sqlitedb import write_transaction
 from loglake.times import TimeFormatError, format_datetime, parse_time
 
@@ -179,7 +180,7 @@ def parse_alert_query(params: Mapping[str, str], now_ms: int) -> AlertQuery:
     problems: list[tuple[str, str]] = []
     for name in params:
         if name not in LIST_PARAMS:
-            problems.append((name, f"unknown parameter; known: {', '.join(LIST_PARAMS)}"))
+            problems.append((name, unknown_parameter(name, LIST_PARAMS)))
     chosen = {}
     for name, known in (("status", ALERT_STATUSES), ("level", LEVELS)):
         values = tuple(dict.fromkeys(v.strip().lower() for v in params.get(name, "").split(",") if v.strip()))

@@ -226,4 +226,9 @@ def _raw_path(request: Request) -> bytes:
 
 def require_scope(key: ApiKey, scope: str) -> None:
     if not key.allows(scope):
-        raise ApiError(403, "forbidden", f"the key {key.name!r} lacks the {scope!r} scope")
+        raise ApiError(
+            403,
+            "forbidden",
+            f"the key {key.name!r} lacks the {scope!r} scope: use a key that has it (`loglake keys create --name NAME "
+            f"--scopes {scope}` on the server's data dir makes one, as does POST /admin/keys with an admin key)",
+        )

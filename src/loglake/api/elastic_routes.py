@@ -180,6 +180,52 @@ def _setup_kind(request: Request, name: str) -> str:
     return request.path[1 : -len(name) - 1]
 
 
+# -- an index's own calls: loglake keeps no indices (a bulk's index is its records' default log_type) ---------
+
+
+async def index_get(app: LoglakeApp, request: Request, index: str) -> Result:
+    """`GET /{index}`, and `HEAD /{index}` (`indices.exists`): no index exists, as loglake keeps none, so the answer
+    is Elasticsearch's 404 for a missing index. A script that creates its index when it is missing then calls
+    `PUT /{index}`, which is acknowledged, and goes on; a mistyped loglake path (`GET /logz`) is not told that
+    some index exists."""
+    _index_call(request, index, elastic_params.INDEX_GET_PARAMS)
+    reason = f"no such index [{index}]: {_NO_INDICES}"
+    raise ElasticError(404, "index_not_found_exception", reason, headers=[PRODUCT])
+
+
+async def index_create(app: LoglakeApp, request: Request, index: str) -> Result:
+    """`PUT /{index}` (`indices.create`): acknowledged and ignored, as installing a template is."""
+    pretty = _index_call(request, index, elastic_params.INDEX_CREATE_PARAMS)
+    return _answer({"acknowledged": True, "shards_acknowledged": True, "index": index}, pretty)
+
+
+async def index_refused(app: LoglakeApp, request: Request, index: str) -> Result:
+    """`DELETE /{index}` (and `POST /{index}`, which Elasticsearch does not serve either): refused with 405, as
+    Elasticsearch refuses a method an index does not take; acknowledging a delete would say records went that
+    did not."""
+    if request.method == "DELETE":
+        _index_call(request, index, elastic_params.INDEX_DELETE_PARAMS)
+        reason = f"loglake does not delete indices ({_NO_INDICES}); records leave once older than retention_days"
+    else:
+        _index_call(request, index, frozenset(request.query))  # any parameter: the method is what is wrong
+        reason = f"Incorrect HTTP method for uri [{request.path}] and method [{request.method}], allowed: [{_ALLOW}]"
+    raise ElasticError(405, _ERROR_TYPES[405], reason, headers=[PRODUCT, (b"allow", _ALLOW.encode())])
+
+
+# An index's calls: method, handler (HEAD is GET's, whose body the server drops).
+INDEX_ROUTES = (("GET", index_get), ("PUT", index_create), ("DELETE", index_refused), ("POST", index_refused))
+_NO_INDICES = "loglake keeps no indices: a bulk into one stores its records with the index's name as their log_type"
+_ALLOW = "GET, HEAD, PUT"
+
+
+def _index_call(request: Request, index: str, known: frozenset[str]) -> bool:
+    """Whether to pretty-print the answer to a call on an index (its parameters checked); a 404 for the paths of
+    APIs loglake does not serve (`/_nodes`), which `/{index}` would take too."""
+    if index.startswith("_"):
+        raise ApiError(404, "not_found", f"no route {request.path}; see /docs")
+    return _checked_parameters(request, known)
+
+
 # -- bulk --------------------------------------------------------------------------------------------
 
 
@@ -484,4 +530,48 @@ OPENAPI_PATHS: dict[str, dict] = {
         "get": _with_errors(_PROBE | {"summary": "green while storage takes writes (Vector)"}, _PROBE_ERRORS)
     },
     **{f"/{kind}/{{name}}": {m: _with_errors(op, _PROBE_ERRORS) for m, op in _SETUP.items()} for kind in SETUP_KINDS},
+    "/{index}": {
+        "get": _with_errors(
+            {
+                "summary": "An index (HEAD: `indices.exists`): loglake keeps none, so none exists, though a bulk into "
+                "any is taken (ingest scope)",
+                "parameters": _INDEX,
+                "responses": {
+                    "404": _ES_ERROR
+                    | {"description": f"index_not_found_exception, whatever the name. {_ES_ERROR['description']}"}
+                },
+            },
+            _PROBE_ERRORS,
+        ),
+        "put": _with_errors(
+            {
+                "summary": "Creating an index: acknowledged and ignored (ingest scope)",
+                "parameters": _INDEX,
+                "responses": {"200": {"description": '{"acknowledged": true, "shards_acknowledged": true, index}'}},
+            },
+            _PROBE_ERRORS,
+        ),
+        **{
+            method: _with_errors(
+                {
+                    "summary": summary,
+                    "parameters": _INDEX,
+                    "responses": {"405": _ES_ERROR | {"description": f"Refused. {_ES_ERROR['description']}"}},
+                },
+                errors,
+            )
+            for method, summary, errors in (
+                (
+                    "delete",
+                    "Deleting an index: refused, loglake keeps none (records leave by retention_days)",
+                    _PROBE_ERRORS,
+                ),
+                (
+                    "post",
+                    "Not an Elasticsearch API: refused as Elasticsearch refuses it, whatever its parameters",
+                    _KEY_ERRORS,
+                ),
+            )
+        },
+    },
 }

@@ -74,7 +74,8 @@ async def revoke_key(app: LoglakeApp, request: Request, name: str) -> Result:
     except NoSuchKey as e:
         raise ApiError(404, "not_found", str(e)) from None
     except LastAdminKey as e:
-        raise ApiError(409, "last_admin_key", str(e)) from None
+        message = f"{e} (or revoke it from the CLI: loglake keys revoke NAME --force)"
+        raise ApiError(409, "last_admin_key", message) from None
     return Result(200, {"revoked": name})
 
 

@@ -127,6 +127,12 @@ class Metrics:
             "Syslog lines that did not parse, stored whole with attributes.parse_error.",
             (),
         )
+        self.syslog_tls_handshakes_failed = Counter(
+            "loglake_syslog_tls_handshake_failures_total",
+            "Connections to the syslog TLS listener whose TLS handshake failed (plain syslog sent to it, a sender "
+            "that does not trust the certificate, a scanner); nothing was read from them.",
+            (),
+        )
         self.rules_loaded = 0
         self.rule_files_with_problems = 0
         self._services: set[str] = set()
@@ -157,6 +163,8 @@ class Metrics:
             self.rejected.inc(("storage_unavailable",), tally.unstored)
         if tally.unparsed:
             self.syslog_unparsed.inc((), tally.unparsed)
+        if tally.tls_handshakes_failed:
+            self.syslog_tls_handshakes_failed.inc((), tally.tls_handshakes_failed)
 
     def on_rule_run(self, rule: Rule, record: RunRecord) -> None:
         self.rule_runs.inc((rule.id, record.outcome))

@@ -122,6 +122,10 @@ ROUTES = [
         for kind in elastic_routes.SETUP_KINDS
         for method, handler in (("GET", elastic_routes.setup_exists), ("PUT", elastic_routes.setup_put))
     ),
+    *(
+        Route(method, "/{index}", handler, "ingest", reads_body=method == "PUT", error_form=_ES)
+        for method, handler in elastic_routes.INDEX_ROUTES
+    ),
     # Splunk's HTTP Event Collector (api/splunk_routes.py).
     *(
         Route("POST", path, handler, "ingest", reads_body=True, error_form=splunk_routes.hec_error)

@@ -30,6 +30,7 @@ from loglake.model import (
 )
 from loglake.recent_params import InvalidQuery
 from loglake.service import RecentPage
+from loglake.spelling import unknown_parameter
 from loglake.store.base import StoreUnavailable
 from loglake.times import format_datetime
 
@@ -277,8 +278,11 @@ def refuse_parameters(request: Request, route: str, known: Collection[str] = ())
     naming each."""
     unknown = [name for name in request.query if name not in known]
     if unknown:
-        reason = f"known: {', '.join(sorted(known))}" if known else f"{route} takes none"
-        raise invalid_query(InvalidQuery([Problem(-1, name, f"unknown parameter; {reason}") for name in unknown]))
+        reasons = [
+            unknown_parameter(name, sorted(known)) if known else f"unknown parameter; {route} takes none"
+            for name in unknown
+        ]
+        raise invalid_query(InvalidQuery([Problem(-1, n, r) for n, r in zip(unknown, reasons, strict=True)]))
 
 
 def bad_parameter(name: str, reason: str) -> ApiError:

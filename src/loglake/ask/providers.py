@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from loglake.alerts.secrets import SecretError, Secrets, reference_of, scrub
 from loglake.ask.errors import NoProvider, ProviderError
-from loglake.config import Settings
+from loglake.config import Settings, as_typed
 from loglake.lake.stop import Stop, unless_stopped
 
 ANTHROPIC_VERSION = "2023-06-01"  # the Messages API version this client speaks (anthropic-version header)
@@ -103,7 +103,11 @@ class _HttpProvider:
                     f"the {self.name} model did not answer within {self.timeout:g} s (llm_timeout_seconds); "
                     "retry, or give it more time",
                 ) from None
-            raise ProviderError(503, f"the {self.name} API at {self.endpoint} cannot be reached ({e}); retry") from None
+            raise ProviderError(
+                503,
+                f"the {self.name} API at {self.endpoint} cannot be reached ({e}): check that the model server runs "
+                f"there, and that {as_typed('llm_endpoint')} names it",
+            ) from None
         if answer.status_code != 200:
             excerpt = scrub(answer.text[:_ERROR_EXCERPT], [key] if key else [])
             status = 503 if answer.status_code in (429, 503, 529) else 502

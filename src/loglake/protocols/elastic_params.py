@@ -16,6 +16,8 @@ from typing import Any
 
 import msgspec
 
+from loglake.spelling import alike
+
 # Elasticsearch 9's bulk API (its REST API specification, bulk.json, and the API reference), and the
 # parameters every Elasticsearch API takes.
 BULK_PARAMS = frozenset(
@@ -75,6 +77,23 @@ INDEX_PARAMS = frozenset(
     }
 )
 CREATE_PARAMS = INDEX_PARAMS - {"op_type"}
+# An index's own APIs, `/{index}`: get (GET, and HEAD: exists), create (PUT) and delete (DELETE).
+INDEX_GET_PARAMS = frozenset(
+    {
+        "allow_no_indices",
+        "expand_wildcards",
+        "features",
+        "flat_settings",
+        "ignore_unavailable",
+        "include_defaults",
+        "local",
+        "master_timeout",
+    }
+)
+INDEX_CREATE_PARAMS = frozenset({"master_timeout", "timeout", "wait_for_active_shards"})
+INDEX_DELETE_PARAMS = frozenset(
+    {"allow_no_indices", "expand_wildcards", "ignore_unavailable", "master_timeout", "timeout"}
+)
 # What Beats and Logstash install before sending, by path: the parameters of its GET (and HEAD), and of its PUT.
 SETUP_PARAMS = {
     "_index_template": (
@@ -120,8 +139,7 @@ def unrecognized(path: str, names: list[str], candidates: Iterable[str]) -> str:
     than half alike (Lucene's Levenshtein similarity, as Elasticsearch ranks them), the likest first."""
     described = []
     for name in names:
-        alike = sorted((-_similarity(name, known), known) for known in candidates)
-        close = [known for score, known in alike if -score > 0.5]
+        close = alike(name, candidates)
         if not close:
             described.append(f"[{name}]")
         else:
@@ -129,19 +147,6 @@ def unrecognized(path: str, names: list[str], candidates: Iterable[str]) -> str:
             described.append(f"[{name}] -> did you mean {any_of}[{', '.join(close)}]?")
     plural = "s" if len(names) > 1 else ""
     return f"request [{path}] contains unrecognized parameter{plural}: {', '.join(described)}"
-
-
-def _similarity(a: str, b: str) -> float:
-    """1 less the edit distance over the longer length (Lucene's LevenshteinDistance.getDistance)."""
-    if not a or not b:
-        return float(a == b)
-    previous = list(range(len(b) + 1))
-    for i, char in enumerate(a, 1):
-        current = [i]
-        for j, other in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != other)))
-        previous = current
-    return 1 - previous[-1] / max(len(a), len(b))
 
 
 def pretty(answer: bytes | dict[str, Any]) -> bytes:

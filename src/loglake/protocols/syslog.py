@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import ipaddress
 import logging
 import socket
@@ -26,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from loglake.config import ConfigError, Settings, parse_listen_address, parse_networks
+from loglake.config import ConfigError, Settings, as_typed, parse_listen_address, parse_networks
 from loglake.model import Limits, TimeBounds
 from loglake.protocols.syslog_batches import SyslogBatch, parse_batch
 from loglake.protocols.syslog_commits import Allowance, Batcher, SyslogTally
@@ -36,6 +37,11 @@ from loglake.service import LogService
 __all__ = ["Allowance", "SyslogListeners", "SyslogTally"]
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 _MAX_VERDICTS = 10_000
+# At most one line this often about failed TLS handshakes (with how many failed meanwhile): a scanner, or a
+# sender speaking plain syslog to the TLS port, connects again and again and must not flood the log.
+HANDSHAKE_WARNING_SECONDS = 60.0
+HANDSHAKE_SECONDS = 60.0  # as asyncio's: a TLS connection without its handshake by then is closed
+READ_BYTES = 256 * 1024  # the most a TLS read takes at once (a TCP read's size)
 _log = logging.getLogger("loglake.syslog")
 
 
@@ -64,10 +70,12 @@ class SyslogListeners:
         self._verdicts: dict[str, bool] = {}
         self.allowance = Allowance(settings.syslog_rate_limit, monotonic())
         self._sockets: dict[str, socket.socket] = {}
-        self._tls: ssl.SSLContext | None = None
+        self.tls: ssl.SSLContext | None = None  # set by bind, with syslog_tls_cert
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
+        self._handshake_said_at: float | None = None  # when a failed handshake was last logged
+        self._handshakes_unsaid = 0  # failed since then
 
     @classmethod
     def wanted(cls, settings: Settings) -> bool:
@@ -82,12 +90,12 @@ class SyslogListeners:
         if self._sockets:
             return
         if self._tls_files is not None:
-            self._tls = _tls_context(*self._tls_files)
+            self.tls = _tls_context(*self._tls_files)
         try:
             if self._udp is not None:
                 self._sockets["udp"] = _bind(self._udp, socket.SOCK_DGRAM, "syslog_udp")
             if self._tcp is not None:
-                self._sockets["tls" if self._tls else "tcp"] = _bind(self._tcp, socket.SOCK_STREAM, "syslog_tcp")
+                self._sockets["tls" if self.tls else "tcp"] = _bind(self._tcp, socket.SOCK_STREAM, "syslog_tcp")
         except BaseException:
             self._close_sockets()
             raise
@@ -131,8 +139,8 @@ class SyslogListeners:
                 if kind == "udp":
                     udp, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self, batcher), sock=sock)
                 else:
-                    server = await loop.create_server(lambda: _Stream(self, batcher), sock=sock, ssl=self._tls)
-                    servers.append(server)
+                    stream = functools.partial(_TlsStream if kind == "tls" else _Stream, self, batcher)
+                    servers.append(await loop.create_server(stream, sock=sock))
         finally:
             started.set()
         await self._stopped.wait()
@@ -155,6 +163,24 @@ class SyslogListeners:
                 self._verdicts[peer] = verdict
         return verdict
 
+    def handshake_failed(self, peer: str, error: OSError) -> None:
+        """Count a TLS connection whose handshake failed (nothing was read from it), and say so in the log at
+        most once every HANDSHAKE_WARNING_SECONDS."""
+        self.report(SyslogTally(tls_handshakes_failed=1))
+        now = self.monotonic()
+        if self._handshake_said_at is not None and now - self._handshake_said_at < HANDSHAKE_WARNING_SECONDS:
+            self._handshakes_unsaid += 1
+            return
+        since = f"; {self._handshakes_unsaid} more failed since the last said" if self._handshakes_unsaid else ""
+        self._handshake_said_at, self._handshakes_unsaid = now, 0
+        _log.warning(
+            "syslog: a TLS handshake from %s failed, nothing was read from it (%s): is the sender speaking TLS, "
+            "and does it trust the certificate of --syslog-tls-cert?%s",
+            peer,
+            error,
+            since,
+        )
+
     def parse(self, frames: list[bytes], peer: str) -> SyslogBatch:
         return parse_batch(frames, peer, TimeBounds.of(self.limits, int(self.clock() * 1000)), self.limits)
 
@@ -171,12 +197,20 @@ class _Stream(asyncio.Protocol):
         self._reading = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        if self._admitted(transport):
+            self._serve(transport)
+
+    def _admitted(self, transport: asyncio.BaseTransport) -> bool:
+        """Whether syslog_allow lists the sender; its connection is closed when not."""
         self.peer = str(transport.get_extra_info("peername")[0])
-        if not self.listeners.allowed(self.peer):
-            _log.warning("syslog: refused a connection from %s, which syslog_allow does not list", self.peer)
-            transport.abort()  # type: ignore[attr-defined]
-            return
+        if self.listeners.allowed(self.peer):
+            return True
+        _log.warning("syslog: refused a connection from %s, which syslog_allow does not list", self.peer)
+        transport.abort()  # type: ignore[attr-defined]
+        return False
+
+    def _serve(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
         self.batcher.streams.add(self)
         self.batcher.pause_or_resume()
 
@@ -206,6 +240,79 @@ class _Stream(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+class _TlsStream(_Stream):
+    """A TLS connection, its TLS made here over memory buffers (as asyncio makes its own) rather than by the
+    event loop's server, which ends a failed handshake without a word: so one is counted and said
+    (SyslogListeners.handshake_failed). A connection closed before its handshake began (a port check) is not."""
+
+    _shaking: asyncio.TimerHandle | None = None  # the handshake's deadline, until it is done
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._admitted(transport):
+            return
+        assert self.listeners.tls is not None
+        self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._tls = self.listeners.tls.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._shaking = self.batcher.loop.call_later(HANDSHAKE_SECONDS, self._too_slow)
+        self._serve(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._incoming.write(data)
+        plain, ended, failed = [], False, None
+        try:
+            if self._shaking is not None:
+                self._tls.do_handshake()
+                self._shaking.cancel()
+                self._shaking = None
+            while True:
+                plain.append(self._tls.read(READ_BYTES))
+        except ssl.SSLWantReadError:  # all of it read
+            pass
+        except ssl.SSLZeroReturnError:  # the sender ended its TLS session (close_notify)
+            ended = True
+        except ssl.SSLError as e:
+            failed = e
+        if plain:
+            super().data_received(b"".join(plain))
+        self._send_tls()
+        if failed is not None:
+            if self._shaking is not None:
+                self.listeners.handshake_failed(self.peer, failed)
+            self._end(failed)
+        elif ended:
+            self.eof_received()
+            self._end(None)
+
+    def eof_received(self) -> bool | None:
+        if self._shaking is None:  # a last message without its newline, as over TCP
+            return super().eof_received()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._shaking is not None:
+            self._shaking.cancel()
+        super().connection_lost(exc)
+
+    def _send_tls(self) -> None:
+        """What TLS has for the sender (the handshake's messages, session tickets, an alert)."""
+        pending = self._outgoing.read()
+        if pending and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(pending)
+
+    def _too_slow(self) -> None:
+        self.listeners.handshake_failed(self.peer, TimeoutError(f"no TLS handshake within {HANDSHAKE_SECONDS:g} s"))
+        self._end(None)
+
+    def _end(self, error: ssl.SSLError | None) -> None:
+        """Close the connection: at once after a TLS error (nothing more can be read from it)."""
+        if self.transport is None:
+            return
+        if error is None:
+            self.transport.close()
+        else:
+            self.transport.abort()
 
 
 class _Datagrams(asyncio.DatagramProtocol):
@@ -251,8 +358,8 @@ def _bind(address: tuple[str, int], kind: int, setting: str) -> socket.socket:
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:
-            raise ConfigError(f"{setting}: port {port} on {host} is already in use; pick another port") from None
-        raise ConfigError(f"{setting}: cannot listen on {host}:{port}: {e.strerror}") from None
+            raise ConfigError(f"{as_typed(setting)}: port {port} on {host} is already in use; pick another") from None
+        raise ConfigError(f"{as_typed(setting)}: cannot listen on {host}:{port}: {e.strerror}") from None
     sock.setblocking(False)
     return sock
 
@@ -262,7 +369,8 @@ def _tls_context(cert: str, key: str) -> ssl.SSLContext:
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as e:
-        raise ConfigError(f"syslog_tls_cert/syslog_tls_key: cannot load {cert} and {key}: {e}") from None
+        files = f"{as_typed('syslog_tls_cert')}, {as_typed('syslog_tls_key')}"
+        raise ConfigError(f"{files}: cannot load {cert} and {key}: {e}") from None
     return context
 
 

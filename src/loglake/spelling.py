@@ -1,0 +1,32 @@
+"""What a misspelt name was likely meant to be, as Elasticsearch says it for an unknown parameter: the known
+names more than half alike (Lucene's Levenshtein similarity), the likest first. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+def alike(name: str, candidates: Iterable[str]) -> list[str]:
+    """The candidates more than half alike `name`, the likest first (ties by name)."""
+    ranked = sorted((-similarity(name, known), known) for known in candidates)
+    return [known for score, known in ranked if -score > 0.5]
+
+
+def similarity(a: str, b: str) -> float:
+    """1 less the edit distance over the longer length (Lucene's LevenshteinDistance.getDistance)."""
+    if not a or not b:
+        return float(a == b)
+    previous = list(range(len(b) + 1))
+    for i, char in enumerate(a, 1):
+        current = [i]
+        for j, other in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != other)))
+        previous = current
+    return 1 - previous[-1] / max(len(a), len(b))
+
+
+def unknown_parameter(name: str, known: Sequence[str]) -> str:
+    """Why a query parameter not among `known` is refused: the one likely meant first, then every known one."""
+    close = alike(name, known)
+    meant = f"did you mean {' or '.join(close)}? " if close else ""
+    return f"unknown parameter; {meant}known: {', '.join(known)}"
