@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,21 @@ def test_a_bad_value_is_named_where_it_was_given(tmp_path: Path) -> None:
         load_settings(config_file=config, environ={})
     with pytest.raises(ConfigError, match="got 'ten' \\(--query-threads\\)"):
         load_settings({"query_threads": "ten"}, environ={})
+
+
+@pytest.mark.parametrize(
+    ("given", "cores", "expected"), [("-1", 1, 1), ("-1", 2, 1), ("-1", 3, 2), ("-1", 64, 4), ("0", 2, 0), ("8", 2, 2)]
+)
+def test_the_otlp_decode_workers_leave_a_core_to_the_server_at_most_4_and_never_more_than_the_cores(
+    monkeypatch: pytest.MonkeyPatch, given: str, cores: int, expected: int
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert load_settings(environ={"LOGLAKE_OTLP_DECODE_WORKERS": given}).decode_workers == expected
+
+
+def test_otlp_decode_workers_below_minus_one_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"otlp_decode_workers must be -1 \(by the cores\), 0 \(none\) or positive"):
+        load_settings(environ={"LOGLAKE_OTLP_DECODE_WORKERS": "-2"})
 
 
 def test_settings_that_need_another_name_it_as_it_is_typed() -> None:

@@ -29,7 +29,7 @@ def _value(text: str) -> object:
         return text == "on"
     if text.startswith("empty"):
         return ""
-    number = re.fullmatch(r"(\d[\d,]*(?:\.\d+)?)\s*(KiB|MiB)?", text)
+    number = re.fullmatch(r"(-?\d[\d,]*(?:\.\d+)?)\s*(KiB|MiB)?", text)
     if number:
         value = float(number.group(1).replace(",", "")) * _UNITS.get(number.group(2) or "", 1)
         return int(value) if value.is_integer() else value

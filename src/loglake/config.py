@@ -17,6 +17,7 @@ from loglake.model import Limits
 ENV_PREFIX = "LOGLAKE_"
 _LIMITS = Limits()  # the record limits' defaults, defined once in model.Limits
 MAX_SESSION_HOURS = 24 * 366
+MOST_DEFAULT_DECODE_WORKERS = 4
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
 
 
@@ -61,6 +62,11 @@ class Settings:
     )
     session_hours: float = _opt(12.0, "How long a web UI sign-in (POST /session) lasts, in hours.")
     max_tails_per_key: int = _opt(5, "Live tails (GET /logs/tail, loglake tail) one API key may hold open at once.")
+    otlp_decode_workers: int = _opt(
+        -1,
+        "Processes that decode big OTLP exports beside the server's own, on the other cores; 0 = decode in the "
+        f"server's process; -1 = one per core but one (at least 1, at most {MOST_DEFAULT_DECODE_WORKERS}).",
+    )
     loki_service_labels: str = _opt(
         "service_name,service,app,job",
         "Loki push: the stream labels that name a record's service, comma-separated; the first present wins.",
@@ -149,6 +155,18 @@ class Settings:
         )
 
     @property
+    def decode_workers(self) -> int:
+        """otlp_decode_workers on this machine, never more than the cores (a worker beyond them only waits for
+        one). -1: a core is left to the server's own process, which receives, checks and writes what the workers
+        decode (bench/protocols_ingest.py on 2 cores: 2 workers took CPU from it, and OTLP went slower than
+        with 1); at most MOST_DEFAULT_DECODE_WORKERS (each takes ~95 MiB, and a few feed all that one process
+        can write)."""
+        cores = os.cpu_count() or 1
+        if self.otlp_decode_workers < 0:
+            return max(1, min(cores - 1, MOST_DEFAULT_DECODE_WORKERS))
+        return min(self.otlp_decode_workers, cores)
+
+    @property
     def hot_db_path(self) -> Path:
         return self.data_dir / "hot.db"
 
@@ -201,6 +219,10 @@ class Settings:
         for name, off in (("query_spill_mb", "a tenth of the free disk"), ("retention_days", "keep forever")):
             if getattr(self, name) < 0:
                 found.append(f"{name} must be 0 ({off}) or positive, got {getattr(self, name)}")
+        if self.otlp_decode_workers < -1:
+            found.append(
+                f"otlp_decode_workers must be -1 (by the cores), 0 (none) or positive, got {self.otlp_decode_workers}"
+            )
         if not 0 < self.session_hours <= MAX_SESSION_HOURS:
             found.append(
                 f"session_hours must be more than 0 and at most {MAX_SESSION_HOURS} (a year), got {self.session_hours}"

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from loglake.store.sqlite import SQLiteHotStore
+from tests.api.test_otlp_workers import padded
 from tests.ask.lakes import fill
 from tests.conftest import ServerProcess, free_port, run_cli
 from tests.e2e.test_backtest_serve import WAIT_S, eventually
@@ -222,9 +224,10 @@ def test_ctrl_c_stops_recent_waiting_for_its_page_with_status_130_and_ends_a_fol
 
 
 def children(pid: int) -> list[int]:
+    """The child processes of `pid`, whichever of its threads started them (each thread lists its own)."""
     try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:  # it has ended
+        return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+    except FileNotFoundError:  # it has ended (or a thread of it, meanwhile)
         return []
 
 
@@ -297,3 +300,38 @@ def test_ctrl_c_at_a_terminal_while_the_flush_worker_starts_is_one_line_and_stat
         err = flush.stderr.read()
     assert status == 130, err
     assert err.endswith("loglake flush: interrupted\n") and "Traceback" not in err, err
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie left for whoever reaps orphans."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("end", ["SIGTERM", "kill -9"])
+def test_the_otlp_decode_workers_end_with_their_server(
+    server_factory: Callable[..., ServerProcess], admin_key_of: Callable[[ServerProcess], str], end: str
+) -> None:
+    server = server_factory(None, "--otlp-decode-workers", "1")
+    assert server.process is not None
+    headers = {"authorization": f"Bearer {admin_key_of(server)}", "content-type": "application/x-protobuf"}
+    body = padded(ExportLogsServiceRequest()).SerializeToString()
+    workers: list[int] = []
+
+    def a_worker_decoded() -> bool:  # (the first exports are decoded in the server while its worker starts)
+        assert httpx.post(server.url + "/v1/logs", content=body, headers=headers).status_code == 200
+        metrics = httpx.get(server.url + "/metrics", headers=headers).text
+        workers[:] = children(server.process.pid)
+        return 'loglake_otlp_exports_decoded_total{where="worker"}' in metrics
+
+    eventually(a_worker_decoded, "an export decoded by a worker")
+    assert workers
+    if end == "SIGTERM":
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(WAIT_S) == 0
+    else:
+        server.process.kill()
+        server.process.wait(WAIT_S)
+    eventually(lambda: all(map(_ended, workers)), "the decode worker to end")

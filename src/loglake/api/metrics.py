@@ -98,6 +98,12 @@ class Metrics:
             " accepted (stored) or rejected.",
             ("protocol", "outcome"),
         )
+        self.otlp_decoded = Counter(
+            "loglake_otlp_exports_decoded_total",
+            "OTLP exports decoded, by where: worker (a decode process, otlp_decode_workers) or server (the server's"
+            " own process: a small export, or the workers busy, starting or off).",
+            ("where",),
+        )
         self.store_write = Histogram(
             "loglake_store_write_duration_seconds",
             "Hot store commit latency (one group commit, and its fsync with durability full).",

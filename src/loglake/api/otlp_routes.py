@@ -8,9 +8,10 @@ Bearer <key>` as one of their configured headers).
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
-from loglake.api.http import ApiError, EncodedApiError, Request
+from loglake.api.http import ApiError, EncodedApiError, Request, is_gzip
 from loglake.api.routes import (
     Result,
     checked_body,
@@ -63,7 +64,7 @@ async def export_logs(app: LoglakeApp, request: Request) -> Result:
         message = f"Content-Type {content_type!r} is not OTLP/HTTP; send {otlp.PROTOBUF} or {otlp.JSON}"
         return _failure(415, message, json=True)
     try:
-        parsed, problems, found, counts = await checked_body(app, request, lambda body: _checked(app, body, json))
+        parsed, problems, found, counts = await _checked_export(app, request, json)
     except ApiError as e:  # (the body's Content-Encoding)
         count_if_body_refused(app, e)
         return _failure(e.status, e.message, json)
@@ -85,13 +86,35 @@ async def export_logs(app: LoglakeApp, request: Request) -> Result:
     return Result(200, otlp.response(problems, found, json), _headers(json))
 
 
-def _checked(
-    app: LoglakeApp, body: bytes, json: bool
-) -> tuple[ParsedBody | None, list[Problem], columns.RecordColumns, dict[tuple[str, int], int]]:
-    """The request's valid records, the problems of the others, all its records (an export of none is
+Checked = tuple[ParsedBody | None, list[Problem], columns.RecordColumns, dict[tuple[str, int], int]]
+
+
+async def _checked_export(app: LoglakeApp, request: Request, json: bool) -> Checked:
+    """_checked of the request's export, decoded by a worker process when the workers take it (otlp_workers:
+    a big one, the body as sent), else here as before (checked_body: Content-Encoding's errors among them)."""
+    try:
+        gzip = is_gzip(request)
+    except ApiError:
+        gzip = None  # (an encoding other than gzip: checked_body answers it)
+    decoding = None if gzip is None else app.otlp_workers.submit(request.body, json, gzip)
+    found = None
+    if decoding is not None:
+        await asyncio.wait([asyncio.wrap_future(decoding)])  # (its outcome, an error too, is columns()')
+        try:
+            found = app.otlp_workers.columns(decoding)
+        except otlp.MalformedRequest:
+            app.metrics.otlp_decoded.inc(("worker",))
+            raise
+    app.metrics.otlp_decoded.inc(("server" if found is None else "worker",))
+    if found is None:
+        return await checked_body(app, request, lambda body: _checked(app, otlp.columns(body, json)))
+    return await app.run_ingest(_checked, app, found)
+
+
+def _checked(app: LoglakeApp, found: columns.RecordColumns) -> Checked:
+    """The request's valid records, the problems of the others, all its records (`found`: an export of none is
     a valid one, answered as a success), and ingest_counts of the valid ones (counted off the event loop
     with the rest, as POST /logs counts)."""
-    found = otlp.columns(body, json)
     if not found:
         return None, [], found, {}
     parsed, problems = columns.check_valid(app.service, found)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import multiprocessing
 import os
 import shutil
 import sys
@@ -47,6 +46,7 @@ from loglake.lake.sorted_merge import (
 )
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.store.sqlite import SQLiteHotStore
+from loglake.worker_processes import spawned_pool
 
 T = TypeVar("T")
 
@@ -136,8 +136,7 @@ class Background:
         """fn(*args, **kwargs) in the worker process."""
         with self._starting:
             if self._pool is None:
-                spawn = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(1, spawn, initializer=start_merge_worker, initargs=(os.getpid(),))
+                self._pool = spawned_pool(1, start_merge_worker)
         return self._pool.submit(fn, *args, **kwargs).result()
 
     def run_in_thread(self, fn: Callable[..., T], *args: Any, niced: bool = True) -> T:

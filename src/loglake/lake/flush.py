@@ -21,13 +21,11 @@ record arrived inside it since, else by id), so a late record stays in the hot s
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
 import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +34,8 @@ from loglake.lake import writers
 from loglake.lake.flush_rounds import (
     RoundRows,
     WrittenRound,
-    exit_with_parent,
     read_and_write_in_worker,
     read_round,
-    started_without_ctrl_c,
     write_round,
 )
 from loglake.lake.manifest import LakeFile, add_files
@@ -48,6 +44,7 @@ from loglake.lake.parts import file_name
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.store.sqlite_moved import delete_moved
+from loglake.worker_processes import spawned_pool, started_without_ctrl_c
 
 ROWS_PER_ROUND = 200_000
 # A flush with more rounds due than this reads and writes them in a worker process (flush_rounds):
@@ -159,8 +156,7 @@ class Flusher:
         now_ms = int(self.clock() * 1000)
         limit = self.rows_per_round
         if self._backlog(before_ms):
-            spawn = multiprocessing.get_context("spawn")  # no fork: this process runs threads
-            with ProcessPoolExecutor(1, spawn, initializer=exit_with_parent, initargs=(os.getpid(),)) as worker:
+            with spawned_pool(1) as worker:
                 path = str(self.store.path)
                 yield lambda after: started_without_ctrl_c(
                     lambda: worker.submit(read_and_write_in_worker, path, before_ms, after, limit, now_ms)

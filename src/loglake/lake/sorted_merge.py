@@ -27,7 +27,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loglake.lake.flush_rounds import exit_with_parent
 from loglake.lake.parts import (
     COMPACT_LEVELS,
     FLUSH_LEVELS,
@@ -37,6 +36,7 @@ from loglake.lake.parts import (
     parquet_writer,
 )
 from loglake.lake.tables import APP_LOGS_TABLE
+from loglake.worker_processes import exit_with_parent
 
 
 @dataclass(frozen=True)

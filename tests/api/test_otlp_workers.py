@@ -1,0 +1,241 @@
+"""OTLP exports decoded in worker processes (protocols/otlp_workers.py): the same answers and records as decoded
+in the server's process, whatever the export holds; a worker that dies costs no record; no workers (0), or
+workers that cannot start, decode in process. Real worker processes, spawned as the server spawns them."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+from loglake.api.app import LoglakeApp
+from loglake.config import Settings
+from loglake.protocols import otlp_workers
+from tests.api.test_otlp import NANOS, NOW_MS, PROTOBUF, SPAN, TRACE, pairs, post, text
+from tests.api.test_otlp_json import _hex_ids, every_rule
+from tests.conftest import asgi_client, key_for
+
+JSON = {"content-type": "application/json"}
+GZIP = {**PROTOBUF, "content-encoding": "gzip"}
+PADDING_RECORDS = 1_500  # (of ~220 bytes each: an export the workers take, gzipped too)
+
+
+def padded(request: ExportLogsServiceRequest) -> ExportLogsServiceRequest:
+    """The request with a scope of PADDING_RECORDS more records (random text: gzip keeps it big)."""
+    padded = ExportLogsServiceRequest()
+    padded.CopyFrom(request)
+    resource_logs = padded.resource_logs.add()
+    resource_logs.resource.attributes.extend(pairs(service__name=text("padding")))
+    scope_logs = resource_logs.scope_logs.add()
+    for i in range(PADDING_RECORDS):
+        scope_logs.log_records.add(
+            time_unix_nano=(NOW_MS - i) * NANOS,
+            severity_number=(9, 13, 0, 99)[i % 4],
+            severity_text=("", "WARNING", "fatal", "")[i % 4],
+            body=text(f"padding {i} {os.urandom(96).hex()}"),
+            attributes=pairs(n=text(str(i % 5))),
+            trace_id=TRACE if i % 2 else b"",
+            span_id=SPAN if i % 3 else b"",
+        )
+    return padded
+
+
+def with_time_in_milliseconds(request: ExportLogsServiceRequest) -> ExportLogsServiceRequest:
+    """A record whose time is in ms, which OTLP's own rule refuses (RecordColumns.refused)."""
+    request.resource_logs[0].scope_logs[0].log_records.append(LogRecord(time_unix_nano=NOW_MS, body=text("in ms")))
+    return request
+
+
+EXPORTS = {  # each as (body, headers)
+    "protobuf, refused records": lambda: (
+        padded(with_time_in_milliseconds(every_rule())).SerializeToString(),
+        PROTOBUF,
+    ),
+    "protobuf, all valid (bulk)": lambda: (padded(ExportLogsServiceRequest()).SerializeToString(), PROTOBUF),
+    "gzip, refused records": lambda: (gzip.compress(padded(every_rule()).SerializeToString()), GZIP),
+    "OTLP/JSON, refused records": lambda: (_json(padded(with_time_in_milliseconds(every_rule()))), JSON),
+    "OTLP/JSON, all valid (bulk)": lambda: (_json(padded(ExportLogsServiceRequest())), JSON),
+    "OTLP/JSON, a time past 2**64 ns": lambda: (_with_a_time_past_int64(padded(every_rule())), JSON),
+    "malformed protobuf": lambda: (padded(every_rule()).SerializeToString() + b"\x0a\xff\xff\xff", PROTOBUF),
+    "malformed OTLP/JSON": lambda: (_json(padded(every_rule()))[:-1] + b', "resourceLogs": 5}', JSON),
+    "not gzip": lambda: (b"\x1f\x8b\x00" + bytes(otlp_workers.MIN_GZIP_BODY_BYTES), GZIP),
+}
+
+
+def _json(request: ExportLogsServiceRequest) -> bytes:
+    return json.dumps(_hex_ids(json_format.MessageToDict(request), False)).encode()
+
+
+def _with_a_time_past_int64(request: ExportLogsServiceRequest) -> bytes:
+    """In OTLP/JSON, whose numbers are unbounded, a record whose time is past what Arrow's int64 holds as ms: the
+    worker hands over its columns as they are (not as Arrow's), and the check refuses the record."""
+    body = json.loads(_json(request))
+    late = {"timeUnixNano": str(10**30), "body": {"stringValue": "far too late"}}
+    body["resourceLogs"][0]["scopeLogs"][0]["logRecords"].append(late)
+    return json.dumps(body).encode()
+
+
+def app_with(data_dir: os.PathLike, workers: int) -> LoglakeApp:
+    settings = Settings(data_dir=data_dir, access_log="off", otlp_decode_workers=workers)
+    return LoglakeApp.from_settings(settings, clock=lambda: NOW_MS / 1000)
+
+
+@pytest.fixture
+def apps(tmp_path: os.PathLike) -> Iterator[dict[int, LoglakeApp]]:
+    """An app with one decode worker and one with none."""
+    found = {workers: app_with(tmp_path / f"workers-{workers}", workers) for workers in (1, 0)}
+    yield found
+    for app in found.values():
+        app.close()
+
+
+@pytest.fixture
+async def clients(apps: dict[int, LoglakeApp]) -> AsyncIterator[dict[int, httpx.AsyncClient]]:
+    async with asgi_client(apps[1], key_for(apps[1])) as one, asgi_client(apps[0], key_for(apps[0])) as none:
+        yield {1: one, 0: none}
+
+
+async def everything_stored(client: httpx.AsyncClient) -> list[list]:
+    sql = "SELECT timestamp, service, log_type, severity, message, attributes, trace_id, span_id FROM logs ORDER BY ALL"
+    response = await client.post("/query", json={"sql": sql})
+    assert response.status_code == 200, response.text
+    return response.json()["rows"]
+
+
+def decode_workers() -> list[multiprocessing.Process]:
+    return multiprocessing.active_children()
+
+
+def started(workers: otlp_workers.DecodeWorkers) -> None:
+    """Once the workers take an export: they start at the first one (exports meanwhile are decoded in process)."""
+    body = padded(ExportLogsServiceRequest()).SerializeToString()
+    deadline = time.monotonic() + 120
+    while (decoding := workers.submit(body, json=False, gzip=False)) is None:
+        assert time.monotonic() < deadline, "the decode workers did not start"
+        time.sleep(0.05)
+    assert workers.columns(decoding) is not None
+
+
+async def decoded_where(client: httpx.AsyncClient) -> dict[str, float]:
+    metrics = (await client.get("/metrics")).text
+    return {
+        where: float(line.rsplit(" ", 1)[1])
+        for where in ("worker", "server")
+        for line in metrics.splitlines()
+        if line.startswith(f'loglake_otlp_exports_decoded_total{{where="{where}"}}')
+    }
+
+
+@pytest.mark.parametrize("export", EXPORTS)
+async def test_a_worker_answers_and_stores_what_the_servers_process_does(
+    apps: dict[int, LoglakeApp], clients: dict[int, httpx.AsyncClient], export: str
+) -> None:
+    body, headers = EXPORTS[export]()
+    assert len(body) >= (otlp_workers.MIN_GZIP_BODY_BYTES if headers is GZIP else otlp_workers.MIN_BODY_BYTES)
+    assert decode_workers() == []
+    in_process = await post(clients[0], body, headers)
+    assert decode_workers() == [] and await decoded_where(clients[0]) == {"server": 1}  # (no workers: none started)
+    started(apps[1].otlp_workers)
+    by_worker = await post(clients[1], body, headers)
+    # (a body the worker cannot inflate is left to the server's process, which answers its error)
+    assert await decoded_where(clients[1]) == ({"server": 1} if export == "not gzip" else {"worker": 1})
+    assert (by_worker.status_code, by_worker.headers["content-type"]) == (
+        in_process.status_code,
+        in_process.headers["content-type"],
+    )
+    assert by_worker.content == in_process.content  # the ExportLogsServiceResponse or google.rpc.Status
+    rows = await everything_stored(clients[1])
+    assert rows == await everything_stored(clients[0])
+    if "refused" in export or "past" in export:
+        assert in_process.status_code == 200 and b"record" in in_process.content  # (a partial success)
+        assert len(rows) == PADDING_RECORDS + 14  # every_rule's storable records and the padding
+    elif "all valid" in export:
+        assert len(rows) == PADDING_RECORDS
+    else:
+        assert in_process.status_code == 400 and rows == []
+
+
+async def test_a_killed_worker_costs_no_record_and_the_pool_starts_again(
+    apps: dict[int, LoglakeApp], clients: dict[int, httpx.AsyncClient]
+) -> None:
+    client, workers = clients[1], apps[1].otlp_workers
+    body = padded(ExportLogsServiceRequest()).SerializeToString()
+    started(workers)
+    [worker] = decode_workers()
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join()
+    for _ in range(2):  # decoded in process (the pool broken, then a new one starting), or by a new one
+        again = await post(client, body)
+        assert (again.status_code, again.content) == (200, b"")
+    started(workers)
+    [fresh] = decode_workers()
+    assert fresh.pid != worker.pid
+    assert (await post(client, body)).status_code == 200
+    assert (await decoded_where(client))["worker"] >= 1
+    assert len(await everything_stored(client)) == 3 * PADDING_RECORDS
+
+
+def test_an_export_whose_worker_dies_while_it_has_it_is_decoded_in_process() -> None:
+    """A worker killed with an export in its hands (out of memory, say): columns() gives None, and the route
+    decodes it in process; a later export starts a fresh pool."""
+    workers = otlp_workers.DecodeWorkers(1, 10 << 20)
+    body = padded(ExportLogsServiceRequest()).SerializeToString()
+    try:
+        started(workers)
+        [worker] = decode_workers()
+        os.kill(worker.pid, signal.SIGSTOP)  # (so that it cannot answer before it is killed)
+        decoding = workers.submit(body, json=False, gzip=False)
+        assert decoding is not None
+        os.kill(worker.pid, signal.SIGKILL)
+        assert workers.columns(decoding) is None
+        started(workers)
+        [fresh] = decode_workers()
+        assert fresh.pid != worker.pid
+    finally:
+        workers.close()
+
+
+def test_workers_that_cannot_start_leave_decoding_in_process(caplog: pytest.LogCaptureFixture) -> None:
+    """Workers that die as they start (here: spawn's Python cannot be run) leave every export to the server's
+    process; after MOST_BROKEN_IN_A_ROW pools, no more is started, and one warning line says so."""
+    workers = otlp_workers.DecodeWorkers(1, 10 << 20)
+    body = padded(ExportLogsServiceRequest()).SerializeToString()
+    multiprocessing.set_executable("/nonexistent/python")  # (what spawn runs)
+    deadline = time.monotonic() + 120
+    try:
+        with caplog.at_level(logging.WARNING, "loglake.otlp"):
+            while not caplog.records:
+                assert workers.submit(body, json=False, gzip=False) is None
+                assert time.monotonic() < deadline, "the pool was not given up"
+                time.sleep(0.05)
+            assert workers.submit(body, json=False, gzip=False) is None
+            assert decode_workers() == []
+    finally:
+        multiprocessing.set_executable(sys.executable)
+        workers.close()
+    [warning] = caplog.records
+    assert "decoded in the server's process" in warning.getMessage()
+    assert f"died {otlp_workers.MOST_BROKEN_IN_A_ROW} times in a row" in warning.getMessage()
+
+
+def test_small_exports_stay_in_process() -> None:
+    """IPC's fixed cost would be more than their decoding (an SDK's 512-record batch is ~100 KiB)."""
+    workers = otlp_workers.DecodeWorkers(1, 10 << 20)
+    try:
+        assert workers.submit(bytes(otlp_workers.MIN_BODY_BYTES - 1), json=False, gzip=False) is None
+        assert workers.submit(bytes(otlp_workers.MIN_GZIP_BODY_BYTES - 1), json=False, gzip=True) is None
+        assert decode_workers() == []
+    finally:
+        workers.close()
