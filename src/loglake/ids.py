@@ -15,6 +15,7 @@ random ids would be half the Parquet bytes.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import threading
@@ -33,11 +34,23 @@ RAND_B_COUNTER_MASK = (1 << RAND_B_COUNTER_BITS) - 1
 VARIANT_RFC = 0b10 << 62  # the two RFC 9562 variant bits, at the top of the last 64
 _LOW_62 = (1 << 62) - 1
 
-_lock = threading.Lock()
-# Ids need uniqueness, not secrecy: a seeded PRNG, since os.urandom can cost ~40 us a call on a VM.
-_rng = random.Random()
-_node = _rng.getrandbits(NODE_BITS)
-_counter = _rng.getrandbits(_COUNTER_BITS - 1)  # top bit clear: room to count up for ages
+
+def _start() -> None:
+    """This process's node number and counter start, drawn anew in a forked child: it copies its parent's, and
+    would give the same ids as its parent and its siblings in the same millisecond (a forked logging handler's
+    records then answered as retries of each other's, and not stored). The lock too: another thread of the
+    parent may have held it at the fork."""
+    global _lock, _node, _counter
+    _lock = threading.Lock()
+    # Ids need uniqueness, not secrecy: a seeded PRNG (seeded from os.urandom when made), since os.urandom
+    # itself can cost ~40 us a call on a VM.
+    rng = random.Random()
+    _node = rng.getrandbits(NODE_BITS)
+    _counter = rng.getrandbits(_COUNTER_BITS - 1)  # top bit clear: room to count up for ages
+
+
+_start()
+os.register_at_fork(after_in_child=_start)
 
 
 def uuid7_bytes(ts_ms: int) -> bytes:
