@@ -168,7 +168,7 @@ async def test_a_worker_answers_and_stores_what_the_servers_process_does(
 
 
 async def test_a_killed_worker_costs_no_record_and_the_pool_starts_again(
-    apps: dict[int, LoglakeApp], clients: dict[int, httpx.AsyncClient]
+    apps: dict[int, LoglakeApp], clients: dict[int, httpx.AsyncClient], caplog: pytest.LogCaptureFixture
 ) -> None:
     client, workers = clients[1], apps[1].otlp_workers
     body = padded(ExportLogsServiceRequest()).SerializeToString()
@@ -176,9 +176,14 @@ async def test_a_killed_worker_costs_no_record_and_the_pool_starts_again(
     [worker] = decode_workers()
     os.kill(worker.pid, signal.SIGKILL)
     worker.join()
-    for _ in range(2):  # decoded in process (the pool broken, then a new one starting), or by a new one
-        again = await post(client, body)
-        assert (again.status_code, again.content) == (200, b"")
+    with caplog.at_level(logging.WARNING, "loglake.otlp"):
+        for _ in range(2):  # decoded in process (the pool broken, then a new one starting), or by a new one
+            again = await post(client, body)
+            assert (again.status_code, again.content) == (200, b"")
+    assert [r.getMessage() for r in caplog.records] == [
+        "an OTLP decode worker died (killed, or out of memory): its exports were decoded in the server's process,"
+        " and the pool starts again"
+    ]
     started(workers)
     [fresh] = decode_workers()
     assert fresh.pid != worker.pid

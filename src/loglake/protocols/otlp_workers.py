@@ -71,6 +71,10 @@ class DecodeWorkers:
             try:
                 future = self._pool.submit(_decoded, body, json, gzip, self._max_body_bytes)
             except BrokenProcessPool:  # a worker died (killed, out of memory) since the last export
+                log.warning(
+                    "an OTLP decode worker died (killed, or out of memory): its exports were decoded in the"
+                    " server's process, and the pool starts again"
+                )
                 self._broken()
                 future = None
             except RuntimeError:  # (shutting down)
