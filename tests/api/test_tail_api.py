@@ -88,3 +88,12 @@ async def test_a_quiet_tail_sends_heartbeats_and_ends_when_its_client_leaves(
     assert app.tails is not None
     for _ in range(app.settings.max_tails_per_key):  # every slot of the key is free again
         app.tails.open("quiet", RecentQuery(since_ms=0), [])
+
+
+async def test_a_stopping_server_opens_no_tail(app: LoglakeApp, client: httpx.AsyncClient) -> None:
+    """A tail opened while the server stops (`loglake tail` reconnecting at once) held the stop up for uvicorn's
+    whole graceful timeout, ended with an error line; a 503 makes the client wait for the server to be back."""
+    app.stopping()
+    refused = await asyncio.wait_for(client.get("/logs/tail"), 10)  # (a tail opened instead never ends)
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+    assert refused.json()["error"]["code"] == "server_stopping"

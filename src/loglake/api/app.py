@@ -239,6 +239,11 @@ class LoglakeApp:
             watcher.cancel()
             self._stops.discard(stop)
 
+    @property
+    def is_stopping(self) -> bool:
+        """Whether stopping() was called: the server is on its way out."""
+        return self._stopping
+
     def stopping(self) -> None:
         """The server is stopping: end the open event streams (live tails) and stop the work in flight
         (run_watched's), whose answers uvicorn would otherwise wait for (a tail never ends by itself, a

@@ -93,6 +93,7 @@ def _tail(filters: list[dict]) -> dict:
                 },
                 "429": error_response("The key holds its limit of live tails (or its rate limit)"),
                 "501": error_response("This deployment keeps no arrivals (poll /logs/search)"),
+                "503": error_response("The server is stopping: retry once it is back (Retry-After)"),
             },
         }
     }

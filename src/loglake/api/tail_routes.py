@@ -83,6 +83,10 @@ async def tail(app: LoglakeApp, request: Request) -> Result:
     query, terms = client_errors(app.service.tail_query)(request.query)
     if request.method == "HEAD":
         return Result(200, b"", HEADERS)
+    if app.is_stopping:  # (a tail opened now would hold the stop up until uvicorn's timeout cut it)
+        raise ApiError(
+            503, "server_stopping", "the server is stopping: retry once it is back", headers=[(b"retry-after", b"5")]
+        )
     try:
         opened = app.tails.open(request.principal.name, query, terms)
     except TooManyTails as e:
