@@ -178,7 +178,14 @@ class LogService:
         (default DEFAULT_BUCKETS; past a day, whole days)."""
         fields = dict(params)
         interval_text, buckets_text = fields.pop("interval", ""), fields.pop("buckets", "")
-        query, terms = self._search_query(fields)
+        not_here = [
+            Problem(-1, name, "does not apply to a histogram, which counts every match")
+            for name in ("limit", "cursor")
+            if name in fields
+        ]
+        if not_here:
+            raise InvalidQuery(not_here)
+        query, terms = self._search_query(fields, also_known=("interval", "buckets"))
         until = query.until_ms if query.until_ms is not None else self.now_ms()
         if until <= query.since_ms:
             raise InvalidQuery([Problem(-1, "since", "must be before until (by default, now)")])
@@ -237,10 +244,13 @@ class LogService:
             raise InvalidQuery(problems)
         return self._search_query(params)
 
-    def _search_query(self, params: Mapping[str, str]) -> tuple[RecentQuery, list[Condition]]:
+    def _search_query(
+        self, params: Mapping[str, str], also_known: tuple[str, ...] = ()
+    ) -> tuple[RecentQuery, list[Condition]]:
+        """The filters and search of `params`; `also_known`: the caller's own parameters, taken out before."""
         fields = dict(params)
         q = fields.pop("q", "")
-        query = parse_recent_params(fields, self.now_ms())
+        query = parse_recent_params(fields, self.now_ms(), also_known=also_known)
         try:
             return query, parse_search(q)
         except InvalidSearch as e:

@@ -152,3 +152,18 @@ async def test_a_misspelt_parameter_is_told_the_one_likely_meant_first(
     (detail,) = response.json()["error"]["details"]
     assert detail["field"] == misspelt
     assert detail["reason"].startswith(f"unknown parameter; did you mean {meant}? known: {known}"), detail
+
+
+async def test_the_histogram_knows_its_own_parameters_and_refuses_paging(client: httpx.AsyncClient) -> None:
+    """A new user's `intervl` was told the search's parameters (limit and cursor among them, not interval), and a
+    limit was taken silently, though a histogram counts every match."""
+    misspelt = await client.get("/logs/histogram", params={"q": "x", "intervl": "1h"})
+    assert misspelt.status_code == 400
+    [detail] = misspelt.json()["error"]["details"]
+    assert detail["field"] == "intervl" and detail["reason"].startswith("unknown parameter; did you mean interval?")
+    assert "buckets" in detail["reason"]
+    for name, value in (("limit", "5"), ("cursor", "x")):
+        paged = await client.get("/logs/histogram", params={"q": "x", name: value})
+        assert paged.status_code == 400 and paged.json()["error"]["details"] == [
+            {"index": None, "field": name, "reason": "does not apply to a histogram, which counts every match"}
+        ]
