@@ -64,9 +64,10 @@ def test_a_question_shows_its_sql_and_scan_before_running_then_runs_follows_up_a
     assert turn.locator(".explanation").inner_text() == "Counts the error records of each service."
     shown_sql = turn.locator(".sql-code").inner_text()
     assert "severity = 'error'" in shown_sql and shown_sql.rstrip().endswith("LIMIT 10000")  # formatted, capped
-    # The span of the lake's records it reads, apart from the query's range (it names none).
+    # The span of the lake's records it reads, apart from the query's range (it names none). The fixture's records
+    # span the last 50 minutes: in the first hour of a UTC day they are in two day partitions, a file each.
     assert re.fullmatch(
-        r"1 lake file of 1, .+ of .+ \(1 row group, at most 120 rows, records from .+ → .+\)",
+        r"(?P<n>[12]) lake files? of (?P=n), .+ of .+ \((?P=n) row groups?, at most 120 rows, records from .+ → .+\)",
         turn.locator("dd").nth(2).inner_text(),
     )
     assert turn.locator("dd").nth(1).inner_text() == "all time (the query names no time)"
