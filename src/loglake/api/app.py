@@ -29,6 +29,7 @@ from loglake.api.http import (
     read_body,
     send_bytes,
     send_json,
+    server_stopping,
     wait_for_disconnect,
 )
 from loglake.api.metrics import Metrics
@@ -229,9 +230,7 @@ class LoglakeApp:
         except Stopped as e:
             if e.reason == CLIENT_GONE:
                 raise ClientGone() from None
-            raise ApiError(
-                503, "server_stopping", f"{e.reason}: retry once it is back", headers=[(b"retry-after", b"5")]
-            ) from None
+            raise server_stopping(e.reason) from None
         except asyncio.CancelledError:  # uvicorn gave up waiting for the answer: the work is not wanted either
             stop.stop(SERVER_STOPPING)
             raise

@@ -15,6 +15,7 @@ import msgspec
 
 from loglake import content_encoding
 from loglake.decode_errors import in_words
+from loglake.lake.stop import SERVER_STOPPING
 
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
@@ -198,6 +199,11 @@ def _declared_length(request: Request) -> int:
     """The Content-Length, 0 when there is none (or it is not a number, which read_body refuses)."""
     length = request.headers.get(b"content-length", b"")
     return int(length) if length.isdigit() else 0
+
+
+def server_stopping(reason: str = SERVER_STOPPING) -> ApiError:
+    """The 503 of work the server will not do because it is stopping: asked again once it is back."""
+    return ApiError(503, "server_stopping", f"{reason}: retry once it is back", headers=[(b"retry-after", b"5")])
 
 
 def decode_content(request: Request, body: bytes, max_bytes: int) -> bytes:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from loglake.api.http import ApiError, Receive, Request, Send
+from loglake.api.http import ApiError, Receive, Request, Send, server_stopping
 from loglake.api.routes import Result, client_errors
 from loglake.tail import Tail, TooManyTails
 
@@ -84,9 +84,7 @@ async def tail(app: LoglakeApp, request: Request) -> Result:
     if request.method == "HEAD":
         return Result(200, b"", HEADERS)
     if app.is_stopping:  # (a tail opened now would hold the stop up until uvicorn's timeout cut it)
-        raise ApiError(
-            503, "server_stopping", "the server is stopping: retry once it is back", headers=[(b"retry-after", b"5")]
-        )
+        raise server_stopping()
     try:
         opened = app.tails.open(request.principal.name, query, terms)
     except TooManyTails as e:

@@ -92,10 +92,14 @@ class DecodeWorkers:
         if self._pool is None:
             try:
                 self._pool = spawned_pool(self.processes)
+            except (OSError, RuntimeError) as e:  # no semaphores (no /dev/shm)
+                self._give_up(e)
+                return False
+            try:
                 # (a task each: a pool spawns a worker for a task while none is idle, so all start now)
                 self._starting = [self._pool.submit(_ready) for _ in range(self.processes)]
-            except (OSError, RuntimeError) as e:  # no semaphores (no /dev/shm), cannot spawn
-                self._give_up(e)
+            except (OSError, RuntimeError):  # a worker that died as it was spawned (a broken pipe, BrokenProcessPool)
+                self._broken()
                 return False
         for started in self._starting:
             if started.done():
@@ -131,9 +135,9 @@ class DecodeWorkers:
         it: the in-process path answers that error). otlp.MalformedRequest as otlp.columns raises it."""
         try:
             decoded = future.result()
-        except BrokenProcessPool:  # a worker killed: each export it held comes here, none lost (the pool is
-            return None  # started anew when the next export finds it broken)
-        except Exception:  # (anything else a worker raised: the in-process path raises or answers it, as before)
+        # BrokenProcessPool: a worker killed, each export it held comes here, none lost (the pool is started anew
+        # when the next export finds it broken); anything else a worker raised, the in-process path answers.
+        except Exception:
             return None
         self._broken_in_a_row = 0
         if decoded is None or isinstance(decoded, RecordColumns):
