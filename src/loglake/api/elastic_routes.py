@@ -443,8 +443,9 @@ _BULK = {
     "responses": {
         "200": {
             "description": "{errors, took, items: [{create|index: {_index, _id, status, error?}}]}: an item that "
-            "cannot be stored fails alone, with 400 (the document), 409 (a create of an _id stored before) or 503 "
-            "(storage cannot take writes; retry it); an index of an _id stored before is answered 200, result noop"
+            "cannot be stored fails alone, with 400 (the document, or an index name Elasticsearch refuses), 409 (a "
+            "create of an _id stored before) or 503 (storage cannot take writes; retry it); an index of an _id stored "
+            "before is answered 200, result noop"
         }
     },
 }
@@ -564,7 +565,8 @@ OPENAPI_PATHS: dict[str, dict] = {
         ),
         "put": _with_errors(
             {
-                "summary": "Creating an index: acknowledged and ignored (ingest scope)",
+                "summary": "Creating an index: acknowledged and ignored (ingest scope); a name Elasticsearch refuses "
+                "(capitals, spaces, \\ / * ? \" < > | , # :, a leading _ - +) is its 400 invalid_index_name_exception",
                 "parameters": _INDEX,
                 "responses": {"200": {"description": '{"acknowledged": true, "shards_acknowledged": true, index}'}},
             },
