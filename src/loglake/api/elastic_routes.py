@@ -566,7 +566,7 @@ OPENAPI_PATHS: dict[str, dict] = {
         "put": _with_errors(
             {
                 "summary": "Creating an index: acknowledged and ignored (ingest scope); a name Elasticsearch refuses "
-                "(capitals, spaces, \\ / * ? \" < > | , # :, a leading _ - +) is its 400 invalid_index_name_exception",
+                '(capitals, spaces, \\ / * ? " < > | , # :, a leading _ - +) is its 400 invalid_index_name_exception',
                 "parameters": _INDEX,
                 "responses": {"200": {"description": '{"acknowledged": true, "shards_acknowledged": true, index}'}},
             },
