@@ -34,8 +34,8 @@ def test_loglake_table_in_toml(tmp_path: Path) -> None:
     [
         ({"LOGLAKE_PORT": "eighty"}, "LOGLAKE_PORT"),
         ({"LOGLAKE_AUTH": "maybe"}, "LOGLAKE_AUTH"),
-        ({"LOGLAKE_DURABILITY": "sometimes"}, "durability"),
-        ({"LOGLAKE_PORT": "70000"}, "port"),
+        ({"LOGLAKE_DURABILITY": "sometimes"}, "LOGLAKE_DURABILITY"),
+        ({"LOGLAKE_PORT": "70000"}, "LOGLAKE_PORT"),
         ({"LOGLAKE_HOST": "0.0.0.0", "LOGLAKE_AUTH": "false"}, "auth disabled"),
         ({"LOGLAKE_HOST": "10.1.2.3", "LOGLAKE_AUTH": "off"}, "auth disabled"),
     ],
@@ -72,20 +72,39 @@ def test_every_problem_with_the_settings_is_named_at_once() -> None:
     with pytest.raises(ConfigError) as raised:
         load_settings(environ=environ)
     message = str(raised.value)
-    assert "setting port must be an integer, got 'http' (LOGLAKE_PORT)" in message
-    assert "query_threads must be positive, got 0" in message
-    assert "durability must be one of full, process, got 'sometimes'" in message
-    assert "retention_days must be 0 (keep forever) or positive, got -1" in message
-    assert "rate_limit must be positive, got nan" in message
+    assert "LOGLAKE_PORT must be an integer, got 'http'" in message
+    assert "LOGLAKE_QUERY_THREADS must be positive, got 0" in message
+    assert "LOGLAKE_DURABILITY must be one of full, process, got 'sometimes'" in message
+    assert "LOGLAKE_RETENTION_DAYS must be 0 (keep forever) or positive, got -1" in message
+    assert "LOGLAKE_RATE_LIMIT must be positive, got nan" in message
 
 
-def test_a_bad_value_is_named_where_it_was_given(tmp_path: Path) -> None:
+def test_a_bad_value_is_named_as_it_was_given(tmp_path: Path) -> None:
+    """The flag, the environment variable or the config file's key that was typed: a person who typed
+    --query-threads 0 is not told of query_threads."""
     config = tmp_path / "loglake.toml"
-    config.write_text('port = "nine"\n')
-    with pytest.raises(ConfigError, match=f"setting port must be an integer, got 'nine' \\(in {config}\\)"):
+    config.write_text('port = "nine"\nquery_threads = 0\n')
+    with pytest.raises(ConfigError) as raised:
         load_settings(config_file=config, environ={})
-    with pytest.raises(ConfigError, match="got 'ten' \\(--query-threads\\)"):
-        load_settings({"query_threads": "ten"}, environ={})
+    assert str(raised.value) == (
+        f"port in {config} must be an integer, got 'nine'; query_threads in {config} must be positive, got 0"
+    )
+    for given, environ, said in [
+        ({"query_threads": "ten"}, {}, "--query-threads must be an integer, got 'ten'"),
+        ({"query_threads": 0}, {}, "--query-threads must be positive, got 0"),
+        ({}, {"LOGLAKE_QUERY_THREADS": "0"}, "LOGLAKE_QUERY_THREADS must be positive, got 0"),
+        ({"port": 0}, {"LOGLAKE_PORT": "1"}, "--port must be 1-65535, got 0"),  # the flag wins: it is what counts
+        ({"session_hours": 0}, {}, "--session-hours must be more than 0 and at most 8784"),
+        ({"flush_interval_seconds": -1}, {}, "--flush-interval-seconds must be 0 (never) or positive, got -1"),
+        ({"llm_daily_tokens": -1}, {}, "--llm-daily-tokens must be 0 or positive, got -1"),
+        ({}, {"LOGLAKE_SYSLOG_RATE_LIMIT": "0"}, "LOGLAKE_SYSLOG_RATE_LIMIT must be positive, got 0"),
+        ({}, {"LOGLAKE_SYSLOG_UDP": "x:y"}, "LOGLAKE_SYSLOG_UDP: 'x:y' is not HOST:PORT"),
+        ({"cors_allow_origins": "ui.example.com"}, {}, "--cors-allow-origins: 'ui.example.com' is not an origin"),
+        ({"durability": "never"}, {}, "--durability must be one of full, process, got 'never'"),
+    ]:
+        with pytest.raises(ConfigError) as raised:
+            load_settings(given, environ=environ)
+        assert str(raised.value).startswith(said), (given, environ, str(raised.value))
 
 
 @pytest.mark.parametrize(
@@ -99,8 +118,12 @@ def test_the_otlp_decode_workers_leave_a_core_to_the_server_at_most_4_and_never_
 
 
 def test_otlp_decode_workers_below_minus_one_are_refused() -> None:
-    with pytest.raises(ConfigError, match=r"otlp_decode_workers must be -1 \(by the cores\), 0 \(none\) or positive"):
+    with pytest.raises(
+        ConfigError, match=r"LOGLAKE_OTLP_DECODE_WORKERS must be -1 \(by the cores\), 0 \(none\) or positive, got -2"
+    ):
         load_settings(environ={"LOGLAKE_OTLP_DECODE_WORKERS": "-2"})
+    with pytest.raises(ConfigError, match=r"^--otlp-decode-workers must be -1 \(by the cores\)"):
+        load_settings({"otlp_decode_workers": -2}, environ={})
 
 
 def test_settings_that_need_another_name_it_as_it_is_typed() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -9,6 +10,7 @@ from collections.abc import Callable, Iterator
 import click
 
 from loglake.cli_options import (
+    DEFAULT_URL,
     TermsCommand,
     key_option,
     print_record_json,
@@ -18,6 +20,7 @@ from loglake.cli_options import (
     url_option,
 )
 from loglake.client import ClientError, LoglakeClient
+from loglake.config import flag_name
 from loglake.model import format_datetime
 
 # Read timeout: well past the server's heartbeat (every 15 s), so only a server that went silent ends it.
@@ -71,15 +74,32 @@ def tail(
                 away_since = format_datetime(int(time.time() * 1000))
                 click.echo(f"loglake: the tail ended ({why}); reconnecting", err=True)
                 events = client.tail(params, wait_for_server=say_waiting)
+                back_at = format_datetime(int(time.time() * 1000))
                 click.echo(
                     f"loglake: the tail is back; records that arrived while it was away (from {away_since}) are not "
-                    f"shown: `loglake recent --since {away_since}` lists them by time",
+                    f"shown: `{_missed_command(params, away_since, back_at, url)}` lists them by time",
                     err=True,
                 )
     except ClientError as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
         pass
+
+
+def _missed_command(params: dict[str, str | None], since: str, until: str, url: str) -> str:
+    """The command that lists the records of the tail's search and filters stamped from `since` until `until`:
+    `loglake search` (`recent` takes no search, only a substring), or `recent` for a tail without a search. Its
+    URL if not the default; never the API key, which a shell's history would keep."""
+    search = params["q"]
+    words = ["loglake", "search" if search else "recent", "--since", since, "--until", until]
+    for name, value in params.items():
+        if value and name != "q":  # the filters, each the option of the same name
+            words += [flag_name(name), value]
+    if url != DEFAULT_URL:
+        words += ["--url", url]
+    if search:
+        words += ["--", search] if search.startswith("-") else [search]  # (-- : not an option, whatever follows)
+    return shlex.join(words)
 
 
 def _print_events(events: Iterator[tuple[str, dict]], show: Callable[[dict], None]) -> str:

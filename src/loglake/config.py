@@ -287,30 +287,39 @@ def load_settings(
     """Defaults < TOML file < environment < explicit overrides (CLI flags that were given)."""
     environ = dict(os.environ) if environ is None else environ
     values: dict[str, Any] = {}
-    source: dict[str, str] = {}  # where each value came from, for the error that names it
+    given_as: dict[str, str] = {}  # each value's setting as the person typed it, for the errors that name it
     named = environ.get(env_name("config"))  # empty: no file, as a shell's `LOGLAKE_CONFIG=` means
     config_file = config_file or (Path(named) if named else None)
     if config_file is not None:
         values.update(_read_toml(config_file))
-        source.update(dict.fromkeys(values, f"in {config_file}"))
+        given_as.update({name: f"{name} in {config_file}" for name in values})
     for f in fields(Settings):
         if env_name(f.name) in environ:
             values[f.name] = environ[env_name(f.name)]
-            source[f.name] = env_name(f.name)
+            given_as[f.name] = env_name(f.name)
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = value
-            source[name] = flag_name(name)
+            given_as[name] = flag_name(name)
     typed, problems = {}, []
     for name, value in values.items():
         try:
             typed[name] = _coerce(name, value)
         except ConfigError as e:
-            problems.append(f"{e} ({source[name]})")
-    if problems:  # every value that is not of its type, with whatever else is wrong among the rest
-        problems += replace(Settings(), **typed).problems()
+            problems.append(str(e))
+    settings = replace(Settings(), **typed)
+    # every value that is not of its type, with whatever else is wrong among the rest
+    problems = [_as_given(problem, given_as) for problem in problems + settings.problems()]
+    if problems:
         raise ConfigError("; ".join(problems))
-    return replace(Settings(), **typed).check()
+    return settings
+
+
+def _as_given(problem: str, given_as: dict[str, str]) -> str:
+    """A problem that starts with a setting's name (`port must be ...`, `syslog_udp: ...`) starting instead with
+    the flag, environment variable or config file key the person gave it with (`--port must be ...`)."""
+    name = problem.split(" ", 1)[0].removesuffix(":")
+    return given_as[name] + problem[len(name) :] if name in given_as else problem
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -356,7 +365,7 @@ def _coerce(name: str, value: Any) -> Any:
         return str(value)
     except (TypeError, ValueError):
         described = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(kind, kind)
-        raise ConfigError(f"setting {name} must be {described}, got {value!r}") from None
+        raise ConfigError(f"{name} must be {described}, got {value!r}") from None
 
 
 def parse_origins(text: str) -> tuple[str, ...]:

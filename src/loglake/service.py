@@ -61,12 +61,14 @@ class RecordSearch(Protocol):
     the lake locally (lake/reads.py), Athena over the lake on AWS (aws/athena_search.py). Told to stop
     (`stop`: the client went away, the server is stopping), a search raises Stopped."""
 
-    def search(self, query: RecentQuery, terms: Sequence[Condition], stop: Stop | None = None) -> list[StoredRecord]:
+    def search(
+        self, query: RecentQuery, conditions: Sequence[Condition], stop: Stop | None = None
+    ) -> list[StoredRecord]:
         """The newest `query.limit` matches, newest (highest id) first."""
         ...
 
     def histogram(
-        self, query: RecentQuery, terms: Sequence[Condition], interval_ms: int, stop: Stop | None = None
+        self, query: RecentQuery, conditions: Sequence[Condition], interval_ms: int, stop: Stop | None = None
     ) -> list[dict]:
         """Every bucket of the window with its counts per severity (lake_reads.histogram_buckets)."""
         ...
@@ -167,9 +169,9 @@ class LogService:
     def search(self, params: Mapping[str, str], stop: Stop | None = None) -> RecentPage:
         """Records whose message/fields match the search `q` across hot and lake, newest first, paged
         (Stopped when told to stop, as are histogram and facets)."""
-        query, terms = self._search_query(params)
+        query, conditions = self._search_query(params)
         wanted = query.limit
-        records = self._require_search().search(replace(query, limit=wanted + 1), terms, stop)
+        records = self._require_search().search(replace(query, limit=wanted + 1), conditions, stop)
         return _page(records, wanted)
 
     def histogram(self, params: Mapping[str, str], stop: Stop | None = None) -> dict:
@@ -185,7 +187,7 @@ class LogService:
         ]
         if not_here:
             raise InvalidQuery(not_here)
-        query, terms = self._search_query(fields, also_known=("interval", "buckets"))
+        query, conditions = self._search_query(fields, also_known=("interval", "buckets"))
         until = query.until_ms if query.until_ms is not None else self.now_ms()
         if until <= query.since_ms:
             raise InvalidQuery([Problem(-1, "since", "must be before until (by default, now)")])
@@ -207,7 +209,7 @@ class LogService:
             wanted = _whole_number("buckets", buckets_text, lake_reads.MAX_BUCKETS) if buckets_text else DEFAULT_BUCKETS
             fitting = (i for i in HISTOGRAM_INTERVALS if span / i <= wanted)
             interval = next(fitting, -(-span // (wanted * DAY_MS)) * DAY_MS)
-        buckets = self._require_search().histogram(query, terms, interval, stop)
+        buckets = self._require_search().histogram(query, conditions, interval, stop)
         return {
             "since": format_datetime(query.since_ms),
             "until": format_datetime(until),
@@ -227,10 +229,10 @@ class LogService:
         )
         if fields.get("cursor"):
             raise InvalidQuery([Problem(-1, "cursor", "does not apply to facets, which count every match")])
-        query, terms = self._search_query(fields)
+        query, conditions = self._search_query(fields)
         if self.lake is None:
             raise InvalidQuery([Problem(-1, "q", "facets need the SQL engine, which this store does not have")])
-        return lake_reads.facets(self.lake.engine, query, terms, limit, stop)
+        return lake_reads.facets(self.lake.engine, query, conditions, limit, stop)
 
     def tail_query(self, params: Mapping[str, str]) -> tuple[RecentQuery, list[Condition]]:
         """The search a live tail matches new records against: the filters and `q` of search, without

@@ -35,10 +35,12 @@ class TooManyTails(Exception):
 class Tail:
     """One follower: its search, where it started, and what waits to be sent to it."""
 
-    def __init__(self, key_name: str, query: RecentQuery, terms: Sequence[Condition], after: int, limit: int) -> None:
+    def __init__(
+        self, key_name: str, query: RecentQuery, conditions: Sequence[Condition], after: int, limit: int
+    ) -> None:
         self.key_name = key_name
         self.query = query
-        self.terms = terms
+        self.conditions = conditions
         self.after = after  # the arrivals it sees are numbered after this
         self.limit = limit
         self._queued: deque[dict] = deque()
@@ -90,7 +92,9 @@ class TailHub:
         self._matching = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loglake-tail")
         self._db: duckdb.DuckDBPyConnection | None = None  # used on the matching thread only
 
-    def open(self, key_name: str, query: RecentQuery, terms: Sequence[Condition], limit: int = QUEUE_RECORDS) -> Tail:
+    def open(
+        self, key_name: str, query: RecentQuery, conditions: Sequence[Condition], limit: int = QUEUE_RECORDS
+    ) -> Tail:
         """A new tail of records arriving from now on; TooManyTails when the key holds its limit. Call
         on the event loop that is to run the pump."""
         held = sum(t.key_name == key_name for t in self._tails)
@@ -100,7 +104,7 @@ class TailHub:
                 "close one (another browser tab or `loglake tail`) and try again"
             )
         cursor = self.arrivals.cursor(self.now_ms())
-        tail = Tail(key_name, query, terms, cursor.seq, limit)
+        tail = Tail(key_name, query, conditions, cursor.seq, limit)
         self._tails.add(tail)
         if self._pump is None:
             self._seq = cursor.seq
@@ -177,7 +181,7 @@ class TailHub:
         try:
             for tail in tails:
                 try:
-                    matches = lake_reads.arrived_matches(self._db, tail.query, tail.terms, tail.after)
+                    matches = lake_reads.arrived_matches(self._db, tail.query, tail.conditions, tail.after)
                 except duckdb.Error as e:
                     found.append(f"the tail's search failed on new records: {e}")
                     continue

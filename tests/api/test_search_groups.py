@@ -117,6 +117,7 @@ async def test_histogram_and_facets_count_a_grouped_search(app: LoglakeApp, clie
         ("(timeout OR refused", "the ( at character 1 is never closed"),
         ("timeout OR", "OR at character 9 needs a term after it"),
         ("a ()", "the group at character 3 is empty"),
+        ("-", "the - at character 1 leaves out nothing: write what to leave out right after it, as in -healthcheck"),
     ],
 )
 async def test_a_search_that_cannot_be_read_is_a_400_naming_q_and_where(

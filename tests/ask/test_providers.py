@@ -148,7 +148,7 @@ def test_a_key_from_a_file_is_read_at_each_call(model_server: ModelServer, tmp_p
 
 
 def test_the_key_setting_takes_only_a_reference() -> None:
-    with pytest.raises(ConfigError, match="llm_api_key takes a reference") as raised:
+    with pytest.raises(ConfigError, match="--llm-api-key takes a reference") as raised:
         load_settings({"llm_provider": "openai", "llm_model": "m", "llm_api_key": KEY}, environ={})
     assert KEY not in str(raised.value)
     assert load_settings({"llm_api_key": "env:OPENAI_API_KEY"}, environ={}).llm_api_key == "env:OPENAI_API_KEY"

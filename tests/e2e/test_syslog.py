@@ -336,13 +336,17 @@ def test_lines_that_do_not_parse_are_stored_whole_and_counted(syslog_server: Cal
 def test_senders_outside_the_allow_list_are_refused(syslog_server: Callable[..., ServerProcess]) -> None:
     port = free_port()
     server = syslog_server(*listening(port), "--syslog-allow", "192.0.2.0/24")
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.settimeout(10)
-        try:
-            sock.sendall(b"<14>1 - h tcp - - - refused\n")
-            assert sock.recv(100) == b""  # closed by the server
-        except ConnectionResetError:
-            pass
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.settimeout(10)
+            try:
+                sock.sendall(b"<14>1 - h tcp - - - refused\n")
+                assert sock.recv(100) == b""  # closed by the server
+            except ConnectionResetError:
+                pass
+    assert settled_metric(server, "loglake_syslog_refused_connections_total", 3) == 3
+    said = [line for line in server.log_path.read_text().splitlines() if "refused a connection from" in line]
+    assert len(said) == 1, said  # the next two within the minute are not said: a scanner cannot flood the log
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.sendto(b"<14>1 - h udp - - - refused", ("127.0.0.1", port))
     deadline = time.monotonic() + 20

@@ -8,6 +8,8 @@ import contextlib
 import json
 import os
 import queue
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -16,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 import httpx
 import pytest
@@ -300,11 +303,61 @@ def test_loglake_tail_waits_out_a_restart_of_the_server_and_goes_on(
                 process.kill()
 
 
-def _printed_while_sending(server: ServerProcess, key: str, lines: queue.Queue[str], message: str) -> bool:
+def test_back_after_a_restart_the_tail_names_the_command_that_lists_what_it_missed(
+    server_factory: Callable[..., ServerProcess], admin_key_of: Callable[[ServerProcess], str]
+) -> None:
+    """The command carries the tail's search and filters (and its server): it lists what the tail would have
+    shown while it was away, and nothing else."""
+    server = server_factory(None, "--access-log", "off")
+    key = admin_key_of(server)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")} | {"LOGLAKE_API_KEY": key}
+    filters = ["--service", "api", "--min-severity", "warning"]
+    command = [sys.executable, "-m", "loglake", "tail", "--json", "--url", server.url, *filters, "-healthcheck", "gone"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True) as process:
+        try:
+            lines: queue.Queue[str] = queue.Queue()
+            said: list[str] = []
+            threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+            threading.Thread(target=lambda: [said.append(line) for line in process.stderr], daemon=True).start()
+            assert _printed_while_sending(server, key, lines, "gone before", severity="error")
+            server.stop()
+            server.start()
+            assert _printed_while_sending(server, key, lines, "gone after", severity="error")
+            process.send_signal(signal.SIGINT)
+            assert process.wait(WAIT_S) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+    hint = re.search(r"`(loglake search [^`]*)` lists them by time", "".join(said))
+    assert hint, said
+    words = shlex.split(hint.group(1))
+    assert words[words.index("--service") : words.index("--service") + 4] == filters, words
+    assert words[words.index("--url") + 1] == server.url and words[-2:] == ["--", "-healthcheck gone"], words
+    since = words[words.index("--since") + 1]
+    stamped = int(datetime.fromisoformat(since).timestamp() * 1000)  # a moment the tail was away
+    missed = {"service": "api", "severity": "error", "message": "gone missed", "timestamp": stamped}
+    send(server, key, [missed])
+    for other in ({"service": "web"}, {"severity": "info"}, {"message": "gone healthcheck"}, {"message": "other"}):
+        send(server, key, [missed | other])  # each unlike the tail's search or filters in one way
+    listed = subprocess.run(
+        [sys.executable, "-m", "loglake", "search", "--json", *words[2:]],
+        capture_output=True,
+        env=env,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert listed.returncode == 0, listed.stderr
+    messages = {json.loads(line)["message"] for line in listed.stdout.splitlines()}
+    assert messages - {"gone after"} == {"gone missed"}  # ("gone after" too, if sent before the tail was back)
+
+
+def _printed_while_sending(
+    server: ServerProcess, key: str, lines: queue.Queue[str], message: str, **fields: str
+) -> bool:
     """Send `message` until the tail prints it (what arrives before a tail opens is not shown)."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
-        send(server, key, [{"service": "api", "message": message}])
+        send(server, key, [{"service": "api", "message": message, **fields}])
         with contextlib.suppress(queue.Empty):
             while True:
                 if json.loads(lines.get(timeout=0.5))["message"] == message:

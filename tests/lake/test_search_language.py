@@ -61,6 +61,8 @@ def no(term: Term) -> Term:
             ],
         ),
         ('http."x.y":5 OR user:alice', [AnyOf(((Term("5", key=("http", "x.y")),), (Term("alice", key=("user",)),)))]),
+        ('"-" a-b -"-"', [Term("-"), Term("a-b"), Term("-", negated=True)]),  # a dash searched for, quoted
+        ("--", [Term("-", negated=True)]),  # - then what to leave out: a dash
     ],
 )
 def test_searches_read_into_conditions(q: str, conditions: list) -> None:
@@ -93,6 +95,23 @@ def test_searches_read_into_conditions(q: str, conditions: list) -> None:
         ),
         ("service:(api OR web)", "service: needs a value"),
         ('"unclosed OR a', "unbalanced"),
+        # a - with nothing after it leaves out nothing: a mistake, not a search for a dash (nor NOT of nothing)
+        (
+            "-",
+            "the - at character 1 leaves out nothing: write what to leave out right after it, as in -healthcheck,"
+            ' or quote a dash to search for it: "-"',
+        ),
+        ("a - b", "the - at character 3 leaves out nothing"),
+        ("(a -)", "the - at character 4 leaves out nothing"),
+        ("a OR -", "the - at character 6 leaves out nothing"),
+        # the other empty forms, each said with where it is and what to do
+        ("NOT", "NOT at character 1 needs a term or a group after it, as in NOT a"),
+        ("()", "the group at character 1 is empty; put a term in it, remove it"),
+        ("-()", "the group at character 1 is empty; put a term in it, remove it"),
+        ('a -"', 'unbalanced " in \'-"\' at character 3: a phrase is words between two quotes, as in "connection'),
+        ('a ""', "the empty phrase '\"\"' at character 3 matches nothing; put a word in it, or remove it"),
+        ('-""', "the empty phrase '-\"\"' at character 1 matches nothing"),
+        ('service:""', "the empty phrase 'service:\"\"' at character 1 matches nothing"),
         ("(" * (MAX_GROUP_DEPTH + 1) + "a" + ")" * (MAX_GROUP_DEPTH + 1), f"at most {MAX_GROUP_DEPTH} groups"),
         (" OR ".join(f"w{n}" for n in range(MAX_TERMS + 1)), f"at most {MAX_TERMS} search terms, got {MAX_TERMS + 1}"),
         ("(a OR (b c)) " * 7, f"at most {MAX_TERMS} search terms, got 21"),

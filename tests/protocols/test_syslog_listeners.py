@@ -3,18 +3,20 @@ refills nothing), the allow-list of networks, and what a stop commits."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from loglake.config import ConfigError, load_settings
 from loglake.protocols import syslog_commits
-from loglake.protocols.syslog import HANDSHAKE_WARNING_SECONDS, SyslogListeners
+from loglake.protocols.syslog import WARNING_SECONDS, SyslogListeners
 from loglake.protocols.syslog_commits import Allowance, SyslogTally
 from loglake.runtime import Runtime
 from loglake.store.base import RecentQuery
@@ -24,9 +26,9 @@ from loglake.store.base import RecentQuery
     ("environ", "problem"),
     [
         ({"LOGLAKE_SYSLOG_TCP": "0.0.0.0:514"}, "refusing to take syslog on 0.0.0.0 from anywhere"),
-        ({"LOGLAKE_SYSLOG_UDP": "host:port"}, "syslog_udp: 'host:port' is not HOST:PORT"),
-        ({"LOGLAKE_SYSLOG_UDP": "70000"}, "syslog_udp: '70000' is not HOST:PORT"),
-        ({"LOGLAKE_SYSLOG_ALLOW": "10.0.0.0/8,nonsense"}, "syslog_allow: 'nonsense' is not an IP address"),
+        ({"LOGLAKE_SYSLOG_UDP": "host:port"}, "LOGLAKE_SYSLOG_UDP: 'host:port' is not HOST:PORT"),
+        ({"LOGLAKE_SYSLOG_UDP": "70000"}, "LOGLAKE_SYSLOG_UDP: '70000' is not HOST:PORT"),
+        ({"LOGLAKE_SYSLOG_ALLOW": "10.0.0.0/8,nonsense"}, "LOGLAKE_SYSLOG_ALLOW: 'nonsense' is not an IP address"),
         (
             {"LOGLAKE_SYSLOG_TCP": "5514", "LOGLAKE_SYSLOG_TLS_CERT": "c.pem"},
             r"--syslog-tls-cert \(LOGLAKE_SYSLOG_TLS_CERT\) and --syslog-tls-key \(LOGLAKE_SYSLOG_TLS_KEY\) go",
@@ -35,7 +37,7 @@ from loglake.store.base import RecentQuery
             {"LOGLAKE_SYSLOG_TLS_CERT": "c.pem", "LOGLAKE_SYSLOG_TLS_KEY": "k.pem"},
             r"set --syslog-tcp \(LOGLAKE_SYSLOG_TCP\) too",
         ),
-        ({"LOGLAKE_SYSLOG_RATE_LIMIT": "0"}, "syslog_rate_limit must be positive"),
+        ({"LOGLAKE_SYSLOG_RATE_LIMIT": "0"}, "LOGLAKE_SYSLOG_RATE_LIMIT must be positive"),
     ],
 )
 def test_syslog_settings_that_cannot_work_are_refused(environ: dict, problem: str) -> None:
@@ -67,14 +69,14 @@ def test_the_allowance_goes_into_debt_and_says_how_long_to_wait() -> None:
 class Listening:
     """The syslog listeners of a real Runtime, on free loopback ports, with a frozen rate clock."""
 
-    def __init__(self, data_dir: Path, **settings: str) -> None:
+    def __init__(self, data_dir: Path, monotonic: Callable[[], float] = lambda: 1000.0, **settings: str) -> None:
         self.port = free_udp_port()
         environ = {"LOGLAKE_SYSLOG_UDP": f"127.0.0.1:{self.port}", "LOGLAKE_SYSLOG_TCP": f"127.0.0.1:{self.port}"}
         environ |= {f"LOGLAKE_{k.upper()}": v for k, v in settings.items()}
         self.runtime = Runtime(load_settings({"data_dir": data_dir, "access_log": "off"}, environ=environ))
         self.tallies: list[SyslogTally] = []
         self.listeners = SyslogListeners(
-            self.runtime.settings, self.runtime.service, self.tallies.append, monotonic=lambda: 1000.0
+            self.runtime.settings, self.runtime.service, self.tallies.append, monotonic=monotonic
         )
         self.listeners.start()
 
@@ -106,7 +108,7 @@ def free_udp_port() -> int:
 def listening(tmp_path: Path) -> Iterator[type[Listening]]:
     started: list[Listening] = []
 
-    def start(**settings: str) -> Listening:
+    def start(**settings: Any) -> Listening:
         started.append(Listening(tmp_path / "data", **settings))
         return started[-1]
 
@@ -146,6 +148,30 @@ def test_stopping_commits_what_was_read(listening, monkeypatch: pytest.MonkeyPat
     assert syslog.stored() == []
     syslog.listeners.stop()
     assert syslog.stored() == ["read before the stop"]
+
+
+def test_refused_connections_are_each_counted_and_said_at_most_once_a_minute(
+    listening, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scanner outside syslog_allow connecting again and again must not flood the log."""
+    now = [1000.0]
+    syslog = listening(syslog_allow="192.0.2.0/24", monotonic=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="loglake.syslog"):
+        for attempt in range(1, 5):
+            if attempt == 4:
+                now[0] += WARNING_SECONDS
+            with socket.create_connection(("127.0.0.1", syslog.port)) as sock:
+                sock.settimeout(10)
+                with contextlib.suppress(ConnectionResetError):
+                    sock.sendall(b"<14>1 - h a - - - from outside\n")
+                    assert sock.recv(100) == b""  # closed by the listener
+            syslog.wait_for_tallies(lambda t, attempt=attempt: sum(x.connections_refused for x in t) == attempt)
+    said = [r.getMessage() for r in caplog.records if r.name == "loglake.syslog"]
+    refused = "syslog: refused a connection from 127.0.0.1, which syslog_allow does not list"
+    assert said == [refused, f"{refused}; 2 more refused since the last said"]
+    assert [t.connections_refused for t in syslog.tallies] == [1, 1, 1, 1]
+    assert sum(t.rejected for t in syslog.tallies) == 0  # no message was read
+    assert syslog.stored() == []
 
 
 def test_messages_the_store_cannot_take_are_counted_not_lost_silently(listening) -> None:
@@ -200,7 +226,7 @@ def test_failed_tls_handshakes_are_each_counted_and_said_at_most_once_a_minute(
         with caplog.at_level(logging.WARNING, logger="loglake.syslog"):
             for _ in range(3):
                 listeners.handshake_failed("192.0.2.7", ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version"))
-            now[0] += HANDSHAKE_WARNING_SECONDS
+            now[0] += WARNING_SECONDS
             listeners.handshake_failed("192.0.2.8", TimeoutError("no TLS handshake within 60 s"))
         said = [r.getMessage() for r in caplog.records]
         assert len(said) == 2, said

@@ -156,18 +156,45 @@ def test_an_empty_result_says_why_and_widens_the_range(page, loglake):
     assert page.locator(".results .more").inner_text() == "1 record, the end of the range."
 
 
-def test_a_query_the_server_cannot_read_is_shown_once(page, loglake):
+@pytest.mark.parametrize(
+    ("q", "said"), [("%22unclosed", "unbalanced"), ("-", "the - at character 1 leaves out nothing")]
+)
+def test_a_query_the_server_cannot_read_is_shown_once(page, loglake, q, said):
     """The histogram, the facets and the records ask with the same query: one error, where the records go."""
     sign_in(page, loglake)
     answered = []
     page.on("response", lambda r: answered.append(r.url) if "/logs/" in r.url and r.status == 400 else None)
-    page.goto(loglake.url + "/ui/explore?q=%22unclosed")
+    page.goto(loglake.url + f"/ui/explore?q={q}")
     page.locator(".results .error-box").wait_for()
     page.wait_for_function("() => !document.querySelector('.histogram .progress, .facets .progress')")
     assert len(answered) == 3  # the histogram and the facets asked too, and were refused alike
     assert page.locator(".error-box").count() == 1
-    assert "unbalanced" in page.locator(".results .error-box").inner_text()
+    assert said in page.locator(".results .error-box").inner_text()
     assert page.get_by_role("button", name="Retry").count() == 0  # the same query would be refused again
+
+
+def test_a_server_that_does_not_answer_is_one_error_gone_once_it_is_back(page, loglake):
+    """A stopped server fails the histogram, the facets and the records alike: one error, where the records go,
+    that says what to do; the page asks again by itself and shows the records once the server is back."""
+    sign_in(page, loglake)
+    page.locator(".record").first.wait_for()
+    loglake.server.stop()
+    try:
+        page.locator("#q").fill("service:worker")
+        page.locator("#q").press("Enter")  # drawn by the page already loaded: it asks the stopped server
+        page.locator(".results .error-box").wait_for()
+        page.wait_for_function("() => !document.querySelector('.histogram .progress, .facets .progress')")
+        assert page.locator(".error-box").count() == 1
+        said = page.locator(".error-box").inner_text()
+        assert "loglake did not answer; check that the server is running" in said, said
+        assert "shows the records once loglake answers" in said, said
+        screenshot(page, "explore-server-down")
+    finally:
+        loglake.server.start(timeout=60)  # the module's other tests use it
+    page.locator(".record").first.wait_for(timeout=30_000)
+    assert page.locator(".error-box").count() == 0
+    assert services_shown(page) == {"worker"}
+    assert page.locator(".histogram svg.chart").count() == 1
 
 
 def test_signing_in_returns_to_the_page_asked_for_without_a_refused_request(page, loglake, browser):

@@ -23,6 +23,7 @@ from loglake.ingest import ParsedBody
 from loglake.model import InvalidRecords, NewRecord, Problem
 from loglake.protocols import columns, elastic, elastic_answers, elastic_columns, elastic_params
 from loglake.protocols.columns import RecordColumns
+from loglake.protocols.elastic_index_names import INVALID_INDEX_NAME, invalid_index_name
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -194,8 +195,11 @@ async def index_get(app: LoglakeApp, request: Request, index: str) -> Result:
 
 
 async def index_create(app: LoglakeApp, request: Request, index: str) -> Result:
-    """`PUT /{index}` (`indices.create`): acknowledged and ignored, as installing a template is."""
+    """`PUT /{index}` (`indices.create`): acknowledged and ignored, as installing a template is; refused with 400
+    when Elasticsearch would refuse to create an index of that name (`Bad Name`)."""
     pretty = _index_call(request, index, elastic_params.INDEX_CREATE_PARAMS)
+    if why := invalid_index_name(index):
+        raise ElasticError(400, INVALID_INDEX_NAME, why, headers=[PRODUCT])
     return _answer({"acknowledged": True, "shards_acknowledged": True, "index": index}, pretty)
 
 
@@ -337,10 +341,25 @@ def _parse(app: LoglakeApp, body: bytes, path_index: str | None) -> tuple[list[e
         items, found = elastic_columns.bulk_records(body, path_index)
     except elastic.BulkRefused as e:
         raise ElasticError(e.status, e.error_type, str(e), headers=[PRODUCT]) from None
+    _refuse_invalid_indices(items)
     storable = [item for item in items if item.row is not None]
     limit = app.service.limits.max_records
     groups = [_checked_group(app, storable[start : start + limit], found) for start in range(0, len(storable), limit)]
     return items, [group for group in groups if group is not None]
+
+
+def _refuse_invalid_indices(items: list[elastic.BulkItem]) -> None:
+    """Refuse the items into an index Elasticsearch would not create (`/Bad Name/_bulk`), as it refuses them: each
+    with 400 invalid_index_name_exception, the bulk's other items stored. (A bulk names a few indices: each is
+    checked once.)"""
+    reasons = {index: why for index in set(map(_INDEX_OF, items)) if index and (why := invalid_index_name(index))}
+    if reasons:
+        for item in items:
+            if item.row is not None and item.index in reasons:
+                item.refuse(reasons[item.index], INVALID_INDEX_NAME)
+
+
+_INDEX_OF = attrgetter("index")
 
 
 def _checked_group(app: LoglakeApp, group: list[elastic.BulkItem], found: RecordColumns) -> Group | None:
@@ -424,8 +443,9 @@ _BULK = {
     "responses": {
         "200": {
             "description": "{errors, took, items: [{create|index: {_index, _id, status, error?}}]}: an item that "
-            "cannot be stored fails alone, with 400 (the document), 409 (a create of an _id stored before) or 503 "
-            "(storage cannot take writes; retry it); an index of an _id stored before is answered 200, result noop"
+            "cannot be stored fails alone, with 400 (the document, or an index name Elasticsearch refuses), 409 (a "
+            "create of an _id stored before) or 503 (storage cannot take writes; retry it); an index of an _id stored "
+            "before is answered 200, result noop"
         }
     },
 }
@@ -545,7 +565,8 @@ OPENAPI_PATHS: dict[str, dict] = {
         ),
         "put": _with_errors(
             {
-                "summary": "Creating an index: acknowledged and ignored (ingest scope)",
+                "summary": "Creating an index: acknowledged and ignored (ingest scope); a name Elasticsearch refuses "
+                '(capitals, spaces, \\ / * ? " < > | , # :, a leading _ - +) is its 400 invalid_index_name_exception',
                 "parameters": _INDEX,
                 "responses": {"200": {"description": '{"acknowledged": true, "shards_acknowledged": true, index}'}},
             },

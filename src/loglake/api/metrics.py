@@ -133,6 +133,12 @@ class Metrics:
             "that does not trust the certificate, a scanner); nothing was read from them.",
             (),
         )
+        self.syslog_connections_refused = Counter(
+            "loglake_syslog_refused_connections_total",
+            "Connections to the syslog TCP (or TLS) listener from outside syslog_allow, closed before anything was "
+            "read from them.",
+            (),
+        )
         self.rules_loaded = 0
         self.rule_files_with_problems = 0
         self._services: set[str] = set()
@@ -165,6 +171,8 @@ class Metrics:
             self.syslog_unparsed.inc((), tally.unparsed)
         if tally.tls_handshakes_failed:
             self.syslog_tls_handshakes_failed.inc((), tally.tls_handshakes_failed)
+        if tally.connections_refused:
+            self.syslog_connections_refused.inc((), tally.connections_refused)
 
     def on_rule_run(self, rule: Rule, record: RunRecord) -> None:
         self.rule_runs.inc((rule.id, record.outcome))

@@ -80,13 +80,13 @@ async def tail(app: LoglakeApp, request: Request) -> Result:
             "not_available",
             "a live tail needs the server that takes the records (loglake serve); poll GET /logs/search instead",
         )
-    query, terms = client_errors(app.service.tail_query)(request.query)
+    query, conditions = client_errors(app.service.tail_query)(request.query)
     if request.method == "HEAD":
         return Result(200, b"", HEADERS)
     if app.is_stopping:  # (a tail opened now would hold the stop up until uvicorn's timeout cut it)
         raise server_stopping()
     try:
-        opened = app.tails.open(request.principal.name, query, terms)
+        opened = app.tails.open(request.principal.name, query, conditions)
     except TooManyTails as e:
         raise ApiError(429, "too_many_tails", str(e), headers=[(b"retry-after", b"5")]) from None
     return Result(200, EventStream(app, opened), HEADERS)

@@ -95,8 +95,9 @@ def ask_api_from_environment(
     environ: dict[str, str], engine: AthenaQueryEngine, clock: Callable[[], float] = time.time
 ) -> AskApi:
     """The function's AskApi (one per container), as the stack configures it (see the module doc)."""
-    overrides = {"data_dir": Path("/tmp/loglake"), "llm_provider": environ.get("LOGLAKE_LLM_PROVIDER") or "bedrock"}
-    settings = load_settings(overrides, environ=environ)
+    # Bedrock unless the stack names another provider (read from the environment, so its errors name the variable).
+    bedrock = {} if environ.get("LOGLAKE_LLM_PROVIDER") else {"llm_provider": "bedrock"}
+    settings = load_settings({"data_dir": Path("/tmp/loglake"), **bedrock}, environ=environ)
     for name in ("LOGLAKE_ASK_TABLE", "LOGLAKE_LAKE_BUCKET"):
         if not environ.get(name):
             raise RuntimeError(f"set {name} (the stack's ask table and lake bucket)")

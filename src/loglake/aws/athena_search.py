@@ -39,21 +39,23 @@ class AthenaSearch:
 
     # Told to stop (`stop`: the client went away, the server is stopping), the query is cancelled in Athena
     # (AthenaQueryEngine.query), so nobody pays for the bytes of a search nobody reads.
-    def search(self, query: RecentQuery, terms: Sequence[Condition], stop: Stop | None = None) -> list[StoredRecord]:
+    def search(
+        self, query: RecentQuery, conditions: Sequence[Condition], stop: Stop | None = None
+    ) -> list[StoredRecord]:
         sql = (
-            f"SELECT {_RECORD_COLUMNS} FROM {self.table} WHERE {_conditions(query, terms)}"
+            f"SELECT {_RECORD_COLUMNS} FROM {self.table} WHERE {_conditions(query, conditions)}"
             f" ORDER BY log_id DESC LIMIT {query.limit:d}"
         )
         rows = self.engine.query(sql, limit=query.limit, stop=stop).rows
         return lake_reads.records_from_rows(rows, "the lake (Athena)")
 
     def histogram(
-        self, query: RecentQuery, terms: Sequence[Condition], interval_ms: int, stop: Stop | None = None
+        self, query: RecentQuery, conditions: Sequence[Condition], interval_ms: int, stop: Stop | None = None
     ) -> list[dict]:
         bucket = f"CAST(floor({_EPOCH_MS} / {interval_ms:d}e0) AS BIGINT)"
         sql = (
             f"SELECT {bucket} AS bucket, severity, count(*) FROM {self.table}"
-            f" WHERE {_conditions(replace(query, before_id=None), terms)} GROUP BY 1, 2"
+            f" WHERE {_conditions(replace(query, before_id=None), conditions)} GROUP BY 1, 2"
         )
         cap = lake_reads.MAX_BUCKETS * len(SEVERITY_NAMES)
         return lake_reads.histogram_buckets(self.engine.query(sql, limit=cap, stop=stop).rows, query, interval_ms)
@@ -72,7 +74,7 @@ class AthenaSearch:
         return next(iter(lake_reads.records_from_rows(rows, "the lake (Athena)")), None)
 
 
-def _conditions(query: RecentQuery, terms: Sequence[Condition]) -> str:
+def _conditions(query: RecentQuery, conditions: Sequence[Condition]) -> str:
     upper = query.until_ms
     if query.before_id is not None:
         after_cursor = timestamp_of(query.before_id) + 1
@@ -94,7 +96,7 @@ def _conditions(query: RecentQuery, terms: Sequence[Condition]) -> str:
         where.append(f"severity IN ({names})")
     if query.contains:
         where.append(f"regexp_like(message, {sql_string(case_insensitive_regex(query.contains))})")
-    where.extend(condition_sql(condition, _term_condition) for condition in terms)
+    where.extend(condition_sql(condition, _term_condition) for condition in conditions)
     return " AND ".join(where)
 
 

@@ -43,13 +43,15 @@ class EngineSearch:
     def __init__(self, engine: QueryEngine) -> None:
         self.engine = engine
 
-    def search(self, query: RecentQuery, terms: Sequence[Condition], stop: Stop | None = None) -> list[StoredRecord]:
-        return search(self.engine, query, terms, stop)
+    def search(
+        self, query: RecentQuery, conditions: Sequence[Condition], stop: Stop | None = None
+    ) -> list[StoredRecord]:
+        return search(self.engine, query, conditions, stop)
 
     def histogram(
-        self, query: RecentQuery, terms: Sequence[Condition], interval_ms: int, stop: Stop | None = None
+        self, query: RecentQuery, conditions: Sequence[Condition], interval_ms: int, stop: Stop | None = None
     ) -> list[dict]:
-        return histogram(self.engine, query, terms, interval_ms, stop)
+        return histogram(self.engine, query, conditions, interval_ms, stop)
 
     def get(self, log_id: bytes) -> StoredRecord | None:
         return get(self.engine, log_id)
@@ -71,11 +73,11 @@ def recent(store: SQLiteHotStore, reader: LakeRecentReader, query: RecentQuery) 
 
 
 def search(
-    engine: QueryEngine, query: RecentQuery, terms: Sequence[Condition] = (), stop: Stop | None = None
+    engine: QueryEngine, query: RecentQuery, conditions: Sequence[Condition] = (), stop: Stop | None = None
 ) -> list[StoredRecord]:
-    """The newest `query.limit` records matching the filters and search terms, newest (highest id) first;
+    """The newest `query.limit` records matching the filters and search conditions, newest (highest id) first;
     told to stop (`stop`), its running query is interrupted and it raises Stopped."""
-    return [record for step in search_steps(engine, query, terms, stop) for record in step.records]
+    return [record for step in search_steps(engine, query, conditions, stop) for record in step.records]
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class SearchStep:
 
 
 def search_steps(
-    engine: QueryEngine, query: RecentQuery, terms: Sequence[Condition] = (), stop: Stop | None = None
+    engine: QueryEngine, query: RecentQuery, conditions: Sequence[Condition] = (), stop: Stop | None = None
 ) -> Iterator[SearchStep]:
     """The slices `search` reads, newest first, until they found `query.limit` records or reached its start.
 
@@ -104,7 +106,7 @@ def search_steps(
     step = _first_step_ms(engine, query, upper)
     while upper > query.since_ms and wanted > 0:
         lower = max(query.since_ms, upper - step)
-        found = _recent_in(engine, replace(query, since_ms=lower, until_ms=upper, limit=wanted), terms, stop)
+        found = _recent_in(engine, replace(query, since_ms=lower, until_ms=upper, limit=wanted), conditions, stop)
         yield SearchStep(lower, upper, found)
         wanted -= len(found)
         upper, step = lower, step * 8
@@ -140,9 +142,9 @@ def _first_step_ms(engine: QueryEngine, query: RecentQuery, upper: int) -> int:
 
 
 def _recent_in(
-    engine: QueryEngine, query: RecentQuery, terms: Sequence[Condition], stop: Stop | None
+    engine: QueryEngine, query: RecentQuery, conditions: Sequence[Condition], stop: Stop | None
 ) -> list[StoredRecord]:
-    where, params = _conditions(query, terms)
+    where, params = _conditions(query, conditions)
     sql = f"SELECT {_RECORD_COLUMNS} FROM logs WHERE {where} ORDER BY log_id DESC LIMIT {query.limit:d}"
     window = TimeRange(query.since_ms, query.until_ms)
     rows = engine.run_internal(sql, params, window, query.limit, newest_first=True, stop=stop).rows
@@ -150,10 +152,10 @@ def _recent_in(
 
 
 def histogram(
-    engine: QueryEngine, query: RecentQuery, terms: Sequence[Condition], interval_ms: int, stop: Stop | None = None
+    engine: QueryEngine, query: RecentQuery, conditions: Sequence[Condition], interval_ms: int, stop: Stop | None = None
 ) -> list[dict]:
     """Counts per time bucket (aligned to the epoch) and severity, every bucket of the window present."""
-    where, params = _conditions(replace(query, before_id=None), terms)
+    where, params = _conditions(replace(query, before_id=None), conditions)
     sql = (
         f'SELECT epoch_ms("timestamp") // {interval_ms:d} AS bucket, severity, count(*) FROM logs WHERE {where}'
         " GROUP BY ALL"
@@ -189,23 +191,23 @@ def histogram_buckets(rows: Sequence[tuple[int, str, int]], query: RecentQuery, 
 
 
 def arrived_matches(
-    db: duckdb.DuckDBPyConnection, query: RecentQuery, terms: Sequence[Condition], after: int
+    db: duckdb.DuckDBPyConnection, query: RecentQuery, conditions: Sequence[Condition], after: int
 ) -> list[StoredRecord]:
     """The records of the table `arrived` (arrivals, each numbered in `arrival`) after number `after`
     that match the search, in arrival order, whatever their time: the conditions of search, so a live
     tail shows what a search would."""
-    where, params = _conditions(replace(query, since_ms=0, until_ms=None, before_id=None), terms)
+    where, params = _conditions(replace(query, since_ms=0, until_ms=None, before_id=None), conditions)
     sql = f"SELECT {_RECORD_COLUMNS} FROM arrived WHERE arrival > ? AND {where} ORDER BY arrival"
     return records_from_rows(db.execute(sql, [after, *params]).fetchall(), "the arrivals")
 
 
 def facets(
-    engine: QueryEngine, query: RecentQuery, terms: Sequence[Condition], limit: int, stop: Stop | None = None
+    engine: QueryEngine, query: RecentQuery, conditions: Sequence[Condition], limit: int, stop: Stop | None = None
 ) -> dict[str, Any]:
     """The most common services, severities and log types of the matching records with their counts (one
     scan), and the most common attribute keys among up to FACET_SAMPLE of them (parsing every record's
     attributes would take seconds over a day of a busy server)."""
-    where, params = _conditions(replace(query, before_id=None), terms)
+    where, params = _conditions(replace(query, before_id=None), conditions)
     window = TimeRange(query.since_ms, query.until_ms)
     sql = (
         "SELECT grouping(service, severity, log_type) AS facet, coalesce(service, severity, log_type) AS value,"
@@ -242,7 +244,7 @@ def facets(
 _FACET_BY_GROUPING = {0b011: "service", 0b101: "severity", 0b110: "log_type", 0b111: "total"}
 
 
-def _conditions(query: RecentQuery, terms: Sequence[Condition]) -> tuple[str, list[Any]]:
+def _conditions(query: RecentQuery, conditions: Sequence[Condition]) -> tuple[str, list[Any]]:
     where = ['"timestamp" >= epoch_ms(?::BIGINT)']
     params: list[Any] = [query.since_ms]
     if query.until_ms is not None:
@@ -269,7 +271,7 @@ def _conditions(query: RecentQuery, terms: Sequence[Condition]) -> tuple[str, li
         params.append(value)
         return condition
 
-    where.extend(condition_sql(condition, term_sql) for condition in terms)
+    where.extend(condition_sql(condition, term_sql) for condition in conditions)
     return " AND ".join(where), params
 
 

@@ -8,7 +8,8 @@ a word, a "quoted phrase" or a field:value, combined with AND, OR, NOT and paren
     user:alice  http.status:500 an attribute key (dots reach into nested objects), any case
     ключ:значение               keys in any language
     "a.b":1  http."x-y.z":2     a quoted key is one key, dots and all (and never a record field)
-    -healthcheck                leave out messages containing it (works with field:value too)
+    -healthcheck                leave out messages containing it (works with field:value too; a lone -
+                                is refused: "-" searches for a dash)
     error OR timeout            either (OR in capitals; a quoted "OR", or `or`, is a word)
     service:api (timeout OR refused)   parentheses group
     -(debug OR trace)  NOT (a b)       leave out what the group matches
@@ -134,11 +135,21 @@ class _Tokens:
         negated, field, quoted, bare = match.group("negated", "field", "quoted", "bare")
         if bare in _OPERATORS and not negated and field is None:
             return bare, at
+        if bare == "-" and not negated and field is None:  # (-- leaves out a dash)
+            raise InvalidSearch(
+                f"the - at character {at} leaves out nothing: write what to leave out right after it, as in"
+                ' -healthcheck, or quote a dash to search for it: "-"'
+            )
         value = quoted if quoted is not None else bare
         if bare is not None and bare.count('"'):
-            raise InvalidSearch(f'unbalanced " in {bare!r}')
+            raise InvalidSearch(
+                f'unbalanced " in {match.group(0)!r} at character {at}: a phrase is words between two quotes,'
+                ' as in "connection refused"'
+            )
         if not value:
-            raise InvalidSearch(f"empty search term {match.group(0)!r}")
+            raise InvalidSearch(
+                f"the empty phrase {match.group(0)!r} at character {at} matches nothing; put a word in it, or remove it"
+            )
         if field is None and bare is not None and bare.endswith(":") and _is_key(bare[:-1]):
             raise InvalidSearch(
                 f'{bare} needs a value, e.g. {bare}api or {bare}"two words" (alternatives: {bare}a OR {bare}b)'

@@ -37,9 +37,10 @@ from loglake.service import LogService
 __all__ = ["Allowance", "SyslogListeners", "SyslogTally"]
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 _MAX_VERDICTS = 10_000
-# At most one line this often about failed TLS handshakes (with how many failed meanwhile): a scanner, or a
-# sender speaking plain syslog to the TLS port, connects again and again and must not flood the log.
-HANDSHAKE_WARNING_SECONDS = 60.0
+# At most one line this often about failed TLS handshakes, and one about refused connections (each with how
+# many more there were meanwhile): a scanner, or a sender speaking plain syslog to the TLS port, connects again
+# and again and must not flood the log.
+WARNING_SECONDS = 60.0
 HANDSHAKE_SECONDS = 60.0  # as asyncio's: a TLS connection without its handshake by then is closed
 READ_BYTES = 256 * 1024  # the most a TLS read takes at once (a TCP read's size)
 _log = logging.getLogger("loglake.syslog")
@@ -74,8 +75,8 @@ class SyslogListeners:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
-        self._handshake_said_at: float | None = None  # when a failed handshake was last logged
-        self._handshakes_unsaid = 0  # failed since then
+        self._failed_handshakes = _Warning()
+        self._refused_connections = _Warning()  # (of the one stream listener: TCP or TLS)
 
     @classmethod
     def wanted(cls, settings: Settings) -> bool:
@@ -165,14 +166,12 @@ class SyslogListeners:
 
     def handshake_failed(self, peer: str, error: OSError) -> None:
         """Count a TLS connection whose handshake failed (nothing was read from it), and say so in the log at
-        most once every HANDSHAKE_WARNING_SECONDS."""
+        most once every WARNING_SECONDS."""
         self.report(SyslogTally(tls_handshakes_failed=1))
-        now = self.monotonic()
-        if self._handshake_said_at is not None and now - self._handshake_said_at < HANDSHAKE_WARNING_SECONDS:
-            self._handshakes_unsaid += 1
+        unsaid = self._failed_handshakes.due(self.monotonic())
+        if unsaid is None:
             return
-        since = f"; {self._handshakes_unsaid} more failed since the last said" if self._handshakes_unsaid else ""
-        self._handshake_said_at, self._handshakes_unsaid = now, 0
+        since = f"; {unsaid} more failed since the last said" if unsaid else ""
         _log.warning(
             "syslog: a TLS handshake from %s failed, nothing was read from it (%s): is the sender speaking TLS, "
             "and does it trust the certificate of --syslog-tls-cert?%s",
@@ -181,8 +180,34 @@ class SyslogListeners:
             since,
         )
 
+    def connection_refused(self, peer: str) -> None:
+        """Count a connection from outside syslog_allow (closed before anything was read from it), and say so in
+        the log at most once every WARNING_SECONDS."""
+        self.report(SyslogTally(connections_refused=1))
+        unsaid = self._refused_connections.due(self.monotonic())
+        if unsaid is None:
+            return
+        since = f"; {unsaid} more refused since the last said" if unsaid else ""
+        _log.warning("syslog: refused a connection from %s, which syslog_allow does not list%s", peer, since)
+
     def parse(self, frames: list[bytes], peer: str) -> SyslogBatch:
         return parse_batch(frames, peer, TimeBounds.of(self.limits, int(self.clock() * 1000)), self.limits)
+
+
+class _Warning:
+    """A warning logged at most once every WARNING_SECONDS, however often it is due."""
+
+    def __init__(self) -> None:
+        self._said_at: float | None = None  # when it was last logged
+        self._unsaid = 0  # due since then
+
+    def due(self, now: float) -> int | None:
+        """How many times it was due and not said since the last line, when a line is due now; None when not."""
+        if self._said_at is not None and now - self._said_at < WARNING_SECONDS:
+            self._unsaid += 1
+            return None
+        unsaid, self._said_at, self._unsaid = self._unsaid, now, 0
+        return unsaid
 
 
 class _Stream(asyncio.Protocol):
@@ -205,7 +230,7 @@ class _Stream(asyncio.Protocol):
         self.peer = str(transport.get_extra_info("peername")[0])
         if self.listeners.allowed(self.peer):
             return True
-        _log.warning("syslog: refused a connection from %s, which syslog_allow does not list", self.peer)
+        self.listeners.connection_refused(self.peer)
         transport.abort()  # type: ignore[attr-defined]
         return False
 

@@ -43,6 +43,7 @@ class SyslogTally:
     not_allowed: int = 0  # UDP datagrams from outside syslog_allow
     unstored: int = 0  # parsed, but the store refused the write
     tls_handshakes_failed: int = 0  # TLS connections whose handshake failed: nothing was read from them
+    connections_refused: int = 0  # TCP and TLS connections from outside syslog_allow: nothing was read from them
     by_service_and_severity: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @property

@@ -8,6 +8,7 @@ import { h } from "./dom.js";
 const RATE_LIMIT_TRIES = 4;
 const LONGEST_WAIT_S = 10; // a longer Retry-After (a spent daily budget) is shown as the error it is
 const LEEWAY_MS = 50; // requests reach the server a little after they leave, not all equally late
+const ASK_AGAIN_MS = 2000; // how often a page whose server did not answer asks whether it is back
 
 let csrfToken = "";
 let bucket = null; // the key's token bucket as this page spends it: { rate, burst, tokens, at }
@@ -114,6 +115,20 @@ async function errorOf(response) {
     return new ApiError(response.status, error.code, error.message, error.details || [], retryAfter);
   } catch {
     return new ApiError(response.status, "http", `the server answered ${response.status} ${response.statusText}; retry, and see the server's log if it persists`);
+  }
+}
+
+// Resolves once loglake answers again (any answer of GET /healthz, which needs no session), asking every
+// ASK_AGAIN_MS: for a page that found the server down to draw itself again when it is back.
+export async function untilAnswering(signal) {
+  for (;;) {
+    await sleep(ASK_AGAIN_MS, signal);
+    try {
+      await fetch("/healthz", { signal, credentials: "same-origin" });
+      return;
+    } catch (e) {
+      if (e.name === "AbortError") throw e;
+    }
   }
 }
 

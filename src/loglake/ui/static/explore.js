@@ -1,7 +1,7 @@
 // Explore: a query with completion, a time range, the histogram (drag to zoom), the records newest
 // first with infinite scroll, a record's fields (copy, surrounding records, filter for/against a value),
 // facets, and the live tail. The whole view lives in the URL: q, range or from/to, tz, tail.
-import { api, errorBox, url } from "./api.js";
+import { api, errorBox, untilAnswering, url } from "./api.js";
 import { stackedBars } from "./chart.js";
 import { SEVERITIES, copyButton, counted, formatCount, formatTime, h, replace } from "./dom.js";
 import { startTail } from "./tail.js";
@@ -71,6 +71,8 @@ function hasOuterOr(q) {
 export function render(main, { params, navigate }) {
   const state = stateOf(params);
   const go = (changes) => navigate(exploreHref({ ...state, ...changes }));
+  const redraw = () => navigate(exploreHref(state), { replaceState: true });
+  const left = new AbortController(); // the page is left: stop waiting for a server that did not answer
   const facetsBox = h("aside", { class: "facets", "aria-label": "Facets" });
   const histogramBox = h("div", { class: "histogram" });
   const results = h("div", { class: "results" });
@@ -91,13 +93,13 @@ export function render(main, { params, navigate }) {
     histogramBox,
     h("div", { class: "explore-body" }, facetsBox, results)));
   // the records ask first: a key limited to a few requests a second gets them before the summaries
-  const records = loadRecords(results, state, go);
+  const records = loadRecords(results, state, go, { redraw, signal: left.signal });
   const histogram = loadHistogram(histogramBox, state, go);
   loadFacets(facetsBox, state, go, queryBox);
   // The first useful paint: the histogram and the first page of records drawn (in the frame that shows
   // them); bench/ui_bench.py reads this mark in a browser.
   Promise.all([histogram, records]).then(() => requestAnimationFrame(() => performance.mark(DRAWN_MARK)));
-  return null;
+  return () => left.abort();
 }
 
 // -- the query box and its completion -------------------------------------------------------------
@@ -262,13 +264,16 @@ async function loadFacets(box, state, go, queryBox) {
   }
 }
 
-// The histogram, the facets and the records ask with the same query and range: a query the server cannot
-// read is one error, shown once, where the records would be.
+// The histogram, the facets and the records ask the same server with the same query and range: an error they
+// all meet (a query the server cannot read, a server that does not answer) is one error, shown once, where the
+// records would be.
 function shownWithRecords(error) {
-  return error.code === "invalid_query";
+  return error.code === "invalid_query" || error.code === "network";
 }
 
-async function loadRecords(box, state, go) {
+// `redraw` draws the whole view again (a server that did not answer is waited for, and then asked again for it
+// all); `signal` says the page was left.
+async function loadRecords(box, state, go, { redraw, signal }) {
   const list = h("ol", { class: "records", "aria-label": "Records, newest first" });
   const more = h("div", { class: "more muted" });
   replace(box, list, more);
@@ -293,7 +298,12 @@ async function loadRecords(box, state, go) {
       }
     } catch (error) {
       observer.disconnect();
-      replace(more, errorBox(error, () => { observer.observe(more); next(); }));
+      if (error.code === "network") {
+        replace(more, errorBox(error, redraw, "This page asks again every few seconds, and shows the records once loglake answers."));
+        untilAnswering(signal).then(redraw, () => {});
+      } else {
+        replace(more, errorBox(error, () => { observer.observe(more); next(); }));
+      }
     } finally {
       loading = false;
       box.setAttribute("aria-busy", "false");
