@@ -200,12 +200,22 @@ def _print_alert(alert: dict[str, Any]) -> None:
     click.echo(printable("  " + alert["query"].replace("\n", "\n  "), multiline=True))
 
 
+# What the server's answers to an unknown or ambiguous id point to, and the command that lists the same.
+_LISTED_BY = {
+    "GET /alerts lists them": "`loglake alerts list` lists them",
+    "GET /rules lists them": "`loglake rules list` on the server's machine lists them",
+}
+
+
 def _remote(url: str, api_key: str | None, call: Callable[[LoglakeClient], T]) -> T:
     try:
         with LoglakeClient(url, api_key) as client:
             return call(client)
     except ClientError as e:
-        raise click.ClickException(str(e)) from None
+        message = str(e)
+        for route, command in _LISTED_BY.items():  # the API's pointer is not a command: tell the one that is
+            message = message.replace(route, command)
+        raise click.ClickException(message) from None
 
 
 def _local(data_dir: Path, call: Callable[[sqlite3.Connection], T]) -> T:
