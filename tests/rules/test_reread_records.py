@@ -149,3 +149,18 @@ def test_a_correlation_raises_no_alert_again_from_the_events_of_a_resolved_one(d
     # A correlation's count is its value (four within 5 minutes); its evidence, the event no alert showed.
     assert (second["status"], second["match_count"]) == ("open", 4)
     assert messages(second) == [f"login failed {T0 + MIN + 30_000}"]
+
+
+def test_past_its_dedup_window_an_alert_s_records_read_again_raise_no_second_alert(data: DataDir) -> None:
+    write_rule(data.rules, "errors.yml", rule_text("lookback: 15m", "dedup: {window: 10m}"))
+    scheduler = data.scheduler()
+    data.add(T0 - 4 * MIN, count=2)
+    run_at(data, T0, scheduler)  # reads 09:45-10:00; the alert's first window began at 09:45
+    run_at(data, T0 + 5 * MIN, scheduler)
+    run_at(data, T0 + 10 * MIN, scheduler)  # reads 09:55-10:10, past the dedup window: the same two records
+    [first] = data.alerts()
+    assert (first["status"], first["match_count"]) == ("open", 2)
+    data.add(T0 + 11 * MIN)
+    run_at(data, T0 + 15 * MIN, scheduler)
+    [_, second] = data.alerts()
+    assert (second["match_count"], messages(second)) == (1, [f"api {T0 + 11 * MIN}"])
