@@ -28,6 +28,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--network", action="store_true", help="Also run the tests that need the network.")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "clock_at(ms): the `app` fixture's clock stands still at ms (epoch ms)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `network` (they ask the package registry) run only with --network: the suite runs offline."""
     if config.getoption("--network"):
@@ -49,8 +53,12 @@ def settings(data_dir: Path) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[LoglakeApp]:
-    application = LoglakeApp.from_settings(settings)
+def app(request: pytest.FixtureRequest, settings: Settings) -> Iterator[LoglakeApp]:
+    """The in-process app; under `pytest.mark.clock_at(ms)` its clock stands still at ms, so that records placed
+    relative to that moment fall where the tests say."""
+    marker = request.node.get_closest_marker("clock_at")
+    options = {} if marker is None else {"clock": lambda: marker.args[0] / 1000}
+    application = LoglakeApp.from_settings(settings, **options)
     yield application
     application.close()
 

@@ -666,3 +666,27 @@ def test_aws_synth_without_the_cdk_gives_the_install_command_of_a_clone() -> Non
     assert f"the CDK is not installed: {pip} install -e '.[aws]' (Node.js must be on PATH)" in result.stderr, (
         result.stderr
     )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("alerts", "show", ""),
+        ("alerts", "ack", " "),
+        ("alerts", "resolve", ""),
+        ("alerts", "list", "--rule", ""),
+        ("rules", "show", ""),
+        ("rules", "run", ""),
+        ("rules", "backtest", "", "--since", "1d"),
+        ("get", ""),
+        ("keys", "revoke", ""),
+        ("ask", "--conversation", "", "why?"),
+    ],
+    ids=lambda args: " ".join(a or '""' for a in args),
+)
+def test_an_empty_id_or_name_is_a_usage_error(args: tuple[str, ...]) -> None:
+    """`loglake alerts show ""` asked the server for GET /alerts/ (a route's 404); `rules show ""` took the empty
+    text as the start of every rule's id (the folder's only rule, shown)."""
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert "is empty: give " in result.stderr and "Traceback" not in result.stderr

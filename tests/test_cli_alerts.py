@@ -138,6 +138,24 @@ def test_a_bad_filter_is_named(server: ServerProcess, alerts: sqlite3.Connection
     assert result.exit_code == 1 and "status: must be one or more (comma-separated) of open" in result.stderr
 
 
+def test_an_unknown_or_ambiguous_id_points_to_the_command_that_lists_them(
+    server: ServerProcess, alerts: sqlite3.Connection
+) -> None:
+    first, second = insert_alert(alerts, T0), insert_alert(alerts, T0 + 1)
+    shared = next(first[:i] for i, (a, b) in enumerate(zip(first, second, strict=True)) if a != b)
+    reader = key(server, "read")
+    both = remote(server, reader, "show", shared)
+    assert both.exit_code == 1 and "GET /alerts" not in both.stderr
+    assert f"{shared!r} is the start of 2 alerts' ids ({first}, {second}); give more of it;" in both.stderr
+    assert both.stderr.rstrip().endswith("`loglake alerts list` lists them")
+    missing = remote(server, key(server, "alerts"), "resolve", "0193a0b0-0000-7000-8000-000000000000")
+    assert missing.exit_code == 1 and "GET /alerts" not in missing.stderr
+    assert "no alert with id '0193a0b0-0000-7000-8000-000000000000'; `loglake alerts list` lists them" in missing.stderr
+    rule = remote(server, reader, "list", "--rule", "5eaf2")
+    assert rule.exit_code == 1 and "GET /rules" not in rule.stderr
+    assert "no rule with id '5eaf2' is loaded; `loglake rules list` on the server's machine lists them" in rule.stderr
+
+
 def _keys(server: ServerProcess) -> list[dict]:
     listed = run("keys", "list", "--json", "--data-dir", str(server.data_dir)).stdout.splitlines()
     return [json.loads(line) for line in listed]

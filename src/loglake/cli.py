@@ -20,6 +20,7 @@ from loglake.cli_lake import COMMANDS as LAKE_COMMANDS
 from loglake.cli_maintenance import COMMANDS as MAINTENANCE_COMMANDS
 from loglake.cli_options import (
     CONTEXT,
+    Named,
     SafeErrors,
     data_dir_option,
     json_text,
@@ -166,7 +167,7 @@ def _rate_limit_of(key: ApiKey) -> str:
 
 
 @keys.command("revoke")
-@click.argument("name")
+@click.argument("name", type=Named("the name of a key (loglake keys list shows them)"))
 @click.option("--force", is_flag=True, help="Also revoke the last active admin key.")
 @data_dir_option
 def keys_revoke(name: str, force: bool, data_dir: Path) -> None:
@@ -307,7 +308,7 @@ def _follow(
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("log_id")
+@click.argument("log_id", type=Named("a record's logId (or the id it was sent with)"))
 @url_option
 @key_option
 def get(log_id: str, url: str, api_key: str | None) -> None:

@@ -14,12 +14,22 @@ from typing import Any, TypeVar
 import click
 
 from loglake.alerts.db import ALERT_STATUSES
-from loglake.cli_options import CONTEXT, SafeErrors, json_text, key_option, print_columns, printable, url_option
-from loglake.cli_rules_folder import find_rule_in, rules_settings
+from loglake.cli_options import (
+    CONTEXT,
+    Named,
+    SafeErrors,
+    json_text,
+    key_option,
+    print_columns,
+    printable,
+    url_option,
+)
+from loglake.cli_rules_folder import RULE_ID, find_rule_in, rules_settings
 from loglake.client import ClientError, LoglakeClient
 
 T = TypeVar("T")
 ACTIONS = {"ack": ("acknowledge", "acknowledged"), "resolve": ("resolve", "resolved")}
+ALERT_ID = Named("an alert's id, or the start of one")
 
 data_dir_option = click.option(
     "--data-dir",
@@ -43,7 +53,10 @@ def alerts() -> None:
 @click.option("--status", default=None, help=f"Only these statuses (comma-separated): {', '.join(ALERT_STATUSES)}.")
 @click.option("--level", default=None, help="Only these levels (comma-separated), e.g. high,critical.")
 @click.option(
-    "--rule", default=None, help="Only the alerts of this rule: its id, the start of one, or its file's name."
+    "--rule",
+    type=RULE_ID,
+    default=None,
+    help="Only the alerts of this rule: its id, the start of one, or its file's name.",
 )
 @click.option("--since", default=None, help="Only alerts with a match since: epoch ms, ISO-8601 or an age like 2h, 7d.")
 @click.option("-q", "--query", "q", default=None, help="Text in the title, the rule's title or the dedup key.")
@@ -94,7 +107,7 @@ def alerts_list(
 
 
 @alerts.command("show", context_settings=CONTEXT)
-@click.argument("alert_id")
+@click.argument("alert_id", type=ALERT_ID)
 @click.option("--json", "as_json", is_flag=True, help="The alert as JSON, as GET /alerts/{id} answers it.")
 @data_dir_option
 @url_option
@@ -118,7 +131,7 @@ def _change_command(name: str) -> click.Command:
     action, becomes = ACTIONS[name]
 
     @click.command(name, context_settings=CONTEXT)
-    @click.argument("alert_id")
+    @click.argument("alert_id", type=ALERT_ID)
     @click.option("--note", default=None, help="Why, or what was done; kept with the alert.")
     @click.option("--json", "as_json", is_flag=True, help="The changed alert as JSON.")
     @data_dir_option
@@ -187,12 +200,22 @@ def _print_alert(alert: dict[str, Any]) -> None:
     click.echo(printable("  " + alert["query"].replace("\n", "\n  "), multiline=True))
 
 
+# What the server's answers to an unknown or ambiguous id point to, and the command that lists the same.
+_LISTED_BY = {
+    "GET /alerts lists them": "`loglake alerts list` lists them",
+    "GET /rules lists them": "`loglake rules list` on the server's machine lists them",
+}
+
+
 def _remote(url: str, api_key: str | None, call: Callable[[LoglakeClient], T]) -> T:
     try:
         with LoglakeClient(url, api_key) as client:
             return call(client)
     except ClientError as e:
-        raise click.ClickException(str(e)) from None
+        message = str(e)
+        for route, command in _LISTED_BY.items():  # the API's pointer is not a command: tell the one that is
+            message = message.replace(route, command)
+        raise click.ClickException(message) from None
 
 
 def _local(data_dir: Path, call: Callable[[sqlite3.Connection], T]) -> T:

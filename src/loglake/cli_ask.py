@@ -13,6 +13,7 @@ import click
 from loglake.cli_lake import local_runtime, print_result
 from loglake.cli_options import (
     CONTEXT,
+    Named,
     data_dir_option,
     json_text,
     key_option,
@@ -32,7 +33,13 @@ ASK_TIMEOUT_S = 600.0  # a server's answer may take a model's few attempts, each
 
 @click.command(context_settings=CONTEXT)
 @click.argument("question", required=False)
-@click.option("--conversation", "conversation_id", default=None, help="Continue this conversation (its id).")
+@click.option(
+    "--conversation",
+    "conversation_id",
+    type=Named("the id of a conversation (each answer prints it)"),
+    default=None,
+    help="Continue this conversation (its id).",
+)
 @click.option("--run", "run", is_flag=True, help="Run the answer's SQL (the sandbox and limits of POST /query).")
 @click.option("--explain-sql", "explain_sql", default=None, metavar="SQL", help="Explain this SQL in plain language.")
 @click.option(

@@ -27,6 +27,21 @@ SEVERITY_COLOURS = {"debug": "bright_black", "info": None, "warning": "yellow", 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
+class Named(click.ParamType):
+    """What names one thing (an id, the start of one, a file's or a key's name): given as an empty string
+    (`loglake alerts show ""`), a usage error, rather than the start of every id or a path with no id in it."""
+
+    name = "text"
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail(f"is empty: give {self.what}", param, ctx)
+        return value
+
+
 class TermsCommand(click.Command):
     """A command whose words are a search, where `-word` excludes a word: click would take -healthcheck
     for -h and an unknown -x for an error, so words starting with one dash are the search's; -h alone

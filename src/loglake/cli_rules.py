@@ -11,6 +11,7 @@ import click
 
 from loglake.cli_options import CONTEXT, SafeErrors, json_text, print_columns, printable
 from loglake.cli_rules_folder import (
+    RULE_ID,
     data_dir_option,
     find_rule_in,
     load_rules_from,
@@ -101,7 +102,7 @@ def rules_list(as_json: bool, rules_dir: Path | None, data_dir: Path | None) -> 
 
 
 @rules.command("show")
-@click.argument("rule_id")
+@click.argument("rule_id", type=RULE_ID)
 @rules_dir_option
 @data_dir_option
 def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path | None) -> None:

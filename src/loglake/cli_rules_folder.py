@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from loglake.cli_options import printable
+from loglake.cli_options import Named, printable
 from loglake.config import ConfigError, Settings, env_name, load_settings
 
 rules_dir_option = click.option(
@@ -17,6 +17,7 @@ rules_dir_option = click.option(
     default=None,
     help=f"The rules folder [env {env_name('rules_dir')}; default: `rules` in the data dir].",
 )
+RULE_ID = Named("a rule's id, the start of one, or its file's name")
 data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),

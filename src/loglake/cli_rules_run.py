@@ -12,6 +12,7 @@ import click
 
 from loglake.cli_options import json_text, print_columns, printable, until_ctrl_c
 from loglake.cli_rules_folder import (
+    RULE_ID,
     data_dir_option,
     find_rule_in,
     print_problems,
@@ -24,7 +25,7 @@ from loglake.rules.summary import iso_seconds as _iso
 
 
 @click.command("run")
-@click.argument("rule_id")
+@click.argument("rule_id", type=RULE_ID)
 @click.option(
     "--since", default=None, help="Window start: ISO-8601, epoch ms or an age like 1h (default: the lookback)."
 )
@@ -139,7 +140,7 @@ def _fixed_clock(text: str) -> Callable[[], float]:
 
 
 @click.command("backtest")
-@click.argument("rule_id")
+@click.argument("rule_id", type=RULE_ID)
 @click.option("--since", required=True, help="Start of the history to replay: ISO-8601, epoch ms or an age like 30d.")
 @click.option("--until", default=None, help="Its end, excluded, same forms (default: now).")
 @click.option(

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
 from loglake.api.app import LoglakeApp
-from loglake.config import Settings
 from tests.api.test_lake_api import NOW_MS, flush_all, rec, send
 
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[LoglakeApp]:
-    application = LoglakeApp.from_settings(settings, clock=lambda: NOW_MS / 1000)
-    yield application
-    application.close()
+pytestmark = pytest.mark.clock_at(NOW_MS)  # the `app` fixture's: records are placed from it
 
 
 # 12 records: services api x6, web x4, db x2; severities error x3, warning x2, info x7; two log types;

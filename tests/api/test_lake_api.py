@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,11 +24,7 @@ NOW_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
 HOUR = 3_600_000
 
 
-@pytest.fixture
-def app(settings: Settings) -> Iterator[LoglakeApp]:
-    application = LoglakeApp.from_settings(settings, clock=lambda: NOW_MS / 1000)
-    yield application
-    application.close()
+pytestmark = pytest.mark.clock_at(NOW_MS)  # the `app` fixture's: records are placed from it
 
 
 async def send(client: httpx.AsyncClient, records: list[dict]) -> list[str]:

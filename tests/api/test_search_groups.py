@@ -3,21 +3,15 @@ the records a plain Python filter over the test's own records picks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from loglake.api.app import LoglakeApp
-from loglake.config import Settings
 from tests.api.test_lake_api import NOW_MS, flush_all, rec, send
 
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[LoglakeApp]:
-    application = LoglakeApp.from_settings(settings, clock=lambda: NOW_MS / 1000)
-    yield application
-    application.close()
+pytestmark = pytest.mark.clock_at(NOW_MS)  # the `app` fixture's: records are placed from it
 
 
 # 36 records, one a minute from a minute ago, each message numbered so the answers can be compared in order.

@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,12 +22,7 @@ from loglake.lake.parts import write_part
 from loglake.lake.tables import APP_LOGS_TABLE
 from tests.api.test_lake_api import NOW_MS, flush_all, rec, send
 
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[LoglakeApp]:
-    application = LoglakeApp.from_settings(settings, clock=lambda: NOW_MS / 1000)
-    yield application
-    application.close()
+pytestmark = pytest.mark.clock_at(NOW_MS)  # the `app` fixture's: records are placed from it
 
 
 def insert_by_hand(settings: Settings, ts: int, **values: object) -> str:

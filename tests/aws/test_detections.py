@@ -407,6 +407,36 @@ def test_an_alert_too_large_for_an_item_keeps_its_newest_evidence(aws, tmp_path:
     assert len(json.dumps(claimed.alert, separators=(",", ":"))) <= MAX_ALERT_BYTES
 
 
+def test_past_its_dedup_window_an_alert_s_records_read_again_make_no_second_alert(aws, tmp_path: Path) -> None:
+    """On AWS dedup windows end alerts (nobody resolves them there): a run whose lookback reads an ended alert's
+    records again makes no alert of them; a record no earlier run read makes one of its own (alerts/apply.py)."""
+    from loglake.rules.run import Match, RunResult
+
+    (rule,) = load_bundle(compile_bundle(write_rule(tmp_path, "granted.yml", CRITICAL)))  # dedup: 1h
+    minute = 60_000
+    store = DynamoDBDetections(boto3.client("dynamodb"), aws["table"], lambda alert, kind: ["hook"])
+
+    def run(since: int, until: int, at: list[int], unread_from: int) -> tuple[int, list[dict[str, str]]]:
+        """A run over [since, until) (minutes into day 2) matching records `at` those minutes; those from
+        `unread_from` (the previous window's end) on are the ones no earlier run read, as the rule's SQL says."""
+        times = [DAY2 + m * minute for m in at]
+        unread = [t for t in times if t >= DAY2 + unread_from * minute]
+        rows = [{"message": f"role granted at {m}"} for m in at]
+        match = Match(
+            rule.id, "t", "k", {}, len(times), times[0], times[-1], rows, None, len(unread), min(unread, default=None)
+        )
+        result = RunResult(rule.id, DAY2 + since * minute, DAY2 + until * minute, [match], 0, 0, 0, 0.0, False, "")
+        return store.apply_matches(rule, result, result.until_ms)
+
+    assert run(0, 70, [65, 66], unread_from=0)[0] == 1
+    # Reading back 10 minutes, past the first alert's dedup window (1h from its window's start): the same two.
+    assert run(61, 71, [65, 66], unread_from=70) == (0, [])
+    made, (delivery,) = run(62, 72, [65, 66, 71], unread_from=71)
+    claimed, _ = store.claim_delivery(delivery["id"], NOW_MS, 1000)
+    assert made == 1 and claimed.alert["match_count"] == 1 and claimed.alert["first_seen_ms"] == DAY2 + 71 * minute
+    assert claimed.alert["evidence"] == [{"message": "role granted at 71"}]
+
+
 def test_after_downtime_a_round_catches_up_within_its_bound_and_names_the_range_it_left_out(aws, lake) -> None:  # noqa: F811
     runner = detector(aws, lake)
     runner.catch_up = CatchUp(windows=1, max_age_ms=10 * DAY_MS)

@@ -335,3 +335,36 @@ def test_the_otlp_decode_workers_end_with_their_server(
         server.process.kill()
         server.process.wait(WAIT_S)
     eventually(lambda: all(map(_ended, workers)), "the decode worker to end")
+
+
+def test_ctrl_c_at_a_terminal_while_the_merge_worker_starts_is_one_line_and_status_130(tmp_path: Path) -> None:
+    """As the flush's: before its initializer took it out of the terminal's process group, the compaction's
+    starting merge worker died of the Ctrl-C with its own traceback, and the command with BrokenProcessPool."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    store = SQLiteHotStore(data_dir / "hot.db")
+    day = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+    store.put([record(day + i * 300, f"merge me {i}", service=f"s{i % 7}") for i in range(260_000)])
+    store.close()
+    flushed = run_cli("flush", "--older-than", "60", "--data-dir", str(data_dir))  # not --all: it merges them
+    # Two files (flush rounds of 200,000 rows) with more records than a merge in memory takes: the worker merges them.
+    assert flushed.exit_code == 0, flushed.output
+    with loglake("compact", "--data-dir", str(data_dir), start_new_session=True) as compact:
+        assert compact.stderr is not None
+        workers: list[int] = []
+
+        def worker_starting() -> bool:  # Python has started in it: its imports take half a second
+            for pid in children(compact.pid):
+                with contextlib.suppress(FileNotFoundError):  # gone meanwhile
+                    if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        workers.append(pid)
+            return bool(workers) or compact.poll() is not None
+
+        eventually(worker_starting, "the compaction's merge worker to start")
+        assert workers, f"the compaction ended first: {compact.wait()}, {compact.stderr.read()}"
+        time.sleep(0.1)
+        os.killpg(compact.pid, signal.SIGINT)
+        status = compact.wait(WAIT_S)
+        err = compact.stderr.read()
+    assert status == 130, err
+    assert err.endswith("loglake compact: interrupted\n") and "Traceback" not in err, err

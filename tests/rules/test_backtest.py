@@ -125,6 +125,21 @@ def test_alerts_per_day_with_dedup(hand_made: Lake, tmp_path: Path, method: str)
     assert report.queries == (2 if method == GROUPED else 48) + (3 if method == GROUPED else 0)
 
 
+@pytest.mark.parametrize("method", [GROUPED, WINDOWS])
+def test_past_the_dedup_window_records_a_longer_lookback_reads_again_open_no_alert(
+    hand_made: Lake, tmp_path: Path, method: str
+) -> None:
+    # Hourly windows reading back 2 h, dedup 1 h; api's errors at 00:10, 00:20, 01:30, 01:40, 04:05, 04:06.
+    text = HOURLY.replace("{severity: error}", "{severity: error, service: api}").replace("window: 3h", "window: 1h")
+    rule = load_one(tmp_path, text.replace("schedule: 1h", "schedule: 1h\n  lookback: 2h"))
+    report = backtest(rule, hand_made.engine, DAY1, DAY2 - HOUR, method=method)
+    [day] = report.days
+    # Matches in the windows ending 01:00, 02:00, 03:00 (01:30 and 01:40 again), 05:00 and 06:00 (04:05 and 04:06
+    # again); the windows ending 03:00 and 06:00 hold no record their key's last alert had not taken in.
+    assert (day.matches, day.alerts) == (5, 3)
+    assert [e.until_ms for e in day.examples] == [DAY1 + HOUR, DAY1 + 2 * HOUR, DAY1 + 5 * HOUR]
+
+
 def test_the_grouped_method_is_one_query_per_day_and_only_for_plain_sigma_rules(tmp_path: Path) -> None:
     rule = load_one(tmp_path, HOURLY)
     assert method_of(rule) == GROUPED

@@ -12,6 +12,11 @@ window, see rules/scheduler.py), each change with its `alert_events` row.
   (its `fresh` rows) are added, so a burst across windows counts whole and no record counts twice.
   A correlation's count is a value of the correlation, not of records: for those (and SQL rules whose
   rows have no timestamp) the overlapping run's count replaces the alert's when it is larger.
+- After an alert it cannot join (resolved by a person or by `resolve_after`, suppressed, or past its
+  dedup window), a run whose window overlaps that alert's reads the records it took in again: they
+  make no new alert. A match with records later than the alert's last makes one from the records no
+  earlier run read (unread_part): its count and first seen are theirs, its evidence leaves out the
+  rows that alert shows (a correlation's count stays its value).
 - Suppression: a suppressed match makes (or joins) an alert of status `suppressed`, without events.
 - Auto-resolve: with the rule's `resolve_after`, an open or acknowledged alert whose condition has
   not held (no match of its key) for that long in the rule's windows is resolved.
@@ -22,6 +27,7 @@ Status changes go through the alert store's `change_status`, which appends their
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -43,12 +49,41 @@ def apply_matches(conn: sqlite3.Connection, rule: Rule, result: RunResult, now_m
     made = 0
     for match in result.matches:
         found = _joinable(conn, rule, match, result.since_ms)
-        if found is None:
-            _insert(conn, rule, match, result, now_ms)
-            made += 1
-        else:
+        if found is not None:
             _update(conn, rule, found, match, result, now_ms)
+            continue
+        unread = unread_part(match, result, _overlapped(conn, rule, match, result.since_ms))
+        if unread is not None:
+            _insert(conn, rule, unread, result, now_ms)
+            made += 1
     return made
+
+
+@dataclass(frozen=True)
+class Overlapped:
+    """What a run needs of an earlier alert of its match's key whose windows reach into the run's."""
+
+    last_seen_ms: int
+    evidence: list[dict[str, Any]]
+
+
+def unread_part(match: Match, result: RunResult, earlier: Overlapped | None) -> Match | None:
+    """The match as a new alert takes it, after an `earlier` alert of its key that it cannot join and whose
+    windows reach into the run's (None: there is none, the match is whole): nothing (None) if its records
+    are no later than that alert's, else the records no earlier run read (see the module's notes)."""
+    if earlier is None:
+        return match
+    first, last = seen_span(match, result)
+    count = merged_count(0, match, overlaps=True)
+    if last <= earlier.last_seen_ms or count == 0:
+        return None
+    shown = {_text(row) for row in earlier.evidence}
+    return replace(
+        match,
+        count=count,
+        first_ms=first if match.fresh_first_ms is None else match.fresh_first_ms,
+        evidence=[row for row in match.evidence if _text(row) not in shown],
+    )
 
 
 def failing_key(rule_id: str) -> str:
@@ -126,6 +161,17 @@ def _joinable(conn: sqlite3.Connection, rule: Rule, match: Match, since_ms: int)
         " ORDER BY window_start_ms DESC LIMIT 1",
         (rule.id, match.dedup_key, *statuses, since_ms - rule.dedup_window_ms),
     ).fetchone()
+
+
+def _overlapped(conn: sqlite3.Connection, rule: Rule, match: Match, since_ms: int) -> Overlapped | None:
+    """The newest alert of the rule and the match's key (whatever its status) whose windows end after the
+    run's window starts: the run reads records again that it took in."""
+    found = conn.execute(
+        "SELECT last_seen_ms, evidence FROM alerts WHERE rule_id = ? AND dedup_key = ? AND window_end_ms > ?"
+        " ORDER BY window_end_ms DESC LIMIT 1",
+        (rule.id, match.dedup_key, since_ms),
+    ).fetchone()
+    return None if found is None else Overlapped(found[0], _json(found[1]))
 
 
 def _insert(conn: sqlite3.Connection, rule: Rule, match: Match, result: RunResult, now_ms: int) -> None:

@@ -45,10 +45,12 @@ from loglake.alerts.apply import (
     BY_RULE,
     FAILING_LEVEL,
     FAILING_TAG,
+    Overlapped,
     failing_key,
     merged_count,
     merged_evidence,
     seen_span,
+    unread_part,
 )
 from loglake.alerts.dynamodb_outbox import (
     UNQUEUED,
@@ -216,14 +218,19 @@ class DynamoDBDetections(DynamoDBOutbox):
             rule.id, f"Rule failing: {rule.title}", failing_key(rule.id), group, failures, None, None, evidence
         )
         result = RunResult(rule.id, since_ms, until_ms, [match], 0, 0, 0, 0.0, False, rule.plan.sql)
-        _, deliveries = self._apply(replace(rule, level=FAILING_LEVEL, tags=(FAILING_TAG,)), match, result, now_ms)
+        failing = replace(rule, level=FAILING_LEVEL, tags=(FAILING_TAG,))
+        _, deliveries = self._apply(failing, match, result, now_ms, of_records=False)
         return deliveries
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
         item = self._get(f"alert#{alert_id}", "alert")
         return None if item is None else json.loads(item["doc"]["S"])
 
-    def _apply(self, rule: Rule, match: Match, result: RunResult, now_ms: int) -> tuple[bool, list[dict[str, str]]]:
+    def _apply(
+        self, rule: Rule, match: Match, result: RunResult, now_ms: int, of_records: bool = True
+    ) -> tuple[bool, list[dict[str, str]]]:
+        """Make or join the alert of a match; `of_records`: the match's records may have been read by the
+        runs of the key's last alert (alerts/apply.py's unread_part), which a rule's failures never are."""
         head_key = item_key(f"dedup#{rule.id}#{match.dedup_key}", "head")
         statuses = ("suppressed",) if match.suppressed else _OPEN
         for _ in range(_CONFLICT_RETRIES):
@@ -237,7 +244,11 @@ class DynamoDBDetections(DynamoDBOutbox):
             ):
                 alert = self.alert(head["alert_id"]["S"])
             if alert is None:
-                new, alert = True, _new_alert(rule, match, result, now_ms)
+                earlier = self.alert(head["alert_id"]["S"]) if head is not None and of_records else None
+                unread = unread_part(match, result, _overlapped(earlier, result.since_ms))
+                if unread is None:
+                    return False, []  # the records the key's last alert took in, read again
+                new, alert = True, _new_alert(rule, unread, result, now_ms)
                 kind = None if match.suppressed else "trigger"
             else:
                 new, kind = False, _joined(alert, rule, match, result, now_ms)
@@ -336,6 +347,13 @@ def _new_alert(rule: Rule, match: Match, result: RunResult, now_ms: int) -> dict
         "status_note": match.suppressed,
         "status_ms": now_ms if match.suppressed else None,
     }
+
+
+def _overlapped(alert: dict[str, Any] | None, since_ms: int) -> Overlapped | None:
+    """The alert, if its windows end after a run's window starts (the run reads records it took in)."""
+    if alert is None or alert["window_end_ms"] <= since_ms:
+        return None
+    return Overlapped(alert["last_seen_ms"], alert["evidence"])
 
 
 def _fitted(alert: dict[str, Any]) -> str:

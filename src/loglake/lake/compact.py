@@ -46,7 +46,7 @@ from loglake.lake.sorted_merge import (
 )
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.store.sqlite import SQLiteHotStore
-from loglake.worker_processes import spawned_pool
+from loglake.worker_processes import spawned_pool, started_without_ctrl_c
 
 T = TypeVar("T")
 
@@ -125,7 +125,8 @@ class Background:
     runs at the server's own priority: at nice 5 or 10 it fell behind sustained bulk ingest on two cores
     (270-470 files at the end against 110-200, Q3 right after 1.8-2.3x against 1.0-1.3x), while the
     ingest rate stayed within the noise either way; a single thread, it takes at most a core's share
-    among the server's threads."""
+    among the server's threads. As the flush's worker, it is started without a Ctrl-C at a terminal
+    killing it or cutting into its start (worker_processes.started_without_ctrl_c)."""
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
@@ -137,7 +138,8 @@ class Background:
         with self._starting:
             if self._pool is None:
                 self._pool = spawned_pool(1, start_merge_worker)
-        return self._pool.submit(fn, *args, **kwargs).result()
+            pool = self._pool
+        return started_without_ctrl_c(lambda: pool.submit(fn, *args, **kwargs)).result()
 
     def run_in_thread(self, fn: Callable[..., T], *args: Any, niced: bool = True) -> T:
         """fn(*args) on the niced background thread of this process, or one of those at its priority."""

@@ -5,8 +5,10 @@ The windows are the scheduler's: each time the rule's schedule fires (t), a run 
 [t - delay - lookback, t - delay). A backtest of [since, until) takes every such window that ends
 within (since, until] and applies to its matches what the engine applies: the threshold (in the
 rule's SQL), suppressions (judged when the run would have happened, t) and dedup: a match whose key
-has an alert opened less than the dedup window before (by window end) updates that alert; any other
-match opens an alert. The alerts are counted by the day their window ends (UTC).
+has an alert opened less than the dedup window before (by window end) updates that alert; past it, a
+match whose records are no later than that alert's, read again by a lookback longer than the schedule,
+opens none (alerts/apply.py: no record counts twice); any other match opens an alert. The alerts are
+counted by the day their window ends (UTC).
 
 Three ways to get the same matches:
 - grouped, for a plain Sigma rule (its query keeps or drops each event on its own): ONE query per
@@ -57,6 +59,11 @@ class Example:
     since_ms: int
     until_ms: int
     match: Match
+
+    @property
+    def last_ms(self) -> int:
+        """The match's last record, or its window's end when its rows have no time (as alerts/apply.py)."""
+        return self.until_ms if self.match.last_ms is None else self.match.last_ms
 
     def to_dict(self) -> dict[str, Any]:
         found = self.match.to_dict()
@@ -187,7 +194,7 @@ def backtest(
     if chosen != WINDOWS and chosen != method_of(rule):
         raise ValueError(f"a {rule.kind} rule is backtested {method_of(rule)}, or window by window")
     report = Backtest(rule.id, since_ms, until_ms, chosen, [])
-    alerts = _Alerts(rule.dedup_window_ms)
+    alerts = _Alerts(rule.dedup_window_ms, rule.lookback_ms)
     by_day = _by_day(windows(rule, since_ms, until_ms))
     total = _days_between(since_ms, until_ms)
     for day, day_windows in by_day:
@@ -211,31 +218,48 @@ def backtest(
     return report
 
 
+@dataclass
+class _Alert:
+    opened_ms: int  # the end of the window that opened it
+    last_ms: int  # its last record
+    until_ms: int  # the end of the last window that matched its key
+
+
 class _Alerts:
-    """The dedup keys with an alert whose dedup window is still open, and when it opened."""
+    """The dedup keys whose last alert a later window may still join (its dedup window is open) or read
+    the records of again (its windows end less than a lookback before)."""
 
-    def __init__(self, window_ms: int) -> None:
+    def __init__(self, window_ms: int, lookback_ms: int) -> None:
         self.window_ms = window_ms
-        self.opened: dict[str, int] = {}
+        self.lookback_ms = lookback_ms
+        self.opened: dict[str, _Alert] = {}
 
-    def opens(self, key: str, at_ms: int) -> bool:
-        """Whether a match of `key` in the window ending at `at_ms` opens an alert (else it updates one)."""
-        opened = self.opened.get(key)
-        if opened is not None and at_ms < opened + self.window_ms:
+    def opens(self, key: str, since_ms: int, until_ms: int, last_ms: int) -> bool:
+        """Whether a match of `key` in the window [since_ms, until_ms) whose last record is at `last_ms`
+        opens an alert (else it updates one, or holds only records an alert took in)."""
+        alert = self.opened.get(key)
+        if alert is not None and until_ms < alert.opened_ms + self.window_ms:
+            alert.last_ms, alert.until_ms = max(alert.last_ms, last_ms), until_ms
             return False
-        self.opened[key] = at_ms
+        if alert is not None and since_ms < alert.until_ms and last_ms <= alert.last_ms:
+            return False
+        self.opened[key] = _Alert(until_ms, last_ms, until_ms)
         return True
 
     def forget_before(self, at_ms: int) -> None:
-        """Drop the keys whose alerts no window ending at `at_ms` or later can update."""
-        self.opened = {k: v for k, v in self.opened.items() if at_ms < v + self.window_ms}
+        """Drop the keys whose alerts no window ending at `at_ms` or later can update or read again."""
+        self.opened = {
+            k: a
+            for k, a in self.opened.items()
+            if at_ms < a.opened_ms + self.window_ms or at_ms - self.lookback_ms < a.until_ms
+        }
 
 
 def _count(tally: Day, alerts: _Alerts, found: Example, examples: int) -> None:
     tally.matches += 1
     if found.match.suppressed:
         tally.suppressed += 1
-    elif alerts.opens(found.match.dedup_key, found.until_ms):
+    elif alerts.opens(found.match.dedup_key, found.since_ms, found.until_ms, found.last_ms):
         tally.alerts += 1
         if len(tally.examples) < examples:
             tally.examples.append(found)

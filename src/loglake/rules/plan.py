@@ -18,7 +18,8 @@ matching rows, or a correlation's value), `_loglake_rank` (1, 2, ... in time ord
 `_loglake_first` and `_loglake_last` (the time span of the group's matches, when rows have a
 `timestamp`), and, with a `timestamp` too, `_loglake_fresh`: the group's rows at or after
 `$fresh_since`, the end of the rule's previous window, i.e. the rows no earlier run has read (a
-lookback longer than the schedule reads records again; the alert counts only these once more).
+lookback longer than the schedule reads records again; the alert counts only these once more), and
+`_loglake_fresh_first`, the time of the first of them (where a new alert after a resolved one starts).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from loglake.lake.tables import TABLES, LakeTable, sql_type
 from loglake.rules.sources import BY_TABLE, quote_name
 
 COUNT, RANK, FIRST, LAST = "_loglake_count", "_loglake_rank", "_loglake_first", "_loglake_last"
-FRESH = "_loglake_fresh"
+FRESH, FRESH_FIRST = "_loglake_fresh", "_loglake_fresh_first"
 RESERVED_PREFIX = "_loglake_"
 QUERY_PARAMETERS = ("since", "until")  # what a rule's own query may use; `read_since` is the views'
 
@@ -85,7 +86,8 @@ def rows_plan(
     order = 'ORDER BY "timestamp"' if timed else ""
     span = (
         f'min("timestamp") OVER ({group}) AS {FIRST}, max("timestamp") OVER ({group}) AS {LAST},'
-        f' sum(CASE WHEN "timestamp" >= $fresh_since THEN 1 ELSE 0 END) OVER ({group}) AS {FRESH}'
+        f' sum(CASE WHEN "timestamp" >= $fresh_since THEN 1 ELSE 0 END) OVER ({group}) AS {FRESH},'
+        f' min(CASE WHEN "timestamp" >= $fresh_since THEN "timestamp" END) OVER ({group}) AS {FRESH_FIRST}'
         if timed
         else f"NULL::TIMESTAMP AS {FIRST}, NULL::TIMESTAMP AS {LAST}"
     )

@@ -18,7 +18,7 @@ from loglake.lake.query_answers import QueryBusy, QueryResult, json_value
 from loglake.lake.sql_guard import QueryError
 from loglake.lake.stop import Stop
 from loglake.rules.model import Rule
-from loglake.rules.plan import COUNT, FIRST, FRESH, LAST, RESERVED_PREFIX, window_moments
+from loglake.rules.plan import COUNT, FIRST, FRESH, FRESH_FIRST, LAST, RESERVED_PREFIX, window_moments
 from loglake.rules.templates import default_dedup_key, render
 
 
@@ -38,6 +38,7 @@ class Match:
     evidence: list[dict[str, Any]]
     suppressed: str | None = None  # why, when a suppression of the rule holds it back
     fresh: int | None = None  # of `count`, the rows no earlier window held (None: the rule cannot tell)
+    fresh_first_ms: int | None = None  # the time of the first of those
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -139,6 +140,7 @@ def match_of(rule: Rule, key: tuple, rows: list[dict[str, Any]], now_ms: int) ->
         [{k: json_value(v) for k, v in r.items() if not k.startswith(RESERVED_PREFIX)} for r in rows],
         None if suppressed is None else (suppressed.reason or "suppressed") + _until(suppressed.until_ms()),
         None if rows[0].get(FRESH) is None else int(rows[0][FRESH]),
+        epoch_ms(rows[0].get(FRESH_FIRST)),
     )
 
 

@@ -1,0 +1,163 @@
+"""The parts every rule file has, checked on their own and together (the loader reads the files and the
+kinds of rule): the rule's facts (RuleMeta), options and inline tests, each problem with its field; the
+schedule and lookback; the templates; the SQL plan bound against empty tables; and the Rule, built once
+its options agree with its SQL (templates and suppressions name its groups).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from loglake.config_files import ROOT, problems_of, readable_part
+from loglake.lake.sql_guard import QueryError
+from loglake.rules.model import Options, Rule, RuleMeta, RuleTest
+from loglake.rules.plan import RESERVED_PREFIX, Binder, Plan, finish
+from loglake.rules.schedule import Interval, Schedule, ScheduleError, parse_schedule
+from loglake.rules.templates import RULE_VALUES, placeholders, template_syntax_problem
+from loglake.times import parse_duration
+
+
+class _Problems(Exception):
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+
+
+def _fields_of(kind: type[msgspec.Struct]) -> set[str]:
+    return {f.encode_name for f in msgspec.structs.fields(kind)}
+
+
+def _part(document: dict[str, Any], names: set[str] | frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in document.items() if k in names}
+
+
+_META_FIELDS = frozenset(_fields_of(RuleMeta))
+
+
+def _common(
+    meta_doc: Any, options_doc: Any, tests_doc: Any, options_path: str
+) -> tuple[RuleMeta | None, Options | None, list[RuleTest], list[tuple[str, str]]]:
+    """The rule's facts, options and tests (each None or empty if it has a problem), and every problem:
+    options that read are checked on their own too (schedule, lookback, templates), whatever else is wrong,
+    and the caller checks what the options must agree with (the query's columns) however the facts are."""
+    meta_problems = _problems_at(meta_doc, RuleMeta, "")
+    meta = None if meta_problems else msgspec.convert(meta_doc, RuleMeta)
+    option_problems = _problems_at(options_doc, Options, options_path)
+    options = None if option_problems else msgspec.convert(options_doc, Options)
+    fields = [f for f, _ in option_problems]
+    readable = readable_part(options_doc, Options, fields, options_path) if isinstance(options_doc, dict) else None
+    if readable is not None:
+        prefix = f"{options_path}." if options_path else ""
+        unread = {name for name in ("schedule", "lookback") if prefix + name in fields}
+        option_problems += _timing(readable, prefix, unread)[2] + _template_problems(readable, prefix)
+    test_problems = _problems_at(tests_doc, list[RuleTest], "tests")
+    tests = [] if test_problems else msgspec.convert(tests_doc, list[RuleTest])
+    return meta, options, tests, meta_problems + option_problems + test_problems
+
+
+def _problems_at(value: Any, kind: Any, path: str) -> list[tuple[str, str]]:
+    """config_files' problems as (field, message), under `path`."""
+    found = []
+    for text in problems_of(value, kind, path):
+        where, _, message = text.partition(": ")
+        found.append(("" if where == ROOT else where, message))
+    return found
+
+
+def _checked(sql: str, query: str, reach_ms: int, groups: tuple[str, ...], binder: Binder, field: str) -> Plan:
+    try:
+        plan = finish(sql, query, reach_ms, groups)
+        binder.columns(plan.executed, plan.parameters)
+    except QueryError as e:
+        raise _Problems([(field, f"the SQL it makes is refused: {e.message}")]) from None
+    return plan
+
+
+def _build(
+    meta: RuleMeta, options: Options, tests: list[RuleTest], plan: Plan, kind: str, path: Path, prefix: str
+) -> Rule:
+    """The rule, once its options agree with its SQL (templates and suppressions name its groups)."""
+    schedule, lookback_ms, problems = _timing(options, prefix)
+    known = set(plan.group_fields) | set(RULE_VALUES)
+    for where, template in (("alert_title", options.alert_title), ("dedup.key", options.dedup.key)):
+        for name in placeholders(template or ""):
+            if name not in known:
+                problems.append((prefix + where, f"{{{name}}} is not a value of a match ({_known(plan.group_fields)})"))
+    for i, suppression in enumerate(options.suppress):
+        for name in suppression.where:
+            if name not in plan.group_fields:
+                problems.append(
+                    (
+                        f"{prefix}suppress[{i}].where.{name}",
+                        f"is not a group-by field ({_known(plan.group_fields, False)});"
+                        " filter events in the rule itself",
+                    )
+                )
+    if any(g.startswith(RESERVED_PREFIX) for g in plan.group_fields):
+        problems.append((prefix + "group_by", f"names starting with {RESERVED_PREFIX} are loglake's"))
+    if problems or schedule is None:
+        raise _Problems(problems)
+    return Rule(
+        id=meta.id.lower(),
+        title=meta.title,
+        level=meta.level,
+        status=meta.status,
+        description=meta.description,
+        tags=tuple(meta.tags),
+        kind=kind,
+        path=path,
+        options=options,
+        schedule=schedule,
+        lookback_ms=lookback_ms,
+        delay_ms=parse_duration(options.delay),
+        tests=tuple(tests),
+        plan=plan,
+    )
+
+
+def _timing(
+    options: Options, prefix: str, unread: set[str] | frozenset[str] = frozenset()
+) -> tuple[Schedule | None, int, list[tuple[str, str]]]:
+    """The options' schedule (None if it does not read) and lookback in ms, and their problems. `unread`: which
+    of schedule and lookback the file gives with a wrong type (reported as such), here at their defaults: the
+    other is not measured against a value the file does not say."""
+    problems = []
+    try:
+        schedule = parse_schedule(options.schedule)
+    except ScheduleError as e:
+        schedule = None
+        problems.append((prefix + "schedule", str(e)))
+    if options.lookback is not None:
+        lookback_ms = parse_duration(options.lookback)
+    elif isinstance(schedule, Interval):
+        lookback_ms = schedule.ms
+    else:
+        lookback_ms = 0
+        if schedule is not None and "lookback" not in unread:
+            problems.append((prefix + "lookback", "missing: a cron schedule needs the window each run evaluates (1h)"))
+    if options.lookback is not None and lookback_ms == 0:
+        problems.append((prefix + "lookback", "must be longer than 0"))
+    elif isinstance(schedule, Interval) and lookback_ms < schedule.ms and "schedule" not in unread:
+        problems.append(
+            (
+                prefix + "lookback",
+                f"{options.lookback} leaves records between two runs unread: make it {options.schedule} or more",
+            )
+        )
+    return schedule, lookback_ms, problems
+
+
+def _template_problems(options: Options, prefix: str) -> list[tuple[str, str]]:
+    """Templates whose braces do not pair: rendered, a stray brace would show as it is."""
+    return [
+        (prefix + where, f"{problem}: write each value as {{name}}")
+        for where, template in (("alert_title", options.alert_title), ("dedup.key", options.dedup.key))
+        if (problem := template_syntax_problem(template or ""))
+    ]
+
+
+def _known(groups: tuple[str, ...], values: bool = True) -> str:
+    names = [*groups, *(RULE_VALUES if values else ())]
+    return "known: " + ", ".join(names) if names else "the rule has no group-by fields"

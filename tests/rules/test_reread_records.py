@@ -1,0 +1,166 @@
+"""A lookback longer than the schedule reads records again: after an alert the next runs cannot join (resolved
+by a person or by `resolve_after`), the records it took in make no new alert, and a new alert counts and shows
+only the records no earlier run read. Over the scheduler, a real data dir and alerts.db."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loglake.alerts.store import change_status
+from loglake.model import Limits, validate_batch
+from loglake.times import DAY_MS
+from tests.rules.conftest import write_rule
+from tests.rules.test_scheduler import MIN, RULE_ID, T0, Clock, DataDir, rule_text
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Iterator[DataDir]:
+    found = DataDir(tmp_path, Clock(T0))
+    yield found
+    found.close()
+
+
+def resolve(data: DataDir, alert_id: str) -> None:
+    """As `loglake alerts resolve ID --data-dir` does."""
+    conn = data.db()
+    try:
+        change_status(conn, alert_id, "resolved", "ops", "handled", data.clock.ms)
+    finally:
+        conn.close()
+
+
+def run_at(data: DataDir, ms: int, scheduler) -> None:
+    data.clock.ms = ms
+    assert [r.outcome for _, r in scheduler.run_round().runs] == ["ok"]
+
+
+def messages(alert: dict) -> list[str]:
+    return [row["message"] for row in json.loads(alert["evidence"])]
+
+
+SQL_RULE = f"""
+id: {RULE_ID}
+title: Errors
+level: high
+schedule: 1m
+lookback: 10m
+query: SELECT "timestamp", service, message FROM logs WHERE severity = 'error'
+"""
+
+
+def test_after_a_resolve_the_records_read_again_raise_no_alert_and_a_new_record_raises_one_of_its_own(
+    data: DataDir,
+) -> None:
+    write_rule(data.rules, "errors.yml", SQL_RULE)
+    scheduler = data.scheduler()
+    data.add(T0 - 2 * MIN, count=2)
+    run_at(data, T0, scheduler)  # reads 09:50-10:00
+    [first] = data.alerts()
+    assert first["match_count"] == 2
+    resolve(data, first["id"])
+    run_at(data, T0 + MIN, scheduler)  # reads 09:51-10:01: the same two records, nothing new
+    assert [(a["id"], a["status"]) for a in data.alerts()] == [(first["id"], "resolved")]
+    data.add(T0 + MIN + 30_000)
+    run_at(data, T0 + 2 * MIN, scheduler)  # the two again, and one new
+    [_, second] = data.alerts()
+    assert (second["status"], second["match_count"], second["first_seen_ms"]) == ("open", 1, T0 + MIN + 30_000)
+    assert messages(second) == [f"api {T0 + MIN + 30_000}"]
+    assert [kind for _, kind in data.events()] == ["trigger", "resolve", "trigger"]
+
+
+def test_a_group_whose_alert_was_resolved_counts_only_its_new_records_the_others_go_on(data: DataDir) -> None:
+    write_rule(data.rules, "errors.yml", rule_text("lookback: 15m", threshold=2))
+    scheduler = data.scheduler()
+    data.add(T0 - 4 * MIN, count=2)
+    data.add(T0 - 4 * MIN, service="web", count=2)
+    run_at(data, T0, scheduler)
+    api = next(a for a in data.alerts() if a["group_values"] == '{"service":"api"}')
+    resolve(data, api["id"])
+    run_at(data, T0 + 5 * MIN, scheduler)  # reads 09:50-10:05: both groups' records again
+    assert sorted((a["group_values"], a["status"], a["match_count"]) for a in data.alerts()) == [
+        ('{"service":"api"}', "resolved", 2),
+        ('{"service":"web"}', "open", 2),
+    ]
+    data.add(T0 + 6 * MIN)
+    run_at(data, T0 + 10 * MIN, scheduler)  # reads 09:55-10:10: api's two again (the threshold) and one new
+    newest = data.alerts()[-1]
+    assert (newest["group_values"], newest["status"], newest["match_count"]) == ('{"service":"api"}', "open", 1)
+    assert messages(newest) == [f"api {T0 + 6 * MIN}"]
+
+
+def test_after_resolve_after_a_new_alert_counts_only_the_records_no_earlier_run_read(data: DataDir) -> None:
+    write_rule(data.rules, "errors.yml", rule_text("lookback: 15m", "resolve_after: 5m", threshold=2))
+    scheduler = data.scheduler()
+    data.add(T0 - 14 * MIN)
+    data.add(T0 - 4 * MIN)
+    run_at(data, T0, scheduler)  # reads 09:45-10:00: two records
+    run_at(data, T0 + 5 * MIN, scheduler)  # reads 09:50-10:05: one, below the threshold; clear for 5m
+    [first] = data.alerts()
+    assert (first["status"], first["status_by"], first["match_count"]) == ("resolved", "rule", 2)
+    data.add(T0 + 7 * MIN)
+    run_at(data, T0 + 10 * MIN, scheduler)  # reads 09:55-10:10: 09:56 again and 10:07, new
+    [_, second] = data.alerts()
+    assert (second["status"], second["match_count"], second["first_seen_ms"]) == ("open", 1, T0 + 7 * MIN)
+    assert messages(second) == [f"api {T0 + 7 * MIN}"]
+
+
+CORRELATION_RULE = f"""
+title: Repeated failed logins
+id: {RULE_ID}
+level: high
+correlation:
+  type: event_count
+  rules: [failed]
+  group-by: [attributes.user]
+  timespan: 5m
+  condition: {{gte: 3}}
+loglake: {{schedule: 1m, lookback: 10m}}
+---
+title: failed login
+name: failed
+logsource: {{product: loglake, service: app_logs}}
+detection: {{sel: {{message|contains: login failed}}, condition: sel}}
+"""
+
+
+def failed_login(data: DataDir, at_ms: int) -> None:
+    record = {"timestamp": at_ms, "service": "auth", "message": f"login failed {at_ms}", "attributes": {"user": "ann"}}
+    data.store.submit(validate_batch([record], Limits(), data.clock.ms + DAY_MS)).result()
+
+
+def test_a_correlation_raises_no_alert_again_from_the_events_of_a_resolved_one(data: DataDir) -> None:
+    write_rule(data.rules, "logins.yml", CORRELATION_RULE)
+    scheduler = data.scheduler()
+    for minutes in (3, 2, 1):
+        failed_login(data, T0 - minutes * MIN)
+    run_at(data, T0, scheduler)
+    [first] = data.alerts()
+    assert first["match_count"] == 3
+    resolve(data, first["id"])
+    run_at(data, T0 + MIN, scheduler)  # the same three events within 5 minutes
+    assert len(data.alerts()) == 1
+    failed_login(data, T0 + MIN + 30_000)
+    run_at(data, T0 + 2 * MIN, scheduler)
+    [_, second] = data.alerts()
+    # A correlation's count is its value (four within 5 minutes); its evidence, the event no alert showed.
+    assert (second["status"], second["match_count"]) == ("open", 4)
+    assert messages(second) == [f"login failed {T0 + MIN + 30_000}"]
+
+
+def test_past_its_dedup_window_an_alert_s_records_read_again_raise_no_second_alert(data: DataDir) -> None:
+    write_rule(data.rules, "errors.yml", rule_text("lookback: 15m", "dedup: {window: 10m}"))
+    scheduler = data.scheduler()
+    data.add(T0 - 4 * MIN, count=2)
+    run_at(data, T0, scheduler)  # reads 09:45-10:00; the alert's first window began at 09:45
+    run_at(data, T0 + 5 * MIN, scheduler)
+    run_at(data, T0 + 10 * MIN, scheduler)  # reads 09:55-10:10, past the dedup window: the same two records
+    [first] = data.alerts()
+    assert (first["status"], first["match_count"]) == ("open", 2)
+    data.add(T0 + 11 * MIN)
+    run_at(data, T0 + 15 * MIN, scheduler)
+    [_, second] = data.alerts()
+    assert (second["match_count"], messages(second)) == (1, [f"api {T0 + 11 * MIN}"])
