@@ -9,7 +9,7 @@ import pytest
 
 from loglake.rules.loader import load_rules
 from loglake.rules.schedule import Cron, Interval
-from tests.rules.conftest import load_one, write_rule
+from tests.rules.conftest import load_one, problems_of, write_rule
 
 GOOD = """
 title: good
@@ -63,7 +63,7 @@ BAD = {
     ),
     "v1-aggregation.yml": (
         sigma("{sel: {severity: error}, timeframe: 5m, condition: sel | count() > 5}"),
-        "detection.timeframe",
+        "detection.condition",
         "correlation rule",
     ),
     "keywords-on-access-logs.yml": (
@@ -164,6 +164,15 @@ def test_a_bad_file_is_named_with_its_field(name: str, loaded) -> None:
     problems = [p for p in found.problems if p.file == str(folder / "bad" / name)]
     assert any(p.field == field and message in p.message for p in problems), [str(p) for p in problems]
     assert all(str(p).startswith(f"{folder / 'bad' / name}: ") for p in problems)
+
+
+@pytest.mark.parametrize("timeframe", ["timeframe: 5m, ", ""])
+def test_a_v1_aggregation_is_one_problem_in_loglakes_words(tmp_path: Path, timeframe: str) -> None:
+    """pySigma's own line on the pipe ("pySigma doesn't supports this syntax") is not shown beside it."""
+    text = sigma(f"{{sel: {{severity: error}}, {timeframe}condition: 'sel | count() by service > 5'}}")
+    assert [(p.field, p.message) for p in problems_of(tmp_path, text)] == [
+        ("detection.condition", "Sigma v1 aggregations are not supported: write a correlation rule")
+    ]
 
 
 def test_a_second_rule_with_an_id_is_a_problem(loaded) -> None:
