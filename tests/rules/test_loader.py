@@ -131,6 +131,16 @@ BAD = {
         "group_by",
         "'severity' is not a column",
     ),
+    "sql-title.yml": (
+        sql("SELECT service, count(*) AS n FROM logs GROUP BY service", "alert_title: '{n} in {bogus}'"),
+        "alert_title",
+        "{bogus} is not a value of a match (known: service, n, rule_id, rule_title, level, count)",
+    ),
+    "sql-dedup-column.yml": (
+        sql("SELECT service, count(*) AS n FROM logs GROUP BY service", "dedup: {key: '{n}'}"),
+        "dedup.key",
+        "{n} is not a value of a match (known: rule_id, rule_title, level, count)",
+    ),
     "sql-unknown.yml": (sql("SELECT * FROM logs", "detection: {}"), "detection", "unknown field"),
     "sql-missing.yml": (
         "title: x\nid: 55555555-6666-4777-8888-999999999998\nquery: SELECT * FROM logs\n",
