@@ -120,7 +120,7 @@ SIGMA_WEB_NAMES = {
     "src_ip": "c_ip",
 }
 # Sigma's `c-uri`, the URL the client asked for: its path and, after a `?`, its query (URL-decoded).
-REQUEST_URI = f"{quote_name('cs_uri_stem')} || coalesce('?' || {quote_name('cs_uri_query')}, '')"
+REQUEST_URI = f"({quote_name('cs_uri_stem')} || coalesce('?' || {quote_name('cs_uri_query')}, ''))"
 
 APP_LOGS = Source(
     APP_LOGS_TABLE,
