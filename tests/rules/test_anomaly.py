@@ -131,7 +131,6 @@ def test_inline_tests_run_against_the_history_they_place(tmp_path: Path) -> None
         ("baseline: {period: 1w, history: 10d}", "baseline.history", "whole number of periods"),
         ("baseline: {period: 30m, history: 1d}", "baseline.period", "shorter than the window"),
         ("baseline: {period: 1w, history: 2w, min_samples: 3}", "baseline.min_samples", "2 period(s)"),
-        ("group_by: [user]", "group_by", "no field 'user'"),
         ("direction: sideways", "direction", "up, down or both"),
         ("threshold: 5", "threshold", "does not apply"),
         ("type: anomalous", "type", "anomaly"),

@@ -39,7 +39,7 @@ BAD = """
 title: Bad
 id: aaaaaaaa-bbbb-4ccc-8ddd-ffffffffffff
 level: low
-logsource: {product: loglake, service: app_logs}
+logsource: {product: aws, service: amplify}
 detection: {sel: {user: bob}, condition: sel}
 """
 
@@ -61,7 +61,7 @@ def test_validate(folder: Path) -> None:
     write_rule(folder, "bad.yml", BAD)
     bad = rules("validate", "--rules-dir", str(folder))
     assert bad.exit_code == 1
-    assert f"{folder / 'bad.yml'}: detection.sel.user: logs has no field 'user'" in bad.stderr
+    assert f"{folder / 'bad.yml'}: detection.sel.user: amplify_access has no field 'user'" in bad.stderr
     assert "1 rule(s) valid, 1 file(s) with problems" in bad.stderr
 
 

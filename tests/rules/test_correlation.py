@@ -245,10 +245,6 @@ UNCONVERTIBLE = {
         "type: event_count\nrules: [nosuch]\ntimespan: 5m\ncondition: {gte: 3}",
         "correlation.rules",
     ),
-    "a field no rule has": (
-        "type: event_count\nrules: [failed]\ngroup-by: [nosuch]\ntimespan: 5m\ncondition: {gte: 3}",
-        "correlation.group-by",
-    ),
     "an ordered condition": (
         "type: temporal_ordered\nrules: [failed, success]\ntimespan: 5m\ncondition: {gte: 1}",
         "correlation.condition",

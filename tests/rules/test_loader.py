@@ -9,7 +9,7 @@ import pytest
 
 from loglake.rules.loader import load_rules
 from loglake.rules.schedule import Cron, Interval
-from tests.rules.conftest import load_one, write_rule
+from tests.rules.conftest import load_one, problems_of, write_rule
 
 GOOD = """
 title: good
@@ -52,9 +52,11 @@ BAD = {
     ),
     "bad-regex.yml": (sigma("{sel: {message|re: 'a(?=b)'}, condition: sel}"), "detection.sel.message|re", "invalid"),
     "unknown-sigma-field.yml": (
-        sigma("{sel: {user: bob}, condition: sel}"),
+        sigma("{sel: {user: bob}, condition: sel}").replace(
+            "product: loglake, service: app_logs", "product: aws, service: amplify"
+        ),
         "detection.sel.user",
-        "logs has no field 'user'",
+        "amplify_access has no field 'user'",
     ),
     "logsource.yml": (
         sigma().replace("product: loglake, service: app_logs", "product: windows"),
@@ -63,15 +65,8 @@ BAD = {
     ),
     "v1-aggregation.yml": (
         sigma("{sel: {severity: error}, timeframe: 5m, condition: sel | count() > 5}"),
-        "detection.timeframe",
+        "detection.condition",
         "correlation rule",
-    ),
-    "keywords-on-access-logs.yml": (
-        sigma("{words: [wp-admin], condition: words}").replace(
-            "product: loglake, service: app_logs", "product: aws, service: amplify"
-        ),
-        "detection",
-        "no text to search keywords in",
     ),
     "not-a-uuid.yml": (sigma().replace("44444444-5555-4666-8777-888888888881", "rule-1"), "id", "is not a UUID"),
     "level.yml": (sigma().replace("level: high", "level: urgent"), "level", "one of informational"),
@@ -108,7 +103,13 @@ BAD = {
         "loglake.suppress[0].where.user",
         "group-by",
     ),
-    "group-by.yml": (sigma(extra="loglake: {group_by: [hostname]}"), "loglake.group_by", "no field 'hostname'"),
+    "group-by.yml": (
+        sigma("{sel: {sc-status: 500}, condition: sel}", "loglake: {group_by: [hostname]}").replace(
+            "product: loglake, service: app_logs", "product: aws, service: amplify"
+        ),
+        "loglake.group_by",
+        "no field 'hostname'",
+    ),
     "test-field.yml": (sigma(extra="tests: [{name: t, events: [], matchh: true}]"), "tests[0]", "unknown field matchh"),
     "two-rules.yml": (sigma() + "---\n" + sigma(uid="2"), "", "a file holds one rule"),
     "part-options.yml": (
@@ -130,6 +131,16 @@ BAD = {
         sql("SELECT service FROM logs", "group_by: [severity]"),
         "group_by",
         "'severity' is not a column",
+    ),
+    "sql-title.yml": (
+        sql("SELECT service, count(*) AS n FROM logs GROUP BY service", "alert_title: '{n} in {bogus}'"),
+        "alert_title",
+        "{bogus} is not a value of a match (known: service, n, rule_id, rule_title, level, count)",
+    ),
+    "sql-dedup-column.yml": (
+        sql("SELECT service, count(*) AS n FROM logs GROUP BY service", "dedup: {key: '{n}'}"),
+        "dedup.key",
+        "{n} is not a value of a match (known: rule_id, rule_title, level, count)",
     ),
     "sql-unknown.yml": (sql("SELECT * FROM logs", "detection: {}"), "detection", "unknown field"),
     "sql-missing.yml": (
@@ -166,6 +177,15 @@ def test_a_bad_file_is_named_with_its_field(name: str, loaded) -> None:
     assert all(str(p).startswith(f"{folder / 'bad' / name}: ") for p in problems)
 
 
+@pytest.mark.parametrize("timeframe", ["timeframe: 5m, ", ""])
+def test_a_v1_aggregation_is_one_problem_in_loglakes_words(tmp_path: Path, timeframe: str) -> None:
+    """pySigma's own line on the pipe ("pySigma doesn't supports this syntax") is not shown beside it."""
+    text = sigma(f"{{sel: {{severity: error}}, {timeframe}condition: 'sel | count() by service > 5'}}")
+    assert [(p.field, p.message) for p in problems_of(tmp_path, text)] == [
+        ("detection.condition", "Sigma v1 aggregations are not supported: write a correlation rule")
+    ]
+
+
 def test_a_second_rule_with_an_id_is_a_problem(loaded) -> None:
     folder, found = loaded
     [problem] = [p for p in found.problems if p.file == str(folder / "more" / "dup.yaml")]
@@ -178,11 +198,12 @@ def test_only_yaml_rule_files_are_read(loaded) -> None:
 
 
 def test_every_problem_of_a_file_at_once(tmp_path: Path) -> None:
-    text = sigma("{sel: {user: bob, message|foo: x}, condition: sel}", "level: loud\nloglake: {threshold: -1}")
+    text = sigma("{sel: {user: bob, cs-method|foo: x}, condition: sel}", "level: loud\nloglake: {threshold: -1}")
     text = text.replace("level: high\n", "")
+    text = text.replace("product: loglake, service: app_logs", "product: aws, service: amplify")
     found = load_rules(write_rule(tmp_path, "r.yml", text))
     assert sorted(p.field for p in found.problems) == [
-        "detection.sel.message|foo",
+        "detection.sel.cs-method|foo",
         "detection.sel.user",
         "level",
         "loglake.threshold",

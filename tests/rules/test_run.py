@@ -129,6 +129,27 @@ def test_a_sql_rule_gets_the_window_and_reads_nothing_outside_it(lake: Lake, tmp
     assert whole_day.evidence[0]["records"] == 14 and whole_day.first_ms == DAY2
 
 
+def test_a_sql_rules_title_shows_the_numbers_its_query_computed(lake: Lake, tmp_path: Path) -> None:
+    """{count} is the match's rows (one per group when the query aggregates), {n} the query's own number."""
+    rule = load_one(
+        tmp_path,
+        """
+        id: 47cf545e-7577-4b37-9231-a297322c3fc2
+        title: Many errors per service
+        level: critical
+        schedule: 1d
+        group_by: [service]
+        alert_title: "errors in {service}: {n} ({count} row)"
+        query: |
+          SELECT service, count(*) AS n, max("timestamp") AS "timestamp" FROM logs
+          WHERE severity = 'error' GROUP BY service HAVING count(*) >= 3
+        """,
+    )
+    [match] = run_rule(rule, lake.engine, DAY2, DAY3, now_ms=DAY3).matches
+    assert match.title == "errors in api: 7 (1 row)"
+    assert match.dedup_key == "47cf545e-7577-4b37-9231-a297322c3fc2:api"
+
+
 def test_a_run_that_fails_names_the_rule(lake: Lake, tmp_path: Path) -> None:
     rule = load_one(
         tmp_path,

@@ -181,7 +181,7 @@ def _sql_rule(document: dict[str, Any], path: Path, binder: Binder) -> Rule:
     groups = tuple(options.group_by)
     sql = rows_plan(query, tables, groups, options.threshold, options.evidence, timed="timestamp" in columns)
     plan = _checked(sql, query, 0, groups, binder, "query")
-    return _build(meta, options, tests, plan, "sql", path, "")
+    return _build(meta, options, tests, plan, "sql", path, "", tuple(columns))
 
 
 @dataclass(frozen=True)

@@ -76,15 +76,26 @@ def _checked(sql: str, query: str, reach_ms: int, groups: tuple[str, ...], binde
 
 
 def _build(
-    meta: RuleMeta, options: Options, tests: list[RuleTest], plan: Plan, kind: str, path: Path, prefix: str
+    meta: RuleMeta,
+    options: Options,
+    tests: list[RuleTest],
+    plan: Plan,
+    kind: str,
+    path: Path,
+    prefix: str,
+    columns: tuple[str, ...] = (),
 ) -> Rule:
-    """The rule, once its options agree with its SQL (templates and suppressions name its groups)."""
+    """The rule, once its options agree with its SQL (templates and suppressions name its groups).
+    `columns`: a SQL rule's query's, which its alert_title may show too (a match's first row's values);
+    not its dedup key, which a number the query computes would make a new key at every run."""
     schedule, lookback_ms, problems = _timing(options, prefix)
-    known = set(plan.group_fields) | set(RULE_VALUES)
-    for where, template in (("alert_title", options.alert_title), ("dedup.key", options.dedup.key)):
+    for where, template, shown in (
+        ("alert_title", options.alert_title, (*plan.group_fields, *columns)),
+        ("dedup.key", options.dedup.key, plan.group_fields),
+    ):
         for name in placeholders(template or ""):
-            if name not in known:
-                problems.append((prefix + where, f"{{{name}}} is not a value of a match ({_known(plan.group_fields)})"))
+            if name not in set(shown) | set(RULE_VALUES):
+                problems.append((prefix + where, f"{{{name}}} is not a value of a match ({_known(shown)})"))
     for i, suppression in enumerate(options.suppress):
         for name in suppression.where:
             if name not in plan.group_fields:
@@ -159,5 +170,5 @@ def _template_problems(options: Options, prefix: str) -> list[tuple[str, str]]:
 
 
 def _known(groups: tuple[str, ...], values: bool = True) -> str:
-    names = [*groups, *(RULE_VALUES if values else ())]
+    names = list(dict.fromkeys([*groups, *(RULE_VALUES if values else ())]))
     return "known: " + ", ".join(names) if names else "the rule has no group-by fields"

@@ -126,7 +126,9 @@ def match_of(rule: Rule, key: tuple, rows: list[dict[str, Any]], now_ms: int) ->
     first and last columns of plan.py); suppressions judged at `now_ms`."""
     group = dict(zip(rule.plan.group_fields, key, strict=True))
     count = int(rows[0][COUNT])
-    title = render(rule.options.alert_title or rule.title, rule, group, count)
+    evidence = [{k: json_value(v) for k, v in r.items() if not k.startswith(RESERVED_PREFIX)} for r in rows]
+    # a SQL rule's title may show its query's columns (loading checks it names only those): the first row's
+    title = render(rule.options.alert_title or rule.title, rule, {**evidence[0], **group}, count)
     dedup_key = render(rule.options.dedup.key or default_dedup_key(rule.plan.group_fields), rule, group, count)
     suppressed = next((s for s in rule.options.suppress if s.applies(group, now_ms)), None)
     return Match(
@@ -137,7 +139,7 @@ def match_of(rule: Rule, key: tuple, rows: list[dict[str, Any]], now_ms: int) ->
         count,
         epoch_ms(rows[0][FIRST]),
         epoch_ms(rows[0][LAST]),
-        [{k: json_value(v) for k, v in r.items() if not k.startswith(RESERVED_PREFIX)} for r in rows],
+        evidence,
         None if suppressed is None else (suppressed.reason or "suppressed") + _until(suppressed.until_ms()),
         None if rows[0].get(FRESH) is None else int(rows[0][FRESH]),
         epoch_ms(rows[0].get(FRESH_FIRST)),

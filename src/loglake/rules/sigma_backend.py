@@ -248,24 +248,20 @@ class DuckDBBackend(TextQueryBackend):
     def convert_condition_field_eq_query_expr(self, cond: Any, state: Any) -> str:
         raise SigmaFeatureNotSupportedByBackendError("query expressions (placeholders) are not supported")
 
-    def _keyword_column(self, state: Any) -> str:
-        source = self._source(state)
-        if source.keyword_column is None:
-            raise SigmaFeatureNotSupportedByBackendError(
-                f"{source.table.name} has no text to search keywords in: name the field (field|contains: value)"
-            )
-        return quote_name(source.keyword_column)
+    def _keyword_text(self, state: Any) -> str:
+        return self._text(self._source(state).keyword_field, state)
 
     def convert_condition_val_str(self, cond: Any, state: Any) -> str:
-        """A keyword: anywhere in the source's text (a record's message), ignoring case unless |cased."""
+        """A keyword: anywhere in the source's text (a record's message, a request's URL), ignoring case
+        unless |cased."""
         cased = isinstance(cond.value, SigmaCasedString)
-        return self._string_match(self._keyword_column(state), cond.value, cased, anywhere=True)
+        return self._string_match(self._keyword_text(state), cond.value, cased, anywhere=True)
 
     def convert_condition_val_num(self, cond: Any, state: Any) -> str:
-        return f"contains({self._keyword_column(state)}, {sql_text(str(cond.value.number))})"
+        return f"contains({self._keyword_text(state)}, {sql_text(str(cond.value.number))})"
 
     def convert_condition_val_re(self, cond: Any, state: Any) -> str:
-        return f"regexp_matches({self._keyword_column(state)}, {sql_text(_regex(cond.value))})"
+        return f"regexp_matches({self._keyword_text(state)}, {sql_text(_regex(cond.value))})"
 
     def convert_condition_query_expr(self, cond: Any, state: Any) -> str:
         raise SigmaFeatureNotSupportedByBackendError("query expressions (placeholders) are not supported")

@@ -45,6 +45,7 @@ _INLINE_FLAGS = {re.IGNORECASE: "i", re.MULTILINE: "m", re.DOTALL: "s"}
 POLICY = SigmaPolicy(regex_engine=QuietRE2())  # pySigma's default (SafePolicy), quiet
 _RULES_IN_THE_FILE = "a correlation's rules come after it in its file, as YAML documents (---) with a name"
 UNSUPPORTED_MODIFIERS = {"expand": "placeholders need values loglake does not have: write the values out"}
+V1_AGGREGATION = "Sigma v1 aggregations are not supported: write a correlation rule"
 
 
 class SigmaProblems(ValueError):
@@ -139,24 +140,21 @@ def detection_problems(documents: list[dict[str, Any]], primary: int) -> list[tu
         condition_problem = _condition_problem(detection)
         if condition_problem:
             problems.append((_where(i, primary, "detection.condition"), condition_problem))
-        if "timeframe" in detection:
-            problems.append(
-                (
-                    _where(i, primary, "detection.timeframe"),
-                    "Sigma v1 aggregations are not supported: write a correlation rule",
-                )
-            )
+        if "timeframe" in detection and condition_problem != V1_AGGREGATION:
+            problems.append((_where(i, primary, "detection.timeframe"), V1_AGGREGATION))
     return problems
 
 
 def _condition_problem(detection: dict[str, Any]) -> str | None:
     """What is wrong with the condition itself (its syntax, a selection it names that is not there), checked
-    against stand-ins of the selections so that their own problems do not hide it."""
+    against stand-ins of the selections so that their own problems do not hide it. A v1 aggregation
+    (`sel | count() by user > 5`) is named as loglake names it: pySigma's own words on the pipe are about itself."""
     condition = detection.get("condition")
-    if condition is not None and not all(
-        isinstance(c, str) for c in (condition if isinstance(condition, list) else [condition])
-    ):
+    conditions = [] if condition is None else condition if isinstance(condition, list) else [condition]
+    if not all(isinstance(c, str) for c in conditions):
         return "is not text such as `selection and not filter`, or a list of such texts"
+    if any("|" in c for c in conditions):
+        return V1_AGGREGATION
     stand_ins: dict[str, Any] = {str(name): {"_": "_"} for name in detection if name not in ("condition", "timeframe")}
     try:
         detections = SigmaDetections.from_dict(

@@ -3,14 +3,17 @@ fields go by in rules (the one definition the processing pipeline, the backend a
 checks all use).
 
 A field is a column of the table (`service`, `sc_status`), another name for one (the CloudFront name
-`sc-status`, the record's `logId`), or for application logs a path into the `attributes` JSON
-(`attributes.user`, `attributes.http.status`).
+`sc-status`, Sigma's web name `c-uri-path`, the record's `logId`), a value made of columns (Sigma's
+`c-uri`: the path and query), or for application logs a path into the `attributes` JSON
+(`attributes.user`, `attributes.http.status`); there, any other name is a key of the attributes too
+(`user`, `http.status`), as search reads `user:alice`.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 import pyarrow as pa
 
@@ -38,8 +41,9 @@ class Source:
     table: LakeTable
     logsources: tuple[dict[str, str], ...]  # the Sigma logsources that mean this table (any one)
     aliases: dict[str, str]  # other names of columns, as rules write them
-    json_column: str | None = None  # `<json_column>.<path>` names a value inside it
-    keyword_column: str | None = None  # what a keyword (a value without a field) is searched in
+    keyword_field: str  # the field a keyword (a value without a field) is searched in
+    derived: dict[str, str] = dataclass_field(default_factory=dict)  # text values made of columns, by name
+    json_column: str | None = None  # `<json_column>.<path>`, or a name no column has, is a value inside it
 
     @property
     def columns(self) -> dict[str, pa.DataType]:
@@ -58,17 +62,19 @@ class Source:
         column = self.column_of(name)
         if column is not None:
             return Field(quote_name(column), _kind(self.columns[column]))
-        prefix = f"{self.json_column}." if self.json_column else None
-        if prefix and name.startswith(prefix) and len(name) > len(prefix):
-            path = json_path(name[len(prefix) :].split("."))
+        if name in self.derived:
+            return Field(self.derived[name], "text")
+        if self.json_column is not None and name:
+            prefix = f"{self.json_column}."
+            keys = name[len(prefix) :] if name.startswith(prefix) and len(name) > len(prefix) else name
+            path = json_path(keys.split("."))
             return Field(
                 f"json_extract_string({quote_name(self.json_column)}, {sql_text(path)})",
                 "text",
                 (self.json_column, path),
             )
-        known = ", ".join(sorted(set(self.columns) | set(self.aliases)))
-        inside = f", or {self.json_column}.<key> for a value inside {self.json_column}" if self.json_column else ""
-        raise UnknownField(f"{self.table.name} has no field {name!r} (fields: {known}{inside})")
+        known = ", ".join(sorted(set(self.columns) | set(self.aliases) | set(self.derived)))
+        raise UnknownField(f"{self.table.name} has no field {name!r} (fields: {known})")
 
     def describe(self) -> str:
         return " or ".join(", ".join(f"{k}: {v}" for k, v in logsource.items()) for logsource in self.logsources)
@@ -99,18 +105,39 @@ def json_path(keys: list[str]) -> str:
     return "$" + "".join(f".{k}" if _PLAIN_KEY.fullmatch(k) else '."' + k.replace('"', '\\"') + '"' for k in keys)
 
 
+# Sigma's names for web server fields (its taxonomy's `category: webserver` and `proxy`, as SigmaHQ's
+# web rules write them) that are not CloudFront's own, and the CloudFront column each means. The rest
+# of Sigma's names are CloudFront's (`cs-method`, `sc-status`, `c-ip`, `cs-uri-stem`, `cs-uri-query`,
+# `cs-user-agent`, `cs-referer`, `cs-host`, `cs-cookie`, `sc-bytes`, `cs-bytes`, `time-taken`).
+SIGMA_WEB_NAMES = {
+    "c-uri-path": "cs_uri_stem",
+    "c-uri-stem": "cs_uri_stem",
+    "c-uri-query": "cs_uri_query",
+    "c-useragent": "cs_user_agent",
+    "cs-referrer": "cs_referer",
+    "cs-version": "cs_protocol_version",
+    "r-dns": "x_host_header",
+    "src_ip": "c_ip",
+}
+# Sigma's `c-uri`, the URL the client asked for: its path and, after a `?`, its query (URL-decoded).
+REQUEST_URI = f"({quote_name('cs_uri_stem')} || coalesce('?' || {quote_name('cs_uri_query')}, ''))"
+
 APP_LOGS = Source(
     APP_LOGS_TABLE,
     logsources=({"product": "loglake", "service": "app_logs"},),
     aliases={"logId": "log_id", "id": "client_id"},
+    keyword_field="message",
     json_column="attributes",
-    keyword_column="message",
 )
 AMPLIFY_ACCESS = Source(
     AMPLIFY_ACCESS_TABLE,
-    logsources=({"product": "loglake", "service": "amplify_access"}, {"product": "aws", "service": "amplify"}),
-    # The CloudFront names (`cs-uri-stem`, `cs(User-Agent)`), and the same with dashes in the
-    # parentheses' place (`cs-user-agent`), as Sigma's web rules write them.
+    logsources=(
+        {"product": "loglake", "service": "amplify_access"},
+        {"product": "aws", "service": "amplify"},
+        {"category": "webserver"},
+    ),
+    # The CloudFront names (`cs-uri-stem`, `cs(User-Agent)`), the same with dashes in the
+    # parentheses' place (`cs-user-agent`), and Sigma's other web names.
     aliases={
         **{
             name: column
@@ -118,7 +145,10 @@ AMPLIFY_ACCESS = Source(
             if column in {c.name for c in AMPLIFY_ACCESS_TABLE.columns}
         },
         **{column.replace("_", "-"): column for column in COLUMN_OF.values()},
+        **SIGMA_WEB_NAMES,
     },
+    keyword_field="c-uri",  # a web rule's keywords are looked for in the URL (SigmaHQ's say "in URL strings")
+    derived={"c-uri": REQUEST_URI},
 )
 SOURCES = (APP_LOGS, AMPLIFY_ACCESS)
 BY_TABLE = {s.table.name: s for s in SOURCES}

@@ -1,6 +1,7 @@
 """Alert titles and dedup keys as templates: `{name}` is a value of the match (a group-by field, the
-match's `count`, or the rule's `rule_id`, `rule_title`, `level`). Only names, no expressions: a rule
-file cannot make a template run anything."""
+match's `count` of rows, or the rule's `rule_id`, `rule_title`, `level`; in a SQL rule's title, also a
+column of its query, as the match's first row holds it, before the rule's values of the same name).
+Only names, no expressions: a rule file cannot make a template run anything."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ def default_dedup_key(group_fields: tuple[str, ...]) -> str:
     return "{rule_id}" + "".join(f":{{{name}}}" for name in group_fields)
 
 
-def render(template: str, rule: Rule, group: dict[str, Any], count: int) -> str:
-    values = {"rule_id": rule.id, "rule_title": rule.title, "level": rule.level, "count": count, **group}
+def render(template: str, rule: Rule, values_of_match: dict[str, Any], count: int) -> str:
+    values = {"rule_id": rule.id, "rule_title": rule.title, "level": rule.level, "count": count, **values_of_match}
     return _PLACEHOLDER.sub(lambda m: _text(values.get(m.group(1))), template)
 
 
