@@ -30,7 +30,7 @@ from loglake.cli_options import (
     print_record_row,
     printable,
     say_none_found,
-    say_waiting,
+    say_retrying,
     settings_options,
     url_option,
 )
@@ -297,7 +297,7 @@ def _follow(
     while True:
         if not more:
             time.sleep(interval)
-        page = client.recent({**filters, "after": cursor, "limit": MAX_PAGE_LIMIT}, wait_for_server=say_waiting)
+        page = client.recent({**filters, "after": cursor, "limit": MAX_PAGE_LIMIT}, wait_for_server=say_retrying)
         if page["gap"] is not None:
             click.echo(f"loglake: {printable(page['gap']['message'])}", err=True)
         for record in page["logs"]:

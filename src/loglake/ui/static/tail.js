@@ -11,7 +11,7 @@ import { exploreHref, recordRow } from "./explore.js";
 const KEPT = 2000; // records the page keeps; older ones leave the list
 // Waits between reconnects: doubling from the first, jittered, never past the cap. Short, as `loglake
 // tail`'s: records that arrive while the tail is away are not shown.
-const RECONNECT_FIRST_MS = 250;
+const RECONNECT_FIRST_MS = 250; // (those of `loglake tail`: RECONNECT_BACKOFF in cli_tail.py)
 const RECONNECT_CAP_MS = 2000;
 const NOT_NOW = new Set([408, 429, 502, 503, 504]); // answers that say "not now" rather than "no"
 
