@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.ui.conftest import screenshot, sign_in
+from tests.ui.conftest import screenshot, serving, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -38,3 +38,18 @@ def test_an_apps_reports_and_the_collection(page, loglake):
     assert len(titles) == 7
     assert page.locator("article.report svg.chart").count() >= 2  # the per-day reports are charted
     screenshot(page, "amplify")
+    # the fixture's server collects on no schedule: the card names the setting that would make it, and the command
+    card = page.locator(".card", has_text="Collection").inner_text()
+    assert "--amplify-config amplify.json (or LOGLAKE_AMPLIFY_CONFIG)" in card, card
+    assert "loglake amplify collect --config amplify.json" in card, card
+
+
+def test_a_server_with_no_amplify_app_says_how_to_collect_one(page, tmp_path):
+    with serving(tmp_path) as lake:
+        sign_in(page, lake)
+        page.get_by_role("link", name="Amplify").click()
+        empty = page.locator(".empty", has_text="No Amplify app has access logs in the lake yet.")
+        said = empty.inner_text()
+    assert "JSON configuration" in said and "toml" not in said, said
+    assert "--amplify-config amplify.json" in said and "loglake amplify collect --config amplify.json" in said, said
+    assert "loglake amplify import" in said, said

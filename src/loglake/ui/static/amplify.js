@@ -26,7 +26,7 @@ async function loadStatus(box, reports, chosen, go) {
         h("div", { class: "card" }, h("h2", { text: "Collection" }),
           schedule ? [h("p", { text: `Schedule: ${schedule.schedule}` }), h("p", { text: `Next run: ${schedule.next_run ? formatTime(Date.parse(schedule.next_run)) : "–"}` }),
             schedule.last_error ? h("p", { class: "error", text: schedule.last_error }) : null]
-            : h("p", { class: "muted", text: "This server does not collect on a schedule (loglake amplify collect does)." })),
+            : h("p", { class: "muted" }, "This server does not collect on a schedule. ", howToCollect(answer.schedule_setting))),
         answer.apps.map((a) => h("div", { class: "card" }, h("h2", { text: a.app }), h("p", { class: "muted small", text: `collected until ${formatTime(Date.parse(a.collected_until))}` })))),
       runsTable(answer.runs),
       apps.length ? h("div", { class: "toolbar" },
@@ -35,11 +35,18 @@ async function loadStatus(box, reports, chosen, go) {
         : null);
     if (app) loadReports(reports, app, chosen.range);
     else replace(reports, h("div", { class: "empty" }, h("p", { text: "No Amplify app has access logs in the lake yet." }),
-      h("p", { class: "muted" }, "Configure apps in amplify.toml and run ", h("code", { text: "loglake amplify collect" }),
-        ", or load an export with ", h("code", { text: "loglake amplify import" }), ".")));
+      h("p", { class: "muted" }, howToCollect(answer.schedule_setting), " Or load an export with ", h("code", { text: "loglake amplify import" }), ".")));
   } catch (error) {
     replace(box, errorBox(error, () => loadStatus(box, reports, chosen, go)));
   }
+}
+
+// How apps get collected (README, "Amplify Hosting access logs"): the collector's JSON configuration, given
+// to the server by the setting it names (`setting`: its flag and environment variable), or to the command.
+function howToCollect(setting) {
+  return ["Name the apps in a JSON configuration (as examples/amplify/amplify.json) and start the server with ",
+    h("code", { text: `${setting.flag} amplify.json` }), ` (or ${setting.env}) to collect on its schedule, or run `,
+    h("code", { text: "loglake amplify collect --config amplify.json" }), "."];
 }
 
 function runsTable(runs) {
