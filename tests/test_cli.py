@@ -702,3 +702,9 @@ def test_a_retry_is_said_with_its_pause_and_a_pause_under_a_twentieth_of_a_secon
 ) -> None:
     say_retrying(ConnectionError("cannot reach loglake"), pause)
     assert capsys.readouterr().err == f"loglake: cannot reach loglake; {said}\n"
+
+
+def test_recent_follow_refuses_until_as_a_follow_has_no_end() -> None:
+    refused = CliRunner().invoke(main, ["recent", "--follow", "--since", "5m", "--until", "1m"])
+    assert refused.exit_code == 2, refused.output
+    assert "--until: a follow has no end: it starts at since" in refused.output
