@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.ui.conftest import Loglake, serving, sign_in
+from tests.ui.conftest import Loglake, screenshot, serving, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +60,7 @@ def test_a_live_tail_outlives_a_restart_of_the_server_and_links_to_what_it_misse
         "before the restart",
     ]
     assert page.get_by_role("button", name="Stop live tail").get_attribute("aria-pressed") == "true"
+    screenshot(page, "explore-tail-back")
 
     # the link searches the tail's query over the time it was away
     missed = page.get_by_role("link", name="search them")
