@@ -24,6 +24,7 @@ from click.testing import CliRunner
 
 from loglake import __version__
 from loglake.cli import main
+from loglake.cli_options import say_retrying
 from tests.conftest import ServerProcess, free_port
 from tests.conftest import run_cli as run
 
@@ -690,3 +691,20 @@ def test_an_empty_id_or_name_is_a_usage_error(args: tuple[str, ...]) -> None:
     result = run(*args)
     assert result.exit_code == 2, result.output
     assert "is empty: give " in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("pause", "said"),
+    [(0.34, "trying again in 0.3 s"), (0.04, "trying again now"), (12.0, "trying again in 12.0 s")],
+)
+def test_a_retry_is_said_with_its_pause_and_a_pause_under_a_twentieth_of_a_second_is_now(
+    pause: float, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    say_retrying(ConnectionError("cannot reach loglake"), pause)
+    assert capsys.readouterr().err == f"loglake: cannot reach loglake; {said}\n"
+
+
+def test_recent_follow_refuses_until_as_a_follow_has_no_end() -> None:
+    refused = CliRunner().invoke(main, ["recent", "--follow", "--since", "5m", "--until", "1m"])
+    assert refused.exit_code == 2, refused.output
+    assert "--until: a follow has no end: it starts at since" in refused.output

@@ -30,7 +30,7 @@ from loglake.cli_options import (
     print_record_row,
     printable,
     say_none_found,
-    say_waiting,
+    say_retrying,
     settings_options,
     url_option,
 )
@@ -198,8 +198,13 @@ def _existing_keystore(data_dir: Path) -> KeyStore:
 @click.option("--log-type", default=None, help="Only this log type.")
 @click.option("--severity", default=None, help="Only these severities (comma-separated).")
 @click.option("--min-severity", default=None, help="This severity or worse.")
-@click.option("--since", default=None, help="Start: epoch ms, ISO-8601 or an age like 15m, 2h (default 24h).")
-@click.option("--until", default=None, help="End (exclusive), same forms as --since.")
+@click.option(
+    "--since",
+    default=None,
+    help="Start: epoch ms, ISO-8601 or an age like 15m, 2h (default 24h). With --follow, where it starts: the "
+    "first page is the newest records since then.",
+)
+@click.option("--until", default=None, help="End (exclusive), same forms as --since; not with --follow.")
 @click.option("-q", "--query", "q", default=None, help="Case-insensitive substring of the message.")
 @click.option(
     "--limit", default=20, show_default=True, type=click.IntRange(1, MAX_PAGE_LIMIT), help="How many records."
@@ -230,6 +235,10 @@ def recent(
     api_key: str | None,
 ) -> None:
     """Print the most recent records (oldest of them first, so the newest ends up at the bottom)."""
+    if follow and until is not None:
+        from loglake.recent_params import UNTIL_WITH_FOLLOW  # (imported only for this)
+
+        raise click.UsageError(f"--until: {UNTIL_WITH_FOLLOW}")
     params = {
         "service": service,
         "log_type": log_type,
@@ -297,7 +306,7 @@ def _follow(
     while True:
         if not more:
             time.sleep(interval)
-        page = client.recent({**filters, "after": cursor, "limit": MAX_PAGE_LIMIT}, wait_for_server=say_waiting)
+        page = client.recent({**filters, "after": cursor, "limit": MAX_PAGE_LIMIT}, wait_for_server=say_retrying)
         if page["gap"] is not None:
             click.echo(f"loglake: {printable(page['gap']['message'])}", err=True)
         for record in page["logs"]:

@@ -91,8 +91,9 @@ def ask(
     """
     overrides = {name: value for name, value in llm.items() if value is not None}
     local_flags = [name for name in overrides if _given(ctx, name)]
-    if url is not None and not _given(ctx, "url") and (_given(ctx, "data_dir") or local_flags):
-        url = None  # a URL only exported (as `loglake serve` suggests) yields to a local ask the flags name
+    url_exported = url is not None and not _given(ctx, "url")  # (as `loglake serve` suggests)
+    if url_exported and (_given(ctx, "data_dir") or local_flags):
+        url = None  # a URL only exported yields to a local ask the flags name
     if url is not None:
         if _given(ctx, "data_dir"):
             raise click.UsageError("give --url (a server) or --data-dir (a data folder), not both")
@@ -102,8 +103,8 @@ def ask(
         from loglake.client import LoglakeClient
 
         with LoglakeClient(url, api_key, timeout=ASK_TIMEOUT_S) as client:
-            if question is None and explain_sql is None:
-                _check_server_model(client)
+            if (question is None and explain_sql is None) or url_exported:
+                _check_server_model(client, url if url_exported else None)
             _converse(
                 _RemoteSession(client, time_zone, as_json, conversation_id), question, explain_sql, run, as_rule, yes
             )
@@ -145,17 +146,27 @@ def _check_provider(data_dir: Path, overrides: dict[str, Any]) -> None:
         raise click.ClickException(NOT_CONFIGURED)
 
 
-def _check_server_model(client: Any) -> None:
+def _check_server_model(client: Any, exported_url: str | None) -> None:
     """Before an interactive conversation, what the first question would be told: the server has no model.
-    A server that cannot say (an older one, the AWS deployment's API) is asked anyway."""
+    A server that cannot say (an older one, the AWS deployment's API) is asked anyway. `exported_url`: the
+    server was asked only because the environment names it, where a person who gave no --url may expect this
+    command to run a model itself: how it does is said too."""
+    from loglake.ask.providers import OLLAMA
     from loglake.client import ClientError
 
     try:
         status = client.ask_status()
     except ClientError:
         return
-    if not status.get("configured", True):
-        raise click.ClickException(status["how"])
+    if status.get("configured", True):
+        return
+    how = status["how"]
+    if exported_url is not None:
+        how += (
+            f"\nThis command asked that server because {env_name('url')} names it ({exported_url}). To have it run "
+            f"a model itself, over a data folder (--data-dir), give it the --llm-* flags instead, e.g. {OLLAMA}."
+        )
+    raise click.ClickException(how)
 
 
 def _converse(

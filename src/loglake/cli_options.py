@@ -226,9 +226,11 @@ def editable_source() -> Path | None:
     return Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
 
 
-def say_waiting(error: Exception, pause: float) -> None:
-    """Say on stderr why a command that outlives its server's restarts waits, and for how long."""
-    click.echo(f"loglake: {printable(error)}; asking again in {pause:.1f} s", err=True)
+def say_retrying(error: Exception, pause: float) -> None:
+    """Say on stderr why a command that outlives its server's restarts (or waits for a busy one) retries, and
+    when: every command that retries says it so. A pause that rounds to 0.0 s is "now"."""
+    when = f"in {pause:.1f} s" if pause >= 0.05 else "now"
+    click.echo(f"loglake: {printable(error)}; trying again {when}", err=True)
 
 
 def say_none_found(matching: str, since: str | None, until: str | None) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import click
 
-from loglake.cli_options import CONTEXT, INTERRUPTED_EXIT, key_option, printable, url_option
+from loglake.cli_options import CONTEXT, INTERRUPTED_EXIT, key_option, printable, say_retrying, url_option
 from loglake.client import ClientError, LoglakeClient
 from loglake.model import Limits, Severity, is_valid_name
 from loglake.shipping import LineReader, Shipper, Tally, decode_line
@@ -97,7 +97,7 @@ def send(
 
     def on_retry(error: Exception, pause: float) -> None:
         progress.done()
-        click.echo(f"{printable(error)}; trying again in {pause:.1f} s", err=True)
+        say_retrying(error, pause)
 
     with LoglakeClient(url, api_key) as client:
         shipper = Shipper(

@@ -16,15 +16,19 @@ from loglake.cli_options import (
     print_record_json,
     print_record_row,
     printable,
-    say_waiting,
+    say_retrying,
     url_option,
 )
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import flag_name
 from loglake.model import format_datetime
+from loglake.retry import Backoff
 
 # Read timeout: well past the server's heartbeat (every 15 s), so only a server that went silent ends it.
 _READ_TIMEOUT_SECONDS = 60.0
+# Waits between reconnects stay short: what arrives while a tail is away is not shown (a follow, which catches
+# up, may wait longer).
+RECONNECT_BACKOFF = Backoff(first=0.25, cap=2.0)
 
 
 @click.command(cls=TermsCommand)
@@ -67,13 +71,13 @@ def tail(
     }
     show = print_record_json if as_json else print_record_row
     try:
-        with LoglakeClient(url, api_key, timeout=_READ_TIMEOUT_SECONDS) as client:
+        with LoglakeClient(url, api_key, timeout=_READ_TIMEOUT_SECONDS, backoff=RECONNECT_BACKOFF) as client:
             events = client.tail(params)
             while True:  # until Ctrl-C: a tail waits out a restart of its server, as `recent --follow` does
                 why = _print_events(events, show)
                 away_since = format_datetime(int(time.time() * 1000))
                 click.echo(f"loglake: the tail ended ({why}); reconnecting", err=True)
-                events = client.tail(params, wait_for_server=say_waiting)
+                events = client.tail(params, wait_for_server=say_retrying)
                 back_at = format_datetime(int(time.time() * 1000))
                 click.echo(
                     f"loglake: the tail is back; records that arrived while it was away (from {away_since}) are not "

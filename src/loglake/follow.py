@@ -17,7 +17,7 @@ from typing import Any
 
 from loglake.arrivals import ArrivalCursor, Arrivals
 from loglake.model import Problem, StoredRecord
-from loglake.recent_params import InvalidQuery, parse_recent_params
+from loglake.recent_params import UNTIL_WITH_FOLLOW, InvalidQuery, parse_recent_params
 from loglake.service import FOLLOW_PARAMS, LogService
 from loglake.store.base import RecentQuery
 from loglake.times import format_datetime
@@ -53,6 +53,8 @@ def follow_query(params: Mapping[str, str], now_ms: int) -> FollowQuery | None:
     problems = []
     if params.get("follow", "true").lower() != "true":
         problems.append(Problem(-1, "follow", "must be true (leave it out for recent records alone)"))
+    if "after" not in params and params.get("until"):
+        problems.append(Problem(-1, "until", UNTIL_WITH_FOLLOW))
     after = None
     if "after" in params:
         try:

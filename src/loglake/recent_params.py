@@ -22,6 +22,8 @@ from loglake.store.base import RecentQuery
 from loglake.times import DAY_MS, TimeFormatError, parse_time
 
 DEFAULT_WINDOW_MS = DAY_MS
+# Why a follow (`follow=true`, `recent --follow`) takes no `until`, said by the API and the CLI.
+UNTIL_WITH_FOLLOW = "a follow has no end: it starts at since (its first page holds the newest records since then)"
 RECENT_PARAMS = ("service", "log_type", "severity", "min_severity", "since", "until", "q", "limit", "cursor")
 
 

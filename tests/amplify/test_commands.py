@@ -259,6 +259,7 @@ def test_reports_and_status_over_http(tmp_path: Path, server_factory, admin_key_
             assert [d["field"] for d in refused.json()["error"]["details"]] == [field], refused.text
     status = httpx.get(f"{server.url}/amplify/status", headers=headers).json()
     assert status["schedule"] is None and status["apps"] == []
+    assert status["schedule_setting"] == {"flag": "--amplify-config", "env": "LOGLAKE_AMPLIFY_CONFIG"}  # (for a page)
     cli = run_cli("amplify", "report", "--app", "danse_tech", "--url", server.url, "--api-key", key, "--json",
                   "--since", "2026-11-01T00:00:00Z", "--until", "2026-11-08T00:00:00Z")  # fmt: skip
     assert cli.exit_code == 0, cli.output

@@ -70,6 +70,17 @@ async def test_the_first_page_is_the_recent_page_with_a_cursor(client: httpx.Asy
     assert (first["more"], first["gap"]) == (False, None)
 
 
+async def test_since_is_where_a_follow_starts(client: httpx.AsyncClient) -> None:
+    """The first page holds the records since then (`since=now`: none), and what arrives after is followed."""
+    await post(client, {"message": "ten minutes ago", "timestamp": now_ms() - 600_000})
+    await post(client, {"message": "a minute ago", "timestamp": now_ms() - 60_000})
+    assert messages(await start(client, since="5m")) == ["a minute ago"]
+    page = await start(client, since="now")
+    assert page["logs"] == []
+    await post(client, {"message": "stamped an hour ago, arrived now", "timestamp": now_ms() - 3_600_000})
+    assert messages(await arrived(client, page["follow_cursor"])) == ["stamped an hour ago, arrived now"]
+
+
 async def test_arrivals_come_in_the_order_they_arrived_with_the_filters_applied(client: httpx.AsyncClient) -> None:
     cursor = (await start(client))["follow_cursor"]
     day_ago = now_ms() - 86_400_000
@@ -169,6 +180,7 @@ async def test_a_cursor_from_before_a_restart_is_answered_by_time_and_says_so(se
         ({"after": "{cursor}", "cursor": "{cursor}"}, "cursor"),
         ({"after": "{cursor}", "limit": "0"}, "limit"),
         ({"after": "{cursor}", "severity": "loud"}, "severity"),
+        ({"follow": "true", "until": "1m"}, "until"),  # a follow has no end
         ({"after": "{unissued}"}, "after"),
     ],
 )

@@ -175,6 +175,23 @@ def test_through_a_server_without_a_model_it_says_so_before_the_prompt_and_whose
     assert "this server has no language model configured" in chat.stderr and "the server's settings" in chat.stderr
     once = run_cli("ask", "--url", server.url, "how many errors today?")
     assert once.exit_code == 1 and "HTTP 501: this server has no language model configured" in once.stderr
+    assert "--llm-* flags" not in once.stderr  # --url given: the server's model is the one wanted
+
+
+def test_a_server_asked_only_because_the_environment_names_it_says_how_this_command_runs_a_model_itself(
+    data_dir: Path, server_factory, admin_key_of, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No --url: a person may expect the command to run the model itself, as it does with the --llm-* flags."""
+    server = server_factory(data_dir)
+    monkeypatch.setenv("LOGLAKE_API_KEY", admin_key_of(server))
+    monkeypatch.setenv("LOGLAKE_URL", server.url)  # as `loglake serve`'s banner suggests
+    for asked in (["how many errors today?"], ["--explain-sql", "SELECT 1"], []):
+        shown = run_cli("ask", *asked, input="/quit\n")
+        assert shown.exit_code == 1, shown.output
+        said = shown.stderr
+        assert "this server has no language model configured" in said, said
+        assert f"because LOGLAKE_URL names it ({server.url})" in said and "give it the --llm-* flags" in said, said
+        assert "--llm-provider openai --llm-endpoint" in said, said
 
 
 def test_url_and_a_local_model_or_data_dir_do_not_mix(data_dir: Path) -> None:

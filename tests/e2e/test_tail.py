@@ -363,3 +363,38 @@ def _printed_while_sending(
                 if json.loads(lines.get(timeout=0.5))["message"] == message:
                     return True
     return False
+
+
+RETRY_LINE = re.compile(r"^loglake: cannot reach loglake at \S+: .*; trying again (in (\d+\.\d) s|now)$")
+
+
+def test_loglake_tail_away_from_its_server_asks_again_at_least_every_two_seconds(
+    server_factory: Callable[..., ServerProcess], admin_key_of: Callable[[ServerProcess], str]
+) -> None:
+    """What arrives while a tail is away is not shown, so it does not wait long (the pauses of a client that
+    retries a call grow to 30 s: some of the first eight would pass 2 s unless their uniform draws all fell short)."""
+    server = server_factory(None, "--access-log", "off")
+    key = admin_key_of(server)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
+    command = [sys.executable, "-m", "loglake", "tail", "--json", "--url", server.url, "--api-key", key, "away"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True) as process:
+        try:
+            lines: queue.Queue[str] = queue.Queue()
+            said: queue.Queue[str] = queue.Queue()
+            threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+            threading.Thread(target=lambda: [said.put(line) for line in process.stderr], daemon=True).start()
+            assert _printed_while_sending(server, key, lines, "away before")
+            server.stop()
+            pauses: list[float] = []
+            while len(pauses) < 8:
+                line = said.get(timeout=WAIT_S).rstrip("\n")
+                if "cannot reach" in line:  # (a stopping server's 503 asks for its own pause: it is kept)
+                    retry = RETRY_LINE.match(line)
+                    assert retry, line
+                    pauses.append(float(retry.group(2) or 0))
+                    assert pauses[-1] <= 2.0, pauses
+            process.send_signal(signal.SIGINT)
+            assert process.wait(WAIT_S) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.ui.conftest import screenshot, sign_in
+from tests.ui.conftest import screenshot, serving, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -26,6 +26,17 @@ def test_a_rules_page_runs_its_tests_and_a_backtest(page, loglake):
     heading.wait_for()
     assert re.match(r"Backtest: 1 alert, 1 match, 0 suppressed over 10,080 windows$", heading.inner_text())
     assert page.locator("table.backtest tbody tr").count() >= 7  # a row per day of the last 7 days
+    # the chart's axis names days of the range, the last under the last bar (not the day after the range)
+    days = page.locator("table.backtest tbody td:first-child").all_inner_texts()
+    ticks = page.locator(".chart-box .ticks span")
+    assert (ticks.first.inner_text(), ticks.last.inner_text()) == (days[0][5:], days[-1][5:]), ticks.all_inner_texts()
+    chart, last = page.locator(".chart-box svg").bounding_box(), ticks.last.bounding_box()
+    last_bar_starts = chart["x"] + chart["width"] * (len(days) - 1) / len(days)
+    assert last_bar_starts <= last["x"] + last["width"] / 2 <= chart["x"] + chart["width"], (chart, last)
+    # a number's header is aligned as its numbers are
+    aligned = "e => getComputedStyle(e).textAlign"
+    assert page.locator("table.backtest th", has_text="Windows").evaluate(aligned) == "right"
+    assert page.locator("table.backtest td.num").first.evaluate(aligned) == "right"
     screenshot(page, "rule")
 
 
@@ -38,3 +49,19 @@ def test_an_apps_reports_and_the_collection(page, loglake):
     assert len(titles) == 7
     assert page.locator("article.report svg.chart").count() >= 2  # the per-day reports are charted
     screenshot(page, "amplify")
+    # the fixture's server collects on no schedule: the page names the setting that would make it, and the command
+    collection = page.get_by_role("region", name="Collection").inner_text()
+    assert "This server does not collect on a schedule." in collection, collection
+    assert "--amplify-config amplify.json (or LOGLAKE_AMPLIFY_CONFIG)" in collection, collection
+    assert "loglake amplify collect --config amplify.json" in collection, collection
+
+
+def test_a_server_with_no_amplify_app_says_how_to_collect_one(page, tmp_path):
+    with serving(tmp_path) as lake:
+        sign_in(page, lake)
+        page.get_by_role("link", name="Amplify").click()
+        empty = page.locator(".empty", has_text="No Amplify app has access logs in the lake yet.")
+        said = empty.inner_text()
+    assert "JSON configuration" in said and "toml" not in said, said
+    assert "--amplify-config amplify.json" in said and "loglake amplify collect --config amplify.json" in said, said
+    assert "loglake amplify import" in said, said

@@ -8,6 +8,7 @@ from loglake.amplify.collector import collection_status
 from loglake.amplify.reports import UnknownReport, apps_with_rows, run_reports, unknown_app_message
 from loglake.api.http import ApiError, Request
 from loglake.api.routes import Result, bad_parameter, query_error, refuse_parameters
+from loglake.config import env_name, flag_name
 from loglake.lake.query import QueryError
 from loglake.lake.query_answers import QueryBusy
 from loglake.times import TimeFormatError, format_datetime, parse_time
@@ -56,13 +57,16 @@ async def amplify_reports(app: LoglakeApp, request: Request) -> Result:
 
 
 async def amplify_status(app: LoglakeApp, request: Request) -> Result:
-    """Each app's watermark, the last runs, and the schedule when this server collects."""
+    """Each app's watermark, the last runs, the schedule when this server collects, and the setting that
+    makes it collect."""
     refuse_parameters(request, "GET /amplify/status")
 
     def read() -> dict:
         marks, runs = collection_status(app.store, runs=10)
         return {
             "schedule": app.amplify.status() if app.amplify is not None else None,
+            # the setting that makes a server collect on its schedule, for a page to name it
+            "schedule_setting": {"flag": flag_name("amplify_config"), "env": env_name("amplify_config")},
             "apps": [{"app": name, "collected_until": format_datetime(until)} for name, until in marks],
             "runs": runs,
         }

@@ -154,7 +154,8 @@ SPEC: dict[str, Any] = {
         },
         "/amplify/status": {
             "get": {
-                "summary": "Amplify collection: each app's watermark, the last runs, the schedule (read scope)",
+                "summary": "Amplify collection: each app's watermark, the last runs, the schedule and the setting that "
+                "sets it (read scope)",
                 "responses": {"200": {"description": "the collector's state"}},
             }
         },

@@ -193,8 +193,9 @@ LOG_PATHS = {
     "/logs/recent": {
         "get": {
             "summary": "Most recent records first (default window: the last 24 h), or follow them as they arrive",
-            "description": "To follow (like tail -f), ask once with `follow=true`: the answer is the recent "
-            "page plus a `follow_cursor`. Then ask with `after=<follow_cursor>` (and the same filters, "
+            "description": "To follow (like tail -f), ask once with `follow=true` (`since` says where the follow "
+            "starts; no `until`: a follow has no end): the answer is the recent page plus a `follow_cursor`. "
+            "Then ask with `after=<follow_cursor>` (and the same filters, "
             "without since, until and cursor) for what arrived since, in arrival order whatever its "
             "timestamp, and the next cursor. A record committed while the first page was read can be on "
             "it and again after its cursor: skip logIds already shown. The server keeps the latest "

@@ -264,15 +264,16 @@ def _bedrock_client(endpoint: str, timeout: float) -> Any:
 _SETTINGS = (
     "llm_provider (openai, anthropic or bedrock), llm_model, and llm_endpoint and llm_api_key as the provider needs"
 )
-_OLLAMA = "`--llm-provider openai --llm-endpoint http://127.0.0.1:11434/v1 --llm-model llama3.1` for a local Ollama"
+# The example every message about a missing model gives: the flags of a local Ollama.
+OLLAMA = "`--llm-provider openai --llm-endpoint http://127.0.0.1:11434/v1 --llm-model llama3.1` for a local Ollama"
 NOT_CONFIGURED = (
-    f"no language model is configured: set {_SETTINGS} (flags --llm-*, LOGLAKE_LLM_* or the TOML file), e.g. {_OLLAMA}"
+    f"no language model is configured: set {_SETTINGS} (flags --llm-*, LOGLAKE_LLM_* or the TOML file), e.g. {OLLAMA}"
 )
 # What a server's clients (the API, the UI, `loglake ask --url`) are told: the settings are the server's, not theirs.
 NOT_CONFIGURED_ON_SERVER = (
     f"this server has no language model configured: whoever runs it sets {_SETTINGS} in the server's settings "
     f"(`loglake serve` flags --llm-*, LOGLAKE_LLM_* in its environment or its TOML file) and restarts it, e.g. "
-    f"with {_OLLAMA}"
+    f"with {OLLAMA}"
 )
 
 

@@ -26,8 +26,9 @@ async function loadStatus(box, reports, chosen, go) {
         h("div", { class: "card" }, h("h2", { text: "Collection" }),
           schedule ? [h("p", { text: `Schedule: ${schedule.schedule}` }), h("p", { text: `Next run: ${schedule.next_run ? formatTime(Date.parse(schedule.next_run)) : "–"}` }),
             schedule.last_error ? h("p", { class: "error", text: schedule.last_error }) : null]
-            : h("p", { class: "muted", text: "This server does not collect on a schedule (loglake amplify collect does)." })),
+            : h("p", { class: "muted", text: "This server does not collect on a schedule." })),
         answer.apps.map((a) => h("div", { class: "card" }, h("h2", { text: a.app }), h("p", { class: "muted small", text: `collected until ${formatTime(Date.parse(a.collected_until))}` })))),
+      schedule ? null : h("p", { class: "muted" }, howToCollect(answer.schedule_setting)),
       runsTable(answer.runs),
       apps.length ? h("div", { class: "toolbar" },
         h("select", { "aria-label": "App", onchange: (e) => go({ app: e.target.value }) }, apps.map((name) => h("option", { value: name, text: name, selected: name === app }))),
@@ -35,17 +36,24 @@ async function loadStatus(box, reports, chosen, go) {
         : null);
     if (app) loadReports(reports, app, chosen.range);
     else replace(reports, h("div", { class: "empty" }, h("p", { text: "No Amplify app has access logs in the lake yet." }),
-      h("p", { class: "muted" }, "Configure apps in amplify.toml and run ", h("code", { text: "loglake amplify collect" }),
-        ", or load an export with ", h("code", { text: "loglake amplify import" }), ".")));
+      h("p", { class: "muted" }, howToCollect(answer.schedule_setting), " Or load an export with ", h("code", { text: "loglake amplify import" }), ".")));
   } catch (error) {
     replace(box, errorBox(error, () => loadStatus(box, reports, chosen, go)));
   }
 }
 
+// How apps get collected (README, "Amplify Hosting access logs"): the collector's JSON configuration, given
+// to the server by the setting it names (`setting`: its flag and environment variable), or to the command.
+function howToCollect(setting) {
+  return ["Name the apps in a JSON configuration (as examples/amplify/amplify.json) and start the server with ",
+    h("code", { text: `${setting.flag} amplify.json` }), ` (or ${setting.env}) to collect on its schedule, or run `,
+    h("code", { text: "loglake amplify collect --config amplify.json" }), "."];
+}
+
 function runsTable(runs) {
   if (!runs.length) return h("p", { class: "muted", text: "No collection has run yet." });
   return h("details", {}, h("summary", { text: `Last ${counted(runs.length, "collection run")}` }), h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
-    h("thead", {}, h("tr", {}, ["Started", "App", "Windows ok / failed", "Rows", "Downloaded", "Errors"].map((t) => h("th", { scope: "col", text: t })))),
+    h("thead", {}, h("tr", {}, ["Started", "App", "Windows ok / failed", "Rows", "Downloaded", "Errors"].map((t) => h("th", { scope: "col", class: t === "Rows" || t === "Downloaded" ? "num" : "", text: t })))),
     h("tbody", {}, runs.flatMap((run) => run.unreadable ? [h("tr", {}, h("td", { colspan: 6, class: "error", text: run.unreadable }))]
       : run.apps.map((a) => h("tr", {}, h("td", { text: run.started }), h("td", { text: a.app }),
         h("td", { text: `${a.windows_ok} / ${a.windows_failed}` }), h("td", { class: "num", text: a.rows.toLocaleString() }),
@@ -69,11 +77,11 @@ function report(result) {
   const valueAt = names.findIndex((n, i) => i !== dateAt && result.rows.some((row) => typeof row[i] === "number"));
   const chart = dateAt >= 0 && valueAt >= 0 && result.rows.length
     ? stackedBars(result.rows.map((row) => ({ start: Date.parse(`${row[dateAt]}T00:00:00Z`), width: 86400e3, label: String(row[dateAt]), parts: [["info", row[valueAt]]] })),
-      { label: names[valueAt], height: 100, tickFormat: (ms) => new Date(ms).toISOString().slice(5, 10) })
+      { label: names[valueAt], height: 100, perBar: true, tickFormat: (ms) => new Date(ms).toISOString().slice(5, 10) })
     : null;
   return h("article", { class: "report" }, h("h2", { text: result.title }),
     result.rows.length ? [chart, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
-      h("thead", {}, h("tr", {}, names.map((n) => h("th", { scope: "col", text: n })))),
+      h("thead", {}, h("tr", {}, names.map((n, i) => h("th", { scope: "col", class: result.rows.some((row) => typeof row[i] === "number") ? "num" : "", text: n })))),
       h("tbody", {}, result.rows.map((row) => h("tr", {}, row.map((v, i) => h("td", { class: typeof v === "number" ? "num" : "",
         text: v === null ? "–" : names[i] === "bytes" ? formatBytes(v) : String(v) })))))))]
       : h("p", { class: "muted", text: "No requests in this range." }));

@@ -14,8 +14,9 @@ function svg(tag, attrs = {}, text) {
 // bars: [{start (ms), width (ms), parts: [[series, count], ...], label}]; series name a CSS class suffix.
 // from/to (ms): the window the bars count, when it is not whole buckets (the last hour ends now, inside
 // a bucket): the axis spans it, and the bars at its ends are cut to it.
-// onZoom(fromMs, toMs) is called when the person drags across the chart.
-export function stackedBars(bars, { height = 120, onZoom, label = "records", from, to, tickFormat = (ms) => new Date(ms).toLocaleString() } = {}) {
+// onZoom(fromMs, toMs) is called when the person drags across the chart. perBar: the axis names bars (a
+// chart per day) rather than times.
+export function stackedBars(bars, { height = 120, onZoom, label = "records", from, to, perBar = false, tickFormat = (ms) => new Date(ms).toLocaleString() } = {}) {
   const width = 1000;
   const top = 4, bottom = 0;
   const first = from ?? (bars.length ? bars[0].start : 0);
@@ -45,8 +46,31 @@ export function stackedBars(bars, { height = 120, onZoom, label = "records", fro
   }
   if (onZoom) dragToZoom(root, width, (a, b) => onZoom(first + (a / width) * span, first + (b / width) * span));
   // The labels are HTML under the chart: text inside a stretched SVG would be stretched with it.
-  const ticks = [0, 1, 2, 3, 4].map((i) => h("span", { text: tickFormat(first + (span * i) / 4) }));
-  return h("figure", { class: "chart-box" }, h("span", { class: "axis-max", text: formatCount(max) }), root, h("div", { class: "ticks" }, ticks));
+  const ticks = perBar ? barTicks(bars, (ms) => x(ms) / width, tickFormat)
+    : [0, 1, 2, 3, 4].map((i) => h("span", { text: tickFormat(first + (span * i) / 4) }));
+  return h("figure", { class: "chart-box" }, h("span", { class: "axis-max", text: formatCount(max) }), root,
+    h("div", { class: perBar ? "ticks bar-ticks" : "ticks" }, ticks));
+}
+
+// The labels of about five bars, each under its bar: the first, every step-th, and the last (a label too
+// close before the last is left out). Times spread evenly over the axis would name where the last bar ends
+// (the day after a per-day chart's range), not a bar. `at(ms)`: where a time lies across the chart, 0 to 1.
+// (Placed through the CSSOM: the CSP allows no style attribute.)
+function barTicks(bars, at, tickFormat) {
+  const n = bars.length;
+  const step = Math.max(1, Math.ceil((n - 1) / 4));
+  const picked = bars.map((_, i) => i).filter((i) => i === n - 1 || (i % step === 0 && i < n - 1 - step / 2));
+  return picked.map((i) => {
+    const bar = bars[i];
+    const tick = h("span", { text: tickFormat(bar.start) });
+    if (i === 0) tick.style.left = "0"; // the ends align with the chart's edges, not past them
+    else if (i === n - 1) tick.style.right = "0";
+    else {
+      tick.style.left = `${at(bar.start + bar.width / 2) * 100}%`;
+      tick.classList.add("centred");
+    }
+    return tick;
+  });
 }
 
 function dragToZoom(root, width, onZoom) {

@@ -81,12 +81,19 @@ export function render(main, { params, navigate }) {
     queryBox.root,
     rangePicker(state, go),
     h("button", { type: "submit", class: "primary", text: "Search" }));
+  let tailRefused = false; // the server refused the live tail: it is off, and the toggle starts it again
   const tailButton = h("button", { type: "button", class: state.tail ? "toggle on" : "toggle", "aria-pressed": String(state.tail),
-    text: state.tail ? "Stop live tail" : "Live tail", onclick: () => go({ tail: !state.tail }) });
+    text: state.tail ? "Stop live tail" : "Live tail", onclick: () => (tailRefused ? redraw() : go({ tail: !state.tail })) });
   const heading = h("h1", { class: "sr-only", text: "Explore" });
   if (state.tail) { // records as they arrive: no range, so no histogram and no facets
     replace(main, h("div", { class: "explore" }, heading, form, h("div", { class: "toolbar" }, tailButton), results));
-    return startTail(results, state, go);
+    const tailOff = () => {
+      tailRefused = true;
+      tailButton.className = "toggle";
+      tailButton.setAttribute("aria-pressed", "false");
+      tailButton.textContent = "Live tail";
+    };
+    return startTail(results, state, go, tailOff);
   }
   replace(main, h("div", { class: "explore" }, heading, form,
     h("div", { class: "toolbar" }, tailButton, h("span", { class: "muted", text: `${formatTime(state.since, state.tz)} → ${formatTime(state.until, state.tz)}${state.tz === "utc" ? "" : " local"}` })),

@@ -95,9 +95,10 @@ async function runBacktest(id, period, box) {
       parts: [["critical", d.alerts], ["warning", d.suppressed]] }));
     replace(box, h("h2", { text: `Backtest: ${counted(report.alerts, "alert")}, ${counted(report.matches, "match", "matches")}, ${report.suppressed} suppressed over ${counted(report.windows, "window")}` }),
       h("p", { class: "legend" }, h("span", { class: "key s-critical", text: "alerts" }), h("span", { class: "key s-warning", text: "suppressed" })),
-      stackedBars(bars, { label: "alerts", height: 110, tickFormat: (ms) => new Date(ms).toISOString().slice(5, 10) }),
+      stackedBars(bars, { label: "alerts", height: 110, perBar: true, tickFormat: (ms) => new Date(ms).toISOString().slice(5, 10) }),
       h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list backtest" },
-        h("thead", {}, h("tr", {}, ["Day (UTC)", "Windows", "Matches", "Alerts", "Suppressed"].map((t) => h("th", { scope: "col", text: t })))),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col", text: "Day (UTC)" }),
+          ["Windows", "Matches", "Alerts", "Suppressed"].map((t) => h("th", { scope: "col", class: "num", text: t })))),
         h("tbody", {}, report.days.map((d) => h("tr", {}, h("td", { text: d.day }),
           [d.windows, d.matches, d.alerts, d.suppressed].map((n) => h("td", { class: "num", text: n.toLocaleString() }))))))),
       h("p", { class: "muted small", text: `${counted(report.queries, "query", "queries")} read ${counted(report.rows_scanned, "row")} in ${(report.elapsed_ms / 1000).toFixed(1)} s${report.truncated ? "; some matches are missing (a day passed the engine's row cap)" : ""}` }));

@@ -1,13 +1,21 @@
 // The live tail: records matching the query as the server commits them (server-sent events from
 // /logs/tail), newest first. Pausing keeps what arrived; the server says when it dropped records for
-// a slow page. Returns the function that closes the stream when the page is left.
+// a slow page. A tail outlives a restart of its server, as `loglake tail` does: it reconnects, and once
+// back names the time it was away with a link to the search that shows what arrived meanwhile.
+// Returns the function that closes the stream when the page is left; `stopped` is called when the tail
+// ends for good (the server refused it), so the page's toggle can say the tail is off.
 import { url } from "./api.js";
-import { counted, h, replace } from "./dom.js";
-import { recordRow } from "./explore.js";
+import { counted, formatTime, h, replace } from "./dom.js";
+import { exploreHref, recordRow } from "./explore.js";
 
 const KEPT = 2000; // records the page keeps; older ones leave the list
+// Waits between reconnects: doubling from the first, jittered, never past the cap. Short, as `loglake
+// tail`'s: records that arrive while the tail is away are not shown.
+const RECONNECT_FIRST_MS = 250; // (those of `loglake tail`: RECONNECT_BACKOFF in cli_tail.py)
+const RECONNECT_CAP_MS = 2000;
+const NOT_NOW = new Set([408, 429, 502, 503, 504]); // answers that say "not now" rather than "no"
 
-export function startTail(box, state, go) {
+export function startTail(box, state, go, stopped) {
   const list = h("ol", { class: "records", "aria-label": "Live records, newest first", "aria-live": "off" });
   const rate = h("span", { class: "rate", text: "0 records/s" });
   const note = h("span", { class: "muted", role: "status", text: "Connecting…" });
@@ -26,32 +34,83 @@ export function startTail(box, state, go) {
     while (list.children.length > KEPT) list.lastChild.remove();
     if (follow.checked) list.firstChild.scrollIntoView({ block: "nearest" });
   }
-  const source = new EventSource(url("/logs/tail", { q: state.q }));
-  source.addEventListener("open", () => { note.textContent = "Live"; });
-  source.addEventListener("record", (event) => {
-    const record = JSON.parse(event.data);
-    arrivals.push(Date.now());
-    if (paused) held.push(record);
-    else show(record);
-  });
-  source.addEventListener("dropped", (event) => {
-    const { count } = JSON.parse(event.data);
-    note.textContent = `The server dropped ${counted(count, "record")} this page could not take in time.`;
-  });
-  source.addEventListener("end", (event) => {
+
+  const address = url("/logs/tail", { q: state.q });
+  let source = null, retry = null, failures = 0, awaySince = null, left = false;
+
+  function connect() {
+    source = new EventSource(address);
+    source.addEventListener("open", () => {
+      failures = 0;
+      if (awaySince === null) note.textContent = "Live";
+      else sayMissed(awaySince, Date.now());
+      awaySince = null;
+    });
+    source.addEventListener("record", (event) => {
+      const record = JSON.parse(event.data);
+      arrivals.push(Date.now());
+      if (paused) held.push(record);
+      else show(record);
+    });
+    source.addEventListener("dropped", (event) => {
+      const { count } = JSON.parse(event.data);
+      note.textContent = `The server dropped ${counted(count, "record")} this page could not take in time.`;
+    });
+    source.addEventListener("end", (event) => reconnect(`The live tail ended: ${JSON.parse(event.data).reason}`));
+    // The server's own `error` events carry a message (the search failed: it ends the tail); the browser's
+    // carry none: the connection was lost (the browser would try again), or the server answered with no
+    // stream (it does not: the server is stopping, busy, or refuses the search).
+    source.addEventListener("error", (event) => {
+      if (event.data) end(`The live tail failed: ${JSON.parse(event.data).message}`);
+      else if (source.readyState === EventSource.CLOSED) reconnectIfAccepted();
+      else reconnect("The connection to the server was lost");
+    });
+  }
+
+  // A tail that failed to open is asked about with HEAD (which checks the search and the key as GET does,
+  // and opens nothing): a refusal ends it for good; "not now" or no answer at all is waited out.
+  async function reconnectIfAccepted() {
     source.close();
-    note.textContent = `The live tail ended: ${JSON.parse(event.data).reason}. Reload to start it again.`;
-  });
-  // The server's own `error` events carry a message; the browser's (a lost connection) carry none.
-  source.addEventListener("error", (event) => {
-    if (event.data) note.textContent = `The live tail failed: ${JSON.parse(event.data).message}`;
-    else note.textContent = source.readyState === EventSource.CLOSED
-      ? "The live tail stopped; check the query, or reload to reconnect." : "Reconnecting…";
-  });
+    let answer = null;
+    try {
+      answer = await fetch(address, { method: "HEAD" });
+    } catch {
+      // no answer: the server is away
+    }
+    if (left) return;
+    if (answer && !answer.ok && !NOT_NOW.has(answer.status)) {
+      end(`The live tail stopped: the server refused it (HTTP ${answer.status})${answer.status === 400 ? "; check the query" : ""}.`);
+    } else {
+      reconnect(answer ? "The server is not taking live tails now" : "The server cannot be reached");
+    }
+  }
+
+  function reconnect(why) {
+    source.close();
+    if (awaySince === null) awaySince = Date.now();
+    const wait = Math.random() * Math.min(RECONNECT_CAP_MS, RECONNECT_FIRST_MS * 2 ** failures++);
+    note.textContent = `${why}; reconnecting…`;
+    retry = setTimeout(connect, wait);
+  }
+
+  function end(why) {
+    source.close();
+    note.textContent = why;
+    stopped();
+  }
+
+  // What `loglake tail` says once back: the time the tail was away, and where to find what arrived then.
+  function sayMissed(since, until) {
+    const missed = exploreHref({ ...state, range: "", since, until, tail: false });
+    replace(note, `Live again. Records that arrived while the tail was away (${formatTime(since, state.tz)} → ${formatTime(until, state.tz)}) are not shown: `,
+      h("a", { href: missed, "data-route": "", text: "search them" }), ".");
+  }
+
+  connect();
   const timer = setInterval(() => {
     const now = Date.now();
     arrivals = arrivals.filter((t) => now - t < 5000);
     rate.textContent = `${(arrivals.length / 5).toFixed(1)} records/s`;
   }, 1000);
-  return () => { source.close(); clearInterval(timer); };
+  return () => { left = true; source.close(); clearTimeout(retry); clearInterval(timer); };
 }

@@ -1,0 +1,72 @@
+"""The live tail in a real browser against a server of its own, which the tests stop and start again: the
+page reconnects as `loglake tail` does, names the time it was away with a link to the search of it, and its
+toggle says whether the tail is on."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.ui.conftest import Loglake, screenshot, serving, sign_in
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def restartable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loglake]:
+    """A server of the module's own: its last test stops and starts it."""
+    with serving(tmp_path_factory.mktemp("tail")) as lake:
+        yield lake
+
+
+def test_a_live_tail_the_server_refuses_is_off_and_its_toggle_says_so(page, restartable):
+    sign_in(page, restartable)
+    page.goto(restartable.url + "/ui/explore?q=service%3A%28&tail=1")  # `service:(`: not a search
+    page.get_by_role("status").filter(has_text="stopped").wait_for()
+    assert "check the query" in page.get_by_role("status").inner_text()
+    toggle = page.locator(".toolbar button.toggle")
+    assert (toggle.inner_text(), toggle.get_attribute("aria-pressed")) == ("Live tail", "false")
+
+
+def test_a_live_tail_outlives_a_restart_of_the_server_and_links_to_what_it_missed(page, restartable):
+    lake = restartable
+    sign_in(page, lake)
+    page.goto(lake.url + "/ui/explore?q=service%3Auitail")
+    page.get_by_role("button", name="Live tail").click()
+    page.get_by_text("Live", exact=True).wait_for()
+    lake.send([{"service": "uitail", "message": "before the restart"}])
+    page.locator(".record .message", has_text="before the restart").wait_for()
+
+    lake.server.stop()
+    page.get_by_role("status").filter(has_text="reconnecting").wait_for()
+    assert page.get_by_role("button", name="Stop live tail").get_attribute("aria-pressed") == "true"  # still on
+    lake.server.start()
+    back = page.get_by_role("status").filter(has_text="Live again")
+    back.wait_for(timeout=20_000)
+    assert "are not shown" in back.inner_text()
+    lake.send(
+        [
+            {"service": "uitail", "message": "after the restart 1"},
+            {"service": "uitail", "message": "after the restart 2"},
+        ]
+    )
+    page.locator(".record .message", has_text="after the restart 2").wait_for()
+    assert page.locator(".record .message").all_inner_texts() == [
+        "after the restart 2",
+        "after the restart 1",
+        "before the restart",
+    ]
+    assert page.get_by_role("button", name="Stop live tail").get_attribute("aria-pressed") == "true"
+    screenshot(page, "explore-tail-back")
+
+    # the link searches the tail's query over the time it was away
+    missed = page.get_by_role("link", name="search them")
+    asked = parse_qs(urlsplit(missed.get_attribute("href")).query)
+    assert asked["q"] == ["service:uitail"] and "tail" not in asked
+    assert int(asked["from"][0]) < int(asked["to"][0])
+    missed.click()
+    page.wait_for_url(re.compile(r"^(?!.*tail=1).*from=\d+&to=\d+"))
+    page.get_by_role("button", name="Live tail").wait_for()
