@@ -95,5 +95,5 @@ async def test_a_stopping_server_opens_no_tail(app: LoglakeApp, client: httpx.As
     whole graceful timeout, ended with an error line; a 503 makes the client wait for the server to be back."""
     app.stopping()
     refused = await asyncio.wait_for(client.get("/logs/tail"), 10)  # (a tail opened instead never ends)
-    assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
     assert refused.json()["error"]["code"] == "server_stopping"

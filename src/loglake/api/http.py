@@ -202,8 +202,10 @@ def _declared_length(request: Request) -> int:
 
 
 def server_stopping(reason: str = SERVER_STOPPING) -> ApiError:
-    """The 503 of work the server will not do because it is stopping: asked again once it is back."""
-    return ApiError(503, "server_stopping", f"{reason}: retry once it is back", headers=[(b"retry-after", b"5")])
+    """The 503 of work the server will not do because it is stopping: asked again once it is back. A second
+    later: a restart takes about that, and a client that asks meanwhile finds the port closed and waits by its
+    own backoff (loglake tail, which misses what arrives while it is away, waited the 5 s this said before)."""
+    return ApiError(503, "server_stopping", f"{reason}: retry once it is back", headers=[(b"retry-after", b"1")])
 
 
 def decode_content(request: Request, body: bytes, max_bytes: int) -> bytes:
