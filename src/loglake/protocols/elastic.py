@@ -18,9 +18,10 @@ loglake does not overwrite a record (Elasticsearch would replace the document).
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Callable
-from itertools import repeat
-from operator import attrgetter, contains, methodcaller
+from itertools import count, repeat
+from operator import attrgetter, contains
 from typing import Any
 
 import msgspec
@@ -184,9 +185,12 @@ def _regular_bulk(lines: list[bytes], path_index: str | None) -> tuple[list[Bulk
     for start in range(0, len(sources), _CHUNK):
         chunk = slice(start, start + _CHUNK)
         lines = sources[chunk]
-        added = [BulkItem(*known[line], row) for row, line in enumerate(actions[chunk], len(found))]
+        added = _items(actions[chunk], known, len(found))
         if _add_regular(lines, added, doc_ids, found, nested):
-            found.log_types += map(log_types.__getitem__, actions[chunk])
+            if len(log_types) == 1:
+                found.log_types += [*log_types.values()] * len(lines)
+            else:
+                found.log_types += map(log_types.__getitem__, actions[chunk])
         elif all(map(bytes.strip, lines)):  # a source of another shape among them: each mapped as parse_bulk does
             for item, line in zip(added, lines, strict=True):
                 _map_source(item, line, found, nested)
@@ -199,6 +203,16 @@ def _regular_bulk(lines: list[bytes], path_index: str | None) -> tuple[list[Bulk
 _CHUNK = 500  # sources mapped at a time: a few hundred KiB of objects
 
 
+def _items(actions: list[bytes], known: dict[bytes, tuple[str, str | None, str | None]], first: int) -> list[BulkItem]:
+    """The items of action lines (known: each distinct line read), their rows counted from first. A shipper
+    writes one action line throughout: then made in one C loop, not a Python loop with a lookup per line."""
+    if len(known) == 1:
+        ((action, index, doc_id),) = known.values()
+        many = len(actions)
+        return list(map(BulkItem, repeat(action, many), repeat(index, many), repeat(doc_id, many), count(first)))
+    return [BulkItem(*known[line], row) for row, line in enumerate(actions, first)]
+
+
 def _add_regular(
     sources: list[bytes], items: list[BulkItem], doc_ids: bool, found: RecordColumns, nested: _Nested
 ) -> bool:
@@ -208,8 +222,8 @@ def _add_regular(
     try:
         # Each source decoded on its own: decode_lines would take two values on one line for two sources.
         docs = list(map(_decode_fields, sources))
-        messages = _decode_strings(_joined(map(methodcaller("pop", "message"), docs)))
-        times: list[int | str] = _decode_strings(_joined(map(methodcaller("pop", _time_field(docs)), docs)))
+        messages = _decode_strings(_joined(map(dict.pop, docs, repeat("message"))))
+        times: list[int | str] = _decode_strings(_joined(map(dict.pop, docs, repeat(_time_field(docs)))))
     except (KeyError, TypeError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return False
     if any(map(str.isdigit, times)):
@@ -226,7 +240,7 @@ def _add_regular(
     found.span_ids += _pop_strings(docs, ecs.SPAN_ID, take_span_id, nested)
     found.messages += messages
     found.timestamps += times
-    found.attributes += [_encode(doc) if doc else b"" for doc in docs]
+    found.attributes += map(_encode, docs) if all(docs) else [_encode(doc) if doc else b"" for doc in docs]
     return True
 
 
@@ -265,17 +279,16 @@ def _pop_strings(
         if not any(map(contains, docs, repeat(parent))):  # (most sources have no trace, say)
             return [None] * len(docs)
         try:
-            values = list(
-                map(attrgetter(child), _ONLY_CHILD[child].decode(_joined(map(methodcaller("get", parent), docs))))
-            )
+            parents = _joined(map(dict.get, docs, repeat(parent)))
+            values = list(map(attrgetter(child), _ONLY_CHILD[child].decode(parents)))
         except (TypeError, msgspec.DecodeError):
             values = None
         if values is not None:
             converted = {value: convert(value) for value in set(values)}
             if all(take for _, take in converted.values()):
-                for doc in docs:
-                    del doc[parent]  # (nothing is left of it)
-                return [converted[value][0] for value in values]
+                deque(map(dict.pop, docs, repeat(parent)), 0)  # (nothing is left of it)
+                made = {value: value_made for value, (value_made, _) in converted.items()}
+                return list(map(made.__getitem__, values))
     return [_pop_string(doc, field, convert, nested) for doc in docs]
 
 
