@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from collections.abc import Callable
-from itertools import count, repeat
+from itertools import repeat
 from operator import attrgetter, contains
 from typing import Any
 
@@ -204,13 +204,16 @@ _CHUNK = 500  # sources mapped at a time: a few hundred KiB of objects
 
 
 def _items(actions: list[bytes], known: dict[bytes, tuple[str, str | None, str | None]], first: int) -> list[BulkItem]:
-    """The items of action lines (known: each distinct line read), their rows counted from first. A shipper
-    writes one action line throughout: then made in one C loop, not a Python loop with a lookup per line."""
-    if len(known) == 1:
-        ((action, index, doc_id),) = known.values()
-        many = len(actions)
-        return list(map(BulkItem, repeat(action, many), repeat(index, many), repeat(doc_id, many), count(first)))
+    """The items of action lines (known: each distinct line read), their rows counted from first."""
+    if len(known) == 1:  # (a shipper writes one action line throughout)
+        return items_alike(*next(iter(known.values())), range(first, first + len(actions)))
     return [BulkItem(*known[line], row) for row, line in enumerate(actions, first)]
+
+
+def items_alike(action: str, index: str | None, doc_id: str | None, rows: range) -> list[BulkItem]:
+    """The items of one action line, at rows: made in one C loop, not a Python loop."""
+    many = len(rows)
+    return list(map(BulkItem, repeat(action, many), repeat(index, many), repeat(doc_id, many), rows))
 
 
 def _add_regular(
