@@ -237,10 +237,11 @@ def _add_regular(
         found.ids += [None if item.doc_id is None else _client_id(doc, item.index, item.doc_id) for item, doc in pairs]
     else:
         found.ids += [None] * len(docs)
-    found.severities += _pop_strings(docs, ecs.LOG_LEVEL, take_severity, nested)
-    found.services += _pop_strings(docs, ecs.SERVICE_NAME, take_service, nested)
-    found.trace_ids += _pop_strings(docs, ecs.TRACE_ID, take_trace_id, nested)
-    found.span_ids += _pop_strings(docs, ecs.SPAN_ID, take_span_id, nested)
+    keys = set().union(*docs)  # (what any source has: one pass, not one per name asked)
+    found.severities += _pop_strings(docs, keys, ecs.LOG_LEVEL, take_severity, nested)
+    found.services += _pop_strings(docs, keys, ecs.SERVICE_NAME, take_service, nested)
+    found.trace_ids += _pop_strings(docs, keys, ecs.TRACE_ID, take_trace_id, nested)
+    found.span_ids += _pop_strings(docs, keys, ecs.SPAN_ID, take_span_id, nested)
     found.messages += messages
     found.timestamps += times
     found.attributes += map(_encode, docs) if all(docs) else [_encode(doc) if doc else b"" for doc in docs]
@@ -271,15 +272,18 @@ _ONLY_CHILD = {
 
 def _pop_strings(
     docs: list[dict[str, Raw]],
+    keys: set[str],
     field: ecs.Field,
     convert: Callable[[str], tuple[str | None, bool]],
     nested: _Nested,
 ) -> list[str | None]:
-    """_pop_string over every source: when none has the dotted name and each has the parent holding only the
-    field, as a string that convert takes (`"log": {"level": "info"}` throughout), with one decode of them all."""
+    """_pop_string over every source (keys: each name any of them has, or had before another field was taken
+    out, whose names differ from this one's): when none has the dotted name and each has the parent holding only
+    the field, as a string that convert takes (`"log": {"level": "info"}` throughout), with one decode of them
+    all."""
     dotted, parent, child = field
-    if not any(map(contains, docs, repeat(dotted))):
-        if not any(map(contains, docs, repeat(parent))):  # (most sources have no trace, say)
+    if dotted not in keys:
+        if parent not in keys:  # (most sources have no trace, say)
             return [None] * len(docs)
         try:
             parents = _joined(map(dict.get, docs, repeat(parent)))
