@@ -5,8 +5,9 @@ The bodies are protocols_ingest's Elasticsearch documents (Filebeat's shape: `@t
 bulk_max_size, with its filter_path) or of up to 10 MB (Vector's). Each bulk goes through what the _bulk route runs
 on an ingest thread for it, but the store: the parse and ECS mapping (elastic_columns.bulk_records), the column
 check of its records in groups of max_records (columns.check, as POST /logs checks a bulk batch), the answer's ids
-and the answer itself. Each phase's CPU time (time.thread_time_ns: load-proof enough to compare two versions
-run one after the other) is the median over --rounds passes, per document.
+and the answer itself. Each phase's CPU time (time.thread_time_ns) is the median over --rounds passes, per
+document. On a loaded machine it still swings by 10-20 %: compare two versions run alternately, several times,
+or count instructions (valgrind --tool=cachegrind, which a machine's load does not change).
 
     .venv/bin/python bench/es_bulk_parse.py --rows 32000 --rounds 5              # both bulk sizes
     .venv/bin/python bench/es_bulk_parse.py --rows 32000 --bulks 1600 --profile out.prof   # cProfile of one pass
