@@ -170,7 +170,8 @@ def _regular_bulk(lines: list[bytes], path_index: str | None) -> tuple[list[Bulk
     actions, sources = lines[0:-1:2], lines[1::2]
     known: dict[bytes, tuple[str, str | None, str | None]] = {}
     log_types: dict[bytes, str] = {}
-    for line in set(actions):
+    # (a shipper writes one action line throughout: compared with the first, not each hashed into a set)
+    for line in (actions[0],) if actions.count(actions[0]) == len(actions) else set(actions):
         try:
             action, index, _ = known[line] = _read_action(0, line, path_index)  # (parse_bulk names a bad one)
         except BulkRefused:
