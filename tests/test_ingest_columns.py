@@ -297,3 +297,26 @@ def test_times_given_as_an_arrow_array_of_texts_are_read_as_their_list_is() -> N
     assert table(digits) is None and table(pa.array(digits, pa.string())) is None
     iso = ["2026-10-31T23:00:00.123+01:00"] * BATCH
     assert table(pa.array(iso, pa.string())).column("timestamp").equals(table(iso).column("timestamp"))
+
+
+@pytest.mark.parametrize("deepest", [LIMITS.max_attribute_depth, LIMITS.max_attribute_depth + 1])
+@pytest.mark.parametrize("form", ["bytes", "raw", "arrow"])
+def test_attributes_nested_in_every_record_are_refused_only_beyond_the_depth(form: str, deepest: int) -> None:
+    """Every record's attributes hold a nested object (as Beats' documents do), so the whole batch holds more
+    brackets than the depth allows and each object's are counted: one record's nested `deepest` levels decides, in
+    every form the attributes come in."""
+    records = [base(i) | {"attributes": {"host": {"name": f"h{i}"}}} for i in range(BATCH)]
+    nested: dict = {"leaf": 1}
+    for _ in range(deepest - 1):
+        nested = {"in": nested}
+    records[17]["attributes"] = nested
+    items = decoded(records)
+    texts = [bytes(item.attributes) for item in items]
+    given = {"bytes": texts, "raw": [item.attributes for item in items], "arrow": pa.array(texts, pa.binary())}[form]
+    fields = [[getattr(item, name) for item in items] for name in ("timestamp", "service", "log_type", "severity")]
+    messages = [item.message for item in items]
+    table = ingest_columns.valid_columns_table(*fields, messages, given, LIMITS, NOW)
+    assert (table is None) is (deepest > LIMITS.max_attribute_depth)
+    if table is not None:
+        kept = table.column("attributes").to_pylist()
+        assert [json.loads(text) for text in kept] == [record["attributes"] for record in records]

@@ -83,3 +83,17 @@ def test_a_filtered_answer_has_what_the_filter_names_and_no_empty_entry(filter_p
 def test_a_bulk_all_stored_with_nothing_kept_of_its_items_answers_no_items() -> None:
     stored = [item for item in items() if item.error is None]
     assert json.loads(bulk_answer(stored, 5, answer_filter("errors,items.*.error"))) == {"errors": False}
+
+
+@pytest.mark.parametrize("count", [1, 3])
+@pytest.mark.parametrize("filter_path", ["", "errors,items.*._id"])
+def test_a_bulk_stored_alike_is_answered_with_each_entry_and_its_id(count: int, filter_path: str) -> None:
+    """The usual answer: every item stored alike, one run, answered in one join of its ids (which JSON escapes)."""
+    stored = [BulkItem("create", "app", f'id"{i}', i) for i in range(count)]
+    answer = bulk_answer(stored, 5, answer_filter(filter_path))
+    assert answer.endswith(b"]}\n")
+    if filter_path:
+        assert json.loads(answer) == {"errors": False, "items": [{"create": {"_id": f'id"{i}'}} for i in range(count)]}
+    else:
+        entries = [{"create": {"_index": "app", "_id": f'id"{i}', **CREATED, "status": 201}} for i in range(count)]
+        assert json.loads(answer) == {"errors": False, "took": 5, "items": entries}

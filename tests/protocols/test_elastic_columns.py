@@ -234,3 +234,13 @@ def test_a_time_given_as_a_number_in_every_source_is_the_time_as_parse_bulk_take
         1793577595002,
     ]
     assert elastic_columns.read_regular_bulk(body, None) is None
+
+
+def test_a_bulk_into_two_indexes_read_by_arrow_gives_each_item_its_index() -> None:
+    """A bulk into one index has its items made alike; into two, each its own: both as parse_bulk gives them."""
+    action, sources = FLUENT_BIT
+    body = bulk(action, sources) + bulk({"create": {"_index": "other"}}, sources)
+    read = elastic_columns.read_regular_bulk(body, None)
+    assert read is not None
+    assert records(read) == records(elastic.parse_bulk(body, None))
+    assert [item.index for item in read[0]] == ["fluent-bit"] * len(sources) + ["other"] * len(sources)

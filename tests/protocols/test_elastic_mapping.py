@@ -165,3 +165,25 @@ def test_a_number_as_index_or_id_is_read_as_its_digits_as_elasticsearch_reads_it
     items, found = elastic.parse_bulk(body, "logs")
     assert [(item.index, item.doc_id, item.error) for item in items] == [("5", "17", None), ("logs", "2.5", None)]
     assert found.log_types == ["5", "logs"]
+
+
+@pytest.mark.parametrize(
+    ("actions", "log_types"),
+    [
+        ([{"create": {"_index": "app"}}] * 3, ["app"] * 3),  # one action line throughout, as shippers write it
+        (
+            [{"create": {"_index": "app"}}, {"index": {"_index": "web:1"}}, {"create": {"_index": "app"}}],
+            ["app", "web_1", "app"],
+        ),
+    ],
+    ids=["one-action-line", "two-action-lines"],
+)
+def test_each_item_of_a_regular_bulk_has_its_own_action_index_and_row(actions: list[dict], log_types: list) -> None:
+    body = bulk([(action, {"@timestamp": NOW, "message": f"m{row}"}) for row, action in enumerate(actions)])
+    assert elastic._regular_bulk(body.split(b"\n"), None) is not None
+    items, found = elastic.parse_bulk(body, None)
+    expected = [(*next(iter(action.items())), row) for row, action in enumerate(actions)]
+    assert [(item.action, {"_index": item.index}, item.row) for item in items] == expected
+    assert [item.doc_id for item in items] == [None] * 3
+    assert found.log_types == log_types
+    assert found.messages == ["m0", "m1", "m2"]

@@ -84,6 +84,8 @@ def read_regular_bulk(body: bytes, path_index: str | None) -> tuple[list[elastic
     names = distinct.dictionary.to_pylist()
     found.log_types = pa.array(list(map(safe_name, names)), _TEXT).take(distinct.indices)
     found.ids = [None] * count
+    if len(names) == 1:  # (a shipper's bulk into one index)
+        return elastic.items_alike(action, names[0], None, range(count)), found
     rows_of = enumerate(distinct.indices.to_pylist())
     return [elastic.BulkItem(action, names[index], None, row) for row, index in rows_of], found
 
