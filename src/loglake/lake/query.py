@@ -47,7 +47,7 @@ from loglake.lake.query_limits import QueryLimits, default_spill_mb
 from loglake.lake.query_views import QueryViews
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.scratch import folder_of_this_process
-from loglake.lake.sql_guard import QueryError, check_select, client_error, rewrite_text_filters
+from loglake.lake.sql_guard import QueryError, checked_select, client_error
 from loglake.lake.stop import Stop
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, LiveTable
 from loglake.lake.watchdog import QueryWatchdog
@@ -127,11 +127,10 @@ class QueryEngine:
     ) -> QueryResult:
         """Run one read-only SELECT over `logs` (and the other lake and live tables); fetch at most `limit`
         rows. Told to stop (`stop`), it is interrupted and raises Stopped."""
-        tree = check_select(sql, self.table_names)
+        tree, sql = checked_select(sql, self.table_names)
         cap = self.limits.rows_for(limit)
         timeout = self.limits.seconds_for(timeout_seconds)
         top = hot_top(tree, cap)
-        sql = rewrite_text_filters(sql, tree)
         text = f"EXPLAIN ANALYZE {sql}" if explain else sql
         max_bytes = self.limits.max_response_mb * 1024 * 1024
         tables = tuple(TABLES.values())
@@ -151,7 +150,7 @@ class QueryEngine:
     def plan(self, sql: str) -> tuple[list[dict[str, Any]], dict[str, list[LakeFile]]]:
         """DuckDB's plan of a user's query (EXPLAIN, nothing runs), with the views `query` defines, and
         the catalog's files of each lake table it was planned over (the same snapshot)."""
-        sql = rewrite_text_filters(sql, check_select(sql, self.table_names))  # as `query` runs it
+        sql = checked_select(sql, self.table_names)[1]  # as `query` runs it
         with (
             self._cursor(self._pool, self.limits.timeout_seconds) as cursor,
             reading(self.store),
