@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from loglake.lake import sql_guard
 from loglake.lake.compact import Compactor
 from loglake.lake.flush import Flusher
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
@@ -220,6 +221,33 @@ def test_one_connection_serves_query_after_query_whatever_the_last_one_left(
         assert engine.query("SELECT count(*) FROM logs").rows == [(50,)]
     finally:
         engine.close()
+
+
+def test_a_query_sent_again_is_answered_as_the_first_time(
+    store: SQLiteHotStore, local_lake: LocalObjectStore, local_engine: QueryEngine
+) -> None:
+    """A text's check and rewrite are kept (sql_guard.checked_select) and shared: a top-N with a rewritten
+    filter answers each time as its limit asks; a refused text is refused each time; a long one is not kept."""
+    seed(store, days=2, per_day=50)
+    Flusher(store, local_lake).flush(before_ms=START + DAY)  # day 0 in the lake, day 1 hot
+    sql = "SELECT message FROM logs WHERE message ILIKE '%D_-1%' ORDER BY timestamp DESC"
+    matching = [f"d{d}-{i}" for d in (1, 0) for i in (19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 1)]
+
+    def messages(limit: int) -> list[str]:
+        return [m for (m,) in local_engine.query(sql, limit=limit).rows]
+
+    assert messages(3) == matching[:3]
+    assert messages(30) == matching
+    assert messages(3) == matching[:3]
+    for _ in range(2):
+        with pytest.raises(QueryError) as refused:
+            local_engine.query("SELECT * FROM read_csv('/etc/passwd')")
+        assert refused.value.code == "forbidden"
+    kept = sql_guard._kept_checked_select.cache_info().currsize
+    long = f"SELECT count(*) FROM logs WHERE message ILIKE '%D_-1%' {' AND 1 = 1' * 500}"
+    assert len(long) > sql_guard.CHECKED_KEPT_CHARS
+    assert local_engine.query(long).rows == [(len(matching),)]
+    assert sql_guard._kept_checked_select.cache_info().currsize == kept
 
 
 def test_a_query_that_runs_too_long_is_stopped(local_engine: QueryEngine) -> None:

@@ -29,7 +29,6 @@ import contextlib
 import json
 import queue
 import re
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -48,9 +47,10 @@ from loglake.lake.query_limits import QueryLimits, default_spill_mb
 from loglake.lake.query_views import QueryViews
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.scratch import folder_of_this_process
-from loglake.lake.sql_guard import QueryError, check_select, client_error, rewrite_text_filters
+from loglake.lake.sql_guard import QueryError, checked_select, client_error
 from loglake.lake.stop import Stop
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, LiveTable
+from loglake.lake.watchdog import QueryWatchdog
 from loglake.private_files import private_dir
 from loglake.store.sqlite import SQLiteHotStore
 
@@ -101,6 +101,7 @@ class QueryEngine:
         if isinstance(lake, LocalObjectStore):
             self._server_paths.insert(0, (str(lake.root.resolve()) + "/", ""))
         self._views = QueryViews(lake)
+        self._watchdog = QueryWatchdog("loglake-query-timeout")
         # Users' SQL and the server's own reads (search, histogram, a flushed record) draw on separate
         # connections, so a slow user query never holds up the API's reads.
         self._pool = self._connections(self.limits.concurrency, self.live_tables)
@@ -126,11 +127,10 @@ class QueryEngine:
     ) -> QueryResult:
         """Run one read-only SELECT over `logs` (and the other lake and live tables); fetch at most `limit`
         rows. Told to stop (`stop`), it is interrupted and raises Stopped."""
-        tree = check_select(sql, self.table_names)
+        tree, sql = checked_select(sql, self.table_names)
         cap = self.limits.rows_for(limit)
         timeout = self.limits.seconds_for(timeout_seconds)
         top = hot_top(tree, cap)
-        sql = rewrite_text_filters(sql, tree)
         text = f"EXPLAIN ANALYZE {sql}" if explain else sql
         max_bytes = self.limits.max_response_mb * 1024 * 1024
         tables = tuple(TABLES.values())
@@ -150,7 +150,7 @@ class QueryEngine:
     def plan(self, sql: str) -> tuple[list[dict[str, Any]], dict[str, list[LakeFile]]]:
         """DuckDB's plan of a user's query (EXPLAIN, nothing runs), with the views `query` defines, and
         the catalog's files of each lake table it was planned over (the same snapshot)."""
-        sql = rewrite_text_filters(sql, check_select(sql, self.table_names))  # as `query` runs it
+        sql = checked_select(sql, self.table_names)[1]  # as `query` runs it
         with (
             self._cursor(self._pool, self.limits.timeout_seconds) as cursor,
             reading(self.store),
@@ -201,6 +201,7 @@ class QueryEngine:
         return self._run(self._pool, sql, cap, timeout, window, tables, params=params, stop=stop)
 
     def close(self) -> None:
+        self._watchdog.close()
         for pool in (self._pool, self._internal_pool):
             while not pool.empty():
                 pool.get_nowait().close()
@@ -252,52 +253,46 @@ class QueryEngine:
     ) -> QueryResult:
         started = time.perf_counter()
         deadline = started + timeout
-        finished, wake = threading.Event(), threading.Event()  # wake: the query ended, or it was told to stop
-        watched = contextlib.nullcontext() if stop is None else stop.watched_by(wake.set)
         if stop is not None:
             stop.check()
             if stop.deadline is not None:
                 deadline = min(deadline, stop.deadline)
         # The snapshot lasts until the answer is fetched: DuckDB reads hot rows as it goes (HotRowsStream).
-        with self._cursor(pool, timeout) as cursor, reading(self.store), self.store.snapshot() as snapshot, watched:
+        with self._cursor(pool, timeout) as cursor, reading(self.store), self.store.snapshot() as snapshot:
             try:
                 self._views.define(cursor, snapshot, window, tables, top, newest_first)
             except (duckdb.IOException, OSError) as e:  # DuckDB reads a local file's schema here; pyarrow lists S3's
                 raise self._unreadable(e) from None
             s3_before = self._views.s3_files_read(cursor)
-            watchdog = threading.Thread(
-                target=interrupt_after, args=(cursor, deadline, finished, wake), name="loglake-query-timeout"
-            )
-            watchdog.start()
-            try:
-                result = cursor.execute(sql, params) if params else cursor.execute(sql)
-                columns = [(d[0], type_name(d[1])) for d in (result.description or [])]
-                if explain:
-                    rows = result.fetchall()
-                elif max_bytes is None:
-                    rows = result.fetchmany(cap + 1)
-                else:
-                    rows = fetch_within(result, cap, max_bytes)
-            except duckdb.InterruptException:
-                if stop is not None:
-                    stop.check()  # Stopped or OutOfTime, when that is why it was interrupted
-                raise QueryError(
-                    "query_timeout",
-                    f"the query ran longer than {timeout:g} s and was stopped; narrow it (a date or timestamp "
-                    f"range reads fewer files), or allow more time (timeout_seconds / --timeout, at most the "
-                    f"server's query_timeout_seconds, {self.limits.timeout_seconds:g} s)",
-                ) from None
-            except duckdb.OutOfMemoryException as e:
-                raise self._too_large(e) from None
-            except duckdb.IOException as e:  # the users' SQL reaches no files but the lake's (no external access)
-                raise self._unreadable(e) from None
-            except duckdb.Error as e:
-                error = client_error(e)
-                raise QueryError(error.code, self._hide_server_paths(error.message)) from None
-            finally:
-                finished.set()
-                wake.set()
-                watchdog.join()
+            with (
+                self._watchdog.watching(cursor, deadline) as interrupt,
+                contextlib.nullcontext() if stop is None else stop.watched_by(interrupt),
+            ):
+                try:
+                    result = cursor.execute(sql, params) if params else cursor.execute(sql)
+                    columns = [(d[0], type_name(d[1])) for d in (result.description or [])]
+                    if explain:
+                        rows = result.fetchall()
+                    elif max_bytes is None:
+                        rows = result.fetchmany(cap + 1)
+                    else:
+                        rows = fetch_within(result, cap, max_bytes)
+                except duckdb.InterruptException:
+                    if stop is not None:
+                        stop.check()  # Stopped or OutOfTime, when that is why it was interrupted
+                    raise QueryError(
+                        "query_timeout",
+                        f"the query ran longer than {timeout:g} s and was stopped; narrow it (a date or timestamp "
+                        f"range reads fewer files), or allow more time (timeout_seconds / --timeout, at most the "
+                        f"server's query_timeout_seconds, {self.limits.timeout_seconds:g} s)",
+                    ) from None
+                except duckdb.OutOfMemoryException as e:
+                    raise self._too_large(e) from None
+                except duckdb.IOException as e:  # the users' SQL reaches no files but the lake's (no external access)
+                    raise self._unreadable(e) from None
+                except duckdb.Error as e:
+                    error = client_error(e)
+                    raise QueryError(error.code, self._hide_server_paths(error.message)) from None
             profile = json.loads(cursor.get_profiling_information(format="json") or "{}")
             s3_after = self._views.s3_files_read(cursor)
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -353,21 +348,6 @@ class LiveRows:
     def __arrow_c_stream__(self, requested_schema: object = None) -> object:
         reader = pa.RecordBatchReader.from_batches(self._table.schema, self._table.batches())
         return reader.__arrow_c_stream__(requested_schema)
-
-
-def interrupt_after(
-    cursor: duckdb.DuckDBPyConnection,
-    deadline: float,
-    finished: threading.Event,
-    wake: threading.Event | None = None,
-) -> None:
-    """At the deadline, or when `wake` is set first (the query was told to stop), interrupt the cursor's
-    query, and keep at it until it stops: an interrupt that lands before DuckDB has started the query
-    would otherwise be lost."""
-    (wake or finished).wait(max(0.0, deadline - time.perf_counter()))
-    while not finished.is_set():
-        cursor.interrupt()
-        finished.wait(0.005)
 
 
 def _arrow_rows(operator: dict) -> int:

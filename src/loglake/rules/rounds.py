@@ -32,12 +32,13 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from loglake.lake.query import QueryEngine, TimeRange, interrupt_after
+from loglake.lake.query import QueryEngine, TimeRange
 from loglake.lake.query_answers import QueryBusy, QueryResult
 from loglake.lake.query_limits import QueryLimits
 from loglake.lake.sql_guard import QueryError
 from loglake.lake.stop import Stop, Stopped
 from loglake.lake.tables import APP_LOGS_TABLE, sql_type
+from loglake.lake.watchdog import QueryWatchdog
 from loglake.rules.model import Rule
 from loglake.rules.run import RuleRunError, RunResult, naive_utc, result_of, run_parameters, run_rule
 from loglake.rules.sources import quote_name
@@ -149,6 +150,8 @@ def _fetch(engine: QueryEngine, since_ms: int, until_ms: int, stop: Stop | None)
 
 
 _evaluators = threading.local()
+# The evaluators' queries are stopped at their timeouts by one thread for the process (started by the first).
+_WATCHDOG = QueryWatchdog("loglake-rule-timeout")
 
 
 def _evaluator() -> _Evaluator:
@@ -189,15 +192,11 @@ class _Evaluator:
         rule = run.rule
         params, _ = run_parameters(rule, run.since_ms, run.until_ms, run.fresh_since_ms)
         started = time.perf_counter()
-        finished, wake = threading.Event(), threading.Event()
-        watchdog = threading.Thread(
-            target=interrupt_after,
-            args=(self._db, started + limits.timeout_seconds, finished, wake),
-            name="loglake-rule-timeout",
-        )
-        watchdog.start()
         try:
-            with contextlib.nullcontext() if stop is None else stop.watched_by(wake.set):
+            with (
+                _WATCHDOG.watching(self._db, started + limits.timeout_seconds) as interrupt,
+                contextlib.nullcontext() if stop is None else stop.watched_by(interrupt),
+            ):
                 cursor = self._db.execute(rule.plan.executed, params)
                 columns = [(d[0], str(d[1])) for d in cursor.description or []]
                 found = cursor.fetchmany(limits.max_rows + 1)
@@ -209,10 +208,6 @@ class _Evaluator:
             )
         except duckdb.Error as e:
             return RuleRunError(f"rule {rule.id} ({rule.path}): {str(e).splitlines()[0]}")
-        finally:
-            finished.set()
-            wake.set()  # (the watchdog waits for it, or the deadline)
-            watchdog.join()
         cap = limits.max_rows
         elapsed = (time.perf_counter() - started) * 1000
         result = QueryResult(
