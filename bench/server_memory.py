@@ -5,12 +5,14 @@ resource tracker), from /proc/<pid>/smaps_rollup.
 It starts a server with the default settings on an empty data dir (the starter rules copied in with
 --rules), then reads the memory at each stage: started, after --idle seconds of nothing, after one
 POST /logs of one record, one SQL query, the web UI's page and assets, one OTLP export of about 1 MB,
-and (--rules) once a rule run is counted. USS is what the process alone holds (what stopping it frees);
-PSS shares the pages of the libraries among the processes mapping them (their sum over the tree is
-the tree's share of the machine's memory). Nothing here is a benchmark of speed: the machine's load
-does not change these figures much.
+and (--rules) once a rule run is counted; then (--bulk N) right after N records of B2's data set (4
+senders) and --after-bulk seconds later, with the server's peak. USS is what the process alone holds
+(what stopping it frees); PSS shares the pages of the libraries among the processes mapping them (their
+sum over the tree is the tree's share of the machine's memory), and both depend on what else maps the
+same library files (another server of the same install). Nothing here times anything.
 
     python bench/server_memory.py --idle 60 --rules
+    python bench/server_memory.py --idle 5 --bulk 300000 --bulk-days 1 --after-bulk 360   # a merge worker's life
 """
 
 from __future__ import annotations
@@ -100,6 +102,9 @@ def main() -> None:
     parser = common.argument_parser(__doc__)
     parser.add_argument("--idle", type=float, nargs="*", default=[60.0], help="idle stages, seconds since start")
     parser.add_argument("--rules", action="store_true", help="copy the starter rules in, and wait for a rule run")
+    parser.add_argument("--bulk", type=int, default=0, help="last, send this many records of the data set (B2's)")
+    parser.add_argument("--bulk-days", type=float, default=7.0, help="over this many days (1: one day's big merge)")
+    parser.add_argument("--after-bulk", type=float, default=60.0, help="and read the memory again this long after")
     args = parser.parse_args()
     hardware = common.print_hardware()
     results: list[dict[str, Any]] = []
@@ -141,6 +146,14 @@ def main() -> None:
             report(f"rule runs: {rule_runs(server):.0f}", pid, results)
         time.sleep(5)
         report("5 s later", pid, results)
+        if args.bulk:
+            bodies = common.batches(common.read_lines(common.dataset(args.bulk, days=args.bulk_days)), 10_000)
+            sent = common.bulk_send(server.url, server.headers, bodies, senders=4)
+            report(f"{sent.records:,} records sent", pid, results)
+            time.sleep(args.after_bulk)
+            report(f"{args.after_bulk:.0f} s after them", pid, results)
+            results[-1]["peak_server_rss_mib"] = common.mib(server.rss()[1])
+            print(f"{'':>24}the server's peak RSS (VmHWM): {results[-1]['peak_server_rss_mib']:.1f} MiB")
     common.write_json(args.json, {"hardware": hardware, "stages": results})
 
 

@@ -1,6 +1,6 @@
 """What the server's processes import, which is most of their memory (README: "Memory"): a worker process
 loads only what its task needs, and the server only what every server needs; pySigma, sqlglot, boto3 and
-the Ask providers wait for the features that use them."""
+cryptography (SigV4 keys' secrets) wait for the features that use them."""
 
 from __future__ import annotations
 
@@ -51,5 +51,5 @@ def test_the_server_imports_no_feature_it_may_never_use(tmp_path: Path) -> None:
         """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     loaded = set(eval(done.stdout.splitlines()[-1]))
-    assert loaded & {"sigma", "sqlglot", "boto3", "botocore"} == set()
+    assert loaded & {"sigma", "sqlglot", "boto3", "botocore", "cryptography"} == set()
     assert {"pyarrow", "duckdb", "uvicorn"} <= loaded  # the check sees what is loaded
