@@ -12,7 +12,7 @@ sum over the tree is the tree's share of the machine's memory), and both depend 
 same library files (another server of the same install). Nothing here times anything.
 
     python bench/server_memory.py --idle 60 --rules
-    python bench/server_memory.py --idle 5 --bulk 300000 --bulk-days 1 --after-bulk 360   # a merge worker's life
+    python bench/server_memory.py --idle 5 --bulk 300000 --bulk-days 1 --after-bulk 480   # a merge worker's life
 """
 
 from __future__ import annotations
