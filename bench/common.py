@@ -311,6 +311,8 @@ class Server:
     durability: str = "full"
     access_log: str = "off"
     extra_args: Sequence[str] = ()
+    # `python -m loglake`; the installed `loglake` script differs in what its worker processes import
+    command: Sequence[str] = tuple(LOGLAKE)
     keep_data: bool = False
     port: int = 0
     key: str = ""
@@ -340,7 +342,7 @@ class Server:
         self._log_path = RUNS_DIR / f"server-{os.getpid()}-{time.monotonic_ns()}.log"
         log = self._log_path.open("wb")
         cmd = [
-            *LOGLAKE,
+            *self.command,
             "serve",
             "--data-dir",
             str(self.data_dir),

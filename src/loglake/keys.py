@@ -25,11 +25,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from loglake.private_files import fsync_dir, private_database
 from loglake.sqlitedb import migrate, use_wal, write_transaction
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 # ingest: POST /logs; read: everything that reads; alerts: acknowledge and resolve alerts; admin: all of
 # them, and the keys.
@@ -308,10 +310,17 @@ class KeyStore:
 
     def _seal(self, secret: str) -> bytes:
         nonce = secrets.token_bytes(12)
-        return nonce + AESGCM(self._master_key()).encrypt(nonce, secret.encode(), b"loglake-sigv4")
+        return nonce + self._cipher().encrypt(nonce, secret.encode(), b"loglake-sigv4")
 
     def _open(self, box: bytes) -> str:
-        return AESGCM(self._master_key()).decrypt(box[:12], box[12:], b"loglake-sigv4").decode()
+        return self._cipher().decrypt(box[:12], box[12:], b"loglake-sigv4").decode()
+
+    def _cipher(self) -> AESGCM:
+        # cryptography (~8 MiB of RSS) is imported by the first SigV4 key: a server with bearer keys only
+        # never needs it
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        return AESGCM(self._master_key())
 
 
 _KEY_COLUMNS = "name, kind, scopes, hint, created_at, revoked_at, rate_limit, rate_burst"
@@ -361,7 +370,7 @@ def _read_or_create_master_key(path: Path) -> bytes:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(AESGCM.generate_key(bit_length=_MASTER_KEY_BYTES * 8))
+                f.write(secrets.token_bytes(_MASTER_KEY_BYTES))  # as AESGCM.generate_key makes one
                 f.flush()
                 os.fsync(f.fileno())
             with contextlib.suppress(FileExistsError):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import errno
 import gc
 import logging
@@ -19,7 +17,7 @@ from typing import Any, TextIO
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from loglake import __version__
+from loglake import __version__, malloc
 from loglake.api.accesslog import AccessLog, LogRecords
 from loglake.api.app import LoglakeApp
 from loglake.cli_options import DEFAULT_URL, path_from_here
@@ -121,7 +119,7 @@ SERVER_LOCK = "server.lock"  # held by the one `loglake serve` of a data dir, fo
 
 def _serve(settings: Settings, out: TextIO) -> None:
     sock = bind(settings)
-    _limit_malloc_arenas()  # before the app starts its threads
+    malloc.limit_arenas()  # before the app starts its threads
     try:
         app = LoglakeApp.from_settings(settings)
     except BaseException:
@@ -138,6 +136,7 @@ def _serve(settings: Settings, out: TextIO) -> None:
         sock.close()
         raise
     _tune_gc()
+    malloc.TrimWhenQuiet().start()  # what a burst of work freed goes back to the system once it is over
     auth = "API keys / SigV4" if settings.auth else "DISABLED (loopback only)"
     print(
         f"loglake {__version__} listening on http://{_url_host(settings.host)}:{settings.port} "
@@ -249,17 +248,6 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-
-
-def _limit_malloc_arenas() -> None:
-    """glibc gives each thread that allocates its own arena (up to 8 per core), which keeps what it
-    freed: bulk batches parsed and written on a dozen threads took peak RSS to ~300 MiB with the
-    default, ~275 MiB with two arenas, at the same rate (B2, 4 senders). Not glibc: nothing to do."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, 2)
-
-
-_M_ARENA_MAX = -8  # glibc's malloc.h
 
 
 def _loop() -> str:

@@ -1,5 +1,5 @@
 """The server's worker processes (the flush's for a backlog, the compaction's merge worker, the OTLP decode
-workers): spawned, and gone with the process that started them."""
+workers): spawned, gone with the process that started them, and (IdleExitingWorker) gone when idle."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def spawned_pool(workers: int, initializer: Callable[[int], None] | None = None) -> ProcessPoolExecutor:
@@ -59,3 +62,62 @@ def started_without_ctrl_c(submit: Callable[[], Future]) -> Future:
     if pressed and callable(handler):
         handler(signal.SIGINT, None)  # KeyboardInterrupt, as the Ctrl-C would have raised
     return started
+
+
+class IdleExitingWorker:
+    """One spawned worker process (spawned_pool), started by the first run and again by the first run after
+    it exited: it exits once it has had nothing to do for `idle_s`. A worker holds its own copy of the
+    libraries its tasks use (pyarrow: ~90 MiB RSS after a streamed merge), which a server with nothing more
+    for it to do kept for good; starting one again costs ~1 s of CPU, so the wait suits work that comes in
+    bursts (bulk loads, a day's last merge)."""
+
+    def __init__(self, initializer: Callable[[int], None], idle_s: float) -> None:
+        self.initializer = initializer
+        self.idle_s = idle_s
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._running = 0  # runs submitted and not yet done
+        self._idle_exit: threading.Timer | None = None
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """fn(*args, **kwargs) in the worker process (started_without_ctrl_c)."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = spawned_pool(1, self.initializer)
+            pool = self._pool
+            self._running += 1
+        try:
+            return started_without_ctrl_c(lambda: pool.submit(fn, *args, **kwargs)).result()
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0 and self._pool is pool:
+                    self._stop_after_idle()
+
+    def close(self) -> None:
+        with self._lock:
+            self._cancel_idle_exit()
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _stop_after_idle(self) -> None:
+        """(Holding the lock) a timer that stops the worker idle_s from now, in place of any earlier one."""
+        self._cancel_idle_exit()
+        self._idle_exit = threading.Timer(self.idle_s, self._stop_if_idle)
+        self._idle_exit.name = "loglake-worker-idle-exit"
+        self._idle_exit.daemon = True
+        self._idle_exit.start()
+
+    def _stop_if_idle(self) -> None:
+        with self._lock:
+            # A run came since (under way, or done and its own timer waiting): not this timer's to stop.
+            if self._running or self._idle_exit is not threading.current_thread() or self._pool is None:
+                return
+            pool, self._pool, self._idle_exit = self._pool, None, None
+        pool.shutdown(wait=True)  # nothing in flight: the worker exits at once
+
+    def _cancel_idle_exit(self) -> None:
+        if self._idle_exit is not None:
+            self._idle_exit.cancel()
+            self._idle_exit = None

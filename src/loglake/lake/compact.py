@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -46,7 +46,7 @@ from loglake.lake.sorted_merge import (
 )
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.store.sqlite import SQLiteHotStore
-from loglake.worker_processes import spawned_pool, started_without_ctrl_c
+from loglake.worker_processes import IdleExitingWorker
 
 T = TypeVar("T")
 
@@ -126,20 +126,17 @@ class Background:
     (270-470 files at the end against 110-200, Q3 right after 1.8-2.3x against 1.0-1.3x), while the
     ingest rate stayed within the noise either way; a single thread, it takes at most a core's share
     among the server's threads. As the flush's worker, it is started without a Ctrl-C at a terminal
-    killing it or cutting into its start (worker_processes.started_without_ctrl_c)."""
+    killing it or cutting into its start (worker_processes.started_without_ctrl_c), and it exits after
+    `worker_idle_s` (WORKER_IDLE_S) without a merge (worker_processes.IdleExitingWorker)."""
 
-    def __init__(self) -> None:
-        self._pool: ProcessPoolExecutor | None = None
+    def __init__(self, worker_idle_s: float | None = None) -> None:
+        self.worker = IdleExitingWorker(start_merge_worker, WORKER_IDLE_S if worker_idle_s is None else worker_idle_s)
         self._threads: dict[bool, ThreadPoolExecutor] = {}  # by niced
         self._starting = threading.Lock()
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """fn(*args, **kwargs) in the worker process."""
-        with self._starting:
-            if self._pool is None:
-                self._pool = spawned_pool(1, start_merge_worker)
-            pool = self._pool
-        return started_without_ctrl_c(lambda: pool.submit(fn, *args, **kwargs)).result()
+        return self.worker.run(fn, *args, **kwargs)
 
     def run_in_thread(self, fn: Callable[..., T], *args: Any, niced: bool = True) -> T:
         """fn(*args) on the niced background thread of this process, or one of those at its priority."""
@@ -153,16 +150,16 @@ class Background:
         return thread.submit(fn, *args).result()
 
     def close(self) -> None:
+        self.worker.close()
         with self._starting:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
             for thread in self._threads.values():
                 thread.shutdown(wait=True, cancel_futures=True)
             self._threads.clear()
 
 
 BACKGROUND_NICENESS = 10
+# The merge worker exits after this long without a merge: merges come in bursts (a bulk load, a day's last).
+WORKER_IDLE_S = 300.0
 
 
 # A turn that finds this many tier merges waiting is behind: it runs them at the server's priority.
