@@ -43,6 +43,24 @@ def test_data_survives_reopen_and_schema_is_versioned(tmp_path: Path) -> None:
     conn.close()
 
 
+def test_a_database_with_the_old_service_index_drops_it_and_finds_a_service_by_the_id_order(tmp_path: Path) -> None:
+    """The index by service cost a page write per service of a commit (sqlite_rows.MIGRATIONS): a database made
+    before it went loses it when it opens, and a service's records are still found, newest first."""
+    conn = sqlite3.connect(tmp_path / "hot.db", isolation_level=None)
+    migrate(conn, MIGRATIONS[:6])
+    conn.close()
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    try:
+        store.put([record(BASE_TS + i, f"m{i}", service="pager" if i % 3 == 0 else "api") for i in range(12)])
+        indexes = {name for (name,) in store.read("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "logs_by_service" not in indexes
+        assert {"logs_by_log_type", "logs_by_severity", "logs_by_client_id"} <= indexes
+        found = store.recent(RecentQuery(since_ms=BASE_TS, service="pager", limit=3))
+        assert [r.message for r in found] == ["m9", "m6", "m3"]
+    finally:
+        store.close()
+
+
 def test_newer_schema_is_refused_with_advice(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "hot.db")
     conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")

@@ -5,8 +5,9 @@ map onto SQLite: by `log_id` (time-ordered, see ids.py), by (service, log_id), (
 and (severity, log_id), plus the global id order for "most recent N". The log_type and severity
 keys are sparse (DynamoDB's sparse GSIs): the dominant values, log_type "application" and
 severity info, are not indexed, since a scan of the id order finds them at once; that halves
-the index writes of a typical record. The base class owns this planning (which key to scan,
-merging several severities); a backend implements the writes, one point lookup and one range scan.
+the index writes of a typical record. A backend may also keep no service key (SERVICE_KEY): SQLite
+finds a service's records by the id order, filtered. The base class owns this planning (which key to
+scan, merging several severities); a backend implements the writes, one point lookup and one range scan.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class ScanKey:
 class HotStore(ABC):
     """Recent records, durable on acknowledgement, read by key and by key range."""
 
+    # Whether scan() takes ScanKey("service", ...): else a service is a filter on the other keys' scans.
+    SERVICE_KEY = True
+
     @abstractmethod
     def submit(self, records: Sequence[NewRecord]) -> Future[list[bytes]]:
         """Start a durable write; the future gives each record's stored id (an earlier one for a
@@ -92,7 +96,7 @@ class HotStore(ABC):
 
     def recent(self, query: RecentQuery) -> list[StoredRecord]:
         """Up to query.limit records, newest first, through the most selective key available."""
-        if query.service is not None:
+        if query.service is not None and self.SERVICE_KEY:
             scans = [self.scan(ScanKey("service", query.service), query)]
         elif query.log_type is not None and query.log_type != UNINDEXED_LOG_TYPE:
             scans = [self.scan(ScanKey("log_type", query.log_type), query)]

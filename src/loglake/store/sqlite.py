@@ -85,6 +85,8 @@ def unavailable_reason(error: sqlite3.Error) -> str | None:
 
 
 class SQLiteHotStore(WalCheckpoints, HotStore):
+    SERVICE_KEY = False  # no index by service: why in sqlite_rows.MIGRATIONS, its last step
+
     def __init__(
         self,
         path: Path,
