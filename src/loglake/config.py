@@ -65,8 +65,8 @@ class Settings:
     max_tails_per_key: int = _opt(5, "Live tails (GET /logs/tail, loglake tail) one API key may hold open at once.")
     decode_workers: int = _opt(
         -1,
-        "Processes that decode big OTLP exports, Elasticsearch bulks and Splunk HEC batches beside the server's own, "
-        "on the other cores; 0 = decode in the server's process; -1 = one per core but one (at least 1, at most "
+        "Processes that decode big request bodies (OTLP exports) beside the server's own, on the other cores; "
+        "0 = decode in the server's process; -1 = one per core but one (at least 1, at most "
         f"{MOST_DEFAULT_DECODE_WORKERS}).",
         deprecated_name="otlp_decode_workers",
     )

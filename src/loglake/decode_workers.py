@@ -1,5 +1,6 @@
-"""Request bodies decoded in worker processes, so that decoding runs beside the server's own Python: one pool
-shared by the protocols that take big bodies (OTLP exports, Elasticsearch bulks, Splunk HEC batches).
+"""Request bodies decoded in worker processes, so that decoding runs beside the server's own Python: one pool for
+the protocols that take big bodies, each through an entry point of its own (today OTLP's exports only: Elasticsearch
+bulks and Splunk HEC batches were measured through it and left in process, see below).
 
 Decoding a body (protobuf, JSON, NDJSON, then the protocol's mapping) makes a Python object per field read, all
 of it holding the GIL: in the server's process it took turns with the HTTP event loop and the records' check,
@@ -8,9 +9,13 @@ has a GIL of its own. It takes the body as sent (inflating gzip itself, where th
 and hands back the records' columns as one Arrow record batch (IPC, `packed`), which the server reads without a
 Python object per value: the server's process only checks and writes them, as it does a native bulk batch.
 
-Each protocol gives its own entry point, a function of its module that the worker runs (otlp.worker_decoded,
-elastic_columns.worker_bulk, splunk.worker_columns): it returns what its route needs, None for a body it leaves to
-the server's process (one it cannot inflate: the in-process path answers that error).
+Each protocol gives its own entry point, a function of its module that the worker runs (otlp.worker_decoded): it
+returns what its route needs (its records as `packed` hands them over), None for a body it leaves to the server's
+process (one it cannot inflate: the in-process path answers that error). Elasticsearch bulks and HEC batches sent
+this way (their entry points returned the records, and a bulk's items as msgpack) answered and stored the same, but
+on 2 busy cores (load 2-9) cost 0.8-4 us more CPU per record, workers included, for no clear gain in rate over
+four paired runs of bench/protocols_ingest.py (branch s11/esw, commit 6afb68b): the server's own process kept
+most of its work (merging small parts, writing), so they stay decoded in process.
 
 Started lazily, at the first body worth it (the route's min_bytes), spawned (the server runs threads), each gone
 with the server (worker_processes.spawned_pool, as the flush's and the compaction's workers). A body the workers

@@ -1,7 +1,6 @@
 """Request bodies decoded in worker processes (decode_workers.py), here OTLP exports: the same answers and records as
 decoded in the server's process, whatever the export holds; a worker that dies costs no record; no workers (0), or
-workers that cannot start, decode in process. Real worker processes, spawned as the server spawns them.
-(test_decode_workers_es_hec.py: Elasticsearch bulks and Splunk HEC batches.)"""
+workers that cannot start, decode in process. Real worker processes, spawned as the server spawns them."""
 
 from __future__ import annotations
 

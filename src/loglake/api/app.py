@@ -100,8 +100,7 @@ class LoglakeApp:
         self._searches = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="loglake-search")
         # Big ingest bodies are checked on threads of their own (routes.OFF_LOOP_BODY_BYTES).
         self._ingests = ThreadPoolExecutor(max_workers=INGEST_THREADS, thread_name_prefix="loglake-ingest")
-        # Big OTLP exports, Elasticsearch bulks and HEC batches are decoded in processes of their own (started at
-        # the first one).
+        # Big OTLP exports are decoded in processes of their own (started at the first one).
         self.decode_workers = DecodeWorkers(settings.decode_processes)
         # Users' SQL runs on its own threads, so long queries never queue the API's reads behind them.
         self._queries = ThreadPoolExecutor(max_workers=settings.query_concurrency, thread_name_prefix="loglake-sql")

@@ -10,22 +10,13 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from loglake import __version__
 from loglake.api.auth import Unauthorized
 from loglake.api.http import JSON_HEADERS, ApiError, EncodedApiError, Request, decode_content, quoted
-from loglake.api.routes import (
-    OFF_LOOP_BODY_BYTES,
-    Result,
-    count_refused,
-    count_refused_body,
-    decoded_by_worker,
-    ingest_counts,
-    store,
-)
+from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, count_refused, count_refused_body, ingest_counts, store
 from loglake.api.ui_routes import ui_home
 from loglake.ids import format_uuid
 from loglake.ingest import ParsedBody
@@ -299,14 +290,10 @@ DOCUMENT_ROUTES = (
 async def _store_bulk(app: LoglakeApp, body: bytes, path_index: str | None) -> list[elastic.BulkItem]:
     """A bulk body's items once stored, each with its outcome (counted in the protocol's metrics)."""
     try:
-        # (a big bulk read by a decode worker, which hands over its items and records: they are then only checked)
-        decoded = await decoded_by_worker(app, PROTOCOL, elastic_columns.worker_bulk, body, path_index)
-        if decoded is not None:
-            items, groups = await app.run_ingest(_parse, app, elastic_columns.bulk_from_worker, decoded)
-        elif len(body) < OFF_LOOP_BODY_BYTES:
-            items, groups = _parse(app, elastic_columns.bulk_records, body, path_index)
+        if len(body) < OFF_LOOP_BODY_BYTES:
+            items, groups = _parse(app, body, path_index)
         else:  # a big bulk takes milliseconds to check: off the event loop, which serves everyone else
-            items, groups = await app.run_ingest(_parse, app, elastic_columns.bulk_records, body, path_index)
+            items, groups = await app.run_ingest(_parse, app, body, path_index)
     except ElasticError:  # (only a body that is no bulk request is refused whole)
         count_refused_body(app, "invalid_bulk")
         raise
@@ -342,15 +329,12 @@ def _answer_stored_before(items: list[elastic.BulkItem], records: list[NewRecord
 Group = tuple[list[elastic.BulkItem], ParsedBody, dict[tuple[str, int], int]]
 
 
-def _parse(
-    app: LoglakeApp, read: Callable[..., tuple[list[elastic.BulkItem], RecordColumns]], *args: Any
-) -> tuple[list[elastic.BulkItem], list[Group]]:
-    """The bulk's items (read(*args): bulk_records or what a decode worker handed over), and its storable records
-    checked as POST /logs checks records, in groups of at most max_records (a bulk holds as many actions as its
-    size allows: Vector sends up to 10 MB); an item whose record fails the check is refused with the check's
-    reasons."""
+def _parse(app: LoglakeApp, body: bytes, path_index: str | None) -> tuple[list[elastic.BulkItem], list[Group]]:
+    """The bulk's items, and its storable records checked as POST /logs checks records, in groups of at most
+    max_records (a bulk holds as many actions as its size allows: Vector sends up to 10 MB); an item whose
+    record fails the check is refused with the check's reasons."""
     try:
-        items, found = read(*args)
+        items, found = elastic_columns.bulk_records(body, path_index)
     except elastic.BulkRefused as e:
         raise ElasticError(e.status, e.error_type, str(e), headers=[PRODUCT]) from None
     storable = [item for item in items if item.row is not None]

@@ -6,16 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from loglake.api.auth import Unauthorized
-from loglake.api.http import ApiError, Request, is_gzip
-from loglake.api.routes import (
-    Result,
-    checked_body,
-    count_refused,
-    count_refused_body,
-    decoded_by_worker,
-    ingest_counts,
-    store,
-)
+from loglake.api.http import ApiError, Request
+from loglake.api.routes import Result, checked_body, count_refused, count_refused_body, ingest_counts, store
 from loglake.model import InvalidRecords, Problem
 from loglake.protocols import columns, splunk
 
@@ -75,11 +67,11 @@ def hec_error(error: ApiError, _request: Request) -> ApiError:
 
 
 async def event(app: LoglakeApp, request: Request) -> Result:
-    return await _store(app, request, None)
+    return await _store(app, request, splunk.event_columns)
 
 
 async def raw(app: LoglakeApp, request: Request) -> Result:
-    return await _store(app, request, request.query)
+    return await _store(app, request, splunk.raw_columns, request.query)
 
 
 async def health(app: LoglakeApp, request: Request) -> Result:
@@ -92,16 +84,10 @@ async def ack(app: LoglakeApp, request: Request) -> Result:
     raise HecApiError(14, NO_ACKS)
 
 
-async def _store(app: LoglakeApp, request: Request, raw_params: dict[str, str] | None) -> Result:
-    """The batch's records (splunk.body_columns: of events, or of raw lines with `raw_params`; a decode worker's
-    for a big body) checked, stored, counted and answered in Splunk's terms."""
+async def _store(app: LoglakeApp, request: Request, to_columns: Any, *args: Any) -> Result:
+    """The batch's records (to_columns(body, *args)) checked, stored, counted and answered in Splunk's terms."""
     try:
-        decoded = await _decoded_by_worker(app, request, raw_params)
-        if decoded is not None:
-            parsed, count = await app.run_ingest(_checked, app, splunk.columns_from_worker, decoded)
-        else:
-            to_columns = splunk.body_columns
-            parsed, count = await checked_body(app, request, lambda body: _checked(app, to_columns, body, raw_params))
+        parsed, count = await checked_body(app, request, lambda body: _checked(app, to_columns, body, *args))
     except HecApiError as e:
         app.metrics.protocol_records.inc((PROTOCOL, "rejected"), e.refused)
         count_refused(app, e.problems)
@@ -116,18 +102,6 @@ async def _store(app: LoglakeApp, request: Request, raw_params: dict[str, str] |
     app.metrics.protocol_records.inc((PROTOCOL, "accepted"), count)
     status, payload = splunk.answer(0)
     return Result(status, payload)
-
-
-async def _decoded_by_worker(app: LoglakeApp, request: Request, raw_params: dict[str, str] | None) -> tuple | None:
-    """splunk.worker_columns of the body as sent, by a decode worker when they take it; None: decode it here."""
-    try:
-        gzip = is_gzip(request)
-    except ApiError:
-        return None  # (an encoding other than gzip: checked_body answers it)
-    max_bytes = app.settings.max_body_bytes
-    return await decoded_by_worker(
-        app, PROTOCOL, splunk.worker_columns, request.body, gzip, max_bytes, raw_params, gzip=gzip
-    )
 
 
 def _checked(app: LoglakeApp, to_columns: Any, *args: Any) -> tuple[tuple, int]:

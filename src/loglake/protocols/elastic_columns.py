@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from loglake import decode_workers, ecs
+from loglake import ecs
 from loglake.protocols import elastic
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.names import safe_name
@@ -55,28 +55,6 @@ def bulk_records(body: bytes, path_index: str | None) -> tuple[list[elastic.Bulk
         if read is not None:
             return read
     return elastic.parse_bulk(body, path_index)
-
-
-def worker_bulk(body: bytes, path_index: str | None) -> tuple:
-    """In a decode worker (decode_workers): bulk_records' items (msgpack) and records (decode_workers.packed); for a
-    body that is no bulk request, the BulkRefused's reason, status and error type."""
-    try:
-        items, found = bulk_records(body, path_index)
-    except elastic.BulkRefused as e:
-        return str(e), e.status, e.error_type
-    return _encode_items(items), decode_workers.packed(found)
-
-
-def bulk_from_worker(decoded: tuple) -> tuple[list[elastic.BulkItem], RecordColumns]:
-    """In the server: bulk_records' answer as worker_bulk handed it over (BulkRefused as it raised it)."""
-    if isinstance(decoded[0], str):
-        raise elastic.BulkRefused(*decoded)
-    items, found = decoded
-    return _decode_items(items), decode_workers.unpacked(found)
-
-
-_encode_items = msgspec.msgpack.Encoder().encode
-_decode_items = msgspec.msgpack.Decoder(list[elastic.BulkItem]).decode
 
 
 def read_regular_bulk(body: bytes, path_index: str | None) -> tuple[list[elastic.BulkItem], RecordColumns] | None:

@@ -29,7 +29,6 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loglake import content_encoding, decode_workers
 from loglake.decode_errors import in_words, split_error
 from loglake.ingest_columns import binary_array
 from loglake.protocols.columns import RecordColumns
@@ -433,36 +432,6 @@ _FINER_THAN_SECONDS = 1e11
 
 def _finer_unit(seconds: float) -> str:
     return f"looks like epoch {epoch_unit(seconds)}; HEC's `time` is epoch seconds, like {SECONDS_EXAMPLE}"
-
-
-def body_columns(body: bytes, raw_params: dict[str, str] | None) -> RecordColumns:
-    """The records of an event body, or of a raw one with its query's `raw_params`; HecError as they raise it."""
-    return event_columns(body) if raw_params is None else raw_columns(body, raw_params)
-
-
-def worker_columns(body: bytes, gzip: bool, max_body_bytes: int, raw_params: dict[str, str] | None) -> tuple | None:
-    """In a decode worker (decode_workers): the records of an event body (of a raw one with its query's
-    `raw_params`) as decode_workers.packed hands them over, or the HecError's (code, reason, event number, field,
-    events); None when the body does not inflate (the in-process path answers that error)."""
-    try:
-        body = content_encoding.decoded(body, gzip, max_body_bytes)
-    except content_encoding.NotInflated:
-        return None
-    try:
-        found = body_columns(body, raw_params)
-    except HecError as e:
-        return e.code, str(e), e.event_number, e.field, e.events
-    return decode_workers.packed(found)
-
-
-def columns_from_worker(decoded: tuple) -> RecordColumns:
-    """In the server: the records worker_columns handed over (HecError as it was raised)."""
-    if len(decoded) == 3:
-        return decode_workers.unpacked(decoded)
-    code, reason, event_number, field, events = decoded
-    error = HecError(code, reason, event_number, field)
-    error.events = events
-    raise error
 
 
 def raw_columns(body: bytes, params: dict[str, str]) -> RecordColumns:
