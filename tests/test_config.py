@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from loglake.cli import main
 from loglake.config import ConfigError, load_settings
 
 
@@ -110,20 +113,51 @@ def test_a_bad_value_is_named_as_it_was_given(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("given", "cores", "expected"), [("-1", 1, 1), ("-1", 2, 1), ("-1", 3, 2), ("-1", 64, 4), ("0", 2, 0), ("8", 2, 2)]
 )
-def test_the_otlp_decode_workers_leave_a_core_to_the_server_at_most_4_and_never_more_than_the_cores(
+def test_the_decode_workers_leave_a_core_to_the_server_at_most_4_and_never_more_than_the_cores(
     monkeypatch: pytest.MonkeyPatch, given: str, cores: int, expected: int
 ) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: cores)
-    assert load_settings(environ={"LOGLAKE_OTLP_DECODE_WORKERS": given}).decode_workers == expected
+    assert load_settings(environ={"LOGLAKE_DECODE_WORKERS": given}).decode_processes == expected
 
 
-def test_otlp_decode_workers_below_minus_one_are_refused() -> None:
+def test_decode_workers_below_minus_one_are_refused() -> None:
     with pytest.raises(
-        ConfigError, match=r"LOGLAKE_OTLP_DECODE_WORKERS must be -1 \(by the cores\), 0 \(none\) or positive, got -2"
+        ConfigError, match=r"LOGLAKE_DECODE_WORKERS must be -1 \(by the cores\), 0 \(none\) or positive, got -2"
     ):
-        load_settings(environ={"LOGLAKE_OTLP_DECODE_WORKERS": "-2"})
-    with pytest.raises(ConfigError, match=r"^--otlp-decode-workers must be -1 \(by the cores\)"):
-        load_settings({"otlp_decode_workers": -2}, environ={})
+        load_settings(environ={"LOGLAKE_DECODE_WORKERS": "-2"})
+    with pytest.raises(ConfigError, match=r"^--decode-workers must be -1 \(by the cores\)"):
+        load_settings({"decode_workers": -2}, environ={})
+
+
+def test_the_former_name_of_decode_workers_is_taken_with_a_line_saying_it_is_deprecated(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--otlp-decode-workers (LOGLAKE_OTLP_DECODE_WORKERS, otlp_decode_workers in the file) was the setting's name
+    when only OTLP used the workers: a configuration that names it keeps working, and is told the new name."""
+    config = tmp_path / "loglake.toml"
+    config.write_text("otlp_decode_workers = 0\n")
+    given = {
+        "flag": ({"otlp_decode_workers": "0"}, None, {}, "--otlp-decode-workers"),
+        "variable": (None, None, {"LOGLAKE_OTLP_DECODE_WORKERS": "0"}, "LOGLAKE_OTLP_DECODE_WORKERS"),
+        "file": (None, config, {}, f"otlp_decode_workers in {config}"),
+    }
+    for overrides, config_file, environ, named in given.values():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, "loglake.config"):
+            assert load_settings(overrides, config_file, environ).decode_workers == 0
+        assert [r.getMessage() for r in caplog.records] == [
+            f"{named} is deprecated: it is now --decode-workers (LOGLAKE_DECODE_WORKERS)"
+        ]
+    both = {"LOGLAKE_OTLP_DECODE_WORKERS": "0", "LOGLAKE_DECODE_WORKERS": "2"}
+    assert load_settings(environ=both).decode_workers == 2  # (the current name wins)
+
+
+def test_the_former_flag_of_decode_workers_is_taken_by_serve_but_not_shown() -> None:
+    result = CliRunner().invoke(main, ["serve", "--otlp-decode-workers", "-5"])  # (refused once taken: no server)
+    assert result.exit_code == 1
+    assert "--otlp-decode-workers must be -1 (by the cores), 0 (none) or positive, got -5" in result.output
+    shown = CliRunner().invoke(main, ["serve", "--help"]).output
+    assert "--decode-workers" in shown and "--otlp-decode-workers" not in shown
 
 
 def test_settings_that_need_another_name_it_as_it_is_typed() -> None:

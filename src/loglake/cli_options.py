@@ -269,6 +269,9 @@ def settings_options(prefix: str = "") -> Callable[[Any], Any]:
                 choices = f.metadata.get("choices")
                 param_type = click.Choice(choices) if choices else kind
                 command = click.option(flag, f.name, type=param_type, default=None, help=help_text)(command)
+                if "deprecated_name" in f.metadata:  # (load_settings takes it for the current name, and says so)
+                    old = f.metadata["deprecated_name"]
+                    command = click.option(flag_name(old), old, type=param_type, default=None, hidden=True)(command)
         return command
 
     return decorate

@@ -5,6 +5,7 @@ optional TOML file (in that order of precedence), so `--help`, the README and th
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 import tomllib
@@ -62,10 +63,12 @@ class Settings:
     )
     session_hours: float = _opt(12.0, "How long a web UI sign-in (POST /session) lasts, in hours.")
     max_tails_per_key: int = _opt(5, "Live tails (GET /logs/tail, loglake tail) one API key may hold open at once.")
-    otlp_decode_workers: int = _opt(
+    decode_workers: int = _opt(
         -1,
-        "Processes that decode big OTLP exports beside the server's own, on the other cores; 0 = decode in the "
-        f"server's process; -1 = one per core but one (at least 1, at most {MOST_DEFAULT_DECODE_WORKERS}).",
+        "Processes that decode big request bodies (OTLP exports) beside the server's own, on the other cores; "
+        "0 = decode in the server's process; -1 = one per core but one (at least 1, at most "
+        f"{MOST_DEFAULT_DECODE_WORKERS}).",
+        deprecated_name="otlp_decode_workers",
     )
     loki_service_labels: str = _opt(
         "service_name,service,app,job",
@@ -155,16 +158,16 @@ class Settings:
         )
 
     @property
-    def decode_workers(self) -> int:
-        """otlp_decode_workers on this machine, never more than the cores (a worker beyond them only waits for
+    def decode_processes(self) -> int:
+        """decode_workers on this machine, never more than the cores (a worker beyond them only waits for
         one). -1: a core is left to the server's own process, which receives, checks and writes what the workers
         decode (bench/protocols_ingest.py on 2 cores: 2 workers took CPU from it, and OTLP went slower than
         with 1); at most MOST_DEFAULT_DECODE_WORKERS (each takes ~95 MiB, and a few feed all that one process
         can write)."""
         cores = os.cpu_count() or 1
-        if self.otlp_decode_workers < 0:
+        if self.decode_workers < 0:
             return max(1, min(cores - 1, MOST_DEFAULT_DECODE_WORKERS))
-        return min(self.otlp_decode_workers, cores)
+        return min(self.decode_workers, cores)
 
     @property
     def hot_db_path(self) -> Path:
@@ -219,10 +222,8 @@ class Settings:
         for name, off in (("query_spill_mb", "a tenth of the free disk"), ("retention_days", "keep forever")):
             if getattr(self, name) < 0:
                 found.append(f"{name} must be 0 ({off}) or positive, got {getattr(self, name)}")
-        if self.otlp_decode_workers < -1:
-            found.append(
-                f"otlp_decode_workers must be -1 (by the cores), 0 (none) or positive, got {self.otlp_decode_workers}"
-            )
+        if self.decode_workers < -1:
+            found.append(f"decode_workers must be -1 (by the cores), 0 (none) or positive, got {self.decode_workers}")
         if not 0 < self.session_hours <= MAX_SESSION_HOURS:
             found.append(
                 f"session_hours must be more than 0 and at most {MAX_SESSION_HOURS} (a year), got {self.session_hours}"
@@ -263,6 +264,11 @@ def llm_problems(settings: Settings) -> list[str]:
     return found
 
 
+# A setting's former name (Settings field metadata `deprecated_name`), still taken as flag, variable and TOML key.
+DEPRECATED_NAMES = {f.metadata["deprecated_name"]: f.name for f in fields(Settings) if "deprecated_name" in f.metadata}
+log = logging.getLogger("loglake.config")
+
+
 def option_fields() -> list[Any]:
     return list(fields(Settings))
 
@@ -291,16 +297,20 @@ def load_settings(
     named = environ.get(env_name("config"))  # empty: no file, as a shell's `LOGLAKE_CONFIG=` means
     config_file = config_file or (Path(named) if named else None)
     if config_file is not None:
-        values.update(_read_toml(config_file))
-        given_as.update({name: f"{name} in {config_file}" for name in values})
-    for f in fields(Settings):
-        if env_name(f.name) in environ:
-            values[f.name] = environ[env_name(f.name)]
-            given_as[f.name] = env_name(f.name)
+        for name, value in _read_toml(config_file).items():
+            current = _current_name(name, f"{name} in {config_file}")
+            values[current] = value
+            given_as[current] = f"{name} in {config_file}"
+    for name in (*DEPRECATED_NAMES, *(f.name for f in fields(Settings))):  # (the current name wins)
+        if env_name(name) in environ:
+            current = _current_name(name, env_name(name))
+            values[current] = environ[env_name(name)]
+            given_as[current] = env_name(name)
     for name, value in (overrides or {}).items():
         if value is not None:
-            values[name] = value
-            given_as[name] = flag_name(name)
+            current = _current_name(name, flag_name(name))
+            values[current] = value
+            given_as[current] = flag_name(name)
     typed, problems = {}, []
     for name, value in values.items():
         try:
@@ -322,6 +332,15 @@ def _as_given(problem: str, given_as: dict[str, str]) -> str:
     return given_as[name] + problem[len(name) :] if name in given_as else problem
 
 
+def _current_name(name: str, given: str) -> str:
+    """A setting's name, given as `given`: its current one for a deprecated name, which one warning line says."""
+    current = DEPRECATED_NAMES.get(name)
+    if current is None:
+        return name
+    log.warning("%s is deprecated: it is now %s", given, as_typed(current))
+    return current
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text())
@@ -332,7 +351,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
     section = data.get("loglake", data)
-    known = {f.name for f in fields(Settings)}
+    known = {f.name for f in fields(Settings)} | set(DEPRECATED_NAMES)
     unknown = set(section) - known
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(sorted(unknown))}")

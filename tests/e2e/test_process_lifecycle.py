@@ -22,7 +22,7 @@ import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from loglake.store.sqlite import SQLiteHotStore
-from tests.api.test_otlp_workers import padded
+from tests.api.test_decode_workers import padded
 from tests.ask.lakes import fill
 from tests.conftest import ServerProcess, free_port, run_cli
 from tests.e2e.test_backtest_serve import WAIT_S, eventually
@@ -311,10 +311,10 @@ def _ended(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("end", ["SIGTERM", "kill -9"])
-def test_the_otlp_decode_workers_end_with_their_server(
+def test_the_decode_workers_end_with_their_server(
     server_factory: Callable[..., ServerProcess], admin_key_of: Callable[[ServerProcess], str], end: str
 ) -> None:
-    server = server_factory(None, "--otlp-decode-workers", "1")
+    server = server_factory(None, "--decode-workers", "1")
     assert server.process is not None
     headers = {"authorization": f"Bearer {admin_key_of(server)}", "content-type": "application/x-protobuf"}
     body = padded(ExportLogsServiceRequest()).SerializeToString()
@@ -324,7 +324,7 @@ def test_the_otlp_decode_workers_end_with_their_server(
         assert httpx.post(server.url + "/v1/logs", content=body, headers=headers).status_code == 200
         metrics = httpx.get(server.url + "/metrics", headers=headers).text
         workers[:] = children(server.process.pid)
-        return 'loglake_otlp_exports_decoded_total{where="worker"}' in metrics
+        return 'loglake_bodies_decoded_total{protocol="otlp",where="worker"}' in metrics
 
     eventually(a_worker_decoded, "an export decoded by a worker")
     assert workers

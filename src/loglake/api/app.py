@@ -38,12 +38,12 @@ from loglake.api.route_table import ROUTES, Route, Router
 from loglake.api.routes import count_if_body_refused
 from loglake.api.security_headers import SECURITY_HEADERS
 from loglake.config import Settings, parse_origins
+from loglake.decode_workers import DecodeWorkers
 from loglake.extensions import SqlEngine
 from loglake.keys import ApiKey, KeyStore
 from loglake.lake.lake import MaintenanceReport
 from loglake.lake.query_answers import QueryBusy
 from loglake.lake.stop import CLIENT_GONE, SERVER_STOPPING, Stop, Stopped
-from loglake.protocols.otlp_workers import DecodeWorkers
 from loglake.protocols.syslog import SyslogTally
 from loglake.rules.model import Problem, Rule
 from loglake.rules.state import RunRecord
@@ -101,7 +101,7 @@ class LoglakeApp:
         # Big ingest bodies are checked on threads of their own (routes.OFF_LOOP_BODY_BYTES).
         self._ingests = ThreadPoolExecutor(max_workers=INGEST_THREADS, thread_name_prefix="loglake-ingest")
         # Big OTLP exports are decoded in processes of their own (started at the first one).
-        self.otlp_workers = DecodeWorkers(settings.decode_workers, settings.max_body_bytes)
+        self.decode_workers = DecodeWorkers(settings.decode_processes)
         # Users' SQL runs on its own threads, so long queries never queue the API's reads behind them.
         self._queries = ThreadPoolExecutor(max_workers=settings.query_concurrency, thread_name_prefix="loglake-sql")
         self._queries_running = 0
@@ -257,7 +257,7 @@ class LoglakeApp:
         # Requests in flight finish first, on the store they started with; then the runtime stops its
         # jobs and closes the store and the lake.
         self._ingests.shutdown(wait=True)
-        self.otlp_workers.close()
+        self.decode_workers.close()
         self._readers.shutdown(wait=True)
         self._searches.shutdown(wait=True)
         self._queries.shutdown(wait=True)

@@ -98,11 +98,12 @@ class Metrics:
             " accepted (stored) or rejected.",
             ("protocol", "outcome"),
         )
-        self.otlp_decoded = Counter(
-            "loglake_otlp_exports_decoded_total",
-            "OTLP exports decoded, by where: worker (a decode process, otlp_decode_workers) or server (the server's"
-            " own process: a small export, or the workers busy, starting or off).",
-            ("where",),
+        self.bodies_decoded = Counter(
+            "loglake_bodies_decoded_total",
+            "Request bodies of a protocol (otlp) decoded, by where: worker (a decode process,"
+            " decode_workers) or server (the server's own process: a small body, or the workers busy, starting or"
+            " off).",
+            ("protocol", "where"),
         )
         self.store_write = Histogram(
             "loglake_store_write_duration_seconds",

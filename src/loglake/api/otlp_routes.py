@@ -8,9 +8,9 @@ Bearer <key>` as one of their configured headers).
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
+from loglake import decode_workers
 from loglake.api.http import ApiError, EncodedApiError, Request, is_gzip
 from loglake.api.routes import (
     Result,
@@ -18,6 +18,7 @@ from loglake.api.routes import (
     count_if_body_refused,
     count_refused,
     count_refused_body,
+    decoded_by_worker,
     ingest_counts,
     store,
 )
@@ -90,25 +91,23 @@ Checked = tuple[ParsedBody | None, list[Problem], columns.RecordColumns, dict[tu
 
 
 async def _checked_export(app: LoglakeApp, request: Request, json: bool) -> Checked:
-    """_checked of the request's export, decoded by a worker process when the workers take it (otlp_workers:
-    a big one, the body as sent), else here as before (checked_body: Content-Encoding's errors among them)."""
+    """_checked of the request's export, decoded by a worker process when the workers take it (a big one, the
+    body as sent), else here as before (checked_body: Content-Encoding's errors among them)."""
     try:
         gzip = is_gzip(request)
     except ApiError:
         gzip = None  # (an encoding other than gzip: checked_body answers it)
-    decoding = None if gzip is None else app.otlp_workers.submit(request.body, json, gzip)
-    found = None
-    if decoding is not None:
-        await asyncio.wait([asyncio.wrap_future(decoding)])  # (its outcome, an error too, is columns()')
-        try:
-            found = app.otlp_workers.columns(decoding)
-        except otlp.MalformedRequest:
-            app.metrics.otlp_decoded.inc(("worker",))
-            raise
-    app.metrics.otlp_decoded.inc(("server" if found is None else "worker",))
-    if found is None:
+    decoded = None
+    if gzip is not None:
+        max_bytes = app.settings.max_body_bytes
+        decoded = await decoded_by_worker(
+            app, PROTOCOL, otlp.worker_decoded, request.body, json, gzip, max_bytes, gzip=gzip
+        )
+    if decoded is None:
         return await checked_body(app, request, lambda body: _checked(app, otlp.columns(body, json)))
-    return await app.run_ingest(_checked, app, found)
+    if isinstance(decoded, str):
+        raise otlp.MalformedRequest(decoded)
+    return await app.run_ingest(_checked, app, decode_workers.unpacked(decoded))
 
 
 def _checked(app: LoglakeApp, found: columns.RecordColumns) -> Checked:

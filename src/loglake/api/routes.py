@@ -5,6 +5,7 @@ routes in key_routes.py."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -154,6 +155,21 @@ async def checked_body(app: LoglakeApp, request: Request, check: Callable[[bytes
         return await app.run_ingest(lambda: check(decode_content(request, request.body, limit)))
     body = decode_content(request, request.body, limit)
     return check(body) if len(body) < OFF_LOOP_BODY_BYTES else await app.run_ingest(check, body)
+
+
+async def decoded_by_worker(
+    app: LoglakeApp, protocol: str, decode: Callable[..., Any], body: bytes, *args: Any, **limits: Any
+) -> Any:
+    """decode(body, *args), a protocol's entry point for the decode workers, run by one when they take the body
+    (decode_workers.DecodeWorkers.submit: `limits` its gzip and min_bytes), and what it answered; None: decode the
+    body in the server's process, as before. Counted by where it was decoded."""
+    decoding = app.decode_workers.submit(decode, body, *args, **limits)
+    decoded = None
+    if decoding is not None:
+        await asyncio.wait([asyncio.wrap_future(decoding)])  # (its outcome, an error too, is result()'s)
+        decoded = app.decode_workers.result(decoding)
+    app.metrics.bodies_decoded.inc((protocol, "server" if decoded is None else "worker"))
+    return decoded
 
 
 def _by_service_and_severity(records: list[NewRecord]) -> dict[tuple[str, int], int]:

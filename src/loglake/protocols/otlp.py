@@ -20,6 +20,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
+from loglake import content_encoding, decode_workers
 from loglake.model import Problem
 from loglake.protocols import otlp_json, otlp_mapping
 from loglake.protocols.columns import RecordColumns
@@ -77,6 +78,19 @@ def columns(body: bytes, json: bool) -> RecordColumns:
     except (DecodeError, RecursionError) as e:
         raise MalformedRequest(f"the body is not an OTLP ExportLogsServiceRequest in protobuf: {e}") from None
     return otlp_mapping.columns(request, _PROTOBUF, merged)
+
+
+def worker_decoded(body: bytes, json: bool, gzip: bool, max_body_bytes: int) -> tuple | str | None:
+    """In a decode worker (decode_workers): the export's columns (decode_workers.packed), the MalformedRequest's
+    message, or None when the body does not inflate (the in-process path answers that error)."""
+    try:
+        body = content_encoding.decoded(body, gzip, max_body_bytes)
+    except content_encoding.NotInflated:
+        return None
+    try:
+        return decode_workers.packed(columns(body, json))
+    except MalformedRequest as e:
+        return str(e)
 
 
 def _merged(request: Any, body: bytes) -> bool:

@@ -1,5 +1,5 @@
-"""OTLP exports decoded in worker processes (protocols/otlp_workers.py): the same answers and records as decoded
-in the server's process, whatever the export holds; a worker that dies costs no record; no workers (0), or
+"""Request bodies decoded in worker processes (decode_workers.py), here OTLP exports: the same answers and records as
+decoded in the server's process, whatever the export holds; a worker that dies costs no record; no workers (0), or
 workers that cannot start, decode in process. Real worker processes, spawned as the server spawns them."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future
 
 import httpx
 import pytest
@@ -20,9 +21,10 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
+from loglake import decode_workers
 from loglake.api.app import LoglakeApp
 from loglake.config import Settings
-from loglake.protocols import otlp_workers
+from loglake.protocols import otlp
 from tests.api.test_otlp import NANOS, NOW_MS, PROTOBUF, SPAN, TRACE, pairs, post, text
 from tests.api.test_otlp_json import _hex_ids, every_rule
 from tests.conftest import asgi_client, key_for
@@ -30,6 +32,8 @@ from tests.conftest import asgi_client, key_for
 JSON = {"content-type": "application/json"}
 GZIP = {**PROTOBUF, "content-encoding": "gzip"}
 PADDING_RECORDS = 1_500  # (of ~220 bytes each: an export the workers take, gzipped too)
+MIN_GZIP_BODY_BYTES = decode_workers.MIN_BODY_BYTES // decode_workers.GZIP_SHRINKS
+MAX_BODY_BYTES = 10 << 20
 
 
 def padded(request: ExportLogsServiceRequest) -> ExportLogsServiceRequest:
@@ -70,7 +74,7 @@ EXPORTS = {  # each as (body, headers)
     "OTLP/JSON, a time past 2**64 ns": lambda: (_with_a_time_past_int64(padded(every_rule())), JSON),
     "malformed protobuf": lambda: (padded(every_rule()).SerializeToString() + b"\x0a\xff\xff\xff", PROTOBUF),
     "malformed OTLP/JSON": lambda: (_json(padded(every_rule()))[:-1] + b', "resourceLogs": 5}', JSON),
-    "not gzip": lambda: (b"\x1f\x8b\x00" + bytes(otlp_workers.MIN_GZIP_BODY_BYTES), GZIP),
+    "not gzip": lambda: (b"\x1f\x8b\x00" + bytes(MIN_GZIP_BODY_BYTES), GZIP),
 }
 
 
@@ -88,7 +92,7 @@ def _with_a_time_past_int64(request: ExportLogsServiceRequest) -> bytes:
 
 
 def app_with(data_dir: os.PathLike, workers: int) -> LoglakeApp:
-    settings = Settings(data_dir=data_dir, access_log="off", otlp_decode_workers=workers)
+    settings = Settings(data_dir=data_dir, access_log="off", decode_workers=workers)
     return LoglakeApp.from_settings(settings, clock=lambda: NOW_MS / 1000)
 
 
@@ -114,27 +118,32 @@ async def everything_stored(client: httpx.AsyncClient) -> list[list]:
     return response.json()["rows"]
 
 
-def decode_workers() -> list[multiprocessing.Process]:
+def worker_processes() -> list[multiprocessing.Process]:
     return multiprocessing.active_children()
 
 
-def started(workers: otlp_workers.DecodeWorkers) -> None:
+def submitted(workers: decode_workers.DecodeWorkers, body: bytes) -> Future | None:
+    """The export's decoding as the OTLP route submits it (protobuf, not gzipped)."""
+    return workers.submit(otlp.worker_decoded, body, False, False, MAX_BODY_BYTES)
+
+
+def started(workers: decode_workers.DecodeWorkers) -> None:
     """Once the workers take an export: they start at the first one (exports meanwhile are decoded in process)."""
     body = padded(ExportLogsServiceRequest()).SerializeToString()
     deadline = time.monotonic() + 120
-    while (decoding := workers.submit(body, json=False, gzip=False)) is None:
+    while (decoding := submitted(workers, body)) is None:
         assert time.monotonic() < deadline, "the decode workers did not start"
         time.sleep(0.05)
-    assert workers.columns(decoding) is not None
+    assert workers.result(decoding) is not None
 
 
-async def decoded_where(client: httpx.AsyncClient) -> dict[str, float]:
+async def decoded_where(client: httpx.AsyncClient, protocol: str = "otlp") -> dict[str, float]:
     metrics = (await client.get("/metrics")).text
     return {
         where: float(line.rsplit(" ", 1)[1])
         for where in ("worker", "server")
         for line in metrics.splitlines()
-        if line.startswith(f'loglake_otlp_exports_decoded_total{{where="{where}"}}')
+        if line.startswith(f'loglake_bodies_decoded_total{{protocol="{protocol}",where="{where}"}}')
     }
 
 
@@ -143,11 +152,11 @@ async def test_a_worker_answers_and_stores_what_the_servers_process_does(
     apps: dict[int, LoglakeApp], clients: dict[int, httpx.AsyncClient], export: str
 ) -> None:
     body, headers = EXPORTS[export]()
-    assert len(body) >= (otlp_workers.MIN_GZIP_BODY_BYTES if headers is GZIP else otlp_workers.MIN_BODY_BYTES)
-    assert decode_workers() == []
+    assert len(body) >= (MIN_GZIP_BODY_BYTES if headers is GZIP else decode_workers.MIN_BODY_BYTES)
+    assert worker_processes() == []
     in_process = await post(clients[0], body, headers)
-    assert decode_workers() == [] and await decoded_where(clients[0]) == {"server": 1}  # (no workers: none started)
-    started(apps[1].otlp_workers)
+    assert worker_processes() == [] and await decoded_where(clients[0]) == {"server": 1}  # (no workers: none started)
+    started(apps[1].decode_workers)
     by_worker = await post(clients[1], body, headers)
     # (a body the worker cannot inflate is left to the server's process, which answers its error)
     assert await decoded_where(clients[1]) == ({"server": 1} if export == "not gzip" else {"worker": 1})
@@ -170,22 +179,22 @@ async def test_a_worker_answers_and_stores_what_the_servers_process_does(
 async def test_a_killed_worker_costs_no_record_and_the_pool_starts_again(
     apps: dict[int, LoglakeApp], clients: dict[int, httpx.AsyncClient], caplog: pytest.LogCaptureFixture
 ) -> None:
-    client, workers = clients[1], apps[1].otlp_workers
+    client, workers = clients[1], apps[1].decode_workers
     body = padded(ExportLogsServiceRequest()).SerializeToString()
     started(workers)
-    [worker] = decode_workers()
+    [worker] = worker_processes()
     os.kill(worker.pid, signal.SIGKILL)
     worker.join()
-    with caplog.at_level(logging.WARNING, "loglake.otlp"):
+    with caplog.at_level(logging.WARNING, "loglake.decode"):
         for _ in range(2):  # decoded in process (the pool broken, then a new one starting), or by a new one
             again = await post(client, body)
             assert (again.status_code, again.content) == (200, b"")
-    assert [r.getMessage() for r in caplog.records if r.name == "loglake.otlp"] == [
-        "an OTLP decode worker died (killed, or out of memory): its exports were decoded in the server's process,"
+    assert [r.getMessage() for r in caplog.records if r.name == "loglake.decode"] == [
+        "a decode worker died (killed, or out of memory): its bodies were decoded in the server's process,"
         " and the pool starts again"
     ]
     started(workers)
-    [fresh] = decode_workers()
+    [fresh] = worker_processes()
     assert fresh.pid != worker.pid
     assert (await post(client, body)).status_code == 200
     assert (await decoded_where(client))["worker"] >= 1
@@ -193,20 +202,20 @@ async def test_a_killed_worker_costs_no_record_and_the_pool_starts_again(
 
 
 def test_an_export_whose_worker_dies_while_it_has_it_is_decoded_in_process() -> None:
-    """A worker killed with an export in its hands (out of memory, say): columns() gives None, and the route
+    """A worker killed with an export in its hands (out of memory, say): result() gives None, and the route
     decodes it in process; a later export starts a fresh pool."""
-    workers = otlp_workers.DecodeWorkers(1, 10 << 20)
+    workers = decode_workers.DecodeWorkers(1)
     body = padded(ExportLogsServiceRequest()).SerializeToString()
     try:
         started(workers)
-        [worker] = decode_workers()
+        [worker] = worker_processes()
         os.kill(worker.pid, signal.SIGSTOP)  # (so that it cannot answer before it is killed)
-        decoding = workers.submit(body, json=False, gzip=False)
+        decoding = submitted(workers, body)
         assert decoding is not None
         os.kill(worker.pid, signal.SIGKILL)
-        assert workers.columns(decoding) is None
+        assert workers.result(decoding) is None
         started(workers)
-        [fresh] = decode_workers()
+        [fresh] = worker_processes()
         assert fresh.pid != worker.pid
     finally:
         workers.close()
@@ -215,32 +224,33 @@ def test_an_export_whose_worker_dies_while_it_has_it_is_decoded_in_process() -> 
 def test_workers_that_cannot_start_leave_decoding_in_process(caplog: pytest.LogCaptureFixture) -> None:
     """Workers that die as they start (here: spawn's Python cannot be run) leave every export to the server's
     process; after MOST_BROKEN_IN_A_ROW pools, no more is started, and one warning line says so."""
-    workers = otlp_workers.DecodeWorkers(1, 10 << 20)
+    workers = decode_workers.DecodeWorkers(1)
     body = padded(ExportLogsServiceRequest()).SerializeToString()
     multiprocessing.set_executable("/nonexistent/python")  # (what spawn runs)
     deadline = time.monotonic() + 120
     try:
-        with caplog.at_level(logging.WARNING, "loglake.otlp"):
+        with caplog.at_level(logging.WARNING, "loglake.decode"):
             while not caplog.records:
-                assert workers.submit(body, json=False, gzip=False) is None
+                assert submitted(workers, body) is None
                 assert time.monotonic() < deadline, "the pool was not given up"
                 time.sleep(0.05)
-            assert workers.submit(body, json=False, gzip=False) is None
-            assert decode_workers() == []
+            assert submitted(workers, body) is None
+            assert worker_processes() == []
     finally:
         multiprocessing.set_executable(sys.executable)
         workers.close()
     [warning] = caplog.records
     assert "decoded in the server's process" in warning.getMessage()
-    assert f"died {otlp_workers.MOST_BROKEN_IN_A_ROW} times in a row" in warning.getMessage()
+    assert f"died {decode_workers.MOST_BROKEN_IN_A_ROW} times in a row" in warning.getMessage()
 
 
 def test_small_exports_stay_in_process() -> None:
     """IPC's fixed cost would be more than their decoding (an SDK's 512-record batch is ~100 KiB)."""
-    workers = otlp_workers.DecodeWorkers(1, 10 << 20)
+    workers = decode_workers.DecodeWorkers(1)
     try:
-        assert workers.submit(bytes(otlp_workers.MIN_BODY_BYTES - 1), json=False, gzip=False) is None
-        assert workers.submit(bytes(otlp_workers.MIN_GZIP_BODY_BYTES - 1), json=False, gzip=True) is None
-        assert decode_workers() == []
+        assert submitted(workers, bytes(decode_workers.MIN_BODY_BYTES - 1)) is None
+        small = bytes(MIN_GZIP_BODY_BYTES - 1)
+        assert workers.submit(otlp.worker_decoded, small, False, True, MAX_BODY_BYTES, gzip=True) is None
+        assert worker_processes() == []
     finally:
         workers.close()
