@@ -1,5 +1,5 @@
 """A request body with its Content-Encoding undone, wherever that is done: the HTTP edge (http.decode_content)
-and the OTLP decode workers (protocols/otlp_workers.py), which take an export's body as sent."""
+and the decode workers (decode_workers.py), which take a body as sent."""
 
 from __future__ import annotations
 
