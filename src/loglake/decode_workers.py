@@ -21,14 +21,18 @@ Started lazily, at the first body worth it (the route's min_bytes), spawned (the
 with the server (worker_processes.spawned_pool, as the flush's and the compaction's workers). A body the workers
 do not take is decoded in the server's process, as before: a small one (IPC's fixed cost would be more than the
 decoding), one sent while MOST_IN_FLIGHT_PER_PROCESS are already waiting per worker (a bound on the bodies the
-pool holds), one whose worker died (the pool is started again for the next), and every body when the pool
+pool holds), one whose worker died (the pool is started again for the next), one a worker has not answered within
+MOST_SECONDS (a worker stopped, swapping or stuck: it is killed, as if it had died, and its bodies are decoded in
+process: no request waits on a worker without bound, nor does the server's stop), and every body when the pool
 cannot start (one warning; then the server decodes in process).
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -48,6 +52,10 @@ MIN_BODY_BYTES = 256 * 1024
 GZIP_SHRINKS = 8  # (log records inflate 5-10 times: a gzipped body is worth it from an eighth of that size)
 # Bodies in a worker's queue at most (one decoding, one waiting to): more would only hold more bodies.
 MOST_IN_FLIGHT_PER_PROCESS = 2
+# Seconds a body may take in a worker before the server decodes it itself and kills the workers as dead: far
+# over a body's decoding on a busy machine (a 10 MiB one takes well under a second), and under the 10 s a
+# stopping server gives its requests (server.py), so that none of them is cut off waiting on a worker.
+MOST_SECONDS = 5.0
 # Workers that die this many times in a row, without one body decoded, would only die again (the pool is
 # started anew for each body meanwhile): the server decodes in process from then on.
 MOST_BROKEN_IN_A_ROW = 3
@@ -56,8 +64,9 @@ MOST_BROKEN_IN_A_ROW = 3
 class DecodeWorkers:
     """A pool of `processes` decode workers (0: none, every body decoded in process)."""
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, most_seconds: float = MOST_SECONDS) -> None:
         self.processes = processes
+        self.most_seconds = most_seconds  # what a route waits for a worker's answer (then: gave_up_on)
         self._pool: ProcessPoolExecutor | None = None
         self._starting: list[Future] = []  # a task per worker of the pool, done once it has started
         # Bodies in the pool's hands (released by the future's callback, on the pool's own thread: our lock
@@ -117,6 +126,21 @@ class DecodeWorkers:
                 return False
         return False
 
+    def gave_up_on(self, future: Future) -> None:
+        """A body whose worker has not answered within most_seconds: the route decodes it in process. The pool's
+        workers are killed (which of them holds it is not known), as if they had died: their other bodies are
+        decoded in process too, and the pool starts again for the next body."""
+        with self._lock:
+            if future.done() or self._pool is None:
+                return
+            log.warning(
+                "a decode worker did not answer within %g s (stopped, swapping, or stuck): the workers were"
+                " killed, their bodies decoded in the server's process, and the pool starts again",
+                self.most_seconds,
+            )
+            _kill_workers(self._pool)
+            self._broken()
+
     def _broken(self) -> None:
         """A pool a worker died in: started anew for a later body, unless its workers died MOST_BROKEN_IN_A_ROW
         times without one body decoded (they would only die again)."""
@@ -129,14 +153,21 @@ class DecodeWorkers:
 
     def _give_up(self, error: object) -> None:
         log.warning("request bodies are decoded in the server's process: the decode workers do not start (%s)", error)
-        self._stop(wait=False)
+        self._stop()
 
-    def _stop(self, wait: bool) -> None:
-        """No body to the workers from now on, and the pool gone (`wait`: its bodies in flight decoded first)."""
+    def _stop(self) -> None:
+        """No body to the workers from now on, and the pool gone. Nothing waits for its bodies in flight: a route
+        waits for one at most most_seconds, then decodes it itself. A worker still at work is killed after a
+        moment (a stuck one would hold the server's exit, which joins the pool's threads)."""
         self.processes = 0
         if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=True)
-            self._pool = None
+            pool, self._pool = self._pool, None
+            workers = _workers(pool)
+            pool.shutdown(wait=False, cancel_futures=True)
+            deadline = time.monotonic() + 1.0
+            for worker in workers:
+                worker.join(max(0.0, deadline - time.monotonic()))
+            _kill_workers(pool, workers)
 
     def result(self, future: Future) -> Any:
         """What the entry point of a submitted body answered; None: decode it in process (its worker died, or
@@ -152,7 +183,21 @@ class DecodeWorkers:
 
     def close(self) -> None:
         with self._lock:
-            self._stop(wait=True)
+            self._stop()
+
+
+def _workers(pool: ProcessPoolExecutor) -> list[multiprocessing.Process]:
+    """The pool's worker processes. (ProcessPoolExecutor keeps them by pid and says nothing of them; Python 3.14's
+    kill_workers() is the public way to do what _kill_workers does.)"""
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
+def _kill_workers(pool: ProcessPoolExecutor, workers: list[multiprocessing.Process] | None = None) -> None:
+    """SIGKILL the pool's workers (`workers`, if they were taken before a shutdown forgot them) that still run: the
+    pool then fails each body they held with BrokenProcessPool, which result() answers with None."""
+    for worker in _workers(pool) if workers is None else workers:
+        if worker.is_alive():
+            worker.kill()
 
 
 def _ready() -> None:

@@ -4,6 +4,7 @@ workers that cannot start, decode in process. Real worker processes, spawned as 
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import logging
@@ -11,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future
@@ -219,6 +221,59 @@ def test_an_export_whose_worker_dies_while_it_has_it_is_decoded_in_process() -> 
         assert fresh.pid != worker.pid
     finally:
         workers.close()
+
+
+async def test_a_worker_that_does_not_answer_in_time_is_killed_and_its_export_decoded_in_process(
+    apps: dict[int, LoglakeApp], clients: dict[int, httpx.AsyncClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker stopped (SIGSTOP here; swapping or stuck alike) holds no request longer than most_seconds: the
+    export is decoded in the server's process and stored once, the workers are killed as if they had died, with
+    one warning line, and a fresh pool takes the next export. (It waited without bound: found by a new-user trial.)"""
+    client, workers = clients[1], apps[1].decode_workers
+    workers.most_seconds = 0.5
+    body = padded(ExportLogsServiceRequest()).SerializeToString()
+    started(workers)
+    [worker] = worker_processes()
+    os.kill(worker.pid, signal.SIGSTOP)
+    try:
+        with caplog.at_level(logging.WARNING, "loglake.decode"):
+            answer = await asyncio.wait_for(post(client, body), 60)
+        assert (answer.status_code, answer.content) == (200, b"")
+        worker.join(30)
+        assert worker.exitcode == -signal.SIGKILL
+    finally:
+        if worker.is_alive():
+            worker.kill()
+    assert [r.getMessage() for r in caplog.records if r.name == "loglake.decode"] == [
+        "a decode worker did not answer within 0.5 s (stopped, swapping, or stuck): the workers were killed, their"
+        " bodies decoded in the server's process, and the pool starts again"
+    ]
+    assert await decoded_where(client) == {"server": 1}
+    started(workers)
+    [fresh] = worker_processes()
+    assert fresh.pid != worker.pid
+    assert len(await everything_stored(client)) == PADDING_RECORDS
+
+
+def test_closing_the_workers_does_not_wait_for_a_stopped_one() -> None:
+    """The server's stop (close) waits for no body in a worker: a stopped worker held the server's exit forever
+    (a new-user trial's Ctrl-C); it is killed instead."""
+    workers = decode_workers.DecodeWorkers(1)
+    body = padded(ExportLogsServiceRequest()).SerializeToString()
+    started(workers)
+    [worker] = worker_processes()
+    os.kill(worker.pid, signal.SIGSTOP)
+    try:
+        assert submitted(workers, body) is not None
+        closing = threading.Thread(target=workers.close)
+        closing.start()
+        closing.join(30)
+        assert not closing.is_alive()
+        worker.join(30)
+        assert worker.exitcode == -signal.SIGKILL
+    finally:
+        if worker.is_alive():
+            worker.kill()
 
 
 def test_workers_that_cannot_start_leave_decoding_in_process(caplog: pytest.LogCaptureFixture) -> None:

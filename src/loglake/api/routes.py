@@ -166,8 +166,12 @@ async def decoded_by_worker(
     decoding = app.decode_workers.submit(decode, body, *args, **limits)
     decoded = None
     if decoding is not None:
-        await asyncio.wait([asyncio.wrap_future(decoding)])  # (its outcome, an error too, is result()'s)
-        decoded = app.decode_workers.result(decoding)
+        # (its outcome, an error too, is result()'s; a worker that does not answer in time is given up on)
+        done, _ = await asyncio.wait([asyncio.wrap_future(decoding)], timeout=app.decode_workers.most_seconds)
+        if done:
+            decoded = app.decode_workers.result(decoding)
+        else:
+            app.decode_workers.gave_up_on(decoding)
     app.metrics.bodies_decoded.inc((protocol, "server" if decoded is None else "worker"))
     return decoded
 
