@@ -174,7 +174,10 @@ def test_each_function_may_use_only_what_it_needs(template) -> None:
 
 def test_a_rule_that_cannot_run_on_athena_stops_the_synth_naming_its_file(deployment, tmp_path: Path) -> None:
     write_rule(tmp_path, "good.yml", SIGMA)
-    write_rule(tmp_path, "bad.yml", SIGMA.replace("severity:", "no_such_field:").replace("1111", "9999"))
+    # (an unknown modifier: a bare unknown field on app_logs reads attributes.<name>, so is no longer refused)
+    write_rule(
+        tmp_path, "bad.yml", SIGMA.replace("message|contains:", "message|no_such_modifier:").replace("1111", "9999")
+    )
     with pytest.raises(DeploymentConfigError, match=r"bad\.yml"):
         build_app(replace(deployment, detections=DetectionSettings(tmp_path)), bundle=False)
 
@@ -182,19 +185,19 @@ def test_a_rule_that_cannot_run_on_athena_stops_the_synth_naming_its_file(deploy
 def test_synth_names_a_bad_rule_without_a_traceback(tmp_path: Path) -> None:
     from tests.conftest import run_cli
 
-    write_rule(tmp_path / "rules", "bad.yml", SIGMA.replace("severity:", "no_such_field:"))
+    write_rule(tmp_path / "rules", "bad.yml", SIGMA.replace("message|contains:", "message|no_such_modifier:"))
     document = json.loads(EXAMPLE.read_text())
     document.pop("amplifyConfig")
     document["detections"] = {"rulesDir": "rules"}
     (tmp_path / "deploy.json").write_text(json.dumps(document))
     result = run_cli("aws", "synth", "--config", str(tmp_path / "deploy.json"), "--out", str(tmp_path / "out"))
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "bad.yml" in result.output and "no_such_field" in result.output
+    assert "bad.yml" in result.output and "no_such_modifier" in result.output
     from loglake.aws import cdk_app  # what `cdk deploy` runs: one line for cdk's output
 
     with pytest.raises(SystemExit) as stopped:
         cdk_app.main([str(tmp_path / "deploy.json")])
-    assert "bad.yml" in str(stopped.value.code) and "no_such_field" in str(stopped.value.code)
+    assert "bad.yml" in str(stopped.value.code) and "no_such_modifier" in str(stopped.value.code)
 
 
 def test_the_deployment_file_names_the_rules_folder_relative_to_itself(tmp_path: Path) -> None:
