@@ -281,25 +281,32 @@ def test_ctrl_c_at_a_terminal_while_the_flush_worker_starts_is_one_line_and_stat
     store = SQLiteHotStore(data_dir / "hot.db")
     fill(store, per_day=140_000)  # a worker process's backlog, as above
     store.close()
-    with loglake("flush", "--all", "--data-dir", str(data_dir), start_new_session=True) as flush:
-        assert flush.stderr is not None
+    status, err = _ctrl_c_while_its_worker_starts(
+        "the flush's worker process", "flush", "--all", "--data-dir", str(data_dir)
+    )
+    assert status == 130, err
+    assert err.endswith("loglake flush: interrupted\n") and "Traceback" not in err, err
+
+
+def _ctrl_c_while_its_worker_starts(worker: str, *command: str) -> tuple[int, str]:
+    """A Ctrl-C at a terminal (SIGINT to the command's process group) once `command`'s worker process has started
+    (Python runs in it; its imports take half a second): the command's status and stderr."""
+    with loglake(*command, start_new_session=True) as process:
+        assert process.stderr is not None
         workers: list[int] = []
 
-        def worker_starting() -> bool:  # Python has started in it: its imports take half a second
-            for pid in children(flush.pid):
+        def worker_starting() -> bool:
+            for pid in children(process.pid):
                 with contextlib.suppress(FileNotFoundError):  # gone meanwhile
                     if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
                         workers.append(pid)
-            return bool(workers) or flush.poll() is not None
+            return bool(workers) or process.poll() is not None
 
-        eventually(worker_starting, "the flush's worker process to start")
-        assert workers, f"the flush ended first: {flush.wait()}, {flush.stderr.read()}"
+        eventually(worker_starting, f"{worker} to start")
+        assert workers, f"the command ended first: {process.wait()}, {process.stderr.read()}"
         time.sleep(0.1)
-        os.killpg(flush.pid, signal.SIGINT)
-        status = flush.wait(WAIT_S)
-        err = flush.stderr.read()
-    assert status == 130, err
-    assert err.endswith("loglake flush: interrupted\n") and "Traceback" not in err, err
+        os.killpg(process.pid, signal.SIGINT)
+        return process.wait(WAIT_S), process.stderr.read()
 
 
 def _ended(pid: int) -> bool:
@@ -349,22 +356,8 @@ def test_ctrl_c_at_a_terminal_while_the_merge_worker_starts_is_one_line_and_stat
     flushed = run_cli("flush", "--older-than", "60", "--data-dir", str(data_dir))  # not --all: it merges them
     # Two files (flush rounds of 200,000 rows) with more records than a merge in memory takes: the worker merges them.
     assert flushed.exit_code == 0, flushed.output
-    with loglake("compact", "--data-dir", str(data_dir), start_new_session=True) as compact:
-        assert compact.stderr is not None
-        workers: list[int] = []
-
-        def worker_starting() -> bool:  # Python has started in it: its imports take half a second
-            for pid in children(compact.pid):
-                with contextlib.suppress(FileNotFoundError):  # gone meanwhile
-                    if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                        workers.append(pid)
-            return bool(workers) or compact.poll() is not None
-
-        eventually(worker_starting, "the compaction's merge worker to start")
-        assert workers, f"the compaction ended first: {compact.wait()}, {compact.stderr.read()}"
-        time.sleep(0.1)
-        os.killpg(compact.pid, signal.SIGINT)
-        status = compact.wait(WAIT_S)
-        err = compact.stderr.read()
+    status, err = _ctrl_c_while_its_worker_starts(
+        "the compaction's merge worker", "compact", "--data-dir", str(data_dir)
+    )
     assert status == 130, err
     assert err.endswith("loglake compact: interrupted\n") and "Traceback" not in err, err
