@@ -72,6 +72,41 @@ def test_after_a_resolve_the_records_read_again_raise_no_alert_and_a_new_record_
     assert [kind for _, kind in data.events()] == ["trigger", "resolve", "trigger"]
 
 
+AGGREGATE_RULE = f"""
+id: {RULE_ID}
+title: Errors per service
+level: high
+schedule: 1m
+lookback: 5m
+group_by: [service]
+alert_title: "errors in {{service}}: {{n}}"
+query: SELECT service, count(*) AS n FROM logs WHERE severity = 'error' GROUP BY service HAVING count(*) >= 3
+"""
+
+
+def test_an_aggregate_without_a_time_raises_no_alert_again_until_its_window_has_moved_past_the_resolved_one(
+    data: DataDir,
+) -> None:
+    """The README's SQL rule shape: its rows have no "timestamp", so a run cannot tell new records from those read
+    again. After a resolve, the runs whose window shares time with the alert's make no alert (each made a new
+    one, every run, from the same records: found by a new-user trial); once the window has moved past, a match
+    makes one again."""
+    write_rule(data.rules, "errors.yml", AGGREGATE_RULE)
+    scheduler = data.scheduler()
+    data.add(T0 - 2 * MIN, count=4)
+    run_at(data, T0, scheduler)  # reads 09:55-10:00
+    [first] = data.alerts()
+    assert first["title"] == "errors in api: 4"
+    resolve(data, first["id"])
+    for minute in range(1, 6):  # reads 09:56-10:01 ... 09:59-10:04: the same four records (then 10:00-10:05: none)
+        run_at(data, T0 + minute * MIN, scheduler)
+        assert [(a["id"], a["status"]) for a in data.alerts()] == [(first["id"], "resolved")]
+    data.add(T0 + 5 * MIN + 10_000, count=3)
+    run_at(data, T0 + 6 * MIN, scheduler)  # reads 10:01-10:06: past the alert's window, three new records
+    [_, second] = data.alerts()
+    assert (second["status"], second["title"]) == ("open", "errors in api: 3")
+
+
 def test_a_group_whose_alert_was_resolved_counts_only_its_new_records_the_others_go_on(data: DataDir) -> None:
     write_rule(data.rules, "errors.yml", rule_text("lookback: 15m", threshold=2))
     scheduler = data.scheduler()

@@ -16,7 +16,9 @@ window, see rules/scheduler.py), each change with its `alert_events` row.
   dedup window), a run whose window overlaps that alert's reads the records it took in again: they
   make no new alert. A match with records later than the alert's last makes one from the records no
   earlier run read (unread_part): its count and first seen are theirs, its evidence leaves out the
-  rows that alert shows (a correlation's count stays its value).
+  rows that alert shows (a correlation's count stays its value). A match whose rows have no time (a SQL
+  rule's aggregate without a "timestamp" column) makes one only once its window starts at or after that
+  alert's last seen: until then the run cannot tell new records from those read again.
 - Suppression: a suppressed match makes (or joins) an alert of status `suppressed`, without events.
 - Auto-resolve: with the rule's `resolve_after`, an open or acknowledged alert whose condition has
   not held (no match of its key) for that long in the rule's windows is resolved.
@@ -76,6 +78,10 @@ def unread_part(match: Match, result: RunResult, earlier: Overlapped | None) -> 
     first, last = seen_span(match, result)
     count = merged_count(0, match, overlaps=True)
     if last <= earlier.last_seen_ms or count == 0:
+        return None
+    if match.last_ms is None and result.since_ms < earlier.last_seen_ms:
+        # Rows without a time (a SQL rule's aggregate): which of its records are new, the run cannot tell, so
+        # those its window shares with the alert's count as read until the window has moved past the alert's.
         return None
     shown = {_text(row) for row in earlier.evidence}
     return replace(
