@@ -56,8 +56,9 @@ MOST_IN_FLIGHT_PER_PROCESS = 2
 # over a body's decoding on a busy machine (a 10 MiB one takes well under a second), and under the 10 s a
 # stopping server gives its requests (server.py), so that none of them is cut off waiting on a worker.
 MOST_SECONDS = 5.0
-# Workers that die this many times in a row, without one body decoded, would only die again (the pool is
-# started anew for each body meanwhile): the server decodes in process from then on.
+# Pools whose workers die this many times in a row before one of them has started would only die again (the
+# pool is started anew for each body meanwhile): the server decodes in process from then on. A pool that started
+# and was then killed from outside (or stopped, gave_up_on) counts once, until the next one starts.
 MOST_BROKEN_IN_A_ROW = 3
 
 
@@ -72,7 +73,7 @@ class DecodeWorkers:
         # Bodies in the pool's hands (released by the future's callback, on the pool's own thread: our lock
         # there could wait on the pool's while submit() holds ours and waits on the pool's).
         self._room = threading.BoundedSemaphore(max(processes, 0) * MOST_IN_FLIGHT_PER_PROCESS or 1)
-        self._broken_in_a_row = 0  # bodies whose worker died, since one was decoded
+        self._broken_in_a_row = 0  # pools whose workers died, since one started
         self._lock = threading.Lock()
 
     def submit(
@@ -121,6 +122,7 @@ class DecodeWorkers:
         for started in self._starting:
             if started.done():
                 if started.exception() is None:
+                    self._broken_in_a_row = 0
                     return True
                 self._broken()  # (its workers died as they started)
                 return False
@@ -178,7 +180,6 @@ class DecodeWorkers:
         # when the next body finds it broken); anything else a worker raised, the in-process path answers.
         except Exception:
             return None
-        self._broken_in_a_row = 0
         return decoded
 
     def close(self) -> None:

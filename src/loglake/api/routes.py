@@ -167,10 +167,12 @@ async def decoded_by_worker(
     decoded = None
     if decoding is not None:
         # (its outcome, an error too, is result()'s; a worker that does not answer in time is given up on)
-        done, _ = await asyncio.wait([asyncio.wrap_future(decoding)], timeout=app.decode_workers.most_seconds)
+        waiting = asyncio.wrap_future(decoding)
+        done, _ = await asyncio.wait([waiting], timeout=app.decode_workers.most_seconds)
         if done:
             decoded = app.decode_workers.result(decoding)
         else:
+            waiting.cancel()  # (the failure its killed worker gives it is nobody's to read: not an error line)
             app.decode_workers.gave_up_on(decoding)
     app.metrics.bodies_decoded.inc((protocol, "server" if decoded is None else "worker"))
     return decoded
