@@ -62,6 +62,8 @@ RECORDS = [  # application log records; each message names its record
         "attributes": {"ip": "10.1.2.3", "http": {"status": 500}, "service": "other"},
     },
     {"service": "other", "message": "login ok", "attributes": {"ip": "10.9.9.9"}},
+    # as OTLP stores OpenTelemetry's attributes: flat keys with dots in them
+    {"service": "otel", "message": "otel denied", "attributes": {"http.status": 401, "user.id": "u7"}},
 ]
 
 SQL_INJECTION_KEYWORDS = """
@@ -267,6 +269,10 @@ loglake: {{group_by: [{group}]}}
         ("ip: 10.1.2.3", {"login failed"}),  # attributes.ip
         ("http.status: 500", {"login failed"}),  # attributes.http.status
         ("service: other", {"login ok"}),  # a column keeps its name: not attributes.service
+        ("http.status: 401", {"otel denied"}),  # the flat key "http.status", where no nested value is
+        ("attributes.user.id: u7", {"otel denied"}),
+        ("user.id|exists: true", {"otel denied"}),
+        ("http.status|exists: true", {"login failed", "otel denied"}),
     ],
 )
 def test_a_bare_name_on_application_logs_is_an_attribute_unless_a_column(

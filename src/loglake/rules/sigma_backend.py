@@ -240,8 +240,9 @@ class DuckDBBackend(TextQueryBackend):
         field = self._field(cond.field, state)
         exists: SigmaExists = cond.value
         if field.json_path is not None:
-            column, path = field.json_path
-            test = f"coalesce(json_exists({quote_name(column)}, {sql_text(path)}), false)"
+            column, paths = field.json_path
+            present = " OR ".join(f"json_exists({quote_name(column)}, {sql_text(path)})" for path in paths)
+            test = f"coalesce({present}, false)"
             return test if exists.exists else f"NOT {test}"
         return f"{field.sql} IS {'NOT ' if exists.exists else ''}NULL"
 

@@ -33,7 +33,8 @@ class Field:
 
     sql: str
     kind: str  # "text", "number", "timestamp" or "date"
-    json_path: tuple[str, str] | None = None  # (JSON column, path) for a value inside a JSON column
+    # (JSON column, the paths it may be at, the first present wins) for a value inside a JSON column
+    json_path: tuple[str, tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,15 @@ class Source:
         if self.json_column is not None and name:
             prefix = f"{self.json_column}."
             keys = name[len(prefix) :] if name.startswith(prefix) and len(name) > len(prefix) else name
-            path = json_path(keys.split("."))
+            # `http.status` is nested keys, or else one key with dots in it: OpenTelemetry's attributes are
+            # flat, with dotted names, as OTLP stores them
+            paths = tuple(dict.fromkeys([json_path(keys.split(".")), json_path([keys])]))
+            column = quote_name(self.json_column)
+            values = [f"json_extract_string({column}, {sql_text(path)})" for path in paths]
             return Field(
-                f"json_extract_string({quote_name(self.json_column)}, {sql_text(path)})",
+                values[0] if len(values) == 1 else f"coalesce({', '.join(values)})",
                 "text",
-                (self.json_column, path),
+                (self.json_column, paths),
             )
         known = ", ".join(sorted(set(self.columns) | set(self.aliases) | set(self.derived)))
         raise UnknownField(f"{self.table.name} has no field {name!r} (fields: {known})")
