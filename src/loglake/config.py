@@ -67,7 +67,7 @@ class Settings:
         -1,
         "Processes that decode big request bodies (OTLP exports) beside the server's own, on the other cores; "
         "0 = decode in the server's process; -1 = one per core but one (at least 1, at most "
-        f"{MOST_DEFAULT_DECODE_WORKERS}).",
+        f"{MOST_DEFAULT_DECODE_WORKERS}); never more than the cores.",
         deprecated_name="otlp_decode_workers",
     )
     loki_service_labels: str = _opt(
