@@ -9,8 +9,8 @@ from loglake import __version__
 from loglake.api import (
     ask_routes,
     delivery_routes,
-    elastic_routes,
     loki_routes,
+    openapi_elastic,
     openapi_ui,
     otlp_routes,
     splunk_routes,
@@ -244,7 +244,7 @@ SPEC["paths"].update(ask_routes.OPENAPI_PATHS)
 _document_common_errors(SPEC)
 # Errors of these take their protocol's form, auth and rate limits included: they describe all they answer.
 SPEC["paths"].update(
-    otlp_routes.OPENAPI | loki_routes.OPENAPI | elastic_routes.OPENAPI_PATHS | splunk_routes.OPENAPI_PATHS
+    otlp_routes.OPENAPI | loki_routes.OPENAPI | openapi_elastic.OPENAPI_PATHS | splunk_routes.OPENAPI_PATHS
 )
 
 
