@@ -29,6 +29,8 @@ _READ_TIMEOUT_SECONDS = 60.0
 # Waits between reconnects stay short: what arrives while a tail is away is not shown (a follow, which catches
 # up, may wait longer).
 RECONNECT_BACKOFF = Backoff(first=0.25, cap=2.0)
+# ...and it says why it is away once, then at most this often: a line at every try (three a second) buried the rest.
+SAY_AWAY_EVERY_S = 10.0
 
 
 @click.command(cls=TermsCommand)
@@ -77,7 +79,7 @@ def tail(
                 why = _print_events(events, show)
                 away_since = format_datetime(int(time.time() * 1000))
                 click.echo(f"loglake: the tail ended ({why}); reconnecting", err=True)
-                events = client.tail(params, wait_for_server=say_retrying)
+                events = client.tail(params, wait_for_server=_now_and_then(say_retrying))
                 back_at = format_datetime(int(time.time() * 1000))
                 click.echo(
                     f"loglake: the tail is back; records that arrived while it was away (from {away_since}) are not "
@@ -88,6 +90,20 @@ def tail(
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
         pass
+
+
+def _now_and_then(say: Callable[[Exception, float], None]) -> Callable[[Exception, float], None]:
+    """say(error, pause) for the first retry, then for one at most every SAY_AWAY_EVERY_S."""
+    said_at: float | None = None
+
+    def now_and_then(error: Exception, pause: float) -> None:
+        nonlocal said_at
+        now = time.monotonic()
+        if said_at is None or now - said_at >= SAY_AWAY_EVERY_S:
+            said_at = now
+            say(error, pause)
+
+    return now_and_then
 
 
 def _missed_command(params: dict[str, str | None], since: str, until: str, url: str) -> str:
