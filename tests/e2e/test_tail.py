@@ -281,26 +281,18 @@ def test_loglake_tail_waits_out_a_restart_of_the_server_and_goes_on(
     key = admin_key_of(server)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
     command = [sys.executable, "-m", "loglake", "tail", "--json", "--url", server.url, "--api-key", key, "restartme"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True) as process:
-        try:
-            lines: queue.Queue[str] = queue.Queue()
-            said: list[str] = []
-            threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
-            threading.Thread(target=lambda: [said.append(line) for line in process.stderr], daemon=True).start()
-            assert _printed_while_sending(server, key, lines, "restartme before")
-            getattr(server, stop)()
-            server.start()
-            assert _printed_while_sending(server, key, lines, "restartme after")
-            assert process.poll() is None  # still tailing
-            process.send_signal(signal.SIGINT)
-            assert process.wait(WAIT_S) == 0
-            stderr = "".join(said)
-            assert f"loglake: the tail ended {ended}" in stderr and "reconnecting" in stderr, stderr
-            assert "the tail is back" in stderr and "are not shown" in stderr, stderr
-            assert "Traceback" not in stderr
-        finally:
-            if process.poll() is None:
-                process.kill()
+    with _tail_process(command, env) as (process, lines, said):
+        assert _printed_while_sending(server, key, lines, "restartme before")
+        getattr(server, stop)()
+        server.start()
+        assert _printed_while_sending(server, key, lines, "restartme after")
+        assert process.poll() is None  # still tailing
+        process.send_signal(signal.SIGINT)
+        assert process.wait(WAIT_S) == 0
+        stderr = "".join(said)
+        assert f"loglake: the tail ended {ended}" in stderr and "reconnecting" in stderr, stderr
+        assert "the tail is back" in stderr and "are not shown" in stderr, stderr
+        assert "Traceback" not in stderr
 
 
 def test_back_after_a_restart_the_tail_names_the_command_that_lists_what_it_missed(
@@ -313,21 +305,13 @@ def test_back_after_a_restart_the_tail_names_the_command_that_lists_what_it_miss
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")} | {"LOGLAKE_API_KEY": key}
     filters = ["--service", "api", "--min-severity", "warning"]
     command = [sys.executable, "-m", "loglake", "tail", "--json", "--url", server.url, *filters, "-healthcheck", "gone"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True) as process:
-        try:
-            lines: queue.Queue[str] = queue.Queue()
-            said: list[str] = []
-            threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
-            threading.Thread(target=lambda: [said.append(line) for line in process.stderr], daemon=True).start()
-            assert _printed_while_sending(server, key, lines, "gone before", severity="error")
-            server.stop()
-            server.start()
-            assert _printed_while_sending(server, key, lines, "gone after", severity="error")
-            process.send_signal(signal.SIGINT)
-            assert process.wait(WAIT_S) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
+    with _tail_process(command, env) as (process, lines, said):
+        assert _printed_while_sending(server, key, lines, "gone before", severity="error")
+        server.stop()
+        server.start()
+        assert _printed_while_sending(server, key, lines, "gone after", severity="error")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(WAIT_S) == 0
     hint = re.search(r"`(loglake search [^`]*)` lists them by time", "".join(said))
     assert hint, said
     words = shlex.split(hint.group(1))
@@ -349,6 +333,24 @@ def test_back_after_a_restart_the_tail_names_the_command_that_lists_what_it_miss
     assert listed.returncode == 0, listed.stderr
     messages = {json.loads(line)["message"] for line in listed.stdout.splitlines()}
     assert messages - {"gone after"} == {"gone missed"}  # ("gone after" too, if sent before the tail was back)
+
+
+@contextmanager
+def _tail_process(
+    command: list[str], env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen, queue.Queue[str], list[str]]]:
+    """`command` (a `loglake tail`) running: its stdout's lines in a queue and its stderr's in a list as they come;
+    killed if the block leaves it running."""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True) as process:
+        try:
+            lines: queue.Queue[str] = queue.Queue()
+            said: list[str] = []
+            threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+            threading.Thread(target=lambda: [said.append(line) for line in process.stderr], daemon=True).start()
+            yield process, lines, said
+        finally:
+            if process.poll() is None:
+                process.kill()
 
 
 def _printed_while_sending(
@@ -375,21 +377,13 @@ def test_loglake_tail_away_from_its_server_says_so_once_and_is_back_soon_after_i
     key = admin_key_of(server)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
     command = [sys.executable, "-m", "loglake", "tail", "--json", "--url", server.url, "--api-key", key, "away"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True) as process:
-        try:
-            lines: queue.Queue[str] = queue.Queue()
-            said: list[str] = []
-            threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
-            threading.Thread(target=lambda: [said.append(line) for line in process.stderr], daemon=True).start()
-            assert _printed_while_sending(server, key, lines, "away before")
-            server.stop()
-            time.sleep(6)  # (some ten tries at the 2 s cap's pauses, fewer than SAY_AWAY_EVERY_S)
-            away = [line for line in said if "; trying again" in line]  # (the first: a stopping server's 503)
-            assert len(away) == 1, said
-            server.start()
-            assert _printed_while_sending(server, key, lines, "away after")
-            process.send_signal(signal.SIGINT)
-            assert process.wait(WAIT_S) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
+    with _tail_process(command, env) as (process, lines, said):
+        assert _printed_while_sending(server, key, lines, "away before")
+        server.stop()
+        time.sleep(6)  # (some ten tries at the 2 s cap's pauses, fewer than SAY_AWAY_EVERY_S)
+        away = [line for line in said if "; trying again" in line]  # (the first: a stopping server's 503)
+        assert len(away) == 1, said
+        server.start()
+        assert _printed_while_sending(server, key, lines, "away after")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(WAIT_S) == 0
