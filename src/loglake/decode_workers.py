@@ -144,8 +144,8 @@ class DecodeWorkers:
             self._broken()
 
     def _broken(self) -> None:
-        """A pool a worker died in: started anew for a later body, unless its workers died MOST_BROKEN_IN_A_ROW
-        times without one body decoded (they would only die again)."""
+        """A pool a worker died in: started anew for a later body, unless pools died MOST_BROKEN_IN_A_ROW times
+        in a row before one of them started (they would only die again)."""
         self._broken_in_a_row += 1
         if self._broken_in_a_row >= MOST_BROKEN_IN_A_ROW:
             self._give_up(f"the workers died {self._broken_in_a_row} times in a row")
@@ -175,12 +175,11 @@ class DecodeWorkers:
         """What the entry point of a submitted body answered; None: decode it in process (its worker died, or
         raised, or the entry point left it to the server's process)."""
         try:
-            decoded = future.result()
+            return future.result()
         # BrokenProcessPool: a worker killed, each body it held comes here, none lost (the pool is started anew
         # when the next body finds it broken); anything else a worker raised, the in-process path answers.
         except Exception:
             return None
-        return decoded
 
     def close(self) -> None:
         with self._lock:
