@@ -59,32 +59,39 @@ def test_a_query_whose_deadline_passed_before_it_started_is_interrupted(
     assert run_watched(watchdog, db, time.perf_counter() - 1) == "interrupted"
 
 
+def endless_in_a_thread(
+    watchdog: QueryWatchdog, connection: duckdb.DuckDBPyConnection
+) -> tuple[threading.Thread, Callable[[], None], list[str]]:
+    """An endless query watched until an hour from now, on a thread of its own, once it runs: the thread, what
+    tells it to stop (as a Stop does), and the list that gets what it came to."""
+    interrupts: list[Callable[[], None]] = []
+    answers: list[str] = []
+
+    def query() -> None:
+        with watchdog.watching(connection, time.perf_counter() + 3600) as interrupt:
+            interrupts.append(interrupt)
+            try:
+                answers.append(str(connection.execute(ENDLESS).fetchall()))
+            except duckdb.InterruptException:
+                answers.append("interrupted")
+
+    thread = threading.Thread(target=query)
+    thread.start()
+    while not interrupts:
+        time.sleep(0.01)
+    return thread, interrupts[0], answers
+
+
 def test_an_earlier_deadline_wakes_the_watchdog_that_sleeps_until_a_later_one(watchdog: QueryWatchdog) -> None:
     """The first query's deadline is an hour away (the thread sleeps until then); a second query's is
     sooner: it is interrupted at its own deadline, and the first goes on until told to stop."""
     first_db, second_db = duckdb.connect(config={"threads": 1}), duckdb.connect(config={"threads": 1})
-    stops: list[Callable[[], None]] = []
-    first_result: list[str] = []
-
-    def first() -> None:
-        with watchdog.watching(first_db, time.perf_counter() + 3600) as interrupt:
-            stops.append(interrupt)
-            try:
-                first_result.append(str(first_db.execute(ENDLESS).fetchall()))
-            except duckdb.InterruptException:
-                first_result.append("interrupted")
-
-    thread = threading.Thread(target=first)
-    thread.start()
+    thread, stop_first, first_result = endless_in_a_thread(watchdog, first_db)
     try:
-        while not stops:
-            time.sleep(0.01)
         assert run_watched(watchdog, second_db, time.perf_counter() + 0.2, LONG) == "interrupted"
         assert thread.is_alive() and not first_result  # the first query still runs
     finally:
-        while not stops:
-            time.sleep(0.01)
-        stops[0]()
+        stop_first()
         thread.join(30)
         first_db.close()
         second_db.close()
@@ -94,22 +101,8 @@ def test_an_earlier_deadline_wakes_the_watchdog_that_sleeps_until_a_later_one(wa
 def test_a_query_told_to_stop_is_interrupted_before_its_deadline(
     watchdog: QueryWatchdog, db: duckdb.DuckDBPyConnection
 ) -> None:
-    interrupts: list[Callable[[], None]] = []
-    answers: list[str] = []
-
-    def query() -> None:
-        with watchdog.watching(db, time.perf_counter() + 3600) as interrupt:
-            interrupts.append(interrupt)
-            try:
-                answers.append(str(db.execute(ENDLESS).fetchall()))
-            except duckdb.InterruptException:
-                answers.append("interrupted")
-
-    thread = threading.Thread(target=query)
-    thread.start()
-    while not interrupts:
-        time.sleep(0.01)
-    interrupts[0]()  # as a Stop does when the client goes away
+    thread, interrupt, answers = endless_in_a_thread(watchdog, db)
+    interrupt()  # as a Stop does when the client goes away
     thread.join(30)
     assert answers == ["interrupted"]
 
