@@ -140,6 +140,8 @@ function queryInput(state) {
     "aria-controls": "q-completions", "aria-label": "Search query",
     placeholder: 'words, "a phrase", service:api, -severity:debug, a OR b, (…)   (press / to focus)',
     title: 'Words and "phrases" match the message, field:value a field or attribute, -term leaves out.\n'
+      + "host.name:x is a nested key or OpenTelemetry's dotted one; \"a.b\":x only the key a.b.\n"
+      + "* is every record, field:* a field that is there, service:web* a value's start.\n"
       + "Terms side by side must all match; a OR b matches either (AND binds tighter than OR).\n"
       + "Parentheses group: service:api (timeout OR refused); -( … ) or NOT leaves a group out.",
   });
