@@ -259,10 +259,10 @@ def _term(value: str, field: str | None, negated: bool, prefix: bool = False) ->
         return Term(value.lower(), field, negated, prefix=prefix)
     if field in RECORD_FIELDS:
         return Term(value, field, negated, prefix=prefix)
-    return Term(value, None, negated, attribute_paths(field), prefix)
+    return Term(value, None, negated, _attribute_paths(field), prefix)
 
 
-def attribute_paths(field: str) -> tuple[tuple[str, ...], ...]:
+def _attribute_paths(field: str) -> tuple[tuple[str, ...], ...]:
     """Where the attribute a search names may be: its key path (key_path), or else, when written with
     dots and no quotes, the one key with the dots in it (OTLP stores `host.name` so), as Sigma rules read it."""
     path = key_path(field)
