@@ -1,4 +1,5 @@
-"""Searches with OR and groups beside the same words alone, over HTTP on the 1M-record, 7-day set.
+"""Searches with OR and groups beside the same words alone, attribute keys (one, dotted) and wildcards,
+over HTTP on the 1M-record, 7-day set.
 
 For each search: GET /logs/histogram over the whole set (60 buckets: every match counted, a full scan)
 and GET /logs/search (the newest 100). Each line gives what it found, the median wall time of --runs
@@ -26,6 +27,10 @@ SEARCHES = [
     "service:openssh-0 failed",
     "service:openssh-0 (failed OR invalid)",
     "-(error OR failed) user",
+    "component:labsz",  # one attribute key: the SQL sent before dotted keys read flat ones too
+    "component.name:labsz",  # a dotted key: nested keys, or else the one flat key (both read where neither is)
+    "service:openssh* component:lab*",  # prefixes
+    "*",
 ]
 
 

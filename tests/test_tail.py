@@ -58,6 +58,19 @@ async def test_a_tail_matches_a_grouped_search(hub: TailHub) -> None:
     assert await next_records(tail) == (["timeout", "connection refused"], 0, None)
 
 
+async def test_a_tail_reads_dotted_keys_flat_or_nested_and_wildcards(hub: TailHub) -> None:
+    """As search does: host.name is OTLP's flat key or a nested object's path; a trailing * a value's start."""
+    tail = hub.open("k", EVERYTHING, parse_search("host.name:web* -host.name:web-9"))
+    arrive(
+        hub.arrivals,
+        record("flat", attributes=b'{"host.name": "web-7"}'),
+        record("nested", attributes=b'{"host": {"name": "WEB-8"}}'),
+        record("left out", attributes=b'{"host.name": "web-9"}'),
+        record("other host", attributes=b'{"host.name": "db-1"}'),
+    )
+    assert await next_records(tail) == (["flat", "nested"], 0, None)
+
+
 async def test_a_tail_sees_only_what_arrives_after_it_opened(hub: TailHub) -> None:
     first = hub.open("k", EVERYTHING, [])
     arrive(hub.arrivals, record("one"))

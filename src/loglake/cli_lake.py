@@ -304,6 +304,7 @@ def search(
       loglake search '"connection refused"' service:api -healthcheck
       loglake search 'service:api (timeout OR refused) -(severity:debug OR healthcheck)'
       loglake search user:alice severity:error
+      loglake search host.name:web-7 'service:web*' '-trace_id:*'
     """
     params = {
         "q": " ".join(terms),

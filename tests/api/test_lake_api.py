@@ -301,12 +301,16 @@ SPECIAL_KEYS = [
 KEY_SEARCHES = [
     ("ключ:значение", ["cyrillic key"]),
     ('"a.b":x', ["dotted key"]),
-    ("a.b:x", ["nested key"]),
+    ("a.b:x", ["dotted key", "nested key"]),  # unquoted: nested keys, or else the one key with the dots
     ('http."x.y":5', ["dotted key inside"]),
     ('"sp ace":yes @t:X', ["space and at"]),
     ("back\\slash:b", ["space and at"]),
     ('"service":attr', ["space and at"]),  # quoted: the attribute, not the record's service
     ('-"a.b":x a.b:x', ["nested key"]),
+    ("a.b:* -a.b:y*", ["dotted key", "nested key"]),  # a key that is there (field:*), a value's start
+    ("ключ:ЗНАЧ*", ["cyrillic key"]),
+    ("DOTT* *", ["dotted key", "dotted key inside"]),  # words match anywhere: a trailing * changes nothing
+    ("-a.b:* -ключ:X* back\\slash:*", ["space and at"]),
 ]
 
 
@@ -341,6 +345,8 @@ async def test_search_reaches_attribute_keys_in_any_language_and_with_dots(
         ({"q": "severity:loud"}, "q"),
         ({"q": "service:"}, "q"),
         ({"q": "a..b:x"}, "q"),
+        ({"q": "*mess"}, "q"),  # a * only alone or at the end
+        ({"q": "service:w*b"}, "q"),
         ({"q": '"":x'}, "q"),
         ({"q": 'a."b"c:x'}, "q"),
         ({"since": "yesterday"}, "since"),

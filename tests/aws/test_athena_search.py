@@ -34,6 +34,8 @@ SEARCHES = [
     {"q": "o'brien"},  # a quote in a literal
     {"q": '50% "(of)" [it]*'},  # regex specials match literally (parentheses quoted: outside quotes they group)
     {"q": "-ok"},
+    {"q": "user:u* -http.status:5* REQ*"},  # a value's or a word's start
+    {"q": "* -user:*"},  # every record; an attribute that is there
     {"q": "request", "limit": "7"},
     {"q": "service:api (timeout OR o'brien)"},
     {"q": "user:u1 OR http.status:500 OR severity:warning", "limit": "4"},

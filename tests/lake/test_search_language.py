@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import duckdb
 import pytest
@@ -18,7 +19,7 @@ A, B, C, D = Term("a"), Term("b"), Term("c"), Term("d")
 
 
 def no(term: Term) -> Term:
-    return Term(term.value, term.field, not term.negated, term.key)
+    return replace(term, negated=not term.negated)
 
 
 @pytest.mark.parametrize(
@@ -51,7 +52,7 @@ def no(term: Term) -> Term:
         ("-OR service:OR", [Term("OR", negated=True), Term("OR", "service")]),
         ("  a   OR\tb  ", [AnyOf(((A,), (B,)))]),
         ("a(b)c", [A, B, C]),  # parentheses outside quotes always group
-        ('"f(x)" "(" key:"a (b)"', [Term("f(x)"), Term("("), Term("a (b)", key=("key",))]),
+        ('"f(x)" "(" key:"a (b)"', [Term("f(x)"), Term("("), Term("a (b)", paths=(("key",),))]),
         (
             "service:api (timeout OR refused) -severity:debug",
             [
@@ -60,7 +61,24 @@ def no(term: Term) -> Term:
                 Term("debug", "severity", negated=True),
             ],
         ),
-        ('http."x.y":5 OR user:alice', [AnyOf(((Term("5", key=("http", "x.y")),), (Term("alice", key=("user",)),)))]),
+        (
+            'http."x.y":5 OR user:alice',
+            [AnyOf(((Term("5", paths=(("http", "x.y"),)),), (Term("alice", paths=(("user",),)),)))],
+        ),
+        # unquoted dots: nested keys, or else the one key with the dots (OTLP's host.name); quoted: one key
+        ("host.name:web-7", [Term("web-7", paths=(("host", "name"), ("host.name",)))]),
+        ('"host.name":web-7', [Term("web-7", paths=(("host.name",),))]),
+        # a * alone or at the end of an unquoted word or value: a prefix (an empty one: anything); quoted: text
+        (
+            "* mess* -service:web*",
+            [Term("", prefix=True), Term("mess", prefix=True), Term("web", "service", True, prefix=True)],
+        ),
+        ("trace_id:* -span_id:*", [Term("", "trace_id", prefix=True), Term("", "span_id", True, prefix=True)]),
+        (
+            "host.name:* severity:WARN*",
+            [Term("", paths=(("host", "name"), ("host.name",)), prefix=True), Term("warn", "severity", prefix=True)],
+        ),
+        ('"a*b" "*" key:"x*"', [Term("a*b"), Term("*"), Term("x*", paths=(("key",),))]),
         ('"-" a-b -"-"', [Term("-"), Term("a-b"), Term("-", negated=True)]),  # a dash searched for, quoted
         ("--", [Term("-", negated=True)]),  # - then what to leave out: a dash
     ],
@@ -94,6 +112,16 @@ def test_searches_read_into_conditions(q: str, conditions: list) -> None:
             ' as in "getUser()"',
         ),
         ("service:(api OR web)", "service: needs a value"),
+        # a * anywhere but alone or at the end of an unquoted word or value
+        (
+            "*mess",
+            "*mess at character 1: a * is a wildcard only at the end of a word or value (mess*, service:web*) or alone"
+            ' (* for every record, field:* for "the field is present"); quote it to search for a * itself: "*mess"',
+        ),
+        ("a me*ss", "me*ss at character 3: a * is a wildcard only at the end"),
+        ("-service:*web", 'quote it to search for a * itself: -service:"*web"'),
+        ("**", "** at character 1: a * is a wildcard only"),
+        ("host.*:x", 'host.*: a key takes no wildcard; quote a key that holds a *: "*"'),
         ('"unclosed OR a', "unbalanced"),
         # a - with nothing after it leaves out nothing: a mistake, not a search for a dash (nor NOT of nothing)
         (
@@ -168,10 +196,26 @@ ROWS = [
     ("api", "info", "A B", '{"x": "b"}'),
     ("db", "error", "", "not json"),
     ("web", "debug", "ab", '{"y": "a"}'),
+    ("web", "info", "ba", '{"x.y": "a"}'),  # OpenTelemetry's flat dotted key
+    ("api", "warning", "c", '{"x": {"y": "b"}}'),
+    ("db", "info", "b", '{"x": {"y": "a"}, "x.y": "b"}'),  # both: the nested value is the one read
     ("api", "error", "a b", '{"x": "a"}'),
 ]
 IN_WINDOW = len(ROWS) - 1
 TOKENS = ["a", "b", "x:a", "x:b", "service:api", "severity:error", '"a b"', "OR", "AND", "NOT", "(", ")", "-", "-("]
+TOKENS += ["x.y:a", "x.y:b", '"x.y":b', "x.y:*", "x:*", "*", "a*", "service:a*", "severity:w*", "x:A*"]
+
+
+def attribute(attributes: str | None, paths: tuple[tuple[str, ...], ...]) -> object:
+    """The value at the first of `paths` present in the attributes (None: none is, or they are not JSON)."""
+    stored = json.loads(attributes) if attributes and attributes.startswith("{") else {}
+    for path in paths:
+        value = stored
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:
+            return json.dumps(value) if isinstance(value, dict) else value
+    return None
 
 
 def matches(condition: Term | AnyOf, row: tuple) -> bool:
@@ -179,13 +223,16 @@ def matches(condition: Term | AnyOf, row: tuple) -> bool:
     service, severity, message, attributes = row
     if isinstance(condition, AnyOf):
         found = any(all(matches(c, row) for c in alternative) for alternative in condition.alternatives)
-    elif condition.key:
-        stored = json.loads(attributes) if attributes and attributes.startswith("{") else {}
-        found = str(stored.get(condition.key[0], "")).lower() == condition.value.lower() != ""
+    elif condition.paths:
+        value = attribute(attributes, condition.paths)
+        text = None if value is None else str(value).lower()
+        wanted = condition.value.lower()
+        found = text is not None and (text.startswith(wanted) if condition.prefix else text == wanted)
     elif condition.field is None:
-        found = condition.value.lower() in message.lower()
+        found = condition.value.lower() in message.lower()  # a prefix too: words match anywhere
     else:
-        found = {"service": service, "severity": severity}[condition.field] == condition.value
+        stored = {"service": service, "severity": severity}[condition.field]
+        found = stored.startswith(condition.value) if condition.prefix else stored == condition.value
     return found != condition.negated
 
 

@@ -232,8 +232,11 @@ LOG_PATHS = {
         "get": {
             "summary": "Search messages across hot and lake records, newest first (default window: the last 24 h)",
             "description": '`q`: words (case-insensitive substrings of the message), "quoted phrases", '
-            "`service:`, `severity:`, `log_type:` or any attribute key (`user:alice`, `http.status:500`) "
-            "and `-term` to exclude; terms side by side must all match (`AND` may be written). `a OR b` "
+            "`service:`, `severity:`, `log_type:` or any attribute key (`user:alice`, `http.status:500`: "
+            "nested keys, or else the one key with the dots, as OTLP's `host.name`) and `-term` to exclude; "
+            "`*` alone matches every record, `field:*` a field that is there, a trailing `*` a value's start "
+            "(`service:web*`; words match anywhere, so `mess*` is `mess`), a `*` elsewhere is refused (quoted, "
+            "it is text); terms side by side must all match (`AND` may be written). `a OR b` "
             "matches either (`OR` in capitals; AND binds tighter), parentheses group, and `-( ... )` or "
             f"`NOT` excludes a group: `service:api (timeout OR refused)`. At most {MAX_TERMS} terms, groups "
             f"nested at most {MAX_GROUP_DEPTH} deep; quote a word holding a parenthesis.",

@@ -101,12 +101,20 @@ def _conditions(query: RecentQuery, conditions: Sequence[Condition]) -> str:
 
 
 def _term_condition(term: Term) -> str:
-    if term.key:  # try(): attributes that are not JSON match nothing, as in the local search
-        path = "$" + "".join(f'["{lake_reads.json_path_key(key)}"]' for key in term.key)
-        return f"lower(try(json_extract_scalar(attributes, {sql_string(path)}))) = lower({sql_string(term.value)})"
+    if term.paths:  # try(): attributes that are not JSON match nothing, as in the local search
+        at = ", ".join(f"json_extract_scalar(attributes, {sql_string(_json_path(path))})" for path in term.paths)
+        value = f"lower(try({at if len(term.paths) == 1 else f'coalesce({at})'}))"  # the first path present
+        wanted = f"lower({sql_string(term.value)})"
+        return f"starts_with({value}, {wanted})" if term.prefix else f"{value} = {wanted}"
     if term.field is None:
         return f"regexp_like(message, {sql_string(case_insensitive_regex(term.value))})"
+    if term.prefix:
+        return f"starts_with({term.field}, {sql_string(term.value)})"
     return f"{term.field} = {sql_string(term.value)}"
+
+
+def _json_path(keys: Sequence[str]) -> str:
+    return "$" + "".join(f'["{lake_reads.json_path_key(key)}"]' for key in keys)
 
 
 def _timestamp(ms: int) -> str:

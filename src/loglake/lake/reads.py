@@ -276,12 +276,22 @@ def _conditions(query: RecentQuery, conditions: Sequence[Condition]) -> tuple[st
 
 
 def _term_condition(term: Term) -> tuple[str, Any]:
-    if term.key:  # try(): attributes that are not JSON (a row written by hand) match nothing, not fail
-        path = "$" + "".join(f'."{json_path_key(key)}"' for key in term.key)
-        return f"lower(try(json_extract_string(attributes, {sql_string(path)}))) = lower(?)", term.value
+    if term.paths:  # try(): attributes that are not JSON (a row written by hand) match nothing, not fail
+        paths = [sql_string(_json_path(path)) for path in term.paths]
+        if len(paths) == 1:
+            at = f"json_extract_string(attributes, {paths[0]})"
+        else:  # the value at the first path present (Term.paths): any_value over the list in order is its first
+            # non-null; one call with a list of paths parses the JSON once, where coalesce() would for each path
+            at = f"list_aggregate(json_extract_string(attributes, [{', '.join(paths)}]), 'any_value')"
+        value = f"lower(try({at}))"
+        return (f"starts_with({value}, lower(?))" if term.prefix else f"{value} = lower(?)"), term.value
     if term.field is None:  # RE2's case-insensitive search: about twice as fast as lower() + contains
-        return "regexp_matches(message, ?)", case_insensitive_regex(term.value)
-    return f"{term.field} = ?", term.value
+        return "regexp_matches(message, ?)", case_insensitive_regex(term.value)  # (mess* is mess: anywhere)
+    return (f"starts_with({term.field}, ?)" if term.prefix else f"{term.field} = ?"), term.value
+
+
+def _json_path(keys: Sequence[str]) -> str:
+    return "$" + "".join(f'."{json_path_key(key)}"' for key in keys)
 
 
 def json_path_key(key: str) -> str:

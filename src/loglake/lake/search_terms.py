@@ -5,9 +5,12 @@ a word, a "quoted phrase" or a field:value, combined with AND, OR, NOT and paren
     "connection refused"        messages containing that phrase
     service:api severity:error  exact service / severity / log_type / client_id / trace_id / span_id
                                 (message: is a word)
-    user:alice  http.status:500 an attribute key (dots reach into nested objects), any case
+    user:alice  http.status:500 an attribute key, any case: dots reach into nested objects, or else
+                                name one key with the dots in it (OpenTelemetry's host.name)
     ключ:значение               keys in any language
     "a.b":1  http."x-y.z":2     a quoted key is one key, dots and all (and never a record field)
+    *  mess*  service:web*      every record; a word or a value starting so (words match anywhere, so
+                                mess* is mess); field:* is "the field is present"
     -healthcheck                leave out messages containing it (works with field:value too; a lone -
                                 is refused: "-" searches for a dash)
     error OR timeout            either (OR in capitals; a quoted "OR", or `or`, is a word)
@@ -17,7 +20,8 @@ a word, a "quoted phrase" or a field:value, combined with AND, OR, NOT and paren
 Terms next to each other must all match (AND, which may also be written); AND binds tighter than OR,
 as in Lucene and VictoriaLogs: `a b OR c` is `(a b) OR c`. Words match anywhere in the message,
 case-insensitively, like `message ILIKE '%word%'` in SQL. Parentheses outside quotes always group: quote
-a word that holds one ("f(x)"). A key cannot hold a double quote.
+a word that holds one ("f(x)"). A key cannot hold a double quote. A * is a wildcard only alone or at the
+end of a word or value outside quotes; anywhere else it is refused, and quoted ("a*b") it is the text.
 
 A search parses into the conditions that must all match, each a Term or an AnyOf (alternatives, one of
 which must match); a search without OR or groups is a plain list of Terms, so its SQL is a plain AND.
@@ -52,9 +56,12 @@ class InvalidSearch(ValueError):
 @dataclass(frozen=True)
 class Term:
     value: str
-    field: str | None = None  # a record field (RECORD_FIELDS, severity); None: see `key`
+    field: str | None = None  # a record field (RECORD_FIELDS, severity); None: see `paths`
     negated: bool = False
-    key: tuple[str, ...] = ()  # an attribute's key path, one key per level of nesting; none: the message
+    # Where an attribute's value is, each path one key per level of nesting, the first present wins (an
+    # unquoted a.b: the keys a then b, or else the one key "a.b", as OTLP stores attributes); none: the message
+    paths: tuple[tuple[str, ...], ...] = ()
+    prefix: bool = False  # the value is the start of what matches (a trailing *); an empty one: any value
 
 
 @dataclass(frozen=True)
@@ -154,7 +161,10 @@ class _Tokens:
             raise InvalidSearch(
                 f'{bare} needs a value, e.g. {bare}api or {bare}"two words" (alternatives: {bare}a OR {bare}b)'
             )
-        return _term(value, field, bool(negated)), at
+        prefix = bare is not None and "*" in bare
+        if prefix:
+            value = _wildcard_prefix(bare, match.group(0), at)
+        return _term(value, field, bool(negated), prefix), at
 
 
 def _any_of(tokens: _Tokens, depth: int) -> list[Condition]:
@@ -223,19 +233,40 @@ def _negated(conditions: list[Condition]) -> list[Condition]:
     return [AnyOf((tuple(conditions),), negated=True)]
 
 
-def _term(value: str, field: str | None, negated: bool) -> Term:
+def _wildcard_prefix(value: str, token: str, at: int) -> str:
+    """What comes before the trailing * of a term's unquoted value (nothing, for `*`); InvalidSearch
+    for a * anywhere else."""
+    if value.endswith("*") and "*" not in value[:-1]:
+        return value[:-1]
+    raise InvalidSearch(
+        f"{token} at character {at}: a * is a wildcard only at the end of a word or value (mess*,"
+        f' service:web*) or alone (* for every record, field:* for "the field is present");'
+        f' quote it to search for a * itself: {token[: len(token) - len(value)]}"{value}"'
+    )
+
+
+def _term(value: str, field: str | None, negated: bool, prefix: bool = False) -> Term:
     if field is None or field == "message":
-        return Term(value, None, negated)
+        return Term(value, None, negated, prefix=prefix)
     if field in ("level", "severity"):
+        if prefix:  # severity:warn* or severity:* (every record has one)
+            return Term(value.lower(), "severity", negated, prefix=True)
         severity = SEVERITY_ALIASES.get(value.lower())
         if severity is None:
             raise InvalidSearch(f"severity:{value}: not a severity; use debug, info, warning, error or critical")
         return Term(severity.label, "severity", negated)
     if field in _LOWERCASE_FIELDS:
-        return Term(value.lower(), field, negated)
+        return Term(value.lower(), field, negated, prefix=prefix)
     if field in RECORD_FIELDS:
-        return Term(value, field, negated)
-    return Term(value, None, negated, key_path(field))
+        return Term(value, field, negated, prefix=prefix)
+    return Term(value, None, negated, _attribute_paths(field), prefix)
+
+
+def _attribute_paths(field: str) -> tuple[tuple[str, ...], ...]:
+    """Where the attribute a search names may be: its key path (key_path), or else, when written with
+    dots and no quotes, the one key with the dots in it (OTLP stores `host.name` so), as Sigma rules read it."""
+    path = key_path(field)
+    return (path, (field,)) if len(path) > 1 and '"' not in field else (path,)
 
 
 def key_path(field: str) -> tuple[str, ...]:
@@ -250,6 +281,8 @@ def key_path(field: str) -> tuple[str, ...]:
                 f"{field}: an attribute key is its name, with dots between nested keys; quote a key that"
                 f' holds a dot or a colon: "a.b":value, http."x.y":value'
             )
+        if segment.group(2) is not None and "*" in key:
+            raise InvalidSearch(f'{field}: a key takes no wildcard; quote a key that holds a *: "{key}"')
         keys.append(key)
     return tuple(keys)
 

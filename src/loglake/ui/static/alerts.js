@@ -3,7 +3,8 @@
 // a note. The filters live in the URL.
 import { api, errorBox, url } from "./api.js";
 import { counted, formatTime, h, link, replace } from "./dom.js";
-import { exploreHref, recordRow, term } from "./explore.js";
+import { exploreHref, recordRow } from "./explore.js";
+import { term } from "./terms.js";
 
 const STATUSES = ["open", "acknowledged", "resolved", "suppressed"];
 const LEVELS = ["informational", "low", "medium", "high", "critical"];

@@ -5,10 +5,11 @@ import { api, errorBox, untilAnswering, url } from "./api.js";
 import { stackedBars } from "./chart.js";
 import { SEVERITIES, copyButton, counted, formatCount, formatTime, h, replace } from "./dom.js";
 import { startTail } from "./tail.js";
+import { FIELDS, attributeKey, term, withTerm } from "./terms.js";
 
 const RANGES = [["5m", 5 * 60e3], ["15m", 15 * 60e3], ["1h", 3600e3], ["6h", 6 * 3600e3],
   ["24h", 86400e3], ["7d", 7 * 86400e3], ["30d", 30 * 86400e3]];
-const FIELDS = ["service", "severity", "log_type", "message", "client_id"];
+const TRACE_WINDOW = 3600e3; // "logs of this trace" looks this far either side of the record
 const PAGE = 100;
 const DRAWN_MARK = "loglake:explore-drawn";
 
@@ -40,32 +41,6 @@ export function exploreHref(state) {
     tz: state.tz === "utc" ? "utc" : "",
     tail: state.tail ? "1" : "",
   });
-}
-
-// A filter term for a field's value, quoted when it holds anything but plain word characters.
-export function term(field, value, negated = false) {
-  const text = String(value);
-  const quoted = /^[\w.@\-/]+$/.test(text) ? text : `"${text.replaceAll('"', "")}"`;
-  return `${negated ? "-" : ""}${field}:${quoted}`;
-}
-
-// The query and one more term that must match too: a query with an OR outside parentheses is grouped
-// first, as `a OR b c` would take c for b alone (AND binds tighter than OR).
-function withTerm(q, t) {
-  const query = q.trim();
-  if (!query) return t;
-  return hasOuterOr(query) ? `(${query}) ${t}` : `${query} ${t}`;
-}
-
-function hasOuterOr(q) {
-  let depth = 0;
-  // Quoted text, a parenthesis, or a run of other characters: the tokens of the search language.
-  for (const [token] of q.matchAll(/"[^"]*"?|[()]|[^\s()"]+/g)) {
-    if (token === "(") depth += 1;
-    else if (token === ")") depth -= 1;
-    else if (token === "OR" && depth === 0) return true;
-  }
-  return false;
 }
 
 export function render(main, { params, navigate }) {
@@ -123,6 +98,8 @@ function queryInput(state) {
     "aria-controls": "q-completions", "aria-label": "Search query",
     placeholder: 'words, "a phrase", service:api, -severity:debug, a OR b, (…)   (press / to focus)',
     title: 'Words and "phrases" match the message, field:value a field or attribute, -term leaves out.\n'
+      + "host.name:x is a nested key or OpenTelemetry's dotted one; \"a.b\":x only the key a.b.\n"
+      + "* is every record, field:* a field that is there, service:web* a value's start.\n"
       + "Terms side by side must all match; a OR b matches either (AND binds tighter than OR).\n"
       + "Parentheses group: service:api (timeout OR refused); -( … ) or NOT leaves a group out.",
   });
@@ -181,12 +158,13 @@ function suggestions(word, facets) {
   const bare = word.slice(negated.length).toLowerCase();
   const colon = bare.indexOf(":");
   if (colon < 0) {
-    const keys = [...FIELDS, ...(facets.attribute_keys || []).map((k) => k.value)];
-    return keys.filter((k) => k.toLowerCase().startsWith(bare)).slice(0, 12).map((k) => `${negated}${k}:`);
+    const keys = [...FIELDS, ...(facets.attribute_keys || []).map((k) => attributeKey([k.value])).filter(Boolean)];
+    return keys.filter((k) => k.replace(/^"/, "").toLowerCase().startsWith(bare)).slice(0, 12).map((k) => `${negated}${k}:`);
   }
   const field = bare.slice(0, colon), prefix = bare.slice(colon + 1).replace(/^"/, "");
   const values = field === "severity" || field === "level" ? SEVERITIES : (facets[field] || []).map((v) => v.value);
-  return values.filter((v) => String(v).toLowerCase().startsWith(prefix)).slice(0, 12).map((v) => term(negated + field, v));
+  return values.filter((v) => String(v).toLowerCase().startsWith(prefix)).map((v) => term(negated + field, v))
+    .filter(Boolean).slice(0, 12);
 }
 
 // -- the time range ------------------------------------------------------------------------------
@@ -254,15 +232,23 @@ async function loadFacets(box, state, go, queryBox) {
   replace(box, h("p", { class: "progress", text: "Counting values…" }));
   try {
     const facets = await api("/logs/facets", { params: { ...windowParams(state), limit: 8 } });
+    const count = (item) => h("span", { class: "count", text: formatCount(item.count) });
+    const facet = (field, item) => {
+      const filter = term(field, item.value);
+      return filter === null ? h("span", { class: "facet", text: item.value }, count(item))
+        : h("button", { type: "button", class: "facet", title: `Filter for ${field} ${item.value}`, onclick: () => go({ q: withTerm(state.q, filter) }) },
+          h("span", { class: field === "severity" ? `sev s-${item.value}` : "", text: item.value }), count(item));
+    };
+    const attributeFacet = (item) => {
+      const key = attributeKey([item.value]);
+      return key === null ? h("span", { class: "facet", text: item.value }, count(item))
+        : h("button", { type: "button", class: "facet", title: `Complete ${key}: in the query`,
+          onclick: () => { queryBox.input.value = withTerm(queryBox.input.value, `${key}:`); queryBox.input.focus(); } },
+        h("span", { text: item.value }), count(item));
+    };
     const section = (title, field, items) => h("section", {},
       h("h2", { text: title }),
-      items.length ? h("ul", {}, items.map((item) => h("li", {},
-        field ? h("button", { type: "button", class: "facet", title: `Filter for ${field} ${item.value}`,
-          onclick: () => go({ q: withTerm(state.q, term(field, item.value)) }) },
-        h("span", { class: field === "severity" ? `sev s-${item.value}` : "", text: item.value }), h("span", { class: "count", text: formatCount(item.count) }))
-          : h("button", { type: "button", class: "facet", title: `Complete ${item.value}: in the query`,
-            onclick: () => { queryBox.input.value = withTerm(queryBox.input.value, `${item.value}:`); queryBox.input.focus(); } },
-          h("span", { text: item.value }), h("span", { class: "count", text: formatCount(item.count) })))))
+      items.length ? h("ul", {}, items.map((item) => h("li", {}, field ? facet(field, item) : attributeFacet(item))))
         : h("p", { class: "muted small", text: "none" }));
     replace(box, section("Services", "service", facets.service), section("Severities", "severity", facets.severity),
       section("Log types", "log_type", facets.log_type), section("Attribute keys", null, facets.attribute_keys));
@@ -348,30 +334,38 @@ export function recordRow(record, state, go) {
   return row;
 }
 
+// A record's fields, each with + / − (filter for / out) where a search can name its value, and the
+// record's surroundings and, when it has a trace id, every log of its trace.
 function recordDetails(record, state, go) {
-  const fields = [["service", record.service], ["severity", record.severity], ["log_type", record.log_type],
-    ...flatten(record.attributes, "")];
-  const surrounding = { q: term("service", record.service), range: "", since: record.timestamp - 60e3, until: record.timestamp + 60e3, tail: false };
+  const ids = ["trace_id", "span_id"].filter((id) => record[id]).map((id) => [id, id, record[id]]);
+  const fields = [["service", "service", record.service], ["severity", "severity", record.severity],
+    ["log_type", "log_type", record.log_type], ...ids,
+    ...leaves(record.attributes, []).map(([path, value]) => [path.join("."), attributeKey(path), value])];
+  const around = (ms) => ({ range: "", since: record.timestamp - ms, until: record.timestamp + ms, tail: false });
+  const filterButton = (filter, text, label, title) => filter === null ? null
+    : h("button", { type: "button", class: "small", "aria-label": label, title, text, onclick: () => go({ q: withTerm(state.q, filter) }) });
   return [
     h("div", { class: "actions" },
       copyButton(JSON.stringify(record, null, 2), "Copy JSON", { small: true }),
-      h("button", { type: "button", class: "small", text: "Show surrounding records", onclick: () => go(surrounding) })),
-    h("table", { class: "fields" }, h("tbody", {}, fields.map(([field, value]) => h("tr", {},
-      h("th", { scope: "row", text: field }),
+      h("button", { type: "button", class: "small", text: "Show surrounding records",
+        onclick: () => go({ q: term("service", record.service), ...around(60e3) }) }),
+      record.trace_id ? h("button", { type: "button", class: "small", text: "Logs of this trace",
+        title: "Every record with this trace id, an hour either side of this one",
+        onclick: () => go({ q: term("trace_id", record.trace_id), ...around(TRACE_WINDOW) }) }) : null),
+    h("table", { class: "fields" }, h("tbody", {}, fields.map(([name, field, value]) => h("tr", {},
+      h("th", { scope: "row", text: name }),
       h("td", { class: "value", text: typeof value === "string" ? value : JSON.stringify(value) }),
       h("td", { class: "filter" },
-        h("button", { type: "button", class: "small", "aria-label": `Filter for ${field} ${value}`, title: "Filter for this value", text: "+",
-          onclick: () => go({ q: withTerm(state.q, term(field, value)) }) }),
-        h("button", { type: "button", class: "small", "aria-label": `Filter out ${field} ${value}`, title: "Filter out this value", text: "−",
-          onclick: () => go({ q: withTerm(state.q, term(field, value, true)) }) })))))),
+        filterButton(term(field, value), "+", `Filter for ${name} ${value}`, "Filter for this value"),
+        filterButton(term(field, value, true), "−", `Filter out ${name} ${value}`, "Filter out this value")))))),
     h("pre", { class: "json", tabindex: "0", text: JSON.stringify(record, null, 2) }),
   ];
 }
 
-// Attributes as (dotted key, leaf value) pairs: the keys a search names with field:value.
-function flatten(value, prefix) {
+// Attributes as (key path, leaf value) pairs: an object's keys are a path's steps, anything else a leaf.
+function leaves(value, path) {
   if (value && typeof value === "object" && !Array.isArray(value)) {
-    return Object.entries(value).flatMap(([k, v]) => flatten(v, prefix ? `${prefix}.${k}` : k));
+    return Object.entries(value).flatMap(([k, v]) => leaves(v, [...path, k]));
   }
-  return prefix ? [[prefix, value]] : [];
+  return path.length ? [[path, value]] : [];
 }
