@@ -5,8 +5,11 @@ from __future__ import annotations
 import httpx
 
 from loglake.api import ui_routes
+from loglake.api.app import LoglakeApp
 from loglake.api.route_table import ROUTES
 from loglake.config import Settings
+from loglake.ui.assets import STATIC
+from tests.conftest import asgi_client
 
 # Served but not described: the description itself and the page rendered from it, and the web UI's pages.
 UNDOCUMENTED = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs.css")} | {
@@ -59,3 +62,13 @@ async def test_the_docs_page_styles_itself_within_the_content_security_policy(cl
     assert "<link rel=stylesheet href=/docs.css>" in page.text
     assert stylesheet.status_code == 200 and stylesheet.headers["content-type"] == "text/css; charset=utf-8"
     assert "font:15px system-ui" in stylesheet.text
+
+
+async def test_the_icon_browsers_ask_for_unasked_is_served_without_a_key(app: LoglakeApp) -> None:
+    """A browser on /docs asks for /favicon.ico by itself: it met Elasticsearch's `GET /{index}` and a 401."""
+    async with asgi_client(app) as anonymous:
+        icon = await anonymous.get("/favicon.ico")
+        page = await anonymous.get("/docs")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert icon.content == (STATIC / "icon.svg").read_bytes()
+    assert "<link rel=icon href=/favicon.ico type=image/svg+xml>" in page.text

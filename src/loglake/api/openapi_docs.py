@@ -8,6 +8,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from loglake.api.routes import Result
+from loglake.api.ui_routes import FAVICON_PATH
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -35,7 +36,8 @@ async def docs_css(app: LoglakeApp, request: Request) -> Result:
 
 def render_docs(document: dict[str, Any]) -> bytes:
     parts = [
-        f"<!doctype html><meta charset=utf-8><title>loglake API</title><link rel=stylesheet href={DOCS_CSS_PATH}>",
+        f"<!doctype html><meta charset=utf-8><title>loglake API</title><link rel=stylesheet href={DOCS_CSS_PATH}>"
+        f"<link rel=icon href={FAVICON_PATH} type=image/svg+xml>",
         f"<h1>loglake API {html.escape(document['info']['version'])}</h1>",
         f"<p>{_text(document['info']['description'])}</p>",
         "<p>Machine-readable: <a href=/openapi.json>/openapi.json</a>. Errors are "

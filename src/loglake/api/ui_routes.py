@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 # A versioned asset never changes; a page names the current version, so it is checked on every load.
 IMMUTABLE = b"public, max-age=31536000, immutable"
 REVALIDATE = b"no-cache"
+ICON = "icon.svg"
+FAVICON_PATH = "/favicon.ico"
 
 
 @functools.cache
@@ -69,6 +71,13 @@ async def asset(app: LoglakeApp, request: Request, version: str, name: str) -> R
     return _send(request, file, IMMUTABLE)
 
 
+async def favicon(app: LoglakeApp, request: Request) -> Result:
+    """The UI's icon where browsers look for one unasked (`/favicon.ico`, e.g. on /docs): without this route
+    the request met Elasticsearch's `GET /{index}` and a 401. An SVG under that name is shown by browsers,
+    which go by the content type."""
+    return _send(request, assets().files[ICON], REVALIDATE)
+
+
 async def amplify_apps(app: LoglakeApp, request: Request) -> Result:
     """The apps whose access logs are in the lake (collected or imported): the reports' choices."""
     refuse_parameters(request, "GET /amplify/apps")
@@ -110,6 +119,7 @@ PAGES = [
     ("GET", "/ui/{page}", index, None),
     ("GET", "/ui/{page}/{item}", index, None),
     ("GET", "/ui/assets/{version}/{name}", asset, None),
+    ("GET", FAVICON_PATH, favicon, None),
 ]
 # The reads only the UI needs, described in the OpenAPI document.
 READS = [("GET", "/amplify/apps", amplify_apps, "read")]
