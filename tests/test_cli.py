@@ -441,6 +441,12 @@ def test_recent_and_search_say_on_stderr_when_no_record_matches(server: ServerPr
         assert none_recent.stderr == "(no record matches these filters since 2h until 1h)\n"
     found = run("search", "step", *auth, "--service", service)
     assert found.exit_code == 0 and len(found.stdout.splitlines()) == 4 and found.stderr == ""
+    # text with a colon reads as key:value: the answer names the keys and says to quote such text
+    keyed = run("search", "at", "10:42:01", "-host.name:x", *auth, "--service", service, "--since", "1h")
+    assert keyed.stderr == (
+        '(no record matches "at 10:42:01 -host.name:x" since 1h; 10:, host.name: named an attribute: quote text'
+        " that holds a colon)\n"
+    )
 
 
 # -- what a terminal shows -------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from loglake.cli_options import (
 )
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, load_settings
+from loglake.lake.search_terms import attribute_keys
 from loglake.model import MAX_PAGE_LIMIT
 
 FORMATS = ("table", "json", "csv", "ndjson")
@@ -324,7 +325,9 @@ def search(
     for record in page["logs"]:
         (print_record_json if as_json else print_record_row)(record)
     if not page["logs"]:
-        say_none_found(f'matches "{params["q"]}"', since, until)
+        keys = attribute_keys(params["q"])
+        hint = f"; {', '.join(f'{k}:' for k in keys)} named an attribute: quote text that holds a colon" if keys else ""
+        say_none_found(f'matches "{params["q"]}"', since, until, hint)
     if page["next_cursor"] and not as_json:
         click.echo(f"(more: raise --limit, or narrow with --since/--until; {page['count']} shown)", err=True)
 

@@ -233,16 +233,16 @@ def say_retrying(error: Exception, pause: float) -> None:
     click.echo(f"loglake: {printable(error)}; trying again {when}", err=True)
 
 
-def say_none_found(matching: str, since: str | None, until: str | None) -> None:
+def say_none_found(matching: str, since: str | None, until: str | None, hint: str = "") -> None:
     """Say on stderr that no record was found, where grep-like tools say nothing (the exit status stays 0): a
     blank answer leaves a person wondering whether the search ran, and over which time. `matching`: what
-    the records had to match (empty: nothing more than the time)."""
+    the records had to match (empty: nothing more than the time); `hint`: what else to say, after the window."""
     from loglake.recent_params import DEFAULT_WINDOW_MS  # the server's default window (imported only for this)
 
     window = f"since {since}" if since else f"in the last {DEFAULT_WINDOW_MS // 3_600_000} h"
     window += f" until {until}" if until else ""
     advice = "" if since else "; widen it with --since, e.g. --since 7d"
-    click.echo(printable(f"(no record {matching}{' ' if matching else ''}{window}{advice})"), err=True)
+    click.echo(printable(f"(no record {matching}{' ' if matching else ''}{window}{advice}{hint})"), err=True)
 
 
 def print_columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

@@ -81,6 +81,14 @@ def no(term: Term) -> Term:
         ('"a*b" "*" key:"x*"', [Term("a*b"), Term("*"), Term("x*", paths=(("key",),))]),
         ('"-" a-b -"-"', [Term("-"), Term("a-b"), Term("-", negated=True)]),  # a dash searched for, quoted
         ("--", [Term("-", negated=True)]),  # - then what to leave out: a dash
+        # a URL pasted from a log line is text (scheme://...), not the attribute `https` with a value
+        (
+            "https://api.example.com/v1/pay -svn+ssh://repo/x",
+            [Term("https://api.example.com/v1/pay"), Term("svn+ssh://repo/x", negated=True)],
+        ),
+        ("https://api.example.com/v1/*", [Term("https://api.example.com/v1/", prefix=True)]),
+        ("url:https://x.example/a", [Term("https://x.example/a", paths=(("url",),))]),  # the value of url
+        ("https:/x", [Term("/x", paths=(("https",),))]),  # no //: a key and its value
     ],
 )
 def test_searches_read_into_conditions(q: str, conditions: list) -> None:
@@ -112,6 +120,11 @@ def test_searches_read_into_conditions(q: str, conditions: list) -> None:
             ' as in "getUser()"',
         ),
         ("service:(api OR web)", "service: needs a value"),
+        (
+            "error: timeout",
+            'error: needs a value, e.g. error:api or error:"two words" (alternatives: error:a OR error:b);'
+            ' to search for text holding a colon, quote it: "error: ..."',
+        ),
         # a * anywhere but alone or at the end of an unquoted word or value
         (
             "*mess",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.parse
 
 import pytest
 
@@ -154,6 +155,13 @@ def test_an_empty_result_says_why_and_widens_the_range(page, loglake):
     assert services_shown(page) == {"billing"}
     assert page.locator(".histogram-head strong").inner_text() == "1 record"
     assert page.locator(".results .more").inner_text() == "1 record, the end of the range."
+    assert page.get_by_text("quote text that holds a colon").count() == 0  # (no key:value in the search)
+
+
+def test_an_empty_result_of_a_key_value_search_says_to_quote_text_with_a_colon(page, loglake):
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/explore?q=" + urllib.parse.quote("at 10:42") + "&range=5m")
+    page.get_by_text('quote text that holds a colon, as in "error: timeout"').wait_for()
 
 
 @pytest.mark.parametrize(

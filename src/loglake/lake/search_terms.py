@@ -11,6 +11,8 @@ a word, a "quoted phrase" or a field:value, combined with AND, OR, NOT and paren
     "a.b":1  http."x-y.z":2     a quoted key is one key, dots and all (and never a record field)
     *  mess*  service:web*      every record; a word or a value starting so (words match anywhere, so
                                 mess* is mess); field:* is "the field is present"
+    https://example.com/pay     a URL is text, like a word (scheme://...: never a key and its value);
+                                other text holding a colon is quoted: "error: timeout"
     -healthcheck                leave out messages containing it (works with field:value too; a lone -
                                 is refused: "-" searches for a dash)
     error OR timeout            either (OR in capitals; a quoted "OR", or `or`, is a word)
@@ -45,6 +47,7 @@ _TOKEN = re.compile(
 _SPACE = re.compile(r"\s*")
 _OPERATORS = ("OR", "AND", "NOT")
 _SEGMENT = re.compile(r'"([^"]*)"|([^".]*)')
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")  # (RFC 3986) before "://": the term is a URL, not key:value
 RECORD_FIELDS = ("service", "log_type", "client_id", "trace_id", "span_id")
 _LOWERCASE_FIELDS = ("client_id", "trace_id", "span_id")  # stored as lowercase text, whatever case was sent
 
@@ -103,6 +106,17 @@ def condition_sql(condition: Condition, term_sql: Callable[[Term], str]) -> str:
     return f"NOT coalesce({sql}, false)" if condition.negated else sql
 
 
+def attribute_keys(q: str) -> list[str]:
+    """The attribute keys a search names (`user` of user:alice), each once, in order; none for a search that
+    cannot be read. A search that found nothing names them: text holding a colon (`error: timeout`,
+    `10:42:01`) reads as a key and its value unless quoted."""
+    try:
+        terms = _terms(parse_search(q))
+    except InvalidSearch:
+        return []
+    return list(dict.fromkeys(".".join(term.paths[-1]) for term in terms if term.paths))
+
+
 def _terms(conditions: Sequence[Condition]) -> Iterator[Term]:
     for condition in conditions:
         if isinstance(condition, Term):
@@ -140,6 +154,8 @@ class _Tokens:
         if match.group("paren"):
             return match.group("paren"), at
         negated, field, quoted, bare = match.group("negated", "field", "quoted", "bare")
+        if field is not None and bare is not None and bare.startswith("//") and _URL_SCHEME.fullmatch(field):
+            field, bare = None, f"{field}:{bare}"  # a URL pasted from a log line is text, not the key https
         if bare in _OPERATORS and not negated and field is None:
             return bare, at
         if bare == "-" and not negated and field is None:  # (-- leaves out a dash)
@@ -159,7 +175,8 @@ class _Tokens:
             )
         if field is None and bare is not None and bare.endswith(":") and _is_key(bare[:-1]):
             raise InvalidSearch(
-                f'{bare} needs a value, e.g. {bare}api or {bare}"two words" (alternatives: {bare}a OR {bare}b)'
+                f'{bare} needs a value, e.g. {bare}api or {bare}"two words" (alternatives: {bare}a OR {bare}b);'
+                f' to search for text holding a colon, quote it: "{bare} ..."'
             )
         prefix = bare is not None and "*" in bare
         if prefix:

@@ -306,12 +306,17 @@ async function loadRecords(box, state, go, { redraw, signal }) {
   await next();
 }
 
+// A key:value term as the search syntax reads it (a key outside quotes, not a URL's scheme://): text with a
+// colon that the user may have meant as text.
+const NAMES_A_KEY = /(?:^|[\s(])-?(?:[^\s":()]|"[^"]*")+:(?!\/\/)/;
+
 function emptyResult(state, go) {
   const span = state.until - state.since;
   const wider = RANGES.find(([, ms]) => ms > span * 1.5);
   return h("div", { class: "empty" },
     h("p", { text: `No records${state.q ? ` match ${state.q}` : ""} between ${formatTime(state.since, state.tz)} and ${formatTime(state.until, state.tz)}.` }),
     h("p", { class: "muted", text: state.q ? "The filters or the time range may be too narrow." : "Nothing was logged in this time range." }),
+    NAMES_A_KEY.test(state.q) ? h("p", { class: "muted", text: 'A word before a colon names an attribute (user:alice): quote text that holds a colon, as in "error: timeout".' }) : null,
     wider ? h("button", { type: "button", class: "primary", text: `Widen to the last ${wider[0]}`, onclick: () => go({ range: wider[0] }) }) : null,
     state.q ? h("button", { type: "button", text: "Clear the query", onclick: () => go({ q: "" }) }) : null);
 }
