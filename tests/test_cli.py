@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -347,6 +348,31 @@ def test_send_stores_a_record_the_server_would_refuse_and_says_what_it_changed(
         "loud": {"severity": "loud"},
         "yyyyy": {"loglake.truncated_bytes": 300_000},
     }
+
+
+def test_send_says_when_it_stamps_a_line_with_the_time_read_instead_of_the_time_sent(
+    server: ServerProcess, admin_key: str, api: httpx.Client
+):
+    service = unique("restamped")
+    two_days_ahead = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2 * 86_400))
+    lines = [
+        json.dumps({"message": "fine", "time": int(time.time())}),
+        json.dumps({"message": "ahead", "time": two_days_ahead}),
+        json.dumps({"message": "far ahead", "time": "2030-01-01T00:00:00Z"}),
+    ]
+    before_ms = int(time.time() * 1000)
+    result = run("send", "--url", server.url, "--api-key", admin_key, "--service", service, input="\n".join(lines))
+    assert result.exit_code == 0, result.stderr
+    changes = [line for line in result.stderr.splitlines() if "stored with a change" in line]
+    assert [line.split(" is ")[0] for line in changes] == [
+        f'line 2: stored with a change: time "{two_days_ahead}"',
+        'line 3: stored with a change: time "2030-01-01T00:00:00Z"',
+    ]
+    assert all("is more than 24 h ahead of this machine's clock: stamped with the time read, 20" in c for c in changes)
+    stored = {r["message"]: r for r in api.get("/logs/recent", params={"service": service}).json()["logs"]}
+    assert stored["far ahead"]["attributes"] == {"time": "2030-01-01T00:00:00Z"}
+    assert stored["ahead"]["attributes"] == {"time": two_days_ahead}
+    assert before_ms <= stored["ahead"]["timestamp"] <= int(time.time() * 1000)
 
 
 @pytest.mark.parametrize(
