@@ -658,7 +658,7 @@ def test_follow_prints_only_what_comes_after_the_newest_shown(server: ServerProc
 
     with LoglakeClient(server.url, admin_key) as client, pytest.raises(_EnoughShown):
         seen = RecentlyShown(r["logId"] for r in first_page["logs"])
-        _follow(client, {"service": service}, first_page["follow_cursor"], seen, show, interval=0.01)
+        _follow(client, {"service": service}, first_page["follow_cursor"], seen, show, 0.01, server.url)
     assert shown == ["later"]
 
 
