@@ -89,7 +89,7 @@ def alerts_list(
         from loglake.rules.model import is_rule_id
 
         if rule is not None and not is_rule_id(rule):  # a whole id as it is: alerts outlive their rule
-            params["rule"] = find_rule_in(rules_settings(data_dir, None).rules_path, rule).id
+            params["rule"] = find_rule_in(rules_settings(data_dir, None), rule).id
         page = _local(data_dir, lambda conn: list_answer(conn, parse_alert_query(params, _now_ms())))
     if as_json:
         for alert in page["alerts"]:
