@@ -29,7 +29,7 @@ from loglake.client import ClientError, LoglakeClient
 
 T = TypeVar("T")
 ACTIONS = {"ack": ("acknowledge", "acknowledged"), "resolve": ("resolve", "resolved")}
-ALERT_ID = Named("an alert's id, or the start of one")
+ALERT_ID = Named("an alert's id, or its end or start")
 
 data_dir_option = click.option(
     "--data-dir",
@@ -113,8 +113,8 @@ def alerts_list(
 @url_option
 @key_option
 def alerts_show(alert_id: str, as_json: bool, data_dir: Path | None, url: str, api_key: str | None) -> None:
-    """Show one alert with its evidence and the query that found it (ALERT_ID: its id, or the start of
-    one no other alert's id starts with)."""
+    """Show one alert with its evidence and the query that found it (ALERT_ID: its id, or the end or the
+    start of it that names no other alert: the last 4-6 digits, usually)."""
     if data_dir is None:
         alert = _remote(url, api_key, lambda client: client.alert(alert_id))
     else:
@@ -151,7 +151,7 @@ def _change_command(name: str) -> click.Command:
 
     change.help = (
         f"Mark an alert {becomes} (with an optional note); refused if its status does not allow it. ALERT_ID:"
-        " its id, or the start of one no other alert's id starts with."
+        " its id, or the end or the start of it that names no other alert (the last 4-6 digits, usually)."
     )
     return change
 

@@ -49,11 +49,14 @@ class NoSuchAlert(LookupError):
     """No alert has the id."""
 
 
-class AmbiguousAlert(AmbiguousId):
-    """Several alerts' ids start with the text given: `candidates`, the first of them."""
+class AmbiguousAlert(LookupError):
+    """Several alerts' ids start or end with the text given: `candidates`, the first of them, each said with
+    `ends`, the shortest end of its id that names it alone (an id's start is the time it was raised)."""
 
-    def __init__(self, text: str, candidates: list[str], total: int) -> None:
-        super().__init__(text, candidates, "alerts", total)
+    def __init__(self, text: str, candidates: list[str], ends: list[str], total: int) -> None:
+        named = ", ".join(f"{end} ({alert_id})" for end, alert_id in zip(ends, candidates, strict=True))
+        more = f" and {total - len(candidates)} more" if total > len(candidates) else ""
+        super().__init__(f"{text!r} names {total} alerts (the start or end of their ids): {named}{more}; give one")
 
 
 class StatusConflict(ValueError):
@@ -244,19 +247,41 @@ def list_answer(conn: sqlite3.Connection, query: AlertQuery) -> dict[str, Any]:
 
 
 def find_alert_id(conn: sqlite3.Connection, text: str) -> str:
-    """The id of the alert `text` names: its id, or the start of one no other alert's id starts with (as
-    rules are named, rules.model.find_rule); NoSuchAlert when none is, AmbiguousAlert naming them when
-    several are."""
-    start = text.lower()
-    if _ID_START.fullmatch(start):
-        # Ids are lowercase hex digits and dashes, all before "~": the range is the ids that start so.
-        where, bounds = "FROM alerts WHERE id >= ? AND id < ?", (start, start + "~")
-        first = [row[0] for row in conn.execute(f"SELECT id {where} ORDER BY id LIMIT {AmbiguousId.SHOWN}", bounds)]
+    """The id of the alert `text` names: its id, or the start or the end of one that names no other alert (an
+    id's end is random, where its start is its time: the alerts of one rule run share their first 12 digits;
+    rules are named by their start, rules.model.find_rule); NoSuchAlert when none is, AmbiguousAlert naming
+    them when several are."""
+    named = text.lower()
+    if _ALERT_ID.fullmatch(named):  # a whole id: found by the index, not a scan for the ends of ids
+        row = conn.execute("SELECT id FROM alerts WHERE id = ?", (named,)).fetchone()
+        if row is not None:
+            return row[0]
+    elif _ID_PART.fullmatch(named):
+        shown = f"SELECT id {_NAMED_BY} ORDER BY id LIMIT {AmbiguousId.SHOWN}"
+        first = [row[0] for row in conn.execute(shown, _named_by(named))]
         if len(first) == 1:
             return first[0]
         if first:
-            raise AmbiguousAlert(text, first, conn.execute(f"SELECT count(*) {where}", bounds).fetchone()[0])
+            total = conn.execute(f"SELECT count(*) {_NAMED_BY}", _named_by(named)).fetchone()[0]
+            raise AmbiguousAlert(text, first, [shortest_end(conn, alert_id) for alert_id in first], total)
     raise NoSuchAlert(f"no alert with id {text!r}")
+
+
+def shortest_end(conn: sqlite3.Connection, alert_id: str) -> str:
+    """The shortest end of an alert's id (SHORTEST_END digits at least) that names it alone."""
+    for length in range(SHORTEST_END, len(alert_id)):
+        if conn.execute(f"SELECT count(*) {_NAMED_BY}", _named_by(alert_id[-length:])).fetchone()[0] == 1:
+            return alert_id[-length:]
+    return alert_id
+
+
+# The alerts a part of an id names: those whose id starts with it (ids are lowercase hex digits and dashes, all
+# before "~": the range is the ids that start so) and those whose id ends with it (no LIKE wildcard is either).
+_NAMED_BY = "FROM alerts WHERE (id >= ? AND id < ?) OR id LIKE ?"
+
+
+def _named_by(part: str) -> tuple[str, str, str]:
+    return part, part + "~", "%" + part
 
 
 def find_alert(conn: sqlite3.Connection, text: str) -> Alert:
@@ -360,7 +385,8 @@ def _where(conditions: list[str]) -> str:
 
 
 _ALERT_ID = re.compile(UUID_PATTERN)
-_ID_START = re.compile("[0-9a-f-]{1,36}")
+_ID_PART = re.compile("[0-9a-f-]{1,36}")
+SHORTEST_END = 4  # hex digits: the fewest of an id's end offered to name an alert (as git abbreviates, at least 4)
 
 
 def is_alert_id(text: str) -> bool:
