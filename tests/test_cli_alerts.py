@@ -147,7 +147,7 @@ def test_an_unknown_or_ambiguous_id_points_to_the_command_that_lists_them(
     reader = key(server, "read")
     both = remote(server, reader, "show", shared)
     assert both.exit_code == 1 and "GET /alerts" not in both.stderr
-    assert f"{shared!r} names 2 alerts (the start or end of their ids): " in both.stderr
+    assert f"{shared!r} is part of 2 alerts' ids: " in both.stderr
     assert both.stderr.count(f"({first})") == both.stderr.count(f"({second})") == 1
     assert both.stderr.rstrip().endswith("`loglake alerts list` lists them")
     missing = remote(server, key(server, "alerts"), "resolve", "0193a0b0-0000-7000-8000-000000000000")
@@ -207,12 +207,12 @@ def test_on_a_data_dir_alerts_are_named_by_the_start_of_their_id(data_dir: Path)
     both = run("alerts", "show", shared, "--data-dir", str(data_dir))
     assert both.exit_code == 1
     named = re.search(
-        rf"{shared!r} names 2 alerts \(the start or end of their ids\): (\w+) \({first}\), (\w+) \({second}\)",
+        rf"{shared!r} is part of 2 alerts' ids: (\w+) \({first}\), (\w+) \({second}\)",
         both.stderr,
     )
     assert named, both.stderr
-    for end, alert_id in ((named[1], first), (named[2], second)):  # each end it offers names its alert
-        shown = run("alerts", "show", end, "--json", "--data-dir", str(data_dir))
+    for part, alert_id in ((named[1], first), (named[2], second)):  # each part it offers names its alert
+        shown = run("alerts", "show", part, "--json", "--data-dir", str(data_dir))
         assert json.loads(shown.stdout)["id"] == alert_id
 
 

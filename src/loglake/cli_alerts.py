@@ -29,7 +29,7 @@ from loglake.client import ClientError, LoglakeClient
 
 T = TypeVar("T")
 ACTIONS = {"ack": ("acknowledge", "acknowledged"), "resolve": ("resolve", "resolved")}
-ALERT_ID = Named("an alert's id, or its end or start")
+ALERT_ID = Named("an alert's id, or a part of it")
 
 data_dir_option = click.option(
     "--data-dir",
@@ -113,8 +113,8 @@ def alerts_list(
 @url_option
 @key_option
 def alerts_show(alert_id: str, as_json: bool, data_dir: Path | None, url: str, api_key: str | None) -> None:
-    """Show one alert with its evidence and the query that found it (ALERT_ID: its id, or the end or the
-    start of it that names no other alert: the last 4-6 digits, usually)."""
+    """Show one alert with its evidence and the query that found it (ALERT_ID: its id, or a part of it
+    that no other alert's id holds: the 4 digits before its last 8, usually)."""
     if data_dir is None:
         alert = _remote(url, api_key, lambda client: client.alert(alert_id))
     else:
@@ -151,13 +151,14 @@ def _change_command(name: str) -> click.Command:
 
     change.help = (
         f"Mark an alert {becomes} (with an optional note); refused if its status does not allow it. ALERT_ID:"
-        " its id, or the end or the start of it that names no other alert (the last 4-6 digits, usually)."
+        " its id, or a part of it that no other alert's id holds (the 4 digits before its last 8, usually)."
     )
     return change
 
 
 def _change_locally(conn: sqlite3.Connection, alert_id: str, status: str, note: str | None) -> Any:
-    from loglake.alerts.store import StatusConflict, change_status, find_alert_id
+    from loglake.alerts.alert_ids import find_alert_id
+    from loglake.alerts.store import StatusConflict, change_status
 
     try:
         return change_status(conn, find_alert_id(conn, alert_id), status, getpass.getuser(), note, _now_ms())
@@ -220,7 +221,8 @@ def _remote(url: str, api_key: str | None, call: Callable[[LoglakeClient], T]) -
 
 def _local(data_dir: Path, call: Callable[[sqlite3.Connection], T]) -> T:
     from loglake.alerts import db
-    from loglake.alerts.store import AmbiguousAlert, InvalidAlertQuery, NoSuchAlert
+    from loglake.alerts.alert_ids import AmbiguousAlert, NoSuchAlert
+    from loglake.alerts.store import InvalidAlertQuery
 
     try:
         with _alerts_db(data_dir) as conn:

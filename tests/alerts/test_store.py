@@ -13,13 +13,11 @@ from loglake.alerts.store import (
     MAX_NOTE_CHARS,
     MAX_PAGE_LIMIT,
     AlertQuery,
-    AmbiguousAlert,
     InvalidAlertQuery,
     NoSuchAlert,
     StatusConflict,
     change_status,
     count_alerts,
-    find_alert_id,
     get_alert,
     list_alerts,
     parse_alert_query,
@@ -59,48 +57,6 @@ def test_get_takes_an_id_in_any_case_and_answers_none_for_an_unknown_one(conn: s
     alert_id = insert_alert(conn)
     assert get_alert(conn, alert_id.upper()).id == alert_id
     assert get_alert(conn, "0193a0b0-0000-7000-8000-000000000000") is None
-
-
-# Alerts one rule run raised: their ids share the start (UUIDv7: the time), not the end. And one whose id starts
-# with another's end.
-TOGETHER = [
-    "019a2446-a801-7000-8000-0000000a3f9c",
-    "019a2446-a801-7001-8000-0000000b3f9c",
-    "019a2446-a801-7002-8000-00000000beef",
-]
-STARTS_WITH_AN_END = "beef1234-0000-7000-8000-000000000001"
-
-
-def test_an_alert_is_named_by_the_end_of_its_id_as_well_as_its_start(conn: sqlite3.Connection) -> None:
-    for alert_id in (*TOGETHER, STARTS_WITH_AN_END):
-        insert_alert(conn, id=alert_id)
-    assert find_alert_id(conn, "0beef") == TOGETHER[2]
-    assert find_alert_id(conn, "A3F9C") == TOGETHER[0]
-    assert find_alert_id(conn, "019a2446-a801-7001") == TOGETHER[1]
-    assert find_alert_id(conn, "0001") == STARTS_WITH_AN_END
-    assert find_alert_id(conn, TOGETHER[1].upper()) == TOGETHER[1]
-    for unknown in ("8016", "a801-7000", TOGETHER[0][:-1] + "0"):  # (the middle of an id names nothing)
-        with pytest.raises(NoSuchAlert):
-            find_alert_id(conn, unknown)
-
-
-@pytest.mark.parametrize(
-    ("text", "named"),
-    [
-        ("019a2446", "'019a2446' names 3 alerts (the start or end of their ids): a3f9c (" + TOGETHER[0] + "), b3f9c ("),
-        ("3f9c", "'3f9c' names 2 alerts (the start or end of their ids): a3f9c (" + TOGETHER[0] + "), b3f9c ("),
-        ("beef", "'beef' names 2 alerts (the start or end of their ids): 0beef (" + TOGETHER[2] + "), 0001 ("),
-    ],
-)
-def test_the_start_or_end_of_several_ids_is_refused_naming_each_by_its_shortest_end(
-    conn: sqlite3.Connection, text: str, named: str
-) -> None:
-    for alert_id in (*TOGETHER, STARTS_WITH_AN_END):
-        insert_alert(conn, id=alert_id)
-    with pytest.raises(AmbiguousAlert) as refused:
-        find_alert_id(conn, text)
-    assert str(refused.value).startswith(named), refused.value
-    assert str(refused.value).endswith("; give one")
 
 
 def test_the_list_is_newest_first_and_paging_gives_each_alert_once(conn: sqlite3.Connection) -> None:

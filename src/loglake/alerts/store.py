@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from loglake.alerts.alert_ids import NoSuchAlert, find_alert_id
 from loglake.alerts.db import ALERT_STATUSES
-from loglake.ids import UUID_PATTERN, AmbiguousId
+from loglake.ids import UUID_PATTERN
 from loglake.rules.model import LEVELS
 from loglake.spelling import unknown_parameter
 from loglake.sqlitedb import write_transaction
@@ -43,20 +44,6 @@ _COLUMNS = (
     " match_count, window_start_ms, window_end_ms, evidence, query, runbook, destinations, created_ms,"
     " updated_ms, status_by, status_note, status_ms"
 )
-
-
-class NoSuchAlert(LookupError):
-    """No alert has the id."""
-
-
-class AmbiguousAlert(LookupError):
-    """Several alerts' ids start or end with the text given: `candidates`, the first of them, each said with
-    `ends`, the shortest end of its id that names it alone (an id's start is the time it was raised)."""
-
-    def __init__(self, text: str, candidates: list[str], ends: list[str], total: int) -> None:
-        named = ", ".join(f"{end} ({alert_id})" for end, alert_id in zip(ends, candidates, strict=True))
-        more = f" and {total - len(candidates)} more" if total > len(candidates) else ""
-        super().__init__(f"{text!r} names {total} alerts (the start or end of their ids): {named}{more}; give one")
 
 
 class StatusConflict(ValueError):
@@ -246,44 +233,6 @@ def list_answer(conn: sqlite3.Connection, query: AlertQuery) -> dict[str, Any]:
     }
 
 
-def find_alert_id(conn: sqlite3.Connection, text: str) -> str:
-    """The id of the alert `text` names: its id, or the start or the end of one that names no other alert (an
-    id's end is random, where its start is its time: the alerts of one rule run share their first 12 digits;
-    rules are named by their start, rules.model.find_rule); NoSuchAlert when none is, AmbiguousAlert naming
-    them when several are."""
-    named = text.lower()
-    if _ALERT_ID.fullmatch(named):  # a whole id: found by the index, not a scan for the ends of ids
-        row = conn.execute("SELECT id FROM alerts WHERE id = ?", (named,)).fetchone()
-        if row is not None:
-            return row[0]
-    elif _ID_PART.fullmatch(named):
-        shown = f"SELECT id {_NAMED_BY} ORDER BY id LIMIT {AmbiguousId.SHOWN}"
-        first = [row[0] for row in conn.execute(shown, _named_by(named))]
-        if len(first) == 1:
-            return first[0]
-        if first:
-            total = conn.execute(f"SELECT count(*) {_NAMED_BY}", _named_by(named)).fetchone()[0]
-            raise AmbiguousAlert(text, first, [shortest_end(conn, alert_id) for alert_id in first], total)
-    raise NoSuchAlert(f"no alert with id {text!r}")
-
-
-def shortest_end(conn: sqlite3.Connection, alert_id: str) -> str:
-    """The shortest end of an alert's id (SHORTEST_END digits at least) that names it alone."""
-    for length in range(SHORTEST_END, len(alert_id)):
-        if conn.execute(f"SELECT count(*) {_NAMED_BY}", _named_by(alert_id[-length:])).fetchone()[0] == 1:
-            return alert_id[-length:]
-    return alert_id
-
-
-# The alerts a part of an id names: those whose id starts with it (ids are lowercase hex digits and dashes, all
-# before "~": the range is the ids that start so) and those whose id ends with it (no LIKE wildcard is either).
-_NAMED_BY = "FROM alerts WHERE (id >= ? AND id < ?) OR id LIKE ?"
-
-
-def _named_by(part: str) -> tuple[str, str, str]:
-    return part, part + "~", "%" + part
-
-
 def find_alert(conn: sqlite3.Connection, text: str) -> Alert:
     """The alert `text` names (find_alert_id)."""
     alert = get_alert(conn, find_alert_id(conn, text))
@@ -385,8 +334,6 @@ def _where(conditions: list[str]) -> str:
 
 
 _ALERT_ID = re.compile(UUID_PATTERN)
-_ID_PART = re.compile("[0-9a-f-]{1,36}")
-SHORTEST_END = 4  # hex digits: the fewest of an id's end offered to name an alert (as git abbreviates, at least 4)
 
 
 def is_alert_id(text: str) -> bool:
