@@ -195,7 +195,7 @@ def test_on_a_data_dir_the_changes_are_recorded_with_the_users_name(data_dir: Pa
     conn.close()
 
 
-def test_on_a_data_dir_alerts_are_named_by_the_start_of_their_id(data_dir: Path) -> None:
+def test_on_a_data_dir_alerts_are_named_by_a_part_of_their_id(data_dir: Path) -> None:
     conn = open_alerts_db(data_dir)
     first, second = insert_alert(conn, T0, title="Bot surge"), insert_alert(conn, T0 + 1)
     conn.close()
