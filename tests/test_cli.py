@@ -75,6 +75,15 @@ def test_keys_create_prints_only_the_secret(tmp_path: Path):
     assert lines[0].startswith("llk_") and len(lines[0]) > 30
 
 
+def test_keys_create_without_a_data_dir_asks_for_the_servers_and_makes_no_stray_folder(tmp_path: Path):
+    missing = tmp_path / "loglake-data"
+    result = run("keys", "create", "--name", "ci", "--data-dir", str(missing))
+    assert result.exit_code == 1 and not missing.exists()
+    said = " ".join(result.stderr.split())
+    assert f"no loglake data dir at {missing}: point --data-dir (or LOGLAKE_DATA_DIR) at the server's data dir" in said
+    assert "create the folder first for a server that will be started with it" in said
+
+
 def test_keys_create_sigv4_prints_access_key_id_then_secret(tmp_path: Path):
     result = run("keys", "create", "--name", "awscurl", "--sigv4", "--data-dir", str(tmp_path))
     assert result.exit_code == 0, result.output

@@ -116,8 +116,8 @@ def keys_create(
     """Create a key and print only its secret on stdout, so a script can capture it."""
     if not data_dir.is_dir():
         raise click.ClickException(
-            f"no loglake data dir at {data_dir}: point --data-dir (or {env_name('data_dir')}) at the server's data, "
-            "or create the folder first"
+            f"no loglake data dir at {data_dir.absolute()}: point --data-dir (or {env_name('data_dir')}) at the "
+            "server's data dir, or create the folder first for a server that will be started with it"
         )
     store = KeyStore(data_dir)
     try:
