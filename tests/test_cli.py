@@ -646,6 +646,19 @@ class _EnoughShown(Exception):
     pass
 
 
+def test_a_follow_names_the_recent_command_that_lists_what_it_could_not_keep_up_with():
+    """The overflow gap (the restart's is run for real in tests/e2e/test_follow.py): a command, not a route."""
+    from loglake.cli import _not_shown
+
+    gap = {"reason": "overflow", "missed": 3, "since": "2026-12-05T04:00:00.000Z", "until": None, "message": "..."}
+    said = _not_shown(gap, {"service": "api", "severity": None, "q": "time out"}, "http://127.0.0.1:18924")
+    assert said == (
+        "3 record(s) (of any filter) arrived faster than this follow read them; those it would show are not shown: "
+        "`loglake recent --since 2026-12-05T04:00:00.000Z --service api --query 'time out' --url "
+        "http://127.0.0.1:18924` lists them by time"
+    )
+
+
 def test_follow_prints_only_what_comes_after_the_newest_shown(server: ServerProcess, admin_key: str, api: httpx.Client):
     """`recent --follow --limit 1`: the first page shows the newest record; records sharing its
     millisecond but older must not appear afterwards as if new, and later records must."""

@@ -324,9 +324,13 @@ def _not_shown(gap: dict, filters: dict, url: str) -> str:
     options = {"since": gap["since"], "until": gap["until"]}
     options |= {("query" if name == "q" else name): value for name, value in filters.items()}  # (-q, --query)
     if gap["reason"] == "restart":
-        why = f"the server restarted since this follow's last read; what reached it stamped before {gap['until']}"
+        why = (
+            f"the server restarted since this follow's last read; records that reached it stamped before {gap['until']}"
+        )
     else:
-        why = f"{gap['missed']} record(s) (of any filter) arrived faster than this follow read them; those it shows"
+        why = (
+            f"{gap['missed']} record(s) (of any filter) arrived faster than this follow read them; those it would show"
+        )
     return printable(f"{why} are not shown: `{command_line('recent', options, url)}` lists them by time")
 
 
