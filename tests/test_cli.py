@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +73,15 @@ def test_keys_create_prints_only_the_secret(tmp_path: Path):
     lines = result.stdout.splitlines()
     assert len(lines) == 1 and result.stdout == lines[0] + "\n"
     assert lines[0].startswith("llk_") and len(lines[0]) > 30
+
+
+def test_keys_create_without_a_data_dir_asks_for_the_servers_and_makes_no_stray_folder(tmp_path: Path):
+    missing = tmp_path / "loglake-data"
+    result = run("keys", "create", "--name", "ci", "--data-dir", str(missing))
+    assert result.exit_code == 1 and not missing.exists()
+    said = " ".join(result.stderr.split())
+    assert f"no loglake data dir at {missing}: point --data-dir (or LOGLAKE_DATA_DIR) at the server's data dir" in said
+    assert "create the folder first for a server that will be started with it" in said
 
 
 def test_keys_create_sigv4_prints_access_key_id_then_secret(tmp_path: Path):
@@ -349,6 +359,31 @@ def test_send_stores_a_record_the_server_would_refuse_and_says_what_it_changed(
     }
 
 
+def test_send_says_when_it_stamps_a_line_with_the_time_read_instead_of_the_time_sent(
+    server: ServerProcess, admin_key: str, api: httpx.Client
+):
+    service = unique("restamped")
+    two_days_ahead = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2 * 86_400))
+    lines = [
+        json.dumps({"message": "fine", "time": int(time.time())}),
+        json.dumps({"message": "ahead", "time": two_days_ahead}),
+        json.dumps({"message": "far ahead", "time": "2030-01-01T00:00:00Z"}),
+    ]
+    before_ms = int(time.time() * 1000)
+    result = run("send", "--url", server.url, "--api-key", admin_key, "--service", service, input="\n".join(lines))
+    assert result.exit_code == 0, result.stderr
+    changes = [line for line in result.stderr.splitlines() if "stored with a change" in line]
+    assert [line.split(" is ")[0] for line in changes] == [
+        f'line 2: stored with a change: time "{two_days_ahead}"',
+        'line 3: stored with a change: time "2030-01-01T00:00:00Z"',
+    ]
+    assert all("is more than 24 h ahead of this machine's clock: stamped with the time read, 20" in c for c in changes)
+    stored = {r["message"]: r for r in api.get("/logs/recent", params={"service": service}).json()["logs"]}
+    assert stored["far ahead"]["attributes"] == {"time": "2030-01-01T00:00:00Z"}
+    assert stored["ahead"]["attributes"] == {"time": two_days_ahead}
+    assert before_ms <= stored["ahead"]["timestamp"] <= int(time.time() * 1000)
+
+
 @pytest.mark.parametrize(
     ("option", "value"), [("--severity", "loud"), ("--service", "has space"), ("--log-type", "a/b")]
 )
@@ -617,6 +652,19 @@ class _EnoughShown(Exception):
     pass
 
 
+def test_a_follow_names_the_recent_command_that_lists_what_it_could_not_keep_up_with():
+    """The overflow gap (the restart's is run for real in tests/e2e/test_follow.py): a command, not a route."""
+    from loglake.cli import _not_shown
+
+    gap = {"reason": "overflow", "missed": 3, "since": "2026-12-05T04:00:00.000Z", "until": None, "message": "..."}
+    said = _not_shown(gap, {"service": "api", "severity": None, "q": "time out"}, "http://127.0.0.1:18924")
+    assert said == (
+        "3 record(s) (of any filter) arrived faster than this follow read them; those it would show are not shown: "
+        "`loglake recent --since 2026-12-05T04:00:00.000Z --service api --query 'time out' --url "
+        "http://127.0.0.1:18924` lists them by time"
+    )
+
+
 def test_follow_prints_only_what_comes_after_the_newest_shown(server: ServerProcess, admin_key: str, api: httpx.Client):
     """`recent --follow --limit 1`: the first page shows the newest record; records sharing its
     millisecond but older must not appear afterwards as if new, and later records must."""
@@ -638,7 +686,7 @@ def test_follow_prints_only_what_comes_after_the_newest_shown(server: ServerProc
 
     with LoglakeClient(server.url, admin_key) as client, pytest.raises(_EnoughShown):
         seen = RecentlyShown(r["logId"] for r in first_page["logs"])
-        _follow(client, {"service": service}, first_page["follow_cursor"], seen, show, interval=0.01)
+        _follow(client, {"service": service}, first_page["follow_cursor"], seen, show, 0.01, server.url)
     assert shown == ["later"]
 
 

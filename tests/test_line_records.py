@@ -9,7 +9,7 @@ import pytest
 from loglake.line_records import line_to_record
 from loglake.model import Limits, record_problems
 
-NOW = 1_796_000_000_000  # 2026-11-30T01:33:20Z, the time the line was read
+NOW = 1_796_000_000_000  # 2026-11-30T00:53:20Z, the time the line was read
 DEFAULTS = {"service": "app"}
 
 
@@ -253,11 +253,41 @@ def test_the_first_usable_field_wins_and_the_others_stay() -> None:
     ],
 )
 def test_times_in_any_unit(time_value: object, expected: int | None) -> None:
-    record = line_to_record(json.dumps({"msg": "m", "time": time_value}), {}, NOW)
+    notes: list[str] = []
+    record = line_to_record(json.dumps({"msg": "m", "time": time_value}), {}, NOW, notes=notes)
     if expected is None:
         assert record["timestamp"] == NOW and record["attributes"] == {"time": time_value}
+        assert len(notes) == 1 and notes[0].startswith(f"time {json.dumps(time_value)} is ")
     else:
-        assert record["timestamp"] == expected and "attributes" not in record
+        assert record["timestamp"] == expected and "attributes" not in record and notes == []
+
+
+@pytest.mark.parametrize(
+    ("line", "note"),
+    [
+        (
+            '{"msg": "m", "time": "2030-01-01T00:00:00Z"}',
+            'time "2030-01-01T00:00:00Z" is more than 24 h ahead of this machine\'s clock',
+        ),
+        ('{"msg": "m", "ts": 35}', "ts 35 is before 1973"),
+        (
+            '{"msg": "m", "@timestamp": "noon"}',
+            '@timestamp "noon" is no time (ISO-8601, or epoch seconds, ms, us or ns)',
+        ),
+    ],
+)
+def test_a_time_that_cannot_be_the_records_is_said_with_the_time_given_instead(line: str, note: str) -> None:
+    notes: list[str] = []
+    record = line_to_record(line, {}, NOW, notes=notes)
+    assert record["timestamp"] == NOW
+    name = note.split()[0]
+    assert notes == [f"{note}: stamped with the time read, 2026-11-30T00:53:20.000Z ({name} kept as an attribute)"]
+
+
+def test_a_time_that_cannot_be_used_says_nothing_when_another_time_field_gives_one() -> None:
+    notes: list[str] = []
+    record = line_to_record('{"msg": "m", "time": "noon", "ts": 1795322781}', {}, NOW, notes=notes)
+    assert record["timestamp"] == 1_795_322_781_000 and record["attributes"] == {"time": "noon"} and notes == []
 
 
 def test_attributes_of_a_structured_line_merge_unless_names_clash() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from loglake import arrivals, follow
+from loglake.cli_options import SAY_AWAY_EVERY_S
 from loglake.config import Settings, env_name
 from loglake.lake.search_terms import MAX_GROUP_DEPTH, MAX_TERMS
 from loglake.model import MAX_PAGE_LIMIT, Limits
@@ -89,6 +90,11 @@ def test_follow_states_the_arrivals_kept() -> None:
     assert kept in text
     assert f"nothing when nobody has followed for {arrivals.IDLE_SECONDS / 60:g} minutes" in text
     assert follow.RESTART_LOOKBACK_MS == 60_000 and "by time from a minute before" in text
+
+
+def test_tail_and_follow_say_how_often_they_say_why_they_are_away() -> None:
+    text = " ".join(README.split())
+    assert text.count(f"once, then at most every {SAY_AWAY_EVERY_S:g} s") == 2  # recent --follow, tail
 
 
 def test_the_rules_the_readme_commands_name_are_in_the_starter_pack() -> None:

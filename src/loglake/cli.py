@@ -22,6 +22,7 @@ from loglake.cli_options import (
     CONTEXT,
     Named,
     SafeErrors,
+    command_line,
     data_dir_option,
     json_text,
     key_option,
@@ -30,7 +31,7 @@ from loglake.cli_options import (
     print_record_row,
     printable,
     say_none_found,
-    say_retrying,
+    say_retrying_now_and_then,
     settings_options,
     url_option,
 )
@@ -115,8 +116,8 @@ def keys_create(
     """Create a key and print only its secret on stdout, so a script can capture it."""
     if not data_dir.is_dir():
         raise click.ClickException(
-            f"no loglake data dir at {data_dir}: point --data-dir (or {env_name('data_dir')}) at the server's data, "
-            "or create the folder first"
+            f"no loglake data dir at {data_dir.absolute()}: point --data-dir (or {env_name('data_dir')}) at the "
+            "server's data dir, or create the folder first for a server that will be started with it"
         )
     store = KeyStore(data_dir)
     try:
@@ -264,7 +265,7 @@ def recent(
             if follow:
                 filters = {name: params[name] for name in FOLLOW_FILTERS}
                 shown = RecentlyShown(record["logId"] for record in logs)
-                _follow(client, filters, page["follow_cursor"], shown, show, interval)
+                _follow(client, filters, page["follow_cursor"], shown, show, interval, url)
     except ClientError as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
@@ -295,7 +296,7 @@ class RecentlyShown:
 
 
 def _follow(
-    client: LoglakeClient, filters: dict, cursor: str, shown: RecentlyShown, show: Any, interval: float
+    client: LoglakeClient, filters: dict, cursor: str, shown: RecentlyShown, show: Any, interval: float, url: str
 ) -> None:
     """Print what arrives after the cursor in the order it arrives, whatever its timestamp, asking
     every `interval` seconds (at once while more waits); say on stderr when the server could not keep
@@ -306,14 +307,31 @@ def _follow(
     while True:
         if not more:
             time.sleep(interval)
-        page = client.recent({**filters, "after": cursor, "limit": MAX_PAGE_LIMIT}, wait_for_server=say_retrying)
+        params = {**filters, "after": cursor, "limit": MAX_PAGE_LIMIT}
+        page = client.recent(params, wait_for_server=say_retrying_now_and_then())
         if page["gap"] is not None:
-            click.echo(f"loglake: {printable(page['gap']['message'])}", err=True)
+            click.echo(f"loglake: {_not_shown(page['gap'], filters, url)}", err=True)
         for record in page["logs"]:
             if shown.first_time(record["logId"]):
                 show(record)
         sys.stdout.flush()
         cursor, more = page["follow_cursor"], page["more"]
+
+
+def _not_shown(gap: dict, filters: dict, url: str) -> str:
+    """What a follow says of the records the server's `gap` says it cannot show, naming the `loglake recent`
+    command that lists them by time (the gap's message names the HTTP route)."""
+    options = {"since": gap["since"], "until": gap["until"]}
+    options |= {("query" if name == "q" else name): value for name, value in filters.items()}  # (-q, --query)
+    if gap["reason"] == "restart":
+        why = (
+            f"the server restarted since this follow's last read; records that reached it stamped before {gap['until']}"
+        )
+    else:
+        why = (
+            f"{gap['missed']} record(s) (of any filter) arrived faster than this follow read them; those it would show"
+        )
+    return printable(f"{why} are not shown: `{command_line('recent', options, url)}` lists them by time")
 
 
 @main.command(context_settings=CONTEXT)

@@ -29,7 +29,7 @@ from loglake.client import ClientError, LoglakeClient
 
 T = TypeVar("T")
 ACTIONS = {"ack": ("acknowledge", "acknowledged"), "resolve": ("resolve", "resolved")}
-ALERT_ID = Named("an alert's id, or the start of one")
+ALERT_ID = Named("an alert's id, or a part of it")
 
 data_dir_option = click.option(
     "--data-dir",
@@ -89,7 +89,7 @@ def alerts_list(
         from loglake.rules.model import is_rule_id
 
         if rule is not None and not is_rule_id(rule):  # a whole id as it is: alerts outlive their rule
-            params["rule"] = find_rule_in(rules_settings(data_dir, None).rules_path, rule).id
+            params["rule"] = find_rule_in(rules_settings(data_dir, None), rule).id
         page = _local(data_dir, lambda conn: list_answer(conn, parse_alert_query(params, _now_ms())))
     if as_json:
         for alert in page["alerts"]:
@@ -113,8 +113,8 @@ def alerts_list(
 @url_option
 @key_option
 def alerts_show(alert_id: str, as_json: bool, data_dir: Path | None, url: str, api_key: str | None) -> None:
-    """Show one alert with its evidence and the query that found it (ALERT_ID: its id, or the start of
-    one no other alert's id starts with)."""
+    """Show one alert with its evidence and the query that found it (ALERT_ID: its id, or a part of it
+    that no other alert's id holds: the 4 digits before its last 8, usually)."""
     if data_dir is None:
         alert = _remote(url, api_key, lambda client: client.alert(alert_id))
     else:
@@ -151,13 +151,14 @@ def _change_command(name: str) -> click.Command:
 
     change.help = (
         f"Mark an alert {becomes} (with an optional note); refused if its status does not allow it. ALERT_ID:"
-        " its id, or the start of one no other alert's id starts with."
+        " its id, or a part of it that no other alert's id holds (the 4 digits before its last 8, usually)."
     )
     return change
 
 
 def _change_locally(conn: sqlite3.Connection, alert_id: str, status: str, note: str | None) -> Any:
-    from loglake.alerts.store import StatusConflict, change_status, find_alert_id
+    from loglake.alerts.alert_ids import find_alert_id
+    from loglake.alerts.store import StatusConflict, change_status
 
     try:
         return change_status(conn, find_alert_id(conn, alert_id), status, getpass.getuser(), note, _now_ms())
@@ -220,7 +221,8 @@ def _remote(url: str, api_key: str | None, call: Callable[[LoglakeClient], T]) -
 
 def _local(data_dir: Path, call: Callable[[sqlite3.Connection], T]) -> T:
     from loglake.alerts import db
-    from loglake.alerts.store import AmbiguousAlert, InvalidAlertQuery, NoSuchAlert
+    from loglake.alerts.alert_ids import AmbiguousAlert, NoSuchAlert
+    from loglake.alerts.store import InvalidAlertQuery
 
     try:
         with _alerts_db(data_dir) as conn:

@@ -10,6 +10,7 @@ import re
 import shlex
 import shutil
 import sys
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from loglake.lake.stop import INTERRUPTED, Stop
 DEFAULT_URL = "http://127.0.0.1:8080"
 SEVERITY_COLOURS = {"debug": "bright_black", "info": None, "warning": "yellow", "error": "red", "critical": "magenta"}
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+SAY_AWAY_EVERY_S = 10.0  # how often a command waiting out its server says why (say_retrying_now_and_then)
 
 
 class Named(click.ParamType):
@@ -231,6 +233,36 @@ def say_retrying(error: Exception, pause: float) -> None:
     when: every command that retries says it so. A pause that rounds to 0.0 s is "now"."""
     when = f"in {pause:.1f} s" if pause >= 0.05 else "now"
     click.echo(f"loglake: {printable(error)}; trying again {when}", err=True)
+
+
+def say_retrying_now_and_then() -> Callable[[Exception, float], None]:
+    """say_retrying for a command that waits out its server for as long as it takes (tail, recent --follow): for
+    the first retry, then for one at most every SAY_AWAY_EVERY_S (a line at every try, three a second, buried the
+    rest)."""
+    said_at: float | None = None
+
+    def now_and_then(error: Exception, pause: float) -> None:
+        nonlocal said_at
+        now = time.monotonic()
+        if said_at is None or now - said_at >= SAY_AWAY_EVERY_S:
+            said_at = now
+            say_retrying(error, pause)
+
+    return now_and_then
+
+
+def command_line(command: str, options: dict[str, str | None], url: str, search: str | None = None) -> str:
+    """`loglake COMMAND` as a line a shell runs: each option that has a value, in order (`--log-type api`), the
+    URL if not the default (never the API key, which a shell's history would keep), then the search."""
+    words = ["loglake", command]
+    for name, value in options.items():
+        if value:
+            words += [flag_name(name), value]
+    if url != DEFAULT_URL:
+        words += ["--url", url]
+    if search:
+        words += ["--", search] if search.startswith("-") else [search]  # (-- : not an option, whatever follows)
+    return shlex.join(words)
 
 
 def say_none_found(matching: str, since: str | None, until: str | None, hint: str = "") -> None:

@@ -16,6 +16,7 @@ from loglake.cli_rules_folder import (
     find_rule_in,
     load_rules_from,
     print_problems,
+    require_rules_folder,
     rules_dir_option,
     rules_settings,
 )
@@ -51,7 +52,7 @@ def rules_validate(rules_dir: Path | None, data_dir: Path | None) -> None:
     folder's alerting.yml; exit 1 on any problem, each named with its file and field."""
     from loglake.alerts.routing import routing_problems
 
-    folder = rules_settings(data_dir, rules_dir).rules_path
+    folder = require_rules_folder(rules_settings(data_dir, rules_dir))
     found = load_rules_from(folder)
     problems = [*found.problems, *routing_problems(folder)]
     print_problems(problems)
@@ -73,7 +74,7 @@ def rules_list(as_json: bool, rules_dir: Path | None, data_dir: Path | None) -> 
     from loglake.rules.summary import rule_facts, runs_facts
 
     settings = rules_settings(data_dir, rules_dir)
-    found = load_rules_from(settings.rules_path)
+    found = load_rules_from(require_rules_folder(settings))
     runs = read_summaries(settings.data_dir)
     if as_json:
         for rule in found.rules:
@@ -111,7 +112,7 @@ def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path | None) -> N
     from loglake.rules.state import read_runs
 
     settings = rules_settings(data_dir, rules_dir)
-    rule = find_rule_in(settings.rules_path, rule_id)
+    rule = find_rule_in(settings, rule_id)
     options = rule.options
     lines = [
         ("id", rule.id),
@@ -176,7 +177,7 @@ def rules_test(path: Path | None, rules_dir: Path | None, data_dir: Path | None)
     from loglake.rules.testing import run_tests
 
     started = time.perf_counter()
-    found = load_rules_from(path or rules_settings(data_dir, rules_dir).rules_path)
+    found = load_rules_from(path or require_rules_folder(rules_settings(data_dir, rules_dir)))
     print_problems(found.problems)
     outcomes = run_tests(found.rules)
     for rule in found.rules:

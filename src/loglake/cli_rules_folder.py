@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +46,35 @@ def print_problems(problems: list[Any]) -> None:
         click.echo(printable(str(problem)), err=True)
 
 
-def require_rules_folder(folder: Path) -> None:
-    """Refuse a rules folder that is not there, rather than report each rule as missing from it."""
-    if not folder.is_dir():
-        raise click.ClickException(f"no rules folder {folder} (loglake rules init makes one)")
+def require_rules_folder(settings: Settings) -> Path:
+    """The rules folder of these settings; refused when it is not there, rather than each rule reported missing
+    from it. The folder is read on this machine, from where the command runs: the message says where it looked,
+    where else the rules may be, and that a server's rules are asked of the server (a stray folder made here
+    would be read by no server)."""
+    folder = settings.rules_path
+    if folder.is_dir():
+        return folder
+    said = [f"no rules folder at {folder.absolute()}."]
+    if settings.rules_dir:
+        said.append(f"It is the rules folder given by --rules-dir, {env_name('rules_dir')} or the settings file.")
+        said.append("`loglake rules init --rules-dir DIR` makes one, for the server given the same folder.")
+    else:
+        said.append(f"Is the data dir elsewhere? Give it with --data-dir or {env_name('data_dir')}.")
+        said.append("`loglake rules init --data-dir DIR` makes one, for the server whose data dir is DIR.")
+    server = os.environ.get(env_name("url"))
+    if server:
+        said.append(
+            f"This command reads the folder here; the server at {server} answers with the rules it runs:"
+            f' curl -s "${env_name("url")}/rules" -H "Authorization: Bearer ${env_name("api_key")}"'
+            " (and `loglake alerts list` with its alerts)."
+        )
+    raise click.ClickException(printable(" ".join(said)))
 
 
-def find_rule_in(folder: Path, rule_id: str) -> Any:
+def find_rule_in(settings: Settings, rule_id: str) -> Any:
     from loglake.rules.model import AmbiguousRule, NoSuchRule, find_rule
 
-    require_rules_folder(folder)
+    folder = require_rules_folder(settings)
     found = load_rules_from(folder)
     try:
         return find_rule(found.rules, rule_id)

@@ -41,7 +41,7 @@ def rules_run(
     from loglake.rules.run import RuleRunError, run_rule
 
     settings = rules_settings(data_dir, rules_dir)
-    rule = find_rule_in(settings.rules_path, rule_id)
+    rule = find_rule_in(settings, rule_id)
     now_ms = int(time.time() * 1000)
     since_ms, until_ms = _window(since, until, now_ms, now_ms - rule.delay_ms, rule.lookback_ms)
     with local_lake(settings.data_dir) as lake:
@@ -84,8 +84,8 @@ def rules_run_due(as_of: str | None, rules_dir: Path | None, data_dir: Path | No
 
     clock = time.time if as_of is None else _fixed_clock(as_of)
     settings = rules_settings(data_dir, rules_dir)
-    require_rules_folder(settings.rules_path)
-    with local_runtime(settings.data_dir, {"rules_dir": str(settings.rules_path)}, clock=clock) as runtime:
+    folder = require_rules_folder(settings)
+    with local_runtime(settings.data_dir, {"rules_dir": str(folder)}, clock=clock) as runtime:
         scheduler = runtime.rules
         scheduler.reload()
         print_problems(scheduler.folder.problems)
@@ -169,7 +169,7 @@ def rules_backtest(
     from loglake.rules.run import RuleRunError
 
     settings = rules_settings(data_dir, rules_dir)
-    rule = find_rule_in(settings.rules_path, rule_id)
+    rule = find_rule_in(settings, rule_id)
     now_ms = int(time.time() * 1000)
     since_ms, until_ms = _window(since, until, now_ms, now_ms, rule.lookback_ms)  # (--since is required)
     try:

@@ -13,7 +13,14 @@ from collections.abc import Iterator
 
 import click
 
-from loglake.cli_options import CONTEXT, INTERRUPTED_EXIT, key_option, printable, say_retrying, url_option
+from loglake.cli_options import (
+    CONTEXT,
+    INTERRUPTED_EXIT,
+    key_option,
+    printable,
+    say_retrying_now_and_then,
+    url_option,
+)
 from loglake.client import ClientError, LoglakeClient
 from loglake.model import Limits, Severity, is_valid_name
 from loglake.shipping import LineReader, Shipper, Tally, decode_line
@@ -94,6 +101,8 @@ def send(
         progress.done()
         where = "" if message else f"line {line_number}: "
         click.echo(f"{where}stored with a change: {printable(change)}", err=True)
+
+    say_retrying = say_retrying_now_and_then()  # (a line at every try of a batch buried the lines refused)
 
     def on_retry(error: Exception, pause: float) -> None:
         progress.done()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -10,17 +9,16 @@ from collections.abc import Callable, Iterator
 import click
 
 from loglake.cli_options import (
-    DEFAULT_URL,
     TermsCommand,
+    command_line,
     key_option,
     print_record_json,
     print_record_row,
     printable,
-    say_retrying,
+    say_retrying_now_and_then,
     url_option,
 )
 from loglake.client import ClientError, LoglakeClient
-from loglake.config import flag_name
 from loglake.model import format_datetime
 from loglake.retry import Backoff
 
@@ -29,8 +27,6 @@ _READ_TIMEOUT_SECONDS = 60.0
 # Waits between reconnects stay short: what arrives while a tail is away is not shown (a follow, which catches
 # up, may wait longer).
 RECONNECT_BACKOFF = Backoff(first=0.25, cap=2.0)
-# ...and it says why it is away once, then at most this often: a line at every try (three a second) buried the rest.
-SAY_AWAY_EVERY_S = 10.0
 
 
 @click.command(cls=TermsCommand)
@@ -79,7 +75,7 @@ def tail(
                 why = _print_events(events, show)
                 away_since = format_datetime(int(time.time() * 1000))
                 click.echo(f"loglake: the tail ended ({why}); reconnecting", err=True)
-                events = client.tail(params, wait_for_server=_now_and_then(say_retrying))
+                events = client.tail(params, wait_for_server=say_retrying_now_and_then())
                 back_at = format_datetime(int(time.time() * 1000))
                 click.echo(
                     f"loglake: the tail is back; records that arrived while it was away (from {away_since}) are not "
@@ -92,34 +88,12 @@ def tail(
         pass
 
 
-def _now_and_then(say: Callable[[Exception, float], None]) -> Callable[[Exception, float], None]:
-    """say(error, pause) for the first retry, then for one at most every SAY_AWAY_EVERY_S."""
-    said_at: float | None = None
-
-    def now_and_then(error: Exception, pause: float) -> None:
-        nonlocal said_at
-        now = time.monotonic()
-        if said_at is None or now - said_at >= SAY_AWAY_EVERY_S:
-            said_at = now
-            say(error, pause)
-
-    return now_and_then
-
-
 def _missed_command(params: dict[str, str | None], since: str, until: str, url: str) -> str:
     """The command that lists the records of the tail's search and filters stamped from `since` until `until`:
-    `loglake search` (`recent` takes no search, only a substring), or `recent` for a tail without a search. Its
-    URL if not the default; never the API key, which a shell's history would keep."""
+    `loglake search` (`recent` takes no search, only a substring), or `recent` for a tail without a search."""
     search = params["q"]
-    words = ["loglake", "search" if search else "recent", "--since", since, "--until", until]
-    for name, value in params.items():
-        if value and name != "q":  # the filters, each the option of the same name
-            words += [flag_name(name), value]
-    if url != DEFAULT_URL:
-        words += ["--url", url]
-    if search:
-        words += ["--", search] if search.startswith("-") else [search]  # (-- : not an option, whatever follows)
-    return shlex.join(words)
+    filters = {name: value for name, value in params.items() if name != "q"}  # each the option of the same name
+    return command_line("search" if search else "recent", {"since": since, "until": until, **filters}, url, search)
 
 
 def _print_events(events: Iterator[tuple[str, dict]], show: Callable[[dict], None]) -> str:

@@ -91,13 +91,18 @@ def follow(service: LogService, arrivals: Arrivals, wanted: FollowQuery) -> Foll
         raise InvalidQuery([Problem(-1, "after", NOT_A_CURSOR)]) from None
     gap = None
     if arrived.missed:
+        # They reached the server after the cursor was issued, so (clocks and shippers' batching allowing) they
+        # are stamped from about then on.
+        since = format_datetime(max(0, after.issued_ms - RESTART_LOOKBACK_MS))
         gap = {
             "reason": "overflow",
             "missed": arrived.missed,
+            "since": since,
+            "until": None,
             "message": f"{arrived.missed} record(s) left the server's list of arrivals before this follow read "
             f"them (it keeps the latest {arrivals.max_records:,} records, {arrivals.max_bytes // MIB} MiB at most, "
             f"and none once nobody has followed for {arrivals.idle_seconds:g} s); those among them this follow "
-            "would show are stored: read them by time with GET /logs/recent",
+            f"would show are stored: read them by time with GET /logs/recent?since={since} and its filters",
         }
     cursor = ArrivalCursor(arrivals.epoch, arrived.seq, now_ms)
     return FollowPage(arrived.records, None, cursor.encode(), arrived.more, gap)
@@ -112,11 +117,16 @@ def _since_restart(
     since = max(0, min(after.issued_ms, now_ms) - RESTART_LOOKBACK_MS)
     page = service.recent(replace(query, since_ms=since, until_ms=None, before_id=None))
     newest = f"the newest {len(page.records)} " if page.next_cursor else ""
+    # Not shown: what is stamped before the oldest record shown (its millisecond included: a page cut there
+    # may hold only some of its records)
+    until = format_datetime(page.records[-1].timestamp + 1 if page.next_cursor else since)
     gap = {
         "reason": "restart",
         "missed": None,
+        "since": None,
+        "until": until,
         "message": f"the server restarted since this follow's last read: shown are {newest}records timestamped "
         f"from {format_datetime(since)} on, by time; records that reached it stamped earlier are not shown "
-        "(read them by time with GET /logs/recent)",
+        f"(read them by time with GET /logs/recent?until={until} and its filters)",
     }
     return FollowPage(list(reversed(page.records)), None, cursor.encode(), False, gap)

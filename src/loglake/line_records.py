@@ -26,7 +26,7 @@ from loglake import ecs
 from loglake.model import SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, Limits, hex_id, is_valid_name
 from loglake.protocols.names import level_severity
 from loglake.record_fit import fit_record
-from loglake.times import SMALLEST_PLAUSIBLE_MS, parse_iso8601
+from loglake.times import SMALLEST_PLAUSIBLE_MS, format_datetime, parse_iso8601
 
 # A field of a structured line: its name, or an ECS field, read dotted or nested as the Elasticsearch endpoint
 # reads it (`"log.level": "info"` or `"log": {"level": "info"}`).
@@ -53,6 +53,7 @@ INVALID_UTF8 = "loglake.invalid_utf8"  # an attribute of a record whose line had
 LIMITS = Limits()  # the server's defaults (a server with smaller ones may still refuse a record: it is reported)
 _DIGITS = re.compile(r"\d+")
 _decode = msgspec.json.decode
+_encode = msgspec.json.encode
 
 
 def line_to_record(
@@ -64,19 +65,21 @@ def line_to_record(
 ) -> dict[str, Any] | None:
     """The record a line of a log stream stands for, with the defaults filled in; None for a blank line.
     invalid_utf8: the line was decoded with replacement characters (the record says so). What had to be
-    changed for the record to fit the limits is said in `notes`."""
+    changed for the record to fit the limits, or a time sent that is not the record's, is said in `notes`."""
     text = line.rstrip("\r\n")
     if not text.strip():
         return None
     parsed = _json_object(text)
-    fields = {"message": text} if parsed is None else structured_fields(parsed, text, now_ms)
+    notes = notes if notes is not None else []
+    fields = {"message": text} if parsed is None else structured_fields(parsed, text, now_ms, notes)
     marks = {INVALID_UTF8: True} if invalid_utf8 else {}
-    fitted = fit_record(fields, marks, LIMITS, now_ms, notes if notes is not None else [])
+    fitted = fit_record(fields, marks, LIMITS, now_ms, notes)
     return {**defaults, "timestamp": now_ms, **fitted}
 
 
-def structured_fields(parsed: dict[str, Any], text: str, now_ms: int) -> dict[str, Any]:
-    """The record fields of a JSON line: message, severity, timestamp (each only when found), service
+def structured_fields(parsed: dict[str, Any], text: str, now_ms: int, notes: list[str]) -> dict[str, Any]:
+    """The record fields of a JSON line: message, severity, timestamp (each only when found; a time field
+    that gives no usable time is said in `notes`, as the record then has the time it was read), service
     (else ECS's service.name) and log_type (when valid names), trace_id and span_id (else ECS's trace.id and
     span.id; when valid ids), id (a string: record_fit keeps it as an attribute unless it is a UUID), and the
     rest as attributes. A level that names no severity (GCP's DEFAULT, "no level given") stays an attribute."""
@@ -90,6 +93,10 @@ def structured_fields(parsed: dict[str, Any], text: str, now_ms: int) -> dict[st
     timestamp = _take(rest, TIME_FIELDS, lambda _, v: _epoch_ms(v, now_ms))
     if timestamp is not None:
         found["timestamp"] = timestamp
+    else:
+        unusable = next((name for name in TIME_FIELDS if name in rest), None)
+        if unusable is not None:
+            notes.append(_restamped(unusable, rest[unusable], now_ms))
     for field, names in NAME_FIELDS.items():
         value = _take(rest, names, _valid_name)
         if value is not None:
@@ -171,8 +178,14 @@ def _severity(name: str, value: Any) -> str | None:
 
 
 def _epoch_ms(value: Any, now_ms: int) -> int | None:
+    """The time `value` gives (_read_ms), or None unless it is between 1973 and a day from now."""
+    ms = _read_ms(value)
+    return ms if ms is not None and SMALLEST_PLAUSIBLE_MS <= ms <= now_ms + LIMITS.max_future_ms else None
+
+
+def _read_ms(value: Any) -> int | None:
     """Epoch ms from an ISO-8601 text or a number (or digits) of epoch seconds, ms, us or ns, told apart
-    by size (below 10^11: seconds, 10^14: ms, 10^17: us); None unless it is between 1973 and a day from now."""
+    by size (below 10^11: seconds, 10^14: ms, 10^17: us); None when it is no time."""
     if type(value) is str and _DIGITS.fullmatch(value):
         value = int(value)
     if type(value) is str:
@@ -191,4 +204,17 @@ def _epoch_ms(value: Any, now_ms: int) -> int | None:
         ms = math.floor(value)  # truncated to the millisecond, as ISO-8601 times are
     else:
         return None
-    return ms if SMALLEST_PLAUSIBLE_MS <= ms <= now_ms + LIMITS.max_future_ms else None
+    return ms
+
+
+def _restamped(name: str, value: Any, now_ms: int) -> str:
+    """What `loglake send` says of a line whose time field `name` gives no time it can use."""
+    ms = _read_ms(value)
+    if ms is None:
+        why = "is no time (ISO-8601, or epoch seconds, ms, us or ns)"
+    elif ms < SMALLEST_PLAUSIBLE_MS:
+        why = "is before 1973"
+    else:
+        why = f"is more than {LIMITS.max_future_ms // 3_600_000} h ahead of this machine's clock"
+    sent = _encode(value).decode()
+    return f"{name} {sent} {why}: stamped with the time read, {format_datetime(now_ms)} ({name} kept as an attribute)"

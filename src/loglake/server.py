@@ -160,9 +160,13 @@ def _serve(settings: Settings, out: TextIO) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: with this handler it ends
-    # as Ctrl-C does (`loglake stopped`, exit 0), where the default one killed the process (exit 143).
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # uvicorn shuts down gracefully on SIGINT and SIGTERM, then raises the signal again into the handler it
+    # found: with this one, either ends as Ctrl-C does (`loglake stopped`, exit 0). SIGTERM's default killed the
+    # process (exit 143); SIGINT is ignored when a shell starts the server as a background job (`make run &` in
+    # a script), and raised again into that, it ended the server without a word. A `kill -INT` still asks the
+    # server to stop, as uvicorn and gunicorn read it whatever they inherit.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.default_int_handler)
     _Server(config, app).run(sockets=[sock])
 
 

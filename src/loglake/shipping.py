@@ -135,8 +135,8 @@ class Tally:
 class Shipper:
     """Records from lines, sent in batches. on_refused(line number, reason) reports a line that cannot be
     stored; on_changed(line number, what) a line stored with a change (a message cut to fit, invalid
-    UTF-8 replaced); on_sent(line numbers, log ids) follows each stored batch; on_retry(error, pause)
-    each pause."""
+    UTF-8 replaced, a time it cannot use replaced by the time read); on_sent(line numbers, log ids)
+    follows each stored batch; on_retry(error, pause) each pause."""
 
     def __init__(
         self,

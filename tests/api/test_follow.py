@@ -13,6 +13,7 @@ from loglake.api.app import LoglakeApp
 from loglake.arrivals import ArrivalCursor, Arrivals
 from loglake.config import Settings
 from loglake.follow import RESTART_LOOKBACK_MS
+from loglake.times import format_datetime
 from tests.conftest import asgi_client, key_for
 
 
@@ -134,7 +135,11 @@ async def test_records_that_left_the_arrivals_before_the_follower_read_them_are_
         page = await arrived(client, cursor)
         assert messages(page) == ["m2", "m3", "m4"]
         assert (page["gap"]["reason"], page["gap"]["missed"]) == ("overflow", 2)
-        assert "2 record(s)" in page["gap"]["message"] and "GET /logs/recent" in page["gap"]["message"]
+        # They arrived after the cursor was issued: by time, they are from about then on.
+        since = format_datetime(ArrivalCursor.decode(cursor).issued_ms - RESTART_LOOKBACK_MS)
+        assert (page["gap"]["since"], page["gap"]["until"]) == (since, None)
+        assert "2 record(s)" in page["gap"]["message"]
+        assert f"GET /logs/recent?since={since}" in page["gap"]["message"]
         assert (await arrived(client, page["follow_cursor"]))["gap"] is None
 
 
@@ -162,9 +167,32 @@ async def test_a_cursor_from_before_a_restart_is_answered_by_time_and_says_so(se
                 "new",
             ]
             assert page["gap"]["reason"] == "restart" and "restarted" in page["gap"]["message"]
+            until = format_datetime(issued - RESTART_LOOKBACK_MS)  # "stamped before the look back" is before it
+            assert (page["gap"]["since"], page["gap"]["until"]) == (None, until)
+            assert f"GET /logs/recent?until={until}" in page["gap"]["message"]
             await post(client, {"message": "arrived after the restart", "timestamp": issued - 86_400_000})
             page = await arrived(client, page["follow_cursor"])
             assert (messages(page), page["gap"]) == (["arrived after the restart"], None)
+    finally:
+        after.close()
+
+
+async def test_after_a_restart_a_page_cut_at_its_limit_says_what_is_not_shown_up_to_its_oldest(
+    settings: Settings,
+) -> None:
+    before = LoglakeApp.from_settings(settings)
+    key = key_for(before)
+    async with asgi_client(before, key) as client:
+        cursor = (await start(client))["follow_cursor"]
+        issued = ArrivalCursor.decode(cursor).issued_ms
+    before.close()
+    after = LoglakeApp.from_settings(settings)
+    try:
+        async with asgi_client(after, key) as client:
+            await post(client, *({"message": f"m{i}", "timestamp": issued + i} for i in range(3)))
+            page = await arrived(client, cursor, limit=2)
+            assert messages(page) == ["m1", "m2"]  # the newest two, by time
+            assert page["gap"]["until"] == format_datetime(issued + 2)  # m0 before it; m1's millisecond too
     finally:
         after.close()
 

@@ -320,6 +320,8 @@ async def test_streams_and_entries_are_counted_from_1_as_the_readme_shows(client
          "stream 1, entry 2, the structured metadata: each value must be a string, not an integer"),
         (json_push(({"job": "x"}, [[str(ns(1))]])), JSON, 400, "an entry is [timestamp, line]"),
         (b"line", {"content-type": "text/plain"}, 415, "unsupported Content-Type"),
+        (b'{"streams": []}', {}, 400, ") (no Content-Type: read as protobuf, as Loki reads it; a JSON push needs"
+         " Content-Type: application/json); the push"),
         (b"x", {**PROTOBUF, "content-encoding": "br"}, 415, "Content-Encoding 'br' is not supported"),
     ],
 )  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from loglake.follow import RESTART_LOOKBACK_MS
 from tests.conftest import ServerProcess
 from tests.e2e.test_send import Sender
 
@@ -140,12 +142,43 @@ def test_a_follow_outlives_a_restart_of_the_server_and_says_what_it_may_not_show
 
     server.stop()
     server.start()
+    late = {"message": "late", "service": service, "timestamp": int(time.time() * 1000) - 2 * RESTART_LOOKBACK_MS}
+    post(server, key, late)  # (stamped long before it reached the server: before the look back)
     post(server, key, {"message": "after the restart", "service": service})
     follower.wait_for("after the restart")
-    # "before the restart" is in the look back after the restart too, and printed once.
-    assert follower.messages() == ["before the restart", "after the restart"]
+    # "before the restart" is in the look back after the restart too, and printed once. ("late" too, if it reached
+    # the server after the follow's first read there.)
+    assert [m for m in follower.messages() if m != "late"] == ["before the restart", "after the restart"]
     said = "".join(follower.stderr)
     assert "the server restarted" in said and "not shown" in said, said
+    # What it may have missed: a command to run, not an HTTP route, carrying the follow's filters and server.
+    hint = re.search(r"`(loglake recent [^`]*)` lists them by time", said)
+    assert hint and "GET /logs" not in said, said
+    words = shlex.split(hint.group(1))
+    assert words[words.index("--service") + 1] == service and words[words.index("--url") + 1] == server.url, words
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")} | {"LOGLAKE_API_KEY": key}
+    listed = subprocess.run(
+        [sys.executable, "-m", "loglake", *words[1:], "--json"], capture_output=True, env=env, text=True, timeout=WAIT_S
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "late" in [json.loads(line)["message"] for line in listed.stdout.splitlines()], listed.stdout
+
+
+def test_a_follow_away_from_its_server_says_so_once_then_now_and_then(server_factory, admin_key_of, followers) -> None:
+    """As `loglake tail`: why it is away once, then at most every SAY_AWAY_EVERY_S (a line at every try, some
+    four in the first 6 s, buried the rest: a new-user trial)."""
+    server = server_factory()
+    key = admin_key_of(server)
+    follower = followers(server, key)
+    post(server, key, {"message": "while up"})
+    follower.wait_for("while up")
+    server.stop()
+    time.sleep(6)  # (pauses of about 0.1, 0.7, 1, 3.5 s: some four tries, fewer than SAY_AWAY_EVERY_S)
+    away = [line for line in follower.stderr if "; trying again" in line]
+    assert len(away) == 1, follower.stderr
+    server.start()
+    post(server, key, {"message": "back up"})
+    follower.wait_for("back up")
 
 
 def test_a_follow_waiting_for_its_server_says_its_pause_in_tenths_of_a_second(

@@ -91,6 +91,21 @@ def test_sigterm_stops_the_server_as_ctrl_c_does(server_factory: Callable[..., S
     assert server.log_path.read_text().rstrip().endswith("loglake stopped")
 
 
+def test_sigint_stops_a_server_started_with_sigint_ignored_as_it_stops_one_started_at_a_terminal(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """A shell starts a background job (`make run &` in a script, `setsid make run &`) with SIGINT ignored. A
+    `kill -INT` is still a request to stop, as uvicorn and gunicorn read it (they handle SIGINT whatever they
+    inherited): the server stopped gracefully, but uvicorn then raised SIGINT again into the inherited
+    SIG_IGN, so `loglake stopped` was never said (a new-user trial)."""
+    server = server_factory(preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert server.process is not None
+    server.process.send_signal(signal.SIGINT)
+    assert server.process.wait(WAIT_S) == 0
+    log = server.log_path.read_text()
+    assert log.rstrip().endswith("loglake stopped") and "Traceback" not in log, log
+
+
 def test_the_first_start_names_a_keys_command_that_runs_where_loglake_is_not_on_path(
     server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:

@@ -254,6 +254,23 @@ def test_a_server_restart_mid_stream_loses_nothing(tmp_path: Path, server_factor
     )
 
 
+def test_a_sender_away_from_its_server_says_so_once_then_now_and_then(server_factory, admin_key_of, senders) -> None:
+    """As `loglake tail` and `recent --follow`: why once, then at most every SAY_AWAY_EVERY_S."""
+    server = server_factory()
+    key = admin_key_of(server)
+    service = service_name()
+    sender = senders(server, key, "--service", service, "--max-wait", "0.05", "--retry-for", "120")
+    server.stop()
+    sender.write("held")
+    sender.wait_for_stderr("trying again")
+    time.sleep(6)  # (pauses of about 0.1, 0.7, 1, 3.5 s: some four tries, fewer than SAY_AWAY_EVERY_S)
+    assert len([line for line in sender.stderr if "trying again" in line]) == 1, sender.stderr
+    server.start()
+    sender.close()
+    assert sender.finish() == 0, sender.stderr
+    assert [r["message"] for r in stored(server, key, service)] == ["held"]
+
+
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_ctrl_c_sends_what_was_read_then_stops(server_factory, admin_key_of, senders, signal_number) -> None:
     server = server_factory()

@@ -44,7 +44,7 @@ detection: {sel: {user: bob}, condition: sel}
 """
 
 
-def rules(*args: str, env: dict[str, str] | None = None) -> Result:
+def rules(*args: str, env: dict[str, str | None] | None = None) -> Result:
     environment = {"LOGLAKE_CONFIG": None, "LOGLAKE_DATA_DIR": None, "LOGLAKE_RULES_DIR": None, **(env or {})}
     return CliRunner().invoke(main, ["rules", *args], env=environment, catch_exceptions=False)
 
@@ -148,7 +148,7 @@ def test_show(folder: Path) -> None:
     assert missing.exit_code == 1 and "no rule 'nosuch'" in missing.stderr
     no_folder = rules("show", "aaaaaaaa", "--rules-dir", str(folder / "nowhere"))
     assert no_folder.exit_code == 1
-    assert f"no rules folder {folder / 'nowhere'} (loglake rules init makes one)" in no_folder.stderr
+    assert f"no rules folder at {folder / 'nowhere'}. It is the rules folder given by --rules-dir" in no_folder.stderr
 
 
 def test_the_start_of_several_ids_names_them(folder: Path) -> None:
@@ -257,7 +257,31 @@ def test_the_rules_folder_comes_from_the_settings(folder: Path, tmp_path: Path) 
     by_data_dir = rules("list", "--data-dir", str(data))
     assert "Critical records" in by_data_dir.stdout
     nowhere = rules("validate", "--data-dir", str(tmp_path / "empty"))
-    assert nowhere.exit_code == 1 and f"{tmp_path / 'empty' / 'rules'}: does not exist" in nowhere.stderr
+    assert nowhere.exit_code == 1 and f"no rules folder at {tmp_path / 'empty' / 'rules'}." in nowhere.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("list",), ("validate",), ("test",), ("show", "aaaa"), ("run", "aaaa"), ("run-due",), ("backtest", "aaaa")],
+)
+def test_a_rules_command_run_away_from_the_data_dir_says_where_it_looked_and_where_else_the_rules_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    """A new user ran `loglake rules list` from another folder, with LOGLAKE_URL naming the server: told to
+    create the folder, they would have made a stray `./loglake-data/rules` that no server reads."""
+    monkeypatch.chdir(tmp_path)
+    args = ["--since", "1d"] if command[0] == "backtest" else []
+    result = rules(*command, *args, env={"LOGLAKE_URL": "http://127.0.0.1:18921"})
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.stderr.split())
+    assert f"no rules folder at {tmp_path / 'loglake-data' / 'rules'}. Is the data dir elsewhere?" in said, said
+    assert "--data-dir or LOGLAKE_DATA_DIR" in said
+    assert "`loglake rules init --data-dir DIR` makes one, for the server whose data dir is DIR" in said
+    assert "the server at http://127.0.0.1:18921 answers with the rules it runs:" in said
+    assert 'curl -s "$LOGLAKE_URL/rules" -H "Authorization: Bearer $LOGLAKE_API_KEY"' in said
+    assert not (tmp_path / "loglake-data").exists()
+    without_server = rules(*command, *args, env={"LOGLAKE_URL": None})
+    assert "LOGLAKE_DATA_DIR" in without_server.stderr and "the server at" not in without_server.stderr
 
 
 def test_init_copies_the_starter_pack_and_keeps_what_is_there(tmp_path: Path) -> None:

@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from loglake.alerts.alert_ids import NoSuchAlert, find_alert_id
 from loglake.alerts.db import ALERT_STATUSES
-from loglake.ids import UUID_PATTERN, AmbiguousId
+from loglake.ids import UUID_PATTERN
 from loglake.rules.model import LEVELS
 from loglake.spelling import unknown_parameter
 from loglake.sqlitedb import write_transaction
@@ -43,17 +44,6 @@ _COLUMNS = (
     " match_count, window_start_ms, window_end_ms, evidence, query, runbook, destinations, created_ms,"
     " updated_ms, status_by, status_note, status_ms"
 )
-
-
-class NoSuchAlert(LookupError):
-    """No alert has the id."""
-
-
-class AmbiguousAlert(AmbiguousId):
-    """Several alerts' ids start with the text given: `candidates`, the first of them."""
-
-    def __init__(self, text: str, candidates: list[str], total: int) -> None:
-        super().__init__(text, candidates, "alerts", total)
 
 
 class StatusConflict(ValueError):
@@ -243,22 +233,6 @@ def list_answer(conn: sqlite3.Connection, query: AlertQuery) -> dict[str, Any]:
     }
 
 
-def find_alert_id(conn: sqlite3.Connection, text: str) -> str:
-    """The id of the alert `text` names: its id, or the start of one no other alert's id starts with (as
-    rules are named, rules.model.find_rule); NoSuchAlert when none is, AmbiguousAlert naming them when
-    several are."""
-    start = text.lower()
-    if _ID_START.fullmatch(start):
-        # Ids are lowercase hex digits and dashes, all before "~": the range is the ids that start so.
-        where, bounds = "FROM alerts WHERE id >= ? AND id < ?", (start, start + "~")
-        first = [row[0] for row in conn.execute(f"SELECT id {where} ORDER BY id LIMIT {AmbiguousId.SHOWN}", bounds)]
-        if len(first) == 1:
-            return first[0]
-        if first:
-            raise AmbiguousAlert(text, first, conn.execute(f"SELECT count(*) {where}", bounds).fetchone()[0])
-    raise NoSuchAlert(f"no alert with id {text!r}")
-
-
 def find_alert(conn: sqlite3.Connection, text: str) -> Alert:
     """The alert `text` names (find_alert_id)."""
     alert = get_alert(conn, find_alert_id(conn, text))
@@ -360,7 +334,6 @@ def _where(conditions: list[str]) -> str:
 
 
 _ALERT_ID = re.compile(UUID_PATTERN)
-_ID_START = re.compile("[0-9a-f-]{1,36}")
 
 
 def is_alert_id(text: str) -> bool:

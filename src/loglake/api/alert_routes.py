@@ -10,15 +10,13 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import msgspec
 
+from loglake.alerts.alert_ids import AmbiguousAlert, NoSuchAlert, find_alert_id
 from loglake.alerts.store import (
     MAX_NOTE_CHARS,
-    AmbiguousAlert,
     InvalidAlertQuery,
-    NoSuchAlert,
     StatusConflict,
     change_status,
     find_alert,
-    find_alert_id,
     list_answer,
     parse_alert_query,
 )
@@ -103,7 +101,7 @@ def _note(app: LoglakeApp, request: Request) -> str | None:
 @contextmanager
 def alert_lookup_errors(alert_id: str) -> Iterator[None]:
     """find_alert_id's refusals as the API answers them (as rule_lookup_errors answers a rule's): 404 for
-    no such alert, 400 for the start of several ids."""
+    no such alert, 400 for a part of several ids."""
     try:
         yield
     except NoSuchAlert:

@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 PATH = "/loki/api/v1/push"
 PROTOCOL = "loki"
 _TEXT = ((b"content-type", b"text/plain; charset=utf-8"),)
+# Said of a push without a Content-Type that cannot be read: a JSON push sent without one (as a hand-written client
+# may send it) would otherwise read as a broken protobuf push, and nothing would say why.
+_READ_AS_PROTOBUF = (
+    f" (no Content-Type: read as protobuf, as Loki reads it; a JSON push needs Content-Type: {loki.JSON})"
+)
 OPENAPI = {
     PATH: {
         "post": {
@@ -86,7 +91,8 @@ async def push(app: LoglakeApp, request: Request) -> Result:
         return _failure(e.status, e.message, e.headers)
     except loki.MalformedPush as e:  # refused whole, as Loki refuses it: said apart from an entry refused alone
         count_refused_body(app, "invalid_loki_push")
-        return _failure(400, f"{e}; the push is refused whole: nothing of it was stored")
+        read_as = "" if content_type else _READ_AS_PROTOBUF
+        return _failure(400, f"{e}{read_as}; the push is refused whole: nothing of it was stored")
     except InvalidBody as e:
         count_refused_body(app, e.code)
         return _failure(413 if e.too_large else 400, str(e))

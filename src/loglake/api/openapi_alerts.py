@@ -66,7 +66,7 @@ ALERT_ID = [
         "name": "alertId",
         "in": "path",
         "required": True,
-        "description": "the alert's id, or the start of one no other alert's id starts with",
+        "description": "the alert's id, or a part of it (its start, its end, 4 digits) that no other alert's id holds",
         "schema": {"type": "string", "pattern": "^[0-9a-fA-F-]{1,36}$"},
     }
 ]
@@ -106,7 +106,7 @@ def _status_change(action: str, becomes: str) -> dict:
             ),
             "responses": {
                 "200": json_response(ref("Alert"), f"The alert, now {becomes}"),
-                "400": error_response("A bad note, or the start of several alerts' ids (ambiguous_alert_id)"),
+                "400": error_response("A bad note, or a part of several alerts' ids (ambiguous_alert_id)"),
                 "404": error_response("No such alert"),
                 "409": error_response(f"The alert's status does not allow it (it is already {becomes}, ...)"),
                 "415": error_response("A body that is not application/json"),
@@ -152,7 +152,7 @@ ALERT_PATHS = {
             "responses": {
                 "200": json_response(ref("Alert"), "The alert"),
                 "400": error_response(
-                    "A query parameter: it takes none; or the start of several alerts' ids (ambiguous_alert_id)"
+                    "A query parameter: it takes none; or a part of several alerts' ids (ambiguous_alert_id)"
                 ),
                 "404": error_response("No such alert"),
                 "501": error_response("This deployment keeps no alerts"),

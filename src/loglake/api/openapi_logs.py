@@ -114,6 +114,16 @@ FOLLOW_PAGE = {
             "properties": {
                 "reason": {"type": "string", "enum": ["overflow", "restart"]},
                 "missed": {"type": ["integer", "null"]},
+                "since": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "description": "GET /logs/recent with since= this (and the follow's filters) lists them by time",
+                },
+                "until": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "description": "GET /logs/recent with until= this (and the follow's filters) lists them by time",
+                },
                 "message": {"type": "string"},
             },
         },
