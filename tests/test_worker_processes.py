@@ -1,11 +1,18 @@
-"""The server's worker processes: a worker idle for its while exits, and the next run starts another."""
+"""The server's worker processes: a worker idle for its while exits, and the next run starts another; a worker
+that does not stop within its grace is killed."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import pytest
 
 from loglake.lake.compact import Background
 from loglake.worker_processes import IdleExitingWorker, exit_with_parent
@@ -21,7 +28,7 @@ def _workers_gone_within(seconds: float) -> bool:
 
 
 def test_an_idle_worker_exits_and_the_next_run_starts_another() -> None:
-    worker = IdleExitingWorker(exit_with_parent, idle_s=0.3)
+    worker = IdleExitingWorker(exit_with_parent, idle_s=0.3, what="worker")
     try:
         first = worker.run(os.getpid)
         assert first != os.getpid()
@@ -30,12 +37,12 @@ def test_an_idle_worker_exits_and_the_next_run_starts_another() -> None:
         second = worker.run(os.getpid)
         assert second not in (first, os.getpid())
     finally:
-        worker.close()
+        worker.close(grace_s=30)
     assert _workers_gone_within(30)
 
 
 def test_a_worker_busy_past_its_idle_while_is_kept() -> None:
-    worker = IdleExitingWorker(exit_with_parent, idle_s=0.2)
+    worker = IdleExitingWorker(exit_with_parent, idle_s=0.2, what="worker")
     try:
         first = worker.run(os.getpid)
         with ThreadPoolExecutor(1) as other:
@@ -44,7 +51,7 @@ def test_a_worker_busy_past_its_idle_while_is_kept() -> None:
             assert worker.run(os.getpid) == first
             busy.result()
     finally:
-        worker.close()
+        worker.close(grace_s=30)
 
 
 def test_the_merge_worker_exits_when_idle() -> None:
@@ -54,3 +61,51 @@ def test_the_merge_worker_exits_when_idle() -> None:
         assert _workers_gone_within(30)
     finally:
         background.close()
+
+
+def _sleep_once_begun(begun: Path, seconds: float) -> None:
+    """In the worker: a run that says it has begun (a file), then takes `seconds`."""
+    begun.touch()
+    time.sleep(seconds)
+
+
+def _wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name}: the worker's run did not begin"
+        time.sleep(0.02)
+
+
+def test_closing_a_worker_stuck_in_a_run_kills_it_once_its_grace_is_over(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """close() waited for a run under way for good (shutdown(wait=True)): a stuck worker held the server's stop."""
+    worker = IdleExitingWorker(exit_with_parent, idle_s=300, what="stuck worker")
+    with ThreadPoolExecutor(1) as other:
+        stuck = other.submit(worker.run, _sleep_once_begun, tmp_path / "begun", 3600)
+        _wait_for(tmp_path / "begun")
+        with caplog.at_level(logging.WARNING):
+            closing = threading.Thread(target=worker.close, args=(0.5,))
+            closing.start()
+            closing.join(30)
+        assert not closing.is_alive(), "close() waits on the stuck worker"
+        with pytest.raises(BrokenProcessPool):
+            stuck.result(30)
+    assert _workers_gone_within(30)
+    assert [r.getMessage() for r in caplog.records] == [
+        "the stuck worker did not stop within 0.5 s (stuck, or its task too long): killed"
+    ]
+
+
+def test_closing_a_worker_lets_a_run_under_way_end_within_its_grace(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = IdleExitingWorker(exit_with_parent, idle_s=300, what="worker")
+    with ThreadPoolExecutor(1) as other:
+        running = other.submit(worker.run, _sleep_once_begun, tmp_path / "begun", 1.0)
+        _wait_for(tmp_path / "begun")
+        with caplog.at_level(logging.WARNING):
+            worker.close(grace_s=60)
+        assert running.result() is None
+    assert caplog.records == []
+    assert _workers_gone_within(30)

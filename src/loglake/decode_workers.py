@@ -30,9 +30,7 @@ cannot start (one warning; then the server decodes in process).
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -42,7 +40,7 @@ from typing import Any
 import pyarrow as pa
 
 from loglake.protocols.columns import RecordColumns
-from loglake.worker_processes import spawned_pool
+from loglake.worker_processes import kill_workers, pool_workers, spawned_pool, stop_pool
 
 log = logging.getLogger("loglake.decode")
 
@@ -60,6 +58,8 @@ MOST_SECONDS = 5.0
 # pool is started anew for each body meanwhile): the server decodes in process from then on. A pool that started
 # and was then killed from outside (or stopped, gave_up_on) counts once, until the next one starts.
 MOST_BROKEN_IN_A_ROW = 3
+# A worker still decoding when the server stops has this long, then is killed: nothing waits for its bodies.
+STOP_GRACE_S = 1.0
 
 
 class DecodeWorkers:
@@ -140,7 +140,7 @@ class DecodeWorkers:
                 " killed, their bodies decoded in the server's process, and the pool starts again",
                 self.most_seconds,
             )
-            _kill_workers(self._pool)
+            kill_workers(pool_workers(self._pool))  # (each body they held: BrokenProcessPool, result() None)
             self._broken()
 
     def _broken(self) -> None:
@@ -159,17 +159,12 @@ class DecodeWorkers:
 
     def _stop(self) -> None:
         """No body to the workers from now on, and the pool gone. Nothing waits for its bodies in flight: a route
-        waits for one at most most_seconds, then decodes it itself. A worker still at work is killed after a
-        moment (a stuck one would hold the server's exit, which joins the pool's threads)."""
+        waits for one at most most_seconds, then decodes it itself. A worker still at work is killed after
+        STOP_GRACE_S (a stuck one would hold the server's exit, which joins the pool's threads)."""
         self.processes = 0
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            workers = _workers(pool)
-            pool.shutdown(wait=False, cancel_futures=True)
-            deadline = time.monotonic() + 1.0
-            for worker in workers:
-                worker.join(max(0.0, deadline - time.monotonic()))
-            _kill_workers(pool, workers)
+            stop_pool(pool, STOP_GRACE_S, "decode workers")
 
     def result(self, future: Future) -> Any:
         """What the entry point of a submitted body answered; None: decode it in process (its worker died, or
@@ -184,20 +179,6 @@ class DecodeWorkers:
     def close(self) -> None:
         with self._lock:
             self._stop()
-
-
-def _workers(pool: ProcessPoolExecutor) -> list[multiprocessing.Process]:
-    """The pool's worker processes. (ProcessPoolExecutor keeps them by pid and says nothing of them; Python 3.14's
-    kill_workers() is the public way to do what _kill_workers does.)"""
-    return list((getattr(pool, "_processes", None) or {}).values())
-
-
-def _kill_workers(pool: ProcessPoolExecutor, workers: list[multiprocessing.Process] | None = None) -> None:
-    """SIGKILL the pool's workers (`workers`, if they were taken before a shutdown forgot them) that still run: the
-    pool then fails each body they held with BrokenProcessPool, which result() answers with None."""
-    for worker in _workers(pool) if workers is None else workers:
-        if worker.is_alive():
-            worker.kill()
 
 
 def _ready() -> None:
