@@ -1,6 +1,6 @@
 """The server's worker processes (the flush's for a backlog, the compaction's merge worker, the OTLP decode
-workers): spawned, gone with the process that started them, gone when idle (IdleExitingWorker), and stopped
-without waiting on a stuck one for more than a bound (stop_pool)."""
+workers): spawned, gone with the process that started them, gone when idle (IdleExitingWorker, and the decode
+workers), and stopped without waiting on a stuck one for more than a bound (stop_pool)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ T = TypeVar("T")
 log = logging.getLogger("loglake.workers")
 
 # A worker with nothing to do for this long exits (the next task starts another, ~1 s of CPU): the work comes in
-# bursts (bulk loads, a day's last merge), and an idle worker holds ~85-90 MiB of its own.
+# bursts (bulk loads, a day's last merge, OTLP exports), and an idle worker holds ~85-90 MiB of its own.
 WORKER_IDLE_S = 300.0
 
 
