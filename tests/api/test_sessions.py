@@ -15,7 +15,8 @@ import pytest
 
 from loglake.api.app import LoglakeApp
 from loglake.ask.providers import NOT_CONFIGURED_ON_SERVER
-from loglake.config import ConfigError, Settings, load_settings
+from loglake.config import ConfigError, Settings
+from loglake.config_load import load_settings
 from loglake.sessions import MAX_SESSIONS_PER_KEY
 from tests.conftest import asgi_client, key_for
 
