@@ -63,6 +63,16 @@ def app(request: pytest.FixtureRequest, settings: Settings) -> Iterator[LoglakeA
     application.close()
 
 
+class Clock:
+    """A clock the test sets (`now`, epoch seconds), for what takes a `clock=`."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def key_for(app: LoglakeApp, scopes: str = "admin", name: str | None = None, **kwargs: object) -> str:
     name = name or f"k-{scopes.replace(',', '-')}-{len(app.keystore.list(include_revoked=True))}"
     return app.keystore.create(name, frozenset(scopes.split(",")), **kwargs).secret
