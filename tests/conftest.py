@@ -121,6 +121,16 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def printed_keys(self) -> list[str]:
+        """The API keys the server printed in its log (a first start prints its admin key)."""
+        return [line.strip() for line in self.log_path.read_text().splitlines() if line.strip().startswith("llk_")]
+
+    def admin_key(self) -> str:
+        """The admin key the server printed on its first start."""
+        keys = self.printed_keys()
+        assert keys, f"no key printed:\n{self.log_path.read_text()}"
+        return keys[0]
+
     def start(self, timeout: float = 20.0) -> ServerProcess:
         cmd = [
             sys.executable,
@@ -189,13 +199,7 @@ def server_factory(tmp_path: Path) -> Iterator[callable]:
 def admin_key_of() -> callable:
     """The admin key a server printed on its first start."""
 
-    def read(server: ServerProcess) -> str:
-        for line in server.log_path.read_text().splitlines():
-            if line.strip().startswith("llk_"):
-                return line.strip()
-        raise AssertionError(f"no key printed:\n{server.log_path.read_text()}")
-
-    return read
+    return ServerProcess.admin_key
 
 
 # -- the CLI -----------------------------------------------------------------------------------
