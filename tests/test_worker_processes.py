@@ -3,9 +3,11 @@ that does not stop within its grace is killed."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -109,3 +111,21 @@ def test_closing_a_worker_lets_a_run_under_way_end_within_its_grace(
         assert running.result() is None
     assert caplog.records == []
     assert _workers_gone_within(30)
+
+
+def test_an_idle_worker_that_is_stuck_is_killed_by_its_idle_exit(caplog: pytest.LogCaptureFixture) -> None:
+    """The idle exit waited for the worker to exit for good (shutdown(wait=True)): a stuck one stayed, and its
+    pool's thread held the interpreter's exit."""
+    worker = IdleExitingWorker(exit_with_parent, idle_s=0.5, what="idle worker")
+    pid = worker.run(os.getpid)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert _workers_gone_within(30)
+        assert [r.getMessage() for r in caplog.records] == [
+            "the idle worker did not stop within 2 s (stuck, or its task too long): killed"
+        ]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        worker.close(grace_s=30)

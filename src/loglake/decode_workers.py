@@ -43,6 +43,7 @@ import pyarrow as pa
 
 from loglake.protocols.columns import RecordColumns
 from loglake.worker_processes import (
+    IDLE_STOP_GRACE_S,
     WORKER_IDLE_S,
     kill_workers,
     pool_workers,
@@ -161,7 +162,7 @@ class DecodeWorkers:
                 self._idle_exit = started_timer(max(self.idle_s - quiet_s, STOP_GRACE_S), self._exit_if_idle)
                 return
             pool, self._pool, self._in_flight = self._pool, None, []
-        stop_pool(pool, STOP_GRACE_S, "decode workers")  # (no body in their hands: they exit at once)
+        stop_pool(pool, IDLE_STOP_GRACE_S, "decode workers")
 
     def _cancel_idle_exit(self) -> None:
         if self._idle_exit is not None:

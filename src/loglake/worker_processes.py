@@ -21,6 +21,9 @@ log = logging.getLogger("loglake.workers")
 # A worker with nothing to do for this long exits (the next task starts another, ~1 s of CPU): the work comes in
 # bursts (bulk loads, a day's last merge, OTLP exports), and an idle worker holds ~85-90 MiB of its own.
 WORKER_IDLE_S = 300.0
+# An idle worker asked to exit does so at once; one that has not within this is stuck (stopped, swapping), and is
+# killed: a pool that waited for it would hold the interpreter's exit (which joins every pool's thread).
+IDLE_STOP_GRACE_S = 2.0
 
 
 def spawned_pool(workers: int, initializer: Callable[[int], None] | None = None) -> ProcessPoolExecutor:
@@ -122,7 +125,7 @@ class IdleExitingWorker:
             if self._running or self._idle_exit is not threading.current_thread() or self._pool is None:
                 return
             pool, self._pool, self._idle_exit = self._pool, None, None
-        pool.shutdown(wait=True)  # nothing in flight: the worker exits at once
+        stop_pool(pool, IDLE_STOP_GRACE_S, self.what)
 
     def _cancel_idle_exit(self) -> None:
         if self._idle_exit is not None:
