@@ -158,8 +158,11 @@ class DecodeWorkers:
             if self._pool is None:
                 return  # (broken, or given up: the next pool starts a timer of its own)
             quiet_s = time.monotonic() - self._last_body
-            if any(not f.done() for f in self._in_flight) or quiet_s < self.idle_s:
-                self._idle_exit = started_timer(max(self.idle_s - quiet_s, STOP_GRACE_S), self._exit_if_idle)
+            if any(not f.done() for f in self._in_flight):  # (a body, or a start, under way)
+                self._idle_exit = started_timer(self.idle_s, self._exit_if_idle)
+                return
+            if quiet_s < self.idle_s:
+                self._idle_exit = started_timer(self.idle_s - quiet_s, self._exit_if_idle)
                 return
             pool, self._pool, self._in_flight = self._pool, None, []
         stop_pool(pool, IDLE_STOP_GRACE_S, "decode workers")
