@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
-import logging
 import multiprocessing
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -21,7 +18,7 @@ import pytest
 from loglake.lake import compact, reads
 from loglake.lake.compact import TIER_FILES, Compactor, merge_groups, tier_groups
 from loglake.lake.flush import Flusher
-from loglake.lake.lake import Lake, LakeJobs, LakePolicy
+from loglake.lake.lake import Lake, LakePolicy
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.store.base import RecentQuery
@@ -415,41 +412,3 @@ def test_the_servers_small_merges_run_on_a_niced_thread_the_big_ones_in_a_worker
     finally:
         lake.close()
     assert store.read("SELECT count(*), sum(records) FROM lake_files") == [(3, 900)]
-
-
-def test_a_stuck_merge_worker_holds_the_servers_stop_no_longer_than_its_grace(
-    store: SQLiteHotStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A merge worker that hangs (stopped here: SIGSTOP) is killed once the merge's grace is over, and the server's
-    stop (the lake's jobs, then the lake) ends: it waited for the worker for good. Nothing is lost: the merge's
-    inputs stay in the catalog, merged again by a later turn."""
-    monkeypatch.setattr(compact, "IN_MEMORY_MERGE_RECORDS", 0)  # (every merge streamed, in the worker)
-    policy = LakePolicy(grace_ms=0, quiet_ms=0)  # (the days' full merges at the first turn)
-    lake = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path, policy=policy)
-    lake.background.stop_grace_s = 0.5
-    flush_in_small_rounds(store, lake.objects)
-    worker = lake.background.run(os.getpid)
-    os.kill(worker, signal.SIGSTOP)
-    jobs = LakeJobs(lake, interval_seconds=0.05, on_report=lambda report: None)
-    stopping = threading.Thread(target=lambda: (jobs.stop(), lake.close()))
-    try:
-        jobs.start()
-        deadline = time.monotonic() + 60
-        while not list(tmp_path.rglob("compact-*/input-*.parquet")):  # (a merge's inputs, fetched for the worker)
-            assert time.monotonic() < deadline, "no merge started"
-            time.sleep(0.02)
-        time.sleep(0.5)  # (the merge handed to the stopped worker)
-        with caplog.at_level(logging.INFO):
-            stopping.start()
-            stopping.join(30)
-        assert not stopping.is_alive(), "the server's stop waits on the stuck merge worker"
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # (killed by the stop)
-            os.kill(worker, signal.SIGKILL)
-        if not stopping.is_alive() and stopping.ident is None:  # (the test failed before the stop)
-            stopping.run()
-    assert multiprocessing.active_children() == []
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
-        "the merge worker did not stop within 0.5 s (stuck, or its task too long): killed"
-    ]
-    assert store.read("SELECT count(*), sum(records) FROM lake_files") == [(15, 900)]
