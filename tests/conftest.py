@@ -63,6 +63,15 @@ def app(request: pytest.FixtureRequest, settings: Settings) -> Iterator[LoglakeA
     application.close()
 
 
+def poll(condition: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
+    """condition()'s first truthy answer, asked every 0.05 s; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+    return found
+
+
 class Clock:
     """A clock the test sets (`now`, epoch seconds), for what takes a `clock=`."""
 

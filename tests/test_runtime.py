@@ -22,6 +22,7 @@ from loglake.lake import compact
 from loglake.lake.lake import MaintenanceReport
 from loglake.runtime import Runtime
 from loglake.store.sqlite import SQLiteHotStore
+from tests.conftest import poll
 from tests.lake.test_compact import flush_in_small_rounds
 
 
@@ -100,10 +101,7 @@ def test_a_stuck_merge_worker_holds_the_servers_stop_no_longer_than_its_grace(
     stopping = threading.Thread(target=runtime.close)
     try:
         runtime.start()
-        deadline = time.monotonic() + 60
-        while not list(tmp_path.rglob("compact-*/input-*.parquet")):  # (a merge's inputs, fetched for the worker)
-            assert time.monotonic() < deadline, "no merge started"
-            time.sleep(0.02)
+        poll(lambda: list(tmp_path.rglob("compact-*/input-*.parquet")), "a merge's inputs, fetched for the worker")
         time.sleep(0.5)  # (the merge handed to the stopped worker)
         with caplog.at_level(logging.INFO):
             stopping.start()

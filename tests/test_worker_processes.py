@@ -18,6 +18,7 @@ import pytest
 
 from loglake.lake.compact import Background
 from loglake.worker_processes import IdleExitingWorker, exit_with_parent
+from tests.conftest import poll
 
 
 def _workers_gone_within(seconds: float) -> bool:
@@ -71,13 +72,6 @@ def _sleep_once_begun(begun: Path, seconds: float) -> None:
     time.sleep(seconds)
 
 
-def _wait_for(path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path.name}: the worker's run did not begin"
-        time.sleep(0.02)
-
-
 def test_closing_a_worker_stuck_in_a_run_kills_it_once_its_grace_is_over(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -85,7 +79,7 @@ def test_closing_a_worker_stuck_in_a_run_kills_it_once_its_grace_is_over(
     worker = IdleExitingWorker(exit_with_parent, idle_s=300, what="stuck worker")
     with ThreadPoolExecutor(1) as other:
         stuck = other.submit(worker.run, _sleep_once_begun, tmp_path / "begun", 3600)
-        _wait_for(tmp_path / "begun")
+        poll((tmp_path / "begun").exists, "the worker's run to begin")
         with caplog.at_level(logging.WARNING):
             closing = threading.Thread(target=worker.close, args=(0.5,))
             closing.start()
@@ -105,7 +99,7 @@ def test_closing_a_worker_lets_a_run_under_way_end_within_its_grace(
     worker = IdleExitingWorker(exit_with_parent, idle_s=300, what="worker")
     with ThreadPoolExecutor(1) as other:
         running = other.submit(worker.run, _sleep_once_begun, tmp_path / "begun", 1.0)
-        _wait_for(tmp_path / "begun")
+        poll((tmp_path / "begun").exists, "the worker's run to begin")
         with caplog.at_level(logging.WARNING):
             worker.close(grace_s=60)
         assert running.result() is None
