@@ -156,7 +156,7 @@ class Background:
 
     def close(self) -> None:
         """Stop the merges: one in the worker has stop_grace_s to land, then the worker is killed; those on threads
-        (in memory, at most IN_MEMORY_MERGE_RECORDS) end first."""
+        (in memory, at most IN_MEMORY_MERGE_RECORDS records) are waited for."""
         self.worker.close(self.stop_grace_s)
         with self._starting:
             for thread in self._threads.values():
