@@ -63,6 +63,25 @@ def app(request: pytest.FixtureRequest, settings: Settings) -> Iterator[LoglakeA
     application.close()
 
 
+def poll(condition: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
+    """condition()'s first truthy answer, asked every 0.05 s; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+    return found
+
+
+class Clock:
+    """A clock the test sets (`now`, epoch seconds), for what takes a `clock=`."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def key_for(app: LoglakeApp, scopes: str = "admin", name: str | None = None, **kwargs: object) -> str:
     name = name or f"k-{scopes.replace(',', '-')}-{len(app.keystore.list(include_revoked=True))}"
     return app.keystore.create(name, frozenset(scopes.split(",")), **kwargs).secret
@@ -110,6 +129,16 @@ class ServerProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def printed_keys(self) -> list[str]:
+        """The API keys the server printed in its log (a first start prints its admin key)."""
+        return [line.strip() for line in self.log_path.read_text().splitlines() if line.strip().startswith("llk_")]
+
+    def admin_key(self) -> str:
+        """The admin key the server printed on its first start."""
+        keys = self.printed_keys()
+        assert keys, f"no key printed:\n{self.log_path.read_text()}"
+        return keys[0]
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
         cmd = [
@@ -179,13 +208,7 @@ def server_factory(tmp_path: Path) -> Iterator[callable]:
 def admin_key_of() -> callable:
     """The admin key a server printed on its first start."""
 
-    def read(server: ServerProcess) -> str:
-        for line in server.log_path.read_text().splitlines():
-            if line.strip().startswith("llk_"):
-                return line.strip()
-        raise AssertionError(f"no key printed:\n{server.log_path.read_text()}")
-
-    return read
+    return ServerProcess.admin_key
 
 
 # -- the CLI -----------------------------------------------------------------------------------

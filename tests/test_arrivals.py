@@ -17,17 +17,10 @@ from loglake.model import NewRecord, Severity
 from loglake.service import LogService
 from loglake.store.base import RecentQuery, StoreUnavailable
 from loglake.store.sqlite import SQLiteHotStore
+from tests.conftest import Clock
 
 T0 = 1_796_000_000_000
 EVERYTHING = RecentQuery(since_ms=0)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def record(message: str, ts: int = T0, **fields: object) -> NewRecord:
@@ -179,7 +172,7 @@ def test_the_newest_batch_stays_however_large() -> None:
 
 
 def test_nobody_following_keeps_nothing_and_a_returning_reader_is_told() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     arrivals = Arrivals(idle_seconds=60, clock=clock)
     before_anyone = arrivals.cursor(T0)
     clock.now += 61  # that follower went away
@@ -193,7 +186,7 @@ def test_nobody_following_keeps_nothing_and_a_returning_reader_is_told() -> None
 
 
 def test_kept_batches_go_once_nobody_follows() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     arrivals = Arrivals(idle_seconds=60, clock=clock)
     start = arrivals.cursor(T0)
     arrive(arrivals, record("kept"))
@@ -280,7 +273,7 @@ async def test_a_waiter_wakes_when_a_record_arrives_on_another_thread() -> None:
 
 
 async def test_a_waiting_follower_keeps_batches_however_long_it_waits() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     arrivals = Arrivals(idle_seconds=60, clock=clock)
     start = arrivals.cursor(T0)
     waiting = asyncio.create_task(arrivals.wait(start.seq))
@@ -293,7 +286,7 @@ async def test_a_waiting_follower_keeps_batches_however_long_it_waits() -> None:
 
 
 async def test_a_waiter_that_went_away_keeps_nothing() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     arrivals = Arrivals(idle_seconds=60, clock=clock)
     start = arrivals.cursor(T0)
     waiting = asyncio.create_task(arrivals.wait(start.seq))

@@ -42,7 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="module")
 def admin_key(server: ServerProcess) -> str:
-    keys = [line.strip() for line in server.log_path.read_text().splitlines() if line.strip().startswith("llk_")]
+    keys = server.printed_keys()
     assert len(keys) == 1, server.log_path.read_text()
     return keys[0]
 

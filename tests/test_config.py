@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from loglake.cli import main
-from loglake.config import ConfigError, load_settings
+from loglake.config import ConfigError
+from loglake.config_load import load_settings
 
 
 def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:

@@ -1,15 +1,29 @@
-"""The composition root: what a Runtime builds from Settings, and that its edges hear its events."""
+"""The composition root: what a Runtime builds from Settings, that its edges hear its events, and that its stop
+waits on no stuck worker."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
+import pytest
+
 from loglake.config import Settings
+from loglake.lake import compact
 from loglake.lake.lake import MaintenanceReport
 from loglake.runtime import Runtime
+from loglake.store.sqlite import SQLiteHotStore
+from tests.conftest import poll
+from tests.lake.test_compact import flush_in_small_rounds
 
 
 class Recorder:
@@ -68,3 +82,42 @@ def test_a_server_without_aws_settings_never_loads_the_aws_sdk(tmp_path: Path) -
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_stuck_merge_worker_holds_the_servers_stop_no_longer_than_its_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A merge worker that hangs (stopped here: SIGSTOP) is killed once the merge's grace is over, and the server's
+    stop (Runtime.close: the lake's jobs, then the lake and the store) ends: it waited for the worker for good.
+    Nothing is lost: the merge's inputs stay in the catalog, merged again by a later turn."""
+    monkeypatch.setattr(compact, "IN_MEMORY_MERGE_RECORDS", 0)  # (every merge streamed, in the worker)
+    # (an hour ahead: the seeded days' files, written now, are past the lake's quiet while, merged at the first turn)
+    runtime = Runtime(Settings(data_dir=tmp_path, flush_interval_seconds=0.05), clock=lambda: time.time() + 3600)
+    assert runtime.lake is not None and runtime.lake_jobs is not None
+    runtime.lake.background.stop_grace_s = 0.5
+    flush_in_small_rounds(runtime.store, runtime.lake.objects)
+    worker = runtime.lake.background.run(os.getpid)
+    os.kill(worker, signal.SIGSTOP)
+    stopping = threading.Thread(target=runtime.close)
+    try:
+        runtime.start()
+        poll(lambda: list(tmp_path.rglob("compact-*/input-*.parquet")), "a merge's inputs, fetched for the worker")
+        time.sleep(0.5)  # (the merge handed to the stopped worker)
+        with caplog.at_level(logging.INFO):
+            stopping.start()
+            stopping.join(30)
+        assert not stopping.is_alive(), "the server's stop waits on the stuck merge worker"
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # (killed by the stop)
+            os.kill(worker, signal.SIGKILL)
+        if stopping.ident is None:  # (the test failed before the stop)
+            runtime.close()
+    assert multiprocessing.active_children() == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "the merge worker did not stop within 0.5 s (stuck, or its task too long): killed"
+    ]
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    try:
+        assert store.read("SELECT count(*), sum(records) FROM lake_files") == [(15, 900)]
+    finally:
+        store.close()

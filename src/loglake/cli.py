@@ -39,7 +39,8 @@ from loglake.cli_rules import COMMANDS as RULES_COMMANDS
 from loglake.cli_send import COMMANDS as SEND_COMMANDS
 from loglake.cli_tail import COMMANDS as TAIL_COMMANDS
 from loglake.client import ClientError, LoglakeClient
-from loglake.config import ConfigError, env_name, load_settings
+from loglake.config import ConfigError, env_name
+from loglake.config_load import load_settings
 from loglake.keys import SCOPES, ApiKey, KeyStore, KeyStoreError, LastAdminKey, parse_scopes
 from loglake.model import MAX_PAGE_LIMIT
 

@@ -271,7 +271,7 @@ def _config(path: Path | None) -> Any:
 def _lake_for(data_dir: Path, config: Any) -> Iterator[Any]:
     """The data dir's lake (made if new), in the configuration's bucket when it names one."""
     from loglake.amplify.jobs import settings_for
-    from loglake.config import load_settings
+    from loglake.config_load import load_settings
 
     try:
         settings = load_settings({"data_dir": data_dir})

@@ -136,7 +136,8 @@ def _given(ctx: click.Context, name: str) -> bool:
 def _check_provider(data_dir: Path, overrides: dict[str, Any]) -> None:
     """Without a model there is nothing to ask, whatever the data: said first."""
     from loglake.ask.providers import NOT_CONFIGURED
-    from loglake.config import ConfigError, load_settings
+    from loglake.config import ConfigError
+    from loglake.config_load import load_settings
 
     try:
         settings = load_settings({"data_dir": data_dir, **overrides})

@@ -26,7 +26,8 @@ from loglake.cli_options import (
     url_option,
 )
 from loglake.client import ClientError, LoglakeClient
-from loglake.config import ConfigError, load_settings
+from loglake.config import ConfigError
+from loglake.config_load import load_settings
 from loglake.lake.search_terms import attribute_keys
 from loglake.model import MAX_PAGE_LIMIT
 

@@ -10,7 +10,8 @@ from typing import Any
 import click
 
 from loglake.cli_options import Named, printable
-from loglake.config import ConfigError, Settings, env_name, load_settings
+from loglake.config import ConfigError, Settings, env_name
+from loglake.config_load import load_settings
 
 rules_dir_option = click.option(
     "--rules-dir",

@@ -18,7 +18,8 @@ four paired runs of bench/protocols_ingest.py (branch s11/esw, commit 6afb68b): 
 most of its work (merging small parts, writing), so they stay decoded in process.
 
 Started lazily, at the first body worth it (the route's min_bytes), spawned (the server runs threads), each gone
-with the server (worker_processes.spawned_pool, as the flush's and the compaction's workers). A body the workers
+with the server (worker_processes.spawned_pool, as the flush's and the compaction's workers), and gone once the pool
+has had no body for WORKER_IDLE_S (as the merge worker: the next body worth it starts it again). A body the workers
 do not take is decoded in the server's process, as before: a small one (IPC's fixed cost would be more than the
 decoding), one sent while MOST_IN_FLIGHT_PER_PROCESS are already waiting per worker (a bound on the bodies the
 pool holds), one whose worker died (the pool is started again for the next), one a worker has not answered within
@@ -30,7 +31,6 @@ cannot start (one warning; then the server decodes in process).
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import threading
 import time
 from collections.abc import Callable
@@ -42,7 +42,15 @@ from typing import Any
 import pyarrow as pa
 
 from loglake.protocols.columns import RecordColumns
-from loglake.worker_processes import spawned_pool
+from loglake.worker_processes import (
+    IDLE_STOP_GRACE_S,
+    WORKER_IDLE_S,
+    kill_workers,
+    pool_workers,
+    spawned_pool,
+    started_timer,
+    stop_pool,
+)
 
 log = logging.getLogger("loglake.decode")
 
@@ -60,14 +68,21 @@ MOST_SECONDS = 5.0
 # pool is started anew for each body meanwhile): the server decodes in process from then on. A pool that started
 # and was then killed from outside (or stopped, gave_up_on) counts once, until the next one starts.
 MOST_BROKEN_IN_A_ROW = 3
+# A worker still decoding when the server stops has this long, then is killed: nothing waits for its bodies.
+STOP_GRACE_S = 1.0
 
 
 class DecodeWorkers:
-    """A pool of `processes` decode workers (0: none, every body decoded in process)."""
+    """A pool of `processes` decode workers (0: none, every body decoded in process). The pool exits once it has
+    had no body for `idle_s` (each worker holds ~85 MiB), and the next body worth it starts it again."""
 
-    def __init__(self, processes: int, most_seconds: float = MOST_SECONDS) -> None:
+    def __init__(self, processes: int, most_seconds: float = MOST_SECONDS, idle_s: float = WORKER_IDLE_S) -> None:
         self.processes = processes
         self.most_seconds = most_seconds  # what a route waits for a worker's answer (then: gave_up_on)
+        self.idle_s = idle_s
+        self._in_flight: list[Future] = []  # bodies given to the pool (those done are dropped at the next)
+        self._last_body = 0.0  # when the pool started or last took a body (time.monotonic)
+        self._idle_exit: threading.Timer | None = None
         self._pool: ProcessPoolExecutor | None = None
         self._starting: list[Future] = []  # a task per worker of the pool, done once it has started
         # Bodies in the pool's hands (released by the future's callback, on the pool's own thread: our lock
@@ -97,6 +112,9 @@ class DecodeWorkers:
                 future = None
             except RuntimeError:  # (shutting down)
                 future = None
+            if future is not None:
+                self._in_flight = [*(f for f in self._in_flight if not f.done()), future]
+                self._last_body = time.monotonic()
         if future is None:
             self._room.release()
             return None
@@ -119,6 +137,9 @@ class DecodeWorkers:
             except (OSError, RuntimeError):  # a worker that died as it was spawned (a broken pipe, BrokenProcessPool)
                 self._broken()
                 return False
+            self._in_flight, self._last_body = list(self._starting), time.monotonic()  # (idle once started)
+            if self._idle_exit is None:
+                self._idle_exit = started_timer(self.idle_s, self._exit_if_idle)
         for started in self._starting:
             if started.done():
                 if started.exception() is None:
@@ -127,6 +148,29 @@ class DecodeWorkers:
                 self._broken()  # (its workers died as they started)
                 return False
         return False
+
+    def _exit_if_idle(self) -> None:
+        """(The idle timer) stop the pool if it has had no body for idle_s, else look again when it may have."""
+        with self._lock:
+            if self._idle_exit is not threading.current_thread():
+                return  # (cancelled, or replaced by a later one)
+            self._idle_exit = None
+            if self._pool is None:
+                return  # (broken, or given up: the next pool starts a timer of its own)
+            quiet_s = time.monotonic() - self._last_body
+            if any(not f.done() for f in self._in_flight):  # (a body, or a start, under way)
+                self._idle_exit = started_timer(self.idle_s, self._exit_if_idle)
+                return
+            if quiet_s < self.idle_s:
+                self._idle_exit = started_timer(self.idle_s - quiet_s, self._exit_if_idle)
+                return
+            pool, self._pool, self._in_flight = self._pool, None, []
+        stop_pool(pool, IDLE_STOP_GRACE_S, "decode workers")
+
+    def _cancel_idle_exit(self) -> None:
+        if self._idle_exit is not None:
+            self._idle_exit.cancel()
+            self._idle_exit = None
 
     def gave_up_on(self, future: Future) -> None:
         """A body whose worker has not answered within most_seconds: the route decodes it in process. The pool's
@@ -140,7 +184,7 @@ class DecodeWorkers:
                 " killed, their bodies decoded in the server's process, and the pool starts again",
                 self.most_seconds,
             )
-            _kill_workers(self._pool)
+            kill_workers(pool_workers(self._pool))  # (each body they held: BrokenProcessPool, result() None)
             self._broken()
 
     def _broken(self) -> None:
@@ -159,17 +203,13 @@ class DecodeWorkers:
 
     def _stop(self) -> None:
         """No body to the workers from now on, and the pool gone. Nothing waits for its bodies in flight: a route
-        waits for one at most most_seconds, then decodes it itself. A worker still at work is killed after a
-        moment (a stuck one would hold the server's exit, which joins the pool's threads)."""
+        waits for one at most most_seconds, then decodes it itself. A worker still at work is killed after
+        STOP_GRACE_S (a stuck one would hold the server's exit, which joins the pool's threads)."""
         self.processes = 0
+        self._cancel_idle_exit()
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            workers = _workers(pool)
-            pool.shutdown(wait=False, cancel_futures=True)
-            deadline = time.monotonic() + 1.0
-            for worker in workers:
-                worker.join(max(0.0, deadline - time.monotonic()))
-            _kill_workers(pool, workers)
+            stop_pool(pool, STOP_GRACE_S, "decode workers")
 
     def result(self, future: Future) -> Any:
         """What the entry point of a submitted body answered; None: decode it in process (its worker died, or
@@ -184,20 +224,6 @@ class DecodeWorkers:
     def close(self) -> None:
         with self._lock:
             self._stop()
-
-
-def _workers(pool: ProcessPoolExecutor) -> list[multiprocessing.Process]:
-    """The pool's worker processes. (ProcessPoolExecutor keeps them by pid and says nothing of them; Python 3.14's
-    kill_workers() is the public way to do what _kill_workers does.)"""
-    return list((getattr(pool, "_processes", None) or {}).values())
-
-
-def _kill_workers(pool: ProcessPoolExecutor, workers: list[multiprocessing.Process] | None = None) -> None:
-    """SIGKILL the pool's workers (`workers`, if they were taken before a shutdown forgot them) that still run: the
-    pool then fails each body they held with BrokenProcessPool, which result() answers with None."""
-    for worker in _workers(pool) if workers is None else workers:
-        if worker.is_alive():
-            worker.kill()
 
 
 def _ready() -> None:

@@ -1,8 +1,10 @@
 """The server's worker processes (the flush's for a backlog, the compaction's merge worker, the OTLP decode
-workers): spawned, gone with the process that started them, and (IdleExitingWorker) gone when idle."""
+workers): spawned, gone with the process that started them, gone when idle (IdleExitingWorker, and the decode
+workers), and stopped without waiting on a stuck one for more than a bound (stop_pool)."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -13,6 +15,15 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger("loglake.workers")
+
+# A worker with nothing to do for this long exits (the next task starts another, ~1 s of CPU): the work comes in
+# bursts (bulk loads, a day's last merge, OTLP exports), and an idle worker holds ~85-90 MiB of its own.
+WORKER_IDLE_S = 300.0
+# An idle worker asked to exit does so at once; one that has not within this is stuck (stopped, swapping), and is
+# killed: a pool that waited for it would hold the interpreter's exit (which joins every pool's thread).
+IDLE_STOP_GRACE_S = 2.0
 
 
 def spawned_pool(workers: int, initializer: Callable[[int], None] | None = None) -> ProcessPoolExecutor:
@@ -71,8 +82,9 @@ class IdleExitingWorker:
     for it to do kept for good; starting one again costs ~1 s of CPU, so the wait suits work that comes in
     bursts (bulk loads, a day's last merge)."""
 
-    def __init__(self, initializer: Callable[[int], None], idle_s: float) -> None:
+    def __init__(self, initializer: Callable[[int], None], idle_s: float, what: str) -> None:
         self.initializer = initializer
+        self.what = what  # what the log calls it
         self.idle_s = idle_s
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -94,20 +106,18 @@ class IdleExitingWorker:
                 if self._running == 0 and self._pool is pool:
                     self._stop_after_idle()
 
-    def close(self) -> None:
+    def close(self, grace_s: float) -> None:
+        """Stop the worker: a run under way has grace_s to end, then the worker is killed (stop_pool)."""
         with self._lock:
             self._cancel_idle_exit()
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            stop_pool(pool, grace_s, self.what)
 
     def _stop_after_idle(self) -> None:
         """(Holding the lock) a timer that stops the worker idle_s from now, in place of any earlier one."""
         self._cancel_idle_exit()
-        self._idle_exit = threading.Timer(self.idle_s, self._stop_if_idle)
-        self._idle_exit.name = "loglake-worker-idle-exit"
-        self._idle_exit.daemon = True
-        self._idle_exit.start()
+        self._idle_exit = started_timer(self.idle_s, self._stop_if_idle)
 
     def _stop_if_idle(self) -> None:
         with self._lock:
@@ -115,9 +125,48 @@ class IdleExitingWorker:
             if self._running or self._idle_exit is not threading.current_thread() or self._pool is None:
                 return
             pool, self._pool, self._idle_exit = self._pool, None, None
-        pool.shutdown(wait=True)  # nothing in flight: the worker exits at once
+        stop_pool(pool, IDLE_STOP_GRACE_S, self.what)
 
     def _cancel_idle_exit(self) -> None:
         if self._idle_exit is not None:
             self._idle_exit.cancel()
             self._idle_exit = None
+
+
+def started_timer(seconds: float, fn: Callable[[], None]) -> threading.Timer:
+    """A daemon thread that calls fn() in `seconds` unless cancelled: a worker's idle exit."""
+    timer = threading.Timer(seconds, fn)
+    timer.name = "loglake-worker-idle-exit"
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def stop_pool(pool: ProcessPoolExecutor, grace_s: float, what: str) -> None:
+    """Shut `pool` down waiting at most grace_s for it: tasks not started are cancelled, those under way have
+    grace_s to end, then their workers are killed (said once in the log, naming `what`), which fails their
+    futures with BrokenProcessPool. shutdown(wait=True) would wait on a stuck worker for good, and with it the
+    server's stop."""
+    workers = pool_workers(pool)
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace_s
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+    stuck = [worker for worker in workers if worker.is_alive()]
+    if stuck:
+        log.warning("the %s did not stop within %g s (stuck, or its task too long): killed", what, grace_s)
+        kill_workers(stuck)
+
+
+def pool_workers(pool: ProcessPoolExecutor) -> list[multiprocessing.Process]:
+    """The pool's worker processes. (ProcessPoolExecutor keeps them by pid and says nothing of them; Python 3.14's
+    kill_workers() is the public way to do what kill_workers does.)"""
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
+def kill_workers(workers: list[multiprocessing.Process]) -> None:
+    """SIGKILL those of `workers` that still run: their pool then fails each task they held with
+    BrokenProcessPool."""
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()

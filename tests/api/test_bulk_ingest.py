@@ -5,24 +5,18 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from loglake.api.app import LoglakeApp
-from loglake.config import Settings
 from loglake.ingest import BULK_MIN_RECORDS
 
 NOW_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
 COUNT = BULK_MIN_RECORDS + 500
 
 
-@pytest.fixture
-def app(settings: Settings) -> Iterator[LoglakeApp]:
-    application = LoglakeApp.from_settings(settings, clock=lambda: NOW_MS / 1000)
-    yield application
-    application.close()
+pytestmark = pytest.mark.clock_at(NOW_MS)  # the `app` fixture's: the bodies' times are placed from it
 
 
 def records(count: int = COUNT, tag: str = "bulk") -> list[dict]:

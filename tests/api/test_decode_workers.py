@@ -30,7 +30,7 @@ from loglake.config import Settings
 from loglake.protocols import otlp
 from tests.api.test_otlp import NANOS, NOW_MS, PROTOBUF, SPAN, TRACE, pairs, post, text
 from tests.api.test_otlp_json import _hex_ids, every_rule
-from tests.conftest import asgi_client, key_for
+from tests.conftest import asgi_client, key_for, poll
 
 JSON = {"content-type": "application/json"}
 GZIP = {**PROTOBUF, "content-encoding": "gzip"}
@@ -202,6 +202,30 @@ async def test_a_killed_worker_costs_no_record_and_the_pool_starts_again(
     assert (await post(client, body)).status_code == 200
     assert (await decoded_where(client))["worker"] >= 1
     assert len(await everything_stored(client)) == 3 * PADDING_RECORDS
+
+
+async def test_idle_workers_exit_and_the_next_export_starts_them_again(
+    apps: dict[int, LoglakeApp], clients: dict[int, httpx.AsyncClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Workers with no body for idle_s exit (each held ~85 MiB for good); the next export worth them starts them
+    again (decoded in process meanwhile), and once they have started they decode it: nothing lost either way."""
+    client, workers = clients[1], apps[1].decode_workers
+    workers.idle_s = 0.5
+    body = padded(ExportLogsServiceRequest()).SerializeToString()
+    with caplog.at_level(logging.WARNING):
+        started(workers)
+        [worker] = worker_processes()
+        # (gone and reaped; joining it here would race the pool's join)
+        poll(lambda: not os.path.exists(f"/proc/{worker.pid}"), "the idle worker to exit", 30)
+        answer = await post(client, body)  # (in process: the pool starts again)
+        assert (answer.status_code, answer.content) == (200, b"")
+        started(workers)
+        [fresh] = worker_processes()
+        assert fresh.pid != worker.pid
+        assert (await post(client, body)).status_code == 200
+    assert caplog.records == []  # (the workers exited: none was killed)
+    assert (await decoded_where(client))["worker"] >= 1
+    assert len(await everything_stored(client)) == 2 * PADDING_RECORDS
 
 
 def test_an_export_whose_worker_dies_while_it_has_it_is_decoded_in_process() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,7 +19,6 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from loglake.api.app import LoglakeApp
 from loglake.api.routes import OFF_LOOP_COMPRESSED_BYTES
-from loglake.config import Settings
 from loglake.ingest import BULK_MIN_RECORDS
 from loglake.protocols import otlp, otlp_mapping
 from tests.conftest import asgi_client, key_for
@@ -32,11 +30,7 @@ SPAN = bytes.fromhex("eee19b7ec3c1b174")
 PROTOBUF = {"content-type": "application/x-protobuf"}
 
 
-@pytest.fixture
-def app(settings: Settings) -> Iterator[LoglakeApp]:
-    application = LoglakeApp.from_settings(settings, clock=lambda: NOW_MS / 1000)
-    yield application
-    application.close()
+pytestmark = pytest.mark.clock_at(NOW_MS)  # the `app` fixture's: the bodies' times are placed from it
 
 
 def text(value: str) -> AnyValue:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -20,18 +20,13 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from loglake.api.app import LoglakeApp
-from loglake.config import Settings
 from loglake.ingest import BULK_MIN_RECORDS
 from tests.api.test_otlp import NANOS, NOW_MS, OTLP_JSON_EXAMPLE, SPAN, TRACE, pairs, post, stored, text
 
 JSON = {"content-type": "application/json"}
 
 
-@pytest.fixture
-def app(settings: Settings) -> Iterator[LoglakeApp]:
-    application = LoglakeApp.from_settings(settings, clock=lambda: NOW_MS / 1000)
-    yield application
-    application.close()
+pytestmark = pytest.mark.clock_at(NOW_MS)  # the `app` fixture's: the bodies' times are placed from it
 
 
 def every_rule() -> ExportLogsServiceRequest:

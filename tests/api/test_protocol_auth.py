@@ -5,13 +5,11 @@ key is unknown and how to get one (not how to send it, which it did)."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import pytest
 
 from loglake.api.app import LoglakeApp
 from loglake.api.splunk_routes import ACK_PATHS
-from loglake.config import Settings
 from tests.api.test_protocol_statuses import ENDPOINTS, NOW_MS, Endpoint
 from tests.conftest import asgi_client, key_for
 
@@ -43,11 +41,7 @@ MALFORMED = {
 }
 
 
-@pytest.fixture
-def app(settings: Settings) -> Iterator[LoglakeApp]:
-    application = LoglakeApp.from_settings(settings, clock=lambda: NOW_MS / 1000)  # the endpoints' bodies' time
-    yield application
-    application.close()
+pytestmark = pytest.mark.clock_at(NOW_MS)  # the `app` fixture's: the bodies' times are placed from it
 
 
 async def _answer(app: LoglakeApp, endpoint: Endpoint, authorization: str) -> tuple[int, str]:

@@ -15,24 +15,17 @@ import pytest
 
 from loglake.api.app import LoglakeApp
 from loglake.ask.providers import NOT_CONFIGURED_ON_SERVER
-from loglake.config import ConfigError, Settings, load_settings
+from loglake.config import ConfigError, Settings
+from loglake.config_load import load_settings
 from loglake.sessions import MAX_SESSIONS_PER_KEY
-from tests.conftest import asgi_client, key_for
+from tests.conftest import Clock, asgi_client, key_for
 
 COOKIE = "loglake_session"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(time.time())
 
 
 @pytest.fixture

@@ -20,24 +20,16 @@ from loglake.config import Settings
 from loglake.rules.loader import load_rules
 from tests.ask.lakes import DAYS, fill
 from tests.ask.model_server import STALL, Failure, ModelServer, sql_reply
-from tests.conftest import asgi_client, key_for
+from tests.conftest import Clock, asgi_client, key_for
 from tests.lake.test_flush import DAY, START
 
 NOW = (START + DAYS * DAY + 3_600_000) / 1000  # an hour after the last day of the lake
 COUNT_ERRORS = "SELECT count(*) AS errors FROM logs WHERE severity = 'error'"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(NOW)
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from botocore.config import Config
 from loglake.alerts.secrets import Secrets
 from loglake.ask.errors import NoProvider, ProviderError
 from loglake.ask.providers import ANTHROPIC_VERSION, BedrockProvider, Message, Provider, provider_from_settings
-from loglake.config import ConfigError, Settings, load_settings
+from loglake.config import ConfigError, Settings
+from loglake.config_load import load_settings
 from loglake.lake.stop import CLIENT_GONE, Stop, Stopped
 from tests.ask.model_server import STALL, Failure, ModelServer
 from tests.e2e.test_backtest_serve import eventually

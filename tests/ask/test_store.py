@@ -15,23 +15,16 @@ import pytest
 
 from loglake.ask.store import ASK_DB, CACHE_MS, AskStore, AskStoreBusy, NoSuchConversation
 from loglake.aws.ask_store import DynamoDBAskStore
+from tests.conftest import Clock
 from tests.moto_server import lambda_environment
 
 HOUR_MS = 3_600_000
 DAY = "2026-11-04"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_793_750_400.0  # 2026-11-04 00:00 UTC
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1_793_750_400.0)  # 2026-11-04 00:00 UTC
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])

@@ -5,8 +5,6 @@ function has them, its own table and not the hot one."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from loglake.aws.ask_config import AskConfig, model_arns  # noqa: E402
 from loglake.aws.deployment import DeploymentConfigError, load_deployment, parse_deployment  # noqa: E402
 from loglake.aws.stack import LoglakeStack, build_app  # noqa: E402
 from tests.aws.test_detections_stack import _actions, _function_id, _logical, _resources, _statements_of  # noqa: E402
+from tests.aws.test_stack import cfn_lint  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "loglake-aws.json"
 MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -160,12 +159,5 @@ def test_a_profile_arn_allows_the_profile_and_its_model() -> None:
 
 
 def test_cfn_lint_finds_no_errors_with_ask(deployment, tmp_path: Path) -> None:
-    build_app(deployment, outdir=str(tmp_path), bundle=False).synth()
-    (template_file,) = tmp_path.glob("*.template.json")
-    lint = subprocess.run(
-        [str(Path(sys.executable).with_name("cfn-lint")), "--format", "parseable", str(template_file)],
-        capture_output=True,
-        text=True,
-    )
-    errors = [line for line in lint.stdout.splitlines() if line.rsplit(":", 1)[-1].startswith("E")]
+    errors, lint = cfn_lint(deployment, tmp_path)
     assert not errors, lint.stdout + lint.stderr

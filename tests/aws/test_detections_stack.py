@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from loglake.aws.deployment import DeploymentConfigError, DetectionSettings, loa
 from loglake.aws.stack import LoglakeStack, build_app  # noqa: E402
 from tests.aws.test_athena_rules import SIGMA  # noqa: E402
 from tests.aws.test_detections import ALERTING, CRITICAL  # noqa: E402
+from tests.aws.test_stack import cfn_lint  # noqa: E402
 from tests.rules.conftest import write_rule  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "loglake-aws.json"
@@ -215,12 +214,5 @@ def test_the_deployment_file_names_the_rules_folder_relative_to_itself(tmp_path:
 
 
 def test_cfn_lint_finds_no_errors_with_detections(deployment, tmp_path: Path) -> None:
-    build_app(deployment, outdir=str(tmp_path), bundle=False).synth()
-    (template_file,) = tmp_path.glob("*.template.json")
-    lint = subprocess.run(
-        [str(Path(sys.executable).with_name("cfn-lint")), "--format", "parseable", str(template_file)],
-        capture_output=True,
-        text=True,
-    )
-    errors = [line for line in lint.stdout.splitlines() if line.rsplit(":", 1)[-1].startswith("E")]
+    errors, lint = cfn_lint(deployment, tmp_path)
     assert not errors, lint.stdout + lint.stderr

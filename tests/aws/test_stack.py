@@ -194,9 +194,11 @@ def test_every_resource_carries_the_tags(template, deployment) -> None:
         assert {k: tags.get(k) for k in deployment.tags} == deployment.tags
 
 
-def test_cfn_lint_finds_no_errors(deployment, tmp_path: Path) -> None:
-    build_app(deployment, outdir=str(tmp_path), bundle=False).synth()
-    (template_file,) = tmp_path.glob("*.template.json")
+def cfn_lint(deployment, outdir: Path) -> tuple[list[str], subprocess.CompletedProcess]:
+    """The deployment's stack synthesized into `outdir` (unbundled) and its template given to cfn-lint: the error
+    lines, and all cfn-lint said."""
+    build_app(deployment, outdir=str(outdir), bundle=False).synth()
+    (template_file,) = outdir.glob("*.template.json")
     json.loads(template_file.read_text())
     lint = subprocess.run(
         [str(Path(sys.executable).with_name("cfn-lint")), "--format", "parseable", str(template_file)],
@@ -204,7 +206,11 @@ def test_cfn_lint_finds_no_errors(deployment, tmp_path: Path) -> None:
         text=True,
     )
     # parseable lines end with the rule id (E... errors, W... warnings, I... informational)
-    errors = [line for line in lint.stdout.splitlines() if line.rsplit(":", 1)[-1].startswith("E")]
+    return [line for line in lint.stdout.splitlines() if line.rsplit(":", 1)[-1].startswith("E")], lint
+
+
+def test_cfn_lint_finds_no_errors(deployment, tmp_path: Path) -> None:
+    errors, lint = cfn_lint(deployment, tmp_path)
     assert not errors, lint.stdout + lint.stderr
     assert lint.returncode in (0, 4, 8), lint.stdout + lint.stderr  # 2 = errors, 4 = warnings, 8 = informational
 

@@ -7,15 +7,8 @@ import uuid
 import pytest
 
 from loglake.aws.ui_sessions import DynamoDBSessions, SignInAttempt
+from tests.conftest import Clock
 from tests.store.test_dynamodb import dynamodb_client
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -23,7 +22,7 @@ from aiosmtpd.controller import Controller
 
 from tests.alerts.conftest import write_alerting
 from tests.alerts.receivers import Answer, Received, Receiver
-from tests.conftest import ServerProcess, free_port, run_cli
+from tests.conftest import ServerProcess, free_port, poll, run_cli
 from tests.e2e.test_rules_serve import query
 from tests.rules.conftest import write_rule
 
@@ -110,17 +109,6 @@ def receiver() -> Iterator[Receiver]:
     server.answer_for = answer
     yield server
     server.close()
-
-
-def poll(condition: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
-    """condition()'s first truthy answer; AssertionError naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def at(receiver: Receiver, path: str) -> list[Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import signal
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from tests.api.test_backtest_bounds import EVERY_MINUTE, EVERY_MINUTE_ID
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, poll
 from tests.rules.conftest import write_rule
 
 pytestmark = pytest.mark.e2e
@@ -38,10 +37,7 @@ def query_status(server: ServerProcess) -> int:
 
 
 def eventually(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.05)
+    poll(condition, what, WAIT_S)
 
 
 def test_a_backtest_whose_client_went_away_gives_its_query_slot_back(

@@ -82,10 +82,6 @@ def all_recent(client: httpx.Client, **params: str) -> list[dict]:
     raise AssertionError("next_cursor never ended")
 
 
-def printed_keys(log_path: Path) -> list[str]:
-    return [line.strip() for line in log_path.read_text().splitlines() if line.strip().startswith("llk_")]
-
-
 def test_kill_9_loses_no_acknowledged_record_and_duplicates_none(server_factory, admin_key_of, tmp_path: Path):
     data_dir = tmp_path / "data"
     first = server_factory(data_dir)
@@ -119,7 +115,7 @@ def test_kill_9_loses_no_acknowledged_record_and_duplicates_none(server_factory,
 
     second = restart(data_dir, first.port, tmp_path / "server-restart.log")
     try:
-        assert printed_keys(second.log_path) == [], "a restart on an existing data dir printed a new admin key"
+        assert second.printed_keys() == [], "a restart on an existing data dir printed a new admin key"
         with httpx.Client(base_url=second.url, headers={"authorization": f"Bearer {key}"}, timeout=10) as client:
             missing = []
             for log_id, message in acked.items():
@@ -160,7 +156,7 @@ def test_client_id_makes_a_retry_idempotent_across_kill_9(server_factory, admin_
 
     second = restart(data_dir, first.port, tmp_path / "server-restart.log")
     try:
-        assert printed_keys(second.log_path) == []
+        assert second.printed_keys() == []
         with httpx.Client(base_url=second.url, headers=headers, timeout=10) as client:
             retried = client.post("/logs", json=record)
             assert retried.status_code == 201, retried.text

@@ -31,7 +31,7 @@ def test_full_disk_refuses_writes_cleanly_and_recovers(tmp_path: Path) -> None:
     )
     server.start()
     try:
-        key = next(line.strip() for line in server.log_path.read_text().splitlines() if line.strip().startswith("llk_"))
+        key = server.admin_key()
         with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {key}"}, timeout=30) as client:
             _fill_then_recover(client, server)
     finally:

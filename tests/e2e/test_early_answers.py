@@ -61,10 +61,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> ServerProcess:
 
 @pytest.fixture(scope="module")
 def admin_key(server: ServerProcess) -> str:
-    for line in server.log_path.read_text().splitlines():
-        if line.strip().startswith("llk_"):
-            return line.strip()
-    raise AssertionError(server.log_path.read_text())
+    return server.admin_key()
 
 
 @pytest.mark.parametrize("post", [post_with_urllib, post_with_requests])

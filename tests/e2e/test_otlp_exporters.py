@@ -34,7 +34,7 @@ PROTOBUF, JSON = "application/x-protobuf", "application/json"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
     folder: Path = tmp_path_factory.mktemp("otlp")
     started = ServerProcess(folder / "data", free_port(), folder / "server.log").start()
-    key = next(line.strip() for line in started.log_path.read_text().splitlines() if line.strip().startswith("llk_"))
+    key = started.admin_key()
     yield started, key
     started.stop()
 

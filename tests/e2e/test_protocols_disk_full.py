@@ -40,7 +40,7 @@ def test_a_full_disk_fails_bulk_items_and_hec_batches_in_their_protocols_form(tm
     )
     server.start()
     try:
-        key = next(line.strip() for line in server.log_path.read_text().splitlines() if line.strip().startswith("llk_"))
+        key = server.admin_key()
         with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {key}"}, timeout=30) as client:
             ndjson = {"content-type": "application/x-ndjson"}
             for batch in range(200):  # bulks until the disk is full

@@ -28,10 +28,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="package")
 def key(server: ServerProcess) -> str:
-    for line in server.log_path.read_text().splitlines():  # the admin key printed on the first start
-        if line.strip().startswith("llk_"):
-            return line.strip()
-    raise AssertionError(server.log_path.read_text())
+    return server.admin_key()
 
 
 @pytest.fixture

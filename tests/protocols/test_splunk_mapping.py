@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from loglake.protocols import splunk
+from loglake.protocols import splunk, splunk_fields
 from loglake.protocols.columns import listed
 from tests.protocols import column_rows
 
@@ -61,11 +61,11 @@ def test_a_batch_maps_each_event_as_the_event_by_event_path_does(only: list[int]
     events = [json.dumps(CASES[i][0]).encode() for i in only]
     expected = [CASES[i][1] for i in only]
     plain = b"".join(events)
-    assert splunk._plain_columns(plain) is not None  # mapped rule by rule
+    assert splunk_fields.plain_columns(plain) is not None  # mapped rule by rule
     assert records(plain) == expected
     # An event whose `event` is an object sends the batch event by event: the same records, and its own.
     event_by_event = b"\n".join([*events, b'{"event": {"message": "g", "level": "warn", "k": 1}}'])
-    assert splunk._plain_columns(event_by_event) is None
+    assert splunk_fields.plain_columns(event_by_event) is None
     assert records(event_by_event) == [*expected, ("g", None, None, "warning", None, b'{"k":1}')]
 
 
@@ -78,7 +78,7 @@ def test_a_time_past_what_a_float_holds_is_refused_naming_the_event() -> None:
 def test_sets_of_fields_too_large_to_keep_for_later_batches_map_as_small_ones_do() -> None:
     events = [{"event": "a", "host": "h", "fields": {"level": "warn", "k": "x" * size}} for size in (10, 2000, 10)]
     body = b"".join(json.dumps(event).encode() for event in [*events, *events])
-    assert splunk._plain_columns(body) is not None  # mapped rule by rule
+    assert splunk_fields.plain_columns(body) is not None  # mapped rule by rule
     assert records(body) == [
         ("a", None, None, "warning", None, b'{"host":"h","k":"%s"}' % (b"x" * size)) for size in (10, 2000, 10) * 2
     ]
@@ -89,7 +89,7 @@ def test_times_are_rounded_to_ms_half_to_even_as_the_event_by_event_path_rounds_
     times = [1426279439.0005, 1426279439.0015, 1426279439.0025, 1426279439.9995, 1426279439.1234567, 2.0005, 1e-4]
     expected = [1426279439000, 1426279439002, 1426279439002, 1426279440000, 1426279439123, 2001, 0]
     events = [json.dumps({"event": "a", "time": time}).encode() for time in times]
-    plain = splunk._plain_columns(b"".join(events))
+    plain = splunk_fields.plain_columns(b"".join(events))
     assert plain is not None
     assert listed(plain.timestamps) == expected
     event_by_event = splunk.event_columns(b"".join([*events, b'{"event": {"message": "b"}, "time": 1}']))
@@ -122,7 +122,7 @@ def test_events_that_repeat_a_set_of_fields_each_take_its_mapping_in_every_piece
         for n in range(3000)
     ]
     body = b"".join(json.dumps(event).encode() for event in events)
-    assert splunk._plain_columns(body) is not None  # mapped rule by rule
+    assert splunk_fields.plain_columns(body) is not None  # mapped rule by rule
     found = splunk.event_columns(body)
     assert found.attributes == [
         b'{"host":"%s","k":"v"}' % b"ab"[n % 2 : n % 2 + 1] if n % 3 else b'{"host":"%s"}' % b"ab"[n % 2 : n % 2 + 1]

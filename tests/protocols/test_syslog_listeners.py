@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from loglake.config import ConfigError, load_settings
+from loglake.config import ConfigError
+from loglake.config_load import load_settings
 from loglake.protocols import syslog_commits
 from loglake.protocols.syslog import WARNING_SECONDS, SyslogListeners
 from loglake.protocols.syslog_commits import Allowance, SyslogTally

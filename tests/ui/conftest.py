@@ -114,9 +114,7 @@ def serving(folder: Path, *args: str) -> Iterator[Loglake]:
     args = ("--flush-interval-seconds", "1", *args)
     server = ServerProcess(folder / "data", free_port(), folder / "server.log", args).start(timeout=60)
     try:
-        admin_key = next(
-            line.strip() for line in server.log_path.read_text().splitlines() if line.strip().startswith("llk_")
-        )
+        admin_key = server.admin_key()
         with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {admin_key}"}) as c:
             read_key = c.post("/admin/keys", json={"name": "reader", "scopes": ["read"]}).json()["secret"]
         lake = Loglake(server, admin_key, read_key, int(time.time() * 1000))

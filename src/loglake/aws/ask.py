@@ -33,7 +33,7 @@ from loglake.aws.apigateway import fit_for_lambda
 from loglake.aws.ask_source import AthenaSource
 from loglake.aws.ask_store import DynamoDBAskStore
 from loglake.aws.athena import AthenaQueryEngine
-from loglake.config import load_settings
+from loglake.config_load import load_settings
 from loglake.lake.objectstore import S3ObjectStore
 from loglake.lake.query_answers import result_to_dict
 

@@ -46,7 +46,7 @@ from loglake.lake.sorted_merge import (
 )
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.store.sqlite import SQLiteHotStore
-from loglake.worker_processes import IdleExitingWorker
+from loglake.worker_processes import WORKER_IDLE_S, IdleExitingWorker
 
 T = TypeVar("T")
 
@@ -70,6 +70,9 @@ TIER_BASE = 8
 TIER_FILES = MAX_FAN_IN
 # Merges of at most this many records sort in memory (about 100 MB at most): see merge_in_background.
 IN_MEMORY_MERGE_RECORDS = 250_000
+# What a stopping server gives a merge under way in the worker before it kills the worker: a merge is crash-safe
+# (cut short, its inputs stay, and a later turn merges them again), and a stuck one held the server's stop for good.
+MERGE_STOP_GRACE_S = 10.0
 
 
 def tier_groups(files: list[LakeFile], target_bytes: int) -> Iterator[list[LakeFile]]:
@@ -127,10 +130,12 @@ class Background:
     ingest rate stayed within the noise either way; a single thread, it takes at most a core's share
     among the server's threads. As the flush's worker, it is started without a Ctrl-C at a terminal
     killing it or cutting into its start (worker_processes.started_without_ctrl_c), and it exits after
-    `worker_idle_s` (WORKER_IDLE_S) without a merge (worker_processes.IdleExitingWorker)."""
+    `worker_idle_s` (WORKER_IDLE_S) without a merge (worker_processes.IdleExitingWorker). Closed, it gives a
+    merge under way in the worker `stop_grace_s`, then kills the worker."""
 
-    def __init__(self, worker_idle_s: float | None = None) -> None:
-        self.worker = IdleExitingWorker(start_merge_worker, WORKER_IDLE_S if worker_idle_s is None else worker_idle_s)
+    def __init__(self, worker_idle_s: float = WORKER_IDLE_S, stop_grace_s: float = MERGE_STOP_GRACE_S) -> None:
+        self.worker = IdleExitingWorker(start_merge_worker, worker_idle_s, "merge worker")
+        self.stop_grace_s = stop_grace_s
         self._threads: dict[bool, ThreadPoolExecutor] = {}  # by niced
         self._starting = threading.Lock()
 
@@ -150,7 +155,9 @@ class Background:
         return thread.submit(fn, *args).result()
 
     def close(self) -> None:
-        self.worker.close()
+        """Stop the merges: one in the worker has stop_grace_s to land, then the worker is killed; those on threads
+        (in memory, at most IN_MEMORY_MERGE_RECORDS records) are waited for."""
+        self.worker.close(self.stop_grace_s)
         with self._starting:
             for thread in self._threads.values():
                 thread.shutdown(wait=True, cancel_futures=True)
@@ -158,8 +165,6 @@ class Background:
 
 
 BACKGROUND_NICENESS = 10
-# The merge worker exits after this long without a merge: merges come in bursts (a bulk load, a day's last).
-WORKER_IDLE_S = 300.0
 
 
 # A turn that finds this many tier merges waiting is behind: it runs them at the server's priority.

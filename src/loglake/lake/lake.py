@@ -362,6 +362,9 @@ class LakeJobs:
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():
+            # A turn ends at its next merge; the merges are stopped now so that one in the merge worker has the
+            # worker's grace to land, then is killed: a stuck one held the server's stop for good.
+            self.lake.background.close()
             self._thread.join()
 
     def _loop(self) -> None:
@@ -378,6 +381,9 @@ class LakeJobs:
                 if report is not None:
                     self.on_report(report)
             except Exception as e:  # keep the server up; the next turn retries (recovery undoes half rounds)
+                if self._stop.is_set():  # a merge the stop cut short (its inputs stay, merged again later)
+                    log.info("lake maintenance stopped mid-turn (%s: %s)", type(e).__name__, e)
+                    return
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.exception("lake maintenance failed; retrying in %s s", self.interval)
             turn += 1

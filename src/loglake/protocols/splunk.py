@@ -13,32 +13,32 @@ An event body is one or more JSON event objects, concatenated with or without wh
   `service.name` (or `service`) -> service, `trace_id` and `span_id` (where OpenTelemetry's Splunk HEC
   exporter puts them) -> trace_id and span_id when they are ids (mapping.take_ids; others stay attributes).
 
-Other top-level keys are ignored, as Splunk ignores them. A batch is all-or-nothing, as in Splunk: one
+Other top-level keys are ignored, as Splunk ignores them. (splunk_fields.py holds the rules for `fields` and the
+fast path for events as shippers send them.) A batch is all-or-nothing, as in Splunk: one
 bad event refuses the request, naming the event's number.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-from operator import attrgetter
-from typing import Annotated, Any, NamedTuple
+from typing import Any
 
 import msgspec
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from loglake.decode_errors import in_words, split_error
-from loglake.ingest_columns import binary_array
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.mapping import SECONDS_EXAMPLE, take_ids
-from loglake.protocols.names import level_severity, safe_name
+from loglake.protocols.names import safe_name
+from loglake.protocols.splunk_fields import (
+    FINER_THAN_SECONDS,
+    METADATA,
+    plain_columns,
+    take_service,
+    take_severity,
+)
 from loglake.times import epoch_unit
 
-METADATA = ("host", "source", "sourcetype", "index")
-SEVERITY_FIELDS = ("severity", "level")  # the first that names a severity is the record's
-SERVICE_FIELDS = ("service.name", "service")
 _encode = msgspec.json.Encoder().encode
 _raw_decode = json.JSONDecoder().raw_decode
 
@@ -114,33 +114,15 @@ class HecEvent(msgspec.Struct, gc=False):
     fields: dict[str, Any] | None = None
 
 
-class PlainEvent(msgspec.Struct, gc=False):
-    """An event as shippers send it: the log line a string, `time` a number, `fields` flat. Its fields take
-    the values HecEvent's would, and the same rules map it, over a batch's events at a time (_plain_columns).
-    `fields` stays JSON text here: a batch's events repeat a few sets of them (and of host, source,
-    sourcetype and index), each read and mapped once (_plain_mapped)."""
-
-    event: Annotated[str, msgspec.Meta(min_length=1)]
-    time: float | None = None
-    host: str | None = None
-    source: str | None = None
-    sourcetype: str | None = None
-    index: str | None = None
-    fields: msgspec.Raw = msgspec.Raw(b"")
-
-
 _decode_events = msgspec.json.Decoder(HecEvent).decode_lines
 _decode_event = msgspec.json.Decoder(HecEvent).decode
-_decode_plain_events = msgspec.json.Decoder(PlainEvent).decode_lines
-_decode_plain_fields = msgspec.json.Decoder(dict[str, str | int | float | bool | list | None] | None).decode
-_PLAIN_KEY = attrgetter(*METADATA)
 
 
 def event_columns(body: bytes) -> RecordColumns:
     """The records of an event body, or HecError naming the first event at fault."""
     if not body.strip():
         raise HecError(5, "the body is empty: send one or more JSON event objects")
-    plain = _plain_columns(body)
+    plain = plain_columns(body)
     if plain is not None:
         return plain
     events = _events(body)
@@ -228,7 +210,7 @@ def _message(number: int, body: Any, attributes: dict[str, Any]) -> tuple[str, s
         for key in ("message", "msg"):
             if type(body.get(key)) is str:
                 message = body.pop(key)
-                severity = _take_severity(body)
+                severity = take_severity(body)
                 attributes |= body
                 return message, severity
     return _encode(body).decode(), None
@@ -243,165 +225,11 @@ def _take_fields(
         raise HecError(
             15, f"{event_name(number)}: `fields` must be a flat object (values strings or lists)", number, "attributes"
         )
-    severity = _take_severity(fields)
-    service = _take_service(fields)
+    severity = take_severity(fields)
+    service = take_service(fields)
     trace_id, span_id = take_ids(fields)
     attributes |= fields
     return service, severity, trace_id, span_id
-
-
-def _take_severity(fields: dict[str, Any]) -> str | None:
-    """A `severity` or `level` naming a severity becomes the record's (and leaves the attributes)."""
-    for key in SEVERITY_FIELDS:
-        severity = level_severity(fields.get(key))
-        if severity is not None:
-            del fields[key]
-            return severity
-    return None
-
-
-def _take_service(fields: dict[str, Any]) -> str | None:
-    """The service a `service.name` (or `service`) names, made a valid name; it leaves the attributes when
-    it was one as sent."""
-    for key in SERVICE_FIELDS:
-        name = fields.get(key)
-        if type(name) is str and name:
-            service = safe_name(name)
-            if service == name:
-                del fields[key]
-            return service
-    return None
-
-
-def _plain_columns(body: bytes) -> RecordColumns | None:
-    """_columns for events as shippers send them (PlainEvent), each rule run over the batch's events at once,
-    what an event's host, source, sourcetype, index and fields give mapped once per distinct set of them (a
-    batch's events repeat a few). None for other events (for _columns, which names an event at fault)."""
-    try:
-        messages, seconds, metadata, fields = _plain_values(body)
-        times = _plain_times(seconds)
-        if times is None:
-            return None  # (_columns says what the time looks like)
-        sets, rows = _distinct_sets(metadata, fields)
-        mapped = [_plain_mapped(*given) for given in sets]
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError):  # (pa.ArrowInvalid too)
-        return None
-    attributes, *texts = zip(*mapped, strict=True)
-    services, severities, log_types, trace_ids, span_ids = (
-        pa.array(column, pa.string()).take(rows) for column in texts
-    )
-    attributes = list(map(attributes.__getitem__, rows.to_pylist()))  # (which the column check reads as a list)
-    return RecordColumns(messages, times, services, log_types, severities, attributes, trace_ids, span_ids)
-
-
-def _plain_values(body: bytes) -> tuple[list[str], list[float | None], list[tuple[str | None, ...]], list[msgspec.Raw]]:
-    """The events' messages, times, (host, source, sourcetype, index) and fields, decoded _PIECE_BYTES at a time,
-    each piece split between two events: after a `}{` or a line break. One inside a string makes the piece fail
-    to decode (msgspec.DecodeError), and the body take _columns."""
-    messages: list[str] = []
-    times: list[float | None] = []
-    metadata: list[tuple[str | None, ...]] = []
-    fields: list[msgspec.Raw] = []
-    view = memoryview(body)
-    start = 0
-    while start < len(body):
-        end = len(body)
-        for between in (b"}{", b"\n"):
-            found = body.find(between, start + _PIECE_BYTES, start + 2 * _PIECE_BYTES)
-            if found >= 0:
-                end = found + 1
-                break
-        # decode_lines reads values one after another, with or without whitespace between them.
-        events = _decode_plain_events(view[start:end])
-        # (each value read while the piece's events are still in the CPU's cache)
-        messages += map(_EVENT, events)
-        times += map(_TIME, events)
-        metadata += map(_PLAIN_KEY, events)
-        fields += map(_FIELDS, events)
-        start = end
-    return messages, times, metadata, fields
-
-
-_PIECE_BYTES = 64 * 1024  # of events decoded at a time: a few hundred, which the CPU's cache holds
-
-
-def _plain_times(seconds: list[float | None]) -> pa.Array | None:
-    """Epoch seconds as epoch ms, rounded as _ms rounds them (half to even, as Python's round), in one pass;
-    None when one looks finer than seconds. ValueError for one past what epoch ms can be."""
-    ms = pc.round(pc.multiply(pa.array(seconds, pa.float64()), 1000), round_mode="half_to_even")
-    if (pc.max(ms).as_py() or 0) >= _FINER_THAN_SECONDS * 1000:  # (an infinity too: 1e999 reads as one)
-        return None
-    return ms.cast(pa.int64())
-
-
-_TIME = attrgetter("time")
-_FIELDS = attrgetter("fields")
-_EVENT = attrgetter("event")
-
-
-def _distinct_sets(
-    metadata: list[tuple[str | None, ...]], fields: list[msgspec.Raw]
-) -> tuple[list[tuple[tuple[str | None, ...], bytes]], pa.Array]:
-    """The distinct pairs of (host, source, sourcetype, index) and `fields` text, and which of them each event
-    has: the fields told apart by Arrow over all of their text at once, not one Python object each."""
-    encoded = binary_array(fields)[0].dictionary_encode()
-    field_texts = encoded.dictionary.to_pylist()
-    metadata_numbers = {given: number for number, given in enumerate(dict.fromkeys(metadata))}
-    if len(metadata_numbers) == 1:  # (a batch from one host, the usual one)
-        return [(metadata[0], text) for text in field_texts], encoded.indices
-    sets = pc.add(
-        pc.multiply(encoded.indices.cast(pa.int64()), len(metadata_numbers)),
-        pa.array(map(metadata_numbers.__getitem__, metadata), pa.int64()),
-    ).dictionary_encode()
-    distinct_metadata = list(metadata_numbers)
-    return [
-        (distinct_metadata[number % len(distinct_metadata)], field_texts[number // len(distinct_metadata)])
-        for number in sets.dictionary.to_pylist()
-    ], sets.indices
-
-
-class _Mapped(NamedTuple):
-    """What an event's host, source, sourcetype, index and fields give its record."""
-
-    attributes: bytes
-    service: str | None
-    severity: str | None
-    log_type: str | None
-    trace_id: str | None
-    span_id: str | None
-
-
-def _plain_mapped(metadata: tuple[str | None, ...], fields: bytes) -> _Mapped:
-    """_map_plain's, kept for later batches when the set is small: a shipper's batches repeat the same sets (its
-    hosts, services, levels), which are then mapped once, not once a batch."""
-    if len(fields) + sum(map(len, filter(None, metadata))) > _KEPT_SET_SIZE:
-        return _map_plain(metadata, fields)
-    return _kept_plain(metadata, fields)
-
-
-# Bytes and characters of a set's values, at most, for it to be kept: the 4096 sets kept hold about 25 MB at worst
-# (values of 4-byte characters), about 1 MB as shippers send them.
-_KEPT_SET_SIZE = 512
-
-
-def _map_plain(metadata: tuple[str | None, ...], fields: bytes) -> _Mapped:
-    """_columns' rules for one event's (host, source, sourcetype, index) and `fields` (JSON text, b"" for none)."""
-    own = (_decode_plain_fields(fields) if fields else None) or {}
-    severity = _take_severity(own)
-    service = _take_service(own)
-    trace_id, span_id = take_ids(own)
-    attributes = _named(metadata) | own
-    log_type = None if metadata[2] is None else safe_name(metadata[2])
-    return _Mapped(_encode(attributes) if attributes else b"", service, severity, log_type, trace_id, span_id)
-
-
-_kept_plain = functools.lru_cache(maxsize=4096)(_map_plain)
-
-
-@functools.lru_cache(maxsize=256)  # asked per distinct set of fields, of the few host, source... sets of a batch
-def _named(metadata: tuple[str | None, ...]) -> dict[str, str]:
-    """The attributes a (host, source, sourcetype, index) gives, those sent; shared: not to be changed."""
-    return {name: value for name, value in zip(METADATA, metadata, strict=True) if value is not None}
 
 
 def _ms(seconds: float) -> int:
@@ -419,15 +247,10 @@ def _epoch_ms(value: float | str, number: int) -> int:
         raise HecError(
             6, f"{event_name(number)}: `time` must be epoch seconds, like {SECONDS_EXAMPLE}", number, "timestamp"
         )
-    if seconds >= _FINER_THAN_SECONDS:
+    if seconds >= FINER_THAN_SECONDS:
         sent = int(value) if type(value) is float and value.is_integer() else value  # (decoded as a float)
         raise HecError(6, f"{event_name(number)}: `time` {sent} {_finer_unit(seconds)}", number, "timestamp")
     return _ms(seconds)
-
-
-# Epoch seconds from here are past the year 5000: such a `time` is in a finer unit, which a shipper sent by
-# mistake (a record's time would otherwise be refused as "in the future", blaming the clock).
-_FINER_THAN_SECONDS = 1e11
 
 
 def _finer_unit(seconds: float) -> str:

@@ -1,0 +1,118 @@
+"""Settings read from CLI flags, LOGLAKE_* environment variables and an optional TOML file, in that order of
+precedence (config.py declares them): each value coerced to its type, every problem named at once as the person
+gave the setting, former names still taken with one warning line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+from loglake.config import ConfigError, Settings, as_typed, env_name, flag_name
+
+# A setting's former name (Settings field metadata `deprecated_name`), still taken as flag, variable and TOML key.
+DEPRECATED_NAMES = {f.metadata["deprecated_name"]: f.name for f in fields(Settings) if "deprecated_name" in f.metadata}
+log = logging.getLogger("loglake.config")  # (the name its warnings have always had)
+
+
+def load_settings(
+    overrides: dict[str, Any] | None = None, config_file: Path | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Defaults < TOML file < environment < explicit overrides (CLI flags that were given)."""
+    environ = dict(os.environ) if environ is None else environ
+    values: dict[str, Any] = {}
+    given_as: dict[str, str] = {}  # each value's setting as the person typed it, for the errors that name it
+    named = environ.get(env_name("config"))  # empty: no file, as a shell's `LOGLAKE_CONFIG=` means
+    config_file = config_file or (Path(named) if named else None)
+    if config_file is not None:
+        for name, value in _read_toml(config_file).items():
+            current = _current_name(name, f"{name} in {config_file}")
+            values[current] = value
+            given_as[current] = f"{name} in {config_file}"
+    for name in (*DEPRECATED_NAMES, *(f.name for f in fields(Settings))):  # (the current name wins)
+        if env_name(name) in environ:
+            current = _current_name(name, env_name(name))
+            values[current] = environ[env_name(name)]
+            given_as[current] = env_name(name)
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            current = _current_name(name, flag_name(name))
+            values[current] = value
+            given_as[current] = flag_name(name)
+    typed, problems = {}, []
+    for name, value in values.items():
+        try:
+            typed[name] = _coerce(name, value)
+        except ConfigError as e:
+            problems.append(str(e))
+    settings = replace(Settings(), **typed)
+    # every value that is not of its type, with whatever else is wrong among the rest
+    problems = [_as_given(problem, given_as) for problem in problems + settings.problems()]
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return settings
+
+
+def _as_given(problem: str, given_as: dict[str, str]) -> str:
+    """A problem that starts with a setting's name (`port must be ...`, `syslog_udp: ...`) starting instead with
+    the flag, environment variable or config file key the person gave it with (`--port must be ...`)."""
+    name = problem.split(" ", 1)[0].removesuffix(":")
+    return given_as[name] + problem[len(name) :] if name in given_as else problem
+
+
+def _current_name(name: str, given: str) -> str:
+    """A setting's name, given as `given`: its current one for a deprecated name, which one warning line says."""
+    current = DEPRECATED_NAMES.get(name)
+    if current is None:
+        return name
+    log.warning("%s is deprecated: it is now %s", given, as_typed(current))
+    return current
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as e:  # a folder, no permission
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    section = data.get("loglake", data)
+    known = {f.name for f in fields(Settings)} | set(DEPRECATED_NAMES)
+    unknown = set(section) - known
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(sorted(unknown))}")
+    return section
+
+
+_TYPES = {f.name: f.type for f in fields(Settings)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = _TYPES.get(name)
+    if kind is None:
+        raise ConfigError(f"unknown setting {name!r}")
+    try:
+        if kind == "Path":
+            return Path(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        described = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(kind, kind)
+        raise ConfigError(f"{name} must be {described}, got {value!r}") from None

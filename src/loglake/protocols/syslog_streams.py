@@ -1,0 +1,178 @@
+"""The syslog listeners' connections (syslog.py serves them): a TCP or TLS stream framed and parsed a read at a
+time, UDP datagrams a loop round at a time, each as one batch for the Batcher; senders outside syslog_allow
+refused, and each TLS handshake made here, so that a failed one is counted and said."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import TYPE_CHECKING
+
+from loglake.protocols.syslog_commits import Batcher, SyslogTally
+from loglake.protocols.syslog_framing import StreamFramer
+
+if TYPE_CHECKING:
+    from loglake.protocols.syslog import SyslogListeners
+
+HANDSHAKE_SECONDS = 60.0  # as asyncio's: a TLS connection without its handshake by then is closed
+READ_BYTES = 256 * 1024  # the most a TLS read takes at once (a TCP read's size)
+
+
+class Stream(asyncio.Protocol):
+    """One TCP (or TLS) connection: frames and parses each read as one batch."""
+
+    def __init__(self, listeners: SyslogListeners, batcher: Batcher) -> None:
+        self.listeners = listeners
+        self.batcher = batcher
+        self.framer = StreamFramer(listeners.limits.max_message_bytes)
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self._reading = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._admitted(transport):
+            self._serve(transport)
+
+    def _admitted(self, transport: asyncio.BaseTransport) -> bool:
+        """Whether syslog_allow lists the sender; its connection is closed when not."""
+        self.peer = str(transport.get_extra_info("peername")[0])
+        if self.listeners.allowed(self.peer):
+            return True
+        self.listeners.connection_refused(self.peer)
+        transport.abort()  # type: ignore[attr-defined]
+        return False
+
+    def _serve(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.batcher.streams.add(self)
+        self.batcher.pause_or_resume()
+
+    def data_received(self, data: bytes) -> None:
+        self._take(self.framer.feed(data))
+
+    def eof_received(self) -> bool | None:
+        self._take(self.framer.feed(b"\n"))  # a last message without its newline
+        return None
+
+    def _take(self, frames: list[bytes]) -> None:
+        if frames:
+            self.batcher.add(self.listeners.parse(frames, self.peer))
+            self.batcher.spend(len(frames))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.batcher.streams.discard(self)
+
+    def reading(self, wanted: bool) -> None:
+        if wanted != self._reading and self.transport is not None and not self.transport.is_closing():
+            self._reading = wanted
+            if wanted:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class TlsStream(Stream):
+    """A TLS connection, its TLS made here over memory buffers (as asyncio makes its own) rather than by the
+    event loop's server, which ends a failed handshake without a word: so one is counted and said
+    (SyslogListeners.handshake_failed). A connection closed before its handshake began (a port check) is not."""
+
+    _shaking: asyncio.TimerHandle | None = None  # the handshake's deadline, until it is done
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._admitted(transport):
+            return
+        assert self.listeners.tls is not None
+        self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._tls = self.listeners.tls.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._shaking = self.batcher.loop.call_later(HANDSHAKE_SECONDS, self._too_slow)
+        self._serve(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._incoming.write(data)
+        plain, ended, failed = [], False, None
+        try:
+            if self._shaking is not None:
+                self._tls.do_handshake()
+                self._shaking.cancel()
+                self._shaking = None
+            while True:
+                plain.append(self._tls.read(READ_BYTES))
+        except ssl.SSLWantReadError:  # all of it read
+            pass
+        except ssl.SSLZeroReturnError:  # the sender ended its TLS session (close_notify)
+            ended = True
+        except ssl.SSLError as e:
+            failed = e
+        if plain:
+            super().data_received(b"".join(plain))
+        self._send_tls()
+        if failed is not None:
+            if self._shaking is not None:
+                self.listeners.handshake_failed(self.peer, failed)
+            self._end(failed)
+        elif ended:
+            self.eof_received()
+            self._end(None)
+
+    def eof_received(self) -> bool | None:
+        if self._shaking is None:  # a last message without its newline, as over TCP
+            return super().eof_received()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._shaking is not None:
+            self._shaking.cancel()
+        super().connection_lost(exc)
+
+    def _send_tls(self) -> None:
+        """What TLS has for the sender (the handshake's messages, session tickets, an alert)."""
+        pending = self._outgoing.read()
+        if pending and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(pending)
+
+    def _too_slow(self) -> None:
+        self.listeners.handshake_failed(self.peer, TimeoutError(f"no TLS handshake within {HANDSHAKE_SECONDS:g} s"))
+        self._end(None)
+
+    def _end(self, error: ssl.SSLError | None) -> None:
+        """Close the connection: at once after a TLS error (nothing more can be read from it)."""
+        if self.transport is None:
+            return
+        if error is None:
+            self.transport.close()
+        else:
+            self.transport.abort()
+
+
+class Datagrams(asyncio.DatagramProtocol):
+    """The UDP listener: each datagram one message; a loop round's datagrams parsed as one batch per sender."""
+
+    def __init__(self, listeners: SyslogListeners, batcher: Batcher) -> None:
+        self.listeners = listeners
+        self.batcher = batcher
+        self.waiting: dict[str, list[bytes]] = {}
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        peer = str(addr[0])
+        listeners = self.listeners
+        if not listeners.allowed(peer):
+            listeners.report(SyslogTally(not_allowed=1))
+            return
+        if self.batcher.full() or not listeners.allowance.take_one(listeners.monotonic()):
+            listeners.report(SyslogTally(rate_limited=1))
+            return
+        message = data.rstrip(b"\r\n\x00")
+        if not message:
+            return
+        if not self.waiting:
+            self.batcher.loop.call_soon(self._parse)
+        self.waiting.setdefault(peer, []).append(message)
+
+    def _parse(self) -> None:
+        waiting, self.waiting = self.waiting, {}
+        for peer, frames in waiting.items():
+            self.batcher.add(self.listeners.parse(frames, peer))
