@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from loglake.rules.loader import load_rules
+from loglake.rules.plan import BIND_SECONDS
 from loglake.rules.schedule import Cron, Interval
 from tests.rules.conftest import load_one, problems_of, write_rule
 
@@ -285,3 +286,15 @@ def test_what_a_sigma_rule_says(tmp_path: Path) -> None:
 def test_a_cron_rule_takes_its_lookback(tmp_path: Path) -> None:
     rule = load_one(tmp_path, sigma(extra="loglake: {schedule: '0 3 * * mon', lookback: 7d}"))
     assert isinstance(rule.schedule, Cron) and rule.lookback_ms == 7 * 86_400_000
+
+
+def test_a_query_that_never_ends_is_a_problem_not_a_hung_loader(tmp_path: Path) -> None:
+    """The SQL runs on empty tables when loaded: an endless recursion held the loader (and the server's stop)."""
+    endless = (
+        "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t)"
+        " SELECT (SELECT count(*) FROM t) AS n, (SELECT count(*) FROM logs) AS c"
+    )
+    found = load_rules(write_rule(tmp_path, "endless.yml", sql(endless)))
+    assert [(p.field, p.message) for p in found.problems] == [
+        ("query", f"did not finish within {BIND_SECONDS:g} s on tables without rows (a WITH RECURSIVE without an end?)")
+    ]

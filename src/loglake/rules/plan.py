@@ -25,6 +25,7 @@ lookback longer than the schedule reads records again; the alert counts only the
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,7 @@ import duckdb
 
 from loglake.lake.sql_guard import QueryError, check_select, rewrite_text_filters
 from loglake.lake.tables import TABLES, LakeTable, sql_type
+from loglake.lake.watchdog import QueryWatchdog
 from loglake.rules.sources import BY_TABLE, quote_name
 
 COUNT, RANK, FIRST, LAST = "_loglake_count", "_loglake_rank", "_loglake_first", "_loglake_last"
@@ -143,6 +145,10 @@ def tables_of(tree: Any) -> tuple[LakeTable, ...]:
 
 
 _binders = threading.local()
+# A rule's SQL runs on no rows when it is loaded; a query that loops without reading a row (an endless
+# WITH RECURSIVE) would hold the loader, and with it the rules thread and the server's stop, for good.
+BIND_SECONDS = 5.0
+_BIND_WATCHDOG = QueryWatchdog("loglake-rule-binder")
 
 
 def binder() -> Binder:
@@ -172,7 +178,13 @@ class Binder:
         """The columns `sql` answers and their SQL types; QueryError if it cannot run."""
         moment = datetime(2026, 1, 1)
         try:
-            result = self._db.execute(sql, {name: moment for name in parameters})
+            with _BIND_WATCHDOG.watching(self._db, time.perf_counter() + BIND_SECONDS):
+                result = self._db.execute(sql, {name: moment for name in parameters})
+        except duckdb.InterruptException:
+            raise QueryError(
+                "invalid_query",
+                f"did not finish within {BIND_SECONDS:g} s on tables without rows (a WITH RECURSIVE without an end?)",
+            ) from None
         except duckdb.Error as e:
             raise QueryError("invalid_query", str(e).split("\n\nLINE")[0]) from None
         return {d[0]: str(d[1]) for d in result.description or []}
