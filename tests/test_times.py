@@ -10,7 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loglake.times import TimeFormatError, parse_datetime, parse_duration, parse_iso8601, parse_time
+from loglake.times import (
+    TimeFormatError,
+    format_datetime,
+    parse_datetime,
+    parse_duration,
+    parse_iso8601,
+    parse_time,
+)
 from tests.amplify.test_commands import write_config
 from tests.conftest import run_cli
 
@@ -172,3 +179,11 @@ def test_the_report_command_reads_the_same_times(tmp_path: Path) -> None:
     result = run_cli("amplify", "report", "--app", "x", "--since", "2026-02-30", "--data-dir", str(tmp_path))
     assert result.exit_code == 2
     assert "--since: '2026-02-30' is not a valid date or time: day is out of range for month" in result.output
+
+
+@pytest.mark.parametrize(
+    "ts_ms", [0, 999, 1_000, 86_399_999, 86_400_000, NOW_MS, NOW_MS + 3_599_001, -1, -86_400_001, 253_402_300_799_999]
+)
+def test_a_record_time_is_written_as_iso_8601_utc_with_milliseconds(ts_ms: int) -> None:
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ts_ms)
+    assert format_datetime(ts_ms) == moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -73,7 +73,9 @@ _lines = msgspec.json.Decoder(IncomingRecord)
 _generic = msgspec.json.Decoder()
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__ (0.49 against ~0.15 us), and every
+# request makes one.
+@dataclass(slots=True)
 class ParsedBody:
     """A request body's valid records, either as NewRecords or (a bulk batch) as one Arrow table with
     the lake's app_logs schema, in the body's order; `single` when the body was one object."""

@@ -143,7 +143,14 @@ def format_datetime(ts_ms: int) -> str:
     days, second_of_day = divmod(seconds, 86_400)
     hours, rest = divmod(second_of_day, 3600)
     minutes, second = divmod(rest, 60)
-    return f"{_day_text(days)}T{hours:02d}:{minutes:02d}:{second:02d}.{ms:03d}Z"
+    return f"{_day_text(days)}T{_TWO_DIGITS[hours]}:{_TWO_DIGITS[minutes]}:{_TWO_DIGITS[second]}.{_THREE_DIGITS[ms]}Z"
+
+
+# Every ingest answer formats its record's time (and a page of records, each one's): an int formatted with
+# a width (`{hours:02d}`) takes the general formatter, ~0.15 us each; looked up, the whole time of day takes
+# a tenth of that.
+_TWO_DIGITS = [f"{n:02d}" for n in range(60)]
+_THREE_DIGITS = [f"{n:03d}" for n in range(1000)]
 
 
 @functools.lru_cache(maxsize=1024)

@@ -75,6 +75,7 @@ async def test_a_request_line_has_every_field(logged_app: tuple[LoglakeApp, Path
         "client": "127.0.0.1",
     }
     assert type(first["ts"]) is float and type(first["ms"]) is float and first["ms"] >= 0
+    assert all(line[t] == round(line[t], 3) for line in (first, second) for t in ("ts", "ms"))  # (thousandths)
     assert (second["request_id"], second["route"], second["status"]) == ("trace-2", "/logs/{logId}", 403)
     assert second["key"] is None and second["bytes_out"] == len(refused.content)
 

@@ -11,11 +11,12 @@ import pytest
 from loglake.amplify.schema import AMPLIFY_SCHEMA
 from loglake.ids import split_id
 from loglake.lake.schema import LAKE_SCHEMA
+from loglake.model import Severity
 from loglake.sqlitedb import migrate
 from loglake.store import sqlite_checkpoints
 from loglake.store.base import RecentQuery, StoreUnavailable
 from loglake.store.sqlite import SQLiteHotStore
-from loglake.store.sqlite_rows import MIGRATIONS
+from loglake.store.sqlite_rows import MIGRATIONS, VALUES_MAX_ROWS
 from tests.store.contract import BASE_TS, HotStoreContract, record
 
 
@@ -115,6 +116,28 @@ def test_durability_full_has_sqlite_sync_the_wal_inside_every_commit(
     store = SQLiteHotStore(tmp_path / "hot.db", durability=durability)
     try:
         assert store.run_in_writer(lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0]) == synchronous
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("count", [1, VALUES_MAX_ROWS, VALUES_MAX_ROWS + 1, 3 * VALUES_MAX_ROWS])
+@pytest.mark.parametrize("nul", [False, True])
+def test_a_group_keeps_every_field_whichever_statement_inserts_it(tmp_path: Path, count: int, nul: bool) -> None:
+    # Up to VALUES_MAX_ROWS records go in as bound values, more as one JSON array, which cannot carry a NUL
+    # character (those go in row by row): every way keeps every field, absent ones absent.
+    shapes = [
+        {},
+        {"attributes": b'{"k":[1,{"n":null}],"e":"\\u00e9"}', "severity": Severity.CRITICAL, "log_type": "audit"},
+        {"trace_id": "ab" * 16, "span_id": "cd" * 8, "severity": Severity.DEBUG, "service": "billing"},
+        {"trace_id": "ef" * 16, "message": 'quote " and backslash \\ and \u00fcber \U0001f600'},
+    ]
+    group = [record(BASE_TS + i, **{"message": f"m{i}", **shapes[i % len(shapes)]}) for i in range(count)]
+    if nul:
+        group[-1] = record(BASE_TS + count, message="before\x00after", attributes=b'{"k":"\\u0000"}')
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    try:
+        assert store.put(group) == [r.log_id for r in group]
+        assert [store.get(r.log_id) for r in group] == group
     finally:
         store.close()
 

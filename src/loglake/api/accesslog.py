@@ -227,18 +227,25 @@ class LogRecords(logging.Handler):
 def _request_line(facts: tuple) -> RequestLine:
     ts, request_id, method, path, route, status, seconds, bytes_in, bytes_out, key, client = facts
     return RequestLine(
-        ts=round(ts, 3),
+        ts=_thousandths(ts),
         request_id=request_id,
         method=method,
         path=path,
         route=route,
         status=status,
-        ms=round(seconds * 1000, 3),
+        ms=_thousandths(seconds * 1000),
         bytes_in=bytes_in,
         bytes_out=bytes_out,
         key=key,
         client=client,
     )
+
+
+def _thousandths(value: float) -> float:
+    """A positive value rounded to 3 decimals, as round(value, 3) is but for exact halves: round() goes
+    through decimal digits, 0.6 us a call, and two of them were most of a line's cost on the writer thread
+    (1.4 -> 0.4 us), which holds the GIL the event loop needs for ~1,000 lines at a time."""
+    return int(value * 1000 + 0.5) / 1000
 
 
 def _dropped_line(drops: int, max_pending: int) -> dict:

@@ -17,52 +17,48 @@ from concurrent.futures import Future
 
 from loglake.ids import format_uuid, join_id
 from loglake.model import NewRecord
-from loglake.store.sqlite_rows import (
-    FLUSHED_CLIENT_ID,
-    INSERT_JSON_ROWS,
-    INSERT_ONE_ROW,
-    encode_rows,
-    join_arrays,
-    row_values,
-)
+from loglake.store.sqlite_rows import FLUSHED_CLIENT_ID, INSERT_ONE_ROW, insert_statement, row_values
 
 Outcome = list[bytes] | BaseException  # the stored ids, or why the write failed
 
 
 class WriteJob:
-    __slots__ = ("future", "payload", "records", "waiter")
+    __slots__ = ("future", "records", "waiter")
 
     def __init__(self, records: Sequence[NewRecord], waiter: asyncio.Future[list[bytes]] | None = None) -> None:
         self.records = records
         self.waiter = waiter
         self.future: Future[list[bytes]] | None = Future() if waiter is None else None
-        # None: records with client ids (checked against the store first, in the transaction) or NULs.
-        self.payload = encode_rows(records)
 
 
 def write_group(conn: sqlite3.Connection, group: list[WriteJob], rollback: Callable[[], None]) -> list[list[bytes]]:
     """Write a group of jobs on the writer's connection, in one transaction (rollback() undoes a failed one):
     the ids to answer each job."""
-    if all(job.payload is not None for job in group):
+    if all(r.client_id is None for job in group for r in job.records):
         # The common case is one statement, which SQLite commits atomically on its own: one
         # GIL hand-off for the whole group instead of three (BEGIN, INSERT, COMMIT).
-        conn.execute(INSERT_JSON_ROWS, (join_arrays([job.payload for job in group]),))
-        return [[r.log_id for r in job.records] for job in group]
-    payloads: list[bytes] = []
+        statement = insert_statement([r for job in group for r in job.records])
+        if statement is not None:
+            conn.execute(*statement)
+            return [[r.log_id for r in job.records] for job in group]
+    plain: list[NewRecord] = []  # records without a client id
+    fresh: list[NewRecord] = []  # records with one that was not stored before
     results: list[list[bytes]] = []
     seen: dict[bytes, bytes] = {}
     conn.execute("BEGIN IMMEDIATE")
     try:
         for job in group:
-            if job.payload is not None:
-                payloads.append(job.payload)
+            if all(r.client_id is None for r in job.records):
+                plain += job.records
                 results.append([r.log_id for r in job.records])
             else:
-                fresh: list[NewRecord] = []
                 results.append([_answered_id(conn, r, fresh, seen) for r in job.records])
-                conn.executemany(INSERT_ONE_ROW, map(row_values, fresh))
-        if payloads:
-            conn.execute(INSERT_JSON_ROWS, (join_arrays(payloads),))
+        statement = insert_statement(plain) if plain else None
+        if statement is not None:
+            conn.execute(*statement)
+        else:
+            fresh += plain
+        conn.executemany(INSERT_ONE_ROW, map(row_values, fresh))
         conn.execute("COMMIT")
     except BaseException:
         rollback()
