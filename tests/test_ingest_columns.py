@@ -325,3 +325,16 @@ def test_attributes_nested_in_every_record_are_refused_only_beyond_the_depth(
     if table is not None:
         kept = table.column("attributes").to_pylist()
         assert [text and json.loads(text) for text in kept] == [record.get("attributes") for record in records]
+
+
+def test_attributes_holding_a_nul_are_left_to_the_record_check() -> None:
+    """The column check finds each text's brackets between NULs it puts between them: a text holding a NUL itself
+    (no JSON text does) could hide a nesting too deep, so none is vouched for."""
+    records = [base(i) | {"attributes": {"host": {"name": f"h{i}"}}} for i in range(BATCH)]
+    texts = [json.dumps(record["attributes"], separators=(",", ":")).encode() for record in records]
+    texts[17] = b'{"x":{"y":{"z\x00":{"p":{"q":{"r":1}}}}}}'  # six deep, a NUL between its third and fourth
+    fields = [[record.get(name) for record in records] for name in ("timestamp", "service", "log_type", "severity")]
+    messages = [record["message"] for record in records]
+    assert ingest_columns.valid_columns_table(*fields, messages, texts, LIMITS, NOW) is None
+    texts[17] = b'{"x":{"y":{"z":{"p":{"q":1}}}}}'  # (five deep, no NUL: vouched for)
+    assert ingest_columns.valid_columns_table(*fields, messages, texts, LIMITS, NOW) is not None
