@@ -301,15 +301,20 @@ def test_times_given_as_an_arrow_array_of_texts_are_read_as_their_list_is() -> N
 
 @pytest.mark.parametrize("deepest", [LIMITS.max_attribute_depth, LIMITS.max_attribute_depth + 1])
 @pytest.mark.parametrize("form", ["bytes", "raw", "arrow"])
-def test_attributes_nested_in_every_record_are_refused_only_beyond_the_depth(form: str, deepest: int) -> None:
+@pytest.mark.parametrize("nesting", ["objects", "lists"])
+def test_attributes_nested_in_every_record_are_refused_only_beyond_the_depth(
+    nesting: str, form: str, deepest: int
+) -> None:
     """Every record's attributes hold a nested object (as Beats' documents do), so the whole batch holds more
-    brackets than the depth allows and each object's are counted: one record's nested `deepest` levels decides, in
-    every form the attributes come in."""
+    brackets than the depth allows and each object's are counted, [ as {: one record's nested `deepest` levels
+    (objects in objects, or lists in an object) decides, in every form the attributes come in, some records
+    having none."""
     records = [base(i) | {"attributes": {"host": {"name": f"h{i}"}}} for i in range(BATCH)]
-    nested: dict = {"leaf": 1}
-    for _ in range(deepest - 1):
-        nested = {"in": nested}
-    records[17]["attributes"] = nested
+    del records[3]["attributes"], records[40]["attributes"]
+    nested: dict | list = {"leaf": 1}
+    for _ in range(deepest - 2):
+        nested = {"in": nested} if nesting == "objects" else [nested]
+    records[17]["attributes"] = {"top": nested}
     items = decoded(records)
     texts = [bytes(item.attributes) for item in items]
     given = {"bytes": texts, "raw": [item.attributes for item in items], "arrow": pa.array(texts, pa.binary())}[form]
@@ -319,4 +324,17 @@ def test_attributes_nested_in_every_record_are_refused_only_beyond_the_depth(for
     assert (table is None) is (deepest > LIMITS.max_attribute_depth)
     if table is not None:
         kept = table.column("attributes").to_pylist()
-        assert [json.loads(text) for text in kept] == [record["attributes"] for record in records]
+        assert [text and json.loads(text) for text in kept] == [record.get("attributes") for record in records]
+
+
+def test_attributes_holding_a_nul_are_left_to_the_record_check() -> None:
+    """The column check finds each text's brackets between NULs it puts between them: a text holding a NUL itself
+    (no JSON text does) could hide a nesting too deep, so none is vouched for."""
+    records = [base(i) | {"attributes": {"host": {"name": f"h{i}"}}} for i in range(BATCH)]
+    texts = [json.dumps(record["attributes"], separators=(",", ":")).encode() for record in records]
+    texts[17] = b'{"x":{"y":{"z\x00":{"p":{"q":{"r":1}}}}}}'  # six deep, a NUL between its third and fourth
+    fields = [[record.get(name) for record in records] for name in ("timestamp", "service", "log_type", "severity")]
+    messages = [record["message"] for record in records]
+    assert ingest_columns.valid_columns_table(*fields, messages, texts, LIMITS, NOW) is None
+    texts[17] = b'{"x":{"y":{"z":{"p":{"q":1}}}}}'  # (five deep, no NUL: vouched for)
+    assert ingest_columns.valid_columns_table(*fields, messages, texts, LIMITS, NOW) is not None

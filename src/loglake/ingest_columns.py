@@ -84,11 +84,14 @@ def valid_columns_table(
     *,
     trace_ids: list[str | None] | None = None,
     span_ids: list[str | None] | None = None,
+    attributes_within: tuple[int, int] | None = None,
 ) -> pa.Table | None:
     """Records given as columns (Python lists of one field each; attributes as JSON bytes, empty or b"null"
     for none; no trace_ids/span_ids: none has one) as an app_logs table with fresh ids, if every one
     passes every rule of model.validate_batch; else None. What plainly_valid_table checks once it has
-    the columns: protocol adapters that decode into columns themselves (protocols/) call it directly."""
+    the columns: protocol adapters that decode into columns themselves (protocols/) call it directly.
+    attributes_within: the deepest nesting and most keys of any record's attributes, when the caller knows
+    them (see _attributes)."""
     count = len(messages)
     times = _timestamps(timestamps, limits, now_ms)
     if times is None:
@@ -100,7 +103,7 @@ def valid_columns_table(
     service = _names(services, DEFAULT_SERVICE)
     log_type = _names(log_types, DEFAULT_LOG_TYPE)
     severity = _severities(severities)
-    attribute_texts = _attributes(attributes, limits)
+    attribute_texts = _attributes(attributes, limits, attributes_within)
     if service is None or log_type is None or severity is None or attribute_texts is None:
         return None
     trace_id = _hex_ids(trace_ids, TRACE_ID_HEX_DIGITS) if trace_ids is not None else pa.nulls(count, pa.string())
@@ -191,14 +194,15 @@ def _severities(values: list[str | None]) -> pa.Array | None:
     return pa.array(canonical, pa.string()).take(encoded.indices)
 
 
-def _attributes(raw: list[Any] | pa.Array, limits: Limits) -> pa.Array | None:
+def _attributes(raw: list[Any] | pa.Array, limits: Limits, within: tuple[int, int] | None = None) -> pa.Array | None:
     """The attributes' JSON text as sent (null for none), None when the record-by-record check must
     decide: not an object, too large, not UTF-8, or more brackets or colons than the depth and key
-    limits allow (counted over the text, strings included: an upper bound, as in ingest.py). Given as a
+    limits allow (counted over the text, strings included: an upper bound, as in ingest.py), unless
+    `within` (deepest nesting, most keys) says they are within those limits. Given as a
     dictionary array (a decoder's distinct texts, protocols/columns.py): each distinct text checked once;
     as a binary array (a decoder's texts made by Arrow, b"" for none): checked as the list of them is."""
     if isinstance(raw, pa.DictionaryArray):
-        distinct = _attributes(raw.dictionary.to_pylist(), limits)
+        distinct = _attributes(raw.dictionary.to_pylist(), limits, within)
         return None if distinct is None else distinct.take(raw.indices)
     count = len(raw)
     data, joined = _compact(raw) if isinstance(raw, pa.Array) else binary_array(raw)
@@ -217,17 +221,15 @@ def _attributes(raw: list[Any] | pa.Array, limits: Limits) -> pa.Array | None:
     object_sizes = pc.binary_length(objects)
     if pc.max(object_sizes).as_py() > limits.max_attribute_bytes:
         return None
-    # Each object holds at least one bracket (its "{"), so one of them holds at most 1 + the brackets
-    # past one per object in all of them: when that is within the limit, no need to count per object.
-    past_one = joined.count(b"{") + joined.count(b"[") - len(objects)
-    if past_one >= limits.max_attribute_depth:
-        brackets = pc.add(pc.count_substring(objects, "{"), pc.count_substring(objects, "["))
-        if pc.max(brackets).as_py() > limits.max_attribute_depth:
-            return None
-    # Each key takes at least 5 bytes ("":0,), so only longer objects can hold too many keys.
-    long = pc.filter(objects, pc.greater(object_sizes, 5 * limits.max_attribute_keys + 1))
-    if len(long) and pc.max(pc.count_substring(long, ":")).as_py() > limits.max_attribute_keys:
+    depth = limits.max_attribute_depth
+    texts = data if isinstance(raw, pa.Array) else raw
+    if (within is None or within[0] > depth) and _more_brackets(texts, joined, len(objects), depth):
         return None
+    if within is None or within[1] > limits.max_attribute_keys:
+        # Each key takes at least 5 bytes ("":0,), so only longer objects can hold too many keys.
+        long = pc.filter(objects, pc.greater(object_sizes, 5 * limits.max_attribute_keys + 1))
+        if len(long) and pc.max(pc.count_substring(long, ":")).as_py() > limits.max_attribute_keys:
+            return None
     if joined.isascii():  # valid UTF-8 as it is: no need for the cast's check
         text = pa.StringArray.from_buffers(count, offsets, pa.py_buffer(joined))
     else:
@@ -236,6 +238,26 @@ def _attributes(raw: list[Any] | pa.Array, limits: Limits) -> pa.Array | None:
         except pa.ArrowInvalid:
             return None
     return text if absent is None else pc.if_else(absent, pa.scalar(None, pa.string()), text)
+
+
+def _more_brackets(texts: Sequence[Any] | pa.Array, joined: bytes, objects: int, most: int) -> bool:
+    """Whether one of the texts (joined: all of them; objects: how many are objects) may hold more than `most`
+    brackets ({ and [). Each object holds at least one (its "{"), so one of them holds at most 1 + the brackets
+    past one per object in all of them: within the limit, no text is looked at. Else the texts are joined after
+    a NUL each, every byte but brackets and NULs deleted and [ made {: a text's brackets are a run that one search
+    finds (Arrow's count of a character in each text took some three times the time). A NUL in a text, which no
+    JSON text holds, leaves them all to the record check."""
+    if joined.count(b"{") + joined.count(b"[") - objects < most:
+        return False
+    if b"\0" in joined:
+        return True
+    listed = texts.to_pylist() if isinstance(texts, pa.Array) else texts
+    brackets = b"\0".join(filter(None, listed)).translate(_BRACES, _NOT_BRACKETS)  # (None or b"": no brackets)
+    return b"{" * (most + 1) in brackets
+
+
+_BRACES = bytes.maketrans(b"[", b"{")
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"{[\0")
 
 
 def binary_array(values: Sequence[Any]) -> tuple[pa.Array, bytes]:

@@ -5,9 +5,12 @@ are still its own."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pytest
 
+from loglake import ingest_columns
+from loglake.model import Limits
 from loglake.protocols import elastic, elastic_columns
 from loglake.protocols.columns import RecordColumns, listed
 from tests.protocols import column_rows
@@ -244,3 +247,44 @@ def test_a_bulk_into_two_indexes_read_by_arrow_gives_each_item_its_index() -> No
     assert read is not None
     assert records(read) == records(elastic.parse_bulk(body, None))
     assert [item.index for item in read[0]] == ["fluent-bit"] * len(sources) + ["other"] * len(sources)
+
+
+def nesting(value: object) -> int:
+    """How deep objects and lists nest in a JSON value, as the record check counts it (a flat object is 1)."""
+    if isinstance(value, dict):
+        return 1 + max(map(nesting, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(nesting, value), default=0)
+    return 0
+
+
+@pytest.mark.parametrize("deepest", [Limits().max_attribute_depth, Limits().max_attribute_depth + 1])
+@pytest.mark.parametrize("nested", ["objects", "lists"])
+def test_the_depth_and_keys_arrow_read_bound_the_attributes_and_the_check_counts_on_them(
+    nested: str, deepest: int
+) -> None:
+    """Arrow's reading says how deep the attributes nest and how many keys they hold (their schema's), and the
+    column check takes that for its own count: attributes within the limits checked as such, beyond them left to
+    the record check (which fits them): decided alike whichever source of the bulk nests deepest."""
+    value: object = {"leaf": 1}
+    for _ in range(deepest - 2):
+        value = {"in": value} if nested == "objects" else [value]
+    sources = [
+        {"@timestamp": NOW, "message": f"m{i}", "host": {"name": "h"}, "n": i, **({"deep": value} if i == 7 else {})}
+        for i in range(12)
+    ]
+    read = elastic_columns.read_regular_bulk(bulk({"create": {"_index": "a"}}, sources), None)
+    assert read is not None
+    _, found = read
+    kept = [{k: v for k, v in source.items() if k not in ("@timestamp", "message")} for source in sources]
+    assert found.attributes_within == (max(map(nesting, kept)), len(set().union(*kept)))
+    assert max(map(nesting, kept)) == deepest
+    limits = Limits()
+    now_ms = int(datetime.fromisoformat(NOW).timestamp() * 1000)
+    columns = (found.timestamps, found.services, found.log_types, found.severities, found.messages)
+    table = ingest_columns.valid_columns_table(
+        *columns, found.attributes, limits, now_ms, attributes_within=found.attributes_within
+    )
+    assert (table is None) is (deepest > limits.max_attribute_depth)
+    if table is not None:
+        assert [json.loads(text) for text in table.column("attributes").to_pylist()] == kept

@@ -46,6 +46,9 @@ class RecordColumns:
     trace_ids: list[str | None] | pa.Array = field(default_factory=list)
     span_ids: list[str | None] | pa.Array = field(default_factory=list)
     ids: list[str | None] | None = None  # the client ids, when the protocol has them
+    # (deepest nesting, most keys) of any record's attributes, when the decoder knows them from the shape it read
+    # (Arrow's schema): the column check then counts no brackets and no colons in their texts.
+    attributes_within: tuple[int, int] | None = None
     # Rows the protocol's own rules refuse, said in its terms (a time in its unit, as sent), which the
     # records' check, reading the converted value, would misname: check_valid's (OTLP's partial success).
     refused: dict[int, Problem] = field(default_factory=dict)
@@ -87,6 +90,7 @@ class RecordColumns:
             pick(self.trace_ids),
             pick(self.span_ids),
             None if self.ids is None else pick(self.ids),
+            attributes_within=self.attributes_within,
         )
 
     def records(self) -> list[IncomingRecord]:
@@ -126,6 +130,7 @@ class RecordColumns:
             service.now_ms(),
             trace_ids=self.trace_ids,
             span_ids=self.span_ids,
+            attributes_within=self.attributes_within,
         )
 
 

@@ -241,7 +241,19 @@ def _mapped(columns: dict[str, pa.Array], escaping: bool) -> RecordColumns | Non
     if all(member.null_count for member in members):  # (a source may have none left)
         attributes = pc.if_else(pc.equal(attributes, "{}"), "", attributes)
     found.attributes = attributes.cast(pa.binary())
+    # (a nested object a field was taken out of nests no deeper than its type says)
+    found.attributes_within = (1 + max(map(_depth, (values.type for values in kept.values())), default=0), len(kept))
     return found
+
+
+def _depth(kind: pa.DataType) -> int:
+    """How deep a value of this type nests objects and lists (a scalar 0, a flat object 1), as model's check
+    counts them."""
+    if pa.types.is_struct(kind):
+        return 1 + max((_depth(field.type) for field in kind), default=0)
+    if pa.types.is_list(kind):
+        return 1 + _depth(kind.value_type)
+    return 0
 
 
 def _first_text(columns: dict[str, pa.Array], names: tuple[str, ...]) -> str | None:
