@@ -12,6 +12,12 @@ request, and compaction would then rewrite hundreds of tiny parts. So small batc
 rather than start another, until they add up to WRITER_ROWS. A joined write is all or nothing like a
 batch's, so each batch is still all in the lake or not at all.
 
+Smaller joined writes (under WAIT_BELOW_ROWS) do not become parts at once: each is stored as one row of
+hot.db, durable when answered (lake/waiting.py), and a mover thread writes the waiting batches as one part
+per day once JOINED_ROWS wait or the oldest waited MOVE_AFTER_SECONDS, adding the parts and deleting the
+rows in one transaction. Past MAX_WAITING_ROWS or MAX_WAITING_BYTES waiting (a mover falling behind), a
+batch becomes a part of its own again, so what waits, and what every query reads of it, stays bounded.
+
 Compaction later merges these parts into the day's large files, as it does the flush's. A batch's journal
 entry names its writer, so that maintenance leaves a round under way alone (writers.py).
 """
@@ -19,8 +25,10 @@ entry names its writer, so that maintenance leaves a round under way alone (writ
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -34,8 +42,11 @@ from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import by_utc_day, write_part
 from loglake.lake.scratch import new_work_folder
+from loglake.lake.waiting import MovedElsewhere, delete_moved_batches, encoded, oldest_batches, store_batch, waiting
 from loglake.lake.writers import WriterLock
 from loglake.store.sqlite import SQLiteHotStore
+
+log = logging.getLogger("loglake.lake")
 
 # Batches written at once: each is mostly Arrow and Parquet work, which runs outside the GIL, so one per
 # core (up to 4); more only wait for a core while holding their batch's memory.
@@ -47,6 +58,13 @@ JOINED_ROWS = 200_000
 # whatever its size: Filebeat's bulks of 1,600 documents written a part each took 2 us of CPU per record
 # more in the bulk and merge threads than the same records in 10 MB bulks (bench/protocols_ingest.py).
 WRITER_ROWS = 8 * 1024
+# Joined writes of fewer rows wait in hot.db for the mover (see the module docstring), larger ones are parts.
+WAIT_BELOW_ROWS = JOINED_ROWS
+# What may wait at most (rows, and bytes of compressed Arrow): past either, batches are parts of their own.
+MAX_WAITING_ROWS = 4 * JOINED_ROWS
+MAX_WAITING_BYTES = 256 * 2**20
+# Waiting batches are moved once JOINED_ROWS wait, or about this long after the oldest was stored.
+MOVE_AFTER_SECONDS = 2.0
 
 
 class BulkWriter:
@@ -58,6 +76,7 @@ class BulkWriter:
         clock: Callable[[], float] = time.time,
         on_step: Step | None = None,
         on_published: Callable[[int], None] = lambda parts: None,
+        wait_below_rows: int = WAIT_BELOW_ROWS,
     ) -> None:
         self.store = store
         self.on_published = on_published
@@ -69,10 +88,17 @@ class BulkWriter:
         self._lock = threading.Lock()  # guards what follows
         self._waiting: list[tuple[pa.Table, Future[list[LakeFile]]]] = []
         self._writing = 0  # writers at work (at most BULK_THREADS)
+        self.wait_below_rows = wait_below_rows
+        self._stored: tuple[int, int] | None = None  # rows and bytes waiting in hot.db (None: not looked yet)
+        self._oldest_stored_at: float | None = None  # (time.monotonic) None: nothing waits that this process knows of
+        self._mover: threading.Thread | None = None
+        self._mover_wake = threading.Condition(self._lock)
+        self._closing = False
+        self._moving = threading.Lock()  # one move at a time in this process (another's is told apart on commit)
 
     def submit(self, table: pa.Table) -> Future[list[LakeFile]]:
-        """Start writing a batch; the future resolves once it is durable and in the catalog (with the
-        parts of the write that took it, which may hold other batches too)."""
+        """Start writing a batch; the future resolves once it is durable, in the catalog (with the parts
+        of the write that took it, which may hold other batches too) or waiting in hot.db (no parts)."""
         done: Future[list[LakeFile]] = Future()
         with self._lock:
             self._waiting.append((table, done))
@@ -95,7 +121,8 @@ class BulkWriter:
             if not joined:  # (all of them cancelled)
                 continue
             try:
-                files = self.write(pa.concat_tables([table for table, _ in joined]))
+                table = pa.concat_tables([table for table, _ in joined])
+                files = self._store_waiting(table) if self._may_wait(table) else self.write(table)
             except BaseException as e:  # (each waiter gets it; this writer goes on)
                 for _, done in joined:
                     done.set_exception(e)
@@ -117,9 +144,84 @@ class BulkWriter:
         taken, self._waiting = self._waiting[:count], self._waiting[count:]
         return [(table, done) for table, done in taken if done.set_running_or_notify_cancel()]
 
-    def write(self, table: pa.Table) -> list[LakeFile]:
+    def _may_wait(self, table: pa.Table) -> bool:
+        if table.num_rows >= self.wait_below_rows:
+            return False
+        with self._lock:
+            if self._stored is None:
+                self._stored = waiting(self.store.read)[1:3]
+            rows, size = self._stored
+        return rows + table.num_rows <= MAX_WAITING_ROWS and size <= MAX_WAITING_BYTES
+
+    def _store_waiting(self, table: pa.Table) -> list[LakeFile]:
+        """Store a joined write in hot.db for the mover (lake/waiting.py); it has no parts yet."""
+        blob = encoded(table)
+        self.store.in_write_transaction(lambda conn: store_batch(conn, table, blob)).result()
+        with self._lock:
+            rows, size = self._stored or (0, 0)
+            self._stored = (rows + table.num_rows, size + len(blob))
+            if self._oldest_stored_at is None:
+                self._oldest_stored_at = time.monotonic()
+            if self._mover is None:
+                self._mover = threading.Thread(target=self._move_when_due, name="loglake-bulk-move", daemon=True)
+                self._mover.start()
+            self._mover_wake.notify()
+        return []
+
+    def _move_when_due(self) -> None:
+        """The mover thread: moves the oldest waiting batches whenever a move is due, until closed."""
+        while True:
+            with self._lock:
+                while not self._closing and not self._move_due():
+                    due_in = None if self._oldest_stored_at is None else MOVE_AFTER_SECONDS
+                    if due_in is not None:
+                        due_in = max(0.0, self._oldest_stored_at + due_in - time.monotonic())
+                    self._mover_wake.wait(due_in)
+                if self._closing:
+                    return
+            try:
+                self._move(everything=False)
+            except Exception:  # the batches stay, durable and readable; the next turn tries again
+                log.exception("moving waiting bulk batches into the lake failed; retrying in %s s", MOVE_AFTER_SECONDS)
+                time.sleep(MOVE_AFTER_SECONDS)
+
+    def _move_due(self) -> bool:
+        """Called holding the lock."""
+        if self._stored is not None and self._stored[0] >= JOINED_ROWS:
+            return True
+        return self._oldest_stored_at is not None and time.monotonic() - self._oldest_stored_at >= MOVE_AFTER_SECONDS
+
+    def move_waiting(self) -> tuple[int, list[LakeFile]]:
+        """Move every waiting batch into lake parts (`loglake flush`, maintenance); returns the records
+        moved and the parts written."""
+        return self._move(everything=True)
+
+    def _move(self, everything: bool) -> tuple[int, list[LakeFile]]:
+        """Move the oldest waiting batches, JOINED_ROWS at a time, while a move is due (or all)."""
+        moved, parts = 0, []
+        with self._moving:
+            while True:
+                ids, tables = oldest_batches(self.store.read, JOINED_ROWS)
+                if ids:
+                    table = pa.concat_tables(tables)
+                    with contextlib.suppress(MovedElsewhere):  # another process took them: read what is left
+                        parts += self.write(table, lambda conn, ids=ids: delete_moved_batches(conn, ids))
+                        moved += table.num_rows
+                with self._lock:
+                    self._stored = waiting(self.store.read)[1:3]
+                    if not self._stored[0]:
+                        self._oldest_stored_at = None
+                    elif ids or self._oldest_stored_at is None:
+                        # The rest arrived after the batches read: as if now (a move's time early at most).
+                        self._oldest_stored_at = time.monotonic()
+                    if not ids or not (everything or self._move_due()):
+                        break
+        return moved, parts
+
+    def write(self, table: pa.Table, finish: Callable[[sqlite3.Connection], object] | None = None) -> list[LakeFile]:
         """Write and publish a batch (in the calling thread); returns its parts. The journal entry is
-        committed while the parts are written: the keys are known before the bytes."""
+        committed while the parts are written: the keys are known before the bytes. `finish` is what the
+        parts replace, in the catalog's transaction (waiting batches); by default nothing."""
         now_ms = int(self.clock() * 1000)
         days = list(by_utc_day(table))
         keys = [app_logs_key(day, new_part_name(now_ms)) for day, _ in days]
@@ -129,7 +231,8 @@ class BulkWriter:
         try:
             files = [write_part(rows, key, work, by_service=False) for (_, rows), key in zip(days, keys, strict=True)]
             self.on_step("written")
-            publish(self.store, self.lake, work, files, now_ms, self.on_step, _nothing, owner, journaled).result()
+            replaced = finish or _nothing
+            publish(self.store, self.lake, work, files, now_ms, self.on_step, replaced, owner, journaled).result()
         except BaseException:
             self._undo(journaled, keys)
             raise
@@ -152,6 +255,11 @@ class BulkWriter:
                     self.lake.delete(key)
 
     def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            self._mover_wake.notify()
+        if self._mover is not None:
+            self._mover.join()
         if self._threads is not None:
             self._threads.shutdown(wait=True)
         self._writer.release()
