@@ -19,10 +19,12 @@ from loglake.ids import parse_uuid
 from loglake.lake import bulk
 from loglake.lake.bulk import BulkWriter
 from loglake.lake.lake import Lake, LakePolicy
+from loglake.lake.manifest import reading
 from loglake.lake.objectstore import LocalObjectStore
 from loglake.lake.query import TimeRange
 from loglake.lake.reads import facets, get, histogram, recent, search
 from loglake.lake.schema import LAKE_SCHEMA
+from loglake.lake.waiting import batch_file_name, waiting_dir, write_batch_file
 from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.times import DAY_MS
@@ -207,7 +209,7 @@ CRASH_SCRIPT = textwrap.dedent(
     store = SQLiteHotStore(data / "hot.db")
     store.use_schema(LAKE_SCHEMA)
     writer = BulkWriter(store, LocalObjectStore(data / "lake"), on_step=step)
-    writer.submit(batch()).result()  # answered: waiting in hot.db
+    writer.submit(batch()).result()  # answered: waiting
     if crash_at == "waiting":
         os._exit(9)
     writer.move_waiting()
@@ -216,7 +218,9 @@ CRASH_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("crash_at", ["waiting", "written", "journaled", "published 1", "published 3", "committed"])
+@pytest.mark.parametrize(
+    "crash_at", ["batch file written", "waiting", "written", "journaled", "published 1", "published 3", "committed"]
+)
 def test_a_crash_with_batches_waiting_or_moving_loses_and_duplicates_nothing(tmp_path: Path, crash_at: str) -> None:
     child = subprocess.run(
         [sys.executable, "-c", CRASH_SCRIPT, str(tmp_path), crash_at], capture_output=True, timeout=60
@@ -228,8 +232,10 @@ def test_a_crash_with_batches_waiting_or_moving_loses_and_duplicates_nothing(tmp
     lake = Lake(store, objects, tmp_path)
     try:
         moved = crash_at == "committed"
-        assert waiting_count(store) == ((0, 0) if moved else (1, 1200))
-        assert len(set(sql_ids(lake))) == len(sql_ids(lake)) == 1200  # what a query sees right after the crash
+        answered = crash_at != "batch file written"  # (killed before its commit: never answered)
+        expected = 1200 if answered else 0
+        assert waiting_count(store) == ((0, 0) if moved or not answered else (1, 1200))
+        assert len(set(sql_ids(lake))) == len(sql_ids(lake)) == expected  # what a query sees right after the crash
         for lock_file in (tmp_path / "ingest-writers").glob("*.lock"):  # old enough not to be a writer starting
             os.utime(lock_file, (0, 0))
         with lake.maintenance():  # the dead writer's unfinished move is undone: its batches still wait
@@ -237,17 +243,34 @@ def test_a_crash_with_batches_waiting_or_moving_loses_and_duplicates_nothing(tmp
             lake.flush()
         assert waiting_count(store) == (0, 0)
         in_lake = lake_ids(store, objects)
-        assert len(in_lake) == len(set(in_lake)) == 1200
-        assert len(list(objects.list())) == 3, "an object outside the catalog"
+        assert len(in_lake) == len(set(in_lake)) == expected
+        assert len(list(objects.list())) == (3 if answered else 0), "an object outside the catalog"
+        assert list(waiting_dir(tmp_path).glob("*")) == [], "a batch file left behind"
     finally:
         lake.close()
         store.close()
 
 
-def test_the_space_of_moved_batches_is_given_back(lake: Lake) -> None:
-    for n in range(5):
-        lake.bulk.submit(batch(days=1, per_day=3000, tag=f"b{n}")).result()
+def waiting_files(lake: Lake) -> list[str]:
+    return sorted(p.name for p in waiting_dir(lake.store.path.parent).glob("*"))
+
+
+def test_the_files_of_moved_batches_go_once_no_reader_holds_the_catalog(lake: Lake) -> None:
+    lake.bulk.submit(batch(days=1, per_day=1000, tag="first")).result()
+    assert len(waiting_files(lake)) == 1
+    with reading(lake.store):  # a reader that may have listed the batch before it moved
+        lake.flush()
+        assert len(waiting_files(lake)) == 1
+    lake.bulk.submit(batch(days=1, per_day=1000, tag="second")).result()
     lake.flush()
-    ((free,),) = lake.store.read("PRAGMA freelist_count")
-    assert free > 0  # the batches' pages are free for the next ones (sqlite_space gives them back in turns)
-    assert waiting_count(lake.store) == (0, 0)
+    assert waiting_files(lake) == []
+    assert len(set(sql_ids(lake))) == 2000
+
+
+def test_a_file_no_row_names_is_swept_once_its_writer_is_gone(lake: Lake, tmp_path: Path) -> None:
+    folder = waiting_dir(tmp_path)
+    write_batch_file(folder, batch_file_name("12345-deadwriter01", 1), batch(days=1, per_day=1000))
+    lake.bulk.submit(batch(days=1, per_day=1000)).result()
+    lake.flush()
+    assert waiting_files(lake) == []
+    assert len(set(sql_ids(lake))) == 1000  # the orphan's records were never answered: not in the lake

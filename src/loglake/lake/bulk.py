@@ -12,11 +12,12 @@ request, and compaction would then rewrite hundreds of tiny parts. So small batc
 rather than start another, until they add up to WRITER_ROWS. A joined write is all or nothing like a
 batch's, so each batch is still all in the lake or not at all.
 
-Smaller joined writes (under WAIT_BELOW_ROWS) do not become parts at once: each is stored as one row of
-hot.db, durable when answered (lake/waiting.py), and a mover thread writes the waiting batches as one part
-per day once JOINED_ROWS wait or the oldest waited MOVE_AFTER_SECONDS, adding the parts and deleting the
-rows in one transaction. Past MAX_WAITING_ROWS or MAX_WAITING_BYTES waiting (a mover falling behind), a
-batch becomes a part of its own again, so what waits, and what every query reads of it, stays bounded.
+Smaller joined writes (under WAIT_BELOW_ROWS) do not become parts at once: each is written to a file of
+its own and named in hot.db, durable when answered (lake/waiting.py), and a mover thread writes the
+waiting batches as one part per day once JOINED_ROWS wait or the oldest waited MOVE_AFTER_SECONDS,
+adding the parts and deleting the rows in one transaction. Past MAX_WAITING_ROWS or MAX_WAITING_BYTES
+waiting (a mover falling behind), a batch becomes a part of its own again, so what waits, and what
+every query reads of it, stays bounded.
 
 Compaction later merges these parts into the day's large files, as it does the flush's. A batch's journal
 entry names its writer, so that maintenance leaves a round under way alone (writers.py).
@@ -38,11 +39,22 @@ import pyarrow as pa
 
 from loglake.lake.flush import Step, journal, publish
 from loglake.lake.layout import app_logs_key, new_part_name
-from loglake.lake.manifest import LakeFile
+from loglake.lake.manifest import LakeFile, nobody_reading
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import by_utc_day, write_part
 from loglake.lake.scratch import new_work_folder
-from loglake.lake.waiting import MovedElsewhere, delete_moved_batches, encoded, oldest_batches, store_batch, waiting
+from loglake.lake.waiting import (
+    MovedElsewhere,
+    batch_file_name,
+    delete_moved_batches,
+    oldest_batches,
+    read_batch_file,
+    store_batch,
+    sweep,
+    waiting,
+    waiting_dir,
+    write_batch_file,
+)
 from loglake.lake.writers import WriterLock
 from loglake.store.sqlite import SQLiteHotStore
 
@@ -60,7 +72,7 @@ JOINED_ROWS = 200_000
 WRITER_ROWS = 8 * 1024
 # Joined writes of fewer rows wait in hot.db for the mover (see the module docstring), larger ones are parts.
 WAIT_BELOW_ROWS = JOINED_ROWS
-# What may wait at most (rows, and bytes of compressed Arrow): past either, batches are parts of their own.
+# What may wait at most (rows, and bytes of Arrow files): past either, batches are parts of their own.
 MAX_WAITING_ROWS = 4 * JOINED_ROWS
 MAX_WAITING_BYTES = 256 * 2**20
 # Waiting batches are moved once JOINED_ROWS wait, or about this long after the oldest was stored.
@@ -89,7 +101,10 @@ class BulkWriter:
         self._waiting: list[tuple[pa.Table, Future[list[LakeFile]]]] = []
         self._writing = 0  # writers at work (at most BULK_THREADS)
         self.wait_below_rows = wait_below_rows
-        self._stored: tuple[int, int] | None = None  # rows and bytes waiting in hot.db (None: not looked yet)
+        self._folder = waiting_dir(store.path.parent)
+        self._files = 0  # batch files this writer wrote (their numbers)
+        self._in_flight: set[str] = set()  # batch files being written and committed now
+        self._stored: tuple[int, int] | None = None  # rows and bytes waiting (None: not looked yet)
         self._oldest_stored_at: float | None = None  # (time.monotonic) None: nothing waits that this process knows of
         self._mover: threading.Thread | None = None
         self._mover_wake = threading.Condition(self._lock)
@@ -154,12 +169,26 @@ class BulkWriter:
         return rows + table.num_rows <= MAX_WAITING_ROWS and size <= MAX_WAITING_BYTES
 
     def _store_waiting(self, table: pa.Table) -> list[LakeFile]:
-        """Store a joined write in hot.db for the mover (lake/waiting.py); it has no parts yet."""
-        blob = encoded(table)
-        self.store.in_write_transaction(lambda conn: store_batch(conn, table, blob)).result()
+        """Store a joined write for the mover (lake/waiting.py): its file, then its row; no parts yet."""
+        owner = self._writer.hold()
         with self._lock:
-            rows, size = self._stored or (0, 0)
-            self._stored = (rows + table.num_rows, size + len(blob))
+            self._files += 1
+            file = batch_file_name(owner, self._files)
+            self._in_flight.add(file)
+        try:
+            size = write_batch_file(self._folder, file, table)
+            self.on_step("batch file written")
+            self.store.in_write_transaction(lambda conn: store_batch(conn, table, file, size)).result()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                (self._folder / file).unlink()
+            raise
+        finally:
+            with self._lock:
+                self._in_flight.discard(file)
+        with self._lock:
+            rows, stored_bytes = self._stored or (0, 0)
+            self._stored = (rows + table.num_rows, stored_bytes + size)
             if self._oldest_stored_at is None:
                 self._oldest_stored_at = time.monotonic()
             if self._mover is None:
@@ -201,10 +230,11 @@ class BulkWriter:
         moved, parts = 0, []
         with self._moving:
             while True:
-                ids, tables = oldest_batches(self.store.read, JOINED_ROWS)
+                ids, files, _ = oldest_batches(self.store.read, JOINED_ROWS)
                 if ids:
-                    table = pa.concat_tables(tables)
-                    with contextlib.suppress(MovedElsewhere):  # another process took them: read what is left
+                    # A file gone, or a row gone at the commit: another process moved them; read what is left.
+                    with contextlib.suppress(MovedElsewhere, FileNotFoundError):
+                        table = pa.concat_tables([read_batch_file(self._folder, file) for file in files])
                         parts += self.write(table, lambda conn, ids=ids: delete_moved_batches(conn, ids))
                         moved += table.num_rows
                 with self._lock:
@@ -216,7 +246,18 @@ class BulkWriter:
                         self._oldest_stored_at = time.monotonic()
                     if not ids or not (everything or self._move_due()):
                         break
+            self._sweep()
         return moved, parts
+
+    def _sweep(self) -> None:
+        """Delete the files of moved batches, and those left by writers that failed or died, unless a
+        reader holds the catalog (then at a later move): a snapshot from before the move may name them."""
+        if nobody_reading(self.store):
+            sweep(self.store.read, self._folder, self.store.path.parent, self._writer.hold(), self._writing_files)
+
+    def _writing_files(self) -> set[str]:
+        with self._lock:
+            return set(self._in_flight)
 
     def write(self, table: pa.Table, finish: Callable[[sqlite3.Connection], object] | None = None) -> list[LakeFile]:
         """Write and publish a batch (in the calling thread); returns its parts. The journal entry is

@@ -6,6 +6,7 @@ dataset that counts the files it opens (s3_dataset.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -46,8 +47,9 @@ class QueryViews:
     """Defines the tables' views on the engine's connections. What each connection was last given is
     kept, so a view is defined anew only when its files changed."""
 
-    def __init__(self, lake: ObjectStore) -> None:
+    def __init__(self, lake: ObjectStore, waiting_folder: Path) -> None:
         self.lake = lake
+        self.waiting_folder = waiting_folder  # the bulk batches waiting to be moved (lake/waiting.py)
         self._arrow_fs: Any = None  # made on first use: S3 lakes only
         self._s3_datasets: dict[duckdb.DuckDBPyConnection, CountedDataset] = {}  # each connection's latest
         # Per connection, the files each of its views was last defined with (define), and the SQL of
@@ -135,7 +137,7 @@ class QueryViews:
             cursor.register(_WAITING_STREAM, registered[1])
         hot_rows, waiting_rows = registered
         hot_rows.stream = HotRowsStream(batches, time_order=time_order)
-        waiting_rows.stream = WaitingStream(snapshot.read, window.since_ms, window.until_ms)
+        waiting_rows.stream = WaitingStream(snapshot.read, self.waiting_folder, window.since_ms, window.until_ms)
         view = top.view(_ALL_HOT_ROWS) if top is not None else _ALL_HOT_ROWS
         if defined.get(_HOT_ROWS) == (view,):
             return

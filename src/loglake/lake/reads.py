@@ -24,7 +24,7 @@ from loglake.lake.search_terms import Condition, Term, condition_sql
 from loglake.lake.sql_guard import case_insensitive_regex
 from loglake.lake.stop import Stop
 from loglake.lake.tables import APP_LOGS_TABLE
-from loglake.lake.waiting import waiting, waiting_records
+from loglake.lake.waiting import waiting, waiting_dir, waiting_records
 from loglake.model import SEVERITY_NAMES, Severity, StoredRecord
 from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
@@ -64,7 +64,8 @@ def recent(store: SQLiteHotStore, reader: LakeRecentReader, query: RecentQuery) 
     could be among the page."""
     with reading(store):
         with store.snapshot():
-            near = _newest(store.recent(query) + waiting_records(store.read, query), query.limit)
+            waiting_now = waiting_records(store.read, waiting_dir(store.path.parent), query)
+            near = _newest(store.recent(query) + waiting_now, query.limit)
             files = list_files(store.read, APP_LOGS_TABLE.name, query.since_ms, query.until_ms)
         if not files or (len(near) >= query.limit and near[-1].timestamp > max(f.max_ts for f in files)):
             return near
