@@ -24,7 +24,7 @@ from loglake.lake.objectstore import LocalObjectStore
 from loglake.lake.query import TimeRange
 from loglake.lake.reads import facets, get, histogram, recent, search
 from loglake.lake.schema import LAKE_SCHEMA
-from loglake.lake.waiting import batch_file_name, waiting_dir, write_batch_file
+from loglake.lake.waiting import batch_file_name, sweep, waiting_dir, write_batch_file
 from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.times import DAY_MS
@@ -111,7 +111,7 @@ def test_a_query_window_reads_only_the_waiting_records_inside_it(lake: Lake) -> 
 
 
 def test_waiting_batches_move_once_a_parts_worth_waits(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bulk, "JOINED_ROWS", 4000)
+    monkeypatch.setattr(bulk, "MOVED_ROWS", 4000)
     monkeypatch.setattr(bulk, "MOVE_AFTER_SECONDS", 3600)  # so only the rows waiting start the move
     for n in range(4):
         lake.bulk.submit(batch(days=1, per_day=1000, tag=f"b{n}")).result()
@@ -274,3 +274,23 @@ def test_a_file_no_row_names_is_swept_once_its_writer_is_gone(lake: Lake, tmp_pa
     lake.flush()
     assert waiting_files(lake) == []
     assert len(set(sql_ids(lake))) == 1000  # the orphan's records were never answered: not in the lake
+
+
+def test_a_sweep_leaves_alone_a_file_its_writer_starts_while_it_sweeps(tmp_path: Path) -> None:
+    """The writer registers a file as in flight, then creates it: a sweep that asked which files are in
+    flight before listing the folder would take a file created in between for a leftover."""
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    store.use_schema(LAKE_SCHEMA)
+    folder = waiting_dir(tmp_path)
+    name = batch_file_name("1-thiswriter", 7)
+    folder.mkdir()
+
+    def in_flight_then_a_new_file() -> set[str]:
+        write_batch_file(folder, name, batch(days=1, per_day=1000))  # registered after the sweep asked
+        return set()
+
+    try:
+        sweep(store.read, folder, tmp_path, "1-thiswriter", in_flight_then_a_new_file)
+    finally:
+        store.close()
+    assert (folder / name).exists()

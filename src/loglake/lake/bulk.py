@@ -14,7 +14,7 @@ batch's, so each batch is still all in the lake or not at all.
 
 Smaller joined writes (under WAIT_BELOW_ROWS) do not become parts at once: each is written to a file of
 its own and named in hot.db, durable when answered (lake/waiting.py), and a mover thread writes the
-waiting batches as one part per day once JOINED_ROWS wait or the oldest waited MOVE_AFTER_SECONDS,
+waiting batches as one part per day once MOVED_ROWS wait or the oldest waited MOVE_AFTER_SECONDS,
 adding the parts and deleting the rows in one transaction. Past MAX_WAITING_ROWS or MAX_WAITING_BYTES
 waiting (a mover falling behind), a batch becomes a part of its own again, so what waits, and what
 every query reads of it, stays bounded.
@@ -70,12 +70,15 @@ JOINED_ROWS = 200_000
 # whatever its size: Filebeat's bulks of 1,600 documents written a part each took 2 us of CPU per record
 # more in the bulk and merge threads than the same records in 10 MB bulks (bench/protocols_ingest.py).
 WRITER_ROWS = 8 * 1024
-# Joined writes of fewer rows wait in hot.db for the mover (see the module docstring), larger ones are parts.
-WAIT_BELOW_ROWS = JOINED_ROWS
+# Rows a move joins into parts at most: writing a part holds its rows twice (read, then sorted), so 200,000
+# of them (JOINED_ROWS) took the server past 300 MB of RSS in B2; parts of 100,000 are still large from birth.
+MOVED_ROWS = 100_000
+# Joined writes of fewer rows wait for the mover (see the module docstring); larger ones are parts at once.
+WAIT_BELOW_ROWS = MOVED_ROWS
 # What may wait at most (rows, and bytes of Arrow files): past either, batches are parts of their own.
-MAX_WAITING_ROWS = 4 * JOINED_ROWS
+MAX_WAITING_ROWS = 8 * MOVED_ROWS
 MAX_WAITING_BYTES = 256 * 2**20
-# Waiting batches are moved once JOINED_ROWS wait, or about this long after the oldest was stored.
+# Waiting batches are moved once MOVED_ROWS wait, or about this long after the oldest was stored.
 MOVE_AFTER_SECONDS = 2.0
 
 
@@ -216,7 +219,7 @@ class BulkWriter:
 
     def _move_due(self) -> bool:
         """Called holding the lock."""
-        if self._stored is not None and self._stored[0] >= JOINED_ROWS:
+        if self._stored is not None and self._stored[0] >= MOVED_ROWS:
             return True
         return self._oldest_stored_at is not None and time.monotonic() - self._oldest_stored_at >= MOVE_AFTER_SECONDS
 
@@ -226,11 +229,11 @@ class BulkWriter:
         return self._move(everything=True)
 
     def _move(self, everything: bool) -> tuple[int, list[LakeFile]]:
-        """Move the oldest waiting batches, JOINED_ROWS at a time, while a move is due (or all)."""
+        """Move the oldest waiting batches, MOVED_ROWS at a time, while a move is due (or all)."""
         moved, parts = 0, []
         with self._moving:
             while True:
-                ids, files, _ = oldest_batches(self.store.read, JOINED_ROWS)
+                ids, files, _ = oldest_batches(self.store.read, MOVED_ROWS)
                 if ids:
                     # A file gone, or a row gone at the commit: another process moved them; read what is left.
                     with contextlib.suppress(MovedElsewhere, FileNotFoundError):

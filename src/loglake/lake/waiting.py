@@ -177,9 +177,12 @@ def sweep(read: Read, folder: Path, data_dir: Path, owner: str, in_flight: Calla
     reader holds the catalog (manifest.reading)."""
     if not folder.is_dir():
         return
-    writing = in_flight()  # before the rows are read: a file it no longer holds was committed by then
+    # In this order: a file listed here was in flight before (its writer adds it first, then creates it), so it
+    # still is when `in_flight` is asked, or it left after its commit, which the rows read next then show.
+    files = list(folder.glob(f"*{_SUFFIX}"))
+    writing = in_flight()
     named = {file for (file,) in read("SELECT file FROM bulk_batches", ())}
-    for path in folder.glob(f"*{_SUFFIX}"):
+    for path in files:
         if path.name in named or path.name in writing:
             continue
         writer = path.name.rsplit("-", 1)[0]
