@@ -120,7 +120,7 @@ class BulkWriter:
         done: Future[list[LakeFile]] = Future()
         with self._lock:
             self._waiting.append((table, done))
-            if self._writing == BULK_THREADS or (self._writing and self._waiting_rows() < WRITER_ROWS):
+            if self._writing == BULK_THREADS or (self._writing and self._small_part_waits()):
                 return done  # a writer at work takes it when it is done
             self._writing += 1
             if self._threads is None:
@@ -147,6 +147,14 @@ class BulkWriter:
             else:
                 for _, done in joined:
                     done.set_result(files)
+
+    def _small_part_waits(self) -> bool:
+        """Whether the batches waiting for a writer would make a part smaller than WRITER_ROWS: they then wait
+        for the writer at work rather than start another. Batches that wait for the mover start another
+        writer: their write is a file and a commit, whose fsyncs writers at work would otherwise wait for.
+        Called holding the lock."""
+        rows = self._waiting_rows()
+        return self.wait_below_rows <= rows < WRITER_ROWS
 
     def _waiting_rows(self) -> int:
         return sum(table.num_rows for table, _ in self._waiting)
