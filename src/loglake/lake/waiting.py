@@ -101,6 +101,15 @@ def waiting(read: Read) -> Waiting:
     return Waiting(batches, rows, size, newest)
 
 
+def waiting_rows_in(read: Read, since_ms: int | None, until_ms: int | None) -> int:
+    """The records of the waiting batches holding any of [since, until) (either bound optional): whole
+    batches, so at most a batch's records more than the window holds (an estimate's count)."""
+    since = -_MAX_INT64 if since_ms is None else since_ms
+    until = _MAX_INT64 if until_ms is None else until_ms
+    sql = "SELECT coalesce(sum(rows), 0) FROM bulk_batches WHERE max_ts >= ? AND min_ts < ?"
+    return read(sql, (since, until))[0][0]
+
+
 def waiting_tables(
     read: Read, folder: Path, since_ms: int | None = None, until_ms: int | None = None
 ) -> Iterator[pa.Table]:
