@@ -17,7 +17,7 @@ import pytest
 
 from loglake.ids import parse_uuid
 from loglake.lake import bulk
-from loglake.lake.bulk import BulkWriter
+from loglake.lake.bulk import WRITER_ROWS, BulkWriter
 from loglake.lake.lake import Lake, LakePolicy
 from loglake.lake.manifest import reading
 from loglake.lake.objectstore import LocalObjectStore
@@ -142,6 +142,11 @@ def test_past_the_bound_a_small_batch_becomes_a_part_of_its_own(lake: Lake, monk
     assert len(set(sql_ids(lake))) == 3600
 
 
+def test_a_batch_of_a_writers_worth_is_a_part_at_once_as_before(lake: Lake) -> None:
+    assert len(lake.bulk.submit(batch(days=1, per_day=WRITER_ROWS)).result()) == 1
+    assert waiting_count(lake.store) == (0, 0)
+
+
 def test_a_batch_as_large_as_a_part_is_a_part_at_once(tmp_path: Path) -> None:
     store = SQLiteHotStore(tmp_path / "hot.db")
     store.use_schema(LAKE_SCHEMA)
@@ -194,7 +199,7 @@ CRASH_SCRIPT = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
-    from loglake.lake.bulk import BulkWriter
+    from loglake.lake.bulk import WRITER_ROWS, BulkWriter
     from loglake.lake.objectstore import LocalObjectStore
     from loglake.lake.schema import LAKE_SCHEMA
     from loglake.store.sqlite import SQLiteHotStore
