@@ -19,7 +19,7 @@ from loglake.lake.manifest import LakeFile, list_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.s3_dataset import CountedDataset, s3_dataset
 from loglake.lake.tables import APP_LOGS_TABLE, LakeTable, partition_type, sql_type
-from loglake.lake.waiting import WaitingStream
+from loglake.lake.waiting import WaitingStream, any_waiting
 from loglake.store.sqlite_reads import Snapshot
 
 if TYPE_CHECKING:
@@ -85,8 +85,13 @@ class QueryViews:
         defined = self._defined.setdefault(cursor, {})
         if APP_LOGS_TABLE in tables:
             self._define_hot_rows(cursor, snapshot, window, top, newest_first, defined)
+        # The waiting bulk batches are in the view only while some wait in the window: an empty stream cost
+        # each query about a millisecond, which a top-N over the lake notices.
+        waiting = APP_LOGS_TABLE in tables and any_waiting(snapshot.read, window.since_ms, window.until_ms)
         for table in tables:
             keys = tuple(f.key for f in files[table.name])
+            if table is APP_LOGS_TABLE and waiting:
+                keys += (_WAITING_STREAM,)  # (no file's key)
             if defined.get(table.name) == keys:
                 continue
             defined[table.name] = None  # until the view below is defined
@@ -95,7 +100,7 @@ class QueryViews:
                 # The partition first in each branch: where a query needs no column of the union (count(*)
                 # with a filter above it), DuckDB still reads the first one, and the date costs nothing in
                 # Parquet (it is the folder) where a log id costs a string a record (Q2: 30 % more time).
-                parts = [f'SELECT "date", {_COLUMNS} FROM {_HOT_ROWS}', _ALL_WAITING_ROWS]
+                parts = [f'SELECT "date", {_COLUMNS} FROM {_HOT_ROWS}'] + ([_ALL_WAITING_ROWS] if waiting else [])
                 if source is not None:
                     parts.insert(0, f'SELECT "date", {_COLUMNS} FROM {source}')
                 union = " UNION ALL ".join(parts)
