@@ -71,8 +71,9 @@ JOINED_ROWS = 200_000
 # more in the bulk and merge threads than the same records in 10 MB bulks (bench/protocols_ingest.py).
 WRITER_ROWS = 8 * 1024
 # Rows a move joins into parts at most: writing a part holds its rows twice (read, then sorted), so 200,000
-# of them (JOINED_ROWS) took the server past 300 MB of RSS in B2; parts of 100,000 are still large from birth.
-MOVED_ROWS = 100_000
+# of them (JOINED_ROWS) took the server past 300 MB of RSS in B2, and 100,000 to 356-380 MB in a sustained
+# ingest of 1,600-record batches (against 198 MB); parts of 50,000 are still large from birth.
+MOVED_ROWS = 50_000
 # Joined writes of fewer rows wait for the mover (see the module docstring); larger ones are parts at once.
 # 10,000-record batches gained nothing by waiting: the same rate, and 0.9 us more CPU per record in the
 # round (the file and the move, for merges of their parts saved later), so they stay parts of their own.
@@ -255,6 +256,7 @@ class BulkWriter:
                         table = pa.concat_tables([read_batch_file(self._folder, file) for file in files])
                         parts += self.write(table, lambda conn, ids=ids: delete_moved_batches(conn, ids))
                         moved += table.num_rows
+                        del table  # (its files stay mapped while it lives: not while the next move reads)
                 with self._lock:
                     self._stored = waiting(self.store.read)[1:3]
                     if not self._stored[0]:
