@@ -75,7 +75,7 @@ async def test_a_bulk_batch_waits_then_goes_to_lake_parts_and_every_read_finds_i
     assert "loglake_hot_records 1500" in (await client.get("/metrics")).text
 
     assert app.lake is not None
-    app.lake.flush()
+    app.lake.flush(everything=True)
     assert waiting_rows(app) == 0 and sum(n for _, n in lake_rows(app)) == COUNT
     await every_read_finds_it_once(client, sent, answer["logIds"])
     assert "loglake_hot_records 0" in (await client.get("/metrics")).text

@@ -264,10 +264,10 @@ def test_the_files_of_moved_batches_go_once_no_reader_holds_the_catalog(lake: La
     lake.bulk.submit(batch(days=1, per_day=1000, tag="first")).result()
     assert len(waiting_files(lake)) == 1
     with reading(lake.store):  # a reader that may have listed the batch before it moved
-        lake.flush()
+        lake.flush(everything=True)
         assert len(waiting_files(lake)) == 1
     lake.bulk.submit(batch(days=1, per_day=1000, tag="second")).result()
-    lake.flush()
+    lake.flush(everything=True)
     assert waiting_files(lake) == []
     assert len(set(sql_ids(lake))) == 2000
 
@@ -276,7 +276,7 @@ def test_a_file_no_row_names_is_swept_once_its_writer_is_gone(lake: Lake, tmp_pa
     folder = waiting_dir(tmp_path)
     write_batch_file(folder, batch_file_name("12345-deadwriter01", 1), batch(days=1, per_day=1000))
     lake.bulk.submit(batch(days=1, per_day=1000)).result()
-    lake.flush()
+    lake.flush(everything=True)
     assert waiting_files(lake) == []
     assert len(set(sql_ids(lake))) == 1000  # the orphan's records were never answered: not in the lake
 
@@ -299,3 +299,23 @@ def test_a_sweep_leaves_alone_a_file_its_writer_starts_while_it_sweeps(tmp_path:
     finally:
         store.close()
     assert (folder / name).exists()
+
+
+def test_a_maintenance_turn_leaves_the_batches_its_mover_waits_for_and_moves_those_of_an_earlier_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts the mover publishes wake maintenance (on_parts_piling_up): had its flush moved every waiting
+    batch, the few just stored would have made a tiny part at each turn."""
+    monkeypatch.setattr(bulk, "MOVE_AFTER_SECONDS", 3600)
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    store.use_schema(LAKE_SCHEMA)
+    try:
+        first = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path)
+        first.bulk.submit(batch(days=1, per_day=1000)).result()
+        assert first.flush().records == 0 and waiting_count(store) == (1, 1000)
+        first.close()
+        later = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path)  # (as after a restart)
+        assert later.flush().records == 1000 and waiting_count(store) == (0, 0)
+        later.close()
+    finally:
+        store.close()

@@ -239,9 +239,13 @@ class BulkWriter:
             return True
         return self._oldest_stored_at is not None and time.monotonic() - self._oldest_stored_at >= MOVE_AFTER_SECONDS
 
-    def move_waiting(self) -> tuple[int, list[LakeFile]]:
-        """Move every waiting batch into lake parts (`loglake flush`, maintenance); returns the records
-        moved and the parts written."""
+    def move_waiting(self, everything: bool = True) -> tuple[int, list[LakeFile]]:
+        """Move every waiting batch into lake parts (`loglake flush --all`); returns the records moved and
+        the parts written. Without `everything` (maintenance), only when this writer's mover is not running:
+        batches left by an earlier process; else the mover moves them when due, in parts of MOVED_ROWS,
+        where a maintenance turn woken by the mover's own parts would move the few just stored."""
+        if not everything and self._mover is not None:
+            return 0, []
         return self._move(everything=True)
 
     def _move(self, everything: bool) -> tuple[int, list[LakeFile]]:

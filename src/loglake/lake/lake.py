@@ -262,9 +262,9 @@ class Lake:
         return before
 
     def flush(self, everything: bool = False, progress: Callable[[int], None] | None = None) -> FlushReport:
-        """Move the due hot records into the lake, and every small bulk batch waiting in hot.db (however
-        new: they wait only to be joined into larger parts, lake/bulk.py)."""
-        moved, parts = self.bulk.move_waiting()
+        """Move the due hot records into the lake, and the small bulk batches waiting to be joined into
+        larger parts (lake/bulk.py): all of them with `everything`, else those of an earlier process."""
+        moved, parts = self.bulk.move_waiting(everything)
         if moved and progress is not None:
             progress(moved)
         report = self.flusher.flush(self.due_before_ms(everything), progress=progress)
