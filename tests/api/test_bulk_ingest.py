@@ -1,5 +1,5 @@
-"""Bulk batches over HTTP: straight into lake parts, answered like any batch, readable at once by
-every read, counted in the metrics, and all-or-nothing."""
+"""Bulk batches over HTTP: into lake parts (a small one after waiting to be joined with others), answered
+like any batch, readable at once by every read, counted in the metrics, and all-or-nothing."""
 
 from __future__ import annotations
 
@@ -46,7 +46,13 @@ def lake_rows(app: LoglakeApp) -> list[tuple]:
     return app.lake.store.read("SELECT key, records FROM lake_files")
 
 
-async def test_a_bulk_batch_goes_to_lake_parts_and_every_read_finds_it(
+def waiting_rows(app: LoglakeApp) -> int:
+    """The records of the bulk batches waiting to be moved into lake parts (lake/waiting.py)."""
+    assert app.lake is not None
+    return app.lake.store.read("SELECT coalesce(sum(rows), 0) FROM bulk_batches")[0][0]
+
+
+async def test_a_bulk_batch_waits_then_goes_to_lake_parts_and_every_read_finds_it_once(
     app: LoglakeApp, client: httpx.AsyncClient
 ) -> None:
     sent = records()
@@ -58,13 +64,23 @@ async def test_a_bulk_batch_goes_to_lake_parts_and_every_read_finds_it(
     assert response.headers["content-type"] == "application/json"
     assert response.content == json.dumps(answer, separators=(",", ":")).encode() + b"\n"
     assert app.runtime.store.count() == 0, "a bulk batch went through the hot store"
-    assert sum(n for _, n in lake_rows(app)) == COUNT
+    assert waiting_rows(app) == COUNT and lake_rows(app) == []  # a small batch waits to be joined into a part
+    await every_read_finds_it_once(client, sent, answer["logIds"])
+    assert "loglake_hot_records 1500" in (await client.get("/metrics")).text
 
+    assert app.lake is not None
+    app.lake.flush(everything=True)
+    assert waiting_rows(app) == 0 and sum(n for _, n in lake_rows(app)) == COUNT
+    await every_read_finds_it_once(client, sent, answer["logIds"])
+    assert "loglake_hot_records 0" in (await client.get("/metrics")).text
+
+
+async def every_read_finds_it_once(client: httpx.AsyncClient, sent: list[dict], log_ids: list[str]) -> None:
     # Each id answers its own record, in the body's order.
     for index in (0, 1, COUNT // 2, COUNT - 1):
-        got = (await client.get(f"/logs/{answer['logIds'][index]}")).json()
+        got = (await client.get(f"/logs/{log_ids[index]}")).json()
         assert (got["message"], got["timestamp"]) == (sent[index]["message"], sent[index]["timestamp"])
-    got = (await client.get(f"/logs/{answer['logIds'][0]}")).json()
+    got = (await client.get(f"/logs/{log_ids[0]}")).json()
     assert got["attributes"] == {"user": "u0"} and got["severity"] == "error"
 
     recent = (await client.get("/logs/recent", params={"service": "b", "limit": "5"})).json()
@@ -92,7 +108,7 @@ async def test_a_gzipped_json_array_takes_the_bulk_path_too(app: LoglakeApp, cli
     )
     assert response.status_code == 201, response.text
     assert response.json()["count"] == COUNT
-    assert sum(n for _, n in lake_rows(app)) == COUNT
+    assert waiting_rows(app) + sum(n for _, n in lake_rows(app)) == COUNT
 
 
 async def test_one_bad_record_refuses_the_whole_bulk_batch_naming_it(
@@ -105,7 +121,7 @@ async def test_one_bad_record_refuses_the_whole_bulk_batch_naming_it(
     assert response.status_code == 400
     details = response.json()["error"]["details"]
     assert [(d["index"], d["field"]) for d in details] == [(77, "message"), (1234, "severity")]
-    assert lake_rows(app) == [] and app.runtime.store.count() == 0
+    assert lake_rows(app) == [] and waiting_rows(app) == 0 and app.runtime.store.count() == 0
 
 
 async def test_a_bulk_batch_with_client_ids_is_deduplicated_by_the_hot_store(
@@ -157,4 +173,4 @@ async def test_a_bad_trace_id_refuses_the_batch_naming_it(app: LoglakeApp, clien
     response = await post_ndjson(client, ndjson(sent))
     assert response.status_code == 400
     assert [(d["index"], d["field"]) for d in response.json()["error"]["details"]] == [(5, "trace_id")]
-    assert lake_rows(app) == [] and app.runtime.store.count() == 0
+    assert lake_rows(app) == [] and waiting_rows(app) == 0 and app.runtime.store.count() == 0

@@ -15,6 +15,7 @@ from loglake.lake.query import QueryEngine
 from loglake.lake.sql_guard import QueryError
 from loglake.store.sqlite import SQLiteHotStore
 from tests.ask.lakes import build_lake, fill
+from tests.lake.test_bulk import batch
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +165,26 @@ def test_records_only_in_the_hot_store_are_time_filtered_by_the_sql(tmp_path: Pa
         # What it reads is the hot store's records of that day, and the range is the SQL's, not the data's.
         assert found.hot_records == 100 and found.data_since_ms is None
         assert found.time_range() == {"since": "2026-11-01T00:00:00.000Z", "until": "2026-11-02T00:00:00.000Z"}
+    finally:
+        lake.close()
+        store.close()
+
+
+def test_records_of_bulk_batches_waiting_to_be_moved_are_counted_with_the_hot_ones(tmp_path: Path) -> None:
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    fill(store, per_day=100)
+    lake = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path)
+    try:
+        lake.bulk.submit(batch(days=2, per_day=1000)).result()  # 2026-11-01 and 02, waiting (test_waiting.py)
+        found = Estimator(lake.engine, Footers(lake.objects)).estimate(
+            "SELECT count(*) FROM logs WHERE timestamp >= TIMESTAMP '2026-11-02 00:00:00'"
+            " AND timestamp < TIMESTAMP '2026-11-03 00:00:00'"
+        )
+        assert found.hot_records == 100 + 2000  # the batch holds that day: all of it counts (an estimate)
+        found = Estimator(lake.engine, Footers(lake.objects)).estimate(
+            "SELECT count(*) FROM logs WHERE timestamp >= TIMESTAMP '2026-11-05 00:00:00'"
+        )
+        assert found.hot_records == 0
     finally:
         lake.close()
         store.close()

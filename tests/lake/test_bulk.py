@@ -1,5 +1,6 @@
 """Bulk batches written straight to lake parts: all of a batch or none of it, whatever moment the
-process dies, and maintenance never undoes a batch whose writer is still at work."""
+process dies, and maintenance never undoes a batch whose writer is still at work. (Small batches wait in
+hot.db first, test_waiting.py; these writers make every batch a part: wait_below_rows=0.)"""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def test_a_batch_is_in_the_catalog_as_one_part_per_day_and_not_in_the_hot_store(
     store: SQLiteHotStore, object_store: ObjectStore
 ) -> None:
     table = batch()
-    writer = BulkWriter(store, object_store)
+    writer = BulkWriter(store, object_store, wait_below_rows=0)
     try:
         files = writer.submit(table).result()
     finally:
@@ -151,7 +152,7 @@ def test_maintenance_in_another_process_leaves_a_running_writers_batch_alone(
             published.set()
             assert go_on.wait(60)
 
-    writer = BulkWriter(store, lake, on_step=pause_after_publishing)
+    writer = BulkWriter(store, lake, on_step=pause_after_publishing, wait_below_rows=0)
     try:
         written = writer.submit(batch())
         assert published.wait(60)
@@ -171,6 +172,7 @@ def test_maintenance_in_another_process_leaves_a_running_writers_batch_alone(
 
 def test_parts_piling_up_wake_the_maintenance_job_which_merges_them(store: SQLiteHotStore, tmp_path: Path) -> None:
     lake = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path, policy=LakePolicy(grace_ms=0))
+    lake.bulk.wait_below_rows = 0  # a part per batch
     turns: list[MaintenanceReport] = []
     jobs = LakeJobs(lake, interval_seconds=3600, on_report=turns.append)  # no turn unless woken
     jobs.start()
@@ -197,7 +199,7 @@ def test_a_write_that_fails_undoes_itself_while_its_writer_lives(
         if step == fail_at:
             raise OSError(f"the disk went away at {step}")
 
-    writer = BulkWriter(store, lake, on_step=fail)
+    writer = BulkWriter(store, lake, on_step=fail, wait_below_rows=0)
     try:
         with pytest.raises(OSError, match="disk went away"):
             writer.submit(batch()).result()
@@ -229,7 +231,7 @@ def _busy_writers(store: SQLiteHotStore, lake: ObjectStore, fail_after: int | No
         if fail_after is not None and number > fail_after:
             raise OSError("the disk went away")
 
-    return BulkWriter(store, lake, on_step=step), [release, writes]
+    return BulkWriter(store, lake, on_step=step, wait_below_rows=0), [release, writes]
 
 
 def _occupy_every_writer(writer: BulkWriter, writes: list, writers: int = BULK_THREADS) -> list:

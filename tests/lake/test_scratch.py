@@ -68,7 +68,7 @@ def test_bulk_parts_flush_rounds_and_merges_are_written_in_the_data_dir_and_remo
     store: SQLiteHotStore, object_store: ObjectStore, tmp_path: Path
 ) -> None:
     seen: list[list[str]] = []
-    writer = BulkWriter(store, object_store, on_step=seen_at("written", tmp_path, seen))
+    writer = BulkWriter(store, object_store, on_step=seen_at("written", tmp_path, seen), wait_below_rows=0)
     try:
         writer.submit(batch(days=2, per_day=600)).result()
     finally:

@@ -29,6 +29,7 @@ from loglake.lake.objectstore import LocalObjectStore
 from loglake.lake.query import QueryEngine
 from loglake.lake.sql_guard import check_select
 from loglake.lake.tables import TABLES, LakeTable
+from loglake.lake.waiting import waiting_rows_in
 from loglake.rules.plan import tables_of
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.times import format_datetime
@@ -158,9 +159,11 @@ class Estimator:
 
 
 def _hot_records(store: SQLiteHotStore, since_ms: int | None, until_ms: int | None) -> int:
-    """The hot store's records in [since, until), by its time index (two counts, not a scan of rows)."""
+    """The hot store's records in [since, until), by its time index (two counts, not a scan of rows), and
+    those of the bulk batches waiting to be moved into the lake (lake/waiting.py)."""
     upto = store.count() if until_ms is None else store.count_before(until_ms)
-    return max(0, upto - (store.count_before(since_ms) if since_ms is not None else 0))
+    hot = max(0, upto - (store.count_before(since_ms) if since_ms is not None else 0))
+    return hot + waiting_rows_in(store.read, since_ms, until_ms)
 
 
 def scans_of(plan: list[dict[str, Any]]) -> Iterator[Scan]:

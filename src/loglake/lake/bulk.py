@@ -12,6 +12,13 @@ request, and compaction would then rewrite hundreds of tiny parts. So small batc
 rather than start another, until they add up to WRITER_ROWS. A joined write is all or nothing like a
 batch's, so each batch is still all in the lake or not at all.
 
+Smaller joined writes (under WAIT_BELOW_ROWS) do not become parts at once: each is written to a file of
+its own and named in hot.db, durable when answered (lake/waiting.py), and a mover thread writes the
+waiting batches as one part per day once MOVED_ROWS wait or the oldest waited MOVE_AFTER_SECONDS,
+adding the parts and deleting the rows in one transaction. Past MAX_WAITING_ROWS or MAX_WAITING_BYTES
+waiting (a mover falling behind), a batch becomes a part of its own again, so what waits, and what
+every query reads of it, stays bounded.
+
 Compaction later merges these parts into the day's large files, as it does the flush's. A batch's journal
 entry names its writer, so that maintenance leaves a round under way alone (writers.py).
 """
@@ -19,8 +26,10 @@ entry names its writer, so that maintenance leaves a round under way alone (writ
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -30,12 +39,26 @@ import pyarrow as pa
 
 from loglake.lake.flush import Step, journal, publish
 from loglake.lake.layout import app_logs_key, new_part_name
-from loglake.lake.manifest import LakeFile
+from loglake.lake.manifest import LakeFile, nobody_reading
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import by_utc_day, write_part
 from loglake.lake.scratch import new_work_folder
+from loglake.lake.waiting import (
+    MovedElsewhere,
+    batch_file_name,
+    delete_moved_batches,
+    oldest_batches,
+    read_batch_file,
+    store_batch,
+    sweep,
+    waiting,
+    waiting_dir,
+    write_batch_file,
+)
 from loglake.lake.writers import WriterLock
 from loglake.store.sqlite import SQLiteHotStore
+
+log = logging.getLogger("loglake.lake")
 
 # Batches written at once: each is mostly Arrow and Parquet work, which runs outside the GIL, so one per
 # core (up to 4); more only wait for a core while holding their batch's memory.
@@ -47,6 +70,19 @@ JOINED_ROWS = 200_000
 # whatever its size: Filebeat's bulks of 1,600 documents written a part each took 2 us of CPU per record
 # more in the bulk and merge threads than the same records in 10 MB bulks (bench/protocols_ingest.py).
 WRITER_ROWS = 8 * 1024
+# Rows a move joins into parts at most: writing a part holds its rows twice (read, then sorted), so 200,000
+# of them (JOINED_ROWS) took the server past 300 MB of RSS in B2, and 100,000 to 356-380 MB in a sustained
+# ingest of 1,600-record batches (against 198 MB); parts of 50,000 are still large from birth.
+MOVED_ROWS = 50_000
+# Joined writes of fewer rows wait for the mover (see the module docstring); larger ones are parts at once.
+# 10,000-record batches gained nothing by waiting: the same rate, and 0.9 us more CPU per record in the
+# round (the file and the move, for merges of their parts saved later), so they stay parts of their own.
+WAIT_BELOW_ROWS = WRITER_ROWS
+# What may wait at most (rows, and bytes of Arrow files): past either, batches are parts of their own.
+MAX_WAITING_ROWS = 8 * MOVED_ROWS
+MAX_WAITING_BYTES = 256 * 2**20
+# Waiting batches are moved once MOVED_ROWS wait, or about this long after the oldest was stored.
+MOVE_AFTER_SECONDS = 2.0
 
 
 class BulkWriter:
@@ -58,6 +94,7 @@ class BulkWriter:
         clock: Callable[[], float] = time.time,
         on_step: Step | None = None,
         on_published: Callable[[int], None] = lambda parts: None,
+        wait_below_rows: int = WAIT_BELOW_ROWS,
     ) -> None:
         self.store = store
         self.on_published = on_published
@@ -69,14 +106,24 @@ class BulkWriter:
         self._lock = threading.Lock()  # guards what follows
         self._waiting: list[tuple[pa.Table, Future[list[LakeFile]]]] = []
         self._writing = 0  # writers at work (at most BULK_THREADS)
+        self.wait_below_rows = wait_below_rows
+        self._folder = waiting_dir(store.path.parent)
+        self._files = 0  # batch files this writer wrote (their numbers)
+        self._in_flight: set[str] = set()  # batch files being written and committed now
+        self._stored: tuple[int, int] | None = None  # rows and bytes waiting (None: not looked yet)
+        self._oldest_stored_at: float | None = None  # (time.monotonic) None: nothing waits that this process knows of
+        self._mover: threading.Thread | None = None
+        self._mover_wake = threading.Condition(self._lock)
+        self._closing = False
+        self._moving = threading.Lock()  # one move at a time in this process (another's is told apart on commit)
 
     def submit(self, table: pa.Table) -> Future[list[LakeFile]]:
-        """Start writing a batch; the future resolves once it is durable and in the catalog (with the
-        parts of the write that took it, which may hold other batches too)."""
+        """Start writing a batch; the future resolves once it is durable, in the catalog (with the parts
+        of the write that took it, which may hold other batches too) or waiting in hot.db (no parts)."""
         done: Future[list[LakeFile]] = Future()
         with self._lock:
             self._waiting.append((table, done))
-            if self._writing == BULK_THREADS or (self._writing and self._waiting_rows() < WRITER_ROWS):
+            if self._writing == BULK_THREADS or (self._writing and self._small_part_waits()):
                 return done  # a writer at work takes it when it is done
             self._writing += 1
             if self._threads is None:
@@ -95,13 +142,32 @@ class BulkWriter:
             if not joined:  # (all of them cancelled)
                 continue
             try:
-                files = self.write(pa.concat_tables([table for table, _ in joined]))
+                table = pa.concat_tables([table for table, _ in joined])
+                files = self._store_waiting(table) if self._may_wait(table) else self.write(table)
             except BaseException as e:  # (each waiter gets it; this writer goes on)
                 for _, done in joined:
                     done.set_exception(e)
             else:
                 for _, done in joined:
                     done.set_result(files)
+
+    def _small_part_waits(self) -> bool:
+        """Whether the batches waiting for a writer would make a part smaller than WRITER_ROWS: they then wait
+        for the writer at work rather than start another. Batches that will wait for the mover start another
+        writer: their write is a file and a commit, whose fsyncs the writer at work would make them wait for.
+        Called holding the lock."""
+        rows = self._waiting_rows()
+        return rows < WRITER_ROWS and not self._would_wait(rows)
+
+    def _would_wait(self, rows: int) -> bool:
+        """Whether a write of `rows` rows waits for the mover (else it is a part): fewer than
+        `wait_below_rows`, within what may wait. Called holding the lock."""
+        if rows >= self.wait_below_rows:
+            return False
+        if self._stored is None:  # (once: then kept up to date by this writer's stores and moves)
+            self._stored = waiting(self.store.read)[1:3]
+        stored_rows, stored_bytes = self._stored
+        return stored_rows + rows <= MAX_WAITING_ROWS and stored_bytes <= MAX_WAITING_BYTES
 
     def _waiting_rows(self) -> int:
         return sum(table.num_rows for table, _ in self._waiting)
@@ -117,9 +183,110 @@ class BulkWriter:
         taken, self._waiting = self._waiting[:count], self._waiting[count:]
         return [(table, done) for table, done in taken if done.set_running_or_notify_cancel()]
 
-    def write(self, table: pa.Table) -> list[LakeFile]:
+    def _may_wait(self, table: pa.Table) -> bool:
+        with self._lock:
+            return self._would_wait(table.num_rows)
+
+    def _store_waiting(self, table: pa.Table) -> list[LakeFile]:
+        """Store a joined write for the mover (lake/waiting.py): its file, then its row; no parts yet."""
+        owner = self._writer.hold()
+        with self._lock:
+            self._files += 1
+            file = batch_file_name(owner, self._files)
+            self._in_flight.add(file)
+        try:
+            size = write_batch_file(self._folder, file, table)
+            self.on_step("batch file written")
+            self.store.in_write_transaction(lambda conn: store_batch(conn, table, file, size)).result()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                (self._folder / file).unlink()
+            raise
+        finally:
+            with self._lock:
+                self._in_flight.discard(file)
+        with self._lock:
+            rows, stored_bytes = self._stored or (0, 0)
+            self._stored = (rows + table.num_rows, stored_bytes + size)
+            if self._oldest_stored_at is None:
+                self._oldest_stored_at = time.monotonic()
+            if self._mover is None:
+                self._mover = threading.Thread(target=self._move_when_due, name="loglake-bulk-move", daemon=True)
+                self._mover.start()
+            self._mover_wake.notify()
+        return []
+
+    def _move_when_due(self) -> None:
+        """The mover thread: moves the oldest waiting batches whenever a move is due, until closed."""
+        while True:
+            with self._lock:
+                while not self._closing and not self._move_due():
+                    due_in = None if self._oldest_stored_at is None else MOVE_AFTER_SECONDS
+                    if due_in is not None:
+                        due_in = max(0.0, self._oldest_stored_at + due_in - time.monotonic())
+                    self._mover_wake.wait(due_in)
+                if self._closing:
+                    return
+            try:
+                self._move(everything=False)
+            except Exception:  # the batches stay, durable and readable; the next turn tries again
+                log.exception("moving waiting bulk batches into the lake failed; retrying in %s s", MOVE_AFTER_SECONDS)
+                time.sleep(MOVE_AFTER_SECONDS)
+
+    def _move_due(self) -> bool:
+        """Called holding the lock."""
+        if self._stored is not None and self._stored[0] >= MOVED_ROWS:
+            return True
+        return self._oldest_stored_at is not None and time.monotonic() - self._oldest_stored_at >= MOVE_AFTER_SECONDS
+
+    def move_waiting(self, everything: bool = True) -> tuple[int, list[LakeFile]]:
+        """Move every waiting batch into lake parts (`loglake flush --all`); returns the records moved and
+        the parts written. Without `everything` (maintenance), only when this writer's mover is not running:
+        batches left by an earlier process; else the mover moves them when due, in parts of MOVED_ROWS,
+        where a maintenance turn woken by the mover's own parts would move the few just stored."""
+        if not everything and self._mover is not None:
+            return 0, []
+        return self._move(everything=True)
+
+    def _move(self, everything: bool) -> tuple[int, list[LakeFile]]:
+        """Move the oldest waiting batches, MOVED_ROWS at a time, while a move is due (or all)."""
+        moved, parts = 0, []
+        with self._moving:
+            while True:
+                ids, files, _ = oldest_batches(self.store.read, MOVED_ROWS)
+                if ids:
+                    # A file gone, or a row gone at the commit: another process moved them; read what is left.
+                    with contextlib.suppress(MovedElsewhere, FileNotFoundError):
+                        table = pa.concat_tables([read_batch_file(self._folder, file) for file in files])
+                        parts += self.write(table, lambda conn, ids=ids: delete_moved_batches(conn, ids))
+                        moved += table.num_rows
+                        del table  # (its files stay mapped while it lives: not while the next move reads)
+                with self._lock:
+                    self._stored = waiting(self.store.read)[1:3]
+                    if not self._stored[0]:
+                        self._oldest_stored_at = None
+                    elif ids or self._oldest_stored_at is None:
+                        # The rest arrived after the batches read: as if now (a move's time early at most).
+                        self._oldest_stored_at = time.monotonic()
+                    if not ids or not (everything or self._move_due()):
+                        break
+            self._sweep()
+        return moved, parts
+
+    def _sweep(self) -> None:
+        """Delete the files of moved batches, and those left by writers that failed or died, unless a
+        reader holds the catalog (then at a later move): a snapshot from before the move may name them."""
+        if nobody_reading(self.store):
+            sweep(self.store.read, self._folder, self.store.path.parent, self._writer.hold(), self._writing_files)
+
+    def _writing_files(self) -> set[str]:
+        with self._lock:
+            return set(self._in_flight)
+
+    def write(self, table: pa.Table, finish: Callable[[sqlite3.Connection], object] | None = None) -> list[LakeFile]:
         """Write and publish a batch (in the calling thread); returns its parts. The journal entry is
-        committed while the parts are written: the keys are known before the bytes."""
+        committed while the parts are written: the keys are known before the bytes. `finish` is what the
+        parts replace, in the catalog's transaction (waiting batches); by default nothing."""
         now_ms = int(self.clock() * 1000)
         days = list(by_utc_day(table))
         keys = [app_logs_key(day, new_part_name(now_ms)) for day, _ in days]
@@ -129,7 +296,8 @@ class BulkWriter:
         try:
             files = [write_part(rows, key, work, by_service=False) for (_, rows), key in zip(days, keys, strict=True)]
             self.on_step("written")
-            publish(self.store, self.lake, work, files, now_ms, self.on_step, _nothing, owner, journaled).result()
+            replaced = finish or _nothing
+            publish(self.store, self.lake, work, files, now_ms, self.on_step, replaced, owner, journaled).result()
         except BaseException:
             self._undo(journaled, keys)
             raise
@@ -152,6 +320,11 @@ class BulkWriter:
                     self.lake.delete(key)
 
     def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            self._mover_wake.notify()
+        if self._mover is not None:
+            self._mover.join()
         if self._threads is not None:
             self._threads.shutdown(wait=True)
         self._writer.release()

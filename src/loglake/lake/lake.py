@@ -31,6 +31,7 @@ from loglake.lake.query import QueryEngine
 from loglake.lake.query_limits import QueryLimits
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, Column, LakeTable, LiveTable, partition_type, sql_type
+from loglake.lake.waiting import waiting
 from loglake.locks import exclusive_lock
 from loglake.model import retention_start_ms
 from loglake.store.sqlite import SQLiteHotStore
@@ -206,7 +207,7 @@ class Lake:
                 "lake_bytes": sum(p[3] for p in partitions),
             }
             if table is APP_LOGS_TABLE:
-                entry["hot_records"] = self.store.count()
+                entry["hot_records"] = self.hot_records()
             described.append(entry)
         for live in self.engine.live_tables:
             described.append(
@@ -226,9 +227,15 @@ class Lake:
                 "SELECT table_name, count(*), sum(records), sum(bytes), max(max_ts) FROM lake_files GROUP BY table_name"
             )
             ((retired,),) = self.store.read("SELECT count(*) FROM lake_garbage")
+            hot_records = self.hot_records()
         found = {name: totals for name, *totals in rows}
         tables = [TableTotals(t.name, *found.get(t.name, (0, 0, 0, None))) for t in TABLES.values()]
-        return LakeState(tables, retired, self.store.count())
+        return LakeState(tables, retired, hot_records)
+
+    def hot_records(self) -> int:
+        """The records in hot.db, not in the lake yet: hot rows and the bulk batches waiting to be moved
+        (in the caller's snapshot, if it holds one)."""
+        return self.store.count() + waiting(self.store.read).rows
 
     # -- maintenance ----------------------------------------------------------------------------
 
@@ -255,7 +262,15 @@ class Lake:
         return before
 
     def flush(self, everything: bool = False, progress: Callable[[int], None] | None = None) -> FlushReport:
-        return self.flusher.flush(self.due_before_ms(everything), progress=progress)
+        """Move the due hot records into the lake, and the small bulk batches waiting to be joined into
+        larger parts (lake/bulk.py): all of them with `everything`, else those of an earlier process."""
+        moved, parts = self.bulk.move_waiting(everything)
+        if moved and progress is not None:
+            progress(moved)
+        report = self.flusher.flush(self.due_before_ms(everything), progress=progress)
+        report.records += moved
+        report.objects.extend(f.key for f in parts)
+        return report
 
     def count_due(self, everything: bool = False) -> int:
         return self.store.count_before(self.due_before_ms(everything))

@@ -118,13 +118,18 @@ def reading(store: SQLiteHotStore) -> Iterator[None]:
         yield
 
 
+def nobody_reading(store: SQLiteHotStore) -> bool:
+    """Whether no reader holds the catalog (`reading`) now: what it listed may be deleted."""
+    return nobody_holds(_beside(store, READERS_LOCK))
+
+
 def collect_garbage(store: SQLiteHotStore, lake: ObjectStore, now_ms: int) -> int:
     """After a change of the catalog: rewrite the manifests that changed, then delete the retired
     objects, all of them when no reader holds the catalog, else those whose grace period is over (S3
     calls are slow, so outside the writer). Returns how many were deleted."""
     with exclusive_lock(_beside(store, PUBLISH_LOCK)):
         publish_manifests(store, lake)
-        if nobody_holds(_beside(store, READERS_LOCK)):
+        if nobody_reading(store):
             due = store.read("SELECT key FROM lake_garbage")
         else:
             due = store.read("SELECT key FROM lake_garbage WHERE delete_after_ms <= ?", (now_ms,))

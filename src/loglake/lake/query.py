@@ -50,6 +50,7 @@ from loglake.lake.scratch import folder_of_this_process
 from loglake.lake.sql_guard import QueryError, checked_select, client_error
 from loglake.lake.stop import Stop
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, LiveTable
+from loglake.lake.waiting import waiting_dir
 from loglake.lake.watchdog import QueryWatchdog
 from loglake.private_files import private_dir
 from loglake.store.sqlite import SQLiteHotStore
@@ -100,7 +101,7 @@ class QueryEngine:
         self._server_paths = [(str(work_dir.resolve()), "tmp/duckdb")]
         if isinstance(lake, LocalObjectStore):
             self._server_paths.insert(0, (str(lake.root.resolve()) + "/", ""))
-        self._views = QueryViews(lake)
+        self._views = QueryViews(lake, waiting_dir(store.path.parent))
         self._watchdog = QueryWatchdog("loglake-query-timeout")
         # Users' SQL and the server's own reads (search, histogram, a flushed record) draw on separate
         # connections, so a slow user query never holds up the API's reads.

@@ -6,6 +6,7 @@ dataset that counts the files it opens (s3_dataset.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -18,6 +19,7 @@ from loglake.lake.manifest import LakeFile, list_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.s3_dataset import CountedDataset, s3_dataset
 from loglake.lake.tables import APP_LOGS_TABLE, LakeTable, partition_type, sql_type
+from loglake.lake.waiting import WaitingStream, any_waiting
 from loglake.store.sqlite_reads import Snapshot
 
 if TYPE_CHECKING:
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
 HOT_BATCH_BYTES = 8 * 2**20
 _HOT_STREAM = "_hot_stream"  # the hot rows as read from the store (HotRowsStream)
 _HOT_ROWS = "_hot_logs"  # the view of them the `logs` view reads: all of them, or those a top-N can use
+# The bulk batches waiting in hot.db (lake/waiting.py): few enough to be read whole, so never cut by a top-N
+# (their rows come in no time order with the hot rows').
+_WAITING_STREAM = "_waiting_stream"
 _COLUMNS = ", ".join(f'"{c.name}"' for c in APP_LOGS_TABLE.columns)
 # DuckDB reads Parquet TIMESTAMP(MILLIS) as TIMESTAMP and Arrow timestamp[ms] as TIMESTAMP_MS: one type for
 # both, so `typeof` and arithmetic do not depend on where a record is.
@@ -35,20 +40,23 @@ _ALL_HOT_ROWS = (
     + _COLUMNS.replace('"timestamp"', 'CAST("timestamp" AS TIMESTAMP) AS "timestamp"')
     + f" FROM {_HOT_STREAM}"
 )
+_ALL_WAITING_ROWS = _ALL_HOT_ROWS.replace(_HOT_STREAM, _WAITING_STREAM)
 
 
 class QueryViews:
     """Defines the tables' views on the engine's connections. What each connection was last given is
     kept, so a view is defined anew only when its files changed."""
 
-    def __init__(self, lake: ObjectStore) -> None:
+    def __init__(self, lake: ObjectStore, waiting_folder: Path) -> None:
         self.lake = lake
+        self.waiting_folder = waiting_folder  # the bulk batches waiting to be moved (lake/waiting.py)
         self._arrow_fs: Any = None  # made on first use: S3 lakes only
         self._s3_datasets: dict[duckdb.DuckDBPyConnection, CountedDataset] = {}  # each connection's latest
         # Per connection, the files each of its views was last defined with (define), and the SQL of
         # its view of the hot rows.
         self._defined: dict[duckdb.DuckDBPyConnection, dict[str, tuple[str, ...] | None]] = {}
-        self._hot_rows: dict[duckdb.DuckDBPyConnection, QueryHotRows] = {}  # each connection's, registered once
+        # Each connection's hot rows and waiting bulk batches, registered once.
+        self._hot_rows: dict[duckdb.DuckDBPyConnection, tuple[QueryHotRows, QueryHotRows]] = {}
 
     def s3_files_read(self, cursor: duckdb.DuckDBPyConnection) -> tuple[int, int]:
         """The S3 lake files the connection's queries read so far and their bytes (DuckDB's profile counts
@@ -67,7 +75,8 @@ class QueryViews:
     ) -> dict[str, list[LakeFile]]:
         """Define `tables` on this cursor from one SQLite snapshot of hot rows + catalog, each with
         the files of `window`: `logs` is the hot rows of `window`, read in batches while the query runs
-        (newest first if asked; only those `top` can use, if given), and its lake files; the others
+        (newest first if asked; only those `top` can use, if given), the bulk batches waiting in hot.db
+        (lake/waiting.py) and its lake files; the others
         (Amplify access logs) only files. A view is defined anew only when its files changed since this
         cursor last defined it: a definition costs a few milliseconds, which an aggregate over a million
         records notices. The hot rows are registered once per cursor too (QueryHotRows).
@@ -76,8 +85,13 @@ class QueryViews:
         defined = self._defined.setdefault(cursor, {})
         if APP_LOGS_TABLE in tables:
             self._define_hot_rows(cursor, snapshot, window, top, newest_first, defined)
+        # The waiting bulk batches are in the view only while some wait in the window: an empty stream cost
+        # each query about a millisecond, which a top-N over the lake notices.
+        waiting = APP_LOGS_TABLE in tables and any_waiting(snapshot.read, window.since_ms, window.until_ms)
         for table in tables:
             keys = tuple(f.key for f in files[table.name])
+            if table is APP_LOGS_TABLE and waiting:
+                keys += (_WAITING_STREAM,)  # (no file's key)
             if defined.get(table.name) == keys:
                 continue
             defined[table.name] = None  # until the view below is defined
@@ -86,7 +100,7 @@ class QueryViews:
                 # The partition first in each branch: where a query needs no column of the union (count(*)
                 # with a filter above it), DuckDB still reads the first one, and the date costs nothing in
                 # Parquet (it is the folder) where a log id costs a string a record (Q2: 30 % more time).
-                parts = [f'SELECT "date", {_COLUMNS} FROM {_HOT_ROWS}']
+                parts = [f'SELECT "date", {_COLUMNS} FROM {_HOT_ROWS}'] + ([_ALL_WAITING_ROWS] if waiting else [])
                 if source is not None:
                     parts.insert(0, f'SELECT "date", {_COLUMNS} FROM {source}')
                 union = " UNION ALL ".join(parts)
@@ -121,11 +135,14 @@ class QueryViews:
         def batches() -> Iterator[list[list]]:
             return snapshot.column_batches(window.since_ms, window.until_ms, HOT_BATCH_BYTES, newest_first)
 
-        hot_rows = self._hot_rows.get(cursor)
-        if hot_rows is None:
-            hot_rows = self._hot_rows[cursor] = QueryHotRows()
-            cursor.register(_HOT_STREAM, hot_rows)
+        registered = self._hot_rows.get(cursor)
+        if registered is None:
+            registered = self._hot_rows[cursor] = (QueryHotRows(), QueryHotRows())
+            cursor.register(_HOT_STREAM, registered[0])
+            cursor.register(_WAITING_STREAM, registered[1])
+        hot_rows, waiting_rows = registered
         hot_rows.stream = HotRowsStream(batches, time_order=time_order)
+        waiting_rows.stream = WaitingStream(snapshot.read, self.waiting_folder, window.since_ms, window.until_ms)
         view = top.view(_ALL_HOT_ROWS) if top is not None else _ALL_HOT_ROWS
         if defined.get(_HOT_ROWS) == (view,):
             return
@@ -178,11 +195,11 @@ class QueryHotRows:
     """The hot rows of the query a connection runs, registered with DuckDB once per connection: a
     registration changes DuckDB's catalog, which cost each query 0.5-1 ms (more than DuckDB's own work in
     a query over `logs` that reads nothing). Each query sets `stream` (of its own snapshot) before it
-    runs, and DuckDB asks for a new stream at each scan (hot_rows.HotRowsStream); before the first
-    query, DuckDB asks only for the schema."""
+    runs, and DuckDB asks for a new stream at each scan (hot_rows.HotRowsStream, or waiting.WaitingStream
+    for the bulk batches waiting in hot.db); before the first query, DuckDB asks only for the schema."""
 
     def __init__(self) -> None:
-        self.stream: HotRowsStream | None = None
+        self.stream: HotRowsStream | WaitingStream | None = None
 
     def __arrow_c_stream__(self, requested_schema: object = None) -> object:
         if self.stream is None:

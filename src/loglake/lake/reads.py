@@ -24,6 +24,7 @@ from loglake.lake.search_terms import Condition, Term, condition_sql
 from loglake.lake.sql_guard import case_insensitive_regex
 from loglake.lake.stop import Stop
 from loglake.lake.tables import APP_LOGS_TABLE
+from loglake.lake.waiting import waiting, waiting_dir, waiting_records
 from loglake.model import SEVERITY_NAMES, Severity, StoredRecord
 from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
@@ -58,18 +59,23 @@ class EngineSearch:
 
 
 def recent(store: SQLiteHotStore, reader: LakeRecentReader, query: RecentQuery) -> list[StoredRecord]:
-    """Recent logs over hot and lake: the hot store's answer and the catalog from one snapshot (so each
-    record counts once), then the lake's newest matches when they could be among the page."""
+    """Recent logs over hot and lake: the hot store's answer, the bulk batches waiting in hot.db and the
+    catalog from one snapshot (so each record counts once), then the lake's newest matches when they
+    could be among the page."""
     with reading(store):
         with store.snapshot():
-            hot = store.recent(query)
+            waiting_now = waiting_records(store.read, waiting_dir(store.path.parent), query)
+            near = _newest(store.recent(query) + waiting_now, query.limit)
             files = list_files(store.read, APP_LOGS_TABLE.name, query.since_ms, query.until_ms)
-        if not files or (len(hot) >= query.limit and hot[-1].timestamp > max(f.max_ts for f in files)):
-            return hot
+        if not files or (len(near) >= query.limit and near[-1].timestamp > max(f.max_ts for f in files)):
+            return near
         lake = reader.recent(files, query)
-    merged = hot + lake
-    merged.sort(key=lambda r: r.log_id, reverse=True)
-    return merged[: query.limit]
+    return _newest(near + lake, query.limit)
+
+
+def _newest(records: list[StoredRecord], limit: int) -> list[StoredRecord]:
+    records.sort(key=lambda r: r.log_id, reverse=True)
+    return records[:limit]
 
 
 def search(
@@ -119,8 +125,9 @@ def _newest_possible_ms(engine: QueryEngine, query: RecentQuery) -> int | None:
         bounds.append(timestamp_of(query.before_id) + 1)
     with engine.store.snapshot():
         newest_hot = engine.store.newest_ms()  # the key alone: no record is built for its time
+        newest_waiting = waiting(engine.store.read).newest_ms
         newest_flushed = newest_file_ms(engine.store.read, APP_LOGS_TABLE.name)
-    newest = max((t for t in (newest_hot, newest_flushed) if t is not None), default=None)
+    newest = max((t for t in (newest_hot, newest_waiting, newest_flushed) if t is not None), default=None)
     if newest is None:
         return None
     return min([newest + 1, *bounds])

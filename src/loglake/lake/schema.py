@@ -45,5 +45,17 @@ LAKE_SCHEMA = Schema(
         """,
         # Bulk ingest publishes outside the maintenance lock: its rounds name their writer (lake/bulk.py).
         "ALTER TABLE flushes ADD COLUMN owner TEXT",
+        # Small bulk batches wait until they add up to a part of a flush round's size (lake/waiting.py): a
+        # part per batch cost its writes and fsyncs, then merges of tiny parts.
+        """
+        CREATE TABLE bulk_batches (
+            batch_id INTEGER PRIMARY KEY,
+            rows     INTEGER NOT NULL,
+            min_ts   INTEGER NOT NULL,     -- epoch ms of its oldest and newest record
+            max_ts   INTEGER NOT NULL,
+            bytes    INTEGER NOT NULL,
+            file     TEXT NOT NULL         -- its checked table as an Arrow IPC stream, in waiting/ beside hot.db
+        )
+        """,
     ],
 )

@@ -1,0 +1,321 @@
+"""Small bulk batches waiting in hot.db (lake/waiting.py) before the mover joins them into lake parts: durable
+when answered, read exactly once by every reader while they wait and after they moved, moved exactly once
+whatever moment a process dies and whoever else moves them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loglake.ids import parse_uuid
+from loglake.lake import bulk
+from loglake.lake.bulk import WRITER_ROWS, BulkWriter
+from loglake.lake.lake import Lake, LakePolicy
+from loglake.lake.manifest import reading
+from loglake.lake.objectstore import LocalObjectStore
+from loglake.lake.query import TimeRange
+from loglake.lake.reads import facets, get, histogram, recent, search
+from loglake.lake.schema import LAKE_SCHEMA
+from loglake.lake.waiting import batch_file_name, sweep, waiting_dir, write_batch_file
+from loglake.store.base import RecentQuery
+from loglake.store.sqlite import SQLiteHotStore
+from loglake.times import DAY_MS
+from tests.lake.test_bulk import START, batch
+from tests.lake.test_flush import lake_ids
+from tests.store.contract import record
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Iterator[Lake]:
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    store.use_schema(LAKE_SCHEMA)
+    made = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path, policy=LakePolicy(grace_ms=0))
+    yield made
+    made.close()
+    store.close()
+
+
+def waiting_count(store: SQLiteHotStore) -> tuple[int, int]:
+    """Batches and records waiting in hot.db."""
+    ((batches, rows),) = store.read("SELECT count(*), coalesce(sum(rows), 0) FROM bulk_batches")
+    return batches, rows
+
+
+def sql_ids(lake: Lake) -> list[str]:
+    return [row[0] for row in lake.engine.query("SELECT log_id FROM logs", limit=100_000).rows]
+
+
+def test_a_small_batch_is_answered_once_durable_in_hot_db_without_a_part(lake: Lake) -> None:
+    table = batch(days=1, per_day=1600)
+    assert lake.bulk.submit(table).result() == []  # durable, and no part yet
+    assert waiting_count(lake.store) == (1, 1600)
+    assert lake.store.read("SELECT count(*) FROM lake_files") == [(0,)]
+    assert lake.store.count() == 0  # not hot rows either: one row holding the batch's table
+
+
+def test_every_read_sees_waiting_records_exactly_once_before_and_after_they_move(lake: Lake) -> None:
+    lake.store.put([record(START + 500 + i, f"hot {i}", service="hot") for i in range(5)])  # older than the batch
+    table = batch(days=1, per_day=1200)  # START + i s, services s0..s3
+    lake.bulk.submit(table).result()
+    ids = sorted(table.column("log_id").to_pylist())
+    newest_id = parse_uuid(table.column("log_id")[1199].as_py())
+    everything = RecentQuery(since_ms=START, until_ms=START + DAY_MS, limit=2000)
+
+    def check() -> None:
+        in_sql = sql_ids(lake)
+        assert len(in_sql) == len(set(in_sql)) == 1205 and set(ids) <= set(in_sql)
+        newest = lake.engine.query("SELECT log_id FROM logs ORDER BY timestamp DESC LIMIT 3").rows  # a top-N
+        assert [r[0] for r in newest] == [table.column("log_id")[i].as_py() for i in (1199, 1198, 1197)]
+        page = recent(lake.store, lake.recent_reader, RecentQuery(since_ms=START, limit=3))
+        assert [r.log_id for r in page] == [parse_uuid(table.column("log_id")[i].as_py()) for i in (1199, 1198, 1197)]
+        found = search(lake.engine, RecentQuery(since_ms=START, limit=2000, service="s1"))
+        assert len(found) == 300 and all(r.service == "s1" for r in found)
+        assert search(lake.engine, RecentQuery(since_ms=START, limit=1))[0].log_id == newest_id
+        counts = histogram(lake.engine, everything, [], DAY_MS)
+        assert counts[0]["total"] == 1205
+        assert {f["value"]: f["count"] for f in facets(lake.engine, everything, [], 10)["service"]} == {
+            "s0": 300,
+            "s1": 300,
+            "s2": 300,
+            "s3": 300,
+            "hot": 5,
+        }
+        found_one = get(lake.engine, newest_id)
+        assert found_one is not None and found_one.message == "b-0-1199"
+
+    check()
+    assert lake.hot_records() == 1205 and lake.state().hot_records == 1205
+    report = lake.flush(everything=True)
+    assert report.records == 1205
+    assert waiting_count(lake.store) == (0, 0) and lake.store.count() == 0
+    check()
+    assert sorted(lake_ids(lake.store, lake.objects)) == sorted([*ids, *(i for i in sql_ids(lake) if i not in ids)])
+    assert lake.hot_records() == 0
+
+
+def test_a_query_window_reads_only_the_waiting_records_inside_it(lake: Lake) -> None:
+    lake.bulk.submit(batch(days=3, per_day=1000)).result()
+    day_two = TimeRange(START + DAY_MS, START + 2 * DAY_MS)
+    rows = lake.engine.run_internal("SELECT count(*), min(message) FROM logs", [], day_two, 1).rows
+    assert rows == [(1000, "b-1-0")]
+    page = recent(lake.store, lake.recent_reader, RecentQuery(since_ms=START, until_ms=START + DAY_MS, limit=5000))
+    assert len(page) == 1000 and {r.message.split("-")[1] for r in page} == {"0"}
+
+
+def test_waiting_batches_move_once_a_parts_worth_waits(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk, "MOVED_ROWS", 4000)
+    monkeypatch.setattr(bulk, "MOVE_AFTER_SECONDS", 3600)  # so only the rows waiting start the move
+    for n in range(4):
+        lake.bulk.submit(batch(days=1, per_day=1000, tag=f"b{n}")).result()
+    deadline = time.monotonic() + 60
+    while waiting_count(lake.store)[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert waiting_count(lake.store) == (0, 0)
+    assert lake.store.read("SELECT count(*), sum(records) FROM lake_files") == [(1, 4000)]  # one part
+
+
+def test_a_few_waiting_records_move_once_the_oldest_waited_a_while(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk, "MOVE_AFTER_SECONDS", 0.3)
+    lake.bulk.submit(batch(days=1, per_day=1000)).result()
+    deadline = time.monotonic() + 60
+    while waiting_count(lake.store)[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lake.store.read("SELECT count(*), sum(records) FROM lake_files") == [(1, 1000)]
+
+
+def test_past_the_bound_a_small_batch_becomes_a_part_of_its_own(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk, "MAX_WAITING_ROWS", 2500)
+    monkeypatch.setattr(bulk, "MOVE_AFTER_SECONDS", 3600)  # nothing moves meanwhile
+    first = lake.bulk.submit(batch(days=1, per_day=1200, tag="first")).result()
+    second = lake.bulk.submit(batch(days=1, per_day=1200, tag="second")).result()
+    third = lake.bulk.submit(batch(days=1, per_day=1200, tag="third")).result()
+    assert first == second == [] and len(third) == 1
+    assert waiting_count(lake.store) == (2, 2400)
+    assert len(set(sql_ids(lake))) == 3600
+
+
+def test_a_batch_of_a_writers_worth_is_a_part_at_once_as_before(lake: Lake) -> None:
+    assert len(lake.bulk.submit(batch(days=1, per_day=WRITER_ROWS)).result()) == 1
+    assert waiting_count(lake.store) == (0, 0)
+
+
+def test_a_batch_as_large_as_a_part_is_a_part_at_once(tmp_path: Path) -> None:
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    store.use_schema(LAKE_SCHEMA)
+    writer = BulkWriter(store, LocalObjectStore(tmp_path / "lake"), wait_below_rows=2000)
+    try:
+        assert len(writer.submit(batch(days=1, per_day=2000)).result()) == 1
+        assert writer.submit(batch(days=1, per_day=1999)).result() == []
+    finally:
+        writer.close()
+        store.close()
+
+
+def test_a_move_that_another_process_beat_is_undone_and_no_record_is_moved_twice(tmp_path: Path) -> None:
+    """Two movers (a server's and `loglake flush`'s, say) read the same waiting batches: only the first
+    commit moves them; the second rolls back and takes its parts away."""
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    store.use_schema(LAKE_SCHEMA)
+    objects = LocalObjectStore(tmp_path / "lake")
+    at_published = threading.Event()
+    go_on = threading.Event()
+
+    def pause(step: str) -> None:
+        if step == "published 1":
+            at_published.set()
+            assert go_on.wait(60)
+
+    slow = BulkWriter(store, objects, on_step=pause)
+    fast = BulkWriter(store, objects)
+    try:
+        table = batch(days=2, per_day=1000)
+        fast.submit(table).result()
+        slow_move = threading.Thread(target=slow.move_waiting)
+        slow_move.start()
+        assert at_published.wait(60)
+        assert fast.move_waiting()[0] == 2000
+        go_on.set()
+        slow_move.join(60)
+    finally:
+        go_on.set()
+        slow.close()
+        fast.close()
+    in_lake = lake_ids(store, objects)
+    assert sorted(in_lake) == sorted(table.column("log_id").to_pylist())
+    assert len(list(objects.list())) == 2, "the beaten move's parts were left in the lake"
+    assert store.read("SELECT count(*) FROM flushes") == [(0,)]
+    store.close()
+
+
+CRASH_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from loglake.lake.bulk import WRITER_ROWS, BulkWriter
+    from loglake.lake.objectstore import LocalObjectStore
+    from loglake.lake.schema import LAKE_SCHEMA
+    from loglake.store.sqlite import SQLiteHotStore
+    from tests.lake.test_bulk import batch
+
+    data, crash_at = Path(sys.argv[1]), sys.argv[2]
+
+    def step(name):
+        if name == crash_at:
+            os._exit(9)  # like kill -9: no cleanup, no atexit, no flush of anything
+
+    store = SQLiteHotStore(data / "hot.db")
+    store.use_schema(LAKE_SCHEMA)
+    writer = BulkWriter(store, LocalObjectStore(data / "lake"), on_step=step)
+    writer.submit(batch()).result()  # answered: waiting
+    if crash_at == "waiting":
+        os._exit(9)
+    writer.move_waiting()
+    os._exit(0)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "crash_at", ["batch file written", "waiting", "written", "journaled", "published 1", "published 3", "committed"]
+)
+def test_a_crash_with_batches_waiting_or_moving_loses_and_duplicates_nothing(tmp_path: Path, crash_at: str) -> None:
+    child = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT, str(tmp_path), crash_at], capture_output=True, timeout=60
+    )
+    assert child.returncode == 9, child.stderr.decode()
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    store.use_schema(LAKE_SCHEMA)
+    objects = LocalObjectStore(tmp_path / "lake")
+    lake = Lake(store, objects, tmp_path)
+    try:
+        moved = crash_at == "committed"
+        answered = crash_at != "batch file written"  # (killed before its commit: never answered)
+        expected = 1200 if answered else 0
+        assert waiting_count(store) == ((0, 0) if moved or not answered else (1, 1200))
+        assert len(set(sql_ids(lake))) == len(sql_ids(lake)) == expected  # what a query sees right after the crash
+        for lock_file in (tmp_path / "ingest-writers").glob("*.lock"):  # old enough not to be a writer starting
+            os.utime(lock_file, (0, 0))
+        with lake.maintenance():  # the dead writer's unfinished move is undone: its batches still wait
+            assert store.read("SELECT count(*) FROM flushes") == [(0,)]
+            lake.flush()
+        assert waiting_count(store) == (0, 0)
+        in_lake = lake_ids(store, objects)
+        assert len(in_lake) == len(set(in_lake)) == expected
+        assert len(list(objects.list())) == (3 if answered else 0), "an object outside the catalog"
+        assert list(waiting_dir(tmp_path).glob("*")) == [], "a batch file left behind"
+    finally:
+        lake.close()
+        store.close()
+
+
+def waiting_files(lake: Lake) -> list[str]:
+    return sorted(p.name for p in waiting_dir(lake.store.path.parent).glob("*"))
+
+
+def test_the_files_of_moved_batches_go_once_no_reader_holds_the_catalog(lake: Lake) -> None:
+    lake.bulk.submit(batch(days=1, per_day=1000, tag="first")).result()
+    assert len(waiting_files(lake)) == 1
+    with reading(lake.store):  # a reader that may have listed the batch before it moved
+        lake.flush(everything=True)
+        assert len(waiting_files(lake)) == 1
+    lake.bulk.submit(batch(days=1, per_day=1000, tag="second")).result()
+    lake.flush(everything=True)
+    assert waiting_files(lake) == []
+    assert len(set(sql_ids(lake))) == 2000
+
+
+def test_a_file_no_row_names_is_swept_once_its_writer_is_gone(lake: Lake, tmp_path: Path) -> None:
+    folder = waiting_dir(tmp_path)
+    write_batch_file(folder, batch_file_name("12345-deadwriter01", 1), batch(days=1, per_day=1000))
+    lake.bulk.submit(batch(days=1, per_day=1000)).result()
+    lake.flush(everything=True)
+    assert waiting_files(lake) == []
+    assert len(set(sql_ids(lake))) == 1000  # the orphan's records were never answered: not in the lake
+
+
+def test_a_sweep_leaves_alone_a_file_its_writer_starts_while_it_sweeps(tmp_path: Path) -> None:
+    """The writer registers a file as in flight, then creates it: a sweep that asked which files are in
+    flight before listing the folder would take a file created in between for a leftover."""
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    store.use_schema(LAKE_SCHEMA)
+    folder = waiting_dir(tmp_path)
+    name = batch_file_name("1-thiswriter", 7)
+    folder.mkdir()
+
+    def in_flight_then_a_new_file() -> set[str]:
+        write_batch_file(folder, name, batch(days=1, per_day=1000))  # registered after the sweep asked
+        return set()
+
+    try:
+        sweep(store.read, folder, tmp_path, "1-thiswriter", in_flight_then_a_new_file)
+    finally:
+        store.close()
+    assert (folder / name).exists()
+
+
+def test_a_maintenance_turn_leaves_the_batches_its_mover_waits_for_and_moves_those_of_an_earlier_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts the mover publishes wake maintenance (on_parts_piling_up): had its flush moved every waiting
+    batch, the few just stored would have made a tiny part at each turn."""
+    monkeypatch.setattr(bulk, "MOVE_AFTER_SECONDS", 3600)
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    store.use_schema(LAKE_SCHEMA)
+    try:
+        first = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path)
+        first.bulk.submit(batch(days=1, per_day=1000)).result()
+        assert first.flush().records == 0 and waiting_count(store) == (1, 1000)
+        first.close()
+        later = Lake(store, LocalObjectStore(tmp_path / "lake"), tmp_path)  # (as after a restart)
+        assert later.flush().records == 1000 and waiting_count(store) == (0, 0)
+        later.close()
+    finally:
+        store.close()
