@@ -24,6 +24,7 @@ from loglake.runtime import Runtime
 from loglake.store.sqlite import SQLiteHotStore
 from tests.conftest import poll
 from tests.lake.test_compact import flush_in_small_rounds
+from tests.lake.test_flush import hot_ids, seed
 
 
 class Recorder:
@@ -119,5 +120,44 @@ def test_a_stuck_merge_worker_holds_the_servers_stop_no_longer_than_its_grace(
     store = SQLiteHotStore(tmp_path / "hot.db")
     try:
         assert store.read("SELECT count(*), sum(records) FROM lake_files") == [(15, 900)]
+    finally:
+        store.close()
+
+
+def test_a_stuck_flush_worker_holds_the_servers_stop_no_longer_than_its_grace(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flush of a backlog runs its rounds in a worker process; one that hangs (SIGSTOP) is killed once the
+    flusher's grace is over, and the server's stop ends: it waited for the worker for good. Nothing is lost: the
+    round's rows stay hot, moved by a later flush."""
+    runtime = Runtime(Settings(data_dir=tmp_path, flush_interval_seconds=0.05), clock=lambda: time.time() + 3600)
+    assert runtime.lake is not None and runtime.lake_jobs is not None
+    everything = seed(runtime.store, days=3)
+    runtime.lake.flusher.worker_process = True  # (a backlog's flush, whatever the rows)
+    runtime.lake.flusher.stop_grace_s = 0.5
+    stopping = threading.Thread(target=runtime.close)
+    stopped: list[int] = []
+    try:
+        runtime.start()
+        worker = poll(lambda: multiprocessing.active_children(), "the flush's worker process")[0]
+        os.kill(worker.pid, signal.SIGSTOP)  # (while it starts: before it can read a round)
+        stopped.append(worker.pid)
+        with caplog.at_level(logging.INFO):
+            stopping.start()
+            stopping.join(30)
+        assert not stopping.is_alive(), "the server's stop waits on the stuck flush worker"
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):  # (killed by the stop)
+                os.kill(pid, signal.SIGKILL)
+        if stopping.ident is None:  # (the test failed before the stop)
+            runtime.close()
+    assert multiprocessing.active_children() == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "the flush worker did not stop within 0.5 s (stuck, or its task too long): killed"
+    ]
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    try:
+        assert hot_ids(store) == everything
     finally:
         store.close()

@@ -23,9 +23,10 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,12 +45,16 @@ from loglake.lake.parts import file_name
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.store.sqlite_moved import delete_moved
-from loglake.worker_processes import spawned_pool, started_without_ctrl_c
+from loglake.worker_processes import spawned_pool, started_without_ctrl_c, stop_pool
 
 ROWS_PER_ROUND = 200_000
 # A flush with more rounds due than this reads and writes them in a worker process (flush_rounds):
 # starting one costs about a second, which a backlog repays many times over.
 WORKER_MIN_ROUNDS = 2
+# What a round under way in the flush's worker process has to land when the flusher is closed, before the
+# worker is killed: a stuck one held the flush, and with it the server's stop, for good. A round cut short
+# is not lost: its rows stay hot, moved by a later flush.
+FLUSH_STOP_GRACE_S = 10.0
 
 Step = Callable[[str], None]
 
@@ -83,6 +88,19 @@ class Flusher:
         self.on_step = on_step or (lambda step: None)
         self.rows_per_round = rows_per_round
         self.worker_process = worker_process  # None: a worker process for a backlog only
+        self.stop_grace_s = FLUSH_STOP_GRACE_S
+        self._lock = threading.Lock()  # guards what follows
+        self._worker: ProcessPoolExecutor | None = None  # the flush under way's, if in a worker process
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop a flush under way in a worker process: its round has stop_grace_s to land, then the worker is
+        killed and that flush fails (its rows stay hot). No flush starts a worker after this."""
+        with self._lock:
+            self._closed = True
+            worker = self._worker
+        if worker is not None:
+            stop_pool(worker, self.stop_grace_s, "flush worker")
 
     def recover(self) -> int:
         """Undo rounds a crash interrupted (steps 2-3): their objects go, their rows stay hot. A bulk
@@ -156,11 +174,19 @@ class Flusher:
         now_ms = int(self.clock() * 1000)
         limit = self.rows_per_round
         if self._backlog(before_ms):
-            with spawned_pool(1) as worker:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("the lake is closing: no flush starts now")
+                worker = self._worker = spawned_pool(1)
+            try:
                 path = str(self.store.path)
                 yield lambda after: started_without_ctrl_c(
                     lambda: worker.submit(read_and_write_in_worker, path, before_ms, after, limit, now_ms)
                 )
+            finally:
+                with self._lock:
+                    self._worker = None
+                stop_pool(worker, FLUSH_STOP_GRACE_S, "flush worker")  # (idle by now, unless the flush failed)
         else:
             with ThreadPoolExecutor(1, thread_name_prefix="loglake-flush-read") as reader:
                 yield lambda after: reader.submit(

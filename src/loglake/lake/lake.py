@@ -173,6 +173,7 @@ class Lake:
 
     def close(self) -> None:
         self.bulk.close()
+        self.flusher.close()
         self.background.close()
         self.recent_reader.close()
         self.engine.close()
@@ -377,8 +378,10 @@ class LakeJobs:
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():
-            # A turn ends at its next merge; the merges are stopped now so that one in the merge worker has the
-            # worker's grace to land, then is killed: a stuck one held the server's stop for good.
+            # A turn ends at its next merge; the merges (and a flush in its worker process) are stopped now so
+            # that one in a worker has the worker's grace to land, then is killed: a stuck one held the server's
+            # stop for good.
+            self.lake.flusher.close()
             self.lake.background.close()
             self._thread.join()
 
@@ -396,7 +399,7 @@ class LakeJobs:
                 if report is not None:
                     self.on_report(report)
             except Exception as e:  # keep the server up; the next turn retries (recovery undoes half rounds)
-                if self._stop.is_set():  # a merge the stop cut short (its inputs stay, merged again later)
+                if self._stop.is_set():  # a merge or flush the stop cut short (its inputs stay, moved again later)
                     log.info("lake maintenance stopped mid-turn (%s: %s)", type(e).__name__, e)
                     return
                 self.last_error = f"{type(e).__name__}: {e}"
