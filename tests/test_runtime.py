@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -99,24 +100,13 @@ def test_a_stuck_merge_worker_holds_the_servers_stop_no_longer_than_its_grace(
     flush_in_small_rounds(runtime.store, runtime.lake.objects)
     worker = runtime.lake.background.run(os.getpid)
     os.kill(worker, signal.SIGSTOP)
-    stopping = threading.Thread(target=runtime.close)
-    try:
-        runtime.start()
+
+    def merge_under_way() -> None:
         poll(lambda: list(tmp_path.rglob("compact-*/input-*.parquet")), "a merge's inputs, fetched for the worker")
         time.sleep(0.5)  # (the merge handed to the stopped worker)
-        with caplog.at_level(logging.INFO):
-            stopping.start()
-            stopping.join(30)
-        assert not stopping.is_alive(), "the server's stop waits on the stuck merge worker"
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # (killed by the stop)
-            os.kill(worker, signal.SIGKILL)
-        if stopping.ident is None:  # (the test failed before the stop)
-            runtime.close()
-    assert multiprocessing.active_children() == []
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
-        "the merge worker did not stop within 0.5 s (stuck, or its task too long): killed"
-    ]
+
+    warnings = stop_beside_a_stuck_worker(runtime, caplog, "merge worker", merge_under_way, [worker])
+    assert warnings == ["the merge worker did not stop within 0.5 s (stuck, or its task too long): killed"]
     store = SQLiteHotStore(tmp_path / "hot.db")
     try:
         assert store.read("SELECT count(*), sum(records) FROM lake_files") == [(15, 900)]
@@ -135,29 +125,40 @@ def test_a_stuck_flush_worker_holds_the_servers_stop_no_longer_than_its_grace(
     everything = seed(runtime.store, days=3)
     runtime.lake.flusher.worker_process = True  # (a backlog's flush, whatever the rows)
     runtime.lake.flusher.stop_grace_s = 0.5
-    stopping = threading.Thread(target=runtime.close)
     stopped: list[int] = []
-    try:
-        runtime.start()
+
+    def flush_worker_stopped() -> None:
         worker = poll(lambda: multiprocessing.active_children(), "the flush's worker process")[0]
         os.kill(worker.pid, signal.SIGSTOP)  # (while it starts: before it can read a round)
         stopped.append(worker.pid)
-        with caplog.at_level(logging.INFO):
-            stopping.start()
-            stopping.join(30)
-        assert not stopping.is_alive(), "the server's stop waits on the stuck flush worker"
-    finally:
-        for pid in stopped:
-            with contextlib.suppress(ProcessLookupError):  # (killed by the stop)
-                os.kill(pid, signal.SIGKILL)
-        if stopping.ident is None:  # (the test failed before the stop)
-            runtime.close()
-    assert multiprocessing.active_children() == []
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
-        "the flush worker did not stop within 0.5 s (stuck, or its task too long): killed"
-    ]
+
+    warnings = stop_beside_a_stuck_worker(runtime, caplog, "flush worker", flush_worker_stopped, stopped)
+    assert warnings == ["the flush worker did not stop within 0.5 s (stuck, or its task too long): killed"]
     store = SQLiteHotStore(tmp_path / "hot.db")
     try:
         assert hot_ids(store) == everything
     finally:
         store.close()
+
+
+def stop_beside_a_stuck_worker(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture, what: str, stuck: Callable[[], None], pids: list[int]
+) -> list[str]:
+    """Start `runtime`, let `stuck` make a worker hang mid-task (SIGSTOP; the pids it stops in `pids`), then the
+    server's stop (Runtime.close) must end within 30 s, leaving no worker behind; the warnings it logged."""
+    stopping = threading.Thread(target=runtime.close)
+    try:
+        runtime.start()
+        stuck()
+        with caplog.at_level(logging.INFO):
+            stopping.start()
+            stopping.join(30)
+        assert not stopping.is_alive(), f"the server's stop waits on the stuck {what}"
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):  # (killed by the stop)
+                os.kill(pid, signal.SIGKILL)
+        if stopping.ident is None:  # (the test failed before the stop)
+            runtime.close()
+    assert multiprocessing.active_children() == []
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]

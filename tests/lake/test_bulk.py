@@ -75,7 +75,9 @@ def test_a_batch_is_in_the_catalog_as_one_part_per_day_and_not_in_the_hot_store(
     assert store.read("SELECT count(*) FROM flushes") == [(0,)]
 
 
-CRASH_SCRIPT = textwrap.dedent(
+# A process that writes a bulk batch and dies (os._exit(9), like kill -9) at the step named by its second argument;
+# its data dir is the first. What it does with its `writer` follows (CRASH_SCRIPT, test_waiting's).
+CRASH_PREAMBLE = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
@@ -93,10 +95,10 @@ CRASH_SCRIPT = textwrap.dedent(
 
     store = SQLiteHotStore(data / "hot.db")
     store.use_schema(LAKE_SCHEMA)
-    BulkWriter(store, LocalObjectStore(data / "lake"), on_step=step).write(batch())
-    os._exit(0)
+    writer = BulkWriter(store, LocalObjectStore(data / "lake"), on_step=step)
     """
 )
+CRASH_SCRIPT = CRASH_PREAMBLE + "writer.write(batch())\nos._exit(0)\n"
 
 
 @pytest.mark.parametrize("crash_at", ["written", "journaled", "published 1", "published 2", "published 3", "committed"])

@@ -28,7 +28,7 @@ from loglake.lake.waiting import batch_file_name, sweep, waiting_dir, write_batc
 from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.times import DAY_MS
-from tests.lake.test_bulk import START, batch
+from tests.lake.test_bulk import CRASH_PREAMBLE, START, batch
 from tests.lake.test_flush import lake_ids
 from tests.store.contract import record
 
@@ -195,25 +195,8 @@ def test_a_move_that_another_process_beat_is_undone_and_no_record_is_moved_twice
     store.close()
 
 
-CRASH_SCRIPT = textwrap.dedent(
+CRASH_SCRIPT = CRASH_PREAMBLE + textwrap.dedent(
     """
-    import os, sys
-    from pathlib import Path
-    from loglake.lake.bulk import WRITER_ROWS, BulkWriter
-    from loglake.lake.objectstore import LocalObjectStore
-    from loglake.lake.schema import LAKE_SCHEMA
-    from loglake.store.sqlite import SQLiteHotStore
-    from tests.lake.test_bulk import batch
-
-    data, crash_at = Path(sys.argv[1]), sys.argv[2]
-
-    def step(name):
-        if name == crash_at:
-            os._exit(9)  # like kill -9: no cleanup, no atexit, no flush of anything
-
-    store = SQLiteHotStore(data / "hot.db")
-    store.use_schema(LAKE_SCHEMA)
-    writer = BulkWriter(store, LocalObjectStore(data / "lake"), on_step=step)
     writer.submit(batch()).result()  # answered: waiting
     if crash_at == "waiting":
         os._exit(9)

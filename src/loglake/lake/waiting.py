@@ -27,7 +27,6 @@ committed and could not delete it yet: `sweep` deletes those whose writer is gon
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -40,7 +39,7 @@ from loglake.lake import writers
 from loglake.lake.table_records import matches, table_records
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.model import StoredRecord
-from loglake.private_files import private_dir
+from loglake.private_files import fsync_together, private_dir
 from loglake.store.base import RecentQuery
 
 Read = Callable[[str, Sequence[Any]], list[tuple]]
@@ -74,8 +73,7 @@ def write_batch_file(folder: Path, name: str, table: pa.Table) -> int:
     path = folder / name
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    _fsync(path)
-    _fsync(folder)
+    fsync_together([path, folder])
     return path.stat().st_size
 
 
@@ -206,11 +204,3 @@ def sweep(read: Read, folder: Path, data_dir: Path, owner: str, in_flight: Calla
         if writer == owner or not writers.is_running(data_dir, writer):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
