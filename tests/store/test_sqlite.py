@@ -220,10 +220,10 @@ def test_each_package_brings_its_own_tables(tmp_path: Path) -> None:
         store.use_schema(LAKE_SCHEMA)
         store.use_schema(LAKE_SCHEMA)  # once is enough, twice is harmless
         store.use_schema(AMPLIFY_SCHEMA)
-        lake_tables = {"flushes", "lake_files", "lake_garbage"}
+        lake_tables = {"flushes", "lake_files", "lake_garbage", "bulk_batches"}
         amplify_tables = {"amplify_watermarks", "amplify_runs"}
         assert tables_of(store.path) == {"logs", "flushed_client_ids", "schema_versions"} | lake_tables | amplify_tables
-        assert store.read("SELECT name, version FROM schema_versions ORDER BY name") == [("amplify", 1), ("lake", 2)]
+        assert store.read("SELECT name, version FROM schema_versions ORDER BY name") == [("amplify", 1), ("lake", 3)]
     finally:
         store.close()
 
@@ -243,6 +243,7 @@ def test_a_database_from_before_packages_kept_their_schemas_opens_with_its_data(
     store.run_in_writer(lambda conn: conn.execute("INSERT INTO amplify_watermarks VALUES ('shop', 10, 11)"))
     store.run_in_writer(lambda conn: conn.execute("DROP TABLE schema_versions"))
     store.run_in_writer(lambda conn: conn.execute("ALTER TABLE flushes DROP COLUMN owner"))  # came later
+    store.run_in_writer(lambda conn: conn.execute("DROP TABLE bulk_batches"))  # came later too
     store.close()
 
     reopened = SQLiteHotStore(tmp_path / "hot.db")
@@ -253,7 +254,7 @@ def test_a_database_from_before_packages_kept_their_schemas_opens_with_its_data(
             ("type=app_logs/date=2026-11-01/part-a.parquet", 3)
         ]
         assert reopened.read("SELECT app, until_ms FROM amplify_watermarks") == [("shop", 10)]
-        assert reopened.read("SELECT name, version FROM schema_versions ORDER BY name") == [("amplify", 1), ("lake", 2)]
+        assert reopened.read("SELECT name, version FROM schema_versions ORDER BY name") == [("amplify", 1), ("lake", 3)]
     finally:
         reopened.close()
 
