@@ -186,7 +186,9 @@ class Flusher:
             finally:
                 with self._lock:
                     self._worker = None
-                stop_pool(worker, FLUSH_STOP_GRACE_S, "flush worker")  # (idle by now, unless the flush failed)
+                    closed = self._closed
+                # Idle by now, unless close() stopped it (its workers are killed, or gone: nothing to wait for).
+                worker.shutdown(wait=not closed, cancel_futures=True)
         else:
             with ThreadPoolExecutor(1, thread_name_prefix="loglake-flush-read") as reader:
                 yield lambda after: reader.submit(
