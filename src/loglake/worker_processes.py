@@ -147,11 +147,11 @@ def started_timer(seconds: float, fn: Callable[[], None]) -> threading.Timer:
 def stop_pool(pool: ProcessPoolExecutor, grace_s: float, what: str) -> None:
     """Shut `pool` down waiting at most grace_s for it: tasks not started are cancelled, those under way have
     grace_s to end, then their workers are killed (said once in the log, naming `what`), which fails their
-    futures with BrokenProcessPool. shutdown(wait=True) would wait on a stuck worker for good, and with it the
-    server's stop."""
+    futures with BrokenProcessPool. The pool's own shutdown(wait=True) ends its workers, but waits on a stuck
+    one for good (and with it the server's stop): it runs on a thread of its own, waited for grace_s. (A bounded
+    join of the workers after shutdown(wait=False) instead left idle ones running past a minute in a loaded
+    test run.)"""
     workers = pool_workers(pool)
-    # The pool's own shutdown(wait=True), on a thread of its own, is what ends its workers: a bounded join of the
-    # workers after shutdown(wait=False) left idle ones running past a minute's grace in a loaded test run.
     shutting = threading.Thread(
         target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True}, name="loglake-pool-stop", daemon=True
     )
