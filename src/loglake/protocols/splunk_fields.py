@@ -147,8 +147,9 @@ def _distinct_sets(
     one host), with no tuple of them made (and hashed) per event."""
     encoded = binary_array(fields)[0].dictionary_encode()
     field_texts = encoded.dictionary.to_pylist()
-    if all(column.count(column[0]) == len(column) for column in columns if column):
-        return [(tuple(column[0] for column in columns), text) for text in field_texts], encoded.indices
+    if columns[0] and all(column.count(column[0]) == len(column) for column in columns):
+        given = tuple(column[0] for column in columns)
+        return [(given, text) for text in field_texts], encoded.indices
     metadata = list(zip(*columns, strict=True))
     metadata_numbers = {given: number for number, given in enumerate(dict.fromkeys(metadata))}
     sets = pc.add(
