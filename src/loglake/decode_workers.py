@@ -58,7 +58,9 @@ log = logging.getLogger("loglake.decode")
 # trip to a worker (pickling the body, a pipe each way, the IPC batch) would cost more than it saves.
 MIN_BODY_BYTES = 256 * 1024
 GZIP_SHRINKS = 8  # (log records inflate 5-10 times: a gzipped body is worth it from an eighth of that size)
-# Bodies in a worker's queue at most (one decoding, one waiting to): more would only hold more bodies.
+# Bodies in a worker's queue at most (one decoding, one waiting to): more would only hold more bodies. With 4 senders
+# and one worker about half of OTLP's 8,192-record exports are then decoded in the server's process; 1 and 4 were
+# both slower over two paired 1M runs each (4 also cost more CPU per record: its queued bodies wait on one core).
 MOST_IN_FLIGHT_PER_PROCESS = 2
 # Seconds a body may take in a worker before the server decodes it itself and kills the workers as dead: far
 # over a body's decoding on a busy machine (a 10 MiB one takes well under a second), and under the 10 s a

@@ -44,7 +44,6 @@ class PlainEvent(msgspec.Struct, gc=False):
 
 _decode_plain_events = msgspec.json.Decoder(PlainEvent).decode_lines
 _decode_plain_fields = msgspec.json.Decoder(dict[str, str | int | float | bool | list | None] | None).decode
-_PLAIN_KEY = attrgetter(*METADATA)
 
 
 def take_severity(fields: dict[str, Any]) -> str | None:
@@ -87,17 +86,18 @@ def plain_columns(body: bytes) -> RecordColumns | None:
     services, severities, log_types, trace_ids, span_ids = (
         pa.array(column, pa.string()).take(rows) for column in texts
     )
-    attributes = list(map(attributes.__getitem__, rows.to_pylist()))  # (which the column check reads as a list)
+    # (the distinct texts as a dictionary: the column check checks each once, with no Python object per event)
+    attributes = pa.DictionaryArray.from_arrays(rows, pa.array(attributes, pa.binary()))
     return RecordColumns(messages, times, services, log_types, severities, attributes, trace_ids, span_ids)
 
 
-def _plain_values(body: bytes) -> tuple[list[str], list[float | None], list[tuple[str | None, ...]], list[msgspec.Raw]]:
-    """The events' messages, times, (host, source, sourcetype, index) and fields, decoded _PIECE_BYTES at a time,
-    each piece split between two events: after a `}{` or a line break. One inside a string makes the piece fail
-    to decode (msgspec.DecodeError), and the body take splunk._columns."""
+def _plain_values(body: bytes) -> tuple[list[str], list[float | None], list[list[str | None]], list[msgspec.Raw]]:
+    """The events' messages, times, hosts, sources, sourcetypes and indexes (a list of each, METADATA's order) and
+    fields, decoded _PIECE_BYTES at a time, each piece split between two events: after a `}{` or a line break. One
+    inside a string makes the piece fail to decode (msgspec.DecodeError), and the body take splunk._columns."""
     messages: list[str] = []
     times: list[float | None] = []
-    metadata: list[tuple[str | None, ...]] = []
+    metadata: list[list[str | None]] = [[] for _ in METADATA]
     fields: list[msgspec.Raw] = []
     view = memoryview(body)
     start = 0
@@ -113,7 +113,8 @@ def _plain_values(body: bytes) -> tuple[list[str], list[float | None], list[tupl
         # (each value read while the piece's events are still in the CPU's cache)
         messages += map(_EVENT, events)
         times += map(_TIME, events)
-        metadata += map(_PLAIN_KEY, events)
+        for column, read in zip(metadata, _METADATA_READS, strict=True):
+            column += map(read, events)
         fields += map(_FIELDS, events)
         start = end
     return messages, times, metadata, fields
@@ -134,18 +135,23 @@ def _plain_times(seconds: list[float | None]) -> pa.Array | None:
 _TIME = attrgetter("time")
 _FIELDS = attrgetter("fields")
 _EVENT = attrgetter("event")
+_METADATA_READS = [attrgetter(name) for name in METADATA]
 
 
 def _distinct_sets(
-    metadata: list[tuple[str | None, ...]], fields: list[msgspec.Raw]
+    columns: list[list[str | None]], fields: list[msgspec.Raw]
 ) -> tuple[list[tuple[tuple[str | None, ...], bytes]], pa.Array]:
     """The distinct pairs of (host, source, sourcetype, index) and `fields` text, and which of them each event
-    has: the fields told apart by Arrow over all of their text at once, not one Python object each."""
+    has: the fields told apart by Arrow over all of their text at once, not one Python object each; the hosts,
+    sources, sourcetypes and indexes (`columns`) each seen to be one value by comparing, in the usual batch (from
+    one host), with no tuple of them made (and hashed) per event."""
     encoded = binary_array(fields)[0].dictionary_encode()
     field_texts = encoded.dictionary.to_pylist()
+    if columns[0] and all(column.count(column[0]) == len(column) for column in columns):
+        given = tuple(column[0] for column in columns)
+        return [(given, text) for text in field_texts], encoded.indices
+    metadata = list(zip(*columns, strict=True))
     metadata_numbers = {given: number for number, given in enumerate(dict.fromkeys(metadata))}
-    if len(metadata_numbers) == 1:  # (a batch from one host, the usual one)
-        return [(metadata[0], text) for text in field_texts], encoded.indices
     sets = pc.add(
         pc.multiply(encoded.indices.cast(pa.int64()), len(metadata_numbers)),
         pa.array(map(metadata_numbers.__getitem__, metadata), pa.int64()),
