@@ -47,7 +47,7 @@ async function drawRule(main, id) {
       h("h1", {}, h("span", { class: `level l-${rule.level}`, text: rule.level }), " ", rule.title),
       rule.description ? h("p", { text: rule.description }) : null,
       h("dl", { class: "facts" },
-        [["Kind", rule.kind], ["Schedule", `${rule.schedule}, each run over the last ${rule.lookback_seconds} s`],
+        [["Kind", rule.kind], ["Schedule", rule.timing], ...rule.warnings.map((w) => ["Warning", w]),
           ["Enabled", rule.enabled ? "yes" : "no"], ["File", rule.file], ["Windows evaluated until", when(rule.window_end)],
           ["Errors in a row", String(rule.failures)]].map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
       h("div", { class: "toolbar" },
