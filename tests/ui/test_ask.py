@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
+from loglake.ask.rule_draft import NO_THRESHOLD
 from loglake.rules.loader import load_rules
 from tests.ask.model_server import STALL, Failure, ModelServer, Spent, running_model_server, sql_reply
 from tests.ui.conftest import Loglake, no_horizontal_scroll, screenshot, serving, sign_in
@@ -111,6 +112,7 @@ def test_a_question_shows_its_sql_and_scan_before_running_then_runs_follows_up_a
     drafted = page.get_by_label("The drafted rule")
     drafted.wait_for()
     assert "service = 'api'" in drafted.inner_text() and "LIMIT" not in drafted.inner_text()
+    assert page.locator(".rule-output .warnings").inner_text() == NO_THRESHOLD  # count(*) alone: a row each run
     rules_dir = asking.server.data_dir / "rules"
     assert not rules_dir.exists()  # only a draft so far
     page.keyboard.press("Escape")  # discards the draft, as its button does

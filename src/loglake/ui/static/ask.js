@@ -149,7 +149,8 @@ function scanFacts(answer) {
   const span = answer.time_range || {};
   const when = (iso, open) => iso ? formatTime(Date.parse(iso)) : open;
   // The range the query's time predicates name; the lake data it would read is the estimate's own span.
-  const range = span.since || span.until ? `${when(span.since, "the first record")} → ${when(span.until, "now")} local` : "all time (the query names no time)";
+  const relative = span.relative_to_now ? " (relative to now(): the range moves with each run)" : "";
+  const range = span.since || span.until ? `${when(span.since, "the first record")} → ${when(span.until, "now")} local${relative}` : "all time (the query names no time)";
   const lake = e && e.total_files !== null
     ? `${counted(e.files, "lake file")} of ${e.total_files.toLocaleString()}, ${formatBytes(e.bytes)} of ${formatBytes(e.total_bytes)}`
     : e ? `${counted(e.files, "lake file")}, ${formatBytes(e.bytes)}` : "";
@@ -196,6 +197,7 @@ async function draftRule(conversationId, box, allows) {
   };
   replace(box, h("h2", { text: `Drafted rule ${draft.file}` }),
     h("pre", { class: "plan", tabindex: "0", role: "region", "aria-label": "The drafted rule", text: draft.yaml }),
+    draft.warnings.length ? h("ul", { class: "warnings", "aria-label": "Warnings" }, draft.warnings.map((w) => h("li", { text: w }))) : null,
     draft.valid ? null : h("div", { class: "error-box", role: "alert" },
       h("strong", { text: "This draft does not load as a rule, so it cannot be written:" }),
       h("ul", {}, draft.problems.map((p) => h("li", { text: p })))),
