@@ -145,6 +145,7 @@ def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path | None) -> N
         ("auto-resolve", f"after {options.resolve_after} clear" if options.resolve_after else ""),
         ("suppress", "; ".join(f"{s.where} until {s.until or 'further notice'}" for s in options.suppress)),
         ("tests", str(len(rule.tests))),
+        ("warnings", "; ".join(f"{w.field}: {w.message}" for w in rule.warnings)),
     ]
     for name, value in lines:
         if value:

@@ -168,6 +168,7 @@ def test_durations_are_in_human_units_and_a_costly_rule_is_warned_of(folder: Pat
     shown = rules("show", "scan", "--rules-dir", str(folder))
     assert "schedule:     every 1 min, each run over the last 365 d\n" in shown.stdout
     assert "delay:        1 min 30 s\n" in shown.stdout
+    assert "warnings:     detection.sel.message|contains: '' matches any message" in shown.stdout
     validated = rules("validate", "--rules-dir", str(folder))
     assert validated.exit_code == 0  # warned of, not refused
     warnings = [line for line in validated.stderr.splitlines() if line.startswith("warning: ")]
