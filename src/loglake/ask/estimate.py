@@ -93,13 +93,13 @@ class Estimate:
         }
 
 
-def _literal(bounds: TimeBounds) -> str:
+def _range_literal(bounds: TimeBounds) -> str:
     """The query's range as a literal condition on timestamp, as now() makes it now."""
     if bounds.since_ms is not None:
         return f"timestamp >= '{format_datetime(bounds.since_ms)}'"
     if bounds.until_ms is not None:
         return f"timestamp < '{format_datetime(bounds.until_ms)}'"
-    return "timestamp >= 'YYYY-MM-DDTHH:MM:SSZ'"
+    return "timestamp >= '2026-01-01T00:00:00Z'"  # no bound reads as a time: the form is the point
 
 
 def _formatted(ms: int | None) -> str | None:
@@ -143,10 +143,9 @@ class Estimator:
         found.range_since_ms, found.range_until_ms = bounds.since_ms, bounds.until_ms
         found.range_relative = bounds.relative
         if bounds.now_on_timestamp and found.pruned:
-            literal = (
-                f"timestamp >= '{_formatted(bounds.since_ms)}'" if bounds.since_ms else "timestamp >= '2026-12-05'"
+            found.warnings.append(
+                NOW_PRUNES_NOTHING.format(tables=", ".join(found.tables), literal=_range_literal(bounds))
             )
-            found.warnings.append(NOW_PRUNES_NOTHING.format(tables=", ".join(found.tables), literal=literal))
         if any(t.name == HOT_TABLE for t in read):
             found.hot_records = _hot_records(self.engine.store, bounds.since_ms, bounds.until_ms)
         if read and not found.time_filtered:

@@ -178,9 +178,8 @@ class Asker:
                 sql = answer.sql
                 source = self.source
                 checked = check_sql(sql, source.table_names, source.max_rows, implied, source.dialect)
-                estimate = source.estimate(
-                    checked.sql, now_ms
-                )  # locally it binds it: an unknown column is refused here
+                # locally it binds it: an unknown column is refused here
+                estimate = source.estimate(checked.sql, now_ms)
             except (Refusal, QueryError) as e:
                 reason = e.message if isinstance(e, QueryError) else str(e)
                 retry = f"That answer was refused: {reason}. Answer the question again, following the rules."

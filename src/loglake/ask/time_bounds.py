@@ -170,8 +170,9 @@ def _compared_with(tree: exp.Expression, columns: Collection[str]) -> Iterator[e
 
 
 def _from_now(node: exp.Expression, now_ms: int) -> int | None:
-    """The moment (ms) `now()`, `current_timestamp` or `current_date` (UTC, as the engine runs), plus or minus
-    INTERVALs (or days, on a date), is at `now_ms`; None for anything else."""
+    """The moment (ms) `now()`, `current_timestamp` or `current_date` (taken as the UTC day: DuckDB's is its time
+    zone's, the same on a server in UTC), plus or minus INTERVALs (or days, on a date), is at `now_ms`; None for
+    anything else."""
     while isinstance(node, exp.Cast | exp.Paren):
         node = node.this
     if isinstance(node, exp.CurrentTimestamp) or (isinstance(node, exp.Anonymous) and node.name.lower() == "now"):
