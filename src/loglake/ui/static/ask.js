@@ -7,7 +7,7 @@
 // conversation (its id and turns) is kept in this tab, so follow-ups continue it and it survives leaving
 // the page; "New conversation" starts afresh.
 import { api, errorBox, url } from "./api.js";
-import { copyButton, counted, formatBytes, formatTime, h, link, replace } from "./dom.js";
+import { copyButton, counted, formatBytes, formatTime, h, link, replace, warningsList } from "./dom.js";
 import { highlighted, resultView } from "./sql.js";
 
 const KEPT = "loglake-ask"; // sessionStorage: { key, id, turns: [{ question, answer }] }
@@ -133,7 +133,7 @@ function turnView({ question, answer }, ruleFrom, allows) {
   return h("li", { class: "turn" }, body,
     h("pre", { class: "sql-code" }, h("code", {}, highlighted(answer.sql))),
     scanFacts(answer),
-    answer.warnings.length ? h("ul", { class: "warnings", "aria-label": "Warnings" }, answer.warnings.map((w) => h("li", { text: w }))) : null,
+    warningsList(answer.warnings),
     answer.changes.length ? h("div", { class: "muted small" }, h("span", { text: "loglake changed the model's SQL: " }), answer.changes.join("; ")) : null,
     h("div", { class: "toolbar" },
       h("button", { type: "button", class: "primary", text: "Run", onclick: () => run(answer.sql, output) }),
@@ -197,7 +197,7 @@ async function draftRule(conversationId, box, allows) {
   };
   replace(box, h("h2", { text: `Drafted rule ${draft.file}` }),
     h("pre", { class: "plan", tabindex: "0", role: "region", "aria-label": "The drafted rule", text: draft.yaml }),
-    draft.warnings.length ? h("ul", { class: "warnings", "aria-label": "Warnings" }, draft.warnings.map((w) => h("li", { text: w }))) : null,
+    warningsList(draft.warnings),
     draft.valid ? null : h("div", { class: "error-box", role: "alert" },
       h("strong", { text: "This draft does not load as a rule, so it cannot be written:" }),
       h("ul", {}, draft.problems.map((p) => h("li", { text: p })))),
