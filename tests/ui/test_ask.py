@@ -140,6 +140,19 @@ def test_a_question_shows_its_sql_and_scan_before_running_then_runs_follows_up_a
     assert model.seen[-1].texts == ["errors of the api service"]
 
 
+def test_a_range_computed_from_now_is_shown_with_the_warning_that_it_prunes_nothing(page, asking, model):
+    """It was shown as "all time (the query names no time)"."""
+    sign_in(page, asking)
+    page.goto(asking.url + "/ui/ask")
+    model.say(sql_reply("SELECT count(*) AS n FROM logs WHERE timestamp >= now() - INTERVAL 1 HOUR LIMIT 10"))
+    ask(page, "records in the last hour")
+    turn = page.locator(".turn").last
+    assert re.fullmatch(
+        r".+ → now local \(relative to now\(\): the range moves with each run\)", turn.locator("dd").nth(1).inner_text()
+    )
+    assert "computed from now(), which prunes no lake files" in turn.locator(".warnings").inner_text()
+
+
 def test_the_ask_page_is_accessible_in_both_themes_and_fits_a_phone(page, asking, model):
     sign_in(page, asking)
     page.goto(asking.url + "/ui/ask")
