@@ -216,6 +216,8 @@ class _Session(ABC):
             raise click.ClickException("there is no answer to draft a rule from yet")
         draft = self._draft()
         click.echo(printable(draft["yaml"], multiline=True))
+        for warning in draft.get("warnings", []):  # a server from before warnings sends none
+            click.echo(printable(f"warning: {warning}"), err=True)
         if draft["problems"]:
             raise click.ClickException("the drafted rule does not load: " + "; ".join(draft["problems"]))
         if yes or click.confirm(f"Write it ({draft['file']}) to {self.rules_folder}?", default=False):
@@ -361,12 +363,14 @@ def _show(answer: dict[str, Any], as_json: bool) -> None:
         click.echo(printable(answer["sql"], multiline=True))
         click.echo()
     click.echo(printable(answer.get("explanation") or "", multiline=True))
+    if answer.get("changes"):  # as the web UI says it: what ran is not what the model wrote
+        click.echo(printable(f"\nloglake changed the model's SQL: {'; '.join(answer['changes'])}"))
     if answer.get("estimate"):
         from loglake.ask.estimate import human_bytes
 
         e = answer["estimate"]
         span = answer["time_range"]
-        click.echo(f"\ntime range: {_range_text(span['since'], span['until'])}")
+        click.echo(f"\ntime range: {_range_text(span)}")
         click.echo(
             f"reads {', '.join(answer['tables'])}: {e['files']:,} of {e['total_files']:,} lake files, "
             f"{human_bytes(e['bytes'])} of {human_bytes(e['total_bytes'])}"
@@ -383,8 +387,10 @@ def _show(answer: dict[str, Any], as_json: bool) -> None:
 COMMANDS = [ask]
 
 
-def _range_text(since: str | None, until: str | None) -> str:
-    """The query's time range as its predicates name it."""
+def _range_text(span: dict[str, Any]) -> str:
+    """The query's time range as its predicates name it (computed from now(): as of this answer)."""
+    since, until = span["since"], span["until"]
     if since is None and until is None:
         return "all time (the query names no time)"
-    return f"{since or 'the first record'} to {until or 'now'}"
+    relative = " (relative to now(): the range moves with each run)" if span.get("relative_to_now") else ""
+    return f"{since or 'the first record'} to {until or 'now'}{relative}"

@@ -16,12 +16,15 @@ from loglake.cli_rules_folder import (
     find_rule_in,
     load_rules_from,
     print_problems,
+    print_warnings,
     require_rules_folder,
     rules_dir_option,
     rules_settings,
 )
 from loglake.cli_rules_run import RUN_COMMANDS
 from loglake.rules.summary import iso_seconds as _iso
+from loglake.rules.summary import timing_text
+from loglake.times import format_duration
 
 
 @click.group(cls=SafeErrors, context_settings=CONTEXT)
@@ -45,19 +48,27 @@ def rules_init(rules_dir: Path | None, data_dir: Path | None) -> None:
 
 
 @rules.command("validate")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
 @rules_dir_option
 @data_dir_option
-def rules_validate(rules_dir: Path | None, data_dir: Path | None) -> None:
+def rules_validate(path: Path | None, rules_dir: Path | None, data_dir: Path | None) -> None:
     """Load every rule file (YAML, fields, options, Sigma conversion, SQL sandbox and columns) and the
-    folder's alerting.yml; exit 1 on any problem, each named with its file and field."""
+    folder's alerting.yml (PATH: a rule file or folder; default the rules folder); exit 1 on any problem,
+    each named with its file and field. Warnings (a rule that loads but is likely not what was meant) are
+    printed too, and do not fail."""
     from loglake.alerts.routing import routing_problems
 
-    folder = require_rules_folder(rules_settings(data_dir, rules_dir))
+    folder = path or require_rules_folder(rules_settings(data_dir, rules_dir))
     found = load_rules_from(folder)
-    problems = [*found.problems, *routing_problems(folder)]
+    problems = [*found.problems, *(routing_problems(folder) if folder.is_dir() else [])]
     print_problems(problems)
+    warned = print_warnings(found.rules)
     files = len({p.file for p in problems})
-    click.echo(f"{len(found.rules)} rule(s) valid, {files} file(s) with problems in {printable(folder)}", err=True)
+    with_warnings = f" ({warned} with warnings)" if warned else ""
+    click.echo(
+        f"{len(found.rules)} rule(s) valid{with_warnings}, {files} file(s) with problems in {printable(folder)}",
+        err=True,
+    )
     if problems:
         raise SystemExit(1)
 
@@ -100,6 +111,7 @@ def rules_list(as_json: bool, rules_dir: Path | None, data_dir: Path | None) -> 
         headers = ("ID", "LEVEL", "KIND", "SCHEDULE", "ENABLED", "LAST RUN", "MATCHES", "ERRORS", "TITLE")
         print_columns(headers, rows)
     print_problems([*found.problems, *routing_problems(settings.rules_path)])
+    print_warnings(found.rules)
 
 
 @rules.command("show")
@@ -123,8 +135,8 @@ def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path | None) -> N
         ("status", rule.status),
         ("tags", ", ".join(rule.tags)),
         ("enabled", "yes" if rule.enabled else "no"),
-        ("schedule", f"{rule.schedule}, each run over the last {rule.lookback_ms / 1000:g} s"),
-        ("delay", f"{rule.delay_ms / 1000:g} s"),
+        ("schedule", timing_text(rule)),
+        ("delay", format_duration(rule.delay_ms)),
         ("threshold", _threshold(rule)),
         ("dedup", f"{options.dedup.key or '(rule id and group values)'} per {options.dedup.window}"),
         ("alert title", options.alert_title or rule.title),
@@ -133,6 +145,7 @@ def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path | None) -> N
         ("auto-resolve", f"after {options.resolve_after} clear" if options.resolve_after else ""),
         ("suppress", "; ".join(f"{s.where} until {s.until or 'further notice'}" for s in options.suppress)),
         ("tests", str(len(rule.tests))),
+        ("warnings", "; ".join(f"{w.field}: {w.message}" for w in rule.warnings)),
     ]
     for name, value in lines:
         if value:

@@ -47,6 +47,14 @@ def print_problems(problems: list[Any]) -> None:
         click.echo(printable(str(problem)), err=True)
 
 
+def print_warnings(rules: list[Any]) -> int:
+    """Each rule's warnings, on stderr; how many rules have any."""
+    for rule in rules:
+        for warning in rule.warnings:
+            click.echo(printable(f"warning: {warning}"), err=True)
+    return sum(bool(rule.warnings) for rule in rules)
+
+
 def require_rules_folder(settings: Settings) -> Path:
     """The rules folder of these settings; refused when it is not there, rather than each rule reported missing
     from it. The folder is read on this machine, from where the command runs: the message says where it looked,

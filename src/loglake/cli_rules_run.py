@@ -22,6 +22,7 @@ from loglake.cli_rules_folder import (
 )
 from loglake.rules.backtest_limits import EXAMPLES, MAX_EXAMPLES
 from loglake.rules.summary import iso_seconds as _iso
+from loglake.times import format_duration
 
 
 @click.command("run")
@@ -199,7 +200,7 @@ def rules_backtest(
         return
     click.echo(
         f"{printable(rule.title)} ({rule.id}) from {_iso(since_ms)} to {_iso(until_ms)}: {report.windows:,} windows"
-        f" ({rule.schedule}, each over {rule.lookback_ms / 1000:g} s), {report.alerts:,} alert(s)"
+        f" ({rule.schedule}, each over {format_duration(rule.lookback_ms)}), {report.alerts:,} alert(s)"
     )
     rows = [(d.day, f"{d.windows:,}", f"{d.matches:,}", f"{d.alerts:,}", f"{d.suppressed:,}") for d in report.days]
     print_columns(("DAY", "WINDOWS", "MATCHES", "ALERTS", "SUPPRESSED"), rows)

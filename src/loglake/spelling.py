@@ -16,13 +16,32 @@ def similarity(a: str, b: str) -> float:
     """1 less the edit distance over the longer length (Lucene's LevenshteinDistance.getDistance)."""
     if not a or not b:
         return float(a == b)
+    return 1 - edit_distance(a, b) / max(len(a), len(b))
+
+
+def edit_distance(a: str, b: str) -> int:
+    """The Levenshtein distance: the fewest insertions, deletions and substitutions making `a` into `b`."""
     previous = list(range(len(b) + 1))
     for i, char in enumerate(a, 1):
         current = [i]
         for j, other in enumerate(b, 1):
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != other)))
         previous = current
-    return 1 - previous[-1] / max(len(a), len(b))
+    return previous[-1]
+
+
+def typo_of(name: str, candidates: Iterable[str]) -> list[str]:
+    """The candidates `name` is likely a typo of, the nearest first: within Elasticsearch's AUTO fuzziness of
+    the shorter of the two (no edit for 1-2 characters, one for 3-5, two beyond), so that a short name
+    (`pid`) is not taken for a typo of a shorter one (`id`)."""
+    found = []
+    for known in candidates:
+        shorter = min(len(name), len(known))
+        allowed = 0 if shorter <= 2 else 1 if shorter <= 5 else 2
+        distance = edit_distance(name, known)
+        if 0 < distance <= allowed:
+            found.append((distance, known))
+    return [known for _, known in sorted(found)]
 
 
 def unknown_parameter(name: str, known: Sequence[str]) -> str:

@@ -109,6 +109,17 @@ def parse_duration(text: str) -> int:
     return round(sum(Fraction(n) * DURATION_UNITS_MS[unit] for n, unit in re.findall(_DURATION_PART, text)))
 
 
+def format_duration(ms: int) -> str:
+    """A duration for people, in the units that say it exactly: 365 d, 1 h 30 min, 45 s, 250 ms."""
+    parts = []
+    rest = ms
+    for unit, size in (("d", DAY_MS), ("h", 3_600_000), ("min", 60_000), ("s", 1000), ("ms", 1)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count} {unit}")
+    return " ".join(parts) or "0 s"
+
+
 def _iso_problem(text: str, reason: str) -> str:
     """What is wrong with an ISO-8601 text: a value out of range (month 13, 25 o'clock), a space
     where a URL's `+` of an offset was decoded, digits alone (epoch ms quoted as a string), or else the form."""

@@ -98,3 +98,18 @@ def test_an_amplify_collection_with_failed_windows_is_logged_at_level_warning(ru
         ("warning", False),
         ("info", True),
     ]
+
+
+async def test_a_rule_warning_is_shown_by_healthz_and_get_rules_and_the_rule_still_runs(rules_app: LoglakeApp) -> None:
+    folder = Path(rules_app.settings.rules_dir)
+    rule = write_rule(folder, "casts.yml", CASTS.replace("schedule: 1m", "schedule: 1m\nlookback: 365d"))
+    scheduler = rules_app.runtime.rules
+    scheduler.reload()
+    said = f"{rule}: lookback: 365 d is 525,600 times the schedule (every 1 min): each run reads it all again"
+    async with asgi_client(rules_app, key_for(rules_app, "read")) as reader:
+        health = (await reader.get("/healthz")).json()["rules"]
+        [listed] = (await reader.get("/rules")).json()["rules"]
+    assert health["rules"] == 1 and health["problems"] == []
+    assert [w.split(";")[0] for w in health["warnings"]] == [said]
+    assert [w.split(";")[0] for w in listed["warnings"]] == [said]
+    assert listed["timing"] == "every 1 min, each run over the last 365 d"

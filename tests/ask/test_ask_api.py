@@ -14,6 +14,7 @@ import pytest
 from loglake.api.app import LoglakeApp
 from loglake.ask.errors import BudgetExhausted
 from loglake.ask.providers import Message, most_tokens
+from loglake.ask.rule_draft import NO_THRESHOLD
 from loglake.ask.service import Question
 from loglake.ask.store import ASK_DB
 from loglake.config import Settings
@@ -80,7 +81,7 @@ async def test_a_question_becomes_checked_sql_with_its_estimate_and_nothing_runs
     assert body["tables"] == ["logs"] and body["attempts"] == 1 and not body["cached"]
     assert body["estimate"]["files"] == DAYS and body["estimate"]["bytes"] > 0
     # It names no time; the records it reads span the lake's three days, none left in the hot store.
-    assert body["time_range"] == {"since": None, "until": None}
+    assert body["time_range"] == {"since": None, "until": None, "relative_to_now": False}
     assert body["estimate"]["data_since"].startswith("2026-11-01T00:0")
     assert body["estimate"]["data_until"].startswith("2026-11-03T23:5")
     assert body["estimate"]["hot_records"] == 0
@@ -148,7 +149,11 @@ async def test_a_question_s_time_range_is_added_when_the_sql_has_none(
     assert body["estimate"]["time_filtered"] and not any(w.startswith("no time filter") for w in body["warnings"])
     assert body["estimate"]["files"] == 2
     # The question's range, not the span of the records the two files hold.
-    assert body["time_range"] == {"since": "2026-11-02T23:00:00.000Z", "until": "2026-11-03T23:00:00.000Z"}
+    assert body["time_range"] == {
+        "since": "2026-11-02T23:00:00.000Z",
+        "until": "2026-11-03T23:00:00.000Z",
+        "relative_to_now": False,
+    }
     assert body["estimate"]["data_since"] < body["time_range"]["since"]
     assert body["changes"][1] == "the time range of 'yesterday' added (the SQL filtered on no time)"
 
@@ -444,6 +449,8 @@ async def test_an_answer_becomes_a_rule_written_only_when_confirmed(
     assert draft["valid"] and draft["problems"] == [] and draft["written"] is None
     assert "schedule: 5m" in draft["yaml"] and "group_by:\n- service" in draft["yaml"]
     assert "2026-" not in draft["yaml"] and "LIMIT" not in draft["yaml"]  # the answer's own range and cap are out
+    assert "title: Errors by service\n" in draft["yaml"]  # not "... today": the rule reads each window
+    assert draft["warnings"] == [NO_THRESHOLD]  # every service with an error would raise an alert
     assert not ask_settings.rules_path.exists()
     assert (await reader.post(path, json={"confirm": True})).status_code == 403  # writing needs admin
     async with asgi_client(ask_app, key_for(ask_app, "admin", "boss")) as admin:

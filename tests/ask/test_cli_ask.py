@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from loglake.ask.rule_draft import NO_THRESHOLD
 from loglake.ask.store import ASK_DB
 from loglake.rules.loader import load_rules
 from loglake.store.sqlite import SQLiteHotStore
@@ -40,6 +42,9 @@ def test_ask_prints_the_sql_its_estimate_and_runs_it_when_told(data_dir: Path, m
     assert "SELECT\n  service,\n  COUNT(*) AS records" in shown.stdout
     assert "Counts the records of each service." in shown.stdout and "reads logs: 0 of 0 lake files" in shown.stdout
     assert "time range: all time (the query names no time)" in shown.stdout
+    # the model's SQL had no LIMIT: said as the web UI says it
+    assert "loglake changed the model's SQL: LIMIT " in shown.stdout
+    assert " added (the most rows an answer returns)" in shown.stdout
     assert "and 600 records not yet in the lake (the hot store; not in the bytes)" in shown.stdout
     assert "warning: no time filter" in shown.stderr and "conversation: " in shown.stderr
     # The records are all in the hot store: the prompt's sample services come from its service index.
@@ -49,6 +54,24 @@ def test_ask_prints_the_sql_its_estimate_and_runs_it_when_told(data_dir: Path, m
     answer_text, table = ran.stdout.split("\n}\n", 1)
     assert json.loads(answer_text + "}")["sql"].startswith("SELECT")
     assert "payments" in table and "records" in table
+
+
+def test_a_range_computed_from_now_is_shown_as_such(data_dir: Path, model_server: ModelServer) -> None:
+    """It was shown as "all time (the query names no time)"."""
+    last_hour = "SELECT count(*) AS n FROM logs WHERE timestamp >= now() - INTERVAL 1 HOUR LIMIT 10"
+    model_server.say(sql_reply(last_hour))
+    before = datetime.now(UTC) - timedelta(hours=1)
+    shown = run_cli("ask", "--data-dir", str(data_dir), "errors in the last hour")
+    after = datetime.now(UTC) - timedelta(hours=1)
+    assert shown.exit_code == 0, shown.output
+    [line] = [line for line in shown.stdout.splitlines() if line.startswith("time range: ")]
+    since, rest = line.removeprefix("time range: ").split(" to ", 1)
+    assert before - timedelta(seconds=1) <= datetime.fromisoformat(since) <= after
+    assert rest == "now (relative to now(): the range moves with each run)"
+    assert "warning: the query compares timestamp with a time computed from now(), which prunes no lake files" in (
+        shown.stderr
+    )
+    assert "loglake changed" not in shown.stdout  # it had its LIMIT
 
 
 def test_a_follow_up_by_conversation_id_and_the_flags_override_the_environment(
@@ -85,6 +108,7 @@ def test_as_rule_writes_only_when_confirmed(data_dir: Path, model_server: ModelS
     model_server.say(sql_reply(COUNT), sql_reply(COUNT))
     declined = run_cli("ask", "--data-dir", str(data_dir), "--as-rule", "records per service", input="n\n")
     assert declined.exit_code == 0 and "group_by:\n- service" in declined.stdout
+    assert f"warning: {NO_THRESHOLD}" in declined.stderr  # a count per service, every service alerting
     assert not (data_dir / "rules").exists()
     accepted = run_cli("ask", "--data-dir", str(data_dir), "--as-rule", "records per service!", input="y\n")
     assert accepted.exit_code == 0 and "written: " in accepted.stdout

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from loglake.ask.estimate import NO_TIME_FILTER, Estimator, conditions_of
+from loglake.ask.estimate import NO_TIME_FILTER, NOW_PRUNES_NOTHING, Estimator, conditions_of
 from loglake.ask.footers import Footers
 from loglake.lake.lake import Lake
 from loglake.lake.objectstore import LocalObjectStore
 from loglake.lake.query import QueryEngine
 from loglake.lake.sql_guard import QueryError
 from loglake.store.sqlite import SQLiteHotStore
+from loglake.times import format_datetime
 from tests.ask.lakes import build_lake, fill
 from tests.lake.test_bulk import batch
 
@@ -81,6 +83,19 @@ def test_a_time_filter_shrinks_the_estimate_and_drops_the_warning(estimator: Est
     assert NO_TIME_FILTER.format(tables="logs") in everything.warnings
     assert not one_hour.warnings and one_hour.time_filtered
     assert everything.total_files == one_hour.total_files == 3
+
+
+def test_a_range_computed_from_now_prunes_nothing_and_says_so(estimator: Estimator, engine: QueryEngine) -> None:
+    """DuckDB pushes `timestamp >= now() - ...` into no scan: every file is read, where the literal reads none
+    of these days (the lake's are in November 2026; now is later)."""
+    now_ms = int(time.time() * 1000)
+    relative = "SELECT count(*) FROM logs WHERE timestamp >= now() - INTERVAL 1 HOUR"
+    found = estimator.estimate(relative, now_ms)
+    literal = f"timestamp >= '{format_datetime(now_ms - 3_600_000)}'"
+    assert found.warnings == [NOW_PRUNES_NOTHING.format(tables="logs", literal=literal)]
+    assert found.time_range() == {"since": format_datetime(now_ms - 3_600_000), "until": None, "relative_to_now": True}
+    assert found.files == found.total_files == 3
+    assert real_bytes(engine, relative) > 10 * real_bytes(engine, f"SELECT count(*) FROM logs WHERE {literal}")
 
 
 def test_a_very_large_scan_is_warned_about(lake: tuple[SQLiteHotStore, Lake]) -> None:
@@ -164,7 +179,11 @@ def test_records_only_in_the_hot_store_are_time_filtered_by_the_sql(tmp_path: Pa
         assert found.files == 0 and found.time_filtered and found.warnings == []
         # What it reads is the hot store's records of that day, and the range is the SQL's, not the data's.
         assert found.hot_records == 100 and found.data_since_ms is None
-        assert found.time_range() == {"since": "2026-11-01T00:00:00.000Z", "until": "2026-11-02T00:00:00.000Z"}
+        assert found.time_range() == {
+            "since": "2026-11-01T00:00:00.000Z",
+            "until": "2026-11-02T00:00:00.000Z",
+            "relative_to_now": False,
+        }
     finally:
         lake.close()
         store.close()

@@ -36,6 +36,33 @@ def test_the_range_its_time_predicates_name(where: str, since: str | None, until
 
 def test_a_bound_that_is_no_literal_bounds_with_no_range_known() -> None:
     assert time_bounds_of("SELECT 1 FROM logs WHERE timestamp > now() - INTERVAL 1 HOUR", "duckdb") == TimeBounds(True)
+    months = "SELECT 1 FROM logs WHERE timestamp > now() - INTERVAL 1 MONTH"  # of no fixed length
+    assert time_bounds_of(months, "duckdb", ms("2026-12-05 07:00:00")) == TimeBounds(True)
+
+
+NOW = "2026-12-05 07:00:00"
+
+
+@pytest.mark.parametrize(
+    ("where", "since", "until", "on_timestamp"),
+    [
+        ("timestamp >= now() - INTERVAL 1 HOUR", "2026-12-05 06:00:00", None, True),
+        ("timestamp >= current_timestamp - INTERVAL '90 minutes'", "2026-12-05 05:30:00", None, True),
+        (
+            "timestamp BETWEEN now() - INTERVAL 2 DAY AND now() - INTERVAL 1 DAY",
+            "2026-12-03 07:00:00",
+            "2026-12-04 07:00:00.001",
+            True,
+        ),
+        ("date >= current_date - 1", "2026-12-04", None, False),  # a day: DuckDB prunes files by it
+        ("date = CAST(now() AS DATE)", "2026-12-05", "2026-12-06", False),
+    ],
+)
+def test_the_range_of_predicates_on_now_as_of_when_asked(
+    where: str, since: str, until: str | None, on_timestamp: bool
+) -> None:
+    expected = TimeBounds(True, ms(since), until and ms(until), relative=True, now_on_timestamp=on_timestamp)
+    assert time_bounds_of(f"SELECT count(*) FROM logs WHERE {where}", "duckdb", ms(NOW)) == expected
 
 
 @pytest.mark.parametrize(

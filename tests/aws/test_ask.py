@@ -112,7 +112,11 @@ def test_a_question_is_athena_sql_with_its_estimate_from_the_partitions_and_its_
     estimate = answer["estimate"]
     assert estimate["files"] == len(kept) and estimate["bytes"] == sum(p.stat().st_size for p in kept)
     assert estimate["total_files"] is None  # the whole lake is not listed for scale on AWS
-    assert answer["time_range"] == {"since": "2026-11-02T00:00:00.000Z", "until": "2026-11-04T00:00:00.000Z"}
+    assert answer["time_range"] == {
+        "since": "2026-11-02T00:00:00.000Z",
+        "until": "2026-11-04T00:00:00.000Z",
+        "relative_to_now": False,
+    }
     assert estimate["price"]["billed_bytes"] == 10_000_000 and estimate["price"]["usd"] == 0.00005  # the minimum
     assert "aws.amazon.com/athena/pricing" in estimate["price"]["basis"] and answer["warnings"] == []
     assert athena.sql_sent == []  # nothing ran
@@ -179,7 +183,7 @@ def test_a_question_s_time_range_becomes_date_partitions_and_shrinks_the_estimat
     assert yesterday["estimate"]["time_filtered"] and by_time["estimate"]["time_filtered"]
     assert not everything["estimate"]["time_filtered"]
     # The range the SQL names, apart from the days of the objects Athena would read (and no hot store there).
-    assert by_time["time_range"] == {"since": "2026-11-03T00:00:00.000Z", "until": None}
+    assert by_time["time_range"] == {"since": "2026-11-03T00:00:00.000Z", "until": None, "relative_to_now": False}
     assert (
         by_time["estimate"]["data_since"] == "2026-11-01T00:00:00.000Z" and by_time["estimate"]["hot_records"] is None
     )

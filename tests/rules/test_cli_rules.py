@@ -105,8 +105,9 @@ def test_validate_reports_every_problem_of_a_file_in_one_pass(tmp_path: Path, ca
     expected = [
         f"{rule}: loglake: unknown field bogus_opt",
         f"{rule}: loglake.schedule: '5 minutes' has 2 fields; cron takes five",
-        f"{rule}: detection.sel.message|foo: Unknown modifier 'foo'",
-        f"{rule}: detection.sel.message|re: Regular expression '([' is invalid: missing ]: [\n",
+        f"{rule}: detection.sel.message|foo: unknown modifier |foo: loglake takes |all, |base64,",
+        f"{rule}: detection.sel.message|re: Regular expression '([' is invalid: missing ]: [; loglake's regexes are"
+        " RE2, which has no lookaround (such as (?=x) or (?!x)) and no backreferences (\\1)\n",
         f"{rule}: detection.condition: Detection 'missing' not defined in detections",
         f"{alerting}: routes[0].match.level: expected `array`, got `str`",
         f"{alerting}: routes[0].match.level: 'highest' is not one of informational, low, medium, high, critical",
@@ -149,6 +150,62 @@ def test_show(folder: Path) -> None:
     no_folder = rules("show", "aaaaaaaa", "--rules-dir", str(folder / "nowhere"))
     assert no_folder.exit_code == 1
     assert f"no rules folder at {folder / 'nowhere'}. It is the rules folder given by --rules-dir" in no_folder.stderr
+
+
+YEAR_EVERY_MINUTE = """
+title: Everything, a year of it each minute
+id: aaaaaaaa-bbbb-4ccc-8ddd-000000000001
+level: low
+logsource: {product: loglake, service: app_logs}
+detection: {sel: {message|contains: ''}, condition: sel}
+loglake: {schedule: 1m, lookback: 365d, delay: 90s}
+"""
+
+
+def test_durations_are_in_human_units_and_a_costly_rule_is_warned_of(folder: Path) -> None:
+    """The trial's rule: validated without a word, and shown as `each run over the last 3.1536e+07 s`."""
+    path = write_rule(folder, "scan.yml", YEAR_EVERY_MINUTE)
+    shown = rules("show", "scan", "--rules-dir", str(folder))
+    assert "schedule:     every 1 min, each run over the last 365 d\n" in shown.stdout
+    assert "delay:        1 min 30 s\n" in shown.stdout
+    assert "warnings:     detection.sel.message|contains: '' matches any message" in shown.stdout
+    validated = rules("validate", "--rules-dir", str(folder))
+    assert validated.exit_code == 0  # warned of, not refused
+    warnings = [line for line in validated.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings == [
+        f"warning: {path}: detection.sel.message|contains: '' matches any message: this selection matches every"
+        " record that has it; give the text to look for",
+        f"warning: {path}: loglake.lookback: 365 d is 525,600 times the schedule (every 1 min): each run reads it"
+        " all again; a lookback near the schedule reads each record about once",
+    ]
+    assert "2 rule(s) valid (1 with warnings), 0 file(s) with problems" in validated.stderr
+    listed = rules("list", "--rules-dir", str(folder))
+    assert [line for line in listed.stderr.splitlines() if line.startswith("warning: ")] == warnings
+    assert " every 1 min " in listed.stdout and " every 5 min " in listed.stdout
+    as_json = [json.loads(line) for line in rules("list", "--json", "--rules-dir", str(folder)).stdout.splitlines()]
+    scan = next(r for r in as_json if r["title"].startswith("Everything"))
+    assert scan["timing"] == "every 1 min, each run over the last 365 d"
+    assert scan["warnings"] == [w.removeprefix("warning: ") for w in warnings]
+
+
+def test_validate_takes_a_file_or_a_folder(folder: Path, tmp_path: Path) -> None:
+    elsewhere = write_rule(tmp_path / "elsewhere", "bad.yml", BAD)
+    of_file = rules("validate", str(elsewhere))
+    assert of_file.exit_code == 1 and f"{elsewhere}: detection.sel.user" in of_file.stderr
+    assert "0 rule(s) valid, 1 file(s) with problems" in of_file.stderr
+    of_folder = rules("validate", str(folder))
+    assert of_folder.exit_code == 0 and f"1 rule(s) valid, 0 file(s) with problems in {folder}" in of_folder.stderr
+
+
+def test_two_files_with_one_id_are_both_named_and_neither_is_valid(folder: Path) -> None:
+    original = folder / "critical.yml"
+    copy = write_rule(folder, "copy.yml", original.read_text().replace("Critical records", "A copy"))
+    result = rules("validate", "--rules-dir", str(folder))
+    assert result.exit_code == 1
+    said = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee is the id of {} too; give each rule its own"
+    assert f"{original}: id: {said.format(copy)}" in result.stderr
+    assert f"{copy}: id: {said.format(original)}" in result.stderr
+    assert "0 rule(s) valid, 2 file(s) with problems" in result.stderr
 
 
 def test_the_start_of_several_ids_names_them(folder: Path) -> None:

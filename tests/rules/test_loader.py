@@ -44,14 +44,23 @@ BAD = {
     "unknown-modifier.yml": (
         sigma("{sel: {message|contians: x}, condition: sel}"),
         "detection.sel.message|contians",
-        "Unknown modifier",
+        "unknown modifier |contians: did you mean |contains? loglake takes |all, |base64, |base64offset, |cased,",
     ),
     "unsupported-modifier.yml": (
         sigma("{sel: {message|expand: '%x%'}, condition: sel}"),
         "detection.sel.message|expand",
         "not supported",
     ),
-    "bad-regex.yml": (sigma("{sel: {message|re: 'a(?=b)'}, condition: sel}"), "detection.sel.message|re", "invalid"),
+    "bad-regex.yml": (
+        sigma("{sel: {message|re: 'a(?=b)'}, condition: sel}"),
+        "detection.sel.message|re",
+        "invalid perl operator: (?=; loglake's regexes are RE2, which has no lookaround",
+    ),
+    "no-id.yml": (
+        sigma().replace("id: 44444444-5555-4666-8777-888888888881\n", ""),
+        "id",
+        "missing: a rule's id is a UUID such as 5f4c8e12-7a8b-4c2d-9e0f-1a2b3c4d5e6f (`uuidgen` makes one)",
+    ),
     "unknown-sigma-field.yml": (
         sigma("{sel: {user: bob}, condition: sel}").replace(
             "product: loglake, service: app_logs", "product: aws, service: amplify"
@@ -160,7 +169,9 @@ def loaded(tmp_path_factory: pytest.TempPathFactory):
         write_rule(folder / "bad", name, text)
     write_rule(folder, "alerting.yml", "destinations: {}\n")  # the routing, not a rule
     write_rule(folder, "notes.txt", "not a rule file")
-    write_rule(folder / "more", "dup.yaml", GOOD.replace("title: good", "title: the same id"))
+    twin = GOOD.replace("33333333-4444-4555-8666-777777777777", "33333333-4444-4555-8666-888888888888")
+    write_rule(folder / "more", "dup.yaml", twin.replace("title: good", "title: the same id"))
+    write_rule(folder / "more", "dup2.yml", twin.replace("title: good", "title: the same id again"))
     return folder, load_rules(folder)
 
 
@@ -187,15 +198,87 @@ def test_a_v1_aggregation_is_one_problem_in_loglakes_words(tmp_path: Path, timef
     ]
 
 
-def test_a_second_rule_with_an_id_is_a_problem(loaded) -> None:
+@pytest.mark.parametrize(
+    ("typo", "column"),
+    [
+        ("sevrity", "severity"),
+        ("servce", "service"),
+        ("mesage", "message"),
+        ("log_typ", "log_type"),
+        ("timestmp", "timestamp"),
+    ],
+)
+def test_a_field_a_typo_away_from_a_column_is_refused(tmp_path: Path, typo: str, column: str) -> None:
+    """Read as an attribute, it would never match: a silent never-firing rule."""
+    problems = problems_of(tmp_path, sigma(f"{{sel: {{{typo}: x}}, condition: sel}}"))
+    assert [(p.field, p.message) for p in problems] == [
+        (
+            f"detection.sel.{typo}",
+            f"'{typo}' is no column, so it would be read as the attribute '{typo}': did you mean the column"
+            f" {column}? (to mean the attribute, write attributes.{typo})",
+        )
+    ]
+
+
+@pytest.mark.parametrize("field", ["attributes.sevrity", "pid", "host", "source"])
+def test_an_attribute_meant_loads(tmp_path: Path, field: str) -> None:
+    """Written `attributes.`, or no typo of a column (`pid` is not taken for a typo of `id`)."""
+    rule = load_one(tmp_path, sigma(f"{{sel: {{{field}: x}}, condition: sel}}"))
+    assert "json_extract_string" in rule.plan.sql
+
+
+@pytest.mark.parametrize(
+    ("timing", "warned"),
+    [
+        ("{schedule: 1h, lookback: 24h}", False),  # 24 runs
+        ("{schedule: 1h, lookback: 25h}", True),
+        ("{schedule: 1m, lookback: 1d}", False),  # not beyond a day
+        ("{schedule: 1m, lookback: 2d}", True),
+        ("{schedule: '0 9 * * *', lookback: 30d}", True),  # a cron's runs a day apart
+    ],
+)
+def test_a_lookback_far_beyond_the_schedule_is_warned_of(tmp_path: Path, timing: str, warned: bool) -> None:
+    rule = load_one(tmp_path, sigma(extra=f"loglake: {timing}"))
+    assert [w.field for w in rule.warnings] == (["loglake.lookback"] if warned else [])
+
+
+@pytest.mark.parametrize(
+    ("item", "warned"),
+    [
+        ("message|contains: ''", True),
+        ("message|startswith: '*'", True),
+        ("message: '*'", False),
+        ("message: ''", False),
+    ],
+)
+def test_a_selection_that_matches_every_record_is_warned_of(tmp_path: Path, item: str, warned: bool) -> None:
+    """A bare `*` says the field is there (SigmaHQ's filters), and an empty value matches an empty text."""
+    rule = load_one(tmp_path, sigma(f"{{sel: {{{item}}}, condition: sel}}"))
+    assert [w.field for w in rule.warnings] == ([f"detection.sel.{item.split(':')[0]}"] if warned else [])
+
+
+def test_an_unknown_modifier_lists_those_loglake_takes(tmp_path: Path) -> None:
+    [problem] = problems_of(tmp_path, sigma("{sel: {message|contians: x}, condition: sel}"))
+    taken = problem.message.split("loglake takes ")[1].split(", ")
+    assert "|contains" in taken and "|re" in taken and "|cidr" in taken
+    assert "|expand" not in taken and "|contians" not in taken
+
+
+def test_two_rules_with_one_id_are_both_problems(loaded) -> None:
+    """Neither is run: which one was meant is not for loglake to guess."""
     folder, found = loaded
-    [problem] = [p for p in found.problems if p.file == str(folder / "more" / "dup.yaml")]
-    assert problem.field == "id" and str(folder / "good.yml") in problem.message
+    one, other = folder / "more" / "dup.yaml", folder / "more" / "dup2.yml"
+    assert [(p.field, p.message) for p in found.problems if p.file == str(one)] == [
+        ("id", f"33333333-4444-4555-8666-888888888888 is the id of {other} too; give each rule its own")
+    ]
+    assert [(p.field, p.message) for p in found.problems if p.file == str(other)] == [
+        ("id", f"33333333-4444-4555-8666-888888888888 is the id of {one} too; give each rule its own")
+    ]
 
 
 def test_only_yaml_rule_files_are_read(loaded) -> None:
     _, found = loaded
-    assert {Path(p.file).name for p in found.problems} == set(BAD) | {"dup.yaml"}
+    assert {Path(p.file).name for p in found.problems} == set(BAD) | {"dup.yaml", "dup2.yml"}
 
 
 def test_every_problem_of_a_file_at_once(tmp_path: Path) -> None:

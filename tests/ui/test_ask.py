@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
+from loglake.ask.rule_draft import NO_THRESHOLD
 from loglake.rules.loader import load_rules
 from tests.ask.model_server import STALL, Failure, ModelServer, Spent, running_model_server, sql_reply
 from tests.ui.conftest import Loglake, no_horizontal_scroll, screenshot, serving, sign_in
@@ -111,6 +112,7 @@ def test_a_question_shows_its_sql_and_scan_before_running_then_runs_follows_up_a
     drafted = page.get_by_label("The drafted rule")
     drafted.wait_for()
     assert "service = 'api'" in drafted.inner_text() and "LIMIT" not in drafted.inner_text()
+    assert page.locator(".rule-output .warnings").inner_text() == NO_THRESHOLD  # count(*) alone: a row each run
     rules_dir = asking.server.data_dir / "rules"
     assert not rules_dir.exists()  # only a draft so far
     page.keyboard.press("Escape")  # discards the draft, as its button does
@@ -136,6 +138,19 @@ def test_a_question_shows_its_sql_and_scan_before_running_then_runs_follows_up_a
     model.say(sql_reply(ONLY_API))
     ask(page, "errors of the api service")
     assert model.seen[-1].texts == ["errors of the api service"]
+
+
+def test_a_range_computed_from_now_is_shown_with_the_warning_that_it_prunes_nothing(page, asking, model):
+    """It was shown as "all time (the query names no time)"."""
+    sign_in(page, asking)
+    page.goto(asking.url + "/ui/ask")
+    model.say(sql_reply("SELECT count(*) AS n FROM logs WHERE timestamp >= now() - INTERVAL 1 HOUR LIMIT 10"))
+    ask(page, "records in the last hour")
+    turn = page.locator(".turn").last
+    assert re.fullmatch(
+        r".+ → now local \(relative to now\(\): the range moves with each run\)", turn.locator("dd").nth(1).inner_text()
+    )
+    assert "computed from now(), which prunes no lake files" in turn.locator(".warnings").inner_text()
 
 
 def test_the_ask_page_is_accessible_in_both_themes_and_fits_a_phone(page, asking, model):

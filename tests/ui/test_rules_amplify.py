@@ -18,6 +18,8 @@ def test_a_rules_page_runs_its_tests_and_a_backtest(page, loglake):
     page.get_by_role("link", name="Critical record").click()
     page.wait_for_url("**/ui/rules/4d2db06a-8553-43fd-86ab-1c8def4e486d")
     page.get_by_text("SQL of a run").wait_for()
+    # in human units, as the CLI says it (it was "1m, each run over the last 60 s")
+    assert page.locator("dd", has_text="each run over").inner_text() == "every 1 min, each run over the last 1 min"
     page.get_by_role("button", name="Run its 3 tests").click()
     page.get_by_text("Tests: 3 passed, 0 failed").wait_for()
     page.get_by_role("button", name="Backtest").click()

@@ -366,7 +366,7 @@ OPENAPI_PATHS = {
                 required=False,
             ),
             "responses": {
-                "200": _answer("file, yaml, valid, problems, written (the path, once written)"),
+                "200": _answer("file, yaml, valid, problems, warnings, written (the path, once written)"),
                 "404": error_response("No such conversation of this key"),
                 "409": error_response("The draft does not load, or its file exists already"),
                 "501": _MODEL_ERRORS["501"],

@@ -22,7 +22,7 @@ from datetime import date, datetime
 from typing import Any
 
 from loglake.ask.footers import Footers, RowGroup
-from loglake.ask.time_bounds import time_bounds_of
+from loglake.ask.time_bounds import TimeBounds, time_bounds_of
 from loglake.lake.layout import partitions_of
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import LocalObjectStore
@@ -38,6 +38,11 @@ VERY_LARGE_SCAN_BYTES = 1024**3
 HOT_TABLE = "logs"  # the table whose records wait in the hot store before the lake (lake/query.py)
 NO_TIME_FILTER = (
     "no time filter: the query reads every day of {tables}; add a range on timestamp (or date) to read less"
+)
+NOW_PRUNES_NOTHING = (
+    "the query compares timestamp with a time computed from now(), which prunes no lake files: every file of"
+    " {tables} is opened to test it; a literal time (such as {literal}) or a range on date reads only the days"
+    " in range"
 )
 VERY_LARGE = "a very large scan: {size} of the lake would be read; narrow the time range or the columns"
 
@@ -56,6 +61,7 @@ class Estimate:
     time_filtered: bool = False  # every read of a lake table filters on its time (time_bounds.py)
     range_since_ms: int | None = None  # the range its time predicates name (None: open on that side)
     range_until_ms: int | None = None
+    range_relative: bool = False  # the range is computed from now() (time_bounds.py): as of when it was asked
     hot_records: int | None = None  # records not yet in the lake it reads too, not in `bytes` (None: none read)
     pruned: bool = True  # False: the plan showed no pruning (an S3 lake): every file counted whole
     price: dict[str, Any] | None = None  # what the scan costs where it is billed by bytes (Athena)
@@ -80,7 +86,20 @@ class Estimate:
 
     def time_range(self) -> dict[str, str | None]:
         """The range the query's time predicates name, whatever data there is."""
-        return {"since": _formatted(self.range_since_ms), "until": _formatted(self.range_until_ms)}
+        return {
+            "since": _formatted(self.range_since_ms),
+            "until": _formatted(self.range_until_ms),
+            "relative_to_now": self.range_relative,
+        }
+
+
+def _range_literal(bounds: TimeBounds) -> str:
+    """The query's range as a literal condition on timestamp, as now() makes it now."""
+    if bounds.since_ms is not None:
+        return f"timestamp >= '{format_datetime(bounds.since_ms)}'"
+    if bounds.until_ms is not None:
+        return f"timestamp < '{format_datetime(bounds.until_ms)}'"
+    return "timestamp >= '2026-01-01T00:00:00Z'"  # no bound reads as a time: the form is the point
 
 
 def _formatted(ms: int | None) -> str | None:
@@ -103,8 +122,8 @@ class Estimator:
         self.footers = footers
         self.very_large_bytes = very_large_bytes
 
-    def estimate(self, sql: str) -> Estimate:
-        """The estimate of a user's query (QueryError if the sandbox refuses it)."""
+    def estimate(self, sql: str, now_ms: int | None = None) -> Estimate:
+        """The estimate of a user's query (QueryError if the sandbox refuses it), its now() read as `now_ms`."""
         read = tables_of(check_select(sql, self.engine.table_names))
         plan, files = self.engine.plan(sql)
         found = Estimate([t.name for t in read])
@@ -119,9 +138,14 @@ class Estimator:
                 table = _table_of(scan, read)
                 if table is not None:
                     self._add(found, scan, table, files[table.name])
-        bounds = time_bounds_of(sql, "duckdb")
+        bounds = time_bounds_of(sql, "duckdb", now_ms)
         found.time_filtered = bounds.bounded
         found.range_since_ms, found.range_until_ms = bounds.since_ms, bounds.until_ms
+        found.range_relative = bounds.relative
+        if bounds.now_on_timestamp and found.pruned:
+            found.warnings.append(
+                NOW_PRUNES_NOTHING.format(tables=", ".join(found.tables), literal=_range_literal(bounds))
+            )
         if any(t.name == HOT_TABLE for t in read):
             found.hot_records = _hot_records(self.engine.store, bounds.since_ms, bounds.until_ms)
         if read and not found.time_filtered:

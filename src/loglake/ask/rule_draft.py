@@ -12,6 +12,7 @@ has none (aws/packaging.py), so on AWS a draft is returned unvalidated and says 
 
 from __future__ import annotations
 
+import re
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -42,10 +43,17 @@ class RuleDraft:
     text: str  # the YAML as it would be written
     problems: list[str]  # the loader's; empty: the rule loads
     validated: bool = True  # False: not loaded (no rules loader here); `problems` is then empty
+    warnings: tuple[str, ...] = ()  # what the draft likely needs before it is a useful rule
 
     def to_dict(self) -> dict[str, Any]:
         valid = not self.problems if self.validated else None
-        return {"file": self.file_name, "yaml": self.text, "valid": valid, "problems": self.problems}
+        return {
+            "file": self.file_name,
+            "yaml": self.text,
+            "valid": valid,
+            "problems": self.problems,
+            "warnings": list(self.warnings),
+        }
 
 
 def draft_rule(
@@ -74,9 +82,10 @@ def draft_rule(
     document["query"] = tree.sql(dialect="duckdb", pretty=True) + "\n"
     text = yaml.dump(document, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=110)
     file_name = f"ask-{rule_id[:8]}.yml"
+    warnings = (NO_THRESHOLD,) if _aggregates_without_having(tree) else ()
     if not validate:
-        return RuleDraft(file_name, text, [], validated=False)
-    return RuleDraft(file_name, text, _problems(text, file_name))
+        return RuleDraft(file_name, text, [], validated=False, warnings=warnings)
+    return RuleDraft(file_name, text, _problems(text, file_name), warnings=warnings)
 
 
 def write_rule(draft: RuleDraft, rules_dir: Path) -> Path:
@@ -136,9 +145,37 @@ def _on_time(condition: exp.Expression) -> bool:
     return isinstance(condition, comparisons) and any(c.name in TIME_COLUMNS for c in condition.find_all(exp.Column))
 
 
+def _aggregates_without_having(tree: exp.Expression) -> bool:
+    """Whether the query aggregates and keeps every row it makes: each group's (or, without GROUP BY, its one
+    total) is then a match, and the rule's threshold of one row raises an alert for each, at every run."""
+    if not isinstance(tree, exp.Select) or tree.args.get("having") is not None:
+        return False
+    return any(e.find(exp.AggFunc) is not None for e in tree.expressions)
+
+
 def _title(question: str) -> str:
-    text = " ".join(question.split()).rstrip("?")
+    """The question as a rule's title, without the times it named relative to when it was asked ("today",
+    "in the last hour"): the rule reads each window, and such a title would be wrong from the next day."""
+    text = " ".join(_RELATIVE_TIME.sub(" ", question).split()).rstrip("?").rstrip()
     return (text[:1].upper() + text[1:])[:200] or "Drafted rule"
+
+
+_UNIT = r"(?:minutes?|mins?|hours?|days?|weeks?|months?|years?)"
+_RELATIVE_TIME = re.compile(
+    rf"""\b(?:
+        (?:(?:in|over|during|for|within|from)\s+)?(?:the\s+)?(?:last|past|previous)\s+(?:\d+\s+|few\s+)?{_UNIT}
+      | (?:since|until)\s+(?:yesterday|today|midnight|this\s+morning)
+      | (?:so\s+far\s+)?(?:today|yesterday|tonight)(?:\s+so\s+far)?
+      | this\s+(?:morning|afternoon|evening|hour|week|month|year)
+      | right\s+now | recently
+    )\b""",
+    re.IGNORECASE | re.VERBOSE,
+)
+NO_THRESHOLD = (
+    "the query aggregates with no HAVING, so each row it gives (each group's, or its one total, even a count of"
+    " 0) is a match and raises an alert at every run: keep only the rows that matter, such as"
+    " HAVING count(*) >= 10"
+)
 
 
 class _BlockDumper(yaml.SafeDumper):

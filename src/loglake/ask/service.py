@@ -61,8 +61,9 @@ class Source(Protocol):
 
     def prompt(self, now_ms: int, time_zone: str) -> Prompt: ...
 
-    def estimate(self, sql: str) -> Estimate:
-        """What `sql` would scan; QueryError when it cannot run there (the model is told why)."""
+    def estimate(self, sql: str, now_ms: int | None = None) -> Estimate:
+        """What `sql` would scan, its now() read as `now_ms`; QueryError when it cannot run there (the model is
+        told why)."""
         ...
 
 
@@ -89,8 +90,8 @@ class LakeSource:
     def prompt(self, now_ms: int, time_zone: str) -> Prompt:
         return self.prompts.build(now_ms, time_zone, self.max_rows)
 
-    def estimate(self, sql: str) -> Estimate:
-        return self.estimator.estimate(sql)
+    def estimate(self, sql: str, now_ms: int | None = None) -> Estimate:
+        return self.estimator.estimate(sql, now_ms)
 
 
 class Asker:
@@ -125,7 +126,7 @@ class Asker:
             made, estimate = self._answer(text, prompt.system, history, now_ms, question.time_zone, stop)
             self.store.cache(key, made)
         else:  # the data moved on since it was made: estimated afresh
-            estimate = self.source.estimate(made["sql"]) if made["sql"] is not None else None
+            estimate = self.source.estimate(made["sql"], now_ms) if made["sql"] is not None else None
         answer = {name: value for name, value in made.items() if name not in _KEPT_ONLY}
         answer["cached"] = cached
         answer.update(_scanned(estimate, made["sql_warnings"]))
@@ -136,7 +137,7 @@ class Asker:
         """A user's SQL in plain language, with what it would scan (the sandbox checks it first)."""
         sql = sql.strip().rstrip(";").strip()
         try:
-            scanned = _scanned(self.source.estimate(sql), [])
+            scanned = _scanned(self.source.estimate(sql, self._now_ms()), [])
         except QueryError as e:
             raise AskError(f"the SQL cannot run here: {e.message}") from None
         system = EXPLAIN_SYSTEM.format(dialect=DIALECTS[self.source.dialect])
@@ -177,7 +178,8 @@ class Asker:
                 sql = answer.sql
                 source = self.source
                 checked = check_sql(sql, source.table_names, source.max_rows, implied, source.dialect)
-                estimate = source.estimate(checked.sql)  # locally it binds it: an unknown column is refused here
+                # locally it binds it: an unknown column is refused here
+                estimate = source.estimate(checked.sql, now_ms)
             except (Refusal, QueryError) as e:
                 reason = e.message if isinstance(e, QueryError) else str(e)
                 retry = f"That answer was refused: {reason}. Answer the question again, following the rules."

@@ -131,7 +131,7 @@ class AthenaSource:
 
     # -- the estimate -----------------------------------------------------------------------------
 
-    def estimate(self, sql: str) -> Estimate:
+    def estimate(self, sql: str, now_ms: int | None = None) -> Estimate:
         check_select(sql, self.table_names)
         try:
             tree = sqlglot.parse_one(sql, read=DIALECT)
@@ -153,9 +153,10 @@ class AthenaSource:
         if days:
             found.data_since_ms = _ms(min(days))
             found.data_until_ms = _ms(max(days) + timedelta(days=1))
-        bounds = time_bounds(tree)
+        bounds = time_bounds(tree, now_ms)
         found.time_filtered = bounds.bounded
         found.range_since_ms, found.range_until_ms = bounds.since_ms, bounds.until_ms
+        found.range_relative = bounds.relative
         if not found.time_filtered:
             found.warnings.append(NO_TIME_FILTER.format(tables=", ".join(found.tables)))
         elif not all(any(c.column == DATE_KEY for c in conditions) for _, conditions in scans):

@@ -34,7 +34,13 @@ from loglake.rules.rule_parts import (
     _problems_at,
 )
 from loglake.rules.schedule import Interval, ScheduleError, parse_schedule
-from loglake.rules.sigma_rules import SigmaProblems, convert, detection_problems, primary_document
+from loglake.rules.sigma_rules import (
+    SigmaProblems,
+    convert,
+    detection_problems,
+    detection_warnings,
+    primary_document,
+)
 from loglake.rules.sources import BY_TABLE, quote_name
 from loglake.times import parse_duration
 
@@ -66,17 +72,23 @@ def load_rules(path: Path) -> RuleSet:
     if not path.exists():
         found.problems.append(Problem(str(path), "", "does not exist: create it, or `loglake rules init` it"))
         return found
+    loaded_rules = []
     for file in rule_files(path):
         loaded = load_file(file, binder())
         if isinstance(loaded, Rule):
-            twin = next((r for r in found.rules if r.id == loaded.id), None)
-            if twin is None:
-                found.rules.append(loaded)
-            else:
-                problem = f"{loaded.id} is the id of {twin.path} too; give each rule its own"
-                found.problems.append(Problem(str(file), "id", problem))
+            loaded_rules.append(loaded)
         else:
             found.problems.extend(loaded)
+    # Two files with one id: neither is the rule, since which one was meant (and whose alerts those are) is
+    # not for loglake to guess; each file is named with the others.
+    for rule in loaded_rules:
+        twins = [str(r.path) for r in loaded_rules if r.id == rule.id and r is not rule]
+        if twins:
+            found.problems.append(
+                Problem(str(rule.path), "id", f"{rule.id} is the id of {', '.join(twins)} too; give each rule its own")
+            )
+        else:
+            found.rules.append(rule)
     return found
 
 
@@ -139,7 +151,8 @@ def _sigma_rule(documents: list[dict[str, Any]], path: Path, binder: Binder) -> 
     except SigmaProblems as e:
         raise _Problems(e.problems) from None
     plan = _checked(converted.sql, converted.query, converted.reach_ms, converted.group_fields, binder, "detection")
-    return _build(meta, options, tests, plan, converted.kind, path, "loglake.")
+    warnings = tuple(detection_warnings(documents, primary))
+    return _build(meta, options, tests, plan, converted.kind, path, "loglake.", warnings=warnings)
 
 
 def _flat_parts(

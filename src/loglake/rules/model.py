@@ -42,13 +42,9 @@ Tag = Annotated[
 ]
 Level = Annotated[str, one_of(LEVELS)]
 Status = Annotated[str, one_of(STATUSES)]
-RuleId = Annotated[
-    str,
-    msgspec.Meta(
-        pattern=whole(UUID_PATTERN),
-        description="a UUID such as 5f4c8e12-7a8b-4c2d-9e0f-1a2b3c4d5e6f (`uuidgen` makes one)",
-    ),
-]
+RULE_ID_EXAMPLE = "5f4c8e12-7a8b-4c2d-9e0f-1a2b3c4d5e6f"
+RULE_ID_TEXT = f"a UUID such as {RULE_ID_EXAMPLE} (`uuidgen` makes one)"
+RuleId = Annotated[str, msgspec.Meta(pattern=whole(UUID_PATTERN), description=RULE_ID_TEXT)]
 Url = Annotated[str, msgspec.Meta(pattern=whole(r"https?://\S+"), description="an http(s) URL")]
 DestinationName = Annotated[
     str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"), description="a destination's name")
@@ -187,6 +183,8 @@ class Rule:
     delay_ms: int
     tests: tuple[RuleTest, ...]
     plan: Plan
+    # what loads but is likely not what was meant (a lookback far beyond the schedule): shown, never refused
+    warnings: tuple[Problem, ...] = ()
 
     @property
     def dedup_window_ms(self) -> int:

@@ -13,11 +13,13 @@ import msgspec
 
 from loglake.config_files import ROOT, problems_of, readable_part
 from loglake.lake.sql_guard import QueryError
-from loglake.rules.model import Options, Rule, RuleMeta, RuleTest
+from loglake.rules.model import RULE_ID_EXAMPLE, RULE_ID_TEXT, Options, Problem, Rule, RuleMeta, RuleTest
 from loglake.rules.plan import RESERVED_PREFIX, Binder, Plan, finish
 from loglake.rules.schedule import Interval, Schedule, ScheduleError, parse_schedule
 from loglake.rules.templates import RULE_VALUES, placeholders, template_syntax_problem
-from loglake.times import parse_duration
+from loglake.times import DAY_MS, format_duration, parse_duration
+
+LOOKBACK_WARNING_RATIO = 24  # runs a record is read by, beyond which (and a day) a lookback is warned of
 
 
 class _Problems(Exception):
@@ -42,7 +44,7 @@ def _common(
     """The rule's facts, options and tests (each None or empty if it has a problem), and every problem:
     options that read are checked on their own too (schedule, lookback, templates), whatever else is wrong,
     and the caller checks what the options must agree with (the query's columns) however the facts are."""
-    meta_problems = _problems_at(meta_doc, RuleMeta, "")
+    meta_problems = _meta_problems(meta_doc)
     meta = None if meta_problems else msgspec.convert(meta_doc, RuleMeta)
     option_problems = _problems_at(options_doc, Options, options_path)
     options = None if option_problems else msgspec.convert(options_doc, Options)
@@ -55,6 +57,17 @@ def _common(
     test_problems = _problems_at(tests_doc, list[RuleTest], "tests")
     tests = [] if test_problems else msgspec.convert(tests_doc, list[RuleTest])
     return meta, options, tests, meta_problems + option_problems + test_problems
+
+
+def _meta_problems(meta_doc: Any) -> list[tuple[str, str]]:
+    """The facts' problems; a missing id says what an id is (a bare "missing field id" leaves a first rule's
+    author guessing), and the other fields are checked as if it were there."""
+    if not isinstance(meta_doc, dict) or "id" in meta_doc:
+        return _problems_at(meta_doc, RuleMeta, "")
+    return [
+        ("id", f"missing: a rule's id is {RULE_ID_TEXT}"),
+        *_problems_at({**meta_doc, "id": RULE_ID_EXAMPLE}, RuleMeta, ""),
+    ]
 
 
 def _problems_at(value: Any, kind: Any, path: str) -> list[tuple[str, str]]:
@@ -84,10 +97,12 @@ def _build(
     path: Path,
     prefix: str,
     columns: tuple[str, ...] = (),
+    warnings: tuple[tuple[str, str], ...] = (),
 ) -> Rule:
     """The rule, once its options agree with its SQL (templates and suppressions name its groups).
     `columns`: a SQL rule's query's, which its alert_title may show too (a match's first row's values);
-    not its dedup key, which a number the query computes would make a new key at every run."""
+    not its dedup key, which a number the query computes would make a new key at every run. `warnings`:
+    the kind of rule's own, as (field, message), beside the timing's."""
     schedule, lookback_ms, problems = _timing(options, prefix)
     for where, template, shown in (
         ("alert_title", options.alert_title, (*plan.group_fields, *columns)),
@@ -110,6 +125,8 @@ def _build(
         problems.append((prefix + "group_by", f"names starting with {RESERVED_PREFIX} are loglake's"))
     if problems or schedule is None:
         raise _Problems(problems)
+    timing_warning = _lookback_warning(schedule, lookback_ms, prefix)
+    found = [*warnings, *([timing_warning] if timing_warning else [])]
     return Rule(
         id=meta.id.lower(),
         title=meta.title,
@@ -125,6 +142,21 @@ def _build(
         delay_ms=parse_duration(options.delay),
         tests=tuple(tests),
         plan=plan,
+        warnings=tuple(Problem(str(path), field, message) for field, message in found),
+    )
+
+
+def _lookback_warning(schedule: Schedule, lookback_ms: int, prefix: str) -> tuple[str, str] | None:
+    """A lookback of more than a day and LOOKBACK_WARNING_RATIO runs: each run reads it all again (a year every
+    minute reads the whole lake each minute), likely a lookback meant for another schedule."""
+    first = schedule.next_after(0)
+    period_ms = schedule.next_after(first) - first
+    if lookback_ms <= DAY_MS or lookback_ms <= LOOKBACK_WARNING_RATIO * period_ms:
+        return None
+    return (
+        prefix + "lookback",
+        f"{format_duration(lookback_ms)} is {lookback_ms // period_ms:,} times the schedule ({schedule}): each run"
+        f" reads it all again; a lookback near the schedule reads each record about once",
     )
 
 

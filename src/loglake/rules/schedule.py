@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from loglake.digits import is_ascii_digits
-from loglake.times import TimeFormatError, parse_duration
+from loglake.times import TimeFormatError, format_duration, parse_duration
 
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -42,7 +42,7 @@ class Interval:
         return (ms // self.ms + 1) * self.ms
 
     def __str__(self) -> str:
-        return f"every {self.ms // 1000:g} s" if self.ms < 60_000 else f"every {self.ms / 60_000:g} min"
+        return f"every {format_duration(self.ms)}"
 
 
 @dataclass(frozen=True)

@@ -360,6 +360,7 @@ class RuleScheduler:
             "folder": str(self.folder.path),
             "rules": len(self.folder.rules),
             "problems": [str(p) for p in self.folder.problems],
+            "warnings": [str(w) for r in self.folder.rules for w in r.warnings],
             "last_round": None if self.last_round_ms is None else format_datetime(self.last_round_ms),
             "error": self.last_error,
         }

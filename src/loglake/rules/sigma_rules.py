@@ -14,6 +14,7 @@ from typing import Any
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaRuleNotFoundError
+from sigma.modifiers import modifier_mapping
 from sigma.policy import SigmaPolicy
 from sigma.policy.regex_engine import RE2RegexEngine, RegexPattern
 from sigma.rule import SigmaDetectionItem, SigmaDetections, SigmaLogSource, SigmaRule
@@ -23,6 +24,7 @@ from loglake.rules.model import LOGLAKE_KEYS, SIGMA_KEYS, Options
 from loglake.rules.plan import rows_plan
 from loglake.rules.sigma_backend import TABLE_STATE, DuckDBBackend, loglake_pipeline
 from loglake.rules.sources import BY_TABLE, SOURCES, Source, UnknownField, quote_name
+from loglake.spelling import alike
 
 
 class QuietRE2(RE2RegexEngine):
@@ -38,13 +40,17 @@ class QuietRE2(RE2RegexEngine):
         except self._re2.error as e:
             message = e.args[0] if e.args else ""
             text = message.decode(errors="replace") if isinstance(message, bytes) else str(message)
-            raise self._re2.error(text) from None
+            raise self._re2.error(f"{text}; {RE2_LIMITS}") from None
 
 
+# what a regex from elsewhere (PCRE, Python) most often has that RE2, for its linear time, does not
+RE2_LIMITS = "loglake's regexes are RE2, which has no lookaround (such as (?=x) or (?!x)) and no backreferences (\\1)"
 _INLINE_FLAGS = {re.IGNORECASE: "i", re.MULTILINE: "m", re.DOTALL: "s"}
 POLICY = SigmaPolicy(regex_engine=QuietRE2())  # pySigma's default (SafePolicy), quiet
 _RULES_IN_THE_FILE = "a correlation's rules come after it in its file, as YAML documents (---) with a name"
 UNSUPPORTED_MODIFIERS = {"expand": "placeholders need values loglake does not have: write the values out"}
+TAKEN_MODIFIERS = sorted(set(modifier_mapping) - set(UNSUPPORTED_MODIFIERS))
+_PLAIN_STRING_MODIFIERS = {"contains", "startswith", "endswith", "cased", "all"}
 V1_AGGREGATION = "Sigma v1 aggregations are not supported: write a correlation rule"
 
 
@@ -145,6 +151,40 @@ def detection_problems(documents: list[dict[str, Any]], primary: int) -> list[tu
     return problems
 
 
+def detection_warnings(documents: list[dict[str, Any]], primary: int) -> list[tuple[str, str]]:
+    """Detection items that test nothing: a value that matches any text (`|contains: ''`), which makes
+    its selection match every record that has the field (a selection meant to narrow, likely left empty)."""
+    warnings = []
+    for i, document in enumerate(documents):
+        detection = document.get("detection")
+        if not isinstance(detection, dict):
+            continue
+        for name, selection in detection.items():
+            for item in selection if isinstance(selection, list) else [selection]:
+                if not isinstance(item, dict):
+                    continue
+                for key, value in item.items():
+                    field, *modifiers = str(key).split("|")
+                    values = value if isinstance(value, list) else [value]
+                    if any(_matches_any_text(v, modifiers) for v in values):
+                        warnings.append(
+                            (
+                                _where(i, primary, f"detection.{name}.{key}"),
+                                f"{value!r} matches any {field or 'text'}: this selection matches every record"
+                                " that has it; give the text to look for",
+                            )
+                        )
+    return warnings
+
+
+def _matches_any_text(value: Any, modifiers: list[str]) -> bool:
+    """Whether a string matches any text: nothing, or wildcards alone, with |contains, |startswith or |endswith
+    (a bare `*` is Sigma's way to say the field is there, as SigmaHQ's filters use it: not warned of)."""
+    if not isinstance(value, str) or value.strip("*") or not set(modifiers) <= _PLAIN_STRING_MODIFIERS:
+        return False
+    return bool(set(modifiers) & {"contains", "startswith", "endswith"})
+
+
 def _condition_problem(detection: dict[str, Any]) -> str | None:
     """What is wrong with the condition itself (its syntax, a selection it names that is not there), checked
     against stand-ins of the selections so that their own problems do not hide it. A v1 aggregation
@@ -170,16 +210,29 @@ def _condition_problem(detection: dict[str, Any]) -> str | None:
 def _item_problems(key: str, value: Any, source: Source | None) -> list[str]:
     field, *modifiers = key.split("|")
     found = [f"|{m} is not supported: {UNSUPPORTED_MODIFIERS[m]}" for m in modifiers if m in UNSUPPORTED_MODIFIERS]
-    try:
-        SigmaDetectionItem.from_mapping(key, value, policy=POLICY)
-    except SigmaError as e:
-        found.append(_sigma_message(e))
+    unknown = [_unknown_modifier(m) for m in modifiers if m not in modifier_mapping]
+    found += unknown
+    if not unknown:  # pySigma's own words on one would only repeat it, barer
+        try:
+            SigmaDetectionItem.from_mapping(key, value, policy=POLICY)
+        except SigmaError as e:
+            found.append(_sigma_message(e))
     if field and source is not None:
         try:
             source.field(field)
         except UnknownField as e:
             found.append(str(e))
+        else:
+            typo = source.column_typo(field)
+            if typo:
+                found.append(typo)
     return found
+
+
+def _unknown_modifier(modifier: str) -> str:
+    close = alike(modifier, TAKEN_MODIFIERS)
+    meant = f"did you mean |{' or |'.join(close)}? " if close else ""
+    return f"unknown modifier |{modifier}: {meant}loglake takes |{', |'.join(TAKEN_MODIFIERS)}"
 
 
 def convert(documents: list[dict[str, Any]], primary: int, options: Options) -> SigmaQuery:

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from loglake.amplify.parse import COLUMN_OF
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE, APP_LOGS_TABLE, LakeTable, partition_type
+from loglake.spelling import alike, typo_of
 
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -78,8 +79,27 @@ class Source:
                 "text",
                 (self.json_column, paths),
             )
-        known = ", ".join(sorted(set(self.columns) | set(self.aliases) | set(self.derived)))
-        raise UnknownField(f"{self.table.name} has no field {name!r} (fields: {known})")
+        close = alike(name, self.names)
+        meant = f"did you mean {' or '.join(close)}? " if close else ""
+        raise UnknownField(f"{self.table.name} has no field {name!r} ({meant}fields: {', '.join(self.names)})")
+
+    @property
+    def names(self) -> list[str]:
+        """The field names that are no JSON path: the columns, their other names and the derived values."""
+        return sorted(set(self.columns) | set(self.aliases) | set(self.derived))
+
+    def column_typo(self, name: str) -> str | None:
+        """Why a name read as an attribute is refused when it is a typo of a column's (`sevrity`), else None:
+        a rule on it would silently never match. `attributes.sevrity` is the attribute on purpose."""
+        if self.json_column is None or name.startswith(f"{self.json_column}.") or self.column_of(name):
+            return None
+        meant = typo_of(name, self.names)
+        if not meant:
+            return None
+        return (
+            f"{name!r} is no column, so it would be read as the attribute {name!r}: did you mean the column"
+            f" {' or '.join(meant)}? (to mean the attribute, write {self.json_column}.{name})"
+        )
 
     def describe(self) -> str:
         return " or ".join(", ".join(f"{k}: {v}" for k, v in logsource.items()) for logsource in self.logsources)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from loglake.times import format_duration
+
 if TYPE_CHECKING:  # the command line imports this module at start: it stays light
     from loglake.rules.model import Rule
     from loglake.rules.state import RuleSummary, RunRecord
@@ -12,6 +14,11 @@ if TYPE_CHECKING:  # the command line imports this module at start: it stays lig
 
 def iso_seconds(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+def timing_text(rule: Rule) -> str:
+    """When the rule runs and what each run reads, in human units: `every 1 min, each run over the last 365 d`."""
+    return f"{rule.schedule}, each run over the last {format_duration(rule.lookback_ms)}"
 
 
 def rule_facts(rule: Rule) -> dict[str, Any]:
@@ -25,9 +32,11 @@ def rule_facts(rule: Rule) -> dict[str, Any]:
         "schedule": rule.options.schedule,
         "lookback_seconds": rule.lookback_ms / 1000,
         "delay_seconds": rule.delay_ms / 1000,
+        "timing": timing_text(rule),
         "enabled": rule.enabled,
         "tags": list(rule.tags),
         "tests": len(rule.tests),
+        "warnings": [str(w) for w in rule.warnings],
     }
 
 

@@ -38,7 +38,7 @@ from loglake.rules.plan import finish, rows_plan
 from loglake.rules.run import Match, RuleRunError, run_rule
 from loglake.rules.sources import BY_TABLE
 from loglake.store.sqlite import SQLiteHotStore
-from loglake.times import DAY_MS, TimeFormatError, parse_duration, parse_iso8601
+from loglake.times import DAY_MS, TimeFormatError, format_duration, parse_duration, parse_iso8601
 
 FIRST_DAY_MS = parse_iso8601("2026-01-05T00:00:00Z")  # a Monday: tests of weekdays and hours read plainly
 MAX_REPEAT = 100_000
@@ -198,10 +198,10 @@ def _placed(rule: Rule, test: RuleTest, number: int, since_ms: int) -> dict[str,
         except TimeFormatError as e:
             raise BadEvent(f"{name}.at: {e}") from None
         if not -rule.plan.reach_ms <= at < rule.lookback_ms:
-            before = f", or up to {rule.plan.reach_ms // 1000:,} s before it" if rule.plan.reach_ms else ""
+            before = f", or up to {format_duration(rule.plan.reach_ms)} before it" if rule.plan.reach_ms else ""
             raise BadEvent(
                 f"{name}.at: {event.get('at')} is outside what a run reads: the window's"
-                f" {rule.lookback_ms // 1000:,} s{before}"
+                f" {format_duration(rule.lookback_ms)}{before}"
             )
         table = str(fields.pop("table", tables[0]))
         if table not in tables:

@@ -7,7 +7,7 @@
 // conversation (its id and turns) is kept in this tab, so follow-ups continue it and it survives leaving
 // the page; "New conversation" starts afresh.
 import { api, errorBox, url } from "./api.js";
-import { copyButton, counted, formatBytes, formatTime, h, link, replace } from "./dom.js";
+import { copyButton, counted, formatBytes, formatTime, h, link, replace, warningsList } from "./dom.js";
 import { highlighted, resultView } from "./sql.js";
 
 const KEPT = "loglake-ask"; // sessionStorage: { key, id, turns: [{ question, answer }] }
@@ -133,7 +133,7 @@ function turnView({ question, answer }, ruleFrom, allows) {
   return h("li", { class: "turn" }, body,
     h("pre", { class: "sql-code" }, h("code", {}, highlighted(answer.sql))),
     scanFacts(answer),
-    answer.warnings.length ? h("ul", { class: "warnings", "aria-label": "Warnings" }, answer.warnings.map((w) => h("li", { text: w }))) : null,
+    warningsList(answer.warnings),
     answer.changes.length ? h("div", { class: "muted small" }, h("span", { text: "loglake changed the model's SQL: " }), answer.changes.join("; ")) : null,
     h("div", { class: "toolbar" },
       h("button", { type: "button", class: "primary", text: "Run", onclick: () => run(answer.sql, output) }),
@@ -149,7 +149,8 @@ function scanFacts(answer) {
   const span = answer.time_range || {};
   const when = (iso, open) => iso ? formatTime(Date.parse(iso)) : open;
   // The range the query's time predicates name; the lake data it would read is the estimate's own span.
-  const range = span.since || span.until ? `${when(span.since, "the first record")} → ${when(span.until, "now")} local` : "all time (the query names no time)";
+  const relative = span.relative_to_now ? " (relative to now(): the range moves with each run)" : "";
+  const range = span.since || span.until ? `${when(span.since, "the first record")} → ${when(span.until, "now")} local${relative}` : "all time (the query names no time)";
   const lake = e && e.total_files !== null
     ? `${counted(e.files, "lake file")} of ${e.total_files.toLocaleString()}, ${formatBytes(e.bytes)} of ${formatBytes(e.total_bytes)}`
     : e ? `${counted(e.files, "lake file")}, ${formatBytes(e.bytes)}` : "";
@@ -196,6 +197,7 @@ async function draftRule(conversationId, box, allows) {
   };
   replace(box, h("h2", { text: `Drafted rule ${draft.file}` }),
     h("pre", { class: "plan", tabindex: "0", role: "region", "aria-label": "The drafted rule", text: draft.yaml }),
+    warningsList(draft.warnings),
     draft.valid ? null : h("div", { class: "error-box", role: "alert" },
       h("strong", { text: "This draft does not load as a rule, so it cannot be written:" }),
       h("ul", {}, draft.problems.map((p) => h("li", { text: p })))),

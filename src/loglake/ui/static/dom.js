@@ -54,6 +54,11 @@ export function formatBytes(n) {
   return `${i ? n.toFixed(1) : n} ${units[i]}`;
 }
 
+// Warnings (what is allowed but likely not meant) as a list, or nothing when there are none.
+export function warningsList(warnings) {
+  return warnings.length ? h("ul", { class: "warnings", "aria-label": "Warnings" }, warnings.map((w) => h("li", { text: w }))) : null;
+}
+
 // A link inside the UI: the router takes the click, so the page is not reloaded.
 export function link(href, ...children) {
   return h("a", { href, "data-route": "" }, ...children);

@@ -2,7 +2,7 @@
 // with its source, the SQL of a run, its recent runs, its tests run on demand and a backtest per day.
 import { api, errorBox } from "./api.js";
 import { stackedBars } from "./chart.js";
-import { counted, formatTime, h, link, replace } from "./dom.js";
+import { counted, formatTime, h, link, replace, warningsList } from "./dom.js";
 
 export function render(main, context) {
   if (context.item) drawRule(main, context.item);
@@ -18,6 +18,7 @@ async function drawList(main) {
     const { folder, rules, problems } = await api("/rules");
     replace(main, h("h1", { text: "Rules" }), h("p", { class: "muted", text: `From ${folder}` }),
       problems.map((p) => h("p", { class: "error-box", text: p })),
+      warningsList(rules.flatMap((rule) => rule.warnings)),
       rules.length ? h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
         h("thead", {}, h("tr", {}, ["Level", "Rule", "Schedule", "Enabled", "Last run", "Matches", "Errors in a row"].map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", {}, rules.map((rule) => h("tr", {},
@@ -46,8 +47,9 @@ async function drawRule(main, id) {
     replace(main, h("p", {}, link("/ui/rules", "← Rules")),
       h("h1", {}, h("span", { class: `level l-${rule.level}`, text: rule.level }), " ", rule.title),
       rule.description ? h("p", { text: rule.description }) : null,
+      warningsList(rule.warnings),
       h("dl", { class: "facts" },
-        [["Kind", rule.kind], ["Schedule", `${rule.schedule}, each run over the last ${rule.lookback_seconds} s`],
+        [["Kind", rule.kind], ["Schedule", rule.timing],
           ["Enabled", rule.enabled ? "yes" : "no"], ["File", rule.file], ["Windows evaluated until", when(rule.window_end)],
           ["Errors in a row", String(rule.failures)]].map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
       h("div", { class: "toolbar" },
