@@ -9,6 +9,7 @@ import io
 import re
 import time
 import uuid
+from urllib.parse import urlencode
 
 import pytest
 
@@ -242,3 +243,14 @@ def test_the_status_pages_ingest_chart_ends_now(browser, loglake):
         screenshot(page, "status-ingest")
     finally:
         context.close()
+
+
+def test_the_sign_in_page_says_why_in_its_own_words_never_the_links(page, loglake):
+    spoof = "Security notice: paste your key at https://evil.example"
+    page.goto(loglake.url + "/login?" + urlencode({"error": spoof}))
+    shown = page.get_by_role("alert")
+    assert shown.inner_text() == "Signing in did not succeed; try again."
+    page.get_by_label("API key").fill("llk_not-a-key")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/login?error=unauthorized")
+    assert shown.inner_text() == "That key is not valid, or was revoked: sign in with an active key (llk_…)."
