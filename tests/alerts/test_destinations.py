@@ -402,9 +402,39 @@ def test_acknowledge_and_resolve_through_the_alert_store_reach_pagerduty_and_cha
         ("(acknowledged)", "*By*\nalice: on it"),
         ("(resolved)", "*By*\nbob"),
     ]
-    # The second alert's acknowledgement was routed after its resolution: "By" would have named the resolver.
+    # The second alert's acknowledgement was routed after its resolution: it still names who acknowledged it.
     assert by[second["id"]] == [
         (second["title"].rsplit(" ", 1)[-1], None),
-        ("(acknowledged)", None),
+        ("(acknowledged)", "*By*\ncarol"),
         ("(resolved)", "*By*\ndave"),
     ]
+
+
+def test_an_acknowledgement_resolved_before_it_is_routed_is_delivered_as_it_was_made(
+    make_delivery, alerts_db, receiver, clock
+):
+    delivery = make_delivery(
+        f"""
+        destinations:
+          hook: {{type: webhook, url: "{receiver.url}/hook"}}
+          chat: {{type: slack, url: "{receiver.url}/slack"}}
+        routes: [{{to: [hook, chat]}}]
+        """
+    )
+    alert = insert_alert(alerts_db)
+    settle(delivery)
+    change_status(alerts_db, alert["id"], "acknowledged", "oncall", "looking", clock.ms)
+    change_status(alerts_db, alert["id"], "resolved", "oncall", None, clock.ms + 300)  # before delivery routes
+    settle(delivery)
+    hooks = [r for r in receiver.requests if r.path == "/hook"]
+    described = [
+        (r.headers["x-loglake-event"], r.json()["alert"]["status"], r.json()["alert"]["status_note"]) for r in hooks
+    ]
+    assert described == [
+        ("trigger", "open", None),
+        ("acknowledge", "acknowledged", "looking"),
+        ("resolve", "resolved", None),
+    ]
+    acknowledged = [r.json() for r in receiver.requests if r.path == "/slack"][1]
+    assert {"type": "mrkdwn", "text": "*Status*\nacknowledged"} in acknowledged["blocks"][1]["fields"]
+    assert {"type": "mrkdwn", "text": "*By*\noncall: looking"} in acknowledged["blocks"][1]["fields"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loglake.alerts.db import open_alerts_db
+from loglake.alerts.db import EVENT_STATUS_COLUMNS, open_alerts_db
 from loglake.sqlitedb import Schema, migrate_schema, write_transaction
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ _READY = (
     "d.state = 'pending' AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.destination = d.destination"
     " AND e.dedup_key = d.dedup_key AND e.event_seq < d.event_seq AND e.state IN ('pending', 'sending'))"
 )
+_EVENT_STATUS = ", ".join(f"e.{column}" for column in EVENT_STATUS_COLUMNS)
 _ALERT_JSON = ("tags", "group_values", "evidence", "destinations")
 
 
@@ -145,18 +146,21 @@ class Outbox:
             cursor = _cursor(conn)
             # LEFT JOIN: an event whose alert is gone (deleted since) is passed over, not waited for.
             events = conn.execute(
-                "SELECT e.seq, e.kind, e.at_ms, a.* FROM alert_events e LEFT JOIN alerts a ON a.id = e.alert_id"
-                " WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
+                f"SELECT e.seq, e.kind, e.at_ms, e.status IS NOT NULL, {_EVENT_STATUS}, a.* FROM alert_events e"
+                " LEFT JOIN alerts a ON a.id = e.alert_id WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
                 (cursor, batch),
             )
             names = [d[0] for d in events.description]
             rows = events.fetchall()
+            status_end = 4 + len(EVENT_STATUS_COLUMNS)
             for values in rows:
-                seq, kind, at_ms = values[:3]
-                alert = dict(zip(names[3:], values[3:], strict=True))
+                seq, kind, at_ms, kept_status = values[:4]
+                alert = dict(zip(names[status_end:], values[status_end:], strict=True))
                 if alert["id"] is None:
                     continue
                 alert = _decoded(alert)
+                if kept_status:  # the status as the event made it, not as a later change left it
+                    alert.update(zip(EVENT_STATUS_COLUMNS, values[4:status_end], strict=True))
                 targets = routing.targets(alert, kind)
                 if not targets:
                     continue

@@ -103,8 +103,8 @@ class Notice:
             facts.append(("Group", ", ".join(f"{k}={v}" for k, v in alert["group_values"].items())))
         if alert["tags"]:
             facts.append(("Tags", ", ".join(alert["tags"])))
-        # Who changed the status, if this event is that change: routed late, an acknowledgement finds
-        # the alert already resolved, and the resolver's name is not the acknowledger's.
+        # Who changed the status, if this event is that change (an event keeps the status it made; one
+        # written before events kept it is routed with the alert's later status, and names nobody).
         if alert.get("status_by") and _STATUS_OF_EVENT.get(self.kind) == alert["status"]:
             note = f": {alert['status_note']}" if alert.get("status_note") else ""
             facts.append(("By", f"{alert['status_by']}{note}"))
