@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from loglake.alerts.db import ALERTS_DB
 from loglake.alerts.destinations.base import DeliveryFailed, DestinationConfig, Notice, SendContext
-from loglake.alerts.outbox import ROUTE_BATCH, Claimed, Outbox, Sent
+from loglake.alerts.outbox import ROUTE_BATCH, Claimed, DeadLetters, DeliveryRow, Outbox, RetryRefused, Sent
 from loglake.alerts.redact import Redactor
 from loglake.alerts.routing import Routing, RoutingFile
 from loglake.alerts.secrets import SecretError, Secrets, scrub
@@ -174,6 +174,21 @@ class AlertDelivery:
         if "outbox" not in self.__dict__ and not (self.data_dir / ALERTS_DB).exists():
             return {}
         return self.outbox.waiting_by_destination()
+
+    def dead(self) -> dict[str, DeadLetters]:
+        """Dead-lettered deliveries per destination, from the database (so they outlive a restart)."""
+        if "outbox" not in self.__dict__ and not (self.data_dir / ALERTS_DB).exists():
+            return {}
+        return self.outbox.dead_by_destination()
+
+    def retry(self, delivery_id: str) -> DeliveryRow:
+        """Send a dead-lettered delivery again through this worker, its attempts reset (Outbox.retry)."""
+        routing = self.routing_file.current()
+        if routing is None:
+            raise RetryRefused("alerting.yml has problems and no good version was read; fix it first")
+        row = self.outbox.retry(delivery_id, routing.destinations, self._now_ms())
+        self.wake()
+        return row
 
     def idle(self) -> bool:
         """No attempt under way (tests wait for this between rounds)."""

@@ -18,6 +18,7 @@ import json
 import sqlite3
 import threading
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,6 +104,20 @@ class DeliveryRow:
     updated_ms: int
     last_error: str | None
     last_status: int | None
+
+
+@dataclass(frozen=True)
+class DeadLetters:
+    count: int
+    newest_ms: int  # when the last of them was dead-lettered
+
+
+class NoSuchDelivery(LookupError):
+    pass
+
+
+class RetryRefused(ValueError):
+    """A delivery that cannot be retried; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -277,6 +292,39 @@ class Outbox:
             )
         return state
 
+    def retry(self, delivery_id: str, destinations: Collection[str], now_ms: int) -> DeliveryRow:
+        """Make a dead-lettered delivery due now with its attempts reset (its idempotency key unchanged),
+        for the worker to send like any other; `destinations` are the ones alerting.yml defines. The row
+        as it now is, or NoSuchDelivery, or RetryRefused saying why (it is not dead: a second retry of the
+        same delivery is refused, so it goes once)."""
+        with self._lock, write_transaction(self._conn) as conn:
+            found = conn.execute(f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+            if found is None:
+                raise NoSuchDelivery(f"no delivery with id {delivery_id!r}")
+            row = DeliveryRow(*found)
+            if row.state != "dead":
+                raise RetryRefused(f"delivery {row.id} is {row.state}, not dead; only a dead delivery is retried")
+            if row.destination not in destinations:
+                raise RetryRefused(not_configured(row.destination))
+            # A later event of the same key already delivered: sending this one now would undo it (a
+            # PagerDuty trigger after its resolve reopens the incident).
+            later = conn.execute(
+                "SELECT kind FROM deliveries WHERE destination = ? AND dedup_key = ? AND event_seq > ?"
+                " AND state = 'sent' ORDER BY event_seq DESC LIMIT 1",
+                (row.destination, row.dedup_key, row.event_seq),
+            ).fetchone()
+            if later is not None:
+                raise RetryRefused(
+                    f"a later {later[0]} of the same alert was already delivered to {row.destination!r};"
+                    f" sending this {row.kind} after it would deliver them out of order"
+                )
+            conn.execute(
+                "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_ms = ?, updated_ms = ?"
+                " WHERE id = ?",
+                (now_ms, now_ms, row.id),
+            )
+            return DeliveryRow(*conn.execute(f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?", (row.id,)).fetchone())
+
     def next_due_ms(self) -> int | None:
         """When the next delivery that may go (no earlier one of its key waits) is due."""
         with self._lock:
@@ -302,6 +350,15 @@ class Outbox:
                     " GROUP BY destination"
                 ).fetchall()
             )
+
+    def dead_by_destination(self) -> dict[str, DeadLetters]:
+        """Dead-lettered deliveries still kept, per destination: how many, and when the newest died."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT destination, count(*), max(updated_ms) FROM deliveries WHERE state = 'dead'"
+                " GROUP BY destination"
+            ).fetchall()
+        return {name: DeadLetters(count, newest_ms) for name, count, newest_ms in rows}
 
     def page(
         self,
