@@ -295,3 +295,21 @@ def test_a_dead_delivery_is_retried_from_the_alerts_page(page, loglake):
     finally:
         alerting.unlink(missing_ok=True)
         receiver.close()
+
+
+def test_a_long_alert_title_takes_one_line_of_the_list_cut_with_an_ellipsis(page, loglake):
+    title = "Bad thing: " + "a very long message " * 12  # 251 characters, within the cap
+    conn = open_alerts_db(loglake.server.data_dir)
+    try:
+        insert_alert(conn, title=title, level="low")
+    finally:
+        conn.close()
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/alerts?level=low")
+    cell = page.locator("td", has=page.get_by_role("link", name="Bad thing:"))
+    cell.wait_for()
+    line = page.evaluate("parseFloat(getComputedStyle(document.body).lineHeight) || 24")
+    height = cell.locator("a").bounding_box()["height"]
+    assert height < 2 * line  # one line, not the several a whole title would wrap to
+    assert cell.evaluate("(td) => td.scrollWidth > td.clientWidth")  # cut: the rest is behind the ellipsis
+    assert cell.get_attribute("title") == title

@@ -34,11 +34,12 @@ from typing import Any
 
 import msgspec
 
-from loglake.alerts.db import append_event
+from loglake.alerts.db import MAX_TITLE_CHARS, append_event
 from loglake.alerts.store import change_status
 from loglake.ids import format_uuid, uuid7_bytes
 from loglake.rules.model import Rule
 from loglake.rules.run import Match, RunResult
+from loglake.shorten import shortened
 from loglake.times import parse_duration
 
 FAILING_LEVEL = "high"
@@ -111,7 +112,7 @@ def rule_failing(
             conn,
             rule,
             status="open",
-            title=f"Rule failing: {rule.title}",
+            title=shortened(f"Rule failing: {rule.title}", MAX_TITLE_CHARS),
             level=FAILING_LEVEL,
             tags=[FAILING_TAG],
             dedup_key=failing_key(rule.id),

@@ -21,6 +21,9 @@ from loglake.sqlitedb import migrate, use_wal
 
 ALERTS_DB = "alerts.db"
 ALERT_STATUSES = ("open", "acknowledged", "resolved", "suppressed")
+# An alert's title is cut to this (with an ellipsis) where it is made: a rule's `alert_title` may show a
+# whole record's message, and a title is a list's line, a mail's subject, a webhook's field.
+MAX_TITLE_CHARS = 256
 # What happened to an alert; each is one row of `alert_events`, in commit order (`seq`).
 EVENT_KINDS = ("trigger", "update", "acknowledge", "resolve")
 

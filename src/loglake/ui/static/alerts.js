@@ -45,7 +45,7 @@ function drawList(main, { params, navigate }) {
         h("tbody", {}, answer.alerts.map((alert) => h("tr", {},
           h("td", {}, h("span", { class: `level l-${alert.level}`, text: alert.level })),
           h("td", { text: alert.status }),
-          h("td", {}, link(`/ui/alerts/${encodeURIComponent(alert.id)}`, alert.title)),
+          h("td", { class: "alert-title", title: alert.title }, link(`/ui/alerts/${encodeURIComponent(alert.id)}`, alert.title)),
           h("td", {}, h("button", { type: "button", class: "link", text: alert.rule_title, title: "Only this rule's alerts", onclick: () => go({ rule: alert.rule_id }) })),
           h("td", { class: "num", text: alert.match_count }),
           h("td", { text: formatTime(Date.parse(alert.last_seen)) })))))),
