@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from loglake import __version__
 from loglake.alerts.store import change_status
 from tests.alerts.conftest import settle, states
 from tests.alerts.receivers import Answer, Receiver, change_alert, insert_alert
@@ -69,6 +70,33 @@ def test_webhook_without_a_secret_is_sent_unsigned_and_gets_every_event(make_del
     settle(delivery)
     assert [r.json()["event"] for r in receiver.requests] == ["trigger", "update", "acknowledge", "resolve"]
     assert "x-loglake-signature" not in receiver.requests[0].headers
+
+
+def test_every_http_destination_says_it_is_loglake_and_evidence_attributes_are_an_object(
+    make_delivery, alerts_db, receiver, monkeypatch
+):
+    """A receiver may allow-list by User-Agent (a trial found Slack and PagerDuty sent httpx's), and the
+    lake's attributes (JSON text in its rows) reach a webhook as the object GET /logs/{id} answers."""
+    monkeypatch.setenv("PD_KEY", "k")
+    delivery = make_delivery(
+        f"""
+        destinations:
+          hook: {{type: webhook, url: "{receiver.url}/hook"}}
+          chat: {{type: slack, url: "{receiver.url}/slack"}}
+          teams: {{type: teams, url: "{receiver.url}/teams"}}
+          oncall: {{type: pagerduty, routing_key: {{env: PD_KEY}}, url: "{receiver.url}/pd"}}
+        routes: [{{to: [hook, chat, teams, oncall]}}]
+        """
+    )
+    record = {"service": "auth", "message": "login failed", "attributes": '{"ip":"198.51.100.50","tries":3}'}
+    insert_alert(alerts_db, evidence=[record, {"message": "a SQL rule's own column", "attributes": "not json"}])
+    settle(delivery)
+    agents = {r.path: r.headers["user-agent"] for r in receiver.requests}
+    assert agents == dict.fromkeys(["/hook", "/slack", "/teams", "/pd"], f"loglake/{__version__}")
+    [hook] = [r.json() for r in receiver.requests if r.path == "/hook"]
+    first, second = hook["alert"]["evidence"]
+    assert first["attributes"] == {"ip": "198.51.100.50", "tries": 3}
+    assert second["attributes"] == "not json"
 
 
 # -- Slack and Teams -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import msgspec
 
+from loglake import __version__
 from loglake.alerts.db import EVENT_KINDS
 from loglake.alerts.redact import RedactItem
 from loglake.alerts.secrets import SecretRef, Secrets, TextOrSecret
@@ -33,6 +34,7 @@ EventKind = Annotated[
 # Statuses that mean "try again later" (RFC 9110: 408, 429 and the 5xx family; 501 and 505 will not change).
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 507, 509})
 MAX_ERROR_TEXT = 300
+USER_AGENT = f"loglake/{__version__}"  # on every destination's requests: receivers may allow-list by it
 
 
 class DestinationConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -173,11 +175,11 @@ class SendContext:
     def post(
         self, url: str, body: bytes, headers: dict[str, str], auth: tuple[str, str] | None = None
     ) -> httpx.Response:
-        """POST, with a failed answer or transport error as DeliveryFailed (retryable or not)."""
+        """POST as loglake (USER_AGENT); a failed answer or transport error is DeliveryFailed (retryable or not)."""
         import httpx
 
         try:
-            response = self.http().post(url, content=body, headers=headers, auth=auth)
+            response = self.http().post(url, content=body, headers={"user-agent": USER_AGENT, **headers}, auth=auth)
         except httpx.TimeoutException:
             raise DeliveryFailed("timed out", retryable=True) from None
         except httpx.HTTPError as e:
@@ -215,6 +217,19 @@ def alert_document(alert: dict[str, Any]) -> dict[str, Any]:
         "runbook": alert["runbook"],
         "status_by": alert["status_by"],
         "status_note": alert["status_note"],
-        "evidence": alert["evidence"],
+        "evidence": [_with_attributes_decoded(record) for record in alert["evidence"]],
         "query": alert["query"],
     }
+
+
+def _with_attributes_decoded(record: Any) -> Any:
+    """An evidence record with its `attributes` as the object they are (the lake keeps them as JSON text), as
+    GET /logs/{id} answers them: a receiver should not have to decode JSON inside JSON."""
+    attributes = record.get("attributes") if isinstance(record, dict) else None
+    if not isinstance(attributes, str):
+        return record
+    try:
+        decoded = json.loads(attributes)
+    except ValueError:  # text that is not JSON (a SQL rule's own column of that name): as it is
+        return record
+    return {**record, "attributes": decoded}
