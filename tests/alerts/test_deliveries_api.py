@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -242,3 +243,21 @@ async def test_healthz_is_ok_again_when_the_dead_deliveries_are_older_than_a_day
     async with asgi_client(app, key_for(app, "read")) as reader:
         detail = (await reader.get("/healthz")).json()
     assert detail["status"] == "ok" and detail["reason"] is None and detail["deliveries"]["dead"] == 3
+
+
+def test_the_servers_public_url_reaches_the_delivery_worker(settings, receiver: Receiver) -> None:
+    write_alerting(
+        settings.rules_path, f'destinations: {{h: {{type: webhook, url: "{receiver.url}/"}}}}\nroutes: [{{to: [h]}}]\n'
+    )
+    conn = open_alerts_db(settings.data_dir)
+    alert = insert_alert(conn)
+    conn.close()
+    app = LoglakeApp.from_settings(replace(settings, public_url="https://loglake.example.com"))
+    try:
+        delivery = app.runtime.delivery
+        delivery.step()
+        wait_idle(delivery)
+    finally:
+        app.close()
+    [request] = receiver.requests
+    assert request.json()["alert_url"] == f"https://loglake.example.com/ui/alerts/{alert['id']}"

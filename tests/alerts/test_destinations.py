@@ -466,3 +466,55 @@ def test_an_acknowledgement_resolved_before_it_is_routed_is_delivered_as_it_was_
     acknowledged = [r.json() for r in receiver.requests if r.path == "/slack"][1]
     assert {"type": "mrkdwn", "text": "*Status*\nacknowledged"} in acknowledged["blocks"][1]["fields"]
     assert {"type": "mrkdwn", "text": "*By*\noncall: looking"} in acknowledged["blocks"][1]["fields"]
+
+
+def test_with_a_public_url_every_destination_links_to_the_alerts_page(make_delivery, alerts_db, receiver, monkeypatch):
+    monkeypatch.setenv("PD_KEY", "k")
+    delivery = make_delivery(
+        f"""
+        destinations:
+          hook: {{type: webhook, url: "{receiver.url}/hook"}}
+          chat: {{type: slack, url: "{receiver.url}/slack"}}
+          teams: {{type: teams, url: "{receiver.url}/teams"}}
+          oncall: {{type: pagerduty, routing_key: {{env: PD_KEY}}, url: "{receiver.url}/pd"}}
+        routes: [{{to: [hook, chat, teams, oncall]}}]
+        """,
+        public_url="https://loglake.example.com/",
+    )
+    alert = insert_alert(alerts_db)
+    settle(delivery)
+    page = f"https://loglake.example.com/ui/alerts/{alert['id']}"
+    sent = {r.path: r.json() for r in receiver.requests}
+    assert sent["/hook"]["alert_url"] == page
+    assert sent["/pd"]["client_url"] == page
+    assert sent["/pd"]["links"] == [
+        {"href": page, "text": "Alert in loglake"},
+        {"href": alert["runbook"], "text": "Runbook"},
+    ]
+    [actions] = [b for b in sent["/slack"]["blocks"] if b["type"] == "actions"]
+    assert [(e["text"]["text"], e["url"]) for e in actions["elements"]] == [
+        ("Open in loglake", page),
+        ("Runbook", alert["runbook"]),
+    ]
+    card = sent["/teams"]["attachments"][0]["content"]
+    assert [(a["title"], a["url"]) for a in card["actions"]] == [
+        ("Open in loglake", page),
+        ("Runbook", alert["runbook"]),
+    ]
+
+
+def test_without_a_public_url_nothing_links_back(make_delivery, alerts_db, receiver, monkeypatch):
+    monkeypatch.setenv("PD_KEY", "k")
+    delivery = make_delivery(
+        f"""
+        destinations:
+          hook: {{type: webhook, url: "{receiver.url}/hook"}}
+          oncall: {{type: pagerduty, routing_key: {{env: PD_KEY}}, url: "{receiver.url}/pd"}}
+        routes: [{{to: [hook, oncall]}}]
+        """
+    )
+    insert_alert(alerts_db, runbook=None)
+    settle(delivery)
+    sent = {r.path: r.json() for r in receiver.requests}
+    assert sent["/hook"]["alert_url"] is None
+    assert "client_url" not in sent["/pd"] and "links" not in sent["/pd"]

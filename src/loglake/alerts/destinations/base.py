@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from urllib.parse import quote
 
 import msgspec
 
@@ -34,6 +35,7 @@ EventKind = Annotated[
 # Statuses that mean "try again later" (RFC 9110: 408, 429 and the 5xx family; 501 and 505 will not change).
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 507, 509})
 MAX_ERROR_TEXT = 300
+ALERT_PAGE = "/ui/alerts/"  # the web UI's page of an alert: this and its id
 USER_AGENT = f"loglake/{__version__}"  # on every destination's requests: receivers may allow-list by it
 
 
@@ -82,6 +84,14 @@ class Notice:
     alert: dict[str, Any]
     attempt: int  # 0 on the first attempt
     remembered: str | None = None  # what an earlier send to this destination returned for this dedup key
+    public_url: str = ""  # the web UI's address as people open it (the server's --public-url); "" = no links
+
+    @property
+    def link(self) -> str | None:
+        """The alert's page in the web UI, when the server knows its public address."""
+        if not self.public_url:
+            return None
+        return f"{self.public_url.rstrip('/')}{ALERT_PAGE}{quote(self.alert['id'], safe='')}"
 
     @property
     def headline(self) -> str:

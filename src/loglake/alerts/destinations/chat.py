@@ -58,19 +58,13 @@ def slack_message(notice: Notice) -> dict[str, Any]:
             shortened(f"*Evidence* ({len(notice.alert['evidence'])} records kept)\n```{code}", SLACK_TEXT - 3) + "```"
         )
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
-    if notice.alert["runbook"]:
-        blocks.append(
-            {
-                "type": "actions",
-                "elements": [
-                    {
-                        "type": "button",
-                        "text": {"type": "plain_text", "text": "Runbook"},
-                        "url": notice.alert["runbook"],
-                    }
-                ],
-            }
-        )
+    buttons = [
+        {"type": "button", "text": {"type": "plain_text", "text": text}, "url": url}
+        for text, url in (("Open in loglake", notice.link), ("Runbook", notice.alert["runbook"]))
+        if url
+    ]
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
     context_text = f"loglake alert {notice.alert['id']} · {notice.kind}"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _slack_escape(context_text)}]})
     return {"text": _slack_escape(notice.headline), "blocks": blocks}
@@ -122,8 +116,13 @@ def teams_message(notice: Notice) -> dict[str, Any]:
         "version": "1.4",
         "body": body,
     }
-    if notice.alert["runbook"]:
-        card["actions"] = [{"type": "Action.OpenUrl", "title": "Runbook", "url": notice.alert["runbook"]}]
+    actions = [
+        {"type": "Action.OpenUrl", "title": title, "url": url}
+        for title, url in (("Open in loglake", notice.link), ("Runbook", notice.alert["runbook"]))
+        if url
+    ]
+    if actions:
+        card["actions"] = actions
     return {
         "type": "message",
         "attachments": [

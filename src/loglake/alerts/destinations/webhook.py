@@ -56,6 +56,7 @@ class Webhook(DestinationConfig, frozen=True, forbid_unknown_fields=True, kw_onl
                 "event_id": notice.seq,
                 "idempotency_key": notice.key,
                 "alert": alert_document(notice.alert),
+                "alert_url": notice.link,
             }
         )
         timestamp = str(int(context.clock()))
