@@ -163,7 +163,7 @@ async function loadDeliveries(box, alertId, mayRetry) {
         replace(message, errorBox(error));
       }
     };
-    const columns = ["Event", "Destination", "State", "Attempts", "Updated", "Last error", ...(mayRetry ? [""] : [])];
+    const columns = ["Event", "Destination", "State", "Attempts", "Updated", "Last error", ...(mayRetry ? ["Action"] : [])];
     replace(box, problems, message, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
       h("thead", {}, h("tr", {}, columns.map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, answer.deliveries.map((d) => h("tr", {},
