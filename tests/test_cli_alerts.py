@@ -17,8 +17,9 @@ from loglake.alerts import db as alerts_db
 from loglake.alerts.db import open_alerts_db
 from loglake.config import Settings
 from loglake.runtime import Runtime
+from tests.alerts.receivers import Answer, Receiver
 from tests.alerts.rows import T0, insert_alert
-from tests.conftest import ServerProcess, free_port
+from tests.conftest import ServerProcess, free_port, poll
 from tests.conftest import run_cli as run
 from tests.rules.conftest import write_rule
 
@@ -263,3 +264,44 @@ def test_a_folder_without_loglake_data_is_refused(tmp_path: Path) -> None:
     result = run("alerts", "list", "--data-dir", str(tmp_path))
     assert result.exit_code == 1 and "no loglake data in" in result.stderr
     assert not (tmp_path / "alerts.db").exists()
+
+
+def test_deliveries_lists_what_died_and_retry_sends_it_again(server: ServerProcess, alerts: sqlite3.Connection) -> None:
+    receiver = Receiver()
+    alerting = server.data_dir / "rules" / "alerting.yml"
+    try:
+        receiver.default = Answer(400, body=b"not now")
+        alerting.parent.mkdir(exist_ok=True)
+        alerting.write_text(
+            f'destinations: {{hook: {{type: webhook, url: "{receiver.url}/hook"}}}}\nroutes: [{{to: [hook]}}]\n'
+        )
+        alert_id = insert_alert(alerts)
+        reader, oncall = key(server, "read"), key(server, "read,alerts")
+
+        def dead_row() -> str | None:
+            listed = remote(server, reader, "deliveries", "--state", "dead", "--alert", alert_id)
+            assert listed.exit_code == 0, listed.output
+            return next((line for line in listed.stdout.splitlines() if alert_id in line), None)
+
+        row = poll(dead_row, "the delivery to be dead-lettered")
+        delivery_id, _, event, destination, state, attempts, *error = row.split()
+        assert (event, destination, state, attempts, " ".join(error)) == (
+            "trigger",
+            "hook",
+            "dead",
+            "1",
+            "HTTP 400: not now",
+        )
+        refused = remote(server, reader, "retry", delivery_id)
+        assert refused.exit_code == 1 and "HTTP 403" in refused.stderr
+        receiver.default = Answer(200)
+        retried = remote(server, oncall, "retry", delivery_id)
+        assert retried.exit_code == 0, retried.output
+        assert retried.stdout == f"delivery {delivery_id} to hook is pending again\n"
+        receiver.wait_for(2)
+        assert [r.headers["idempotency-key"] for r in receiver.requests] == [delivery_id, delivery_id]
+        again = remote(server, oncall, "retry", delivery_id)
+        assert again.exit_code == 1 and "not dead; only a dead delivery is retried" in again.stderr
+    finally:
+        alerting.unlink(missing_ok=True)
+        receiver.close()

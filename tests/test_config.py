@@ -42,11 +42,18 @@ def test_loglake_table_in_toml(tmp_path: Path) -> None:
         ({"LOGLAKE_PORT": "70000"}, "LOGLAKE_PORT"),
         ({"LOGLAKE_HOST": "0.0.0.0", "LOGLAKE_AUTH": "false"}, "auth disabled"),
         ({"LOGLAKE_HOST": "10.1.2.3", "LOGLAKE_AUTH": "off"}, "auth disabled"),
+        ({"LOGLAKE_PUBLIC_URL": "loglake.example.com"}, "LOGLAKE_PUBLIC_URL must be an http"),
     ],
 )
 def test_bad_settings_are_refused_clearly(environ: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         load_settings(environ=environ)
+
+
+def test_the_public_url_is_off_by_default_and_read_from_the_environment() -> None:
+    assert load_settings(environ={}).public_url == ""
+    given = load_settings(environ={"LOGLAKE_PUBLIC_URL": "https://loglake.example.com"})
+    assert given.public_url == "https://loglake.example.com"
 
 
 def test_no_auth_is_allowed_on_loopback() -> None:

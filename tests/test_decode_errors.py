@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 import pytest
 
-from loglake.decode_errors import in_words
+from loglake.decode_errors import in_words, not_json_reason
 
 
 class Entry(msgspec.Struct, forbid_unknown_fields=True):
@@ -42,3 +42,23 @@ def test_the_path_goes_under_the_name_of_what_was_decoded() -> None:
         msgspec.json.decode(b'[{"line": "l"}, {"line": 1}]', type=list[Entry])
     assert in_words(refused.value, "entries") == "entries[1].line: must be a string, not an integer"
     assert in_words("JSON is malformed: trailing characters") == "JSON is malformed: trailing characters"
+
+
+@pytest.mark.parametrize(
+    ("sent", "reason"),
+    [
+        (b'{"message": "x", ', "it ends before the JSON does (was it cut short?)"),
+        (b"[1, 2", "it ends before the JSON does (was it cut short?)"),
+        (b'{"message": "\\ud800"}', "a string holds a lone surrogate escape such as \\ud800, which is no character"),
+        (
+            b'{"message": "a \\ud800 b"}',
+            "a string holds a lone surrogate escape such as \\ud800, which is no character",
+        ),
+        # an escaped backslash before "ud800" is text, not an escape: this body is only cut short
+        (b'{"message": "\\\\ud800', "it ends before the JSON does (was it cut short?)"),
+    ],
+)
+def test_a_body_cut_short_is_told_from_a_lone_surrogate(sent: bytes, reason: str) -> None:
+    with pytest.raises(msgspec.DecodeError) as raised:
+        msgspec.json.decode(sent)
+    assert not_json_reason(raised.value, sent) == reason

@@ -1,5 +1,6 @@
-"""`loglake alerts ...`: list, show, acknowledge and resolve alerts, through a server (--url) or in a
-data dir (--data-dir), as `loglake query` does. Both give the API's answers, so the output is the same."""
+"""`loglake alerts ...`: list, show, acknowledge and resolve alerts, list deliveries and retry a dead
+one, through a server (--url) or in a data dir (--data-dir), as `loglake query` does. Both give the
+API's answers, so the output is the same."""
 
 from __future__ import annotations
 
@@ -41,11 +42,12 @@ data_dir_option = click.option(
 
 @click.group(cls=SafeErrors, context_settings=CONTEXT)
 def alerts() -> None:
-    """The alerts detection rules raised: list, show, acknowledge and resolve them.
+    """The alerts detection rules raised: list, show, acknowledge and resolve them; list their
+    deliveries and retry a dead-lettered one.
 
     \b
-    Changing an alert needs a key with the `alerts` (or `admin`) scope; the key's name is recorded as
-    who did it (with --data-dir: your user name).
+    Changing an alert or retrying a delivery needs a key with the `alerts` (or `admin`) scope; the
+    key's name is recorded as who changed an alert (with --data-dir: your user name).
     """
 
 
@@ -170,6 +172,67 @@ for _name in ACTIONS:
     alerts.add_command(_change_command(_name))
 
 
+@alerts.command("deliveries", context_settings=CONTEXT)
+@click.option("--state", default=None, help="Only deliveries in this state: pending, sending, sent or dead.")
+@click.option("--destination", default=None, help="Only deliveries to this destination of alerting.yml.")
+@click.option("--alert", "alert_id", default=None, help="Only the deliveries of this alert (its whole id).")
+@click.option("--json", "as_json", is_flag=True, help="NDJSON output, one delivery per line.")
+@url_option
+@key_option
+def alerts_deliveries(
+    state: str | None, destination: str | None, alert_id: str | None, as_json: bool, url: str, api_key: str | None
+) -> None:
+    """List a server's alert deliveries, newest first: where each alert event went, and what was
+    dead-lettered and why (`loglake alerts retry` sends a dead one again)."""
+    params = {"state": state, "destination": destination, "alert": alert_id}
+    answer = _remote(url, api_key, lambda client: client.deliveries(params))
+    for problem in [*answer["routing_problems"], answer["worker_error"]]:
+        if problem:
+            click.echo(printable(problem), err=True)
+    if as_json:
+        for delivery in answer["deliveries"]:
+            click.echo(json_text(delivery))
+        return
+    rows = [
+        (d["id"], d["alert_id"], d["event"], d["destination"], d["state"], str(d["attempts"]), d["last_error"] or "")
+        for d in answer["deliveries"]
+    ]
+    print_columns(("ID", "ALERT", "EVENT", "DESTINATION", "STATE", "ATTEMPTS", "LAST ERROR"), rows)
+
+
+@alerts.command("retry", context_settings=CONTEXT)
+@click.argument("delivery_id")
+@data_dir_option
+@url_option
+@key_option
+def alerts_retry(delivery_id: str, data_dir: Path | None, url: str, api_key: str | None) -> None:
+    """Send a dead-lettered delivery again (DELIVERY_ID: its id, from `loglake alerts deliveries --state
+    dead`): it becomes pending with its attempts reset, and the server's delivery worker sends it once,
+    with the same idempotency key. With --data-dir, the server using that folder sends it."""
+    if data_dir is None:
+        row = _remote(url, api_key, lambda client: client.retry_delivery(delivery_id))
+        destination = row["destination"]
+    else:
+        destination = _retry_locally(data_dir, delivery_id).destination
+    click.echo(f"delivery {printable(delivery_id)} to {printable(destination)} is pending again")
+
+
+def _retry_locally(data_dir: Path, delivery_id: str) -> Any:
+    from loglake.alerts.delivery import AlertDelivery
+    from loglake.alerts.outbox import NoSuchDelivery, RetryRefused
+
+    _require_data(data_dir)
+    delivery = AlertDelivery(data_dir, rules_settings(data_dir, None).rules_path)
+    try:
+        return delivery.retry(delivery_id)
+    except NoSuchDelivery as e:
+        raise click.ClickException(f"{e}; `loglake alerts deliveries --state dead` lists the dead ones") from None
+    except RetryRefused as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        delivery.stop()
+
+
 def _print_alert(alert: dict[str, Any]) -> None:
     click.echo(click.style(printable(alert["title"]), bold=True))
     change = alert["status_change"]
@@ -244,15 +307,21 @@ def _local(data_dir: Path, call: Callable[[sqlite3.Connection], T]) -> T:
 def _alerts_db(data_dir: Path) -> Iterator[sqlite3.Connection]:
     """The data dir's alerts.db; a folder that holds no loglake data is refused (a mistyped path)."""
     from loglake.alerts.db import open_alerts_db
-    from loglake.config import Settings
 
-    if not Settings(data_dir=data_dir).hot_db_path.exists():
-        raise click.ClickException(f"no loglake data in {data_dir}; pass the folder `loglake serve` uses")
+    _require_data(data_dir)
     conn = open_alerts_db(data_dir)
     try:
         yield conn
     finally:
         conn.close()
+
+
+def _require_data(data_dir: Path) -> None:
+    """Refuse a folder that holds no loglake data (a mistyped path) rather than make a database there."""
+    from loglake.config import Settings
+
+    if not Settings(data_dir=data_dir).hot_db_path.exists():
+        raise click.ClickException(f"no loglake data in {data_dir}; pass the folder `loglake serve` uses")
 
 
 def _now_ms() -> int:

@@ -130,6 +130,12 @@ class LoglakeClient:
         body = {"json": {"note": note}} if note is not None else {}
         return self._request("POST", f"/alerts/{quote(alert_id, safe='')}/{action}", **body)
 
+    def deliveries(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._request("GET", "/alerts/deliveries", params={k: v for k, v in params.items() if v is not None})
+
+    def retry_delivery(self, delivery_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/alerts/deliveries/{quote(delivery_id, safe='')}/retry")
+
     def get(self, log_id: str) -> dict[str, Any]:
         return self._request("GET", f"/logs/{quote(log_id, safe='')}")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from loglake.model import Limits
+from loglake.urls import is_http_url
 
 ENV_PREFIX = "LOGLAKE_"
 _LIMITS = Limits()  # the record limits' defaults, defined once in model.Limits
@@ -104,6 +105,11 @@ class Settings:
     )
     rules_catch_up_hours: int = _opt(24, "...and none that ended more than this many hours ago.")
     rules_failing_after: int = _opt(3, "A rule that fails this many runs in a row raises an alert of its own.")
+    public_url: str = _opt(
+        "",
+        "This server's address as people open it (https://loglake.example.com): alerts sent to PagerDuty, Slack, "
+        "Teams and webhooks link to their page in the web UI; empty = no links.",
+    )
     # -- asking in plain language (loglake.ask)
     llm_provider: str = _opt(
         "",
@@ -233,6 +239,10 @@ class Settings:
             parse_origins(self.cors_allow_origins)
         except ValueError as e:
             found.append(f"cors_allow_origins: {e}")
+        if self.public_url and not is_http_url(self.public_url):
+            found.append(
+                f"public_url must be an http(s) URL such as https://loglake.example.com, got {self.public_url!r}"
+            )
         found.extend(llm_problems(self))
         found.extend(syslog_problems(self))
         if (self.lake_prefix or self.lake_endpoint) and not self.lake_bucket:

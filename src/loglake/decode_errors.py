@@ -58,13 +58,23 @@ def in_words(error: Exception | str, root: str = "", whole: str = "the body") ->
     return f"{whole} {words}" if expected or field else words
 
 
-def not_json_reason(error: Exception) -> str:
-    """Why msgspec could not read a text as JSON in UTF-8, in the words every route answers: msgspec's, naming a
-    lone surrogate escape (`\\ud800`, no character: Python's json and Elasticsearch's reader take it), which its
-    words (a truncated input, the end of a hex escape) do not."""
+def not_json_reason(error: Exception, text: bytes) -> str:
+    """Why msgspec could not read `text` as JSON in UTF-8, in the words every route answers. msgspec says
+    "Input data was truncated" both for a text cut short and for a lone high surrogate escape (`\\ud800`, no
+    character: Python's json and Elasticsearch's reader take it) at a string's end, and names the escape
+    obscurely elsewhere; the text tells which."""
     if isinstance(error, UnicodeDecodeError):
         return "a string holds bytes that are not UTF-8"
-    text = str(error)
-    if "truncated" in text or "hex escape" in text or "surrogate" in text:
-        return f"{text} (or a lone surrogate escape such as \\ud800)"
-    return text
+    message = str(error)
+    if any(word in message for word in _SURROGATE_WORDS) and _LONE_HIGH_SURROGATE.search(text):
+        return "a string holds a lone surrogate escape such as \\ud800, which is no character"
+    if "truncated" in message:
+        return "it ends before the JSON does (was it cut short?)"
+    return message
+
+
+# What msgspec says of a lone high surrogate escape, by where it stands and which decoder reads it.
+_SURROGATE_WORDS = ("truncated", "surrogate", "hex escape")
+# A high surrogate escape not followed by a low one. The backslash must be an escape's own: after an even
+# run of backslashes (escaped backslashes, text), not an odd one.
+_LONE_HIGH_SURROGATE = re.compile(rb"(?<!\\)(?:\\\\)*\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})")

@@ -277,7 +277,7 @@ def _decode_generic(body: bytes, ndjson: bool, limits: Limits, now_ms: int) -> t
         raise InvalidBody("too_deep", too_deep(limits)) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise InvalidBody(
-            "invalid_json", f"the body is not valid JSON in UTF-8: {not_json_reason(e)}{_ndjson_hint(e, body)}"
+            "invalid_json", f"the body is not valid JSON in UTF-8: {not_json_reason(e, body)}{_ndjson_hint(e, body)}"
         ) from None
     if type(decoded) is dict:
         return [decoded], True
@@ -325,7 +325,7 @@ def _decode_ndjson_lines(body: bytes, limits: Limits, now_ms: int) -> list[Any]:
         except RecursionError:
             problems.append(Problem(index, "", f"line {number}: {too_deep(limits)}"))
         except (msgspec.DecodeError, UnicodeDecodeError) as e:
-            problems.append(Problem(index, "", f"line {number} is not valid JSON in UTF-8: {not_json_reason(e)}"))
+            problems.append(Problem(index, "", f"line {number} is not valid JSON in UTF-8: {not_json_reason(e, line)}"))
         index += 1
     unreadable = len(problems)
     try:

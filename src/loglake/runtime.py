@@ -100,7 +100,9 @@ class Runtime:
             # Imported here: delivery reads rule files (pySigma, YAML), which Lambda's layer leaves out.
             from loglake.alerts.delivery import AlertDelivery
 
-            self.delivery = AlertDelivery(settings.data_dir, settings.rules_path, clock=clock)
+            self.delivery = AlertDelivery(
+                settings.data_dir, settings.rules_path, clock=clock, public_url=settings.public_url
+            )
             arrivals = arrivals or Arrivals()
             self.lake = Lake.from_settings(settings, self.store, clock, live_tables=[alerts_table(settings.data_dir)])
             self.lake_jobs = LakeJobs(self.lake, settings.flush_interval_seconds, self._maintained)

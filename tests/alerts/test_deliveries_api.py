@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from loglake.alerts.db import open_alerts_db
 from loglake.alerts.delivery import LOCK_FILE, AlertDelivery
 from loglake.api import delivery_routes
 from loglake.api.app import LoglakeApp
+from loglake.api.operation_routes import DEAD_DELIVERY_DEGRADES_MS
 from loglake.api.route_table import ROUTES, Route, Router
 from loglake.locks import exclusive_lock
 from tests.alerts.conftest import wait_idle, write_alerting
@@ -181,3 +183,81 @@ async def test_a_delivery_that_cannot_run_says_why(client: httpx.AsyncClient, ap
             time.sleep(0.01)
         answer = (await client.get("/alerts/deliveries")).json()
     assert answer["worker_error"] == "another process holds alert-delivery.lock and delivers this data dir's alerts"
+
+
+async def test_a_dead_delivery_is_retried_through_the_api_with_the_alerts_scope(
+    app: LoglakeApp, client: httpx.AsyncClient, delivered, receiver: Receiver
+):
+    delivery, _ = delivered
+    dead = (await client.get("/alerts/deliveries", params={"state": "dead"})).json()["deliveries"][0]
+    path = f"/alerts/deliveries/{dead['id']}/retry"
+    async with asgi_client(app, key_for(app, "read")) as reader:
+        assert (await reader.post(path)).status_code == 403
+    receiver.answer_for = None  # the receiver takes it now
+    async with asgi_client(app, key_for(app, "alerts")) as oncall:
+        answer = await oncall.post(path)
+        assert answer.status_code == 200
+        assert (answer.json()["id"], answer.json()["state"], answer.json()["attempts"]) == (dead["id"], "pending", 0)
+        again = await oncall.post(path)
+        assert again.status_code == 409 and again.json()["error"]["code"] == "not_retryable"
+        assert "is pending, not dead" in again.json()["error"]["message"]
+        missing = await oncall.post("/alerts/deliveries/no-such-id/retry")
+        assert missing.status_code == 404 and "GET /alerts/deliveries?state=dead" in missing.json()["error"]["message"]
+    delivery.step()
+    wait_idle(delivery)
+    after = (await client.get("/alerts/deliveries", params={"alert": dead["alert_id"]})).json()["deliveries"]
+    assert {(d["destination"], d["state"], d["attempts"]) for d in after} == {("refused", "sent", 1), ("ok", "sent", 1)}
+    sent_again = [r for r in receiver.requests if r.headers["idempotency-key"] == dead["id"]]
+    assert [r.path for r in sent_again] == ["/refused", "/refused"]  # the dead-lettered attempt, then the retry
+
+
+async def test_dead_deliveries_are_a_gauge_and_degrade_healthz_after_a_restart(app: LoglakeApp, settings, delivered):
+    app.close()  # a restart: this process's counters start again, the outbox's rows remain
+    again = LoglakeApp.from_settings(settings)
+    try:
+        async with asgi_client(again, key_for(again, "read")) as reader:
+            text = (await reader.get("/metrics")).text
+            assert 'loglake_alert_deliveries_dead_lettered_total{destination="refused"}' not in text
+            assert "# TYPE loglake_alert_deliveries_dead gauge" in text
+            assert 'loglake_alert_deliveries_dead{destination="refused"} 3' in text
+            assert 'loglake_alert_deliveries_dead{destination="ok"}' not in text
+            health = await reader.get("/healthz")
+        # Degraded, yet a 200: the server still takes logs, so a load balancer must not drop it.
+        assert health.status_code == 200
+        detail = health.json()
+        assert detail["status"] == "degraded"
+        assert detail["reason"] == "alert deliveries were dead-lettered in the last 24 h"
+        assert detail["deliveries"]["dead"] == 3 and detail["deliveries"]["dead_by_destination"] == {"refused": 3}
+        async with asgi_client(again) as anonymous:
+            public = await anonymous.get("/healthz")
+        assert public.status_code == 200
+        assert public.json() == {"status": "degraded", "reason": "alert deliveries were dead-lettered in the last 24 h"}
+    finally:
+        again.close()
+
+
+async def test_healthz_is_ok_again_when_the_dead_deliveries_are_older_than_a_day(app, settings, delivered) -> None:
+    conn = open_alerts_db(settings.data_dir)
+    conn.execute("UPDATE deliveries SET updated_ms = updated_ms - ? WHERE state = 'dead'", (DEAD_DELIVERY_DEGRADES_MS,))
+    conn.close()
+    async with asgi_client(app, key_for(app, "read")) as reader:
+        detail = (await reader.get("/healthz")).json()
+    assert detail["status"] == "ok" and detail["reason"] is None and detail["deliveries"]["dead"] == 3
+
+
+def test_the_servers_public_url_reaches_the_delivery_worker(settings, receiver: Receiver) -> None:
+    write_alerting(
+        settings.rules_path, f'destinations: {{h: {{type: webhook, url: "{receiver.url}/"}}}}\nroutes: [{{to: [h]}}]\n'
+    )
+    conn = open_alerts_db(settings.data_dir)
+    alert = insert_alert(conn)
+    conn.close()
+    app = LoglakeApp.from_settings(replace(settings, public_url="https://loglake.example.com"))
+    try:
+        delivery = app.runtime.delivery
+        delivery.step()
+        wait_idle(delivery)
+    finally:
+        app.close()
+    [request] = receiver.requests
+    assert request.json()["alert_url"] == f"https://loglake.example.com/ui/alerts/{alert['id']}"

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from loglake import __version__
 from loglake.alerts.store import change_status
 from tests.alerts.conftest import settle, states
 from tests.alerts.receivers import Answer, Receiver, change_alert, insert_alert
@@ -69,6 +70,33 @@ def test_webhook_without_a_secret_is_sent_unsigned_and_gets_every_event(make_del
     settle(delivery)
     assert [r.json()["event"] for r in receiver.requests] == ["trigger", "update", "acknowledge", "resolve"]
     assert "x-loglake-signature" not in receiver.requests[0].headers
+
+
+def test_every_http_destination_says_it_is_loglake_and_evidence_attributes_are_an_object(
+    make_delivery, alerts_db, receiver, monkeypatch
+):
+    """A receiver may allow-list by User-Agent (a trial found Slack and PagerDuty sent httpx's), and the
+    lake's attributes (JSON text in its rows) reach a webhook as the object GET /logs/{id} answers."""
+    monkeypatch.setenv("PD_KEY", "k")
+    delivery = make_delivery(
+        f"""
+        destinations:
+          hook: {{type: webhook, url: "{receiver.url}/hook"}}
+          chat: {{type: slack, url: "{receiver.url}/slack"}}
+          teams: {{type: teams, url: "{receiver.url}/teams"}}
+          oncall: {{type: pagerduty, routing_key: {{env: PD_KEY}}, url: "{receiver.url}/pd"}}
+        routes: [{{to: [hook, chat, teams, oncall]}}]
+        """
+    )
+    record = {"service": "auth", "message": "login failed", "attributes": '{"ip":"198.51.100.50","tries":3}'}
+    insert_alert(alerts_db, evidence=[record, {"message": "a SQL rule's own column", "attributes": "not json"}])
+    settle(delivery)
+    agents = {r.path: r.headers["user-agent"] for r in receiver.requests}
+    assert agents == dict.fromkeys(["/hook", "/slack", "/teams", "/pd"], f"loglake/{__version__}")
+    [hook] = [r.json() for r in receiver.requests if r.path == "/hook"]
+    first, second = hook["alert"]["evidence"]
+    assert first["attributes"] == {"ip": "198.51.100.50", "tries": 3}
+    assert second["attributes"] == "not json"
 
 
 # -- Slack and Teams -----------------------------------------------------------------------------
@@ -402,9 +430,91 @@ def test_acknowledge_and_resolve_through_the_alert_store_reach_pagerduty_and_cha
         ("(acknowledged)", "*By*\nalice: on it"),
         ("(resolved)", "*By*\nbob"),
     ]
-    # The second alert's acknowledgement was routed after its resolution: "By" would have named the resolver.
+    # The second alert's acknowledgement was routed after its resolution: it still names who acknowledged it.
     assert by[second["id"]] == [
         (second["title"].rsplit(" ", 1)[-1], None),
-        ("(acknowledged)", None),
+        ("(acknowledged)", "*By*\ncarol"),
         ("(resolved)", "*By*\ndave"),
     ]
+
+
+def test_an_acknowledgement_resolved_before_it_is_routed_is_delivered_as_it_was_made(
+    make_delivery, alerts_db, receiver, clock
+):
+    delivery = make_delivery(
+        f"""
+        destinations:
+          hook: {{type: webhook, url: "{receiver.url}/hook"}}
+          chat: {{type: slack, url: "{receiver.url}/slack"}}
+        routes: [{{to: [hook, chat]}}]
+        """
+    )
+    alert = insert_alert(alerts_db)
+    settle(delivery)
+    change_status(alerts_db, alert["id"], "acknowledged", "oncall", "looking", clock.ms)
+    change_status(alerts_db, alert["id"], "resolved", "oncall", None, clock.ms + 300)  # before delivery routes
+    settle(delivery)
+    hooks = [r for r in receiver.requests if r.path == "/hook"]
+    described = [
+        (r.headers["x-loglake-event"], r.json()["alert"]["status"], r.json()["alert"]["status_note"]) for r in hooks
+    ]
+    assert described == [
+        ("trigger", "open", None),
+        ("acknowledge", "acknowledged", "looking"),
+        ("resolve", "resolved", None),
+    ]
+    acknowledged = [r.json() for r in receiver.requests if r.path == "/slack"][1]
+    assert {"type": "mrkdwn", "text": "*Status*\nacknowledged"} in acknowledged["blocks"][1]["fields"]
+    assert {"type": "mrkdwn", "text": "*By*\noncall: looking"} in acknowledged["blocks"][1]["fields"]
+
+
+def test_with_a_public_url_every_destination_links_to_the_alerts_page(make_delivery, alerts_db, receiver, monkeypatch):
+    monkeypatch.setenv("PD_KEY", "k")
+    delivery = make_delivery(
+        f"""
+        destinations:
+          hook: {{type: webhook, url: "{receiver.url}/hook"}}
+          chat: {{type: slack, url: "{receiver.url}/slack"}}
+          teams: {{type: teams, url: "{receiver.url}/teams"}}
+          oncall: {{type: pagerduty, routing_key: {{env: PD_KEY}}, url: "{receiver.url}/pd"}}
+        routes: [{{to: [hook, chat, teams, oncall]}}]
+        """,
+        public_url="https://loglake.example.com/",
+    )
+    alert = insert_alert(alerts_db)
+    settle(delivery)
+    page = f"https://loglake.example.com/ui/alerts/{alert['id']}"
+    sent = {r.path: r.json() for r in receiver.requests}
+    assert sent["/hook"]["alert_url"] == page
+    assert sent["/pd"]["client_url"] == page
+    assert sent["/pd"]["links"] == [
+        {"href": page, "text": "Alert in loglake"},
+        {"href": alert["runbook"], "text": "Runbook"},
+    ]
+    [actions] = [b for b in sent["/slack"]["blocks"] if b["type"] == "actions"]
+    assert [(e["text"]["text"], e["url"]) for e in actions["elements"]] == [
+        ("Open in loglake", page),
+        ("Runbook", alert["runbook"]),
+    ]
+    card = sent["/teams"]["attachments"][0]["content"]
+    assert [(a["title"], a["url"]) for a in card["actions"]] == [
+        ("Open in loglake", page),
+        ("Runbook", alert["runbook"]),
+    ]
+
+
+def test_without_a_public_url_nothing_links_back(make_delivery, alerts_db, receiver, monkeypatch):
+    monkeypatch.setenv("PD_KEY", "k")
+    delivery = make_delivery(
+        f"""
+        destinations:
+          hook: {{type: webhook, url: "{receiver.url}/hook"}}
+          oncall: {{type: pagerduty, routing_key: {{env: PD_KEY}}, url: "{receiver.url}/pd"}}
+        routes: [{{to: [hook, oncall]}}]
+        """
+    )
+    insert_alert(alerts_db, runbook=None)
+    settle(delivery)
+    sent = {r.path: r.json() for r in receiver.requests}
+    assert sent["/hook"]["alert_url"] is None
+    assert "client_url" not in sent["/pd"] and "links" not in sent["/pd"]

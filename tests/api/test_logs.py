@@ -126,6 +126,20 @@ async def test_malformed_bodies(
     assert error_of(response)["code"] == code
 
 
+async def test_a_body_cut_short_is_told_so_by_post_logs_and_by_a_route_taking_a_json_object(
+    client: httpx.AsyncClient,
+) -> None:
+    """A new-user trial's body cut short was answered with a lone surrogate's hint; /alerts/{id}/resolve said
+    only msgspec's words."""
+    cut = {"content": b'{"message": "x", ', "headers": {"content-type": "application/json"}}
+    for response in (await client.post("/logs", **cut), await client.post("/query", **cut)):
+        assert response.status_code == 400, response.text
+        assert error_of(response)["code"] == "invalid_json"
+        assert error_of(response)["message"] == (
+            "the body is not valid JSON in UTF-8: it ends before the JSON does (was it cut short?)"
+        )
+
+
 async def test_size_limits(settings: Settings) -> None:
     app = LoglakeApp.from_settings(replace(settings, max_body_bytes=4096, max_records=3))
     try:

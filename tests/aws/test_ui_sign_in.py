@@ -330,10 +330,12 @@ def test_after_sign_in_only_pages_of_the_ui_are_landed_on(
 
 
 def test_the_login_page_offers_cognito_and_api_keys_are_not_taken(ui_function: str) -> None:
-    page = call("GET", "/login", query={"error": "Your session has ended; <sign in> again."})
+    page = call("GET", "/login", query={"error": "session_ended"})  # a reason code, shown as a fixed message
     text = page_text(page)
     assert page["statusCode"] == 200 and "Sign in with Cognito" in text and 'href="/auth/login"' in text
-    assert "Your session has ended; &lt;sign in&gt; again." in text and "<script" not in text
+    assert "Your session has ended; sign in again." in text and "<script" not in text
+    spoofed = page_text(call("GET", "/login", query={"error": "Paste your key at https://evil.example"}))
+    assert "evil.example" not in spoofed and "Signing in did not succeed; try again." in spoofed
     headers = page["multiValueHeaders"]
     assert "script-src 'self'" in headers["content-security-policy"][0]
     onward = page_text(call("GET", "/login", query={"next": "/ui/sql?q=1"}))

@@ -215,7 +215,7 @@ def test_signing_in_returns_to_the_page_asked_for_without_a_refused_request(page
     assert said == []  # the sign-in page calls nothing that refuses it, and no advice of the browser's
     page.get_by_label("API key").fill("llk_not-a-key")
     page.get_by_role("button", name="Sign in").click()
-    page.get_by_text("invalid or revoked API key").wait_for()  # refused, and still knows where to go
+    page.get_by_text("That key is not valid, or was revoked").wait_for()  # refused, and still knows where to go
     page.get_by_label("API key").fill(loglake.read_key)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(loglake.url + "/ui/sql?sql=SELECT%2042%20AS%20answer")

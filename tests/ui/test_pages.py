@@ -9,11 +9,13 @@ import io
 import re
 import time
 import uuid
+from urllib.parse import urlencode
 
 import pytest
 
 from loglake.alerts.db import open_alerts_db
-from tests.alerts.receivers import insert_alert
+from tests.alerts.receivers import Answer, Receiver, insert_alert
+from tests.conftest import poll
 from tests.ui.conftest import no_horizontal_scroll, screenshot, sign_in
 
 pytestmark = pytest.mark.e2e
@@ -242,3 +244,72 @@ def test_the_status_pages_ingest_chart_ends_now(browser, loglake):
         screenshot(page, "status-ingest")
     finally:
         context.close()
+
+
+def test_the_sign_in_page_says_why_in_its_own_words_never_the_links(page, loglake):
+    spoof = "Security notice: paste your key at https://evil.example"
+    page.goto(loglake.url + "/login?" + urlencode({"error": spoof}))
+    shown = page.get_by_role("alert")
+    assert shown.inner_text() == "Signing in did not succeed; try again."
+    page.get_by_label("API key").fill("llk_not-a-key")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/login?error=unauthorized")
+    assert shown.inner_text() == "That key is not valid, or was revoked: sign in with an active key (llk_…)."
+
+
+def test_a_dead_delivery_is_retried_from_the_alerts_page(page, loglake):
+    receiver = Receiver()
+    alerting = loglake.server.data_dir.parent / "rules" / "alerting.yml"
+    try:
+        receiver.default = Answer(400, body=b"bad payload")
+        alerting.write_text(
+            f'destinations: {{hook: {{type: webhook, url: "{receiver.url}/"}}}}\n'
+            'routes: [{match: {title: ["Retry from the page"]}, to: [hook]}]\n'
+        )
+        alert_id = str(uuid.uuid4())
+        conn = open_alerts_db(loglake.server.data_dir)
+        try:
+            insert_alert(conn, id=alert_id, title="Deliveries to retry", rule_title="Retry from the page")
+        finally:
+            conn.close()
+        with loglake.client() as c:
+            poll(
+                lambda: c.get("/alerts/deliveries", params={"alert": alert_id, "state": "dead"}).json()["deliveries"],
+                "the delivery to be dead-lettered",
+            )
+        sign_in(page, loglake)
+        page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
+        row = page.locator(".deliveries tbody tr")
+        row.get_by_text("HTTP 400: bad payload").wait_for()
+        receiver.default = Answer(200)
+        row.get_by_role("button", name="Retry the trigger to hook").click()
+        with loglake.client() as c:
+            poll(
+                lambda: c.get("/alerts/deliveries", params={"alert": alert_id, "state": "sent"}).json()["deliveries"],
+                "the retried delivery to be sent",
+            )
+        assert len(receiver.requests) == 2
+        page.reload()
+        row.locator(".d-sent").wait_for()
+        assert row.get_by_role("button").count() == 0  # only a dead delivery offers it
+    finally:
+        alerting.unlink(missing_ok=True)
+        receiver.close()
+
+
+def test_a_long_alert_title_takes_one_line_of_the_list_cut_with_an_ellipsis(page, loglake):
+    title = "Bad thing: " + "a very long message " * 12  # 251 characters, within the cap
+    conn = open_alerts_db(loglake.server.data_dir)
+    try:
+        insert_alert(conn, title=title, level="low")
+    finally:
+        conn.close()
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/alerts?level=low")
+    cell = page.locator("td", has=page.get_by_role("link", name="Bad thing:"))
+    cell.wait_for()
+    line = page.evaluate("parseFloat(getComputedStyle(document.body).lineHeight) || 24")
+    height = cell.locator("a").bounding_box()["height"]
+    assert height < 2 * line  # one line, not the several a whole title would wrap to
+    assert cell.evaluate("(td) => td.scrollWidth > td.clientWidth")  # cut: the rest is behind the ellipsis
+    assert cell.get_attribute("title") == title

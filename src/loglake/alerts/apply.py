@@ -34,10 +34,12 @@ from typing import Any
 
 import msgspec
 
+from loglake.alerts.db import MAX_TITLE_CHARS, append_event
 from loglake.alerts.store import change_status
 from loglake.ids import format_uuid, uuid7_bytes
 from loglake.rules.model import Rule
 from loglake.rules.run import Match, RunResult
+from loglake.shorten import shortened
 from loglake.times import parse_duration
 
 FAILING_LEVEL = "high"
@@ -110,7 +112,7 @@ def rule_failing(
             conn,
             rule,
             status="open",
-            title=f"Rule failing: {rule.title}",
+            title=shortened(f"Rule failing: {rule.title}", MAX_TITLE_CHARS),
             level=FAILING_LEVEL,
             tags=[FAILING_TAG],
             dedup_key=failing_key(rule.id),
@@ -122,7 +124,7 @@ def rule_failing(
             destinations=None,
             now_ms=now_ms,
         )
-        _event(conn, alert_id, "trigger", now_ms)
+        append_event(conn, alert_id, "trigger", now_ms)
         return
     kept = (_json(found[1]) + evidence)[-rule.options.evidence :]
     conn.execute(
@@ -130,7 +132,7 @@ def rule_failing(
         " WHERE id = ?",
         (failures, until_ms, until_ms, _text(kept), now_ms, found[0]),
     )
-    _event(conn, found[0], "update", now_ms)
+    append_event(conn, found[0], "update", now_ms)
 
 
 def rule_recovered(conn: sqlite3.Connection, rule: Rule, now_ms: int) -> None:
@@ -201,7 +203,7 @@ def _insert(conn: sqlite3.Connection, rule: Rule, match: Match, result: RunResul
         note=match.suppressed,
     )
     if not match.suppressed:
-        _event(conn, alert_id, "trigger", now_ms)
+        append_event(conn, alert_id, "trigger", now_ms)
 
 
 def _update(conn: sqlite3.Connection, rule: Rule, found: tuple, match: Match, result: RunResult, now_ms: int) -> None:
@@ -229,7 +231,7 @@ def _update(conn: sqlite3.Connection, rule: Rule, found: tuple, match: Match, re
         ),
     )
     if status != "suppressed":
-        _event(conn, alert_id, "update", now_ms)
+        append_event(conn, alert_id, "update", now_ms)
 
 
 def merged_count(count: int, match: Match, overlaps: bool) -> int:
@@ -302,10 +304,6 @@ def _new_alert(
         ),
     )
     return alert_id
-
-
-def _event(conn: sqlite3.Connection, alert_id: str, kind: str, now_ms: int) -> None:
-    conn.execute("INSERT INTO alert_events (alert_id, kind, at_ms) VALUES (?, ?, ?)", (alert_id, kind, now_ms))
 
 
 def _text(value: Any) -> str:

@@ -21,6 +21,9 @@ from loglake.sqlitedb import migrate, use_wal
 
 ALERTS_DB = "alerts.db"
 ALERT_STATUSES = ("open", "acknowledged", "resolved", "suppressed")
+# An alert's title is cut to this (with an ellipsis) where it is made: a rule's `alert_title` may show a
+# whole record's message, and a title is a list's line, a mail's subject, a webhook's field.
+MAX_TITLE_CHARS = 256
 # What happened to an alert; each is one row of `alert_events`, in commit order (`seq`).
 EVENT_KINDS = ("trigger", "update", "acknowledge", "resolve")
 
@@ -61,7 +64,29 @@ MIGRATIONS = (
     );
     CREATE INDEX alert_events_by_alert ON alert_events (alert_id, seq)
     """,
+    # What the event's alert said of its status when the event was made: a delivery routed after a
+    # later change (an acknowledge resolved within a second) still describes its own event. NULL on
+    # events written before this column existed (their delivery reads the alert's).
+    """
+    ALTER TABLE alert_events ADD COLUMN status TEXT;
+    ALTER TABLE alert_events ADD COLUMN status_by TEXT;
+    ALTER TABLE alert_events ADD COLUMN status_note TEXT;
+    ALTER TABLE alert_events ADD COLUMN status_ms INTEGER
+    """,
 )
+# The alert columns each event keeps as they were when it was made.
+EVENT_STATUS_COLUMNS = ("status", "status_by", "status_note", "status_ms")
+
+
+def append_event(conn: sqlite3.Connection, alert_id: str, kind: str, now_ms: int) -> None:
+    """Append an `alert_events` row for the alert's change just written (in the caller's transaction),
+    with the alert's status, who set it and the note as they are now."""
+    columns = ", ".join(EVENT_STATUS_COLUMNS)
+    conn.execute(
+        f"INSERT INTO alert_events (alert_id, kind, at_ms, {columns}) SELECT id, ?, ?, {columns} FROM alerts"
+        " WHERE id = ?",
+        (kind, now_ms, alert_id),
+    )
 
 
 BUSY_TIMEOUT_S = 10.0  # how long a write waits for another process's write (then "database is locked")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from loglake.alerts.db import ALERTS_DB
 from loglake.alerts.destinations.base import DeliveryFailed, DestinationConfig, Notice, SendContext
-from loglake.alerts.outbox import ROUTE_BATCH, Claimed, Outbox, Sent
+from loglake.alerts.outbox import ROUTE_BATCH, Claimed, DeadLetters, DeliveryRow, Outbox, RetryRefused, Sent
 from loglake.alerts.redact import Redactor
 from loglake.alerts.routing import Routing, RoutingFile
 from loglake.alerts.secrets import SecretError, Secrets, scrub
@@ -64,8 +64,10 @@ class AlertDelivery:
         backoff: Backoff = BACKOFF,
         secrets: Secrets | None = None,
         poll_seconds: float = POLL_SECONDS,
+        public_url: str = "",
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.public_url = public_url  # where people open the web UI: notices link to the alert's page
         self.routing_file = RoutingFile(rules_dir)
         self.clock = clock
         self.backoff = backoff
@@ -175,6 +177,21 @@ class AlertDelivery:
             return {}
         return self.outbox.waiting_by_destination()
 
+    def dead(self) -> dict[str, DeadLetters]:
+        """Dead-lettered deliveries per destination, from the database (so they outlive a restart)."""
+        if "outbox" not in self.__dict__ and not (self.data_dir / ALERTS_DB).exists():
+            return {}
+        return self.outbox.dead_by_destination()
+
+    def retry(self, delivery_id: str) -> DeliveryRow:
+        """Send a dead-lettered delivery again through this worker, its attempts reset (Outbox.retry)."""
+        routing = self.routing_file.current()
+        if routing is None:
+            raise RetryRefused("alerting.yml has problems and no good version was read; fix it first")
+        row = self.outbox.retry(delivery_id, routing.destinations, self._now_ms())
+        self.wake()
+        return row
+
     def idle(self) -> bool:
         """No attempt under way (tests wait for this between rounds)."""
         with self._state_lock:
@@ -193,7 +210,9 @@ class AlertDelivery:
     def _attempt(self, name: str, config: DestinationConfig, claimed: Claimed) -> None:
         counts = self.counts.setdefault(name, DestinationCounts())
         try:
-            sent = send_claimed(name, config, claimed, self.secrets, lambda: self._client(name, config), self.clock)
+            sent = send_claimed(
+                name, config, claimed, self.secrets, lambda: self._client(name, config), self.clock, self.public_url
+            )
         except DeliveryFailed as failure:
             self._failed(config, claimed, failure, str(failure), counts)
         else:
@@ -253,10 +272,11 @@ def send_claimed(
     secrets: Secrets,
     http: Callable[[], httpx.Client],
     clock: Callable[[], float],
+    public_url: str = "",
 ) -> Sent:
     """One attempt of a claimed delivery to destination `name`: what to remember and the reply code,
     or DeliveryFailed whose message holds none of the secrets the attempt used (the local worker and
-    the AWS router both send through here)."""
+    the AWS router both send through here). `public_url`: the web UI's address, for a link to the alert."""
     row = claimed.row
     notice = Notice(
         key=row.id,
@@ -267,6 +287,7 @@ def send_claimed(
         alert=Redactor(config.redact).alert(claimed.alert),
         attempt=row.attempts,
         remembered=claimed.remembered,
+        public_url=public_url,
     )
     context = SendContext(secrets, http, clock, parse_duration(config.timeout) / 1000)
     try:

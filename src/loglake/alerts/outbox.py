@@ -18,11 +18,12 @@ import json
 import sqlite3
 import threading
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loglake.alerts.db import open_alerts_db
+from loglake.alerts.db import EVENT_STATUS_COLUMNS, open_alerts_db
 from loglake.sqlitedb import Schema, migrate_schema, write_transaction
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ _READY = (
     "d.state = 'pending' AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.destination = d.destination"
     " AND e.dedup_key = d.dedup_key AND e.event_seq < d.event_seq AND e.state IN ('pending', 'sending'))"
 )
+_EVENT_STATUS = ", ".join(f"e.{column}" for column in EVENT_STATUS_COLUMNS)
 _ALERT_JSON = ("tags", "group_values", "evidence", "destinations")
 
 
@@ -102,6 +104,20 @@ class DeliveryRow:
     updated_ms: int
     last_error: str | None
     last_status: int | None
+
+
+@dataclass(frozen=True)
+class DeadLetters:
+    count: int
+    newest_ms: int  # when the last of them was dead-lettered
+
+
+class NoSuchDelivery(LookupError):
+    pass
+
+
+class RetryRefused(ValueError):
+    """A delivery that cannot be retried; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -145,18 +161,21 @@ class Outbox:
             cursor = _cursor(conn)
             # LEFT JOIN: an event whose alert is gone (deleted since) is passed over, not waited for.
             events = conn.execute(
-                "SELECT e.seq, e.kind, e.at_ms, a.* FROM alert_events e LEFT JOIN alerts a ON a.id = e.alert_id"
-                " WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
+                f"SELECT e.seq, e.kind, e.at_ms, e.status IS NOT NULL, {_EVENT_STATUS}, a.* FROM alert_events e"
+                " LEFT JOIN alerts a ON a.id = e.alert_id WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
                 (cursor, batch),
             )
             names = [d[0] for d in events.description]
             rows = events.fetchall()
+            status_end = 4 + len(EVENT_STATUS_COLUMNS)
             for values in rows:
-                seq, kind, at_ms = values[:3]
-                alert = dict(zip(names[3:], values[3:], strict=True))
+                seq, kind, at_ms, kept_status = values[:4]
+                alert = dict(zip(names[status_end:], values[status_end:], strict=True))
                 if alert["id"] is None:
                     continue
                 alert = _decoded(alert)
+                if kept_status:  # the status as the event made it, not as a later change left it
+                    alert.update(zip(EVENT_STATUS_COLUMNS, values[4:status_end], strict=True))
                 targets = routing.targets(alert, kind)
                 if not targets:
                     continue
@@ -273,6 +292,39 @@ class Outbox:
             )
         return state
 
+    def retry(self, delivery_id: str, destinations: Collection[str], now_ms: int) -> DeliveryRow:
+        """Make a dead-lettered delivery due now with its attempts reset (its idempotency key unchanged),
+        for the worker to send like any other; `destinations` are the ones alerting.yml defines. The row
+        as it now is, or NoSuchDelivery, or RetryRefused saying why (it is not dead: a second retry of the
+        same delivery is refused, so it goes once)."""
+        with self._lock, write_transaction(self._conn) as conn:
+            found = conn.execute(f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+            if found is None:
+                raise NoSuchDelivery(f"no delivery with id {delivery_id!r}")
+            row = DeliveryRow(*found)
+            if row.state != "dead":
+                raise RetryRefused(f"delivery {row.id} is {row.state}, not dead; only a dead delivery is retried")
+            if row.destination not in destinations:
+                raise RetryRefused(not_configured(row.destination))
+            # A later event of the same key already delivered: sending this one now would undo it (a
+            # PagerDuty trigger after its resolve reopens the incident).
+            later = conn.execute(
+                "SELECT kind FROM deliveries WHERE destination = ? AND dedup_key = ? AND event_seq > ?"
+                " AND state = 'sent' ORDER BY event_seq DESC LIMIT 1",
+                (row.destination, row.dedup_key, row.event_seq),
+            ).fetchone()
+            if later is not None:
+                raise RetryRefused(
+                    f"a later {later[0]} of the same alert was already delivered to {row.destination!r};"
+                    f" sending this {row.kind} after it would deliver them out of order"
+                )
+            conn.execute(
+                "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_ms = ?, updated_ms = ?"
+                " WHERE id = ?",
+                (now_ms, now_ms, row.id),
+            )
+            return DeliveryRow(*conn.execute(f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?", (row.id,)).fetchone())
+
     def next_due_ms(self) -> int | None:
         """When the next delivery that may go (no earlier one of its key waits) is due."""
         with self._lock:
@@ -298,6 +350,15 @@ class Outbox:
                     " GROUP BY destination"
                 ).fetchall()
             )
+
+    def dead_by_destination(self) -> dict[str, DeadLetters]:
+        """Dead-lettered deliveries still kept, per destination: how many, and when the newest died."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT destination, count(*), max(updated_ms) FROM deliveries WHERE state = 'dead'"
+                " GROUP BY destination"
+            ).fetchall()
+        return {name: DeadLetters(count, newest_ms) for name, count, newest_ms in rows}
 
     def page(
         self,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loglake.alerts.alert_ids import NoSuchAlert, find_alert_id
-from loglake.alerts.db import ALERT_STATUSES
+from loglake.alerts.db import ALERT_STATUSES, append_event
 from loglake.ids import UUID_PATTERN
 from loglake.rules.model import LEVELS
 from loglake.spelling import unknown_parameter
@@ -284,9 +284,7 @@ def change_status(
             "UPDATE alerts SET status = ?, status_by = ?, status_note = ?, status_ms = ?, updated_ms = ? WHERE id = ?",
             (status, by, note, now_ms, now_ms, alert.id),
         )
-        conn.execute(
-            "INSERT INTO alert_events (alert_id, kind, at_ms) VALUES (?, ?, ?)", (alert.id, EVENT_OF[status], now_ms)
-        )
+        append_event(conn, alert.id, EVENT_OF[status], now_ms)
         changed = get_alert(conn, alert.id)
     assert changed is not None
     return changed

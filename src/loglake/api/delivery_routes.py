@@ -1,13 +1,14 @@
-"""GET /alerts/deliveries: the delivery outbox (what went where, what waits, what was dead-lettered),
-and its OpenAPI description."""
+"""GET /alerts/deliveries: the delivery outbox (what went where, what waits, what was dead-lettered);
+POST /alerts/deliveries/{deliveryId}/retry: send a dead-lettered delivery again; their OpenAPI description."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from loglake.alerts.outbox import DELIVERY_STATES, DeliveryRow
+from loglake.alerts.outbox import DELIVERY_STATES, DeliveryRow, NoSuchDelivery, RetryRefused
 from loglake.alerts.routing import unset_variables
 from loglake.api.http import ApiError, Request, quoted
+from loglake.api.openapi_common import error_response
 from loglake.api.routes import Result, bad_parameter, refuse_parameters
 from loglake.digits import is_ascii_digits
 from loglake.times import format_datetime
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
 
 PATH = "/alerts/deliveries"
+RETRY_PATH = "/alerts/deliveries/{deliveryId}/retry"
 PARAMS = frozenset({"state", "destination", "alert", "limit", "cursor"})
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
@@ -61,6 +63,21 @@ async def list_deliveries(app: LoglakeApp, request: Request) -> Result:
             "worker_error": delivery.last_error,
         },
     )
+
+
+async def retry_delivery(app: LoglakeApp, request: Request, delivery_id: str) -> Result:
+    """Make a dead delivery due again, attempts reset; the worker sends it once, with its idempotency key."""
+    delivery = _delivery(app)
+    refuse_parameters(request, f"POST {RETRY_PATH}")
+    try:
+        row = await app.run_read(delivery.retry, delivery_id)
+    except NoSuchDelivery:
+        raise ApiError(
+            404, "not_found", f"no delivery with id {quoted(delivery_id)}; GET {PATH}?state=dead lists the dead ones"
+        ) from None
+    except RetryRefused as e:
+        raise ApiError(409, "not_retryable", str(e)) from None
+    return Result(200, _row(row))
 
 
 def _integer(params: dict[str, str], name: str, default: int | None, low: int, high: int | None) -> int | None:
@@ -119,5 +136,21 @@ OPENAPI = {
                 "501": {"description": "this server has no local data dir (the AWS deployment)"},
             },
         }
-    }
+    },
+    RETRY_PATH: {
+        "post": {
+            "summary": "Send a dead-lettered delivery again (alerts scope): it becomes pending with its attempts "
+            "reset and the same idempotency key, and the delivery worker sends it once",
+            "parameters": [{"name": "deliveryId", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "the delivery, now pending"},
+                "404": error_response("No delivery with that id"),
+                "409": error_response(
+                    "Not dead (pending, sending, sent, or already retried), its destination is not in alerting.yml, "
+                    "or a later event of its alert was already delivered there (not_retryable)"
+                ),
+                "501": error_response("This server has no local data dir (the AWS deployment)"),
+            },
+        }
+    },
 }

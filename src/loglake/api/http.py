@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from loglake import content_encoding
-from loglake.decode_errors import in_words
+from loglake.decode_errors import in_words, not_json_reason
 from loglake.lake.stop import SERVER_STOPPING
 
 Receive = Callable[[], Awaitable[dict]]
@@ -239,7 +239,9 @@ def json_object(body: bytes, example: str) -> dict[str, Any]:
             400, "too_deep", f"the JSON nests too deeply to decode; send a flat object, e.g. {example}"
         ) from None
     except msgspec.DecodeError as e:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
+        raise ApiError(
+            400, "invalid_json", f"the body is not valid JSON in UTF-8: {not_json_reason(e, body)}"
+        ) from None
     if type(value) is not dict:
         raise ApiError(400, "invalid_request", f"send a JSON object, e.g. {example}")
     return value

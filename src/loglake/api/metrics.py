@@ -249,7 +249,8 @@ def _lake_gauges(lake: LakeState) -> Iterable[str]:
 
 def delivery_lines(delivery: AlertDelivery | None) -> bytes:
     """Per destination: sent, failed attempts and dead-lettered deliveries by this process (counters),
-    and deliveries waiting in the outbox (a gauge read at scrape time)."""
+    and deliveries waiting and dead in the outbox (gauges read from the database at scrape time, so
+    they survive a restart)."""
     if delivery is None:
         return b""
     by_destination = ("destination",)
@@ -276,6 +277,14 @@ def delivery_lines(delivery: AlertDelivery | None) -> bytes:
             "Alert deliveries not yet sent nor dead-lettered, by destination.",
             by_destination,
             waiting,
+        )
+    )
+    lines.extend(
+        _gauge(
+            "loglake_alert_deliveries_dead",
+            "Dead-lettered alert deliveries kept in the outbox (30 days, or until retried), by destination.",
+            by_destination,
+            {(name,): dead.count for name, dead in delivery.dead().items()},
         )
     )
     return ("\n".join(lines) + "\n").encode()

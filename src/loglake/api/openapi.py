@@ -164,7 +164,8 @@ SPEC: dict[str, Any] = {
         **ui_routes.OPENAPI,
         "/healthz": {
             "get": {
-                "summary": "Liveness and storage health (no auth: status and reason; details with a read key)",
+                "summary": "Liveness and storage health (no auth: status and reason; details with a read key). "
+                "`degraded` with a 200 while alert deliveries dead-lettered in the last 24 h remain",
                 "security": [],
                 "responses": {
                     "200": {"description": "healthy"},

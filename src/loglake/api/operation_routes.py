@@ -14,22 +14,45 @@ from loglake.times import format_datetime
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
 
+# A delivery dead-lettered this recently makes /healthz say "degraded" (retrying it ends that sooner).
+DEAD_DELIVERY_DEGRADES_MS = 24 * 3_600_000
+
 
 async def healthz(app: LoglakeApp, request: Request) -> Result:
     """Anyone may ask whether the server is healthy; only a caller with a read key sees why not, since
     the details (store and job errors) hold server paths and configuration."""
     refuse_parameters(request, "GET /healthz")
     writable = app.storage_error is None
+    delivery = app.runtime.delivery
+    dead = {} if delivery is None else await app.run_read(delivery.dead)
+    dead_since_ms = app.service.now_ms() - DEAD_DELIVERY_DEGRADES_MS
+    dead_recently = any(d.newest_ms >= dead_since_ms for d in dead.values())
+    # Dead deliveries are a lost notification, not a server that cannot serve: degraded, but still a
+    # 200, so a load balancer keeps sending it logs.
     status = 200 if writable else 503
+    if not writable:
+        reason = "storage cannot accept writes"
+    elif dead_recently:
+        reason = f"alert deliveries were dead-lettered in the last {DEAD_DELIVERY_DEGRADES_MS // 3_600_000} h"
+    else:
+        reason = None
     if not _may_read(app, request):
-        reason = None if writable else "storage cannot accept writes"
-        return Result(status, {"status": "ok" if writable else "degraded", "reason": reason})
+        return Result(status, {"status": "ok" if reason is None else "degraded", "reason": reason})
     body = {
-        "status": "ok" if writable else "degraded",
+        "status": "ok" if reason is None else "degraded",
+        "reason": reason,
         "version": __version__,
         "store": {"writable": writable, "error": app.storage_error},
         "auth": app.auth.enabled,
     }
+    if delivery is not None:
+        newest = max((d.newest_ms for d in dead.values()), default=None)
+        body["deliveries"] = {
+            "dead": sum(d.count for d in dead.values()),
+            "dead_by_destination": {name: d.count for name, d in sorted(dead.items())},
+            "last_dead": None if newest is None else format_datetime(newest),
+            "worker_error": delivery.last_error,
+        }
     if app.amplify is not None:
         body["amplify"] = app.amplify.status()
     if app.runtime.rules is not None:

@@ -72,6 +72,7 @@ ROUTES = [
     Route("POST", "/alerts/{alertId}/resolve", alert_routes.resolve, "alerts", reads_body=True),
     # An exact path: the router tries exact paths before `/alerts/{id}` templates, so it is never taken for an id.
     Route("GET", delivery_routes.PATH, delivery_routes.list_deliveries, "read"),
+    Route("POST", delivery_routes.RETRY_PATH, delivery_routes.retry_delivery, "alerts"),
     Route("GET", "/ask", ask_routes.status, "read"),
     Route("POST", "/ask", ask_routes.ask, "read", reads_body=True),
     Route("POST", "/ask/explain", ask_routes.explain, "read", reads_body=True),

@@ -34,7 +34,7 @@ _EXAMPLE = '{"key": "llk_..."}'
 
 
 def login_url(next_path: str = "", error: str = "") -> str:
-    """The sign-in page, saying why (error) and where to go once signed in (next)."""
+    """The sign-in page, saying why (error: a code of ui/sign_in.py) and where to go once signed in (next)."""
     fields = {"error": error, "next": next_path}
     query = urlencode({name: value for name, value in fields.items() if value}, quote_via=quote)
     return f"{LOGIN_PAGE}?{query}" if query else LOGIN_PAGE
@@ -61,7 +61,7 @@ async def create_session(app: LoglakeApp, request: Request) -> Result:
         if not form:
             raise
         next_path = _form_fields(request).get("next", "")
-        location = login_url(return_path(next_path) if next_path else "", e.message)
+        location = login_url(return_path(next_path) if next_path else "", e.code)
         return Result(303, b"", ((b"location", location.encode()),))
 
 

@@ -43,6 +43,7 @@ from loglake.keys import ApiKey
 from loglake.lake.lake import described_columns
 from loglake.lake.tables import TABLES
 from loglake.runtime import Runtime
+from loglake.ui.sign_in import reason_message
 
 SIGN_IN_COOKIE = "loglake_sign_in"
 SIGN_IN_SECONDS = 600  # from "Sign in with Cognito" to the callback: the hosted UI's form is filled in between
@@ -141,8 +142,7 @@ def _safe_next(value: str) -> str:
 
 
 async def login_page(app: CognitoUiApp, request: Request) -> Result:
-    error = request.query.get("error", "")[:300]
-    return _page(200, error, _safe_next(request.query.get("next", "")))
+    return _page(200, reason_message(request.query.get("error", "")), _safe_next(request.query.get("next", "")))
 
 
 async def start_sign_in(app: CognitoUiApp, request: Request) -> Result:

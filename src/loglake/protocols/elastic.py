@@ -319,7 +319,9 @@ def _map_source(item: BulkItem, line: bytes, found: RecordColumns, nested: _Nest
         item.refuse("failed to parse the source: it nests too deeply", field="attributes")
         return
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
-        item.refuse(f"failed to parse the source: it is not a JSON object in UTF-8: {not_json_reason(e)}", field="")
+        item.refuse(
+            f"failed to parse the source: it is not a JSON object in UTF-8: {not_json_reason(e, line)}", field=""
+        )
         return
     if item.index is None:
         item.refuse(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from loglake.alerts.db import MAX_TITLE_CHARS
 from loglake.lake.query import QueryEngine, TimeRange
 from loglake.lake.query_answers import QueryBusy, QueryResult, json_value
 from loglake.lake.sql_guard import QueryError
@@ -20,6 +21,7 @@ from loglake.lake.stop import Stop
 from loglake.rules.model import Rule
 from loglake.rules.plan import COUNT, FIRST, FRESH, FRESH_FIRST, LAST, RESERVED_PREFIX, window_moments
 from loglake.rules.templates import default_dedup_key, render
+from loglake.shorten import shortened
 
 
 class RuleRunError(Exception):
@@ -128,7 +130,9 @@ def match_of(rule: Rule, key: tuple, rows: list[dict[str, Any]], now_ms: int) ->
     count = int(rows[0][COUNT])
     evidence = [{k: json_value(v) for k, v in r.items() if not k.startswith(RESERVED_PREFIX)} for r in rows]
     # a SQL rule's title may show its query's columns (loading checks it names only those): the first row's
-    title = render(rule.options.alert_title or rule.title, rule, {**evidence[0], **group}, count)
+    title = shortened(
+        render(rule.options.alert_title or rule.title, rule, {**evidence[0], **group}, count), MAX_TITLE_CHARS
+    )
     dedup_key = render(rule.options.dedup.key or default_dedup_key(rule.plan.group_fields), rule, group, count)
     suppressed = next((s for s in rule.options.suppress if s.applies(group, now_ms)), None)
     return Match(

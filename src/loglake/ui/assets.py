@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import html
+import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from loglake.ui.sign_in import SIGN_IN_REASONS, UNKNOWN_REASON
 
 STATIC = Path(__file__).parent / "static"
 CONTENT_TYPES = {
@@ -18,6 +22,7 @@ CONTENT_TYPES = {
 }
 PAGES = ("index.html", "login.html")  # the documents; every other file is an asset
 ASSETS_MARK = b"%ASSETS%"  # where a page names the assets' folder
+REASONS_MARK = b"%SIGN_IN_REASONS%"  # where the sign-in page takes its messages (an HTML attribute's value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +44,19 @@ class Assets:
         self.pages: dict[str, File] = {}
         for name, body in sources.items():
             if name in PAGES:
-                self.pages[name] = _file(name, body.replace(ASSETS_MARK, self.prefix.encode()))
+                page = body.replace(ASSETS_MARK, self.prefix.encode()).replace(REASONS_MARK, _reasons_attribute())
+                self.pages[name] = _file(name, page)
             else:
                 self.files[name] = _file(name, body)
 
     def gzipped_size(self) -> int:
         return sum(len(f.gzipped) for f in (*self.files.values(), *self.pages.values()))
+
+
+def _reasons_attribute() -> bytes:
+    """The sign-in messages by reason code, as JSON escaped for a double-quoted HTML attribute."""
+    reasons = SIGN_IN_REASONS | {"": UNKNOWN_REASON}
+    return html.escape(json.dumps(reasons, ensure_ascii=False)).encode()
 
 
 def _file(name: str, body: bytes) -> File:

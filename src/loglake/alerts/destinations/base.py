@@ -12,9 +12,11 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from urllib.parse import quote
 
 import msgspec
 
+from loglake import __version__
 from loglake.alerts.db import EVENT_KINDS
 from loglake.alerts.redact import RedactItem
 from loglake.alerts.secrets import SecretRef, Secrets, TextOrSecret
@@ -33,6 +35,8 @@ EventKind = Annotated[
 # Statuses that mean "try again later" (RFC 9110: 408, 429 and the 5xx family; 501 and 505 will not change).
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 507, 509})
 MAX_ERROR_TEXT = 300
+ALERT_PAGE = "/ui/alerts/"  # the web UI's page of an alert: this and its id
+USER_AGENT = f"loglake/{__version__}"  # on every destination's requests: receivers may allow-list by it
 
 
 class DestinationConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -80,6 +84,14 @@ class Notice:
     alert: dict[str, Any]
     attempt: int  # 0 on the first attempt
     remembered: str | None = None  # what an earlier send to this destination returned for this dedup key
+    public_url: str = ""  # the web UI's address as people open it (the server's --public-url); "" = no links
+
+    @property
+    def link(self) -> str | None:
+        """The alert's page in the web UI, when the server knows its public address."""
+        if not self.public_url:
+            return None
+        return f"{self.public_url.rstrip('/')}{ALERT_PAGE}{quote(self.alert['id'], safe='')}"
 
     @property
     def headline(self) -> str:
@@ -103,8 +115,8 @@ class Notice:
             facts.append(("Group", ", ".join(f"{k}={v}" for k, v in alert["group_values"].items())))
         if alert["tags"]:
             facts.append(("Tags", ", ".join(alert["tags"])))
-        # Who changed the status, if this event is that change: routed late, an acknowledgement finds
-        # the alert already resolved, and the resolver's name is not the acknowledger's.
+        # Who changed the status, if this event is that change (an event keeps the status it made; one
+        # written before events kept it is routed with the alert's later status, and names nobody).
         if alert.get("status_by") and _STATUS_OF_EVENT.get(self.kind) == alert["status"]:
             note = f": {alert['status_note']}" if alert.get("status_note") else ""
             facts.append(("By", f"{alert['status_by']}{note}"))
@@ -173,11 +185,11 @@ class SendContext:
     def post(
         self, url: str, body: bytes, headers: dict[str, str], auth: tuple[str, str] | None = None
     ) -> httpx.Response:
-        """POST, with a failed answer or transport error as DeliveryFailed (retryable or not)."""
+        """POST as loglake (USER_AGENT); a failed answer or transport error is DeliveryFailed (retryable or not)."""
         import httpx
 
         try:
-            response = self.http().post(url, content=body, headers=headers, auth=auth)
+            response = self.http().post(url, content=body, headers={"user-agent": USER_AGENT, **headers}, auth=auth)
         except httpx.TimeoutException:
             raise DeliveryFailed("timed out", retryable=True) from None
         except httpx.HTTPError as e:
@@ -215,6 +227,19 @@ def alert_document(alert: dict[str, Any]) -> dict[str, Any]:
         "runbook": alert["runbook"],
         "status_by": alert["status_by"],
         "status_note": alert["status_note"],
-        "evidence": alert["evidence"],
+        "evidence": [_with_attributes_decoded(record) for record in alert["evidence"]],
         "query": alert["query"],
     }
+
+
+def _with_attributes_decoded(record: Any) -> Any:
+    """An evidence record with its `attributes` as the object they are (the lake keeps them as JSON text), as
+    GET /logs/{id} answers them: a receiver should not have to decode JSON inside JSON."""
+    attributes = record.get("attributes") if isinstance(record, dict) else None
+    if not isinstance(attributes, str):
+        return record
+    try:
+        decoded = json.loads(attributes)
+    except ValueError:  # text that is not JSON (a SQL rule's own column of that name): as it is
+        return record
+    return {**record, "attributes": decoded}

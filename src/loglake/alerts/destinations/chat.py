@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from loglake.alerts.destinations.base import DestinationConfig, Notice, SendContext, json_body, url_problem
 from loglake.alerts.secrets import TextOrSecret
+from loglake.shorten import shortened
 
 CHAT_EVENTS = ("trigger", "acknowledge", "resolve")
 EVIDENCE_LINES = 5
@@ -17,10 +18,6 @@ SLACK_HEADER = 150
 SLACK_TEXT = 3000
 SLACK_FIELDS = 10
 SLACK_FIELD = 2000
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _slack_escape(text: str) -> str:
@@ -47,31 +44,27 @@ class Slack(DestinationConfig, frozen=True, forbid_unknown_fields=True, kw_only=
 def slack_message(notice: Notice) -> dict[str, Any]:
     facts = notice.facts()
     fields = [
-        {"type": "mrkdwn", "text": _cut(f"*{label}*\n{_slack_escape(text)}", SLACK_FIELD)}
+        {"type": "mrkdwn", "text": shortened(f"*{label}*\n{_slack_escape(text)}", SLACK_FIELD)}
         for label, text in facts[:SLACK_FIELDS]
     ]
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _cut(notice.headline, SLACK_HEADER)}},
+        {"type": "header", "text": {"type": "plain_text", "text": shortened(notice.headline, SLACK_HEADER)}},
         {"type": "section", "fields": fields},
     ]
     lines = notice.evidence_lines(EVIDENCE_LINES)
     if lines:
         code = _slack_escape("\n".join(lines)).replace("```", "'''")
-        text = _cut(f"*Evidence* ({len(notice.alert['evidence'])} records kept)\n```{code}", SLACK_TEXT - 3) + "```"
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
-    if notice.alert["runbook"]:
-        blocks.append(
-            {
-                "type": "actions",
-                "elements": [
-                    {
-                        "type": "button",
-                        "text": {"type": "plain_text", "text": "Runbook"},
-                        "url": notice.alert["runbook"],
-                    }
-                ],
-            }
+        text = (
+            shortened(f"*Evidence* ({len(notice.alert['evidence'])} records kept)\n```{code}", SLACK_TEXT - 3) + "```"
         )
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    buttons = [
+        {"type": "button", "text": {"type": "plain_text", "text": text}, "url": url}
+        for text, url in (("Open in loglake", notice.link), ("Runbook", notice.alert["runbook"]))
+        if url
+    ]
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
     context_text = f"loglake alert {notice.alert['id']} · {notice.kind}"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _slack_escape(context_text)}]})
     return {"text": _slack_escape(notice.headline), "blocks": blocks}
@@ -123,8 +116,13 @@ def teams_message(notice: Notice) -> dict[str, Any]:
         "version": "1.4",
         "body": body,
     }
-    if notice.alert["runbook"]:
-        card["actions"] = [{"type": "Action.OpenUrl", "title": "Runbook", "url": notice.alert["runbook"]}]
+    actions = [
+        {"type": "Action.OpenUrl", "title": title, "url": url}
+        for title, url in (("Open in loglake", notice.link), ("Runbook", notice.alert["runbook"]))
+        if url
+    ]
+    if actions:
+        card["actions"] = actions
     return {
         "type": "message",
         "attachments": [

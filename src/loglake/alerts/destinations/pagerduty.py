@@ -79,6 +79,12 @@ def pagerduty_event(notice: Notice, routing_key: str, source: str) -> dict[str, 
             "query": alert["query"],
         },
     }
+    links = []
+    if notice.link:
+        event["client_url"] = notice.link
+        links.append({"href": notice.link, "text": "Alert in loglake"})
     if alert["runbook"]:
-        event["links"] = [{"href": alert["runbook"], "text": "Runbook"}]
+        links.append({"href": alert["runbook"], "text": "Runbook"})
+    if links:
+        event["links"] = links
     return event

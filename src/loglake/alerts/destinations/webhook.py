@@ -16,7 +16,6 @@ import hashlib
 import hmac
 from typing import ClassVar
 
-from loglake import __version__
 from loglake.alerts.db import EVENT_KINDS
 from loglake.alerts.destinations.base import (
     DestinationConfig,
@@ -57,12 +56,12 @@ class Webhook(DestinationConfig, frozen=True, forbid_unknown_fields=True, kw_onl
                 "event_id": notice.seq,
                 "idempotency_key": notice.key,
                 "alert": alert_document(notice.alert),
+                "alert_url": notice.link,
             }
         )
         timestamp = str(int(context.clock()))
         headers = {
             "content-type": "application/json",
-            "user-agent": f"loglake/{__version__}",
             "idempotency-key": notice.key,
             "x-loglake-event": notice.kind,
             "x-loglake-timestamp": timestamp,

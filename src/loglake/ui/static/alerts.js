@@ -45,7 +45,7 @@ function drawList(main, { params, navigate }) {
         h("tbody", {}, answer.alerts.map((alert) => h("tr", {},
           h("td", {}, h("span", { class: `level l-${alert.level}`, text: alert.level })),
           h("td", { text: alert.status }),
-          h("td", {}, link(`/ui/alerts/${encodeURIComponent(alert.id)}`, alert.title)),
+          h("td", { class: "alert-title", title: alert.title }, link(`/ui/alerts/${encodeURIComponent(alert.id)}`, alert.title)),
           h("td", {}, h("button", { type: "button", class: "link", text: alert.rule_title, title: "Only this rule's alerts", onclick: () => go({ rule: alert.rule_id }) })),
           h("td", { class: "num", text: alert.match_count }),
           h("td", { text: formatTime(Date.parse(alert.last_seen)) })))))),
@@ -75,7 +75,7 @@ function drawAlert(main, { item, allows, navigate }) {
     try {
       const alert = await api(`/alerts/${encodeURIComponent(item)}`);
       replace(box, ...alertView(alert, allows, load, navigate));
-      loadDeliveries(box.querySelector(".deliveries"), alert.id);
+      loadDeliveries(box.querySelector(".deliveries"), alert.id, allows("alerts"));
     } catch (error) {
       replace(box, errorBox(error, load));
     }
@@ -144,7 +144,9 @@ function statusChange(alert, reload) {
     h("button", { type: "button", text: "Resolve", onclick: change("resolve") }), message);
 }
 
-async function loadDeliveries(box, alertId) {
+// A dead delivery can be sent again (alerts scope): the server's worker sends it once, attempts reset.
+async function loadDeliveries(box, alertId, mayRetry) {
+  const reload = () => loadDeliveries(box, alertId, mayRetry);
   try {
     const answer = await api("/alerts/deliveries", { params: { alert: alertId } });
     const problems = [...answer.routing_problems, answer.worker_error].filter(Boolean).map((p) => h("p", { class: "error", text: p }));
@@ -152,12 +154,23 @@ async function loadDeliveries(box, alertId) {
       replace(box, problems, h("p", { class: "muted", text: "No deliveries: alerting.yml routes this alert nowhere, or delivery has not run yet." }));
       return;
     }
-    replace(box, problems, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
-      h("thead", {}, h("tr", {}, ["Event", "Destination", "State", "Attempts", "Updated", "Last error"].map((t) => h("th", { scope: "col", text: t })))),
+    const message = h("div", { role: "status" });
+    const retry = (d) => async () => {
+      try {
+        await api(`/alerts/deliveries/${encodeURIComponent(d.id)}/retry`, { method: "POST" });
+        reload();
+      } catch (error) {
+        replace(message, errorBox(error));
+      }
+    };
+    const columns = ["Event", "Destination", "State", "Attempts", "Updated", "Last error", ...(mayRetry ? ["Action"] : [])];
+    replace(box, problems, message, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
+      h("thead", {}, h("tr", {}, columns.map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, answer.deliveries.map((d) => h("tr", {},
         h("td", { text: d.event }), h("td", { text: d.destination }), h("td", {}, h("span", { class: `state d-${d.state}`, text: d.state })),
-        h("td", { class: "num", text: d.attempts }), h("td", { text: formatTime(Date.parse(d.updated)) }), h("td", { text: d.last_error || "" })))))));
+        h("td", { class: "num", text: d.attempts }), h("td", { text: formatTime(Date.parse(d.updated)) }), h("td", { text: d.last_error || "" }),
+        mayRetry ? h("td", {}, d.state === "dead" ? h("button", { type: "button", class: "small", text: "Retry", "aria-label": `Retry the ${d.event} to ${d.destination}`, onclick: retry(d) }) : null) : null))))));
   } catch (error) {
-    replace(box, errorBox(error, () => loadDeliveries(box, alertId)));
+    replace(box, errorBox(error, reload));
   }
 }

@@ -93,14 +93,14 @@ export async function request(path, { method = "GET", params, body, signal, acce
     if (!(wait > 0 && wait <= LONGEST_WAIT_S) || tries === RATE_LIMIT_TRIES) break;
     await waitOut(wait, signal);
   }
-  if (response.status === 401 && path !== "/session") signIn("Your session has ended; sign in again.");
+  if (response.status === 401 && path !== "/session") signIn("session_ended");
   if (!response.ok) throw await errorOf(response);
   return response;
 }
 
-// To the sign-in page, which comes back to this page once signed in.
-export function signIn(error) {
-  location.assign(url("/login", { error, next: location.pathname + location.search + location.hash }));
+// To the sign-in page, which comes back to this page once signed in; `reason` is a code of ui/sign_in.py.
+export function signIn(reason) {
+  location.assign(url("/login", { error: reason, next: location.pathname + location.search + location.hash }));
 }
 
 export async function api(path, options) {
