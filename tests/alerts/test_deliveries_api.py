@@ -261,3 +261,21 @@ def test_the_servers_public_url_reaches_the_delivery_worker(settings, receiver: 
         app.close()
     [request] = receiver.requests
     assert request.json()["alert_url"] == f"https://loglake.example.com/ui/alerts/{alert['id']}"
+
+
+async def test_an_outbox_that_cannot_be_read_degrades_healthz_and_leaves_metrics_answering(
+    app: LoglakeApp, settings, delivered
+) -> None:
+    conn = open_alerts_db(settings.data_dir)
+    conn.execute("DROP TABLE deliveries")  # as a damaged alerts.db would: every read of the outbox fails
+    conn.close()
+    async with asgi_client(app, key_for(app, "read")) as reader:
+        health = await reader.get("/healthz")
+        metrics = await reader.get("/metrics")
+    assert health.status_code == 200
+    detail = health.json()
+    assert detail["status"] == "degraded" and detail["reason"] == "alert deliveries cannot be read"
+    assert detail["deliveries"]["error"] == "alerts.db cannot be read: no such table: deliveries"
+    assert metrics.status_code == 200
+    assert 'loglake_alert_deliveries_sent_total{destination="ok"}' in metrics.text
+    assert "loglake_alert_deliveries_dead{" not in metrics.text

@@ -13,6 +13,7 @@ lock is needed.
 from __future__ import annotations
 
 import bisect
+import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -270,7 +271,11 @@ def delivery_lines(delivery: AlertDelivery | None) -> bytes:
         failed.inc((name,), counts.failed_attempts)
         dead.inc((name,), counts.dead_lettered)
     lines = [*sent.render(), *failed.render(), *dead.render()]
-    waiting = {(name,): n for name, n in delivery.waiting().items()}
+    try:
+        waiting = {(name,): n for name, n in delivery.waiting().items()}
+        dead_now = {(name,): dead.count for name, dead in delivery.dead().items()}
+    except sqlite3.Error:  # the other metrics still answer; /healthz says what is wrong with alerts.db
+        return ("\n".join(lines) + "\n").encode()
     lines.extend(
         _gauge(
             "loglake_alert_deliveries_pending",
@@ -284,7 +289,7 @@ def delivery_lines(delivery: AlertDelivery | None) -> bytes:
             "loglake_alert_deliveries_dead",
             "Dead-lettered alert deliveries kept in the outbox (30 days, or until retried), by destination.",
             by_destination,
-            {(name,): dead.count for name, dead in delivery.dead().items()},
+            dead_now,
         )
     )
     return ("\n".join(lines) + "\n").encode()

@@ -165,7 +165,8 @@ SPEC: dict[str, Any] = {
         "/healthz": {
             "get": {
                 "summary": "Liveness and storage health (no auth: status and reason; details with a read key). "
-                "`degraded` with a 200 while alert deliveries dead-lettered in the last 24 h remain",
+                "`degraded` with a 200 while alert deliveries dead-lettered in the last 24 h remain, or while "
+                "alerts.db cannot be read",
                 "security": [],
                 "responses": {
                     "200": {"description": "healthy"},

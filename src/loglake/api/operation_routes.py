@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import TYPE_CHECKING
 
 from loglake import __version__
@@ -24,7 +25,11 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
     refuse_parameters(request, "GET /healthz")
     writable = app.storage_error is None
     delivery = app.runtime.delivery
-    dead = {} if delivery is None else await app.run_read(delivery.dead)
+    outbox_error = None
+    try:
+        dead = {} if delivery is None else await app.run_read(delivery.dead)
+    except sqlite3.Error as e:  # a health check says what is wrong rather than fail with it
+        dead, outbox_error = {}, f"alerts.db cannot be read: {e}"
     dead_since_ms = app.service.now_ms() - DEAD_DELIVERY_DEGRADES_MS
     dead_recently = any(d.newest_ms >= dead_since_ms for d in dead.values())
     # Dead deliveries are a lost notification, not a server that cannot serve: degraded, but still a
@@ -32,6 +37,8 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
     status = 200 if writable else 503
     if not writable:
         reason = "storage cannot accept writes"
+    elif outbox_error is not None:
+        reason = "alert deliveries cannot be read"
     elif dead_recently:
         reason = f"alert deliveries were dead-lettered in the last {DEAD_DELIVERY_DEGRADES_MS // 3_600_000} h"
     else:
@@ -52,6 +59,7 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
             "dead_by_destination": {name: d.count for name, d in sorted(dead.items())},
             "last_dead": None if newest is None else format_datetime(newest),
             "worker_error": delivery.last_error,
+            "error": outbox_error,
         }
     if app.amplify is not None:
         body["amplify"] = app.amplify.status()
