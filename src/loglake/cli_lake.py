@@ -30,6 +30,7 @@ from loglake.config import ConfigError
 from loglake.config_load import load_settings
 from loglake.lake.search_terms import attribute_keys
 from loglake.model import MAX_PAGE_LIMIT
+from loglake.shorten import shortened
 
 FORMATS = ("table", "json", "csv", "ndjson")
 _MORE_ROWS = "narrow the query, raise --limit, or raise the server's cap (query_max_rows)"
@@ -224,7 +225,7 @@ def _print_table(names: list[str], rows: list[list[Any]], max_width: int = 60) -
     def text(value: Any) -> str:
         shown = "NULL" if value is None else json_text(value) if isinstance(value, dict | list) else str(value)
         shown = printable(shown)
-        return shown if len(shown) <= max_width else shown[: max_width - 1] + "…"
+        return shortened(shown, max_width)
 
     cells = [[text(v) for v in row] for row in rows]
     names = [printable(n) for n in names]

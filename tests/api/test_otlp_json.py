@@ -250,6 +250,7 @@ async def test_an_id_that_is_not_hex_or_not_16_bytes_is_no_id_and_its_record_is_
         (json.dumps({"resource_logs": [{"scope_logs": [{"log_records": [{"time_unix_nano": "x"}]}]}]}).encode(),
          "resourceLogs[0].scopeLogs[0].logRecords[0].timeUnixNano: must be an integer, a number or a string of digits"),
         (b'{"resourceLogs": [{"scopeLogs": 5}], ', "not valid JSON"),
+        (b'{"resourceLogs": [', "not valid JSON in UTF-8: it ends before the JSON does (was it cut short?)"),
         (b'"resourceLogs"', "must be a JSON object"),
     ],
 )  # fmt: skip

@@ -18,6 +18,7 @@ from sqlglot import exp
 
 from loglake.lake.sql_guard import QueryError, check_select
 from loglake.lake.tables import TABLES
+from loglake.shorten import shortened
 
 MAX_EXPLANATION_CHARS = 600  # an answer's one or two sentences
 MAX_QUERY_EXPLANATION_CHARS = 1200  # an explained query's two to four
@@ -219,7 +220,7 @@ def _ms(moment: datetime) -> int:
 def _prose(text: str, limit: int = MAX_EXPLANATION_CHARS) -> str:
     """Text for a person: one line without a leading label, at most `limit` characters."""
     text = _LABEL.sub("", " ".join(text.split()), count=1)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return shortened(text, limit)
 
 
 def _next_second(ms: int) -> int:

@@ -35,7 +35,7 @@ import pyarrow as pa
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 from google.protobuf.message import DecodeError
 
-from loglake.decode_errors import in_words
+from loglake.decode_errors import in_words, not_json_reason
 from loglake.digits import is_ascii_digits
 from loglake.model import SEVERITY_ALIASES, is_valid_name
 from loglake.protocols.columns import RecordColumns
@@ -231,9 +231,10 @@ def _json_streams(body: bytes) -> list[Stream]:
     try:
         push = _decode_json_push(body)
     except (msgspec.DecodeError, RecursionError) as e:
+        reason = in_words(e) if isinstance(e, msgspec.ValidationError) else not_json_reason(e, body)
         raise MalformedPush(
             f'the body is not a Loki push in JSON ({{"streams": [{{"stream": {{...}}, "values": [[ns, line]]}}]}}): '
-            f"{_counted_from_one(in_words(e))}"
+            f"{_counted_from_one(reason)}"
         ) from None
     streams = []
     for number, stream in enumerate(push.streams, start=1):
