@@ -360,16 +360,15 @@ def _refuse_invalid_indices(items: list[elastic.BulkItem]) -> None:
 
 
 _INDEX_OF = attrgetter("index")
+_ROW_OF = attrgetter("row")
 
 
 def _checked_group(app: LoglakeApp, group: list[elastic.BulkItem], found: RecordColumns) -> Group | None:
-    """The group's records checked (those refused by the check taken out), None when none is left."""
+    """The group's records (storable items, at least one) checked, those refused by the check taken out; None when
+    none is left."""
     while True:
-        group = [item for item in group if item.row is not None]
-        if not group:
-            return None
         try:
-            parsed = columns.check(app.service, found.take([item.row for item in group]))
+            parsed = columns.check(app.service, found.take(list(map(_ROW_OF, group))))
             counts = ingest_counts(parsed)
         except InvalidRecords as e:
             reasons: dict[int, list[str]] = defaultdict(list)
@@ -379,6 +378,9 @@ def _checked_group(app: LoglakeApp, group: list[elastic.BulkItem], found: Record
                 fields.setdefault(problem.index, problem.field)
             for index, why in reasons.items():
                 group[index].refuse("; ".join(why), field=fields[index])
+            group = [item for item in group if item.row is not None]
+            if not group:
+                return None
             continue
         if parsed.table is not None:
             log_ids = parsed.table.column("log_id").to_pylist()
