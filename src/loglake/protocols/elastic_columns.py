@@ -238,7 +238,7 @@ def _mapped(columns: dict[str, pa.Array], escaping: bool) -> RecordColumns | Non
         _keyed(name, made[name]) if name in made else _member(name, values, escaping) for name, values in kept.items()
     ]
     attributes = _object(members, pa.nulls(count, pa.bool_()).is_null())
-    if all(member.null_count for member in members):  # (a source may have none left)
+    if all(type(member) is not list and member.null_count for member in members):  # (a source may have none left)
         attributes = pc.if_else(pc.equal(attributes, "{}"), "", attributes)
     found.attributes = attributes.cast(pa.binary())
     # (a nested object a field was taken out of nests no deeper than its type says)
@@ -339,12 +339,30 @@ _MAPPED = (
 # -- the attributes' JSON text ------------------------------------------------------------------------------
 
 
-def _member(name: str, values: pa.Array, escaping: bool) -> pa.Array:
-    """Each row's `"name":value` text, null where it has no value."""
-    if pa.types.is_string(values.type):  # (quoted with its key: one copy of the texts fewer)
-        key = f'{_encode(name).decode()}:"'
-        return pc.binary_join_element_wise(key, _escaped(values) if escaping else values, '"', "")
-    return _keyed(name, _json_texts(values, escaping))
+# A member's `"name":value` text in each row: pieces for one join (literal texts and arrays of texts, none null)
+# when every row has it; else one array of the texts, null where a row has none.
+_Member = list[str | pa.Array] | pa.Array
+
+
+def _member(name: str, values: pa.Array, escaping: bool) -> _Member:
+    """Each row's `"name":value` text: in pieces when every row has a value (the object's one join then copies each
+    text once, where joining it with its key first copied it twice; an object of such members likewise), else one
+    array, null where a row has no value."""
+    key = f"{_encode(name).decode()}:"
+    kind = values.type
+    if values.null_count:
+        if pa.types.is_string(kind):  # (quoted with its key: one copy of the texts fewer)
+            return pc.binary_join_element_wise(key + '"', _escaped(values) if escaping else values, '"', "")
+        return _keyed(name, _json_texts(values, escaping))
+    if pa.types.is_string(kind):
+        return [key + '"', _escaped(values) if escaping else values, '"']
+    if pa.types.is_struct(kind) and kind.num_fields:
+        members = [_member(field.name, child, escaping) for field, child in zip(kind, values.flatten(), strict=True)]
+        if all(type(member) is list for member in members):
+            pieces = [piece for member in members for piece in _after_comma(member, True)]
+            return [key + "{", *pieces[1:], "}"]  # (the first comma made the opening brace)
+        return [key, _object(members, values.is_valid())]
+    return [key, _json_texts(values, escaping)]
 
 
 def _keyed(name: str, texts: pa.Array) -> pa.Array:
@@ -352,23 +370,40 @@ def _keyed(name: str, texts: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise(f"{_encode(name).decode()}:", texts, "")
 
 
-def _object(members: list[pa.Array], valid: pa.Array) -> pa.Array:
+def _object(members: list[_Member], valid: pa.Array) -> pa.Array:
     """Each row's JSON object of the members it has, null where valid is false."""
-    members = [member for member in members if member.null_count < len(member)]  # (in no object: left out)
-    if not members:
+    members = [member for member in members if type(member) is list or member.null_count < len(member)]
+    if not members:  # (a member in no object is left out)
         return pc.if_else(valid, "{}", pa.scalar(None, _TEXT))
     absent = len(valid) - (pc.sum(valid).as_py() or 0)
-    everywhere = [member.null_count == absent for member in members]  # (in every object)
-    if everywhere[0]:  # the others after a comma, or nothing where they are not: one join
-        pieces: list[pa.Array | str] = ["{", members[0]]
-        for member, always in zip(members[1:], everywhere[1:], strict=True):
-            pieces += [",", member] if always else [pc.binary_join_element_wise(",", member, "")]
-        joined = pc.binary_join_element_wise(*pieces, "}", "", null_handling="replace")
-    else:  # each member after a comma, nulls as nothing, and the first comma made the opening brace
-        commas = (pc.binary_join_element_wise(",", member, "") for member in members)
-        joined = pc.binary_join_element_wise(*commas, "", null_handling="replace")
-        joined = pc.binary_join_element_wise(pc.binary_replace_slice(joined, 0, 1, "{"), "}", "")
+    # (in every object: a member in pieces is in every row, and so is every object it is in)
+    everywhere = [type(member) is list or member.null_count == absent for member in members]
+    pieces: list[str | pa.Array] = []  # each member after a comma (nothing where it is not), for one join
+    for member, always in zip(members, everywhere, strict=True):
+        pieces += _after_comma(member, always)
+    if everywhere[0]:  # its comma the opening brace
+        joined = _joined(["{", *pieces[1:], "}"])
+    else:  # the first comma made the opening brace
+        joined = pc.binary_join_element_wise(pc.binary_replace_slice(_joined(pieces), 0, 1, "{"), "}", "")
     return pc.if_else(valid, joined, pa.scalar(None, _TEXT)) if absent else joined
+
+
+def _after_comma(member: _Member, everywhere: bool) -> list[str | pa.Array]:
+    """A member's pieces after a comma; where it is not in every object, one array, null where it is not."""
+    if type(member) is list:
+        return [",", *member]
+    return [",", member] if everywhere else [pc.binary_join_element_wise(",", member, "")]
+
+
+def _joined(pieces: list[str | pa.Array]) -> pa.Array:
+    """Each row's pieces joined (nulls as nothing), neighbouring literal texts joined first."""
+    merged: list[str | pa.Array] = []
+    for piece in pieces:
+        if type(piece) is str and merged and type(merged[-1]) is str:
+            merged[-1] += piece
+        else:
+            merged.append(piece)
+    return pc.binary_join_element_wise(*merged, "", null_handling="replace")
 
 
 def _json_texts(values: pa.Array, escaping: bool) -> pa.Array:
