@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from loglake.protocols import elastic
+from loglake.protocols import elastic, elastic_sources
 from tests.protocols import column_rows
 
 NOW = "2026-11-01T23:59:58.250Z"
@@ -106,8 +106,8 @@ def test_a_bulk_maps_each_source_as_the_item_by_item_path_does(only: list[int]) 
 
 def test_a_timestamp_of_digits_that_are_no_number_is_left_for_the_check_to_refuse() -> None:
     """ "²" is a digit to str.isdigit, but int() refuses it: it took the request down (a 500)."""
-    assert elastic._epoch_ms("²") == "²"
-    assert elastic._epoch_ms("1793577595000") == 1793577595000
+    assert elastic_sources._epoch_ms("²") == "²"
+    assert elastic_sources._epoch_ms("1793577595000") == 1793577595000
 
 
 TRACE = "5B8EFFF798038103D269B633813FC60C"
