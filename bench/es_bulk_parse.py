@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 import common
-from loglake.api.elastic_routes import _parse
+from loglake.api.elastic_routes import _parse, _stored_ids
 from loglake.lake.lake import Lake
 from loglake.lake.objectstore import LocalObjectStore
 from loglake.protocols import elastic_answers
@@ -56,9 +56,10 @@ def one_pass(app: Any, bodies: list[tuple[bytes, int]], filter_path: str) -> dic
     spent = {"parse+map+check": 0, "answer": 0}
     for body, _ in bodies:
         started = time.thread_time_ns()
-        items, _groups = _parse(app, body, None)
+        items, groups = _parse(app, body, None)
         parsed = time.thread_time_ns()
-        elastic_answers.bulk_answer(items, 1, keep)
+        ids = _stored_ids(groups, every_item_stored=all(item.error is None for item in items))
+        elastic_answers.bulk_answer(items, 1, keep, ids)
         spent["parse+map+check"] += parsed - started
         spent["answer"] += time.thread_time_ns() - parsed
     return spent

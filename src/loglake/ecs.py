@@ -1,5 +1,5 @@
 """The Elastic Common Schema (ECS) fields that give a loglake record's own fields: one list for the
-Elasticsearch bulk API (protocols/elastic) and `loglake send` (line_records). ECS loggers and shippers
+Elasticsearch bulk API (protocols/elastic_sources) and `loglake send` (line_records). ECS loggers and shippers
 write a field dotted (`"service.name": "api"`) or nested (`"service": {"name": "api"}`)."""
 
 from __future__ import annotations

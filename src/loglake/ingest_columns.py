@@ -223,7 +223,7 @@ def _attributes(raw: list[Any] | pa.Array, limits: Limits, within: tuple[int, in
         return None
     depth = limits.max_attribute_depth
     texts = data if isinstance(raw, pa.Array) else raw
-    if (within is None or within[0] > depth) and _more_brackets(texts, joined, len(objects), depth):
+    if (within is None or within[0] > depth) and _more_brackets(texts, joined, depth):
         return None
     if within is None or within[1] > limits.max_attribute_keys:
         # Each key takes at least 5 bytes ("":0,), so only longer objects can hold too many keys.
@@ -240,15 +240,13 @@ def _attributes(raw: list[Any] | pa.Array, limits: Limits, within: tuple[int, in
     return text if absent is None else pc.if_else(absent, pa.scalar(None, pa.string()), text)
 
 
-def _more_brackets(texts: Sequence[Any] | pa.Array, joined: bytes, objects: int, most: int) -> bool:
-    """Whether one of the texts (joined: all of them; objects: how many are objects) may hold more than `most`
-    brackets ({ and [). Each object holds at least one (its "{"), so one of them holds at most 1 + the brackets
-    past one per object in all of them: within the limit, no text is looked at. Else the texts are joined after
-    a NUL each, every byte but brackets and NULs deleted and [ made {: a text's brackets are a run that one search
-    finds (Arrow's count of a character in each text took some three times the time). A NUL in a text, which no
-    JSON text holds, leaves them all to the record check."""
-    if joined.count(b"{") + joined.count(b"[") - objects < most:
-        return False
+def _more_brackets(texts: Sequence[Any] | pa.Array, joined: bytes, most: int) -> bool:
+    """Whether one of the texts (joined: all of them) may hold more than `most` brackets ({ and [). The texts are
+    joined after a NUL each, every byte but brackets and NULs deleted and [ made {: a text's brackets are a run that
+    one search finds (Arrow's count of a character in each text took some three times the time; counting the
+    brackets of all the texts first, to look at none when there are few, cost more than this whenever every text
+    holds a nested object, as every Elasticsearch source with `host.name` does, and no less otherwise). A NUL in a
+    text, which no JSON text holds, leaves them all to the record check."""
     if b"\0" in joined:
         return True
     listed = texts.to_pylist() if isinstance(texts, pa.Array) else texts

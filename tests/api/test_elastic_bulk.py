@@ -315,6 +315,39 @@ async def test_a_bulk_of_more_actions_than_a_batch_may_hold_is_stored_in_groups(
         application.close()
 
 
+@pytest.mark.parametrize("refused", [False, True], ids=["all-stored", "one-refused"])
+async def test_each_item_of_a_bulk_checked_as_tables_answers_its_own_records_id(
+    settings: Settings, refused: bool
+) -> None:
+    """A bulk of several table-sized groups: each stored item's _id is its own record's logId, whether every item was
+    stored (the ids joined from the tables) or one was refused (each item's own)."""
+    application = LoglakeApp.from_settings(dataclasses.replace(settings, max_records=BULK_MIN_RECORDS))
+    count = 3 * BULK_MIN_RECORDS  # (three groups, each checked as a table when all are stored)
+    lines: list[object] = []
+    for i in range(count):
+        action = "update" if refused and i == BULK_MIN_RECORDS + 50 else "create"
+        lines += [{action: {"_index": "tables"}}, {"@timestamp": NOW_MS - i - 1, "message": f"t {i}"}]
+    try:
+        async with asgi_client(application, key_for(application, "ingest,read")) as client:
+            answer = (await client.post("/_bulk", content=ndjson(*lines), headers=NDJSON)).json()
+            assert answer["errors"] is refused and len(answer["items"]) == count
+            entries = [next(iter(item.values())) for item in answer["items"]]
+            assert sum(entry["status"] == 201 for entry in entries) == count - refused
+            for i in (
+                0,
+                BULK_MIN_RECORDS - 1,
+                BULK_MIN_RECORDS,
+                BULK_MIN_RECORDS + 49,
+                BULK_MIN_RECORDS + 51,
+                count - 1,
+            ):
+                assert entries[i]["status"] == 201
+                record = (await client.get(f"/logs/{entries[i]['_id']}")).json()
+                assert record["message"] == f"t {i}"
+    finally:
+        application.close()
+
+
 # -- auth in the forms Elasticsearch's clients send it ---------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pytest
 
 from loglake.protocols.elastic import BulkItem
@@ -97,3 +98,18 @@ def test_a_bulk_stored_alike_is_answered_with_each_entry_and_its_id(count: int, 
     else:
         entries = [{"create": {"_index": "app", "_id": f'id"{i}', **CREATED, "status": 201}} for i in range(count)]
         assert json.loads(answer) == {"errors": False, "took": 5, "items": entries}
+
+
+@pytest.mark.parametrize("filter_path", ["", "errors,items.*._id,items.*.status", "errors,items.*.status"])
+def test_the_ids_of_a_bulk_stored_as_tables_are_answered_as_the_items_own(filter_path: str) -> None:
+    """Every item stored as a table's row: their ids, given in order as Arrow text, answered as each item's doc_id
+    is, in every run (two indexes and two actions here) and every filter."""
+    runs = [("create", "app", 3), ("create", "web", 1), ("index", "web", 2)]
+    made = [(action, index) for action, index, count in runs for _ in range(count)]
+    ids = [f"0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a{row:02d}" for row in range(len(made))]
+    keep = answer_filter(filter_path)
+    with_doc_ids = [BulkItem(action, index, ids[row], row) for row, (action, index) in enumerate(made)]
+    expected = bulk_answer(with_doc_ids, 5, keep)
+    without = [BulkItem(action, index, None, row) for row, (action, index) in enumerate(made)]
+    assert bulk_answer(without, 5, keep, pa.array(ids)) == expected
+    assert json.loads(expected)["items"][-1] != {}

@@ -143,6 +143,30 @@ def test_sources_whose_keys_come_in_other_orders_keep_their_values_as_sent() -> 
     assert arrow[1][5] != reference[1][5]  # (another order: the test would show nothing if it were the same)
 
 
+def test_members_in_some_sources_only_are_written_as_parse_bulk_writes_them() -> None:
+    """Attributes whose members, and members of nested objects, are in every source or in some only (the first
+    or a later one missing, an object missing, a member of an object missing, an empty object): the same
+    records as parse_bulk's, an object joined in one piece where every source has all of it. (The first source
+    has every key: Arrow orders them as it meets them.)"""
+    sources = [
+        {
+            "@timestamp": NOW,
+            "message": f"m{i}",
+            **({"first": f"f{i}"} if i % 3 != 1 else {}),
+            "host": {"name": "h1", "ip": [f"10.0.0.{i}"], **({"os": {"family": "linux"}} if i % 2 == 0 else {})},
+            **({"agent": {"id": i, "tags": {"a": "b"}}} if i % 4 != 3 else {}),
+            "every": {"x": {"y": "\t" if i == 5 else "z"}, "n": i, "ok": True},
+            **({"empty": {}} if i % 5 != 4 else {}),
+            "last": "l" if i % 2 else f"L {i}",
+        }
+        for i in range(12)
+    ]
+    body = bulk({"create": {"_index": "app"}}, sources)
+    read = elastic_columns.read_regular_bulk(body, None)
+    assert read is not None
+    assert records(read) == records(elastic.parse_bulk(body, None))
+
+
 # Sources Arrow cannot give back as sent, or that the mapping takes otherwise than column-wise, each among
 # Fluent Bit's: (what is odd, the body).
 FLUENT_ACTION, FLUENT_SOURCES = FLUENT_BIT

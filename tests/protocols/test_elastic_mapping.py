@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from loglake.protocols import elastic
+from loglake.protocols import elastic, elastic_sources
 from tests.protocols import column_rows
 
 NOW = "2026-11-01T23:59:58.250Z"
@@ -106,8 +106,8 @@ def test_a_bulk_maps_each_source_as_the_item_by_item_path_does(only: list[int]) 
 
 def test_a_timestamp_of_digits_that_are_no_number_is_left_for_the_check_to_refuse() -> None:
     """ "²" is a digit to str.isdigit, but int() refuses it: it took the request down (a 500)."""
-    assert elastic._epoch_ms("²") == "²"
-    assert elastic._epoch_ms("1793577595000") == 1793577595000
+    assert elastic_sources._epoch_ms("²") == "²"
+    assert elastic_sources._epoch_ms("1793577595000") == 1793577595000
 
 
 TRACE = "5B8EFFF798038103D269B633813FC60C"
@@ -187,3 +187,34 @@ def test_each_item_of_a_regular_bulk_has_its_own_action_index_and_row(actions: l
     assert [item.doc_id for item in items] == [None] * 3
     assert found.log_types == log_types
     assert found.messages == ["m0", "m1", "m2"]
+
+
+@pytest.mark.parametrize("services", [2, 100], ids=["a-few-services", "more-services-than-read-once"])
+def test_nested_levels_and_services_are_taken_whether_their_texts_repeat_or_not(services: int) -> None:
+    """A bulk's nested `log` and `service` objects are read once per distinct text when they repeat (a few levels
+    and services), else source by source: the same records either way, and an object holding more than the field
+    keeps the rest in the attributes."""
+    sources = [
+        {
+            "@timestamp": NOW,
+            "message": f"m{row}",
+            "log": {"level": "warn"} if row % 3 else {"level": "error", "origin": "x"},
+            "service": {"name": f"svc{row % services}"},
+        }
+        for row in range(200)
+    ]
+    body = bulk([({"create": {"_index": "app"}}, source) for source in sources])
+    assert elastic._regular_bulk(body.split(b"\n"), None) is not None
+    expected = [
+        (
+            f"m{row}",
+            NOW,
+            f"svc{row % services}",
+            "warning" if row % 3 else "error",
+            "app",
+            b"" if row % 3 else b'{"log":{"origin":"x"}}',
+            None,
+        )
+        for row in range(200)
+    ]
+    assert records(body) == expected

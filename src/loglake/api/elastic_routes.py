@@ -13,6 +13,8 @@ from collections import defaultdict
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from loglake import __version__
 from loglake.api.auth import Unauthorized
 from loglake.api.http import JSON_HEADERS, ApiError, EncodedApiError, Request, decode_content, quoted
@@ -238,13 +240,13 @@ async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None)
     pretty = _checked_parameters(request, elastic_params.BULK_PARAMS)
     _check_media_type(request)
     body = decode_content(request, request.body, app.settings.max_bulk_body_bytes)
-    items = await _store_bulk(app, body, path_index)
+    items, ids = await _store_bulk(app, body, path_index)
     took_ms = int((time.perf_counter() - started) * 1000)
     keep = elastic_answers.answer_filter(request.query.get("filter_path", ""))
     if len(body) < OFF_LOOP_BODY_BYTES:
-        answer = elastic_answers.bulk_answer(items, took_ms, keep)
+        answer = elastic_answers.bulk_answer(items, took_ms, keep, ids)
     else:  # an item a microsecond: for a big bulk, off the event loop too
-        answer = await app.run_ingest(elastic_answers.bulk_answer, items, took_ms, keep)
+        answer = await app.run_ingest(elastic_answers.bulk_answer, items, took_ms, keep, ids)
     if pretty:  # for a person reading it: Python's work per item, off the event loop
         answer = await app.run_ingest(elastic_params.pretty, answer)
     return Result(200, answer, _JSON_HEADERS)
@@ -276,7 +278,8 @@ async def _one_document(
     body = decode_content(request, request.body, app.settings.max_body_bytes)
     if not body.strip():
         raise ElasticError(400, "parse_exception", "request body is required: send the document as JSON")
-    (item,) = await _store_bulk(app, elastic_answers.document_bulk(action, index, doc_id, body), index)
+    # (one record is checked record by record, never as a table: its item's doc_id is its _id)
+    (item,), _ = await _store_bulk(app, elastic_answers.document_bulk(action, index, doc_id, body), index)
     if item.error is not None:
         error_type, reason = item.error
         raise ElasticError(item.status, error_type, reason, headers=[PRODUCT])
@@ -291,8 +294,13 @@ DOCUMENT_ROUTES = (
 )
 
 
-async def _store_bulk(app: LoglakeApp, body: bytes, path_index: str | None) -> list[elastic.BulkItem]:
-    """A bulk body's items once stored, each with its outcome (counted in the protocol's metrics)."""
+async def _store_bulk(
+    app: LoglakeApp, body: bytes, path_index: str | None
+) -> tuple[list[elastic.BulkItem], pa.StringArray | None]:
+    """A bulk body's items once stored, each with its outcome (counted in the protocol's metrics), and, when every
+    item was stored as a checked table's row (the usual bulk), their `_id`s in order, the records' logIds, which
+    the answer then joins with no Python object per id (the items' doc_ids left unset); else None, and each item's
+    doc_id is its `_id`."""
     try:
         if len(body) < OFF_LOOP_BODY_BYTES:
             items, groups = _parse(app, body, path_index)
@@ -316,7 +324,21 @@ async def _store_bulk(app: LoglakeApp, body: bytes, path_index: str | None) -> l
         app.metrics.protocol_records.inc((PROTOCOL, "rejected"), refused)
         invalid = [Problem(row, item.field, "") for row, item in enumerate(items) if item.field is not None]
         count_refused(app, invalid)
-    return items
+    return items, _stored_ids(groups, every_item_stored=not refused)
+
+
+def _stored_ids(groups: list[Group], every_item_stored: bool) -> pa.StringArray | None:
+    """The items' `_id`s in order when every item was stored as a checked table's row, its record's logId; else
+    None, each item stored so given its record's logId as its doc_id, the answer's `_id`."""
+    tables = [(stored, parsed.table) for stored, parsed, _ in groups if parsed.table is not None]
+    if every_item_stored and len(tables) == len(groups):
+        ids = [table.column("log_id").combine_chunks() for _, table in tables]
+        return ids[0] if len(ids) == 1 else pa.concat_arrays(ids)
+    for stored, table in tables:
+        for item, log_id in zip(stored, table.column("log_id").to_pylist(), strict=True):
+            if item.doc_id is None:
+                item.doc_id = log_id
+    return None
 
 
 def _answer_stored_before(items: list[elastic.BulkItem], records: list[NewRecord], log_ids: list[bytes]) -> None:
@@ -360,16 +382,15 @@ def _refuse_invalid_indices(items: list[elastic.BulkItem]) -> None:
 
 
 _INDEX_OF = attrgetter("index")
+_ROW_OF = attrgetter("row")
 
 
 def _checked_group(app: LoglakeApp, group: list[elastic.BulkItem], found: RecordColumns) -> Group | None:
-    """The group's records checked (those refused by the check taken out), None when none is left."""
+    """The group's records (storable items, at least one) checked, those refused by the check taken out; None when
+    none is left."""
     while True:
-        group = [item for item in group if item.row is not None]
-        if not group:
-            return None
         try:
-            parsed = columns.check(app.service, found.take([item.row for item in group]))
+            parsed = columns.check(app.service, found.take(list(map(_ROW_OF, group))))
             counts = ingest_counts(parsed)
         except InvalidRecords as e:
             reasons: dict[int, list[str]] = defaultdict(list)
@@ -379,15 +400,14 @@ def _checked_group(app: LoglakeApp, group: list[elastic.BulkItem], found: Record
                 fields.setdefault(problem.index, problem.field)
             for index, why in reasons.items():
                 group[index].refuse("; ".join(why), field=fields[index])
+            group = [item for item in group if item.row is not None]
+            if not group:
+                return None
             continue
-        if parsed.table is not None:
-            log_ids = parsed.table.column("log_id").to_pylist()
-        else:
-            assert parsed.records is not None
-            log_ids = [format_uuid(record.log_id) for record in parsed.records]
-        for item, log_id in zip(group, log_ids, strict=True):
-            if item.doc_id is None:  # the answer's _id: the record's logId
-                item.doc_id = log_id
+        if parsed.records is not None:  # (a table's logIds are the items' _ids once stored: _store_bulk)
+            for item, record in zip(group, parsed.records, strict=True):
+                if item.doc_id is None:  # the answer's _id: the record's logId
+                    item.doc_id = format_uuid(record.log_id)
         return group, parsed, counts
 
 

@@ -1,52 +1,29 @@
-"""Elasticsearch's bulk API onto loglake records: the NDJSON action/source pairs and the ECS mapping, as
-Elasticsearch 8 and 9 take them (elastic_answers gives its answers). Pure, no I/O.
+"""Elasticsearch's bulk API onto loglake records: the NDJSON action/source pairs, as Elasticsearch 8 and 9 take
+them (elastic_sources maps each source, elastic_answers gives the answers). Pure, no I/O.
 
 Only `create` and `index` add documents; loglake keeps logs append-only, so `update` and `delete`
-are refused item by item, as Elasticsearch refuses an item it cannot apply. A source maps to a record:
-`@timestamp` (or `timestamp`) -> timestamp, `message` (or Fluent Bit's `log`, or `msg`) -> message,
-`log.level` -> severity, `service.name` -> service, the index -> log_type; nested (`{"log": {"level"}}`)
-or dotted (`"log.level"`) alike; everything else into attributes as sent.
+are refused item by item, as Elasticsearch refuses an item it cannot apply.
 
 A bulk of some size that shippers write regularly is read by Arrow instead (elastic_columns), to the same
 records; parse_bulk stays the reference for every bulk.
-
-A document's `_id` makes it stored once: a `create` of an id already stored is refused with 409, as
-Elasticsearch refuses it; an `index` of one is answered 200 with result `noop` and stores nothing, since
-loglake does not overwrite a record (Elasticsearch would replace the document).
 """
 
 from __future__ import annotations
 
-import uuid
-from collections import deque
-from collections.abc import Callable
 from itertools import repeat
-from operator import attrgetter, contains
-from typing import Any
 
 import msgspec
-from msgspec import Raw
 
-from loglake import ecs, ids
 from loglake.decode_errors import not_json_reason
-from loglake.digits import is_ascii_digits
-from loglake.model import SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, hex_id
 from loglake.protocols.columns import RecordColumns
-from loglake.protocols.names import level_severity, safe_name
+from loglake.protocols.elastic_sources import Nested, add_ecs_record, add_regular_sources, decode_source
+from loglake.protocols.names import safe_name
 
 VERSION = "9.0.0"  # the Elasticsearch version loglake answers as: the 9.x clients and Beats accept it
 ADDING_ACTIONS = ("create", "index")
 REFUSED_ACTIONS = ("update", "delete")
 DOCUMENT_ERROR = "document_parsing_exception"  # Elasticsearch's error type for a source it cannot take
-TIME_FIELDS = (ecs.TIMESTAMP, "timestamp")  # the first present is the record's time (Vector sends `timestamp`)
-# The first of these that is a string is the record's message (Filebeat's `log` is an object, Fluent Bit's the line).
-MESSAGE_FIELDS = ("message", "log", "msg")
 _decode = msgspec.json.Decoder().decode
-_encode = msgspec.json.Encoder().encode
-_decode_fields = msgspec.json.Decoder(dict[str, Raw]).decode
-_decode_str = msgspec.json.Decoder(str).decode
-_decode_time = msgspec.json.Decoder(int | float | str).decode
-_NESTED_KNOWN = 1000  # distinct nested values remembered per bulk (Filebeat's `log` objects all differ)
 
 
 class BulkRefused(ValueError):
@@ -82,11 +59,6 @@ class BulkItem(msgspec.Struct, gc=False):
         self.field = field
 
 
-# What _nested_value answered for a bulk's nested values (`{"log": {"level": "info"}}`), by (parent, JSON
-# text): a bulk repeats a few of them.
-_Nested = dict[tuple[str, bytes], tuple[str | None, Raw | bool | None]]
-
-
 def parse_bulk(body: bytes, path_index: str | None) -> tuple[list[BulkItem], RecordColumns]:
     """The items of a bulk body, each with its record's row in the columns or the reason it is refused;
     BulkRefused when the body is not a bulk request at all (an action line that is not one, a missing source
@@ -100,7 +72,7 @@ def parse_bulk(body: bytes, path_index: str | None) -> tuple[list[BulkItem], Rec
     actions: dict[bytes, tuple[str, str | None, str | None]] = {}  # clients repeat one action line
     items: list[BulkItem] = []
     found = RecordColumns(ids=[])
-    nested: _Nested = {}
+    nested: Nested = {}
     number = 0
     while number < len(lines):
         line = lines[number]
@@ -182,12 +154,12 @@ def _regular_bulk(lines: list[bytes], path_index: str | None) -> tuple[list[Bulk
     items: list[BulkItem] = []
     found = RecordColumns(ids=[])
     doc_ids = any(doc_id is not None for _, _, doc_id in known.values())
-    nested: _Nested = {}
+    nested: Nested = {}
     for start in range(0, len(sources), _CHUNK):
         chunk = slice(start, start + _CHUNK)
         lines = sources[chunk]
         added = _items(actions[chunk], known, len(found))
-        if _add_regular(lines, added, doc_ids, found, nested):
+        if add_regular_sources(lines, added, doc_ids, found, nested):
             if len(log_types) == 1:
                 found.log_types += [*log_types.values()] * len(lines)
             else:
@@ -217,104 +189,16 @@ def items_alike(action: str, index: str | None, doc_id: str | None, rows: range)
     return list(map(BulkItem, repeat(action, many), repeat(index, many), repeat(doc_id, many), rows))
 
 
-def _add_regular(
-    sources: list[bytes], items: list[BulkItem], doc_ids: bool, found: RecordColumns, nested: _Nested
-) -> bool:
-    """Add the records of sources as add_ecs_record would (but their log types and trace and span ids), if
-    each has a string `message` and a string `@timestamp` (or each `timestamp`); else False (the sources it
-    took apart are dropped: _map_source decodes them again)."""
-    try:
-        # Each source decoded on its own: decode_lines would take two values on one line for two sources.
-        docs = list(map(_decode_fields, sources))
-        messages = _decode_strings(_joined(map(dict.pop, docs, repeat("message"))))
-        times: list[int | str] = _decode_strings(_joined(map(dict.pop, docs, repeat(_time_field(docs)))))
-    except (KeyError, TypeError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return False
-    if any(map(str.isdigit, times)):
-        times = list(map(_epoch_ms, times))
-    assert found.ids is not None
-    if doc_ids:
-        pairs = zip(items, docs, strict=True)
-        found.ids += [None if item.doc_id is None else _client_id(doc, item.index, item.doc_id) for item, doc in pairs]
-    else:
-        found.ids += [None] * len(docs)
-    keys = set().union(*docs)  # (what any source has: one pass, not one per name asked)
-    found.severities += _pop_strings(docs, keys, ecs.LOG_LEVEL, take_severity, nested)
-    found.services += _pop_strings(docs, keys, ecs.SERVICE_NAME, take_service, nested)
-    found.trace_ids += _pop_strings(docs, keys, ecs.TRACE_ID, take_trace_id, nested)
-    found.span_ids += _pop_strings(docs, keys, ecs.SPAN_ID, take_span_id, nested)
-    found.messages += messages
-    found.timestamps += times
-    found.attributes += map(_encode, docs) if all(docs) else [_encode(doc) if doc else b"" for doc in docs]
-    return True
-
-
-def _time_field(docs: list[dict[str, Raw]]) -> str:
-    """The field of TIME_FIELDS the sources' times are in: the first when any has it, else the other (a shipper
-    names it alike in all it sends; a source without it makes the bulk go item by item)."""
-    first, then = TIME_FIELDS
-    if any(map(contains, docs, repeat(first))):
-        return first
-    return then
-
-
-def _joined(values: Any) -> bytes:
-    """JSON values (msgspec.Raw) as the text of one JSON array; TypeError when one is missing (None)."""
-    return b"[%b]" % b",".join(values)
-
-
-_decode_strings = msgspec.json.Decoder(list[str]).decode
-# A nested ECS object holding nothing but the one field loglake maps (`{"level": "info"}`, `{"name": "api"}`):
-# untracked by the garbage collector (a text, no cycle), made in a fifth less time.
-_ONLY_CHILD = {
-    child: msgspec.json.Decoder(
-        list[msgspec.defstruct(f"Only_{child}", [(child, str)], forbid_unknown_fields=True, gc=False)]
-    )
-    for _, _, child in (ecs.LOG_LEVEL, ecs.SERVICE_NAME, ecs.TRACE_ID, ecs.SPAN_ID)
-}
-
-
-def _pop_strings(
-    docs: list[dict[str, Raw]],
-    keys: set[str],
-    field: ecs.Field,
-    convert: Callable[[str], tuple[str | None, bool]],
-    nested: _Nested,
-) -> list[str | None]:
-    """_pop_string over every source (keys: each name any of them has, or had before another field was taken
-    out, whose names differ from this one's): when none has the dotted name and each has the parent holding only
-    the field, as a string that convert takes (`"log": {"level": "info"}` throughout), with one decode of them
-    all."""
-    dotted, parent, child = field
-    if dotted not in keys:
-        if parent not in keys:  # (most sources have no trace, say)
-            return [None] * len(docs)
-        try:
-            parents = _joined(map(dict.get, docs, repeat(parent)))
-            values = list(map(attrgetter(child), _ONLY_CHILD[child].decode(parents)))
-        except (TypeError, msgspec.DecodeError):
-            values = None
-        if values is not None:
-            converted = {value: convert(value) for value in set(values)}
-            if all(take for _, take in converted.values()):
-                deque(map(dict.pop, docs, repeat(parent)), 0)  # (nothing is left of it)
-                made = {value: value_made for value, (value_made, _) in converted.items()}
-                return list(map(made.__getitem__, values))
-    return [_pop_string(doc, field, convert, nested) for doc in docs]
-
-
 def _not_append_only(action: str) -> str:
     return f"loglake keeps logs append-only: the {action} action is not supported; send create or index actions"
 
 
-def _map_source(item: BulkItem, line: bytes, found: RecordColumns, nested: _Nested) -> None:
+def _map_source(item: BulkItem, line: bytes, found: RecordColumns, nested: Nested) -> None:
     if item.action == "update":
         item.refuse(_not_append_only("update"), "illegal_argument_exception")
         return
     try:
-        # Each field's value stays JSON text: the fields loglake does not map go into the attributes
-        # as sent, never decoded into Python objects (and never paid for by the garbage collector).
-        source = _decode_fields(line)
+        source = decode_source(line)
     except RecursionError:
         item.refuse("failed to parse the source: it nests too deeply", field="attributes")
         return
@@ -335,168 +219,3 @@ def _map_source(item: BulkItem, line: bytes, found: RecordColumns, nested: _Nest
             item.refuse(reason, field=field)
         else:
             item.row = len(found) - 1
-
-
-def add_ecs_record(
-    source: dict[str, Raw], index: str, doc_id: str | None, found: RecordColumns, nested: _Nested
-) -> tuple[str, str] | None:
-    """Add the loglake record an ECS document (each field's value as JSON text) maps to, or say why it
-    cannot be one: (the record field at fault, the reason). The source dict is taken apart."""
-    text = _pop_message(source)
-    if text is None:
-        if "message" in source:  # (an object: a structured log whose line is elsewhere)
-            return "message", "`message` must be a string: send the log line as text in `message` (ECS), `log` or `msg`"
-        return "message", "the document has no message: send it as a string in `message` (ECS), `log` or `msg`"
-    timestamp = _pop_first(source, TIME_FIELDS)
-    try:
-        when = None if timestamp is None else _epoch_ms(_decode_time(timestamp))
-    except msgspec.DecodeError:
-        return "timestamp", "`@timestamp` must be a date (ISO-8601) or epoch milliseconds"
-    client_id = None if doc_id is None else _client_id(source, index, doc_id)
-    found.severities.append(_pop_string(source, ecs.LOG_LEVEL, take_severity, nested))
-    found.services.append(_pop_string(source, ecs.SERVICE_NAME, take_service, nested))
-    found.messages.append(text)
-    found.timestamps.append(when)
-    found.log_types.append(safe_name(index))
-    found.trace_ids.append(_pop_string(source, ecs.TRACE_ID, take_trace_id, nested))
-    found.span_ids.append(_pop_string(source, ecs.SPAN_ID, take_span_id, nested))
-    found.attributes.append(_encode(source) if source else b"")  # (a Raw value is written as it is)
-    assert found.ids is not None
-    found.ids.append(client_id)
-    return None
-
-
-def _client_id(source: dict[str, Raw], index: str | None, doc_id: str) -> str:
-    """A document id as the record's client id, so that a document sent again with the same id is stored once
-    (the store answers the first record's id, and elastic_routes a `create` conflict). A UUID is the client id
-    as sent; any other id names a document of its index, as in Elasticsearch: the client id is a UUID made of
-    the index and the id, and the id goes into the attributes as `_id`."""
-    if _is_uuid(doc_id):
-        return doc_id
-    source["_id"] = Raw(_encode(doc_id))
-    return str(uuid.uuid5(_DOCUMENT_IDS, f"{index}\n{doc_id}"))
-
-
-_DOCUMENT_IDS = uuid.UUID("5f0c2a36-61e4-4c55-9d0a-2b8f7e3c41d9")  # the namespace of the client ids made of _ids
-
-
-def _pop_message(source: dict[str, Raw]) -> str | None:
-    """The first of `message`, `log` and `msg` that is a string, taken out of the source (Filebeat's `log`
-    is an object of file details, Fluent Bit's the line itself)."""
-    for name in MESSAGE_FIELDS:
-        if name in source:
-            try:
-                text = _decode_str(source[name])
-            except msgspec.DecodeError:
-                continue
-            del source[name]
-            return text
-    return None
-
-
-def _pop_first(source: dict[str, Raw], names: tuple[str, ...]) -> Raw | None:
-    for name in names:
-        if name in source:
-            return source.pop(name)
-    return None
-
-
-def _epoch_ms(value: int | float | str) -> int | str:
-    """Elasticsearch's default date formats: ISO-8601 text (left for the record's check, which names what
-    is wrong with it), epoch milliseconds as a number or as digits."""
-    if type(value) is str:
-        return int(value) if is_ascii_digits(value) else value
-    return int(value)
-
-
-def _pop_string(
-    source: dict[str, Raw],
-    field: ecs.Field,
-    convert: Callable[[str], tuple[str | None, bool]],
-    nested: _Nested,
-) -> str | None:
-    """The value of a field sent dotted (`log.level`) or nested (`{"log": {"level"}}`) as convert makes it,
-    taken out of the attributes when convert says so. A value convert gives None for stays."""
-    dotted, parent, child = field
-    raw = source.get(dotted)
-    if raw is not None:
-        value, take = _converted(raw, convert)
-        if take:
-            del source[dotted]
-        return value
-    raw = source.get(parent)
-    if raw is None:
-        return None
-    key = (parent, bytes(raw))
-    answer = nested.get(key)
-    if answer is None:
-        answer = _nested_value(raw, child, convert)
-        if len(nested) < _NESTED_KNOWN:
-            nested[key] = answer
-    value, rest = answer
-    if rest is None:
-        del source[parent]
-    elif rest is not True:
-        source[parent] = rest
-    return value
-
-
-def _nested_value(
-    raw: Raw, child: str, convert: Callable[[str], tuple[str | None, bool]]
-) -> tuple[str | None, Raw | bool | None]:
-    """The value of a nested field as convert makes it, and what becomes of its parent: the parent without
-    it, None when nothing is left, True when it stays as sent."""
-    try:
-        fields = _decode_fields(raw)
-    except msgspec.DecodeError:  # not an object
-        return None, True
-    if child not in fields:
-        return None, True
-    value, take = _converted(fields[child], convert)
-    if not take:
-        return value, True
-    del fields[child]
-    return value, Raw(_encode(fields)) if fields else None
-
-
-def _converted(raw: Raw, convert: Callable[[str], tuple[str | None, bool]]) -> tuple[str | None, bool]:
-    try:
-        return convert(_decode_str(raw))
-    except msgspec.DecodeError:  # not a string: left in the attributes as sent
-        return None, False
-
-
-def take_severity(level: str) -> tuple[str | None, bool]:
-    """A log.level as the record's severity, taken out of the attributes when it names one."""
-    severity = level_severity(level)
-    return severity, severity is not None
-
-
-def take_trace_id(value: str) -> tuple[str | None, bool]:
-    """An ECS trace.id as the record's trace id (OpenTelemetry's, lowercase hex), taken out of the attributes
-    when it is one; anything else stays there."""
-    found = hex_id(value, TRACE_ID_HEX_DIGITS)
-    return found, found is not None
-
-
-def take_span_id(value: str) -> tuple[str | None, bool]:
-    """An ECS span.id as the record's span id, as take_trace_id takes a trace id."""
-    found = hex_id(value, SPAN_ID_HEX_DIGITS)
-    return found, found is not None
-
-
-def take_service(name: str) -> tuple[str | None, bool]:
-    """A service.name as the record's service: taken out of the attributes when it is a valid name as
-    sent, made into one (and left in the attributes as sent) when it is not."""
-    if not name:
-        return None, False
-    service = safe_name(name)
-    return service, service == name
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        ids.parse_uuid(text)
-    except ValueError:
-        return False
-    return True

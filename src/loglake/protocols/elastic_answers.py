@@ -10,6 +10,8 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     from loglake.protocols.elastic import BulkItem
@@ -54,7 +56,9 @@ _TOP_KEYS = ("errors", "took", "items")
 _ITEM_FIELD = re.compile(r"items\.\*\.(\w+)")  # a field of every item's entry (`items.*.status`)
 
 
-def bulk_answer(items: list[BulkItem], took_ms: int, keep: AnswerFilter | None = None) -> bytes:
+def bulk_answer(
+    items: list[BulkItem], took_ms: int, keep: AnswerFilter | None = None, ids: pa.StringArray | None = None
+) -> bytes:
     """Elasticsearch's bulk response as JSON: one entry per action in the request's order, `errors` when any
     failed; with `keep`, only what it names (an entry left with nothing is left out, as Elasticsearch
     leaves it). Stored items come in runs of one action, index and status, whose entries are the same text
@@ -63,32 +67,37 @@ def bulk_answer(items: list[BulkItem], took_ms: int, keep: AnswerFilter | None =
     end around them, with no copy of the run's text to copy again. (A dict per item, encoded, took more of the
     event loop than the rest of the request; then an entry text per item, and the answer copied whole three
     times, 0.7 us an item; then 0.4 us with a run's text copied into the answer: a 10 MB bulk's answer is some
-    7 MB, and making it twice, fresh memory each, cost more than the rest of it.)"""
+    7 MB, and making it twice, fresh memory each, cost more than the rest of it.) ids: every item's `_id` in
+    order, when each was stored with its record's logId as its id (UUID text, which JSON does not escape), for
+    Arrow to join without a Python object per id; else each item's doc_id is its `_id`."""
     fields = None if keep is None else keep.item_fields
     stored: dict[tuple[str, str | None, int], tuple[bytes, bytes | None]] = {}
     # An item's entry, or a run of stored items' in pieces; a run's ids are encoded, to be joined (_IdRun).
     entries: list[tuple[bytes, ...] | _IdRun] = []
     errors = False
+    first = 0  # the run's first item
     for (action, index, status, error), same in groupby(items, _OUTCOME):
+        run = list(same)
         if error is None:
             key = (action, index, status)
             around = stored.get(key)
             if around is None:
                 around = stored[key] = _stored_entry(*key, fields)
             before, after = around
-            run = list(same)
             if after is not None:
-                entries.append(_IdRun(before, list(map(_encode, map(_DOC_ID, run))), after))
+                run_ids = list(map(_encode, map(_DOC_ID, run))) if ids is None else ids.slice(first, len(run))
+                entries.append(_IdRun(before, run_ids, after))
             elif before:
                 entries.append((b",".join(repeat(before, len(run))),))
         else:
             errors = True
             error_type, reason = error
-            for item in same:
+            for item in run:
                 entry = {"_index": item.index, "_id": item.doc_id, "status": item.status}
                 entry["error"] = {"type": error_type, "reason": reason}
                 if kept := _kept(entry, fields):
                     entries.append((_encode({item.action: kept}),))
+        first += len(run)
     answer = {"errors": b"true" if errors else b"false", "took": b"%d" % took_ms}
     if keep is not None:
         answer = {name: text for name, text in answer.items() if name in keep.top}
@@ -111,15 +120,20 @@ class _IdRun:
     """A run of stored items whose entries differ only in their ids: each entry is before, its id, after."""
 
     before: bytes
-    ids: list[bytes]  # (JSON text)
+    ids: list[bytes] | pa.StringArray  # (JSON text; or UUID text, which JSON writes as it is, quoted)
     after: bytes
 
     def joined(self, start: bytes = b"", end: bytes = b"") -> bytes:
         """The run's entries, comma-separated, after start and before end, in one join."""
         ids = self.ids
+        between = self.after + b"," + self.before
+        if isinstance(ids, pa.Array):
+            listed = pa.ListArray.from_arrays(pa.array([0, len(ids)], pa.int32()), ids)
+            inner = pc.binary_join(listed, f'"{between.decode()}"')[0].as_buffer()
+            return b"".join((start, self.before, b'"', inner, b'"', self.after, end))
         ids[0] = start + self.before + ids[0]
         ids[-1] += self.after + end
-        return (self.after + b"," + self.before).join(ids)
+        return between.join(ids)
 
 
 _OUTCOME = attrgetter("action", "index", "status", "error")

@@ -2,8 +2,8 @@
 its source) read whole by Arrow's JSON reader, in C++ and without the GIL, and mapped column by column, with no
 Python object per document. Pure, no I/O.
 
-The mapping is elastic's (its module says it), and elastic.parse_bulk stays the reference: this path takes a
-bulk only when it can show that its records are the ones parse_bulk gives, and answers None otherwise.
+The mapping is elastic_sources' (its module says it), and elastic.parse_bulk stays the reference: this path takes
+a bulk only when it can show that its records are the ones parse_bulk gives, and answers None otherwise.
 - Every value's text must be the one a compact JSON encoder writes, since an attribute's value is kept as sent:
   the body must be exactly as long as those texts make it (_compact_length), and its escapes those an encoder
   writes (_escapes). A text written otherwise is longer (a space between tokens, an explicit null, `\\u00e9`
@@ -20,17 +20,16 @@ their maps' keys in Go's random order, so theirs may come in another order, with
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Callable
 
-import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from loglake import ecs
-from loglake.protocols import elastic
+from loglake.protocols import elastic, elastic_sources
 from loglake.protocols.columns import RecordColumns
+from loglake.protocols.elastic_texts import ESCAPES, json_object, keyed, member_texts
 from loglake.protocols.names import safe_name
 
 # Below, parse_bulk costs less. The reader alone takes about 1.2 us a source, and the setting up and the
@@ -41,11 +40,6 @@ from loglake.protocols.names import safe_name
 _MIN_BYTES = 2 * 1024 * 1024
 _READ = pj.ReadOptions(use_threads=False)  # (a bulk is read on an ingest thread: one core each)
 _TEXT = pa.string()
-_encode = msgspec.json.Encoder().encode
-# What JSON writes escaped in a string, as every encoder writes it: a bulk with another escape (`\\u`, `\\/`)
-# goes to parse_bulk.
-_ESCAPES = {b"\\": "\\", b'"': '"', b"b": "\b", b"f": "\f", b"n": "\n", b"r": "\r", b"t": "\t"}
-_ESCAPED = "[" + "".join(f"\\x{ord(character):02x}" for character in _ESCAPES.values()) + "]"
 
 
 def bulk_records(body: bytes, path_index: str | None) -> tuple[list[elastic.BulkItem], RecordColumns]:
@@ -96,7 +90,7 @@ def _escapes(body: bytes) -> int | None:
     escapes = 0
     at = body.find(b"\\")
     while at >= 0:  # (a handful in a bulk: a quote or a tab in a line now and then)
-        if body[at + 1 : at + 2] not in _ESCAPES:
+        if body[at + 1 : at + 2] not in ESCAPES:
             return None
         escapes += 1
         at = body.find(b"\\", at + 2)
@@ -213,13 +207,13 @@ def _indexes(actions: pa.StructArray, path_index: str | None) -> pa.Array | None
 
 
 def _mapped(columns: dict[str, pa.Array], escaping: bool) -> RecordColumns | None:
-    """The sources' records, as elastic.add_ecs_record maps them; None where it would map one otherwise than
+    """The sources' records, as elastic_sources.add_ecs_record maps them; None where it would map one otherwise than
     column-wise (see the module)."""
     count = len(next(iter(columns.values())))
     kept = dict(columns)
     made: dict[str, pa.Array] = {}  # the texts of the nested objects a field was taken out of
-    messages = _first_text(columns, elastic.MESSAGE_FIELDS)
-    times = _first_present(columns, elastic.TIME_FIELDS)
+    messages = _first_text(columns, elastic_sources.MESSAGE_FIELDS)
+    times = _first_present(columns, elastic_sources.TIME_FIELDS)
     if messages is None or times is False:
         return None
     if times is None:
@@ -235,10 +229,11 @@ def _mapped(columns: dict[str, pa.Array], escaping: bool) -> RecordColumns | Non
             return None
         setattr(found, into, pa.nulls(count, _TEXT) if values is False else values)
     members = [
-        _keyed(name, made[name]) if name in made else _member(name, values, escaping) for name, values in kept.items()
+        keyed(name, made[name]) if name in made else member_texts(name, values, escaping)
+        for name, values in kept.items()
     ]
-    attributes = _object(members, pa.nulls(count, pa.bool_()).is_null())
-    if all(member.null_count for member in members):  # (a source may have none left)
+    attributes = json_object(members, pa.nulls(count, pa.bool_()).is_null())
+    if all(type(member) is not list and member.null_count for member in members):  # (a source may have none left)
         attributes = pc.if_else(pc.equal(attributes, "{}"), "", attributes)
     found.attributes = attributes.cast(pa.binary())
     # (a nested object a field was taken out of nests no deeper than its type says)
@@ -288,8 +283,8 @@ def _take_field(
     convert: Callable[[str], tuple[str | None, bool]],
     escaping: bool,
 ) -> pa.Array | bool | None:
-    """elastic._pop_string column-wise: the values of a field sent dotted or nested (null where none), as convert
-    makes them, taken out of what is kept (made gets the texts of a nested object without it); False when no
+    """elastic_sources._pop_string column-wise: the values of a field sent dotted or nested (null where none), as
+    convert makes them, taken out of what is kept (made gets the texts of a nested object without it); False when no
     source has it; None when convert would leave one in the attributes, or it comes in both forms, or not as text."""
     flat = columns.get(dotted)
     nested = columns.get(parent)
@@ -308,8 +303,8 @@ def _take_field(
     values = children[index]
     if not pa.types.is_string(values.type):
         return None
-    others = [_member(field.name, children[i], escaping) for i, field in enumerate(nested.type) if i != index]
-    rest = _object(others, nested.is_valid())  # (where the child is not, the object as sent)
+    others = [member_texts(field.name, children[i], escaping) for i, field in enumerate(nested.type) if i != index]
+    rest = json_object(others, nested.is_valid())  # (where the child is not, the object as sent)
     emptied = pc.and_(values.is_valid(), pc.equal(rest, "{}"))
     made[parent] = pc.if_else(emptied, pa.scalar(None, _TEXT), rest)
     return _converted(values, convert)
@@ -329,84 +324,8 @@ def _converted(values: pa.Array, convert: Callable[[str], tuple[str | None, bool
 
 # The record columns filled from sources' fields: (column, ECS field, conversion).
 _MAPPED = (
-    ("severities", ecs.LOG_LEVEL, elastic.take_severity),
-    ("services", ecs.SERVICE_NAME, elastic.take_service),
-    ("trace_ids", ecs.TRACE_ID, elastic.take_trace_id),
-    ("span_ids", ecs.SPAN_ID, elastic.take_span_id),
+    ("severities", ecs.LOG_LEVEL, elastic_sources.take_severity),
+    ("services", ecs.SERVICE_NAME, elastic_sources.take_service),
+    ("trace_ids", ecs.TRACE_ID, elastic_sources.take_trace_id),
+    ("span_ids", ecs.SPAN_ID, elastic_sources.take_span_id),
 )
-
-
-# -- the attributes' JSON text ------------------------------------------------------------------------------
-
-
-def _member(name: str, values: pa.Array, escaping: bool) -> pa.Array:
-    """Each row's `"name":value` text, null where it has no value."""
-    if pa.types.is_string(values.type):  # (quoted with its key: one copy of the texts fewer)
-        key = f'{_encode(name).decode()}:"'
-        return pc.binary_join_element_wise(key, _escaped(values) if escaping else values, '"', "")
-    return _keyed(name, _json_texts(values, escaping))
-
-
-def _keyed(name: str, texts: pa.Array) -> pa.Array:
-    """Each row's `"name":text`, null where it has no text."""
-    return pc.binary_join_element_wise(f"{_encode(name).decode()}:", texts, "")
-
-
-def _object(members: list[pa.Array], valid: pa.Array) -> pa.Array:
-    """Each row's JSON object of the members it has, null where valid is false."""
-    members = [member for member in members if member.null_count < len(member)]  # (in no object: left out)
-    if not members:
-        return pc.if_else(valid, "{}", pa.scalar(None, _TEXT))
-    absent = len(valid) - (pc.sum(valid).as_py() or 0)
-    everywhere = [member.null_count == absent for member in members]  # (in every object)
-    if everywhere[0]:  # the others after a comma, or nothing where they are not: one join
-        pieces: list[pa.Array | str] = ["{", members[0]]
-        for member, always in zip(members[1:], everywhere[1:], strict=True):
-            pieces += [",", member] if always else [pc.binary_join_element_wise(",", member, "")]
-        joined = pc.binary_join_element_wise(*pieces, "}", "", null_handling="replace")
-    else:  # each member after a comma, nulls as nothing, and the first comma made the opening brace
-        commas = (pc.binary_join_element_wise(",", member, "") for member in members)
-        joined = pc.binary_join_element_wise(*commas, "", null_handling="replace")
-        joined = pc.binary_join_element_wise(pc.binary_replace_slice(joined, 0, 1, "{"), "}", "")
-    return pc.if_else(valid, joined, pa.scalar(None, _TEXT)) if absent else joined
-
-
-def _json_texts(values: pa.Array, escaping: bool) -> pa.Array:
-    """Each value's JSON text as a compact encoder writes it, null for none (_compact_length took the types)."""
-    kind = values.type
-    if pa.types.is_string(kind):
-        return pc.binary_join_element_wise('"', _escaped(values) if escaping else values, '"', "")
-    if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
-        return values.cast(_TEXT)
-    if pa.types.is_null(kind):
-        return pa.nulls(len(values), _TEXT)
-    if pa.types.is_struct(kind):
-        pairs = zip(kind, values.flatten(), strict=True)
-        return _object([_member(field.name, child, escaping) for field, child in pairs], values.is_valid())
-    # A list (_compact_length took no other type): its items' texts, null ones as null.
-    items = pc.fill_null(_json_texts(values.values, escaping), "null")
-    listed = pa.ListArray.from_arrays(values.offsets, items, mask=values.is_null())
-    return pc.binary_join_element_wise("[", pc.binary_join(listed, ","), "]", "")
-
-
-def _escaped(values: pa.Array) -> pa.Array:
-    """Texts as JSON writes them in a string: the few that hold a character it escapes escaped."""
-    if not _any_escaped(values):
-        return values
-    escaping = pc.match_substring_regex(values, _ESCAPED)
-    some = pc.filter(values, escaping)
-    for escape, character in _ESCAPES.items():  # (the backslash first: the others add backslashes)
-        some = pc.replace_substring(some, character, "\\" + escape.decode())
-    return pc.replace_with_mask(values, escaping, some)
-
-
-def _any_escaped(values: pa.Array) -> bool:
-    """Whether a text holds a character JSON escapes: one search over all their bytes at once, not one a text (an
-    attribute's texts are short: the search of each costs more than its bytes)."""
-    _, offsets, data = values.buffers()
-    bounds = memoryview(offsets).cast("i")
-    first, end = bounds[values.offset], bounds[values.offset + len(values)]
-    if end == first:
-        return False
-    texts = [None, pa.py_buffer(array("i", [0, end - first])), data.slice(first, end - first)]
-    return pc.any(pc.match_substring_regex(pa.Array.from_buffers(pa.binary(), 1, texts), _ESCAPED)).as_py()
