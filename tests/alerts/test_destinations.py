@@ -72,14 +72,9 @@ def test_webhook_without_a_secret_is_sent_unsigned_and_gets_every_event(make_del
     assert "x-loglake-signature" not in receiver.requests[0].headers
 
 
-def test_every_http_destination_says_it_is_loglake_and_evidence_attributes_are_an_object(
-    make_delivery, alerts_db, receiver, monkeypatch
-):
-    """A receiver may allow-list by User-Agent (a trial found Slack and PagerDuty sent httpx's), and the
-    lake's attributes (JSON text in its rows) reach a webhook as the object GET /logs/{id} answers."""
-    monkeypatch.setenv("PD_KEY", "k")
-    delivery = make_delivery(
-        f"""
+def every_http_destination(receiver) -> str:
+    """alerting.yml routing every alert to a webhook, Slack, Teams and PagerDuty at `receiver` (PD_KEY set)."""
+    return f"""
         destinations:
           hook: {{type: webhook, url: "{receiver.url}/hook"}}
           chat: {{type: slack, url: "{receiver.url}/slack"}}
@@ -87,7 +82,15 @@ def test_every_http_destination_says_it_is_loglake_and_evidence_attributes_are_a
           oncall: {{type: pagerduty, routing_key: {{env: PD_KEY}}, url: "{receiver.url}/pd"}}
         routes: [{{to: [hook, chat, teams, oncall]}}]
         """
-    )
+
+
+def test_every_http_destination_says_it_is_loglake_and_evidence_attributes_are_an_object(
+    make_delivery, alerts_db, receiver, monkeypatch
+):
+    """A receiver may allow-list by User-Agent (a trial found Slack and PagerDuty sent httpx's), and the
+    lake's attributes (JSON text in its rows) reach a webhook as the object GET /logs/{id} answers."""
+    monkeypatch.setenv("PD_KEY", "k")
+    delivery = make_delivery(every_http_destination(receiver))
     record = {"service": "auth", "message": "login failed", "attributes": '{"ip":"198.51.100.50","tries":3}'}
     insert_alert(alerts_db, evidence=[record, {"message": "a SQL rule's own column", "attributes": "not json"}])
     settle(delivery)
@@ -471,14 +474,7 @@ def test_an_acknowledgement_resolved_before_it_is_routed_is_delivered_as_it_was_
 def test_with_a_public_url_every_destination_links_to_the_alerts_page(make_delivery, alerts_db, receiver, monkeypatch):
     monkeypatch.setenv("PD_KEY", "k")
     delivery = make_delivery(
-        f"""
-        destinations:
-          hook: {{type: webhook, url: "{receiver.url}/hook"}}
-          chat: {{type: slack, url: "{receiver.url}/slack"}}
-          teams: {{type: teams, url: "{receiver.url}/teams"}}
-          oncall: {{type: pagerduty, routing_key: {{env: PD_KEY}}, url: "{receiver.url}/pd"}}
-        routes: [{{to: [hook, chat, teams, oncall]}}]
-        """,
+        every_http_destination(receiver),
         public_url="https://loglake.example.com/",
     )
     alert = insert_alert(alerts_db)
