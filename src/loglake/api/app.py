@@ -292,10 +292,11 @@ class LoglakeApp:
         started = time.perf_counter()
         request = Request(scope, receive)
         incoming = request.header(b"x-request-id")
-        request.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else self._next_request_id()
+        # (most requests bring none: the regex is not asked about an empty text, ~0.1 us a request)
+        request.request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else self._next_request_id()
         cors = cors_headers(request.header(b"origin"), self._cors_origins) if self._cors_origins else []
         own = [(b"x-request-id", request.request_id.encode()), *SECURITY_HEADERS]  # on every answer
-        common = [*cors, *own]
+        common = [*cors, *own] if cors else own
         template = "unmatched"
         error_form = None
         body_limit = self.settings.max_body_bytes
