@@ -4,7 +4,6 @@ around the routes."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import time
@@ -12,7 +11,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from loglake.amplify.run_reports import RunReport
 from loglake.api import ask_routes, elastic_routes, tail_routes
 from loglake.api.accesslog import AccessLog
 from loglake.api.auth import Authenticator, require_scope
@@ -36,17 +34,14 @@ from loglake.api.metrics import Metrics
 from loglake.api.ratelimit import RateLimiter
 from loglake.api.route_table import ROUTES, Route, Router
 from loglake.api.routes import count_if_body_refused
+from loglake.api.runtime_events import RuntimeEvents
 from loglake.api.security_headers import SECURITY_HEADERS
 from loglake.config import Settings, parse_origins
 from loglake.decode_workers import DecodeWorkers
 from loglake.extensions import SqlEngine
 from loglake.keys import ApiKey, KeyStore
-from loglake.lake.lake import MaintenanceReport
 from loglake.lake.query_answers import QueryBusy
 from loglake.lake.stop import CLIENT_GONE, SERVER_STOPPING, Stop, Stopped
-from loglake.protocols.syslog import SyslogTally
-from loglake.rules.model import Problem, Rule
-from loglake.rules.state import RunRecord
 from loglake.runtime import Runtime
 from loglake.sessions import SessionStore
 from loglake.store.base import StoreUnavailable
@@ -66,9 +61,10 @@ async def _stop_when_gone(request: Request, stop: Stop) -> None:
     stop.stop(CLIENT_GONE)
 
 
-class LoglakeApp:
+class LoglakeApp(RuntimeEvents):
     """The HTTP edge of one loglake Runtime: routing, auth, rate limits, errors, metrics and the access
-    log, plus the threads that keep reads and users' SQL off the event loop."""
+    log, plus the threads that keep reads and users' SQL off the event loop; what the runtime reports is
+    heard as RuntimeEvents (api/runtime_events.py)."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -128,66 +124,6 @@ class LoglakeApp:
         """Unique per process run and cheap: a random prefix and a counter (os.urandom is slow on VMs)."""
         self._request_counter += 1
         return f"{self._request_prefix}-{self._request_counter:x}"
-
-    # -- RuntimeObserver -------------------------------------------------------------------------
-
-    def on_maintenance(self, report: MaintenanceReport) -> None:
-        if report.flushed.records or report.compacted.merged_files or report.expired or report.garbage_deleted:
-            self.access_log.event(
-                {
-                    "event": "lake_maintenance",
-                    "flushed_records": report.flushed.records,
-                    "flushed_files": len(report.flushed.objects),
-                    "flush_s": round(report.flushed.seconds, 3),
-                    "compacted_files": report.compacted.merged_files,
-                    "expired_partitions": [f"{p.table}/{p.day}" for p in report.expired],
-                    "deleted_objects": report.garbage_deleted,
-                }
-            )
-
-    def on_amplify_report(self, report: RunReport) -> None:
-        self.access_log.event(
-            {"level": "info" if report.ok else "warning", "event": "amplify_collection", **report.to_dict()}
-        )
-
-    def on_rule_run(self, rule: Rule, record: RunRecord) -> None:
-        self.metrics.on_rule_run(rule, record)
-        if record.outcome != "ok" or record.matches:
-            self.access_log.event(
-                {
-                    "level": "warning" if record.outcome == "error" else "info",
-                    "event": "rule_run",
-                    "rule_id": rule.id,
-                    "outcome": record.outcome,
-                    "since_ms": record.since_ms,
-                    "until_ms": record.until_ms,
-                    "matches": record.matches,
-                    "new_alerts": record.new_alerts,
-                    "error": record.error,
-                    "attempts": record.attempts,
-                }
-            )
-
-    def on_rules_loaded(self, rules: list[Rule], problems: list[Problem]) -> None:
-        self.metrics.on_rules_loaded(rules, problems)
-        self.access_log.event(
-            {
-                "level": "warning" if problems else "info",
-                "event": "rules_loaded",
-                "rules": len(rules),
-                "problems": [str(p) for p in problems],
-            }
-        )
-
-    def on_syslog(self, tally: SyslogTally) -> None:
-        """From the syslog listeners' thread: counted on the event loop, the metrics' one writer."""
-        if self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # the server's loop has ended: nobody reads the metrics now
-                self._loop.call_soon_threadsafe(self.metrics.on_syslog, tally)
-
-    def on_commit(self, rows: int, seconds: float) -> None:
-        self.metrics.on_commit(rows, seconds)
-        self.storage_error = None
 
     async def run_read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking store work (reads, key writes) off the event loop, so it never delays ingest."""
@@ -292,10 +228,11 @@ class LoglakeApp:
         started = time.perf_counter()
         request = Request(scope, receive)
         incoming = request.header(b"x-request-id")
-        request.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else self._next_request_id()
+        # (most requests bring none: the regex is not asked about an empty text, ~0.1 us a request)
+        request.request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else self._next_request_id()
         cors = cors_headers(request.header(b"origin"), self._cors_origins) if self._cors_origins else []
         own = [(b"x-request-id", request.request_id.encode()), *SECURITY_HEADERS]  # on every answer
-        common = [*cors, *own]
+        common = [*cors, *own] if cors else own
         template = "unmatched"
         error_form = None
         body_limit = self.settings.max_body_bytes

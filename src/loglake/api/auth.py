@@ -98,9 +98,9 @@ class Authenticator:
         scheme, _, token = header.partition(" ")
         scheme = scheme.lower()
         token = token.strip()
-        if sigv4.is_sigv4(header):
-            return self._sigv4(request)
         if scheme not in ("bearer", "splunk", "basic", "apikey"):
+            if sigv4.is_sigv4(header):  # (asked only here: a SigV4 header's scheme is none of those)
+                return self._sigv4(request)
             shown = f" {scheme!r}" if scheme.isalpha() and len(scheme) <= 20 else ""  # never echo a secret back
             raise Unauthorized(f"unsupported authorization scheme{shown}; send {FORMS}", "malformed")
         if not token:
@@ -118,11 +118,12 @@ class Authenticator:
             tried = [token, _after_colon(token)]
         else:
             tried = [token]
-        key = next((found for t in tried if (found := self.keyring.bearer(t)) is not None), None)
-        if key is None:
-            revoked = any(self.keyring.was_revoked(t) for t in tried)
-            raise unauthorized(REVOKED_KEY if revoked else UNKNOWN_KEY)
-        return key
+        for candidate in tried:
+            key = self.keyring.bearer(candidate)
+            if key is not None:
+                return key
+        revoked = any(self.keyring.was_revoked(t) for t in tried)
+        raise unauthorized(REVOKED_KEY if revoked else UNKNOWN_KEY)
 
     def key_for_session(self, secret: str) -> ApiKey:
         """The bearer key a sign-in presents, or ApiError 401."""

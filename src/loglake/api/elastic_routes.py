@@ -83,6 +83,8 @@ def is_elasticsearch_path(path: str) -> bool:
     """An Elasticsearch API path (`/_nodes`, `/_data_stream/x`, `/{index}/_mapping`): its errors, a 404 for one
     loglake does not serve included, take Elasticsearch's form, which its clients read (a loglake-shaped
     answer makes the official ones report that the server is not Elasticsearch). No loglake path is one."""
+    if "/_" not in path:  # loglake's own paths (every request asks): no segment starts with "_"
+        return False
     segments = path.split("/", 3)
     return path.startswith("/_") or (len(segments) > 2 and segments[2].startswith("_"))
 

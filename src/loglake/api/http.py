@@ -136,7 +136,7 @@ async def read_body(request: Request, receive: Receive, max_bytes: int) -> bytes
     length = request.headers.get(b"content-length")
     if length is not None and not length.isdigit():
         raise ApiError(400, "bad_request", "Content-Length is not a number")
-    if _declared_length(request) > max_bytes:
+    if length is not None and int(length) > max_bytes:
         raise too_large(max_bytes)
     chunks: list[bytes] = []
     size = request.body_received = 0

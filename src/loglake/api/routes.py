@@ -300,7 +300,10 @@ def refuse_parameters(request: Request, route: str, known: Collection[str] = ())
     """A route refuses a query parameter it does not take (`known`; none: any), as the service's queries refuse
     one (InvalidQuery): a misspelt one quietly ignored would answer what was not asked. 400 invalid_query
     naming each."""
-    unknown = [name for name in request.query if name not in known]
+    query = request.query
+    if not query:  # most requests (every POST /logs asks): nothing to look through
+        return
+    unknown = [name for name in query if name not in known]
     if unknown:
         reasons = [
             unknown_parameter(name, sorted(known)) if known else f"unknown parameter; {route} takes none"

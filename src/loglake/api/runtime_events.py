@@ -1,0 +1,85 @@
+"""LoglakeApp's part as the runtime's observer (runtime.RuntimeObserver): what the runtime reports (commits,
+lake maintenance, Amplify collections, rule runs, syslog tallies) counted in the metrics and written to the
+access log; a commit also clears the storage error /healthz shows."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from loglake.amplify.run_reports import RunReport
+    from loglake.api.accesslog import AccessLog
+    from loglake.api.metrics import Metrics
+    from loglake.lake.lake import MaintenanceReport
+    from loglake.protocols.syslog import SyslogTally
+    from loglake.rules.model import Problem, Rule
+    from loglake.rules.state import RunRecord
+
+
+class RuntimeEvents:
+    """The runtime's reports, heard by the app (api/app.py's LoglakeApp, which sets these attributes)."""
+
+    metrics: Metrics
+    access_log: AccessLog
+    storage_error: str | None  # why the store refused writes last, until a commit succeeds
+    _loop: asyncio.AbstractEventLoop | None  # the server's, once the lifespan started
+
+    def on_maintenance(self, report: MaintenanceReport) -> None:
+        if report.flushed.records or report.compacted.merged_files or report.expired or report.garbage_deleted:
+            self.access_log.event(
+                {
+                    "event": "lake_maintenance",
+                    "flushed_records": report.flushed.records,
+                    "flushed_files": len(report.flushed.objects),
+                    "flush_s": round(report.flushed.seconds, 3),
+                    "compacted_files": report.compacted.merged_files,
+                    "expired_partitions": [f"{p.table}/{p.day}" for p in report.expired],
+                    "deleted_objects": report.garbage_deleted,
+                }
+            )
+
+    def on_amplify_report(self, report: RunReport) -> None:
+        self.access_log.event(
+            {"level": "info" if report.ok else "warning", "event": "amplify_collection", **report.to_dict()}
+        )
+
+    def on_rule_run(self, rule: Rule, record: RunRecord) -> None:
+        self.metrics.on_rule_run(rule, record)
+        if record.outcome != "ok" or record.matches:
+            self.access_log.event(
+                {
+                    "level": "warning" if record.outcome == "error" else "info",
+                    "event": "rule_run",
+                    "rule_id": rule.id,
+                    "outcome": record.outcome,
+                    "since_ms": record.since_ms,
+                    "until_ms": record.until_ms,
+                    "matches": record.matches,
+                    "new_alerts": record.new_alerts,
+                    "error": record.error,
+                    "attempts": record.attempts,
+                }
+            )
+
+    def on_rules_loaded(self, rules: list[Rule], problems: list[Problem]) -> None:
+        self.metrics.on_rules_loaded(rules, problems)
+        self.access_log.event(
+            {
+                "level": "warning" if problems else "info",
+                "event": "rules_loaded",
+                "rules": len(rules),
+                "problems": [str(p) for p in problems],
+            }
+        )
+
+    def on_syslog(self, tally: SyslogTally) -> None:
+        """From the syslog listeners' thread: counted on the event loop, the metrics' one writer."""
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the server's loop has ended: nobody reads the metrics now
+                self._loop.call_soon_threadsafe(self.metrics.on_syslog, tally)
+
+    def on_commit(self, rows: int, seconds: float) -> None:
+        self.metrics.on_commit(rows, seconds)
+        self.storage_error = None
