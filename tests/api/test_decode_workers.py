@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future
+from multiprocessing import resource_tracker
 
 import httpx
 import pytest
@@ -328,6 +329,9 @@ def test_workers_that_cannot_start_leave_decoding_in_process(caplog: pytest.LogC
     process; after MOST_BROKEN_IN_A_ROW pools, no more is started, and one warning line says so."""
     workers = decode_workers.DecodeWorkers(1)
     body = padded(ExportLogsServiceRequest()).SerializeToString()
+    # The resource tracker is a process spawned at the first pool's start: started now, before spawn's Python is
+    # made unrunnable (else it dies at its start, and its warning fails the test when the test runs first).
+    resource_tracker.ensure_running()
     multiprocessing.set_executable("/nonexistent/python")  # (what spawn runs)
     deadline = time.monotonic() + 120
     try:
