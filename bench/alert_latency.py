@@ -1,7 +1,7 @@
 """From ingest of a matching record to the webhook receiving its alert (issue 13's target: at most the
 rule's interval + 5 s), against a real `loglake serve` with its default settings and a rules folder.
 
-One Sigma rule ("any critical record", grouped by service, on an interval schedule, no delay) and an
+One Sigma rule ("any critical record", grouped by service, on an interval schedule, the default delay) and an
 alerting.yml that routes every alert to a webhook: a local HTTP server in this process that notes when
 each request arrives. Each sample sends one critical record of a service of its own (so each makes a
 new alert) with POST /logs, just after a firing of the schedule: the worst case, as the record waits

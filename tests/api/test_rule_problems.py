@@ -23,6 +23,7 @@ id: {RULE_ID}
 title: Casts messages
 level: low
 schedule: 1m
+delay: 0s
 query: SELECT CAST(message AS INTEGER) AS n, "timestamp" FROM logs WHERE service = 'castme'
 """
 BROKEN_ALERTING = """

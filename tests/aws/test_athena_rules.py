@@ -81,7 +81,9 @@ detection:
   status: {attributes.http.status: 500}
   noise: ['*granted*']
   condition: sel and user and not (status or noise)
-loglake: {schedule: 1d, threshold: 3, group_by: [service], evidence: 4, alert_title: "{count} failures in {service}"}
+loglake:
+  {schedule: 1d, delay: 0s, threshold: 3, group_by: [service], evidence: 4,
+   alert_title: "{count} failures in {service}"}
 """
 SQL = """
 title: Busy users

@@ -57,7 +57,7 @@ id: 44444444-2222-4333-8444-555555555555
 level: critical
 logsource: {product: loglake, service: app_logs}
 detection: {sel: {message|contains: role granted}, condition: sel}
-loglake: {schedule: 1d, group_by: [service]}
+loglake: {schedule: 1d, delay: 0s, group_by: [service]}
 """
 ALERTING = """
 destinations:

@@ -21,6 +21,7 @@ id: 99999999-8888-4999-8aaa-bbbbbbbbbbbb
 level: medium
 type: anomaly
 schedule: 1h
+delay: 0s
 group_by: [service]
 metric: {table: logs}
 baseline: {period: 1w, history: 3w, min_samples: 2}
@@ -84,6 +85,7 @@ id: 99999999-8888-4999-8aaa-cccccccccccc
 level: high
 type: anomaly
 schedule: 30m
+delay: 0s
 group_by: [service]
 metric: {table: logs, where: "severity IN ('error', 'critical')"}
 baseline: {period: 1d, history: 2d}

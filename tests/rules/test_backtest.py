@@ -83,6 +83,7 @@ logsource: {product: loglake, service: app_logs}
 detection: {sel: {severity: error}, condition: sel}
 loglake:
   schedule: 1h
+  delay: 0s
   threshold: 2
   group_by: [service]
   alert_title: "{count} errors in {service}"
@@ -91,7 +92,7 @@ loglake:
 
 
 def test_the_windows_are_the_schedulers_shifted_by_the_delay(tmp_path: Path) -> None:
-    rule = load_one(tmp_path, HOURLY.replace("schedule: 1h", "schedule: 1h\n  lookback: 2h\n  delay: 10m"))
+    rule = load_one(tmp_path, HOURLY.replace("delay: 0s", "lookback: 2h\n  delay: 10m"))
     assert list(windows(rule, DAY1, DAY1 + 3 * HOUR)) == [
         (DAY1 - 70 * MINUTE, DAY1 + 50 * MINUTE),
         (DAY1 - 10 * MINUTE, DAY1 + 110 * MINUTE),
@@ -151,6 +152,7 @@ def test_the_grouped_method_is_one_query_per_day_and_only_for_plain_sigma_rules(
         id: 77777777-8888-4999-8aaa-cccccccccccc
         level: high
         schedule: 1h
+        delay: 0s
         query: SELECT service, "timestamp" FROM logs WHERE severity = 'error'
         """,
         "sql.yml",

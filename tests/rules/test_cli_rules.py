@@ -362,7 +362,7 @@ def test_run_due_runs_what_is_due_once_and_list_shows_it(folder: Path, tmp_path:
                for i in range(2)]  # fmt: skip
     store.submit(validate_batch(records, Limits(), now)).result()
     store.close()
-    hourly = (folder / "critical.yml").read_text().replace("schedule: 5m", "schedule: 1h")
+    hourly = (folder / "critical.yml").read_text().replace("schedule: 5m", "schedule: 1h, delay: 0s")
     (folder / "critical.yml").write_text(hourly)
     write_rule(folder, "numbers.yml", NUMBERS)
     write_rule(folder, "bad.yml", BAD)
@@ -411,5 +411,6 @@ id: aaaaaaaa-bbbb-4ccc-8ddd-000000000000
 title: Numbers
 level: low
 schedule: 1h
+delay: 0s
 query: SELECT CAST(message AS INTEGER) AS n, "timestamp" FROM logs
 """

@@ -47,6 +47,7 @@ id: {RULE_ID}
 title: Errors
 level: high
 schedule: 1m
+delay: 0s
 lookback: 10m
 query: SELECT "timestamp", service, message FROM logs WHERE severity = 'error'
 """
@@ -77,6 +78,7 @@ id: {RULE_ID}
 title: Errors per service
 level: high
 schedule: 1m
+delay: 0s
 lookback: 5m
 group_by: [service]
 alert_title: "errors in {{service}}: {{n}}"
@@ -153,7 +155,7 @@ correlation:
   group-by: [attributes.user]
   timespan: 5m
   condition: {{gte: 3}}
-loglake: {{schedule: 1m, lookback: 10m}}
+loglake: {{schedule: 1m, lookback: 10m, delay: 0s}}
 ---
 title: failed login
 name: failed

@@ -48,6 +48,8 @@ class Clock:
 
 
 def rule_text(*options: str, threshold: int = 1, rule_id: str = RULE_ID) -> str:
+    if not any(o.startswith("delay:") for o in options):  # windows end at the firings, as the tests' times assume
+        options = ("delay: 0s", *options)
     lines = "\n".join(f"  {o}" for o in options)
     return f"""
 title: Errors
@@ -231,6 +233,28 @@ def test_records_arriving_late_within_the_delay_are_found(data: DataDir) -> None
     assert [(r.since_ms, r.until_ms, r.matches) for r in data.runs()][-1] == (T0 + 3 * MIN, T0 + 8 * MIN, 1)
 
 
+def test_by_default_a_record_a_shipper_batched_across_a_windows_end_is_found(data: DataDir) -> None:
+    """Shippers send about every second: a record stamped just before a firing arrives after it. The default
+    delay (3 s) ends each window that long before its firing; with none, the firing had read past the record
+    before it arrived, and no later window holds it."""
+    write_rule(data.rules, "default.yml", rule_text().replace("  delay: 0s\n", ""))
+    write_rule(data.rules, "none.yml", rule_text(rule_id="22222222-3333-4444-8555-666666666666"))
+    scheduler = data.scheduler()
+    scheduler.run_round()
+    data.clock.ms = T0 + 5 * MIN  # both fire: one reads up to 10:05:00, the default one up to 10:04:57
+    scheduler.run_round()
+    data.clock.ms = T0 + 5 * MIN + 1_000
+    data.add(T0 + 5 * MIN - 500)  # stamped 10:04:59.5, arrives at 10:05:01 in a shipper's batch
+    data.clock.ms = T0 + 10 * MIN
+    scheduler.run_round()
+    assert [a["rule_id"] for a in data.alerts()] == [RULE_ID]
+    assert [(r.since_ms, r.until_ms, r.matches) for r in data.runs()][-1] == (
+        T0 + 5 * MIN - 3_000,
+        T0 + 10 * MIN - 3_000,
+        1,
+    )
+
+
 def test_the_lookback_keeps_runs_from_reading_older_partitions(data: DataDir) -> None:
     for day in range(3):
         data.add(T0 - (3 - day) * DAY_MS, count=50)
@@ -356,6 +380,7 @@ id: {RULE_ID}
 title: Numbers
 level: low
 schedule: 5m
+delay: 0s
 query: SELECT {{cast}}(message AS INTEGER) AS n, "timestamp" FROM logs
 """
 
@@ -575,6 +600,7 @@ id: {NUMBERS_ID}
 title: Slow
 level: low
 schedule: 5m
+delay: 0s
 query: >
   SELECT a."timestamp", a.service FROM logs a, logs b, logs c, logs d, logs e
   WHERE a.message < b.message AND c.message < d.message AND e.message <> a.message

@@ -96,7 +96,9 @@ class Options(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 
     schedule: str = "5m"  # an interval or a cron expression (schedule.py)
     lookback: Duration | None = None  # the window each run evaluates; default: an interval schedule's length
-    delay: Duration = "0s"  # how long to wait for late records before evaluating a window
+    # How long to wait for late records before evaluating a window: shippers send in batches about every second,
+    # so a record stamped just before a window ends arrives after it; and at most issue 13's interval + 5 s.
+    delay: Duration = "3s"
     threshold: Annotated[int, msgspec.Meta(ge=1)] = 1  # matching rows needed (per group) to alert
     group_by: list[FieldName] = msgspec.field(default_factory=list)
     dedup: Dedup = msgspec.field(default_factory=Dedup)
