@@ -44,12 +44,14 @@ from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import by_utc_day, write_part
 from loglake.lake.scratch import new_work_folder
 from loglake.lake.waiting import (
+    BatchRow,
     MovedElsewhere,
     batch_file_name,
+    batch_row,
     delete_moved_batches,
     oldest_batches,
     read_batch_file,
-    store_batch,
+    store_batches,
     sweep,
     waiting,
     waiting_dir,
@@ -110,6 +112,7 @@ class BulkWriter:
         self._folder = waiting_dir(store.path.parent)
         self._files = 0  # batch files this writer wrote (their numbers)
         self._in_flight: set[str] = set()  # batch files being written and committed now
+        self._rows_to_store: list[tuple[BatchRow, Future[None]]] = []  # for the hot store's writer's next commit
         self._stored: tuple[int, int] | None = None  # rows and bytes waiting (None: not looked yet)
         self._oldest_stored_at: float | None = None  # (time.monotonic) None: nothing waits that this process knows of
         self._mover: threading.Thread | None = None
@@ -197,7 +200,7 @@ class BulkWriter:
         try:
             size = write_batch_file(self._folder, file, table)
             self.on_step("batch file written")
-            self.store.in_write_transaction(lambda conn: store_batch(conn, table, file, size)).result()
+            self._store_row(batch_row(table, file, size)).result()
         except BaseException:
             with contextlib.suppress(OSError):
                 (self._folder / file).unlink()
@@ -215,6 +218,44 @@ class BulkWriter:
                 self._mover.start()
             self._mover_wake.notify()
         return []
+
+    def _store_row(self, row: BatchRow) -> Future[None]:
+        """Queue a written batch's row for the hot store's writer; the future resolves once it is committed.
+        Rows queued while a commit waits for that writer join it: one commit, and one fsync, for the batches
+        whose files were written meanwhile, rather than one after another (the writer serves every write)."""
+        stored: Future[None] = Future()
+        with self._lock:
+            self._rows_to_store.append((row, stored))
+            first = len(self._rows_to_store) == 1  # else the commit queued for the first has not taken them yet
+        taken: list[tuple[BatchRow, Future[None]]] = []
+
+        def take() -> None:
+            with self._lock:
+                taken.extend(self._rows_to_store)
+                self._rows_to_store.clear()
+
+        def insert(conn: sqlite3.Connection) -> None:
+            take()
+            store_batches(conn, [row for row, _ in taken])
+
+        def settle(committed: Future[None]) -> None:
+            failed = committed.exception()
+            if failed is not None and not taken:  # (failed before `insert` took them: no other commit comes)
+                take()
+            _settle(taken, failed)
+            if failed is None:
+                self.on_step(f"stored {len(taken)} batches")
+
+        try:
+            self.on_step("batch row queued")  # (a joining row may be committed now: a step to crash or wait at)
+            if first:
+                self.store.in_write_transaction(insert).add_done_callback(settle)
+        except BaseException as e:  # the hot store is closed, say: no commit is queued for these rows
+            if first:
+                take()
+                _settle(taken, e)
+            raise
+        return stored
 
     def _move_when_due(self) -> None:
         """The mover thread: moves the oldest waiting batches whenever a move is due, until closed."""
@@ -328,6 +369,15 @@ class BulkWriter:
         if self._threads is not None:
             self._threads.shutdown(wait=True)
         self._writer.release()
+
+
+def _settle(rows: list[tuple[BatchRow, Future[None]]], failed: BaseException | None) -> None:
+    """Tell the writers of stored rows that their commit is in (or why not)."""
+    for _, done in rows:
+        if failed is None:
+            done.set_result(None)
+        else:
+            done.set_exception(failed)
 
 
 def _nothing(conn: object) -> None:
