@@ -193,6 +193,35 @@ def test_batches_queued_while_the_hot_stores_writer_is_busy_share_one_commit(
         store.close()
 
 
+def test_small_batches_joined_past_the_waiting_size_still_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches that each would wait, joined while the writer is busy, wait together (up to WRITER_ROWS)
+    rather than become a part of a few thousand rows: only a batch that large by itself is a part."""
+    monkeypatch.setattr(bulk, "BULK_THREADS", 1)
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    store.use_schema(LAKE_SCHEMA)
+    at_file = threading.Event()
+    go_on = threading.Event()
+
+    def pause(step: str) -> None:
+        if step == "batch file written" and not at_file.is_set():
+            at_file.set()
+            assert go_on.wait(60)
+
+    writer = BulkWriter(store, LocalObjectStore(tmp_path / "lake"), on_step=pause, wait_below_rows=2000)
+    try:
+        first = writer.submit(batch(days=1, per_day=1000, tag="first"))
+        assert at_file.wait(60)  # the one writer is busy: the next two wait for it and are joined
+        joined = [writer.submit(batch(days=1, per_day=1200, tag=tag)) for tag in ("second", "third")]
+        go_on.set()
+        assert [answer.result(60) for answer in (first, *joined)] == [[], [], []]
+        assert waiting_count(store) == (2, 3400)  # 1,000, then 2,400 joined
+        assert store.read("SELECT count(*) FROM lake_files") == [(0,)]
+    finally:
+        go_on.set()
+        writer.close()
+        store.close()
+
+
 def test_a_move_that_another_process_beat_is_undone_and_no_record_is_moved_twice(tmp_path: Path) -> None:
     """Two movers (a server's and `loglake flush`'s, say) read the same waiting batches: only the first
     commit moves them; the second rolls back and takes its parts away."""

@@ -12,12 +12,12 @@ request, and compaction would then rewrite hundreds of tiny parts. So small batc
 rather than start another, until they add up to WRITER_ROWS. A joined write is all or nothing like a
 batch's, so each batch is still all in the lake or not at all.
 
-Smaller joined writes (under WAIT_BELOW_ROWS) do not become parts at once: each is written to a file of
-its own and named in hot.db, durable when answered (lake/waiting.py), and a mover thread writes the
-waiting batches as one part per day once MOVED_ROWS wait or the oldest waited MOVE_AFTER_SECONDS,
-adding the parts and deleting the rows in one transaction. Past MAX_WAITING_ROWS or MAX_WAITING_BYTES
-waiting (a mover falling behind), a batch becomes a part of its own again, so what waits, and what
-every query reads of it, stays bounded.
+Joined writes of small batches (each under WAIT_BELOW_ROWS, under WRITER_ROWS in all) do not become parts
+at once: each is written to a file of its own and named in hot.db, durable when answered (lake/waiting.py),
+and a mover thread writes the waiting batches as one part per day once MOVED_ROWS wait or the oldest waited
+MOVE_AFTER_SECONDS, adding the parts and deleting the rows in one transaction. Past MAX_WAITING_ROWS or
+MAX_WAITING_BYTES waiting (a mover falling behind), a batch becomes a part of its own again, so what waits,
+and what every query reads of it, stays bounded.
 
 Compaction later merges these parts into the day's large files, as it does the flush's. A batch's journal
 entry names its writer, so that maintenance leaves a round under way alone (writers.py).
@@ -76,7 +76,8 @@ WRITER_ROWS = 8 * 1024
 # of them (JOINED_ROWS) took the server past 300 MB of RSS in B2, and 100,000 to 356-380 MB in a sustained
 # ingest of 1,600-record batches (against 198 MB); parts of 50,000 are still large from birth.
 MOVED_ROWS = 50_000
-# Joined writes of fewer rows wait for the mover (see the module docstring); larger ones are parts at once.
+# Batches of fewer rows, joined up to WRITER_ROWS, wait for the mover (see the module docstring); larger ones
+# are parts at once.
 # 10,000-record batches gained nothing by waiting: the same rate, and 0.9 us more CPU per record in the
 # round (the file and the move, for merges of their parts saved later), so they stay parts of their own; so
 # do Splunk HEC's ~8,000-event bodies: waiting cost them 0.2-1.0 us more server CPU per record (3 paired
@@ -147,8 +148,9 @@ class BulkWriter:
             if not joined:  # (all of them cancelled)
                 continue
             try:
-                table = pa.concat_tables([table for table, _ in joined])
-                files = self._store_waiting(table) if self._may_wait(table) else self.write(table)
+                tables = [table for table, _ in joined]
+                table = pa.concat_tables(tables)
+                files = self._store_waiting(table) if self._may_wait(tables) else self.write(table)
             except BaseException as e:  # (each waiter gets it; this writer goes on)
                 for _, done in joined:
                     done.set_exception(e)
@@ -161,21 +163,21 @@ class BulkWriter:
         for the writer at work rather than start another. Batches that will wait for the mover start another
         writer: their write is a file and a commit, whose fsyncs the writer at work would make them wait for.
         Called holding the lock."""
-        rows = self._waiting_rows()
-        return rows < WRITER_ROWS and not self._would_wait(rows)
+        tables = [table for table, _ in self._waiting]
+        return sum(table.num_rows for table in tables) < WRITER_ROWS and not self._would_wait(tables)
 
-    def _would_wait(self, rows: int) -> bool:
-        """Whether a write of `rows` rows waits for the mover (else it is a part): fewer than
-        `wait_below_rows`, within what may wait. Called holding the lock."""
-        if rows >= self.wait_below_rows:
+    def _would_wait(self, tables: list[pa.Table]) -> bool:
+        """Whether a write joining these batches waits for the mover (else it is a part): each of fewer
+        than `wait_below_rows` rows, fewer than WRITER_ROWS in all, within what may wait. Called holding
+        the lock. (Small batches joined while the writers are busy keep waiting up to WRITER_ROWS: as parts
+        of 4,096-8,191 rows they took a sustained ingest of 1,600-record batches from 66 lake files to 112.)"""
+        rows = sum(table.num_rows for table in tables)
+        if rows >= WRITER_ROWS or max(table.num_rows for table in tables) >= self.wait_below_rows:
             return False
         if self._stored is None:  # (once: then kept up to date by this writer's stores and moves)
             self._stored = waiting(self.store.read)[1:3]
         stored_rows, stored_bytes = self._stored
         return stored_rows + rows <= MAX_WAITING_ROWS and stored_bytes <= MAX_WAITING_BYTES
-
-    def _waiting_rows(self) -> int:
-        return sum(table.num_rows for table, _ in self._waiting)
 
     def _take_waiting(self) -> list[tuple[pa.Table, Future[list[LakeFile]]]]:
         """The waiting batches, oldest first, up to JOINED_ROWS (at least one); called holding the lock."""
@@ -188,9 +190,9 @@ class BulkWriter:
         taken, self._waiting = self._waiting[:count], self._waiting[count:]
         return [(table, done) for table, done in taken if done.set_running_or_notify_cancel()]
 
-    def _may_wait(self, table: pa.Table) -> bool:
+    def _may_wait(self, tables: list[pa.Table]) -> bool:
         with self._lock:
-            return self._would_wait(table.num_rows)
+            return self._would_wait(tables)
 
     def _store_waiting(self, table: pa.Table) -> list[LakeFile]:
         """Store a joined write for the mover (lake/waiting.py): its file, then its row; no parts yet."""
