@@ -159,6 +159,69 @@ def test_a_batch_as_large_as_a_part_is_a_part_at_once(tmp_path: Path) -> None:
         store.close()
 
 
+def test_batches_queued_while_the_hot_stores_writer_is_busy_share_one_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hot store's writer commits the rows of the batch files written while it was busy in one
+    transaction (one fsync), not one after another."""
+    monkeypatch.setattr(bulk, "BULK_THREADS", 2)  # both batches written at once, whatever the machine's cores
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    store.use_schema(LAKE_SCHEMA)
+    steps: list[str] = []
+    queued = threading.Semaphore(0)
+
+    def seen(step: str) -> None:
+        steps.append(step)
+        if step == "batch row queued":
+            queued.release()
+
+    writer = BulkWriter(store, LocalObjectStore(tmp_path / "lake"), on_step=seen)
+    busy = threading.Event()
+    store.queue_for_writer(lambda conn: busy.wait(60))  # another write holds the writer meanwhile
+    try:
+        answers = []
+        for tag in ("a", "b"):  # one at a time: a writer taking both would join them into one file
+            answers.append(writer.submit(batch(days=1, per_day=1000, tag=tag)))
+            assert queued.acquire(timeout=60)
+        busy.set()
+        assert [answer.result(60) for answer in answers] == [[], []]
+        assert waiting_count(store) == (2, 2000)
+        assert [step for step in steps if step.startswith("stored")] == ["stored 2 batches"]
+    finally:
+        busy.set()
+        writer.close()
+        store.close()
+
+
+def test_small_batches_joined_past_the_waiting_size_still_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches that each would wait, joined while the writer is busy, wait together (up to WRITER_ROWS)
+    rather than become a part of a few thousand rows: only a batch that large by itself is a part."""
+    monkeypatch.setattr(bulk, "BULK_THREADS", 1)
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    store.use_schema(LAKE_SCHEMA)
+    at_file = threading.Event()
+    go_on = threading.Event()
+
+    def pause(step: str) -> None:
+        if step == "batch file written" and not at_file.is_set():
+            at_file.set()
+            assert go_on.wait(60)
+
+    writer = BulkWriter(store, LocalObjectStore(tmp_path / "lake"), on_step=pause, wait_below_rows=2000)
+    try:
+        first = writer.submit(batch(days=1, per_day=1000, tag="first"))
+        assert at_file.wait(60)  # the one writer is busy: the next two wait for it and are joined
+        joined = [writer.submit(batch(days=1, per_day=1200, tag=tag)) for tag in ("second", "third")]
+        go_on.set()
+        assert [answer.result(60) for answer in (first, *joined)] == [[], [], []]
+        assert waiting_count(store) == (2, 3400)  # 1,000, then 2,400 joined
+        assert store.read("SELECT count(*) FROM lake_files") == [(0,)]
+    finally:
+        go_on.set()
+        writer.close()
+        store.close()
+
+
 def test_a_move_that_another_process_beat_is_undone_and_no_record_is_moved_twice(tmp_path: Path) -> None:
     """Two movers (a server's and `loglake flush`'s, say) read the same waiting batches: only the first
     commit moves them; the second rolls back and takes its parts away."""
@@ -207,7 +270,17 @@ CRASH_SCRIPT = CRASH_PREAMBLE + textwrap.dedent(
 
 
 @pytest.mark.parametrize(
-    "crash_at", ["batch file written", "waiting", "written", "journaled", "published 1", "published 3", "committed"]
+    "crash_at",
+    [
+        "batch file written",
+        "batch row queued",
+        "waiting",
+        "written",
+        "journaled",
+        "published 1",
+        "published 3",
+        "committed",
+    ],
 )
 def test_a_crash_with_batches_waiting_or_moving_loses_and_duplicates_nothing(tmp_path: Path, crash_at: str) -> None:
     child = subprocess.run(
@@ -220,7 +293,7 @@ def test_a_crash_with_batches_waiting_or_moving_loses_and_duplicates_nothing(tmp
     lake = Lake(store, objects, tmp_path)
     try:
         moved = crash_at == "committed"
-        answered = crash_at != "batch file written"  # (killed before its commit: never answered)
+        answered = crash_at not in ("batch file written", "batch row queued")  # (killed before its commit)
         expected = 1200 if answered else 0
         assert waiting_count(store) == ((0, 0) if moved or not answered else (1, 1200))
         assert len(set(sql_ids(lake))) == len(sql_ids(lake)) == expected  # what a query sees right after the crash

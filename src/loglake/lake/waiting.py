@@ -77,13 +77,26 @@ def write_batch_file(folder: Path, name: str, table: pa.Table) -> int:
     return path.stat().st_size
 
 
-def store_batch(conn: sqlite3.Connection, table: pa.Table, file: str, size: int) -> None:
-    """Name a written batch file (write_batch_file) in `bulk_batches`: from this commit on, it waits."""
+class BatchRow(NamedTuple):
+    """A written batch file's row of `bulk_batches`."""
+
+    rows: int
+    min_ts: int
+    max_ts: int
+    bytes: int
+    file: str
+
+
+def batch_row(table: pa.Table, file: str, size: int) -> BatchRow:
+    """The row naming a written batch file (write_batch_file), worked out before the hot store's writer
+    stores it (that thread is every write's: it should only insert)."""
     span = pc.min_max(table.column("timestamp").cast(pa.int64()))
-    conn.execute(
-        "INSERT INTO bulk_batches (rows, min_ts, max_ts, bytes, file) VALUES (?, ?, ?, ?, ?)",
-        (table.num_rows, span["min"].as_py(), span["max"].as_py(), size, file),
-    )
+    return BatchRow(table.num_rows, span["min"].as_py(), span["max"].as_py(), size, file)
+
+
+def store_batches(conn: sqlite3.Connection, rows: Sequence[BatchRow]) -> None:
+    """Name written batch files in `bulk_batches`: from this commit on, they wait."""
+    conn.executemany("INSERT INTO bulk_batches (rows, min_ts, max_ts, bytes, file) VALUES (?, ?, ?, ?, ?)", rows)
 
 
 def read_batch_file(folder: Path, file: str) -> pa.Table:
