@@ -4,8 +4,8 @@ rule's interval + 5 s), against a real `loglake serve` with its default settings
 One Sigma rule ("any critical record", grouped by service, on an interval schedule, the default delay) and an
 alerting.yml that routes every alert to a webhook: a local HTTP server in this process that notes when
 each request arrives. Each sample sends one critical record of a service of its own (so each makes a
-new alert) with POST /logs, just after a firing of the schedule: the worst case, as the record waits
-for the whole next interval. Reported per sample:
+new alert) with POST /logs, just after a window of the rule ended (its firing less the delay): the worst
+case, as the record waits for the whole next window and its delay. Reported per sample:
 
   latency     from sending the record to the webhook receiving its alert (target: interval + 5 s)
   after fire  from the firing that evaluated the record's window to the webhook receiving the alert:
@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from common import Server, argument_parser, median, print_hardware, write_json
+from loglake.rules.model import DEFAULT_DELAY
 from loglake.times import parse_duration
 
 RULE = """
@@ -86,6 +87,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=5)
     args = parser.parse_args()
     interval_s = parse_duration(args.interval) / 1000
+    delay_s = parse_duration(DEFAULT_DELAY) / 1000  # (the rule's: it names none)
     hardware = print_hardware()
     rules = Path(tempfile.mkdtemp(prefix="loglake-alert-latency-"))
     (rules / "critical.yml").write_text(textwrap.dedent(RULE.format(interval=args.interval)).lstrip())
@@ -97,10 +99,11 @@ def main() -> None:
     # The server's defaults, but for its access log (off, as in the other benchmarks).
     with Server(extra_args=["--rules-dir", str(rules)]) as server, httpx.Client(timeout=10) as client:
         for i in range(args.samples):
-            # Just after a firing: the record's window is the next one, evaluated a whole interval later.
+            # Just after a window ended (a firing less the delay): the record's window is the next one, evaluated
+            # a whole interval later.
             now = time.time()
-            fire = (now // interval_s + 1) * interval_s
-            time.sleep(fire + 0.2 - now)
+            window_end = ((now + delay_s) // interval_s + 1) * interval_s - delay_s
+            time.sleep(window_end + 0.2 - now)
             service = f"latency-{i}"
             sent_at = time.time()
             answer = client.post(
@@ -110,7 +113,7 @@ def main() -> None:
             )
             answer.raise_for_status()
             arrived = hook.wait(service, interval_s + 120)
-            evaluated = (sent_at // interval_s + 1) * interval_s  # the firing whose window holds the record
+            evaluated = ((sent_at + delay_s) // interval_s + 1) * interval_s  # the firing whose window holds it
             samples.append({"latency_s": arrived - sent_at, "after_fire_s": arrived - evaluated})
             print(
                 f"sample {i + 1}: latency {arrived - sent_at:.2f} s (target {interval_s + 5:g} s),"

@@ -50,6 +50,10 @@ DestinationName = Annotated[
     str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"), description="a destination's name")
 ]
 
+# How long before its firing a rule's window ends, by default: shippers send in batches about every second, so a
+# record stamped just before a firing arrives just after it; and an alert stays within issue 13's interval + 5 s.
+DEFAULT_DELAY = "3s"
+
 
 class Dedup(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One alert per key per window; later matches of the key update its count and evidence."""
@@ -96,9 +100,7 @@ class Options(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 
     schedule: str = "5m"  # an interval or a cron expression (schedule.py)
     lookback: Duration | None = None  # the window each run evaluates; default: an interval schedule's length
-    # How long to wait for late records before evaluating a window: shippers send in batches about every second,
-    # so a record stamped just before a window ends arrives after it; and at most issue 13's interval + 5 s.
-    delay: Duration = "3s"
+    delay: Duration = DEFAULT_DELAY  # how long before its firing a window ends, for records still on their way
     threshold: Annotated[int, msgspec.Meta(ge=1)] = 1  # matching rows needed (per group) to alert
     group_by: list[FieldName] = msgspec.field(default_factory=list)
     dedup: Dedup = msgspec.field(default_factory=Dedup)
