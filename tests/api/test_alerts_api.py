@@ -77,6 +77,18 @@ async def test_one_alert_has_its_evidence_and_query(client: httpx.AsyncClient, a
     assert alert["query"].startswith("SELECT") and alert["group"] == {"service": "api"}
 
 
+async def test_evidence_attributes_are_the_object_get_logs_answers(client: httpx.AsyncClient, alerts) -> None:
+    """The lake keeps attributes as JSON text; a reader (and the alert page, which shows them as Explore does)
+    gets the object, as webhooks do; a SQL rule's own `attributes` column that is not JSON stays as it is."""
+    evidence = [{"message": "boom", "attributes": '{"ip":"198.51.100.50","http":{"status":500}}'},
+                {"message": "a SQL rule's own column", "attributes": "not json"}]  # fmt: skip
+    alert = (await client.get(f"/alerts/{insert_alert(alerts, evidence=evidence)}")).json()
+    assert [record["attributes"] for record in alert["evidence"]] == [
+        {"ip": "198.51.100.50", "http": {"status": 500}},
+        "not json",
+    ]
+
+
 @pytest.mark.parametrize("path", [f"/alerts/{UNKNOWN}", "/alerts/not-an-id"])
 async def test_an_unknown_alert_is_404(client: httpx.AsyncClient, path: str) -> None:
     response = await client.get(path)

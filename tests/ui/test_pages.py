@@ -63,6 +63,7 @@ def test_acknowledge_an_alert_with_a_note(page, loglake):
         "service": "billing",
         "severity": "critical",
         "message": "payment gateway timed out",
+        "attributes": '{"gateway": {"region": "eu"}}',  # as the lake keeps them: JSON text
     }
     conn = open_alerts_db(loglake.server.data_dir)
     try:
@@ -84,6 +85,10 @@ def test_acknowledge_an_alert_with_a_note(page, loglake):
     page.get_by_role("link", name="Payment failures").click()
     page.wait_for_url(f"**/ui/alerts/{alert_id}")
     page.get_by_text("payment gateway timed out").first.wait_for()
+    # its fields as Explore shows a record's (the attributes were hidden while the API gave them as text)
+    page.locator(".record-summary", has_text="payment gateway timed out").click()
+    page.locator(".record-details th", has_text="gateway.region").wait_for()
+    assert page.locator(".record-details td.value").all_inner_texts()[-1] == "eu"
     screenshot(page, "alert")
     page.get_by_text("javascript:alert(document.cookie)").wait_for()
     assert page.locator('a[href^="javascript"]').count() == 0

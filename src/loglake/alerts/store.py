@@ -19,6 +19,7 @@ from typing import Any
 
 from loglake.alerts.alert_ids import NoSuchAlert, find_alert_id
 from loglake.alerts.db import ALERT_STATUSES, append_event
+from loglake.alerts.evidence import with_attributes_decoded
 from loglake.ids import UUID_PATTERN
 from loglake.rules.model import LEVELS
 from loglake.spelling import unknown_parameter
@@ -141,7 +142,7 @@ class Alert:
             "evidence_count": len(self.evidence),
         }
         if full:
-            summary |= {"evidence": self.evidence, "query": self.query}
+            summary |= {"evidence": [with_attributes_decoded(r) for r in self.evidence], "query": self.query}
         return summary
 
 

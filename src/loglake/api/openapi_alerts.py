@@ -54,7 +54,8 @@ ALERT = {
                 "evidence": {
                     "type": "array",
                     "items": {"type": "object"},
-                    "description": "up to the rule's `evidence` matching records (their ids and fields)",
+                    "description": "up to the rule's `evidence` matching records (their ids and fields; `attributes` "
+                    "an object)",
                 },
                 "query": {"type": "string", "description": "the SQL that found them"},
             },

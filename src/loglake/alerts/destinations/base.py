@@ -18,6 +18,7 @@ import msgspec
 
 from loglake import __version__
 from loglake.alerts.db import EVENT_KINDS
+from loglake.alerts.evidence import with_attributes_decoded
 from loglake.alerts.redact import RedactItem
 from loglake.alerts.secrets import SecretRef, Secrets, TextOrSecret
 from loglake.retry import retry_after_seconds
@@ -227,19 +228,6 @@ def alert_document(alert: dict[str, Any]) -> dict[str, Any]:
         "runbook": alert["runbook"],
         "status_by": alert["status_by"],
         "status_note": alert["status_note"],
-        "evidence": [_with_attributes_decoded(record) for record in alert["evidence"]],
+        "evidence": [with_attributes_decoded(record) for record in alert["evidence"]],
         "query": alert["query"],
     }
-
-
-def _with_attributes_decoded(record: Any) -> Any:
-    """An evidence record with its `attributes` as the object they are (the lake keeps them as JSON text), as
-    GET /logs/{id} answers them: a receiver should not have to decode JSON inside JSON."""
-    attributes = record.get("attributes") if isinstance(record, dict) else None
-    if not isinstance(attributes, str):
-        return record
-    try:
-        decoded = json.loads(attributes)
-    except ValueError:  # text that is not JSON (a SQL rule's own column of that name): as it is
-        return record
-    return {**record, "attributes": decoded}
