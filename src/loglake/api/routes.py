@@ -170,14 +170,22 @@ async def decoded_by_worker(
     if decoding is not None:
         # (its outcome, an error too, is result()'s; a worker that does not answer in time is given up on)
         waiting = asyncio.wrap_future(decoding)
+        waiting.add_done_callback(_failure_read)
         done, _ = await asyncio.wait([waiting], timeout=app.decode_workers.most_seconds)
         if done:
             decoded = app.decode_workers.result(decoding)
         else:
-            waiting.cancel()  # (the failure its killed worker gives it is nobody's to read: not an error line)
+            waiting.cancel()  # (no longer waited for)
             app.decode_workers.gave_up_on(decoding)
     app.metrics.bodies_decoded.inc((protocol, "server" if decoded is None else "worker"))
     return decoded
+
+
+def _failure_read(waited: asyncio.Future) -> None:
+    """The event loop's copy of a worker's outcome: result() reads the worker's own future, so a failure here is
+    nobody's to read; unread, it would be an error line ('exception was never retrieved') when collected."""
+    if not waited.cancelled():
+        waited.exception()
 
 
 def _by_service_and_severity(records: list[NewRecord]) -> dict[tuple[str, int], int]:
