@@ -74,6 +74,22 @@ async def test_a_broken_alerting_yml_is_counted_shown_and_logged_like_a_bad_rule
     assert [(line["level"], line["problems"]) for line in logged(rules_app, "rules_loaded")][1:] == [("info", [])]
 
 
+async def test_a_rule_that_loads_with_a_warning_is_logged_at_level_warning(tmp_path: Path) -> None:
+    # (a year read again every minute: the rule loads, and the log says what /healthz says of it)
+    write_rule(tmp_path / "rules", "casts.yml", CASTS.replace("schedule: 1m", "schedule: 1m\nlookback: 365d"))
+    settings = Settings(data_dir=tmp_path / "data", rules_dir=str(tmp_path / "rules"), access_log=str(tmp_path / "log"))
+    app = LoglakeApp.from_settings(settings)
+    try:
+        app.runtime.rules.reload()
+        async with asgi_client(app, key_for(app, "read")) as reader:
+            shown = (await reader.get("/healthz")).json()["rules"]["warnings"]
+        [loaded] = logged(app, "rules_loaded")
+    finally:
+        app.close()
+    assert len(shown) == 1 and "casts.yml: lookback: 365 d is 525,600 times the schedule" in shown[0]
+    assert (loaded["level"], loaded["problems"], loaded["warnings"]) == ("warning", [], shown)
+
+
 async def test_a_failed_run_is_logged_at_level_warning(rules_app: LoglakeApp) -> None:
     scheduler = rules_app.runtime.rules
     scheduler.reload()

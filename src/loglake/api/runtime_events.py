@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+from loglake.rules.model import warnings_of
+
 if TYPE_CHECKING:
     from loglake.amplify.run_reports import RunReport
     from loglake.api.accesslog import AccessLog
@@ -65,12 +67,16 @@ class RuntimeEvents:
 
     def on_rules_loaded(self, rules: list[Rule], problems: list[Problem]) -> None:
         self.metrics.on_rules_loaded(rules, problems)
+        # A rule's warnings (it loads, but likely not as meant: a lookback read again at every run, say) are
+        # logged with the problems, so that a log watcher sees them without asking GET /rules.
+        warnings = warnings_of(rules)
         self.access_log.event(
             {
-                "level": "warning" if problems else "info",
+                "level": "warning" if problems or warnings else "info",
                 "event": "rules_loaded",
                 "rules": len(rules),
                 "problems": [str(p) for p in problems],
+                "warnings": warnings,
             }
         )
 

@@ -202,6 +202,11 @@ class Rule:
 _RULE_ID = re.compile(UUID_PATTERN)
 
 
+def warnings_of(rules: Sequence[Rule]) -> list[str]:
+    """Every warning of these rules (each loads, but likely not as meant), as /healthz and the log show them."""
+    return [str(warning) for rule in rules for warning in rule.warnings]
+
+
 class NoSuchRule(LookupError):
     """No loaded rule answers to the id (or start of one, or file name) given."""
 

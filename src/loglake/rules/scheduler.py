@@ -44,7 +44,7 @@ from loglake.lake.stop import Stop
 from loglake.locks import exclusive_lock
 from loglake.rules import rounds, state
 from loglake.rules.files import ROUTING_FILE
-from loglake.rules.model import Problem, Rule
+from loglake.rules.model import Problem, Rule, warnings_of
 from loglake.rules.run import RuleRunError
 from loglake.sqlitedb import write_transaction
 from loglake.times import format_datetime
@@ -360,7 +360,7 @@ class RuleScheduler:
             "folder": str(self.folder.path),
             "rules": len(self.folder.rules),
             "problems": [str(p) for p in self.folder.problems],
-            "warnings": [str(w) for r in self.folder.rules for w in r.warnings],
+            "warnings": warnings_of(self.folder.rules),
             "last_round": None if self.last_round_ms is None else format_datetime(self.last_round_ms),
             "error": self.last_error,
         }
