@@ -4,6 +4,7 @@ refills nothing), the allow-list of networks, and what a stop commits."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
 import ssl
@@ -149,6 +150,18 @@ def test_stopping_commits_what_was_read(listening, monkeypatch: pytest.MonkeyPat
     assert syslog.stored() == []
     syslog.listeners.stop()
     assert syslog.stored() == ["read before the stop"]
+
+
+def test_a_counted_message_cut_short_by_its_sender_closing_is_stored_with_a_parse_error(listening) -> None:
+    """It was dropped without a trace at the connection's close (trial s14 T1)."""
+    syslog = listening()
+    with socket.create_connection(("127.0.0.1", syslog.port)) as sock:
+        sock.sendall(b"<14>1 - h a - - - whole\n" + b"99 <14>1 - h a - - - half of it")
+    syslog.wait_for_tallies(lambda t: sum(x.accepted for x in t) == 2)
+    [cut] = [r for r in syslog.runtime.store.recent(RecentQuery(since_ms=0, limit=10)) if r.message != "whole"]
+    assert cut.message == "half of it"  # (its header parsed: the message is what came of it)
+    closed = "the sender closed the connection before the end of this message"
+    assert json.loads(cut.attributes)["parse_error"] == closed
 
 
 def test_refused_connections_are_each_counted_and_said_at_most_once_a_minute(

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loglake.model import Limits, TimeBounds
-from loglake.protocols.syslog_framing import TruncatedFrame
+from loglake.protocols.syslog_framing import TruncatedFrame, UnfinishedFrame
 from loglake.protocols.syslog_parse import (
     HEAD_OF_PRI,
     LEADING,
@@ -102,7 +102,7 @@ def parse_batch(frames: list[bytes], peer: str, bounds: TimeBounds, limits: Limi
 
 def _plain_rfc5424(frames: list[bytes], peer: str, bounds: TimeBounds, limits: Limits) -> SyslogBatch | None:
     """The batch by Arrow kernels when every message is plain RFC 5424 (see the module's docstring), else None."""
-    if TruncatedFrame in set(map(type, frames)):
+    if not set(map(type, frames)).isdisjoint((TruncatedFrame, UnfinishedFrame)):
         return None
     try:
         lines = pa.array(frames, pa.binary()).cast(pa.string())

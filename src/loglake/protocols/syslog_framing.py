@@ -2,9 +2,17 @@
 
 A sender frames each message either by octet counting (`LEN SP MSG`, RFC 5425/6587 3.4.1: the message
 may hold newlines) or by a trailing newline (non-transparent framing, 3.4.2: what `logger` and most
-3164 senders do). Each frame says which by its first byte: a digit starts a length, `<` a message, so
-one connection may even mix them. A frame larger than the limit is cut to it (a TruncatedFrame) and
-the rest skipped, so a sender cannot make the listener hold an unbounded buffer.
+3164 senders do). Each frame says which by its first bytes: digits, a space and the `<` that starts every
+syslog message (its PRI) make a count, anything else a line, so one connection may even mix them.
+
+What looks like a count and is none is read as a line, so that nothing after it is lost: digits and a space
+followed by anything but `<` (a newline-framed message whose text holds a newline and then "500 Internal
+Server Error" would otherwise take the next 500 bytes of the connection as one frame), and a count above the
+frame limit (as rsyslog's imtcp falls back to newline framing past its MaxFrameSize: waiting for a claimed
+gigabyte would swallow everything a quiet sender sends after it). A line larger than the limit is cut to it
+(a TruncatedFrame) and the rest of it skipped, so a sender cannot make the listener hold an unbounded
+buffer; a counted frame the sender closed the connection in the middle of is kept as far as it came (an
+UnfinishedFrame).
 """
 
 from __future__ import annotations
@@ -19,13 +27,20 @@ class TruncatedFrame(bytes):
     """The first bytes of a frame that was longer than the limit (the rest was skipped)."""
 
 
+class UnfinishedFrame(bytes):
+    """The bytes of a counted frame that came before its connection closed (fewer than its count)."""
+
+
+_PRI_START = ord("<")
+_LINE_ENDS = (b"\n", b"\r", b"\r\n")  # (or its first part, arrived alone)
+
+
 class StreamFramer:
     """Feed it what a connection reads; it gives back the complete messages, keeping partial ones."""
 
     def __init__(self, max_frame_bytes: int) -> None:
         self.max_frame_bytes = max_frame_bytes
         self._buffer = b""
-        self._skip = 0  # bytes of an over-long counted frame still to drop
         self._skip_line = False  # dropping the rest of an over-long line
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -33,11 +48,6 @@ class StreamFramer:
         frames: list[bytes] = []
         position, end = 0, len(buffer)
         while position < end:
-            if self._skip:
-                dropped = min(self._skip, end - position)
-                self._skip -= dropped
-                position += dropped
-                continue
             if self._skip_line:
                 newline = buffer.find(b"\n", position)
                 if newline < 0:
@@ -60,23 +70,34 @@ class StreamFramer:
         self._buffer = buffer[position:]
         return frames
 
+    def finish(self) -> list[bytes]:
+        """The messages still held when the connection ends: a last line without its newline, and what came
+        of a counted frame the sender closed in the middle of (an UnfinishedFrame, its count left out)."""
+        frames = self.feed(b"\n")
+        rest, self._buffer = self._buffer[:-1], b""  # (the newline fed above)
+        if rest:
+            digits, _, message = rest.partition(b" ")
+            frames.append(UnfinishedFrame(message if message.startswith(b"<") and digits.isdigit() else rest))
+        return frames
+
     def _counted(self, buffer: bytes, position: int, frames: list[bytes]) -> int | None:
-        """One octet-counted frame: the position after it, None to wait for more bytes, -1 when the digits
-        are not followed by a space (the line is then taken as newline-framed)."""
+        """One octet-counted frame: the position after it, None to wait for more bytes, -1 when what starts
+        with digits is no count (see the module's docstring: the line is then taken as newline-framed)."""
         space = buffer.find(b" ", position, position + _LENGTH_DIGITS + 1)
         if space < 0:
-            return None if len(buffer) - position <= _LENGTH_DIGITS else -1
+            newline = buffer.find(b"\n", position, position + _LENGTH_DIGITS + 1)
+            return None if newline < 0 and len(buffer) - position <= _LENGTH_DIGITS else -1
         digits = buffer[position:space]
         if not digits.isdigit():
             return -1
         length = int(digits)
         start = space + 1
         if length > self.max_frame_bytes:
-            if len(buffer) - start < self.max_frame_bytes:
-                return None
-            frames.append(TruncatedFrame(buffer[start : start + self.max_frame_bytes]))
-            self._skip = length - self.max_frame_bytes
-            return start + self.max_frame_bytes
+            return -1
+        if length and len(buffer) == start:
+            return None  # (the message's first byte tells a count from a line)
+        if length and buffer[start] != _PRI_START and buffer[start : start + length] not in _LINE_ENDS:
+            return -1  # (a frame of a line end alone: rsyslog's template around an empty message)
         if len(buffer) - start < length:
             return None
         frame = buffer[start : start + length]

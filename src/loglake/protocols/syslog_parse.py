@@ -32,7 +32,7 @@ import msgspec
 
 from loglake.model import DEFAULT_SERVICE, NAME_PATTERN, Limits, TimeBounds
 from loglake.protocols.mapping import take_ids, traceparent_ids
-from loglake.protocols.syslog_framing import TruncatedFrame
+from loglake.protocols.syslog_framing import TruncatedFrame, UnfinishedFrame
 from loglake.protocols.syslog_times import rfc3164_time, rfc3339_times
 from loglake.times import SMALLEST_PLAUSIBLE_MS
 
@@ -154,6 +154,8 @@ def parse_messages(frames: list[bytes], peer: str, bounds: TimeBounds, limits: L
     for index, frame in enumerate(frames):
         if type(frame) is TruncatedFrame:
             _note(parts, index, "parse_error", f"the message was longer than {len(frame)} bytes and was cut to that")
+        elif type(frame) is UnfinishedFrame:
+            _note(parts, index, "parse_error", "the sender closed the connection before the end of this message")
     stamps = _times(parts, bounds)
     _fit_messages(parts, limits.max_message_bytes)
     tail = ',"peer":' + json_text(peer) + "}"

@@ -51,7 +51,7 @@ class Stream(asyncio.Protocol):
         self._take(self.framer.feed(data))
 
     def eof_received(self) -> bool | None:
-        self._take(self.framer.feed(b"\n"))  # a last message without its newline
+        self._take(self.framer.finish())  # a last message without its newline, a counted one cut short
         return None
 
     def _take(self, frames: list[bytes]) -> None:
