@@ -416,6 +416,20 @@ async def test_the_root_answers_a_version_document_and_sends_browsers_to_the_ui(
         assert browser.status_code == 302 and browser.headers["location"] == "/ui/"
 
 
+async def test_wrong_credentials_fail_the_connection_check_at_the_root(app: LoglakeApp) -> None:
+    """Beats, Logstash and the clients' info()/ping() check the connection with GET / or HEAD /: a wrong password
+    passed it, and failed only at every bulk after it (trial s14 T2)."""
+    async with asgi_client(app) as anonymous:
+        for method in ("GET", "HEAD"):
+            wrong = await anonymous.request(method, "/", auth=("elastic", "not-a-key"))
+            assert wrong.status_code == 401 and wrong.headers["x-elastic-product"] == "Elasticsearch", method
+            assert "Basic" in wrong.headers["www-authenticate"]
+        assert (await anonymous.get("/", headers={"authorization": "ApiKey bm9wZQ=="})).status_code == 401
+        assert (await anonymous.get("/", headers={"authorization": "Bearer nope"})).json()["status"] == 401
+        good = await anonymous.get("/", auth=("elastic", key_for(app, "ingest")))
+        assert good.status_code == 200 and good.json()["version"]["number"].startswith("9.")
+
+
 async def test_the_setup_calls_of_beats_logstash_and_vector_are_answered(client: httpx.AsyncClient) -> None:
     license_ = await client.get("/_license")
     assert license_.json()["license"]["status"] == "active"

@@ -111,6 +111,13 @@ async def root(app: LoglakeApp, request: Request) -> Result:
     """Elasticsearch's version document (what shippers check on connecting); a browser goes to the web UI."""
     if "text/html" in request.header(b"accept"):  # its query goes along (a shared link's view, ui_home)
         return Result(302, b"", ((b"location", ui_home(request)), (b"content-type", b"text/plain")))
+    if request.header(b"authorization"):
+        # Credentials sent are checked, as Elasticsearch checks them here: GET / and HEAD / are the connection
+        # check of Beats, Logstash and the clients' info() and ping(), and a wrong password must fail it, not
+        # every bulk after it. (None sent: the version document, for a look with curl; the bulk asks for a key.)
+        if request.body is None:
+            request.body = b""  # (a SigV4 signature covers the body: a GET's is empty)
+        app.auth.authenticate(request)
     pretty = _checked_parameters(request, elastic_params.INFO_PARAMS)
     return _answer(
         {
