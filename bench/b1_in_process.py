@@ -1,7 +1,7 @@
 """B1's requests through the server's own HTTP protocol, in process: the event loop's CPU per request, no sockets.
 
 32 connections (as wrk -c32) are the protocol `loglake serve` runs (server.uvicorn_config: uvicorn's httptools
-protocol as server.OneWritePerResponse, its middleware) on transports that hand the answer back instead of a
+protocol as http_protocol.HttpProtocol, its middleware) on transports that hand the answer back instead of a
 socket; each connection sends its next request, the bytes wrk sends (one real record, a bearer key), once its
 answer is written. So the figure is the server's work per request (uvicorn, routing, auth, rate limit, the
 check, the durable write on the writer thread, the answer, metrics, the access log) without the kernel's

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import gc
 import logging
@@ -15,13 +14,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from loglake import __version__, malloc
 from loglake.api.accesslog import AccessLog, LogRecords
 from loglake.api.app import LoglakeApp
 from loglake.cli_options import DEFAULT_URL, path_from_here
 from loglake.config import ConfigError, Settings, env_name
+from loglake.http_protocol import HttpProtocol
 from loglake.keys import KeyStore
 from loglake.locks import HeldElsewhere, owned_lock
 from loglake.private_files import private_dir
@@ -165,7 +164,7 @@ def uvicorn_config(app: LoglakeApp) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         loop=_loop(),
-        http=OneWritePerResponse,
+        http=HttpProtocol,
         lifespan="on",
         access_log=False,
         log_config=None,  # its loggers' records reach the root logger, which writes them to the access log
@@ -186,65 +185,6 @@ class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: Any) -> None:
         self.loglake.stopping()
         super().handle_exit(sig, frame)
-
-
-class OneWritePerResponse(HttpToolsProtocol):
-    """uvicorn's httptools protocol, whose writes during one round of the event loop leave as ONE send.
-
-    uvicorn writes a response's head and its body separately, and each write is a system call that wakes
-    the client: a small answer (a 201 for one record) cost two sends and two wake-ups, ~20 % of the
-    server's CPU per request and half the client's. Joined, it costs one (see _JoinedWrites)."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(_JoinedWrites(transport, self.loop))  # type: ignore[arg-type]
-
-
-class _JoinedWrites:
-    """A transport whose writes wait for the end of the event loop's current round, then go out together.
-
-    Everything else is the socket's transport's own; closing sends what waits first, so an answer
-    written just before the connection closes (uvicorn's 400s, Connection: close) still leaves."""
-
-    __slots__ = ("_loop", "_pending", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._pending: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        if not self._pending:
-            self._loop.call_soon(self._send)
-        self._pending.append(data)
-
-    def close(self) -> None:
-        self._send()
-        self._transport.close()
-
-    def is_closing(self) -> bool:
-        # Asked after every response (uvicorn's on_response_complete): its own method, since a lookup that
-        # falls through to __getattr__ first fails and raises AttributeError inside (~0.6 us a request).
-        return self._transport.is_closing()
-
-    def _send(self) -> None:
-        pending = self._pending
-        if not pending:
-            return
-        self._pending = []
-        if self._transport.is_closing():  # the client went away: nothing can be sent (as with any write)
-            return
-        if len(pending) == 1:
-            self._transport.write(pending[0])
-        elif sum(map(len, pending)) <= _JOIN_AT_MOST:
-            self._transport.write(b"".join(pending))
-        else:  # a large body is not copied to join it to its head
-            self._transport.writelines(pending)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-_JOIN_AT_MOST = 64 * 1024
 
 
 def _log_to(access_log: AccessLog) -> None:
