@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 import common
-from loglake.api.elastic_routes import _parse, _stored_ids
+from loglake.api.elastic_routes import _parse, _stored_ids, _stored_tables
 from loglake.lake.lake import Lake
 from loglake.lake.objectstore import LocalObjectStore
 from loglake.protocols import elastic_answers
@@ -58,8 +58,9 @@ def one_pass(app: Any, bodies: list[tuple[bytes, int]], filter_path: str) -> dic
         started = time.thread_time_ns()
         items, groups = _parse(app, body, None)
         parsed = time.thread_time_ns()
-        ids = _stored_ids(groups, every_item_stored=all(item.error is None for item in items))
-        elastic_answers.bulk_answer(items, 1, keep, ids)
+        tables = _stored_tables(groups, every_item_stored=all(item.error is None for item in items))
+        if tables is None or elastic_answers.created_answer(items, 1, keep) is None:  # (as the route answers)
+            elastic_answers.bulk_answer(items, 1, keep, None if tables is None else _stored_ids(tables))
         spent["parse+map+check"] += parsed - started
         spent["answer"] += time.thread_time_ns() - parsed
     return spent

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from loglake.protocols.elastic import BulkItem
-from loglake.protocols.elastic_answers import answer_filter, bulk_answer
+from loglake.protocols.elastic_answers import answer_filter, bulk_answer, created_answer
 
 SHARDS = {"total": 1, "successful": 1, "failed": 0}
 CREATED = {"_version": 1, "result": "created", "_shards": SHARDS, "_seq_no": 0, "_primary_term": 1}
@@ -113,3 +113,28 @@ def test_the_ids_of_a_bulk_stored_as_tables_are_answered_as_the_items_own(filter
     without = [BulkItem(action, index, None, row) for row, (action, index) in enumerate(made)]
     assert bulk_answer(without, 5, keep, pa.array(ids)) == expected
     assert json.loads(expected)["items"][-1] != {}
+
+
+@pytest.mark.parametrize(
+    "filter_path", ["errors,items.*.error,items.*.status", "items.*.status", "errors,items.*.error", "errors", "took"]
+)
+@pytest.mark.parametrize("indexes", [("app",), ("app", "web")])
+def test_a_bulk_created_with_one_action_is_answered_as_bulk_answer_answers_it(
+    filter_path: str, indexes: tuple[str, ...]
+) -> None:
+    """Every item stored as a new record, with one action: created_answer's repeated entry is bulk_answer's answer,
+    whatever indexes the items went to, for every filter that keeps neither `_index` nor `_id`."""
+    created = [BulkItem("create", indexes[row % len(indexes)], None, row) for row in range(5)]
+    keep = answer_filter(filter_path)
+    assert created_answer(created, 5, keep) == bulk_answer(created, 5, keep)
+
+
+@pytest.mark.parametrize("filter_path", ["", "items.*._id", "errors,items.*._index,items.*.status", "items"])
+def test_an_answer_keeping_ids_or_indexes_is_left_to_bulk_answer(filter_path: str) -> None:
+    created = [BulkItem("create", "app", None, row) for row in range(3)]
+    assert created_answer(created, 5, answer_filter(filter_path)) is None
+
+
+def test_a_bulk_of_two_actions_is_left_to_bulk_answer() -> None:
+    created = [BulkItem("create", "app", None, 0), BulkItem("index", "app", None, 1)]
+    assert created_answer(created, 5, answer_filter("errors,items.*.status")) is None

@@ -249,13 +249,18 @@ async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None)
     pretty = _checked_parameters(request, elastic_params.BULK_PARAMS)
     _check_media_type(request)
     body = decode_content(request, request.body, app.settings.max_bulk_body_bytes)
-    items, ids = await _store_bulk(app, body, path_index)
+    items, tables = await _store_bulk(app, body, path_index)
     took_ms = int((time.perf_counter() - started) * 1000)
     keep = elastic_answers.answer_filter(request.query.get("filter_path", ""))
-    if len(body) < OFF_LOOP_BODY_BYTES:
-        answer = elastic_answers.bulk_answer(items, took_ms, keep, ids)
-    else:  # an item a microsecond: for a big bulk, off the event loop too
-        answer = await app.run_ingest(elastic_answers.bulk_answer, items, took_ms, keep, ids)
+    # Every item stored as a checked table's row: Beats' answer is one entry repeated, made after a pass over the
+    # items' actions, here as the route's other passes over them, with no hop to an ingest thread and back.
+    answer = None if tables is None else elastic_answers.created_answer(items, took_ms, keep)
+    if answer is None:
+        ids = None if tables is None else _stored_ids(tables)
+        if len(body) < OFF_LOOP_BODY_BYTES:
+            answer = elastic_answers.bulk_answer(items, took_ms, keep, ids)
+        else:  # an item a microsecond: for a big bulk, off the event loop too
+            answer = await app.run_ingest(elastic_answers.bulk_answer, items, took_ms, keep, ids)
     if pretty:  # for a person reading it: Python's work per item, off the event loop
         answer = await app.run_ingest(elastic_params.pretty, answer)
     return Result(200, answer, _JSON_HEADERS)
@@ -305,11 +310,11 @@ DOCUMENT_ROUTES = (
 
 async def _store_bulk(
     app: LoglakeApp, body: bytes, path_index: str | None
-) -> tuple[list[elastic.BulkItem], pa.StringArray | None]:
+) -> tuple[list[elastic.BulkItem], list[pa.Table] | None]:
     """A bulk body's items once stored, each with its outcome (counted in the protocol's metrics), and, when every
-    item was stored as a checked table's row (the usual bulk), their `_id`s in order, the records' logIds, which
-    the answer then joins with no Python object per id (the items' doc_ids left unset); else None, and each item's
-    doc_id is its `_id`."""
+    item was stored as a checked table's row (the usual bulk), those tables in the items' order, whose logIds are
+    the items' `_id`s (_stored_ids; the items' doc_ids left unset); else None, and each item's doc_id is its
+    `_id`."""
     try:
         if len(body) < OFF_LOOP_BODY_BYTES:
             items, groups = _parse(app, body, path_index)
@@ -333,21 +338,27 @@ async def _store_bulk(
         app.metrics.protocol_records.inc((PROTOCOL, "rejected"), refused)
         invalid = [Problem(row, item.field, "") for row, item in enumerate(items) if item.field is not None]
         count_refused(app, invalid)
-    return items, _stored_ids(groups, every_item_stored=not refused)
+    return items, _stored_tables(groups, every_item_stored=not refused)
 
 
-def _stored_ids(groups: list[Group], every_item_stored: bool) -> pa.StringArray | None:
-    """The items' `_id`s in order when every item was stored as a checked table's row, its record's logId; else
+def _stored_tables(groups: list[Group], every_item_stored: bool) -> list[pa.Table] | None:
+    """The checked tables of the groups, in the items' order, when every item was stored as a table's row; else
     None, each item stored so given its record's logId as its doc_id, the answer's `_id`."""
     tables = [(stored, parsed.table) for stored, parsed, _ in groups if parsed.table is not None]
     if every_item_stored and len(tables) == len(groups):
-        ids = [table.column("log_id").combine_chunks() for _, table in tables]
-        return ids[0] if len(ids) == 1 else pa.concat_arrays(ids)
+        return [table for _, table in tables]
     for stored, table in tables:
         for item, log_id in zip(stored, table.column("log_id").to_pylist(), strict=True):
             if item.doc_id is None:
                 item.doc_id = log_id
     return None
+
+
+def _stored_ids(tables: list[pa.Table]) -> pa.StringArray:
+    """The items' `_id`s in order, their records' logIds, of the tables every item was stored in (_stored_tables),
+    which the answer joins with no Python object per id. (Only when the answer shows them: Beats' does not.)"""
+    ids = [table.column("log_id").combine_chunks() for table in tables]
+    return ids[0] if len(ids) == 1 else pa.concat_arrays(ids)
 
 
 def _answer_stored_before(items: list[elastic.BulkItem], records: list[NewRecord], log_ids: list[bytes]) -> None:

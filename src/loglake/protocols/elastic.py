@@ -23,6 +23,7 @@ VERSION = "9.0.0"  # the Elasticsearch version loglake answers as: the 9.x clien
 ADDING_ACTIONS = ("create", "index")
 REFUSED_ACTIONS = ("update", "delete")
 DOCUMENT_ERROR = "document_parsing_exception"  # Elasticsearch's error type for a source it cannot take
+CREATED_STATUS = 201  # a stored item's, unless its id was stored before (elastic_answers.KEPT_STATUS)
 _decode = msgspec.json.Decoder().decode
 
 
@@ -44,7 +45,7 @@ class BulkItem(msgspec.Struct, gc=False):
     index: str | None
     doc_id: str | None
     row: int | None = None  # where its source's record is in the bulk's columns, while it may be stored
-    status: int = 201
+    status: int = CREATED_STATUS
     error: tuple[str, str] | None = None  # (Elasticsearch error type, reason) of a refused item
     # The record field at fault of a document refused as invalid ("" for a source that is no JSON object), by
     # which it is counted as POST /logs counts a refused record; None for an item refused for another reason.
