@@ -17,6 +17,9 @@ on 2 busy cores (load 2-9) cost 0.8-4 us more CPU per record, workers included, 
 four paired runs of bench/protocols_ingest.py (branch s11/esw, commit 6afb68b): the server's own process kept
 most of its work (merging small parts, writing), so they stay decoded in process.
 
+How many: config.Settings.decode_processes (none on 2 cores, where the server's own process uses ~1.3 of them and a
+worker only added its start and the bodies' trips, once OTLP's decoding cost ~1.3 us a record: see there).
+
 Started lazily, at the first body worth it (the route's min_bytes), spawned (the server runs threads), each gone
 with the server (worker_processes.spawned_pool, as the flush's and the compaction's workers), and gone once the pool
 has had no body for WORKER_IDLE_S (as the merge worker: the next body worth it starts it again). A body the workers

@@ -130,7 +130,14 @@ async def test_the_severity_number_gives_the_severity(client: httpx.AsyncClient,
 
 @pytest.mark.parametrize(
     ("text_", "expected", "kept"),
-    [("WARN", "warning", False), ("fatal", "critical", False), ("Information", "info", True), ("", "info", False)],
+    [
+        ("WARN", "warning", False),
+        ("fatal", "critical", False),
+        ("DEBUG", "debug", False),
+        ("trace", "debug", False),
+        ("Information", "info", True),
+        ("", "info", False),
+    ],
 )
 async def test_without_a_number_the_severity_text_decides_or_is_kept(
     client: httpx.AsyncClient, text_: str, expected: str, kept: bool
@@ -236,6 +243,30 @@ async def test_a_field_sent_twice_in_a_record_is_read_as_protobuf_reads_it(clien
     assert by_message.keys() == {"second", "cart.emptied"}
     assert by_message["second"]["trace_id"] == TRACE.hex()
     assert by_message["cart.emptied"]["trace_id"] == TRACE[::-1].hex()
+
+
+@pytest.mark.parametrize("field", ["time_unix_nano", "severity_number"])
+async def test_a_number_sent_packed_is_an_unknown_field_as_protobuf_reads_it(
+    client: httpx.AsyncClient, field: str
+) -> None:
+    """A number sent packed (wire type LEN) in a record is a field protobuf does not take for a single number:
+    the record has none (its observed time, no severity number), and the records beside it keep their own
+    (their numbers are read as columns only when no record sent one packed)."""
+    if field == "time_unix_nano":  # two times, fixed64 each
+        packed = length_delimited(1, b"".join(((NOW_MS - n) * NANOS).to_bytes(8, "little") for n in (9000, 8000)))
+    else:  # two severity numbers, a varint each
+        packed = length_delimited(2, bytes([17, 21]))
+    observed = {"observed_time_unix_nano": (NOW_MS - 5000) * NANOS}
+    sent_packed = LogRecord(body=text("packed"), **observed).SerializeToString() + packed
+    beside = LogRecord(body=text("beside"), severity_text="debug", **observed).SerializeToString()
+    scope_logs = length_delimited(2, sent_packed) + length_delimited(2, beside)  # ScopeLogs.log_records
+    resource = ExportLogsServiceRequest.FromString(export()).resource_logs[0].resource.SerializeToString()
+    body = length_delimited(1, length_delimited(1, resource) + length_delimited(2, scope_logs))
+    assert getattr(LogRecord.FromString(sent_packed), field) == 0  # (protobuf's own reading of it)
+    answer(await post(client, body))
+    by_message = {r["message"]: r for r in await stored(client)}
+    assert by_message["packed"]["timestamp"] == by_message["beside"]["timestamp"] == NOW_MS - 5000
+    assert by_message["packed"]["severity"] == "info" and by_message["beside"]["severity"] == "debug"
 
 
 async def test_a_service_name_that_is_not_a_valid_name_is_made_one(client: httpx.AsyncClient) -> None:

@@ -6,8 +6,7 @@ generated types, opentelemetry-proto) or in OTLP's JSON encoding (otlp_json.py),
 from __future__ import annotations
 
 import base64
-from collections.abc import Hashable
-from operator import attrgetter
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
@@ -16,8 +15,9 @@ from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.common.v1 import common_pb2
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1 import logs_pb2
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.resource.v1 import resource_pb2
 
 from loglake import content_encoding, decode_workers
@@ -29,42 +29,92 @@ from loglake.protocols.otlp_mapping import MalformedRequest
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-_ATTRIBUTES = attrgetter("attributes")
 
 
 def _read_type(merged: bool) -> Any:
     """ExportLogsServiceRequest as opentelemetry-proto's descriptors describe it, but with each LogRecord's
-    attribute pairs left as their bytes (the KeyValue wire form, which that field carries either way). Each
-    record's pairs are read with the official KeyValue once per distinct set (_Protobuf): a read of a
-    protobuf field builds a Python object, and a record's pairs took most of those reads.
+    attribute pairs left as their bytes (the KeyValue wire form, which that field carries either way): a
+    record's pairs are read with the official types once per distinct set (_Protobuf.record_attributes).
 
     `merged`: each scope's log_records read as one LogRecord (a message field sent more than once is
-    merged), whose length-delimited fields (_MERGED) are repeated, so each holds every record's value in one
-    list: a column read in one step instead of one Python object per record (see _merged)."""
+    merged), whose fields in _MERGED are repeated, so each holds every record's value in one list: a column
+    read in one step instead of one Python object per record (see _merged_fields)."""
+
+    def change(message: descriptor_pb2.DescriptorProto) -> None:
+        fields = {field.name: field for field in message.field}
+        if message.name == "LogRecord":
+            _as_bytes(fields["attributes"])
+        if merged and message.name == "ScopeLogs":
+            fields["log_records"].label = fields["log_records"].LABEL_OPTIONAL
+        for name in _MERGED.get(message.name, ()) if merged else ():
+            fields[name].label = fields[name].LABEL_REPEATED
+            fields[name].ClearField("oneof_index")  # (AnyValue's string_value: a repeated field is in no oneof)
+
+    return _changed_request(change)
+
+
+def _attributes_type(kind: str) -> Any:
+    """ExportLogsServiceRequest with only what leads to each LogRecord's attributes (as their pairs' bytes) and its
+    numbers sent packed (_PACKED), the rest unknown fields. `kind`: "attributes", that; "records", each LogRecord as
+    its bytes; "packed", each scope's LogRecords merged into one. A body read as "attributes", its unknown fields
+    dropped and encoded again, then read as "records", gives each record's attribute pairs (their wire form) as one
+    bytes object, every one made in C (_attribute_keys): read through the records' Python objects, a record's set
+    took ~380 ns (its LogRecord's object, the repeated field's, the pairs')."""
+
+    def change(message: descriptor_pb2.DescriptorProto) -> None:
+        kept = {"ResourceLogs": "scope_logs", "ScopeLogs": "log_records", "LogRecord": "attributes"}.get(message.name)
+        if kept is None:
+            return
+        field = descriptor_pb2.FieldDescriptorProto()
+        field.CopyFrom(next(f for f in message.field if f.name == kept))
+        del message.field[:]
+        message.ClearField("oneof_decl")
+        message.field.append(field)
+        if message.name == "LogRecord":
+            _as_bytes(message.field[0])
+            for name, number in _PACKED.items():
+                message.field.add(name=name, number=number, type=field.TYPE_BYTES, label=field.LABEL_REPEATED)
+        if kind == "records" and message.name == "ScopeLogs":
+            _as_bytes(message.field[0])
+        if kind == "packed" and message.name == "ScopeLogs":
+            message.field[0].label = field.LABEL_OPTIONAL
+
+    return _changed_request(change)
+
+
+def _as_bytes(field: descriptor_pb2.FieldDescriptorProto) -> None:
+    field.type = field.TYPE_BYTES
+    field.ClearField("type_name")
+
+
+def _changed_request(change: Callable[[descriptor_pb2.DescriptorProto], None]) -> Any:
+    """The ExportLogsServiceRequest class of opentelemetry-proto's descriptors, each message changed by `change`."""
     pool = descriptor_pool.DescriptorPool()
     for module in (common_pb2, resource_pb2, logs_pb2, logs_service_pb2):
         file = descriptor_pb2.FileDescriptorProto()
         module.DESCRIPTOR.CopyToProto(file)
         for message in file.message_type:
-            fields = {field.name: field for field in message.field}
-            if message.name == "LogRecord":
-                fields["attributes"].type = fields["attributes"].TYPE_BYTES
-                fields["attributes"].ClearField("type_name")
-            if merged and message.name == "ScopeLogs":
-                fields["log_records"].label = fields["log_records"].LABEL_OPTIONAL
-            for name in _MERGED.get(message.name, ()) if merged else ():
-                fields[name].label = fields[name].LABEL_REPEATED
-                fields[name].ClearField("oneof_index")  # (AnyValue's string_value: a repeated field is in no oneof)
+            change(message)
         pool.Add(file)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(ExportLogsServiceRequest.DESCRIPTOR.full_name))
 
 
-# The fields read as columns from the merged reading: only length-delimited ones, which a sender cannot send
-# in a form one reading takes as the field and the other not (a number could come packed, which a repeated
-# field reads as values and a single one as an unknown field).
-_MERGED = {"LogRecord": ("severity_text", "event_name", "trace_id", "span_id"), "AnyValue": ("string_value",)}
+# The fields read as columns from the merged reading. The length-delimited ones line up with the records whenever
+# no record sent a field twice; the numbers only when no field was sent in a form its declaration does not take,
+# too (an unknown field): a number sent packed is an unknown field of a single one, but a repeated field reads it
+# as values (see _merged_fields).
+_TEXTS = ("severity_text", "event_name", "trace_id", "span_id")
+_NUMBERS = ("time_unix_nano", "observed_time_unix_nano", "severity_number")
+_MERGED = {"LogRecord": (*_TEXTS, *_NUMBERS), "AnyValue": ("string_value",)}
+_TEXT_FIELDS = frozenset((*_TEXTS, "body.string_value"))
+_ALL_FIELDS = _TEXT_FIELDS | frozenset(_NUMBERS)
+# The numbers read as columns (fixed64 and an enum), by field number: a length-delimited field of one of them can
+# only be the number sent packed (see _attribute_keys).
+_PACKED = {name: LogRecord.DESCRIPTOR.fields_by_name[name].number for name in _NUMBERS}
 _RequestRead = _read_type(merged=False)
 _MergedRead = _read_type(merged=True)
+_AttributesRead, _RecordsRead, _PackedRead = map(_attributes_type, ("attributes", "records", "packed"))
+_RECORD_ATTRIBUTES = LogRecord  # (a record's pairs with their tags: a LogRecord of attributes only)
 
 
 def columns(body: bytes, json: bool) -> RecordColumns:
@@ -74,10 +124,12 @@ def columns(body: bytes, json: bool) -> RecordColumns:
         return otlp_json.columns(body)
     try:
         request = _RequestRead.FromString(body)
-        merged = _MergedRead.FromString(body) if _merged(request, body) else None
+        keys, numbers_packed = _attribute_keys(body)
+        fields = _merged_fields(request, body, numbers_packed)
+        merged = _MergedRead.FromString(body) if fields else None
     except (DecodeError, RecursionError) as e:
         raise MalformedRequest(f"the body is not an OTLP ExportLogsServiceRequest in protobuf: {e}") from None
-    return otlp_mapping.columns(request, _PROTOBUF, merged)
+    return otlp_mapping.columns(request, _PROTOBUF, keys, merged, fields)
 
 
 def worker_decoded(body: bytes, json: bool, gzip: bool, max_body_bytes: int) -> tuple | str | None:
@@ -93,17 +145,25 @@ def worker_decoded(body: bytes, json: bool, gzip: bool, max_body_bytes: int) -> 
         return str(e)
 
 
-def _merged(request: Any, body: bytes) -> bool:
-    """Whether the merged reading's columns line up with `request`'s records (a column with as many values
-    as there are records has one per record): when no record sent a field twice, which protobuf reads as its
-    last value (a message field: the two merged) and the merged reading as two. Protobuf's encoding of what
-    it read is never longer than the body and is shorter when a field came twice, its earlier value dropped
-    (a body in a non-canonical form is shorter too: it is then read record by record).
+def _merged_fields(request: Any, body: bytes, numbers_packed: bool) -> frozenset[str]:
+    """The fields whose merged reading's columns line up with `request`'s records (a column with as many values
+    as there are records has one per record): the texts when no record sent a field twice, which protobuf reads
+    as its last value (a message field: the two merged) and the merged reading as two; the numbers too when none
+    was sent packed (`numbers_packed`), which a single field takes as an unknown one and a repeated field as values.
+    Protobuf's encoding of what it read is never longer than the body and is shorter when a field came twice, its
+    earlier value dropped (a body in a non-canonical form is shorter too: it is then read record by record).
 
     Encoded per ResourceLogs (the request's one field, each with its tag and length; any other field sent makes
     the sum short): the whole request encoded at once is a fresh buffer of the body's size, whose pages took
-    the kernel longer to fault in than the encoding took (780 faults for an export of 8,192 records)."""
-    return sum(map(_field_size, request.resource_logs)) == len(body)
+    the kernel longer to fault in than the encoding took (780 faults for an export of 8,192 records). (Dropping
+    the request's unknown fields to tell a packed number by the size took longer than the encoding: 150 ns a record.)"""
+    if _encoded_size(request) != len(body):
+        return frozenset()
+    return _TEXT_FIELDS if numbers_packed else _ALL_FIELDS
+
+
+def _encoded_size(request: Any) -> int:
+    return sum(map(_field_size, request.resource_logs))
 
 
 def _field_size(message: Any) -> int:
@@ -111,6 +171,25 @@ def _field_size(message: Any) -> int:
     length as a varint, and itself."""
     size = message.ByteSize()
     return 1 + max(1, (size.bit_length() + 6) // 7) + size
+
+
+def _attribute_keys(body: bytes) -> tuple[list[list[bytes]], bool]:
+    """Each scope's records' attribute pairs, a bytes object per record (b"" for none), in the request's order of
+    scopes (empty ones too), see _attributes_type; and whether a record sent one of the _PACKED numbers packed
+    (kept beside its pairs then: LogRecord's own reading of them, record_attributes, takes it as an unknown field)."""
+    attributes = _AttributesRead.FromString(body)
+    attributes.DiscardUnknownFields()
+    wire = attributes.SerializeToString()
+    scopes = [
+        scope.log_records for resource in _PackedRead.FromString(wire).resource_logs for scope in resource.scope_logs
+    ]
+    packed = any(getattr(records, name) for records in scopes for name in _PACKED)
+    keys = [
+        scope.log_records[:]
+        for resource in _RecordsRead.FromString(wire).resource_logs
+        for scope in resource.scope_logs
+    ]
+    return keys, packed
 
 
 class _Protobuf:
@@ -133,13 +212,9 @@ class _Protobuf:
     def is_text(self, value: AnyValue) -> bool:
         return value.WhichOneof("value") == "string_value"
 
-    def attribute_sets(self, logs: list[Any]) -> list[Hashable]:
-        # The pairs' bytes; a slice copies the repeated field in one step, where tuple() would take each.
-        return [tuple(pairs[:]) for pairs in map(_ATTRIBUTES, logs)]
-
     def record_attributes(self, attribute_set: Hashable) -> dict[str, Any]:
         try:
-            pairs = [KeyValue.FromString(pair) for pair in attribute_set]  # type: ignore[attr-defined]
+            pairs = _RECORD_ATTRIBUTES.FromString(attribute_set).attributes  # type: ignore[arg-type]
         except DecodeError as e:
             raise MalformedRequest(f"the body is not an OTLP ExportLogsServiceRequest in protobuf: {e}") from None
         return otlp_mapping.attributes(pairs, self)

@@ -136,7 +136,8 @@ def columns(body: bytes) -> RecordColumns:
     """Every LogRecord of an OTLP/JSON body as columns of records to check; MalformedRequest if it is not
     an ExportLogsServiceRequest."""
     request = _read(body, _REQUEST, logs_service_pb2.ExportLogsServiceRequest.DESCRIPTOR)
-    return otlp_mapping.columns(request, _JSON)
+    keys = [list(map(bytes, map(_ATTRIBUTES, s.log_records))) for r in request.resource_logs for s in r.scope_logs]
+    return otlp_mapping.columns(request, _JSON, keys)  # (each record's attributes: the pairs' JSON text)
 
 
 def _read(body: bytes, decoder: msgspec.json.Decoder, message: Descriptor, root: str = "") -> Any:
@@ -208,9 +209,6 @@ class _Json:
 
     def is_text(self, value: AnyValue) -> bool:
         return value.string_value is not None
-
-    def attribute_sets(self, logs: list[Any]) -> list[Hashable]:
-        return list(map(bytes, map(_ATTRIBUTES, logs)))  # the pairs' JSON text
 
     def record_attributes(self, attribute_set: Hashable) -> dict[str, Any]:
         pairs = _read(attribute_set, _PAIRS, common_pb2.KeyValue.DESCRIPTOR, "a logRecord's attributes")  # type: ignore[arg-type]

@@ -18,7 +18,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from itertools import repeat
 from operator import attrgetter
 from typing import Any, Protocol
@@ -47,9 +47,6 @@ _MADE_MOST = 4_096
 # Only sets this small are remembered (their JSON with the common part's): whatever a sender sends, the
 # memo holds a few tens of MB at most (a key, the set as sent, is about as long as its JSON).
 _MADE_BYTES_MOST = 2_048
-# Each field of all of a scope's records in one call (map and attrgetter): a comprehension costs more.
-_TIMES = attrgetter("time_unix_nano")
-_NUMBERS = attrgetter("severity_number")
 
 
 class MalformedRequest(ValueError):
@@ -65,11 +62,8 @@ class Encoding(Protocol):
     def is_text(self, value: Any) -> bool:
         """Whether an AnyValue holds a string (maybe an empty one)."""
 
-    def attribute_sets(self, logs: list[Any]) -> list[Hashable]:
-        """Each record's attributes in a form that is equal for equal sets (read once per distinct set)."""
-
     def record_attributes(self, attribute_set: Hashable) -> dict[str, Any]:
-        """The attributes of one of attribute_sets()' values."""
+        """The attributes of a record, from their form in the attribute keys columns() is given."""
 
     def severity_number(self, number: Any) -> int:
         """A severity_number value as a number."""
@@ -78,15 +72,23 @@ class Encoding(Protocol):
         """The records' trace or span ids as hex text ("" for none), whatever they hold."""
 
 
-def columns(request: Any, encoding: Encoding, merged: Any = None) -> RecordColumns:
+def columns(
+    request: Any,
+    encoding: Encoding,
+    attribute_keys: list[list[Hashable]],
+    merged: Any = None,
+    merged_fields: Collection[str] = (),
+) -> RecordColumns:
     """Every LogRecord of the request as columns of records to check, in order (see the module's mapping).
-    `merged`: the same request with each scope's records merged into one, whose repeated fields hold one
-    value per record or none (otlp.py), for the fields _each() reads."""
+    `attribute_keys`: for each scope (empty ones too), each record's attributes in a form that is equal for equal
+    sets (Encoding.record_attributes reads one). `merged`: the same request with each scope's records merged into
+    one, whose repeated fields hold one value per record or none (otlp.py), for the `merged_fields` _each() reads."""
     found = RecordColumns()
     export = _Export()
     scopes_merged = (
         repeat(None) if merged is None else (s.log_records for r in merged.resource_logs for s in r.scope_logs)
     )
+    keys = iter(attribute_keys)
     for r, resource_logs in enumerate(request.resource_logs):
         resource = attributes(resource_logs.resource.attributes, encoding)
         named = resource.pop("service.name", None)
@@ -94,9 +96,9 @@ def columns(request: Any, encoding: Encoding, merged: Any = None) -> RecordColum
         if service is not None and service != named:
             resource["service.name"] = named  # kept as sent: the service is only its nearest valid name
         for s, scope_logs in enumerate(resource_logs.scope_logs):
-            logs = scope_logs.log_records[:]  # (one step: iterating a protobuf repeated field takes one per record)
-            logs_merged = next(scopes_merged)
-            if not logs:
+            logs = _Records(scope_logs.log_records, next(scopes_merged), merged_fields)
+            sets = next(keys)
+            if not logs.count:
                 continue
             scope = scope_logs.scope
             common = {**resource, **attributes(scope.attributes, encoding)}
@@ -105,10 +107,40 @@ def columns(request: Any, encoding: Encoding, merged: Any = None) -> RecordColum
             if scope.version:
                 common["otel.scope.version"] = scope.version
             found.holders.append((len(found), f"resourceLogs[{r}].scopeLogs[{s}].logRecords"))
-            _add_scope(found, export, logs, logs_merged, service, common, encoding)
+            _add_scope(found, export, logs, sets, service, common, encoding)
     if found:
         export.fill(found)
     return found
+
+
+class _Records:
+    """A scope's LogRecords, each field read for all of them at once (each()): from the merged reading's column of
+    it where that has one, else from the records' Python objects, made only then (a protobuf message's object
+    costs ~80 ns, and each field read from it as much again)."""
+
+    def __init__(self, records: Any, merged: Any, merged_fields: Collection[str]) -> None:
+        self.count = len(records)
+        self._records = records
+        self._merged = merged
+        self._merged_fields = merged_fields
+        self._listed: list[Any] | None = None
+
+    def listed(self) -> list[Any]:
+        if self._listed is None:
+            self._listed = self._records[:]  # (one step: iterating a protobuf repeated field takes one per record)
+        return self._listed
+
+    def each(self, field: str) -> list[Any]:
+        """Each record's `field` (a dotted path), in one step from the merged reading's column of it when that
+        holds one value per record, or none (every record has the default); else read from each record."""
+        read = attrgetter(field)
+        if field in self._merged_fields:
+            column = read(self._merged)
+            if len(column) == self.count:
+                return column[:]
+            if not column:
+                return [read(self._records[0])] * self.count
+        return list(map(read, self.listed()))
 
 
 class _Export:
@@ -158,28 +190,28 @@ _FIRST_NUMBER = {severity: _BY_NUMBER.index(severity) for severity in SEVERITY_N
 def _add_scope(
     found: RecordColumns,
     export: _Export,
-    logs: list[Any],
-    merged: Any,
+    logs: _Records,
+    attribute_sets: list[Hashable],
     service: str | None,
     common: dict,
     encoding: Encoding,
 ) -> None:
-    """The log records of one scope (`merged`: as one record, see columns()), field by field: a read of a protobuf
-    field builds a Python object, so each field is read once (as a column where it can be), and what a scope's
-    records share is worked out once per distinct value."""
-    start, count = len(found), len(logs)
-    nanos = list(map(_TIMES, logs))
+    """The log records of one scope, field by field: a read of a protobuf field builds a Python object, so each
+    field is read once (as a column where it can be), and what a scope's records share is worked out once per
+    distinct value."""
+    start, count = len(found), logs.count
+    nanos = logs.each("time_unix_nano")
     earliest = min(nanos)  # (the one look at every time that the usual batch takes: all there, all plausible)
     if not earliest:
-        nanos = [n or log.observed_time_unix_nano for n, log in zip(nanos, logs, strict=True)]
+        nanos = [n or observed for n, observed in zip(nanos, logs.each("observed_time_unix_nano"), strict=True)]
         earliest = min(nanos)
     if earliest < SMALLEST_PLAUSIBLE_NANOS:
         _refuse_implausible_times(found, nanos)
     export.nanos += nanos if earliest else [n or None for n in nanos]
     export.services.append(service)
     export.scope_ends.append(start + count)
-    numbers = list(map(_NUMBERS, logs))
-    severity_texts = _each(logs, merged, "severity_text")
+    numbers = logs.each("severity_number")
+    severity_texts = logs.each("severity_text")
     levels = set(zip(numbers, severity_texts, strict=True))
     known = {level: _severity(encoding.severity_number(level[0]), level[1]) for level in levels}
     if all(type(number) is int and 0 < number < len(_BY_NUMBER) for number, _ in known):
@@ -187,18 +219,19 @@ def _add_scope(
     else:
         number_by_level = {level: _FIRST_NUMBER[severity] for level, (severity, _, _) in known.items()}
         export.severities += map(number_by_level.__getitem__, zip(numbers, severity_texts, strict=True))
-    events = _each(logs, merged, "event_name")
-    messages = _each(logs, merged, "body.string_value")
+    events = logs.each("event_name")
+    messages = logs.each("body.string_value")
     if not all(messages):  # no body, an empty string, or a value that is not a string
-        messages = [m or _message(log.body, e, encoding) for m, log, e in zip(messages, logs, events, strict=True)]
+        records = logs.listed()
+        messages = [m or _message(log.body, e, encoding) for m, log, e in zip(messages, records, events, strict=True)]
     found.messages += messages
     kept_by_level = {level: (text, number) for level, (_, text, number) in known.items()}
     kept = None  # usually: nothing kept by any level, and no list made per record
     if any(extras != _NOTHING_KEPT for extras in kept_by_level.values()):
         kept = list(map(kept_by_level.__getitem__, zip(numbers, severity_texts, strict=True)))
-    _attribute_texts(export, start, encoding.attribute_sets(logs), events, kept, common, encoding)
+    _attribute_texts(export, start, attribute_sets, events, kept, common, encoding)
     for (field, digits), column in zip(ID_FIELDS, (found.trace_ids, found.span_ids), strict=True):
-        sent = _each(logs, merged, field)
+        sent = logs.each(field)
         if not any(sent):  # usually: no record has one
             column += [None] * count
             continue
@@ -220,19 +253,6 @@ def _milliseconds(nanos: list[int | None]) -> pa.Array | list[int | None]:
 
 
 _MILLION = pa.scalar(1_000_000, pa.uint64())
-
-
-def _each(logs: list[Any], merged: Any, field: str) -> list[Any]:
-    """Each record's `field` (a dotted path), in one step from `merged`'s column of it when that holds one value
-    per record, or none (every record has the default); else read from each record."""
-    read = attrgetter(field)
-    if merged is not None:
-        column = read(merged)
-        if len(column) == len(logs):
-            return column[:]
-        if not column:
-            return [read(logs[0])] * len(logs)
-    return list(map(read, logs))
 
 
 def _ids(sent: list[str], digits: int) -> tuple[list[str | None], list[tuple[int, str]]]:
@@ -308,7 +328,7 @@ def _severity(number: int, text: str) -> tuple[str, str, int | None]:
 
 def _severity_of_text(text: str) -> str:
     found = SEVERITY_ALIASES.get(text.lower()) if text else None
-    return (found or Severity.INFO).label
+    return (Severity.INFO if found is None else found).label  # (not `or`: DEBUG is 0)
 
 
 def _own(common: dict[str, Any], own: dict[str, Any], event: str, text: str, number: int | None) -> dict[str, Any]:
