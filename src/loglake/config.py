@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import zoneinfo
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,11 @@ class Settings:
         500_000.0,
         "Syslog messages per second per listener: TCP senders are slowed down (not read), UDP datagrams "
         "beyond it are dropped and counted.",
+    )
+    syslog_timezone: str = _opt(
+        "UTC",
+        "IANA time zone (Europe/Berlin) that syslog times without a zone are read in: RFC 3164's, and RFC 3339 "
+        "ones without offset. The senders' local time, as syslog-ng's time-zone().",
     )
     # -- Amplify access logs
     amplify_config: str = _opt(
@@ -351,7 +357,22 @@ def syslog_problems(settings: Settings) -> list[str]:
         found.append(f"{as_typed('syslog_tls_cert')} is for the TCP listener: set {as_typed('syslog_tcp')} too")
     if not settings.syslog_rate_limit > 0:
         found.append(f"syslog_rate_limit must be positive, got {settings.syslog_rate_limit}")
+    try:
+        time_zone(settings.syslog_timezone)
+    except ValueError as e:
+        found.append(f"{as_typed('syslog_timezone')}: {e}")
     return found
+
+
+def time_zone(name: str) -> zoneinfo.ZoneInfo:
+    """An IANA time zone by name (from the system's time zone database); ValueError saying what is wrong."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{name!r} is not an IANA time zone name like UTC, Europe/Berlin or America/New_York "
+            "(the names of the system's time zone database, /usr/share/zoneinfo)"
+        ) from None
 
 
 def is_loopback(host: str) -> bool:

@@ -174,7 +174,7 @@ async def test_a_worker_answers_and_stores_what_the_servers_process_does(
     assert rows == await everything_stored(clients[0])
     if "refused" in export or "past" in export:
         assert in_process.status_code == 200 and b"record" in in_process.content  # (a partial success)
-        assert len(rows) == PADDING_RECORDS + 14  # every_rule's storable records and the padding
+        assert len(rows) == PADDING_RECORDS + 16  # every_rule's storable records and the padding
     elif "all valid" in export:
         assert len(rows) == PADDING_RECORDS
     else:

@@ -19,6 +19,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from loglake.api.app import LoglakeApp
 from loglake.api.routes import OFF_LOOP_COMPRESSED_BYTES
+from loglake.config import Settings
 from loglake.ingest import BULK_MIN_RECORDS
 from loglake.protocols import otlp, otlp_mapping
 from tests.conftest import asgi_client, key_for
@@ -365,7 +366,7 @@ async def test_records_that_cannot_be_stored_are_a_partial_success_the_rest_is_s
     body = export(
         log("fine"),
         log("from the future", at_ms=NOW_MS + 2 * 86_400_000),
-        log(""),  # no body and no event name: no message
+        log("x" * (Settings().max_message_bytes + 1)),
         log("fine too"),
     )
     response = answer(await post(client, body))
@@ -375,7 +376,7 @@ async def test_records_that_cannot_be_stored_are_a_partial_success_the_rest_is_s
         "2 of 4 log record(s) refused: record 2 (resourceLogs[0].scopeLogs[0].logRecords[1]): timestamp is more"
         " than 24 h in the future"
     )
-    assert "; record 3 (resourceLogs[0].scopeLogs[0].logRecords[2]): message must not be empty" in message
+    assert "; record 3 (resourceLogs[0].scopeLogs[0].logRecords[2]): message " in message
     assert sorted(r["message"] for r in await stored(client)) == ["fine", "fine too"]
     metrics = (await client.get("/metrics")).text
     assert 'loglake_protocol_records_total{protocol="otlp",outcome="accepted"} 2' in metrics
@@ -414,7 +415,9 @@ async def test_an_invalid_trace_or_span_id_is_no_id_and_its_record_is_stored_wit
 
 async def test_a_refused_record_is_named_by_where_it_is_in_the_export(client: httpx.AsyncClient) -> None:
     def record(message: str) -> dict:
-        return {"timeUnixNano": str((NOW_MS - 1) * NANOS), "body": {"stringValue": message}} if message else {}
+        """A record of `message`; none: one from the future, which is refused."""
+        at = NOW_MS - 1 if message else NOW_MS + 2 * 86_400_000
+        return {"timeUnixNano": str(at * NANOS), "body": {"stringValue": message or "later"}}
 
     body = {
         "resourceLogs": [
@@ -425,8 +428,9 @@ async def test_a_refused_record_is_named_by_where_it_is_in_the_export(client: ht
     response = await post(client, json.dumps(body).encode(), {"content-type": "application/json"})
     assert response.status_code == 200, response.text
     assert response.json()["partialSuccess"]["errorMessage"] == (
-        "2 of 4 log record(s) refused: record 3 (resourceLogs[0].scopeLogs[2].logRecords[1]): message must not be"
-        " empty; record 4 (resourceLogs[1].scopeLogs[0].logRecords[0]): message must not be empty"
+        "2 of 4 log record(s) refused: record 3 (resourceLogs[0].scopeLogs[2].logRecords[1]): timestamp is more"
+        " than 24 h in the future (check the clock); record 4 (resourceLogs[1].scopeLogs[0].logRecords[0]):"
+        " timestamp is more than 24 h in the future (check the clock)"
     )
 
 
@@ -570,3 +574,31 @@ def test_the_memo_of_attribute_sets_keeps_only_small_ones() -> None:
     assert len(otlp_mapping._MADE) == 1
     found = otlp.columns(large, json=False)
     assert len(set(found.attributes)) == 20 and len(otlp_mapping._MADE) == 1
+
+
+@pytest.mark.parametrize("encoding", ["protobuf", "json"])
+async def test_a_record_without_a_body_or_with_an_empty_one_is_stored(client: httpx.AsyncClient, encoding: str) -> None:
+    """Both are valid in OpenTelemetry's logs data model (an event may say all in its attributes), and a Collector
+    retries nothing of a partial success: they were refused, so lost (trial s14 T8)."""
+    request = ExportLogsServiceRequest.FromString(
+        export(
+            log("", attributes=pairs(user=text("ann"))),  # no body
+            log(body=text(""), attributes=pairs(cart=AnyValue(int_value=3))),  # an empty one
+            log(body=text(""), event_name="cart.emptied"),
+            log("", event_name="user.login"),
+        )
+    )
+    if encoding == "json":
+        body, headers = json_format.MessageToJson(request).encode(), {"content-type": "application/json"}
+    else:
+        body, headers = request.SerializeToString(), PROTOBUF
+    response = await post(client, body, headers)
+    assert response.status_code == 200, response.content
+    assert b"rejected" not in response.content.lower() and b"partial" not in response.content.lower()
+    records = sorted(((r["message"], r.get("attributes")) for r in await stored(client)), key=json.dumps)
+    assert records == [
+        (otlp_mapping.NO_BODY, {"cart": 3}),
+        (otlp_mapping.NO_BODY, {"user": "ann"}),
+        ("cart.emptied", {"event.name": "cart.emptied"}),
+        ("user.login", {"event.name": "user.login"}),
+    ]

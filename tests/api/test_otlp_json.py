@@ -79,7 +79,8 @@ def every_rule() -> ExportLogsServiceRequest:
                       body=AnyValue(array_value=ArrayValue(values=[text("a"), AnyValue(double_value=2.0)]))),
             LogRecord(time_unix_nano=at, severity_text="Information", body=text("says more")),
             LogRecord(time_unix_nano=(NOW_MS + 2 * 86_400_000) * NANOS, body=text("from the future")),
-            LogRecord(time_unix_nano=at, body=text("")),  # an empty message
+            LogRecord(time_unix_nano=at, body=text("")),  # an empty message: NO_BODY
+            LogRecord(time_unix_nano=at, attributes=pairs(only=text("attributes"))),  # none: NO_BODY too
             LogRecord(time_unix_nano=at, body=text("short trace"), trace_id=b"\x01" * 15),
         ]
     )  # fmt: skip
@@ -146,14 +147,14 @@ async def test_json_stores_what_protobuf_stores(client: httpx.AsyncClient, form:
     assert by_json.status_code == 200 and by_json.headers["content-type"] == "application/json", by_json.text
 
     protobuf_answer = ExportLogsServiceResponse.FromString(by_protobuf.content).partial_success
-    assert protobuf_answer.rejected_log_records == 2  # the future, the empty message (a short trace id is none)
+    assert protobuf_answer.rejected_log_records == 1  # the future (a short trace id is none, no body NO_BODY)
     assert by_json.json()["partialSuccess"] == {
-        "rejectedLogRecords": "2",
+        "rejectedLogRecords": "1",
         "errorMessage": protobuf_answer.error_message,
     }
     seen = {r["logId"] for r in from_protobuf}
     from_json = [r for r in await stored(client) if r["logId"] not in seen]
-    assert len(from_protobuf) == 14  # the short trace id's record too, without it
+    assert len(from_protobuf) == 16  # the short trace id's record too, without it; both without a body
     assert _without_ids(from_json) == _without_ids(from_protobuf)
 
 

@@ -62,7 +62,8 @@ ENDPOINTS = [
     *(Endpoint(m, "/_bulk", "/_bulk", NDJSON, BULK, b"not json\n", "text/plain") for m in ("POST", "PUT")),
     *(Endpoint(m, "/app/_bulk", "/{index}/_bulk", NDJSON, BULK, b"not json\n", "text/plain") for m in ("POST", "PUT")),
     *(Endpoint("GET", path, path) for path in ("/_license", "/_xpack", "/_cluster/health")),
-    *(Endpoint(method, "/newidx", "/{index}") for method in ("GET", "PUT", "DELETE", "POST")),
+    *(Endpoint(method, "/newidx", "/{index}") for method in ("GET", "DELETE", "POST")),
+    Endpoint("PUT", "/newidx", "/{index}", "application/json", b"{}", stores=False),  # (its settings: ignored)
     *(
         Endpoint("POST", path, path, "application/json", b'{"event": "x"}', b'{"event": "x"}{"event": ""}')
         for path in splunk_routes.EVENT_PATHS
@@ -115,6 +116,7 @@ async def _answers(app: LoglakeApp, endpoint: Endpoint) -> list[httpx.Response]:
         largest = max(app.settings.max_body_bytes, app.settings.max_bulk_body_bytes)  # (a bulk's is the larger)
         bomb = gzip.compress(b"\0" * (largest + 1))
         answers += [await call(body=bomb, **{"content-encoding": "gzip"}), await call(**{"content-encoding": "br"})]
+        answers.append(await call(body=b" " * (largest + 1)))  # (refused unread, by its Content-Length)
     if endpoint.malformed is not None:
         answers.append(await call(body=endpoint.malformed))
     if endpoint.foreign_type is not None:

@@ -141,7 +141,7 @@ def test_a_partial_success_names_the_refused_records_and_stores_the_rest(
     for i in range(BULK_MIN_RECORDS + 200):
         logs.add(time_unix_nano=now_ns - i * 1_000_000, severity_number=9).body.string_value = f"record {i}"
     logs[5].time_unix_nano = 1_000  # 1970: older than any retention
-    logs[700].body.string_value = ""  # no message
+    logs[700].time_unix_nano = now_ns + 2 * 86_400 * 10**9  # more than a day ahead
     headers = {"authorization": f"Bearer {key}"}
     if encoding == "json":
         body = json.dumps(json_format.MessageToDict(request)).encode()
@@ -158,7 +158,7 @@ def test_a_partial_success_names_the_refused_records_and_stores_the_rest(
     assert rejected == 2
     refused = "record 6 (resourceLogs[0].scopeLogs[0].logRecords[5]): timeUnixNano 1000 is before 1973-03-03"
     assert message.startswith(f"2 of {BULK_MIN_RECORDS + 200} log record(s) refused: {refused}")
-    assert "record 701 (resourceLogs[0].scopeLogs[0].logRecords[700]): message must not be empty" in message
+    assert "record 701 (resourceLogs[0].scopeLogs[0].logRecords[700]): timestamp is more than 24 h in the" in message
     sql = f"SELECT count(*), count(DISTINCT message) FROM logs WHERE service = '{service}'"
     counted = httpx.post(f"{process.url}/query", json={"sql": sql}, headers=headers)
     assert counted.json()["rows"] == [[BULK_MIN_RECORDS + 198, BULK_MIN_RECORDS + 198]], counted.text

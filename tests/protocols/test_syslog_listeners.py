@@ -10,8 +10,10 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -40,6 +42,11 @@ from loglake.store.base import RecentQuery
             r"set --syslog-tcp \(LOGLAKE_SYSLOG_TCP\) too",
         ),
         ({"LOGLAKE_SYSLOG_RATE_LIMIT": "0"}, "LOGLAKE_SYSLOG_RATE_LIMIT must be positive"),
+        (
+            {"LOGLAKE_SYSLOG_TIMEZONE": "Mars/Olympus"},
+            r"--syslog-timezone \(LOGLAKE_SYSLOG_TIMEZONE\): 'Mars/Olympus' is not an IANA time zone name",
+        ),
+        ({"LOGLAKE_SYSLOG_TIMEZONE": "../../etc/passwd"}, "is not an IANA time zone name"),
     ],
 )
 def test_syslog_settings_that_cannot_work_are_refused(environ: dict, problem: str) -> None:
@@ -49,12 +56,16 @@ def test_syslog_settings_that_cannot_work_are_refused(environ: dict, problem: st
 
 def test_syslog_settings_from_flags_environment_and_toml(tmp_path: Path) -> None:
     config = tmp_path / "loglake.toml"
-    config.write_text('[loglake]\nsyslog_udp = "[::1]:5514"\nsyslog_allow = "10.0.0.0/8"\n')
+    config.write_text(
+        '[loglake]\nsyslog_udp = "[::1]:5514"\nsyslog_allow = "10.0.0.0/8"\nsyslog_timezone = "Asia/Tokyo"\n'
+    )
     settings = load_settings(
         {"syslog_tcp": "0.0.0.0:6514"}, config_file=config, environ={"LOGLAKE_SYSLOG_RATE_LIMIT": "5"}
     )
     assert (settings.syslog_udp, settings.syslog_tcp, settings.syslog_rate_limit) == ("[::1]:5514", "0.0.0.0:6514", 5.0)
     assert settings.syslog_allow == "10.0.0.0/8"  # a network bind needs it
+    assert settings.syslog_timezone == "Asia/Tokyo" and load_settings(environ={}).syslog_timezone == "UTC"
+    assert load_settings({"syslog_timezone": "Europe/Berlin"}).syslog_timezone == "Europe/Berlin"
     assert SyslogListeners.wanted(settings) and not SyslogListeners.wanted(load_settings(environ={}))
 
 
@@ -250,3 +261,15 @@ def test_failed_tls_handshakes_are_each_counted_and_said_at_most_once_a_minute(
         assert sum(t.rejected for t in tallies) == 0  # no records: a handshake is not a message
     finally:
         runtime.close()
+
+
+def test_rfc3164_times_are_read_in_the_zone_the_settings_name(listening) -> None:
+    """A UTC+9 sender's "now" was stored 9 h in the future, on top of /logs/recent (trial s14 T4)."""
+    syslog = listening(syslog_timezone="Asia/Tokyo")
+    sent = time.time()
+    local = datetime.fromtimestamp(sent, ZoneInfo("Asia/Tokyo")).strftime("%b %e %H:%M:%S").encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.sendto(b"<13>" + local + b" tokyo-host app: local time", ("127.0.0.1", syslog.port))
+    syslog.wait_for_tallies(lambda t: sum(x.accepted for x in t) == 1)
+    (record,) = syslog.runtime.store.recent(RecentQuery(since_ms=0, limit=10))
+    assert abs(record.timestamp - sent * 1000) < 2_000, (record.timestamp, sent)

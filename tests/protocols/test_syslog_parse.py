@@ -6,6 +6,7 @@ import json
 import re
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -357,3 +358,50 @@ def test_header_fields_split_on_white_space_as_python_does() -> None:
     characters = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
     taken = pc.match_substring_regex(pa.array(characters), f"^{syslog_batches._FIELD}$").to_pylist()
     assert taken == [re.fullmatch(r"\S", c) is not None for c in characters]
+
+
+def parse_in(zone: str, *frames: bytes) -> list[dict]:
+    """The records of a batch whose zone-less times are read in `zone` (both ways of parsing, as parse() checks)."""
+    bounds = TimeBounds.of(LIMITS, NOW)
+    batch = parse_batch(list(frames), "192.0.2.7", bounds, LIMITS, ZoneInfo(zone))
+    records = as_records(batch.timestamps, batch.services, batch.severities, batch.messages, batch.attributes)
+    columns = parse_messages(list(frames), "192.0.2.7", bounds, LIMITS, ZoneInfo(zone))
+    one_by_one = (columns.timestamps, columns.services, columns.severities, columns.messages, columns.attributes)
+    assert as_records(*one_by_one) == records
+    return records
+
+
+def test_rfc3164_times_are_read_in_the_senders_zone() -> None:
+    """A Tokyo host's "now" was stored 9 h in the future and an LA host's 8 h back (trial s14 T4)."""
+    tokyo = parse_in("Asia/Tokyo", b"<13>Dec  4 20:30:00 h app: from Tokyo (UTC+9)")
+    los_angeles = parse_in("America/Los_Angeles", b"<13>Dec  4 03:30:00 h app: from LA (UTC-8)")
+    assert tokyo[0]["timestamp"] == los_angeles[0]["timestamp"] == NOW - 30 * 60_000
+    # The year is the one that puts the local time at most a day after now, in the zone too.
+    assert parse_in("Asia/Tokyo", b"<13>Jan  1 08:30:00 h app: new year")[0]["timestamp"] == ms("2025-12-31T23:30:00Z")
+
+
+def test_rfc3339_times_without_an_offset_are_read_in_the_zone_and_those_with_one_as_they_say() -> None:
+    records = parse_in(
+        "Asia/Tokyo",
+        b"<13>1 2026-12-04T20:30:00 h app - - - no offset",
+        b"<13>1 2026-12-04T11:30:00Z h app - - - UTC",
+        b"<13>2026-12-04T20:30:00 h app: 3164 with an RFC 3339 time",
+    )
+    assert [r["timestamp"] for r in records] == [NOW - 30 * 60_000] * 3
+    assert parse_in("Asia/Tokyo", b"<13>1 2026-12-04T11:30:00.5+00:00 h app - - - plain")[0]["timestamp"] == (
+        NOW - 30 * 60_000 + 500
+    )
+
+
+def test_a_local_time_a_zone_change_skipped_or_repeated_is_read_as_zoneinfo_settles_it() -> None:
+    """New York, 2026: 02:00-03:00 on 8 March never was (read in the offset before, EST); 01:00-02:00 on
+    1 November was twice (read as the first, EDT)."""
+    at = TimeBounds.of(LIMITS, ms("2026-11-02T12:00:00Z"))
+    skipped, repeated = parse_batch(
+        [b"<13>Mar  8 02:30:00 h app: skipped", b"<13>Nov  1 01:30:00 h app: repeated"],
+        "192.0.2.7",
+        at,
+        LIMITS,
+        ZoneInfo("America/New_York"),
+    ).timestamps.to_pylist()
+    assert (skipped, repeated) == (ms("2026-03-08T07:30:00Z"), ms("2026-11-01T05:30:00Z"))

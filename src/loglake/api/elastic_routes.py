@@ -36,8 +36,8 @@ _HEADERS = (PRODUCT,)
 _JSON_HEADERS = (*JSON_HEADERS, PRODUCT)
 # What the bulk API takes: JSON and NDJSON, and the versioned types of the 8.x and 9.x clients
 # (application/vnd.elasticsearch+x-ndjson; compatible-with=9).
-_BULK_TYPES = frozenset({"", "application/json", "application/x-ndjson", "application/ndjson"})
-_VENDOR_TYPES = ("application/vnd.elasticsearch+json", "application/vnd.elasticsearch+x-ndjson")
+BULK_TYPES = frozenset({"", "application/json", "application/x-ndjson", "application/ndjson"})
+VENDOR_TYPES = ("application/vnd.elasticsearch+json", "application/vnd.elasticsearch+x-ndjson")
 # Elasticsearch's error type for each status an answer of ours can have.
 _ERROR_TYPES = {
     400: "illegal_argument_exception",
@@ -433,7 +433,7 @@ def _checked_group(app: LoglakeApp, group: list[elastic.BulkItem], found: Record
 
 def _check_media_type(request: Request) -> None:
     content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
-    if content_type not in _BULK_TYPES and content_type not in _VENDOR_TYPES:
+    if content_type not in BULK_TYPES and content_type not in VENDOR_TYPES:
         raise ElasticError(
             406,
             _ERROR_TYPES[406],

@@ -11,6 +11,7 @@ from loglake.api import (
     delivery_routes,
     loki_routes,
     openapi_elastic,
+    openapi_security,
     openapi_ui,
     otlp_routes,
     splunk_routes,
@@ -22,6 +23,7 @@ from loglake.api.openapi_common import (
     ERRORS,
     FILTERS,
     NAME,
+    TOO_LARGE,
     error_response,
     json_request,
     json_response,
@@ -43,19 +45,11 @@ SPEC: dict[str, Any] = {
         "title": "loglake",
         "version": __version__,
         "description": "Durable log ingest, recent logs, search and SQL over the log lake. "
-        "Authenticate with `Authorization: Bearer <key>` "
-        "or AWS SigV4 (service execute-api).",
+        "Authenticate with `Authorization: Bearer <key>`, or the key in the form your shipper sends it "
+        "(Basic with the key as the password, `ApiKey <key>`, `Splunk <key>`), or AWS SigV4 (service execute-api).",
     },
     "components": {
-        "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer"},
-            "sigv4": {
-                "type": "apiKey",
-                "in": "header",
-                "name": "Authorization",
-                "description": "AWS4-HMAC-SHA256 with a key pair from `loglake keys create --sigv4`",
-            },
-        },
+        "securitySchemes": openapi_security.SECURITY_SCHEMES,
         "schemas": {
             "RecordIn": RECORD_IN,
             "Record": RECORD_OUT,
@@ -64,7 +58,7 @@ SPEC: dict[str, Any] = {
             "Error": ERROR,
         },
     },
-    "security": [{"bearer": []}, {"sigv4": []}],
+    "security": openapi_security.DEFAULT,
     "paths": {
         **LOG_PATHS,
         "/query": {
@@ -229,25 +223,31 @@ SPEC: dict[str, Any] = {
 }
 
 
-SPEC["components"]["securitySchemes"].update(openapi_ui.SECURITY_SCHEMES)
-SPEC["security"].append({"session": []})
 SPEC["paths"].update(openapi_ui.paths(FILTERS))
 
 
 def _document_common_errors(document: dict[str, Any]) -> None:
-    """Every authenticated operation can answer 400, 401, 403 and 429; say so once, here."""
+    """Every authenticated operation can answer 400, 401, 403 and 429, and every one that takes a body 413; say so
+    once, here (tests/api/test_openapi_routes.py calls each route to check it)."""
     for operations in document["paths"].values():
         for operation in operations.values():
             if operation.get("security") != []:
                 operation["responses"] = {**ERRORS, **operation["responses"]}
+            if "requestBody" in operation:
+                operation["responses"] = {"413": TOO_LARGE, **operation["responses"]}
 
 
 SPEC["paths"].update(ask_routes.OPENAPI_PATHS)
 _document_common_errors(SPEC)
 # Errors of these take their protocol's form, auth and rate limits included: they describe all they answer.
-SPEC["paths"].update(
-    otlp_routes.OPENAPI | loki_routes.OPENAPI | openapi_elastic.OPENAPI_PATHS | splunk_routes.OPENAPI_PATHS
-)
+# Each in the auth forms its clients send first (openapi_security.py).
+for _paths, _security in (
+    (otlp_routes.OPENAPI, openapi_security.OTLP),
+    (loki_routes.OPENAPI, openapi_security.LOKI),
+    (openapi_elastic.OPENAPI_PATHS, openapi_security.ELASTIC),
+    (splunk_routes.OPENAPI_PATHS, openapi_security.SPLUNK),
+):
+    SPEC["paths"].update(openapi_security.apply(_paths, _security))
 
 
 async def spec(app: LoglakeApp, request: Request) -> Result:

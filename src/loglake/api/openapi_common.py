@@ -46,6 +46,9 @@ ERRORS = {
 }
 
 
+TOO_LARGE = error_response("The body is larger than the server takes (max_body_bytes, after gzip decompression)")
+
+
 def query(name: str, description: str, schema: dict | None = None) -> dict:
     return {
         "name": name,

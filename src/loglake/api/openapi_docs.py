@@ -34,6 +34,14 @@ async def docs_css(app: LoglakeApp, request: Request) -> Result:
     return Result(200, _DOCS_CSS, ((b"content-type", b"text/css; charset=utf-8"),))
 
 
+def _auth(security: list[dict[str, list]]) -> str:
+    """An operation's security requirements as a person reads them: the schemes' names, its clients' first."""
+    names = [name for requirement in security for name in requirement]
+    if not names:
+        return "none"
+    return ("none, or " if {} in security else "") + ", ".join(names)
+
+
 def render_docs(document: dict[str, Any]) -> bytes:
     parts = [
         f"<!doctype html><meta charset=utf-8><title>loglake API</title><link rel=stylesheet href={DOCS_CSS_PATH}>"
@@ -42,10 +50,17 @@ def render_docs(document: dict[str, Any]) -> bytes:
         f"<p>{_text(document['info']['description'])}</p>",
         "<p>Machine-readable: <a href=/openapi.json>/openapi.json</a>. Errors are "
         '<code>{"error": {"code", "message", "details"}}</code>.</p>',
+        "<p>Authentication, any of:</p><ul>",
+        *(
+            f"<li><b>{name}</b>: {_text(scheme.get('description', ''))}</li>"
+            for name, scheme in document["components"]["securitySchemes"].items()
+        ),
+        "</ul>",
     ]
     for path, operations in document["paths"].items():
         for method, op in operations.items():
             parts.append(f"<h2>{method.upper()} {html.escape(path)}</h2><p>{_text(op['summary'])}</p>")
+            parts.append(f"<p>Auth: {_auth(op.get('security', document['security']))}</p>")
             params = op.get("parameters", [])
             if params:
                 parts.append("<table><tr><th>parameter</th><th>in</th><th>meaning</th></tr>")

@@ -3,7 +3,7 @@ index calls and what shippers ask before sending (api/openapi.py joins it to the
 
 from __future__ import annotations
 
-from loglake.api.elastic_routes import DOCUMENT_ROUTES, SETUP_KINDS, index_document
+from loglake.api.elastic_routes import BULK_TYPES, DOCUMENT_ROUTES, SETUP_KINDS, VENDOR_TYPES, index_document
 from loglake.protocols import elastic
 
 # What these endpoints answer besides success, in Elasticsearch's form (auth and rate limits included, which
@@ -38,9 +38,10 @@ _BULK = {
     "each item answered on its own, stored items are durable. Bearer, Basic (the key as password), "
     "ApiKey or SigV4; ingest scope",
     "parameters": [_FILTER_PATH, _PRETTY],
+    # Filebeat sends application/json, the 8.x and 9.x clients their vendor type (with `compatible-with=N`).
     "requestBody": {
         "required": True,
-        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+        "content": {kind: {"schema": {"type": "string"}} for kind in (*sorted(BULK_TYPES - {""}), *VENDOR_TYPES)},
     },
     "responses": {
         "200": {
@@ -70,6 +71,9 @@ _DOCUMENT_ERRORS = _BULK_ERRORS | {
     "503": _ES_ERROR | {"description": f"Storage cannot take writes; retry. {_ES_ERROR['description']}"},
 }
 _PROBE = {"responses": {"200": {"description": "what the shippers check before sending"}}}
+# What a setup call sends (a template, a policy, an index's settings): read, and ignored.
+_IGNORED_BODY = {"required": False, "content": {"application/json": {"schema": {"type": "object"}}}}
+_TOO_LARGE = {"413": _BULK_ERRORS["413"]}
 # What the endpoints besides bulk answer for a query parameter Elasticsearch does not document for their API.
 _PARAMETER_ERROR = {
     "400": _ES_ERROR
@@ -84,7 +88,8 @@ _SETUP = {
     "put": {
         "summary": "Acknowledged and ignored (ingest scope)",
         "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
-        "responses": {"200": {"description": '{"acknowledged": true}'}},
+        "requestBody": _IGNORED_BODY,
+        "responses": {"200": {"description": '{"acknowledged": true}'}, **_TOO_LARGE},
     },
 }
 _INDEX = [{"name": "index", "in": "path", "required": True, "schema": {"type": "string"}}]
@@ -106,16 +111,31 @@ def _with_errors(operation: dict, errors: dict) -> dict:
 
 OPENAPI_PATHS: dict[str, dict] = {
     "/": {
-        "get": {
-            "summary": "Elasticsearch's version document (what shippers check on connecting); "
-            "with Accept: text/html a redirect to the web UI (no auth)",
-            "security": [],
+        method: {
+            "summary": summary,
+            # No credentials needed; credentials sent are checked, as Elasticsearch checks them (api/openapi.py
+            # adds the forms they are taken in after the empty requirement that makes them optional).
+            "security": [{}],
             "responses": {
-                "200": {"description": "{name, version: {number}, tagline}"},
+                "200": {"description": answer},
                 "302": {"description": "/ui/"},
+                "401": _ES_ERROR | {"description": f"Credentials sent and not valid. {_ES_ERROR['description']}"},
                 **_PARAMETER_ERROR,
             },
         }
+        for method, summary, answer in (
+            (
+                "get",
+                "Elasticsearch's version document (what shippers check on connecting); "
+                "with Accept: text/html a redirect to the web UI",
+                "{name, version: {number}, tagline}",
+            ),
+            (
+                "head",
+                "The connection check of Beats, Logstash and the clients' ping(): GET / without its body",
+                "no body",
+            ),
+        )
     },
     "/_bulk": {"post": _with_errors(_BULK, _BULK_ERRORS), "put": _with_errors(_BULK, _BULK_ERRORS)},
     "/{index}/_bulk": {
@@ -170,7 +190,11 @@ OPENAPI_PATHS: dict[str, dict] = {
                 "summary": "Creating an index: acknowledged and ignored (ingest scope); a name Elasticsearch refuses "
                 '(capitals, spaces, \\ / * ? " < > | , # :, a leading _ - +) is its 400 invalid_index_name_exception',
                 "parameters": _INDEX,
-                "responses": {"200": {"description": '{"acknowledged": true, "shards_acknowledged": true, index}'}},
+                "requestBody": _IGNORED_BODY,
+                "responses": {
+                    "200": {"description": '{"acknowledged": true, "shards_acknowledged": true, index}'},
+                    **_TOO_LARGE,
+                },
             },
             _PROBE_ERRORS,
         ),

@@ -42,7 +42,8 @@ OPENAPI = {
             "description": "An ExportLogsServiceRequest, as `otlphttp` exporters send it (`Authorization: Bearer "
             "<ingest key>` among their headers). Resource `service.name` gives the service, `severity_number` "
             "the severity (OpenTelemetry's ranges; else `severity_text`), the time (else the observed time) the "
-            "timestamp, the body the message (structured bodies as JSON text), `trace_id` and `span_id` their "
+            "timestamp, the body the message (structured bodies as JSON text; none, or an empty one: the event name, "
+            "else `(no body)`), `trace_id` and `span_id` their "
             "columns; resource, scope and record attributes go to `attributes`. Records that cannot be stored "
             "are counted and named in `partial_success`, the others are stored.",
             "requestBody": {"required": True, "content": _BOTH},

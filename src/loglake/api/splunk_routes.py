@@ -175,7 +175,8 @@ OPENAPI_PATHS: dict[str, dict] = {
             "post": {
                 "summary": "HEC indexer acknowledgment: off, as Splunk answers for a token without it (code 14)",
                 "responses": {
-                    **{status: _ANSWERS[status] for status in ("401", "403", "503")},  # the body is never read
+                    # The body is never read: only a Content-Length over the limit is refused, unread.
+                    **{status: _ANSWERS[status] for status in ("401", "403", "413", "503")},
                     "400": {"description": f"{_SPLUNK}: ACK is disabled (14): a 200 of the events meant on disk"},
                 },
             }

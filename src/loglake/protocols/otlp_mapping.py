@@ -6,7 +6,8 @@
   ERROR: error; FATAL: critical), else `severity_text` when it names one (an alias counts), else info. A
   number outside 1-24 has no meaning in the logs data model: it counts as unspecified (0), and is kept
   in the attributes as `severity_number`
-- `message`: the body: a string as it is, any other value as JSON text; no body: the `event_name`
+- `message`: the body: a string as it is, any other value as JSON text; no body, or an empty string (both valid
+  in the logs data model: an event may say all in its attributes): the `event_name`, else NO_BODY
 - `trace_id`, `span_id`: as lowercase hex; absent or all zeros: none. An invalid one (not 16 and 8 bytes; in
   OTLP/JSON, not hex) is none too, as the logs data model says a receiver SHOULD take it ("not associated
   with a trace"): the record is stored, and what was sent kept in its attributes as `trace_id` or `span_id`
@@ -344,12 +345,15 @@ def _own(common: dict[str, Any], own: dict[str, Any], event: str, text: str, num
     return attributes
 
 
+# The message of a record without a body nor an event name (a record needs one; its attributes are kept as sent).
+NO_BODY = "(no body)"
+
+
 def _message(body: Any, event_name: str, encoding: Encoding) -> str:
-    """The message of a body that is not a non-empty string: the event name for none, JSON for a value."""
-    if encoding.is_text(body):
-        return ""  # an empty string: the check names it
-    value = encoding.value(body)
-    return event_name if value is None else _encode(value).decode()
+    """The message of a body that is not a non-empty string: JSON for a value; for none, or an empty string, the
+    event name, else NO_BODY."""
+    value = None if encoding.is_text(body) else encoding.value(body)
+    return (event_name or NO_BODY) if value is None else _encode(value).decode()
 
 
 def attributes(pairs: Any, encoding: Encoding) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from loglake.config import ConfigError, Settings, as_typed, parse_listen_address, parse_networks
+from loglake.config import ConfigError, Settings, as_typed, parse_listen_address, parse_networks, time_zone
 from loglake.model import Limits, TimeBounds
 from loglake.protocols.syslog_batches import SyslogBatch, parse_batch
 from loglake.protocols.syslog_commits import Allowance, Batcher, SyslogTally
@@ -66,6 +66,7 @@ class SyslogListeners:
         self._tcp = parse_listen_address(settings.syslog_tcp) if settings.syslog_tcp else None
         self._tls_files = (settings.syslog_tls_cert, settings.syslog_tls_key) if settings.syslog_tls_cert else None
         self._allowed = parse_networks(settings.syslog_allow) or _LOOPBACK
+        self.zone = time_zone(settings.syslog_timezone)  # of times sent without one
         self._verdicts: dict[str, bool] = {}
         self.allowance = Allowance(settings.syslog_rate_limit, monotonic())
         self._sockets: dict[str, socket.socket] = {}
@@ -189,7 +190,7 @@ class SyslogListeners:
         _log.warning("syslog: refused a connection from %s, which syslog_allow does not list%s", peer, since)
 
     def parse(self, frames: list[bytes], peer: str) -> SyslogBatch:
-        return parse_batch(frames, peer, TimeBounds.of(self.limits, int(self.clock() * 1000)), self.limits)
+        return parse_batch(frames, peer, TimeBounds.of(self.limits, int(self.clock() * 1000)), self.limits, self.zone)
 
 
 class _Warning:

@@ -11,6 +11,7 @@ same record for the same message (tests/protocols check both against the same ex
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -94,10 +95,11 @@ def _concat_ids(columns: list[pa.Array | None], batches: list[SyslogBatch]) -> p
     return pa.concat_arrays(filled)
 
 
-def parse_batch(frames: list[bytes], peer: str, bounds: TimeBounds, limits: Limits) -> SyslogBatch:
-    """The records of a read's syslog messages (one per frame or datagram) from the sender at `peer`."""
+def parse_batch(frames: list[bytes], peer: str, bounds: TimeBounds, limits: Limits, zone: tzinfo = UTC) -> SyslogBatch:
+    """The records of a read's syslog messages (one per frame or datagram) from the sender at `peer`; times
+    without a zone read in `zone` (the syslog_timezone setting)."""
     batch = _plain_rfc5424(frames, peer, bounds, limits)
-    return batch if batch is not None else SyslogBatch.of(parse_messages(frames, peer, bounds, limits))
+    return batch if batch is not None else SyslogBatch.of(parse_messages(frames, peer, bounds, limits, zone))
 
 
 def _plain_rfc5424(frames: list[bytes], peer: str, bounds: TimeBounds, limits: Limits) -> SyslogBatch | None:

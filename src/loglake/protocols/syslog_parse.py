@@ -5,8 +5,9 @@ The mapping onto the loglake record:
   debug), its facility by name to `attributes.facility`, the syslog severity itself to `attributes.syslog_severity`;
 - APP-NAME (RFC 5424) or the tag (RFC 3164) to `service`, its characters outside the record's name
   charset replaced by `_` (the name as sent is then kept in `attributes.app_name`); none: `default`;
-- TIMESTAMP to `timestamp` (an RFC 3164 time has no year nor zone: taken as UTC in the year that puts it
-  nearest before now); none, or one outside what the store accepts: the time received, the text kept in
+- TIMESTAMP to `timestamp` (an RFC 3164 time has no year nor zone: taken in the syslog_timezone setting's zone,
+  default UTC, in the year that puts it nearest before now; so is an RFC 3339 time without offset, see
+  syslog_times); none, or one outside what the store accepts: the time received, the text kept in
   `attributes.syslog_timestamp`;
 - HOSTNAME, PROCID (or the tag's `[pid]`), MSGID and STRUCTURED-DATA (`{SD-ID: {PARAM: value}}`; a
   repeated parameter gives a list) to `attributes`, with the sender's address as `attributes.peer`;
@@ -27,6 +28,7 @@ import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 
 import msgspec
 
@@ -135,9 +137,12 @@ class _Parts:
             self.ids[index] = other.ids[at]
 
 
-def parse_messages(frames: list[bytes], peer: str, bounds: TimeBounds, limits: Limits) -> SyslogColumns:
+def parse_messages(
+    frames: list[bytes], peer: str, bounds: TimeBounds, limits: Limits, zone: tzinfo = UTC
+) -> SyslogColumns:
     """The records of a batch of syslog messages (one per frame or datagram) from the sender at `peer`,
-    each within the record's limits (what does not fit is cut, and says so in attributes.parse_error).
+    each within the record's limits (what does not fit is cut, and says so in attributes.parse_error);
+    times without a zone read in `zone`.
 
     Built column by column. The common case, RFC 5424 messages without a newline inside, is decoded as one
     text and matched by one findall over it: the fields come out as tuples, with no Python call per
@@ -156,7 +161,7 @@ def parse_messages(frames: list[bytes], peer: str, bounds: TimeBounds, limits: L
             _note(parts, index, "parse_error", f"the message was longer than {len(frame)} bytes and was cut to that")
         elif type(frame) is UnfinishedFrame:
             _note(parts, index, "parse_error", "the sender closed the connection before the end of this message")
-    stamps = _times(parts, bounds)
+    stamps = _times(parts, bounds, zone)
     _fit_messages(parts, limits.max_message_bytes)
     tail = ',"peer":' + json_text(peer) + "}"
     attributes = [head + tail for head in parts.heads]
@@ -290,17 +295,17 @@ def _unparsed(parts: _Parts) -> int:
     return sum("parse_error" in extra for extra in parts.extra.values())
 
 
-def _times(parts: _Parts, bounds: TimeBounds) -> list[int]:
+def _times(parts: _Parts, bounds: TimeBounds, zone: tzinfo) -> list[int]:
     """Epoch ms per record; the time received for none, or for one the store would refuse (the time as
     sent then kept in attributes.syslog_timestamp)."""
     times = parts.times
-    stamps = rfc3339_times([None if i in parts.bsd else t for i, t in enumerate(times)] if parts.bsd else times)
+    stamps = rfc3339_times([None if i in parts.bsd else t for i, t in enumerate(times)] if parts.bsd else times, zone)
     known: dict[str, int | None] = {}
     for index in parts.bsd:
         text = times[index]
         assert text is not None
         if text not in known:
-            known[text] = rfc3164_time(text, bounds.now_ms)
+            known[text] = rfc3164_time(text, bounds.now_ms, zone)
         stamps[index] = known[text]
     earliest, latest = max(bounds.earliest_ms, SMALLEST_PLAUSIBLE_MS), bounds.latest_ms
     fine = None not in stamps and earliest <= min(stamps) and max(stamps) <= latest  # type: ignore[type-var]
