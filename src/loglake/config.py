@@ -365,13 +365,14 @@ def syslog_problems(settings: Settings) -> list[str]:
 
 
 def time_zone(name: str) -> zoneinfo.ZoneInfo:
-    """An IANA time zone by name (from the system's time zone database); ValueError saying what is wrong."""
+    """An IANA time zone by name (the system's time zone database, else the tzdata package's); ValueError saying
+    what is wrong."""
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ValueError(
             f"{name!r} is not an IANA time zone name like UTC, Europe/Berlin or America/New_York "
-            "(the names of the system's time zone database, /usr/share/zoneinfo)"
+            "(the names of the IANA time zone database)"
         ) from None
 
 
