@@ -201,7 +201,9 @@ def test_the_wal_is_rewound_under_sustained_writes(tmp_path: Path, monkeypatch: 
     # past WAL_RESTART_FRAMES the checkpointer rewinds it.
     unbounded = largest_wal_while_writing(tmp_path / "control.db", 1 << 40, monkeypatch)
     bounded = largest_wal_while_writing(tmp_path / "hot.db", 256, monkeypatch)  # 1 MiB
-    assert unbounded > 12 * 2**20, "the control run should have grown its WAL"
+    # (of ~24 MB written; at load 11-24 the control's reader let a passive checkpoint through now and then: 11.3
+    # and 12.3 MB, where a quiet machine gives more: a third of what was written still says it grew unbounded)
+    assert unbounded > 8 * 2**20, "the control run should have grown its WAL"
     assert bounded < unbounded / 3
 
 
