@@ -15,11 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from loglake import __version__
 from loglake.api.auth import Unauthorized
 from loglake.api.http import JSON_HEADERS, ApiError, EncodedApiError, Request, decode_content, quoted
 from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, count_refused, count_refused_body, ingest_counts, store
-from loglake.api.ui_routes import ui_home
 from loglake.ids import format_uuid
 from loglake.ingest import ParsedBody
 from loglake.model import InvalidRecords, NewRecord, Problem
@@ -39,7 +37,7 @@ _JSON_HEADERS = (*JSON_HEADERS, PRODUCT)
 BULK_TYPES = frozenset({"", "application/json", "application/x-ndjson", "application/ndjson"})
 VENDOR_TYPES = ("application/vnd.elasticsearch+json", "application/vnd.elasticsearch+x-ndjson")
 # Elasticsearch's error type for each status an answer of ours can have.
-_ERROR_TYPES = {
+ERROR_TYPES = {
     400: "illegal_argument_exception",
     401: "security_exception",
     403: "security_exception",
@@ -53,7 +51,6 @@ _ERROR_TYPES = {
 }
 # Index templates (and the legacy and component ones of Beats 7 and Logstash's older outputs), lifecycle policies
 # and ingest pipelines: what Beats and Logstash install before sending.
-SETUP_KINDS = tuple(elastic_params.SETUP_PARAMS)
 # A bulk's body: larger than other routes' (Logstash batches up to 20 MiB, Elasticsearch takes 100 MB).
 BULK_BODY_LIMIT = attrgetter("max_bulk_body_bytes")
 _CHALLENGES = ((b"www-authenticate", b'Basic realm="loglake" charset="UTF-8"'), (b"www-authenticate", b"ApiKey"))
@@ -71,7 +68,7 @@ def elastic_error(error: ApiError, request: Request) -> ApiError:
     pretty-printed when the request asks (`?pretty`), as Elasticsearch prints its errors."""
     if not isinstance(error, ElasticError):
         headers = [*(_CHALLENGES if isinstance(error, Unauthorized) else error.headers), PRODUCT]
-        error = ElasticError(error.status, _ERROR_TYPES.get(error.status, "exception"), error.message, headers=headers)
+        error = ElasticError(error.status, ERROR_TYPES.get(error.status, "exception"), error.message, headers=headers)
     try:
         asks_pretty = request.query.get("pretty") in ("", "true")
     except ApiError:  # a parameter given twice: the error answered here, in the plain form
@@ -89,156 +86,19 @@ def is_elasticsearch_path(path: str) -> bool:
     return path.startswith("/_") or (len(segments) > 2 and segments[2].startswith("_"))
 
 
-def _answer(payload: Any, pretty: bool, status: int = 200) -> Result:
+def answer(payload: Any, pretty: bool, status: int = 200) -> Result:
     if pretty:  # (a small answer: on the event loop)
         return Result(status, elastic_params.pretty(payload), _JSON_HEADERS)
     return Result(status, payload, _HEADERS)
 
 
-def _checked_parameters(request: Request, known: frozenset[str]) -> bool:
+def checked_parameters(request: Request, known: frozenset[str]) -> bool:
     """Whether the answer is to be pretty-printed; a 400 in Elasticsearch's words for a parameter it would refuse
     on this API (elastic_params.check)."""
     try:
         return elastic_params.check(request.path, request.query, known)
     except elastic_params.RefusedParameter as e:
-        raise ElasticError(400, _ERROR_TYPES[400], str(e), headers=[PRODUCT]) from None
-
-
-# -- the version document and the calls made before sending ---------------------------------------
-
-
-async def root(app: LoglakeApp, request: Request) -> Result:
-    """Elasticsearch's version document (what shippers check on connecting); a browser goes to the web UI."""
-    if "text/html" in request.header(b"accept"):  # its query goes along (a shared link's view, ui_home)
-        return Result(302, b"", ((b"location", ui_home(request)), (b"content-type", b"text/plain")))
-    if request.header(b"authorization"):
-        # Credentials sent are checked, as Elasticsearch checks them here: GET / and HEAD / are the connection
-        # check of Beats, Logstash and the clients' info() and ping(), and a wrong password must fail it, not
-        # every bulk after it. (None sent: the version document, for a look with curl; the bulk asks for a key.)
-        if request.body is None:
-            request.body = b""  # (a SigV4 signature covers the body: a GET's is empty)
-        app.auth.authenticate(request)
-    pretty = _checked_parameters(request, elastic_params.INFO_PARAMS)
-    return _answer(
-        {
-            "name": "loglake",
-            "cluster_name": "loglake",
-            "version": {
-                "number": elastic.VERSION,
-                "build_flavor": "default",
-                "build_type": "loglake",
-                "build_snapshot": False,
-                "minimum_wire_compatibility_version": "8.0.0",
-                "minimum_index_compatibility_version": "8.0.0",
-            },
-            "tagline": "loglake speaks the Elasticsearch bulk API for log shippers",
-            "loglake": {"version": __version__},
-            "docs": "/docs",
-            "openapi": "/openapi.json",
-        },
-        pretty,
-    )
-
-
-async def license_info(app: LoglakeApp, request: Request) -> Result:
-    """Logstash and Beats read the license to decide which features to use: a basic one, active."""
-    pretty = _checked_parameters(request, elastic_params.LICENSE_PARAMS)
-    return _answer({"license": {"status": "active", "type": "basic", "mode": "basic", "uid": "loglake"}}, pretty)
-
-
-async def xpack_info(app: LoglakeApp, request: Request) -> Result:
-    """Logstash asks whether index lifecycle management is there (ilm_enabled => auto): it is not."""
-    pretty = _checked_parameters(request, elastic_params.XPACK_PARAMS)
-    return _answer(
-        {
-            "build": {"hash": "loglake", "date": ""},
-            "license": {"status": "active", "type": "basic", "mode": "basic", "uid": "loglake"},
-            "features": {"ilm": {"available": False, "enabled": False}},
-        },
-        pretty,
-    )
-
-
-async def cluster_health(app: LoglakeApp, request: Request) -> Result:
-    """Vector's health check: green while storage takes writes, red when it does not."""
-    pretty = _checked_parameters(request, elastic_params.CLUSTER_HEALTH_PARAMS)
-    return _answer(
-        {
-            "cluster_name": "loglake",
-            "status": "green" if app.storage_error is None else "red",
-            "timed_out": False,
-            "number_of_nodes": 1,
-            "number_of_data_nodes": 1,
-        },
-        pretty,
-    )
-
-
-async def setup_exists(app: LoglakeApp, request: Request, name: str) -> Result:
-    """An index template, lifecycle policy or ingest pipeline (Beats and Logstash install them before
-    sending unless told not to): each "exists", so they install nothing; loglake needs none."""
-    taken, _ = elastic_params.SETUP_PARAMS[_setup_kind(request, name)]
-    return _answer({}, _checked_parameters(request, taken))
-
-
-async def setup_put(app: LoglakeApp, request: Request, name: str) -> Result:
-    """Installing a template, policy or pipeline: acknowledged and ignored, loglake needs none."""
-    _, taken = elastic_params.SETUP_PARAMS[_setup_kind(request, name)]
-    return _answer({"acknowledged": True}, _checked_parameters(request, taken))
-
-
-def _setup_kind(request: Request, name: str) -> str:
-    """The SETUP_KINDS path of `/{kind}/{name}`."""
-    return request.path[1 : -len(name) - 1]
-
-
-# -- an index's own calls: loglake keeps no indices (a bulk's index is its records' default log_type) ---------
-
-
-async def index_get(app: LoglakeApp, request: Request, index: str) -> Result:
-    """`GET /{index}`, and `HEAD /{index}` (`indices.exists`): no index exists, as loglake keeps none, so the answer
-    is Elasticsearch's 404 for a missing index. A script that creates its index when it is missing then calls
-    `PUT /{index}`, which is acknowledged, and goes on; a mistyped loglake path (`GET /logz`) is not told that
-    some index exists."""
-    _index_call(request, index, elastic_params.INDEX_GET_PARAMS)
-    reason = f"no such index [{index}]: {_NO_INDICES}"
-    raise ElasticError(404, "index_not_found_exception", reason, headers=[PRODUCT])
-
-
-async def index_create(app: LoglakeApp, request: Request, index: str) -> Result:
-    """`PUT /{index}` (`indices.create`): acknowledged and ignored, as installing a template is; refused with 400
-    when Elasticsearch would refuse to create an index of that name (`Bad Name`)."""
-    pretty = _index_call(request, index, elastic_params.INDEX_CREATE_PARAMS)
-    if why := invalid_index_name(index):
-        raise ElasticError(400, INVALID_INDEX_NAME, why, headers=[PRODUCT])
-    return _answer({"acknowledged": True, "shards_acknowledged": True, "index": index}, pretty)
-
-
-async def index_refused(app: LoglakeApp, request: Request, index: str) -> Result:
-    """`DELETE /{index}` (and `POST /{index}`, which Elasticsearch does not serve either): refused with 405, as
-    Elasticsearch refuses a method an index does not take; acknowledging a delete would say records went that
-    did not."""
-    if request.method == "DELETE":
-        _index_call(request, index, elastic_params.INDEX_DELETE_PARAMS)
-        reason = f"loglake does not delete indices ({_NO_INDICES}); records leave once older than retention_days"
-    else:
-        _index_call(request, index, frozenset(request.query))  # any parameter: the method is what is wrong
-        reason = f"Incorrect HTTP method for uri [{request.path}] and method [{request.method}], allowed: [{_ALLOW}]"
-    raise ElasticError(405, _ERROR_TYPES[405], reason, headers=[PRODUCT, (b"allow", _ALLOW.encode())])
-
-
-# An index's calls: method, handler (HEAD is GET's, whose body the server drops).
-INDEX_ROUTES = (("GET", index_get), ("PUT", index_create), ("DELETE", index_refused), ("POST", index_refused))
-_NO_INDICES = "loglake keeps no indices: a bulk into one stores its records with the index's name as their log_type"
-_ALLOW = "GET, HEAD, PUT"
-
-
-def _index_call(request: Request, index: str, known: frozenset[str]) -> bool:
-    """Whether to pretty-print the answer to a call on an index (its parameters checked); a 404 for the paths of
-    APIs loglake does not serve (`/_nodes`), which `/{index}` would take too."""
-    if index.startswith("_"):
-        raise ApiError(404, "not_found", f"no route {request.path}; see /docs")
-    return _checked_parameters(request, known)
+        raise ElasticError(400, ERROR_TYPES[400], str(e), headers=[PRODUCT]) from None
 
 
 # -- bulk --------------------------------------------------------------------------------------------
@@ -246,7 +106,7 @@ def _index_call(request: Request, index: str, known: frozenset[str]) -> bool:
 
 async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None) -> Result:
     started = time.perf_counter()
-    pretty = _checked_parameters(request, elastic_params.BULK_PARAMS)
+    pretty = checked_parameters(request, elastic_params.BULK_PARAMS)
     _check_media_type(request)
     body = decode_content(request, request.body, app.settings.max_bulk_body_bytes)
     items, tables = await _store_bulk(app, body, path_index)
@@ -269,17 +129,17 @@ async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None)
 async def index_document(app: LoglakeApp, request: Request, index: str, doc_id: str | None = None) -> Result:
     """`POST /{index}/_doc` and `PUT|POST /{index}/_doc/{id}`: what `es.index(...)` and Logstash send;
     `?op_type=create` makes it a create, as in Elasticsearch (`es.index(..., op_type="create")`)."""
-    pretty = _checked_parameters(request, elastic_params.INDEX_PARAMS)
+    pretty = checked_parameters(request, elastic_params.INDEX_PARAMS)
     action = request.query.get("op_type", "index")
     if action not in elastic.ADDING_ACTIONS:
         message = f"opType must be 'create' or 'index', found: {quoted(action)}"
-        raise ElasticError(400, _ERROR_TYPES[400], message, headers=[PRODUCT])
+        raise ElasticError(400, ERROR_TYPES[400], message, headers=[PRODUCT])
     return await _one_document(app, request, action, index, doc_id, pretty)
 
 
 async def create_document(app: LoglakeApp, request: Request, index: str, doc_id: str) -> Result:
     """`PUT|POST /{index}/_create/{id}`: what `es.create(...)` sends."""
-    pretty = _checked_parameters(request, elastic_params.CREATE_PARAMS)
+    pretty = checked_parameters(request, elastic_params.CREATE_PARAMS)
     return await _one_document(app, request, "create", index, doc_id, pretty)
 
 
@@ -297,7 +157,7 @@ async def _one_document(
     if item.error is not None:
         error_type, reason = item.error
         raise ElasticError(item.status, error_type, reason, headers=[PRODUCT])
-    return _answer(elastic_answers.document_answer(item), pretty, item.status)
+    return answer(elastic_answers.document_answer(item), pretty, item.status)
 
 
 # The single-document APIs: template, handler, methods (Elasticsearch takes PUT or POST where the id is given).
@@ -328,7 +188,7 @@ async def _store_bulk(
             log_ids = await store(app, parsed, counts)
         except ApiError as e:  # storage refused this group: its items fail, as shards fail theirs
             for item in stored:
-                item.refuse(e.message, _ERROR_TYPES.get(e.status, "exception"), e.status)
+                item.refuse(e.message, ERROR_TYPES.get(e.status, "exception"), e.status)
             continue
         if parsed.records is not None:  # (a table has no client ids, so no document stored before)
             _answer_stored_before(stored, parsed.records, log_ids)
@@ -436,7 +296,7 @@ def _check_media_type(request: Request) -> None:
     if content_type not in BULK_TYPES and content_type not in VENDOR_TYPES:
         raise ElasticError(
             406,
-            _ERROR_TYPES[406],
+            ERROR_TYPES[406],
             f"Content-Type header [{content_type}] is not supported; send application/x-ndjson",
             headers=[PRODUCT],
         )

@@ -1,9 +1,11 @@
-"""The OpenAPI description of the Elasticsearch endpoints (api/elastic_routes.py): the bulk API, single documents,
-index calls and what shippers ask before sending (api/openapi.py joins it to the others)."""
+"""The OpenAPI description of the Elasticsearch endpoints (api/elastic_routes.py, elastic_setup_routes.py): the
+bulk API, single documents, index calls and what shippers ask before sending (api/openapi.py joins it to the
+others)."""
 
 from __future__ import annotations
 
-from loglake.api.elastic_routes import BULK_TYPES, DOCUMENT_ROUTES, SETUP_KINDS, VENDOR_TYPES, index_document
+from loglake.api.elastic_routes import BULK_TYPES, DOCUMENT_ROUTES, VENDOR_TYPES, index_document
+from loglake.api.elastic_setup_routes import SETUP_KINDS
 from loglake.protocols import elastic
 
 # What these endpoints answer besides success, in Elasticsearch's form (auth and rate limits included, which

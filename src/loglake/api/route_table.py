@@ -15,6 +15,7 @@ from loglake.api import (
     ask_routes,
     delivery_routes,
     elastic_routes,
+    elastic_setup_routes,
     key_routes,
     loki_routes,
     openapi,
@@ -50,7 +51,7 @@ class Route:
 
 _ES = elastic_routes.elastic_error
 ROUTES = [
-    Route("GET", "/", elastic_routes.root, None, error_form=_ES),
+    Route("GET", "/", elastic_setup_routes.root, None, error_form=_ES),
     Route("POST", "/logs", routes.ingest, "ingest", reads_body=True),
     Route(
         "POST", otlp_routes.PATH, otlp_routes.export_logs, "ingest", reads_body=True, error_form=otlp_routes.otlp_error
@@ -96,7 +97,7 @@ ROUTES = [
     ),
     Route("GET", "/session", session_routes.get_session, None),
     Route("DELETE", "/session", session_routes.delete_session, None),
-    # Elasticsearch's bulk API and what its shippers ask before sending (api/elastic_routes.py).
+    # Elasticsearch's bulk API and what shippers ask before sending (api/elastic_routes.py, elastic_setup_routes.py).
     *(
         Route(
             method,
@@ -115,17 +116,17 @@ ROUTES = [
         for template, handler, methods in elastic_routes.DOCUMENT_ROUTES
         for method in methods
     ),
-    Route("GET", "/_license", elastic_routes.license_info, "ingest", error_form=_ES),
-    Route("GET", "/_xpack", elastic_routes.xpack_info, "ingest", error_form=_ES),
-    Route("GET", "/_cluster/health", elastic_routes.cluster_health, "ingest", error_form=_ES),
+    Route("GET", "/_license", elastic_setup_routes.license_info, "ingest", error_form=_ES),
+    Route("GET", "/_xpack", elastic_setup_routes.xpack_info, "ingest", error_form=_ES),
+    Route("GET", "/_cluster/health", elastic_setup_routes.cluster_health, "ingest", error_form=_ES),
     *(
         Route(method, f"/{kind}/{{name}}", handler, "ingest", reads_body=method == "PUT", error_form=_ES)
-        for kind in elastic_routes.SETUP_KINDS
-        for method, handler in (("GET", elastic_routes.setup_exists), ("PUT", elastic_routes.setup_put))
+        for kind in elastic_setup_routes.SETUP_KINDS
+        for method, handler in (("GET", elastic_setup_routes.setup_exists), ("PUT", elastic_setup_routes.setup_put))
     ),
     *(
         Route(method, "/{index}", handler, "ingest", reads_body=method == "PUT", error_form=_ES)
-        for method, handler in elastic_routes.INDEX_ROUTES
+        for method, handler in elastic_setup_routes.INDEX_ROUTES
     ),
     # Splunk's HTTP Event Collector (api/splunk_routes.py).
     *(
