@@ -147,6 +147,8 @@ def test_a_head_over_the_limit_is_answered_431_and_closed_in_headers_or_one_endl
         assert answer.startswith(b"HTTP/1.1 431 ") and b"over 64 KiB" in answer
         endless = [b"GET / HTTP/1.1\r\nhost: x\r\nx-long: ", *(b"v" * 16_000 for _ in range(20))]
         assert (await _exchange(port, *endless, pause=0.01)).startswith(b"HTTP/1.1 431 ")
+        at_once = b"GET / HTTP/1.1\r\nhost: x\r\nx-long: %b\r\n\r\n" % (b"v" * 70_000)  # (within a read or two)
+        assert (await _exchange(port, at_once)).startswith(b"HTTP/1.1 431 ")
         server.close()
 
     asyncio.run(scenario())

@@ -5,9 +5,10 @@ Bounds: llhttp (httptools) sets no limit on a request's head and uvicorn none ei
 after header (or one endless header) made the server hold all of it (200 MB of headers took a server from
 141 to 308 MiB of RSS), and one trickling a head a byte at a time held its connection for ever, since uvicorn
 stops the keep-alive timer at the first byte. Here a head is answered 431 and the connection closed once more
-than MAX_HEAD_BYTES of it came (as nginx's large_client_header_buffers, 4 x 8 KiB by default, or Node's 16 KiB:
-64 KiB leaves room for long URLs and cookies), and 408 once HEAD_SECONDS passed without its end (nginx's
-client_header_timeout is 60 s), so neither memory nor connections can be held with a head.
+than MAX_HEAD_BYTES of it came (counted in the target and headers llhttp hands over, and in the reads that hold
+nothing but the head, for a header that never ends; as nginx's large_client_header_buffers, 4 x 8 KiB by
+default, or Node's 16 KiB: 64 KiB leaves room for long URLs and cookies), and 408 once HEAD_SECONDS passed
+without its end (nginx's client_header_timeout is 60 s), so neither memory nor connections can be held with a head.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ MAX_HEAD_BYTES = 64 * 1024  # of a request's line and headers
 HEAD_SECONDS = 30.0  # from a request's first byte to the end of its head
 LINGER_SECONDS = 2.0  # a refused client's bytes are read and dropped this long before its connection closes
 
+TOO_LARGE = f"the request's head is over {MAX_HEAD_BYTES // 1024} KiB"
+
 logger = logging.getLogger("uvicorn.error")  # (uvicorn's own warnings about requests go there too)
+
+
+class HeadTooLarge(Exception):
+    """Raised in a parser callback: a request's target and headers passed MAX_HEAD_BYTES."""
 
 
 class HttpProtocol(HttpToolsProtocol):
@@ -40,6 +47,8 @@ class HttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # of reads that were wholly the head under way
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._head_parts = 0  # bytes of the head under way handed over by llhttp (target, names and values)
+        self._head_over = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_JoinedWrites(transport, self.loop))  # type: ignore[arg-type]
@@ -60,12 +69,28 @@ class HttpProtocol(HttpToolsProtocol):
         if whole_read_in_head and self._in_head and ended == self._heads_ended:
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse_head(431, f"the request's head is over {MAX_HEAD_BYTES // 1024} KiB")
+                self._refuse_head(431, TOO_LARGE)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head, self._head_bytes = True, 0
+        self._in_head, self._head_bytes, self._head_parts = True, 0, 0
         self._start_head_timer()
+
+    # The target and each header as llhttp hands them over, counted: a head that arrived within a read or two,
+    # which the reads' count above does not see (an endless header is never handed over: the reads see that).
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value))
+        super().on_header(name, value)
+
+    def _count_head(self, size: int) -> None:
+        self._head_parts += size
+        if self._head_parts > MAX_HEAD_BYTES:
+            self._head_over = True
+            raise HeadTooLarge  # (llhttp stops parsing; uvicorn then calls send_400_response)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -74,8 +99,12 @@ class HttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to a request llhttp cannot parse, sent as the other refusals are (see _refuse)."""
-        self._refuse(400, msg)
+        """uvicorn's answer to a request llhttp cannot parse (or whose head _count_head stopped), sent as the other
+        refusals are (see _refuse)."""
+        if self._head_over:
+            self._refuse_head(431, TOO_LARGE)
+        else:
+            self._refuse(400, msg)
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
