@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import sqlite3
@@ -256,15 +257,31 @@ def having_open(pids: list[int], path: Path) -> list[int]:
     return found
 
 
-def test_ctrl_c_at_a_terminal_stops_a_flush_and_its_worker_with_one_line_and_status_130(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def worker_backlog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A hot.db past two rounds of records (flush.py WORKER_MIN_ROUNDS), so that a worker process reads them:
+    made once (it takes seconds), copied by each test that flushes it."""
+    hot_db = tmp_path_factory.mktemp("backlog") / "hot.db"
+    store = SQLiteHotStore(hot_db)
+    fill(store, per_day=140_000)
+    store.close()
+    return hot_db
+
+
+def data_dir_with(hot_db: Path, tmp_path: Path) -> Path:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    shutil.copyfile(hot_db, data_dir / "hot.db")
+    return data_dir
+
+
+def test_ctrl_c_at_a_terminal_stops_a_flush_and_its_worker_with_one_line_and_status_130(
+    tmp_path: Path, worker_backlog: Path
+) -> None:
     """A terminal's Ctrl-C reaches the whole process group: the flush's worker process too, whose
     interrupted task used to fail the flush with its own traceback (NotSupportedError from the SQLite
     reader's cancel), exit status 1."""
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    store = SQLiteHotStore(data_dir / "hot.db")
-    fill(store, per_day=140_000)  # past two rounds (flush.py WORKER_MIN_ROUNDS): a worker process reads them
-    store.close()
+    data_dir = data_dir_with(worker_backlog, tmp_path)
     with loglake("flush", "--all", "--data-dir", str(data_dir), start_new_session=True) as flush:
         assert flush.stdout is not None and flush.stderr is not None
         # At work: it has hot.db open (its initializer has run; Ctrl-C before it is the bootstrap's).
@@ -288,14 +305,12 @@ def test_ctrl_c_at_a_terminal_stops_a_flush_and_its_worker_with_one_line_and_sta
     assert err.endswith("loglake flush: interrupted\n") and "Traceback" not in err, err
 
 
-def test_ctrl_c_at_a_terminal_while_the_flush_worker_starts_is_one_line_and_status_130(tmp_path: Path) -> None:
+def test_ctrl_c_at_a_terminal_while_the_flush_worker_starts_is_one_line_and_status_130(
+    tmp_path: Path, worker_backlog: Path
+) -> None:
     """Before its initializer took it out of the terminal's process group, a starting worker died of the Ctrl-C
     with its own traceback, and the flush with BrokenProcessPool in place of the Ctrl-C: status 1."""
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    store = SQLiteHotStore(data_dir / "hot.db")
-    fill(store, per_day=140_000)  # a worker process's backlog, as above
-    store.close()
+    data_dir = data_dir_with(worker_backlog, tmp_path)
     status, err = _ctrl_c_while_its_worker_starts(
         "the flush's worker process", "flush", "--all", "--data-dir", str(data_dir)
     )
