@@ -32,8 +32,9 @@ from loglake.api.http import (
 )
 from loglake.api.metrics import Metrics
 from loglake.api.ratelimit import RateLimiter
+from loglake.api.resent_pushes import ResentPushes
 from loglake.api.route_table import ROUTES, Route, Router
-from loglake.api.routes import count_if_body_refused
+from loglake.api.routes import Result, count_if_body_refused
 from loglake.api.runtime_events import RuntimeEvents
 from loglake.api.security_headers import SECURITY_HEADERS
 from loglake.config import Settings, parse_origins
@@ -83,6 +84,7 @@ class LoglakeApp(RuntimeEvents):
             runtime.keyring if settings.auth else None, settings.region, runtime.clock, self.sessions
         )
         self.ratelimiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        self.loki_pushes: ResentPushes[Result] = ResentPushes()  # Loki pushes sent again after a lost answer
         self.router = Router(ROUTES)
         arrivals = runtime.service.arrivals
         self.tails = TailHub(arrivals, settings.max_tails_per_key, self.service.now_ms) if arrivals else None

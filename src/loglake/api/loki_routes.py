@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from loglake.api.http import ApiError, EncodedApiError, Request
+from loglake.api.resent_pushes import fingerprint
 from loglake.api.routes import (
     Result,
     checked_body,
@@ -82,10 +83,23 @@ async def push(app: LoglakeApp, request: Request) -> Result:
     if content_type not in (loki.PROTOBUF, loki.JSON, ""):
         return _failure(415, f"unsupported Content-Type {content_type!r}: send {loki.PROTOBUF} or {loki.JSON}")
     json = content_type == loki.JSON
+    kind = content_type.encode()
     try:
-        parsed, problems, counts, refusal = await checked_body(app, request, lambda body: _checked(app, body, json))
-        if parsed is not None:
-            await store(app, parsed, counts)
+        parsed, problems, counts, refusal, key = await checked_body(
+            app, request, lambda body: (*_checked(app, body, json), fingerprint(kind, body))
+        )
+
+        async def stored() -> tuple[Result, bool]:
+            if parsed is not None:
+                await store(app, parsed, counts)
+            if problems:
+                count_refused(app, problems)
+                app.metrics.protocol_records.inc((PROTOCOL, "rejected"), len({p.index for p in problems}))
+            if parsed is not None:
+                app.metrics.protocol_records.inc((PROTOCOL, "accepted"), parsed.count)
+            return (_failure(400, refusal) if refusal else Result(204, b"")), parsed is not None
+
+        answer, new = await app.loki_pushes.once(key, stored)
     except ApiError as e:
         count_if_body_refused(app, e)
         return _failure(e.status, e.message, e.headers)
@@ -96,12 +110,9 @@ async def push(app: LoglakeApp, request: Request) -> Result:
     except InvalidBody as e:
         count_refused_body(app, e.code)
         return _failure(413 if e.too_large else 400, str(e))
-    if problems:
-        count_refused(app, problems)
-        app.metrics.protocol_records.inc((PROTOCOL, "rejected"), len({p.index for p in problems}))
-    if parsed is not None:
-        app.metrics.protocol_records.inc((PROTOCOL, "accepted"), parsed.count)
-    return _failure(400, refusal) if refusal else Result(204, b"")
+    if not new:
+        app.metrics.resent_pushes.inc((PROTOCOL,))
+    return answer
 
 
 def _checked(
