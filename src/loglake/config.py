@@ -55,8 +55,12 @@ class Settings:
     max_attribute_depth: int = _opt(_LIMITS.max_attribute_depth, "Deepest nesting of attributes objects and arrays.")
     max_attribute_bytes: int = _opt(_LIMITS.max_attribute_bytes, "Largest attributes object as JSON.")
     max_future_seconds: int = _opt(_LIMITS.max_future_ms // 1000, "How far in the future a record's timestamp may be.")
-    rate_limit: float = _opt(10_000.0, "Default requests per second per API key (token bucket rate).")
-    rate_burst: int = _opt(5_000, "Default burst per API key (token bucket size).")
+    rate_limit: float = _opt(
+        10_000.0,
+        "Default requests per second per API key (token bucket rate); a request counts one per 64 KiB of its body "
+        "started, so a rate bounds the bytes a key sends too.",
+    )
+    rate_burst: int = _opt(5_000, "Default burst per API key (token bucket size, in the same requests).")
     max_store_mb: int = _opt(0, "Cap on the hot store's size in MiB (0 = only the disk limits it).")
     access_log: str = _opt("-", "Where to write the JSON access log: '-' for stderr, a file path, or 'off'.")
     cors_allow_origins: str = _opt(

@@ -23,6 +23,7 @@ from loglake.api.http import (
     Receive,
     Request,
     Send,
+    declared_length,
     discard_body,
     read_body,
     send_bytes,
@@ -31,7 +32,7 @@ from loglake.api.http import (
     wait_for_disconnect,
 )
 from loglake.api.metrics import Metrics
-from loglake.api.ratelimit import RateLimiter
+from loglake.api.ratelimit import RateLimiter, request_units
 from loglake.api.resent_pushes import ResentPushes
 from loglake.api.route_table import ROUTES, Route, Router
 from loglake.api.routes import Result, count_if_body_refused
@@ -326,6 +327,10 @@ class LoglakeApp(RuntimeEvents):
             elif route.scope is not None:
                 self._authorize(route, request)
             request.body = await read_body(request, receive, route.body_limit(self.settings))
+            key = request.principal
+            unpaid = request_units(len(request.body)) - request_units(declared_length(request))
+            if key is not None and unpaid > 0:  # (a chunked body: its size known only now)
+                self.ratelimiter.charge(key.name, key.rate_limit, key.rate_burst, unpaid)
         if route.scope is not None and request.principal is None:
             self._authorize(route, request)
 
@@ -333,17 +338,23 @@ class LoglakeApp(RuntimeEvents):
         key = self.auth.authenticate(request)
         assert route.scope is not None
         require_scope(key, route.scope)
-        self.rate_limit(key)
+        # A body's size is its Content-Length until read (so a request over the rate is refused before its
+        # body is read), then what was read (SigV4 reads it first); a chunked body is charged once read.
+        size = len(request.body) if request.body_done else declared_length(request)
+        self.rate_limit(key, request_units(size))
         request.principal = key
 
-    def rate_limit(self, key: ApiKey) -> None:
-        """Take one of the key's requests from its bucket; ApiError 429 with Retry-After when it is empty."""
-        wait = self.ratelimiter.check(key.name, key.rate_limit, key.rate_burst)
+    def rate_limit(self, key: ApiKey, cost: int = 1) -> None:
+        """Take a request's cost (ratelimit.request_units) from the key's bucket; ApiError 429 with Retry-After
+        when it does not hold that much."""
+        wait = self.ratelimiter.check(key.name, key.rate_limit, key.rate_burst, cost)
         if wait:
             retry = str(max(1, int(wait + 0.999))).encode()
+            rate, burst = self.ratelimiter.limits(key.rate_limit, key.rate_burst)
             raise ApiError(
                 429,
                 "rate_limited",
-                f"too many requests for key {key.name!r}; retry after {retry.decode()} s",
+                f"too many requests for key {key.name!r} (its rate limit: {rate:g}/s, burst {burst}, a request "
+                f"counting one per 64 KiB of its body started); retry after {retry.decode()} s",
                 headers=[(b"retry-after", retry)],
             )

@@ -1,9 +1,23 @@
-"""Per-key token buckets: a steady rate with a burst allowance, answered with Retry-After when empty."""
+"""Per-key token buckets: a steady rate with a burst allowance, answered with Retry-After when empty.
+
+A request costs one token per REQUEST_UNIT_BYTES of its body started (one for a body of up to 64 KiB, or none),
+so that a key's rate bounds what it sends as well as how often: one 10 MB bulk costs 153 tokens, where a
+single record costs one (Loki limits each tenant in MB/s, CloudWatch Logs each account in requests and in
+bytes). A request costing more than a full bucket holds is taken when the bucket is full and leaves it in
+debt, so a key may send any body the route takes, at its rate on average.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+
+REQUEST_UNIT_BYTES = 64 * 1024
+
+
+def request_units(body_bytes: int) -> int:
+    """Tokens a request with a body of body_bytes costs: one per REQUEST_UNIT_BYTES started, at least one."""
+    return max(1, -(-body_bytes // REQUEST_UNIT_BYTES))
 
 
 class TokenBucket:
@@ -15,15 +29,18 @@ class TokenBucket:
         self.tokens = float(burst)
         self.updated = now
 
-    def take(self, now: float) -> float:
-        """0 if a token was taken, else the seconds until one will be available."""
+    def take(self, now: float, cost: int = 1, wait: bool = True) -> float:
+        """0 if `cost` tokens were taken (a cost above the burst once the bucket is full, leaving it in debt),
+        else the seconds until they will be; with wait=False they are taken whatever the bucket holds (a cost
+        found after the request was let in: what it owes, the next requests wait for)."""
         tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if tokens >= 1:
-            self.tokens = tokens - 1
+        needed = min(cost, self.burst)
+        if tokens >= needed or not wait:
+            self.tokens = tokens - cost
             return 0.0
         self.tokens = tokens
-        return (1 - tokens) / self.rate
+        return (needed - tokens) / self.rate
 
 
 class RateLimiter:
@@ -40,11 +57,19 @@ class RateLimiter:
         """The rate and burst a key gets: its own, else the server's."""
         return rate or self.rate, burst or self.burst
 
-    def check(self, key: str, rate: float | None = None, burst: int | None = None) -> float:
-        """0 when the request may go ahead, else how many seconds to wait."""
+    def check(self, key: str, rate: float | None = None, burst: int | None = None, cost: int = 1) -> float:
+        """0 when a request costing `cost` may go ahead, else how many seconds to wait."""
         now = self.clock()
+        return self._bucket(key, rate, burst, now).take(now, cost)
+
+    def charge(self, key: str, rate: float | None = None, burst: int | None = None, cost: int = 1) -> None:
+        """Take `cost` more of a request already let in (its body's size, known once read)."""
+        now = self.clock()
+        self._bucket(key, rate, burst, now).take(now, cost, wait=False)
+
+    def _bucket(self, key: str, rate: float | None, burst: int | None, now: float) -> TokenBucket:
         bucket = self._buckets.get(key)
         rate, burst = self.limits(rate, burst)
         if bucket is None or bucket.rate != rate or bucket.burst != burst:
             bucket = self._buckets[key] = TokenBucket(rate, burst, now)
-        return bucket.take(now)
+        return bucket
