@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 PATH = "/loki/api/v1/push"
 PROTOCOL = "loki"
 _TEXT = ((b"content-type", b"text/plain; charset=utf-8"),)
+_STORED = Result(204, b"")  # (one, shared by the pushes resent_pushes keeps: nothing changes a Result once made)
 # Said of a push without a Content-Type that cannot be read: a JSON push sent without one (as a hand-written client
 # may send it) would otherwise read as a broken protobuf push, and nothing would say why.
 _READ_AS_PROTOBUF = (
@@ -97,7 +98,7 @@ async def push(app: LoglakeApp, request: Request) -> Result:
                 app.metrics.protocol_records.inc((PROTOCOL, "rejected"), len({p.index for p in problems}))
             if parsed is not None:
                 app.metrics.protocol_records.inc((PROTOCOL, "accepted"), parsed.count)
-            return (_failure(400, refusal) if refusal else Result(204, b"")), parsed is not None
+            return (_failure(400, refusal) if refusal else _STORED), parsed is not None
 
         answer, new = await app.loki_pushes.once(key, stored)
     except ApiError as e:
