@@ -32,7 +32,7 @@ from loglake.api.http import (
     wait_for_disconnect,
 )
 from loglake.api.metrics import Metrics
-from loglake.api.ratelimit import RateLimiter, request_units
+from loglake.api.ratelimit import REQUEST_UNIT_BYTES, RateLimiter, request_units
 from loglake.api.resent_pushes import ResentPushes
 from loglake.api.route_table import ROUTES, Route, Router
 from loglake.api.routes import Result, count_if_body_refused
@@ -328,9 +328,10 @@ class LoglakeApp(RuntimeEvents):
                 self._authorize(route, request)
             request.body = await read_body(request, receive, route.body_limit(self.settings))
             key = request.principal
-            unpaid = request_units(len(request.body)) - request_units(declared_length(request))
-            if key is not None and unpaid > 0:  # (a chunked body: its size known only now)
-                self.ratelimiter.charge(key.name, key.rate_limit, key.rate_burst, unpaid)
+            if len(request.body) > REQUEST_UNIT_BYTES and key is not None:  # (never for a single record)
+                unpaid = request_units(len(request.body)) - request_units(declared_length(request))
+                if unpaid > 0:  # a chunked body: its size known only now
+                    self.ratelimiter.charge(key.name, key.rate_limit, key.rate_burst, unpaid)
         if route.scope is not None and request.principal is None:
             self._authorize(route, request)
 
@@ -341,7 +342,7 @@ class LoglakeApp(RuntimeEvents):
         # A body's size is its Content-Length until read (so a request over the rate is refused before its
         # body is read), then what was read (SigV4 reads it first); a chunked body is charged once read.
         size = len(request.body) if request.body_done else declared_length(request)
-        self.rate_limit(key, request_units(size))
+        self.rate_limit(key, 1 if size <= REQUEST_UNIT_BYTES else request_units(size))
         request.principal = key
 
     def rate_limit(self, key: ApiKey, cost: int = 1) -> None:

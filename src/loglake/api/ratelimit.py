@@ -29,14 +29,13 @@ class TokenBucket:
         self.tokens = float(burst)
         self.updated = now
 
-    def take(self, now: float, cost: int = 1, wait: bool = True) -> float:
+    def take(self, now: float, cost: int = 1) -> float:
         """0 if `cost` tokens were taken (a cost above the burst once the bucket is full, leaving it in debt),
-        else the seconds until they will be; with wait=False they are taken whatever the bucket holds (a cost
-        found after the request was let in: what it owes, the next requests wait for)."""
+        else the seconds until they will be."""
         tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        needed = min(cost, self.burst)
-        if tokens >= needed or not wait:
+        needed = cost if cost <= self.burst else self.burst
+        if tokens >= needed:
             self.tokens = tokens - cost
             return 0.0
         self.tokens = tokens
@@ -60,16 +59,14 @@ class RateLimiter:
     def check(self, key: str, rate: float | None = None, burst: int | None = None, cost: int = 1) -> float:
         """0 when a request costing `cost` may go ahead, else how many seconds to wait."""
         now = self.clock()
-        return self._bucket(key, rate, burst, now).take(now, cost)
-
-    def charge(self, key: str, rate: float | None = None, burst: int | None = None, cost: int = 1) -> None:
-        """Take `cost` more of a request already let in (its body's size, known once read)."""
-        now = self.clock()
-        self._bucket(key, rate, burst, now).take(now, cost, wait=False)
-
-    def _bucket(self, key: str, rate: float | None, burst: int | None, now: float) -> TokenBucket:
         bucket = self._buckets.get(key)
         rate, burst = self.limits(rate, burst)
         if bucket is None or bucket.rate != rate or bucket.burst != burst:
             bucket = self._buckets[key] = TokenBucket(rate, burst, now)
-        return bucket
+        return bucket.take(now, cost)
+
+    def charge(self, key: str, rate: float | None = None, burst: int | None = None, cost: int = 1) -> None:
+        """Take `cost` more for a request already let in (its body's size, known once read), whatever the
+        bucket holds: the key's next requests wait for it."""
+        self.check(key, rate, burst, 0)  # (brings the bucket up to now)
+        self._buckets[key].tokens -= cost
