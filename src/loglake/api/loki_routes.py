@@ -4,7 +4,8 @@ POST /logs stores records, 204 once they are on disk.
 As Loki's distributor does, an entry that cannot be stored is refused on its own: the push's other entries are
 stored, and the answer is then a 400 naming the refused ones. Promtail and Alloy do not send a push again after
 a 400, so refusing the whole push for one entry (a blank line in a tailed file, one clock gone wrong) would
-lose every entry beside it.
+lose every entry beside it. A push they send again byte for byte after a lost answer is answered as the first was
+and stored once (resent_pushes), as Loki keeps one of identical entries.
 
 Errors are answered as Loki answers them, a line of plain text with the status. Authentication, scopes
 and rate limits are the app's, as for POST /logs: Bearer (`bearer_token` in Promtail and Alloy).
@@ -53,7 +54,8 @@ OPENAPI = {
             "the entry's structured metadata as attributes, but `trace_id` and `span_id` that are ids fill the "
             "record's. As Loki does, an entry that cannot be stored is refused on its own and the push's other "
             "entries are stored; the answer is then a 400, a line of text naming the refused entries by stream "
-            "and entry (counted from 1) and saying how many were stored.",
+            "and entry (counted from 1) and saying how many were stored. A push sent again byte for byte within 15 "
+            "minutes of being stored (a retry after a lost answer) gets the first one's answer, not stored again.",
             "requestBody": {
                 "required": True,
                 "content": {
