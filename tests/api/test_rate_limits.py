@@ -1,6 +1,6 @@
 """A key's rate limit bounds what it sends, not only how often: a request costs one token per 64 KiB of its body
 started (ratelimit.request_units), on every ingest protocol, whatever the body's framing (Content-Length or
-chunked). Trial s15 T6: a key limited to 1 request/s sent three 9.5 MB bulks in three seconds, while four single
+chunked): let in for one token, the rest taken once the body is read. Trial s15 T6: a key limited to 1 request/s sent three 9.5 MB bulks in three seconds, while four single
 records at once were refused."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ async def test_a_big_body_spends_the_keys_rate_as_its_size_says(app: LoglakeApp,
     assert int(small[2].headers["retry-after"]) >= 1
 
 
-async def test_a_body_bigger_than_the_burst_is_taken_once_and_the_key_then_waits(app: LoglakeApp) -> None:
+async def test_a_body_bigger_than_the_burst_is_taken_and_the_key_then_waits(app: LoglakeApp) -> None:
     """Any body the route takes can be sent: it leaves the bucket in debt, and the key waits as long as its rate
     needs to pay it back."""
     async with asgi_client(app, key_for(app, "ingest", rate_limit=SLOW, rate_burst=2)) as client:
@@ -76,8 +76,7 @@ async def test_a_body_bigger_than_the_burst_is_taken_once_and_the_key_then_waits
 
 
 async def test_a_chunked_body_is_charged_once_read(app: LoglakeApp) -> None:
-    """Without a Content-Length the size is known only once the body is in: that request goes through, and the
-    next ones pay for it."""
+    """Without a Content-Length, charged as any body: once read."""
     body = _ndjson(_records(8))
 
     async def chunks():

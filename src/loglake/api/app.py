@@ -23,7 +23,6 @@ from loglake.api.http import (
     Receive,
     Request,
     Send,
-    declared_length,
     discard_body,
     read_body,
     send_bytes,
@@ -327,28 +326,24 @@ class LoglakeApp(RuntimeEvents):
             elif route.scope is not None:
                 self._authorize(route, request)
             request.body = await read_body(request, receive, route.body_limit(self.settings))
-            key = request.principal
-            if len(request.body) > REQUEST_UNIT_BYTES and key is not None:  # (never for a single record)
-                unpaid = request_units(len(request.body)) - request_units(declared_length(request))
-                if unpaid > 0:  # a chunked body: its size known only now
-                    self.ratelimiter.charge(key.name, key.rate_limit, key.rate_burst, unpaid)
         if route.scope is not None and request.principal is None:
             self._authorize(route, request)
+        if len(request.body) > REQUEST_UNIT_BYTES and request.principal is not None:  # (never a single record)
+            # Let in for one token, the request costs one more per 64 KiB of body beyond the first (request_units),
+            # whatever the bucket holds: the key's next requests wait until its rate has paid for it.
+            self.ratelimiter.charge(request.principal.name, request_units(len(request.body)) - 1)
 
     def _authorize(self, route: Route, request: Request) -> None:
         key = self.auth.authenticate(request)
         assert route.scope is not None
         require_scope(key, route.scope)
-        # A body's size is its Content-Length until read (so a request over the rate is refused before its
-        # body is read), then what was read (SigV4 reads it first); a chunked body is charged once read.
-        size = len(request.body) if request.body_done else declared_length(request)
-        self.rate_limit(key, 1 if size <= REQUEST_UNIT_BYTES else request_units(size))
+        self.rate_limit(key)
         request.principal = key
 
-    def rate_limit(self, key: ApiKey, cost: int = 1) -> None:
-        """Take a request's cost (ratelimit.request_units) from the key's bucket; ApiError 429 with Retry-After
-        when it does not hold that much."""
-        wait = self.ratelimiter.check(key.name, key.rate_limit, key.rate_burst, cost)
+    def rate_limit(self, key: ApiKey) -> None:
+        """Take one of the key's requests from its bucket; ApiError 429 with Retry-After when it is empty (a big
+        body's cost is taken once it is read: see _admit)."""
+        wait = self.ratelimiter.check(key.name, key.rate_limit, key.rate_burst)
         if wait:
             retry = str(max(1, int(wait + 0.999))).encode()
             rate, burst = self.ratelimiter.limits(key.rate_limit, key.rate_burst)

@@ -128,7 +128,7 @@ class Request:
             return False
         if self.headers.get(b"transfer-encoding", b"").strip().lower() == b"chunked":
             return True
-        return declared_length(self) > (self.body_received or 0)
+        return _declared_length(self) > (self.body_received or 0)
 
 
 async def read_body(request: Request, receive: Receive, max_bytes: int) -> bytes:
@@ -170,7 +170,7 @@ async def discard_body(request: Request, receive: Receive, max_body_bytes: int) 
     if request.body_received is None and request.header(b"expect").strip().lower() == "100-continue":
         return
     limit = 2 * max_body_bytes
-    if declared_length(request) > limit:
+    if _declared_length(request) > limit:
         return
     received = request.body_received or 0
     while received <= limit:
@@ -195,7 +195,7 @@ async def wait_for_disconnect(request: Request) -> None:
             request.body_done = True
 
 
-def declared_length(request: Request) -> int:
+def _declared_length(request: Request) -> int:
     """The Content-Length, 0 when there is none (or it is not a number, which read_body refuses)."""
     length = request.headers.get(b"content-length", b"")
     return int(length) if length.isdigit() else 0

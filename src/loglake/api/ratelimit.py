@@ -1,10 +1,10 @@
 """Per-key token buckets: a steady rate with a burst allowance, answered with Retry-After when empty.
 
-A request costs one token per REQUEST_UNIT_BYTES of its body started (one for a body of up to 64 KiB, or none),
-so that a key's rate bounds what it sends as well as how often: one 10 MB bulk costs 153 tokens, where a
-single record costs one (Loki limits each tenant in MB/s, CloudWatch Logs each account in requests and in
-bytes). A request costing more than a full bucket holds is taken when the bucket is full and leaves it in
-debt, so a key may send any body the route takes, at its rate on average.
+A request is let in for one token, and its body then costs one more per REQUEST_UNIT_BYTES started beyond the
+first 64 KiB, taken whatever the bucket holds, so that a key's rate bounds what it sends as well as how often: one
+10 MB bulk costs 153 tokens, where a single record costs one (Loki limits each tenant in MB/s, CloudWatch Logs
+each account in requests and in bytes). A bucket left in debt makes the key's next requests wait until its rate
+has paid for the body; any body the route takes can still be sent.
 """
 
 from __future__ import annotations
@@ -29,17 +29,20 @@ class TokenBucket:
         self.tokens = float(burst)
         self.updated = now
 
-    def take(self, now: float, cost: int = 1) -> float:
-        """0 if `cost` tokens were taken (a cost above the burst once the bucket is full, leaving it in debt),
-        else the seconds until they will be."""
+    def take(self, now: float) -> float:
+        """0 if a token was taken, else the seconds until one will be available."""
         tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        needed = cost if cost <= self.burst else self.burst
-        if tokens >= needed:
-            self.tokens = tokens - cost
+        if tokens >= 1:
+            self.tokens = tokens - 1
             return 0.0
         self.tokens = tokens
-        return (needed - tokens) / self.rate
+        return (1 - tokens) / self.rate
+
+    def owe(self, now: float, tokens: int) -> None:
+        """Take `tokens` whatever the bucket holds: below zero, the next take waits until the rate has paid."""
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate) - tokens
+        self.updated = now
 
 
 class RateLimiter:
@@ -56,17 +59,17 @@ class RateLimiter:
         """The rate and burst a key gets: its own, else the server's."""
         return rate or self.rate, burst or self.burst
 
-    def check(self, key: str, rate: float | None = None, burst: int | None = None, cost: int = 1) -> float:
-        """0 when a request costing `cost` may go ahead, else how many seconds to wait."""
+    def check(self, key: str, rate: float | None = None, burst: int | None = None) -> float:
+        """0 when the request may go ahead, else how many seconds to wait."""
         now = self.clock()
         bucket = self._buckets.get(key)
         rate, burst = self.limits(rate, burst)
         if bucket is None or bucket.rate != rate or bucket.burst != burst:
             bucket = self._buckets[key] = TokenBucket(rate, burst, now)
-        return bucket.take(now, cost)
+        return bucket.take(now)
 
-    def charge(self, key: str, rate: float | None = None, burst: int | None = None, cost: int = 1) -> None:
-        """Take `cost` more for a request already let in (its body's size, known once read), whatever the
-        bucket holds: the key's next requests wait for it."""
-        self.check(key, rate, burst, 0)  # (brings the bucket up to now)
-        self._buckets[key].tokens -= cost
+    def charge(self, key: str, tokens: int) -> None:
+        """Take `tokens` more for a request check() let in (its body), whatever the bucket holds."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.owe(self.clock(), tokens)
