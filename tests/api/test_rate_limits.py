@@ -1,7 +1,7 @@
 """A key's rate limit bounds what it sends, not only how often: a request costs one token per 64 KiB of its body
 started (ratelimit.request_units), on every ingest protocol, whatever the body's framing (Content-Length or
-chunked): let in for one token, the rest taken once the body is read. Trial s15 T6: a key limited to 1 request/s sent three 9.5 MB bulks in three seconds, while four single
-records at once were refused."""
+chunked): let in for one token, the rest taken once the body is read. Trial s15 T6: a key limited to 1 request/s
+sent three 9.5 MB bulks in three seconds, while four single records at once were refused."""
 
 from __future__ import annotations
 
