@@ -1,5 +1,8 @@
-import logging, os
+import logging
+import os
+
 from loglake.logging import LoglakeHandler
+
 handler = LoglakeHandler(os.environ["LOGLAKE_URL"], api_key=os.environ["LOGLAKE_API_KEY"], service="billing-py")
 logging.basicConfig(level=logging.INFO, handlers=[handler])
 log = logging.getLogger("billing.core")

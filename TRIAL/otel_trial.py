@@ -1,10 +1,13 @@
-import logging, os, sys
-from opentelemetry._logs import set_logger_provider
+import logging
+import os
+import sys
+
+from opentelemetry import trace
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+
 kind = sys.argv[1]
 if kind == "proto":
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
@@ -16,12 +19,14 @@ lp = LoggerProvider(resource=Resource.create({"service.name": f"otel-{kind}"}))
 lp.add_log_record_processor(BatchLogRecordProcessor(exp))
 trace.set_tracer_provider(TracerProvider())
 h = LoggingHandler(level=logging.DEBUG, logger_provider=lp)
-log = logging.getLogger("trial"); log.addHandler(h); log.setLevel(logging.DEBUG)
+log = logging.getLogger("trial")
+log.addHandler(h)
+log.setLevel(logging.DEBUG)
 with trace.get_tracer("t").start_as_current_span("s"):
     log.warning("otel %s hello %s", kind, 42, extra={"user": "alice"})
 log.debug("otel %s debug", kind)
 try:
-    1/0
+    raise ZeroDivisionError("boom")
 except Exception:
     log.exception("otel %s boom", kind)
 lp.shutdown()

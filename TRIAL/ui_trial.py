@@ -1,6 +1,9 @@
 import os
+
 from playwright.sync_api import sync_playwright
-U = os.environ["LOGLAKE_URL"]; K = os.environ["LOGLAKE_API_KEY"]
+
+U = os.environ["LOGLAKE_URL"]
+K = os.environ["LOGLAKE_API_KEY"]
 errors = []
 with sync_playwright() as p:
     b = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
@@ -16,10 +19,12 @@ with sync_playwright() as p:
     print("title", page.title(), page.url)
     page.screenshot(path="explore.png", full_page=False)
     page.fill("input[type=search], input[name=q], #q", "loki")
-    page.keyboard.press("Enter"); page.wait_for_timeout(2000)
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(2000)
     page.screenshot(path="search.png")
     for path in ["/ui/sql", "/ui/alerts", "/ui/rules", "/ui/status", "/ui/ask"]:
-        page.goto(U + path); page.wait_for_timeout(1500)
+        page.goto(U + path)
+        page.wait_for_timeout(1500)
         page.screenshot(path=path.strip("/").replace("/", "_") + ".png")
     b.close()
 print(errors)
