@@ -100,7 +100,7 @@ def keys() -> None:
     "--rate-limit",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Requests/s for this key (default: the server's).",
+    help="Requests/s for this key, a request counting one per 64 KiB of its body started (default: the server's).",
 )
 @click.option(
     "--rate-burst",

@@ -55,8 +55,12 @@ class Settings:
     max_attribute_depth: int = _opt(_LIMITS.max_attribute_depth, "Deepest nesting of attributes objects and arrays.")
     max_attribute_bytes: int = _opt(_LIMITS.max_attribute_bytes, "Largest attributes object as JSON.")
     max_future_seconds: int = _opt(_LIMITS.max_future_ms // 1000, "How far in the future a record's timestamp may be.")
-    rate_limit: float = _opt(10_000.0, "Default requests per second per API key (token bucket rate).")
-    rate_burst: int = _opt(5_000, "Default burst per API key (token bucket size).")
+    rate_limit: float = _opt(
+        10_000.0,
+        "Default requests per second per API key (token bucket rate); a request counts one per 64 KiB of its body "
+        "started, so a rate bounds the bytes a key sends too.",
+    )
+    rate_burst: int = _opt(5_000, "Default burst per API key (token bucket size, in the same requests).")
     max_store_mb: int = _opt(0, "Cap on the hot store's size in MiB (0 = only the disk limits it).")
     access_log: str = _opt("-", "Where to write the JSON access log: '-' for stderr, a file path, or 'off'.")
     cors_allow_origins: str = _opt(
@@ -133,8 +137,13 @@ class Settings:
 
     # -- syslog listeners (protocols/syslog.py)
     syslog_udp: str = _opt("", "HOST:PORT (or PORT, on 127.0.0.1) to receive syslog over UDP; empty = off.")
-    syslog_tcp: str = _opt("", "HOST:PORT (or PORT, on 127.0.0.1) to receive syslog over TCP; empty = off.")
-    syslog_tls_cert: str = _opt("", "PEM certificate (chain) for TLS on the syslog TCP listener; empty = plain TCP.")
+    syslog_tcp: str = _opt("", "HOST:PORT (or PORT, on 127.0.0.1) to receive syslog over plain TCP; empty = off.")
+    syslog_tls: str = _opt(
+        "",
+        "HOST:PORT (or PORT, on 127.0.0.1) to receive syslog over TLS (RFC 5425, whose port is 6514), beside "
+        "syslog_tcp or alone; needs syslog_tls_cert and syslog_tls_key; empty = off.",
+    )
+    syslog_tls_cert: str = _opt("", "PEM certificate (chain) of the syslog TLS listener (syslog_tls).")
     syslog_tls_key: str = _opt("", "PEM private key of syslog_tls_cert.")
     syslog_allow: str = _opt(
         "",
@@ -330,10 +339,13 @@ def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Net
     return tuple(networks)
 
 
+SYSLOG_LISTENERS = ("syslog_udp", "syslog_tcp", "syslog_tls")  # the settings that name a listener's address
+
+
 def syslog_problems(settings: Settings) -> list[str]:
     found = []
     hosts = []
-    for name in ("syslog_udp", "syslog_tcp"):
+    for name in SYSLOG_LISTENERS:
         if getattr(settings, name):
             try:
                 hosts.append(parse_listen_address(getattr(settings, name))[0])
@@ -353,8 +365,17 @@ def syslog_problems(settings: Settings) -> list[str]:
     if bool(settings.syslog_tls_cert) != bool(settings.syslog_tls_key):
         cert, key = as_typed("syslog_tls_cert"), as_typed("syslog_tls_key")
         found.append(f"{cert} and {key} go together: give both files, or neither")
-    elif settings.syslog_tls_cert and not settings.syslog_tcp:
-        found.append(f"{as_typed('syslog_tls_cert')} is for the TCP listener: set {as_typed('syslog_tcp')} too")
+    elif settings.syslog_tls_cert and not settings.syslog_tls:
+        # (before syslog_tls, the cert put TLS on syslog_tcp: such a setting must not quietly become plain TCP)
+        found.append(
+            f"{as_typed('syslog_tls_cert')} is for the TLS listener: name its address with {as_typed('syslog_tls')} "
+            f"(RFC 5425's port is 6514); {as_typed('syslog_tcp')} is plain TCP, and both can listen at once"
+        )
+    elif settings.syslog_tls and not settings.syslog_tls_cert:
+        found.append(
+            f"{as_typed('syslog_tls')} needs a certificate: give {as_typed('syslog_tls_cert')} and "
+            f"{as_typed('syslog_tls_key')} (PEM files)"
+        )
     if not settings.syslog_rate_limit > 0:
         found.append(f"syslog_rate_limit must be positive, got {settings.syslog_rate_limit}")
     try:

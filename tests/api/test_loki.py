@@ -7,6 +7,7 @@ The protobuf pushes are encoded here, byte by byte, from Loki's published push f
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 from dataclasses import replace
@@ -370,3 +371,64 @@ async def test_a_push_is_bounded_by_its_size_not_by_post_logs_record_count(setti
             assert posted.status_code == 413
     finally:
         application.close()
+
+
+# -- a push sent again after a lost answer (Promtail's and Alloy's retries) -------------------------------------
+
+
+def _lines(count: int) -> list[bytes]:
+    return [entry(ns(i + 1), f"line {i}") for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "count"),
+    [
+        (protobuf_push(('{job="a"}', _lines(3))), PROTOBUF, 3),
+        (protobuf_push(('{job="a"}', _lines(BULK_MIN_RECORDS + 10))), PROTOBUF, BULK_MIN_RECORDS + 10),
+        (json_push(({"job": "a"}, [[str(ns(i + 1)), f"line {i}"] for i in range(3)])), JSON, 3),
+    ],
+    ids=["protobuf", "protobuf-bulk", "json"],
+)
+async def test_a_push_sent_again_is_stored_once_as_loki_stores_it(
+    client: httpx.AsyncClient, body: bytes, headers: dict[str, str], count: int
+) -> None:
+    """Promtail and Alloy send a batch's bytes again after a timeout, a 429 or a 5xx; Loki drops entries identical
+    to ones in their stream, so the retry of a push whose answer was lost adds nothing."""
+    for _ in range(3):
+        response = await push(client, body, headers)
+        assert (response.status_code, response.content) == (204, b"")
+    query = await client.post("/query", json={"sql": "SELECT count(*), count(DISTINCT message) FROM logs"})
+    assert query.json()["rows"] == [[count, count]]
+    metrics = (await client.get("/metrics")).text
+    assert f'loglake_protocol_records_total{{protocol="loki",outcome="accepted"}} {count}' in metrics
+    assert 'loglake_resent_pushes_total{protocol="loki"} 2' in metrics
+
+
+async def test_a_push_sent_again_while_the_first_is_being_stored_is_stored_once(client: httpx.AsyncClient) -> None:
+    """A retry after a client's timeout can arrive while the first push is still being stored."""
+    body = protobuf_push(('{job="a"}', _lines(50)))
+    answers = await asyncio.gather(*(push(client, body) for _ in range(4)))
+    assert [a.status_code for a in answers] == [204] * 4
+    query = await client.post("/query", json={"sql": "SELECT count(*) FROM logs"})
+    assert query.json()["rows"] == [[50]]
+
+
+async def test_a_partly_refused_push_sent_again_is_answered_alike_and_stores_nothing_more(
+    client: httpx.AsyncClient,
+) -> None:
+    body = protobuf_push(('{job="a"}', [entry(ns(1), "fine"), entry(ns(2), "")]))
+    first, again = await push(client, body), await push(client, body)
+    assert first.status_code == again.status_code == 400
+    assert again.text == first.text and first.text.startswith("1 of 2 entries cannot be stored, the other 1 were")
+    query = await client.post("/query", json={"sql": "SELECT count(*) FROM logs"})
+    assert query.json()["rows"] == [[1]]
+
+
+async def test_pushes_of_other_bytes_are_each_stored(client: httpx.AsyncClient) -> None:
+    """Only the same bytes are the same push: a push of one more entry, or the same entries in JSON, is new."""
+    assert (await push(client, protobuf_push(('{job="a"}', _lines(2))))).status_code == 204
+    assert (await push(client, protobuf_push(('{job="a"}', _lines(3))))).status_code == 204
+    json_body = json_push(({"job": "a"}, [[str(ns(i + 1)), f"line {i}"] for i in range(2)]))
+    assert (await push(client, json_body, JSON)).status_code == 204
+    query = await client.post("/query", json={"sql": "SELECT count(*) FROM logs"})
+    assert query.json()["rows"] == [[7]]

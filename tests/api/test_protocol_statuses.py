@@ -41,9 +41,16 @@ class Endpoint:
     malformed: bytes | None = None  # a body the protocol refuses whole
     foreign_type: str | None = None  # a Content-Type the endpoint refuses
     stores: bool = True  # False: it reads a body but stores nothing, so full storage does not refuse it
+    # The n-th good body other than `good`, for a protocol that answers a body sent again as it answered it,
+    # without storing it (Loki): a body stored once would never meet the full store.
+    again: Callable[[int], bytes] | None = None
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
+
+
+def _loki_push(line: str) -> bytes:
+    return json.dumps({"streams": [{"stream": {"job": "a"}, "values": [[str((NOW_MS - 1) * 10**6), line]]}]}).encode()
 
 
 NDJSON = "application/x-ndjson"
@@ -55,9 +62,10 @@ ENDPOINTS = [
         "/loki/api/v1/push",
         "/loki/api/v1/push",
         "application/json",
-        json.dumps({"streams": [{"stream": {"job": "a"}, "values": [[str((NOW_MS - 1) * 10**6), "x"]]}]}).encode(),
+        _loki_push("x"),
         b'{"streams": 1}',
         "text/plain",
+        again=lambda n: _loki_push(f"x{n}"),
     ),
     *(Endpoint(m, "/_bulk", "/_bulk", NDJSON, BULK, b"not json\n", "text/plain") for m in ("POST", "PUT")),
     *(Endpoint(m, "/app/_bulk", "/{index}/_bulk", NDJSON, BULK, b"not json\n", "text/plain") for m in ("POST", "PUT")),
@@ -124,16 +132,18 @@ async def _answers(app: LoglakeApp, endpoint: Endpoint) -> list[httpx.Response]:
     limited = key_for(app, "ingest", rate_limit=0.5, rate_burst=1)
     answers += [await call(limited), await call(limited)]
     if endpoint.content_type is not None and endpoint.stores:
-        answers.append(await _refused_for_storage(app, call))
+        answers.append(await _refused_for_storage(app, call, endpoint.again))
     return answers
 
 
-async def _refused_for_storage(app: LoglakeApp, call: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
+async def _refused_for_storage(
+    app: LoglakeApp, call: Callable[..., Awaitable[httpx.Response]], again: Callable[[int], bytes] | None = None
+) -> httpx.Response:
     """The answer once the store cannot take the request's records (a write it refused may free a little room,
     so a short one may pass first)."""
     await _fill_the_store(app)
-    for _ in range(10):
-        answer = await call()
+    for attempt in range(10):
+        answer = await (call() if again is None else call(body=again(attempt)))
         if answer.status_code == 503 or b'"status":503' in answer.content:  # a bulk item fails alone
             return answer
     pytest.fail("the full store kept taking records")

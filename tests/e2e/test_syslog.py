@@ -229,7 +229,7 @@ def certificates(tmp_path: Path) -> Certificates:
 
 def tls_listening(port: int, certificates: Certificates) -> tuple[str, ...]:
     return (
-        *("--syslog-tcp", f"127.0.0.1:{port}"),
+        *("--syslog-tls", f"127.0.0.1:{port}"),
         *("--syslog-tls-cert", str(certificates.cert), "--syslog-tls-key", str(certificates.key)),
     )
 
@@ -250,6 +250,29 @@ def test_tls_with_a_test_certificate(syslog_server: Callable[..., ServerProcess]
     assert (log["service"], log["message"]) == ("secure", "over tls\nwith a newline")
     time.sleep(0.5)  # past a commit interval: the plain connection's line would have been committed by now
     assert [log["service"] for log in recent(server)] == ["secure"]
+
+
+def test_plain_tcp_and_tls_listen_side_by_side(
+    syslog_server: Callable[..., ServerProcess], certificates: Certificates
+) -> None:
+    """As rsyslog's two imtcp inputs (514 plain, 6514 with TLS): hosts that send plain TCP and hosts that send
+    TLS reach one server."""
+    plain_port, tls_port = free_port(), free_port()
+    server = syslog_server("--syslog-tcp", f"127.0.0.1:{plain_port}", *tls_listening(tls_port, certificates))
+    assert f"syslog: tcp 127.0.0.1:{plain_port}, tls 127.0.0.1:{tls_port}" in server.log_path.read_text()
+    with socket.create_connection(("127.0.0.1", plain_port)) as plain:
+        plain.sendall(b"<14>1 - h plain - - - over plain tcp\n")
+    context = ssl.create_default_context(cafile=str(certificates.ca))
+    with (
+        socket.create_connection(("127.0.0.1", tls_port)) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(b"<14>1 - h secure - - - over tls\n")
+    logs = wait_for(server, 2)
+    assert sorted((log["service"], log["message"]) for log in logs) == [
+        ("plain", "over plain tcp"),
+        ("secure", "over tls"),
+    ]
 
 
 def test_failed_tls_handshakes_are_counted_and_said_once_a_minute(
@@ -413,7 +436,7 @@ def test_a_first_start_that_fails_on_its_tls_files_shows_no_admin_key(
         other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     data = tmp_path / "fresh"
-    listener = ("--syslog-tcp", f"127.0.0.1:{free_port()}", "--syslog-tls-cert", str(certificates.cert))
+    listener = ("--syslog-tls", f"127.0.0.1:{free_port()}", "--syslog-tls-cert", str(certificates.cert))
     serve = [sys.executable, "-m", "loglake", "serve", "--data-dir", str(data), "--port", str(free_port())]
     failed = subprocess.run(
         [*serve, *listener, "--syslog-tls-key", str(wrong)],

@@ -33,13 +33,18 @@ from loglake.store.base import RecentQuery
         ({"LOGLAKE_SYSLOG_UDP": "host:port"}, "LOGLAKE_SYSLOG_UDP: 'host:port' is not HOST:PORT"),
         ({"LOGLAKE_SYSLOG_UDP": "70000"}, "LOGLAKE_SYSLOG_UDP: '70000' is not HOST:PORT"),
         ({"LOGLAKE_SYSLOG_ALLOW": "10.0.0.0/8,nonsense"}, "LOGLAKE_SYSLOG_ALLOW: 'nonsense' is not an IP address"),
+        ({"LOGLAKE_SYSLOG_TLS": "0.0.0.0:6514"}, "refusing to take syslog on 0.0.0.0 from anywhere"),
         (
-            {"LOGLAKE_SYSLOG_TCP": "5514", "LOGLAKE_SYSLOG_TLS_CERT": "c.pem"},
+            {"LOGLAKE_SYSLOG_TLS": "6514", "LOGLAKE_SYSLOG_TLS_CERT": "c.pem"},
             r"--syslog-tls-cert \(LOGLAKE_SYSLOG_TLS_CERT\) and --syslog-tls-key \(LOGLAKE_SYSLOG_TLS_KEY\) go",
         ),
+        (  # what put TLS on the TCP listener before --syslog-tls: refused, never quietly plain TCP
+            {"LOGLAKE_SYSLOG_TCP": "6514", "LOGLAKE_SYSLOG_TLS_CERT": "c.pem", "LOGLAKE_SYSLOG_TLS_KEY": "k.pem"},
+            r"is for the TLS listener: name its address with --syslog-tls \(LOGLAKE_SYSLOG_TLS\)",
+        ),
         (
-            {"LOGLAKE_SYSLOG_TLS_CERT": "c.pem", "LOGLAKE_SYSLOG_TLS_KEY": "k.pem"},
-            r"set --syslog-tcp \(LOGLAKE_SYSLOG_TCP\) too",
+            {"LOGLAKE_SYSLOG_TLS": "6514"},
+            r"--syslog-tls \(LOGLAKE_SYSLOG_TLS\) needs a certificate: give --syslog-tls-cert",
         ),
         ({"LOGLAKE_SYSLOG_RATE_LIMIT": "0"}, "LOGLAKE_SYSLOG_RATE_LIMIT must be positive"),
         (
@@ -67,6 +72,10 @@ def test_syslog_settings_from_flags_environment_and_toml(tmp_path: Path) -> None
     assert settings.syslog_timezone == "Asia/Tokyo" and load_settings(environ={}).syslog_timezone == "UTC"
     assert load_settings({"syslog_timezone": "Europe/Berlin"}).syslog_timezone == "Europe/Berlin"
     assert SyslogListeners.wanted(settings) and not SyslogListeners.wanted(load_settings(environ={}))
+    tls = load_settings(
+        environ={"LOGLAKE_SYSLOG_TLS": "6514", "LOGLAKE_SYSLOG_TLS_CERT": "c", "LOGLAKE_SYSLOG_TLS_KEY": "k"}
+    )
+    assert (tls.syslog_tls, tls.syslog_tcp) == ("6514", "") and SyslogListeners.wanted(tls)
 
 
 def test_the_allowance_goes_into_debt_and_says_how_long_to_wait() -> None:

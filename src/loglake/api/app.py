@@ -31,9 +31,10 @@ from loglake.api.http import (
     wait_for_disconnect,
 )
 from loglake.api.metrics import Metrics
-from loglake.api.ratelimit import RateLimiter
+from loglake.api.ratelimit import REQUEST_UNIT_BYTES, RateLimiter, request_units
+from loglake.api.resent_pushes import ResentPushes
 from loglake.api.route_table import ROUTES, Route, Router
-from loglake.api.routes import count_if_body_refused
+from loglake.api.routes import Result, count_if_body_refused
 from loglake.api.runtime_events import RuntimeEvents
 from loglake.api.security_headers import SECURITY_HEADERS
 from loglake.config import Settings, parse_origins
@@ -83,6 +84,7 @@ class LoglakeApp(RuntimeEvents):
             runtime.keyring if settings.auth else None, settings.region, runtime.clock, self.sessions
         )
         self.ratelimiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        self.loki_pushes: ResentPushes[Result] = ResentPushes()  # Loki pushes sent again after a lost answer
         self.router = Router(ROUTES)
         arrivals = runtime.service.arrivals
         self.tails = TailHub(arrivals, settings.max_tails_per_key, self.service.now_ms) if arrivals else None
@@ -326,6 +328,10 @@ class LoglakeApp(RuntimeEvents):
             request.body = await read_body(request, receive, route.body_limit(self.settings))
         if route.scope is not None and request.principal is None:
             self._authorize(route, request)
+        if len(request.body) > REQUEST_UNIT_BYTES and request.principal is not None:  # (never a single record)
+            # Let in for one token, the request costs one more per 64 KiB of body beyond the first (request_units),
+            # whatever the bucket holds: the key's next requests wait until its rate has paid for it.
+            self.ratelimiter.charge(request.principal.name, request_units(len(request.body)) - 1)
 
     def _authorize(self, route: Route, request: Request) -> None:
         key = self.auth.authenticate(request)
@@ -335,13 +341,16 @@ class LoglakeApp(RuntimeEvents):
         request.principal = key
 
     def rate_limit(self, key: ApiKey) -> None:
-        """Take one of the key's requests from its bucket; ApiError 429 with Retry-After when it is empty."""
+        """Take one of the key's requests from its bucket; ApiError 429 with Retry-After when it is empty (a big
+        body's cost is taken once it is read: see _admit)."""
         wait = self.ratelimiter.check(key.name, key.rate_limit, key.rate_burst)
         if wait:
             retry = str(max(1, int(wait + 0.999))).encode()
+            rate, burst = self.ratelimiter.limits(key.rate_limit, key.rate_burst)
             raise ApiError(
                 429,
                 "rate_limited",
-                f"too many requests for key {key.name!r}; retry after {retry.decode()} s",
+                f"too many requests for key {key.name!r} (its rate limit: {rate:g}/s, burst {burst}, a request "
+                f"counting one per 64 KiB of its body started); retry after {retry.decode()} s",
                 headers=[(b"retry-after", retry)],
             )

@@ -4,7 +4,8 @@ POST /logs stores records, 204 once they are on disk.
 As Loki's distributor does, an entry that cannot be stored is refused on its own: the push's other entries are
 stored, and the answer is then a 400 naming the refused ones. Promtail and Alloy do not send a push again after
 a 400, so refusing the whole push for one entry (a blank line in a tailed file, one clock gone wrong) would
-lose every entry beside it.
+lose every entry beside it. A push they send again byte for byte after a lost answer is answered as the first was
+and stored once (resent_pushes), as Loki keeps one of identical entries.
 
 Errors are answered as Loki answers them, a line of plain text with the status. Authentication, scopes
 and rate limits are the app's, as for POST /logs: Bearer (`bearer_token` in Promtail and Alloy).
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from loglake.api.http import ApiError, EncodedApiError, Request
+from loglake.api.resent_pushes import fingerprint
 from loglake.api.routes import (
     Result,
     checked_body,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 PATH = "/loki/api/v1/push"
 PROTOCOL = "loki"
 _TEXT = ((b"content-type", b"text/plain; charset=utf-8"),)
+_STORED = Result(204, b"")  # (one, shared by the pushes resent_pushes keeps: nothing changes a Result once made)
 # Said of a push without a Content-Type that cannot be read: a JSON push sent without one (as a hand-written client
 # may send it) would otherwise read as a broken protobuf push, and nothing would say why.
 _READ_AS_PROTOBUF = (
@@ -51,7 +54,8 @@ OPENAPI = {
             "the entry's structured metadata as attributes, but `trace_id` and `span_id` that are ids fill the "
             "record's. As Loki does, an entry that cannot be stored is refused on its own and the push's other "
             "entries are stored; the answer is then a 400, a line of text naming the refused entries by stream "
-            "and entry (counted from 1) and saying how many were stored.",
+            "and entry (counted from 1) and saying how many were stored. A push sent again byte for byte within 15 "
+            "minutes of being stored (a retry after a lost answer) gets the first one's answer, not stored again.",
             "requestBody": {
                 "required": True,
                 "content": {
@@ -82,10 +86,23 @@ async def push(app: LoglakeApp, request: Request) -> Result:
     if content_type not in (loki.PROTOBUF, loki.JSON, ""):
         return _failure(415, f"unsupported Content-Type {content_type!r}: send {loki.PROTOBUF} or {loki.JSON}")
     json = content_type == loki.JSON
+    kind = content_type.encode()
     try:
-        parsed, problems, counts, refusal = await checked_body(app, request, lambda body: _checked(app, body, json))
-        if parsed is not None:
-            await store(app, parsed, counts)
+        parsed, problems, counts, refusal, key = await checked_body(
+            app, request, lambda body: (*_checked(app, body, json), fingerprint(kind, body))
+        )
+
+        async def stored() -> tuple[Result, bool]:
+            if parsed is not None:
+                await store(app, parsed, counts)
+            if problems:
+                count_refused(app, problems)
+                app.metrics.protocol_records.inc((PROTOCOL, "rejected"), len({p.index for p in problems}))
+            if parsed is not None:
+                app.metrics.protocol_records.inc((PROTOCOL, "accepted"), parsed.count)
+            return (_failure(400, refusal) if refusal else _STORED), parsed is not None
+
+        answer, new = await app.loki_pushes.once(key, stored)
     except ApiError as e:
         count_if_body_refused(app, e)
         return _failure(e.status, e.message, e.headers)
@@ -96,12 +113,9 @@ async def push(app: LoglakeApp, request: Request) -> Result:
     except InvalidBody as e:
         count_refused_body(app, e.code)
         return _failure(413 if e.too_large else 400, str(e))
-    if problems:
-        count_refused(app, problems)
-        app.metrics.protocol_records.inc((PROTOCOL, "rejected"), len({p.index for p in problems}))
-    if parsed is not None:
-        app.metrics.protocol_records.inc((PROTOCOL, "accepted"), parsed.count)
-    return _failure(400, refusal) if refusal else Result(204, b"")
+    if not new:
+        app.metrics.resent_pushes.inc((PROTOCOL,))
+    return answer
 
 
 def _checked(

@@ -99,6 +99,12 @@ class Metrics:
             " accepted (stored) or rejected.",
             ("protocol", "outcome"),
         )
+        self.resent_pushes = Counter(
+            "loglake_resent_pushes_total",
+            "Pushes sent again byte for byte within 15 minutes of being stored (a Promtail or Alloy retry after a"
+            " lost answer), answered as the first was and not stored again, by protocol (loki).",
+            ("protocol",),
+        )
         self.bodies_decoded = Counter(
             "loglake_bodies_decoded_total",
             "Request bodies of a protocol (otlp) decoded, by where: worker (a decode process,"

@@ -27,7 +27,8 @@ SESSION = {
         "scopes": {"type": "array", "items": {"type": "string"}},
         "rate_limit": {
             "type": "number",
-            "description": "the key's requests per second (its own, else the server's); absent without auth",
+            "description": "the key's requests per second (its own, else the server's; a request counts one per "
+            "64 KiB of its body started); absent without auth",
         },
         "rate_burst": {"type": "integer", "description": "the key's burst: requests it may make at once"},
         "csrf_token": {

@@ -1,9 +1,23 @@
-"""Per-key token buckets: a steady rate with a burst allowance, answered with Retry-After when empty."""
+"""Per-key token buckets: a steady rate with a burst allowance, answered with Retry-After when empty.
+
+A request is let in for one token, and its body then costs one more per REQUEST_UNIT_BYTES started beyond the
+first 64 KiB, taken whatever the bucket holds, so that a key's rate bounds what it sends as well as how often: one
+10 MB bulk costs 153 tokens, where a single record costs one (Loki limits each tenant in MB/s, CloudWatch Logs
+each account in requests and in bytes). A bucket left in debt makes the key's next requests wait until its rate
+has paid for the body; any body the route takes can still be sent.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+
+REQUEST_UNIT_BYTES = 64 * 1024
+
+
+def request_units(body_bytes: int) -> int:
+    """Tokens a request with a body of body_bytes costs: one per REQUEST_UNIT_BYTES started, at least one."""
+    return max(1, -(-body_bytes // REQUEST_UNIT_BYTES))
 
 
 class TokenBucket:
@@ -24,6 +38,11 @@ class TokenBucket:
             return 0.0
         self.tokens = tokens
         return (1 - tokens) / self.rate
+
+    def owe(self, now: float, tokens: int) -> None:
+        """Take `tokens` whatever the bucket holds: below zero, the next take waits until the rate has paid."""
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate) - tokens
+        self.updated = now
 
 
 class RateLimiter:
@@ -48,3 +67,9 @@ class RateLimiter:
         if bucket is None or bucket.rate != rate or bucket.burst != burst:
             bucket = self._buckets[key] = TokenBucket(rate, burst, now)
         return bucket.take(now)
+
+    def charge(self, key: str, tokens: int) -> None:
+        """Take `tokens` more for a request check() let in (its body), whatever the bucket holds."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.owe(self.clock(), tokens)

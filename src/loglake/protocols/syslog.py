@@ -27,7 +27,15 @@ import threading
 import time
 from collections.abc import Callable
 
-from loglake.config import ConfigError, Settings, as_typed, parse_listen_address, parse_networks, time_zone
+from loglake.config import (
+    SYSLOG_LISTENERS,
+    ConfigError,
+    Settings,
+    as_typed,
+    parse_listen_address,
+    parse_networks,
+    time_zone,
+)
 from loglake.model import Limits, TimeBounds
 from loglake.protocols.syslog_batches import SyslogBatch, parse_batch
 from loglake.protocols.syslog_commits import Allowance, Batcher, SyslogTally
@@ -45,7 +53,7 @@ _log = logging.getLogger("loglake.syslog")
 
 
 class SyslogListeners:
-    """The listeners the settings ask for (syslog_udp, syslog_tcp, with TLS when syslog_tls_cert is set).
+    """The listeners the settings ask for (syslog_udp, syslog_tcp, and syslog_tls with syslog_tls_cert).
     `bind` opens the sockets (a ConfigError names a port in use), `start` serves them on a thread of
     their own, `stop` closes them and commits what was read."""
 
@@ -64,22 +72,23 @@ class SyslogListeners:
         self.monotonic = monotonic
         self._udp = parse_listen_address(settings.syslog_udp) if settings.syslog_udp else None
         self._tcp = parse_listen_address(settings.syslog_tcp) if settings.syslog_tcp else None
-        self._tls_files = (settings.syslog_tls_cert, settings.syslog_tls_key) if settings.syslog_tls_cert else None
+        self._tls = parse_listen_address(settings.syslog_tls) if settings.syslog_tls else None
+        self._tls_files = (settings.syslog_tls_cert, settings.syslog_tls_key)
         self._allowed = parse_networks(settings.syslog_allow) or _LOOPBACK
         self.zone = time_zone(settings.syslog_timezone)  # of times sent without one
         self._verdicts: dict[str, bool] = {}
         self.allowance = Allowance(settings.syslog_rate_limit, monotonic())
         self._sockets: dict[str, socket.socket] = {}
-        self.tls: ssl.SSLContext | None = None  # set by bind, with syslog_tls_cert
+        self.tls: ssl.SSLContext | None = None  # set by bind, with syslog_tls
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._failed_handshakes = _Warning()
-        self._refused_connections = _Warning()  # (of the one stream listener: TCP or TLS)
+        self._refused_connections = _Warning()  # (of the stream listeners, TCP and TLS)
 
     @classmethod
     def wanted(cls, settings: Settings) -> bool:
-        return bool(settings.syslog_udp or settings.syslog_tcp)
+        return any(getattr(settings, name) for name in SYSLOG_LISTENERS)
 
     @property
     def addresses(self) -> dict[str, tuple[str, int]]:
@@ -89,13 +98,15 @@ class SyslogListeners:
     def bind(self) -> None:
         if self._sockets:
             return
-        if self._tls_files is not None:
+        if self._tls is not None:
             self.tls = _tls_context(*self._tls_files)
         try:
             if self._udp is not None:
                 self._sockets["udp"] = _bind(self._udp, socket.SOCK_DGRAM, "syslog_udp")
             if self._tcp is not None:
-                self._sockets["tls" if self.tls else "tcp"] = _bind(self._tcp, socket.SOCK_STREAM, "syslog_tcp")
+                self._sockets["tcp"] = _bind(self._tcp, socket.SOCK_STREAM, "syslog_tcp")
+            if self._tls is not None:
+                self._sockets["tls"] = _bind(self._tls, socket.SOCK_STREAM, "syslog_tls")
         except BaseException:
             self._close_sockets()
             raise
