@@ -222,3 +222,18 @@ def test_a_trace_or_span_id_must_be_hex_of_its_length(field: str, value: object)
     with pytest.raises(InvalidRecords) as caught:
         parse_body(msgspec.json.encode({"message": "m", field: value}), False, Limits(), NOW)
     assert [(p.index, p.field) for p in caught.value.problems] == [(0, field)]
+
+
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        ("eror", "did you mean 'error'? must be one of debug, info, warning, error, critical (or an alias)"),
+        ("WARNIGN", "did you mean 'warning'? must be one of debug, info, warning, error, critical (or an alias)"),
+        ("loud", "must be one of debug, info, warning, error, critical (or an alias)"),
+        (3, "must be one of debug, info, warning, error, critical (or an alias)"),
+    ],
+)
+def test_a_misspelt_severity_is_told_what_it_likely_meant(given: object, reason: str) -> None:
+    with pytest.raises(InvalidRecords) as caught:
+        validate_batch([{"message": "m", "severity": given}], Limits(), NOW)
+    assert [p.reason for p in caught.value.problems] == [reason]

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from loglake import ids
+from loglake.spelling import typo_of
 from loglake.times import DAY_MS, LATEST_MS, SMALLEST_PLAUSIBLE_MS, finer_unit, format_datetime, parse_iso8601
 
 DEFAULT_SERVICE = "default"
@@ -232,8 +233,17 @@ def _check_severity(index: int, value: Any, problems: list[Problem]) -> int:
         found = SEVERITY_ALIASES.get(value) or SEVERITY_ALIASES.get(value.lower())
         if found is not None:
             return found
-    problems.append(Problem(index, "severity", f"must be one of {', '.join(SEVERITY_NAMES)} (or an alias)"))
+    problems.append(Problem(index, "severity", _severity_rule(value)))
     return Severity.INFO
+
+
+def _severity_rule(value: Any) -> str:
+    """Why a severity is refused, with the name a misspelt one likely meant (`eror`: error)."""
+    meant = []
+    if type(value) is str:  # a name before an alias (`eror` is as near `err`)
+        meant = typo_of(value.lower(), SEVERITY_NAMES) or typo_of(value.lower(), SEVERITY_ALIASES)
+    did_you_mean = f"did you mean {meant[0]!r}? " if meant else ""
+    return f"{did_you_mean}must be one of {', '.join(SEVERITY_NAMES)} (or an alias)"
 
 
 def _check_timestamp(index: int, value: Any, bounds: TimeBounds, problems: list[Problem]) -> int:
