@@ -39,7 +39,7 @@ from loglake.cli_rules import COMMANDS as RULES_COMMANDS
 from loglake.cli_send import COMMANDS as SEND_COMMANDS
 from loglake.cli_tail import COMMANDS as TAIL_COMMANDS
 from loglake.client import ClientError, LoglakeClient
-from loglake.config import ConfigError, env_name
+from loglake.config import REQUEST_UNIT, ConfigError, env_name
 from loglake.config_load import load_settings
 from loglake.keys import SCOPES, ApiKey, KeyStore, KeyStoreError, LastAdminKey, parse_scopes
 from loglake.model import MAX_PAGE_LIMIT
@@ -100,7 +100,7 @@ def keys() -> None:
     "--rate-limit",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Requests/s for this key, a request counting one per 64 KiB of its body started (default: the server's).",
+    help=f"Requests/s for this key, a request counting {REQUEST_UNIT} (default: the server's).",
 )
 @click.option(
     "--rate-burst",

@@ -20,6 +20,9 @@ ENV_PREFIX = "LOGLAKE_"
 _LIMITS = Limits()  # the record limits' defaults, defined once in model.Limits
 MAX_SESSION_HOURS = 24 * 366
 MOST_DEFAULT_DECODE_WORKERS = 4
+# A request counts against its key's rate limit once per this many bytes of its body started (api/ratelimit.py).
+REQUEST_UNIT_BYTES = 64 * 1024
+REQUEST_UNIT = f"one per {REQUEST_UNIT_BYTES // 1024} KiB of its body started"  # said in help texts and 429s
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
 
 
@@ -57,8 +60,8 @@ class Settings:
     max_future_seconds: int = _opt(_LIMITS.max_future_ms // 1000, "How far in the future a record's timestamp may be.")
     rate_limit: float = _opt(
         10_000.0,
-        "Default requests per second per API key (token bucket rate); a request counts one per 64 KiB of its body "
-        "started, so a rate bounds the bytes a key sends too.",
+        f"Default requests per second per API key (token bucket rate); a request counts {REQUEST_UNIT}, so a "
+        "rate bounds the bytes a key sends too.",
     )
     rate_burst: int = _opt(5_000, "Default burst per API key (token bucket size, in the same requests).")
     max_store_mb: int = _opt(0, "Cap on the hot store's size in MiB (0 = only the disk limits it).")

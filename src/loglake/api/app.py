@@ -31,13 +31,13 @@ from loglake.api.http import (
     wait_for_disconnect,
 )
 from loglake.api.metrics import Metrics
-from loglake.api.ratelimit import REQUEST_UNIT_BYTES, RateLimiter, request_units
+from loglake.api.ratelimit import RateLimiter, request_units
 from loglake.api.resent_pushes import ResentPushes
 from loglake.api.route_table import ROUTES, Route, Router
 from loglake.api.routes import Result, count_if_body_refused
 from loglake.api.runtime_events import RuntimeEvents
 from loglake.api.security_headers import SECURITY_HEADERS
-from loglake.config import Settings, parse_origins
+from loglake.config import REQUEST_UNIT, REQUEST_UNIT_BYTES, Settings, parse_origins
 from loglake.decode_workers import DecodeWorkers
 from loglake.extensions import SqlEngine
 from loglake.keys import ApiKey, KeyStore
@@ -329,7 +329,7 @@ class LoglakeApp(RuntimeEvents):
         if route.scope is not None and request.principal is None:
             self._authorize(route, request)
         if len(request.body) > REQUEST_UNIT_BYTES and request.principal is not None:  # (never a single record)
-            # Let in for one token, the request costs one more per 64 KiB of body beyond the first (request_units),
+            # Let in for one token, the request costs one more per REQUEST_UNIT_BYTES beyond the first (request_units),
             # whatever the bucket holds: the key's next requests wait until its rate has paid for it.
             self.ratelimiter.charge(request.principal.name, request_units(len(request.body)) - 1)
 
@@ -351,6 +351,6 @@ class LoglakeApp(RuntimeEvents):
                 429,
                 "rate_limited",
                 f"too many requests for key {key.name!r} (its rate limit: {rate:g}/s, burst {burst}, a request "
-                f"counting one per 64 KiB of its body started); retry after {retry.decode()} s",
+                f"counting {REQUEST_UNIT}); retry after {retry.decode()} s",
                 headers=[(b"retry-after", retry)],
             )

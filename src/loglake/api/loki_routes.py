@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from loglake.api.http import ApiError, EncodedApiError, Request
-from loglake.api.resent_pushes import fingerprint
+from loglake.api.resent_pushes import WINDOW_MINUTES, fingerprint
 from loglake.api.routes import (
     Result,
     checked_body,
@@ -54,8 +54,9 @@ OPENAPI = {
             "the entry's structured metadata as attributes, but `trace_id` and `span_id` that are ids fill the "
             "record's. As Loki does, an entry that cannot be stored is refused on its own and the push's other "
             "entries are stored; the answer is then a 400, a line of text naming the refused entries by stream "
-            "and entry (counted from 1) and saying how many were stored. A push sent again byte for byte within 15 "
-            "minutes of being stored (a retry after a lost answer) gets the first one's answer, not stored again.",
+            "and entry (counted from 1) and saying how many were stored. A push sent again byte for byte within "
+            f"{WINDOW_MINUTES} minutes of being stored (a retry after a lost answer) gets the first one's answer, "
+            "not stored again.",
             "requestBody": {
                 "required": True,
                 "content": {

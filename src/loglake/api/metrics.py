@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from loglake.api.resent_pushes import WINDOW_MINUTES as RESENT_WINDOW_MINUTES
 from loglake.model import SEVERITY_NAMES
 
 if TYPE_CHECKING:
@@ -101,8 +102,8 @@ class Metrics:
         )
         self.resent_pushes = Counter(
             "loglake_resent_pushes_total",
-            "Pushes sent again byte for byte within 15 minutes of being stored (a Promtail or Alloy retry after a"
-            " lost answer), answered as the first was and not stored again, by protocol (loki).",
+            f"Pushes sent again byte for byte within {RESENT_WINDOW_MINUTES} minutes of being stored (a Promtail or"
+            " Alloy retry after a lost answer), answered as the first was and not stored again, by protocol (loki).",
             ("protocol",),
         )
         self.bodies_decoded = Counter(

@@ -7,6 +7,7 @@ from typing import Any
 
 from loglake.api.auth import CSRF_HEADER, SESSION_COOKIE
 from loglake.api.openapi_common import error_response, json_response, query
+from loglake.config import REQUEST_UNIT
 from loglake.lake.reads import FACET_SAMPLE
 from loglake.service import DEFAULT_FACETS, MAX_FACETS
 
@@ -27,8 +28,8 @@ SESSION = {
         "scopes": {"type": "array", "items": {"type": "string"}},
         "rate_limit": {
             "type": "number",
-            "description": "the key's requests per second (its own, else the server's; a request counts one per "
-            "64 KiB of its body started); absent without auth",
+            "description": f"the key's requests per second (its own, else the server's; a request counts "
+            f"{REQUEST_UNIT}); absent without auth",
         },
         "rate_burst": {"type": "integer", "description": "the key's burst: requests it may make at once"},
         "csrf_token": {

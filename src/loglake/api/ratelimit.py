@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-REQUEST_UNIT_BYTES = 64 * 1024
+from loglake.config import REQUEST_UNIT_BYTES
 
 
 def request_units(body_bytes: int) -> int:

@@ -23,7 +23,8 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-WINDOW_SECONDS = 900.0  # Promtail's and Alloy's retries of one batch span about 10 minutes
+WINDOW_MINUTES = 15  # Promtail's and Alloy's retries of one batch span about 10 minutes
+WINDOW_SECONDS = WINDOW_MINUTES * 60.0
 # Fingerprints kept, about 270 bytes each with a shared answer (9 MiB at most, measured with tracemalloc): a
 # window's worth of a push a second from 36 Promtails, and past that the last minute of 546 pushes a second.
 MOST_KEPT = 32_768
