@@ -132,3 +132,27 @@ def test_an_s3_lake_that_cannot_be_reached_refuses_bulk_batches_with_503(tmp_pat
             assert store["writable"] is False and "cannot put s3://lake/type=app_logs/" in store["error"]
     finally:
         server.stop()
+
+
+def test_a_full_disk_refuses_sign_ins_and_new_keys_with_503(tmp_path: Path) -> None:
+    """The server's other databases (sessions.db, keys.db) on a full disk: `503 storage_unavailable`, as the
+    logs' own writes, rather than a 500 that reads as a bug (before: `internal_error` for both)."""
+    server = ServerProcess(tmp_path / "data", free_port(), tmp_path / "server.log", ("--access-log", "off"))
+    server.start()
+    try:
+        key = server.admin_key()
+        with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {key}"}, timeout=30) as client:
+            resource.prlimit(server.process.pid, resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))  # no room
+            sign_in = client.post("/session", json={"key": key})
+            new_key = client.post("/admin/keys", json={"name": "shipper", "scopes": ["ingest"]})
+            for refused in (sign_in, new_key):
+                assert refused.status_code == 503, refused.text
+                assert refused.json()["error"]["code"] == "storage_unavailable"
+                assert refused.json()["error"]["message"].startswith("the server cannot write now: ")
+                assert refused.headers["retry-after"]
+
+            resource.prlimit(server.process.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+            assert client.post("/session", json={"key": key}).status_code == 200
+            assert client.post("/admin/keys", json={"name": "shipper", "scopes": ["ingest"]}).status_code == 201
+    finally:
+        server.stop()
