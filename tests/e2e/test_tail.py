@@ -215,6 +215,37 @@ def test_a_browser_session_tails_with_its_cookie(server: ServerProcess, key: str
         reader.close()
 
 
+def test_revoking_a_key_ends_its_open_tails(server: ServerProcess, key: str) -> None:
+    """A key revoked (by `loglake keys revoke`, another process) ends the tails it holds, its bearer's and its
+    browser session's, with an error event, and they send nothing after: before, they streamed on for as long as
+    their connections lasted, while the key's next request was refused."""
+    admin = {"authorization": f"Bearer {key}"}
+    made = httpx.post(f"{server.url}/admin/keys", json={"name": "dashboard", "scopes": ["read"]}, headers=admin)
+    secret = made.json()["secret"]
+    session = httpx.post(f"{server.url}/session", json={"key": secret})
+    cookie = {"cookie": f"loglake_session={session.cookies['loglake_session']}"}
+    bearer, browser = (
+        TailReader(server.url, {"authorization": f"Bearer {secret}"}, {}),
+        TailReader(server.url, cookie, {}),
+    )
+    try:
+        send(server, key, [{"message": "before the revocation"}])
+        for tail in (bearer, browser):
+            assert tail.records(1)[0]["message"] == "before the revocation"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
+        revoke = [sys.executable, "-m", "loglake", "keys", "revoke", "dashboard", "--data-dir", str(server.data_dir)]
+        subprocess.run(revoke, check=True, env=env, capture_output=True)
+        send(server, key, [{"message": "after the revocation"}])
+        for tail in (bearer, browser):
+            name, data = tail.next()
+            assert name == "error" and data["message"].startswith("revoked API key"), (name, data)
+            assert tail.ended.wait(WAIT_S)
+            assert tail.events.empty()
+    finally:
+        bearer.close()
+        browser.close()
+
+
 def test_a_stopping_server_ends_its_tails_instead_of_waiting_for_them(
     server_factory: Callable[..., ServerProcess], admin_key_of: Callable[[ServerProcess], str]
 ) -> None:
