@@ -354,9 +354,12 @@ class Lake:
             return report
 
 
+EXPIRE_EVERY_TURNS = 10  # retention runs every this many maintenance turns: it rarely has work
+
+
 class LakeJobs:
     """The server's background thread: every `interval` seconds, or sooner when bulk ingest piles up
-    parts (`wake`), one maintenance turn (retention every tenth turn, as it rarely has work). Errors are
+    parts (`wake`), one maintenance turn (retention every EXPIRE_EVERY_TURNS turns). Errors are
     logged and retried next turn."""
 
     def __init__(self, lake: Lake, interval_seconds: float, on_report: Callable[[MaintenanceReport], None]) -> None:
@@ -393,7 +396,7 @@ class LakeJobs:
             if self._stop.is_set():
                 return
             try:
-                report = self.lake.maintain(expire=turn % 10 == 0, stop=self._stop)
+                report = self.lake.maintain(expire=turn % EXPIRE_EVERY_TURNS == 0, stop=self._stop)
                 self.last_error = None
                 self.last_run_ms = int(self.lake.clock() * 1000)
                 if report is not None:
