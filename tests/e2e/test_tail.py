@@ -287,6 +287,30 @@ def test_loglake_tail_prints_records_as_they_arrive_until_ctrl_c(server: ServerP
                 process.kill()
 
 
+@pytest.mark.parametrize("command", [["tail", "--json"], ["recent", "--follow", "--json", "--since", "now"]])
+def test_a_follow_started_in_the_background_by_a_script_stops_on_sigint(
+    server: ServerProcess, key: str, command: list[str]
+) -> None:
+    """A script's `loglake tail > f &` starts with SIGINT ignored (POSIX shells do that to background jobs), which
+    left Python without KeyboardInterrupt: `kill -INT` and `timeout -s INT` did nothing (trial s16 found three
+    follows still running). Taken as `serve` takes it: the command ends as Ctrl-C ends it, exit 0."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
+    follow = [sys.executable, "-m", "loglake", *command, "--url", server.url, "--api-key", key]
+    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731 - what the shell does
+    with subprocess.Popen(
+        follow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, preexec_fn=ignore_sigint
+    ) as process:
+        try:
+            lines: queue.Queue[str] = queue.Queue()
+            threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+            assert _printed_while_sending(server, key, lines, "following")  # it runs, past its start
+            process.send_signal(signal.SIGINT)
+            assert process.wait(WAIT_S) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
 def _opens(server: ServerProcess, key: str) -> bool:
     headers = {"authorization": f"Bearer {key}"}
     with httpx.stream("GET", f"{server.url}/logs/tail", headers=headers, timeout=WAIT_S) as response:
