@@ -90,6 +90,7 @@ class MaintenanceReport:
     compacted: CompactReport = field(default_factory=CompactReport)
     expired: list[ExpiredPartition] = field(default_factory=list)
     garbage_deleted: int = 0
+    recovered_rounds: int = 0  # flush or bulk rounds a process that died left half done, undone first
 
 
 def object_store(settings: Settings) -> ObjectStore:
@@ -136,6 +137,7 @@ class Lake:
         self.engine = QueryEngine(store, objects, data_dir / "tmp" / "duckdb", limits, live_tables)
         self.recent_reader = LakeRecentReader(objects)
         self._lock_path = data_dir / "lake.lock"
+        self.recovered_rounds = 0  # what the last hold of the maintenance lock undid first (maintenance())
 
     @classmethod
     def from_settings(
@@ -246,7 +248,7 @@ class Lake:
         another process holds it); interrupted rounds of a previous holder are undone first."""
         with exclusive_lock(self._lock_path, wait) as holding:
             if holding:
-                self.flusher.recover()
+                self.recovered_rounds = self.flusher.recover()
                 if isinstance(self.objects, LocalObjectStore):
                     self.objects.remove_unfinished()
             yield holding
@@ -344,7 +346,7 @@ class Lake:
         with self.maintenance(wait=False) as holding:
             if not holding:
                 return None
-            report = MaintenanceReport()
+            report = MaintenanceReport(recovered_rounds=self.recovered_rounds)
             report.flushed = self.flush()
             if compact:
                 report.compacted = self.compact(everything=False, stop=stop)
