@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -82,6 +83,8 @@ class LakeState:
     tables: list[TableTotals]
     retired_files: int  # replaced or expired, waiting for the queries that may read them
     hot_records: int
+    hot_bytes: int  # what the records not in the lake yet take: hot.db, its WAL and the waiting batches' files
+    free_bytes: int  # left on the data dir's file system for this user: writes are refused once none is
 
 
 @dataclass
@@ -230,10 +233,13 @@ class Lake:
                 "SELECT table_name, count(*), sum(records), sum(bytes), max(max_ts) FROM lake_files GROUP BY table_name"
             )
             ((retired,),) = self.store.read("SELECT count(*) FROM lake_garbage")
-            hot_records = self.hot_records()
+            hot_records = self.store.count()
+            batches = waiting(self.store.read)
         found = {name: totals for name, *totals in rows}
         tables = [TableTotals(t.name, *found.get(t.name, (0, 0, 0, None))) for t in TABLES.values()]
-        return LakeState(tables, retired, hot_records)
+        hot_bytes = batches.bytes + sum(_size(Path(f"{self.store.path}{suffix}")) for suffix in ("", "-wal"))
+        disk = os.statvfs(self.store.path.parent)
+        return LakeState(tables, retired, hot_records + batches.rows, hot_bytes, disk.f_bavail * disk.f_frsize)
 
     def hot_records(self) -> int:
         """The records in hot.db, not in the lake yet: hot rows and the bulk batches waiting to be moved
@@ -354,6 +360,13 @@ class Lake:
                 report.expired = self.expire()
             report.garbage_deleted = self.collect_garbage()
             return report
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # (no WAL between checkpoints)
+        return 0
 
 
 EXPIRE_EVERY_TURNS = 10  # retention runs every this many maintenance turns: it rarely has work
