@@ -25,8 +25,11 @@ sensitive than the rate to what else the machine runs) per round, their medians 
 ratios to native's (the target: at least 0.70x native's rate). The server's CPU includes its child processes'
 (common.Server.tree_cpu_seconds: the merge worker, the flush's worker), which do part of its work: without
 them, work handed to a worker would look free. Each round also gives the children's resident memory at its end
-(their sum, and the largest peak of one). Each round's server is fresh: its one-time costs (a worker process's
-start) are in its figures, unless --warm-up sends a body per sender before the clock starts.
+(their sum, and the largest peak of one), where the server's own CPU went by thread group (its /metrics'
+loglake_thread_cpu_seconds_total: ingest checks bodies, bulk writes parts, merge compacts, loop is the event loop)
+and the machine's idle share (well above 0: the server waited on something other than CPU, as the GIL). Each
+round's server is fresh: its one-time costs (a worker process's start) are in its figures, unless --warm-up sends
+a body per sender before the clock starts.
 
     .venv/bin/python bench/protocols_ingest.py                    # 1M records, 4 senders, 3 rounds
     .venv/bin/python bench/protocols_ingest.py --rows 100000 --rounds 1 --protocols native,loki   # quick check
@@ -271,6 +274,8 @@ def one_round(name: str, way: Way, senders: int, number: int, durability: str, w
                 acknowledged=acknowledged,
             )
         cpu_before = server.tree_cpu_seconds()
+        threads_before = server.thread_cpu()
+        idle = common.MachineIdle().start()
         result = common.bulk_send(
             server.url,
             {**server.headers, **(way.headers or {})},
@@ -281,6 +286,8 @@ def one_round(name: str, way: Way, senders: int, number: int, durability: str, w
             acknowledged=acknowledged,
         )
         cpu = server.tree_cpu_seconds() - cpu_before
+        idle_share = idle.share()
+        threads = common.thread_cpu_per_record(threads_before, server.thread_cpu(), max(result.records, 1))
         children_kib, child_peak_kib = common.children_rss(server.process.pid)
         server.check_alive()
         stored = sum(v for metric, _, v in server.metrics() if metric == "loglake_records_ingested_total")
@@ -301,6 +308,8 @@ def one_round(name: str, way: Way, senders: int, number: int, durability: str, w
         "records_per_s": round(result.records_per_s, 1),
         "mb_per_s": round(result.mb_per_s, 2),
         "server_cpu_us_per_record": round(cpu / result.records * 1e6, 2),
+        "threads_cpu_us_per_record": threads,
+        "machine_idle": round(idle_share, 3),
         "children_rss_mib": round(children_kib / 1024),
         "child_peak_rss_mib": round(child_peak_kib / 1024),
     }
@@ -308,7 +317,9 @@ def one_round(name: str, way: Way, senders: int, number: int, durability: str, w
         f"{name:>18} senders {senders} round {number}: {row['records_per_s']:>9,.0f} records/s "
         f"{row['mb_per_s']:6.1f} MB/s  server CPU {row['server_cpu_us_per_record']:5.2f} us/record  "
         f"({result.records:,} records in {result.seconds:.2f} s; children's RSS {row['children_rss_mib']} MiB, "
-        f"largest peak {row['child_peak_rss_mib']} MiB)",
+        f"largest peak {row['child_peak_rss_mib']} MiB)\n{'':>20}by thread, us/record: "
+        + ", ".join(f"{group} {us:.2f}" for group, us in threads.items())
+        + f"; machine idle {idle_share:.0%}",
         flush=True,
     )
     return row

@@ -1,15 +1,15 @@
 """Sustained bulk ingest: does the lake keep up while records keep coming?
 
-Sends the --rows record set (default 10,000,000, from make_dataset.py; ~2 GB, built once) to a default
-`loglake serve` (background flush and compaction on, as shipped) as NDJSON batches of --batch records
-from --senders threads, read from the file as they are sent. Every --every seconds it prints the records
-acknowledged so far, the rate over that stretch, the lake's file count (what a query has to open), the
-records still in the hot store, the server's RSS and its children's (the merge worker). At the end of the
-ingest it reports the peak RSS of the server alone (VmHWM) and of the server with its children (their
-sum, sampled every second), and the CPU seconds each used meanwhile. Then it asks Q2 (substring count) and Q3 (count by
-service and severity) right after the ingest, stops the server, runs `loglake flush --all` (which leaves
-every day compacted), restarts it and asks them again: the ratio says what a query pays for a lake that
-is still being merged.
+Sends the --rows record set (default 10,000,000, from make_dataset.py; ~2 GB, built once) to a default `loglake
+serve` (background flush and compaction on, as shipped) as NDJSON batches of --batch records from --senders threads,
+read from the file as they are sent. Every --every seconds it prints the records acknowledged so far, the rate over
+that stretch, the lake's file count (what a query has to open), the records still in the hot store, the server's RSS
+and its children's (the merge worker). At the end of the ingest it reports the peak RSS of the server alone (VmHWM)
+and of the server with its children (their sum, sampled every second), the CPU seconds each used meanwhile, the
+server's by thread group per record (its /metrics' loglake_thread_cpu_seconds_total: what ingest, writing and
+merging each cost) and the machine's idle share. Then it asks Q2 (substring count) and Q3 (count by service and
+severity) right after the ingest, stops the server, runs `loglake flush --all` (which leaves every day compacted),
+restarts it and asks them again: the ratio says what a query pays for a lake that is still being merged.
 
     .venv/bin/python bench/sustained_ingest.py                      # 10M records, 4 senders
     .venv/bin/python bench/sustained_ingest.py --rows 1000000       # the same at 1M, to compare rates
@@ -111,6 +111,8 @@ def main() -> None:
         acked = [0]
         assert server.process is not None
         cpu_at_start = {"server": server.cpu_seconds(), "children": common.children_cpu_seconds(server.process.pid)}
+        threads_at_start = server.thread_cpu()
+        idle = common.MachineIdle().start()
         stop = threading.Event()
         peaks: dict[str, int] = {}
         watcher = threading.Thread(target=watch, args=(server, acked, args.every, stop, result["progress"], peaks))
@@ -125,6 +127,8 @@ def main() -> None:
         _, peak = server.rss()
         assert server.process is not None
         cpu = {"server": server.cpu_seconds(), "children": common.children_cpu_seconds(server.process.pid)}
+        idle_share = idle.share()
+        threads = common.thread_cpu_per_record(threads_at_start, server.thread_cpu(), max(sent.records, 1))
         result["ingest"] = {
             "records": sent.records,
             "seconds": round(sent.seconds, 1),
@@ -134,6 +138,8 @@ def main() -> None:
             "peak_children_rss_mib": round(common.mib(peaks.get("children_kib", 0))),
             "peak_rss_with_children_mib": round(common.mib(peaks.get("together_kib", 0))),
             "cpu_s": {who: round(seconds - cpu_at_start[who], 1) for who, seconds in cpu.items()},
+            "threads_cpu_us_per_record": threads,
+            "machine_idle": round(idle_share, 3),
             "lake_files_at_end": int(lake_gauges(server)["files"]),
         }
         print(f"ingest: {json.dumps(result['ingest'])}", flush=True)

@@ -31,6 +31,7 @@ from loglake.api.http import (
     wait_for_disconnect,
 )
 from loglake.api.metrics import Metrics
+from loglake.api.process_metrics import ProcessFigures
 from loglake.api.ratelimit import RateLimiter, request_units
 from loglake.api.resent_pushes import ResentPushes
 from loglake.api.route_table import ROUTES, Route, Router
@@ -79,6 +80,7 @@ class LoglakeApp(RuntimeEvents):
         self.amplify = runtime.amplify
         self.service = runtime.service
         self.metrics = Metrics()
+        self.process_figures = ProcessFigures()
         self.storage_error: str | None = None
         self.sessions = SessionStore(settings.data_dir, runtime.clock)  # web UI sign-ins (session_routes)
         self.auth = Authenticator(

@@ -202,9 +202,11 @@ class Metrics:
         metrics = [value for value in vars(self).values() if isinstance(value, Counter | Histogram)]
         for metric in metrics:
             lines.extend(metric.render())
-        lines.extend(_gauge("loglake_rules_loaded", "Rules loaded from the rules folder.", (), {(): self.rules_loaded}))
         lines.extend(
-            _gauge(
+            gauge_lines("loglake_rules_loaded", "Rules loaded from the rules folder.", (), {(): self.rules_loaded})
+        )
+        lines.extend(
+            gauge_lines(
                 "loglake_rule_files_with_problems",
                 "Rule files and alerting.yml files that did not load (loglake rules validate names each problem).",
                 (),
@@ -226,31 +228,31 @@ class Metrics:
 
 def _lake_gauges(lake: LakeState) -> Iterable[str]:
     by_table = ("table",)
-    yield from _gauge(
+    yield from gauge_lines(
         "loglake_lake_files", "Objects in the lake, by table.", by_table, {(t.table,): t.files for t in lake.tables}
     )
-    yield from _gauge(
+    yield from gauge_lines(
         "loglake_lake_records", "Records in the lake, by table.", by_table, {(t.table,): t.records for t in lake.tables}
     )
-    yield from _gauge(
+    yield from gauge_lines(
         "loglake_lake_bytes",
         "Bytes of the lake's objects, by table.",
         by_table,
         {(t.table,): t.bytes for t in lake.tables},
     )
-    yield from _gauge(
+    yield from gauge_lines(
         "loglake_lake_newest_record_timestamp_seconds",
         "Time of the newest record in the lake, by table (absent while a table has none).",
         by_table,
         {(t.table,): t.newest_ms / 1000 for t in lake.tables if t.newest_ms is not None},
     )
-    yield from _gauge(
+    yield from gauge_lines(
         "loglake_lake_retired_files",
         "Objects replaced by compaction or dropped by retention that wait for running queries.",
         (),
         {(): lake.retired_files},
     )
-    yield from _gauge(
+    yield from gauge_lines(
         "loglake_hot_records", "Records in the hot store, not yet moved to the lake.", (), {(): lake.hot_records}
     )
     yield from _gauge(
@@ -296,7 +298,7 @@ def delivery_lines(delivery: AlertDelivery | None) -> bytes:
     except sqlite3.Error:  # the other metrics still answer; /healthz says what is wrong with alerts.db
         return ("\n".join(lines) + "\n").encode()
     lines.extend(
-        _gauge(
+        gauge_lines(
             "loglake_alert_deliveries_pending",
             "Alert deliveries not yet sent nor dead-lettered, by destination.",
             by_destination,
@@ -304,7 +306,7 @@ def delivery_lines(delivery: AlertDelivery | None) -> bytes:
         )
     )
     lines.extend(
-        _gauge(
+        gauge_lines(
             "loglake_alert_deliveries_dead",
             "Dead-lettered alert deliveries kept in the outbox (30 days, or until retried), by destination.",
             by_destination,
@@ -314,7 +316,7 @@ def delivery_lines(delivery: AlertDelivery | None) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _gauge(name: str, help: str, labels: tuple[str, ...], values: dict[tuple[str, ...], float]) -> Iterable[str]:
+def gauge_lines(name: str, help: str, labels: tuple[str, ...], values: dict[tuple[str, ...], float]) -> Iterable[str]:
     yield f"# HELP {name} {help}"
     yield f"# TYPE {name} gauge"
     for key, value in sorted(values.items()):

@@ -90,8 +90,9 @@ async def metrics(app: LoglakeApp, request: Request) -> Result:
     lake = await app.run_read(app.lake.state) if app.lake is not None else None
     deliveries = await app.run_read(delivery_lines, app.runtime.delivery)
     asking = await app.run_read(app.asking.metric_lines)
+    process = await app.run_read(app.process_figures.lines)
     return Result(
         200,
-        app.metrics.render(lake, app.access_log.dropped) + deliveries + asking,
+        app.metrics.render(lake, app.access_log.dropped) + process + deliveries + asking,
         ((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),),
     )
