@@ -15,6 +15,7 @@ import sqlglot
 
 from loglake.api.app import LoglakeApp
 from loglake.config import Settings
+from loglake.lake.lake import EXPIRE_EVERY_TURNS
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.times import DAY_MS
 from tests.conftest import asgi_client, key_for
@@ -173,6 +174,13 @@ def test_search_words_may_start_with_a_dash_but_unknown_options_are_refused(comm
     for unknown in ("--bogus", "--until=1h" if command == "tail" else "--follow"):
         refused = run(command, unknown, "timeout", "--url", "http://127.0.0.1:9")
         assert refused.exit_code == 2 and f"No such option '{unknown.split('=')[0]}'" in refused.output
+
+
+def test_retention_help_says_how_often_the_server_expires_days() -> None:
+    """It said "the server does this daily", where the server's job expires days every tenth turn (5 minutes)."""
+    said = " ".join(run("retention", "--help").output.split())
+    assert "daily" not in said
+    assert f"every {EXPIRE_EVERY_TURNS}th maintenance turn: every 5 minutes at the default" in said
 
 
 def test_flush_compact_and_retention_by_hand(server_factory, admin_key_of, monkeypatch) -> None:

@@ -176,3 +176,20 @@ def test_settings_that_need_another_name_it_as_it_is_typed() -> None:
         load_settings({"llm_provider": "openai"}, environ={})
     with pytest.raises(ConfigError, match=r"need --lake-bucket \(LOGLAKE_LAKE_BUCKET\), the S3 bucket of the lake"):
         load_settings(environ={"LOGLAKE_LAKE_PREFIX": "logs/"})
+
+
+def test_a_misspelt_setting_is_told_the_one_it_likely_meant(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Trial s16: `retention_dayz = 3` in the file was named without what it meant, and LOGLAKE_RETENTON_DAYS=3
+    was not said at all (the server kept 365 days). A variable of the client commands is no typo of a setting."""
+    config = tmp_path / "loglake.toml"
+    config.write_text("retention_dayz = 3\n")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(config_file=config, environ={})
+    assert "unknown setting(s) retention_dayz (did you mean retention_days?)" in str(refused.value)
+    assert "`loglake serve --help` lists them" in str(refused.value)
+    environ = {"LOGLAKE_RETENTON_DAYS": "3", "LOGLAKE_URL": "http://127.0.0.1:9", "LOGLAKE_API_KEY": "llk_x"}
+    with caplog.at_level(logging.WARNING, "loglake.config"):
+        assert load_settings(environ=environ).retention_days == 365
+    assert [r.getMessage() for r in caplog.records] == [
+        "LOGLAKE_RETENTON_DAYS is not a setting, and is ignored: did you mean LOGLAKE_RETENTION_DAYS?"
+    ]

@@ -139,6 +139,10 @@ def test_serve_keeps_its_files_private_while_it_runs(server_factory, admin_key_o
     key = admin_key_of(server)
     sent = httpx.post(server.url + "/logs", json={"message": "private"}, headers={"authorization": f"Bearer {key}"})
     assert sent.status_code == 201, sent.text
+    batch = [{"message": f"waiting {i}"} for i in range(1500)]  # a bulk batch that waits in waiting/ for the mover
+    sent = httpx.post(server.url + "/logs", json=batch, headers={"authorization": f"Bearer {key}"})
+    assert sent.status_code == 201, sent.text
+    assert loose(data / "waiting") == []  # (before, its file was 0644)
     deadline = time.monotonic() + 10
     while not access.stat().st_size and time.monotonic() < deadline:
         time.sleep(0.05)  # the access log is written in chunks

@@ -33,6 +33,7 @@ from loglake.cli_options import (
     say_none_found,
     say_retrying_now_and_then,
     settings_options,
+    stop_on_sigint,
     url_option,
 )
 from loglake.cli_rules import COMMANDS as RULES_COMMANDS
@@ -252,6 +253,8 @@ def recent(
         "limit": limit,
     }
     show = print_record_json if as_json else print_record_row
+    if follow:
+        stop_on_sigint()
     try:
         with LoglakeClient(url, api_key) as client:
             page = client.recent(params | {"follow": "true" if follow else None})

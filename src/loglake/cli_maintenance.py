@@ -10,8 +10,9 @@ import click
 
 from loglake.cli_lake import local_lake
 from loglake.cli_options import CONTEXT
-from loglake.config import env_name
+from loglake.config import Settings, env_name
 from loglake.lake.compact import CompactReport
+from loglake.lake.lake import EXPIRE_EVERY_TURNS
 
 maintenance_data_dir_option = click.option(
     "--data-dir",
@@ -74,12 +75,16 @@ def _merged_text(report: CompactReport) -> str:
     )
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(
+    context_settings=CONTEXT,
+    help="Delete lake partitions older than retention_days (default 365). The server does this every "
+    f"{EXPIRE_EVERY_TURNS}th maintenance turn: every {EXPIRE_EVERY_TURNS * Settings.flush_interval_seconds / 60:g} "
+    "minutes at the default --flush-interval-seconds, more often while bulk ingest wakes it.",
+)
 @click.option("--dry-run", is_flag=True, help="Only list the partitions that would be deleted.")
 @click.option("--days", type=click.IntRange(0), default=None, help="Keep this many days (default: retention_days).")
 @maintenance_data_dir_option
 def retention(dry_run: bool, days: int | None, data_dir: Path) -> None:
-    """Delete lake partitions older than retention_days (default 365; the server does this daily)."""
     overrides = {"retention_days": days} if days is not None else {}
     with local_lake(data_dir, overrides) as lake, lake.maintenance():
         if not lake.policy.retention_days:

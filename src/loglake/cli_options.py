@@ -9,6 +9,7 @@ import math
 import re
 import shlex
 import shutil
+import signal
 import sys
 import time
 import urllib.parse
@@ -147,6 +148,14 @@ def until_ctrl_c(work: Callable[[Stop], T]) -> T:
         except KeyboardInterrupt:
             stop.stop(INTERRUPTED)
             raise  # leaving the block waits for the work to end: its query interrupted, its files closed
+
+
+def stop_on_sigint() -> None:
+    """Let Ctrl-C, or a `kill -INT`, end a command that follows (`tail`, `recent --follow`) as it ends it in a
+    terminal, also when a shell script started it in the background: the shell then starts it with SIGINT ignored,
+    which leaves Python without its KeyboardInterrupt (`serve` takes SIGINT so too, as uvicorn and gunicorn do)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def printable(value: object, multiline: bool = False) -> str:

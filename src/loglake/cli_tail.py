@@ -16,6 +16,7 @@ from loglake.cli_options import (
     print_record_row,
     printable,
     say_retrying_now_and_then,
+    stop_on_sigint,
     url_option,
 )
 from loglake.client import ClientError, LoglakeClient
@@ -68,6 +69,7 @@ def tail(
         "min_severity": min_severity,
     }
     show = print_record_json if as_json else print_record_row
+    stop_on_sigint()
     try:
         with LoglakeClient(url, api_key, timeout=_READ_TIMEOUT_SECONDS, backoff=RECONNECT_BACKOFF) as client:
             events = client.tail(params)

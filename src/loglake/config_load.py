@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from loglake.config import ConfigError, Settings, as_typed, env_name, flag_name
+from loglake.spelling import alike, typo_of
 
 # A setting's former name (Settings field metadata `deprecated_name`), still taken as flag, variable and TOML key.
 DEPRECATED_NAMES = {f.metadata["deprecated_name"]: f.name for f in fields(Settings) if "deprecated_name" in f.metadata}
 log = logging.getLogger("loglake.config")  # (the name its warnings have always had)
+_KNOWN = frozenset(f.name for f in fields(Settings)) | set(DEPRECATED_NAMES)
 
 
 def load_settings(
@@ -37,6 +39,7 @@ def load_settings(
             current = _current_name(name, env_name(name))
             values[current] = environ[env_name(name)]
             given_as[current] = env_name(name)
+    _warn_of_misspelt_variables(environ)
     for name, value in (overrides or {}).items():
         if value is not None:
             current = _current_name(name, flag_name(name))
@@ -63,6 +66,28 @@ def _as_given(problem: str, given_as: dict[str, str]) -> str:
     return given_as[name] + problem[len(name) :] if name in given_as else problem
 
 
+def _warn_of_misspelt_variables(environ: dict[str, str]) -> None:
+    """A line for each LOGLAKE_ variable that is no setting but a typo of one (LOGLAKE_RETENTON_DAYS): it is
+    ignored, and the server would otherwise start without a word on the default. (Other LOGLAKE_ variables, the
+    client commands' and the AWS deployment's, are no typo of a setting.)"""
+    prefix = env_name("")
+    for variable in environ:
+        name = variable.removeprefix(prefix).lower()
+        if variable.startswith(prefix) and name not in _KNOWN:
+            meant = typo_of(name, _KNOWN)
+            if meant:
+                log.warning("%s is not a setting, and is ignored: did you mean %s?", variable, env_name(meant[0]))
+
+
+def _unknown(names: set[str]) -> str:
+    """The unknown setting names, each with the one it likely meant."""
+    said = []
+    for name in sorted(names):
+        meant = alike(name, _KNOWN) or typo_of(name, _KNOWN)
+        said.append(f"{name} (did you mean {meant[0]}?)" if meant else name)
+    return ", ".join(said)
+
+
 def _current_name(name: str, given: str) -> str:
     """A setting's name, given as `given`: its current one for a deprecated name, which one warning line says."""
     current = DEPRECATED_NAMES.get(name)
@@ -82,10 +107,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
     section = data.get("loglake", data)
-    known = {f.name for f in fields(Settings)} | set(DEPRECATED_NAMES)
-    unknown = set(section) - known
+    unknown = set(section) - _KNOWN
     if unknown:
-        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(sorted(unknown))}")
+        raise ConfigError(
+            f"config file {path}: unknown setting(s) {_unknown(unknown)}; `loglake serve --help` lists them "
+            "(a flag's name, with _ for -)"
+        )
     return section
 
 

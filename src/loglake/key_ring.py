@@ -65,6 +65,14 @@ class KeyRing:
         self._refresh()
         return self._sigv4.get(access_key_id)
 
+    def is_active(self, key: ApiKey) -> bool:
+        """Whether `key`, as it authenticated a request, is active still: a stream that request opened (a live
+        tail) ends once it is not."""
+        self._refresh()
+        if key.kind == "bearer":
+            return any(active == key for _, active in self._bearer.get(key.hint, ()))
+        return any(active == key for active, _ in self._sigv4.values())
+
     def was_revoked(self, token: str) -> bool:
         """Whether a token no active key takes is a revoked key's (compared as _by_hash does)."""
         digest = hash_secret(token)

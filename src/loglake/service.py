@@ -18,6 +18,7 @@ from loglake.ingest import IncomingRecord, ParsedBody, check_records, check_vali
 from loglake.lake import reads as lake_reads
 from loglake.lake.lake import Lake
 from loglake.lake.manifest import LakeFile
+from loglake.lake.objectstore import ObjectStoreError
 from loglake.lake.search_terms import Condition, InvalidSearch, parse_search
 from loglake.lake.stop import Stop
 from loglake.model import (
@@ -27,7 +28,7 @@ from loglake.model import (
     StoredRecord,
 )
 from loglake.recent_params import InvalidQuery, encode_cursor, parse_recent_params
-from loglake.store.base import HotStore, RecentQuery, awaitable
+from loglake.store.base import HotStore, RecentQuery, StoreUnavailable, awaitable, refused_write
 from loglake.times import DAY_MS, TimeFormatError, format_datetime, parse_duration
 
 FOLLOW_PARAMS = ("follow", "after")  # GET /logs/recent takes these too (follow.py reads them)
@@ -145,7 +146,16 @@ class LogService:
         write = self.lake.bulk.submit(table)
         if self.arrivals is not None:
             write.add_done_callback(functools.partial(_announce_table, self.arrivals, table))
-        await awaitable(write)
+        try:
+            await awaitable(write)
+        except (OSError, ObjectStoreError) as e:
+            # A full disk or a failing object store: the batch's files are gone again (lake/bulk.py undoes a
+            # failed write), so the client may send it again later, as the hot store's refusals say.
+            reason = "its object store failed the write" if isinstance(e, ObjectStoreError) else refused_write(e)
+            if reason is None:
+                raise
+            where = str(e) if isinstance(e, ObjectStoreError) else f"{self.lake.store.path.parent}: {e}"
+            raise StoreUnavailable(f"the lake cannot accept writes: {reason}; nothing was written", where) from None
 
     def get(self, log_id: str) -> StoredRecord | None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 
 import httpx
 import pytest
@@ -73,6 +74,24 @@ async def test_a_bulk_batch_waits_then_goes_to_lake_parts_and_every_read_finds_i
     assert waiting_rows(app) == 0 and sum(n for _, n in lake_rows(app)) == COUNT
     await every_read_finds_it_once(client, sent, answer["logIds"])
     assert "loglake_hot_records 0" in (await client.get("/metrics")).text
+
+
+async def test_metrics_say_what_the_records_not_in_the_lake_take_on_disk_and_the_room_left(
+    app: LoglakeApp, client: httpx.AsyncClient
+) -> None:
+    """Trial s16: nothing told an operator how big hot.db and the waiting batches were, or how much disk was left,
+    until writes were refused."""
+    response = await post_ndjson(client, ndjson(records()))
+    assert response.status_code == 201, response.text
+    text = (await client.get("/metrics")).text
+    gauges = {
+        name: float(value) for name, value in (line.rsplit(" ", 1) for line in text.splitlines() if line[0] != "#")
+    }
+    waiting_files = sum(f.stat().st_size for f in (app.settings.data_dir / "waiting").iterdir())
+    hot_db = (app.settings.data_dir / "hot.db").stat().st_size
+    assert gauges["loglake_hot_bytes"] >= waiting_files + hot_db > hot_db
+    disk = os.statvfs(app.settings.data_dir)
+    assert abs(gauges["loglake_data_dir_free_bytes"] - disk.f_bavail * disk.f_frsize) < 256 * 1024 * 1024
 
 
 async def every_read_finds_it_once(client: httpx.AsyncClient, sent: list[dict], log_ids: list[str]) -> None:

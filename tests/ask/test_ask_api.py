@@ -468,6 +468,9 @@ async def test_an_answer_becomes_a_rule_written_only_when_confirmed(
     rules = load_rules(ask_settings.rules_path)
     assert rules.problems == [] and [r.title for r in rules.rules] == ["How many errors"]
     assert written["written"] == str(ask_settings.rules_path / written["file"])
+    # Private as `rules init` makes them (before: the folder 0755 and the file 0644 under the usual umask)
+    assert stat.S_IMODE(ask_settings.rules_path.stat().st_mode) == 0o700
+    assert stat.S_IMODE(Path(written["written"]).stat().st_mode) == 0o600
 
 
 async def test_a_question_about_alerts_reads_the_live_table_and_no_lake_file(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -13,7 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loglake.store.sqlite import SQLiteHotStore
 from tests.conftest import ServerProcess
+from tests.lake.test_flush import CRASH_SCRIPT, START, seed
 
 pytestmark = pytest.mark.e2e
 
@@ -243,3 +247,39 @@ def test_kill_9_during_bulk_batches_keeps_each_batch_whole_or_absent(server_fact
     assert set(stored) <= set(sent)
     # Every batch there, acknowledged or caught by the kill after its commit, is whole and stored once.
     assert {tag: counts for tag, counts in stored.items() if counts != (BULK_RECORDS, BULK_RECORDS)} == {}
+
+
+def test_a_server_says_what_it_undid_of_a_flush_a_killed_process_left_half_done(
+    server_factory, admin_key_of, tmp_path: Path
+):
+    """A flush killed after it journaled its round (its parts written, its rows still hot): the next server's first
+    maintenance turn undoes the round, flushes the records anew, and says so in its lake_maintenance line, so
+    that an operator tells a recovery from a clean start (before: a line only if it flushed, without a word of
+    the round undone)."""
+    data = tmp_path / "data"
+    store = SQLiteHotStore(data / "hot.db")
+    everything = seed(store)
+    store.close()
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT, str(data), "journaled", str(START + 3 * DAY), "False"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert crashed.returncode == 9, crashed.stderr.decode()
+    access = tmp_path / "access.log"
+    server = server_factory(data, "--flush-interval-seconds", "1", "--access-log", str(access))
+    key = admin_key_of(server)
+    deadline = time.monotonic() + 30
+    turns: list[dict] = []
+    while not turns and time.monotonic() < deadline:
+        time.sleep(0.2)
+        lines = [json.loads(line) for line in access.read_text().splitlines()]
+        turns = [line for line in lines if line.get("event") == "lake_maintenance"]
+    assert turns and turns[0]["recovered_rounds"] == 1, turns
+    assert turns[0]["flushed_records"] == len(everything)
+    counted = httpx.post(
+        f"{server.url}/query",
+        json={"sql": "SELECT count(*), count(DISTINCT log_id) FROM logs"},
+        headers={"authorization": f"Bearer {key}"},
+    ).json()["rows"]
+    assert counted == [[len(everything), len(everything)]]

@@ -215,6 +215,37 @@ def test_a_browser_session_tails_with_its_cookie(server: ServerProcess, key: str
         reader.close()
 
 
+def test_revoking_a_key_ends_its_open_tails(server: ServerProcess, key: str) -> None:
+    """A key revoked (by `loglake keys revoke`, another process) ends the tails it holds, its bearer's and its
+    browser session's, with an error event, and they send nothing after: before, they streamed on for as long as
+    their connections lasted, while the key's next request was refused."""
+    admin = {"authorization": f"Bearer {key}"}
+    made = httpx.post(f"{server.url}/admin/keys", json={"name": "dashboard", "scopes": ["read"]}, headers=admin)
+    secret = made.json()["secret"]
+    session = httpx.post(f"{server.url}/session", json={"key": secret})
+    cookie = {"cookie": f"loglake_session={session.cookies['loglake_session']}"}
+    bearer, browser = (
+        TailReader(server.url, {"authorization": f"Bearer {secret}"}, {}),
+        TailReader(server.url, cookie, {}),
+    )
+    try:
+        send(server, key, [{"message": "before the revocation"}])
+        for tail in (bearer, browser):
+            assert tail.records(1)[0]["message"] == "before the revocation"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
+        revoke = [sys.executable, "-m", "loglake", "keys", "revoke", "dashboard", "--data-dir", str(server.data_dir)]
+        subprocess.run(revoke, check=True, env=env, capture_output=True)
+        send(server, key, [{"message": "after the revocation"}])
+        for tail in (bearer, browser):
+            name, data = tail.next()
+            assert name == "error" and data["message"].startswith("revoked API key"), (name, data)
+            assert tail.ended.wait(WAIT_S)
+            assert tail.events.empty()
+    finally:
+        bearer.close()
+        browser.close()
+
+
 def test_a_stopping_server_ends_its_tails_instead_of_waiting_for_them(
     server_factory: Callable[..., ServerProcess], admin_key_of: Callable[[ServerProcess], str]
 ) -> None:
@@ -251,6 +282,30 @@ def test_loglake_tail_prints_records_as_they_arrive_until_ctrl_c(server: ServerP
             process.send_signal(signal.SIGINT)
             assert process.wait(WAIT_S) == 0
             assert "Traceback" not in process.stderr.read()
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+@pytest.mark.parametrize("command", [["tail", "--json"], ["recent", "--follow", "--json", "--since", "now"]])
+def test_a_follow_started_in_the_background_by_a_script_stops_on_sigint(
+    server: ServerProcess, key: str, command: list[str]
+) -> None:
+    """A script's `loglake tail > f &` starts with SIGINT ignored (POSIX shells do that to background jobs), which
+    left Python without KeyboardInterrupt: `kill -INT` and `timeout -s INT` did nothing (trial s16 found three
+    follows still running). Taken as `serve` takes it: the command ends as Ctrl-C ends it, exit 0."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
+    follow = [sys.executable, "-m", "loglake", *command, "--url", server.url, "--api-key", key]
+    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731 - what the shell does
+    with subprocess.Popen(
+        follow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, preexec_fn=ignore_sigint
+    ) as process:
+        try:
+            lines: queue.Queue[str] = queue.Queue()
+            threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+            assert _printed_while_sending(server, key, lines, "following")  # it runs, past its start
+            process.send_signal(signal.SIGINT)
+            assert process.wait(WAIT_S) == 0
         finally:
             if process.poll() is None:
                 process.kill()

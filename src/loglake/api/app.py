@@ -47,6 +47,7 @@ from loglake.lake.stop import CLIENT_GONE, SERVER_STOPPING, Stop, Stopped
 from loglake.runtime import Runtime
 from loglake.sessions import SessionStore
 from loglake.store.base import StoreUnavailable
+from loglake.store.sqlite import write_refusal
 from loglake.tail import TailHub
 
 T = TypeVar("T")
@@ -283,11 +284,18 @@ class LoglakeApp(RuntimeEvents):
             status = 503
             error = ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")])
             sent = await self._send_error(request, receive, send, error, [*error.headers, *common], body_limit)
-        except Exception as e:  # a bug: answer 500 with the request id, log the traceback
-            status = 500
-            self.access_log.error(request.request_id, e)
-            error = ApiError(500, "internal_error", f"internal error; quote request id {request.request_id}")
-            sent = await self._send_error(request, receive, send, error, common, body_limit)
+        except Exception as e:
+            refusal = write_refusal(e)  # a full disk under keys.db, sessions.db, alerts.db...: not now, not a bug
+            if refusal is not None:
+                status = 503  # (/healthz's storage error stays the hot store's: one that no commit would clear)
+                message = f"the server cannot write now: {refusal}; try again later"
+                error = ApiError(503, "storage_unavailable", message, headers=[(b"retry-after", b"5")])
+                sent = await self._send_error(request, receive, send, error, [*error.headers, *common], body_limit)
+            else:  # a bug: answer 500 with the request id, log the traceback
+                status = 500
+                self.access_log.error(request.request_id, e)
+                error = ApiError(500, "internal_error", f"internal error; quote request id {request.request_id}")
+                sent = await self._send_error(request, receive, send, error, common, body_limit)
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.requests.inc((template, str(status)))

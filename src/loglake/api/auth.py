@@ -80,6 +80,10 @@ class Authenticator:
         """SigV4 signs the body, so it can only be checked once the body has been read."""
         return self.keyring is not None and sigv4.is_sigv4(request.header(b"authorization"))
 
+    def is_active(self, key: ApiKey) -> bool:
+        """Whether the key a request was let in with is active still (always, without auth)."""
+        return self.keyring is None or key is ANONYMOUS or self.keyring.is_active(key)
+
     def check_before_body(self, request: Request) -> None:
         """For a SigV4 request, ApiError 401 for what is wrong before the body is read: a malformed
         header, an unknown access key, a stale or misaddressed signature, a missing signed header."""

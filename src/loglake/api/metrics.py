@@ -255,6 +255,18 @@ def _lake_gauges(lake: LakeState) -> Iterable[str]:
     yield from gauge_lines(
         "loglake_hot_records", "Records in the hot store, not yet moved to the lake.", (), {(): lake.hot_records}
     )
+    yield from gauge_lines(
+        "loglake_hot_bytes",
+        "Bytes the records not yet in the lake take on disk: hot.db, its WAL and the waiting bulk batches.",
+        (),
+        {(): lake.hot_bytes},
+    )
+    yield from gauge_lines(
+        "loglake_data_dir_free_bytes",
+        "Bytes left for loglake on the data dir's file system: once none is, writes are refused with 503.",
+        (),
+        {(): lake.free_bytes},
+    )
 
 
 def delivery_lines(delivery: AlertDelivery | None) -> bytes:

@@ -88,6 +88,7 @@ async def store(app: LoglakeApp, parsed: ParsedBody, counts: dict[tuple[str, int
     try:
         if parsed.table is not None:
             await app.service.write_table(parsed.table)
+            app.storage_error = None  # (a hot store commit clears it in on_commit; a bulk batch commits no rows)
             log_ids = []
         else:
             assert parsed.records is not None

@@ -29,10 +29,12 @@ class RuntimeEvents:
     _loop: asyncio.AbstractEventLoop | None  # the server's, once the lifespan started
 
     def on_maintenance(self, report: MaintenanceReport) -> None:
-        if report.flushed.records or report.compacted.merged_files or report.expired or report.garbage_deleted:
+        did = report.flushed.records or report.compacted.merged_files or report.expired or report.garbage_deleted
+        if did or report.recovered_rounds:
             self.access_log.event(
                 {
                     "event": "lake_maintenance",
+                    "recovered_rounds": report.recovered_rounds,  # left half done by a process that died
                     "flushed_records": report.flushed.records,
                     "flushed_files": len(report.flushed.objects),
                     "flush_s": round(report.flushed.seconds, 3),

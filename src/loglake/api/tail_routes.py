@@ -3,7 +3,9 @@
 Each new record matching the search is an `event: record` with the record's JSON, as /logs/search shows
 it; `event: dropped` with {"count": n} says the client read too slowly and n records were not sent; a
 comment every HEARTBEAT_SECONDS keeps proxies from closing a quiet stream. The stream ends when the
-client leaves or the server stops (then with `event: end`), so a stopping server never waits on it.
+client leaves or the server stops (then with `event: end`), so a stopping server never waits on it, and when
+the key it was opened with is revoked (then with `event: error`, within KEY_CHECK_SECONDS), as the key's
+next request would be refused.
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from loglake.api.auth import REVOKED_KEY
 from loglake.api.http import ApiError, Receive, Request, Send, server_stopping
 from loglake.api.routes import Result, client_errors
 from loglake.tail import Tail, TooManyTails
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
+    from loglake.keys import ApiKey
 
 HEARTBEAT_SECONDS = 15.0
+KEY_CHECK_SECONDS = 1.0  # how soon a tail ends once its key is revoked
 HEADERS = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-store"),
@@ -32,9 +37,10 @@ _encode = msgspec.json.Encoder().encode
 class EventStream:
     """A response that is sent as events arrive (app._http sends it through `stream`)."""
 
-    def __init__(self, app: LoglakeApp, tail: Tail) -> None:
+    def __init__(self, app: LoglakeApp, tail: Tail, key: ApiKey) -> None:
         self.app = app
         self.tail = tail
+        self.key = key  # the key it was opened with
 
     async def stream(self, send: Send, receive: Receive, status: int, headers: list[tuple[bytes, bytes]]) -> int:
         """Send the events until the client leaves or the tail ends; the bytes sent."""
@@ -43,9 +49,17 @@ class EventStream:
         sent = 0
         try:
             await send({"type": "http.response.start", "status": status, "headers": headers})
+            quiet = 0.0  # seconds since the last chunk
             while not self.tail.stopped:
-                waiting = await self.tail.next(HEARTBEAT_SECONDS)
-                if waiting is None:
+                wait = min(KEY_CHECK_SECONDS, HEARTBEAT_SECONDS - quiet)
+                waiting = await self.tail.next(wait)
+                if not self.app.auth.is_active(self.key):
+                    chunk = b"event: error\ndata: %b\n\n" % _encode({"message": REVOKED_KEY})
+                    self.tail.stop()
+                elif waiting is None:
+                    quiet += wait
+                    if quiet < HEARTBEAT_SECONDS:
+                        continue
                     chunk = b": keep-alive\n\n"
                 else:
                     records, dropped, error = waiting
@@ -60,6 +74,7 @@ class EventStream:
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     sent += len(chunk)
+                    quiet = 0.0
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()
@@ -89,4 +104,4 @@ async def tail(app: LoglakeApp, request: Request) -> Result:
         opened = app.tails.open(request.principal.name, query, conditions)
     except TooManyTails as e:
         raise ApiError(429, "too_many_tails", str(e), headers=[(b"retry-after", b"5")]) from None
-    return Result(200, EventStream(app, opened), HEADERS)
+    return Result(200, EventStream(app, opened, request.principal), HEADERS)

@@ -12,6 +12,7 @@ has none (aws/packaging.py), so on AWS a draft is returned unvalidated and says 
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 import uuid
@@ -25,6 +26,7 @@ from sqlglot import exp
 
 from loglake.ask.guard import TIME_COLUMNS
 from loglake.ask.time_bounds import conjuncts
+from loglake.private_files import FILE_MODE, private_dir
 
 DEFAULT_SCHEDULE = "5m"
 DEFAULT_LOOKBACK = "5m"
@@ -92,13 +94,14 @@ def write_rule(draft: RuleDraft, rules_dir: Path) -> Path:
     """Write a valid draft into the rules folder (created if needed), never over an existing file."""
     if draft.problems or not draft.validated:
         raise ValueError("only a draft the rules loader loaded is written")
-    rules_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(rules_dir)  # (as `rules init` makes it: a rule names what is watched for, and where)
     path = rules_dir / draft.file_name
-    try:
-        with open(path, "x") as f:  # "x": a file of that name stays as it is
-            f.write(draft.text)
+    try:  # O_EXCL: a file of that name stays as it is
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     except FileExistsError:
         raise RuleExists(f"{path} exists already") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(draft.text)
     return path
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -82,6 +83,8 @@ class LakeState:
     tables: list[TableTotals]
     retired_files: int  # replaced or expired, waiting for the queries that may read them
     hot_records: int
+    hot_bytes: int  # what the records not in the lake yet take: hot.db, its WAL and the waiting batches' files
+    free_bytes: int  # left on the data dir's file system for this user: writes are refused once none is
 
 
 @dataclass
@@ -90,6 +93,7 @@ class MaintenanceReport:
     compacted: CompactReport = field(default_factory=CompactReport)
     expired: list[ExpiredPartition] = field(default_factory=list)
     garbage_deleted: int = 0
+    recovered_rounds: int = 0  # flush or bulk rounds a process that died left half done, undone first
 
 
 def object_store(settings: Settings) -> ObjectStore:
@@ -136,6 +140,7 @@ class Lake:
         self.engine = QueryEngine(store, objects, data_dir / "tmp" / "duckdb", limits, live_tables)
         self.recent_reader = LakeRecentReader(objects)
         self._lock_path = data_dir / "lake.lock"
+        self.recovered_rounds = 0  # what the last hold of the maintenance lock undid first (maintenance())
 
     @classmethod
     def from_settings(
@@ -228,10 +233,13 @@ class Lake:
                 "SELECT table_name, count(*), sum(records), sum(bytes), max(max_ts) FROM lake_files GROUP BY table_name"
             )
             ((retired,),) = self.store.read("SELECT count(*) FROM lake_garbage")
-            hot_records = self.hot_records()
+            hot_records = self.store.count()
+            batches = waiting(self.store.read)
         found = {name: totals for name, *totals in rows}
         tables = [TableTotals(t.name, *found.get(t.name, (0, 0, 0, None))) for t in TABLES.values()]
-        return LakeState(tables, retired, hot_records)
+        hot_bytes = batches.bytes + sum(_size(Path(f"{self.store.path}{suffix}")) for suffix in ("", "-wal"))
+        disk = os.statvfs(self.store.path.parent)
+        return LakeState(tables, retired, hot_records + batches.rows, hot_bytes, disk.f_bavail * disk.f_frsize)
 
     def hot_records(self) -> int:
         """The records in hot.db, not in the lake yet: hot rows and the bulk batches waiting to be moved
@@ -246,7 +254,7 @@ class Lake:
         another process holds it); interrupted rounds of a previous holder are undone first."""
         with exclusive_lock(self._lock_path, wait) as holding:
             if holding:
-                self.flusher.recover()
+                self.recovered_rounds = self.flusher.recover()
                 if isinstance(self.objects, LocalObjectStore):
                     self.objects.remove_unfinished()
             yield holding
@@ -344,7 +352,7 @@ class Lake:
         with self.maintenance(wait=False) as holding:
             if not holding:
                 return None
-            report = MaintenanceReport()
+            report = MaintenanceReport(recovered_rounds=self.recovered_rounds)
             report.flushed = self.flush()
             if compact:
                 report.compacted = self.compact(everything=False, stop=stop)
@@ -354,9 +362,19 @@ class Lake:
             return report
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # (no WAL between checkpoints)
+        return 0
+
+
+EXPIRE_EVERY_TURNS = 10  # retention runs every this many maintenance turns: it rarely has work
+
+
 class LakeJobs:
     """The server's background thread: every `interval` seconds, or sooner when bulk ingest piles up
-    parts (`wake`), one maintenance turn (retention every tenth turn, as it rarely has work). Errors are
+    parts (`wake`), one maintenance turn (retention every EXPIRE_EVERY_TURNS turns). Errors are
     logged and retried next turn."""
 
     def __init__(self, lake: Lake, interval_seconds: float, on_report: Callable[[MaintenanceReport], None]) -> None:
@@ -393,7 +411,7 @@ class LakeJobs:
             if self._stop.is_set():
                 return
             try:
-                report = self.lake.maintain(expire=turn % 10 == 0, stop=self._stop)
+                report = self.lake.maintain(expire=turn % EXPIRE_EVERY_TURNS == 0, stop=self._stop)
                 self.last_error = None
                 self.last_run_ms = int(self.lake.clock() * 1000)
                 if report is not None:

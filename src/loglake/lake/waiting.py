@@ -39,7 +39,7 @@ from loglake.lake import writers
 from loglake.lake.table_records import matches, table_records
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.model import StoredRecord
-from loglake.private_files import fsync_together, private_dir
+from loglake.private_files import fsync_together, private_dir, private_file
 from loglake.store.base import RecentQuery
 
 Read = Callable[[str, Sequence[Any]], list[tuple]]
@@ -70,7 +70,7 @@ def write_batch_file(folder: Path, name: str, table: pa.Table) -> int:
     """Write a batch's table to a new file in `folder` and make it durable (the file and its name); returns
     its size."""
     private_dir(folder)
-    path = folder / name
+    path = private_file(folder / name)  # (pyarrow would make it with the umask's mode: 0644)
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     fsync_together([path, folder])

@@ -13,6 +13,7 @@ scan, merging several severities); a backend implements the writes, one point lo
 from __future__ import annotations
 
 import asyncio
+import errno
 import heapq
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -39,6 +40,22 @@ class StoreUnavailable(Exception):
 
     def for_operators(self) -> str:
         return f"{self} ({self.where})" if self.where else str(self)
+
+
+# The file system's refusals that mean "cannot write now" (try again once there is room), as SQLite's SQLITE_FULL,
+# SQLITE_READONLY and SQLITE_IOERR do for the hot store, rather than a bug.
+_REFUSED_WRITES = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "a file size limit was reached",
+    errno.EROFS: "the file system is read-only",
+    errno.EIO: "the disk reported an I/O error",
+}
+
+
+def refused_write(error: OSError) -> str | None:
+    """Why the file system refused a write, when that means "not now"; None for any other error."""
+    return _REFUSED_WRITES.get(error.errno)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from loglake.ids import format_uuid, join_id, smallest_high, split_id, timestamp
 from loglake.model import NewRecord, StoredRecord
 from loglake.private_files import private_database
 from loglake.sqlitedb import Schema, migrate, migrate_schema, use_wal
-from loglake.store.base import HotStore, RecentQuery, ScanKey, StoreUnavailable
+from loglake.store.base import HotStore, RecentQuery, ScanKey, StoreUnavailable, refused_write
 from loglake.store.sqlite_checkpoints import BUSY_TIMEOUT_MS, WalCheckpoints, use_own_checkpoints
 from loglake.store.sqlite_jobs import WriteJob, fail, settle, write_group
 from loglake.store.sqlite_reads import Snapshot, read_columns, read_rows
@@ -81,6 +81,16 @@ def unavailable_reason(error: sqlite3.Error) -> str | None:
     text = str(error).lower()
     if "disk is full" in text or "readonly" in text or "disk i/o" in text:
         return str(error)
+    return None
+
+
+def write_refusal(error: BaseException) -> str | None:
+    """Why a SQLite database (keys, sessions, alerts...) or a file refused a write, when that means "not now";
+    None for any other error."""
+    if isinstance(error, sqlite3.Error):
+        return unavailable_reason(error)
+    if isinstance(error, OSError):
+        return refused_write(error)
     return None
 
 
