@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from loglake import ids
+from loglake import ids, ingest_arrow
 from loglake.decode_errors import not_json_reason
 from loglake.ingest_columns import plainly_valid_table
 from loglake.model import (
@@ -44,6 +44,9 @@ MAX_DETAILS = 100
 BULK_MIN_RECORDS = 1000
 NO_ATTRIBUTES = msgspec.Raw(b"")
 DECODE_PIECE_BYTES = 256 * 1024
+# Bodies from this size may be read by Arrow (ingest_arrow) when others are being checked at the same time: its
+# setting up and column work cost about a millisecond a body, which a body of thousands of records repays.
+ARROW_READ_MIN_BYTES = 256 * 1024
 
 
 class IncomingRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -99,8 +102,15 @@ def parse_body(body: bytes, ndjson: bool, limits: Limits, now_ms: int) -> tuple[
     return parsed.records, parsed.single
 
 
-def parse_batch(body: bytes, ndjson: bool, limits: Limits, now_ms: int, *, bulk: bool) -> ParsedBody:
-    """parse_body, giving a bulk batch as a table when `bulk` (see BULK_MIN_RECORDS)."""
+def parse_batch(
+    body: bytes, ndjson: bool, limits: Limits, now_ms: int, *, bulk: bool, contended: bool = False
+) -> ParsedBody:
+    """parse_body, giving a bulk batch as a table when `bulk` (see BULK_MIN_RECORDS). `contended`: other bodies
+    are being checked meanwhile; a big NDJSON body is then read by Arrow, outside the GIL (ingest_arrow)."""
+    if contended and bulk and ndjson and len(body) >= ARROW_READ_MIN_BYTES:
+        table = ingest_arrow.checked_table(body, limits, now_ms, BULK_MIN_RECORDS)
+        if table is not None:
+            return ParsedBody(False, table=table)
     try:
         decoded = _decode_lines(body) if ndjson else _one_or_many.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):

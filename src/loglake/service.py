@@ -107,10 +107,12 @@ class LogService:
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def parse(self, body: bytes, ndjson: bool) -> ParsedBody:
+    def parse(self, body: bytes, ndjson: bool, contended: bool = False) -> ParsedBody:
         """Validated records with fresh ids from a request body (a bulk batch as a table, when there
-        is a lake to write it to); raises ingest.InvalidBody or model.InvalidRecords naming every problem."""
-        return parse_batch(body, ndjson, self.limits, self.now_ms(), bulk=self.lake is not None)
+        is a lake to write it to); raises ingest.InvalidBody or model.InvalidRecords naming every problem.
+        `contended`: other bodies are being checked meanwhile (see ingest.parse_batch)."""
+        bulk = self.lake is not None
+        return parse_batch(body, ndjson, self.limits, self.now_ms(), bulk=bulk, contended=contended)
 
     def check(self, items: list[IncomingRecord]) -> ParsedBody:
         """Records another protocol's decoder built (protocols/), checked as parse checks a body's: all

@@ -598,3 +598,29 @@ async def test_a_filter_path_answers_only_what_it_names_as_elasticsearch_does(cl
     assert whole.json().keys() == {"errors", "took", "items"}
     assert whole.json()["items"][0]["create"].keys() >= {"_index", "_id", "status", "result"}
     assert [log["message"] for log in await stored(client, log_type="app")] == ["kept"] * 4
+
+
+async def test_a_big_bulk_with_a_source_that_is_not_utf8_stores_the_others_and_refuses_it(
+    client: httpx.AsyncClient,
+) -> None:
+    """Arrow's JSON reader keeps a string's bytes unchecked: a big bulk (read by Arrow) with a byte that is no UTF-8
+    in one source stored that text in the lake, where every read of it then failed. It is refused as the smaller
+    bulks' path refuses it, the others stored."""
+    count = BULK_MIN_RECORDS + 600
+    action = b'{"create":{"_index":"app"}}\n'
+    sources = [
+        json.dumps({"message": f"line {i}", "pad": "p" * 2000}, separators=(",", ":")).encode() for i in range(count)
+    ]
+    sources[7] = sources[7].replace(b"line 7", b"line \xff7")
+    body = b"".join(action + source + b"\n" for source in sources)
+    assert len(body) >= elastic_columns._MIN_BYTES
+    response = await client.post("/_bulk?filter_path=errors,items.*.error,items.*.status", content=body, headers=NDJSON)
+    answer = response.json()
+    assert answer["errors"] is True
+    assert answer["items"][7]["create"]["status"] == 400
+    assert (
+        answer["items"][7]["create"]["error"]["reason"]
+        == "`message` is not valid UTF-8: send the log line as text in UTF-8"
+    )
+    assert [item["create"]["status"] for item in answer["items"][:7] + answer["items"][8:]] == [201] * (count - 1)
+    assert len(await stored(client, log_type="app")) == 1000  # (the newest: as many as one read gives), each readable

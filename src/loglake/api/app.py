@@ -101,6 +101,7 @@ class LoglakeApp(RuntimeEvents):
         self._searches = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="loglake-search")
         # Big ingest bodies are checked on threads of their own (routes.OFF_LOOP_BODY_BYTES).
         self._ingests = ThreadPoolExecutor(max_workers=INGEST_THREADS, thread_name_prefix="loglake-ingest")
+        self.ingest_jobs = 0  # run_ingest's jobs queued or running (only the event loop changes it)
         # Big OTLP exports are decoded in processes of their own (started at the first one).
         self.decode_workers = DecodeWorkers(settings.decode_processes)
         # Users' SQL runs on its own threads, so long queries never queue the API's reads behind them.
@@ -136,7 +137,11 @@ class LoglakeApp(RuntimeEvents):
 
     async def run_ingest(self, fn: Callable[..., T], *args: Any) -> T:
         """Run the check of a big ingest body off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._ingests, fn, *args)
+        self.ingest_jobs += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._ingests, fn, *args)
+        finally:
+            self.ingest_jobs -= 1
 
     async def run_search(self, fn: Callable[[Stop], T], request: Request) -> T:
         """Run a search, histogram or facets off the event loop, apart from the quick reads of run_read;

@@ -107,7 +107,8 @@ def _checked(app: LoglakeApp, body: bytes, ndjson: bool) -> tuple[ParsedBody, di
     """The body's valid records (LogService.parse) and ingest_counts of them."""
     if not body or body.isspace():  # (not strip(): that copies a body of megabytes)
         raise ApiError(400, "empty_body", "the body is empty; send a record object, an array or NDJSON lines")
-    parsed = app.service.parse(body, ndjson)
+    # (a job besides this one: the bodies then take turns on the GIL, see ingest_arrow)
+    parsed = app.service.parse(body, ndjson, contended=app.ingest_jobs > 1)
     return parsed, ingest_counts(parsed)
 
 

@@ -5,11 +5,11 @@ Python object per document. Pure, no I/O.
 The mapping is elastic_sources' (its module says it), and elastic.parse_bulk stays the reference: this path takes
 a bulk only when it can show that its records are the ones parse_bulk gives, and answers None otherwise.
 - Every value's text must be the one a compact JSON encoder writes, since an attribute's value is kept as sent:
-  the body must be exactly as long as those texts make it (_compact_length), and its escapes those an encoder
-  writes (_escapes). A text written otherwise is longer (a space between tokens, an explicit null, `\\u00e9`
-  for é, a blank line, two objects on a line, `-0`), except a double's (1e3 is shorter than 1000.0) and a
-  time Arrow read as one, which send the bulk to parse_bulk. What the reader refuses (a key twice, a line that
-  is no object, a control character in a string, text that is not UTF-8) goes there too.
+  the body must be exactly as long as those texts make it (arrow_json.compact_length), and its escapes those an encoder
+  writes (arrow_json.count_escapes). A text written otherwise is longer (a space between tokens, an explicit
+  null, `\\u00e9` for é, a blank line, two objects on a line, `-0`), except a double's (1e3 is shorter than
+  1000.0) and a time Arrow read as one, which send the bulk to parse_bulk. What the reader refuses (a key
+  twice, a line that is no object, a control character in a string, text that is not UTF-8) goes there too.
 - A mapped field that parse_bulk would leave in the attributes (an unknown level, an invalid service name, a
   trace id that is none), a time of digits, an _id, a message in some sources only: parse_bulk, which says it
   source by source.
@@ -24,12 +24,19 @@ from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pj
 
 from loglake import ecs
+from loglake.arrow_json import (
+    compact_length,
+    count_escapes,
+    json_object,
+    keyed,
+    member_texts,
+    nesting_depth,
+    read_lines,
+)
 from loglake.protocols import elastic, elastic_sources
 from loglake.protocols.columns import RecordColumns
-from loglake.protocols.elastic_texts import ESCAPES, json_object, keyed, member_texts
 from loglake.protocols.names import safe_name
 
 # Below, parse_bulk costs less. The reader alone takes about 1.2 us a source, and the setting up and the
@@ -38,7 +45,6 @@ from loglake.protocols.names import safe_name
 # the column check, in process: Filebeat's 1,600 documents 2.7 (parse_bulk) against 3.0 us (here); 8,000
 # documents 2.9 against 2.5 us; Vector's 10 MB 2.85 against 2.2 us.
 _MIN_BYTES = 2 * 1024 * 1024
-_READ = pj.ReadOptions(use_threads=False)  # (a bulk is read on an ingest thread: one core each)
 _TEXT = pa.string()
 
 
@@ -53,8 +59,8 @@ def bulk_records(body: bytes, path_index: str | None) -> tuple[list[elastic.Bulk
 
 def read_regular_bulk(body: bytes, path_index: str | None) -> tuple[list[elastic.BulkItem], RecordColumns] | None:
     """parse_bulk's items and records for a regular bulk, read by Arrow; None for any other (see the module)."""
-    escapes = _escapes(body)
-    table = None if escapes is None else _read(body)
+    escapes = count_escapes(body)
+    table = None if escapes is None else read_lines(body)
     if table is None or table.num_rows % 2 or not table.num_rows:
         return None
     count = table.num_rows // 2
@@ -63,7 +69,7 @@ def read_regular_bulk(body: bytes, path_index: str | None) -> tuple[list[elastic
         return None  # (parse_bulk refuses update and delete item by item, and names a bad action line)
     action = actions[0]
     rows = {name: table.column(name).combine_chunks() for name in table.column_names}
-    length = _compact_length(pa.StructArray.from_arrays(list(rows.values()), list(rows)))
+    length = compact_length(pa.StructArray.from_arrays(list(rows.values()), list(rows)))
     if length is None or length + table.num_rows + escapes != len(body) or not _alternate(rows, action):
         return None
     even = _even(2 * count)
@@ -82,92 +88,6 @@ def read_regular_bulk(body: bytes, path_index: str | None) -> tuple[list[elastic
         return elastic.items_alike(action, names[0], None, range(count)), found
     rows_of = enumerate(distinct.indices.to_pylist())
     return [elastic.BulkItem(action, names[index], None, row) for row, index in rows_of], found
-
-
-def _escapes(body: bytes) -> int | None:
-    """How many escapes the body's strings hold, each one character more than the character it stands for; None
-    when one is not as every encoder writes it."""
-    escapes = 0
-    at = body.find(b"\\")
-    while at >= 0:  # (a handful in a bulk: a quote or a tab in a line now and then)
-        if body[at + 1 : at + 2] not in ESCAPES:
-            return None
-        escapes += 1
-        at = body.find(b"\\", at + 2)
-    return escapes
-
-
-def _read(body: bytes) -> pa.Table | None:
-    """The body's lines as rows, in C++ without the GIL; None when Arrow cannot read it (parse_bulk says why)."""
-    try:
-        table = pj.read_json(pa.py_buffer(body), read_options=_READ)
-        if _has_timestamps(table.schema):  # a text Arrow took for a time: read it as text, as sent
-            as_text = pa.schema([field.with_type(_without_timestamps(field.type)) for field in table.schema])
-            parse = pj.ParseOptions(explicit_schema=as_text, unexpected_field_behavior="infer")
-            table = pj.read_json(pa.py_buffer(body), read_options=_READ, parse_options=parse)
-    except (pa.ArrowInvalid, UnicodeDecodeError):
-        return None
-    return table
-
-
-def _has_timestamps(schema: pa.Schema) -> bool:
-    return any(_without_timestamps(field.type) != field.type for field in schema)
-
-
-def _without_timestamps(kind: pa.DataType) -> pa.DataType:
-    if pa.types.is_timestamp(kind):
-        return _TEXT
-    if pa.types.is_struct(kind):
-        return pa.struct([field.with_type(_without_timestamps(field.type)) for field in kind])
-    if pa.types.is_list(kind):
-        return pa.list_(_without_timestamps(kind.value_type))
-    return kind
-
-
-def _compact_length(values: pa.Array) -> int | None:
-    """The bytes of the valid values' JSON texts as a compact encoder writes them, but for their escapes; None
-    for values whose text Arrow does not keep (a double's form, a time's)."""
-    kind = values.type
-    valid = len(values) - values.null_count
-    if pa.types.is_string(kind):
-        return (pc.sum(pc.binary_length(values)).as_py() or 0) + 2 * valid
-    if pa.types.is_integer(kind):
-        return pc.sum(pc.binary_length(values.cast(_TEXT))).as_py() or 0
-    if pa.types.is_boolean(kind):
-        true = pc.sum(values).as_py() or 0
-        return 4 * true + 5 * (valid - true)
-    if pa.types.is_null(kind):
-        return 0
-    if pa.types.is_struct(kind):
-        children = values.flatten()  # (null where the object is)
-        length = 2 * valid
-        members = 0
-        for field, child in zip(kind, children, strict=True):
-            child_length = _compact_length(child)
-            if child_length is None:
-                return None
-            present = len(child) - child.null_count
-            length += child_length + present * (len(field.name.encode()) + 3)  # (its escapes are in escapes)
-            members += present
-        return length + members - _holding_any(children)  # (the commas)
-    if pa.types.is_list(kind):
-        items = pc.list_flatten(values)
-        items_length = _compact_length(items)
-        if items_length is None:
-            return None
-        holding = pc.sum(pc.greater(pc.list_value_length(values), 0)).as_py() or 0
-        return 2 * valid + items_length + 4 * items.null_count + len(items) - holding
-    return None
-
-
-def _holding_any(children: list[pa.Array]) -> int:
-    """How many rows hold at least one of the children."""
-    if not children:
-        return 0
-    holding = children[0].is_valid()
-    for child in children[1:]:
-        holding = pc.or_(holding, child.is_valid())
-    return pc.sum(holding).as_py() or 0
 
 
 def _even(rows: int) -> pa.BooleanArray:
@@ -237,18 +157,11 @@ def _mapped(columns: dict[str, pa.Array], escaping: bool) -> RecordColumns | Non
         attributes = pc.if_else(pc.equal(attributes, "{}"), "", attributes)
     found.attributes = attributes.cast(pa.binary())
     # (a nested object a field was taken out of nests no deeper than its type says)
-    found.attributes_within = (1 + max(map(_depth, (values.type for values in kept.values())), default=0), len(kept))
+    found.attributes_within = (
+        1 + max(map(nesting_depth, (values.type for values in kept.values())), default=0),
+        len(kept),
+    )
     return found
-
-
-def _depth(kind: pa.DataType) -> int:
-    """How deep a value of this type nests objects and lists (a scalar 0, a flat object 1), as model's check
-    counts them."""
-    if pa.types.is_struct(kind):
-        return 1 + max((_depth(field.type) for field in kind), default=0)
-    if pa.types.is_list(kind):
-        return 1 + _depth(kind.value_type)
-    return 0
 
 
 def _first_text(columns: dict[str, pa.Array], names: tuple[str, ...]) -> str | None:

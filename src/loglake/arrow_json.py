@@ -1,5 +1,7 @@
-"""JSON text of Arrow columns as a compact encoder writes it (elastic_columns' attributes): each row's object of
-the members it has, keys and values as read, with JSON's escapes in its strings. Pure, no I/O."""
+"""JSON lines read by Arrow (in C++, without the GIL), and JSON text written from Arrow columns as a compact
+encoder writes it: each row's object of the members it has, keys and values as read, with JSON's escapes in its
+strings. What the bulk paths that read a body whole by Arrow share (ingest_arrow.py, protocols/elastic_columns.py),
+each proving in its own way that what Arrow read is the text as sent. Pure, no I/O."""
 
 from __future__ import annotations
 
@@ -8,11 +10,13 @@ from array import array
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pj
 
 _TEXT = pa.string()
 _encode = msgspec.json.Encoder().encode
-# What JSON writes escaped in a string, as every encoder writes it: a bulk with another escape (`\\u`, `\\/`)
-# goes to parse_bulk.
+_READ = pj.ReadOptions(use_threads=False)  # (a body is read on an ingest thread: one core each)
+# What JSON writes escaped in a string, as every encoder writes it: a body with another escape (`\\u`, `\\/`)
+# takes the exact path.
 ESCAPES = {b"\\": "\\", b'"': '"', b"b": "\b", b"f": "\f", b"n": "\n", b"r": "\r", b"t": "\t"}
 _ESCAPED = "[" + "".join(f"\\x{ord(character):02x}" for character in ESCAPES.values()) + "]"
 
@@ -86,7 +90,7 @@ def _joined(pieces: list[str | pa.Array]) -> pa.Array:
 
 
 def _json_texts(values: pa.Array, escaping: bool) -> pa.Array:
-    """Each value's JSON text as a compact encoder writes it, null for none (_compact_length took the types)."""
+    """Each value's JSON text as a compact encoder writes it, null for none (compact_length took the types)."""
     kind = values.type
     if pa.types.is_string(kind):
         return pc.binary_join_element_wise('"', _escaped(values) if escaping else values, '"', "")
@@ -97,7 +101,7 @@ def _json_texts(values: pa.Array, escaping: bool) -> pa.Array:
     if pa.types.is_struct(kind):
         pairs = zip(kind, values.flatten(), strict=True)
         return json_object([member_texts(field.name, child, escaping) for field, child in pairs], values.is_valid())
-    # A list (_compact_length took no other type): its items' texts, null ones as null.
+    # A list (compact_length took no other type): its items' texts, null ones as null.
     items = pc.fill_null(_json_texts(values.values, escaping), "null")
     listed = pa.ListArray.from_arrays(values.offsets, items, mask=values.is_null())
     return pc.binary_join_element_wise("[", pc.binary_join(listed, ","), "]", "")
@@ -124,3 +128,108 @@ def _any_escaped(values: pa.Array) -> bool:
         return False
     texts = [None, pa.py_buffer(array("i", [0, end - first])), data.slice(first, end - first)]
     return pc.any(pc.match_substring_regex(pa.Array.from_buffers(pa.binary(), 1, texts), _ESCAPED)).as_py()
+
+
+# -- reading -----------------------------------------------------------------------------------------------
+
+
+def count_escapes(body: bytes) -> int | None:
+    """How many escapes the body's strings hold, each one character more than the character it stands for; None
+    when one is not as every encoder writes it."""
+    escapes = 0
+    at = body.find(b"\\")
+    while at >= 0:  # (a handful in a body: a quote or a tab in a line now and then)
+        if body[at + 1 : at + 2] not in ESCAPES:
+            return None
+        escapes += 1
+        at = body.find(b"\\", at + 2)
+    return escapes
+
+
+def read_lines(body: bytes) -> pa.Table | None:
+    """The body's lines (JSON objects) as rows, in C++ without the GIL, texts that Arrow would take for times kept as
+    texts; None when Arrow cannot read it (a line that is no object, a key twice) or a text is not UTF-8: the exact
+    path says what is wrong."""
+    try:
+        table = pj.read_json(pa.py_buffer(body), read_options=_READ)
+        if _has_timestamps(table.schema):  # a text Arrow took for a time: read it as text, as sent
+            as_text = pa.schema([field.with_type(_without_timestamps(field.type)) for field in table.schema])
+            parse = pj.ParseOptions(explicit_schema=as_text, unexpected_field_behavior="infer")
+            table = pj.read_json(pa.py_buffer(body), read_options=_READ, parse_options=parse)
+        if not body.isascii():  # the reader keeps a string's bytes unchecked: stored, they broke every read of them
+            table.validate(full=True)  # (~0.1 ms a MB)
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    return table
+
+
+def _has_timestamps(schema: pa.Schema) -> bool:
+    return any(_without_timestamps(field.type) != field.type for field in schema)
+
+
+def _without_timestamps(kind: pa.DataType) -> pa.DataType:
+    if pa.types.is_timestamp(kind):
+        return _TEXT
+    if pa.types.is_struct(kind):
+        return pa.struct([field.with_type(_without_timestamps(field.type)) for field in kind])
+    if pa.types.is_list(kind):
+        return pa.list_(_without_timestamps(kind.value_type))
+    return kind
+
+
+def nesting_depth(kind: pa.DataType) -> int:
+    """How deep a value of this type nests objects and lists (a scalar 0, a flat object 1), as model's check
+    counts them."""
+    if pa.types.is_struct(kind):
+        return 1 + max((nesting_depth(field.type) for field in kind), default=0)
+    if pa.types.is_list(kind):
+        return 1 + nesting_depth(kind.value_type)
+    return 0
+
+
+def compact_length(values: pa.Array) -> int | None:
+    """The bytes of the valid values' JSON texts as a compact encoder writes them, but for their escapes; None
+    for values whose text Arrow does not keep (a double's form, a time's). A body whose length this accounts for,
+    each of its lines and escapes counted, holds no space, explicit null or other escape: its values were read as
+    sent, but for the order of an object's keys, which Arrow gives in the order it first met them."""
+    kind = values.type
+    valid = len(values) - values.null_count
+    if pa.types.is_string(kind):
+        return (pc.sum(pc.binary_length(values)).as_py() or 0) + 2 * valid
+    if pa.types.is_integer(kind):
+        return pc.sum(pc.binary_length(values.cast(_TEXT))).as_py() or 0
+    if pa.types.is_boolean(kind):
+        true = pc.sum(values).as_py() or 0
+        return 4 * true + 5 * (valid - true)
+    if pa.types.is_null(kind):
+        return 0
+    if pa.types.is_struct(kind):
+        children = values.flatten()  # (null where the object is)
+        length = 2 * valid
+        members = 0
+        for field, child in zip(kind, children, strict=True):
+            child_length = compact_length(child)
+            if child_length is None:
+                return None
+            present = len(child) - child.null_count
+            length += child_length + present * (len(field.name.encode()) + 3)  # (its escapes are in escapes)
+            members += present
+        return length + members - _holding_any(children)  # (the commas)
+    if pa.types.is_list(kind):
+        items = pc.list_flatten(values)
+        items_length = compact_length(items)
+        if items_length is None:
+            return None
+        holding = pc.sum(pc.greater(pc.list_value_length(values), 0)).as_py() or 0
+        return 2 * valid + items_length + 4 * items.null_count + len(items) - holding
+    return None
+
+
+def _holding_any(children: list[pa.Array]) -> int:
+    """How many rows hold at least one of the children."""
+    if not children:
+        return 0
+    holding = children[0].is_valid()
+    for child in children[1:]:
+        holding = pc.or_(holding, child.is_valid())
+    return pc.sum(holding).as_py() or 0
