@@ -4,8 +4,9 @@ column by column into the lake's table: the path of a body that arrives while ot
 msgspec decodes a record in less CPU than Arrow reads one, but holding the GIL, which the event loop, the other
 bodies' checks and the bulk writers all need. With 4 senders the server's threads took turns on it and left about
 a quarter of the 2 cores idle (bench/protocols_ingest.py: machine idle 24-28 %); with the bodies read by Arrow the
-idle share fell to 10-14 % and the rate rose by about a tenth, for ~0.3 us more CPU a record. A body checked alone
-(one sender) is decoded by msgspec, the quicker read when nothing waits for the GIL (ingest.parse_batch decides).
+idle share fell to 10-14 % and the rate rose by 10-15 % (12 paired rounds: median 478k -> 548k records/s), for
+~0.3 us more CPU a record. A body checked alone (one sender) is decoded by msgspec, the quicker read when nothing
+waits for the GIL (ingest.parse_batch decides).
 
 What Arrow read is proven to be what was sent (arrow_json.compact_length): the body must be exactly as long as the
 compact JSON of the values read, with only the escapes every encoder writes, so that each value is the one sent, and
