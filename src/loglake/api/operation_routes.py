@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import TYPE_CHECKING
 
 from loglake import __version__
@@ -10,6 +11,7 @@ from loglake.api.auth import session_token
 from loglake.api.http import ApiError, Request
 from loglake.api.metrics import delivery_lines
 from loglake.api.routes import Result, refuse_parameters
+from loglake.store.base import StoreUnavailable, awaitable
 from loglake.times import format_datetime
 
 if TYPE_CHECKING:
@@ -17,12 +19,16 @@ if TYPE_CHECKING:
 
 # A delivery dead-lettered this recently makes /healthz say "degraded" (retrying it ends that sooner).
 DEAD_DELIVERY_DEGRADES_MS = 24 * 3_600_000
+# A storage error this old is checked again by /healthz with a write that changes nothing (see _recheck_storage).
+STORAGE_RECHECK_AFTER_S = 5.0
 
 
 async def healthz(app: LoglakeApp, request: Request) -> Result:
     """Anyone may ask whether the server is healthy; only a caller with a read key sees why not, since
     the details (store and job errors) hold server paths and configuration."""
     refuse_parameters(request, "GET /healthz")
+    if app.storage_error is not None:
+        await _recheck_storage(app)
     writable = app.storage_error is None
     delivery = app.runtime.delivery
     outbox_error = None
@@ -83,6 +89,22 @@ def _may_read(app: LoglakeApp, request: Request) -> bool:
         return app.auth.authenticate(request).allows("read")
     except ApiError:
         return False
+
+
+async def _recheck_storage(app: LoglakeApp) -> None:
+    """Clear a storage error older than STORAGE_RECHECK_AFTER_S if a write that changes nothing goes in now
+    (HotStore.probe_write). The error is otherwise cleared by the next write that succeeds: a load balancer that
+    stops sending to a server answering 503 sends it none, and the server stayed out of service after its disk
+    had room again. (A fresh error stands: writes that keep failing keep it fresh.)"""
+    now = time.monotonic()
+    if now - app.storage_checked_at < STORAGE_RECHECK_AFTER_S:
+        return
+    app.storage_checked_at = now
+    try:
+        await awaitable(app.service.store.probe_write())
+    except (StoreUnavailable, sqlite3.Error, OSError):
+        return  # (still refused: the error stands)
+    app.storage_error = None
 
 
 async def metrics(app: LoglakeApp, request: Request) -> Result:

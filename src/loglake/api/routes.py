@@ -6,6 +6,7 @@ routes in key_routes.py."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ async def store(app: LoglakeApp, parsed: ParsedBody, counts: dict[tuple[str, int
             log_ids = await app.service.write(parsed.records)
     except StoreUnavailable as e:
         app.storage_error = e.for_operators()  # /healthz shows it to readers, the client gets no server path
+        app.storage_checked_at = time.monotonic()
         app.metrics.rejected.inc(("storage_unavailable",), parsed.count)
         if app.runtime.self_events is not None:
             app.runtime.self_events.storage_unavailable(parsed.count)

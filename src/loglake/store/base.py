@@ -102,6 +102,14 @@ class HotStore(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def probe_write(self) -> Future[None]:
+        """A write that changes nothing, to learn whether the store accepts writes again after refusing some
+        (/healthz asks, so that a server nobody sends to while it answers 503 can say it recovered); raises
+        StoreUnavailable if not. A store with no local disk to fill (DynamoDB) has nothing to learn: done."""
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
+
     def put(self, records: Sequence[NewRecord]) -> list[bytes]:
         """Write and wait until durable."""
         return self.submit(records).result()

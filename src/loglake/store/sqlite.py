@@ -189,6 +189,16 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
 
         return self.queue_for_writer(transaction)
 
+    def probe_write(self) -> Future[None]:
+        """HotStore.probe_write: the schema's version written again as it is, a page through the WAL and a commit,
+        which a full disk, a quota or a read-only file system refuses as it refuses records."""
+
+        def same_version(conn: sqlite3.Connection) -> None:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute(f"PRAGMA user_version = {int(version)}")
+
+        return self.in_write_transaction(same_version)
+
     def queue_for_writer(self, task: Callable[[sqlite3.Connection], T]) -> Future[T]:
         """run_in_writer without waiting: these tasks run in the order they are queued (ingest jobs
         gathered into the same group may commit after them)."""
