@@ -246,6 +246,30 @@ def test_revoking_a_key_ends_its_open_tails(server: ServerProcess, key: str) -> 
         browser.close()
 
 
+def test_signing_out_ends_the_tails_the_session_opened(server: ServerProcess, key: str) -> None:
+    """A tail opened in a browser session ends when the session does (signed out in another tab), as the session's
+    next request would be refused; before, it streamed on while its key stayed active."""
+    admin = {"authorization": f"Bearer {key}"}
+    secret = httpx.post(f"{server.url}/admin/keys", json={"name": "viewer", "scopes": ["read"]}, headers=admin)
+    session = httpx.post(f"{server.url}/session", json={"key": secret.json()["secret"]})
+    cookie = {"cookie": f"loglake_session={session.cookies['loglake_session']}"}
+    browser = TailReader(server.url, cookie, {})
+    try:
+        send(server, key, [{"message": "before signing out"}])
+        assert browser.records(1)[0]["message"] == "before signing out"
+        signed_out = httpx.delete(
+            f"{server.url}/session", headers={**cookie, "x-csrf-token": session.json()["csrf_token"]}
+        )
+        assert signed_out.status_code == 204
+        send(server, key, [{"message": "after signing out"}])
+        name, data = browser.next()
+        assert name == "error" and data["message"].startswith("the session has expired or was signed out"), data
+        assert browser.ended.wait(WAIT_S)
+        assert browser.events.empty()
+    finally:
+        browser.close()
+
+
 def test_a_stopping_server_ends_its_tails_instead_of_waiting_for_them(
     server_factory: Callable[..., ServerProcess], admin_key_of: Callable[[ServerProcess], str]
 ) -> None:

@@ -35,6 +35,7 @@ FORMS = "'Authorization: Bearer <api key>' (or Basic with the key as password, '
 # The header was well formed but its key is not one of ours: saying how to send a key would mislead.
 UNKNOWN_KEY = "invalid or revoked API key: the key is not known; check it, or create one with `loglake keys create`"
 REVOKED_KEY = "revoked API key: this key was revoked; use an active key, or create one with `loglake keys create`"
+SESSION_OVER = "the session has expired or was signed out; sign in again at /login"
 REVOKED_ACCESS_KEY = (
     "revoked access key id: this key pair was revoked; use an active one, or create one with "
     "`loglake keys create --sigv4`"
@@ -144,7 +145,7 @@ class Authenticator:
         assert self.keyring is not None
         session = self.sessions.find(token) if self.sessions is not None else None
         if session is None:
-            raise unauthorized("the session has expired or was signed out; sign in again at /login")
+            raise unauthorized(SESSION_OVER)
         key = self.keyring.bearer_by_hash(session.key_hint, session.key_hash)
         if key is None:
             raise unauthorized("the API key of this session was revoked; sign in again at /login with an active key")

@@ -83,7 +83,8 @@ def _tail(filters: list[dict]) -> dict:
             "description": "`event: record` carries a record as /logs/search shows it, as soon as it is acknowledged, "
             'whatever its timestamp; `event: dropped` with `{"count": n}` says n records were not sent because the '
             "client read too slowly; a comment every 15 s keeps the stream open; `event: end` says the server is "
-            "stopping; `event: error` ends a tail whose search failed, or whose key was revoked (within a second). "
+            "stopping; `event: error` ends a tail whose search failed, whose key was revoked or whose browser session "
+            "ended (within a second). "
             "A key holds at most max_tails_per_key tails.",
             "parameters": [
                 query("q", "the search, as for /logs/search"),

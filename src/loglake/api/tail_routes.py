@@ -4,8 +4,8 @@ Each new record matching the search is an `event: record` with the record's JSON
 it; `event: dropped` with {"count": n} says the client read too slowly and n records were not sent; a
 comment every HEARTBEAT_SECONDS keeps proxies from closing a quiet stream. The stream ends when the
 client leaves or the server stops (then with `event: end`), so a stopping server never waits on it, and when
-the key it was opened with is revoked (then with `event: error`, within KEY_CHECK_SECONDS), as the key's
-next request would be refused.
+the key it was opened with is revoked or the browser session it was opened in ends (signed out, expired: then
+with `event: error`, within KEY_CHECK_SECONDS), as the next request would be refused.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from loglake.api.auth import REVOKED_KEY
+from loglake.api.auth import REVOKED_KEY, SESSION_OVER, session_token
 from loglake.api.http import ApiError, Receive, Request, Send, server_stopping
 from loglake.api.routes import Result, client_errors
 from loglake.tail import Tail, TooManyTails
@@ -37,10 +37,19 @@ _encode = msgspec.json.Encoder().encode
 class EventStream:
     """A response that is sent as events arrive (app._http sends it through `stream`)."""
 
-    def __init__(self, app: LoglakeApp, tail: Tail, key: ApiKey) -> None:
+    def __init__(self, app: LoglakeApp, tail: Tail, key: ApiKey, session: str = "") -> None:
         self.app = app
         self.tail = tail
         self.key = key  # the key it was opened with
+        self.session = session  # the browser session's token it was opened with ("" for a key's header)
+
+    def _why_over(self) -> str | None:
+        """Why the tail may stream no more (its key revoked, its session over), None while it may."""
+        if not self.app.auth.is_active(self.key):
+            return REVOKED_KEY
+        if self.session and self.app.sessions.find(self.session) is None:
+            return SESSION_OVER
+        return None
 
     async def stream(self, send: Send, receive: Receive, status: int, headers: list[tuple[bytes, bytes]]) -> int:
         """Send the events until the client leaves or the tail ends; the bytes sent."""
@@ -53,8 +62,9 @@ class EventStream:
             while not self.tail.stopped:
                 wait = min(KEY_CHECK_SECONDS, HEARTBEAT_SECONDS - quiet)
                 waiting = await self.tail.next(wait)
-                if not self.app.auth.is_active(self.key):
-                    chunk = b"event: error\ndata: %b\n\n" % _encode({"message": REVOKED_KEY})
+                over = self._why_over()
+                if over is not None:
+                    chunk = b"event: error\ndata: %b\n\n" % _encode({"message": over})
                     self.tail.stop()
                 elif waiting is None:
                     quiet += wait
@@ -104,4 +114,7 @@ async def tail(app: LoglakeApp, request: Request) -> Result:
         opened = app.tails.open(request.principal.name, query, conditions)
     except TooManyTails as e:
         raise ApiError(429, "too_many_tails", str(e), headers=[(b"retry-after", b"5")]) from None
-    return Result(200, EventStream(app, opened, request.principal), HEADERS)
+    # (a request with an Authorization header was let in by it, not by a session cookie it may also send)
+    by_session = app.auth.enabled and not request.header(b"authorization")
+    session = session_token(request) if by_session else ""
+    return Result(200, EventStream(app, opened, request.principal, session), HEADERS)
