@@ -25,10 +25,10 @@ import pyarrow.compute as pc
 
 from loglake.arrow_json import compact_length, count_escapes, json_object, member_texts, nesting_depth, read_lines
 from loglake.ingest_columns import valid_columns_table
-from loglake.model import Limits
+from loglake.model import RECORD_FIELDS, Limits
 
 TEXT_FIELDS = ("service", "log_type", "severity", "message", "trace_id", "span_id")
-RECORD_FIELDS = frozenset({*TEXT_FIELDS, "timestamp", "attributes"})  # (a client id, "id", takes the exact path)
+_READ_FIELDS = frozenset(RECORD_FIELDS) - {"id"}  # (a client id takes the exact path: the store deduplicates)
 _TEXT = pa.string()
 
 
@@ -39,7 +39,7 @@ def checked_table(body: bytes, limits: Limits, now_ms: int, least_records: int) 
     table = None if escapes is None else read_lines(body)
     if table is None or not least_records <= table.num_rows <= limits.max_records:
         return None
-    if not RECORD_FIELDS.issuperset(table.column_names):
+    if not _READ_FIELDS.issuperset(table.column_names):
         return None
     columns = {name: table.column(name).combine_chunks() for name in table.column_names}
     length = compact_length(pa.StructArray.from_arrays(list(columns.values()), list(columns)))

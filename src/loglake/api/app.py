@@ -82,7 +82,7 @@ class LoglakeApp(RuntimeEvents):
         self.metrics = Metrics()
         self.process_figures = ProcessFigures()
         self.storage_error: str | None = None
-        self.storage_checked_at = 0.0  # (time.monotonic) when storage last refused a write or /healthz probed it
+        self.storage_checked_at = 0.0
         self.sessions = SessionStore(settings.data_dir, runtime.clock)  # web UI sign-ins (session_routes)
         self.auth = Authenticator(
             runtime.keyring if settings.auth else None, settings.region, runtime.clock, self.sessions

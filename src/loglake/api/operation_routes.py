@@ -104,7 +104,7 @@ async def _recheck_storage(app: LoglakeApp) -> None:
         await awaitable(app.service.store.probe_write())
     except (StoreUnavailable, sqlite3.Error, OSError):
         return  # (still refused: the error stands)
-    app.storage_error = None
+    app.storage_accepted()
 
 
 async def metrics(app: LoglakeApp, request: Request) -> Result:

@@ -6,7 +6,6 @@ routes in key_routes.py."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -89,14 +88,13 @@ async def store(app: LoglakeApp, parsed: ParsedBody, counts: dict[tuple[str, int
     try:
         if parsed.table is not None:
             await app.service.write_table(parsed.table)
-            app.storage_error = None  # (a hot store commit clears it in on_commit; a bulk batch commits no rows)
+            app.storage_accepted()  # (a hot store commit says so in on_commit; a bulk batch commits no rows)
             log_ids = []
         else:
             assert parsed.records is not None
             log_ids = await app.service.write(parsed.records)
     except StoreUnavailable as e:
-        app.storage_error = e.for_operators()  # /healthz shows it to readers, the client gets no server path
-        app.storage_checked_at = time.monotonic()
+        app.storage_refused(e)
         app.metrics.rejected.inc(("storage_unavailable",), parsed.count)
         if app.runtime.self_events is not None:
             app.runtime.self_events.storage_unavailable(parsed.count)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import TYPE_CHECKING
 
 from loglake.rules.model import warnings_of
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from loglake.protocols.syslog import SyslogTally
     from loglake.rules.model import Problem, Rule
     from loglake.rules.state import RunRecord
+    from loglake.store.base import StoreUnavailable
 
 
 class RuntimeEvents:
@@ -25,8 +27,18 @@ class RuntimeEvents:
 
     metrics: Metrics
     access_log: AccessLog
-    storage_error: str | None  # why the store refused writes last, until a commit succeeds
+    storage_error: str | None  # why the store refused writes last, until a write succeeds
+    storage_checked_at: float  # (time.monotonic) when storage last refused a write or /healthz probed it
     _loop: asyncio.AbstractEventLoop | None  # the server's, once the lifespan started
+
+    def storage_refused(self, error: StoreUnavailable) -> None:
+        """A write was refused: /healthz says so (to readers: the client gets no server path) until one succeeds."""
+        self.storage_error = error.for_operators()
+        self.storage_checked_at = time.monotonic()
+
+    def storage_accepted(self) -> None:
+        """A write went in (a hot store commit, a bulk batch's, /healthz's probe): storage takes writes again."""
+        self.storage_error = None
 
     def on_maintenance(self, report: MaintenanceReport) -> None:
         did = report.flushed.records or report.compacted.merged_files or report.expired or report.garbage_deleted
@@ -90,4 +102,4 @@ class RuntimeEvents:
 
     def on_commit(self, rows: int, seconds: float) -> None:
         self.metrics.on_commit(rows, seconds)
-        self.storage_error = None
+        self.storage_accepted()

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from loglake.keys import ApiKey
 
 HEARTBEAT_SECONDS = 15.0
-KEY_CHECK_SECONDS = 1.0  # how soon a tail ends once its key is revoked
+KEY_CHECK_SECONDS = 1.0  # how soon a tail ends once its key is revoked or its session is over
 HEADERS = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-store"),

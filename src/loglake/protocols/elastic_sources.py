@@ -137,9 +137,10 @@ def add_ecs_record(
     cannot be one: (the record field at fault, the reason). The source dict is taken apart."""
     text = _pop_message(source)
     if text is None:
-        if "message" in source and bytes(source["message"]).startswith(b'"'):  # text that did not decode
-            return "message", "`message` is not valid UTF-8: send the log line as text in UTF-8"
-        if "message" in source:  # (an object: a structured log whose line is elsewhere)
+        if "message" in source:
+            if bytes(source["message"]).startswith(b'"'):  # text that did not decode
+                return "message", "`message` is not valid UTF-8: send the log line as text in UTF-8"
+            # (an object: a structured log whose line is elsewhere)
             return "message", "`message` must be a string: send the log line as text in `message` (ECS), `log` or `msg`"
         return "message", "the document has no message: send it as a string in `message` (ECS), `log` or `msg`"
     timestamp = _pop_first(source, TIME_FIELDS)

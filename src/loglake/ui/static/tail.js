@@ -57,8 +57,8 @@ export function startTail(box, state, go, stopped) {
       note.textContent = `The server dropped ${counted(count, "record")} this page could not take in time.`;
     });
     source.addEventListener("end", (event) => reconnect(`The live tail ended: ${JSON.parse(event.data).reason}`));
-    // The server's own `error` events carry a message (the search failed, or the key was revoked: it ends the
-    // tail); the browser's carry none: the connection was lost (the browser would try again), or the server
+    // The server's own `error` events carry a message (the search failed, the key was revoked or the session
+    // ended: it ends the tail); the browser's carry none: the connection was lost (the browser would try again), or the server
     // answered with no stream (it does not: the server is stopping, busy, or refuses the search).
     source.addEventListener("error", (event) => {
       if (event.data) end(`The live tail failed: ${JSON.parse(event.data).message}`);
