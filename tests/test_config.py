@@ -119,9 +119,9 @@ def test_a_bad_value_is_named_as_it_was_given(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("given", "cores", "expected"), [("-1", 1, 0), ("-1", 2, 0), ("-1", 3, 1), ("-1", 64, 4), ("0", 2, 0), ("8", 2, 2)]
+    ("given", "cores", "expected"), [("-1", 1, 0), ("-1", 2, 1), ("-1", 3, 2), ("-1", 64, 4), ("0", 2, 0), ("8", 2, 2)]
 )
-def test_the_decode_workers_leave_two_cores_to_the_server_at_most_4_and_never_more_than_the_cores(
+def test_the_decode_workers_leave_one_core_to_the_server_at_most_4_and_never_more_than_the_cores(
     monkeypatch: pytest.MonkeyPatch, given: str, cores: int, expected: int
 ) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: cores)

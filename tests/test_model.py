@@ -237,3 +237,22 @@ def test_a_misspelt_severity_is_told_what_it_likely_meant(given: object, reason:
     with pytest.raises(InvalidRecords) as caught:
         validate_batch([{"message": "m", "severity": given}], Limits(), NOW)
     assert [p.reason for p in caught.value.problems] == [reason]
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (
+            {"severty": "error"},
+            "unknown field(s) severty (did you mean 'severity'?); put custom fields under 'attributes'",
+        ),
+        (
+            {"colour": "red", "sevice": "api"},
+            "unknown field(s) colour, sevice (did you mean 'service'?); put custom fields under 'attributes'",
+        ),
+    ],
+)
+def test_a_misspelt_field_is_told_what_it_likely_meant(record: dict, reason: str) -> None:
+    with pytest.raises(InvalidRecords) as caught:
+        validate_batch([{"message": "m", **record}], Limits(), NOW)
+    assert [p.reason for p in caught.value.problems] == [reason]

@@ -9,7 +9,7 @@ import pytest
 
 from loglake import arrivals, follow
 from loglake.cli_options import SAY_AWAY_EVERY_S
-from loglake.config import Settings, env_name
+from loglake.config import JSON_BODY_SIZE, Settings, env_name
 from loglake.lake.search_terms import MAX_GROUP_DEPTH, MAX_TERMS
 from loglake.model import MAX_PAGE_LIMIT, Limits
 
@@ -78,6 +78,7 @@ def test_record_table_states_the_enforced_limits() -> None:
     mib = Settings().max_body_bytes // (1024 * 1024)
     body = f"body over {mib} MiB after decompression, or over {limits.max_records:,} records"
     assert body in record
+    assert f"over {JSON_BODY_SIZE} for the JSON APIs" in record
 
 
 def test_recent_limit_range_is_the_enforced_one() -> None:

@@ -49,15 +49,17 @@ _SEVERITY_NAMES = pa.array(SEVERITY_NAMES)
 
 
 class ArrivalCursor(NamedTuple):
-    """A follower's place: the process (epoch) that numbered the arrivals, the last one read, and the
-    server's time when the cursor was issued (a new process answers from about that time on)."""
+    """A follower's place: the process (epoch) that numbered the arrivals, the last one read, the server's time
+    when the cursor was issued (a new process answers from about that time on), and the follow's `since` (the
+    earliest time it asked for, which a new process's answer never goes before)."""
 
     epoch: bytes
     seq: int
     issued_ms: int
+    since_ms: int = 0
 
     def encode(self) -> str:
-        raw = self.epoch + self.seq.to_bytes(8, "big") + self.issued_ms.to_bytes(8, "big")
+        raw = self.epoch + b"".join(number.to_bytes(8, "big") for number in (self.seq, self.issued_ms, self.since_ms))
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
     @classmethod
@@ -67,10 +69,10 @@ class ArrivalCursor(NamedTuple):
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         except (binascii.Error, ValueError):
             raise ValueError("not an arrival cursor") from None
-        if len(raw) != _EPOCH_BYTES + 16:
+        if len(raw) not in (_EPOCH_BYTES + 16, _EPOCH_BYTES + 24):  # (an earlier version's cursor has no since)
             raise ValueError("not an arrival cursor")
-        seq, issued = raw[_EPOCH_BYTES : _EPOCH_BYTES + 8], raw[_EPOCH_BYTES + 8 :]
-        return cls(raw[:_EPOCH_BYTES], int.from_bytes(seq, "big"), int.from_bytes(issued, "big"))
+        numbers = [int.from_bytes(raw[at : at + 8], "big") for at in range(_EPOCH_BYTES, len(raw), 8)]
+        return cls(raw[:_EPOCH_BYTES], *numbers)
 
 
 class ArrivalsPage(NamedTuple):
@@ -181,11 +183,12 @@ class Arrivals:
 
     # -- reads -------------------------------------------------------------------------------------
 
-    def cursor(self, now_ms: int) -> ArrivalCursor:
-        """Where a new follower starts: after the newest arrival. From now on batches are kept for it."""
+    def cursor(self, now_ms: int, since_ms: int = 0) -> ArrivalCursor:
+        """Where a new follower starts: after the newest arrival (`since_ms`: the follow's since). From now on
+        batches are kept for it."""
         with self._lock:
             self._followed_at = self.clock()
-            return ArrivalCursor(self.epoch, self._last, now_ms)
+            return ArrivalCursor(self.epoch, self._last, now_ms, since_ms)
 
     def read(self, after: int, query: RecentQuery, limit: int) -> ArrivalsPage:
         """Up to `limit` records matching the query's filters (not its time range: late records are

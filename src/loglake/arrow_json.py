@@ -163,6 +163,16 @@ def read_lines(body: bytes) -> pa.Table | None:
     return table
 
 
+def columns_as_sent(body: bytes, table: pa.Table, escapes: int) -> dict[str, pa.Array] | None:
+    """The columns of what read_lines read of `body` (each one array), when the body is exactly the compact JSON text
+    of those values (compact_length) with its `escapes` (count_escapes), a line each, each line ended by a newline
+    but maybe the last: then every value is the one sent. None otherwise."""
+    columns = {name: table.column(name).combine_chunks() for name in table.column_names}
+    length = compact_length(pa.StructArray.from_arrays(list(columns.values()), list(columns)))
+    newlines = table.num_rows - (not body.endswith(b"\n"))
+    return None if length is None or length + newlines + escapes != len(body) else columns
+
+
 def _has_timestamps(schema: pa.Schema) -> bool:
     return any(_without_timestamps(field.type) != field.type for field in schema)
 

@@ -20,6 +20,11 @@ ENV_PREFIX = "LOGLAKE_"
 _LIMITS = Limits()  # the record limits' defaults, defined once in model.Limits
 MAX_SESSION_HOURS = 24 * 366
 MOST_DEFAULT_DECODE_WORKERS = 4
+# A JSON API request's body at most (POST /query, /ask, keys, alerts, backtests), gzip undone: many times what such a
+# request needs, and what the event loop inflates and decodes in a millisecond or two. Such bodies took
+# max_body_bytes (sized for batches of records), which held the loop, and every other request, for tens of ms.
+JSON_BODY_BYTES = 1024 * 1024
+JSON_BODY_SIZE = f"{JSON_BODY_BYTES // (1024 * 1024)} MiB"  # as the help texts say it
 # A request counts against its key's rate limit once per this many bytes of its body started (api/ratelimit.py).
 REQUEST_UNIT_BYTES = 64 * 1024
 REQUEST_UNIT = f"one per {REQUEST_UNIT_BYTES // 1024} KiB of its body started"  # said in help texts and 429s
@@ -47,7 +52,11 @@ class Settings:
         "(survives a crash of loglake, not of the machine).",
         choices=("full", "process"),
     )
-    max_body_bytes: int = _opt(10 * 1024 * 1024, "Largest request body, after gzip decompression.")
+    max_body_bytes: int = _opt(
+        10 * 1024 * 1024,
+        "Largest request body, after gzip decompression (the JSON APIs, POST /query, /ask, keys, alerts and "
+        f"backtests, take at most {JSON_BODY_SIZE} of it).",
+    )
     max_bulk_body_bytes: int = _opt(
         32 * 1024 * 1024,
         "Largest Elasticsearch bulk body (/_bulk), after gzip decompression: Logstash sends up to 20 MiB.",
@@ -73,9 +82,9 @@ class Settings:
     max_tails_per_key: int = _opt(5, "Live tails (GET /logs/tail, loglake tail) one API key may hold open at once.")
     decode_workers: int = _opt(
         -1,
-        "Processes that decode big request bodies (OTLP exports) beside the server's own, on the other cores; "
-        "0 = decode in the server's process; -1 = one per core beyond the two the server's own process keeps "
-        f"(none on 2 cores, at most {MOST_DEFAULT_DECODE_WORKERS}); never more than the cores.",
+        "Processes that decode big request bodies (OTLP exports, Loki pushes) beside the server's own, on the other "
+        "cores; 0 = decode in the server's process; -1 = one per core beyond the first "
+        f"(one on 2 cores, at most {MOST_DEFAULT_DECODE_WORKERS}); never more than the cores.",
         deprecated_name="otlp_decode_workers",
     )
     loki_service_labels: str = _opt(
@@ -183,15 +192,16 @@ class Settings:
     @property
     def decode_processes(self) -> int:
         """decode_workers on this machine, never more than the cores (a worker beyond them only waits for
-        one). -1: two cores are left to the server's own process, which receives, checks and writes what the
-        workers decode, and uses ~1.3 cores doing it: a worker without a core of its own only adds its start and
-        the bodies' trips (bench/protocols_ingest.py, 1M records on 2 cores, two pairs: OTLP 3.60 and 3.78 us of
-        CPU a record with 1 worker, 3.30 and 3.21 with none, at the same or a higher rate; OTLP/JSON 4.20 and 4.66
-        against 3.97 and 3.89; earlier, 2 workers had taken CPU from it and gone slower than 1); at most
-        MOST_DEFAULT_DECODE_WORKERS (each takes ~95 MiB, and a few feed all that one process can write)."""
+        one). -1: one per core beyond the first, at most MOST_DEFAULT_DECODE_WORKERS (each takes ~90 MiB, and a few
+        feed all that one process can write). One on 2 cores: the server's own process, decoding in its threads,
+        used ~1.3 of them with 4 senders and left the rest idle (the GIL, held by the decoding: machine idle
+        ~30 %); a worker decodes beside it with a GIL of its own (bench/protocols_ingest.py, 1M records, 4 senders,
+        three alternated pairs on 2 cores: OTLP 0.66-0.76x native's rate against 0.61-0.66x in process, gzipped
+        0.71-0.80x against 0.55-0.63x, OTLP/JSON 0.58-0.65x against 0.50-0.52x, machine idle ~14 %, at 0.3-0.8 us
+        more CPU a record). None on 1 core, where it would only add its start and the bodies' trips."""
         cores = os.cpu_count() or 1
         if self.decode_workers < 0:
-            return max(0, min(cores - 2, MOST_DEFAULT_DECODE_WORKERS))
+            return max(0, min(cores - 1, MOST_DEFAULT_DECODE_WORKERS))
         return min(self.decode_workers, cores)
 
     @property

@@ -1,6 +1,6 @@
 """Request bodies decoded in worker processes, so that decoding runs beside the server's own Python: one pool for
-the protocols that take big bodies, each through an entry point of its own (today OTLP's exports only: Elasticsearch
-bulks and Splunk HEC batches were measured through it and left in process, see below).
+the protocols that take big bodies, each through an entry point of its own (today OTLP's exports and Loki's pushes:
+Elasticsearch bulks and Splunk HEC batches were measured through it and left in process, see below).
 
 Decoding a body (protobuf, JSON, NDJSON, then the protocol's mapping) makes a Python object per field read, all
 of it holding the GIL: in the server's process it took turns with the HTTP event loop and the records' check,
@@ -9,16 +9,18 @@ has a GIL of its own. It takes the body as sent (inflating gzip itself, where th
 and hands back the records' columns as one Arrow record batch (IPC, `packed`), which the server reads without a
 Python object per value: the server's process only checks and writes them, as it does a native bulk batch.
 
-Each protocol gives its own entry point, a function of its module that the worker runs (otlp.worker_decoded): it
-returns what its route needs (its records as `packed` hands them over), None for a body it leaves to the server's
-process (one it cannot inflate: the in-process path answers that error). Elasticsearch bulks and HEC batches sent
-this way (their entry points returned the records, and a bulk's items as msgpack) answered and stored the same, but
-on 2 busy cores (load 2-9) cost 0.8-4 us more CPU per record, workers included, for no clear gain in rate over
-four paired runs of bench/protocols_ingest.py (branch s11/esw, commit 6afb68b): the server's own process kept
-most of its work (merging small parts, writing), so they stay decoded in process.
+Each protocol gives its own entry point, a function of its module that the worker runs (otlp.worker_decoded,
+loki.worker_decoded): it returns what its route needs (its records as `packed` hands them over, a refusal's text),
+None for a body it leaves to the server's process (one it cannot inflate: the in-process path answers that error).
+Measured with one worker on 2 cores (bench/protocols_ingest.py, 1M records, 4 senders, alternated pairs): Loki's
+pushes went from 0.68-0.76x native's rate to 0.78-0.83x (machine idle 31-35 % -> 14-19 %, ~0.5 us more CPU a
+record). Splunk HEC batches through it (entry point and route as Loki's) went no faster (0.72-0.75x either way),
+for ~1 us more CPU a record; Elasticsearch bulks (branch s17/esw; items handed back as their action line when alike)
+gained a little on Filebeat's 1,600 documents (0.31x -> 0.34-0.35x) and lost on 10 MB bulks, whose Arrow reading
+already runs outside the GIL (0.54-0.60x -> 0.53-0.54x): both stay decoded in process.
 
-How many: config.Settings.decode_processes (none on 2 cores, where the server's own process uses ~1.3 of them and a
-worker only added its start and the bodies' trips, once OTLP's decoding cost ~1.3 us a record: see there).
+How many: config.Settings.decode_processes (one on 2 cores, where the server's own process, decoding alone, left ~30 %
+of them idle: see there).
 
 Started lazily, at the first body worth it (the route's min_bytes), spawned (the server runs threads), each gone
 with the server (worker_processes.spawned_pool, as the flush's and the compaction's workers), and gone once the pool

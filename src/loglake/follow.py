@@ -80,7 +80,8 @@ def follow(service: LogService, arrivals: Arrivals, wanted: FollowQuery) -> Foll
     now_ms = service.now_ms()
     after = wanted.after
     if after is None:
-        cursor = arrivals.cursor(now_ms)  # before the read: a record committed meanwhile is not missed
+        # (before the read: a record committed meanwhile is not missed)
+        cursor = arrivals.cursor(now_ms, wanted.query.since_ms)
         page = service.recent(wanted.query)
         return FollowPage(page.records, page.next_cursor, cursor.encode(), False, None)
     if after.epoch != arrivals.epoch:
@@ -93,7 +94,7 @@ def follow(service: LogService, arrivals: Arrivals, wanted: FollowQuery) -> Foll
     if arrived.missed:
         # They reached the server after the cursor was issued, so (clocks and shippers' batching allowing) they
         # are stamped from about then on.
-        since = format_datetime(max(0, after.issued_ms - RESTART_LOOKBACK_MS))
+        since = format_datetime(_looked_back(after, after.issued_ms))
         gap = {
             "reason": "overflow",
             "missed": arrived.missed,
@@ -104,7 +105,7 @@ def follow(service: LogService, arrivals: Arrivals, wanted: FollowQuery) -> Foll
             f"and none once nobody has followed for {arrivals.idle_seconds:g} s); those among them this follow "
             f"would show are stored: read them by time with GET /logs/recent?since={since} and its filters",
         }
-    cursor = ArrivalCursor(arrivals.epoch, arrived.seq, now_ms)
+    cursor = ArrivalCursor(arrivals.epoch, arrived.seq, now_ms, after.since_ms)
     return FollowPage(arrived.records, None, cursor.encode(), arrived.more, gap)
 
 
@@ -113,8 +114,8 @@ def _since_restart(
 ) -> FollowPage:
     """The answer to a cursor of an earlier process: the records by time from about when it was
     issued (its arrivals are gone), oldest first, and a cursor into this process's arrivals."""
-    cursor = arrivals.cursor(now_ms)  # before the read, as for a first page
-    since = max(0, min(after.issued_ms, now_ms) - RESTART_LOOKBACK_MS)
+    cursor = arrivals.cursor(now_ms, after.since_ms)  # before the read, as for a first page
+    since = _looked_back(after, min(after.issued_ms, now_ms))
     page = service.recent(replace(query, since_ms=since, until_ms=None, before_id=None))
     newest = f"the newest {len(page.records)} " if page.next_cursor else ""
     # Not shown: what is stamped before the oldest record shown (its millisecond included: a page cut there
@@ -130,3 +131,9 @@ def _since_restart(
         f"(read them by time with GET /logs/recent?until={until} and its filters)",
     }
     return FollowPage(list(reversed(page.records)), None, cursor.encode(), False, gap)
+
+
+def _looked_back(after: ArrivalCursor, last_read_ms: int) -> int:
+    """The earliest time of the records a follow may have missed since its last read: RESTART_LOOKBACK_MS before
+    it, but never before the follow's own since (a follow started with `since=now` asked for nothing earlier)."""
+    return max(0, after.since_ms, last_read_ms - RESTART_LOOKBACK_MS)

@@ -8,7 +8,7 @@ idle share fell to 10-14 % and the rate rose by 10-15 % (12 paired rounds: media
 ~0.3 us more CPU a record. A body checked alone (one sender) is decoded by msgspec, the quicker read when nothing
 waits for the GIL (ingest.parse_batch decides).
 
-What Arrow read is proven to be what was sent (arrow_json.compact_length): the body must be exactly as long as the
+What Arrow read is proven to be what was sent (arrow_json.columns_as_sent): the body must be exactly as long as the
 compact JSON of the values read, with only the escapes every encoder writes, so that each value is the one sent, and
 the attributes are written again from them as a compact encoder writes them: the same text as sent, but for the
 order of an object's keys, given as the body's first record holding them gives it (as a bulk of 2 MiB or more
@@ -23,7 +23,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loglake.arrow_json import compact_length, count_escapes, json_object, member_texts, nesting_depth, read_lines
+from loglake.arrow_json import columns_as_sent, count_escapes, json_object, member_texts, nesting_depth, read_lines
 from loglake.ingest_columns import valid_columns_table
 from loglake.model import RECORD_FIELDS, Limits
 
@@ -41,10 +41,9 @@ def checked_table(body: bytes, limits: Limits, now_ms: int, least_records: int) 
         return None
     if not _READ_FIELDS.issuperset(table.column_names):
         return None
-    columns = {name: table.column(name).combine_chunks() for name in table.column_names}
-    length = compact_length(pa.StructArray.from_arrays(list(columns.values()), list(columns)))
-    if length is None or length + table.num_rows - (not body.endswith(b"\n")) + escapes != len(body):
-        return None  # (each line's newline, but for a last line without one)
+    columns = columns_as_sent(body, table, escapes)
+    if columns is None:
+        return None
     if any(name in columns and not pa.types.is_string(columns[name].type) for name in TEXT_FIELDS):
         return None
     times = columns.get("timestamp")

@@ -170,7 +170,7 @@ def _validate_one(index: int, item: Any, limits: Limits, bounds: TimeBounds, pro
     before = len(problems)
     unknown = item.keys() - _KNOWN_FIELDS
     if unknown:
-        names = ", ".join(sorted(unknown))
+        names = ", ".join(map(_unknown_field, sorted(unknown)))
         problems.append(
             Problem(index, sorted(unknown)[0], f"unknown field(s) {names}; put custom fields under 'attributes'")
         )
@@ -235,6 +235,12 @@ def _check_severity(index: int, value: Any, problems: list[Problem]) -> int:
             return found
     problems.append(Problem(index, "severity", _severity_rule(value)))
     return Severity.INFO
+
+
+def _unknown_field(name: str) -> str:
+    """An unknown field as a refusal names it, with the record field a misspelt one likely meant (`severty`)."""
+    meant = typo_of(name, sorted(_KNOWN_FIELDS))
+    return f"{name} (did you mean {meant[0]!r}?)" if meant else name
 
 
 def _severity_rule(value: Any) -> str:

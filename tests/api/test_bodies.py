@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loglake.api.app import LoglakeApp
-from loglake.config import Settings
+from loglake.config import JSON_BODY_BYTES, Settings
 from tests.conftest import asgi_client, key_for
 
 JSON = {"content-type": "application/json"}
@@ -278,3 +278,37 @@ async def test_a_body_the_http_layer_refuses_is_counted_on_every_ingest_route(
         'loglake_bodies_rejected_total{code="unsupported_encoding"}': "1",
         'loglake_bodies_rejected_total{code="payload_too_large"}': "2",
     }
+
+
+# Every JSON API route, with a body of valid JSON (its padding whitespace) just over the JSON APIs' bound; gzipped
+# too where the route reads the body before anything else (a backtest first looks its rule up: here a 404).
+JSON_API_CALLS = [
+    ("/query", b'{"sql": "SELECT 1"}', (False, True)),
+    ("/ask", b'{"question": "errors today?"}', (False, True)),
+    ("/admin/keys", b'{"name": "big", "scopes": ["read"]}', (False, True)),
+    ("/alerts/00000000000000000000000000/acknowledge", b'{"note": "on it"}', (False, True)),
+    ("/rules/nosuchrule/backtest", b'{"since": "-1d"}', (False,)),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "gzipped"),
+    [(path, body, gzipped) for path, body, forms in JSON_API_CALLS for gzipped in forms],
+    ids=[f"{path}{', gzipped' if gzipped else ''}" for path, _, forms in JSON_API_CALLS for gzipped in forms],
+)
+def test_a_json_api_body_is_bounded_well_below_a_batch_of_records(
+    shared_app: tuple[LoglakeApp, str], path: str, body: bytes, gzipped: bool
+) -> None:
+    """The JSON APIs take what such a request needs many times over (JSON_BODY_BYTES), not max_body_bytes,
+    which is sized for batches of records: a body up to that was inflated and decoded on the event loop, holding
+    every other request for tens of milliseconds."""
+    app, key = shared_app
+    assert app.settings.max_body_bytes > JSON_BODY_BYTES
+    padded = body[:-1] + b" " * (JSON_BODY_BYTES - len(body) + 1) + b"}"
+    headers = {**JSON, "content-encoding": "gzip"} if gzipped else JSON
+    response = post(app, key, path, gzip.compress(padded) if gzipped else padded, headers)
+    assert response.status_code == 413, response.text
+    error = response.json()["error"]
+    assert error["code"] == "payload_too_large" and str(JSON_BODY_BYTES) in error["message"]
+    assert "send less in one request" in error["message"]  # (not to split it into batches: it is no batch)
+    assert ("after decompression" in error["message"]) is gzipped

@@ -1,6 +1,6 @@
-"""Request bodies decoded in worker processes (decode_workers.py), here OTLP exports: the same answers and records as
-decoded in the server's process, whatever the export holds; a worker that dies costs no record; no workers (0), or
-workers that cannot start, decode in process. Real worker processes, spawned as the server spawns them."""
+"""Request bodies decoded in worker processes (decode_workers.py), OTLP exports and Loki pushes: the same answers and
+records as decoded in the server's process, whatever the body holds; a worker that dies costs no record; no workers
+(0), or workers that cannot start, decode in process. Real worker processes, spawned as the server spawns them."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from loglake.api.app import LoglakeApp
 from loglake.api.routes import decoded_by_worker
 from loglake.config import Settings
 from loglake.protocols import otlp
+from tests.api.test_loki import entry, json_push, protobuf_push
 from tests.api.test_otlp import NANOS, NOW_MS, PROTOBUF, SPAN, TRACE, pairs, post, text
 from tests.api.test_otlp_json import _hex_ids, every_rule
 from tests.conftest import asgi_client, key_for, poll
@@ -179,6 +180,49 @@ async def test_a_worker_answers_and_stores_what_the_servers_process_does(
         assert len(rows) == PADDING_RECORDS
     else:
         assert in_process.status_code == 400 and rows == []
+
+
+def _lines() -> list[str]:
+    return [f"padding {i} {os.urandom(96).hex()}" for i in range(PADDING_RECORDS)]
+
+
+def _loki_protobuf(*more: bytes) -> bytes:
+    entries = [entry((NOW_MS - i) * NANOS, line, {"n": str(i % 5)}) for i, line in enumerate(_lines())]
+    return protobuf_push(('{app="web", level="warn"}', entries + list(more)), ('{job="db"}', entries[:10]))
+
+
+PUSHES = {  # (body, headers) of Loki pushes the workers take
+    "protobuf": lambda: (_loki_protobuf(), PROTOBUF),
+    "protobuf, refused entries": lambda: (_loki_protobuf(entry(10 * NANOS, "long ago")), PROTOBUF),
+    "JSON": lambda: (
+        json_push(({"app": "web"}, [[str((NOW_MS - i) * NANOS), line] for i, line in enumerate(_lines())])),
+        JSON,
+    ),
+    "not snappy": lambda: (b"\x00" * decode_workers.MIN_BODY_BYTES, PROTOBUF),
+}
+
+
+@pytest.mark.parametrize("push", PUSHES)
+async def test_a_worker_answers_and_stores_loki_pushes_as_the_servers_process_does(
+    apps: dict[int, LoglakeApp], clients: dict[int, httpx.AsyncClient], push: str
+) -> None:
+    body, headers = PUSHES[push]()
+    assert len(body) >= decode_workers.MIN_BODY_BYTES
+    in_process = await clients[0].post("/loki/api/v1/push", content=body, headers=headers)
+    assert await decoded_where(clients[0], "loki") == {"server": 1}
+    started(apps[1].decode_workers)
+    by_worker = await clients[1].post("/loki/api/v1/push", content=body, headers=headers)
+    assert await decoded_where(clients[1], "loki") == {"worker": 1}
+    assert (by_worker.status_code, by_worker.content) == (in_process.status_code, in_process.content)
+    rows = await everything_stored(clients[1])
+    assert rows == await everything_stored(clients[0])
+    if push == "not snappy":
+        assert in_process.status_code == 400 and rows == []
+    elif push == "JSON":
+        assert in_process.status_code == 204 and len(rows) == PADDING_RECORDS
+    else:  # (an entry that cannot be stored is refused alone, with a 400 naming it: Loki's answer)
+        assert in_process.status_code == (400 if "refused" in push else 204)
+        assert len(rows) == PADDING_RECORDS + 10
 
 
 async def test_a_killed_worker_costs_no_record_and_the_pool_starts_again(

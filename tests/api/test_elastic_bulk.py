@@ -7,13 +7,17 @@ import base64
 import dataclasses
 import gzip
 import json
+import os
+import threading
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from loglake.api import elastic_routes, http
 from loglake.api.app import LoglakeApp
+from loglake.api.routes import OFF_LOOP_COMPRESSED_BYTES
 from loglake.config import Settings
 from loglake.ingest import BULK_MIN_RECORDS
 from loglake.protocols import elastic_columns
@@ -624,3 +628,50 @@ async def test_a_big_bulk_with_a_source_that_is_not_utf8_stores_the_others_and_r
     )
     assert [item["create"]["status"] for item in answer["items"][:7] + answer["items"][8:]] == [201] * (count - 1)
     assert len(await stored(client, log_type="app")) == 1000  # (the newest: as many as one read gives), each readable
+
+
+async def test_a_big_gzipped_bulk_is_inflated_off_the_event_loop_and_stored(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shipper's big gzipped bulk (Beats, Logstash and Vector can gzip theirs) is inflated on an ingest thread, as
+    every other protocol's body is, not on the event loop that serves everyone else (it was: ~1 ms a Filebeat bulk)."""
+    inflated_on = []
+
+    def decode_content(request: object, body: bytes, limit: int) -> bytes:
+        inflated_on.append(threading.current_thread().name)
+        return http.decode_content(request, body, limit)
+
+    monkeypatch.setattr(elastic_routes, "decode_content", decode_content)
+    documents = [
+        {"@timestamp": "2026-11-01T23:00:00.000Z", "message": f"line {i} {uuid.uuid4()}", "log.level": "warn"}
+        for i in range(3000)
+    ]
+    body = gzip.compress(ndjson(*(line for document in documents for line in ({"create": {}}, document))))
+    assert len(body) >= OFF_LOOP_COMPRESSED_BYTES
+    headers = {**NDJSON, "content-encoding": "gzip"}
+    response = await client.post("/logs-app/_bulk", content=body, headers=headers)
+    assert (response.status_code, response.json()["errors"]) == (200, False)
+    assert inflated_on and all(name.startswith("loglake-ingest") for name in inflated_on), inflated_on
+    query = await client.post("/query", json={"sql": "SELECT count(*), min(log_type) FROM logs"})
+    assert query.json()["rows"] == [[3000, "logs-app"]]
+
+
+async def test_a_big_gzipped_document_is_inflated_off_the_event_loop_and_stored(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The single-document API inflates as the bulk API does: a big gzipped body on an ingest thread."""
+    inflated_on = []
+
+    def decode_content(request: object, body: bytes, limit: int) -> bytes:
+        inflated_on.append(threading.current_thread().name)
+        return http.decode_content(request, body, limit)
+
+    monkeypatch.setattr(elastic_routes, "decode_content", decode_content)
+    message = base64.b64encode(os.urandom(60_000)).decode()  # (random: gzip keeps it big)
+    body = gzip.compress(json.dumps({"@timestamp": "2026-11-01T23:00:00.000Z", "message": message}).encode())
+    assert len(body) >= OFF_LOOP_COMPRESSED_BYTES
+    response = await client.post("/app/_doc", content=body, headers={**NDJSON, "content-encoding": "gzip"})
+    assert response.status_code == 201, response.text
+    assert inflated_on and all(name.startswith("loglake-ingest") for name in inflated_on), inflated_on
+    stored = await client.post("/query", json={"sql": "SELECT length(message), log_type FROM logs"})
+    assert stored.json()["rows"] == [[len(message), "app"]]

@@ -21,7 +21,7 @@ from loglake.alerts.store import (
     parse_alert_query,
 )
 from loglake.api.http import ApiError, Request, decode_content, quoted
-from loglake.api.routes import Result, json_body, refuse_parameters
+from loglake.api.routes import Result, json_body, json_body_limit, refuse_parameters
 from loglake.api.rule_routes import rule_lookup_errors
 from loglake.decode_errors import in_words
 from loglake.rules.model import find_rule, is_rule_id
@@ -90,7 +90,7 @@ async def _change(app: LoglakeApp, request: Request, alert_id: str, status: str)
 
 def _note(app: LoglakeApp, request: Request) -> str | None:
     """The note of an optional JSON body; no body, no note."""
-    if not decode_content(request, request.body, app.settings.max_body_bytes).strip():
+    if not decode_content(request, request.body, json_body_limit(app.settings)).strip():
         return None
     try:
         return msgspec.convert(json_body(app, request, _NOTE_EXAMPLE), StatusChange).note

@@ -28,6 +28,7 @@ from loglake.api.http import (
     send_bytes,
     send_json,
     server_stopping,
+    storage_unavailable,
     wait_for_disconnect,
 )
 from loglake.api.metrics import Metrics
@@ -286,17 +287,12 @@ class LoglakeApp(RuntimeEvents):
             sent = await self._send_error(request, receive, send, e, [*e.headers, *common], body_limit)
         except ClientGone:
             status = 499
-        except StoreUnavailable as e:  # a read the store could not serve now (throttled, unreachable)
-            status = 503
-            error = ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")])
-            sent = await self._send_error(request, receive, send, error, [*error.headers, *common], body_limit)
         except Exception as e:
-            refusal = write_refusal(e)  # a full disk under keys.db, sessions.db, alerts.db...: not now, not a bug
-            if refusal is not None:
-                status = 503  # (/healthz's storage error stays the hot store's: one that no commit would clear)
-                message = f"the server cannot write now: {refusal}; try again later"
-                error = ApiError(503, "storage_unavailable", message, headers=[(b"retry-after", b"5")])
-                sent = await self._send_error(request, receive, send, error, [*error.headers, *common], body_limit)
+            unavailable = _unavailable_now(e)
+            if unavailable is not None:
+                status = 503
+                headers = [*unavailable.headers, *common]
+                sent = await self._send_error(request, receive, send, unavailable, headers, body_limit)
             else:  # a bug: answer 500 with the request id, log the traceback
                 status = 500
                 self.access_log.error(request.request_id, e)
@@ -370,3 +366,13 @@ class LoglakeApp(RuntimeEvents):
                 f"counting {REQUEST_UNIT}); retry after {retry.decode()} s",
                 headers=[(b"retry-after", retry)],
             )
+
+
+def _unavailable_now(error: Exception) -> ApiError | None:
+    """The 503 of an error that means "not now" rather than a bug: a read the store could not serve (throttled,
+    unreachable), a full disk under keys.db, sessions.db, alerts.db... (/healthz's storage error stays the hot
+    store's: one that no commit would clear); None for any other error."""
+    if isinstance(error, StoreUnavailable):
+        return storage_unavailable(str(error))
+    refusal = write_refusal(error)
+    return None if refusal is None else storage_unavailable(f"the server cannot write now: {refusal}; try again later")

@@ -21,7 +21,7 @@ from loglake.api.http import ApiError, Request, decode_content, json_struct
 from loglake.api.metrics import Counter
 from loglake.api.openapi_common import error_response, json_request
 from loglake.api.ratelimit import RateLimiter
-from loglake.api.routes import Result, json_body, query_error, refuse_parameters
+from loglake.api.routes import Result, json_body, json_body_limit, query_error, refuse_parameters
 from loglake.ask.errors import (
     MAX_QUESTION_CHARS,
     AnswerRefused,
@@ -280,7 +280,7 @@ async def _run(app: LoglakeApp, request: Request, sql: str) -> dict[str, Any]:
 
 
 def _body(app: LoglakeApp, request: Request, kind: type[T], example: str, empty_ok: bool = False) -> T:
-    if empty_ok and not decode_content(request, request.body, app.settings.max_body_bytes).strip():
+    if empty_ok and not decode_content(request, request.body, json_body_limit(app.settings)).strip():
         return msgspec.convert({}, kind)
     return json_struct(json_body(app, request, example), kind, example)
 

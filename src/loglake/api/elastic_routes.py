@@ -17,7 +17,15 @@ import pyarrow as pa
 
 from loglake.api.auth import Unauthorized
 from loglake.api.http import JSON_HEADERS, ApiError, EncodedApiError, Request, decode_content, quoted
-from loglake.api.routes import OFF_LOOP_BODY_BYTES, Result, count_refused, count_refused_body, ingest_counts, store
+from loglake.api.routes import (
+    OFF_LOOP_BODY_BYTES,
+    Result,
+    count_refused,
+    count_refused_body,
+    inflated_off_loop,
+    ingest_counts,
+    store,
+)
 from loglake.ids import format_uuid
 from loglake.ingest import ParsedBody
 from loglake.model import InvalidRecords, NewRecord, Problem
@@ -108,7 +116,7 @@ async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None)
     started = time.perf_counter()
     pretty = checked_parameters(request, elastic_params.BULK_PARAMS)
     _check_media_type(request)
-    body = decode_content(request, request.body, app.settings.max_bulk_body_bytes)
+    body = await _inflated(app, request, app.settings.max_bulk_body_bytes)
     items, tables = await _store_bulk(app, body, path_index)
     took_ms = int((time.perf_counter() - started) * 1000)
     keep = elastic_answers.answer_filter(request.query.get("filter_path", ""))
@@ -149,8 +157,8 @@ async def _one_document(
     """One document, stored as a bulk of one action; answered as Elasticsearch answers it (201 and the
     document's _index and _id), or its item's failure as an error of the whole request."""
     _check_media_type(request)
-    body = decode_content(request, request.body, app.settings.max_body_bytes)
-    if not body.strip():
+    body = await _inflated(app, request, app.settings.max_body_bytes)
+    if not body or body.isspace():  # (not strip(): that copies a body of megabytes)
         raise ElasticError(400, "parse_exception", "request body is required: send the document as JSON")
     # (one record is checked record by record, never as a table: its item's doc_id is its _id)
     (item,), _ = await _store_bulk(app, elastic_answers.document_bulk(action, index, doc_id, body), index)
@@ -158,6 +166,14 @@ async def _one_document(
         error_type, reason = item.error
         raise ElasticError(item.status, error_type, reason, headers=[PRODUCT])
     return answer(elastic_answers.document_answer(item), pretty, item.status)
+
+
+async def _inflated(app: LoglakeApp, request: Request, limit: int) -> bytes:
+    """The request's body with its Content-Encoding undone (at most `limit` bytes): a big compressed one on an ingest
+    thread, as every protocol's is (shippers may gzip their bulks: a big one takes milliseconds to inflate)."""
+    if inflated_off_loop(request):
+        return await app.run_ingest(decode_content, request, request.body, limit)
+    return decode_content(request, request.body, limit)
 
 
 # The single-document APIs: template, handler, methods (Elasticsearch takes PUT or POST where the id is given).

@@ -259,12 +259,17 @@ class ClientGone(Exception):
     """The client disconnected before the request was complete."""
 
 
+def storage_unavailable(message: str) -> ApiError:
+    """The 503 of a write or read that storage cannot take now, with when to try again."""
+    return ApiError(503, "storage_unavailable", message, headers=[(b"retry-after", b"5")])
+
+
 def too_large(max_bytes: int, after_decompression: bool = False) -> ApiError:
     where = " after decompression" if after_decompression else ""
     return ApiError(
         413,
         "payload_too_large",
-        f"the body is larger than {max_bytes} bytes{where}; split it into smaller batches",
+        f"the body is larger than {max_bytes} bytes{where}; send less in one request (records in smaller batches)",
     )
 
 

@@ -23,6 +23,7 @@ from loglake.api.routes import (
     count_if_body_refused,
     count_refused,
     count_refused_body,
+    decoded_by_worker,
     ingest_counts,
     store,
 )
@@ -88,10 +89,24 @@ async def push(app: LoglakeApp, request: Request) -> Result:
         return _failure(415, f"unsupported Content-Type {content_type!r}: send {loki.PROTOBUF} or {loki.JSON}")
     json = content_type == loki.JSON
     kind = content_type.encode()
+    labels = tuple(name.strip() for name in app.settings.loki_service_labels.split(",") if name.strip())
     try:
-        parsed, problems, counts, refusal, key = await checked_body(
-            app, request, lambda body: (*_checked(app, body, json), fingerprint(kind, body))
-        )
+        decoded = None
+        if b"content-encoding" not in request.headers:  # (a body as sent is what a worker takes)
+            decoded = await decoded_by_worker(app, PROTOCOL, loki.worker_decoded, request.body, json, labels)
+        if decoded is None:
+            parsed, problems, counts, refusal, key = await checked_body(
+                app,
+                request,
+                lambda body: (
+                    *_checked(app, *loki.columns(loki.decode_push(body, json), labels)),
+                    fingerprint(kind, body),
+                ),
+            )
+        else:
+            parsed, problems, counts, refusal, key = await app.run_ingest(
+                lambda: (*_checked(app, *loki.worker_unpacked(decoded)), fingerprint(kind, request.body))
+            )
 
         async def stored() -> tuple[Result, bool]:
             if parsed is not None:
@@ -120,13 +135,11 @@ async def push(app: LoglakeApp, request: Request) -> Result:
 
 
 def _checked(
-    app: LoglakeApp, body: bytes, json: bool
+    app: LoglakeApp, found: columns.RecordColumns, starts: list[int]
 ) -> tuple[ParsedBody | None, list[Problem], dict[tuple[str, int], int], str]:
     """The push's valid records (None when there are none: a push of no entries is one Loki takes), the
     problems of the others, ingest_counts of the valid ones, and the 400's text naming the refused entries by
-    stream and entry ("" when none is)."""
-    labels = tuple(name.strip() for name in app.settings.loki_service_labels.split(",") if name.strip())
-    found, starts = loki.columns(loki.decode_push(body, json), labels)
+    stream and entry ("" when none is). `found`, `starts`: the push's records and where each stream starts."""
     if not found:
         return None, [], {}, ""
     parsed, problems = columns.check_valid(app.service, found)

@@ -108,7 +108,7 @@ class Metrics:
         )
         self.bodies_decoded = Counter(
             "loglake_bodies_decoded_total",
-            "Request bodies of a protocol (otlp) decoded, by where: worker (a decode process,"
+            "Request bodies of a protocol (otlp, loki) decoded, by where: worker (a decode process,"
             " decode_workers) or server (the server's own process: a small body, or the workers busy, starting or"
             " off).",
             ("protocol", "where"),

@@ -3,6 +3,7 @@ responses, query parameters, and the schemas and filters many operations share."
 
 from __future__ import annotations
 
+from loglake.config import JSON_BODY_SIZE
 from loglake.model import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, NAME_PATTERN, SEVERITY_NAMES
 from loglake.times import FORMS
 
@@ -46,7 +47,10 @@ ERRORS = {
 }
 
 
-TOO_LARGE = error_response("The body is larger than the server takes (max_body_bytes, after gzip decompression)")
+TOO_LARGE = error_response(
+    f"The body is larger than the route takes, after gzip decompression (max_body_bytes; {JSON_BODY_SIZE} for the "
+    "JSON APIs)"
+)
 
 
 def query(name: str, description: str, schema: dict | None = None) -> dict:

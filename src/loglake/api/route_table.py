@@ -50,6 +50,7 @@ class Route:
 
 
 _ES = elastic_routes.elastic_error
+_JSON = routes.json_body_limit  # (the JSON APIs' bodies: routes.JSON_BODY_BYTES)
 ROUTES = [
     Route("GET", "/", elastic_setup_routes.root, None, error_form=_ES),
     Route("POST", "/logs", routes.ingest, "ingest", reads_body=True),
@@ -63,28 +64,30 @@ ROUTES = [
     Route("GET", "/logs/histogram", routes.histogram, "read"),
     Route("GET", "/logs/facets", routes.facets, "read"),
     Route("GET", "/logs/tail", tail_routes.tail, "read"),
-    Route("POST", "/query", sql_routes.query, "read", reads_body=True),
+    Route("POST", "/query", sql_routes.query, "read", reads_body=True, body_limit=_JSON),
     Route("GET", "/tables", sql_routes.tables, "read"),
     Route("GET", "/amplify/reports", amplify_routes.amplify_reports, "read"),
     Route("GET", "/amplify/status", amplify_routes.amplify_status, "read"),
     Route("GET", "/alerts", alert_routes.list_alerts_route, "read"),
     Route("GET", "/alerts/{alertId}", alert_routes.get_alert_route, "read"),
-    Route("POST", "/alerts/{alertId}/acknowledge", alert_routes.acknowledge, "alerts", reads_body=True),
-    Route("POST", "/alerts/{alertId}/resolve", alert_routes.resolve, "alerts", reads_body=True),
+    Route(
+        "POST", "/alerts/{alertId}/acknowledge", alert_routes.acknowledge, "alerts", reads_body=True, body_limit=_JSON
+    ),
+    Route("POST", "/alerts/{alertId}/resolve", alert_routes.resolve, "alerts", reads_body=True, body_limit=_JSON),
     # An exact path: the router tries exact paths before `/alerts/{id}` templates, so it is never taken for an id.
     Route("GET", delivery_routes.PATH, delivery_routes.list_deliveries, "read"),
     Route("POST", delivery_routes.RETRY_PATH, delivery_routes.retry_delivery, "alerts"),
     Route("GET", "/ask", ask_routes.status, "read"),
-    Route("POST", "/ask", ask_routes.ask, "read", reads_body=True),
-    Route("POST", "/ask/explain", ask_routes.explain, "read", reads_body=True),
-    Route("POST", "/ask/{conversationId}/rule", ask_routes.rule, "read", reads_body=True),
+    Route("POST", "/ask", ask_routes.ask, "read", reads_body=True, body_limit=_JSON),
+    Route("POST", "/ask/explain", ask_routes.explain, "read", reads_body=True, body_limit=_JSON),
+    Route("POST", "/ask/{conversationId}/rule", ask_routes.rule, "read", reads_body=True, body_limit=_JSON),
     Route("GET", "/healthz", operation_routes.healthz, None),
     Route("GET", "/metrics", operation_routes.metrics, "read"),
     Route("GET", "/openapi.json", openapi.spec, None),
     Route("GET", "/docs", openapi.docs, None),
     Route("GET", openapi_docs.DOCS_CSS_PATH, openapi_docs.docs_css, None),
     Route("GET", "/admin/keys", key_routes.list_keys, "admin"),
-    Route("POST", "/admin/keys", key_routes.create_key, "admin", reads_body=True),
+    Route("POST", "/admin/keys", key_routes.create_key, "admin", reads_body=True, body_limit=_JSON),
     Route("DELETE", "/admin/keys/{name}", key_routes.revoke_key, "admin"),
     # Public: the sign-in checks the key it is sent; the others check the session cookie.
     Route(

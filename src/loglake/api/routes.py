@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loglake.api.http import JSON_HEADERS, ApiError, Request, decode_content, json_object, quoted
+from loglake.api.http import (
+    JSON_HEADERS,
+    ApiError,
+    Request,
+    decode_content,
+    json_object,
+    quoted,
+    storage_unavailable,
+)
+from loglake.config import JSON_BODY_BYTES
 from loglake.follow import FollowQuery, follow, follow_query
 from loglake.ids import format_uuid, parse_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody, ParsedBody
@@ -37,6 +46,7 @@ from loglake.times import format_datetime
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
+    from loglake.config import Settings
 
 JSON_TYPES = frozenset({"", "application/json", "text/json"})
 NDJSON_TYPES = frozenset(
@@ -98,7 +108,7 @@ async def store(app: LoglakeApp, parsed: ParsedBody, counts: dict[tuple[str, int
         app.metrics.rejected.inc(("storage_unavailable",), parsed.count)
         if app.runtime.self_events is not None:
             app.runtime.self_events.storage_unavailable(parsed.count)
-        raise ApiError(503, "storage_unavailable", str(e), headers=[(b"retry-after", b"5")]) from None
+        raise storage_unavailable(str(e)) from None
     app.metrics.count_ingested(counts)
     return log_ids
 
@@ -154,11 +164,16 @@ async def checked_body(app: LoglakeApp, request: Request, check: Callable[[bytes
     """check(body) of the request's body with its Content-Encoding undone (http.decode_content, whose ApiError
     it raises): on the event loop for a small body, else on the ingest threads (see OFF_LOOP_BODY_BYTES)."""
     limit = app.settings.max_body_bytes
-    compressed = b"content-encoding" in request.headers
-    if len(request.body) >= (OFF_LOOP_COMPRESSED_BYTES if compressed else OFF_LOOP_BODY_BYTES):
+    if inflated_off_loop(request) or len(request.body) >= OFF_LOOP_BODY_BYTES:
         return await app.run_ingest(lambda: check(decode_content(request, request.body, limit)))
     body = decode_content(request, request.body, limit)
     return check(body) if len(body) < OFF_LOOP_BODY_BYTES else await app.run_ingest(check, body)
+
+
+def inflated_off_loop(request: Request) -> bool:
+    """Whether the request's body is compressed and big enough to be inflated off the event loop (see
+    OFF_LOOP_COMPRESSED_BYTES)."""
+    return b"content-encoding" in request.headers and len(request.body) >= OFF_LOOP_COMPRESSED_BYTES
 
 
 async def decoded_by_worker(
@@ -376,8 +391,15 @@ def query_error(error: QueryError | QueryBusy) -> ApiError:
     return ApiError(400, error.code, error.message, details)
 
 
+def json_body_limit(settings: Settings) -> int:
+    """The bytes a JSON API request's body may hold (config.JSON_BODY_BYTES, the route table's body_limit of those
+    routes)."""
+    return min(settings.max_body_bytes, JSON_BODY_BYTES)
+
+
 def json_body(app: LoglakeApp, request: Request, example: str) -> dict:
-    """The body as one JSON object: 415 if it is not sent as JSON, 400 (with `example`) if it is not one."""
+    """The body as one JSON object: 415 if it is not sent as JSON, 400 (with `example`) if it is not one, 413 past
+    json_body_limit once inflated."""
     content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
     if content_type not in JSON_TYPES:
         raise ApiError(
@@ -386,4 +408,4 @@ def json_body(app: LoglakeApp, request: Request, example: str) -> dict:
             f"Content-Type {content_type!r} is not accepted here; send one JSON object as application/json "
             "(with curl: -H 'Content-Type: application/json')",
         )
-    return json_object(decode_content(request, request.body, app.settings.max_body_bytes), example)
+    return json_object(decode_content(request, request.body, json_body_limit(app.settings)), example)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from loglake.api.http import ApiError, Request, quoted
-from loglake.api.routes import Result, json_body, query_error, refuse_parameters
+from loglake.api.routes import Result, json_body, json_body_limit, query_error, refuse_parameters
 from loglake.lake.query_answers import QueryBusy
 from loglake.lake.stop import OutOfTime, Stop
 from loglake.rules.backtest import Backtest, PeriodError, backtest, refuse_past_retention
@@ -178,12 +178,12 @@ def _field(name: str, reason: str) -> list[dict[str, str]]:
     return [{"field": name, "reason": reason}]
 
 
-# (method, template, handler, scope, reads_body)
+# (method, template, handler, scope, reads_body, body_limit)
 ROUTES = [
     ("GET", "/rules", list_rules, "read"),
     ("GET", "/rules/{ruleId}", get_rule, "read"),
     ("POST", "/rules/{ruleId}/test", test_rule, "read"),
-    ("POST", "/rules/{ruleId}/backtest", backtest_rule, "read", True),
+    ("POST", "/rules/{ruleId}/backtest", backtest_rule, "read", True, json_body_limit),
 ]
 
 _RULE_ID = {

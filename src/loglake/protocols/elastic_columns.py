@@ -5,7 +5,7 @@ Python object per document. Pure, no I/O.
 The mapping is elastic_sources' (its module says it), and elastic.parse_bulk stays the reference: this path takes
 a bulk only when it can show that its records are the ones parse_bulk gives, and answers None otherwise.
 - Every value's text must be the one a compact JSON encoder writes, since an attribute's value is kept as sent:
-  the body must be exactly as long as those texts make it (arrow_json.compact_length), and its escapes those an encoder
+  the body must be exactly as long as those texts make it (arrow_json.columns_as_sent), and its escapes those an encoder
   writes (arrow_json.count_escapes). A text written otherwise is longer (a space between tokens, an explicit
   null, `\\u00e9` for é, a blank line, two objects on a line, `-0`), except a double's (1e3 is shorter than
   1000.0) and a time Arrow read as one, which send the bulk to parse_bulk. What the reader refuses (a key
@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from loglake import ecs
 from loglake.arrow_json import (
-    compact_length,
+    columns_as_sent,
     count_escapes,
     json_object,
     keyed,
@@ -59,7 +59,7 @@ def bulk_records(body: bytes, path_index: str | None) -> tuple[list[elastic.Bulk
 
 def read_regular_bulk(body: bytes, path_index: str | None) -> tuple[list[elastic.BulkItem], RecordColumns] | None:
     """parse_bulk's items and records for a regular bulk, read by Arrow; None for any other (see the module)."""
-    escapes = count_escapes(body)
+    escapes = count_escapes(body) if body.endswith(b"\n") else None  # (parse_bulk refuses a bulk without one)
     table = None if escapes is None else read_lines(body)
     if table is None or table.num_rows % 2 or not table.num_rows:
         return None
@@ -68,9 +68,8 @@ def read_regular_bulk(body: bytes, path_index: str | None) -> tuple[list[elastic
     if len(actions) != 1 or actions[0] not in elastic.ADDING_ACTIONS:
         return None  # (parse_bulk refuses update and delete item by item, and names a bad action line)
     action = actions[0]
-    rows = {name: table.column(name).combine_chunks() for name in table.column_names}
-    length = compact_length(pa.StructArray.from_arrays(list(rows.values()), list(rows)))
-    if length is None or length + table.num_rows + escapes != len(body) or not _alternate(rows, action):
+    rows = columns_as_sent(body, table, escapes)
+    if rows is None or not _alternate(rows, action):
         return None
     even = _even(2 * count)
     indexes = _indexes(pc.filter(rows.pop(action), even), path_index)

@@ -35,6 +35,7 @@ import pyarrow as pa
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 from google.protobuf.message import DecodeError
 
+from loglake import decode_workers
 from loglake.decode_errors import in_words, not_json_reason
 from loglake.digits import is_ascii_digits
 from loglake.model import SEVERITY_ALIASES, is_valid_name
@@ -285,6 +286,24 @@ def parse_labels(text: str, stream: int = 1) -> dict[str, str]:
 def _unescape(escaped: re.Match[str]) -> str:
     char = escaped.group(1)
     return "\n" if char == "n" else char
+
+
+def worker_decoded(body: bytes, json: bool, service_labels: Sequence[str]) -> tuple[Any, list[int]] | str:
+    """In a decode worker (decode_workers): the push's columns packed (decode_workers.packed) and where each stream
+    starts among them; or the MalformedPush's message."""
+    try:
+        found, starts = columns(decode_push(body, json), service_labels)
+    except MalformedPush as e:
+        return str(e)
+    return decode_workers.packed(found), starts
+
+
+def worker_unpacked(decoded: tuple[Any, list[int]] | str) -> tuple[RecordColumns, list[int]]:
+    """In the server: what worker_decoded answered, as columns(decode_push(...)) answers it (MalformedPush too)."""
+    if isinstance(decoded, str):
+        raise MalformedPush(decoded)
+    packed, starts = decoded
+    return decode_workers.unpacked(packed), starts
 
 
 def columns(
