@@ -14,6 +14,8 @@ falls on all alike:
   `service.name`, the rest as fields) behind a `create` action, in bulks of up to 10 MB (Vector's
   elasticsearch sink: batch.max_bytes); `elasticsearch-1600` in bulks of 1,600 documents (Filebeat's
   default bulk_max_size), with the filter_path Filebeat sends (`errors,items.*.error,items.*.status`);
+- native-1600 (only when --protocols names it): native in batches of 1,600 records, to tell what Filebeat's
+  batch size costs apart from Elasticsearch's mapping;
 - splunk: POST /services/collector/event, events concatenated without separators as the OpenTelemetry
   Collector's HEC exporter sends them (`time` in epoch seconds, `event`, `host`, `source`, `sourcetype`,
   `fields`), in bodies of up to 2 MiB (its max_content_length_logs).
@@ -226,6 +228,10 @@ GZIP = {"Content-Encoding": "gzip"}
 # Each way from the data set's lines and records.
 WAYS: dict[str, Callable[[list[bytes], list[Record]], Way]] = {
     "native": lambda lines, _: Way("/logs", NDJSON, grouped(lines, 10_000, UNLIMITED), lambda r: r.status_code == 201),
+    # native in Filebeat's batches: what a batch's size costs, apart from Elasticsearch's mapping
+    "native-1600": lambda lines, _: Way(
+        "/logs", NDJSON, grouped(lines, ES_FILEBEAT_DOCUMENTS, UNLIMITED), lambda r: r.status_code == 201
+    ),
     "otlp": lambda _, rs: Way("/v1/logs", PROTOBUF, otlp_bodies(otlp_requests(rs), "protobuf"), otlp_answered),
     "otlp-gzip": lambda _, rs: Way("/v1/logs", PROTOBUF, otlp_bodies(otlp_requests(rs), "gzip"), otlp_answered, GZIP),
     "otlp-json": lambda _, rs: Way("/v1/logs", JSON, otlp_bodies(otlp_requests(rs), "json"), otlp_answered),
@@ -243,6 +249,9 @@ WAYS: dict[str, Callable[[list[bytes], list[Record]], Way]] = {
         "/services/collector/event", JSON, grouped(hec_events(rs), UNLIMITED, HEC_BODY_BYTES), hec_answered
     ),
 }
+
+
+ON_REQUEST = ("native-1600",)  # ways run only when --protocols names them
 
 
 def ways(lines: list[bytes], records: list[Record], wanted: list[str]) -> dict[str, Way]:
@@ -338,7 +347,8 @@ def main() -> None:
         "one-time costs left out (a worker process's start: ~0.3 s of CPU for Python and pyarrow)",
     )
     ap.add_argument("--dataset", metavar="FILE", help="an NDJSON set make_dataset.py already built (default: --rows)")
-    ap.add_argument("--protocols", default=",".join(WAYS), help=f"comma-separated, of {', '.join(WAYS)}")
+    usual = ",".join(name for name in WAYS if name not in ON_REQUEST)
+    ap.add_argument("--protocols", default=usual, help=f"comma-separated, of {', '.join(WAYS)} (default: {usual})")
     args = ap.parse_args()
     hw = common.print_hardware()
     lines = common.read_lines(Path(args.dataset) if args.dataset else common.dataset(args.rows), args.rows)

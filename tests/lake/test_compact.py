@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from loglake.lake import compact, reads
-from loglake.lake.compact import TIER_FILES, Compactor, merge_groups, tier_groups
+from loglake.lake.compact import TIER_FILES, Compactor, final_groups, merge_groups, tier_groups
 from loglake.lake.flush import Flusher
 from loglake.lake.lake import Lake, LakePolicy
 from loglake.lake.manifest import LakeFile
@@ -73,6 +73,35 @@ def test_merge_groups_leave_big_files_and_lone_files_alone() -> None:
     files = [f("a", 10), f("bb", 600), f("ccc", 20), f("dddd", 30), f("eeeee", 45)]
     assert [[x.key for x in g] for g in merge_groups(files, target_bytes=100)] == [["a", "ccc", "dddd"]]
     assert list(merge_groups([f("a", 10), f("b", 600)], target_bytes=100)) == []
+
+
+def test_a_quiet_days_files_no_final_merge_wrote_are_rewritten_even_alone() -> None:
+    def f(name: str, size: int, final: bool) -> LakeFile:
+        return LakeFile(name, "logs", "2026-11-01", len(name), len(name), 1, size, final)
+
+    small = [f("a", 10, False), f("bb", 20, True)]
+    assert [[x.key for x in g] for g in final_groups(small, target_bytes=100)] == [["a", "bb"]]
+    # a tier merge's big output, and a part alone in its day: each alone; what a final merge wrote stays
+    assert [[x.key for x in g] for g in final_groups([f("a", 600, False), f("b", 600, True)], 100)] == [["a"]]
+    assert [[x.key for x in g] for g in final_groups([f("a", 10, False)], 100)] == [["a"]]
+    assert final_groups([f("a", 10, True)], 100) == []
+
+
+def test_a_day_left_in_one_fast_file_gets_its_final_shape_once(store: SQLiteHotStore, tmp_path: Path) -> None:
+    """A day whose only file a flush round (or a tier merge) wrote, in Snappy with plain row groups, is rewritten
+    by the final merge as any day is (ZSTD, a service per row group), and then never again."""
+    lake = LocalObjectStore(tmp_path / "lake")
+    everything = seed(store, days=1)
+    Flusher(store, lake).flush(before_ms=START + DAY)
+    ((before,),) = store.read("SELECT key FROM lake_files WHERE final = 0")
+    assert codecs(pq.ParquetFile(io.BytesIO(lake.get(before))).metadata) == {"SNAPPY"}
+    compactor = Compactor(store, lake, target_bytes=10_000_000, grace_ms=0)
+    assert (compactor.compact().merged_files, compactor.compact().merged_files) == (1, 0)
+    ((after, final),) = store.read("SELECT key, final FROM lake_files")
+    assert after != before and final == 1
+    metadata = pq.ParquetFile(io.BytesIO(lake.get(after))).metadata
+    assert codecs(metadata) == {"ZSTD"} and one_service_per_row_group(metadata)
+    assert sorted(lake_ids(store, lake)) == sorted(everything)
 
 
 CRASH_SCRIPT = textwrap.dedent(
@@ -387,6 +416,14 @@ def test_a_merge_in_memory_or_streamed_writes_the_same_sorted_rows(
         (r["service"], r["timestamp"], r["log_id"]) for r in expected
     ]
     assert one_service_per_row_group(merged.metadata) == style.by_service
+    # a day's final merge compresses hard; a tier merge, whose output is merged again soon, fast
+    assert codecs(merged.metadata) == {"ZSTD" if style is compact.FINAL else "SNAPPY"}
+
+
+def codecs(metadata: pq.FileMetaData) -> set[str]:
+    """The compression of every column chunk of a Parquet file."""
+    groups = (metadata.row_group(i) for i in range(metadata.num_row_groups))
+    return {group.column(c).compression for group in groups for c in range(group.num_columns)}
 
 
 @pytest.mark.parametrize("in_memory_up_to", [compact.IN_MEMORY_MERGE_RECORDS, 0], ids=["arrow", "streamed"])

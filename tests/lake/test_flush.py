@@ -65,9 +65,7 @@ IN_WORKER = pytest.mark.parametrize("in_worker", [False, True], ids=["thread", "
 
 
 @IN_WORKER
-def test_flush_moves_due_records_into_daily_zstd_parquet(
-    store: SQLiteHotStore, lake: ObjectStore, in_worker: bool
-) -> None:
+def test_flush_moves_due_records_into_daily_parquet(store: SQLiteHotStore, lake: ObjectStore, in_worker: bool) -> None:
     everything = seed(store)
     with_client_id = record(START + 7, "with a client id", client_id=uuid.UUID(int=7).bytes)
     store.put([with_client_id])
@@ -86,7 +84,7 @@ def test_flush_moves_due_records_into_daily_zstd_parquet(
     first = next(r for r in rows if r["message"] == "d0-1")
     assert (first["severity"], first["attributes"], first["log_type"]) == ("info", '{"i":1}', "application")
     metadata = pq.ParquetFile(io.BytesIO(lake.get(report.objects[0]))).metadata
-    assert metadata.row_group(0).column(0).compression == "ZSTD"
+    assert metadata.row_group(0).column(0).compression == "SNAPPY"  # (compaction rewrites it: fast to write)
     assert one_service_per_row_group(metadata)
     assert store.read("SELECT client_id FROM flushed_client_ids") == [(str(uuid.UUID(int=7)),)]
 

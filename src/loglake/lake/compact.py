@@ -106,6 +106,17 @@ def merge_groups(files: list[LakeFile], target_bytes: int, most: int | None = No
         yield group
 
 
+def final_groups(files: list[LakeFile], target_bytes: int) -> list[list[LakeFile]]:
+    """A quiet day's merges into its final shape (FINAL: ZSTD, a service per row group): its small files in
+    groups (merge_groups), and each file no final merge wrote that no group takes, rewritten alone: a flush
+    round's or bulk batch's part alone in its day, or a tier merge's output, which tier merges may have left
+    the day's only file or made big (Snappy, plain row groups: 1.7x the bytes, and a service's newest records
+    spread over row groups)."""
+    groups = list(merge_groups(files, target_bytes))
+    grouped = {f.key for group in groups for f in group}
+    return groups + [[f] for f in files if not f.final and f.key not in grouped]
+
+
 class Background:
     """Where the server's merges run, off the threads that ingest and answer queries.
 
@@ -257,7 +268,7 @@ class Compactor:
             by_day.setdefault(f.day, []).append(f)
         busy = set() if written_since_ms is None else self._days_written_since(written_since_ms)
         tiers = [g for day, files in by_day.items() if day in busy for g in tier_groups(files, self.target_bytes)]
-        finals = [g for day, files in by_day.items() if day not in busy for g in merge_groups(files, self.target_bytes)]
+        finals = [g for day, files in by_day.items() if day not in busy for g in final_groups(files, self.target_bytes)]
         return tiers, finals
 
     def _merge_into(self, report: CompactReport, group: list[LakeFile], style: MergeStyle, niced: bool = True) -> None:
@@ -297,6 +308,7 @@ class Compactor:
                 max(f.max_ts for f in group),
                 records,
                 output.stat().st_size,
+                final=style is FINAL,
             )
             self.on_step("written")
             retired = [f.key for f in group]

@@ -2,8 +2,8 @@
 
 One flush round, and what a crash after each step leaves:
 
-1. read due records (oldest first) and write one ZSTD Parquet file per UTC date to a local temp
-   folder                                    -> only temp files: removed on recovery, rows still hot
+1. read due records (oldest first) and write one Parquet file per UTC date (Snappy: compaction rewrites it)
+   to a local temp folder                    -> only temp files: removed on recovery, rows still hot
 2. journal the round in hot.db (`flushes`: its object keys)
                                              -> recovery deletes those keys from the lake and the entry
 3. publish each file to the object store (an atomic put each)

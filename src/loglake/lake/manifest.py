@@ -49,14 +49,15 @@ class LakeFile(NamedTuple):
     max_ts: int
     records: int
     bytes: int
+    final: bool = False  # written by a day's final merge (compact.final_groups)
 
 
-_FILE_COLUMNS = "key, table_name, day, min_ts, max_ts, records, bytes"
+_FILE_COLUMNS = "key, table_name, day, min_ts, max_ts, records, bytes, final"
 
 
 def add_files(conn: sqlite3.Connection, files: Iterable[LakeFile], now_ms: int) -> None:
     conn.executemany(
-        f"INSERT INTO lake_files ({_FILE_COLUMNS}, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO lake_files ({_FILE_COLUMNS}, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(*f, now_ms) for f in files],
     )
 
@@ -85,7 +86,7 @@ def list_files(
     if until_ms is not None:
         sql += " AND day <= ? AND min_ts < ?"
         params += [_day(until_ms), until_ms]
-    return [LakeFile(*row) for row in read(sql + " ORDER BY day, min_ts", params)]
+    return [LakeFile(*row[:-1], bool(row[-1])) for row in read(sql + " ORDER BY day, min_ts", params)]
 
 
 def newest_file_ms(read: Callable[[str, list], list[tuple]], table_name: str) -> int | None:

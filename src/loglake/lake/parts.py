@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,32 +20,48 @@ from loglake.times import DAY_MS
 # How lake files are written (measured on the 10M-record bench set, see bench/README.md):
 # - one service per row group, at most 8Ki rows: a service's newest records sit in one, which is all
 #   "recent logs" reads (16Ki doubles that read; 4Ki costs Q2 25% and Q3 50% in per-row-group work);
-# - ZSTD level 1 when flushing (fast: level 8 on the ids tripled the write time), and when compaction
-#   rewrites a day in the background, level 8 for the log ids (neighbours share long prefixes:
-#   8.8 -> 5 MB per 1M records) and 9 for the text (messages 8% smaller);
+# - the files that compaction rewrites soon (a flush round's, a bulk batch's, a tier merge's) in Snappy, the
+#   cheapest to write and to read back for the next merge: 160k bench records written in 0.37 and read in
+#   0.26 us each, against ZSTD level 1's 0.47 and 0.30, in 1.7x the bytes, for files that live minutes; under
+#   sustained bulk ingest writing and merging them is most of the server's CPU after the check (10M records
+#   from 4 senders, bench/sustained_ingest.py, alternated pairs: 342k and 361k -> 375k and 378k records/s).
+#   A day's final merge, once the day is quiet, writes ZSTD: level 8 for the log ids (neighbours share long
+#   prefixes: 8.8 -> 5 MB per 1M records) and 9 for the text (messages 8% smaller). (A day that only ever got
+#   one file keeps it as written: there is nothing to merge it with.)
 # - the timestamps delta-encoded (sorted per service: 4.9 -> 1.6 MB per 1M), everything short and
 #   repetitive dictionary-encoded, messages not (most are distinct).
 # - in the footer's key-value metadata, per row group, the newest time of each severity in it
 #   (SEVERITY_INDEX_KEY): "recent errors" then reads only the row groups that can hold the newest
 #   errors, where min/max statistics of the names say little (a row group of debug..warning may
 #   hold no error) and the row group's newest time says nothing of its errors.
-# Plain Parquet 1.0 pages with PLAIN, RLE_DICTIONARY and DELTA_BINARY_PACKED: Athena/Trino, DuckDB
-# and Spark >= 3.3 read them; other readers ignore the key-value metadata.
+# Plain Parquet 1.0 pages with PLAIN, RLE_DICTIONARY and DELTA_BINARY_PACKED, compressed with Snappy or ZSTD:
+# Athena/Trino, DuckDB and Spark >= 3.3 read them; other readers ignore the key-value metadata.
 ROW_GROUP_ROWS = 8 * 1024
 SORT_ORDER = [("service", "ascending"), ("timestamp", "ascending")]  # of every lake file's rows
 SEVERITY_INDEX_KEY = b"loglake.newest_ms_by_severity"
-# (ZSTD level of the log ids, of the text columns): fast when flushing, small when compacting.
-FLUSH_LEVELS = (1, 1)
-COMPACT_LEVELS = (8, 9)
 
 
-def parquet_writer(path: Path, levels: tuple[int, int] = FLUSH_LEVELS) -> pq.ParquetWriter:
-    id_level, text_level = levels
-    by_column = {name: text_level for name in APP_LOGS_TABLE.schema.names} | {"log_id": id_level, "timestamp": 1}
+class Codec(NamedTuple):
+    """How a file's pages are compressed: the Parquet codec and, for ZSTD, the level of the log ids and of the
+    text columns."""
+
+    name: str
+    levels: tuple[int, int] | None = None
+
+
+FAST = Codec("snappy")  # files compaction rewrites soon
+SMALL = Codec("zstd", (8, 9))  # a day's final merge
+
+
+def parquet_writer(path: Path, codec: Codec = FAST) -> pq.ParquetWriter:
+    by_column = None
+    if codec.levels is not None:
+        id_level, text_level = codec.levels
+        by_column = {name: text_level for name in APP_LOGS_TABLE.schema.names} | {"log_id": id_level, "timestamp": 1}
     return pq.ParquetWriter(
         path,
         APP_LOGS_TABLE.schema,
-        compression="zstd",
+        compression=codec.name,
         compression_level=by_column,
         use_dictionary=["service", "log_type", "severity", "attributes", "client_id"],
         column_encoding={"timestamp": "DELTA_BINARY_PACKED"},

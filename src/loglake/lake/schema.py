@@ -57,5 +57,9 @@ LAKE_SCHEMA = Schema(
             file     TEXT NOT NULL         -- its checked table as an Arrow IPC stream, in waiting/ beside hot.db
         )
         """,
+        # Whether a day's final merge wrote the file (ZSTD, a service per row group: parts.py); a quiet day's
+        # other files are rewritten into that shape, alone if need be (compact.final_groups). Files cataloged
+        # before are taken as final: an upgrade rewrites nothing.
+        "ALTER TABLE lake_files ADD COLUMN final INTEGER NOT NULL DEFAULT 1",
     ],
 )

@@ -28,10 +28,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loglake.lake.parts import (
-    COMPACT_LEVELS,
-    FLUSH_LEVELS,
+    FAST,
     ROW_GROUP_ROWS,
+    SMALL,
     SORT_ORDER,
+    Codec,
     ServiceRowGroups,
     parquet_writer,
 )
@@ -41,16 +42,16 @@ from loglake.worker_processes import exit_with_parent
 
 @dataclass(frozen=True)
 class MergeStyle:
-    """How a merge writes: ZSTD levels (parts.parquet_writer), and whether one service per row group."""
+    """How a merge writes: its codec (parts.parquet_writer), and whether one service per row group."""
 
-    levels: tuple[int, int]
+    codec: Codec
     by_service: bool
 
 
 # A day's last merge compresses hard and splits row groups by service; the merges before it are fast,
-# as the last one rewrites their output anyway (plain row groups: half the write time, see parts.py).
-FINAL = MergeStyle(COMPACT_LEVELS, by_service=True)
-TIER = MergeStyle(FLUSH_LEVELS, by_service=False)
+# as the last one rewrites their output anyway (Snappy and plain row groups: see parts.py).
+FINAL = MergeStyle(SMALL, by_service=True)
+TIER = MergeStyle(FAST, by_service=False)
 
 # Inputs read at once by a merge: ~1.5 MB each (a decoded row group), and each batch read costs a
 # binary search in every input. A wider merge first merges groups of this many into work files.
@@ -198,7 +199,7 @@ def _merge_by_fan_in(inputs: list[Path], output: Path, work: Path, style: MergeS
 def _merge_streaming(inputs: list[Path], output: Path, style: MergeStyle) -> None:
     """Write the rows of `inputs` (each sorted by SORT_ORDER) to `output` in that order; raises
     NotStreamable (having written part of `output`) for an input that is not sorted that way."""
-    with parquet_writer(output, style.levels) as writer, contextlib.ExitStack() as files:
+    with parquet_writer(output, style.codec) as writer, contextlib.ExitStack() as files:
         groups = ServiceRowGroups(writer, style.by_service)
         opened = [files.enter_context(pq.ParquetFile(path, **READ_OPTIONS)) for path in inputs]
         batch_rows = max(MIN_BATCH_ROWS, BUFFERED_ROWS // max(1, len(inputs)))
@@ -230,7 +231,7 @@ def merge_in_memory(inputs: list[Path], output: Path, style: MergeStyle, most_re
         tables = [APP_LOGS_TABLE.conform(pq.ParquetFile(p).read(use_threads=False)) for p in inputs]
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
         return False  # a file of another tool's making, with other types: merge_sorted converts them
-    with parquet_writer(output, style.levels) as writer:
+    with parquet_writer(output, style.codec) as writer:
         groups = ServiceRowGroups(writer, style.by_service)
         try:
             pieces = _slices_in_order(tables)
@@ -302,7 +303,7 @@ def _merge_by_duckdb(
     con = background_duckdb(work / "spill", memory_mb)
     try:
         ordered = con.sql(f'SELECT * FROM {rows_sql} ORDER BY service, "timestamp"')
-        with parquet_writer(output, style.levels) as writer:
+        with parquet_writer(output, style.codec) as writer:
             groups = ServiceRowGroups(writer, style.by_service)
             for batch in ordered.to_arrow_reader(ROW_GROUP_ROWS):
                 groups.add(APP_LOGS_TABLE.conform(pa.Table.from_batches([batch])))
