@@ -44,7 +44,7 @@ def batch(days: int = 3, per_day: int = 400, tag: str = "b") -> pa.Table:
         for d in range(days)
         for i in range(per_day)
     ]
-    parsed = parse_batch(b"\n".join(lines), True, Limits(), NOW, bulk=True)
+    parsed = parse_batch(b"\n".join(lines), True, Limits(max_records=100_000), NOW, bulk=True)
     assert parsed.table is not None
     return parsed.table
 

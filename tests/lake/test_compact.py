@@ -223,6 +223,21 @@ def test_tier_groups_merge_only_enough_files_of_one_size() -> None:
     assert list(tier_groups(small[:-1] + bigger, target_bytes=10_000_000)) == []
 
 
+def test_a_tier_of_parts_too_many_to_merge_in_memory_by_sixteen_merges_fewer_at_a_time() -> None:
+    """Bulk parts of joined batches (20,000 records each): sixteen would go to the merge worker, twelve merge in
+    memory; still more than TIER_BASE, so that the output is in a higher tier. Parts so big that fewer than that
+    fit in memory merge sixteen at a time, streamed, as before."""
+
+    def f(key: str, records: int) -> LakeFile:
+        return LakeFile(key, "app_logs", "2026-11-01", 0, 1, records, records * 25)
+
+    parts = [f(f"p{i}", 20_000) for i in range(TIER_FILES)]
+    assert compact.IN_MEMORY_MERGE_RECORDS // 20_000 == 12
+    assert [len(group) for group in tier_groups(parts, target_bytes=10**9)] == [12]
+    assert [len(g) for g in tier_groups([f(f"p{i}", 10_000) for i in range(TIER_FILES)], 10**9)] == [TIER_FILES]
+    assert [len(g) for g in tier_groups([f(f"p{i}", 50_000) for i in range(TIER_FILES)], 10**9)] == [TIER_FILES]
+
+
 def test_the_background_merges_a_day_still_written_to_by_tiers_and_a_quiet_day_fully(
     store: SQLiteHotStore, object_store: ObjectStore
 ) -> None:

@@ -12,7 +12,7 @@ request, and compaction would then rewrite hundreds of tiny parts. So small batc
 rather than start another, until they add up to WRITER_ROWS. A joined write is all or nothing like a
 batch's, so each batch is still all in the lake or not at all.
 
-Joined writes of small batches (each under WAIT_BELOW_ROWS, under WRITER_ROWS in all) do not become parts
+Joined writes of small batches (each under WAIT_BELOW_ROWS, under WAITING_ROWS in all) do not become parts
 at once: each is written to a file of its own and named in hot.db, durable when answered (lake/waiting.py),
 and a mover thread writes the waiting batches as one part per day once MOVED_ROWS wait or the oldest waited
 MOVE_AFTER_SECONDS, adding the parts and deleting the rows in one transaction. Past MAX_WAITING_ROWS or
@@ -67,16 +67,24 @@ log = logging.getLogger("loglake.lake")
 BULK_THREADS = min(4, os.cpu_count() or 1)
 # Rows a write joins at most from the batches waiting: a part of the size a flush round writes.
 JOINED_ROWS = 200_000
-# Rows that must be waiting for another writer to start while one is at work (a row group's worth); fewer
-# wait for that one, which joins them. A part costs milliseconds of CPU to write, publish and later merge,
-# whatever its size: Filebeat's bulks of 1,600 documents written a part each took 2 us of CPU per record
-# more in the bulk and merge threads than the same records in 10 MB bulks (bench/protocols_ingest.py).
-WRITER_ROWS = 8 * 1024
+# Rows that must be waiting for another writer to start while one is at work; fewer wait for that one, which
+# joins them. A part costs milliseconds of CPU to write, publish and later merge, whatever its size: Filebeat's
+# bulks of 1,600 documents written a part each took 2 us of CPU per record more in the bulk and merge threads
+# than the same records in 10 MB bulks (bench/protocols_ingest.py). At 8Ki (a row group's worth), each of the
+# OpenTelemetry Collector's 8,192-record exports started a writer while one was at work and made a part of its
+# own: 17 parts a day of the 1M bench set, and a tier merge of 16 of them each day during the run (0.5-0.75 us
+# of CPU a record in the merge threads). Joined two by two or more, as POST /logs batches (at most 10,000
+# records) now are too, they make half the parts: OTLP 0.66-0.67x -> 0.76-0.80x native's rate, OTLP/JSON
+# 0.64-0.65x -> 0.68-0.71x, native itself no slower (alternated pairs, 4 senders), a sustained 10M ingest
+# 354k -> 369k records/s.
+WRITER_ROWS = 16 * 1024
+# Small batches (each under WAIT_BELOW_ROWS) joined to fewer rows than this wait for the mover; more are a part.
+WAITING_ROWS = 8 * 1024
 # Rows a move joins into parts at most: writing a part holds its rows twice (read, then sorted), so 200,000
 # of them (JOINED_ROWS) took the server past 300 MB of RSS in B2, and 100,000 to 356-380 MB in a sustained
 # ingest of 1,600-record batches (against 198 MB); parts of 50,000 are still large from birth.
 MOVED_ROWS = 50_000
-# Batches of fewer rows, joined up to WRITER_ROWS, wait for the mover (see the module docstring); larger ones
+# Batches of fewer rows, joined up to WAITING_ROWS, wait for the mover (see the module docstring); larger ones
 # are parts at once.
 # 10,000-record batches gained nothing by waiting: the same rate, and 0.9 us more CPU per record in the
 # round (the file and the move, for merges of their parts saved later), so they stay parts of their own; so
@@ -168,11 +176,11 @@ class BulkWriter:
 
     def _would_wait(self, tables: list[pa.Table]) -> bool:
         """Whether a write joining these batches waits for the mover (else it is a part): each of fewer
-        than `wait_below_rows` rows, fewer than WRITER_ROWS in all, within what may wait. Called holding
-        the lock. (Small batches joined while the writers are busy keep waiting up to WRITER_ROWS: as parts
+        than `wait_below_rows` rows, fewer than WAITING_ROWS in all, within what may wait. Called holding
+        the lock. (Small batches joined while the writers are busy keep waiting up to WAITING_ROWS: as parts
         of 4,096-8,191 rows they took a sustained ingest of 1,600-record batches from 66 lake files to 112.)"""
         rows = sum(table.num_rows for table in tables)
-        if rows >= WRITER_ROWS or max(table.num_rows for table in tables) >= self.wait_below_rows:
+        if rows >= WAITING_ROWS or max(table.num_rows for table in tables) >= self.wait_below_rows:
             return False
         if self._stored is None:  # (once: then kept up to date by this writer's stores and moves)
             self._stored = waiting(self.store.read)[1:3]
