@@ -76,8 +76,8 @@ MERGE_STOP_GRACE_S = 10.0
 
 
 def tier_groups(files: list[LakeFile], target_bytes: int) -> Iterator[list[LakeFile]]:
-    """Groups of TIER_FILES (tier_merge_files) small files of one size tier (smallest to at most TIER_BASE times it), in
-    time order, each near the target at most; other files and smaller tiers are left alone. A tier
+    """Groups of TIER_FILES (or tier_merge_files) small files of one size tier (smallest to at most TIER_BASE
+    times it), in time order, each near the target at most; other files and smaller tiers are left alone. A tier
     that grew while the worker was busy merges in several groups: each merge is one pass (TIER_FILES
     is at most sorted_merge.MAX_FAN_IN) and lands soon, where one wide merge would take long."""
     tiers: list[list[LakeFile]] = []
@@ -93,9 +93,9 @@ def tier_groups(files: list[LakeFile], target_bytes: int) -> Iterator[list[LakeF
 def tier_merge_files(tier: list[LakeFile]) -> int:
     """How many of a tier's files one merge takes: TIER_FILES, or fewer (more than TIER_BASE, so that the output
     is in a higher tier) where TIER_FILES would be too many records to merge in memory and these are not
-    (IN_MEMORY_MERGE_RECORDS): bulk parts of 20,000-30,000 records (batches joined while a writer was at work) merged
-    sixteen at a time went to the merge worker, whose ~140 MiB took a sustained 10M ingest's server past 500 MiB
-    with it; twelve at a time they merge on a thread, at no more CPU."""
+    (IN_MEMORY_MERGE_RECORDS): bulk parts of about 20,000 records (batches joined while a writer was at work)
+    merged sixteen at a time went to the merge worker, whose ~140 MiB took a sustained 10M ingest's server past
+    500 MiB with it; twelve at a time they merge on a thread, at no more CPU."""
     fit = IN_MEMORY_MERGE_RECORDS // max(1, max(f.records for f in tier))
     return fit if TIER_BASE < fit < TIER_FILES else TIER_FILES
 

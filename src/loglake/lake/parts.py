@@ -26,8 +26,8 @@ from loglake.times import DAY_MS
 #   sustained bulk ingest writing and merging them is most of the server's CPU after the check (10M records
 #   from 4 senders, bench/sustained_ingest.py, alternated pairs: 342k and 361k -> 375k and 378k records/s).
 #   A day's final merge, once the day is quiet, writes ZSTD: level 8 for the log ids (neighbours share long
-#   prefixes: 8.8 -> 5 MB per 1M records) and 9 for the text (messages 8% smaller). (A day that only ever got
-#   one file keeps it as written: there is nothing to merge it with.)
+#   prefixes: 8.8 -> 5 MB per 1M records) and 9 for the text (messages 8% smaller); a quiet day's file that no
+#   final merge wrote is rewritten so, alone if need be (compact.final_groups).
 # - the timestamps delta-encoded (sorted per service: 4.9 -> 1.6 MB per 1M), everything short and
 #   repetitive dictionary-encoded, messages not (most are distinct).
 # - in the footer's key-value metadata, per row group, the newest time of each severity in it
