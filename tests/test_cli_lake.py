@@ -206,6 +206,7 @@ def test_flush_compact_and_retention_by_hand(server_factory, admin_key_of, monke
     # --all leaves the lake in its final shape: the oldest day's two files merged, and each other day's one file
     # (a flush's, Snappy) rewritten by the final merge
     assert "merged 6 file(s) (66 records) into 5" in everything.stdout
+    assert "(4 of them rewritten alone into their day's final form)" in everything.stdout
 
     counted = run(
         "query",

@@ -69,10 +69,12 @@ def compact(data_dir: Path) -> None:
 
 
 def _merged_text(report: CompactReport) -> str:
-    return (
+    merged = (
         f"merged {report.merged_files} file(s) ({report.records:,} records) into {len(report.written_files)} "
         f"in {report.seconds:.1f} s"
     )
+    alone = report.rewritten_alone
+    return merged + (f" ({alone} of them rewritten alone into their day's final form)" if alone else "")
 
 
 @click.command(

@@ -54,6 +54,7 @@ T = TypeVar("T")
 @dataclass
 class CompactReport:
     merged_files: int = 0
+    rewritten_alone: int = 0  # of them, files given their final shape alone (final_groups)
     written_files: list[str] = field(default_factory=list)
     records: int = 0
     seconds: float = 0.0
@@ -287,6 +288,7 @@ class Compactor:
         with self._reporting:  # tier merges that fell behind run at once
             report.written_files.append(written)
             report.merged_files += len(group)
+            report.rewritten_alone += len(group) == 1
             report.records += sum(f.records for f in group)
 
     def _days_written_since(self, since_ms: int) -> set[str]:
