@@ -205,6 +205,11 @@ class Settings:
         return min(self.decode_workers, cores)
 
     @property
+    def loki_service_label_names(self) -> tuple[str, ...]:
+        """loki_service_labels as names, in the order they are tried."""
+        return tuple(name.strip() for name in self.loki_service_labels.split(",") if name.strip())
+
+    @property
     def hot_db_path(self) -> Path:
         return self.data_dir / "hot.db"
 

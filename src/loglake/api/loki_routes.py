@@ -89,7 +89,7 @@ async def push(app: LoglakeApp, request: Request) -> Result:
         return _failure(415, f"unsupported Content-Type {content_type!r}: send {loki.PROTOBUF} or {loki.JSON}")
     json = content_type == loki.JSON
     kind = content_type.encode()
-    labels = tuple(name.strip() for name in app.settings.loki_service_labels.split(",") if name.strip())
+    labels = app.settings.loki_service_label_names
     try:
         decoded = None
         if b"content-encoding" not in request.headers:  # (a body as sent is what a worker takes)

@@ -50,7 +50,7 @@ class Route:
 
 
 _ES = elastic_routes.elastic_error
-_JSON = routes.json_body_limit  # (the JSON APIs' bodies: routes.JSON_BODY_BYTES)
+_JSON = routes.json_body_limit  # (the JSON APIs' bodies: config.JSON_BODY_BYTES)
 ROUTES = [
     Route("GET", "/", elastic_setup_routes.root, None, error_form=_ES),
     Route("POST", "/logs", routes.ingest, "ingest", reads_body=True),
