@@ -163,12 +163,18 @@ class ServerProcess:
                 self.log.close()
                 raise RuntimeError(f"loglake serve exited early:\n{self.log_path.read_text()}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                # (ours: it says so before it serves; another test's server may answer on a port both were given)
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200 and self._announced():
                     return self
             except httpx.TransportError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         self.stop()  # no caller will: it never got a server back (a running child and an open log would leak)
         raise RuntimeError(f"loglake serve did not answer in {timeout}s:\n{self.log_path.read_text()}")
+
+    def _announced(self) -> bool:
+        """Whether this server printed that it listens on its port (it does before it serves)."""
+        return f":{self.port} (data: " in self.log_path.read_text(errors="replace")
 
     def kill(self) -> None:
         """kill -9: no shutdown handler runs."""
@@ -195,9 +201,17 @@ def server_factory(tmp_path: Path) -> Iterator[callable]:
     def start(data_dir: Path | None = None, *args: str, port: int | None = None, **options: Any) -> ServerProcess:
         """Options go to ServerProcess (extra_env, preexec_fn)."""
         data = data_dir or tmp_path / "server-data"
-        server = ServerProcess(data, port or free_port(), tmp_path / "server.log", args, **options)
-        started.append(server.start())
-        return server
+        attempts = 1 if port is not None else 3
+        while True:
+            server = ServerProcess(data, port or free_port(), tmp_path / "server.log", args, **options)
+            attempts -= 1
+            try:
+                started.append(server.start())
+            except RuntimeError as e:  # a free port another test's server took meanwhile: take another
+                if attempts and "already in use" in str(e):
+                    continue
+                raise
+            return server
 
     yield start
     for server in started:
