@@ -8,6 +8,11 @@ deliver at least once, so a part's name is derived from what it holds (the strea
 first and last sequence numbers of that day's records): a retried batch writes the same objects
 again, never a second copy. (A batch Lambda splits after failures may name a day's records
 differently; the compaction keeps one row per log id.)
+
+A part is written as a day's final merge writes (parts.SMALL: ZSTD, a service per row group): AWS compaction
+merges only a day's small parts, so a part alone in its day stays as written, and Athena, which bills the bytes
+it scans, reads these parts until then. (The local lake writes Snappy parts that its compaction rewrites soon,
+and rewrites a quiet day's lone part into its final form: compact.final_groups.)
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 from loglake.lake.hot_rows import hot_rows_table
 from loglake.lake.layout import app_logs_key, day_of
 from loglake.lake.objectstore import ObjectStore
-from loglake.lake.parts import by_utc_day, file_name, write_part
+from loglake.lake.parts import SMALL, by_utc_day, file_name, write_part
 from loglake.model import NewRecord
 from loglake.store.dynamodb_items import record_from_item
 from loglake.store.sqlite_rows import row_values
@@ -46,7 +51,7 @@ def flush_stream_batch(event: dict[str, Any], lake: ObjectStore) -> list[str]:
             held = f"{stream}|{day}|{sequences[0]}|{sequences[-1]}|{len(sequences)}"
             part_id = uuid.UUID(bytes=hashlib.sha256(held.encode()).digest()[:16])
             key = app_logs_key(day, f"part-{part_id}.parquet")
-            write_part(rows, key, work)
+            write_part(rows, key, work, codec=SMALL)
             lake.put_file(key, work / file_name(key))
             keys.append(key)
     finally:

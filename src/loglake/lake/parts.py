@@ -133,12 +133,13 @@ def newest_by_severity(rows: pa.Table) -> dict[str, int]:
     return dict(zip(newest["severity"].to_pylist(), newest["ms_max"].to_pylist(), strict=True))
 
 
-def write_part(table: pa.Table, key: str, work: Path, *, by_service: bool = True) -> LakeFile:
+def write_part(table: pa.Table, key: str, work: Path, *, by_service: bool = True, codec: Codec = FAST) -> LakeFile:
     """One day's records as a Parquet object-to-be in `work`, sorted by (service, timestamp), one
-    service per row group unless `by_service` is off (a bulk batch's part, see ServiceRowGroups)."""
+    service per row group unless `by_service` is off (a bulk batch's part, see ServiceRowGroups), compressed
+    with `codec` (FAST for a part that compaction rewrites soon)."""
     table = table.sort_by(SORT_ORDER)
     path = work / file_name(key)
-    with parquet_writer(path) as writer:
+    with parquet_writer(path, codec) as writer:
         groups = ServiceRowGroups(writer, by_service)
         groups.add(table)
         groups.finish()
