@@ -441,8 +441,12 @@ async def test_a_partial_success_in_json(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     partial = response.json()["partialSuccess"]
     assert partial["rejectedLogRecords"] == "1"  # int64 as a string, as OTLP/JSON writes it
-    assert "timeUnixNano 1000 is before 1973-03-03" in partial["errorMessage"]
+    assert "timestamp 1000 (timeUnixNano) is before 1973-03-03" in partial["errorMessage"]
     assert await stored(client) == []
+    # Counted as a refused time, as the record check's own time problems are (it was "unknown_field")
+    metrics = (await client.get("/metrics")).text
+    assert 'loglake_records_rejected_total{reason="timestamp"} 1' in metrics
+    assert 'reason="unknown_field"' not in metrics
 
 
 async def test_a_time_in_milliseconds_is_refused_as_sent_saying_what_it_looks_like(client: httpx.AsyncClient) -> None:
@@ -451,9 +455,8 @@ async def test_a_time_in_milliseconds_is_refused_as_sent_saying_what_it_looks_li
     wrong = LogRecord(time_unix_nano=sent, body=text("in ms"))
     partial = answer(await post(client, export(log("right"), wrong))).partial_success
     assert partial.rejected_log_records == 1
-    assert f"record 2 (resourceLogs[0].scopeLogs[0].logRecords[1]): timeUnixNano {sent} is before 1973-03-03" in (
-        partial.error_message
-    )
+    where = "record 2 (resourceLogs[0].scopeLogs[0].logRecords[1])"
+    assert f"{where}: timestamp {sent} (timeUnixNano) is before 1973-03-03" in partial.error_message
     assert [r["message"] for r in await stored(client)] == ["right"]
 
 

@@ -368,7 +368,9 @@ def attributes(pairs: Any, encoding: Encoding) -> dict[str, Any]:
 
 def _refuse_implausible_times(found: RecordColumns, nanos: list[int]) -> None:
     """Records whose time is too small to be Unix nanoseconds (a sender's milliseconds or seconds), refused
-    with the time as sent and what it looks like: the records' check would name it in milliseconds."""
+    with the time as sent and what it looks like: the records' check would name it in milliseconds. A problem of
+    the record's `timestamp` (so counted in the metrics), which says the OTLP field it was sent in."""
     for row, sent in enumerate(nanos, len(found)):
         if 0 < sent < SMALLEST_PLAUSIBLE_NANOS:
-            found.refused[row] = Problem(row, "timeUnixNano", f"{sent} is before 1973-03-03: {nanos_advice(sent)}")
+            reason = f"{sent} (timeUnixNano) is before 1973-03-03: {nanos_advice(sent)}"
+            found.refused[row] = Problem(row, "timestamp", reason)
