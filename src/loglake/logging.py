@@ -172,6 +172,7 @@ class LoglakeHandler(logging.Handler):
         self._queue: deque[dict | Event | threading.Event] = deque()
         self._sender = self._new_sender(queue=self._queue, counters=self.counters)
         self._sender_thread = self._sender.thread_id
+        self._closing_thread: int | None = None  # the thread that closes the handler, while it stops the sender
 
     # -- on the application's threads: copy, append, never wait ---------------------------------------
 
@@ -188,7 +189,9 @@ class LoglakeHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            if record.thread == self._sender_thread:  # httpx's own log of a batch sent: it would feed itself
+            # httpx's own log of a batch sent (it would feed itself), or of its client closed, when the handler
+            # closes, on the thread that closes it (httpcore logs that at DEBUG: counted as records dropped).
+            if record.thread == self._sender_thread or record.thread == self._closing_thread:
                 return
             fields = record.__dict__.copy()  # the record as it is now: another handler may change it later
             args = fields["args"]
@@ -274,7 +277,9 @@ class LoglakeHandler(logging.Handler):
         deadline = time.monotonic() + self.flush_timeout
         self.flush()
         self._closed = True
+        self._closing_thread = threading.get_ident()
         self._sender.stop(max(deadline - time.monotonic(), _LAST_ATTEMPT_S))
+        self._closing_thread = None
         self.counters.add("dropped", self.pending)
         self._queue.clear()
         # A batch still under way (a server that does not answer) is not known to be delivered either.

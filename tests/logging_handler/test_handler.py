@@ -50,6 +50,26 @@ def test_records_with_extra_fields_exceptions_and_levels(server, key, make_handl
     assert handler.sent == 6 and handler.dropped == handler.rejected == handler.errors == 0
 
 
+def test_closing_at_debug_level_counts_nothing_its_own_client_logs(server, key, make_handler, capfd) -> None:
+    """A handler on the root logger at DEBUG gets httpcore's DEBUG records of its own client being closed, on the
+    thread that closes it: they were counted as dropped, and every exit said '2 record(s) not delivered'."""
+    handler = make_handler(service="debugging-app")
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        logging.getLogger("app").info("one record")
+        assert handler.flush()
+        handler.close()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    assert [log["message"] for log in stored(server, key, "debugging-app")] == ["one record"]
+    assert handler.sent == 1 and handler.dropped == 0
+    assert "not delivered" not in capfd.readouterr().err
+
+
 class Opaque:
     def __str__(self) -> str:
         return "opaque!"
