@@ -77,7 +77,18 @@ async def test_a_request_line_has_every_field(logged_app: tuple[LoglakeApp, Path
     assert type(first["ts"]) is float and type(first["ms"]) is float and first["ms"] >= 0
     assert all(line[t] == round(line[t], 3) for line in (first, second) for t in ("ts", "ms"))  # (thousandths)
     assert (second["request_id"], second["route"], second["status"]) == ("trace-2", "/logs/{logId}", 403)
-    assert second["key"] is None and second["bytes_out"] == len(refused.content)
+    # A key refused for its scope is named: an operator reads which shipper is misconfigured (it was None)
+    assert second["key"] == "shipper" and second["bytes_out"] == len(refused.content)
+
+
+async def test_a_key_refused_for_its_rate_or_unknown_is_named_or_not(logged_app: tuple[LoglakeApp, Path]) -> None:
+    app, target = logged_app
+    async with asgi_client(app, key_for(app, "ingest", "slow", rate_limit=0.1, rate_burst=1)) as client:
+        answers = [await client.post("/logs", json={"message": f"m{n}"}) for n in range(2)]
+        unknown = await client.post("/logs", json={"message": "m"}, headers={"authorization": "Bearer llk_nope"})
+    app.close()
+    assert [a.status_code for a in answers] == [201, 429] and unknown.status_code == 401
+    assert [(line["status"], line["key"]) for line in lines_of(target)] == [(201, "slow"), (429, "slow"), (401, None)]
 
 
 async def test_concurrent_requests_each_get_one_line_and_sequential_ones_keep_their_order(

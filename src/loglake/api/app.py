@@ -348,9 +348,9 @@ class LoglakeApp(RuntimeEvents):
     def _authorize(self, route: Route, request: Request) -> None:
         key = self.auth.authenticate(request)
         assert route.scope is not None
+        request.principal = key  # (the access log names it even when it is refused next: which shipper is off)
         require_scope(key, route.scope)
         self.rate_limit(key)
-        request.principal = key
 
     def rate_limit(self, key: ApiKey) -> None:
         """Take one of the key's requests from its bucket; ApiError 429 with Retry-After when it is empty (a big
