@@ -15,7 +15,8 @@ falls on all alike:
   elasticsearch sink: batch.max_bytes); `elasticsearch-1600` in bulks of 1,600 documents (Filebeat's
   default bulk_max_size), with the filter_path Filebeat sends (`errors,items.*.error,items.*.status`);
 - native-1600 (only when --protocols names it): native in batches of 1,600 records, to tell what Filebeat's
-  batch size costs apart from Elasticsearch's mapping;
+  batch size costs apart from Elasticsearch's mapping; elasticsearch-10000 (likewise): Filebeat's bulks with
+  bulk_max_size raised to 10,000 documents, as the README suggests for loglake;
 - splunk: POST /services/collector/event, events concatenated without separators as the OpenTelemetry
   Collector's HEC exporter sends them (`time` in epoch seconds, `event`, `host`, `source`, `sourcetype`,
   `fields`), in bodies of up to 2 MiB (its max_content_length_logs).
@@ -62,6 +63,7 @@ OTLP_BATCH = 8192
 LOKI_BATCH_BYTES = 1024 * 1024
 ES_BULK_BYTES = 10_000_000
 ES_FILEBEAT_DOCUMENTS = 1600
+FILEBEAT_RAISED_DOCUMENTS = 10_000
 FILEBEAT_FILTER_PATH = "errors,items.*.error,items.*.status"  # what libbeat asks of every bulk's answer
 HEC_BODY_BYTES = 2 << 20
 SEVERITY_NUMBER = {"debug": 5, "info": 9, "warning": 13, "error": 17, "critical": 21}
@@ -245,13 +247,20 @@ WAYS: dict[str, Callable[[list[bytes], list[Record]], Way]] = {
         grouped(es_documents(rs), ES_FILEBEAT_DOCUMENTS, UNLIMITED),
         es_answered,
     ),
+    # Filebeat with bulk_max_size raised to 10,000 (what the README suggests when shipping to loglake)
+    "elasticsearch-10000": lambda _, rs: Way(
+        f"/_bulk?filter_path={FILEBEAT_FILTER_PATH}",
+        NDJSON,
+        grouped(es_documents(rs), FILEBEAT_RAISED_DOCUMENTS, UNLIMITED),
+        es_answered,
+    ),
     "splunk": lambda _, rs: Way(
         "/services/collector/event", JSON, grouped(hec_events(rs), UNLIMITED, HEC_BODY_BYTES), hec_answered
     ),
 }
 
 
-ON_REQUEST = ("native-1600",)  # ways run only when --protocols names them
+ON_REQUEST = ("native-1600", "elasticsearch-10000")  # ways run only when --protocols names them
 
 
 def ways(lines: list[bytes], records: list[Record], wanted: list[str]) -> dict[str, Way]:
