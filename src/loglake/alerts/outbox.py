@@ -9,7 +9,9 @@ States: `pending` (due at next_attempt_ms), `sending` (an attempt under way), `s
 last attempt failed, a receiver refused it for good, or its destination is not configured). One
 process delivers per data dir (the worker's lock), so a `sending` row found at start was cut short
 by a crash and is due again, with the same key. Deliveries of one dedup key to one destination go
-out in event order: a PagerDuty resolve never overtakes its trigger.
+out in event order: a PagerDuty resolve never overtakes its trigger, and while one is dead-lettered the later
+ones wait behind it (a receiver told of an acknowledgement or a resolve of an incident it never heard of
+could not open it), until it is retried (which retries the dead ones before it too) or forgotten.
 """
 
 from __future__ import annotations
@@ -79,11 +81,14 @@ _COLUMNS = (
     "rowid, id, event_seq, destination, alert_id, dedup_key, kind, state, attempts, next_attempt_ms,"
     " created_ms, updated_ms, last_error, last_status"
 )
-# A pending delivery that may go: no earlier delivery of its dedup key to its destination waits or is under way.
+# A pending delivery that may go: no earlier delivery of its dedup key to its destination waits, is under way or
+# is dead-lettered (the later ones wait for it to be retried).
 _READY = (
     "d.state = 'pending' AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.destination = d.destination"
-    " AND e.dedup_key = d.dedup_key AND e.event_seq < d.event_seq AND e.state IN ('pending', 'sending'))"
+    " AND e.dedup_key = d.dedup_key AND e.event_seq < d.event_seq AND e.state IN ('pending', 'sending', 'dead'))"
 )
+# The deliveries after a given one of its dedup key to its destination (destination, dedup key, event_seq).
+_LATER = "destination = ? AND dedup_key = ? AND event_seq > ?"
 _EVENT_STATUS = ", ".join(f"e.{column}" for column in EVENT_STATUS_COLUMNS)
 _ALERT_JSON = ("tags", "group_values", "evidence", "destinations")
 
@@ -185,6 +190,7 @@ class Outbox:
                 )
                 for name in targets:
                     known = name in routing.destinations
+                    held = _dead_before(conn, name, alert["dedup_key"], seq) if known else None
                     conn.execute(
                         "INSERT OR IGNORE INTO deliveries (id, event_seq, destination, alert_id, dedup_key, kind,"
                         " state, attempts, next_attempt_ms, created_ms, updated_ms, last_error)"
@@ -200,7 +206,7 @@ class Outbox:
                             now_ms,
                             now_ms,
                             now_ms,
-                            None if known else not_configured(name),
+                            held if known else not_configured(name),
                         ),
                     )
             if rows:
@@ -290,13 +296,19 @@ class Outbox:
                 " last_error = ?, last_status = ? WHERE id = ?",
                 (state, retry_at_ms or now_ms, now_ms, error[:MAX_ERROR_CHARS], status, row.id),
             )
+            if state == "dead":  # the later ones of its key wait behind it: said where their state shows
+                conn.execute(
+                    f"UPDATE deliveries SET last_error = ? WHERE state = 'pending' AND {_LATER}",
+                    (_held_behind(row.kind, row.id), row.destination, row.dedup_key, row.event_seq),
+                )
         return state
 
     def retry(self, delivery_id: str, destinations: Collection[str], now_ms: int) -> DeliveryRow:
         """Make a dead-lettered delivery due now with its attempts reset (its idempotency key unchanged),
-        for the worker to send like any other; `destinations` are the ones alerting.yml defines. The row
-        as it now is, or NoSuchDelivery, or RetryRefused saying why (it is not dead: a second retry of the
-        same delivery is refused, so it goes once)."""
+        for the worker to send like any other, and with it the dead ones of its dedup key to its destination
+        before it, which go first; `destinations` are the ones alerting.yml defines. The row as it now is, or
+        NoSuchDelivery, or RetryRefused saying why (it is not dead: a second retry of the same delivery is
+        refused, so it goes once)."""
         with self._lock, write_transaction(self._conn) as conn:
             found = conn.execute(f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
             if found is None:
@@ -306,22 +318,29 @@ class Outbox:
                 raise RetryRefused(f"delivery {row.id} is {row.state}, not dead; only a dead delivery is retried")
             if row.destination not in destinations:
                 raise RetryRefused(not_configured(row.destination))
-            # A later event of the same key already delivered: sending this one now would undo it (a
-            # PagerDuty trigger after its resolve reopens the incident).
+            key = (row.destination, row.dedup_key)
+            retried = conn.execute(  # this one, and the dead ones before it, which go first
+                "SELECT event_seq, kind FROM deliveries WHERE state = 'dead' AND destination = ? AND dedup_key = ?"
+                " AND event_seq <= ? ORDER BY event_seq",
+                (*key, row.event_seq),
+            ).fetchall()
+            # A later event of the same key already delivered: sending this one now would undo it (a PagerDuty
+            # trigger after its resolve reopens the incident). (Later events wait behind a dead one: a delivery
+            # dead-lettered before they did, or forgotten meanwhile.)
+            first_seq, first_kind = retried[0]
             later = conn.execute(
-                "SELECT kind FROM deliveries WHERE destination = ? AND dedup_key = ? AND event_seq > ?"
-                " AND state = 'sent' ORDER BY event_seq DESC LIMIT 1",
-                (row.destination, row.dedup_key, row.event_seq),
+                f"SELECT kind FROM deliveries WHERE {_LATER} AND state = 'sent' ORDER BY event_seq DESC LIMIT 1",
+                (*key, first_seq),
             ).fetchone()
             if later is not None:
                 raise RetryRefused(
                     f"a later {later[0]} of the same alert was already delivered to {row.destination!r};"
-                    f" sending this {row.kind} after it would deliver them out of order"
+                    f" sending this {first_kind} after it would deliver them out of order"
                 )
             conn.execute(
                 "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_ms = ?, updated_ms = ?"
-                " WHERE id = ?",
-                (now_ms, now_ms, row.id),
+                " WHERE state = 'dead' AND destination = ? AND dedup_key = ? AND event_seq <= ?",
+                (now_ms, now_ms, *key, row.event_seq),
             )
             return DeliveryRow(*conn.execute(f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?", (row.id,)).fetchone())
 
@@ -396,6 +415,23 @@ def _decoded(alert: dict[str, Any]) -> dict[str, Any]:
         if alert[name] is not None:
             alert[name] = json.loads(alert[name])
     return alert
+
+
+def _dead_before(conn: sqlite3.Connection, destination: str, dedup_key: str, event_seq: int) -> str | None:
+    """Why a delivery routed now waits (_held_behind), if an earlier one of its key to its destination is dead."""
+    dead = conn.execute(
+        "SELECT kind, id FROM deliveries WHERE destination = ? AND dedup_key = ? AND event_seq < ? AND state = 'dead'"
+        " ORDER BY event_seq LIMIT 1",
+        (destination, dedup_key, event_seq),
+    ).fetchone()
+    return None if dead is None else _held_behind(*dead)
+
+
+def _held_behind(kind: str, delivery_id: str) -> str:
+    return (
+        f"waits for the {kind} of its alert, dead-lettered ({delivery_id}), to go first: retry that one"
+        f" (loglake alerts retry {delivery_id})"
+    )
 
 
 def not_configured(name: str) -> str:

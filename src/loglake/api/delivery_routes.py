@@ -140,7 +140,8 @@ OPENAPI = {
     RETRY_PATH: {
         "post": {
             "summary": "Send a dead-lettered delivery again (alerts scope): it becomes pending with its attempts "
-            "reset and the same idempotency key, and the delivery worker sends it once",
+            "reset and the same idempotency key, and the delivery worker sends it once, after the dead deliveries "
+            "of its alert to its destination before it, retried with it",
             "parameters": [{"name": "deliveryId", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {
                 "200": {"description": "the delivery, now pending"},
