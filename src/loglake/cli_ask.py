@@ -364,7 +364,8 @@ def _show(answer: dict[str, Any], as_json: bool) -> None:
         click.echo()
     click.echo(printable(answer.get("explanation") or "", multiline=True))
     if answer.get("changes"):  # as the web UI says it: what ran is not what the model wrote
-        click.echo(printable(f"\nloglake changed the model's SQL: {'; '.join(answer['changes'])}"))
+        click.echo()  # (outside printable, which shows a line break in a model's text as ⏎)
+        click.echo(printable(f"loglake changed the model's SQL: {'; '.join(answer['changes'])}"))
     if answer.get("estimate"):
         from loglake.ask.estimate import human_bytes
 

@@ -43,7 +43,7 @@ def test_ask_prints_the_sql_its_estimate_and_runs_it_when_told(data_dir: Path, m
     assert "Counts the records of each service." in shown.stdout and "reads logs: 0 of 0 lake files" in shown.stdout
     assert "time range: all time (the query names no time)" in shown.stdout
     # the model's SQL had no LIMIT: said as the web UI says it
-    assert "loglake changed the model's SQL: LIMIT " in shown.stdout
+    assert "\n\nloglake changed the model's SQL: LIMIT " in shown.stdout and "⏎" not in shown.stdout  # (a blank line)
     assert " added (the most rows an answer returns)" in shown.stdout
     assert "and 600 records not yet in the lake (the hot store; not in the bytes)" in shown.stdout
     assert "warning: no time filter" in shown.stderr and "conversation: " in shown.stderr
