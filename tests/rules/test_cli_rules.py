@@ -79,6 +79,23 @@ def test_validate_checks_alerting_yml_too(folder: Path) -> None:
     assert rules("validate", "--rules-dir", str(folder)).exit_code == 0
 
 
+def test_a_rule_naming_a_destination_alerting_yml_lacks_is_warned_of(folder: Path) -> None:
+    """A new user's trial: a rule with `destinations: [hookZ]` loaded without a word, and its alerts' deliveries
+    were dead-lettered when they fired."""
+    write_rule(folder, "critical.yml", RULE.replace("alert_title:", "destinations: [hookZ], alert_title:"))
+    write_rule(folder, "alerting.yml", 'destinations: {hookA: {type: webhook, url: "https://x.test"}}\n')
+    warning = (
+        f"warning: {folder / 'critical.yml'}: loglake.destinations: 'hookZ' not defined in alerting.yml: this"
+        " rule's alerts would be dead-lettered there; define it there, or correct the name (defined: hookA)"
+    )
+    result = rules("validate", "--rules-dir", str(folder))
+    assert result.exit_code == 0 and warning in result.stderr  # (it loads and runs: a warning)
+    assert "1 rule(s) valid (1 with warnings)" in result.stderr
+    assert warning in rules("list", "--rules-dir", str(folder)).stderr
+    write_rule(folder, "alerting.yml", 'destinations: {hookZ: {type: webhook, url: "https://x.test"}}\n')
+    assert "warning" not in rules("validate", "--rules-dir", str(folder)).stderr
+
+
 TRIAL_RULE = """
 title: Everything wrong at once
 id: 5d1f8e12-7a8b-4c2d-9e0f-1a2b3c4d5e6f
@@ -414,3 +431,18 @@ schedule: 1h
 delay: 0s
 query: SELECT CAST(message AS INTEGER) AS n, "timestamp" FROM logs
 """
+
+
+def test_a_servers_rules_folder_warns_of_a_destination_alerting_yml_lacks_and_reloads_with_it(folder: Path) -> None:
+    """What the server loads (GET /rules, /healthz's rules.warnings, the rules_loaded log line): alerting.yml's
+    changes load the folder again, so the warning goes once the destination is defined."""
+    from loglake.rules.scheduler import RuleFolder
+
+    write_rule(folder, "critical.yml", RULE.replace("alert_title:", "destinations: [hookZ], alert_title:"))
+    write_rule(folder, "alerting.yml", 'destinations: {hookA: {type: webhook, url: "https://x.test"}}\n')
+    loaded = RuleFolder(folder)
+    assert loaded.reload()
+    assert [w.field for w in loaded.rules[0].warnings] == ["loglake.destinations"]
+    time.sleep(0.01)  # (a modification time of its own)
+    write_rule(folder, "alerting.yml", 'destinations: {hookZ: {type: webhook, url: "https://x.test"}}\n\n')
+    assert loaded.reload() and loaded.rules[0].warnings == ()

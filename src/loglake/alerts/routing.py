@@ -19,6 +19,7 @@ good one rather than losing alerts. No file at all: alerts are kept, and sent no
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 import threading
@@ -35,7 +36,7 @@ from loglake.alerts.destinations.base import DestinationConfig
 from loglake.alerts.secrets import REFERENCE_ONLY, SecretRef, unset_variable
 from loglake.config_files import ROOT, problems_of, readable_part
 from loglake.rules.files import ROUTING_FILE, UniqueKeys
-from loglake.rules.model import DestinationName, Level, Problem
+from loglake.rules.model import DestinationName, Level, Problem, Rule
 
 MAX_FILE_BYTES = 1024 * 1024
 Glob = Annotated[str, msgspec.Meta(min_length=1)]
@@ -146,6 +147,30 @@ def routing_problems(rules_dir: Path) -> list[Problem]:
         return []
     loaded = load_routing(path)
     return loaded if isinstance(loaded, list) else []
+
+
+def with_destination_warnings(rules: list[Rule], rules_dir: Path) -> list[Rule]:
+    """The rules, each naming a destination that the folder's alerting.yml does not define warned of it: it loads
+    and runs, but its alerts' deliveries there are dead-lettered (a typo in the name, say). Nothing is said while
+    alerting.yml is missing or has problems (those are said on their own)."""
+    path = Path(rules_dir) / ROUTING_FILE
+    routing = load_routing(path) if path.is_file() else None
+    if not isinstance(routing, Routing):
+        return rules
+    warned = []
+    for rule in rules:
+        undefined = [name for name in rule.options.destinations if name not in routing.destinations]
+        if undefined:
+            names = ", ".join(repr(name) for name in undefined)
+            warning = Problem(
+                str(rule.path),
+                "loglake.destinations",
+                f"{names} not defined in {ROUTING_FILE}: this rule's alerts would be dead-lettered there; define"
+                f" it there, or correct the name (defined: {', '.join(routing.destinations) or 'none'})",
+            )
+            rule = dataclasses.replace(rule, warnings=(*rule.warnings, warning))
+        warned.append(rule)
+    return warned
 
 
 def _route_targets(route: Any) -> list[str]:

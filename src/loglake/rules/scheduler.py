@@ -140,11 +140,12 @@ class RuleFolder:
         self._signature = signature
         self.rules, self.problems = [], []
         if self.path.exists() or self.required:
-            from loglake.alerts.routing import routing_problems
+            from loglake.alerts.routing import routing_problems, with_destination_warnings
             from loglake.rules.loader import load_rules
 
             loaded = load_rules(self.path)
-            self.rules, self.problems = loaded.rules, [*loaded.problems, *routing_problems(self.path)]
+            self.rules = with_destination_warnings(loaded.rules, self.path)
+            self.problems = [*loaded.problems, *routing_problems(self.path)]
         return True
 
     def _signature_now(self) -> tuple:
