@@ -57,3 +57,28 @@ async def test_without_auth_every_caller_sees_the_details(settings: Settings) ->
             assert (await anyone.get("/healthz")).json()["store"] == {"writable": True, "error": None}
     finally:
         app.close()
+
+
+async def test_rule_files_with_problems_make_it_degraded(settings: Settings) -> None:
+    """A new user's trial: a second file with a running rule's id stopped that rule (both refused, as designed),
+    and /healthz still said ok."""
+    rules = settings.data_dir / "rules"
+    rules.mkdir(parents=True)
+    rule = "title: T\nid: {id}\nlevel: low\nlogsource: {{product: loglake, service: app_logs}}\n"
+    rule += "detection: {{sel: {{severity: error}}, condition: sel}}\n"
+    (rules / "a.yml").write_text(rule.format(id="aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"))
+    app = LoglakeApp.from_settings(settings)
+    try:
+        assert app.runtime.rules is not None and app.runtime.rules.folder.reload()
+        async with asgi_client(app) as anonymous:
+            assert (await anonymous.get("/healthz")).json() == {"status": "ok", "reason": None}
+            (rules / "b.yml").write_text(rule.format(id="aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"))
+            assert app.runtime.rules.folder.reload()
+            answer = await anonymous.get("/healthz")
+        assert answer.status_code == 200  # (the server takes logs)
+        assert answer.json() == {
+            "status": "degraded",
+            "reason": "2 problem(s) in the rule files or alerting.yml: what they hold does not run",
+        }
+    finally:
+        app.close()

@@ -38,6 +38,7 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
         dead, outbox_error = {}, f"alerts.db cannot be read: {e}"
     dead_since_ms = app.service.now_ms() - DEAD_DELIVERY_DEGRADES_MS
     dead_recently = any(d.newest_ms >= dead_since_ms for d in dead.values())
+    rule_problems = 0 if app.runtime.rules is None else len(app.runtime.rules.folder.problems)
     # Dead deliveries are a lost notification, not a server that cannot serve: degraded, but still a
     # 200, so a load balancer keeps sending it logs.
     status = 200 if writable else 503
@@ -47,6 +48,10 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
         reason = "alert deliveries cannot be read"
     elif dead_recently:
         reason = f"alert deliveries were dead-lettered in the last {DEAD_DELIVERY_DEGRADES_MS // 3_600_000} h"
+    elif rule_problems:
+        # (a rule file refused, or two with one id: a rule that ran before may have stopped; alerting.yml's
+        # problems keep its last good version in use, and new destinations out)
+        reason = f"{rule_problems} problem(s) in the rule files or alerting.yml: what they hold does not run"
     else:
         reason = None
     if not _may_read(app, request):
