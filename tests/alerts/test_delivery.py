@@ -92,6 +92,27 @@ def test_a_refusal_that_retrying_cannot_fix_is_dead_lettered_at_once(make_delive
     assert alerts_db.execute("SELECT last_error FROM deliveries").fetchone() == ("HTTP 400: invalid_payload",)
 
 
+def test_failed_attempts_and_dead_letters_are_in_the_servers_log(make_delivery, alerts_db, receiver, clock, caplog):
+    """A new user's trial: 44 failed attempts and 4 dead letters, and not a line in the server's log (its
+    warnings go to the access log)."""
+    receiver.default = Answer(503, body=b"down")
+    delivery = make_delivery(hook(receiver, extra=", attempts: 2"))
+    alert = insert_alert(alerts_db)
+    with caplog.at_level("WARNING", logger="loglake.alerts"):
+        settle(delivery)
+        clock.now += 2
+        settle(delivery)
+    (delivery_id,) = alerts_db.execute("SELECT id FROM deliveries").fetchone()
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "loglake.alerts"]
+    first = f"the trigger of alert {alert['id']} to 'hook' (delivery {delivery_id})"
+    assert said[0][0] == "WARNING" and said[0][1].startswith(f"{first} failed (attempt 1 of 2): HTTP 503: down;")
+    assert said[1] == (
+        "WARNING",
+        f"{first} dead-lettered after 2 attempt(s): HTTP 503: down; once the destination takes it: loglake alerts"
+        f" retry {delivery_id}",
+    )
+
+
 def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt_retried_later(make_delivery, alerts_db, receiver):
     receiver.answers = [Answer(delay=2.0)]
     delivery = make_delivery(hook(receiver, extra=", timeout: 200ms"))

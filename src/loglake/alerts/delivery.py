@@ -11,6 +11,7 @@ what was under way, with the same idempotency key.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,8 @@ from loglake.alerts.secrets import SecretError, Secrets, scrub
 from loglake.locks import exclusive_lock
 from loglake.retry import Backoff
 from loglake.times import parse_duration
+
+log = logging.getLogger("loglake.alerts")
 
 if TYPE_CHECKING:
     import httpx
@@ -238,8 +241,21 @@ class AlertDelivery:
             retry_at = now_ms + int(self.backoff.pause(row.attempts, failure.retry_after) * 1000)
         state = self.outbox.failed(row, now_ms, error, failure.status, retry_at)
         counts.failed_attempts += 1
+        # Said in the server's log too (a warning, as each lost or late notification is), not only in the outbox
+        # and the metrics: an operator reading the log sees which destination fails and why.
+        attempt = f"the {row.kind} of alert {row.alert_id} to {row.destination!r} (delivery {row.id})"
         if state == "dead":
             counts.dead_lettered += 1
+            log.warning(
+                "%s dead-lettered after %d attempt(s): %s; once the destination takes it: loglake alerts retry %s",
+                attempt, row.attempts + 1, error, row.id,
+            )  # fmt: skip
+        else:
+            pause_s = (retry_at - now_ms) / 1000 if retry_at is not None else 0
+            log.warning(
+                "%s failed (attempt %d of %d): %s; retried in %.0f s", attempt, row.attempts + 1, config.attempts,
+                error, pause_s,
+            )  # fmt: skip
 
     def _client(self, name: str, config: DestinationConfig) -> httpx.Client:
         """The destination's HTTP client (its connections kept between attempts), made again when its
