@@ -261,6 +261,7 @@ def test_after_the_last_attempt_the_delivery_is_dead_and_its_message_in_the_dead
     lake,  # noqa: F811
     receiver,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     receiver.default = Answer(status=503)
     detector(aws, lake).run(NOW_MS)
@@ -269,7 +270,12 @@ def test_after_the_last_attempt_the_delivery_is_dead_and_its_message_in_the_dead
     router = router_from_environment(aws["env"])
     router.backoff = Backoff(first=0.0, cap=0.0)  # the message is visible again at once
     monkeypatch.setattr(handlers, "_router", router)
-    answers = route(aws["queue"])
+    with caplog.at_level("WARNING", logger="loglake.alerts"):
+        answers = route(aws["queue"])
+    # Each failed attempt and dead letter in the function's log, as the server logs them (alerts/delivery.py)
+    said = [r.getMessage() for r in caplog.records if r.name == "loglake.alerts"]
+    assert sum(" failed (attempt 1 of 2): HTTP 503" in line for line in said) == 2
+    assert sum(" dead-lettered after 2 attempt(s): HTTP 503" in line for line in said) == 2
     assert any(a["batchItemFailures"] for a in answers)  # the webhook's first attempts failed: SQS retried
     dead = messages(aws["dead"])
     assert len(dead) == 2

@@ -54,6 +54,23 @@ class DestinationCounts:
     dead_lettered: int = 0
 
 
+def say_failed(row: DeliveryRow, error: str, attempts: int, retry_in_s: float | None) -> None:
+    """A failed attempt of a delivery (of `attempts` at most) in the server's log, as a warning: retried in
+    `retry_in_s`, or (None) dead-lettered. Not only in the outbox and the metrics: an operator reading the log
+    sees which destination fails and why."""
+    attempt = f"the {row.kind} of alert {row.alert_id} to {row.destination!r} (delivery {row.id})"
+    if retry_in_s is None:
+        log.warning(
+            "%s dead-lettered after %d attempt(s): %s; once the destination takes it: loglake alerts retry %s",
+            attempt, row.attempts + 1, error, row.id,
+        )  # fmt: skip
+    else:
+        log.warning(
+            "%s failed (attempt %d of %d): %s; retried in %.0f s", attempt, row.attempts + 1, attempts, error,
+            retry_in_s,
+        )  # fmt: skip
+
+
 class AlertDelivery:
     """Delivers `<data>/alerts.db`'s alert events to the destinations of `<rules-dir>/alerting.yml`.
     Nothing is opened until `start` (or the first read of `outbox`)."""
@@ -241,21 +258,9 @@ class AlertDelivery:
             retry_at = now_ms + int(self.backoff.pause(row.attempts, failure.retry_after) * 1000)
         state = self.outbox.failed(row, now_ms, error, failure.status, retry_at)
         counts.failed_attempts += 1
-        # Said in the server's log too (a warning, as each lost or late notification is), not only in the outbox
-        # and the metrics: an operator reading the log sees which destination fails and why.
-        attempt = f"the {row.kind} of alert {row.alert_id} to {row.destination!r} (delivery {row.id})"
         if state == "dead":
             counts.dead_lettered += 1
-            log.warning(
-                "%s dead-lettered after %d attempt(s): %s; once the destination takes it: loglake alerts retry %s",
-                attempt, row.attempts + 1, error, row.id,
-            )  # fmt: skip
-        else:
-            pause_s = (retry_at - now_ms) / 1000 if retry_at is not None else 0
-            log.warning(
-                "%s failed (attempt %d of %d): %s; retried in %.0f s", attempt, row.attempts + 1, config.attempts,
-                error, pause_s,
-            )  # fmt: skip
+        say_failed(row, error, config.attempts, None if retry_at is None else (retry_at - now_ms) / 1000)
 
     def _client(self, name: str, config: DestinationConfig) -> httpx.Client:
         """The destination's HTTP client (its connections kept between attempts), made again when its
