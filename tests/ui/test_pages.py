@@ -105,6 +105,28 @@ def test_acknowledge_an_alert_with_a_note(page, loglake):
     page.locator(".record .message", has_text="payment gateway timed out").wait_for()
 
 
+def test_a_sql_rules_aggregate_evidence_shows_its_columns_not_a_made_up_record(page, loglake):
+    """A new user's trial: a SQL rule's rows (service, n, timestamp) were drawn as log records, an INFO badge
+    and an empty message each, and `n` not shown."""
+    alert_id = str(uuid.uuid4())
+    at = loglake.now_ms - 600_000
+    conn = open_alerts_db(loglake.server.data_dir)
+    try:
+        insert_alert(
+            conn, id=alert_id, title="Errors per service", evidence=[{"service": "payments", "n": 3, "timestamp": at}]
+        )
+    finally:
+        conn.close()
+    sign_in(page, loglake)
+    page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
+    page.get_by_role("heading", name="Evidence (1 row)").wait_for()
+    row = page.locator(".evidence-row")
+    assert row.locator("dt").all_inner_texts() == ["service", "n", "timestamp"]
+    shown = row.locator("dd").all_inner_texts()
+    assert shown[:2] == ["payments", "3"] and shown[2].startswith(time.strftime("%Y-%m-%d", time.localtime(at / 1000)))
+    assert page.locator(".records .sev").count() == 0  # (no severity made up)
+
+
 def test_admin_creates_and_revokes_a_key_and_a_reader_is_offered_neither(page, loglake, context, browser):
     sign_in(page, loglake)
     page.get_by_role("link", name="Status").click()

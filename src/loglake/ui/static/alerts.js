@@ -100,7 +100,7 @@ function alertView(alert, allows, reload, navigate) {
       alert.runbook ? fact("Runbook", runbookLink(alert.runbook)) : null,
       alert.tags.length ? fact("Tags", alert.tags.join(", ")) : null),
     allows("alerts") ? statusChange(alert, reload) : null,
-    h("h2", { text: `Evidence (${counted(alert.evidence.length, "record")})` }),
+    h("h2", { text: `Evidence (${counted(alert.evidence.length, alert.evidence.every(isRecord) ? "record" : "row")})` }),
     h("ol", { class: "records" }, alert.evidence.map((record) => evidenceRow(record, state, go))),
     alert.query ? [h("h2", { text: "Query" }), h("pre", { class: "plan", tabindex: "0", text: alert.query })] : null,
     h("h2", { text: "Deliveries" }),
@@ -108,14 +108,28 @@ function alertView(alert, allows, reload, navigate) {
   ];
 }
 
-// Evidence holds the records as the rule saw them: the row of Explore, plus a link to Explore around it.
+// Evidence holds what the rule's query gave: records as the rule saw them (a Sigma rule's, a SQL rule's that
+// selects records), each the row of Explore plus a link to Explore around it; or rows of other columns (a SQL
+// rule's aggregates: service, n), shown as those columns, with no severity made up for them.
 function evidenceRow(record, state, go) {
+  if (!isRecord(record)) return columnsRow(record);
   const row = recordRow({ datetime: "", log_type: "", attributes: {}, ...record, severity: record.severity || "info" }, state, go);
   if (record.timestamp && record.service) {
     row.append(h("p", { class: "small evidence-link" }, link(exploreHref({ ...state, q: term("service", record.service), since: record.timestamp - 60e3, until: record.timestamp + 60e3, tail: false }),
       "See this moment in Explore")));
   }
   return row;
+}
+
+function isRecord(row) {
+  return typeof row.message === "string";
+}
+
+function columnsRow(row) {
+  const shown = (name, value) => name === "timestamp" && typeof value === "number" ? formatTime(value)
+    : value !== null && typeof value === "object" ? JSON.stringify(value) : String(value);
+  return h("li", { class: "evidence-row" },
+    h("dl", { class: "facts" }, Object.entries(row).map(([name, value]) => fact(name, shown(name, value)))));
 }
 
 // A runbook is a link only when it is a web address: a rule file's `javascript:` must not become one.
