@@ -249,6 +249,15 @@ UNCONVERTIBLE = {
         "type: temporal_ordered\nrules: [failed, success]\ntimespan: 5m\ncondition: {gte: 1}",
         "correlation.condition",
     ),
+    # pySigma's own refusals, which named no field and were each said twice (a new user's trial)
+    "a type pySigma does not know": (
+        "type: event_cnt\nrules: [failed]\ntimespan: 5m\ncondition: {gte: 3}",
+        "rule 'c', correlation.type",
+    ),
+    "a timespan in words": (
+        "type: event_count\nrules: [failed]\ntimespan: 5 minutes\ncondition: {gte: 3}",
+        "rule 'c', correlation.timespan",
+    ),
 }
 
 
@@ -259,3 +268,14 @@ def test_what_cannot_be_converted_is_named(case: str, tmp_path: Path) -> None:
     text = f"title: c\nid: 22222222-3333-4444-8555-666666666667\nlevel: low\ncorrelation:\n{indented}\n{BASE_RULES}"
     problems = problems_of(tmp_path, text)
     assert [p.field for p in problems] == [field], [str(p) for p in problems]
+
+
+def test_pysigmas_refusals_say_what_the_field_takes(tmp_path: Path) -> None:
+    block = "  type: event_cnt\n  rules: [failed]\n  timespan: 5 minutes\n  condition: {gte: 3}"
+    text = f"title: c\nid: 22222222-3333-4444-8555-666666666667\nlevel: low\ncorrelation:\n{block}\n{BASE_RULES}"
+    said = [p.message for p in problems_of(tmp_path, text)]
+    assert said == [
+        "'event_cnt' is no valid Sigma correlation type; loglake runs event_count, value_count, temporal,"
+        " temporal_ordered",
+        "Timespan '5 minutes' is invalid; a number and a unit: 30s, 5m, 1h, 1d (s, m, h, d, w, M, y)",
+    ]

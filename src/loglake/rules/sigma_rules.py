@@ -13,13 +13,19 @@ from typing import Any
 
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
-from sigma.exceptions import SigmaError, SigmaRuleNotFoundError
+from sigma.exceptions import (
+    SigmaCorrelationConditionError,
+    SigmaCorrelationTypeError,
+    SigmaError,
+    SigmaRuleNotFoundError,
+    SigmaTimespanError,
+)
 from sigma.modifiers import modifier_mapping
 from sigma.policy import SigmaPolicy
 from sigma.policy.regex_engine import RE2RegexEngine, RegexPattern
 from sigma.rule import SigmaDetectionItem, SigmaDetections, SigmaLogSource, SigmaRule
 
-from loglake.rules.correlation import CorrelationProblem, Part, correlation_sql
+from loglake.rules.correlation import SUPPORTED, CorrelationProblem, Part, correlation_sql
 from loglake.rules.model import LOGLAKE_KEYS, SIGMA_KEYS, Options
 from loglake.rules.plan import rows_plan
 from loglake.rules.sigma_backend import TABLE_STATE, DuckDBBackend, loglake_pipeline
@@ -47,7 +53,7 @@ class QuietRE2(RE2RegexEngine):
 RE2_LIMITS = "loglake's regexes are RE2, which has no lookaround (such as (?=x) or (?!x)) and no backreferences (\\1)"
 _INLINE_FLAGS = {re.IGNORECASE: "i", re.MULTILINE: "m", re.DOTALL: "s"}
 POLICY = SigmaPolicy(regex_engine=QuietRE2())  # pySigma's default (SafePolicy), quiet
-_RULES_IN_THE_FILE = "a correlation's rules come after it in its file, as YAML documents (---) with a name"
+_RULES_IN_THE_FILE = "a correlation's rules must be in its file, as YAML documents (---), each with the name it lists"
 UNSUPPORTED_MODIFIERS = {"expand": "placeholders need values loglake does not have: write the values out"}
 TAKEN_MODIFIERS = sorted(set(modifier_mapping) - set(UNSUPPORTED_MODIFIERS))
 _PLAIN_STRING_MODIFIERS = {"contains", "startswith", "endswith", "cased", "all"}
@@ -243,10 +249,14 @@ def convert(documents: list[dict[str, Any]], primary: int, options: Options) -> 
         raise SigmaProblems([("correlation.rules", f"{_sigma_message(e)}: {_RULES_IN_THE_FILE}")]) from None
     except SigmaError as e:
         raise SigmaProblems([("", _sigma_message(e))]) from None
-    problems = [("", _sigma_message(e)) for e in collection.errors]
+    # Each rule's errors, named by the rule in a file of several; the collection's list holds them too (each
+    # was said twice), and those of documents that are no rule.
+    problems = []
     for rule in collection.rules:
         label = f"rule {rule.name or rule.title!r}" if len(documents) > 1 else ""
-        problems += [(label, _sigma_message(e)) for e in rule.errors]
+        problems += [_sigma_problem(label, e) for e in rule.errors]
+    ruled = {id(e) for rule in collection.rules for e in rule.errors}
+    problems = [_sigma_problem("", e) for e in collection.errors if id(e) not in ruled] + problems
     if problems:
         raise SigmaProblems(problems)
     try:
@@ -315,6 +325,22 @@ def _plain(source: Source, condition: str, options: Options) -> SigmaQuery:
     groups = tuple(options.group_by)
     sql = rows_plan(query, (source.table,), groups, options.threshold, options.evidence, timed=True)
     return SigmaQuery("sigma", sql, query, groups, 0)
+
+
+# The field of a correlation's errors pySigma names none for, and what it takes.
+_CORRELATION_FIELDS: dict[type[SigmaError], tuple[str, str]] = {
+    SigmaCorrelationTypeError: ("correlation.type", "loglake runs " + ", ".join(t.name.lower() for t in SUPPORTED)),
+    SigmaTimespanError: ("correlation.timespan", "a number and a unit: 30s, 5m, 1h, 1d (s, m, h, d, w, M, y)"),
+    SigmaCorrelationConditionError: ("correlation.condition", "e.g. {gte: 10}"),
+}
+
+
+def _sigma_problem(label: str, error: SigmaError) -> tuple[str, str]:
+    """A pySigma error as (field, message): the field it is about, after the rule's label if any."""
+    field, takes = _CORRELATION_FIELDS.get(type(error), ("", ""))
+    where = ", ".join(part for part in (label, field) if part)
+    message = _sigma_message(error)
+    return where, f"{message.rstrip('.')}; {takes}" if takes else message
 
 
 def _sigma_message(error: SigmaError) -> str:
