@@ -42,8 +42,9 @@ async function drawRule(main, id) {
     const rule = await api(`/rules/${encodeURIComponent(id)}`);
     const tests = h("div", { "aria-live": "polite" });
     const backtest = h("div", { "aria-live": "polite" });
+    const chosen = backtestPeriod(rule.schedule);
     const days = h("select", { "aria-label": "Backtest period", name: "period" },
-      ["1d", "7d", "30d"].map((d) => h("option", { value: d, text: `last ${d}`, selected: d === "7d" })));
+      ["1d", "7d", "30d"].map((d) => h("option", { value: d, text: `last ${d}`, selected: d === chosen })));
     replace(main, h("p", {}, link("/ui/rules", "← Rules")),
       h("h1", {}, h("span", { class: `level l-${rule.level}`, text: rule.level }), " ", rule.title),
       rule.description ? h("p", { text: rule.description }) : null,
@@ -87,6 +88,15 @@ async function runTests(id, box) {
   } catch (error) {
     replace(box, errorBox(error, () => runTests(id, box)));
   }
+}
+
+// The period a backtest starts with: a week, or a day for a rule that runs more often than every 5 minutes or on
+// a cron schedule. A backtest runs window by window (a few ms each) within the server's 30 s: a week of a
+// 1-minute rule is 10,080 windows, which ran out of time (a new user's trial).
+function backtestPeriod(schedule) {
+  const interval = /^(\d+)([smhd])$/.exec(schedule);
+  const seconds = interval ? Number(interval[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[interval[2]] : 0;
+  return seconds >= 300 ? "7d" : "1d";
 }
 
 async function runBacktest(id, period, box) {
