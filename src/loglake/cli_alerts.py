@@ -206,9 +206,10 @@ def alerts_deliveries(
 @url_option
 @key_option
 def alerts_retry(delivery_id: str, data_dir: Path | None, url: str, api_key: str | None) -> None:
-    """Send a dead-lettered delivery again (DELIVERY_ID: its id, from `loglake alerts deliveries --state
-    dead`): it becomes pending with its attempts reset, and the server's delivery worker sends it once,
-    with the same idempotency key. With --data-dir, the server using that folder sends it."""
+    """Send a dead-lettered delivery again (DELIVERY_ID: its id, or its start, from `loglake alerts deliveries
+    --state dead`), and the dead ones of its alert to its destination before it: it becomes pending with its
+    attempts reset, and the server's delivery worker sends it once, with the same idempotency key. With
+    --data-dir, the server using that folder sends it."""
     if data_dir is None:
         row = _remote(url, api_key, lambda client: client.retry_delivery(delivery_id))
         destination = row["destination"]

@@ -112,3 +112,24 @@ def test_retrying_a_dead_event_retries_the_dead_ones_of_its_alert_before_it_firs
     delivery.retry(newest)  # the update, newest first in the list: its trigger goes before it
     settle(delivery)
     assert [r.json()["event"] for r in receiver.requests] == ["trigger", "update"]
+
+
+def test_a_delivery_is_named_by_the_start_of_its_id_as_an_alert_by_a_part_of_its(make_delivery, alerts_db, receiver):
+    """A new user's trial: `loglake alerts retry 5fe09025` (the start `alerts deliveries` shows) was 404."""
+    receiver.default = Answer(400, body=b"bad")
+    delivery = make_delivery(hook(receiver))
+    insert_alert(alerts_db)
+    insert_alert(alerts_db)
+    settle(delivery)
+    first, second = [row[0] for row in alerts_db.execute("SELECT id FROM deliveries ORDER BY event_seq")]
+    alerts_db.execute("UPDATE deliveries SET id = 'abcd' || substr(id, 5)")  # both ids start alike now
+    alerts_db.commit()
+    first, second = "abcd" + first[4:], "abcd" + second[4:]
+    with pytest.raises(NoSuchDelivery, match=r"'abcd' starts several deliveries' ids"):
+        delivery.retry("abcd")
+    assert delivery.retry(first[:13]).id == first
+    with pytest.raises(NoSuchDelivery, match=r"no delivery with id 'ffff'"):
+        delivery.retry("ffff")
+    receiver.default = Answer(200)
+    settle(delivery)
+    assert [state for _, _, state, _ in states(alerts_db)] == ["sent", "dead"]

@@ -17,6 +17,7 @@ could not open it), until it is retried (which retries the dead ones before it t
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import uuid
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loglake.alerts.alert_ids import SHORTEST_PART
 from loglake.alerts.db import EVENT_STATUS_COLUMNS, open_alerts_db
 from loglake.sqlitedb import Schema, migrate_schema, write_transaction
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 DELIVERY_STATES = ("pending", "sending", "sent", "dead")
 ROUTE_BATCH = 500
 MAX_ERROR_CHARS = 500
+_ID_START = re.compile("[0-9a-f-]+")  # what a delivery's id (a UUID) may start with
 
 SCHEMA = Schema(
     "delivery",
@@ -308,12 +311,9 @@ class Outbox:
         for the worker to send like any other, and with it the dead ones of its dedup key to its destination
         before it, which go first; `destinations` are the ones alerting.yml defines. The row as it now is, or
         NoSuchDelivery, or RetryRefused saying why (it is not dead: a second retry of the same delivery is
-        refused, so it goes once)."""
+        refused, so it goes once). A delivery is named by its id, or by its start when no other id starts so."""
         with self._lock, write_transaction(self._conn) as conn:
-            found = conn.execute(f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
-            if found is None:
-                raise NoSuchDelivery(f"no delivery with id {delivery_id!r}")
-            row = DeliveryRow(*found)
+            row = _named_delivery(conn, delivery_id)
             if row.state != "dead":
                 raise RetryRefused(f"delivery {row.id} is {row.state}, not dead; only a dead delivery is retried")
             if row.destination not in destinations:
@@ -415,6 +415,20 @@ def _decoded(alert: dict[str, Any]) -> dict[str, Any]:
         if alert[name] is not None:
             alert[name] = json.loads(alert[name])
     return alert
+
+
+def _named_delivery(conn: sqlite3.Connection, text: str) -> DeliveryRow:
+    """The delivery whose id is `text`, or starts with it (at least SHORTEST_PART characters) alone; else
+    NoSuchDelivery saying why."""
+    found = conn.execute(f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?", (text,)).fetchone()
+    if found is None and len(text) >= SHORTEST_PART and _ID_START.fullmatch(text):
+        starting = conn.execute(f"SELECT {_COLUMNS} FROM deliveries WHERE id LIKE ? LIMIT 2", (f"{text}%",)).fetchall()
+        if len(starting) > 1:
+            raise NoSuchDelivery(f"{text!r} starts several deliveries' ids ({starting[0][1]}, ...): give more of it")
+        found = starting[0] if starting else None
+    if found is None:
+        raise NoSuchDelivery(f"no delivery with id {text!r} (`loglake alerts deliveries` lists them)")
+    return DeliveryRow(*found)
 
 
 def _dead_before(conn: sqlite3.Connection, destination: str, dedup_key: str, event_seq: int) -> str | None:
