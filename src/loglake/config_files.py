@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 import msgspec
 
 from loglake.decode_errors import split_error
+from loglake.spelling import alike
 
 T = TypeVar("T")
 ROOT = "the configuration"
@@ -103,7 +104,10 @@ def _struct_problems(value: dict, kind: type[msgspec.Struct], path: str) -> list
     found = []
     unknown = sorted(value.keys() - set(names))
     if unknown and kind.__struct_config__.forbid_unknown_fields:
-        found.append(f"{path or ROOT}: unknown field {', '.join(map(str, unknown))} (allowed: {', '.join(names)})")
+        # (a misspelt name is told the one meant, as the records' and the Sigma modifiers' are)
+        meant = [f"{name!r} (did you mean {alike(str(name), names)[0]!r}?)" if alike(str(name), names) else str(name)
+                 for name in unknown]  # fmt: skip
+        found.append(f"{path or ROOT}: unknown field {', '.join(meant)} (allowed: {', '.join(names)})")
     missing = [f.encode_name for f in fields if f.required and f.encode_name not in value]
     if missing:
         found.append(f"{path or ROOT}: missing field {', '.join(missing)}")

@@ -75,7 +75,8 @@ def mistake(path: str, value: object) -> dict:
         (mistake("applications.0.color", "red"), "applications[0]: unknown field color"),
         (
             {"applications": [{k.lower(): v for k, v in USERS_FILE["applications"][0].items()}]},
-            "unknown field appid, appname, domainname (allowed: appId, appName",
+            "unknown field 'appid' (did you mean 'appId'?), 'appname' (did you mean 'appName'?), 'domainname' (did you"
+            " mean 'domainName'?) (allowed: appId, appName",
         ),
         (mistake("applications.1.region", "europe"), "applications[1].region: 'europe' is not an AWS region"),
         (mistake("applications.0.appId", "x3hgg9"), "applications[0].appId: 'x3hgg9' is not an Amplify app id"),

@@ -231,9 +231,12 @@ def test_synth_writes_the_template_and_names_config_mistakes(tmp_path: Path) -> 
         ({"extra": 1}, "unknown field extra"),
         ({"amplifyConfig": "missing.json"}, "missing.json: No such file"),
         ({"amplifyRoles": {"nobody": "arn:aws:iam::111122223333:role/r"}}, "amplifyRoles: 'nobody' is no app's"),
-        ({"dynamodb": {"biling": "provisioned"}}, "dynamodb: unknown field biling (allowed: billing, timeShards)"),
+        (
+            {"dynamodb": {"biling": "provisioned"}},
+            ("dynamodb: unknown field 'biling' (did you mean 'billing'?) (allowed: billing, timeShards)"),
+        ),
         ({"dynamodb": {"timeShards": 0}}, "dynamodb.timeShards: 0 is not a whole number from 1 to 64"),
-        ({"naming": {**document["naming"], "versoin": 2}}, "naming: unknown field versoin"),
+        ({"naming": {**document["naming"], "versoin": 2}}, "naming: unknown field 'versoin' (did you mean 'version'?)"),
         ({"naming": {**document["naming"], "project": "a" * 20, "component": "b" * 20}}, "naming: the names would be"),
         ({"amplifyRoles": {"HylmarJ": "arn:aws:iam::1:role/r"}}, "amplifyRoles.HylmarJ: 'arn:aws:iam::1:role/r'"),
     ]:

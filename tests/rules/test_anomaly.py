@@ -124,7 +124,7 @@ def test_inline_tests_run_against_the_history_they_place(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("change", "field", "message"),
     [
-        ("metric: {table: logs}", "metric", "unknown field valu"),
+        ("metric: {table: logs}", "metric", "unknown field 'valu' (did you mean 'value'?)"),
         ("metric: {table: logs, value: count(nothing)}", "metric.value", "nothing"),
         ("metric: {table: logs, where: 'nothing = 1'}", "metric.where", "nothing"),
         ("metric: {table: logs, value: 'max(service)'}", "metric.value", "gives VARCHAR: a metric is a number"),

@@ -38,7 +38,11 @@ BAD = {
     "list.yml": ("- a\n- b\n", "", "a rule is a YAML mapping"),
     "neither.yml": ("title: x\nid: 1\n", "", "neither a Sigma rule"),
     "unknown-field.yml": (sigma(extra="levle: high"), "levle", "unknown field"),
-    "unknown-option.yml": (sigma(extra="loglake: {threshhold: 5}"), "loglake", "unknown field threshhold"),
+    "unknown-option.yml": (
+        sigma(extra="loglake: {threshhold: 5}"),
+        "loglake",
+        ("unknown field 'threshhold' (did you mean 'threshold'?)"),
+    ),
     "bad-option.yml": (sigma(extra="loglake: {threshold: 0}"), "loglake.threshold", ">= 1"),
     "bad-duration.yml": (sigma(extra="loglake: {lookback: 5 minutes}"), "loglake.lookback", "a duration such as"),
     "unknown-modifier.yml": (
@@ -120,7 +124,11 @@ BAD = {
         "loglake.group_by",
         "no field 'hostname'",
     ),
-    "test-field.yml": (sigma(extra="tests: [{name: t, events: [], matchh: true}]"), "tests[0]", "unknown field matchh"),
+    "test-field.yml": (
+        sigma(extra="tests: [{name: t, events: [], matchh: true}]"),
+        "tests[0]",
+        ("unknown field 'matchh' (did you mean 'match'?)"),
+    ),
     "two-rules.yml": (sigma() + "---\n" + sigma(uid="2"), "", "a file holds one rule"),
     "part-options.yml": (
         "title: c\nid: 44444444-5555-4666-8777-888888888883\nlevel: low\n"
