@@ -58,7 +58,7 @@ def rules_run(
         # A SQL rule's rows may have no timestamp column: then there is no span to show.
         span = f", {facts['first_seen']} to {facts['last_seen']}" if match.first_ms is not None else ""
         suppressed = f", suppressed: {match.suppressed}" if match.suppressed else ""
-        _echo_match(rule.level.upper(), match, match.evidence, span, suppressed)
+        _echo_match(rule.level.upper(), match, facts["evidence"], span, suppressed)
     truncated = " (more rows than the engine returns: some groups may be missing)" if result.truncated else ""
     click.echo(
         f"{len(result.matches)} match(es) of {printable(rule.title)} from {_iso(since_ms)} to {_iso(until_ms)}; "

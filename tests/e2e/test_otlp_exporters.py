@@ -156,7 +156,7 @@ def test_a_partial_success_names_the_refused_records_and_stores_the_rest(
         partial_success = ExportLogsServiceResponse.FromString(response.content).partial_success
         rejected, message = partial_success.rejected_log_records, partial_success.error_message
     assert rejected == 2
-    refused = "record 6 (resourceLogs[0].scopeLogs[0].logRecords[5]): timeUnixNano 1000 is before 1973-03-03"
+    refused = "record 6 (resourceLogs[0].scopeLogs[0].logRecords[5]): timestamp 1000 (timeUnixNano) is before 1973"
     assert message.startswith(f"2 of {BULK_MIN_RECORDS + 200} log record(s) refused: {refused}")
     assert "record 701 (resourceLogs[0].scopeLogs[0].logRecords[700]): timestamp is more than 24 h in the" in message
     sql = f"SELECT count(*), count(DISTINCT message) FROM logs WHERE service = '{service}'"

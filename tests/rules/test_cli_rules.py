@@ -289,7 +289,13 @@ def test_run_prints_the_matches(folder: Path, tmp_path: Path) -> None:
     store = SQLiteHotStore(data / "hot.db")
     now = int(time.time() * 1000)
     records = [
-        {"service": "db", "severity": "critical", "message": "disk gone", "timestamp": now - 120_000},
+        {
+            "service": "db",
+            "severity": "critical",
+            "message": "disk gone",
+            "timestamp": now - 120_000,
+            "attributes": {"disk": "sda"},
+        },
         {"service": "db", "severity": "info", "message": "fine", "timestamp": now - 60_000},
         {"service": "api", "severity": "critical", "message": "long ago", "timestamp": now - 7_200_000},
     ]
@@ -303,6 +309,10 @@ def test_run_prints_the_matches(folder: Path, tmp_path: Path) -> None:
     assert "1 match(es) of Critical records" in result.stderr
     as_json = rules("run", "aaaaaaaa", "--since", "3h", "--json", *args)
     assert sorted(json.loads(line)["group"]["service"] for line in as_json.stdout.splitlines()) == ["api", "db"]
+    # the attributes as the object they are, as the alerts' API gives them (they were JSON text in the JSON)
+    assert '"attributes": {"disk": "sda"}' in result.stdout
+    evidence = [json.loads(line)["evidence"][0] for line in as_json.stdout.splitlines()]
+    assert {"disk": "sda"} in [record["attributes"] for record in evidence]
     default_window = rules("run", "aaaaaaaa", *args)  # the rule's lookback: the last 5 minutes
     assert default_window.stdout.count("CRITICAL") == 1
     bad = rules("run", "aaaaaaaa", "--since", "yesterday", *args)

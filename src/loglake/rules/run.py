@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loglake.alerts.db import MAX_TITLE_CHARS
+from loglake.alerts.evidence import with_attributes_decoded
 from loglake.lake.query import QueryEngine, TimeRange
 from loglake.lake.query_answers import QueryBusy, QueryResult, json_value
 from loglake.lake.sql_guard import QueryError
@@ -52,7 +53,7 @@ class Match:
             "first_seen": iso(self.first_ms),
             "last_seen": iso(self.last_ms),
             "suppressed": self.suppressed,
-            "evidence": self.evidence,
+            "evidence": [with_attributes_decoded(record) for record in self.evidence],  # (as alerts show them)
         }
 
 
