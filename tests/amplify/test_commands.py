@@ -369,3 +369,22 @@ def test_the_schedule_runs_the_collection_when_its_time_comes(amplify: FakeAmpli
                 pass
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "bot"),
+    [
+        ("sqlmap/1.7.2#stable (https://sqlmap.org)", True),  # a new user's trial saw it counted as a person
+        ("Mozilla/5.00 (Nikto/2.5.0) (Evasions:None) (Test:Port Check)", True),
+        ("Mozilla/5.0 (compatible; Nmap Scripting Engine; https://nmap.org/book/nse.html)", True),
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:120.0) Gecko/20100101 Firefox/120.0", False),
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148", False),
+    ],
+)
+def test_the_bot_pattern_names_scanners_and_not_browsers(user_agent: str, bot: bool) -> None:
+    import duckdb
+
+    from loglake.amplify.reports import BOT_PATTERN
+
+    with duckdb.connect() as conn:
+        assert conn.execute(f"SELECT regexp_matches($ua, '{BOT_PATTERN}')", {"ua": user_agent}).fetchone()[0] is bot

@@ -17,11 +17,13 @@ from loglake.lake.query_answers import result_to_dict
 from loglake.lake.stop import Stop
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE
 
-# User agents that announce a program rather than a person (crawlers, monitors, HTTP libraries).
+# User agents that announce a program rather than a person (crawlers, monitors, HTTP libraries, the security
+# scanners that say their name: sqlmap's was counted as a person's on a new user's trial).
 BOT_PATTERN = (
     r"(?i)(bot|crawl|spider|slurp|archiver|facebookexternalhit|preview|monitor|pingdom|uptime|headless|"
     r"lighthouse|curl|wget|python-requests|python-urllib|httpx|go-http-client|java/|okhttp|axios|node-fetch|"
-    r"libwww|scrapy|postman)"
+    r"libwww|scrapy|postman|sqlmap|nikto|nmap|masscan|zgrab|nuclei|wpscan|gobuster|dirbuster|acunetix|nessus|"
+    r"openvas)"
 )
 _WHERE = "app = $app AND timestamp >= $since AND timestamp < $until AND date BETWEEN $first_day AND $last_day"
 
