@@ -83,6 +83,24 @@ def test_backoff_doubles_up_to_the_cap_and_the_last_attempt_dead_letters(make_de
     assert (counts.sent, counts.failed_attempts, counts.dead_lettered) == (0, 5, 1)
 
 
+def test_by_default_a_receiver_down_for_twenty_minutes_still_gets_its_delivery(
+    make_delivery, alerts_db, receiver, clock
+):
+    """A new user's trial: the default 8 attempts were spent in ~2 minutes (a receiver's restart dead-lettered
+    its triggers). With the pauses at their longest (this clock's jitter), 12 attempts last 37 min."""
+    receiver.default = Answer(503, body=b"down")
+    delivery = make_delivery(hook(receiver))  # (the default attempts)
+    insert_alert(alerts_db)
+    started = clock.now
+    while clock.now - started < 20 * 60:
+        settle(delivery)
+        assert states(alerts_db)[0][2] == "pending"
+        clock.now = alerts_db.execute("SELECT next_attempt_ms FROM deliveries").fetchone()[0] / 1000
+    receiver.default = Answer(202)
+    settle(delivery)
+    assert states(alerts_db) == [("hook", "trigger", "sent", 11)]
+
+
 def test_a_refusal_that_retrying_cannot_fix_is_dead_lettered_at_once(make_delivery, alerts_db, receiver):
     receiver.default = Answer(400, body=b"invalid_payload")
     delivery = make_delivery(hook(receiver))

@@ -50,7 +50,10 @@ class DestinationConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     events: list[EventKind] | None = None  # which alert events it gets; None: its type's default_events
     timeout: Duration = "10s"  # per attempt (connect, and each read or write)
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=32)] = 2  # attempts in flight at once
-    attempts: Annotated[int, msgspec.Meta(ge=1, le=50)] = 8  # then dead-lettered
+    # then dead-lettered. 12: pauses of up to 2 s, 4 s, ... 10 min (BACKOFF, full jitter) of up to 37 min in all,
+    # ~18 on average, past a receiver's restart or a short outage; 8 spent theirs in ~2 min (a new user's trial: a
+    # receiver down for a few minutes dead-lettered its triggers).
+    attempts: Annotated[int, msgspec.Meta(ge=1, le=50)] = 12
 
     def takes(self, kind: str) -> bool:
         return kind in (self.default_events if self.events is None else self.events)
