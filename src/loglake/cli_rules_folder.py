@@ -38,11 +38,11 @@ def rules_settings(data_dir: Path | None, rules_dir: Path | None) -> Settings:
 
 def load_rules_from(path: Path) -> Any:
     """The rules under `path` (a folder or one file), warned of destinations their alerting.yml lacks."""
-    from loglake.alerts.routing import with_destination_warnings
+    from loglake.alerts.routing import folder_routing, with_destination_warnings
     from loglake.rules.loader import load_rules
 
     found = load_rules(path)
-    found.rules = with_destination_warnings(found.rules, path if path.is_dir() else path.parent)
+    found.rules = with_destination_warnings(found.rules, folder_routing(path if path.is_dir() else path.parent))
     return found
 
 

@@ -98,16 +98,21 @@ def readable_part(value: dict[str, Any], kind: type[T], problem_fields: list[str
         return None
 
 
+def _with_likely_name(name: str, names: list[str]) -> str:
+    """An unknown field's name, told the one meant when it is a misspelt one (as the records' fields and the Sigma
+    modifiers are)."""
+    likely = alike(name, names)
+    return f"{name!r} (did you mean {likely[0]!r}?)" if likely else name
+
+
 def _struct_problems(value: dict, kind: type[msgspec.Struct], path: str) -> list[str]:
     fields = msgspec.structs.fields(kind)
     names = sorted(f.encode_name for f in fields)
     found = []
     unknown = sorted(value.keys() - set(names))
     if unknown and kind.__struct_config__.forbid_unknown_fields:
-        # (a misspelt name is told the one meant, as the records' and the Sigma modifiers' are)
-        meant = [f"{name!r} (did you mean {alike(str(name), names)[0]!r}?)" if alike(str(name), names) else str(name)
-                 for name in unknown]  # fmt: skip
-        found.append(f"{path or ROOT}: unknown field {', '.join(meant)} (allowed: {', '.join(names)})")
+        said = ", ".join(_with_likely_name(str(name), names) for name in unknown)
+        found.append(f"{path or ROOT}: unknown field {said} (allowed: {', '.join(names)})")
     missing = [f.encode_name for f in fields if f.required and f.encode_name not in value]
     if missing:
         found.append(f"{path or ROOT}: missing field {', '.join(missing)}")

@@ -193,7 +193,8 @@ class Outbox:
                 )
                 for name in targets:
                     known = name in routing.destinations
-                    held = _dead_before(conn, name, alert["dedup_key"], seq) if known else None
+                    dead = _first_dead(conn, name, alert["dedup_key"], seq) if known else None
+                    held = None if dead is None else _held_behind(dead[1], dead[2])
                     conn.execute(
                         "INSERT OR IGNORE INTO deliveries (id, event_seq, destination, alert_id, dedup_key, kind,"
                         " state, attempts, next_attempt_ms, created_ms, updated_ms, last_error)"
@@ -319,15 +320,12 @@ class Outbox:
             if row.destination not in destinations:
                 raise RetryRefused(not_configured(row.destination))
             key = (row.destination, row.dedup_key)
-            retried = conn.execute(  # this one, and the dead ones before it, which go first
-                "SELECT event_seq, kind FROM deliveries WHERE state = 'dead' AND destination = ? AND dedup_key = ?"
-                " AND event_seq <= ? ORDER BY event_seq",
-                (*key, row.event_seq),
-            ).fetchall()
+            first = _first_dead(conn, *key, row.event_seq + 1)  # retried: it, and the dead ones before it, first
+            assert first is not None  # (it is dead itself)
+            first_seq, first_kind, _ = first
             # A later event of the same key already delivered: sending this one now would undo it (a PagerDuty
             # trigger after its resolve reopens the incident). (Later events wait behind a dead one: a delivery
             # dead-lettered before they did, or forgotten meanwhile.)
-            first_seq, first_kind = retried[0]
             later = conn.execute(
                 f"SELECT kind FROM deliveries WHERE {_LATER} AND state = 'sent' ORDER BY event_seq DESC LIMIT 1",
                 (*key, first_seq),
@@ -431,17 +429,20 @@ def _named_delivery(conn: sqlite3.Connection, text: str) -> DeliveryRow:
     return DeliveryRow(*found)
 
 
-def _dead_before(conn: sqlite3.Connection, destination: str, dedup_key: str, event_seq: int) -> str | None:
-    """Why a delivery routed now waits (_held_behind), if an earlier one of its key to its destination is dead."""
-    dead = conn.execute(
-        "SELECT kind, id FROM deliveries WHERE destination = ? AND dedup_key = ? AND event_seq < ? AND state = 'dead'"
-        " ORDER BY event_seq LIMIT 1",
-        (destination, dedup_key, event_seq),
+def _first_dead(
+    conn: sqlite3.Connection, destination: str, dedup_key: str, before_seq: int
+) -> tuple[int, str, str] | None:
+    """(event_seq, kind, id) of the first dead delivery of a dedup key to a destination before event `before_seq`,
+    or None."""
+    return conn.execute(
+        "SELECT event_seq, kind, id FROM deliveries WHERE destination = ? AND dedup_key = ? AND event_seq < ?"
+        " AND state = 'dead' ORDER BY event_seq LIMIT 1",
+        (destination, dedup_key, before_seq),
     ).fetchone()
-    return None if dead is None else _held_behind(*dead)
 
 
 def _held_behind(kind: str, delivery_id: str) -> str:
+    """The last error of a delivery waiting behind a dead one (of `kind`, `delivery_id`)."""
     return (
         f"waits for the {kind} of its alert, dead-lettered ({delivery_id}), to go first: retry that one"
         f" (loglake alerts retry {delivery_id})"

@@ -138,23 +138,28 @@ def load_routing(path: Path) -> Routing | list[Problem]:
     return Routing(destinations, tuple(msgspec.convert(document, AlertingFile).routes))
 
 
+def folder_routing(rules_dir: Path) -> Routing | list[Problem] | None:
+    """The folder's alerting.yml loaded, or its problems; None when there is none."""
+    path = Path(rules_dir) / ROUTING_FILE
+    return load_routing(path) if path.is_file() else None
+
+
 def routing_problems(rules_dir: Path) -> list[Problem]:
     """The problems of the folder's alerting.yml (none when it loads or there is none): reported with the
     rule files' (`rules validate`, the server's metrics, health and log), since alerts go nowhere new
     while it has them."""
-    path = Path(rules_dir) / ROUTING_FILE
-    if not path.is_file():
-        return []
-    loaded = load_routing(path)
-    return loaded if isinstance(loaded, list) else []
+    return problems_in(folder_routing(rules_dir))
 
 
-def with_destination_warnings(rules: list[Rule], rules_dir: Path) -> list[Rule]:
-    """The rules, each naming a destination that the folder's alerting.yml does not define warned of it: it loads
-    and runs, but its alerts' deliveries there are dead-lettered (a typo in the name, say). Nothing is said while
-    alerting.yml is missing or has problems (those are said on their own)."""
-    path = Path(rules_dir) / ROUTING_FILE
-    routing = load_routing(path) if path.is_file() else None
+def problems_in(routing: Routing | list[Problem] | None) -> list[Problem]:
+    """A folder_routing's problems (none when it loaded or there is no file)."""
+    return routing if isinstance(routing, list) else []
+
+
+def with_destination_warnings(rules: list[Rule], routing: Routing | list[Problem] | None) -> list[Rule]:
+    """The rules, each naming a destination that the folder's alerting.yml (folder_routing) does not define warned
+    of it: it loads and runs, but its alerts' deliveries there are dead-lettered (a typo in the name, say).
+    Nothing is said while alerting.yml is missing or has problems (those are said on their own)."""
     if not isinstance(routing, Routing):
         return rules
     warned = []

@@ -140,12 +140,13 @@ class RuleFolder:
         self._signature = signature
         self.rules, self.problems = [], []
         if self.path.exists() or self.required:
-            from loglake.alerts.routing import routing_problems, with_destination_warnings
+            from loglake.alerts.routing import folder_routing, problems_in, with_destination_warnings
             from loglake.rules.loader import load_rules
 
             loaded = load_rules(self.path)
-            self.rules = with_destination_warnings(loaded.rules, self.path)
-            self.problems = [*loaded.problems, *routing_problems(self.path)]
+            routing = folder_routing(self.path)  # (read once: its problems, and the rules' destinations)
+            self.rules = with_destination_warnings(loaded.rules, routing)
+            self.problems = [*loaded.problems, *problems_in(routing)]
         return True
 
     def _signature_now(self) -> tuple:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from loglake.rules.schedule import Interval
 from loglake.times import format_duration
 
 if TYPE_CHECKING:  # the command line imports this module at start: it stays light
@@ -30,6 +31,8 @@ def rule_facts(rule: Rule) -> dict[str, Any]:
         "kind": rule.kind,
         "file": str(rule.path),
         "schedule": rule.options.schedule,
+        # (an interval's length, None for a cron expression: what the web UI sizes a backtest's first period by)
+        "interval_seconds": rule.schedule.ms / 1000 if isinstance(rule.schedule, Interval) else None,
         "lookback_seconds": rule.lookback_ms / 1000,
         "delay_seconds": rule.delay_ms / 1000,
         "timing": timing_text(rule),

@@ -42,7 +42,7 @@ async function drawRule(main, id) {
     const rule = await api(`/rules/${encodeURIComponent(id)}`);
     const tests = h("div", { "aria-live": "polite" });
     const backtest = h("div", { "aria-live": "polite" });
-    const chosen = backtestPeriod(rule.schedule);
+    const chosen = backtestPeriod(rule.interval_seconds);
     const days = h("select", { "aria-label": "Backtest period", name: "period" },
       ["1d", "7d", "30d"].map((d) => h("option", { value: d, text: `last ${d}`, selected: d === chosen })));
     replace(main, h("p", {}, link("/ui/rules", "← Rules")),
@@ -93,10 +93,8 @@ async function runTests(id, box) {
 // The period a backtest starts with: a week, or a day for a rule that runs more often than every 5 minutes or on
 // a cron schedule. A backtest runs window by window (a few ms each) within the server's 30 s: a week of a
 // 1-minute rule is 10,080 windows, which ran out of time (a new user's trial).
-function backtestPeriod(schedule) {
-  const interval = /^(\d+)([smhd])$/.exec(schedule);
-  const seconds = interval ? Number(interval[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[interval[2]] : 0;
-  return seconds >= 300 ? "7d" : "1d";
+function backtestPeriod(intervalSeconds) {
+  return intervalSeconds >= 300 ? "7d" : "1d";  // (null: a cron schedule)
 }
 
 async function runBacktest(id, period, box) {
