@@ -112,6 +112,24 @@ async def test_a_message_that_is_not_text_is_named_as_such(client: httpx.AsyncCl
     assert entry["create"]["error"]["reason"].startswith("`message` must be a string"), entry  # not "no message"
 
 
+async def test_a_refused_item_without_an_id_is_answered_with_an_id_of_its_own(client: httpx.AsyncClient) -> None:
+    """Elasticsearch answers a failed item the id it generated for it, as it answers a stored one's: clients that
+    key their retries or dead letters by `_id` need one (they got null)."""
+    body = ndjson(
+        {"create": {"_index": "app"}},
+        {"message": {"a": 1}},
+        {"create": {"_index": "app"}},
+        {"message": {"b": 2}},
+        {"create": {"_index": "app", "_id": "given"}},
+        {"message": {"c": 3}},
+    )
+    entries = [entry["create"] for entry in (await client.post("/_bulk", content=body, headers=NDJSON)).json()["items"]]
+    assert [entry["status"] for entry in entries] == [400, 400, 400]
+    first, second, given = (entry["_id"] for entry in entries)
+    assert uuid.UUID(first) and uuid.UUID(second) and first != second
+    assert given == "given"
+
+
 async def test_a_lone_surrogate_is_named_as_post_logs_names_it(client: httpx.AsyncClient) -> None:
     body = b'{"create": {"_index": "app"}}\n{"message": "bad surrogate \\ud800 end"}\n'
     [entry] = (await client.post("/_bulk", content=body, headers=NDJSON)).json()["items"]

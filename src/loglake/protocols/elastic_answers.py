@@ -4,6 +4,7 @@ give them (elastic maps the requests). Pure, no I/O."""
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from itertools import groupby, repeat
 from operator import attrgetter
@@ -92,7 +93,9 @@ def bulk_answer(
             errors = True
             error_type, reason = error
             for item in run:
-                entry = {"_index": item.index, "_id": item.doc_id, "status": item.status}
+                # (Elasticsearch answers a failed item the id it generated for it: clients key retries by it)
+                doc_id = item.doc_id if item.doc_id is not None else str(uuid.uuid4())
+                entry = {"_index": item.index, "_id": doc_id, "status": item.status}
                 entry["error"] = {"type": error_type, "reason": reason}
                 if kept := _kept(entry, fields):
                     entries.append((_encode({item.action: kept}),))
