@@ -428,8 +428,10 @@ def test_past_its_dedup_window_an_alert_s_records_read_again_make_no_second_aler
         times = [DAY2 + m * minute for m in at]
         unread = [t for t in times if t >= DAY2 + unread_from * minute]
         rows = [{"message": f"role granted at {m}"} for m in at]
+        title = ("{count} grants", {})  # (as match_of makes it of a rule's alert_title)
         match = Match(
-            rule.id, "t", "k", {}, len(times), times[0], times[-1], rows, None, len(unread), min(unread, default=None)
+            rule.id, f"{len(times)} grants", "k", {}, len(times), times[0], times[-1], rows, None, len(unread),
+            min(unread, default=None), title,
         )
         result = RunResult(rule.id, DAY2 + since * minute, DAY2 + until * minute, [match], 0, 0, 0, 0.0, False, "")
         return store.apply_matches(rule, result, result.until_ms)
@@ -441,6 +443,11 @@ def test_past_its_dedup_window_an_alert_s_records_read_again_make_no_second_aler
     claimed, _ = store.claim_delivery(delivery["id"], NOW_MS, 1000)
     assert made == 1 and claimed.alert["match_count"] == 1 and claimed.alert["first_seen_ms"] == DAY2 + 71 * minute
     assert claimed.alert["evidence"] == [{"message": "role granted at 71"}]
+    assert claimed.alert["title"] == "1 grants"  # (the new alert's count, not the run's 3)
+    # A run that joins it (within its dedup window) adds a record: the title shows the alert's count.
+    made, (delivery,) = run(72, 74, [73], unread_from=72)
+    claimed, _ = store.claim_delivery(delivery["id"], NOW_MS, 1000)
+    assert made == 0 and (claimed.alert["match_count"], claimed.alert["title"]) == (2, "2 grants")
 
 
 def test_after_downtime_a_round_catches_up_within_its_bound_and_names_the_range_it_left_out(aws, lake) -> None:  # noqa: F811

@@ -89,6 +89,7 @@ def unread_part(match: Match, result: RunResult, earlier: Overlapped | None) -> 
     return replace(
         match,
         count=count,
+        title=match.titled(count),
         first_ms=first if match.fresh_first_ms is None else match.fresh_first_ms,
         evidence=[row for row in match.evidence if _text(row) not in shown],
     )
@@ -215,17 +216,18 @@ def _update(conn: sqlite3.Connection, rule: Rule, found: tuple, match: Match, re
         return
     overlaps = result.since_ms < window_end
     kept = merged_evidence(_json(evidence), match.evidence, rule.options.evidence)
+    merged = merged_count(count, match, overlaps)
     conn.execute(
         "UPDATE alerts SET match_count = ?, first_seen_ms = ?, last_seen_ms = ?, window_start_ms = ?,"
         " window_end_ms = ?, evidence = ?, title = ?, updated_ms = ? WHERE id = ?",
         (
-            merged_count(count, match, overlaps),
+            merged,
             min(first_seen, first),
             max(last_seen, last),
             min(window_start, result.since_ms),
             max(window_end, result.until_ms),
             _text(kept),
-            match.title,
+            match.titled(merged),
             now_ms,
             alert_id,
         ),

@@ -372,15 +372,15 @@ def _joined(alert: dict[str, Any], rule: Rule, match: Match, result: RunResult, 
     if last <= alert["last_seen_ms"]:  # the same records again: the condition held till here
         alert["window_end_ms"] = max(alert["window_end_ms"], result.until_ms)
         return None
-    overlaps = result.since_ms < alert["window_end_ms"]
+    merged = merged_count(alert["match_count"], match, result.since_ms < alert["window_end_ms"])
     alert.update(
-        match_count=merged_count(alert["match_count"], match, overlaps),
+        match_count=merged,
         first_seen_ms=min(alert["first_seen_ms"], first),
         last_seen_ms=max(alert["last_seen_ms"], last),
         window_start_ms=min(alert["window_start_ms"], result.since_ms),
         window_end_ms=max(alert["window_end_ms"], result.until_ms),
         evidence=merged_evidence(alert["evidence"], match.evidence, rule.options.evidence),
-        title=match.title,
+        title=match.titled(merged),
         updated_ms=now_ms,
     )
     return None if alert["status"] == "suppressed" else "update"

@@ -21,7 +21,7 @@ from loglake.lake.sql_guard import QueryError
 from loglake.lake.stop import Stop
 from loglake.rules.model import Rule
 from loglake.rules.plan import COUNT, FIRST, FRESH, FRESH_FIRST, LAST, RESERVED_PREFIX, window_moments
-from loglake.rules.templates import default_dedup_key, render
+from loglake.rules.templates import default_dedup_key, fill, render, shown_values
 from loglake.shorten import shortened
 
 
@@ -42,6 +42,14 @@ class Match:
     suppressed: str | None = None  # why, when a suppression of the rule holds it back
     fresh: int | None = None  # of `count`, the rows no earlier window held (None: the rule cannot tell)
     fresh_first_ms: int | None = None  # the time of the first of those
+    # The title's template and the values it shows but the count, to title an alert of another count (an
+    # update's count is the alert's, a new alert after a resolve counts only the records no run read); None:
+    # the title is as it is whatever the count.
+    title_template: tuple[str, dict[str, Any]] | None = field(default=None, compare=False, repr=False)
+
+    def titled(self, count: int) -> str:
+        """The match's title for an alert of `count` records."""
+        return self.title if self.title_template is None else _title(self.title_template, count)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,14 +139,12 @@ def match_of(rule: Rule, key: tuple, rows: list[dict[str, Any]], now_ms: int) ->
     count = int(rows[0][COUNT])
     evidence = [{k: json_value(v) for k, v in r.items() if not k.startswith(RESERVED_PREFIX)} for r in rows]
     # a SQL rule's title may show its query's columns (loading checks it names only those): the first row's
-    title = shortened(
-        render(rule.options.alert_title or rule.title, rule, {**evidence[0], **group}, count), MAX_TITLE_CHARS
-    )
+    title_template = (rule.options.alert_title or rule.title, shown_values(rule, {**evidence[0], **group}))
     dedup_key = render(rule.options.dedup.key or default_dedup_key(rule.plan.group_fields), rule, group, count)
     suppressed = next((s for s in rule.options.suppress if s.applies(group, now_ms)), None)
     return Match(
         rule.id,
-        title,
+        _title(title_template, count),
         dedup_key,
         group,
         count,
@@ -148,7 +154,13 @@ def match_of(rule: Rule, key: tuple, rows: list[dict[str, Any]], now_ms: int) ->
         None if suppressed is None else (suppressed.reason or "suppressed") + _until(suppressed.until_ms()),
         None if rows[0].get(FRESH) is None else int(rows[0][FRESH]),
         epoch_ms(rows[0].get(FRESH_FIRST)),
+        title_template,
     )
+
+
+def _title(template: tuple[str, dict[str, Any]], count: int) -> str:
+    text, values = template
+    return shortened(fill(text, count, values), MAX_TITLE_CHARS)
 
 
 def naive_utc(ms: int) -> datetime:

@@ -31,8 +31,17 @@ def default_dedup_key(group_fields: tuple[str, ...]) -> str:
 
 
 def render(template: str, rule: Rule, values_of_match: dict[str, Any], count: int) -> str:
-    values = {"rule_id": rule.id, "rule_title": rule.title, "level": rule.level, "count": count, **values_of_match}
-    return _PLACEHOLDER.sub(lambda m: _text(values.get(m.group(1))), template)
+    return fill(template, count, shown_values(rule, values_of_match))
+
+
+def shown_values(rule: Rule, values_of_match: dict[str, Any]) -> dict[str, Any]:
+    """What a template of the rule shows of a match but its count (a value of the match's own comes first)."""
+    return {"rule_id": rule.id, "rule_title": rule.title, "level": rule.level, **values_of_match}
+
+
+def fill(template: str, count: int, values: dict[str, Any]) -> str:
+    """The template with shown_values' values and `count` (unless the match has a value named count)."""
+    return _PLACEHOLDER.sub(lambda m: _text(values.get(m.group(1), count if m.group(1) == "count" else None)), template)
 
 
 def _text(value: Any) -> str:
