@@ -430,8 +430,18 @@ def test_past_its_dedup_window_an_alert_s_records_read_again_make_no_second_aler
         rows = [{"message": f"role granted at {m}"} for m in at]
         title = ("{count} grants", {})  # (as match_of makes it of a rule's alert_title)
         match = Match(
-            rule.id, f"{len(times)} grants", "k", {}, len(times), times[0], times[-1], rows, None, len(unread),
-            min(unread, default=None), title,
+            rule.id,
+            f"{len(times)} grants",
+            "k",
+            {},
+            len(times),
+            times[0],
+            times[-1],
+            rows,
+            None,
+            len(unread),
+            min(unread, default=None),
+            title,
         )
         result = RunResult(rule.id, DAY2 + since * minute, DAY2 + until * minute, [match], 0, 0, 0, 0.0, False, "")
         return store.apply_matches(rule, result, result.until_ms)
