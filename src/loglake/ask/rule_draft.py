@@ -159,8 +159,17 @@ def _aggregates_without_having(tree: exp.Expression) -> bool:
 def _title(question: str) -> str:
     """The question as a rule's title, without the times it named relative to when it was asked ("today",
     "in the last hour"): the rule reads each window, and such a title would be wrong from the next day."""
-    text = " ".join(_RELATIVE_TIME.sub(" ", question).split()).rstrip("?").rstrip()
+    words = _RELATIVE_TIME.sub(" ", question.rstrip().rstrip("?")).split()
+    while words and words[-1].lower() in _LEFT_HANGING:  # ("slow requests vs", once "last week" went)
+        words.pop()
+    text = " ".join(words)
     return (text[:1].upper() + text[1:])[:200] or "Drafted rule"
+
+
+# Words that say nothing at a title's end, left there when the time after them was taken out.
+_LEFT_HANGING = frozenset(
+    "vs vs. versus and or than compared to from in over during for since until between of with by at".split()
+)
 
 
 _UNIT = r"(?:minutes?|mins?|hours?|days?|weeks?|months?|years?)"
@@ -171,7 +180,8 @@ _RELATIVE_TIME = re.compile(
       | (?:so\s+far\s+)?(?:today|yesterday|tonight)(?:\s+so\s+far)?
       | this\s+(?:morning|afternoon|evening|hour|week|month|year)
       | right\s+now | recently
-    )\b""",
+    )\b(?!['’]s\b)  # ("today's deploy" names an event, not a time)
+    """,
     re.IGNORECASE | re.VERBOSE,
 )
 NO_THRESHOLD = (
