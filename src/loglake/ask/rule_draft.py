@@ -168,7 +168,10 @@ def _title(question: str) -> str:
 
 # Words that say nothing at a title's end, left there when the time after them was taken out.
 _LEFT_HANGING = frozenset(
-    "vs vs. versus and or than compared to from in over during for since until between of with by at".split()
+    {
+        *("vs", "vs.", "versus", "and", "or", "than", "compared", "to", "from", "in", "over", "during", "for"),
+        *("since", "until", "between", "of", "with", "by", "at"),
+    }
 )
 
 
@@ -180,7 +183,7 @@ _RELATIVE_TIME = re.compile(
       | (?:so\s+far\s+)?(?:today|yesterday|tonight)(?:\s+so\s+far)?
       | this\s+(?:morning|afternoon|evening|hour|week|month|year)
       | right\s+now | recently
-    )\b(?!['’]s\b)  # ("today's deploy" names an event, not a time)
+    )\b(?!['\u2019]s\b)  # ("today's deploy" names an event, not a time; \u2019 the typographic apostrophe)
     """,
     re.IGNORECASE | re.VERBOSE,
 )
