@@ -108,8 +108,31 @@ async def test_problems_of_alerting_yml_are_shown(client: httpx.AsyncClient, set
     write_alerting(settings.rules_path, "destinations: {a: {type: pigeon}}\n")
     answer = (await client.get("/alerts/deliveries")).json()
     assert answer["routing_problems"] == [
+        "alerting.yml has problems and no version of it has loaded: alerts wait undelivered until it is fixed",
         f"{settings.rules_path / 'alerting.yml'}: destinations.a.type: 'pigeon' is not a destination type "
-        "(webhook, slack, teams, pagerduty, email, jira)"
+        "(webhook, slack, teams, pagerduty, email, jira)",
+    ]
+
+
+async def test_a_broken_alerting_yml_is_said_apart_from_the_version_still_in_use(
+    client: httpx.AsyncClient, settings, monkeypatch: pytest.MonkeyPatch
+):
+    """While a new alerting.yml has problems the last one that loaded routes the alerts: its unset secrets are
+    that version's, and the answer says so (they read as the broken file's)."""
+    monkeypatch.delenv("FIXD_UNSET_HOOK_SECRET", raising=False)
+    write_alerting(
+        settings.rules_path,
+        "destinations: {hook: {type: webhook, url: 'http://127.0.0.1:9/', secret: {env: FIXD_UNSET_HOOK_SECRET}}}\n",
+    )
+    assert len((await client.get("/alerts/deliveries")).json()["routing_problems"]) == 1  # (the good one read)
+    write_alerting(settings.rules_path, "destinations: {a: {type: pigeon}}\n")
+    file = settings.rules_path / "alerting.yml"
+    assert (await client.get("/alerts/deliveries")).json()["routing_problems"] == [
+        "alerting.yml has problems: alerts are delivered as the last version of it that loaded says, until it is fixed",
+        f"{file}: destinations.a.type: 'pigeon' is not a destination type (webhook, slack, teams, pagerduty, email,"
+        " jira)",
+        f"{file} (the version in use): destinations.hook.secret: secret {{env: FIXD_UNSET_HOOK_SECRET}} is not set:"
+        " export FIXD_UNSET_HOOK_SECRET in the server's environment",
     ]
 
 

@@ -66,12 +66,14 @@ async def test_a_broken_alerting_yml_is_counted_shown_and_logged_like_a_bad_rule
     ]
     [loaded] = logged(rules_app, "rules_loaded")
     assert (loaded["level"], loaded["rules"], loaded["problems"]) == ("warning", 1, problems)
+    assert loaded["routing"].startswith("alerting.yml has problems: alerts are delivered as the last version")
 
     alerting.write_text("routes: []\n")  # fixed: loaded again, as a changed rule file is
     assert scheduler.reload() and scheduler.folder.problems == []
     async with asgi_client(rules_app, key_for(rules_app, "read")) as reader:
         assert "loglake_rule_files_with_problems 0" in (await reader.get("/metrics")).text
     assert [(line["level"], line["problems"]) for line in logged(rules_app, "rules_loaded")][1:] == [("info", [])]
+    assert "routing" not in logged(rules_app, "rules_loaded")[1]
 
 
 async def test_a_rule_that_loads_with_a_warning_is_logged_at_level_warning(tmp_path: Path) -> None:

@@ -156,6 +156,26 @@ def problems_in(routing: Routing | list[Problem] | None) -> list[Problem]:
     return routing if isinstance(routing, list) else []
 
 
+def while_broken(loaded_before: bool | None) -> str:
+    """What becomes of alerts while alerting.yml has problems: the last version that loaded routes them, or they
+    wait when none did (loaded_before None: not known here, both said)."""
+    if loaded_before is None:
+        return (
+            f"{ROUTING_FILE} has problems: alerts are delivered as the last version of it that loaded says (if none"
+            " did, they wait undelivered), until it is fixed"
+        )
+    if loaded_before:
+        return (
+            f"{ROUTING_FILE} has problems: alerts are delivered as the last version of it that loaded says, until it"
+            " is fixed"
+        )
+    return f"{ROUTING_FILE} has problems and no version of it has loaded: alerts wait undelivered until it is fixed"
+
+
+def is_routing_problem(problem: Problem) -> bool:
+    return Path(problem.file).name == ROUTING_FILE
+
+
 def with_destination_warnings(rules: list[Rule], routing: Routing | list[Problem] | None) -> list[Rule]:
     """The rules, each naming a destination that the folder's alerting.yml (folder_routing) does not define warned
     of it: it loads and runs, but its alerts' deliveries there are dead-lettered (a typo in the name, say).
@@ -248,6 +268,18 @@ class RoutingFile:
         self._good: Routing | None = None
         self.problems: list[Problem] = []
         self._lock = threading.Lock()  # the delivery worker and API requests both ask
+
+    def said(self) -> list[str]:
+        """What to tell of the file now: while it has problems, what becomes of alerts and its problems; the
+        unset secrets of the version in use (named as such while a newer one has problems)."""
+        routing = self.current()
+        with self._lock:
+            problems = list(self.problems)
+        unset = [] if routing is None else unset_variables(routing, self.path)
+        if not problems:
+            return [str(problem) for problem in unset]
+        in_use = [str(dataclasses.replace(problem, file=f"{problem.file} (the version in use)")) for problem in unset]
+        return [while_broken(routing is not None and routing is not NO_ROUTING), *map(str, problems), *in_use]
 
     def current(self) -> Routing | None:
         """The routing to use, or None while the file has problems and no good version was read yet."""

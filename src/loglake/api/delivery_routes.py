@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from loglake.alerts.outbox import DELIVERY_STATES, DeliveryRow, NoSuchDelivery, RetryRefused
-from loglake.alerts.routing import unset_variables
 from loglake.api.http import ApiError, Request, quoted
 from loglake.api.openapi_common import error_response
 from loglake.api.routes import Result, bad_parameter, refuse_parameters
@@ -49,9 +48,7 @@ async def list_deliveries(app: LoglakeApp, request: Request) -> Result:
             before=before,
             limit=limit,
         )
-        routing = delivery.routing_file.current()  # read alerting.yml again if it changed, to show its problems now
-        unset = [] if routing is None else unset_variables(routing, delivery.routing_file.path)
-        return rows, [str(p) for p in [*delivery.routing_file.problems, *unset]]
+        return rows, delivery.routing_file.said()  # (alerting.yml read again if it changed: its problems now)
 
     rows, problems = await app.run_read(read)
     return Result(

@@ -9,6 +9,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING
 
+from loglake.alerts.routing import is_routing_problem, while_broken
 from loglake.rules.model import warnings_of
 
 if TYPE_CHECKING:
@@ -84,15 +85,16 @@ class RuntimeEvents:
         # A rule's warnings (it loads, but likely not as meant: a lookback read again at every run, say) are
         # logged with the problems, so that a log watcher sees them without asking GET /rules.
         warnings = warnings_of(rules)
-        self.access_log.event(
-            {
-                "level": "warning" if problems or warnings else "info",
-                "event": "rules_loaded",
-                "rules": len(rules),
-                "problems": [str(p) for p in problems],
-                "warnings": warnings,
-            }
-        )
+        event = {
+            "level": "warning" if problems or warnings else "info",
+            "event": "rules_loaded",
+            "rules": len(rules),
+            "problems": [str(p) for p in problems],
+            "warnings": warnings,
+        }
+        if any(map(is_routing_problem, problems)):  # (said, so that nobody thinks alerts are lost meanwhile)
+            event["routing"] = while_broken(None)
+        self.access_log.event(event)
 
     def on_syslog(self, tally: SyslogTally) -> None:
         """From the syslog listeners' thread: counted on the event loop, the metrics' one writer."""
