@@ -185,7 +185,16 @@ def test_keys_create_refuses_a_bad_name(tmp_path: Path):
     assert result.exit_code != 0 and "a key name is 1-64 characters" in result.stderr
 
 
-@pytest.mark.parametrize("limits", [("--rate-limit", "-5"), ("--rate-limit", "0"), ("--burst", "-1")])
+@pytest.mark.parametrize(
+    "limits",
+    [
+        ("--rate-limit", "-5"),
+        ("--rate-limit", "0"),
+        ("--burst", "-1"),
+        ("--rate-limit", "1e308"),  # (a traceback: too large for the key store)
+        ("--rate-burst", "99999999999999999999"),
+    ],
+)
 def test_keys_create_refuses_a_rate_limit_that_is_not_positive(tmp_path: Path, limits: tuple[str, str]):
     """POST /admin/keys refuses these; from the CLI they would make a key that is refused (429) forever."""
     result = run("keys", "create", "--name", "limited", *limits, "--data-dir", str(tmp_path))

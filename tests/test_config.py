@@ -79,6 +79,13 @@ def test_every_problem_with_the_settings_is_named_at_once() -> None:
         "LOGLAKE_DURABILITY": "sometimes",
         "LOGLAKE_RETENTION_DAYS": "-1",
         "LOGLAKE_RATE_LIMIT": "nan",
+        "LOGLAKE_RATE_BURST": "1000000000000",
+        # (each started a server that refused every record: "the limit is 0, split the batch")
+        "LOGLAKE_MAX_RECORDS": "0",
+        "LOGLAKE_MAX_BODY_BYTES": "-5",
+        "LOGLAKE_MAX_ATTRIBUTE_DEPTH": "0",
+        "LOGLAKE_MAX_STORE_MB": "-1",
+        "LOGLAKE_MAX_FUTURE_SECONDS": "-100",
     }
     with pytest.raises(ConfigError) as raised:
         load_settings(environ=environ)
@@ -88,6 +95,12 @@ def test_every_problem_with_the_settings_is_named_at_once() -> None:
     assert "LOGLAKE_DURABILITY must be one of full, process, got 'sometimes'" in message
     assert "LOGLAKE_RETENTION_DAYS must be 0 (keep forever) or positive, got -1" in message
     assert "LOGLAKE_RATE_LIMIT must be positive, got nan" in message
+    assert "LOGLAKE_RATE_BURST must be at most 1,000,000,000, got 1000000000000" in message
+    assert "LOGLAKE_MAX_RECORDS must be positive, got 0" in message
+    assert "LOGLAKE_MAX_BODY_BYTES must be positive, got -5" in message
+    assert "LOGLAKE_MAX_ATTRIBUTE_DEPTH must be positive, got 0" in message
+    assert "LOGLAKE_MAX_STORE_MB must be 0 (only the disk limits it) or positive, got -1" in message
+    assert "LOGLAKE_MAX_FUTURE_SECONDS must be 0 (none ahead of now) or positive, got -100" in message
 
 
 def test_a_bad_value_is_named_as_it_was_given(tmp_path: Path) -> None:

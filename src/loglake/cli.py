@@ -42,7 +42,16 @@ from loglake.cli_tail import COMMANDS as TAIL_COMMANDS
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import REQUEST_UNIT, ConfigError, env_name
 from loglake.config_load import load_settings
-from loglake.keys import SCOPES, ApiKey, KeyStore, KeyStoreError, LastAdminKey, parse_scopes
+from loglake.keys import (
+    MAX_RATE_BURST,
+    MAX_RATE_LIMIT,
+    SCOPES,
+    ApiKey,
+    KeyStore,
+    KeyStoreError,
+    LastAdminKey,
+    parse_scopes,
+)
 from loglake.model import MAX_PAGE_LIMIT
 
 
@@ -99,7 +108,7 @@ def keys() -> None:
 @click.option("--sigv4", is_flag=True, help="Make an AWS SigV4 key pair: prints the access key id, then the secret.")
 @click.option(
     "--rate-limit",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0, min_open=True, max=MAX_RATE_LIMIT),
     default=None,
     help=f"Requests/s for this key, a request counting {REQUEST_UNIT} (default: the server's).",
 )
@@ -107,7 +116,7 @@ def keys() -> None:
     "--rate-burst",
     "--burst",
     "burst",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_RATE_BURST),
     default=None,
     help="Burst size for this key (default: one second's worth of --rate-limit, else the server's).",
 )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from loglake.keys import MAX_RATE_BURST, MAX_RATE_LIMIT
 from loglake.model import Limits
 from loglake.urls import is_http_url
 
@@ -254,12 +255,20 @@ class Settings:
             "compact_target_mb",
         )
         positive += ("rules_catch_up_windows", "rules_catch_up_hours", "rules_failing_after")
+        # (at 0 or less, every request is refused with a limit that makes no sense: "larger than -5 bytes")
+        positive += ("max_body_bytes", "max_bulk_body_bytes", "max_records", "max_message_bytes")
+        positive += ("max_attribute_keys", "max_attribute_depth", "max_attribute_bytes")
         positive += ("llm_timeout_seconds", "llm_rate_per_minute", "llm_conversation_hours")
         query = ("query_timeout_seconds", "query_max_rows", "query_concurrency", "query_memory_mb", "query_threads")
         for name in (*positive, *query, "query_max_response_mb"):
             if not getattr(self, name) > 0:
                 found.append(f"{name} must be positive, got {getattr(self, name)}")
-        for name, off in (("query_spill_mb", "a tenth of the free disk"), ("retention_days", "keep forever")):
+        for name, most in (("rate_limit", MAX_RATE_LIMIT), ("rate_burst", MAX_RATE_BURST)):
+            if getattr(self, name) > most:  # (inf too; not positive is said above)
+                found.append(f"{name} must be at most {most:,}, got {getattr(self, name)}")
+        at_least_0 = (("query_spill_mb", "a tenth of the free disk"), ("retention_days", "keep forever"))
+        at_least_0 += (("max_store_mb", "only the disk limits it"), ("max_future_seconds", "none ahead of now"))
+        for name, off in at_least_0:
             if getattr(self, name) < 0:
                 found.append(f"{name} must be 0 ({off}) or positive, got {getattr(self, name)}")
         if self.decode_workers < -1:

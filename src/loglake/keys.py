@@ -115,6 +115,12 @@ class NewKey:
     access_key_id: str | None = None
 
 
+# The largest rate (requests/s) and burst a key, or the server's default, may have: far above what a server
+# takes, and within what SQLite's integers and the token bucket's floats hold (1e308 failed to be stored).
+MAX_RATE_LIMIT = 1_000_000_000
+MAX_RATE_BURST = 1_000_000_000
+
+
 def own_rate_burst(rate_limit: float) -> int:
     """The burst of a key that has its own rate but no burst of its own: one second's worth, so
     `--rate-limit 50` means 50/s, not 50/s after the server's default burst of thousands."""
@@ -335,9 +341,9 @@ def _new_key(
 ) -> NewKey:
     if not name or len(name) > 64 or not set(name) <= _NAME_CHARS:
         raise KeyStoreError("a key name is 1-64 characters of letters, digits, '.', '_' or '-'")
-    for label, value in (("rate limit", rate_limit), ("burst", rate_burst)):
-        if value is not None and not (value > 0 and math.isfinite(value)):
-            raise KeyStoreError(f"a key's {label} must be a positive number, got {value}")
+    for label, value, most in (("rate limit", rate_limit, MAX_RATE_LIMIT), ("burst", rate_burst, MAX_RATE_BURST)):
+        if value is not None and not (0 < value <= most):  # (nan and inf too)
+            raise KeyStoreError(f"a key's {label} must be a positive number up to {most:,}, got {value}")
     if rate_limit is not None and rate_burst is None:
         rate_burst = own_rate_burst(rate_limit)
     created = int(time.time())

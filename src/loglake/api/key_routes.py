@@ -9,7 +9,16 @@ import msgspec
 
 from loglake.api.http import ApiError, Request, json_struct, quoted
 from loglake.api.routes import Result, bad_parameter, json_body, refuse_parameters
-from loglake.keys import KeyNameTaken, KeyStoreBusy, KeyStoreError, LastAdminKey, NoSuchKey, scope_set
+from loglake.keys import (
+    MAX_RATE_BURST,
+    MAX_RATE_LIMIT,
+    KeyNameTaken,
+    KeyStoreBusy,
+    KeyStoreError,
+    LastAdminKey,
+    NoSuchKey,
+    scope_set,
+)
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -33,8 +42,8 @@ class KeySpec(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     scopes: Annotated[list[str], msgspec.Meta(min_length=1)] = msgspec.field(default_factory=lambda: ["ingest"])
     sigv4: bool = False
-    rate_limit: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    rate_burst: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    rate_limit: Annotated[float, msgspec.Meta(gt=0, le=MAX_RATE_LIMIT)] | None = None
+    rate_burst: Annotated[int, msgspec.Meta(ge=1, le=MAX_RATE_BURST)] | None = None
 
 
 _KEY_EXAMPLE = '{"name": "ci", "scopes": ["ingest", "read"], "sigv4": false}'
