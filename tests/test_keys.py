@@ -186,3 +186,24 @@ def test_a_rate_limit_that_is_not_a_positive_number_is_refused(tmp_path: Path, r
             store.create("bursting", frozenset({"read"}), rate_limit=1, rate_burst=10**20)  # (SQLite's int: a 500)
     finally:
         store.close()
+
+
+def test_a_start_with_no_active_key_or_no_admin_key_says_so_and_how_to_make_one(tmp_path: Path) -> None:
+    """A data dir whose first key was made with `loglake keys create`, or whose admin key was revoked, gets no
+    first-start key: the server started with its `listening on` line alone, and every request was refused."""
+    store = KeyStore(tmp_path)
+    try:
+        store.create("reader", frozenset({"read"}))
+        said = io.StringIO()
+        assert ensure_first_key(Settings(data_dir=tmp_path), said) is None
+        assert "warning: no active admin key" in said.getvalue()
+        assert "keys create --name admin --scopes admin --data-dir" in said.getvalue()
+        store.revoke("reader")
+        said = io.StringIO()
+        assert ensure_first_key(Settings(data_dir=tmp_path), said) is None
+        assert said.getvalue().startswith("warning: no active API key: every request will be refused (401)")
+        store.create("admin", frozenset({"admin"}))
+        said = io.StringIO()
+        assert ensure_first_key(Settings(data_dir=tmp_path), said) is None and said.getvalue() == ""
+    finally:
+        store.close()

@@ -21,7 +21,7 @@ from loglake.api.app import LoglakeApp
 from loglake.cli_options import DEFAULT_URL, path_from_here
 from loglake.config import ConfigError, Settings, env_name
 from loglake.http_protocol import HttpProtocol
-from loglake.keys import KeyStore
+from loglake.keys import ApiKey, KeyStore
 from loglake.locks import HeldElsewhere, owned_lock
 from loglake.private_files import private_dir
 
@@ -33,9 +33,11 @@ def ensure_first_key(settings: Settings, out: TextIO) -> str | None:
     store = KeyStore(settings.data_dir)
     try:
         new = store.create_first("admin", frozenset({"admin"}))
+        active = [] if new is not None else store.list()
     finally:
         store.close()
     if new is None:
+        _say_missing_keys(active, settings, out)
         return None
     base = f"http://{_url_host(settings.host)}:{settings.port}"
     point = ""  # the commands' --url default is not this server: say how to point them at it
@@ -64,6 +66,24 @@ The web UI: open {base}/ui/ in a browser and sign in with the key.
         flush=True,
     )
     return new.secret
+
+
+def _say_missing_keys(active: list[ApiKey], settings: Settings, out: TextIO) -> None:
+    """Warn of a data dir whose keys were made (or revoked) so that nobody can use the server, or manage its keys
+    over HTTP: the first start makes an admin key only in a data dir that never had one."""
+    create = (
+        f"{loglake_command()} keys create --name admin --scopes admin --data-dir {shlex.quote(str(settings.data_dir))}"
+    )
+    if not active:
+        print(
+            f"warning: no active API key: every request will be refused (401). Create one:\n\n    {create}\n", file=out
+        )
+    elif not any("admin" in key.scopes for key in active):
+        print(
+            "warning: no active admin key: keys can be managed only with `loglake keys` on this machine, not over"
+            f" HTTP or in the web UI. Create one:\n\n    {create}\n",
+            file=out,
+        )
 
 
 def loglake_command() -> str:
