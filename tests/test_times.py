@@ -132,6 +132,18 @@ async def test_a_record_timestamp_in_microseconds_is_told_to_be_milliseconds(cli
     )
 
 
+async def test_a_too_early_or_too_late_timestamp_is_named_as_sent_with_advice_that_works(
+    client: httpx.AsyncClient,
+) -> None:
+    """An ISO time before 1973 was named as epoch ms ("0 is before"); a number too large even as nanoseconds was
+    told to be sent as a millisecond value in the year 5138, which is refused too."""
+    early = await client.post("/logs", json={"message": "m", "timestamp": "1970-01-01T00:00:00Z"})
+    assert early.json()["error"]["details"][0]["reason"] == "'1970-01-01T00:00:00Z' is before 1973-03-03"
+    late = await client.post("/logs", json={"message": "m", "timestamp": 99999999999999999})
+    assert late.json()["error"]["details"][0]["reason"] == "is more than 24 h in the future (check the clock)"
+    assert (late.status_code, early.status_code) == (400, 400)
+
+
 async def test_a_record_timestamp_of_digits_in_a_string_is_told_to_be_a_number(client: httpx.AsyncClient) -> None:
     """Not "month must be in 1..12", which Python's ISO reader says of 13 digits."""
     response = await client.post("/logs", json={"message": "m", "timestamp": "1796403000000"})

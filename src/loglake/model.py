@@ -274,11 +274,12 @@ def _check_timestamp(index: int, value: Any, bounds: TimeBounds, problems: list[
         )
         return now_ms
     if ts < SMALLEST_PLAUSIBLE_MS:
-        hint = "; it looks like epoch seconds, send milliseconds" if ts > 0 else ""
-        problems.append(Problem(index, "timestamp", f"{ts} is before 1973-03-03{hint}"))
+        hint = "; it looks like epoch seconds, send milliseconds" if ts > 0 and type(value) is int else ""
+        shown = repr(value) if type(value) is str else value  # (as sent: "0" named no time that was sent)
+        problems.append(Problem(index, "timestamp", f"{shown} is before 1973-03-03{hint}"))
     elif ts > bounds.latest_ms:
         finer = finer_unit(ts) if ts >= LATEST_MS else None
-        if finer is not None:  # the clock is right, the unit is not
+        if finer is not None and finer[1] <= bounds.latest_ms:  # the clock is right, the unit is not
             unit, in_ms = finer
             problems.append(Problem(index, "timestamp", f"{ts} looks like epoch {unit}; send milliseconds ({in_ms})"))
         else:
