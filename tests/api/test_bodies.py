@@ -312,3 +312,32 @@ def test_a_json_api_body_is_bounded_well_below_a_batch_of_records(
     assert error["code"] == "payload_too_large" and str(JSON_BODY_BYTES) in error["message"]
     assert "send less in one request" in error["message"]  # (not to split it into batches: it is no batch)
     assert ("after decompression" in error["message"]) is gzipped
+
+
+async def test_post_logs_counts_an_empty_body_and_one_of_another_media_type(client: httpx.AsyncClient) -> None:
+    """Both are refused whole (400, 415): loglake_bodies_rejected_total counted neither."""
+    assert (await client.post("/logs", content=b"  ", headers={"content-type": "application/json"})).status_code == 400
+    assert (await client.post("/logs", content=b"{}", headers={"content-type": "text/plain"})).status_code == 415
+    metrics = (await client.get("/metrics")).text
+    assert 'loglake_bodies_rejected_total{code="empty_body"} 1' in metrics
+    assert 'loglake_bodies_rejected_total{code="unsupported_media_type"} 1' in metrics
+
+
+@pytest.mark.parametrize("charset", ["latin-1", "ISO-8859-1", '"windows-1252"'])
+async def test_a_json_body_in_another_charset_is_415_naming_it(client: httpx.AsyncClient, charset: str) -> None:
+    """It was read as UTF-8 and refused as "not valid JSON in UTF-8", its charset unsaid."""
+    for path in ("/logs", "/query"):
+        sent = await client.post(
+            path,
+            content='{"message": "caf\u00e9"}'.encode("latin-1"),
+            headers={"content-type": f"application/json; charset={charset}"},
+        )
+        assert sent.status_code == 415, sent.text
+        assert sent.json()["error"]["message"].startswith(f"charset {charset} is not accepted: JSON is UTF-8")
+    for utf8 in ("utf-8", "UTF8", '"utf-8"'):
+        stored = await client.post(
+            "/logs",
+            content='{"message": "caf\u00e9"}'.encode(),
+            headers={"content-type": f"application/json;charset={utf8}"},
+        )
+        assert stored.status_code == 201, stored.text

@@ -6,6 +6,7 @@ routes in key_routes.py."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -74,14 +75,18 @@ class Result:
 
 async def ingest(app: LoglakeApp, request: Request) -> Result:
     refuse_parameters(request, "POST /logs")
-    ndjson = _records_media_type(request)
     try:
+        ndjson = _records_media_type(request)
         parsed, counts = await checked_body(app, request, lambda body: _checked(app, body, ndjson))
     except InvalidBody as e:
         count_refused_body(app, e.code)
         raise ApiError(413 if e.too_large else 400, e.code, str(e), e.details) from None
     except InvalidRecords as e:
         raise _refused(app, e) from None
+    except ApiError as e:
+        if e.code in _REFUSED_BODIES:  # (the HTTP toolkit's refusals are counted by the app, HTTP_BODY_REFUSALS)
+            count_refused_body(app, e.code)
+        raise
     log_ids = await store(app, parsed, counts)
     if parsed.table is not None:
         return Result(201, _bulk_answer(parsed.table.column("log_id")), _JSON)
@@ -226,6 +231,8 @@ def count_refused_body(app: LoglakeApp, code: str) -> None:
     app.metrics.rejected_bodies.inc((code,))
 
 
+# POST /logs's own refusals of a body as a whole, besides InvalidBody's.
+_REFUSED_BODIES = frozenset({"empty_body", "unsupported_media_type"})
 # The refusals of a body as a whole that the HTTP toolkit makes before a route reads it (http.read_body and
 # decode_content: too large, not gzip, another encoding), whatever the route.
 HTTP_BODY_REFUSALS = frozenset({"payload_too_large", "bad_gzip", "unsupported_encoding"})
@@ -257,9 +264,27 @@ def _rejection_reason(field: str) -> str:
     return field if field in RECORD_FIELDS else "unknown_field"
 
 
+def json_media_type(request: Request) -> str:
+    """The body's media type, lowercase, without its parameters; 415 when it names a charset other than UTF-8 (JSON
+    is UTF-8, RFC 8259: a Latin-1 body was read as UTF-8 and refused as "not valid JSON in UTF-8")."""
+    media_type, _, parameters = request.header(b"content-type").partition(";")
+    charset = _CHARSET.search(parameters)
+    if charset is not None and charset[1].strip('"').lower() not in _UTF8_NAMES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"charset {charset[1]} is not accepted: JSON is UTF-8; send the body in UTF-8 (charset=utf-8, or none)",
+        )
+    return media_type.strip().lower()
+
+
+_CHARSET = re.compile(r"(?i)\bcharset\s*=\s*(\"[^\"]*\"|[^;\s]*)")
+_UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii"})  # (ASCII is UTF-8)
+
+
 def _records_media_type(request: Request) -> bool:
     """True for NDJSON, False for JSON; 415 for anything else."""
-    content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
+    content_type = json_media_type(request)
     if content_type in NDJSON_TYPES:
         return True
     if content_type in JSON_TYPES:
@@ -400,7 +425,7 @@ def json_body_limit(settings: Settings) -> int:
 def json_body(app: LoglakeApp, request: Request, example: str) -> dict:
     """The body as one JSON object: 415 if it is not sent as JSON, 400 (with `example`) if it is not one, 413 past
     json_body_limit once inflated."""
-    content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
+    content_type = json_media_type(request)
     if content_type not in JSON_TYPES:
         raise ApiError(
             415,
