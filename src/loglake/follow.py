@@ -48,11 +48,11 @@ class FollowPage:
 
 def follow_query(params: Mapping[str, str], now_ms: int) -> FollowQuery | None:
     """The follow that the parameters ask for, None when they ask for none; InvalidQuery naming the problems."""
-    if "follow" not in params and "after" not in params:
+    if "after" not in params and params.get("follow", "").lower() in ("false", "0", ""):  # (recent records alone)
         return None
     problems = []
-    if params.get("follow", "true").lower() != "true":
-        problems.append(Problem(-1, "follow", "must be true (leave it out for recent records alone)"))
+    if params.get("follow", "true").lower() not in ("true", "1"):
+        problems.append(Problem(-1, "follow", "must be true or false (false or leaving it out: recent records alone)"))
     if "after" not in params and params.get("until"):
         problems.append(Problem(-1, "until", UNTIL_WITH_FOLLOW))
     after = None

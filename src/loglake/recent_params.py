@@ -83,8 +83,8 @@ def parse_recent_params(params: Mapping[str, str], now_ms: int, also_known: tupl
 
     for name in ("service", "log_type"):
         value = params.get(name)
-        if value is not None and not is_valid_name(value):  # no record has such a name: say so, not "none found"
-            bad(name, "must not be empty" if not value else NAME_RULE)
+        if value and not is_valid_name(value):  # no record has such a name: say so, not "none found"
+            bad(name, NAME_RULE)  # (empty: not given, as every other filter's; a form sends its empty fields)
 
     if problems:
         raise InvalidQuery(problems)

@@ -276,8 +276,10 @@ class LogService:
         return self.record_search
 
     def recent_query(self, params: Mapping[str, str]) -> RecentQuery:
-        """Build a RecentQuery from string parameters (HTTP query or CLI), or raise InvalidQuery."""
-        return parse_recent_params(params, self.now_ms(), also_known=FOLLOW_PARAMS)
+        """Build a RecentQuery from string parameters (HTTP query or CLI), or raise InvalidQuery. (`follow` that
+        follow_query found to ask for no follow, `false`, is left out.)"""
+        without_follow = {name: value for name, value in params.items() if name != "follow"}
+        return parse_recent_params(without_follow, self.now_ms(), also_known=FOLLOW_PARAMS)
 
 
 def _announce(arrivals: Arrivals, records: Sequence[NewRecord], write: Future[list[bytes]]) -> None:

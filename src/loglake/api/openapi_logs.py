@@ -216,7 +216,11 @@ LOG_PATHS = {
                 query("q", "case-insensitive substring of the message"),
                 PAGE_LIMIT,
                 query("cursor", "next_cursor of the previous page"),
-                query("follow", "true: also answer a follow_cursor", {"type": "string", "enum": ["true"]}),
+                query(
+                    "follow",
+                    "true: also answer a follow_cursor (false, as without it: not)",
+                    {"type": "string", "enum": ["true", "false"]},
+                ),
                 query("after", "follow_cursor of the previous answer: what arrived since"),
             ],
             "responses": {
