@@ -646,3 +646,26 @@ async def test_a_record_older_than_the_retention_is_refused_not_accepted_then_de
                 assert app.lake.expire() == []  # what ingest took, retention keeps
     finally:
         app.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "meant"),
+    [
+        ("GET", "/metric", 404, "/metrics"),  # (taken for an Elasticsearch index: index_not_found_exception)
+        ("POST", "/log", 405, "/logs"),  # (an index's method Elasticsearch does not serve)
+        ("GET", "/logs/recentt", 404, "/logs/recent"),  # (taken for a log id)
+        ("GET", "/logs/recent/x", 404, "/logs/recent"),
+        ("GET", "/alertz/a/b", 404, None),
+    ],
+)
+async def test_a_mistyped_path_is_told_the_path_it_likely_meant(
+    client: httpx.AsyncClient, method: str, path: str, status: int, meant: str | None
+) -> None:
+    """A mistyped path reaches a template (an Elasticsearch index's calls, a log id) and was answered in its terms
+    alone ("no such index [metric]")."""
+    response = await client.request(method, path, json={"message": "m"} if method == "POST" else None)
+    assert response.status_code == status, response.text
+    if meant is None:
+        assert "did you mean" not in response.text
+    else:
+        assert f"(did you mean {meant}?)" in response.text

@@ -118,7 +118,7 @@ async def index_get(app: LoglakeApp, request: Request, index: str) -> Result:
     `PUT /{index}`, which is acknowledged, and goes on; a mistyped loglake path (`GET /logz`) is not told that
     some index exists."""
     _index_call(request, index, elastic_params.INDEX_GET_PARAMS)
-    reason = f"no such index [{index}]: {_NO_INDICES}"
+    reason = f"no such index [{index}]: {_NO_INDICES}{app.router.did_you_mean(request.path)}"
     raise ElasticError(404, "index_not_found_exception", reason, headers=[PRODUCT])
 
 
@@ -141,6 +141,7 @@ async def index_refused(app: LoglakeApp, request: Request, index: str) -> Result
     else:
         _index_call(request, index, frozenset(request.query))  # any parameter: the method is what is wrong
         reason = f"Incorrect HTTP method for uri [{request.path}] and method [{request.method}], allowed: [{_ALLOW}]"
+        reason += app.router.did_you_mean(request.path)  # (`POST /log`: loglake's own POST /logs was meant)
     raise ElasticError(405, ERROR_TYPES[405], reason, headers=[PRODUCT, (b"allow", _ALLOW.encode())])
 
 

@@ -30,6 +30,7 @@ from loglake.api import (
     ui_routes,
 )
 from loglake.api.http import ApiError, Request
+from loglake.spelling import typo_of
 
 if TYPE_CHECKING:
     from loglake.config import Settings
@@ -159,6 +160,13 @@ class Router:
             by_template.setdefault(route.template, {})[route.method] = route
         self.templated = [(_template_pattern(template), routes) for template, routes in templated.items()]
 
+    def did_you_mean(self, path: str) -> str:
+        """ " (did you mean /logs?)" for a path one or two typos from one of loglake's own exact paths (`/metric`,
+        `/logs/recentt`), else "": said where a mistyped path reached a template instead (an Elasticsearch index,
+        a log id) or no route at all."""
+        meant = typo_of(path, self.exact)
+        return f" (did you mean {meant[0]}?)" if meant else ""
+
     def match(self, method: str, path: str) -> tuple[Route, tuple[str, ...]]:
         method = "GET" if method == "HEAD" else method  # the server drops a HEAD's body
         by_method = self.exact.get(path)
@@ -173,7 +181,7 @@ class Router:
                     if method in routes:
                         break
             if by_method is None:
-                raise ApiError(404, "not_found", f"no route {path}; see /docs")
+                raise ApiError(404, "not_found", f"no route {path}{self.did_you_mean(path)}; see /docs")
         route = by_method.get(method)
         if route is None:
             allow = ", ".join(sorted(by_method)).encode()

@@ -340,7 +340,7 @@ async def get_log(app: LoglakeApp, request: Request, log_id: str) -> Result:
                 404,
                 "not_found",
                 f"no log with id {quoted(log_id)}: it is not a log id ({len(log_id)} characters); log ids are"
-                " UUIDs, 36 characters (a logId, or the id its client sent)",
+                f" UUIDs, 36 characters (a logId, or the id its client sent){app.router.did_you_mean(request.path)}",
             ) from None
         raise ApiError(404, "not_found", f"no log with id {quoted(log_id)}")
     return Result(200, record_to_dict(record))
