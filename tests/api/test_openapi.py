@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import httpx
+import jsonschema
+import pytest
 
 from loglake.api import ui_routes
 from loglake.api.app import LoglakeApp
@@ -73,3 +75,27 @@ async def test_the_icon_browsers_ask_for_unasked_is_served_without_a_key(app: Lo
     assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
     assert icon.content == (STATIC / "icon.svg").read_bytes()
     assert "<link rel=icon href=/favicon.ico type=image/svg+xml>" in page.text
+
+
+def _schema(spec: dict, path: str, method: str, status: str) -> dict:
+    return spec["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+
+
+async def test_the_answers_of_keys_and_health_are_as_documented(client: httpx.AsyncClient, app: LoglakeApp) -> None:
+    """Their schemas were missing (and the key spec's required name and closed fields unsaid): checked against
+    what the server answers and refuses, by a JSON Schema validator."""
+    spec = (await client.get("/openapi.json")).json()
+    created = await client.post("/admin/keys", json={"name": "documented", "scopes": ["read"], "rate_limit": 2})
+    jsonschema.validate(created.json(), _schema(spec, "/admin/keys", "post", "201"))
+    listed = await client.get("/admin/keys", params={"all": "true"})
+    jsonschema.validate(listed.json(), _schema(spec, "/admin/keys", "get", "200"))
+    health = (await client.get("/healthz")).json()
+    assert set(health) > {"status", "reason", "version"}  # (with a read key: the details)
+    jsonschema.validate(health, _schema(spec, "/healthz", "get", "200"))
+    async with asgi_client(app, None) as anonymous:
+        jsonschema.validate((await anonymous.get("/healthz")).json(), _schema(spec, "/healthz", "get", "200"))
+    body = spec["paths"]["/admin/keys"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    for refused in ({"scopes": ["read"]}, {"name": "x", "owner": "me"}, {"name": "x", "rate_limit": 1e10}):
+        assert (await client.post("/admin/keys", json=refused)).status_code == 400
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(refused, body)

@@ -32,12 +32,45 @@ from loglake.api.openapi_common import (
 from loglake.api.openapi_docs import render_docs
 from loglake.api.openapi_logs import LOG_PATHS, RECORD_IN, RECORD_OUT
 from loglake.api.routes import Result, refuse_parameters
-from loglake.keys import SCOPES
+from loglake.keys import MAX_RATE_BURST, MAX_RATE_LIMIT, SCOPES
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
     from loglake.api.http import Request
 
+
+_TRUE_OR_FALSE = {"type": "string", "enum": ["true", "false"]}
+_KEY = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "kind": {"type": "string", "enum": ["bearer", "sigv4"]},
+        "scopes": {"type": "array", "items": {"type": "string", "enum": list(SCOPES)}},
+        "hint": {"type": "string", "description": "the secret's first characters (or the access key id's)"},
+        "created_at": {"type": "integer", "description": "epoch seconds"},
+        "revoked_at": {"type": ["integer", "null"], "description": "epoch seconds; null while active"},
+        "rate_limit": {"type": ["number", "null"], "description": "its own requests/s; null: the server's"},
+        "rate_burst": {"type": ["integer", "null"], "description": "its own burst; null: the server's"},
+    },
+}
+_KEYS_ANSWER = {"type": "object", "properties": {"keys": {"type": "array", "items": _KEY}}}
+_NEW_KEY = {
+    **_KEY,
+    "properties": {
+        **_KEY["properties"],
+        "secret": {"type": "string", "description": "shown only in this answer: only its hash is kept"},
+        "access_key_id": {"type": "string", "description": "a SigV4 key's (with the secret as its secret key)"},
+    },
+}
+_HEALTH = {
+    "type": "object",
+    "required": ["status", "reason"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "degraded"]},
+        "reason": {"type": ["string", "null"], "description": "why it is degraded (null: ok)"},
+    },
+    "description": "with a read key, also version, store, auth, deliveries, amplify, rules and lake",
+}
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -163,22 +196,41 @@ SPEC: dict[str, Any] = {
                 "alerts.db cannot be read",
                 "security": [],
                 "responses": {
-                    "200": {"description": "healthy"},
+                    "200": {
+                        "description": "healthy (`ok`), or working with a problem to look at (`degraded`)",
+                        "content": {"application/json": {"schema": _HEALTH}},
+                    },
                     "400": error_response("A query parameter: it takes none"),
-                    "503": {"description": "storage unwritable"},
+                    "503": {
+                        "description": "storage unwritable (`unavailable`)",
+                        "content": {"application/json": {"schema": _HEALTH}},
+                    },
                 },
             }
         },
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics (read scope)",
-                "responses": {"200": {"description": "text exposition format"}},
+                "responses": {
+                    "200": {
+                        "description": "text exposition format",
+                        "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}},
+                    }
+                },
             }
         },
         "/admin/keys": {
             "get": {
                 "summary": "List active API keys (admin scope; ?all=true includes revoked)",
-                "responses": {"200": {"description": "keys, never their secrets"}},
+                "parameters": [
+                    query("all", "true: revoked keys too (false, the default: active ones)", _TRUE_OR_FALSE),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "keys, never their secrets",
+                        "content": {"application/json": {"schema": _KEYS_ANSWER}},
+                    }
+                },
             },
             "post": {
                 "summary": "Create a key; the secret is in this response only (admin scope)",
@@ -187,23 +239,39 @@ SPEC: dict[str, Any] = {
                         "application/json": {
                             "schema": {
                                 "type": "object",
+                                "required": ["name"],
+                                "additionalProperties": False,
                                 "properties": {
                                     "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
                                     "scopes": {
                                         "type": "array",
                                         "minItems": 1,
                                         "items": {"type": "string", "enum": list(SCOPES)},
+                                        "default": ["ingest"],
                                     },
-                                    "sigv4": {"type": "boolean"},
-                                    "rate_limit": {"type": "number", "exclusiveMinimum": 0},
-                                    "rate_burst": {"type": "integer", "minimum": 1},
+                                    "sigv4": {"type": "boolean", "default": False},
+                                    "rate_limit": {
+                                        "type": ["number", "null"],
+                                        "exclusiveMinimum": 0,
+                                        "maximum": MAX_RATE_LIMIT,
+                                        "description": "requests/s; none: the server's",
+                                    },
+                                    "rate_burst": {
+                                        "type": ["integer", "null"],
+                                        "minimum": 1,
+                                        "maximum": MAX_RATE_BURST,
+                                        "description": "none: a second's worth of rate_limit, else the server's",
+                                    },
                                 },
                             }
                         }
                     }
                 },
                 "responses": {
-                    "201": {"description": "the new key and its secret"},
+                    "201": {
+                        "description": "the new key and its secret (and a SigV4 key's access_key_id)",
+                        "content": {"application/json": {"schema": _NEW_KEY}},
+                    },
                     "409": error_response("An active key has that name (revoke it first or pick another)"),
                 },
             },
