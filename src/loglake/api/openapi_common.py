@@ -4,6 +4,7 @@ responses, query parameters, and the schemas and filters many operations share."
 from __future__ import annotations
 
 from loglake.config import JSON_BODY_SIZE
+from loglake.ingest import MAX_DETAILS
 from loglake.model import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, NAME_PATTERN, SEVERITY_NAMES
 from loglake.times import FORMS
 
@@ -34,7 +35,12 @@ ERROR = {
             "properties": {
                 "code": {"type": "string"},
                 "message": {"type": "string"},
-                "details": {"type": "array", "items": {"type": "object"}},
+                "details": {
+                    "type": "array",
+                    "items": {"type": "object"},
+                    "description": "each problem: index (of the record; -1 for none, as a query parameter's), field,"
+                    f" reason; at most {MAX_DETAILS}, then one with index -1 saying how many more",
+                },
             },
         }
     },
