@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,7 @@ import pytest
 import sqlglot
 
 from loglake.api.app import LoglakeApp
-from loglake.config import Settings
+from loglake.config import ConfigError, Settings
 from loglake.lake.lake import EXPIRE_EVERY_TURNS
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.times import DAY_MS
@@ -261,3 +262,31 @@ def test_catalog_ddl_prints_athena_tables() -> None:
     assert "s3://my-lake/logs/type=amplify_access/app=${app}/date=${date}/" in amplify.sql(dialect="athena")
     bad = run("catalog", "ddl", "--location", "/not/s3")
     assert bad.exit_code == 1 and "s3://" in bad.output
+
+
+def test_a_data_dir_whose_lake_is_in_s3_refuses_commands_that_name_no_bucket(tmp_path: Path) -> None:
+    """`loglake flush` without the server's LOGLAKE_LAKE_* settings wrote parts into a folder of the data dir while
+    its catalog listed the bucket's files; compaction then failed on them, and the server's queries broke."""
+    from loglake.lake.location import LOCATION_FILE, check_lake_location
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    SQLiteHotStore(data_dir / "hot.db").close()
+    s3 = Settings(data_dir=data_dir, lake_bucket="trial-lake", lake_prefix="/loglake/", lake_endpoint="http://s3:9")
+    check_lake_location(s3)  # (as the server's start does: the first lake opened is the data dir's)
+    assert (data_dir / LOCATION_FILE).stat().st_mode & 0o777 == 0o600
+    check_lake_location(replace(s3, lake_prefix="loglake", lake_endpoint="http://127.0.0.1:9"))  # the same lake
+    for command in (["flush", "--all"], ["compact"], ["query", "SELECT 1"], ["tables"]):
+        refused = run(*command, "--data-dir", str(data_dir))
+        assert refused.exit_code != 0, (command, refused.output)
+        assert "holds the catalog of s3://trial-lake/loglake (endpoint http://s3:9)" in refused.output, refused.output
+        assert "LOGLAKE_LAKE_BUCKET=trial-lake LOGLAKE_LAKE_PREFIX=loglake LOGLAKE_LAKE_ENDPOINT=http://s3:9" in (
+            refused.output
+        )
+        assert "Traceback" not in refused.output
+    assert not (data_dir / "lake").exists()  # (nothing written to a lake of its own)
+    local = tmp_path / "local"
+    local.mkdir()
+    check_lake_location(Settings(data_dir=local))
+    with pytest.raises(ConfigError, match=r"holds the catalog of the folder .*local/lake, but these settings name s3"):
+        check_lake_location(replace(s3, data_dir=local))

@@ -26,6 +26,7 @@ from loglake.lake.bulk import BulkWriter
 from loglake.lake.compact import TIER_FILES, Background, Compactor, CompactReport
 from loglake.lake.flush import Flusher, FlushReport
 from loglake.lake.layout import day_of
+from loglake.lake.location import check_lake_location
 from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.query import QueryEngine
@@ -97,7 +98,9 @@ class MaintenanceReport:
 
 
 def object_store(settings: Settings) -> ObjectStore:
-    """The lake's storage from the settings: an S3 bucket when one is named, else the data dir's folder."""
+    """The lake's storage from the settings: an S3 bucket when one is named, else the data dir's folder; ConfigError
+    when the data dir's catalog lists another lake's files (location.py)."""
+    check_lake_location(settings)
     if not settings.lake_bucket:
         return LocalObjectStore(settings.lake_dir)
     import boto3
