@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from loglake.config import Settings
 from loglake.lake.objectstore import (
     UNFINISHED_AFTER_SECONDS,
     LocalObjectStore,
@@ -179,3 +184,53 @@ def test_local_publish_file_copies_across_file_systems(tmp_path: Path) -> None:
     published = tmp_path / "lake" / "k" / "part.parquet"
     assert published.read_bytes() == b"rows from elsewhere"
     assert published.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.fixture
+def hung_endpoint() -> Iterator[str]:
+    """An S3 endpoint that takes connections and never answers (a store stopped with SIGSTOP, as a trial did)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    taken: list[socket.socket] = []
+    stop = threading.Event()
+
+    def take() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                taken.append(listener.accept()[0])
+
+    thread = threading.Thread(target=take, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in taken:
+        connection.close()
+    listener.close()
+
+
+def test_a_hung_s3_store_fails_a_write_and_a_read_within_the_timeouts(
+    hung_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore's defaults (60 s a try, 5 tries) held a write for 6 minutes; the lake's client and its pyarrow
+    filesystem both give up after S3_READ_TIMEOUT_S a try, S3_ATTEMPTS tries (made short here)."""
+    from loglake.lake import objectstore
+    from loglake.lake.lake import object_store
+
+    monkeypatch.setattr(objectstore, "S3_READ_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(objectstore, "S3_ATTEMPTS", 2)
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "k"),
+        ("AWS_SECRET_ACCESS_KEY", "s"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        monkeypatch.setenv(name, value)
+    store = object_store(Settings(data_dir=tmp_path, lake_bucket="lake", lake_endpoint=hung_endpoint))
+    started = time.monotonic()
+    with pytest.raises(ObjectStoreError, match=r"cannot put s3://lake/type=app_logs/x\.parquet"):
+        store.put("type=app_logs/x.parquet", b"parquet")
+    assert time.monotonic() - started < 10
+    started = time.monotonic()
+    with pytest.raises(OSError):
+        store.arrow_filesystem().open_input_file(store.arrow_path("type=app_logs/x.parquet"))
+    assert time.monotonic() - started < 10

@@ -28,7 +28,7 @@ from loglake.lake.flush import Flusher, FlushReport
 from loglake.lake.layout import day_of
 from loglake.lake.location import check_lake_location
 from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_files
-from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore, s3_client_config
 from loglake.lake.query import QueryEngine
 from loglake.lake.query_limits import QueryLimits
 from loglake.lake.recent_reader import LakeRecentReader
@@ -106,7 +106,7 @@ def object_store(settings: Settings) -> ObjectStore:
     import boto3
 
     session = boto3.session.Session(region_name=settings.lake_region or None)
-    client = session.client("s3", endpoint_url=settings.lake_endpoint or None)
+    client = session.client("s3", endpoint_url=settings.lake_endpoint or None, config=s3_client_config())
     return S3ObjectStore(client, settings.lake_bucket, settings.lake_prefix, credentials=session.get_credentials())
 
 

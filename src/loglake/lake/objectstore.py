@@ -209,6 +209,25 @@ class LocalObjectStore(ObjectStore):
             folder = folder.parent
 
 
+# How long an S3 call waits to connect, and for an answer once connected, before it is tried again (S3_ATTEMPTS in
+# all). botocore's defaults (60 s each, 5 attempts) held a POST /logs for 6 minutes against a store that had hung,
+# while the server said it was well; now such a write is refused (503) within about a minute and a half.
+S3_CONNECT_TIMEOUT_S = 5.0
+S3_READ_TIMEOUT_S = 30.0
+S3_ATTEMPTS = 3
+
+
+def s3_client_config() -> Any:
+    """The botocore Config of the lake's S3 client: the timeouts and attempts above."""
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=S3_CONNECT_TIMEOUT_S,
+        read_timeout=S3_READ_TIMEOUT_S,
+        retries={"max_attempts": S3_ATTEMPTS, "mode": "standard"},
+    )
+
+
 class S3ObjectStore(ObjectStore):
     """Any S3-compatible endpoint. Pass a boto3 S3 client (made with the standard credential chain,
     endpoint and region), so tests and callers choose the endpoint."""
@@ -225,7 +244,11 @@ class S3ObjectStore(ObjectStore):
         """A pyarrow S3 filesystem for the same endpoint, region and credentials as the client."""
         from pyarrow import fs
 
-        options: dict[str, Any] = {"region": self.client.meta.region_name}
+        options: dict[str, Any] = {
+            "region": self.client.meta.region_name,
+            "connect_timeout": S3_CONNECT_TIMEOUT_S,
+            "request_timeout": S3_READ_TIMEOUT_S,
+        }
         endpoint = urlsplit(self.client.meta.endpoint_url)
         if endpoint.hostname and not endpoint.hostname.endswith(".amazonaws.com"):
             options |= {"endpoint_override": endpoint.netloc, "scheme": endpoint.scheme}

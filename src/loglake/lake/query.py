@@ -56,6 +56,9 @@ from loglake.private_files import private_dir
 from loglake.store.sqlite import SQLiteHotStore
 
 INTERNAL_CONNECTIONS = 2
+# DuckDB's error when the Arrow stream of a lake read through pyarrow (an S3 lake's files) fails with an I/O error:
+# a storage that is down or slow, which a 400 (query_failed) blamed on the query.
+_ARROW_READ_FAILED = re.compile(r"reading the stream registered as .* failed: (IOError|OSError)")
 
 
 @dataclass(frozen=True)
@@ -292,6 +295,8 @@ class QueryEngine:
                 except duckdb.IOException as e:  # the users' SQL reaches no files but the lake's (no external access)
                     raise self._unreadable(e) from None
                 except duckdb.Error as e:
+                    if _ARROW_READ_FAILED.search(str(e)):  # an S3 lake's files, read by pyarrow: storage, not SQL
+                        raise self._unreadable(e) from None
                     error = client_error(e)
                     raise QueryError(error.code, self._hide_server_paths(error.message)) from None
             profile = json.loads(cursor.get_profiling_information(format="json") or "{}")
