@@ -42,3 +42,9 @@ def test_a_server_flushes_into_an_s3_lake_and_queries_it(
         result = api.post("/query", json={"sql": "SELECT count(*), min(message), max(date) FROM logs"}).json()
         assert result["rows"][0][:2] == [100, "to the bucket 0"]
         assert api.get(f"/logs/{ids[42]}").json()["message"] == "to the bucket 42"
+        # A lake file gone from the bucket (a store that fails, or a hand that removed it): the storage's fault,
+        # 503 to retry, as for a local lake's file; it was a 400 query_failed that blamed the SQL.
+        client.delete_object(Bucket=bucket, Key=part)
+        gone = api.post("/query", json={"sql": "SELECT count(*) FROM logs"})
+        assert gone.status_code == 503, gone.text
+        assert gone.json()["error"]["message"].startswith("a lake file could not be read from storage")
