@@ -310,6 +310,16 @@ def test_send_survives_bytes_that_are_not_utf8(server: ServerProcess, admin_key:
     assert sorted(messages) == ["caf\ufffd au lait", "plain ascii"]
 
 
+def test_send_of_a_file_name_says_how_to_send_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`loglake send app.log` stored one record whose message was "app.log" (a trial): refused, before any
+    server is asked, saying how to send its lines."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "app.log").write_text('{"message": "a line"}\n')
+    result = run("send", "app.log", "--url", "http://127.0.0.1:9")
+    assert result.exit_code == 2, result.output
+    assert "'app.log' is a file: to send its lines, run `loglake send < app.log`" in result.output
+
+
 def test_send_joins_message_words(server: ServerProcess, admin_key: str, api: httpx.Client):
     marker = unique("words")
     result = run("send", "--url", server.url, "--api-key", admin_key, marker, "and", "more")

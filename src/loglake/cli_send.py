@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shlex
 import signal
 import stat
 import sys
@@ -82,6 +83,11 @@ def send(
     _check_defaults(defaults)
     if message and not " ".join(message).strip():
         raise click.UsageError("MESSAGE is empty")
+    if len(message) == 1 and os.path.isfile(message[0]):  # (it was sent as a record whose message is its name)
+        raise click.UsageError(
+            f"{message[0]!r} is a file: to send its lines, run `loglake send < {shlex.quote(message[0])}` "
+            "(MESSAGE is the text of one record)"
+        )
     if not message and sys.stdin.isatty():
         click.echo("reading records from stdin (Ctrl-D ends); give a MESSAGE to send just one", err=True)
     reader = None if message else LineReader(sys.stdin.buffer, _now_ms)
