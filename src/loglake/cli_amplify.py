@@ -176,6 +176,8 @@ def report(
 
         now_ms = _now_ms()
         since_ms, until_ms = _query_time(since, "--since", now_ms), _query_time(until or "now", "--until", now_ms)
+        if until_ms <= since_ms:  # (as GET /amplify/reports refuses it: it printed seven empty reports)
+            raise click.UsageError("--until must be after --since")
         with local_lake(data_dir) as lake:
             known = apps_with_rows(lake.store.read)
             if app_name not in known:

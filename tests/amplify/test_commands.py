@@ -189,6 +189,9 @@ def test_import_and_reports_show_control_characters_in_the_file_escaped(tmp_path
     as_json = run_cli("amplify", "report", "--app", "danse_tech", "--data-dir", data, "--json", *week)
     (referrers,) = [r for r in json.loads(as_json.stdout) if r["name"] == "top_referrers"]
     assert referrers["rows"] == [["https://evil.example/\x1b]0;pwned\x07", 1]]  # exact
+    backwards = ["--since", "2026-11-08T00:00:00Z", "--until", "2026-11-01T00:00:00Z"]  # (seven empty reports)
+    refused = run_cli("amplify", "report", "--app", "danse_tech", "--data-dir", data, *backwards)
+    assert refused.exit_code == 2 and "--until must be after --since" in refused.output
 
 
 def imported(tmp_path: Path, count: int = 2_000) -> tuple[Path, list]:
