@@ -290,3 +290,16 @@ def test_a_data_dir_whose_lake_is_in_s3_refuses_commands_that_name_no_bucket(tmp
     check_lake_location(Settings(data_dir=local))
     with pytest.raises(ConfigError, match=r"holds the catalog of the folder .*local/lake, but these settings name s3"):
         check_lake_location(replace(s3, data_dir=local))
+
+
+@pytest.mark.parametrize("command", [["flush"], ["compact"], ["retention", "--dry-run"]])
+def test_maintenance_commands_take_the_default_data_dir_as_the_others_do(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They stopped with "Missing option '--data-dir'" where keys, query and ask take ./loglake-data."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LOGLAKE_DATA_DIR", raising=False)
+    (tmp_path / "loglake-data").mkdir()
+    SQLiteHotStore(tmp_path / "loglake-data" / "hot.db").close()
+    result = run(*command)
+    assert result.exit_code == 0, result.output

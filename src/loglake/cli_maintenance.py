@@ -18,7 +18,8 @@ maintenance_data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     envvar=env_name("data_dir"),
-    required=True,
+    default=Settings().data_dir,  # (as every other command's: a folder without loglake's data is refused)
+    show_default=True,
     help=f"loglake's data folder [env {env_name('data_dir')}]; lake settings come from LOGLAKE_* and LOGLAKE_CONFIG.",
 )
 
