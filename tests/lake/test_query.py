@@ -209,6 +209,13 @@ def test_only_reads_of_the_lakes_tables_are_allowed(
     assert not list(local_lake.root.glob("*.csv"))
 
 
+@pytest.mark.parametrize("sql", ["EXPLAIN SELECT 1", "EXPLAIN ANALYZE SELECT count(*) FROM logs"])
+def test_an_explain_statement_is_told_to_ask_for_the_plan(local_engine: QueryEngine, sql: str) -> None:
+    """It was refused as "only SELECT queries are allowed", with no word of the explain option."""
+    with pytest.raises(QueryError, match=r'send the SELECT alone with "explain": true \(loglake query --explain\)'):
+        local_engine.query(sql)
+
+
 def test_one_connection_serves_query_after_query_whatever_the_last_one_left(
     store: SQLiteHotStore, local_lake: LocalObjectStore, tmp_path: Path
 ) -> None:

@@ -269,7 +269,7 @@ def too_large(max_bytes: int, after_decompression: bool = False) -> ApiError:
     return ApiError(
         413,
         "payload_too_large",
-        f"the body is larger than {max_bytes} bytes{where}; send less in one request (records in smaller batches)",
+        f"the body is larger than {max_bytes} bytes{where}; send less in one request (records: in smaller batches)",
     )
 
 

@@ -63,6 +63,12 @@ def check_select(sql: str, tables: Collection[str] = tuple(TABLES)) -> dict:
         raise QueryError("invalid_query", _message(e)) from None
     if len(statements) != 1:
         raise QueryError("invalid_query", f"send exactly one statement, not {len(statements)}")
+    if statements[0].type == duckdb.StatementType.EXPLAIN:
+        raise QueryError(
+            "read_only",
+            'send the SELECT alone with "explain": true (loglake query --explain): it is run and its plan answered'
+            " with what each step read",
+        )
     if statements[0].type != duckdb.StatementType.SELECT:
         raise QueryError(
             "read_only",
