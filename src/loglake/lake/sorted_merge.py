@@ -336,6 +336,7 @@ def background_duckdb(spill_dir: Path, memory_mb: int) -> Any:
             "temp_directory": str(spill_dir),
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
+            "allocator_background_threads": True,  # (what a merge freed goes back to the system: query.py)
         }
     )
     con.execute("SET enable_progress_bar = false")  # else drawn on the output for a merge past 2 s
