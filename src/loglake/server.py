@@ -22,6 +22,7 @@ from loglake.cli_options import DEFAULT_URL, path_from_here
 from loglake.config import ConfigError, Settings, env_name
 from loglake.http_protocol import HttpProtocol
 from loglake.keys import ApiKey, KeyStore
+from loglake.lake.location import lake_description
 from loglake.locks import HeldElsewhere, owned_lock
 from loglake.private_files import private_dir
 
@@ -157,9 +158,10 @@ def _serve(settings: Settings, out: TextIO) -> None:
     _tune_gc()
     malloc.TrimWhenQuiet().start()  # what a burst of work freed goes back to the system once it is over
     auth = "API keys / SigV4" if settings.auth else "DISABLED (loopback only)"
+    lake = f", lake: {lake_description(settings)}" if settings.lake_bucket else ""  # (else the data dir's folder)
     print(
         f"loglake {__version__} listening on http://{_url_host(settings.host)}:{settings.port} "
-        f"(data: {settings.data_dir.resolve()}, auth: {auth}, durability: {settings.durability}). "
+        f"(data: {settings.data_dir.resolve()}{lake}, auth: {auth}, durability: {settings.durability}). "
         "Docs at /docs. Ctrl-C stops it.",
         file=out,
         flush=True,

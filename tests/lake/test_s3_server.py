@@ -26,6 +26,8 @@ def test_a_server_flushes_into_an_s3_lake_and_queries_it(
         *("--lake-region", "us-east-1", "--hot-window-seconds", "60", "--flush-interval-seconds", "0.2"),
     )
     server = server_factory(None, *lake_args, extra_env=aws)
+    # (the start line names the lake, not only the data dir: a trial ran commands without its settings)
+    assert f", lake: s3://{bucket}/{prefix} (endpoint {s3_server.endpoint})," in server.log_path.read_text()
     headers = {"authorization": f"Bearer {admin_key_of(server)}"}
     with httpx.Client(base_url=server.url, headers=headers, timeout=10) as api:
         old = int(time.time() * 1000) - 3 * DAY_MS

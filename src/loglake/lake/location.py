@@ -64,6 +64,11 @@ def _same_lake(kept: dict[str, str], named: dict[str, str]) -> bool:
     return (kept.get("bucket", ""), kept.get("prefix", "")) == (named["bucket"], named.get("prefix", ""))
 
 
+def lake_description(settings: Settings) -> str:
+    """Where the settings' lake is, for people: the folder, or s3://bucket/prefix and its endpoint."""
+    return _describe(_location(settings), settings)
+
+
 def _describe(location: dict[str, str], settings: Settings) -> str:
     if not location.get("bucket"):
         return f"the folder {settings.lake_dir}"
