@@ -488,7 +488,7 @@ def test_recent_and_search_say_on_stderr_when_no_record_matches(server: ServerPr
         nothing = run("search", word, *auth, "--service", service, *output)
         assert (nothing.exit_code, nothing.stdout) == (0, "")
         assert (
-            nothing.stderr == f'(no record matches "{word}" in the last 24 h; widen it with --since, e.g. --since 7d)\n'
+            nothing.stderr == f"(no record matches `{word}` in the last 24 h; widen it with --since, e.g. --since 7d)\n"
         )
         none_recent = run("recent", *auth, "--service", unique("absent"), "--since", "2h", "--until", "1h", *output)
         assert (none_recent.exit_code, none_recent.stdout) == (0, "")
@@ -498,7 +498,7 @@ def test_recent_and_search_say_on_stderr_when_no_record_matches(server: ServerPr
     # text with a colon reads as key:value: the answer names the keys and says to quote such text
     keyed = run("search", "at", "10:42:01", "-host.name:x", *auth, "--service", service, "--since", "1h")
     assert keyed.stderr == (
-        '(no record matches "at 10:42:01 -host.name:x" since 1h; 10:, host.name: named an attribute: quote text'
+        "(no record matches `at 10:42:01 -host.name:x` since 1h; 10:, host.name: named an attribute: quote text"
         " that holds a colon)\n"
     )
 

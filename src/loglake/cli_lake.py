@@ -122,7 +122,8 @@ def query(
     url: str,
     api_key: str | None,
 ) -> None:
-    """Run one SQL SELECT over the table `logs` (hot and lake records, each once); SQL '-' reads stdin.
+    """Run one SQL SELECT over `logs` (hot and lake records, each once) and the other tables `loglake tables`
+    lists (amplify_access, alerts); SQL '-' reads stdin.
 
     \b
     Examples:
@@ -329,7 +330,7 @@ def search(
     if not page["logs"]:
         keys = attribute_keys(params["q"])
         hint = f"; {', '.join(f'{k}:' for k in keys)} named an attribute: quote text that holds a colon" if keys else ""
-        say_none_found(f'matches "{params["q"]}"', since, until, hint)
+        say_none_found(f"matches `{params['q']}`", since, until, hint)  # (`: a search holds quotes)
     if page["next_cursor"] and not as_json:
         click.echo(f"(more: raise --limit, or narrow with --since/--until; {page['count']} shown)", err=True)
 
