@@ -157,7 +157,9 @@ class LogService:
             if reason is None:
                 raise
             where = str(e) if isinstance(e, ObjectStoreError) else f"{self.lake.store.path.parent}: {e}"
-            raise StoreUnavailable(f"the lake cannot accept writes: {reason}; nothing was written", where) from None
+            message = f"the lake cannot accept writes: {reason}; nothing was written"
+            # (a full disk is the data dir's, the hot store's too: in_lake for an object store's refusal alone)
+            raise StoreUnavailable(message, where, in_lake=isinstance(e, ObjectStoreError)) from None
 
     def get(self, log_id: str) -> StoredRecord | None:
         try:

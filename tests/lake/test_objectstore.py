@@ -234,3 +234,36 @@ def test_a_hung_s3_store_fails_a_write_and_a_read_within_the_timeouts(
     with pytest.raises(OSError):
         store.arrow_filesystem().open_input_file(store.arrow_path("type=app_logs/x.parquet"))
     assert time.monotonic() - started < 10
+
+
+async def test_a_lake_that_refuses_writes_keeps_healthz_503_until_it_takes_one(
+    hung_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk batch refused by an S3 lake that hung: /healthz said ok again at the next single record (a hot store
+    commit) or its own probe (of the hot store), while every bulk batch was still refused. Now only a write to the
+    lake, or /healthz's probe of it, clears it."""
+    from loglake.api import operation_routes
+    from loglake.api.app import LoglakeApp
+    from loglake.lake import objectstore
+    from tests.conftest import asgi_client, key_for
+
+    monkeypatch.setattr(objectstore, "S3_READ_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(objectstore, "S3_ATTEMPTS", 1)
+    monkeypatch.setattr(operation_routes, "STORAGE_RECHECK_AFTER_S", 0.2)
+    for name, value in (("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s"), ("AWS_DEFAULT_REGION", "eu-1")):
+        monkeypatch.setenv(name, value)
+    settings = Settings(data_dir=tmp_path / "data", access_log="off", lake_bucket="lake", lake_endpoint=hung_endpoint)
+    app = LoglakeApp.from_settings(settings)
+    try:
+        async with asgi_client(app, key_for(app, "admin")) as client:
+            bulk = [{"message": f"m{i}", "service": "bulk"} for i in range(5000)]  # (a part of its own: S3)
+            refused = await client.post("/logs", json=bulk)
+            assert refused.status_code == 503, refused.text
+            assert (await client.get("/healthz")).status_code == 503
+            assert (await client.post("/logs", json={"message": "one", "service": "single"})).status_code == 201
+            time.sleep(0.3)  # (past the recheck's interval: /healthz probes the store that refused)
+            health = await client.get("/healthz")
+            assert health.status_code == 503, health.text
+            assert "the lake cannot accept writes" in health.json()["store"]["error"]
+    finally:
+        app.close()

@@ -83,6 +83,7 @@ class LoglakeApp(RuntimeEvents):
         self.metrics = Metrics()
         self.process_figures = ProcessFigures()
         self.storage_error: str | None = None
+        self.storage_error_in_lake = False
         self.storage_checked_at = 0.0
         self.sessions = SessionStore(settings.data_dir, runtime.clock)  # web UI sign-ins (session_routes)
         self.auth = Authenticator(

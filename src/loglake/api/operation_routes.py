@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from typing import TYPE_CHECKING
@@ -11,6 +12,7 @@ from loglake.api.auth import session_token
 from loglake.api.http import ApiError, Request
 from loglake.api.metrics import delivery_lines
 from loglake.api.routes import Result, refuse_parameters
+from loglake.lake.objectstore import ObjectStoreError
 from loglake.store.base import StoreUnavailable, awaitable
 from loglake.times import format_datetime
 
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 DEAD_DELIVERY_DEGRADES_MS = 24 * 3_600_000
 # A storage error this old is checked again by /healthz with a write that changes nothing (see _recheck_storage).
 STORAGE_RECHECK_AFTER_S = 5.0
+# How long /healthz waits for its probe of an S3 lake that refused a write: not answered by then, it still refuses.
+STORAGE_PROBE_WAIT_S = 5.0
 
 
 async def healthz(app: LoglakeApp, request: Request) -> Result:
@@ -105,9 +109,13 @@ async def _recheck_storage(app: LoglakeApp) -> None:
     if now - app.storage_checked_at < STORAGE_RECHECK_AFTER_S:
         return
     app.storage_checked_at = now
+    in_lake = app.storage_error_in_lake and app.lake is not None
     try:
-        await awaitable(app.service.store.probe_write())
-    except (StoreUnavailable, sqlite3.Error, OSError):
+        if in_lake:  # (an S3 lake that hangs: the probe gives up within the client's timeouts, off the loop)
+            await asyncio.wait_for(app.run_read(app.lake.objects.probe_write), STORAGE_PROBE_WAIT_S)
+        else:
+            await awaitable(app.service.store.probe_write())
+    except (StoreUnavailable, sqlite3.Error, OSError, ObjectStoreError, TimeoutError):
         return  # (still refused: the error stands)
     app.storage_accepted()
 

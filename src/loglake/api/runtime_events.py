@@ -29,17 +29,22 @@ class RuntimeEvents:
     metrics: Metrics
     access_log: AccessLog
     storage_error: str | None  # why the store refused writes last, until a write succeeds
+    storage_error_in_lake: bool  # the lake's object store refused it, not the hot store
     storage_checked_at: float  # (time.monotonic) when storage last refused a write or /healthz probed it
     _loop: asyncio.AbstractEventLoop | None  # the server's, once the lifespan started
 
     def storage_refused(self, error: StoreUnavailable) -> None:
-        """A write was refused: /healthz says so (to readers: the client gets no server path) until one succeeds."""
+        """A write was refused: /healthz says so (to readers: the client gets no server path) until one to the same
+        store succeeds."""
         self.storage_error = error.for_operators()
+        self.storage_error_in_lake = error.in_lake
         self.storage_checked_at = time.monotonic()
 
-    def storage_accepted(self) -> None:
-        """A write went in (a hot store commit, a bulk batch's, /healthz's probe): storage takes writes again."""
-        self.storage_error = None
+    def storage_accepted(self, hot_store_only: bool = False) -> None:
+        """A write went in (a bulk batch's, /healthz's probe of the store that refused; `hot_store_only`, a hot
+        store commit, which says nothing of an S3 lake that refuses): storage takes writes again."""
+        if not (hot_store_only and self.storage_error_in_lake):
+            self.storage_error = None
 
     def on_maintenance(self, report: MaintenanceReport) -> None:
         did = report.flushed.records or report.compacted.merged_files or report.expired or report.garbage_deleted
@@ -104,4 +109,4 @@ class RuntimeEvents:
 
     def on_commit(self, rows: int, seconds: float) -> None:
         self.metrics.on_commit(rows, seconds)
-        self.storage_accepted()
+        self.storage_accepted(hot_store_only=True)

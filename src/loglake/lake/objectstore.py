@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from loglake.private_files import FILE_MODE, fsync_dir, fsync_together, private_dir
 
 TEMP_SUFFIX = ".tmp"
+PROBE_KEY = "_state/probe"  # written and deleted by probe_write
 UNFINISHED_AFTER_SECONDS = 600.0  # a temp file unchanged this long is a crashed write's, see remove_unfinished
 
 
@@ -47,6 +48,11 @@ class ObjectStore(ABC):
     @abstractmethod
     def put(self, key: str, data: bytes) -> None:
         """Store data under key atomically (readers see the old object, or none, or all of the new)."""
+
+    def probe_write(self) -> None:
+        """Write an empty object and delete it: ObjectStoreError (or OSError) while the store refuses writes."""
+        self.put(PROBE_KEY, b"")
+        self.delete(PROBE_KEY)
 
     @abstractmethod
     def put_file(self, key: str, path: Path) -> None:

@@ -34,9 +34,10 @@ class StoreUnavailable(Exception):
     """The store cannot accept writes right now (disk full, read-only, I/O error); nothing was written.
     The message is for clients; `where` (a file, a table) only for operators."""
 
-    def __init__(self, message: str, where: str = "") -> None:
+    def __init__(self, message: str, where: str = "", in_lake: bool = False) -> None:
         super().__init__(message)
         self.where = where
+        self.in_lake = in_lake  # the lake's object store refused (a bulk batch's write), not the hot store
 
     def for_operators(self) -> str:
         return f"{self} ({self.where})" if self.where else str(self)
