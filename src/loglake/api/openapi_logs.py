@@ -40,6 +40,13 @@ def _any_case(words: list[str]) -> str:
     return "^(" + "|".join(spelled) + ")$"
 
 
+def _nullable(field: dict) -> dict:
+    """A field's schema that takes null too (what it says of the field stays beside the alternatives)."""
+    said = {key: field[key] for key in ("default", "description") if key in field}
+    rest = {key: value for key, value in field.items() if key not in said}
+    return {"oneOf": [rest, {"type": "null"}], **said}
+
+
 RECORD_IN = {
     "type": "object",
     "required": ["message"],
@@ -51,8 +58,10 @@ RECORD_IN = {
             "description": f"at most {_LIMITS.max_message_bytes // 1024} KiB of UTF-8",
         },
         "timestamp": {
-            "oneOf": [{"type": "integer", "minimum": SMALLEST_PLAUSIBLE_MS}, {"type": "string", "format": "date-time"}],
-            "description": "epoch ms or ISO-8601 (without an offset: UTC); default: time received",
+            # (not format date-time: RFC 3339 wants an offset, and a date alone or a time without one is taken)
+            "oneOf": [{"type": "integer", "minimum": SMALLEST_PLAUSIBLE_MS}, {"type": "string"}],
+            "description": "epoch ms or ISO-8601: a date-time with or without an offset (none: UTC), or a date "
+            "alone (its midnight UTC); null or none: the time received",
         },
         "service": {**NAME, "default": "default"},
         "log_type": {**NAME, "default": "application"},
@@ -84,6 +93,10 @@ RECORD_IN = {
             "description": "W3C/OpenTelemetry span id, stored in lowercase (all zeros is refused)",
         },
     },
+}
+# Every field but the message may be sent as null: the same as leaving it out (its default).
+RECORD_IN["properties"] = {
+    name: field if name == "message" else _nullable(field) for name, field in RECORD_IN["properties"].items()
 }
 PAGE = {
     "type": "object",
