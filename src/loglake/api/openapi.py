@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from loglake.api.http import Request
 
 
-_TRUE_OR_FALSE = {"type": "string", "enum": ["true", "false"]}
+_TRUE_OR_FALSE = {"type": "string", "enum": ["true", "1", "false", "0"]}
 _KEY = {
     "type": "object",
     "properties": {
@@ -202,7 +202,7 @@ SPEC: dict[str, Any] = {
                     },
                     "400": error_response("A query parameter: it takes none"),
                     "503": {
-                        "description": "storage unwritable (`unavailable`)",
+                        "description": "storage unwritable (`degraded`, its reason says so)",
                         "content": {"application/json": {"schema": _HEALTH}},
                     },
                 },
