@@ -33,6 +33,10 @@ def test_sign_in_search_and_sign_out(page, loglake):
 
     page.keyboard.press("/")
     assert page.evaluate("document.activeElement.id") == "q"
+    page.keyboard.type("serv")  # completions open; Escape closes them, then does nothing more: the text stays
+    page.keyboard.press("Escape")
+    page.keyboard.press("Escape")
+    assert page.locator("#q").input_value() == "serv"  # (a search box was emptied by the browser)
     for query, services in [
         ("service:worker", {"worker"}),
         ('"gateway timed"', {"billing"}),

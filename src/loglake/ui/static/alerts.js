@@ -20,7 +20,7 @@ function drawList(main, { params, navigate }) {
   const filters = { status: params.get("status") || "", level: params.get("level") || "", rule: params.get("rule") || "", q: params.get("q") || "" };
   const go = (changes) => navigate(url("/ui/alerts", { ...filters, ...changes }));
   const box = h("div", { "aria-live": "polite" }, h("p", { class: "progress", text: "Loading alerts…" }));
-  const text = h("input", { type: "search", name: "q", value: filters.q, "aria-label": "Text in the title or rule", placeholder: "text in the title or rule" });
+  const text = h("input", { type: "text", name: "q", value: filters.q, "aria-label": "Text in the title or rule", placeholder: "text in the title or rule" });
   replace(main, h("h1", { text: "Alerts" }),
     h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); go({ q: text.value }); } },
       h("div", { class: "chips", role: "group", "aria-label": "Status", id: "status-filter" }),

@@ -93,7 +93,8 @@ function queryInput(state) {
     .catch(() => ({})));
   const list = h("ul", { id: "q-completions", role: "listbox", class: "completions", hidden: true, "aria-label": "Completions" });
   const input = h("input", {
-    id: "q", name: "q", value: state.q, type: "search", autocomplete: "off", spellcheck: "false",
+    // (type text, not search: Chrome empties a search box on Escape, which here only closes what is open)
+    id: "q", name: "q", value: state.q, type: "text", autocomplete: "off", spellcheck: "false",
     "data-query-box": "", role: "combobox", "aria-autocomplete": "list", "aria-expanded": "false",
     "aria-controls": "q-completions", "aria-label": "Search query",
     placeholder: 'words, "a phrase", service:api, -severity:debug, a OR b, (…)   (press / to focus)',
