@@ -224,6 +224,35 @@ def test_sql_offers_retry_only_where_a_retry_can_help(page, loglake, context):
     page.locator(".grid tbody tr").first.wait_for()
 
 
+def test_sql_runs_one_query_at_a_time_which_cancel_stops(page, loglake):
+    """Each click on Run started another query (five took every query slot for 30 s, and an older one's answer
+    replaced the newest's); there was no way to stop one."""
+    sign_in(page, loglake, loglake.read_key)
+    page.get_by_role("link", name="SQL").click()
+    editor = page.get_by_label("SQL query")
+    editor.fill("SELECT sum(x) FROM range(200000000000) t(x)")  # (runs until the server's 30 s timeout)
+    run = page.get_by_role("button", name="Run", exact=True)
+    run.click()
+    page.get_by_role("button", name="Cancel").wait_for()
+    assert run.is_disabled() and page.get_by_role("button", name="Explain").is_disabled()
+    editor.press("Control+Enter")  # (ignored while one runs)
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text("Cancelled: the server stopped the query.").wait_for()
+    assert run.is_enabled()
+    stopped = 'loglake_http_requests_total{route="/query",status="499"} 1'  # (the server saw its client go)
+    with loglake.client(loglake.read_key) as c:
+        deadline = time.monotonic() + 10
+        while stopped not in c.get("/metrics").text and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert stopped in c.get("/metrics").text
+    # a SQL error keeps its lines: the caret under the word at fault
+    editor.fill("SELECT *\nFROM logs WHER x")
+    editor.press("Control+Enter")
+    error = page.locator(".sql-output .error-box p").first
+    error.filter(has_text="LINE").wait_for()
+    assert error.evaluate("p => getComputedStyle(p).whiteSpace") == "pre-wrap"
+
+
 def test_admin_creates_a_key_with_its_own_rate_limit_and_sees_each_keys(page, loglake):
     sign_in(page, loglake)
     page.get_by_role("link", name="Status").click()

@@ -16,7 +16,23 @@ export function render(main, { params }) {
   const output = h("section", { class: "sql-output", "aria-label": "Result", "aria-live": "polite" });
   const history = h("ol", { class: "history" });
   const tables = h("nav", { class: "tables", "aria-label": "Tables" }, h("p", { class: "progress", text: "Loading tables…" }));
-  const run = (explain) => runQuery(editor.textarea.value, explain, output, history);
+  const runButton = h("button", { type: "button", class: "primary", text: "Run", title: "Ctrl+Enter", onclick: () => run(false) });
+  const explainButton = h("button", { type: "button", text: "Explain", onclick: () => run(true) });
+  // One query at a time: each click ran another (five took the server's query slots from everyone for
+  // their 30 s, and an older one's answer replaced the newest's). Cancel, or leaving the page, ends the
+  // request, and the server stops a query whose client has gone.
+  let running = null;
+  const run = async (explain) => {
+    if (running) return;
+    running = new AbortController();
+    runButton.disabled = explainButton.disabled = true;
+    try {
+      await runQuery(editor.textarea.value, explain, output, history, running, () => run(explain));
+    } finally {
+      running = null;
+      runButton.disabled = explainButton.disabled = false;
+    }
+  };
   editor.textarea.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); run(false); }
   });
@@ -26,13 +42,13 @@ export function render(main, { params }) {
       h("h1", { text: "SQL" }),
       editor.root,
       h("div", { class: "toolbar" },
-        h("button", { type: "button", class: "primary", text: "Run", title: "Ctrl+Enter", onclick: () => run(false) }),
-        h("button", { type: "button", text: "Explain", onclick: () => run(true) }),
+        runButton,
+        explainButton,
         h("span", { class: "muted small", text: "Ctrl+Enter (⌘+Enter) runs the query" })),
       output)));
   drawHistory(history, editor);
   loadTables(tables, editor);
-  return null;
+  return () => running?.abort(); // (the page's cleanup: leaving it ends the query)
 }
 
 function sqlEditor(text) {
@@ -110,16 +126,18 @@ function drawHistory(box, editor) {
   box.editor = editor;
 }
 
-async function runQuery(sql, explain, output, history) {
-  replace(output, h("p", { class: "progress", text: explain ? "Planning…" : "Running…" }));
+async function runQuery(sql, explain, output, history, controller, retry) {
+  const cancel = h("button", { type: "button", text: "Cancel", onclick: () => controller.abort() });
+  replace(output, h("p", { class: "progress" }, explain ? "Planning… " : "Running… ", cancel));
   try {
-    const result = await api("/query", { method: "POST", body: { sql, explain } });
+    const result = await api("/query", { method: "POST", body: { sql, explain }, signal: controller.signal });
     remember(sql);
     drawHistory(history, history.editor);
     if (explain) replace(output, h("h2", { text: "Plan" }), h("pre", { class: "plan", tabindex: "0", text: result.plan }));
     else replace(output, resultView(result));
   } catch (error) {
-    replace(output, errorBox(error, () => runQuery(sql, explain, output, history)));
+    if (error.name === "AbortError") replace(output, h("p", { class: "muted", text: "Cancelled: the server stopped the query." }));
+    else replace(output, errorBox(error, retry));
   }
 }
 
