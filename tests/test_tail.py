@@ -82,10 +82,11 @@ async def test_a_tail_sees_only_what_arrives_after_it_opened(hub: TailHub) -> No
 
 
 async def test_a_tail_not_read_keeps_at_most_its_limit_and_counts_the_rest(hub: TailHub) -> None:
+    """The newest are kept: a burst showed its oldest and dropped what arrived last."""
     tail = hub.open("k", EVERYTHING, [], limit=3)
     for i in range(5):  # all before the pump's next turn: it delivers them together
         arrive(hub.arrivals, record(f"r{i}"))
-    assert await next_records(tail) == (["r0", "r1", "r2"], 2, None)
+    assert await next_records(tail) == (["r2", "r3", "r4"], 2, None)
     arrive(hub.arrivals, record("r5"))
     assert await next_records(tail) == (["r5"], 0, None)  # room again, and nothing more dropped
 

@@ -50,11 +50,14 @@ class Tail:
         self._ready = asyncio.Event()
 
     def deliver(self, records: list[dict], lost: int = 0) -> None:
-        """Queue records for the client, dropping (and counting) those past the limit; `lost` more
-        may have matched but left the arrivals log before they were read."""
-        room = max(0, self.limit - len(self._queued))
-        self._queued.extend(records[:room])
-        self._dropped += len(records) - min(room, len(records)) + lost
+        """Queue records for the client, past the limit dropping (and counting) the oldest: a live tail shows
+        what arrives now (a burst of 3,000 showed its first 1,000 and never its newest); `lost` more may have
+        matched but left the arrivals log before they were read."""
+        self._queued.extend(records)
+        over = len(self._queued) - self.limit
+        for _ in range(max(0, over)):
+            self._queued.popleft()
+        self._dropped += max(0, over) + lost
         if records or lost:
             self._ready.set()
 

@@ -327,6 +327,25 @@ def test_live_tail_shows_a_record_sent_after_it_started(page, loglake):
     page.wait_for_url(re.compile(r"^(?!.*tail=1)"))
 
 
+def test_live_tail_shows_the_newest_of_a_burst_and_links_to_the_ones_it_dropped(page, loglake):
+    """A burst of more than a tail holds (1,000 records) showed its oldest 1,000 and never its newest, and said only
+    that records were dropped."""
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/explore?q=service%3Aburst")
+    page.get_by_role("button", name="Live tail").click()
+    page.get_by_text("Live", exact=True).wait_for()
+    loglake.send([{"service": "burst", "message": f"burst {i}"} for i in range(1500)])  # (one batch: one delivery)
+    page.locator(".record .message", has_text="burst 1499").wait_for()
+    note = page.get_by_role("status").filter(has_text="dropped")
+    note.wait_for()
+    assert "dropped 500 records" in note.inner_text()
+    assert page.locator(".record .message", has_text=re.compile(r"^burst 0$")).count() == 0
+    missed = note.get_by_role("link", name="search them")
+    asked = urllib.parse.parse_qs(urllib.parse.urlsplit(missed.get_attribute("href")).query)
+    assert asked["q"] == ["service:burst"] and int(asked["from"][0]) < int(asked["to"][0])
+    page.get_by_role("button", name="Stop live tail").click()
+
+
 def test_a_facet_added_to_a_query_with_or_filters_all_of_it(page, loglake):
     """`gateway OR slow` and a click on the worker facet is `(gateway OR slow) service:worker`: written after
     the OR alone, the service would bind to `slow` only (AND binds tighter), and billing's gateway would stay."""

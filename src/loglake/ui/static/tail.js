@@ -37,6 +37,7 @@ export function startTail(box, state, go, stopped) {
 
   const address = url("/logs/tail", { q: state.q });
   let source = null, retry = null, failures = 0, awaySince = null, left = false;
+  let lastShownAt = Date.now(); // (a dropped burst came after it)
 
   function connect() {
     source = new EventSource(address);
@@ -48,13 +49,17 @@ export function startTail(box, state, go, stopped) {
     });
     source.addEventListener("record", (event) => {
       const record = JSON.parse(event.data);
-      arrivals.push(Date.now());
+      lastShownAt = Date.now();
+      arrivals.push(lastShownAt);
       if (paused) held.push(record);
       else show(record);
     });
     source.addEventListener("dropped", (event) => {
+      // The server keeps the newest of a burst: the dropped came before them, since the last record shown.
       const { count } = JSON.parse(event.data);
-      note.textContent = `The server dropped ${counted(count, "record")} this page could not take in time.`;
+      const missed = exploreHref({ ...state, range: "", since: lastShownAt - 1000, until: Date.now(), tail: false });
+      replace(note, `The server dropped ${counted(count, "record")} that came faster than this page could take: the older ones of a burst; `,
+        h("a", { href: missed, "data-route": "", text: "search them" }), ".");
     });
     source.addEventListener("end", (event) => reconnect(`The live tail ended: ${JSON.parse(event.data).reason}`));
     // The server's own `error` events carry a message (the search failed, the key was revoked or the session
