@@ -27,6 +27,9 @@ def test_sign_in_search_and_sign_out(page, loglake):
     screenshot(page, "explore")
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     assert no_horizontal_scroll(page)
+    # the facets come before the records (after them, the records' endless scrolling kept them out of reach)
+    facets, records = page.locator(".facets").bounding_box(), page.locator(".records").bounding_box()
+    assert facets["y"] + facets["height"] <= records["y"] and facets["y"] < 844
     screenshot(page, "explore-phone")
     page.set_viewport_size({"width": 1280, "height": 800})
     assert no_horizontal_scroll(page)
