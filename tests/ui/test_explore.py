@@ -215,6 +215,22 @@ def test_a_server_that_does_not_answer_is_one_error_gone_once_it_is_back(page, l
     assert page.locator(".histogram svg.chart").count() == 1
 
 
+def test_every_page_that_found_the_server_down_goes_on_once_it_is_back(page, loglake):
+    """Explore asked again by itself; Alerts, Rules, Status, SQL and Amplify stayed on their error after the
+    server was back, until Retry was clicked."""
+    sign_in(page, loglake)
+    page.locator(".record").first.wait_for()
+    loglake.server.stop()
+    try:
+        page.get_by_role("link", name="Alerts").click()
+        page.locator(".error-box").first.wait_for()
+        assert "asks again every few seconds" in page.locator(".error-box").first.inner_text()
+    finally:
+        loglake.server.start(timeout=60)  # the module's other tests use it
+    page.wait_for_function("() => !document.querySelector('.error-box')", timeout=30_000)
+    page.get_by_role("heading", name="Alerts").wait_for()
+
+
 def test_signing_in_returns_to_the_page_asked_for_without_a_refused_request(page, loglake, browser):
     refused, said = [], []
     page.on("response", lambda r: refused.append(r.url) if r.status == 401 else None)

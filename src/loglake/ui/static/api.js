@@ -143,11 +143,32 @@ export function retryable(error) {
 export function errorBox(error, retry, advice) {
   const details = (error.details || []).map((d) => [d.field, d.reason || d.message].filter(Boolean).join(": "))
     .filter((text) => !error.message.includes(text)).map((text) => h("li", { text }));
-  return h("div", { class: "error-box", role: "alert" },
+  // A server that did not answer: the box asks again by itself, and retries once it answers while still shown
+  // (Explore did; the other pages stayed on the error after the server was back).
+  const waiting = retry && error.code === "network" && !advice;
+  const box = h("div", { class: "error-box", role: "alert" },
     h("strong", { text: error.status ? `Error ${error.status}` : "Error" }),
     h("p", { text: error.message }),
     details.length ? h("ul", {}, details) : null,
     advice ? h("p", { text: advice })
+      : waiting ? h("p", { class: "muted", text: "This page asks again every few seconds, and goes on once loglake answers." })
       : error.status === 403 ? h("p", { class: "muted", text: "Your key's scopes do not allow this; sign in with a key that has them." }) : null,
     retry && retryable(error) ? h("button", { type: "button", text: "Retry", onclick: retry }) : null);
+  if (waiting) retryWhenAnswering(box, retry);
+  return box;
+}
+
+async function retryWhenAnswering(box, retry) {
+  await sleep(0); // (drawn first)
+  while (box.isConnected) {
+    try {
+      await sleep(ASK_AGAIN_MS);
+      if (!box.isConnected) return; // (the page was left, or retried by hand)
+      await fetch("/healthz", { credentials: "same-origin" });
+      if (box.isConnected) retry();
+      return;
+    } catch {
+      // not answering yet
+    }
+  }
 }
