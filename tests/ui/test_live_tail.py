@@ -4,6 +4,7 @@ toggle says whether the tail is on."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -26,9 +27,25 @@ def test_a_live_tail_the_server_refuses_is_off_and_its_toggle_says_so(page, rest
     sign_in(page, restartable)
     page.goto(restartable.url + "/ui/explore?q=service%3A%28&tail=1")  # `service:(`: not a search
     page.get_by_role("status").filter(has_text="stopped").wait_for()
-    assert "check the query" in page.get_by_role("status").inner_text()
+    said = page.get_by_role("status").inner_text()  # the server's reason, as a search shows it ("HTTP 400" alone)
+    assert said.startswith("The live tail stopped: q: service: needs a value, e.g. service:api"), said
+    assert page.get_by_role("button", name="Pause").count() == 0  # (nothing to pause)
     toggle = page.locator(".toolbar button.toggle")
     assert (toggle.inner_text(), toggle.get_attribute("aria-pressed")) == ("Live tail", "false")
+
+
+def test_a_live_tail_over_its_keys_limit_says_so_and_starts_once_one_closes(page, restartable):
+    """A key's sixth tail said "The server is not taking live tails now", then "Live again: records that arrived
+    while the tail was away are not shown" though it had never been live."""
+    sign_in(page, restartable)
+    with contextlib.ExitStack() as held, restartable.client() as api:
+        for _ in range(5):  # the admin key's five tails (max_tails_per_key), open elsewhere
+            held.enter_context(api.stream("GET", "/logs/tail"))
+        page.goto(restartable.url + "/ui/explore?q=service%3Afull&tail=1")
+        waiting = page.get_by_role("status").filter(has_text="not taking this live tail now")
+        waiting.wait_for()
+        assert "already has 5 live tails open" in waiting.inner_text()
+    page.get_by_text("Live", exact=True).wait_for(timeout=20_000)  # one closed: this one opens, with nothing missed
 
 
 def test_a_live_tail_outlives_a_restart_of_the_server_and_links_to_what_it_missed(page, restartable):

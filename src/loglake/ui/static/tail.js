@@ -36,16 +36,17 @@ export function startTail(box, state, go, stopped) {
   }
 
   const address = url("/logs/tail", { q: state.q });
-  let source = null, retry = null, failures = 0, awaySince = null, left = false;
+  let source = null, retry = null, failures = 0, awaySince = null, left = false, wasLive = false;
   let lastShownAt = Date.now(); // (a dropped burst came after it)
 
   function connect() {
     source = new EventSource(address);
     source.addEventListener("open", () => {
       failures = 0;
-      if (awaySince === null) note.textContent = "Live";
+      if (awaySince === null || !wasLive) note.textContent = "Live"; // (nothing was missed before it was ever live)
       else sayMissed(awaySince, Date.now());
       awaySince = null;
+      wasLive = true;
     });
     source.addEventListener("record", (event) => {
       const record = JSON.parse(event.data);
@@ -72,21 +73,27 @@ export function startTail(box, state, go, stopped) {
     });
   }
 
-  // A tail that failed to open is asked about with HEAD (which checks the search and the key as GET does,
-  // and opens nothing): a refusal ends it for good; "not now" or no answer at all is waited out.
+  // A tail that failed to open is asked for again by fetch, which, unlike EventSource, reads the refusal (a
+  // stream it opens is closed at once): a refusal ends it for good, saying why (the query's fault, where it is);
+  // "not now" (the key's live tails all open elsewhere, the rate limit, a server stopping) or no answer at all is
+  // waited out, saying which.
   async function reconnectIfAccepted() {
     source.close();
-    let answer = null;
+    const probe = new AbortController();
+    let answer = null, reason = "";
     try {
-      answer = await fetch(address, { method: "HEAD" });
+      answer = await fetch(address, { signal: probe.signal, credentials: "same-origin", headers: { accept: "text/event-stream" } });
+      if (!answer.ok) reason = (await answer.json()).error?.message || "";
     } catch {
-      // no answer: the server is away
+      // no answer: the server is away (or no JSON in the refusal: its status says enough)
+    } finally {
+      probe.abort();
     }
     if (left) return;
     if (answer && !answer.ok && !NOT_NOW.has(answer.status)) {
-      end(`The live tail stopped: the server refused it (HTTP ${answer.status})${answer.status === 400 ? "; check the query" : ""}.`);
+      end(`The live tail stopped: ${reason || `the server refused it (HTTP ${answer.status})`}.`);
     } else {
-      reconnect(answer ? "The server is not taking live tails now" : "The server cannot be reached");
+      reconnect(reason ? `The server is not taking this live tail now: ${reason}` : answer ? "The server is not taking live tails now" : "The server cannot be reached");
     }
   }
 
@@ -101,6 +108,7 @@ export function startTail(box, state, go, stopped) {
   function end(why) {
     source.close();
     note.textContent = why;
+    pause.hidden = rate.hidden = follow.parentElement.hidden = true; // (a tail that is over has nothing to pause)
     stopped();
   }
 
