@@ -166,7 +166,8 @@ async def test_a_change_the_status_does_not_allow_is_409(client: httpx.AsyncClie
     assert again.status_code == 409 and again.json()["error"]["code"] == "status_conflict"
     assert "is already resolved by test-admin" in again.json()["error"]["message"]
     late = await client.post(f"/alerts/{alert_id}/acknowledge")
-    assert late.status_code == 409 and "only an alert that is open can be acknowledged" in late.text
+    assert late.status_code == 409 and "is resolved by test-admin at " in late.text
+    assert "only an alert that is open can be acknowledged" in late.text
     assert [kind for kind, _ in events_of(alerts, alert_id)] == ["trigger", "resolve"]
 
 

@@ -321,6 +321,26 @@ def test_the_sign_in_page_says_why_in_its_own_words_never_the_links(page, loglak
     assert shown.inner_text() == "That key is not valid, or was revoked: sign in with an active key (llk_…)."
 
 
+def test_an_alert_changed_meanwhile_is_drawn_again_as_it_is_with_who_changed_it(page, loglake):
+    """Acknowledging an alert resolved in another tab showed the 409 under the alert's old status and buttons."""
+    alert_id = str(uuid.uuid4())
+    conn = open_alerts_db(loglake.server.data_dir)
+    try:
+        insert_alert(conn, id=alert_id, title="Changed meanwhile", level="high")
+    finally:
+        conn.close()
+    sign_in(page, loglake)
+    page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
+    page.get_by_role("button", name="Acknowledge").wait_for()
+    with loglake.client() as c:  # the other tab
+        assert c.post(f"/alerts/{alert_id}/resolve", json={"note": "fixed"}).status_code == 200
+    page.get_by_role("button", name="Acknowledge").click()
+    said = page.get_by_role("status").filter(has_text="The alert is shown as it is now")
+    said.wait_for()
+    assert "is resolved by admin at " in said.inner_text()
+    assert page.get_by_role("button", name="Acknowledge").count() == 0  # (resolved: nothing more to do)
+
+
 def test_a_dead_delivery_is_retried_from_the_alerts_page(page, loglake):
     receiver = Receiver()
     alerting = loglake.server.data_dir.parent / "rules" / "alerting.yml"

@@ -292,13 +292,14 @@ def change_status(
 
 
 def _conflict(alert: Alert, wanted: str) -> str:
+    """Why the alert cannot take the status, with who changed it and when (two people on one alert)."""
     action = {"acknowledged": "acknowledge", "resolved": "resolve"}[wanted]
+    how = f" by {alert.status_by}" if alert.status_by else ""
+    when = f" at {format_datetime(alert.status_ms)}" if alert.status_ms is not None else ""
     if alert.status == wanted:
-        how = f" by {alert.status_by}" if alert.status_by else ""
-        when = f" at {format_datetime(alert.status_ms)}" if alert.status_ms is not None else ""
         return f"alert {alert.id} is already {wanted}{how}{when}; nothing to {action}"
     can = " or ".join(TRANSITIONS[wanted])
-    return f"alert {alert.id} is {alert.status}: only an alert that is {can} can be {wanted}"
+    return f"alert {alert.id} is {alert.status}{how}{when}: only an alert that is {can} can be {wanted}"
 
 
 def _transaction(conn: sqlite3.Connection) -> contextlib.AbstractContextManager[Any]:

@@ -71,10 +71,10 @@ function drawAlert(main, { item, allows, navigate }) {
   const box = h("div", {}, h("p", { class: "progress", text: "Loading the alert…" }));
   replace(main, h("p", {}, link("/ui/alerts", "← Alerts")), box);
   load();
-  async function load() {
+  async function load(notice) { // (notice: why it was drawn again, said above it)
     try {
       const alert = await api(`/alerts/${encodeURIComponent(item)}`);
-      replace(box, ...alertView(alert, allows, load, navigate));
+      replace(box, notice ? h("p", { class: "error", role: "status", text: notice }) : null, ...alertView(alert, allows, load, navigate));
       loadDeliveries(box.querySelector(".deliveries"), alert.id, allows("alerts"));
     } catch (error) {
       replace(box, errorBox(error, load));
@@ -150,7 +150,10 @@ function statusChange(alert, reload) {
       await api(`/alerts/${alert.id}/${action}`, { method: "POST", body: note.value ? { note: note.value } : {} });
       reload();
     } catch (error) {
-      replace(message, errorBox(error));
+      // Changed meanwhile (by someone else, in another tab): drawn again as it is now, with why (it showed its old
+      // status and buttons under the error)
+      if (error.status === 409) reload(`${error.message}. The alert is shown as it is now.`);
+      else replace(message, errorBox(error));
     }
   };
   return h("div", { class: "toolbar status-change" }, note,
