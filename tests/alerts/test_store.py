@@ -162,7 +162,7 @@ def test_an_open_alert_can_be_resolved_at_once(conn: sqlite3.Connection) -> None
         ("resolved", "resolved", "is already resolved by carol at 2025-12-03T10:00:00.000Z; nothing to resolve"),
         ("acknowledged", "acknowledged", "is already acknowledged by carol"),
         # (who and when, as for a change already made: it said neither)
-        ("resolved", "acknowledged", "is resolved by carol at 2025-12-03T10:00:00.000Z: only an alert that is open can"),
+        ("resolved", "acknowledged", "is resolved by carol at 2025-12-03T10:00:00.000Z: only an alert that is open"),
         ("suppressed", "acknowledged", "is suppressed by carol at 2025-12-03T10:00:00.000Z: only an alert that is"),
     ],
 )
