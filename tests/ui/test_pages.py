@@ -138,6 +138,16 @@ def test_admin_creates_and_revokes_a_key_and_a_reader_is_offered_neither(page, l
     assert page.get_by_label("New key's name").evaluate("box => box.validity.patternMismatch") is True
     assert page.get_by_label("New key's name").evaluate("box => box.checkValidity()") is False
     assert warnings == []
+    # no scope ticked: said in the page's words, not the API's JSON ones
+    page.get_by_label("New key's name").fill("no-scope")
+    page.get_by_role("checkbox", name="read").uncheck()
+    page.get_by_role("button", name="Create key").click()
+    page.get_by_text("Tick at least one scope for the new key.").wait_for()
+    # a value the browser refuses is not sent, and the last message, about another value, goes
+    page.get_by_label("New key's name").fill("my key")
+    page.get_by_role("button", name="Create key").click()
+    page.wait_for_function("() => !document.body.innerText.includes('Tick at least one scope')")
+    page.get_by_role("checkbox", name="read").check()
     page.get_by_label("New key's name").fill("ci-robot")
     page.get_by_role("button", name="Create key").click()
     secret = page.locator(".secret").inner_text()

@@ -118,6 +118,10 @@ async function loadKeys(box) {
   const form = h("form", { class: "toolbar", onsubmit: async (e) => {
     e.preventDefault();
     const chosen = scopes.map((l) => l.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
+    if (!chosen.length) { // (the API's own words were for its JSON: "scopes: must be an array of length >= 1")
+      replace(made, h("p", { class: "error", text: "Tick at least one scope for the new key." }));
+      return;
+    }
     const limits = { rate_limit: rate.value ? Number(rate.value) : undefined, rate_burst: burst.value ? Number(burst.value) : undefined };
     try {
       const key = await api("/admin/keys", { method: "POST", body: { name: name.value, scopes: chosen, ...limits } });
@@ -131,6 +135,9 @@ async function loadKeys(box) {
   } }, name, h("span", { class: "chips", role: "group", "aria-label": "Scopes" }, scopes),
   h("span", { class: "chips", role: "group", "aria-label": "Rate limit" }, h("span", { class: "muted", text: "own rate limit:" }), rate, burst),
   h("button", { type: "submit", class: "primary", text: "Create key" }));
+  // The browser refuses a value it checks (the name's pattern, a rate below its minimum) without a submit: the
+  // last submit's message, about another value, no longer applies.
+  form.addEventListener("invalid", () => replace(made), true);
   replace(box, h("h2", { text: "API keys" }), form, made, list);
   drawKeys(list, made);
 }
