@@ -313,6 +313,14 @@ def test_a_shared_link_to_the_home_page_keeps_its_query(page, loglake):
     page.wait_for_url(loglake.url + "/ui/explore?q=gateway#results")
 
 
+def test_a_range_the_picker_does_not_offer_is_the_default_and_the_picker_says_so(page, loglake):
+    """`range=2h` searched the last hour while the picker showed "Last 5m"."""
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/explore?range=2h")
+    page.locator('.results[aria-busy="false"]').wait_for()
+    assert page.get_by_label("Time range").evaluate("select => select.selectedOptions[0].textContent") == "Last 1h"
+
+
 def test_the_histograms_axis_is_the_range_asked_for_not_its_buckets(page, loglake):
     # six hours from 7 minutes past an hour: 5-minute buckets, the first starting 2 minutes before the
     # range, the last ending 3 minutes after it

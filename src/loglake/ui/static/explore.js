@@ -17,10 +17,10 @@ const DRAWN_MARK = "loglake:explore-drawn";
 // pages all cover the same window.
 function stateOf(params) {
   const from = Number(params.get("from")), to = Number(params.get("to"));
-  const range = params.get("range") || "1h";
+  // (a range it does not offer, `range=2h`, is the default: it searched 1 h while the picker said "Last 5m")
+  const [range, duration] = RANGES.find(([name]) => name === params.get("range")) || RANGES[2];
   const absolute = from > 0 && to > from;
   const now = Date.now();
-  const duration = (RANGES.find(([name]) => name === range) || RANGES[2])[1];
   return {
     q: params.get("q") || "",
     range: absolute ? "" : range,
