@@ -167,6 +167,7 @@ def page(context):
 
 
 def sign_in(page, loglake: Loglake, key: str | None = None) -> None:
+    page.context.clear_cookies()  # (signed in already, /login goes on to the UI: a person signs out first)
     page.goto(loglake.url + "/login")
     page.get_by_label("API key").fill(key or loglake.admin_key)
     page.get_by_role("button", name="Sign in").click()

@@ -56,6 +56,23 @@ async def test_signing_in_goes_to_the_page_that_was_asked_for(app: LoglakeApp) -
         assert query["next"] == ["/ui/alerts/a1"] and query["error"] == ["unauthorized"]
 
 
+async def test_the_sign_in_page_sends_a_browser_signed_in_already_on(app: LoglakeApp) -> None:
+    """It showed the form to someone signed in; a session that is over, or a refusal to show, still gets it."""
+    secret = key_for(app, "read")
+    async with browser(app) as b:
+        signed = await b.post("/session", data={"key": secret})
+        cookie = {"cookie": signed.headers["set-cookie"].split(";")[0]}
+        b.cookies.clear()  # (each request below says its own)
+        onward = await b.get("/login?next=/ui/sql", headers=cookie)
+        assert onward.status_code == 303 and onward.headers["location"] == "/ui/sql"
+        elsewhere = await b.get("/login?next=https://evil.example/", headers=cookie)
+        assert elsewhere.headers["location"] == "/ui/"  # (only a page of the UI)
+        for shown in (await b.get("/login?error=session_ended", headers=cookie), await b.get("/login")):
+            assert shown.status_code == 200 and "text/html" in shown.headers["content-type"]
+        over = await b.get("/login", headers={"cookie": f"{COOKIE}=not-a-session"})
+        assert over.status_code == 200
+
+
 @pytest.mark.parametrize(
     "next_path",
     [

@@ -12,7 +12,7 @@ from loglake.api import rule_routes
 from loglake.api.auth import session_token
 from loglake.api.http import ApiError, Request
 from loglake.api.routes import Result, refuse_parameters
-from loglake.api.session_routes import login_url
+from loglake.api.session_routes import login_url, return_path
 from loglake.ui.assets import Assets, File
 
 if TYPE_CHECKING:
@@ -31,6 +31,17 @@ def assets() -> Assets:
 
 
 async def login_page(app: LoglakeApp, request: Request) -> Result:
+    """The sign-in page; for a browser signed in already (and no refusal to show), the page it asked for, or the
+    UI's home (it showed the form to someone signed in)."""
+    token = session_token(request) if app.auth.enabled and not request.query.get("error") else ""
+    if token:
+        try:
+            app.auth.signed_in(request, token)
+        except ApiError:  # (over: the form it is)
+            pass
+        else:
+            location = return_path(request.query.get("next", "")).encode()
+            return Result(303, b"", ((b"location", location), (b"cache-control", REVALIDATE)))
     return _send(request, assets().pages["login.html"], REVALIDATE)
 
 

@@ -43,7 +43,8 @@ export function counted(n, noun, nouns = `${noun}s`, shown = n.toLocaleString())
 }
 
 export function formatCount(n) {
-  return n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e4 ? `${(n / 1e3).toFixed(1)}k` : String(n);
+  // (below 10,000 with its thousands separator, as the counts beside it are written: "3006" beside "4,873 records")
+  return n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e4 ? `${(n / 1e3).toFixed(1)}k` : n.toLocaleString();
 }
 
 export function formatBytes(n) {

@@ -146,7 +146,7 @@ async function drawKeys(box, made) {
   try {
     const { keys } = await api("/admin/keys");
     replace(box, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
-      h("thead", {}, h("tr", {}, ["Name", "Scopes", "Starts with", "Rate limit", ""].map((t) => h("th", { scope: "col", text: t })))),
+      h("thead", {}, h("tr", {}, ["Name", "Scopes", "Starts with", "Rate limit", "Action"].map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, keys.map((key) => h("tr", {}, h("td", { text: key.name }), h("td", { text: key.scopes.join(", ") }),
         h("td", { class: "mono", text: key.hint || "" }), h("td", { text: rateLimitOf(key) }), h("td", {}, revokeButton(key, box, made))))))));
   } catch (error) {
