@@ -82,6 +82,10 @@ def test_acknowledge_an_alert_with_a_note(page, loglake):
     # the level filter with its count (the server's critical-record rule may have raised one more by now)
     chip = page.get_by_role("button", name=re.compile(r"^critical \d+$"))
     assert int(chip.inner_text().split()[-1]) >= 1
+    # newest raised first, with the time each was raised; a rule's filter named by its title, not its id
+    assert page.locator("table.list thead th").all_inner_texts()[-2:] == ["Raised", "Last seen"]
+    page.locator("table.list tbody tr", has_text="Payment failures").get_by_role("button").click()
+    page.get_by_role("button", name=re.compile(r"^Rule: .+ ✕$")).wait_for()
     page.get_by_role("link", name="Payment failures").click()
     page.wait_for_url(f"**/ui/alerts/{alert_id}")
     page.get_by_text("payment gateway timed out").first.wait_for()

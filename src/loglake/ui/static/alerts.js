@@ -26,7 +26,7 @@ function drawList(main, { params, navigate }) {
       h("div", { class: "chips", role: "group", "aria-label": "Status", id: "status-filter" }),
       h("div", { class: "chips", role: "group", "aria-label": "Level", id: "level-filter" }),
       text, h("button", { type: "submit", text: "Filter" }),
-      filters.rule ? h("button", { type: "button", text: `Rule ${filters.rule} ✕`, onclick: () => go({ rule: "" }) }) : null),
+      filters.rule ? h("button", { type: "button", id: "rule-filter", text: `Rule ${filters.rule} ✕`, onclick: () => go({ rule: "" }) }) : null),
     box);
   load();
   async function load() {
@@ -34,6 +34,8 @@ function drawList(main, { params, navigate }) {
       const answer = await api("/alerts", { params: { status: filters.status, level: filters.level, rule: filters.rule, q: filters.q, limit: SHOWN } });
       chips(main.querySelector("#status-filter"), "status", STATUSES, answer.counts.status || {}, filters, go);
       chips(main.querySelector("#level-filter"), "level", LEVELS, answer.counts.level || {}, filters, go);
+      const ruleTitle = answer.alerts.find((alert) => alert.rule_id === filters.rule)?.rule_title;
+      if (ruleTitle) main.querySelector("#rule-filter").textContent = `Rule: ${ruleTitle} ✕`; // (its id said nothing)
       if (!answer.alerts.length) {
         replace(box, h("div", { class: "empty" }, h("p", { text: filters.status || filters.level || filters.rule || filters.q
           ? "No alert matches these filters." : "No alerts: no rule has matched yet." }),
@@ -41,13 +43,16 @@ function drawList(main, { params, navigate }) {
         return;
       }
       replace(box, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
-        h("thead", {}, h("tr", {}, ["Level", "Status", "Alert", "Rule", "Matches", "Last seen"].map((t) => h("th", { scope: "col", text: t })))),
+        // newest raised first: the raising time beside the last record's (ordered by one, showing only the other,
+        // the list looked unordered)
+        h("thead", {}, h("tr", {}, ["Level", "Status", "Alert", "Rule", "Matches", "Raised", "Last seen"].map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", {}, answer.alerts.map((alert) => h("tr", {},
           h("td", {}, h("span", { class: `level l-${alert.level}`, text: alert.level })),
           h("td", { text: alert.status }),
           h("td", { class: "alert-title", title: alert.title }, link(`/ui/alerts/${encodeURIComponent(alert.id)}`, alert.title)),
           h("td", {}, h("button", { type: "button", class: "link", text: alert.rule_title, title: "Only this rule's alerts", onclick: () => go({ rule: alert.rule_id }) })),
           h("td", { class: "num", text: alert.match_count }),
+          h("td", { text: formatTime(Date.parse(alert.created)) }),
           h("td", { text: formatTime(Date.parse(alert.last_seen)) })))))),
         answer.next_cursor ? h("p", { class: "muted", text: `The newest ${counted(answer.count, "alert")} are shown; narrow the filters to see older ones.` }) : null);
     } catch (error) {
