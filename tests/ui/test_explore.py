@@ -313,6 +313,20 @@ def test_a_shared_link_to_the_home_page_keeps_its_query(page, loglake):
     page.wait_for_url(loglake.url + "/ui/explore?q=gateway#results")
 
 
+def test_an_opened_record_shows_its_message_whole_and_its_attributes_apart(page, loglake):
+    """A stack trace was one line in the row and \\n escapes in the JSON, and an attribute named service read as
+    the record's own service."""
+    trace = 'Traceback (most recent call last):\n  File "app.py", line 3\nValueError: no'
+    loglake.send([{"service": "stacked", "message": trace, "attributes": {"service": "shadow"}}])
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/explore?q=service%3Astacked")
+    page.locator(".record-summary").first.click()
+    assert page.get_by_label("Message").inner_text() == trace
+    headings = page.locator(".record-details .fields th").all_text_contents()
+    assert headings.index("attributes") < len(headings) - 1 and headings[-1] == "service"  # (under its heading)
+    assert headings.index("service") < headings.index("attributes")  # (the record's own, above it)
+
+
 def test_a_range_the_picker_does_not_offer_is_the_default_and_the_picker_says_so(page, loglake):
     """`range=2h` searched the last hour while the picker showed "Last 5m"."""
     sign_in(page, loglake)

@@ -345,11 +345,18 @@ export function recordRow(record, state, go) {
 function recordDetails(record, state, go) {
   const ids = ["trace_id", "span_id"].filter((id) => record[id]).map((id) => [id, id, record[id]]);
   const fields = [["service", "service", record.service], ["severity", "severity", record.severity],
-    ["log_type", "log_type", record.log_type], ...ids,
-    ...leaves(record.attributes, []).map(([path, value]) => [path.join("."), attributeKey(path), value])];
+    ["log_type", "log_type", record.log_type], ...ids];
+  // under a heading of their own: an attribute named `service` read as the record's service
+  const attributes = leaves(record.attributes, []).map(([path, value]) => [path.join("."), attributeKey(path), value]);
   const around = (ms) => ({ range: "", since: record.timestamp - ms, until: record.timestamp + ms, tail: false });
   const filterButton = (filter, text, label, title) => filter === null ? null
     : h("button", { type: "button", class: "small", "aria-label": label, title, text, onclick: () => go({ q: withTerm(state.q, filter) }) });
+  const fieldRow = ([name, field, value]) => h("tr", {},
+    h("th", { scope: "row", text: name }),
+    h("td", { class: "value", text: typeof value === "string" ? value : JSON.stringify(value) }),
+    h("td", { class: "filter" },
+      filterButton(term(field, value), "+", `Filter for ${name} ${value}`, "Filter for this value"),
+      filterButton(term(field, value, true), "−", `Filter out ${name} ${value}`, "Filter out this value")));
   return [
     h("div", { class: "actions" },
       copyButton(JSON.stringify(record, null, 2), "Copy JSON", { small: true }),
@@ -358,12 +365,12 @@ function recordDetails(record, state, go) {
       record.trace_id ? h("button", { type: "button", class: "small", text: "Logs of this trace",
         title: "Every record with this trace id, an hour either side of this one",
         onclick: () => go({ q: term("trace_id", record.trace_id), ...around(TRACE_WINDOW) }) }) : null),
-    h("table", { class: "fields" }, h("tbody", {}, fields.map(([name, field, value]) => h("tr", {},
-      h("th", { scope: "row", text: name }),
-      h("td", { class: "value", text: typeof value === "string" ? value : JSON.stringify(value) }),
-      h("td", { class: "filter" },
-        filterButton(term(field, value), "+", `Filter for ${name} ${value}`, "Filter for this value"),
-        filterButton(term(field, value, true), "−", `Filter out ${name} ${value}`, "Filter out this value")))))),
+    // the message whole, its lines as sent (a stack trace was one line in the row, and \n in the JSON)
+    h("pre", { class: "message-text", tabindex: "0", "aria-label": "Message", text: record.message }),
+    h("table", { class: "fields" }, h("tbody", {}, [
+      ...fields.map(fieldRow),
+      attributes.length ? h("tr", {}, h("th", { scope: "rowgroup", colspan: "3", class: "group", text: "attributes" })) : null,
+      ...attributes.map(fieldRow)])),
     h("pre", { class: "json", tabindex: "0", text: JSON.stringify(record, null, 2) }),
   ];
 }
