@@ -159,6 +159,12 @@ def test_admin_creates_and_revokes_a_key_and_a_reader_is_offered_neither(page, l
     with loglake.client(secret) as c:
         assert c.get("/logs/search").status_code == 200  # the new key works, with the read scope
     screenshot(page, "status")
+    # a card's figure may break anywhere (a long number); the names under it break between words only
+    wraps = page.locator(".card", has=page.get_by_role("heading", name="Records ingested")).evaluate(
+        "card => [card.querySelector('.big'), card.querySelector('.big + *')]"
+        ".map((e) => e && getComputedStyle(e).overflowWrap)"
+    )
+    assert wraps == ["anywhere", "normal"]
     newest = page.get_by_text(re.compile(r"^newest log in the lake: "))  # the fixture's old records are flushed
     shown = newest.inner_text().split(": ")[1]
     assert time.strftime("%Y-%m-%d", time.localtime(loglake.now_ms / 1000 - 3600)) <= shown[:10]

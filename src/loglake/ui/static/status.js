@@ -42,8 +42,9 @@ async function loadHealth(box) {
   }
 }
 
-function card(title, ...body) {
-  return h("div", { class: "card" }, h("h2", { text: title }), h("div", { class: "big" }, body));
+// (the figure big; what follows it in the card's own size, where names broke anywhere: "response_too / _large")
+function card(title, figure, ...rest) {
+  return h("div", { class: "card" }, h("h2", { text: title }), h("div", { class: "big" }, figure), rest);
 }
 
 // Prometheus text as {name: [[labels, value], ...]}.

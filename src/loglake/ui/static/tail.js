@@ -107,7 +107,9 @@ export function startTail(box, state, go, stopped) {
 
   function end(why) {
     source.close();
-    note.textContent = why;
+    const [before, ...after] = why.split(" at /login"); // (a session that ended: the sign-in page as a link)
+    if (after.length) replace(note, `${before} at `, h("a", { href: url("/login", { next: location.pathname + location.search }), text: "/login" }), after.join(" at /login"));
+    else note.textContent = why;
     pause.hidden = rate.hidden = follow.parentElement.hidden = true; // (a tail that is over has nothing to pause)
     stopped();
   }
