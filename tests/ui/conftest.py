@@ -18,6 +18,8 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 import loglake.rules
+from loglake.alerts.db import open_alerts_db
+from tests.alerts.receivers import insert_alert
 from tests.amplify.logs import access_log, varied_requests
 from tests.conftest import ServerProcess, free_port, run_cli
 from tests.ui.chromium import CHROMIUM, CHROMIUM_ARGS
@@ -186,3 +188,12 @@ def screenshot(page, name: str) -> None:
 
 def no_horizontal_scroll(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+
+
+def raise_alert(loglake: Loglake, **fields: object) -> None:
+    """An alert in the server's alerts.db, as a rule's run makes one (tests.alerts.receivers.insert_alert's fields)."""
+    conn = open_alerts_db(loglake.server.data_dir)
+    try:
+        insert_alert(conn, **fields)
+    finally:
+        conn.close()

@@ -8,9 +8,7 @@ import uuid
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
-from loglake.alerts.db import open_alerts_db
-from tests.alerts.receivers import insert_alert
-from tests.ui.conftest import no_horizontal_scroll, screenshot, sign_in
+from tests.ui.conftest import no_horizontal_scroll, raise_alert, screenshot, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -30,11 +28,7 @@ def violations(axe: Axe, page) -> list[str]:
 
 def test_every_page_is_accessible_in_both_themes(page, loglake):
     alert_id = str(uuid.uuid4())
-    conn = open_alerts_db(loglake.server.data_dir)
-    try:
-        insert_alert(conn, id=alert_id, title="Disk filling up", level="medium")
-    finally:
-        conn.close()
+    raise_alert(loglake, id=alert_id, title="Disk filling up", level="medium")
     axe = Axe()
     page.goto(loglake.url + "/login")
     problems = {"login": violations(axe, page)}

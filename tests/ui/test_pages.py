@@ -13,10 +13,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from loglake.alerts.db import open_alerts_db
-from tests.alerts.receivers import Answer, Receiver, insert_alert
+from tests.alerts.receivers import Answer, Receiver
 from tests.conftest import poll
-from tests.ui.conftest import no_horizontal_scroll, screenshot, sign_in
+from tests.ui.conftest import no_horizontal_scroll, raise_alert, screenshot, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -65,18 +64,14 @@ def test_acknowledge_an_alert_with_a_note(page, loglake):
         "message": "payment gateway timed out",
         "attributes": '{"gateway": {"region": "eu"}}',  # as the lake keeps them: JSON text
     }
-    conn = open_alerts_db(loglake.server.data_dir)
-    try:
-        insert_alert(
-            conn,
-            id=alert_id,
-            title="Payment failures",
-            level="critical",
-            evidence=[evidence],
-            runbook="javascript:alert(document.cookie)",  # a rule file's text: shown, never a link
-        )
-    finally:
-        conn.close()
+    raise_alert(
+        loglake,
+        id=alert_id,
+        title="Payment failures",
+        level="critical",
+        evidence=[evidence],
+        runbook="javascript:alert(document.cookie)",  # a rule file's text: shown, never a link
+    )
     sign_in(page, loglake)
     page.get_by_role("link", name="Alerts").click()
     # the level filter with its count (the server's critical-record rule may have raised one more by now)
@@ -114,13 +109,8 @@ def test_a_sql_rules_aggregate_evidence_shows_its_columns_not_a_made_up_record(p
     and an empty message each, and `n` not shown."""
     alert_id = str(uuid.uuid4())
     at = loglake.now_ms - 600_000
-    conn = open_alerts_db(loglake.server.data_dir)
-    try:
-        insert_alert(
-            conn, id=alert_id, title="Errors per service", evidence=[{"service": "payments", "n": 3, "timestamp": at}]
-        )
-    finally:
-        conn.close()
+    evidence = [{"service": "payments", "n": 3, "timestamp": at}]
+    raise_alert(loglake, id=alert_id, title="Errors per service", evidence=evidence)
     sign_in(page, loglake)
     page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
     page.get_by_role("heading", name="Evidence (1 row)").wait_for()
@@ -344,11 +334,7 @@ def test_the_sign_in_page_says_why_in_its_own_words_never_the_links(page, loglak
 def test_an_alert_changed_meanwhile_is_drawn_again_as_it_is_with_who_changed_it(page, loglake):
     """Acknowledging an alert resolved in another tab showed the 409 under the alert's old status and buttons."""
     alert_id = str(uuid.uuid4())
-    conn = open_alerts_db(loglake.server.data_dir)
-    try:
-        insert_alert(conn, id=alert_id, title="Changed meanwhile", level="high")
-    finally:
-        conn.close()
+    raise_alert(loglake, id=alert_id, title="Changed meanwhile", level="high")
     sign_in(page, loglake)
     page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
     page.get_by_role("button", name="Acknowledge").wait_for()
@@ -371,11 +357,7 @@ def test_a_dead_delivery_is_retried_from_the_alerts_page(page, loglake):
             'routes: [{match: {title: ["Retry from the page"]}, to: [hook]}]\n'
         )
         alert_id = str(uuid.uuid4())
-        conn = open_alerts_db(loglake.server.data_dir)
-        try:
-            insert_alert(conn, id=alert_id, title="Deliveries to retry", rule_title="Retry from the page")
-        finally:
-            conn.close()
+        raise_alert(loglake, id=alert_id, title="Deliveries to retry", rule_title="Retry from the page")
         with loglake.client() as c:
             poll(
                 lambda: c.get("/alerts/deliveries", params={"alert": alert_id, "state": "dead"}).json()["deliveries"],
@@ -403,11 +385,7 @@ def test_a_dead_delivery_is_retried_from_the_alerts_page(page, loglake):
 
 def test_a_long_alert_title_takes_one_line_of_the_list_cut_with_an_ellipsis(page, loglake):
     title = "Bad thing: " + "a very long message " * 12  # 251 characters, within the cap
-    conn = open_alerts_db(loglake.server.data_dir)
-    try:
-        insert_alert(conn, title=title, level="low")
-    finally:
-        conn.close()
+    raise_alert(loglake, title=title, level="low")
     sign_in(page, loglake)
     page.goto(loglake.url + "/ui/alerts?level=low")
     cell = page.locator("td", has=page.get_by_role("link", name="Bad thing:"))
