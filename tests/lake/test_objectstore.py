@@ -217,8 +217,8 @@ def test_a_hung_s3_store_fails_a_write_and_a_read_within_the_timeouts(
     from loglake.lake import objectstore
     from loglake.lake.lake import object_store
 
-    monkeypatch.setattr(objectstore, "S3_READ_TIMEOUT_S", 0.5)
-    monkeypatch.setattr(objectstore, "S3_ATTEMPTS", 2)
+    monkeypatch.setattr(objectstore, "S3_READ_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(objectstore, "S3_ATTEMPTS", 1)
     for name, value in (
         ("AWS_ACCESS_KEY_ID", "k"),
         ("AWS_SECRET_ACCESS_KEY", "s"),
@@ -247,7 +247,7 @@ async def test_a_lake_that_refuses_writes_keeps_healthz_503_until_it_takes_one(
     from loglake.lake import objectstore
     from tests.conftest import asgi_client, key_for
 
-    monkeypatch.setattr(objectstore, "S3_READ_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(objectstore, "S3_READ_TIMEOUT_S", 0.2)
     monkeypatch.setattr(objectstore, "S3_ATTEMPTS", 1)
     monkeypatch.setattr(operation_routes, "STORAGE_RECHECK_AFTER_S", 0.2)
     for name, value in (("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s"), ("AWS_DEFAULT_REGION", "eu-1")):

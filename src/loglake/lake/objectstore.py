@@ -254,6 +254,7 @@ class S3ObjectStore(ObjectStore):
             "region": self.client.meta.region_name,
             "connect_timeout": S3_CONNECT_TIMEOUT_S,
             "request_timeout": S3_READ_TIMEOUT_S,
+            "retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=S3_ATTEMPTS),
         }
         endpoint = urlsplit(self.client.meta.endpoint_url)
         if endpoint.hostname and not endpoint.hostname.endswith(".amazonaws.com"):
