@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
+import os
 import shutil
 import socket
 import ssl
@@ -250,6 +251,39 @@ def test_tls_with_a_test_certificate(syslog_server: Callable[..., ServerProcess]
     assert (log["service"], log["message"]) == ("secure", "over tls\nwith a newline")
     time.sleep(0.5)  # past a commit interval: the plain connection's line would have been committed by now
     assert [log["service"] for log in recent(server)] == ["secure"]
+
+
+def test_a_tls_sender_that_ends_its_session_cleanly_leaves_the_listener_idle(
+    syslog_server: Callable[..., ServerProcess], certificates: Certificates
+) -> None:
+    """After a sender's close_notify, Python's SSLObject.read answers b"" (no error) for good: the listener read it
+    in a loop, spinning a core and growing a list, and the server no longer stopped (killed after 15 s)."""
+    port = free_port()
+    server = syslog_server(*tls_listening(port, certificates))
+    context = ssl.create_default_context(cafile=str(certificates.ca))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        message = b"<14>1 - h clean - - - then close_notify"
+        tls.sendall(b"%d %b" % (len(message), message))
+        with contextlib.suppress(OSError):  # (a listener spinning on it never answers with its own)
+            tls.unwrap()  # close_notify, as rsyslog sends it when it stops
+    (log,) = wait_for(server, 1)
+    assert log["message"] == "then close_notify"
+    time.sleep(1)
+    before = _cpu_seconds(server.process.pid)
+    time.sleep(1)
+    assert _cpu_seconds(server.process.pid) - before < 0.5  # (idle, not spinning on the ended session)
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 10
+
+
+def _cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far, user and system (/proc/PID/stat's utime and stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_plain_tcp_and_tls_listen_side_by_side(

@@ -99,11 +99,15 @@ class TlsStream(Stream):
                 self._tls.do_handshake()
                 self._shaking.cancel()
                 self._shaking = None
-            while True:
-                plain.append(self._tls.read(READ_BYTES))
+            while chunk := self._tls.read(READ_BYTES):
+                plain.append(chunk)
+            # b"": the sender ended its TLS session (close_notify). SSLObject.read answers so, not with an error,
+            # and for good: read in a loop, it spun a core, grew this list, lost the messages before it and
+            # held the server's stop until it was killed.
+            ended = True
         except ssl.SSLWantReadError:  # all of it read
             pass
-        except ssl.SSLZeroReturnError:  # the sender ended its TLS session (close_notify)
+        except ssl.SSLZeroReturnError:  # the sender ended its TLS session (close_notify), said as an error
             ended = True
         except ssl.SSLError as e:
             failed = e
