@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
-import os
 import shutil
 import socket
 import ssl
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.conftest import ServerProcess, free_port
+from tests.e2e.test_process_lifecycle import cpu_seconds
 
 pytestmark = pytest.mark.skipif(shutil.which("logger") is None, reason="needs util-linux logger (Debian bsdutils)")
 
@@ -272,18 +272,12 @@ def test_a_tls_sender_that_ends_its_session_cleanly_leaves_the_listener_idle(
     (log,) = wait_for(server, 1)
     assert log["message"] == "then close_notify"
     time.sleep(1)
-    before = _cpu_seconds(server.process.pid)
+    before = cpu_seconds(server.process.pid)
     time.sleep(1)
-    assert _cpu_seconds(server.process.pid) - before < 0.5  # (idle, not spinning on the ended session)
+    assert cpu_seconds(server.process.pid) - before < 0.5  # (idle, not spinning on the ended session)
     started = time.monotonic()
     server.stop()
     assert time.monotonic() - started < 10
-
-
-def _cpu_seconds(pid: int) -> float:
-    """A process's CPU time so far, user and system (/proc/PID/stat's utime and stime)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_plain_tcp_and_tls_listen_side_by_side(

@@ -159,16 +159,6 @@ export function errorBox(error, retry, advice) {
 }
 
 async function retryWhenAnswering(box, retry) {
-  await sleep(0); // (drawn first)
-  while (box.isConnected) {
-    try {
-      await sleep(ASK_AGAIN_MS);
-      if (!box.isConnected) return; // (the page was left, or retried by hand)
-      await fetch("/healthz", { credentials: "same-origin" });
-      if (box.isConnected) retry();
-      return;
-    } catch {
-      // not answering yet
-    }
-  }
+  await untilAnswering();
+  if (box.isConnected) retry(); // (not when the page was left, or retried by hand, meanwhile)
 }
