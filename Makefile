@@ -37,7 +37,7 @@ system-packages:
 
 test: $(VENV)/.dev-installed system-packages
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile --durations=20  # (the slowest, to keep the suite under 10 min)
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile --durations=20  # (workers: tests/conftest.py; the slowest listed, to keep the suite under 10 min)
 
 # The AWS deployment's CloudFormation template (deploy/loglake-aws.json; needs Node.js for the CDK)
 synth: $(VENV)/.dev-installed
