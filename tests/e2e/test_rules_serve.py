@@ -172,7 +172,7 @@ def test_kill_9_of_serve_during_a_rule_run_evaluates_the_window_once_and_deliver
     from tests.alerts.receivers import Receiver
 
     data, rules = tmp_path / "data", tmp_path / "rules"
-    write_rule(rules, "critical.yml", CRITICAL.format(schedule="1m", delay="0s"))
+    write_rule(rules, "critical.yml", CRITICAL.format(schedule="5s", delay="0s"))
     receiver = Receiver()
     write_alerting(
         rules,

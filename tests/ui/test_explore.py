@@ -395,3 +395,24 @@ def test_a_facet_added_to_a_query_with_or_filters_all_of_it(page, loglake):
     box.press_sequentially("(serv")
     page.get_by_role("option", name="service:").click()
     assert box.input_value() == "(service:"
+
+
+def test_a_facet_with_more_values_than_it_shows_offers_the_rest(page, loglake):
+    """Facets showed their top 8 values and no word of the others (a UI trial)."""
+    at = loglake.now_ms - 4 * 24 * HOUR_MS  # (a window of its own, apart from the other tests' records)
+    loglake.send(
+        [{"timestamp": at + i, "service": f"shop-{i:02d}", "message": "x"} for i in range(12) for _ in range(12 - i)]
+    )
+    sign_in(page, loglake)
+    page.goto(f"{loglake.url}/ui/explore?from={at}&to={at + 60_000}")
+    services = page.locator('.facets [data-facet="service"] li')
+    services.first.wait_for()
+    assert services.count() == 8  # the 8 most frequent: shop-00 (12 records) to shop-07 (5)
+    screenshot(page, "explore-facets-more")
+    assert page.locator('.facets [data-facet="severity"]').get_by_role("button", name="More").count() == 0
+    page.get_by_role("button", name="More services").click()
+    page.locator('.facets [data-facet="service"] li').nth(11).wait_for()
+    assert [t.split("\n")[0] for t in services.all_inner_texts()] == [f"shop-{i:02d}" for i in range(12)]
+    assert page.evaluate("document.activeElement.textContent").startswith("shop-08")  # (where the button was)
+    page.locator('.facets [data-facet="service"] li', has_text="shop-11").get_by_role("button").click()
+    page.wait_for_url(re.compile(r"q=service%3Ashop-11"))

@@ -9,7 +9,7 @@ import io
 import re
 import time
 import uuid
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -395,3 +395,62 @@ def test_a_long_alert_title_takes_one_line_of_the_list_cut_with_an_ellipsis(page
     assert height < 2 * line  # one line, not the several a whole title would wrap to
     assert cell.evaluate("(td) => td.scrollWidth > td.clientWidth")  # cut: the rest is behind the ellipsis
     assert cell.get_attribute("title") == title
+
+
+def test_every_page_shows_times_in_the_one_zone_chosen_in_the_header_or_explore(browser, loglake):
+    """Alerts, Rules and Status showed local times without a word, backtests and SQL UTC (a UI trial): one
+    choice now, the header's Times button (or Explore's picker), kept across pages and visits."""
+    raised_ms = 1_764_700_200_000  # 2025-12-02 18:30:00 UTC, 13:30 in New York (EST)
+    raise_alert(loglake, id=str(uuid.uuid4()), title="Queue backing up", created_ms=raised_ms)
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id="America/New_York")
+    try:
+        page = context.new_page()
+        sign_in(page, loglake)
+        button = page.locator("#tz")
+        assert button.inner_text() == "Times: local"
+        assert "America/New_York" in button.get_attribute("title")
+        page.goto(loglake.url + "/ui/alerts?q=" + quote("Queue backing up"))
+        raised = page.locator("table.list tbody tr td").nth(5)
+        raised.filter(has_text="2025-12-02 13:30:00.000").wait_for()
+
+        button.click()
+        assert button.inner_text() == "Times: UTC"
+        raised.filter(has_text="2025-12-02 18:30:00.000 UTC").wait_for()
+        page.reload()  # kept for the next visit
+        page.locator("table.list tbody tr td").nth(5).filter(has_text="18:30:00.000 UTC").wait_for()
+
+        # Explore follows the choice, and its own picker changes it back for every page
+        page.goto(loglake.url + "/ui/explore")
+        assert page.get_by_label("Time zone").input_value() == "utc"
+        page.locator('.results[aria-busy="false"]').wait_for()
+        assert page.locator(".record time").first.inner_text().endswith(" UTC")
+        page.get_by_label("Time zone").select_option("local")
+        page.locator('.results[aria-busy="false"]').wait_for()
+        assert not page.locator(".record time").first.inner_text().endswith(" UTC")
+        assert button.inner_text() == "Times: local"
+        page.goto(loglake.url + "/ui/alerts?q=" + quote("Queue backing up"))
+        page.locator("table.list tbody tr td").nth(5).filter(has_text="2025-12-02 13:30:00.000").wait_for()
+    finally:
+        context.close()
+
+
+def test_a_big_sql_answer_is_drawn_a_page_at_a_time_and_sorted_whole(page, loglake):
+    """An answer of thousands of rows took the page seconds to draw (a UI trial): 500 rows, then more on request;
+    a sort orders every row, not only those drawn."""
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/sql")
+    editor = page.get_by_label("SQL query")
+    editor.fill("SELECT x FROM range(1200) t(x) ORDER BY x")
+    editor.press("Control+Enter")
+    rows = page.locator(".grid tbody tr")
+    rows.first.wait_for()
+    assert rows.count() == 500
+    assert "1,200 rows" in page.locator(".stats").inner_text()
+    page.get_by_role("button", name="Show 500 more (700 rows not shown)").click()
+    assert rows.count() == 1000
+    page.get_by_role("button", name="Show 200 more (200 rows not shown)").click()
+    assert rows.count() == 1200 and rows.last.inner_text() == "1199"
+    assert page.locator(".more button").count() == 0
+    page.get_by_role("button", name="x", exact=True).click()  # ascending: as it was
+    page.get_by_role("button", name="x", exact=True).click()  # descending
+    assert rows.count() == 500 and rows.first.inner_text() == "1199" and rows.last.inner_text() == "700"

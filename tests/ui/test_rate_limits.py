@@ -73,3 +73,16 @@ def test_a_429_is_waited_out_as_its_retry_after_says_with_a_notice(page, loglake
     page.locator(".facets h2").first.wait_for()
     page.get_by_role("status").filter(has_text="Waiting for the rate limit").wait_for(state="hidden")
     assert page.locator(".error-box").count() == 0
+
+
+def test_a_page_left_while_it_waits_for_the_rate_limit_sends_none_of_its_requests(page, loglake):
+    """Explore left before its requests' turn sent them all anyway, and the next page's waited behind them (a
+    UI trial): they are given up, and their turns go to the page opened."""
+    sign_in(page, loglake, limited_key(loglake, "one-for-explore", 1))  # (its turn used up by the sign-in)
+    page.get_by_role("link", name="Status").click()  # Explore's three wait a second each: none has left yet
+    page.get_by_text("Storage by table and day").wait_for()
+    page.get_by_text("Records ingested").wait_for()
+    assert page.locator(".error-box").count() == 0
+    explores = page.evaluate("""() => performance.getEntriesByType("resource")
+        .filter((e) => new URL(e.name).pathname.startsWith("/logs/")).map((e) => new URL(e.name).pathname)""")
+    assert len(explores) <= 1, explores  # (the first may have left if the click came a second late)

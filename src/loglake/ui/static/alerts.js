@@ -2,7 +2,7 @@
 // evidence (each record linked to Explore at that moment), its deliveries, and acknowledge/resolve with
 // a note. The filters live in the URL.
 import { api, errorBox, url } from "./api.js";
-import { counted, formatTime, h, link, replace } from "./dom.js";
+import { counted, formatTime, h, link, replace, timeZone } from "./dom.js";
 import { exploreHref, recordRow } from "./explore.js";
 import { term } from "./terms.js";
 
@@ -89,8 +89,8 @@ function drawAlert(main, { item, allows, navigate }) {
 
 function alertView(alert, allows, reload, navigate) {
   const at = Date.parse(alert.first_seen);
-  const explore = exploreHref({ q: "", range: "", since: Date.parse(alert.window.start), until: Date.parse(alert.window.end) + 1, tz: "local", tail: false });
-  const state = { q: "", range: "", tz: "local" };
+  const explore = exploreHref({ q: "", range: "", since: Date.parse(alert.window.start), until: Date.parse(alert.window.end) + 1, tz: timeZone(), tail: false });
+  const state = { q: "", range: "", tz: timeZone() };
   const go = (changes) => navigate(exploreHref({ ...state, since: at - 60e3, until: at + 60e3, ...changes }));
   return [
     h("h1", {}, h("span", { class: `level l-${alert.level}`, text: alert.level }), " ", alert.title),

@@ -31,11 +31,21 @@ function turn(signal) {
   const now = performance.now();
   bucket.tokens = Math.min(bucket.burst, bucket.tokens + ((now - bucket.at) / 1000) * bucket.rate) - 1;
   bucket.at = now;
-  return bucket.tokens >= 0 ? Promise.resolve() : sleep((-bucket.tokens / bucket.rate) * 1000 + LEEWAY_MS, signal);
+  if (bucket.tokens >= 0) return Promise.resolve();
+  // a call given up while it waits (its page left) sends nothing: its token goes back to the calls after it
+  const taken = bucket;
+  return sleep((-bucket.tokens / bucket.rate) * 1000 + LEEWAY_MS, signal).catch((reason) => {
+    taken.tokens = Math.min(taken.burst, taken.tokens + 1);
+    throw reason;
+  });
 }
 
 function sleep(ms, signal) {
   return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
     const timer = setTimeout(resolve, ms);
     signal?.addEventListener("abort", () => { clearTimeout(timer); reject(signal.reason); }, { once: true });
   });

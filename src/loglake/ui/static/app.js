@@ -1,7 +1,7 @@
 // The shell of the UI: the session, the navigation, the theme, the keyboard, and a router that draws
 // the page of /ui/<page>/<item> into <main> without reloading.
 import { ApiError, api, errorBox, setCsrfToken, setRateLimit, signIn } from "./api.js";
-import { h, link, replace } from "./dom.js";
+import { h, link, replace, setTimeZone, timeZone, timeZoneName } from "./dom.js";
 import * as alerts from "./alerts.js";
 import * as amplify from "./amplify.js";
 import * as ask from "./ask.js";
@@ -38,6 +38,7 @@ function navigate(path, { replaceState = false } = {}) {
 function draw() {
   if (leave) leave();
   leave = null;
+  showTimeZone(); // (Explore's picker changes it too)
   const [name = "", item] = location.pathname.replace(/^\/ui\/?/, "").split("/").map(decodeURIComponent);
   const usable = PAGES.filter(([, , scope]) => allows(scope));
   if (!name) {
@@ -100,6 +101,31 @@ function setupTheme() {
   });
 }
 
+// -- times: every page in one zone, the browser's unless the person chose UTC -------------------------
+
+function showTimeZone() {
+  const button = document.getElementById("tz");
+  const zone = timeZone();
+  button.textContent = `Times: ${zone === "utc" ? "UTC" : "local"}`;
+  button.title = zone === "utc" ? "Times are in UTC; click for your browser's time zone"
+    : `Times are in your browser's time zone, ${timeZoneName()}; click for UTC`;
+}
+
+function setupTimeZone() {
+  showTimeZone();
+  document.getElementById("tz").addEventListener("click", () => {
+    setTimeZone(timeZone() === "utc" ? "local" : "utc");
+    // the page drawn again in the new zone; a link's own zone (Explore's tz=) gives way to the choice
+    const params = new URLSearchParams(location.search);
+    if (params.has("tz")) {
+      params.delete("tz");
+      history.replaceState(null, "", `${location.pathname}${params.size ? `?${params}` : ""}${location.hash}`);
+    }
+    if (session) draw();
+    else showTimeZone();
+  });
+}
+
 // -- keyboard: "/" to the query box, Escape closes what is open -----------------------------------
 
 function setupKeyboard() {
@@ -130,6 +156,7 @@ function setupLinks() {
 
 async function start() {
   setupTheme();
+  setupTimeZone();
   try {
     session = await api("/session");
   } catch (error) {

@@ -7,11 +7,10 @@
 // conversation (its id and turns) is kept in this tab, so follow-ups continue it and it survives leaving
 // the page; "New conversation" starts afresh.
 import { api, errorBox, url } from "./api.js";
-import { copyButton, counted, formatBytes, formatTime, h, link, replace, warningsList } from "./dom.js";
+import { copyButton, counted, formatBytes, formatTime, h, link, replace, timeZoneName, warningsList } from "./dom.js";
 import { highlighted, resultView } from "./sql.js";
 
 const KEPT = "loglake-ask"; // sessionStorage: { key, id, turns: [{ question, answer }] }
-const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 const FIRST_QUESTION = "e.g. how many errors did each service log in the last 24 hours?  (Enter asks, Shift+Enter: a new line)";
 const FOLLOW_UP = "A follow-up, e.g. only for the api service  (or start a new conversation)";
 
@@ -47,7 +46,7 @@ export function render(main, { session, allows }) {
     askButton.disabled = true;
     replace(status, h("p", { class: "progress", text: `Asking ${ask.model}…` }));
     try {
-      const answer = await api("/ask", { method: "POST", body: { question: text, conversation_id: kept.id, time_zone: ZONE } });
+      const answer = await api("/ask", { method: "POST", body: { question: text, conversation_id: kept.id, time_zone: timeZoneName() } });
       kept.id = answer.conversation_id;
       kept.turns.push({ question: text, answer });
       save(kept);

@@ -1,6 +1,6 @@
 // Charts drawn as SVG by our own code: stacked bars over time (the histogram, with drag-to-zoom) and
 // plain bars (per-day counts). Colours come from CSS classes, so the themes restyle them.
-import { formatCount, h } from "./dom.js";
+import { formatCount, formatTime, h } from "./dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -16,7 +16,7 @@ function svg(tag, attrs = {}, text) {
 // a bucket): the axis spans it, and the bars at its ends are cut to it.
 // onZoom(fromMs, toMs) is called when the person drags across the chart. perBar: the axis names bars (a
 // chart per day) rather than times.
-export function stackedBars(bars, { height = 120, onZoom, label = "records", from, to, perBar = false, tickFormat = (ms) => new Date(ms).toLocaleString() } = {}) {
+export function stackedBars(bars, { height = 120, onZoom, label = "records", from, to, perBar = false, tickFormat = (ms) => formatTime(ms) } = {}) {
   const width = 1000;
   const top = 4, bottom = 0;
   const first = from ?? (bars.length ? bars[0].start : 0);

@@ -30,7 +30,24 @@ export function replace(el, ...children) {
 
 export const SEVERITIES = ["debug", "info", "warning", "error", "critical"];
 
-export function formatTime(ms, zone) {
+// Every page shows times in one zone, the person's choice (the header's "Times" button, or Explore's picker):
+// the browser's own unless UTC was chosen. (Pages each had their own: alerts local, backtests UTC, unlabelled.)
+const TIME_ZONE_KEY = "loglake-tz";
+
+export function timeZone() {
+  return localStorage.getItem(TIME_ZONE_KEY) === "utc" ? "utc" : "local";
+}
+
+export function setTimeZone(zone) {
+  localStorage.setItem(TIME_ZONE_KEY, zone === "utc" ? "utc" : "local");
+}
+
+// The zone's IANA name: "UTC", or the browser's ("Europe/Berlin").
+export function timeZoneName(zone = timeZone()) {
+  return zone === "utc" ? "UTC" : Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+}
+
+export function formatTime(ms, zone = timeZone()) {
   const d = new Date(ms);
   if (zone === "utc") return d.toISOString().replace("T", " ").replace("Z", " UTC");
   const pad = (n, w = 2) => String(n).padStart(w, "0");

@@ -3,7 +3,7 @@
 // facets, and the live tail. The whole view lives in the URL: q, range or from/to, tz, tail.
 import { api, errorBox, untilAnswering, url } from "./api.js";
 import { stackedBars } from "./chart.js";
-import { SEVERITIES, copyButton, counted, formatCount, formatTime, h, replace } from "./dom.js";
+import { SEVERITIES, copyButton, counted, formatCount, formatTime, h, replace, setTimeZone, timeZone } from "./dom.js";
 import { startTail } from "./tail.js";
 import { FIELDS, attributeKey, term, withTerm } from "./terms.js";
 
@@ -26,7 +26,7 @@ function stateOf(params) {
     range: absolute ? "" : range,
     since: absolute ? from : now - duration,
     until: absolute ? to : now,
-    tz: params.get("tz") === "utc" ? "utc" : "local",
+    tz: ["utc", "local"].includes(params.get("tz")) ? params.get("tz") : timeZone(), // (a link's own, else the UI's)
     tail: params.get("tail") === "1",
   };
 }
@@ -38,7 +38,7 @@ export function exploreHref(state) {
     range: absolute ? "" : state.range,
     from: absolute ? Math.round(state.since) : "",
     to: absolute ? Math.round(state.until) : "",
-    tz: state.tz === "utc" ? "utc" : "",
+    tz: state.tz === "utc" || timeZone() === "utc" ? state.tz : "", // (local, the default, unless UTC was chosen)
     tail: state.tail ? "1" : "",
   });
 }
@@ -51,7 +51,7 @@ export function render(main, { params, navigate }) {
   const facetsBox = h("aside", { class: "facets", "aria-label": "Facets" });
   const histogramBox = h("div", { class: "histogram" });
   const results = h("div", { class: "results" });
-  const queryBox = queryInput(state);
+  const queryBox = queryInput(state, left.signal);
   const form = h("form", { class: "query-bar", role: "search", onsubmit: (e) => { e.preventDefault(); go({ q: queryBox.input.value }); } },
     queryBox.root,
     rangePicker(state, go),
@@ -76,8 +76,8 @@ export function render(main, { params, navigate }) {
     h("div", { class: "explore-body" }, facetsBox, results)));
   // the records ask first: a key limited to a few requests a second gets them before the summaries
   const records = loadRecords(results, state, go, { redraw, signal: left.signal });
-  const histogram = loadHistogram(histogramBox, state, go);
-  loadFacets(facetsBox, state, go, queryBox);
+  const histogram = loadHistogram(histogramBox, state, go, left.signal);
+  loadFacets(facetsBox, state, go, queryBox, { signal: left.signal });
   // The first useful paint: the histogram and the first page of records drawn (in the frame that shows
   // them); bench/ui_bench.py reads this mark in a browser.
   Promise.all([histogram, records]).then(() => requestAnimationFrame(() => performance.mark(DRAWN_MARK)));
@@ -87,9 +87,9 @@ export function render(main, { params, navigate }) {
 // -- the query box and its completion -------------------------------------------------------------
 
 // Values are completed from the facets of the whole time range (not narrowed by the query being typed).
-function queryInput(state) {
+function queryInput(state, signal) {
   let known = null;
-  const facets = () => (known ||= api("/logs/facets", { params: { since: Math.round(state.since), until: Math.round(state.until), limit: 50 } })
+  const facets = () => (known ||= api("/logs/facets", { params: { since: Math.round(state.since), until: Math.round(state.until), limit: 50 }, signal })
     .catch(() => ({})));
   const list = h("ul", { id: "q-completions", role: "listbox", class: "completions", hidden: true, "aria-label": "Completions" });
   const input = h("input", {
@@ -195,7 +195,10 @@ function rangePicker(state, go) {
     if (select.value) go({ range: select.value });
     else absolute.hidden = false;
   });
-  const zone = h("select", { "aria-label": "Time zone", name: "tz", onchange: (e) => go({ tz: e.target.value }) },
+  const zone = h("select", { "aria-label": "Time zone", name: "tz", onchange: (e) => {
+    setTimeZone(e.target.value); // (every page's zone: the header's Times button says it)
+    go({ tz: e.target.value });
+  } },
     h("option", { value: "local", text: "Local time", selected: state.tz === "local" }),
     h("option", { value: "utc", text: "UTC", selected: state.tz === "utc" }));
   return h("div", { class: "range" }, select, absolute, zone);
@@ -207,10 +210,10 @@ function windowParams(state) {
   return { q: state.q, since: Math.round(state.since), until: Math.round(state.until) };
 }
 
-async function loadHistogram(box, state, go) {
+async function loadHistogram(box, state, go, signal) {
   replace(box, h("div", { class: "progress", text: "Counting records…" }));
   try {
-    const data = await api("/logs/histogram", { params: { ...windowParams(state), buckets: 120 } });
+    const data = await api("/logs/histogram", { params: { ...windowParams(state), buckets: 120 }, signal });
     const width = data.bucket_seconds * 1000;
     const bars = data.buckets.map((b) => ({ start: Date.parse(b.start), width, parts: SEVERITIES.map((s) => [s, b.counts[s] || 0]) }));
     const total = data.buckets.reduce((sum, b) => sum + b.total, 0);
@@ -225,14 +228,22 @@ async function loadHistogram(box, state, go) {
       h("span", { class: "legend" }, SEVERITIES.map((s) => h("span", { class: `key s-${s}`, text: s }))),
       h("span", { class: "muted small", text: "drag across the chart to zoom" })), chart);
   } catch (error) {
-    replace(box, shownWithRecords(error) ? null : errorBox(error, () => loadHistogram(box, state, go)));
+    if (abandoned(error)) return;
+    replace(box, shownWithRecords(error) ? null : errorBox(error, () => loadHistogram(box, state, go, signal)));
   }
 }
 
-async function loadFacets(box, state, go, queryBox) {
-  replace(box, h("p", { class: "progress", text: "Counting values…" }));
+// Each facet shows its top values; "More" shows up to the top FACETS_MORE of it (one value more is asked for than
+// shown, to know whether there are more).
+const FACETS_SHOWN = 8;
+const FACETS_MORE = 50;
+
+// (`opened`: the facet whose "More" was clicked)
+async function loadFacets(box, state, go, queryBox, { signal, expanded = new Set(), opened = null }) {
+  if (opened === null) replace(box, h("p", { class: "progress", text: "Counting values…" })); // (else kept meanwhile)
   try {
-    const facets = await api("/logs/facets", { params: { ...windowParams(state), limit: 8 } });
+    const limit = expanded.size ? FACETS_MORE : FACETS_SHOWN + 1;
+    const facets = await api("/logs/facets", { params: { ...windowParams(state), limit }, signal });
     const count = (item) => h("span", { class: "count", text: formatCount(item.count) });
     const facet = (field, item) => {
       const filter = term(field, item.value);
@@ -247,14 +258,25 @@ async function loadFacets(box, state, go, queryBox) {
           onclick: () => { queryBox.input.value = withTerm(queryBox.input.value, `${key}:`); queryBox.input.focus(); } },
         h("span", { text: item.value }), count(item));
     };
-    const section = (title, field, items) => h("section", {},
-      h("h2", { text: title }),
-      items.length ? h("ul", {}, items.map((item) => h("li", {}, field ? facet(field, item) : attributeFacet(item))))
-        : h("p", { class: "muted small", text: "none" }));
-    replace(box, section("Services", "service", facets.service), section("Severities", "severity", facets.severity),
-      section("Log types", "log_type", facets.log_type), section("Attribute keys", null, facets.attribute_keys));
+    const section = (title, name, field, items) => {
+      const open = expanded.has(name);
+      const shown = open ? items : items.slice(0, FACETS_SHOWN);
+      const more = !open && items.length > shown.length
+        ? h("button", { type: "button", class: "link small", text: `More ${title.toLowerCase()}`, "aria-label": `More ${title.toLowerCase()}`,
+          onclick: () => loadFacets(box, state, go, queryBox, { signal, expanded: new Set([...expanded, name]), opened: name }) })
+        : open && items.length === FACETS_MORE ? h("p", { class: "muted small", text: `The top ${FACETS_MORE}: narrow the search for others.` }) : null;
+      return h("section", { "data-facet": name }, h("h2", { text: title }),
+        shown.length ? h("ul", {}, shown.map((item) => h("li", {}, field ? facet(field, item) : attributeFacet(item))))
+          : h("p", { class: "muted small", text: "none" }),
+        more);
+    };
+    replace(box, section("Services", "service", "service", facets.service), section("Severities", "severity", "severity", facets.severity),
+      section("Log types", "log_type", "log_type", facets.log_type), section("Attribute keys", "attribute_keys", null, facets.attribute_keys));
+    // the "More" button is gone: focus goes to the first value it added
+    if (opened) box.querySelector(`[data-facet="${opened}"] li:nth-child(${FACETS_SHOWN + 1}) .facet`)?.focus();
   } catch (error) {
-    replace(box, shownWithRecords(error) ? null : errorBox(error, () => loadFacets(box, state, go, queryBox)));
+    if (abandoned(error)) return;
+    replace(box, shownWithRecords(error) ? null : errorBox(error, () => loadFacets(box, state, go, queryBox, { signal, expanded })));
   }
 }
 
@@ -263,6 +285,11 @@ async function loadFacets(box, state, go, queryBox) {
 // records would be.
 function shownWithRecords(error) {
   return error.code === "invalid_query" || error.code === "network";
+}
+
+// The page was left while it asked: its requests are given up (a key with a low rate limit waited for each).
+function abandoned(error) {
+  return error.name === "AbortError";
 }
 
 // `redraw` draws the whole view again (a server that did not answer is waited for, and then asked again for it
@@ -279,7 +306,7 @@ async function loadRecords(box, state, go, { redraw, signal }) {
     box.setAttribute("aria-busy", "true");
     more.textContent = "Loading records…";
     try {
-      const page = await api("/logs/search", { params: { ...windowParams(state), limit: PAGE, cursor } });
+      const page = await api("/logs/search", { params: { ...windowParams(state), limit: PAGE, cursor }, signal });
       for (const record of page.logs) list.append(recordRow(record, state, go));
       cursor = page.next_cursor;
       done = !cursor;
@@ -292,6 +319,7 @@ async function loadRecords(box, state, go, { redraw, signal }) {
       }
     } catch (error) {
       observer.disconnect();
+      if (abandoned(error)) return;
       if (error.code === "network") {
         replace(more, errorBox(error, redraw, "This page asks again every few seconds, and shows the records once loglake answers."));
         untilAnswering(signal).then(redraw, () => {});

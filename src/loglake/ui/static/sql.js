@@ -169,18 +169,34 @@ function toCsv(result) {
   return [result.columns.map((c) => field(c.name)), ...result.rows.map((row) => row.map(field))].map((r) => r.join(",") + "\r\n").join("");
 }
 
+// Rows are drawn GRID_PAGE at a time (all 10,000 of a capped answer took the page 2 s to draw, and as long to
+// sort); sorting sorts them all and draws the first page again.
+const GRID_PAGE = 500;
+
 function grid(result) {
   const body = h("tbody");
+  const more = h("div", { class: "more" });
   let order = { column: -1, descending: false };
+  let rows = [], shown = 0; // (in the order shown)
   const cell = (v) => v === null ? h("td", { class: "null", text: "NULL" })
     : h("td", { class: typeof v === "number" ? "num" : "", text: typeof v === "object" ? JSON.stringify(v) : String(v) });
+  const drawMore = () => {
+    const next = rows.slice(shown, shown + GRID_PAGE);
+    body.append(...next.map((row) => h("tr", {}, row.map(cell))));
+    shown += next.length;
+    const left = rows.length - shown;
+    replace(more, left > 0 ? h("button", { type: "button", text: `Show ${Math.min(GRID_PAGE, left).toLocaleString()} more (${counted(left, "row")} not shown)`,
+      onclick: drawMore }) : null);
+  };
   const draw = () => {
-    const rows = [...result.rows];
+    rows = [...result.rows];
     if (order.column >= 0) {
       const i = order.column, sign = order.descending ? -1 : 1;
       rows.sort((a, b) => a[i] === b[i] ? 0 : a[i] === null ? 1 : b[i] === null ? -1 : (a[i] < b[i] ? -sign : sign));
     }
-    replace(body, rows.map((row) => h("tr", {}, row.map(cell))));
+    replace(body);
+    shown = 0;
+    drawMore();
   };
   const headers = result.columns.map((column, i) => {
     const th = h("th", { scope: "col", "aria-sort": "none" });
@@ -193,6 +209,6 @@ function grid(result) {
     return th;
   });
   draw();
-  return h("div", { class: "grid-wrap", tabindex: "0", role: "region", "aria-label": "Result rows" },
-    h("table", { class: "grid" }, h("thead", {}, h("tr", {}, headers)), body));
+  return [h("div", { class: "grid-wrap", tabindex: "0", role: "region", "aria-label": "Result rows" },
+    h("table", { class: "grid" }, h("thead", {}, h("tr", {}, headers)), body)), more];
 }
