@@ -8,7 +8,9 @@ import time
 
 from loglake.alerts.db import open_alerts_db
 from loglake.alerts.delivery import AlertDelivery
-from tests.alerts.conftest import settle, states, wait_idle
+from loglake.alerts.outbox import SCHEMA
+from loglake.sqlitedb import Schema, migrate_schema
+from tests.alerts.conftest import settle, states, wait_idle, write_alerting
 from tests.alerts.receivers import Answer, Received, Receiver, change_alert, insert_alert
 
 
@@ -238,7 +240,8 @@ def test_waiting_deliveries_to_a_destination_taken_out_of_the_file_are_dead_lett
     assert states(alerts_db) == [("hook", "trigger", "pending", 1)]
     (rules_dir / "alerting.yml").write_text(hook(receiver, name="other"))
     settle(delivery)
-    assert states(alerts_db) == [("hook", "trigger", "dead", 1)]
+    # (the open alert is told to the destination that takes its place, tried once so far)
+    assert states(alerts_db) == [("hook", "trigger", "dead", 1), ("other", "trigger", "pending", 1)]
 
 
 def test_while_alerting_yml_has_problems_events_wait_for_a_good_version(make_delivery, alerts_db, receiver, rules_dir):
@@ -258,6 +261,71 @@ def test_without_alerting_yml_alerts_are_kept_and_sent_nowhere(make_delivery, al
     settle(delivery)
     assert states(alerts_db) == []
     assert alerts_db.execute("SELECT seq FROM delivery_cursor").fetchone() == (1,)
+
+
+def test_alerts_raised_without_alerting_yml_are_told_to_their_destinations_once_it_is_written(
+    make_delivery, alerts_db, receiver, rules_dir
+):
+    """They were never sent, and their acknowledgement and resolve later went to receivers that had never heard
+    of them (a new-user trial: PagerDuty was told to acknowledge an incident it never had)."""
+    delivery = make_delivery()
+    opened = insert_alert(alerts_db)
+    acknowledged = insert_alert(alerts_db)
+    change_alert(alerts_db, acknowledged["id"], "acknowledge")
+    resolved = insert_alert(alerts_db)
+    change_alert(alerts_db, resolved["id"], "resolve")
+    settle(delivery)
+    assert states(alerts_db) == []
+    write_alerting(rules_dir, hook(receiver))
+    settle(delivery)
+    told = {(r.json()["alert"]["id"], r.json()["event"], r.json()["alert"]["status"]) for r in receiver.requests}
+    assert told == {(opened["id"], "trigger", "open"), (acknowledged["id"], "trigger", "acknowledged")}
+    # what follows goes as usual, once; a worker started again tells nothing twice
+    change_alert(alerts_db, opened["id"], "resolve")
+    settle(delivery)
+    delivery.stop()
+    settle(make_delivery())
+    assert [(r.json()["alert"]["id"], r.json()["event"]) for r in receiver.requests[2:]] == [(opened["id"], "resolve")]
+
+
+def test_a_destination_that_never_heard_of_an_alert_hears_first_its_trigger_and_never_a_resolve_alone(
+    make_delivery, alerts_db, receiver, rules_dir
+):
+    """A route added to alerting.yml while alerts are open (as Alertmanager tells a new receiver of what fires)."""
+    other = Receiver()
+    try:
+        delivery = make_delivery(hook(receiver))
+        first = insert_alert(alerts_db)
+        settle(delivery)
+        write_alerting(
+            rules_dir,
+            f"""
+            destinations:
+              hook: {{type: webhook, url: "{receiver.url}/hook"}}
+              new: {{type: webhook, url: "{other.url}/new"}}
+            routes:
+              - {{to: [hook, new]}}
+            """,
+        )
+        change_alert(alerts_db, first["id"], "update")
+        settle(delivery)
+        assert [r.json()["event"] for r in receiver.requests] == ["trigger", "update"]
+        assert [r.json()["event"] for r in other.requests] == ["trigger"]  # (the update, as its first word of it)
+        change_alert(alerts_db, first["id"], "resolve")
+        settle(delivery)
+        assert [r.json()["event"] for r in other.requests] == ["trigger", "resolve"]
+    finally:
+        other.close()
+
+
+def test_alerts_routed_before_the_told_table_are_not_told_again(make_delivery, alerts_db, receiver, data_dir):
+    """Their deliveries may have been forgotten since: an upgrade must not send their triggers a second time."""
+    migrate_schema(alerts_db, Schema(SCHEMA.name, SCHEMA.migrations[:1]))  # the outbox as it was
+    routed, waiting = insert_alert(alerts_db), insert_alert(alerts_db)
+    alerts_db.execute("INSERT INTO delivery_cursor (name, seq) VALUES ('alert_events', 1)")  # the first routed
+    settle(make_delivery(hook(receiver)))
+    assert [(r.json()["alert"]["id"], r.json()["event"]) for r in receiver.requests] == [(waiting["id"], "trigger")]
+    assert routed["id"] != waiting["id"]
 
 
 def test_an_attempt_cut_short_by_a_crash_is_due_again_with_its_key(make_delivery, alerts_db, receiver, clock):

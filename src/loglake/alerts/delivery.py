@@ -171,11 +171,14 @@ class AlertDelivery:
         routing = self.routing_file.current()
         if routing is None:  # alerting.yml has problems and no good version was read: keep everything
             return self.poll_seconds
-        if routing is not self._routed_with:
+        changed = routing is not self._routed_with
+        if changed:
             self._routed_with = routing
             self.outbox.dead_letter_unconfigured(routing, now_ms)
         while self.outbox.route(routing, now_ms) == ROUTE_BATCH:
             pass
+        if changed:  # (after the events waiting were routed: what is left are alerts routed before it changed)
+            self.outbox.tell_open_alerts(routing, now_ms)
         due = self.outbox.next_due_ms()
         if due is not None and due <= now_ms:
             for name, config in routing.destinations.items():

@@ -77,6 +77,17 @@ SCHEMA = Schema(
             PRIMARY KEY (destination, dedup_key)
         ) WITHOUT ROWID
         """,
+        # Which destinations heard of which alert (deliveries are pruned, this is kept while the alert is). The
+        # alerts routed before it count as heard of everywhere: their deliveries may be pruned, not sent again.
+        """
+        CREATE TABLE delivery_told (
+            alert_id TEXT NOT NULL,
+            destination TEXT NOT NULL,         -- '*': every destination (an alert routed before this table)
+            PRIMARY KEY (alert_id, destination)
+        ) WITHOUT ROWID;
+        INSERT OR IGNORE INTO delivery_told (alert_id, destination) SELECT DISTINCT alert_id, '*' FROM alert_events
+            WHERE seq <= (SELECT coalesce(max(seq), 0) FROM delivery_cursor WHERE name = 'alert_events');
+        """,
     ),
 )
 _CURSOR = "alert_events"
@@ -184,35 +195,15 @@ class Outbox:
                 alert = _decoded(alert)
                 if kept_status:  # the status as the event made it, not as a later change left it
                     alert.update(zip(EVENT_STATUS_COLUMNS, values[4:status_end], strict=True))
-                targets = routing.targets(alert, kind)
+                targets = _told_targets(conn, routing, alert, kind)
                 if not targets:
                     continue
                 conn.execute(
                     "INSERT OR IGNORE INTO delivery_alerts (event_seq, at_ms, alert) VALUES (?, ?, ?)",
                     (seq, at_ms, json.dumps(alert)),
                 )
-                for name in targets:
-                    known = name in routing.destinations
-                    dead = _first_dead(conn, name, alert["dedup_key"], seq) if known else None
-                    held = None if dead is None else _held_behind(dead[1], dead[2])
-                    conn.execute(
-                        "INSERT OR IGNORE INTO deliveries (id, event_seq, destination, alert_id, dedup_key, kind,"
-                        " state, attempts, next_attempt_ms, created_ms, updated_ms, last_error)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
-                        (
-                            str(uuid.uuid4()),
-                            seq,
-                            name,
-                            alert["id"],
-                            alert["dedup_key"],
-                            kind,
-                            "pending" if known else "dead",
-                            now_ms,
-                            now_ms,
-                            now_ms,
-                            held if known else not_configured(name),
-                        ),
-                    )
+                for name, sent_as in targets:
+                    _add_delivery(conn, routing, seq, alert, name, sent_as, now_ms)
             if rows:
                 conn.execute(
                     "INSERT INTO delivery_cursor (name, seq) VALUES (?, ?)"
@@ -220,6 +211,36 @@ class Outbox:
                     (_CURSOR, rows[-1][0]),
                 )
         return len(rows)
+
+    def tell_open_alerts(self, routing: Routing, now_ms: int) -> int:
+        """Trigger deliveries of the open (or acknowledged) alerts to the destinations `routing` sends them to
+        that never heard of them: after routing changed (alerting.yml written where there was none, a route or
+        destination added), as Alertmanager tells a new receiver of the alerts firing. Alerts with events not
+        routed yet are left to `route` (which sends a destination's first event of an alert as its trigger).
+        Returns how many deliveries it made."""
+        made = 0
+        with self._lock, write_transaction(self._conn) as conn:
+            cursor = _cursor(conn)
+            alerts = conn.execute(
+                "SELECT e.seq, e.at_ms, a.* FROM alerts a JOIN alert_events e ON e.seq ="
+                " (SELECT max(seq) FROM alert_events WHERE alert_id = a.id) WHERE a.status IN ('open', 'acknowledged')"
+            )
+            names = [d[0] for d in alerts.description]
+            for values in alerts.fetchall():
+                seq, at_ms, alert = values[0], values[1], _decoded(dict(zip(names[2:], values[2:], strict=True)))
+                if seq > cursor:
+                    continue
+                told = _told_targets(conn, routing, alert, "update")
+                targets = [(name, kind) for name, kind in told if kind == "trigger"]
+                if not targets:
+                    continue
+                conn.execute(
+                    "INSERT OR IGNORE INTO delivery_alerts (event_seq, at_ms, alert) VALUES (?, ?, ?)",
+                    (seq, at_ms, json.dumps(alert)),
+                )
+                for name, sent_as in targets:
+                    made += _add_delivery(conn, routing, seq, alert, name, sent_as, now_ms)
+        return made
 
     def _events_waiting(self) -> bool:
         with self._lock:
@@ -354,6 +375,7 @@ class Outbox:
                 "DELETE FROM deliveries WHERE state IN ('sent', 'dead') AND updated_ms < ?", (before_ms,)
             ).rowcount
             conn.execute("DELETE FROM delivery_alerts WHERE event_seq NOT IN (SELECT event_seq FROM deliveries)")
+            conn.execute("DELETE FROM delivery_told WHERE alert_id NOT IN (SELECT id FROM alerts)")
             return removed
 
     # -- reading ----------------------------------------------------------------------------------
@@ -427,6 +449,52 @@ def _named_delivery(conn: sqlite3.Connection, text: str) -> DeliveryRow:
     if found is None:
         raise NoSuchDelivery(f"no delivery with id {text!r} (`loglake alerts deliveries` lists them)")
     return DeliveryRow(*found)
+
+
+def _told_targets(
+    conn: sqlite3.Connection, routing: Routing, alert: dict[str, Any], kind: str
+) -> list[tuple[str, str]]:
+    """(destination, kind to send) for an event of `alert`: a destination that never heard of the alert (it was
+    raised while alerting.yml was missing, or routed elsewhere then) hears of it first as its trigger, with its
+    status as it is, and not at all of its resolve; the others hear of the event. (A PagerDuty acknowledge or
+    resolve of an incident never triggered opens nothing.)"""
+    told = {row[0] for row in conn.execute("SELECT destination FROM delivery_told WHERE alert_id = ?", (alert["id"],))}
+    if "*" in told:
+        return [(name, kind) for name in routing.targets(alert, kind)]
+    first = [] if kind == "resolve" else [(name, "trigger") for name in routing.targets(alert, "trigger")]
+    return [(name, sent) for name, sent in first if name not in told] + [
+        (name, kind) for name in routing.targets(alert, kind) if name in told
+    ]
+
+
+def _add_delivery(
+    conn: sqlite3.Connection, routing: Routing, seq: int, alert: dict[str, Any], name: str, kind: str, now_ms: int
+) -> int:
+    """Record the delivery of event `seq` (of `kind`) to destination `name`: pending, or held behind a dead one of
+    its dedup key, or dead when the file does not define `name`. Returns 1, or 0 if it was recorded before."""
+    known = name in routing.destinations
+    dead = _first_dead(conn, name, alert["dedup_key"], seq) if known else None
+    held = None if dead is None else _held_behind(dead[1], dead[2])
+    added = conn.execute(
+        "INSERT OR IGNORE INTO deliveries (id, event_seq, destination, alert_id, dedup_key, kind,"
+        " state, attempts, next_attempt_ms, created_ms, updated_ms, last_error)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+        (
+            str(uuid.uuid4()),
+            seq,
+            name,
+            alert["id"],
+            alert["dedup_key"],
+            kind,
+            "pending" if known else "dead",
+            now_ms,
+            now_ms,
+            now_ms,
+            held if known else not_configured(name),
+        ),
+    ).rowcount
+    conn.execute("INSERT OR IGNORE INTO delivery_told (alert_id, destination) VALUES (?, ?)", (alert["id"], name))
+    return added
 
 
 def _first_dead(
