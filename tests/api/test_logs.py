@@ -68,6 +68,24 @@ async def test_array_ndjson_and_gzip_bodies(client: httpx.AsyncClient) -> None:
     assert sorted(await all_messages(client)) == ["a1", "a2", "g1", "n1", "n2"]
 
 
+async def test_prefer_return_minimal_answers_the_count_alone(client: httpx.AsyncClient) -> None:
+    """Fluent Bit's http output reads 4 KiB of an answer: a batch of more than ~100 records' ids failed it, and
+    it sent the stored batch again, and again (a real-shipper trial: 110 records stored 220 times)."""
+    minimal = {"prefer": "handling=lenient, return=minimal"}
+    lines = b"".join(b'{"message": "m%d %s"}\n' % (i, b"x" * 40) for i in range(8_000))  # (past 256 KiB: bulk)
+    for body, headers, count in [
+        (lines, NDJSON, 8_000),
+        (json.dumps([{"message": "a"}, {"message": "b"}]).encode(), {"content-type": "application/json"}, 2),
+        (json.dumps({"message": "one"}).encode(), {"content-type": "application/json"}, 1),
+    ]:
+        response = await client.post("/logs", content=body, headers={**headers, **minimal})
+        assert response.status_code == 201 and response.json() == {"count": count}, response.text
+    counted = await client.post("/query", json={"sql": "SELECT count(*) FROM logs"})
+    assert counted.json()["rows"] == [[8_003]], counted.text
+    response = await client.post("/logs", json=[{"message": "c"}], headers={"prefer": "return=representation"})
+    assert len(response.json()["logIds"]) == 1  # (any other preference: the ids, as without it)
+
+
 async def test_one_bad_record_rejects_the_request_and_names_each_problem(client: httpx.AsyncClient) -> None:
     batch = [{"message": "good"}, {"message": ""}, {"message": "m", "severity": "loud"}, {"message": "m", "x": 1}]
     response = await client.post("/logs", json=batch)

@@ -173,6 +173,16 @@ LOG_PATHS = {
     "/logs": {
         "post": {
             "summary": "Ingest one record, a JSON array or NDJSON (gzip accepted); 201 means durable",
+            "parameters": [
+                {
+                    "name": "Prefer",
+                    "in": "header",
+                    "required": False,
+                    "description": "`return=minimal` (RFC 7240): the answer is the count alone, not every "
+                    "record's id (for clients that read only a few KiB of an answer, as Fluent Bit's http output)",
+                    "schema": {"type": "string"},
+                }
+            ],
             "requestBody": {
                 "required": True,
                 "content": {
@@ -203,9 +213,16 @@ LOG_PATHS = {
                                     "logIds": {"type": "array", "items": {"type": "string"}},
                                 },
                             },
+                            {
+                                "type": "object",
+                                "required": ["count"],
+                                "properties": {"count": {"type": "integer"}},
+                                "additionalProperties": False,
+                            },
                         ]
                     },
-                    "Stored: one object for a single record, count and ids for a batch",
+                    "Stored: one object for a single record, count and ids for a batch, the count alone with "
+                    "Prefer: return=minimal",
                 ),
                 "413": error_response("Body or batch too large"),
                 "415": error_response("Unsupported Content-Type or Content-Encoding"),

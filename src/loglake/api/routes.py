@@ -88,12 +88,22 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
             count_refused_body(app, e.code)
         raise
     log_ids = await store(app, parsed, counts)
+    if wants_minimal_answer(request):
+        return Result(201, {"count": parsed.count})
     if parsed.table is not None:
         return Result(201, _bulk_answer(parsed.table.column("log_id")), _JSON)
     if parsed.single:
         ts = timestamp_of(log_ids[0])  # a retried client id answers the stored record's time
         return Result(201, {"logId": format_uuid(log_ids[0]), "timestamp": ts, "datetime": format_datetime(ts)})
     return Result(201, {"count": len(log_ids), "logIds": [format_uuid(i) for i in log_ids]})
+
+
+def wants_minimal_answer(request: Request) -> bool:
+    """`Prefer: return=minimal` (RFC 7240): the count alone, not every record's id. A client that reads a
+    few KiB of an answer (Fluent Bit's http output: 4 KiB) failed on a big batch's ids, and sent the stored
+    batch again."""
+    prefer = request.headers.get(b"prefer", b"").decode("latin-1").lower()
+    return "return=minimal" in (part.strip() for part in prefer.split(","))
 
 
 async def store(app: LoglakeApp, parsed: ParsedBody, counts: dict[tuple[str, int], int]) -> list[bytes]:

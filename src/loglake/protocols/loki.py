@@ -25,7 +25,7 @@ import bisect
 import functools
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -38,7 +38,7 @@ from google.protobuf.message import DecodeError
 from loglake import decode_workers
 from loglake.decode_errors import in_words, not_json_reason
 from loglake.digits import is_ascii_digits
-from loglake.model import SEVERITY_ALIASES, is_valid_name
+from loglake.model import SEVERITY_ALIASES, Problem, is_valid_name
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.mapping import (
     ID_FIELDS,
@@ -174,6 +174,7 @@ class Stream:
     lines: list[str]
     metadata: list[tuple]
     pair: Callable[[Any], tuple[str, str]] = _as_is
+    refused: dict[int, Problem] = field(default_factory=dict)  # entries refused as read (by index, from 0)
 
 
 def decode_push(body: bytes, json: bool) -> list[Stream]:
@@ -242,6 +243,9 @@ def _json_streams(body: bytes) -> list[Stream]:
         found = Stream(stream.stream, [], [], [])
         for index, value in enumerate(stream.values, start=1):
             nanos, line, metadata = _json_entry(value, number, index)
+            if nanos < SMALLEST_PLAUSIBLE_NANOS:  # refused alone (the records' check would name the time in ms)
+                reason = f"{value[0]!r} is before 1973-03-03: {nanos_advice(nanos)}"
+                found.refused[index - 1] = Problem(index - 1, "timestamp", reason)
             found.times.append(nanos // 1_000_000)
             found.lines.append(line)
             found.metadata.append(tuple(metadata.items()))
@@ -257,8 +261,6 @@ def _json_entry(value: list[Any], stream: int, index: int) -> tuple[int, str, di
     nanos = int(sent) if type(sent) is str and is_ascii_digits(sent) else sent
     if type(nanos) is not int:
         raise MalformedPush(f"{where}: the timestamp must be a string of Unix nanoseconds, like {NANOS_EXAMPLE}")
-    if nanos < SMALLEST_PLAUSIBLE_NANOS:  # (the records' check would name the time in ms, not as sent)
-        raise MalformedPush(f"{where}: timestamp {sent!r} is before 1973-03-03: {nanos_advice(nanos)}")
     if type(line) is not str:
         raise MalformedPush(f"{where}: the line must be a string")
     metadata = rest[0] if rest else {}
@@ -319,6 +321,8 @@ def columns(
     rows: list[int] = []  # each entry's
     for stream in streams:
         starts.append(len(found))
+        start = starts[-1]
+        found.refused |= {start + i: replace(problem, index=start + i) for i, problem in stream.refused.items()}
         found.messages += stream.lines
         found.timestamps += stream.times
         rows += _stream_rows(stream, service_labels, special, texts, sets)
