@@ -195,15 +195,7 @@ class Outbox:
                 alert = _decoded(alert)
                 if kept_status:  # the status as the event made it, not as a later change left it
                     alert.update(zip(EVENT_STATUS_COLUMNS, values[4:status_end], strict=True))
-                targets = _told_targets(conn, routing, alert, kind)
-                if not targets:
-                    continue
-                conn.execute(
-                    "INSERT OR IGNORE INTO delivery_alerts (event_seq, at_ms, alert) VALUES (?, ?, ?)",
-                    (seq, at_ms, json.dumps(alert)),
-                )
-                for name, sent_as in targets:
-                    _add_delivery(conn, routing, seq, alert, name, sent_as, now_ms)
+                _add_deliveries(conn, routing, seq, at_ms, alert, _told_targets(conn, routing, alert, kind), now_ms)
             if rows:
                 conn.execute(
                     "INSERT INTO delivery_cursor (name, seq) VALUES (?, ?)"
@@ -232,14 +224,7 @@ class Outbox:
                     continue
                 told = _told_targets(conn, routing, alert, "update")
                 targets = [(name, kind) for name, kind in told if kind == "trigger"]
-                if not targets:
-                    continue
-                conn.execute(
-                    "INSERT OR IGNORE INTO delivery_alerts (event_seq, at_ms, alert) VALUES (?, ?, ?)",
-                    (seq, at_ms, json.dumps(alert)),
-                )
-                for name, sent_as in targets:
-                    made += _add_delivery(conn, routing, seq, alert, name, sent_as, now_ms)
+                made += _add_deliveries(conn, routing, seq, at_ms, alert, targets, now_ms)
         return made
 
     def _events_waiting(self) -> bool:
@@ -465,6 +450,26 @@ def _told_targets(
     return [(name, sent) for name, sent in first if name not in told] + [
         (name, kind) for name in routing.targets(alert, kind) if name in told
     ]
+
+
+def _add_deliveries(
+    conn: sqlite3.Connection,
+    routing: Routing,
+    seq: int,
+    at_ms: int,
+    alert: dict[str, Any],
+    targets: list[tuple[str, str]],
+    now_ms: int,
+) -> int:
+    """Record the deliveries of event `seq` (at `at_ms`) of `alert` to `targets`, (destination, kind to send), and
+    the alert as every attempt sends it; how many were new."""
+    if not targets:
+        return 0
+    conn.execute(
+        "INSERT OR IGNORE INTO delivery_alerts (event_seq, at_ms, alert) VALUES (?, ?, ?)",
+        (seq, at_ms, json.dumps(alert)),
+    )
+    return sum(_add_delivery(conn, routing, seq, alert, name, kind, now_ms) for name, kind in targets)
 
 
 def _add_delivery(
