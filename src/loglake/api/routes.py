@@ -102,8 +102,10 @@ def wants_minimal_answer(request: Request) -> bool:
     """`Prefer: return=minimal` (RFC 7240): the count alone, not every record's id. A client that reads a
     few KiB of an answer (Fluent Bit's http output: 4 KiB) failed on a big batch's ids, and sent the stored
     batch again."""
-    prefer = request.headers.get(b"prefer", b"").decode("latin-1").lower()
-    return "return=minimal" in (part.strip() for part in prefer.split(","))
+    prefer = request.headers.get(b"prefer")
+    if prefer is None:  # (the usual request: nothing more on the path of every single record)
+        return False
+    return "return=minimal" in (part.strip() for part in prefer.decode("latin-1").lower().split(","))
 
 
 async def store(app: LoglakeApp, parsed: ParsedBody, counts: dict[tuple[str, int], int]) -> list[bytes]:
