@@ -336,7 +336,7 @@ async def test_an_entry_timed_before_1973_is_refused_alone_and_the_others_stored
     assert response.status_code == 400
     like = 'send Unix nanoseconds (19 digits), like "1793577600000000000"'
     assert response.text == (
-        "3 of 4 entries cannot be stored, the other 1 were stored: "
+        "3 of 4 entries cannot be stored, the other 1 was stored: "
         f"stream 1, entry 2: timestamp '1' is before 1973-03-03: {like}; "
         f"stream 1, entry 3: timestamp '1793577600000' is before 1973-03-03: it looks like epoch milliseconds; {like}; "
         f"stream 1, entry 4: timestamp 1793577600 is before 1973-03-03: it looks like epoch seconds; {like}\n"
@@ -430,7 +430,7 @@ async def test_a_partly_refused_push_sent_again_is_answered_alike_and_stores_not
     body = protobuf_push(('{job="a"}', [entry(ns(1), "fine"), entry(ns(2), "")]))
     first, again = await push(client, body), await push(client, body)
     assert first.status_code == again.status_code == 400
-    assert again.text == first.text and first.text.startswith("1 of 2 entries cannot be stored, the other 1 were")
+    assert again.text == first.text and first.text.startswith("1 of 2 entries cannot be stored, the other 1 was")
     query = await client.post("/query", json={"sql": "SELECT count(*) FROM logs"})
     assert query.json()["rows"] == [[1]]
 

@@ -150,7 +150,8 @@ def _checked(
         f"{loki.entry_of(p.index, starts)}: {p.field or 'entry'} {p.reason}" for p in problems[:SHOWN_PROBLEMS]
     )
     more = f"; and {len(problems) - SHOWN_PROBLEMS} more problem(s)" if len(problems) > SHOWN_PROBLEMS else ""
-    stored = "so none was" if parsed is None else f"the other {len(found) - bad} were stored"
+    others = len(found) - bad
+    stored = "so none was" if parsed is None else f"the other {others} {'was' if others == 1 else 'were'} stored"
     refusal = f"{bad} of {len(found)} entries cannot be stored, {stored}: {named}{more}"
     return parsed, problems, {} if parsed is None else ingest_counts(parsed), refusal
 
