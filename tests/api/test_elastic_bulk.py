@@ -140,6 +140,32 @@ async def test_a_lone_surrogate_is_named_as_post_logs_names_it(client: httpx.Asy
     )
 
 
+async def test_a_document_timed_where_no_clock_could_be_is_stored_at_its_arrival_with_the_time_it_carried(
+    client: httpx.AsyncClient,
+) -> None:
+    """Elasticsearch stores it; a 400 item here lost it, as Fluent Bit counts a bulk with one 201 as delivered and
+    logs nothing (a real-shipper trial). A time before the retention is a real one: still refused."""
+    body = ndjson(
+        {"create": {"_index": "app"}},
+        {"@timestamp": "2099-01-01T00:00:00Z", "message": "ahead", "k": "v"},
+        {"create": {"_index": "app"}},
+        {"@timestamp": 86_400_000, "message": "1970"},
+        {"create": {"_index": "app"}},
+        {"@timestamp": "2026-11-01T23:59:59Z", "message": "now"},
+        {"create": {"_index": "app"}},
+        {"@timestamp": "2020-01-01T00:00:00Z", "message": "before the retention"},
+    )
+    answer = (await client.post("/_bulk", content=body, headers=NDJSON)).json()
+    assert [entry["create"]["status"] for entry in answer["items"]] == [201, 201, 201, 400]
+    records = {r["message"]: r for r in await stored(client)}
+    assert (records["ahead"]["timestamp"], records["ahead"]["attributes"]) == (
+        NOW_MS,
+        {"k": "v", "time_sent": "2099-01-01T00:00:00Z"},
+    )
+    assert (records["1970"]["timestamp"], records["1970"]["attributes"]) == (NOW_MS, {"time_sent": 86_400_000})
+    assert records["now"]["timestamp"] == NOW_MS - 1000 and "time_sent" not in records["now"].get("attributes", {})
+
+
 async def test_a_failing_item_is_answered_with_its_status_and_reason_and_the_others_are_stored(
     client: httpx.AsyncClient, app: LoglakeApp
 ) -> None:

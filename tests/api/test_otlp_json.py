@@ -20,6 +20,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from loglake.api.app import LoglakeApp
+from loglake.config import Settings
 from loglake.ingest import BULK_MIN_RECORDS
 from tests.api.test_otlp import NANOS, NOW_MS, OTLP_JSON_EXAMPLE, SPAN, TRACE, pairs, post, stored, text
 
@@ -78,7 +79,8 @@ def every_rule() -> ExportLogsServiceRequest:
             LogRecord(time_unix_nano=at, severity_number=11,
                       body=AnyValue(array_value=ArrayValue(values=[text("a"), AnyValue(double_value=2.0)]))),
             LogRecord(time_unix_nano=at, severity_text="Information", body=text("says more")),
-            LogRecord(time_unix_nano=(NOW_MS + 2 * 86_400_000) * NANOS, body=text("from the future")),
+            LogRecord(time_unix_nano=(NOW_MS + 2 * 86_400_000) * NANOS, body=text("from the future")),  # restamped
+            LogRecord(time_unix_nano=at, body=text("x" * (Settings().max_message_bytes + 1))),  # refused
             LogRecord(time_unix_nano=at, body=text("")),  # an empty message: NO_BODY
             LogRecord(time_unix_nano=at, attributes=pairs(only=text("attributes"))),  # none: NO_BODY too
             LogRecord(time_unix_nano=at, body=text("short trace"), trace_id=b"\x01" * 15),
@@ -147,14 +149,14 @@ async def test_json_stores_what_protobuf_stores(client: httpx.AsyncClient, form:
     assert by_json.status_code == 200 and by_json.headers["content-type"] == "application/json", by_json.text
 
     protobuf_answer = ExportLogsServiceResponse.FromString(by_protobuf.content).partial_success
-    assert protobuf_answer.rejected_log_records == 1  # the future (a short trace id is none, no body NO_BODY)
+    assert protobuf_answer.rejected_log_records == 1  # the large one (a short trace id is none, no body NO_BODY)
     assert by_json.json()["partialSuccess"] == {
         "rejectedLogRecords": "1",
         "errorMessage": protobuf_answer.error_message,
     }
     seen = {r["logId"] for r in from_protobuf}
     from_json = [r for r in await stored(client) if r["logId"] not in seen]
-    assert len(from_protobuf) == 16  # the short trace id's record too, without it; both without a body
+    assert len(from_protobuf) == 17  # the short trace id's record too, without it; both without a body
     assert _without_ids(from_json) == _without_ids(from_protobuf)
 
 
@@ -269,11 +271,13 @@ async def test_a_malformed_json_export_gets_a_status_and_stores_nothing(
 
 
 @pytest.mark.parametrize("nanos", [2**64 - 1, 2**64, 10**25])
-async def test_a_time_past_what_64_bits_hold_refuses_its_record_only(client: httpx.AsyncClient, nanos: int) -> None:
-    """OTLP/JSON's integers are unbounded: a time that no uint64 holds, like the last one that does, is
-    refused as out of range, and the export's other record stored."""
+async def test_a_time_past_what_64_bits_hold_is_stored_at_its_arrival_with_the_time_it_carried(
+    client: httpx.AsyncClient, nanos: int
+) -> None:
+    """OTLP/JSON's integers are unbounded: a time that no uint64 holds, like the last one that does, is no
+    clock's time; its record is stored as any such record is (README), the export's other record too."""
     response = await post(client, _record(timeUnixNano=str(nanos)), JSON)
-    assert response.status_code == 200, response.text
-    partial = response.json()["partialSuccess"]
-    assert partial["rejectedLogRecords"] == "1" and "timestamp" in partial["errorMessage"], partial
-    assert [r["message"] for r in await stored(client)] == ["good"]
+    assert response.status_code == 200 and response.json() == {}, response.text
+    records = {r["message"]: r for r in await stored(client)}
+    assert sorted(records) == ["bad", "good"]
+    assert records["bad"]["attributes"]["time_sent"] == nanos // 1_000_000

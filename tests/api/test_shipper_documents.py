@@ -113,13 +113,13 @@ async def test_records_the_shipper_protocols_refuse_count_as_post_logs_refused_o
         {"create": {"_index": "a"}},
         {"message": "bad time", "@timestamp": "yesterday"},
         {"create": {"_index": "a"}},
-        {"message": "late", "@timestamp": "2999-01-01T00:00:00Z"},
+        {"message": "old", "@timestamp": "2000-01-01T00:00:00Z"},  # before the retention
         {"create": {"_index": "a"}},
         {"message": "kept"},
     )
     answer = (await client.post("/_bulk", content=bulk, headers=NDJSON)).json()
     assert [entry["create"]["status"] for entry in answer["items"]] == [400, 400, 400, 201]
-    hec = b'{"event": "fine"}{"event": "far", "time": 31999999999}'  # epoch seconds in the year 2984
+    hec = b'{"event": "fine"}{"event": "old", "time": 946684800}'  # 2000: before the retention
     assert (await client.post("/services/collector/event", content=hec)).status_code == 400
     assert (await client.post("/services/collector/event", json={"time": 1})).status_code == 400  # no event
     app.metrics.on_syslog(SyslogTally(unstored=4))  # as a syslog commit the store refused reports itself

@@ -127,6 +127,24 @@ async def test_a_batch_of_concatenated_events_is_stored_whole(
     assert records["Pony 1 has left the barn"]["log_type"] == "application"
 
 
+async def test_an_event_timed_where_no_clock_could_be_is_stored_at_its_arrival_with_the_time_it_carried(
+    app: LoglakeApp, key: str, hec: httpx.AsyncClient
+) -> None:
+    """Splunk indexes such an event (its MAX_DAYS_HENCE re-stamps it); it refused the batch here, and Fluent Bit's
+    splunk output drops a refused batch (a real-shipper trial: 6 of 6 lost for one event's 2099)."""
+    body = (
+        b'{"event": "ok", "time": 1793577590}{"event": "1970", "time": 1}'
+        b'{"event": "2099", "time": 4102444800, "fields": {"k": "v"}}'
+    )
+    response = await hec.post("/services/collector/event", content=body, headers=FORM)
+    assert response.json() == {"text": "Success", "code": 0}
+    records = {r["message"]: r for r in await stored(app, key)}
+    assert (records["ok"]["timestamp"], records["ok"].get("attributes", {})) == (NOW_MS - 10_000, {})
+    assert (records["1970"]["timestamp"], records["1970"]["attributes"]) == (NOW_MS, {"time_sent": 1000})
+    assert records["2099"]["timestamp"] == NOW_MS
+    assert records["2099"]["attributes"] == {"k": "v", "time_sent": 4_102_444_800_000}
+
+
 @pytest.mark.parametrize(
     ("body", "code", "number"),
     [
@@ -139,8 +157,6 @@ async def test_a_batch_of_concatenated_events_is_stored_whole(
         (b'{"event": "ok"}{"event": "x", "time": "noon"}', 6, 1),
         (b'{"event": "ok"}{"event": "x", "host": 7}', 6, 1),
         (b'{"event": "ok"}{"event": "x", "fields": {"a": {"b": 1}}}', 15, 1),
-        (b'{"event": "ok"}{"event": "x", "time": 1}', 6, 1),  # 1970: before any plausible time
-        (b'{"event": "ok"}{"event": "x", "fields": {"service": "a b"}, "time": 99999999999}', 6, 1),
     ],
 )
 async def test_a_bad_event_refuses_the_batch_with_splunks_code_and_its_number(

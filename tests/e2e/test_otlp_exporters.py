@@ -23,6 +23,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordE
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
+from loglake.config import Settings
 from loglake.ingest import BULK_MIN_RECORDS
 from tests.conftest import ServerProcess, free_port
 
@@ -140,8 +141,9 @@ def test_a_partial_success_names_the_refused_records_and_stores_the_rest(
     logs = resource_logs.scope_logs.add().log_records
     for i in range(BULK_MIN_RECORDS + 200):
         logs.add(time_unix_nano=now_ns - i * 1_000_000, severity_number=9).body.string_value = f"record {i}"
-    logs[5].time_unix_nano = 1_000  # 1970: older than any retention
-    logs[700].time_unix_nano = now_ns + 2 * 86_400 * 10**9  # more than a day ahead
+    too_large = "x" * (Settings().max_message_bytes + 1)
+    logs[5].body.string_value = logs[700].body.string_value = too_large
+    logs[9].time_unix_nano = 1_000  # 1970: no clock's time, stored at its arrival with the time it carried
     headers = {"authorization": f"Bearer {key}"}
     if encoding == "json":
         body = json.dumps(json_format.MessageToDict(request)).encode()
@@ -156,11 +158,13 @@ def test_a_partial_success_names_the_refused_records_and_stores_the_rest(
         partial_success = ExportLogsServiceResponse.FromString(response.content).partial_success
         rejected, message = partial_success.rejected_log_records, partial_success.error_message
     assert rejected == 2
-    refused = "record 6 (resourceLogs[0].scopeLogs[0].logRecords[5]): timestamp 1000 (timeUnixNano) is before 1973"
+    refused = "record 6 (resourceLogs[0].scopeLogs[0].logRecords[5]): message is larger than"
     assert message.startswith(f"2 of {BULK_MIN_RECORDS + 200} log record(s) refused: {refused}")
-    assert "record 701 (resourceLogs[0].scopeLogs[0].logRecords[700]): timestamp is more than 24 h in the" in message
+    assert "record 701 (resourceLogs[0].scopeLogs[0].logRecords[700]): message is larger than" in message
     sql = f"SELECT count(*), count(DISTINCT message) FROM logs WHERE service = '{service}'"
     counted = httpx.post(f"{process.url}/query", json={"sql": sql}, headers=headers)
     assert counted.json()["rows"] == [[BULK_MIN_RECORDS + 198, BULK_MIN_RECORDS + 198]], counted.text
     stored = search(process, key, f"service:{service} record")
     assert "record 5" not in {r["message"] for r in stored} and "record 4" in {r["message"] for r in stored}
+    restamped = [r for r in stored if r["message"] == "record 9"]
+    assert restamped and restamped[0]["attributes"] == {"time_sent": 0}  # (1,000 ns: 0 ms)

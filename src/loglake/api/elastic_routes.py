@@ -286,7 +286,7 @@ def _checked_group(app: LoglakeApp, group: list[elastic.BulkItem], found: Record
     none is left."""
     while True:
         try:
-            parsed = columns.check(app.service, found.take(list(map(_ROW_OF, group))))
+            parsed = columns.check(app.service, found.take(list(map(_ROW_OF, group))), restamp=True)
             counts = ingest_counts(parsed)
         except InvalidRecords as e:
             reasons: dict[int, list[str]] = defaultdict(list)

@@ -117,7 +117,7 @@ def _checked(app: LoglakeApp, found: columns.RecordColumns) -> Checked:
     with the rest, as POST /logs counts)."""
     if not found:
         return None, [], found, {}
-    parsed, problems = columns.check_valid(app.service, found)
+    parsed, problems = columns.check_valid(app.service, found, restamp=True)
     return parsed, problems, found, {} if parsed is None else ingest_counts(parsed)
 
 

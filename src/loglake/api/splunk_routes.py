@@ -118,7 +118,7 @@ def _checked(app: LoglakeApp, to_columns: Any, *args: Any) -> tuple[tuple, int]:
         reason = f"{len(records)} events in one request; the limit is {limit}: send smaller batches"
         raise HecApiError(6, reason, refused=len(records), body_code="too_many_records")
     try:
-        parsed = columns.check(app.service, records)
+        parsed = columns.check(app.service, records, restamp=True)
     except InvalidRecords as e:
         first = e.problems[0]
         reason = f"{splunk.event_name(first.index)}: {first.field}: {first.reason}; nothing was stored"

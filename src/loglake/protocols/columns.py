@@ -22,7 +22,8 @@ import pyarrow as pa
 from loglake import record_fit
 from loglake.ingest import BULK_MIN_RECORDS, IncomingRecord, ParsedBody
 from loglake.ingest_columns import valid_columns_table
-from loglake.model import InvalidRecords
+from loglake.model import InvalidRecords, TimeBounds
+from loglake.times import SMALLEST_PLAUSIBLE_MS, parse_iso8601
 
 if TYPE_CHECKING:
     from loglake.model import Limits, Problem
@@ -139,9 +140,10 @@ def listed(column: list | pa.Array) -> list:
     return column.to_pylist() if isinstance(column, pa.Array) else column
 
 
-def check(service: LogService, columns: RecordColumns) -> ParsedBody:
+def check(service: LogService, columns: RecordColumns, restamp: bool = False) -> ParsedBody:
     """The batch checked all or nothing: ingest.InvalidBody, or model.InvalidRecords naming every problem.
-    Attributes beyond the limits are fitted first (fit_refused_attributes)."""
+    Attributes beyond the limits are fitted first (fit_refused_attributes), and with `restamp` times no clock
+    could mean are the time received (restamp_refused_times)."""
     table = columns.table(service)
     if table is not None:
         return ParsedBody(False, table=table)
@@ -149,18 +151,21 @@ def check(service: LogService, columns: RecordColumns) -> ParsedBody:
     try:
         return service.check(records)
     except InvalidRecords as e:
-        if not fit_refused_attributes(records, e.problems, service.limits):
+        if not _mended(service, records, e.problems, restamp):
             raise
     return service.check(records)
 
 
-def check_valid(service: LogService, columns: RecordColumns) -> tuple[ParsedBody | None, list[Problem]]:
+def check_valid(
+    service: LogService, columns: RecordColumns, restamp: bool = False
+) -> tuple[ParsedBody | None, list[Problem]]:
     """The batch's valid records (None if none is) and the problems of the others (OTLP's partial success),
     those the protocol refused itself (`refused`) among them. Attributes beyond the limits are fitted first
-    (fit_refused_attributes)."""
+    (fit_refused_attributes), and with `restamp` times no clock could mean are the time received
+    (restamp_refused_times)."""
     if columns.refused:
         rest = [row for row in range(len(columns)) if row not in columns.refused]
-        parsed, problems = check_valid(service, columns.take(rest)) if rest else (None, [])
+        parsed, problems = check_valid(service, columns.take(rest), restamp) if rest else (None, [])
         problems = [replace(problem, index=rest[problem.index]) for problem in problems]
         return parsed, sorted([*problems, *columns.refused.values()], key=attrgetter("index"))
     table = columns.table(service)
@@ -168,9 +173,53 @@ def check_valid(service: LogService, columns: RecordColumns) -> tuple[ParsedBody
         return ParsedBody(False, table=table), []
     records = columns.records()
     parsed, problems = service.check_valid(records)
-    if fit_refused_attributes(records, problems, service.limits):
+    if _mended(service, records, problems, restamp):
         parsed, problems = service.check_valid(records)
     return parsed, problems
+
+
+def _mended(service: LogService, records: list[IncomingRecord], problems: list[Problem], restamp: bool) -> bool:
+    """Whether any refused record was mended, to be checked again (each mending runs, whatever the other did)."""
+    fitted = fit_refused_attributes(records, problems, service.limits)
+    restamped = restamp and restamp_refused_times(records, problems, service.limits, service.now_ms())
+    return fitted or restamped
+
+
+TIME_SENT = "time_sent"  # the attribute keeping a time a shipper sent that no clock could mean
+
+
+def restamp_refused_times(records: list[IncomingRecord], problems: list[Problem], limits: Limits, now_ms: int) -> bool:
+    """Give the records refused for a time no clock could mean (more than limits.max_future_ms ahead, or before
+    1973: a clock or a unit gone wrong) the time received, the time as sent kept as attribute TIME_SENT, in place;
+    whether any was. The shippers' own servers store such records (Elasticsearch, an OpenTelemetry Collector,
+    Splunk), and Fluent Bit takes an item refused for it for delivered and says nothing: the syslog listener and
+    `loglake send` keep them so too. A time before the retention is a real one, still refused (it would be
+    deleted at the next maintenance); so is a text that is no time."""
+    latest = TimeBounds.of(limits, now_ms).latest_ms
+    restamped = False
+    for row in {problem.index for problem in problems if problem.field == "timestamp"}:
+        record = records[row]
+        sent = _ms_or_none(record.timestamp)
+        text = bytes(record.attributes).strip()
+        if sent is None or SMALLEST_PLAUSIBLE_MS <= sent <= latest or not (text == b"" or text.endswith(b"}")):
+            continue  # (attributes not an object are refused as they are)
+        note = b"%s:%s" % (_encode(TIME_SENT), _encode(record.timestamp))
+        record.attributes = msgspec.Raw(b"{%s}" % note if text in (b"", b"{}") else text[:-1] + b",%s}" % note)
+        record.timestamp = None  # (the time received)
+        restamped = True
+    return restamped
+
+
+def _ms_or_none(value: object) -> int | None:
+    """A record's time as epoch ms; None for none, or for text that is no time (the check names it)."""
+    if type(value) is int:
+        return value
+    if type(value) is str:
+        try:
+            return parse_iso8601(value)
+        except ValueError:
+            return None
+    return None
 
 
 def fit_refused_attributes(records: list[IncomingRecord], problems: list[Problem], limits: Limits) -> bool:

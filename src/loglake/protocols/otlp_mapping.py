@@ -28,14 +28,12 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, Problem, Severity, hex_id
+from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, Severity, hex_id
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.mapping import (
     ID_FIELDS,
-    SMALLEST_PLAUSIBLE_NANOS,
     SPAN_ID_FIELD,
     TRACE_ID_FIELD,
-    nanos_advice,
     service_name,
 )
 
@@ -206,8 +204,6 @@ def _add_scope(
     if not earliest:
         nanos = [n or observed for n, observed in zip(nanos, logs.each("observed_time_unix_nano"), strict=True)]
         earliest = min(nanos)
-    if earliest < SMALLEST_PLAUSIBLE_NANOS:
-        _refuse_implausible_times(found, nanos)
     export.nanos += nanos if earliest else [n or None for n in nanos]
     export.services.append(service)
     export.scope_ends.append(start + count)
@@ -364,13 +360,3 @@ def attributes(pairs: Any, encoding: Encoding) -> dict[str, Any]:
         text = value.string_value  # the usual kind: when not empty, no need to ask which kind it is
         found[pair.key] = text if text else encoding.value(value)
     return found
-
-
-def _refuse_implausible_times(found: RecordColumns, nanos: list[int]) -> None:
-    """Records whose time is too small to be Unix nanoseconds (a sender's milliseconds or seconds), refused
-    with the time as sent and what it looks like: the records' check would name it in milliseconds. A problem of
-    the record's `timestamp` (so counted in the metrics), which says the OTLP field it was sent in."""
-    for row, sent in enumerate(nanos, len(found)):
-        if 0 < sent < SMALLEST_PLAUSIBLE_NANOS:
-            reason = f"{sent} (timeUnixNano) is before 1973-03-03: {nanos_advice(sent)}"
-            found.refused[row] = Problem(row, "timestamp", reason)
