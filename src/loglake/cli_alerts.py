@@ -173,7 +173,9 @@ for _name in ACTIONS:
 
 
 @alerts.command("deliveries", context_settings=CONTEXT)
-@click.option("--state", default=None, help="Only deliveries in this state: pending, sending, sent or dead.")
+@click.option(
+    "--state", default=None, help="Only deliveries in these states (comma-separated): pending, sending, sent, dead."
+)
 @click.option("--destination", default=None, help="Only deliveries to this destination of alerting.yml.")
 @click.option("--alert", "alert_id", default=None, help="Only the deliveries of this alert (its whole id).")
 @click.option("--json", "as_json", is_flag=True, help="NDJSON output, one delivery per line.")
@@ -212,10 +214,12 @@ def alerts_retry(delivery_id: str, data_dir: Path | None, url: str, api_key: str
     --data-dir, the server using that folder sends it."""
     if data_dir is None:
         row = _remote(url, api_key, lambda client: client.retry_delivery(delivery_id))
-        destination = row["destination"]
+        retried, destination = row["id"], row["destination"]
     else:
-        destination = _retry_locally(data_dir, delivery_id).destination
-    click.echo(f"delivery {printable(delivery_id)} to {printable(destination)} is pending again")
+        local = _retry_locally(data_dir, delivery_id)
+        retried, destination = local.id, local.destination
+    # (its whole id: the start given may start another delivery's id tomorrow)
+    click.echo(f"delivery {printable(retried)} to {printable(destination)} is pending again")
 
 
 def _retry_locally(data_dir: Path, delivery_id: str) -> Any:

@@ -56,17 +56,28 @@ def rules_validate(path: Path | None, rules_dir: Path | None, data_dir: Path | N
     folder's alerting.yml (PATH: a rule file or folder; default the rules folder); exit 1 on any problem,
     each named with its file and field. Warnings (a rule that loads but is likely not what was meant) are
     printed too, and do not fail."""
-    from loglake.alerts.routing import routing_problems
+    from loglake.alerts.routing import load_routing, problems_in, routing_problems
+    from loglake.rules.files import ROUTING_FILE
 
     folder = path or require_rules_folder(rules_settings(data_dir, rules_dir))
+    if folder.is_file() and folder.name == ROUTING_FILE:  # (it was called neither a Sigma nor a SQL rule)
+        problems = problems_in(load_routing(folder))
+        print_problems(problems)
+        click.echo(f"{printable(folder)}: alert routing {'with problems' if problems else 'valid'}", err=True)
+        if problems:
+            raise SystemExit(1)
+        return
     found = load_rules_from(folder)
     problems = [*found.problems, *(routing_problems(folder) if folder.is_dir() else [])]
     print_problems(problems)
     warned = print_warnings(found.rules)
     files = len({p.file for p in problems})
     with_warnings = f" ({warned} with warnings)" if warned else ""
+    routing = folder / ROUTING_FILE
+    read_routing = f" and its {ROUTING_FILE}" if folder.is_dir() and routing.is_file() else ""
     click.echo(
-        f"{len(found.rules)} rule(s) valid{with_warnings}, {files} file(s) with problems in {printable(folder)}",
+        f"{len(found.rules)} rule(s) valid{with_warnings}, {files} file(s) with problems in {printable(folder)}"
+        f"{read_routing}",
         err=True,
     )
     if problems:

@@ -120,6 +120,11 @@ def _window(
         raise click.ClickException(str(e)) from None
     if since_ms >= until_ms:
         raise click.ClickException("--since must be before --until")
+    if until_ms > now_ms:  # (a window not over yet: every rule about silence or absence fires in it)
+        raise click.ClickException(
+            f"--until {printable(until or '')} is in the future ({_iso(until_ms)}): the records of a window not over"
+            " yet have not arrived; end it at the latest now (leave --until out for the default)"
+        )
     return since_ms, until_ms
 
 

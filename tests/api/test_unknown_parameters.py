@@ -96,7 +96,12 @@ async def test_a_route_taking_parameters_refuses_one_it_does_not_know_as_the_oth
     [
         ("/amplify/reports", {}, "app", "is required: the appName to report on"),
         ("/admin/keys", {"all": "yes"}, "all", "must be true (include revoked keys) or false, not 'yes'"),
-        ("/alerts/deliveries", {"state": "lost"}, "state", "must be one of pending, sending, sent, dead, not 'lost'"),
+        (
+            "/alerts/deliveries",
+            {"state": "lost"},
+            "state",
+            "must be one or more (comma-separated) of pending, sending, sent, dead, not 'lost'",
+        ),
         ("/alerts/deliveries", {"limit": "0"}, "limit", "must be a whole number 1-500, not '0'"),
     ],
 )

@@ -75,8 +75,14 @@ def test_validate_checks_alerting_yml_too(folder: Path) -> None:
     assert "1 rule(s) valid, 1 file(s) with problems" in result.stderr
     listed = rules("list", "--rules-dir", str(folder))  # as a rule file that does not load is listed
     assert f"{folder / 'alerting.yml'}: routes[0].to: 'nowhere' is not a destination (hook)" in listed.stderr
+    alone = rules("validate", str(folder / "alerting.yml"))  # it was called "neither a Sigma rule ... nor a SQL rule"
+    assert alone.exit_code == 1 and "destinations.hook.url: is not an http(s) URL" in alone.stderr
+    assert alone.stderr.endswith(f"{folder / 'alerting.yml'}: alert routing with problems\n")
     write_rule(folder, "alerting.yml", 'destinations: {hook: {type: webhook, url: "https://x.test"}}\n')
-    assert rules("validate", "--rules-dir", str(folder)).exit_code == 0
+    validated = rules("validate", "--rules-dir", str(folder))
+    assert validated.exit_code == 0 and validated.stderr.endswith(f"in {folder} and its alerting.yml\n")
+    alone = rules("validate", str(folder / "alerting.yml"))
+    assert alone.exit_code == 0 and alone.stderr == f"{folder / 'alerting.yml'}: alert routing valid\n"
 
 
 def test_a_rule_naming_a_destination_alerting_yml_lacks_is_warned_of(folder: Path) -> None:
@@ -317,6 +323,9 @@ def test_run_prints_the_matches(folder: Path, tmp_path: Path) -> None:
     assert default_window.stdout.count("CRITICAL") == 1
     bad = rules("run", "aaaaaaaa", "--since", "yesterday", *args)
     assert bad.exit_code == 1 and "'yesterday' is not a time" in bad.stderr
+    ahead = rules("run", "aaaaaaaa", "--since", "1h", "--until", "2099-01-01", *args)  # (accepted: every service
+    assert ahead.exit_code == 1, ahead.output  # "went silent" in the hours to come, a new-user trial)
+    assert "--until 2099-01-01 is in the future (2099-01-01T00:00:00Z)" in ahead.stderr
 
 
 def test_run_of_a_sql_rule_whose_rows_have_no_timestamp_shows_no_span(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def test_cron(expression: str, after: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("5 minutes", "has 2 fields; cron takes five"),
+        ("5 minutes", r"has 2 fields; cron takes five: .* \(an interval is written 5m, 1h, 1d\)"),
         ("soon", "neither an interval"),
         ("500ms", "shorter than a second"),
         ("61 * * * *", "minute '61' is not 0-59"),
@@ -49,6 +49,8 @@ def test_cron(expression: str, after: str, expected: str) -> None:
         ("* * * foo *", "month 'foo'"),
         ("10-5 * * * *", "runs backwards"),
         ("*/0 * * * *", "a step of 0"),
+        ("*/61 * * * *", "a step of 61 takes only the first of 0-59"),  # (a new-user trial: accepted, hourly)
+        ("0 0 */31 * *", "a step of 31 takes only the first of 1-31"),
         ("0 0 30 2 *", "never fires"),
     ],
 )

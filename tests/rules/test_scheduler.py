@@ -607,6 +607,27 @@ query: >
 """
 
 
+RULE_TIMED_OUT = (
+    "its query ran longer than 0.5 s (the server's query_timeout_seconds) and was stopped; narrow it: a shorter"
+    " lookback, or conditions that read fewer records"
+)
+
+
+def test_a_rule_alone_stopped_at_the_query_timeout_is_told_what_rules_can_do(data: DataDir) -> None:
+    """It was told to "allow more time (timeout_seconds / --timeout)", options of /query that rules lack."""
+    write_rule(data.rules, "slow.yml", SLOW_SQL)
+    data.add(T0 - 3 * MIN, count=200)
+    lake = Lake(data.store, data.lake.objects, data.folder, clock=data.clock, limits=QueryLimits(timeout_seconds=0.5))
+    scheduler = RuleScheduler(RuleFolder(data.rules), lake.engine, data.folder, clock=data.clock)
+    try:
+        scheduler.reload()
+        [(_, record)] = scheduler.run_round().runs
+        assert (record.outcome, record.error.endswith(f"slow.yml): {RULE_TIMED_OUT}")) == ("error", True), record
+    finally:
+        scheduler.stop()
+        lake.close()
+
+
 def test_a_rule_sharing_a_scan_is_stopped_at_the_engines_query_timeout_as_alone(data: DataDir) -> None:
     write_rule(data.rules, "errors.yml", rule_text())
     write_rule(data.rules, "slow.yml", SLOW_SQL)  # 200 records: 200^5 rows to join
@@ -625,7 +646,7 @@ def test_a_rule_sharing_a_scan_is_stopped_at_the_engines_query_timeout_as_alone(
         outcomes = {rule.title: (record.outcome, record.error) for rule, record in report.runs}
         assert outcomes["Errors"] == ("ok", None)
         assert outcomes["Slow"][0] == "error"
-        assert outcomes["Slow"][1].endswith("slow.yml): the query ran longer than 0.5 s and was stopped")
+        assert outcomes["Slow"][1].endswith(f"slow.yml): {RULE_TIMED_OUT}")
     finally:
         scheduler.stop()
         lake.close()

@@ -387,15 +387,19 @@ class Outbox:
     def page(
         self,
         *,
-        state: str | None = None,
+        states: Collection[str] = (),
         destination: str | None = None,
         alert_id: str | None = None,
         before: int | None = None,
         limit: int = 100,
     ) -> list[DeliveryRow]:
-        """Deliveries newest first, filtered; `before` is the rowid of the last one of the previous page."""
+        """Deliveries newest first, filtered (`states`: any of them; none, every state); `before` is the rowid of
+        the last one of the previous page."""
         where, params = [], []
-        for column, value in (("state", state), ("destination", destination), ("alert_id", alert_id)):
+        if states:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            params.extend(states)
+        for column, value in (("destination", destination), ("alert_id", alert_id)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)

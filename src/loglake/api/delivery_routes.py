@@ -34,15 +34,19 @@ async def list_deliveries(app: LoglakeApp, request: Request) -> Result:
     delivery = _delivery(app)
     refuse_parameters(request, f"GET {PATH}", PARAMS)
     params = request.query
-    state = params.get("state") or None
-    if state is not None and state not in DELIVERY_STATES:
-        raise bad_parameter("state", f"must be one of {', '.join(DELIVERY_STATES)}, not {quoted(state)}")
+    # one or more, comma-separated, as GET /alerts takes its statuses
+    states = tuple(dict.fromkeys(v.strip().lower() for v in params.get("state", "").split(",") if v.strip()))
+    wrong = [v for v in states if v not in DELIVERY_STATES]
+    if wrong:
+        raise bad_parameter(
+            "state", f"must be one or more (comma-separated) of {', '.join(DELIVERY_STATES)}, not {quoted(wrong[0])}"
+        )
     limit = _integer(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     before = _integer(params, "cursor", None, 1, None)
 
     def read() -> tuple[list[DeliveryRow], list[str]]:
         rows = delivery.outbox.page(
-            state=state,
+            states=states,
             destination=params.get("destination") or None,
             alert_id=params.get("alert") or None,
             before=before,
@@ -110,7 +114,12 @@ OPENAPI = {
             "summary": "Alert deliveries: one per alert event and destination, newest first, with their state, "
             "attempts and last error (read scope)",
             "parameters": [
-                {"name": "state", "in": "query", "schema": {"type": "string", "enum": list(DELIVERY_STATES)}},
+                {
+                    "name": "state",
+                    "in": "query",
+                    "description": f"one or more, comma-separated, of {', '.join(DELIVERY_STATES)}",
+                    "schema": {"type": "string"},
+                },
                 {"name": "destination", "in": "query", "schema": {"type": "string"}},
                 {"name": "alert", "in": "query", "description": "an alert id", "schema": {"type": "string"}},
                 {

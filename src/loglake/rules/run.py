@@ -95,10 +95,20 @@ def run_rule(
     try:
         result = engine.run_saved(rule.plan.executed, params, window, engine.limits.max_rows, rule.plan.tables, stop)
     except QueryError as e:
+        if e.code == "query_timeout":  # (the engine's message names the timeout settings of /query, which rules lack)
+            raise RuleRunError(timed_out(rule, engine.limits.timeout_seconds)) from None
         raise RuleRunError(f"rule {rule.id} ({rule.path}): {e.message}") from None
     except QueryBusy as e:
         raise RuleRunError(f"rule {rule.id}: {e}") from None
     return result_of(rule, since_ms, until_ms, result, now_ms)
+
+
+def timed_out(rule: Rule, seconds: float) -> str:
+    """Why a run of `rule` stopped at the query timeout, and what to do."""
+    return (
+        f"rule {rule.id} ({rule.path}): its query ran longer than {seconds:g} s (the server's query_timeout_seconds)"
+        " and was stopped; narrow it: a shorter lookback, or conditions that read fewer records"
+    )
 
 
 def run_parameters(

@@ -106,6 +106,7 @@ def _parse_cron(text: str) -> Cron:
     if len(fields) != 5:
         raise ScheduleError(
             f"{text!r} has {len(fields)} fields; cron takes five: minute hour day-of-month month day-of-week"
+            " (an interval is written 5m, 1h, 1d)"
         )
     values = [_parse_field(f, *spec) for f, spec in zip(fields, _FIELDS, strict=True)]
     weekdays = frozenset(d % 7 for d in values[4])  # 7 is Sunday too
@@ -123,6 +124,8 @@ def _parse_field(text: str, name: str, low: int, high: int, names: tuple[str, ..
         span, step = match.group(1), int(match.group(2) or 1)
         if step == 0:
             raise ScheduleError(f"{name} field {text!r}: a step of 0")
+        if step > high - low:  # (*/61 fires at minute 0 alone: hourly, which 0 * * * * says)
+            raise ScheduleError(f"{name} field {text!r}: a step of {step} takes only the first of {low}-{high}")
         if span == "*":
             first, last = low, high
         else:
