@@ -61,8 +61,10 @@ def rules_validate(path: Path | None, rules_dir: Path | None, data_dir: Path | N
 
     folder = path or require_rules_folder(rules_settings(data_dir, rules_dir))
     if folder.is_file() and folder.name == ROUTING_FILE:  # (it was called neither a Sigma nor a SQL rule)
-        problems = problems_in(load_routing(folder))
+        routing = load_routing(folder)
+        problems = problems_in(routing)
         print_problems(problems)
+        _warn_unset_secrets(routing, folder)
         click.echo(f"{printable(folder)}: alert routing {'with problems' if problems else 'valid'}", err=True)
         if problems:
             raise SystemExit(1)
@@ -71,6 +73,8 @@ def rules_validate(path: Path | None, rules_dir: Path | None, data_dir: Path | N
     problems = [*found.problems, *(routing_problems(folder) if folder.is_dir() else [])]
     print_problems(problems)
     warned = print_warnings(found.rules)
+    if folder.is_dir() and (folder / ROUTING_FILE).is_file():
+        _warn_unset_secrets(load_routing(folder / ROUTING_FILE), folder / ROUTING_FILE)
     files = len({p.file for p in problems})
     with_warnings = f" ({warned} with warnings)" if warned else ""
     routing = folder / ROUTING_FILE
@@ -82,6 +86,17 @@ def rules_validate(path: Path | None, rules_dir: Path | None, data_dir: Path | N
     )
     if problems:
         raise SystemExit(1)
+
+
+def _warn_unset_secrets(routing: object, path: Path) -> None:
+    """A warning for each secret in an environment variable this shell lacks: not a problem of the file (the
+    server's environment may have it), but the server's deliveries fail without it (a new-user trial was told
+    only by GET /alerts/deliveries)."""
+    from loglake.alerts.routing import Routing, unset_variables
+
+    if isinstance(routing, Routing):
+        for problem in unset_variables(routing, path):
+            click.echo(f"warning: {problem} (not set in this shell either)", err=True)
 
 
 @rules.command("list")

@@ -237,6 +237,27 @@ async def test_a_dead_delivery_is_retried_through_the_api_with_the_alerts_scope(
     assert [r.path for r in sent_again] == ["/refused", "/refused"]  # the dead-lettered attempt, then the retry
 
 
+async def test_a_secret_a_destination_needs_that_is_not_set_degrades_healthz(
+    app: LoglakeApp, settings, monkeypatch
+) -> None:
+    """It was said only by GET /alerts/deliveries, while /healthz said ok and each delivery failed for half an hour
+    before it was dead-lettered (a new-user trial)."""
+    monkeypatch.delenv("FIXD_UNSET_HOOK_URL", raising=False)
+    write_alerting(settings.rules_path, "destinations: {hook: {type: webhook, url: {env: FIXD_UNSET_HOOK_URL}}}\n")
+    async with asgi_client(app, key_for(app, "read")) as reader:
+        detail = (await reader.get("/healthz")).json()
+        assert (detail["status"], detail["reason"]) == (
+            "degraded",
+            "1 secret(s) that alert destinations need are not set: their deliveries fail",
+        )
+        assert detail["deliveries"]["routing_problems"] == [
+            f"{settings.rules_path / 'alerting.yml'}: destinations.hook.url: secret {{env: FIXD_UNSET_HOOK_URL}} is"
+            " not set: export FIXD_UNSET_HOOK_URL in the server's environment"
+        ]
+        monkeypatch.setenv("FIXD_UNSET_HOOK_URL", "http://127.0.0.1:9/")
+        assert (await reader.get("/healthz")).json()["status"] == "ok"
+
+
 async def test_dead_deliveries_are_a_gauge_and_degrade_healthz_after_a_restart(app: LoglakeApp, settings, delivered):
     app.close()  # a restart: this process's counters start again, the outbox's rows remain
     again = LoglakeApp.from_settings(settings)

@@ -83,6 +83,16 @@ def test_validate_checks_alerting_yml_too(folder: Path) -> None:
     assert validated.exit_code == 0 and validated.stderr.endswith(f"in {folder} and its alerting.yml\n")
     alone = rules("validate", str(folder / "alerting.yml"))
     assert alone.exit_code == 0 and alone.stderr == f"{folder / 'alerting.yml'}: alert routing valid\n"
+    write_rule(folder, "alerting.yml", "destinations: {hook: {type: webhook, url: {env: FIXD_NEVER_SET_URL}}}\n")
+    warned = rules("validate", "--rules-dir", str(folder))  # (valid: the server's environment may have it)
+    assert (
+        warned.exit_code == 0
+        and (
+            f"warning: {folder / 'alerting.yml'}: destinations.hook.url: secret {{env: FIXD_NEVER_SET_URL}} is not set:"
+            " export FIXD_NEVER_SET_URL in the server's environment (not set in this shell either)\n"
+        )
+        in warned.stderr
+    )
 
 
 def test_a_rule_naming_a_destination_alerting_yml_lacks_is_warned_of(folder: Path) -> None:

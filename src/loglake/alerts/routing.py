@@ -275,11 +275,17 @@ class RoutingFile:
         routing = self.current()
         with self._lock:
             problems = list(self.problems)
-        unset = [] if routing is None else unset_variables(routing, self.path)
+        unset = self.unset(routing)
         if not problems:
             return [str(problem) for problem in unset]
         in_use = [str(dataclasses.replace(problem, file=f"{problem.file} (the version in use)")) for problem in unset]
         return [while_broken(routing is not None and routing is not NO_ROUTING), *map(str, problems), *in_use]
+
+    def unset(self, routing: Routing | None = None) -> list[Problem]:
+        """The secrets in environment variables that the version in use (`routing`, else the current one) needs
+        and that are not set."""
+        routing = routing or self.current()
+        return [] if routing is None else unset_variables(routing, self.path)
 
     def current(self) -> Routing | None:
         """The routing to use, or None while the file has problems and no good version was read yet."""
