@@ -145,6 +145,9 @@ def _fixed_clock(text: str) -> Callable[[], float]:
     return lambda: as_of_ms / 1000
 
 
+NO_TIME_LIMIT_S = 10 * 365 * 86_400.0  # (a query's timeout the watchdog still counts down: ten years)
+
+
 @click.command("backtest")
 @click.argument("rule_id", type=RULE_ID)
 @click.option("--since", required=True, help="Start of the history to replay: ISO-8601, epoch ms or an age like 30d.")
@@ -191,7 +194,8 @@ def rules_backtest(
             err=True,
         )
 
-    with local_lake(settings.data_dir) as lake:
+    # The command has no time limit (README; Ctrl-C stops it): the server's query timeout is for requests.
+    with local_lake(settings.data_dir, {"query_timeout_seconds": NO_TIME_LIMIT_S}) as lake:
         try:
             report = until_ctrl_c(
                 lambda stop: backtest(

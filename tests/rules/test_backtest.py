@@ -315,5 +315,21 @@ def test_the_cli_prints_alerts_per_day_with_examples(tmp_path: Path) -> None:
     assert "backtest at most 365d, from " in past_retention.stderr
 
 
+def test_the_cli_backtest_has_no_time_limit_as_the_readme_says(tmp_path: Path, monkeypatch) -> None:
+    """It stopped at the server's query timeout (a new-user trial: "backtest ... also stopped at 30 s")."""
+    folder, data = tmp_path / "rules", tmp_path / "data"
+    write_rule(folder, "errors.yml", HOURLY)
+    store = SQLiteHotStore(data / "hot.db")
+    today = int(time.time() * 1000) // DAY_MS * DAY_MS
+    records = [_record(today - DAY_MS + 10 * MINUTE, "api"), _record(today - DAY_MS + 11 * MINUTE, "api")]
+    store.submit(validate_batch(records, Limits(), today)).result()
+    store.close()
+    monkeypatch.setenv("LOGLAKE_QUERY_TIMEOUT_SECONDS", "0.0001")  # (no DuckDB query ends this soon)
+    args = ["--since", str(today - DAY_MS), "--until", str(today), "--rules-dir", str(folder), "--data-dir", str(data)]
+    result = rules("backtest", "77777777", *args)
+    assert result.exit_code == 0, result.output
+    assert "1 match(es), 1 alert(s), 0 suppressed" in result.stderr
+
+
 def _day(ms: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))
