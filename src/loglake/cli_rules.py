@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,6 +25,10 @@ from loglake.cli_rules_run import RUN_COMMANDS
 from loglake.rules.summary import iso_seconds as _iso
 from loglake.rules.summary import timing_text
 from loglake.times import format_duration
+
+if TYPE_CHECKING:
+    from loglake.alerts.routing import Routing
+    from loglake.rules.model import Problem
 
 
 @click.group(cls=SafeErrors, context_settings=CONTEXT)
@@ -56,7 +60,7 @@ def rules_validate(path: Path | None, rules_dir: Path | None, data_dir: Path | N
     folder's alerting.yml (PATH: a rule file or folder; default the rules folder); exit 1 on any problem,
     each named with its file and field. Warnings (a rule that loads but is likely not what was meant) are
     printed too, and do not fail."""
-    from loglake.alerts.routing import load_routing, problems_in, routing_problems
+    from loglake.alerts.routing import folder_routing, load_routing, problems_in
     from loglake.rules.files import ROUTING_FILE
 
     folder = path or require_rules_folder(rules_settings(data_dir, rules_dir))
@@ -70,15 +74,14 @@ def rules_validate(path: Path | None, rules_dir: Path | None, data_dir: Path | N
             raise SystemExit(1)
         return
     found = load_rules_from(folder)
-    problems = [*found.problems, *(routing_problems(folder) if folder.is_dir() else [])]
+    routing = folder_routing(folder) if folder.is_dir() else None  # (None: no alerting.yml)
+    problems = [*found.problems, *problems_in(routing)]
     print_problems(problems)
     warned = print_warnings(found.rules)
-    if folder.is_dir() and (folder / ROUTING_FILE).is_file():
-        _warn_unset_secrets(load_routing(folder / ROUTING_FILE), folder / ROUTING_FILE)
+    _warn_unset_secrets(routing, folder / ROUTING_FILE)
     files = len({p.file for p in problems})
     with_warnings = f" ({warned} with warnings)" if warned else ""
-    routing = folder / ROUTING_FILE
-    read_routing = f" and its {ROUTING_FILE}" if folder.is_dir() and routing.is_file() else ""
+    read_routing = f" and its {ROUTING_FILE}" if routing is not None else ""
     click.echo(
         f"{len(found.rules)} rule(s) valid{with_warnings}, {files} file(s) with problems in {printable(folder)}"
         f"{read_routing}",
@@ -88,7 +91,7 @@ def rules_validate(path: Path | None, rules_dir: Path | None, data_dir: Path | N
         raise SystemExit(1)
 
 
-def _warn_unset_secrets(routing: object, path: Path) -> None:
+def _warn_unset_secrets(routing: Routing | list[Problem] | None, path: Path) -> None:
     """A warning for each secret in an environment variable this shell lacks: not a problem of the file (the
     server's environment may have it), but the server's deliveries fail without it (a new-user trial was told
     only by GET /alerts/deliveries)."""

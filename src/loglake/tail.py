@@ -43,7 +43,7 @@ class Tail:
         self.conditions = conditions
         self.after = after  # the arrivals it sees are numbered after this
         self.limit = limit
-        self._queued: deque[dict] = deque()
+        self._queued: deque[dict] = deque(maxlen=limit)  # (past it, the oldest go: see deliver)
         self._dropped = 0
         self._error: str | None = None
         self.stopped = False  # the client left or the server is stopping
@@ -53,11 +53,8 @@ class Tail:
         """Queue records for the client, past the limit dropping (and counting) the oldest: a live tail shows
         what arrives now (a burst of 3,000 showed its first 1,000 and never its newest); `lost` more may have
         matched but left the arrivals log before they were read."""
+        self._dropped += max(0, len(self._queued) + len(records) - self.limit) + lost
         self._queued.extend(records)
-        over = len(self._queued) - self.limit
-        for _ in range(max(0, over)):
-            self._queued.popleft()
-        self._dropped += max(0, over) + lost
         if records or lost:
             self._ready.set()
 
@@ -77,7 +74,8 @@ class Tail:
         if not self._ready.is_set():
             return None
         self._ready.clear()
-        records, self._queued = list(self._queued), deque()
+        records = list(self._queued)
+        self._queued.clear()
         dropped, self._dropped = self._dropped, 0
         return records, dropped, self._error
 

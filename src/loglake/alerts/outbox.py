@@ -222,9 +222,8 @@ class Outbox:
                 seq, at_ms, alert = values[0], values[1], _decoded(dict(zip(names[2:], values[2:], strict=True)))
                 if seq > cursor:
                     continue
-                told = _told_targets(conn, routing, alert, "update")
-                targets = [(name, kind) for name, kind in told if kind == "trigger"]
-                made += _add_deliveries(conn, routing, seq, at_ms, alert, targets, now_ms)
+                untold = [target for target in _told_targets(conn, routing, alert, "update") if target[1] == "trigger"]
+                made += _add_deliveries(conn, routing, seq, at_ms, alert, untold, now_ms)
         return made
 
     def _events_waiting(self) -> bool:

@@ -165,6 +165,11 @@ class AlertPage:
     next_cursor: str | None
 
 
+def comma_separated(text: str) -> tuple[str, ...]:
+    """The distinct values of a comma-separated parameter (`open,acknowledged`), lowercased, in order."""
+    return tuple(dict.fromkeys(v.strip().lower() for v in text.split(",") if v.strip()))
+
+
 def parse_alert_query(params: Mapping[str, str], now_ms: int) -> AlertQuery:
     """An AlertQuery from string parameters (HTTP query or CLI options), or InvalidAlertQuery naming
     every problem."""
@@ -174,7 +179,7 @@ def parse_alert_query(params: Mapping[str, str], now_ms: int) -> AlertQuery:
             problems.append((name, unknown_parameter(name, LIST_PARAMS)))
     chosen = {}
     for name, known in (("status", ALERT_STATUSES), ("level", LEVELS)):
-        values = tuple(dict.fromkeys(v.strip().lower() for v in params.get(name, "").split(",") if v.strip()))
+        values = comma_separated(params.get(name, ""))
         if any(v not in known for v in values):
             problems.append((name, f"must be one or more (comma-separated) of {', '.join(known)}"))
         chosen[name] = values

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from loglake.alerts.outbox import DELIVERY_STATES, DeliveryRow, NoSuchDelivery, RetryRefused
+from loglake.alerts.store import comma_separated
 from loglake.api.http import ApiError, Request, quoted
 from loglake.api.openapi_common import error_response
 from loglake.api.routes import Result, bad_parameter, refuse_parameters
@@ -34,8 +35,7 @@ async def list_deliveries(app: LoglakeApp, request: Request) -> Result:
     delivery = _delivery(app)
     refuse_parameters(request, f"GET {PATH}", PARAMS)
     params = request.query
-    # one or more, comma-separated, as GET /alerts takes its statuses
-    states = tuple(dict.fromkeys(v.strip().lower() for v in params.get("state", "").split(",") if v.strip()))
+    states = comma_separated(params.get("state", ""))  # (one or more, as GET /alerts takes its statuses)
     wrong = [v for v in states if v not in DELIVERY_STATES]
     if wrong:
         raise bad_parameter(

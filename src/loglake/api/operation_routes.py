@@ -45,8 +45,10 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
     rule_problems = 0 if app.runtime.rules is None else len(app.runtime.rules.folder.problems)
     # alerting.yml's problems and the secrets its version in use needs that are not set (each of their deliveries
     # fails until it is dead-lettered): said only in GET /alerts/deliveries, a new-user trial found them 37 min later
-    routing_said = [] if delivery is None else await app.run_read(delivery.routing_file.said)
-    unset = 0 if delivery is None else len(delivery.routing_file.unset())
+    routing_said, unset = [], 0
+    if delivery is not None:
+        routing = delivery.routing_file
+        routing_said, unset = await app.run_read(lambda: (routing.said(), len(routing.unset())))
     # Dead deliveries are a lost notification, not a server that cannot serve: degraded, but still a
     # 200, so a load balancer keeps sending it logs.
     status = 200 if writable else 503

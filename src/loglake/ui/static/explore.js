@@ -258,7 +258,8 @@ async function loadFacets(box, state, go, queryBox, { signal, expanded = new Set
           onclick: () => { queryBox.input.value = withTerm(queryBox.input.value, `${key}:`); queryBox.input.focus(); } },
         h("span", { text: item.value }), count(item));
     };
-    const section = (title, name, field, items) => {
+    const section = (title, name, items) => { // (name: the facet; a record field, but attribute_keys)
+      const field = name === "attribute_keys" ? null : name;
       const open = expanded.has(name);
       const shown = open ? items : items.slice(0, FACETS_SHOWN);
       const more = !open && items.length > shown.length
@@ -270,8 +271,8 @@ async function loadFacets(box, state, go, queryBox, { signal, expanded = new Set
           : h("p", { class: "muted small", text: "none" }),
         more);
     };
-    replace(box, section("Services", "service", "service", facets.service), section("Severities", "severity", "severity", facets.severity),
-      section("Log types", "log_type", "log_type", facets.log_type), section("Attribute keys", "attribute_keys", null, facets.attribute_keys));
+    replace(box, ...[["Services", "service"], ["Severities", "severity"], ["Log types", "log_type"], ["Attribute keys", "attribute_keys"]]
+      .map(([title, name]) => section(title, name, facets[name])));
     // the "More" button is gone: focus goes to the first value it added
     if (opened) box.querySelector(`[data-facet="${opened}"] li:nth-child(${FACETS_SHOWN + 1}) .facet`)?.focus();
   } catch (error) {
