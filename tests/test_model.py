@@ -256,3 +256,23 @@ def test_a_misspelt_field_is_told_what_it_likely_meant(record: dict, reason: str
     with pytest.raises(InvalidRecords) as caught:
         validate_batch([{"message": "m", **record}], Limits(), NOW)
     assert [p.reason for p in caught.value.problems] == [reason]
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ({"message": "m", "level": "error"}, "unknown field(s) level (did you mean 'severity'?); "),
+        ({"msg": "m"}, "unknown field(s) msg (did you mean 'message'?); "),
+        (
+            {"message": "m", "@timestamp": "2026-12-06T10:00:00Z", "service.name": "api"},
+            "unknown field(s) @timestamp (did you mean 'timestamp'?), service.name (did you mean 'service'?); ",
+        ),
+        ({"message": "m", "traceId": "ab" * 16}, "unknown field(s) traceId (did you mean 'trace_id'?); "),
+    ],
+)
+def test_another_loggers_name_for_a_field_is_told_the_records_name(record: dict, reason: str) -> None:
+    with pytest.raises(InvalidRecords) as caught:
+        validate_batch([record], Limits(), NOW)
+    assert [p.reason for p in caught.value.problems if p.reason.startswith("unknown")] == [
+        reason + "put custom fields under 'attributes'"
+    ]

@@ -23,25 +23,23 @@ from typing import Any
 import msgspec
 
 from loglake import ecs
+from loglake.field_names import (
+    MESSAGE_FIELDS,
+    NAME_FIELDS,
+    SEVERITY_FIELDS,
+    SPAN_ID_FIELDS,
+    TIME_FIELDS,
+    TRACE_ID_FIELDS,
+    FieldName,
+)
 from loglake.model import SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, Limits, hex_id, is_valid_name
 from loglake.protocols.names import level_severity
 from loglake.record_fit import fit_record
 from loglake.times import SMALLEST_PLAUSIBLE_MS, format_datetime, parse_iso8601
 
-# A field of a structured line: its name, or an ECS field, read dotted or nested as the Elasticsearch endpoint
-# reads it (`"log.level": "info"` or `"log": {"level": "info"}`).
-FieldName = str | ecs.Field
-
-# The fields of a structured line that give the record's message, severity, time, names and ids, in this order
-# of preference: the first one with a usable value is taken (and leaves the attributes); the others stay.
-MESSAGE_FIELDS: tuple[FieldName, ...] = ("message", "msg", "MESSAGE")
-SEVERITY_FIELDS: tuple[FieldName, ...] = ("severity", "level", "levelname", ecs.LOG_LEVEL, "PRIORITY")
-TIME_FIELDS: tuple[FieldName, ...] = ("timestamp", "time", "ts", ecs.TIMESTAMP, "__REALTIME_TIMESTAMP")
-NAME_FIELDS: dict[str, tuple[FieldName, ...]] = {"service": ("service", ecs.SERVICE_NAME), "log_type": ("log_type",)}
-# Trace context as loggers write it (OpenTelemetry's log correlation, W3C names, ECS), kept when it is a valid id.
-ID_FIELDS: dict[str, tuple[tuple[FieldName, ...], int]] = {
-    "trace_id": (("trace_id", "traceId", ecs.TRACE_ID), TRACE_ID_HEX_DIGITS),
-    "span_id": (("span_id", "spanId", ecs.SPAN_ID), SPAN_ID_HEX_DIGITS),
+ID_FIELDS: dict[str, tuple[tuple[FieldName, ...], int]] = {  # each kept when it is a valid id
+    "trace_id": (TRACE_ID_FIELDS, TRACE_ID_HEX_DIGITS),
+    "span_id": (SPAN_ID_FIELDS, SPAN_ID_HEX_DIGITS),
 }
 
 # pino's and bunyan's numeric levels: trace, debug, info, warn, error, fatal.

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from loglake import ids
+from loglake.field_names import RECORD_FIELD_OF
 from loglake.spelling import typo_of
 from loglake.times import DAY_MS, LATEST_MS, SMALLEST_PLAUSIBLE_MS, finer_unit, format_datetime, parse_iso8601
 
@@ -238,8 +239,9 @@ def _check_severity(index: int, value: Any, problems: list[Problem]) -> int:
 
 
 def _unknown_field(name: str) -> str:
-    """An unknown field as a refusal names it, with the record field a misspelt one likely meant (`severty`)."""
-    meant = typo_of(name, sorted(_KNOWN_FIELDS))
+    """An unknown field as a refusal names it, with the record field it likely meant: another logger's name for it
+    (`level`), or a misspelling (`severty`)."""
+    meant = [RECORD_FIELD_OF[name]] if name in RECORD_FIELD_OF else typo_of(name, sorted(_KNOWN_FIELDS))
     return f"{name} (did you mean {meant[0]!r}?)" if meant else name
 
 

@@ -97,6 +97,19 @@ async def test_one_bad_record_rejects_the_request_and_names_each_problem(client:
     assert await all_messages(client) == []
 
 
+@pytest.mark.parametrize("count", [1, 2000])  # one record, and a bulk batch (checked column by column)
+async def test_a_field_named_as_another_logger_names_it_is_told_the_records_name(
+    client: httpx.AsyncClient, count: int
+) -> None:
+    batch = [{"message": f"m{i}", "level": "error"} for i in range(count)]
+    response = await client.post("/logs", json=batch)
+    assert response.status_code == 400
+    first = error_of(response)["details"][0]
+    assert (first["index"], first["field"]) == (0, "level")
+    assert first["reason"] == "unknown field(s) level (did you mean 'severity'?); put custom fields under 'attributes'"
+    assert await all_messages(client) == []
+
+
 async def test_bad_ndjson_lines_are_all_reported(client: httpx.AsyncClient) -> None:
     body = b'{"message": "ok"}\n{broken\n{"message": "ok2"}\nnot json\n'
     response = await client.post("/logs", content=body, headers=NDJSON)
