@@ -413,6 +413,40 @@ def test_a_rule_that_keeps_failing_raises_its_own_alert_resolved_when_it_runs_ag
     assert [kind for alert_id, kind in data.events() if alert_id == failing["id"]] == ["trigger", "update", "resolve"]
 
 
+def test_a_failing_rules_alert_is_resolved_once_the_rule_is_disabled_or_removed_not_while_its_file_is_broken(
+    data: DataDir,
+) -> None:
+    failing = FAILING_SQL.replace("{cast}", "CAST")
+    path = write_rule(data.rules, "numbers.yml", failing)
+    data.add(T0 - MIN)  # "api ..." is not a number
+    scheduler = data.scheduler(failing_after=1)
+
+    def alert_after(change: str) -> dict:
+        path.write_text(change)
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 1000))  # (a change the folder sees at once)
+        scheduler.reload()
+        [alert] = [a for a in data.alerts() if a["title"] == "Rule failing: Numbers"][-1:]
+        return alert
+
+    data.clock.ms = T0
+    scheduler.run_round()
+    assert alert_after("title: [not closed")["status"] == "open"  # broken: it still does not run
+    assert alert_after(failing.replace("delay: 0s", "delay: 0s\nenabled: false"))["status"] == "resolved"
+    disabled = data.alerts()[-1]
+    assert (disabled["status_by"], disabled["status_note"]) == ("rule", "the rule was disabled")
+
+    path.write_text(failing)
+    scheduler.reload()
+    data.clock.ms = T0 + 5 * MIN
+    scheduler.run_round()  # it fails again: a new alert
+    assert [a["status"] for a in data.alerts()] == ["resolved", "open"]
+    path.unlink()
+    scheduler.reload()
+    removed = data.alerts()[-1]
+    assert (removed["status"], removed["status_note"]) == ("resolved", "the rule was removed from the rules folder")
+    assert [kind for _, kind in data.events()] == ["trigger", "resolve", "trigger", "resolve"]
+
+
 def test_a_failed_window_waits_for_the_next_firing_and_its_repeated_failures_keep_one_record(data: DataDir) -> None:
     write_rule(data.rules, "numbers.yml", FAILING_SQL.replace("{cast}", "CAST"))
     data.add(T0 - MIN)  # "api ..." is not a number

@@ -146,6 +146,25 @@ def rule_recovered(conn: sqlite3.Connection, rule: Rule, now_ms: int) -> None:
         change_status(conn, found[0], "resolved", BY_RULE, "the rule ran again", now_ms)
 
 
+def resolve_failing_of_stopped_rules(
+    conn: sqlite3.Connection, loaded: list[Rule], unloadable_files: set[str], now_ms: int
+) -> None:
+    """Resolve the failing alerts of rules that no longer run, as no run of theirs will: the rule disabled, or gone
+    from the folder (its file removed, or the rule taken out of it). A rule whose file does not load keeps its
+    alert: it still fails to run (its file's problem says why)."""
+    enabled = {rule.id for rule in loaded if rule.enabled}
+    disabled = {rule.id for rule in loaded if not rule.enabled}
+    found = conn.execute(
+        "SELECT id, rule_id, evidence FROM alerts WHERE dedup_key = ? || rule_id AND status IN (?, ?)",
+        (failing_key(""), *_OPEN),
+    ).fetchall()
+    for alert_id, rule_id, evidence in found:
+        if rule_id in enabled or {row.get("file") for row in _json(evidence)} & unloadable_files:
+            continue
+        note = "the rule was disabled" if rule_id in disabled else "the rule was removed from the rules folder"
+        change_status(conn, alert_id, "resolved", BY_RULE, note, now_ms)
+
+
 def resolve_cleared(conn: sqlite3.Connection, rule: Rule, until_ms: int, now_ms: int) -> None:
     """With the rule's `resolve_after`: resolve its open and acknowledged alerts whose condition last
     held (the end of the last window that matched) that long before `until_ms`."""

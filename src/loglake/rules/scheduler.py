@@ -38,7 +38,13 @@ from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from loglake.alerts.apply import apply_matches, resolve_cleared, rule_failing, rule_recovered
+from loglake.alerts.apply import (
+    apply_matches,
+    resolve_cleared,
+    resolve_failing_of_stopped_rules,
+    rule_failing,
+    rule_recovered,
+)
 from loglake.lake.query import QueryEngine
 from loglake.lake.stop import Stop
 from loglake.locks import exclusive_lock
@@ -221,6 +227,10 @@ class RuleScheduler:
                 log.warning("not loaded: %s", problem)
             if self.observer is not None:
                 self.observer.on_rules_loaded(self.folder.rules, self.folder.problems)
+            if self.folder.path.exists():  # (a folder gone is a problem of its own: its rules' alerts stay)
+                unloadable = {problem.file for problem in self.folder.problems}
+                with write_transaction(self._db()) as conn:
+                    resolve_failing_of_stopped_rules(conn, self.folder.rules, unloadable, self._now())
         return changed
 
     def start(self) -> None:
