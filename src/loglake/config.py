@@ -122,6 +122,11 @@ class Settings:
         24, "After downtime, each rule evaluates at most this many of the windows it missed (older ones are skipped)."
     )
     rules_catch_up_hours: int = _opt(24, "...and none that ended more than this many hours ago.")
+    rules_wait_after_start_seconds: int = _opt(
+        60,
+        "After a start, the rules that ran before wait this long before they run again (catching up), so that"
+        " what shippers held while the server was down arrives first.",
+    )
     rules_failing_after: int = _opt(3, "A rule that fails this many runs in a row raises an alert of its own.")
     public_url: str = _opt(
         "",
@@ -268,6 +273,7 @@ class Settings:
                 found.append(f"{name} must be at most {most:,}, got {getattr(self, name)}")
         at_least_0 = (("query_spill_mb", "a tenth of the free disk"), ("retention_days", "keep forever"))
         at_least_0 += (("max_store_mb", "only the disk limits it"), ("max_future_seconds", "none ahead of now"))
+        at_least_0 += (("rules_wait_after_start_seconds", "no wait"),)
         for name, off in at_least_0:
             if getattr(self, name) < 0:
                 found.append(f"{name} must be 0 ({off}) or positive, got {getattr(self, name)}")

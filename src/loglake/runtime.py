@@ -118,7 +118,11 @@ class Runtime:
                 self.lake.engine,
                 settings.data_dir,
                 clock=clock,
-                catch_up=CatchUp(settings.rules_catch_up_windows, settings.rules_catch_up_hours * 3_600_000),
+                catch_up=CatchUp(
+                    settings.rules_catch_up_windows,
+                    settings.rules_catch_up_hours * 3_600_000,
+                    settings.rules_wait_after_start_seconds * 1000,
+                ),
                 failing_after=settings.rules_failing_after,
                 observer=self,
             )

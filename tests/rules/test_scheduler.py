@@ -219,6 +219,30 @@ def test_after_downtime_the_rule_catches_up_within_the_bound_and_records_the_gap
     assert alert["first_seen_ms"] == T0 + 52 * MIN
 
 
+def test_after_a_start_the_rules_that_ran_wait_for_what_shippers_held_while_the_server_was_down(
+    data: DataDir,
+) -> None:
+    write_rule(data.rules, "errors.yml", rule_text())
+    data.scheduler().run_round()  # the rule ran before: its window ends at 10:00
+    data.clock.ms = T0 + 20 * MIN  # the server starts again after 20 minutes down
+    new_rule = "22222222-3333-4444-8555-666666666666"
+    write_rule(data.rules, "new.yml", rule_text(rule_id=new_rule).replace("5m", "30s"))
+    restarted = data.scheduler(catch_up=CatchUp(wait_after_start_ms=MIN))
+    restarted.wait_for_backlogs()
+    assert [rule.id for rule, _ in restarted.run_round().runs] == [new_rule]  # new here: nothing held for it
+    assert restarted.status()["resumes"] == "2026-06-01T10:21:00.000Z"
+    assert restarted.next_due_ms() == T0 + 20 * MIN + 30_000  # the new rule's next firing, then the wait's end
+    data.clock.ms = T0 + 20 * MIN + 30_000
+    assert [rule.id for rule, _ in restarted.run_round().runs] == [new_rule]  # it goes on; the other waits
+    assert restarted.next_due_ms() == T0 + 21 * MIN
+    data.add(T0 + 12 * MIN)  # a shipper's retry, half a minute after the start, sends what it held
+    data.clock.ms = T0 + 21 * MIN
+    runs = [r for rule, r in restarted.run_round().runs if rule.id == RULE_ID]
+    assert [(r.since_ms, r.until_ms) for r in runs] == [(T0 + m * MIN, T0 + (m + 5) * MIN) for m in (0, 5, 10, 15)]
+    assert [(a["rule_id"], a["first_seen_ms"]) for a in data.alerts()] == [(RULE_ID, T0 + 12 * MIN)]
+    assert restarted.status()["resumes"] is None
+
+
 def test_records_arriving_late_within_the_delay_are_found(data: DataDir) -> None:
     write_rule(data.rules, "late.yml", rule_text("delay: 2m"))
     write_rule(data.rules, "prompt.yml", rule_text(rule_id="22222222-3333-4444-8555-666666666666"))

@@ -66,6 +66,10 @@ class CatchUp:
 
     windows: int = 24
     max_age_ms: int = 24 * 3_600_000
+    # After the server starts, how long the rules that ran before wait to run again: shippers send what they held
+    # while it was down once it answers, after their retry backoff (Fluent Bit, Filebeat, Vector: seconds to a
+    # minute), and a window evaluated before that would never see those records.
+    wait_after_start_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,8 @@ class RuleScheduler:
         self.observer = observer
         self.last_round_ms: int | None = None  # when the server's last round ended
         self.last_error: str | None = None  # why it failed, if it did
+        self.resumes_ms: int | None = None  # until then, the rules that ran before the start wait (start())
+        self._held: dict[str, bool] = {}  # while they wait: which rules had run before (rule id: held)
         self._conn: sqlite3.Connection | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="loglake-rules", daemon=True)
@@ -234,7 +240,14 @@ class RuleScheduler:
         return changed
 
     def start(self) -> None:
+        self.wait_for_backlogs()
         self._thread.start()
+
+    def wait_for_backlogs(self) -> None:
+        """From now, the rules that ran before wait CatchUp.wait_after_start_ms before they run again (the server
+        starts: what shippers held while it was down comes first). `loglake rules run-due` runs at once."""
+        if self.catch_up.wait_after_start_ms > 0:
+            self.resumes_ms = self._now() + self.catch_up.wait_after_start_ms
 
     def stop(self) -> None:
         self._stop.set()
@@ -267,10 +280,16 @@ class RuleScheduler:
             with write_transaction(conn):
                 state.interrupt_unfinished(conn, self._now())
             now = self._now()
+            waiting = self.resumes_ms is not None and now < self.resumes_ms
+            if not waiting:
+                self._held.clear()
             chains = []
             for rule in self.folder.rules:
                 if rule.enabled:
                     found = state.state_of(conn, rule.id)
+                    # (a rule new to the data dir has no backlog to wait for: it starts now, and goes on)
+                    if waiting and self._held.setdefault(rule.id, found.window_end_ms is not None):
+                        continue
                     due = due_windows(rule, found.window_end_ms, now, self.catch_up, found.failed_ms)
                     chains.append(_Chain(rule, found.window_end_ms, due))
             chains = [c for c in chains if c.due.windows]
@@ -374,13 +393,22 @@ class RuleScheduler:
             "problems": [str(p) for p in self.folder.problems],
             "warnings": warnings_of(self.folder.rules),
             "last_round": None if self.last_round_ms is None else format_datetime(self.last_round_ms),
+            "resumes": self._resumes(),
             "error": self.last_error,
         }
 
+    def _resumes(self) -> str | None:
+        """When the rules that ran before the start run again, while they wait for shippers' backlogs."""
+        if self.resumes_ms is None or self._now() >= self.resumes_ms:
+            return None
+        return format_datetime(self.resumes_ms)
+
     def next_due_ms(self) -> int | None:
-        """When the earliest enabled rule fires next (None: no rule)."""
+        """When the earliest enabled rule fires next (None: no rule), or the waiting rules resume."""
         now = self._now()
         times = [rule.schedule.next_after(now) for rule in self.folder.rules if rule.enabled]
+        if times and self.resumes_ms is not None and now < self.resumes_ms:
+            times.append(self.resumes_ms)
         return min(times) if times else None
 
     def _db(self) -> sqlite3.Connection:
