@@ -135,6 +135,21 @@ def test_value_count_counts_distinct_values(scratch: ScratchLake, tmp_path: Path
     assert {m.group["attributes.ip"]: m.count for m in result.matches} == {"10.0.0.1": 3}
 
 
+def test_events_without_a_group_by_field_are_in_no_group(scratch: ScratchLake, tmp_path: Path) -> None:
+    block = """
+  type: value_count
+  rules: [failed]
+  group-by: [attributes.ip]
+  timespan: 10m
+  condition: {gte: 3, field: attributes.user}
+"""
+    rule = correlation(tmp_path, block)
+    # Three users' failures from sources that name no address are no attack from one address (Splunk's
+    # `stats dc(user) by ip` leaves them out too): grouped under null, they fired.
+    events = [(0, failed("ann")), (1, failed("bob")), (2, failed("cy")), (3, failed("dee", ip="10.0.0.9"))]
+    assert fire(scratch, rule, events).matches == []
+
+
 def test_temporal_needs_every_rule_within_the_timespan_in_any_order(scratch: ScratchLake, tmp_path: Path) -> None:
     block = """
   type: temporal

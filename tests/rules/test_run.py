@@ -11,8 +11,10 @@ import pytest
 
 from loglake.lake.lake import Lake
 from loglake.lake.objectstore import LocalObjectStore
+from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.model import Limits, validate_batch
 from loglake.rules.run import RuleRunError, run_rule
+from loglake.rules.testing import Placed, ScratchLake
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.times import DAY_MS, parse_iso8601
 from tests.rules.conftest import load_one
@@ -100,6 +102,16 @@ def test_a_match_has_its_evidence_title_and_dedup_key(lake: Lake, tmp_path: Path
                                       "attributes", "client_id", "trace_id", "span_id", "date"}  # fmt: skip
     assert (match.first_ms, match.last_ms) == (DAY2, DAY2 + 6 * 60_000)
     assert match.suppressed is None
+
+
+def test_records_without_a_group_by_field_are_in_no_group(scratch: ScratchLake, tmp_path: Path) -> None:
+    rule = load_one(tmp_path, ERRORS.split("  group_by:")[0] + "  group_by: [attributes.user]\n")
+    # Errors that name no user are no user's three errors (Splunk's `stats count by user` leaves them out too):
+    # grouped under null, they fired.
+    events = [{"service": "api", "severity": "error", "message": f"e{i}"} for i in range(3)]
+    events.append({"service": "api", "severity": "error", "message": "e", "attributes": {"user": "ann"}})
+    scratch.add(APP_LOGS_TABLE.name, [Placed(i, DAY1 + i, e) for i, e in enumerate(events)], DAY2)
+    assert run_rule(rule, scratch.engine, DAY1, DAY2, now_ms=DAY2).matches == []
 
 
 def test_a_suppression_holds_back_its_groups_until_its_time(lake: Lake, tmp_path: Path) -> None:

@@ -313,15 +313,18 @@ def _condition(backend: DuckDBBackend, rule: SigmaRule, label: str) -> tuple[Sou
 def _plain(source: Source, condition: str, options: Options) -> SigmaQuery:
     """A detection: its matching events, grouped by the options' group_by for the threshold."""
     extra = []
+    grouped = []  # (a record without a group_by field is in no group, as Splunk's `stats ... by` leaves it out)
     for name in options.group_by:
         try:
             field = source.field(name)
         except UnknownField as e:
             raise SigmaProblems([("loglake.group_by", str(e))]) from None
+        grouped.append(f"{field.sql} IS NOT NULL")
         if field.sql != quote_name(name):
             extra.append(f"{field.sql} AS {quote_name(name)}")
     columns = ", ".join(["*", *extra])
-    query = f"SELECT {columns} FROM {quote_name(source.table.name)} WHERE {condition}"
+    where = " AND ".join([f"({condition})", *grouped]) if grouped else condition
+    query = f"SELECT {columns} FROM {quote_name(source.table.name)} WHERE {where}"
     groups = tuple(options.group_by)
     sql = rows_plan(query, (source.table,), groups, options.threshold, options.evidence, timed=True)
     return SigmaQuery("sigma", sql, query, groups, 0)
