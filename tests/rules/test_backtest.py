@@ -14,6 +14,7 @@ import pytest
 
 from loglake.lake.lake import Lake
 from loglake.lake.objectstore import LocalObjectStore
+from loglake.lake.query_limits import QueryLimits
 from loglake.model import Limits, validate_batch
 from loglake.rules.backtest import (
     GROUPED,
@@ -25,6 +26,7 @@ from loglake.rules.backtest import (
     method_of,
     windows,
 )
+from loglake.rules.run import RuleTimedOut
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.times import DAY_MS, parse_iso8601
 from tests.rules.conftest import load_one, write_rule
@@ -329,6 +331,27 @@ def test_the_cli_backtest_has_no_time_limit_as_the_readme_says(tmp_path: Path, m
     result = rules("backtest", "77777777", *args)
     assert result.exit_code == 0, result.output
     assert "1 match(es), 1 alert(s), 0 suppressed" in result.stderr
+
+
+@pytest.mark.parametrize("method", [GROUPED, WINDOWS])
+def test_a_query_past_the_servers_timeout_is_told_as_a_rules_not_with_the_options_of_query(
+    hand_made: Lake, tmp_path: Path, method: str
+) -> None:
+    """The grouped query's timeout named /query's options (timeout_seconds / --timeout), which a backtest lacks
+    (the rules trial); POST /rules/{id}/backtest answers a RuleTimedOut as its own timeout."""
+    quick = Lake(
+        hand_made.store,
+        hand_made.objects,
+        tmp_path,
+        clock=hand_made.clock,
+        limits=QueryLimits(timeout_seconds=0.0001),  # (no DuckDB query ends this soon)
+    )
+    try:
+        with pytest.raises(RuleTimedOut) as caught:
+            backtest(load_one(tmp_path, HOURLY), quick.engine, DAY1, DAY3, method=method)
+    finally:
+        quick.close()
+    assert "the server's query_timeout_seconds" in str(caught.value) and "--timeout" not in str(caught.value)
 
 
 def _day(ms: int) -> str:

@@ -14,7 +14,7 @@ from loglake.lake.stop import OutOfTime, Stop
 from loglake.rules.backtest import Backtest, PeriodError, backtest, refuse_past_retention
 from loglake.rules.backtest_limits import EXAMPLES, MAX_EXAMPLES
 from loglake.rules.model import AmbiguousRule, NoSuchRule, Rule, find_rule
-from loglake.rules.run import RuleRunError
+from loglake.rules.run import RuleRunError, RuleTimedOut
 from loglake.rules.state import read_runs, read_summaries
 from loglake.rules.summary import rule_facts, run_facts, runs_facts
 from loglake.rules.testing import run_tests
@@ -158,19 +158,25 @@ async def backtest_rule(app: LoglakeApp, request: Request, rule_id: str) -> Resu
 
     try:
         report = await app.run_query(run, request, budget_s)
+    except RuleTimedOut:  # (one of its queries ran out of the same time: the backtest's answer says what to do)
+        raise _backtest_timeout(budget_s) from None
     except RuleRunError as e:
         raise ApiError(400, "rule_failed", f"{e}; check the rule with loglake rules validate") from None
     except QueryBusy as e:
         raise query_error(e) from None
     except OutOfTime:
-        raise ApiError(
-            400,
-            "backtest_timeout",
-            f"the backtest ran longer than {budget_s:g} s (the server's query_timeout_seconds) and was stopped; "
-            "backtest a shorter period, or run `loglake rules backtest` on the server's data dir: it shows its "
-            "progress and has no time limit",
-        ) from None
+        raise _backtest_timeout(budget_s) from None
     return Result(200, report.to_dict())
+
+
+def _backtest_timeout(budget_s: float) -> ApiError:
+    return ApiError(
+        400,
+        "backtest_timeout",
+        f"the backtest ran longer than {budget_s:g} s (the server's query_timeout_seconds) and was stopped; "
+        "backtest a shorter period, or run `loglake rules backtest` on the server's data dir: it shows its "
+        "progress and has no time limit",
+    )
 
 
 def _field(name: str, reason: str) -> list[dict[str, str]]:

@@ -43,7 +43,7 @@ from loglake.model import retention_start_ms
 from loglake.rules.backtest_limits import EXAMPLES
 from loglake.rules.model import Rule
 from loglake.rules.plan import COUNT, FIRST, LAST, finish, window_views
-from loglake.rules.run import Match, RuleRunError, epoch_ms, iso, match_of, naive_utc, run_rule
+from loglake.rules.run import Match, RuleRunError, RuleTimedOut, epoch_ms, iso, match_of, naive_utc, run_rule, timed_out
 from loglake.rules.sources import quote_name
 from loglake.times import DAY_MS
 
@@ -328,6 +328,8 @@ def _over_the_day(
     try:
         result = engine.run_saved(sql, params, period, cap, rule.plan.tables, stop)
     except (QueryError, QueryBusy) as e:
+        if isinstance(e, QueryError) and e.code == "query_timeout":  # (its message names /query's timeout options)
+            raise RuleTimedOut(timed_out(rule, engine.limits.timeout_seconds)) from None
         raise RuleRunError(f"rule {rule.id} ({rule.path}): {getattr(e, 'message', e)}") from None
     _account(report, result.rows_scanned, result.bytes_scanned, result.truncated)
     return result

@@ -40,7 +40,16 @@ from loglake.lake.stop import Stop, Stopped
 from loglake.lake.tables import APP_LOGS_TABLE, sql_type
 from loglake.lake.watchdog import QueryWatchdog
 from loglake.rules.model import Rule
-from loglake.rules.run import RuleRunError, RunResult, naive_utc, result_of, run_parameters, run_rule, timed_out
+from loglake.rules.run import (
+    RuleRunError,
+    RuleTimedOut,
+    RunResult,
+    naive_utc,
+    result_of,
+    run_parameters,
+    run_rule,
+    timed_out,
+)
 from loglake.rules.sources import quote_name
 
 log = logging.getLogger("loglake.rules")
@@ -203,7 +212,7 @@ class _Evaluator:
         except duckdb.InterruptException:
             if stop is not None:
                 stop.check()  # Stopped, when that is why it was interrupted
-            return RuleRunError(timed_out(rule, limits.timeout_seconds))
+            return RuleTimedOut(timed_out(rule, limits.timeout_seconds))
         except duckdb.Error as e:
             return RuleRunError(f"rule {rule.id} ({rule.path}): {str(e).splitlines()[0]}")
         cap = limits.max_rows

@@ -29,6 +29,10 @@ class RuleRunError(Exception):
     """The engine could not run the rule (its SQL failed, timed out, or found no free connection)."""
 
 
+class RuleTimedOut(RuleRunError):
+    """The rule's query ran past the server's query timeout (timed_out says so) and was stopped."""
+
+
 @dataclass(frozen=True)
 class Match:
     rule_id: str
@@ -96,7 +100,7 @@ def run_rule(
         result = engine.run_saved(rule.plan.executed, params, window, engine.limits.max_rows, rule.plan.tables, stop)
     except QueryError as e:
         if e.code == "query_timeout":  # (the engine's message names the timeout settings of /query, which rules lack)
-            raise RuleRunError(timed_out(rule, engine.limits.timeout_seconds)) from None
+            raise RuleTimedOut(timed_out(rule, engine.limits.timeout_seconds)) from None
         raise RuleRunError(f"rule {rule.id} ({rule.path}): {e.message}") from None
     except QueryBusy as e:
         raise RuleRunError(f"rule {rule.id}: {e}") from None
