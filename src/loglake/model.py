@@ -43,7 +43,7 @@ class Severity(IntEnum):
 
     @classmethod
     def parse(cls, value: str) -> Severity:
-        """Case-insensitive name or alias (trace, notice, warn, err, fatal); ValueError otherwise."""
+        """Case-insensitive name or a word for one (SEVERITY_ALIASES: warn, err, crit, ...); ValueError otherwise."""
         found = SEVERITY_ALIASES.get(value.lower())
         if found is None:
             raise ValueError(f"unknown severity {value!r}; use one of {', '.join(SEVERITY_NAMES)}")
@@ -51,12 +51,25 @@ class Severity(IntEnum):
 
 
 SEVERITY_NAMES = tuple(s.label for s in Severity)  # indexed by Severity value
+# Each level word loggers and shippers write for a severity (case-insensitive): the record's own aliases, then
+# syslog's (RFC 5424 keywords), GCP's, .NET's (Serilog), winston's, logrus's and zap's. The one table of them,
+# for POST /logs, the protocols, `loglake send` and the filters.
 SEVERITY_ALIASES: dict[str, Severity] = {s.label: s for s in Severity} | {
     "trace": Severity.DEBUG,
     "notice": Severity.INFO,
     "warn": Severity.WARNING,
     "err": Severity.ERROR,
     "fatal": Severity.CRITICAL,
+    "emerg": Severity.CRITICAL,  # syslog
+    "emergency": Severity.CRITICAL,  # syslog, GCP
+    "alert": Severity.CRITICAL,  # syslog
+    "crit": Severity.CRITICAL,  # syslog
+    "panic": Severity.CRITICAL,  # logrus, zap
+    "dpanic": Severity.ERROR,  # zap: logged as an error in production
+    "information": Severity.INFO,  # Serilog
+    "informational": Severity.INFO,  # syslog
+    "verbose": Severity.DEBUG,  # Serilog, winston
+    "silly": Severity.DEBUG,  # winston
 }
 
 
@@ -245,13 +258,16 @@ def _unknown_field(name: str) -> str:
     return f"{name} (did you mean {meant[0]!r}?)" if meant else name
 
 
+_OTHER_LEVEL_WORDS = ", ".join(name for name in SEVERITY_ALIASES if name not in SEVERITY_NAMES)
+
+
 def _severity_rule(value: Any) -> str:
     """Why a severity is refused, with the name a misspelt one likely meant (`eror`: error)."""
     meant = []
     if type(value) is str:  # a name before an alias (`eror` is as near `err`)
         meant = typo_of(value.lower(), SEVERITY_NAMES) or typo_of(value.lower(), SEVERITY_ALIASES)
     did_you_mean = f"did you mean {meant[0]!r}? " if meant else ""
-    return f"{did_you_mean}must be one of {', '.join(SEVERITY_NAMES)} (or an alias)"
+    return f"{did_you_mean}must be one of {', '.join(SEVERITY_NAMES)} (or a word for one: {_OTHER_LEVEL_WORDS})"
 
 
 def _check_timestamp(index: int, value: Any, bounds: TimeBounds, problems: list[Problem]) -> int:

@@ -110,6 +110,18 @@ async def test_a_field_named_as_another_logger_names_it_is_told_the_records_name
     assert await all_messages(client) == []
 
 
+@pytest.mark.parametrize("count", [1, 2000])  # one record, and a bulk batch (checked column by column)
+async def test_the_level_words_of_syslog_and_loggers_are_severities(client: httpx.AsyncClient, count: int) -> None:
+    words = {"crit": "critical", "ALERT": "critical", "emerg": "critical", "informational": "info", "verbose": "debug"}
+    batch = [{"message": f"{word} {i}", "severity": word} for i in range(count) for word in words]
+    body = "\n".join(json.dumps(record) for record in batch).encode()
+    answer = await client.post("/logs", content=body, headers={"Content-Type": "application/x-ndjson"})
+    assert answer.status_code == 201, answer.text
+    stored = await client.get("/logs/recent", params={"limit": 1000, "q": " 0"})
+    found = {log["message"]: log["severity"] for log in stored.json()["logs"]}
+    assert found == {f"{word} 0": severity for word, severity in words.items()}
+
+
 async def test_bad_ndjson_lines_are_all_reported(client: httpx.AsyncClient) -> None:
     body = b'{"message": "ok"}\n{broken\n{"message": "ok2"}\nnot json\n'
     response = await client.post("/logs", content=body, headers=NDJSON)
