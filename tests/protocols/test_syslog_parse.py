@@ -233,6 +233,25 @@ def test_rfc3164_without_a_tag_has_host_and_message() -> None:
     assert record["attributes"]["hostname"] == "myhost"
 
 
+def test_rfc3164_tag_with_its_pid_may_end_at_a_space_as_rsyslog_relays_rfc5424_messages() -> None:
+    records = parse(b"<14>Dec  4 11:30:00 h myapp[12] started, pid 12", b"<14>Dec  4 11:30:00 myapp[7] hello")
+    assert [(r["service"], r["message"], r["attributes"]["procid"]) for r in records] == [
+        ("myapp", "started, pid 12", "12"),
+        ("myapp", "hello", "7"),
+    ]
+    assert records[0]["attributes"]["hostname"] == "h" and "hostname" not in records[1]["attributes"]
+
+
+def test_rfc3164_time_with_a_fraction_of_a_second() -> None:
+    # syslog-ng's frac-digits(3): the line was kept whole, its host and tag lost, and stamped at its arrival
+    records = parse(b"<14>Dec  4 11:30:00.765 shiphost app[42]: x", b"<14>Dec  4 11:30:00.5 h app: y")
+    assert [(r["service"], r["message"], r["timestamp"]) for r in records] == [
+        ("app", "x", NOW - 30 * 60_000 + 765),
+        ("app", "y", NOW - 30 * 60_000 + 500),
+    ]
+    assert records[0]["attributes"]["hostname"] == "shiphost" and "parse_error" not in records[0]["attributes"]
+
+
 def test_pri_and_text_only() -> None:
     (record,) = parse(b"<11>disk failing")
     assert (record["severity"], record["message"], record["timestamp"]) == ("error", "disk failing", NOW)

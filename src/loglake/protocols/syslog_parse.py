@@ -62,11 +62,15 @@ _RFC5424_LINES = re.compile(
 )
 _CLAIMS_5424 = re.compile(r"<\d{1,3}>[1-9]\d? ")
 _RFC3164 = re.compile(
-    r"<(\d{1,3})>(?:([A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d)|(\d{4}-\d\d-\d\dT\S+)) (.*)\Z",
+    r"<(\d{1,3})>(?:([A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d(?:\.\d{1,9})?)|(\d{4}-\d\d-\d\dT\S+)) (.*)\Z",
     re.DOTALL,
 )
 _PRI_ONLY = re.compile(r"<(\d{1,3})>(.*)\Z", re.DOTALL)
 _TAGGED = re.compile(r"(?:([^ :\[\]]+) )?([^ :\[\]]{1,48})(?:\[([^\]]{0,128})\])?: ?(.*)\Z", re.DOTALL)
+# A tag with its process id that ends at a space, not a colon (`host app[42] msg`): rsyslog relays RFC 5424
+# messages so. (A bare word is no tag without its colon: `host some words` is a host and its text, though
+# rsyslog would take `some` for a tag.)
+_TAGGED_NO_COLON = re.compile(r"(?:([^ :\[\]]+) )?([^ :\[\]]{1,48})\[([^\]]{0,128})\] (.*)\Z", re.DOTALL)
 _HOST_ONLY = re.compile(r"([^ :\[\]]+) (.*)\Z", re.DOTALL)
 _SD_ELEMENT = re.compile(r'\[([^ \]"=]+)((?:[^\]"]|"(?:[^"\\]|\\.)*")*)\]')
 _SD_PARAM = re.compile(r' ([^ \]"=]+)="((?:[^"\\]|\\.)*)"')
@@ -257,7 +261,7 @@ def _from_other(text: str) -> _Parts:
     service = DEFAULT_SERVICE
     message = rest
     if found is not None:
-        tagged = _TAGGED.match(rest)
+        tagged = _TAGGED.match(rest) or _TAGGED_NO_COLON.match(rest)
         if tagged is not None:
             host, tag, procid, message = tagged.groups()
             service = service_name(tag)

@@ -56,21 +56,24 @@ _MONTHS = {
 
 
 def rfc3164_time(text: str, now_ms: int, zone: tzinfo = UTC) -> int | None:
-    """`Mmm dd hh:mm:ss` in `zone`, in the year that puts it at most a day after now (else the year before)."""
+    """`Mmm dd hh:mm:ss` (and a fraction of a second, as syslog-ng's frac-digits() and rsyslog's high-precision
+    times add) in `zone`, in the year that puts it at most a day after now (else the year before)."""
     month = _MONTHS.get(text[:3])
     if month is None:
         return None
     now = datetime.fromtimestamp(now_ms / 1000, zone)
     try:
         day, clock = text[4:].split()
+        clock, _, fraction = clock.partition(".")
         hour, minute, second = map(int, clock.split(":"))
         when = datetime(now.year, month, int(day), hour, minute, second, tzinfo=zone)
     except ValueError:  # 29 Feb in another year, 31 Apr, 25:00:00
         return None
-    stamp = int(when.timestamp() * 1000)
+    ms = int(fraction[:3].ljust(3, "0")) if fraction else 0
+    stamp = int(when.timestamp()) * 1000 + ms
     if stamp > now_ms + 86_400_000:
         try:
-            stamp = int(when.replace(year=now.year - 1).timestamp() * 1000)
+            stamp = int(when.replace(year=now.year - 1).timestamp()) * 1000 + ms
         except ValueError:
             return None
     return stamp
