@@ -18,6 +18,7 @@ from loglake.rules.starter import starter_folder
 from loglake.self_events import SelfEvents
 from loglake.store.base import StoreUnavailable
 from loglake.store.sqlite import SQLiteHotStore
+from tests.test_model import RULE
 
 
 def _loglake_records(app: LoglakeApp) -> list[tuple[str, str]]:
@@ -53,8 +54,14 @@ async def test_refused_records_and_writes_become_records_once_the_store_takes_th
     assert events.write() == 3
     assert events.write() == 0  # written once
     assert _loglake_records(app) == [
-        ("refused 120 invalid record(s): severity", "records_rejected"),
-        ("refused 3 invalid record(s): message", "records_rejected"),
+        (
+            f"refused 120 invalid record(s): severity (native, key test-admin; e.g. {RULE})",
+            "records_rejected",
+        ),
+        (
+            "refused 3 invalid record(s): message (native, key test-admin; e.g. must not be empty)",
+            "records_rejected",
+        ),
         ("refused 9 record(s): the store could not take writes", "storage_unavailable"),
     ]
     now = int(time.time() * 1000)
@@ -95,11 +102,15 @@ def test_events_add_up_per_event_and_reason(tmp_path: Path) -> None:
     store = SQLiteHotStore(tmp_path / "hot.db", durability="process")
     clock = iter([1_800_000_000.0, 1_800_000_001.0, 1_800_000_002.0, 1_800_000_003.0])
     events = SelfEvents(store, clock=lambda: next(clock))
-    events.rejected("severity", 2)
-    events.rejected("severity", 5)
-    events.rejected("timestamp")
+    events.rejected("severity", "otlp", "collector", "severity: must be one of ...", 2)
+    events.rejected("severity", "otlp", "collector", "severity: another reason", 5)  # (the first one's is kept)
+    events.rejected("timestamp", "native", None, "timestamp: must be ...")
     assert events.write() == 2
     rows = store.read("SELECT message, attributes FROM logs ORDER BY message")
-    assert [r[0] for r in rows] == ["refused 1 invalid record(s): timestamp", "refused 7 invalid record(s): severity"]
+    assert [r[0] for r in rows] == [
+        "refused 1 invalid record(s): timestamp (native; e.g. timestamp: must be ...)",
+        "refused 7 invalid record(s): severity (otlp, key collector; e.g. severity: must be one of ...)",
+    ]
     assert '"first_seen_ms":1800000000000' in rows[1][1] and '"last_seen_ms":1800000001000' in rows[1][1]
+    assert '"protocol":"otlp","key":"collector","example":"severity: must be one of ..."' in rows[1][1]
     store.close()

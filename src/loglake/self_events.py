@@ -2,7 +2,8 @@
 `internal`), so detection rules watch loglake with the same SQL as everything else.
 
 What is recorded, each with `attributes.event`:
-- `records_rejected`: records refused as invalid by `POST /logs` (400) and the shipper protocols, counted per reason;
+- `records_rejected`: records refused as invalid by `POST /logs` (400) and the shipper protocols, counted per reason,
+  protocol and API key, with the first one's reason;
 - `storage_unavailable`: records refused because the store could not take writes (503);
 - `collection_failed`: an Amplify app's collection run with failed windows, with its first error.
 
@@ -24,6 +25,7 @@ from typing import Any
 
 from loglake.amplify.run_reports import RunReport
 from loglake.model import Limits, validate_batch
+from loglake.shorten import shortened
 from loglake.store.base import HotStore, StoreUnavailable
 
 SERVICE = "loglake"
@@ -54,21 +56,31 @@ class SelfEvents:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def note(self, event: str, severity: str, message: str, count: int = 1, **attributes: Any) -> None:
+    def note(
+        self, event: str, severity: str, message: str, count: int = 1, example: str | None = None, **attributes: Any
+    ) -> None:
         """Count `count` occurrences of an event (`message` may say {count}); the same event with the
-        same attributes adds up into one record."""
+        same attributes adds up into one record, which keeps the first occurrence's `example` (if any)."""
         now = int(self.clock() * 1000)
         key = (event, *sorted(attributes.items()))
         with self._lock:
             tally = self._pending.get(key)
             if tally is None:
+                if example is not None:
+                    message = message.replace("{example}", example)
+                    attributes = {**attributes, "example": example}
                 self._pending[key] = _Tally(severity, message, {"event": event, **attributes}, count, now, now)
             else:
                 tally.count += count
                 tally.last_ms = now
 
-    def rejected(self, reason: str, count: int = 1) -> None:
-        self.note("records_rejected", "warning", "refused {count} invalid record(s): " + reason, count, reason=reason)
+    def rejected(self, reason: str, protocol: str, key: str | None, example: str, count: int = 1) -> None:
+        """Records refused as invalid, by their first problem's field (`reason`), per protocol and API key, with
+        the first one's whole reason: the shipper to fix, and how (many drop what a bulk's item refuses)."""
+        sender = f"{protocol}, key {key}" if key else protocol
+        message = f"refused {{count}} invalid record(s): {reason} ({sender}; e.g. {{example}})"
+        example = shortened(example, MAX_ERROR_CHARS)
+        self.note("records_rejected", "warning", message, count, example, reason=reason, protocol=protocol, key=key)
 
     def storage_unavailable(self, count: int) -> None:
         self.note(

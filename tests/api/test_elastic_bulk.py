@@ -105,6 +105,24 @@ async def test_fluent_bits_log_line_is_the_message_and_filebeats_log_object_an_a
     assert logs == {"a line from fluent bit": {"stream": "stdout"}, "a line from filebeat": {"log": {"offset": 7}}}
 
 
+async def test_syslog_ngs_default_document_is_stored(client: httpx.AsyncClient) -> None:
+    """syslog-ng's elasticsearch-http() sends format-json --scope rfc5424: every item was refused for its message, and
+    syslog-ng, which does not read the answer's items, dropped them all without a word (the shipper trial)."""
+    source = {  # (and its @timestamp)
+        "PROGRAM": "app",
+        "PRIORITY": "notice",
+        "PID": "42",
+        "MESSAGE": "shiptrial 7",
+        "HOST": "shiphost",
+        "FACILITY": "user",
+    }
+    body = ndjson({"index": {"_index": "sng"}}, source, {"index": {"_index": "sng"}}, {**source, "MESSAGE": "8"})
+    assert (await client.post("/_bulk", content=body, headers=NDJSON)).json()["errors"] is False
+    logs = {log["message"]: log for log in await stored(client, log_type="sng")}
+    assert sorted(logs) == ["8", "shiptrial 7"]
+    assert logs["8"]["attributes"] == {k: v for k, v in source.items() if k != "MESSAGE"}
+
+
 async def test_a_message_that_is_not_text_is_named_as_such(client: httpx.AsyncClient) -> None:
     body = ndjson({"create": {"_index": "app"}}, {"message": {"a": 1}})
     [entry] = (await client.post("/_bulk", content=body, headers=NDJSON)).json()["items"]

@@ -128,11 +128,19 @@ async def test_records_the_shipper_protocols_refuse_count_as_post_logs_refused_o
     assert 'loglake_records_rejected_total{reason="timestamp"} 3' in metrics
     assert 'loglake_records_rejected_total{reason="storage_unavailable"} 4' in metrics
     events = app.runtime.self_events
-    assert events is not None and events.write() == 2
-    assert _events(app) == [
-        ("refused 2 invalid record(s): message", "message"),
-        ("refused 3 invalid record(s): timestamp", "timestamp"),
+    assert events is not None and events.write() == 4  # per protocol and key, each with its first refusal's reason
+    no_message = "the document has no message: send it as a string in `message` (ECS), `log`, `msg` or `MESSAGE`"
+    no_event = "event 0 (counted from 0, as Splunk does) has no `event` field: put the log line in it"
+    old = "is older than the retention of 365 days (records before "
+    assert [(message.split(" e.g. ")[0], reason) for message, reason in _events(app)] == [
+        ("refused 1 invalid record(s): message (elasticsearch, key test-admin;", "message"),
+        ("refused 1 invalid record(s): message (splunk, key test-admin;", "message"),
+        ("refused 1 invalid record(s): timestamp (splunk, key test-admin;", "timestamp"),
+        ("refused 2 invalid record(s): timestamp (elasticsearch, key test-admin;", "timestamp"),
     ]
+    examples = [message.split(" e.g. ")[1] for message, _ in _events(app)]
+    assert examples[:2] == [f"{no_message})", f"{no_event})"]
+    assert examples[2].startswith(old) and examples[3].startswith("timestamp: 'yesterday' is not an ISO-8601 date")
 
 
 async def test_a_bulk_takes_a_body_larger_than_other_routes_up_to_its_own_limit(settings: Settings) -> None:

@@ -117,7 +117,7 @@ async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None)
     pretty = checked_parameters(request, elastic_params.BULK_PARAMS)
     _check_media_type(request)
     body = await _inflated(app, request, app.settings.max_bulk_body_bytes)
-    items, tables = await _store_bulk(app, body, path_index)
+    items, tables = await _store_bulk(app, request, body, path_index)
     took_ms = int((time.perf_counter() - started) * 1000)
     keep = elastic_answers.answer_filter(request.query.get("filter_path", ""))
     # Every item stored as a checked table's row: Beats' answer is one entry repeated, made after a pass over the
@@ -161,7 +161,7 @@ async def _one_document(
     if not body or body.isspace():  # (not strip(): that copies a body of megabytes)
         raise ElasticError(400, "parse_exception", "request body is required: send the document as JSON")
     # (one record is checked record by record, never as a table: its item's doc_id is its _id)
-    (item,), _ = await _store_bulk(app, elastic_answers.document_bulk(action, index, doc_id, body), index)
+    (item,), _ = await _store_bulk(app, request, elastic_answers.document_bulk(action, index, doc_id, body), index)
     if item.error is not None:
         error_type, reason = item.error
         raise ElasticError(item.status, error_type, reason, headers=[PRODUCT])
@@ -185,7 +185,7 @@ DOCUMENT_ROUTES = (
 
 
 async def _store_bulk(
-    app: LoglakeApp, body: bytes, path_index: str | None
+    app: LoglakeApp, request: Request, body: bytes, path_index: str | None
 ) -> tuple[list[elastic.BulkItem], list[pa.Table] | None]:
     """A bulk body's items once stored, each with its outcome (counted in the protocol's metrics), and, when every
     item was stored as a checked table's row (the usual bulk), those tables in the items' order, whose logIds are
@@ -212,9 +212,13 @@ async def _store_bulk(
     app.metrics.protocol_records.inc((PROTOCOL, "accepted"), len(items) - refused)
     if refused:
         app.metrics.protocol_records.inc((PROTOCOL, "rejected"), refused)
-        invalid = [Problem(row, item.field, "") for row, item in enumerate(items) if item.field is not None]
-        count_refused(app, invalid)
+        invalid = [Problem(row, item.field, _reason(item)) for row, item in enumerate(items) if item.field is not None]
+        count_refused(app, request, invalid, PROTOCOL)
     return items, _stored_tables(groups, every_item_stored=not refused)
+
+
+def _reason(item: elastic.BulkItem) -> str:
+    return "" if item.error is None else item.error[1]
 
 
 def _stored_tables(groups: list[Group], every_item_stored: bool) -> list[pa.Table] | None:

@@ -112,7 +112,7 @@ async def push(app: LoglakeApp, request: Request) -> Result:
             if parsed is not None:
                 await store(app, parsed, counts)
             if problems:
-                count_refused(app, problems)
+                count_refused(app, request, problems, PROTOCOL)
                 app.metrics.protocol_records.inc((PROTOCOL, "rejected"), len({p.index for p in problems}))
             if parsed is not None:
                 app.metrics.protocol_records.inc((PROTOCOL, "accepted"), parsed.count)

@@ -77,7 +77,7 @@ async def export_logs(app: LoglakeApp, request: Request) -> Result:
         count_refused_body(app, e.code)
         return _failure(413 if e.too_large else 400, str(e), json)
     if problems:
-        count_refused(app, problems)
+        count_refused(app, request, problems, PROTOCOL)
         app.metrics.protocol_records.inc((PROTOCOL, "rejected"), len({p.index for p in problems}))
     if parsed is not None:
         try:

@@ -82,7 +82,7 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
         count_refused_body(app, e.code)
         raise ApiError(413 if e.too_large else 400, e.code, str(e), e.details) from None
     except InvalidRecords as e:
-        raise _refused(app, e) from None
+        raise _refused(app, request, e) from None
     except ApiError as e:
         if e.code in _REFUSED_BODIES:  # (the HTTP toolkit's refusals are counted by the app, HTTP_BODY_REFUSALS)
             count_refused_body(app, e.code)
@@ -228,9 +228,9 @@ def _by_service_and_severity(records: list[NewRecord]) -> dict[tuple[str, int], 
     return Counter(map(_SERVICE_AND_SEVERITY, records))
 
 
-def _refused(app: LoglakeApp, error: InvalidRecords) -> ApiError:
+def _refused(app: LoglakeApp, request: Request, error: InvalidRecords) -> ApiError:
     """The 400 naming every problem (up to MAX_DETAILS); each refused record counted once, by its first problem."""
-    count_refused(app, error.problems)
+    count_refused(app, request, error.problems, NATIVE)
     details = [p.as_dict() for p in error.problems[:MAX_DETAILS]]
     if len(error.problems) > MAX_DETAILS:
         details.append({"index": -1, "field": "", "reason": f"... and {len(error.problems) - MAX_DETAILS} more"})
@@ -243,6 +243,7 @@ def count_refused_body(app: LoglakeApp, code: str) -> None:
     app.metrics.rejected_bodies.inc((code,))
 
 
+NATIVE = "native"  # POST /logs, as loglake's own events name its protocol beside the shipper protocols
 # POST /logs's own refusals of a body as a whole, besides InvalidBody's.
 _REFUSED_BODIES = frozenset({"empty_body", "unsupported_media_type"})
 # The refusals of a body as a whole that the HTTP toolkit makes before a route reads it (http.read_body and
@@ -256,15 +257,19 @@ def count_if_body_refused(app: LoglakeApp, error: ApiError) -> None:
         count_refused_body(app, error.code)
 
 
-def count_refused(app: LoglakeApp, problems: list[Problem]) -> None:
-    """Count each refused record once in the metrics (and loglake's own events), by its first problem."""
-    first_problem: dict[int, str] = {}
+def count_refused(app: LoglakeApp, request: Request, problems: list[Problem], protocol: str) -> None:
+    """Count each refused record once in the metrics (and loglake's own events, with the protocol, the request's
+    key and the first problem's reason), by its first problem."""
+    first_problem: dict[int, Problem] = {}
     for problem in problems:
-        first_problem.setdefault(problem.index, _rejection_reason(problem.field))
-    for field in first_problem.values():
+        first_problem.setdefault(problem.index, problem)
+    events = app.runtime.self_events
+    key = None if request.principal is None else request.principal.name
+    for problem in first_problem.values():
+        field = _rejection_reason(problem.field)
         app.metrics.rejected.inc((field,))
-        if app.runtime.self_events is not None:
-            app.runtime.self_events.rejected(field)
+        if events is not None:
+            events.rejected(field, protocol, key, problem.reason)
 
 
 def _rejection_reason(field: str) -> str:

@@ -90,7 +90,7 @@ async def _store(app: LoglakeApp, request: Request, to_columns: Any, *args: Any)
         parsed, count = await checked_body(app, request, lambda body: _checked(app, to_columns, body, *args))
     except HecApiError as e:
         app.metrics.protocol_records.inc((PROTOCOL, "rejected"), e.refused)
-        count_refused(app, e.problems)
+        count_refused(app, request, e.problems, PROTOCOL)
         if e.body_code is not None:
             count_refused_body(app, e.body_code)
         raise

@@ -3,9 +3,9 @@ chunk of sources of a shipper's shape at a time (add_regular_sources), each fiel
 Pure, no I/O.
 
 A source maps to a record: `@timestamp` (or `timestamp`) -> timestamp, `message` (or Fluent Bit's `log`, or
-`msg`) -> message, `log.level` -> severity, `service.name` -> service, `trace.id` and `span.id` -> the trace
-context; nested (`{"log": {"level"}}`) or dotted (`"log.level"`) alike; everything else into attributes as
-sent (the index is the log type: elastic).
+`msg`, or syslog-ng's `MESSAGE`) -> message, `log.level` -> severity, `service.name` -> service, `trace.id` and
+`span.id` -> the trace context; nested (`{"log": {"level"}}`) or dotted (`"log.level"`) alike; everything else
+into attributes as sent (the index is the log type: elastic).
 
 A document's `_id` makes it stored once: a `create` of an id already stored is refused with 409, as
 Elasticsearch refuses it; an `index` of one is answered 200 with result `noop` and stores nothing, since
@@ -34,8 +34,9 @@ if TYPE_CHECKING:
     from loglake.protocols.elastic import BulkItem
 
 TIME_FIELDS = (ecs.TIMESTAMP, "timestamp")  # the first present is the record's time (Vector sends `timestamp`)
-# The first of these that is a string is the record's message (Filebeat's `log` is an object, Fluent Bit's the line).
-MESSAGE_FIELDS = ("message", "log", "msg")
+# The first of these that is a string is the record's message (Filebeat's `log` is an object, Fluent Bit's the line;
+# syslog-ng's elasticsearch-http() sends its MESSAGE macro).
+MESSAGE_FIELDS = ("message", "log", "msg", "MESSAGE")
 _encode = msgspec.json.Encoder().encode
 # A source as its fields' JSON texts: the fields loglake does not map go into the attributes as sent, never
 # decoded into Python objects (and never paid for by the garbage collector).
@@ -141,8 +142,14 @@ def add_ecs_record(
             if bytes(source["message"]).startswith(b'"'):  # text that did not decode
                 return "message", "`message` is not valid UTF-8: send the log line as text in UTF-8"
             # (an object: a structured log whose line is elsewhere)
-            return "message", "`message` must be a string: send the log line as text in `message` (ECS), `log` or `msg`"
-        return "message", "the document has no message: send it as a string in `message` (ECS), `log` or `msg`"
+            return (
+                "message",
+                "`message` must be a string: send the log line as text in `message` (ECS), `log`, `msg` or `MESSAGE`",
+            )
+        return (
+            "message",
+            "the document has no message: send it as a string in `message` (ECS), `log`, `msg` or `MESSAGE`",
+        )
     timestamp = _pop_first(source, TIME_FIELDS)
     try:
         when = None if timestamp is None else _epoch_ms(_decode_time(timestamp))
