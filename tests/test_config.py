@@ -106,6 +106,12 @@ def test_every_problem_with_the_settings_is_named_at_once() -> None:
     assert [said for said in named if said not in message] == []
 
 
+def test_a_default_rate_limit_too_small_to_wait_for_is_refused() -> None:
+    """(A key's wait for its next request, 1/rate, was infinite at 5e-324: each request after its first a 500.)"""
+    with pytest.raises(ConfigError, match="LOGLAKE_RATE_LIMIT must be at least 1e-06, got 1e-09"):
+        load_settings(environ={"LOGLAKE_RATE_LIMIT": "1e-9"})
+
+
 def test_a_bad_value_is_named_as_it_was_given(tmp_path: Path) -> None:
     """The flag, the environment variable or the config file's key that was typed: a person who typed
     --query-threads 0 is not told of query_threads."""

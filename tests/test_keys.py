@@ -176,13 +176,14 @@ def test_sigv4_secrets_never_start_with_a_dash() -> None:
     assert len(set(secrets)) == len(secrets)
 
 
-@pytest.mark.parametrize("rate_limit", [float("inf"), float("nan"), 0.0, -1.0, 1e308, 1_000_000_001])
+@pytest.mark.parametrize("rate_limit", [float("inf"), float("nan"), 0.0, -1.0, 1e308, 1_000_000_001, 5e-324, 1e-7])
 def test_a_rate_limit_that_is_not_a_positive_number_is_refused(tmp_path: Path, rate_limit: float) -> None:
+    """(At 5e-324 a key's wait for its next request was infinite: every request after its first answered 500.)"""
     store = KeyStore(tmp_path)
     try:
-        with pytest.raises(KeyStoreError, match="rate limit must be a positive number up to 1,000,000,000"):
+        with pytest.raises(KeyStoreError, match="rate limit must be a number from 1e-06 to 1,000,000,000"):
             store.create("limited", frozenset({"read"}), rate_limit=rate_limit)
-        with pytest.raises(KeyStoreError, match="burst must be a positive number up to 1,000,000,000"):
+        with pytest.raises(KeyStoreError, match="burst must be a number from 1 to 1,000,000,000"):
             store.create("bursting", frozenset({"read"}), rate_limit=1, rate_burst=10**20)  # (SQLite's int: a 500)
     finally:
         store.close()

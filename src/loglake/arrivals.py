@@ -34,6 +34,7 @@ from loglake.lake.table_records import matches, table_records
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.model import SEVERITY_NAMES, NewRecord, StoredRecord
 from loglake.store.base import RecentQuery
+from loglake.times import LATEST_MS
 
 MAX_RECORDS = 100_000
 MAX_BYTES = 64 * 1024 * 1024
@@ -72,6 +73,9 @@ class ArrivalCursor(NamedTuple):
         if len(raw) not in (_EPOCH_BYTES + 16, _EPOCH_BYTES + 24):  # (an earlier version's cursor has no since)
             raise ValueError("not an arrival cursor")
         numbers = [int.from_bytes(raw[at : at + 8], "big") for at in range(_EPOCH_BYTES, len(raw), 8)]
+        seq, *times = numbers
+        if seq >= 1 << 63 or max(times) >= LATEST_MS:  # (no cursor `encode` gave: a forged one, read as SQL values)
+            raise ValueError("not an arrival cursor")
         return cls(raw[:_EPOCH_BYTES], *numbers)
 
 

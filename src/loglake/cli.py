@@ -45,6 +45,7 @@ from loglake.config_load import load_settings
 from loglake.keys import (
     MAX_RATE_BURST,
     MAX_RATE_LIMIT,
+    MIN_RATE_LIMIT,
     SCOPES,
     ApiKey,
     KeyStore,
@@ -108,7 +109,7 @@ def keys() -> None:
 @click.option("--sigv4", is_flag=True, help="Make an AWS SigV4 key pair: prints the access key id, then the secret.")
 @click.option(
     "--rate-limit",
-    type=click.FloatRange(min=0, min_open=True, max=MAX_RATE_LIMIT),
+    type=click.FloatRange(min=MIN_RATE_LIMIT, max=MAX_RATE_LIMIT),
     default=None,
     help=f"Requests/s for this key, a request counting {REQUEST_UNIT} (default: the server's).",
 )

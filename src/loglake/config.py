@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from loglake.keys import MAX_RATE_BURST, MAX_RATE_LIMIT
+from loglake.keys import MAX_RATE_BURST, MAX_RATE_LIMIT, MIN_RATE_LIMIT
 from loglake.model import Limits
 from loglake.urls import is_http_url
 
@@ -271,6 +271,8 @@ class Settings:
         for name, most in (("rate_limit", MAX_RATE_LIMIT), ("rate_burst", MAX_RATE_BURST)):
             if getattr(self, name) > most:  # (inf too; not positive is said above)
                 found.append(f"{name} must be at most {most:,}, got {getattr(self, name)}")
+        if 0 < self.rate_limit < MIN_RATE_LIMIT:
+            found.append(f"rate_limit must be at least {MIN_RATE_LIMIT:g}, got {self.rate_limit}")
         at_least_0 = (("query_spill_mb", "a tenth of the free disk"), ("retention_days", "keep forever"))
         at_least_0 += (("max_store_mb", "only the disk limits it"), ("max_future_seconds", "none ahead of now"))
         at_least_0 += (("rules_wait_after_start_seconds", "no wait"),)

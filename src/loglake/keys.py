@@ -119,6 +119,9 @@ class NewKey:
 # takes, and within what SQLite's integers and the token bucket's floats hold (1e308 failed to be stored).
 MAX_RATE_LIMIT = 1_000_000_000
 MAX_RATE_BURST = 1_000_000_000
+# The smallest rate: one request in about twelve days. (At 5e-324 a key's wait for its next request, 1/rate, was
+# infinite, and every request after its first answered 500.)
+MIN_RATE_LIMIT = 0.000_001
 
 
 def own_rate_burst(rate_limit: float) -> int:
@@ -341,9 +344,10 @@ def _new_key(
 ) -> NewKey:
     if not name or len(name) > 64 or not set(name) <= _NAME_CHARS:
         raise KeyStoreError("a key name is 1-64 characters of letters, digits, '.', '_' or '-'")
-    for label, value, most in (("rate limit", rate_limit, MAX_RATE_LIMIT), ("burst", rate_burst, MAX_RATE_BURST)):
-        if value is not None and not (0 < value <= most):  # (nan and inf too)
-            raise KeyStoreError(f"a key's {label} must be a positive number up to {most:,}, got {value}")
+    bounds = (("rate limit", rate_limit, MIN_RATE_LIMIT, MAX_RATE_LIMIT), ("burst", rate_burst, 1, MAX_RATE_BURST))
+    for label, value, least, most in bounds:
+        if value is not None and not (least <= value <= most):  # (nan and inf too)
+            raise KeyStoreError(f"a key's {label} must be a number from {least:g} to {most:,}, got {value}")
     if rate_limit is not None and rate_burst is None:
         rate_burst = own_rate_burst(rate_limit)
     created = int(time.time())

@@ -8,6 +8,7 @@ import binascii
 from collections.abc import Callable, Mapping
 
 from loglake.digits import is_ascii_digits
+from loglake.ids import is_stored_split, split_id
 from loglake.model import (
     DEFAULT_PAGE_LIMIT,
     MAX_PAGE_LIMIT,
@@ -119,6 +120,6 @@ def decode_cursor(cursor: str) -> bytes:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except (binascii.Error, ValueError):
         raise ValueError("bad cursor") from None
-    if len(raw) != 16:
+    if len(raw) != 16 or not is_stored_split(*split_id(raw)):  # (no stored record's id: a forged one)
         raise ValueError("bad cursor")
     return raw

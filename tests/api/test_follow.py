@@ -243,6 +243,9 @@ async def test_after_a_restart_a_page_cut_at_its_limit_says_what_is_not_shown_up
         ({"after": "{cursor}", "severity": "loud"}, "severity"),
         ({"follow": "true", "until": "1m"}, "until"),  # a follow has no end
         ({"after": "{unissued}"}, "after"),
+        # forged: a `since` past year 9999 or past SQLite's integers (they answered 500: the schemathesis trial)
+        ({"after": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAgAAAAAAAAAA"}, "after"),
+        ({"after": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAADmd9If3AA"}, "after"),
     ],
 )
 async def test_bad_follow_parameters_are_named(client: httpx.AsyncClient, app: LoglakeApp, params: dict, field: str):

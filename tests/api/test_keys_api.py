@@ -27,6 +27,7 @@ from tests.conftest import asgi_client, run_cli
         ({"name": "s", "rate_burst": 0}, "rate_burst: must be an integer >= 1"),
         # (too large for the key store: answered 500)
         ({"name": "s", "rate_limit": 1e308}, "rate_limit: must be a number <= 1000000000"),
+        ({"name": "s", "rate_limit": 5e-324}, "rate_limit: must be a number >= 1e-06"),  # (then 500s: a trial)
         ({"name": "s", "rate_burst": 99999999999999999999}, "rate_burst: must be an integer <= 1000000000"),
         ({"name": "s", "scopes": [["read"]]}, "scopes[0]: must be a string, not an array"),
         ({"name": "s", "scopes": "read"}, "scopes: must be an array, not a string"),  # as rate_limit's "50" is

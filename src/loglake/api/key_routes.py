@@ -12,6 +12,7 @@ from loglake.api.routes import Result, bad_parameter, json_body, refuse_paramete
 from loglake.keys import (
     MAX_RATE_BURST,
     MAX_RATE_LIMIT,
+    MIN_RATE_LIMIT,
     KeyNameTaken,
     KeyStoreBusy,
     KeyStoreError,
@@ -42,7 +43,7 @@ class KeySpec(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     scopes: Annotated[list[str], msgspec.Meta(min_length=1)] = msgspec.field(default_factory=lambda: ["ingest"])
     sigv4: bool = False
-    rate_limit: Annotated[float, msgspec.Meta(gt=0, le=MAX_RATE_LIMIT)] | None = None
+    rate_limit: Annotated[float, msgspec.Meta(ge=MIN_RATE_LIMIT, le=MAX_RATE_LIMIT)] | None = None
     rate_burst: Annotated[int, msgspec.Meta(ge=1, le=MAX_RATE_BURST)] | None = None
 
 

@@ -32,7 +32,7 @@ from loglake.api.openapi_common import (
 from loglake.api.openapi_docs import render_docs
 from loglake.api.openapi_logs import LOG_PATHS, RECORD_IN, RECORD_OUT
 from loglake.api.routes import Result, refuse_parameters
-from loglake.keys import MAX_RATE_BURST, MAX_RATE_LIMIT, SCOPES
+from loglake.keys import MAX_RATE_BURST, MAX_RATE_LIMIT, MIN_RATE_LIMIT, SCOPES
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -252,7 +252,7 @@ SPEC: dict[str, Any] = {
                                     "sigv4": {"type": "boolean", "default": False},
                                     "rate_limit": {
                                         "type": ["number", "null"],
-                                        "exclusiveMinimum": 0,
+                                        "minimum": MIN_RATE_LIMIT,
                                         "maximum": MAX_RATE_LIMIT,
                                         "description": "requests/s; none: the server's",
                                     },

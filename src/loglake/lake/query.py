@@ -295,6 +295,12 @@ class QueryEngine:
                     ) from None
                 except duckdb.OutOfMemoryException as e:
                     raise self._too_large(e) from None
+                except OverflowError:  # DuckDB's value past what Python holds, met as its rows are fetched
+                    raise QueryError(
+                        "value_out_of_range",
+                        "a value of the answer is too large to be given (an INTERVAL of more than 999,999,999 days,"
+                        " or of more months than 32 bits hold): give it as text (CAST(... AS VARCHAR))",
+                    ) from None
                 except duckdb.IOException as e:  # the users' SQL reaches no files but the lake's (no external access)
                     raise self._unreadable(e) from None
                 except duckdb.Error as e:
