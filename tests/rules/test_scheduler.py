@@ -611,6 +611,22 @@ class Runs:
         pass
 
 
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_rule_whose_rows_hold_a_value_python_cannot_fails_alone(data: DataDir, shared: bool) -> None:
+    """An INTERVAL past Python's timedelta raised OverflowError as the rows were fetched: out of the round, whose
+    other rules did not run either (each round failed so)."""
+    write_rule(data.rules, "errors.yml", rule_text())
+    huge = FAILING_SQL.replace(RULE_ID, NUMBERS_ID).replace("{cast}(message AS INTEGER)", "INTERVAL 1000000000 DAY")
+    if not shared:  # (a rule reading more than the shared span reads the lake on its own)
+        huge = huge.replace("delay: 0s", "delay: 0s\nlookback: 1d")
+    write_rule(data.rules, "huge.yml", huge)
+    data.add(T0 - MIN)
+    report = data.scheduler().run_round()
+    assert [(rule.id, r.outcome) for rule, r in report.runs] == [(RULE_ID, "ok"), (NUMBERS_ID, "error")]
+    assert report.shared == (2 if shared else 0)
+    assert "too large to be given" in report.runs[1][1].error
+
+
 def test_rules_of_a_round_share_one_scan_and_keep_their_own_windows_records_and_failures(data: DataDir) -> None:
     write_rule(data.rules, "errors.yml", rule_text())
     warnings = rule_text(rule_id=WARNINGS_ID).replace("title: Errors", "title: Warnings")

@@ -58,6 +58,11 @@ from loglake.store.sqlite import SQLiteHotStore
 INTERNAL_CONNECTIONS = 2
 # DuckDB's error when the Arrow stream of a lake read through pyarrow (an S3 lake's files) fails with an I/O error:
 # a storage that is down or slow, which a 400 (query_failed) blamed on the query.
+# A DuckDB value past what Python holds, met as the rows are fetched (OverflowError): the SQL's, not the server's.
+VALUE_OUT_OF_RANGE = (
+    "a value of the answer is too large to be given (an INTERVAL of more than 999,999,999 days, or of more months"
+    " than 32 bits hold): give it as text (CAST(... AS VARCHAR))"
+)
 _ARROW_READ_FAILED = re.compile(r"reading the stream registered as .* failed: (IOError|OSError)")
 
 
@@ -296,11 +301,7 @@ class QueryEngine:
                 except duckdb.OutOfMemoryException as e:
                     raise self._too_large(e) from None
                 except OverflowError:  # DuckDB's value past what Python holds, met as its rows are fetched
-                    raise QueryError(
-                        "value_out_of_range",
-                        "a value of the answer is too large to be given (an INTERVAL of more than 999,999,999 days,"
-                        " or of more months than 32 bits hold): give it as text (CAST(... AS VARCHAR))",
-                    ) from None
+                    raise QueryError("value_out_of_range", VALUE_OUT_OF_RANGE) from None
                 except duckdb.IOException as e:  # the users' SQL reaches no files but the lake's (no external access)
                     raise self._unreadable(e) from None
                 except duckdb.Error as e:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from loglake.lake.query import QueryEngine, TimeRange
+from loglake.lake.query import VALUE_OUT_OF_RANGE, QueryEngine, TimeRange
 from loglake.lake.query_answers import QueryBusy, QueryResult
 from loglake.lake.query_limits import QueryLimits
 from loglake.lake.sql_guard import QueryError
@@ -215,6 +215,8 @@ class _Evaluator:
             return RuleTimedOut(timed_out(rule, limits.timeout_seconds))
         except duckdb.Error as e:
             return RuleRunError(f"rule {rule.id} ({rule.path}): {str(e).splitlines()[0]}")
+        except OverflowError:
+            return RuleRunError(f"rule {rule.id} ({rule.path}): {VALUE_OUT_OF_RANGE}")
         cap = limits.max_rows
         elapsed = (time.perf_counter() - started) * 1000
         result = QueryResult(
