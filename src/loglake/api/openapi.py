@@ -176,7 +176,10 @@ SPEC: dict[str, Any] = {
                         {"type": "string"},
                     ),
                 ],
-                "responses": {"200": {"description": "one result per report, shaped like POST /query's"}},
+                "responses": {
+                    "200": {"description": "one result per report, shaped like POST /query's"},
+                    "404": error_response("`app` names no Amplify app of the collector's configuration (unknown_app)"),
+                },
             }
         },
         "/amplify/status": {

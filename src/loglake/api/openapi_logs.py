@@ -100,11 +100,13 @@ RECORD_IN["properties"] = {
 }
 PAGE = {
     "type": "object",
+    "required": ["count", "logs", "next_cursor"],
     "properties": {
         "count": {"type": "integer"},
         "logs": {"type": "array", "items": ref("Record")},
         "next_cursor": {"type": ["string", "null"]},
     },
+    "additionalProperties": False,  # (a follow page is no page: the answer is one of the two, as oneOf says)
 }
 FOLLOW_PAGE = {
     "type": "object",
