@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 from loglake.api.app import LoglakeApp
 from loglake.cli import main
 from loglake.config import Settings
+from tests.certificates import certificates  # noqa: F401  (fixtures for every test)
 from tests.moto_server import moto_endpoint  # noqa: F401  (fixtures for every test)
 from tests.s3_server import object_store, s3_bucket, s3_server  # noqa: F401
 

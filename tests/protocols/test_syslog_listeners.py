@@ -19,11 +19,12 @@ import pytest
 
 from loglake.config import ConfigError
 from loglake.config_load import load_settings
-from loglake.protocols import syslog_commits
+from loglake.protocols import syslog_commits, syslog_streams
 from loglake.protocols.syslog import WARNING_SECONDS, SyslogListeners
 from loglake.protocols.syslog_commits import Allowance, SyslogTally
 from loglake.runtime import Runtime
 from loglake.store.base import RecentQuery
+from tests.certificates import Certificates
 
 
 @pytest.mark.parametrize(
@@ -270,6 +271,48 @@ def test_failed_tls_handshakes_are_each_counted_and_said_at_most_once_a_minute(
         assert sum(t.rejected for t in tallies) == 0  # no records: a handshake is not a message
     finally:
         runtime.close()
+
+
+def test_a_tls_connection_waits_for_its_handshake_from_its_first_byte_not_from_its_start(
+    listening, monkeypatch: pytest.MonkeyPatch, certificates: Certificates
+) -> None:
+    """syslog-ng connects at once and begins its handshake with its first message: closed after a quiet
+    HANDSHAKE_SECONDS, it met a broken pipe at the next message and waited a minute to connect again (the shipper
+    trial). A connection that began a handshake and did not end it is still closed and counted."""
+    monkeypatch.setattr(syslog_streams, "HANDSHAKE_SECONDS", 0.5)
+    tls_port = free_udp_port()
+    syslog = listening(
+        syslog_tls=f"127.0.0.1:{tls_port}", syslog_tls_cert=str(certificates.cert), syslog_tls_key=str(certificates.key)
+    )
+    context = ssl.create_default_context(cafile=str(certificates.ca))
+    with socket.create_connection(("127.0.0.1", tls_port)) as raw:
+        time.sleep(1.5)  # quiet, as syslog-ng between its start and its first message
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"<14>1 - h app - - - after a quiet while\n")
+    with socket.create_connection(("127.0.0.1", tls_port)) as stalled:
+        stalled.settimeout(10)
+        stalled.sendall(b"\x16\x03\x01")  # a handshake's first bytes, and no more
+        assert stalled.recv(100) == b""  # closed once HANDSHAKE_SECONDS passed
+    syslog.wait_for_tallies(lambda t: sum(x.accepted for x in t) == 1 and sum(x.tls_handshakes_failed for x in t))
+    assert syslog.stored() == ["after a quiet while"]
+    assert sum(t.tls_handshakes_failed for t in syslog.tallies) == 1
+
+
+def test_a_tls_handshake_on_the_plain_port_is_closed_and_said_not_stored_as_junk(
+    listening, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`openssl s_client` at the plain TCP port left four records of binary junk (the shipper trial)."""
+    syslog = listening()
+    context = ssl.create_default_context()
+    with caplog.at_level(logging.WARNING, logger="loglake.syslog"):
+        with socket.create_connection(("127.0.0.1", syslog.port), timeout=5) as raw, contextlib.suppress(OSError):
+            context.wrap_socket(raw, server_hostname="localhost")  # (refused: the connection is closed)
+        with socket.create_connection(("127.0.0.1", syslog.port)) as plain:
+            plain.sendall(b"<14>1 - h app - - - plain\n")
+        syslog.wait_for_tallies(lambda t: sum(x.accepted for x in t) == 1)
+    assert syslog.stored() == ["plain"]
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "began a TLS handshake on the plain TCP listener" in said[0], said
 
 
 def test_rfc3164_times_are_read_in_the_zone_the_settings_name(listening) -> None:

@@ -85,6 +85,7 @@ class SyslogListeners:
         self._stopped: asyncio.Event | None = None
         self._failed_handshakes = _Warning()
         self._refused_connections = _Warning()  # (of the stream listeners, TCP and TLS)
+        self._tls_on_plain = _Warning()
 
     @classmethod
     def wanted(cls, settings: Settings) -> bool:
@@ -187,6 +188,22 @@ class SyslogListeners:
             "and does it trust the certificate of --syslog-tls-cert?%s",
             peer,
             error,
+            since,
+        )
+
+    def tls_on_plain_tcp(self, peer: str) -> None:
+        """Say (at most once every WARNING_SECONDS) that a sender began a TLS handshake on the plain TCP listener,
+        whose connection is closed, nothing stored: its handshake's bytes were records of binary junk."""
+        unsaid = self._tls_on_plain.due(self.monotonic())
+        if unsaid is None:
+            return
+        since = f"; {unsaid} more since the last said" if unsaid else ""
+        where = f" (--syslog-tls: {self._tls[0]}:{self._tls[1]})" if self._tls else " (--syslog-tls)"
+        _log.warning(
+            "syslog: %s began a TLS handshake on the plain TCP listener, which closed it: send TLS to the TLS "
+            "listener%s, or plain syslog here%s",
+            peer,
+            where,
             since,
         )
 

@@ -14,8 +14,13 @@ from loglake.protocols.syslog_framing import StreamFramer
 if TYPE_CHECKING:
     from loglake.protocols.syslog import SyslogListeners
 
-HANDSHAKE_SECONDS = 60.0  # as asyncio's: a TLS connection without its handshake by then is closed
+# As asyncio's: a TLS connection without its handshake this long after its first byte is closed. (Not after its
+# start: syslog-ng connects at once and begins its handshake with its first message; closed after a quiet minute, it
+# met a broken pipe at the next and waited its time_reopen(), a minute, each time: the shipper trial.)
+HANDSHAKE_SECONDS = 60.0
 READ_BYTES = 256 * 1024  # the most a TLS read takes at once (a TCP read's size)
+# The start of a TLS handshake (a handshake record, TLS 1.x): no syslog message starts so (`<PRI>` or a count does).
+TLS_HANDSHAKE_START = b"\x16\x03"
 
 
 class Stream(asyncio.Protocol):
@@ -28,6 +33,7 @@ class Stream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self._reading = True
+        self._began = False  # its first bytes came
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._admitted(transport):
@@ -48,6 +54,12 @@ class Stream(asyncio.Protocol):
         self.batcher.pause_or_resume()
 
     def data_received(self, data: bytes) -> None:
+        if not self._began:
+            self._began = True
+            if data.startswith(TLS_HANDSHAKE_START) and self.transport is not None:
+                self.listeners.tls_on_plain_tcp(self.peer)
+                self.transport.abort()
+                return
         self._take(self.framer.feed(data))
 
     def eof_received(self) -> bool | None:
@@ -80,7 +92,8 @@ class TlsStream(Stream):
     event loop's server, which ends a failed handshake without a word: so one is counted and said
     (SyslogListeners.handshake_failed). A connection closed before its handshake began (a port check) is not."""
 
-    _shaking: asyncio.TimerHandle | None = None  # the handshake's deadline, until it is done
+    _shaken = False  # the handshake is done
+    _deadline: asyncio.TimerHandle | None = None  # the handshake's, from the first byte on, until it is done
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not self._admitted(transport):
@@ -88,17 +101,18 @@ class TlsStream(Stream):
         assert self.listeners.tls is not None
         self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         self._tls = self.listeners.tls.wrap_bio(self._incoming, self._outgoing, server_side=True)
-        self._shaking = self.batcher.loop.call_later(HANDSHAKE_SECONDS, self._too_slow)
         self._serve(transport)
 
     def data_received(self, data: bytes) -> None:
         self._incoming.write(data)
         plain, ended, failed = [], False, None
         try:
-            if self._shaking is not None:
+            if not self._shaken:
+                if self._deadline is None:
+                    self._deadline = self.batcher.loop.call_later(HANDSHAKE_SECONDS, self._too_slow)
                 self._tls.do_handshake()
-                self._shaking.cancel()
-                self._shaking = None
+                self._shaken = True
+                self._stop_deadline()
             while chunk := self._tls.read(READ_BYTES):
                 plain.append(chunk)
             # b"": the sender ended its TLS session (close_notify). SSLObject.read answers so, not with an error,
@@ -115,7 +129,7 @@ class TlsStream(Stream):
             super().data_received(b"".join(plain))
         self._send_tls()
         if failed is not None:
-            if self._shaking is not None:
+            if not self._shaken:
                 self.listeners.handshake_failed(self.peer, failed)
             self._end(failed)
         elif ended:
@@ -123,14 +137,18 @@ class TlsStream(Stream):
             self._end(None)
 
     def eof_received(self) -> bool | None:
-        if self._shaking is None:  # a last message without its newline, as over TCP
+        if self._shaken:  # a last message without its newline, as over TCP
             return super().eof_received()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._shaking is not None:
-            self._shaking.cancel()
+        self._stop_deadline()
         super().connection_lost(exc)
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     def _send_tls(self) -> None:
         """What TLS has for the sender (the handshake's messages, session tickets, an alert)."""
