@@ -115,15 +115,17 @@ def test_a_run_reads_one_timespan_before_its_window(scratch: ScratchLake, tmp_pa
     assert result.matches[0].first_ms == start - 4 * MINUTE
 
 
-def test_value_count_counts_distinct_values(scratch: ScratchLake, tmp_path: Path) -> None:
-    block = """
+USERS_PER_ADDRESS = """
   type: value_count
   rules: [failed]
   group-by: [attributes.ip]
   timespan: 10m
   condition: {gte: 3, field: attributes.user}
 """
-    rule = correlation(tmp_path, block)
+
+
+def test_value_count_counts_distinct_values(scratch: ScratchLake, tmp_path: Path) -> None:
+    rule = correlation(tmp_path, USERS_PER_ADDRESS)
     events = [
         (0, failed("ann", ip="10.0.0.1")), (1, failed("bob", ip="10.0.0.1")), (2, failed("ann", ip="10.0.0.1")),
         (3, failed("cy", ip="10.0.0.1")),
@@ -136,14 +138,7 @@ def test_value_count_counts_distinct_values(scratch: ScratchLake, tmp_path: Path
 
 
 def test_events_without_a_group_by_field_are_in_no_group(scratch: ScratchLake, tmp_path: Path) -> None:
-    block = """
-  type: value_count
-  rules: [failed]
-  group-by: [attributes.ip]
-  timespan: 10m
-  condition: {gte: 3, field: attributes.user}
-"""
-    rule = correlation(tmp_path, block)
+    rule = correlation(tmp_path, USERS_PER_ADDRESS)
     # Three users' failures from sources that name no address are no attack from one address (Splunk's
     # `stats dc(user) by ip` leaves them out too): grouped under null, they fired.
     events = [(0, failed("ann")), (1, failed("bob")), (2, failed("cy")), (3, failed("dee", ip="10.0.0.9"))]
