@@ -502,6 +502,13 @@ async def test_the_setup_calls_of_beats_logstash_and_vector_are_answered(client:
     assert license_.headers["x-elastic-product"] == "Elasticsearch"
     assert (await client.get("/_xpack")).json()["features"]["ilm"]["available"] is False
     assert (await client.get("/_cluster/health")).json()["status"] == "green"
+    assert (await client.head("/_cat/health")).status_code == 200  # rsyslog's check (a 404: the shipper trial)
+    line = (await client.get("/_cat/health", params={"v": "true"})).text.splitlines()
+    assert line[0].split()[:4] == ["epoch", "timestamp", "cluster", "status"] and line[1].split()[2:4] == [
+        "loglake",
+        "green",
+    ]
+    assert (await client.get("/_cat/health", params={"format": "json"})).json()[0]["status"] == "green"
     for kind in ("_index_template", "_template", "_component_template", "_ilm/policy", "_ingest/pipeline"):
         assert (await client.head(f"/{kind}/filebeat-9.0.0")).status_code == 200
         put = await client.put(f"/{kind}/filebeat-9.0.0", json={"index_patterns": ["filebeat-*"]})

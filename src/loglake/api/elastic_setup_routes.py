@@ -5,6 +5,7 @@ answered as Elasticsearch would answer them for a cluster that needs nothing set
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from loglake import __version__
@@ -89,6 +90,25 @@ async def cluster_health(app: LoglakeApp, request: Request) -> Result:
         },
         pretty,
     )
+
+
+async def cat_health(app: LoglakeApp, request: Request) -> Result:
+    """rsyslog's health check (a HEAD before it sends; its check failed on a 404): the cat API's line of the cluster's
+    health, `status` as cluster_health's; its columns' names first with `v`, a JSON list of it with `format=json`."""
+    pretty = checked_parameters(request, elastic_params.CAT_PARAMS)
+    now = int(app.service.now_ms() // 1000)
+    status = "green" if app.storage_error is None else "red"
+    row = {"epoch": str(now), "timestamp": time.strftime("%H:%M:%S", time.gmtime(now)), "cluster": "loglake"}
+    row |= {"status": status, "node.total": "1", "node.data": "1", "shards": "0", "pri": "0", "relo": "0"}
+    row |= {"init": "0", "unassign": "0", "pending_tasks": "0", "max_task_wait_time": "-"}
+    row |= {"active_shards_percent": "100.0%"}
+    if request.query.get("format") == "json":
+        return answer([row], pretty)
+    lines = [" ".join(row), " ".join(row.values())] if "v" in request.query else [" ".join(row.values())]
+    return Result(200, "".join(line + "\n" for line in lines).encode(), (_TEXT, PRODUCT))
+
+
+_TEXT = (b"content-type", b"text/plain; charset=UTF-8")
 
 
 async def setup_exists(app: LoglakeApp, request: Request, name: str) -> Result:

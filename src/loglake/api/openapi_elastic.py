@@ -173,6 +173,12 @@ OPENAPI_PATHS: dict[str, dict] = {
     "/_cluster/health": {
         "get": _with_errors(_PROBE | {"summary": "green while storage takes writes (Vector)"}, _PROBE_ERRORS)
     },
+    "/_cat/health": {
+        "get": _with_errors(
+            _PROBE | {"summary": "The same as the cat API's text line (`format=json`: a JSON list) (rsyslog)"},
+            _PROBE_ERRORS,
+        )
+    },
     **{f"/{kind}/{{name}}": {m: _with_errors(op, _PROBE_ERRORS) for m, op in _SETUP.items()} for kind in SETUP_KINDS},
     "/{index}": {
         "get": _with_errors(

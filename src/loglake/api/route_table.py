@@ -123,6 +123,7 @@ ROUTES = [
     Route("GET", "/_license", elastic_setup_routes.license_info, "ingest", error_form=_ES),
     Route("GET", "/_xpack", elastic_setup_routes.xpack_info, "ingest", error_form=_ES),
     Route("GET", "/_cluster/health", elastic_setup_routes.cluster_health, "ingest", error_form=_ES),
+    Route("GET", "/_cat/health", elastic_setup_routes.cat_health, "ingest", error_form=_ES),
     *(
         Route(method, f"/{kind}/{{name}}", handler, "ingest", reads_body=method == "PUT", error_form=_ES)
         for kind in elastic_setup_routes.SETUP_KINDS
