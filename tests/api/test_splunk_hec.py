@@ -206,6 +206,19 @@ async def test_an_event_of_the_wrong_shape_is_named_in_words(app: LoglakeApp, he
     assert answer["invalid-event-number"] == 1
 
 
+async def test_a_time_that_is_no_time_in_any_unit_is_said_as_sent(
+    app: LoglakeApp, key: str, hec: httpx.AsyncClient
+) -> None:
+    """1e300 was told to be epoch nanoseconds, written out in its 301 digits (the schemathesis trial)."""
+    response = await hec.post("/services/collector/event", content=b'{"event": "x", "time": 1e300}')
+    assert response.status_code == 400
+    assert response.json()["reason"] == (
+        "event 0 (counted from 0, as Splunk does): `time` 1e+300 is no time: HEC's `time` is epoch seconds, like"
+        " 1793577600.123"
+    )
+    assert await stored(app, key) == []
+
+
 @pytest.mark.parametrize(
     ("sent", "digits", "unit"),
     [("1796397860000", "1796397860000", "milliseconds"), ('"1796397860000000"', "1796397860000000", "microseconds")],

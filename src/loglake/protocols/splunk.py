@@ -248,9 +248,15 @@ def _epoch_ms(value: float | str, number: int) -> int:
             6, f"{event_name(number)}: `time` must be epoch seconds, like {SECONDS_EXAMPLE}", number, "timestamp"
         )
     if seconds >= FINER_THAN_SECONDS:
+        if seconds >= _PAST_NANOSECONDS:  # (no time in any unit: said as sent, not as its 300 digits)
+            reason = f"`time` {value} is no time: HEC's `time` is epoch seconds, like {SECONDS_EXAMPLE}"
+            raise HecError(6, f"{event_name(number)}: {reason}", number, "timestamp")
         sent = int(value) if type(value) is float and value.is_integer() else value  # (decoded as a float)
         raise HecError(6, f"{event_name(number)}: `time` {sent} {_finer_unit(seconds)}", number, "timestamp")
     return _ms(seconds)
+
+
+_PAST_NANOSECONDS = 1e20  # past the year 5138 in epoch nanoseconds
 
 
 def _finer_unit(seconds: float) -> str:
