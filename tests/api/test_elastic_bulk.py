@@ -335,12 +335,28 @@ async def test_a_big_bulk_as_shippers_write_it_is_stored_with_each_field_mapped(
     }
 
 
+async def test_keys_after_an_actions_first_are_ignored_as_elasticsearch_8_ignores_them(
+    client: httpx.AsyncClient,
+) -> None:
+    """winston-elasticsearch writes {"index": {...}, "attempts": 0}: refused, it retried 400 times in a second and
+    crashed the app, storing nothing (the Node.js trial)."""
+    body = ndjson(
+        {"index": {"_index": "winston", "pipeline": None}, "attempts": 0},
+        {"message": "first"},
+        {"create": {"_index": "winston"}, "index": {}},
+        {"message": "second"},
+    )
+    answer = (await client.post("/_bulk", content=body, headers=NDJSON)).json()
+    assert answer["errors"] is False and [list(item) for item in answer["items"]] == [["index"], ["create"]]
+    assert sorted(log["message"] for log in await stored(client, log_type="winston")) == ["first", "second"]
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
         (b'{"create": {}}\n{"message": "x"}', "terminated by a newline"),
         (b'{"create": {}}\n', "no source line"),
-        (b'{"create": {}, "index": {}}\n{"message": "x"}\n', "Malformed action/metadata line [1]"),
+        (b'{}\n{"message": "x"}\n', "Malformed action/metadata line [1]"),
         (b'{"upsert": {}}\n{"message": "x"}\n', "but found [upsert]"),
         (b"not json\n", "Malformed action/metadata line [1]"),
         (b"\n", "no requests added"),
@@ -509,6 +525,9 @@ async def test_the_setup_calls_of_beats_logstash_and_vector_are_answered(client:
         "green",
     ]
     assert (await client.get("/_cat/health", params={"format": "json"})).json()[0]["status"] == "green"
+    for path in ("/_refresh", "/node-es/_refresh"):  # the bulk helper's refreshOnCompletion (a 404: the Node.js trial)
+        refreshed = await client.post(path)
+        assert refreshed.json() == {"_shards": {"total": 1, "successful": 1, "failed": 0}}, refreshed.text
     for kind in ("_index_template", "_template", "_component_template", "_ilm/policy", "_ingest/pipeline"):
         assert (await client.head(f"/{kind}/filebeat-9.0.0")).status_code == 200
         put = await client.put(f"/{kind}/filebeat-9.0.0", json={"index_patterns": ["filebeat-*"]})

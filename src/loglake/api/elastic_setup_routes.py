@@ -111,6 +111,14 @@ async def cat_health(app: LoglakeApp, request: Request) -> Result:
 _TEXT = (b"content-type", b"text/plain; charset=UTF-8")
 
 
+async def refresh(app: LoglakeApp, request: Request, index: str | None = None) -> Result:
+    """A refresh of every index or of one (the official clients' `helpers.bulk(refreshOnCompletion)` asks it once
+    its documents are stored; a 404 made pino-elasticsearch's stream fail at its end): a record is searchable once
+    its 201 is sent, so there is nothing to do."""
+    pretty = checked_parameters(request, elastic_params.REFRESH_PARAMS)
+    return answer({"_shards": {"total": 1, "successful": 1, "failed": 0}}, pretty)
+
+
 async def setup_exists(app: LoglakeApp, request: Request, name: str) -> Result:
     """An index template, lifecycle policy or ingest pipeline (Beats and Logstash install them before
     sending unless told not to): each "exists", so they install nothing; loglake needs none."""

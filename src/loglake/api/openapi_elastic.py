@@ -173,6 +173,16 @@ OPENAPI_PATHS: dict[str, dict] = {
     "/_cluster/health": {
         "get": _with_errors(_PROBE | {"summary": "green while storage takes writes (Vector)"}, _PROBE_ERRORS)
     },
+    **{
+        path: {
+            method: _with_errors(
+                _PROBE | {"summary": "Acknowledged: a record is searchable once stored (the clients' bulk helper)"},
+                _PROBE_ERRORS,
+            )
+            for method in ("get", "post")
+        }
+        for path in ("/_refresh", "/{index}/_refresh")
+    },
     "/_cat/health": {
         "get": _with_errors(
             _PROBE | {"summary": "The same as the cat API's text line (`format=json`: a JSON list) (rsyslog)"},

@@ -125,6 +125,11 @@ ROUTES = [
     Route("GET", "/_cluster/health", elastic_setup_routes.cluster_health, "ingest", error_form=_ES),
     Route("GET", "/_cat/health", elastic_setup_routes.cat_health, "ingest", error_form=_ES),
     *(
+        Route(method, path, elastic_setup_routes.refresh, "ingest", error_form=_ES)
+        for path in ("/_refresh", "/{index}/_refresh")
+        for method in ("GET", "POST")
+    ),
+    *(
         Route(method, f"/{kind}/{{name}}", handler, "ingest", reads_body=method == "PUT", error_form=_ES)
         for kind in elastic_setup_routes.SETUP_KINDS
         for method, handler in (("GET", elastic_setup_routes.setup_exists), ("PUT", elastic_setup_routes.setup_put))

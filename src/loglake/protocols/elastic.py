@@ -112,9 +112,11 @@ def _read_action(number: int, line: bytes, path_index: str | None) -> tuple[str,
         decoded = _decode(line)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise BulkRefused(f"{malformed}, expected an object with one action: it is not JSON") from None
-    if type(decoded) is not dict or len(decoded) != 1:
+    if type(decoded) is not dict or not decoded:
         raise BulkRefused(f"{malformed}, expected an object with one action")
-    ((action, meta),) = decoded.items()
+    # The first key is the action; keys after it are ignored, as Elasticsearch's API 8 ignores them (with a
+    # deprecation warning): winston-elasticsearch writes {"index": {...}, "attempts": 0}, and a 400 crashed the app.
+    action, meta = next(iter(decoded.items()))
     if action not in ADDING_ACTIONS and action not in REFUSED_ACTIONS:
         raise BulkRefused(f"{malformed}, expected one of [create, delete, index, update] but found [{action}]")
     if type(meta) is not dict:

@@ -58,6 +58,7 @@ CLUSTER_HEALTH_PARAMS = frozenset(
         "wait_for_status",
     }
 )
+REFRESH_PARAMS = frozenset({"allow_no_indices", "expand_wildcards", "ignore_unavailable"})
 CAT_PARAMS = frozenset({"format", "h", "help", "local", "master_timeout", "s", "time", "ts", "v"})  # the cat APIs'
 # The index API (`/{index}/_doc`), and the create API (`/{index}/_create/{id}`), which takes the same but op_type.
 INDEX_PARAMS = frozenset(
