@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 import pytest
 
-from loglake.decode_errors import in_words, not_json_reason
+from loglake.decode_errors import in_words, lone_surrogates_replaced, not_json_reason
 
 
 class Entry(msgspec.Struct, forbid_unknown_fields=True):
@@ -62,3 +62,20 @@ def test_a_body_cut_short_is_told_from_a_lone_surrogate(sent: bytes, reason: str
     with pytest.raises(msgspec.DecodeError) as raised:
         msgspec.json.decode(sent)
     assert not_json_reason(raised.value, sent) == reason
+
+
+@pytest.mark.parametrize(
+    ("text", "made"),
+    [
+        (rb'"x \ud83d y"', rb'"x \ufffd y"'),  # a high one alone
+        (rb'"\udc00"', rb'"\ufffd"'),  # a low one alone
+        (rb'"\ud83d\ude80 ok"', None),  # a pair: a character
+        (rb'"\ud83d\ud83d\ude80"', rb'"\ufffd\ud83d\ude80"'),  # a high one, then a pair
+        (rb'"\ude80\ud83d"', rb'"\ufffd\ufffd"'),  # the wrong way round
+        (rb'"\\ud83d"', None),  # an escaped backslash, then text
+        (rb'"\\\ud83d"', rb'"\\\ufffd"'),  # an escaped backslash, then an escape
+        (rb'"\ud83d\\ude80"', rb'"\ufffd\\ude80"'),  # a high one, then text
+    ],
+)
+def test_lone_surrogate_escapes_are_made_u_fffd_and_pairs_kept(text: bytes, made: bytes | None) -> None:
+    assert lone_surrogates_replaced(text) == made

@@ -78,3 +78,40 @@ _SURROGATE_WORDS = ("truncated", "surrogate", "hex escape")
 # A high surrogate escape not followed by a low one. The backslash must be an escape's own: after an even
 # run of backslashes (escaped backslashes, text), not an odd one.
 _LONE_HIGH_SURROGATE = re.compile(rb"(?<!\\)(?:\\\\)*\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})")
+
+
+# A surrogate escape (\ud800-\udfff) after a run of backslashes: an escape when the run is odd (its last
+# backslash the escape's own), text otherwise.
+_SURROGATE_ESCAPE = re.compile(rb"(\\+)u([dD][89a-fA-F][0-9a-fA-F]{2})")
+REPLACEMENT_ESCAPE = rb"\ufffd"
+
+
+def lone_surrogates_replaced(text: bytes) -> bytes | None:
+    """JSON text with each lone surrogate escape (a high one not followed by a low one, a low one not after a
+    high one) made U+FFFD, as the OpenTelemetry Collector and Go's reader read them; None when it holds none.
+    JavaScript's JSON.stringify writes one for a string cut in the middle of an emoji, and msgspec refuses it,
+    which refused a whole OTLP/JSON export or Loki push, and failed a Splunk HEC batch (the Node.js trial)."""
+    escapes = [m for m in _SURROGATE_ESCAPE.finditer(text) if len(m.group(1)) % 2]
+    if not escapes:
+        return None
+    lone, paired = [], False
+    for number, found in enumerate(escapes):
+        if paired:
+            paired = False
+            continue
+        high = found.group(2)[1:2] in b"89abAB"
+        after = escapes[number + 1] if number + 1 < len(escapes) else None
+        if high and after is not None and after.start() == found.end() and len(after.group(1)) == 1:
+            paired = after.group(2)[1:2] not in b"89abAB"  # a high one followed by a low one: a character
+            if paired:
+                continue
+        lone.append(found)
+    if not lone:
+        return None
+    pieces, at = [], 0
+    for found in lone:
+        start = found.end() - 6  # its own backslash, `u` and four hex digits
+        pieces += [text[at:start], REPLACEMENT_ESCAPE]
+        at = found.end()
+    pieces.append(text[at:])
+    return b"".join(pieces)

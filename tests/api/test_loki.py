@@ -196,6 +196,15 @@ async def test_the_severity_comes_from_the_level_labels(
     assert (record["severity"], record["attributes"]) == (severity, kept)
 
 
+async def test_a_lone_surrogate_in_a_json_push_is_read_as_u_fffd(client: httpx.AsyncClient) -> None:
+    """winston-loki's push of a cut emoji was refused whole, and it resent it (with all it logged after) for ever
+    (the Node.js trial)."""
+    body = json_push(({"job": "j"}, [[str(ns(1)), "Launch \ud83d"], [str(ns(2)), "fine \ud83d\ude80"]]))
+    assert b"\\ud83d" in body  # (json.dumps writes the lone escape as JavaScript does)
+    assert (await push(client, body, JSON)).status_code == 204
+    assert sorted(await stored(client)) == ["Launch \ufffd", "fine \U0001f680"]
+
+
 @pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzip"])
 async def test_a_json_push_with_structured_metadata(client: httpx.AsyncClient, gzipped: bool) -> None:
     body = json_push(

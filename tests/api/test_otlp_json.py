@@ -201,6 +201,20 @@ async def test_unknown_fields_and_nulls_are_ignored(client: httpx.AsyncClient) -
     assert stored_record["attributes"]["string.attribute"] == "some string"
 
 
+async def test_a_lone_surrogate_is_read_as_u_fffd_as_the_collector_reads_it(client: httpx.AsyncClient) -> None:
+    """JavaScript's JSON.stringify writes `\\ud83d` for a string cut in the middle of an emoji: the whole export was
+    refused (400), and the OpenTelemetry JS exporter dropped it without a word (the Node.js trial)."""
+    body = json.loads(json.dumps(OTLP_JSON_EXAMPLE))
+    record = body["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]
+    record["body"] = {"stringValue": "Launch \ud83d"}  # (as JSON text: the escape alone)
+    record["attributes"] = [{"key": "k", "value": {"stringValue": "\udc00 and \ud83d\ude80"}}]
+    response = await post(client, json.dumps(body).encode(), JSON)
+    assert (response.status_code, response.json()) == (200, {})
+    [stored_record] = await stored(client)
+    assert stored_record["message"] == "Launch \ufffd"
+    assert stored_record["attributes"]["k"] == "\ufffd and \U0001f680"
+
+
 def _record(**fields: Any) -> bytes:
     """An export of one record (fields in OTLP/JSON) beside a good one."""
     good = {"timeUnixNano": str((NOW_MS - 1) * NANOS), "body": {"stringValue": "good"}}

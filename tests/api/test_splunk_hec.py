@@ -206,6 +206,17 @@ async def test_an_event_of_the_wrong_shape_is_named_in_words(app: LoglakeApp, he
     assert answer["invalid-event-number"] == 1
 
 
+@pytest.mark.parametrize("body", [b'{"event": "x \\ud83d y"}', b'{"event": "ok"}{"event": {"m": "\\udc00"}}'])
+async def test_a_lone_surrogate_is_read_as_u_fffd_not_a_500(
+    app: LoglakeApp, key: str, hec: httpx.AsyncClient, body: bytes
+) -> None:
+    """It answered 500 (msgspec refusing what Python's reader had taken), and splunk-logging, which reads no error
+    but Splunk's, took the batch for sent (the Node.js trial)."""
+    response = await hec.post("/services/collector/event", content=body)
+    assert (response.status_code, response.json()) == (200, {"text": "Success", "code": 0}), response.text
+    assert any("\ufffd" in record["message"] for record in await stored(app, key))
+
+
 async def test_a_time_that_is_no_time_in_any_unit_is_said_as_sent(
     app: LoglakeApp, key: str, hec: httpx.AsyncClient
 ) -> None:

@@ -36,7 +36,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, ti
 from google.protobuf.message import DecodeError
 
 from loglake import decode_workers
-from loglake.decode_errors import in_words, not_json_reason
+from loglake.decode_errors import in_words, lone_surrogates_replaced, not_json_reason
 from loglake.digits import is_ascii_digits
 from loglake.model import SEVERITY_ALIASES, Problem, is_valid_name
 from loglake.protocols.columns import RecordColumns
@@ -233,6 +233,9 @@ def _json_streams(body: bytes) -> list[Stream]:
     try:
         push = _decode_json_push(body)
     except (msgspec.DecodeError, RecursionError) as e:
+        fixed = None if isinstance(e, msgspec.ValidationError) else lone_surrogates_replaced(body)
+        if fixed is not None:  # (U+FFFD, as Loki's reader takes them)
+            return _json_streams(fixed)
         reason = in_words(e) if isinstance(e, msgspec.ValidationError) else not_json_reason(e, body)
         raise MalformedPush(
             f'the body is not a Loki push in JSON ({{"streams": [{{"stream": {{...}}, "values": [[ns, line]]}}]}}): '

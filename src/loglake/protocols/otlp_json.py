@@ -31,7 +31,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 
-from loglake.decode_errors import in_words, not_json_reason
+from loglake.decode_errors import in_words, lone_surrogates_replaced, not_json_reason
 from loglake.protocols import otlp_mapping
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.otlp_mapping import MalformedRequest
@@ -149,6 +149,9 @@ def _read(body: bytes, decoder: msgspec.json.Decoder, message: Descriptor, root:
     except msgspec.ValidationError:
         pass  # maybe proto names, nulls or fields of a later version: read below
     except (msgspec.DecodeError, RecursionError) as e:
+        fixed = lone_surrogates_replaced(body)  # (U+FFFD, as the OpenTelemetry Collector reads them)
+        if fixed is not None:
+            return _read(fixed, decoder, message, root)
         raise MalformedRequest(f"the body is not valid JSON in UTF-8: {not_json_reason(e, body)}") from None
     try:
         generic = _generic(body)

@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from loglake.decode_errors import in_words, split_error
+from loglake.decode_errors import in_words, lone_surrogates_replaced, not_json_reason, split_error
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.mapping import SECONDS_EXAMPLE, take_ids
 from loglake.protocols.names import safe_name
@@ -141,6 +141,9 @@ def _events(body: bytes) -> list[HecEvent]:
         return _decode_events(body.replace(b"}{", b"}\n{"))
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         pass
+    fixed = lone_surrogates_replaced(body)  # (U+FFFD, as Splunk and the OpenTelemetry Collector read them)
+    if fixed is not None:
+        return _events(fixed)
     try:
         text = body.decode()
     except UnicodeDecodeError:
@@ -160,6 +163,9 @@ def _events(body: bytes) -> list[HecEvent]:
             raise HecError(6, f"{event_name(number)} is not JSON: {e}", number, "") from None
         except msgspec.ValidationError as e:
             raise HecError(6, f"{event_name(number)}: {in_words(e, whole='the event')}", number, _field_at(e)) from None
+        except msgspec.DecodeError as e:  # (what Python's reader takes and msgspec does not: never a 500)
+            reason = not_json_reason(e, text[start:position].encode())
+            raise HecError(6, f"{event_name(number)} is not JSON: {reason}", number, "") from None
 
 
 def _columns(events: list[HecEvent]) -> RecordColumns:
