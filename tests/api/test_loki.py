@@ -50,7 +50,7 @@ def field(number: int, payload: bytes | str | int) -> bytes:
     return varint(number << 3 | 2) + varint(len(data)) + data
 
 
-def entry(at_ns: int, line: str, metadata: dict[str, str] | None = None) -> bytes:
+def entry(at_ns: int, line: str | bytes, metadata: dict[str, str] | None = None) -> bytes:
     seconds, nanos = divmod(at_ns, 1_000_000_000)
     timestamp = field(1, seconds) + (field(2, nanos) if nanos else b"")
     pairs = b"".join(field(3, field(1, k) + field(2, v)) for k, v in (metadata or {}).items())
@@ -194,6 +194,16 @@ async def test_the_severity_comes_from_the_level_labels(
     assert (await push(client, json_push(({"job": "j", **labels}, [[str(ns(1)), "line"]])), JSON)).status_code == 204
     record = (await stored(client))["line"]
     assert (record["severity"], record["attributes"]) == (severity, kept)
+
+
+async def test_a_protobuf_line_that_is_not_utf8_is_read_with_u_fffd(client: httpx.AsyncClient) -> None:
+    """protobufjs writes a string cut in the middle of an emoji as bytes that are no UTF-8: the push was refused
+    whole ("String field had bad UTF-8"), and winston-loki resent it, and all it logged after, for ever (the
+    Node.js trial). Loki takes such a line as it is."""
+    half = "Launch 🚀".encode()[:-2]  # (the emoji's last two bytes cut off)
+    body = protobuf_push(('{job="j"}', [entry(ns(1), half), entry(ns(2), "fine")]))
+    assert (await push(client, body)).status_code == 204
+    assert sorted(await stored(client)) == ["Launch \ufffd", "fine"]
 
 
 async def test_a_lone_surrogate_in_a_json_push_is_read_as_u_fffd(client: httpx.AsyncClient) -> None:

@@ -75,10 +75,11 @@ class Entry:
         return f"stream {self.stream}, entry {self.entry}"
 
 
-def _push_request_types() -> tuple[Any, Any, Any]:
+def _push_request_types() -> tuple[Any, Any, Any, Any]:
     """logproto.PushRequest as message classes, described field by field (Loki's push.proto): as it is, the
     same read with each entry's structured metadata pairs left as their bytes (a LabelPairAdapter's wire
-    form, which the same field carries either way), and LabelPairAdapter to read those bytes."""
+    form, which the same field carries either way), LabelPairAdapter to read those bytes, and the read form with
+    the labels and lines as bytes too (for text that is not UTF-8, which the proto3 strings refuse)."""
     file = descriptor_pb2.FileDescriptorProto(
         name="loglake/loki_push.proto",
         package="logproto",
@@ -95,18 +96,23 @@ def _push_request_types() -> tuple[Any, Any, Any]:
                 field.type_name = type_name
 
     t = descriptor_pb2.FieldDescriptorProto
-    for suffix, pair in (("", (t.TYPE_MESSAGE, ".logproto.LabelPairAdapter")), ("Read", (t.TYPE_BYTES, None))):
+    forms = (
+        ("", (t.TYPE_MESSAGE, ".logproto.LabelPairAdapter"), t.TYPE_STRING),
+        ("Read", (t.TYPE_BYTES, None), t.TYPE_STRING),
+        ("Bytes", (t.TYPE_BYTES, None), t.TYPE_BYTES),
+    )
+    for suffix, pair, text in forms:
         message(f"PushRequest{suffix}", ("streams", 1, t.TYPE_MESSAGE, f".logproto.StreamAdapter{suffix}", True))
         message(
             f"StreamAdapter{suffix}",
-            ("labels", 1, t.TYPE_STRING, None, False),
+            ("labels", 1, text, None, False),
             ("entries", 2, t.TYPE_MESSAGE, f".logproto.EntryAdapter{suffix}", True),
             ("hash", 3, t.TYPE_UINT64, None, False),
         )
         message(
             f"EntryAdapter{suffix}",
             ("timestamp", 1, t.TYPE_MESSAGE, ".google.protobuf.Timestamp", False),
-            ("line", 2, t.TYPE_STRING, None, False),
+            ("line", 2, text, None, False),
             ("structuredMetadata", 3, *pair, True),
         )
     message("LabelPairAdapter", ("name", 1, t.TYPE_STRING, None, False), ("value", 2, t.TYPE_STRING, None, False))
@@ -115,11 +121,11 @@ def _push_request_types() -> tuple[Any, Any, Any]:
     pool.Add(file)
     return tuple(
         message_factory.GetMessageClass(pool.FindMessageTypeByName(f"logproto.{name}"))
-        for name in ("PushRequest", "PushRequestRead", "LabelPairAdapter")
+        for name in ("PushRequest", "PushRequestRead", "LabelPairAdapter", "PushRequestBytes")
     )
 
 
-PushRequest, _PushRequestRead, _LabelPair = _push_request_types()
+PushRequest, _PushRequestRead, _LabelPair, _PushRequestBytes = _push_request_types()
 
 
 class _JsonStream(msgspec.Struct):
@@ -177,17 +183,36 @@ class Stream:
     refused: dict[int, Problem] = field(default_factory=dict)  # entries refused as read (by index, from 0)
 
 
+def _text_replaced(raw: bytes) -> Any:
+    """A push whose labels or lines are not UTF-8 (winston-loki's protobufjs writes half an emoji so), read with
+    each such byte made U+FFFD, as Loki takes the text as it is: refused whole, it was resent for ever."""
+    try:
+        read = _PushRequestBytes.FromString(raw)
+    except (DecodeError, RecursionError) as e:
+        raise MalformedPush(f"the body is not a Loki PushRequest in protobuf: {e}") from None
+    request = _PushRequestRead()
+    for stream in read.streams:
+        copy = request.streams.add(labels=stream.labels.decode(errors="replace"), hash=stream.hash)
+        for entry in stream.entries:
+            line = entry.line.decode(errors="replace")
+            copy.entries.add(timestamp=entry.timestamp, line=line, structuredMetadata=entry.structuredMetadata)
+    return request
+
+
 def decode_push(body: bytes, json: bool) -> list[Stream]:
     """The push's streams. A protobuf body is a snappy block, as Loki's clients send it; MalformedPush when
     it cannot be read."""
     if json:
         return _json_streams(body)
     try:
-        request = _PushRequestRead.FromString(bytes(cramjam.snappy.decompress_raw(body)))
+        raw = bytes(cramjam.snappy.decompress_raw(body))
+        request = _PushRequestRead.FromString(raw)
     except cramjam.DecompressionError as e:
         raise MalformedPush(f"the body is not snappy-compressed (as Loki's protobuf push is): {e}") from None
     except (DecodeError, RecursionError) as e:
-        raise MalformedPush(f"the body is not a Loki PushRequest in protobuf: {e}") from None
+        if "UTF-8" not in str(e):
+            raise MalformedPush(f"the body is not a Loki PushRequest in protobuf: {e}") from None
+        request = _text_replaced(raw)
     streams = []
     for number, stream in enumerate(request.streams, start=1):
         # Each field read once per entry, over one list of them: a read of a protobuf field builds a Python
