@@ -83,7 +83,7 @@ _LONE_HIGH_SURROGATE = re.compile(rb"(?<!\\)(?:\\\\)*\\u[dD][89abAB][0-9a-fA-F]{
 # A surrogate escape (\ud800-\udfff) after a run of backslashes: an escape when the run is odd (its last
 # backslash the escape's own), text otherwise.
 _SURROGATE_ESCAPE = re.compile(rb"(\\+)u([dD][89a-fA-F][0-9a-fA-F]{2})")
-REPLACEMENT_ESCAPE = rb"\ufffd"
+_REPLACEMENT_ESCAPE = rb"\ufffd"
 
 
 def lone_surrogates_replaced(text: bytes) -> bytes | None:
@@ -111,7 +111,7 @@ def lone_surrogates_replaced(text: bytes) -> bytes | None:
     pieces, at = [], 0
     for found in lone:
         start = found.end() - 6  # its own backslash, `u` and four hex digits
-        pieces += [text[at:start], REPLACEMENT_ESCAPE]
+        pieces += [text[at:start], _REPLACEMENT_ESCAPE]
         at = found.end()
     pieces.append(text[at:])
     return b"".join(pieces)

@@ -93,7 +93,7 @@ async def cluster_health(app: LoglakeApp, request: Request) -> Result:
 
 
 async def cat_health(app: LoglakeApp, request: Request) -> Result:
-    """rsyslog's health check (a HEAD before it sends; its check failed on a 404): the cat API's line of the cluster's
+    """rsyslog's health check (before it sends; its check failed on a 404): the cat API's line of the cluster's
     health, `status` as cluster_health's; its columns' names first with `v`, a JSON list of it with `format=json`."""
     pretty = checked_parameters(request, elastic_params.CAT_PARAMS)
     now = int(app.service.now_ms() // 1000)
