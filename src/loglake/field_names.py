@@ -18,6 +18,8 @@ NAME_FIELDS: dict[str, tuple[FieldName, ...]] = {"service": ("service", ecs.SERV
 # Trace context as loggers write it (OpenTelemetry's log correlation, W3C names, ECS).
 TRACE_ID_FIELDS: tuple[FieldName, ...] = ("trace_id", "traceId", ecs.TRACE_ID)
 SPAN_ID_FIELDS: tuple[FieldName, ...] = ("span_id", "spanId", ecs.SPAN_ID)
+# pino's and bunyan's numeric levels: trace, debug, info, warn, error, fatal.
+NUMERIC_LEVELS = {10: "debug", 20: "debug", 30: "info", 40: "warning", 50: "error", 60: "critical"}
 
 
 def _record_field_of() -> dict[str, str]:

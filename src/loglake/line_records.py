@@ -26,6 +26,7 @@ from loglake import ecs
 from loglake.field_names import (
     MESSAGE_FIELDS,
     NAME_FIELDS,
+    NUMERIC_LEVELS,
     SEVERITY_FIELDS,
     SPAN_ID_FIELDS,
     TIME_FIELDS,
@@ -42,8 +43,6 @@ ID_FIELDS: dict[str, tuple[tuple[FieldName, ...], int]] = {  # each kept when it
     "span_id": (SPAN_ID_FIELDS, SPAN_ID_HEX_DIGITS),
 }
 
-# pino's and bunyan's numeric levels: trace, debug, info, warn, error, fatal.
-NUMERIC_LEVELS = {10: "debug", 20: "debug", 30: "info", 40: "warning", 50: "error", 60: "critical"}
 # journald's PRIORITY: syslog severities 0 (emerg) to 7 (debug).
 SYSLOG_PRIORITIES = ["critical", "critical", "critical", "error", "warning", "info", "info", "debug"]
 

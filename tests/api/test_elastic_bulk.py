@@ -619,6 +619,39 @@ async def test_a_bulk_sized_bulk_of_ecs_documents_is_mapped_as_a_small_one_is(
         assert {name: record[name] for name in expected} == expected
 
 
+@pytest.mark.parametrize("count", [1, BULK_MIN_RECORDS])  # a small bulk, and one mapped column by column
+async def test_the_flat_fields_of_pino_fluent_bit_and_winston_map_as_ecs_ones_do(
+    app: LoglakeApp, client: httpx.AsyncClient, count: int
+) -> None:
+    """pino-elasticsearch sends pino's `level` (a number) and `time`, Fluent Bit `level` and `service`, winston
+    `severity`: each stayed an attribute, every record stored as info at its arrival (the Node.js and Fluent Bit
+    trials). What is no level, time or id stays an attribute."""
+    trace, span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    pino = {"level": 50, "time": NOW_MS - 1750, "msg": "pino", "trace_id": trace, "span_id": span, "pid": 7}
+    fluent = {"@timestamp": "2026-11-01T23:59:58.250Z", "log": "fluent", "level": "warn", "service": "shop"}
+    winston = {"message": "winston", "severity": "crit", "timestamp": NOW_MS - 1750}
+    odd = {"message": "odd", "level": 99, "time": "soon", "trace_id": "abc", "service": {"name": "api"}}
+    lines: list[object] = []
+    for doc in (pino, fluent, winston, odd):
+        for i in range(count):
+            lines += [{"create": {"_index": "node"}}, {**doc, "n": i}]
+    assert (await client.post("/_bulk", content=ndjson(*lines), headers=NDJSON)).json()["errors"] is False
+    found = {}
+    for message in ("pino", "fluent", "winston", "odd"):
+        [found[message]] = [r for r in await stored(client, q=message, limit="1000") if r["attributes"]["n"] == 0]
+    assert {m: (r["severity"], r["service"], r["timestamp"]) for m, r in found.items() if m != "odd"} == {
+        "pino": ("error", "default", NOW_MS - 1750),
+        "fluent": ("warning", "shop", NOW_MS - 1750),
+        "winston": ("critical", "default", NOW_MS - 1750),
+    }
+    assert (found["pino"]["trace_id"], found["pino"]["span_id"], found["pino"]["attributes"]) == (
+        trace, span, {"pid": 7, "n": 0}
+    )  # fmt: skip
+    odd = found["odd"]
+    assert (odd["severity"], odd["service"]) == ("info", "api")
+    assert odd["attributes"] == {"level": 99, "time": "soon", "trace_id": "abc", "n": 0}
+
+
 async def test_a_single_document_is_stored_as_a_one_action_bulk_and_answered_as_elasticsearch_does(
     client: httpx.AsyncClient,
 ) -> None:

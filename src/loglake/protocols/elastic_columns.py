@@ -129,6 +129,9 @@ def _mapped(columns: dict[str, pa.Array], escaping: bool) -> RecordColumns | Non
     """The sources' records, as elastic_sources.add_ecs_record maps them; None where it would map one otherwise than
     column-wise (see the module)."""
     count = len(next(iter(columns.values())))
+    service = columns.get(elastic_sources.FLAT_SERVICE)
+    if elastic_sources.has_flat_fields(columns) or (service is not None and not pa.types.is_struct(service.type)):
+        return None  # (mapped source by source: see elastic_sources.FLAT_LEVELS)
     kept = dict(columns)
     made: dict[str, pa.Array] = {}  # the texts of the nested objects a field was taken out of
     messages = _first_text(columns, elastic_sources.MESSAGE_FIELDS)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import repeat
 from operator import contains
 from typing import TYPE_CHECKING, Any
@@ -26,8 +26,10 @@ from msgspec import Raw
 
 from loglake import ecs, ids
 from loglake.digits import is_ascii_digits
+from loglake.field_names import NUMERIC_LEVELS
 from loglake.model import SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, hex_id
 from loglake.protocols.names import level_severity, safe_name
+from loglake.times import parse_iso8601
 
 if TYPE_CHECKING:
     from loglake.protocols.columns import RecordColumns
@@ -66,13 +68,15 @@ def add_regular_sources(
         return False
     if any(map(str.isdigit, times)):
         times = list(map(_epoch_ms, times))
+    keys = set().union(*docs)  # (what any source has: one pass, not one per name asked)
+    if has_flat_fields(keys) or (FLAT_SERVICE in keys and any(_is_text(doc.get(FLAT_SERVICE)) for doc in docs)):
+        return False
     assert found.ids is not None
     if doc_ids:
         pairs = zip(items, docs, strict=True)
         found.ids += [None if item.doc_id is None else _client_id(doc, item.index, item.doc_id) for item, doc in pairs]
     else:
         found.ids += [None] * len(docs)
-    keys = set().union(*docs)  # (what any source has: one pass, not one per name asked)
     found.severities += _pop_strings(docs, keys, ecs.LOG_LEVEL, take_severity, nested)
     found.services += _pop_strings(docs, keys, ecs.SERVICE_NAME, take_service, nested)
     found.trace_ids += _pop_strings(docs, keys, ecs.TRACE_ID, take_trace_id, nested)
@@ -152,17 +156,22 @@ def add_ecs_record(
         )
     timestamp = _pop_first(source, TIME_FIELDS)
     try:
-        when = None if timestamp is None else _epoch_ms(_decode_time(timestamp))
+        when = _pop_flat_time(source) if timestamp is None else _epoch_ms(_decode_time(timestamp))
     except msgspec.DecodeError:
         return "timestamp", "`@timestamp` must be a date (ISO-8601) or epoch milliseconds"
     client_id = None if doc_id is None else _client_id(source, index, doc_id)
-    found.severities.append(_pop_string(source, ecs.LOG_LEVEL, take_severity, nested))
-    found.services.append(_pop_string(source, ecs.SERVICE_NAME, take_service, nested))
+    # (each ECS field, else the flat name loggers and shippers give it: pino's, Fluent Bit's, winston's)
+    severity = _pop_string(source, ecs.LOG_LEVEL, take_severity, nested)
+    found.severities.append(_pop_flat(source, FLAT_LEVELS, _flat_severity) if severity is None else severity)
+    service = _pop_string(source, ecs.SERVICE_NAME, take_service, nested)
+    found.services.append(_pop_flat(source, (FLAT_SERVICE,), take_service) if service is None else service)
     found.messages.append(text)
     found.timestamps.append(when)
     found.log_types.append(safe_name(index))
-    found.trace_ids.append(_pop_string(source, ecs.TRACE_ID, take_trace_id, nested))
-    found.span_ids.append(_pop_string(source, ecs.SPAN_ID, take_span_id, nested))
+    trace_id = _pop_string(source, ecs.TRACE_ID, take_trace_id, nested)
+    found.trace_ids.append(_pop_flat(source, FLAT_TRACE_IDS, take_trace_id) if trace_id is None else trace_id)
+    span_id = _pop_string(source, ecs.SPAN_ID, take_span_id, nested)
+    found.span_ids.append(_pop_flat(source, FLAT_SPAN_IDS, take_span_id) if span_id is None else span_id)
     found.attributes.append(_encode(source) if source else b"")  # (a Raw value is written as it is)
     assert found.ids is not None
     found.ids.append(client_id)
@@ -195,6 +204,69 @@ def _pop_message(source: dict[str, Raw]) -> str | None:
             del source[name]
             return text
     return None
+
+
+# The flat names loggers and shippers give a record's fields where a document has no ECS one: pino's and winston's
+# `level` (a word, or pino's number) and `time`, Fluent Bit's `level` and `service`, OpenTelemetry's log
+# correlation's `trace_id` and `span_id` (field_names: what `loglake send` reads). Each is taken only when its value
+# is one (a `level` that names no severity, a `time` that is no time, an id that is none, stay attributes).
+FLAT_LEVELS = ("level", "severity")
+FLAT_SERVICE = "service"  # (a string: ECS's `service` is an object)
+FLAT_TIME = "time"
+FLAT_TRACE_IDS = ("trace_id", "traceId")
+FLAT_SPAN_IDS = ("span_id", "spanId")
+FLAT_NAMES = frozenset({*FLAT_LEVELS, FLAT_TIME, *FLAT_TRACE_IDS, *FLAT_SPAN_IDS})  # (and a string `service`)
+_decode_level = msgspec.json.Decoder(str | int).decode
+
+
+def has_flat_fields(names: Iterable[str]) -> bool:
+    """Whether sources with these names hold a flat field to map (but `service`, which is one when it is text): the
+    column-wise mappings leave such a bulk to add_ecs_record."""
+    return not FLAT_NAMES.isdisjoint(names)
+
+
+def _is_text(raw: Raw | None) -> bool:
+    return raw is not None and bytes(raw)[:1] == b'"'
+
+
+def _pop_flat(source: dict[str, Raw], names: tuple[str, ...], convert: Callable[[Any], tuple[str | None, bool]]) -> Any:
+    """The first of the flat fields `names` that convert takes, taken out of the attributes."""
+    for name in names:
+        raw = source.get(name)
+        if raw is not None:
+            try:
+                value, take = convert(_decode_level(raw) if name in FLAT_LEVELS else _decode_str(raw))
+            except msgspec.DecodeError:  # another type: left in the attributes as sent
+                continue
+            if take:
+                del source[name]
+            if value is not None:
+                return value
+    return None
+
+
+def _flat_severity(level: str | int) -> tuple[str | None, bool]:
+    """A `level` word, or pino's and bunyan's number, as the record's severity."""
+    severity = NUMERIC_LEVELS.get(level) if type(level) is int else level_severity(level)
+    return severity, severity is not None
+
+
+def _pop_flat_time(source: dict[str, Raw]) -> int | str | None:
+    """A flat `time` as the record's time, when it is one: epoch milliseconds (pino's), or ISO-8601 text."""
+    raw = source.get(FLAT_TIME)
+    if raw is None:
+        return None
+    try:
+        value = _decode_time(raw)
+    except msgspec.DecodeError:
+        return None
+    if type(value) is str:
+        try:
+            parse_iso8601(value)
+        except ValueError:
+            return None
+    del source[FLAT_TIME]
+    return _epoch_ms(value)
 
 
 def _pop_first(source: dict[str, Raw], names: tuple[str, ...]) -> Raw | None:
