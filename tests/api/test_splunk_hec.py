@@ -102,6 +102,24 @@ async def test_trace_and_span_ids_in_fields_become_the_records_as_otlp_and_elast
     ]
 
 
+async def test_an_event_objects_own_severity_service_and_ids_are_the_records_without_fields(
+    app: LoglakeApp, key: str, hec: httpx.AsyncClient
+) -> None:
+    """splunk-logging sends `{"event": {"message": ..., "severity": ...}}` and cannot send `fields`: its records
+    always had the default service (the Node.js trial). The indexed fields, when an event has them, come first."""
+    trace, span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    own = {"message": "paid", "severity": "error", "service": "shop", "trace_id": trace, "span_id": span, "k": 1}
+    events = [{"time": 1793577590, "event": own}, {"time": 1793577591, "event": own, "fields": {"service": "cart"}}]
+    body = b"".join(json.dumps(one).encode() for one in events)
+    assert (await hec.post("/services/collector/event", content=body)).status_code == 200
+    records = sorted(await stored(app, key), key=lambda record: record["timestamp"])
+    assert [(r["severity"], r["service"], r.get("trace_id"), r.get("span_id")) for r in records] == [
+        ("error", "shop", trace, span),
+        ("error", "cart", trace, span),
+    ]
+    assert records[0]["attributes"] == {"k": 1}
+
+
 async def test_a_batch_of_concatenated_events_is_stored_whole(
     app: LoglakeApp, key: str, hec: httpx.AsyncClient
 ) -> None:

@@ -175,11 +175,12 @@ def _columns(events: list[HecEvent]) -> RecordColumns:
     for number, event in enumerate(events):
         own: dict[str, Any] = {}
         body = event.event
+        own_service = own_ids = None
         if type(body) is str and body:
             messages.append(body)
             severity = None
         else:
-            message, severity = _message(number, body, own)
+            message, severity, own_service, own_ids = _message(number, body, own)
             messages.append(message)
         times.append(None if event.time is None else _epoch_ms(event.time, number))
         given = (event.host, event.source, event.sourcetype, event.index)
@@ -192,6 +193,9 @@ def _columns(events: list[HecEvent]) -> RecordColumns:
         if event.fields is not None:
             service, level, trace_id, span_id = _take_fields(number, event.fields, own)
             severity = severity or level
+        service = service or own_service  # (the indexed fields', else the event object's own)
+        if own_ids is not None and trace_id is None and span_id is None:
+            trace_id, span_id = own_ids
         severities.append(severity)
         services.append(service)
         found.trace_ids.append(trace_id)
@@ -203,11 +207,15 @@ def _columns(events: list[HecEvent]) -> RecordColumns:
     return found
 
 
-def _message(number: int, body: Any, attributes: dict[str, Any]) -> tuple[str, str | None]:
-    """The message and severity of an `event`: a string as it is; an object's `message` (or `msg`), its
-    `severity` (or `level`) and the rest into attributes; any other value as JSON text."""
+def _message(
+    number: int, body: Any, attributes: dict[str, Any]
+) -> tuple[str, str | None, str | None, tuple[str | None, str | None] | None]:
+    """The message, severity, service and trace and span ids of an `event`: a string as it is; an object's
+    `message` (or `msg`), its `severity` (or `level`), `service` (or `service.name`), `trace_id` and `span_id`,
+    the rest into attributes (as the indexed `fields` give them: a logger without `fields`, as splunk-logging,
+    names them in the event); any other value as JSON text."""
     if type(body) is str and body:
-        return body, None
+        return body, None, None, None
     if body is msgspec.UNSET:
         raise HecError(12, f"{event_name(number)} has no `event` field: put the log line in it", number, "message")
     if body is None or body == "":
@@ -216,10 +224,10 @@ def _message(number: int, body: Any, attributes: dict[str, Any]) -> tuple[str, s
         for key in ("message", "msg"):
             if type(body.get(key)) is str:
                 message = body.pop(key)
-                severity = take_severity(body)
+                severity, service, ids = take_severity(body), take_service(body), take_ids(body)
                 attributes |= body
-                return message, severity
-    return _encode(body).decode(), None
+                return message, severity, service, ids
+    return _encode(body).decode(), None, None, None
 
 
 def _take_fields(
