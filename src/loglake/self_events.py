@@ -66,10 +66,8 @@ class SelfEvents:
         with self._lock:
             tally = self._pending.get(key)
             if tally is None:
-                if example is not None:
-                    message = message.replace("{example}", example)
-                    attributes = {**attributes, "example": example}
-                self._pending[key] = _Tally(severity, message, {"event": event, **attributes}, count, now, now)
+                kept = attributes if example is None else {**attributes, "example": example}
+                self._pending[key] = _Tally(severity, message, {"event": event, **kept}, count, now, now)
             else:
                 tally.count += count
                 tally.last_ms = now
@@ -78,8 +76,8 @@ class SelfEvents:
         """Records refused as invalid, by their first problem's field (`reason`), per protocol and API key, with
         the first one's whole reason: the shipper to fix, and how (many drop what a bulk's item refuses)."""
         sender = f"{protocol}, key {key}" if key else protocol
-        message = f"refused {{count}} invalid record(s): {reason} ({sender}; e.g. {{example}})"
         example = shortened(example, MAX_ERROR_CHARS)
+        message = f"refused {{count}} invalid record(s): {reason} ({sender}; e.g. {example})"
         self.note("records_rejected", "warning", message, count, example, reason=reason, protocol=protocol, key=key)
 
     def storage_unavailable(self, count: int) -> None:

@@ -471,6 +471,14 @@ def test_a_failing_rules_alert_is_resolved_once_the_rule_is_disabled_or_removed_
     assert [kind for _, kind in data.events()] == ["trigger", "resolve", "trigger", "resolve"]
 
 
+def test_loading_a_folder_without_rules_makes_no_alerts_db(data: DataDir) -> None:
+    """(The reload that resolves the failing alerts of stopped rules opened alerts.db, making it where no rule ran.)"""
+    data.rules.mkdir()
+    scheduler = data.scheduler()
+    assert scheduler.run_round().runs == []
+    assert not (data.folder / "alerts.db").exists()
+
+
 def test_a_failed_window_waits_for_the_next_firing_and_its_repeated_failures_keep_one_record(data: DataDir) -> None:
     write_rule(data.rules, "numbers.yml", FAILING_SQL.replace("{cast}", "CAST"))
     data.add(T0 - MIN)  # "api ..." is not a number

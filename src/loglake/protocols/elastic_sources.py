@@ -26,7 +26,7 @@ from msgspec import Raw
 
 from loglake import ecs, ids
 from loglake.digits import is_ascii_digits
-from loglake.field_names import NUMERIC_LEVELS
+from loglake.field_names import NUMERIC_LEVELS, SPAN_ID_FIELDS, TRACE_ID_FIELDS
 from loglake.model import SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, hex_id
 from loglake.protocols.names import level_severity, safe_name
 from loglake.times import parse_iso8601
@@ -39,6 +39,8 @@ TIME_FIELDS = (ecs.TIMESTAMP, "timestamp")  # the first present is the record's 
 # The first of these that is a string is the record's message (Filebeat's `log` is an object, Fluent Bit's the line;
 # syslog-ng's elasticsearch-http() sends its MESSAGE macro).
 MESSAGE_FIELDS = ("message", "log", "msg", "MESSAGE")
+_MESSAGE_NAMES = f"`{MESSAGE_FIELDS[0]}` (ECS), " + ", ".join(f"`{name}`" for name in MESSAGE_FIELDS[1:-1])
+_MESSAGE_NAMES += f" or `{MESSAGE_FIELDS[-1]}`"
 _encode = msgspec.json.Encoder().encode
 # A source as its fields' JSON texts: the fields loglake does not map go into the attributes as sent, never
 # decoded into Python objects (and never paid for by the garbage collector).
@@ -146,14 +148,8 @@ def add_ecs_record(
             if bytes(source["message"]).startswith(b'"'):  # text that did not decode
                 return "message", "`message` is not valid UTF-8: send the log line as text in UTF-8"
             # (an object: a structured log whose line is elsewhere)
-            return (
-                "message",
-                "`message` must be a string: send the log line as text in `message` (ECS), `log`, `msg` or `MESSAGE`",
-            )
-        return (
-            "message",
-            "the document has no message: send it as a string in `message` (ECS), `log`, `msg` or `MESSAGE`",
-        )
+            return "message", f"`message` must be a string: send the log line as text in {_MESSAGE_NAMES}"
+        return "message", f"the document has no message: send it as a string in {_MESSAGE_NAMES}"
     timestamp = _pop_first(source, TIME_FIELDS)
     try:
         when = _pop_flat_time(source) if timestamp is None else _epoch_ms(_decode_time(timestamp))
@@ -162,7 +158,9 @@ def add_ecs_record(
     client_id = None if doc_id is None else _client_id(source, index, doc_id)
     # (each ECS field, else the flat name loggers and shippers give it: pino's, Fluent Bit's, winston's)
     severity = _pop_string(source, ecs.LOG_LEVEL, take_severity, nested)
-    found.severities.append(_pop_flat(source, FLAT_LEVELS, _flat_severity) if severity is None else severity)
+    if severity is None:
+        severity = _pop_flat(source, FLAT_LEVELS, _flat_severity, _decode_level)
+    found.severities.append(severity)
     service = _pop_string(source, ecs.SERVICE_NAME, take_service, nested)
     found.services.append(_pop_flat(source, (FLAT_SERVICE,), take_service) if service is None else service)
     found.messages.append(text)
@@ -213,10 +211,10 @@ def _pop_message(source: dict[str, Raw]) -> str | None:
 FLAT_LEVELS = ("level", "severity")
 FLAT_SERVICE = "service"  # (a string: ECS's `service` is an object)
 FLAT_TIME = "time"
-FLAT_TRACE_IDS = ("trace_id", "traceId")
-FLAT_SPAN_IDS = ("span_id", "spanId")
+FLAT_TRACE_IDS = tuple(name for name in TRACE_ID_FIELDS if type(name) is str)  # (ECS's `trace.id` is read above)
+FLAT_SPAN_IDS = tuple(name for name in SPAN_ID_FIELDS if type(name) is str)
 FLAT_NAMES = frozenset({*FLAT_LEVELS, FLAT_TIME, *FLAT_TRACE_IDS, *FLAT_SPAN_IDS})  # (and a string `service`)
-_decode_level = msgspec.json.Decoder(str | int).decode
+_decode_level = msgspec.json.Decoder(str | int).decode  # (pino's levels are numbers)
 
 
 def has_flat_fields(names: Iterable[str]) -> bool:
@@ -229,13 +227,19 @@ def _is_text(raw: Raw | None) -> bool:
     return raw is not None and bytes(raw)[:1] == b'"'
 
 
-def _pop_flat(source: dict[str, Raw], names: tuple[str, ...], convert: Callable[[Any], tuple[str | None, bool]]) -> Any:
-    """The first of the flat fields `names` that convert takes, taken out of the attributes."""
+def _pop_flat(
+    source: dict[str, Raw],
+    names: tuple[str, ...],
+    convert: Callable[[Any], tuple[str | None, bool]],
+    decode: Callable[[Raw], Any] = _decode_str,
+) -> Any:
+    """The first of the flat fields `names` (each read by `decode`) that convert takes, taken out of the
+    attributes."""
     for name in names:
         raw = source.get(name)
         if raw is not None:
             try:
-                value, take = convert(_decode_level(raw) if name in FLAT_LEVELS else _decode_str(raw))
+                value, take = convert(decode(raw))
             except msgspec.DecodeError:  # another type: left in the attributes as sent
                 continue
             if take:

@@ -29,7 +29,7 @@ from sigma.correlations import (
 )
 
 from loglake.rules.plan import COUNT, FIRST, LAST, RANK, partition, window_views
-from loglake.rules.sources import Source, UnknownField, quote_name
+from loglake.rules.sources import Source, UnknownField, in_groups, quote_name
 
 SUPPORTED = {
     SigmaCorrelationType.EVENT_COUNT: "count(*)",
@@ -131,17 +131,17 @@ def _distinct_sources(parts: list[Part]) -> list[Source]:
 def _events(index: int, part: Part, correlation: SigmaCorrelationRule, groups: tuple[str, ...]) -> str:
     """The events of one rule, with the rule's number and the group (and counted) values by name."""
     extra = [f"{index} AS _loglake_rule"]
-    grouped = []  # (an event without a group-by field is in no group, as Splunk's `stats ... by` leaves it out)
+    grouped = []
     for name in groups:
         field = _field_in(part, correlation, name, "correlation.group-by")
-        grouped.append(f"{field} IS NOT NULL")
+        grouped.append(field)
         if field != quote_name(name):
             extra.append(f"{field} AS {quote_name(name)}")
     if correlation.type is SigmaCorrelationType.VALUE_COUNT:
         counted = _field_in(part, correlation, correlation.condition.fieldref, "correlation.condition.field")
         extra.append(f"{counted} AS _loglake_value_of")
     table = quote_name(part.source.table.name)
-    return f"SELECT *, {', '.join(extra)} FROM {table} WHERE {' AND '.join([f'({part.condition})', *grouped])}"
+    return f"SELECT *, {', '.join(extra)} FROM {table} WHERE {in_groups(part.condition, grouped)}"
 
 
 def _field_in(part: Part, correlation: SigmaCorrelationRule, name: str, where: str) -> str:

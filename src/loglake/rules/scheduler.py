@@ -45,6 +45,7 @@ from loglake.alerts.apply import (
     rule_failing,
     rule_recovered,
 )
+from loglake.alerts.db import ALERTS_DB
 from loglake.lake.query import QueryEngine
 from loglake.lake.stop import Stop
 from loglake.locks import exclusive_lock
@@ -233,7 +234,8 @@ class RuleScheduler:
                 log.warning("not loaded: %s", problem)
             if self.observer is not None:
                 self.observer.on_rules_loaded(self.folder.rules, self.folder.problems)
-            if self.folder.path.exists():  # (a folder gone is a problem of its own: its rules' alerts stay)
+            # (a folder gone is a problem of its own: its rules' alerts stay; a data dir without alerts.db has none)
+            if self.folder.path.exists() and (self._conn is not None or (self.data_dir / ALERTS_DB).exists()):
                 unloadable = {problem.file for problem in self.folder.problems}
                 with write_transaction(self._db()) as conn:
                     resolve_failing_of_stopped_rules(conn, self.folder.rules, unloadable, self._now())

@@ -29,7 +29,7 @@ from loglake.rules.correlation import SUPPORTED, CorrelationProblem, Part, corre
 from loglake.rules.model import LOGLAKE_KEYS, SIGMA_KEYS, Options
 from loglake.rules.plan import rows_plan
 from loglake.rules.sigma_backend import TABLE_STATE, DuckDBBackend, loglake_pipeline
-from loglake.rules.sources import BY_TABLE, SOURCES, Source, UnknownField, quote_name
+from loglake.rules.sources import BY_TABLE, SOURCES, Source, UnknownField, in_groups, quote_name
 from loglake.spelling import alike
 
 
@@ -313,17 +313,17 @@ def _condition(backend: DuckDBBackend, rule: SigmaRule, label: str) -> tuple[Sou
 def _plain(source: Source, condition: str, options: Options) -> SigmaQuery:
     """A detection: its matching events, grouped by the options' group_by for the threshold."""
     extra = []
-    grouped = []  # (a record without a group_by field is in no group, as Splunk's `stats ... by` leaves it out)
+    grouped = []
     for name in options.group_by:
         try:
             field = source.field(name)
         except UnknownField as e:
             raise SigmaProblems([("loglake.group_by", str(e))]) from None
-        grouped.append(f"{field.sql} IS NOT NULL")
+        grouped.append(field.sql)
         if field.sql != quote_name(name):
             extra.append(f"{field.sql} AS {quote_name(name)}")
     columns = ", ".join(["*", *extra])
-    where = " AND ".join([f"({condition})", *grouped]) if grouped else condition
+    where = in_groups(condition, grouped) if grouped else condition
     query = f"SELECT {columns} FROM {quote_name(source.table.name)} WHERE {where}"
     groups = tuple(options.group_by)
     sql = rows_plan(query, (source.table,), groups, options.threshold, options.evidence, timed=True)

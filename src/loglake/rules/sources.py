@@ -120,6 +120,13 @@ def quote_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def in_groups(condition: str, group_fields: list[str]) -> str:
+    """A rule's WHERE condition, of the events that have every group-by field (their SQL): an event without one is
+    in no group, as Splunk's `stats ... by` leaves it out (grouped under null, three users' failures from sources
+    naming no address fired a value_count per address)."""
+    return " AND ".join([f"({condition})", *(f"{field} IS NOT NULL" for field in group_fields)])
+
+
 def sql_text(text: str) -> str:
     """A SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
