@@ -1,9 +1,9 @@
 """B1's requests through the server's own HTTP protocol, in process: the event loop's CPU per request, no sockets.
 
-32 connections (as wrk -c32) are the protocol `loglake serve` runs (server.uvicorn_config: uvicorn's httptools
-protocol as http_protocol.HttpProtocol, its middleware) on transports that hand the answer back instead of a
+32 connections (as wrk -c32) are the protocol `loglake serve` runs (server.uvicorn_config: http_protocol.HttpProtocol
+on llhttp, uvicorn's proxy-headers middleware) on transports that hand the answer back instead of a
 socket; each connection sends its next request, the bytes wrk sends (one real record, a bearer key), once its
-answer is written. So the figure is the server's work per request (uvicorn, routing, auth, rate limit, the
+answer is written. So the figure is the server's work per request (HTTP parsing, routing, auth, rate limit, the
 check, the durable write on the writer thread, the answer, metrics, the access log) without the kernel's
 socket work and without wrk competing for the CPUs. The event loop's CPU per request (time.thread_time) still
 swings with the machine's load; instruction counts do not:
@@ -43,7 +43,7 @@ CONNECTIONS = 32
 
 
 class _Transport:
-    """What uvicorn's protocol writes to: the answer goes back to its connection."""
+    """What the protocol writes to: the answer goes back to its connection."""
 
     def __init__(self, connection: _Connection) -> None:
         self.connection = connection

@@ -1,5 +1,7 @@
 """loglake serve's HTTP protocol over real sockets on a real event loop: what one round of the event loop wrote
-leaves as one write (http_protocol._JoinedWrites), and a request's head is bounded in bytes and in time."""
+leaves as one write (http_protocol._JoinedWrites), a request's head is bounded in bytes and in time, and the
+exchange uvicorn's protocol used to run (keep-alive, pipelining, bodies in parts, 100-continue, chunked and HEAD
+answers, failing apps, slow readers, clients gone, the server's stop)."""
 
 from __future__ import annotations
 
@@ -199,6 +201,225 @@ def test_a_malformed_request_is_answered_400_even_while_its_client_still_sends()
         server, port = await _serve()
         answer = await _exchange(port, b"GET / HTTP/1.1\r\nbad header\r\n", *(b"x" * 65536 for _ in range(8)))
         assert answer.startswith(b"HTTP/1.1 400 ") and answer.endswith(b"Invalid HTTP request received.")
+        server.close()
+
+    asyncio.run(scenario())
+
+
+# -- the protocol's own exchange (it was uvicorn's) -----------------------------------------------------------
+
+
+class _Recorded:
+    """What the behaviour app saw: the messages its receive gave, per path."""
+
+    def __init__(self) -> None:
+        self.received: dict[str, list[dict]] = {}
+        self.disconnected = asyncio.Event()
+
+
+async def _behaviour(recorded: _Recorded, scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def]
+    """An app whose path says how it answers."""
+    path = scope["path"]
+    start = {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+    if path == "/fail":
+        raise RuntimeError("the app fails")
+    if path == "/nothing":
+        return
+    if path == "/body":  # the body's messages as received, then their sizes
+        messages, more = [], True
+        while more:
+            message = await receive()
+            messages.append(message)
+            more = message.get("more_body", False)
+        recorded.received[path] = messages
+        text = b",".join(b"%d" % len(m.get("body", b"")) for m in messages)
+        await send({**start, "headers": [(b"content-length", b"%d" % len(text))]})
+        await send({"type": "http.response.body", "body": text})
+    elif path == "/stream":  # no length: sent in chunks
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": True})
+        await send({"type": "http.response.body", "body": b"second"})
+    elif path == "/big":  # 8 MiB in 2 MiB parts, to a client that reads slowly
+        await send({**start, "headers": [(b"content-length", b"%d" % (8 << 20))]})
+        for n in range(4):
+            await send({"type": "http.response.body", "body": bytes([65 + n]) * (2 << 20), "more_body": n < 3})
+    elif path == "/split":  # a header value that would split the answer: refused, then a 500 sent instead
+        try:
+            await send({**start, "headers": [(b"x-bad", b"a\r\nset-cookie: x=1")]})
+        except RuntimeError:
+            await send({"type": "http.response.start", "status": 500, "headers": [(b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+    elif path == "/wait":  # answers once its client has gone (receive's http.disconnect)
+        await receive()
+        if (await receive())["type"] == "http.disconnect":
+            recorded.disconnected.set()
+    elif path == "/slow":
+        await asyncio.sleep(0.3)
+        await send(start)
+        await send({"type": "http.response.body", "body": b"ok"})
+    else:
+        await send(start)
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _serve_behaviour(keep_alive: int = 5) -> tuple[asyncio.Server, int, _Recorded, ServerState]:
+    recorded = _Recorded()
+
+    async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def]
+        await _behaviour(recorded, scope, receive, send)
+
+    config = uvicorn.Config(app, lifespan="off", log_config=None, timeout_keep_alive=keep_alive)
+    config.load()
+    state = ServerState()
+    state.default_headers = [(b"date", b"Sun, 06 Dec 2026 10:00:00 GMT")]
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: HttpProtocol(config, state, {}), "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], recorded, state
+
+
+def _answers(raw: bytes) -> list[bytes]:
+    return [b"HTTP/1.1 " + part for part in raw.split(b"HTTP/1.1 ")[1:]]
+
+
+def test_keep_alive_pipelining_and_connection_close() -> None:
+    async def scenario() -> None:
+        server, port, _, _ = await _serve_behaviour()
+        get = b"GET /%b HTTP/1.1\r\nhost: x\r\n\r\n"
+        # Three requests in one write, the first slow: answered in order, on one connection, which the last closes.
+        raw = await _exchange(
+            port, get % b"slow" + get % b"a" + b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        )
+        first, second, third = _answers(raw)
+        assert first.startswith(b"HTTP/1.1 200 OK\r\ndate: Sun, 06 Dec 2026") and first.endswith(b"\r\n\r\nok")
+        assert b"connection: close" not in first + second
+        assert third.endswith(b"connection: close\r\n\r\nok")  # (and _exchange read the end of the stream)
+        # HTTP/1.0 closes after its answer.
+        old = _answers(await _exchange(port, b"GET / HTTP/1.0\r\n\r\n"))
+        assert len(old) == 1 and b"connection: close\r\n" in old[0]
+        server.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_idle_connection_is_closed_after_the_keep_alive_time() -> None:
+    async def scenario() -> None:
+        server, port, _, state = await _serve_behaviour(keep_alive=1)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        loop = asyncio.get_running_loop()
+        answered = loop.time()
+        got = b""
+        while chunk := await asyncio.wait_for(reader.read(65536), timeout=10):  # (until the server closes)
+            got += chunk
+        assert got.endswith(b"\r\n\r\nok") and 0.9 < loop.time() - answered < 5
+        assert not state.connections
+        writer.close()
+        server.close()
+
+    asyncio.run(scenario())
+
+
+def test_head_answers_have_no_body_and_answers_without_a_length_are_chunked() -> None:
+    async def scenario() -> None:
+        server, port, _, _ = await _serve_behaviour()
+        head = await _exchange(port, b"HEAD / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and b"content-length: 2\r\n" in head and head.endswith(b"\r\n\r\n")
+        stream = await _exchange(port, b"GET /stream HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        assert b"transfer-encoding: chunked\r\n" in stream
+        assert stream.endswith(b"\r\n\r\n5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n")
+        server.close()
+
+    asyncio.run(scenario())
+
+
+def test_expect_100_continue_is_answered_when_the_app_asks_for_the_body() -> None:
+    async def scenario() -> None:
+        server, port, recorded, _ = await _serve_behaviour()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /body HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n")
+        assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"hello")
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        assert answer.startswith(b"HTTP/1.1 200 ") and await reader.readexactly(1) == b"5"
+        assert recorded.received["/body"] == [{"type": "http.request", "body": b"hello", "more_body": False}]
+        writer.close()
+        server.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_body_reaches_the_app_in_parts_and_an_empty_one_as_one_message() -> None:
+    async def scenario() -> None:
+        server, port, recorded, _ = await _serve_behaviour()
+        body = b"x" * 300_000
+        post = b"POST /body HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n"
+        await _exchange(port, post % len(body), body[:100_000], body[100_000:], pause=0.05)
+        parts = recorded.received["/body"]
+        assert len(parts) > 1 and b"".join(p["body"] for p in parts) == body
+        assert [p["more_body"] for p in parts] == [True] * (len(parts) - 1) + [False]
+        answer = await _exchange(
+            port, b"POST /body HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )
+        assert answer.endswith(b"\r\n\r\n0") and recorded.received["/body"] == [
+            {"type": "http.request", "body": b"", "more_body": False}
+        ]
+        server.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_app_that_fails_or_answers_nothing_gets_its_client_a_500(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        server, port, _, _ = await _serve_behaviour()
+        for path in (b"/fail", b"/nothing"):
+            answer = await _exchange(port, b"GET %b HTTP/1.1\r\nhost: x\r\n\r\n" % path)  # (then closed)
+            assert answer.startswith(b"HTTP/1.1 500 ") and answer.endswith(b"\r\n\r\nInternal Server Error")
+        split = await _exchange(port, b"GET /split HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        assert split.startswith(b"HTTP/1.1 500 ") and b"set-cookie" not in split
+        server.close()
+
+    asyncio.run(scenario())
+    assert "Exception in ASGI application" in caplog.text and "returned without starting response" in caplog.text
+
+
+def test_a_big_answer_to_a_slow_reader_arrives_whole() -> None:
+    """The app's sends wait while the socket's buffer is full (pause_writing), rather than buffering 8 MiB."""
+
+    async def scenario() -> None:
+        server, port, _, _ = await _serve_behaviour()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 16)
+        writer.write(b"GET /big HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        await asyncio.sleep(0.5)  # (the server meanwhile fills the socket's buffers and waits)
+        body = await asyncio.wait_for(reader.read(), timeout=20)
+        assert body == b"".join(bytes([65 + n]) * (2 << 20) for n in range(4))
+        writer.close()
+        server.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_client_gone_is_told_to_the_app_and_shutdown_closes_idle_and_finishes_busy_connections() -> None:
+    async def scenario() -> None:
+        server, port, recorded, state = await _serve_behaviour()
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /wait HTTP/1.1\r\nhost: x\r\n\r\n")
+        await asyncio.sleep(0.2)
+        writer.close()
+        await asyncio.wait_for(recorded.disconnected.wait(), timeout=10)
+        # The server stops: the idle connection closes at once, the busy one once answered (connection: close).
+        idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)
+        busy_reader, busy_writer = await asyncio.open_connection("127.0.0.1", port)
+        busy_writer.write(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+        await asyncio.sleep(0.1)
+        for connection in list(state.connections):
+            connection.shutdown()
+        assert await asyncio.wait_for(idle_reader.read(), timeout=10) == b""
+        answer = await asyncio.wait_for(busy_reader.read(), timeout=10)
+        assert answer.startswith(b"HTTP/1.1 200 ") and b"connection: close\r\n" in answer and answer.endswith(b"ok")
+        idle_writer.close()
+        busy_writer.close()
         server.close()
 
     asyncio.run(scenario())
