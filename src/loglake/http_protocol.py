@@ -1,13 +1,16 @@
 """The HTTP/1.1 protocol `loglake serve` speaks: requests parsed by llhttp (httptools), each run through the ASGI
 app (uvicorn's server runs the protocol and the app's lifespan), answered in order, with bounded request heads.
 
-Its own, not uvicorn's httptools protocol: that one spent ~160,000 of the event loop's instructions a request on
-the way between socket and app (a scope, an asyncio.Event, a cycle object of a dozen fields, two ASGI messages each
-header of which it checked with two regexes, a keep-alive timer made and cancelled), 42 % of a single-record POST
-/logs (B1), which the event loop's CPU bounds; this one ~55,000 for the same ASGI exchange (bench/b1_in_process.py
---callgrind, with an app answering at once). What it does, as uvicorn did:
+Its own, not uvicorn's httptools protocol: the event loop's CPU bounds single-record POST /logs (B1), and
+uvicorn's protocol spent much of it between socket and app (a scope, an asyncio.Event, a cycle object of a dozen
+fields, two ASGI messages each header of which it checked with two regexes, the head and the body sent apart, a
+keep-alive timer made and cancelled each request). Measured with bench/b1_in_process.py --callgrind, instructions
+of the event loop a request: an ASGI app answering at once 162,000 on uvicorn's protocol, 109,000 on this one (with
+uvicorn's proxy-headers middleware, which both run); B1's POST /logs 382,000 and 325,000.
+
+What it does, as uvicorn's did:
 - keep-alive: HTTP/1.1 connections stay open unless a request says `Connection: close` (HTTP/1.0 ones close after
-  their answer); one idle for KEEP_ALIVE_SECONDS (uvicorn's timeout_keep_alive) is closed;
+  their answer); one idle for uvicorn's timeout_keep_alive (5 s) is closed;
 - pipelined requests are answered in order, reading paused while one waits its turn;
 - a body reaches the app as it arrives (ASGI http.request messages), reading paused while more than
   BODY_BUFFER_BYTES wait for the app; `Expect: 100-continue` is answered when the app first asks for the body;
@@ -75,7 +78,9 @@ class HttpProtocol(asyncio.Protocol):
     """One client connection: its requests parsed by llhttp, each answered by the app as an _Exchange, in order.
 
     Made by uvicorn's server (its config, the state it shares with the connections, the lifespan's state) for
-    each connection; a connection's writes during one round of the event loop leave as ONE send (_JoinedWrites)."""
+    each connection. An answer's head leaves with its body in one send (a small answer sent as a head, then a
+    body, cost two sends and two wake-ups of the client: ~20 % of the server's CPU per request, half the
+    client's); an event stream's head at once."""
 
     def __init__(
         self,
@@ -108,7 +113,7 @@ class HttpProtocol(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._expects_continue = False
         # One timer per connection, for a deadline moved rather than re-armed each request: a head's end
-        # (HEAD_SECONDS) or an idle connection's close (KEEP_ALIVE_SECONDS).
+        # (HEAD_SECONDS) or an idle connection's close (keep_alive_seconds).
         self._deadline: float | None = None
         self._deadline_for = _IDLE
         self._timer: asyncio.TimerHandle | None = None
@@ -124,7 +129,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.state.connections.add(self)
-        self.transport = _JoinedWrites(transport, self.loop)  # type: ignore[arg-type]
+        self.transport = transport
         self.server = _address(transport.get_extra_info("sockname"))
         self.client = _address(transport.get_extra_info("peername"))
 
@@ -211,7 +216,9 @@ class HttpProtocol(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value))
+        self._head_parts += len(name) + len(value)  # (as _count_head, inline: a call per header costs)
+        if self._head_parts > MAX_HEAD_BYTES:
+            self._count_head(0)
         name = name.lower()
         value = value.rstrip(b" \t")  # (llhttp keeps a value's trailing whitespace, which RFC 9110 excludes)
         if name == b"expect" and value.lower() == b"100-continue":
@@ -359,6 +366,7 @@ class _Exchange:
         "continue_asked",
         "ended",
         "gone",
+        "head",
         "keep_alive",
         "left",
         "more_body",
@@ -384,6 +392,7 @@ class _Exchange:
         self.chunked = False  # the answer is sent in chunks (it gave no length)
         self.no_body = False  # the answer has none (HEAD, 204, 304)
         self.left = 0  # bytes of the answer's body still to be sent, by its Content-Length
+        self.head: bytes | None = None  # the answer's head, until its body's first part goes with it
         self.waiter: asyncio.Future[None] | None = None  # the app's receive, waiting for the body or the end
         self.task: asyncio.Task[None] | None = None
 
@@ -512,27 +521,33 @@ class _Exchange:
         self.started, self.continue_asked = True, False
         self.chunked, self.no_body, self.keep_alive = chunked, no_body, keep_alive
         self.left = 0 if chunked or length is None else length
-        self.connection.transport.write(head)
+        if chunked:  # (a stream's head goes at once: its client may wait for it before the first event)
+            self.connection.transport.write(head)
+        else:  # (it leaves with the body's first part, in one send: one wake-up of the client, not two)
+            self.head = head
 
     def _send_body(self, body: bytes, more: bool) -> None:
-        transport = self.connection.transport
+        parts = [] if self.head is None else [self.head]
+        self.head = None
         if self.no_body:
             pass
         elif self.chunked:
-            if body:  # (the three writes leave as one send)
-                transport.write(b"%x\r\n" % len(body))
-                transport.write(body)
-                transport.write(b"\r\n")
+            if body:
+                parts += b"%x\r\n" % len(body), body, b"\r\n"
             if not more:
-                transport.write(b"0\r\n\r\n")
+                parts.append(b"0\r\n\r\n")
         else:
             if len(body) > self.left:
                 raise RuntimeError("Response content longer than Content-Length")
             self.left -= len(body)
-            if body:
-                transport.write(body)
             if not more and self.left:
                 raise RuntimeError("Response content shorter than Content-Length")
+            if body:
+                parts.append(body)
+        if len(parts) == 1:
+            self.connection.transport.write(parts[0])
+        elif parts:  # (one send: writev, nothing copied)
+            self.connection.transport.writelines(parts)
         if not more:
             self.complete = True
             self.chunks, self.buffered = [], 0
@@ -545,55 +560,3 @@ def _address(info: Any) -> tuple[str, int] | None:
     if isinstance(info, (tuple, list)) and len(info) >= 2:
         return str(info[0]), int(info[1])
     return None
-
-
-class _JoinedWrites:
-    """A transport whose writes wait for the end of the event loop's current round, then go out together.
-
-    Everything else is the socket's transport's own; closing sends what waits first, so an answer
-    written just before the connection closes (uvicorn's 400s, Connection: close) still leaves."""
-
-    __slots__ = ("_loop", "_pending", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._pending: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        if not self._pending:
-            self._loop.call_soon(self._send)
-        self._pending.append(data)
-
-    def close(self) -> None:
-        self._send()
-        self._transport.close()
-
-    def write_eof(self) -> None:
-        self._send()
-        self._transport.write_eof()
-
-    def is_closing(self) -> bool:
-        # Asked after every response (uvicorn's on_response_complete): its own method, since a lookup that
-        # falls through to __getattr__ first fails and raises AttributeError inside (~0.6 us a request).
-        return self._transport.is_closing()
-
-    def _send(self) -> None:
-        pending = self._pending
-        if not pending:
-            return
-        self._pending = []
-        if self._transport.is_closing():  # the client went away: nothing can be sent (as with any write)
-            return
-        if len(pending) == 1:
-            self._transport.write(pending[0])
-        elif sum(map(len, pending)) <= _JOIN_AT_MOST:
-            self._transport.write(b"".join(pending))
-        else:  # a large body is not copied to join it to its head
-            self._transport.writelines(pending)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-_JOIN_AT_MOST = 64 * 1024
