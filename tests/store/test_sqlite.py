@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 import collections
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,6 +107,26 @@ async def test_a_write_awaited_after_close_fails_cleanly(tmp_path: Path) -> None
     store.close()
     with pytest.raises(StoreUnavailable, match="closed"):
         await store.write([record()])
+
+
+async def test_the_writes_of_one_round_of_the_event_loop_commit_together(tmp_path: Path) -> None:
+    """They are handed to the writer as one item, so it cannot start on the first before the others came (each
+    hand-over, a system call that wakes the writer's thread, cost the event loop 6 % of B1's time)."""
+    commits: list[int] = []
+    store = SQLiteHotStore(tmp_path / "hot.db", on_commit=lambda rows, seconds: commits.append(rows))
+
+    async def request(n: int) -> list[bytes]:
+        time.sleep(0.005)  # (the rest of a request's work, during which the writer's thread may run)
+        return await store.write([record(message=f"m{n}")])
+
+    try:
+        for _ in range(3):
+            ids = await asyncio.gather(*(request(n) for n in range(10)))  # (their first steps: one round)
+            assert len({i for (i,) in ids}) == 10
+        assert commits == [10, 10, 10]
+        assert store.count() == 30
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize(("durability", "synchronous"), [("full", 2), ("process", 1)])

@@ -114,7 +114,8 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
         self._schemas: set[str] = set()  # guest schemas brought up to date (use_schema)
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()  # jobs, lists of jobs, tasks, _STOP
+        self._loop_jobs: list[WriteJob] = []  # the event loop's writes not yet handed over
         self._writer = self._connect()
         use_incremental_vacuum(self._writer, self.path)
         use_wal(self._writer)
@@ -243,10 +244,23 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
         return job.future
 
     async def write(self, records: Sequence[NewRecord]) -> list[bytes]:
-        job = WriteJob(records, asyncio.get_running_loop().create_future())
-        self._queue(job)
+        loop = asyncio.get_running_loop()
+        job = WriteJob(records, loop.create_future())
+        if not self._loop_jobs:
+            loop.call_soon(self._hand_over_loop_jobs)
+        self._loop_jobs.append(job)
         assert job.waiter is not None
         return await job.waiter
+
+    def _hand_over_loop_jobs(self) -> None:
+        """The writes the event loop's requests asked for in one round of it, handed to the writer as one item:
+        a hand-over wakes the writer's thread, a system call made with the GIL held (6 % of the event loop's
+        time in B1 when each request handed its own)."""
+        jobs, self._loop_jobs = self._loop_jobs, []
+        if not self._thread.is_alive():
+            fail(jobs, StoreUnavailable("the hot store is closed"))
+        else:
+            self._jobs.put(jobs)
 
     def _queue(self, job: WriteJob) -> None:
         if not self._thread.is_alive():
@@ -263,7 +277,8 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
             if callable(first):
                 first()
                 continue
-            group, rows, stop = [first], len(first.records), False
+            group = first if type(first) is list else [first]
+            rows, stop = sum(len(job.records) for job in group), False
             while rows < MAX_ROWS_PER_COMMIT:
                 try:
                     job = jobs.get_nowait()
@@ -275,8 +290,9 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
                 if callable(job):
                     job()
                     continue
-                group.append(job)
-                rows += len(job.records)
+                added = job if type(job) is list else [job]
+                group += added
+                rows += sum(len(one.records) for one in added)
             self._commit_group(group)
             if stop:
                 return
