@@ -129,6 +129,20 @@ async def test_the_writes_of_one_round_of_the_event_loop_commit_together(tmp_pat
         store.close()
 
 
+async def test_a_write_asked_for_before_the_store_closes_is_written(tmp_path: Path) -> None:
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    write = asyncio.ensure_future(store.write([record(message="last")]))
+    await asyncio.sleep(0)  # (the write is asked for; its round's hand-over to the writer has not run yet)
+    store.close()
+    (log_id,) = await write
+    reopened = SQLiteHotStore(tmp_path / "hot.db")
+    try:
+        found = reopened.get(log_id)
+        assert found is not None and found.message == "last"
+    finally:
+        reopened.close()
+
+
 @pytest.mark.parametrize(("durability", "synchronous"), [("full", 2), ("process", 1)])
 def test_durability_full_has_sqlite_sync_the_wal_inside_every_commit(
     tmp_path: Path, durability: str, synchronous: int

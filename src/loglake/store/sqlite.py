@@ -257,16 +257,14 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
         a hand-over wakes the writer's thread, a system call made with the GIL held (6 % of the event loop's
         time in B1 when each request handed its own)."""
         jobs, self._loop_jobs = self._loop_jobs, []
-        if not self._thread.is_alive():
-            fail(jobs, StoreUnavailable("the hot store is closed"))
-        else:
-            self._jobs.put(jobs)
+        if jobs:  # (none when close() handed them over first)
+            self._queue(jobs)
 
-    def _queue(self, job: WriteJob) -> None:
+    def _queue(self, item: WriteJob | list[WriteJob]) -> None:
         if not self._thread.is_alive():
-            fail([job], StoreUnavailable("the hot store is closed"))
+            fail(item if type(item) is list else [item], StoreUnavailable("the hot store is closed"))
         else:
-            self._jobs.put(job)
+            self._jobs.put(item)
 
     def _write_loop(self) -> None:
         jobs = self._jobs
@@ -384,6 +382,7 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
         self._stopping.set()
         self._checkpointer.join()
         if self._thread.is_alive():
+            self._hand_over_loop_jobs()  # (writes asked for before the close are written)
             self._jobs.put(_STOP)
             self._thread.join()
         with contextlib.suppress(sqlite3.Error):
