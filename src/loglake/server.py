@@ -187,6 +187,7 @@ def uvicorn_config(app: LoglakeApp) -> uvicorn.Config:
         app,
         loop=_loop(),
         http=HttpProtocol,
+        interface="asgi3",  # (said: its __call__ returns the handler's coroutine, which uvicorn would take for ASGI 2)
         lifespan="on",
         access_log=False,
         log_config=None,  # its loggers' records reach the root logger, which writes them to the access log

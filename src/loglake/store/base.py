@@ -115,10 +115,11 @@ class HotStore(ABC):
         """Write and wait until durable."""
         return self.submit(records).result()
 
-    async def write(self, records: Sequence[NewRecord]) -> list[bytes]:
-        """submit() for a coroutine: the stored ids once durable. A backend may settle its waiters more
-        cheaply than through the concurrent Future (SQLite does)."""
-        return await awaitable(self.submit(records))
+    def write(self, records: Sequence[NewRecord]) -> asyncio.Future[list[bytes]]:
+        """submit() for a coroutine to await: the stored ids once durable. A backend may settle its waiters
+        more cheaply than through the concurrent Future (SQLite does). A future, not a coroutine: a coroutine
+        is one more frame for the event loop to resume on every single-record request."""
+        return awaitable(self.submit(records))
 
     def recent(self, query: RecentQuery) -> list[StoredRecord]:
         """Up to query.limit records, newest first, through the most selective key available."""

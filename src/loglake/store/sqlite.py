@@ -243,14 +243,14 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
         assert job.future is not None
         return job.future
 
-    async def write(self, records: Sequence[NewRecord]) -> list[bytes]:
+    def write(self, records: Sequence[NewRecord]) -> asyncio.Future[list[bytes]]:
         loop = asyncio.get_running_loop()
         job = WriteJob(records, loop.create_future())
         if not self._loop_jobs:
             loop.call_soon(self._hand_over_loop_jobs)
         self._loop_jobs.append(job)
         assert job.waiter is not None
-        return await job.waiter
+        return job.waiter
 
     def _hand_over_loop_jobs(self) -> None:
         """The writes the event loop's requests asked for in one round of it, handed to the writer as one item:
