@@ -80,10 +80,12 @@ _SURROGATE_WORDS = ("truncated", "surrogate", "hex escape")
 _LONE_HIGH_SURROGATE = re.compile(rb"(?<!\\)(?:\\\\)*\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})")
 
 
-# A surrogate escape (\ud800-\udfff) after a run of backslashes: an escape when the run is odd (its last
-# backslash the escape's own), text otherwise.
-_SURROGATE_ESCAPE = re.compile(rb"(\\+)u([dD][89a-fA-F][0-9a-fA-F]{2})")
-_REPLACEMENT_ESCAPE = rb"\ufffd"
+# A surrogate pair's escapes, or one surrogate escape alone, each after an even run of backslashes (escaped
+# backslashes, text: the escape's own backslash follows them), the run kept in group 1.
+_SURROGATE_ESCAPES = re.compile(
+    rb"(?<!\\)((?:\\\\)*)(\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2})"
+)
+_PAIR_LENGTH = 12  # a high surrogate's escape and a low one's: a character
 
 
 def lone_surrogates_replaced(text: bytes) -> bytes | None:
@@ -91,27 +93,11 @@ def lone_surrogates_replaced(text: bytes) -> bytes | None:
     high one) made U+FFFD, as the OpenTelemetry Collector and Go's reader read them; None when it holds none.
     JavaScript's JSON.stringify writes one for a string cut in the middle of an emoji, and msgspec refuses it,
     which refused a whole OTLP/JSON export or Loki push, and failed a Splunk HEC batch (the Node.js trial)."""
-    escapes = [m for m in _SURROGATE_ESCAPE.finditer(text) if len(m.group(1)) % 2]
-    if not escapes:
-        return None
-    lone, paired = [], False
-    for number, found in enumerate(escapes):
-        if paired:
-            paired = False
-            continue
-        high = found.group(2)[1:2] in b"89abAB"
-        after = escapes[number + 1] if number + 1 < len(escapes) else None
-        if high and after is not None and after.start() == found.end() and len(after.group(1)) == 1:
-            paired = after.group(2)[1:2] not in b"89abAB"  # a high one followed by a low one: a character
-            if paired:
-                continue
-        lone.append(found)
-    if not lone:
-        return None
-    pieces, at = [], 0
-    for found in lone:
-        start = found.end() - 6  # its own backslash, `u` and four hex digits
-        pieces += [text[at:start], _REPLACEMENT_ESCAPE]
-        at = found.end()
-    pieces.append(text[at:])
-    return b"".join(pieces)
+    replaced = _SURROGATE_ESCAPES.sub(_kept_or_replaced, text)
+    return None if replaced == text else replaced
+
+
+def _kept_or_replaced(found: re.Match[bytes]) -> bytes:
+    if len(found.group(2)) == _PAIR_LENGTH:
+        return found.group(0)
+    return found.group(1) + rb"\ufffd"

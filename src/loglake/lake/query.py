@@ -56,13 +56,13 @@ from loglake.private_files import private_dir
 from loglake.store.sqlite import SQLiteHotStore
 
 INTERNAL_CONNECTIONS = 2
-# DuckDB's error when the Arrow stream of a lake read through pyarrow (an S3 lake's files) fails with an I/O error:
-# a storage that is down or slow, which a 400 (query_failed) blamed on the query.
 # A DuckDB value past what Python holds, met as the rows are fetched (OverflowError): the SQL's, not the server's.
 VALUE_OUT_OF_RANGE = (
     "a value of the answer is too large to be given (an INTERVAL of more than 999,999,999 days, or of more months"
     " than 32 bits hold): give it as text (CAST(... AS VARCHAR))"
 )
+# DuckDB's error when the Arrow stream of a lake read through pyarrow (an S3 lake's files) fails with an I/O error:
+# a storage that is down or slow, which a 400 (query_failed) blamed on the query.
 _ARROW_READ_FAILED = re.compile(r"reading the stream registered as .* failed: (IOError|OSError)")
 
 
