@@ -4,30 +4,24 @@ SMTP), and which alert events each type gets."""
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
 import hmac
-import ipaddress
 import json
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from loglake import __version__
 from loglake.alerts.store import change_status
 from tests.alerts.conftest import settle, states
 from tests.alerts.receivers import Answer, Receiver, change_alert, insert_alert
+from tests.certificates import Certificates
 from tests.conftest import free_port
 
 
@@ -280,46 +274,19 @@ def test_an_smtp_4xx_is_retried_and_a_5xx_is_not(make_delivery, alerts_db, smtp_
     assert alerts_db.execute("SELECT last_status FROM deliveries").fetchone() == (int(reply[:3]),)
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (its own CA): (certificate, key) PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "loglake test SMTP")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    folder = tmp_path_factory.mktemp("tls")
-    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return folder / "cert.pem", folder / "key.pem"
-
-
 @pytest.mark.parametrize("mode", ["starttls", "ssl"])
 def test_email_over_starttls_or_implicit_tls_trusts_the_configured_ca(
-    make_delivery, alerts_db, certificate, monkeypatch, mode
+    make_delivery, alerts_db, certificates: Certificates, monkeypatch, mode
 ):
-    cert, key = certificate
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(cert, key)
+    server_tls.load_cert_chain(certificates.cert, certificates.key)
     mailbox = Mailbox()
     tls = {"tls_context": server_tls, "require_starttls": True} if mode == "starttls" else {"ssl_context": server_tls}
     controller = Controller(mailbox, hostname="127.0.0.1", port=free_port(), **tls)
     controller.start()
     try:
         spec = (
-            f'{{type: email, smtp: "127.0.0.1:{controller.port}", {mode}: true, ca_file: "{cert}",'
+            f'{{type: email, smtp: "127.0.0.1:{controller.port}", {mode}: true, ca_file: "{certificates.ca}",'
             ' from: "loglake@example.test", to: ["oncall@example.test"]}'
         )
         delivery = make_delivery(only("mail", spec))
@@ -331,10 +298,9 @@ def test_email_over_starttls_or_implicit_tls_trusts_the_configured_ca(
     assert len(mailbox.messages) == 1
 
 
-def test_email_refuses_a_server_certificate_it_cannot_verify(make_delivery, alerts_db, certificate):
-    cert, key = certificate
+def test_email_refuses_a_server_certificate_it_cannot_verify(make_delivery, alerts_db, certificates: Certificates):
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(cert, key)
+    server_tls.load_cert_chain(certificates.cert, certificates.key)
     mailbox = Mailbox()
     controller = Controller(mailbox, hostname="127.0.0.1", port=free_port(), tls_context=server_tls)
     controller.start()
