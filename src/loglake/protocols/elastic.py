@@ -102,11 +102,12 @@ def _action(
 ) -> BulkItem:
     found = known.get(line)
     if found is None:
-        found = known[line] = _read_action(number, line, path_index)
+        found = known[line] = read_action(number, line, path_index)
     return BulkItem(*found)
 
 
-def _read_action(number: int, line: bytes, path_index: str | None) -> tuple[str, str | None, str | None]:
+def read_action(number: int, line: bytes, path_index: str | None) -> tuple[str, str | None, str | None]:
+    """(action, index, _id) of an action line, the line's `number` naming it when it is malformed (BulkRefused)."""
     malformed = f"Malformed action/metadata line [{number}]"
     try:
         decoded = _decode(line)
@@ -148,7 +149,7 @@ def _regular_bulk(lines: list[bytes], path_index: str | None) -> tuple[list[Bulk
     # (a shipper writes one action line throughout: compared with the first, not each hashed into a set)
     for line in (actions[0],) if actions.count(actions[0]) == len(actions) else set(actions):
         try:
-            action, index, _ = known[line] = _read_action(0, line, path_index)  # (parse_bulk names a bad one)
+            action, index, _ = known[line] = read_action(0, line, path_index)  # (parse_bulk names a bad one)
         except BulkRefused:
             return None
         if action not in ADDING_ACTIONS or index is None:

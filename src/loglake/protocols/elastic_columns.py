@@ -59,7 +59,57 @@ def bulk_records(body: bytes, path_index: str | None) -> tuple[list[elastic.Bulk
 
 def read_regular_bulk(body: bytes, path_index: str | None) -> tuple[list[elastic.BulkItem], RecordColumns] | None:
     """parse_bulk's items and records for a regular bulk, read by Arrow; None for any other (see the module)."""
-    escapes = count_escapes(body) if body.endswith(b"\n") else None  # (parse_bulk refuses a bulk without one)
+    if not body.endswith(b"\n"):
+        return None  # (parse_bulk refuses it)
+    alike = _sources_of_one_action(body, path_index)
+    if alike is None:
+        return _read_actions_and_sources(body, path_index)
+    action, index, sources, count = alike
+    escapes = count_escapes(sources)
+    table = None if escapes is None else read_lines(sources)
+    if table is None or table.num_rows != count:
+        return None
+    columns = columns_as_sent(sources, table, escapes)
+    found = None if columns is None else _mapped(columns, escapes > 0)
+    if found is None:
+        return None
+    found.log_types = pa.repeat(pa.scalar(safe_name(index), _TEXT), count)
+    found.ids = [None] * count
+    return elastic.items_alike(action, index, None, range(count)), found
+
+
+def _sources_of_one_action(body: bytes, path_index: str | None) -> tuple[str, str, bytes, int] | None:
+    """(action, index, the source lines alone, how many) of a bulk whose every action line is its first, adding a
+    document to an index it names (or path_index) without an _id: the bulk shippers send, whose action lines
+    Arrow then need not read (a third of its reading, and the masks that took the sources out). None otherwise.
+
+    The action lines go in one C pass that takes out each `\n<action>\n`, left to right. A match takes its
+    line's newline with it, so the line after a removed one is never removed: of the 2n lines, the removed ones
+    are lines equal to the action, no two adjacent, the first line among them. When n are removed and the last
+    line is not one of them, they are the even lines exactly: n non-adjacent lines of the first 2n - 1 can only
+    be the even ones."""
+    first = body[: body.find(b"\n")]
+    lines = body.count(b"\n")
+    if lines % 2:
+        return None
+    try:
+        action, index, doc_id = elastic.read_action(1, first, path_index)
+    except elastic.BulkRefused:
+        return None  # (parse_bulk names what is wrong with it)
+    if action not in elastic.ADDING_ACTIONS or index is None or doc_id is not None:
+        return None
+    line = b"\n" + first + b"\n"
+    sources = (b"\n" + body).replace(line, b"\n")
+    if len(body) + 1 - len(sources) != lines // 2 * len(line[1:]) or body.endswith(line):
+        return None
+    return action, index, sources[1:], lines // 2
+
+
+def _read_actions_and_sources(
+    body: bytes, path_index: str | None
+) -> tuple[list[elastic.BulkItem], RecordColumns] | None:
+    """read_regular_bulk of a bulk whose action lines differ (into more than one index): each read by Arrow too."""
+    escapes = count_escapes(body)
     table = None if escapes is None else read_lines(body)
     if table is None or table.num_rows % 2 or not table.num_rows:
         return None
