@@ -39,12 +39,14 @@ from loglake.protocols import elastic, elastic_sources
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.names import safe_name
 
-# Below, parse_bulk costs less. The reader alone takes about 1.2 us a source, and the setting up and the
-# column work about 1 ms a bulk; this path runs some 10 % more instructions than parse_bulk (cachegrind) but,
-# on big bulks, in less time (no Python object per source) and mostly without the GIL. CPU per source with
-# the column check, in process: Filebeat's 1,600 documents 2.7 (parse_bulk) against 3.0 us (here); 8,000
-# documents 2.9 against 2.5 us; Vector's 10 MB 2.85 against 2.2 us.
-_MIN_BYTES = 2 * 1024 * 1024
+# Below, parse_bulk costs less. The reader takes about 0.25 ms a bulk and 1.1 us a source, the column work about
+# 1 ms a bulk; CPU per source in process (the action lines taken out), parse_bulk against this path: 500
+# documents (150 KB) 3.1 against 4.4 us, Filebeat's 1,600 (470 KB) 1.8 against 2.7, 4,000 2.0 against 2.3. Yet in
+# the server Filebeat's bulks went faster this way (bench/protocols_ingest.py, elasticsearch-1600, alternated:
+# 146,000 and 186,000 against 115,000 and 133,000 records/s, server CPU 9.8 and 7.8 against 10.4 and 9.0 us a
+# record): the reader runs without the GIL, which parse_bulk holds throughout while the event loop and the
+# writers wait for it.
+_MIN_BYTES = 256 * 1024
 _TEXT = pa.string()
 
 
