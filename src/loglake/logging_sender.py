@@ -6,7 +6,9 @@ helper, honouring Retry-After) on 408, 429, 5xx, 401/403 and when the server can
 long as it takes (the application's queue meanwhile fills, and drops); while closing, the last attempt
 comes at once. Records the server refuses for good (a 400 names them) are counted and the rest sent.
 A refused key (401/403) is also said once on stderr: unlike a server that is down, it is the application's
-setting to fix, and counters nobody reads would leave the logs silently queued and dropped.
+setting to fix, and counters nobody reads would leave the logs silently queued and dropped. So is a batch refused
+whole without naming a record (a url with `/logs` already in it answers 405 on `/logs/logs`; a proxy's 404): every
+record would be refused so.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -75,6 +78,7 @@ class Sender:
         self._backoff = backoff or Backoff(first=0.2, cap=10.0, sleep=self._pause)
         self._http = httpx.Client(timeout=timeout, auth=auth)
         self._key_refused = False  # said on stderr; said again if it happens after a batch went in
+        self._batch_refused = False  # likewise
         self.holding = 0  # records taken from the queue and not yet sent, refused or dropped
         self.last_error: httpx.HTTPError | None = None  # of the last attempt that failed
         self._thread = threading.Thread(target=self._run, name="loglake-handler", daemon=True)
@@ -153,27 +157,38 @@ class Sender:
             self._failed(e, None)
         status = answer.status_code
         if status < 300:
-            self._key_refused = False
+            self._key_refused = self._batch_refused = False
             return
         if status in (401, 403):  # retried too: a key being rotated, say (meanwhile the queue fills and drops)
             self._say_key_refused(answer)
         if status in _RETRY_STATUSES or status >= 500 or status in (401, 403):
             error = httpx.HTTPStatusError(f"HTTP {status}", request=answer.request, response=answer)
             self._failed(error, retry_after_seconds(answer.headers.get("retry-after"), time.time()))
-        raise _Refused(_refused_indexes(answer))
+        named = _refused_indexes(answer)
+        if not named:
+            self._say_batch_refused(answer)
+        raise _Refused(named)
 
     def _say_key_refused(self, answer: httpx.Response) -> None:
         if self._key_refused:
             return
         self._key_refused = True
-        try:
-            reason = answer.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            reason = answer.reason_phrase
         say(
-            f"{self.url} refused the API key (HTTP {answer.status_code}: {reason}); records stay queued and are"
-            " retried, and dropped once the queue is full: check api_key (LOGLAKE_API_KEY) and that the key has"
+            f"{self.url} refused the API key (HTTP {answer.status_code}: {_reason(answer)}); records stay queued and"
+            " are retried, and dropped once the queue is full: check api_key (LOGLAKE_API_KEY) and that the key has"
             " the ingest scope"
+        )
+
+    def _say_batch_refused(self, answer: httpx.Response) -> None:
+        if self._batch_refused:
+            return
+        self._batch_refused = True
+        hint = ""
+        if answer.status_code in (404, 405) and urlsplit(self.url).path.strip("/"):
+            hint = "; url is the server's address, like http://127.0.0.1:8080, and the handler adds /logs to it"
+        say(
+            f"{answer.request.url} refused a batch of records whole (HTTP {answer.status_code}: {_reason(answer)});"
+            f" they are counted as rejected, not retried{hint}"
         )
 
     def _failed(self, error: httpx.HTTPError, retry_after: float | None) -> NoReturn:
@@ -198,6 +213,14 @@ def say(text: str) -> None:
 class _Refused(Exception):
     def __init__(self, indexes: set[int]) -> None:
         self.indexes = indexes
+
+
+def _reason(answer: httpx.Response) -> str:
+    """What a refusal says: loglake's error message, else the status's phrase."""
+    try:
+        return str(answer.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return answer.reason_phrase
 
 
 def _refused_indexes(answer: httpx.Response) -> set[int]:

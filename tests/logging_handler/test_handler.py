@@ -109,6 +109,21 @@ def test_a_wrong_key_is_retried_not_raised_and_nothing_is_stored(server, make_ha
     assert len(said) == 1 and "HTTP 401" in said[0] and "LOGLAKE_API_KEY" in said[0], said
 
 
+def test_a_url_with_the_endpoint_in_it_is_said_once_not_left_to_the_counters(server, make_handler, key, capfd) -> None:
+    """A url of `.../logs` (the endpoint, where the server's address belongs) made every batch go to /logs/logs,
+    refused whole (405): each record counted as rejected, and nothing said, not even at exit (a new-user trial)."""
+    handler = make_handler(url=server.url + "/logs", service="pathurl")
+    for number in range(3):
+        a_logger("pathurl", handler).info("sent to the wrong path %d", number)
+        handler.flush()
+    assert handler.rejected == 3 and handler.sent == 0
+    said = [line for line in capfd.readouterr().err.splitlines() if "refused a batch of records whole" in line]
+    assert len(said) == 1, said
+    assert f"{server.url}/logs/logs" in said[0] and "HTTP 405" in said[0], said
+    assert "url is the server's address, like http://127.0.0.1:8080, and the handler adds /logs" in said[0]
+    assert stored(server, key, "pathurl") == []
+
+
 class Script(http.server.ThreadingHTTPServer):
     """A proxy in front of the loglake server: answers POST /logs with the scripted statuses first, then
     passes requests on; a status of 0 means: hold the request until `release` is set."""
