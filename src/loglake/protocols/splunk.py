@@ -7,7 +7,8 @@ An event body is one or more JSON event objects, concatenated with or without wh
 - `event` -> message: a string as it is; an object's `message` (or `msg`), its `severity` (or `level`)
   -> severity and the rest into attributes; any other value (an object without a message too) as the
   JSON text;
-- `time` (epoch seconds, decimals for fractions) -> timestamp; `sourcetype` -> log_type;
+- `time` (epoch seconds, decimals for fractions) -> timestamp (one in a finer unit: the time received, the time
+  sent kept as attribute `time_sent`); `sourcetype` -> log_type;
 - `host`, `source`, `sourcetype` and `index` into attributes;
 - `fields` (Splunk's indexed fields) into attributes, their `severity` (or `level`) -> severity,
   `service.name` (or `service`) -> service, `trace_id` and `span_id` (where OpenTelemetry's Splunk HEC
@@ -27,7 +28,7 @@ from typing import Any
 import msgspec
 
 from loglake.decode_errors import in_words, lone_surrogates_replaced, not_json_reason, split_error
-from loglake.protocols.columns import RecordColumns
+from loglake.protocols.columns import TIME_SENT, RecordColumns
 from loglake.protocols.mapping import SECONDS_EXAMPLE, take_ids
 from loglake.protocols.names import safe_name
 from loglake.protocols.splunk_fields import (
@@ -37,7 +38,6 @@ from loglake.protocols.splunk_fields import (
     take_service,
     take_severity,
 )
-from loglake.times import epoch_unit
 
 _encode = msgspec.json.Encoder().encode
 _raw_decode = json.JSONDecoder().raw_decode
@@ -182,7 +182,8 @@ def _columns(events: list[HecEvent]) -> RecordColumns:
         else:
             message, severity, own_service, own_ids = _message(number, body, own)
             messages.append(message)
-        times.append(None if event.time is None else _epoch_ms(event.time, number))
+        timestamp = None if event.time is None else _epoch_ms(event.time, number)
+        times.append(timestamp)
         given = (event.host, event.source, event.sourcetype, event.index)
         named = metadata.get(given)
         if named is None:
@@ -200,6 +201,8 @@ def _columns(events: list[HecEvent]) -> RecordColumns:
         services.append(service)
         found.trace_ids.append(trace_id)
         found.span_ids.append(span_id)
+        if timestamp is None and event.time is not None:
+            own[TIME_SENT] = _time_sent(event.time)
         found.attributes.append(_encode(own) if own else b"")
     sourcetypes = [event.sourcetype for event in events]
     names = {given: None if given is None else safe_name(given) for given in set(sourcetypes)}
@@ -251,8 +254,12 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-def _epoch_ms(value: float | str, number: int) -> int:
-    """Splunk's `time`: epoch seconds as a number or as text, with decimals for fractions of a second."""
+def _epoch_ms(value: float | str, number: int) -> int | None:
+    """Splunk's `time`: epoch seconds as a number or as text, with decimals for fractions of a second; None for a
+    time in a finer unit (past the year 5000 in seconds: a unit gone wrong), which the record keeps as sent
+    (_time_sent) and is stored at its arrival, as the other times no clock could mean are (columns.TIME_SENT):
+    Splunk stores such an event, and a batch refused for it is lost whole by shippers that take a refusal for
+    delivered (Fluent Bit)."""
     try:
         seconds = float(value)
     except ValueError:
@@ -261,20 +268,12 @@ def _epoch_ms(value: float | str, number: int) -> int:
         raise HecError(
             6, f"{event_name(number)}: `time` must be epoch seconds, like {SECONDS_EXAMPLE}", number, "timestamp"
         )
-    if seconds >= FINER_THAN_SECONDS:
-        if seconds >= _PAST_NANOSECONDS:  # (no time in any unit: said as sent, not as its 300 digits)
-            reason = f"`time` {value} is no time: HEC's `time` is epoch seconds, like {SECONDS_EXAMPLE}"
-            raise HecError(6, f"{event_name(number)}: {reason}", number, "timestamp")
-        sent = int(value) if type(value) is float and value.is_integer() else value  # (decoded as a float)
-        raise HecError(6, f"{event_name(number)}: `time` {sent} {_finer_unit(seconds)}", number, "timestamp")
-    return _ms(seconds)
+    return None if seconds >= FINER_THAN_SECONDS else _ms(seconds)
 
 
-_PAST_NANOSECONDS = 1e20  # past the year 5138 in epoch nanoseconds
-
-
-def _finer_unit(seconds: float) -> str:
-    return f"looks like epoch {epoch_unit(seconds)}; HEC's `time` is epoch seconds, like {SECONDS_EXAMPLE}"
+def _time_sent(value: float | str) -> float | int | str:
+    """A `time` as the shipper sent it, for TIME_SENT (a whole number decoded as a float as its digits)."""
+    return int(value) if type(value) is float and value.is_integer() else value
 
 
 def raw_columns(body: bytes, params: dict[str, str]) -> RecordColumns:
@@ -290,6 +289,8 @@ def raw_columns(body: bytes, params: dict[str, str]) -> RecordColumns:
     count = len(lines)
     timestamp = _epoch_ms(params["time"], 0) if "time" in params else None
     attributes = {name: params[name] for name in METADATA if params.get(name)}
+    if timestamp is None and "time" in params:
+        attributes[TIME_SENT] = params["time"]
     log_type = safe_name(params["sourcetype"]) if params.get("sourcetype") else None
     nothing = [None] * count
     return RecordColumns(
