@@ -329,6 +329,11 @@ async def test_streams_and_entries_are_counted_from_1_as_the_readme_shows(client
         (json_push(({"job": "x"}, [[str(ns(1)), "l"], [str(ns(1)), "l", {"k": 5}]])), JSON, 400,
          "stream 1, entry 2, the structured metadata: each value must be a string, not an integer"),
         (json_push(({"job": "x"}, [[str(ns(1))]])), JSON, 400, "an entry is [timestamp, line]"),
+        # (a stream without `values`, misspelt or Loki's old `entries` form, was answered 204 and stored nothing)
+        (b'{"streams": [{"stream": {"job": "x"}, "value": [["1793577600000000000", "l"]]}]}', JSON, 400,
+         "stream 1: has no `values`, which is required"),
+        (b'{"streams": [{"labels": "{job=\\"x\\"}", "entries": [{"ts": "2026-11-02T00:00:00Z", "line": "l"}]}]}',
+         JSON, 400, "stream 1: has no `values`"),
         (b"line", {"content-type": "text/plain"}, 415, "unsupported Content-Type"),
         (b'{"streams": []}', {}, 400, ") (no Content-Type: read as protobuf, as Loki reads it; a JSON push needs"
          " Content-Type: application/json); the push"),

@@ -269,6 +269,9 @@ async def test_an_id_that_is_not_hex_or_not_16_bytes_is_no_id_and_its_record_is_
         (b'{"resourceLogs": [{"scopeLogs": 5}], ', "not valid JSON"),
         (b'{"resourceLogs": [', "not valid JSON in UTF-8: it ends before the JSON does (was it cut short?)"),
         (b'"resourceLogs"', "must be a JSON object"),
+        # (unknown fields are ignored, but a body of nothing else, a loglake record say, was answered 200 and dropped)
+        (b'{"message": "hi", "service": "web"}',
+         "it has no `resourceLogs`, only 'message', 'service'; POST /v1/logs takes OTLP, loglake's own records go"),
     ],
 )  # fmt: skip
 async def test_a_malformed_json_export_gets_a_status_and_stores_nothing(

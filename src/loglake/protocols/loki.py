@@ -129,8 +129,9 @@ PushRequest, _PushRequestRead, _LabelPair, _PushRequestBytes = _push_request_typ
 
 
 class _JsonStream(msgspec.Struct):
+    # (`values` required: a stream without it, `value` misspelt or the old `entries`, was answered 204 and dropped)
+    values: list[list[str | int | dict[str, str]]]
     stream: dict[str, str] = {}
-    values: list[list[str | int | dict[str, str]]] = []
 
 
 class _JsonPush(msgspec.Struct):

@@ -159,6 +159,14 @@ def _read(body: bytes, decoder: msgspec.json.Decoder, message: Descriptor, root:
         raise MalformedRequest(f"the body is not valid JSON in UTF-8: {not_json_reason(e, body)}") from None
     if decoder is _REQUEST and type(generic) is not dict:
         raise MalformedRequest('the body must be a JSON object, an ExportLogsServiceRequest: {"resourceLogs": [...]}')
+    if decoder is _REQUEST and generic and not any(map(_field_named(message), generic)):
+        # (unknown fields are ignored, as OTLP says; a body of nothing else, a loglake record say, was answered 200
+        # and dropped: a new-user trial)
+        raise MalformedRequest(
+            "the body is not an OTLP ExportLogsServiceRequest: it has no `resourceLogs`, only "
+            f"{', '.join(map(repr, list(generic)[:5]))}; POST /v1/logs takes OTLP, loglake's own records go to"
+            " POST /logs"
+        )
     try:
         return decoder.decode(_encode(_canonical(generic, message)))
     except (msgspec.DecodeError, RecursionError) as e:
@@ -173,6 +181,11 @@ def _malformed(reason: str) -> MalformedRequest:
     return MalformedRequest(f"the body is not an OTLP ExportLogsServiceRequest in JSON: {reason}")
 
 
+def _field_named(message: Descriptor) -> Any:
+    """The field of `message` a JSON key names (its lowerCamelCase or its proto name), None for none."""
+    return lambda key: message.fields_by_camelcase_name.get(key) or message.fields_by_name.get(key)
+
+
 def _canonical(value: Any, message: Descriptor) -> Any:
     """A `message` (or a list of them) read as generic JSON, put as the fast path reads it: each field
     under its lowerCamelCase name, fields that are null or unknown left out; anything else as it is (the
@@ -182,8 +195,9 @@ def _canonical(value: Any, message: Descriptor) -> Any:
     if type(value) is not dict:
         return value
     found = {}
+    named = _field_named(message)
     for key, item in value.items():
-        field = message.fields_by_camelcase_name.get(key) or message.fields_by_name.get(key)
+        field = named(key)
         if field is None or item is None:
             continue
         found[field.json_name] = item if field.message_type is None else _canonical(item, field.message_type)
