@@ -29,6 +29,7 @@ def every_form(key: str) -> list[str]:
         f"ApiKey {key}",
         f"ApiKey {b64('some-id:' + key)}",
         f"Basic {b64('promtail:' + key)}",
+        f"Basic {b64(key + ':')}",  # (curl -u "$KEY:": the key where the user name goes)
     ]
 
 
@@ -37,6 +38,7 @@ MALFORMED = {
     "Bearer ": "Bearer authorization holds no key",
     "Basic not-base64!": "not base64 of user:key",
     f"Basic {b64('only-a-user')}": "not base64 of user:key",
+    f"Basic {b64('elastic:')}": "the Basic credentials hold no password (any user name, the API key as the password)",
     "Token abc": "unsupported authorization scheme 'token'",
 }
 

@@ -2,7 +2,8 @@
 live key ring.
 
 A key comes in the form each kind of client sends it: `Bearer <key>` (ours, OTLP exporters),
-`Basic` with the key as the password and any user name (Promtail, Fluent Bit, Beats, Vector),
+`Basic` with the key as the password and any user name (Promtail, Fluent Bit, Beats, Vector), or as the
+user name with no password (`curl -u "$KEY:"`),
 `ApiKey <key>` or `ApiKey base64(id:key)` (Elasticsearch clients), `Splunk <key>` (HEC clients).
 """
 
@@ -18,7 +19,7 @@ from typing import Literal
 from loglake.api import sigv4
 from loglake.api.http import ApiError, Request
 from loglake.key_ring import KeyRing
-from loglake.keys import ApiKey
+from loglake.keys import BEARER_PREFIX, ApiKey
 from loglake.sessions import Session, SessionStore
 
 # With auth disabled (loopback only) every caller is this key.
@@ -111,16 +112,18 @@ class Authenticator:
         if not token:
             raise Unauthorized(f"the {scheme.title()} authorization holds no key; send {FORMS}", "malformed")
         if scheme == "basic":
-            password = _after_colon(token)
-            if not password:
+            user, password = _colon_pair(token)
+            # (`curl -u "$KEY:"` puts the key where the user name goes: taken there too, as GitHub takes a token)
+            key_as_user = not password and user.startswith(BEARER_PREFIX)
+            if not (password or key_as_user):
+                wrong = "hold no password" if user else "are not base64 of user:key"
                 raise Unauthorized(
-                    f"the Basic credentials are not base64 of user:key (any user name, the API key as the password); "
-                    f"send {FORMS}",
+                    f"the Basic credentials {wrong} (any user name, the API key as the password); send {FORMS}",
                     "malformed",
                 )
-            tried = [password]
+            tried = [password or user]
         elif scheme == "apikey":
-            tried = [token, _after_colon(token)]
+            tried = [token, _colon_pair(token)[1]]
         else:
             tried = [token]
         for candidate in tried:
@@ -216,14 +219,15 @@ def cookie_value(request: Request, name: str) -> str:
     return ""
 
 
-def _after_colon(token: str) -> str:
-    """What follows the first colon of base64 text: the password of HTTP basic credentials (user:password),
-    the key of an Elasticsearch API key credential (id:key, what Beats and Logstash send for `api_key: id:key`
-    and the Python client for `api_key=(id, key)`); "" when the token is not base64 of such text."""
+def _colon_pair(token: str) -> tuple[str, str]:
+    """What comes before and after the first colon of base64 text: the user and password of HTTP basic credentials,
+    the id and key of an Elasticsearch API key credential (id:key, what Beats and Logstash send for `api_key: id:key`
+    and the Python client for `api_key=(id, key)`); ("", "") when the token is not base64 of such text."""
     try:
-        return base64.b64decode(token, validate=True).decode().partition(":")[2]
+        before, colon, after = base64.b64decode(token, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        return ""
+        return "", ""
+    return (before, after) if colon else ("", "")
 
 
 def _raw_path(request: Request) -> bytes:
