@@ -380,6 +380,10 @@ async def test_other_media_types_are_refused_and_the_clients_vendor_types_accept
     body = ndjson({"create": {"_index": "app"}}, {"message": "vendor"})
     text = await client.post("/_bulk", content=body, headers={"content-type": "text/plain"})
     assert text.status_code == 406 and "text/plain" in text.json()["error"]["reason"]
+    assert text.json()["error"]["reason"].endswith("send application/x-ndjson")
+    # (a single document's API takes JSON: it was told to send NDJSON too, a new-user trial)
+    document = await client.post("/app/_doc", content=b'{"message": "m"}', headers={"content-type": "text/plain"})
+    assert document.status_code == 406 and document.json()["error"]["reason"].endswith("send application/json")
     vendor = {"content-type": "application/vnd.elasticsearch+x-ndjson; compatible-with=9"}
     assert (await client.post("/_bulk", content=body, headers=vendor)).json()["errors"] is False
 

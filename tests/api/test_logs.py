@@ -562,6 +562,9 @@ async def test_unknown_routes_and_methods(client: httpx.AsyncClient) -> None:
     response = await client.put("/logs", json={})
     assert response.status_code == 405 and response.headers["allow"] == "POST"
     assert error_of(response)["code"] == "method_not_allowed"
+    # (an exporter given the server's address for its endpoint posts to /: told where records go, a new-user trial)
+    root = await client.post("/", content=b"{}", headers={"content-type": "application/json"})
+    assert root.status_code == 405 and "POST /logs (loglake's own), /v1/logs (OTLP)" in error_of(root)["message"]
 
 
 async def test_metrics(client: httpx.AsyncClient) -> None:

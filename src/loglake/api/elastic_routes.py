@@ -115,7 +115,7 @@ def checked_parameters(request: Request, known: frozenset[str]) -> bool:
 async def bulk(app: LoglakeApp, request: Request, path_index: str | None = None) -> Result:
     started = time.perf_counter()
     pretty = checked_parameters(request, elastic_params.BULK_PARAMS)
-    _check_media_type(request)
+    _check_media_type(request, "application/x-ndjson")
     body = await _inflated(app, request, app.settings.max_bulk_body_bytes)
     items, tables = await _store_bulk(app, request, body, path_index)
     took_ms = int((time.perf_counter() - started) * 1000)
@@ -156,7 +156,7 @@ async def _one_document(
 ) -> Result:
     """One document, stored as a bulk of one action; answered as Elasticsearch answers it (201 and the
     document's _index and _id), or its item's failure as an error of the whole request."""
-    _check_media_type(request)
+    _check_media_type(request, "application/json")
     body = await _inflated(app, request, app.settings.max_body_bytes)
     if not body or body.isspace():  # (not strip(): that copies a body of megabytes)
         raise ElasticError(400, "parse_exception", "request body is required: send the document as JSON")
@@ -311,12 +311,13 @@ def _checked_group(app: LoglakeApp, group: list[elastic.BulkItem], found: Record
         return group, parsed, counts
 
 
-def _check_media_type(request: Request) -> None:
+def _check_media_type(request: Request, expected: str) -> None:
+    """406 for a Content-Type that is not JSON, telling the one the API takes (`expected`)."""
     content_type = request.header(b"content-type").split(";", 1)[0].strip().lower()
     if content_type not in BULK_TYPES and content_type not in VENDOR_TYPES:
         raise ElasticError(
             406,
             ERROR_TYPES[406],
-            f"Content-Type header [{content_type}] is not supported; send application/x-ndjson",
+            f"Content-Type header [{content_type}] is not supported; send {expected}",
             headers=[PRODUCT],
         )

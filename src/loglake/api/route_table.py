@@ -191,8 +191,18 @@ class Router:
         route = by_method.get(method)
         if route is None:
             allow = ", ".join(sorted(by_method)).encode()
-            raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}", headers=[(b"allow", allow)])
+            hint = _POSTED_TO_ROOT if path == "/" and method in ("POST", "PUT") else ""
+            raise ApiError(
+                405, "method_not_allowed", f"{method} is not allowed on {path}{hint}", headers=[(b"allow", allow)]
+            )
         return route, params
+
+
+# (a shipper given the server's address where its endpoint belongs: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT, say)
+_POSTED_TO_ROOT = (
+    "; send records to an endpoint: POST /logs (loglake's own), /v1/logs (OTLP), /_bulk (Elasticsearch),"
+    " /loki/api/v1/push (Loki), /services/collector (Splunk HEC)"
+)
 
 
 def _template_pattern(template: str) -> re.Pattern[str]:
