@@ -49,6 +49,9 @@ CASES = [
         {"event": "f", "sourcetype": "x", "fields": {"service.name": "", "severity": "debug"}},
         ("f", None, None, "debug", "x", b'{"sourcetype":"x","service.name":""}'),
     ),
+    # pino's and bunyan's numbers, as Elasticsearch bulk's sources map them (they stayed attributes); a number in
+    # `severity` is none of theirs
+    ({"event": "g", "fields": {"severity": 50, "level": 50}}, ("g", None, None, "error", None, b'{"severity":50}')),
 ]
 
 
@@ -56,7 +59,7 @@ def records(body: bytes) -> list[tuple]:
     return column_rows(splunk.event_columns(body))
 
 
-@pytest.mark.parametrize("only", [[0, 0], [0, 1, 2, 3, 4, 5]], ids=["each-names-its-severity-and-service", "varied"])
+@pytest.mark.parametrize("only", [[0, 0], [0, 1, 2, 3, 4, 5, 6]], ids=["each-names-its-severity-and-service", "varied"])
 def test_a_batch_maps_each_event_as_the_event_by_event_path_does(only: list[int]) -> None:
     events = [json.dumps(CASES[i][0]).encode() for i in only]
     expected = [CASES[i][1] for i in only]
@@ -64,9 +67,15 @@ def test_a_batch_maps_each_event_as_the_event_by_event_path_does(only: list[int]
     assert splunk_fields.plain_columns(plain) is not None  # mapped rule by rule
     assert records(plain) == expected
     # An event whose `event` is an object sends the batch event by event: the same records, and its own.
-    event_by_event = b"\n".join([*events, b'{"event": {"message": "g", "level": "warn", "k": 1}}'])
+    event_by_event = b"\n".join(
+        [*events, b'{"event": {"message": "g", "level": "warn", "k": 1}}', b'{"event": {"msg": "p", "level": 30}}']
+    )
     assert splunk_fields.plain_columns(event_by_event) is None
-    assert records(event_by_event) == [*expected, ("g", None, None, "warning", None, b'{"k":1}')]
+    assert records(event_by_event) == [
+        *expected,
+        ("g", None, None, "warning", None, b'{"k":1}'),
+        ("p", None, None, "info", None, b""),
+    ]
 
 
 @pytest.mark.parametrize("name", splunk_fields.METADATA)

@@ -12,6 +12,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from loglake.field_names import NUMERIC_LEVELS
 from loglake.ingest_columns import binary_array
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.mapping import take_ids
@@ -47,9 +48,12 @@ _decode_plain_fields = msgspec.json.Decoder(dict[str, str | int | float | bool |
 
 
 def take_severity(fields: dict[str, Any]) -> str | None:
-    """A `severity` or `level` naming a severity becomes the record's (and leaves the attributes)."""
+    """A `severity` or `level` naming a severity becomes the record's (and leaves the attributes): a word, or for
+    `level` pino's and bunyan's number (50 is error), as Elasticsearch bulk's sources map them."""
     for key in SEVERITY_FIELDS:
-        severity = level_severity(fields.get(key))
+        value = fields.get(key)
+        numeric = key == "level" and type(value) is int
+        severity = NUMERIC_LEVELS.get(value) if numeric else level_severity(value)
         if severity is not None:
             del fields[key]
             return severity
