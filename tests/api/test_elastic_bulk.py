@@ -355,6 +355,9 @@ async def test_keys_after_an_actions_first_are_ignored_as_elasticsearch_8_ignore
     ("body", "reason"),
     [
         (b'{"create": {}}\n{"message": "x"}', "terminated by a newline"),
+        # (told of the newline, a sender adding one to its array was refused again: a new-user trial)
+        (b'[{"message": "array"}]', "a bulk request is NDJSON, not a JSON array"),
+        (b'[{"message": "array"}]\n', "a bulk request is NDJSON, not a JSON array"),
         (b'{"create": {}}\n', "no source line"),
         (b'{}\n{"message": "x"}\n', "Malformed action/metadata line [1]"),
         (b'{"upsert": {}}\n{"message": "x"}\n', "but found [upsert]"),

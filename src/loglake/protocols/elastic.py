@@ -64,6 +64,11 @@ def parse_bulk(body: bytes, path_index: str | None) -> tuple[list[BulkItem], Rec
     """The items of a bulk body, each with its record's row in the columns or the reason it is refused;
     BulkRefused when the body is not a bulk request at all (an action line that is not one, a missing source
     line, no final newline)."""
+    if body.lstrip()[:1] == b"[":  # (told of the newline first, a sender adding one was refused again)
+        raise BulkRefused(
+            'a bulk request is NDJSON, not a JSON array: an action line ({"create":{}}) and then the document\'s'
+            " line, for each document, each line ended by a newline"
+        )
     if not body.endswith(b"\n"):
         raise BulkRefused("The bulk request must be terminated by a newline [\\n]")
     lines = body.split(b"\n")
