@@ -320,6 +320,7 @@ async def test_streams_and_entries_are_counted_from_1_as_the_readme_shows(client
         (protobuf_push(('{job="x" level="y"}', [entry(ns(1), "l")])), PROTOBUF, 400, "cannot read labels"),
         (b'{"streams": 1}', JSON, 400, "not a Loki push in JSON"),
         (b'{"streams": [', JSON, 400, "it ends before the JSON does (was it cut short?)"),
+        (b"", JSON, 400, 'the body is empty: send {"streams": '),
         (json_push(({"job": "x"}, [["soon", "l"]])), JSON, 400,
          'stream 1, entry 1: the timestamp must be a string of Unix nanoseconds, like "1793577600000000000"'),
         (json_push(({"job": "x"}, [["²", "l"]])), JSON, 400, "stream 1, entry 1: the timestamp must be a string"),

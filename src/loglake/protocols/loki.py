@@ -204,6 +204,8 @@ def decode_push(body: bytes, json: bool) -> list[Stream]:
     """The push's streams. A protobuf body is a snappy block, as Loki's clients send it; MalformedPush when
     it cannot be read."""
     if json:
+        if not body.strip():
+            raise MalformedPush('the body is empty: send {"streams": [{"stream": {...}, "values": [[ns, line]]}]}')
         return _json_streams(body)
     try:
         raw = bytes(cramjam.snappy.decompress_raw(body))
