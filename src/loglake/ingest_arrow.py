@@ -11,7 +11,7 @@ waits for the GIL (ingest.parse_batch decides).
 What Arrow read is proven to be what was sent (arrow_json.columns_as_sent): the body must be exactly as long as the
 compact JSON of the values read, with only the escapes every encoder writes, so that each value is the one sent, and
 the attributes are written again from them as a compact encoder writes them: the same text as sent, but for the
-order of an object's keys, given as the body's first record holding them gives it (as a bulk of 2 MiB or more
+order of an object's keys, given as the body's first record holding them gives it (as a bulk of 256 KiB or more
 to _bulk is read; JSON objects are unordered). Anything else gives None, and the caller takes the exact path, which
 names every problem: a space between tokens, an explicit null, a double (whose digits Arrow does not keep), an
 escape such as `\\u00e9`, a field that is not a record's, a client id (the store deduplicates those), a value the

@@ -273,6 +273,7 @@ async def test_an_id_that_is_not_hex_or_not_16_bytes_is_no_id_and_its_record_is_
         # (unknown fields are ignored, but a body of nothing else, a loglake record say, was answered 200 and dropped)
         (b'{"message": "hi", "service": "web"}',
          "it has no `resourceLogs`, only 'message', 'service'; POST /v1/logs takes OTLP, loglake's own records go"),
+        (b'{"' + b"k" * 100_000 + b'": 1}', "only '" + "k" * 80 + "'; POST"),  # (a key said in part)
     ],
 )  # fmt: skip
 async def test_a_malformed_json_export_gets_a_status_and_stores_nothing(

@@ -29,7 +29,6 @@ def every_form(key: str) -> list[str]:
         f"ApiKey {key}",
         f"ApiKey {b64('some-id:' + key)}",
         f"Basic {b64('promtail:' + key)}",
-        f"Basic {b64(key + ':')}",  # (curl -u "$KEY:": the key where the user name goes)
     ]
 
 
@@ -39,6 +38,8 @@ MALFORMED = {
     "Basic not-base64!": "not base64 of user:key",
     f"Basic {b64('only-a-user')}": "not base64 of user:key",
     f"Basic {b64('elastic:')}": "the Basic credentials hold no password (any user name, the API key as the password)",
+    # (curl -u "$KEY:": refused with what to do, not taken: proxies write user names to their access logs)
+    f"Basic {b64(NOT_A_KEY + ':')}": "hold the API key as the user name: proxies write user names to their access logs",
     "Token abc": "unsupported authorization scheme 'token'",
 }
 

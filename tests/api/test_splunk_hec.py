@@ -256,6 +256,7 @@ async def test_a_time_in_a_finer_unit_than_seconds_is_kept_as_sent_and_the_recor
     records = {record["message"]: record for record in await stored(app, key)}
     assert records["ok"]["timestamp"] == 1_793_577_500_000 and records["ok"]["attributes"] == {}
     assert records["ms"]["timestamp"] == NOW_MS and records["ms"]["attributes"] == {"time_sent": kept}
+    assert type(records["ms"]["attributes"]["time_sent"]) is type(kept)  # (1e300 as sent, not its 301 digits)
     raw = await hec.post(f"/services/collector/raw?time={1796397860000}&host=h1", content=b"a raw line\n", headers=FORM)
     assert raw.json()["code"] == 0
     (line,) = [record for record in await stored(app, key) if record["message"] == "a raw line"]

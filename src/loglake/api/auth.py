@@ -2,8 +2,7 @@
 live key ring.
 
 A key comes in the form each kind of client sends it: `Bearer <key>` (ours, OTLP exporters),
-`Basic` with the key as the password and any user name (Promtail, Fluent Bit, Beats, Vector), or as the
-user name with no password (`curl -u "$KEY:"`),
+`Basic` with the key as the password and any user name (Promtail, Fluent Bit, Beats, Vector),
 `ApiKey <key>` or `ApiKey base64(id:key)` (Elasticsearch clients), `Splunk <key>` (HEC clients).
 """
 
@@ -113,15 +112,16 @@ class Authenticator:
             raise Unauthorized(f"the {scheme.title()} authorization holds no key; send {FORMS}", "malformed")
         if scheme == "basic":
             user, password = _colon_pair(token)
-            # (`curl -u "$KEY:"` puts the key where the user name goes: taken there too, as GitHub takes a token)
-            key_as_user = not password and user.startswith(BEARER_PREFIX)
-            if not (password or key_as_user):
-                wrong = "hold no password" if user else "are not base64 of user:key"
+            if not password:
+                if user.startswith(BEARER_PREFIX):  # (`curl -u "$KEY:"`)
+                    wrong = "hold the API key as the user name: proxies write user names to their access logs"
+                else:
+                    wrong = "hold no password" if user else "are not base64 of user:key"
                 raise Unauthorized(
                     f"the Basic credentials {wrong} (any user name, the API key as the password); send {FORMS}",
                     "malformed",
                 )
-            tried = [password or user]
+            tried = [password]
         elif scheme == "apikey":
             tried = [token, _colon_pair(token)[1]]
         else:

@@ -15,7 +15,7 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "type": "http",
         "scheme": "basic",
         "description": "HTTP Basic with the API key as the password and any user name (Promtail, Grafana Alloy, "
-        'Fluent Bit, Beats, Logstash, Vector), or as the user name with no password (curl -u "$KEY:")',
+        "Fluent Bit, Beats, Logstash, Vector)",
     },
     "elasticApiKey": {
         "type": "apiKey",

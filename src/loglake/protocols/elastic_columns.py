@@ -6,10 +6,11 @@ The mapping is elastic_sources' (its module says it), and elastic.parse_bulk sta
 a bulk only when it can show that its records are the ones parse_bulk gives, and answers None otherwise.
 - Every value's text must be the one a compact JSON encoder writes, since an attribute's value is kept as sent:
   the body must be exactly as long as those texts make it (arrow_json.columns_as_sent), and its escapes those an encoder
-  writes (arrow_json.count_escapes). A text written otherwise is longer (a space between tokens, an explicit
-  null, `\\u00e9` for é, a blank line, two objects on a line, `-0`), except a double's (1e3 is shorter than
-  1000.0) and a time Arrow read as one, which send the bulk to parse_bulk. What the reader refuses (a key
-  twice, a line that is no object, a control character in a string, text that is not UTF-8) goes there too.
+  writes (arrow_json.count_escapes), and a row per line. A text written otherwise is longer (a space between
+  tokens, an explicit null, `\\u00e9` for é, `-0`), except a double's (1e3 is shorter than 1000.0) and a time
+  Arrow read as one, which send the bulk to parse_bulk; a blank line and a line of two objects (`{..}{..}`, which
+  the reader takes for two rows) go there too, as does what the reader refuses (a key twice, a line that is no
+  object, a control character in a string, text that is not UTF-8).
 - A mapped field that parse_bulk would leave in the attributes (an unknown level, an invalid service name, a
   trace id that is none), a time of digits, an _id, a message in some sources only: parse_bulk, which says it
   source by source.
@@ -63,6 +64,10 @@ def read_regular_bulk(body: bytes, path_index: str | None) -> tuple[list[elastic
     """parse_bulk's items and records for a regular bulk, read by Arrow; None for any other (see the module)."""
     if not body.endswith(b"\n"):
         return None  # (parse_bulk refuses it)
+    if body.startswith(b"\n") or b"\n\n" in body:
+        # A line of no object (parse_bulk skips it) beside a line of two, `{..}{..}`, which the reader takes for two
+        # rows, keeps as many rows as lines and the text's length: parse_bulk pairs such lines up.
+        return None
     alike = _sources_of_one_action(body, path_index)
     if alike is None:
         return _read_actions_and_sources(body, path_index)
@@ -110,10 +115,12 @@ def _sources_of_one_action(body: bytes, path_index: str | None) -> tuple[str, st
 def _read_actions_and_sources(
     body: bytes, path_index: str | None
 ) -> tuple[list[elastic.BulkItem], RecordColumns] | None:
-    """read_regular_bulk of a bulk whose action lines differ (into more than one index): each read by Arrow too."""
+    """read_regular_bulk of a bulk whose action lines are not all its first (into more than one index, say), or whose
+    first is not one _sources_of_one_action takes: its action lines read by Arrow too."""
     escapes = count_escapes(body)
     table = None if escapes is None else read_lines(body)
-    if table is None or table.num_rows % 2 or not table.num_rows:
+    # (a row per line: `{..} {..}` is two rows on one line, as long as two lines)
+    if table is None or table.num_rows % 2 or not table.num_rows or table.num_rows != body.count(b"\n"):
         return None
     count = table.num_rows // 2
     actions = [name for name in table.column_names if name in elastic.ADDING_ACTIONS + elastic.REFUSED_ACTIONS]

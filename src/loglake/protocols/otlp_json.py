@@ -166,8 +166,8 @@ def _read(body: bytes, decoder: msgspec.json.Decoder, message: Descriptor, root:
         # and dropped: a new-user trial)
         raise MalformedRequest(
             "the body is not an OTLP ExportLogsServiceRequest: it has no `resourceLogs`, only "
-            f"{', '.join(map(repr, list(generic)[:5]))}; POST /v1/logs takes OTLP, loglake's own records go to"
-            " POST /logs"
+            f"{', '.join(repr(key[:80]) for key in list(generic)[:5])}; POST /v1/logs takes OTLP, loglake's own"
+            " records go to POST /logs"
         )
     try:
         return decoder.decode(_encode(_canonical(generic, message)))

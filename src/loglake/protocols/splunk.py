@@ -272,8 +272,13 @@ def _epoch_ms(value: float | str, number: int) -> int | None:
 
 
 def _time_sent(value: float | str) -> float | int | str:
-    """A `time` as the shipper sent it, for TIME_SENT (a whole number decoded as a float as its digits)."""
-    return int(value) if type(value) is float and value.is_integer() else value
+    """A `time` as the shipper sent it, for TIME_SENT: a whole number decoded as a float as its digits, when a float
+    holds them all (1e300 stays 1e300, not 301 digits of which 285 were never sent)."""
+    whole = type(value) is float and value.is_integer() and abs(value) < _EXACT_IN_A_FLOAT
+    return int(value) if whole else value
+
+
+_EXACT_IN_A_FLOAT = 2.0**53
 
 
 def raw_columns(body: bytes, params: dict[str, str]) -> RecordColumns:

@@ -24,7 +24,7 @@ SERVICE_FIELDS = ("service.name", "service")
 _encode = msgspec.json.Encoder().encode
 
 # Epoch seconds from here are past the year 5000: such a `time` is in a finer unit, which a shipper sent by
-# mistake (a record's time would otherwise be refused as "in the future", blaming the clock).
+# mistake; the record is kept at its arrival with the time as sent (splunk._epoch_ms), not made ms past int64.
 FINER_THAN_SECONDS = 1e11
 
 
