@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import gc
 import logging
@@ -178,7 +179,7 @@ def _serve(settings: Settings, out: TextIO) -> None:
     # server to stop, as uvicorn and gunicorn read it whatever they inherit.
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, signal.default_int_handler)
-    _Server(config, app).run(sockets=[sock])
+    LoglakeServer(config, app).run(sockets=[sock])
 
 
 def uvicorn_config(app: LoglakeApp) -> uvicorn.Config:
@@ -197,7 +198,7 @@ def uvicorn_config(app: LoglakeApp) -> uvicorn.Config:
     )
 
 
-class _Server(uvicorn.Server):
+class LoglakeServer(uvicorn.Server):
     """uvicorn's server, which on Ctrl-C or SIGTERM first ends the app's open event streams and stops its
     SQL work in flight: uvicorn waits for responses in flight, and a live tail's never ends by itself."""
 
@@ -206,7 +207,13 @@ class _Server(uvicorn.Server):
         self.loglake = app
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        self.loglake.stopping()
+        # uvicorn calls this from a signal handler (signal.signal), which runs between any two steps of whatever
+        # the event loop's thread runs: the app's stopping goes to the loop as a callback of its own, not in the
+        # middle of a stream's step (which then ended without its `end` event) or of a lock held on that thread.
+        try:
+            asyncio.get_running_loop().call_soon_threadsafe(self.loglake.stopping)
+        except RuntimeError:  # (no loop running yet, or any more)
+            self.loglake.stopping()
         super().handle_exit(sig, frame)
 
 

@@ -1,15 +1,17 @@
-"""GET /logs/tail's refusals, in process: they come before any stream opens (the streams themselves are
-tested against a real server in tests/e2e/test_tail.py)."""
+"""GET /logs/tail in process: its refusals, which come before any stream opens, and how a stream ends (the streams
+themselves are tested against a real server in tests/e2e/test_tail.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 
 import httpx
 import pytest
 
 from loglake.api import tail_routes
 from loglake.api.app import LoglakeApp
+from loglake.server import LoglakeServer, uvicorn_config
 from loglake.store.base import RecentQuery
 from tests.conftest import asgi_client, key_for
 
@@ -97,3 +99,49 @@ async def test_a_stopping_server_opens_no_tail(app: LoglakeApp, client: httpx.As
     refused = await asyncio.wait_for(client.get("/logs/tail"), 10)  # (a tail opened instead never ends)
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
     assert refused.json()["error"]["code"] == "server_stopping"
+
+
+async def test_a_tail_the_server_stops_before_its_first_wait_still_ends_with_the_end_event(app: LoglakeApp) -> None:
+    """uvicorn calls its SIGTERM handler from a Python signal handler, which may run at any point of the stream's
+    loop: stopped between two waits (here: as its head is sent), the stream left its loop and ended without the
+    `end` event, and `loglake tail` took the server for gone, not stopping (a flaky e2e test)."""
+    key = key_for(app, "read", "stopped")
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/logs/tail",
+        "query_string": b"",
+        "headers": [(b"authorization", f"Bearer {key}".encode()), (b"host", b"loglake.test")],
+        "scheme": "http",
+    }
+    requested = False
+    never = asyncio.Event()
+
+    async def receive() -> dict:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await never.wait()  # the client stays
+        return {"type": "http.disconnect"}
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.start":
+            app.stopping()
+
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    bodies = b"".join(m.get("body", b"") for m in sent[1:])
+    assert bodies == b'event: end\ndata: {"reason":"the server is stopping"}\n\n', sent
+
+
+async def test_the_servers_stop_signal_reaches_the_app_as_a_callback_of_the_event_loop(app: LoglakeApp) -> None:
+    """uvicorn runs its SIGTERM handler from a signal handler, in the middle of whatever the loop's thread runs:
+    the app's stopping (which ends the tails) goes to the loop, to run between two of its steps."""
+    server = LoglakeServer(uvicorn_config(app), app)
+    server.handle_exit(signal.SIGTERM, None)
+    assert server.should_exit and not app.is_stopping
+    await asyncio.sleep(0)
+    assert app.is_stopping

@@ -32,6 +32,7 @@ HEADERS = (
     (b"x-accel-buffering", b"no"),  # nginx and the like pass each event on at once
 )
 _encode = msgspec.json.Encoder().encode
+_END = b'event: end\ndata: {"reason":"the server is stopping"}\n\n'
 
 
 class EventStream:
@@ -59,12 +60,14 @@ class EventStream:
         try:
             await send({"type": "http.response.start", "status": status, "headers": headers})
             quiet = 0.0  # seconds since the last chunk
+            told_why = False  # an error event said why the tail ends
             while not self.tail.stopped:
                 wait = min(KEY_CHECK_SECONDS, HEARTBEAT_SECONDS - quiet)
                 waiting = await self.tail.next(wait)
                 over = self._why_over()
                 if over is not None:
                     chunk = b"event: error\ndata: %b\n\n" % _encode({"message": over})
+                    told_why = True
                     self.tail.stop()
                 elif waiting is None:
                     quiet += wait
@@ -78,13 +81,17 @@ class EventStream:
                         chunk += b'event: dropped\ndata: {"count":%d}\n\n' % dropped
                     if error is not None:
                         chunk += b"event: error\ndata: %b\n\n" % _encode({"message": error})
+                        told_why = True
                         self.tail.stop()
-                    elif self.tail.stopped and not watcher.done():  # the server is stopping
-                        chunk += b'event: end\ndata: {"reason":"the server is stopping"}\n\n'
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     sent += len(chunk)
                     quiet = 0.0
+            # Said after the loop, wherever in it the stop came: uvicorn stops the server from a signal handler,
+            # which runs between any two steps of the loop, not only while it waits.
+            if self.app.is_stopping and not told_why and not watcher.done():
+                await send({"type": "http.response.body", "body": _END, "more_body": True})
+                sent += len(_END)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()
