@@ -50,21 +50,26 @@ async def test_head_answers_the_stream_headers_without_opening_a_tail(client: ht
     assert response.content == b""
 
 
+def tail_scope(key: str, query: bytes) -> dict:
+    """The ASGI scope of a GET /logs/tail with `key`: driven as ASGI directly, as httpx's in-process transport waits
+    for a response's end."""
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": "/logs/tail",
+        "query_string": query,
+        "headers": [(b"authorization", f"Bearer {key}".encode()), (b"host", b"loglake.test")],
+        "scheme": "http",
+    }
+
+
 async def test_a_quiet_tail_sends_heartbeats_and_ends_when_its_client_leaves(
     app: LoglakeApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Driven as ASGI directly (httpx's in-process transport waits for a response's end): comments keep
     a quiet stream open, and the tail is released once the client disconnects."""
     monkeypatch.setattr(tail_routes, "HEARTBEAT_SECONDS", 0.01)
-    key = key_for(app, "read", "quiet")
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/logs/tail",
-        "query_string": b"q=quiet",
-        "headers": [(b"authorization", f"Bearer {key}".encode()), (b"host", b"loglake.test")],
-        "scheme": "http",
-    }
+    scope = tail_scope(key_for(app, "read", "quiet"), b"q=quiet")
     left = asyncio.Event()
     requested = False
 
@@ -105,15 +110,7 @@ async def test_a_tail_the_server_stops_before_its_first_wait_still_ends_with_the
     """uvicorn calls its SIGTERM handler from a Python signal handler, which may run at any point of the stream's
     loop: stopped between two waits (here: as its head is sent), the stream left its loop and ended without the
     `end` event, and `loglake tail` took the server for gone, not stopping (a flaky e2e test)."""
-    key = key_for(app, "read", "stopped")
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/logs/tail",
-        "query_string": b"",
-        "headers": [(b"authorization", f"Bearer {key}".encode()), (b"host", b"loglake.test")],
-        "scheme": "http",
-    }
+    scope = tail_scope(key_for(app, "read", "stopped"), b"")
     requested = False
     never = asyncio.Event()
 
