@@ -6,6 +6,7 @@ the server's stop)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import uvicorn
@@ -37,15 +38,32 @@ class _Sends:
         pass
 
 
+def _loaded(app: Any, **options: Any) -> uvicorn.Config:
+    """A config of the app, loaded, as uvicorn's server makes it before its connections."""
+    config = uvicorn.Config(app, lifespan="off", log_config=None, **options)
+    config.load()
+    return config
+
+
+async def _listen(config: uvicorn.Config, state: ServerState) -> tuple[asyncio.Server, int]:
+    """The protocol on a real socket of the running loop: the server and its port."""
+    server = await asyncio.get_running_loop().create_server(lambda: HttpProtocol(config, state, {}), "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def _on_recorded_sends(app: Any) -> tuple[HttpProtocol, _Sends]:
+    """A connection of the protocol to a transport that records its sends."""
+    protocol = HttpProtocol(_loaded(app), ServerState(), {})
+    transport = _Sends()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    return protocol, transport
+
+
 def test_an_answers_head_and_body_leave_in_one_send_and_a_streams_head_at_once() -> None:
     """uvicorn wrote a head and its body apart: two sends, two wake-ups of the client, for a 201 of one record."""
 
     async def scenario() -> None:
-        config = uvicorn.Config(_echo_length, lifespan="off", log_config=None)
-        config.load()
-        protocol = HttpProtocol(config, ServerState(), {})
-        transport = _Sends()
-        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol, transport = _on_recorded_sends(_echo_length)
         protocol.data_received(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc")
         for _ in range(5):
             await asyncio.sleep(0)
@@ -59,11 +77,7 @@ def test_an_answers_head_and_body_leave_in_one_send_and_a_streams_head_at_once()
             await event.wait()
             await send({"type": "http.response.body", "body": b"event"})
 
-        config = uvicorn.Config(stream, lifespan="off", log_config=None)
-        config.load()
-        protocol = HttpProtocol(config, ServerState(), {})
-        transport = _Sends()
-        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol, transport = _on_recorded_sends(stream)
         protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
         for _ in range(5):
             await asyncio.sleep(0)
@@ -93,12 +107,7 @@ async def _echo_length(scope: dict, receive, send) -> None:  # type: ignore[no-u
 
 
 async def _serve() -> tuple[asyncio.Server, int]:
-    config = uvicorn.Config(_echo_length, http=HttpProtocol, lifespan="off", log_config=None)
-    config.load()
-    state = ServerState()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: HttpProtocol(config, state, {}), "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1]
+    return await _listen(_loaded(_echo_length), ServerState())
 
 
 async def _exchange(port: int, *parts: bytes, pause: float = 0.0) -> bytes:
@@ -255,13 +264,10 @@ async def _serve_behaviour(keep_alive: int = 5) -> tuple[asyncio.Server, int, _R
     async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def]
         await _behaviour(recorded, scope, receive, send)
 
-    config = uvicorn.Config(app, lifespan="off", log_config=None, timeout_keep_alive=keep_alive)
-    config.load()
     state = ServerState()
     state.default_headers = [(b"date", b"Sun, 06 Dec 2026 10:00:00 GMT")]
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: HttpProtocol(config, state, {}), "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1], recorded, state
+    server, port = await _listen(_loaded(app, timeout_keep_alive=keep_alive), state)
+    return server, port, recorded, state
 
 
 def _answers(raw: bytes) -> list[bytes]:

@@ -200,8 +200,8 @@ class Router:
 
 # (a shipper given the server's address where its endpoint belongs: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT, say)
 _POSTED_TO_ROOT = (
-    "; send records to an endpoint: POST /logs (loglake's own), /v1/logs (OTLP), /_bulk (Elasticsearch),"
-    " /loki/api/v1/push (Loki), /services/collector (Splunk HEC)"
+    f"; send records to an endpoint: POST /logs (loglake's own), {otlp_routes.PATH} (OTLP), /_bulk (Elasticsearch),"
+    f" {loki_routes.PATH} (Loki), {splunk_routes.EVENT_PATHS[0]} (Splunk HEC)"
 )
 
 

@@ -10,6 +10,7 @@ records; parse_bulk stays the reference for every bulk.
 
 from __future__ import annotations
 
+import re
 from itertools import repeat
 
 import msgspec
@@ -25,6 +26,7 @@ REFUSED_ACTIONS = ("update", "delete")
 DOCUMENT_ERROR = "document_parsing_exception"  # Elasticsearch's error type for a source it cannot take
 CREATED_STATUS = 201  # a stored item's, unless its id was stored before (elastic_answers.KEPT_STATUS)
 _decode = msgspec.json.Decoder().decode
+_JSON_ARRAY = re.compile(rb"\s*\[")  # (matched, not body.lstrip(): that copies a body of megabytes)
 
 
 class BulkRefused(ValueError):
@@ -64,7 +66,7 @@ def parse_bulk(body: bytes, path_index: str | None) -> tuple[list[BulkItem], Rec
     """The items of a bulk body, each with its record's row in the columns or the reason it is refused;
     BulkRefused when the body is not a bulk request at all (an action line that is not one, a missing source
     line, no final newline)."""
-    if body.lstrip()[:1] == b"[":  # (told of the newline first, a sender adding one was refused again)
+    if _JSON_ARRAY.match(body):  # (told of the newline first, a sender adding one was refused again)
         raise BulkRefused(
             'a bulk request is NDJSON, not a JSON array: an action line ({"create":{}}) and then the document\'s'
             " line, for each document, each line ended by a newline"

@@ -114,7 +114,7 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
         self._schemas: set[str] = set()  # guest schemas brought up to date (use_schema)
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()  # jobs, lists of jobs, tasks, _STOP
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()  # lists of write jobs, tasks, _STOP
         self._loop_jobs: list[WriteJob] = []  # the event loop's writes not yet handed over
         self._writer = self._connect()
         use_incremental_vacuum(self._writer, self.path)
@@ -239,7 +239,7 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
 
     def submit(self, records: Sequence[NewRecord]) -> Future[list[bytes]]:
         job = WriteJob(records)
-        self._queue(job)
+        self._queue([job])
         assert job.future is not None
         return job.future
 
@@ -260,11 +260,11 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
         if jobs:  # (none when close() handed them over first)
             self._queue(jobs)
 
-    def _queue(self, item: WriteJob | list[WriteJob]) -> None:
+    def _queue(self, jobs: list[WriteJob]) -> None:
         if not self._thread.is_alive():
-            fail(item if type(item) is list else [item], StoreUnavailable("the hot store is closed"))
+            fail(jobs, StoreUnavailable("the hot store is closed"))
         else:
-            self._jobs.put(item)
+            self._jobs.put(jobs)
 
     def _write_loop(self) -> None:
         jobs = self._jobs
@@ -275,7 +275,7 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
             if callable(first):
                 first()
                 continue
-            group = first if type(first) is list else [first]
+            group: list[WriteJob] = first
             rows, stop = sum(len(job.records) for job in group), False
             while rows < MAX_ROWS_PER_COMMIT:
                 try:
@@ -288,9 +288,8 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
                 if callable(job):
                     job()
                     continue
-                added = job if type(job) is list else [job]
-                group += added
-                rows += sum(len(one.records) for one in added)
+                group += job
+                rows += sum(len(one.records) for one in job)
             self._commit_group(group)
             if stop:
                 return
