@@ -38,6 +38,11 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "clock_at(ms): the `app` fixture's clock stands still at ms (epoch ms)")
+    # The processes tests start get Ctrl-C as at a terminal, however the suite was started: a shell's background
+    # job (`make test &` without job control) starts with SIGINT ignored, which every child inherits through
+    # exec, and the tests of what Ctrl-C does then saw it ignored (7 failed so). A handler is reset on exec.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
