@@ -152,6 +152,15 @@ CATALOG_READS = [
     "WITH pg_settings AS (SELECT count(*) FROM pg_settings) SELECT * FROM pg_settings",
     "SELECT (SELECT count(*) FROM pg_views) FROM (WITH pg_views AS (SELECT 1) SELECT * FROM pg_views)",
     "WITH a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a",
+    # a recursive WITH's name is its own table in the recursive branch only: in the first, the catalog's
+    "WITH RECURSIVE duckdb_views AS (SELECT view_name, sql FROM duckdb_views UNION ALL"
+    " SELECT view_name, sql FROM duckdb_views WHERE false) SELECT * FROM duckdb_views",
+    "WITH RECURSIVE _hot_stream AS (SELECT * FROM _hot_stream UNION ALL SELECT * FROM _hot_stream WHERE false)"
+    " SELECT count(*) FROM _hot_stream",
+    'WITH RECURSIVE "lake/**/*.parquet" AS (SELECT * FROM "lake/**/*.parquet" UNION ALL'
+    ' SELECT * FROM "lake/**/*.parquet" WHERE false) SELECT count(*) FROM "lake/**/*.parquet"',
+    "SELECT * FROM (WITH RECURSIVE t AS (SELECT 1 AS x UNION ALL SELECT x FROM t, pg_settings WHERE false)"
+    " SELECT * FROM t)",
     "SELECT * FROM histogram(logs, severity)",
     "SELECT * FROM main.range(3)",
     "SELECT current_setting('temp_directory')",

@@ -137,7 +137,7 @@ def _refuse_outside_tables(node: Any, names: frozenset[str], tables: frozenset[s
     """Walk the parse tree; `names` are the (lower-case) table and WITH names in scope, `tables` the
     tables alone. A WITH name is in scope in its query and the later WITH clauses of the same list, as
     DuckDB binds it: out of its scope (or in its own, not recursive, definition) the same name means
-    the engine's catalog."""
+    the engine's catalog. A recursive WITH's name is in scope in its recursive branch, not its first."""
     if isinstance(node, list):
         for item in node:
             _refuse_outside_tables(item, names, tables)
@@ -153,7 +153,11 @@ def _refuse_outside_tables(node: Any, names: frozenset[str], tables: frozenset[s
         return
     kind = node.get("type")
     if kind == "RECURSIVE_CTE_NODE":
+        # DuckDB binds the first branch before the WITH name: there the name means the engine's catalog (a
+        # view of its own, a file's path), as in a WITH that is not recursive; the recursive branch reads it.
+        _refuse_outside_tables(node.get("left"), names, tables)
         names = names | {node.get("cte_name", "").lower()}
+        node = {k: v for k, v in node.items() if k != "left"}
     elif kind == "BASE_TABLE":
         name = node.get("table_name", "")
         if node.get("schema_name") or node.get("catalog_name"):
