@@ -108,7 +108,7 @@ def threads_waiting_for_a_fifo_writer() -> int:
 
 def asgi_client(app: LoglakeApp, key: str | None = None) -> httpx.AsyncClient:
     headers = {"authorization": f"Bearer {key}"} if key else {}
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://loglake.test", headers=headers)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost", headers=headers)
 
 
 @pytest.fixture

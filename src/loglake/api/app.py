@@ -86,15 +86,19 @@ class LoglakeApp(RuntimeEvents):
         self.storage_error_in_lake = False
         self.storage_checked_at = 0.0
         self.sessions = SessionStore(settings.data_dir, runtime.clock)  # web UI sign-ins (session_routes)
+        self._cors_origins = parse_origins(settings.cors_allow_origins)
         self.auth = Authenticator(
-            runtime.keyring if settings.auth else None, settings.region, runtime.clock, self.sessions
+            runtime.keyring if settings.auth else None,
+            settings.region,
+            runtime.clock,
+            self.sessions,
+            self._cors_origins,
         )
         self.ratelimiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self.loki_pushes: ResentPushes[Result] = ResentPushes()  # Loki pushes sent again after a lost answer
         self.router = Router(ROUTES)
         arrivals = runtime.service.arrivals
         self.tails = TailHub(arrivals, settings.max_tails_per_key, self.service.now_ms) if arrivals else None
-        self._cors_origins = parse_origins(settings.cors_allow_origins)
         self.access_log = AccessLog.open(settings.access_log)
         self._request_prefix = os.urandom(6).hex()
         self._request_counter = 0

@@ -17,6 +17,7 @@ from typing import Literal
 
 from loglake.api import sigv4
 from loglake.api.http import ApiError, Request
+from loglake.config import is_loopback
 from loglake.key_ring import KeyRing
 from loglake.keys import BEARER_PREFIX, ApiKey
 from loglake.sessions import Session, SessionStore
@@ -67,11 +68,13 @@ class Authenticator:
         region: str,
         clock: Callable[[], float] = time.time,
         sessions: SessionStore | None = None,
+        cors_origins: tuple[str, ...] = (),
     ) -> None:
         self.keyring = keyring
         self.region = region
         self.clock = clock
         self.sessions = sessions
+        self.cors_origins = cors_origins  # (the pages of other origins allowed to call the API: cors.py)
 
     @property
     def enabled(self) -> bool:
@@ -93,7 +96,7 @@ class Authenticator:
     def authenticate(self, request: Request) -> ApiKey:
         """The caller's key, or ApiError 401. For SigV4 the raw body must already be in request.body."""
         if self.keyring is None:
-            return ANONYMOUS
+            return self._anonymous(request)
         header = request.header(b"authorization")
         if not header:
             token = session_token(request)
@@ -132,6 +135,37 @@ class Authenticator:
                 return key
         revoked = any(self.keyring.was_revoked(t) for t in tried)
         raise unauthorized(REVOKED_KEY if revoked else UNKNOWN_KEY)
+
+    def _anonymous(self, request: Request) -> ApiKey:
+        """ANONYMOUS, for a request that can only come from this machine's own clients: auth is off only on a
+        loopback address, which the machine's browser reaches too, on behalf of any page it shows. A page of
+        another site could then send records in a form it may post without asking (Splunk HEC takes
+        text/plain), and a page whose name its DNS then points at 127.0.0.1 (DNS rebinding) is that site's own
+        origin for the browser: it could read logs and make itself an admin key, kept once auth is back on.
+        So the request must be addressed to a loopback name, and a browser's change must come from the
+        server's own pages (or an origin cors_allow_origins lets in)."""
+        host = request.header(b"host")
+        if not is_loopback(_host_name(host)):
+            raise ApiError(
+                403,
+                "host_not_allowed",
+                f"this server runs with auth off and answers only requests addressed to it by a loopback name "
+                f"(localhost, 127.0.0.1, [::1]), not {host[:100]!r}; to serve other names, keep auth on",
+            )
+        origin = request.header(b"origin")
+        if origin and request.method not in _SAFE_METHODS and not self._own_or_allowed(origin, host):
+            raise ApiError(
+                403,
+                "origin_not_allowed",
+                f"this server runs with auth off: a page of {origin[:100]!r} may not change anything on it from a "
+                "browser (only its own pages and the origins of cors_allow_origins may); keep auth on and send a key",
+            )
+        return ANONYMOUS
+
+    def _own_or_allowed(self, origin: str, host: str) -> bool:
+        """Whether a browser's Origin is the server's own (its scheme://Host) or one cors_allow_origins allows."""
+        own = origin.partition("://")[2].lower() == host.lower()
+        return own or "*" in self.cors_origins or origin in self.cors_origins
 
     def key_for_session(self, secret: str) -> ApiKey:
         """The bearer key a sign-in presents, or ApiError 401."""
@@ -228,6 +262,13 @@ def _colon_pair(token: str) -> tuple[str, str]:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return "", ""
     return (before, after) if colon else ("", "")
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header (`name`, `name:port`, `[v6 address]:port`), lower case."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0].lower() if host.count(":") == 1 else host.lower()
 
 
 def _raw_path(request: Request) -> bytes:
