@@ -248,7 +248,7 @@ def test_a_local_query_too_large_to_answer_says_so(tmp_path: Path, monkeypatch: 
     SQLiteHotStore(tmp_path / "hot.db").close()
     monkeypatch.setenv("LOGLAKE_QUERY_MAX_RESPONSE_MB", "1")
     wide = (
-        "SELECT CASE WHEN i < 4096 THEN repeat('x', 100000) ELSE error('read past the cap') END FROM range(10000) t(i)"
+        "SELECT CASE WHEN i < 4096 THEN repeat('x', 10000) ELSE error('read past the cap') END FROM range(10000) t(i)"
     )
     result = run("query", wide, "--format", "csv", "--data-dir", str(tmp_path))
     assert result.exit_code == 1 and "query_max_response_mb" in result.output and "fewer rows" in result.output

@@ -500,10 +500,8 @@ def test_an_answer_past_its_size_cap_is_refused_before_the_rest_is_read(
     store: SQLiteHotStore, local_lake: LocalObjectStore, tmp_path: Path
 ) -> None:
     engine = QueryEngine(store, local_lake, tmp_path / "duckdb", QueryLimits(max_response_mb=1))
-    # 100 kB rows: the cap passes at row 11; rows from 4096 on (a later vector) would fail if computed.
-    sql = (
-        "SELECT CASE WHEN i < 4096 THEN repeat('x', 100000) ELSE error('read past the cap') END FROM range(10000) t(i)"
-    )
+    # 10 kB rows: the cap passes at row 105; rows from 4096 on (a later vector) would fail if computed.
+    sql = "SELECT CASE WHEN i < 4096 THEN repeat('x', 10000) ELSE error('read past the cap') END FROM range(10000) t(i)"
     try:
         with pytest.raises(QueryError) as refused:
             engine.query(sql)

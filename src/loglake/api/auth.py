@@ -69,12 +69,15 @@ class Authenticator:
         clock: Callable[[], float] = time.time,
         sessions: SessionStore | None = None,
         cors_origins: tuple[str, ...] = (),
+        loopback_only: bool = True,
     ) -> None:
         self.keyring = keyring
         self.region = region
         self.clock = clock
         self.sessions = sessions
         self.cors_origins = cors_origins  # (the pages of other origins allowed to call the API: cors.py)
+        # Without a keyring: whether callers are this machine's (auth off), not ones let in before (AWS: IAM)
+        self.loopback_only = loopback_only
 
     @property
     def enabled(self) -> bool:
@@ -96,7 +99,7 @@ class Authenticator:
     def authenticate(self, request: Request) -> ApiKey:
         """The caller's key, or ApiError 401. For SigV4 the raw body must already be in request.body."""
         if self.keyring is None:
-            return self._anonymous(request)
+            return self._anonymous(request) if self.loopback_only else ANONYMOUS
         header = request.header(b"authorization")
         if not header:
             token = session_token(request)

@@ -291,6 +291,7 @@ def _api_app() -> Any:
     global _app
     if _app is None:
         from loglake.api.app import LoglakeApp
+        from loglake.aws.api_auth import IamAuthorizedApp
 
         table = os.environ.get("LOGLAKE_DYNAMODB_TABLE")
         if not table:
@@ -311,7 +312,7 @@ def _api_app() -> Any:
             from loglake.aws.athena_search import AthenaSearch
 
             record_search = AthenaSearch(_athena_engine())
-        app_class = LoglakeApp
+        app_class: type[LoglakeApp] = IamAuthorizedApp
         if os.environ.get("LOGLAKE_UI_SESSIONS_TABLE"):  # the web UI's function: signed in through Cognito
             from loglake.aws.ui_auth import CognitoUiApp as app_class
         _app = app_class.from_settings(settings, store=store, record_search=record_search)

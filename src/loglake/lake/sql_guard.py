@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 
+from loglake.lake.sql_sizes import unbounded
 from loglake.lake.tables import TABLES
 
 
@@ -169,9 +170,13 @@ def _refuse_outside_tables(node: Any, names: frozenset[str], tables: frozenset[s
                 f"{name!r} is not a table here (the tables here: {', '.join(sorted(tables))}); {ACCESS_HINT}",
             )
     elif kind == "TABLE_FUNCTION":
-        name = node.get("function", {}).get("function_name", "")
+        function = node.get("function", {})
+        name = function.get("function_name", "")
         if name.lower() not in ALLOWED_TABLE_FUNCTIONS:
             raise QueryError("forbidden", f"{name}() is not available: {ACCESS_HINT}")
+        _refuse_function(function, as_table=True)
+        _refuse_outside_tables(function.get("arguments"), names, tables)
+        node = {k: v for k, v in node.items() if k != "function"}
     elif kind == "SHOW_REF" and node.get("table_name"):
         raise QueryError("forbidden", f"SHOW lists the engine's catalog: {ACCESS_HINT}")
     elif node.get("class") == "FUNCTION":
@@ -180,13 +185,18 @@ def _refuse_outside_tables(node: Any, names: frozenset[str], tables: frozenset[s
         _refuse_outside_tables(value, names, tables)
 
 
-def _refuse_function(node: dict) -> None:
+def _refuse_function(node: dict, as_table: bool = False) -> None:
+    """Refuse a call by a qualified name, of a function off limits, or (but a table function's: its rows
+    stream) one whose answer the engine's memory bound does not count (sql_sizes)."""
     name = node.get("function_name", "")
     if node.get("schema") or node.get("catalog"):
         qualified = ".".join(node.get("qualified_name", {}).get("path", [name]))
         raise QueryError("forbidden", f"{qualified}(): call functions by their plain name; {ACCESS_HINT}")
     if name.lower() in DENIED_FUNCTIONS or name.lower() in catalog_functions():
         raise QueryError("forbidden", f"{name}() is not available: {ACCESS_HINT}")
+    too_large = None if as_table else unbounded(node)
+    if too_large:
+        raise QueryError("query_too_large", too_large)
 
 
 # `x ILIKE '%word%'` is how most people write "contains, any case", and DuckDB's ILIKE on a Parquet
