@@ -716,3 +716,13 @@ async def test_a_mistyped_path_is_told_the_path_it_likely_meant(
         assert "did you mean" not in response.text
     else:
         assert f"(did you mean {meant}?)" in response.text
+
+
+async def test_a_record_refused_as_a_whole_is_counted_as_the_record(client: httpx.AsyncClient) -> None:
+    """An event of invalid JSON was counted as `not_an_object`, which a new user read as what was wrong with it: a
+    problem of the record as a whole (no JSON, JSON too deep, not an object) is the record's."""
+    refused = await client.post("/services/collector/event", content=b'{"event":"a"}{bad')
+    assert refused.status_code == 400, refused.text
+    text = (await client.get("/metrics")).text
+    assert 'loglake_records_rejected_total{reason="record"} 1' in text, [t for t in text.splitlines() if "reject" in t]
+    assert "not_an_object" not in text

@@ -275,9 +275,10 @@ def count_refused(app: LoglakeApp, request: Request, problems: list[Problem], pr
 def _rejection_reason(field: str) -> str:
     """The metric label of a refused record: a record field, or `unknown_field` for the names of
     fields the model does not have (clients choose those: as labels they would grow /metrics without
-    bound), or `not_an_object`."""
+    bound), or `record` for the record as a whole (no JSON, JSON too deep, not an object: it was
+    `not_an_object` for all three, which a new user took for what was wrong with invalid JSON)."""
     if not field:
-        return "not_an_object"
+        return "record"
     return field if field in RECORD_FIELDS else "unknown_field"
 
 
