@@ -20,12 +20,14 @@ from loglake.cli_lake import COMMANDS as LAKE_COMMANDS
 from loglake.cli_maintenance import COMMANDS as MAINTENANCE_COMMANDS
 from loglake.cli_options import (
     CONTEXT,
+    FOLLOWING_COMMANDS,
     Named,
     SafeErrors,
     command_line,
     data_dir_option,
     json_text,
     key_option,
+    let_ctrl_c_through,
     print_columns,
     print_record_json,
     print_record_row,
@@ -33,7 +35,6 @@ from loglake.cli_options import (
     say_none_found,
     say_retrying_now_and_then,
     settings_options,
-    stop_on_sigint,
     url_option,
 )
 from loglake.cli_rules import COMMANDS as RULES_COMMANDS
@@ -58,11 +59,14 @@ from loglake.model import MAX_PAGE_LIMIT
 
 @click.group(cls=SafeErrors, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="loglake")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """loglake: durable log ingest over HTTP and recent logs in milliseconds.
 
     Start a server with `loglake serve`, then send logs with `loglake send` or POST /logs.
     """
+    if ctx.invoked_subcommand not in FOLLOWING_COMMANDS:
+        let_ctrl_c_through(follows=False)
 
 
 # -- serve -------------------------------------------------------------------------------------
@@ -263,9 +267,8 @@ def recent(
         "limit": limit,
     }
     show = print_record_json if as_json else print_record_row
-    if follow:
-        stop_on_sigint()
     try:
+        let_ctrl_c_through(follows=follow)  # (in the try: a Ctrl-C held since the start ends a follow well too)
         with LoglakeClient(url, api_key) as client:
             page = client.recent(params | {"follow": "true" if follow else None})
             logs = list(reversed(page["logs"]))

@@ -150,12 +150,18 @@ def until_ctrl_c(work: Callable[[Stop], T]) -> T:
             raise  # leaving the block waits for the work to end: its query interrupted, its files closed
 
 
-def stop_on_sigint() -> None:
-    """Let Ctrl-C, or a `kill -INT`, end a command that follows (`tail`, `recent --follow`) as it ends it in a
-    terminal, also when a shell script started it in the background: the shell then starts it with SIGINT ignored,
-    which leaves Python without its KeyboardInterrupt (`serve` takes SIGINT so too, as uvicorn and gunicorn do)."""
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+# The commands that let Ctrl-C through themselves (let_ctrl_c_through): the CLI's group lets it through for the others.
+FOLLOWING_COMMANDS = ("tail", "recent")
+
+
+def let_ctrl_c_through(follows: bool) -> None:
+    """Let through the SIGINT the `loglake` command held while its CLI was imported (__main__), and, for a command
+    that follows (`tail`, `recent --follow`), let Ctrl-C or a `kill -INT` end it as it ends it in a terminal, also
+    when a shell script started it in the background: the shell then starts it with SIGINT ignored, which leaves
+    Python without its KeyboardInterrupt (`serve` takes SIGINT so too, as uvicorn and gunicorn do)."""
+    if follows and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def printable(value: object, multiline: bool = False) -> str:

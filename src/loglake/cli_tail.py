@@ -12,11 +12,11 @@ from loglake.cli_options import (
     TermsCommand,
     command_line,
     key_option,
+    let_ctrl_c_through,
     print_record_json,
     print_record_row,
     printable,
     say_retrying_now_and_then,
-    stop_on_sigint,
     url_option,
 )
 from loglake.client import ClientError, LoglakeClient
@@ -69,8 +69,8 @@ def tail(
         "min_severity": min_severity,
     }
     show = print_record_json if as_json else print_record_row
-    stop_on_sigint()
     try:
+        let_ctrl_c_through(follows=True)  # (in the try: a Ctrl-C held since the start ends it well too)
         with LoglakeClient(url, api_key, timeout=_READ_TIMEOUT_SECONDS, backoff=RECONNECT_BACKOFF) as client:
             events = client.tail(params)
             while True:  # until Ctrl-C: a tail waits out a restart of its server, as `recent --follow` does

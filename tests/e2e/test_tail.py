@@ -335,6 +335,27 @@ def test_a_follow_started_in_the_background_by_a_script_stops_on_sigint(
                 process.kill()
 
 
+@pytest.mark.parametrize("command", [["tail", "--json"], ["recent", "--follow", "--json", "--since", "now"]])
+def test_a_sigint_sent_while_the_command_starts_is_not_lost(
+    server: ServerProcess, key: str, command: list[str]
+) -> None:
+    """`loglake tail & P=$!; kill -INT $P` in a script: the signal came while Python imported the CLI, before the
+    command let Ctrl-C through, and SIGINT ignored dropped it: the tail ran on (a new-user trial)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
+    follow = [sys.executable, "-m", "loglake", *command, "--url", server.url, "--api-key", key]
+    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731 - what the shell does
+    with subprocess.Popen(
+        follow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, preexec_fn=ignore_sigint
+    ) as process:
+        try:
+            time.sleep(0.05)  # (Python has started; the CLI takes half a second or more to import)
+            process.send_signal(signal.SIGINT)
+            assert process.wait(WAIT_S) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
 def _opens(server: ServerProcess, key: str) -> bool:
     headers = {"authorization": f"Bearer {key}"}
     with httpx.stream("GET", f"{server.url}/logs/tail", headers=headers, timeout=WAIT_S) as response:
