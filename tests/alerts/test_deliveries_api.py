@@ -258,6 +258,23 @@ async def test_a_secret_a_destination_needs_that_is_not_set_degrades_healthz(
         assert (await reader.get("/healthz")).json()["status"] == "ok"
 
 
+async def test_healthz_names_every_cause_gravest_first(app: LoglakeApp, settings, monkeypatch) -> None:
+    """With dead deliveries, a broken rule file and alerting.yml's problems, /healthz named the deliveries alone (a
+    new-user trial): each cause is named."""
+    monkeypatch.delenv("FIXD_UNSET_HOOK_URL", raising=False)
+    write_alerting(settings.rules_path, "destinations: {hook: {type: webhook, url: {env: FIXD_UNSET_HOOK_URL}}}\n")
+    (settings.rules_path / "broken.yml").write_text("title: broken\n")
+    assert app.runtime.rules is not None
+    app.runtime.rules.folder.reload()
+    async with asgi_client(app) as anonymous:
+        answer = (await anonymous.get("/healthz")).json()
+    assert answer["status"] == "degraded"
+    assert answer["reason"] == (
+        "1 problem(s) in the rule files or alerting.yml: what they hold does not run; "
+        "1 secret(s) that alert destinations need are not set: their deliveries fail"
+    )
+
+
 async def test_dead_deliveries_are_a_gauge_and_degrade_healthz_after_a_restart(app: LoglakeApp, settings, delivered):
     app.close()  # a restart: this process's counters start again, the outbox's rows remain
     again = LoglakeApp.from_settings(settings)

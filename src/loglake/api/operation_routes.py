@@ -52,20 +52,22 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
     # Dead deliveries are a lost notification, not a server that cannot serve: degraded, but still a
     # 200, so a load balancer keeps sending it logs.
     status = 200 if writable else 503
+    # Every cause, the gravest first: a new-user trial with dead deliveries, a broken rule file and alerting.yml's
+    # problems was told of the deliveries alone.
+    reasons = []
     if not writable:
-        reason = "storage cannot accept writes"
-    elif outbox_error is not None:
-        reason = "alert deliveries cannot be read"
-    elif dead_recently:
-        reason = f"alert deliveries were dead-lettered in the last {DEAD_DELIVERY_DEGRADES_MS // 3_600_000} h"
-    elif rule_problems:
+        reasons.append("storage cannot accept writes")
+    if outbox_error is not None:
+        reasons.append("alert deliveries cannot be read")
+    if dead_recently:
+        reasons.append(f"alert deliveries were dead-lettered in the last {DEAD_DELIVERY_DEGRADES_MS // 3_600_000} h")
+    if rule_problems:
         # (a rule file refused, or two with one id: a rule that ran before may have stopped; alerting.yml's
         # problems keep its last good version in use, and new destinations out)
-        reason = f"{rule_problems} problem(s) in the rule files or alerting.yml: what they hold does not run"
-    elif unset:
-        reason = f"{unset} secret(s) that alert destinations need are not set: their deliveries fail"
-    else:
-        reason = None
+        reasons.append(f"{rule_problems} problem(s) in the rule files or alerting.yml: what they hold does not run")
+    if unset:
+        reasons.append(f"{unset} secret(s) that alert destinations need are not set: their deliveries fail")
+    reason = "; ".join(reasons) or None
     if not _may_read(app, request):
         return Result(status, {"status": "ok" if reason is None else "degraded", "reason": reason})
     body = {
