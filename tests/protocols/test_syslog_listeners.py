@@ -315,6 +315,26 @@ def test_a_tls_handshake_on_the_plain_port_is_closed_and_said_not_stored_as_junk
     assert len(said) == 1 and "began a TLS handshake on the plain TCP listener" in said[0], said
 
 
+def test_an_http_request_on_the_tcp_port_is_closed_and_said_not_stored(
+    listening, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A web page can make the machine's browser post to any port: the request's body lines were stored as syslog
+    messages, so any page could write records (a security review)."""
+    syslog = listening()
+    forged = b"<14>1 2026-12-06T10:00:00Z h app - - - forged by a page\n"
+    request = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n\r\n" + forged
+    with caplog.at_level(logging.WARNING, logger="loglake.syslog"):
+        with socket.create_connection(("127.0.0.1", syslog.port), timeout=5) as page:
+            page.sendall(request)
+            assert page.recv(100) == b""  # closed
+        with socket.create_connection(("127.0.0.1", syslog.port)) as plain:
+            plain.sendall(b"<14>1 - h app - - - plain\n")
+        syslog.wait_for_tallies(lambda t: sum(x.accepted for x in t) == 1)
+    assert syslog.stored() == ["plain"]
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "sent an HTTP request" in said[0] and "closed it" in said[0], said
+
+
 def test_rfc3164_times_are_read_in_the_zone_the_settings_name(listening) -> None:
     """A UTC+9 sender's "now" was stored 9 h in the future, on top of /logs/recent (trial s14 T4)."""
     syslog = listening(syslog_timezone="Asia/Tokyo")

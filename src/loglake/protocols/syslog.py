@@ -85,7 +85,7 @@ class SyslogListeners:
         self._stopped: asyncio.Event | None = None
         self._failed_handshakes = _Warning()
         self._refused_connections = _Warning()  # (of the stream listeners, TCP and TLS)
-        self._tls_on_plain = _Warning()
+        self._other_protocols = _Warning()
 
     @classmethod
     def wanted(cls, settings: Settings) -> bool:
@@ -191,21 +191,20 @@ class SyslogListeners:
             since,
         )
 
-    def tls_on_plain_tcp(self, peer: str) -> None:
-        """Say (at most once every WARNING_SECONDS) that a sender began a TLS handshake on the plain TCP listener,
-        whose connection is closed, nothing stored: its handshake's bytes were records of binary junk."""
-        unsaid = self._tls_on_plain.due(self.monotonic())
+    def other_protocol(self, peer: str, spoken: str) -> None:
+        """Say (at most once every WARNING_SECONDS) that a sender spoke another protocol on the plain TCP listener
+        (TLS: a handshake, whose bytes were records of binary junk; HTTP: a request, which a web page can make the
+        browser send), whose connection is closed, nothing stored."""
+        unsaid = self._other_protocols.due(self.monotonic())
         if unsaid is None:
             return
         since = f"; {unsaid} more since the last said" if unsaid else ""
-        where = f" (--syslog-tls: {self._tls[0]}:{self._tls[1]})" if self._tls else " (--syslog-tls)"
-        _log.warning(
-            "syslog: %s began a TLS handshake on the plain TCP listener, which closed it: send TLS to the TLS "
-            "listener%s, or plain syslog here%s",
-            peer,
-            where,
-            since,
-        )
+        if spoken == "TLS":
+            where = f" (--syslog-tls: {self._tls[0]}:{self._tls[1]})" if self._tls else " (--syslog-tls)"
+            what, advice = "began a TLS handshake", f"send TLS to the TLS listener{where}, or plain syslog here"
+        else:
+            what, advice = "sent an HTTP request (a web page may have made a browser send it)", "send syslog here"
+        _log.warning("syslog: %s %s on the plain TCP listener, which closed it: %s%s", peer, what, advice, since)
 
     def connection_refused(self, peer: str) -> None:
         """Count a connection from outside syslog_allow (closed before anything was read from it), and say so in

@@ -5,6 +5,7 @@ refused, and each TLS handshake made here, so that a failed one is counted and s
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,9 @@ HANDSHAKE_SECONDS = 60.0
 READ_BYTES = 256 * 1024  # the most a TLS read takes at once (a TCP read's size)
 # The start of a TLS handshake (a handshake record, TLS 1.x): no syslog message starts so (`<PRI>` or a count does).
 TLS_HANDSHAKE_START = b"\x16\x03"
+# The start of an HTTP request, which a web page can make the machine's browser send to any port: its body's lines
+# were stored as syslog messages (a page could write records). No syslog message starts so either.
+HTTP_REQUEST_START = re.compile(rb"(?:GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|CONNECT|TRACE) \S")
 
 
 class Stream(asyncio.Protocol):
@@ -56,8 +60,9 @@ class Stream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if not self._began:
             self._began = True
-            if data.startswith(TLS_HANDSHAKE_START) and self.transport is not None:
-                self.listeners.tls_on_plain_tcp(self.peer)
+            spoken = _other_protocol(data)
+            if spoken and self.transport is not None:
+                self.listeners.other_protocol(self.peer, spoken)
                 self.transport.abort()
                 return
         self._take(self.framer.feed(data))
@@ -85,6 +90,13 @@ class Stream(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+def _other_protocol(first: bytes) -> str | None:
+    """The protocol a TCP connection's first bytes begin, when they are no syslog."""
+    if first.startswith(TLS_HANDSHAKE_START):
+        return "TLS"
+    return "HTTP" if HTTP_REQUEST_START.match(first) else None
 
 
 class TlsStream(Stream):
