@@ -57,7 +57,9 @@ async def test_a_request_addressed_to_another_name_is_refused(
         assert await stored_messages(client) == []
 
 
-@pytest.mark.parametrize("host", ["localhost:8080", "LOCALHOST", "127.0.0.1:8080", "127.0.0.2", "[::1]:8080", "[::1]"])
+@pytest.mark.parametrize(
+    "host", ["localhost:8080", "LOCALHOST", "127.0.0.1:8080", "127.0.0.2", "[::1]:8080", "[::1]", ""]
+)
 async def test_loopback_names_are_served(open_app: LoglakeApp, host: str) -> None:
     async with asgi_client(open_app) as client:
         sent = await client.post("/logs", json={"message": f"to {host}"}, headers={"host": host})

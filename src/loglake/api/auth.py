@@ -148,7 +148,7 @@ class Authenticator:
         So the request must be addressed to a loopback name, and a browser's change must come from the
         server's own pages (or an origin cors_allow_origins lets in)."""
         host = request.header(b"host")
-        if not is_loopback(_host_name(host)):
+        if host and not is_loopback(_host_name(host)):  # (a browser always sends one; an HTTP/1.0 client may not)
             raise ApiError(
                 403,
                 "host_not_allowed",

@@ -175,7 +175,7 @@ def _refuse_outside_tables(node: Any, names: frozenset[str], tables: frozenset[s
         if name.lower() not in ALLOWED_TABLE_FUNCTIONS:
             raise QueryError("forbidden", f"{name}() is not available: {ACCESS_HINT}")
         _refuse_function(function, as_table=True)
-        _refuse_outside_tables(function.get("arguments"), names, tables)
+        _refuse_outside_tables(list(function.values()), names, tables)  # (its arguments, not itself again)
         node = {k: v for k, v in node.items() if k != "function"}
     elif kind == "SHOW_REF" and node.get("table_name"):
         raise QueryError("forbidden", f"SHOW lists the engine's catalog: {ACCESS_HINT}")
