@@ -84,7 +84,7 @@ def test_show_prints_the_evidence_and_the_query_and_json_is_the_apis(
     server: ServerProcess, alerts: sqlite3.Connection
 ) -> None:
     title = "Errors burst\x1b]0;retitled\x07"
-    alert_id = insert_alert(alerts, title=title, evidence=[{"logId": "x1", "message": "boom\x1b[31m"}])
+    alert_id = insert_alert(alerts, title=title, evidence=[{"log_id": "x1", "message": "boom\x1b[31m"}])
     reader = key(server, "read")
     shown = remote(server, reader, "show", alert_id)
     assert shown.exit_code == 0, shown.output
@@ -92,7 +92,7 @@ def test_show_prints_the_evidence_and_the_query_and_json_is_the_apis(
     assert lines[0] == "Errors burst\\x1b]0;retitled\\x07"  # control characters shown, not obeyed
     assert remote(server, reader, "list").stdout.splitlines()[1].endswith("Errors burst\\x1b]0;retitled\\x07")
     assert any(line.split() == ["status", "open"] for line in lines)
-    assert '  {"logId": "x1", "message": "boom\\u001b[31m"}' in lines  # escaped for the terminal
+    assert '  {"log_id": "x1", "message": "boom\\u001b[31m"}' in lines  # escaped for the terminal
     assert "  SELECT * FROM logs WHERE severity = 'error'" in lines
     as_json = json.loads(remote(server, reader, "show", alert_id, "--json").stdout)
     with httpx.Client(headers={"authorization": f"Bearer {reader}"}) as client:

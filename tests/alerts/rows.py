@@ -30,7 +30,7 @@ def insert_alert(conn: sqlite3.Connection, created_ms: int = T0, **fields: Any) 
         "match_count": 3,
         "window_start_ms": created_ms - 300_000,
         "window_end_ms": created_ms,
-        "evidence": [{"logId": "0193a0b0-0000-7000-8000-000000000001", "message": "boom", "service": "api"}],
+        "evidence": [{"log_id": "0193a0b0-0000-7000-8000-000000000001", "message": "boom", "service": "api"}],
         "query": "SELECT * FROM logs WHERE severity = 'error'",
         "runbook": "https://runbooks.example/errors",
         "destinations": None,

@@ -3,6 +3,7 @@ same sandbox, in POST /query, GET /tables and `loglake query`; rules cannot read
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,17 @@ from loglake.api.app import LoglakeApp
 from loglake.config import Settings
 from tests.alerts.rows import T0, insert_alert
 from tests.conftest import run_cli
-from tests.rules.conftest import problems_of
+from tests.rules.conftest import problems_of, write_rule
+
+README = Path(__file__).parents[2] / "README.md"
+ERRORS_RULE = """
+id: 5f4c8e12-7a8b-4c2d-9e0f-1a2b3c4d5e6f
+title: Errors
+level: high
+schedule: 1m
+delay: 0s
+query: SELECT * FROM logs WHERE severity = 'error'
+"""
 
 
 @pytest.fixture
@@ -65,13 +76,33 @@ async def test_alerts_join_the_records_of_their_evidence(client: httpx.AsyncClie
         "/logs", json=[{"message": "login failed for bob", "service": "auth"}, {"message": "fine", "service": "auth"}]
     )
     failed_id = sent.json()["logIds"][0]
-    insert_alert(alerts, title="Login failures", evidence=[{"logId": failed_id, "message": "login failed for bob"}])
+    insert_alert(alerts, title="Login failures", evidence=[{"log_id": failed_id, "message": "login failed for bob"}])
     answer = await query(
         client,
         "SELECT a.title, l.message, l.service FROM alerts a, json_each(a.evidence) e"
-        " JOIN logs l ON l.log_id = e.value->>'logId'",
+        " JOIN logs l ON l.log_id = e.value->>'log_id'",
     )
     assert answer["rows"] == [["Login failures", "login failed for bob", "auth"]]
+
+
+async def test_the_readmes_join_of_alerts_with_their_evidence_finds_the_records(
+    client: httpx.AsyncClient, app: LoglakeApp
+) -> None:
+    """The README's example, over an alert the rules raised: evidence rows are the rule's query's rows, keyed
+    as the lake's columns (`log_id`), where the example looked for GET /logs/{id}'s `logId` and found none."""
+    (example,) = re.findall(r'"(SELECT a\.title[^"]+json_each\(a\.evidence\)[^"]+)"', README.read_text())
+    write_rule(app.settings.rules_path, "errors.yml", ERRORS_RULE)
+    now_ms = app.service.now_ms()
+    in_first_window = now_ms - now_ms % 60_000 - 30_000  # a rule seen first evaluates its latest window
+    sent = await client.post(
+        "/logs", json=[{"message": "disk gone", "severity": "error", "timestamp": in_first_window}, {"message": "ok"}]
+    )
+    assert sent.status_code == 201, sent.text
+    scheduler = app.runtime.rules
+    scheduler.reload()
+    assert [run.new_alerts for _, run in scheduler.run_round().runs] == [1]
+    answer = await query(client, example)
+    assert [row[0::2] for row in answer["rows"]] == [["Errors", "disk gone"]]
 
 
 async def test_every_alert_is_read_however_many_batches_they_take(
