@@ -24,9 +24,12 @@ from loglake.cli_options import (
 from loglake.config import env_name, flag_name
 
 ASK_PROMPT = "ask> "
-INTERACTIVE_HELP = (
-    "Ask a question; follow-ups continue the conversation. /run runs the last answer, /rule drafts a rule "
-    "from it, /quit ends."
+# The interactive session's commands and what each does: its help line and the refusal of a mistyped one
+# (a line starting with "/" that is none of them) list these.
+SESSION_COMMANDS = {"/run": "runs the last answer", "/rule": "drafts a rule from it", "/quit": "ends"}
+QUIT = ("/quit", "/exit")
+INTERACTIVE_HELP = "Ask a question; follow-ups continue the conversation. " + (
+    ", ".join(f"{name} {does}" for name, does in SESSION_COMMANDS.items()) + "."
 )
 ASK_TIMEOUT_S = 600.0  # a server's answer may take a model's few attempts, each up to its llm_timeout_seconds
 
@@ -228,14 +231,18 @@ class _Session(ABC):
         while True:
             click.echo(ASK_PROMPT, nl=False, err=True)
             line = sys.stdin.readline()
-            if not line or line.strip() in ("/quit", "/exit"):
-                return
             command = line.strip()
+            if not line or command in QUIT:
+                return
             try:
                 if command == "/run":
                     self.run()
                 elif command == "/rule":
                     self.rule(yes)
+                elif command.startswith("/"):  # a mistyped command is not a question for the model
+                    raise click.ClickException(
+                        f"unknown command {command.split()[0]}; commands: {', '.join(SESSION_COMMANDS)}"
+                    )
                 elif command:
                     self.ask(command)
             except click.ClickException as e:  # the session goes on

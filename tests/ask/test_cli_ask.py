@@ -129,6 +129,18 @@ def test_interactive_questions_make_one_conversation(data_dir: Path, model_serve
     assert "payments" in shown.stdout.rsplit("ORDER BY", 1)[1]  # /run ran the last answer
 
 
+def test_interactive_refuses_a_mistyped_command_without_asking_the_model(
+    data_dir: Path, model_server: ModelServer
+) -> None:
+    model_server.say(sql_reply(COUNT))
+    shown = run_cli("ask", "--data-dir", str(data_dir), input="/runn\n/bogus now\nrecords per service\n/quit\n")
+    assert shown.exit_code == 0, shown.output
+    assert "Error: unknown command /runn; commands: /run, /rule, /quit" in shown.stderr
+    assert "Error: unknown command /bogus; commands: /run, /rule, /quit" in shown.stderr
+    [asked] = model_server.seen  # only the question reached the model
+    assert asked.texts == ["records per service"]
+
+
 def test_a_model_server_that_cannot_be_reached_is_said_with_the_flag_that_names_it(data_dir: Path) -> None:
     """Not only "retry": retrying a wrong endpoint, or one whose server is not running, fails again."""
     shown = run_cli("ask", "--data-dir", str(data_dir), "--llm-endpoint", "http://127.0.0.1:1/v1", "anything")
