@@ -1,4 +1,4 @@
-"""The starter pack loads without a problem and its own tests pass; and the README's example rules do
+"""The starter pack loads without a problem or a warning and its own tests pass; and the README's example rules do
 what the README says."""
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from loglake.rules.testing import run_tests
 README = (Path(__file__).parents[2] / "README.md").read_text()
 
 
-def test_the_starter_pack_loads_and_passes_its_tests() -> None:
+def test_the_starter_pack_loads_without_warnings_and_passes_its_tests() -> None:
     found = load_rules(starter_folder())
     assert found.problems == []
+    assert [str(w) for r in found.rules for w in r.warnings] == []  # `loglake rules validate` says nothing of them
     assert len(found.rules) == 12
     assert {r.kind for r in found.rules} == {"sigma", "sigma correlation", "sql", "anomaly"}
     assert {t.name for r in found.rules for t in r.tests}  # every rule has tests, that fire and that do not:
