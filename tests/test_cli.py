@@ -174,15 +174,19 @@ def test_keys_create_refuses_a_duplicate_active_name(tmp_path: Path):
 @pytest.mark.parametrize("scopes", ["ingest,delete", "", "READ-ALL"])
 def test_keys_create_refuses_bad_scopes(tmp_path: Path, scopes: str):
     result = run("keys", "create", "--name", "x", "--scopes", scopes, "--data-dir", str(tmp_path))
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # a usage error, as the README says of a command line that does not read
     assert result.stdout == ""
-    assert "scopes must be a comma-separated subset of ingest, read, alerts, admin" in result.stderr
+    assert "Invalid value for --scopes: must be a comma-separated subset of ingest, read, alerts, admin" in (
+        result.stderr
+    )
     assert keys_json(tmp_path) == []
 
 
 def test_keys_create_refuses_a_bad_name(tmp_path: Path):
     result = run("keys", "create", "--name", "has space", "--data-dir", str(tmp_path))
-    assert result.exit_code != 0 and "a key name is 1-64 characters" in result.stderr
+    assert result.exit_code == 2 and "Invalid value for --name: a key name is 1-64 characters" in result.stderr
+    long = run("keys", "create", "--name", "x" * 65, "--data-dir", str(tmp_path / "nowhere"))  # the value first
+    assert long.exit_code == 2 and "Invalid value for --name" in long.stderr
 
 
 @pytest.mark.parametrize(

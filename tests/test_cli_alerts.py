@@ -220,8 +220,11 @@ def test_on_a_data_dir_alerts_are_named_by_a_part_of_their_id(data_dir: Path) ->
 def test_on_a_data_dir_unknown_alerts_and_bad_filters_are_refused(data_dir: Path) -> None:
     missing = run("alerts", "show", "0193a0b0-0000-7000-8000-000000000000", "--data-dir", str(data_dir))
     assert missing.exit_code == 1 and "no alert with id" in missing.stderr
-    bad = run("alerts", "list", "--since", "soon", "--data-dir", str(data_dir))
-    assert bad.exit_code == 1 and "since: 'soon' is not a time" in bad.stderr
+    bad = run("alerts", "list", "--since", "soon", "--data-dir", str(data_dir))  # a usage error (exit 2)
+    assert bad.exit_code == 2 and "Invalid value for --since: 'soon' is not a time" in bad.stderr
+    several = run("alerts", "list", "--status", "closed", "-q", "", "--limit", "0", "--data-dir", str(data_dir))
+    assert several.exit_code == 2 and "Invalid value for --status: must be one or more" in several.stderr
+    assert "Invalid value for --limit: must be" in several.stderr
 
 
 def test_on_a_data_dir_alerts_of_a_rule_are_listed_by_the_start_of_its_id_or_its_file_name(data_dir: Path) -> None:

@@ -52,6 +52,7 @@ from loglake.keys import (
     KeyStore,
     KeyStoreError,
     LastAdminKey,
+    check_key_name,
     parse_scopes,
 )
 from loglake.model import MAX_PAGE_LIMIT
@@ -130,6 +131,14 @@ def keys_create(
     name: str, scopes: str, sigv4: bool, rate_limit: float | None, burst: int | None, data_dir: Path
 ) -> None:
     """Create a key and print only its secret on stdout, so a script can capture it."""
+    try:  # (the command line first: a usage error, exit 2, whatever the data dir holds)
+        check_key_name(name)
+    except KeyStoreError as e:
+        raise click.BadParameter(str(e), param_hint="--name") from None
+    try:
+        chosen = parse_scopes(scopes)
+    except KeyStoreError as e:
+        raise click.BadParameter(str(e), param_hint="--scopes") from None
     if not data_dir.is_dir():
         raise click.ClickException(
             f"no loglake data dir at {data_dir.absolute()}: point --data-dir (or {env_name('data_dir')}) at the "
@@ -137,7 +146,7 @@ def keys_create(
         )
     store = KeyStore(data_dir)
     try:
-        new = store.create(name, parse_scopes(scopes), sigv4=sigv4, rate_limit=rate_limit, rate_burst=burst)
+        new = store.create(name, chosen, sigv4=sigv4, rate_limit=rate_limit, rate_burst=burst)
     except KeyStoreError as e:
         raise click.ClickException(str(e)) from None
     finally:

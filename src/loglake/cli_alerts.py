@@ -269,6 +269,11 @@ def _print_alert(alert: dict[str, Any]) -> None:
     click.echo(printable("  " + alert["query"].replace("\n", "\n  "), multiline=True))
 
 
+# The options of `alerts list` by the query parameter each gives (the list's parse names the parameters).
+_LIST_OPTIONS = {"q": "--query"} | {
+    name: f"--{name}" for name in ("status", "level", "rule", "since", "limit", "cursor")
+}
+
 # What the server's answers to an unknown or ambiguous id point to, and the command that lists the same.
 _LISTED_BY = {
     "GET /alerts lists them": "`loglake alerts list` lists them",
@@ -295,8 +300,13 @@ def _local(data_dir: Path, call: Callable[[sqlite3.Connection], T]) -> T:
     try:
         with _alerts_db(data_dir) as conn:
             return call(conn)
-    except InvalidAlertQuery as e:
-        raise click.ClickException(str(e)) from None
+    except InvalidAlertQuery as e:  # (values of the command line: a usage error, exit 2)
+        problems = [(_LIST_OPTIONS.get(name, name), reason) for name, reason in e.problems]
+        if len(problems) == 1:
+            raise click.BadParameter(problems[0][1], param_hint=problems[0][0]) from None
+        raise click.UsageError(
+            "; ".join(f"Invalid value for {option}: {reason}" for option, reason in problems)
+        ) from None
     except (NoSuchAlert, AmbiguousAlert) as e:
         raise click.ClickException(f"{e}; `loglake alerts list` lists them") from None
     except sqlite3.OperationalError as e:

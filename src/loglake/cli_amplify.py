@@ -14,7 +14,16 @@ from typing import Any
 import click
 
 from loglake.cli_lake import local_data_dir_option, local_lake, print_result
-from loglake.cli_options import CONTEXT, data_dir_option, json_text, key_option, print_columns, printable, url_option
+from loglake.cli_options import (
+    CONTEXT,
+    data_dir_option,
+    json_text,
+    key_option,
+    option_time,
+    print_columns,
+    printable,
+    url_option,
+)
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError
 
@@ -175,7 +184,7 @@ def report(
         from loglake.amplify.reports import UnknownReport, apps_with_rows, run_reports, unknown_app_message
 
         now_ms = _now_ms()
-        since_ms, until_ms = _query_time(since, "--since", now_ms), _query_time(until or "now", "--until", now_ms)
+        since_ms, until_ms = option_time(since, "--since", now_ms), option_time(until or "now", "--until", now_ms)
         if until_ms <= since_ms:  # (as GET /amplify/reports refuses it: it printed seven empty reports)
             raise click.UsageError("--until must be after --since")
         with local_lake(data_dir) as lake:
@@ -231,18 +240,8 @@ def status(data_dir: Path) -> None:
                 click.echo(f"  {printable(app['app'])}: ... and {len(app['errors']) - 3} more error(s)")
 
 
-def _query_time(text: str, option: str, now_ms: int) -> int:
-    """A time as every loglake command takes it (loglake.times), in epoch ms."""
-    from loglake.times import TimeFormatError, parse_time
-
-    try:
-        return parse_time(text, now_ms)
-    except TimeFormatError as e:
-        raise click.UsageError(f"{option}: {e}") from None
-
-
 def _collect_time(text: str | None, option: str) -> datetime | None:
-    return datetime.fromtimestamp(_query_time(text, option, _now_ms()) / 1000, UTC) if text else None
+    return datetime.fromtimestamp(option_time(text, option, _now_ms()) / 1000, UTC) if text else None
 
 
 def _note_bounds(collector: Any, start: datetime | None, end: datetime | None) -> None:

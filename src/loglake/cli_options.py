@@ -45,6 +45,17 @@ class Named(click.ParamType):
         return value
 
 
+def option_time(text: str, option: str, now_ms: int) -> int:
+    """The time an option gives, as every loglake command takes it (loglake.times), in epoch ms; a usage error
+    naming the option (exit 2) when it does not read."""
+    from loglake.times import TimeFormatError, parse_time
+
+    try:
+        return parse_time(text, now_ms)
+    except TimeFormatError as e:
+        raise click.BadParameter(str(e), param_hint=option) from None
+
+
 class TermsCommand(click.Command):
     """A command whose words are a search, where `-word` excludes a word: click would take -healthcheck
     for -h and an unknown -x for an error, so words starting with one dash are the search's; -h alone

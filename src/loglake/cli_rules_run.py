@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from loglake.cli_options import json_text, print_columns, printable, until_ctrl_c
+from loglake.cli_options import json_text, option_time, print_columns, printable, until_ctrl_c
 from loglake.cli_rules_folder import (
     RULE_ID,
     data_dir_option,
@@ -41,10 +41,11 @@ def rules_run(
     from loglake.cli_lake import local_lake
     from loglake.rules.run import RuleRunError, run_rule
 
+    now_ms = int(time.time() * 1000)
+    times = _given_times(since, until, now_ms)  # before the folder is read: the command line first, as run-due
     settings = rules_settings(data_dir, rules_dir)
     rule = find_rule_in(settings, rule_id)
-    now_ms = int(time.time() * 1000)
-    since_ms, until_ms = _window(since, until, now_ms, now_ms - rule.delay_ms, rule.lookback_ms)
+    since_ms, until_ms = _window(times, until, now_ms, now_ms - rule.delay_ms, rule.lookback_ms)
     with local_lake(settings.data_dir) as lake:
         try:
             result = run_rule(rule, lake.engine, since_ms, until_ms, now_ms)
@@ -106,24 +107,29 @@ def rules_run_due(as_of: str | None, rules_dir: Path | None, data_dir: Path | No
         raise SystemExit(1)
 
 
-def _window(
-    since: str | None, until: str | None, now_ms: int, default_until_ms: int, default_length_ms: int
-) -> tuple[int, int]:
-    """The window --since and --until name (ISO-8601, epoch ms or ages); without --until it ends at
-    default_until_ms, without --since it is default_length_ms long."""
-    from loglake.times import TimeFormatError, parse_time
+def _given_times(since: str | None, until: str | None, now_ms: int) -> tuple[int | None, int | None]:
+    """The times --since and --until give (ISO-8601, epoch ms or ages before now_ms), None for one left out."""
+    return (
+        None if since is None else option_time(since, "--since", now_ms),
+        None if until is None else option_time(until, "--until", now_ms),
+    )
 
-    try:
-        until_ms = parse_time(until, now_ms) if until else default_until_ms
-        since_ms = parse_time(since, now_ms) if since else until_ms - default_length_ms
-    except TimeFormatError as e:
-        raise click.ClickException(str(e)) from None
+
+def _window(
+    given: tuple[int | None, int | None], until: str | None, now_ms: int, default_until_ms: int, default_length_ms: int
+) -> tuple[int, int]:
+    """The window of the given times (_given_times); without --until it ends at default_until_ms, without
+    --since it is default_length_ms long. A window that cannot be is a usage error, as a time that does not read."""
+    since_ms, until_ms = given
+    until_ms = default_until_ms if until_ms is None else until_ms
+    since_ms = until_ms - default_length_ms if since_ms is None else since_ms
     if since_ms >= until_ms:
-        raise click.ClickException("--since must be before --until")
+        raise click.BadParameter(f"must be before --until ({_iso(until_ms)})", param_hint="--since")
     if until_ms > now_ms:  # (a window not over yet: every rule about silence or absence fires in it)
-        raise click.ClickException(
-            f"--until {printable(until or '')} is in the future ({_iso(until_ms)}): the records of a window not over"
-            " yet have not arrived; end it at the latest now (leave --until out for the default)"
+        raise click.BadParameter(
+            f"{printable(until or '')} is in the future ({_iso(until_ms)}): the records of a window not over"
+            " yet have not arrived; end it at the latest now (leave --until out for the default)",
+            param_hint="--until",
         )
     return since_ms, until_ms
 
@@ -131,13 +137,8 @@ def _window(
 def _fixed_clock(text: str) -> Callable[[], float]:
     """A clock stopped at `text`, not later than now: a window evaluated before its end has passed would
     be marked done without the records that arrive after the run."""
-    from loglake.times import TimeFormatError, parse_time
-
     now_ms = int(time.time() * 1000)
-    try:
-        as_of_ms = parse_time(text, now_ms)
-    except TimeFormatError as e:
-        raise click.BadParameter(str(e), param_hint="--now") from None
+    as_of_ms = option_time(text, "--now", now_ms)
     if as_of_ms > now_ms:
         raise click.BadParameter(
             f"{text!r} is in the future: run-due only runs what was due by now", param_hint="--now"
@@ -177,14 +178,15 @@ def rules_backtest(
     from loglake.rules.backtest import Day, PeriodError, backtest, refuse_past_retention
     from loglake.rules.run import RuleRunError
 
+    now_ms = int(time.time() * 1000)
+    times = _given_times(since, until, now_ms)
     settings = rules_settings(data_dir, rules_dir)
     rule = find_rule_in(settings, rule_id)
-    now_ms = int(time.time() * 1000)
-    since_ms, until_ms = _window(since, until, now_ms, now_ms, rule.lookback_ms)  # (--since is required)
+    since_ms, until_ms = _window(times, until, now_ms, now_ms, rule.lookback_ms)  # (--since is required)
     try:
         refuse_past_retention(since_ms, now_ms, settings.retention_days)
     except PeriodError as e:
-        raise click.ClickException(str(e).replace("since ", "--since ", 1)) from None
+        raise click.BadParameter(str(e).removeprefix("since "), param_hint="--since") from None
     started = time.perf_counter()
 
     def progress(day: Day, done: int, total: int) -> None:

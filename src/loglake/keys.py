@@ -17,6 +17,7 @@ import hashlib
 import math
 import mmap
 import os
+import re
 import secrets
 import sqlite3
 import string
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
 # ingest: POST /logs; read: everything that reads; alerts: acknowledge and resolve alerts; admin: all of
 # them, and the keys.
 SCOPES = ("ingest", "read", "alerts", "admin")
+# A key's name: the key store's check, the OpenAPI schema and the web UI's form all take these.
+MAX_KEY_NAME_CHARS = 64
+KEY_NAME_PATTERN = rf"[A-Za-z0-9._\-]{{1,{MAX_KEY_NAME_CHARS}}}"  # (a hyphen escaped: browsers' `v` flag wants it)
+KEY_NAME_RULE = f"1-{MAX_KEY_NAME_CHARS} characters of letters, digits, '.', '_' or '-'"
 BUSY_TIMEOUT_S = 10.0  # how long a key write waits for another process's write to keys.db
 BEARER_PREFIX = "llk_"
 ACCESS_KEY_PREFIX = "LLAK"
@@ -138,11 +143,16 @@ def new_sigv4_secret() -> str:
 
 
 def parse_scopes(text: str) -> frozenset[str]:
-    """The scopes of a comma-separated text (the CLI's --scopes)."""
+    """The scopes of a comma-separated text (the CLI's --scopes, whose refusal names the option)."""
     scopes = frozenset(s.strip() for s in text.split(",") if s.strip())
     if not scopes or scopes - set(SCOPES):
-        raise KeyStoreError(f"scopes must be a comma-separated subset of {', '.join(SCOPES)}, got {text!r}")
+        raise KeyStoreError(f"must be a comma-separated subset of {', '.join(SCOPES)}, got {text!r}")
     return scopes
+
+
+def check_key_name(name: str) -> None:
+    if not re.fullmatch(KEY_NAME_PATTERN, name):
+        raise KeyStoreError(f"a key name is {KEY_NAME_RULE}")
 
 
 def scope_set(names: list[str]) -> frozenset[str]:
@@ -333,7 +343,6 @@ class KeyStore:
 
 
 _KEY_COLUMNS = "name, kind, scopes, hint, created_at, revoked_at, rate_limit, rate_burst"
-_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "._-")
 _UPPER_ALNUM = string.ascii_uppercase + string.digits
 _ALNUM = string.ascii_letters + string.digits
 _MASTER_KEY_BYTES = 32  # AES-256
@@ -342,8 +351,7 @@ _MASTER_KEY_BYTES = 32  # AES-256
 def _new_key(
     name: str, scopes: frozenset[str], sigv4: bool, rate_limit: float | None, rate_burst: int | None
 ) -> NewKey:
-    if not name or len(name) > 64 or not set(name) <= _NAME_CHARS:
-        raise KeyStoreError("a key name is 1-64 characters of letters, digits, '.', '_' or '-'")
+    check_key_name(name)
     bounds = (("rate limit", rate_limit, MIN_RATE_LIMIT, MAX_RATE_LIMIT), ("burst", rate_burst, 1, MAX_RATE_BURST))
     for label, value, least, most in bounds:
         if value is not None and not (least <= value <= most):  # (nan and inf too)

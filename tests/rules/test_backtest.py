@@ -310,11 +310,14 @@ def test_the_cli_prints_alerts_per_day_with_examples(tmp_path: Path) -> None:
         rules("backtest", "77777777", "--since", str(today - 2 * DAY_MS), "--until", str(today), "--json", *args).stdout
     )
     assert (as_json["alerts"], as_json["days"][1]["examples"][0]["group"]) == (1, {"service": "api"})
-    bad = rules("backtest", "77777777", "--since", "1d", "--until", "2d", *args)
-    assert bad.exit_code == 1 and "--since must be before --until" in bad.stderr
+    bad = rules("backtest", "77777777", "--since", "1d", "--until", "2d", *args)  # usage errors: exit 2
+    assert bad.exit_code == 2 and "Invalid value for --since: must be before --until (" in bad.stderr
+    unread = rules("backtest", "77777777", "--since", "bogus", *args)
+    assert unread.exit_code == 2 and "Invalid value for --since: 'bogus' is not a time" in unread.stderr
     past_retention = rules("backtest", "77777777", "--since", "400d", *args)  # the default retention: 365 days
-    assert past_retention.exit_code == 1
-    assert "--since " in past_retention.stderr and "the 365 days the lake keeps" in past_retention.stderr
+    assert past_retention.exit_code == 2
+    assert "Invalid value for --since: " in past_retention.stderr
+    assert "is older than the 365 days the lake keeps" in past_retention.stderr
     assert "backtest at most 365d, from " in past_retention.stderr
 
 

@@ -331,11 +331,13 @@ def test_run_prints_the_matches(folder: Path, tmp_path: Path) -> None:
     assert {"disk": "sda"} in [record["attributes"] for record in evidence]
     default_window = rules("run", "aaaaaaaa", *args)  # the rule's lookback: the last 5 minutes
     assert default_window.stdout.count("CRITICAL") == 1
-    bad = rules("run", "aaaaaaaa", "--since", "yesterday", *args)
-    assert bad.exit_code == 1 and "'yesterday' is not a time" in bad.stderr
+    bad = rules("run", "aaaaaaaa", "--since", "yesterday", *args)  # a usage error (exit 2) that names the option
+    assert bad.exit_code == 2 and "Invalid value for --since: 'yesterday' is not a time" in bad.stderr
+    no_folder = rules("run", "aaaaaaaa", "--until", "bogus", "--rules-dir", str(tmp_path / "none"))
+    assert no_folder.exit_code == 2 and "Invalid value for --until: 'bogus'" in no_folder.stderr  # checked first
     ahead = rules("run", "aaaaaaaa", "--since", "1h", "--until", "2099-01-01", *args)  # (accepted: every service
-    assert ahead.exit_code == 1, ahead.output  # "went silent" in the hours to come, a new-user trial)
-    assert "--until 2099-01-01 is in the future (2099-01-01T00:00:00Z)" in ahead.stderr
+    assert ahead.exit_code == 2, ahead.output  # "went silent" in the hours to come, a new-user trial)
+    assert "Invalid value for --until: 2099-01-01 is in the future (2099-01-01T00:00:00Z)" in ahead.stderr
 
 
 def test_run_of_a_sql_rule_whose_rows_have_no_timestamp_shows_no_span(tmp_path: Path) -> None:
