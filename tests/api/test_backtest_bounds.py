@@ -56,7 +56,7 @@ async def test_a_period_older_than_the_retention_is_refused_with_the_limit(reade
     answer = await reader.post(f"/rules/{EVERY_MINUTE_ID}/backtest", json={"since": "40d"})
     assert answer.status_code == 400
     error = answer.json()["error"]
-    assert error["code"] == "invalid_query" and error["details"][0]["field"] == "since"
+    assert error["code"] == "invalid_request" and error["details"][0]["field"] == "since"
     assert re.fullmatch(
         r"since \S+Z is older than the 30 days the lake keeps \(retention_days\): backtest at most 30d, from \S+Z on",
         error["message"],
@@ -104,8 +104,9 @@ async def test_a_backtest_takes_examples_per_day_bounded_as_the_commands_example
 @pytest.mark.parametrize(
     ("body", "code", "field"),
     [
-        ({"since": "soon"}, "invalid_query", "since"),
-        ({"since": "1h", "until": "2h"}, "invalid_query", "until"),
+        ({"since": "soon"}, "invalid_request", "since"),  # a body's field: invalid_query is for query parameters
+        ({"since": "1h", "until": "2h"}, "invalid_request", "until"),
+        ({"since": "now", "until": "7d"}, "invalid_request", "until"),
         ({"since": 5}, "invalid_request", "since"),
         ({"since": "1h", "window": "1h"}, "invalid_request", "window"),
     ],

@@ -137,7 +137,7 @@ async def backtest_rule(app: LoglakeApp, request: Request, rule_id: str) -> Resu
         try:
             bounds[name] = parse_time(text, now_ms)
         except TimeFormatError as e:
-            raise ApiError(400, "invalid_query", f"{name}: {e}", _field(name, str(e))) from None
+            raise ApiError(400, "invalid_request", f"{name}: {e}", _field(name, str(e))) from None
     examples = body.get("examples", EXAMPLES)
     if type(examples) is not int or not 0 <= examples <= MAX_EXAMPLES:
         reason = f"must be a whole number 0-{MAX_EXAMPLES}"
@@ -145,11 +145,11 @@ async def backtest_rule(app: LoglakeApp, request: Request, rule_id: str) -> Resu
             400, "invalid_request", f"examples {reason}; send e.g. {_BACKTEST_EXAMPLE}", _field("examples", reason)
         )
     if bounds["until"] <= bounds["since"]:
-        raise ApiError(400, "invalid_query", "until must be after since", _field("until", "must be after since"))
+        raise ApiError(400, "invalid_request", "until must be after since", _field("until", "must be after since"))
     try:
         refuse_past_retention(bounds["since"], now_ms, app.settings.retention_days)
     except PeriodError as e:
-        raise ApiError(400, "invalid_query", str(e), _field("since", str(e))) from None
+        raise ApiError(400, "invalid_request", str(e), _field("since", str(e))) from None
     engine = _scheduler(app).engine
     budget_s = app.settings.query_timeout_seconds
 
@@ -180,7 +180,8 @@ def _backtest_timeout(budget_s: float) -> ApiError:
 
 
 def _field(name: str, reason: str) -> list[dict[str, str]]:
-    """An error's details naming the body's field, as the other routes' `invalid_query` answers do."""
+    """An error's details naming the body's field, as `invalid_query` answers name a query parameter: a body's
+    bad field is `invalid_request` (the README keeps `invalid_query` for query parameters)."""
     return [{"field": name, "reason": reason}]
 
 
@@ -264,9 +265,9 @@ OPENAPI = {
             "responses": {
                 "200": {"description": "the report: totals and days"},
                 "400": {
-                    "description": "a bad period (or one that starts before the lake's retention), a rule that "
-                    "failed, a backtest that ran past the server's query_timeout_seconds (backtest_timeout), or "
-                    "the start of several rules' ids (ambiguous_rule_id)"
+                    "description": "a bad period or one that starts before the lake's retention (invalid_request), a "
+                    "rule that failed, a backtest that ran past the server's query_timeout_seconds "
+                    "(backtest_timeout), or the start of several rules' ids (ambiguous_rule_id)"
                 },
                 "404": {"description": "no such rule"},
                 "503": {"description": "all SQL query slots are busy, or the server is stopping"},
