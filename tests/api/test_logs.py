@@ -190,6 +190,7 @@ async def test_size_limits(settings: Settings) -> None:
             too_big = json.dumps({"message": "x" * 5000})
             response = await client.post("/logs", content=too_big, headers={"content-type": "application/json"})
             assert response.status_code == 413 and error_of(response)["code"] == "payload_too_large"
+            assert error_of(response)["message"].endswith("; send less in one request (records: in smaller batches)")
 
             response = await client.post(
                 "/logs",
@@ -197,6 +198,7 @@ async def test_size_limits(settings: Settings) -> None:
                 headers={"content-type": "application/json", "content-encoding": "gzip"},
             )
             assert response.status_code == 413 and "after decompression" in error_of(response)["message"]
+            assert "(records: in smaller batches)" in error_of(response)["message"]
 
             response = await client.post("/logs", json=[{"message": str(i)} for i in range(4)])
             assert response.status_code == 413 and error_of(response)["code"] == "too_many_records"

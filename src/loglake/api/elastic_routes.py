@@ -172,8 +172,8 @@ async def _inflated(app: LoglakeApp, request: Request, limit: int) -> bytes:
     """The request's body with its Content-Encoding undone (at most `limit` bytes): a big compressed one on an ingest
     thread, as every protocol's is (shippers may gzip their bulks: a big one takes milliseconds to inflate)."""
     if inflated_off_loop(request):
-        return await app.run_ingest(decode_content, request, request.body, limit)
-    return decode_content(request, request.body, limit)
+        return await app.run_ingest(lambda: decode_content(request, request.body, limit, records=True))
+    return decode_content(request, request.body, limit, records=True)
 
 
 # The single-document APIs: template, handler, methods (Elasticsearch takes PUT or POST where the id is given).

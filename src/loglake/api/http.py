@@ -131,13 +131,14 @@ class Request:
         return _declared_length(self) > (self.body_received or 0)
 
 
-async def read_body(request: Request, receive: Receive, max_bytes: int) -> bytes:
-    """The raw body, refusing (413) as soon as it passes max_bytes, before all of it has arrived."""
+async def read_body(request: Request, receive: Receive, max_bytes: int, records: bool = False) -> bytes:
+    """The raw body, refusing (413) as soon as it passes max_bytes, before all of it has arrived. `records`: the
+    body is records (an ingest route's), which the refusal tells to send in smaller batches."""
     length = request.headers.get(b"content-length")
     if length is not None and not length.isdigit():
         raise ApiError(400, "bad_request", "Content-Length is not a number")
     if length is not None and int(length) > max_bytes:
-        raise too_large(max_bytes)
+        raise too_large(max_bytes, records=records)
     chunks: list[bytes] = []
     size = request.body_received = 0
     more = True
@@ -150,7 +151,7 @@ async def read_body(request: Request, receive: Receive, max_bytes: int) -> bytes
         more = message.get("more_body", False)
         request.body_done = not more
         if size > max_bytes:
-            raise too_large(max_bytes)
+            raise too_large(max_bytes, records=records)
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
@@ -208,13 +209,14 @@ def server_stopping(reason: str = SERVER_STOPPING) -> ApiError:
     return ApiError(503, "server_stopping", f"{reason}: retry once it is back", headers=[(b"retry-after", b"1")])
 
 
-def decode_content(request: Request, body: bytes, max_bytes: int) -> bytes:
-    """Undo Content-Encoding: gzip, and drop a leading UTF-8 byte order mark (content_encoding.decoded)."""
+def decode_content(request: Request, body: bytes, max_bytes: int, records: bool = False) -> bytes:
+    """Undo Content-Encoding: gzip, and drop a leading UTF-8 byte order mark (content_encoding.decoded). `records`:
+    as read_body's."""
     try:
         return content_encoding.decoded(body, is_gzip(request), max_bytes)
     except content_encoding.NotInflated as e:
         if e.too_large:
-            raise too_large(max_bytes, after_decompression=True) from None
+            raise too_large(max_bytes, after_decompression=True, records=records) from None
         raise ApiError(400, "bad_gzip", str(e)) from None
 
 
@@ -264,12 +266,12 @@ def storage_unavailable(message: str) -> ApiError:
     return ApiError(503, "storage_unavailable", message, headers=[(b"retry-after", b"5")])
 
 
-def too_large(max_bytes: int, after_decompression: bool = False) -> ApiError:
+def too_large(max_bytes: int, after_decompression: bool = False, records: bool = False) -> ApiError:
+    """The 413 of a body over max_bytes; only records can be sent in smaller batches (a query cannot)."""
     where = " after decompression" if after_decompression else ""
+    hint = " (records: in smaller batches)" if records else ""
     return ApiError(
-        413,
-        "payload_too_large",
-        f"the body is larger than {max_bytes} bytes{where}; send less in one request (records: in smaller batches)",
+        413, "payload_too_large", f"the body is larger than {max_bytes} bytes{where}; send less in one request{hint}"
     )
 
 

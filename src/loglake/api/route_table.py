@@ -49,6 +49,11 @@ class Route:
     # Turns the route's errors (auth and rate limits included) into its protocol's own form.
     error_form: Callable[[ApiError, Request], ApiError] | None = None  # the error in the protocol's own form
 
+    @property
+    def takes_records(self) -> bool:
+        """Whether its body is records (the ingest routes'), which can be sent in smaller batches."""
+        return self.scope == "ingest"
+
 
 _ES = elastic_routes.elastic_error
 _JSON = routes.json_body_limit  # (the JSON APIs' bodies: config.JSON_BODY_BYTES)

@@ -182,8 +182,8 @@ async def checked_body(app: LoglakeApp, request: Request, check: Callable[[bytes
     it raises): on the event loop for a small body, else on the ingest threads (see OFF_LOOP_BODY_BYTES)."""
     limit = app.settings.max_body_bytes
     if inflated_off_loop(request) or len(request.body) >= OFF_LOOP_BODY_BYTES:
-        return await app.run_ingest(lambda: check(decode_content(request, request.body, limit)))
-    body = decode_content(request, request.body, limit)
+        return await app.run_ingest(lambda: check(decode_content(request, request.body, limit, records=True)))
+    body = decode_content(request, request.body, limit, records=True)
     return check(body) if len(body) < OFF_LOOP_BODY_BYTES else await app.run_ingest(check, body)
 
 
