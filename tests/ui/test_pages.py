@@ -13,6 +13,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
+from loglake.keys import KEY_NAME_RULE, MAX_KEY_NAME_CHARS
 from tests.alerts.receivers import Answer, Receiver
 from tests.conftest import poll
 from tests.ui.conftest import no_horizontal_scroll, raise_alert, screenshot, sign_in
@@ -132,6 +133,12 @@ def test_admin_creates_and_revokes_a_key_and_a_reader_is_offered_neither(page, l
     assert page.get_by_label("New key's name").evaluate("box => box.validity.patternMismatch") is True
     assert page.get_by_label("New key's name").evaluate("box => box.checkValidity()") is False
     assert warnings == []
+    # and says what a name may hold: the title, which Chromium's bubble shows under "Please match the requested
+    # format." (all it said with a pattern alone), as the server checks names
+    assert page.get_by_label("New key's name").get_attribute("title") == f"A key's name is {KEY_NAME_RULE}."
+    assert page.get_by_label("New key's name").get_attribute("maxlength") == str(MAX_KEY_NAME_CHARS) == "64"
+    page.get_by_label("New key's name").fill("x" * (MAX_KEY_NAME_CHARS + 1))  # (typed, it would stop at 64)
+    assert page.get_by_label("New key's name").evaluate("box => box.value.length") == MAX_KEY_NAME_CHARS
     # no scope ticked: said in the page's words, not the API's JSON ones
     page.get_by_label("New key's name").fill("no-scope")
     page.get_by_role("checkbox", name="read").uncheck()

@@ -32,7 +32,7 @@ from loglake.api.openapi_common import (
 from loglake.api.openapi_docs import render_docs
 from loglake.api.openapi_logs import LOG_PATHS, RECORD_IN, RECORD_OUT
 from loglake.api.routes import Result, refuse_parameters
-from loglake.keys import MAX_RATE_BURST, MAX_RATE_LIMIT, MIN_RATE_LIMIT, SCOPES
+from loglake.keys import KEY_NAME_PATTERN, MAX_RATE_BURST, MAX_RATE_LIMIT, MIN_RATE_LIMIT, SCOPES
 
 if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
@@ -245,7 +245,7 @@ SPEC: dict[str, Any] = {
                                 "required": ["name"],
                                 "additionalProperties": False,
                                 "properties": {
-                                    "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+                                    "name": {"type": "string", "pattern": f"^{KEY_NAME_PATTERN}$"},
                                     "scopes": {
                                         "type": "array",
                                         "minItems": 1,

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from loglake.keys import KEY_NAME_PATTERN, KEY_NAME_RULE, MAX_KEY_NAME_CHARS
 from loglake.ui.sign_in import SIGN_IN_REASONS, UNKNOWN_REASON
 
 STATIC = Path(__file__).parent / "static"
@@ -23,6 +24,7 @@ CONTENT_TYPES = {
 PAGES = ("index.html", "login.html")  # the documents; every other file is an asset
 ASSETS_MARK = b"%ASSETS%"  # where a page names the assets' folder
 REASONS_MARK = b"%SIGN_IN_REASONS%"  # where the sign-in page takes its messages (an HTML attribute's value)
+KEY_NAME_MARK = b"%KEY_NAME%"  # where the UI's page takes what a key's name may be (an HTML attribute's value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,7 @@ class Assets:
         for name, body in sources.items():
             if name in PAGES:
                 page = body.replace(ASSETS_MARK, self.prefix.encode()).replace(REASONS_MARK, _reasons_attribute())
+                page = page.replace(KEY_NAME_MARK, _attribute(KEY_NAME_FIELD))
                 self.pages[name] = _file(name, page)
             else:
                 self.files[name] = _file(name, body)
@@ -53,10 +56,23 @@ class Assets:
         return sum(len(f.gzipped) for f in (*self.files.values(), *self.pages.values()))
 
 
+# The key name field of the Status page's key form, as the key store checks a name: the browser then says what
+# a refused name may hold (with a pattern alone Chromium says only "Please match the requested format.").
+KEY_NAME_FIELD = {
+    "pattern": KEY_NAME_PATTERN,
+    "maxlength": MAX_KEY_NAME_CHARS,
+    "title": f"A key's name is {KEY_NAME_RULE}.",
+}
+
+
 def _reasons_attribute() -> bytes:
     """The sign-in messages by reason code, as JSON escaped for a double-quoted HTML attribute."""
-    reasons = SIGN_IN_REASONS | {"": UNKNOWN_REASON}
-    return html.escape(json.dumps(reasons, ensure_ascii=False)).encode()
+    return _attribute(SIGN_IN_REASONS | {"": UNKNOWN_REASON})
+
+
+def _attribute(value: object) -> bytes:
+    """A value as JSON escaped for a double-quoted HTML attribute."""
+    return html.escape(json.dumps(value, ensure_ascii=False)).encode()
 
 
 def _file(name: str, body: bytes) -> File:

@@ -111,7 +111,8 @@ async function loadStorage(box) {
 async function loadKeys(box) {
   const list = h("div", {}, h("p", { class: "progress", text: "Loading keys…" }));
   const made = h("div", { role: "status" });
-  const name = h("input", { type: "text", name: "name", required: true, pattern: "[A-Za-z0-9._\\-]+", "aria-label": "New key's name", placeholder: "name, e.g. ci" });
+  // pattern, maxlength and the title that says them, as the server checks a name (the page's data-key-name)
+  const name = h("input", { type: "text", name: "name", required: true, ...JSON.parse(document.body.dataset.keyName), "aria-label": "New key's name", placeholder: "name, e.g. ci" });
   const scopes = SCOPES.map((scope) => h("label", {}, h("input", { type: "checkbox", name: "scope", value: scope, checked: scope === "read" }), ` ${scope}`));
   // left empty, the server's rate and burst apply; a rate without a burst gets one second's worth
   const rate = h("input", { type: "number", name: "rate_limit", min: "0.001", step: "any", "aria-label": "New key's rate limit (requests per second)", placeholder: "requests/s" });
