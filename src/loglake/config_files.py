@@ -113,9 +113,10 @@ def _struct_problems(value: dict, kind: type[msgspec.Struct], path: str) -> list
     if unknown and kind.__struct_config__.forbid_unknown_fields:
         said = ", ".join(_with_likely_name(str(name), names) for name in unknown)
         found.append(f"{path or ROOT}: unknown field {said} (allowed: {', '.join(names)})")
-    missing = [f.encode_name for f in fields if f.required and f.encode_name not in value]
-    if missing:
-        found.append(f"{path or ROOT}: missing field {', '.join(missing)}")
+    for f in fields:  # each at its own path, as every other problem is (a good value's description said)
+        if f.required and f.encode_name not in value:
+            description = _unannotated(f.type)[1]
+            found.append(f"{_join(path, f.encode_name)}: missing" + (f" ({description})" if description else ""))
     for f in fields:
         if f.encode_name in value:
             found += problems_of(value[f.encode_name], f.type, _join(path, f.encode_name))

@@ -222,7 +222,7 @@ def test_the_file_is_read_again_when_it_changes_and_a_bad_edit_keeps_the_last_go
     path.write_text("destinations: {b: {type: webhook}}\n")
     os.utime(path, ns=(1, 1))  # a change in the same tick of the clock as the last one is seen too
     assert watched.current() is second
-    assert [p.field for p in watched.problems] == ["destinations.b"]
+    assert [p.field for p in watched.problems] == ["destinations.b.url"]  # (its url missing)
     path.unlink()
     assert watched.current() is not None and watched.current().destinations == {}
 

@@ -82,7 +82,7 @@ def mistake(path: str, value: object) -> dict:
         (mistake("applications.0.appId", "x3hgg9"), "applications[0].appId: 'x3hgg9' is not an Amplify app id"),
         (mistake("applications.0.appName", "digital_horizon"), "applications[1].appName: 'digital_horizon' is already"),
         (mistake("applications.0.domainName", "not a domain"), "applications[0].domainName"),
-        (mistake("applications.0.profile", KeyError), "applications[0]: missing field profile"),
+        (mistake("applications.0.profile", KeyError), "applications[0].profile: missing (an AWS profile name"),
         (mistake("applications.1.appName", "Danse_Tech"), "applications[1].appName: 'Danse_Tech' is already"),
         (mistake("applications.1.appName", ".."), "applications[1].appName: '..' is not 1-128 characters"),
         (
@@ -153,7 +153,7 @@ def test_every_problem_is_named_at_once() -> None:
         "applications[0].appId: 'x3' is not an Amplify app id: d followed by lowercase letters and digits, at most"
         " 20 characters",
         "applications[1]: unknown field colour (allowed: appId, appName, domainName, profile, region)",
-        "applications[1]: missing field region",
+        "applications[1].region: missing (an AWS region such as eu-west-1)",
         "schedule: expected `object`, got `str`",
         "logRetention: unknown field weeks (allowed: days)",
         "timeChunkSize.days: 30 is not a whole number of days between 1 and 14 (the API's limit per call)",

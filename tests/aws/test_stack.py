@@ -225,7 +225,7 @@ def test_synth_writes_the_template_and_names_config_mistakes(tmp_path: Path) -> 
     (tmp_path / "amplify.json").write_text((EXAMPLE.parent / "amplify.json").read_text())
     for change, message in [
         ({"account": "12345"}, "account: '12345' is not a 12-digit AWS account id"),
-        ({"tags": {"Project": "p"}}, "tags: missing Owner, CostCenter, Environment"),
+        ({"tags": {"Project": "p"}}, "tags.Owner: missing (every resource carries Project, Owner, CostCenter,"),
         ({"naming": {**document["naming"], "project": "Has Spaces"}}, "naming.project: 'Has Spaces' is not"),
         ({"dynamodb": {"billing": "sometimes"}}, "dynamodb.billing: 'sometimes' is not on_demand or provisioned"),
         ({"extra": 1}, "unknown field extra"),
@@ -270,8 +270,12 @@ def test_every_deployment_problem_is_named_at_once() -> None:
     with pytest.raises(DeploymentConfigError) as caught:
         parse_deployment(document | {"tags": {"Project": "p"}, "naming": {"project": "x"}})
     assert str(caught.value).split("; ") == [
-        "naming: missing field component, privacy",
-        "tags: missing Owner, CostCenter, Environment (every resource carries Project, Owner, CostCenter, Environment)",
+        "naming.component: missing (1-20 lowercase letters or digits)",
+        "naming.privacy: missing (1-20 lowercase letters or digits)",
+        *(
+            f"tags.{tag}: missing (every resource carries Project, Owner, CostCenter, Environment)"
+            for tag in ("Owner", "CostCenter", "Environment")
+        ),
     ]
 
 

@@ -161,10 +161,10 @@ BAD = {
         "{n} is not a value of a match (known: rule_id, rule_title, level, count)",
     ),
     "sql-unknown.yml": (sql("SELECT * FROM logs", "detection: {}"), "detection", "unknown field"),
-    "sql-missing.yml": (
+    "sql-missing.yml": (  # at its field, as every other problem (was "FILE: missing field level")
         "title: x\nid: 55555555-6666-4777-8888-999999999998\nquery: SELECT * FROM logs\n",
-        "",
-        "missing field level",
+        "level",
+        "missing (one of informational, low, medium, high, critical)",
     ),
 }
 

@@ -272,10 +272,9 @@ def parse_deployment(document: Any) -> Deployment:
 
 
 def _tag_problems(tags: dict[str, str]) -> list[str]:
-    missing = [t for t in REQUIRED_TAGS if t not in tags]
-    if missing:
-        return [f"tags: missing {', '.join(missing)} (every resource carries {', '.join(REQUIRED_TAGS)})"]
-    return []
+    """Each required tag that is not there, at its path as a missing field is (config_files)."""
+    carried = f"every resource carries {', '.join(REQUIRED_TAGS)}"
+    return [f"tags.{tag}: missing ({carried})" for tag in REQUIRED_TAGS if tag not in tags]
 
 
 def _origin_problems(origins: list[str]) -> list[str]:
