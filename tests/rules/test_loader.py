@@ -335,7 +335,19 @@ def test_a_timing_option_of_the_wrong_type_is_the_one_problem(tmp_path: Path, te
 
 def test_a_missing_folder_is_a_problem(tmp_path: Path) -> None:
     found = load_rules(tmp_path / "nowhere")
-    assert not found.rules and "rules init" in found.problems[0].message
+    assert not found.rules and found.problems[0].message == (
+        f"does not exist: create the folder, or `loglake rules init --rules-dir {tmp_path / 'nowhere'}` to start it"
+        " with the starter pack"
+    )
+
+
+def test_a_missing_file_is_not_told_to_be_made_by_rules_init(tmp_path: Path) -> None:
+    """`rules init` copies the starter pack into a folder: it makes no file of a name."""
+    [problem] = load_rules(tmp_path / "nonexist.yml").problems
+    assert "rules init" not in problem.message
+    assert problem.message == (
+        "does not exist: check its path (`loglake rules show ID` names the file of a rule the folder holds)"
+    )
 
 
 def test_what_a_sigma_rule_says(tmp_path: Path) -> None:

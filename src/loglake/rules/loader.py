@@ -10,6 +10,7 @@ and the kinds of rule; the checks of the parts every kind has, and the Rule buil
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,6 +46,7 @@ from loglake.rules.sources import BY_TABLE, quote_name
 from loglake.times import parse_duration
 
 MAX_FILE_BYTES = 1024 * 1024
+RULE_SUFFIXES = (".yml", ".yaml")  # what a folder's rule files are named
 
 T = TypeVar("T")
 
@@ -62,15 +64,24 @@ def rule_files(path: Path) -> list[Path]:
     return sorted(
         p
         for p in path.rglob("*")
-        if p.suffix in (".yml", ".yaml") and p.is_file() and p.name != ROUTING_FILE and not p.name.startswith(".")
+        if p.suffix in RULE_SUFFIXES and p.is_file() and p.name != ROUTING_FILE and not p.name.startswith(".")
     )
+
+
+def _not_there(path: Path) -> str:
+    """What to do about a rule file or folder that does not exist: `rules init` copies the starter pack into a
+    folder, and makes no file of a name."""
+    if path.suffix in RULE_SUFFIXES:
+        return "does not exist: check its path (`loglake rules show ID` names the file of a rule the folder holds)"
+    init = f"loglake rules init --rules-dir {shlex.quote(str(path))}"
+    return f"does not exist: create the folder, or `{init}` to start it with the starter pack"
 
 
 def load_rules(path: Path) -> RuleSet:
     """Every rule under `path` (a folder or one file) that loads, and the problems of those that do not."""
     found = RuleSet()
     if not path.exists():
-        found.problems.append(Problem(str(path), "", "does not exist: create it, or `loglake rules init` it"))
+        found.problems.append(Problem(str(path), "", _not_there(path)))
         return found
     loaded_rules = []
     for file in rule_files(path):
