@@ -429,6 +429,21 @@ def test_send_to_a_server_that_is_not_there():
     assert "cannot reach loglake" in result.stderr and "0 record(s) were sent, 1 read were not" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "takes"),
+    [
+        ("--retry-for", "abc", "a number of seconds, 0 or more (inf: retry forever)"),  # was "not a valid float range"
+        ("--retry-for", "-1", "a number of seconds, 0 or more (inf: retry forever)"),
+        ("--max-wait", "0", "a number of seconds, 0.01 or more"),
+        ("--batch-size", "many", "a number of records from 1 to 10,000"),
+    ],
+)
+def test_send_says_what_a_numeric_option_takes(option: str, value: str, takes: str):
+    result = run("send", "--url", f"http://127.0.0.1:{free_port()}", option, value, "hello")
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}': '{value}' is not {takes}" in result.stderr
+
+
 # -- recent --------------------------------------------------------------------------------------
 
 

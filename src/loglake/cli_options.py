@@ -56,6 +56,29 @@ def option_time(text: str, option: str, now_ms: int) -> int:
         raise click.BadParameter(str(e), param_hint=option) from None
 
 
+class Described:
+    """A click range type whose refusal says what the option takes (`what`), where click said of a text that is no
+    number "'abc' is not a valid float range." and of one out of range only the bounds ("x>=0")."""
+
+    def __init__(self, what: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.what = what
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)  # type: ignore[misc]
+        except click.BadParameter:
+            self.fail(f"{value!r} is not {self.what}", param, ctx)  # type: ignore[attr-defined]
+
+
+class Number(Described, click.FloatRange):
+    """A number in a range, described: `Number("seconds, 0 or more", 0)`."""
+
+
+class WholeNumber(Described, click.IntRange):
+    """A whole number in a range, described."""
+
+
 class TermsCommand(click.Command):
     """A command whose words are a search, where `-word` excludes a word: click would take -healthcheck
     for -h and an unknown -x for an error, so words starting with one dash are the search's; -h alone

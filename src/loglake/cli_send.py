@@ -17,6 +17,8 @@ import click
 from loglake.cli_options import (
     CONTEXT,
     INTERRUPTED_EXIT,
+    Number,
+    WholeNumber,
     key_option,
     printable,
     say_retrying_now_and_then,
@@ -36,21 +38,21 @@ from loglake.shipping import LineReader, Shipper, Tally, decode_line
     "--batch-size",
     default=5000,
     show_default=True,
-    type=click.IntRange(1, Limits().max_records),
+    type=WholeNumber(f"a number of records from 1 to {Limits().max_records:,}", 1, Limits().max_records),
     help="Most records per request (at most what a server takes by default).",
 )
 @click.option(
     "--max-wait",
     default=1.0,
     show_default=True,
-    type=click.FloatRange(0.01),
+    type=Number("a number of seconds, 0.01 or more", 0.01),
     help="Seconds a line may wait for its batch.",
 )
 @click.option(
     "--retry-for",
     default=300.0,
     show_default=True,
-    type=click.FloatRange(0),
+    type=Number("a number of seconds, 0 or more (inf: retry forever)", 0),
     help="Seconds to keep retrying a batch while the server is unreachable or busy ('inf': forever).",
 )
 @url_option
