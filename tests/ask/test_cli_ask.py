@@ -129,6 +129,14 @@ def test_interactive_questions_make_one_conversation(data_dir: Path, model_serve
     assert "payments" in shown.stdout.rsplit("ORDER BY", 1)[1]  # /run ran the last answer
 
 
+def test_an_answer_without_sql_prints_the_models_words_and_exits_0(data_dir: Path, model_server: ModelServer) -> None:
+    """As the README says: no SQL is no error."""
+    model_server.say("These tables hold no weather data, so I cannot answer that.")
+    shown = run_cli("ask", "--data-dir", str(data_dir), "--run", "will it rain tomorrow?")
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.strip() == "These tables hold no weather data, so I cannot answer that."
+
+
 def test_interactive_refuses_a_mistyped_command_without_asking_the_model(
     data_dir: Path, model_server: ModelServer
 ) -> None:
