@@ -249,7 +249,7 @@ def test_while_alerting_yml_has_problems_events_wait_for_a_good_version(make_del
     insert_alert(alerts_db)
     settle(delivery)
     assert states(alerts_db) == []
-    assert [p.field for p in delivery.routing_file.problems] == ["destinations.hook"]
+    assert [p.field for p in delivery.routing_file.problems] == ["destinations.hook.url"]  # (the missing field's)
     (rules_dir / "alerting.yml").write_text(hook(receiver))
     settle(delivery)
     assert states(alerts_db) == [("hook", "trigger", "sent", 1)]

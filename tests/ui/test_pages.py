@@ -9,6 +9,7 @@ import io
 import re
 import time
 import uuid
+from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -57,9 +58,10 @@ def test_sql_runs_with_ctrl_enter_and_downloads_what_query_answers(page, loglake
 
 def test_acknowledge_an_alert_with_a_note(page, loglake):
     alert_id = str(uuid.uuid4())
-    evidence = {
-        "logId": str(uuid.uuid4()),
-        "timestamp": loglake.now_ms - 600_000,
+    at = datetime.fromtimestamp((loglake.now_ms - 600_000) / 1000, UTC)
+    evidence = {  # as a rule's run keeps it: the lake's columns, times as ISO-8601 text (rules/run.py)
+        "log_id": str(uuid.uuid4()),
+        "timestamp": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "service": "billing",
         "severity": "critical",
         "message": "payment gateway timed out",
@@ -99,8 +101,13 @@ def test_acknowledge_an_alert_with_a_note(page, loglake):
         alert = c.get(f"/alerts/{alert_id}").json()
     assert alert["status"] == "acknowledged"
     assert alert["status_change"]["note"] == "looking into it"
-    # its evidence leads to Explore at that moment
-    page.get_by_role("link", name="See this moment in Explore").click()
+    # its evidence leads to Explore at that moment (a minute either side of it)
+    moment = page.get_by_role("link", name="See this moment in Explore")
+    at_ms = int(at.timestamp() * 1000)
+    assert f"from={at_ms - 60_000}&to={at_ms + 60_000}" in (moment.get_attribute("href") or ""), moment.get_attribute(
+        "href"
+    )
+    moment.click()
     page.wait_for_url("**/ui/explore?**")
     page.locator(".record .message", has_text="payment gateway timed out").wait_for()
 

@@ -116,14 +116,26 @@ function alertView(alert, allows, reload, navigate) {
 // Evidence holds what the rule's query gave: records as the rule saw them (a Sigma rule's, a SQL rule's that
 // selects records), each the row of Explore plus a link to Explore around it; or rows of other columns (a SQL
 // rule's aggregates: service, n), shown as those columns, with no severity made up for them.
-function evidenceRow(record, state, go) {
-  if (!isRecord(record)) return columnsRow(record);
-  const row = recordRow({ datetime: "", log_type: "", attributes: {}, ...record, severity: record.severity || "info" }, state, go);
-  if (record.timestamp && record.service) {
+function evidenceRow(evidence, state, go) {
+  if (!isRecord(evidence)) return columnsRow(evidence);
+  const record = shownAsRecord(evidence);
+  const row = recordRow(record, state, go);
+  if (Number.isFinite(record.timestamp) && record.service) {
     row.append(h("p", { class: "small evidence-link" }, link(exploreHref({ ...state, q: term("service", record.service), since: record.timestamp - 60e3, until: record.timestamp + 60e3, tail: false }),
       "See this moment in Explore")));
   }
   return row;
+}
+
+// An evidence record is a row of the rule's query, keyed as the lake's columns (log_id, timestamp as ISO-8601 text):
+// as Explore's records are (GET /logs/{id}'s logId, timestamp in ms, datetime). Read as epoch ms, the ISO time
+// made the link to Explore "since=NaN".
+function shownAsRecord(evidence) {
+  const ms = typeof evidence.timestamp === "number" ? evidence.timestamp : Date.parse(evidence.timestamp);
+  return {
+    log_type: "", attributes: {}, ...evidence, severity: evidence.severity || "info",
+    logId: evidence.logId || evidence.log_id, timestamp: ms, datetime: Number.isFinite(ms) ? new Date(ms).toISOString() : "",
+  };
 }
 
 function isRecord(row) {
