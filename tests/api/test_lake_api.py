@@ -299,13 +299,17 @@ async def test_a_client_id_keeps_working_after_its_record_is_flushed(
     app: LoglakeApp, client: httpx.AsyncClient, client_id: str
 ) -> None:
     sent = (await client.post("/logs", json=rec(90, "sent with a client id", id=client_id))).json()
+    assert "duplicate" not in sent
     flush_all(app)
     found = await client.get(f"/logs/{client_id}")
     assert found.status_code == 200 and found.json()["logId"] == sent["logId"]
     retried = await client.post("/logs", json=rec(90, "sent with a client id", id=client_id))
     assert retried.json()["logId"] == sent["logId"]  # the retry stores nothing new
+    assert retried.json()["duplicate"] is True  # (and says so: what it held this time was not stored)
     in_batch = await client.post("/logs", json=[rec(1, "new"), rec(90, "sent with a client id", id=client_id)])
-    assert in_batch.json()["logIds"][1] == sent["logId"]
+    assert in_batch.json()["logIds"][1] == sent["logId"] and in_batch.json()["duplicates"] == 1
+    fresh = await client.post("/logs", json=[rec(1, "new too"), rec(2, "and new")])
+    assert "duplicates" not in fresh.json()
     count = await client.post("/query", json={"sql": f"SELECT count(*) FROM logs WHERE client_id = '{client_id}'"})
     assert count.json()["rows"] == [[1]]
 

@@ -205,6 +205,11 @@ LOG_PATHS = {
                                     "logId": {"type": "string"},
                                     "timestamp": {"type": "integer"},
                                     "datetime": {"type": "string"},
+                                    "duplicate": {
+                                        "type": "boolean",
+                                        "description": "true when its client id was stored already: this one "
+                                        "was not stored again",
+                                    },
                                 },
                             },
                             {
@@ -213,6 +218,10 @@ LOG_PATHS = {
                                 "properties": {
                                     "count": {"type": "integer"},
                                     "logIds": {"type": "array", "items": {"type": "string"}},
+                                    "duplicates": {
+                                        "type": "integer",
+                                        "description": "records whose client id was stored already (absent: none)",
+                                    },
                                 },
                             },
                             {

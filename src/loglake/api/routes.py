@@ -92,10 +92,17 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
         return Result(201, {"count": parsed.count})
     if parsed.table is not None:
         return Result(201, _bulk_answer(parsed.table.column("log_id")), _JSON)
+    # Records whose client id was stored already (by an earlier request or earlier in this one) are stored once,
+    # and answered the stored record's id: said, since what they held this time was not stored (a new-user trial
+    # sent an id again with another message and was told nothing).
+    records = parsed.records or ()
+    duplicates = sum(stored != record.log_id for record, stored in zip(records, log_ids, strict=True))
     if parsed.single:
         ts = timestamp_of(log_ids[0])  # a retried client id answers the stored record's time
-        return Result(201, {"logId": format_uuid(log_ids[0]), "timestamp": ts, "datetime": format_datetime(ts)})
-    return Result(201, {"count": len(log_ids), "logIds": [format_uuid(i) for i in log_ids]})
+        answer = {"logId": format_uuid(log_ids[0]), "timestamp": ts, "datetime": format_datetime(ts)}
+        return Result(201, answer | ({"duplicate": True} if duplicates else {}))
+    answer = {"count": len(log_ids), "logIds": [format_uuid(i) for i in log_ids]}
+    return Result(201, answer | ({"duplicates": duplicates} if duplicates else {}))
 
 
 def wants_minimal_answer(request: Request) -> bool:
