@@ -54,10 +54,11 @@ def assert_ended_promptly(server: ServerProcess, signal_number: int) -> None:
 def asked_then_gone(server: ServerProcess, question: str, reached_model: Callable[[], bool]) -> None:
     """POST /ask over a socket of its own, closed once the question has reached the model."""
     body = json.dumps({"question": question}).encode()
-    head = (
-        f"POST /ask HTTP/1.1\r\nHost: loglake\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
     address = urllib.parse.urlsplit(server.url)
+    head = (
+        f"POST /ask HTTP/1.1\r\nHost: {address.netloc}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
     with socket.create_connection((address.hostname, address.port), timeout=WAIT_S) as connection:
         connection.sendall(head.encode() + body)
         eventually(reached_model, f"the question {question!r} to reach the model")

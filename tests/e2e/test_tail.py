@@ -348,12 +348,26 @@ def test_a_sigint_sent_while_the_command_starts_is_not_lost(
         follow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, preexec_fn=ignore_sigint
     ) as process:
         try:
-            time.sleep(0.05)  # (Python has started; the CLI takes half a second or more to import)
+            # Sent once `loglake` holds SIGINT (its first step), while the CLI is still being imported (half a second
+            # or more): earlier, Python itself is still starting (a hundred ms on a busy machine), and the signal is
+            # lost as for any program started with it ignored.
+            deadline = time.monotonic() + WAIT_S
+            while not _sigint_blocked(process.pid):
+                assert time.monotonic() < deadline and process.poll() is None, "loglake never held SIGINT"
+                time.sleep(0.001)
             process.send_signal(signal.SIGINT)
             assert process.wait(WAIT_S) == 0
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+def _sigint_blocked(pid: int) -> bool:
+    """Whether the process blocks SIGINT (Linux: /proc's SigBlk mask)."""
+    with open(f"/proc/{pid}/status") as status_file:
+        status = status_file.read()
+    mask = int(next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
+    return bool(mask & (1 << (signal.SIGINT - 1)))
 
 
 def _opens(server: ServerProcess, key: str) -> bool:
