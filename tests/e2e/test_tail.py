@@ -318,21 +318,12 @@ def test_a_follow_started_in_the_background_by_a_script_stops_on_sigint(
     """A script's `loglake tail > f &` starts with SIGINT ignored (POSIX shells do that to background jobs), which
     left Python without KeyboardInterrupt: `kill -INT` and `timeout -s INT` did nothing (trial s16 found three
     follows still running). Taken as `serve` takes it: the command ends as Ctrl-C ends it, exit 0."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
-    follow = [sys.executable, "-m", "loglake", *command, "--url", server.url, "--api-key", key]
-    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731 - what the shell does
-    with subprocess.Popen(
-        follow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, preexec_fn=ignore_sigint
-    ) as process:
-        try:
-            lines: queue.Queue[str] = queue.Queue()
-            threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
-            assert _printed_while_sending(server, key, lines, "following")  # it runs, past its start
-            process.send_signal(signal.SIGINT)
-            assert process.wait(WAIT_S) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
+    with _started_by_a_script(server, key, command) as process:
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+        assert _printed_while_sending(server, key, lines, "following")  # it runs, past its start
+        process.send_signal(signal.SIGINT)
+        assert process.wait(WAIT_S) == 0
 
 
 @pytest.mark.parametrize("command", [["tail", "--json"], ["recent", "--follow", "--json", "--since", "now"]])
@@ -341,6 +332,21 @@ def test_a_sigint_sent_while_the_command_starts_is_not_lost(
 ) -> None:
     """`loglake tail & P=$!; kill -INT $P` in a script: the signal came while Python imported the CLI, before the
     command let Ctrl-C through, and SIGINT ignored dropped it: the tail ran on (a new-user trial)."""
+    with _started_by_a_script(server, key, command) as process:
+        # Sent once `loglake` holds SIGINT (its first step), while the CLI is still being imported (half a second or
+        # more): earlier, Python itself is still starting (a hundred ms on a busy machine), and the signal is lost as
+        # for any program started with it ignored.
+        deadline = time.monotonic() + WAIT_S
+        while not _sigint_blocked(process.pid):
+            assert time.monotonic() < deadline and process.poll() is None, "loglake never held SIGINT"
+            time.sleep(0.001)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(WAIT_S) == 0
+
+
+@contextmanager
+def _started_by_a_script(server: ServerProcess, key: str, command: list[str]) -> Iterator[subprocess.Popen]:
+    """`loglake COMMAND` as a shell script starts it in the background: with SIGINT ignored; killed at the end."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGLAKE_")}
     follow = [sys.executable, "-m", "loglake", *command, "--url", server.url, "--api-key", key]
     ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731 - what the shell does
@@ -348,15 +354,7 @@ def test_a_sigint_sent_while_the_command_starts_is_not_lost(
         follow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, preexec_fn=ignore_sigint
     ) as process:
         try:
-            # Sent once `loglake` holds SIGINT (its first step), while the CLI is still being imported (half a second
-            # or more): earlier, Python itself is still starting (a hundred ms on a busy machine), and the signal is
-            # lost as for any program started with it ignored.
-            deadline = time.monotonic() + WAIT_S
-            while not _sigint_blocked(process.pid):
-                assert time.monotonic() < deadline and process.poll() is None, "loglake never held SIGINT"
-                time.sleep(0.001)
-            process.send_signal(signal.SIGINT)
-            assert process.wait(WAIT_S) == 0
+            yield process
         finally:
             if process.poll() is None:
                 process.kill()
