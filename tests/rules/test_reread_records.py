@@ -201,3 +201,44 @@ def test_past_its_dedup_window_an_alert_s_records_read_again_raise_no_second_ale
     run_at(data, T0 + 15 * MIN, scheduler)
     [_, second] = data.alerts()
     assert (second["match_count"], messages(second)) == (1, [f"api {T0 + 11 * MIN}"])
+
+
+FAILED_LOGINS = f"""
+title: Failed logins
+id: {RULE_ID}
+level: high
+correlation:
+  type: event_count
+  rules: [failed_login]
+  group-by: [attributes.user]
+  timespan: 10m
+  condition: {{gte: 5}}
+loglake:
+  schedule: 5m
+  lookback: 5m
+  delay: 0s
+---
+title: A failed login
+name: failed_login
+logsource: {{product: loglake, service: app_logs}}
+detection:
+  sel: {{message|contains: login failed}}
+  condition: sel
+"""
+
+
+def test_a_timespan_read_again_by_the_next_window_counts_no_record_twice(data: DataDir) -> None:
+    """Each run of a 10-minute timespan every 5 minutes reads the 5 minutes before its window again: the windows did
+    not overlap, so the second run's count was added whole, and an alert counted 40 of 30 records (a UI trial)."""
+    write_rule(data.rules, "failed-logins.yml", FAILED_LOGINS)
+    scheduler = data.scheduler()
+    times = [T0 - 15 * MIN + i * 30_000 for i in range(40)]  # every 30 s from 09:45 to 10:04:30
+    records = [
+        {"timestamp": t, "service": "auth", "message": "login failed", "attributes": {"user": "mallory"}} for t in times
+    ]
+    data.store.submit(validate_batch(records, Limits(), data.clock.ms + DAY_MS)).result()
+    run_at(data, T0, scheduler)  # the window 09:55-10:00, read from 09:45
+    run_at(data, T0 + 5 * MIN, scheduler)  # 10:00-10:05, read from 09:50: much of it again, and 10 new
+    [alert] = data.alerts()
+    seen = [t for t in times if alert["first_seen_ms"] <= t <= alert["last_seen_ms"]]
+    assert 0 < alert["match_count"] <= len(seen), (alert["match_count"], len(seen))

@@ -7,8 +7,9 @@ window, see rules/scheduler.py), each change with its `alert_events` row.
   last seen, window and evidence (the newest `evidence` rows) and appends an `update` event when the
   match brings records the alert has not seen; otherwise the alert only notes that its condition still
   held (its window end). A match with no alert to join makes one and appends a `trigger` event.
-- Count: the sum of the matches' counts; when a run's window overlaps the alert's (a lookback longer
-  than the schedule reads the same records again), only the match's records that no earlier run read
+- Count: the sum of the matches' counts; when what a run reads overlaps the alert's window (a lookback longer
+  than the schedule, or a Sigma rule's timespan, reads the same records again: read_since), only the match's
+  records that no earlier run read
   (its `fresh` rows) are added, so a burst across windows counts whole and no record counts twice.
   A correlation's count is a value of the correlation, not of records: for those (and SQL rules whose
   rows have no timestamp) the overlapping run's count replaces the alert's when it is larger.
@@ -56,7 +57,7 @@ def apply_matches(conn: sqlite3.Connection, rule: Rule, result: RunResult, now_m
         if found is not None:
             _update(conn, rule, found, match, result, now_ms)
             continue
-        unread = unread_part(match, result, _overlapped(conn, rule, match, result.since_ms))
+        unread = unread_part(match, result, _overlapped(conn, rule, match, read_since(rule, result)))
         if unread is not None:
             _insert(conn, rule, unread, result, now_ms)
             made += 1
@@ -233,7 +234,7 @@ def _update(conn: sqlite3.Connection, rule: Rule, found: tuple, match: Match, re
         still = "UPDATE alerts SET window_end_ms = max(window_end_ms, ?) WHERE id = ?"
         conn.execute(still, (result.until_ms, alert_id))
         return
-    overlaps = result.since_ms < window_end
+    overlaps = read_since(rule, result) < window_end
     kept = merged_evidence(_json(evidence), match.evidence, rule.options.evidence)
     merged = merged_count(count, match, overlaps)
     conn.execute(
@@ -253,6 +254,14 @@ def _update(conn: sqlite3.Connection, rule: Rule, found: tuple, match: Match, re
     )
     if status != "suppressed":
         append_event(conn, alert_id, "update", now_ms)
+
+
+def read_since(rule: Rule, result: RunResult) -> int:
+    """Where the run's reading began: its window's start, less how much earlier the rule's SQL reads (a Sigma
+    rule's timespan). Its reading overlaps an alert's when this is before the alert's window's end, whether or not
+    its window does: a 10-minute timespan run every 5 minutes read again half of what the run before it counted, and
+    an alert of two runs counted 40 of 30 records (a UI trial)."""
+    return result.since_ms - rule.plan.reach_ms
 
 
 def merged_count(count: int, match: Match, overlaps: bool) -> int:
