@@ -165,6 +165,17 @@ def test_an_empty_result_says_why_and_widens_the_range(page, loglake):
     assert page.get_by_text("quote text that holds a colon").count() == 0  # (no key:value in the search)
 
 
+def test_escape_closes_the_absolute_range_unapplied(page, loglake):
+    """A UI trial: Escape left the From/To panel open, the picker saying "Absolute…" over a view of the last hour."""
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/explore?range=1h")
+    picker = page.get_by_label("Time range")
+    picker.select_option(label="Absolute…")
+    page.get_by_label("From").press("Escape")
+    assert page.get_by_label("From").is_hidden()
+    assert picker.input_value() == "1h" and "range=1h" in page.url
+
+
 def test_an_empty_result_of_a_key_value_search_says_to_quote_text_with_a_colon(page, loglake):
     sign_in(page, loglake)
     page.goto(loglake.url + "/ui/explore?q=" + urllib.parse.quote("at 10:42") + "&range=5m")

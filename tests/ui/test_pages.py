@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import time
 import uuid
@@ -110,6 +111,43 @@ def test_acknowledge_an_alert_with_a_note(page, loglake):
     moment.click()
     page.wait_for_url("**/ui/explore?**")
     page.locator(".record .message", has_text="payment gateway timed out").wait_for()
+
+
+def test_an_evidence_record_is_filtered_and_copied_at_its_own_time_as_a_record(page, loglake):
+    """A UI trial: an evidence record's + searched around the alert's first match (an hour off here), its Copy JSON
+    held log_id and logId, date, client_id and the rule's own columns, and the alert's Explore link covered its last
+    window alone, not the matches before it."""
+    alert_id = str(uuid.uuid4())
+    first_ms, record_ms = loglake.now_ms - 3_600_000, loglake.now_ms - 600_000
+    record_at = datetime.fromtimestamp(record_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    evidence = {  # as a Sigma rule's run keeps it (rules/run.py): the lake's columns and the rule's own
+        "log_id": str(uuid.uuid4()),
+        "timestamp": record_at,
+        "date": record_at[:10],
+        "client_id": None,
+        "service": "auth",
+        "log_type": "app",
+        "severity": "warning",
+        "message": "login failed for mallory",
+        "attributes": '{"user": "mallory", "tags": ["a", "b"]}',
+        "attributes.user": "mallory",
+    }
+    window = {"window_start_ms": record_ms - 300_000, "window_end_ms": record_ms + 60_000}
+    raise_alert(loglake, id=alert_id, evidence=[evidence], first_seen_ms=first_ms, last_seen_ms=record_ms, **window)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    sign_in(page, loglake)
+    page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
+    explore = page.get_by_role("link", name="open in Explore").get_attribute("href") or ""
+    assert f"from={first_ms}&" in explore, explore
+    page.locator(".record-summary", has_text="login failed for mallory").click()
+    page.get_by_role("button", name="Copy JSON").click()
+    copied = json.loads(page.evaluate("navigator.clipboard.readText()"))
+    assert set(copied) == {"logId", "timestamp", "datetime", "service", "log_type", "severity", "message", "attributes"}
+    assert (copied["logId"], copied["timestamp"]) == (evidence["log_id"], record_ms)
+    # a list has no filter buttons (its + searched for tags:"a,b")
+    assert page.get_by_role("button", name=re.compile("^Filter for tags")).count() == 0
+    page.get_by_role("button", name="Filter for service auth").click()
+    page.wait_for_url(f"**/ui/explore?**from={record_ms - 60_000}&to={record_ms + 60_000}**")
 
 
 def test_a_sql_rules_aggregate_evidence_shows_its_columns_not_a_made_up_record(page, loglake):

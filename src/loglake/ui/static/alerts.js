@@ -89,7 +89,9 @@ function drawAlert(main, { item, allows, navigate }) {
 
 function alertView(alert, allows, reload, navigate) {
   const at = Date.parse(alert.first_seen);
-  const explore = exploreHref({ q: "", range: "", since: Date.parse(alert.window.start), until: Date.parse(alert.window.end) + 1, tz: timeZone(), tail: false });
+  // (its matches and its last window: the window alone left out the matches seen before it)
+  const explore = exploreHref({ q: "", range: "", since: Math.min(at, Date.parse(alert.window.start)),
+    until: Math.max(Date.parse(alert.last_seen), Date.parse(alert.window.end)) + 1, tz: timeZone(), tail: false });
   const state = { q: "", range: "", tz: timeZone() };
   const go = (changes) => navigate(exploreHref({ ...state, since: at - 60e3, until: at + 60e3, ...changes }));
   return [
@@ -119,7 +121,9 @@ function alertView(alert, allows, reload, navigate) {
 function evidenceRow(evidence, state, go) {
   if (!isRecord(evidence)) return columnsRow(evidence);
   const record = shownAsRecord(evidence);
-  const row = recordRow(record, state, go);
+  // its filters search around its own time (they searched around the alert's first match)
+  const around = (changes) => go({ since: record.timestamp - 60e3, until: record.timestamp + 60e3, ...changes });
+  const row = recordRow(record, state, Number.isFinite(record.timestamp) ? around : go);
   if (Number.isFinite(record.timestamp) && record.service) {
     row.append(h("p", { class: "small evidence-link" }, link(exploreHref({ ...state, q: term("service", record.service), since: record.timestamp - 60e3, until: record.timestamp + 60e3, tail: false }),
       "See this moment in Explore")));
@@ -130,12 +134,16 @@ function evidenceRow(evidence, state, go) {
 // An evidence record is a row of the rule's query, keyed as the lake's columns (log_id, timestamp as ISO-8601 text):
 // as Explore's records are (GET /logs/{id}'s logId, timestamp in ms, datetime). Read as epoch ms, the ISO time
 // made the link to Explore "since=NaN".
+// Only the record's fields: its Copy JSON showed log_id and logId, date, client_id and the rule's own columns.
 function shownAsRecord(evidence) {
   const ms = typeof evidence.timestamp === "number" ? evidence.timestamp : Date.parse(evidence.timestamp);
-  return {
-    log_type: "", attributes: {}, ...evidence, severity: evidence.severity || "info",
+  const record = {
     logId: evidence.logId || evidence.log_id, timestamp: ms, datetime: Number.isFinite(ms) ? new Date(ms).toISOString() : "",
+    service: evidence.service, log_type: evidence.log_type || "", severity: evidence.severity || "info",
+    message: evidence.message, attributes: evidence.attributes || {},
   };
+  for (const id of ["trace_id", "span_id"]) if (evidence[id]) record[id] = evidence[id];
+  return record;
 }
 
 function isRecord(row) {

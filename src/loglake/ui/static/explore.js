@@ -195,6 +195,13 @@ function rangePicker(state, go) {
     if (select.value) go({ range: select.value });
     else absolute.hidden = false;
   });
+  // Escape closes the panel unapplied, the picker back on the range shown (it said "Absolute…" over "Last 1h")
+  absolute.addEventListener("keydown", (e) => {
+    if (e.key !== "Escape" || !state.range) return;
+    absolute.hidden = true;
+    select.value = state.range;
+    select.focus();
+  });
   const zone = h("select", { "aria-label": "Time zone", name: "tz", onchange: (e) => {
     setTimeZone(e.target.value); // (every page's zone: the header's Times button says it)
     go({ tz: e.target.value });

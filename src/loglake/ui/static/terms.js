@@ -9,7 +9,8 @@ const RECORD_FIELDS = new Set([...FIELDS, "level", "trace_id", "span_id"]);
 // it holds anything but plain word characters; null for a value no search can name (a double quote, nothing).
 export function term(field, value, negated = false) {
   const text = String(value);
-  if (field === null || value === null || !text || text.includes('"')) return null;
+  // (a list or an object: no search names it; as text it was "a,b,[object Object]")
+  if (field === null || value === null || typeof value === "object" || !text || text.includes('"')) return null;
   const quoted = /^[\w.@\-/]+$/.test(text) ? text : `"${text}"`;
   return `${negated ? "-" : ""}${field}:${quoted}`;
 }
