@@ -90,6 +90,10 @@ def test_histogram_zoom_record_filters_facets_and_completion(page, loglake):
         for cls in page.locator(".histogram rect.bar").evaluate_all("rs => rs.map(r => r.getAttribute('class'))")
     }
     assert stacked == {"info", "warning", "error", "critical"}
+    # each bar's tooltip names its own start whole (the axis's minutes named two 30 s bars alike)
+    tips = page.locator(".histogram svg.chart g title").all_text_contents()
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}: [\d,]+ records", tip) for tip in tips), tips[:3]
+    assert len({tip.split(": ")[0] for tip in tips}) == len(tips)
     screenshot(page, "explore-histogram")
 
     # drag across the right half of the chart: the range becomes that stretch of time, absolute

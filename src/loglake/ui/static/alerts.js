@@ -151,7 +151,9 @@ function isRecord(row) {
 }
 
 function columnsRow(row) {
-  const shown = (name, value) => name === "timestamp" && typeof value === "number" ? formatTime(value)
+  // (a time as every time on the page: an ISO text, as a SQL rule's rows keep it, was shown raw in UTC)
+  const time = (value) => typeof value === "number" ? value : typeof value === "string" ? Date.parse(value) : NaN;
+  const shown = (name, value) => name === "timestamp" && Number.isFinite(time(value)) ? formatTime(time(value))
     : value !== null && typeof value === "object" ? JSON.stringify(value) : String(value);
   return h("li", { class: "evidence-row" },
     h("dl", { class: "facts" }, Object.entries(row).map(([name, value]) => fact(name, shown(name, value)))));

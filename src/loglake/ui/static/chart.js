@@ -34,8 +34,9 @@ export function stackedBars(bars, { height = 120, onZoom, label = "records", fro
     let base = 0;
     const group = svg("g");
     const total = bar.parts.reduce((sum, [, n]) => sum + n, 0);
-    group.append(svg("title", {}, `${bar.label || tickFormat(bar.start)}: ${total} ${label}` +
-      bar.parts.filter(([, n]) => n).map(([s, n]) => `\n${s}: ${n}`).join("")));
+    // (the bar's own start, whole: the axis's minutes named two 30 s bars alike; counts as the page writes them)
+    group.append(svg("title", {}, `${bar.label || formatTime(bar.start)}: ${total.toLocaleString()} ${label}` +
+      bar.parts.filter(([, n]) => n).map(([s, n]) => `\n${s}: ${n.toLocaleString()}`).join("")));
     for (const [series, n] of bar.parts) {
       if (!n) continue;
       const x0 = x(Math.max(first, bar.start)), w = Math.max(1, x(Math.min(last, bar.start + bar.width)) - x0 - 1);

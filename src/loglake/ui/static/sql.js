@@ -85,7 +85,9 @@ export function highlighted(text) {
 function insert(editor, text) {
   const { textarea } = editor;
   const [start, end] = [textarea.selectionStart, textarea.selectionEnd];
-  textarea.setRangeText(text, start, end, "end");
+  // a space after a word or a literal the caret follows (`'2026-12-05'log_id` read as no SQL)
+  const spaced = start > 0 && /[\w'")\]]/.test(textarea.value[start - 1]) ? ` ${text}` : text;
+  textarea.setRangeText(spaced, start, end, "end");
   editor.refresh();
   textarea.focus();
 }
