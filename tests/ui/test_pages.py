@@ -356,6 +356,19 @@ def test_an_unknown_page_says_so_and_offers_the_pages(page, loglake):
     page.get_by_role("heading", name="No such page").wait_for()
 
 
+def test_an_alerts_title_is_whole_in_the_list_on_a_phone(page, loglake):
+    """A UI trial: at 375 px the Alert column was cut to "12 …" while the Rule column wrapped in full."""
+    title = "40 failed logins for mallory from 203.0.113.9"
+    raise_alert(loglake, id=str(uuid.uuid4()), title=title, rule_title="Repeated authentication failures for a user")
+    page.set_viewport_size({"width": 375, "height": 800})
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/alerts")
+    cell = page.locator("table.list td.alert-title", has_text="40 failed logins").first
+    cell.wait_for()
+    assert cell.evaluate("td => td.scrollWidth <= td.clientWidth"), "the title is cut"
+    assert no_horizontal_scroll(page)
+
+
 def test_a_column_inserted_after_a_word_gets_a_space(page, loglake):
     """A UI trial: a column clicked in the Tables panel after `'2026-12-05'` made `'2026-12-05'log_id`."""
     sign_in(page, loglake)
