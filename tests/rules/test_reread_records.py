@@ -145,7 +145,8 @@ def test_after_resolve_after_a_new_alert_counts_only_the_records_no_earlier_run_
     assert messages(second) == [f"api {T0 + 7 * MIN}"]
 
 
-CORRELATION_RULE = f"""
+def failed_logins_rule(timespan: str = "5m", least: int = 3, schedule: str = "1m", lookback: str = "10m") -> str:
+    return f"""
 title: Repeated failed logins
 id: {RULE_ID}
 level: high
@@ -153,9 +154,9 @@ correlation:
   type: event_count
   rules: [failed]
   group-by: [attributes.user]
-  timespan: 5m
-  condition: {{gte: 3}}
-loglake: {{schedule: 1m, lookback: 10m, delay: 0s}}
+  timespan: {timespan}
+  condition: {{gte: {least}}}
+loglake: {{schedule: {schedule}, lookback: {lookback}, delay: 0s}}
 ---
 title: failed login
 name: failed
@@ -170,7 +171,7 @@ def failed_login(data: DataDir, at_ms: int) -> None:
 
 
 def test_a_correlation_raises_no_alert_again_from_the_events_of_a_resolved_one(data: DataDir) -> None:
-    write_rule(data.rules, "logins.yml", CORRELATION_RULE)
+    write_rule(data.rules, "logins.yml", failed_logins_rule())
     scheduler = data.scheduler()
     for minutes in (3, 2, 1):
         failed_login(data, T0 - minutes * MIN)
@@ -203,40 +204,14 @@ def test_past_its_dedup_window_an_alert_s_records_read_again_raise_no_second_ale
     assert (second["match_count"], messages(second)) == (1, [f"api {T0 + 11 * MIN}"])
 
 
-FAILED_LOGINS = f"""
-title: Failed logins
-id: {RULE_ID}
-level: high
-correlation:
-  type: event_count
-  rules: [failed_login]
-  group-by: [attributes.user]
-  timespan: 10m
-  condition: {{gte: 5}}
-loglake:
-  schedule: 5m
-  lookback: 5m
-  delay: 0s
----
-title: A failed login
-name: failed_login
-logsource: {{product: loglake, service: app_logs}}
-detection:
-  sel: {{message|contains: login failed}}
-  condition: sel
-"""
-
-
 def test_a_timespan_read_again_by_the_next_window_counts_no_record_twice(data: DataDir) -> None:
     """Each run of a 10-minute timespan every 5 minutes reads the 5 minutes before its window again: the windows did
     not overlap, so the second run's count was added whole, and an alert counted 40 of 30 records (a UI trial)."""
-    write_rule(data.rules, "failed-logins.yml", FAILED_LOGINS)
+    write_rule(data.rules, "logins.yml", failed_logins_rule(timespan="10m", least=5, schedule="5m", lookback="5m"))
     scheduler = data.scheduler()
     times = [T0 - 15 * MIN + i * 30_000 for i in range(40)]  # every 30 s from 09:45 to 10:04:30
-    records = [
-        {"timestamp": t, "service": "auth", "message": "login failed", "attributes": {"user": "mallory"}} for t in times
-    ]
-    data.store.submit(validate_batch(records, Limits(), data.clock.ms + DAY_MS)).result()
+    for at_ms in times:
+        failed_login(data, at_ms)
     run_at(data, T0, scheduler)  # the window 09:55-10:00, read from 09:45
     run_at(data, T0 + 5 * MIN, scheduler)  # 10:00-10:05, read from 09:50: much of it again, and 10 new
     [alert] = data.alerts()
