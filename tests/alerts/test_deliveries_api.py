@@ -63,6 +63,7 @@ async def test_deliveries_are_listed_newest_first_filtered_and_paged(client: htt
     assert sent["last_error"] is None and sent["last_status"] == 200
     dead = (await client.get("/alerts/deliveries", params={"state": "dead"})).json()["deliveries"]
     assert {d["destination"] for d in dead} == {"refused"} and len(dead) == 3
+    assert all(d["retryable"] for d in dead) and not any(d["retryable"] for d in everything["deliveries"][1::2])
     # several states, comma-separated, as GET /alerts takes its statuses (one only was taken: a new-user trial)
     either = (await client.get("/alerts/deliveries", params={"state": "pending, DEAD,sending"})).json()["deliveries"]
     assert [d["id"] for d in either] == [d["id"] for d in dead]
@@ -209,6 +210,18 @@ async def test_a_delivery_that_cannot_run_says_why(client: httpx.AsyncClient, ap
             time.sleep(0.01)
         answer = (await client.get("/alerts/deliveries")).json()
     assert answer["worker_error"] == "another process holds alert-delivery.lock and delivers this data dir's alerts"
+
+
+async def test_a_dead_delivery_whose_destination_is_gone_is_not_retryable(
+    client: httpx.AsyncClient, delivered, receiver, settings
+):
+    """A UI trial: the alert's page offered Retry for a delivery to a destination alerting.yml did not define, which
+    could only be refused (409)."""
+    write_alerting(settings.rules_path, f'destinations: {{ok: {{type: webhook, url: "{receiver.url}/ok"}}}}\n')
+    dead = (await client.get("/alerts/deliveries", params={"state": "dead"})).json()["deliveries"]
+    assert len(dead) == 3 and not any(d["retryable"] for d in dead)
+    refused = await client.post(f"/alerts/deliveries/{dead[0]['id']}/retry")
+    assert refused.status_code == 409 and "not defined in alerting.yml" in refused.json()["error"]["message"]
 
 
 async def test_a_dead_delivery_is_retried_through_the_api_with_the_alerts_scope(

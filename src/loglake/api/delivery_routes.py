@@ -44,7 +44,7 @@ async def list_deliveries(app: LoglakeApp, request: Request) -> Result:
     limit = _integer(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     before = _integer(params, "cursor", None, 1, None)
 
-    def read() -> tuple[list[DeliveryRow], list[str]]:
+    def read() -> tuple[list[DeliveryRow], list[str], frozenset[str]]:
         rows = delivery.outbox.page(
             states=states,
             destination=params.get("destination") or None,
@@ -52,13 +52,15 @@ async def list_deliveries(app: LoglakeApp, request: Request) -> Result:
             before=before,
             limit=limit,
         )
-        return rows, delivery.routing_file.said()  # (alerting.yml read again if it changed: its problems now)
+        said = delivery.routing_file.said()  # (alerting.yml read again if it changed: its problems now)
+        routing = delivery.routing_file.current()
+        return rows, said, frozenset(() if routing is None else routing.destinations)
 
-    rows, problems = await app.run_read(read)
+    rows, problems, defined = await app.run_read(read)
     return Result(
         200,
         {
-            "deliveries": [_row(r) for r in rows],
+            "deliveries": [_row(r, defined) for r in rows],
             "next_cursor": str(rows[-1].rowid) if len(rows) == limit else None,
             "routing_problems": problems,
             "worker_error": delivery.last_error,
@@ -78,7 +80,7 @@ async def retry_delivery(app: LoglakeApp, request: Request, delivery_id: str) ->
         ) from None
     except RetryRefused as e:
         raise ApiError(409, "not_retryable", str(e)) from None
-    return Result(200, _row(row))
+    return Result(200, _row(row, frozenset()))  # (pending now: not to be retried again)
 
 
 def _integer(params: dict[str, str], name: str, default: int | None, low: int, high: int | None) -> int | None:
@@ -91,7 +93,9 @@ def _integer(params: dict[str, str], name: str, default: int | None, low: int, h
     return int(text)
 
 
-def _row(row: DeliveryRow) -> dict[str, Any]:
+def _row(row: DeliveryRow, defined: frozenset[str]) -> dict[str, Any]:
+    """A delivery as the API gives it; `retryable` when it is dead and alerting.yml (`defined`) still defines its
+    destination (the page offered Retry for one that could only be refused)."""
     return {
         "id": row.id,
         "alert_id": row.alert_id,
@@ -105,6 +109,7 @@ def _row(row: DeliveryRow) -> dict[str, Any]:
         "updated": format_datetime(row.updated_ms),
         "last_error": row.last_error,
         "last_status": row.last_status,
+        "retryable": row.state == "dead" and row.destination in defined,
     }
 
 

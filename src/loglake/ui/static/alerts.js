@@ -213,7 +213,7 @@ async function loadDeliveries(box, alertId, mayRetry) {
       h("tbody", {}, answer.deliveries.map((d) => h("tr", {},
         h("td", { text: d.event }), h("td", { text: d.destination }), h("td", {}, h("span", { class: `state d-${d.state}`, text: d.state })),
         h("td", { class: "num", text: d.attempts }), h("td", { text: formatTime(Date.parse(d.updated)) }), h("td", { text: d.last_error || "" }),
-        mayRetry ? h("td", {}, d.state === "dead" ? h("button", { type: "button", class: "small", text: "Retry", "aria-label": `Retry the ${d.event} to ${d.destination}`, onclick: retry(d) }) : null) : null))))));
+        mayRetry ? h("td", {}, d.retryable ? h("button", { type: "button", class: "small", text: "Retry", "aria-label": `Retry the ${d.event} to ${d.destination}`, onclick: retry(d) }) : null) : null))))));
   } catch (error) {
     replace(box, errorBox(error, reload));
   }
