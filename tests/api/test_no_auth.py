@@ -91,12 +91,15 @@ async def test_its_own_pages_and_allowed_origins_may_post_and_any_page_may_read(
     async with asgi_client(open_app) as client:
         own = {"host": "localhost:8080", "origin": "http://localhost:8080"}
         assert (await client.post("/logs", json={"message": "from the UI"}, headers=own)).status_code == 201
-        allowed = {"origin": "http://localhost:3000"}  # (cors_allow_origins)
+        # what the web UI's own pages send: Origin "null" (their Referrer-Policy is no-referrer), same-origin
+        ui = {"origin": "null", "sec-fetch-site": "same-origin"}
+        assert (await client.post("/logs", json={"message": "from the UI's page"}, headers=ui)).status_code == 201
+        allowed = {"origin": "http://localhost:3000", "sec-fetch-site": "same-site"}  # (cors_allow_origins)
         assert (await client.post("/logs", json={"message": "from a page allowed"}, headers=allowed)).status_code == 201
         # A read from another page goes through: without CORS headers the browser keeps the answer from it.
         read = await client.get("/logs/recent", params={"since": "1h"}, headers={"origin": "https://evil.example"})
         assert read.status_code == 200 and "access-control-allow-origin" not in read.headers
-        assert sorted(await stored_messages(client)) == ["from a page allowed", "from the UI"]
+        assert sorted(await stored_messages(client)) == ["from a page allowed", "from the UI", "from the UI's page"]
 
 
 async def test_with_auth_on_a_key_is_taken_at_any_name(app: LoglakeApp) -> None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from loglake.api import sigv4
+from loglake.api import cors, sigv4
 from loglake.api.http import ApiError, Request
 from loglake.config import is_loopback
 from loglake.key_ring import KeyRing
@@ -156,7 +156,8 @@ class Authenticator:
                 f"(localhost, 127.0.0.1, [::1]), not {host[:100]!r}; to serve other names, keep auth on",
             )
         origin = request.header(b"origin")
-        if origin and request.method not in _SAFE_METHODS and not self._own_or_allowed(origin, host):
+        changes = request.method not in _SAFE_METHODS
+        if changes and from_another_site(request) and not cors.allows(origin, self.cors_origins):
             raise ApiError(
                 403,
                 "origin_not_allowed",
@@ -164,11 +165,6 @@ class Authenticator:
                 "browser (only its own pages and the origins of cors_allow_origins may); keep auth on and send a key",
             )
         return ANONYMOUS
-
-    def _own_or_allowed(self, origin: str, host: str) -> bool:
-        """Whether a browser's Origin is the server's own (its scheme://Host) or one cors_allow_origins allows."""
-        own = origin.partition("://")[2].lower() == host.lower()
-        return own or "*" in self.cors_origins or origin in self.cors_origins
 
     def key_for_session(self, secret: str) -> ApiKey:
         """The bearer key a sign-in presents, or ApiError 401."""
@@ -237,6 +233,15 @@ def require_csrf_token(request: Request, csrf_token: str) -> None:
                 f"a {request.method} signed in by the session cookie must send the header X-CSRF-Token with "
                 f"the session's csrf_token (from POST or GET /session); this request sent {what}",
             )
+
+
+def from_another_site(request: Request) -> bool:
+    """Whether a browser says the request comes from another site's page: in Sec-Fetch-Site, or in an Origin that
+    is not the server's (its own pages send "null" there: their Referrer-Policy is no-referrer, which tells
+    nothing; the auth-off check took it for a foreign one, and would have refused the web UI's own changes)."""
+    origin = request.header(b"origin")
+    foreign = origin not in ("", "null") and origin.partition("://")[2].lower() != request.header(b"host").lower()
+    return request.header(b"sec-fetch-site") in ("cross-site", "same-site") or foreign
 
 
 def session_token(request: Request) -> str:

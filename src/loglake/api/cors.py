@@ -11,9 +11,14 @@ ALLOWED_HEADERS = b"authorization, content-type, content-encoding, x-amz-date, x
 EXPOSED_HEADERS = b"x-request-id, retry-after"
 
 
+def allows(origin: str, allowed: tuple[str, ...]) -> bool:
+    """Whether `allowed` (cors_allow_origins) lets pages of `origin` call the API."""
+    return bool(origin) and ("*" in allowed or origin in allowed)
+
+
 def response_headers(origin: str, allowed: tuple[str, ...]) -> Headers:
     """What an answer to a request from `origin` carries (nothing for an origin not allowed)."""
-    if not origin or not ("*" in allowed or origin in allowed):
+    if not allows(origin, allowed):
         return []
     return [
         (b"access-control-allow-origin", origin.encode("latin-1")),

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 import msgspec
 
 from loglake.api.ask_routes import ask_status
-from loglake.api.auth import SESSION_COOKIE, session_token
+from loglake.api.auth import SESSION_COOKIE, from_another_site, session_token
 from loglake.api.http import ApiError, Request, json_object, json_struct
 from loglake.api.routes import JSON_TYPES, Result, refuse_parameters
 from loglake.keys import hash_secret
@@ -86,13 +86,8 @@ async def _sign_in(app: LoglakeApp, request: Request, form: bool) -> Result:
 def _refuse_other_sites(request: Request) -> None:
     """403 for a sign-in posted by another site's page: it would sign the browser in with the other
     site's key (login CSRF), and what the person then sends would go to that key's account. Browsers
-    say where a request comes from in Sec-Fetch-Site, and in Origin (which they send as "null" when
-    the page's Referrer-Policy is no-referrer, as loglake's is: that tells nothing)."""
-    site = request.header(b"sec-fetch-site")
-    origin = request.header(b"origin")
-    host = request.header(b"host")
-    foreign_origin = origin not in ("", "null") and origin.partition("://")[2] != host
-    if site in ("cross-site", "same-site") or foreign_origin:
+    say where a request comes from (from_another_site)."""
+    if from_another_site(request):
         raise ApiError(
             403, "cross_site_sign_in", "a sign-in must come from loglake's own sign-in page; open /login on this server"
         )
