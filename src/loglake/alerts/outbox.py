@@ -320,10 +320,9 @@ class Outbox:
         refused, so it goes once). A delivery is named by its id, or by its start when no other id starts so."""
         with self._lock, write_transaction(self._conn) as conn:
             row = _named_delivery(conn, delivery_id)
-            if row.state != "dead":
-                raise RetryRefused(f"delivery {row.id} is {row.state}, not dead; only a dead delivery is retried")
-            if row.destination not in destinations:
-                raise RetryRefused(not_configured(row.destination))
+            refusal = retry_refusal(row, destinations)
+            if refusal is not None:
+                raise RetryRefused(refusal)
             key = (row.destination, row.dedup_key)
             first = _first_dead(conn, *key, row.event_seq + 1)  # retried: it, and the dead ones before it, first
             assert first is not None  # (it is dead itself)
@@ -523,6 +522,17 @@ def _held_behind(kind: str, delivery_id: str) -> str:
         f"waits for the {kind} of its alert, dead-lettered ({delivery_id}), to go first: retry that one"
         f" (loglake alerts retry {delivery_id})"
     )
+
+
+def retry_refusal(row: DeliveryRow, destinations: Collection[str]) -> str | None:
+    """Why a delivery cannot be retried as it is (None: it can, but for a later event of its alert already
+    delivered, which Outbox.retry finds in the outbox): not dead, or its destination no longer defined
+    (`destinations`: those alerting.yml defines)."""
+    if row.state != "dead":
+        return f"delivery {row.id} is {row.state}, not dead; only a dead delivery is retried"
+    if row.destination not in destinations:
+        return not_configured(row.destination)
+    return None
 
 
 def not_configured(name: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from loglake.alerts.outbox import DELIVERY_STATES, DeliveryRow, NoSuchDelivery, RetryRefused
+from loglake.alerts.outbox import DELIVERY_STATES, DeliveryRow, NoSuchDelivery, RetryRefused, retry_refusal
 from loglake.alerts.store import comma_separated
 from loglake.api.http import ApiError, Request, quoted
 from loglake.api.openapi_common import error_response
@@ -60,7 +60,7 @@ async def list_deliveries(app: LoglakeApp, request: Request) -> Result:
     return Result(
         200,
         {
-            "deliveries": [_row(r, defined) for r in rows],
+            "deliveries": [_row(r, retry_refusal(r, defined) is None) for r in rows],
             "next_cursor": str(rows[-1].rowid) if len(rows) == limit else None,
             "routing_problems": problems,
             "worker_error": delivery.last_error,
@@ -80,7 +80,7 @@ async def retry_delivery(app: LoglakeApp, request: Request, delivery_id: str) ->
         ) from None
     except RetryRefused as e:
         raise ApiError(409, "not_retryable", str(e)) from None
-    return Result(200, _row(row, frozenset()))  # (pending now: not to be retried again)
+    return Result(200, _row(row, retryable=False))  # (pending now)
 
 
 def _integer(params: dict[str, str], name: str, default: int | None, low: int, high: int | None) -> int | None:
@@ -93,9 +93,9 @@ def _integer(params: dict[str, str], name: str, default: int | None, low: int, h
     return int(text)
 
 
-def _row(row: DeliveryRow, defined: frozenset[str]) -> dict[str, Any]:
-    """A delivery as the API gives it; `retryable` when it is dead and alerting.yml (`defined`) still defines its
-    destination (the page offered Retry for one that could only be refused)."""
+def _row(row: DeliveryRow, retryable: bool) -> dict[str, Any]:
+    """A delivery as the API gives it; `retryable` when a retry would not be refused for the delivery as it is
+    (outbox.retry_refusal: the page offered Retry for one that could only be refused)."""
     return {
         "id": row.id,
         "alert_id": row.alert_id,
@@ -109,7 +109,7 @@ def _row(row: DeliveryRow, defined: frozenset[str]) -> dict[str, Any]:
         "updated": format_datetime(row.updated_ms),
         "last_error": row.last_error,
         "last_status": row.last_status,
-        "retryable": row.state == "dead" and row.destination in defined,
+        "retryable": retryable,
     }
 
 

@@ -95,8 +95,8 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
     # Records whose client id was stored already (by an earlier request or earlier in this one) are stored once,
     # and answered the stored record's id: said, since what they held this time was not stored (a new-user trial
     # sent an id again with another message and was told nothing).
-    records = parsed.records or ()
-    duplicates = sum(stored != record.log_id for record, stored in zip(records, log_ids, strict=True))
+    assert parsed.records is not None  # (not a bulk table: that answered above)
+    duplicates = sum(stored != record.log_id for record, stored in zip(parsed.records, log_ids, strict=True))
     if parsed.single:
         ts = timestamp_of(log_ids[0])  # a retried client id answers the stored record's time
         answer = {"logId": format_uuid(log_ids[0]), "timestamp": ts, "datetime": format_datetime(ts)}

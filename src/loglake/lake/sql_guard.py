@@ -174,29 +174,28 @@ def _refuse_outside_tables(node: Any, names: frozenset[str], tables: frozenset[s
         name = function.get("function_name", "")
         if name.lower() not in ALLOWED_TABLE_FUNCTIONS:
             raise QueryError("forbidden", f"{name}() is not available: {ACCESS_HINT}")
-        _refuse_function(function, as_table=True)
+        _refuse_function(function)  # (not sized: a table function's rows stream)
         _refuse_outside_tables(list(function.values()), names, tables)  # (its arguments, not itself again)
         node = {k: v for k, v in node.items() if k != "function"}
     elif kind == "SHOW_REF" and node.get("table_name"):
         raise QueryError("forbidden", f"SHOW lists the engine's catalog: {ACCESS_HINT}")
     elif node.get("class") == "FUNCTION":
         _refuse_function(node)
+        too_large = unbounded(node)
+        if too_large:
+            raise QueryError("query_too_large", too_large)
     for value in node.values():
         _refuse_outside_tables(value, names, tables)
 
 
-def _refuse_function(node: dict, as_table: bool = False) -> None:
-    """Refuse a call by a qualified name, of a function off limits, or (but a table function's: its rows
-    stream) one whose answer the engine's memory bound does not count (sql_sizes)."""
+def _refuse_function(node: dict) -> None:
+    """Refuse a call by a qualified name, or of a function off limits."""
     name = node.get("function_name", "")
     if node.get("schema") or node.get("catalog"):
         qualified = ".".join(node.get("qualified_name", {}).get("path", [name]))
         raise QueryError("forbidden", f"{qualified}(): call functions by their plain name; {ACCESS_HINT}")
     if name.lower() in DENIED_FUNCTIONS or name.lower() in catalog_functions():
         raise QueryError("forbidden", f"{name}() is not available: {ACCESS_HINT}")
-    too_large = None if as_table else unbounded(node)
-    if too_large:
-        raise QueryError("query_too_large", too_large)
 
 
 # `x ILIKE '%word%'` is how most people write "contains, any case", and DuckDB's ILIKE on a Parquet

@@ -72,9 +72,10 @@ def read_regular_bulk(body: bytes, path_index: str | None) -> tuple[list[elastic
         # A line of no object (parse_bulk skips it) beside a line of two, `{..}{..}`, which the reader takes for two
         # rows, keeps as many rows as lines and the text's length: parse_bulk pairs such lines up.
         return None
-    alike = _sources_of_one_action(body, path_index)
+    lines = body.count(b"\n")
+    alike = _sources_of_one_action(body, lines, path_index)
     if alike is None:
-        return _read_actions_and_sources(body, path_index)
+        return _read_actions_and_sources(body, lines, path_index)
     action, index, sources, count = alike
     escapes = count_escapes(sources)
     table = None if escapes is None else read_lines(sources)
@@ -89,7 +90,7 @@ def read_regular_bulk(body: bytes, path_index: str | None) -> tuple[list[elastic
     return elastic.items_alike(action, index, None, range(count)), found
 
 
-def _sources_of_one_action(body: bytes, path_index: str | None) -> tuple[str, str, bytes, int] | None:
+def _sources_of_one_action(body: bytes, lines: int, path_index: str | None) -> tuple[str, str, bytes, int] | None:
     """(action, index, the source lines alone, how many) of a bulk whose every action line is its first, adding a
     document to an index it names (or path_index) without an _id: the bulk shippers send, whose action lines
     Arrow then need not read (a third of its reading, and the masks that took the sources out). None otherwise.
@@ -100,7 +101,6 @@ def _sources_of_one_action(body: bytes, path_index: str | None) -> tuple[str, st
     line is not one of them, they are the even lines exactly: n non-adjacent lines of the first 2n - 1 can only
     be the even ones."""
     first = body[: body.find(b"\n")]
-    lines = body.count(b"\n")
     if lines % 2:
         return None
     try:
@@ -117,14 +117,14 @@ def _sources_of_one_action(body: bytes, path_index: str | None) -> tuple[str, st
 
 
 def _read_actions_and_sources(
-    body: bytes, path_index: str | None
+    body: bytes, lines: int, path_index: str | None
 ) -> tuple[list[elastic.BulkItem], RecordColumns] | None:
     """read_regular_bulk of a bulk whose action lines are not all its first (into more than one index, say), or whose
     first is not one _sources_of_one_action takes: its action lines read by Arrow too."""
     escapes = count_escapes(body)
     table = None if escapes is None else read_lines(body)
     # (a row per line: `{..} {..}` is two rows on one line, as long as two lines)
-    if table is None or table.num_rows % 2 or not table.num_rows or table.num_rows != body.count(b"\n"):
+    if table is None or table.num_rows % 2 or not table.num_rows or table.num_rows != lines:
         return None
     count = table.num_rows // 2
     actions = [name for name in table.column_names if name in elastic.ADDING_ACTIONS + elastic.REFUSED_ACTIONS]

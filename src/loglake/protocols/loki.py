@@ -204,7 +204,7 @@ def decode_push(body: bytes, json: bool) -> list[Stream]:
     """The push's streams. A protobuf body is a snappy block, as Loki's clients send it; MalformedPush when
     it cannot be read."""
     if json:
-        if not body.strip():
+        if not body or body.isspace():  # (not strip(): a copy of the body)
             raise MalformedPush('the body is empty: send {"streams": [{"stream": {...}, "values": [[ns, line]]}]}')
         return _json_streams(body)
     try:

@@ -135,7 +135,7 @@ _SEVERITY_NUMBERS = dict(logs_pb2.SeverityNumber.items())
 def columns(body: bytes) -> RecordColumns:
     """Every LogRecord of an OTLP/JSON body as columns of records to check; MalformedRequest if it is not
     an ExportLogsServiceRequest."""
-    if not body.strip():  # (in protobuf, an empty request; in JSON, no text is no request)
+    if not body or body.isspace():  # (in protobuf an empty request; in JSON no text is no request; isspace: no copy)
         raise MalformedRequest('the body is empty: send an ExportLogsServiceRequest, {"resourceLogs": [...]}')
     request = _read(body, _REQUEST, logs_service_pb2.ExportLogsServiceRequest.DESCRIPTOR)
     keys = [list(map(bytes, map(_ATTRIBUTES, s.log_records))) for r in request.resource_logs for s in r.scope_logs]

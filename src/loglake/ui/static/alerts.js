@@ -93,7 +93,7 @@ function alertView(alert, allows, reload, navigate) {
   const explore = exploreHref({ q: "", range: "", since: Math.min(at, Date.parse(alert.window.start)),
     until: Math.max(Date.parse(alert.last_seen), Date.parse(alert.window.end)) + 1, tz: timeZone(), tail: false });
   const state = { q: "", range: "", tz: timeZone() };
-  const go = (changes) => navigate(exploreHref({ ...state, since: at - 60e3, until: at + 60e3, ...changes }));
+  const go = (changes) => navigate(exploreHref({ ...state, ...aroundMoment(at), ...changes }));
   return [
     h("h1", {}, h("span", { class: `level l-${alert.level}`, text: alert.level }), " ", alert.title),
     h("dl", { class: "facts" },
@@ -122,10 +122,10 @@ function evidenceRow(evidence, state, go) {
   if (!isRecord(evidence)) return columnsRow(evidence);
   const record = shownAsRecord(evidence);
   // its filters search around its own time (they searched around the alert's first match)
-  const around = (changes) => go({ since: record.timestamp - 60e3, until: record.timestamp + 60e3, ...changes });
+  const around = (changes) => go({ ...aroundMoment(record.timestamp), ...changes });
   const row = recordRow(record, state, Number.isFinite(record.timestamp) ? around : go);
   if (Number.isFinite(record.timestamp) && record.service) {
-    row.append(h("p", { class: "small evidence-link" }, link(exploreHref({ ...state, q: term("service", record.service), since: record.timestamp - 60e3, until: record.timestamp + 60e3, tail: false }),
+    row.append(h("p", { class: "small evidence-link" }, link(exploreHref({ ...state, q: term("service", record.service), ...aroundMoment(record.timestamp), tail: false }),
       "See this moment in Explore")));
   }
   return row;
@@ -136,7 +136,7 @@ function evidenceRow(evidence, state, go) {
 // made the link to Explore "since=NaN".
 // Only the record's fields: its Copy JSON showed log_id and logId, date, client_id and the rule's own columns.
 function shownAsRecord(evidence) {
-  const ms = typeof evidence.timestamp === "number" ? evidence.timestamp : Date.parse(evidence.timestamp);
+  const ms = epochMs(evidence.timestamp);
   const record = {
     logId: evidence.logId || evidence.log_id, timestamp: ms, datetime: Number.isFinite(ms) ? new Date(ms).toISOString() : "",
     service: evidence.service, log_type: evidence.log_type || "", severity: evidence.severity || "info",
@@ -146,14 +146,23 @@ function shownAsRecord(evidence) {
   return record;
 }
 
+// A minute either side of a moment (ms), as Explore's range.
+function aroundMoment(ms) {
+  return { since: ms - 60e3, until: ms + 60e3 };
+}
+
+// A time as epoch ms: a number as it is, ISO-8601 text parsed; NaN for anything else.
+function epochMs(value) {
+  return typeof value === "number" ? value : typeof value === "string" ? Date.parse(value) : NaN;
+}
+
 function isRecord(row) {
   return typeof row.message === "string";
 }
 
 function columnsRow(row) {
   // (a time as every time on the page: an ISO text, as a SQL rule's rows keep it, was shown raw in UTC)
-  const time = (value) => typeof value === "number" ? value : typeof value === "string" ? Date.parse(value) : NaN;
-  const shown = (name, value) => name === "timestamp" && Number.isFinite(time(value)) ? formatTime(time(value))
+  const shown = (name, value) => name === "timestamp" && Number.isFinite(epochMs(value)) ? formatTime(epochMs(value))
     : value !== null && typeof value === "object" ? JSON.stringify(value) : String(value);
   return h("li", { class: "evidence-row" },
     h("dl", { class: "facts" }, Object.entries(row).map(([name, value]) => fact(name, shown(name, value)))));
