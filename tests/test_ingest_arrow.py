@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from loglake.ingest import BULK_MIN_RECORDS, _lines, parse_batch
-from loglake.ingest_arrow import checked_table
+from loglake.ingest_arrow import checked_table, checked_tables
 from loglake.ingest_columns import plainly_valid_table
 from tests.test_ingest_columns import ACCEPTED, BATCH, LIMITS, NOW, REFUSED, base
 
@@ -123,3 +123,39 @@ def test_the_parser_reads_by_arrow_only_when_other_bodies_are_checked_meanwhile(
     assert alone.table.column("attributes")[5].as_py() == '{"b":1,"a":2}'  # msgspec's: as sent
     assert contended.table.column("attributes")[5].as_py() == '{"a":2,"b":1}'  # Arrow's
     assert alone.table.column("message").equals(contended.table.column("message"))
+
+
+def bodies_of(*counts: int) -> list[bytes]:
+    """Bodies of `counts` records each, every record told apart by its body and line (`body 1 line 7`)."""
+    return [
+        b"".join(msgspec.json.encode({**base(i), "message": f"body {b} line {i}"}) + b"\n" for i in range(count))
+        for b, count in enumerate(counts)
+    ]
+
+
+def test_bodies_checked_together_give_each_body_its_own_table() -> None:
+    bodies = bodies_of(BATCH, 2 * BATCH, BATCH)
+    bodies[1] = bodies[1].rstrip(b"\n")  # (a body without its final newline joins as well)
+    tables = checked_tables(bodies, LIMITS, NOW, BATCH)
+    assert tables is not None
+    assert [table.column("message").to_pylist() for table in tables] == [
+        [f"body {b} line {i}" for i in range(count)] for b, count in enumerate((BATCH, 2 * BATCH, BATCH))
+    ]
+    for body, table in zip(bodies, tables, strict=True):  # each as checked alone, but its fresh ids
+        alone = checked_table(body, LIMITS, NOW, 1)
+        assert alone is not None
+        assert table.drop_columns(["log_id"]).equals(alone.drop_columns(["log_id"]))
+    ids = [log_id for table in tables for log_id in table.column("log_id").to_pylist()]
+    assert len(set(ids)) == len(ids)
+
+
+def test_bodies_are_checked_together_only_when_each_would_be_a_table_alone() -> None:
+    bad = bodies_of(BATCH, BATCH)
+    bad[1] = bad[1].replace(b'"severity":"info"', b'"severity":"loud"', 1)
+    assert checked_tables(bad, LIMITS, NOW, BATCH) is None  # a record the check refuses: each alone says which
+    assert checked_tables(bodies_of(BATCH, BATCH - 1), LIMITS, NOW, BATCH) is None  # one too small for a table
+    few = dataclasses.replace(LIMITS, max_records=BATCH)
+    assert checked_tables(bodies_of(BATCH, BATCH + 1), few, NOW, 1) is None  # one more than a request may hold
+    blank = bodies_of(BATCH, BATCH)
+    blank[0] += b"\n"  # (a blank line: its body's line count is not its records')
+    assert checked_tables(blank, LIMITS, NOW, 1) is None

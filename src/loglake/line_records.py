@@ -26,7 +26,6 @@ from loglake import ecs
 from loglake.field_names import (
     MESSAGE_FIELDS,
     NAME_FIELDS,
-    NUMERIC_LEVELS,
     SEVERITY_FIELDS,
     SPAN_ID_FIELDS,
     TIME_FIELDS,
@@ -34,7 +33,7 @@ from loglake.field_names import (
     FieldName,
 )
 from loglake.model import SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, Limits, hex_id, is_valid_name
-from loglake.protocols.names import level_severity
+from loglake.protocols.names import logger_level_severity
 from loglake.record_fit import fit_record
 from loglake.times import SMALLEST_PLAUSIBLE_MS, format_datetime, parse_iso8601
 
@@ -169,9 +168,7 @@ def _severity(name: str, value: Any) -> str | None:
     if name == "PRIORITY":
         number = int(value) if type(value) is str and _DIGITS.fullmatch(value) else value
         return SYSLOG_PRIORITIES[number] if type(number) is int and 0 <= number <= 7 else None
-    if type(value) is int:
-        return NUMERIC_LEVELS.get(value)
-    return level_severity(value)
+    return logger_level_severity(value)
 
 
 def _epoch_ms(value: Any, now_ms: int) -> int | None:

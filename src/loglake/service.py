@@ -11,10 +11,17 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from loglake import ids
+from loglake import ids, ingest_arrow
 from loglake.arrivals import Arrivals
 from loglake.digits import is_ascii_digits
-from loglake.ingest import IncomingRecord, ParsedBody, check_records, check_valid_records, parse_batch
+from loglake.ingest import (
+    BULK_MIN_RECORDS,
+    IncomingRecord,
+    ParsedBody,
+    check_records,
+    check_valid_records,
+    parse_batch,
+)
 from loglake.lake import reads as lake_reads
 from loglake.lake.lake import Lake
 from loglake.lake.manifest import LakeFile
@@ -113,6 +120,13 @@ class LogService:
         `contended`: other bodies are being checked meanwhile (see ingest.parse_batch)."""
         bulk = self.lake is not None
         return parse_batch(body, ndjson, self.limits, self.now_ms(), bulk=bulk, contended=contended)
+
+    def parse_joined(self, bodies: list[bytes]) -> list[pa.Table] | None:
+        """Several NDJSON bulk bodies checked as one (ingest_arrow.checked_tables): each body's table, as parse
+        gives it alone; None when one of them would not be a table (parse then says what each is)."""
+        if self.lake is None:
+            return None
+        return ingest_arrow.checked_tables(bodies, self.limits, self.now_ms(), BULK_MIN_RECORDS)
 
     def check(self, items: list[IncomingRecord]) -> ParsedBody:
         """Records another protocol's decoder built (protocols/), checked as parse checks a body's: all

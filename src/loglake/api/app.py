@@ -4,6 +4,7 @@ around the routes."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import time
@@ -31,12 +32,13 @@ from loglake.api.http import (
     storage_unavailable,
     wait_for_disconnect,
 )
+from loglake.api.joined_checks import JoinedChecks
 from loglake.api.metrics import Metrics
 from loglake.api.process_metrics import ProcessFigures
 from loglake.api.ratelimit import RateLimiter, request_units
 from loglake.api.resent_pushes import ResentPushes
 from loglake.api.route_table import ROUTES, Route, Router
-from loglake.api.routes import Result, count_if_body_refused
+from loglake.api.routes import Result, checked_ndjson, checked_ndjson_joined, count_if_body_refused
 from loglake.api.runtime_events import RuntimeEvents
 from loglake.api.security_headers import SECURITY_HEADERS
 from loglake.config import REQUEST_UNIT, REQUEST_UNIT_BYTES, Settings, parse_origins
@@ -108,7 +110,19 @@ class LoglakeApp(RuntimeEvents):
         self._searches = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="loglake-search")
         # Big ingest bodies are checked on threads of their own (routes.OFF_LOOP_BODY_BYTES).
         self._ingests = ThreadPoolExecutor(max_workers=INGEST_THREADS, thread_name_prefix="loglake-ingest")
-        self.ingest_jobs = 0  # run_ingest's jobs queued or running (only the event loop changes it)
+        self.ingest_jobs = 0  # run_ingest's and run_joined's jobs queued or running (only the event loop changes it)
+        # POST /logs's smaller NDJSON bulk bodies are checked on one of them, those that wait together (joined_checks);
+        self.ndjson_checks = JoinedChecks(
+            self._ingests,
+            functools.partial(checked_ndjson, self),
+            functools.partial(checked_ndjson_joined, self),
+        )
+        # Elasticsearch bulks to /_bulk likewise.
+        self.bulk_checks = JoinedChecks(
+            self._ingests,
+            functools.partial(elastic_routes.parsed_bulk, self),
+            functools.partial(elastic_routes.parsed_bulks, self),
+        )
         # Big OTLP exports are decoded in processes of their own (started at the first one).
         self.decode_workers = DecodeWorkers(settings.decode_processes)
         # Users' SQL runs on its own threads, so long queries never queue the API's reads behind them.
@@ -147,6 +161,14 @@ class LoglakeApp(RuntimeEvents):
         self.ingest_jobs += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._ingests, fn, *args)
+        finally:
+            self.ingest_jobs -= 1
+
+    async def run_joined(self, checks: JoinedChecks[T], read: Callable[[], bytes], size: int) -> T:
+        """Check a big ingest body off the event loop, with the bodies waiting beside it (joined_checks)."""
+        self.ingest_jobs += 1
+        try:
+            return await asyncio.wrap_future(checks.submit(read, size))
         finally:
             self.ingest_jobs -= 1
 

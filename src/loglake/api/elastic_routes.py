@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from loglake.api.auth import Unauthorized
 from loglake.api.http import JSON_HEADERS, ApiError, EncodedApiError, Request, decode_content, quoted
+from loglake.api.joined_checks import JOIN_BELOW_BYTES
 from loglake.api.routes import (
     OFF_LOOP_BODY_BYTES,
     Result,
@@ -194,6 +195,8 @@ async def _store_bulk(
     try:
         if len(body) < OFF_LOOP_BODY_BYTES:
             items, groups = _parse(app, body, path_index)
+        elif path_index is None and len(body) < JOIN_BELOW_BYTES:  # (checked with the bulks waiting beside it)
+            items, groups = await app.run_joined(app.bulk_checks, lambda: body, len(body))
         else:  # a big bulk takes milliseconds to check: off the event loop, which serves everyone else
             items, groups = await app.run_ingest(_parse, app, body, path_index)
     except ElasticError:  # (only a body that is no bulk request is refused whole)
@@ -268,6 +271,40 @@ def _parse(app: LoglakeApp, body: bytes, path_index: str | None) -> tuple[list[e
     limit = app.service.limits.max_records
     groups = [_checked_group(app, storable[start : start + limit], found) for start in range(0, len(storable), limit)]
     return items, [group for group in groups if group is not None]
+
+
+Parsed = tuple[list[elastic.BulkItem], list[Group]]
+
+
+def parsed_bulk(app: LoglakeApp, body: bytes, contended: bool) -> Parsed:
+    """_parse of a bulk sent to /_bulk, as app.bulk_checks checks one alone."""
+    return _parse(app, body, None)
+
+
+def parsed_bulks(app: LoglakeApp, bodies: list[bytes]) -> list[Parsed] | None:
+    """_parse of each bulk sent to /_bulk, read and checked as one (joined_checks): None unless each is a regular
+    bulk (elastic_columns) of at most max_records documents, every one of which is stored, as one group."""
+    lines = [body.count(b"\n") for body in bodies]
+    if any(count % 2 or count // 2 > app.service.limits.max_records for count in lines):
+        return None  # (an action without its source would pair the next bulk's lines wrongly)
+    if not all(body.endswith(b"\n") for body in bodies):
+        return None
+    read = elastic_columns.read_regular_bulk(b"".join(bodies), None)
+    if read is None:
+        return None
+    items, found = read
+    if any(index and invalid_index_name(index) for index in set(map(_INDEX_OF, items))):
+        return None
+    table = found.table(app.service)
+    if table is None:
+        return None
+    parsed: list[Parsed] = []
+    start = 0
+    for count in (count // 2 for count in lines):
+        stored, checked = items[start : start + count], ParsedBody(False, table=table.slice(start, count))
+        parsed.append((stored, [(stored, checked, ingest_counts(checked))]))
+        start += count
+    return parsed
 
 
 def _refuse_invalid_indices(items: list[elastic.BulkItem]) -> None:

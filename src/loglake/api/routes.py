@@ -6,6 +6,7 @@ routes in key_routes.py."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable, Collection
@@ -25,6 +26,7 @@ from loglake.api.http import (
     quoted,
     storage_unavailable,
 )
+from loglake.api.joined_checks import JOIN_BELOW_BYTES
 from loglake.config import JSON_BODY_BYTES
 from loglake.follow import FollowQuery, follow, follow_query
 from loglake.ids import format_uuid, parse_uuid, timestamp_of
@@ -77,7 +79,11 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
     refuse_parameters(request, "POST /logs")
     try:
         ndjson = _records_media_type(request)
-        parsed, counts = await checked_body(app, request, lambda body: _checked(app, body, ndjson))
+        if ndjson and app.service.lake is not None and off_loop(request) and len(request.body) < JOIN_BELOW_BYTES:
+            read = functools.partial(decode_content, request, request.body, app.settings.max_body_bytes, records=True)
+            parsed, counts = await app.run_joined(app.ndjson_checks, read, len(request.body))
+        else:
+            parsed, counts = await checked_body(app, request, lambda body: _checked(app, body, ndjson))
     except InvalidBody as e:
         count_refused_body(app, e.code)
         raise ApiError(413 if e.too_large else 400, e.code, str(e), e.details) from None
@@ -137,13 +143,30 @@ async def store(app: LoglakeApp, parsed: ParsedBody, counts: dict[tuple[str, int
     return log_ids
 
 
-def _checked(app: LoglakeApp, body: bytes, ndjson: bool) -> tuple[ParsedBody, dict[tuple[str, int], int]]:
-    """The body's valid records (LogService.parse) and ingest_counts of them."""
+Checked = tuple[ParsedBody, dict[tuple[str, int], int]]
+
+
+def _checked(app: LoglakeApp, body: bytes, ndjson: bool, contended: bool = False) -> Checked:
+    """The body's valid records (LogService.parse) and ingest_counts of them. `contended`: other bodies are being
+    checked meanwhile (see ingest.parse_batch)."""
     if not body or body.isspace():  # (not strip(): that copies a body of megabytes)
         raise ApiError(400, "empty_body", "the body is empty; send a record object, an array or NDJSON lines")
     # (a job besides this one: the bodies then take turns on the GIL, see ingest_arrow)
-    parsed = app.service.parse(body, ndjson, contended=app.ingest_jobs > 1)
+    parsed = app.service.parse(body, ndjson, contended=contended or app.ingest_jobs > 1)
     return parsed, ingest_counts(parsed)
+
+
+def checked_ndjson(app: LoglakeApp, body: bytes, contended: bool) -> Checked:
+    """_checked of an NDJSON body, as app.ndjson_checks checks one alone."""
+    return _checked(app, body, True, contended)
+
+
+def checked_ndjson_joined(app: LoglakeApp, bodies: list[bytes]) -> list[Checked] | None:
+    """_checked of each NDJSON body, checked together (LogService.parse_joined); None when they are not."""
+    tables = app.service.parse_joined(bodies)
+    if tables is None:
+        return None
+    return [(ParsedBody(False, table=table), _table_counts(table)) for table in tables]
 
 
 def ingest_counts(parsed: ParsedBody) -> dict[tuple[str, int], int]:
@@ -188,10 +211,15 @@ async def checked_body(app: LoglakeApp, request: Request, check: Callable[[bytes
     """check(body) of the request's body with its Content-Encoding undone (http.decode_content, whose ApiError
     it raises): on the event loop for a small body, else on the ingest threads (see OFF_LOOP_BODY_BYTES)."""
     limit = app.settings.max_body_bytes
-    if inflated_off_loop(request) or len(request.body) >= OFF_LOOP_BODY_BYTES:
+    if off_loop(request):
         return await app.run_ingest(lambda: check(decode_content(request, request.body, limit, records=True)))
     body = decode_content(request, request.body, limit, records=True)
     return check(body) if len(body) < OFF_LOOP_BODY_BYTES else await app.run_ingest(check, body)
+
+
+def off_loop(request: Request) -> bool:
+    """Whether the request's body is checked off the event loop as received (see OFF_LOOP_BODY_BYTES)."""
+    return inflated_off_loop(request) or len(request.body) >= OFF_LOOP_BODY_BYTES
 
 
 def inflated_off_loop(request: Request) -> bool:

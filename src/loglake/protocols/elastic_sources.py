@@ -26,9 +26,9 @@ from msgspec import Raw
 
 from loglake import ecs, ids
 from loglake.digits import is_ascii_digits
-from loglake.field_names import NUMERIC_LEVELS, SPAN_ID_FIELDS, TRACE_ID_FIELDS
+from loglake.field_names import SPAN_ID_FIELDS, TRACE_ID_FIELDS
 from loglake.model import SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, hex_id
-from loglake.protocols.names import level_severity, safe_name
+from loglake.protocols.names import level_severity, logger_level_severity, safe_name
 from loglake.times import parse_iso8601
 
 if TYPE_CHECKING:
@@ -251,7 +251,7 @@ def _pop_flat(
 
 def _flat_severity(level: str | int) -> tuple[str | None, bool]:
     """A `level` word, or pino's and bunyan's number, as the record's severity."""
-    severity = NUMERIC_LEVELS.get(level) if type(level) is int else level_severity(level)
+    severity = logger_level_severity(level)
     return severity, severity is not None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 
+from loglake.field_names import NUMERIC_LEVELS
 from loglake.model import SEVERITY_ALIASES, is_valid_name
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -27,3 +28,9 @@ def level_severity(value: object) -> str | None:
     if type(value) is not str:
         return None
     return _LEVELS.get(value) or _LEVELS.get(value.lower())
+
+
+def logger_level_severity(value: object) -> str | None:
+    """The record severity of a `level` as loggers write it: a level name, or pino's and bunyan's number (50 is
+    error); None when it is neither."""
+    return NUMERIC_LEVELS.get(value) if type(value) is int else level_severity(value)

@@ -12,11 +12,10 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loglake.field_names import NUMERIC_LEVELS
 from loglake.ingest_columns import binary_array
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.mapping import take_ids
-from loglake.protocols.names import level_severity, safe_name
+from loglake.protocols.names import level_severity, logger_level_severity, safe_name
 
 METADATA = ("host", "source", "sourcetype", "index")
 SEVERITY_FIELDS = ("severity", "level")  # the first that names a severity is the record's
@@ -52,8 +51,7 @@ def take_severity(fields: dict[str, Any]) -> str | None:
     `level` pino's and bunyan's number (50 is error), as Elasticsearch bulk's sources map them."""
     for key in SEVERITY_FIELDS:
         value = fields.get(key)
-        numeric = key == "level" and type(value) is int
-        severity = NUMERIC_LEVELS.get(value) if numeric else level_severity(value)
+        severity = logger_level_severity(value) if key == "level" else level_severity(value)
         if severity is not None:
             del fields[key]
             return severity
