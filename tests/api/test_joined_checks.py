@@ -8,6 +8,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -166,3 +167,20 @@ async def test_a_bulk_with_a_refused_document_beside_others_answers_that_item_al
     sql = "SELECT service, count(*) FROM logs GROUP BY service ORDER BY service"
     rows = (await client.post("/query", json={"sql": sql})).json()["rows"]
     assert rows == [["svc-0", RECORDS], ["svc-1", RECORDS], ["svc-2", RECORDS - 1]]
+
+
+def test_a_check_cut_short_leaves_no_body_waiting_for_good() -> None:
+    """Whatever escapes a check (here a KeyboardInterrupt on its thread), its body is told and the next body is
+    checked: the joining thread's count of jobs is not left at its most, which would hold every later body."""
+
+    def check_alone(body: bytes, contended: bool) -> bytes:
+        if body == b"boom":
+            raise KeyboardInterrupt
+        return body.upper()
+
+    with ThreadPoolExecutor(2) as executor:
+        checks: JoinedChecks[bytes] = JoinedChecks(executor, check_alone, lambda bodies: None)
+        cut = checks.submit(lambda: b"boom", 4)
+        with pytest.raises(RuntimeError, match="cut short"):
+            cut.result(10)
+        assert checks.submit(lambda: b"next", 4).result(10) == b"NEXT"

@@ -81,27 +81,41 @@ class JoinedChecks(Generic[T]):
 
     def _check_waiting(self) -> None:
         """Check the bodies waiting, joined where they can be, until none waits."""
-        while True:
+        try:
+            while True:
+                with self._lock:
+                    if not self._waiting:
+                        self._jobs -= 1
+                        return
+                    taken = self._take()
+                    contended = len(taken) > 1 or bool(self._waiting)  # (ingest_arrow's read: see ingest.parse_batch)
+                try:
+                    self._check(taken, contended)
+                finally:  # (whatever cut the check short, none of its bodies waits for good)
+                    for body in taken:
+                        if not body.done.done():
+                            body.done.set_exception(RuntimeError("the body's check was cut short; send it again"))
+        except BaseException:  # (the next body submitted starts a job for those still waiting)
             with self._lock:
-                if not self._waiting:
-                    self._jobs -= 1
-                    return
-                taken = self._take()
-                contended = len(taken) > 1 or bool(self._waiting)  # (ingest_arrow's read then: see ingest.parse_batch)
-            bodies: list[tuple[bytes, Future[T]]] = []
-            for body in taken:
-                try:
-                    bodies.append((body.read(), body.done))
-                except Exception as e:  # (a body's own error: not inflated, too large)
-                    body.done.set_exception(e)
-            small = [(body, done) for body, done in bodies if len(body) < JOIN_BELOW_BYTES]
-            if len(small) > 1 and self._answered_joined(small):
-                bodies = [(body, done) for body, done in bodies if len(body) >= JOIN_BELOW_BYTES]
-            for body, done in bodies:
-                try:
-                    done.set_result(self._check_alone(body, contended))
-                except Exception as e:  # (the check's refusal is the body's answer)
-                    done.set_exception(e)
+                self._jobs -= 1
+            raise
+
+    def _check(self, taken: list[_Body[T]], contended: bool) -> None:
+        """Answer each body taken: checked with the others where they can be, else alone."""
+        bodies: list[tuple[bytes, Future[T]]] = []
+        for body in taken:
+            try:
+                bodies.append((body.read(), body.done))
+            except Exception as e:  # (a body's own error: not inflated, too large)
+                body.done.set_exception(e)
+        small = [(body, done) for body, done in bodies if len(body) < JOIN_BELOW_BYTES]
+        if len(small) > 1 and self._answered_joined(small):
+            bodies = [(body, done) for body, done in bodies if len(body) >= JOIN_BELOW_BYTES]
+        for body, done in bodies:
+            try:
+                done.set_result(self._check_alone(body, contended))
+            except Exception as e:  # (the check's refusal is the body's answer)
+                done.set_exception(e)
 
     def _take(self) -> list[_Body[T]]:
         """The waiting bodies to check now, oldest first, up to JOINED_BYTES as received (at least one); called
