@@ -3,6 +3,7 @@ record's fields and filters, facets, the URL as the view's state, keyboard, sign
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import urllib.parse
@@ -431,3 +432,30 @@ def test_a_facet_with_more_values_than_it_shows_offers_the_rest(page, loglake):
     assert page.evaluate("document.activeElement.textContent").startswith("shop-08")  # (where the button was)
     page.locator('.facets [data-facet="service"] li', has_text="shop-11").get_by_role("button").click()
     page.wait_for_url(re.compile(r"q=service%3Ashop-11"))
+
+
+def test_an_integer_past_2_to_the_53_is_shown_and_copied_with_every_digit(page, loglake):
+    """JavaScript's numbers hold integers exactly up to 2^53: a 64-bit id read as one lost its last digits
+    (9007199254740993 shown as ...992) in the record, its filter and its Copy JSON."""
+    big, past_int64 = 9007199254740993, 123456789012345678901234567890
+    loglake.send([{"service": "ids", "message": "snowflake", "attributes": {"user_id": big, "huge": past_int64}}])
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/explore?q=service%3Aids")
+    page.locator(".record-summary").first.click()
+    row = page.locator(".record-details .fields tr", has=page.locator("th", has_text="user_id"))
+    assert row.locator("td.value").inner_text() == str(big)
+    shown = json.loads(page.locator(".record-details pre.json").inner_text())  # (Python's json keeps every digit)
+    assert shown["attributes"] == {"user_id": big, "huge": past_int64}
+    row.get_by_role("button", name=f"Filter for user_id {big}").click()
+    assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["q"] == [f"service:ids user_id:{big}"]
+    assert services_shown(page) == {"ids"}  # (the search finds it by its digits)
+
+    page.goto(loglake.url + "/ui/sql")
+    editor = page.get_by_label("SQL query")
+    editor.fill(f"SELECT * FROM (VALUES ({big}::BIGINT), (9007199254740992::BIGINT), (5::BIGINT)) t(n)")
+    editor.press("Control+Enter")
+    cells = page.locator(".grid tbody td")
+    cells.first.wait_for()
+    assert cells.all_inner_texts() == [str(big), "9007199254740992", "5"]
+    page.get_by_role("button", name="n", exact=True).click()  # ascending, as BigInts: 5 first, big last
+    assert cells.all_inner_texts() == ["5", "9007199254740992", str(big)]

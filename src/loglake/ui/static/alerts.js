@@ -4,6 +4,7 @@
 import { api, errorBox, url } from "./api.js";
 import { counted, formatTime, h, link, replace, timeZone } from "./dom.js";
 import { exploreHref, recordRow } from "./explore.js";
+import { isStructured } from "./json.js";
 import { term } from "./terms.js";
 
 const STATUSES = ["open", "acknowledged", "resolved", "suppressed"];
@@ -163,7 +164,7 @@ function isRecord(row) {
 function columnsRow(row) {
   // (a time as every time on the page: an ISO text, as a SQL rule's rows keep it, was shown raw in UTC)
   const shown = (name, value) => name === "timestamp" && Number.isFinite(epochMs(value)) ? formatTime(epochMs(value))
-    : value !== null && typeof value === "object" ? JSON.stringify(value) : String(value);
+    : isStructured(value) ? JSON.stringify(value) : String(value);
   return h("li", { class: "evidence-row" },
     h("dl", { class: "facts" }, Object.entries(row).map(([name, value]) => fact(name, shown(name, value)))));
 }

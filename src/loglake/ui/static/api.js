@@ -4,6 +4,7 @@
 // to a few requests a second would refuse), and a 429 anyway (another tab or a script on the same key)
 // is waited out as its Retry-After says, a few times, with a notice on the page while waiting.
 import { h } from "./dom.js";
+import { parseJson } from "./json.js";
 
 const RATE_LIMIT_TRIES = 4;
 const LONGEST_WAIT_S = 10; // a longer Retry-After (a spent daily budget) is shown as the error it is
@@ -115,7 +116,7 @@ export function signIn(reason) {
 
 export async function api(path, options) {
   const response = await request(path, options);
-  return response.status === 204 ? null : response.json();
+  return response.status === 204 ? null : parseJson(await response.text());
 }
 
 async function errorOf(response) {

@@ -4,6 +4,7 @@
 import { api, errorBox, untilAnswering, url } from "./api.js";
 import { stackedBars } from "./chart.js";
 import { SEVERITIES, copyButton, counted, formatCount, formatTime, h, replace, setTimeZone, timeZone } from "./dom.js";
+import { isStructured } from "./json.js";
 import { startTail } from "./tail.js";
 import { FIELDS, attributeKey, term, withTerm } from "./terms.js";
 
@@ -413,7 +414,7 @@ function recordDetails(record, state, go) {
 
 // Attributes as (key path, leaf value) pairs: an object's keys are a path's steps, anything else a leaf.
 function leaves(value, path) {
-  if (value && typeof value === "object" && !Array.isArray(value)) {
+  if (isStructured(value) && !Array.isArray(value)) {
     return Object.entries(value).flatMap(([k, v]) => leaves(v, [...path, k]));
   }
   return path.length ? [[path, value]] : [];

@@ -3,6 +3,7 @@
 // EXPLAIN, downloads as CSV/JSON/NDJSON, and a history kept in this browser.
 import { api, errorBox } from "./api.js";
 import { counted, download, formatBytes, h, replace } from "./dom.js";
+import { ExactInteger, isStructured } from "./json.js";
 
 const HISTORY_KEY = "loglake-sql-history";
 const HISTORY_SIZE = 50;
@@ -165,7 +166,7 @@ function toObjects(result) {
 // RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled; NULL is empty.
 function toCsv(result) {
   const field = (v) => {
-    const text = v === null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
+    const text = v === null ? "" : isStructured(v) ? JSON.stringify(v) : String(v);
     return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
   };
   return [result.columns.map((c) => field(c.name)), ...result.rows.map((row) => row.map(field))].map((r) => r.join(",") + "\r\n").join("");
@@ -181,7 +182,7 @@ function grid(result) {
   let order = { column: -1, descending: false };
   let rows = [], shown = 0; // (in the order shown)
   const cell = (v) => v === null ? h("td", { class: "null", text: "NULL" })
-    : h("td", { class: typeof v === "number" ? "num" : "", text: typeof v === "object" ? JSON.stringify(v) : String(v) });
+    : h("td", { class: typeof v === "number" || v instanceof ExactInteger ? "num" : "", text: isStructured(v) ? JSON.stringify(v) : String(v) });
   const drawMore = () => {
     const next = rows.slice(shown, shown + GRID_PAGE);
     body.append(...next.map((row) => h("tr", {}, row.map(cell))));
@@ -194,7 +195,8 @@ function grid(result) {
     rows = [...result.rows];
     if (order.column >= 0) {
       const i = order.column, sign = order.descending ? -1 : 1;
-      rows.sort((a, b) => a[i] === b[i] ? 0 : a[i] === null ? 1 : b[i] === null ? -1 : (a[i] < b[i] ? -sign : sign));
+      const key = (v) => v instanceof ExactInteger ? v.value : v; // (a BigInt compares with numbers as numbers)
+      rows.sort((a, b) => a[i] === b[i] ? 0 : a[i] === null ? 1 : b[i] === null ? -1 : (key(a[i]) < key(b[i]) ? -sign : sign));
     }
     replace(body);
     shown = 0;

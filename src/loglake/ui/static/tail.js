@@ -7,6 +7,7 @@
 import { url } from "./api.js";
 import { counted, formatTime, h, replace } from "./dom.js";
 import { exploreHref, recordRow } from "./explore.js";
+import { parseJson } from "./json.js";
 
 const KEPT = 2000; // records the page keeps; older ones leave the list
 // Waits between reconnects: doubling from the first, jittered, never past the cap. Short, as `loglake
@@ -49,7 +50,7 @@ export function startTail(box, state, go, stopped) {
       wasLive = true;
     });
     source.addEventListener("record", (event) => {
-      const record = JSON.parse(event.data);
+      const record = parseJson(event.data);
       lastShownAt = Date.now();
       arrivals.push(lastShownAt);
       if (paused) held.push(record);

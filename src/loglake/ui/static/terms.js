@@ -1,6 +1,8 @@
 // The search language (lake/search_terms.py) as the UI writes it: a field's or an attribute's filter
 // term, and a term added to a query.
 
+import { isStructured } from "./json.js";
+
 export const FIELDS = ["service", "severity", "log_type", "message", "client_id"];
 // Names the search language reads as a record's own field, not an attribute
 const RECORD_FIELDS = new Set([...FIELDS, "level", "trace_id", "span_id"]);
@@ -10,7 +12,7 @@ const RECORD_FIELDS = new Set([...FIELDS, "level", "trace_id", "span_id"]);
 export function term(field, value, negated = false) {
   const text = String(value);
   // (a list or an object: no search names it; as text it was "a,b,[object Object]")
-  if (field === null || value === null || typeof value === "object" || !text || text.includes('"')) return null;
+  if (field === null || value === null || isStructured(value) || !text || text.includes('"')) return null;
   const quoted = /^[\w.@\-/]+$/.test(text) ? text : `"${text}"`;
   return `${negated ? "-" : ""}${field}:${quoted}`;
 }
