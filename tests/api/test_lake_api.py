@@ -617,3 +617,11 @@ async def test_a_lake_file_missing_from_storage_is_a_503_to_retry_not_a_500(
         message = response.json()["error"]["message"]
         assert "a lake file could not be read from storage" in message and "retry shortly" in message
         assert str(app.settings.data_dir) not in message  # the server's paths stay its own
+
+
+async def test_a_doubles_nan_and_infinities_are_told_apart_from_null(client: httpx.AsyncClient) -> None:
+    """JSON has no number for them: they were null, which read as SQL's NULL (`0.0/0.0` is NaN, not NULL)."""
+    sql = "SELECT 0.0/0.0 AS nan, 1.0/0.0 AS inf, -1.0/0.0 AS minus, NULL::DOUBLE AS nothing, 2.5::DOUBLE AS plain"
+    answer = (await client.post("/query", json={"sql": sql})).json()
+    assert answer["rows"] == [["NaN", "Infinity", "-Infinity", None, 2.5]]
+    assert [column["type"] for column in answer["columns"]][:3] == ["DOUBLE"] * 3

@@ -113,12 +113,17 @@ def fetch_within(result: Any, cap: int, max_bytes: int) -> list[tuple]:
     return rows
 
 
+_NOT_FINITE = {0: "NaN", 1: "Infinity", -1: "-Infinity"}
+
+
 def json_value(value: Any) -> Any:
-    """A DuckDB result value as JSON: times as ISO-8601 UTC text, decimals as text (exact), bytes as base64."""
+    """A DuckDB result value as JSON: times as ISO-8601 UTC text, decimals as text (exact), bytes as base64, a
+    double's NaN and infinities, which JSON has no number for, as the text Trino's answers give them ("NaN",
+    "Infinity", "-Infinity"; they were null, which read as SQL's NULL: `0/0` is not NULL)."""
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return value if math.isfinite(value) else _NOT_FINITE[math.copysign(1, value) if math.isinf(value) else 0]
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
