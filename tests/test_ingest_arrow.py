@@ -159,3 +159,17 @@ def test_bodies_are_checked_together_only_when_each_would_be_a_table_alone() -> 
     blank = bodies_of(BATCH, BATCH)
     blank[0] += b"\n"  # (a blank line: its body's line count is not its records')
     assert checked_tables(blank, LIMITS, NOW, 1) is None
+
+
+def test_a_blank_line_beside_a_line_of_two_objects_is_declined_alone_and_joined() -> None:
+    """The reader skips a blank line and reads `{..}{..}` as two rows: a body holding both had as many rows as
+    lines and its text's length, so it was taken (the exact path refuses the line of two); joined, a blank line
+    in one body and a line of two in the next moved a record from one request's answer to the other's."""
+    blank, two = bodies_of(BATCH, BATCH)
+    blank = blank.replace(b"\n", b"\n\n", 1)  # (after its first line)
+    first, second, rest = two.split(b"\n", 2)
+    two = first + second + b"\n" + rest  # (its first line holds two objects)
+    assert checked_tables([blank, two], LIMITS, NOW, 1) is None
+    both = two.replace(b"\n", b"\n\n", 1)  # (one body: a line of two, then a blank line)
+    assert both.count(b"\n") == BATCH
+    assert checked_table(both, LIMITS, NOW, 1) is None

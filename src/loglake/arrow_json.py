@@ -5,6 +5,7 @@ each proving in its own way that what Arrow read is the text as sent. Pure, no I
 
 from __future__ import annotations
 
+import re
 from array import array
 
 import msgspec
@@ -131,6 +132,18 @@ def _any_escaped(values: pa.Array) -> bool:
 
 
 # -- reading -----------------------------------------------------------------------------------------------
+
+
+# A blank line. Searched by re, which skips to each newline as memchr does: `b"\n\n" in body` took 3x as long
+# (0.85 against 0.3 ms a MB).
+_BLANK_LINE = re.compile(b"\n\n")
+
+
+def has_blank_line(body: bytes) -> bool:
+    """Whether a line of the body is empty. The reader skips such a line, and reads a line of two objects
+    (`{..}{..}`) as two rows: a body holding both has as many rows as lines, and the text's length, but its rows
+    are not its lines (a row per line is what columns_as_sent proves only without blank lines)."""
+    return body.startswith(b"\n") or _BLANK_LINE.search(body) is not None
 
 
 def count_escapes(body: bytes) -> int | None:

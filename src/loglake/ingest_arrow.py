@@ -25,7 +25,15 @@ import itertools
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loglake.arrow_json import columns_as_sent, count_escapes, json_object, member_texts, nesting_depth, read_lines
+from loglake.arrow_json import (
+    columns_as_sent,
+    count_escapes,
+    has_blank_line,
+    json_object,
+    member_texts,
+    nesting_depth,
+    read_lines,
+)
 from loglake.ingest_columns import valid_columns_table
 from loglake.model import RECORD_FIELDS, Limits
 
@@ -56,6 +64,8 @@ def checked_tables(bodies: list[bytes], limits: Limits, now_ms: int, least_recor
 
 
 def _checked_lines(body: bytes, limits: Limits, now_ms: int, least_records: int, most_records: int) -> pa.Table | None:
+    if has_blank_line(body):  # (its rows may not be its lines: see has_blank_line)
+        return None
     escapes = count_escapes(body)
     table = None if escapes is None else read_lines(body)
     if table is None or not least_records <= table.num_rows <= most_records:

@@ -5,7 +5,9 @@ bodies checked beside it are stored."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,9 +17,11 @@ import httpx
 import msgspec
 import pytest
 
-from loglake.api.app import LoglakeApp
+from loglake.api import elastic_routes
+from loglake.api.app import INGEST_THREADS, LoglakeApp
 from loglake.api.joined_checks import JOIN_BELOW_BYTES, JoinedChecks
 from loglake.api.routes import OFF_LOOP_BODY_BYTES
+from loglake.ingest import BULK_MIN_RECORDS
 from loglake.protocols import elastic_columns
 
 NDJSON = {"content-type": "application/x-ndjson"}
@@ -73,21 +77,18 @@ def spied(app: LoglakeApp, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int
     yield joined
 
 
-async def while_the_joining_thread_is_busy(
-    app: LoglakeApp, checks: JoinedChecks, posts: list[Any]
-) -> list[httpx.Response]:
-    """The posts' answers, sent while the joining thread of `checks` checks another body: they all wait for it."""
+async def while_the_ingest_threads_are_busy(app: LoglakeApp, posts: list[Any]) -> list[httpx.Response]:
+    """The posts' answers, sent while every ingest thread is at other work: their bodies all wait for the joining
+    thread's job, which then takes them at once."""
     release = threading.Event()
-
-    def held() -> bytes:  # (a body whose reading fails once released: nothing of it is stored)
-        release.wait(30)
-        raise ValueError("held")
-
-    checks.submit(held, 1)
+    holding = [asyncio.ensure_future(app.run_ingest(release.wait, 30)) for _ in range(INGEST_THREADS)]
+    while app.ingest_jobs < INGEST_THREADS:
+        await asyncio.sleep(0.01)
     sending = [asyncio.ensure_future(post) for post in posts]
-    while app.ingest_jobs < len(posts):
+    while app.ingest_jobs < INGEST_THREADS + len(posts):
         await asyncio.sleep(0.01)
     release.set()
+    await asyncio.gather(*holding)
     return list(await asyncio.gather(*sending))
 
 
@@ -100,7 +101,7 @@ async def test_bodies_waiting_are_checked_together_and_answered_each_with_its_ow
     app: LoglakeApp, client: httpx.AsyncClient, spied: list[int]
 ) -> None:
     posts = [client.post("/logs", content=records_body(b), headers=NDJSON) for b in range(3)]
-    answers = await while_the_joining_thread_is_busy(app, app.ndjson_checks, posts)
+    answers = await while_the_ingest_threads_are_busy(app, posts)
     assert spied == [3]
     assert [answer.status_code for answer in answers] == [201] * 3
     for b, answer in enumerate(answers):
@@ -123,7 +124,7 @@ async def test_a_body_refused_beside_others_gets_its_own_error_and_theirs_are_st
     lines[4] = lines[4].replace(b'"severity":"info"', b'"severity":"loud"')
     bodies[1] = b"".join(lines)
     posts = [client.post("/logs", content=body, headers=NDJSON) for body in bodies]
-    answers = await while_the_joining_thread_is_busy(app, app.ndjson_checks, posts)
+    answers = await while_the_ingest_threads_are_busy(app, posts)
     assert spied == [3]  # (they were tried together, then each alone)
     assert [answer.status_code for answer in answers] == [201, 400, 201]
     refused = answers[1].json()["error"]
@@ -140,7 +141,7 @@ async def test_elasticsearch_bulks_waiting_are_checked_together(
     bodies = [bulk_body(b) for b in range(3)]
     assert elastic_columns.read_regular_bulk(bodies[0], None) is not None  # (a shipper's regular bulk)
     posts = [client.post("/_bulk", content=body, headers=NDJSON) for body in bodies]
-    answers = await while_the_joining_thread_is_busy(app, app.bulk_checks, posts)
+    answers = await while_the_ingest_threads_are_busy(app, posts)
     assert spied == [3]
     for b, answer in enumerate(answers):
         assert answer.status_code == 200 and answer.json()["errors"] is False
@@ -158,7 +159,7 @@ async def test_a_bulk_with_a_refused_document_beside_others_answers_that_item_al
     lines[7] = b'"no object"\n'  # (its 4th document)
     bodies[2] = b"".join(lines)
     posts = [client.post("/_bulk", content=body, headers=NDJSON) for body in bodies]
-    answers = await while_the_joining_thread_is_busy(app, app.bulk_checks, posts)
+    answers = await while_the_ingest_threads_are_busy(app, posts)
     assert spied == [3]
     assert [answer.json()["errors"] for answer in answers] == [False, False, True]
     failed = [(i, item["create"]) for i, item in enumerate(answers[2].json()["items"]) if "error" in item["create"]]
@@ -170,17 +171,55 @@ async def test_a_bulk_with_a_refused_document_beside_others_answers_that_item_al
 
 
 def test_a_check_cut_short_leaves_no_body_waiting_for_good() -> None:
-    """Whatever escapes a check (here a KeyboardInterrupt on its thread), its body is told and the next body is
-    checked: the joining thread's count of jobs is not left at its most, which would hold every later body."""
+    """Whatever escapes a check (here a KeyboardInterrupt on its thread), its body is told, and a body that came
+    meanwhile is still checked: the joining thread's job was gone with its count at its most, which held every later
+    body (the next one submitted then started a job, not before)."""
+    started, go = threading.Event(), threading.Event()
 
     def check_alone(body: bytes, contended: bool) -> bytes:
         if body == b"boom":
+            started.set()
+            go.wait(10)
             raise KeyboardInterrupt
         return body.upper()
 
     with ThreadPoolExecutor(2) as executor:
         checks: JoinedChecks[bytes] = JoinedChecks(executor, check_alone, lambda bodies: None)
-        cut = checks.submit(lambda: b"boom", 4)
+        cut = checks.submit(b"boom")
+        assert started.wait(10)
+        meanwhile = checks.submit(b"meanwhile")  # (waits for the job at work)
+        go.set()
         with pytest.raises(RuntimeError, match="cut short"):
             cut.result(10)
-        assert checks.submit(lambda: b"next", 4).result(10) == b"NEXT"
+        assert meanwhile.result(10) == b"MEANWHILE"
+        assert checks.submit(b"next").result(10) == b"NEXT"
+
+
+async def test_bulks_too_small_for_a_table_alone_are_not_joined_into_one(app: LoglakeApp) -> None:
+    """Two bulks of fewer than BULK_MIN_RECORDS documents each were checked as one table, which each alone is
+    not (its records go through the hot store)."""
+    action = b'{"create":{"_index":"filebeat-9"}}\n'
+    document = msgspec.json.encode({"message": "m" * 400, "log": {"level": "info"}}) + b"\n"
+    small = [(action + document) * (BULK_MIN_RECORDS - 1)] * 2
+    assert len(small[0]) >= OFF_LOOP_BODY_BYTES
+    assert elastic_routes.parsed_bulks(app, small) is None
+    assert elastic_routes.parsed_bulks(app, [bulk_body(0), bulk_body(1)]) is not None
+
+
+async def test_compressed_bodies_are_checked_as_before_not_joined(
+    app: LoglakeApp, client: httpx.AsyncClient, spied: list[int]
+) -> None:
+    """A compressed body's size says little of what it inflates to: one of 130 KB held 1.5 MB of records, and the
+    joining thread took dozens of them, inflated, at once. They are checked on the ingest threads as before."""
+
+    def random_lines(body: bytes) -> bytes:  # (random hex in each line: a body that compresses to half)
+        return b"\n".join(line.replace(b"x" * 180, os.urandom(200).hex().encode()) for line in body.split(b"\n"))
+
+    bodies = [gzip.compress(random_lines(records_body(b))) for b in range(2)]
+    assert all(OFF_LOOP_BODY_BYTES <= len(body) < JOIN_BELOW_BYTES for body in bodies)  # (as sent: joinable)
+    headers = {**NDJSON, "content-encoding": "gzip"}
+    answers = await while_the_ingest_threads_are_busy(
+        app, [client.post("/logs", content=b, headers=headers) for b in bodies]
+    )
+    assert [answer.status_code for answer in answers] == [201, 201]
+    assert spied == []

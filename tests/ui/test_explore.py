@@ -452,10 +452,12 @@ def test_an_integer_past_2_to_the_53_is_shown_and_copied_with_every_digit(page, 
 
     page.goto(loglake.url + "/ui/sql")
     editor = page.get_by_label("SQL query")
-    editor.fill(f"SELECT * FROM (VALUES ({big}::BIGINT), (9007199254740992::BIGINT), (5::BIGINT)) t(n)")
+    editor.fill(f"SELECT * FROM (VALUES ({big}::BIGINT), (9007199254740992::BIGINT), (5::BIGINT), ({big})) t(n)")
     editor.press("Control+Enter")
     cells = page.locator(".grid tbody td")
     cells.first.wait_for()
-    assert cells.all_inner_texts() == [str(big), "9007199254740992", "5"]
+    assert cells.all_inner_texts() == [str(big), "9007199254740992", "5", str(big)]
     page.get_by_role("button", name="n", exact=True).click()  # ascending, as BigInts: 5 first, big last
-    assert cells.all_inner_texts() == ["5", "9007199254740992", str(big)]
+    assert cells.all_inner_texts() == ["5", "9007199254740992", str(big), str(big)]
+    page.get_by_role("button", name="n", exact=True).click()  # descending
+    assert cells.all_inner_texts() == [str(big), str(big), "9007199254740992", "5"]

@@ -164,11 +164,11 @@ class LoglakeApp(RuntimeEvents):
         finally:
             self.ingest_jobs -= 1
 
-    async def run_joined(self, checks: JoinedChecks[T], read: Callable[[], bytes], size: int) -> T:
-        """Check a big ingest body off the event loop, with the bodies waiting beside it (joined_checks)."""
+    async def run_joined(self, checks: JoinedChecks[T], body: bytes) -> T:
+        """Check an ingest body off the event loop, with the bodies waiting beside it (joined_checks)."""
         self.ingest_jobs += 1
         try:
-            return await asyncio.wrap_future(checks.submit(read, size))
+            return await asyncio.wrap_future(checks.submit(body))
         finally:
             self.ingest_jobs -= 1
 

@@ -28,7 +28,7 @@ from loglake.api.routes import (
     store,
 )
 from loglake.ids import format_uuid
-from loglake.ingest import ParsedBody
+from loglake.ingest import BULK_MIN_RECORDS, ParsedBody
 from loglake.model import InvalidRecords, NewRecord, Problem
 from loglake.protocols import columns, elastic, elastic_answers, elastic_columns, elastic_params
 from loglake.protocols.columns import RecordColumns
@@ -195,8 +195,9 @@ async def _store_bulk(
     try:
         if len(body) < OFF_LOOP_BODY_BYTES:
             items, groups = _parse(app, body, path_index)
-        elif path_index is None and len(body) < JOIN_BELOW_BYTES:  # (checked with the bulks waiting beside it)
-            items, groups = await app.run_joined(app.bulk_checks, lambda: body, len(body))
+        elif path_index is None and app.service.lake is not None and len(body) < JOIN_BELOW_BYTES:
+            # (checked with the bulks waiting beside it: joined_checks)
+            items, groups = await app.run_joined(app.bulk_checks, body)
         else:  # a big bulk takes milliseconds to check: off the event loop, which serves everyone else
             items, groups = await app.run_ingest(_parse, app, body, path_index)
     except ElasticError:  # (only a body that is no bulk request is refused whole)
@@ -277,16 +278,20 @@ Parsed = tuple[list[elastic.BulkItem], list[Group]]
 
 
 def parsed_bulk(app: LoglakeApp, body: bytes, contended: bool) -> Parsed:
-    """_parse of a bulk sent to /_bulk, as app.bulk_checks checks one alone."""
+    """_parse of a bulk sent to /_bulk, as app.bulk_checks checks one alone (whatever else is checked meanwhile:
+    a bulk of this size is read by Arrow either way)."""
     return _parse(app, body, None)
 
 
 def parsed_bulks(app: LoglakeApp, bodies: list[bytes]) -> list[Parsed] | None:
     """_parse of each bulk sent to /_bulk, read and checked as one (joined_checks): None unless each is a regular
-    bulk (elastic_columns) of at most max_records documents, every one of which is stored, as one group."""
+    bulk (elastic_columns) of BULK_MIN_RECORDS to max_records documents (a table alone too), every one of which
+    is stored, as one group."""
     lines = [body.count(b"\n") for body in bodies]
-    if any(count % 2 or count // 2 > app.service.limits.max_records for count in lines):
+    if any(count % 2 for count in lines):
         return None  # (an action without its source would pair the next bulk's lines wrongly)
+    if min(lines) // 2 < BULK_MIN_RECORDS or max(lines) // 2 > app.service.limits.max_records:
+        return None
     if not all(body.endswith(b"\n") for body in bodies):
         return None
     read = elastic_columns.read_regular_bulk(b"".join(bodies), None)

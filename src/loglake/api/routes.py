@@ -6,7 +6,6 @@ routes in key_routes.py."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
 from collections import Counter
 from collections.abc import Callable, Collection
@@ -79,9 +78,9 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
     refuse_parameters(request, "POST /logs")
     try:
         ndjson = _records_media_type(request)
-        if ndjson and app.service.lake is not None and off_loop(request) and len(request.body) < JOIN_BELOW_BYTES:
-            read = functools.partial(decode_content, request, request.body, app.settings.max_body_bytes, records=True)
-            parsed, counts = await app.run_joined(app.ndjson_checks, read, len(request.body))
+        if ndjson and app.service.lake is not None and joinable(request):
+            body = decode_content(request, request.body, app.settings.max_body_bytes, records=True)  # (a BOM dropped)
+            parsed, counts = await app.run_joined(app.ndjson_checks, body)
         else:
             parsed, counts = await checked_body(app, request, lambda body: _checked(app, body, ndjson))
     except InvalidBody as e:
@@ -166,7 +165,7 @@ def checked_ndjson_joined(app: LoglakeApp, bodies: list[bytes]) -> list[Checked]
     tables = app.service.parse_joined(bodies)
     if tables is None:
         return None
-    return [(ParsedBody(False, table=table), _table_counts(table)) for table in tables]
+    return [(parsed, ingest_counts(parsed)) for parsed in (ParsedBody(False, table=table) for table in tables)]
 
 
 def ingest_counts(parsed: ParsedBody) -> dict[tuple[str, int], int]:
@@ -211,15 +210,17 @@ async def checked_body(app: LoglakeApp, request: Request, check: Callable[[bytes
     """check(body) of the request's body with its Content-Encoding undone (http.decode_content, whose ApiError
     it raises): on the event loop for a small body, else on the ingest threads (see OFF_LOOP_BODY_BYTES)."""
     limit = app.settings.max_body_bytes
-    if off_loop(request):
+    if inflated_off_loop(request) or len(request.body) >= OFF_LOOP_BODY_BYTES:
         return await app.run_ingest(lambda: check(decode_content(request, request.body, limit, records=True)))
     body = decode_content(request, request.body, limit, records=True)
     return check(body) if len(body) < OFF_LOOP_BODY_BYTES else await app.run_ingest(check, body)
 
 
-def off_loop(request: Request) -> bool:
-    """Whether the request's body is checked off the event loop as received (see OFF_LOOP_BODY_BYTES)."""
-    return inflated_off_loop(request) or len(request.body) >= OFF_LOOP_BODY_BYTES
+def joinable(request: Request) -> bool:
+    """Whether the request's body is checked with those waiting beside it (joined_checks): one of the ingest
+    threads' size, under JOIN_BELOW_BYTES, as sent (a compressed body's size says little of what it inflates to,
+    and it is inflated on the ingest threads: checked as before)."""
+    return OFF_LOOP_BODY_BYTES <= len(request.body) < JOIN_BELOW_BYTES and b"content-encoding" not in request.headers
 
 
 def inflated_off_loop(request: Request) -> bool:

@@ -196,7 +196,10 @@ function grid(result) {
     if (order.column >= 0) {
       const i = order.column, sign = order.descending ? -1 : 1;
       const key = (v) => v instanceof ExactInteger ? v.value : v; // (a BigInt compares with numbers as numbers)
-      rows.sort((a, b) => a[i] === b[i] ? 0 : a[i] === null ? 1 : b[i] === null ? -1 : (key(a[i]) < key(b[i]) ? -sign : sign));
+      rows.sort((a, b) => {
+        const x = key(a[i]), y = key(b[i]); // (equal BigInts are ===; two ExactIntegers of one value are not)
+        return x === y ? 0 : x === null ? 1 : y === null ? -1 : (x < y ? -sign : sign);
+      });
     }
     replace(body);
     shown = 0;
