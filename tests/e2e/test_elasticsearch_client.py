@@ -194,3 +194,25 @@ def test_the_clients_index_calls_are_answered_as_elasticsearch_answers_them(serv
             es.indices.delete(index="newidx")
         assert refused.value.meta.status == 405 and "does not delete indices" in str(refused.value)
     assert [log["message"] for log in recent(url, key, log_type="newidx")] == ["after create"]
+
+
+def test_the_parallel_bulk_helpers_chunks_are_each_stored_once_whole(server: tuple[str, str]) -> None:
+    """Four threads sending Filebeat-sized bulks (1,600 documents, ~500 KB) at once: bulks that arrive together
+    are checked in one pass on the server (api/joined_checks.py), each answered for its own documents; every
+    document is stored exactly once."""
+    url, key = server
+    count = 16_000
+    docs = (
+        {"_index": "parallel", "message": f"doc {i} " + "p" * 250, "log.level": "info", "seq": i} for i in range(count)
+    )
+    with Elasticsearch(url, api_key=key) as es:
+        outcomes = list(helpers.parallel_bulk(es, docs, chunk_size=1600, thread_count=4, queue_size=4))
+    assert len(outcomes) == count and all(ok for ok, _ in outcomes)
+    ids = [item["create"]["_id"] if "create" in item else item["index"]["_id"] for _, item in outcomes]
+    assert len(set(ids)) == count
+    for i in (0, 1599, 1600, 8001, count - 1):  # (the helper yields the chunks' items in order)
+        record = httpx.get(f"{url}/logs/{ids[i]}", headers={"authorization": f"Bearer {key}"}).json()
+        assert record["message"] == f"doc {i} " + "p" * 250 and record["attributes"] == {"seq": i}
+    sql = "SELECT count(*), count(DISTINCT attributes->>'$.seq'), min(message) FROM logs WHERE log_type = 'parallel'"
+    answer = httpx.post(url + "/query", json={"sql": sql}, headers={"authorization": f"Bearer {key}"}).json()
+    assert answer["rows"] == [[count, count, "doc 0 " + "p" * 250]]
