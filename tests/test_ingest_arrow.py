@@ -162,9 +162,9 @@ def test_bodies_are_checked_together_only_when_each_would_be_a_table_alone() -> 
 
 
 def test_a_blank_line_beside_a_line_of_two_objects_is_declined_alone_and_joined() -> None:
-    """The reader skips a blank line and reads `{..}{..}` as two rows: a body holding both had as many rows as
-    lines and its text's length, so it was taken (the exact path refuses the line of two); joined, a blank line
-    in one body and a line of two in the next moved a record from one request's answer to the other's."""
+    """The reader skips a blank line and reads `{..}{..}` as two rows (msgspec's lines do too): a body holding both
+    has as many rows as lines and its text's length. Joined, a blank line in one body and a line of two in the
+    next moved a record from one request's answer to the other's; so Arrow reads no body with a blank line."""
     blank, two = bodies_of(BATCH, BATCH)
     blank = blank.replace(b"\n", b"\n\n", 1)  # (after its first line)
     first, second, rest = two.split(b"\n", 2)

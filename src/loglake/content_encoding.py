@@ -21,7 +21,12 @@ class NotInflated(ValueError):
 
 def decoded(body: bytes, gzip: bool, max_bytes: int) -> bytes:
     """The body inflated when `gzip` (NotInflated if it cannot be, within max_bytes), without a leading UTF-8
-    byte order mark: RFC 8259 lets a parser ignore it, and Windows editors write one."""
+    byte order mark: RFC 8259 lets a parser ignore it, and Windows editors write one. A gzipped body sent without
+    its Content-Encoding is NotInflated, told so: each protocol's parser said only that it could not read it
+    (`invalid character (byte 0)`, `Wire format was corrupt`); no JSON, protobuf or text body starts with gzip's
+    magic bytes."""
+    if not gzip and body.startswith(_GZIP_MAGIC):
+        raise NotInflated("the body is gzip-compressed but the request does not say so: add Content-Encoding: gzip")
     return (_inflate(body, max_bytes) if gzip else body).removeprefix(codecs.BOM_UTF8)
 
 

@@ -341,3 +341,27 @@ async def test_a_json_body_in_another_charset_is_415_naming_it(client: httpx.Asy
             headers={"content-type": f"application/json;charset={utf8}"},
         )
         assert stored.status_code == 201, stored.text
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "body"),
+    [
+        ("/logs", "application/x-ndjson", b'{"message":"zipped"}\n'),
+        ("/logs", "application/json", b'{"message":"zipped"}'),
+        ("/_bulk", "application/x-ndjson", b'{"create":{"_index":"app"}}\n{"message":"zipped"}\n'),
+        ("/services/collector/event", "application/json", b'{"event":"zipped"}'),
+        ("/services/collector/raw", "text/plain", b"zipped\n"),
+        ("/v1/logs", "application/json", b'{"resourceLogs":[]}'),
+        ("/v1/logs", "application/x-protobuf", b"\n\x00"),
+        ("/loki/api/v1/push", "application/json", b'{"streams":[]}'),
+    ],
+)
+async def test_a_gzipped_body_without_its_content_encoding_is_told_to_add_it(
+    client: httpx.AsyncClient, path: str, content_type: str, body: bytes
+) -> None:
+    """Each protocol's parser said only that it could not read it: `invalid character (byte 0)`, `Wire format was
+    corrupt`, `The bulk request must be terminated by a newline`, `the body is not UTF-8`."""
+    answer = await client.post(path, content=gzip.compress(body), headers={"content-type": content_type})
+    assert answer.status_code == 400
+    assert "add Content-Encoding: gzip" in answer.text
+    assert (await client.post("/query", json={"sql": "SELECT count(*) FROM logs"})).json()["rows"] == [[0]]
