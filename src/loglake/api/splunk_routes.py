@@ -113,10 +113,8 @@ def _checked(app: LoglakeApp, to_columns: Any, *args: Any) -> tuple[tuple, int]:
             raise HecApiError(e.code, str(e), refused=e.events, body_code="invalid_hec") from None
         invalid = [Problem(e.event_number, e.field, str(e))]
         raise HecApiError(e.code, str(e), e.event_number, refused=e.events, problems=invalid) from None
-    limit = app.service.limits.max_records
-    if len(records) > limit:
-        reason = f"{len(records)} events in one request; the limit is {limit}: send smaller batches"
-        raise HecApiError(6, reason, refused=len(records), body_code="too_many_records")
+    # (no bound on the events of a request but the body's size: shippers batch HEC events by size, the
+    # OpenTelemetry Collector up to 2 MiB, which holds more than max_records short events; Splunk counts none)
     try:
         parsed = columns.check(app.service, records, restamp=True)
     except InvalidRecords as e:
