@@ -194,8 +194,11 @@ class Metrics:
         self.rules_loaded = len(rules)
         self.rule_files_with_problems = len({p.file for p in problems})
 
-    def render(self, lake: LakeState | None = None, access_log_dropped: int = 0) -> bytes:
-        """The counters of this process, and the lake's gauges read from its catalog at scrape time."""
+    def render(
+        self, lake: LakeState | None = None, access_log_dropped: int = 0, syslog_udp_drops: int | None = None
+    ) -> bytes:
+        """The counters of this process, and the lake's gauges read from its catalog at scrape time; the kernel's
+        drops of the syslog UDP listener's datagrams, when it has one (syslog_udp.kernel_drops)."""
         lines: list[str] = []
         # Every counter and histogram this object holds, in the order made: a metric added above is rendered
         # without a second list to keep in step (one that named a family twice rendered it twice).
@@ -221,6 +224,15 @@ class Metrics:
         )
         dropped.inc((), access_log_dropped)
         lines.extend(dropped.render())
+        if syslog_udp_drops is not None:  # (counted by the kernel: loglake never sees those datagrams)
+            udp = Counter(
+                "loglake_syslog_udp_kernel_drops_total",
+                "Datagrams to the syslog UDP listener that the kernel dropped, its receive buffer full (a burst "
+                "faster than the listener reads; see net.core.rmem_max); no sender hears of them.",
+                (),
+            )
+            udp.inc((), syslog_udp_drops)
+            lines.extend(udp.render())
         if lake is not None:
             lines.extend(_lake_gauges(lake))
         return ("\n".join(lines) + "\n").encode()

@@ -137,8 +137,10 @@ async def metrics(app: LoglakeApp, request: Request) -> Result:
     deliveries = await app.run_read(delivery_lines, app.runtime.delivery)
     asking = await app.run_read(app.asking.metric_lines)
     process = await app.run_read(app.process_figures.lines)
+    syslog = app.runtime.syslog
+    udp_drops = None if syslog is None else await app.run_read(syslog.udp_kernel_drops)
     return Result(
         200,
-        app.metrics.render(lake, app.access_log.dropped) + process + deliveries + asking,
+        app.metrics.render(lake, app.access_log.dropped, udp_drops) + process + deliveries + asking,
         ((b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),),
     )

@@ -40,6 +40,7 @@ from loglake.model import Limits, TimeBounds
 from loglake.protocols.syslog_batches import SyslogBatch, parse_batch
 from loglake.protocols.syslog_commits import Allowance, Batcher, SyslogTally
 from loglake.protocols.syslog_streams import Datagrams, Stream, TlsStream
+from loglake.protocols.syslog_udp import kernel_drops, widen_receive_buffer
 from loglake.service import LogService
 
 __all__ = ["Allowance", "SyslogListeners", "SyslogTally"]
@@ -104,6 +105,9 @@ class SyslogListeners:
         try:
             if self._udp is not None:
                 self._sockets["udp"] = _bind(self._udp, socket.SOCK_DGRAM, "syslog_udp")
+                narrow = widen_receive_buffer(self._sockets["udp"])
+                if narrow is not None:
+                    _log.warning(narrow)
             if self._tcp is not None:
                 self._sockets["tcp"] = _bind(self._tcp, socket.SOCK_STREAM, "syslog_tcp")
             if self._tls is not None:
@@ -126,6 +130,11 @@ class SyslogListeners:
             self._thread.join()
             self._thread = None
         self._close_sockets()
+
+    def udp_kernel_drops(self) -> int | None:
+        """The datagrams the kernel dropped for the UDP listener (syslog_udp.kernel_drops); None without one."""
+        sock = self._sockets.get("udp")
+        return None if sock is None or sock.fileno() < 0 else kernel_drops(sock)
 
     def _close_sockets(self) -> None:
         for sock in self._sockets.values():
