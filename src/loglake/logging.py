@@ -26,7 +26,8 @@ afterwards, anything but str, numbers, bool, None and bytes, are applied at the 
 level → `severity` (CRITICAL, ERROR, WARNING, INFO, and DEBUG or below); the record's creation time →
 `timestamp`; the `service` of the handler → `service`; `attributes`: the logger's name as `logger`, a
 logged exception as `exception` (`type`, `message`, `traceback`), and the `extra=` fields (values JSON
-cannot hold as their `str()`). A record is made to fit the server's limits as `loglake send` fits a line
+cannot hold as their `str()`); `trace_id` and `span_id`: the OpenTelemetry span's current at the call, or
+`extra=` ids (logging_lines.take_trace_ids). A record is made to fit the server's limits as `loglake send` fits a line
 (record_fit): nothing is dropped, what is cut is marked. As with the standard library's QueueHandler, an
 `extra=` value is read when its batch is made: pass values, not objects the program changes right after
 the call.
@@ -49,6 +50,11 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
+
+try:  # (optional: with OpenTelemetry's API installed, the span current at a log call is its record's trace context)
+    from opentelemetry.trace import get_current_span
+except ImportError:  # pragma: no cover - the suite installs it
+    get_current_span = None
 
 from loglake.logging_lines import (
     PLAIN_ARGUMENTS,
@@ -194,6 +200,7 @@ class LoglakeHandler(logging.Handler):
             if record.thread == self._sender_thread or record.thread == self._closing_thread:
                 return
             fields = record.__dict__.copy()  # the record as it is now: another handler may change it later
+            with_current_trace(fields)
             args = fields["args"]
             later = type(fields["msg"]) is str and type(record) is _LogRecord
             if args and later:
@@ -341,10 +348,22 @@ class LoglakeProcessor:
                 if not handler.filter(record):
                     return event_dict
             exception = _exception(exc_info, fields) if exc_info is not None or "exception" in fields else None
+            with_current_trace(fields)
             handler.enqueue(level, name, message, fields, exception)
         except Exception:
             handler.counters.add("errors")
         return event_dict
+
+
+def with_current_trace(fields: dict[str, Any]) -> None:
+    """Give a log call's fields the OpenTelemetry span current at the call (its ids as ints, made text on the
+    sender's thread: logging_lines.take_trace_ids), unless the call gives a trace id of its own."""
+    if get_current_span is None or "trace_id" in fields or "otelTraceID" in fields:
+        return
+    context = get_current_span().get_span_context()
+    if context.is_valid:
+        fields["trace_id"] = context.trace_id
+        fields["span_id"] = context.span_id
 
 
 def _exception(exc_info: tuple | None, fields: dict[str, Any]) -> dict[str, str] | None:

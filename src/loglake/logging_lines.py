@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from loglake.ids import format_uuid, uuid7_bytes
-from loglake.model import Limits
+from loglake.model import SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, Limits, hex_id
 from loglake.record_fit import fit_attributes_json, fit_message
 
 # A LogRecord's own fields: anything else in its __dict__ came with `extra=` (or a filter).
@@ -46,7 +46,7 @@ class Event(NamedTuple):
     exception: dict[str, str] | None = None
 
 
-class _Line(msgspec.Struct):
+class _Line(msgspec.Struct, omit_defaults=True):
     """A record as POST /logs takes it, with the handler's own id (a retry is then stored once)."""
 
     id: str
@@ -56,6 +56,15 @@ class _Line(msgspec.Struct):
     severity: str
     message: str
     attributes: msgspec.Raw
+    trace_id: str | None = None
+    span_id: str | None = None
+
+
+# Where a log call's trace context comes from, by the record field it fills: `extra=` under loglake's name, or
+# OpenTelemetry's logging instrumentation's (LoggingInstrumentor sets otelTraceID and otelSpanID on each record);
+# else the OpenTelemetry span current at the call (loglake.logging.current_trace, an int then).
+TRACE_FIELDS = {"trace_id": ("trace_id", "otelTraceID"), "span_id": ("span_id", "otelSpanID")}
+_HEX_DIGITS = {"trace_id": TRACE_ID_HEX_DIGITS, "span_id": SPAN_ID_HEX_DIGITS}
 
 
 def message_of(msg: Any, args: Any) -> tuple[str, bool]:
@@ -90,6 +99,7 @@ class LineMaker:
             extra = {name: entry[name] for name in extra_names} if extra_names else None
         else:
             created, level, logger, message, extra, exception = entry  # type: ignore[misc]
+        ids = take_trace_ids(extra) if extra else {}
         # The logger and the exception first: attributes beyond the limits overflow from the last.
         attributes: dict[str, Any] = {"logger": logger}
         if exception is not None:
@@ -109,8 +119,27 @@ class LineMaker:
             severity(level),
             message,
             msgspec.Raw(_fit_attributes(attributes, marks, logger)),
+            **ids,
         )
         return record_id, _encode(line)
+
+
+def take_trace_ids(extra: dict[str, Any]) -> dict[str, str]:
+    """The record's trace_id and span_id, taken out of the `extra=` fields that give them (TRACE_FIELDS): an
+    OpenTelemetry id as an int, or as hex text; a value that is neither stays an attribute, as the server would
+    keep it (model.hex_id)."""
+    ids: dict[str, str] = {}
+    for field, names in TRACE_FIELDS.items():
+        digits = _HEX_DIGITS[field]
+        for name in names:
+            value = extra.get(name)
+            if type(value) is int and 0 < value < 16**digits:
+                value = f"{value:0{digits}x}"
+            if (found := hex_id(value, digits)) is not None:
+                ids[field] = found
+                del extra[name]
+                break
+    return ids
 
 
 def severity(level: int) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 from botocore.credentials import Credentials
+from opentelemetry.sdk.trace import TracerProvider
 
 from tests.conftest import ServerProcess, run_cli
 from tests.logging_handler.support import a_logger, stored
@@ -378,3 +379,30 @@ def test_a_record_class_or_a_message_object_that_formats_itself(server, key, mak
     names.append("y")
     assert handler.flush()
     assert [log["message"] for log in stored(server, key, "braces")] == ["order 7 placed", "names ['x']"]
+
+
+def test_a_records_trace_context_is_its_trace_and_span_ids(server, key, make_handler) -> None:
+    """`extra={"trace_id": ...}` stayed an attribute, and the OpenTelemetry span current at a log call was not
+    read: a `trace_id:` search found none of the handler's records (a new-user trial)."""
+    handler = make_handler(service="traced")
+    logger = a_logger("app.traced", handler)
+    trace, span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    logger.info("given", extra={"trace_id": trace.upper(), "span_id": span, "order": 1})
+    logger.info("instrumented", extra={"otelTraceID": trace, "otelSpanID": span})  # (LoggingInstrumentor's names)
+    logger.info("not an id", extra={"trace_id": "abc"})  # (kept as sent, as the server keeps it)
+    tracer = TracerProvider().get_tracer("tests")
+    with tracer.start_as_current_span("checkout") as current:
+        logger.info("in a span")
+        context = current.get_span_context()
+    logger.info("after it")
+    assert handler.flush()
+    logs = {log["message"]: log for log in stored(server, key, "traced")}
+    assert (logs["given"]["trace_id"], logs["given"]["span_id"]) == (trace, span)
+    assert logs["given"]["attributes"] == {"logger": "app.traced", "order": 1}
+    assert (logs["instrumented"]["trace_id"], logs["instrumented"]["span_id"]) == (trace, span)
+    assert logs["instrumented"]["attributes"] == {"logger": "app.traced"}
+    assert logs["not an id"].get("trace_id") is None and logs["not an id"]["attributes"]["trace_id"] == "abc"
+    assert logs["in a span"]["trace_id"] == format(context.trace_id, "032x")
+    assert logs["in a span"]["span_id"] == format(context.span_id, "016x")
+    assert logs["after it"].get("trace_id") is None and "trace_id" not in logs["after it"]["attributes"]
+    assert handler.sent == 5 and handler.rejected == 0

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import structlog
+from opentelemetry.sdk.trace import TracerProvider
 
 from loglake.logging import LoglakeProcessor
 from tests.logging_handler.support import a_logger, stored
@@ -103,3 +104,20 @@ def test_the_handlers_level_and_filters_decide_what_is_sent(server, key, make_ha
     logs = stored(server, key, "structlevel")
     assert [(log["severity"], log["message"]) for log in logs] == [("warning", "careful"), ("error", "failed")]
     assert logs[1]["attributes"] == {"logger": "structlog", "noisy": False}
+
+
+def test_an_events_trace_context_is_its_trace_and_span_ids(server, key, make_handler) -> None:
+    handler = make_handler(service="structured-traced")
+    log = configure(structlog.processors.add_log_level, LoglakeProcessor(handler), lambda _, __, event: "")
+    with TracerProvider().get_tracer("tests").start_as_current_span("pay") as span:
+        log.info("paid", amount=3)
+        context = span.get_span_context()
+    log.info("given", trace_id="4bf92f3577b34da6a3ce929d0e0e4736")
+    assert handler.flush()
+    logs = {record["message"]: record for record in stored(server, key, "structured-traced")}
+    assert (logs["paid"]["trace_id"], logs["paid"]["span_id"]) == (
+        f"{context.trace_id:032x}",
+        f"{context.span_id:016x}",
+    )
+    assert logs["paid"]["attributes"] == {"logger": "structlog", "amount": 3}
+    assert logs["given"]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736" and logs["given"].get("span_id") is None
