@@ -271,6 +271,17 @@ def test_send_one_message_prints_its_log_id(server: ServerProcess, admin_key: st
     assert (record["message"], record["service"], record["severity"]) == (message, "checkout", "error")
 
 
+@pytest.mark.parametrize("command", [["send", "hello"], ["recent"]])
+def test_a_url_with_an_endpoint_in_it_is_told_to_be_the_servers_address(
+    server: ServerProcess, admin_key: str, command: list[str]
+) -> None:
+    """LOGLAKE_URL=http://host:8080/logs made `loglake send` fail with `HTTP 405: POST is not allowed on /logs/logs`,
+    nothing said of the url (a new-user trial)."""
+    result = run(*command[:1], "--url", server.url + "/logs", "--api-key", admin_key, *command[1:])
+    assert result.exit_code == 1
+    assert "LOGLAKE_URL is the server's address, like http://127.0.0.1:8080, without /logs" in result.output
+
+
 def test_get_prints_one_record(server: ServerProcess, admin_key: str):
     message = unique("fetch me")
     log_id = run("send", "--url", server.url, "--api-key", admin_key, message).stdout.strip()

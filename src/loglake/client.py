@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -188,7 +188,7 @@ class LoglakeClient:
                 raise ClientError(f"cannot use loglake at {self.url}: {e}") from None
             if response.is_success:
                 return response
-            error = _error(response)
+            error = _error(response, base_path=urlsplit(self.url).path.strip("/"))
             if response.status_code in RETRY_STATUSES:
                 raise TryAgain(error, retry_after_seconds(response.headers.get("retry-after"), time.time()))
             raise error
@@ -212,7 +212,8 @@ def server_sent_events(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, An
             data.append(line[5:].removeprefix(" "))
 
 
-def _error(response: httpx.Response) -> ClientError:
+def _error(response: httpx.Response, base_path: str = "") -> ClientError:
+    """The server's refusal as a ClientError; `base_path`: what the client's url holds after its address."""
     try:
         error = response.json()["error"]
         message, details = error["message"], error.get("details", [])
@@ -220,4 +221,6 @@ def _error(response: httpx.Response) -> ClientError:
         message, details = response.text[:200] or response.reason_phrase, []
     # (A 403 says itself what is missing: the scope it needs and how to make a key with it, or the browser origin.)
     hint = " (check --api-key / LOGLAKE_API_KEY)" if response.status_code == 401 else ""
+    if response.status_code in (404, 405) and base_path:  # (LOGLAKE_URL=http://host:8080/logs: POST /logs/logs)
+        hint = f" (--url / LOGLAKE_URL is the server's address, like http://127.0.0.1:8080, without /{base_path})"
     return ClientError(f"HTTP {response.status_code}: {message}{hint}", response.status_code, details)
