@@ -627,3 +627,11 @@ def test_a_query_reads_no_footer_a_previous_query_read(
             columns = [metadata.row_group(group).column(c) for c in range(metadata.num_columns)]
             severity_bytes += sum(c.total_compressed_size for c in columns if c.path_in_schema == "severity")
     assert second == severity_bytes
+
+
+def test_a_misspelt_table_is_told_the_table_it_may_mean() -> None:
+    """`FROM log` was told the sandbox's rules at length, not that the table is `logs` (a new-user trial)."""
+    with pytest.raises(QueryError, match=r"'log' is not a table here \(did you mean 'logs'\? the tables here"):
+        check_select("SELECT count(*) FROM log")
+    with pytest.raises(QueryError, match=r"'events' is not a table here \(the tables here"):
+        check_select("SELECT count(*) FROM events")

@@ -20,6 +20,7 @@ import duckdb
 
 from loglake.lake.sql_sizes import unbounded
 from loglake.lake.tables import TABLES
+from loglake.spelling import typo_of
 
 
 class QueryError(Exception):
@@ -165,9 +166,11 @@ def _refuse_outside_tables(node: Any, names: frozenset[str], tables: frozenset[s
             qualified = ".".join(node.get("qualified_name", {}).get("path", [name]))
             raise QueryError("forbidden", f"{qualified!r}: name tables without a schema or catalog; {ACCESS_HINT}")
         if name.lower() not in names:
+            meant = typo_of(name.lower(), tables)
+            guess = f"did you mean {meant[0]!r}? " if meant else ""
             raise QueryError(
                 "forbidden",
-                f"{name!r} is not a table here (the tables here: {', '.join(sorted(tables))}); {ACCESS_HINT}",
+                f"{name!r} is not a table here ({guess}the tables here: {', '.join(sorted(tables))}); {ACCESS_HINT}",
             )
     elif kind == "TABLE_FUNCTION":
         function = node.get("function", {})
