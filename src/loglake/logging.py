@@ -27,8 +27,8 @@ level → `severity` (CRITICAL, ERROR, WARNING, INFO, and DEBUG or below); the r
 `timestamp`; the `service` of the handler → `service`; `attributes`: the logger's name as `logger`, a
 logged exception as `exception` (`type`, `message`, `traceback`), and the `extra=` fields (values JSON
 cannot hold as their `str()`); `trace_id` and `span_id`: the OpenTelemetry span's current at the call, or
-`extra=` ids (logging_lines.take_trace_ids). A record is made to fit the server's limits as `loglake send` fits a line
-(record_fit): nothing is dropped, what is cut is marked. As with the standard library's QueueHandler, an
+`extra=` ids (logging_lines.take_trace_ids). A record is made to fit the server's limits as `loglake send`
+fits a line (record_fit): nothing is dropped, what is cut is marked. As with the standard library's QueueHandler, an
 `extra=` value is read when its batch is made: pass values, not objects the program changes right after
 the call.
 
@@ -356,14 +356,14 @@ class LoglakeProcessor:
 
 
 def with_current_trace(fields: dict[str, Any]) -> None:
-    """Give a log call's fields the OpenTelemetry span current at the call (its ids as ints, made text on the
-    sender's thread: logging_lines.take_trace_ids), unless the call gives a trace id of its own."""
+    """Give a log call's fields the OpenTelemetry span current at the call (as hex, as logging_lines.take_trace_ids
+    takes it), unless the call gives a trace id of its own."""
     if get_current_span is None or "trace_id" in fields or "otelTraceID" in fields:
         return
     context = get_current_span().get_span_context()
     if context.is_valid:
-        fields["trace_id"] = context.trace_id
-        fields["span_id"] = context.span_id
+        fields["trace_id"] = f"{context.trace_id:032x}"
+        fields["span_id"] = f"{context.span_id:016x}"
 
 
 def _exception(exc_info: tuple | None, fields: dict[str, Any]) -> dict[str, str] | None:

@@ -390,6 +390,7 @@ def test_a_records_trace_context_is_its_trace_and_span_ids(server, key, make_han
     logger.info("given", extra={"trace_id": trace.upper(), "span_id": span, "order": 1})
     logger.info("instrumented", extra={"otelTraceID": trace, "otelSpanID": span})  # (LoggingInstrumentor's names)
     logger.info("not an id", extra={"trace_id": "abc"})  # (kept as sent, as the server keeps it)
+    logger.info("a number", extra={"trace_id": 12345})  # (an application's own numbering: an attribute)
     tracer = TracerProvider().get_tracer("tests")
     with tracer.start_as_current_span("checkout") as current:
         logger.info("in a span")
@@ -404,5 +405,6 @@ def test_a_records_trace_context_is_its_trace_and_span_ids(server, key, make_han
     assert logs["not an id"].get("trace_id") is None and logs["not an id"]["attributes"]["trace_id"] == "abc"
     assert logs["in a span"]["trace_id"] == format(context.trace_id, "032x")
     assert logs["in a span"]["span_id"] == format(context.span_id, "016x")
+    assert logs["a number"].get("trace_id") is None and logs["a number"]["attributes"]["trace_id"] == 12345
     assert logs["after it"].get("trace_id") is None and "trace_id" not in logs["after it"]["attributes"]
-    assert handler.sent == 5 and handler.rejected == 0
+    assert handler.sent == 6 and handler.rejected == 0
