@@ -7,11 +7,12 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
 from loglake.retry import Backoff, TryAgain, retry_after_seconds
+from loglake.urls import endpoint_in
 
 # Answers that say "not now" rather than "no": the server (or a proxy before it) is busy, restarting or
 # away. A 500 is not among them: it may come from one record, which only halving a batch finds.
@@ -188,7 +189,7 @@ class LoglakeClient:
                 raise ClientError(f"cannot use loglake at {self.url}: {e}") from None
             if response.is_success:
                 return response
-            error = _error(response, base_path=urlsplit(self.url).path.strip("/"))
+            error = _error(response, endpoint_in(self.url, response.status_code))
             if response.status_code in RETRY_STATUSES:
                 raise TryAgain(error, retry_after_seconds(response.headers.get("retry-after"), time.time()))
             raise error
@@ -212,8 +213,8 @@ def server_sent_events(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, An
             data.append(line[5:].removeprefix(" "))
 
 
-def _error(response: httpx.Response, base_path: str = "") -> ClientError:
-    """The server's refusal as a ClientError; `base_path`: what the client's url holds after its address."""
+def _error(response: httpx.Response, endpoint: str = "") -> ClientError:
+    """The server's refusal as a ClientError; `endpoint`: urls.endpoint_in the client's url."""
     try:
         error = response.json()["error"]
         message, details = error["message"], error.get("details", [])
@@ -221,6 +222,6 @@ def _error(response: httpx.Response, base_path: str = "") -> ClientError:
         message, details = response.text[:200] or response.reason_phrase, []
     # (A 403 says itself what is missing: the scope it needs and how to make a key with it, or the browser origin.)
     hint = " (check --api-key / LOGLAKE_API_KEY)" if response.status_code == 401 else ""
-    if response.status_code in (404, 405) and base_path:  # (LOGLAKE_URL=http://host:8080/logs: POST /logs/logs)
-        hint = f" (--url / LOGLAKE_URL is the server's address, like http://127.0.0.1:8080, without /{base_path})"
+    if endpoint:  # (LOGLAKE_URL=http://host:8080/logs: POST /logs/logs)
+        hint = f" (--url / LOGLAKE_URL is the server's address, like http://127.0.0.1:8080, without /{endpoint})"
     return ClientError(f"HTTP {response.status_code}: {message}{hint}", response.status_code, details)

@@ -63,8 +63,11 @@ class _Line(msgspec.Struct, omit_defaults=True):
 # Where a log call's trace context comes from, by the record field it fills: `extra=` under loglake's name, or
 # OpenTelemetry's logging instrumentation's (LoggingInstrumentor sets otelTraceID and otelSpanID on each record);
 # else the OpenTelemetry span current at the call (loglake.logging.with_current_trace).
-TRACE_FIELDS = {"trace_id": ("trace_id", "otelTraceID"), "span_id": ("span_id", "otelSpanID")}
-_HEX_DIGITS = {"trace_id": TRACE_ID_HEX_DIGITS, "span_id": SPAN_ID_HEX_DIGITS}
+# (line_records.ID_FIELDS's shape: a line's names are other loggers' own)
+TRACE_FIELDS = {
+    "trace_id": (("trace_id", "otelTraceID"), TRACE_ID_HEX_DIGITS),
+    "span_id": (("span_id", "otelSpanID"), SPAN_ID_HEX_DIGITS),
+}
 
 
 def message_of(msg: Any, args: Any) -> tuple[str, bool]:
@@ -128,8 +131,7 @@ def take_trace_ids(extra: dict[str, Any]) -> dict[str, str]:
     """The record's trace_id and span_id, taken out of the `extra=` fields that give them (TRACE_FIELDS) as hex
     text of their length; any other value stays an attribute, as the server would keep it (model.hex_id)."""
     ids: dict[str, str] = {}
-    for field, names in TRACE_FIELDS.items():
-        digits = _HEX_DIGITS[field]
+    for field, (names, digits) in TRACE_FIELDS.items():
         for name in names:
             if (found := hex_id(extra.get(name), digits)) is not None:
                 ids[field] = found

@@ -23,11 +23,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
 import httpx
 
 from loglake.retry import Backoff, TryAgain, retry_after_seconds
+from loglake.urls import endpoint_in
 
 BATCH_BYTES = 4 * 1024 * 1024  # a batch's JSON stays well below a server's largest body (10 MiB by default)
 _RETRY_STATUSES = frozenset({408, 429})
@@ -184,7 +184,7 @@ class Sender:
             return
         self._batch_refused = True
         hint = ""
-        if answer.status_code in (404, 405) and urlsplit(self.url).path.strip("/"):
+        if endpoint_in(self.url, answer.status_code):
             hint = "; url is the server's address, like http://127.0.0.1:8080, and the handler adds /logs to it"
         say(
             f"{answer.request.url} refused a batch of records whole (HTTP {answer.status_code}: {_reason(answer)});"

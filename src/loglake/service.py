@@ -122,10 +122,9 @@ class LogService:
         return parse_batch(body, ndjson, self.limits, self.now_ms(), bulk=bulk, contended=contended)
 
     def parse_joined(self, bodies: list[bytes]) -> list[pa.Table] | None:
-        """Several NDJSON bulk bodies checked as one (ingest_arrow.checked_tables): each body's table, as parse
-        gives it alone; None when one of them would not be a table (parse then says what each is)."""
-        if self.lake is None:
-            return None
+        """Several NDJSON bulk bodies checked as one (ingest_arrow.checked_tables), on a server with a lake (only
+        then are bodies joined): each body's table, as parse gives it alone; None when one of them would not be a
+        table (parse then says what each is)."""
         return ingest_arrow.checked_tables(bodies, self.limits, self.now_ms(), BULK_MIN_RECORDS)
 
     def check(self, items: list[IncomingRecord]) -> ParsedBody:

@@ -1,4 +1,5 @@
-"""Whether text is an http(s) URL a client can send to."""
+"""Whether text is an http(s) URL a client can send to, and whether a refusal says its path was not the server's
+address."""
 
 from urllib.parse import urlsplit
 
@@ -10,3 +11,10 @@ def is_http_url(text: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in text)
+
+
+def endpoint_in(server_url: str, status: int) -> str:
+    """The path a client's server url holds after the address (`logs` of http://host:8080/logs) when the server
+    answered 404 or 405: the client adds its endpoint's path to the url, so the url should be the address alone;
+    "" otherwise."""
+    return urlsplit(server_url).path.strip("/") if status in (404, 405) else ""

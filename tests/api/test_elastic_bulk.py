@@ -765,9 +765,9 @@ async def test_a_big_gzipped_bulk_is_inflated_off_the_event_loop_and_stored(
     every other protocol's body is, not on the event loop that serves everyone else (it was: ~1 ms a Filebeat bulk)."""
     inflated_on = []
 
-    def decode_content(request: object, body: bytes, limit: int, records: bool = False) -> bytes:
+    def decode_content(request: object, body: bytes, limit: int) -> bytes:
         inflated_on.append(threading.current_thread().name)
-        return http.decode_content(request, body, limit, records)
+        return http.decode_content(request, body, limit)
 
     monkeypatch.setattr(elastic_routes, "decode_content", decode_content)
     documents = [
@@ -790,9 +790,9 @@ async def test_a_big_gzipped_document_is_inflated_off_the_event_loop_and_stored(
     """The single-document API inflates as the bulk API does: a big gzipped body on an ingest thread."""
     inflated_on = []
 
-    def decode_content(request: object, body: bytes, limit: int, records: bool = False) -> bytes:
+    def decode_content(request: object, body: bytes, limit: int) -> bytes:
         inflated_on.append(threading.current_thread().name)
-        return http.decode_content(request, body, limit, records)
+        return http.decode_content(request, body, limit)
 
     monkeypatch.setattr(elastic_routes, "decode_content", decode_content)
     message = base64.b64encode(os.urandom(60_000)).decode()  # (random: gzip keeps it big)

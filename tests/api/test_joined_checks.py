@@ -92,11 +92,6 @@ async def while_the_ingest_threads_are_busy(app: LoglakeApp, posts: list[Any]) -
     return list(await asyncio.gather(*sending))
 
 
-def test_the_bodies_are_of_the_size_that_joins() -> None:
-    for body in (records_body(0), bulk_body(0)):
-        assert OFF_LOOP_BODY_BYTES <= len(body) < JOIN_BELOW_BYTES
-
-
 async def test_bodies_waiting_are_checked_together_and_answered_each_with_its_own(
     app: LoglakeApp, client: httpx.AsyncClient, spied: list[int]
 ) -> None:
@@ -176,7 +171,7 @@ def test_a_check_cut_short_leaves_no_body_waiting_for_good() -> None:
     body (the next one submitted then started a job, not before)."""
     started, go = threading.Event(), threading.Event()
 
-    def check_alone(body: bytes, contended: bool) -> bytes:
+    def check_alone(body: bytes) -> bytes:
         if body == b"boom":
             started.set()
             go.wait(10)

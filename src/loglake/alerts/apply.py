@@ -57,7 +57,7 @@ def apply_matches(conn: sqlite3.Connection, rule: Rule, result: RunResult, now_m
         if found is not None:
             _update(conn, rule, found, match, result, now_ms)
             continue
-        unread = unread_part(match, result, _overlapped(conn, rule, match, read_since(rule, result)))
+        unread = unread_part(match, result, _overlapped(conn, rule, match, rule.plan.read_since(result.since_ms)))
         if unread is not None:
             _insert(conn, rule, unread, result, now_ms)
             made += 1
@@ -234,7 +234,7 @@ def _update(conn: sqlite3.Connection, rule: Rule, found: tuple, match: Match, re
         still = "UPDATE alerts SET window_end_ms = max(window_end_ms, ?) WHERE id = ?"
         conn.execute(still, (result.until_ms, alert_id))
         return
-    overlaps = read_since(rule, result) < window_end
+    overlaps = rule.plan.read_since(result.since_ms) < window_end
     kept = merged_evidence(_json(evidence), match.evidence, rule.options.evidence)
     merged = merged_count(count, match, overlaps)
     conn.execute(
@@ -254,14 +254,6 @@ def _update(conn: sqlite3.Connection, rule: Rule, found: tuple, match: Match, re
     )
     if status != "suppressed":
         append_event(conn, alert_id, "update", now_ms)
-
-
-def read_since(rule: Rule, result: RunResult) -> int:
-    """Where the run's reading began: its window's start, less how much earlier the rule's SQL reads (a Sigma
-    rule's timespan). Its reading overlaps an alert's when this is before the alert's window's end, whether or not
-    its window does: a 10-minute timespan run every 5 minutes read again half of what the run before it counted, and
-    an alert of two runs counted 40 of 30 records (a UI trial)."""
-    return result.since_ms - rule.plan.reach_ms
 
 
 def merged_count(count: int, match: Match, overlaps: bool) -> int:

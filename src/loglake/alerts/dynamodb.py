@@ -49,7 +49,6 @@ from loglake.alerts.apply import (
     failing_key,
     merged_count,
     merged_evidence,
-    read_since,
     seen_span,
     unread_part,
 )
@@ -246,7 +245,7 @@ class DynamoDBDetections(DynamoDBOutbox):
                 alert = self.alert(head["alert_id"]["S"])
             if alert is None:
                 earlier = self.alert(head["alert_id"]["S"]) if head is not None and of_records else None
-                unread = unread_part(match, result, _overlapped(earlier, read_since(rule, result)))
+                unread = unread_part(match, result, _overlapped(earlier, rule.plan.read_since(result.since_ms)))
                 if unread is None:
                     return False, []  # the records the key's last alert took in, read again
                 new, alert = True, _new_alert(rule, unread, result, now_ms)
@@ -373,7 +372,7 @@ def _joined(alert: dict[str, Any], rule: Rule, match: Match, result: RunResult, 
     if last <= alert["last_seen_ms"]:  # the same records again: the condition held till here
         alert["window_end_ms"] = max(alert["window_end_ms"], result.until_ms)
         return None
-    merged = merged_count(alert["match_count"], match, read_since(rule, result) < alert["window_end_ms"])
+    merged = merged_count(alert["match_count"], match, rule.plan.read_since(result.since_ms) < alert["window_end_ms"])
     alert.update(
         match_count=merged,
         first_seen_ms=min(alert["first_seen_ms"], first),

@@ -365,7 +365,8 @@ class LoglakeApp(RuntimeEvents):
                 self.auth.check_before_body(request)
             elif route.scope is not None:
                 self._authorize(route, request)
-            request.body = await read_body(request, receive, route.body_limit(self.settings), route.takes_records)
+            request.takes_records = route.takes_records
+            request.body = await read_body(request, receive, route.body_limit(self.settings))
         if route.scope is not None and request.principal is None:
             self._authorize(route, request)
         if len(request.body) > REQUEST_UNIT_BYTES and request.principal is not None:  # (never a single record)

@@ -173,8 +173,8 @@ async def _inflated(app: LoglakeApp, request: Request, limit: int) -> bytes:
     """The request's body with its Content-Encoding undone (at most `limit` bytes): a big compressed one on an ingest
     thread, as every protocol's is (shippers may gzip their bulks: a big one takes milliseconds to inflate)."""
     if inflated_off_loop(request):
-        return await app.run_ingest(lambda: decode_content(request, request.body, limit, records=True))
-    return decode_content(request, request.body, limit, records=True)
+        return await app.run_ingest(lambda: decode_content(request, request.body, limit))
+    return decode_content(request, request.body, limit)
 
 
 # The single-document APIs: template, handler, methods (Elasticsearch takes PUT or POST where the id is given).
@@ -277,9 +277,8 @@ def _parse(app: LoglakeApp, body: bytes, path_index: str | None) -> tuple[list[e
 Parsed = tuple[list[elastic.BulkItem], list[Group]]
 
 
-def parsed_bulk(app: LoglakeApp, body: bytes, contended: bool) -> Parsed:
-    """_parse of a bulk sent to /_bulk, as app.bulk_checks checks one alone (whatever else is checked meanwhile:
-    a bulk of this size is read by Arrow either way)."""
+def parsed_bulk(app: LoglakeApp, body: bytes) -> Parsed:
+    """_parse of a bulk sent to /_bulk, as app.bulk_checks checks one alone."""
     return _parse(app, body, None)
 
 
@@ -294,7 +293,7 @@ def parsed_bulks(app: LoglakeApp, bodies: list[bytes]) -> list[Parsed] | None:
         return None
     if not all(body.endswith(b"\n") for body in bodies):
         return None
-    read = elastic_columns.read_regular_bulk(b"".join(bodies), None)
+    read = elastic_columns.read_regular_bulk(b"".join(bodies), None, sum(lines))
     if read is None:
         return None
     items, found = read

@@ -85,6 +85,7 @@ class Request:
         "receive",
         "request_id",
         "scope",
+        "takes_records",
     )
 
     def __init__(self, scope: dict, receive: Receive) -> None:
@@ -94,6 +95,9 @@ class Request:
         self.path: str = scope["path"]
         self.raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         self.headers: dict[bytes, bytes] = dict(self.raw_headers)
+        # Its body is records (its route's takes_records, set when routed), which a 413 tells to send in smaller
+        # batches (a query cannot be).
+        self.takes_records = False
         self._query: dict[str, str] | None = None
         self.body = b""
         self.body_received: int | None = None  # bytes of the body received so far; None: none asked for yet
@@ -131,14 +135,13 @@ class Request:
         return _declared_length(self) > (self.body_received or 0)
 
 
-async def read_body(request: Request, receive: Receive, max_bytes: int, records: bool = False) -> bytes:
-    """The raw body, refusing (413) as soon as it passes max_bytes, before all of it has arrived. `records`: the
-    body is records (an ingest route's), which the refusal tells to send in smaller batches."""
+async def read_body(request: Request, receive: Receive, max_bytes: int) -> bytes:
+    """The raw body, refusing (413) as soon as it passes max_bytes, before all of it has arrived."""
     length = request.headers.get(b"content-length")
     if length is not None and not length.isdigit():
         raise ApiError(400, "bad_request", "Content-Length is not a number")
     if length is not None and int(length) > max_bytes:
-        raise too_large(max_bytes, records=records)
+        raise too_large(max_bytes, records=request.takes_records)
     chunks: list[bytes] = []
     size = request.body_received = 0
     more = True
@@ -151,7 +154,7 @@ async def read_body(request: Request, receive: Receive, max_bytes: int, records:
         more = message.get("more_body", False)
         request.body_done = not more
         if size > max_bytes:
-            raise too_large(max_bytes, records=records)
+            raise too_large(max_bytes, records=request.takes_records)
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
@@ -209,14 +212,13 @@ def server_stopping(reason: str = SERVER_STOPPING) -> ApiError:
     return ApiError(503, "server_stopping", f"{reason}: retry once it is back", headers=[(b"retry-after", b"1")])
 
 
-def decode_content(request: Request, body: bytes, max_bytes: int, records: bool = False) -> bytes:
-    """Undo Content-Encoding: gzip, and drop a leading UTF-8 byte order mark (content_encoding.decoded). `records`:
-    as read_body's."""
+def decode_content(request: Request, body: bytes, max_bytes: int) -> bytes:
+    """Undo Content-Encoding: gzip, and drop a leading UTF-8 byte order mark (content_encoding.decoded)."""
     try:
         return content_encoding.decoded(body, is_gzip(request), max_bytes)
     except content_encoding.NotInflated as e:
         if e.too_large:
-            raise too_large(max_bytes, after_decompression=True, records=records) from None
+            raise too_large(max_bytes, after_decompression=True, records=request.takes_records) from None
         raise ApiError(400, "bad_gzip", str(e)) from None
 
 

@@ -47,13 +47,13 @@ class _Body(Generic[T]):
 
 class JoinedChecks(Generic[T]):
     """Bodies of one kind (one route's, each under JOIN_BELOW_BYTES), checked on the executor's threads by
-    `check_alone(body, contended)`, or several at once by `check_joined(bodies)` (None: each alone then), on
-    JOINING_THREADS of them at a time."""
+    `check_alone(body)`, or several at once by `check_joined(bodies)` (None: each alone then), on JOINING_THREADS
+    of them at a time."""
 
     def __init__(
         self,
         executor: Executor,
-        check_alone: Callable[[bytes, bool], T],
+        check_alone: Callable[[bytes], T],
         check_joined: Callable[[list[bytes]], list[T] | None],
     ) -> None:
         self._executor = executor
@@ -89,9 +89,8 @@ class JoinedChecks(Generic[T]):
                         self._jobs -= 1
                         return
                     taken = self._take()
-                    contended = len(taken) > 1 or bool(self._waiting)  # (ingest_arrow's read: see ingest.parse_batch)
                 try:
-                    self._check(taken, contended)
+                    self._check(taken)
                 finally:  # (whatever cut the check short, none of its bodies waits for good)
                     for body in taken:
                         if not body.done.done():
@@ -105,13 +104,13 @@ class JoinedChecks(Generic[T]):
                 self._executor.submit(self._check_waiting)
             raise
 
-    def _check(self, taken: list[_Body[T]], contended: bool) -> None:
+    def _check(self, taken: list[_Body[T]]) -> None:
         """Answer each body taken: checked with the others where they can be, else alone."""
         if len(taken) > 1 and self._answered_joined(taken):
             return
         for body in taken:
             try:
-                body.done.set_result(self._check_alone(body.body, contended))
+                body.done.set_result(self._check_alone(body.body))
             except Exception as e:  # (the check's refusal is the body's answer)
                 body.done.set_exception(e)
 

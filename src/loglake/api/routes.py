@@ -79,7 +79,7 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
     try:
         ndjson = _records_media_type(request)
         if ndjson and app.service.lake is not None and joinable(request):
-            body = decode_content(request, request.body, app.settings.max_body_bytes, records=True)  # (a BOM dropped)
+            body = decode_content(request, request.body, app.settings.max_body_bytes)  # (a BOM dropped)
             parsed, counts = await app.run_joined(app.ndjson_checks, body)
         else:
             parsed, counts = await checked_body(app, request, lambda body: _checked(app, body, ndjson))
@@ -145,19 +145,19 @@ async def store(app: LoglakeApp, parsed: ParsedBody, counts: dict[tuple[str, int
 Checked = tuple[ParsedBody, dict[tuple[str, int], int]]
 
 
-def _checked(app: LoglakeApp, body: bytes, ndjson: bool, contended: bool = False) -> Checked:
-    """The body's valid records (LogService.parse) and ingest_counts of them. `contended`: other bodies are being
-    checked meanwhile (see ingest.parse_batch)."""
+def _checked(app: LoglakeApp, body: bytes, ndjson: bool) -> Checked:
+    """The body's valid records (LogService.parse) and ingest_counts of them."""
     if not body or body.isspace():  # (not strip(): that copies a body of megabytes)
         raise ApiError(400, "empty_body", "the body is empty; send a record object, an array or NDJSON lines")
-    # (a job besides this one: the bodies then take turns on the GIL, see ingest_arrow)
-    parsed = app.service.parse(body, ndjson, contended=contended or app.ingest_jobs > 1)
+    # (a job besides this one, a body waiting beside it for the joining thread too: the bodies then take turns on
+    # the GIL, see ingest_arrow)
+    parsed = app.service.parse(body, ndjson, contended=app.ingest_jobs > 1)
     return parsed, ingest_counts(parsed)
 
 
-def checked_ndjson(app: LoglakeApp, body: bytes, contended: bool) -> Checked:
+def checked_ndjson(app: LoglakeApp, body: bytes) -> Checked:
     """_checked of an NDJSON body, as app.ndjson_checks checks one alone."""
-    return _checked(app, body, True, contended)
+    return _checked(app, body, True)
 
 
 def checked_ndjson_joined(app: LoglakeApp, bodies: list[bytes]) -> list[Checked] | None:
@@ -211,8 +211,8 @@ async def checked_body(app: LoglakeApp, request: Request, check: Callable[[bytes
     it raises): on the event loop for a small body, else on the ingest threads (see OFF_LOOP_BODY_BYTES)."""
     limit = app.settings.max_body_bytes
     if inflated_off_loop(request) or len(request.body) >= OFF_LOOP_BODY_BYTES:
-        return await app.run_ingest(lambda: check(decode_content(request, request.body, limit, records=True)))
-    body = decode_content(request, request.body, limit, records=True)
+        return await app.run_ingest(lambda: check(decode_content(request, request.body, limit)))
+    body = decode_content(request, request.body, limit)
     return check(body) if len(body) < OFF_LOOP_BODY_BYTES else await app.run_ingest(check, body)
 
 

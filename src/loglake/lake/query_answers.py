@@ -113,9 +113,6 @@ def fetch_within(result: Any, cap: int, max_bytes: int) -> list[tuple]:
     return rows
 
 
-_NOT_FINITE = {0: "NaN", 1: "Infinity", -1: "-Infinity"}
-
-
 def json_value(value: Any) -> Any:
     """A DuckDB result value as JSON: times as ISO-8601 UTC text, decimals as text (exact), bytes as base64, a
     double's NaN and infinities, which JSON has no number for, as the text Trino's answers give them ("NaN",
@@ -123,7 +120,9 @@ def json_value(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else _NOT_FINITE[math.copysign(1, value) if math.isinf(value) else 0]
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)

@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 
-from loglake.lake.sql_sizes import unbounded
+from loglake.lake.sql_sizes import string_constant, unbounded
 from loglake.lake.tables import TABLES
 from loglake.spelling import typo_of
 
@@ -324,7 +324,7 @@ def _word_prefilter(node: dict) -> bool:
     if node.get("class") != "FUNCTION" or node.get("function_name") != "regexp_matches" or node.get("schema"):
         return False
     arguments = [argument["expression"] for argument in node["arguments"]]
-    texts = [_string_constant(a) for a in arguments[1:]]
+    texts = [string_constant(a) for a in arguments[1:]]
     if not (2 <= len(arguments) <= 3 and arguments[0].get("class") == "COLUMN_REF" and None not in texts):
         return False
     options = texts[1] if len(texts) == 2 else ""
@@ -339,11 +339,6 @@ def _word_prefilter(node: dict) -> bool:
     node.clear()
     node.update({"class": "CONJUNCTION", "type": "CONJUNCTION_AND", "alias": "", "children": [search, original]})
     return True
-
-
-def _string_constant(expression: dict) -> str | None:
-    literal = expression.get("literal", {}) if expression.get("class") == "CONSTANT" else {}
-    return literal.get("text") if literal.get("kind") == "STRING" else None
 
 
 def client_error(error: duckdb.Error) -> QueryError:

@@ -44,7 +44,7 @@ def unbounded(node: dict[str, Any]) -> str | None:
         if not _within(_list_length(numbers)):
             return _refused(f"{name}() as a value makes a list of its items (as a table, FROM {name}(...), none)")
     elif name in ("printf", "format") and arguments:
-        text = _text(arguments[0])
+        text = string_constant(arguments[0])
         widths = None if text is None else (_printf_widths(text) if name == "printf" else _format_widths(text))
         if widths is None or not all(_within(width) for width in widths):
             return _refused(f"{name}() makes a value as wide as the widths of its format (written in it, not *)")
@@ -73,9 +73,10 @@ def _number(expression: dict[str, Any]) -> float | None:
         return None
 
 
-def _text(expression: dict[str, Any]) -> str | None:
-    literal = expression.get("literal") if expression.get("class") == "CONSTANT" else None
-    return literal.get("text") if literal and literal.get("kind") == "STRING" else None
+def string_constant(expression: dict[str, Any]) -> str | None:
+    """A parsed expression's text when it is a string written in the query; else None."""
+    literal = expression.get("literal", {}) if expression.get("class") == "CONSTANT" else {}
+    return literal.get("text") if literal.get("kind") == "STRING" else None
 
 
 def _list_length(numbers: list[float | None]) -> float | None:

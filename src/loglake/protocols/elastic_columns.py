@@ -61,13 +61,17 @@ def bulk_records(body: bytes, path_index: str | None) -> tuple[list[elastic.Bulk
     return elastic.parse_bulk(body, path_index)
 
 
-def read_regular_bulk(body: bytes, path_index: str | None) -> tuple[list[elastic.BulkItem], RecordColumns] | None:
-    """parse_bulk's items and records for a regular bulk, read by Arrow; None for any other (see the module)."""
+def read_regular_bulk(
+    body: bytes, path_index: str | None, lines: int | None = None
+) -> tuple[list[elastic.BulkItem], RecordColumns] | None:
+    """parse_bulk's items and records for a regular bulk, read by Arrow; None for any other (see the module).
+    `lines`: the body's newlines, when the caller counted them already."""
     if not body.endswith(b"\n"):
         return None  # (parse_bulk refuses it)
     if has_blank_line(body):  # (parse_bulk pairs the lines up: see has_blank_line)
         return None
-    lines = body.count(b"\n")
+    if lines is None:
+        lines = body.count(b"\n")
     alike = _sources_of_one_action(body, lines, path_index)
     if alike is None:
         return _read_actions_and_sources(body, lines, path_index)

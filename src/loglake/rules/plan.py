@@ -54,6 +54,13 @@ class Plan:
     group_fields: tuple[str, ...]  # columns of the evidence that make a match's group
     parameters: tuple[str, ...]  # the window parameters the SQL uses
 
+    def read_since(self, since_ms: int) -> int:
+        """Where a run of the window from since_ms begins to read: its start, less how much earlier the SQL reads (a
+        Sigma rule's timespan; window_moments clamps it at 0 for the SQL). A run's reading overlaps an alert's when
+        this is before the alert's window's end, whether or not its window does: a 10-minute timespan run every 5
+        minutes read again half of what the run before it counted (alerts.apply)."""
+        return since_ms - self.reach_ms
+
 
 def window_moments(reach_ms: int, since_ms: int, until_ms: int, fresh_since_ms: int | None = None) -> dict[str, int]:
     """The moments a run's SQL names ($since, $until, $read_since, $fresh_since), in ms: the window

@@ -70,7 +70,7 @@ class Run:
 
     @property
     def read_since_ms(self) -> int:
-        return self.since_ms - self.rule.plan.reach_ms
+        return self.rule.plan.read_since(self.since_ms)
 
 
 @dataclass(frozen=True)
