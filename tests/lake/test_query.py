@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -635,3 +636,68 @@ def test_a_misspelt_table_is_told_the_table_it_may_mean() -> None:
         check_select("SELECT count(*) FROM log")
     with pytest.raises(QueryError, match=r"'events' is not a table here \(the tables here"):
         check_select("SELECT count(*) FROM events")
+
+
+def test_a_row_of_many_values_past_the_answers_cap_is_refused_before_python_holds_it(
+    store: SQLiteHotStore, local_lake: LocalObjectStore, tmp_path: Path
+) -> None:
+    # One row holding a list of 2M numbers: some 16 MB as Arrow, 130 MB as Python objects, and its JSON past 1 MiB.
+    engine = QueryEngine(store, local_lake, tmp_path / "duckdb", QueryLimits(max_response_mb=1))
+    try:
+        tracemalloc.start()
+        with pytest.raises(QueryError) as refused:
+            engine.query("SELECT list(i) AS all_of_them FROM range(2000000) t(i)")
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert refused.value.code == "response_too_large" and "at row 1:" in refused.value.message
+        assert peak < 30 * 2**20
+        # Rows that fit one by one are answered until the answer's cap passes, as flat rows are.
+        with pytest.raises(QueryError) as refused:
+            engine.query("SELECT [repeat('x', 10000)] FROM range(10000)")
+        assert refused.value.code == "response_too_large" and "at row 105:" in refused.value.message
+        # A row larger as Arrow than the answer may be, whose JSON fits (one-digit numbers: 2 of their 8 bytes).
+        fits = engine.query("SELECT list(i % 2) FROM range(400000) t(i)").rows
+        assert fits == [([0, 1] * 200000,)]
+    finally:
+        tracemalloc.stop()
+        engine.close()
+
+
+def test_nested_values_are_answered_as_duckdb_gives_them_across_batches_and_truncated(
+    store: SQLiteHotStore, local_engine: QueryEngine
+) -> None:
+    sql = """SELECT i, [i, NULL] AS l, {'h': i::HUGEINT * 10000000000000000000, 'u': '019a0000-0000-7000-8000-00000000000' || (i % 10)::VARCHAR}::STRUCT(h HUGEINT, u UUID) AS s,
+        MAP {'k' || i: [INTERVAL (i) DAY + INTERVAL 1 MONTH]} AS m, [(i / 3)::DECIMAL(10, 3), NULL] AS d,
+        [TIMESTAMPTZ '2026-01-01 00:00:00+02' + INTERVAL (i) SECOND] AS t, ['101'::BIT, NULL] AS b,
+        [CASE WHEN i % 2 = 0 THEN 'nan'::DOUBLE ELSE i / 7 END] AS f, union_value(n := i) AS un, [i, i]::BIGINT[2] AS a
+        FROM range(700) r(i) ORDER BY i"""
+    expected = duckdb.connect().execute(sql).fetchall()  # DuckDB's own values, on a plain connection
+    result = local_engine.query(sql)
+    assert [d for _, d in result.columns][1:] == [
+        "BIGINT[]",
+        "STRUCT(h HUGEINT, u UUID)",
+        "MAP(VARCHAR, INTERVAL[])",
+        "DECIMAL(10,3)[]",
+        "TIMESTAMP WITH TIME ZONE[]",
+        "BIT[]",
+        "DOUBLE[]",
+        "UNION(n BIGINT)",
+        "BIGINT[2]",
+    ]
+    assert str(result.rows) == str(expected) and not result.truncated  # (str: NaN is not equal to itself)
+    truncated = local_engine.query(sql, limit=300)
+    assert str(truncated.rows) == str(expected[:300]) and truncated.truncated
+
+
+def test_a_nested_query_past_its_time_is_stopped_while_its_rows_stream(
+    store: SQLiteHotStore, local_lake: LocalObjectStore, tmp_path: Path
+) -> None:
+    engine = QueryEngine(store, local_lake, tmp_path / "duckdb", QueryLimits(timeout_seconds=1))
+    try:
+        started = time.monotonic()
+        with pytest.raises(QueryError) as stopped:
+            engine.query("SELECT [i] FROM range(100000000000) t(i) WHERE i < 5 OR i > 99999999990")
+        assert stopped.value.code == "query_timeout" and time.monotonic() - started < 5
+        assert engine.query("SELECT [1]").rows == [([1],)]  # the connection is free again
+    finally:
+        engine.close()

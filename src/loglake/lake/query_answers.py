@@ -100,17 +100,27 @@ def fetch_within(result: Any, cap: int, max_bytes: int) -> list[tuple]:
             break
         for row in batch:
             if len(rows) < cap:
-                size += len(_encode([json_value(v) for v in row])) + 1
-                if size > max_bytes:
-                    raise QueryError(
-                        "response_too_large",
-                        f"the answer passed {max_bytes / 2**20:g} MiB of JSON (the server's query_max_response_mb)"
-                        f" at row {len(rows) + 1:,}: ask for fewer rows (limit), fewer or shorter columns"
-                        " (e.g. left(message, 200)), or aggregate in SQL",
-                    )
+                size = counted_row(row, size, len(rows), max_bytes)
             rows.append(row)
         chunk = max(1, min(2048, (max_bytes - size) * len(rows) // max(1, size)))
     return rows
+
+
+def counted_row(row: tuple, size: int, before: int, max_bytes: int) -> int:
+    """The answer's JSON size with `row` (after `before` rows) added; QueryError past max_bytes."""
+    size += len(_encode([json_value(v) for v in row])) + 1
+    if size > max_bytes:
+        raise answer_too_large(max_bytes, before)
+    return size
+
+
+def answer_too_large(max_bytes: int, before: int) -> QueryError:
+    return QueryError(
+        "response_too_large",
+        f"the answer passed {max_bytes / 2**20:g} MiB of JSON (the server's query_max_response_mb)"
+        f" at row {before + 1:,}: ask for fewer rows (limit), fewer or shorter columns"
+        " (e.g. left(message, 200)), or aggregate in SQL",
+    )
 
 
 def json_value(value: Any) -> Any:
