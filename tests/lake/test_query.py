@@ -666,7 +666,9 @@ def test_a_row_of_many_values_past_the_answers_cap_is_refused_before_python_hold
 def test_nested_values_are_answered_as_duckdb_gives_them_across_batches_and_truncated(
     store: SQLiteHotStore, local_engine: QueryEngine
 ) -> None:
-    sql = """SELECT i, [i, NULL] AS l, {'h': i::HUGEINT * 10000000000000000000, 'u': '019a0000-0000-7000-8000-00000000000' || (i % 10)::VARCHAR}::STRUCT(h HUGEINT, u UUID) AS s,
+    sql = """SELECT i, [i, NULL] AS l,
+        {'h': i::HUGEINT * 10000000000000000000, 'u': '019a0000-0000-7000-8000-00000000000' || (i % 10)::VARCHAR}
+            ::STRUCT(h HUGEINT, u UUID) AS s,
         MAP {'k' || i: [INTERVAL (i) DAY + INTERVAL 1 MONTH]} AS m, [(i / 3)::DECIMAL(10, 3), NULL] AS d,
         [TIMESTAMPTZ '2026-01-01 00:00:00+02' + INTERVAL (i) SECOND] AS t, ['101'::BIT, NULL] AS b,
         [CASE WHEN i % 2 = 0 THEN 'nan'::DOUBLE ELSE i / 7 END] AS f, union_value(n := i) AS un, [i, i]::BIGINT[2] AS a
@@ -701,3 +703,20 @@ def test_a_nested_query_past_its_time_is_stopped_while_its_rows_stream(
         assert engine.query("SELECT [1]").rows == [([1],)]  # the connection is free again
     finally:
         engine.close()
+
+
+def test_intervals_are_answered_as_duckdb_writes_them_months_and_all(local_engine: QueryEngine) -> None:
+    result = local_engine.query(
+        "SELECT i, INTERVAL (i) MONTH + INTERVAL 2 DAY AS m, INTERVAL '-90 minutes' AS c, [INTERVAL 1 DAY] AS l"
+        " FROM range(3) t(i) ORDER BY i DESC -- newest first"
+    )
+    assert result.columns == [("i", "BIGINT"), ("m", "INTERVAL"), ("c", "INTERVAL"), ("l", "INTERVAL[]")]
+    assert [row[:3] for row in result.rows] == [
+        (2, "2 months 2 days", "-01:30:00"),
+        (1, "1 month 2 days", "-01:30:00"),
+        (0, "2 days", "-01:30:00"),
+    ]
+    assert result_to_dict(result)["rows"][0][:3] == [2, "2 months 2 days", "-01:30:00"]
+    # Past what a timedelta holds (a 400 before: value_out_of_range), as text they are answered.
+    huge = local_engine.query("SELECT INTERVAL 1000000000 DAY AS d, INTERVAL 2147483647 MONTH AS m").rows
+    assert huge == [("1000000000 days", "178956970 years 7 months")]

@@ -621,10 +621,10 @@ class Runs:
 
 @pytest.mark.parametrize("shared", [True, False])
 def test_a_rule_whose_rows_hold_a_value_python_cannot_fails_alone(data: DataDir, shared: bool) -> None:
-    """An INTERVAL past Python's timedelta raised OverflowError as the rows were fetched: out of the round, whose
-    other rules did not run either (each round failed so)."""
+    """An INTERVAL past Python's timedelta (in a list: a column of them is answered as text) raised OverflowError as
+    the rows were fetched: out of the round, whose other rules did not run either (each round failed so)."""
     write_rule(data.rules, "errors.yml", rule_text())
-    huge = FAILING_SQL.replace(RULE_ID, NUMBERS_ID).replace("{cast}(message AS INTEGER)", "INTERVAL 1000000000 DAY")
+    huge = FAILING_SQL.replace(RULE_ID, NUMBERS_ID).replace("{cast}(message AS INTEGER)", "[INTERVAL 1000000000 DAY]")
     if not shared:  # (a rule reading more than the shared span reads the lake on its own)
         huge = huge.replace("delay: 0s", "delay: 0s\nlookback: 1d")
     write_rule(data.rules, "huge.yml", huge)

@@ -291,6 +291,11 @@ class QueryEngine:
                 try:
                     result = cursor.execute(sql, params) if params else cursor.execute(sql)
                     columns = [(d[0], type_name(d[1])) for d in (result.description or [])]
+                    as_text = None if explain else _intervals_as_text(sql, result.description or [])
+                    if as_text is not None:
+                        cursor.abort()
+                        sql = as_text
+                        result = cursor.execute(sql, params) if params else cursor.execute(sql)
                     if explain:
                         rows = result.fetchall()
                     elif max_bytes is None:
@@ -409,6 +414,20 @@ def _arrow_rows(operator: dict) -> int:
 def _files_read(operator: dict) -> int:
     own = int(operator.get("extra_info", {}).get("Total Files Read", 0) or 0)
     return own + sum(_files_read(child) for child in operator.get("children", []))
+
+
+def _intervals_as_text(sql: str, description: list[tuple]) -> str | None:
+    """The query again with its INTERVAL columns as DuckDB's text of them ('1 month 2 days', '-01:30:00'), when it
+    has some (None otherwise, or when two columns share a name): DuckDB gives Python an interval as a timedelta,
+    a month as 30 days, which then read `30 days, 0:00:00`. Run again, a query whose first chunk took long (an
+    aggregate) takes that long twice; a column's type stays INTERVAL in the answer, as Trino's text of one."""
+    names = [d[0] for d in description]
+    intervals = [name for name, kind, *_ in description if kind.id == "interval"]
+    if not intervals or len(set(names)) != len(names):
+        return None
+    quoted = ['"' + name.replace('"', '""') + '"' for name in intervals]
+    replaced = ", ".join(f"CAST({name} AS VARCHAR) AS {name}" for name in quoted)
+    return f"SELECT * REPLACE ({replaced}) FROM (\n{sql}\n) AS answer"  # (newlines: a trailing -- comment ends)
 
 
 def _is_nested(duckdb_type: duckdb.DuckDBPyType) -> bool:
