@@ -89,7 +89,7 @@ def rules_run_due(as_of: str | None, rules_dir: Path | None, data_dir: Path | No
     folder = require_rules_folder(settings)
     with local_runtime(settings.data_dir, {"rules_dir": str(folder)}, clock=clock) as runtime:
         scheduler = runtime.rules
-        scheduler.reload()
+        scheduler.reload(log_problems=False)
         print_problems(scheduler.folder.problems)
         # On a thread of its own: Ctrl-C stops the rule's query at once (until_ctrl_c), where DuckDB on this
         # thread took it as the query's error (the run a failure, status 1, a traceback) half a minute later.

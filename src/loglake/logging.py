@@ -135,8 +135,9 @@ class LoglakeHandler(logging.Handler):
         # Closed until built: logging's shutdown flushes and closes every handler whose __init__ got past
         # the line above, even one that then raised (a refused setting, no AWS credentials).
         self._closed = True
+        named = "service" if service else "service (LOGLAKE_SERVICE)"  # (said as the url's variable is)
         service = service or os.environ.get("LOGLAKE_SERVICE") or DEFAULT_SERVICE
-        for name, value in (("service", service), ("log_type", log_type)):
+        for name, value in ((named, service), ("log_type", log_type)):
             if not is_valid_name(value):
                 raise ValueError(f"{name} {value!r} must be 1-128 of A-Z a-z 0-9 . _ -")
         _check_numbers(

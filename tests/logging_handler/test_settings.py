@@ -52,6 +52,13 @@ def test_the_url_from_the_environment_is_named_so(monkeypatch) -> None:
         LoglakeHandler(api_key="llk_x")
 
 
+def test_the_service_from_the_environment_is_named_so(monkeypatch) -> None:
+    monkeypatch.setenv("LOGLAKE_SERVICE", "bad name")
+    message = "service (LOGLAKE_SERVICE) 'bad name' must be 1-128 of A-Z a-z 0-9 . _ -"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        LoglakeHandler("http://127.0.0.1:9", "llk_x")
+
+
 def test_the_bounds_themselves_are_taken() -> None:
     for options in ({"batch_size": 10_000, "flush_timeout": 0}, {"batch_size": 1, "queue_size": 1, "timeout": 0.5}):
         handler = LoglakeHandler("https://logs.example.invalid/prefix/", "llk_x", flush_interval=0.01, **options)

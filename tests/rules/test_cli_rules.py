@@ -400,7 +400,9 @@ def test_init_copies_the_starter_pack_and_keeps_what_is_there(tmp_path: Path) ->
     assert oct((folder / "amplify-scanner-paths.yml").stat().st_mode & 0o777) == "0o600"
 
 
-def test_run_due_runs_what_is_due_once_and_list_shows_it(folder: Path, tmp_path: Path) -> None:
+def test_run_due_runs_what_is_due_once_and_list_shows_it(
+    folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     data = tmp_path / "data"
     store = SQLiteHotStore(data / "hot.db")
     now = int(time.time() * 1000)
@@ -422,6 +424,7 @@ def test_run_due_runs_what_is_due_once_and_list_shows_it(folder: Path, tmp_path:
     assert f"{hour - timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ} to {hour:%Y-%m-%dT%H:%M:%SZ}" in first.stdout
     assert "error  Numbers" in first.stdout and "Could not convert string" in first.stdout
     assert "bad.yml: detection.sel.user" in first.stderr
+    assert not [r for r in caplog.records if "bad.yml" in r.getMessage()]  # (it was said twice: logged, then printed)
     assert "2 run(s), 1 failed, 1 file(s) with problems" in first.stderr
     (folder / "numbers.yml").unlink()
     (folder / "bad.yml").unlink()

@@ -227,10 +227,12 @@ class RuleScheduler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="loglake-rules", daemon=True)
 
-    def reload(self) -> bool:
+    def reload(self, *, log_problems: bool = True) -> bool:
+        """Read the rules folder again if it changed (True then); `log_problems`: log each file that did not
+        load (the server's log; `rules run-due` prints them itself)."""
         changed = self.folder.reload()
         if changed:
-            for problem in self.folder.problems:
+            for problem in self.folder.problems if log_problems else ():
                 log.warning("not loaded: %s", problem)
             if self.observer is not None:
                 self.observer.on_rules_loaded(self.folder.rules, self.folder.problems)
