@@ -252,9 +252,14 @@ async def test_each_key_has_its_rate_of_questions(
             limited = await fast.post("/ask", json={"question": "q"})
         async with asgi_client(application, key_for(application, "read", "calm")) as calm:
             assert (await calm.post("/ask", json={"question": "q"})).status_code == 200
+            metrics = (await calm.get("/metrics")).text
     finally:
         application.close()
     assert statuses == [200, 200, 429]
+    # Every question has its outcome (the refused ones were missing from the sum).
+    outcomes = [line for line in metrics.splitlines() if line.startswith("loglake_ask_questions_total{")]
+    assert 'loglake_ask_questions_total{outcome="rate_limited"} 2' in outcomes
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in outcomes) == 5
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
     assert "llm_rate_per_minute" in limited.json()["error"]["message"]
 

@@ -108,6 +108,7 @@ class Asking:
         name = request.principal.name
         wait = self.limiter.check(name)
         if wait:
+            self.outcomes.inc(("rate_limited",))
             retry = str(max(1, int(wait + 0.999)))
             raise ApiError(
                 429,
