@@ -5,7 +5,6 @@ each proving in its own way that what Arrow read is the text as sent. Pure, no I
 
 from __future__ import annotations
 
-import re
 from array import array
 
 import msgspec
@@ -134,16 +133,21 @@ def _any_escaped(values: pa.Array) -> bool:
 # -- reading -----------------------------------------------------------------------------------------------
 
 
-# A blank line. Searched by re, which skips to each newline as memchr does: `b"\n\n" in body` took 3x as long
-# (0.85 against 0.3 ms a MB).
-_BLANK_LINE = re.compile(b"\n\n")
-
-
 def has_blank_line(body: bytes) -> bool:
     """Whether a line of the body is empty. The reader skips such a line, and reads a line of two objects
     (`{..}{..}`) as two rows: a body holding both has as many rows as lines, and the text's length, but its rows
-    are not its lines (a row per line is what columns_as_sent proves only without blank lines)."""
-    return body.startswith(b"\n") or _BLANK_LINE.search(body) is not None
+    are not its lines (a row per line is what columns_as_sent proves only without blank lines). Searched by RE2
+    in C++ without the GIL, at memchr's pace: 0.02 us a document of an Elasticsearch bulk, where Python's re took
+    0.09 holding the GIL (`b"\n\n" in body` 0.25)."""
+    found = pc.match_substring_regex(texts_of(body, [0, len(body)]), "\n\n")
+    return body.startswith(b"\n") or found[0].as_py()
+
+
+def texts_of(body: bytes, bounds: list[int]) -> pa.LargeBinaryArray:
+    """The pieces of body between consecutive bounds as an Arrow array over the body's own memory (no copy), for
+    Arrow's compute functions, which run without the GIL."""
+    offsets = pa.py_buffer(array("q", bounds))
+    return pa.Array.from_buffers(pa.large_binary(), len(bounds) - 1, [None, offsets, pa.py_buffer(body)])
 
 
 def count_escapes(body: bytes) -> int | None:

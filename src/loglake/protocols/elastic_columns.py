@@ -21,7 +21,6 @@ their maps' keys in Go's random order, so theirs may come in another order, with
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -37,6 +36,7 @@ from loglake.arrow_json import (
     member_texts,
     nesting_depth,
     read_lines,
+    texts_of,
 )
 from loglake.protocols import elastic, elastic_sources
 from loglake.protocols.columns import RecordColumns
@@ -133,9 +133,7 @@ def _without_lines(body: bytes, start: int, line: bytes) -> bytes | None:
         if body[cut - len(line) + 1 : cut + 1] == line:
             return None
         cuts.append(cut)
-    offsets = pa.py_buffer(array("q", [*cuts, len(body)]))
-    text = pa.Array.from_buffers(pa.large_binary(), len(cuts), [None, offsets, pa.py_buffer(body)])
-    made = pc.replace_substring(text, line, b"\n")
+    made = pc.replace_substring(texts_of(body, [*cuts, len(body)]), line, b"\n")
     ends = memoryview(made.buffers()[1]).cast("q")  # (the pieces made lie end to end: one text)
     start, end = ends[made.offset], ends[made.offset + len(made)]
     return made.buffers()[2].slice(start, end - start).to_pybytes()
