@@ -135,8 +135,8 @@ def _without_lines(body: bytes, start: int, line: bytes) -> bytes | None:
         cuts.append(cut)
     made = pc.replace_substring(texts_of(body, [*cuts, len(body)]), line, b"\n")
     ends = memoryview(made.buffers()[1]).cast("q")  # (the pieces made lie end to end: one text)
-    start, end = ends[made.offset], ends[made.offset + len(made)]
-    return made.buffers()[2].slice(start, end - start).to_pybytes()
+    first, last = ends[made.offset], ends[made.offset + len(made)]
+    return made.buffers()[2].slice(first, last - first).to_pybytes()
 
 
 def _read_actions_and_sources(
