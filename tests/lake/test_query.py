@@ -717,6 +717,10 @@ def test_intervals_are_answered_as_duckdb_writes_them_months_and_all(local_engin
         (0, "2 days", "-01:30:00"),
     ]
     assert result_to_dict(result)["rows"][0][:3] == [2, "2 months 2 days", "-01:30:00"]
+    # In a list, DuckDB gives Python a timedelta, written as DuckDB writes an interval (its months were 30 days).
+    assert result_to_dict(result)["rows"][0][3] == ["1 day"]
+    nested = local_engine.query("SELECT [INTERVAL '-90 minutes', INTERVAL '2 days 1.5 seconds', INTERVAL 0 DAY] AS l")
+    assert result_to_dict(nested)["rows"] == [[["-01:30:00", "2 days 00:00:01.5", "00:00:00"]]]
     # Past what a timedelta holds (a 400 before: value_out_of_range), as text they are answered.
     huge = local_engine.query("SELECT INTERVAL 1000000000 DAY AS d, INTERVAL 2147483647 MONTH AS m").rows
     assert huge == [("1000000000 days", "178956970 years 7 months")]

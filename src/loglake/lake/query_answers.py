@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import math
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
 from typing import Any
 
@@ -145,7 +145,24 @@ def json_value(value: Any) -> Any:
         return {str(k): json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_value(v) for v in value]
-    return str(value)  # Decimal, UUID, timedelta, ...
+    if isinstance(value, timedelta):
+        return _interval_text(value)
+    return str(value)  # Decimal, UUID, ...
+
+
+def _interval_text(delta: timedelta) -> str:
+    """An interval DuckDB gave Python as a timedelta (one inside a list or a struct: a column of them is DuckDB's
+    own text, see query._intervals_as_text) as DuckDB writes one: `2 days 01:30:00`, `-01:30:00`, where str()
+    wrote `-1 day, 22:30:00`. Its months are gone already (DuckDB made each 30 days)."""
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    sign = "-" if micros < 0 else ""
+    days, micros = divmod(abs(micros), 86_400_000_000)
+    seconds, fraction = divmod(micros, 1_000_000)
+    parts = [f"{sign}{days} day{'' if days == 1 else 's'}"] if days else []
+    if seconds or fraction or not days:
+        time_text = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        parts.append(sign + time_text + (f".{fraction:06d}".rstrip("0") if fraction else ""))
+    return " ".join(parts)
 
 
 def result_to_dict(result: QueryResult) -> dict[str, Any]:
