@@ -461,3 +461,26 @@ def test_an_integer_past_2_to_the_53_is_shown_and_copied_with_every_digit(page, 
     assert cells.all_inner_texts() == ["5", "9007199254740992", str(big), str(big)]
     page.get_by_role("button", name="n", exact=True).click()  # descending
     assert cells.all_inner_texts() == [str(big), str(big), "9007199254740992", "5"]
+
+
+def test_the_sql_grid_sorts_and_aligns_a_number_columns_text_as_numbers(page, loglake):
+    """A DECIMAL's digits and a double's NaN and infinities come as text (JSON has no number for them exactly): they
+    sorted as text ("10.50" before "9.25", "NaN" anywhere) and sat left of the column's other numbers."""
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/sql")
+    editor = page.get_by_label("SQL query")
+    editor.fill(
+        "SELECT d, f FROM (VALUES (9.25::DECIMAL(6,2), 1.5::DOUBLE), (10.50, 'NaN'::DOUBLE),"
+        " (-3.00, 'Infinity'::DOUBLE), (NULL, '-Infinity'::DOUBLE), (100.00, -2.0)) t(d, f)"
+    )
+    editor.press("Control+Enter")
+    column = {name: page.locator(f".grid tbody td:nth-child({i})") for i, name in enumerate("df", 1)}
+    column["d"].first.wait_for()
+    assert column["d"].all_inner_texts() == ["9.25", "10.50", "-3.00", "NULL", "100.00"]
+    assert all("num" in (c.get_attribute("class") or "") for c in column["f"].all())
+    page.get_by_role("button", name="d", exact=True).click()  # ascending: as numbers, NULL last
+    assert column["d"].all_inner_texts() == ["-3.00", "9.25", "10.50", "100.00", "NULL"]
+    page.get_by_role("button", name="f", exact=True).click()  # ascending: NaN after every number, as SQL orders it
+    assert column["f"].all_inner_texts() == ["-Infinity", "-2", "1.5", "Infinity", "NaN"]
+    page.get_by_role("button", name="f", exact=True).click()  # descending
+    assert column["f"].all_inner_texts() == ["NaN", "Infinity", "1.5", "-2", "-Infinity"]

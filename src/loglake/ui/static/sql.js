@@ -175,17 +175,23 @@ function toCsv(result) {
 // Rows are drawn GRID_PAGE at a time (all 10,000 of a capped answer took the page 2 s to draw, and as long to
 // sort); sorting sorts them all and draws the first page again.
 const GRID_PAGE = 500;
+// The SQL types whose values are numbers (a column's type as the answer names it: DECIMAL(18,3), BIGINT...).
+const NUMBER_TYPE = /^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|REAL|DECIMAL)\b/;
 
 function grid(result) {
   const body = h("tbody");
   const more = h("div", { class: "more" });
   let order = { column: -1, descending: false };
   let rows = [], shown = 0; // (in the order shown)
-  const cell = (v) => v === null ? h("td", { class: "null", text: "NULL" })
-    : h("td", { class: typeof v === "number" || v instanceof ExactInteger ? "num" : "", text: isStructured(v) ? JSON.stringify(v) : String(v) });
+  // A number column's values are numbers, or text where JSON has none: a DECIMAL's exact digits, a double's "NaN"
+  // and "Infinity"; they align and sort as the numbers they are (as text "10.5" sorted before "9.2").
+  const numeric = result.columns.map((column) => NUMBER_TYPE.test(column.type));
+  const cell = (v, i) => v === null ? h("td", { class: "null", text: "NULL" })
+    : h("td", { class: numeric[i] || typeof v === "number" || v instanceof ExactInteger ? "num" : "",
+      text: isStructured(v) ? JSON.stringify(v) : String(v) });
   const drawMore = () => {
     const next = rows.slice(shown, shown + GRID_PAGE);
-    body.append(...next.map((row) => h("tr", {}, row.map(cell))));
+    body.append(...next.map((row) => h("tr", {}, row.map((v, i) => cell(v, i)))));
     shown += next.length;
     const left = rows.length - shown;
     replace(more, left > 0 ? h("button", { type: "button", text: `Show ${Math.min(GRID_PAGE, left).toLocaleString()} more (${counted(left, "row")} not shown)`,
@@ -195,10 +201,15 @@ function grid(result) {
     rows = [...result.rows];
     if (order.column >= 0) {
       const i = order.column, sign = order.descending ? -1 : 1;
-      const key = (v) => v instanceof ExactInteger ? v.value : v; // (a BigInt compares with numbers as numbers)
+      // (a BigInt compares with numbers as numbers; a number's text is its number, NaN after every other, as SQL)
+      const key = (v) => v instanceof ExactInteger ? v.value : numeric[i] && typeof v === "string" ? Number(v) : v;
+      const nan = (v) => typeof v === "number" && Number.isNaN(v);
       rows.sort((a, b) => {
         const x = key(a[i]), y = key(b[i]); // (equal BigInts are ===; two ExactIntegers of one value are not)
-        return x === y ? 0 : x === null ? 1 : y === null ? -1 : (x < y ? -sign : sign);
+        if (x === y || (nan(x) && nan(y))) return 0;
+        if (x === null || y === null) return x === null ? 1 : -1;
+        if (nan(x) || nan(y)) return nan(x) ? sign : -sign;
+        return x < y ? -sign : sign;
       });
     }
     replace(body);
