@@ -291,19 +291,7 @@ class QueryEngine:
                 try:
                     result = cursor.execute(sql, params) if params else cursor.execute(sql)
                     columns = [(d[0], type_name(d[1])) for d in (result.description or [])]
-                    as_text = None if explain else _intervals_as_text(sql, result.description or [])
-                    if as_text is not None:
-                        cursor.abort()
-                        sql = as_text
-                        result = cursor.execute(sql, params) if params else cursor.execute(sql)
-                    if explain:
-                        rows = result.fetchall()
-                    elif max_bytes is None:
-                        rows = result.fetchmany(cap + 1)
-                    elif any(_is_nested(d[1]) for d in result.description or []):
-                        rows = self._fetch_nested(cursor, sql, params, cap, max_bytes)
-                    else:
-                        rows = fetch_within(result, cap, max_bytes)
+                    rows = result.fetchall() if explain else self._fetch(cursor, result, sql, params, cap, max_bytes)
                 except duckdb.InterruptException:
                     if stop is not None:
                         stop.check()  # Stopped or OutOfTime, when that is why it was interrupted
@@ -338,6 +326,27 @@ class QueryEngine:
         return QueryResult(
             columns, rows[:cap], len(rows) > cap, elapsed_ms, bytes_scanned, files, rows_scanned=scanned_rows
         )
+
+    def _fetch(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        result: duckdb.DuckDBPyConnection,
+        sql: str,
+        params: list[Any] | dict[str, Any] | None,
+        cap: int,
+        max_bytes: int | None,
+    ) -> list[tuple]:
+        """The rows of a query's result, none fetched yet: within max_bytes of answer when given (else cap + 1
+        rows), nested values as _fetch_nested fetches them; run again, once, with its INTERVAL columns as text
+        when it has some (_intervals_as_text)."""
+        description = result.description or []
+        as_text = _intervals_as_text(sql, description)
+        if max_bytes is not None and any(_is_nested(d[1]) for d in description):
+            return self._fetch_nested(cursor, as_text or sql, params, cap, max_bytes)  # (which runs it again)
+        if as_text is not None:
+            cursor.abort()
+            result = cursor.execute(as_text, params) if params else cursor.execute(as_text)
+        return result.fetchmany(cap + 1) if max_bytes is None else fetch_within(result, cap, max_bytes)
 
     def _fetch_nested(
         self,
