@@ -371,27 +371,30 @@ def test_the_depth_and_keys_arrow_read_bound_the_attributes_and_the_check_counts
 def test_the_action_lines_taken_out_in_pieces_leave_what_bytes_replace_leaves(monkeypatch, piece_bytes: int) -> None:
     """The action lines are taken out of a body cut into pieces at them, for Arrow's replace (_without_lines): the
     sources left are those one bytes.replace of the whole body leaves, also where a source is the action line
-    itself, before, after or between two of them (None: such a pair across a cut, left to the other path)."""
+    itself, before, after or between two of them (None: such a pair across a cut, left to the other path); and
+    the bulk read from them is parse_bulk's, or left to it, where the action lines are not the even ones."""
     monkeypatch.setattr(elastic_columns, "_PIECE_BYTES", piece_bytes)
     action = b'{"create":{"_index":"x"}}'
     line = b"\n" + action + b"\n"
     chooser = random.Random(5)
-    compared = 0
+    compared = regular = 0
     for _ in range(3000):
         lines = []
         for row in range(chooser.randint(1, 30)):
             lines.append(action if chooser.random() < 0.95 else b'{"index":{}}')
             lines.append(action if chooser.random() < 0.1 else b'{"message":"m%d"}' % row)
         body = action + b"\n" + b"\n".join(lines[1:]) + b"\n"
-        count = body.count(b"\n")
         replaced = (b"\n" + body).replace(line, b"\n")
-        expected = None
-        if len(body) + 1 - len(replaced) == count // 2 * len(line[1:]) and not body.endswith(line):
-            expected = replaced[1:]
-        read = elastic_columns._sources_of_one_action(body, count, None)
+        read = elastic_columns._sources_of_one_action(body, None)
         if read is not None:
-            assert read[2] == expected and read[3] == count // 2
+            assert read[2] == replaced[1:]
+            assert read[3] == (len(body) + 1 - len(replaced)) // len(line[1:])
             compared += 1
         else:
-            assert piece_bytes < 1 << 20 or expected is None
+            assert piece_bytes < 1 << 20 or body.endswith(line)
+        whole = elastic_columns.read_regular_bulk(body, None)
+        if whole is not None:
+            assert records(whole) == records(elastic.parse_bulk(body, None))
+            regular += 1
     assert compared > 500
+    assert regular > 500

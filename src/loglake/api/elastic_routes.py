@@ -203,6 +203,7 @@ async def _store_bulk(
     except ElasticError:  # (only a body that is no bulk request is refused whole)
         count_refused_body(app, "invalid_bulk")
         raise
+    accepted = 0  # (every item not refused yet is in a group: counted by groups, not by a pass over the items)
     for stored, parsed, counts in groups:
         try:
             log_ids = await store(app, parsed, counts)
@@ -210,10 +211,11 @@ async def _store_bulk(
             for item in stored:
                 item.refuse(e.message, ERROR_TYPES.get(e.status, "exception"), e.status)
             continue
+        accepted += len(stored)
         if parsed.records is not None:  # (a table has no client ids, so no document stored before)
-            _answer_stored_before(stored, parsed.records, log_ids)
-    refused = sum(item.error is not None for item in items)
-    app.metrics.protocol_records.inc((PROTOCOL, "accepted"), len(items) - refused)
+            accepted -= _answer_stored_before(stored, parsed.records, log_ids)
+    refused = len(items) - accepted
+    app.metrics.protocol_records.inc((PROTOCOL, "accepted"), accepted)
     if refused:
         app.metrics.protocol_records.inc((PROTOCOL, "rejected"), refused)
         invalid = [Problem(row, item.field, _reason(item)) for row, item in enumerate(items) if item.field is not None]
@@ -245,15 +247,19 @@ def _stored_ids(tables: list[pa.Table]) -> pa.StringArray:
     return ids[0] if len(ids) == 1 else pa.concat_arrays(ids)
 
 
-def _answer_stored_before(items: list[elastic.BulkItem], records: list[NewRecord], log_ids: list[bytes]) -> None:
+def _answer_stored_before(items: list[elastic.BulkItem], records: list[NewRecord], log_ids: list[bytes]) -> int:
     """Items whose document id was stored before (the store answers the earlier record's id and stores nothing):
-    a `create` conflicts, as in Elasticsearch; an `index` is kept as first stored (see the elastic module)."""
+    a `create` conflicts, as in Elasticsearch; an `index` is kept as first stored (see the elastic module). How
+    many were refused as conflicts."""
+    conflicts = 0
     for item, record, log_id in zip(items, records, log_ids, strict=True):
         if log_id != record.log_id:
             if item.action == "create":
                 item.refuse(elastic_answers.conflict_reason(item.doc_id), "version_conflict_engine_exception", 409)
+                conflicts += 1
             else:
                 item.status = elastic_answers.KEPT_STATUS
+    return conflicts
 
 
 Group = tuple[list[elastic.BulkItem], ParsedBody, dict[tuple[str, int], int]]
@@ -267,8 +273,9 @@ def _parse(app: LoglakeApp, body: bytes, path_index: str | None) -> tuple[list[e
         items, found = elastic_columns.bulk_records(body, path_index)
     except elastic.BulkRefused as e:
         raise ElasticError(e.status, e.error_type, str(e), headers=[PRODUCT]) from None
-    _refuse_invalid_indices(items)
-    storable = [item for item in items if item.row is not None]
+    refused = _refuse_invalid_indices(items)
+    alike = type(items) is elastic.ItemsAlike and not refused  # (made storable, each one)
+    storable = items if alike else [item for item in items if item.row is not None]
     limit = app.service.limits.max_records
     groups = [_checked_group(app, storable[start : start + limit], found) for start in range(0, len(storable), limit)]
     return items, [group for group in groups if group is not None]
@@ -297,7 +304,7 @@ def parsed_bulks(app: LoglakeApp, bodies: list[bytes]) -> list[Parsed] | None:
     if read is None:
         return None
     items, found = read
-    if any(index and invalid_index_name(index) for index in set(map(_INDEX_OF, items))):
+    if any(index and invalid_index_name(index) for index in _indices(items)):
         return None
     table = found.table(app.service)
     if table is None:
@@ -305,21 +312,30 @@ def parsed_bulks(app: LoglakeApp, bodies: list[bytes]) -> list[Parsed] | None:
     parsed: list[Parsed] = []
     start = 0
     for count in (count // 2 for count in lines):
-        stored, checked = items[start : start + count], ParsedBody(False, table=table.slice(start, count))
+        stored = items.part(start, start + count) if type(items) is elastic.ItemsAlike else items[start : start + count]
+        checked = ParsedBody(False, table=table.slice(start, count))
         parsed.append((stored, [(stored, checked, ingest_counts(checked))]))
         start += count
     return parsed
 
 
-def _refuse_invalid_indices(items: list[elastic.BulkItem]) -> None:
+def _refuse_invalid_indices(items: list[elastic.BulkItem]) -> int:
     """Refuse the items into an index Elasticsearch would not create (`/Bad Name/_bulk`), as it refuses them: each
-    with 400 invalid_index_name_exception, the bulk's other items stored. (A bulk names a few indices: each is
-    checked once.)"""
-    reasons = {index: why for index in set(map(_INDEX_OF, items)) if index and (why := invalid_index_name(index))}
+    with 400 invalid_index_name_exception, the bulk's other items stored; how many were refused. (A bulk names a few
+    indices: each is checked once.)"""
+    reasons = {index: why for index in _indices(items) if index and (why := invalid_index_name(index))}
+    refused = 0
     if reasons:
         for item in items:
             if item.row is not None and item.index in reasons:
                 item.refuse(reasons[item.index], INVALID_INDEX_NAME)
+                refused += 1
+    return refused
+
+
+def _indices(items: list[elastic.BulkItem]) -> set[str | None]:
+    """The indices the items name."""
+    return {items.index} if type(items) is elastic.ItemsAlike else set(map(_INDEX_OF, items))
 
 
 _INDEX_OF = attrgetter("index")
@@ -330,8 +346,11 @@ def _checked_group(app: LoglakeApp, group: list[elastic.BulkItem], found: Record
     """The group's records (storable items, at least one) checked, those refused by the check taken out; None when
     none is left."""
     while True:
+        first, last = group[0].row, group[-1].row
+        # (rows ascend: one run of them, the usual group, is known from its ends)
+        rows = range(first, last + 1) if last - first + 1 == len(group) else list(map(_ROW_OF, group))
         try:
-            parsed = columns.check(app.service, found.take(list(map(_ROW_OF, group))), restamp=True)
+            parsed = columns.check(app.service, found.take(rows), restamp=True)
             counts = ingest_counts(parsed)
         except InvalidRecords as e:
             reasons: dict[int, list[str]] = defaultdict(list)

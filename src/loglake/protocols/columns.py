@@ -12,6 +12,7 @@ attributes that check refuses for their depth, keys or size are fitted as `logla
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING
@@ -69,7 +70,7 @@ class RecordColumns:
         first, holder = self.holders[at]
         return f"{number} ({holder}[{row - first}])"
 
-    def take(self, rows: list[int]) -> RecordColumns:
+    def take(self, rows: Sequence[int]) -> RecordColumns:
         """The records at `rows` (ascending), in their order."""
         if rows and rows[-1] - rows[0] + 1 == len(rows):  # one run of rows, the usual case: slices
 

@@ -194,10 +194,27 @@ def _items(actions: list[bytes], known: dict[bytes, tuple[str, str | None, str |
     return [BulkItem(*known[line], row) for row, line in enumerate(actions, first)]
 
 
-def items_alike(action: str, index: str | None, doc_id: str | None, rows: range) -> list[BulkItem]:
+class ItemsAlike(list[BulkItem]):
+    """The items of one action line (items_alike): one action, index and doc_id, their rows ascending one by one.
+    While none is refused, what holds of one holds of all, and the bulk route passes over them once, not item by
+    item: its passes that learnt this from each item (their indices, which are storable, their rows, how many were
+    refused, the answer's runs) held the GIL for ~0.25 us an item, a tenth of its time with 10 MB bulks."""
+
+    __slots__ = ("action", "doc_id", "index")
+
+    def part(self, start: int, stop: int) -> ItemsAlike:
+        """self[start:stop], alike too."""
+        part = ItemsAlike(self[start:stop])
+        part.action, part.index, part.doc_id = self.action, self.index, self.doc_id
+        return part
+
+
+def items_alike(action: str, index: str | None, doc_id: str | None, rows: range) -> ItemsAlike:
     """The items of one action line, at rows: made in one C loop, not a Python loop."""
     many = len(rows)
-    return list(map(BulkItem, repeat(action, many), repeat(index, many), repeat(doc_id, many), rows))
+    alike = ItemsAlike(map(BulkItem, repeat(action, many), repeat(index, many), repeat(doc_id, many), rows))
+    alike.action, alike.index, alike.doc_id = action, index, doc_id
+    return alike
 
 
 def _not_append_only(action: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import groupby, repeat
 from operator import attrgetter
@@ -14,7 +15,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loglake.protocols.elastic import CREATED_STATUS, BulkItem
+from loglake.protocols.elastic import CREATED_STATUS, BulkItem, ItemsAlike
 
 _SHARDS = {"total": 1, "successful": 1, "failed": 0}
 _encode = msgspec.json.Encoder().encode
@@ -76,8 +77,7 @@ def bulk_answer(
     entries: list[tuple[bytes, ...] | _IdRun] = []
     errors = False
     first = 0  # the run's first item
-    for (action, index, status, error), same in groupby(items, _OUTCOME):
-        run = list(same)
+    for (action, index, status, error), run in _runs(items, every_created=ids is not None):
         if error is None:
             key = (action, index, status)
             around = stored.get(key)
@@ -113,7 +113,7 @@ def created_answer(items: list[BulkItem], took_ms: int, keep: AnswerFilter | Non
     fields = None if keep is None else keep.item_fields
     if fields is None or "_index" in fields or "_id" in fields:
         return None
-    actions = set(map(_ACTION, items))
+    actions = {items.action} if type(items) is ItemsAlike else set(map(_ACTION, items))
     if len(actions) != 1:
         return None
     (action,) = actions
@@ -161,6 +161,15 @@ class _IdRun:
         return between.join(ids)
 
 
+def _runs(items: list[BulkItem], every_created: bool) -> Iterable[tuple[_Outcome, list[BulkItem]]]:
+    """The items in runs of one outcome (action, index, status, error), in order. `every_created`: each was stored
+    as a new record (201): then items made alike are one run, with no pass over them."""
+    if every_created and type(items) is ItemsAlike:
+        return [((items.action, items.index, CREATED_STATUS, None), items)]
+    return ((outcome, list(same)) for outcome, same in groupby(items, _OUTCOME))
+
+
+_Outcome = tuple[str, str | None, int, tuple[str, str] | None]
 _OUTCOME = attrgetter("action", "index", "status", "error")
 _ACTION = attrgetter("action")
 _DOC_ID = attrgetter("doc_id")
