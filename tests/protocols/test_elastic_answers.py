@@ -8,7 +8,7 @@ import json
 import pyarrow as pa
 import pytest
 
-from loglake.protocols.elastic import BulkItem
+from loglake.protocols.elastic import BulkItem, items_alike
 from loglake.protocols.elastic_answers import answer_filter, bulk_answer, created_answer
 
 SHARDS = {"total": 1, "successful": 1, "failed": 0}
@@ -113,6 +113,34 @@ def test_the_ids_of_a_bulk_stored_as_tables_are_answered_as_the_items_own(filter
     without = [BulkItem(action, index, None, row) for row, (action, index) in enumerate(made)]
     assert bulk_answer(without, 5, keep, pa.array(ids)) == expected
     assert json.loads(expected)["items"][-1] != {}
+
+
+@pytest.mark.parametrize(
+    "filter_path", ["", "errors,items.*._id,items.*.status", "errors,items.*.error,items.*.status"]
+)
+def test_items_made_alike_are_answered_as_the_same_items_one_by_one(filter_path: str) -> None:
+    """Items made alike (one action line's) are answered with no pass over them when every one was stored as a new
+    record (ids given), and item by item when one was refused: both as the same items in a plain list are."""
+    keep = answer_filter(filter_path)
+    ids = pa.array([f"0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a{row:02d}" for row in range(4)])
+    alike = items_alike("create", "app", None, range(4))
+    assert bulk_answer(alike, 5, keep, ids) == bulk_answer(list(alike), 5, keep, ids)
+    assert created_answer(alike, 5, keep) == created_answer(list(alike), 5, keep)
+    alike[2].refuse("message: a record needs one", field="message")
+    answered = without_failed_ids(bulk_answer(alike, 5, keep))
+    assert answered == without_failed_ids(bulk_answer(list(alike), 5, keep))
+    assert answered["errors"] is True
+    assert answered["items"][2]["create"]["status"] == 400
+
+
+def without_failed_ids(answer: bytes) -> dict:
+    """An answer without the ids of failed items (a new one each time, as Elasticsearch generates them)."""
+    answered = json.loads(answer)
+    for entry in answered["items"]:
+        for outcome in entry.values():
+            if outcome.get("status", 400) != 201:
+                outcome.pop("_id", None)
+    return answered
 
 
 @pytest.mark.parametrize(
