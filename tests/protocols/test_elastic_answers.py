@@ -133,6 +133,18 @@ def test_items_made_alike_are_answered_as_the_same_items_one_by_one(filter_path:
     assert answered["items"][2]["create"]["status"] == 400
 
 
+def test_a_part_of_items_made_alike_has_the_wholes_items() -> None:
+    """The items of a part (a body of bulks checked joined, a group of a big bulk's) are the whole's, made or not
+    when the part was taken: an item refused through the part is refused in the whole's answer."""
+    whole = items_alike("create", "app", None, range(10, 16))
+    part = whole.part(2, 5)
+    assert len(part) == 3 and part.rows == range(12, 15)
+    part[1].refuse("message: a record needs one", field="message")
+    assert [item.row for item in whole] == [10, 11, 12, None, 14, 15]
+    assert whole[3] is part[1]
+    assert [item.row for item in whole.part(4, 6)] == [14, 15]
+
+
 def without_failed_ids(answer: bytes) -> dict:
     """An answer without the ids of failed items (a new one each time, as Elasticsearch generates them)."""
     answered = json.loads(answer)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
@@ -187,7 +188,7 @@ DOCUMENT_ROUTES = (
 
 async def _store_bulk(
     app: LoglakeApp, request: Request, body: bytes, path_index: str | None
-) -> tuple[list[elastic.BulkItem], list[pa.Table] | None]:
+) -> tuple[Sequence[elastic.BulkItem], list[pa.Table] | None]:
     """A bulk body's items once stored, each with its outcome (counted in the protocol's metrics), and, when every
     item was stored as a checked table's row (the usual bulk), those tables in the items' order, whose logIds are
     the items' `_id`s (_stored_ids; the items' doc_ids left unset); else None, and each item's doc_id is its
@@ -247,7 +248,7 @@ def _stored_ids(tables: list[pa.Table]) -> pa.StringArray:
     return ids[0] if len(ids) == 1 else pa.concat_arrays(ids)
 
 
-def _answer_stored_before(items: list[elastic.BulkItem], records: list[NewRecord], log_ids: list[bytes]) -> int:
+def _answer_stored_before(items: Sequence[elastic.BulkItem], records: list[NewRecord], log_ids: list[bytes]) -> int:
     """Items whose document id was stored before (the store answers the earlier record's id and stores nothing):
     a `create` conflicts, as in Elasticsearch; an `index` is kept as first stored (see the elastic module). How
     many were refused as conflicts."""
@@ -262,10 +263,10 @@ def _answer_stored_before(items: list[elastic.BulkItem], records: list[NewRecord
     return conflicts
 
 
-Group = tuple[list[elastic.BulkItem], ParsedBody, dict[tuple[str, int], int]]
+Group = tuple[Sequence[elastic.BulkItem], ParsedBody, dict[tuple[str, int], int]]
 
 
-def _parse(app: LoglakeApp, body: bytes, path_index: str | None) -> tuple[list[elastic.BulkItem], list[Group]]:
+def _parse(app: LoglakeApp, body: bytes, path_index: str | None) -> tuple[Sequence[elastic.BulkItem], list[Group]]:
     """The bulk's items, and its storable records checked as POST /logs checks records, in groups of at most
     max_records (a bulk holds as many actions as its size allows: Vector sends up to 10 MB); an item whose
     record fails the check is refused with the check's reasons."""
@@ -274,14 +275,17 @@ def _parse(app: LoglakeApp, body: bytes, path_index: str | None) -> tuple[list[e
     except elastic.BulkRefused as e:
         raise ElasticError(e.status, e.error_type, str(e), headers=[PRODUCT]) from None
     refused = _refuse_invalid_indices(items)
-    alike = type(items) is elastic.ItemsAlike and not refused  # (made storable, each one)
-    storable = items if alike else [item for item in items if item.row is not None]
     limit = app.service.limits.max_records
-    groups = [_checked_group(app, storable[start : start + limit], found) for start in range(0, len(storable), limit)]
+    if type(items) is elastic.ItemsAlike and not refused:  # (made storable, each one)
+        parts = [items.part(start, start + limit) for start in range(0, len(items), limit)]
+    else:
+        storable = [item for item in items if item.row is not None]
+        parts = [storable[start : start + limit] for start in range(0, len(storable), limit)]
+    groups = [_checked_group(app, part, found) for part in parts]
     return items, [group for group in groups if group is not None]
 
 
-Parsed = tuple[list[elastic.BulkItem], list[Group]]
+Parsed = tuple[Sequence[elastic.BulkItem], list[Group]]
 
 
 def parsed_bulk(app: LoglakeApp, body: bytes) -> Parsed:
@@ -319,7 +323,7 @@ def parsed_bulks(app: LoglakeApp, bodies: list[bytes]) -> list[Parsed] | None:
     return parsed
 
 
-def _refuse_invalid_indices(items: list[elastic.BulkItem]) -> int:
+def _refuse_invalid_indices(items: Sequence[elastic.BulkItem]) -> int:
     """Refuse the items into an index Elasticsearch would not create (`/Bad Name/_bulk`), as it refuses them: each
     with 400 invalid_index_name_exception, the bulk's other items stored; how many were refused. (A bulk names a few
     indices: each is checked once.)"""
@@ -333,7 +337,7 @@ def _refuse_invalid_indices(items: list[elastic.BulkItem]) -> int:
     return refused
 
 
-def _indices(items: list[elastic.BulkItem]) -> set[str | None]:
+def _indices(items: Sequence[elastic.BulkItem]) -> set[str | None]:
     """The indices the items name."""
     return {items.index} if type(items) is elastic.ItemsAlike else set(map(_INDEX_OF, items))
 
@@ -342,13 +346,11 @@ _INDEX_OF = attrgetter("index")
 _ROW_OF = attrgetter("row")
 
 
-def _checked_group(app: LoglakeApp, group: list[elastic.BulkItem], found: RecordColumns) -> Group | None:
+def _checked_group(app: LoglakeApp, group: Sequence[elastic.BulkItem], found: RecordColumns) -> Group | None:
     """The group's records (storable items, at least one) checked, those refused by the check taken out; None when
     none is left."""
     while True:
-        first, last = group[0].row, group[-1].row
-        # (rows ascend: one run of them, the usual group, is known from its ends)
-        rows = range(first, last + 1) if last - first + 1 == len(group) else list(map(_ROW_OF, group))
+        rows = group.rows if type(group) is elastic.ItemsAlike else _rows(group)
         try:
             parsed = columns.check(app.service, found.take(rows), restamp=True)
             counts = ingest_counts(parsed)
@@ -369,6 +371,12 @@ def _checked_group(app: LoglakeApp, group: list[elastic.BulkItem], found: Record
                 if item.doc_id is None:  # the answer's _id: the record's logId
                     item.doc_id = format_uuid(record.log_id)
         return group, parsed, counts
+
+
+def _rows(items: Sequence[elastic.BulkItem]) -> Sequence[int]:
+    """The items' rows: a range when they are one run of rows, the usual group (rows ascend: known from its ends)."""
+    first, last = items[0].row, items[-1].row
+    return range(first, last + 1) if last - first + 1 == len(items) else list(map(_ROW_OF, items))
 
 
 def _check_media_type(request: Request, expected: str) -> None:

@@ -11,7 +11,9 @@ records; parse_bulk stays the reference for every bulk.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from itertools import repeat
+from typing import overload
 
 import msgspec
 
@@ -190,32 +192,61 @@ _CHUNK = 500  # sources mapped at a time: a few hundred KiB of objects
 def _items(actions: list[bytes], known: dict[bytes, tuple[str, str | None, str | None]], first: int) -> list[BulkItem]:
     """The items of action lines (known: each distinct line read), their rows counted from first."""
     if len(known) == 1:  # (a shipper writes one action line throughout)
-        return items_alike(*next(iter(known.values())), range(first, first + len(actions)))
+        return items_alike(*next(iter(known.values())), range(first, first + len(actions))).made()
     return [BulkItem(*known[line], row) for row, line in enumerate(actions, first)]
 
 
-class ItemsAlike(list[BulkItem]):
-    """The items of one action line (items_alike): one action, index and doc_id, their rows ascending one by one.
-    While none is refused, what holds of one holds of all, and the bulk route passes over them once, not item by
-    item: its passes that learnt this from each item (their indices, which are storable, their rows, how many were
-    refused, the answer's runs) held the GIL for ~0.25 us an item, a sixth of the time it was held with 10 MB bulks
-    (py-spy --gil, 4 senders); without them, those bulks went in 1.3x faster (bench/protocols_ingest.py)."""
+class ItemsAlike(Sequence[BulkItem]):
+    """The items of one action line (items_alike): one action, index and doc_id, at rows ascending one by one. While
+    none is refused, what holds of one holds of all, and the bulk route passes over them once, not item by item: its
+    passes that learnt this from each item (their indices, which are storable, their rows, how many were refused, the
+    answer's runs) held the GIL for ~0.25 us an item, a sixth of the time it was held with 10 MB bulks (py-spy --gil,
+    4 senders); without them, those bulks went in 1.3x faster (bench/protocols_ingest.py). Nor is a BulkItem made
+    for each until one is asked for (to refuse it, say): making them held the GIL for a tenth of the time of the
+    thread that checks Filebeat's bulks joined (joined_checks). A part shares its items with the whole."""
 
-    __slots__ = ("action", "doc_id", "index")
+    __slots__ = ("_made", "_whole", "action", "doc_id", "index", "rows")
+
+    def __init__(
+        self, action: str, index: str | None, doc_id: str | None, rows: range, whole: ItemsAlike | None = None
+    ) -> None:
+        self.action, self.index, self.doc_id, self.rows = action, index, doc_id, rows
+        self._whole = whole  # (a part's: its items are the whole's at its rows)
+        self._made: list[BulkItem] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, at: int) -> BulkItem: ...
+    @overload
+    def __getitem__(self, at: slice) -> list[BulkItem]: ...
+    def __getitem__(self, at: int | slice) -> BulkItem | list[BulkItem]:
+        return self.made()[at]
+
+    def __iter__(self) -> Iterator[BulkItem]:
+        return iter(self.made())
 
     def part(self, start: int, stop: int) -> ItemsAlike:
-        """self[start:stop], alike too."""
-        part = ItemsAlike(self[start:stop])
-        part.action, part.index, part.doc_id = self.action, self.index, self.doc_id
-        return part
+        """self[start:stop], alike too, its items (once made) these."""
+        return ItemsAlike(self.action, self.index, self.doc_id, self.rows[start:stop], self)
+
+    def made(self) -> list[BulkItem]:
+        """The items, made at the first call."""
+        if self._made is None:
+            if self._whole is None:
+                many = len(self.rows)
+                action, index, doc_id = repeat(self.action, many), repeat(self.index, many), repeat(self.doc_id, many)
+                self._made = list(map(BulkItem, action, index, doc_id, self.rows))  # (in one C loop)
+            else:
+                first = self.rows.start - self._whole.rows.start
+                self._made = self._whole.made()[first : first + len(self.rows)]
+        return self._made
 
 
 def items_alike(action: str, index: str | None, doc_id: str | None, rows: range) -> ItemsAlike:
-    """The items of one action line, at rows: made in one C loop, not a Python loop."""
-    many = len(rows)
-    alike = ItemsAlike(map(BulkItem, repeat(action, many), repeat(index, many), repeat(doc_id, many), rows))
-    alike.action, alike.index, alike.doc_id = action, index, doc_id
-    return alike
+    """The items of one action line, at rows."""
+    return ItemsAlike(action, index, doc_id, rows)
 
 
 def _not_append_only(action: str) -> str:

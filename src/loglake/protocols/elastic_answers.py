@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import groupby, repeat
 from operator import attrgetter
@@ -58,7 +58,7 @@ _ITEM_FIELD = re.compile(r"items\.\*\.(\w+)")  # a field of every item's entry (
 
 
 def bulk_answer(
-    items: list[BulkItem], took_ms: int, keep: AnswerFilter | None = None, ids: pa.StringArray | None = None
+    items: Sequence[BulkItem], took_ms: int, keep: AnswerFilter | None = None, ids: pa.StringArray | None = None
 ) -> bytes:
     """Elasticsearch's bulk response as JSON: one entry per action in the request's order, `errors` when any
     failed; with `keep`, only what it names (an entry left with nothing is left out, as Elasticsearch
@@ -103,7 +103,7 @@ def bulk_answer(
     return _answer(errors, took_ms, keep, entries)
 
 
-def created_answer(items: list[BulkItem], took_ms: int, keep: AnswerFilter | None) -> bytes | None:
+def created_answer(items: Sequence[BulkItem], took_ms: int, keep: AnswerFilter | None) -> bytes | None:
     """bulk_answer's text for a bulk whose every item was stored as a new record (status 201, no error: each
     stored as a checked table's row), when the answer keeps neither `_index` nor `_id` of its entries (Beats'
     and Logstash's filter_path) and the items share one action: every entry is then the same text, and the
@@ -161,7 +161,7 @@ class _IdRun:
         return between.join(ids)
 
 
-def _runs(items: list[BulkItem], every_created: bool) -> Iterable[tuple[_Outcome, list[BulkItem]]]:
+def _runs(items: Sequence[BulkItem], every_created: bool) -> Iterable[tuple[_Outcome, Sequence[BulkItem]]]:
     """The items in runs of one outcome (action, index, status, error), in order. `every_created`: each was stored
     as a new record (201): then items made alike are one run, with no pass over them."""
     if every_created and type(items) is ItemsAlike:

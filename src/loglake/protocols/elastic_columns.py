@@ -21,7 +21,7 @@ their maps' keys in Go's random order, so theirs may come in another order, with
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -53,7 +53,7 @@ _MIN_BYTES = 256 * 1024
 _TEXT = pa.string()
 
 
-def bulk_records(body: bytes, path_index: str | None) -> tuple[list[elastic.BulkItem], RecordColumns]:
+def bulk_records(body: bytes, path_index: str | None) -> tuple[Sequence[elastic.BulkItem], RecordColumns]:
     """elastic.parse_bulk's answer for a bulk body, read by Arrow when it is a regular bulk of some size."""
     if len(body) >= _MIN_BYTES:
         read = read_regular_bulk(body, path_index)
@@ -64,7 +64,7 @@ def bulk_records(body: bytes, path_index: str | None) -> tuple[list[elastic.Bulk
 
 def read_regular_bulk(
     body: bytes, path_index: str | None, lines: int | None = None
-) -> tuple[list[elastic.BulkItem], RecordColumns] | None:
+) -> tuple[Sequence[elastic.BulkItem], RecordColumns] | None:
     """parse_bulk's items and records for a regular bulk, read by Arrow; None for any other (see the module).
     `lines`: the body's newlines, when the caller counted them already."""
     if not body.endswith(b"\n"):
@@ -142,7 +142,7 @@ def _without_lines(body: bytes, start: int, line: bytes) -> bytes | None:
 
 def _read_actions_and_sources(
     body: bytes, lines: int, path_index: str | None
-) -> tuple[list[elastic.BulkItem], RecordColumns] | None:
+) -> tuple[Sequence[elastic.BulkItem], RecordColumns] | None:
     """read_regular_bulk of a bulk whose action lines are not all its first (into more than one index, say), or whose
     first is not one _sources_of_one_action takes: its action lines read by Arrow too."""
     escapes = count_escapes(body)
