@@ -304,6 +304,38 @@ async def test_a_big_bulk_is_stored_as_one_batch_and_each_item_answers_its_recor
         assert record["message"] == f"big {i}" and record["log_type"] == "big"
 
 
+async def test_a_big_regular_bulk_with_a_document_the_check_refuses_answers_it_alone_and_stores_the_rest(
+    client: httpx.AsyncClient, app: LoglakeApp
+) -> None:
+    """A bulk read by Arrow as shippers write it (its items made alike, checked in groups of max_records), one of
+    whose documents the check refuses (a message over the limit) in its second group: that item alone is refused,
+    with the check's reason; each other is answered its own record's id, the one after it too."""
+    count = app.service.limits.max_records + 500
+    bad = app.service.limits.max_records + 7
+    sources = [
+        {"@timestamp": "2026-11-01T23:59:58.250Z", "message": f"m{i}", "service": {"name": "web"}} for i in range(count)
+    ]
+    sources[bad]["message"] = "x" * (app.service.limits.max_message_bytes + 1)
+    body = b"".join(
+        b'{"create":{"_index":"filebeat-9.0.0"}}\n' + json.dumps(source, separators=(",", ":")).encode() + b"\n"
+        for source in sources
+    )
+    assert len(body) >= elastic_columns._MIN_BYTES and elastic_columns.read_regular_bulk(body, None) is not None
+    response = await client.post("/_bulk", content=body, headers=NDJSON)
+    answer = response.json()
+    assert answer["errors"] is True
+    statuses = [entry["create"]["status"] for entry in answer["items"]]
+    assert statuses == [201] * bad + [400] + [201] * (count - bad - 1)
+    refused = answer["items"][bad]["create"]
+    assert refused["error"]["type"] == "document_parsing_exception" and "message" in refused["error"]["reason"]
+    for row in (0, bad - 1, bad + 1, count - 1):
+        record = (await client.get(f"/logs/{answer['items'][row]['create']['_id']}")).json()
+        assert record["message"] == f"m{row}"
+    metrics = (await client.get("/metrics")).text
+    assert f'loglake_protocol_records_total{{protocol="elasticsearch",outcome="accepted"}} {count - 1}' in metrics
+    assert 'loglake_protocol_records_total{protocol="elasticsearch",outcome="rejected"} 1' in metrics
+
+
 async def test_a_big_bulk_as_shippers_write_it_is_stored_with_each_field_mapped(client: httpx.AsyncClient) -> None:
     """Compact JSON, as Beats write it, in a bulk big enough (some MB) to be read by Arrow (elastic_columns)."""
     count = BULK_MIN_RECORDS + 600
