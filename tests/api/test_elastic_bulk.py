@@ -233,6 +233,55 @@ async def test_a_failing_item_is_answered_with_its_status_and_reason_and_the_oth
     metrics = (await client.get("/metrics")).text
     assert 'loglake_protocol_records_total{protocol="elasticsearch",outcome="accepted"} 2' in metrics
     assert 'loglake_protocol_records_total{protocol="elasticsearch",outcome="rejected"} 6' in metrics
+    # Each refused document counts as POST /logs counts a refused record (syslog-ng and rsyslog read no item errors:
+    # these and loglake's own events are how a refusal is seen), by its field: the index is the log type; an
+    # update or delete, or a source that is no JSON object, is refused as a whole.
+    rejected = {
+        line.split()[0]: line.split()[1] for line in metrics.splitlines() if line.startswith("loglake_records_rejected")
+    }
+    assert rejected == {
+        'loglake_records_rejected_total{reason="timestamp"}': "1",
+        'loglake_records_rejected_total{reason="record"}': "3",
+        'loglake_records_rejected_total{reason="message"}': "1",
+        'loglake_records_rejected_total{reason="log_type"}': "1",
+    }
+
+
+async def test_an_empty_document_id_is_refused_as_elasticsearch_refuses_it_not_stored_as_a_client_id(
+    client: httpx.AsyncClient,
+) -> None:
+    """`_id: ""` is no id (Elasticsearch: "if _id is specified it must not be empty"): stored with the client id "",
+    it made every later document sent so a duplicate of it, answered 200 noop and dropped (a new-user trial)."""
+    body = ndjson(
+        {"create": {"_index": "app", "_id": ""}},
+        {"message": "first"},
+        {"index": {"_index": "app", "_id": ""}},
+        {"message": "second"},
+        {"create": {"_index": "app"}},
+        {"message": "kept"},
+    )
+    answer = (await client.post("/_bulk", content=body, headers=NDJSON)).json()
+    statuses = [(action, item["status"]) for entry in answer["items"] for action, item in entry.items()]
+    assert statuses == [("create", 400), ("index", 400), ("create", 201)]
+    error = answer["items"][0]["create"]["error"]
+    assert error["type"] == "action_request_validation_exception" and "must not be empty" in error["reason"]
+    assert [log["message"] for log in await stored(client, log_type="app")] == ["kept"]
+    metrics = (await client.get("/metrics")).text
+    assert 'loglake_records_rejected_total{reason="id"} 2' in metrics
+
+
+async def test_a_document_stored_before_is_counted_ingested_once(client: httpx.AsyncClient) -> None:
+    """A create of an _id stored before (409) and an index of it (noop) store nothing: no record counted ingested
+    again, nor refused (it is stored, from before)."""
+    body = ndjson({"create": {"_index": "app", "_id": "a1"}}, {"message": "once", "service.name": "shop"})
+    await client.post("/_bulk", content=body, headers=NDJSON)
+    again = (await client.post("/_bulk", content=body, headers=NDJSON)).json()
+    assert again["items"][0]["create"]["status"] == 409
+    indexed = body.replace(b'"create"', b'"index"')
+    assert (await client.post("/_bulk", content=indexed, headers=NDJSON)).json()["items"][0]["index"]["status"] == 200
+    metrics = (await client.get("/metrics")).text
+    assert 'loglake_records_ingested_total{service="shop",severity="info"} 1' in metrics
+    assert "loglake_records_rejected_total{" not in metrics
 
 
 async def test_a_uuid_document_id_makes_a_retry_store_the_document_once(client: httpx.AsyncClient) -> None:

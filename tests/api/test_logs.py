@@ -638,6 +638,18 @@ async def test_a_retried_client_id_answers_the_stored_time(client: httpx.AsyncCl
     assert again == first | {"duplicate": True}
 
 
+async def test_a_record_whose_client_id_was_stored_before_is_counted_ingested_once(client: httpx.AsyncClient) -> None:
+    """Stored once, counted once: a retry (alone, or in a batch beside a new record) is no record ingested again."""
+    client_id = str(uuid.uuid4())
+    record = {"id": client_id, "message": "once", "service": "payments", "severity": "error"}
+    await client.post("/logs", json=record)
+    await client.post("/logs", json=record)
+    answer = (await client.post("/logs", json=[record, {**record, "id": str(uuid.uuid4())}])).json()
+    assert answer["duplicates"] == 1
+    text = (await client.get("/metrics")).text
+    assert 'loglake_records_ingested_total{service="payments",severity="error"} 2' in text
+
+
 async def test_the_last_admin_key_cannot_lock_everyone_out(client: httpx.AsyncClient, app: LoglakeApp) -> None:
     response = await client.delete("/admin/keys/test-admin")
     assert response.status_code == 409 and "last active admin key" in error_of(response)["message"]

@@ -332,7 +332,7 @@ def _refuse_invalid_indices(items: Sequence[elastic.BulkItem]) -> int:
     if reasons:
         for item in items:
             if item.row is not None and item.index in reasons:
-                item.refuse(reasons[item.index], INVALID_INDEX_NAME)
+                item.refuse(reasons[item.index], INVALID_INDEX_NAME, field="log_type")  # (the index is the log type)
                 refused += 1
     return refused
 

@@ -132,6 +132,7 @@ async def store(app: LoglakeApp, parsed: ParsedBody, counts: dict[tuple[str, int
         else:
             assert parsed.records is not None
             log_ids = await app.service.write(parsed.records)
+            counts = _without_duplicates(counts, parsed.records, log_ids)
     except StoreUnavailable as e:
         app.storage_refused(e)
         app.metrics.rejected.inc(("storage_unavailable",), parsed.count)
@@ -140,6 +141,20 @@ async def store(app: LoglakeApp, parsed: ParsedBody, counts: dict[tuple[str, int
         raise storage_unavailable(str(e)) from None
     app.metrics.count_ingested(counts)
     return log_ids
+
+
+def _without_duplicates(
+    counts: dict[tuple[str, int], int], records: list[NewRecord], log_ids: list[bytes]
+) -> dict[tuple[str, int], int]:
+    """counts less the records whose client id was stored before (answered the stored record's id): stored once,
+    they are counted once, when first stored."""
+    duplicates = [record for record, stored in zip(records, log_ids, strict=True) if stored != record.log_id]
+    if not duplicates:
+        return counts
+    left = dict(counts)
+    for key in map(_SERVICE_AND_SEVERITY, duplicates):
+        left[key] -= 1
+    return {key: count for key, count in left.items() if count}
 
 
 Checked = tuple[ParsedBody, dict[tuple[str, int], int]]

@@ -26,6 +26,7 @@ VERSION = "9.0.0"  # the Elasticsearch version loglake answers as: the 9.x clien
 ADDING_ACTIONS = ("create", "index")
 REFUSED_ACTIONS = ("update", "delete")
 DOCUMENT_ERROR = "document_parsing_exception"  # Elasticsearch's error type for a source it cannot take
+EMPTY_ID = "if _id is specified it must not be empty: leave it out, and the document is given an id"
 CREATED_STATUS = 201  # a stored item's, unless its id was stored before (elastic_answers.KEPT_STATUS)
 _decode = msgspec.json.Decoder().decode
 _JSON_ARRAY = re.compile(rb"\s*\[")  # (matched, not body.lstrip(): that copies a body of megabytes)
@@ -51,8 +52,9 @@ class BulkItem(msgspec.Struct, gc=False):
     row: int | None = None  # where its source's record is in the bulk's columns, while it may be stored
     status: int = CREATED_STATUS
     error: tuple[str, str] | None = None  # (Elasticsearch error type, reason) of a refused item
-    # The record field at fault of a document refused as invalid ("" for a source that is no JSON object), by
-    # which it is counted as POST /logs counts a refused record; None for an item refused for another reason.
+    # The record field at fault of a refused document ("" for a source that is no JSON object, or an action that
+    # adds none; log_type for its index), by which it is counted as POST /logs counts a refused record; None for an
+    # item refused otherwise: its document stored before (409), or storage refusing it (counted as such).
     field: str | None = None
 
     def refuse(
@@ -91,7 +93,7 @@ def parse_bulk(body: bytes, path_index: str | None) -> tuple[list[BulkItem], Rec
             continue
         item = _action(number, line, path_index, actions)
         if item.action == "delete":
-            item.refuse(_not_append_only("delete"), "illegal_argument_exception")
+            item.refuse(_not_append_only("delete"), "illegal_argument_exception", field="")
         else:
             action_line = number
             while number < len(lines) and (not lines[number] or lines[number].isspace()):
@@ -158,10 +160,10 @@ def _regular_bulk(lines: list[bytes], path_index: str | None) -> tuple[list[Bulk
     # (a shipper writes one action line throughout: compared with the first, not each hashed into a set)
     for line in (actions[0],) if actions.count(actions[0]) == len(actions) else set(actions):
         try:
-            action, index, _ = known[line] = read_action(0, line, path_index)  # (parse_bulk names a bad one)
+            action, index, doc_id = known[line] = read_action(0, line, path_index)  # (parse_bulk names a bad one)
         except BulkRefused:
             return None
-        if action not in ADDING_ACTIONS or index is None:
+        if action not in ADDING_ACTIONS or index is None or doc_id == "":
             return None
         log_types[line] = safe_name(index)
     items: list[BulkItem] = []
@@ -255,7 +257,10 @@ def _not_append_only(action: str) -> str:
 
 def _map_source(item: BulkItem, line: bytes, found: RecordColumns, nested: Nested) -> None:
     if item.action == "update":
-        item.refuse(_not_append_only("update"), "illegal_argument_exception")
+        item.refuse(_not_append_only("update"), "illegal_argument_exception", field="")
+        return
+    if item.doc_id == "":  # (stored with the client id "", it made every later document sent so a duplicate of it)
+        item.refuse(EMPTY_ID, "action_request_validation_exception", field="id")
         return
     try:
         source = decode_source(line)
@@ -271,6 +276,7 @@ def _map_source(item: BulkItem, line: bytes, found: RecordColumns, nested: Neste
         item.refuse(
             "index is missing: name one in the action (_index) or the path (/{index}/_bulk)",
             "action_request_validation_exception",
+            field="log_type",  # (the index is the record's log type)
         )
     else:
         problem = add_ecs_record(source, item.index, item.doc_id, found, nested)
