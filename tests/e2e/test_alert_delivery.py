@@ -49,6 +49,19 @@ def wait_for_cursor(data_dir: Path, seq: int) -> None:
         conn.close()
 
 
+def wait_until_all_sent(data_dir: Path, count: int) -> None:
+    """Until the server has recorded `count` deliveries sent: the receiver may hold every idempotency key before then,
+    when a kill cut a delivery short after the receiver had it (the next server recovers it and sends it again)."""
+    conn = open_alerts_db(data_dir)
+    deadline = time.monotonic() + 30
+    try:
+        while conn.execute("SELECT count(*) FROM deliveries WHERE state = 'sent'").fetchone() != (count,):
+            assert time.monotonic() < deadline, "the server did not record every delivery sent"
+            time.sleep(0.05)
+    finally:
+        conn.close()
+
+
 def at(receiver: Receiver, path: str) -> list:
     """The requests that came to `path`, in arrival order."""
     return [r for r in list(receiver.requests) if r.path == path]
@@ -92,6 +105,7 @@ def test_kill_9_during_deliveries_loses_none_and_repeats_only_idempotency_keys(t
     server.kill()  # and again, wherever it is now
     server = server_factory(data_dir, "--rules-dir", str(rules_dir))
     receiver.wait_until(lambda r: len(r.unique()) == 30)
+    wait_until_all_sent(data_dir, 30)
     server.stop()
 
     for path in ("/in", "/backup"):  # each event once per destination: none lost
