@@ -444,6 +444,7 @@ async def test_keys_after_an_actions_first_are_ignored_as_elasticsearch_8_ignore
         (b'{"upsert": {}}\n{"message": "x"}\n', "but found [upsert]"),
         (b"not json\n", "Malformed action/metadata line [1]"),
         (b"\n", "no requests added"),
+        (b"", "request body is required"),  # (as Elasticsearch says it; it was "must be terminated by a newline")
     ],
 )
 async def test_a_body_that_is_no_bulk_request_is_refused_whole_in_elasticsearchs_form(

@@ -70,6 +70,10 @@ def parse_bulk(body: bytes, path_index: str | None) -> tuple[list[BulkItem], Rec
     """The items of a bulk body, each with its record's row in the columns or the reason it is refused;
     BulkRefused when the body is not a bulk request at all (an action line that is not one, a missing source
     line, no final newline)."""
+    if not body:
+        raise BulkRefused(
+            "request body is required: send an action line and a source line per document", 400, "parse_exception"
+        )
     if _JSON_ARRAY.match(body):  # (told of the newline first, a sender adding one was refused again)
         raise BulkRefused(
             'a bulk request is NDJSON, not a JSON array: an action line ({"create":{}}) and then the document\'s'
