@@ -350,7 +350,7 @@ def _checked_group(app: LoglakeApp, group: Sequence[elastic.BulkItem], found: Re
     """The group's records (storable items, at least one) checked, those refused by the check taken out; None when
     none is left."""
     while True:
-        rows = group.rows if type(group) is elastic.ItemsAlike else _rows(group)
+        rows = group.rows if type(group) is elastic.ItemsAlike else list(map(_ROW_OF, group))
         try:
             parsed = columns.check(app.service, found.take(rows), restamp=True)
             counts = ingest_counts(parsed)
@@ -371,12 +371,6 @@ def _checked_group(app: LoglakeApp, group: Sequence[elastic.BulkItem], found: Re
                 if item.doc_id is None:  # the answer's _id: the record's logId
                     item.doc_id = format_uuid(record.log_id)
         return group, parsed, counts
-
-
-def _rows(items: Sequence[elastic.BulkItem]) -> Sequence[int]:
-    """The items' rows: a range when they are one run of rows, the usual group (rows ascend: known from its ends)."""
-    first, last = items[0].row, items[-1].row
-    return range(first, last + 1) if last - first + 1 == len(items) else list(map(_ROW_OF, items))
 
 
 def _check_media_type(request: Request, expected: str) -> None:

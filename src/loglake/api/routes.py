@@ -101,7 +101,7 @@ async def ingest(app: LoglakeApp, request: Request) -> Result:
     # and answered the stored record's id: said, since what they held this time was not stored (a new-user trial
     # sent an id again with another message and was told nothing).
     assert parsed.records is not None  # (not a bulk table: that answered above)
-    duplicates = sum(stored != record.log_id for record, stored in zip(parsed.records, log_ids, strict=True))
+    duplicates = len(stored_before(parsed.records, log_ids))
     if parsed.single:
         ts = timestamp_of(log_ids[0])  # a retried client id answers the stored record's time
         answer = {"logId": format_uuid(log_ids[0]), "timestamp": ts, "datetime": format_datetime(ts)}
@@ -132,7 +132,7 @@ async def store(app: LoglakeApp, parsed: ParsedBody, counts: dict[tuple[str, int
         else:
             assert parsed.records is not None
             log_ids = await app.service.write(parsed.records)
-            counts = _without_duplicates(counts, parsed.records, log_ids)
+            counts = _without(counts, stored_before(parsed.records, log_ids))
     except StoreUnavailable as e:
         app.storage_refused(e)
         app.metrics.rejected.inc(("storage_unavailable",), parsed.count)
@@ -143,12 +143,14 @@ async def store(app: LoglakeApp, parsed: ParsedBody, counts: dict[tuple[str, int
     return log_ids
 
 
-def _without_duplicates(
-    counts: dict[tuple[str, int], int], records: list[NewRecord], log_ids: list[bytes]
-) -> dict[tuple[str, int], int]:
-    """counts less the records whose client id was stored before (answered the stored record's id): stored once,
-    they are counted once, when first stored."""
-    duplicates = [record for record, stored in zip(records, log_ids, strict=True) if stored != record.log_id]
+def stored_before(records: list[NewRecord], log_ids: list[bytes]) -> list[NewRecord]:
+    """The records whose client id was stored before (by an earlier request or earlier in this one): the store
+    answered the stored record's id for each (`log_ids`, as app.service.write answers) and stored nothing."""
+    return [record for record, stored in zip(records, log_ids, strict=True) if stored != record.log_id]
+
+
+def _without(counts: dict[tuple[str, int], int], duplicates: list[NewRecord]) -> dict[tuple[str, int], int]:
+    """ingest_counts less records stored before: stored once, they are counted once, when first stored."""
     if not duplicates:
         return counts
     left = dict(counts)

@@ -66,19 +66,20 @@ def read_regular_bulk(
     body: bytes, path_index: str | None, lines: int | None = None
 ) -> tuple[Sequence[elastic.BulkItem], RecordColumns] | None:
     """parse_bulk's items and records for a regular bulk, read by Arrow; None for any other (see the module).
-    `lines`: the body's newlines, when the caller counted them already."""
+    `lines`: the body's newlines, when the caller counted them already (only a bulk whose action lines Arrow reads
+    too needs them)."""
     if not body.endswith(b"\n"):
         return None  # (parse_bulk refuses it)
     if has_blank_line(body):  # (parse_bulk pairs the lines up: see has_blank_line)
         return None
     alike = _sources_of_one_action(body, path_index)
     if alike is None:
-        return _read_actions_and_sources(body, body.count(b"\n") if lines is None else lines, path_index)
+        return _read_actions_and_sources(body, lines, path_index)
     action, index, sources, count = alike
     escapes = count_escapes(sources)
     table = None if escapes is None else read_lines(sources)
     if table is not None and table.num_rows > count:  # other action lines left (a bulk into two indices): read whole
-        return _read_actions_and_sources(body, body.count(b"\n") if lines is None else lines, path_index)
+        return _read_actions_and_sources(body, lines, path_index)
     if table is None or table.num_rows != count:
         return None
     columns = columns_as_sent(sources, table, escapes)  # (and so a row per line: the body's lines are 2 * count)
@@ -141,10 +142,13 @@ def _without_lines(body: bytes, start: int, line: bytes) -> bytes | None:
 
 
 def _read_actions_and_sources(
-    body: bytes, lines: int, path_index: str | None
+    body: bytes, lines: int | None, path_index: str | None
 ) -> tuple[Sequence[elastic.BulkItem], RecordColumns] | None:
     """read_regular_bulk of a bulk whose action lines are not all its first (into more than one index, say), or whose
-    first is not one _sources_of_one_action takes: its action lines read by Arrow too."""
+    first is not one _sources_of_one_action takes: its action lines read by Arrow too. `lines`: its newlines (None:
+    counted here)."""
+    if lines is None:
+        lines = body.count(b"\n")
     escapes = count_escapes(body)
     table = None if escapes is None else read_lines(body)
     # (a row per line: `{..} {..}` is two rows on one line, as long as two lines)

@@ -191,7 +191,7 @@ function grid(result) {
       text: isStructured(v) ? JSON.stringify(v) : String(v) });
   const drawMore = () => {
     const next = rows.slice(shown, shown + GRID_PAGE);
-    body.append(...next.map((row) => h("tr", {}, row.map((v, i) => cell(v, i)))));
+    body.append(...next.map((row) => h("tr", {}, row.map(cell))));
     shown += next.length;
     const left = rows.length - shown;
     replace(more, left > 0 ? h("button", { type: "button", text: `Show ${Math.min(GRID_PAGE, left).toLocaleString()} more (${counted(left, "row")} not shown)`,
