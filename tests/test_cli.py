@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -25,7 +26,8 @@ from click.testing import CliRunner
 
 from loglake import __version__
 from loglake.cli import main
-from loglake.cli_options import say_retrying
+from loglake.cli_options import say_retrying, until_ctrl_c
+from loglake.lake.stop import INTERRUPTED, Stop
 from tests.conftest import ServerProcess, free_port
 from tests.conftest import run_cli as run
 
@@ -812,3 +814,28 @@ def test_recent_follow_refuses_until_as_a_follow_has_no_end() -> None:
     refused = CliRunner().invoke(main, ["recent", "--follow", "--since", "5m", "--until", "1m"])
     assert refused.exit_code == 2, refused.output
     assert "--until: a follow has no end: it starts at since" in refused.output
+
+
+def test_ctrl_c_while_the_work_starts_stops_the_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C that came while `until_ctrl_c` waited for its thread to start (the work already running) left the
+    work untold: the command waited for the rule's whole query, then ended with a traceback, not status 130 (seen
+    once in the suite). Here the KeyboardInterrupt comes as the submit returns, deterministically."""
+    submit = ThreadPoolExecutor.submit
+
+    def interrupted_submit(self: ThreadPoolExecutor, *args: object) -> object:
+        submit(self, *args)
+        raise KeyboardInterrupt
+
+    told: list[str | None] = []
+
+    def work(stop: Stop) -> None:
+        deadline = time.monotonic() + 5
+        while stop.reason is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        told.append(stop.reason)
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", interrupted_submit)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        until_ctrl_c(work)
+    assert told == [INTERRUPTED] and time.monotonic() - started < 4

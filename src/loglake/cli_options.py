@@ -176,9 +176,8 @@ def until_ctrl_c(work: Callable[[Stop], T]) -> T:
     hears it at once, and the stop interrupts the query as a server's stopping does."""
     stop = Stop()
     with ThreadPoolExecutor(1, thread_name_prefix="loglake-cli-work") as worker:
-        running = worker.submit(work, stop)
-        try:
-            return running.result()
+        try:  # (the submit too: Ctrl-C may come while it waits for the thread to start, the work under way)
+            return worker.submit(work, stop).result()
         except KeyboardInterrupt:
             stop.stop(INTERRUPTED)
             raise  # leaving the block waits for the work to end: its query interrupted, its files closed
