@@ -274,13 +274,9 @@ def _parse(app: LoglakeApp, body: bytes, path_index: str | None) -> tuple[Sequen
         items, found = elastic_columns.bulk_records(body, path_index)
     except elastic.BulkRefused as e:
         raise ElasticError(e.status, e.error_type, str(e), headers=[PRODUCT]) from None
-    refused = _refuse_invalid_indices(items)
-    limit = app.service.limits.max_records
-    if type(items) is elastic.ItemsAlike and not refused:  # (made storable, each one)
-        parts = [items.part(start, start + limit) for start in range(0, len(items), limit)]
-    else:
-        storable = [item for item in items if item.row is not None]
-        parts = [storable[start : start + limit] for start in range(0, len(storable), limit)]
+    _refuse_invalid_indices(items)
+    storable, limit = elastic.storable_of(items), app.service.limits.max_records
+    parts = [elastic.part_of(storable, start, start + limit) for start in range(0, len(storable), limit)]
     groups = [_checked_group(app, part, found) for part in parts]
     return items, [group for group in groups if group is not None]
 
@@ -308,7 +304,7 @@ def parsed_bulks(app: LoglakeApp, bodies: list[bytes]) -> list[Parsed] | None:
     if read is None:
         return None
     items, found = read
-    if any(index and invalid_index_name(index) for index in _indices(items)):
+    if any(index and invalid_index_name(index) for index in elastic.indices_of(items)):
         return None
     table = found.table(app.service)
     if table is None:
@@ -316,41 +312,29 @@ def parsed_bulks(app: LoglakeApp, bodies: list[bytes]) -> list[Parsed] | None:
     parsed: list[Parsed] = []
     start = 0
     for count in (count // 2 for count in lines):
-        stored = items.part(start, start + count) if type(items) is elastic.ItemsAlike else items[start : start + count]
+        stored = elastic.part_of(items, start, start + count)
         checked = ParsedBody(False, table=table.slice(start, count))
         parsed.append((stored, [(stored, checked, ingest_counts(checked))]))
         start += count
     return parsed
 
 
-def _refuse_invalid_indices(items: Sequence[elastic.BulkItem]) -> int:
+def _refuse_invalid_indices(items: Sequence[elastic.BulkItem]) -> None:
     """Refuse the items into an index Elasticsearch would not create (`/Bad Name/_bulk`), as it refuses them: each
-    with 400 invalid_index_name_exception, the bulk's other items stored; how many were refused. (A bulk names a few
-    indices: each is checked once.)"""
-    reasons = {index: why for index in _indices(items) if index and (why := invalid_index_name(index))}
-    refused = 0
+    with 400 invalid_index_name_exception, the bulk's other items stored. (A bulk names a few indices: each is
+    checked once.)"""
+    reasons = {index: why for index in elastic.indices_of(items) if index and (why := invalid_index_name(index))}
     if reasons:
         for item in items:
             if item.row is not None and item.index in reasons:
                 item.refuse(reasons[item.index], INVALID_INDEX_NAME, field="log_type")  # (the index is the log type)
-                refused += 1
-    return refused
-
-
-def _indices(items: Sequence[elastic.BulkItem]) -> set[str | None]:
-    """The indices the items name."""
-    return {items.index} if type(items) is elastic.ItemsAlike else set(map(_INDEX_OF, items))
-
-
-_INDEX_OF = attrgetter("index")
-_ROW_OF = attrgetter("row")
 
 
 def _checked_group(app: LoglakeApp, group: Sequence[elastic.BulkItem], found: RecordColumns) -> Group | None:
     """The group's records (storable items, at least one) checked, those refused by the check taken out; None when
     none is left."""
     while True:
-        rows = group.rows if type(group) is elastic.ItemsAlike else list(map(_ROW_OF, group))
+        rows = elastic.rows_of(group)
         try:
             parsed = columns.check(app.service, found.take(rows), restamp=True)
             counts = ingest_counts(parsed)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from itertools import repeat
+from operator import attrgetter
 from typing import overload
 
 import msgspec
@@ -237,6 +238,10 @@ class ItemsAlike(Sequence[BulkItem]):
         """self[start:stop], alike too, its items (once made) these."""
         return ItemsAlike(self.action, self.index, self.doc_id, self.rows[start:stop], self)
 
+    def none_made(self) -> bool:
+        """Whether no item was made (for this part or the whole): none can have been refused then."""
+        return self._made is None and (self._whole is None or self._whole._made is None)
+
     def made(self) -> list[BulkItem]:
         """The items, made at the first call."""
         if self._made is None:
@@ -253,6 +258,43 @@ class ItemsAlike(Sequence[BulkItem]):
 def items_alike(action: str, index: str | None, doc_id: str | None, rows: range) -> ItemsAlike:
     """The items of one action line, at rows."""
     return ItemsAlike(action, index, doc_id, rows)
+
+
+# What the bulk route and its answer ask of a bulk's items, made alike or a plain list: items made alike answer
+# at once, without their items (see ItemsAlike); a list, by a pass over them.
+
+
+def actions_of(items: Sequence[BulkItem]) -> set[str]:
+    """The actions the items take."""
+    return {items.action} if type(items) is ItemsAlike else set(map(_ACTION_OF, items))
+
+
+def indices_of(items: Sequence[BulkItem]) -> set[str | None]:
+    """The indices the items name."""
+    return {items.index} if type(items) is ItemsAlike else set(map(_INDEX_OF, items))
+
+
+def rows_of(items: Sequence[BulkItem]) -> Sequence[int]:
+    """The items' rows in their bulk's columns (each item storable)."""
+    return items.rows if type(items) is ItemsAlike else list(map(_ROW_OF, items))
+
+
+def part_of(items: Sequence[BulkItem], start: int, stop: int) -> Sequence[BulkItem]:
+    """items[start:stop], made alike when they were."""
+    return items.part(start, stop) if type(items) is ItemsAlike else items[start:stop]
+
+
+def storable_of(items: Sequence[BulkItem]) -> Sequence[BulkItem]:
+    """The items whose record may be stored (not refused), in order: items made alike, all of them while none was
+    made (refused, say)."""
+    if type(items) is ItemsAlike and items.none_made():
+        return items
+    return [item for item in items if item.row is not None]
+
+
+_ACTION_OF = attrgetter("action")
+_INDEX_OF = attrgetter("index")
+_ROW_OF = attrgetter("row")
 
 
 def _not_append_only(action: str) -> str:

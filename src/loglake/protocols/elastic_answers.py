@@ -15,7 +15,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loglake.protocols.elastic import CREATED_STATUS, BulkItem, ItemsAlike
+from loglake.protocols.elastic import CREATED_STATUS, BulkItem, ItemsAlike, actions_of
 
 _SHARDS = {"total": 1, "successful": 1, "failed": 0}
 _encode = msgspec.json.Encoder().encode
@@ -113,7 +113,7 @@ def created_answer(items: Sequence[BulkItem], took_ms: int, keep: AnswerFilter |
     fields = None if keep is None else keep.item_fields
     if fields is None or "_index" in fields or "_id" in fields:
         return None
-    actions = {items.action} if type(items) is ItemsAlike else set(map(_ACTION, items))
+    actions = actions_of(items)
     if len(actions) != 1:
         return None
     (action,) = actions
@@ -171,7 +171,6 @@ def _runs(items: Sequence[BulkItem], every_created: bool) -> Iterable[tuple[_Out
 
 _Outcome = tuple[str, str | None, int, tuple[str, str] | None]
 _OUTCOME = attrgetter("action", "index", "status", "error")
-_ACTION = attrgetter("action")
 _DOC_ID = attrgetter("doc_id")
 
 
