@@ -4,7 +4,9 @@ A batch holds at most `batch_size` records and BATCH_BYTES of JSON; it leaves wh
 batch's worth or `flush_interval` seconds after the last one. It is retried with backoff (the retry
 helper, honouring Retry-After) on 408, 429, 5xx, 401/403 and when the server cannot be reached, for as
 long as it takes (the application's queue meanwhile fills, and drops); while closing, the last attempt
-comes at once. Records the server refuses for good (a 400 names them) are counted and the rest sent.
+comes at once. Records the server refuses for good (a 400 names them) are counted and the rest sent. A batch
+over the server's limits of a request (413: a server started with a smaller --max-records or --max-body-bytes)
+is halved until its parts fit, as `loglake send` does, rather than refused whole.
 A refused key (401/403) is also said once on stderr: unlike a server that is down, it is the application's
 setting to fix, and counters nobody reads would leave the logs silently queued and dropped. So is a batch refused
 whole without naming a record (a url with `/logs` already in it answers 405 on `/logs/logs`; a proxy's 404): every
@@ -133,6 +135,15 @@ class Sender:
             try:
                 self._backoff.run(functools.partial(self._post, body))
             except _Refused as refused:
+                if not refused.indexes and refused.answer.status_code == 413 and len(batch) > 1:
+                    # Over a server's smaller limits (records or bytes a request): halved until each part
+                    # fits, as `loglake send` does; the records themselves are not at fault.
+                    middle = len(batch) // 2
+                    self._send(batch[:middle])
+                    self._send(batch[middle:])
+                    return
+                if not refused.indexes:
+                    self._say_batch_refused(refused.answer)
                 bad = refused.indexes or set(range(len(batch)))
                 self.counters.add("rejected", len(bad))
                 batch = [item for index, item in enumerate(batch) if index not in bad]
@@ -164,10 +175,7 @@ class Sender:
         if status in _RETRY_STATUSES or status >= 500 or status in (401, 403):
             error = httpx.HTTPStatusError(f"HTTP {status}", request=answer.request, response=answer)
             self._failed(error, retry_after_seconds(answer.headers.get("retry-after"), time.time()))
-        named = _refused_indexes(answer)
-        if not named:
-            self._say_batch_refused(answer)
-        raise _Refused(named)
+        raise _Refused(_refused_indexes(answer), answer)
 
     def _say_key_refused(self, answer: httpx.Response) -> None:
         if self._key_refused:
@@ -211,8 +219,9 @@ def say(text: str) -> None:
 
 
 class _Refused(Exception):
-    def __init__(self, indexes: set[int]) -> None:
+    def __init__(self, indexes: set[int], answer: httpx.Response) -> None:
         self.indexes = indexes
+        self.answer = answer
 
 
 def _reason(answer: httpx.Response) -> str:

@@ -16,8 +16,9 @@ import pytest
 from botocore.credentials import Credentials
 from opentelemetry.sdk.trace import TracerProvider
 
-from tests.conftest import ServerProcess, run_cli
-from tests.logging_handler.support import a_logger, stored
+from loglake.logging import LoglakeHandler
+from tests.conftest import ServerProcess, free_port, run_cli
+from tests.logging_handler.support import FAST, a_logger, stored
 
 
 def test_records_with_extra_fields_exceptions_and_levels(server, key, make_handler) -> None:
@@ -267,6 +268,31 @@ def test_records_the_server_refuses_are_counted_and_the_rest_sent(server, key, m
     assert handler.flush()
     assert [log["message"] for log in stored(server, key, "refusals")] == ["fine", "also fine"]
     assert (handler.sent, handler.rejected) == (2, 1)
+
+
+def test_a_batch_over_a_servers_smaller_request_limits_is_split_not_refused(tmp_path, capfd) -> None:
+    """A server started with --max-records or --max-body-bytes below the handler's batch answered each batch 413,
+    and every record of it was counted as rejected and lost, though each fitted alone (a new-user trial);
+    `loglake send` halves such a batch until its parts fit, and so does the handler now."""
+    small = ServerProcess(tmp_path / "data", free_port(), tmp_path / "server.log")
+    small.extra_args = ("--max-records", "10", "--max-body-bytes", "20000")
+    small.start(timeout=60)
+    try:
+        key = small.admin_key()
+        handler = LoglakeHandler(small.url, api_key=key, service="split", batch_size=100, backoff=FAST)
+        try:
+            logger = a_logger("split", handler)
+            for number in range(40):
+                logger.info("record %d %s", number, "x" * 1000)  # 40 KB in all: two limits over
+            assert handler.flush(30)
+            assert (handler.sent, handler.rejected) == (40, 0)
+        finally:
+            handler.close()
+        messages = [log["message"] for log in stored(small, key, "split")]
+        assert sorted(messages) == sorted(f"record {number} {'x' * 1000}" for number in range(40))
+        assert "refused a batch of records whole" not in capfd.readouterr().err
+    finally:
+        small.stop()
 
 
 def test_the_handler_never_raises_into_the_application(make_handler) -> None:
