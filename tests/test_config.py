@@ -140,6 +140,28 @@ def test_a_bad_value_is_named_as_it_was_given(tmp_path: Path) -> None:
         assert str(raised.value).startswith(said), (given, environ, str(raised.value))
 
 
+def test_a_comma_separated_setting_may_be_a_toml_array(tmp_path: Path) -> None:
+    """`syslog_allow = ["10.0.0.0/8", "127.0.0.1"]`, as a TOML file naturally lists them, was read as its Python text
+    split at commas: "'['10.0.0.0/8'' is not an IP address", then that syslog on 0.0.0.0 was taken from anywhere
+    (a new-user trial). An array of strings is the comma-separated text; any other array or table is refused."""
+    config = tmp_path / "loglake.toml"
+    config.write_text(
+        'syslog_tcp = "0.0.0.0:5514"\nsyslog_allow = ["10.0.0.0/8", "127.0.0.1"]\n'
+        'cors_allow_origins = ["https://ui.example.com"]\nloki_service_labels = ["app", "job"]\n'
+    )
+    settings = load_settings(config_file=config, environ={})
+    assert settings.syslog_allow == "10.0.0.0/8,127.0.0.1"
+    assert settings.cors_allow_origins == "https://ui.example.com"
+    assert settings.loki_service_labels == "app,job"
+    config.write_text('syslog_allow = [10]\nregion = ["us-east-1"]\n')
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config_file=config, environ={})
+    assert str(raised.value) == (
+        f"syslog_allow in {config} must be a string (or a list of strings), got [10]; "
+        f"region in {config} must be a string, got ['us-east-1']"
+    )
+
+
 @pytest.mark.parametrize(
     ("given", "cores", "expected"), [("-1", 1, 0), ("-1", 2, 1), ("-1", 3, 2), ("-1", 64, 4), ("0", 2, 0), ("8", 2, 2)]
 )

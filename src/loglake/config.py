@@ -77,7 +77,9 @@ class Settings:
     max_store_mb: int = _opt(0, "Cap on the hot store's size in MiB (0 = only the disk limits it).")
     access_log: str = _opt("-", "Where to write the JSON access log: '-' for stderr, a file path, or 'off'.")
     cors_allow_origins: str = _opt(
-        "", "Comma-separated origins (https://ui.example.com, or *) whose web pages may call the API; empty = none."
+        "",
+        "Comma-separated origins (https://ui.example.com, or *) whose web pages may call the API; empty = none.",
+        comma_separated=True,
     )
     session_hours: float = _opt(12.0, "How long a web UI sign-in (POST /session) lasts, in hours.")
     max_tails_per_key: int = _opt(5, "Live tails (GET /logs/tail, loglake tail) one API key may hold open at once.")
@@ -91,6 +93,7 @@ class Settings:
     loki_service_labels: str = _opt(
         "service_name,service,app,job",
         "Loki push: the stream labels that name a record's service, comma-separated; the first present wins.",
+        comma_separated=True,
     )
     # -- the lake
     lake_bucket: str = _opt("", "S3 bucket of the lake; empty = the folder `lake` in the data dir.")
@@ -167,6 +170,7 @@ class Settings:
         "",
         "Comma-separated source networks (10.0.0.0/8, 192.0.2.7) whose syslog is taken; empty = loopback only. "
         "0.0.0.0/0,::/0 takes any.",
+        comma_separated=True,
     )
     syslog_rate_limit: float = _opt(
         500_000.0,

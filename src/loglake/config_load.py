@@ -117,6 +117,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 _TYPES = {f.name: f.type for f in fields(Settings)}
+# Settings that are lists in one text (`10.0.0.0/8,192.0.2.7`): a config file may give them as a TOML array.
+_COMMA_SEPARATED = frozenset(f.name for f in fields(Settings) if f.metadata.get("comma_separated"))
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -139,7 +141,12 @@ def _coerce(name: str, value: Any) -> Any:
             return int(value)
         if kind == "float":
             return float(value)
+        if isinstance(value, list) and name in _COMMA_SEPARATED and all(isinstance(item, str) for item in value):
+            return ",".join(value)  # a TOML array, rather than its Python text (`['10.0.0.0/8'`) split at commas
+        if isinstance(value, (list, dict)):
+            raise ValueError(value)
         return str(value)
     except (TypeError, ValueError):
-        described = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(kind, kind)
+        text = "a string (or a list of strings)" if name in _COMMA_SEPARATED else "a string"
+        described = {"int": "an integer", "float": "a number", "bool": "true or false", "str": text}.get(kind, kind)
         raise ConfigError(f"{name} must be {described}, got {value!r}") from None
