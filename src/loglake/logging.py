@@ -14,8 +14,9 @@ counted (`dropped`). Every record carries its own id, made once, so a batch sent
 was lost is stored once. Records the server refuses for good (400) are counted in `rejected`, the rest
 of their batch is sent. Nothing here raises into the application or blocks it: `flush()` and `close()`
 (run at exit by logging's own shutdown, and by atexit) wait at most `flush_timeout` seconds. Records
-`close()` could not deliver are said in one line on stderr: at exit nobody reads the counters. A settings
-value the handler cannot work with (a batch_size of 0, an ftp:// url) is a ValueError at construction.
+`close()` could not deliver, or that the server refused, are said in one line on stderr: at exit nobody
+reads the counters. A settings value the handler cannot work with (a batch_size of 0, an ftp:// url) is a
+ValueError at construction.
 
 A process forked after the handler was made (gunicorn's or celery's pre-fork workers, multiprocessing's
 fork start method) gets a queue, counters and background thread of its own at once
@@ -297,6 +298,9 @@ class LoglakeHandler(logging.Handler):
             why = f"; the last attempt failed: {type(error).__name__}: {error}" if error is not None else ""
             counts = f"sent: {self.sent}, refused by the server: {self.rejected}"
             say(f"closing: {undelivered} record(s) not delivered to {self.url} ({counts}){why}")
+        elif self.rejected:  # all else delivered: refusals were said nowhere, and nobody reads the counters at exit
+            why = f"; the last refusal: {self._sender.last_refusal}" if self._sender.last_refusal else ""
+            say(f"closing: {self.rejected} record(s) refused by {self.url} and not stored (sent: {self.sent}){why}")
         atexit.unregister(self.close)
         _OPEN_HANDLERS.discard(self)
         super().close()

@@ -83,6 +83,7 @@ class Sender:
         self._batch_refused = False  # likewise
         self.holding = 0  # records taken from the queue and not yet sent, refused or dropped
         self.last_error: httpx.HTTPError | None = None  # of the last attempt that failed
+        self.last_refusal: str | None = None  # why the server last refused a record for good, as it said
         self._thread = threading.Thread(target=self._run, name="loglake-handler", daemon=True)
         self._thread.start()
         self.thread_id = self._thread.ident  # its own log calls (httpx's) must not feed the queue
@@ -144,6 +145,7 @@ class Sender:
                     return
                 if not refused.indexes:
                     self._say_batch_refused(refused.answer)
+                self.last_refusal = _refusal(refused.answer)
                 bad = refused.indexes or set(range(len(batch)))
                 self.counters.add("rejected", len(bad))
                 batch = [item for index, item in enumerate(batch) if index not in bad]
@@ -230,6 +232,15 @@ def _reason(answer: httpx.Response) -> str:
         return str(answer.json()["error"]["message"])
     except (ValueError, KeyError, TypeError):
         return answer.reason_phrase
+
+
+def _refusal(answer: httpx.Response) -> str:
+    """Why a 400 refused a record (its first detail's field and reason), else the answer's message."""
+    try:
+        detail = answer.json()["error"]["details"][0]
+        return f"HTTP {answer.status_code}: {detail['field']} {detail['reason']}".replace(":  ", ": ")
+    except (ValueError, KeyError, TypeError, IndexError):
+        return f"HTTP {answer.status_code}: {_reason(answer)}"
 
 
 def _refused_indexes(answer: httpx.Response) -> set[int]:

@@ -270,6 +270,23 @@ def test_records_the_server_refuses_are_counted_and_the_rest_sent(server, key, m
     assert (handler.sent, handler.rejected) == (2, 1)
 
 
+def test_records_refused_when_all_else_was_delivered_are_said_at_close(server, key, make_handler, capfd) -> None:
+    """A record the server refused for good (here: stamped days ahead) was counted in `rejected` only, and the exit
+    said nothing, since nothing else was undelivered: the application never heard of it (a new-user trial)."""
+    handler = make_handler(service="saidrefusals")
+    logger = a_logger("saidrefusals", handler)
+    logger.info("fine")
+    record = logger.makeRecord("saidrefusals", logging.INFO, __file__, 1, "too far ahead", (), None)
+    record.created += 10 * 86_400
+    logger.handle(record)
+    handler.close()
+    assert (handler.sent, handler.rejected, handler.dropped) == (1, 1, 0)
+    said = [line for line in capfd.readouterr().err.splitlines() if line.startswith("loglake.logging: closing")]
+    assert len(said) == 1, said
+    assert said[0].startswith(f"loglake.logging: closing: 1 record(s) refused by {server.url} and not stored (sent: 1)")
+    assert "the last refusal: HTTP 400: timestamp" in said[0], said
+
+
 def test_a_batch_over_a_servers_smaller_request_limits_is_split_not_refused(tmp_path, capfd) -> None:
     """A server started with --max-records or --max-body-bytes below the handler's batch answered each batch 413,
     and every record of it was counted as rejected and lost, though each fitted alone (a new-user trial);
