@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.metadata
 import json
 import math
@@ -10,6 +11,7 @@ import re
 import shlex
 import shutil
 import signal
+import sqlite3
 import sys
 import time
 import urllib.parse
@@ -22,6 +24,7 @@ from typing import Any, TypeVar
 import click
 
 from loglake.config import Settings, env_name, flag_name, option_fields
+from loglake.lake.objectstore import ObjectStoreError
 from loglake.lake.stop import INTERRUPTED, Stop
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -152,11 +155,49 @@ class SafeErrors(click.Group):
         except click.ClickException as e:
             e.message = printable(e.message, multiline=True)
             raise
+        except (OSError, sqlite3.OperationalError, ObjectStoreError) as e:
+            said = storage_error_text(e)
+            if said is None:
+                raise
+            raise click.ClickException(printable(said, multiline=True)) from None
         except KeyboardInterrupt:
             start = "\n" if sys.stderr.isatty() else ""  # after the terminal's ^C, on a line of its own
             groups = [c.info_name for c in _chain(ctx) if c.parent is not None]
             click.echo(f"{start}{' '.join(['loglake', *groups, ctx.invoked_subcommand or ''])}: interrupted", err=True)
             ctx.exit(INTERRUPTED_EXIT)
+
+
+# What the file system says when the user running loglake may not write where it must: a data dir that cannot be
+# made, or whose files cannot be written (a read-only mount, another user's folder, an immutable file).
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+_DATA_DIR = f"the data dir (--data-dir / {env_name('data_dir')})"
+# SQLite's words for the same, when it opens hot.db, keys.db, ... (its error names no file)
+_SQLITE_NOT_WRITABLE = ("unable to open database file", "attempt to write a readonly database", "readonly database")
+
+
+def storage_error_text(error: BaseException) -> str | None:
+    """What a command says, in one line with what to do, for a data dir it cannot write or a lake store that
+    refused or failed it (a configuration mistake or an outage, not a bug: no traceback); None for any other
+    error, which stays a traceback."""
+    if isinstance(error, ObjectStoreError):
+        return (
+            f"the lake's object store failed: {str(error).rstrip('. ')}. Check the lake's settings (the server's "
+            "LOGLAKE_LAKE_BUCKET, LOGLAKE_LAKE_PREFIX, LOGLAKE_LAKE_ENDPOINT), its credentials (the standard AWS "
+            "chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, the instance role) and that the store "
+            "is up, then run the command again"
+        )
+    if isinstance(error, sqlite3.OperationalError) and str(error) in _SQLITE_NOT_WRITABLE:
+        return (
+            f"cannot open the data dir's databases for writing (SQLite: {error}): make {_DATA_DIR} and the files "
+            "in it writable by the user running loglake, or point loglake at another folder"
+        )
+    if isinstance(error, OSError) and error.errno in _NOT_WRITABLE:
+        where = f" {error.filename}" if error.filename else ""
+        return (
+            f"cannot write{where}: {error.strerror}: make {_DATA_DIR} writable by the user running loglake, "
+            "or point loglake at a folder it may write"
+        )
+    return None
 
 
 def _chain(ctx: click.Context) -> list[click.Context]:

@@ -1,0 +1,81 @@
+"""A data dir the user may not write, or a lake store that refuses loglake's credentials, is a configuration
+mistake: the commands say what is wrong and what to do in one line, exit 1, and show no Python traceback (a
+new-user trial got tracebacks from `serve`, `keys list` and `flush`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from loglake.config import Settings
+from loglake.lake.location import check_lake_location
+from loglake.store.sqlite import SQLiteHotStore
+from tests.conftest import free_port
+from tests.s3_server import ACCESS_KEY, S3Server
+from tests.store.contract import record
+
+
+def _loglake(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LOGLAKE_", "AWS_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "loglake", *args], capture_output=True, text=True, timeout=60, env=clean | (env or {})
+    )
+
+
+def _said_without_traceback(completed: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert completed.returncode == 1, completed.stderr
+    assert "Traceback" not in completed.stderr, completed.stderr
+    for word in words:
+        assert word in completed.stderr, completed.stderr
+
+
+@pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs Linux /sys, where nobody may create a folder")
+def test_serve_on_a_data_dir_it_cannot_create_says_so(tmp_path: Path) -> None:
+    completed = _loglake("serve", "--port", str(free_port()), "--data-dir", "/sys/loglake-test-data")
+    _said_without_traceback(completed, "Error: cannot write /sys/loglake-test-data", "--data-dir / LOGLAKE_DATA_DIR")
+    assert "llk_" not in completed.stdout
+
+
+def test_commands_on_a_data_dir_whose_databases_cannot_be_opened_say_so(tmp_path: Path) -> None:
+    """hot.db and keys.db that SQLite cannot open (here: folders in their place, which it refuses as it refuses a
+    read-only file, whoever runs the test)."""
+    data_dir = tmp_path / "data"
+    (data_dir / "hot.db").mkdir(parents=True)
+    (data_dir / "keys.db").mkdir()
+    for command in (["keys", "list"], ["flush"], ["serve", "--port", str(free_port())]):
+        completed = _loglake(*command, "--data-dir", str(data_dir))
+        _said_without_traceback(completed, "cannot open the data dir's databases for writing", "LOGLAKE_DATA_DIR")
+
+
+def test_maintenance_with_wrong_s3_credentials_says_so(s3_server: S3Server, s3_bucket: tuple, tmp_path: Path) -> None:
+    """`loglake flush` with a secret the store refuses: the store's reason and what to check, no traceback."""
+    _, bucket, prefix = s3_bucket
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    store = SQLiteHotStore(data_dir / "hot.db")
+    store.put([record(int(time.time() * 1000) - 3_600_000, f"to flush {i}") for i in range(10)])
+    store.close()
+    lake = {"LOGLAKE_LAKE_BUCKET": bucket, "LOGLAKE_LAKE_PREFIX": prefix, "LOGLAKE_LAKE_ENDPOINT": s3_server.endpoint}
+    check_lake_location(Settings(data_dir=data_dir, lake_bucket=bucket, lake_prefix=prefix))
+    aws = {
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": "not-the-secret",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for command in (["flush", "--all"], ["compact"], ["retention", "--days", "3"]):
+        completed = _loglake(*command, "--data-dir", str(data_dir), env=lake | aws)
+        _said_without_traceback(
+            completed, "the lake's object store failed", "SignatureDoesNotMatch", "AWS_SECRET_ACCESS_KEY"
+        )
+    hot = SQLiteHotStore(data_dir / "hot.db")
+    try:
+        assert hot.read("SELECT count(*) FROM logs")[0][0] == 10  # (nothing left the hot store)
+    finally:
+        hot.close()
