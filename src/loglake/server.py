@@ -24,6 +24,7 @@ from loglake.config import ConfigError, Settings, env_name
 from loglake.http_protocol import HttpProtocol
 from loglake.keys import ApiKey, KeyStore
 from loglake.lake.location import lake_description
+from loglake.lake.objectstore import ObjectStoreError
 from loglake.locks import HeldElsewhere, owned_lock
 from loglake.private_files import private_dir
 
@@ -150,6 +151,7 @@ def _serve(settings: Settings, out: TextIO) -> None:
     try:
         if syslog is not None:
             syslog.bind()  # a port in use, or a TLS key that is not the certificate's, is said now
+        check_lake_store(app, settings, out)
         # Last: the key is shown only once, so a start that fails after showing it would lose it.
         ensure_first_key(settings, out)
     except BaseException:
@@ -180,6 +182,46 @@ def _serve(settings: Settings, out: TextIO) -> None:
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, signal.default_int_handler)
     LoglakeServer(config, app).run(sockets=[sock])
+
+
+# The S3 error codes that say the lake's settings or credentials are wrong, not that the store is down for now:
+# what to do about each. (A server started so took records into its hot store and said "ok" at /healthz while
+# every move into the lake failed, the reason only in tracebacks of its log: a new-user trial.)
+_CREDENTIALS = (
+    "check the AWS credentials loglake finds (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, the instance "
+    "role) and the lake's --lake-endpoint"
+)
+LAKE_REFUSALS = {
+    "InvalidAccessKeyId": _CREDENTIALS,
+    "SignatureDoesNotMatch": _CREDENTIALS,
+    "ExpiredToken": _CREDENTIALS,
+    "InvalidToken": _CREDENTIALS,
+    "NoCredentialsError": _CREDENTIALS,
+    "AccessDenied": "allow these credentials s3:PutObject, s3:GetObject, s3:DeleteObject and s3:ListBucket there",
+    "AllAccessDisabled": "allow these credentials s3:PutObject, s3:GetObject, s3:DeleteObject and s3:ListBucket there",
+    "NoSuchBucket": f"create the bucket, or name one that exists with --lake-bucket / {env_name('lake_bucket')}",
+}
+
+
+def check_lake_store(app: LoglakeApp, settings: Settings, out: TextIO) -> None:
+    """Before serving, write (and delete) a probe object in an S3 lake: a store that refuses loglake's settings or
+    credentials stops the start, saying why and what to do; one that cannot be reached now is a warning (records
+    wait in the hot store, and bulk batches are refused, until it can)."""
+    if app.lake is None or not settings.lake_bucket:
+        return
+    try:
+        app.lake.objects.probe_write()
+    except ObjectStoreError as e:
+        where = lake_description(settings)
+        todo = LAKE_REFUSALS.get(e.code or "")
+        if todo is not None:
+            raise ConfigError(f"the lake {where} refused loglake ({e.code}): {todo}. ({e})") from None
+        print(
+            f"warning: the lake {where} cannot be written now ({e}): records wait in the hot store, and bulk "
+            "batches are refused, until it can; /healthz says so meanwhile",
+            file=out,
+            flush=True,
+        )
 
 
 def uvicorn_config(app: LoglakeApp) -> uvicorn.Config:

@@ -67,6 +67,9 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
         reasons.append(f"{rule_problems} problem(s) in the rule files or alerting.yml: what they hold does not run")
     if unset:
         reasons.append(f"{unset} secret(s) that alert destinations need are not set: their deliveries fail")
+    if app.lake_jobs is not None and app.lake_jobs.last_error is not None:
+        # (an S3 lake with wrong credentials or down: records pile up in the hot store; the details say why)
+        reasons.append("lake maintenance is failing: records stay in the hot store until it succeeds")
     reason = "; ".join(reasons) or None
     if not _may_read(app, request):
         return Result(status, {"status": "ok" if reason is None else "degraded", "reason": reason})

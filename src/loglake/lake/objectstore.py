@@ -27,7 +27,13 @@ UNFINISHED_AFTER_SECONDS = 600.0  # a temp file unchanged this long is a crashed
 
 
 class ObjectStoreError(Exception):
-    """The store refused or failed an operation; the message names the key and the cause."""
+    """The store refused or failed an operation; the message names the key and the cause, `code` the store's
+    error code when it gave one (S3's `SignatureDoesNotMatch`, `NoSuchBucket`, ...; `NoCredentialsError` when
+    none were found), else None (the store could not be reached)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +297,7 @@ class S3ObjectStore(ObjectStore):
                 for item in page.get("Contents", []):
                     yield ObjectInfo(item["Key"][len(self.prefix) :], item["Size"])
         except self._errors() as e:
-            raise ObjectStoreError(f"cannot list s3://{self.bucket}/{self.prefix}{prefix}: {e}") from None
+            raise ObjectStoreError(f"cannot list s3://{self.bucket}/{self.prefix}{prefix}: {e}", _code(e)) from None
 
     def delete(self, key: str) -> None:
         self._call("delete", key, self.client.delete_object, Bucket=self.bucket, Key=self._key(key))
@@ -303,10 +309,22 @@ class S3ObjectStore(ObjectStore):
         try:
             return method(*args, **kwargs)
         except self._errors() as e:
-            raise ObjectStoreError(f"cannot {action} s3://{self.bucket}/{self.prefix}{key}: {e}") from None
+            raise ObjectStoreError(f"cannot {action} s3://{self.bucket}/{self.prefix}{key}: {e}", _code(e)) from None
 
     def _errors(self) -> tuple[type[BaseException], ...]:
         from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError
 
         return (BotoCoreError, ClientError, S3UploadFailedError)
+
+
+def _code(error: BaseException) -> str | None:
+    """The S3 error code of a botocore error (ObjectStoreError.code)."""
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    if isinstance(error, ClientError):
+        return error.response.get("Error", {}).get("Code")
+    if isinstance(error, NoCredentialsError):
+        return "NoCredentialsError"
+    cause = getattr(error, "__context__", None)  # (boto3's S3UploadFailedError wraps the ClientError)
+    return _code(cause) if isinstance(cause, ClientError) else None
