@@ -391,3 +391,32 @@ def test_the_bot_pattern_names_scanners_and_not_browsers(user_agent: str, bot: b
 
     with duckdb.connect() as conn:
         assert conn.execute(f"SELECT regexp_matches($ua, '{BOT_PATTERN}')", {"ua": user_agent}).fetchone()[0] is bot
+
+
+def test_collect_into_an_s3_lake_whose_prefix_the_config_writes_without_its_slash(
+    amplify: FakeAmplify, s3_server, s3_bucket: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lake set up as the help says (`--lake-prefix 'loglake/'`) and the collector's file naming it `loglake` are
+    the same folder: the collection was refused, "writes to s3://b/loglake but the lake is s3://b/loglake/"."""
+    from tests.s3_server import ACCESS_KEY, SECRET_KEY
+
+    danse = serve_week(amplify)
+    client, bucket, prefix = s3_bucket
+    lake = {"BUCKET": bucket, "PREFIX": f"{prefix}/", "ENDPOINT": s3_server.endpoint, "REGION": "us-east-1"}
+    for name, value in lake.items():
+        monkeypatch.setenv(f"LOGLAKE_LAKE_{name}", value)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)  # (the lake's; the apps' profiles name their own)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    config = write_config(tmp_path / "amplify.json", s3={"bucket": bucket, "prefix": prefix})
+    data = tmp_path / "data"
+    window = ["--since", "2026-11-01", "--until", "2026-11-08T00:00:00Z", "--app", "danse_tech"]
+    result = run_cli("amplify", "collect", "--config", str(config), "--data-dir", str(data), *window)
+    assert result.exit_code == 0, result.output
+    counted = run_cli("query", "--data-dir", str(data), "--format", "json", "SELECT count(*) AS n FROM amplify_access")
+    assert json.loads(counted.stdout)["rows"] == [[len(danse.requests)]]
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/").get("Contents", [])]
+    assert any(k.startswith(f"{prefix}/type=amplify_access/app=danse_tech/date=") for k in keys), keys
+    other = write_config(tmp_path / "other.json", s3={"bucket": bucket, "prefix": "elsewhere"})
+    refused = run_cli("amplify", "collect", "--config", str(other), "--data-dir", str(data), *window)
+    assert refused.exit_code == 1
+    assert f"writes to s3://{bucket}/elsewhere but the lake is s3://{bucket}/{prefix}:" in refused.output

@@ -28,16 +28,19 @@ class CollectionBusy(Exception):
 
 
 def settings_for(settings: Settings, config: AmplifyConfig) -> Settings:
-    """The lake the collector writes to: the configuration's bucket when it names one (empty: the
-    data dir's local lake). It must be the lake loglake queries, or the rows would be out of reach."""
+    """The lake the collector writes to: the configuration's bucket when it names one (empty: the lake the
+    settings name, the data dir's local one without a bucket). It must be the lake loglake queries, or the rows
+    would be out of reach."""
     if not config.bucket:
         return settings
     if not settings.lake_bucket:
         return replace(settings, lake_bucket=config.bucket, lake_prefix=config.prefix)
-    if (settings.lake_bucket, settings.lake_prefix) != (config.bucket, config.prefix):
+    # (a prefix names the same folder with or without its slashes: the lake's `loglake/` is the file's `loglake`)
+    lake_prefix, config_prefix = settings.lake_prefix.strip("/"), config.prefix.strip("/")
+    if (settings.lake_bucket, lake_prefix) != (config.bucket, config_prefix):
         raise ConfigError(
-            f"the Amplify configuration writes to s3://{config.bucket}/{config.prefix} but the lake is "
-            f"s3://{settings.lake_bucket}/{settings.lake_prefix}: make them the same (--lake-bucket, "
+            f"the Amplify configuration writes to s3://{config.bucket}/{config_prefix} but the lake is "
+            f"s3://{settings.lake_bucket}/{lake_prefix}: make them the same (--lake-bucket, "
             "--lake-prefix), or empty s3.bucket to collect into the lake as it is"
         )
     return settings
