@@ -249,7 +249,13 @@ def _note_bounds(collector: Any, start: datetime | None, end: datetime | None) -
     from loglake.amplify.run_reports import iso_utc
 
     settled, kept = collector.default_until(), collector.retention_start()
-    if end is not None and end > settled:
+    if start is not None and start >= settled:  # (it said nothing, and collected nothing: 0 windows)
+        click.echo(
+            f"note: nothing to collect: --since is at or after {iso_utc(settled)}, the end of the last hour whose "
+            "logs have all arrived (they arrive for an hour after it ends)",
+            err=True,
+        )
+    elif end is not None and end > settled:
         click.echo(f"note: collecting up to {iso_utc(settled)} only; later logs are still arriving", err=True)
     if start is not None and start < kept:
         click.echo(

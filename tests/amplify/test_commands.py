@@ -117,6 +117,12 @@ def test_ranges_beyond_what_can_be_kept_are_narrowed_with_a_note(amplify: FakeAm
         "--since", "7d", "--dry-run",
     )  # fmt: skip
     assert ages.exit_code == 0 and "window(s)" in ages.stdout
+    ahead = run_cli(
+        "amplify", "collect", "--config", str(config), "--data-dir", str(tmp_path / "d"), "--app", "danse_tech",
+        "--since", "2099-01-01", "--dry-run",
+    )  # fmt: skip
+    assert ahead.exit_code == 0 and "danse_tech: 0 window(s)" in ahead.stdout
+    assert "note: nothing to collect: --since is at or after " in ahead.stderr  # (it said nothing)
 
 
 def test_a_failed_window_fails_the_command_with_the_reason(amplify: FakeAmplify, tmp_path: Path) -> None:
