@@ -176,10 +176,10 @@ _SQLITE_NOT_WRITABLE = ("unable to open database file", "attempt to write a read
 
 
 def storage_error_text(error: BaseException) -> str | None:
-    """What a command says, in one line with what to do, for a data dir it cannot write or a lake store that
+    """What a command says, in one line with what to do, for a data dir it cannot write or an S3 lake that
     refused or failed it (a configuration mistake or an outage, not a bug: no traceback); None for any other
     error, which stays a traceback."""
-    if isinstance(error, ObjectStoreError):
+    if isinstance(error, ObjectStoreError) and "s3://" in str(error):  # (a local lake's error would be a bug)
         return (
             f"the lake's object store failed: {str(error).rstrip('. ')}. Check the lake's settings (the server's "
             "LOGLAKE_LAKE_BUCKET, LOGLAKE_LAKE_PREFIX, LOGLAKE_LAKE_ENDPOINT), its credentials (the standard AWS "
@@ -192,10 +192,10 @@ def storage_error_text(error: BaseException) -> str | None:
             "in it writable by the user running loglake, or point loglake at another folder"
         )
     if isinstance(error, OSError) and error.errno in _NOT_WRITABLE:
-        where = f" {error.filename}" if error.filename else ""
+        where = f": {error.filename}" if error.filename else ""
         return (
-            f"cannot write{where}: {error.strerror}: make {_DATA_DIR} writable by the user running loglake, "
-            "or point loglake at a folder it may write"
+            f"{error.strerror}{where}: give the user running loglake access to it (write access, for {_DATA_DIR} "
+            "and what it holds), or point loglake at another path"
         )
     return None
 
