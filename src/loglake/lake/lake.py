@@ -23,10 +23,11 @@ from typing import Any
 from loglake.config import Settings
 from loglake.ids import LAST_STORABLE_MS
 from loglake.lake.bulk import BulkWriter
+from loglake.lake.claim import claim_lake
 from loglake.lake.compact import TIER_FILES, Background, Compactor, CompactReport
 from loglake.lake.flush import Flusher, FlushReport
 from loglake.lake.layout import day_of
-from loglake.lake.location import check_lake_location
+from loglake.lake.location import check_lake_location, lake_description
 from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore, s3_client_config
 from loglake.lake.query import QueryEngine
@@ -99,15 +100,20 @@ class MaintenanceReport:
 
 def object_store(settings: Settings) -> ObjectStore:
     """The lake's storage from the settings: an S3 bucket when one is named, else the data dir's folder; ConfigError
-    when the data dir's catalog lists another lake's files (location.py)."""
-    check_lake_location(settings)
+    when the data dir's catalog lists another lake's files (location.py), or another data dir's catalog lists the
+    lake's (claim.py)."""
     if not settings.lake_bucket:
+        check_lake_location(settings)
         return LocalObjectStore(settings.lake_dir)
+    check_lake_location(settings, record=False)  # (recorded once the lake is the data dir's: claimed)
     import boto3
 
     session = boto3.session.Session(region_name=settings.lake_region or None)
     client = session.client("s3", endpoint_url=settings.lake_endpoint or None, config=s3_client_config())
-    return S3ObjectStore(client, settings.lake_bucket, settings.lake_prefix, credentials=session.get_credentials())
+    objects = S3ObjectStore(client, settings.lake_bucket, settings.lake_prefix, credentials=session.get_credentials())
+    claim_lake(objects, settings, lake_description(settings))
+    check_lake_location(settings)
+    return objects
 
 
 class Lake:

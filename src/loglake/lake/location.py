@@ -20,14 +20,15 @@ from loglake.private_files import fsync_dir, open_private
 LOCATION_FILE = "lake-location.json"
 
 
-def check_lake_location(settings: Settings) -> None:
-    """Write down the lake the settings name if the data dir has none yet; ConfigError when it has another."""
+def check_lake_location(settings: Settings, record: bool = True) -> None:
+    """Write down the lake the settings name if the data dir has none yet (unless not to `record` it yet: a lake
+    that may still refuse the data dir, claim.py); ConfigError when it has another."""
     path = Path(settings.data_dir) / LOCATION_FILE
     named = _location(settings)
     try:
         kept = json.loads(path.read_text())
     except FileNotFoundError:
-        if Path(settings.data_dir).is_dir():  # (a command that creates no data dir writes no location either)
+        if record and Path(settings.data_dir).is_dir():  # (a command that creates no data dir writes none either)
             _write(path, named)
         return
     except (OSError, ValueError) as e:
@@ -40,8 +41,8 @@ def check_lake_location(settings: Settings) -> None:
         wanted = f"no {env_name('lake_bucket')}"
     raise ConfigError(
         f"the data dir {settings.data_dir} holds the catalog of {_describe(kept, settings)}, but these settings name "
-        f"{_describe(named, settings)}: give the settings its server has ({wanted}, or the flags), or, to move the "
-        f"lake, copy its files there first and then delete {path}"
+        f"{_describe(named, settings)}: give the settings its server has ({wanted}: variables, or a --config "
+        f"file's; `serve` takes flags too), or, to move the lake, copy its files there first and then delete {path}"
     )
 
 

@@ -1,0 +1,109 @@
+"""An S3 lake is catalogued by one data dir: a second data dir given the same bucket and prefix is refused, saying
+which data dir has it (a new-user trial: a second data dir's `loglake flush` rewrote the lake's manifest to list
+its own 2,002 records, and readers through it lost the first one's 70,528)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from loglake.config import ConfigError, Settings
+from loglake.lake.claim import CATALOG_ID_FILE, CLAIM_KEY, catalog_id
+from loglake.lake.lake import object_store
+from loglake.store.sqlite import SQLiteHotStore
+from tests.s3_server import ACCESS_KEY, SECRET_KEY, S3Server
+from tests.store.contract import record
+
+AWS = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in AWS.items():
+        monkeypatch.setenv(name, value)
+
+
+def _settings(data_dir: Path, s3_server: S3Server, bucket: str, prefix: str) -> Settings:
+    data_dir.mkdir(exist_ok=True)
+    return Settings(data_dir=data_dir, lake_bucket=bucket, lake_prefix=prefix, lake_endpoint=s3_server.endpoint)
+
+
+def test_a_second_data_dir_on_a_claimed_lake_is_refused_naming_the_first(
+    s3_server: S3Server, s3_bucket: tuple, tmp_path: Path, aws: None
+) -> None:
+    client, bucket, prefix = s3_bucket
+    first = _settings(tmp_path / "a", s3_server, bucket, prefix)
+    object_store(first)
+    claim = json.loads(client.get_object(Bucket=bucket, Key=f"{prefix}/{CLAIM_KEY}")["Body"].read())
+    assert claim["catalog"] == (tmp_path / "a" / CATALOG_ID_FILE).read_text().strip()
+    assert claim["data_dir"] == str((tmp_path / "a").resolve())
+
+    with pytest.raises(ConfigError) as refused:
+        object_store(_settings(tmp_path / "b", s3_server, bucket, prefix))
+    said = str(refused.value)
+    assert f"is catalogued by another loglake data dir ({(tmp_path / 'a').resolve()} on " in said
+    assert "--lake-prefix" in said
+
+    object_store(first)  # (its own lake, opened again)
+    object_store(_settings(tmp_path / "b", s3_server, bucket, f"{prefix}/b"))  # (a lake of its own)
+
+
+def test_a_data_dir_keeps_its_lake_when_moved(s3_server: S3Server, s3_bucket: tuple, tmp_path: Path, aws: None) -> None:
+    """The claim names the data dir's id, which moves with it (a restore on a new machine opens its lake)."""
+    _, bucket, prefix = s3_bucket
+    object_store(_settings(tmp_path / "old", s3_server, bucket, prefix))
+    (tmp_path / "old").rename(tmp_path / "new")
+    object_store(_settings(tmp_path / "new", s3_server, bucket, prefix))
+
+
+def test_flush_from_a_second_data_dir_is_refused_and_leaves_the_lake_as_it_was(
+    s3_server: S3Server, s3_bucket: tuple, tmp_path: Path
+) -> None:
+    client, bucket, prefix = s3_bucket
+    lake = {"LOGLAKE_LAKE_BUCKET": bucket, "LOGLAKE_LAKE_PREFIX": prefix, "LOGLAKE_LAKE_ENDPOINT": s3_server.endpoint}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LOGLAKE_", "AWS_"))} | lake | AWS
+    hour_ago = int(time.time() * 1000) - 3_600_000
+    for name, records in (("a", 30), ("b", 7)):
+        store = SQLiteHotStore(tmp_path / name / "hot.db")
+        store.put([record(hour_ago + i, f"{name} {i}") for i in range(records)])
+        store.close()
+    flush = [sys.executable, "-m", "loglake", "flush", "--all", "--data-dir"]
+    first = subprocess.run([*flush, str(tmp_path / "a")], capture_output=True, text=True, env=clean, timeout=120)
+    assert first.returncode == 0, first.stderr
+    manifest_key = next(
+        item["Key"]
+        for item in client.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+        if item["Key"].endswith("_manifest.json")
+    )
+    manifest = client.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()
+    assert sum(entry["records"] for entry in json.loads(manifest)) == 30
+
+    second = subprocess.run([*flush, str(tmp_path / "b")], capture_output=True, text=True, env=clean, timeout=120)
+    assert second.returncode == 1 and "Traceback" not in second.stderr, second.stderr
+    assert "is catalogued by another loglake data dir" in second.stderr
+    assert client.get_object(Bucket=bucket, Key=manifest_key)["Body"].read() == manifest
+
+
+def test_a_data_dir_has_one_id_however_many_processes_make_it_at_once(tmp_path: Path) -> None:
+    made: list[str | None] = []
+    threads = [threading.Thread(target=lambda: made.append(catalog_id(tmp_path))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(made)) == 1 and made[0] == (tmp_path / CATALOG_ID_FILE).read_text().strip()
+    assert sorted(path.name for path in tmp_path.iterdir()) == [CATALOG_ID_FILE]  # (no temporary file left)
+    assert catalog_id(tmp_path / "none") is None and not (tmp_path / "none").exists()
+
+
+def test_a_local_lake_is_not_claimed(tmp_path: Path) -> None:
+    """The data dir's own folder: no other data dir can name it."""
+    object_store(Settings(data_dir=tmp_path))
+    assert not (tmp_path / CATALOG_ID_FILE).exists() and not (tmp_path / "lake" / CLAIM_KEY).exists()
