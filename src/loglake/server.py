@@ -191,7 +191,7 @@ _CREDENTIALS = (
     "check the AWS credentials loglake finds (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, the instance "
     "role) and the lake's --lake-endpoint"
 )
-LAKE_REFUSALS = {
+_LAKE_REFUSALS = {
     "InvalidAccessKeyId": _CREDENTIALS,
     "SignatureDoesNotMatch": _CREDENTIALS,
     "ExpiredToken": _CREDENTIALS,
@@ -213,7 +213,7 @@ def check_lake_store(app: LoglakeApp, settings: Settings, out: TextIO) -> None:
         app.lake.objects.probe_write()
     except ObjectStoreError as e:
         where = lake_description(settings)
-        todo = LAKE_REFUSALS.get(e.code or "")
+        todo = _LAKE_REFUSALS.get(e.code or "")
         if todo is not None:
             raise ConfigError(f"the lake {where} refused loglake ({e.code}): {todo}. ({e})") from None
         print(
