@@ -410,6 +410,29 @@ async def test_a_push_is_bounded_by_its_size_not_by_post_logs_record_count(setti
         application.close()
 
 
+async def test_a_snappy_block_that_inflates_past_the_body_limit_is_refused_before_it_is_inflated(
+    settings: Settings,
+) -> None:
+    """The body limit holds after decompression for a push's snappy block too, as for gzip: a block inflates up
+    to ~21 times its size (a 9.8 MB one, 200 MiB inflated, held the server's memory at 1.1 GiB). Its header says
+    how far before any of it is inflated; one within the limit is taken."""
+    application = LoglakeApp.from_settings(replace(settings, max_body_bytes=64 * 1024), clock=lambda: NOW_MS / 1000)
+    try:
+        async with asgi_client(application, key_for(application, "admin")) as client:
+            bomb = protobuf_push(('{job="a"}', [entry(ns(1), "a" * (100 * 1024))]))
+            assert len(bomb) < 8 * 1024
+            response = await push(client, bomb)
+            assert response.status_code == 413, response.text
+            assert response.headers["content-type"] == "text/plain; charset=utf-8"
+            assert "snappy block inflates to" in response.text and "65536" in response.text
+            assert application.runtime.store.count() == 0
+            within = protobuf_push(('{job="a"}', [entry(ns(1), "a" * (60 * 1024))]))
+            assert (await push(client, within)).status_code == 204
+            assert application.runtime.store.count() == 1
+    finally:
+        application.close()
+
+
 # -- a push sent again after a lost answer (Promtail's and Alloy's retries) -------------------------------------
 
 

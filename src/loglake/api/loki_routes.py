@@ -90,16 +90,17 @@ async def push(app: LoglakeApp, request: Request) -> Result:
     json = content_type == loki.JSON
     kind = content_type.encode()
     labels = app.settings.loki_service_label_names
+    limit = app.settings.max_body_bytes
     try:
         decoded = None
         if b"content-encoding" not in request.headers:  # (a body as sent is what a worker takes)
-            decoded = await decoded_by_worker(app, PROTOCOL, loki.worker_decoded, request.body, json, labels)
+            decoded = await decoded_by_worker(app, PROTOCOL, loki.worker_decoded, request.body, json, labels, limit)
         if decoded is None:
             parsed, problems, counts, refusal, key = await checked_body(
                 app,
                 request,
                 lambda body: (
-                    *_checked(app, *loki.columns(loki.decode_push(body, json), labels)),
+                    *_checked(app, *loki.columns(loki.decode_push(body, json, limit), labels)),
                     fingerprint(kind, body),
                 ),
             )
