@@ -178,6 +178,38 @@ def test_temporal_ordered_needs_the_order(scratch: ScratchLake, tmp_path: Path) 
     assert counts(fire(scratch, rule, events)) == {"ann": 2, "dee": 2}
 
 
+def test_temporal_evidence_keeps_the_last_event_of_each_rule(scratch: ScratchLake, tmp_path: Path) -> None:
+    """A login after 30 failures: the evidence (here 5 records) holds the login, the event the alert
+    is about, and the latest failure, then the earliest failures, in time order."""
+    for kind in ("temporal_ordered", "temporal"):
+        block = f"""
+  type: {kind}
+  rules: [failed, success]
+  group-by: [attributes.user]
+  timespan: 10m
+"""
+        text = f"""
+title: correlation
+id: 22222222-3333-4444-8555-666666666666
+level: high
+correlation:
+{block}
+loglake: {{schedule: 1h, evidence: 5}}
+{BASE_RULES}"""
+        rule = load_one(tmp_path / kind, text)
+        events = [(i * 0.25, failed("ann", port=str(i))) for i in range(30)] + [(8, ok("ann"))]
+        (match,) = fire(scratch, rule, events).matches
+        assert [(row["message"], row["attributes"]) for row in match.evidence] == [
+            ("login failed", '{"user":"ann","port":"0"}'),
+            ("login failed", '{"user":"ann","port":"1"}'),
+            ("login failed", '{"user":"ann","port":"2"}'),
+            ("login failed", '{"user":"ann","port":"29"}'),
+            ("login ok", '{"user":"ann"}'),
+        ], kind
+        assert match.count == 2
+        assert match.last_ms - match.first_ms == 8 * MINUTE
+
+
 def test_temporal_ordered_chains_three_rules(scratch: ScratchLake, tmp_path: Path) -> None:
     block = """
   type: temporal_ordered

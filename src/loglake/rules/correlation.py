@@ -14,7 +14,9 @@ at most `timespan` earlier (that one included):
 A group matches when its highest value, among the events of the window (`$since` on; events up to a
 timespan earlier are read so that a window's first events see their past), meets the condition: `gte:
 10` is "at some moment, 10 events within the timespan", `lt: 3` is "never as many as 3". The
-evidence is the group's events in the timespan that ended at that highest value, earliest first.
+evidence is the group's events in the timespan that ended at that highest value, earliest first; for
+temporal and temporal_ordered, the latest event of each of its rules is always among them (a login
+after 30 failures is the record the alert is about, though `evidence` keeps 20).
 """
 
 from __future__ import annotations
@@ -107,11 +109,28 @@ def correlation_sql(correlation: SigmaCorrelationRule, parts: list[Part], eviden
     ctes.append(f"_loglake_fired AS (SELECT * FROM _loglake_peaks WHERE _loglake_value {meets})")
     joined = " AND ".join(f"e.{quote_name(g)} IS NOT DISTINCT FROM f.{quote_name(g)}" for g in groups) or "true"
     of_group = _partition_of("e", groups)
-    select = (
-        f'SELECT e.*, f._loglake_value AS {COUNT}, row_number() OVER ({of_group}ORDER BY e."timestamp") AS {RANK},'
-        f' min(e."timestamp") OVER ({of_group}) AS {FIRST}, f._loglake_at AS {LAST}'
+    in_span = (
         f" FROM _loglake_events e JOIN _loglake_fired f ON {joined}"
         f' AND e."timestamp" BETWEEN f._loglake_at - INTERVAL {seconds} SECOND AND f._loglake_at'
+    )
+    if kind in (SigmaCorrelationType.TEMPORAL, SigmaCorrelationType.TEMPORAL_ORDERED):
+        # the evidence holds the latest event of each rule first (the login that followed 30 failures
+        # is the record the alert is about), then the earliest of the others; shown in time order
+        of_rule = _partition_of("e", (*groups, "_loglake_rule"))
+        ctes.append(
+            f"_loglake_spanned AS (SELECT e.*, f._loglake_value AS {COUNT}, f._loglake_at AS {LAST},"
+            f' min(e."timestamp") OVER ({of_group}) AS {FIRST},'
+            f' row_number() OVER ({of_rule}ORDER BY e."timestamp" DESC) AS _loglake_recent{in_span})'
+        )
+        select = (
+            f'SELECT *, row_number() OVER ({partition(groups)}ORDER BY _loglake_recent > 1, "timestamp") AS {RANK}'
+            f" FROM _loglake_spanned QUALIFY {RANK} <= {evidence}"
+            f""" ORDER BY {", ".join([*(quote_name(g) for g in groups), '"timestamp"', RANK])}"""
+        )
+        return "WITH " + ",\n".join(ctes) + "\n" + select, groups
+    select = (
+        f'SELECT e.*, f._loglake_value AS {COUNT}, row_number() OVER ({of_group}ORDER BY e."timestamp") AS {RANK},'
+        f' min(e."timestamp") OVER ({of_group}) AS {FIRST}, f._loglake_at AS {LAST}{in_span}'
         f" QUALIFY {RANK} <= {evidence} ORDER BY {', '.join([*(f'e.{quote_name(g)}' for g in groups), RANK])}"
     )
     return "WITH " + ",\n".join(ctes) + "\n" + select, groups
