@@ -259,6 +259,24 @@ def test_a_correlation_runs_only_the_windows_with_records_and_answers_as_window_
     assert with_records.queries < one_by_one.queries - 12 * 10  # the quiet hours' windows were not run
 
 
+def test_a_correlation_over_busy_logs_runs_only_the_windows_with_its_events(tmp_path: Path) -> None:
+    """Logs every minute all day (none of them the correlation's), and one burst of errors: the days'
+    queries find the few windows that hold the burst's events, not the 288 that hold records."""
+    busy = [_record(DAY1 + m * MINUTE, "web", "info") for m in range(24 * 60)]
+    burst = [_record(DAY1 + 10 * HOUR + s * 20_000, "api") for s in range(4)]
+    lake = _lake(tmp_path / "lake", busy + burst, [])
+    try:
+        rule = load_one(tmp_path, CORRELATION % "gte: 3")
+        with_events = backtest(rule, lake.engine, DAY1, DAY2, examples=10)
+        one_by_one = backtest(rule, lake.engine, DAY1, DAY2, method=WINDOWS, examples=10)
+        assert _facts(with_events) == _facts(one_by_one)
+        assert with_events.alerts == 1 and one_by_one.queries == 288
+        assert with_events.queries <= 1 + 4  # the day's query, then the windows the burst is in
+    finally:
+        lake.close()
+        lake.store.close()
+
+
 def _facts(report: Backtest) -> list:
     return [
         (

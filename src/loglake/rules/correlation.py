@@ -136,6 +136,17 @@ def correlation_sql(correlation: SigmaCorrelationRule, parts: list[Part], eviden
     return "WITH " + ",\n".join(ctes) + "\n" + select, groups
 
 
+def with_events(sql: str) -> str:
+    """The start of a correlation's SQL (correlation_sql's) up to its events: `WITH <the window
+    views>,\n_loglake_events AS (...)`, to which a query of the events can be added. What follows the
+    events is made here, holding no text of the rule, so its first clause is found from the end."""
+    start = sql.index(",\n_loglake_events AS (\n")
+    end = max(sql.rfind("\n),\n_loglake_scored AS ("), sql.rfind("\n),\n_loglake_chain0 AS ("))
+    if not sql.startswith("WITH ") or end < start:
+        raise ValueError("not the SQL of a correlation")
+    return sql[: end + len("\n)")]
+
+
 def _partition_of(alias: str, groups: tuple[str, ...]) -> str:
     return f"PARTITION BY {', '.join(f'{alias}.{quote_name(g)}' for g in groups)} " if groups else ""
 
