@@ -50,7 +50,7 @@ def field(number: int, payload: bytes | str | int) -> bytes:
     return varint(number << 3 | 2) + varint(len(data)) + data
 
 
-def entry(at_ns: int, line: str | bytes, metadata: dict[str, str] | None = None) -> bytes:
+def entry(at_ns: int, line: str | bytes, metadata: dict[str, str | bytes] | None = None) -> bytes:
     seconds, nanos = divmod(at_ns, 1_000_000_000)
     timestamp = field(1, seconds) + (field(2, nanos) if nanos else b"")
     pairs = b"".join(field(3, field(1, k) + field(2, v)) for k, v in (metadata or {}).items())
@@ -204,6 +204,16 @@ async def test_a_protobuf_line_that_is_not_utf8_is_read_with_u_fffd(client: http
     body = protobuf_push(('{job="j"}', [entry(ns(1), half), entry(ns(2), "fine")]))
     assert (await push(client, body)).status_code == 204
     assert sorted(await stored(client)) == ["Launch \ufffd", "fine"]
+
+
+async def test_protobuf_structured_metadata_that_is_not_utf8_is_read_with_u_fffd(client: httpx.AsyncClient) -> None:
+    """As a line's: the pair was refused, and the whole push with it, where its labels and lines were read with
+    U+FFFD (an adversarial trial)."""
+    half = "🚀".encode()[:-2]
+    body = protobuf_push(('{job="j"}', [entry(ns(1), "cut", {"user": b"ann " + half}), entry(ns(2), "fine")]))
+    assert (await push(client, body)).status_code == 204
+    records = await stored(client)
+    assert records["cut"]["attributes"] == {"user": "ann \ufffd"} and "fine" in records
 
 
 async def test_a_lone_surrogate_in_a_json_push_is_read_as_u_fffd(client: httpx.AsyncClient) -> None:

@@ -116,17 +116,18 @@ def _push_request_types() -> tuple[Any, Any, Any, Any]:
             ("line", 2, text, None, False),
             ("structuredMetadata", 3, *pair, True),
         )
-    message("LabelPairAdapter", ("name", 1, t.TYPE_STRING, None, False), ("value", 2, t.TYPE_STRING, None, False))
+    for suffix, text in (("", t.TYPE_STRING), ("Bytes", t.TYPE_BYTES)):
+        message(f"LabelPairAdapter{suffix}", ("name", 1, text, None, False), ("value", 2, text, None, False))
     pool = descriptor_pool.DescriptorPool()
     pool.AddSerializedFile(timestamp_pb2.DESCRIPTOR.serialized_pb)
     pool.Add(file)
     return tuple(
         message_factory.GetMessageClass(pool.FindMessageTypeByName(f"logproto.{name}"))
-        for name in ("PushRequest", "PushRequestRead", "LabelPairAdapter", "PushRequestBytes")
+        for name in ("PushRequest", "PushRequestRead", "LabelPairAdapter", "PushRequestBytes", "LabelPairAdapterBytes")
     )
 
 
-PushRequest, _PushRequestRead, _LabelPair, _PushRequestBytes = _push_request_types()
+PushRequest, _PushRequestRead, _LabelPair, _PushRequestBytes, _LabelPairBytes = _push_request_types()
 
 
 class _JsonStream(msgspec.Struct):
@@ -160,11 +161,16 @@ def _label_pair(wire: bytes) -> tuple[str, str]:
 
 
 def _read_label_pair(wire: bytes) -> tuple[str, str]:
-    """A structured metadata pair from its protobuf wire form."""
+    """A structured metadata pair from its protobuf wire form; text that is not UTF-8 with each such byte made
+    U+FFFD, as the labels and lines are (_text_replaced): refused, the whole push was."""
     try:
         pair = _LabelPair.FromString(wire)
-    except DecodeError as e:  # (the push was read with the pairs left as bytes)
-        raise MalformedPush(f"a structured metadata pair is not a LabelPairAdapter in protobuf: {e}") from None
+    except DecodeError:  # (the push was read with the pairs left as bytes)
+        try:
+            raw = _LabelPairBytes.FromString(wire)
+        except DecodeError as e:
+            raise MalformedPush(f"a structured metadata pair is not a LabelPairAdapter in protobuf: {e}") from None
+        return raw.name.decode(errors="replace"), raw.value.decode(errors="replace")
     return pair.name, pair.value
 
 
