@@ -206,6 +206,14 @@ async def test_a_protobuf_line_that_is_not_utf8_is_read_with_u_fffd(client: http
     assert sorted(await stored(client)) == ["Launch \ufffd", "fine"]
 
 
+async def test_a_label_named_twice_refuses_the_push_as_loki_does(client: httpx.AsyncClient) -> None:
+    """`{job="a", job="b"}` was stored as job b, a dropped without a word (an adversarial trial)."""
+    body = protobuf_push(('{job="a", job="b"}', [entry(ns(1), "twice")]))
+    answer = await push(client, body)
+    assert answer.status_code == 400 and "'job' twice" in answer.text, answer.text
+    assert await stored(client) == {}
+
+
 async def test_protobuf_structured_metadata_that_is_not_utf8_is_read_with_u_fffd(client: httpx.AsyncClient) -> None:
     """As a line's: the pair was refused, and the whole push with it, where its labels and lines were read with
     U+FFFD (an adversarial trial)."""

@@ -327,7 +327,10 @@ def parse_labels(text: str, stream: int = 1) -> dict[str, str]:
         found = _LABEL.match(inner, position, end)
         if found is None:
             raise MalformedPush(f'stream {stream}: cannot read labels {text[:80]!r}; write {{name="value", ...}}')
-        labels[found.group(1)] = _ESCAPE.sub(_unescape, found.group(2))
+        name = found.group(1)
+        if name in labels:  # (as Loki refuses it: which value is the stream's?)
+            raise MalformedPush(f"stream {stream}: labels {text[:80]!r} name {name!r} twice; name each once")
+        labels[name] = _ESCAPE.sub(_unescape, found.group(2))
         position = found.end()
     return labels
 
