@@ -270,6 +270,26 @@ async def test_an_empty_document_id_is_refused_as_elasticsearch_refuses_it_not_s
     assert 'loglake_records_rejected_total{reason="id"} 2' in metrics
 
 
+async def test_an_id_over_512_bytes_and_an_empty_index_are_refused_as_elasticsearch_refuses_them(
+    client: httpx.AsyncClient,
+) -> None:
+    """Both were stored (an adversarial trial): the index "" as log type `_`, the id whole."""
+    body = ndjson(
+        {"create": {"_index": "app", "_id": "x" * 513}},
+        {"message": "long id"},
+        {"create": {"_index": ""}},
+        {"message": "empty index"},
+        {"create": {"_index": "app", "_id": "x" * 512}},
+        {"message": "kept"},
+    )
+    answer = (await client.post("/_bulk", content=body, headers=NDJSON)).json()
+    errors = [item.get("error", {}).get("reason", "") for entry in answer["items"] for item in entry.values()]
+    assert "is too long, must be no longer than 512 bytes but was: 513" in errors[0]
+    assert errors[1] == "Invalid index name [], must not be empty" and not errors[2]
+    assert [log["message"] for log in await stored(client, log_type="app")] == ["kept"]
+    assert await stored(client, log_type="_") == []
+
+
 async def test_a_document_stored_before_is_counted_ingested_once(client: httpx.AsyncClient) -> None:
     """A create of an _id stored before (409) and an index of it (noop) store nothing: no record counted ingested
     again, nor refused (it is stored, from before)."""

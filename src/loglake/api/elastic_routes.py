@@ -304,7 +304,7 @@ def parsed_bulks(app: LoglakeApp, bodies: list[bytes]) -> list[Parsed] | None:
     if read is None:
         return None
     items, found = read
-    if any(index and invalid_index_name(index) for index in elastic.indices_of(items)):
+    if any(index is not None and invalid_index_name(index) for index in elastic.indices_of(items)):
         return None
     table = found.table(app.service)
     if table is None:
@@ -323,7 +323,8 @@ def _refuse_invalid_indices(items: Sequence[elastic.BulkItem]) -> None:
     """Refuse the items into an index Elasticsearch would not create (`/Bad Name/_bulk`), as it refuses them: each
     with 400 invalid_index_name_exception, the bulk's other items stored. (A bulk names a few indices: each is
     checked once.)"""
-    reasons = {index: why for index in elastic.indices_of(items) if index and (why := invalid_index_name(index))}
+    named = (index for index in elastic.indices_of(items) if index is not None)  # (none named: refused elsewhere)
+    reasons = {index: why for index in named if (why := invalid_index_name(index))}
     if reasons:
         for item in items:
             if item.row is not None and item.index in reasons:

@@ -28,6 +28,7 @@ ADDING_ACTIONS = ("create", "index")
 REFUSED_ACTIONS = ("update", "delete")
 DOCUMENT_ERROR = "document_parsing_exception"  # Elasticsearch's error type for a source it cannot take
 EMPTY_ID = "if _id is specified it must not be empty: leave it out, and the document is given an id"
+MAX_ID_BYTES = 512  # Elasticsearch's limit of an _id
 CREATED_STATUS = 201  # a stored item's, unless its id was stored before (elastic_answers.KEPT_STATUS)
 _decode = msgspec.json.Decoder().decode
 _JSON_ARRAY = re.compile(rb"\s*\[")  # (matched, not body.lstrip(): that copies a body of megabytes)
@@ -168,7 +169,7 @@ def _regular_bulk(lines: list[bytes], path_index: str | None) -> tuple[list[Bulk
             action, index, doc_id = known[line] = read_action(0, line, path_index)  # (parse_bulk names a bad one)
         except BulkRefused:
             return None
-        if action not in ADDING_ACTIONS or index is None or doc_id == "":
+        if action not in ADDING_ACTIONS or index is None or (doc_id is not None and id_refusal(doc_id)):
             return None
         log_types[line] = safe_name(index)
     items: list[BulkItem] = []
@@ -297,6 +298,17 @@ _INDEX_OF = attrgetter("index")
 _ROW_OF = attrgetter("row")
 
 
+def id_refusal(doc_id: str) -> str | None:
+    """Why Elasticsearch refuses an `_id` (as it says it), None when it takes it: an empty one (stored with the
+    client id "", it made every later document sent so a duplicate of it), or one over MAX_ID_BYTES."""
+    if not doc_id:
+        return EMPTY_ID
+    size = len(doc_id.encode())
+    if size > MAX_ID_BYTES:
+        return f"id [{doc_id[:40]}...] is too long, must be no longer than {MAX_ID_BYTES} bytes but was: {size}"
+    return None
+
+
 def _not_append_only(action: str) -> str:
     return f"loglake keeps logs append-only: the {action} action is not supported; send create or index actions"
 
@@ -305,8 +317,8 @@ def _map_source(item: BulkItem, line: bytes, found: RecordColumns, nested: Neste
     if item.action == "update":
         item.refuse(_not_append_only("update"), "illegal_argument_exception", field="")
         return
-    if item.doc_id == "":  # (stored with the client id "", it made every later document sent so a duplicate of it)
-        item.refuse(EMPTY_ID, "action_request_validation_exception", field="id")
+    if item.doc_id is not None and (refusal := id_refusal(item.doc_id)):
+        item.refuse(refusal, "action_request_validation_exception", field="id")
         return
     try:
         source = decode_source(line)
