@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 from typing import Any
 
@@ -220,6 +221,18 @@ async def test_times_bodies_and_ids(client: httpx.AsyncClient) -> None:
     assert by_message["cart.emptied"]["attributes"] == {"event.name": "cart.emptied"}
     assert '"AP8="' in by_message  # bytes as base64, as OTLP/JSON writes them
     assert by_message["1.5"]["trace_id"] == TRACE.hex() and "span_id" not in by_message["1.5"]
+
+
+async def test_a_double_that_is_no_number_is_kept_as_otlp_json_writes_it(client: httpx.AsyncClient) -> None:
+    """NaN and the infinities have no JSON number: they were stored as null (an adversarial trial)."""
+    body = export(
+        log(body=AnyValue(double_value=math.nan)),
+        log("inf", attributes=pairs(ratio=AnyValue(double_value=math.inf), low=AnyValue(double_value=-math.inf))),
+    )
+    answer(await post(client, body))
+    by_message = {r["message"]: r for r in await stored(client)}
+    assert '"NaN"' in by_message
+    assert by_message["inf"]["attributes"] == {"ratio": "Infinity", "low": "-Infinity"}
 
 
 def length_delimited(field: int, payload: bytes) -> bytes:

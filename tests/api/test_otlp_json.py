@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +58,8 @@ def every_rule() -> ExportLogsServiceRequest:
         empty=text(""),
         i=AnyValue(int_value=2**60),
         d=AnyValue(double_value=637.704),
+        nan=AnyValue(double_value=math.nan),  # (no JSON number: "NaN", as OTLP/JSON writes it)
+        low=AnyValue(double_value=-math.inf),
         b=AnyValue(bool_value=False),
         raw=AnyValue(bytes_value=b"\xfb\xff"),
         list=AnyValue(array_value=ArrayValue(values=[AnyValue(int_value=1), text("two")])),

@@ -207,7 +207,9 @@ class _Protobuf:
             return [self.value(item) for item in value.array_value.values]
         if kind == "bytes_value":
             return base64.b64encode(value.bytes_value).decode()
-        return getattr(value, kind)  # bool, int, double
+        if kind == "double_value":
+            return otlp_mapping.double(value.double_value)
+        return getattr(value, kind)  # bool, int
 
     def is_text(self, value: AnyValue) -> bool:
         return value.WhichOneof("value") == "string_value"

@@ -217,7 +217,7 @@ class _Json:
         if value.int_value is not None:
             return value.int_value
         if value.double_value is not None:
-            return value.double_value
+            return otlp_mapping.double(value.double_value)
         if value.kvlist_value is not None:
             return otlp_mapping.attributes(value.kvlist_value.values, self)
         if value.array_value is not None:

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Hashable
 from itertools import repeat
 from operator import attrgetter
@@ -350,6 +351,14 @@ def _message(body: Any, event_name: str, encoding: Encoding) -> str:
     event name, else NO_BODY."""
     value = None if encoding.is_text(body) else encoding.value(body)
     return (event_name or NO_BODY) if value is None else _encode(value).decode()
+
+
+def double(value: float) -> float | str:
+    """A double AnyValue as JSON's value: NaN and the infinities, which JSON has no number for (encoded, they were
+    null), as OTLP/JSON writes them."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
 
 
 def attributes(pairs: Any, encoding: Encoding) -> dict[str, Any]:
