@@ -42,7 +42,6 @@ from loglake.lake.sql_guard import QueryError
 from loglake.lake.stop import Stop
 from loglake.model import retention_start_ms
 from loglake.rules.backtest_limits import EXAMPLES
-from loglake.rules.correlation import with_events
 from loglake.rules.model import Rule
 from loglake.rules.plan import COUNT, FIRST, LAST, finish, window_views
 from loglake.rules.run import Match, RuleRunError, RuleTimedOut, epoch_ms, iso, match_of, naive_utc, run_rule, timed_out
@@ -281,6 +280,8 @@ def _with_records(
 ) -> list[tuple[int, int]]:
     """The day's windows that hold an event of the correlation (a record one of its rules matches), by
     one query (see the module's notes): a lake that logs all the time has records in every window."""
+    from loglake.rules.correlation import with_events  # (pySigma's: imported by servers that hold a Sigma rule only)
+
     sql = (
         f"{with_events(rule.plan.sql)},\n"
         f"_loglake_windows AS (SELECT unnest($window_since) AS {_WINDOW_SINCE},"
