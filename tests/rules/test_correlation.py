@@ -38,14 +38,14 @@ detection: {sel: {message|contains: role granted}, condition: sel}
 """
 
 
-def correlation(folder: Path, block: str, lookback: str = "1h", rules: str = BASE_RULES) -> Any:
+def correlation(folder: Path, block: str, lookback: str = "1h", rules: str = BASE_RULES, evidence: int = 50) -> Any:
     text = f"""
 title: correlation
 id: 22222222-3333-4444-8555-666666666666
 level: high
 correlation:
 {block}
-loglake: {{schedule: {lookback}, evidence: 50}}
+loglake: {{schedule: {lookback}, evidence: {evidence}}}
 {rules}"""
     return load_one(folder, text)
 
@@ -188,15 +188,7 @@ def test_temporal_evidence_keeps_the_last_event_of_each_rule(scratch: ScratchLak
   group-by: [attributes.user]
   timespan: 10m
 """
-        text = f"""
-title: correlation
-id: 22222222-3333-4444-8555-666666666666
-level: high
-correlation:
-{block}
-loglake: {{schedule: 1h, evidence: 5}}
-{BASE_RULES}"""
-        rule = load_one(tmp_path / kind, text)
+        rule = correlation(tmp_path / kind, block, evidence=5)
         events = [(i * 0.25, failed("ann", port=str(i))) for i in range(30)] + [(8, ok("ann"))]
         (match,) = fire(scratch, rule, events).matches
         assert [(row["message"], row["attributes"]) for row in match.evidence] == [
