@@ -218,13 +218,13 @@ def _sampled_fields(body: bytes, starts: list[int]) -> pa.Schema | None:
             end = body.find(b"\n", start)  # (the line alone is longer)
         lines = body[start : len(body) if end < 0 else end + 1]
         sample = _read(lines, None)
-        if sample is None or _values_per_row(sample.schema) * sample.num_rows > len(lines):
+        if _values_per_row(sample.schema) * sample.num_rows > len(lines):
             return None
         schemas.append(sample.schema)
     return pa.unify_schemas(schemas) if schemas else None
 
 
-def _read(body: bytes, fields: pa.Schema | None) -> pa.Table | None:
+def _read(body: bytes, fields: pa.Schema | None) -> pa.Table:
     """Arrow's read of the body, with these fields alone (a line naming another is ArrowInvalid) or those it finds;
     texts that Arrow would take for times kept as texts."""
     buffer = pa.py_buffer(body)
