@@ -11,7 +11,7 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 
@@ -133,12 +133,18 @@ def test_an_evidence_record_is_filtered_and_copied_at_its_own_time_as_a_record(p
         "attributes.user": "mallory",
     }
     window = {"window_start_ms": record_ms - 300_000, "window_end_ms": record_ms + 60_000}
-    raise_alert(loglake, id=alert_id, evidence=[evidence], first_seen_ms=first_ms, last_seen_ms=record_ms, **window)
+    group = {"attributes.user": "mallory", "service": "auth", "n": 3}  # (n: a SQL rule's column, no record field)
+    raise_alert(
+        loglake, id=alert_id, evidence=[evidence], first_seen_ms=first_ms, last_seen_ms=record_ms, group_values=group,
+        **window,
+    )  # fmt: skip
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     sign_in(page, loglake)
     page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
     explore = page.get_by_role("link", name="open in Explore").get_attribute("href") or ""
     assert f"from={first_ms}&" in explore, explore
+    # its group's records (a drill: the window's every record buried the brute force's among a busy lake's)
+    assert parse_qs(urlsplit(explore).query)["q"] == ["user:mallory service:auth"], explore
     page.locator(".record-summary", has_text="login failed for mallory").click()
     page.get_by_role("button", name="Copy JSON").click()
     copied = json.loads(page.evaluate("navigator.clipboard.readText()"))

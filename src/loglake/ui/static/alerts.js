@@ -5,7 +5,7 @@ import { api, errorBox, url } from "./api.js";
 import { counted, formatTime, h, link, replace, timeZone } from "./dom.js";
 import { exploreHref, recordRow } from "./explore.js";
 import { isStructured } from "./json.js";
-import { term } from "./terms.js";
+import { groupSearch, term } from "./terms.js";
 
 const STATUSES = ["open", "acknowledged", "resolved", "suppressed"];
 const LEVELS = ["informational", "low", "medium", "high", "critical"];
@@ -90,8 +90,9 @@ function drawAlert(main, { item, allows, navigate }) {
 
 function alertView(alert, allows, reload, navigate) {
   const at = Date.parse(alert.first_seen);
-  // (its matches and its last window: the window alone left out the matches seen before it)
-  const explore = exploreHref({ q: "", range: "", since: Math.min(at, Date.parse(alert.window.start)),
+  // (its matches and its last window: the window alone left out the matches seen before it; its group's records
+  // alone, where the window's every record buried a brute force's source among a busy lake's: a drill)
+  const explore = exploreHref({ q: groupSearch(alert.group), range: "", since: Math.min(at, Date.parse(alert.window.start)),
     until: Math.max(Date.parse(alert.last_seen), Date.parse(alert.window.end)) + 1, tz: timeZone(), tail: false });
   const state = { q: "", range: "", tz: timeZone() };
   const go = (changes) => navigate(exploreHref({ ...state, ...aroundMoment(at), ...changes }));

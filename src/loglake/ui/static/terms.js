@@ -31,6 +31,17 @@ export function attributeKey(path) {
   return path.map((key) => (bare(key) ? key : `"${key}"`)).join(".");
 }
 
+// A filter for the records of an alert's group (its rule's group-by values: `attributes.user`, `service`): a term
+// for each that a search can name, all of them to match; "" for none.
+export function groupSearch(group) {
+  const terms = Object.entries(group || {}).map(([name, value]) => {
+    const field = name.startsWith("attributes.") ? attributeKey(name.slice("attributes.".length).split("."))
+      : RECORD_FIELDS.has(name) ? name : null;  // (a SQL rule's own column names no record field)
+    return field === null ? null : term(field, value);
+  });
+  return terms.filter(Boolean).join(" ");
+}
+
 // The query and one more term that must match too: a query with an OR outside parentheses is grouped
 // first, as `a OR b c` would take c for b alone (AND binds tighter than OR).
 export function withTerm(q, t) {
