@@ -238,7 +238,8 @@ def _refusal(answer: httpx.Response) -> str:
     """Why a 400 refused a record (its first detail's field and reason), else the answer's message."""
     try:
         detail = answer.json()["error"]["details"][0]
-        return f"HTTP {answer.status_code}: {detail['field']} {detail['reason']}".replace(":  ", ": ")
+        said = " ".join(filter(None, (detail["field"], detail["reason"])))  # (a record refused whole names no field)
+        return f"HTTP {answer.status_code}: {said}"
     except (ValueError, KeyError, TypeError, IndexError):
         return f"HTTP {answer.status_code}: {_reason(answer)}"
 

@@ -169,7 +169,7 @@ def _regular_bulk(lines: list[bytes], path_index: str | None) -> tuple[list[Bulk
             action, index, doc_id = known[line] = read_action(0, line, path_index)  # (parse_bulk names a bad one)
         except BulkRefused:
             return None
-        if action not in ADDING_ACTIONS or index is None or (doc_id is not None and id_refusal(doc_id)):
+        if action not in ADDING_ACTIONS or index is None or id_refusal(doc_id):
             return None
         log_types[line] = safe_name(index)
     items: list[BulkItem] = []
@@ -298,9 +298,12 @@ _INDEX_OF = attrgetter("index")
 _ROW_OF = attrgetter("row")
 
 
-def id_refusal(doc_id: str) -> str | None:
-    """Why Elasticsearch refuses an `_id` (as it says it), None when it takes it: an empty one (stored with the
-    client id "", it made every later document sent so a duplicate of it), or one over MAX_ID_BYTES."""
+def id_refusal(doc_id: str | None) -> str | None:
+    """Why Elasticsearch refuses an `_id` (as it says it), None when it takes it (or none is given): an empty one
+    (stored with the client id "", it made every later document sent so a duplicate of it), or one over
+    MAX_ID_BYTES."""
+    if doc_id is None:
+        return None
     if not doc_id:
         return EMPTY_ID
     size = len(doc_id.encode())
@@ -317,7 +320,7 @@ def _map_source(item: BulkItem, line: bytes, found: RecordColumns, nested: Neste
     if item.action == "update":
         item.refuse(_not_append_only("update"), "illegal_argument_exception", field="")
         return
-    if item.doc_id is not None and (refusal := id_refusal(item.doc_id)):
+    if refusal := id_refusal(item.doc_id):
         item.refuse(refusal, "action_request_validation_exception", field="id")
         return
     try:

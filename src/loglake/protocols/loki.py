@@ -76,7 +76,7 @@ class Entry:
         return f"stream {self.stream}, entry {self.entry}"
 
 
-def _push_request_types() -> tuple[Any, Any, Any, Any]:
+def _push_request_types() -> tuple[Any, Any, Any, Any, Any]:
     """logproto.PushRequest as message classes, described field by field (Loki's push.proto): as it is, the
     same read with each entry's structured metadata pairs left as their bytes (a LabelPairAdapter's wire
     form, which the same field carries either way), LabelPairAdapter to read those bytes, and the read form with

@@ -203,7 +203,7 @@ def backtest(
         if chosen == GROUPED:
             found = _grouped(rule, engine, day_windows, report, stop)
         elif chosen == WITH_RECORDS:
-            found = _one_by_one(rule, engine, _with_records(rule, engine, day_windows, report, stop), report, stop)
+            found = _one_by_one(rule, engine, _with_events(rule, engine, day_windows, report, stop), report, stop)
         else:
             found = _one_by_one(rule, engine, day_windows, report, stop)
         for since, until, matches in found:
@@ -275,7 +275,7 @@ def _one_by_one(
         yield since, until, sorted(result.matches, key=_group_order)
 
 
-def _with_records(
+def _with_events(
     rule: Rule, engine: QueryEngine, day_windows: list[tuple[int, int]], report: Backtest, stop: Stop | None
 ) -> list[tuple[int, int]]:
     """The day's windows that hold an event of the correlation (a record one of its rules matches), by
