@@ -16,6 +16,7 @@ import pytest
 from loglake.aws import handlers
 from loglake.aws.athena import AthenaQueryEngine
 from loglake.aws.athena_search import AthenaSearch
+from loglake.lake.claim import CLAIM_KEY
 from loglake.service import LogService
 from loglake.store.dynamodb import DynamoDBHotStore
 from tests.aws.athena_duckdb import DuckDBAthena
@@ -97,7 +98,7 @@ def test_records_sent_to_the_api_are_searchable_in_the_lake(
     compacted = handlers.compact(scheduled_event(time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())), CONTEXT)
     assert compacted["merged_files"] == len(written) and len(compacted["written_files"]) == 1
     listed = boto3.client("s3").list_objects_v2(Bucket=deployment["bucket"])["Contents"]
-    assert sorted(o["Key"] for o in listed) == sorted(compacted["written_files"])
+    assert sorted(o["Key"] for o in listed) == sorted([*compacted["written_files"], CLAIM_KEY])  # (claim.py)
     _download(deployment["bucket"], tmp_path / "lake")
 
     engine = AthenaQueryEngine(DuckDBAthena(tmp_path / "lake"), "loglake", "primary", sleep=lambda s: None)

@@ -223,12 +223,24 @@ def _lake() -> Any:
     return S3ObjectStore(boto3.client("s3"), bucket)
 
 
+def _claimed_lake(context: Any) -> Any:
+    """The lake, claimed for the deployment (lake/claim.py) by the hourly compaction, which deletes the parts it
+    merges: a data dir given the bucket is then refused, rather than losing those files from its catalog."""
+    from loglake.lake.claim import claim_for_deployment
+
+    lake = _lake()
+    replaced = claim_for_deployment(lake, lake.bucket)
+    if replaced is not None:
+        _log_event(context, "lake_claimed", {"replaced_claim": replaced}, level="WARNING")
+    return lake
+
+
 def compact(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from loglake.aws.compaction import compact_days, recent_days
 
     now = _event_time(event)
     days = [date.fromisoformat(d) for d in event["days"]] if event.get("days") else recent_days(now.date())
-    report = compact_days(_lake(), days, int(now.timestamp() * 1000))
+    report = compact_days(_claimed_lake(context), days, int(now.timestamp() * 1000))
     summary = {"merged_files": report.merged_files, "written_files": report.written_files}
     _log_event(context, "lake_compaction", summary)
     return summary

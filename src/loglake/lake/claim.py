@@ -10,6 +10,10 @@ opened; this keeps a lake to the data dir that first opened it.
 Each data dir has an id (CATALOG_ID_FILE, made once); the lake names the id of the data dir that claimed it
 (CLAIM_KEY), with where that data dir is, for the message that refuses any other. A local lake is the data dir's
 own folder: no other data dir can name it.
+
+The AWS deployment's lake has no catalog: its functions find the files by listing the bucket, and its compaction
+deletes the parts it merges, so a data dir's files there would vanish from under its catalog. Its hourly
+compaction claims the bucket for the deployment (claim_for_deployment), and a data dir given it is refused.
 """
 
 from __future__ import annotations
@@ -79,6 +83,13 @@ def claim_lake(objects: ObjectStore, settings: Settings, where: str) -> None:
         return
     if claim is None or claim.get("catalog") == ours:
         return
+    if claim.get("deployment"):
+        raise ConfigError(
+            f"the lake {where} is the AWS deployment's (its functions flush, compact and expire the lake by listing "
+            f"the bucket {claim.get('bucket', '?')}; claimed since {claim.get('since', '?')}): its compaction would "
+            "delete the files this data dir catalogues. Query it through the deployment's API or Athena, and give "
+            f"this data dir a lake of its own (another --lake-bucket or --lake-prefix / {env_name('lake_prefix')})"
+        )
     raise ConfigError(
         f"the lake {where} is catalogued by another loglake data dir ({claim.get('data_dir', '?')} on "
         f"{claim.get('host', '?')}, since {claim.get('since', '?')}), not {settings.data_dir}: two data dirs on one "
@@ -86,6 +97,21 @@ def claim_lake(objects: ObjectStore, settings: Settings, where: str) -> None:
         f"dir a lake of its own (another --lake-prefix / {env_name('lake_prefix')}); the lake's claim is its object "
         f"{CLAIM_KEY}"
     )
+
+
+def claim_for_deployment(objects: ObjectStore, bucket: str) -> dict[str, str] | None:
+    """Claim the lake for the AWS deployment whose functions use it (at the bucket's root, where they list it),
+    unless it has already; returns the claim this replaced when another had it (a data dir given the deployment's
+    bucket, whose files the compaction will merge: the caller says so). A claim that cannot be read is replaced."""
+    try:
+        claim = _claim(objects, f"s3://{bucket}")
+    except ConfigError:
+        claim = {"claim": "not one loglake wrote"}
+    if claim is not None and claim.get("deployment") == "aws":
+        return None
+    mine = {"deployment": "aws", "bucket": bucket, "since": format_datetime(int(time.time() * 1000))}
+    objects.put(CLAIM_KEY, json.dumps(mine).encode())
+    return claim
 
 
 def _claim(objects: ObjectStore, where: str) -> dict[str, str] | None:
