@@ -435,6 +435,21 @@ def test_send_without_a_valid_key_fails_with_a_hint(server: ServerProcess):
     assert "HTTP 401" in result.stderr and "--api-key" in result.stderr
 
 
+def test_a_key_with_a_newline_works_and_one_holding_what_no_key_holds_is_refused_without_quoting_it(
+    server: ServerProcess, admin_key: str
+):
+    """LOGLAKE_API_KEY read from a file with its newline failed with the whole key in the error (`Illegal header
+    value b'Bearer llk_...\\n'`); a hint pasted from `keys list` (`llk_AbCd…`) was a traceback."""
+    sent = run("send", "--url", server.url, "--api-key", f"{admin_key}\n", "hello")
+    assert sent.exit_code == 0, sent.stderr
+    for api_key, holds in ((f"{admin_key[:8]}…", "HORIZONTAL ELLIPSIS at character 9"), (f"{admin_key}\x01", "U+0001")):
+        for command in (("recent",), ("send", "hello"), ("alerts", "list")):
+            result = run(*command, "--url", server.url, "--api-key", api_key)
+            assert result.exit_code == 1, result.stderr
+            assert f"the API key holds {holds}" in result.stderr and "LOGLAKE_API_KEY" in result.stderr
+            assert admin_key[4:8] not in result.stderr
+
+
 def test_send_to_a_server_that_is_not_there():
     url = f"http://127.0.0.1:{free_port()}"
     result = run("send", "--url", url, "--api-key", "llk_x", "--retry-for", "0.3", "hello")

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import httpx
 
+from loglake.bearer import bearer_header
 from loglake.retry import Backoff, TryAgain, retry_after_seconds
 from loglake.urls import endpoint_in
 
@@ -36,7 +37,13 @@ class ClientError(Exception):
 
 class LoglakeClient:
     def __init__(self, url: str, api_key: str | None, timeout: float = 30.0, backoff: Backoff | None = None) -> None:
-        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        headers = {}
+        self._key_problem = ""  # said by every request, as a server that cannot be reached is
+        if api_key:
+            try:
+                headers["authorization"] = bearer_header(api_key)
+            except ValueError as e:
+                self._key_problem = f"{e} (--api-key / LOGLAKE_API_KEY)"
         self.url = url.rstrip("/")
         self.backoff = backoff or Backoff()
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
@@ -172,6 +179,8 @@ class LoglakeClient:
     ) -> httpx.Response:
         """The successful answer to a request, asked again while the server answers "not now" (and while it cannot
         be reached, with retry_unreachable); ClientError saying why not. `stream`: the body is left to read."""
+        if self._key_problem:
+            raise ClientError(self._key_problem)
 
         def attempt() -> httpx.Response:
             try:

@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 
 import httpx
 
+from loglake.bearer import bearer_header
 from loglake.retry import Backoff, TryAgain, retry_after_seconds
 from loglake.urls import endpoint_in
 
@@ -254,16 +255,17 @@ def _refused_indexes(answer: httpx.Response) -> set[int]:
 
 
 def auth(api_key: str | None, sigv4_region: str | None, credentials: Any) -> httpx.Auth | None:
-    """Bearer with the API key (else LOGLAKE_API_KEY), or SigV4 when a region is given."""
+    """Bearer with the API key (else LOGLAKE_API_KEY), or SigV4 when a region is given; ValueError for a key
+    that no key is (bearer_header)."""
     if sigv4_region:
         return _SigV4(sigv4_region, credentials)
     api_key = api_key or os.environ.get("LOGLAKE_API_KEY")
-    return _Bearer(api_key) if api_key else None
+    return _Bearer(bearer_header(api_key)) if api_key else None
 
 
 class _Bearer(httpx.Auth):
-    def __init__(self, key: str) -> None:
-        self.header = f"Bearer {key}"
+    def __init__(self, header: str) -> None:
+        self.header = header
 
     def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
         request.headers["authorization"] = self.header

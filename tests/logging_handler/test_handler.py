@@ -21,6 +21,15 @@ from tests.conftest import ServerProcess, free_port, run_cli
 from tests.logging_handler.support import FAST, a_logger, stored
 
 
+def test_a_key_read_with_its_newline_is_sent_without_it(server, key, make_handler) -> None:
+    """A key from a file or a secret mount ends with a newline, which no HTTP header holds: it failed every
+    attempt, and the handler's line at exit quoted the whole key (`Illegal header value b'Bearer llk_...\\n'`)."""
+    handler = make_handler(service="key-with-newline", api_key=f"{key}\n")
+    a_logger("app.newline", handler).info("sent")
+    assert handler.flush()
+    assert [log["message"] for log in stored(server, key, "key-with-newline")] == ["sent"]
+
+
 def test_records_with_extra_fields_exceptions_and_levels(server, key, make_handler) -> None:
     handler = make_handler(service="billing")
     logger = a_logger("app.orders", handler)

@@ -59,6 +59,18 @@ def test_the_service_from_the_environment_is_named_so(monkeypatch) -> None:
         LoglakeHandler("http://127.0.0.1:9", "llk_x")
 
 
+@pytest.mark.parametrize(
+    ("api_key", "holds"),
+    [("llk_abcd…", "HORIZONTAL ELLIPSIS at character 9"), ("llk_ab\x01cd", "U+0001 at character 7")],
+)
+def test_a_key_holding_what_no_key_holds_is_refused_without_quoting_it(api_key: str, holds: str) -> None:
+    """A hint pasted from `keys list` (its `…`) raised a UnicodeEncodeError on the sender's thread; a control
+    character was sent, refused, and quoted with the whole key in the line said at exit."""
+    with pytest.raises(ValueError, match=f"^the API key holds {re.escape(holds)}, which no key holds") as raised:
+        LoglakeHandler("http://127.0.0.1:9", api_key)
+    assert "abcd" not in str(raised.value) and "ab\x01" not in str(raised.value)
+
+
 def test_the_bounds_themselves_are_taken() -> None:
     for options in ({"batch_size": 10_000, "flush_timeout": 0}, {"batch_size": 1, "queue_size": 1, "timeout": 0.5}):
         handler = LoglakeHandler("https://logs.example.invalid/prefix/", "llk_x", flush_interval=0.01, **options)
