@@ -39,8 +39,10 @@ if TYPE_CHECKING:
 SCOPES = ("ingest", "read", "alerts", "admin")
 # A key's name: the key store's check, the OpenAPI schema and the web UI's form all take these.
 MAX_KEY_NAME_CHARS = 64
-KEY_NAME_PATTERN = rf"[A-Za-z0-9._\-]{{1,{MAX_KEY_NAME_CHARS}}}"  # (a hyphen escaped: browsers' `v` flag wants it)
-KEY_NAME_RULE = f"1-{MAX_KEY_NAME_CHARS} characters of letters, digits, '.', '_' or '-'"
+# Not `.` or `..`: in DELETE /admin/keys/NAME, browsers and curl resolve them as the URL's steps (%2E too), so such a
+# key could be revoked by the CLI alone. (A hyphen escaped: browsers' `v` flag wants it.)
+KEY_NAME_PATTERN = rf"(?!\.\.?$)[A-Za-z0-9._\-]{{1,{MAX_KEY_NAME_CHARS}}}"
+KEY_NAME_RULE = f"1-{MAX_KEY_NAME_CHARS} characters of letters, digits, '.', '_' or '-', other than '.' and '..'"
 BUSY_TIMEOUT_S = 10.0  # how long a key write waits for another process's write to keys.db
 BEARER_PREFIX = "llk_"
 ACCESS_KEY_PREFIX = "LLAK"

@@ -51,6 +51,18 @@ async def test_a_key_spec_of_the_wrong_types_is_400_naming_the_field(
     assert "s" not in {k["name"] for k in (await client.get("/admin/keys")).json()["keys"]}
 
 
+@pytest.mark.parametrize("name", [".", ".."])
+async def test_a_name_that_urls_read_as_a_path_step_is_refused(client: httpx.AsyncClient, name: str) -> None:
+    """DELETE /admin/keys/.. is DELETE /admin/ once a browser (the Status page's Revoke) or curl has resolved the
+    URL's dot segments, %2E%2E too: a key so named was made, and could be revoked by the CLI alone."""
+    response = await client.post("/admin/keys", json={"name": name, "scopes": ["read"]})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_key_spec" and "other than '.' and '..'" in error["message"]
+    assert (await client.post("/admin/keys", json={"name": "...", "scopes": ["read"]})).status_code == 201
+    assert (await client.delete("/admin/keys/...")).status_code == 200
+
+
 async def test_sigv4_false_makes_a_bearer_key(client: httpx.AsyncClient) -> None:
     bearer = await client.post("/admin/keys", json={"name": "plain", "scopes": ["read"], "sigv4": False})
     assert bearer.status_code == 201 and bearer.json()["kind"] == "bearer" and "access_key_id" not in bearer.json()

@@ -185,6 +185,9 @@ def test_admin_creates_and_revokes_a_key_and_a_reader_is_offered_neither(page, l
     page.get_by_label("New key's name").fill("my key")
     assert page.get_by_label("New key's name").evaluate("box => box.validity.patternMismatch") is True
     assert page.get_by_label("New key's name").evaluate("box => box.checkValidity()") is False
+    for name, refused in ((".", True), ("..", True), ("...", False)):  # (a Revoke's URL would lose `.` and `..`)
+        page.get_by_label("New key's name").fill(name)
+        assert page.get_by_label("New key's name").evaluate("box => box.validity.patternMismatch") is refused
     assert warnings == []
     # and says what a name may hold: the title, which Chromium's bubble shows under "Please match the requested
     # format." (all it said with a pattern alone), as the server checks names
