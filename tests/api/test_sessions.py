@@ -293,6 +293,21 @@ async def test_every_answer_carries_the_security_headers(
     assert response.headers["x-frame-options"] == "DENY"
 
 
+async def test_what_a_key_or_session_reads_is_never_kept_by_a_browsers_cache(app: LoglakeApp) -> None:
+    """A browser keeps an answer that says nothing of caching on its disk: the records, keys and CSRF token a
+    signed-in page read stayed there after signing out, for whoever used the machine next."""
+    secret = key_for(app, "admin", "cached")
+    reads = ("/session", "/logs/recent", "/admin/keys", "/alerts", "/rules", "/metrics", "/tables")
+    async with anonymous(app) as browser, asgi_client(app, secret) as bearer:
+        await sign_in(browser, secret)
+        for client, path in [*((browser, path) for path in reads), *((bearer, path) for path in reads[1:])]:
+            response = await client.get(path)
+            assert response.status_code == 200, (path, response.text)
+            assert response.headers.get_list("cache-control") == ["no-store"], path
+        # (the UI's pages and assets hold no data: their own caching stands)
+        assert (await browser.get("/login")).headers.get_list("cache-control") == ["no-cache"]
+
+
 @pytest.mark.parametrize(
     "headers",
     [

@@ -40,7 +40,7 @@ from loglake.api.resent_pushes import ResentPushes
 from loglake.api.route_table import ROUTES, Route, Router
 from loglake.api.routes import Result, checked_ndjson, checked_ndjson_joined, count_if_body_refused
 from loglake.api.runtime_events import RuntimeEvents
-from loglake.api.security_headers import SECURITY_HEADERS
+from loglake.api.security_headers import NO_STORE, SECURITY_HEADERS
 from loglake.config import REQUEST_UNIT, REQUEST_UNIT_BYTES, Settings, parse_origins
 from loglake.decode_workers import DecodeWorkers
 from loglake.extensions import SqlEngine
@@ -60,6 +60,7 @@ T = TypeVar("T")
 INGEST_THREADS = 2
 READ_THREADS = 4  # each of the two pools of blocking reads: quick ones (recent, get, keys) and searches
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_READS = frozenset({"GET", "HEAD"})  # the methods whose answers a browser's cache keeps
 
 
 async def _stop_when_gone(request: Request, stop: Stop) -> None:
@@ -300,13 +301,16 @@ class LoglakeApp(RuntimeEvents):
             await self._admit(route, request, receive)
             result = await route.handler(self, request, *params)
             status = result.status
+            headers = [*result.headers, *common]
+            if request.principal is not None and request.method in _READS:  # (what credentials read)
+                headers.append(NO_STORE)
             if isinstance(result.payload, tail_routes.EventStream):
-                sent = await result.payload.stream(send, receive, status, [*result.headers, *common])
+                sent = await result.payload.stream(send, receive, status, headers)
             elif type(result.payload) is bytes:
-                await send_bytes(send, status, result.payload, [*result.headers, *common])
+                await send_bytes(send, status, result.payload, headers)
                 sent = len(result.payload)
             else:
-                sent = await send_json(send, status, result.payload, [*result.headers, *common])
+                sent = await send_json(send, status, result.payload, headers)
         except ApiError as e:
             count_if_body_refused(self, e)  # (before a protocol's error form renames it)
             if error_form is not None:

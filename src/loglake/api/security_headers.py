@@ -1,5 +1,6 @@
 """The headers every answer carries, so a browser never runs script or loads anything from elsewhere in
-loglake's pages, never guesses a type, never frames them and never sends their addresses on."""
+loglake's pages, never guesses a type, never frames them and never sends their addresses on; and the one of
+what credentials read, so a browser never keeps it."""
 
 from __future__ import annotations
 
@@ -13,3 +14,7 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 ]
+# On a GET or HEAD answered to credentials (records, keys, alerts, a session's CSRF token): without it, a browser
+# keeps the answer in its cache on disk, readable after signing out by whoever uses the machine next. (Answers to
+# other methods are never kept; the UI's pages and assets hold no data, and keep their own caching.)
+NO_STORE = (b"cache-control", b"no-store")

@@ -18,6 +18,7 @@ from loglake.api.ask_routes import ask_status
 from loglake.api.auth import SESSION_COOKIE, from_another_site, session_token
 from loglake.api.http import ApiError, Request, json_object, json_struct
 from loglake.api.routes import JSON_TYPES, Result, refuse_parameters
+from loglake.api.security_headers import NO_STORE
 from loglake.keys import hash_secret
 from loglake.sessions import Session
 from loglake.times import format_datetime
@@ -129,7 +130,7 @@ async def get_session(app: LoglakeApp, request: Request) -> Result:
     if not token:
         raise ApiError(401, "unauthorized", f"not signed in: sign in at {LOGIN_PAGE} (or POST /session {_EXAMPLE})")
     session, key = app.auth.signed_in(request, token)
-    return Result(200, _describe(app, session, key))
+    return Result(200, _describe(app, session, key), (NO_STORE,))  # (a public route: app.py does not add it)
 
 
 async def delete_session(app: LoglakeApp, request: Request) -> Result:

@@ -27,8 +27,7 @@ if TYPE_CHECKING:
 HEARTBEAT_SECONDS = 15.0
 KEY_CHECK_SECONDS = 1.0  # how soon a tail ends once its key is revoked or its session is over
 HEADERS = (
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-store"),
+    (b"content-type", b"text/event-stream; charset=utf-8"),  # (and no-store, as every read of credentials: app.py)
     (b"x-accel-buffering", b"no"),  # nginx and the like pass each event on at once
 )
 _encode = msgspec.json.Encoder().encode
