@@ -1,7 +1,7 @@
-"""Whether text is an http(s) URL a client can send to, and whether a refusal says its path was not the server's
-address."""
+"""Whether text is an http(s) URL a client can send to, whether a refusal says its path was not the server's
+address, and a URL as it may be shown."""
 
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 
 def is_http_url(text: str) -> bool:
@@ -18,3 +18,13 @@ def endpoint_in(server_url: str, status: int) -> str:
     answered 404 or 405: the client adds its endpoint's path to the url, so the url should be the address alone;
     "" otherwise."""
     return urlsplit(server_url).path.strip("/") if status in (404, 405) else ""
+
+
+def without_password(url: str) -> str:
+    """The URL as a message may show it: a password in it (`http://user:password@host`, which HTTP clients send as
+    Basic credentials) as `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))

@@ -17,6 +17,7 @@ from loglake.config import ConfigError, Settings
 from loglake.config_load import load_settings
 from loglake.lake.stop import CLIENT_GONE, Stop, Stopped
 from tests.ask.model_server import STALL, Failure, ModelServer
+from tests.conftest import free_port
 from tests.e2e.test_backtest_serve import eventually
 
 KEY = "sk-test-0123456789abcdef"
@@ -115,6 +116,19 @@ def test_a_wrong_endpoint_is_a_502_naming_the_settings(model_server: ModelServer
     with pytest.raises(ProviderError) as raised:
         provider_from_settings(settings).complete("s", [Message("user", "q")])
     assert raised.value.status == 502 and "404" in raised.value.message and "check llm_endpoint" in raised.value.message
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_a_password_in_the_endpoint_is_never_in_a_message(kind: str, tmp_path: Path) -> None:
+    """A model behind a proxy's basic auth (http://user:password@host, which httpx sends as Basic): its 503 named
+    the endpoint, password and all, to any key with the read scope (POST /ask, the Ask page)."""
+    endpoint = f"http://ollama:pa%24%24word-9@127.0.0.1:{free_port()}/v1"
+    settings = Settings(data_dir=tmp_path, llm_provider=kind, llm_endpoint=endpoint, llm_model="m")
+    with pytest.raises(ProviderError) as raised:
+        provider_from_settings(settings).complete("s", [Message("user", "q")])
+    assert raised.value.status == 503 and "cannot be reached" in raised.value.message
+    assert "pa%24%24word-9" not in raised.value.message and "pa$$word-9" not in raised.value.message
+    assert f"http://ollama:***@127.0.0.1:{endpoint.rpartition(':')[2]}" in raised.value.message
 
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic", "bedrock"])

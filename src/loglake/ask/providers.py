@@ -23,6 +23,7 @@ from loglake.alerts.secrets import SecretError, Secrets, reference_of, scrub
 from loglake.ask.errors import NoProvider, ProviderError
 from loglake.config import Settings, as_typed
 from loglake.lake.stop import Stop, unless_stopped
+from loglake.urls import without_password
 
 ANTHROPIC_VERSION = "2023-06-01"  # the Messages API version this client speaks (anthropic-version header)
 DEFAULT_ENDPOINTS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
@@ -105,8 +106,8 @@ class _HttpProvider:
                 ) from None
             raise ProviderError(
                 503,
-                f"the {self.name} API at {self.endpoint} cannot be reached ({e}): check that the model server runs "
-                f"there, and that {as_typed('llm_endpoint')} names it",
+                f"the {self.name} API at {without_password(self.endpoint)} cannot be reached ({e}): check that the "
+                f"model server runs there, and that {as_typed('llm_endpoint')} names it",
             ) from None
         if answer.status_code != 200:
             excerpt = scrub(answer.text[:_ERROR_EXCERPT], [key] if key else [])
