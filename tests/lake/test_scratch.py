@@ -4,6 +4,7 @@ per process, and what a killed process left there is removed by the next one."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -86,3 +87,21 @@ def test_bulk_parts_flush_rounds_and_merges_are_written_in_the_data_dir_and_remo
     assert compactor.compact().merged_files > 0
     assert len(seen) > before and all(seen[before:])  # each merge's output
     assert files_at_work(tmp_path) == []
+
+
+def test_a_flush_round_that_cannot_write_its_parts_leaves_no_work_behind(
+    store: SQLiteHotStore, object_store: ObjectStore, tmp_path: Path
+) -> None:
+    """A full disk fails every flush round, and the server's job retries each second: a round's folder (and
+    what it had written) left behind each time piled up, taking the room that was freed, until a restart."""
+    seed(store, days=2)
+    flusher = Flusher(store, object_store, rows_per_round=60)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100, hard))  # writes past 100 bytes fail, as on a full disk
+    try:
+        with pytest.raises(OSError):
+            flusher.flush(before_ms=START + 2 * DAY)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert list((tmp_path / "tmp" / "work").rglob("flush-*")) == []
+    assert store.count_before(START + 2 * DAY, at_most=1000) == 600  # nothing moved

@@ -12,6 +12,7 @@ POSIX locks; the worker process exists for that reason as much as for speed.
 from __future__ import annotations
 
 import array
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,11 @@ def write_round(rows: tuple[pa.Table, RoundRows] | None, now_ms: int, data_dir: 
         return None
     table, read = rows
     work = new_work_folder(data_dir, "flush-")
-    files = [write_part(rows, app_logs_key(day, new_part_name(now_ms)), work) for day, rows in by_utc_day(table)]
+    try:
+        files = [write_part(rows, app_logs_key(day, new_part_name(now_ms)), work) for day, rows in by_utc_day(table)]
+    except BaseException:  # a full disk fails each retry: this process's folder is only reaped after it ends
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     return WrittenRound(read, files, work)
 
 
