@@ -464,3 +464,23 @@ def test_the_servers_small_merges_run_on_a_niced_thread_the_big_ones_in_a_worker
     finally:
         lake.close()
     assert store.read("SELECT count(*), sum(records) FROM lake_files") == [(3, 900)]
+
+
+def test_a_damaged_lake_file_stops_neither_retention_nor_the_other_days_merges(
+    store: SQLiteHotStore, object_store: ObjectStore, tmp_path: Path
+) -> None:
+    """A part overwritten outside loglake fails its day's merge every turn; the turn raised there, so the
+    days after it were never merged and retention and the deletion of retired files never ran again."""
+    flush_in_small_rounds(store, object_store, days=4)
+    damaged = next(key for day, key, _ in catalog(store) if day == "2026-11-03")
+    object_store.put(damaged, b"not a Parquet file")
+    lake = Lake(store, object_store, tmp_path, policy=LakePolicy(retention_days=398, grace_ms=0), clock=lambda: NOW)
+    try:
+        with pytest.raises(Exception, match="Parquet"):
+            lake.maintain()
+        by_day = [(day, key) for day, key, _ in catalog(store)]
+        assert [day for day, _ in by_day] == ["2026-11-03"] * 5 + ["2026-11-04"]  # 1-2 expired, 4 merged
+        assert (damaged in [key for _, key in by_day]) and object_store.exists(damaged)  # left as it was
+        assert {key.split("/")[1] for key in parts(object_store)} == {"date=2026-11-03", "date=2026-11-04"}
+    finally:
+        lake.close()

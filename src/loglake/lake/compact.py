@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import shutil
 import sys
@@ -49,6 +50,7 @@ from loglake.store.sqlite import SQLiteHotStore
 from loglake.worker_processes import WORKER_IDLE_S, IdleExitingWorker
 
 T = TypeVar("T")
+log = logging.getLogger("loglake.lake")
 
 
 @dataclass
@@ -247,12 +249,25 @@ class Compactor:
         report = CompactReport()
         tiers, finals = self._plan(written_since_ms)
         behind = len(tiers) >= BEHIND_TIERS
+        # A merge that fails (a part damaged outside loglake fails its day's merge every turn) changes nothing;
+        # the other groups still merge, and the first failure is raised once they have.
+        failures: list[BaseException] = []
+
+        def merge(group: list[LakeFile], style: MergeStyle, niced: bool = True) -> None:
+            try:
+                self._merge_into(report, group, style, niced=niced)
+            except Exception as e:
+                if stop is not None and stop.is_set():
+                    raise
+                failures.append(e)
+                keys = ", ".join(f.key for f in group)
+                log.warning("merging %s files failed, they stay as they are (%s: %s)", keys, type(e).__name__, e)
 
         def merge_tier(group: list[LakeFile]) -> None:
             if stop is not None and stop.is_set():
                 return  # a turn can be long (a backlog of merges): the server stops between two
             began = self.clock()
-            self._merge_into(report, group, TIER, niced=not behind)
+            merge(group, TIER, niced=not behind)
             ended = self.clock()
             self._tier_merges.append((ended, ended - began))
 
@@ -263,8 +278,10 @@ class Compactor:
                 break
             if written_since_ms is not None and (self._plan(written_since_ms)[0] or self._busy_share() > BUSY_SHARE):
                 break  # the next turn merges new tiers first, or comes back when ingest eases
-            self._merge_into(report, group, FINAL)
+            merge(group, FINAL)
         report.seconds = time.perf_counter() - started
+        if failures:
+            raise failures[0]
         return report
 
     def _busy_share(self) -> float:

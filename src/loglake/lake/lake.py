@@ -363,11 +363,13 @@ class Lake:
                 return None
             report = MaintenanceReport(recovered_rounds=self.recovered_rounds)
             report.flushed = self.flush()
-            if compact:
-                report.compacted = self.compact(everything=False, stop=stop)
-            if expire:
-                report.expired = self.expire()
-            report.garbage_deleted = self.collect_garbage()
+            try:
+                if compact:
+                    report.compacted = self.compact(everything=False, stop=stop)
+            finally:  # a merge that fails every turn (a damaged part) must not stop retention and deletions
+                if expire:
+                    report.expired = self.expire()
+                report.garbage_deleted = self.collect_garbage()
             return report
 
 
