@@ -617,6 +617,43 @@ async def test_a_lake_file_missing_from_storage_is_a_503_to_retry_not_a_500(
         assert str(app.settings.data_dir) not in message  # the server's paths stay its own
 
 
+def cut_short(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def pages_overwritten(path: Path) -> None:
+    """Every byte between the leading magic and the footer overwritten: the footer (and its statistics) reads."""
+    data = bytearray(path.read_bytes())
+    end = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    data[4:end] = b"\xff" * (end - 4)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [cut_short, pages_overwritten])
+async def test_a_damaged_lake_file_is_a_503_naming_it_not_a_500_nor_the_querys_fault(
+    app: LoglakeApp, client: httpx.AsyncClient, seeded: list[str], damage: object
+) -> None:
+    """A part cut short (a disk that lost its end) was a 500 on every SQL query and every read of its days,
+    and a part whose pages were overwritten a 400 query_failed ("don't know what type"), for a histogram too."""
+    assert flush_all(app) == 30
+    lake = app.settings.data_dir / "lake"
+    damaged = sorted(lake.rglob("*.parquet"))[0]
+    damage(damaged)  # type: ignore[operator]
+    for request in (
+        client.post("/query", json={"sql": "SELECT severity, max(timestamp) FROM logs GROUP BY 1"}),
+        client.get("/logs/search", params={"q": "request", "since": "3d"}),
+        client.get("/logs/recent", params={"since": "3d", "limit": 100}),
+        client.get("/logs/histogram", params={"since": "3d", "interval": "1h"}),
+    ):
+        response = await request
+        assert response.status_code == 503, response.text
+        message = response.json()["error"]["message"]
+        assert "a lake file could not be read" in message and "damaged" in message, message
+        assert str(lake) not in message  # the server's paths stay its own
+        if damage is cut_short:  # (Thrift's errors for an overwritten page header name no file)
+            assert damaged.relative_to(lake).as_posix() in message
+
+
 async def test_a_doubles_nan_and_infinities_are_told_apart_from_null(client: httpx.AsyncClient) -> None:
     """JSON has no number for them: they were null, which read as SQL's NULL (`0.0/0.0` is NaN, not NULL)."""
     sql = "SELECT 0.0/0.0 AS nan, 1.0/0.0 AS inf, -1.0/0.0 AS minus, NULL::DOUBLE AS nothing, 2.5::DOUBLE AS plain"

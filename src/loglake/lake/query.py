@@ -69,6 +69,10 @@ VALUE_OUT_OF_RANGE = (
 # DuckDB's error when the Arrow stream of a lake read through pyarrow (an S3 lake's files) fails with an I/O error:
 # a storage that is down or slow, which a 400 (query_failed) blamed on the query.
 _ARROW_READ_FAILED = re.compile(r"reading the stream registered as .* failed: (IOError|OSError)")
+# DuckDB's errors for a local lake file damaged outside loglake: Thrift's, decoding a page header overwritten
+# (they name no file), and DuckDB's own naming the file (cut short, pages that do not decompress). A user's SQL
+# reads no other file (external access is off), so they are the lake's, not the query's.
+_PAGE_HEADER_DAMAGED = re.compile(r"(TProtocolException|don't know what type|Out of buffer)")
 
 
 @dataclass(frozen=True)
@@ -281,8 +285,8 @@ class QueryEngine:
         with self._cursor(pool, timeout) as cursor, reading(self.store), self.store.snapshot() as snapshot:
             try:
                 self._views.define(cursor, snapshot, window, tables, top, newest_first)
-            except (duckdb.IOException, OSError) as e:  # DuckDB reads a local file's schema here; pyarrow lists S3's
-                raise self._unreadable(e) from None
+            except (duckdb.Error, OSError) as e:  # DuckDB reads a local file's schema here; pyarrow lists S3's
+                raise self._unreadable(e) from None  # (only loglake's SQL runs here: nothing is the query's fault)
             s3_before = self._views.s3_files_read(cursor)
             with (
                 self._watchdog.watching(cursor, deadline) as interrupt,
@@ -308,7 +312,7 @@ class QueryEngine:
                 except duckdb.IOException as e:  # the users' SQL reaches no files but the lake's (no external access)
                     raise self._unreadable(e) from None
                 except duckdb.Error as e:
-                    if _ARROW_READ_FAILED.search(str(e)):  # an S3 lake's files, read by pyarrow: storage, not SQL
+                    if _ARROW_READ_FAILED.search(str(e)) or self._damaged_lake_file(e):  # storage, not SQL
                         raise self._unreadable(e) from None
                     error = client_error(e)
                     raise QueryError(error.code, self._hide_server_paths(error.message)) from None
@@ -375,6 +379,13 @@ class QueryEngine:
         """A lake file the catalog listed could not be read: removed under the query (by hand, or
         a defect) or the storage failed. Not the query's fault: 503, try again."""
         return LakeUnreadable(self._hide_server_paths(str(error).split("\n\nLINE")[0]))
+
+    def _damaged_lake_file(self, error: duckdb.Error) -> bool:
+        text = str(error)
+        names_a_lake_file = isinstance(error, duckdb.InvalidInputException) and any(
+            path in text for path, shown in self._server_paths if shown == ""
+        )
+        return names_a_lake_file or _PAGE_HEADER_DAMAGED.match(text) is not None
 
     def _too_large(self, error: duckdb.OutOfMemoryException) -> QueryError:
         """The query needed more memory, and then more spill space, than the server allows. DuckDB's

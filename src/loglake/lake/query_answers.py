@@ -27,7 +27,7 @@ class LakeUnreadable(QueryBusy):
     def __init__(self, reason: str) -> None:
         super().__init__(
             f"a lake file could not be read from storage ({reason}; if this persists, a file the lake's"
-            " catalog lists was removed from its storage outside loglake)"
+            " catalog lists was removed from its storage, or damaged, outside loglake: restore it from a backup)"
         )
 
 

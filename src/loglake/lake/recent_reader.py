@@ -16,11 +16,12 @@ records again and again (a dashboard, a second page), and decoding is most of wh
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,7 +109,9 @@ class LakeRecentReader:
     def _filters_of(self, key: str, index: int) -> _Filters:
         found = self._decoded.get((key, index, "filters"))
         if found is None:
-            found = _Filters.read(self._file(key).parquet, index)
+            parquet = self._file(key).parquet
+            with _reading(key):
+                found = _Filters.read(parquet, index)
             self._decoded.put((key, index, "filters"), found, found.nbytes)
         return found
 
@@ -118,7 +121,8 @@ class LakeRecentReader:
         if found is None:
             parquet = self._file(key).parquet
             present = [name for name in _REST_COLUMNS if name in parquet.schema_arrow.names]  # older files lack some
-            found = parquet.read_row_group(index, columns=present, use_threads=False)
+            with _reading(key):
+                found = parquet.read_row_group(index, columns=present, use_threads=False)
             found = APP_LOGS_TABLE.with_added_columns(found, _REST_COLUMNS)
             self._decoded.put((key, index, "rest"), found, found.nbytes)
         return found
@@ -131,10 +135,8 @@ class LakeRecentReader:
             if found is not None:
                 self._files.move_to_end(key)
                 return found
-        try:
+        with _reading(key):
             opened = OpenFile(self._open(key))
-        except OSError as e:  # removed under the read (by hand), or the storage failed
-            raise LakeUnreadable(f"{key}: {os.strerror(e.errno) if e.errno else type(e).__name__}") from None
         with self._lock:
             self._files[key] = opened
             while len(self._files) > OPEN_FILES:
@@ -149,6 +151,18 @@ class LakeRecentReader:
             self._filesystem = self.lake.arrow_filesystem()
         source = self._filesystem.open_input_file(self.lake.arrow_path(key))
         return pq.ParquetFile(source, read_dictionary=_DICTIONARY_COLUMNS)
+
+
+@contextlib.contextmanager
+def _reading(key: str) -> Iterator[None]:
+    """Reading lake file `key`: a file removed under the read (by hand), a storage that failed, or a file
+    damaged outside loglake (cut short: ArrowInvalid; pages overwritten: an OSError with no errno) is
+    LakeUnreadable naming it (a 503), not a 500."""
+    try:
+        yield
+    except (OSError, pa.ArrowInvalid) as e:
+        reason = os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e).split("\n")[0]
+        raise LakeUnreadable(f"{key}: {reason}") from None
 
 
 @dataclass(frozen=True, slots=True)
