@@ -52,6 +52,22 @@ def test_commands_on_a_data_dir_whose_databases_cannot_be_opened_say_so(tmp_path
         _said_without_traceback(completed, "cannot open the data dir's databases for writing", "LOGLAKE_DATA_DIR")
 
 
+@pytest.mark.parametrize("database", ["keys.db", "hot.db"])
+def test_commands_on_a_damaged_database_name_it_and_say_what_to_do(tmp_path: Path, database: str) -> None:
+    """A database whose first page is damaged (a disk that failed, a copy cut short) stopped `serve` and every
+    command with a Python traceback ending in "database disk image is malformed", which names no file."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    SQLiteHotStore(data_dir / "hot.db").close()
+    assert _loglake("keys", "create", "--name", "ops", "--data-dir", str(data_dir)).returncode == 0
+    damaged = data_dir / database
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    reader = ["keys", "list"] if database == "keys.db" else ["flush"]
+    for command in (reader, ["serve", "--port", str(free_port())]):
+        completed = _loglake(*command, "--data-dir", str(data_dir))
+        _said_without_traceback(completed, f"{damaged} is damaged", "database disk image is malformed", "backup")
+
+
 def test_maintenance_with_wrong_s3_credentials_says_so(s3_server: S3Server, s3_bucket: tuple, tmp_path: Path) -> None:
     """`loglake flush` with a secret the store refuses: the store's reason and what to check, no traceback."""
     _, bucket, prefix = s3_bucket

@@ -26,6 +26,7 @@ import click
 from loglake.config import Settings, env_name, flag_name, option_fields
 from loglake.lake.objectstore import ObjectStoreError
 from loglake.lake.stop import INTERRUPTED, Stop
+from loglake.sqlitedb import DamagedDatabase
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 SEVERITY_COLOURS = {"debug": "bright_black", "info": None, "warning": "yellow", "error": "red", "critical": "magenta"}
@@ -155,7 +156,7 @@ class SafeErrors(click.Group):
         except click.ClickException as e:
             e.message = printable(e.message, multiline=True)
             raise
-        except (OSError, sqlite3.OperationalError, ObjectStoreError) as e:
+        except (OSError, sqlite3.DatabaseError, ObjectStoreError) as e:
             said = storage_error_text(e)
             if said is None:
                 raise
@@ -185,6 +186,11 @@ def storage_error_text(error: BaseException) -> str | None:
             "LOGLAKE_LAKE_BUCKET, LOGLAKE_LAKE_PREFIX, LOGLAKE_LAKE_ENDPOINT), its credentials (the standard AWS "
             "chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, the instance role) and that the store "
             "is up, then run the command again"
+        )
+    if isinstance(error, DamagedDatabase):
+        return (
+            f'{error}: stop loglake and restore the data dir from a backup (the README\'s "Where the data lives" '
+            "says how one is taken)"
         )
     if isinstance(error, sqlite3.OperationalError) and str(error) in _SQLITE_NOT_WRITABLE:
         return (

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,23 @@ class SharedConnection:
                 self._conn = None
 
 
+# SQLite's words for a database file it cannot read as one: damaged, or cut short (its errors name no file).
+_DAMAGED = ("database disk image is malformed", "file is not a database")
+
+
+class DamagedDatabase(sqlite3.DatabaseError):
+    """A database of the data dir that SQLite finds damaged when it opens it, with the file's path."""
+
+    def __init__(self, path: str, error: sqlite3.DatabaseError) -> None:
+        super().__init__(f"{path} is damaged (SQLite: {error})")
+        self.path = path
+
+
 def use_wal(conn: sqlite3.Connection, timeout_seconds: float = 10.0) -> None:
     """Put the database in WAL mode. Switching takes an exclusive lock and SQLite answers "database is
     locked" at once, without its busy timeout, when another process holds the database right then (two
-    processes opening a new database at the same moment): retry until `timeout_seconds` have passed."""
+    processes opening a new database at the same moment): retry until `timeout_seconds` have passed.
+    Every database of the data dir is opened so, so a damaged one is told here (DamagedDatabase)."""
     deadline = time.monotonic() + timeout_seconds
     while True:
         try:
@@ -60,6 +74,21 @@ def use_wal(conn: sqlite3.Connection, timeout_seconds: float = 10.0) -> None:
             if "locked" not in str(e) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+        except sqlite3.DatabaseError as e:
+            ((_, _, path),) = [row for row in conn.execute("PRAGMA database_list") if row[1] == "main"]
+            with telling_damage(path):
+                raise e from None
+
+
+@contextlib.contextmanager
+def telling_damage(path: str | Path) -> Iterator[None]:
+    """Opening the database at `path`: SQLite's error for a damaged file, which names none, as DamagedDatabase."""
+    try:
+        yield
+    except sqlite3.DatabaseError as e:
+        if str(e) not in _DAMAGED:
+            raise
+        raise DamagedDatabase(str(path), e) from None
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> None:

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from loglake.ids import format_uuid, join_id, smallest_high, split_id, timestamp_of_high
 from loglake.model import NewRecord, StoredRecord
 from loglake.private_files import private_database
-from loglake.sqlitedb import Schema, migrate, migrate_schema, use_wal
+from loglake.sqlitedb import Schema, migrate, migrate_schema, telling_damage, use_wal
 from loglake.store.base import HotStore, RecentQuery, ScanKey, StoreUnavailable, refused_write
 from loglake.store.sqlite_checkpoints import BUSY_TIMEOUT_MS, WalCheckpoints, use_own_checkpoints
 from loglake.store.sqlite_jobs import WriteJob, fail, settle, write_group
@@ -116,7 +116,8 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
         self._readers_lock = threading.Lock()
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()  # lists of write jobs, tasks, _STOP
         self._loop_jobs: list[WriteJob] = []  # the event loop's writes not yet handed over
-        self._writer = self._connect()
+        with telling_damage(self.path):  # (the first statement reads its first page)
+            self._writer = self._connect()
         use_incremental_vacuum(self._writer, self.path)
         use_wal(self._writer)
         use_own_checkpoints(self._writer)
