@@ -86,9 +86,14 @@ def telling_damage(path: str | Path) -> Iterator[None]:
     try:
         yield
     except sqlite3.DatabaseError as e:
-        if str(e) not in _DAMAGED:
+        if not is_damaged(e):
             raise
         raise DamagedDatabase(str(path), e) from None
+
+
+def is_damaged(error: BaseException) -> bool:
+    """Whether the error is SQLite's for a database file it cannot read as one (damaged, or cut short)."""
+    return isinstance(error, sqlite3.DatabaseError) and str(error) in _DAMAGED
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> None:

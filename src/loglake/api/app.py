@@ -49,6 +49,7 @@ from loglake.lake.query_answers import QueryBusy
 from loglake.lake.stop import CLIENT_GONE, SERVER_STOPPING, Stop, Stopped
 from loglake.runtime import Runtime
 from loglake.sessions import SessionStore
+from loglake.sqlitedb import is_damaged
 from loglake.store.base import StoreUnavailable
 from loglake.store.sqlite import write_refusal
 from loglake.tail import TailHub
@@ -60,7 +61,12 @@ T = TypeVar("T")
 INGEST_THREADS = 2
 READ_THREADS = 4  # each of the two pools of blocking reads: quick ones (recent, get, keys) and searches
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_READS = frozenset({"GET", "HEAD"})  # the methods whose answers a browser's cache keeps
+_READS = frozenset({"GET", "HEAD"})
+# What a request that met a damaged database is told (the traceback goes to the server's log; /healthz says it too).
+DAMAGED_DATABASE = (
+    "a database of the server's data dir is damaged: its operator must stop loglake and restore the data dir from a"
+    " backup"
+)  # the methods whose answers a browser's cache keeps
 
 
 async def _stop_when_gone(request: Request, stop: Stop) -> None:
@@ -86,6 +92,7 @@ class LoglakeApp(RuntimeEvents):
         self.metrics = Metrics()
         self.process_figures = ProcessFigures()
         self.storage_error: str | None = None
+        self.damaged_database: str | None = None  # SQLite's error, once a request met a damaged database
         self.storage_error_in_lake = False
         self.storage_checked_at = 0.0
         self.sessions = SessionStore(settings.data_dir, runtime.clock)  # web UI sign-ins (session_routes)
@@ -321,6 +328,10 @@ class LoglakeApp(RuntimeEvents):
             status = 499
         except Exception as e:
             unavailable = _unavailable_now(e)
+            if is_damaged(e):  # not the client's doing, nor a bug: the operator's to mend (also in /healthz)
+                self.damaged_database = str(e)
+                self.access_log.error(request.request_id, e)
+                unavailable = storage_unavailable(f"{DAMAGED_DATABASE} (SQLite: {e})")
             if unavailable is not None:
                 status = 503
                 headers = [*unavailable.headers, *common]

@@ -57,6 +57,8 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
     reasons = []
     if not writable:
         reasons.append("storage cannot accept writes")
+    if app.damaged_database is not None:
+        reasons.append("a database of the data dir is damaged: restore the data dir from a backup")
     if outbox_error is not None:
         reasons.append("alert deliveries cannot be read")
     if dead_recently:
