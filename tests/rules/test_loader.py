@@ -77,6 +77,16 @@ BAD = {
         "logsource",
         "not a source loglake holds",
     ),
+    "null-selection.yml": (
+        sigma("{sel: null, condition: sel}"),
+        "detection.sel",
+        "a value without a field cannot be null",
+    ),
+    "null-keyword.yml": (
+        sigma("{keywords: [timeout, null], condition: keywords}"),
+        "detection.keywords",
+        "a value without a field cannot be null",
+    ),
     "v1-aggregation.yml": (
         sigma("{sel: {severity: error}, timeframe: 5m, condition: sel | count() > 5}"),
         "detection.condition",

@@ -57,6 +57,10 @@ _RULES_IN_THE_FILE = "a correlation's rules must be in its file, as YAML documen
 UNSUPPORTED_MODIFIERS = {"expand": "placeholders need values loglake does not have: write the values out"}
 TAKEN_MODIFIERS = sorted(set(modifier_mapping) - set(UNSUPPORTED_MODIFIERS))
 _PLAIN_STRING_MODIFIERS = {"contains", "startswith", "endswith", "cased", "all"}
+NULL_KEYWORD = (
+    "a value without a field cannot be null: give the selection `field: value` pairs (`field: null` matches"
+    " records without the field), or the keywords to look for"
+)
 V1_AGGREGATION = "Sigma v1 aggregations are not supported: write a correlation rule"
 
 
@@ -149,6 +153,8 @@ def detection_problems(documents: list[dict[str, Any]], primary: int) -> list[tu
                     for key, value in item.items():
                         where = _where(i, primary, f"detection.{name}.{key}")
                         problems += [(where, m) for m in _item_problems(str(key), value, source)]
+                elif item is None:  # pySigma takes it as a keyword it cannot convert (a TypeError, not its error)
+                    problems.append((_where(i, primary, f"detection.{name}"), NULL_KEYWORD))
         condition_problem = _condition_problem(detection)
         if condition_problem:
             problems.append((_where(i, primary, "detection.condition"), condition_problem))
