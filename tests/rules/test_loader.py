@@ -87,6 +87,25 @@ BAD = {
         "detection.keywords",
         "a value without a field cannot be null",
     ),
+    "keyword-compare.yml": (
+        sigma("{keywords: {'|gt': 5}, condition: keywords}"),
+        "detection",
+        "a value without a field (a keyword) is text, a number or a |re",
+    ),
+    "keyword-windash.yml": (
+        sigma("{keywords: {'|windash|contains': ' -c '}, condition: keywords}"),
+        "detection",
+        "a value without a field (a keyword) is text, a number or a |re",
+    ),
+    "number-field-name.yml": (sigma("{sel: {5: x}, condition: sel}"), "", "could not be loaded: AttributeError"),
+    "value-count-fields.yml": (
+        "title: c\nid: 44444444-5555-4666-8777-888888888884\nlevel: low\n"
+        "correlation: {type: value_count, rules: [a], timespan: 5m, condition: {gte: 2, field: [user]}}\n---\n"
+        "title: a\nname: a\nlogsource: {product: loglake, service: app_logs}\n"
+        "detection: {sel: {severity: error}, condition: sel}\n",
+        "",
+        "could not be loaded: TypeError",
+    ),
     "v1-aggregation.yml": (
         sigma("{sel: {severity: error}, timeframe: 5m, condition: sel | count() > 5}"),
         "detection.condition",

@@ -111,6 +111,9 @@ def load_file(path: Path, binder: Binder) -> Rule | list[Problem]:
         return _rule_of(documents, path, binder)
     except _Problems as e:
         return [Problem(name, f, m) for f, m in e.problems]
+    except Exception as e:  # what the checks missed (pySigma failing on a shape of rule): this file's problem, so
+        # that the folder's other rules still load (the scheduler would otherwise run none)
+        return [Problem(name, "", f"could not be loaded: {type(e).__name__}: {e} (please report it with the file)")]
 
 
 def _read_yaml(path: Path) -> list[dict[str, Any]]:

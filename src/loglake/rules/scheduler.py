@@ -148,16 +148,17 @@ class RuleFolder:
         signature = self._signature_now()
         if signature == self._signature:
             return False
-        self._signature = signature
-        self.rules, self.problems = [], []
+        rules, problems = [], []
         if self.path.exists() or self.required:
             from loglake.alerts.routing import folder_routing, problems_in, with_destination_warnings
             from loglake.rules.loader import load_rules
 
             loaded = load_rules(self.path)
             routing = folder_routing(self.path)  # (read once: its problems, and the rules' destinations)
-            self.rules = with_destination_warnings(loaded.rules, routing)
-            self.problems = [*loaded.problems, *problems_in(routing)]
+            rules = with_destination_warnings(loaded.rules, routing)
+            problems = [*loaded.problems, *problems_in(routing)]
+        # only once loaded: a load that fails keeps the rules running and is tried again (not an empty folder)
+        self.rules, self.problems, self._signature = rules, problems, signature
         return True
 
     def _signature_now(self) -> tuple:

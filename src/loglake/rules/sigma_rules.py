@@ -61,6 +61,7 @@ NULL_KEYWORD = (
     "a value without a field cannot be null: give the selection `field: value` pairs (`field: null` matches"
     " records without the field), or the keywords to look for"
 )
+KEYWORD_VALUES = "a value without a field (a keyword) is text, a number or a |re: name the field this one is about"
 V1_AGGREGATION = "Sigma v1 aggregations are not supported: write a correlation rule"
 
 
@@ -308,6 +309,9 @@ def _condition(backend: DuckDBBackend, rule: SigmaRule, label: str) -> tuple[Sou
         table = rule.get_conversion_states()[0].processing_state.get(TABLE_STATE)
     except SigmaError as e:
         raise SigmaProblems([(label + "detection", _sigma_message(e))]) from None
+    except TypeError as e:  # pySigma's backend on a field-less value it has no conversion for (`'|gt': 5`)
+        message = str(e).split(" (while converting")[0]
+        raise SigmaProblems([(label + "detection", f"{message}: {KEYWORD_VALUES}")]) from None
     if table not in BY_TABLE:
         raise SigmaProblems([(label + "logsource", "is not a source loglake holds")])
     if not conditions:
