@@ -243,6 +243,8 @@ def test_a_v1_aggregation_is_one_problem_in_loglakes_words(tmp_path: Path, timef
         ("mesage", "message"),
         ("log_typ", "log_type"),
         ("timestmp", "timestamp"),
+        ("SEVERITY", "severity"),  # another tool's capitals: as far from the column as a typo can be
+        ("Log_Type", "log_type"),
     ],
 )
 def test_a_field_a_typo_away_from_a_column_is_refused(tmp_path: Path, typo: str, column: str) -> None:

@@ -93,7 +93,8 @@ class Source:
         a rule on it would silently never match. `attributes.sevrity` is the attribute on purpose."""
         if self.json_column is None or name.startswith(f"{self.json_column}.") or self.column_of(name):
             return None
-        meant = typo_of(name, self.names)
+        # a column in other capitals (`SEVERITY`, as other tools write it) is as likely meant as a typo of it
+        meant = typo_of(name, self.names) or [n for n in self.names if n.lower() == name.lower()]
         if not meant:
             return None
         return (
