@@ -329,6 +329,37 @@ def test_threshold_dedup_and_suppression_make_alerts_and_events(data: DataDir) -
     assert [kind for _, kind in data.events()] == ["trigger", "update", "trigger"]
 
 
+def test_groups_of_one_dedup_key_each_add_their_records_to_its_alert(data: DataDir) -> None:
+    """A key coarser than the groups (one alert per rule): the group whose records are no later than the alert's
+    last seen brings records of its own, not the same ones again (they were dropped: a count and evidence short)."""
+    write_rule(data.rules, "errors.yml", rule_text("dedup: {key: '{rule_id}', window: 1h}"))
+    scheduler = data.scheduler()
+    data.add(T0 - 3 * MIN, service="api", count=3)
+    data.add(T0 - 4 * MIN, service="web", count=2)  # earlier than api's, whose match comes first
+    scheduler.run_round()
+    data.clock.ms = T0 + 5 * MIN
+    data.add(T0 + 2 * MIN, service="api", count=1)
+    data.add(T0 + MIN, service="db", count=4)
+    scheduler.run_round()
+    [alert] = data.alerts()
+    assert alert["match_count"] == 10
+    services = sorted(row["service"] for row in json.loads(alert["evidence"]))
+    assert services == ["api"] * 4 + ["db"] * 4 + ["web"] * 2
+
+
+def test_a_suppressed_group_does_not_hide_another_groups_match_of_its_key(data: DataDir) -> None:
+    write_rule(
+        data.rules,
+        "errors.yml",
+        rule_text("dedup: {key: '{rule_id}'}", "suppress: [{where: {service: api}, reason: noisy}]"),
+    )
+    scheduler = data.scheduler()
+    data.add(T0 - 2 * MIN, service="api", count=2)
+    data.add(T0 - 4 * MIN, service="web", count=3)  # earlier than the suppressed group's
+    scheduler.run_round()
+    assert sorted((a["status"], a["match_count"]) for a in data.alerts()) == [("open", 3), ("suppressed", 2)]
+
+
 def test_evidence_stays_bounded_keeping_the_newest_rows(data: DataDir) -> None:
     write_rule(data.rules, "errors.yml", rule_text("evidence: 4"))
     scheduler = data.scheduler()
