@@ -296,6 +296,13 @@ def test_a_selection_that_matches_every_record_is_warned_of(tmp_path: Path, item
     assert [w.field for w in rule.warnings] == ([f"detection.sel.{item.split(':')[0]}"] if warned else [])
 
 
+@pytest.mark.parametrize(("keywords", "warned"), [("['']", True), ("[timeout, '*']", True), ("[timeout]", False)])
+def test_a_keyword_that_matches_every_record_is_warned_of(tmp_path: Path, keywords: str, warned: bool) -> None:
+    """A keyword is looked for anywhere in the message: nothing, or wildcards alone, is in every one."""
+    rule = load_one(tmp_path, sigma(f"{{keywords: {keywords}, condition: keywords}}"))
+    assert [w.field for w in rule.warnings] == (["detection.keywords"] if warned else [])
+
+
 def test_an_unknown_modifier_lists_those_loglake_takes(tmp_path: Path) -> None:
     [problem] = problems_of(tmp_path, sigma("{sel: {message|contians: x}, condition: sel}"))
     taken = problem.message.split("loglake takes ")[1].split(", ")

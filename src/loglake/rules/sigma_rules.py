@@ -173,7 +173,16 @@ def detection_warnings(documents: list[dict[str, Any]], primary: int) -> list[tu
         if not isinstance(detection, dict):
             continue
         for name, selection in detection.items():
+            if name in ("condition", "timeframe"):
+                continue
             for item in selection if isinstance(selection, list) else [selection]:
+                if isinstance(item, str) and not item.strip("*"):  # a keyword is looked for anywhere in the text
+                    warnings.append(
+                        (
+                            _where(i, primary, f"detection.{name}"),
+                            f"the keyword {item!r} is in every record: give the text to look for",
+                        )
+                    )
                 if not isinstance(item, dict):
                     continue
                 for key, value in item.items():
