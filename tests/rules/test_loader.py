@@ -106,6 +106,14 @@ BAD = {
         "",
         "could not be loaded: TypeError",
     ),
+    "correlation-no-rules.yml": (
+        "title: c\nid: 44444444-5555-4666-8777-888888888885\nlevel: low\n"
+        "correlation: {type: event_count, rules: [], timespan: 5m, condition: {gte: 2}}\n---\n"
+        "title: a\nname: a\nlogsource: {product: loglake, service: app_logs}\n"
+        "detection: {sel: {severity: error}, condition: sel}\n",
+        "correlation.rules",
+        "empty: list the names of the rules it correlates",
+    ),
     "v1-aggregation.yml": (
         sigma("{sel: {severity: error}, timeframe: 5m, condition: sel | count() > 5}"),
         "detection.condition",

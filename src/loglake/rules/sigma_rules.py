@@ -285,6 +285,9 @@ def convert(documents: list[dict[str, Any]], primary: int, options: Options) -> 
     if correlation is None:
         source, condition = _condition(backend, collection.rules[0], "")
         return _plain(source, condition, options)
+    if not correlation.rules:  # (pySigma takes it; its SQL would be no query at all)
+        empty = f"empty: list the names of the rules it correlates; {_RULES_IN_THE_FILE}"
+        raise SigmaProblems([("correlation.rules", empty)])
     if options.group_by or options.threshold != 1:
         raise SigmaProblems(
             [("loglake", "group_by and threshold do not apply to a correlation: its condition and group-by decide")]
