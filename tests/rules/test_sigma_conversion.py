@@ -42,9 +42,18 @@ RECORDS = [
         "message": "100% disk_full on /var",
         "attributes": {"user": None, "code": "503"},
     },
-    {"service": "web", "severity": "debug", "message": "GET /wp-admin/setup.php 1000 bytes"},
+    {
+        "service": "web",
+        "severity": "debug",
+        "message": "GET /wp-admin/setup.php 1000 bytes",
+        "attributes": {"bytes": 1000.0},  # (a shipper's number in a float's form)
+    },
     {"service": "Web", "message": "Überweisung ok", "attributes": {"user": "dave", "nested": {"role": "admin"}}},
-    {"service": "batch", "message": "first line\nsecond line", "attributes": {"owner": "batch", "tag": "FIRST"}},
+    {
+        "service": "batch",
+        "message": "first line\nsecond line",
+        "attributes": {"owner": "batch", "tag": "FIRST", "roles": ["admin", "ops"]},
+    },
     {
         "service": "shell",
         "message": "powershell /enc "
@@ -140,6 +149,11 @@ CASES = {
     "nested key": ("sel: {attributes.nested.role: ADMIN}\ncondition: sel", {UMLAUT}),
     "number": ("sel: {attributes.code: 500}\ncondition: sel", {PAYMENT}),
     "number given as text": ("sel: {attributes.code: 503}\ncondition: sel", {DISK}),
+    "a list is its JSON text": ("sel: {attributes.roles|contains: '\"admin\"'}\ncondition: sel", {LINES}),
+    "a list is not one of its items": ("sel: {attributes.roles: admin}\ncondition: sel", set()),
+    "number sent in a float's form": ("sel: {attributes.bytes: 1000}\ncondition: sel", {WP}),
+    "a float's form is its number alone": ("sel: {attributes.bytes: 100}\ncondition: sel", set()),
+    "not a number sent in a float's form": ("sel: {attributes.bytes|neq: 1000}\ncondition: sel", ALL - {WP}),
     "gte": ("sel: {attributes.code|gte: 401}\ncondition: sel", {PAYMENT, LOGIN, DISK}),
     "gt": ("sel: {attributes.code|gt: 401}\ncondition: sel", {PAYMENT, DISK}),
     "lt": ("sel: {attributes.code|lt: 401}\ncondition: sel", {PAYMENT_OK}),

@@ -8,7 +8,8 @@ a SQL boolean expression over that table, with Sigma's matching rules:
   are wildcards, `|contains`, `|startswith` and `|endswith` add them; a value without letters, or a
   cased one, is a plain `=`;
 - a string against a numeric column compares its text (`sc-status|startswith: '5'`); a number against
-  a numeric column compares numbers, against text its digits; `|gt` and friends compare numbers;
+  a numeric column compares numbers, against text its digits or the number the text is (`401.0`);
+  `|gt` and friends compare numbers;
 - `|re` is an RE2 search (`regexp_matches`) with the `|i`, `|m`, `|s` flags;
 - `|cidr` is the prefixes of the network; `|exists` and `null` test for the field;
 - a value inside the `attributes` JSON is read as text (`json_extract_string`);
@@ -182,8 +183,9 @@ class DuckDBBackend(TextQueryBackend):
         number: SigmaNumber = cond.value
         if field.kind == "number":
             return f"{field.sql} = {number.number}"
-        if field.kind == "text":
-            return f"{field.sql} = {sql_text(str(number.number))}"
+        if field.kind == "text":  # its digits, or a number written otherwise: 401.0 is 401 (a shipper's float)
+            number_text = str(number.number)
+            return f"({field.sql} = {sql_text(number_text)} OR TRY_CAST({field.sql} AS DOUBLE) = {number_text})"
         raise SigmaFeatureNotSupportedByBackendError(
             f"{cond.field} holds a {field.kind}: compare it with a string, or a |minute, |hour, ... part"
         )
