@@ -114,6 +114,21 @@ BAD = {
         "correlation.rules",
         "empty: list the names of the rules it correlates",
     ),
+    "empty-field.yml": (
+        sigma("{sel: {'': timeout}, condition: sel}"),
+        "detection.sel.",
+        "the field's name is empty",
+    ),
+    "empty-key-part.yml": (
+        sigma("{sel: {attributes.http..status: 401}, condition: sel}"),
+        "detection.sel.attributes.http..status",
+        "an empty key between two dots",
+    ),
+    "null-regex.yml": (
+        sigma("{sel: {message|re: null}, condition: sel}"),
+        "detection.sel.message|re",
+        "a |re needs a pattern",
+    ),
     "v1-aggregation.yml": (
         sigma("{sel: {severity: error}, timeframe: 5m, condition: sel | count() > 5}"),
         "detection.condition",

@@ -232,6 +232,14 @@ def _condition_problem(detection: dict[str, Any]) -> str | None:
 def _item_problems(key: str, value: Any, source: Source | None) -> list[str]:
     field, *modifiers = key.split("|")
     found = [f"|{m} is not supported: {UNSUPPORTED_MODIFIERS[m]}" for m in modifiers if m in UNSUPPORTED_MODIFIERS]
+    # What pySigma takes without a word, and then matched something else or nothing: a key of nothing (a keyword
+    # search), a pattern of null (the text 'None'), a dotted name with an empty key (a JSON path DuckDB refuses).
+    if not key:
+        found.append("the field's name is empty: name the field, or list the text to look for as keywords")
+    if "re" in modifiers and (value is None or (isinstance(value, list) and None in value)):
+        found.append("a |re needs a pattern: null is none (`field: null` matches records without the field)")
+    if "" in field.split(".") and field not in ("", "."):
+        found.append(f"the name {field!r} has an empty key between two dots: name each key")
     unknown = [_unknown_modifier(m) for m in modifiers if m not in modifier_mapping]
     found += unknown
     if not unknown:  # pySigma's own words on one would only repeat it, barer
