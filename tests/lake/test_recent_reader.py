@@ -199,3 +199,30 @@ def test_each_row_group_names_the_newest_time_of_each_severity_in_it(
             ms = int(row["timestamp"].replace(tzinfo=UTC).timestamp() * 1000)
             newest_by_hand[row["severity"]] = max(ms, newest_by_hand.get(row["severity"], ms))
         assert newest == newest_by_hand, i
+
+
+@pytest.mark.parametrize("filtered_by", ["a text", "a cursor"])
+def test_a_row_group_with_more_matches_than_the_page_gives_its_newest_whatever_the_filter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, filtered_by: str
+) -> None:
+    """A row group holding between one and two pages of matches, found by text or below a cursor (which
+    read its log ids and messages): the page is its newest matches, none left out for older ones."""
+    monkeypatch.setattr(parts, "ROW_GROUP_ROWS", 64)
+    objects = LocalObjectStore(tmp_path / "lake")
+    store = SQLiteHotStore(tmp_path / "hot.db")
+    store.put([record(START + i * 1000, f"api timeout {i}", service="api") for i in range(40)])
+    Flusher(store, objects, worker_process=False).flush(before_ms=START + DAY)
+    lake = Lake(store, objects, tmp_path)
+    try:
+        query = RecentQuery(since_ms=START, limit=25)
+        if filtered_by == "a text":
+            query = replace(query, contains="timeout")
+        else:
+            newest = reads.recent(lake.store, lake.recent_reader, replace(query, limit=1))
+            query = replace(query, before_id=newest[0].log_id)
+        found = [r.message for r in reads.recent(lake.store, lake.recent_reader, query)]
+        newest_first = [f"api timeout {i}" for i in range(39, -1, -1)]
+        assert found == (newest_first if filtered_by == "a text" else newest_first[1:])[:25]
+    finally:
+        lake.close()
+        store.close()

@@ -290,7 +290,9 @@ def _text_matches(rest: pa.Table, rows: pa.Array, query: RecentQuery) -> pa.Arra
         keep = pc.and_(keep, pc.less(chosen.column("log_id"), format_uuid(query.before_id)))
     if query.contains:
         keep = pc.and_(keep, pc.match_substring(chosen.column("message"), query.contains, ignore_case=True))
-    return rows.filter(keep)
+    # An array, not the ChunkedArray the table's columns make: pyarrow's partition_nth_indices of a chunked
+    # array (_matching_rows) answers other indices than the array's, and a page lost matches for older ones.
+    return rows.filter(keep.combine_chunks())
 
 
 def _whole_rows(rest: pa.Table, filters: _Filters, rows: pa.Array) -> list[dict]:
