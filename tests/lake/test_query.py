@@ -705,6 +705,15 @@ def test_a_nested_query_past_its_time_is_stopped_while_its_rows_stream(
         engine.close()
 
 
+@pytest.mark.parametrize("end", [";", " ; -- pasted from a script", ";\n;  /* twice */"])
+def test_a_statement_ended_by_a_semicolon_is_answered_whatever_its_columns(local_engine: QueryEngine, end: str) -> None:
+    """Intervals and nested values are fetched by running the query again inside other SQL: a semicolon
+    (and a comment) after the statement is no part of it there."""
+    sql = "SELECT 1 AS n, INTERVAL 2 DAY AS i, 'é;' AS t, [1, 2] AS l, {'a': 1} AS s FROM range(2)" + end
+    assert local_engine.query(sql).rows == [(1, "2 days", "é;", [1, 2], {"a": 1})] * 2
+    assert local_engine.query("SELECT [1, 2] AS l" + end).rows == [([1, 2],)]
+
+
 def test_intervals_are_answered_as_duckdb_writes_them_months_and_all(local_engine: QueryEngine) -> None:
     result = local_engine.query(
         "SELECT i, INTERVAL (i) MONTH + INTERVAL 2 DAY AS m, INTERVAL '-90 minutes' AS c, [INTERVAL 1 DAY] AS l"

@@ -241,7 +241,18 @@ def checked_select(sql: str, tables: tuple[str, ...]) -> tuple[dict, str]:
 
 def _checked_select(sql: str, tables: tuple[str, ...]) -> tuple[dict, str]:
     tree = check_select(sql, tables)
-    return tree, rewrite_text_filters(sql, tree)
+    return tree, rewrite_text_filters(_statement_alone(sql), tree)
+
+
+def _statement_alone(sql: str) -> str:
+    """The one statement without the semicolons (and comments) after it: the engine runs it again inside
+    other SQL (a result's intervals as text, its nested values as Arrow), where a semicolon is a syntax error."""
+    text = sql.encode()  # (DuckDB's tokens start at byte offsets)
+    tokens = [at for at, kind in duckdb.tokenize(sql) if kind != duckdb.token_type.comment]
+    end = None
+    while tokens and text[tokens[-1] : tokens[-1] + 1] == b";":
+        end = tokens.pop()
+    return sql if end is None else text[:end].decode()
 
 
 _kept_checked_select = functools.lru_cache(maxsize=CHECKED_KEPT)(_checked_select)
