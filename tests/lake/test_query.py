@@ -217,6 +217,29 @@ def test_an_explain_statement_is_told_to_ask_for_the_plan(local_engine: QueryEng
         local_engine.query(sql)
 
 
+NESTED_TOO_DEEP = {
+    "subqueries": "SELECT * FROM " + "(SELECT * FROM " * 500 + "logs" + ") AS t" * 500,
+    "expressions": "SELECT " + "abs(" * 600 + "1" + ")" * 600,
+    "WITH clauses": "WITH "
+    + ", ".join(f"c{i} AS (SELECT * FROM {f'c{i - 1}' if i else 'logs'})" for i in range(400))
+    + " SELECT count(*) FROM c399",
+    "lists": "SELECT " + "[" * 100 + "1" + "]" * 100 + " AS l",
+}
+
+
+@pytest.mark.parametrize("sql", NESTED_TOO_DEEP.values(), ids=NESTED_TOO_DEEP.keys())
+def test_a_query_nested_deeper_than_the_engine_reads_is_refused_as_too_large(
+    local_engine: QueryEngine, sql: str
+) -> None:
+    """Its parse tree, its profile or its answer's type nest deeper than Python's JSON or Arrow read: an
+    internal error (500) before."""
+    with pytest.raises(QueryError) as refused:
+        local_engine.query(sql)
+    assert refused.value.code == "query_too_large"
+    assert "nest" in refused.value.message
+    assert local_engine.query("SELECT [[1]] AS l").rows == [([[1]],)]  # the connection is free again
+
+
 def _anonymous_mib() -> float:
     status = Path("/proc/self/status").read_text()
     return int(next(line for line in status.splitlines() if line.startswith("RssAnon:")).split()[1]) / 1024

@@ -48,7 +48,7 @@ from loglake.lake.query_limits import QueryLimits, default_spill_mb
 from loglake.lake.query_views import QueryViews
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.scratch import folder_of_this_process
-from loglake.lake.sql_guard import QueryError, checked_select, client_error
+from loglake.lake.sql_guard import NESTED_TOO_DEEP, QueryError, checked_select, client_error
 from loglake.lake.stop import Stop
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, LiveTable
 from loglake.lake.waiting import waiting_dir
@@ -316,7 +316,10 @@ class QueryEngine:
                         raise self._unreadable(e) from None
                     error = client_error(e)
                     raise QueryError(error.code, self._hide_server_paths(error.message)) from None
-            profile = json.loads(cursor.get_profiling_information(format="json") or "{}")
+            try:
+                profile = json.loads(cursor.get_profiling_information(format="json") or "{}")
+            except RecursionError:  # a plan of hundreds of operators inside one another (WITH clauses)
+                raise QueryError("query_too_large", NESTED_TOO_DEEP) from None
             s3_after = self._views.s3_files_read(cursor)
         elapsed_ms = (time.perf_counter() - started) * 1000
         s3_files, s3_bytes = (after - before for after, before in zip(s3_after, s3_before, strict=True))
@@ -370,7 +373,12 @@ class QueryEngine:
         relation = cursor.sql(sql, params=params).limit(cap + 1)
         converter = self._db.cursor()
         try:
-            batches = relation.to_arrow_reader(ARROW_BATCH_ROWS)
+            try:
+                batches = relation.to_arrow_reader(ARROW_BATCH_ROWS)
+            except pa.ArrowInvalid as e:
+                if "Recursion level" not in str(e):
+                    raise
+                raise QueryError("query_too_large", NESTED_TOO_DEEP) from None  # Arrow's types nest at most 64 deep
             return fetch_arrow_within(batches, lambda batch: converter.from_arrow(batch).fetchall(), cap, max_bytes)
         finally:
             converter.close()

@@ -39,6 +39,14 @@ ACCESS_HINT = (
 )
 
 
+# A query whose parse tree, plan or answer's type nest deeper than Python's JSON reader (its recursion limit) or
+# Arrow (64 levels) reads: the server cannot check or answer it, which is the query's size, not a server fault.
+NESTED_TOO_DEEP = (
+    "the query nests too deep for the server to read (subqueries, WITH clauses, expressions or lists inside one"
+    " another, some hundreds of levels; lists and structs in an answer at most 64): write it flatter"
+)
+
+
 _SET_ADVICE = re.compile(r'\s*(?:Use |Try |You can )?["`]?SET [^.]*\.?', re.IGNORECASE)
 # Where a Python traceback starts in DuckDB's message: on a line of its own (an import that failed), or after
 # "Detail: Python exception:" (a live table's generator raised; what it raised is said before that too).
@@ -76,9 +84,12 @@ def check_select(sql: str, tables: Collection[str] = tuple(TABLES)) -> dict:
             "read_only",
             "only SELECT queries are allowed; the query API cannot change data, settings, files or extensions",
         )
-    tree = parse_tree(sql)
     names = frozenset(t.lower() for t in tables)
-    _refuse_outside_tables(tree, names, names)
+    try:
+        tree = parse_tree(sql)
+        _refuse_outside_tables(tree, names, names)
+    except RecursionError:
+        raise QueryError("query_too_large", NESTED_TOO_DEEP) from None
     return tree
 
 
