@@ -240,6 +240,14 @@ def test_a_query_nested_deeper_than_the_engine_reads_is_refused_as_too_large(
     assert local_engine.query("SELECT [[1]] AS l").rows == [([[1]],)]  # the connection is free again
 
 
+def test_the_plan_of_a_query_nested_too_deep_is_refused_as_too_large(local_engine: QueryEngine) -> None:
+    """ask's estimate reads the plan as JSON: 400 WITH clauses in a chain made a plan Python's JSON reader
+    could not read (a 500 of /ask/explain)."""
+    with pytest.raises(QueryError) as refused:
+        local_engine.plan(NESTED_TOO_DEEP["WITH clauses"])
+    assert refused.value.code == "query_too_large"
+
+
 def _anonymous_mib() -> float:
     status = Path("/proc/self/status").read_text()
     return int(next(line for line in status.splitlines() if line.startswith("RssAnon:")).split()[1]) / 1024

@@ -187,7 +187,10 @@ class QueryEngine:
             except duckdb.Error as e:
                 error = client_error(e)
                 raise QueryError(error.code, self._hide_server_paths(error.message)) from None
-        return json.loads(rows[0][1]), files
+        try:
+            return json.loads(rows[0][1]), files
+        except RecursionError:  # a plan of hundreds of operators inside one another
+            raise QueryError("query_too_large", NESTED_TOO_DEEP) from None
 
     def run_internal(
         self,
