@@ -442,6 +442,19 @@ async def test_explain_sql_says_it_in_words_with_the_estimate(
     assert len(model_server.seen) == 1
 
 
+async def test_explaining_sql_nested_deeper_than_the_parser_reads_is_refused_before_the_model(
+    reader: httpx.AsyncClient, model_server: ModelServer
+) -> None:
+    """DuckDB reads lists 100 deep; sqlglot's parse of them hit Python's recursion limit (a 500, after the
+    model had been paid for its explanation)."""
+    refused = await reader.post("/ask/explain", json={"sql": "SELECT " + "[" * 100 + "1" + "]" * 100 + " AS l"})
+    assert refused.status_code == 400 and "nests too deep" in refused.json()["error"]["message"]
+    assert model_server.seen == []
+    model_server.say(*[sql_reply("SELECT " + "[" * 100 + "1" + "]" * 100 + " AS l")] * 3)  # a model's answer, alike
+    answer = await reader.post("/ask", json={"question": "a list in a list in a list ..."})
+    assert answer.status_code == 502 and "nests too deep" in answer.json()["error"]["message"]
+
+
 async def test_an_answer_becomes_a_rule_written_only_when_confirmed(
     reader: httpx.AsyncClient, model_server: ModelServer, ask_app: LoglakeApp, ask_settings: Settings
 ) -> None:

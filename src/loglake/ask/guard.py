@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import sqlglot
 from sqlglot import exp
 
-from loglake.lake.sql_guard import QueryError, check_select
+from loglake.lake.sql_guard import NESTED_TOO_DEEP, QueryError, check_select
 from loglake.lake.tables import TABLES
 from loglake.shorten import shortened
 
@@ -98,6 +98,8 @@ def check_sql(
         parsed = sqlglot.parse(sql, read=dialect)
     except sqlglot.errors.ParseError as e:
         raise Refusal(f"the SQL does not parse: {str(e).splitlines()[0]}") from None
+    except RecursionError:  # sqlglot's parse recurses per level: DuckDB reads deeper than Python's stack holds
+        raise Refusal(NESTED_TOO_DEEP) from None
     statements = [p for p in parsed if p is not None]
     if len(statements) != 1 or not isinstance(statements[0], exp.Query):
         raise Refusal("answer with exactly one SELECT statement")

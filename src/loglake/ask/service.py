@@ -28,7 +28,7 @@ from loglake.ask.providers import Completion, Message, Provider, most_tokens
 from loglake.ask.store import AskStore, ConversationStore, Turn
 from loglake.config import Settings
 from loglake.lake.query import QueryEngine
-from loglake.lake.sql_guard import QueryError
+from loglake.lake.sql_guard import NESTED_TOO_DEEP, QueryError
 from loglake.lake.stop import Stop
 
 if TYPE_CHECKING:
@@ -138,12 +138,15 @@ class Asker:
         sql = sql.strip().rstrip(";").strip()
         try:
             scanned = _scanned(self.source.estimate(sql, self._now_ms()), [])
+            tables = tables_read(sql, self.source.dialect)  # (before the model is paid to explain it)
         except QueryError as e:
             raise AskError(f"the SQL cannot run here: {e.message}") from None
+        except RecursionError:  # sqlglot's parse (the estimate's time bounds, the tables) recurses per level
+            raise AskError(f"the SQL cannot run here: {NESTED_TOO_DEEP}") from None
         system = EXPLAIN_SYSTEM.format(dialect=DIALECTS[self.source.dialect])
         completion = self._complete(system, [Message("user", sql)], stop)
         explanation = read_explanation(completion.text)
-        return {"sql": sql, "explanation": explanation, "tables": tables_read(sql, self.source.dialect), **scanned}
+        return {"sql": sql, "explanation": explanation, "tables": tables, **scanned}
 
     def draft_rule(self, conversation_id: str, owner: str, validate: bool = True) -> RuleDraft:
         """A rule from the conversation's last answer with SQL; `validate`: by the rules loader, which
