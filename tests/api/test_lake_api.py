@@ -203,6 +203,11 @@ UNBOUNDED_VALUES = [
     "SELECT length(format('{:>1500000000}', 'x'))",
     "SELECT length(format('{:>{}}', 'x', 1500000000))",
     "SELECT * FROM range(repeat('x', 100000000))",
+    # sizes within the bound made one beyond it (1 GB, 200 MB a row, 2.4 GB over the records: an adversarial trial)
+    "SELECT length(repeat(repeat(repeat('x', 1000), 1000), 1000))",
+    "SELECT len(list_resize([], 10000, repeat('x', 10000)))",
+    "SELECT length(repeat(message, 2000)) FROM logs",
+    "SELECT length(repeat('abc', 5000))",
 ]
 
 

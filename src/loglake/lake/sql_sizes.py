@@ -35,6 +35,16 @@ def unbounded(node: dict[str, Any]) -> str | None:
     """Why a function call's answer could be larger than MAX_MADE characters or items (None: it cannot)."""
     name = node.get("function_name", "").lower()
     arguments = [argument.get("expression", {}) for argument in node.get("arguments", [])]
+    if name in _SIZES or name in _LISTS or name in ("printf", "format"):
+        inner = next(filter(None, map(_size_making_call, arguments)), None)
+        if inner is not None:  # (repeat(repeat('x', 1000), 1000) made 1 GB from sizes of 1,000: a trial)
+            return _refused(f"{name}() of what {inner}() makes multiplies their sizes; each size")
+    if name == "repeat" and arguments:
+        text = string_constant(arguments[0])
+        count = _number(arguments[1]) if len(arguments) > 1 else None
+        if text is None or count is None or not _within(len(text) * count):
+            # (repeat(message, 2,000) took a server past 2 GB: a column's values are as long as a record allows)
+            return _refused("repeat() makes its text as many times as it is told: text written in the query, times")
     if name in _SIZES:
         for index in _SIZES[name]:
             if index < len(arguments) and not _within(_number(arguments[index])):
@@ -48,6 +58,18 @@ def unbounded(node: dict[str, Any]) -> str | None:
         widths = None if text is None else (_printf_widths(text) if name == "printf" else _format_widths(text))
         if widths is None or not all(_within(width) for width in widths):
             return _refused(f"{name}() makes a value as wide as the widths of its format (written in it, not *)")
+    return None
+
+
+def _size_making_call(expression: Any) -> str | None:
+    """The name of a function of these sizes called anywhere inside a parsed expression; None if none is."""
+    if isinstance(expression, dict):
+        name = expression.get("function_name", "")
+        if expression.get("class") == "FUNCTION" and (name.lower() in _SIZES or name.lower() in _LISTS):
+            return name.lower()
+        return next(filter(None, map(_size_making_call, expression.values())), None)
+    if isinstance(expression, list):
+        return next(filter(None, map(_size_making_call, expression)), None)
     return None
 
 
