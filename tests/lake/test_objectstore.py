@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -267,3 +268,25 @@ async def test_a_lake_that_refuses_writes_keeps_healthz_503_until_it_takes_one(
             assert "the lake cannot accept writes" in health.json()["store"]["error"]
     finally:
         app.close()
+
+
+def test_a_local_object_got_as_a_file_takes_no_room_again_and_is_the_owners_alone(tmp_path: Path) -> None:
+    """What a merge reads: a link to the object (a copy took the inputs' room again on the disk the lake fills, and
+    was 0644 whatever the lake's files are), which outlives the object's deletion; a copy where no link can be."""
+    store = LocalObjectStore(tmp_path / "lake")
+    store.put("type=app_logs/date=2026-11-01/part-a.parquet", b"first")
+    got = tmp_path / "work" / "input-0.parquet"
+    got.parent.mkdir()
+    store.get_file("type=app_logs/date=2026-11-01/part-a.parquet", got)
+    assert got.stat().st_ino == (tmp_path / "lake/type=app_logs/date=2026-11-01/part-a.parquet").stat().st_ino
+    assert stat.S_IMODE(got.stat().st_mode) == 0o600
+    store.delete("type=app_logs/date=2026-11-01/part-a.parquet")
+    assert got.read_bytes() == b"first"
+
+    elsewhere = Path("/dev/shm") / f"loglake-test-{os.getpid()}.parquet"  # (another file system: no link)
+    store.put("k/obj", b"second")
+    try:
+        store.get_file("k/obj", elsewhere)
+        assert elsewhere.read_bytes() == b"second" and stat.S_IMODE(elsewhere.stat().st_mode) == 0o600
+    finally:
+        elsewhere.unlink(missing_ok=True)

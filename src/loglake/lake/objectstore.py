@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from loglake.private_files import FILE_MODE, fsync_dir, fsync_together, private_dir
+from loglake.private_files import FILE_MODE, fsync_dir, fsync_together, open_private, private_dir
 
 TEMP_SUFFIX = ".tmp"
 PROBE_KEY = "_state/probe"  # written and deleted by probe_write
@@ -166,10 +166,16 @@ class LocalObjectStore(ObjectStore):
             raise ObjectStoreError(f"no object {key!r} in {self.root}") from None
 
     def get_file(self, key: str, path: Path) -> None:
+        """A link to the object where the file system allows one (objects never change once published): a copy
+        took a merge's inputs' room again on the disk the lake fills, and was not 0600 (a disk-full trial)."""
+        source = self._path(key)
         try:
-            shutil.copyfile(self._path(key), path)
+            os.link(source, path)
         except FileNotFoundError:
             raise ObjectStoreError(f"no object {key!r} in {self.root}") from None
+        except OSError:  # another file system (EXDEV), or one without links: a copy of the owner's alone
+            with open(source, "rb") as original, open_private(path) as copy:
+                shutil.copyfileobj(original, copy)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         found = []
