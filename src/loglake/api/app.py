@@ -61,12 +61,12 @@ T = TypeVar("T")
 INGEST_THREADS = 2
 READ_THREADS = 4  # each of the two pools of blocking reads: quick ones (recent, get, keys) and searches
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_READS = frozenset({"GET", "HEAD"})
+_READS = frozenset({"GET", "HEAD"})  # the methods whose answers a browser's cache keeps
 # What a request that met a damaged database is told (the traceback goes to the server's log; /healthz says it too).
 DAMAGED_DATABASE = (
     "a database of the server's data dir is damaged: its operator must stop loglake and restore the data dir from a"
     " backup"
-)  # the methods whose answers a browser's cache keeps
+)
 
 
 async def _stop_when_gone(request: Request, stop: Stop) -> None:
