@@ -26,7 +26,7 @@ import click
 from loglake.config import Settings, env_name, flag_name, option_fields
 from loglake.lake.objectstore import ObjectStoreError
 from loglake.lake.stop import INTERRUPTED, Stop
-from loglake.sqlitedb import DamagedDatabase
+from loglake.sqlitedb import RESTORE_FROM_BACKUP, DamagedDatabase
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 SEVERITY_COLOURS = {"debug": "bright_black", "info": None, "warning": "yellow", "error": "red", "critical": "magenta"}
@@ -188,10 +188,7 @@ def storage_error_text(error: BaseException) -> str | None:
             "is up, then run the command again"
         )
     if isinstance(error, DamagedDatabase):
-        return (
-            f'{error}: stop loglake and restore the data dir from a backup (the README\'s "Where the data lives" '
-            "says how one is taken)"
-        )
+        return f"{error}: {RESTORE_FROM_BACKUP}"
     if isinstance(error, sqlite3.OperationalError) and str(error) in _SQLITE_NOT_WRITABLE:
         return (
             f"cannot open the data dir's databases for writing (SQLite: {error}): make {_DATA_DIR} and the files "

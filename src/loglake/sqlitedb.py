@@ -50,6 +50,10 @@ class SharedConnection:
 
 # SQLite's words for a database file it cannot read as one: damaged, or cut short (its errors name no file).
 _DAMAGED = ("database disk image is malformed", "file is not a database")
+# What to do about one, wherever it is met (a command, the server's answer, /healthz).
+RESTORE_FROM_BACKUP = (
+    'stop loglake and restore the data dir from a backup (the README\'s "Where the data lives" says how one is taken)'
+)
 
 
 class DamagedDatabase(sqlite3.DatabaseError):

@@ -49,7 +49,7 @@ from loglake.lake.query_answers import QueryBusy
 from loglake.lake.stop import CLIENT_GONE, SERVER_STOPPING, Stop, Stopped
 from loglake.runtime import Runtime
 from loglake.sessions import SessionStore
-from loglake.sqlitedb import is_damaged
+from loglake.sqlitedb import RESTORE_FROM_BACKUP, is_damaged
 from loglake.store.base import StoreUnavailable
 from loglake.store.sqlite import write_refusal
 from loglake.tail import TailHub
@@ -62,11 +62,6 @@ INGEST_THREADS = 2
 READ_THREADS = 4  # each of the two pools of blocking reads: quick ones (recent, get, keys) and searches
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _READS = frozenset({"GET", "HEAD"})  # the methods whose answers a browser's cache keeps
-# What a request that met a damaged database is told (the traceback goes to the server's log; /healthz says it too).
-DAMAGED_DATABASE = (
-    "a database of the server's data dir is damaged: its operator must stop loglake and restore the data dir from a"
-    " backup"
-)
 
 
 async def _stop_when_gone(request: Request, stop: Stop) -> None:
@@ -331,7 +326,7 @@ class LoglakeApp(RuntimeEvents):
             if is_damaged(e):  # not the client's doing, nor a bug: the operator's to mend (also in /healthz)
                 self.damaged_database = str(e)
                 self.access_log.error(request.request_id, e)
-                unavailable = storage_unavailable(f"{DAMAGED_DATABASE} (SQLite: {e})")
+                unavailable = storage_unavailable(f"a database of the data dir is damaged ({e}): {RESTORE_FROM_BACKUP}")
             if unavailable is not None:
                 status = 503
                 headers = [*unavailable.headers, *common]

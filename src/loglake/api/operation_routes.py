@@ -13,6 +13,7 @@ from loglake.api.http import ApiError, Request
 from loglake.api.metrics import delivery_lines
 from loglake.api.routes import Result, refuse_parameters
 from loglake.lake.objectstore import ObjectStoreError
+from loglake.sqlitedb import RESTORE_FROM_BACKUP
 from loglake.store.base import StoreUnavailable, awaitable
 from loglake.times import format_datetime
 
@@ -58,7 +59,7 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
     if not writable:
         reasons.append("storage cannot accept writes")
     if app.damaged_database is not None:
-        reasons.append("a database of the data dir is damaged: restore the data dir from a backup")
+        reasons.append(f"a database of the data dir is damaged: {RESTORE_FROM_BACKUP}")
     if outbox_error is not None:
         reasons.append("alert deliveries cannot be read")
     if dead_recently:
