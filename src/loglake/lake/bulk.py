@@ -42,6 +42,7 @@ from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile, nobody_reading
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parts import by_utc_day, write_part
+from loglake.lake.repeated_failures import RepeatedFailures
 from loglake.lake.scratch import new_work_folder
 from loglake.lake.waiting import (
     BatchRow,
@@ -271,6 +272,7 @@ class BulkWriter:
 
     def _move_when_due(self) -> None:
         """The mover thread: moves the oldest waiting batches whenever a move is due, until closed."""
+        failures = RepeatedFailures(log, "moving waiting bulk batches into the lake")
         while True:
             with self._lock:
                 while not self._closing and not self._move_due():
@@ -282,8 +284,9 @@ class BulkWriter:
                     return
             try:
                 self._move(everything=False)
-            except Exception:  # the batches stay, durable and readable; the next turn tries again
-                log.exception("moving waiting bulk batches into the lake failed; retrying in %s s", MOVE_AFTER_SECONDS)
+                failures.succeeded()
+            except Exception as e:  # the batches stay, durable and readable; the next turn tries again
+                failures.failed(e, MOVE_AFTER_SECONDS)
                 time.sleep(MOVE_AFTER_SECONDS)
 
     def _move_due(self) -> bool:

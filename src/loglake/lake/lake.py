@@ -33,6 +33,7 @@ from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStor
 from loglake.lake.query import QueryEngine
 from loglake.lake.query_limits import QueryLimits
 from loglake.lake.recent_reader import LakeRecentReader
+from loglake.lake.repeated_failures import RepeatedFailures
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, Column, LakeTable, LiveTable, partition_type, sql_type
 from loglake.lake.waiting import waiting
 from loglake.locks import exclusive_lock
@@ -394,6 +395,7 @@ class LakeJobs:
         self.on_report = on_report
         self.last_error: str | None = None
         self.last_run_ms: int | None = None
+        self._failures = RepeatedFailures(log, "lake maintenance")
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="loglake-lake-jobs", daemon=True)
@@ -424,6 +426,7 @@ class LakeJobs:
             try:
                 report = self.lake.maintain(expire=turn % EXPIRE_EVERY_TURNS == 0, stop=self._stop)
                 self.last_error = None
+                self._failures.succeeded()
                 self.last_run_ms = int(self.lake.clock() * 1000)
                 if report is not None:
                     self.on_report(report)
@@ -432,7 +435,7 @@ class LakeJobs:
                     log.info("lake maintenance stopped mid-turn (%s: %s)", type(e).__name__, e)
                     return
                 self.last_error = f"{type(e).__name__}: {e}"
-                log.exception("lake maintenance failed; retrying in %s s", self.interval)
+                self._failures.failed(e, self.interval)
             turn += 1
 
 

@@ -1,0 +1,40 @@
+"""A background job's failures told once, not at every retry: a job that fails the same way each turn (a full disk,
+a damaged file, a store that is down) logged a whole traceback every second or two (a disk-full trial), burying
+what else the log said. The first failure of a kind is logged with its traceback; the same one again, a line at
+most every SAY_AGAIN_SECONDS with how many times it has failed; another, or a success after failures, is said."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+SAY_AGAIN_SECONDS = 60.0
+
+
+class RepeatedFailures:
+    def __init__(self, log: logging.Logger, what: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self._log = log
+        self._what = what  # "lake maintenance", ...: what failed, as the log's lines say it
+        self._clock = clock
+        self._kind: str | None = None  # the failure told last (None: the job works)
+        self._times = 0  # how often it has failed since
+        self._said_at = 0.0
+
+    def failed(self, error: BaseException, retry_in: float) -> None:
+        """Tell a failure (call it in the `except` block: the first of a kind is logged with its traceback)."""
+        kind = f"{type(error).__name__}: {error}"
+        now = self._clock()
+        if kind != self._kind:
+            self._kind, self._times, self._said_at = kind, 1, now
+            self._log.exception("%s failed; retrying in %g s", self._what, retry_in)
+            return
+        self._times += 1
+        if now - self._said_at >= SAY_AGAIN_SECONDS:
+            self._said_at = now
+            self._log.error("%s still fails (%d times now, as logged before): %s", self._what, self._times, kind)
+
+    def succeeded(self) -> None:
+        if self._kind is not None:
+            self._log.info("%s works again, after %d failures", self._what, self._times)
+            self._kind = None

@@ -1,0 +1,38 @@
+"""A background job failing the same way at every retry is told once with its traceback, then a line a minute (a
+disk-full trial: a traceback every second or two buried the rest of the server's log)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from loglake.lake.repeated_failures import SAY_AGAIN_SECONDS, RepeatedFailures
+
+
+def test_the_same_failure_is_told_once_then_now_and_then_and_the_recovery_is_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    failures = RepeatedFailures(logging.getLogger("loglake.test"), "lake maintenance", clock=lambda: now[0])
+
+    def fail(error: Exception) -> None:
+        try:
+            raise error
+        except Exception as e:
+            failures.failed(e, 1.0)
+
+    with caplog.at_level(logging.INFO, logger="loglake.test"):
+        for _ in range(30):  # thirty seconds of a full disk, a retry a second
+            fail(OSError(28, "No space left on device"))
+            now[0] += 1.0
+        told = [(r.levelname, r.exc_info is not None) for r in caplog.records]
+        assert told == [("ERROR", True)]  # once, with its traceback
+        now[0] += SAY_AGAIN_SECONDS
+        fail(OSError(28, "No space left on device"))
+        assert "still fails (31 times now" in caplog.records[-1].getMessage() and caplog.records[-1].exc_info is None
+        fail(ValueError("another kind"))  # another failure: told whole
+        assert caplog.records[-1].exc_info is not None and len(caplog.records) == 3
+        failures.succeeded()
+        failures.succeeded()  # (said once)
+    assert [r.getMessage() for r in caplog.records[3:]] == ["lake maintenance works again, after 1 failures"]
