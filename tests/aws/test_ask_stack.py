@@ -158,6 +158,6 @@ def test_a_profile_arn_allows_the_profile_and_its_model() -> None:
     ]
 
 
-def test_cfn_lint_finds_no_errors_with_ask(deployment, tmp_path: Path) -> None:
-    errors, lint = cfn_lint(deployment, tmp_path)
+def test_cfn_lint_finds_no_errors_with_ask(template, tmp_path: Path) -> None:
+    errors, lint = cfn_lint(template, tmp_path)
     assert not errors, lint.stdout + lint.stderr

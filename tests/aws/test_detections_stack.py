@@ -213,6 +213,6 @@ def test_the_deployment_file_names_the_rules_folder_relative_to_itself(tmp_path:
     assert "secrets" in str(refused.value)
 
 
-def test_cfn_lint_finds_no_errors_with_detections(deployment, tmp_path: Path) -> None:
-    errors, lint = cfn_lint(deployment, tmp_path)
+def test_cfn_lint_finds_no_errors_with_detections(template, tmp_path: Path) -> None:
+    errors, lint = cfn_lint(template, tmp_path)
     assert not errors, lint.stdout + lint.stderr
