@@ -545,3 +545,22 @@ def test_a_big_sql_answer_is_drawn_a_page_at_a_time_and_sorted_whole(page, logla
     page.get_by_role("button", name="x", exact=True).click()  # ascending: as it was
     page.get_by_role("button", name="x", exact=True).click()  # descending
     assert rows.count() == 500 and rows.first.inner_text() == "1199" and rows.last.inner_text() == "700"
+
+
+def test_sql_typed_but_not_run_is_still_there_after_visiting_another_page(page, loglake):
+    # (the page drew the last query run again: a query being written was lost to a look at Explore)
+    sign_in(page, loglake)
+    page.get_by_role("link", name="SQL").click()
+    editor = page.get_by_label("SQL query")
+    editor.fill("SELECT 1 AS ran")
+    editor.press("Control+Enter")
+    page.locator(".grid tbody tr").first.wait_for()
+    editor.fill("SELECT service FROM logs WHERE severity = 'err")  # half written
+    page.get_by_role("link", name="Explore").click()
+    page.wait_for_url("**/ui/explore*")
+    page.get_by_role("link", name="SQL").click()
+    assert page.get_by_label("SQL query").input_value() == "SELECT service FROM logs WHERE severity = 'err"
+    page.locator(".history-item").first.click()  # a query from the history is the draft now
+    page.get_by_role("link", name="Ask").click()
+    page.get_by_role("link", name="SQL").click()
+    assert page.get_by_label("SQL query").input_value() == "SELECT 1 AS ran"

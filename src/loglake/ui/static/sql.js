@@ -6,14 +6,17 @@ import { counted, download, formatBytes, h, replace } from "./dom.js";
 import { ExactInteger, isStructured } from "./json.js";
 
 const HISTORY_KEY = "loglake-sql-history";
+// sessionStorage: the query in the editor, run or not, so that a look at another page loses nothing written
+const DRAFT_KEY = "loglake-sql-draft";
 const HISTORY_SIZE = 50;
 const KEYWORDS = new Set(("select from where group by order having limit offset as and or not in is null like ilike between " +
   "case when then else end join left right inner outer full on distinct count sum avg min max with union all " +
   "desc asc explain interval cast true false over partition").split(" "));
 
 export function render(main, { params }) {
-  const sql = params.get("sql") || localHistory()[0] || "SELECT service, severity, count(*) AS records\nFROM logs\nGROUP BY ALL\nORDER BY records DESC";
-  const editor = sqlEditor(sql);
+  const sql = params.get("sql") || sessionStorage.getItem(DRAFT_KEY) || localHistory()[0] ||
+    "SELECT service, severity, count(*) AS records\nFROM logs\nGROUP BY ALL\nORDER BY records DESC";
+  const editor = sqlEditor(sql, (text) => sessionStorage.setItem(DRAFT_KEY, text));
   const output = h("section", { class: "sql-output", "aria-label": "Result", "aria-live": "polite" });
   const history = h("ol", { class: "history" });
   const tables = h("nav", { class: "tables", "aria-label": "Tables" }, h("p", { class: "progress", text: "Loading tables…" }));
@@ -52,12 +55,14 @@ export function render(main, { params }) {
   return () => running?.abort(); // (the page's cleanup: leaving it ends the query)
 }
 
-function sqlEditor(text) {
+// `changed` is told the text at each change (typed, inserted, taken from the history) and at first.
+function sqlEditor(text, changed) {
   const code = h("code");
   const textarea = h("textarea", { class: "editor", spellcheck: "false", "aria-label": "SQL query", rows: 8, autocomplete: "off" });
   textarea.value = text;
   const highlight = () => {
     replace(code, highlighted(textarea.value + "\n"));
+    changed(textarea.value);
     pre.scrollTop = textarea.scrollTop;
     pre.scrollLeft = textarea.scrollLeft;
   };
