@@ -207,3 +207,19 @@ def test_the_model_s_failures_and_the_spent_budget_are_shown_in_place_with_what_
         assert re.search(r"renews in \d+ (hours?|minutes?|seconds?)\.", error.inner_text())
         assert error.get_by_role("button", name="Retry").count() == 0  # nothing to retry until tomorrow
         assert page.locator(".turn").count() == 1
+
+
+def test_a_question_typed_but_not_asked_is_still_there_after_visiting_another_page(page, asking, model):
+    # (the conversation survived leaving the page, the question being written did not)
+    sign_in(page, asking)
+    page.get_by_role("link", name="Ask").click()
+    page.get_by_label("Question").fill("which services logged errors after")  # half written
+    page.get_by_role("link", name="Explore").click()
+    page.wait_for_url("**/ui/explore*")
+    page.get_by_role("link", name="Ask").click()
+    assert page.get_by_label("Question").input_value() == "which services logged errors after"
+    model.say(sql_reply(ERRORS_BY_SERVICE, "Counts the error records of each service."))
+    ask(page, "which services logged errors?")
+    page.get_by_role("link", name="SQL", exact=True).click()
+    page.get_by_role("link", name="Ask").click()
+    assert page.get_by_label("Question").input_value() == ""  # asked: no longer a draft

@@ -10,7 +10,7 @@ import { api, errorBox, url } from "./api.js";
 import { copyButton, counted, formatBytes, formatTime, h, link, replace, timeZoneName, warningsList } from "./dom.js";
 import { highlighted, resultView } from "./sql.js";
 
-const KEPT = "loglake-ask"; // sessionStorage: { key, id, turns: [{ question, answer }] }
+const KEPT = "loglake-ask"; // sessionStorage: { key, id, turns: [{ question, answer }], draft }
 const FIRST_QUESTION = "e.g. how many errors did each service log in the last 24 hours?  (Enter asks, Shift+Enter: a new line)";
 const FOLLOW_UP = "A follow-up, e.g. only for the api service  (or start a new conversation)";
 
@@ -24,6 +24,9 @@ export function render(main, { session, allows }) {
   const turns = h("ol", { class: "turns", "aria-label": "Conversation" });
   const status = h("div", { class: "ask-status", "aria-live": "polite" });
   const question = h("textarea", { id: "question", name: "question", rows: 3, "data-query-box": "", maxlength: 2000 });
+  // the question being written, kept with the conversation: a look at another page loses none of it
+  question.value = kept.draft || "";
+  question.addEventListener("input", () => { kept.draft = question.value; save(kept); });
   const askButton = h("button", { type: "submit", class: "primary", text: "Ask" });
   const restart = h("button", { type: "button", text: "New conversation", hidden: !kept.turns.length, onclick: () => {
     kept.id = null;
@@ -49,8 +52,8 @@ export function render(main, { session, allows }) {
       const answer = await api("/ask", { method: "POST", body: { question: text, conversation_id: kept.id, time_zone: timeZoneName() } });
       kept.id = answer.conversation_id;
       kept.turns.push({ question: text, answer });
+      question.value = kept.draft = "";
       save(kept);
-      question.value = "";
       replace(status);
       draw();
       turns.lastElementChild.scrollIntoView({ block: "nearest" });
