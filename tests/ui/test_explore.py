@@ -181,6 +181,23 @@ def test_escape_closes_the_absolute_range_unapplied(page, loglake):
     assert picker.input_value() == "1h" and "range=1h" in page.url
 
 
+def test_an_absolute_range_refused_once_keeps_no_error_once_corrected(page, loglake):
+    """A UI trial: after Apply refused an end before the start, the message stayed on the To field once it was
+    corrected, and kept the query box's search from running (Enter showed it again, and nothing was searched)."""
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/explore?range=1h&tz=utc")
+    page.get_by_label("Time range").select_option(label="Absolute…")
+    page.get_by_label("From").fill("2026-12-05T10:00:00")
+    page.get_by_label("To").fill("2026-12-05T09:00:00")
+    page.get_by_role("button", name="Apply").click()
+    assert page.get_by_label("To").evaluate("e => e.validationMessage") == "the end must be after the start"
+    page.get_by_label("To").fill("2026-12-05T11:00:00")
+    page.get_by_label("Search query").fill("service:billing")
+    page.get_by_label("Search query").press("Enter")
+    page.wait_for_url("**q=service%3Abilling*")
+    assert "range=1h" in page.url  # (the search, over the range shown: Apply was not pressed)
+
+
 def test_an_empty_result_of_a_key_value_search_says_to_quote_text_with_a_colon(page, loglake):
     sign_in(page, loglake)
     page.goto(loglake.url + "/ui/explore?q=" + urllib.parse.quote("at 10:42") + "&range=5m")

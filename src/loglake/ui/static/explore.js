@@ -185,6 +185,9 @@ function rangePicker(state, go) {
     h("option", { value: "", text: "Absolute…", selected: !state.range }));
   const from = h("input", { type: "datetime-local", step: "1", value: toInput(state.since), "aria-label": "From" });
   const to = h("input", { type: "datetime-local", step: "1", value: toInput(state.until), "aria-label": "To" });
+  // A refusal is for the times it was given: once either changes it goes (left set, it kept the search form,
+  // which holds these fields, from submitting).
+  for (const input of [from, to]) input.addEventListener("input", () => to.setCustomValidity(""));
   const absolute = h("span", { class: "absolute", hidden: Boolean(state.range) }, from, h("span", { text: "→" }), to,
     h("button", { type: "button", text: "Apply", onclick: () => {
       const a = fromInput(from.value), b = fromInput(to.value);
