@@ -165,7 +165,20 @@ export function resultView(result) {
 }
 
 function toObjects(result) {
-  return result.rows.map((row) => Object.fromEntries(result.columns.map((c, i) => [c.name, row[i]])));
+  const names = uniqueNames(result.columns);
+  return result.rows.map((row) => Object.fromEntries(names.map((name, i) => [name, row[i]])));
+}
+
+// Columns of one name (a join's two `service`s) would be one key of an object, holding the last one's value:
+// each later one gets a suffix as DuckDB names a subquery's columns (a, a_1, and a_1_1 when a_1 is taken).
+function uniqueNames(columns) {
+  const taken = new Set();
+  return columns.map(({ name }) => {
+    let unique = name;
+    for (let n = 1; taken.has(unique); n++) unique = `${name}_${n}`;
+    taken.add(unique);
+    return unique;
+  });
 }
 
 // RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled; NULL is empty.
