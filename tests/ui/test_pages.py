@@ -378,6 +378,29 @@ def test_an_alerts_title_is_whole_in_the_list_on_a_phone(page, loglake):
     assert no_horizontal_scroll(page)
 
 
+def test_an_alerts_title_wraps_between_words_on_a_phone(page, loglake):
+    """A UI trial: at 375 px the Alert column was narrower than a word, "Critical record in checkout" drawn as
+    "Critic / al / recor / d in / chec / kout" beside the rule's name wrapped between its words."""
+    title = "Critical record in checkout"
+    raise_alert(loglake, id=str(uuid.uuid4()), title=title, rule_title="Critical record")
+    page.set_viewport_size({"width": 375, "height": 800})
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/alerts")
+    link = page.locator("table.list td.alert-title a", has_text=title).first
+    link.wait_for()
+    heights = link.evaluate(
+        """a => a.textContent.split(" ").map((word, i, words) => {
+             const range = document.createRange(), start = words.slice(0, i).join(" ").length + (i ? 1 : 0);
+             range.setStart(a.firstChild, start);
+             range.setEnd(a.firstChild, start + word.length);
+             return range.getBoundingClientRect().height;
+           })"""
+    )
+    line = link.evaluate("a => parseFloat(getComputedStyle(a).lineHeight) || 24")
+    assert max(heights) < 1.5 * line, "a word of the title is cut across lines"
+    assert no_horizontal_scroll(page)
+
+
 def test_a_column_inserted_after_a_word_gets_a_space(page, loglake):
     """A UI trial: a column clicked in the Tables panel after `'2026-12-05'` made `'2026-12-05'log_id`."""
     sign_in(page, loglake)
