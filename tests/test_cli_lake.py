@@ -10,6 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import duckdb
 import httpx
 import pytest
 import sqlglot
@@ -242,6 +243,20 @@ def test_flush_compact_and_retention_by_hand(server_factory, admin_key_of, monke
 def test_query_on_a_folder_without_data_says_so(tmp_path: Path) -> None:
     result = run("query", "SELECT 1", "--data-dir", str(tmp_path / "nothing"))
     assert result.exit_code == 1 and "no loglake data" in result.output
+
+
+def test_ndjson_keeps_every_column_of_names_alike(tmp_path: Path) -> None:
+    """A join's two `service` columns were one key of each line, holding the second's value (as the web UI's JSON
+    download did): later ones get a suffix, as DuckDB names a subquery's columns."""
+    SQLiteHotStore(tmp_path / "hot.db").close()
+    for sql, keys in [
+        ("SELECT 1 AS a, 2 AS a, 3 AS a", ["a", "a_1", "a_2"]),
+        ("SELECT 1 AS a, 2 AS a, 3 AS a_1", ["a", "a_1", "a_1_1"]),
+    ]:
+        result = run("query", sql, "--format", "ndjson", "--data-dir", str(tmp_path))
+        assert result.exit_code == 0, result.output
+        assert [json.loads(line) for line in result.stdout.splitlines()] == [dict(zip(keys, [1, 2, 3], strict=True))]
+        assert list(duckdb.sql(f"SELECT * FROM ({sql})").columns) == keys  # (as DuckDB names them)
 
 
 def test_a_local_query_too_large_to_answer_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

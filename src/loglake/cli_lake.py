@@ -202,8 +202,9 @@ def print_result(result: dict[str, Any], fmt: str) -> None:
     if fmt == "json":
         click.echo(json_text(result, indent=2))
     elif fmt == "ndjson":
+        keys = _unique(names)  # (a join's two `service` columns were one key, the second's value)
         for row in result["rows"]:
-            click.echo(json_text(dict(zip(names, row, strict=True))))
+            click.echo(json_text(dict(zip(keys, row, strict=True))))
     elif fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(names)
@@ -336,3 +337,18 @@ def search(
 
 
 COMMANDS = (query, tables, search)
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Column names as keys of one object: a name met again gets the first free suffix, as DuckDB names a
+    subquery's columns (a, a_1, a_2; a_1_1 when a_1 is taken), as the web UI's JSON download does."""
+    taken: set[str] = set()
+    keys = []
+    for name in names:
+        key, number = name, 0
+        while key in taken:
+            number += 1
+            key = f"{name}_{number}"
+        taken.add(key)
+        keys.append(key)
+    return keys
