@@ -202,3 +202,33 @@ def test_bedrock_takes_an_injected_client(model_server: ModelServer) -> None:
     model_server.say("hello")
     assert provider.complete("s", [Message("user", "q")]).text == "hello"
     assert model_server.seen[0].path == "/model/anthropic.claude-test/converse"
+
+
+_ANSWERS = {
+    "openai": '{{"choices": [{{"message": {{"content": "SELECT 1"}}}}], "usage": {{"prompt_tokens": {count}}}}}',
+    "anthropic": '{{"content": [{{"type": "text", "text": "SELECT 1"}}], "usage": {{"input_tokens": {count}}}}}',
+    "bedrock": '{{"output": {{"message": {{"content": [{{"text": "SELECT 1"}}]}}}}, '
+    '"usage": {{"inputTokens": {count}}}}}',
+}
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "bedrock"])
+@pytest.mark.parametrize("count", ["-5000000", '"many"', "[1]", "1e30", "100000000000000000000000000000"])
+def test_a_token_count_that_is_no_count_is_a_502(
+    kind: str, count: str, model_server: ModelServer, tmp_path: Path
+) -> None:
+    """The counts are charged to the daily budget: a negative one gave it back, and one that was no number (or
+    too large for ask.db) failed the question with a 500 after the model was paid."""
+    model_server.say(Failure(200, _ANSWERS[kind].format(count=count)))
+    with pytest.raises(ProviderError) as raised:
+        provider_from_settings(_settings(kind, model_server, tmp_path)).complete("s", [Message("user", "q")])
+    assert raised.value.status == 502
+    # botocore's own parse refuses counts that are no number, before ours
+    assert "token count" in raised.value.message or "other than a Converse answer" in raised.value.message
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "bedrock"])
+def test_a_token_count_not_reported_counts_0(kind: str, model_server: ModelServer, tmp_path: Path) -> None:
+    model_server.say(Failure(200, _ANSWERS[kind].format(count="null")))
+    completion = provider_from_settings(_settings(kind, model_server, tmp_path)).complete("s", [Message("user", "q")])
+    assert (completion.text, completion.input_tokens, completion.output_tokens) == ("SELECT 1", 0, 0)

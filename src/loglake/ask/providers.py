@@ -31,6 +31,8 @@ MAX_ANSWER_TOKENS = 1024
 # Tokens a chat template adds around each message (role markers, separators): a few; counted generously.
 TEMPLATE_TOKENS_PER_MESSAGE = 16
 _ERROR_EXCERPT = 300  # characters of a provider's error body quoted in ours
+# More tokens than any model's context holds: a count above it is no count (nor may it pass SQLite's INTEGER).
+MAX_TOKEN_COUNT = 10**9
 
 
 @dataclass(frozen=True)
@@ -174,8 +176,8 @@ class OpenAIProvider(_HttpProvider):
             text = answer["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
             raise self._shape_error("choices[0].message.content") from None
-        usage = answer.get("usage") or {}
-        return Completion(str(text or ""), int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+        counts = token_counts(answer.get("usage"), ("prompt_tokens", "completion_tokens"), self.name)
+        return Completion(str(text or ""), *counts)
 
 
 class AnthropicProvider(_HttpProvider):
@@ -198,8 +200,8 @@ class AnthropicProvider(_HttpProvider):
             text = "".join(part["text"] for part in answer["content"] if part.get("type") == "text")
         except (KeyError, TypeError):
             raise self._shape_error("content") from None
-        usage = answer.get("usage") or {}
-        return Completion(text, int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0)))
+        counts = token_counts(answer.get("usage"), ("input_tokens", "output_tokens"), self.name)
+        return Completion(text, *counts)
 
 
 class BedrockProvider:
@@ -246,12 +248,33 @@ class BedrockProvider:
             ) from None
         except botocore.exceptions.BotoCoreError as e:
             raise ProviderError(502, f"bedrock: {e}") from None
+        except (ValueError, TypeError):  # botocore's parse of an answer whose fields have other types
+            raise ProviderError(502, "the bedrock API answered something other than a Converse answer") from None
         try:
             text = "".join(part.get("text", "") for part in answer["output"]["message"]["content"])
         except (KeyError, TypeError):
             raise ProviderError(502, "the bedrock API's answer has no output.message.content") from None
-        usage = answer.get("usage") or {}
-        return Completion(text, int(usage.get("inputTokens", 0)), int(usage.get("outputTokens", 0)))
+        counts = token_counts(answer.get("usage"), ("inputTokens", "outputTokens"), self.name)
+        return Completion(text, *counts)
+
+
+def token_counts(usage: Any, names: tuple[str, str], provider: str) -> tuple[int, int]:
+    """The input and output tokens an answer's `usage` reports under `names`; one not reported counts 0 (local
+    servers may count nothing). Anything but a whole count is a 502: a negative one would give today's budget
+    back, and one that is no number failed the question with a 500 once the model was paid."""
+    if usage is None:
+        return 0, 0
+    if not isinstance(usage, dict):
+        raise ProviderError(502, f"the {provider} API's answer has a usage that is not an object")
+    found = []
+    for name in names:
+        count = usage.get(name) or 0
+        if isinstance(count, float) and count.is_integer():
+            count = int(count)
+        if type(count) is not int or not 0 <= count <= MAX_TOKEN_COUNT:
+            raise ProviderError(502, f"the {provider} API's answer has no token count in usage.{name}: {count!r:.40}")
+        found.append(count)
+    return found[0], found[1]
 
 
 def _bedrock_client(endpoint: str, timeout: float) -> Any:
