@@ -232,3 +232,13 @@ def test_a_token_count_not_reported_counts_0(kind: str, model_server: ModelServe
     model_server.say(Failure(200, _ANSWERS[kind].format(count="null")))
     completion = provider_from_settings(_settings(kind, model_server, tmp_path)).complete("s", [Message("user", "q")])
     assert (completion.text, completion.input_tokens, completion.output_tokens) == ("SELECT 1", 0, 0)
+
+
+@pytest.mark.parametrize("content", ['"SELECT 1"', '["SELECT 1"]'])
+def test_anthropic_content_that_is_no_list_of_parts_is_a_502(
+    content: str, model_server: ModelServer, tmp_path: Path
+) -> None:
+    model_server.say(Failure(200, f'{{"content": {content}}}'))
+    with pytest.raises(ProviderError) as raised:
+        provider_from_settings(_settings("anthropic", model_server, tmp_path)).complete("s", [Message("user", "q")])
+    assert raised.value.status == 502 and "answer has no content" in raised.value.message

@@ -198,7 +198,7 @@ class AnthropicProvider(_HttpProvider):
         )
         try:
             text = "".join(part["text"] for part in answer["content"] if part.get("type") == "text")
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, AttributeError):  # (AttributeError: a part that is no object)
             raise self._shape_error("content") from None
         counts = token_counts(answer.get("usage"), ("input_tokens", "output_tokens"), self.name)
         return Completion(text, *counts)
