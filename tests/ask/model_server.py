@@ -6,6 +6,7 @@ code that talks to it is, so tests drive the real clients against this server.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -35,6 +36,9 @@ class Spent:
 
 
 STALL = "stall"  # a scripted reply: answer nothing until the test ends (the client times out)
+DRIP = "drip"  # a scripted reply: a byte every DRIP_S for DRIP_FOR_S, never the whole answer (no wait is long)
+DRIP_S = 0.05
+DRIP_FOR_S = 5.0
 GATHER_S = 2.0
 
 
@@ -105,6 +109,17 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             reply = server._reply(seen.texts[-1] if seen.texts else "")
             if reply == STALL:
                 server.release.wait(30)
+                return
+            if reply == DRIP:
+                self.send_response(200)
+                self.send_header("content-length", "1000000")
+                self.end_headers()
+                with contextlib.suppress(OSError):  # the client hung up
+                    for _ in range(int(DRIP_FOR_S / DRIP_S)):
+                        if server.release.wait(DRIP_S):
+                            break
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
                 return
             if isinstance(reply, Failure):
                 self._send(reply.status, reply.body.encode())

@@ -4,6 +4,7 @@ and errors (502/503), keys by reference and never in a message."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import boto3
@@ -12,11 +13,18 @@ from botocore.config import Config
 
 from loglake.alerts.secrets import Secrets
 from loglake.ask.errors import NoProvider, ProviderError
-from loglake.ask.providers import ANTHROPIC_VERSION, BedrockProvider, Message, Provider, provider_from_settings
+from loglake.ask.providers import (
+    ANTHROPIC_VERSION,
+    MAX_ANSWER_BYTES,
+    BedrockProvider,
+    Message,
+    Provider,
+    provider_from_settings,
+)
 from loglake.config import ConfigError, Settings
 from loglake.config_load import load_settings
 from loglake.lake.stop import CLIENT_GONE, Stop, Stopped
-from tests.ask.model_server import STALL, Failure, ModelServer
+from tests.ask.model_server import DRIP, STALL, Failure, ModelServer
 from tests.conftest import free_port
 from tests.e2e.test_backtest_serve import eventually
 
@@ -93,6 +101,30 @@ def test_a_model_that_does_not_answer_in_time_is_a_503(kind: str, model_server: 
         provider.complete("s", [Message("user", "q")])
     assert raised.value.status == 503
     assert "did not answer within 0.3 s" in raised.value.message and "llm_timeout_seconds" in raised.value.message
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_a_model_that_answers_a_byte_at_a_time_is_a_503_in_time(
+    kind: str, model_server: ModelServer, tmp_path: Path
+) -> None:
+    """httpx's timeout bounds each wait for a byte: an answer trickling in held the question for ever."""
+    model_server.say(DRIP)
+    provider = provider_from_settings(_settings(kind, model_server, tmp_path, llm_timeout_seconds=0.5))
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as raised:
+        provider.complete("s", [Message("user", "q")])
+    assert time.monotonic() - started < 3
+    assert raised.value.status == 503 and "did not answer within 0.5 s" in raised.value.message
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_an_answer_larger_than_asked_for_is_a_502(kind: str, model_server: ModelServer, tmp_path: Path) -> None:
+    """An endless answer was held in memory and parsed whole (50 MB of SQL took 87 s and 400 MB in a server)."""
+    text = "x" * (MAX_ANSWER_BYTES + 1)
+    model_server.say(Failure(200, f'{{"choices": [{{"message": {{"content": "{text}"}}}}], "content": []}}'))
+    with pytest.raises(ProviderError) as raised:
+        provider_from_settings(_settings(kind, model_server, tmp_path)).complete("s", [Message("user", "q")])
+    assert raised.value.status == 502 and "answer is over 1 MiB" in raised.value.message
 
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic", "bedrock"])

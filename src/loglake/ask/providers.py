@@ -13,6 +13,7 @@ of waiting for the model: a call over HTTP shuts its connection, Bedrock's is le
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 from collections.abc import Callable, Sequence
@@ -28,6 +29,8 @@ from loglake.urls import without_password
 ANTHROPIC_VERSION = "2023-06-01"  # the Messages API version this client speaks (anthropic-version header)
 DEFAULT_ENDPOINTS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 MAX_ANSWER_TOKENS = 1024
+# An answer's body, at most: MAX_ANSWER_TOKENS of text and the API's JSON around them take a few KiB.
+MAX_ANSWER_BYTES = 1024**2
 # Tokens a chat template adds around each message (role markers, separators): a few; counted generously.
 TEMPLATE_TOKENS_PER_MESSAGE = 16
 _ERROR_EXCERPT = 300  # characters of a provider's error body quoted in ours
@@ -94,13 +97,22 @@ class _HttpProvider:
         url = self.endpoint + path
         connection = _Connection()
         watched = contextlib.nullcontext() if stop is None else stop.watched_by(connection.shut)
+        # httpx's timeout bounds each wait for a byte, not the call: a model that sends a byte now and then
+        # would hold the question (and one of the two ask threads) for ever. The whole call gets the timeout.
+        deadline = threading.Timer(self.timeout, connection.time_out)
+        deadline.daemon = True
         try:
             with watched:
-                answer = self._client.post(url, json=body, headers=headers(key), extensions={"trace": connection.trace})
+                deadline.start()
+                request = self._client.stream(
+                    "POST", url, json=body, headers=headers(key), extensions={"trace": connection.trace}
+                )
+                with request as answer:
+                    content = self._read(answer)
         except httpx.HTTPError as e:
             if stop is not None:
                 stop.check()  # Stopped, when that is why the connection ended
-            if isinstance(e, httpx.TimeoutException):
+            if isinstance(e, httpx.TimeoutException) or connection.timed_out:
                 raise ProviderError(
                     503,
                     f"the {self.name} model did not answer within {self.timeout:g} s (llm_timeout_seconds); "
@@ -111,17 +123,34 @@ class _HttpProvider:
                 f"the {self.name} API at {without_password(self.endpoint)} cannot be reached ({e}): check that the "
                 f"model server runs there, and that {as_typed('llm_endpoint')} names it",
             ) from None
+        finally:
+            deadline.cancel()
         if answer.status_code != 200:
-            excerpt = scrub(answer.text[:_ERROR_EXCERPT], [key] if key else [])
+            text = content[: _ERROR_EXCERPT * 4].decode("utf-8", "replace")[:_ERROR_EXCERPT]
+            excerpt = scrub(text, [key] if key else [])
             status = 503 if answer.status_code in (429, 503, 529) else 502
             advice = "retry later" if status == 503 else "check llm_endpoint, llm_model and llm_api_key"
             raise ProviderError(
                 status, f"the {self.name} API answered {answer.status_code} ({excerpt.strip()}); {advice}"
             )
         try:
-            return answer.json()
+            return json.loads(content)
         except ValueError:
             raise ProviderError(502, f"the {self.name} API answered something that is not JSON") from None
+
+    def _read(self, answer: Any) -> bytes:
+        """The answer's body, refused (502) past MAX_ANSWER_BYTES: what was asked for fits in far less, and a
+        broken or hostile endpoint's endless answer would otherwise be held in memory and parsed whole."""
+        content = bytearray()
+        for chunk in answer.iter_bytes():
+            content += chunk
+            if len(content) > MAX_ANSWER_BYTES:
+                raise ProviderError(
+                    502,
+                    f"the {self.name} API's answer is over {MAX_ANSWER_BYTES // 1024**2} MiB, though at most "
+                    f"{MAX_ANSWER_TOKENS} tokens were asked for; check llm_endpoint",
+                )
+        return bytes(content)
 
     def _shape_error(self, what: str) -> ProviderError:
         return ProviderError(502, f"the {self.name} API's answer has no {what}; is llm_provider right?")
@@ -135,6 +164,7 @@ class _Connection:
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
         self._stopped = False
+        self.timed_out = False
 
     def trace(self, event: str, info: dict[str, Any]) -> None:
         """httpx's trace hook: the connection's socket once it is made (the TLS one once it is wrapped)."""
@@ -144,6 +174,11 @@ class _Connection:
                 stopped = self._stopped
             if stopped:  # told to stop while connecting
                 self.shut()
+
+    def time_out(self) -> None:
+        """The call's time is up (llm_timeout_seconds): shut it, saying so."""
+        self.timed_out = True
+        self.shut()
 
     def shut(self) -> None:
         with self._lock:
