@@ -122,3 +122,13 @@ def test_the_time_a_question_names(question: str, since: str, until: str) -> Non
 
 def test_a_question_naming_no_time_implies_none() -> None:
     assert implied_range("which services log the most errors?", NOW_MS, "UTC") is None
+
+
+@pytest.mark.parametrize(
+    "where", ["date IS NOT NULL", "timestamp IS NOT NULL", "timestamp >= TIMESTAMP '2026-11-04 00:00:00' OR true"]
+)
+def test_a_mention_of_time_that_bounds_nothing_gets_the_question_s_range(where: str) -> None:
+    """'errors in the last 3 hours' answered with `WHERE date IS NOT NULL` counted every day, the range
+    silently not added (the estimate meanwhile warned of no time filter)."""
+    sql = checked(f"```sql\nSELECT count(*) FROM logs WHERE {where}\n```", "errors in the last 3 hours")
+    assert "'2026-11-04 02:30:00'" in sql and "'2026-11-04 05:30:01'" in sql
