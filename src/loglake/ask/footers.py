@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
@@ -46,6 +47,7 @@ class Footers:
         self.lake = lake
         self.max_files = max_files
         self._cache: OrderedDict[str, tuple[RowGroup, ...]] = OrderedDict()
+        self._values: OrderedDict[str, list[Any]] = OrderedDict()  # (values(): by file, row group and column)
         self._lock = threading.Lock()
 
     def of(self, key: str) -> tuple[RowGroup, ...]:
@@ -60,6 +62,27 @@ class Footers:
             while len(self._cache) > self.max_files:
                 self._cache.popitem(last=False)
         return groups
+
+    def values(self, key: str, index: int, column: str, most: int) -> list[Any]:
+        """Up to `most` distinct values of a column in row group `index` of a file: what its footer's smallest and
+        largest values leave out where the row group holds several (a bulk batch's part holds a few services
+        each). The column's chunk alone is read (a dictionary-encoded text: some kilobytes), once per file kept."""
+        cache_key = f"{key}\0{index}\0{column}"
+        with self._lock:
+            found = self._values.get(cache_key)
+        if found is None:
+            if isinstance(self.lake, LocalObjectStore):
+                parquet = pq.ParquetFile(self.lake.root / key)
+            else:
+                assert isinstance(self.lake, S3ObjectStore)
+                parquet = pq.ParquetFile(self.lake.arrow_path(key), filesystem=self._s3)
+            chunk = parquet.read_row_group(index, columns=[column]).column(0)
+            found = pc.unique(chunk).drop_null()[:most].to_pylist()
+            with self._lock:
+                self._values[cache_key] = found
+                while len(self._values) > self.max_files:
+                    self._values.popitem(last=False)
+        return found
 
     def _metadata(self, key: str) -> pq.FileMetaData:
         if isinstance(self.lake, LocalObjectStore):

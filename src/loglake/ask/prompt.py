@@ -5,7 +5,9 @@ user's time zone, and the SQL dialect.
 
 Sample values come cheaply: the lake's files are written in row groups of one service each, so the
 smallest and largest value in a row group's footer statistics (footers.py, read once per file) are
-real values; the hot store adds its services by a skip-scan of its service index.
+real values; a row group of several (a bulk batch's part, until compaction rewrites it) has the values
+between them read from its column's chunk, once per file; the hot store adds its services by a skip-scan
+of its service index.
 """
 
 from __future__ import annotations
@@ -104,11 +106,15 @@ class PromptBuilder:
             for name, value in partitions_of(key).items():
                 if name in found:
                     found[name].add(value)
-            for group in self.footers.of(key):
+            for index, group in enumerate(self.footers.of(key)):
                 for column in wanted:
                     bounds = group.bounds.get(column)
-                    if bounds is not None:
-                        found[column].update(bounds)
+                    if bounds is None:
+                        continue
+                    found[column].update(bounds)
+                    # values between them (a bulk batch's part: a row group of several), while samples are few
+                    if bounds[0] != bounds[1] and len(found[column]) < MAX_SAMPLES:
+                        found[column].update(self.footers.values(key, index, column, MAX_SAMPLES))
         if table.name == "logs":
             found["service"].update(self._hot_services())
         return {c: sorted(v for v in values if v is not None)[:MAX_SAMPLES] for c, values in found.items()}
