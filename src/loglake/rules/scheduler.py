@@ -47,6 +47,7 @@ from loglake.alerts.apply import (
 )
 from loglake.alerts.db import ALERTS_DB
 from loglake.lake.query import QueryEngine
+from loglake.lake.repeated_failures import RepeatedFailures
 from loglake.lake.stop import Stop
 from loglake.locks import exclusive_lock
 from loglake.rules import rounds, state
@@ -425,13 +426,15 @@ class RuleScheduler:
         return int(self.clock() * 1000)
 
     def _loop(self) -> None:
+        failures = RepeatedFailures(log, "a round of the rules")
         while not self._stop.is_set():
             try:
                 self.reload()
                 self.run_round()
                 self.last_error = None
+                failures.succeeded()
             except Exception as e:  # the schedule goes on; the next round retries
-                log.exception("a round of the rules failed")
+                failures.failed(e, POLL_SECONDS)
                 self.last_error = f"{type(e).__name__}: {e}"
             self.last_round_ms = self._now()
             due = self.next_due_ms()
