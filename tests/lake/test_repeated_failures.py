@@ -23,8 +23,8 @@ def test_the_same_failure_is_told_once_then_now_and_then_and_the_recovery_is_sai
             failures.failed(e, 1.0)
 
     with caplog.at_level(logging.INFO, logger="loglake.test"):
-        for _ in range(30):  # thirty seconds of a full disk, a retry a second
-            fail(OSError(28, "No space left on device"))
+        for turn in range(30):  # thirty seconds of a full disk, a retry a second, each in a work folder of its own
+            fail(OSError(28, "No space left on device", f"tmp/work/flush-{turn}/part.parquet"))
             now[0] += 1.0
         told = [(r.levelname, r.exc_info is not None) for r in caplog.records]
         assert told == [("ERROR", True)]  # once, with its traceback

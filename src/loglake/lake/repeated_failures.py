@@ -23,7 +23,7 @@ class RepeatedFailures:
 
     def failed(self, error: BaseException, retry_in: float) -> None:
         """Tell a failure (call it in the `except` block: the first of a kind is logged with its traceback)."""
-        kind = f"{type(error).__name__}: {error}"
+        kind = _kind(error)
         now = self._clock()
         if kind != self._kind:
             self._kind, self._times, self._said_at = kind, 1, now
@@ -32,9 +32,17 @@ class RepeatedFailures:
         self._times += 1
         if now - self._said_at >= SAY_AGAIN_SECONDS:
             self._said_at = now
-            self._log.error("%s still fails (%d times now, as logged before): %s", self._what, self._times, kind)
+            self._log.error("%s still fails (%d times now, as logged before): %s", self._what, self._times, error)
 
     def succeeded(self) -> None:
         if self._kind is not None:
             self._log.info("%s works again, after %d failures", self._what, self._times)
             self._kind = None
+
+
+def _kind(error: BaseException) -> str:
+    """What makes two failures the same: an OS error's number (its file's name changes with each retry's work folder),
+    else the error's type and words."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return f"{type(error).__name__} errno {error.errno}"
+    return f"{type(error).__name__}: {error}"
