@@ -38,13 +38,19 @@ def unbounded(node: dict[str, Any]) -> str | None:
     if name in _SIZES or name in _LISTS or name in ("printf", "format"):
         inner = next(filter(None, map(_size_making_call, arguments)), None)
         if inner is not None:  # (repeat(repeat('x', 1000), 1000) made 1 GB from sizes of 1,000: a trial)
-            return _refused(f"{name}() of what {inner}() makes multiplies their sizes; each size")
+            return (
+                f"{name}() of what {inner}() makes multiplies their sizes: make the value with one call, its size a"
+                f" number written in the query, at most {MAX_MADE:,} {_WHY}"
+            )
     if name == "repeat" and arguments:
         text = string_constant(arguments[0])
         count = _number(arguments[1]) if len(arguments) > 1 else None
         if text is None or count is None or not _within(len(text) * count):
             # (repeat(message, 2,000) took a server past 2 GB: a column's values are as long as a record allows)
-            return _refused("repeat() makes its text as many times as it is told: text written in the query, times")
+            return (
+                f"repeat() repeats text written in the query, as many times as a number written there: at most"
+                f" {MAX_MADE:,} characters in all {_WHY}"
+            )
     if name in _SIZES:
         for index in _SIZES[name]:
             if index < len(arguments) and not _within(_number(arguments[index])):
@@ -73,11 +79,11 @@ def _size_making_call(expression: Any) -> str | None:
     return None
 
 
+_WHY = "(a query's memory is bounded, and the engine does not count what an expression makes)"
+
+
 def _refused(what: str) -> str:
-    return (
-        f"{what}: here that must be a number written in the query, at most {MAX_MADE:,} (a query's memory is"
-        " bounded, and the engine does not count what an expression makes)"
-    )
+    return f"{what}: here that must be a number written in the query, at most {MAX_MADE:,} {_WHY}"
 
 
 def _within(number: float | None) -> bool:
