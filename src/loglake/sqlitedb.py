@@ -79,9 +79,10 @@ def use_wal(conn: sqlite3.Connection, timeout_seconds: float = 10.0) -> None:
                 raise
             time.sleep(0.01)
         except sqlite3.DatabaseError as e:
+            if not is_damaged(e):
+                raise
             ((_, _, path),) = [row for row in conn.execute("PRAGMA database_list") if row[1] == "main"]
-            with telling_damage(path):
-                raise e from None
+            raise DamagedDatabase(path, e) from None
 
 
 @contextlib.contextmanager

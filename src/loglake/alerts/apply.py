@@ -80,7 +80,7 @@ def unread_part(match: Match, result: RunResult, earlier: Overlapped | None) -> 
         return match
     first, last = seen_span(match, result)
     count = merged_count(0, match, overlaps=True)
-    if (last <= earlier.last_seen_ms and not match.fresh) or count == 0:  # (fresh rows: as _update)
+    if _read_before(match, last, earlier.last_seen_ms) or count == 0:
         return None
     if match.last_ms is None and result.since_ms < earlier.last_seen_ms:
         # Rows without a time (a SQL rule's aggregate): which of its records are new, the run cannot tell, so
@@ -230,8 +230,7 @@ def _insert(conn: sqlite3.Connection, rule: Rule, match: Match, result: RunResul
 def _update(conn: sqlite3.Connection, rule: Rule, found: tuple, match: Match, result: RunResult, now_ms: int) -> None:
     alert_id, status, count, first_seen, last_seen, window_start, window_end, evidence = found
     first, last = seen_span(match, result)
-    if last <= last_seen and not match.fresh:  # the same records again (an overlapping lookback): the condition
-        # held till here. Rows no earlier run read are new however early: another group of the key has its own
+    if _read_before(match, last, last_seen):  # the same records again (an overlapping lookback): held till here
         still = "UPDATE alerts SET window_end_ms = max(window_end_ms, ?) WHERE id = ?"
         conn.execute(still, (result.until_ms, alert_id))
         return
@@ -335,3 +334,9 @@ def _text(value: Any) -> str:
 
 def _json(text: str) -> list[dict[str, Any]]:
     return msgspec.json.decode(text)
+
+
+def _read_before(match: Match, last_ms: int, alert_last_seen_ms: int) -> bool:
+    """Whether a match holds only records an earlier run read: none later than the alert's last, and none fresh
+    (rows no earlier run read are new however early: another group of a shared dedup key has its own)."""
+    return last_ms <= alert_last_seen_ms and not match.fresh

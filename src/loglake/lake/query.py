@@ -48,7 +48,7 @@ from loglake.lake.query_limits import QueryLimits, default_spill_mb
 from loglake.lake.query_views import QueryViews
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.scratch import folder_of_this_process
-from loglake.lake.sql_guard import NESTED_TOO_DEEP, QueryError, checked_select, client_error
+from loglake.lake.sql_guard import QueryError, checked_select, client_error, nested_too_deep
 from loglake.lake.stop import Stop
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, LiveTable
 from loglake.lake.waiting import waiting_dir
@@ -190,7 +190,7 @@ class QueryEngine:
         try:
             return json.loads(rows[0][1]), files
         except RecursionError:  # a plan of hundreds of operators inside one another
-            raise QueryError("query_too_large", NESTED_TOO_DEEP) from None
+            raise nested_too_deep() from None
 
     def run_internal(
         self,
@@ -322,7 +322,7 @@ class QueryEngine:
             try:
                 profile = json.loads(cursor.get_profiling_information(format="json") or "{}")
             except RecursionError:  # a plan of hundreds of operators inside one another (WITH clauses)
-                raise QueryError("query_too_large", NESTED_TOO_DEEP) from None
+                raise nested_too_deep() from None
             s3_after = self._views.s3_files_read(cursor)
         elapsed_ms = (time.perf_counter() - started) * 1000
         s3_files, s3_bytes = (after - before for after, before in zip(s3_after, s3_before, strict=True))
@@ -381,7 +381,7 @@ class QueryEngine:
             except pa.ArrowInvalid as e:
                 if "Recursion level" not in str(e):
                     raise
-                raise QueryError("query_too_large", NESTED_TOO_DEEP) from None  # Arrow's types nest at most 64 deep
+                raise nested_too_deep() from None  # Arrow's types nest at most 64 deep
             return fetch_arrow_within(batches, lambda batch: converter.from_arrow(batch).fetchall(), cap, max_bytes)
         finally:
             converter.close()

@@ -47,6 +47,11 @@ NESTED_TOO_DEEP = (
 )
 
 
+def nested_too_deep() -> QueryError:
+    """The refusal of a query that nests deeper than the server reads (NESTED_TOO_DEEP)."""
+    return QueryError("query_too_large", NESTED_TOO_DEEP)
+
+
 _SET_ADVICE = re.compile(r'\s*(?:Use |Try |You can )?["`]?SET [^.]*\.?', re.IGNORECASE)
 # Where a Python traceback starts in DuckDB's message: on a line of its own (an import that failed), or after
 # "Detail: Python exception:" (a live table's generator raised; what it raised is said before that too).
@@ -89,7 +94,7 @@ def check_select(sql: str, tables: Collection[str] = tuple(TABLES)) -> dict:
         tree = parse_tree(sql)
         _refuse_outside_tables(tree, names, names)
     except RecursionError:
-        raise QueryError("query_too_large", NESTED_TOO_DEEP) from None
+        raise nested_too_deep() from None
     return tree
 
 
