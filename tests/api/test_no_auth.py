@@ -91,7 +91,7 @@ async def test_its_own_pages_and_allowed_origins_may_post_and_any_page_may_read(
     async with asgi_client(open_app) as client:
         own = {"host": "localhost:8080", "origin": "http://localhost:8080"}
         assert (await client.post("/logs", json={"message": "from the UI"}, headers=own)).status_code == 201
-        # what the web UI's own pages send: Origin "null" (their Referrer-Policy is no-referrer), same-origin
+        # a browser's word that the request is same-origin stands whatever the Origin (a sandboxed frame's "null")
         ui = {"origin": "null", "sec-fetch-site": "same-origin"}
         assert (await client.post("/logs", json={"message": "from the UI's page"}, headers=ui)).status_code == 201
         allowed = {"origin": "http://localhost:3000", "sec-fetch-site": "same-site"}  # (cors_allow_origins)

@@ -91,7 +91,7 @@ def test_every_answer_carries_the_security_headers() -> None:
         assert "default-src 'self'" in csp and "script-src 'self';" in csp and "frame-ancestors 'none'" in csp
         assert "unsafe-inline" not in csp and "http" not in csp
         assert header(response, "x-content-type-options") == "nosniff"
-        assert header(response, "referrer-policy") == "no-referrer"
+        assert header(response, "referrer-policy") == "same-origin"
 
 
 def test_an_old_release_asset_is_a_404_that_says_to_reload() -> None:

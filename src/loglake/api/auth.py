@@ -237,11 +237,17 @@ def require_csrf_token(request: Request, csrf_token: str) -> None:
 
 def from_another_site(request: Request) -> bool:
     """Whether a browser says the request comes from another site's page: in Sec-Fetch-Site, or in an Origin that
-    is not the server's (its own pages send "null" there: their Referrer-Policy is no-referrer, which tells
-    nothing; the auth-off check took it for a foreign one, and would have refused the web UI's own changes)."""
+    is not the server's. An Origin "null" (an opaque origin: a sandboxed frame, or a page whose Referrer-Policy is
+    no-referrer) is another site's unless Sec-Fetch-Site says otherwise: the server's own pages send their origin
+    (their Referrer-Policy is same-origin), and a browser without Sec-Fetch-Site (Safari before 16.4) let another
+    site's no-referrer page sign it in with that site's key."""
     origin = request.header(b"origin")
-    foreign = origin not in ("", "null") and origin.partition("://")[2].lower() != request.header(b"host").lower()
-    return request.header(b"sec-fetch-site") in ("cross-site", "same-site") or foreign
+    fetch_site = request.header(b"sec-fetch-site")
+    if fetch_site in ("cross-site", "same-site"):
+        return True
+    if origin == "null":
+        return not fetch_site
+    return origin != "" and origin.partition("://")[2].lower() != request.header(b"host").lower()
 
 
 def session_token(request: Request) -> str:

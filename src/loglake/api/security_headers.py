@@ -11,7 +11,7 @@ CONTENT_SECURITY_POLICY = (
 SECURITY_HEADERS = [
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # (their own origin in Origin: auth.from_another_site)
     (b"x-frame-options", b"DENY"),
 ]
 # On a GET or HEAD answered to credentials (records, keys, alerts, a session's CSRF token): without it, a browser
