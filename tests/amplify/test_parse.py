@@ -108,3 +108,15 @@ def test_every_backslash_escape_is_undone_including_an_escaped_backslash() -> No
     for r, path in [(plain, "/a;b"), (doubled, "/c\\(d")]:
         (got,) = parse_access_log(access_log([r])).table.to_pylist()
         assert (got["cs_uri_stem"], got["x_edge_request_id"]) == (path, r.request_id)
+
+
+def test_a_row_that_is_not_utf8_is_malformed_and_the_rest_of_the_file_is_read() -> None:
+    # One stray byte in one row raised ArrowInvalid for the whole export: `amplify import` ended in a
+    # traceback, and the collector failed the window on every run, so the app's watermark stayed behind it.
+    good = [Request(T0 + i * 1000, request_id(i)) for i in range(4)]
+    broken = row(Request(T0 + 9000, request_id(90))).encode().replace(b"/index.html", b"/caf\xe9", 1)
+    export = b"\n".join([HEADER.encode(), row(good[0]).encode(), broken, *(row(r).encode() for r in good[1:])]) + b"\n"
+    parsed = parse_access_log(export)
+    assert parsed.table.column("x_edge_request_id").to_pylist() == [r.request_id for r in good]
+    assert (parsed.rows_read, parsed.malformed.count) == (5, 1)
+    assert "not UTF-8" in parsed.malformed.examples[0] and "/caf\\xe9" in parsed.malformed.examples[0]

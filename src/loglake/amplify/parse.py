@@ -78,7 +78,8 @@ def parse_access_log(data: bytes, since_ms: int | None = None, until_ms: int | N
     _check_header(data[:header_end])
     if not data[header_end + 1 :].strip():  # the header alone: no requests
         return ParsedLog(AMPLIFY_ACCESS_TABLE.schema.empty_table(), 0, malformed)
-    text = _read_text_columns(pa.py_buffer(data)[header_end + 1 :], malformed)
+    body = _utf8_rows(data[header_end + 1 :], malformed)
+    text = _read_text_columns(pa.py_buffer(body), malformed)
     rows_read = text.num_rows + malformed.count
     table = _typed(text, data.count(b"\\", header_end), malformed)
     table, duplicates = _first_of_each_request(table)
@@ -101,6 +102,24 @@ def _check_header(header: bytes) -> None:
             f"not an Amplify access log: the header should be the {len(FIELDS)} CloudFront fields "
             f"(date,time,x-edge-location,...), found {shown!r}"
         )
+
+
+def _utf8_rows(body: bytes, malformed: Malformed) -> bytes:
+    """The rows that are UTF-8 text; the others counted as malformed. Arrow refuses a whole file for one
+    row that is not (a stray byte in a path), and the window would fail on every run."""
+    try:
+        body.decode("utf-8")
+        return body
+    except UnicodeDecodeError:
+        pass
+    kept = []
+    for line in body.split(b"\n"):
+        try:
+            line.decode("utf-8")
+            kept.append(line)
+        except UnicodeDecodeError as e:
+            malformed.add(f"not UTF-8 text (byte {e.start + 1}): {line[:120]!r}")
+    return b"\n".join(kept)
 
 
 def _read_text_columns(body: pa.Buffer, malformed: Malformed) -> pa.Table:
