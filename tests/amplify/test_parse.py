@@ -8,6 +8,7 @@ from loglake.amplify.parse import NotAnAccessLog, parse_access_log
 from tests.amplify.logs import HEADER, USER_AGENTS, Request, access_log, request_id, row
 
 T0 = 1_790_000_000_000  # 2026-09-21T14:13:20Z
+T0_DAY = "2026-09-21"
 HOUR = 3_600_000
 
 
@@ -120,3 +121,27 @@ def test_a_row_that_is_not_utf8_is_malformed_and_the_rest_of_the_file_is_read() 
     assert parsed.table.column("x_edge_request_id").to_pylist() == [r.request_id for r in good]
     assert (parsed.rows_read, parsed.malformed.count) == (5, 1)
     assert "not UTF-8" in parsed.malformed.examples[0] and "/caf\\xe9" in parsed.malformed.examples[0]
+
+
+def test_a_malformed_row_outside_the_range_is_another_windows_and_not_counted_here() -> None:
+    # Exports overlap by the hour: a malformed row of an edge hour was counted by both windows (a daily run
+    # of 2-day windows reported 754 malformed rows of an app whose exports held 733).
+    hour_rows = [Request(T0 + i * 600_000, request_id(i)) for i in range(12)]  # two hours, one each 10 minutes
+    lines = [HEADER]
+    for r in hour_rows:
+        lines.append(row(r))
+        lines.append(row(Request(r.at_ms + 1000, request_id(100 + len(lines)))).replace(",200,", ",2x0,", 1))
+        lines.append(row(Request(r.at_ms + 2000, request_id(200 + len(lines)))) + ",extra")
+    export = ("\n".join(lines) + "\n").encode()
+    middle = T0 + 6 * 600_000
+    first, second = parse_access_log(export, until_ms=middle), parse_access_log(export, since_ms=middle)
+    assert (first.malformed.count, second.malformed.count) == (12, 12)  # each bad row counted once, by its window
+    assert (first.outside, second.outside) == (18, 18)  # the other window's rows, readable or not
+    assert first.rows_read == second.rows_read == 36
+    for bad_day in ("2026-02-30", "26-09-21"):  # no time to place the row by: counted by each window
+        bad_date = row(Request(T0, request_id(999))).replace(T0_DAY, bad_day, 1).encode()
+        for parsed in (
+            parse_access_log(export + bad_date, until_ms=middle),
+            parse_access_log(export + bad_date, since_ms=middle),
+        ):
+            assert parsed.malformed.count == 13

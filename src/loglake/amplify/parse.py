@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -33,6 +34,9 @@ FIELDS = _FIELD_LINE.split(",")
 COLUMN_OF = {f: f.replace("(", "_").replace(")", "").replace("-", "_").lower() for f in FIELDS}
 _DECODED = ("cs_user_agent", "cs_uri_query")  # URL-decoded; the rest stay as CloudFront wrote them
 _WHEN = "%Y-%m-%d %H:%M:%S"
+_WRITTEN = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}"
+)  # a date and time as the files write them
 _STATUS = r"^[0-9]{3}$"  # 000 when the viewer left before the response
 _PATTERN = {  # what a typed column's text must look like (checked only when a cast fails)
     pa.int64(): r"^[0-9]{1,18}$",
@@ -48,15 +52,39 @@ class NotAnAccessLog(ValueError):
 
 @dataclass
 class Malformed:
-    """Rows that could not be read: how many, and the first few with the reason."""
+    """Rows that could not be read: how many, and the first few with the reason. One whose date and time
+    can be read and fall outside [since_ms, until_ms) is not counted but set `outside`: it is another
+    window's (exports overlap by the hour, and each window would count it)."""
 
     count: int = 0
     examples: list[str] = field(default_factory=list)
+    since_ms: int | None = None
+    until_ms: int | None = None
+    outside: int = 0
 
-    def add(self, reason: str) -> None:
+    def add(self, reason: str, written: str | None = None) -> None:
+        """`written`: the row's date and time as the file has them ('2026-09-21 14:13:20'), if known."""
+        if written is not None and not self._inside(written):
+            self.outside += 1
+            return
         self.count += 1
         if len(self.examples) < MAX_EXAMPLES:
             self.examples.append(reason)
+
+    def _inside(self, written: str) -> bool:
+        try:  # (strptime reads '26-09-21' as the year 26: only the form the files write places a row)
+            ms = int(datetime.strptime(written, _WHEN).replace(tzinfo=UTC).timestamp() * 1000)
+        except ValueError:
+            ms = None
+        if ms is None or not _WRITTEN.fullmatch(written):
+            return True  # no time to place it by: counted by every window whose export holds it
+        return (self.since_ms is None or ms >= self.since_ms) and (self.until_ms is None or ms < self.until_ms)
+
+
+def _written(line: str) -> str | None:
+    """A line's first two fields, its date and time, as `Malformed.add` takes them."""
+    fields = line.split(",", 2)
+    return f"{fields[0]} {fields[1]}" if len(fields) > 1 else None
 
 
 @dataclass
@@ -70,7 +98,7 @@ class ParsedLog:
 
 def parse_access_log(data: bytes, since_ms: int | None = None, until_ms: int | None = None) -> ParsedLog:
     """Typed rows of one export, de-duplicated by request id and kept to [since_ms, until_ms)."""
-    malformed = Malformed()
+    malformed = Malformed(since_ms=since_ms, until_ms=until_ms)
     data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark, as spreadsheets save one
     if not data.strip():
         return ParsedLog(AMPLIFY_ACCESS_TABLE.schema.empty_table(), 0, malformed)
@@ -80,7 +108,7 @@ def parse_access_log(data: bytes, since_ms: int | None = None, until_ms: int | N
         return ParsedLog(AMPLIFY_ACCESS_TABLE.schema.empty_table(), 0, malformed)
     body = _utf8_rows(data[header_end + 1 :], malformed)
     text = _read_text_columns(pa.py_buffer(body), malformed)
-    rows_read = text.num_rows + malformed.count
+    rows_read = text.num_rows + malformed.count + malformed.outside
     table = _typed(text, data.count(b"\\", header_end), malformed)
     table, duplicates = _first_of_each_request(table)
     kept = table
@@ -91,7 +119,8 @@ def parse_access_log(data: bytes, since_ms: int | None = None, until_ms: int | N
             pc.less(millis, until_ms if until_ms is not None else 2**62),
         )
         kept = table.filter(inside)
-    return ParsedLog(kept, rows_read, malformed, duplicates, table.num_rows - kept.num_rows)
+    outside = table.num_rows - kept.num_rows + malformed.outside
+    return ParsedLog(kept, rows_read, malformed, duplicates, outside)
 
 
 def _check_header(header: bytes) -> None:
@@ -118,7 +147,9 @@ def _utf8_rows(body: bytes, malformed: Malformed) -> bytes:
             line.decode("utf-8")
             kept.append(line)
         except UnicodeDecodeError as e:
-            malformed.add(f"not UTF-8 text (byte {e.start + 1}): {line[:120]!r}")
+            malformed.add(
+                f"not UTF-8 text (byte {e.start + 1}): {line[:120]!r}", _written(line.decode("utf-8", "replace"))
+            )
     return b"\n".join(kept)
 
 
@@ -127,7 +158,9 @@ def _read_text_columns(body: pa.Buffer, malformed: Malformed) -> pa.Table:
     fields are counted and skipped."""
 
     def wrong_field_count(row: pacsv.InvalidRow) -> str:
-        malformed.add(f"{row.actual_columns} fields instead of {row.expected_columns}: {row.text[:120]!r}")
+        malformed.add(
+            f"{row.actual_columns} fields instead of {row.expected_columns}: {row.text[:120]!r}", _written(row.text)
+        )
         return "skip"
 
     columns = [COLUMN_OF[f] for f in FIELDS]
@@ -196,7 +229,9 @@ def _require(
         for index in pc.indices_nonzero(newly_bad).to_pylist():
             found = ", ".join(f"{name}={values[name][index].as_py()!r}" for name in shown) or "missing"
             request = values["x_edge_request_id"][index].as_py()
-            malformed.add(f"request {request}: {what} unreadable ({found})")
+            day, at = values["date"][index].as_py(), values["time"][index].as_py()
+            written = f"{day} {at}" if day is not None and at is not None else None
+            malformed.add(f"request {request}: {what} unreadable ({found})", written)
     return pc.and_(good, fits)
 
 
