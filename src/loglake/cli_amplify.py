@@ -6,6 +6,7 @@ import contextlib
 import gzip
 import tempfile
 import threading
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,7 +143,10 @@ def import_file(file: Path, app_name: str, data_dir: Path) -> None:
         raise click.UsageError(f"--app: {e}") from None
     data = file.read_bytes()
     if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as e:  # (click reads an EOFError as Ctrl-D: a bare "Aborted!")
+            raise click.ClickException(f"{file}: not a readable gzip file ({e}); download it again") from None
     try:
         parsed = parse_access_log(data)
     except NotAnAccessLog as e:

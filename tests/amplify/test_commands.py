@@ -173,6 +173,17 @@ def test_import_loads_a_console_download_once(tmp_path: Path) -> None:
     assert refused.exit_code == 1 and "not an Amplify access log" in refused.output
 
 
+def test_import_of_a_damaged_gzip_file_says_so(tmp_path: Path) -> None:
+    # A download cut short ended in click's bare "Aborted!" (gzip's EOFError), with nothing to say what was wrong.
+    whole = gzip.compress(access_log(varied_requests(500, ms(SINCE), ms(UNTIL) - ms(SINCE), "g")))
+    for name, data in [("cut.csv.gz", whole[: len(whole) // 2]), ("bad.csv.gz", whole[:10] + b"not deflate" * 50)]:
+        file = tmp_path / name
+        file.write_bytes(data)
+        refused = run_cli("amplify", "import", str(file), "--app", "danse_tech", "--data-dir", str(tmp_path / "data"))
+        assert refused.exit_code == 1
+        assert f"{file}: not a readable gzip file" in refused.output and "Aborted" not in refused.output
+
+
 def test_import_and_reports_show_control_characters_in_the_file_escaped(tmp_path: Path) -> None:
     """An access log is written by whoever sends requests: a referrer or a request id may hold escape
     sequences that would recolour or retitle the terminal showing them."""
