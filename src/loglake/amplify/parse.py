@@ -34,9 +34,8 @@ FIELDS = _FIELD_LINE.split(",")
 COLUMN_OF = {f: f.replace("(", "_").replace(")", "").replace("-", "_").lower() for f in FIELDS}
 _DECODED = ("cs_user_agent", "cs_uri_query")  # URL-decoded; the rest stay as CloudFront wrote them
 _WHEN = "%Y-%m-%d %H:%M:%S"
-_WRITTEN = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}"
-)  # a date and time as the files write them
+# A date and time as the files write them.
+_WRITTEN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 _STATUS = r"^[0-9]{3}$"  # 000 when the viewer left before the response
 _PATTERN = {  # what a typed column's text must look like (checked only when a cast fails)
     pa.int64(): r"^[0-9]{1,18}$",
