@@ -55,6 +55,18 @@ def test_a_second_data_dir_on_a_claimed_lake_is_refused_naming_the_first(
     object_store(_settings(tmp_path / "b", s3_server, bucket, f"{prefix}/b"))  # (a lake of its own)
 
 
+def test_a_lake_whose_bucket_its_first_write_makes_is_claimed_by_the_first_data_dir(
+    s3_server: S3Server, tmp_path: Path, aws: None
+) -> None:
+    """An S3 server that makes a bucket at its first write (SeaweedFS): the claim was skipped while the bucket did
+    not exist, so both data dirs opened the lake, and the second one's manifest left out the first one's parts (an
+    operator's trial of the Amplify collector)."""
+    bucket = f"made-at-first-write-{time.monotonic_ns()}"
+    object_store(_settings(tmp_path / "a", s3_server, bucket, "lake"))
+    with pytest.raises(ConfigError, match="is catalogued by another loglake data dir"):
+        object_store(_settings(tmp_path / "b", s3_server, bucket, "lake"))
+
+
 def test_a_data_dir_keeps_its_lake_when_moved(s3_server: S3Server, s3_bucket: tuple, tmp_path: Path, aws: None) -> None:
     """The claim names the data dir's id, which moves with it (a restore on a new machine opens its lake)."""
     _, bucket, prefix = s3_bucket

@@ -115,11 +115,13 @@ def claim_for_deployment(objects: ObjectStore, bucket: str) -> dict[str, str] | 
 
 
 def _claim(objects: ObjectStore, where: str) -> dict[str, str] | None:
-    """The lake's claim; None when it has none."""
+    """The lake's claim; None when it has none. A bucket that does not exist has none: some S3 servers (SeaweedFS)
+    make a bucket at its first write, and a claim skipped then let a second data dir open the lake too (on one
+    that does not, the claim's write fails as the lake's writes will)."""
     try:
         text = objects.get(CLAIM_KEY)
     except ObjectStoreError as e:
-        if e.code in ("NoSuchKey", "404"):
+        if e.code in ("NoSuchKey", "NoSuchBucket", "404"):
             return None
         raise
     try:
