@@ -122,6 +122,21 @@ def test_errors_are_the_local_servers(api_table: str, capsys: pytest.CaptureFixt
     assert response["multiValueHeaders"]["content-type"] == ["application/json"]
 
 
+def test_header_values_beyond_latin_1_are_taken_as_the_local_server_takes_them(
+    api_table: str, capsys: pytest.CaptureFixture
+) -> None:
+    """API Gateway hands the handler header values as text decoded from the client's bytes, which may be UTF-8
+    of any character (a browser's or a proxy's header: a city, a name): the handler must not fail on them, as a
+    local server does not (Lambda's error would be API Gateway's 502, and count towards the errors alarm)."""
+    headers = {"Content-Type": "application/json", "User-Agent": "agent caf\u00e9 \u20ac", "X-Request-Id": "\u20ac1"}
+    response, _, line = invoke(rest_event("POST", "/logs", body='{"message": "hi"}', headers=headers), capsys)
+    assert response["statusCode"] == 201 and line["RecordsIngested"] == 1
+    assert response["multiValueHeaders"]["x-request-id"] != ["\u20ac1"]  # not a request id the app takes
+    referred = rest_event("GET", "/logs/recent", headers={"Referer": "https://\u4f8b.example/"})
+    response, recent, _ = invoke(referred, capsys)
+    assert response["statusCode"] == 200 and [r["message"] for r in recent["logs"]] == ["hi"]
+
+
 def test_following_by_arrival_is_not_available_on_a_store_many_functions_write(
     api_table: str, capsys: pytest.CaptureFixture
 ) -> None:

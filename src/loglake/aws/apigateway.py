@@ -76,7 +76,9 @@ def scope_of(event: dict[str, Any]) -> dict[str, Any]:
     multi = event.get("multiValueHeaders") or {}
     for name, value in (event.get("headers") or {}).items():
         for one in multi.get(name) or [value]:
-            headers.append((name.lower().encode("latin-1"), str(one).encode("latin-1")))
+            # API Gateway gives the values as text decoded from the client's bytes (UTF-8, any character): encoded
+            # back to those bytes, the app reads them as it reads a local server's (latin-1 fails past U+00FF).
+            headers.append((name.lower().encode("latin-1"), str(one).encode("utf-8", "replace")))
     context = event.get("requestContext") or {}
     if context.get("requestId") and not any(name == b"x-request-id" for name, _ in headers):
         headers.append((b"x-request-id", context["requestId"].encode("latin-1")))
