@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.server
 import json
 import threading
@@ -112,6 +113,37 @@ def test_the_query_handler_answers_like_post_query(athena, moto_endpoint: str, m
     bom = "\ufeff".encode() + b'{"sql": "SELECT count(*) AS n FROM logs"}'  # as some Windows tools write JSON
     ok = handlers.query(rest_event("POST", "/query", body=bom, binary=True), CONTEXT)
     assert ok["statusCode"] == 200 and json.loads(ok["body"])["rows"] == [[7]]
+
+
+def test_the_query_handler_reads_the_body_as_post_query_does(
+    athena, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Content-Type, Content-Encoding, the body's size and query parameters as the local route takes them:
+    a gzipped query is run, not refused as "not valid JSON"; what the local server refuses is refused alike."""
+    from loglake.aws import handlers
+    from tests.aws.test_api_handler import CONTEXT, rest_event
+    from tests.moto_server import lambda_environment
+
+    lambda_environment(
+        monkeypatch, REGION, AWS_ENDPOINT_URL_ATHENA=moto_endpoint,
+        LOGLAKE_ATHENA_DATABASE="loglake", LOGLAKE_ATHENA_WORKGROUP="primary",
+    )  # fmt: skip
+    queue_result(moto_endpoint, [("n", "bigint")], [["42"]])
+    sql = b'{"sql": "SELECT count(*) AS n FROM logs"}'
+    json_gzip = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    ok = handlers.query(rest_event("POST", "/query", body=gzip.compress(sql), headers=json_gzip, binary=True), CONTEXT)
+    assert ok["statusCode"] == 200 and json.loads(ok["body"])["rows"] == [[42]]
+    huge = json.dumps({"sql": "SELECT 1 -- " + "x" * 1_100_000}).encode()
+    for body, headers, query, status, code in [
+        (sql, {"Content-Type": "text/plain"}, None, 415, "unsupported_media_type"),
+        (sql, {"Content-Type": "application/json", "Content-Encoding": "br"}, None, 415, "unsupported_encoding"),
+        (sql, {"Content-Type": "application/json"}, {"limit": "5"}, 400, "invalid_query"),
+        (huge, {"Content-Type": "application/json"}, None, 413, "payload_too_large"),
+        (gzip.compress(huge), json_gzip, None, 413, "payload_too_large"),
+    ]:
+        event = rest_event("POST", "/query", body=body, headers=headers, query=query, binary=True)
+        refused = handlers.query(event, CONTEXT)
+        assert (refused["statusCode"], json.loads(refused["body"])["error"]["code"]) == (status, code)
 
 
 def test_the_cli_queries_athena_with_engine_athena(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:

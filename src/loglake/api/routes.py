@@ -496,6 +496,11 @@ def json_body_limit(settings: Settings) -> int:
 def json_body(app: LoglakeApp, request: Request, example: str) -> dict:
     """The body as one JSON object: 415 if it is not sent as JSON, 400 (with `example`) if it is not one, 413 past
     json_body_limit once inflated."""
+    return json_request_object(request, json_body_limit(app.settings), example)
+
+
+def json_request_object(request: Request, max_bytes: int, example: str) -> dict:
+    """json_body for a request read without the app (the AWS query function's): `max_bytes` once inflated."""
     content_type = json_media_type(request)
     if content_type not in JSON_TYPES:
         raise ApiError(
@@ -504,4 +509,4 @@ def json_body(app: LoglakeApp, request: Request, example: str) -> dict:
             f"Content-Type {content_type!r} is not accepted here; send one JSON object as application/json "
             "(with curl: -H 'Content-Type: application/json')",
         )
-    return json_object(decode_content(request, request.body, json_body_limit(app.settings)), example)
+    return json_object(decode_content(request, request.body, max_bytes), example)

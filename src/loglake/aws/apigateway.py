@@ -24,8 +24,7 @@ _MOST_BYTES_PER_CHARACTER = 12  # a character escaped as \u0001, that text escap
 
 async def call(app: Asgi, event: dict[str, Any]) -> dict[str, Any]:
     """Run one proxy event through an ASGI app; the proxy response."""
-    body = event.get("body") or ""
-    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+    raw = body_of(event)
     sent = False
     # API Gateway gives no sign of a client that leaves: the connection counts as open until the answer is
     # sent (an app that watches for the client leaving, as POST /query does, must not stop at once).
@@ -51,6 +50,13 @@ async def call(app: Asgi, event: dict[str, Any]) -> dict[str, Any]:
 
     await app(scope_of(event), receive, send)
     return fit_for_lambda(_proxy_response(response["status"], response["headers"], response["body"]))
+
+
+def body_of(event: dict[str, Any]) -> bytes:
+    """A proxy event's body as the client sent it (base64 when API Gateway took it as binary: the APIs' binary
+    media types are */*, so every body is)."""
+    body = event.get("body") or ""
+    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
 
 
 def fit_for_lambda(response: dict[str, Any]) -> dict[str, Any]:

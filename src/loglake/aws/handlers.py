@@ -35,8 +35,6 @@ variables (region, credentials, AWS_ENDPOINT_URL_DYNAMODB for a local endpoint).
 from __future__ import annotations
 
 import asyncio
-import base64
-import codecs
 import contextlib
 import functools
 import json
@@ -49,7 +47,7 @@ from typing import Any
 
 import boto3
 
-from loglake.aws.apigateway import call, fit_for_lambda
+from loglake.aws.apigateway import body_of, call, fit_for_lambda, scope_of
 from loglake.config import Settings
 from loglake.store.dynamodb import TIME_SHARDS, DynamoDBHotStore
 
@@ -130,12 +128,19 @@ def _athena_engine(timeout_seconds: float = 25) -> Any:
 
 
 def _json_object(event: dict[str, Any]) -> dict[str, Any]:
-    """A proxy event's JSON object body (ApiError 400 when it is not one), as the local route reads it."""
-    from loglake.api.http import json_object
+    """A proxy event's JSON object body as the local POST /query reads it (api/sql_routes.py): no query
+    parameters, sent as JSON (gzipped or not), within the JSON APIs' body limit; ApiError otherwise."""
+    from loglake.api.http import Request, too_large
+    from loglake.api.routes import json_request_object, refuse_parameters
+    from loglake.config import JSON_BODY_BYTES
 
-    body = event.get("body") or ""
-    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
-    return json_object(raw.removeprefix(codecs.BOM_UTF8), '{"sql": "SELECT ...", "limit": 100}')
+    request = Request(scope_of(event), None)
+    request.body = body_of(event)
+    # (the function's settings are the defaults, whose max_body_bytes is larger: json_body_limit is this)
+    if len(request.body) > JSON_BODY_BYTES:
+        raise too_large(JSON_BODY_BYTES)
+    refuse_parameters(request, "POST /query")
+    return json_request_object(request, JSON_BODY_BYTES, '{"sql": "SELECT ...", "limit": 100}')
 
 
 def amplify_plan(event: dict[str, Any], context: Any) -> dict[str, Any]:
