@@ -7,6 +7,9 @@ the estimate lists the bucket, Athena's stand-in reads the same files."""
 
 from __future__ import annotations
 
+import base64
+import codecs
+import gzip
 import json
 import os
 import uuid
@@ -276,6 +279,33 @@ def test_explain_says_an_athena_query_in_words_with_its_price(
         objects_of(lake_dir, "2026-11-02", "2026-11-03")
     )
     assert body["estimate"]["price"]["usd"] == 0.00005 and "Athena (Trino) SQL" in model_server.seen[0].system
+
+
+def test_bodies_are_read_as_the_local_routes_read_them(
+    aws: dict[str, Any], lake_dir: Path, model_server: ModelServer
+) -> None:
+    """As API Gateway sends them (base64, the APIs' binary media types being */*): gzipped, with a byte order
+    mark, answered; not sent as JSON, or with query parameters, refused as locally."""
+    api, _ = ask_function(aws, lake_dir)
+    model_server.say("It counts the error records of two days.")
+    sql = codecs.BOM_UTF8 + json.dumps({"sql": ERRORS_ON_TWO_DAYS}).encode()
+
+    def sent(body: bytes, headers: dict[str, str], query: dict | None = None) -> tuple[int, dict[str, Any]]:
+        event = {
+            "httpMethod": "POST", "path": "/ask/explain", "headers": headers, "queryStringParameters": query,
+            "body": base64.b64encode(body).decode(), "isBase64Encoded": True,
+            "requestContext": {"requestId": "r-1", "identity": {"userArn": ALICE}},
+        }  # fmt: skip
+        response = api.handle(event, None)
+        return response["statusCode"], json.loads(response["body"])
+
+    status, body = sent(gzip.compress(sql), {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert status == 200 and body["explanation"] == "It counts the error records of two days.", body
+    status, body = sent(sql, {"Content-Type": "text/plain"})
+    assert (status, body["error"]["code"]) == (415, "unsupported_media_type")
+    status, body = sent(sql, {"Content-Type": "application/json"}, {"verbose": "1"})
+    assert (status, body["error"]["code"]) == (400, "invalid_query")
+    assert len(model_server.seen) == 1
 
 
 def test_bad_requests_budget_and_unknown_paths(

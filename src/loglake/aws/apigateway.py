@@ -59,6 +59,25 @@ def body_of(event: dict[str, Any]) -> bytes:
     return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
 
 
+def json_body_of(event: dict[str, Any], route: str, example: str, empty_ok: bool = False) -> dict[str, Any]:
+    """The body of a proxy event for a function that answers without the app (POST /query, /ask), read as the
+    local route reads it (api/routes.json_body): no query parameters, sent as JSON (gzipped or not), within the
+    JSON APIs' body limit, one object ({} for an empty body when `empty_ok`); ApiError otherwise."""
+    from loglake.api.http import Request, decode_content, too_large
+    from loglake.api.routes import json_request_object, refuse_parameters
+    from loglake.config import JSON_BODY_BYTES
+
+    request = Request(scope_of(event), None)
+    request.body = body_of(event)
+    # (these functions' settings are the defaults, whose max_body_bytes is larger: json_body_limit is this)
+    if len(request.body) > JSON_BODY_BYTES:
+        raise too_large(JSON_BODY_BYTES)
+    refuse_parameters(request, route)
+    if empty_ok and not decode_content(request, request.body, JSON_BODY_BYTES).strip():
+        return {}
+    return json_request_object(request, JSON_BODY_BYTES, example)
+
+
 def fit_for_lambda(response: dict[str, Any]) -> dict[str, Any]:
     """The proxy response, or a 400 in its place when it is more than Lambda may return."""
     if len(response["body"]) * _MOST_BYTES_PER_CHARACTER < MAX_LAMBDA_RESPONSE // 2:

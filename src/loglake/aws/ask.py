@@ -15,7 +15,6 @@ LOGLAKE_LLM_* settings (LOGLAKE_LLM_PROVIDER defaults to bedrock; the stack sets
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import time
@@ -26,10 +25,10 @@ from typing import Any
 import boto3
 
 from loglake.api.ask_routes import ASK_ERRORS, AskBody, ExplainBody, RuleBody, api_error
-from loglake.api.http import ApiError, json_object, json_struct
+from loglake.api.http import ApiError, json_struct
 from loglake.ask.providers import provider_from_settings
 from loglake.ask.service import Asker, Question
-from loglake.aws.apigateway import fit_for_lambda
+from loglake.aws.apigateway import fit_for_lambda, json_body_of
 from loglake.aws.ask_source import AthenaSource
 from loglake.aws.ask_store import DynamoDBAskStore
 from loglake.aws.athena import AthenaQueryEngine
@@ -68,18 +67,19 @@ class AskApi:
         route = _ROUTE.fullmatch(event.get("path") or "")
         if event.get("httpMethod") != "POST" or route is None:
             raise ApiError(404, "not_found", "POST /ask, /ask/explain or /ask/{conversationId}/rule")
-        raw = _raw_body(event)
         owner = caller_of(event)
         if route["explain"]:
-            body = json_struct(json_object(raw, EXPLAIN_EXAMPLE), ExplainBody, EXPLAIN_EXAMPLE)
+            explained = json_body_of(event, "POST /ask/explain", EXPLAIN_EXAMPLE)
+            body = json_struct(explained, ExplainBody, EXPLAIN_EXAMPLE)
             return self.asker.explain_sql(body.sql)
         if route["conversation"]:
-            rule = json_struct(json_object(raw, RULE_EXAMPLE) if raw.strip() else {}, RuleBody, RULE_EXAMPLE)
+            drafted = json_body_of(event, "POST /ask/{conversationId}/rule", RULE_EXAMPLE, empty_ok=True)
+            rule = json_struct(drafted, RuleBody, RULE_EXAMPLE)
             if rule.confirm:
                 raise ApiError(501, "not_available", RULES_ARE_LOCAL)
             draft = self.asker.draft_rule(route["conversation"], owner, validate=False)
             return {**draft.to_dict(), "written": None, "note": RULES_ARE_LOCAL}
-        wanted = json_struct(json_object(raw, ASK_EXAMPLE), AskBody, ASK_EXAMPLE)
+        wanted = json_struct(json_body_of(event, "POST /ask", ASK_EXAMPLE), AskBody, ASK_EXAMPLE)
         answer = self.asker.ask(Question(wanted.question, wanted.conversation_id, wanted.time_zone, owner))
         if wanted.run and answer["sql"] is not None:
             answer["result"] = result_to_dict(self.engine.query(answer["sql"], timeout_seconds=_time_left(context)))
@@ -116,11 +116,6 @@ def caller_of(event: dict[str, Any]) -> str:
         return f"cognito:{claims['sub']}"
     identity = context.get("identity") or {}
     return identity.get("userArn") or identity.get("caller") or ""
-
-
-def _raw_body(event: dict[str, Any]) -> bytes:
-    body = event.get("body") or ""
-    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
 
 
 def _time_left(context: Any) -> float | None:

@@ -47,7 +47,7 @@ from typing import Any
 
 import boto3
 
-from loglake.aws.apigateway import body_of, call, fit_for_lambda, scope_of
+from loglake.aws.apigateway import call, fit_for_lambda, json_body_of
 from loglake.config import Settings
 from loglake.store.dynamodb import TIME_SHARDS, DynamoDBHotStore
 
@@ -75,7 +75,7 @@ def query(event: dict[str, Any], context: Any) -> dict[str, Any]:
     started = time.perf_counter()
     status, body, headers = 200, {}, {"content-type": "application/json"}
     try:
-        wanted = parse_query_request(_json_object(event))  # the local route's checks
+        wanted = parse_query_request(json_body_of(event, "POST /query", '{"sql": "SELECT ...", "limit": 100}'))
         body = result_to_dict(_athena_engine().query(**wanted.options()))
     except ApiError as e:
         status, body = e.status, e.body()
@@ -125,22 +125,6 @@ def _athena_engine(timeout_seconds: float = 25) -> Any:
             "set LOGLAKE_ATHENA_DATABASE and LOGLAKE_ATHENA_WORKGROUP (the stack's Glue database, workgroup)"
         )
     return AthenaQueryEngine(boto3.client("athena"), database, workgroup, QueryLimits(timeout_seconds=timeout_seconds))
-
-
-def _json_object(event: dict[str, Any]) -> dict[str, Any]:
-    """A proxy event's JSON object body as the local POST /query reads it (api/sql_routes.py): no query
-    parameters, sent as JSON (gzipped or not), within the JSON APIs' body limit; ApiError otherwise."""
-    from loglake.api.http import Request, too_large
-    from loglake.api.routes import json_request_object, refuse_parameters
-    from loglake.config import JSON_BODY_BYTES
-
-    request = Request(scope_of(event), None)
-    request.body = body_of(event)
-    # (the function's settings are the defaults, whose max_body_bytes is larger: json_body_limit is this)
-    if len(request.body) > JSON_BODY_BYTES:
-        raise too_large(JSON_BODY_BYTES)
-    refuse_parameters(request, "POST /query")
-    return json_request_object(request, JSON_BODY_BYTES, '{"sql": "SELECT ...", "limit": 100}')
 
 
 def amplify_plan(event: dict[str, Any], context: Any) -> dict[str, Any]:
