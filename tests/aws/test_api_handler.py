@@ -269,3 +269,18 @@ def test_browsers_on_allowed_origins_get_cors_answers(
     assert (
         refused["statusCode"] == 400 and refused["headers"]["access-control-allow-origin"] == "https://ui.example.com"
     )
+
+
+def test_any_origin_s_preflight_and_refusal_carry_cors_headers_whatever_its_characters(
+    api_table: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """With corsAllowOrigins ["*"] every origin is answered, one whose header is not latin-1 too (the query
+    function's own CORS headers failed to encode it: Lambda's error, API Gateway's 502)."""
+    monkeypatch.setenv("LOGLAKE_CORS_ALLOW_ORIGINS", "*")
+    monkeypatch.setenv("LOGLAKE_ATHENA_DATABASE", "loglake")
+    monkeypatch.setenv("LOGLAKE_ATHENA_WORKGROUP", "primary")
+    origin = {"Origin": "https://\u4f8b\u3048.example"}
+    refused = handlers.query(rest_event("POST", "/query", body="{oops", headers=origin), CONTEXT)
+    assert refused["statusCode"] == 400 and refused["headers"]["access-control-allow-origin"]
+    answered = invoke(rest_event("GET", "/logs/recent", headers=origin), capsys)[0]
+    assert answered["statusCode"] == 200 and answered["multiValueHeaders"]["access-control-allow-origin"]

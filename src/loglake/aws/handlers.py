@@ -47,7 +47,7 @@ from typing import Any
 
 import boto3
 
-from loglake.aws.apigateway import call, fit_for_lambda, json_body_of
+from loglake.aws.apigateway import call, fit_for_lambda, json_body_of, scope_of
 from loglake.config import Settings
 from loglake.store.dynamodb import TIME_SHARDS, DynamoDBHotStore
 
@@ -105,9 +105,10 @@ def ask(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def _cors_headers(event: dict[str, Any]) -> dict[str, str]:
     """For a function answering without the app (POST /query): the app's CORS headers."""
     from loglake.api.cors import response_headers
+    from loglake.api.http import Request
     from loglake.config import parse_origins
 
-    origin = next((v for k, v in (event.get("headers") or {}).items() if k.lower() == "origin"), "")
+    origin = Request(scope_of(event), None).header(b"origin")  # (as the app reads it: any character encodes back)
     allowed = parse_origins(os.environ.get("LOGLAKE_CORS_ALLOW_ORIGINS", ""))
     return {name.decode(): value.decode() for name, value in response_headers(origin, allowed)}
 
