@@ -335,6 +335,18 @@ def test_the_lambda_entry_point_answers_from_its_environment(
     assert json.loads(response["body"])["explanation"] == "These tables hold no weather."
 
 
+def test_an_unexpected_failure_is_a_500_quoting_the_request_id(
+    aws: dict[str, Any], lake_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Its table gone (deleted by hand, another region): the app's 500 with the request id, not Lambda's error."""
+    monkeypatch.setenv("LOGLAKE_ASK_TABLE", "no-such-table")
+    api, _ = ask_function(aws, lake_dir)
+    status, body, _ = post(api, "/ask", {"question": "how many errors?"})
+    assert (status, body["error"]["code"]) == (500, "internal_error")
+    assert body["error"]["message"] == "internal error; quote request id r-1"
+    assert "ResourceNotFoundException" in capsys.readouterr().err
+
+
 def test_athena_s_price_rounds_up_to_whole_megabytes_with_a_ten_megabyte_minimum() -> None:
     assert athena_price(0)["billed_bytes"] == 10_000_000
     assert athena_price(10_000_001)["billed_bytes"] == 11_000_000

@@ -216,6 +216,50 @@ def test_a_busy_or_unreachable_athena_is_a_503_to_retry(athena_answers: str, mon
     assert json.loads(answer["body"])["error"]["code"] == "busy"
 
 
+class _DenyingAthena(_ThrottlingAthena):
+    """Athena refusing every call to a role the stack did not grant (an operator's edit, a changed policy)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = json.dumps({"__type": "AccessDeniedException", "message": "not authorized to perform"}).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_an_unexpected_failure_is_a_500_quoting_the_request_id_as_the_app_answers(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Not Lambda's error (API Gateway's bare 502 "Internal server error", with nothing to quote): the app's 500,
+    its traceback in the function's log and the invocation's line at level ERROR."""
+    from loglake.aws import handlers
+    from tests.aws.test_api_handler import CONTEXT, rest_event
+    from tests.moto_server import lambda_environment
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DenyingAthena)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        lambda_environment(
+            monkeypatch, REGION, AWS_ENDPOINT_URL_ATHENA=f"http://127.0.0.1:{server.server_address[1]}",
+            AWS_MAX_ATTEMPTS="1", LOGLAKE_ATHENA_DATABASE="loglake", LOGLAKE_ATHENA_WORKGROUP="primary",
+        )  # fmt: skip
+        event = rest_event("POST", "/query", body='{"sql": "SELECT 1"}')
+        answer = handlers.query(event, CONTEXT)
+    finally:
+        server.shutdown()
+        server.server_close()
+    request_id = event["requestContext"]["requestId"]
+    assert answer["statusCode"] == 500
+    assert json.loads(answer["body"])["error"] == {
+        "code": "internal_error", "message": f"internal error; quote request id {request_id}", "details": [],
+    }  # fmt: skip
+    logged = capsys.readouterr()
+    assert "AccessDeniedException" in logged.err and request_id in logged.err
+    assert json.loads(logged.out.splitlines()[-1])["level"] == "ERROR"
+
+
 def test_an_answer_over_lambdas_limit_is_a_clear_400(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from loglake.aws import handlers
     from tests.aws.test_api_handler import CONTEXT, rest_event

@@ -51,7 +51,7 @@ class AskApi:
 
     def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """One API Gateway proxy event; the proxy response."""
-        from loglake.aws.handlers import _cors_headers
+        from loglake.aws.handlers import _cors_headers, unexpected
 
         status, headers = 200, {"content-type": "application/json"}
         try:
@@ -60,6 +60,8 @@ class AskApi:
             error = e if isinstance(e, ApiError) else api_error(e)
             status, body = error.status, error.body()
             headers |= {name.decode(): value.decode() for name, value in error.headers}
+        except Exception as e:
+            status, body = 500, unexpected(event, e).body()
         headers |= _cors_headers(event)
         return fit_for_lambda({"statusCode": status, "headers": headers, "body": json.dumps(body)})
 

@@ -41,6 +41,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,8 @@ def query(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except QueryBusy as e:
         status, body = 503, ApiError(503, "busy", f"{e}; retry shortly").body()
         headers["retry-after"] = "5"
+    except Exception as e:
+        status, body = 500, unexpected(event, e).body()
     headers |= _cors_headers(event)
     response = fit_for_lambda({"statusCode": status, "headers": headers, "body": json.dumps(body)})
     _log_invocation(event, context, response, (time.perf_counter() - started) * 1000)
@@ -100,6 +103,24 @@ def ask(event: dict[str, Any], context: Any) -> dict[str, Any]:
     response = _ask.handle(event, context)
     _log_invocation(event, context, response, (time.perf_counter() - started) * 1000)
     return response
+
+
+def unexpected(event: dict[str, Any], error: Exception) -> Any:
+    """For a function answering without the app: the app's 500 for an error nobody foresaw (a bug, a permission
+    the role lacks), its traceback logged with the request id, rather than Lambda's error (API Gateway's bare 502
+    "Internal server error", with nothing to quote)."""
+    from loglake.api.http import ApiError
+
+    request_id = (event.get("requestContext") or {}).get("requestId") or ""
+    line = {
+        "level": "error",
+        "event": "unhandled_exception",
+        "request_id": request_id,
+        "error": repr(error),
+        "traceback": traceback.format_exception(error),
+    }  # fmt: skip  (as the app's access log writes one)
+    print(json.dumps(line), file=sys.stderr, flush=True)
+    return ApiError(500, "internal_error", f"internal error; quote request id {request_id}")
 
 
 def _cors_headers(event: dict[str, Any]) -> dict[str, str]:
