@@ -246,6 +246,24 @@ def test_synth_writes_the_template_and_names_config_mistakes(tmp_path: Path) -> 
         assert refused.exit_code == 1 and message in refused.output, refused.output
 
 
+def test_an_amplify_configuration_past_eventbridge_s_input_limit_stops_the_synth(tmp_path: Path) -> None:
+    """The schedules pass the collector's configuration as their target's input, which EventBridge limits to
+    8,192 characters: a configuration of many apps is refused here, naming it, not by CloudFormation mid-deploy."""
+    from loglake.aws.deployment import DeploymentConfigError
+
+    amplify = json.loads((EXAMPLE.parent / "amplify.json").read_text())
+    app = amplify["applications"][0]
+    apps = [app | {"appId": f"d{n:013d}", "appName": f"app_{n}", "domainName": f"app{n}.example.com"}
+            for n in range(70)]  # fmt: skip
+    (tmp_path / "amplify.json").write_text(json.dumps(amplify | {"applications": apps}))
+    (tmp_path / "deployment.json").write_text(EXAMPLE.read_text())
+    with pytest.raises(DeploymentConfigError) as caught:
+        load_deployment(tmp_path / "deployment.json")
+    assert "EventBridge takes at most 8192" in str(caught.value) and "amplifyConfig" in str(caught.value)
+    (tmp_path / "amplify.json").write_text(json.dumps(amplify | {"applications": apps[:40]}))
+    assert load_deployment(tmp_path / "deployment.json").amplify is not None
+
+
 def test_every_deployment_problem_is_named_at_once() -> None:
     from loglake.aws.deployment import DeploymentConfigError, parse_deployment
 

@@ -68,6 +68,8 @@ SERVICE_CODES = {
     "user_pool": "cu",
 }
 MAX_NAME_LENGTH = 63  # S3 bucket names (Lambda function names allow 64)
+# A target's input, in characters: the collection's and the retention's schedules pass the Amplify configuration.
+EVENT_INPUT_CHARS = 8192
 
 _Part = Annotated[str, msgspec.Meta(pattern=whole(r"[a-z0-9]{1,20}"), description="1-20 lowercase letters or digits")]
 _Tags = dict[str, Annotated[str, msgspec.Meta(min_length=1, description="a non-empty text")]]
@@ -197,6 +199,12 @@ def load_deployment(path: Path) -> Deployment:
             profiles = {app.profile for app in parse_config(amplify).apps}
         except AmplifyConfigError as e:
             problems.append(f"amplifyConfig {amplify_path}: {e}")
+        size = len(json.dumps({"config": amplify}, separators=(",", ":"), ensure_ascii=False))
+        if size > EVENT_INPUT_CHARS:  # (as the CDK writes the schedules' input: compact JSON)
+            problems.append(
+                f"amplifyConfig {amplify_path}: {size} characters as the schedules' input; EventBridge takes at most "
+                f"{EVENT_INPUT_CHARS} (about 55 apps): collect the other apps in another deployment"
+            )
         else:
             for profile in sorted(roles.keys() - profiles if isinstance(roles, dict) else ()):
                 known = ", ".join(sorted(profiles))
