@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 
+from loglake.api.http import ApiError
 from loglake.private_files import open_private
 
 if TYPE_CHECKING:
@@ -112,15 +113,7 @@ class AccessLog:
 
     def error(self, request_id: str, error: BaseException) -> None:
         """Unhandled exceptions are always logged: to the access log, or to stderr when that is off."""
-        entry = {
-            "ts": round(time.time(), 3),
-            "level": "error",
-            "event": "unhandled_exception",
-            "request_id": request_id,
-            "error": repr(error),
-            "traceback": traceback.format_exception(error),
-        }
-        self._log_now(entry)
+        self._log_now(unhandled_exception_line(request_id, error))
 
     def event(self, entry: dict) -> None:
         """A line from a background thread (lake maintenance, Amplify collection), written at once."""
@@ -256,3 +249,20 @@ def _dropped_line(drops: int, max_pending: int) -> dict:
         "dropped": drops,
         "reason": f"the log's destination fell {max_pending} lines behind",
     }
+
+
+def unhandled_exception_line(request_id: str, error: BaseException) -> dict:
+    """The log line of an error nobody foresaw, with the request id its 500 quotes (internal_error)."""
+    return {
+        "ts": round(time.time(), 3),
+        "level": "error",
+        "event": "unhandled_exception",
+        "request_id": request_id,
+        "error": repr(error),
+        "traceback": traceback.format_exception(error),
+    }
+
+
+def internal_error(request_id: str) -> ApiError:
+    """The 500 of an error nobody foresaw: the request id to quote, the traceback in the log only."""
+    return ApiError(500, "internal_error", f"internal error; quote request id {request_id}")

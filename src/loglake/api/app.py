@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from loglake.api import ask_routes, elastic_routes, tail_routes
-from loglake.api.accesslog import AccessLog
+from loglake.api.accesslog import AccessLog, internal_error
 from loglake.api.auth import Authenticator, require_scope
 from loglake.api.cors import preflight_headers
 from loglake.api.cors import response_headers as cors_headers
@@ -334,7 +334,7 @@ class LoglakeApp(RuntimeEvents):
             else:  # a bug: answer 500 with the request id, log the traceback
                 status = 500
                 self.access_log.error(request.request_id, e)
-                error = ApiError(500, "internal_error", f"internal error; quote request id {request.request_id}")
+                error = internal_error(request.request_id)
                 sent = await self._send_error(request, receive, send, error, common, body_limit)
         finally:
             elapsed = time.perf_counter() - started

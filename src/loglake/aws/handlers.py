@@ -41,7 +41,6 @@ import json
 import os
 import sys
 import time
-import traceback
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -109,18 +108,11 @@ def unexpected(event: dict[str, Any], error: Exception) -> Any:
     """For a function answering without the app: the app's 500 for an error nobody foresaw (a bug, a permission
     the role lacks), its traceback logged with the request id, rather than Lambda's error (API Gateway's bare 502
     "Internal server error", with nothing to quote)."""
-    from loglake.api.http import ApiError
+    from loglake.api.accesslog import internal_error, unhandled_exception_line
 
     request_id = (event.get("requestContext") or {}).get("requestId") or ""
-    line = {
-        "level": "error",
-        "event": "unhandled_exception",
-        "request_id": request_id,
-        "error": repr(error),
-        "traceback": traceback.format_exception(error),
-    }  # fmt: skip  (as the app's access log writes one)
-    print(json.dumps(line), file=sys.stderr, flush=True)
-    return ApiError(500, "internal_error", f"internal error; quote request id {request_id}")
+    print(json.dumps(unhandled_exception_line(request_id, error)), file=sys.stderr, flush=True)
+    return internal_error(request_id)
 
 
 def _cors_headers(event: dict[str, Any]) -> dict[str, str]:
