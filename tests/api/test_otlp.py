@@ -543,7 +543,7 @@ async def test_an_attribute_that_is_not_a_keyvalue_gets_a_status_and_stores_noth
 ) -> None:
     """Attribute pairs are read after the rest of the request: one that the official types cannot read still
     refuses the request whole, as when the request was read in one go."""
-    bad_pair = _length_delimited(6, _length_delimited(1, b"\xff"))  # attributes: a key that is not UTF-8
+    bad_pair = _length_delimited(6, b"\x0a\x05ab")  # attributes: a key longer than what follows it
     record = log("paid").SerializeToString() + bad_pair
     body = _length_delimited(1, _length_delimited(2, _length_delimited(2, record)))
     with pytest.raises(DecodeError):
@@ -551,6 +551,46 @@ async def test_an_attribute_that_is_not_a_keyvalue_gets_a_status_and_stores_noth
     error = failure(await post(client, body), 400)
     assert error.code == code_pb2.INVALID_ARGUMENT and "not an OTLP ExportLogsServiceRequest" in error.message
     assert app.runtime.store.count() == 0
+
+
+def _text_marked(body: bytes, marks: dict[bytes, bytes]) -> bytes:
+    """An export whose marker texts (each as long as its bytes) are replaced by those bytes, which no protobuf
+    encoder of ours writes into a string."""
+    for mark, raw in marks.items():
+        assert len(mark) == len(raw) and body.count(mark) == 1
+        body = body.replace(mark, raw)
+    return body
+
+
+async def test_text_that_is_not_utf8_is_read_with_u_fffd_and_the_export_stored(
+    app: LoglakeApp, client: httpx.AsyncClient
+) -> None:
+    """The Collector passes text that is no UTF-8 on as it read it (its protobuf code does not check it, a filelog
+    or syslog receiver reads such bytes): the whole export was refused as "Wire format was corrupt", which the
+    Collector takes as permanent and drops, every record of the batch with it."""
+    body = _text_marked(
+        export(
+            log("BODYX and the rest", severity_text="SEVX", attributes=pairs(KEYX=text("VALX"))),
+            log("fine"),
+            resource={"service__name": text("check"), "host": text("HSTX")},
+            scope={"name": "SCOPEX"},
+        ),
+        {b"BODYX": b"b\xffody", b"SEVX": b"\xc3(\xa9x", b"KEYX": b"k\xe2\x82y", b"VALX": b"\xf0\x9f\x98v",
+         b"HSTX": b"h\x80st", b"SCOPEX": b"s\xffcope"},
+    )  # fmt: skip
+    with pytest.raises(DecodeError):
+        ExportLogsServiceRequest.FromString(body)
+    assert not answer(await post(client, body)).HasField("partial_success")
+    by_message = {r["message"]: r for r in await stored(client)}
+    assert by_message.keys() == {"b\ufffdody and the rest", "fine"}
+    record = by_message["b\ufffdody and the rest"]
+    assert record["service"] == "check" and record["severity"] == "info"
+    assert record["attributes"] == {
+        "host": "h\ufffdst",
+        "otel.scope.name": "s\ufffdcope",
+        "k\ufffdy": "\ufffdv",
+        "severity_text": "\ufffd(\ufffdx",
+    }
 
 
 async def test_bad_gzip_and_too_large_bodies_get_a_status(app: LoglakeApp, client: httpx.AsyncClient) -> None:

@@ -123,6 +123,16 @@ def columns(body: bytes, json: bool) -> RecordColumns:
     if json:
         return otlp_json.columns(body)
     try:
+        return _protobuf_columns(body)
+    except MalformedRequest:
+        replaced = _text_replaced(body)
+        if replaced is None:
+            raise
+        return _protobuf_columns(replaced)
+
+
+def _protobuf_columns(body: bytes) -> RecordColumns:
+    try:
         request = _RequestRead.FromString(body)
         keys, numbers_packed = _attribute_keys(body)
         fields = _merged_fields(request, body, numbers_packed)
@@ -130,6 +140,49 @@ def columns(body: bytes, json: bool) -> RecordColumns:
     except (DecodeError, RecursionError) as e:
         raise MalformedRequest(f"the body is not an OTLP ExportLogsServiceRequest in protobuf: {e}") from None
     return otlp_mapping.columns(request, _PROTOBUF, keys, merged, fields)
+
+
+def _texts_as_bytes(message: descriptor_pb2.DescriptorProto) -> None:
+    for field in message.field:
+        if field.type == field.TYPE_STRING:
+            field.type = field.TYPE_BYTES
+
+
+_TextsAsBytes = _changed_request(_texts_as_bytes)
+
+
+def _text_replaced(body: bytes) -> bytes | None:
+    """The export encoded again with each byte of its text that is no UTF-8 made U+FFFD, as the JSON forms' lone
+    surrogates and Loki's protobuf text are read: the Collector's protobuf code passes such text on as its receivers
+    read it (a file or syslog in another encoding), and the proto3 strings refuse it, the whole export with it.
+    None when the body is no export even read so, or its text was all UTF-8 (the fault is another)."""
+    try:
+        read = _TextsAsBytes.FromString(body)
+    except (DecodeError, RecursionError):
+        return None
+    request = ExportLogsServiceRequest()
+    _copy_replaced(read, request)
+    replaced = request.SerializeToString()
+    return None if replaced == read.SerializeToString() else replaced
+
+
+def _copy_replaced(read: Any, into: Any) -> None:
+    """`read` (a message of _TextsAsBytes) into `into`, its official form, each text field's bytes decoded."""
+    for field, value in read.ListFields():
+        name = field.name
+        if field.type == field.TYPE_MESSAGE:
+            if field.is_repeated:
+                for item in value:
+                    _copy_replaced(item, getattr(into, name).add())
+            else:
+                getattr(into, name).SetInParent()  # (an empty message set, such as a oneof's, stays set)
+                _copy_replaced(value, getattr(into, name))
+        elif into.DESCRIPTOR.fields_by_name[name].type == field.TYPE_STRING:
+            setattr(into, name, value.decode(errors="replace"))
+        elif field.is_repeated:
+            getattr(into, name).extend(value)
+        else:
+            setattr(into, name, value)
 
 
 def worker_decoded(body: bytes, json: bool, gzip: bool, max_body_bytes: int) -> tuple | str | None:
