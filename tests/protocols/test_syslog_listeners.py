@@ -170,6 +170,21 @@ def test_a_tcp_sender_over_the_rate_is_not_read_until_it_may_go_on(listening) ->
     assert sum(t.rejected for t in syslog.tallies) == 0  # nothing dropped over TCP
 
 
+def test_each_listener_has_its_own_rate(listening) -> None:
+    """The rate is per listener, as its setting says: one allowance for all of them let a TCP sender's backlog
+    (read a chunk at a time, each putting it in debt) drop every UDP datagram while it lasted."""
+    syslog = listening(syslog_rate_limit="5")
+    with socket.create_connection(("127.0.0.1", syslog.port)) as sock:
+        sock.sendall(b"".join(b"<14>1 - h a - - - tcp %d\n" % i for i in range(10)))
+        syslog.wait_for_tallies(lambda t: sum(x.accepted for x in t) == 10)  # the TCP listener is in debt
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        for i in range(8):
+            udp.sendto(b"<14>1 - h a - - - datagram %d" % i, ("127.0.0.1", syslog.port))
+    syslog.wait_for_tallies(lambda t: sum(x.accepted + x.rejected for x in t) == 18)
+    assert sum(t.rate_limited for t in syslog.tallies) == 3
+    assert sorted(m for m in syslog.stored() if m.startswith("datagram")) == [f"datagram {i}" for i in range(5)]
+
+
 def test_stopping_commits_what_was_read(listening, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(syslog_commits, "BATCH_SECONDS", 3600.0)  # nothing is committed until the stop
     syslog = listening()

@@ -78,7 +78,9 @@ class SyslogListeners:
         self._allowed = parse_networks(settings.syslog_allow) or _LOOPBACK
         self.zone = time_zone(settings.syslog_timezone)  # of times sent without one
         self._verdicts: dict[str, bool] = {}
-        self.allowance = Allowance(settings.syslog_rate_limit, monotonic())
+        # Each listener's own (the rate is per listener): with one for all, a TCP sender's backlog kept it in debt
+        # and every UDP datagram meanwhile was dropped.
+        self.allowances = {kind: Allowance(settings.syslog_rate_limit, monotonic()) for kind in ("udp", "tcp", "tls")}
         self._sockets: dict[str, socket.socket] = {}
         self.tls: ssl.SSLContext | None = None  # set by bind, with syslog_tls
         self._thread: threading.Thread | None = None
@@ -152,7 +154,7 @@ class SyslogListeners:
     async def _serve(self, started: threading.Event) -> None:
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        batcher = Batcher(self.service, self.report, self.allowance, self.monotonic)
+        batcher = Batcher(self.service, self.report, self.monotonic)
         servers: list[asyncio.AbstractServer] = []
         udp: asyncio.BaseTransport | None = None
         try:
@@ -160,7 +162,8 @@ class SyslogListeners:
                 if kind == "udp":
                     udp, _ = await loop.create_datagram_endpoint(lambda: Datagrams(self, batcher), sock=sock)
                 else:
-                    stream = functools.partial(TlsStream if kind == "tls" else Stream, self, batcher)
+                    kinds = TlsStream if kind == "tls" else Stream
+                    stream = functools.partial(kinds, self, batcher, self.allowances[kind])
                     servers.append(await loop.create_server(stream, sock=sock))
         finally:
             started.set()

@@ -75,7 +75,10 @@ class Allowance:
 
 
 class Reader(Protocol):
-    """A connection the batcher may pause: its reads stop while commits fall behind or over the rate."""
+    """A connection the batcher may pause: its reads stop while commits fall behind or its listener is over its rate
+    (`allowance`)."""
+
+    allowance: Allowance
 
     def reading(self, wanted: bool) -> None: ...
 
@@ -90,12 +93,10 @@ class Batcher:
         self,
         service: LogService,
         report: Callable[[SyslogTally], None],
-        allowance: Allowance,
         monotonic: Callable[[], float],
     ) -> None:
         self.service = service
         self.report = report
-        self.allowance = allowance
         self.monotonic = monotonic
         self.loop = asyncio.get_running_loop()
         self.pending: list[SyslogBatch] = []
@@ -104,7 +105,7 @@ class Batcher:
         self.in_flight: set[asyncio.Task] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._due = False  # a commit is due, waiting for one in flight to finish
-        self._resume: asyncio.TimerHandle | None = None  # over the rate: reading resumes then
+        self._resume: dict[Allowance, asyncio.TimerHandle] = {}  # a listener over its rate: its streams read again then
 
     def add(self, batch: SyslogBatch) -> None:
         self.pending.append(batch)
@@ -115,11 +116,12 @@ class Batcher:
             self._timer = self.loop.call_later(BATCH_SECONDS, self.commit)
         self.pause_or_resume()
 
-    def spend(self, count: int) -> None:
-        """A stream's read of `count` messages: over the rate, streams are not read until it has recovered."""
-        wait = self.allowance.spend(count, self.monotonic())
-        if wait and self._resume is None:
-            self._resume = self.loop.call_later(wait, self._resumed)
+    def spend(self, count: int, allowance: Allowance) -> None:
+        """A stream's read of `count` messages: over its listener's rate (`allowance`), that listener's streams are
+        not read until it has recovered."""
+        wait = allowance.spend(count, self.monotonic())
+        if wait and allowance not in self._resume:
+            self._resume[allowance] = self.loop.call_later(wait, self._resumed, allowance)
             self.pause_or_resume()
 
     def full(self) -> bool:
@@ -149,18 +151,17 @@ class Batcher:
             self.commit()
         self.pause_or_resume()
 
-    def _resumed(self) -> None:
-        self._resume = None
-        wait = self.allowance.spend(0, self.monotonic())
+    def _resumed(self, allowance: Allowance) -> None:
+        del self._resume[allowance]
+        wait = allowance.spend(0, self.monotonic())
         if wait:  # still in debt (the rate changed nothing meanwhile): wait out the rest
-            self._resume = self.loop.call_later(wait, self._resumed)
+            self._resume[allowance] = self.loop.call_later(wait, self._resumed, allowance)
         self.pause_or_resume()
 
     def pause_or_resume(self) -> None:
         behind = len(self.in_flight) >= MAX_COMMITS_IN_FLIGHT and self.pending_count >= BATCH_RECORDS
-        reading = not behind and self._resume is None
         for stream in self.streams:
-            stream.reading(reading)
+            stream.reading(not behind and stream.allowance not in self._resume)
 
     async def _write(self, batch: SyslogBatch) -> None:
         count = len(batch)

@@ -9,7 +9,7 @@ import re
 import ssl
 from typing import TYPE_CHECKING
 
-from loglake.protocols.syslog_commits import Batcher, SyslogTally
+from loglake.protocols.syslog_commits import Allowance, Batcher, SyslogTally
 from loglake.protocols.syslog_framing import StreamFramer
 
 if TYPE_CHECKING:
@@ -30,9 +30,10 @@ HTTP_REQUEST_START = re.compile(rb"(?:GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|CON
 class Stream(asyncio.Protocol):
     """One TCP (or TLS) connection: frames and parses each read as one batch."""
 
-    def __init__(self, listeners: SyslogListeners, batcher: Batcher) -> None:
+    def __init__(self, listeners: SyslogListeners, batcher: Batcher, allowance: Allowance) -> None:
         self.listeners = listeners
         self.batcher = batcher
+        self.allowance = allowance  # its listener's rate
         self.framer = StreamFramer(listeners.limits.max_message_bytes)
         self.transport: asyncio.Transport | None = None
         self.peer = ""
@@ -74,7 +75,7 @@ class Stream(asyncio.Protocol):
     def _take(self, frames: list[bytes]) -> None:
         if frames:
             self.batcher.add(self.listeners.parse(frames, self.peer))
-            self.batcher.spend(len(frames))
+            self.batcher.spend(len(frames), self.allowance)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.batcher.streams.discard(self)
@@ -196,7 +197,7 @@ class Datagrams(asyncio.DatagramProtocol):
         if not listeners.allowed(peer):
             listeners.report(SyslogTally(not_allowed=1))
             return
-        if self.batcher.full() or not listeners.allowance.take_one(listeners.monotonic()):
+        if self.batcher.full() or not listeners.allowances["udp"].take_one(listeners.monotonic()):
             listeners.report(SyslogTally(rate_limited=1))
             return
         message = data.rstrip(b"\r\n\x00")
