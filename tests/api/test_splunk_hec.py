@@ -240,9 +240,10 @@ async def test_a_lone_surrogate_is_read_as_u_fffd_not_a_500(
     [
         ("1796397860000", 1796397860000),  # epoch ms
         ('"1796397860000000"', "1796397860000000"),  # epoch us, as text
+        ("1796397860123456789", 1796397860123456789),  # epoch ns: each digit kept, as a float cannot
         ("1e300", 1e300),  # no time in any unit
     ],
-    ids=["ms", "us-text", "1e300"],
+    ids=["ms", "us-text", "ns", "1e300"],
 )
 async def test_a_time_in_a_finer_unit_than_seconds_is_kept_as_sent_and_the_record_stored_at_its_arrival(
     app: LoglakeApp, key: str, hec: httpx.AsyncClient, sent: str, kept: object

@@ -106,7 +106,7 @@ class HecEvent(msgspec.Struct, gc=False):
     """One event as Splunk takes it; other top-level keys are ignored, as Splunk ignores them."""
 
     event: Any = msgspec.UNSET
-    time: float | str | None = None
+    time: int | float | str | None = None  # (an integer as such: a float keeps 16 digits of an ns time_sent)
     host: str | None = None
     source: str | None = None
     sourcetype: str | None = None
@@ -254,7 +254,7 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-def _epoch_ms(value: float | str, number: int) -> int | None:
+def _epoch_ms(value: int | float | str, number: int) -> int | None:
     """Splunk's `time`: epoch seconds as a number or as text, with decimals for fractions of a second; None for a
     time in a finer unit (past the year 5000 in seconds: a unit gone wrong), which the record keeps as sent
     (_time_sent) and is stored at its arrival, as the other times no clock could mean are (columns.TIME_SENT):
@@ -262,7 +262,7 @@ def _epoch_ms(value: float | str, number: int) -> int | None:
     delivered (Fluent Bit)."""
     try:
         seconds = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # (OverflowError: an integer past any float)
         seconds = math.nan
     if not math.isfinite(seconds):
         raise HecError(
@@ -271,7 +271,7 @@ def _epoch_ms(value: float | str, number: int) -> int | None:
     return None if seconds >= FINER_THAN_SECONDS else _ms(seconds)
 
 
-def _time_sent(value: float | str) -> float | int | str:
+def _time_sent(value: int | float | str) -> float | int | str:
     """A `time` as the shipper sent it, for TIME_SENT: a whole number decoded as a float as its digits, when a float
     holds them all (1e300 stays 1e300, not 301 digits of which 285 were never sent)."""
     whole = type(value) is float and value.is_integer() and abs(value) < _EXACT_IN_A_FLOAT
