@@ -300,6 +300,27 @@ async def test_raw_lines_take_the_querys_metadata(app: LoglakeApp, key: str, hec
     assert empty.status_code == 400 and empty.json()["code"] == 5
 
 
+@pytest.mark.parametrize("third", ['{"event": "third"}', '{"event": {"message": "third"}}'], ids=["plain", "object"])
+async def test_events_take_the_querys_metadata_where_they_give_none(
+    app: LoglakeApp, key: str, hec: httpx.AsyncClient, third: str
+) -> None:
+    """Splunk takes an event's host, source, sourcetype and index from the query when the event gives none (Splunk's
+    own syslog connector sends `?index=`): they were ignored, a `?sourcetype=access` batch stored as `application`."""
+    body = '{"event": "first"}{"event": "second", "sourcetype": "mine", "host": "h2"}' + third
+    response = await hec.post(
+        "/services/collector/event?sourcetype=access&index=web&host=h1&source=&channel=FE0ECFAD-13D5-401B-847D-77833BD77131",
+        content=body.encode(),
+        headers=FORM,
+    )
+    assert response.json() == {"text": "Success", "code": 0}
+    records = {record["message"]: record for record in await stored(app, key)}
+    assert {message: (r["log_type"], r["attributes"]) for message, r in records.items()} == {
+        "first": ("access", {"host": "h1", "sourcetype": "access", "index": "web"}),
+        "second": ("mine", {"host": "h2", "sourcetype": "mine", "index": "web"}),
+        "third": ("access", {"host": "h1", "sourcetype": "access", "index": "web"}),
+    }
+
+
 async def test_token_errors_answer_splunks_codes_and_statuses(app: LoglakeApp, key: str) -> None:
     body = b'{"event": "x"}'
     cases = [

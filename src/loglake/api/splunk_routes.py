@@ -67,7 +67,7 @@ def hec_error(error: ApiError, _request: Request) -> ApiError:
 
 
 async def event(app: LoglakeApp, request: Request) -> Result:
-    return await _store(app, request, splunk.event_columns)
+    return await _store(app, request, splunk.event_columns, request.query)
 
 
 async def raw(app: LoglakeApp, request: Request) -> Result:

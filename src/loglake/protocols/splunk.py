@@ -9,7 +9,7 @@ An event body is one or more JSON event objects, concatenated with or without wh
   JSON text;
 - `time` (epoch seconds, decimals for fractions) -> timestamp (one in a finer unit: the time received, the time
   sent kept as attribute `time_sent`); `sourcetype` -> log_type;
-- `host`, `source`, `sourcetype` and `index` into attributes;
+- `host`, `source`, `sourcetype` and `index` (each, when the event gives none, the query's) into attributes;
 - `fields` (Splunk's indexed fields) into attributes, their `severity` (or `level`) -> severity,
   `service.name` (or `service`) -> service, `trace_id` and `span_id` (where OpenTelemetry's Splunk HEC
   exporter puts them) -> trace_id and span_id when they are ids (mapping.take_ids; others stay attributes).
@@ -118,16 +118,18 @@ _decode_events = msgspec.json.Decoder(HecEvent).decode_lines
 _decode_event = msgspec.json.Decoder(HecEvent).decode
 
 
-def event_columns(body: bytes) -> RecordColumns:
-    """The records of an event body, or HecError naming the first event at fault."""
+def event_columns(body: bytes, params: dict[str, str] | None = None) -> RecordColumns:
+    """The records of an event body, or HecError naming the first event at fault. The query's host, source,
+    sourcetype and index (`params`) are those of the events that give none, as Splunk takes them."""
     if not body.strip():
         raise HecError(5, "the body is empty: send one or more JSON event objects")
-    plain = plain_columns(body)
+    defaults = tuple((params or {}).get(name) or None for name in METADATA)
+    plain = plain_columns(body, defaults)
     if plain is not None:
         return plain
     events = _events(body)
     try:
-        return _columns(events)
+        return _columns(events, defaults)
     except HecError as e:
         e.events = len(events)
         raise
@@ -168,8 +170,9 @@ def _events(body: bytes) -> list[HecEvent]:
             raise HecError(6, f"{event_name(number)} is not JSON: {reason}", number, "") from None
 
 
-def _columns(events: list[HecEvent]) -> RecordColumns:
+def _columns(events: list[HecEvent], defaults: tuple[str | None, ...]) -> RecordColumns:
     found = RecordColumns()
+    sourcetypes = []
     messages, times, severities, services = found.messages, found.timestamps, found.severities, found.services
     metadata: dict[tuple[str | None, ...], dict[str, str]] = {}  # a batch's events share a few host/source sets
     for number, event in enumerate(events):
@@ -184,7 +187,9 @@ def _columns(events: list[HecEvent]) -> RecordColumns:
             messages.append(message)
         timestamp = None if event.time is None else _epoch_ms(event.time, number)
         times.append(timestamp)
-        given = (event.host, event.source, event.sourcetype, event.index)
+        sent = (event.host, event.source, event.sourcetype, event.index)
+        given = tuple(default if value is None else value for value, default in zip(sent, defaults, strict=True))
+        sourcetypes.append(given[2])
         named = metadata.get(given)
         if named is None:
             pairs = zip(METADATA, given, strict=True)
@@ -204,7 +209,6 @@ def _columns(events: list[HecEvent]) -> RecordColumns:
         if timestamp is None and event.time is not None:
             own[TIME_SENT] = _time_sent(event.time)
         found.attributes.append(_encode(own) if own else b"")
-    sourcetypes = [event.sourcetype for event in events]
     names = {given: None if given is None else safe_name(given) for given in set(sourcetypes)}
     found.log_types = [names[given] for given in sourcetypes]
     return found

@@ -71,12 +71,16 @@ def take_service(fields: dict[str, Any]) -> str | None:
     return None
 
 
-def plain_columns(body: bytes) -> RecordColumns | None:
+def plain_columns(body: bytes, defaults: tuple[str | None, ...] = (None,) * len(METADATA)) -> RecordColumns | None:
     """splunk._columns for events as shippers send them (PlainEvent), each rule run over the batch's events at
-    once, what an event's host, source, sourcetype, index and fields give mapped once per distinct set of them (a
-    batch's events repeat a few). None for other events (for splunk._columns, which names an event at fault)."""
+    once, what an event's host, source, sourcetype, index (each of METADATA, else its `defaults`) and fields give
+    mapped once per distinct set of them (a batch's events repeat a few). None for other events (for
+    splunk._columns, which names an event at fault)."""
     try:
         messages, seconds, metadata, fields = _plain_values(body)
+        for column, default in zip(metadata, defaults, strict=True):
+            if default is not None:
+                column[:] = [default if value is None else value for value in column]
         times = _plain_times(seconds)
         if times is None:
             return None  # (splunk._columns says what the time looks like)
