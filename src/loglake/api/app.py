@@ -142,8 +142,8 @@ class LoglakeApp(RuntimeEvents):
 
     @property
     def sql_engine(self) -> SqlEngine | None:
-        """What runs users' SQL (POST /query): the lake's engine, when there is a lake."""
-        return self.lake.engine if self.lake is not None else None
+        """What runs users' SQL (POST /query, ask's answers): the lake's query workers, when there is a lake."""
+        return self.lake.users_sql if self.lake is not None else None
 
     @classmethod
     def from_settings(cls, settings: Settings, **runtime_options: Any) -> LoglakeApp:

@@ -269,8 +269,9 @@ ASK_ERRORS = (
 
 
 async def _run(app: LoglakeApp, request: Request, sql: str) -> dict[str, Any]:
-    """The answer's SQL through the engine and the query threads, as POST /query runs a query."""
-    engine = app.lake.engine
+    """The answer's SQL as POST /query runs a query (a model's SQL is users' SQL: app.sql_engine)."""
+    engine = app.sql_engine
+    assert engine is not None  # (asking needs the lake)
     try:
         result = await app.run_query(lambda stop: engine.query(sql, stop=stop), request)
     except (QueryError, QueryBusy) as e:

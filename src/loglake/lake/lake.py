@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -29,9 +29,10 @@ from loglake.lake.flush import Flusher, FlushReport
 from loglake.lake.layout import day_of
 from loglake.lake.location import check_lake_location, lake_description
 from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_files
-from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore, s3_client_config
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore, s3_objects
 from loglake.lake.query import QueryEngine
 from loglake.lake.query_limits import QueryLimits
+from loglake.lake.query_workers import QueryWorkers, worker_spec
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.repeated_failures import RepeatedFailures
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, Column, LakeTable, LiveTable, partition_type, sql_type
@@ -107,11 +108,7 @@ def object_store(settings: Settings) -> ObjectStore:
         check_lake_location(settings)
         return LocalObjectStore(settings.lake_dir)
     check_lake_location(settings, record=False)  # (recorded once the lake is the data dir's: claimed)
-    import boto3
-
-    session = boto3.session.Session(region_name=settings.lake_region or None)
-    client = session.client("s3", endpoint_url=settings.lake_endpoint or None, config=s3_client_config())
-    objects = S3ObjectStore(client, settings.lake_bucket, settings.lake_prefix, credentials=session.get_credentials())
+    objects = s3_objects(settings.lake_bucket, settings.lake_prefix, settings.lake_endpoint, settings.lake_region)
     claim_lake(objects, settings, lake_description(settings))
     check_lake_location(settings)
     return objects
@@ -147,7 +144,14 @@ class Lake:
             clock=clock,
             background=self.background,
         )
+        live_tables = tuple(live_tables)
         self.engine = QueryEngine(store, objects, data_dir / "tmp" / "duckdb", limits, live_tables)
+        # Users' SQL (POST /query, ask's answers) in processes of their own (query_workers.py), started at the
+        # first; with the spill room the engine found.
+        alerts_dir = data_dir if any(t.name == "alerts" for t in live_tables) else None
+        limits = replace(self.engine.limits, spill_mb=self.engine.spill_mb)
+        spec = worker_spec(store.path, objects, data_dir / "tmp" / "duckdb", limits, alerts_dir)
+        self.users_sql = QueryWorkers(spec, limits.memory_mb)
         self.recent_reader = LakeRecentReader(objects)
         self._lock_path = data_dir / "lake.lock"
         self.recovered_rounds = 0  # what the last hold of the maintenance lock undid first (maintenance())
@@ -191,6 +195,7 @@ class Lake:
         self.flusher.close()
         self.background.close()
         self.recent_reader.close()
+        self.users_sql.close()
         self.engine.close()
 
     def describe_tables(self) -> list[dict[str, Any]]:

@@ -246,6 +246,15 @@ def s3_client_config() -> Any:
     )
 
 
+def s3_objects(bucket: str, prefix: str, endpoint: str | None, region: str | None) -> S3ObjectStore:
+    """An S3 lake through the standard credential chain (the environment, a profile, an instance role)."""
+    import boto3
+
+    session = boto3.session.Session(region_name=region or None)
+    client = session.client("s3", endpoint_url=endpoint or None, config=s3_client_config())
+    return S3ObjectStore(client, bucket, prefix, credentials=session.get_credentials())
+
+
 class S3ObjectStore(ObjectStore):
     """Any S3-compatible endpoint. Pass a boto3 S3 client (made with the standard credential chain,
     endpoint and region), so tests and callers choose the endpoint."""

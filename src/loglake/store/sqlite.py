@@ -40,7 +40,7 @@ from loglake.sqlitedb import Schema, migrate, migrate_schema, telling_damage, us
 from loglake.store.base import HotStore, RecentQuery, ScanKey, StoreUnavailable, refused_write
 from loglake.store.sqlite_checkpoints import BUSY_TIMEOUT_MS, WalCheckpoints, use_own_checkpoints
 from loglake.store.sqlite_jobs import WriteJob, fail, settle, write_group
-from loglake.store.sqlite_reads import Snapshot, read_columns, read_rows
+from loglake.store.sqlite_reads import Snapshot, read_columns, read_rows, snapshot_of
 from loglake.store.sqlite_rows import (
     COLUMNS,
     FLUSHED_CLIENT_ID,
@@ -136,24 +136,14 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
     # -- connections ---------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path,
-            isolation_level=None,
-            check_same_thread=False,
-            timeout=BUSY_TIMEOUT_MS / 1000,
-            cached_statements=64,
-        )
+        conn = _connection(self.path)
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return conn
 
     def _reader(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect()
-            conn.execute("PRAGMA query_only = 1")
-            conn.create_function("unicode_lower", 1, _unicode_lower, deterministic=True)
-            self._local.conn = conn
+            conn = self._local.conn = reader_connection(self.path)
             with self._readers_lock:
                 self._readers.append(conn)
         return conn
@@ -227,14 +217,8 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
         """Reads on this thread inside the block, and through the Snapshot it gives from any thread, see
         ONE snapshot of the database (a read transaction), e.g. hot rows and the lake catalog: a flush
         committing meanwhile cannot show a record twice."""
-        conn = self._reader()
-        conn.execute("BEGIN")
-        held = Snapshot(conn)
-        try:
+        with snapshot_of(self._reader()) as held:
             yield held
-        finally:
-            held.end()
-            conn.execute("COMMIT")
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -397,6 +381,22 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
+
+
+def _connection(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000, cached_statements=64
+    )
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def reader_connection(path: Path) -> sqlite3.Connection:
+    """A connection that reads the hot store and cannot write it, with the functions its reads call."""
+    conn = _connection(path)
+    conn.execute("PRAGMA query_only = 1")
+    conn.create_function("unicode_lower", 1, _unicode_lower, deterministic=True)
+    return conn
 
 
 def _unicode_lower(text: str | None) -> str | None:

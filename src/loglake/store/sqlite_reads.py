@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
@@ -109,6 +110,18 @@ class Snapshot:
     def _check_open(self) -> None:
         if not self._open:
             raise SnapshotEnded("the hot store snapshot of this query has ended; run the query again")
+
+
+@contextmanager
+def snapshot_of(conn: sqlite3.Connection) -> Iterator[Snapshot]:
+    """A snapshot on `conn` (a reader's) for the block: its read transaction ends with it."""
+    conn.execute("BEGIN")
+    held = Snapshot(conn)
+    try:
+        yield held
+    finally:
+        held.end()
+        conn.execute("COMMIT")
 
 
 def _text_bytes(columns: list[list]) -> int:

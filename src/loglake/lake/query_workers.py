@@ -1,0 +1,348 @@
+"""Users' SQL in processes of their own, so that no query can take the server's memory.
+
+DuckDB's memory limit bounds what its operators hold (sorts, joins, aggregates spill beyond it), not the
+values an expression makes: `replace(message, 'a', <10,000 characters>)` over a million records, or a chain
+of CTEs each doubling a text, grows until the host has no memory left, and in the server's own process that
+was the end of ingest too. No check of the SQL can catch every such expression, so the queries users write
+(POST /query, and the questions `ask` runs) run in worker processes instead, one query at a time each; the
+server watches how much memory they hold, and one that takes the queries' share past the bound is killed.
+Its answer is a 400 query_too_large; the server, and every other query, goes on. The server's own reads
+(recent, search, histograms) and saved queries (rules, Amplify reports) stay on its in-process engine: they
+are SQL the server or its operator wrote.
+
+A worker builds the same QueryEngine over the same data dir: hot.db read through connections that cannot
+write (store/sqlite_reader.py), the lake's files, the waiting bulk batches and alerts.db, so it answers
+exactly as the server's engine would. Workers start at the first query (about a second: DuckDB and Arrow
+are imported), stay for the next while they are used, and exit after WORKER_IDLE_S without one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore, s3_objects
+from loglake.lake.query_answers import LakeUnreadable, QueryBusy, QueryResult
+from loglake.lake.query_limits import QueryLimits
+from loglake.lake.sql_guard import QueryError
+from loglake.lake.stop import Stop
+from loglake.worker_processes import WORKER_IDLE_S
+
+# How often the memory of the running queries is looked at: a value an expression makes grows by some hundreds
+# of MiB in that time at most, which is what the bound may be passed by before the query is killed.
+WATCH_EVERY_S = 0.02
+# The running queries together may hold this many times --query-memory-mb beyond what their workers held idle:
+# DuckDB's own limit is the memory limit itself, and what it holds besides its buffers (the rows fetched, the
+# allocator's slack) must not get a query killed that DuckDB would have answered or spilled.
+MEMORY_BOUND_FACTOR = 1.5
+# A worker that has not answered this long after the query's own timeout is stuck (it never saw DuckDB's
+# interrupt): killed.
+ANSWER_GRACE_S = 5.0
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker builds its engine from: all of it can cross to a spawned process."""
+
+    hot_db: Path
+    work_dir: Path
+    limits: QueryLimits
+    lake_root: Path | None  # a local lake's folder; None for S3
+    s3: tuple[str, str, str | None, str | None] | None  # bucket, prefix, endpoint, region
+    alerts_dir: Path | None  # the data dir whose alerts.db is the `alerts` table, if the engine has it
+
+
+def worker_spec(
+    hot_db: Path, lake: ObjectStore, work_dir: Path, limits: QueryLimits, alerts_dir: Path | None
+) -> WorkerSpec:
+    """The spec of workers that answer as an engine over `hot_db` and `lake` does (`limits.spill_mb` set: each
+    worker's engine would otherwise find its own share of the free disk)."""
+    limits = replace(limits, concurrency=1)  # (one query at a time each)
+    if isinstance(lake, LocalObjectStore):
+        return WorkerSpec(hot_db, work_dir, limits, lake.root, None, alerts_dir)
+    assert isinstance(lake, S3ObjectStore)
+    meta = lake.client.meta
+    s3 = (lake.bucket, lake.prefix, meta.endpoint_url, meta.region_name)
+    return WorkerSpec(hot_db, work_dir, limits, None, s3, alerts_dir)
+
+
+class QueryWorkers:
+    """Runs `query` as QueryEngine.query does, each query in a worker process of its own (see the module's
+    docstring). Each call takes an idle worker or starts one: the callers bound how many run at once (the
+    app's query slots)."""
+
+    def __init__(self, spec: WorkerSpec, memory_mb: int) -> None:
+        self.spec = spec
+        self.memory_bound = int(memory_mb * MEMORY_BOUND_FACTOR * 2**20)
+        self._idle: list[_Worker] = []
+        self._running: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._watching = threading.Condition(self._lock)
+        self._watcher: threading.Thread | None = None
+        self._closed = False
+
+    def query(
+        self,
+        sql: str,
+        *,
+        limit: int | None = None,
+        timeout_seconds: float | None = None,
+        explain: bool = False,
+        stop: Stop | None = None,
+    ) -> QueryResult:
+        if stop is not None:
+            stop.check()
+        worker = self._take()
+        timeout = self.spec.limits.seconds_for(timeout_seconds)
+        give_up_at = time.monotonic() + timeout + ANSWER_GRACE_S
+        try:
+            worker.connection.send((sql, limit, timeout_seconds, explain))
+            while not worker.connection.poll(WATCH_EVERY_S):
+                if stop is not None and (stop.reason is not None or _past(stop)):
+                    worker.kill()
+                    stop.check()
+                if time.monotonic() > give_up_at:
+                    worker.kill()
+                    raise QueryError("query_timeout", f"the query ran longer than {timeout:g} s and was stopped")
+                if not worker.alive():
+                    break
+            kind, answer = worker.connection.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            worker.kill()
+            if worker.killed_for_memory:
+                raise self._too_large() from None
+            raise QueryBusy("the query's worker process ended before it answered; run the query again") from None
+        except BaseException:
+            worker.kill()
+            raise
+        finally:
+            self._give_back(worker)
+        if kind == "ok":
+            return answer
+        raise _error(kind, answer)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers = [*self._idle, *self._running]
+            self._idle.clear()
+            self._watching.notify()
+        for worker in workers:
+            worker.stop()
+
+    def _too_large(self) -> QueryError:
+        bound_mb = self.memory_bound // 2**20
+        return QueryError(
+            "query_too_large",
+            f"the query held more than the {bound_mb:,} MiB of memory the queries running at once may hold "
+            f"(query_memory_mb and half again) and was stopped; narrow it (a date or timestamp range), make "
+            "smaller values (a long text repeated, replaced or concatenated, for every record), or retry later",
+        )
+
+    def _take(self) -> _Worker:
+        with self._lock:
+            if self._closed:
+                raise QueryBusy("the server is stopping")
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.alive() and time.monotonic() - worker.idle_since < WORKER_IDLE_S:
+                    break
+                worker.stop()
+            else:
+                worker = None
+        if worker is None:
+            worker = _Worker.start(self.spec)
+        with self._lock:
+            self._running.add(worker)
+            if self._watcher is None:
+                self._watcher = threading.Thread(target=self._watch, name="loglake-query-memory", daemon=True)
+                self._watcher.start()
+            self._watching.notify()
+        return worker
+
+    def _give_back(self, worker: _Worker) -> None:
+        with self._lock:
+            self._running.discard(worker)
+            if worker.alive() and not self._closed:
+                worker.idle_since = time.monotonic()
+                self._idle.append(worker)
+            else:
+                worker.stop()
+
+    def _watch(self) -> None:
+        """While queries run: the memory their workers took since they were idle, together; past the bound,
+        the worker that took the most is killed (its query answers query_too_large). Meanwhile, workers idle
+        for WORKER_IDLE_S are stopped."""
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                if self._running:
+                    taken = {worker: worker.memory_taken() for worker in self._running}
+                    if sum(taken.values()) > self.memory_bound:
+                        largest = max(taken, key=taken.__getitem__)
+                        largest.killed_for_memory = True
+                        largest.kill()
+                now = time.monotonic()
+                idle_long = [w for w in self._idle if now - w.idle_since >= WORKER_IDLE_S]
+                self._idle = [w for w in self._idle if w not in idle_long]
+                if not idle_long:
+                    self._watching.wait(WATCH_EVERY_S if self._running else WORKER_IDLE_S / 10)
+            for worker in idle_long:
+                worker.stop()
+
+
+class _Worker:
+    def __init__(self, process: Any, connection: Connection, idle_rss: int) -> None:
+        self.process = process
+        self.connection = connection
+        self.idle_rss = idle_rss
+        self.idle_since = time.monotonic()
+        self.killed = False
+        self.killed_for_memory = False
+
+    @classmethod
+    def start(cls, spec: WorkerSpec) -> _Worker:
+        context = _forking()
+        ours, theirs = context.Pipe()
+        process = context.Process(target=_serve, args=(theirs, spec), name="loglake-query", daemon=True)
+        process.start()
+        theirs.close()
+        try:
+            ready = ours.recv()  # once its engine is built
+        except EOFError:
+            process.join(5)
+            raise QueryBusy("a query worker process could not start; see the server's log") from None
+        if ready != "ready":
+            process.join(5)
+            raise QueryBusy(f"a query worker process could not start: {ready}")
+        worker = cls(process, ours, 0)
+        worker.idle_rss = worker.rss()
+        return worker
+
+    def alive(self) -> bool:
+        return not self.killed and self.process.is_alive()
+
+    def rss(self) -> int:
+        try:
+            with open(f"/proc/{self.process.pid}/statm", "rb") as statm:
+                return int(statm.read().split()[1]) * _PAGE_BYTES
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def memory_taken(self) -> int:
+        return max(0, self.rss() - self.idle_rss)
+
+    def kill(self) -> None:
+        self.killed = True  # (at once: the process may still be there a moment)
+        with contextlib.suppress(OSError, ValueError):
+            self.process.kill()
+
+    def stop(self) -> None:
+        """Ended: asked to exit (it closes its end and goes), killed if it has not within a moment."""
+        with contextlib.suppress(OSError):
+            self.connection.close()
+        self.process.join(2)
+        if self.process.is_alive():
+            self.kill()
+            self.process.join(2)
+
+
+def _past(stop: Stop) -> bool:
+    return stop.deadline is not None and time.perf_counter() >= stop.deadline
+
+
+def _error(kind: str, args: tuple) -> Exception:
+    """The exception a worker raised, as it sent it (exceptions with their own constructors do not pickle)."""
+    if kind == "query_error":
+        return QueryError(*args)
+    if kind == "lake_unreadable":
+        busy = QueryBusy(*args)  # (LakeUnreadable's message is made already)
+        busy.__class__ = LakeUnreadable
+        return busy
+    if kind == "busy":
+        return QueryBusy(*args)
+    return RuntimeError(f"a query worker failed: {args[0]}")
+
+
+def _forking() -> Any:
+    """Workers forked from a process that imported what they run, once (multiprocessing's fork server): a
+    worker spawned afresh imports DuckDB, Arrow and the engine again, about a second of CPU each; forked, it
+    starts in some milliseconds. The fork server has no threads to fork in a broken state (the server has)."""
+    global _FORK_SERVER
+    if _FORK_SERVER is None:
+        _FORK_SERVER = multiprocessing.get_context("forkserver")
+        _FORK_SERVER.set_forkserver_preload(list(_PRELOADED))
+    return _FORK_SERVER
+
+
+_FORK_SERVER: Any = None
+_PRELOADED = (
+    "loglake.lake.query_workers",
+    "loglake.lake.query",
+    "loglake.lake.query_worker_start",
+    "loglake.store.sqlite_reader",
+    "loglake.alerts.table",
+)
+
+
+def _serve(connection: Connection, spec: WorkerSpec) -> None:
+    """A worker's life: build the engine, then answer queries until the server closes its end of the pipe
+    (or ends: then its end closes too)."""
+    # Out of the terminal's process group, which a Ctrl-C reaches whole: the server decides what stops.
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        engine = _engine(spec)
+    except BaseException as e:
+        connection.send(f"{type(e).__name__}: {e}")
+        return
+    connection.send("ready")
+    try:
+        while True:
+            try:
+                sql, limit, timeout_seconds, explain = connection.recv()
+            except EOFError:
+                return
+            try:
+                answer = ("ok", engine.query(sql, limit=limit, timeout_seconds=timeout_seconds, explain=explain))
+            except QueryError as e:
+                answer = ("query_error", (e.code, e.message, e.field))
+            except LakeUnreadable as e:
+                answer = ("lake_unreadable", (str(e),))
+            except QueryBusy as e:
+                answer = ("busy", (str(e),))
+            except Exception as e:  # the server logs it, as a query of its own engine that failed so
+                answer = ("failed", (f"{type(e).__name__}: {e}",))
+            connection.send(answer)
+    finally:
+        engine.close()
+        engine.store.close()
+
+
+def _engine(spec: WorkerSpec) -> Any:
+    from loglake.lake.query import QueryEngine
+    from loglake.store.sqlite_reader import HotStoreReader
+
+    live_tables = []
+    if spec.alerts_dir is not None:
+        from loglake.alerts.table import alerts_table
+
+        live_tables.append(alerts_table(spec.alerts_dir))
+    return QueryEngine(HotStoreReader(spec.hot_db), _lake(spec), spec.work_dir, spec.limits, live_tables)
+
+
+def _lake(spec: WorkerSpec) -> ObjectStore:
+    if spec.lake_root is not None:
+        return LocalObjectStore(spec.lake_root)
+    assert spec.s3 is not None
+    return s3_objects(*spec.s3)

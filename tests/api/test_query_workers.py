@@ -1,0 +1,83 @@
+"""Users' SQL runs in worker processes (lake/query_workers.py): a query whose values grow past the memory bound
+is stopped with a 400, and the server, its ingest and the next query go on. DuckDB's memory limit does not count
+the values an expression makes: in the server's process, such a query took the host's memory (a read trial:
+2.4 GB for `repeat(message, 2000)`; a list_reduce that doubles a text, or a replace with a long replacement, no
+check of the SQL can bound)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import replace
+
+import pytest
+
+from loglake.api.app import LoglakeApp
+from loglake.config import Settings
+from tests.conftest import asgi_client, key_for
+
+# A text doubled 31 times: 4 GiB, made a step at a time (the memory grows while the query runs).
+DOUBLING = "SELECT length(list_reduce(list_transform(range(32), lambda x: 'xy'), lambda a, b: a || a)) AS n"
+
+
+@pytest.fixture
+def bounded(settings: Settings):
+    application = LoglakeApp.from_settings(replace(settings, query_memory_mb=64, query_threads=1))
+    yield application
+    application.close()
+
+
+async def test_a_query_whose_values_grow_past_the_memory_bound_is_stopped_and_the_server_goes_on(
+    bounded: LoglakeApp,
+) -> None:
+    async with asgi_client(bounded, key_for(bounded, "admin")) as client:
+        growing = asyncio.create_task(client.post("/query", json={"sql": DOUBLING}))
+        during = await client.post("/logs", json={"message": "while the query grows"})
+        refused = await growing
+        after = await client.post("/query", json={"sql": "SELECT count(*) AS n FROM logs"})
+    assert (refused.status_code, refused.json()["error"]["code"]) == (400, "query_too_large"), refused.text[:300]
+    said = refused.json()["error"]["message"]
+    assert "96 MiB" in said and "query_memory_mb" in said  # (64 MiB and half again)
+    assert during.status_code == 201
+    assert (after.status_code, after.json()["rows"]) == (200, [[1]])
+
+
+async def test_a_query_worker_that_dies_fails_its_query_alone(bounded: LoglakeApp) -> None:
+    """A worker killed under its query (the OOM killer, an operator): that query is a 503 to run again; the
+    next one gets a new worker."""
+    async with asgi_client(bounded, key_for(bounded, "admin")) as client:
+        assert (await client.post("/query", json={"sql": "SELECT 1 AS one"})).json()["rows"] == [[1]]
+        workers = _query_workers()
+        slow = asyncio.create_task(client.post("/query", json={"sql": "SELECT count(*) FROM range(10000000000)"}))
+        await asyncio.sleep(1)
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        failed = await slow
+        again = await client.post("/query", json={"sql": "SELECT 2 AS two"})
+    assert len(workers) == 1
+    assert failed.status_code == 503 and "run the query again" in failed.json()["error"]["message"], failed.text
+    assert (again.status_code, again.json()["rows"]) == (200, [[2]])
+
+
+def _query_workers() -> list[int]:
+    """The query workers of this process: the children of its fork server (a child of its own)."""
+    servers = [pid for pid in _children(os.getpid()) if b"forkserver" in _read(f"/proc/{pid}/cmdline")]
+    return [worker for server in servers for worker in _children(server)]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        stat = _read(f"/proc/{entry}/stat") if entry.isdigit() else b""
+        if stat and int(stat.rsplit(b")", 1)[1].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError:
+        return b""
