@@ -37,7 +37,10 @@ system-packages:
 
 test: $(VENV)/.dev-installed system-packages
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile --durations=20  # (workers: tests/conftest.py; the slowest listed, to keep the suite under 10 min)
+	@# Bytecode written even where PYTHONDONTWRITEBYTECODE is set (some images set it): the suite starts hundreds of Python
+	@# processes (servers, commands, workers), and each compiled loglake again from source, and each pytest
+	@# worker rewrote every test module's asserts again.
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile --durations=20  # (workers: tests/conftest.py; the slowest listed, to keep the suite under 10 min)
 
 # The AWS deployment's CloudFormation template (deploy/loglake-aws.json; needs Node.js for the CDK)
 synth: $(VENV)/.dev-installed
