@@ -27,6 +27,10 @@ class Received:
         return json.loads(self.body)
 
 
+ENDLESS_CHUNK = 64 * 1024
+ENDLESS_LIMIT = 256 * 1024 * 1024
+
+
 @dataclass
 class Answer:
     status: int = 200
@@ -34,6 +38,8 @@ class Answer:
     body: bytes = b"ok"
     delay: float = 0.0  # seconds before answering (past a destination's timeout: a timeout)
     hold: threading.Event | None = None  # answer only once this is set
+    trickle: float = 0.0  # seconds between the body's bytes, sent one by one (each wait shorter than a timeout)
+    endless: bool = False  # a chunked body of 64 KiB chunks that ends only when the client stops reading
 
 
 class Receiver:
@@ -43,6 +49,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.requests: list[Received] = []
+        self.endless_sent = 0  # bytes of endless bodies written (Answer.endless)
         self.answers: list[Answer] = []
         self.default = Answer()
         self.answer_for: Callable[[Received], Answer] | None = None
@@ -73,9 +80,25 @@ class Receiver:
                     self.send_response(answer.status)
                     for name, value in answer.headers.items():
                         self.send_header(name, value)
+                    if answer.endless:
+                        self.send_header("transfer-encoding", "chunked")
+                        self.end_headers()
+                        self.close_connection = True
+                        chunk = b"%x\r\n%s\r\n" % (ENDLESS_CHUNK, b"x" * ENDLESS_CHUNK)
+                        while receiver.endless_sent < ENDLESS_LIMIT:  # (bounded: a client that reads it all fails)
+                            self.wfile.write(chunk)
+                            receiver.endless_sent += ENDLESS_CHUNK
+                        self.wfile.write(b"0\r\n\r\n")
+                        return
                     self.send_header("content-length", str(len(answer.body)))
                     self.end_headers()
-                    self.wfile.write(answer.body)
+                    if answer.trickle:
+                        for i in range(len(answer.body)):
+                            self.wfile.write(answer.body[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(answer.trickle)
+                    else:
+                        self.wfile.write(answer.body)
                 except OSError:  # the client gave up (a timeout) or was killed
                     pass
 

@@ -8,6 +8,7 @@ import time
 
 from loglake.alerts.db import open_alerts_db
 from loglake.alerts.delivery import AlertDelivery
+from loglake.alerts.destinations.base import MAX_ERROR_TEXT
 from loglake.alerts.outbox import SCHEMA
 from loglake.sqlitedb import Schema, migrate_schema
 from tests.alerts.conftest import settle, states, wait_idle, write_alerting
@@ -143,6 +144,34 @@ def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt_retried_later(ma
         1,
         "timed out",
     )
+
+
+def test_a_receiver_that_trickles_its_answer_times_out_at_the_attempts_timeout(make_delivery, alerts_db, receiver):
+    # Each byte comes well within the timeout, the answer not: the attempt ends at its timeout, not when the
+    # receiver is done (which would hold a sending thread, and the server's stop, as long as it likes).
+    receiver.answers = [Answer(body=b"x" * 100, trickle=0.05)]
+    delivery = make_delivery(hook(receiver, extra=", timeout: 500ms"))
+    insert_alert(alerts_db)
+    started = time.monotonic()
+    settle(delivery)
+    assert time.monotonic() - started < 3
+    assert alerts_db.execute("SELECT state, attempts, last_error FROM deliveries").fetchone() == (
+        "pending",
+        1,
+        "timed out",
+    )
+
+
+def test_an_endless_answer_is_read_no_further_than_its_start(make_delivery, alerts_db, receiver):
+    receiver.answers = [Answer(status=200, endless=True), Answer(status=503, endless=True)]
+    delivery = make_delivery(hook(receiver))
+    insert_alert(alerts_db)
+    insert_alert(alerts_db)
+    settle(delivery)
+    assert sorted((s, a) for _, _, s, a in states(alerts_db)) == [("pending", 1), ("sent", 1)]
+    error = alerts_db.execute("SELECT last_error FROM deliveries WHERE state = 'pending'").fetchone()[0]
+    assert error == "HTTP 503: " + "x" * MAX_ERROR_TEXT
+    assert receiver.endless_sent < 32 * 1024 * 1024  # what socket buffers hold; the client read 64 KiB
 
 
 def test_a_stuck_destination_never_delays_another(make_delivery, alerts_db, receiver):

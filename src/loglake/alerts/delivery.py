@@ -266,8 +266,9 @@ class AlertDelivery:
         say_failed(row, error, config.attempts, None if retry_at is None else (retry_at - now_ms) / 1000)
 
     def _client(self, name: str, config: DestinationConfig) -> httpx.Client:
-        """The destination's HTTP client (its connections kept between attempts), made again when its
-        settings change; httpx is imported only when some destination first sends."""
+        """The destination's HTTP client, made again when its settings change; httpx is imported only when some
+        destination first sends. It keeps no connection between attempts: each attempt's own is the one its
+        deadline shuts (SendContext.post)."""
         import httpx
 
         with self._state_lock:
@@ -279,7 +280,7 @@ class AlertDelivery:
             timeout = parse_duration(config.timeout) / 1000
             client = httpx.Client(
                 timeout=httpx.Timeout(timeout),
-                limits=httpx.Limits(max_connections=config.concurrency),
+                limits=httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=0),
                 follow_redirects=False,
             )
             self._clients[name] = (config, client)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,6 +21,7 @@ from typing import Any, Protocol
 from loglake.alerts.secrets import SecretError, Secrets, reference_of, scrub
 from loglake.ask.errors import NoProvider, ProviderError
 from loglake.config import Settings, as_typed
+from loglake.http_call import Connection
 from loglake.lake.stop import Stop, unless_stopped
 from loglake.urls import without_password
 
@@ -81,7 +80,7 @@ class _HttpProvider:
         self._secrets = secrets
         import httpx  # on first use: a server that never asks does without it (~5 MiB)
 
-        # No connection kept between calls: each call's own is the one a stop shuts (_Connection), and
+        # No connection kept between calls: each call's own is the one a stop shuts (http_call), and
         # its handshake is nothing beside the seconds a model takes.
         self._client = httpx.Client(timeout=timeout, limits=httpx.Limits(max_keepalive_connections=0))
 
@@ -95,12 +94,11 @@ class _HttpProvider:
         except SecretError as e:
             raise ProviderError(503, f"the {self.name} API key cannot be read: {e}") from None
         url = self.endpoint + path
-        connection = _Connection()
+        connection = Connection()
         watched = contextlib.nullcontext() if stop is None else stop.watched_by(connection.shut)
-        # httpx's timeout bounds each wait for a byte, not the call: a model that sends a byte now and then
-        # would hold the question (and one of the two ask threads) for ever. The whole call gets the timeout.
-        deadline = threading.Timer(self.timeout, connection.time_out)
-        deadline.daemon = True
+        # The whole call gets the timeout (http_call): a model that sends a byte now and then would hold the
+        # question (and one of the two ask threads) for ever.
+        deadline = connection.deadline(self.timeout)
         try:
             with watched:
                 deadline.start()
@@ -154,41 +152,6 @@ class _HttpProvider:
 
     def _shape_error(self, what: str) -> ProviderError:
         return ProviderError(502, f"the {self.name} API's answer has no {what}; is llm_provider right?")
-
-
-class _Connection:
-    """The connection of one model call, shut when its work is told to stop: the call's blocked read ends at
-    once (httpx raises), where closing the client from another thread would leave it waiting for the model."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._socket: socket.socket | None = None
-        self._stopped = False
-        self.timed_out = False
-
-    def trace(self, event: str, info: dict[str, Any]) -> None:
-        """httpx's trace hook: the connection's socket once it is made (the TLS one once it is wrapped)."""
-        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
-            with self._lock:
-                self._socket = info["return_value"].get_extra_info("socket")
-                stopped = self._stopped
-            if stopped:  # told to stop while connecting
-                self.shut()
-
-    def time_out(self) -> None:
-        """The call's time is up (llm_timeout_seconds): shut it, saying so."""
-        self.timed_out = True
-        self.shut()
-
-    def shut(self) -> None:
-        with self._lock:
-            self._stopped = True
-            sock = self._socket
-        if sock is not None:
-            with contextlib.suppress(OSError):  # closed already: the call has ended
-                # socket.socket's own shutdown, also for a TLS socket: SSLSocket's would drop its TLS
-                # state under the thread that is reading from it.
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 class OpenAIProvider(_HttpProvider):

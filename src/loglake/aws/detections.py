@@ -237,7 +237,11 @@ class Router:
         current = self._clients.get(name)
         if current is not None and current[0] == config:
             return current[1]
-        client = httpx.Client(timeout=httpx.Timeout(parse_duration(config.timeout) / 1000), follow_redirects=False)
+        client = httpx.Client(
+            timeout=httpx.Timeout(parse_duration(config.timeout) / 1000),
+            limits=httpx.Limits(max_keepalive_connections=0),  # each attempt's own connection (SendContext.post)
+            follow_redirects=False,
+        )
         self._clients[name] = (config, client)
         return client
 

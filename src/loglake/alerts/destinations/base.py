@@ -21,6 +21,7 @@ from loglake.alerts.db import EVENT_KINDS
 from loglake.alerts.evidence import with_attributes_decoded
 from loglake.alerts.redact import RedactItem
 from loglake.alerts.secrets import SecretRef, Secrets, TextOrSecret
+from loglake.http_call import Connection
 from loglake.retry import retry_after_seconds
 from loglake.rules.model import Duration
 from loglake.times import format_datetime
@@ -36,6 +37,7 @@ EventKind = Annotated[
 # Statuses that mean "try again later" (RFC 9110: 408, 429 and the 5xx family; 501 and 505 will not change).
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 507, 509})
 MAX_ERROR_TEXT = 300
+MAX_REPLY_BYTES = 64 * 1024  # of a receiver's answer, read at most (_start_of)
 ALERT_PAGE = "/ui/alerts/"  # the web UI's page of an alert: this and its id
 USER_AGENT = f"loglake/{__version__}"  # on every destination's requests: receivers may allow-list by it
 
@@ -48,7 +50,7 @@ class DestinationConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
 
     redact: list[RedactItem] = msgspec.field(default_factory=list)  # before anything leaves the machine
     events: list[EventKind] | None = None  # which alert events it gets; None: its type's default_events
-    timeout: Duration = "10s"  # per attempt (connect, and each read or write)
+    timeout: Duration = "10s"  # per attempt: over HTTP all of it, over SMTP its connect and each read or write
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=32)] = 2  # attempts in flight at once
     # then dead-lettered. 12: pauses of up to 2 s, 4 s, ... 10 min (BACKOFF, full jitter) of up to 37 min in all,
     # ~18 on average, past a receiver's restart or a short outage; 8 spent theirs in ~2 min (a new user's trial: a
@@ -170,7 +172,7 @@ class SendContext:
     secrets: Secrets
     http: Callable[[], httpx.Client]
     clock: Callable[[], float]
-    timeout: float  # seconds, for what does not go through `http` (SMTP)
+    timeout: float  # seconds: the limit of each HTTP request, whole, and of each SMTP connect, read or write
     resolved: list[str] = field(default_factory=list)  # setting values this send used, to scrub from errors
     status: int | None = None  # the receiver's reply code to the send's last request, once it succeeded
 
@@ -186,26 +188,61 @@ class SendContext:
             raise DeliveryFailed(f"the {what} in {ref} is not an http(s) URL", retryable=False)
         return value
 
-    def post(
-        self, url: str, body: bytes, headers: dict[str, str], auth: tuple[str, str] | None = None
-    ) -> httpx.Response:
-        """POST as loglake (USER_AGENT); a failed answer or transport error is DeliveryFailed (retryable or not)."""
+    def post(self, url: str, body: bytes, headers: dict[str, str], auth: tuple[str, str] | None = None) -> Reply:
+        """POST as loglake (USER_AGENT), all of it within the timeout, reading at most MAX_REPLY_BYTES of the reply;
+        a failed answer or transport error is DeliveryFailed (retryable or not). The client keeps no connection
+        between attempts (http_call: the deadline shuts the attempt's own)."""
         import httpx
 
+        connection = Connection()
+        deadline = connection.deadline(self.timeout)
         try:
-            response = self.http().post(url, content=body, headers={"user-agent": USER_AGENT, **headers}, auth=auth)
-        except httpx.TimeoutException:
-            raise DeliveryFailed("timed out", retryable=True) from None
+            deadline.start()
+            request = self.http().stream(
+                "POST",
+                url,
+                content=body,
+                headers={"user-agent": USER_AGENT, **headers},
+                auth=auth,
+                extensions={"trace": connection.trace},
+            )
+            with request as response:
+                reply = Reply(response.status_code, _start_of(response))
+                encoding = response.encoding or "utf-8"
         except httpx.HTTPError as e:
+            if isinstance(e, httpx.TimeoutException) or connection.timed_out:
+                raise DeliveryFailed("timed out", retryable=True) from None
             raise DeliveryFailed(f"{type(e).__name__}: {e}", retryable=True) from None
+        finally:
+            deadline.cancel()
         if response.is_success:
             self.status = response.status_code
-            return response
-        text = " ".join(response.text[:MAX_ERROR_TEXT].split())
+            return reply
+        text = " ".join(reply.content[: MAX_ERROR_TEXT * 4].decode(encoding, "replace")[:MAX_ERROR_TEXT].split())
         message = f"HTTP {response.status_code}" + (f": {text}" if text else "")
         retryable = response.status_code in RETRYABLE_STATUSES
         retry_after = retry_after_seconds(response.headers.get("retry-after"), self.clock()) if retryable else None
         raise DeliveryFailed(message, retryable=retryable, retry_after=retry_after, status=response.status_code)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A receiver's answer to a send: its status, and the start of its body (MAX_REPLY_BYTES at most)."""
+
+    status: int
+    content: bytes
+
+
+def _start_of(response: httpx.Response) -> bytes:
+    """The first MAX_REPLY_BYTES of a reply's body, the rest never read: what a send needs of it (an error's
+    text, a new Jira issue's key) is far less, and a broken or hostile receiver's endless answer would otherwise
+    be held in memory whole."""
+    content = bytearray()
+    for chunk in response.iter_bytes():
+        content += chunk
+        if len(content) >= MAX_REPLY_BYTES:
+            break
+    return bytes(content[:MAX_REPLY_BYTES])
 
 
 def json_body(value: Any) -> bytes:
