@@ -111,3 +111,23 @@ async def test_secret_values_never_reach_errors_reprs_the_api_or_metrics(data_di
             assert secret not in shown
     finally:
         app.close()
+
+
+def test_a_token_in_a_urls_query_is_hidden_when_a_receiver_echoes_it_alone(make_delivery, alerts_db, receiver, caplog):
+    # Azure's `code=`, Teams Workflows' `sig=`, a webhook's `token=`: the credential is one value of the query,
+    # and a receiver's refusal quotes that value, not the whole query.
+    token, signature = "T0K3N-in-the-query-9c1d", "sig/with+and=="
+    receiver.default = Answer(401, body=f"token {token} unknown; sig {signature} wrong".encode())
+    delivery = make_delivery(
+        f"""
+        destinations:
+          hook: {{type: webhook, url: "{receiver.url}/hook?api-version=1&token={token}&sig=sig%2Fwith%2Band%3D%3D"}}
+        routes: [{{to: [hook]}}]
+        """
+    )
+    insert_alert(alerts_db)
+    delivery.step()
+    wait_idle(delivery)
+    (row,) = delivery.outbox.page()
+    assert row.last_error == "HTTP 401: token [secret] unknown; sig [secret] wrong"
+    assert token not in caplog.text and signature not in caplog.text

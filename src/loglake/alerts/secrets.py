@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 import msgspec
 
@@ -149,13 +149,18 @@ def _boto3_secretsmanager() -> Any:
 
 def scrub(text: str, values: Iterable[str]) -> str:
     """`text` with every resolved secret value in it replaced by HIDDEN; of a URL, its path and query
-    too (a Slack or Teams webhook's credential is its path, which receivers echo in their errors)."""
+    too (a Slack or Teams webhook's credential is its path, which receivers echo in their errors), and each
+    value of its query, as written and decoded (a `token=`, `code=` or `sig=` is the credential, echoed alone)."""
     forms = set()
     for value in values:
         forms.add(value)
         parts = urlsplit(value)
         if parts.scheme in ("http", "https"):
-            forms.update(p for p in (parts.path, parts.query, parts.password or "") if len(p) >= MIN_SCRUBBED_PART)
+            query = [v for pair in parts.query.split("&") for v in (pair.partition("=")[2],) if v]
+            query += [unquote_plus(v) for v in query]
+            forms.update(
+                p for p in (parts.path, parts.query, parts.password or "", *query) if len(p) >= MIN_SCRUBBED_PART
+            )
     for form in sorted(forms, key=len, reverse=True):
         if form:
             text = text.replace(form, HIDDEN)
