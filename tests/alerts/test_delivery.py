@@ -347,6 +347,17 @@ def test_a_destination_that_never_heard_of_an_alert_hears_first_its_trigger_and_
         other.close()
 
 
+def test_a_destination_that_takes_no_triggers_gets_the_events_it_takes(make_delivery, alerts_db, receiver):
+    # It is never told of an alert by a trigger, so the events it asked for are its first word of it.
+    delivery = make_delivery(hook(receiver, extra=", events: [acknowledge, resolve]"))
+    alert = insert_alert(alerts_db)
+    settle(delivery)
+    change_alert(alerts_db, alert["id"], "acknowledge")
+    change_alert(alerts_db, alert["id"], "resolve")
+    settle(delivery)
+    assert [r.json()["event"] for r in receiver.requests] == ["acknowledge", "resolve"]
+
+
 def test_alerts_routed_before_the_told_table_are_not_told_again(make_delivery, alerts_db, receiver, data_dir):
     """Their deliveries may have been forgotten since: an upgrade must not send their triggers a second time."""
     migrate_schema(alerts_db, Schema(SCHEMA.name, SCHEMA.migrations[:1]))  # the outbox as it was
