@@ -308,3 +308,35 @@ def test_deliveries_lists_what_died_and_retry_sends_it_again(server: ServerProce
     finally:
         alerting.unlink(missing_ok=True)
         receiver.close()
+
+
+def test_deliveries_come_in_pages_and_say_when_more_are_left(server: ServerProcess, alerts: sqlite3.Connection) -> None:
+    # An on-call engineer counting what died must not be shown the first page as if it were all of them.
+    receiver = Receiver()
+    alerting = server.data_dir / "rules" / "alerting.yml"
+    try:
+        receiver.default = Answer(400, body=b"not now")
+        alerting.parent.mkdir(exist_ok=True)
+        alerting.write_text(
+            f'destinations: {{hook: {{type: webhook, url: "{receiver.url}/hook"}}}}\nroutes: [{{to: [hook]}}]\n'
+        )
+        ids = {insert_alert(alerts, dedup_key=f"key-{n}") for n in range(3)}
+        reader = key(server, "read")
+
+        def dead() -> list[str] | None:
+            listed = remote(server, reader, "deliveries", "--state", "dead", "--json")
+            rows = [json.loads(line) for line in listed.stdout.splitlines()]
+            return rows if {r["alert_id"] for r in rows} >= ids else None
+
+        newest_first = [r["alert_id"] for r in poll(dead, "the deliveries to be dead-lettered") if r["alert_id"] in ids]
+        first = remote(server, reader, "deliveries", "--state", "dead", "--limit", "2")
+        assert first.exit_code == 0, first.output
+        assert [line.split()[1] for line in first.stdout.splitlines()[1:]] == newest_first[:2]
+        cursor = re.search(r"more: the next page with --cursor (\S+)", first.stderr)
+        assert cursor, first.stderr
+        rest = remote(server, reader, "deliveries", "--state", "dead", "--cursor", cursor[1])
+        assert rest.exit_code == 0, rest.output
+        assert newest_first[2] in [line.split()[1] for line in rest.stdout.splitlines()[1:]]
+    finally:
+        alerting.unlink(missing_ok=True)
+        receiver.close()

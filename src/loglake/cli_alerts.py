@@ -104,8 +104,7 @@ def alerts_list(
         print_columns(("ID", "LEVEL", "STATUS", "LAST SEEN (UTC)", "MATCHES", "TITLE"), rows)
     counts = ", ".join(f"{n} {status}" for status, n in page["counts"]["status"].items())
     click.echo(f"by status: {counts}", err=True)
-    if page["next_cursor"]:
-        click.echo(f"more: the next page with --cursor {page['next_cursor']}", err=True)
+    _say_more(page["next_cursor"])
 
 
 @alerts.command("show", context_settings=CONTEXT)
@@ -178,15 +177,24 @@ for _name in ACTIONS:
 )
 @click.option("--destination", default=None, help="Only deliveries to this destination of alerting.yml.")
 @click.option("--alert", "alert_id", default=None, help="Only the deliveries of this alert (its whole id).")
+@click.option("--limit", type=int, default=None, help="How many deliveries (default and maximum: the server's).")
+@click.option("--cursor", default=None, help="The next page: the cursor the previous list printed.")
 @click.option("--json", "as_json", is_flag=True, help="NDJSON output, one delivery per line.")
 @url_option
 @key_option
 def alerts_deliveries(
-    state: str | None, destination: str | None, alert_id: str | None, as_json: bool, url: str, api_key: str | None
+    state: str | None,
+    destination: str | None,
+    alert_id: str | None,
+    limit: int | None,
+    cursor: str | None,
+    as_json: bool,
+    url: str,
+    api_key: str | None,
 ) -> None:
     """List a server's alert deliveries, newest first: where each alert event went, and what was
     dead-lettered and why (`loglake alerts retry` sends a dead one again)."""
-    params = {"state": state, "destination": destination, "alert": alert_id}
+    params = {"state": state, "destination": destination, "alert": alert_id, "limit": limit, "cursor": cursor}
     answer = _remote(url, api_key, lambda client: client.deliveries(params))
     for problem in [*answer["routing_problems"], answer["worker_error"]]:
         if problem:
@@ -194,12 +202,20 @@ def alerts_deliveries(
     if as_json:
         for delivery in answer["deliveries"]:
             click.echo(json_text(delivery))
+        _say_more(answer["next_cursor"])
         return
     rows = [
         (d["id"], d["alert_id"], d["event"], d["destination"], d["state"], str(d["attempts"]), d["last_error"] or "")
         for d in answer["deliveries"]
     ]
     print_columns(("ID", "ALERT", "EVENT", "DESTINATION", "STATE", "ATTEMPTS", "LAST ERROR"), rows)
+    _say_more(answer["next_cursor"])
+
+
+def _say_more(cursor: str | None) -> None:
+    """After a page of a list: how to ask for the next one, if there is one."""
+    if cursor:
+        click.echo(f"more: the next page with --cursor {cursor}", err=True)
 
 
 @alerts.command("retry", context_settings=CONTEXT)
