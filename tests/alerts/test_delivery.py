@@ -67,6 +67,25 @@ def test_429_waits_for_retry_after_and_retries_with_the_same_idempotency_key(mak
     assert alerts_db.execute("SELECT last_status, last_error FROM deliveries").fetchone() == (202, None)
 
 
+def test_a_retry_after_longer_than_the_longest_pause_waits_the_longest_pause(make_delivery, alerts_db, receiver, clock):
+    # A receiver (or a proxy before it) asking for a day, or for 10**20 s, cannot hold the alert, and every later
+    # event of its key behind it, that long: the ask is a floor up to the backoff's longest pause (10 min).
+    receiver.answers = [
+        Answer(429, headers={"retry-after": "86400"}),
+        Answer(503, headers={"retry-after": "100000000000000000000"}),
+    ]
+    receiver.default = Answer(202)
+    delivery = make_delivery(hook(receiver))
+    insert_alert(alerts_db)
+    for _ in range(2):
+        settle(delivery)
+        state, due = alerts_db.execute("SELECT state, next_attempt_ms FROM deliveries").fetchone()
+        assert (state, due) == ("pending", clock.ms + 600_000)
+        clock.now = due / 1000
+    settle(delivery)
+    assert states(alerts_db) == [("hook", "trigger", "sent", 3)]
+
+
 def test_backoff_doubles_up_to_the_cap_and_the_last_attempt_dead_letters(make_delivery, alerts_db, receiver, clock):
     receiver.default = Answer(503, body=b"down")
     delivery = make_delivery(hook(receiver, extra=", attempts: 5"))

@@ -4,7 +4,8 @@ of `loglake serve`.
 One thread routes and dispatches; each destination sends on threads of its own, at most its
 `concurrency` at once, each attempt bounded by its `timeout`, so a slow or failing destination only
 ever holds up itself. A failed attempt is due again after an exponential pause with full jitter (the
-receiver's Retry-After is a floor), and after the destination's last attempt it is dead-lettered.
+receiver's Retry-After is a floor, up to the longest pause), and after the destination's last attempt it is
+dead-lettered.
 Only the process holding `<data>/alert-delivery.lock` delivers, so after a crash the next one resends
 what was under way, with the same idempotency key.
 """
@@ -258,7 +259,10 @@ class AlertDelivery:
         now_ms = self._now_ms()
         retry_at = None
         if failure.retryable and row.attempts + 1 < config.attempts:
-            retry_at = now_ms + int(self.backoff.pause(row.attempts, failure.retry_after) * 1000)
+            # A Retry-After is a floor up to the longest pause: a receiver asking for a day (or 10**20 s, past what
+            # the outbox can even record) would hold its alert, and every later event of its key, that long.
+            asked = None if failure.retry_after is None else min(failure.retry_after, self.backoff.cap)
+            retry_at = now_ms + int(self.backoff.pause(row.attempts, asked) * 1000)
         state = self.outbox.failed(row, now_ms, error, failure.status, retry_at)
         counts.failed_attempts += 1
         if state == "dead":
