@@ -203,6 +203,26 @@ def test_a_secret_written_in_the_file_does_not_hide_the_other_problems_of_its_de
     assert "plaintext-secret" not in " ".join(str(p) for p in problems)
 
 
+def test_a_timeout_of_zero_is_refused(rules_dir):
+    # Every attempt would time out before it began, each failure saying only "timed out".
+    problems = load_routing(
+        write_alerting(
+            rules_dir,
+            """
+            destinations:
+              hook: {type: webhook, url: "https://hooks.example/x", timeout: 0s}
+              mail: {type: email, smtp: "smtp.example:25", from: "a@example.com", to: ["b@example.com"], timeout: 0ms}
+            routes: [{to: [hook, mail]}]
+            """,
+        )
+    )
+    assert isinstance(problems, list)
+    assert {p.field: p.message for p in problems} == {
+        "destinations.hook.timeout": "must be longer than 0",
+        "destinations.mail.timeout": "must be longer than 0",
+    }
+
+
 def test_yaml_errors_and_repeated_names_name_the_line(rules_dir):
     problems = load_routing(write_alerting(rules_dir, "destinations:\n  a: {type: slack}\n  a: {type: slack}\n"))
     assert isinstance(problems, list)

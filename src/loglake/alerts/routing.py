@@ -37,6 +37,7 @@ from loglake.alerts.secrets import REFERENCE_ONLY, SecretRef, unset_variable
 from loglake.config_files import ROOT, problems_of, readable_part
 from loglake.rules.files import ROUTING_FILE, UniqueKeys
 from loglake.rules.model import DestinationName, Level, Problem, Rule
+from loglake.times import parse_duration
 
 MAX_FILE_BYTES = 1024 * 1024
 Glob = Annotated[str, msgspec.Meta(min_length=1)]
@@ -236,6 +237,8 @@ def _destination(spec: dict[str, Any], at: str) -> DestinationConfig | list[tupl
     destination = readable_part(fields, kind, [f for f, _ in shape], at)  # its other checks, whatever its shape
     if destination is not None:
         problems += [(f"{at}.{f}", m) for f, m in destination.problems()]
+        if parse_duration(destination.timeout) == 0:  # every attempt would time out, saying no more than that
+            problems.append((f"{at}.timeout", "must be longer than 0"))
     return problems if problems or destination is None else destination
 
 
