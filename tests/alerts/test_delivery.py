@@ -132,6 +132,18 @@ def test_a_refusal_that_retrying_cannot_fix_is_dead_lettered_at_once(make_delive
     assert alerts_db.execute("SELECT last_error FROM deliveries").fetchone() == ("HTTP 400: invalid_payload",)
 
 
+def test_a_redirect_is_dead_lettered_naming_where_it_leads(make_delivery, alerts_db, receiver):
+    # http:// where the service answers on https:// (a 301): "HTTP 301" alone left the fix to be guessed.
+    receiver.default = Answer(301, body=b"", headers={"location": "https://hooks.example/loglake"})
+    delivery = make_delivery(hook(receiver))
+    insert_alert(alerts_db)
+    settle(delivery)
+    assert states(alerts_db) == [("hook", "trigger", "dead", 1)]
+    assert alerts_db.execute("SELECT last_error FROM deliveries").fetchone() == (
+        "HTTP 301: a redirect to https://hooks.example/loglake, which delivery does not follow: make that the url",
+    )
+
+
 def test_failed_attempts_and_dead_letters_are_in_the_servers_log(make_delivery, alerts_db, receiver, clock, caplog):
     """A new user's trial: 44 failed attempts and 4 dead letters, and not a line in the server's log (its
     warnings go to the access log)."""

@@ -219,6 +219,9 @@ class SendContext:
             self.status = response.status_code
             return reply
         text = " ".join(reply.content[: MAX_ERROR_TEXT * 4].decode(encoding, "replace")[:MAX_ERROR_TEXT].split())
+        if response.has_redirect_location:  # (an http:// URL of a service on https://, most often)
+            where = " ".join(response.headers["location"][:MAX_ERROR_TEXT].split())
+            text = f"a redirect to {where}, which delivery does not follow: make that the url"
         message = f"HTTP {response.status_code}" + (f": {text}" if text else "")
         retryable = response.status_code in RETRYABLE_STATUSES
         retry_after = retry_after_seconds(response.headers.get("retry-after"), self.clock()) if retryable else None
