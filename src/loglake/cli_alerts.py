@@ -176,7 +176,7 @@ for _name in ACTIONS:
     "--state", default=None, help="Only deliveries in these states (comma-separated): pending, sending, sent, dead."
 )
 @click.option("--destination", default=None, help="Only deliveries to this destination of alerting.yml.")
-@click.option("--alert", "alert_id", default=None, help="Only the deliveries of this alert (its whole id).")
+@click.option("--alert", "alert_id", default=None, help="Only the deliveries of this alert (its id, or a part of it).")
 @click.option("--limit", type=int, default=None, help="How many deliveries (default and maximum: the server's).")
 @click.option("--cursor", default=None, help="The next page: the cursor the previous list printed.")
 @click.option("--json", "as_json", is_flag=True, help="NDJSON output, one delivery per line.")

@@ -82,6 +82,28 @@ async def test_deliveries_are_listed_newest_first_filtered_and_paged(client: htt
     assert pages == [4, 2]
 
 
+async def test_an_alert_is_named_as_the_alerts_commands_name_it(client: httpx.AsyncClient, app, settings, receiver):
+    # `loglake alerts list` shows ids whose 4 digits before the last 8 name an alert (README); its deliveries
+    # filtered by those answered none, as if it had gone nowhere.
+    write_alerting(
+        settings.rules_path,
+        f'destinations: {{ok: {{type: webhook, url: "{receiver.url}/ok"}}}}\nroutes: [{{to: [ok]}}]\n',
+    )
+    conn = open_alerts_db(settings.data_dir)
+    for alert_id in ("019a2446-a801-7123-8456-8016c0ffee01", "019a2446-a801-7123-8456-8017c0ffee01"):
+        insert_alert(conn, id=alert_id)
+    conn.close()
+    delivery = app.runtime.delivery
+    delivery.step()
+    wait_idle(delivery)
+    one = (await client.get("/alerts/deliveries", params={"alert": "8016"})).json()["deliveries"]
+    assert [d["alert_id"] for d in one] == ["019a2446-a801-7123-8456-8016c0ffee01"]
+    several = await client.get("/alerts/deliveries", params={"alert": "c0ffee01"})
+    assert several.status_code == 400 and "8016 (019a2446" in several.json()["error"]["message"]
+    none = await client.get("/alerts/deliveries", params={"alert": "9999"})
+    assert none.status_code == 404 and "no alert with id '9999'" in none.json()["error"]["message"]
+
+
 @pytest.mark.parametrize(
     ("params", "says"),
     [

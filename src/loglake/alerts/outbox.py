@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loglake.alerts.alert_ids import SHORTEST_PART
+from loglake.alerts.alert_ids import SHORTEST_PART, find_alert_id
 from loglake.alerts.db import EVENT_STATUS_COLUMNS, open_alerts_db
 from loglake.sqlitedb import Schema, migrate_schema, write_transaction
 
@@ -381,6 +381,15 @@ class Outbox:
                 " GROUP BY destination"
             ).fetchall()
         return {name: DeadLetters(count, newest_ms) for name, count, newest_ms in rows}
+
+    def alert_named(self, text: str) -> str:
+        """The id of the alert `text` names: an id deliveries hold, as it is (they outlive their alert), else as the
+        alerts commands name one (alert_ids.find_alert_id: a part of its id, such as the 4 digits before its last
+        8); NoSuchAlert or AmbiguousAlert."""
+        with self._lock:
+            if self._conn.execute("SELECT 1 FROM deliveries WHERE alert_id = ? LIMIT 1", (text,)).fetchone():
+                return text
+            return find_alert_id(self._conn, text)
 
     def page(
         self,

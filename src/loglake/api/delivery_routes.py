@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from loglake.alerts.outbox import DELIVERY_STATES, DeliveryRow, NoSuchDelivery, RetryRefused, retry_refusal
 from loglake.alerts.store import comma_separated
+from loglake.api.alert_routes import alert_lookup_errors
 from loglake.api.http import ApiError, Request, quoted
 from loglake.api.openapi_common import error_response
 from loglake.api.routes import Result, bad_parameter, refuse_parameters
@@ -45,10 +46,11 @@ async def list_deliveries(app: LoglakeApp, request: Request) -> Result:
     before = _integer(params, "cursor", None, 1, None)
 
     def read() -> tuple[list[DeliveryRow], list[str], frozenset[str]]:
+        alert = params.get("alert")
         rows = delivery.outbox.page(
             states=states,
             destination=params.get("destination") or None,
-            alert_id=params.get("alert") or None,
+            alert_id=delivery.outbox.alert_named(alert) if alert else None,
             before=before,
             limit=limit,
         )
@@ -56,7 +58,8 @@ async def list_deliveries(app: LoglakeApp, request: Request) -> Result:
         routing = delivery.routing_file.current()
         return rows, said, frozenset(() if routing is None else routing.destinations)
 
-    rows, problems, defined = await app.run_read(read)
+    with alert_lookup_errors(params.get("alert", "")):
+        rows, problems, defined = await app.run_read(read)
     return Result(
         200,
         {
@@ -126,7 +129,12 @@ OPENAPI = {
                     "schema": {"type": "string"},
                 },
                 {"name": "destination", "in": "query", "schema": {"type": "string"}},
-                {"name": "alert", "in": "query", "description": "an alert id", "schema": {"type": "string"}},
+                {
+                    "name": "alert",
+                    "in": "query",
+                    "description": "an alert: its id, or a part of it that no other alert's id holds",
+                    "schema": {"type": "string"},
+                },
                 {
                     "name": "limit",
                     "in": "query",
