@@ -364,6 +364,36 @@ def test_jira_makes_one_issue_per_dedup_key_and_comments_the_later_events(
     assert remembered == [("scanner:198.51.100.4", "OPS-8"), ("scanner:203.0.113.9", "OPS-7")]
 
 
+def test_teams_and_jira_get_alerts_of_huge_records_within_their_services_limits(
+    make_delivery, alerts_db, receiver, monkeypatch
+):
+    # A record's message may be 256 KiB and an attribute 64 KiB: Teams refuses a message over 28 KB and Jira a
+    # description or comment over 32,767 characters, so the alert (and its later events, held behind it) died.
+    monkeypatch.setenv("TEAMS_URL", f"{receiver.url}/workflows/run")
+    monkeypatch.setenv("JIRA_TOKEN", "jira-token-1")
+    jira_answers(receiver)
+    jira = f'{{type: jira, url: "{receiver.url}", project: OPS, user: bot@example.test, token: {{env: JIRA_TOKEN}}}}'
+    delivery = make_delivery(
+        f"""
+        destinations:
+          team: {{type: teams, url: {{env: TEAMS_URL}}}}
+          tickets: {jira}
+        routes: [{{to: [team, tickets]}}]
+        """
+    )
+    huge = "x" * 64_000
+    evidence = [{"timestamp": 1_764_700_000_000, "service": "api", "message": "y" * 256_000} for _ in range(20)]
+    alert = insert_alert(alerts_db, title=f"errors for {huge}", group_values={"user": huge}, evidence=evidence)
+    change_alert(alerts_db, alert["id"], "resolve")
+    settle(delivery)
+    teams = [r for r in receiver.requests if r.path == "/workflows/run"]
+    assert len(teams) == 2 and all(len(r.body) < 28_000 for r in teams)
+    issue, comment = [r.json() for r in receiver.requests if r.path.startswith("/rest/")]
+    assert len(issue["fields"]["description"]) <= 32_767 and len(comment["body"]) <= 32_767
+    assert issue["fields"]["description"].rstrip().endswith("{noformat}")  # the evidence block closed
+    assert "yyyy" in issue["fields"]["description"] and "xxxx" in comment["body"]
+
+
 def test_acknowledge_and_resolve_through_the_alert_store_reach_pagerduty_and_chat(
     make_delivery, alerts_db, receiver, monkeypatch, clock
 ):

@@ -24,6 +24,7 @@ from loglake.alerts.secrets import SecretRef, Secrets, TextOrSecret
 from loglake.http_call import Connection
 from loglake.retry import retry_after_seconds
 from loglake.rules.model import Duration
+from loglake.shorten import shortened
 from loglake.times import format_datetime
 from loglake.urls import is_http_url
 
@@ -38,6 +39,11 @@ EventKind = Annotated[
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 507, 509})
 MAX_ERROR_TEXT = 300
 MAX_REPLY_BYTES = 64 * 1024  # of a receiver's answer, read at most (_start_of)
+# Characters of a fact's value (a group value may be a 64 KiB attribute) and of an evidence record (a message may be
+# 256 KiB) in a notice's text: Teams refuses a message over 28 KB, Jira a description or comment over 32,767
+# characters (the webhook's JSON carries them whole).
+MAX_FACT = 1000
+MAX_EVIDENCE_LINE = 500
 ALERT_PAGE = "/ui/alerts/"  # the web UI's page of an alert: this and its id
 USER_AGENT = f"loglake/{__version__}"  # on every destination's requests: receivers may allow-list by it
 
@@ -107,7 +113,8 @@ class Notice:
         return f"[{self.alert['level'].upper()}] {title}{after[self.kind]}"
 
     def facts(self) -> list[tuple[str, str]]:
-        """The alert's facts as (label, text), in the order every chat and mail format shows them."""
+        """The alert's facts as (label, text), in the order every chat and mail format shows them, each text of
+        MAX_FACT characters at most."""
         alert = self.alert
         facts = [
             ("Level", alert["level"]),
@@ -127,11 +134,11 @@ class Notice:
             note = f": {alert['status_note']}" if alert.get("status_note") else ""
             facts.append(("By", f"{alert['status_by']}{note}"))
         facts.append(("Dedup key", alert["dedup_key"]))
-        return facts
+        return [(label, shortened(text, MAX_FACT)) for label, text in facts]
 
     def evidence_lines(self, limit: int) -> list[str]:
-        """The first `limit` evidence records, one compact line each."""
-        return [_evidence_line(record) for record in self.alert["evidence"][:limit]]
+        """The first `limit` evidence records, one compact line each, of MAX_EVIDENCE_LINE characters at most."""
+        return [shortened(_evidence_line(record), MAX_EVIDENCE_LINE) for record in self.alert["evidence"][:limit]]
 
 
 _STATUS_OF_EVENT = {"acknowledge": "acknowledged", "resolve": "resolved"}

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from loglake.alerts.destinations.base import DestinationConfig, Notice, SendContext, json_body, url_problem
+from loglake.alerts.destinations.base import (
+    MAX_FACT,
+    DestinationConfig,
+    Notice,
+    SendContext,
+    json_body,
+    url_problem,
+)
 from loglake.alerts.secrets import TextOrSecret
 from loglake.shorten import shortened
 
@@ -95,7 +102,7 @@ def teams_message(notice: Notice) -> dict[str, Any]:
     body: list[dict[str, Any]] = [
         {
             "type": "TextBlock",
-            "text": notice.headline,
+            "text": shortened(notice.headline, MAX_FACT),  # (the title may hold a 64 KiB group value)
             "weight": "Bolder",
             "size": "Medium",
             "color": color,

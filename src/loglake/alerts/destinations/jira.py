@@ -15,6 +15,7 @@ import msgspec
 
 from loglake.alerts.db import EVENT_KINDS
 from loglake.alerts.destinations.base import (
+    MAX_FACT,
     DeliveryFailed,
     DestinationConfig,
     Notice,
@@ -24,6 +25,7 @@ from loglake.alerts.destinations.base import (
 )
 from loglake.alerts.secrets import SecretRef, TextOrSecret
 from loglake.config_files import whole
+from loglake.shorten import shortened
 
 MAX_SUMMARY = 255
 EVIDENCE_LINES = 20
@@ -72,7 +74,7 @@ class Jira(DestinationConfig, frozen=True, forbid_unknown_fields=True, kw_only=T
 
 def _text(notice: Notice) -> str:
     """Jira wiki markup: the facts, the runbook and the evidence in a {noformat} block."""
-    parts = [f"*{notice.headline}*", ""]
+    parts = [f"*{shortened(notice.headline, MAX_FACT)}*", ""]  # (the title may hold a 64 KiB group value)
     parts += [f"*{label}:* {value}" for label, value in notice.facts()]
     if notice.alert["runbook"]:
         parts.append(f"*Runbook:* {notice.alert['runbook']}")

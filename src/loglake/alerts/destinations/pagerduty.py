@@ -18,7 +18,6 @@ ACTIONS = {"trigger": "trigger", "update": "trigger", "acknowledge": "acknowledg
 MAX_SUMMARY = 1024  # PagerDuty's limits on payload.summary and dedup_key
 MAX_DEDUP_KEY = 255
 EVIDENCE_LINES = 10
-MAX_EVIDENCE_LINE = 500
 
 
 class PagerDuty(DestinationConfig, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -56,7 +55,7 @@ def pagerduty_event(notice: Notice, routing_key: str, source: str) -> dict[str, 
     }
     if action != "trigger":
         return event
-    lines = [line[:MAX_EVIDENCE_LINE] for line in notice.evidence_lines(EVIDENCE_LINES)]
+    lines = notice.evidence_lines(EVIDENCE_LINES)
     event["client"] = "loglake"
     event["payload"] = {
         "summary": alert["title"][:MAX_SUMMARY],
