@@ -15,8 +15,9 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 
+from loglake.alerts.db import open_alerts_db
 from loglake.keys import KEY_NAME_RULE, MAX_KEY_NAME_CHARS
-from tests.alerts.receivers import Answer, Receiver
+from tests.alerts.receivers import Answer, Receiver, change_alert
 from tests.conftest import poll
 from tests.ui.conftest import no_horizontal_scroll, raise_alert, screenshot, sign_in
 
@@ -492,6 +493,48 @@ def test_a_dead_delivery_is_retried_from_the_alerts_page(page, loglake):
         page.reload()
         row.locator(".d-sent").wait_for()
         assert row.get_by_role("button").count() == 0  # only a dead delivery offers it
+    finally:
+        alerting.unlink(missing_ok=True)
+        receiver.close()
+
+
+def test_a_dead_trigger_older_than_a_page_of_deliveries_is_still_shown_to_retry(page, loglake):
+    # A running alert's updates wait behind its dead trigger; past a page of them the trigger, the one delivery
+    # to retry, fell off the alert's page.
+    receiver = Receiver()
+    alerting = loglake.server.data_dir.parent / "rules" / "alerting.yml"
+    try:
+        receiver.default = Answer(400, body=b"bad payload")
+        alerting.write_text(
+            f'destinations: {{hook: {{type: webhook, url: "{receiver.url}/"}}}}\n'
+            'routes: [{match: {title: ["Many updates"]}, to: [hook]}]\n'
+        )
+        alert_id = str(uuid.uuid4())
+        raise_alert(loglake, id=alert_id, title="Updated often", rule_title="Many updates")
+        with loglake.client() as c:
+            poll(
+                lambda: c.get("/alerts/deliveries", params={"alert": alert_id, "state": "dead"}).json()["deliveries"],
+                "the trigger to be dead-lettered",
+            )
+            conn = open_alerts_db(loglake.server.data_dir)
+            try:
+                for _ in range(120):
+                    change_alert(conn, alert_id, "update")
+            finally:
+                conn.close()
+            poll(
+                lambda: (
+                    len(c.get("/alerts/deliveries", params={"alert": alert_id, "limit": 500}).json()["deliveries"])
+                    == 121
+                ),
+                "the updates to wait behind it",
+            )
+        sign_in(page, loglake)
+        page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
+        box = page.locator(".deliveries")
+        box.get_by_role("button", name="Retry the trigger to hook").wait_for()
+        assert box.locator("tbody tr").count() == 101
+        assert "The newest 100 deliveries are shown, and every dead one" in box.inner_text()
     finally:
         alerting.unlink(missing_ok=True)
         receiver.close()

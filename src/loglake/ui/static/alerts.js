@@ -204,8 +204,16 @@ async function loadDeliveries(box, alertId, mayRetry) {
   const reload = () => loadDeliveries(box, alertId, mayRetry);
   try {
     const answer = await api("/alerts/deliveries", { params: { alert: alertId } });
+    let deliveries = answer.deliveries;
+    if (answer.next_cursor) {
+      // Older ones are left out, and a dead one among them (a trigger that later updates wait behind) is the one
+      // to retry: every dead one is shown too.
+      const dead = await api("/alerts/deliveries", { params: { alert: alertId, state: "dead", limit: 500 } });
+      const shown = new Set(deliveries.map((d) => d.id));
+      deliveries = deliveries.concat(dead.deliveries.filter((d) => !shown.has(d.id)));
+    }
     const problems = [...answer.routing_problems, answer.worker_error].filter(Boolean).map((p) => h("p", { class: "error", text: p }));
-    if (!answer.deliveries.length) {
+    if (!deliveries.length) {
       replace(box, problems, h("p", { class: "muted", text: "No deliveries: alerting.yml routes this alert nowhere, or delivery has not run yet." }));
       return;
     }
@@ -221,10 +229,11 @@ async function loadDeliveries(box, alertId, mayRetry) {
     const columns = ["Event", "Destination", "State", "Attempts", "Updated", "Last error", ...(mayRetry ? ["Action"] : [])];
     replace(box, problems, message, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
       h("thead", {}, h("tr", {}, columns.map((t) => h("th", { scope: "col", text: t })))),
-      h("tbody", {}, answer.deliveries.map((d) => h("tr", {},
+      h("tbody", {}, deliveries.map((d) => h("tr", {},
         h("td", { text: d.event }), h("td", { text: d.destination }), h("td", {}, h("span", { class: `state d-${d.state}`, text: d.state })),
         h("td", { class: "num", text: d.attempts }), h("td", { text: formatTime(Date.parse(d.updated)) }), h("td", { text: d.last_error || "" }),
-        mayRetry ? h("td", {}, d.retryable ? h("button", { type: "button", class: "small", text: "Retry", "aria-label": `Retry the ${d.event} to ${d.destination}`, onclick: retry(d) }) : null) : null))))));
+        mayRetry ? h("td", {}, d.retryable ? h("button", { type: "button", class: "small", text: "Retry", "aria-label": `Retry the ${d.event} to ${d.destination}`, onclick: retry(d) }) : null) : null))))),
+      answer.next_cursor ? h("p", { class: "muted", text: `The newest ${answer.deliveries.length} deliveries are shown, and every dead one; loglake alerts deliveries --alert ${alertId} lists them all.` }) : null);
   } catch (error) {
     replace(box, errorBox(error, reload));
   }
