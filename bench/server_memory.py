@@ -1,6 +1,6 @@
 """The server's memory, idle and after one use of each feature: RSS, PSS and USS of `loglake serve` and of
-each of its child processes (the merge worker, the flush's worker, OTLP decode workers, multiprocessing's
-resource tracker), from /proc/<pid>/smaps_rollup.
+each of its child processes (the merge worker, the flush's worker, OTLP decode workers, the query workers and
+their fork server, multiprocessing's resource tracker), from /proc/<pid>/smaps_rollup.
 
 It starts a server with the default settings on an empty data dir (the starter rules copied in with
 --rules), then reads the memory at each stage: started, after --idle seconds of nothing, after one
@@ -51,6 +51,10 @@ def role(pid: int) -> str:
         return "resource tracker"
     if "spawn_main" in command:
         return "spawned worker"
+    if "forkserver" in command:  # the query workers' fork server, and the workers forked from it (query_workers.py)
+        parent = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[1]
+        parent_command = Path(f"/proc/{int(parent)}/cmdline").read_bytes()
+        return "query worker" if b"forkserver" in parent_command else "fork server"
     return "server" if " serve " in command else command[:60]
 
 
