@@ -22,8 +22,10 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sqlite3
 import threading
 import time
+import traceback
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -43,6 +45,7 @@ WATCH_EVERY_S = 0.02
 # DuckDB's own limit is the memory limit itself, and what it holds besides its buffers (the rows fetched, the
 # allocator's slack) must not get a query killed that DuckDB would have answered or spilled.
 MEMORY_BOUND_FACTOR = 1.5
+WORKER_START_S = 60.0  # a worker that has not built its engine by then is stuck (hot.db locked, the disk hung)
 # A worker that has not answered this long after the query's own timeout is stuck (it never saw DuckDB's
 # interrupt): killed.
 ANSWER_GRACE_S = 5.0
@@ -149,16 +152,17 @@ class QueryWorkers:
         )
 
     def _take(self) -> _Worker:
+        worker, gone = None, []
         with self._lock:
             if self._closed:
                 raise QueryBusy("the server is stopping")
-            while self._idle:
+            while self._idle and worker is None:
                 worker = self._idle.pop()
-                if worker.alive() and time.monotonic() - worker.idle_since < WORKER_IDLE_S:
-                    break
-                worker.stop()
-            else:
-                worker = None
+                if not worker.alive() or time.monotonic() - worker.idle_since >= WORKER_IDLE_S:
+                    gone.append(worker)
+                    worker = None
+        for each in gone:
+            each.stop()
         if worker is None:
             worker = _Worker.start(self.spec)
         with self._lock:
@@ -170,13 +174,19 @@ class QueryWorkers:
         return worker
 
     def _give_back(self, worker: _Worker) -> None:
+        """An idle worker again; one that kept much of what its queries took (a big sort's buffers, its allocator's
+        slack) is stopped instead: what a query takes is counted from what its worker held idle, which must not
+        creep up from query to query."""
+        rss = worker.rss()
+        kept_much = rss - worker.started_rss > self.memory_bound // 4
         with self._lock:
             self._running.discard(worker)
-            if worker.alive() and not self._closed:
+            if worker.alive() and not self._closed and not kept_much:
+                worker.idle_rss = rss
                 worker.idle_since = time.monotonic()
                 self._idle.append(worker)
-            else:
-                worker.stop()
+                return
+        worker.stop()
 
     def _watch(self) -> None:
         """While queries run: the memory their workers took since they were idle, together; past the bound,
@@ -206,6 +216,7 @@ class _Worker:
         self.process = process
         self.connection = connection
         self.idle_rss = idle_rss
+        self.started_rss = idle_rss
         self.idle_since = time.monotonic()
         self.killed = False
         self.killed_for_memory = False
@@ -218,6 +229,9 @@ class _Worker:
         process.start()
         theirs.close()
         try:
+            if not ours.poll(WORKER_START_S):
+                process.kill()
+                raise EOFError
             ready = ours.recv()  # once its engine is built
         except EOFError:
             process.join(5)
@@ -226,7 +240,7 @@ class _Worker:
             process.join(5)
             raise QueryBusy(f"a query worker process could not start: {ready}")
         worker = cls(process, ours, 0)
-        worker.idle_rss = worker.rss()
+        worker.idle_rss = worker.started_rss = worker.rss()
         return worker
 
     def alive(self) -> bool:
@@ -271,7 +285,9 @@ def _error(kind: str, args: tuple) -> Exception:
         return busy
     if kind == "busy":
         return QueryBusy(*args)
-    return RuntimeError(f"a query worker failed: {args[0]}")
+    if kind == "database":
+        return sqlite3.DatabaseError(*args)
+    return RuntimeError(f"a query worker failed:\n{args[0]}")
 
 
 def _forking() -> Any:
@@ -321,8 +337,10 @@ def _serve(connection: Connection, spec: WorkerSpec) -> None:
                 answer = ("lake_unreadable", (str(e),))
             except QueryBusy as e:
                 answer = ("busy", (str(e),))
+            except sqlite3.DatabaseError as e:  # (a damaged hot.db is the server's 503, as its own reads meet it)
+                answer = ("database", (str(e),))
             except Exception as e:  # the server logs it, as a query of its own engine that failed so
-                answer = ("failed", (f"{type(e).__name__}: {e}",))
+                answer = ("failed", ("".join(traceback.format_exception(e)),))
             connection.send(answer)
     finally:
         engine.close()
