@@ -30,11 +30,14 @@ async def test_a_read_of_a_damaged_hot_store_is_a_503_that_says_what_to_do_and_h
     app = LoglakeApp.from_settings(settings)
     try:
         async with asgi_client(app, key_for(app, "read")) as reader:
-            answer = await reader.get("/logs/search", params={"q": "record"})
-            assert answer.status_code == 503, answer.text
-            error = answer.json()["error"]
-            assert error["code"] == "storage_unavailable"
-            assert "damaged" in error["message"] and "restore the data dir from a backup" in error["message"]
+            searched = await reader.get("/logs/search", params={"q": "record"})
+            # (a user's SQL runs in a query worker: lake/query_workers.py)
+            queried = await reader.post("/query", json={"sql": "SELECT max(length(message)) FROM logs"})
+            for answer in (searched, queried):
+                assert answer.status_code == 503, answer.text
+                error = answer.json()["error"]
+                assert error["code"] == "storage_unavailable"
+                assert "damaged" in error["message"] and "restore the data dir from a backup" in error["message"]
             health = (await reader.get("/healthz")).json()
         assert health["status"] == "degraded" and "damaged" in health["reason"]
     finally:
