@@ -47,7 +47,8 @@ async def test_a_query_worker_that_dies_fails_its_query_alone(bounded: LoglakeAp
     """A worker killed under its query (the OOM killer, an operator): that query is a 503 to run again; the
     next one gets a new worker."""
     async with asgi_client(bounded, key_for(bounded, "admin")) as client:
-        assert (await client.post("/query", json={"sql": "SELECT 1 AS one"})).json()["rows"] == [[1]]
+        # (a table function: a worker's, lake/sql_growth.py)
+        assert (await client.post("/query", json={"sql": "SELECT count(*) FROM range(3)"})).json()["rows"] == [[3]]
         workers = _query_workers()
         slow = asyncio.create_task(client.post("/query", json={"sql": "SELECT count(*) FROM range(10000000000)"}))
         await asyncio.sleep(1)
@@ -58,6 +59,27 @@ async def test_a_query_worker_that_dies_fails_its_query_alone(bounded: LoglakeAp
     assert len(workers) == 1
     assert failed.status_code == 503 and "run the query again" in failed.json()["error"]["message"], failed.text
     assert (again.status_code, again.json()["rows"]) == (200, [[2]])
+
+
+async def test_a_query_whose_values_stay_small_runs_without_a_worker(bounded: LoglakeApp) -> None:
+    """Counts, filters, groups, substrings and dates make no value larger than what they read: DuckDB's memory
+    limit bounds them, and they run on the server's engine, without a worker's start or its process's memory."""
+    small = [
+        "SELECT count(*) FROM logs WHERE message ILIKE '%error%'",
+        "SELECT service, severity, count(*) FROM logs GROUP BY ALL",
+        "SELECT date_trunc('hour', timestamp) AS hour, max(length(message)) FROM logs GROUP BY 1",
+        "SELECT attributes->>'$.user' AS user, count(*) FROM logs WHERE timestamp > now() - INTERVAL 1 DAY GROUP BY 1",
+    ]
+    async with asgi_client(bounded, key_for(bounded, "admin")) as client:
+        sent = await client.post("/logs", json={"message": "an error", "attributes": {"user": "ann"}})
+        assert sent.status_code == 201
+        for sql in small:
+            answered = await client.post("/query", json={"sql": sql})
+            assert answered.status_code == 200, (sql, answered.text)
+        assert _query_workers() == []
+        grows = await client.post("/query", json={"sql": "SELECT max(length(message || message)) AS n FROM logs"})
+        assert (grows.status_code, grows.json()["rows"]) == (200, [[16]])
+        assert len(_query_workers()) == 1
 
 
 def _query_workers() -> list[int]:

@@ -10,6 +10,8 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
@@ -462,22 +464,32 @@ def test_an_alert_changed_meanwhile_is_drawn_again_as_it_is_with_who_changed_it(
     assert page.get_by_role("button", name="Acknowledge").count() == 0  # (resolved: nothing more to do)
 
 
-def test_a_dead_delivery_is_retried_from_the_alerts_page(page, loglake):
+@contextmanager
+def _alert_whose_trigger_is_dead(loglake, rule_title: str, title: str) -> Iterator[tuple[Receiver, str]]:
+    """An alert routed to a webhook that refused its trigger (400, dead-lettered): the receiver, and the id."""
     receiver = Receiver()
     alerting = loglake.server.data_dir.parent / "rules" / "alerting.yml"
     try:
         receiver.default = Answer(400, body=b"bad payload")
         alerting.write_text(
             f'destinations: {{hook: {{type: webhook, url: "{receiver.url}/"}}}}\n'
-            'routes: [{match: {title: ["Retry from the page"]}, to: [hook]}]\n'
+            f"routes: [{{match: {{title: [{rule_title!r}]}}, to: [hook]}}]\n"
         )
         alert_id = str(uuid.uuid4())
-        raise_alert(loglake, id=alert_id, title="Deliveries to retry", rule_title="Retry from the page")
+        raise_alert(loglake, id=alert_id, title=title, rule_title=rule_title)
         with loglake.client() as c:
             poll(
                 lambda: c.get("/alerts/deliveries", params={"alert": alert_id, "state": "dead"}).json()["deliveries"],
-                "the delivery to be dead-lettered",
+                "the trigger to be dead-lettered",
             )
+        yield receiver, alert_id
+    finally:
+        alerting.unlink(missing_ok=True)
+        receiver.close()
+
+
+def test_a_dead_delivery_is_retried_from_the_alerts_page(page, loglake):
+    with _alert_whose_trigger_is_dead(loglake, "Retry from the page", "Deliveries to retry") as (receiver, alert_id):
         sign_in(page, loglake)
         page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
         row = page.locator(".deliveries tbody tr")
@@ -493,35 +505,19 @@ def test_a_dead_delivery_is_retried_from_the_alerts_page(page, loglake):
         page.reload()
         row.locator(".d-sent").wait_for()
         assert row.get_by_role("button").count() == 0  # only a dead delivery offers it
-    finally:
-        alerting.unlink(missing_ok=True)
-        receiver.close()
 
 
 def test_a_dead_trigger_older_than_a_page_of_deliveries_is_still_shown_to_retry(page, loglake):
     # A running alert's updates wait behind its dead trigger; past a page of them the trigger, the one delivery
     # to retry, fell off the alert's page.
-    receiver = Receiver()
-    alerting = loglake.server.data_dir.parent / "rules" / "alerting.yml"
-    try:
-        receiver.default = Answer(400, body=b"bad payload")
-        alerting.write_text(
-            f'destinations: {{hook: {{type: webhook, url: "{receiver.url}/"}}}}\n'
-            'routes: [{match: {title: ["Many updates"]}, to: [hook]}]\n'
-        )
-        alert_id = str(uuid.uuid4())
-        raise_alert(loglake, id=alert_id, title="Updated often", rule_title="Many updates")
+    with _alert_whose_trigger_is_dead(loglake, "Many updates", "Updated often") as (_, alert_id):
+        conn = open_alerts_db(loglake.server.data_dir)
+        try:
+            for _ in range(120):
+                change_alert(conn, alert_id, "update")
+        finally:
+            conn.close()
         with loglake.client() as c:
-            poll(
-                lambda: c.get("/alerts/deliveries", params={"alert": alert_id, "state": "dead"}).json()["deliveries"],
-                "the trigger to be dead-lettered",
-            )
-            conn = open_alerts_db(loglake.server.data_dir)
-            try:
-                for _ in range(120):
-                    change_alert(conn, alert_id, "update")
-            finally:
-                conn.close()
             poll(
                 lambda: (
                     len(c.get("/alerts/deliveries", params={"alert": alert_id, "limit": 500}).json()["deliveries"])
@@ -535,9 +531,6 @@ def test_a_dead_trigger_older_than_a_page_of_deliveries_is_still_shown_to_retry(
         box.get_by_role("button", name="Retry the trigger to hook").wait_for()
         assert box.locator("tbody tr").count() == 101
         assert "The newest 100 deliveries are shown, and every dead one" in box.inner_text()
-    finally:
-        alerting.unlink(missing_ok=True)
-        receiver.close()
 
 
 def test_a_long_alert_title_takes_one_line_of_the_list_cut_with_an_ellipsis(page, loglake):

@@ -142,7 +142,7 @@ class LoglakeApp(RuntimeEvents):
 
     @property
     def sql_engine(self) -> SqlEngine | None:
-        """What runs users' SQL (POST /query, ask's answers): the lake's query workers, when there is a lake."""
+        """What runs users' SQL (POST /query, ask's answers), when there is a lake (lake/users_sql.py)."""
         return self.lake.users_sql if self.lake is not None else None
 
     @classmethod

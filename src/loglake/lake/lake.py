@@ -36,6 +36,7 @@ from loglake.lake.query_workers import QueryWorkers, worker_spec
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.repeated_failures import RepeatedFailures
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, Column, LakeTable, LiveTable, partition_type, sql_type
+from loglake.lake.users_sql import UsersSql
 from loglake.lake.waiting import waiting
 from loglake.locks import exclusive_lock
 from loglake.model import retention_start_ms
@@ -146,12 +147,12 @@ class Lake:
         )
         live_tables = tuple(live_tables)
         self.engine = QueryEngine(store, objects, data_dir / "tmp" / "duckdb", limits, live_tables)
-        # Users' SQL (POST /query, ask's answers) in processes of their own (query_workers.py), started at the
-        # first; with the spill room the engine found.
+        # Users' SQL (POST /query, ask's answers): on this engine, or in query workers if its values may grow
+        # (users_sql.py); the workers get the spill room the engine found.
         alerts_dir = data_dir if any(t.name == "alerts" for t in live_tables) else None
         limits = replace(self.engine.limits, spill_mb=self.engine.spill_mb)
         spec = worker_spec(store.path, objects, data_dir / "tmp" / "duckdb", limits, alerts_dir)
-        self.users_sql = QueryWorkers(spec, limits.memory_mb)
+        self.users_sql = UsersSql(self.engine, QueryWorkers(spec, limits.memory_mb))
         self.recent_reader = LakeRecentReader(objects)
         self._lock_path = data_dir / "lake.lock"
         self.recovered_rounds = 0  # what the last hold of the maintenance lock undid first (maintenance())

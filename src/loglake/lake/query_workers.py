@@ -4,16 +4,18 @@ DuckDB's memory limit bounds what its operators hold (sorts, joins, aggregates s
 values an expression makes: `replace(message, 'a', <10,000 characters>)` over a million records, or a chain
 of CTEs each doubling a text, grows until the host has no memory left, and in the server's own process that
 was the end of ingest too. No check of the SQL can catch every such expression, so the queries users write
-(POST /query, and the questions `ask` runs) run in worker processes instead, one query at a time each; the
-server watches how much memory they hold, and one that takes the queries' share past the bound is killed.
+(POST /query, and the questions `ask` runs) that may make values larger than what they read (users_sql.py) run
+in worker processes instead, one query at a time each; the server watches how much memory they hold, and one
+that takes the queries' share past the bound is killed.
 Its answer is a 400 query_too_large; the server, and every other query, goes on. The server's own reads
 (recent, search, histograms) and saved queries (rules, Amplify reports) stay on its in-process engine: they
 are SQL the server or its operator wrote.
 
 A worker builds the same QueryEngine over the same data dir: hot.db read through connections that cannot
 write (store/sqlite_reader.py), the lake's files, the waiting bulk batches and alerts.db, so it answers
-exactly as the server's engine would. Workers start at the first query (about a second: DuckDB and Arrow
-are imported), stay for the next while they are used, and exit after WORKER_IDLE_S without one.
+exactly as the server's engine would. Workers are forked from a fork server that imported the engine once
+(the first worker's start takes about a second, the next a few hundred milliseconds), stay for the next query
+while they are used, and exit after WORKER_IDLE_S without one.
 """
 
 from __future__ import annotations
