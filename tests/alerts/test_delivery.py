@@ -451,3 +451,34 @@ def test_an_event_whose_alert_is_gone_is_passed_over(make_delivery, alerts_db, r
     settle(delivery)
     assert alerts_db.execute("SELECT seq FROM delivery_cursor").fetchone() == (2,)
     assert states(alerts_db) == [("hook", "trigger", "sent", 1)]
+
+
+def test_an_attempt_whose_outcome_cannot_be_recorded_is_sent_again_once_it_can(
+    make_delivery, alerts_db, receiver, clock, data_dir, monkeypatch
+):
+    """The receiver took it, then the alerts database refused the record (another process holding it, a full
+    disk): the delivery stayed `sending`, unsaid, until a restart. It is due again once the database takes writes,
+    with its idempotency key (a receiver drops the repeat, as after a crash)."""
+    monkeypatch.setattr("loglake.alerts.db.BUSY_TIMEOUT_S", 0.2)
+    answered = threading.Event()
+    receiver.answers = [Answer(200, hold=answered)]
+    delivery = make_delivery(hook(receiver))
+    insert_alert(alerts_db)
+    delivery.step()  # the attempt is under way, the receiver holding its answer
+    receiver.wait_for(1)
+    holder = open_alerts_db(data_dir)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        answered.set()
+        wait_idle(delivery)
+        assert "database is locked" in (delivery.last_error or "")
+    finally:
+        holder.rollback()
+        holder.close()
+    delivery.step()  # due again after a pause
+    assert states(alerts_db) == [("hook", "trigger", "pending", 0)]
+    clock.now += 600
+    settle(delivery)
+    assert states(alerts_db) == [("hook", "trigger", "sent", 1)]
+    first, second = receiver.requests
+    assert first.headers["idempotency-key"] == second.headers["idempotency-key"]

@@ -106,6 +106,7 @@ class AlertDelivery:
         self._thread: threading.Thread | None = None
         self._routed_with: Routing | None = None
         self._pruned_ms = 0
+        self._unrecorded: list[DeliveryRow] = []  # attempts whose outcome the outbox could not take (_attempt)
 
     @cached_property
     def outbox(self) -> Outbox:
@@ -169,6 +170,7 @@ class AlertDelivery:
         """Route new events, then start the due attempts each destination has room for. Returns how
         long the next round may wait (seconds). Call `recover` on the outbox once before the first."""
         now_ms = self._now_ms()
+        self._release_unrecorded(now_ms)
         routing = self.routing_file.current()
         if routing is None:  # alerting.yml has problems and no good version was read: keep everything
             return self.poll_seconds
@@ -234,18 +236,44 @@ class AlertDelivery:
     def _attempt(self, name: str, config: DestinationConfig, claimed: Claimed) -> None:
         counts = self.counts.setdefault(name, DestinationCounts())
         try:
-            sent = send_claimed(
-                name, config, claimed, self.secrets, lambda: self._client(name, config), self.clock, self.public_url
+            try:
+                sent = send_claimed(
+                    name, config, claimed, self.secrets, lambda: self._client(name, config), self.clock, self.public_url
+                )
+            except DeliveryFailed as failure:
+                self._failed(config, claimed, failure, str(failure), counts)
+            else:
+                self.outbox.sent(claimed.row, self._now_ms(), sent)
+                counts.sent += 1
+        except Exception as e:  # the outbox could not take the outcome (its database locked or full): the delivery
+            # stayed `sending`, none the wiser until a restart; it is made due again once the database takes it
+            self.last_error = f"{type(e).__name__}: {e}"
+            log.warning(
+                "the outcome of delivery %s to %s could not be recorded (%s); it is sent again, with its idempotency"
+                " key, once the alerts database takes writes",
+                claimed.row.id,
+                name,
+                self.last_error,
             )
-        except DeliveryFailed as failure:
-            self._failed(config, claimed, failure, str(failure), counts)
-        else:
-            self.outbox.sent(claimed.row, self._now_ms(), sent)
-            counts.sent += 1
+            with self._state_lock:
+                self._unrecorded.append(claimed.row)
         finally:
             with self._state_lock:
                 self._in_flight[name] -= 1
             self._wake.set()
+
+    def _release_unrecorded(self, now_ms: int) -> None:
+        """The attempts whose outcome could not be recorded, due again after a pause (one that fails for good
+        would otherwise be sent at every round); those the database still refuses wait for the next round."""
+        with self._state_lock:
+            rows, self._unrecorded = self._unrecorded, []
+        for index, row in enumerate(rows):
+            try:
+                self.outbox.release(row, now_ms + int(self.backoff.pause(row.attempts) * 1000), now_ms)
+            except Exception:
+                with self._state_lock:
+                    self._unrecorded.extend(rows[index:])
+                raise
 
     def _failed(
         self,

@@ -281,6 +281,16 @@ class Outbox:
                 claimed.append(Claimed(row, json.loads(alert), at_ms, remembered[0] if remembered else None))
             return claimed
 
+    def release(self, row: DeliveryRow, due_ms: int, now_ms: int) -> None:
+        """An attempt whose outcome could not be recorded: due again at `due_ms`, as after a crash (recover), with its
+        idempotency key; its attempts are not counted, as none was recorded."""
+        with self._lock, write_transaction(self._conn) as conn:
+            conn.execute(
+                "UPDATE deliveries SET state = 'pending', next_attempt_ms = ?, updated_ms = ? WHERE id = ?"
+                " AND state = 'sending'",
+                (due_ms, now_ms, row.id),
+            )
+
     def sent(self, row: DeliveryRow, now_ms: int, sent: Sent) -> None:
         remember = sent.remember
         with self._lock, write_transaction(self._conn) as conn:
