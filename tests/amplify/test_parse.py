@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loglake.amplify.parse import NotAnAccessLog, parse_access_log
-from tests.amplify.logs import HEADER, USER_AGENTS, Request, access_log, request_id, row
+from tests.amplify.logs import HEADER, USER_AGENTS, Request, access_log, request_id, row, varied_requests
 
 T0 = 1_790_000_000_000  # 2026-09-21T14:13:20Z
 T0_DAY = "2026-09-21"
@@ -145,3 +145,17 @@ def test_a_malformed_row_outside_the_range_is_another_windows_and_not_counted_he
             parse_access_log(export + bad_date, since_ms=middle),
         ):
             assert parsed.malformed.count == 13
+
+
+def test_an_export_read_in_pieces_is_read_as_it_is_whole() -> None:
+    """Pieces end at a line's end: no row is cut, counted twice, or kept twice across a piece's edge."""
+    requests = varied_requests(3_000, T0, 3_600_000, "pieces")
+    lines = access_log(requests + requests[1_000:1_200]).decode().splitlines()
+    lines.insert(500, "2026-09-21,14:13:21,too,few,fields")
+    lines.insert(2_000, lines[1_999].replace(",200,", ",2x0,", 1))
+    data = ("\n".join(lines) + "\n").encode()
+    window = {"since_ms": T0 + 600_000, "until_ms": T0 + 3_000_000}
+    whole, pieces = parse_access_log(data, **window), parse_access_log(data, **window, piece_bytes=1_000)
+    assert pieces.table.equals(whole.table) and whole.table.num_rows > 1_500
+    assert (pieces.rows_read, pieces.duplicates, pieces.outside) == (whole.rows_read, whole.duplicates, whole.outside)
+    assert (pieces.malformed.count, pieces.malformed.examples) == (whole.malformed.count, whole.malformed.examples)
