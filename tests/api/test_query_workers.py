@@ -7,10 +7,14 @@ check of the SQL can bound)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import threading
+import time
 from dataclasses import replace
 
+import httpx
 import pytest
 
 from loglake.api.app import LoglakeApp
@@ -82,9 +86,48 @@ async def test_a_query_whose_values_stay_small_runs_without_a_worker(bounded: Lo
         assert len(_query_workers()) == 1
 
 
-def _query_workers() -> list[int]:
-    """The query workers of this process: the children of its fork server (a child of its own)."""
-    servers = [pid for pid in _children(os.getpid()) if b"forkserver" in _read(f"/proc/{pid}/cmdline")]
+def test_a_server_killed_under_a_query_leaves_no_worker_running_it(server_factory, admin_key_of) -> None:
+    """kill -9 (or the OOM killer) of the server while a query runs: its worker, which nothing watches any more
+    (the memory its values take, the client that went away), ends at once; it ran the query to its timeout, and
+    then wrote a BrokenPipeError's traceback into the server's log."""
+    server = server_factory(None, "--query-timeout-seconds", "60")
+    headers = {"Authorization": f"Bearer {admin_key_of(server)}"}
+    slow = {"sql": "SELECT count(*) FROM range(1000000000000)"}
+
+    def ask() -> None:
+        with contextlib.suppress(httpx.TransportError):  # (the server is killed under it)
+            httpx.post(f"{server.url}/query", json=slow, headers=headers, timeout=90)
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    deadline = time.monotonic() + 20
+    while not (workers := _query_workers(server.process.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # (the query under way)
+    server.kill()
+    asking.join(10)
+    deadline = time.monotonic() + 5
+    try:
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers) == 1
+        assert not any(_alive(pid) for pid in workers), "the worker still runs its query"
+    finally:
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert "Traceback" not in server.log_path.read_text()
+
+
+def _alive(pid: int) -> bool:
+    stat = _read(f"/proc/{pid}/stat")
+    return bool(stat) and stat.rsplit(b")", 1)[1].split()[0] != b"Z"
+
+
+def _query_workers(parent: int | None = None) -> list[int]:
+    """The query workers of this process (or of `parent`): the children of its fork server (a child of its own)."""
+    parent = os.getpid() if parent is None else parent
+    servers = [pid for pid in _children(parent) if b"forkserver" in _read(f"/proc/{pid}/cmdline")]
     return [worker for server in servers for worker in _children(server)]
 
 

@@ -23,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import select
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -325,12 +327,15 @@ def _serve(connection: Connection, spec: WorkerSpec) -> None:
         connection.send(f"{type(e).__name__}: {e}")
         return
     connection.send("ready")
+    querying = threading.Event()
+    threading.Thread(target=_exit_when_server_gone, args=(connection, querying), daemon=True).start()
     try:
         while True:
             try:
                 sql, limit, timeout_seconds, explain = connection.recv()
             except EOFError:
                 return
+            querying.set()
             try:
                 answer = ("ok", engine.query(sql, limit=limit, timeout_seconds=timeout_seconds, explain=explain))
             except QueryError as e:
@@ -343,10 +348,30 @@ def _serve(connection: Connection, spec: WorkerSpec) -> None:
                 answer = ("database", (str(e),))
             except Exception as e:  # the server logs it, as a query of its own engine that failed so
                 answer = ("failed", ("".join(traceback.format_exception(e)),))
-            connection.send(answer)
+            querying.clear()
+            try:
+                connection.send(answer)
+            except OSError:  # (the server ended as the query did: nobody waits for the answer)
+                return
     finally:
         engine.close()
         engine.store.close()
+
+
+def _exit_when_server_gone(connection: Connection, querying: threading.Event) -> None:
+    """Ends the worker when the server is gone (kill -9, the OOM killer: its end of the pipe closed) while a
+    query runs: nothing watches the memory the query's values take any more, nor waits for its answer, and the
+    query would run on to its timeout. (Between queries the worker's own read of the pipe ends it.)"""
+    pipe = socket.socket(fileno=os.dup(connection.fileno()))
+    while True:
+        querying.wait()
+        readable, _, _ = select.select([pipe], [], [], 1.0)
+        if readable and querying.is_set():
+            try:
+                if not pipe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):  # (nothing comes mid-query but its end)
+                    os._exit(0)
+            except BlockingIOError:
+                pass
 
 
 def _engine(spec: WorkerSpec) -> Any:
