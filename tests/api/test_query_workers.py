@@ -86,6 +86,36 @@ async def test_a_query_whose_values_stay_small_runs_without_a_worker(bounded: Lo
         assert len(_query_workers()) == 1
 
 
+async def test_a_query_worker_is_stopped_even_when_its_fork_server_was_killed(bounded: LoglakeApp) -> None:
+    """The fork server killed (the OOM killer, an operator) under a query: the worker still runs it, and is still
+    stopped when the query must stop (here the server stopping; so too past the memory bound or its time, or its
+    client gone). multiprocessing then took the worker for ended and sent it no signal: the query ran on, its
+    memory unbounded, and its request waited for it."""
+    async with asgi_client(bounded, key_for(bounded, "admin")) as client:
+        # (a table function: a worker's, lake/sql_growth.py)
+        assert (await client.post("/query", json={"sql": "SELECT count(*) FROM range(3)"})).json()["rows"] == [[3]]
+        workers = _query_workers()
+        servers = [pid for pid in _children(os.getpid()) if b"forkserver" in _read(f"/proc/{pid}/cmdline")]
+        slow = asyncio.create_task(client.post("/query", json={"sql": "SELECT count(*) FROM range(1000000000000)"}))
+        await asyncio.sleep(1)
+        for pid in servers:
+            os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.2)
+        bounded.stopping()
+        try:
+            stopped = await asyncio.wait_for(slow, 5)
+            deadline = time.monotonic() + 3
+            while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert not any(_alive(pid) for pid in workers), "the worker still runs its query"
+        finally:
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    assert len(workers) == 1
+    assert stopped.status_code == 503, stopped.text
+
+
 def test_a_server_killed_under_a_query_leaves_no_worker_running_it(server_factory, admin_key_of) -> None:
     """kill -9 (or the OOM killer) of the server while a query runs: its worker, which nothing watches any more
     (the memory its values take, the client that went away), ends at once; it ran the query to its timeout, and

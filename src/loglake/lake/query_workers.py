@@ -224,6 +224,10 @@ class _Worker:
         self.idle_since = time.monotonic()
         self.killed = False
         self.killed_for_memory = False
+        # The worker's own handle (Linux): `process` sees it through the fork server, and once that is gone (killed)
+        # takes the worker for ended and sends it no signal, though it runs on.
+        self._pidfd = os.pidfd_open(process.pid) if hasattr(os, "pidfd_open") else None
+        self._closing = threading.Lock()
 
     @classmethod
     def start(cls, spec: WorkerSpec) -> _Worker:
@@ -248,7 +252,16 @@ class _Worker:
         return worker
 
     def alive(self) -> bool:
-        return not self.killed and self.process.is_alive()
+        return not self.killed and not self._ended(0)
+
+    def _ended(self, wait_s: float) -> bool:
+        pidfd = self._pidfd
+        if pidfd is None:
+            self.process.join(wait_s)
+            return not self.process.is_alive()
+        with contextlib.suppress(OSError, ValueError):
+            return bool(select.select([pidfd], [], [], wait_s)[0])  # (readable once the process ended)
+        return True  # (closed by stop(): ended)
 
     def rss(self) -> int:
         try:
@@ -263,16 +276,23 @@ class _Worker:
     def kill(self) -> None:
         self.killed = True  # (at once: the process may still be there a moment)
         with contextlib.suppress(OSError, ValueError):
-            self.process.kill()
+            if self._pidfd is None:
+                self.process.kill()
+            else:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
 
     def stop(self) -> None:
         """Ended: asked to exit (it closes its end and goes), killed if it has not within a moment."""
         with contextlib.suppress(OSError):
             self.connection.close()
-        self.process.join(2)
-        if self.process.is_alive():
+        if not self._ended(2):
             self.kill()
-            self.process.join(2)
+            self._ended(2)
+        self.process.join(2)  # (the fork server's word that it ended)
+        with self._closing:  # (once: stop() may be called by the query's thread and close() both)
+            pidfd, self._pidfd = self._pidfd, None
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def _past(stop: Stop) -> bool:
