@@ -237,3 +237,10 @@ def test_a_misspelt_setting_is_told_the_one_it_likely_meant(tmp_path: Path, capl
     assert [r.getMessage() for r in caplog.records] == [
         "LOGLAKE_RETENTON_DAYS is not a setting, and is ignored: did you mean LOGLAKE_RETENTION_DAYS?"
     ]
+
+
+def test_serve_help_says_what_queries_past_the_concurrency_get() -> None:
+    """The help said more queries than --query-concurrency wait; they are answered 503 at once (the README's
+    word), and a client that believed the help did not retry."""
+    shown = " ".join(CliRunner().invoke(main, ["serve", "--help"]).output.split())
+    assert "SQL queries that run at once (more are answered 503, to retry)" in shown

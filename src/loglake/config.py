@@ -108,7 +108,7 @@ class Settings:
     retention_days: int = _opt(365, "Lake partitions older than this many days are deleted (0 = keep forever).")
     query_timeout_seconds: float = _opt(30.0, "Longest a SQL query may run.")
     query_max_rows: int = _opt(10_000, "Most rows a SQL query returns.")
-    query_concurrency: int = _opt(4, "SQL queries that run at once (more wait).")
+    query_concurrency: int = _opt(4, "SQL queries that run at once (more are answered 503, to retry).")
     query_memory_mb: int = _opt(1024, "Memory DuckDB may use for SQL queries, in MiB.")
     query_spill_mb: int = _opt(
         0,
