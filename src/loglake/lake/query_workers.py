@@ -127,7 +127,7 @@ class QueryWorkers:
             worker.kill()
             if worker.killed_for_memory:
                 raise self._too_large() from None
-            raise QueryBusy("the query's worker process ended before it answered; run the query again") from None
+            raise QueryBusy("the query's worker process ended before it answered (killed?)") from None
         except BaseException:
             worker.kill()
             raise
