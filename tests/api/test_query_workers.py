@@ -177,3 +177,18 @@ def _read(path: str) -> bytes:
             return file.read()
     except OSError:
         return b""
+
+
+async def test_a_worker_leaves_no_spill_folder_behind(settings: Settings) -> None:
+    """Workers come and go (idle five minutes, killed past the bound): each one's DuckDB spill folder goes with
+    it, where it stayed until the next engine's start."""
+    application = LoglakeApp.from_settings(replace(settings, query_threads=1))
+    try:
+        async with asgi_client(application, key_for(application, "admin")) as client:
+            answered = await client.post("/query", json={"sql": "SELECT count(*) FROM range(5)"})
+            assert answered.json()["rows"] == [[5]]
+            (worker,) = _query_workers()
+    finally:
+        application.close()
+    spills = {folder.name for folder in (settings.data_dir / "tmp" / "duckdb").glob("process-*")}
+    assert f"process-{worker}" not in spills and spills <= {f"process-{os.getpid()}"}

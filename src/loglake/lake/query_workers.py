@@ -38,6 +38,7 @@ from typing import Any
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore, s3_objects
 from loglake.lake.query_answers import LakeUnreadable, QueryBusy, QueryResult
 from loglake.lake.query_limits import QueryLimits
+from loglake.lake.scratch import remove_folder_of_this_process
 from loglake.lake.sql_guard import QueryError
 from loglake.lake.stop import Stop
 from loglake.worker_processes import WORKER_IDLE_S
@@ -376,6 +377,7 @@ def _serve(connection: Connection, spec: WorkerSpec) -> None:
     finally:
         engine.close()
         engine.store.close()
+        remove_folder_of_this_process(spec.work_dir)
 
 
 def _exit_when_server_gone(connection: Connection, querying: threading.Event) -> None:

@@ -33,12 +33,21 @@ def folder_of_this_process(parent: Path) -> Path:
                 if pid.isdigit() and not _running(int(pid)):
                     shutil.rmtree(folder, ignore_errors=True)
             _ready.add(mine)
-    return private_dir(parent / f"process-{os.getpid()}")
+    return private_dir(_folder(parent))
+
+
+def remove_folder_of_this_process(parent: Path) -> None:
+    """This process's folder in `parent` gone, as it ends (a query worker's DuckDB spills: workers come and go)."""
+    shutil.rmtree(_folder(parent), ignore_errors=True)
 
 
 def new_work_folder(data_dir: Path, prefix: str) -> Path:
     """A new empty folder for one piece of work; the caller removes it when done."""
     return Path(tempfile.mkdtemp(prefix=prefix, dir=folder_of_this_process(data_dir / "tmp" / WORK)))
+
+
+def _folder(parent: Path) -> Path:
+    return parent / f"process-{os.getpid()}"
 
 
 def _running(pid: int) -> bool:
