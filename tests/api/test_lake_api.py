@@ -646,6 +646,8 @@ async def test_a_damaged_lake_file_is_a_503_naming_it_not_a_500_nor_the_querys_f
     damage(damaged)  # type: ignore[operator]
     for request in (
         client.post("/query", json={"sql": "SELECT severity, max(timestamp) FROM logs GROUP BY 1"}),
+        # (a query worker's: lake/sql_growth.py)
+        client.post("/query", json={"sql": "SELECT severity, max(message || '.') FROM logs GROUP BY 1"}),
         client.get("/logs/search", params={"q": "request", "since": "3d"}),
         client.get("/logs/recent", params={"since": "3d", "limit": 100}),
         client.get("/logs/histogram", params={"since": "3d", "interval": "1h"}),

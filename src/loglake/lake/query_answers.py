@@ -25,6 +25,7 @@ class LakeUnreadable(QueryBusy):
     retried; a storage outage passes, a file removed by hand does not)."""
 
     def __init__(self, reason: str) -> None:
+        self.reason = reason
         super().__init__(
             f"a lake file could not be read from storage ({reason}; if this persists, a file the lake's"
             " catalog lists was removed from its storage, or damaged, outside loglake: restore it from a backup)"

@@ -305,9 +305,7 @@ def _error(kind: str, args: tuple) -> Exception:
     if kind == "query_error":
         return QueryError(*args)
     if kind == "lake_unreadable":
-        busy = QueryBusy(*args)  # (LakeUnreadable's message is made already)
-        busy.__class__ = LakeUnreadable
-        return busy
+        return LakeUnreadable(*args)
     if kind == "busy":
         return QueryBusy(*args)
     if kind == "database":
@@ -362,7 +360,7 @@ def _serve(connection: Connection, spec: WorkerSpec) -> None:
             except QueryError as e:
                 answer = ("query_error", (e.code, e.message, e.field))
             except LakeUnreadable as e:
-                answer = ("lake_unreadable", (str(e),))
+                answer = ("lake_unreadable", (e.reason,))
             except QueryBusy as e:
                 answer = ("busy", (str(e),))
             except sqlite3.DatabaseError as e:  # (a damaged hot.db is the server's 503, as its own reads meet it)
