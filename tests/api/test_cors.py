@@ -46,6 +46,9 @@ async def test_answers_to_allowed_origins_say_so_errors_included(cors_app: Logla
         assert bad.status_code == 400 and bad.headers["access-control-allow-origin"] == UI
         other = await client.get("/logs/recent", headers={"origin": "https://evil.example"})
         assert other.status_code == 200 and "access-control-allow-origin" not in other.headers
+        # (a cache between must not give one origin's answer, or a page-less client's, to another)
+        assert other.headers["vary"] == "origin"
+        assert (await client.get("/logs/recent")).headers["vary"] == "origin"
     async with asgi_client(cors_app) as anonymous:
         unauthorized = await anonymous.get("/logs/recent", headers={"origin": UI})
         assert unauthorized.status_code == 401 and unauthorized.headers["access-control-allow-origin"] == UI
@@ -56,6 +59,7 @@ async def test_without_the_setting_no_origin_is_allowed(app: LoglakeApp) -> None
         headers = {"origin": UI, "access-control-request-method": "GET"}
         refused = await client.options("/logs/recent", headers=headers)
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "origin_not_allowed"
+        assert "vary" not in refused.headers  # (no origin is allowed: every answer is the same to all)
         assert "--cors-allow-origins" in refused.json()["error"]["message"]
 
 

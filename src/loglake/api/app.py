@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from loglake.api import ask_routes, elastic_routes, tail_routes
 from loglake.api.accesslog import AccessLog, internal_error
 from loglake.api.auth import Authenticator, require_scope
+from loglake.api.cors import allows as cors_allows
 from loglake.api.cors import preflight_headers
 from loglake.api.cors import response_headers as cors_headers
 from loglake.api.http import (
@@ -284,7 +285,7 @@ class LoglakeApp(RuntimeEvents):
         try:
             if request.method == "OPTIONS" and request.header(b"access-control-request-method"):
                 template = "preflight"  # answered before auth: browsers never sign preflights
-                if not cors:
+                if not cors_allows(request.header(b"origin"), self._cors_origins):
                     origin = request.header(b"origin") or "(none)"
                     raise ApiError(
                         403,

@@ -17,9 +17,10 @@ def allows(origin: str, allowed: tuple[str, ...]) -> bool:
 
 
 def response_headers(origin: str, allowed: tuple[str, ...]) -> Headers:
-    """What an answer to a request from `origin` carries (nothing for an origin not allowed)."""
+    """What an answer to a request from `origin` carries: for an origin not allowed, only `Vary: Origin` when some
+    are (a cache between must not give one origin's answer to another), else nothing."""
     if not allows(origin, allowed):
-        return []
+        return [(b"vary", b"origin")] if allowed else []
     return [
         (b"access-control-allow-origin", origin.encode("latin-1")),
         (b"access-control-expose-headers", EXPOSED_HEADERS),
@@ -29,11 +30,10 @@ def response_headers(origin: str, allowed: tuple[str, ...]) -> Headers:
 
 def preflight_headers(origin: str, allowed: tuple[str, ...]) -> Headers:
     """The answer to a preflight from an allowed origin (empty: not allowed)."""
-    headers = response_headers(origin, allowed)
-    if not headers:
+    if not allows(origin, allowed):
         return []
     return [
-        *headers,
+        *response_headers(origin, allowed),
         (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
         (b"access-control-allow-headers", ALLOWED_HEADERS),
         (b"access-control-max-age", b"600"),
