@@ -8,6 +8,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -269,7 +270,9 @@ def test_a_folder_without_loglake_data_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "alerts.db").exists()
 
 
-def test_deliveries_lists_what_died_and_retry_sends_it_again(server: ServerProcess, alerts: sqlite3.Connection) -> None:
+@contextmanager
+def _refusing_hook(server: ServerProcess) -> Iterator[Receiver]:
+    """A webhook every alert is routed to, refusing it (400) until told otherwise."""
     receiver = Receiver()
     alerting = server.data_dir / "rules" / "alerting.yml"
     try:
@@ -278,6 +281,14 @@ def test_deliveries_lists_what_died_and_retry_sends_it_again(server: ServerProce
         alerting.write_text(
             f'destinations: {{hook: {{type: webhook, url: "{receiver.url}/hook"}}}}\nroutes: [{{to: [hook]}}]\n'
         )
+        yield receiver
+    finally:
+        alerting.unlink(missing_ok=True)
+        receiver.close()
+
+
+def test_deliveries_lists_what_died_and_retry_sends_it_again(server: ServerProcess, alerts: sqlite3.Connection) -> None:
+    with _refusing_hook(server) as receiver:
         alert_id = insert_alert(alerts)
         reader, oncall = key(server, "read"), key(server, "read,alerts")
 
@@ -305,21 +316,11 @@ def test_deliveries_lists_what_died_and_retry_sends_it_again(server: ServerProce
         assert [r.headers["idempotency-key"] for r in receiver.requests] == [delivery_id, delivery_id]
         again = remote(server, oncall, "retry", delivery_id)
         assert again.exit_code == 1 and "not dead; only a dead delivery is retried" in again.stderr
-    finally:
-        alerting.unlink(missing_ok=True)
-        receiver.close()
 
 
 def test_deliveries_come_in_pages_and_say_when_more_are_left(server: ServerProcess, alerts: sqlite3.Connection) -> None:
     # An on-call engineer counting what died must not be shown the first page as if it were all of them.
-    receiver = Receiver()
-    alerting = server.data_dir / "rules" / "alerting.yml"
-    try:
-        receiver.default = Answer(400, body=b"not now")
-        alerting.parent.mkdir(exist_ok=True)
-        alerting.write_text(
-            f'destinations: {{hook: {{type: webhook, url: "{receiver.url}/hook"}}}}\nroutes: [{{to: [hook]}}]\n'
-        )
+    with _refusing_hook(server):
         ids = {insert_alert(alerts, dedup_key=f"key-{n}") for n in range(3)}
         reader = key(server, "read")
 
@@ -337,6 +338,3 @@ def test_deliveries_come_in_pages_and_say_when_more_are_left(server: ServerProce
         rest = remote(server, reader, "deliveries", "--state", "dead", "--cursor", cursor[1])
         assert rest.exit_code == 0, rest.output
         assert newest_first[2] in [line.split()[1] for line in rest.stdout.splitlines()[1:]]
-    finally:
-        alerting.unlink(missing_ok=True)
-        receiver.close()
