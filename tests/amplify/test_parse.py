@@ -64,6 +64,11 @@ def test_malformed_rows_are_counted_and_described_and_do_not_stop_the_file() -> 
         ("2026-09-21", "26-09-21", "date='26-09-21'"),  # year 26
         (",14:13:21,", ",24:00:00,", "time='24:00:00'"),
         (",200,", ",2000,", "sc_status='2000'"),
+        # (Arrow reads these as doubles; no request took them)
+        (",0.002,", ",nan,", "time_taken='nan'"),
+        (",0.002,", ",-inf,", "time_taken='-inf'"),
+        (",0.001,", ",inf,", "time_to_first_byte='inf'"),
+        (",0.002,", ",-1,", "time_taken='-1'"),
     ],
 )
 def test_impossible_values_are_malformed_not_guessed(old: str, new: str, reason: str) -> None:

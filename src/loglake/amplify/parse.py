@@ -229,11 +229,16 @@ def _cast(
         good = _require(good, fits, values, column.name, malformed, (column.name,))
         return pc.if_else(fits, value, None).cast(column.type), good
     try:
-        return value.cast(column.type), good
+        cast = value.cast(column.type)
+        # (Arrow casts 'nan', 'inf' and '-1' to doubles: no time a request took)
+        a_time = pc.and_(pc.is_finite(cast), pc.greater_equal(cast, 0)) if column.type == pa.float64() else None
+        if a_time is None or pc.all(a_time).as_py() is not False:
+            return cast, good
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        fits = pc.fill_null(pc.match_substring_regex(value, _PATTERN[column.type]), True)
-        good = _require(good, fits, values, column.name, malformed, (column.name,))
-        return pc.if_else(fits, value, None).cast(column.type), good
+        pass
+    fits = pc.fill_null(pc.match_substring_regex(value, _PATTERN[column.type]), True)
+    good = _require(good, fits, values, column.name, malformed, (column.name,))
+    return pc.if_else(fits, value, None).cast(column.type), good
 
 
 def _require(
