@@ -64,7 +64,7 @@ def row(r: Request, domain: str = "danse.tech") -> str:
         "GET",
         "d1x2y3z4.cloudfront.net",
         r.path,
-        str(r.status),
+        f"{r.status:03d}",  # (000: the viewer left before the answer)
         r.referer,
         r.user_agent,
         r.query,

@@ -45,7 +45,9 @@ SAVED_QUERIES = (
     SavedQuery(
         "status_classes",
         "Status classes",
-        f"SELECT coalesce((sc_status // 100)::VARCHAR || 'xx', 'none') AS status, count(*) AS requests,"
+        # (000: the viewer left before any answer, no class of answers)
+        f"SELECT CASE WHEN sc_status = 0 THEN '000' ELSE coalesce((sc_status // 100)::VARCHAR || 'xx', 'none') END"
+        f" AS status, count(*) AS requests,"
         f" round(100.0 * count(*) / sum(count(*)) OVER (), 2) AS percent FROM amplify_access"
         f" WHERE {_WHERE} GROUP BY status ORDER BY status",
     ),
