@@ -18,7 +18,7 @@ import pytest
 from loglake.api.accesslog import AccessLog
 from loglake.api.app import LoglakeApp
 from loglake.api.http import Request
-from loglake.config import Settings
+from loglake.config import ConfigError, Settings
 from tests.conftest import asgi_client, key_for
 
 
@@ -135,6 +135,12 @@ def test_closing_writes_every_line_still_waiting(tmp_path: Path) -> None:
         log.request(request, "/healthz", 200, 0.001, 10)
     log.close()
     assert [line["request_id"] for line in lines_of(target)] == [str(n) for n in range(500)]
+
+
+def test_a_log_file_that_cannot_be_opened_names_the_setting(tmp_path: Path) -> None:
+    for target in (tmp_path / "no-such-folder" / "access.log", tmp_path):
+        with pytest.raises(ConfigError, match=r"^--access-log \(LOGLAKE_ACCESS_LOG\): cannot open .*: (No such|Is a)"):
+            AccessLog.open(str(target))
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 import msgspec
 
 from loglake.api.http import ApiError
+from loglake.config import ConfigError, as_typed
 from loglake.private_files import open_private
 
 if TYPE_CHECKING:
@@ -83,7 +84,14 @@ class AccessLog:
             return cls(sys.stderr.buffer, requests=False)
         if target == "-":
             return cls(sys.stderr.buffer)
-        return cls(open_private(Path(target), "ab"), owned=True)
+        try:
+            sink = open_private(Path(target), "ab")
+        except OSError as e:  # said as a setting's error, not a traceback (a folder that does not exist, say)
+            raise ConfigError(
+                f"{as_typed('access_log')}: cannot open {target} to append to: {e.strerror}; name a file in a "
+                "folder that exists, - for stderr, or off"
+            ) from None
+        return cls(sink, owned=True)
 
     def request(self, request: Request, route: str, status: int, seconds: float, sent: int) -> None:
         if not self.logs_requests or self._closing:
