@@ -140,6 +140,25 @@ def test_a_bad_value_is_named_as_it_was_given(tmp_path: Path) -> None:
         assert str(raised.value).startswith(said), (given, environ, str(raised.value))
 
 
+def test_a_toml_value_of_another_type_is_refused_not_converted(tmp_path: Path) -> None:
+    """true is no number of days, and 19206.5 no port: int() and float() would take them as 1 and 19206."""
+    config = tmp_path / "loglake.toml"
+    config.write_text("retention_days = true\nport = 19206.5\nrate_limit = false\ndata_dir = 5\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config_file=config, environ={})
+    assert str(raised.value) == "; ".join(
+        [
+            f"retention_days in {config} must be an integer, got True",
+            f"port in {config} must be an integer, got 19206.5",
+            f"rate_limit in {config} must be a number, got False",
+            f"data_dir in {config} must be a path, got 5",
+        ]
+    )
+    config.write_text("port = 9000.0\nrate_limit = 50\n")  # the same number, written as the other type
+    settings = load_settings(config_file=config, environ={})
+    assert (settings.port, settings.rate_limit) == (9000, 50.0)
+
+
 def test_a_comma_separated_setting_may_be_a_toml_array(tmp_path: Path) -> None:
     """`syslog_allow = ["10.0.0.0/8", "127.0.0.1"]`, as a TOML file naturally lists them, was read as its Python text
     split at commas: "'['10.0.0.0/8'' is not an IP address", then that syslog on 0.0.0.0 was taken from anywhere

@@ -137,9 +137,15 @@ def _coerce(name: str, value: Any) -> Any:
             if text in ("0", "false", "no", "off"):
                 return False
             raise ValueError(value)
+        # int() and float() take true as 1 and int() cuts 19206.5 to 19206: a TOML value of the wrong type
+        # would start the server on a setting nobody wrote (`retention_days = true`: one day of the lake kept).
         if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
             return int(value)
         if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError(value)
             return float(value)
         if isinstance(value, list) and name in _COMMA_SEPARATED and all(isinstance(item, str) for item in value):
             return ",".join(value)  # a TOML array, rather than its Python text (`['10.0.0.0/8'`) split at commas
@@ -148,5 +154,6 @@ def _coerce(name: str, value: Any) -> Any:
         return str(value)
     except (TypeError, ValueError):
         text = "a string (or a list of strings)" if name in _COMMA_SEPARATED else "a string"
-        described = {"int": "an integer", "float": "a number", "bool": "true or false", "str": text}.get(kind, kind)
+        described = {"int": "an integer", "float": "a number", "bool": "true or false", "str": text, "Path": "a path"}
+        described = described.get(kind, kind)
         raise ConfigError(f"{name} must be {described}, got {value!r}") from None
