@@ -95,7 +95,7 @@ def test_every_problem_with_the_settings_is_named_at_once() -> None:
         "LOGLAKE_QUERY_THREADS must be positive, got 0",
         "LOGLAKE_DURABILITY must be one of full, process, got 'sometimes'",
         "LOGLAKE_RETENTION_DAYS must be 0 (keep forever) or positive, got -1",
-        "LOGLAKE_RATE_LIMIT must be positive, got nan",
+        "LOGLAKE_RATE_LIMIT must be a finite number, got 'nan'",
         "LOGLAKE_RATE_BURST must be at most 1,000,000,000, got 1000000000000",
         "LOGLAKE_MAX_RECORDS must be positive, got 0",
         "LOGLAKE_MAX_BODY_BYTES must be positive, got -5",
@@ -150,13 +150,22 @@ def test_a_toml_value_of_another_type_is_refused_not_converted(tmp_path: Path) -
         [
             f"retention_days in {config} must be an integer, got True",
             f"port in {config} must be an integer, got 19206.5",
-            f"rate_limit in {config} must be a number, got False",
+            f"rate_limit in {config} must be a finite number, got False",
             f"data_dir in {config} must be a path, got 5",
         ]
     )
     config.write_text("port = 9000.0\nrate_limit = 50\n")  # the same number, written as the other type
     settings = load_settings(config_file=config, environ={})
     assert (settings.port, settings.rate_limit) == (9000, 50.0)
+
+
+def test_a_number_setting_is_finite() -> None:
+    """inf was taken, and a server so set stopped with a traceback at start (int(inf): query_timeout_seconds,
+    llm_rate_per_minute) or ran on it (an LLM price of nan)."""
+    for variable in ("LOGLAKE_QUERY_TIMEOUT_SECONDS", "LOGLAKE_LLM_RATE_PER_MINUTE", "LOGLAKE_LLM_INPUT_PRICE"):
+        for value in ("inf", "-inf", "nan"):
+            with pytest.raises(ConfigError, match=f"^{variable} must be a finite number, got '{value}'$"):
+                load_settings(environ={variable: value})
 
 
 def test_a_comma_separated_setting_may_be_a_toml_array(tmp_path: Path) -> None:

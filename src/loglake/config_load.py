@@ -5,6 +5,7 @@ gave the setting, former names still taken with one warning line."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tomllib
 from dataclasses import fields, replace
@@ -144,9 +145,10 @@ def _coerce(name: str, value: Any) -> Any:
                 raise ValueError(value)
             return int(value)
         if kind == "float":
-            if isinstance(value, bool):
+            number = float(value) if not isinstance(value, bool) else math.nan
+            if not math.isfinite(number):  # inf and nan: no timeout, rate or price reads them (int(inf) raises)
                 raise ValueError(value)
-            return float(value)
+            return number
         if isinstance(value, list) and name in _COMMA_SEPARATED and all(isinstance(item, str) for item in value):
             return ",".join(value)  # a TOML array, rather than its Python text (`['10.0.0.0/8'`) split at commas
         if isinstance(value, (list, dict)):
@@ -154,6 +156,7 @@ def _coerce(name: str, value: Any) -> Any:
         return str(value)
     except (TypeError, ValueError):
         text = "a string (or a list of strings)" if name in _COMMA_SEPARATED else "a string"
-        described = {"int": "an integer", "float": "a number", "bool": "true or false", "str": text, "Path": "a path"}
-        described = described.get(kind, kind)
+        kinds = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": text}
+        kinds["Path"] = "a path"
+        described = kinds.get(kind, kind)
         raise ConfigError(f"{name} must be {described}, got {value!r}") from None
