@@ -156,7 +156,6 @@ def _coerce(name: str, value: Any) -> Any:
         return str(value)
     except (TypeError, ValueError):
         text = "a string (or a list of strings)" if name in _COMMA_SEPARATED else "a string"
-        kinds = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": text}
-        kinds["Path"] = "a path"
-        described = kinds.get(kind, kind)
+        kinds = {"int": "an integer", "float": "a finite number", "bool": "true or false", "Path": "a path"}
+        described = kinds.get(kind, text if kind == "str" else kind)
         raise ConfigError(f"{name} must be {described}, got {value!r}") from None
