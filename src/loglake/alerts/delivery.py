@@ -234,17 +234,8 @@ class AlertDelivery:
         executor.submit(self._attempt, name, config, claimed)
 
     def _attempt(self, name: str, config: DestinationConfig, claimed: Claimed) -> None:
-        counts = self.counts.setdefault(name, DestinationCounts())
         try:
-            try:
-                sent = send_claimed(
-                    name, config, claimed, self.secrets, lambda: self._client(name, config), self.clock, self.public_url
-                )
-            except DeliveryFailed as failure:
-                self._failed(config, claimed, failure, str(failure), counts)
-            else:
-                self.outbox.sent(claimed.row, self._now_ms(), sent)
-                counts.sent += 1
+            self._send_and_record(name, config, claimed)
         except Exception as e:  # the outbox could not take the outcome (its database locked or full): the delivery
             # stayed `sending`, none the wiser until a restart; it is made due again once the database takes it
             self.last_error = f"{type(e).__name__}: {e}"
@@ -261,6 +252,18 @@ class AlertDelivery:
             with self._state_lock:
                 self._in_flight[name] -= 1
             self._wake.set()
+
+    def _send_and_record(self, name: str, config: DestinationConfig, claimed: Claimed) -> None:
+        counts = self.counts.setdefault(name, DestinationCounts())
+        try:
+            sent = send_claimed(
+                name, config, claimed, self.secrets, lambda: self._client(name, config), self.clock, self.public_url
+            )
+        except DeliveryFailed as failure:
+            self._failed(config, claimed, failure, str(failure), counts)
+        else:
+            self.outbox.sent(claimed.row, self._now_ms(), sent)
+            counts.sent += 1
 
     def _release_unrecorded(self, now_ms: int) -> None:
         """The attempts whose outcome could not be recorded, due again after a pause (one that fails for good

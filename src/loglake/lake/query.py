@@ -148,10 +148,12 @@ class QueryEngine:
         timeout_seconds: float | None = None,
         explain: bool = False,
         stop: Stop | None = None,
+        checked: tuple[dict, str] | None = None,
     ) -> QueryResult:
         """Run one read-only SELECT over `logs` (and the other lake and live tables); fetch at most `limit`
-        rows. Told to stop (`stop`), it is interrupted and raises Stopped."""
-        tree, sql = checked_select(sql, self.table_names)
+        rows. Told to stop (`stop`), it is interrupted and raises Stopped. `checked`: checked_select's answer
+        for `sql`, when the caller has it already."""
+        tree, sql = checked or checked_select(sql, self.table_names)
         cap = self.limits.rows_for(limit)
         timeout = self.limits.seconds_for(timeout_seconds)
         top = hot_top(tree, cap)

@@ -21,24 +21,22 @@ while they are used, and exit after WORKER_IDLE_S without one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import os
 import select
 import signal
-import socket
-import sqlite3
 import threading
 import time
-import traceback
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore, s3_objects
-from loglake.lake.query_answers import LakeUnreadable, QueryBusy, QueryResult
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
+from loglake.lake.query_answers import QueryBusy, QueryResult
 from loglake.lake.query_limits import QueryLimits
-from loglake.lake.scratch import remove_folder_of_this_process
+from loglake.lake.query_worker_main import WorkerSpec, raised, serve
 from loglake.lake.sql_guard import QueryError
 from loglake.lake.stop import Stop
 from loglake.worker_processes import WORKER_IDLE_S
@@ -55,18 +53,6 @@ WORKER_START_S = 60.0  # a worker that has not built its engine by then is stuck
 # interrupt): killed.
 ANSWER_GRACE_S = 5.0
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """What a worker builds its engine from: all of it can cross to a spawned process."""
-
-    hot_db: Path
-    work_dir: Path
-    limits: QueryLimits
-    lake_root: Path | None  # a local lake's folder; None for S3
-    s3: tuple[str, str, str | None, str | None] | None  # bucket, prefix, endpoint, region
-    alerts_dir: Path | None  # the data dir whose alerts.db is the `alerts` table, if the engine has it
 
 
 def worker_spec(
@@ -114,17 +100,13 @@ class QueryWorkers:
         give_up_at = time.monotonic() + timeout + ANSWER_GRACE_S
         try:
             worker.connection.send((sql, limit, timeout_seconds, explain))
-            while not worker.connection.poll(WATCH_EVERY_S):
-                if stop is not None and (stop.reason is not None or _past(stop)):
-                    worker.kill()
-                    stop.check()
+            while not worker.connection.poll(WATCH_EVERY_S) and worker.alive():
+                if stop is not None:
+                    stop.check()  # (Stopped or OutOfTime: the worker is killed below)
                 if time.monotonic() > give_up_at:
-                    worker.kill()
                     raise QueryError("query_timeout", f"the query ran longer than {timeout:g} s and was stopped")
-                if not worker.alive():
-                    break
             kind, answer = worker.connection.recv()
-        except (EOFError, OSError, BrokenPipeError):
+        except (EOFError, OSError):  # the worker ended before it answered
             worker.kill()
             if worker.killed_for_memory:
                 raise self._too_large() from None
@@ -136,7 +118,7 @@ class QueryWorkers:
             self._give_back(worker)
         if kind == "ok":
             return answer
-        raise _error(kind, answer)
+        raise raised(kind, answer)
 
     def close(self) -> None:
         with self._lock:
@@ -234,7 +216,7 @@ class _Worker:
     def start(cls, spec: WorkerSpec) -> _Worker:
         context = _forking()
         ours, theirs = context.Pipe()
-        process = context.Process(target=_serve, args=(theirs, spec), name="loglake-query", daemon=True)
+        process = context.Process(target=serve, args=(theirs, spec), name="loglake-query", daemon=True)
         process.start()
         theirs.close()
         try:
@@ -296,118 +278,19 @@ class _Worker:
             os.close(pidfd)
 
 
-def _past(stop: Stop) -> bool:
-    return stop.deadline is not None and time.perf_counter() >= stop.deadline
-
-
-def _error(kind: str, args: tuple) -> Exception:
-    """The exception a worker raised, as it sent it (exceptions with their own constructors do not pickle)."""
-    if kind == "query_error":
-        return QueryError(*args)
-    if kind == "lake_unreadable":
-        return LakeUnreadable(*args)
-    if kind == "busy":
-        return QueryBusy(*args)
-    if kind == "database":
-        return sqlite3.DatabaseError(*args)
-    return RuntimeError(f"a query worker failed:\n{args[0]}")
-
-
+@functools.cache
 def _forking() -> Any:
     """Workers forked from a process that imported what they run, once (multiprocessing's fork server): a
     worker spawned afresh imports DuckDB, Arrow and the engine again, about a second of CPU each; forked, it
     starts in some milliseconds. The fork server has no threads to fork in a broken state (the server has)."""
-    global _FORK_SERVER
-    if _FORK_SERVER is None:
-        _FORK_SERVER = multiprocessing.get_context("forkserver")
-        _FORK_SERVER.set_forkserver_preload(list(_PRELOADED))
-    return _FORK_SERVER
-
-
-_FORK_SERVER: Any = None
-_PRELOADED = (
-    "loglake.lake.query_workers",
-    "loglake.lake.query",
-    "loglake.lake.query_worker_start",
-    "loglake.store.sqlite_reader",
-    "loglake.alerts.table",
-)
-
-
-def _serve(connection: Connection, spec: WorkerSpec) -> None:
-    """A worker's life: build the engine, then answer queries until the server closes its end of the pipe
-    (or ends: then its end closes too)."""
-    # Out of the terminal's process group, which a Ctrl-C reaches whole: the server decides what stops.
-    os.setpgid(0, 0)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        engine = _engine(spec)
-    except BaseException as e:
-        connection.send(f"{type(e).__name__}: {e}")
-        return
-    connection.send("ready")
-    querying = threading.Event()
-    threading.Thread(target=_exit_when_server_gone, args=(connection, querying), daemon=True).start()
-    try:
-        while True:
-            try:
-                sql, limit, timeout_seconds, explain = connection.recv()
-            except EOFError:
-                return
-            querying.set()
-            try:
-                answer = ("ok", engine.query(sql, limit=limit, timeout_seconds=timeout_seconds, explain=explain))
-            except QueryError as e:
-                answer = ("query_error", (e.code, e.message, e.field))
-            except LakeUnreadable as e:
-                answer = ("lake_unreadable", (e.reason,))
-            except QueryBusy as e:
-                answer = ("busy", (str(e),))
-            except sqlite3.DatabaseError as e:  # (a damaged hot.db is the server's 503, as its own reads meet it)
-                answer = ("database", (str(e),))
-            except Exception as e:  # the server logs it, as a query of its own engine that failed so
-                answer = ("failed", ("".join(traceback.format_exception(e)),))
-            querying.clear()
-            try:
-                connection.send(answer)
-            except OSError:  # (the server ended as the query did: nobody waits for the answer)
-                return
-    finally:
-        engine.close()
-        engine.store.close()
-        remove_folder_of_this_process(spec.work_dir)
-
-
-def _exit_when_server_gone(connection: Connection, querying: threading.Event) -> None:
-    """Ends the worker when the server is gone (kill -9, the OOM killer: its end of the pipe closed) while a
-    query runs: nothing watches the memory the query's values take any more, nor waits for its answer, and the
-    query would run on to its timeout. (Between queries the worker's own read of the pipe ends it.)"""
-    pipe = socket.socket(fileno=os.dup(connection.fileno()))
-    while True:
-        querying.wait()
-        readable, _, _ = select.select([pipe], [], [], 1.0)
-        if readable and querying.is_set():
-            try:
-                if not pipe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):  # (nothing comes mid-query but its end)
-                    os._exit(0)
-            except BlockingIOError:
-                pass
-
-
-def _engine(spec: WorkerSpec) -> Any:
-    from loglake.lake.query import QueryEngine
-    from loglake.store.sqlite_reader import HotStoreReader
-
-    live_tables = []
-    if spec.alerts_dir is not None:
-        from loglake.alerts.table import alerts_table
-
-        live_tables.append(alerts_table(spec.alerts_dir))
-    return QueryEngine(HotStoreReader(spec.hot_db), _lake(spec), spec.work_dir, spec.limits, live_tables)
-
-
-def _lake(spec: WorkerSpec) -> ObjectStore:
-    if spec.lake_root is not None:
-        return LocalObjectStore(spec.lake_root)
-    assert spec.s3 is not None
-    return s3_objects(*spec.s3)
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(
+        [
+            "loglake.lake.query_worker_main",
+            "loglake.lake.query",
+            "loglake.lake.query_worker_start",
+            "loglake.store.sqlite_reader",
+            "loglake.alerts.table",
+        ]
+    )
+    return context

@@ -5,12 +5,13 @@ take the first way, without a worker's start or the memory of its process."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from loglake.lake.query import QueryEngine
 from loglake.lake.query_answers import QueryResult
 from loglake.lake.query_workers import QueryWorkers
 from loglake.lake.sql_growth import values_stay_small
-from loglake.lake.sql_guard import QueryError, parse_tree
-from loglake.lake.stop import Stop
+from loglake.lake.sql_guard import checked_select, nested_too_deep
 
 
 class UsersSql:
@@ -18,25 +19,17 @@ class UsersSql:
         self.engine = engine
         self.workers = workers
 
-    def query(
-        self,
-        sql: str,
-        *,
-        limit: int | None = None,
-        timeout_seconds: float | None = None,
-        explain: bool = False,
-        stop: Stop | None = None,
-    ) -> QueryResult:
-        runs = self.engine if _stays_small(sql) else self.workers
-        return runs.query(sql, limit=limit, timeout_seconds=timeout_seconds, explain=explain, stop=stop)
+    def query(self, sql: str, **options: Any) -> QueryResult:
+        """As QueryEngine.query (extensions.SqlEngine), on the engine or in a worker. The sandbox checks it
+        first, once: SQL it refuses starts no worker."""
+        checked = checked_select(sql, self.engine.table_names)
+        try:
+            small = values_stay_small(checked[0])
+        except RecursionError:  # (nested deeper than the sandbox's own walk met)
+            raise nested_too_deep() from None
+        if small:
+            return self.engine.query(sql, checked=checked, **options)
+        return self.workers.query(sql, **options)
 
     def close(self) -> None:
         self.workers.close()
-
-
-def _stays_small(sql: str) -> bool:
-    """Whether the query's values stay small; a query that does not parse is the engine's to refuse, saying why."""
-    try:
-        return values_stay_small(parse_tree(sql))
-    except (QueryError, RecursionError):
-        return True

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import sqlite3
 import threading
@@ -40,7 +41,7 @@ from loglake.sqlitedb import Schema, migrate, migrate_schema, telling_damage, us
 from loglake.store.base import HotStore, RecentQuery, ScanKey, StoreUnavailable, refused_write
 from loglake.store.sqlite_checkpoints import BUSY_TIMEOUT_MS, WalCheckpoints, use_own_checkpoints
 from loglake.store.sqlite_jobs import WriteJob, fail, settle, write_group
-from loglake.store.sqlite_reads import Snapshot, read_columns, read_rows, snapshot_of
+from loglake.store.sqlite_reads import ReaderConnections, Snapshot, read_columns, read_rows, snapshot_of
 from loglake.store.sqlite_rows import (
     COLUMNS,
     FLUSHED_CLIENT_ID,
@@ -110,10 +111,8 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
         self._synchronous = "FULL" if durability == "full" else "NORMAL"  # see the module docstring
         self._max_size_bytes = max_size_bytes
         self._on_commit = on_commit
-        self._local = threading.local()
         self._schemas: set[str] = set()  # guest schemas brought up to date (use_schema)
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
+        self._readers = ReaderConnections(functools.partial(reader_connection, self.path))
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()  # lists of write jobs, tasks, _STOP
         self._loop_jobs: list[WriteJob] = []  # the event loop's writes not yet handed over
         with telling_damage(self.path):  # (the first statement reads its first page)
@@ -138,14 +137,6 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
     def _connect(self) -> sqlite3.Connection:
         conn = _connection(self.path)
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        return conn
-
-    def _reader(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = reader_connection(self.path)
-            with self._readers_lock:
-                self._readers.append(conn)
         return conn
 
     def _apply_size_cap(self) -> None:
@@ -210,14 +201,14 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """A read-only query on this thread's reader connection (one consistent snapshot)."""
-        return read_rows(self._reader(), sql, params)
+        return read_rows(self._readers.get(), sql, params)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Snapshot]:
         """Reads on this thread inside the block, and through the Snapshot it gives from any thread, see
         ONE snapshot of the database (a read transaction), e.g. hot rows and the lake catalog: a flush
         committing meanwhile cannot show a record twice."""
-        with snapshot_of(self._reader()) as held:
+        with snapshot_of(self._readers.get()) as held:
             yield held
 
     # -- writes --------------------------------------------------------------------------------
@@ -337,14 +328,14 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
         return (r for r in map(stored, self.read(*recent_rows(key, query))) if r is not None)
 
     def count(self) -> int:
-        return self._reader().execute("SELECT count(*) FROM logs").fetchone()[0]
+        return self._readers.get().execute("SELECT count(*) FROM logs").fetchone()[0]
 
     # -- the lake's reads and writes of hot rows -------------------------------------------------
     # SQLite-specific on purpose: the lake moves and queries rows by the hundred thousand, as columns.
 
     def due_columns(self, before_ms: int, after: tuple[int, int] | None, limit: int) -> list[list] | None:
         """One flush round (sqlite_rows.due_rows) as one list per column, None when nothing is due."""
-        return read_columns(self._reader(), *due_rows(before_ms, after, limit))
+        return read_columns(self._readers.get(), *due_rows(before_ms, after, limit))
 
     def count_before(self, before_ms: int, at_most: int | None = None) -> int:
         """How many records are timestamped before `before_ms` (counting stops at `at_most`)."""
@@ -377,10 +368,7 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
                         break
             self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._writer.close()
-        with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
+        self._readers.close()
 
 
 def _connection(path: Path) -> sqlite3.Connection:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -110,6 +110,30 @@ class Snapshot:
     def _check_open(self) -> None:
         if not self._open:
             raise SnapshotEnded("the hot store snapshot of this query has ended; run the query again")
+
+
+class ReaderConnections:
+    """One reading connection per thread, made by `connect` at the thread's first read; close() closes them all."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._local = threading.local()
+        self._made: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+            with self._lock:
+                self._made.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._made:
+                conn.close()
+            self._made.clear()
 
 
 @contextmanager
