@@ -136,7 +136,7 @@ async def test_problems_of_alerting_yml_are_shown(client: httpx.AsyncClient, set
     assert answer["routing_problems"] == [
         "alerting.yml has problems and no version of it has loaded: alerts wait undelivered until it is fixed",
         f"{settings.rules_path / 'alerting.yml'}: destinations.a.type: 'pigeon' is not a destination type "
-        "(webhook, slack, teams, pagerduty, email, jira)",
+        "(one of: webhook, slack, teams, pagerduty, email, jira)",
     ]
 
 
@@ -155,8 +155,8 @@ async def test_a_broken_alerting_yml_is_said_apart_from_the_version_still_in_use
     file = settings.rules_path / "alerting.yml"
     assert (await client.get("/alerts/deliveries")).json()["routing_problems"] == [
         "alerting.yml has problems: alerts are delivered as the last version of it that loaded says, until it is fixed",
-        f"{file}: destinations.a.type: 'pigeon' is not a destination type (webhook, slack, teams, pagerduty, email,"
-        " jira)",
+        f"{file}: destinations.a.type: 'pigeon' is not a destination type (one of: webhook, slack, teams, pagerduty,"
+        " email, jira)",
         f"{file} (the version in use): destinations.hook.secret: secret {{env: FIXD_UNSET_HOOK_SECRET}} is not set:"
         " export FIXD_UNSET_HOOK_SECRET in the server's environment",
     ]

@@ -126,6 +126,7 @@ destinations:
   d: {type: email, smtp: nohost, from: x, to: []}
   e: {type: slack, url: {env: SLACK_URL, file: /x}}
   f: {type: webhook, url: "https://x.example", redact: [email, {pattern: "("}]}
+  g: {url: "https://x.example"}
 routes:
   - {match: {level: [urgent]}, to: [a]}
 """
@@ -148,9 +149,11 @@ def test_every_problem_is_reported_with_file_and_field_and_no_secret_is_echoed(r
         "destinations.d.to",
         "destinations.e.url",
         "destinations.f.redact[1]",
+        "destinations.g.type",
     }
     assert "unknown field colour" in found["destinations.a"]
     assert "pigeon" in found["destinations.b.type"] and "webhook" in found["destinations.b.type"]
+    assert found["destinations.g.type"].startswith("missing (one of: webhook, ")
     assert found["destinations.c.routing_key"].startswith("a secret is given by reference: {env: NAME}")
     assert "pd-key-written-in-the-file" not in " ".join(str(p) for p in problems)
     assert "is not a regular expression" in found["destinations.f.redact[1]"]

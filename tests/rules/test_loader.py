@@ -77,6 +77,11 @@ BAD = {
         "logsource",
         "not a source loglake holds",
     ),
+    "no-logsource.yml": (
+        sigma().replace("logsource: {product: loglake, service: app_logs}\n", ""),
+        "logsource",
+        "missing (one of: ",
+    ),
     "null-selection.yml": (
         sigma("{sel: null, condition: sel}"),
         "detection.sel",

@@ -223,7 +223,9 @@ def unset_variables(routing: Routing, file: Path) -> list[Problem]:
 def _destination(spec: dict[str, Any], at: str) -> DestinationConfig | list[tuple[str, str]]:
     kind = TYPES.get(spec.get("type"))  # type: ignore[arg-type]
     if kind is None:
-        return [(f"{at}.type", f"{spec.get('type')!r} is not a destination type ({', '.join(TYPES)})")]
+        given = spec.get("type")
+        said = "missing" if given is None else f"{given!r} is not a destination type"
+        return [(f"{at}.type", f"{said} (one of: {', '.join(TYPES)})")]
     fields = {k: v for k, v in spec.items() if k != "type"}
     problems = [
         (f"{at}.{f}", f"{REFERENCE_ONLY}, never written in the file")

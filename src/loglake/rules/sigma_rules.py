@@ -133,12 +133,9 @@ def detection_problems(documents: list[dict[str, Any]], primary: int) -> list[tu
         source = source_of(document.get("logsource"))
         if source is None:
             known = "; ".join(s.describe() for s in SOURCES)
-            problems.append(
-                (
-                    _where(i, primary, "logsource"),
-                    f"{document.get('logsource')!r} is not a source loglake holds ({known})",
-                )
-            )
+            given = document.get("logsource")
+            said = "missing" if given is None else f"{given!r} is not a source loglake holds"
+            problems.append((_where(i, primary, "logsource"), f"{said} (one of: {known})"))
         detection = document.get("detection")
         if not isinstance(detection, dict):
             problems.append(
