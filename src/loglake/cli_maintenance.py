@@ -1,9 +1,11 @@
 """`loglake` commands that keep the lake of a data dir in shape (the server does the same in the background):
-flush, compact, retention; and catalog, the entries other engines read the lake with."""
+flush, compact, retention; verify, which checks what is stored; and catalog, the entries other engines read the lake
+with."""
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -13,6 +15,7 @@ from loglake.cli_options import CONTEXT
 from loglake.config import Settings, env_name
 from loglake.lake.compact import CompactReport
 from loglake.lake.lake import EXPIRE_EVERY_TURNS
+from loglake.lake.verify import verify_data_dir
 
 maintenance_data_dir_option = click.option(
     "--data-dir",
@@ -127,4 +130,52 @@ def catalog_ddl(engine: str, location: str, database: str, since: str) -> None:
         raise click.ClickException(str(e)) from None
 
 
-COMMANDS = (flush, compact, retention, catalog)
+@click.command(context_settings=CONTEXT)
+@maintenance_data_dir_option
+def verify(data_dir: Path) -> None:
+    """Read every lake file whole and check each page against its checksum and each file's records against the
+    catalog, and check each database (SQLite's quick_check): exit status 1 naming what is damaged. SQL does not check
+    checksums: run this after a restore, a disk error or a copy, and now and then. It only reads, beside a server."""
+    started = time.monotonic()
+    said = [started]
+
+    def progress(done: int, listed: int, done_bytes: int, listed_bytes: int) -> None:
+        now = time.monotonic()
+        if now - said[0] >= PROGRESS_EVERY_S and done < listed:
+            said[0] = now
+            click.echo(
+                f"verified {done:,} of {listed:,} lake files ({_mb(done_bytes)} of {_mb(listed_bytes)})", err=True
+            )
+
+    with local_lake(data_dir) as lake:
+        report = verify_data_dir(data_dir, lake.store, lake.objects, progress)
+    seconds = time.monotonic() - started
+    for damaged in report.damaged:
+        click.echo(f"DAMAGED {damaged.what}: {damaged.problem}")
+    databases = len(report.databases)
+    click.echo(
+        f"checked {databases} database(s) and {report.files:,} lake file(s) ({report.records:,} records, "
+        f"{_mb(report.bytes)}) in {seconds:.1f} s"
+        + (f"; {report.replaced} replaced by maintenance meanwhile were passed over" if report.replaced else "")
+    )
+    if not report.damaged:
+        click.echo("all ok")
+        return
+    click.echo(
+        f"{len(report.damaged)} damaged: restore them from a backup of the data dir (README: Where the data lives). "
+        "Until then a query that reads a damaged lake file fails naming it (or, as SQL does not check checksums, "
+        "may read other values), and maintenance merges around it.",
+        err=True,
+    )
+    sys.exit(1)
+
+
+# Seconds between two progress lines of `verify`.
+PROGRESS_EVERY_S = 2.0
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
+
+
+COMMANDS = (flush, compact, retention, catalog, verify)

@@ -21,7 +21,7 @@ from loglake.lake.flush import Step, publish
 from loglake.lake.layout import amplify_access_key, new_part_name, partition_prefix, partitions_of
 from loglake.lake.manifest import LakeFile, list_files, reading
 from loglake.lake.objectstore import ObjectStore
-from loglake.lake.parts import by_utc_day, file_name
+from loglake.lake.parts import PAGE_CHECKSUMS, READ_CHECKED, by_utc_day, file_name
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.scratch import new_work_folder
 from loglake.lake.tables import AMPLIFY_ACCESS_TABLE
@@ -116,7 +116,9 @@ def _without_stored(lake: ObjectStore, keys: list[str], rows: pa.Table, report: 
         return rows
     stored = pa.concat_arrays(
         [
-            pq.read_table(io.BytesIO(lake.get(key)), columns=["x_edge_request_id"]).column(0).combine_chunks()
+            pq.read_table(io.BytesIO(lake.get(key)), columns=["x_edge_request_id"], **READ_CHECKED)
+            .column(0)
+            .combine_chunks()
             for key in keys
         ]
     )
@@ -141,6 +143,7 @@ def _write_part(rows: pa.Table, key: str, work: Path) -> LakeFile:
         use_dictionary=[
             c for c in rows.column_names if c not in ("x_edge_request_id", "timestamp", "cs_cookie", "cs_uri_query")
         ],
+        **PAGE_CHECKSUMS,
     )
     span = pc.min_max(rows.column("timestamp").cast(pa.int64()))
     day = partitions_of(key)["date"]

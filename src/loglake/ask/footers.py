@@ -5,7 +5,6 @@ once published, so the estimate and the prompt's sample values read a file's foo
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -15,7 +14,8 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
+from loglake.lake.objectstore import ObjectStore
+from loglake.lake.parquet_objects import ParquetObjects
 
 MAX_BOUND_CHARS = 256  # longer min/max values (messages) prune nothing worth their memory
 MAX_FILES = 100_000  # footers kept; a 10M-record lake has tens of files, a year of busy days thousands
@@ -46,6 +46,7 @@ class Footers:
     def __init__(self, lake: ObjectStore, max_files: int = MAX_FILES) -> None:
         self.lake = lake
         self.max_files = max_files
+        self._objects = ParquetObjects(lake)
         self._cache: OrderedDict[str, tuple[RowGroup, ...]] = OrderedDict()
         self._values: OrderedDict[str, list[Any]] = OrderedDict()  # (values(): by file, row group and column)
         self._lock = threading.Lock()
@@ -71,12 +72,7 @@ class Footers:
         with self._lock:
             found = self._values.get(cache_key)
         if found is None:
-            if isinstance(self.lake, LocalObjectStore):
-                parquet = pq.ParquetFile(self.lake.root / key)
-            else:
-                assert isinstance(self.lake, S3ObjectStore)
-                parquet = pq.ParquetFile(self.lake.arrow_path(key), filesystem=self._s3)
-            chunk = parquet.read_row_group(index, columns=[column]).column(0)
+            chunk = self._objects.open(key).read_row_group(index, columns=[column]).column(0)
             found = pc.unique(chunk).drop_null()[:most].to_pylist()
             with self._lock:
                 self._values[cache_key] = found
@@ -85,15 +81,7 @@ class Footers:
         return found
 
     def _metadata(self, key: str) -> pq.FileMetaData:
-        if isinstance(self.lake, LocalObjectStore):
-            return pq.read_metadata(self.lake.root / key)
-        assert isinstance(self.lake, S3ObjectStore)
-        return pq.read_metadata(self.lake.arrow_path(key), filesystem=self._s3)
-
-    @functools.cached_property
-    def _s3(self) -> Any:
-        assert isinstance(self.lake, S3ObjectStore)
-        return self.lake.arrow_filesystem()
+        return self._objects.metadata(key)
 
 
 def _row_groups(metadata: pq.FileMetaData) -> tuple[RowGroup, ...]:

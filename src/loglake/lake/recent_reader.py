@@ -31,7 +31,8 @@ import pyarrow.parquet as pq
 
 from loglake.ids import format_uuid
 from loglake.lake.manifest import LakeFile
-from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore
+from loglake.lake.parquet_objects import ParquetObjects
 from loglake.lake.query_answers import LakeUnreadable
 from loglake.lake.row_groups import FILTER_COLUMNS, OpenFile
 from loglake.lake.table_records import log_id_text, stored_record
@@ -55,7 +56,7 @@ class LakeRecentReader:
         self._files: OrderedDict[str, OpenFile] = OrderedDict()
         self._decoded = _DecodedCache(cache_bytes)
         self._lock = threading.Lock()
-        self._filesystem: Any = None
+        self._objects = ParquetObjects(lake)
 
     def recent(self, files: list[LakeFile], query: RecentQuery) -> list[StoredRecord]:
         """The newest `query.limit` records of these files matching the query, newest first."""
@@ -144,13 +145,7 @@ class LakeRecentReader:
         return opened
 
     def _open(self, key: str) -> pq.ParquetFile:
-        if isinstance(self.lake, LocalObjectStore):
-            return pq.ParquetFile(self.lake.root / key, read_dictionary=_DICTIONARY_COLUMNS)
-        assert isinstance(self.lake, S3ObjectStore)
-        if self._filesystem is None:
-            self._filesystem = self.lake.arrow_filesystem()
-        source = self._filesystem.open_input_file(self.lake.arrow_path(key))
-        return pq.ParquetFile(source, read_dictionary=_DICTIONARY_COLUMNS)
+        return self._objects.open(key, read_dictionary=_DICTIONARY_COLUMNS)
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from loglake.lake.parts import (
     FAST,
+    READ_CHECKED,
     ROW_GROUP_ROWS,
     SMALL,
     SORT_ORDER,
@@ -66,7 +67,7 @@ MIN_BATCH_ROWS = 1024
 
 # Each input read through a 64 KiB buffer, a page at a time, rather than its row group's column chunks
 # fetched whole beforehand (pyarrow's default): ~3 MiB less per input, as fast.
-READ_OPTIONS: dict[str, Any] = {"buffer_size": 64 * 1024, "pre_buffer": False}
+READ_OPTIONS: dict[str, Any] = {"buffer_size": 64 * 1024, "pre_buffer": False, **READ_CHECKED}
 
 _SCHEMA = APP_LOGS_TABLE.schema
 Key = tuple[str, int]  # (service, epoch ms): how lake rows are sorted
@@ -228,7 +229,7 @@ def merge_in_memory(inputs: list[Path], output: Path, style: MergeStyle, most_re
     if sum(pq.read_metadata(p).num_rows for p in inputs) > most_records:
         return False
     try:
-        tables = [APP_LOGS_TABLE.conform(pq.ParquetFile(p).read(use_threads=False)) for p in inputs]
+        tables = [APP_LOGS_TABLE.conform(pq.ParquetFile(p, **READ_CHECKED).read(use_threads=False)) for p in inputs]
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
         return False  # a file of another tool's making, with other types: merge_sorted converts them
     with parquet_writer(output, style.codec) as writer:

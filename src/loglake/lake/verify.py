@@ -1,0 +1,125 @@
+"""Verify a data dir's stored data whole (`loglake verify`): every page of every lake file the catalog lists, read
+and checked against its CRC-32 (parts.PAGE_CHECKSUMS) and its file's row count against the catalog's, and each
+SQLite database's own check (`PRAGMA quick_check`).
+
+SQL reads lake files with DuckDB, which does not verify page checksums: a bit flipped on a disk or in a copy is
+read as another value there (loglake's own reads, merges among them, refuse it). This is the check to run after a
+restore, a disk's error or a copy between stores, and now and then. It only reads, beside a running server: a file
+that a merge or retention replaces while it runs is passed over, not called damaged. A file written before loglake
+wrote page checksums has none to check: decoding it whole finds most damage, not all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from loglake.lake.manifest import LakeFile, list_files, reading
+from loglake.lake.objectstore import ObjectStore
+from loglake.lake.parquet_objects import ParquetObjects
+from loglake.lake.tables import TABLES
+from loglake.store.sqlite import SQLiteHotStore
+
+# Lines of `PRAGMA quick_check` kept for a damaged database (it lists every fault it finds).
+PROBLEM_LINES = 5
+
+
+@dataclass(slots=True)
+class Damaged:
+    what: str  # a lake file's key, or a database's file name
+    problem: str
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    files: int = 0  # lake files checked (those replaced meanwhile left out)
+    records: int = 0
+    bytes: int = 0
+    replaced: int = 0  # listed at the start, replaced by a merge or retention before their turn
+    databases: list[str] = field(default_factory=list)
+    damaged: list[Damaged] = field(default_factory=list)
+
+
+# Called after each lake file: (files done, files listed, bytes done, bytes listed).
+Progress = Callable[[int, int, int, int], None]
+
+
+def verify_data_dir(data_dir: Path, store: SQLiteHotStore, lake: ObjectStore, progress: Progress) -> VerifyReport:
+    """Check each database of `data_dir`, then each lake file the catalog lists."""
+    report = VerifyReport()
+    for database in sorted(data_dir.glob("*.db")):
+        report.databases.append(database.name)
+        if problem := database_problem(database):
+            report.damaged.append(Damaged(database.name, problem))
+    files = [file for table in TABLES for file in list_files(store.read, table)]
+    listed_bytes = sum(file.bytes for file in files)
+    objects = ParquetObjects(lake)
+    done_bytes = 0
+    for number, file in enumerate(files, 1):
+        with reading(store):  # (a file replaced from here on waits for this read to end)
+            if not _listed(store, file.key):
+                report.replaced += 1
+            else:
+                report.files += 1
+                report.records += file.records
+                report.bytes += file.bytes
+                if problem := lake_file_problem(objects, file):
+                    report.damaged.append(Damaged(file.key, problem))
+        done_bytes += file.bytes
+        progress(number, len(files), done_bytes, listed_bytes)
+    return report
+
+
+def lake_file_problem(objects: ParquetObjects, file: LakeFile) -> str | None:
+    """What is wrong with a lake file, read whole a row group at a time (its pages checked as read), or None."""
+    try:
+        parquet = objects.open(file.key)
+        rows = 0
+        for index in range(parquet.metadata.num_row_groups):
+            try:
+                rows += parquet.read_row_group(index, use_threads=False).num_rows
+            except (OSError, ValueError) as e:  # (pyarrow: ArrowInvalid is a ValueError, a bad checksum an OSError)
+                return f"row group {index}{_column_at_fault(parquet, index)}: {_first_line(e)}"
+    except FileNotFoundError:
+        return "missing from the lake's storage"
+    except (OSError, ValueError) as e:  # an unreadable footer
+        return _first_line(e)
+    if rows != file.records:
+        return f"holds {rows:,} records where the catalog says {file.records:,}"
+    return None
+
+
+def database_problem(path: Path) -> str | None:
+    """What SQLite's quick_check finds wrong with a database (read-only), or None."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            lines = [row[0] for row in conn.execute("PRAGMA quick_check")]
+    except sqlite3.DatabaseError as e:  # (not a database at all, or its header damaged)
+        return str(e)
+    if lines == ["ok"]:
+        return None
+    more = len(lines) - PROBLEM_LINES
+    return "; ".join(lines[:PROBLEM_LINES]) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _listed(store: SQLiteHotStore, key: str) -> bool:
+    return bool(store.read("SELECT 1 FROM lake_files WHERE key = ?", [key]))
+
+
+def _column_at_fault(parquet: pq.ParquetFile, index: int) -> str:
+    """`, column message` for the first column of row group `index` that fails alone; "" if none does."""
+    for name in parquet.schema_arrow.names:
+        try:
+            parquet.read_row_group(index, columns=[name], use_threads=False)
+        except (OSError, ValueError):
+            return f", column {name}"
+    return ""
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).split("\n")[0] or type(error).__name__

@@ -1,0 +1,181 @@
+"""Page checksums in every lake file, checked by loglake's own reads and by `loglake verify`, which also checks the
+catalog's record counts and the databases."""
+
+from __future__ import annotations
+
+import io
+import random
+import sqlite3
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from loglake.lake.flush import Flusher
+from loglake.lake.lake import Lake, LakePolicy
+from loglake.lake.manifest import LakeFile, list_files
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore
+from loglake.lake.parquet_objects import ParquetObjects
+from loglake.lake.query_answers import LakeUnreadable
+from loglake.lake.recent_reader import LakeRecentReader
+from loglake.lake.tables import APP_LOGS_TABLE
+from loglake.lake.verify import lake_file_problem, verify_data_dir
+from loglake.store.base import RecentQuery
+from loglake.store.sqlite import SQLiteHotStore
+from tests.conftest import run_cli as run
+from tests.lake.test_compact import catalog, flush_in_small_rounds
+from tests.lake.test_flush import DAY, START, seed
+
+pytestmark = pytest.mark.usefixtures("no_loglake_environment")
+
+
+def flipped(data: bytes, position: int) -> bytes:
+    damaged = bytearray(data)
+    damaged[position] ^= 0x10
+    return bytes(damaged)
+
+
+def pages_of(data: bytes) -> range:
+    """The bytes of a Parquet file's pages: after its magic, before its footer."""
+    footer = int.from_bytes(data[-8:-4], "little")
+    return range(4, len(data) - 8 - footer)
+
+
+def unchecked_read(data: bytes, position: int) -> str:
+    """How the file with that byte flipped reads when its pages are not checked (as DuckDB reads them): "failed",
+    "misread" (other values than the file's) or "same" (the byte was one no read uses: a page header's statistics)."""
+    try:
+        values = pq.read_table(io.BytesIO(flipped(data, position)))
+    except (OSError, ValueError):
+        return "failed"
+    return "same" if values == pq.read_table(io.BytesIO(data)) else "misread"
+
+
+def test_every_byte_flipped_in_a_lake_files_pages_is_found(store: SQLiteHotStore, object_store: ObjectStore) -> None:
+    """Unchecked, 31 of 100 random flips in a Snappy part read as other values; with page checksums every flip that
+    changes what is read is found, naming the row group and the column."""
+    flush_in_small_rounds(store, object_store)
+    files = list_files(store.read, APP_LOGS_TABLE.name)
+    objects = ParquetObjects(object_store)
+    assert [lake_file_problem(objects, file) for file in files] == [None] * len(files)
+    chosen = random.Random(7)
+    outcomes = []
+    for _ in range(40):
+        file = chosen.choice(files)
+        data = object_store.get(file.key)
+        position = chosen.choice(pages_of(data))
+        outcomes.append(unchecked_read(data, position))
+        object_store.put(file.key, flipped(data, position))
+        try:
+            problem = lake_file_problem(objects, file)
+        finally:
+            object_store.put(file.key, data)
+        if outcomes[-1] != "same":
+            assert problem is not None and problem.startswith("row group "), (position, outcomes[-1], problem)
+    assert outcomes.count("misread") > 0  # (some of the flips are those the checksums alone catch)
+
+
+def test_a_merge_leaves_a_part_with_a_damaged_page_as_it_is_rather_than_write_its_values_anew(
+    store: SQLiteHotStore, tmp_path: Path
+) -> None:
+    """Unchecked, a merge read a flipped bit as another value and wrote it into the day's new file, with a checksum
+    of its own: the damage could no longer be found."""
+    objects = LocalObjectStore(tmp_path / "lake")
+    flush_in_small_rounds(store, objects, days=2)
+    day, key, _ = catalog(store)[0]
+    data = objects.get(key)
+    position = next(p for p in pages_of(data) if unchecked_read(data, p) == "misread")
+    objects.put(key, flipped(data, position))
+    lake = Lake(store, objects, tmp_path, policy=LakePolicy(grace_ms=0))
+    try:
+        with pytest.raises(OSError, match="CRC checksum verification failed"):
+            lake.compact()  # (raised once the other day's merge has gone on)
+    finally:
+        lake.close()
+    days = [d for d, _, _ in catalog(store)]
+    assert days.count(day) > 1 and key in [k for _, k, _ in catalog(store)]  # its day left unmerged
+    assert days.count("2026-11-02") == 1  # the other day merged
+    report = verify_data_dir(tmp_path, store, objects, lambda *progress: None)
+    assert [d.what for d in report.damaged] == [key]
+    assert "CRC checksum verification failed" in report.damaged[0].problem
+
+
+def test_verify_checks_a_data_dir_and_exits_1_naming_what_is_damaged(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = SQLiteHotStore(data / "hot.db")
+    seed(store, days=2)
+    Flusher(store, LocalObjectStore(data / "lake"), worker_process=False).flush(before_ms=START + 2 * DAY)
+    files = list_files(store.read, APP_LOGS_TABLE.name)
+    store.close()
+    assert len(files) == 2
+
+    result = run("verify", "--data-dir", str(data))
+    assert result.exit_code == 0, result.output
+    checked, ok = result.stdout.splitlines()
+    assert checked.startswith(f"checked 1 database(s) and 2 lake file(s) (600 records, {_mb(files)}) in ")
+    assert ok == "all ok"
+
+    counted, missing = files
+    with sqlite3.connect(data / "hot.db") as conn:
+        conn.execute("UPDATE lake_files SET records = records + 1 WHERE key = ?", [counted.key])
+    (data / "lake" / missing.key).unlink()
+    database = data / "sessions.db"
+    with sqlite3.connect(database) as conn:
+        conn.execute("CREATE TABLE t (x TEXT)")
+        conn.executemany("INSERT INTO t VALUES (?)", [("x" * 200,)] * 2000)
+    conn.close()
+    with database.open("r+b") as f:  # a page in the middle overwritten
+        f.seek(4096 * 5)
+        f.write(b"\xff" * 4096)
+
+    result = run("verify", "--data-dir", str(data))
+    assert result.exit_code == 1
+    database_line, *file_lines, checked = result.stdout.splitlines()
+    assert database_line.startswith("DAMAGED sessions.db: ")  # (the databases first)
+    assert file_lines == [
+        f"DAMAGED {counted.key}: holds 300 records where the catalog says 301",
+        f"DAMAGED {missing.key}: missing from the lake's storage",
+    ]
+    assert checked.startswith("checked 2 database(s) and 2 lake file(s)")
+    assert "3 damaged: restore them from a backup of the data dir" in result.stderr
+
+
+def test_a_file_replaced_by_maintenance_while_verify_runs_is_passed_over(store: SQLiteHotStore, tmp_path: Path) -> None:
+    objects = LocalObjectStore(tmp_path / "lake")
+    flush_in_small_rounds(store, objects, days=1)
+    listed = len(catalog(store))
+    lake = Lake(store, objects, tmp_path, policy=LakePolicy(grace_ms=0))
+    seen: list[tuple[int, int]] = []
+
+    def progress(done: int, files: int, done_bytes: int, total_bytes: int) -> None:
+        seen.append((done, files))
+        if done == 1:  # the day's other files merged and deleted before their turn
+            lake.compact()
+            lake.collect_garbage()
+
+    try:
+        report = verify_data_dir(tmp_path, store, objects, progress)
+    finally:
+        lake.close()
+    assert report.damaged == [] and report.files == 1 and report.replaced == listed - 1
+    assert seen == [(n, listed) for n in range(1, listed + 1)]
+
+
+def _mb(files: list[LakeFile]) -> str:
+    return f"{sum(f.bytes for f in files) / 1e6:,.1f} MB"
+
+
+def test_recent_logs_over_a_part_with_a_damaged_page_say_so_rather_than_answer_its_values(
+    store: SQLiteHotStore, object_store: ObjectStore
+) -> None:
+    flush_in_small_rounds(store, object_store, days=1)
+    files = list_files(store.read, APP_LOGS_TABLE.name)
+    data = object_store.get(files[0].key)
+    position = next(p for p in pages_of(data) if unchecked_read(data, p) == "misread")
+    object_store.put(files[0].key, flipped(data, position))
+    reader = LakeRecentReader(object_store)
+    try:
+        with pytest.raises(LakeUnreadable, match=f"{files[0].key}: could not verify page integrity"):
+            reader.recent(files, RecentQuery(since_ms=START, limit=1000))
+    finally:
+        reader.close()
