@@ -318,3 +318,35 @@ def test_maintenance_commands_take_the_default_data_dir_as_the_others_do(
     SQLiteHotStore(tmp_path / "loglake-data" / "hot.db").close()
     result = run(*command)
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["flush"], ["compact"], ["retention", "--dry-run"], ["verify"], ["keys", "list"], ["rules", "list"]],
+)
+def test_commands_on_a_data_dir_take_the_one_the_config_file_names_as_serve_does(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With data_dir given only in LOGLAKE_CONFIG's file, `serve` used it and flush, compact, retention and keys
+    looked in ./loglake-data ("no loglake data in loglake-data")."""
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "elsewhere"
+    Settings(data_dir=data).hot_db_path.parent.mkdir()
+    SQLiteHotStore(data / "hot.db").close()
+    assert run("keys", "create", "--name", "ops", "--data-dir", str(data)).exit_code == 0
+    assert run("rules", "init", "--data-dir", str(data)).exit_code == 0
+    config = tmp_path / "loglake.toml"
+    config.write_text(f'data_dir = "{data}"\n')
+    monkeypatch.setenv("LOGLAKE_CONFIG", str(config))
+    result = run(*command)
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "loglake-data").exists()
+
+
+def test_a_data_dir_of_the_wrong_type_in_the_config_file_is_named(tmp_path: Path, monkeypatch) -> None:
+    config = tmp_path / "loglake.toml"
+    config.write_text("data_dir = 5\n")
+    monkeypatch.setenv("LOGLAKE_CONFIG", str(config))
+    result = run("compact")
+    assert result.exit_code == 1
+    assert f"data_dir in {config} must be a path, got 5" in result.output

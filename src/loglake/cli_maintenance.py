@@ -11,19 +11,14 @@ from pathlib import Path
 import click
 
 from loglake.cli_lake import local_lake
-from loglake.cli_options import CONTEXT
-from loglake.config import Settings, env_name
+from loglake.cli_options import CONTEXT, data_dir_option_with
+from loglake.config import Settings
 from loglake.lake.compact import CompactReport
 from loglake.lake.lake import EXPIRE_EVERY_TURNS
 from loglake.lake.verify import verify_data_dir
 
-maintenance_data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar=env_name("data_dir"),
-    default=Settings().data_dir,  # (as every other command's: a folder without loglake's data is refused)
-    show_default=True,
-    help=f"loglake's data folder [env {env_name('data_dir')}]; lake settings come from LOGLAKE_* and LOGLAKE_CONFIG.",
+maintenance_data_dir_option = data_dir_option_with(
+    "loglake's data folder; lake settings come from LOGLAKE_* and LOGLAKE_CONFIG."
 )
 
 

@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 
 import click
 
-from loglake.config import Settings, env_name, flag_name, option_fields
+from loglake.config import ConfigError, Settings, env_name, flag_name, option_fields
+from loglake.config_load import configured_data_dir
 from loglake.lake.objectstore import ObjectStoreError
 from loglake.lake.stop import INTERRUPTED, Stop
 from loglake.sqlitedb import RESTORE_FROM_BACKUP, DamagedDatabase
@@ -113,14 +114,30 @@ class TermsCommand(click.Command):
                 formatter.write_dl(records)
 
 
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar=env_name("data_dir"),
-    default=Settings().data_dir,
-    show_default=True,
-    help=f"loglake's data folder [env {env_name('data_dir')}].",
-)
+def _configured_data_dir(ctx: click.Context, param: click.Parameter, given: Path | None) -> Path:
+    """--data-dir as given, else what `loglake serve` would take: LOGLAKE_DATA_DIR, LOGLAKE_CONFIG's file's data_dir,
+    or the default."""
+    if given is not None:
+        return given
+    try:
+        return configured_data_dir()
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def data_dir_option_with(help_text: str) -> Callable[[Callable], Callable]:
+    """A --data-dir option for a command that works on a data dir directly (never through a server)."""
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        callback=_configured_data_dir,
+        help=f"{help_text} [default: {env_name('data_dir')}, else data_dir in the {env_name('config')} file, else "
+        f"{Settings().data_dir}]",
+    )
+
+
+data_dir_option = data_dir_option_with("loglake's data folder.")
 
 url_option = click.option(
     "--url", envvar=env_name("url"), default=DEFAULT_URL, show_default=True, help=f"Server URL [env {env_name('url')}]."

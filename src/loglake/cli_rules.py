@@ -39,7 +39,7 @@ def rules() -> None:
 @rules.command("init")
 @rules_dir_option
 @data_dir_option
-def rules_init(rules_dir: Path | None, data_dir: Path | None) -> None:
+def rules_init(rules_dir: Path | None, data_dir: Path) -> None:
     """Copy the starter pack into the rules folder (files already there are kept as they are)."""
     from loglake.rules.starter import copy_starter_pack
 
@@ -55,7 +55,7 @@ def rules_init(rules_dir: Path | None, data_dir: Path | None) -> None:
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @rules_dir_option
 @data_dir_option
-def rules_validate(path: Path | None, rules_dir: Path | None, data_dir: Path | None) -> None:
+def rules_validate(path: Path | None, rules_dir: Path | None, data_dir: Path) -> None:
     """Load every rule file (YAML, fields, options, Sigma conversion, SQL sandbox and columns) and the
     folder's alerting.yml (PATH: a rule file or folder; default the rules folder); exit 1 on any problem,
     each named with its file and field. Warnings (a rule that loads but is likely not what was meant) are
@@ -106,7 +106,7 @@ def _warn_unset_secrets(routing: Routing | list[Problem] | None, path: Path) -> 
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per rule.")
 @rules_dir_option
 @data_dir_option
-def rules_list(as_json: bool, rules_dir: Path | None, data_dir: Path | None) -> None:
+def rules_list(as_json: bool, rules_dir: Path | None, data_dir: Path) -> None:
     """The rules with their last run (from the data dir), and the problems of the files that did not
     load, alerting.yml's too (on stderr)."""
     from loglake.alerts.routing import routing_problems
@@ -147,7 +147,7 @@ def rules_list(as_json: bool, rules_dir: Path | None, data_dir: Path | None) -> 
 @click.argument("rule_id", type=RULE_ID)
 @rules_dir_option
 @data_dir_option
-def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path | None) -> None:
+def rules_show(rule_id: str, rules_dir: Path | None, data_dir: Path) -> None:
     """A rule's facts, options, the SQL it runs and its last runs in the data dir (RULE_ID: its id, the
     start of it, or its file's name)."""
     from loglake.rules.state import read_runs
@@ -213,7 +213,7 @@ def _threshold(rule: Any) -> str:
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @rules_dir_option
 @data_dir_option
-def rules_test(path: Path | None, rules_dir: Path | None, data_dir: Path | None) -> None:
+def rules_test(path: Path | None, rules_dir: Path | None, data_dir: Path) -> None:
     """Run the rules' inline tests against a throwaway loglake (PATH: a rule file or folder; default the
     rules folder); exit 1 if a test fails or a file does not load."""
     from loglake.rules.testing import run_tests

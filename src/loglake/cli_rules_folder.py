@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from loglake.cli_options import Named, printable
+from loglake.cli_options import Named, data_dir_option_with, printable
 from loglake.config import ConfigError, Settings, env_name
 from loglake.config_load import load_settings
 
@@ -20,15 +20,10 @@ rules_dir_option = click.option(
     help=f"The rules folder [env {env_name('rules_dir')}; default: `rules` in the data dir].",
 )
 RULE_ID = Named("a rule's id, the start of one, or its file's name")
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help=f"loglake's data folder [env {env_name('data_dir')}; default {Settings().data_dir}].",
-)
+data_dir_option = data_dir_option_with("loglake's data folder.")
 
 
-def rules_settings(data_dir: Path | None, rules_dir: Path | None) -> Settings:
+def rules_settings(data_dir: Path, rules_dir: Path | None) -> Settings:
     """Settings as `serve` reads them (flags, then LOGLAKE_*, then LOGLAKE_CONFIG's file)."""
     try:
         return load_settings({"data_dir": data_dir, "rules_dir": str(rules_dir) if rules_dir else None})

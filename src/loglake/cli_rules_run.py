@@ -35,7 +35,7 @@ from loglake.times import format_duration
 @rules_dir_option
 @data_dir_option
 def rules_run(
-    rule_id: str, since: str | None, until: str | None, as_json: bool, rules_dir: Path | None, data_dir: Path | None
+    rule_id: str, since: str | None, until: str | None, as_json: bool, rules_dir: Path | None, data_dir: Path
 ) -> None:
     """Run a rule once over a window of the data dir's logs and print its matches (no alert is raised)."""
     from loglake.cli_lake import local_lake
@@ -78,7 +78,7 @@ def rules_run(
 )
 @rules_dir_option
 @data_dir_option
-def rules_run_due(as_of: str | None, rules_dir: Path | None, data_dir: Path | None) -> None:
+def rules_run_due(as_of: str | None, rules_dir: Path | None, data_dir: Path) -> None:
     """Run what is due once, then exit (for cron): every enabled rule over the windows it has not
     evaluated yet, raising alerts as `loglake serve` does. Exit 1 if a run failed or a file did not load.
     Safe next to a running server on the same data dir: they take turns, and no window runs twice."""
@@ -170,7 +170,7 @@ def rules_backtest(
     examples: int,
     as_json: bool,
     rules_dir: Path | None,
-    data_dir: Path | None,
+    data_dir: Path,
 ) -> None:
     """Replay a rule over the data dir's history window by window (its schedule, lookback, delay,
     threshold, dedup and suppressions) and print the alerts it would have raised per day, with examples."""

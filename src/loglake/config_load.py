@@ -26,20 +26,7 @@ def load_settings(
 ) -> Settings:
     """Defaults < TOML file < environment < explicit overrides (CLI flags that were given)."""
     environ = dict(os.environ) if environ is None else environ
-    values: dict[str, Any] = {}
-    given_as: dict[str, str] = {}  # each value's setting as the person typed it, for the errors that name it
-    named = environ.get(env_name("config"))  # empty: no file, as a shell's `LOGLAKE_CONFIG=` means
-    config_file = config_file or (Path(named) if named else None)
-    if config_file is not None:
-        for name, value in _read_toml(config_file).items():
-            current = _current_name(name, f"{name} in {config_file}")
-            values[current] = value
-            given_as[current] = f"{name} in {config_file}"
-    for name in (*DEPRECATED_NAMES, *(f.name for f in fields(Settings))):  # (the current name wins)
-        if env_name(name) in environ:
-            current = _current_name(name, env_name(name))
-            values[current] = environ[env_name(name)]
-            given_as[current] = env_name(name)
+    values, given_as = _file_and_environment(config_file, environ)
     _warn_of_misspelt_variables(environ)
     for name, value in (overrides or {}).items():
         if value is not None:
@@ -58,6 +45,38 @@ def load_settings(
     if problems:
         raise ConfigError("; ".join(problems))
     return settings
+
+
+def configured_data_dir(environ: dict[str, str] | None = None) -> Path:
+    """The data dir the environment or LOGLAKE_CONFIG's file names, else the default: what `loglake serve` takes
+    without --data-dir, for the commands that work on a data dir directly."""
+    values, given_as = _file_and_environment(None, dict(os.environ) if environ is None else environ)
+    if "data_dir" not in values:
+        return Settings().data_dir
+    try:
+        return _coerce("data_dir", values["data_dir"])
+    except ConfigError as e:
+        raise ConfigError(_as_given(str(e), given_as)) from None
+
+
+def _file_and_environment(config_file: Path | None, environ: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The settings LOGLAKE_CONFIG's file (or `config_file`) and then the environment give, the later winning, and
+    each one's setting as the person typed it (for the errors that name it)."""
+    values: dict[str, Any] = {}
+    given_as: dict[str, str] = {}
+    named = environ.get(env_name("config"))  # empty: no file, as a shell's `LOGLAKE_CONFIG=` means
+    config_file = config_file or (Path(named) if named else None)
+    if config_file is not None:
+        for name, value in _read_toml(config_file).items():
+            current = _current_name(name, f"{name} in {config_file}")
+            values[current] = value
+            given_as[current] = f"{name} in {config_file}"
+    for name in (*DEPRECATED_NAMES, *(f.name for f in fields(Settings))):  # (the current name wins)
+        if env_name(name) in environ:
+            current = _current_name(name, env_name(name))
+            values[current] = environ[env_name(name)]
+            given_as[current] = env_name(name)
+    return values, given_as
 
 
 def _as_given(problem: str, given_as: dict[str, str]) -> str:
