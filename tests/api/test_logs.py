@@ -537,6 +537,7 @@ async def test_storage_full_is_503_then_recovers(settings: Settings) -> None:
             health = await client.get("/healthz")
             assert health.status_code == 503 and health.json()["store"]["writable"] is False
             assert str(settings.hot_db_path) in health.json()["store"]["error"]  # an admin's /healthz
+            assert "free space on the data dir's disk, or raise max_store_mb" in health.json()["store"]["error"]
 
             app.store.set_max_size(0)  # the disk has room again
             assert (await client.post("/logs", json=big)).status_code == 201

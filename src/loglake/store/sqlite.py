@@ -66,7 +66,8 @@ _SQLITE_MAX_PAGE_COUNT = 4294967294
 
 # SQLite conditions that mean "cannot write now" rather than "bad request" or a bug.
 _UNAVAILABLE = {
-    "SQLITE_FULL": "the disk (or the configured store size cap) is full",
+    "SQLITE_FULL": "the disk or the hot store's size cap (max_store_mb) is full: free space on the data dir's disk, or "
+    "raise max_store_mb",
     "SQLITE_READONLY": "the database is read-only",
     "SQLITE_CANTOPEN": "the database file cannot be opened",
     "SQLITE_BUSY": "the database is locked by another process",
