@@ -854,3 +854,12 @@ def test_ctrl_c_while_the_work_starts_stops_the_work(monkeypatch: pytest.MonkeyP
     with pytest.raises(KeyboardInterrupt):
         until_ctrl_c(work)
     assert told == [INTERRUPTED] and time.monotonic() - started < 4
+
+
+@pytest.mark.parametrize("interval", ["-1", "nan", "inf", "0"])
+def test_recent_follow_refuses_an_interval_it_cannot_wait(interval: str) -> None:
+    """`recent --follow --interval -1` (or nan, inf) ended in a traceback from time.sleep after the first page, and
+    0 polled the server without a pause."""
+    refused = CliRunner().invoke(main, ["recent", "--follow", "--interval", interval])
+    assert refused.exit_code == 2, refused.output
+    assert f"'{interval}' is not a number of seconds from 0.01 to 3600" in refused.output

@@ -22,6 +22,7 @@ from loglake.cli_options import (
     CONTEXT,
     FOLLOWING_COMMANDS,
     Named,
+    Number,
     SafeErrors,
     command_line,
     data_dir_option,
@@ -56,6 +57,9 @@ from loglake.keys import (
     parse_scopes,
 )
 from loglake.model import MAX_PAGE_LIMIT
+
+# The longest pause between a follow's polls (inf never polled again; time.sleep refused it with a traceback).
+MAX_FOLLOW_INTERVAL_S = 3600.0
 
 
 @click.group(cls=SafeErrors, context_settings=CONTEXT)
@@ -241,7 +245,13 @@ def _existing_keystore(data_dir: Path) -> KeyStore:
     is_flag=True,
     help="Keep printing records as they arrive, whatever their time, like tail -f (waits out a server restart).",
 )
-@click.option("--interval", default=1.0, show_default=True, help="Seconds between polls with --follow.")
+@click.option(
+    "--interval",
+    default=1.0,
+    show_default=True,
+    type=Number(f"a number of seconds from 0.01 to {MAX_FOLLOW_INTERVAL_S:g}", 0.01, MAX_FOLLOW_INTERVAL_S),
+    help="Seconds between polls with --follow.",
+)
 @click.option("--json", "as_json", is_flag=True, help="NDJSON output, one record per line.")
 @url_option
 @key_option

@@ -79,6 +79,12 @@ class Described:
 class Number(Described, click.FloatRange):
     """A number in a range, described: `Number("seconds, 0 or more", 0)`."""
 
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):  # (click's range takes nan: no comparison with a bound is true of it)
+            self.fail(f"{value!r} is not {self.what}", param, ctx)
+        return number
+
 
 class WholeNumber(Described, click.IntRange):
     """A whole number in a range, described."""
