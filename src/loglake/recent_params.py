@@ -36,17 +36,21 @@ class InvalidQuery(ValueError):
         super().__init__("; ".join(f"{p.field}: {p.reason}" for p in problems))
 
 
-def parse_recent_params(params: Mapping[str, str], now_ms: int, also_known: tuple[str, ...] = ()) -> RecentQuery:
+def parse_recent_params(
+    params: Mapping[str, str], now_ms: int, also_known: tuple[str, ...] = (), not_here: tuple[str, ...] = ()
+) -> RecentQuery:
     """A RecentQuery from string parameters, or InvalidQuery naming each problem; `also_known` are the
-    parameters the caller took out before, which an unknown one's message lists too."""
+    parameters the caller took out before, which an unknown one's message lists too, `not_here` those of
+    RECENT_PARAMS the caller refuses (a live tail's since), which it does not."""
     problems: list[Problem] = []
 
     def bad(name: str, reason: str) -> None:
         problems.append(Problem(-1, name, reason))
 
+    known = tuple(name for name in RECENT_PARAMS if name not in not_here) + also_known
     for name in params:
         if name not in RECENT_PARAMS:
-            bad(name, unknown_parameter(name, RECENT_PARAMS + also_known))
+            bad(name, unknown_parameter(name, known))
 
     severities: frozenset[int] | None = None
     if params.get("severity"):

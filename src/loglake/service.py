@@ -203,18 +203,20 @@ class LogService:
 
     def histogram(self, params: Mapping[str, str], stop: Stop | None = None) -> dict:
         """Counts per time bucket and severity for the same filters as search: buckets of `interval`
-        (e.g. 1m, 1h, 1d), or the smallest of HISTOGRAM_INTERVALS giving at most `buckets` of them
-        (default DEFAULT_BUCKETS; past a day, whole days)."""
+        (e.g. 1m, 1h, 1d), or the smallest of HISTOGRAM_INTERVALS of which `buckets` span the window
+        (default DEFAULT_BUCKETS; past a day, whole days): aligned to the epoch, one more where the window's ends
+        fall inside buckets."""
         fields = dict(params)
         interval_text, buckets_text = fields.pop("interval", ""), fields.pop("buckets", "")
-        not_here = [
+        not_here = ("limit", "cursor")
+        problems = [
             Problem(-1, name, "does not apply to a histogram, which counts every match")
-            for name in ("limit", "cursor")
+            for name in not_here
             if name in fields
         ]
-        if not_here:
-            raise InvalidQuery(not_here)
-        query, conditions = self._search_query(fields, also_known=("interval", "buckets"))
+        if problems:
+            raise InvalidQuery(problems)
+        query, conditions = self._search_query(fields, also_known=("interval", "buckets"), not_here=not_here)
         until = query.until_ms if query.until_ms is not None else self.now_ms()
         if until <= query.since_ms:
             raise InvalidQuery([Problem(-1, "since", "must be before until (by default, now)")])
@@ -256,7 +258,7 @@ class LogService:
         )
         if fields.get("cursor"):
             raise InvalidQuery([Problem(-1, "cursor", "does not apply to facets, which count every match")])
-        query, conditions = self._search_query(fields)
+        query, conditions = self._search_query(fields, not_here=("cursor",))
         if self.lake is None:
             raise InvalidQuery([Problem(-1, "q", "facets need the SQL engine, which this store does not have")])
         return lake_reads.facets(self.lake.engine, query, conditions, limit, stop)
@@ -264,22 +266,24 @@ class LogService:
     def tail_query(self, params: Mapping[str, str]) -> tuple[RecentQuery, list[Condition]]:
         """The search a live tail matches new records against: the filters and `q` of search, without
         its time range and paging (a tail shows what arrives, whatever its time)."""
+        not_here = ("since", "until", "cursor", "limit")
         problems = [
             Problem(-1, name, "does not apply to a live tail, which shows each matching record as it arrives")
-            for name in ("since", "until", "cursor", "limit")
+            for name in not_here
             if name in params
         ]
         if problems:
             raise InvalidQuery(problems)
-        return self._search_query(params)
+        return self._search_query(params, not_here=not_here)
 
     def _search_query(
-        self, params: Mapping[str, str], also_known: tuple[str, ...] = ()
+        self, params: Mapping[str, str], also_known: tuple[str, ...] = (), not_here: tuple[str, ...] = ()
     ) -> tuple[RecentQuery, list[Condition]]:
-        """The filters and search of `params`; `also_known`: the caller's own parameters, taken out before."""
+        """The filters and search of `params`; `also_known`: the caller's own parameters, taken out before;
+        `not_here`: those of parse_recent_params's that the caller refuses."""
         fields = dict(params)
         q = fields.pop("q", "")
-        query = parse_recent_params(fields, self.now_ms(), also_known=also_known)
+        query = parse_recent_params(fields, self.now_ms(), also_known=also_known, not_here=not_here)
         try:
             return query, parse_search(q)
         except InvalidSearch as e:

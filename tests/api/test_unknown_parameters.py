@@ -172,3 +172,23 @@ async def test_the_histogram_knows_its_own_parameters_and_refuses_paging(client:
         assert paged.status_code == 400 and paged.json()["error"]["details"] == [
             {"index": None, "field": name, "reason": "does not apply to a histogram, which counts every match"}
         ]
+
+
+@pytest.mark.parametrize(
+    ("path", "known"),
+    [
+        ("/logs/histogram", "service, log_type, severity, min_severity, since, until, q, interval, buckets"),
+        ("/logs/facets", "service, log_type, severity, min_severity, since, until, q, limit"),
+        ("/logs/tail", "service, log_type, severity, min_severity, q"),
+    ],
+)
+async def test_an_unknown_parameter_is_told_only_the_parameters_the_route_takes(
+    client: httpx.AsyncClient, path: str, known: str
+) -> None:
+    """The tail listed since, until, limit and cursor as known, facets and the histogram cursor (and limit), and then
+    refused each of them given."""
+    response = await client.get(path, params={"foo": "1"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["details"] == [
+        {"index": None, "field": "foo", "reason": f"unknown parameter; known: {known}"}
+    ]
