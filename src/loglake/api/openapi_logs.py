@@ -313,9 +313,9 @@ LOG_PATHS = {
                 query("interval", "bucket size like 30s, 5m, 1h, 1d (or give buckets)"),
                 query(
                     "buckets",
-                    f"how many buckets at most, default {DEFAULT_BUCKETS}: their size is the smallest of "
-                    f"{', '.join(_duration_text(i) for i in HISTOGRAM_INTERVALS)} that fits "
-                    "(past a day, whole days)",
+                    f"about how many buckets, default {DEFAULT_BUCKETS}: their size is the smallest of "
+                    f"{', '.join(_duration_text(i) for i in HISTOGRAM_INTERVALS)} of which this many span the "
+                    "window (past a day, whole days); aligned to the epoch, they may be one more",
                     {"type": "integer", "minimum": 1, "maximum": MAX_BUCKETS, "default": DEFAULT_BUCKETS},
                 ),
             ],
