@@ -480,6 +480,20 @@ def test_an_integer_past_2_to_the_53_is_shown_and_copied_with_every_digit(page, 
     assert cells.all_inner_texts() == [str(big), str(big), "9007199254740992", "5"]
 
 
+def test_a_records_number_filter_finds_the_record(page, loglake):
+    """A float sent as 2.0 (as Python's json writes one) or 1e+21 is shown as JavaScript writes the number (2,
+    1e+21), and its filter (`took:2`) found nothing: the attribute held 2.0, and the lake's JSON reader 1e21."""
+    loglake.send([{"service": "floats", "message": "timed", "attributes": {"took": 2.0, "huge": 1e21, "ratio": 0.5}}])
+    sign_in(page, loglake)
+    for name, shown in (("took", "2"), ("huge", "1e+21"), ("ratio", "0.5")):
+        page.goto(loglake.url + "/ui/explore?q=service%3Afloats")
+        page.locator(".record-summary").first.click()
+        row = page.locator(".record-details .fields tr", has=page.locator("th", has_text=name))
+        row.get_by_role("button", name=f"Filter for {name} {shown}").click()
+        page.wait_for_url(re.compile(f"q=service%3Afloats\\+{name}%3A"))
+        assert services_shown(page) == {"floats"}, f"{name}:{shown} found nothing"
+
+
 def test_the_sql_grid_sorts_and_aligns_a_number_columns_text_as_numbers(page, loglake):
     """A DECIMAL's digits and a double's NaN and infinities come as text (JSON has no number for them exactly): they
     sorted as text ("10.50" before "9.25", "NaN" anywhere) and sat left of the column's other numbers."""

@@ -18,7 +18,7 @@ from loglake.ids import format_uuid, timestamp_of
 from loglake.lake import reads as lake_reads
 from loglake.lake.layout import day_of
 from loglake.lake.query_views import sql_string
-from loglake.lake.search_terms import Condition, Term, condition_sql
+from loglake.lake.search_terms import Condition, Term, condition_sql, number_of
 from loglake.lake.sql_guard import case_insensitive_regex
 from loglake.lake.stop import Stop
 from loglake.lake.tables import APP_LOGS_TABLE
@@ -105,7 +105,12 @@ def _term_condition(term: Term) -> str:
         at = ", ".join(f"json_extract_scalar(attributes, {sql_string(_json_path(path))})" for path in term.paths)
         value = f"lower(try({at if len(term.paths) == 1 else f'coalesce({at})'}))"  # the first path present
         wanted = f"lower({sql_string(term.value)})"
-        return f"starts_with({value}, {wanted})" if term.prefix else f"{value} = {wanted}"
+        if term.prefix:
+            return f"starts_with({value}, {wanted})"
+        number = number_of(term)
+        if number is None:
+            return f"{value} = {wanted}"
+        return f"({value} = {wanted} OR try_cast({value} AS DOUBLE) = {number!r})"
     if term.field is None:
         return f"regexp_like(message, {sql_string(case_insensitive_regex(term.value))})"
     if term.prefix:

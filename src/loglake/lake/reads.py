@@ -20,7 +20,7 @@ from loglake.lake.manifest import files_span, list_files, newest_file_ms, readin
 from loglake.lake.query import QueryEngine, TimeRange
 from loglake.lake.query_views import sql_string
 from loglake.lake.recent_reader import LakeRecentReader
-from loglake.lake.search_terms import Condition, Term, condition_sql
+from loglake.lake.search_terms import Condition, Term, condition_sql, number_of
 from loglake.lake.sql_guard import case_insensitive_regex
 from loglake.lake.stop import Stop
 from loglake.lake.tables import APP_LOGS_TABLE
@@ -274,15 +274,15 @@ def _conditions(query: RecentQuery, conditions: Sequence[Condition]) -> tuple[st
         params.append(case_insensitive_regex(query.contains))
 
     def term_sql(term: Term) -> str:  # called in the order of the SQL text, so its values are the ?s in order
-        condition, value = _term_condition(term)
-        params.append(value)
+        condition, values = _term_condition(term)
+        params.extend(values)
         return condition
 
     where.extend(condition_sql(condition, term_sql) for condition in conditions)
     return " AND ".join(where), params
 
 
-def _term_condition(term: Term) -> tuple[str, Any]:
+def _term_condition(term: Term) -> tuple[str, list[Any]]:
     if term.paths:  # try(): attributes that are not JSON (a row written by hand) match nothing, not fail
         paths = [sql_string(_json_path(path)) for path in term.paths]
         if len(paths) == 1:
@@ -291,10 +291,15 @@ def _term_condition(term: Term) -> tuple[str, Any]:
             # non-null; one call with a list of paths parses the JSON once, where coalesce() would for each path
             at = f"list_aggregate(json_extract_string(attributes, [{', '.join(paths)}]), 'any_value')"
         value = f"lower(try({at}))"
-        return (f"starts_with({value}, lower(?))" if term.prefix else f"{value} = lower(?)"), term.value
+        if term.prefix:
+            return f"starts_with({value}, lower(?))", [term.value]
+        number = number_of(term)
+        if number is None:
+            return f"{value} = lower(?)", [term.value]
+        return f"({value} = lower(?) OR try_cast({value} AS DOUBLE) = ?)", [term.value, number]
     if term.field is None:  # RE2's case-insensitive search: about twice as fast as lower() + contains
-        return "regexp_matches(message, ?)", case_insensitive_regex(term.value)  # (mess* is mess: anywhere)
-    return (f"starts_with({term.field}, ?)" if term.prefix else f"{term.field} = ?"), term.value
+        return "regexp_matches(message, ?)", [case_insensitive_regex(term.value)]  # (mess* is mess: anywhere)
+    return (f"starts_with({term.field}, ?)" if term.prefix else f"{term.field} = ?"), [term.value]
 
 
 def _json_path(keys: Sequence[str]) -> str:

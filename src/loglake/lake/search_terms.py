@@ -31,6 +31,7 @@ which must match); a search without OR or groups is a plain list of Terms, so it
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -91,6 +92,19 @@ def parse_search(q: str) -> list[Condition]:
     if terms > MAX_TERMS:
         raise InvalidSearch(f"at most {MAX_TERMS} search terms, got {terms}")
     return conditions
+
+
+_NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def number_of(term: Term) -> float | None:
+    """The number an attribute term's value is (`took:2`, `ratio:1e+21`), which also matches the attribute written
+    otherwise (2.0, 1e21: a shipper's float, and the text the JSON reader makes of it), as a rule's number does;
+    None for other values and for prefixes."""
+    if not term.paths or term.prefix or not _NUMBER.fullmatch(term.value):
+        return None
+    number = float(term.value)
+    return number if math.isfinite(number) else None
 
 
 def condition_sql(condition: Condition, term_sql: Callable[[Term], str]) -> str:
