@@ -170,6 +170,16 @@ def test_an_empty_result_says_why_and_widens_the_range(page, loglake):
     assert page.get_by_text("quote text that holds a colon").count() == 0  # (no key:value in the search)
 
 
+def test_an_empty_results_colon_hint_is_for_attribute_keys_only(page, loglake):
+    """An empty search of a record field (service:nosuch, as a facet's filter writes it) was told that a word before
+    a colon names an attribute; the hint is for text a colon made a key (error:timeout)."""
+    sign_in(page, loglake)
+    for q, hinted in (("service:nosuch -severity:debug", False), ("error:timeout", True), ("service:api (x:y)", True)):
+        page.goto(loglake.url + "/ui/explore?" + urllib.parse.urlencode({"q": q, "range": "5m"}))
+        page.get_by_text(f"No records match {q}").wait_for()
+        assert page.get_by_text("quote text that holds a colon").count() == hinted, q
+
+
 def test_escape_closes_the_absolute_range_unapplied(page, loglake):
     """A UI trial: Escape left the From/To panel open, the picker saying "Absolute…" over a view of the last hour."""
     sign_in(page, loglake)

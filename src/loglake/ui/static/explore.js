@@ -6,7 +6,7 @@ import { stackedBars } from "./chart.js";
 import { SEVERITIES, copyButton, counted, formatCount, formatTime, h, replace, setTimeZone, timeZone } from "./dom.js";
 import { isStructured } from "./json.js";
 import { startTail } from "./tail.js";
-import { FIELDS, attributeKey, term, withTerm } from "./terms.js";
+import { FIELDS, RECORD_FIELDS, attributeKey, term, withTerm } from "./terms.js";
 
 const RANGES = [["5m", 5 * 60e3], ["15m", 15 * 60e3], ["1h", 3600e3], ["6h", 6 * 3600e3],
   ["24h", 86400e3], ["7d", 7 * 86400e3], ["30d", 30 * 86400e3]];
@@ -348,8 +348,13 @@ async function loadRecords(box, state, go, { redraw, signal }) {
 }
 
 // A key:value term as the search syntax reads it (a key outside quotes, not a URL's scheme://): text with a
-// colon that the user may have meant as text.
-const NAMES_A_KEY = /(?:^|[\s(])-?(?:[^\s":()]|"[^"]*")+:(?!\/\/)/;
+// colon that the user may have meant as text, unless its key is a record field's (service:api was told that a
+// word before a colon names an attribute).
+const NAMES_A_KEY = /(?:^|[\s(])-?((?:[^\s":()]|"[^"]*")+):(?!\/\/)/g;
+
+function namesAnAttribute(q) {
+  return [...q.matchAll(NAMES_A_KEY)].some(([, key]) => !RECORD_FIELDS.has(key));
+}
 
 function emptyResult(state, go) {
   const span = state.until - state.since;
@@ -357,7 +362,7 @@ function emptyResult(state, go) {
   return h("div", { class: "empty" },
     h("p", { text: `No records${state.q ? ` match ${state.q}` : ""} between ${formatTime(state.since, state.tz)} and ${formatTime(state.until, state.tz)}.` }),
     h("p", { class: "muted", text: state.q ? "The filters or the time range may be too narrow." : "Nothing was logged in this time range." }),
-    NAMES_A_KEY.test(state.q) ? h("p", { class: "muted", text: 'A word before a colon names an attribute (user:alice): quote text that holds a colon, as in "error: timeout".' }) : null,
+    namesAnAttribute(state.q) ? h("p", { class: "muted", text: 'A word before a colon names an attribute (user:alice): quote text that holds a colon, as in "error: timeout".' }) : null,
     wider ? h("button", { type: "button", class: "primary", text: `Widen to the last ${wider[0]}`, onclick: () => go({ range: wider[0] }) }) : null,
     state.q ? h("button", { type: "button", text: "Clear the query", onclick: () => go({ q: "" }) }) : null);
 }

@@ -5,7 +5,7 @@ import { isStructured } from "./json.js";
 
 export const FIELDS = ["service", "severity", "log_type", "message", "client_id"];
 // Names the search language reads as a record's own field, not an attribute
-const RECORD_FIELDS = new Set([...FIELDS, "level", "trace_id", "span_id"]);
+export const RECORD_FIELDS = new Set([...FIELDS, "level", "trace_id", "span_id"]);
 
 // A filter term for a field's value (a record field's name, or attributeKey's text), the value quoted when
 // it holds anything but plain word characters; null for a value no search can name (a double quote, nothing).
