@@ -130,8 +130,9 @@ async def test_a_number_finds_an_attribute_holding_it_written_otherwise(
     """A float is stored as sent (2.0, as Python's json writes it) and read back by the JSON reader in its own form
     (1e+21 as 1e21): `took:2`, the web UI's filter for a record's value (JavaScript writes 2.0 as 2), found nothing.
     A number matches the attribute holding it in any form, as a rule's does; other values stay text."""
-    attributes = {"took": 2.0, "huge": 1e21, "tiny": 1.5e-7, "code": "401", "name": "2.0"}
-    await send(client, [rec(1, "timed", attributes=attributes), rec(2, "other", attributes={"took": 3})])
+    attributes = {"took": 2.0, "huge": 1e21, "tiny": 1.5e-7, "code": "401", "name": "2.0", "id": 12345678901234567890}
+    other = {"took": 3, "id": 12345678901234567891}  # (the same double as the first's id)
+    await send(client, [rec(1, "timed", attributes=attributes), rec(2, "other", attributes=other)])
     searches = {
         "took:2": ["timed"],
         "took:2.0": ["timed"],
@@ -143,6 +144,7 @@ async def test_a_number_finds_an_attribute_holding_it_written_otherwise(
         "-took:2": ["other"],
         "took:2*": ["timed"],  # a prefix is text
         "took:20": [],
+        "id:12345678901234567891": ["other"],  # past 2**53 a whole number is its text alone
     }
     for where in ("hot", "lake"):
         for q, messages in searches.items():

@@ -95,6 +95,9 @@ def parse_search(q: str) -> list[Condition]:
 
 
 _NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+_WHOLE = re.compile(r"-?\d+")
+# Past this, a whole number is not one double of its own (2**53 + 1 is 2**53's): an id's neighbours would match it.
+_EXACT_WHOLE = 2**53
 
 
 def number_of(term: Term) -> float | None:
@@ -103,6 +106,8 @@ def number_of(term: Term) -> float | None:
     None for other values and for prefixes."""
     if not term.paths or term.prefix or not _NUMBER.fullmatch(term.value):
         return None
+    if _WHOLE.fullmatch(term.value) and abs(int(term.value)) > _EXACT_WHOLE:
+        return None  # (order_id:12345678901234567891 is its text alone)
     number = float(term.value)
     return number if math.isfinite(number) else None
 
