@@ -46,7 +46,7 @@ RECORDS = [
         "service": "web",
         "severity": "debug",
         "message": "GET /wp-admin/setup.php 1000 bytes",
-        "attributes": {"bytes": 1000.0},  # (a shipper's number in a float's form)
+        "attributes": {"bytes": 1000.0, "order": 9007199254740993},  # (a shipper's number in a float's form)
     },
     {"service": "Web", "message": "Überweisung ok", "attributes": {"user": "dave", "nested": {"role": "admin"}}},
     {
@@ -153,6 +153,9 @@ CASES = {
     "a list is not one of its items": ("sel: {attributes.roles: admin}\ncondition: sel", set()),
     "number sent in a float's form": ("sel: {attributes.bytes: 1000}\ncondition: sel", {WP}),
     "a float's form is its number alone": ("sel: {attributes.bytes: 100}\ncondition: sel", set()),
+    "a whole number past 2**53 is its text": ("sel: {attributes.order: 9007199254740993}\ncondition: sel", {WP}),
+    # (as doubles 9007199254740993 is 9007199254740992: the neighbour matched)
+    "not its neighbour past 2**53": ("sel: {attributes.order: 9007199254740992}\ncondition: sel", set()),
     "not a number sent in a float's form": ("sel: {attributes.bytes|neq: 1000}\ncondition: sel", ALL - {WP}),
     "gte": ("sel: {attributes.code|gte: 401}\ncondition: sel", {PAYMENT, LOGIN, DISK}),
     "gt": ("sel: {attributes.code|gt: 401}\ncondition: sel", {PAYMENT, DISK}),

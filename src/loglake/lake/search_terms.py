@@ -36,6 +36,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
+from loglake.digits import same_as_double
 from loglake.model import SEVERITY_ALIASES
 
 MAX_TERMS = 20
@@ -96,8 +97,6 @@ def parse_search(q: str) -> list[Condition]:
 
 _NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 _WHOLE = re.compile(r"-?\d+")
-# Past this, a whole number is not one double of its own (2**53 + 1 is 2**53's): an id's neighbours would match it.
-_EXACT_WHOLE = 2**53
 
 
 def number_of(term: Term) -> float | None:
@@ -106,7 +105,7 @@ def number_of(term: Term) -> float | None:
     None for other values and for prefixes."""
     if not term.paths or term.prefix or not _NUMBER.fullmatch(term.value):
         return None
-    if _WHOLE.fullmatch(term.value) and abs(int(term.value)) > _EXACT_WHOLE:
+    if _WHOLE.fullmatch(term.value) and not same_as_double(int(term.value)):
         return None  # (order_id:12345678901234567891 is its text alone)
     number = float(term.value)
     return number if math.isfinite(number) else None

@@ -44,6 +44,7 @@ from sigma.types import (
     TimestampPart,
 )
 
+from loglake.digits import same_as_double
 from loglake.rules.sources import BY_TABLE, SOURCES, Field, Source, UnknownField, quote_name, sql_text
 
 TABLE_STATE = "table"  # the pipeline state key naming the rule's table
@@ -185,6 +186,8 @@ class DuckDBBackend(TextQueryBackend):
             return f"{field.sql} = {number.number}"
         if field.kind == "text":  # its digits, or a number written otherwise: 401.0 is 401 (a shipper's float)
             number_text = str(number.number)
+            if not same_as_double(number.number):  # (an id past 2**53: as a double, its neighbours too)
+                return f"{field.sql} = {sql_text(number_text)}"
             return f"({field.sql} = {sql_text(number_text)} OR TRY_CAST({field.sql} AS DOUBLE) = {number_text})"
         raise SigmaFeatureNotSupportedByBackendError(
             f"{cond.field} holds a {field.kind}: compare it with a string, or a |minute, |hour, ... part"
