@@ -5,9 +5,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 
 def is_http_url(text: str) -> bool:
-    """http:// or https:// with a host, and no white space (which urlsplit would let through)."""
+    """http:// or https:// with a host, a port that is a number up to 65535 (urlsplit checks it only when asked;
+    httpx refuses `host:abc` at each send), and no white space (which urlsplit would let through)."""
     try:
         parts = urlsplit(text)
+        _ = parts.port  # read for its check: ValueError for a port that is not one
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in text)

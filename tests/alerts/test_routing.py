@@ -265,3 +265,11 @@ def test_the_readme_states_the_destination_defaults_the_code_has():
     assert {name: value for name, value in rows if name in defaults} == {
         k: str(v) for k, v in defaults.items() if k != "redact"
     }
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:abc/hook", "https://hooks.example:99999/x"])
+def test_a_url_whose_port_is_not_one_is_refused(rules_dir, url):
+    # It passed, and every delivery to it was dead-lettered with httpx's "InvalidURL: Invalid port".
+    problems = load_routing(write_alerting(rules_dir, f'destinations: {{a: {{type: webhook, url: "{url}"}}}}'))
+    assert isinstance(problems, list)
+    assert [(p.field, p.message) for p in problems] == [("destinations.a.url", "is not an http(s) URL")]
