@@ -44,11 +44,13 @@ def rules_init(rules_dir: Path | None, data_dir: Path) -> None:
     from loglake.rules.starter import copy_starter_pack
 
     folder = rules_settings(data_dir, rules_dir).rules_path
-    copied, kept = copy_starter_pack(folder)
+    copied, kept, elsewhere = copy_starter_pack(folder)
     for name in copied:
         click.echo(printable(str(folder / name)))
     if kept:
         click.echo(f"kept {len(kept)} file(s) already in {printable(folder)}: {printable(', '.join(kept))}", err=True)
+    for name, holder in elsewhere.items():
+        click.echo(f"left out {printable(name)}: its rule's id is in {printable(holder)}", err=True)
 
 
 @rules.command("validate")

@@ -400,6 +400,21 @@ def test_init_copies_the_starter_pack_and_keeps_what_is_there(tmp_path: Path) ->
     assert oct((folder / "amplify-scanner-paths.yml").stat().st_mode & 0o777) == "0o600"
 
 
+def test_init_leaves_out_a_starter_rule_the_folder_holds_under_another_name(tmp_path: Path) -> None:
+    # It was copied again beside the renamed one, and the two files of one id were both refused: the
+    # operator's own version of the rule stopped running.
+    folder = tmp_path / "rules"
+    assert rules("init", "--rules-dir", str(folder)).exit_code == 0
+    burst = (folder / "app-error-burst.yml").read_text()
+    (folder / "my-burst.yml").write_text(burst.replace("df464ae4-94d2", "DF464AE4-94D2"))  # the same id
+    (folder / "app-error-burst.yml").unlink()
+    result = rules("init", "--rules-dir", str(folder))
+    assert result.exit_code == 0
+    assert not (folder / "app-error-burst.yml").exists()
+    assert f"left out app-error-burst.yml: its rule's id is in {folder / 'my-burst.yml'}" in result.stderr
+    assert rules("validate", "--rules-dir", str(folder)).exit_code == 0
+
+
 def test_run_due_runs_what_is_due_once_and_list_shows_it(
     folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
