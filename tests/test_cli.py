@@ -863,3 +863,15 @@ def test_recent_follow_refuses_an_interval_it_cannot_wait(interval: str) -> None
     refused = CliRunner().invoke(main, ["recent", "--follow", "--interval", interval])
     assert refused.exit_code == 2, refused.output
     assert f"'{interval}' is not a number of seconds from 0.01 to 3600" in refused.output
+
+
+@pytest.mark.parametrize("command", [["recent"], ["query", "SELECT 1"], ["ask", "errors today?"], ["alerts", "list"]])
+@pytest.mark.parametrize("url", ["http://127.0.0.1:abc", "ftp://127.0.0.1", "127.0.0.1:8080"])
+def test_a_server_url_that_is_no_http_url_is_a_usage_error(
+    command: list[str], url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--url http://127.0.0.1:abc` (or LOGLAKE_URL) ended every client command in httpx's InvalidURL traceback."""
+    monkeypatch.setenv("LOGLAKE_URL", url)
+    refused = CliRunner().invoke(main, command)
+    assert refused.exit_code == 2, refused.output
+    assert f"Invalid value for '--url': '{url}' is not an http(s) URL such as http://127.0.0.1:8080" in refused.output

@@ -250,6 +250,13 @@ def test_settings_that_need_another_name_it_as_it_is_typed() -> None:
         load_settings(environ={"LOGLAKE_LAKE_PREFIX": "logs/"})
 
 
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:abc/v1", "http://x:99999", "localhost:11434", "ftp://x"])
+def test_an_llm_endpoint_that_is_no_http_url_is_refused_at_start(endpoint: str) -> None:
+    """`http://host:abc` started the server and failed each question at its send (httpx's InvalidURL)."""
+    with pytest.raises(ConfigError, match=r"--llm-endpoint must be an http\(s\) URL such as http://127\.0\.0\.1"):
+        load_settings({"llm_endpoint": endpoint}, environ={})
+
+
 def test_a_misspelt_setting_is_told_the_one_it_likely_meant(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Trial s16: `retention_dayz = 3` in the file was named without what it meant, and LOGLAKE_RETENTON_DAYS=3
     was not said at all (the server kept 365 days). A variable of the client commands is no typo of a setting."""

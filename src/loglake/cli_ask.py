@@ -14,6 +14,7 @@ from loglake.cli_lake import local_runtime, print_result
 from loglake.cli_options import (
     CONTEXT,
     Named,
+    checked_url,
     data_dir_option,
     json_text,
     key_option,
@@ -57,6 +58,7 @@ ASK_TIMEOUT_S = 600.0  # a server's answer may take a model's few attempts, each
     "--url",
     envvar=env_name("url"),
     default=None,
+    callback=checked_url,
     help=f"Ask this running server (POST /ask, its model) instead of a data folder [env {env_name('url')}].",
 )
 @key_option

@@ -28,6 +28,7 @@ from loglake.config_load import configured_data_dir
 from loglake.lake.objectstore import ObjectStoreError
 from loglake.lake.stop import INTERRUPTED, Stop
 from loglake.sqlitedb import RESTORE_FROM_BACKUP, DamagedDatabase
+from loglake.urls import is_http_url
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 SEVERITY_COLOURS = {"debug": "bright_black", "info": None, "warning": "yellow", "error": "red", "critical": "magenta"}
@@ -145,8 +146,21 @@ def data_dir_option_with(help_text: str) -> Callable[[Callable], Callable]:
 
 data_dir_option = data_dir_option_with("loglake's data folder.")
 
+
+def checked_url(ctx: click.Context, param: click.Parameter, given: str | None) -> str | None:
+    """--url as given, refused unless an http(s) URL (`http://127.0.0.1:abc` ended every command in a traceback)."""
+    if given is not None and not is_http_url(given):
+        raise click.BadParameter(f"{given!r} is not an http(s) URL such as {DEFAULT_URL}", ctx, param)
+    return given
+
+
 url_option = click.option(
-    "--url", envvar=env_name("url"), default=DEFAULT_URL, show_default=True, help=f"Server URL [env {env_name('url')}]."
+    "--url",
+    envvar=env_name("url"),
+    default=DEFAULT_URL,
+    show_default=True,
+    callback=checked_url,
+    help=f"Server URL [env {env_name('url')}].",
 )
 key_option = click.option(
     "--api-key", envvar=env_name("api_key"), default=None, help=f"API key [env {env_name('api_key')}]."

@@ -326,6 +326,10 @@ def llm_problems(settings: Settings) -> list[str]:
         )
     if settings.llm_provider and not settings.llm_model:
         found.append(f"{as_typed('llm_provider')} needs {as_typed('llm_model')}, the model's name")
+    if settings.llm_endpoint and not is_http_url(settings.llm_endpoint):  # (else each question failed at its send)
+        found.append(
+            f"llm_endpoint must be an http(s) URL such as http://127.0.0.1:11434/v1, got {settings.llm_endpoint!r}"
+        )
     return found
 
 
