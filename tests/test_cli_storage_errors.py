@@ -5,6 +5,7 @@ new-user trial got tracebacks from `serve`, `keys list` and `flush`)."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -66,6 +67,27 @@ def test_commands_on_a_damaged_database_name_it_and_say_what_to_do(tmp_path: Pat
     for command in (reader, ["serve", "--port", str(free_port())]):
         completed = _loglake(*command, "--data-dir", str(data_dir))
         _said_without_traceback(completed, f"{damaged} is damaged", "database disk image is malformed", "backup")
+
+
+def test_commands_on_a_database_whose_schema_versions_are_damaged_name_it(tmp_path: Path) -> None:
+    """A damaged page of `schema_versions` reads as no version at all: the lake's first migration ran again and every
+    command (serve too) ended in a traceback of "duplicate column name", naming no file."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    hot = data_dir / "hot.db"
+    SQLiteHotStore(hot).close()
+    assert _loglake("flush", "--data-dir", str(data_dir)).returncode == 0  # (the lake's tables made)
+    with sqlite3.connect(hot) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        ((page,),) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'schema_versions'")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    data = bytearray(hot.read_bytes())
+    start = (page - 1) * page_size
+    data[start + 8 : start + 200] = bytes(b ^ 0x5A for b in data[start + 8 : start + 200])  # past the page header
+    hot.write_bytes(bytes(data))
+    for command in (["flush"], ["serve", "--port", str(free_port())]):
+        completed = _loglake(*command, "--data-dir", str(data_dir))
+        _said_without_traceback(completed, f"{hot} is damaged", "schema_versions", "backup")
 
 
 def test_maintenance_with_wrong_s3_credentials_says_so(s3_server: S3Server, s3_bucket: tuple, tmp_path: Path) -> None:

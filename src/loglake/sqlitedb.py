@@ -96,6 +96,22 @@ def telling_damage(path: str | Path) -> Iterator[None]:
         raise DamagedDatabase(str(path), e) from None
 
 
+def integrity_problem(conn: sqlite3.Connection) -> str | None:
+    """What SQLite's quick_check finds wrong with its database (its first PROBLEM_LINES faults), or None."""
+    try:
+        lines = [line for (said,) in conn.execute("PRAGMA quick_check") for line in said.splitlines()]
+    except sqlite3.DatabaseError as e:  # (not a database at all, or its header damaged)
+        return str(e)
+    if lines == ["ok"]:
+        return None
+    more = len(lines) - PROBLEM_LINES
+    return "; ".join(lines[:PROBLEM_LINES]) + (f" (and {more} more)" if more > 0 else "")
+
+
+# Lines of `PRAGMA quick_check` kept for a damaged database (it lists every fault it finds).
+PROBLEM_LINES = 5
+
+
 def is_damaged(error: BaseException) -> bool:
     """Whether the error is SQLite's for a database file it cannot read as one (damaged, or cut short)."""
     return isinstance(error, sqlite3.DatabaseError) and str(error) in _DAMAGED
@@ -135,7 +151,25 @@ def _apply(
 ) -> None:
     """Each step in a transaction that first reads the version, so that two processes opening the
     database at once apply every step once. A step is split into statements at ';', so its comments
-    must not contain one."""
+    must not contain one. A step that fails on a database quick_check finds damaged is DamagedDatabase: a damaged
+    page can read as a version never applied (schema_versions read empty), and the step's own error ("duplicate
+    column name") was a traceback that named no file."""
+    try:
+        _apply_steps(conn, migrations, version, set_version, what)
+    except sqlite3.DatabaseError as e:
+        if isinstance(e, DamagedDatabase) or (problem := integrity_problem(conn)) is None:
+            raise
+        raise DamagedDatabase(_db_name(conn), sqlite3.DatabaseError(problem)) from None
+
+
+def _apply_steps(
+    conn: sqlite3.Connection,
+    migrations: Sequence[str],
+    version: Callable[[sqlite3.Connection], int],
+    set_version: Callable[[sqlite3.Connection, int], None],
+    what: str,
+) -> None:
+    """Apply the migrations this database has not seen yet, one step a transaction."""
     while True:
         with write_transaction(conn):
             done = version(conn)

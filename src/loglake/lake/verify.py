@@ -23,10 +23,8 @@ from loglake.lake.manifest import LakeFile, list_files, reading
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parquet_objects import ParquetObjects
 from loglake.lake.tables import TABLES
+from loglake.sqlitedb import integrity_problem
 from loglake.store.sqlite import SQLiteHotStore
-
-# Lines of `PRAGMA quick_check` kept for a damaged database (it lists every fault it finds).
-PROBLEM_LINES = 5
 
 
 @dataclass(slots=True)
@@ -98,13 +96,9 @@ def database_problem(path: Path) -> str | None:
     """What SQLite's quick_check finds wrong with a database (read-only), or None."""
     try:
         with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
-            lines = [row[0] for row in conn.execute("PRAGMA quick_check")]
-    except sqlite3.DatabaseError as e:  # (not a database at all, or its header damaged)
+            return integrity_problem(conn)
+    except sqlite3.DatabaseError as e:  # (cannot be opened at all)
         return str(e)
-    if lines == ["ok"]:
-        return None
-    more = len(lines) - PROBLEM_LINES
-    return "; ".join(lines[:PROBLEM_LINES]) + (f" (and {more} more)" if more > 0 else "")
 
 
 def _listed(store: SQLiteHotStore, key: str) -> bool:
