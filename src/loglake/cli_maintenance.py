@@ -13,8 +13,8 @@ import click
 from loglake.cli_lake import local_lake
 from loglake.cli_options import CONTEXT, data_dir_option_with
 from loglake.config import Settings
-from loglake.lake.compact import CompactReport
-from loglake.lake.lake import EXPIRE_EVERY_TURNS
+from loglake.lake.compact import CompactReport, MergesFailed
+from loglake.lake.lake import EXPIRE_EVERY_TURNS, Lake
 from loglake.lake.verify import verify_data_dir
 
 maintenance_data_dir_option = data_dir_option_with(
@@ -48,13 +48,14 @@ def flush(everything: bool, older_than: int | None, data_dir: Path) -> None:
             due = lake.count_due(everything)
             with click.progressbar(length=due, label="flushing", file=sys.stderr, show_pos=True) as bar:
                 report = lake.flush(everything, progress=bar.update)
-            merged = lake.compact() if everything else None
+            merged = _compacted(lake) if everything else None
             lake.collect_garbage()  # the tables' manifests list the new files
     rate = f" ({report.records / report.seconds:,.0f} records/s)" if report.seconds >= 1 else ""
     moved = f"moved {report.records:,} records into {len(report.objects)} lake file(s)"
     click.echo(f"{moved} in {report.seconds:.1f} s{rate}")
     if merged is not None:
         click.echo(_merged_text(merged))
+    _tell_failed_merges(merged)
 
 
 @click.command(context_settings=CONTEXT)
@@ -62,18 +63,35 @@ def flush(everything: bool, older_than: int | None, data_dir: Path) -> None:
 def compact(data_dir: Path) -> None:
     """Merge each day's small lake files into larger ones (the server does this in the background)."""
     with local_lake(data_dir) as lake, lake.maintenance():
-        report = lake.compact()
+        report = _compacted(lake)
         lake.collect_garbage()  # the replaced files, unless a query is reading them
     click.echo(_merged_text(report))
+    _tell_failed_merges(report)
 
 
-def _merged_text(report: CompactReport) -> str:
-    merged = (
+def _compacted(lake: Lake) -> CompactReport | MergesFailed:
+    """What compacting the lake did, or the merges that failed (a damaged file: a traceback was all it said) with
+    those that landed."""
+    try:
+        return lake.compact()
+    except MergesFailed as e:
+        return e
+
+
+def _tell_failed_merges(merged: CompactReport | MergesFailed | None) -> None:
+    """Exit 1 saying which merges failed, once what did merge has been said."""
+    if isinstance(merged, MergesFailed):
+        raise click.ClickException(str(merged))
+
+
+def _merged_text(merged: CompactReport | MergesFailed) -> str:
+    report = merged.report if isinstance(merged, MergesFailed) else merged
+    text = (
         f"merged {report.merged_files} file(s) ({report.records:,} records) into {len(report.written_files)} "
         f"in {report.seconds:.1f} s"
     )
     alone = report.rewritten_alone
-    return merged + (f" ({alone} of them rewritten alone into their day's final form)" if alone else "")
+    return text + (f" ({alone} of them rewritten alone into their day's final form)" if alone else "")
 
 
 @click.command(

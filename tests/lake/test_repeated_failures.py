@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from loglake.lake.compact import CompactReport, MergesFailed
 from loglake.lake.repeated_failures import SAY_AGAIN_SECONDS, RepeatedFailures
 
 
@@ -36,3 +37,17 @@ def test_the_same_failure_is_told_once_then_now_and_then_and_the_recovery_is_sai
         failures.succeeded()
         failures.succeeded()  # (said once)
     assert [r.getMessage() for r in caplog.records[3:]] == ["lake maintenance works again, after 1 failures"]
+
+
+def test_merges_failing_on_a_full_disk_at_every_turn_are_one_failure(caplog: pytest.LogCaptureFixture) -> None:
+    """A compaction's failed merges are one error raised from the first failure, whose words name each retry's work
+    folder: they are told apart by that failure's kind."""
+    failures = RepeatedFailures(logging.getLogger("loglake.test"), "lake maintenance", clock=lambda: 0.0)
+    with caplog.at_level(logging.INFO, logger="loglake.test"):
+        for turn in range(3):
+            full = OSError(28, "No space left on device", f"tmp/work/compact-{turn}/part.parquet")
+            try:
+                raise MergesFailed(CompactReport(), 1, full) from full
+            except MergesFailed as e:
+                failures.failed(e, 1.0)
+    assert len(caplog.records) == 1

@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from loglake.lake.compact import MergesFailed
 from loglake.lake.flush import Flusher
 from loglake.lake.lake import Lake, LakePolicy
 from loglake.lake.manifest import LakeFile, list_files
@@ -23,7 +24,7 @@ from loglake.lake.verify import lake_file_problem, verify_data_dir
 from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
 from tests.conftest import run_cli as run
-from tests.lake.test_compact import catalog, flush_in_small_rounds
+from tests.lake.test_compact import catalog, flush_in_small_rounds, parts
 from tests.lake.test_flush import DAY, START, seed
 
 pytestmark = pytest.mark.usefixtures("no_loglake_environment")
@@ -88,7 +89,7 @@ def test_a_merge_leaves_a_part_with_a_damaged_page_as_it_is_rather_than_write_it
     objects.put(key, flipped(data, position))
     lake = Lake(store, objects, tmp_path, policy=LakePolicy(grace_ms=0))
     try:
-        with pytest.raises(OSError, match="CRC checksum verification failed"):
+        with pytest.raises(MergesFailed, match="CRC checksum verification failed"):
             lake.compact()  # (raised once the other day's merge has gone on)
     finally:
         lake.close()
@@ -98,6 +99,26 @@ def test_a_merge_leaves_a_part_with_a_damaged_page_as_it_is_rather_than_write_it
     report = verify_data_dir(tmp_path, store, objects, lambda *progress: None)
     assert [d.what for d in report.damaged] == [key]
     assert "CRC checksum verification failed" in report.damaged[0].problem
+
+
+@pytest.mark.parametrize("command", [["compact"], ["flush", "--all"]])
+def test_compact_over_a_damaged_part_says_what_merged_and_what_failed(tmp_path: Path, command: list[str]) -> None:
+    """`loglake compact` and `flush --all` ended in a traceback of the damaged part's read error: what had merged went
+    unsaid, and the files those merges replaced stayed on disk until the next maintenance."""
+    data = tmp_path / "data"
+    store = SQLiteHotStore(data / "hot.db")
+    objects = LocalObjectStore(data / "lake")
+    flush_in_small_rounds(store, objects, days=2)
+    _, damaged, _ = catalog(store)[0]
+    objects.put(damaged, b"not a Parquet file")
+    store.close()
+
+    result = run(*command, "--data-dir", str(data))
+    assert result.exit_code == 1
+    assert "merged 5 file(s) (300 records) into 1 in " in result.stdout  # the other day
+    assert "Error: 1 merge(s) failed, their files stay as they are" in result.stderr
+    assert "`loglake verify` names the lake files that are damaged" in result.stderr
+    assert len(parts(objects)) == 5 + 1 and objects.exists(damaged)  # the merged day's small files deleted
 
 
 def test_verify_checks_a_data_dir_and_exits_1_naming_what_is_damaged(tmp_path: Path) -> None:

@@ -62,6 +62,18 @@ class CompactReport:
     seconds: float = 0.0
 
 
+class MergesFailed(Exception):
+    """Some merges of a compaction failed (a part damaged outside loglake fails its day's merge every time): their
+    files stay as they are, the other merges landed (`report`). The first failure is the cause."""
+
+    def __init__(self, report: CompactReport, failed_groups: int, first: BaseException) -> None:
+        super().__init__(
+            f"{failed_groups} merge(s) failed, their files stay as they are (the first: {type(first).__name__}: "
+            f"{str(first).strip()}); `loglake verify` names the lake files that are damaged"
+        )
+        self.report = report
+
+
 # A day still being written to is merged by size tiers, the way LSM stores merge small parts: files
 # whose sizes are within a factor TIER_BASE of each other merge once TIER_FILES of them are there, so
 # a record is rewritten about once per tier (log base TIER_BASE of the day's size) rather than every
@@ -250,7 +262,7 @@ class Compactor:
         tiers, finals = self._plan(written_since_ms)
         behind = len(tiers) >= BEHIND_TIERS
         # A merge that fails (a part damaged outside loglake fails its day's merge every turn) changes nothing;
-        # the other groups still merge, and the first failure is raised once they have.
+        # the other groups still merge, and MergesFailed is raised once they have.
         failures: list[BaseException] = []
 
         def merge(group: list[LakeFile], style: MergeStyle, niced: bool = True) -> None:
@@ -281,7 +293,7 @@ class Compactor:
             merge(group, FINAL)
         report.seconds = time.perf_counter() - started
         if failures:
-            raise failures[0]
+            raise MergesFailed(report, len(failures), failures[0]) from failures[0]
         return report
 
     def _busy_share(self) -> float:

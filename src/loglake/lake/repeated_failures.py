@@ -42,7 +42,9 @@ class RepeatedFailures:
 
 def _kind(error: BaseException) -> str:
     """What makes two failures the same: an OS error's number (its file's name changes with each retry's work folder),
-    else the error's type and words."""
+    else the error's type and words; an error raised from another (compact.MergesFailed), by that one's kind."""
+    if error.__cause__ is not None:
+        return f"{type(error).__name__} from {_kind(error.__cause__)}"
     if isinstance(error, OSError) and error.errno is not None:
         return f"{type(error).__name__} errno {error.errno}"
     return f"{type(error).__name__}: {error}"
