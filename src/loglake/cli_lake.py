@@ -26,7 +26,7 @@ from loglake.cli_options import (
     url_option,
 )
 from loglake.client import ClientError, LoglakeClient
-from loglake.config import ConfigError
+from loglake.config import ConfigError, Settings
 from loglake.config_load import load_settings
 from loglake.lake.search_terms import attribute_keys
 from loglake.model import MAX_PAGE_LIMIT
@@ -52,6 +52,16 @@ def local_lake(data_dir: Path, overrides: dict[str, Any] | None = None, create: 
         yield runtime.lake
 
 
+def require_loglake_data(data_dir: Path) -> Path:
+    """The data dir's hot.db, refused when there is none (a folder that is not loglake's)."""
+    hot_db = Settings(data_dir=data_dir).hot_db_path
+    if not hot_db.exists():
+        raise click.ClickException(
+            f"no loglake data in {data_dir} (no {hot_db.name}); pass the folder `loglake serve` uses"
+        )
+    return hot_db
+
+
 @contextlib.contextmanager
 def local_runtime(
     data_dir: Path,
@@ -66,10 +76,8 @@ def local_runtime(
         settings = load_settings({"data_dir": data_dir, **(overrides or {})})
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
-    if not create and not settings.hot_db_path.exists():
-        raise click.ClickException(
-            f"no loglake data in {data_dir} (no {settings.hot_db_path.name}); pass the folder `loglake serve` uses"
-        )
+    if not create:
+        require_loglake_data(data_dir)
     try:
         runtime = Runtime(settings, clock=clock)
     except ConfigError as e:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import click
 
-from loglake.cli_lake import local_lake
+from loglake.cli_lake import local_lake, require_loglake_data
 from loglake.cli_options import CONTEXT, data_dir_option_with
 from loglake.config import Settings
 from loglake.lake.compact import CompactReport, MergesFailed
 from loglake.lake.lake import EXPIRE_EVERY_TURNS, Lake
-from loglake.lake.verify import verify_data_dir
+from loglake.lake.verify import verify_databases, verify_lake
 
 maintenance_data_dir_option = data_dir_option_with(
     "loglake's data folder; lake settings come from LOGLAKE_* and LOGLAKE_CONFIG."
@@ -160,8 +160,12 @@ def verify(data_dir: Path) -> None:
                 f"verified {done:,} of {listed:,} lake files ({_mb(done_bytes)} of {_mb(listed_bytes)})", err=True
             )
 
-    with local_lake(data_dir) as lake:
-        report = verify_data_dir(data_dir, lake.store, lake.objects, progress)
+    hot_db = require_loglake_data(data_dir)
+    report = verify_databases(data_dir)  # (first: opening the lake could migrate a damaged hot.db)
+    catalog_damaged = any(damaged.what == hot_db.name for damaged in report.damaged)
+    if not catalog_damaged:
+        with local_lake(data_dir) as lake:
+            verify_lake(report, lake.store, lake.objects, progress)
     seconds = time.monotonic() - started
     for damaged in report.damaged:
         click.echo(f"DAMAGED {damaged.what}: {damaged.problem}")
@@ -170,6 +174,7 @@ def verify(data_dir: Path) -> None:
         f"checked {databases} database(s) and {report.files:,} lake file(s) ({report.records:,} records, "
         f"{_mb(report.bytes)}) in {seconds:.1f} s"
         + (f"; {report.replaced} replaced by maintenance meanwhile were passed over" if report.replaced else "")
+        + (f"; the lake was not checked: its catalog is in the damaged {hot_db.name}" if catalog_damaged else "")
     )
     if not report.damaged:
         click.echo("all ok")

@@ -200,3 +200,27 @@ def test_recent_logs_over_a_part_with_a_damaged_page_say_so_rather_than_answer_i
             reader.recent(files, RecentQuery(since_ms=START, limit=1000))
     finally:
         reader.close()
+
+
+def test_verify_names_a_damaged_hot_db_before_it_opens_the_lake(tmp_path: Path) -> None:
+    """Opening the lake reads (and could migrate) hot.db: a damaged one was an `Error:` line, not a DAMAGED one."""
+    data = tmp_path / "data"
+    store = SQLiteHotStore(data / "hot.db")
+    seed(store, days=1)
+    store.close()
+    assert run("flush", "--all", "--data-dir", str(data)).exit_code == 0  # (the lake's tables made, a file in it)
+    hot = data / "hot.db"
+    with sqlite3.connect(hot) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        ((page,),) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'schema_versions'")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    damaged = bytearray(hot.read_bytes())
+    start = (page - 1) * page_size + 8  # (past the page's header: opening the store meets it)
+    damaged[start : start + 192] = bytes(b ^ 0x5A for b in damaged[start : start + 192])
+    hot.write_bytes(bytes(damaged))
+    result = run("verify", "--data-dir", str(data))
+    assert result.exit_code == 1
+    assert result.stdout.startswith("DAMAGED hot.db: "), result.output
+    assert "checked 1 database(s) and 0 lake file(s)" in result.stdout
+    assert "the lake was not checked: its catalog is in the damaged hot.db" in result.stdout

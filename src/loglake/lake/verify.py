@@ -47,13 +47,25 @@ class VerifyReport:
 Progress = Callable[[int, int, int, int], None]
 
 
-def verify_data_dir(data_dir: Path, store: SQLiteHotStore, lake: ObjectStore, progress: Progress) -> VerifyReport:
-    """Check each database of `data_dir`, then each lake file the catalog lists."""
+def verify_databases(data_dir: Path) -> VerifyReport:
+    """Check each database of `data_dir` (read only: before anything opens them, which could migrate them)."""
     report = VerifyReport()
     for database in sorted(data_dir.glob("*.db")):
         report.databases.append(database.name)
         if problem := database_problem(database):
             report.damaged.append(Damaged(database.name, problem))
+    return report
+
+
+def verify_data_dir(data_dir: Path, store: SQLiteHotStore, lake: ObjectStore, progress: Progress) -> VerifyReport:
+    """Check each database of `data_dir`, then each lake file the catalog lists."""
+    report = verify_databases(data_dir)
+    verify_lake(report, store, lake, progress)
+    return report
+
+
+def verify_lake(report: VerifyReport, store: SQLiteHotStore, lake: ObjectStore, progress: Progress) -> None:
+    """Check each lake file the catalog in `store` lists, into `report`."""
     files = [file for table in TABLES for file in list_files(store.read, table)]
     listed_bytes = sum(file.bytes for file in files)
     objects = ParquetObjects(lake)
@@ -70,7 +82,6 @@ def verify_data_dir(data_dir: Path, store: SQLiteHotStore, lake: ObjectStore, pr
                     report.damaged.append(Damaged(file.key, problem))
         done_bytes += file.bytes
         progress(number, len(files), done_bytes, listed_bytes)
-    return report
 
 
 def lake_file_problem(objects: ParquetObjects, file: LakeFile) -> str | None:
