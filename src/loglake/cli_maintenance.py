@@ -182,7 +182,7 @@ def verify(data_dir: Path) -> None:
     click.echo(
         f"{len(report.damaged)} damaged: restore them from a backup of the data dir (README: Where the data lives). "
         "Until then a query that reads a damaged lake file fails naming it (or, as SQL does not check checksums, "
-        "may read other values), and maintenance merges around it.",
+        "may read other values), and its day is not merged.",
         err=True,
     )
     sys.exit(1)

@@ -617,6 +617,7 @@ async def test_a_lake_file_missing_from_storage_is_a_503_to_retry_not_a_500(
         response = await request
         assert response.status_code == 503, response.text
         assert response.headers["retry-after"] == "1"
+        assert response.json()["error"]["code"] == "lake_unreadable"  # (it was `busy`: the server's load, it said)
         message = response.json()["error"]["message"]
         assert "a lake file could not be read from storage" in message and "retry shortly" in message
         assert str(app.settings.data_dir) not in message  # the server's paths stay its own

@@ -151,7 +151,10 @@ SPEC: dict[str, Any] = {
                         "Columns and rows (times as ISO-8601 UTC), or the plan with explain",
                     ),
                     "415": error_response("Not application/json"),
-                    "503": error_response("Every query slot is busy; retry"),
+                    "503": error_response(
+                        "Every query slot is busy (`busy`), or a lake file the catalog lists could not be read from "
+                        "storage (`lake_unreadable`); retry"
+                    ),
                 },
             }
         },

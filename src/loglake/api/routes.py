@@ -31,7 +31,7 @@ from loglake.follow import FollowQuery, follow, follow_query
 from loglake.ids import format_uuid, parse_uuid, timestamp_of
 from loglake.ingest import MAX_DETAILS, InvalidBody, ParsedBody
 from loglake.lake.query import QueryError
-from loglake.lake.query_answers import QueryBusy
+from loglake.lake.query_answers import LakeUnreadable, QueryBusy
 from loglake.model import (
     RECORD_FIELDS,
     SEVERITY_ALIASES,
@@ -481,8 +481,9 @@ def invalid_query(error: InvalidQuery) -> ApiError:
 
 
 def query_error(error: QueryError | QueryBusy) -> ApiError:
-    if isinstance(error, QueryBusy):
-        return ApiError(503, "busy", f"{error}; retry shortly", headers=[(b"retry-after", b"1")])
+    if isinstance(error, QueryBusy):  # (a lake file that cannot be read is the storage's, not the server's load)
+        code = "lake_unreadable" if isinstance(error, LakeUnreadable) else "busy"
+        return ApiError(503, code, f"{error}; retry shortly", headers=[(b"retry-after", b"1")])
     details = [{"field": error.field, "reason": error.message}] if error.field else None
     return ApiError(400, error.code, error.message, details)
 
