@@ -69,6 +69,30 @@ def test_commands_on_a_damaged_database_name_it_and_say_what_to_do(tmp_path: Pat
         _said_without_traceback(completed, f"{damaged} is damaged", "database disk image is malformed", "backup")
 
 
+def test_commands_on_a_database_damaged_past_its_first_pages_say_so_in_one_line(tmp_path: Path) -> None:
+    """A page the open does not read (keys.db's table of keys, overwritten) met later by `keys list` and `serve`:
+    SQLite's error names no file, and both ended in a traceback of "database disk image is malformed"."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    SQLiteHotStore(data_dir / "hot.db").close()
+    assert _loglake("keys", "create", "--name", "ops", "--data-dir", str(data_dir)).returncode == 0
+    keys = data_dir / "keys.db"
+    with sqlite3.connect(keys) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        ((page,),) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'api_keys'")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    data = bytearray(keys.read_bytes())
+    start = (page - 1) * page_size + 8  # (past the page's header)
+    data[start : start + 64] = bytes(b ^ 0x5A for b in data[start : start + 64])
+    keys.write_bytes(bytes(data))
+    for command in (["keys", "list"], ["serve", "--port", str(free_port())]):
+        completed = _loglake(*command, "--data-dir", str(data_dir))
+        _said_without_traceback(
+            completed, "a database of the data dir is damaged", "`loglake verify` names it", "backup"
+        )
+
+
 def test_commands_on_a_database_whose_schema_versions_are_damaged_name_it(tmp_path: Path) -> None:
     """A damaged page of `schema_versions` reads as no version at all: the lake's first migration ran again and every
     command (serve too) ended in a traceback of "duplicate column name", naming no file."""

@@ -179,12 +179,15 @@ def verify(data_dir: Path) -> None:
     if not report.damaged:
         click.echo("all ok")
         return
-    click.echo(
-        f"{len(report.damaged)} damaged: restore them from a backup of the data dir (README: Where the data lives). "
-        "Until then a query that reads a damaged lake file fails naming it (or, as SQL does not check checksums, "
-        "may read other values), and its day is not merged.",
-        err=True,
-    )
+    lake_files = [damaged for damaged in report.damaged if damaged.what not in report.databases]
+    advice = f"{len(report.damaged)} damaged: restore them from a backup of the data dir (README: Where the data lives)"
+    advice += "."
+    if lake_files:
+        advice += (
+            " Until then a query that reads a damaged lake file fails naming it (or, as SQL does not check checksums,"
+            " may read other values), and its day is not merged."
+        )
+    click.echo(advice, err=True)
     sys.exit(1)
 
 

@@ -27,7 +27,7 @@ from loglake.config import ConfigError, Settings, env_name, flag_name, option_fi
 from loglake.config_load import configured_data_dir
 from loglake.lake.objectstore import ObjectStoreError
 from loglake.lake.stop import INTERRUPTED, Stop
-from loglake.sqlitedb import RESTORE_FROM_BACKUP, DamagedDatabase
+from loglake.sqlitedb import RESTORE_FROM_BACKUP, DamagedDatabase, is_damaged
 from loglake.urls import is_http_url
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -226,6 +226,10 @@ def storage_error_text(error: BaseException) -> str | None:
         )
     if isinstance(error, DamagedDatabase):
         return f"{error}: {RESTORE_FROM_BACKUP}"
+    if is_damaged(error):  # met past opening, in a page the open did not read: SQLite's words name no file
+        return (
+            f"a database of the data dir is damaged (SQLite: {error}; `loglake verify` names it): {RESTORE_FROM_BACKUP}"
+        )
     if isinstance(error, sqlite3.OperationalError) and str(error) in _SQLITE_NOT_WRITABLE:
         return (
             f"cannot open the data dir's databases for writing (SQLite: {error}): make {_DATA_DIR} and the files "

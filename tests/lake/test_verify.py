@@ -224,3 +224,4 @@ def test_verify_names_a_damaged_hot_db_before_it_opens_the_lake(tmp_path: Path) 
     assert result.stdout.startswith("DAMAGED hot.db: "), result.output
     assert "checked 1 database(s) and 0 lake file(s)" in result.stdout
     assert "the lake was not checked: its catalog is in the damaged hot.db" in result.stdout
+    assert "1 damaged: restore them from a backup" in result.stderr and "lake file" not in result.stderr
