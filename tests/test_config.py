@@ -279,3 +279,14 @@ def test_serve_help_says_what_queries_past_the_concurrency_get() -> None:
     word), and a client that believed the help did not retry."""
     shown = " ".join(CliRunner().invoke(main, ["serve", "--help"]).output.split())
     assert "SQL queries that run at once (more are answered 503, to retry)" in shown
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_data_dir_is_refused_not_taken_for_the_current_folder(empty: str, tmp_path: Path) -> None:
+    """`data_dir = ""` served the folder the server was started in, tightened to 0700 and filled with databases."""
+    config = tmp_path / "loglake.toml"
+    config.write_text(f'data_dir = "{empty}"\n')
+    with pytest.raises(ConfigError, match=f"data_dir in {config} must be a path, got '{empty}'"):
+        load_settings(config_file=config, environ={})
+    with pytest.raises(ConfigError, match=f"LOGLAKE_DATA_DIR must be a path, got '{empty}'"):
+        load_settings(environ={"LOGLAKE_DATA_DIR": empty})

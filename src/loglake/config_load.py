@@ -147,6 +147,8 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"unknown setting {name!r}")
     try:
         if kind == "Path":
+            if isinstance(value, str) and not value.strip():
+                raise ValueError(value)  # ("" is the folder a command runs in: a data dir made of whatever is there)
             return Path(value)
         if kind == "bool":
             if isinstance(value, bool):
