@@ -874,4 +874,8 @@ def test_a_server_url_that_is_no_http_url_is_a_usage_error(
     monkeypatch.setenv("LOGLAKE_URL", url)
     refused = CliRunner().invoke(main, command)
     assert refused.exit_code == 2, refused.output
-    assert f"Invalid value for '--url': '{url}' is not an http(s) URL such as http://127.0.0.1:8080" in refused.output
+    said = "is not an http(s) URL such as http://127.0.0.1:8080"
+    assert f"Invalid value for '--url': '{url}' (from LOGLAKE_URL) {said}" in refused.output
+    monkeypatch.delenv("LOGLAKE_URL")
+    refused = CliRunner().invoke(main, [*command, "--url", url])
+    assert refused.exit_code == 2 and f"Invalid value for '--url': '{url}' {said}" in refused.output

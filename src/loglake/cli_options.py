@@ -150,7 +150,9 @@ data_dir_option = data_dir_option_with("loglake's data folder.")
 def checked_url(ctx: click.Context, param: click.Parameter, given: str | None) -> str | None:
     """--url as given, refused unless an http(s) URL (`http://127.0.0.1:abc` ended every command in a traceback)."""
     if given is not None and not is_http_url(given):
-        raise click.BadParameter(f"{given!r} is not an http(s) URL such as {DEFAULT_URL}", ctx, param)
+        source = ctx.get_parameter_source(param.name) if param.name else None
+        named = f" (from {env_name('url')})" if source == click.core.ParameterSource.ENVIRONMENT else ""
+        raise click.BadParameter(f"{given!r}{named} is not an http(s) URL such as {DEFAULT_URL}", ctx, param)
     return given
 
 
