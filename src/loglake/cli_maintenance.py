@@ -146,8 +146,8 @@ def catalog_ddl(engine: str, location: str, database: str, since: str) -> None:
 @click.command(context_settings=CONTEXT)
 @maintenance_data_dir_option
 def verify(data_dir: Path) -> None:
-    """Read every lake file whole and check each page against its checksum and each file's records against the
-    catalog, and check each database (SQLite's quick_check): exit status 1 naming what is damaged. SQL does not check
+    """Check what is stored: each database (SQLite's quick_check), then every lake file read whole, each page against
+    its checksum and its records against the catalog; exit status 1 naming what is damaged. SQL does not check
     checksums: run this after a restore, a disk error or a copy, and now and then. It only reads, beside a server."""
     started = time.monotonic()
     said = [started]
