@@ -14,7 +14,7 @@ from loglake.cli_lake import local_lake, require_loglake_data
 from loglake.cli_options import CONTEXT, data_dir_option_with
 from loglake.config import Settings
 from loglake.lake.compact import CompactReport, MergesFailed
-from loglake.lake.lake import EXPIRE_EVERY_TURNS, Lake
+from loglake.lake.lake import EXPIRE_EVERY_TURNS, QUARANTINE, Lake
 from loglake.lake.verify import verify_databases, verify_lake
 
 maintenance_data_dir_option = data_dir_option_with(
@@ -144,11 +144,18 @@ def catalog_ddl(engine: str, location: str, database: str, since: str) -> None:
 
 
 @click.command(context_settings=CONTEXT)
+@click.option(
+    "--quarantine",
+    is_flag=True,
+    help="Take the damaged lake files out of the catalog, and their records out of every query (for a file no backup "
+    "holds), keeping each under the lake's _quarantine/ folder.",
+)
 @maintenance_data_dir_option
-def verify(data_dir: Path) -> None:
+def verify(quarantine: bool, data_dir: Path) -> None:
     """Check what is stored: each database (SQLite's quick_check), then every lake file read whole, each page against
     its checksum and its records against the catalog; exit status 1 naming what is damaged. SQL does not check
-    checksums: run this after a restore, a disk error or a copy, and now and then. It only reads, beside a server."""
+    checksums: run this after a restore, a disk error or a copy, and now and then. It only reads, beside a server
+    (but for --quarantine)."""
     started = time.monotonic()
     said = [started]
 
@@ -179,13 +186,20 @@ def verify(data_dir: Path) -> None:
     if not report.damaged:
         click.echo("all ok")
         return
-    lake_files = [damaged for damaged in report.damaged if damaged.what not in report.databases]
+    lake_files = [damaged.what for damaged in report.damaged if damaged.what not in report.databases]
+    if quarantine and lake_files:
+        with local_lake(data_dir) as lake:
+            for file, kept in lake.quarantine(lake_files):
+                where = f"the file kept as {lake.objects.uri(f'{QUARANTINE}/{file.key}')}" if kept else "no file left"
+                click.echo(f"QUARANTINED {file.key}: its {file.records:,} records out of the catalog, {where}")
+        sys.exit(1)
     advice = f"{len(report.damaged)} damaged: restore them from a backup of the data dir (README: Where the data lives)"
     advice += "."
     if lake_files:
         advice += (
             " Until then a query that reads a damaged lake file fails naming it (or, as SQL does not check checksums,"
-            " may read other values), and its day is not merged."
+            " may read other values), and its day is not merged; with no backup, `loglake verify --quarantine` takes"
+            " them out of the catalog, their records with them."
         )
     click.echo(advice, err=True)
     sys.exit(1)

@@ -13,7 +13,7 @@ import pytest
 
 from loglake.lake.compact import MergesFailed
 from loglake.lake.flush import Flusher
-from loglake.lake.lake import Lake, LakePolicy
+from loglake.lake.lake import QUARANTINE, Lake, LakePolicy
 from loglake.lake.manifest import LakeFile, list_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.lake.parquet_objects import ParquetObjects
@@ -225,3 +225,48 @@ def test_verify_names_a_damaged_hot_db_before_it_opens_the_lake(tmp_path: Path) 
     assert "checked 1 database(s) and 0 lake file(s)" in result.stdout
     assert "the lake was not checked: its catalog is in the damaged hot.db" in result.stdout
     assert "1 damaged: restore them from a backup" in result.stderr and "lake file" not in result.stderr
+
+
+def test_quarantine_takes_damaged_and_lost_files_out_of_the_catalog_and_keeps_what_is_left(
+    store: SQLiteHotStore, object_store: ObjectStore, tmp_path: Path
+) -> None:
+    """With no backup, a lake file gone from storage failed every SQL query for good (DuckDB opens every file the
+    view lists): taken out of the catalog, the lake answers again without its records."""
+    flush_in_small_rounds(store, object_store)
+    files = list_files(store.read, APP_LOGS_TABLE.name)
+    damaged, lost = files[0], files[-1]
+    data = flipped(object_store.get(damaged.key), pages_of(object_store.get(damaged.key))[50])
+    object_store.put(damaged.key, data)
+    object_store.delete(lost.key)
+    lake = Lake(store, object_store, tmp_path, policy=LakePolicy(grace_ms=0))
+    try:
+        with pytest.raises(LakeUnreadable):
+            lake.engine.query("SELECT count(*) FROM logs")
+        taken = lake.quarantine([damaged.key, lost.key, "type=app_logs/date=2026-11-01/part-never-listed.parquet"])
+        assert taken == [(damaged, True), (lost, False)]
+        assert object_store.get(f"{QUARANTINE}/{damaged.key}") == data  # kept as it was
+        assert not object_store.exists(damaged.key)  # (collected at once: nobody reads it)
+        remaining = sum(f.records for f in files) - damaged.records - lost.records
+        assert lake.engine.query("SELECT count(*) FROM logs").rows == [(remaining,)]
+        report = verify_data_dir(tmp_path, store, object_store, lambda *progress: None)
+        assert report.damaged == [] and report.files == len(files) - 2
+    finally:
+        lake.close()
+
+
+def test_verify_quarantine_says_what_it_took_out(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = SQLiteHotStore(data / "hot.db")
+    seed(store, days=2)
+    Flusher(store, LocalObjectStore(data / "lake"), worker_process=False).flush(before_ms=START + 2 * DAY)
+    lost = list_files(store.read, APP_LOGS_TABLE.name)[0]
+    store.close()
+    (data / "lake" / lost.key).unlink()
+    refused = run("verify", "--data-dir", str(data))
+    assert refused.exit_code == 1 and "`loglake verify --quarantine` takes them out of the catalog" in refused.stderr
+    taken = run("verify", "--quarantine", "--data-dir", str(data))
+    assert taken.exit_code == 1  # (damage was found: records are gone)
+    assert f"QUARANTINED {lost.key}: its 300 records out of the catalog, no file left" in taken.stdout
+    again = run("verify", "--data-dir", str(data))
+    assert again.exit_code == 0 and again.stdout.splitlines()[-1] == "all ok"
+    assert "1 lake file(s) (300 records" in again.stdout

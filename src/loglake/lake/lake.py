@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -28,13 +29,14 @@ from loglake.lake.compact import TIER_FILES, Background, Compactor, CompactRepor
 from loglake.lake.flush import Flusher, FlushReport
 from loglake.lake.layout import day_of
 from loglake.lake.location import check_lake_location, lake_description
-from loglake.lake.manifest import LakeFile, collect_garbage, list_files, retire_files
-from loglake.lake.objectstore import LocalObjectStore, ObjectStore, s3_objects
+from loglake.lake.manifest import LakeFile, collect_garbage, list_files, listed_file, retire_files
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore, ObjectStoreError, s3_objects
 from loglake.lake.query import QueryEngine
 from loglake.lake.query_limits import QueryLimits
 from loglake.lake.query_workers import QueryWorkers, worker_spec
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.repeated_failures import RepeatedFailures
+from loglake.lake.scratch import new_work_folder
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, Column, LakeTable, LiveTable, partition_type, sql_type
 from loglake.lake.users_sql import UsersSql
 from loglake.lake.waiting import waiting
@@ -48,6 +50,9 @@ log = logging.getLogger("loglake.lake")
 
 
 _DEFAULTS = Settings()  # the policy's defaults are the settings' (one definition)
+# Where Lake.quarantine keeps the objects it takes out of the catalog: beside the tables' folders, named with a
+# leading _ as Athena, Hive and Spark skip it.
+QUARANTINE = "_quarantine"
 
 
 @dataclass(frozen=True)
@@ -354,6 +359,35 @@ class Lake:
 
             self.store.in_write_transaction(drop).result()
         return expired
+
+    def quarantine(self, keys: Iterable[str]) -> list[tuple[LakeFile, bool]]:
+        """Take lake files out of the catalog, and so out of every query, with their records (a damaged or lost file
+        that no backup holds: one gone from storage failed every SQL query); each object still in storage is kept
+        as QUARANTINE/<key>, for whatever can be read of it. Under the maintenance lock; each file taken out, and
+        whether its object was kept."""
+        taken = []
+        with self.maintenance():
+            work = new_work_folder(self.store.path.parent, "quarantine-")
+            try:
+                for key in keys:
+                    file = listed_file(self.store.read, key)
+                    if file is None:
+                        continue  # (replaced by a merge, or expired, meanwhile)
+                    kept = work / "object"
+                    try:
+                        self.objects.get_file(key, kept)
+                    except ObjectStoreError:  # gone from storage: nothing to keep
+                        taken.append((file, False))
+                    else:
+                        self.objects.publish_file(f"{QUARANTINE}/{key}", kept)
+                        taken.append((file, True))
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            gone = [file.key for file, _ in taken]
+            now_ms = int(self.clock() * 1000)
+            self.store.in_write_transaction(lambda conn: retire_files(conn, gone, now_ms)).result()
+            self.collect_garbage()
+        return taken
 
     def collect_garbage(self) -> int:
         deleted = collect_garbage(self.store, self.objects, int(self.clock() * 1000))

@@ -89,6 +89,12 @@ def list_files(
     return [LakeFile(*row[:-1], bool(row[-1])) for row in read(sql + " ORDER BY day, min_ts", params)]
 
 
+def listed_file(read: Callable[[str, list], list[tuple]], key: str) -> LakeFile | None:
+    """The catalog's entry of lake object `key`, None when the catalog does not list it (any more)."""
+    rows = read(f"SELECT {_FILE_COLUMNS} FROM lake_files WHERE key = ?", [key])
+    return LakeFile(*rows[0][:-1], bool(rows[0][-1])) if rows else None
+
+
 def newest_file_ms(read: Callable[[str, list], list[tuple]], table_name: str) -> int | None:
     """The time of a table's newest record in the lake, None when it has no files."""
     return read("SELECT max(max_ts) FROM lake_files WHERE table_name = ?", [table_name])[0][0]

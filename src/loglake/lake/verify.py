@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from loglake.lake.manifest import LakeFile, list_files, reading
+from loglake.lake.manifest import LakeFile, list_files, listed_file, reading
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parquet_objects import ParquetObjects
 from loglake.lake.tables import TABLES
@@ -72,7 +72,7 @@ def verify_lake(report: VerifyReport, store: SQLiteHotStore, lake: ObjectStore, 
     done_bytes = 0
     for number, file in enumerate(files, 1):
         with reading(store):  # (a file replaced from here on waits for this read to end)
-            if not _listed(store, file.key):
+            if listed_file(store.read, file.key) is None:
                 report.replaced += 1
             else:
                 report.files += 1
@@ -110,10 +110,6 @@ def database_problem(path: Path) -> str | None:
             return integrity_problem(conn)
     except sqlite3.DatabaseError as e:  # (cannot be opened at all)
         return str(e)
-
-
-def _listed(store: SQLiteHotStore, key: str) -> bool:
-    return bool(store.read("SELECT 1 FROM lake_files WHERE key = ?", [key]))
 
 
 def _column_at_fault(parquet: pq.ParquetFile, index: int) -> str:
