@@ -369,11 +369,11 @@ class Lake:
         with self.maintenance():
             work = new_work_folder(self.store.path.parent, "quarantine-")
             try:
-                for key in keys:
+                for number, key in enumerate(keys):
                     file = listed_file(self.store.read, key)
                     if file is None:
                         continue  # (replaced by a merge, or expired, meanwhile)
-                    kept = work / "object"
+                    kept = work / f"object-{number}"  # (one each: a download that failed may leave a part behind)
                     try:
                         self.objects.get_file(key, kept)
                     except ObjectStoreError:  # gone from storage: nothing to keep
