@@ -5,7 +5,6 @@ new-user trial got tracebacks from `serve`, `keys list` and `flush`)."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from loglake.config import Settings
 from loglake.lake.location import check_lake_location
 from loglake.store.sqlite import SQLiteHotStore
 from tests.conftest import free_port
+from tests.damage import damage_table_page
 from tests.s3_server import ACCESS_KEY, S3Server
 from tests.store.contract import record
 
@@ -76,16 +76,7 @@ def test_commands_on_a_database_damaged_past_its_first_pages_say_so_in_one_line(
     data_dir.mkdir()
     SQLiteHotStore(data_dir / "hot.db").close()
     assert _loglake("keys", "create", "--name", "ops", "--data-dir", str(data_dir)).returncode == 0
-    keys = data_dir / "keys.db"
-    with sqlite3.connect(keys) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        ((page,),) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'api_keys'")
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    conn.close()
-    data = bytearray(keys.read_bytes())
-    start = (page - 1) * page_size + 8  # (past the page's header)
-    data[start : start + 64] = bytes(b ^ 0x5A for b in data[start : start + 64])
-    keys.write_bytes(bytes(data))
+    damage_table_page(data_dir / "keys.db", "api_keys")
     for command in (["keys", "list"], ["serve", "--port", str(free_port())]):
         completed = _loglake(*command, "--data-dir", str(data_dir))
         _said_without_traceback(
@@ -101,14 +92,7 @@ def test_commands_on_a_database_whose_schema_versions_are_damaged_name_it(tmp_pa
     hot = data_dir / "hot.db"
     SQLiteHotStore(hot).close()
     assert _loglake("flush", "--data-dir", str(data_dir)).returncode == 0  # (the lake's tables made)
-    with sqlite3.connect(hot) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        ((page,),) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'schema_versions'")
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    data = bytearray(hot.read_bytes())
-    start = (page - 1) * page_size
-    data[start + 8 : start + 200] = bytes(b ^ 0x5A for b in data[start + 8 : start + 200])  # past the page header
-    hot.write_bytes(bytes(data))
+    damage_table_page(hot, "schema_versions", length=192)
     for command in (["flush"], ["serve", "--port", str(free_port())]):
         completed = _loglake(*command, "--data-dir", str(data_dir))
         _said_without_traceback(completed, f"{hot} is damaged", "schema_versions", "backup")

@@ -24,6 +24,7 @@ from loglake.lake.verify import lake_file_problem, verify_data_dir
 from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
 from tests.conftest import run_cli as run
+from tests.damage import damage_table_page
 from tests.lake.test_compact import catalog, flush_in_small_rounds, parts
 from tests.lake.test_flush import DAY, START, seed
 
@@ -122,12 +123,7 @@ def test_compact_over_a_damaged_part_says_what_merged_and_what_failed(tmp_path: 
 
 
 def test_verify_checks_a_data_dir_and_exits_1_naming_what_is_damaged(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    store = SQLiteHotStore(data / "hot.db")
-    seed(store, days=2)
-    Flusher(store, LocalObjectStore(data / "lake"), worker_process=False).flush(before_ms=START + 2 * DAY)
-    files = list_files(store.read, APP_LOGS_TABLE.name)
-    store.close()
+    data, files = flushed_data_dir(tmp_path, days=2)
     assert len(files) == 2
 
     result = run("verify", "--data-dir", str(data))
@@ -202,23 +198,21 @@ def test_recent_logs_over_a_part_with_a_damaged_page_say_so_rather_than_answer_i
         reader.close()
 
 
-def test_verify_names_a_damaged_hot_db_before_it_opens_the_lake(tmp_path: Path) -> None:
-    """Opening the lake reads (and could migrate) hot.db: a damaged one was an `Error:` line, not a DAMAGED one."""
+def flushed_data_dir(tmp_path: Path, days: int) -> tuple[Path, list[LakeFile]]:
+    """A data dir of `days` seeded days, all flushed into its lake (a file a day), and the files."""
     data = tmp_path / "data"
     store = SQLiteHotStore(data / "hot.db")
-    seed(store, days=1)
+    seed(store, days=days)
+    Flusher(store, LocalObjectStore(data / "lake"), worker_process=False).flush(before_ms=START + days * DAY)
+    files = list_files(store.read, APP_LOGS_TABLE.name)
     store.close()
-    assert run("flush", "--all", "--data-dir", str(data)).exit_code == 0  # (the lake's tables made, a file in it)
-    hot = data / "hot.db"
-    with sqlite3.connect(hot) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        ((page,),) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'schema_versions'")
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    conn.close()
-    damaged = bytearray(hot.read_bytes())
-    start = (page - 1) * page_size + 8  # (past the page's header: opening the store meets it)
-    damaged[start : start + 192] = bytes(b ^ 0x5A for b in damaged[start : start + 192])
-    hot.write_bytes(bytes(damaged))
+    return data, files
+
+
+def test_verify_names_a_damaged_hot_db_before_it_opens_the_lake(tmp_path: Path) -> None:
+    """Opening the lake reads (and could migrate) hot.db: a damaged one was an `Error:` line, not a DAMAGED one."""
+    data, _ = flushed_data_dir(tmp_path, days=1)
+    damage_table_page(data / "hot.db", "schema_versions", length=192)  # (opening the store meets it)
     result = run("verify", "--data-dir", str(data))
     assert result.exit_code == 1
     assert result.stdout.startswith("DAMAGED hot.db: "), result.output
@@ -255,12 +249,8 @@ def test_quarantine_takes_damaged_and_lost_files_out_of_the_catalog_and_keeps_wh
 
 
 def test_verify_quarantine_says_what_it_took_out(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    store = SQLiteHotStore(data / "hot.db")
-    seed(store, days=2)
-    Flusher(store, LocalObjectStore(data / "lake"), worker_process=False).flush(before_ms=START + 2 * DAY)
-    lost = list_files(store.read, APP_LOGS_TABLE.name)[0]
-    store.close()
+    data, files = flushed_data_dir(tmp_path, days=2)
+    lost = files[0]
     (data / "lake" / lost.key).unlink()
     refused = run("verify", "--data-dir", str(data))
     assert refused.exit_code == 1 and "`loglake verify --quarantine` takes them out of the catalog" in refused.stderr
