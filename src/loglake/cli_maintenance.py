@@ -14,7 +14,7 @@ from loglake.cli_lake import local_lake, require_loglake_data
 from loglake.cli_options import CONTEXT, data_dir_option_with
 from loglake.config import Settings
 from loglake.lake.compact import CompactReport, MergesFailed
-from loglake.lake.lake import EXPIRE_EVERY_TURNS, QUARANTINE, Lake
+from loglake.lake.lake import EXPIRE_EVERY_TURNS, Lake, quarantined_key
 from loglake.lake.verify import verify_databases, verify_lake
 
 maintenance_data_dir_option = data_dir_option_with(
@@ -156,13 +156,13 @@ def verify(quarantine: bool, data_dir: Path) -> None:
     its checksum and its records against the catalog; exit status 1 naming what is damaged. SQL does not check
     checksums: run this after a restore, a disk error or a copy, and now and then. It only reads, beside a server
     (but for --quarantine)."""
-    started = time.monotonic()
-    said = [started]
+    started = said = time.monotonic()
 
     def progress(done: int, listed: int, done_bytes: int, listed_bytes: int) -> None:
+        nonlocal said
         now = time.monotonic()
-        if now - said[0] >= PROGRESS_EVERY_S and done < listed:
-            said[0] = now
+        if now - said >= PROGRESS_EVERY_S and done < listed:
+            said = now
             click.echo(
                 f"verified {done:,} of {listed:,} lake files ({_mb(done_bytes)} of {_mb(listed_bytes)})", err=True
             )
@@ -190,11 +190,11 @@ def verify(quarantine: bool, data_dir: Path) -> None:
     if quarantine and lake_files:
         with local_lake(data_dir) as lake:
             for file, kept in lake.quarantine(lake_files):
-                where = f"the file kept as {lake.objects.uri(f'{QUARANTINE}/{file.key}')}" if kept else "no file left"
+                where = f"the file kept as {lake.objects.uri(quarantined_key(file.key))}" if kept else "no file left"
                 click.echo(f"QUARANTINED {file.key}: its {file.records:,} records out of the catalog, {where}")
         sys.exit(1)
-    advice = f"{len(report.damaged)} damaged: restore them from a backup of the data dir (README: Where the data lives)"
-    advice += "."
+    backup = "restore them from a backup of the data dir (README: Where the data lives)."
+    advice = f"{len(report.damaged)} damaged: {backup}"
     if lake_files:
         advice += (
             " Until then a query that reads a damaged lake file fails naming it (or, as SQL does not check checksums,"

@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from loglake.cli_options import CONTEXT, SafeErrors, json_text, print_columns, printable
+from loglake.cli_options import CONTEXT, SafeErrors, data_dir_option, json_text, print_columns, printable
 from loglake.cli_rules_folder import (
     RULE_ID,
-    data_dir_option,
     find_rule_in,
     load_rules_from,
     print_problems,

@@ -1,4 +1,4 @@
-"""What every `loglake rules` command shares: the rules folder and data dir options, settings read as
+"""What every `loglake rules` command shares: the rules folder option (the data dir's is cli_options'), settings read as
 `serve` reads them, loading the folder's rules and finding one of them, and printing problems."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from loglake.cli_options import Named, data_dir_option_with, printable
+from loglake.cli_options import Named, printable
 from loglake.config import ConfigError, Settings, env_name
 from loglake.config_load import load_settings
 
@@ -20,7 +20,6 @@ rules_dir_option = click.option(
     help=f"The rules folder [env {env_name('rules_dir')}; default: `rules` in the data dir].",
 )
 RULE_ID = Named("a rule's id, the start of one, or its file's name")
-data_dir_option = data_dir_option_with("loglake's data folder.")
 
 
 def rules_settings(data_dir: Path, rules_dir: Path | None) -> Settings:

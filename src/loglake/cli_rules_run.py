@@ -10,10 +10,9 @@ from typing import Any
 
 import click
 
-from loglake.cli_options import json_text, option_time, print_columns, printable, until_ctrl_c
+from loglake.cli_options import data_dir_option, json_text, option_time, print_columns, printable, until_ctrl_c
 from loglake.cli_rules_folder import (
     RULE_ID,
-    data_dir_option,
     find_rule_in,
     print_problems,
     require_rules_folder,

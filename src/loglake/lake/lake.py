@@ -55,6 +55,11 @@ _DEFAULTS = Settings()  # the policy's defaults are the settings' (one definitio
 QUARANTINE = "_quarantine"
 
 
+def quarantined_key(key: str) -> str:
+    """Where Lake.quarantine keeps lake object `key`."""
+    return f"{QUARANTINE}/{key}"
+
+
 @dataclass(frozen=True)
 class LakePolicy:
     hot_window_ms: int = _DEFAULTS.hot_window_seconds * 1000
@@ -379,7 +384,7 @@ class Lake:
                     except ObjectStoreError:  # gone from storage: nothing to keep
                         taken.append((file, False))
                     else:
-                        self.objects.publish_file(f"{QUARANTINE}/{key}", kept)
+                        self.objects.publish_file(quarantined_key(key), kept)
                         taken.append((file, True))
             finally:
                 shutil.rmtree(work, ignore_errors=True)

@@ -199,11 +199,10 @@ class QueryWorkers:
 
 
 class _Worker:
-    def __init__(self, process: Any, connection: Connection, idle_rss: int) -> None:
+    def __init__(self, process: Any, connection: Connection) -> None:
         self.process = process
         self.connection = connection
-        self.idle_rss = idle_rss
-        self.started_rss = idle_rss
+        self.idle_rss = self.started_rss = self.rss()  # (its engine built: what a query takes counts from here)
         self.idle_since = time.monotonic()
         self.killed = False
         self.killed_for_memory = False
@@ -230,9 +229,7 @@ class _Worker:
         if ready != "ready":
             process.join(5)
             raise QueryBusy(f"a query worker process could not start: {ready}")
-        worker = cls(process, ours, 0)
-        worker.idle_rss = worker.started_rss = worker.rss()
-        return worker
+        return cls(process, ours)
 
     def alive(self) -> bool:
         return not self.killed and not self._ended(0)
