@@ -209,10 +209,12 @@ def random_lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
     lake.store.close()
 
 
+@pytest.mark.parametrize("dedup", ["{window: 50m}", "{key: '{service}', window: 50m}"])
 def test_grouped_equals_window_by_window_with_overlapping_windows_delay_and_suppression(
-    random_lake: Lake, tmp_path: Path
+    random_lake: Lake, tmp_path: Path, dedup: str
 ) -> None:
-    rule = load_one(tmp_path, SLIDING)
+    """Also with a dedup key of fewer fields than the groups, whose groups of a window are one match."""
+    rule = load_one(tmp_path, SLIDING.replace("{window: 50m}", dedup))
     since, until = DAY2 + 5 * HOUR, DAY3 + 7 * HOUR  # lake files, then the hot store
     grouped = backtest(rule, random_lake.engine, since, until, method=GROUPED, examples=1000)
     one_by_one = backtest(rule, random_lake.engine, since, until, method=WINDOWS, examples=1000)

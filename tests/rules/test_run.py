@@ -104,6 +104,18 @@ def test_a_match_has_its_evidence_title_and_dedup_key(lake: Lake, tmp_path: Path
     assert match.suppressed is None
 
 
+def test_groups_of_one_dedup_key_are_one_match(lake: Lake, tmp_path: Path) -> None:
+    """One alert a run: the key's groups' records counted together, their span, evidence from each in turn."""
+    unsuppressed = ERRORS.split("  suppress:")[0].replace("threshold: 3", "threshold: 2")
+    by_service = unsuppressed.replace("group_by: [service]", "group_by: [service, severity]")
+    rule = load_one(tmp_path, by_service + "  dedup: {key: '{severity}'}\n")
+    [match] = run_rule(rule, lake.engine, DAY2, DAY3, now_ms=DAY3).matches
+    assert (match.dedup_key, match.count, match.group) == ("error", 9, {"severity": "error"})
+    assert match.title == "9 errors in api"  # (the first group's values)
+    assert (match.first_ms, match.last_ms) == (DAY2, DAY2 + 6 * 60_000)
+    assert sorted(row["message"] for row in match.evidence) == ["api 0", "api 1", "api 2", "web 0", "web 1"]
+
+
 def test_records_without_a_group_by_field_are_in_no_group(scratch: ScratchLake, tmp_path: Path) -> None:
     rule = load_one(tmp_path, ERRORS.split("  group_by:")[0] + "  group_by: [attributes.user]\n")
     # Errors that name no user are no user's three errors (Splunk's `stats count by user` leaves them out too):

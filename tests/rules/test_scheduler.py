@@ -332,17 +332,24 @@ def test_threshold_dedup_and_suppression_make_alerts_and_events(data: DataDir) -
 def test_groups_of_one_dedup_key_each_add_their_records_to_its_alert(data: DataDir) -> None:
     """A key coarser than the groups (one alert per rule): the group whose records are no later than the alert's
     last seen brings records of its own, not the same ones again (they were dropped: a count and evidence short)."""
-    write_rule(data.rules, "errors.yml", rule_text("dedup: {key: '{rule_id}', window: 1h}"))
+    write_rule(
+        data.rules, "errors.yml", rule_text("dedup: {key: '{rule_id}', window: 1h}", "alert_title: '{count} errors'")
+    )
     scheduler = data.scheduler()
     data.add(T0 - 3 * MIN, service="api", count=3)
     data.add(T0 - 4 * MIN, service="web", count=2)  # earlier than api's, whose match comes first
     scheduler.run_round()
+    # One alert, one notification a run: the groups of one key are one match (each updated the alert before).
+    [alert] = data.alerts()
+    assert (alert["title"], alert["match_count"], alert["first_seen_ms"]) == ("5 errors", 5, T0 - 4 * MIN)
+    assert [kind for _, kind in data.events()] == ["trigger"]
     data.clock.ms = T0 + 5 * MIN
     data.add(T0 + 2 * MIN, service="api", count=1)
     data.add(T0 + MIN, service="db", count=4)
     scheduler.run_round()
     [alert] = data.alerts()
-    assert alert["match_count"] == 10
+    assert (alert["title"], alert["match_count"]) == ("10 errors", 10)
+    assert [kind for _, kind in data.events()] == ["trigger", "update"]
     services = sorted(row["service"] for row in json.loads(alert["evidence"]))
     assert services == ["api"] * 4 + ["db"] * 4 + ["web"] * 2
 

@@ -42,9 +42,20 @@ from loglake.lake.sql_guard import QueryError
 from loglake.lake.stop import Stop
 from loglake.model import retention_start_ms
 from loglake.rules.backtest_limits import EXAMPLES
-from loglake.rules.model import Rule
+from loglake.rules.model import CORRELATION, Rule
 from loglake.rules.plan import COUNT, FIRST, LAST, finish, window_views
-from loglake.rules.run import Match, RuleRunError, RuleTimedOut, epoch_ms, iso, match_of, naive_utc, run_rule, timed_out
+from loglake.rules.run import (
+    Match,
+    RuleRunError,
+    RuleTimedOut,
+    epoch_ms,
+    iso,
+    joined_by_key,
+    match_of,
+    naive_utc,
+    run_rule,
+    timed_out,
+)
 from loglake.rules.sources import quote_name
 from loglake.times import DAY_MS
 
@@ -172,7 +183,7 @@ def refuse_past_retention(since_ms: int, now_ms: int, retention_days: int) -> No
 def method_of(rule: Rule) -> str:
     """GROUPED where a window's matches are the sum of its events' (a plain Sigma rule), WITH_RECORDS
     where a window without records cannot match (a correlation), else WINDOWS."""
-    return {"sigma": GROUPED, "sigma correlation": WITH_RECORDS}.get(rule.kind, WINDOWS)
+    return {"sigma": GROUPED, CORRELATION: WITH_RECORDS}.get(rule.kind, WINDOWS)
 
 
 def backtest(
@@ -308,7 +319,7 @@ def _grouped(
         key = tuple(json_value(record[g]) for g in rule.plan.group_fields)
         by_window.setdefault(until, []).append(match_of(rule, key, [record], until + rule.delay_ms))
     for since, until in day_windows:
-        yield since, until, sorted(by_window.get(until, []), key=_group_order)
+        yield since, until, joined_by_key(rule, sorted(by_window.get(until, []), key=_group_order))
 
 
 def _over_the_day(

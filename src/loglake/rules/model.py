@@ -53,6 +53,8 @@ DestinationName = Annotated[
 # How long before its firing a rule's window ends, by default: shippers send in batches about every second, so a
 # record stamped just before a firing arrives just after it; and an alert stays within issue 13's interval + 5 s.
 DEFAULT_DELAY = "3s"
+# The kind of a Sigma correlation rule, whose count is a value of the correlation, not of records.
+CORRELATION = "sigma correlation"
 
 
 class Dedup(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -179,7 +181,7 @@ class Rule:
     status: str
     description: str
     tags: tuple[str, ...]
-    kind: str  # "sigma", "sigma correlation" or "sql"
+    kind: str  # "sigma", CORRELATION or "sql"
     path: Path
     options: Options
     schedule: Schedule

@@ -3,14 +3,18 @@
 A match is a group (the rule's group-by values; one group when it has none) that met the rule's
 condition in the window: its count, its time span, its title and dedup key (the rule's templates),
 up to `evidence` of its rows (JSON values: times as ISO-8601 UTC text), and whether a suppression
-holds it back. The scheduler, `loglake rules run` and the inline tests all run rules through here.
+holds it back. Groups of one run whose dedup key is the same (a key of fewer fields than the group-by)
+are one match (joined_by_key), as they are one alert: each run of the rule raises or updates it once.
+The scheduler, `loglake rules run`, backtests and the inline tests all run rules through here.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import zip_longest
 from typing import Any
 
 from loglake.alerts.db import MAX_TITLE_CHARS
@@ -19,7 +23,7 @@ from loglake.lake.query import QueryEngine, TimeRange
 from loglake.lake.query_answers import QueryBusy, QueryResult, json_value
 from loglake.lake.sql_guard import QueryError
 from loglake.lake.stop import Stop
-from loglake.rules.model import Rule
+from loglake.rules.model import CORRELATION, Rule
 from loglake.rules.plan import COUNT, FIRST, FRESH, FRESH_FIRST, LAST, RESERVED_PREFIX, window_moments
 from loglake.rules.templates import default_dedup_key, fill, render, shown_values
 from loglake.shorten import shortened
@@ -131,7 +135,7 @@ def result_of(rule: Rule, since_ms: int, until_ms: int, result: QueryResult, now
         record = dict(zip(names, row, strict=True))
         groups.setdefault(tuple(json_value(record[g]) for g in rule.plan.group_fields), []).append(record)
     now = int(time.time() * 1000) if now_ms is None else now_ms
-    matches = [match_of(rule, key, rows, now) for key, rows in groups.items()]
+    matches = joined_by_key(rule, [match_of(rule, key, rows, now) for key, rows in groups.items()])
     return RunResult(
         rule.id,
         since_ms,
@@ -170,6 +174,44 @@ def match_of(rule: Rule, key: tuple, rows: list[dict[str, Any]], now_ms: int) ->
         epoch_ms(rows[0].get(FRESH_FIRST)),
         title_template,
     )
+
+
+def joined_by_key(rule: Rule, matches: list[Match]) -> list[Match]:
+    """The matches with one match for the groups that share a dedup key (and whether they are suppressed),
+    in the order of their first: one alert, one trigger or update a run, where each group's match updated
+    the alert the one before it made (a notification each, the title the last group's)."""
+    by_key: dict[tuple[str, bool], list[Match]] = {}
+    for match in matches:
+        by_key.setdefault((match.dedup_key, match.suppressed is not None), []).append(match)
+    return [_joined(rule, alike) if len(alike) > 1 else alike[0] for alike in by_key.values()]
+
+
+def _joined(rule: Rule, alike: list[Match]) -> Match:
+    """One match of groups sharing a dedup key: their records' count (a correlation's: the largest of its
+    values, which are not records), time span and evidence (taken from each group in turn, up to the rule's
+    `evidence`); the group values they all share; the first group's title values."""
+    first = alike[0]
+    counts = [m.count for m in alike]
+    count = max(counts) if rule.kind == CORRELATION else sum(counts)
+    fresh = None if any(m.fresh is None for m in alike) else sum(m.fresh or 0 for m in alike)
+    shared = {name: value for name, value in first.group.items() if all(m.group.get(name) == value for m in alike)}
+    turns = zip_longest(*(m.evidence for m in alike))
+    evidence = [row for turn in turns for row in turn if row is not None][: rule.options.evidence]
+    return replace(
+        first,
+        title=first.titled(count),
+        group=shared,
+        count=count,
+        first_ms=_least(m.first_ms for m in alike),
+        last_ms=max((m.last_ms for m in alike if m.last_ms is not None), default=None),
+        evidence=evidence,
+        fresh=fresh,
+        fresh_first_ms=_least(m.fresh_first_ms for m in alike),
+    )
+
+
+def _least(values: Iterable[int | None]) -> int | None:
+    return min((v for v in values if v is not None), default=None)
 
 
 def _title(template: tuple[str, dict[str, Any]], count: int) -> str:

@@ -26,7 +26,7 @@ from sigma.policy.regex_engine import RE2RegexEngine, RegexPattern
 from sigma.rule import SigmaDetectionItem, SigmaDetections, SigmaLogSource, SigmaRule
 
 from loglake.rules.correlation import SUPPORTED, CorrelationProblem, Part, correlation_sql
-from loglake.rules.model import LOGLAKE_KEYS, SIGMA_KEYS, Options
+from loglake.rules.model import CORRELATION, LOGLAKE_KEYS, SIGMA_KEYS, Options
 from loglake.rules.plan import rows_plan
 from loglake.rules.sigma_backend import TABLE_STATE, DuckDBBackend, loglake_pipeline
 from loglake.rules.sources import BY_TABLE, SOURCES, Source, UnknownField, in_groups, quote_name
@@ -314,7 +314,7 @@ def convert(documents: list[dict[str, Any]], primary: int, options: Options) -> 
         sql, groups = correlation_sql(correlation, parts, options.evidence)
     except CorrelationProblem as e:
         raise SigmaProblems([(e.field, str(e))]) from None
-    return SigmaQuery("sigma correlation", sql, sql, groups, correlation.timespan.seconds * 1000)
+    return SigmaQuery(CORRELATION, sql, sql, groups, correlation.timespan.seconds * 1000)
 
 
 def _condition(backend: DuckDBBackend, rule: SigmaRule, label: str) -> tuple[Source, str]:
