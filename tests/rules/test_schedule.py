@@ -44,6 +44,7 @@ def test_cron(expression: str, after: str, expected: str) -> None:
         ("5 minutes", r"has 2 fields; cron takes five: .* \(an interval is written 5m, 1h, 1d\)"),
         ("soon", "neither an interval"),
         ("500ms", "shorter than a second"),
+        ("10000d", "'10000d' is longer than 366 d; for yearly runs write cron: 0 0 1 1 \\*"),
         ("61 * * * *", "minute '61' is not 0-59"),
         ("² * * * *", "'²' is not a value, range"),  # str.isdigit() says yes, int() refuses it
         ("* * * foo *", "month 'foo'"),

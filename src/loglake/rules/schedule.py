@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from loglake.digits import is_ascii_digits
-from loglake.times import TimeFormatError, format_duration, parse_duration
+from loglake.times import DAY_MS, TimeFormatError, format_duration, parse_duration
 
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -27,6 +27,9 @@ _FIELDS = (
 )
 _ITEM = re.compile(r"(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(\d+))?")
 _MINUTE = timedelta(minutes=1)
+# The longest interval: a year's (a rule of a longer one, 10000d say, would never have run; a yearly cron
+# expression, 0 0 1 1 *, fires on a day of the calendar).
+MAX_INTERVAL_MS = 366 * DAY_MS
 _SEARCH_YEARS = 5  # a valid expression fires within this (29 February on a Monday: within 28 years, rare)
 
 
@@ -97,6 +100,10 @@ def parse_schedule(text: str) -> Schedule:
             raise ScheduleError(f"{text!r} is neither an interval such as 5m or 1h nor a cron expression") from None
         if ms < 1000:
             raise ScheduleError(f"{text!r} is shorter than a second")
+        if ms > MAX_INTERVAL_MS:
+            raise ScheduleError(
+                f"{text!r} is longer than {format_duration(MAX_INTERVAL_MS)}; for yearly runs write cron: 0 0 1 1 *"
+            )
         return Interval(ms)
     return _parse_cron(text)
 
