@@ -153,3 +153,37 @@ async def test_a_number_finds_an_attribute_holding_it_written_otherwise(
             assert sorted(r["message"] for r in response.json()["logs"]) == messages, (where, q)
         if where == "hot":
             assert flush_all(app) == 2
+
+
+# Arrays of values, a text that only looks like one, a nested array: records and the searches that find them.
+ARRAY_RECORDS = [
+    rec(1, "tagged", attributes={"tags": ["Red", "blue"], "ports": [80, 443.0], "deep": {"ids": ["a-1", "b-2"]}}),
+    rec(2, "other", attributes={"tags": ["green"], "ports": [8080], "deep": {"ids": [["a-1"]]}}),
+    rec(3, "text", attributes={"tags": '["red"]', "ports": "[80]"}),
+    rec(4, "scalar", attributes={"tags": "red"}),
+]
+ARRAY_SEARCHES = {
+    "tags:red": ["scalar", "tagged"],
+    "tags:BLUE": ["tagged"],
+    "tags:bl*": ["tagged"],
+    "-tags:red": ["other", "text"],
+    "ports:443": ["tagged"],
+    "ports:80.0": ["tagged"],
+    "deep.ids:a-1": ["tagged"],
+    "deep.ids:b-2": ["tagged"],
+    "tags:purple": [],
+}
+
+
+async def test_an_array_attribute_is_found_by_any_of_its_elements(app: LoglakeApp, client: httpx.AsyncClient) -> None:
+    """`tags:red` finds a record whose tags are ["red", "blue"], as Elasticsearch finds a keyword array by any of its
+    values (it matched the array's JSON text alone, so a search for one tag found nothing): each element as a value
+    of its own, case and number forms alike, prefixes too; a text that only looks like an array is a value."""
+    await send(client, ARRAY_RECORDS)
+    for where in ("hot", "lake"):
+        for q, messages in ARRAY_SEARCHES.items():
+            response = await client.get("/logs/search", params={"q": q, "since": "1h"})
+            assert response.status_code == 200, response.text
+            assert sorted(r["message"] for r in response.json()["logs"]) == messages, (where, q)
+        if where == "hot":
+            assert flush_all(app) == len(ARRAY_RECORDS)

@@ -2,15 +2,18 @@
 
 moto's Athena answers every query with rows queued beforehand; it never runs the SQL. To test what
 our Athena SQL (Trino's dialect) *means*, this client runs it on DuckDB over the lake's real Parquet
-files, laid out as the Glue table declares them (`date` a string partition). Two Trino functions
-DuckDB lacks become macros: regexp_like (RE2 and Java regexes agree on what we send) and
-json_extract_scalar with bracketed keys (`$["a"]["b"]`). It speaks the boto3 calls and shapes the
+files, laid out as the Glue table declares them (`date` a string partition). Three Trino functions
+DuckDB lacks become macros: regexp_like (RE2 and Java regexes agree on what we send), any_match (a
+lambda as Trino writes it, `x -> ...`, which DuckDB takes once told to) and json_extract_scalar with
+bracketed keys (`$["a"]["b"]`); json_extract's bracketed keys, which DuckDB writes otherwise and whose
+function a macro cannot replace, are rewritten in the SQL text. It speaks the boto3 calls and shapes the
 engine uses: start, get execution, get results (header row, column info, pages with NextToken), stop.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,8 @@ class DuckDBAthena:
         self._ids = itertools.count(1)
         self.db = duckdb.connect()
         self.db.execute("CREATE MACRO regexp_like(s, p) AS regexp_matches(s, p)")
+        self.db.execute("SET lambda_syntax = 'ENABLE_SINGLE_ARROW'")
+        self.db.execute("CREATE MACRO any_match(items, test) AS list_bool_or(list_transform(items, test))")
         self.db.execute(
             "CREATE MACRO json_extract_scalar(j, p) AS "
             """json_extract_string(j, '$' || regexp_replace(substr(p, 2), '\\["([^"]*)"\\]', '."\\1"', 'g'))"""
@@ -64,7 +69,7 @@ class DuckDBAthena:
             self._results[execution_id] = {"state": "FAILED", "reason": "Internal error", "error": error}
             return {"QueryExecutionId": execution_id}
         try:
-            cursor = self.db.execute(QueryString)
+            cursor = self.db.execute(_in_duckdbs_words(QueryString))
             columns = [(d[0], _ATHENA_TYPES.get(str(d[1]), str(d[1]).lower())) for d in cursor.description]
             self._results[execution_id] = {"state": "SUCCEEDED", "columns": columns, "rows": cursor.fetchall()}
         except duckdb.Error as e:  # what Athena calls a user error (category 2)
@@ -99,3 +104,17 @@ class DuckDBAthena:
     def stop_query_execution(self, QueryExecutionId: str) -> dict:
         self.stopped.append(QueryExecutionId)
         return {}
+
+
+_JSON_EXTRACT_PATH = re.compile(r"json_extract\(attributes, '(\$[^']*)'\)")
+_BRACKETED_KEY = re.compile(r'\["((?:[^"\\]|\\.)*)"\]')
+
+
+def _in_duckdbs_words(sql: str) -> str:
+    """Trino's SQL as DuckDB writes it where a macro cannot say it: json_extract's paths with dotted keys
+    (`$."a"."b"`)."""
+
+    def dotted(path: re.Match[str]) -> str:
+        return "json_extract(attributes, '" + _BRACKETED_KEY.sub(r'."\1"', path.group(1)) + "')"
+
+    return _JSON_EXTRACT_PATH.sub(dotted, sql)

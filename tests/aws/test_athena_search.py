@@ -19,6 +19,7 @@ from loglake.lake.stop import CLIENT_GONE, SERVER_STOPPING, Stop, Stopped
 from loglake.recent_params import InvalidQuery
 from loglake.service import LogService
 from tests.api.test_lake_api import KEY_SEARCHES, NOW_MS, SPECIAL_KEYS, flush_all, rec, send
+from tests.api.test_search_groups import ARRAY_RECORDS, ARRAY_SEARCHES
 from tests.api.test_unreadable_records import publish_rows
 from tests.aws.athena_duckdb import DuckDBAthena
 from tests.conftest import asgi_client, key_for
@@ -197,6 +198,19 @@ async def test_searches_for_any_attribute_key_match_the_local_engine(
     expected = lake_app.service.search({"q": q, "since": "1h"})
     assert [r.message for r in expected.records] == messages
     assert aws_service.search({"q": q, "since": "1h"}).records == expected.records
+
+
+async def test_array_attributes_are_found_by_their_elements_as_in_the_local_engine(
+    lake_app: LoglakeApp, aws_service: LogService
+) -> None:
+    async with asgi_client(lake_app, key_for(lake_app, "ingest")) as client:
+        await send(client, ARRAY_RECORDS)
+    flush_all(lake_app)
+    sent = {record["message"] for record in ARRAY_RECORDS}  # (beside the seeded lake's)
+    for q, messages in ARRAY_SEARCHES.items():
+        expected = lake_app.service.search({"q": q, "since": "1h"})
+        assert sorted(r.message for r in expected.records if r.message in sent) == messages, q
+        assert aws_service.search({"q": q, "since": "1h"}).records == expected.records, q
 
 
 def test_unreadable_values_in_the_lake_read_as_in_the_local_engine(

@@ -102,20 +102,30 @@ def _conditions(query: RecentQuery, conditions: Sequence[Condition]) -> str:
 
 def _term_condition(term: Term) -> str:
     if term.paths:  # try(): attributes that are not JSON match nothing, as in the local search
-        at = ", ".join(f"json_extract_scalar(attributes, {sql_string(_json_path(path))})" for path in term.paths)
-        value = f"lower(try({at if len(term.paths) == 1 else f'coalesce({at})'}))"  # the first path present
+        value = f"lower(try({_first_at('json_extract_scalar', term.paths)}))"
         wanted = f"lower({sql_string(term.value)})"
-        if term.prefix:
-            return f"starts_with({value}, {wanted})"
         number = number_of(term)
-        if number is None:
-            return f"{value} = {wanted}"
-        return f"({value} = {wanted} OR try_cast({value} AS DOUBLE) = {number!r})"
+        if term.prefix:
+            scalar, element = f"starts_with({value}, {wanted})", f"starts_with(lower(x), {wanted})"
+        elif number is None:
+            scalar, element = f"{value} = {wanted}", f"lower(x) = {wanted}"
+        else:
+            scalar = f"({value} = {wanted} OR try_cast({value} AS DOUBLE) = {number!r})"
+            element = f"(lower(x) = {wanted} OR try_cast(x AS DOUBLE) = {number!r})"
+        # An array's elements match one by one, as in the local search (json_extract_scalar of an array is null).
+        elements = f"try(CAST({_first_at('json_extract', term.paths)} AS VARCHAR ARRAY))"
+        return f"({scalar} OR any_match({elements}, x -> {element}))"
     if term.field is None:
         return f"regexp_like(message, {sql_string(case_insensitive_regex(term.value))})"
     if term.prefix:
         return f"starts_with({term.field}, {sql_string(term.value)})"
     return f"{term.field} = {sql_string(term.value)}"
+
+
+def _first_at(function: str, paths: tuple[tuple[str, ...], ...]) -> str:
+    """`function` (json_extract_scalar or json_extract) of the value at the first of the paths present."""
+    at = ", ".join(f"{function}(attributes, {sql_string(_json_path(path))})" for path in paths)
+    return at if len(paths) == 1 else f"coalesce({at})"
 
 
 def _json_path(keys: Sequence[str]) -> str:

@@ -285,21 +285,34 @@ def _conditions(query: RecentQuery, conditions: Sequence[Condition]) -> tuple[st
 def _term_condition(term: Term) -> tuple[str, list[Any]]:
     if term.paths:  # try(): attributes that are not JSON (a row written by hand) match nothing, not fail
         paths = [sql_string(_json_path(path)) for path in term.paths]
-        if len(paths) == 1:
-            at = f"json_extract_string(attributes, {paths[0]})"
-        else:  # the value at the first path present (Term.paths): any_value over the list in order is its first
-            # non-null; one call with a list of paths parses the JSON once, where coalesce() would for each path
-            at = f"list_aggregate(json_extract_string(attributes, [{', '.join(paths)}]), 'any_value')"
-        value = f"lower(try({at}))"
-        if term.prefix:
-            return f"starts_with({value}, lower(?))", [term.value]
+        value = f"lower(try({_first_at('json_extract_string', paths)}))"
         number = number_of(term)
-        if number is None:
-            return f"{value} = lower(?)", [term.value]
-        return f"({value} = lower(?) OR try_cast({value} AS DOUBLE) = ?)", [term.value, number]
+        if term.prefix:
+            scalar, element, values = f"starts_with({value}, lower(?))", "starts_with(lower(x), lower(?))", [term.value]
+        elif number is None:
+            scalar, element, values = f"{value} = lower(?)", "lower(x) = lower(?)", [term.value]
+        else:
+            scalar = f"({value} = lower(?) OR try_cast({value} AS DOUBLE) = ?)"
+            element, values = "(lower(x) = lower(?) OR try_cast(x AS DOUBLE) = ?)", [term.value, number]
+        # An array's elements match one by one (tags:red finds ["red","blue"], as Elasticsearch finds a keyword
+        # array by any of its values; a string that looks like an array is no array: its JSON is quoted, and an
+        # element that is no scalar is its text). Only the records whose attributes hold a [ are read again:
+        # a search for a user over 1M records took 45-55 ms, 90-100 when every record was read twice.
+        elements = f"try(from_json({_first_at('json_extract', paths)}, '[\"VARCHAR\"]'))"
+        array = f"(contains(attributes, '[') AND list_bool_or(list_transform({elements}, lambda x: {element})))"
+        return f"({scalar} OR {array})", values + values
     if term.field is None:  # RE2's case-insensitive search: about twice as fast as lower() + contains
         return "regexp_matches(message, ?)", [case_insensitive_regex(term.value)]  # (mess* is mess: anywhere)
     return (f"starts_with({term.field}, ?)" if term.prefix else f"{term.field} = ?"), [term.value]
+
+
+def _first_at(function: str, paths: list[str]) -> str:
+    """`function` (json_extract_string or json_extract) of the value at the first of the paths present
+    (Term.paths): any_value over the list in order is its first non-null; one call with a list of paths parses
+    the JSON once, where coalesce() would for each path."""
+    if len(paths) == 1:
+        return f"{function}(attributes, {paths[0]})"
+    return f"list_aggregate({function}(attributes, [{', '.join(paths)}]), 'any_value')"
 
 
 def _json_path(keys: Sequence[str]) -> str:
