@@ -495,13 +495,48 @@ def test_a_records_number_filter_finds_the_record(page, loglake):
     1e+21), and its filter (`took:2`) found nothing: the attribute held 2.0, and the lake's JSON reader 1e21."""
     loglake.send([{"service": "floats", "message": "timed", "attributes": {"took": 2.0, "huge": 1e21, "ratio": 0.5}}])
     sign_in(page, loglake)
-    for name, shown in (("took", "2"), ("huge", "1e+21"), ("ratio", "0.5")):
+    for name, shown in (("took", "2.0"), ("huge", "1e+21"), ("ratio", "0.5")):  # (shown as sent: Python's json.dumps)
         page.goto(loglake.url + "/ui/explore?q=service%3Afloats")
         page.locator(".record-summary").first.click()
         row = page.locator(".record-details .fields tr", has=page.locator("th", has_text=name))
         row.get_by_role("button", name=f"Filter for {name} {shown}").click()
         page.wait_for_url(re.compile(f"q=service%3Afloats\\+{name}%3A"))
         assert services_shown(page) == {"floats"}, f"{name}:{shown} found nothing"
+
+
+AS_SENT = {"took": "2.0", "price": "1.50", "sci": "1E2", "zero": "-0.0", "big": "12345678901234567890", "deep.n": "3.0"}
+
+
+def test_a_records_numbers_are_shown_as_sent(page, loglake):
+    """An attribute sent as 2.0 showed as 2, 1.50 as 1.5, 1E2 as 100 and -0.0 as 0 (JavaScript's form of the number,
+    not the JSON text the store keeps and the API answers), in the record's fields, its JSON and the live tail."""
+    sent = '{"took": 2.0, "price": 1.50, "sci": 1E2, "zero": -0.0, "big": 12345678901234567890, "deep": {"n": 3.0}}'
+    line = f'{{"service": "as-sent", "message": "numbers", "attributes": {sent}}}'
+    with loglake.client() as c:
+        assert c.post("/logs", content=line, headers={"content-type": "application/json"}).status_code == 201
+
+    def shown_as_sent() -> None:
+        page.locator(".record-summary").first.click()
+        for name, text in AS_SENT.items():
+            row = page.locator(".record-details .fields tr", has=page.locator("th", has_text=re.compile(f"^{name}$")))
+            assert row.locator("td.value").inner_text() == text, name
+        json_text = page.locator(".record-details pre.json").inner_text()
+        assert all(f'"{name.split(".")[-1]}": {text}' in json_text for name, text in AS_SENT.items()), json_text
+
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/explore?q=service%3Aas-sent")
+    shown_as_sent()
+    page.locator(".record-details .fields tr", has=page.locator("th", has_text="price")).get_by_role(
+        "button", name="Filter for price 1.50"
+    ).click()
+    page.wait_for_url(re.compile("price%3A1.50"))
+    assert services_shown(page) == {"as-sent"}
+
+    page.goto(loglake.url + "/ui/explore?q=service%3Aas-sent&tail=1")
+    page.get_by_text("Live", exact=True).wait_for()
+    with loglake.client() as c:
+        assert c.post("/logs", content=line, headers={"content-type": "application/json"}).status_code == 201
+    shown_as_sent()
 
 
 def test_the_sql_grid_sorts_and_aligns_a_number_columns_text_as_numbers(page, loglake):

@@ -79,7 +79,7 @@ function drawAlert(main, { item, allows, navigate }) {
   load();
   async function load(notice) { // (notice: why it was drawn again, said above it)
     try {
-      const alert = await api(`/alerts/${encodeURIComponent(item)}`);
+      const alert = await api(`/alerts/${encodeURIComponent(item)}`, { asSent: true }); // (its evidence's records)
       replace(box, notice ? h("p", { class: "error", role: "status", text: notice }) : null, ...alertView(alert, allows, load, navigate));
       loadDeliveries(box.querySelector(".deliveries"), alert.id, allows("alerts"));
     } catch (error) {

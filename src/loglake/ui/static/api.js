@@ -114,9 +114,10 @@ export function signIn(reason) {
   location.assign(url("/login", { error: reason, next: location.pathname + location.search + location.hash }));
 }
 
-export async function api(path, options) {
+// `asSent`: the answer's numbers as parseJson's asSent reads them (records' attributes, shown as sent)
+export async function api(path, options = {}) {
   const response = await request(path, options);
-  return response.status === 204 ? null : parseJson(await response.text());
+  return response.status === 204 ? null : parseJson(await response.text(), { asSent: options.asSent });
 }
 
 async function errorOf(response) {

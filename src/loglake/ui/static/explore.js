@@ -318,7 +318,7 @@ async function loadRecords(box, state, go, { redraw, signal }) {
     box.setAttribute("aria-busy", "true");
     more.textContent = "Loading records…";
     try {
-      const page = await api("/logs/search", { params: { ...windowParams(state), limit: PAGE, cursor }, signal });
+      const page = await api("/logs/search", { params: { ...windowParams(state), limit: PAGE, cursor }, signal, asSent: true });
       for (const record of page.logs) list.append(recordRow(record, state, go));
       cursor = page.next_cursor;
       done = !cursor;

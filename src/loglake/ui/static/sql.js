@@ -3,7 +3,7 @@
 // EXPLAIN, downloads as CSV/JSON/NDJSON, and a history kept in this browser.
 import { api, errorBox } from "./api.js";
 import { counted, download, formatBytes, h, replace } from "./dom.js";
-import { ExactInteger, isStructured } from "./json.js";
+import { ExactNumber, isStructured } from "./json.js";
 
 const HISTORY_KEY = "loglake-sql-history";
 // sessionStorage: the query in the editor, run or not, so that a look at another page loses nothing written
@@ -205,7 +205,7 @@ function grid(result) {
   // and "Infinity"; they align and sort as the numbers they are (as text "10.5" sorted before "9.2").
   const numeric = result.columns.map((column) => NUMBER_TYPE.test(column.type));
   const cell = (v, i) => v === null ? h("td", { class: "null", text: "NULL" })
-    : h("td", { class: numeric[i] || typeof v === "number" || v instanceof ExactInteger ? "num" : "",
+    : h("td", { class: numeric[i] || typeof v === "number" || v instanceof ExactNumber ? "num" : "",
       text: isStructured(v) ? JSON.stringify(v) : String(v) });
   const drawMore = () => {
     const next = rows.slice(shown, shown + GRID_PAGE);
@@ -220,10 +220,10 @@ function grid(result) {
     if (order.column >= 0) {
       const i = order.column, sign = order.descending ? -1 : 1;
       // (a BigInt compares with numbers as numbers; a number's text is its number, NaN after every other, as SQL)
-      const key = (v) => v instanceof ExactInteger ? v.value : numeric[i] && typeof v === "string" ? Number(v) : v;
+      const key = (v) => v instanceof ExactNumber ? v.value : numeric[i] && typeof v === "string" ? Number(v) : v;
       const nan = (v) => typeof v === "number" && Number.isNaN(v);
       rows.sort((a, b) => {
-        const x = key(a[i]), y = key(b[i]); // (equal BigInts are ===; two ExactIntegers of one value are not)
+        const x = key(a[i]), y = key(b[i]); // (equal BigInts are ===; two ExactNumbers of one value are not)
         if (x === y || (nan(x) && nan(y))) return 0;
         if (x === null || y === null) return x === null ? 1 : -1;
         if (nan(x) || nan(y)) return nan(x) ? sign : -sign;

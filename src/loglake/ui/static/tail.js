@@ -50,7 +50,7 @@ export function startTail(box, state, go, stopped) {
       wasLive = true;
     });
     source.addEventListener("record", (event) => {
-      const record = parseJson(event.data);
+      const record = parseJson(event.data, { asSent: true });
       lastShownAt = Date.now();
       arrivals.push(lastShownAt);
       if (paused) held.push(record);
