@@ -361,6 +361,24 @@ def test_an_opened_record_shows_its_message_whole_and_its_attributes_apart(page,
     assert headings.index("service") < headings.index("attributes")  # (the record's own, above it)
 
 
+def test_an_attribute_holding_an_empty_object_or_list_is_one_of_the_records_fields(page, loglake):
+    """An attribute holding {} had no leaf to show: it was missing from the record's fields (its JSON had it)."""
+    attributes = {"context": {}, "tags": [], "deep": {"inner": {}}, "kept": "yes"}
+    loglake.send([{"service": "empties", "message": "nothing inside", "attributes": attributes}])
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/explore?q=service%3Aempties")
+    page.locator(".record-summary").first.click()
+    rows = page.locator(".record-details .fields tr", has=page.locator("td.value"))
+    rows.first.wait_for()
+    fields = dict(zip(rows.locator("th").all_inner_texts(), rows.locator("td.value").all_inner_texts(), strict=True))
+    assert {k: v for k, v in fields.items() if k not in ("service", "severity", "log_type")} == {
+        "context": "{}",
+        "tags": "[]",
+        "deep.inner": "{}",
+        "kept": "yes",
+    }
+
+
 def test_a_range_the_picker_does_not_offer_is_the_default_and_the_picker_says_so(page, loglake):
     """`range=2h` searched the last hour while the picker showed "Last 5m"."""
     sign_in(page, loglake)

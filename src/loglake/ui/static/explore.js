@@ -420,9 +420,10 @@ function recordDetails(record, state, go) {
   ];
 }
 
-// Attributes as (key path, leaf value) pairs: an object's keys are a path's steps, anything else a leaf.
+// Attributes as (key path, leaf value) pairs: an object's keys are a path's steps, anything else a leaf, an
+// empty object too (with no keys to step into, an attribute holding {} was missing from the fields).
 function leaves(value, path) {
-  if (isStructured(value) && !Array.isArray(value)) {
+  if (isStructured(value) && !Array.isArray(value) && Object.keys(value).length) {
     return Object.entries(value).flatMap(([k, v]) => leaves(v, [...path, k]));
   }
   return path.length ? [[path, value]] : [];
