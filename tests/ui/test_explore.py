@@ -7,6 +7,7 @@ import json
 import re
 import time
 import urllib.parse
+from datetime import datetime
 
 import pytest
 
@@ -117,9 +118,8 @@ def test_histogram_zoom_record_filters_facets_and_completion(page, loglake):
     page.wait_for_url(re.compile(r"tz=utc"))
     page.locator('.results[aria-busy="false"]').wait_for()
     assert page.locator(".record time").first.inner_text().endswith(" UTC")
-    assert page.get_by_label("From").input_value() == time.strftime(
-        "%Y-%m-%dT%H:%M:%S", time.gmtime(int(params["from"]) / 1000)
-    )
+    shown = datetime.fromisoformat(page.get_by_label("From").input_value() + "+00:00")
+    assert round(shown.timestamp() * 1000) == int(params["from"])  # (to the millisecond, as Apply keeps it)
 
     # facets count the view's records; clicking one filters by it
     page.goto(loglake.url + "/ui/explore")
@@ -206,6 +206,23 @@ def test_an_absolute_range_refused_once_keeps_no_error_once_corrected(page, logl
     page.get_by_label("Search query").press("Enter")
     page.wait_for_url("**q=service%3Abilling*")
     assert "range=1h" in page.url  # (the search, over the range shown: Apply was not pressed)
+
+
+@pytest.mark.parametrize("tz", ["utc", "local"])
+def test_an_absolute_range_keeps_its_milliseconds(page, loglake, tz):
+    """The From/To fields held whole seconds: Apply on a range ending at 12:00:00.500 (a zoom's, a link's) searched
+    to 12:00:00, leaving out the records of its last half second."""
+    start = loglake.now_ms // 1000 * 1000 - HOUR_MS
+    end = start + HOUR_MS + 500
+    sign_in(page, loglake)
+    page.goto(f"{loglake.url}/ui/explore?from={start + 250}&to={end}&tz={tz}")
+    seconds, _, fraction = page.get_by_label("From").input_value().partition(".")
+    assert fraction.ljust(3, "0") == "250"  # (the browser writes .250 as .25)
+    later = f"{seconds}.750"  # (another start, typed with its milliseconds)
+    page.get_by_label("From").fill(later)
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url(re.compile(f"from={start + 750}"))
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)["to"] == [str(end)]
 
 
 def test_an_empty_result_of_a_key_value_search_says_to_quote_text_with_a_colon(page, loglake):

@@ -174,7 +174,7 @@ function suggestions(word, facets) {
 function rangePicker(state, go) {
   const toInput = (ms) => {
     const d = new Date(state.tz === "utc" ? ms : ms - new Date(ms).getTimezoneOffset() * 60e3);
-    return d.toISOString().slice(0, 19);
+    return d.toISOString().slice(0, 23); // (with the milliseconds: Apply cut 12:00:00.500 to 12:00:00, the end's last records left out)
   };
   const fromInput = (text) => {
     const ms = Date.parse(`${text}${state.tz === "utc" ? "Z" : ""}`);
@@ -183,8 +183,8 @@ function rangePicker(state, go) {
   const select = h("select", { "aria-label": "Time range", name: "range" },
     RANGES.map(([name]) => h("option", { value: name, text: `Last ${name}`, selected: state.range === name })),
     h("option", { value: "", text: "Absolute…", selected: !state.range }));
-  const from = h("input", { type: "datetime-local", step: "1", value: toInput(state.since), "aria-label": "From" });
-  const to = h("input", { type: "datetime-local", step: "1", value: toInput(state.until), "aria-label": "To" });
+  const from = h("input", { type: "datetime-local", step: "0.001", value: toInput(state.since), "aria-label": "From" });
+  const to = h("input", { type: "datetime-local", step: "0.001", value: toInput(state.until), "aria-label": "To" });
   // A refusal is for the times it was given: once either changes it goes (left set, it kept the search form,
   // which holds these fields, from submitting).
   for (const input of [from, to]) input.addEventListener("input", () => to.setCustomValidity(""));
