@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
+import duckdb
 import pytest
 
 from loglake.alerts.db import open_alerts_db
@@ -58,6 +59,24 @@ def test_sql_runs_with_ctrl_enter_and_downloads_what_query_answers(page, loglake
     page.locator("pre.plan").wait_for()
     page.reload()  # the history survives in the browser
     assert page.locator(".history-item").first.get_attribute("title") == SQL
+
+
+def test_sql_csv_writes_null_and_the_empty_string_apart(page, loglake, tmp_path):
+    """NULL and '' were both an empty field: the CSV could not say which a cell held."""
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/sql")
+    editor = page.get_by_label("SQL query")
+    editor.fill("SELECT * FROM (VALUES (NULL, '', 'x'), ('', NULL, 'y,z')) t(a, b, c)")
+    editor.press("Control+Enter")
+    page.locator(".grid tbody tr").first.wait_for()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="CSV").click()
+    path = tmp_path / "result.csv"
+    download.value.save_as(path)
+    assert path.read_bytes() == b'a,b,c\r\n,"",x\r\n"",,"y,z"\r\n'
+    # read back as DuckDB reads it: each cell what the query answered
+    read = duckdb.sql(f"SELECT * FROM read_csv('{path}', all_varchar = true, allow_quoted_nulls = false)")
+    assert read.fetchall() == [(None, "", "x"), ("", None, "y,z")]
 
 
 def test_acknowledge_an_alert_with_a_note(page, loglake):

@@ -181,11 +181,13 @@ function uniqueNames(columns) {
   });
 }
 
-// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled; NULL is empty.
+// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled. NULL is an empty field and
+// the empty string "" (both were an empty field): as PostgreSQL's COPY ... CSV and DuckDB write and read them.
 function toCsv(result) {
   const field = (v) => {
-    const text = v === null ? "" : isStructured(v) ? JSON.stringify(v) : String(v);
-    return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+    if (v === null) return "";
+    const text = isStructured(v) ? JSON.stringify(v) : String(v);
+    return text === "" || /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
   };
   return [result.columns.map((c) => field(c.name)), ...result.rows.map((row) => row.map(field))].map((r) => r.join(",") + "\r\n").join("");
 }
