@@ -36,7 +36,7 @@ function drawList(main, { params, navigate }) {
       chips(main.querySelector("#status-filter"), "status", STATUSES, answer.counts.status || {}, filters, go);
       chips(main.querySelector("#level-filter"), "level", LEVELS, answer.counts.level || {}, filters, go);
       const ruleTitle = answer.alerts.find((alert) => alert.rule_id === filters.rule)?.rule_title;
-      if (ruleTitle) main.querySelector("#rule-filter").textContent = `Rule: ${ruleTitle} ✕`; // (its id said nothing)
+      if (ruleTitle) replace(main.querySelector("#rule-filter"), `Rule: ${ruleTitle} ✕`); // (its id said nothing)
       if (!answer.alerts.length) {
         replace(box, h("div", { class: "empty" }, h("p", { text: filters.status || filters.level || filters.rule || filters.q
           ? "No alert matches these filters." : "No alerts: no rule has matched yet." }),

@@ -1,12 +1,24 @@
 // Building the page: h() makes an element from a tag, properties and children. Styles are only ever set
 // through classes or the CSSOM (the Content-Security-Policy forbids inline style attributes in HTML).
 
+// The bidirectional formatting characters: embeddings and overrides, isolates, and the marks.
+const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]/g;
+
+// Text as a page shows it: bidirectional formatting characters as escapes (\u202e), as the CLI's printable()
+// shows them. A record's "invoice \u202eexe.txt" read "invoice txt.exe", and its override turned round what
+// followed it on the line (the JSON's `",`, the next key). h()'s text, title and text children go through it; a
+// Node child is taken as it is (the SQL editor's highlight, which must lie exactly over the text typed).
+export function printable(text) {
+  return String(text).replace(BIDI_CONTROLS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 export function h(tag, props = {}, ...children) {
   const el = document.createElement(tag);
   for (const [name, value] of Object.entries(props)) {
     if (value === undefined || value === null || value === false) continue;
     if (name === "class") el.className = value;
-    else if (name === "text") el.textContent = value;
+    else if (name === "text") el.textContent = printable(value);
+    else if (name === "title") el.title = printable(value);
     else if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
     else if (name in el && typeof value !== "string") el[name] = value;
     else el.setAttribute(name, value === true ? "" : value);
@@ -18,7 +30,7 @@ export function h(tag, props = {}, ...children) {
 function append(el, children) {
   for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : String(child));
+    el.append(child instanceof Node ? child : printable(child));
   }
   return el;
 }

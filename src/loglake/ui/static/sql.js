@@ -73,17 +73,19 @@ function sqlEditor(text, changed) {
   return { root: h("div", { class: "editor-wrap" }, pre, textarea), textarea, refresh: highlight };
 }
 
-// Tokens of SQL as spans: keywords, strings, numbers, comments; the rest as text.
+// Tokens of SQL as spans: keywords, strings, numbers, comments; the rest as text. Text nodes, the text as typed
+// (not as printable() writes it): the highlight lies over the editor's own text, character for character.
 export function highlighted(text) {
   const parts = [];
   const token = /(--[^\n]*)|('(?:[^']|'')*'?)|("(?:[^"]|"")*"?)|(\b\d+(?:\.\d+)?\b)|([A-Za-z_]\w*)|([\s\S])/g;
   for (const [all, comment, string, quoted, number, word] of text.matchAll(token)) {
-    if (comment) parts.push(h("span", { class: "t-comment", text: all }));
-    else if (string) parts.push(h("span", { class: "t-string", text: all }));
-    else if (quoted) parts.push(h("span", { class: "t-ident", text: all }));
-    else if (number) parts.push(h("span", { class: "t-number", text: all }));
-    else if (word && KEYWORDS.has(word.toLowerCase())) parts.push(h("span", { class: "t-keyword", text: all }));
-    else parts.push(all);
+    const typed = document.createTextNode(all);
+    if (comment) parts.push(h("span", { class: "t-comment" }, typed));
+    else if (string) parts.push(h("span", { class: "t-string" }, typed));
+    else if (quoted) parts.push(h("span", { class: "t-ident" }, typed));
+    else if (number) parts.push(h("span", { class: "t-number" }, typed));
+    else if (word && KEYWORDS.has(word.toLowerCase())) parts.push(h("span", { class: "t-keyword" }, typed));
+    else parts.push(typed);
   }
   return parts;
 }

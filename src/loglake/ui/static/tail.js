@@ -102,7 +102,7 @@ export function startTail(box, state, go, stopped) {
     source.close();
     if (awaySince === null) awaySince = Date.now();
     const wait = Math.random() * Math.min(RECONNECT_CAP_MS, RECONNECT_FIRST_MS * 2 ** failures++);
-    note.textContent = `${why}; reconnecting…`;
+    replace(note, `${why}; reconnecting…`); // (the server's words, which may quote the query: as the page shows text)
     retry = setTimeout(connect, wait);
   }
 
@@ -110,7 +110,7 @@ export function startTail(box, state, go, stopped) {
     source.close();
     const [before, ...after] = why.split(" at /login"); // (a session that ended: the sign-in page as a link)
     if (after.length) replace(note, `${before} at `, h("a", { href: url("/login", { next: location.pathname + location.search }), text: "/login" }), after.join(" at /login"));
-    else note.textContent = why;
+    else replace(note, why);
     pause.hidden = rate.hidden = follow.parentElement.hidden = true; // (a tail that is over has nothing to pause)
     stopped();
   }
