@@ -185,6 +185,26 @@ def test_retention_help_says_how_often_the_server_expires_days() -> None:
     assert f"every {EXPIRE_EVERY_TURNS}th maintenance turn: every 5 minutes at the default" in said
 
 
+async def test_flush_without_a_terminal_says_what_it_did_in_one_line_with_no_bare_progress_label(
+    tmp_path: Path,
+) -> None:
+    """With stderr not a terminal (cron, a log file), click's progress bar wrote its label alone: a bare `flushing`
+    line on stderr for every flush."""
+    data = tmp_path / "data"
+    app = LoglakeApp.from_settings(Settings(data_dir=data, access_log="off"))
+    try:
+        async with asgi_client(app, key_for(app, "admin", "admin")) as client:
+            sent = await client.post("/logs", json=old_records(int(time.time() * 1000), 3, 5))
+            assert sent.status_code == 201, sent.text
+    finally:
+        app.close()
+    flushed = run("flush", "--data-dir", str(data))
+    assert flushed.exit_code == 0, flushed.output
+    assert flushed.stderr == ""
+    assert flushed.stdout.startswith("moved 5 records into 1 lake file(s) in ")
+    assert len(flushed.stdout.splitlines()) == 1
+
+
 def test_flush_compact_and_retention_by_hand(server_factory, admin_key_of, monkeypatch) -> None:
     # No background job: only the CLI moves records. A server keeping everything takes the 400-day-old
     # records; the retention run by hand below applies 365 days.

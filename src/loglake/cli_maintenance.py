@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from loglake.cli_lake import local_lake, require_loglake_data
-from loglake.cli_options import CONTEXT, data_dir_option_with
+from loglake.cli_options import CONTEXT, data_dir_option_with, progress_bar
 from loglake.config import Settings
 from loglake.lake.compact import CompactReport, MergesFailed
 from loglake.lake.lake import EXPIRE_EVERY_TURNS, Lake, quarantined_key
@@ -46,7 +46,7 @@ def flush(everything: bool, older_than: int | None, data_dir: Path) -> None:
                 click.echo("another loglake process is maintaining this lake; waiting for it...", err=True)
         with lake.maintenance():
             due = lake.count_due(everything)
-            with click.progressbar(length=due, label="flushing", file=sys.stderr, show_pos=True) as bar:
+            with progress_bar(due, "flushing", show_pos=True) as bar:
                 report = lake.flush(everything, progress=bar.update)
             merged = _compacted(lake) if everything else None
             lake.collect_garbage()  # the tables' manifests list the new files

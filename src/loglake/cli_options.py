@@ -284,6 +284,27 @@ def let_ctrl_c_through(follows: bool) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
+class _NoProgress:
+    """What progress_bar gives where no terminal shows stderr: it shows nothing."""
+
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n_steps: int) -> None:
+        return None
+
+
+def progress_bar(length: int, label: str, show_pos: bool = False) -> Any:
+    """click's progress bar on stderr, for a terminal; elsewhere (a log file, a pipe, cron's mail) nothing, where
+    click's writes its label alone (a bare `flushing` line): the command's own line says what was done."""
+    if not sys.stderr.isatty():
+        return _NoProgress()
+    return click.progressbar(length=length, label=label, file=sys.stderr, show_pos=show_pos)
+
+
 def printable(value: object, multiline: bool = False) -> str:
     """Text for a terminal: control characters as visible escapes; a newline as ⏎, unless `multiline`."""
     return str(value).translate(_LINES if multiline else _ONE_LINE)

@@ -21,6 +21,7 @@ from loglake.cli_options import (
     WholeNumber,
     key_option,
     printable,
+    progress_bar,
     say_retrying_now_and_then,
     url_option,
 )
@@ -207,7 +208,7 @@ class _Progress:
     """A progress bar on stderr for large inputs of known size, else a running count on a terminal."""
 
     def __init__(self, total_bytes: int | None, live: bool = True) -> None:
-        self.bar = click.progressbar(length=total_bytes, label="sending", file=sys.stderr) if total_bytes else None
+        self.bar = progress_bar(total_bytes, "sending") if total_bytes else None
         if self.bar is not None:
             self.bar.__enter__()
         self.live = live and self.bar is None and sys.stderr.isatty()
