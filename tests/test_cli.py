@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import click
 import httpx
 import pytest
 from botocore.auth import SigV4Auth
@@ -879,3 +880,21 @@ def test_a_server_url_that_is_no_http_url_is_a_usage_error(
     monkeypatch.delenv("LOGLAKE_URL")
     refused = CliRunner().invoke(main, [*command, "--url", url])
     assert refused.exit_code == 2 and f"Invalid value for '--url': '{url}' {said}" in refused.output
+
+
+def test_every_command_that_reads_the_settings_takes_the_config_file_as_serve_does() -> None:
+    """Only `serve` took --config; the commands that read the same settings (those working on a data dir) took the
+    file from LOGLAKE_CONFIG alone. `amplify collect` keeps its --config, the collector's own file."""
+
+    def commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[str, click.Command]]:
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from commands(command, (*path, name))
+            else:
+                yield " ".join((*path, name)), command
+
+    for name, command in commands(main):
+        options = {opt: param for param in command.params for opt in getattr(param, "opts", ())}
+        if "--data-dir" in options and name != "amplify collect":
+            assert "--config" in options, name
+            assert options["--config"].envvar == "LOGLAKE_CONFIG", name

@@ -340,15 +340,17 @@ def test_maintenance_commands_take_the_default_data_dir_as_the_others_do(
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.parametrize("given_by", ["LOGLAKE_CONFIG", "--config"])
 @pytest.mark.parametrize(
     "command",
     [["flush"], ["compact"], ["retention", "--dry-run"], ["verify"], ["keys", "list"], ["rules", "list"]],
 )
 def test_commands_on_a_data_dir_take_the_one_the_config_file_names_as_serve_does(
-    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    command: list[str], given_by: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With data_dir given only in LOGLAKE_CONFIG's file, `serve` used it and flush, compact, retention and keys
-    looked in ./loglake-data ("no loglake data in loglake-data")."""
+    looked in ./loglake-data ("no loglake data in loglake-data"); and only `serve` took --config FILE, so a server
+    started with it was worked on only with the variable exported."""
     monkeypatch.chdir(tmp_path)
     data = tmp_path / "elsewhere"
     Settings(data_dir=data).hot_db_path.parent.mkdir()
@@ -357,10 +359,31 @@ def test_commands_on_a_data_dir_take_the_one_the_config_file_names_as_serve_does
     assert run("rules", "init", "--data-dir", str(data)).exit_code == 0
     config = tmp_path / "loglake.toml"
     config.write_text(f'data_dir = "{data}"\n')
-    monkeypatch.setenv("LOGLAKE_CONFIG", str(config))
+    if given_by == "--config":
+        command = [*command, "--config", str(config)]
+    else:
+        monkeypatch.setenv("LOGLAKE_CONFIG", str(config))
     result = run(*command)
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "loglake-data").exists()
+
+
+def test_the_config_flag_wins_over_the_variable_and_brings_the_lake_settings(tmp_path: Path, monkeypatch) -> None:
+    """--config FILE names the settings' file as LOGLAKE_CONFIG does, and wins over it as a flag wins over a
+    variable: the settings beyond the data dir (here retention_days) come from it too."""
+    data = tmp_path / "data"
+    Settings(data_dir=data).hot_db_path.parent.mkdir()
+    SQLiteHotStore(data / "hot.db").close()
+    kept = tmp_path / "kept.toml"
+    kept.write_text(f'data_dir = "{data}"\nretention_days = 0\n')
+    other = tmp_path / "other.toml"
+    other.write_text(f'data_dir = "{tmp_path / "nowhere"}"\nretention_days = 30\n')
+    monkeypatch.setenv("LOGLAKE_CONFIG", str(other))
+    result = run("retention", "--dry-run", "--config", str(kept))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "retention_days is 0: the lake keeps everything\n"
+    missing = run("query", "SELECT 1", "--data-dir", str(data), "--config", str(tmp_path / "no.toml"))
+    assert missing.exit_code == 1 and f"config file {tmp_path / 'no.toml'} does not exist" in missing.stderr
 
 
 def test_a_data_dir_of_the_wrong_type_in_the_config_file_is_named(tmp_path: Path, monkeypatch) -> None:

@@ -25,6 +25,8 @@ from loglake.cli_options import (
     Number,
     SafeErrors,
     command_line,
+    command_settings,
+    config_option,
     data_dir_option,
     json_text,
     key_option,
@@ -43,7 +45,6 @@ from loglake.cli_send import COMMANDS as SEND_COMMANDS
 from loglake.cli_tail import COMMANDS as TAIL_COMMANDS
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import REQUEST_UNIT, ConfigError, env_name
-from loglake.config_load import load_settings
 from loglake.keys import (
     MAX_RATE_BURST,
     MAX_RATE_LIMIT,
@@ -78,20 +79,14 @@ def main(ctx: click.Context) -> None:
 
 
 @main.command(context_settings=CONTEXT)
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help=f"TOML file with any of these settings (top level or a [loglake] table) [env {env_name('config')}].",
-)
+@config_option
 @settings_options()
-def serve(config_file: Path | None, **options: Any) -> None:
+def serve(**options: Any) -> None:
     """Run the HTTP server. Precedence: these flags, then LOGLAKE_* variables, then the --config file."""
     from loglake.server import serve as run_server
 
+    settings = command_settings(options)
     try:
-        settings = load_settings(options, config_file)
         run_server(settings)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None

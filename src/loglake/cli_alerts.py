@@ -19,6 +19,7 @@ from loglake.cli_options import (
     CONTEXT,
     Named,
     SafeErrors,
+    config_option,
     json_text,
     key_option,
     print_columns,
@@ -32,12 +33,17 @@ T = TypeVar("T")
 ACTIONS = {"ack": ("acknowledge", "acknowledged"), "resolve": ("resolve", "resolved")}
 ALERT_ID = Named("an alert's id, or a part of it")
 
-data_dir_option = click.option(
+_data_dir = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Use the alerts of this data folder directly instead of a server (--url).",
 )
+
+
+def data_dir_option(command: Callable) -> Callable:
+    """--data-dir, with the --config its rules folder is then read from."""
+    return _data_dir(config_option(command))
 
 
 @click.group(cls=SafeErrors, context_settings=CONTEXT)

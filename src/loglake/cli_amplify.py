@@ -17,7 +17,9 @@ import click
 from loglake.cli_lake import local_data_dir_option, local_lake, print_result
 from loglake.cli_options import (
     CONTEXT,
+    command_settings,
     data_dir_option,
+    data_dir_option_with,
     json_text,
     key_option,
     option_time,
@@ -41,11 +43,13 @@ config_option = click.option(
     default=None,
     help="The collector's JSON configuration (default: the CONFIG_JSON environment variable).",
 )
+# (its --config is the collector's: loglake's settings file is LOGLAKE_CONFIG's alone)
+collect_data_dir_option = data_dir_option_with("loglake's data folder.", config=False)
 
 
 @amplify.command(context_settings=CONTEXT)
 @config_option
-@data_dir_option
+@collect_data_dir_option
 @click.option("--app", "apps", multiple=True, help="Only this appName (repeat for more); default: every app.")
 @click.option(
     "--since",
@@ -282,10 +286,9 @@ def _config(path: Path | None) -> Any:
 def _lake_for(data_dir: Path, config: Any) -> Iterator[Any]:
     """The data dir's lake (made if new), in the configuration's bucket when it names one."""
     from loglake.amplify.jobs import settings_for
-    from loglake.config_load import load_settings
 
+    settings = command_settings({"data_dir": data_dir})
     try:
-        settings = load_settings({"data_dir": data_dir})
         if config is not None:
             settings = settings_for(settings, config)
     except ConfigError as e:

@@ -15,6 +15,7 @@ from loglake.cli_options import (
     CONTEXT,
     Named,
     checked_url,
+    command_settings,
     data_dir_option,
     json_text,
     key_option,
@@ -141,14 +142,8 @@ def _given(ctx: click.Context, name: str) -> bool:
 def _check_provider(data_dir: Path, overrides: dict[str, Any]) -> None:
     """Without a model there is nothing to ask, whatever the data: said first."""
     from loglake.ask.providers import NOT_CONFIGURED
-    from loglake.config import ConfigError
-    from loglake.config_load import load_settings
 
-    try:
-        settings = load_settings({"data_dir": data_dir, **overrides})
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
-    if not settings.llm_provider:
+    if not command_settings({"data_dir": data_dir, **overrides}).llm_provider:
         raise click.ClickException(NOT_CONFIGURED)
 
 

@@ -16,6 +16,8 @@ import click
 from loglake.cli_options import (
     CONTEXT,
     TermsCommand,
+    command_settings,
+    config_option,
     json_text,
     key_option,
     print_record_json,
@@ -27,7 +29,6 @@ from loglake.cli_options import (
 )
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, Settings
-from loglake.config_load import load_settings
 from loglake.lake.search_terms import attribute_keys
 from loglake.model import MAX_PAGE_LIMIT
 from loglake.shorten import shortened
@@ -35,12 +36,18 @@ from loglake.shorten import shortened
 FORMATS = ("table", "json", "csv", "ndjson")
 _MORE_ROWS = "narrow the query, raise --limit, or raise the server's cap (query_max_rows)"
 
-local_data_dir_option = click.option(
+_local_data_dir = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Work on this data folder directly instead of through a server (--url).",
 )
+
+
+def local_data_dir_option(command: Callable) -> Callable:
+    """--data-dir of a command that works through a server unless given one, with the --config its settings
+    (the lake's, the queries' limits) are then read from."""
+    return _local_data_dir(config_option(command))
 
 
 @contextlib.contextmanager
@@ -72,10 +79,7 @@ def local_runtime(
     """A Runtime over a data dir (its jobs not started), as local_lake opens it."""
     from loglake.runtime import Runtime
 
-    try:
-        settings = load_settings({"data_dir": data_dir, **(overrides or {})})
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
+    settings = command_settings({"data_dir": data_dir, **(overrides or {})})
     if not create:
         require_loglake_data(data_dir)
     try:

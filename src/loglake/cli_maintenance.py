@@ -18,7 +18,7 @@ from loglake.lake.lake import EXPIRE_EVERY_TURNS, Lake, quarantined_key
 from loglake.lake.verify import verify_databases, verify_lake
 
 maintenance_data_dir_option = data_dir_option_with(
-    "loglake's data folder; lake settings come from LOGLAKE_* and LOGLAKE_CONFIG."
+    "loglake's data folder; lake settings come from LOGLAKE_* and the --config file."
 )
 
 

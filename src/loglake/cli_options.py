@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import click
 
 from loglake.config import ConfigError, Settings, env_name, flag_name, option_fields
-from loglake.config_load import configured_data_dir
+from loglake.config_load import configured_data_dir, load_settings
 from loglake.lake.objectstore import ObjectStoreError
 from loglake.lake.stop import INTERRUPTED, Stop
 from loglake.sqlitedb import RESTORE_FROM_BACKUP, DamagedDatabase, is_damaged
@@ -121,27 +121,68 @@ class TermsCommand(click.Command):
                 formatter.write_dl(records)
 
 
-def _configured_data_dir(ctx: click.Context, param: click.Parameter, given: Path | None) -> Path:
-    """--data-dir as given, else what `loglake serve` would take: LOGLAKE_DATA_DIR, LOGLAKE_CONFIG's file's data_dir,
-    or the default."""
-    if given is not None:
-        return given
+_CONFIG_FILE = "loglake.config_file"  # (the key of the file config_option took in the command's ctx.meta)
+
+
+def _take_config_file(ctx: click.Context, param: click.Parameter, given: Path | None) -> None:
+    ctx.meta[_CONFIG_FILE] = given
+
+
+# --config of every command that reads loglake's settings (the data dir's, the lake's, the rules folder's...): a
+# server started with --config FILE is worked on with the same FILE, where the other commands took only the variable.
+config_option = click.option(
+    "--config",
+    type=click.Path(path_type=Path),  # (a folder, a missing file: said by load_settings, as of LOGLAKE_CONFIG)
+    metavar="FILE",
+    envvar=env_name("config"),
+    default=None,
+    is_eager=True,  # (taken before --data-dir, whose default its file may name)
+    expose_value=False,
+    callback=_take_config_file,
+    help=f"TOML file of loglake's settings, as `loglake serve` reads it (top level or a [loglake] table) "
+    f"[env {env_name('config')}].",
+)
+
+
+def given_config_file() -> Path | None:
+    """The file config_option took for the command running (--config, else LOGLAKE_CONFIG), None for none."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(_CONFIG_FILE) if ctx is not None else None
+
+
+def command_settings(overrides: dict[str, Any]) -> Settings:
+    """Settings as `loglake serve` reads them (`overrides` as its flags, then LOGLAKE_*, then the command's
+    --config file), a problem with them the command's error."""
     try:
-        return configured_data_dir()
+        return load_settings(overrides, given_config_file())
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
 
 
-def data_dir_option_with(help_text: str) -> Callable[[Callable], Callable]:
-    """A --data-dir option for a command that works on a data dir directly (never through a server)."""
-    return click.option(
+def _configured_data_dir(ctx: click.Context, param: click.Parameter, given: Path | None) -> Path:
+    """--data-dir as given, else what `loglake serve` would take: LOGLAKE_DATA_DIR, the --config (or LOGLAKE_CONFIG)
+    file's data_dir, or the default."""
+    if given is not None:
+        return given
+    try:
+        return configured_data_dir(given_config_file())
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def data_dir_option_with(help_text: str, config: bool = True) -> Callable[[Callable], Callable]:
+    """A --data-dir option for a command that works on a data dir directly (never through a server), with the
+    --config option that may name it; without (`config` false) for a command whose --config is a file of its own,
+    which takes the settings' file from LOGLAKE_CONFIG alone."""
+    named_by = "the --config file" if config else f"the {env_name('config')} file"
+    data_dir = click.option(
         "--data-dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
         callback=_configured_data_dir,
-        help=f"{help_text} [default: {env_name('data_dir')}, else data_dir in the {env_name('config')} file, else "
-        f"{Settings().data_dir}]",
+        help=f"{help_text} [default: {env_name('data_dir')}, else data_dir in {named_by}, else {Settings().data_dir}]",
     )
+    return (lambda command: data_dir(config_option(command))) if config else data_dir
 
 
 data_dir_option = data_dir_option_with("loglake's data folder.")

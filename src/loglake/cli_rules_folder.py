@@ -9,9 +9,8 @@ from typing import Any
 
 import click
 
-from loglake.cli_options import Named, printable
-from loglake.config import ConfigError, Settings, env_name
-from loglake.config_load import load_settings
+from loglake.cli_options import Named, command_settings, printable
+from loglake.config import Settings, env_name
 
 rules_dir_option = click.option(
     "--rules-dir",
@@ -23,11 +22,8 @@ RULE_ID = Named("a rule's id, the start of one, or its file's name")
 
 
 def rules_settings(data_dir: Path, rules_dir: Path | None) -> Settings:
-    """Settings as `serve` reads them (flags, then LOGLAKE_*, then LOGLAKE_CONFIG's file)."""
-    try:
-        return load_settings({"data_dir": data_dir, "rules_dir": str(rules_dir) if rules_dir else None})
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
+    """Settings as `serve` reads them (flags, then LOGLAKE_*, then the --config file)."""
+    return command_settings({"data_dir": data_dir, "rules_dir": str(rules_dir) if rules_dir else None})
 
 
 def load_rules_from(path: Path) -> Any:

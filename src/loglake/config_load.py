@@ -47,10 +47,10 @@ def load_settings(
     return settings
 
 
-def configured_data_dir(environ: dict[str, str] | None = None) -> Path:
-    """The data dir the environment or LOGLAKE_CONFIG's file names, else the default: what `loglake serve` takes
-    without --data-dir, for the commands that work on a data dir directly."""
-    values, given_as = _file_and_environment(None, dict(os.environ) if environ is None else environ)
+def configured_data_dir(config_file: Path | None = None, environ: dict[str, str] | None = None) -> Path:
+    """The data dir the environment or the config file (`config_file`, else LOGLAKE_CONFIG's) names, else the
+    default: what `loglake serve` takes without --data-dir, for the commands that work on a data dir directly."""
+    values, given_as = _file_and_environment(config_file, dict(os.environ) if environ is None else environ)
     if "data_dir" not in values:
         return Settings().data_dir
     try:
