@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from loglake.cli import main
 from loglake.config import ConfigError
-from loglake.config_load import load_settings
+from loglake.config_load import configured_data_dir, load_settings
 
 
 def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
@@ -290,3 +290,36 @@ def test_an_empty_data_dir_is_refused_not_taken_for_the_current_folder(empty: st
         load_settings(config_file=config, environ={})
     with pytest.raises(ConfigError, match=f"LOGLAKE_DATA_DIR must be a path, got '{empty}'"):
         load_settings(environ={"LOGLAKE_DATA_DIR": empty})
+
+
+def test_a_config_files_relative_paths_are_taken_from_its_folder_not_the_current_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`loglake serve --config /etc/loglake/loglake.toml` with `data_dir = "data"`, started from another folder,
+    made a new, empty data dir there. A flag's or a variable's relative path stays the current folder's."""
+    folder = tmp_path / "etc" / "loglake"
+    folder.mkdir(parents=True)
+    config = folder / "loglake.toml"
+    config.write_text(
+        'data_dir = "data"\nrules_dir = "../rules"\naccess_log = "logs/access.log"\namplify_config = "amplify.json"\n'
+        'syslog_tls = "6514"\nsyslog_tls_cert = "tls/cert.pem"\nsyslog_tls_key = "/srv/tls/key.pem"\n'
+        'llm_api_key = "file:llm.key"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(config_file=config, environ={})
+    assert settings.data_dir == folder / "data"
+    assert settings.rules_path == folder / "../rules"
+    assert settings.access_log == str(folder / "logs/access.log")
+    assert settings.amplify_config == str(folder / "amplify.json")
+    assert (settings.syslog_tls_cert, settings.syslog_tls_key) == (str(folder / "tls/cert.pem"), "/srv/tls/key.pem")
+    assert settings.llm_api_key == f"file:{folder / 'llm.key'}"
+    assert configured_data_dir(config) == folder / "data"
+    # a flag's and a variable's path as given, and so the words that are no path and a reference of another kind
+    environ = {"LOGLAKE_RULES_DIR": "r"}
+    settings = load_settings({"data_dir": Path("here")}, config_file=config, environ=environ)
+    assert (settings.data_dir, settings.rules_dir) == (Path("here"), "r")
+    config.write_text('access_log = "off"\nllm_api_key = "env:LLM_KEY"\nrules_dir = ""\n')
+    settings = load_settings(config_file=config, environ={})
+    assert (settings.access_log, settings.llm_api_key, settings.rules_dir) == ("off", "env:LLM_KEY", "")
+    config.write_text('access_log = "-"\n')
+    assert load_settings(config_file=config, environ={}).access_log == "-"

@@ -139,8 +139,8 @@ config_option = click.option(
     is_eager=True,  # (taken before --data-dir, whose default its file may name)
     expose_value=False,
     callback=_take_config_file,
-    help=f"TOML file of loglake's settings, as `loglake serve` reads it (top level or a [loglake] table) "
-    f"[env {env_name('config')}].",
+    help=f"TOML file of loglake's settings, as `loglake serve` reads it (top level or a [loglake] table; its relative "
+    f"paths from its folder) [env {env_name('config')}].",
 )
 
 

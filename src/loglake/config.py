@@ -33,6 +33,9 @@ _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:
+    """A setting's field. `extra` metadata: `choices`; `comma_separated`; `deprecated_name`, its former name;
+    `path`, for a setting whose value is a path after this prefix ("", or "file:" for a reference), which a config
+    file gives from its own folder (config_load), but for the `not_paths` words ('-', 'off')."""
     return field(default=default, metadata={"help": help, **extra})
 
 
@@ -42,7 +45,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = _opt(Path("loglake-data"), "Folder that holds all of loglake's data.")
+    data_dir: Path = _opt(Path("loglake-data"), "Folder that holds all of loglake's data.", path="")
     host: str = _opt("127.0.0.1", "Address to listen on (auth must stay on for non-loopback addresses).")
     port: int = _opt(8080, "TCP port to listen on.")
     auth: bool = _opt(True, "Require API keys (or SigV4). Only a loopback server may turn this off.")
@@ -75,7 +78,12 @@ class Settings:
     )
     rate_burst: int = _opt(5_000, "Default burst per API key (token bucket size, in the same requests).")
     max_store_mb: int = _opt(0, "Cap on the hot store's size in MiB (0 = only the disk limits it).")
-    access_log: str = _opt("-", "Where to write the JSON access log: '-' for stderr, a file path, or 'off'.")
+    access_log: str = _opt(
+        "-",
+        "Where to write the JSON access log: '-' for stderr, a file path, or 'off'.",
+        path="",
+        not_paths=("-", "off"),
+    )
     cors_allow_origins: str = _opt(
         "",
         "Comma-separated origins (https://ui.example.com, or *) whose web pages may call the API; empty = none.",
@@ -120,7 +128,9 @@ class Settings:
         64, "Largest answer of a SQL query (its rows as JSON), in MiB; a larger one is refused (400)."
     )
     # -- detections
-    rules_dir: str = _opt("", "Folder of detection rules, one rule per YAML file; empty = `rules` in the data dir.")
+    rules_dir: str = _opt(
+        "", "Folder of detection rules, one rule per YAML file; empty = `rules` in the data dir.", path=""
+    )
     rules_catch_up_windows: int = _opt(
         24, "After downtime, each rule evaluates at most this many of the windows it missed (older ones are skipped)."
     )
@@ -148,7 +158,9 @@ class Settings:
         "{endpoint}/v1/messages; bedrock: the bedrock-runtime endpoint URL); empty = the provider's own.",
     )
     llm_model: str = _opt("", "Model name or id the provider is asked for.")
-    llm_api_key: str = _opt("", "The model API's key BY REFERENCE: env:NAME, file:PATH or secretsmanager:ID.")
+    llm_api_key: str = _opt(
+        "", "The model API's key BY REFERENCE: env:NAME, file:PATH or secretsmanager:ID.", path="file:"
+    )
     llm_timeout_seconds: float = _opt(60.0, "Longest wait for one answer of the model.")
     llm_daily_tokens: int = _opt(1_000_000, "Tokens (in + out) the provider may use per UTC day; 0 = no budget.")
     llm_rate_per_minute: float = _opt(10.0, "Questions per minute per API key (POST /ask).")
@@ -164,8 +176,8 @@ class Settings:
         "HOST:PORT (or PORT, on 127.0.0.1) to receive syslog over TLS (RFC 5425, whose port is 6514), beside "
         "syslog_tcp or alone; needs syslog_tls_cert and syslog_tls_key; empty = off.",
     )
-    syslog_tls_cert: str = _opt("", "PEM certificate (chain) of the syslog TLS listener (syslog_tls).")
-    syslog_tls_key: str = _opt("", "PEM private key of syslog_tls_cert.")
+    syslog_tls_cert: str = _opt("", "PEM certificate (chain) of the syslog TLS listener (syslog_tls).", path="")
+    syslog_tls_key: str = _opt("", "PEM private key of syslog_tls_cert.", path="")
     syslog_allow: str = _opt(
         "",
         "Comma-separated source networks (10.0.0.0/8, 192.0.2.7) whose syslog is taken; empty = loopback only. "
@@ -184,7 +196,9 @@ class Settings:
     )
     # -- Amplify access logs
     amplify_config: str = _opt(
-        "", "JSON configuration of the Amplify access-log collector; set, the server collects on its schedule."
+        "",
+        "JSON configuration of the Amplify access-log collector; set, the server collects on its schedule.",
+        path="",
     )
 
     @property

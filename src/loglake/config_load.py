@@ -69,7 +69,7 @@ def _file_and_environment(config_file: Path | None, environ: dict[str, str]) -> 
     if config_file is not None:
         for name, value in _read_toml(config_file).items():
             current = _current_name(name, f"{name} in {config_file}")
-            values[current] = value
+            values[current] = _from_folder_of(config_file, current, value)
             given_as[current] = f"{name} in {config_file}"
     for name in (*DEPRECATED_NAMES, *(f.name for f in fields(Settings))):  # (the current name wins)
         if env_name(name) in environ:
@@ -77,6 +77,27 @@ def _file_and_environment(config_file: Path | None, environ: dict[str, str]) -> 
             values[current] = environ[env_name(name)]
             given_as[current] = env_name(name)
     return values, given_as
+
+
+# The settings that are paths (Settings field metadata `path`: the prefix before the path), with the words they take
+# that are none ('-' and 'off' of access_log).
+_PATHS = {
+    f.name: (f.metadata["path"], f.metadata.get("not_paths", ())) for f in fields(Settings) if "path" in f.metadata
+}
+
+
+def _from_folder_of(config_file: Path, name: str, value: Any) -> Any:
+    """A config file's value of `name`, a relative path in it taken from the file's folder, as Prometheus takes its
+    files': `data_dir = "data"` in /etc/loglake/loglake.toml is /etc/loglake/data wherever the server starts (taken
+    from the folder a command ran in, a start from another one made a new, empty data dir there). Flags and variables
+    stay relative to the current folder, as a shell's paths are."""
+    if name not in _PATHS or not isinstance(value, str):
+        return value
+    prefix, not_paths = _PATHS[name]
+    path = value.removeprefix(prefix)
+    if value in not_paths or not value.startswith(prefix) or not path.strip() or Path(path).is_absolute():
+        return value  # (an empty one is refused, or means none, as given)
+    return prefix + str(config_file.parent / path)
 
 
 def _as_given(problem: str, given_as: dict[str, str]) -> str:
