@@ -2,14 +2,22 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from loglake.cli import main
-from loglake.config import ConfigError
-from loglake.config_load import configured_data_dir, load_settings
+from loglake.config import ConfigError, Settings, env_name
+from loglake.config_load import (
+    DEPRECATED_NAMES,
+    OTHER_VARIABLES,
+    configured_data_dir,
+    load_settings,
+    warn_of_unknown_variables,
+)
 
 
 def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
@@ -269,9 +277,55 @@ def test_a_misspelt_setting_is_told_the_one_it_likely_meant(tmp_path: Path, capl
     environ = {"LOGLAKE_RETENTON_DAYS": "3", "LOGLAKE_URL": "http://127.0.0.1:9", "LOGLAKE_API_KEY": "llk_x"}
     with caplog.at_level(logging.WARNING, "loglake.config"):
         assert load_settings(environ=environ).retention_days == 365
+        warn_of_unknown_variables(environ)
     assert [r.getMessage() for r in caplog.records] == [
         "LOGLAKE_RETENTON_DAYS is not a setting, and is ignored: did you mean LOGLAKE_RETENTION_DAYS?"
     ]
+
+
+def test_every_loglake_variable_that_is_not_read_is_said_once_as_a_command_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """LOGLAKE_RETENTION=30 (the setting is LOGLAKE_RETENTION_DAYS) was ignored without a word: only a typo within
+    two letters of a setting was said, and only by the commands that read the settings (twice by some). The
+    variables loglake reads elsewhere, and one a setting names as its secret (env:NAME), are not said."""
+    environ = {
+        "LOGLAKE_RETENTION": "30",
+        "LOGLAKE_APIKEY": "llk_x",
+        "LOGLAKE_WHATEVER": "1",
+        "LOGLAKE_LLM_API_KEY": "env:LOGLAKE_OPENAI",
+        "LOGLAKE_OPENAI": "sk-x",
+        "LOGLAKE_URL": "http://127.0.0.1:9",
+        "LOGLAKE_CONFIG": "",
+        "LOGLAKE_SERVICE": "api",
+        "LOGLAKE_PORT": "9000",
+        "LOGLAKE_SYSLOG_UDP": "5514",
+        "LOGLAKE_OTLP_DECODE_WORKERS": "1",  # (a former name: load_settings says so)
+        "LOGLAKE_DYNAMODB_TABLE": "hot",
+    }
+    with caplog.at_level(logging.WARNING, "loglake.config"):
+        ran = CliRunner().invoke(main, ["rules", "list", "--data-dir", str(tmp_path)], env=environ)
+    assert ran.exit_code == 1  # (no rules folder: the command ran, and read the settings)
+    assert [r.getMessage() for r in caplog.records if "is not a setting" in r.getMessage()] == [
+        "LOGLAKE_APIKEY is not a setting, and is ignored: did you mean LOGLAKE_API_KEY?",
+        "LOGLAKE_RETENTION is not a setting, and is ignored: did you mean LOGLAKE_RETENTION_DAYS?",
+        "LOGLAKE_WHATEVER is not a setting, and is ignored (`loglake serve --help` lists the settings)",
+    ]
+
+
+def test_the_variables_loglake_reads_beside_its_settings_are_all_known_to_the_warning() -> None:
+    """Every LOGLAKE_ name the code, the Makefile, the README and the deployment read is a setting's (or a former
+    one's) or among OTHER_VARIABLES, so that none is warned of wrongly."""
+    root = Path(__file__).parent.parent
+    files = [root / "Makefile", root / "README.md", *(root / "src").rglob("*.py"), *(root / "src").rglob("*.js")]
+    files += [*(root / "deploy").rglob("*"), *(root / "examples").rglob("*")]
+    found = set()
+    for file in files:
+        if file.is_file():
+            found |= set(re.findall(r"LOGLAKE_[A-Z0-9_]*[A-Z0-9](?![A-Z0-9_])", file.read_text(errors="replace")))
+    settings = {env_name(name) for name in [*(f.name for f in fields(Settings)), *DEPRECATED_NAMES]}
+    not_variables = {"LOGLAKE_KEYS", "LOGLAKE_RETENTON_DAYS", "LOGLAKE_RETENTION"}  # a constant, typos said of
+    assert found - settings - OTHER_VARIABLES - not_variables == set()
 
 
 def test_serve_help_says_what_queries_past_the_concurrency_get() -> None:

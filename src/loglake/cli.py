@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import deque
@@ -45,6 +46,7 @@ from loglake.cli_send import COMMANDS as SEND_COMMANDS
 from loglake.cli_tail import COMMANDS as TAIL_COMMANDS
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import REQUEST_UNIT, ConfigError, env_name
+from loglake.config_load import warn_of_unknown_variables
 from loglake.keys import (
     MAX_RATE_BURST,
     MAX_RATE_LIMIT,
@@ -73,6 +75,7 @@ def main(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand not in FOLLOWING_COMMANDS:
         let_ctrl_c_through(follows=False)
+    warn_of_unknown_variables(os.environ)
 
 
 # -- serve -------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,39 @@ from loglake.spelling import alike, typo_of
 DEPRECATED_NAMES = {f.metadata["deprecated_name"]: f.name for f in fields(Settings) if "deprecated_name" in f.metadata}
 log = logging.getLogger("loglake.config")  # (the name its warnings have always had)
 _KNOWN = frozenset(f.name for f in fields(Settings)) | set(DEPRECATED_NAMES)
+# The LOGLAKE_ variables loglake reads that are no setting: the settings' file, the client commands' server and key,
+# the logging handler's service, `query --engine athena`'s, `aws synth`'s (cdk_app) and those the AWS deployment's
+# stack gives its functions. warn_of_unknown_variables says nothing of them (a test keeps the list whole).
+OTHER_VARIABLES = frozenset(
+    {
+        env_name("config"),
+        env_name("url"),
+        env_name("api_key"),
+        "LOGLAKE_SERVICE",
+        "LOGLAKE_ATHENA_DATABASE",
+        "LOGLAKE_ATHENA_WORKGROUP",
+        "LOGLAKE_AWS_CONFIG",
+        "LOGLAKE_ALERTING_FILE",
+        "LOGLAKE_ALERT_TOPICS",
+        "LOGLAKE_AMPLIFY_ROLES",
+        "LOGLAKE_ASK_TABLE",
+        "LOGLAKE_COGNITO_CLIENT_ID",
+        "LOGLAKE_COGNITO_DOMAIN",
+        "LOGLAKE_COGNITO_GROUPS",
+        "LOGLAKE_COGNITO_ISSUER",
+        "LOGLAKE_DELIVERY_DEAD_LETTER_URL",
+        "LOGLAKE_DELIVERY_LEASE_SECONDS",
+        "LOGLAKE_DELIVERY_QUEUE_URL",
+        "LOGLAKE_DETECTIONS_TABLE",
+        "LOGLAKE_DYNAMODB_TABLE",
+        "LOGLAKE_GLUE_CRAWLER",
+        "LOGLAKE_RULES_BUNDLE",
+        "LOGLAKE_TIME_SHARDS",
+        "LOGLAKE_UI_SESSIONS_TABLE",
+        "LOGLAKE_UI_URL",
+        "LOGLAKE_WINDOW_LEASE_SECONDS",
+    }
+)
 
 
 def load_settings(
@@ -27,7 +61,6 @@ def load_settings(
     """Defaults < TOML file < environment < explicit overrides (CLI flags that were given)."""
     environ = dict(os.environ) if environ is None else environ
     values, given_as = _file_and_environment(config_file, environ)
-    _warn_of_misspelt_variables(environ)
     for name, value in (overrides or {}).items():
         if value is not None:
             current = _current_name(name, flag_name(name))
@@ -107,17 +140,20 @@ def _as_given(problem: str, given_as: dict[str, str]) -> str:
     return given_as[name] + problem[len(name) :] if name in given_as else problem
 
 
-def _warn_of_misspelt_variables(environ: dict[str, str]) -> None:
-    """A line for each LOGLAKE_ variable that is no setting but a typo of one (LOGLAKE_RETENTON_DAYS): it is
-    ignored, and the server would otherwise start without a word on the default. (Other LOGLAKE_ variables, the
-    client commands' and the AWS deployment's, are no typo of a setting.)"""
+def warn_of_unknown_variables(environ: Mapping[str, str]) -> None:
+    """A line for each LOGLAKE_ variable that loglake does not read, with the one it likely meant: it is ignored,
+    and a command would otherwise run without a word on the default (LOGLAKE_RETENTION=30, where the setting is
+    LOGLAKE_RETENTION_DAYS, kept the lake 365 days). The `loglake` command says it once, as it starts."""
     prefix = env_name("")
-    for variable in environ:
+    referenced = {value.removeprefix("env:") for value in environ.values() if value.startswith("env:")}  # (a secret's)
+    names = [f.name for f in fields(Settings)] + [variable.removeprefix(prefix).lower() for variable in OTHER_VARIABLES]
+    for variable in sorted(environ):
         name = variable.removeprefix(prefix).lower()
-        if variable.startswith(prefix) and name not in _KNOWN:
-            meant = typo_of(name, _KNOWN)
-            if meant:
-                log.warning("%s is not a setting, and is ignored: did you mean %s?", variable, env_name(meant[0]))
+        if not variable.startswith(prefix) or name in _KNOWN or variable in OTHER_VARIABLES | referenced:
+            continue
+        meant = alike(name, names) or typo_of(name, names)
+        advice = f": did you mean {env_name(meant[0])}?" if meant else " (`loglake serve --help` lists the settings)"
+        log.warning("%s is not a setting, and is ignored%s", variable, advice)
 
 
 def _unknown(names: set[str]) -> str:
