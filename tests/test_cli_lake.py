@@ -205,6 +205,17 @@ async def test_flush_without_a_terminal_says_what_it_did_in_one_line_with_no_bar
     assert len(flushed.stdout.splitlines()) == 1
 
 
+@pytest.mark.parametrize("seconds", ["0", "-5", "soon"])
+def test_flush_older_than_takes_seconds_from_1_and_says_so_of_its_own_option(seconds: str, tmp_path: Path) -> None:
+    """`loglake flush --older-than 0` (taken by the option) was refused with "--hot-window-seconds must be positive",
+    a flag flush does not have."""
+    SQLiteHotStore(tmp_path / "hot.db").close()
+    refused = run("flush", "--older-than", seconds, "--data-dir", str(tmp_path))
+    assert refused.exit_code == 2
+    said = " ".join(refused.stderr.split())
+    assert f"Invalid value for '--older-than': {seconds!r} is not a whole number of seconds, 1 or more" in said
+
+
 def test_flush_compact_and_retention_by_hand(server_factory, admin_key_of, monkeypatch) -> None:
     # No background job: only the CLI moves records. A server keeping everything takes the 400-day-old
     # records; the retention run by hand below applies 365 days.

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from loglake.cli_lake import local_lake, require_loglake_data
-from loglake.cli_options import CONTEXT, data_dir_option_with, progress_bar
+from loglake.cli_options import CONTEXT, WholeNumber, data_dir_option_with, progress_bar
 from loglake.config import Settings
 from loglake.lake.compact import CompactReport, MergesFailed
 from loglake.lake.lake import EXPIRE_EVERY_TURNS, Lake, quarantined_key
@@ -32,7 +32,8 @@ maintenance_data_dir_option = data_dir_option_with(
 )
 @click.option(
     "--older-than",
-    type=click.IntRange(0),
+    # (1 or more, as the hot_window_seconds it stands for: 0 was refused naming --hot-window-seconds, no flag of flush)
+    type=WholeNumber("a whole number of seconds, 1 or more (--all moves every record)", 1),
     default=None,
     help="Move records older than this many seconds (default: the settings' hot_window_seconds).",
 )
