@@ -290,6 +290,25 @@ def test_ndjson_keeps_every_column_of_names_alike(tmp_path: Path) -> None:
         assert list(duckdb.sql(f"SELECT * FROM ({sql})").columns) == keys  # (as DuckDB names them)
 
 
+def test_query_csv_tells_null_from_the_empty_string(tmp_path: Path) -> None:
+    """As DuckDB writes and reads CSV: NULL an empty field, '' a quoted one (both were an empty field)."""
+    SQLiteHotStore(tmp_path / "hot.db").close()
+    sql = """SELECT NULL AS "a", '' AS "b,c", 'say "hi"' AS d, true AS e, 1.5 AS f, [1, 2] AS g, 'x\ny' AS h"""
+    result = run("query", sql, "--format", "csv", "--data-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == 'a,"b,c",d,e,f,g,h\n,"","say ""hi""",true,1.5,"[1, 2]","x\ny"\n'
+    (tmp_path / "out.csv").write_text(result.stdout)
+    read = duckdb.sql(f"SELECT * FROM read_csv('{tmp_path / 'out.csv'}', allow_quoted_nulls = false)").fetchall()
+    assert read == [(None, "", 'say "hi"', True, 1.5, "[1, 2]", "x\ny")]
+
+
+def test_query_limit_takes_one_row_or_more(tmp_path: Path) -> None:
+    """As POST /query's limit: --limit 0 printed no rows, as if none had matched."""
+    SQLiteHotStore(tmp_path / "hot.db").close()
+    refused = run("query", "SELECT 1", "--limit", "0", "--data-dir", str(tmp_path))
+    assert refused.exit_code == 2 and "0 is not in the range x>=1" in refused.output
+
+
 def test_a_local_query_too_large_to_answer_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     SQLiteHotStore(tmp_path / "hot.db").close()
     monkeypatch.setenv("LOGLAKE_QUERY_MAX_RESPONSE_MB", "1")

@@ -4,7 +4,6 @@ dir's lake or runtime in this process, for every command that works on one direc
 from __future__ import annotations
 
 import contextlib
-import csv
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -98,7 +97,7 @@ def local_runtime(
 @click.command(context_settings=CONTEXT)
 @click.argument("sql")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
-@click.option("--limit", type=click.IntRange(0), default=None, help="Most rows to fetch (the server caps it too).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Most rows to fetch (the server caps it too).")
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), default=None, help="Seconds before giving up.")
 @click.option("--explain", is_flag=True, help="Run it and print the plan with what each step read (EXPLAIN ANALYZE).")
 @click.option(
@@ -218,9 +217,8 @@ def print_result(result: dict[str, Any], fmt: str) -> None:
         for row in result["rows"]:
             click.echo(json_text(dict(zip(keys, row, strict=True))))
     elif fmt == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(names)
-        writer.writerows([_csv_cell(v) for v in row] for row in result["rows"])
+        for row in [names, *result["rows"]]:  # (not click.echo, which takes out a value's ANSI escapes)
+            sys.stdout.write(",".join(map(_csv_cell, row)) + "\n")
     else:
         _print_table(names, result["rows"])
         more = f" (only the first ones: {_MORE_ROWS})" if result["truncated"] else ""
@@ -231,8 +229,18 @@ def print_result(result: dict[str, Any], fmt: str) -> None:
         click.echo(summary, err=True)
 
 
-def _csv_cell(value: Any) -> Any:
-    return json_text(value) if isinstance(value, dict | list) else value
+def _csv_cell(value: Any) -> str:
+    """A CSV field as DuckDB's COPY and PostgreSQL's COPY CSV write one: NULL an empty field, the empty string
+    "" (Python's csv writes both as nothing), true and false as SQL says them, a JSON value as its text."""
+    if value is None:
+        return ""
+    text = json_text(value) if isinstance(value, dict | list | bool) else str(value)
+    if text and not any(c in text for c in _CSV_SPECIALS):
+        return text
+    return '"' + text.replace('"', '""') + '"'
+
+
+_CSV_SPECIALS = frozenset(',"\r\n')
 
 
 def _print_table(names: list[str], rows: list[list[Any]], max_width: int = 60) -> None:
