@@ -328,6 +328,16 @@ def test_the_variables_loglake_reads_beside_its_settings_are_all_known_to_the_wa
     assert found - settings - OTHER_VARIABLES - not_variables == set()
 
 
+def test_a_variable_with_two_letters_swapped_is_told_the_one_it_likely_meant(caplog: pytest.LogCaptureFixture) -> None:
+    """LOGLAKE_PROT=9000 started the server on 8080 without a word: a swap was two edits, past a short name's one."""
+    with caplog.at_level(logging.WARNING, "loglake.config"):
+        warn_of_unknown_variables({"LOGLAKE_PROT": "9000", "LOGLAKE_HSOT": "0.0.0.0"})
+    assert sorted(r.getMessage() for r in caplog.records) == [
+        "LOGLAKE_HSOT is not a setting, and is ignored: did you mean LOGLAKE_HOST?",
+        "LOGLAKE_PROT is not a setting, and is ignored: did you mean LOGLAKE_PORT?",
+    ]
+
+
 def test_serve_help_says_what_queries_past_the_concurrency_get() -> None:
     """The help said more queries than --query-concurrency wait; they are answered 503 at once (the README's
     word), and a client that believed the help did not retry."""

@@ -19,26 +19,30 @@ def similarity(a: str, b: str) -> float:
     return 1 - edit_distance(a, b) / max(len(a), len(b))
 
 
-def edit_distance(a: str, b: str) -> int:
-    """The Levenshtein distance: the fewest insertions, deletions and substitutions making `a` into `b`."""
-    previous = list(range(len(b) + 1))
+def edit_distance(a: str, b: str, transpositions: bool = False) -> int:
+    """The Levenshtein distance: the fewest insertions, deletions and substitutions making `a` into `b`; with
+    `transpositions`, a swap of two neighbours counts as one edit too (the optimal string alignment distance)."""
+    before, previous = [], list(range(len(b) + 1))
     for i, char in enumerate(a, 1):
         current = [i]
         for j, other in enumerate(b, 1):
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != other)))
-        previous = current
+            if transpositions and i > 1 and j > 1 and char == b[j - 2] and a[i - 2] == other:
+                current[j] = min(current[j], before[j - 2] + 1)
+        before, previous = previous, current
     return previous[-1]
 
 
 def typo_of(name: str, candidates: Iterable[str]) -> list[str]:
     """The candidates `name` is likely a typo of, the nearest first: within Elasticsearch's AUTO fuzziness of
     the shorter of the two (no edit for 1-2 characters, one for 3-5, two beyond), so that a short name
-    (`pid`) is not taken for a typo of a shorter one (`id`)."""
+    (`pid`) is not taken for a typo of a shorter one (`id`). Two letters swapped are one edit, as in
+    Elasticsearch's fuzzy matching: the commonest typo (`prot` for `port`) was two, past a short name's one."""
     found = []
     for known in candidates:
         shorter = min(len(name), len(known))
         allowed = 0 if shorter <= 2 else 1 if shorter <= 5 else 2
-        distance = edit_distance(name, known)
+        distance = edit_distance(name, known, transpositions=True)
         if 0 < distance <= allowed:
             found.append((distance, known))
     return [known for _, known in sorted(found)]
