@@ -185,9 +185,11 @@ def test_a_search_without_groups_is_the_plain_and_of_its_terms_sql() -> None:
     assert where == (
         '"timestamp" >= epoch_ms(?::BIGINT) AND service = ? AND regexp_matches(message, ?)'
         " AND NOT coalesce(service = ?, false)"
-        """ AND lower(try(json_extract_string(attributes, '$."user"'))) = lower(?)"""
+        """ AND (lower(try(json_extract_string(attributes, '$."user"'))) = lower(?) OR (contains(attributes, '[')"""
+        """ AND list_bool_or(list_transform(try(from_json(json_extract(attributes, '$."user"'), '["VARCHAR"]')),"""
+        """ lambda x: lower(x) = lower(?)))))"""
     )
-    assert params == [1000, "api", "(?i)timeout", "web", "alice"]
+    assert params == [1000, "api", "(?i)timeout", "web", "alice", "alice"]
 
 
 def test_a_groups_sql_takes_its_values_in_the_order_of_its_text() -> None:
