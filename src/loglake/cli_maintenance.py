@@ -80,9 +80,20 @@ def _compacted(lake: Lake) -> CompactReport | MergesFailed:
 
 
 def _tell_failed_merges(merged: CompactReport | MergesFailed | None) -> None:
-    """Exit 1 saying which merges failed, once what did merge has been said."""
+    """Exit 1 saying which merges failed, and which lake files were found damaged (their days merged without them),
+    once what did merge has been said."""
+    if merged is None:
+        return
+    report = merged.report if isinstance(merged, MergesFailed) else merged
+    for key, problem in report.damaged.items():
+        click.echo(f"DAMAGED {key}: {problem}; its day merged without it", err=True)
     if isinstance(merged, MergesFailed):
         raise click.ClickException(str(merged))
+    if report.damaged:
+        raise click.ClickException(
+            f"{len(report.damaged)} damaged lake file(s) left as they are: restore them from a backup of the data dir,"
+            " or `loglake verify --quarantine` takes them out of the catalog"
+        )
 
 
 def _merged_text(merged: CompactReport | MergesFailed) -> str:
@@ -199,7 +210,7 @@ def verify(quarantine: bool, data_dir: Path) -> None:
     if lake_files:
         advice += (
             " Until then a query that reads a damaged lake file fails naming it (or, as SQL does not check checksums,"
-            " may read other values), and its day is not merged; with no backup, `loglake verify --quarantine` takes"
+            " may read other values), and merges leave it as it is; with no backup, `loglake verify --quarantine` takes"
             " them out of the catalog, their records with them."
         )
     click.echo(advice, err=True)

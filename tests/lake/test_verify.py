@@ -4,6 +4,7 @@ catalog's record counts and the databases."""
 from __future__ import annotations
 
 import io
+import logging
 import random
 import sqlite3
 from pathlib import Path
@@ -11,7 +12,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from loglake.lake.compact import MergesFailed
 from loglake.lake.flush import Flusher
 from loglake.lake.lake import QUARANTINE, Lake, LakePolicy
 from loglake.lake.manifest import LakeFile, list_files
@@ -90,12 +90,12 @@ def test_a_merge_leaves_a_part_with_a_damaged_page_as_it_is_rather_than_write_it
     objects.put(key, flipped(data, position))
     lake = Lake(store, objects, tmp_path, policy=LakePolicy(grace_ms=0))
     try:
-        with pytest.raises(MergesFailed, match="CRC checksum verification failed"):
-            lake.compact()  # (raised once the other day's merge has gone on)
+        report = lake.compact()
     finally:
         lake.close()
+    assert list(report.damaged) == [key] and "CRC checksum verification failed" in report.damaged[key]
     days = [d for d, _, _ in catalog(store)]
-    assert days.count(day) > 1 and key in [k for _, k, _ in catalog(store)]  # its day left unmerged
+    assert days.count(day) == 2 and key in [k for _, k, _ in catalog(store)]  # its day merged without it
     assert days.count("2026-11-02") == 1  # the other day merged
     report = verify_data_dir(tmp_path, store, objects, lambda *progress: None)
     assert [d.what for d in report.damaged] == [key]
@@ -116,10 +116,41 @@ def test_compact_over_a_damaged_part_says_what_merged_and_what_failed(tmp_path: 
 
     result = run(*command, "--data-dir", str(data))
     assert result.exit_code == 1
-    assert "merged 5 file(s) (300 records) into 1 in " in result.stdout  # the other day
-    assert "Error: 1 merge(s) failed, their files stay as they are" in result.stderr
-    assert "`loglake verify` names the lake files that are damaged" in result.stderr
-    assert len(parts(objects)) == 5 + 1 and objects.exists(damaged)  # the merged day's small files deleted
+    assert "merged 9 file(s) (540 records) into 2 in " in result.stdout  # the other day, and the rest of its own
+    assert f"DAMAGED {damaged}: " in result.stderr and "its day merged without it" in result.stderr
+    assert "Error: 1 damaged lake file(s) left as they are" in result.stderr
+    assert "`loglake verify --quarantine` takes them out of the catalog" in result.stderr
+    assert len(parts(objects)) == 2 + 1 and objects.exists(damaged)  # the merged small files deleted
+
+
+@pytest.mark.parametrize("lost", [False, True])
+def test_a_damaged_part_is_said_once_and_its_day_merges_without_it(
+    store: SQLiteHotStore, tmp_path: Path, caplog: pytest.LogCaptureFixture, lost: bool
+) -> None:
+    """Every compaction turn read the damaged (or lost) part again, failed its day's merge and logged it again: the
+    day's files were never merged."""
+    objects = LocalObjectStore(tmp_path / "lake")
+    flush_in_small_rounds(store, objects, days=1)
+    _, damaged, _ = catalog(store)[0]
+    if lost:
+        objects.delete(damaged)
+    else:
+        objects.put(damaged, b"not a Parquet file")
+    lake = Lake(store, objects, tmp_path, policy=LakePolicy(grace_ms=0))
+    try:
+        with caplog.at_level(logging.WARNING, "loglake.lake"):
+            first = lake.compact()
+            flush_in_small_rounds(store, objects, days=1)  # five more parts of the day
+            second = lake.compact()
+    finally:
+        lake.close()
+    assert list(first.damaged) == [damaged] and second.damaged == {}
+    assert (first.merged_files, first.records) == (4, 240)
+    assert (second.merged_files, second.records) == (6, 540)  # the day merged again, still without it
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1, said
+    assert said[0].startswith(f"lake file {damaged} is damaged (") and "`loglake verify --quarantine`" in said[0]
+    assert sorted(k for _, k, _ in catalog(store))[0] == damaged and len(catalog(store)) == 2
 
 
 def test_verify_checks_a_data_dir_and_exits_1_naming_what_is_damaged(tmp_path: Path) -> None:

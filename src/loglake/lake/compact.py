@@ -31,6 +31,7 @@ from loglake.lake.flush import Step, publish
 from loglake.lake.layout import app_logs_key, new_part_name
 from loglake.lake.manifest import LakeFile, list_files, retire_files
 from loglake.lake.objectstore import ObjectStore
+from loglake.lake.parquet_objects import ParquetObjects
 from loglake.lake.parts import file_name
 from loglake.lake.query_views import sql_string
 from loglake.lake.schema import LAKE_SCHEMA
@@ -46,6 +47,7 @@ from loglake.lake.sorted_merge import (
     start_merge_worker,
 )
 from loglake.lake.tables import APP_LOGS_TABLE
+from loglake.lake.verify import lake_file_problem
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.worker_processes import WORKER_IDLE_S, IdleExitingWorker
 
@@ -60,6 +62,8 @@ class CompactReport:
     written_files: list[str] = field(default_factory=list)
     records: int = 0
     seconds: float = 0.0
+    # Lake files found damaged (or gone from storage) by this turn, with what is wrong: their days merged without them.
+    damaged: dict[str, str] = field(default_factory=dict)
 
 
 class MergesFailed(Exception):
@@ -247,6 +251,11 @@ class Compactor:
         self.on_step = on_step or (lambda step: None)
         self._tier_merges: list[tuple[float, float]] = []  # (ended, seconds) by `clock`, the last minute's
         self._reporting = threading.Lock()
+        # The lake files a merge found damaged or gone (_damaged_in), by key, with what is wrong: left out of every
+        # merge for this process's life. Such a file does not mend itself: merged with the rest, it failed its
+        # day's merge at every turn, which read it again and logged it again, its day never merged.
+        self.damaged: dict[str, str] = {}
+        self._objects = ParquetObjects(lake)
 
     def compact(self, written_since_ms: int | None = None, stop: threading.Event | None = None) -> CompactReport:
         """Merge each day's small files. With `written_since_ms`, a day that got a file since then is
@@ -261,8 +270,9 @@ class Compactor:
         report = CompactReport()
         tiers, finals = self._plan(written_since_ms)
         behind = len(tiers) >= BEHIND_TIERS
-        # A merge that fails (a part damaged outside loglake fails its day's merge every turn) changes nothing;
-        # the other groups still merge, and MergesFailed is raised once they have.
+        # A merge that fails changes nothing; the other groups still merge, and MergesFailed is raised once they
+        # have. One that failed over a file damaged outside loglake (or gone from storage) is planned again
+        # without it once the others are done (_damaged_in): not a failure, said once.
         failures: list[BaseException] = []
 
         def merge(group: list[LakeFile], style: MergeStyle, niced: bool = True) -> None:
@@ -271,6 +281,8 @@ class Compactor:
             except Exception as e:
                 if stop is not None and stop.is_set():
                     raise
+                if self._damaged_in(report, group):
+                    return
                 failures.append(e)
                 keys = ", ".join(f.key for f in group)
                 log.warning("merging %s files failed, they stay as they are (%s: %s)", keys, type(e).__name__, e)
@@ -291,10 +303,32 @@ class Compactor:
             if written_since_ms is not None and (self._plan(written_since_ms)[0] or self._busy_share() > BUSY_SHARE):
                 break  # the next turn merges new tiers first, or comes back when ingest eases
             merge(group, FINAL)
+        if report.damaged:  # the days of the damaged files, without them (once: they are left out from now on)
+            days = {f.day for group in tiers + finals for f in group if f.key in report.damaged}
+            again_tiers, again_finals = self._plan(written_since_ms)
+            for group in again_tiers + again_finals:
+                if group[0].day in days and not (stop is not None and stop.is_set()):
+                    merge(group, TIER if group in again_tiers else FINAL)
         report.seconds = time.perf_counter() - started
         if failures:
             raise MergesFailed(report, len(failures), failures[0]) from failures[0]
         return report
+
+    def _damaged_in(self, report: CompactReport, group: list[LakeFile]) -> bool:
+        """After a merge of `group` failed: whether a file of it is damaged or gone (verify.lake_file_problem reads
+        each whole), those being logged once, named with the way out, and left out of merges from now on."""
+        found = {f.key: problem for f in group if (problem := lake_file_problem(self._objects, f)) is not None}
+        for key, problem in found.items():
+            log.warning(
+                "lake file %s is damaged (%s): its day is merged without it, which stays as it is; `loglake verify"
+                " --quarantine` takes it out of the catalog (or restore it from a backup of the lake)",
+                key,
+                problem,
+            )
+        with self._reporting:
+            self.damaged |= found
+            report.damaged |= found
+        return bool(found)
 
     def _busy_share(self) -> float:
         """The share of the last BUSY_WINDOW_S seconds the worker spent on tier merges."""
@@ -306,7 +340,8 @@ class Compactor:
         """(tier groups of the days still written to, full merge groups of the other days)."""
         by_day: dict[str, list[LakeFile]] = {}
         for f in list_files(self.store.read, APP_LOGS_TABLE.name):
-            by_day.setdefault(f.day, []).append(f)
+            if f.key not in self.damaged:
+                by_day.setdefault(f.day, []).append(f)
         busy = set() if written_since_ms is None else self._days_written_since(written_since_ms)
         tiers = [g for day, files in by_day.items() if day in busy for g in tier_groups(files, self.target_bytes)]
         finals = [g for day, files in by_day.items() if day not in busy for g in final_groups(files, self.target_bytes)]
