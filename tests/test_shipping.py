@@ -303,3 +303,35 @@ def test_busy_answers_are_retried_no_sooner_than_retry_after(stand_in: str) -> N
         ship.ship(LineReader(io.BytesIO(b"one\ntwo\n"), now_ms))
     assert ship.tally.sent == 2 and StandIn.batches == [["one", "two"]] * 3
     assert len(pauses) == 2 and all(pause >= 7 for pause in pauses)
+
+
+class LakeUnreadableStandIn(StandIn):
+    """Answers every GET as a server over a lake file removed outside loglake does."""
+
+    gets = 0
+
+    def do_GET(self) -> None:
+        LakeUnreadableStandIn.gets += 1
+        error = {"code": "lake_unreadable", "message": "a lake file could not be read from storage", "details": []}
+        self.answer(503, {"error": error})
+
+
+def test_a_lake_file_that_cannot_be_read_is_not_asked_again_and_again() -> None:
+    """A 503 lake_unreadable was retried like a busy server's (six tries, a minute at most; `recent --follow`, for
+    good), though a damaged or removed file does not come back."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), LakeUnreadableStandIn)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    pauses: list[float] = []
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with (
+            LoglakeClient(url, "llk_x", backoff=Backoff(sleep=pauses.append)) as client,
+            pytest.raises(ClientError, match="HTTP 503: a lake file could not be read") as refused,
+        ):
+            client.recent({"since": "1h"})
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    assert refused.value.code == "lake_unreadable" and LakeUnreadableStandIn.gets == 1 and pauses == []

@@ -18,6 +18,8 @@ from loglake.urls import endpoint_in
 # Answers that say "not now" rather than "no": the server (or a proxy before it) is busy, restarting or
 # away. A 500 is not among them: it may come from one record, which only halving a batch finds.
 RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
+# 503s that asking again does not mend: a lake file damaged or removed outside loglake (the answer says what to do).
+LASTING_CODES = frozenset({"lake_unreadable"})
 # The server could not be reached, or went away before answering.
 UNREACHABLE = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
 READ_ATTEMPTS = 6  # reads retry "not now" answers, not an unreachable server: a person is waiting
@@ -29,10 +31,13 @@ OnRetry = Callable[[Exception, float], None]
 class ClientError(Exception):
     """The server refused a request or could not be reached; the message says what to do."""
 
-    def __init__(self, message: str, status: int | None = None, details: list | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, details: list | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.details = details or []
+        self.code = code  # the server's error code, when it sent one
 
 
 class LoglakeClient:
@@ -199,7 +204,7 @@ class LoglakeClient:
             if response.is_success:
                 return response
             error = _error(response, endpoint_in(self.url, response.status_code))
-            if response.status_code in RETRY_STATUSES:
+            if response.status_code in RETRY_STATUSES and error.code not in LASTING_CODES:
                 raise TryAgain(error, retry_after_seconds(response.headers.get("retry-after"), time.time()))
             raise error
 
@@ -226,11 +231,12 @@ def _error(response: httpx.Response, endpoint: str = "") -> ClientError:
     """The server's refusal as a ClientError; `endpoint`: urls.endpoint_in the client's url."""
     try:
         error = response.json()["error"]
-        message, details = error["message"], error.get("details", [])
+        message, details, code = error["message"], error.get("details", []), error.get("code")
     except (ValueError, KeyError, TypeError):
-        message, details = response.text[:200] or response.reason_phrase, []
+        message, details, code = response.text[:200] or response.reason_phrase, [], None
     # (A 403 says itself what is missing: the scope it needs and how to make a key with it, or the browser origin.)
     hint = " (check --api-key / LOGLAKE_API_KEY)" if response.status_code == 401 else ""
     if endpoint:  # (LOGLAKE_URL=http://host:8080/logs: POST /logs/logs)
         hint = f" (--url / LOGLAKE_URL is the server's address, like http://127.0.0.1:8080, without /{endpoint})"
-    return ClientError(f"HTTP {response.status_code}: {message}{hint}", response.status_code, details)
+    code = code if isinstance(code, str) else None  # (a proxy's JSON may say anything)
+    return ClientError(f"HTTP {response.status_code}: {message}{hint}", response.status_code, details, code)

@@ -481,9 +481,10 @@ def invalid_query(error: InvalidQuery) -> ApiError:
 
 
 def query_error(error: QueryError | QueryBusy) -> ApiError:
-    if isinstance(error, QueryBusy):  # (a lake file that cannot be read is the storage's, not the server's load)
-        code = "lake_unreadable" if isinstance(error, LakeUnreadable) else "busy"
-        return ApiError(503, code, f"{error}; retry shortly", headers=[(b"retry-after", b"1")])
+    if isinstance(error, LakeUnreadable):  # the storage's, not the server's load: no Retry-After, its message says
+        return ApiError(503, "lake_unreadable", str(error))  # what to do (a damaged file does not come back)
+    if isinstance(error, QueryBusy):
+        return ApiError(503, "busy", f"{error}; retry shortly", headers=[(b"retry-after", b"1")])
     details = [{"field": error.field, "reason": error.message}] if error.field else None
     return ApiError(400, error.code, error.message, details)
 

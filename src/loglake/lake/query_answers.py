@@ -21,14 +21,16 @@ class QueryBusy(Exception):
 
 
 class LakeUnreadable(QueryBusy):
-    """A lake file the catalog lists could not be read from storage (HTTP 503: the read may be
-    retried; a storage outage passes, a file removed by hand does not)."""
+    """A lake file the catalog lists could not be read from storage (HTTP 503). A storage outage passes, but a file
+    damaged or removed outside loglake does not come back: the message says what to do rather than to retry."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(
-            f"a lake file could not be read from storage ({reason}; if this persists, a file the lake's"
-            " catalog lists was removed from its storage, or damaged, outside loglake: restore it from a backup)"
+            f"a lake file could not be read from storage ({reason}). Unless the storage itself is failing, a file"
+            " the lake's catalog lists was damaged, or removed from its storage, outside loglake, and asking again"
+            " will not mend it: `loglake verify` names the damaged files; restore them from a backup of the lake,"
+            " or `loglake verify --quarantine` takes them out of the catalog, their records with them"
         )
 
 
