@@ -17,7 +17,7 @@ from loglake.lake.lake import QUARANTINE, Lake, LakePolicy
 from loglake.lake.manifest import LakeFile, list_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.lake.parquet_objects import ParquetObjects
-from loglake.lake.query_answers import LakeUnreadable
+from loglake.lake.query_answers import LakeUnreadable, QueryResult
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.tables import APP_LOGS_TABLE
 from loglake.lake.verify import lake_file_problem, verify_data_dir
@@ -291,3 +291,51 @@ def test_verify_quarantine_says_what_it_took_out(tmp_path: Path) -> None:
     again = run("verify", "--data-dir", str(data))
     assert again.exit_code == 0 and again.stdout.splitlines()[-1] == "all ok"
     assert "1 lake file(s) (300 records" in again.stdout
+
+
+def footer_damaged(data: bytes) -> bytes:
+    """A Parquet file's footer overwritten (its length and magic left): DuckDB's error for it named no file."""
+    footer = int.from_bytes(data[-8:-4], "little")
+    damaged = bytearray(data)
+    damaged[-8 - footer : -8] = bytes(b ^ 0x5A for b in damaged[-8 - footer : -8])
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize("which", [0, 7])  # (DuckDB reads the first listed file's footer as the view is bound)
+def test_sql_whose_date_filter_leaves_out_a_lost_or_damaged_files_day_answers(
+    store: SQLiteHotStore, tmp_path: Path, which: int
+) -> None:
+    """One lake file gone from storage failed every SQL query, even one whose `date` filter leaves its day out (DuckDB
+    opens every file a view lists); a damaged footer's 503 did not name the file."""
+    objects = LocalObjectStore(tmp_path / "lake")
+    flush_in_small_rounds(store, objects, days=3)
+    files = list_files(store.read, APP_LOGS_TABLE.name)
+    lost, damaged = files[which], files[-1]  # (of the first day or the second, and of the third)
+    kept = objects.get(lost.key)
+    objects.delete(lost.key)
+    objects.put(damaged.key, footer_damaged(objects.get(damaged.key)))
+    lake = Lake(store, objects, tmp_path)
+    try:
+        other_day = "2026-11-02" if lost.day == "2026-11-01" else "2026-11-01"
+        for sql in [f"SELECT count(*) FROM logs WHERE date = '{other_day}'", "SELECT count(*) FROM logs"] * 2:
+            try:
+                answer = lake.engine.query(sql)
+            except LakeUnreadable as e:
+                answer = e
+            if "WHERE" in sql:  # its day and the damaged one's left out
+                assert isinstance(answer, QueryResult) and answer.rows == [(300,)]
+            else:
+                assert isinstance(answer, LakeUnreadable), answer
+                assert lost.key in str(answer) or damaged.key in str(answer)  # (the first its read meets)
+        for sql in [
+            f"SELECT count(*) FROM logs WHERE service = 'web' AND date <> '{other_day}'",
+            *[f"SELECT count(*) FROM logs WHERE date = '{day}'" for day in (lost.day, damaged.day)],
+        ]:  # (any filter but one leaving out their days: their records may be wanted)
+            with pytest.raises(LakeUnreadable, match=f"({lost.key}|{damaged.key})"):
+                lake.engine.query(sql)
+        with pytest.raises(LakeUnreadable, match=f"{damaged.key}: damaged: "):
+            lake.engine.query(f"SELECT count(*) FROM logs WHERE date = '{damaged.day}'")
+        objects.put(lost.key, kept)  # restored
+        assert lake.engine.query(f"SELECT count(*) FROM logs WHERE date = '{lost.day}'").rows == [(300,)]
+    finally:
+        lake.close()

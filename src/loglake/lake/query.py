@@ -45,7 +45,7 @@ from loglake.lake.manifest import LakeFile, reading
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore
 from loglake.lake.query_answers import LakeUnreadable, QueryBusy, QueryResult, fetch_within
 from loglake.lake.query_limits import QueryLimits, default_spill_mb
-from loglake.lake.query_views import QueryViews
+from loglake.lake.query_views import UNREADABLE_FILE, QueryViews
 from loglake.lake.schema import LAKE_SCHEMA
 from loglake.lake.scratch import folder_of_this_process
 from loglake.lake.sql_guard import QueryError, checked_select, client_error, nested_too_deep
@@ -264,7 +264,16 @@ class QueryEngine:
                 cursor.abort()  # drop rows past the cap or a failed result: the next query needs it idle
             pool.put(cursor)
 
-    def _run(
+    def _run(self, *args: Any, **kwargs: Any) -> QueryResult:
+        """_run_once, again each time it found a lake file that cannot be read (QueryViews.find_unreadable): the
+        views then read around it, and a query whose filter leaves its day out answers."""
+        while True:
+            try:
+                return self._run_once(*args, **kwargs)
+            except _FoundUnreadable:
+                continue
+
+    def _run_once(
         self,
         pool: queue.Queue,
         sql: str,
@@ -291,7 +300,7 @@ class QueryEngine:
             try:
                 self._views.define(cursor, snapshot, window, tables, top, newest_first)
             except (duckdb.Error, OSError) as e:  # DuckDB reads a local file's schema here; pyarrow lists S3's
-                raise self._unreadable(e) from None  # (only loglake's SQL runs here: nothing is the query's fault)
+                raise self._unreadable(e, cursor) from None  # (only loglake's SQL runs here: not the query's fault)
             s3_before = self._views.s3_files_read(cursor)
             with (
                 self._watchdog.watching(cursor, deadline) as interrupt,
@@ -315,10 +324,10 @@ class QueryEngine:
                 except OverflowError:  # DuckDB's value past what Python holds, met as its rows are fetched
                     raise QueryError("value_out_of_range", VALUE_OUT_OF_RANGE) from None
                 except duckdb.IOException as e:  # the users' SQL reaches no files but the lake's (no external access)
-                    raise self._unreadable(e) from None
+                    raise self._unreadable(e, cursor) from None
                 except duckdb.Error as e:
                     if _ARROW_READ_FAILED.search(str(e)) or self._damaged_lake_file(e):  # storage, not SQL
-                        raise self._unreadable(e) from None
+                        raise self._unreadable(e, cursor) from None
                     error = client_error(e)
                     raise QueryError(error.code, self._hide_server_paths(error.message)) from None
             try:
@@ -388,17 +397,22 @@ class QueryEngine:
         finally:
             converter.close()
 
-    def _unreadable(self, error: Exception) -> LakeUnreadable:
-        """A lake file the catalog listed could not be read: removed under the query (by hand, or
-        a defect) or the storage failed. Not the query's fault: 503, try again."""
-        return LakeUnreadable(self._hide_server_paths(str(error).split("\n\nLINE")[0]))
+    def _unreadable(self, error: Exception, cursor: duckdb.DuckDBPyConnection) -> LakeUnreadable | _FoundUnreadable:
+        """A lake file the catalog listed could not be read: removed or damaged outside loglake, or the storage
+        failed. Not the query's fault: 503 naming it, unless it is one the views can now read around (_run)."""
+        if self._views.find_unreadable(cursor, error):
+            return _FoundUnreadable()
+        text = str(error).split("\n\nLINE")[0]
+        if UNREADABLE_FILE in text:  # (the views' stand-in for a file known to be unreadable: it says which)
+            text = text.split(UNREADABLE_FILE, 1)[1]
+        return LakeUnreadable(self._hide_server_paths(text))
 
     def _damaged_lake_file(self, error: duckdb.Error) -> bool:
         text = str(error)
         names_a_lake_file = isinstance(error, duckdb.InvalidInputException) and any(
             path in text for path, shown in self._server_paths if shown == ""
         )
-        return names_a_lake_file or _PAGE_HEADER_DAMAGED.match(text) is not None
+        return names_a_lake_file or _PAGE_HEADER_DAMAGED.match(text) is not None or UNREADABLE_FILE in text
 
     def _too_large(self, error: duckdb.OutOfMemoryException) -> QueryError:
         """The query needed more memory, and then more spill space, than the server allows. DuckDB's
@@ -423,6 +437,10 @@ class QueryEngine:
             else:
                 text = text.replace(path, shown)
         return text
+
+
+class _FoundUnreadable(Exception):
+    """A query met a lake file that cannot be read, which the views now read around: run it again (_run)."""
 
 
 class LiveRows:

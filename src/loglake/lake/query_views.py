@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from loglake.lake.file_columns import by_missing_columns
 from loglake.lake.hot_rows import HotRowsStream
 from loglake.lake.hot_top import HotTop
+from loglake.lake.layout import partitions_of
 from loglake.lake.manifest import LakeFile, list_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.s3_dataset import CountedDataset, s3_dataset
@@ -41,6 +43,8 @@ _ALL_HOT_ROWS = (
     + f" FROM {_HOT_STREAM}"
 )
 _ALL_WAITING_ROWS = _ALL_HOT_ROWS.replace(_HOT_STREAM, _WAITING_STREAM)
+# How the view's stand-in for a lake file that cannot be read (QueryViews.unreadable) fails a query that reads it.
+UNREADABLE_FILE = "lake file unreadable: "
 
 
 class QueryViews:
@@ -57,6 +61,15 @@ class QueryViews:
         self._defined: dict[duckdb.DuckDBPyConnection, dict[str, tuple[str, ...] | None]] = {}
         # Each connection's hot rows and waiting bulk batches, registered once.
         self._hot_rows: dict[duckdb.DuckDBPyConnection, tuple[QueryHotRows, QueryHotRows]] = {}
+        # A local lake's listed files that a query found gone from storage, or whose footer does not read (damaged
+        # outside loglake), with why: DuckDB opens every file of a read_parquet list as the view is bound (and reads
+        # the first one's footer), so one such file failed every SQL query, even one whose `date` filter leaves its
+        # day out. The views read the others, and each of these through a stand-in (_unreadable_rows) that fails a
+        # query naming it unless the query's filter on the partitions leaves it out. Looked at again at each
+        # definition: a file restored is read again.
+        self.unreadable: dict[str, str] = {}
+        self._files: dict[duckdb.DuckDBPyConnection, list[LakeFile]] = {}  # each connection's views' (find_unreadable)
+        self._searched: tuple[str, ...] = ()  # the files find_unreadable last found no footer damaged in
 
     def s3_files_read(self, cursor: duckdb.DuckDBPyConnection) -> tuple[int, int]:
         """The S3 lake files the connection's queries read so far and their bytes (DuckDB's profile counts
@@ -82,6 +95,9 @@ class QueryViews:
         records notices. The hot rows are registered once per cursor too (QueryHotRows).
         Returns the files of each table."""
         files = {t.name: list_files(snapshot.read, t.name, window.since_ms, window.until_ms) for t in tables}
+        self._files[cursor] = [f for listed in files.values() for f in listed]
+        for key in [key for key in self.unreadable if self._footer_problem(key) is None]:
+            del self.unreadable[key]  # (restored)
         defined = self._defined.setdefault(cursor, {})
         if APP_LOGS_TABLE in tables:
             self._define_hot_rows(cursor, snapshot, window, top, newest_first, defined)
@@ -89,30 +105,68 @@ class QueryViews:
         # each query about a millisecond, which a top-N over the lake notices.
         waiting = APP_LOGS_TABLE in tables and any_waiting(snapshot.read, window.since_ms, window.until_ms)
         for table in tables:
-            keys = tuple(f.key for f in files[table.name])
+            readable = [f for f in files[table.name] if f.key not in self.unreadable]
+            lost = [
+                _unreadable_rows(table, f.key, self.unreadable[f.key])
+                for f in files[table.name]
+                if f.key in self.unreadable
+            ]
+            keys = tuple(f.key for f in readable) + tuple(lost)
             if table is APP_LOGS_TABLE and waiting:
                 keys += (_WAITING_STREAM,)  # (no file's key)
             if defined.get(table.name) == keys:
                 continue
             defined[table.name] = None  # until the view below is defined
-            source = self._lake_source(cursor, table, files[table.name]) if files[table.name] else None
+            sources = [self._lake_source(cursor, table, readable)] if readable else []
+            sources += [f"({rows})" for rows in lost]
             if table is APP_LOGS_TABLE:
                 # The partition first in each branch: where a query needs no column of the union (count(*)
                 # with a filter above it), DuckDB still reads the first one, and the date costs nothing in
                 # Parquet (it is the folder) where a log id costs a string a record (Q2: 30 % more time).
-                parts = [f'SELECT "date", {_COLUMNS} FROM {_HOT_ROWS}'] + ([_ALL_WAITING_ROWS] if waiting else [])
-                if source is not None:
-                    parts.insert(0, f'SELECT "date", {_COLUMNS} FROM {source}')
+                parts = [f'SELECT "date", {_COLUMNS} FROM {source}' for source in sources]
+                parts += [f'SELECT "date", {_COLUMNS} FROM {_HOT_ROWS}'] + ([_ALL_WAITING_ROWS] if waiting else [])
                 union = " UNION ALL ".join(parts)
                 cursor.execute(f'CREATE OR REPLACE TEMP VIEW logs AS SELECT {_COLUMNS}, "date" FROM ({union})')
             else:
-                if source is None:
-                    source = f"_empty_{table.name}"
-                    cursor.register(source, _dataset_schema(table).empty_table())
+                if not sources:
+                    sources = [f"_empty_{table.name}"]
+                    cursor.register(sources[0], _dataset_schema(table).empty_table())
                 names = ", ".join(f'"{name}"' for name in [*table.schema.names, *table.partitions])
-                cursor.execute(f'CREATE OR REPLACE TEMP VIEW "{table.name}" AS SELECT {names} FROM {source}')
+                union = " UNION ALL ".join(f"SELECT {names} FROM {source}" for source in sources)
+                cursor.execute(f'CREATE OR REPLACE TEMP VIEW "{table.name}" AS {union}')
             defined[table.name] = keys
         return files
+
+    def find_unreadable(self, cursor: duckdb.DuckDBPyConnection, error: Exception) -> bool:
+        """After a local lake's read failed with `error` (a query's, or a view's definition): whether it found a
+        listed file of the cursor's views gone, or its footer damaged, that was not known yet (it is now, in
+        `unreadable`: defined again, the views read around it). The file DuckDB's error names, else the first of
+        the views' files whose footer does not read: DuckDB's errors for a damaged footer name no file."""
+        if not isinstance(self.lake, LocalObjectStore) or UNREADABLE_FILE in str(error):
+            return False
+        root = str(self.lake.root.resolve()) + "/"
+        files = [f for f in self._files.get(cursor, []) if f.key not in self.unreadable]
+        named = [f for f in files if root + f.key in str(error)]
+        if not named and tuple(f.key for f in files) == self._searched:
+            return False  # (their footers all read, the last time an error named none of them)
+        for file in named or files:
+            if (problem := self._footer_problem(file.key)) is not None:
+                self.unreadable[file.key] = problem
+                return True
+        if not named:
+            self._searched = tuple(f.key for f in files)
+        return False
+
+    def _footer_problem(self, key: str) -> str | None:
+        """Why a local lake file's footer cannot be read (gone, or damaged), or None."""
+        assert isinstance(self.lake, LocalObjectStore)
+        try:
+            pq.read_metadata(self.lake.root / key)
+        except FileNotFoundError:
+            return "missing from the lake's storage"
+        except (OSError, ValueError) as e:  # (pyarrow: ArrowInvalid is a ValueError)
+            return "damaged: " + (str(e).split("\n")[0] or type(e).__name__)
+        return None
 
     def _define_hot_rows(
         self,
@@ -205,6 +259,19 @@ class QueryHotRows:
         if self.stream is None:
             return APP_LOGS_TABLE.schema.empty_table().__arrow_c_stream__(requested_schema)
         return self.stream.__arrow_c_stream__(requested_schema)
+
+
+def _unreadable_rows(table: LakeTable, key: str, problem: str) -> str:
+    """A SELECT standing for lake file `key`, which cannot be read (QueryViews.unreadable), in a table's view: one row
+    of its partitions' values whose every column, and its WHERE, fail the query naming the file. A filter on the
+    partitions alone (`date`) folds to false on its constants as DuckDB plans the query, which then never runs it;
+    any other filter, or none, runs it (its records may be wanted): never a silent answer without them."""
+    failure = f"error({sql_string(UNREADABLE_FILE + key + ': ' + problem)})"
+    values = partitions_of(key)
+    columns = [f'CAST({sql_string(values[p])} AS {sql_type(partition_type(p))}) AS "{p}"' for p in table.partitions]
+    schema = _dataset_schema(table)
+    columns += [f'CAST({failure} AS {sql_type(schema.field(n).type)}) AS "{n}"' for n in table.schema.names]
+    return f"SELECT {', '.join(columns)} WHERE {failure}"
 
 
 def _dataset_schema(table: LakeTable) -> pa.Schema:
