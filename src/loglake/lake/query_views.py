@@ -96,8 +96,8 @@ class QueryViews:
         Returns the files of each table."""
         files = {t.name: list_files(snapshot.read, t.name, window.since_ms, window.until_ms) for t in tables}
         self._files[cursor] = [f for listed in files.values() for f in listed]
-        for key in [key for key in self.unreadable if self._footer_problem(key) is None]:
-            del self.unreadable[key]  # (restored)
+        for key in [key for key in list(self.unreadable) if self._footer_problem(key) is None]:
+            self.unreadable.pop(key, None)  # (restored; list(): the query threads share the dict)
         defined = self._defined.setdefault(cursor, {})
         if APP_LOGS_TABLE in tables:
             self._define_hot_rows(cursor, snapshot, window, top, newest_first, defined)
