@@ -98,3 +98,18 @@ def test_a_split_retry_rewrites_the_parts_of_days_it_holds_whole(object_store: O
     keys_half = flush_stream_batch(first_half, object_store)
     assert keys_half == [k for k in keys_whole if "date=2026-11-01" in k]
     assert len(list(object_store.list("type=app_logs/"))) == 2
+
+
+def test_a_damaged_part_is_left_as_it_is_and_the_others_merge(object_store: ObjectStore) -> None:
+    """One part damaged outside loglake failed the run at its day, every later day unmerged, at every run."""
+    for batch in range(3):
+        records = [record(START + batch * 100 + i, f"b{batch}-{i}") for i in range(10)]
+        flush_stream_batch(stream_batch(records, batch), object_store)
+        flush_stream_batch(stream_batch([record(START + DAY + batch, f"d2-{batch}")], 10 + batch), object_store)
+    damaged = "type=app_logs/date=2026-11-01/part-damaged.parquet"
+    object_store.put(damaged, b"PAR1 this is no Parquet file PAR1")
+    report = compact_days(object_store, [date(2026, 11, 1), date(2026, 11, 2)], START + 2 * DAY)
+    assert list(report.damaged) == [damaged] and report.merged_files == 6
+    first_day = sorted(o.key for o in object_store.list("type=app_logs/date=2026-11-01/"))
+    assert len(first_day) == 2 and damaged in first_day  # the three parts merged, the damaged one as it was
+    assert len(list(object_store.list("type=app_logs/date=2026-11-02/"))) == 1

@@ -13,17 +13,22 @@ log id, removing what the at-least-once stream flush may have written twice.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
-from loglake.lake.compact import CompactReport, merge_groups, merge_objects
+from loglake.lake.compact import CompactReport, MergesFailed, merge_groups, merge_objects
 from loglake.lake.layout import app_logs_key, new_part_name, partition_prefix
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import ObjectStore
+from loglake.lake.parquet_objects import ParquetObjects
 from loglake.lake.parts import file_name
 from loglake.lake.tables import APP_LOGS_TABLE
+from loglake.lake.verify import lake_file_problem
+
+log = logging.getLogger("loglake.lake")
 
 TARGET_BYTES = 128 * 1024 * 1024
 MEMORY_MB = 1024
@@ -33,9 +38,14 @@ JOURNAL_PREFIX = "_state/compaction/"
 
 
 def compact_days(lake: ObjectStore, days: list[date], now_ms: int, target_bytes: int = TARGET_BYTES) -> CompactReport:
-    """Merge each day's small parts (under half the target) into files of about the target size."""
+    """Merge each day's small parts (under half the target) into files of about the target size. A merge that
+    fails over a part damaged outside loglake (or gone meanwhile) merges the others of its group without it, which
+    stays as it is (`report.damaged`, logged): one such part stopped the run, every later day unmerged, at every run.
+    Other failures leave their group as it is; the other groups still merge, and MergesFailed is raised after."""
     finish_interrupted(lake)
     report = CompactReport()
+    objects = ParquetObjects(lake)
+    failures: list[BaseException] = []
     for day in days:
         prefix = partition_prefix(APP_LOGS_TABLE.directory, date=day)
         parts = [
@@ -44,9 +54,29 @@ def compact_days(lake: ObjectStore, days: list[date], now_ms: int, target_bytes:
             if o.key.endswith(".parquet")
         ]
         for group in merge_groups(parts, target_bytes):
-            report.written_files.append(_merge(lake, day, group, now_ms))
-            report.merged_files += len(group)
+            try:
+                _merge_into(report, lake, day, group, now_ms)
+            except Exception as e:
+                # (no catalog here says how many records a part holds: its pages alone are checked)
+                found = {f.key: p for f in group if (p := lake_file_problem(objects, f, counted=False)) is not None}
+                for key, problem in found.items():
+                    log.warning("lake file %s is damaged (%s): its day is merged without it; restore it or remove"
+                                " it from the bucket, which Athena reads it from", key, problem)  # fmt: skip
+                report.damaged |= found
+                rest = [f for f in group if f.key not in found]
+                if not found:
+                    failures.append(e)
+                    log.warning("merging %s failed, they stay as they are (%s: %s)", prefix, type(e).__name__, e)
+                elif len(rest) > 1:
+                    _merge_into(report, lake, day, rest, now_ms)
+    if failures:
+        raise MergesFailed(report, len(failures), failures[0]) from failures[0]
     return report
+
+
+def _merge_into(report: CompactReport, lake: ObjectStore, day: date, group: list[LakeFile], now_ms: int) -> None:
+    report.written_files.append(_merge(lake, day, group, now_ms))
+    report.merged_files += len(group)
 
 
 def recent_days(today: date, count: int = 7) -> list[date]:

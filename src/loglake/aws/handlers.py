@@ -244,8 +244,8 @@ def compact(event: dict[str, Any], context: Any) -> dict[str, Any]:
     now = _event_time(event)
     days = [date.fromisoformat(d) for d in event["days"]] if event.get("days") else recent_days(now.date())
     report = compact_days(_claimed_lake(context), days, int(now.timestamp() * 1000))
-    summary = {"merged_files": report.merged_files, "written_files": report.written_files}
-    _log_event(context, "lake_compaction", summary)
+    summary = {"merged_files": report.merged_files, "written_files": report.written_files, "damaged": report.damaged}
+    _log_event(context, "lake_compaction", summary, level="WARNING" if report.damaged else "INFO")
     return summary
 
 
