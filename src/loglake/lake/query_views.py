@@ -5,6 +5,7 @@ dataset that counts the files it opens (s3_dataset.py)."""
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -160,8 +161,11 @@ class QueryViews:
     def _footer_problem(self, key: str) -> str | None:
         """Why a local lake file's footer cannot be read (gone, or damaged), or None."""
         assert isinstance(self.lake, LocalObjectStore)
+        path = self.lake.root / key
         try:
-            pq.read_metadata(self.lake.root / key)
+            if not stat.S_ISREG(path.stat().st_mode):  # (a FIFO, say: opening it would wait for a writer for good)
+                return "not a file"
+            pq.read_metadata(path)
         except FileNotFoundError:
             return "missing from the lake's storage"
         except (OSError, ValueError) as e:  # (pyarrow: ArrowInvalid is a ValueError)
