@@ -139,6 +139,23 @@ def test_running_again_stores_nothing_twice(
     assert sorted(r["x_edge_request_id"] for r in lake_rows(store, lake, "danse_tech")) == in_range(danse)
 
 
+def test_a_stored_part_that_cannot_be_read_fails_its_windows_naming_it_and_the_way_out(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    """The windows that would write to its day cannot tell its rows from theirs: each fails naming the part and
+    `loglake verify --quarantine` (a bare OSError of pyarrow's, naming nothing, before); the others are stored."""
+    serve_apps(amplify)
+    collector(store, lake).run()
+    [(key,)] = store.read("SELECT key FROM lake_files WHERE key LIKE '%app=danse_tech/date=2026-11-10/%'")
+    (lake.root / key).write_bytes(b"PAR1 no longer a Parquet file PAR1")
+    again = collector(store, lake).run(since=SINCE, until=UNTIL)
+    [failed] = [a for a in again.apps if a.app == "danse_tech"]
+    assert failed.windows_failed == 1 and len(failed.errors) == 1
+    assert f"the stored part {key} cannot be read" in failed.errors[0]
+    assert "`loglake verify --quarantine` takes a damaged part out" in failed.errors[0]
+    assert [a.windows_failed for a in again.apps if a.app != "danse_tech"] == [0]
+
+
 def test_a_range_too_large_is_split_in_halves(
     amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
 ) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from loglake.amplify.config import AmplifyApp, AmplifyConfig
-from loglake.amplify.lake_rows import store_rows, use_schemas
+from loglake.amplify.lake_rows import StoredPartUnreadable, store_rows, use_schemas
 from loglake.amplify.parse import NotAnAccessLog, parse_access_log
 from loglake.amplify.run_reports import AppReport, RunReport, epoch_ms, from_ms, iso_utc
 from loglake.amplify.source import AmplifyLogSource, Fatal, FetchError, RangeTooLarge, Retryable
@@ -221,7 +221,7 @@ class Collector:
                     contiguous_from = max(contiguous_from, window.end)
             except Exception as e:  # this window failed; the others and the other apps go on
                 report.windows_failed += 1
-                known = isinstance(e, FetchError | NotAnAccessLog)
+                known = isinstance(e, FetchError | NotAnAccessLog | StoredPartUnreadable)
                 report.errors.append(f"{window}: {e}" if known else f"{window}: {type(e).__name__}: {e}")
                 contiguous_from = None  # nothing after a failed window moves the watermark
             self.on_progress(app.app_name, number, len(windows), report.rows, report.windows_failed)

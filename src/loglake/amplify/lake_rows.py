@@ -114,17 +114,28 @@ def _without_stored(lake: ObjectStore, keys: list[str], rows: pa.Table, report: 
     """`rows` less those whose request id the given stored parts hold already."""
     if not keys:
         return rows
-    stored = pa.concat_arrays(
-        [
-            pq.read_table(io.BytesIO(lake.get(key)), columns=["x_edge_request_id"], **READ_CHECKED)
-            .column(0)
-            .combine_chunks()
-            for key in keys
-        ]
-    )
+    stored = pa.concat_arrays([_request_ids(lake, key) for key in keys])
     kept = rows.filter(pc.invert(pc.is_in(rows.column("x_edge_request_id"), value_set=stored)))
     report.duplicates += rows.num_rows - kept.num_rows
     return kept
+
+
+def _request_ids(lake: ObjectStore, key: str) -> pa.Array:
+    """A stored part's request ids; a part that cannot be read (damaged outside loglake) fails the window naming
+    it and the way out: which rows it holds cannot be told, and collecting them again could store them twice."""
+    try:
+        table = pq.read_table(io.BytesIO(lake.get(key)), columns=["x_edge_request_id"], **READ_CHECKED)
+        return table.column(0).combine_chunks()
+    except (OSError, ValueError) as e:  # (pyarrow: ArrowInvalid is a ValueError, a bad checksum an OSError)
+        raise StoredPartUnreadable(
+            f"the stored part {key} cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__});"
+            " `loglake verify` checks the lake, and `loglake verify --quarantine` takes a damaged part out (or"
+            " restore it from a backup): until then this window cannot be told apart from what the part holds"
+        ) from None
+
+
+class StoredPartUnreadable(Exception):
+    """A stored part of the day a window writes to cannot be read (the message says which, and what to do)."""
 
 
 def _files_of_day(store: SQLiteHotStore, day: str) -> list[LakeFile]:
