@@ -83,8 +83,27 @@ def test_keys_create_without_a_data_dir_asks_for_the_servers_and_makes_no_stray_
     result = run("keys", "create", "--name", "ci", "--data-dir", str(missing))
     assert result.exit_code == 1 and not missing.exists()
     said = " ".join(result.stderr.split())
-    assert f"no loglake data dir at {missing}: point --data-dir (or LOGLAKE_DATA_DIR) at the server's data dir" in said
+    assert f"no loglake data dir at {missing}: point --data-dir / LOGLAKE_DATA_DIR at the server's data dir" in said
     assert "create the folder first for a server that will be started with it" in said
+
+
+def test_the_keys_commands_name_the_config_files_data_dir_when_it_named_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A data dir that --config's (or LOGLAKE_CONFIG's) file names: its errors said to check --data-dir and
+    LOGLAKE_DATA_DIR, which the person had not given."""
+    config = tmp_path / "loglake.toml"
+    config.write_text('data_dir = "data"\n')
+    create = run("keys", "create", "--name", "ci", "--config", str(config))
+    assert create.exit_code == 1
+    said = " ".join(create.stderr.split())
+    assert f"no loglake data dir at {tmp_path / 'data'}: point data_dir in {config} at the server's data dir" in said
+    monkeypatch.setenv("LOGLAKE_CONFIG", str(config))
+    listed = run("keys", "list")
+    assert listed.exit_code == 1 and f"check data_dir in {config}" in listed.stderr
+    assert "LOGLAKE_DATA_DIR" not in listed.stderr
+    monkeypatch.setenv("LOGLAKE_DATA_DIR", str(tmp_path / "other"))  # (the variable wins over the file)
+    assert "check --data-dir / LOGLAKE_DATA_DIR" in run("keys", "list").stderr
 
 
 def test_keys_create_sigv4_prints_access_key_id_then_secret(tmp_path: Path):

@@ -377,7 +377,7 @@ def test_a_config_files_relative_paths_are_taken_from_its_folder_not_the_current
     assert settings.amplify_config == str(folder / "amplify.json")
     assert (settings.syslog_tls_cert, settings.syslog_tls_key) == (str(folder / "tls/cert.pem"), "/srv/tls/key.pem")
     assert settings.llm_api_key == f"file:{folder / 'llm.key'}"
-    assert configured_data_dir(config) == folder / "data"
+    assert configured_data_dir(config) == (folder / "data", f"data_dir in {config}")
     # a flag's and a variable's path as given, and so the words that are no path and a reference of another kind
     environ = {"LOGLAKE_RULES_DIR": "r"}
     settings = load_settings({"data_dir": Path("here")}, config_file=config, environ=environ)

@@ -28,6 +28,7 @@ from loglake.cli_options import (
     command_line,
     command_settings,
     config_option,
+    data_dir_named,
     data_dir_option,
     json_text,
     key_option,
@@ -45,7 +46,7 @@ from loglake.cli_rules import COMMANDS as RULES_COMMANDS
 from loglake.cli_send import COMMANDS as SEND_COMMANDS
 from loglake.cli_tail import COMMANDS as TAIL_COMMANDS
 from loglake.client import ClientError, LoglakeClient
-from loglake.config import REQUEST_UNIT, ConfigError, env_name
+from loglake.config import REQUEST_UNIT, ConfigError
 from loglake.config_load import warn_of_unknown_variables
 from loglake.keys import (
     MAX_RATE_BURST,
@@ -143,7 +144,7 @@ def keys_create(
         raise click.BadParameter(str(e), param_hint="--scopes") from None
     if not data_dir.is_dir():
         raise click.ClickException(
-            f"no loglake data dir at {data_dir.absolute()}: point --data-dir (or {env_name('data_dir')}) at the "
+            f"no loglake data dir at {data_dir.absolute()}: point {data_dir_named()} at the "
             "server's data dir, or create the folder first for a server that will be started with it"
         )
     store = KeyStore(data_dir)
@@ -214,7 +215,7 @@ def keys_revoke(name: str, force: bool, data_dir: Path) -> None:
 
 def _existing_keystore(data_dir: Path) -> KeyStore:
     if not (data_dir / "keys.db").exists():
-        raise click.ClickException(f"no loglake keys in {data_dir}; check --data-dir / {env_name('data_dir')}")
+        raise click.ClickException(f"no loglake keys in {data_dir}; check {data_dir_named()}")
     return KeyStore(data_dir)
 
 

@@ -159,15 +159,29 @@ def command_settings(overrides: dict[str, Any]) -> Settings:
         raise click.ClickException(str(e)) from None
 
 
+_DATA_DIR_GIVEN_AS = "loglake.data_dir_given_as"  # (how _configured_data_dir's setting was given, in ctx.meta)
+
+
 def _configured_data_dir(ctx: click.Context, param: click.Parameter, given: Path | None) -> Path:
     """--data-dir as given, else what `loglake serve` would take: LOGLAKE_DATA_DIR, the --config (or LOGLAKE_CONFIG)
     file's data_dir, or the default."""
     if given is not None:
         return given
     try:
-        return configured_data_dir(given_config_file())
+        found, ctx.meta[_DATA_DIR_GIVEN_AS] = configured_data_dir(given_config_file())
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
+    return found
+
+
+def data_dir_named() -> str:
+    """Where the running command's data dir is set, for the errors that ask to check it: `data_dir in FILE` when
+    the settings' file named it (the flag and the variable, which the person did not give, sent them looking in
+    the wrong place), else the flag and its variable."""
+    ctx = click.get_current_context(silent=True)
+    given_as = ctx.meta.get(_DATA_DIR_GIVEN_AS) if ctx is not None else None
+    from_file = given_as is not None and given_as != env_name("data_dir")
+    return given_as if from_file else f"--data-dir / {env_name('data_dir')}"
 
 
 def data_dir_option_with(help_text: str, config: bool = True) -> Callable[[Callable], Callable]:
@@ -251,7 +265,6 @@ class SafeErrors(click.Group):
 # What the file system says when the user running loglake may not write where it must: a data dir that cannot be
 # made, or whose files cannot be written (a read-only mount, another user's folder, an immutable file).
 _NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
-_DATA_DIR = f"the data dir (--data-dir / {env_name('data_dir')})"
 # SQLite's words for the same, when it opens hot.db, keys.db, ... (its error names no file)
 _SQLITE_NOT_WRITABLE = ("unable to open database file", "attempt to write a readonly database", "readonly database")
 
@@ -275,14 +288,15 @@ def storage_error_text(error: BaseException) -> str | None:
         )
     if isinstance(error, sqlite3.OperationalError) and str(error) in _SQLITE_NOT_WRITABLE:
         return (
-            f"cannot open the data dir's databases for writing (SQLite: {error}): make {_DATA_DIR} and the files "
-            "in it writable by the user running loglake, or point loglake at another folder"
+            f"cannot open the data dir's databases for writing (SQLite: {error}): make the data dir "
+            f"({data_dir_named()}) and the files in it writable by the user running loglake, or point loglake at "
+            "another folder"
         )
     if isinstance(error, OSError) and error.errno in _NOT_WRITABLE:
         where = f": {error.filename}" if error.filename else ""
         return (
-            f"{error.strerror}{where}: give the user running loglake access to it (write access, for {_DATA_DIR} "
-            "and what it holds), or point loglake at another path"
+            f"{error.strerror}{where}: give the user running loglake access to it (write access, for the data dir "
+            f"({data_dir_named()}) and what it holds), or point loglake at another path"
         )
     return None
 

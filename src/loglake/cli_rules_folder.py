@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from loglake.cli_options import Named, command_settings, printable
+from loglake.cli_options import Named, command_settings, data_dir_named, printable
 from loglake.config import Settings, env_name
 
 rules_dir_option = click.option(
@@ -62,7 +62,7 @@ def require_rules_folder(settings: Settings) -> Path:
         said.append(f"It is the rules folder given by --rules-dir, {env_name('rules_dir')} or the settings file.")
         said.append("`loglake rules init --rules-dir DIR` makes one, for the server given the same folder.")
     else:
-        said.append(f"Is the data dir elsewhere? Give it with --data-dir or {env_name('data_dir')}.")
+        said.append(f"Is the data dir elsewhere? Give it with {data_dir_named()}.")
         said.append("`loglake rules init --data-dir DIR` makes one, for the server whose data dir is DIR.")
     server = os.environ.get(env_name("url"))
     if server:

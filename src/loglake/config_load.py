@@ -80,14 +80,17 @@ def load_settings(
     return settings
 
 
-def configured_data_dir(config_file: Path | None = None, environ: dict[str, str] | None = None) -> Path:
+def configured_data_dir(
+    config_file: Path | None = None, environ: dict[str, str] | None = None
+) -> tuple[Path, str | None]:
     """The data dir the environment or the config file (`config_file`, else LOGLAKE_CONFIG's) names, else the
-    default: what `loglake serve` takes without --data-dir, for the commands that work on a data dir directly."""
+    default: what `loglake serve` takes without --data-dir, for the commands that work on a data dir directly; with
+    the setting that named it, as the person gave it (`LOGLAKE_DATA_DIR`, `data_dir in FILE`; None for the default)."""
     values, given_as = _file_and_environment(config_file, dict(os.environ) if environ is None else environ)
     if "data_dir" not in values:
-        return Settings().data_dir
+        return Settings().data_dir, None
     try:
-        return _coerce("data_dir", values["data_dir"])
+        return _coerce("data_dir", values["data_dir"]), given_as["data_dir"]
     except ConfigError as e:
         raise ConfigError(_as_given(str(e), given_as)) from None
 

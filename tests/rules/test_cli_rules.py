@@ -380,13 +380,26 @@ def test_a_rules_command_run_away_from_the_data_dir_says_where_it_looked_and_whe
     assert result.exit_code == 1, result.output
     said = " ".join(result.stderr.split())
     assert f"no rules folder at {tmp_path / 'loglake-data' / 'rules'}. Is the data dir elsewhere?" in said, said
-    assert "--data-dir or LOGLAKE_DATA_DIR" in said
+    assert "Give it with --data-dir / LOGLAKE_DATA_DIR." in said
     assert "`loglake rules init --data-dir DIR` makes one, for the server whose data dir is DIR" in said
     assert "the server at http://127.0.0.1:18921 answers with the rules it runs:" in said
     assert 'curl -s "$LOGLAKE_URL/rules" -H "Authorization: Bearer $LOGLAKE_API_KEY"' in said
     assert not (tmp_path / "loglake-data").exists()
     without_server = rules(*command, *args, env={"LOGLAKE_URL": None})
     assert "LOGLAKE_DATA_DIR" in without_server.stderr and "the server at" not in without_server.stderr
+
+
+def test_a_rules_command_whose_data_dir_the_config_file_named_says_so(tmp_path: Path) -> None:
+    """It said to give the data dir with --data-dir or LOGLAKE_DATA_DIR, where the --config file had given it."""
+    config = tmp_path / "loglake.toml"
+    config.write_text('data_dir = "data"\n')
+    result = rules("list", "--config", str(config))
+    assert result.exit_code == 1
+    said = " ".join(result.stderr.split())
+    assert (
+        f"no rules folder at {tmp_path / 'data' / 'rules'}. Is the data dir elsewhere? Give it with data_dir in "
+        f"{config}." in said
+    ), said
 
 
 def test_init_copies_the_starter_pack_and_keeps_what_is_there(tmp_path: Path) -> None:
