@@ -240,6 +240,22 @@ def test_the_former_name_of_decode_workers_is_taken_with_a_line_saying_it_is_dep
     assert load_settings(environ=both).decode_workers == 2  # (the current name wins)
 
 
+def test_a_command_says_a_former_name_is_deprecated_once_however_often_it_reads_the_settings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`rules list` read the settings twice (for its data dir, then the rest), `rules run-due` three times: each
+    said the line each time."""
+    environ = {"LOGLAKE_OTLP_DECODE_WORKERS": "0", "LOGLAKE_DATA_DIR": str(tmp_path), "LOGLAKE_CONFIG": None}
+    for _ in range(2):  # (and again by the next command)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, "loglake.config"):
+            ran = CliRunner().invoke(main, ["rules", "list"], env=environ)
+        assert ran.exit_code == 1  # (no rules folder: the command ran, and read the settings)
+        assert [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()] == [
+            "LOGLAKE_OTLP_DECODE_WORKERS is deprecated: it is now --decode-workers (LOGLAKE_DECODE_WORKERS)"
+        ]
+
+
 def test_the_former_flag_of_decode_workers_is_taken_by_serve_but_not_shown() -> None:
     result = CliRunner().invoke(main, ["serve", "--otlp-decode-workers", "-5"])  # (refused once taken: no server)
     assert result.exit_code == 1

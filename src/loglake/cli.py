@@ -47,7 +47,7 @@ from loglake.cli_send import COMMANDS as SEND_COMMANDS
 from loglake.cli_tail import COMMANDS as TAIL_COMMANDS
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import REQUEST_UNIT, ConfigError
-from loglake.config_load import warn_of_unknown_variables
+from loglake.config_load import deprecations_said_once, warn_of_unknown_variables
 from loglake.keys import (
     MAX_RATE_BURST,
     MAX_RATE_LIMIT,
@@ -77,6 +77,7 @@ def main(ctx: click.Context) -> None:
     if ctx.invoked_subcommand not in FOLLOWING_COMMANDS:
         let_ctrl_c_through(follows=False)
     warn_of_unknown_variables(os.environ)
+    ctx.with_resource(deprecations_said_once())
 
 
 # -- serve -------------------------------------------------------------------------------------

@@ -4,11 +4,12 @@ gave the setting, former names still taken with one warning line."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -173,8 +174,41 @@ def _current_name(name: str, given: str) -> str:
     current = DEPRECATED_NAMES.get(name)
     if current is None:
         return name
-    log.warning("%s is deprecated: it is now %s", given, as_typed(current))
+    log.warning(_DEPRECATED, given, as_typed(current))
     return current
+
+
+_DEPRECATED = "%s is deprecated: it is now %s"
+
+
+class _SaidOnce(logging.Filter):
+    """Lets each deprecation warning through once (the others pass)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._said: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != _DEPRECATED:
+            return True
+        said = record.getMessage()
+        if said in self._said:
+            return False
+        self._said.add(said)
+        return True
+
+
+@contextlib.contextmanager
+def deprecations_said_once() -> Iterator[None]:
+    """Within: each former name's warning said once. A command reads its settings more than once (its data dir,
+    then the rest; `rules run-due` a third time for its runtime), and said the same line each time; the `loglake`
+    command reads them all within."""
+    said_once = _SaidOnce()
+    log.addFilter(said_once)
+    try:
+        yield
+    finally:
+        log.removeFilter(said_once)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
