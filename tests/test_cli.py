@@ -851,6 +851,32 @@ def test_recent_follow_refuses_until_as_a_follow_has_no_end() -> None:
     assert "--until: a follow has no end: it starts at since" in refused.output
 
 
+CLIENT_COMMANDS_WITH_TIMES = [
+    ("recent", "--since", "--until"),
+    ("search", "--since", "--until", "timeout"),
+    ("alerts", "list", "--since"),
+    ("amplify", "report", "--app", "x", "--since", "--until"),
+]
+
+
+@pytest.mark.parametrize("command", CLIENT_COMMANDS_WITH_TIMES)
+def test_a_client_commands_time_that_does_not_read_is_a_usage_error_before_the_server_is_asked(
+    command: tuple[str, ...],
+) -> None:
+    """`loglake search foo --since banana` with no server running said the server could not be reached, and with
+    one exited 1 on its refusal: the time is read first, as the commands that read a data dir read it."""
+    nobody = f"http://127.0.0.1:{free_port()}"  # (nothing listens there)
+    words = [word for word in command if not word.startswith("--since") and word != "--until"]
+    for option in (word for word in command if word in ("--since", "--until")):
+        refused = run(*words, option, "banana", "--url", nobody)
+        assert refused.exit_code == 2, refused.output
+        assert f"Invalid value for {option}: 'banana' is not a time: use epoch milliseconds" in refused.stderr
+        assert "cannot reach" not in refused.stderr
+    empty = [] if command[0] == "amplify" else ["--since", ""]  # (empty: not given, as the server takes it)
+    reached = run(*words, *empty, "--url", nobody)
+    assert reached.exit_code == 1 and "cannot reach loglake" in reached.stderr, reached.output
+
+
 def test_ctrl_c_while_the_work_starts_stops_the_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """A Ctrl-C that came while `until_ctrl_c` waited for its thread to start (the work already running) left the
     work untold: the command waited for the rule's whole query, then ended with a traceback, not status 130 (seen

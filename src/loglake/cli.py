@@ -25,6 +25,7 @@ from loglake.cli_options import (
     Named,
     Number,
     SafeErrors,
+    check_times,
     command_line,
     command_settings,
     config_option,
@@ -275,6 +276,7 @@ def recent(
         from loglake.recent_params import UNTIL_WITH_FOLLOW  # (imported only for this)
 
         raise click.UsageError(f"--until: {UNTIL_WITH_FOLLOW}")
+    check_times(since, until)
     params = {
         "service": service,
         "log_type": log_type,

@@ -19,6 +19,7 @@ from loglake.cli_options import (
     CONTEXT,
     Named,
     SafeErrors,
+    check_times,
     config_option,
     json_text,
     key_option,
@@ -91,6 +92,7 @@ def alerts_list(
     params = {"status": status, "level": level, "rule": rule, "since": since, "q": q, "limit": limit, "cursor": cursor}
     params = {k: str(v) for k, v in params.items() if v is not None}
     if data_dir is None:
+        check_times(since, None)
         page = _remote(url, api_key, lambda client: client.alerts(params))
     else:
         from loglake.alerts.store import list_answer, parse_alert_query

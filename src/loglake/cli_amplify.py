@@ -188,13 +188,13 @@ def report(
 ) -> None:
     """Print the saved reports on an app's traffic: top paths, status classes, bytes served, cache hit
     ratio, edge locations, top referrers, bots vs. humans."""
+    now_ms = _now_ms()  # (read here with a server too: a usage error, rather than a server down or its refusal)
+    since_ms, until_ms = option_time(since, "--since", now_ms), option_time(until or "now", "--until", now_ms)
+    if until_ms <= since_ms:  # (as GET /amplify/reports refuses it: it printed seven empty reports)
+        raise click.UsageError("--until must be after --since")
     if data_dir is not None:
         from loglake.amplify.reports import UnknownReport, apps_with_rows, run_reports, unknown_app_message
 
-        now_ms = _now_ms()
-        since_ms, until_ms = option_time(since, "--since", now_ms), option_time(until or "now", "--until", now_ms)
-        if until_ms <= since_ms:  # (as GET /amplify/reports refuses it: it printed seven empty reports)
-            raise click.UsageError("--until must be after --since")
         with local_lake(data_dir) as lake:
             known = apps_with_rows(lake.store.read)
             if app_name not in known:

@@ -15,6 +15,7 @@ import click
 from loglake.cli_options import (
     CONTEXT,
     TermsCommand,
+    check_times,
     command_settings,
     config_option,
     json_text,
@@ -331,6 +332,7 @@ def search(
       loglake search user:alice severity:error
       loglake search host.name:web-7 'service:web*' '-trace_id:*'
     """
+    check_times(since, until)
     params = {
         "q": " ".join(terms),
         "since": since,

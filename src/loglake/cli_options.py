@@ -62,6 +62,17 @@ def option_time(text: str, option: str, now_ms: int) -> int:
         raise click.BadParameter(str(e), param_hint=option) from None
 
 
+def check_times(since: str | None, until: str | None) -> None:
+    """--since and --until of a command that asks a server, read before it is asked, as the commands that read a
+    data dir read them: one that does not read is a usage error naming its option (exit 2), where it was sent and
+    met a server not running as a connection error, the mistake unsaid. (The server reads the texts again: an age
+    is before its clock's now.) Empty is not given, as the server takes it."""
+    now_ms = int(time.time() * 1000)
+    for text, option in ((since, "--since"), (until, "--until")):
+        if text:
+            option_time(text, option, now_ms)
+
+
 class Described:
     """A click range type whose refusal says what the option takes (`what`), where click said of a text that is no
     number "'abc' is not a valid float range." and of one out of range only the bounds ("x>=0")."""
