@@ -877,6 +877,25 @@ def test_a_client_commands_time_that_does_not_read_is_a_usage_error_before_the_s
     assert reached.exit_code == 1 and "cannot reach loglake" in reached.stderr, reached.output
 
 
+@pytest.mark.parametrize("command", [("recent",), ("search", "timeout")])
+def test_a_client_commands_window_that_ends_before_it_starts_is_a_usage_error(command: tuple[str, ...]) -> None:
+    """`loglake recent --since 2h --until 3h` exited 1 on the server's refusal (and said the server was down when it
+    was), where `rules run` with the same mistake exits 2, a usage error: the command checks the window itself."""
+    nobody = f"http://127.0.0.1:{free_port()}"  # (nothing listens there)
+    for window in (["--since", "2h", "--until", "3h"], ["--since", "2h", "--until", "2h"]):
+        refused = run(*command, *window, "--url", nobody)
+        assert refused.exit_code == 2, refused.output
+        assert "Invalid value for --since: must be before --until (" in refused.stderr
+    refused = run(*command, "--until", "48h", "--url", nobody)  # (before the server's default window, the last 24 h)
+    assert refused.exit_code == 2, refused.output
+    assert "Invalid value for --until: is before the start of the default window, the last 24 h: give --since" in (
+        " ".join(refused.stderr.split())
+    )
+    for window in (["--until", "23h"], ["--since", "2d", "--until", "25h"], ["--since", "1h"]):
+        reached = run(*command, *window, "--url", nobody)
+        assert reached.exit_code == 1 and "cannot reach loglake" in reached.stderr, reached.output
+
+
 def test_ctrl_c_while_the_work_starts_stops_the_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """A Ctrl-C that came while `until_ctrl_c` waited for its thread to start (the work already running) left the
     work untold: the command waited for the rule's whole query, then ended with a traceback, not status 130 (seen

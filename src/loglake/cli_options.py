@@ -64,13 +64,25 @@ def option_time(text: str, option: str, now_ms: int) -> int:
 
 def check_times(since: str | None, until: str | None) -> None:
     """--since and --until of a command that asks a server, read before it is asked, as the commands that read a
-    data dir read them: one that does not read is a usage error naming its option (exit 2), where it was sent and
-    met a server not running as a connection error, the mistake unsaid. (The server reads the texts again: an age
-    is before its clock's now.) Empty is not given, as the server takes it."""
+    data dir read them: one that does not read, or a window that ends before it starts (without --since, the
+    server's default one), is a usage error naming its option (exit 2), where it was sent and met a server not
+    running as a connection error, the mistake unsaid, or the server's refusal (exit 1; `rules run` said 2). (The
+    server reads the texts again: an age is before its clock's now.) Empty is not given, as the server takes it."""
+    from loglake.recent_params import DEFAULT_WINDOW_MS  # the server's default window (imported only for this)
+    from loglake.times import format_datetime
+
     now_ms = int(time.time() * 1000)
-    for text, option in ((since, "--since"), (until, "--until")):
-        if text:
-            option_time(text, option, now_ms)
+    given = ((since, "--since"), (until, "--until"))
+    since_ms, until_ms = (option_time(text, option, now_ms) if text else None for text, option in given)
+    if until_ms is None:
+        return
+    if since_ms is not None and since_ms >= until_ms:
+        raise click.BadParameter(f"must be before --until ({format_datetime(until_ms)})", param_hint="--since")
+    if since_ms is None and until_ms <= now_ms - DEFAULT_WINDOW_MS:
+        raise click.BadParameter(
+            f"is before the start of the default window, the last {DEFAULT_WINDOW_MS // 3_600_000} h: give --since",
+            param_hint="--until",
+        )
 
 
 class Described:
