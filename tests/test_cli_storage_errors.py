@@ -42,6 +42,18 @@ def test_serve_on_a_data_dir_it_cannot_create_says_so(tmp_path: Path) -> None:
     assert "llk_" not in completed.stdout
 
 
+@pytest.mark.parametrize("command", [["rules", "init"], ["serve", "--port", "free"]])
+def test_a_data_dir_that_cannot_be_made_is_said_in_one_line(tmp_path: Path, command: list[str]) -> None:
+    """`loglake rules init --data-dir /proc/x` (and serve's) ended in a traceback of the mkdir's FileNotFoundError;
+    a path through a file in a NotADirectoryError's."""
+    (tmp_path / "a-file").write_text("")
+    data_dir = tmp_path / "a-file" / "data"
+    completed = _loglake(
+        *[str(free_port()) if word == "free" else word for word in command], "--data-dir", str(data_dir)
+    )
+    _said_without_traceback(completed, f"Error: cannot make the folder {data_dir}: Not a directory; point loglake at")
+
+
 def test_commands_on_a_data_dir_whose_databases_cannot_be_opened_say_so(tmp_path: Path) -> None:
     """hot.db and keys.db that SQLite cannot open (here: folders in their place, which it refuses as it refuses a
     read-only file, whoever runs the test)."""

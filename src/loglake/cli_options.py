@@ -27,6 +27,7 @@ from loglake.config import ConfigError, Settings, env_name, flag_name, option_fi
 from loglake.config_load import configured_data_dir, load_settings
 from loglake.lake.objectstore import ObjectStoreError
 from loglake.lake.stop import INTERRUPTED, Stop
+from loglake.private_files import FolderNotMade
 from loglake.sqlitedb import RESTORE_FROM_BACKUP, DamagedDatabase, is_damaged
 from loglake.urls import is_http_url
 
@@ -321,6 +322,8 @@ def storage_error_text(error: BaseException) -> str | None:
             f"{error.strerror}{where}: give the user running loglake access to it (write access, for the data dir "
             f"({data_dir_named()}) and what it holds), or point loglake at another path"
         )
+    if isinstance(error, FolderNotMade):  # (a path the person gave: `rules init --data-dir /proc/x`)
+        return f"cannot make the folder {error.filename}: {error.strerror}; point loglake at another path"
     return None
 
 

@@ -24,6 +24,11 @@ FILE_MODE = 0o600
 _SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
+class FolderNotMade(OSError):
+    """A folder private_dir could not make (a file in its path, a file system that takes none, a full disk): the
+    OSError of its mkdir, as such, so that a command says so in one line (cli_options.storage_error_text)."""
+
+
 def private_dir(path: Path) -> Path:
     """`path` as a folder only its owner can enter: made 0700 with any missing parents, or
     tightened to 0700 if it exists with group or other permissions."""
@@ -34,8 +39,11 @@ def private_dir(path: Path) -> Path:
         missing.append(probe)
         probe = probe.parent
     for folder in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # made meanwhile by another process or thread
-            folder.mkdir(DIR_MODE)
+        try:
+            with contextlib.suppress(FileExistsError):  # made meanwhile by another process or thread
+                folder.mkdir(DIR_MODE)
+        except OSError as e:
+            raise FolderNotMade(e.errno, e.strerror, e.filename) from e
     _tighten(path, DIR_MODE)
     return path
 
