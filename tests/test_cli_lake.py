@@ -416,6 +416,16 @@ def test_the_config_flag_wins_over_the_variable_and_brings_the_lake_settings(tmp
     assert missing.exit_code == 1 and f"config file {tmp_path / 'no.toml'} does not exist" in missing.stderr
 
 
+def test_retention_days_0_names_the_flag_when_the_flag_gave_it(tmp_path: Path) -> None:
+    """`loglake retention --days 0` answered "retention_days is 0", a setting the person had not given."""
+    data = tmp_path / "data"
+    Settings(data_dir=data).hot_db_path.parent.mkdir()
+    SQLiteHotStore(data / "hot.db").close()
+    result = run("retention", "--dry-run", "--days", "0", "--data-dir", str(data))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "--days is 0: the lake keeps everything\n"
+
+
 def test_a_data_dir_of_the_wrong_type_in_the_config_file_is_named(tmp_path: Path, monkeypatch) -> None:
     config = tmp_path / "loglake.toml"
     config.write_text("data_dir = 5\n")

@@ -119,7 +119,7 @@ def retention(dry_run: bool, days: int | None, data_dir: Path) -> None:
     overrides = {"retention_days": days} if days is not None else {}
     with local_lake(data_dir, overrides) as lake, lake.maintenance():
         if not lake.policy.retention_days:
-            click.echo("retention_days is 0: the lake keeps everything")
+            click.echo(f"{'retention_days' if days is None else '--days'} is 0: the lake keeps everything")
             return
         expired = lake.expired_partitions() if dry_run else lake.expire()
         cutoff = lake.retention_cutoff()
