@@ -93,14 +93,16 @@ def rules_validate(path: Path | None, rules_dir: Path | None, data_dir: Path) ->
 
 
 def _warn_unset_secrets(routing: Routing | list[Problem] | None, path: Path) -> None:
-    """A warning for each secret in an environment variable this shell lacks: not a problem of the file (the
-    server's environment may have it), but the server's deliveries fail without it (a new-user trial was told
-    only by GET /alerts/deliveries)."""
-    from loglake.alerts.routing import Routing, unset_variables
+    """A warning for each secret in an environment variable this shell lacks, or in a file it cannot read: not a
+    problem of the file (the server's environment may have it), but the server's deliveries fail without it (a
+    new-user trial was told only by GET /alerts/deliveries)."""
+    from loglake.alerts.routing import Routing, unreadable_files, unset_variables
 
     if isinstance(routing, Routing):
         for problem in unset_variables(routing, path):
             click.echo(f"warning: {problem} (not set in this shell either)", err=True)
+        for problem in unreadable_files(routing, path):
+            click.echo(f"warning: {problem} (as read from this shell)", err=True)
 
 
 @rules.command("list")

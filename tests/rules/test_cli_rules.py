@@ -95,6 +95,28 @@ def test_validate_checks_alerting_yml_too(folder: Path) -> None:
     )
 
 
+def test_validate_warns_of_a_secret_file_it_cannot_read_as_of_an_unset_variable(folder: Path, tmp_path: Path) -> None:
+    """The README's Slack destination takes its URL from `{file: /run/secrets/slack_url}`: a file that is not there
+    was said of by no command (an unset `{env: ...}` is), and each delivery to it failed."""
+    (tmp_path / "empty").write_text("\n")
+    routing = (
+        f"destinations:\n  chat: {{type: slack, url: {{file: {tmp_path / 'missing'}}}}}\n"
+        f"  ops: {{type: slack, url: {{file: {tmp_path / 'empty'}}}}}\n"
+    )
+    write_rule(folder, "alerting.yml", routing)
+    warned = rules("validate", "--rules-dir", str(folder))  # (valid: the server's machine may have it)
+    assert warned.exit_code == 0, warned.output
+    assert (
+        f"warning: {folder / 'alerting.yml'}: destinations.chat.url: secret {{file: {tmp_path / 'missing'}}} cannot"
+        " be read: No such file or directory (as read from this shell)\n" in warned.stderr
+    )
+    said = f"warning: {folder / 'alerting.yml'}: destinations.ops.url: secret {{file: {tmp_path / 'empty'}}} is empty"
+    assert said in warned.stderr
+    (tmp_path / "missing").write_text("https://hooks.slack.test/services/T/B/x\n")
+    (tmp_path / "empty").write_text("https://hooks.slack.test/services/T/B/y\n")
+    assert "warning" not in rules("validate", "--rules-dir", str(folder)).stderr
+
+
 def test_a_rule_naming_a_destination_alerting_yml_lacks_is_warned_of(folder: Path) -> None:
     """A new user's trial: a rule with `destinations: [hookZ]` loaded without a word, and its alerts' deliveries
     were dead-lettered when they fired."""

@@ -24,6 +24,7 @@ import fnmatch
 import os
 import threading
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,7 +34,7 @@ import yaml
 
 from loglake.alerts.destinations import TYPES
 from loglake.alerts.destinations.base import DestinationConfig
-from loglake.alerts.secrets import REFERENCE_ONLY, SecretRef, unset_variable
+from loglake.alerts.secrets import REFERENCE_ONLY, SecretError, SecretRef, Secrets, unset_variable
 from loglake.config_files import ROOT, problems_of, readable_part
 from loglake.rules.files import ROUTING_FILE, UniqueKeys
 from loglake.rules.model import DestinationName, Level, Problem, Rule
@@ -207,17 +208,35 @@ def _route_targets(route: Any) -> list[str]:
         return []
 
 
+def _secret_references(routing: Routing) -> Iterator[tuple[str, SecretRef]]:
+    """Each destination's secret references, with where each is in the file (`destinations.NAME.FIELD`)."""
+    for name, destination in routing.destinations.items():
+        for f in msgspec.structs.fields(destination):
+            if isinstance(value := getattr(destination, f.name), SecretRef):
+                yield f"destinations.{name}.{f.encode_name}", value
+
+
 def unset_variables(routing: Routing, file: Path) -> list[Problem]:
     """The destinations' secrets in environment variables that are not set now. Not a reason to refuse the
     file (a variable may be set before an alert needs it), but each delivery that needs one waits, so say so."""
     return [
-        Problem(str(file), f"destinations.{name}.{f.encode_name}", unset_variable(value))
-        for name, destination in routing.destinations.items()
-        for f in msgspec.structs.fields(destination)
-        if isinstance(value := getattr(destination, f.name), SecretRef)
-        and value.env is not None
-        and not os.environ.get(value.env)
+        Problem(str(file), where, unset_variable(ref))
+        for where, ref in _secret_references(routing)
+        if ref.env is not None and not os.environ.get(ref.env)
     ]
+
+
+def unreadable_files(routing: Routing, file: Path) -> list[Problem]:
+    """The destinations' secrets in files that cannot be read now (missing, empty, too large), as unset_variables
+    says the variables: not a reason to refuse the file, but each delivery that needs one waits."""
+    problems = []
+    for where, ref in _secret_references(routing):
+        if ref.file is not None:
+            try:
+                Secrets().value(ref)
+            except SecretError as e:
+                problems.append(Problem(str(file), where, str(e)))
+    return problems
 
 
 def _destination(spec: dict[str, Any], at: str) -> DestinationConfig | list[tuple[str, str]]:
