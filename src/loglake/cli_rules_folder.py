@@ -86,5 +86,20 @@ def find_rule_in(settings: Settings, rule_id: str) -> Any:
     except NoSuchRule:
         hint = f"; {len(found.problems)} problem(s) kept some files from loading (loglake rules validate)"
         raise click.ClickException(
-            f"no rule {rule_id!r} in {folder} (loglake rules list shows them){hint if found.problems else ''}"
+            f"no rule {rule_id!r} in {folder}{_file_names_started(found.rules, rule_id)} (loglake rules list shows "
+            f"them){hint if found.problems else ''}"
         ) from None
+
+
+def _file_names_started(rules: list[Any], text: str) -> str:
+    """What to say of the rule files whose names `text` starts (`app` of app-error-burst.yml, ...), which a rule
+    is not found by (its id's start is, or its file's whole name): which it could mean."""
+    from loglake.ids import AmbiguousId
+
+    names = sorted({rule.path.name for rule in rules if rule.path.name.startswith(text)})
+    if not names:
+        return ""
+    shown = ", ".join(names[: AmbiguousId.SHOWN]) + (" ..." if len(names) > AmbiguousId.SHOWN else "")
+    return (
+        f": it starts the name of {len(names)} rule file(s) ({shown}): give one whole (its extension may be left out)"
+    )

@@ -424,6 +424,23 @@ def test_a_rules_command_whose_data_dir_the_config_file_named_says_so(tmp_path: 
     ), said
 
 
+def test_a_rule_asked_for_by_the_start_of_its_files_name_is_told_which_files_it_could_mean(tmp_path: Path) -> None:
+    """`loglake rules backtest app` said only "no rule 'app'", where app starts five of the starter pack's files."""
+    assert rules("init", "--data-dir", str(tmp_path)).exit_code == 0
+    for command in (["backtest", "app", "--since", "1d"], ["show", "app"], ["run", "app"]):
+        result = rules(*command, "--data-dir", str(tmp_path))
+        assert result.exit_code == 1
+        said = " ".join(result.stderr.split())
+        assert (
+            f"no rule 'app' in {tmp_path / 'rules'}: it starts the name of 5 rule file(s) "
+            "(app-auth-failures-source.yml, app-auth-failures-user.yml, app-critical-record.yml, app-error-burst.yml, "
+            "app-service-silent.yml): give one whole (its extension may be left out) (loglake rules list shows them)"
+        ) in said, said
+    assert rules("show", "app-critical-record", "--data-dir", str(tmp_path)).exit_code == 0
+    nothing = rules("show", "zzz", "--data-dir", str(tmp_path))
+    assert f"no rule 'zzz' in {tmp_path / 'rules'} (loglake rules list shows them)" in nothing.stderr
+
+
 def test_init_copies_the_starter_pack_and_keeps_what_is_there(tmp_path: Path) -> None:
     folder = tmp_path / "rules"
     write_rule(folder, "app-critical-record.yml", RULE)
