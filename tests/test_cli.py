@@ -29,6 +29,7 @@ from loglake import __version__
 from loglake.cli import main
 from loglake.cli_options import say_retrying, until_ctrl_c
 from loglake.lake.stop import INTERRUPTED, Stop
+from loglake.shipping import MAX_LINE_BYTES
 from tests.conftest import ServerProcess, free_port
 from tests.conftest import run_cli as run
 
@@ -390,6 +391,19 @@ def test_send_stdin_ndjson_and_plain_text_in_batches(server: ServerProcess, admi
         ("ndjson two", "info", "audit", {}),
         ("{not json, so plain text", "info", "application", {}),
         ("last plain line", "info", "application", {}),
+    ]
+
+
+def test_send_reports_and_counts_a_line_too_long_to_be_a_record(server: ServerProcess, admin_key: str):
+    """As the README says: the line is reported, skipped, counted at the end, and the exit status is 1."""
+    service = unique("too-long")
+    lines = ["before", "x" * (MAX_LINE_BYTES + 1), "after"]
+    result = run("send", "--url", server.url, "--api-key", admin_key, "--service", service, input="\n".join(lines))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "line 2: not stored: the line is too long to be a record",
+        "sent 2 record(s)",
+        "Error: 1 line(s) could not be stored (see above)",
     ]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loglake import arrivals, follow
+from loglake import arrivals, follow, shipping
 from loglake.cli_options import SAY_AWAY_EVERY_S
 from loglake.config import JSON_BODY_SIZE, Settings, env_name
 from loglake.lake.search_terms import MAX_GROUP_DEPTH, MAX_TERMS
@@ -79,6 +79,14 @@ def test_record_table_states_the_enforced_limits() -> None:
     body = f"body over {mib} MiB after decompression, or over {limits.max_records:,} records"
     assert body in record
     assert f"over {JSON_BODY_SIZE} for the JSON APIs" in record
+
+
+def test_send_says_it_skips_a_line_too_long_to_be_a_record() -> None:
+    """The README said records were made to fit "without dropping anything", and not that a line over
+    MAX_LINE_BYTES is skipped."""
+    text = " ".join(README.split())
+    mib = shipping.MAX_LINE_BYTES // (1024 * 1024)
+    assert f"So is a line over {mib} MiB, which no record holds (`line N: not stored: the line is too long" in text
 
 
 def test_recent_limit_range_is_the_enforced_one() -> None:
