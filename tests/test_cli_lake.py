@@ -426,6 +426,17 @@ def test_retention_days_0_names_the_flag_when_the_flag_gave_it(tmp_path: Path) -
     assert result.stdout == "--days is 0: the lake keeps everything\n"
 
 
+def test_a_retention_reaching_before_1970_keeps_everything(tmp_path: Path) -> None:
+    """`loglake retention --days 1000000` (the server's retention_days too) ended in a traceback: its first kept
+    day was before the year 1, no date."""
+    data = tmp_path / "data"
+    Settings(data_dir=data).hot_db_path.parent.mkdir()
+    SQLiteHotStore(data / "hot.db").close()
+    result = run("retention", "--dry-run", "--days", "1000000", "--data-dir", str(data))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("keeping 1970-01-01 on (today, UTC, and the 1000000 days before)")
+
+
 def test_a_data_dir_of_the_wrong_type_in_the_config_file_is_named(tmp_path: Path, monkeypatch) -> None:
     config = tmp_path / "loglake.toml"
     config.write_text("data_dir = 5\n")

@@ -93,7 +93,8 @@ def retention_start_ms(now_ms: int, retention_days: int) -> int:
     days before today. The lake deletes whole days before it; ingest refuses records before it."""
     if not retention_days:
         return 0
-    return (now_ms // DAY_MS - retention_days) * DAY_MS
+    # (a retention reaching before 1970, `retention --days 1000000`, keeps everything: its day was no date)
+    return max(0, (now_ms // DAY_MS - retention_days) * DAY_MS)
 
 
 class NewRecord(NamedTuple):
