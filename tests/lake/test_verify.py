@@ -7,6 +7,8 @@ import io
 import logging
 import random
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -337,5 +339,45 @@ def test_sql_whose_date_filter_leaves_out_a_lost_or_damaged_files_day_answers(
             lake.engine.query(f"SELECT count(*) FROM logs WHERE date = '{damaged.day}'")
         objects.put(lost.key, kept)  # restored
         assert lake.engine.query(f"SELECT count(*) FROM logs WHERE date = '{lost.day}'").rows == [(300,)]
+    finally:
+        lake.close()
+
+
+def test_queries_meeting_a_lost_file_together_all_read_around_it(
+    store: SQLiteHotStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queries on several connections whose views all listed a file gone meanwhile: the first to look for it found it,
+    and each of the others, looking after, no longer counted it among the files to look at and answered 503 naming
+    it, although its `date` filter leaves the file's day out."""
+    objects = LocalObjectStore(tmp_path / "lake")
+    flush_in_small_rounds(store, objects, days=3)
+    lost = list_files(store.read, APP_LOGS_TABLE.name)[0]
+    lake = Lake(store, objects, tmp_path)
+    sql = "SELECT count(*) FROM logs WHERE date = '2026-11-02'"
+    connections = lake.engine.limits.concurrency
+    together = threading.Barrier(connections, timeout=30)
+
+    def query(_: int) -> object:
+        together.wait()  # (so each connection defines its views)
+        try:
+            return lake.engine.query(sql).rows
+        except LakeUnreadable as e:
+            return e
+
+    try:
+        with ThreadPoolExecutor(connections) as threads:
+            assert list(threads.map(query, range(connections))) == [[(300,)]] * connections
+        objects.delete(lost.key)
+        views = lake.engine._views
+        find_unreadable, one_at_a_time = views.find_unreadable, threading.Lock()
+
+        def after_all_failed(cursor: object, error: Exception) -> bool:
+            together.wait()
+            with one_at_a_time:
+                return find_unreadable(cursor, error)
+
+        monkeypatch.setattr(views, "find_unreadable", after_all_failed)
+        with ThreadPoolExecutor(connections) as threads:
+            assert list(threads.map(query, range(connections))) == [[(300,)]] * connections
     finally:
         lake.close()

@@ -69,7 +69,8 @@ class QueryViews:
         # query naming it unless the query's filter on the partitions leaves it out. Looked at again at each
         # definition: a file restored is read again.
         self.unreadable: dict[str, str] = {}
-        self._files: dict[duckdb.DuckDBPyConnection, list[LakeFile]] = {}  # each connection's views' (find_unreadable)
+        # Each connection's views' files read as files, not through a stand-in (find_unreadable).
+        self._files: dict[duckdb.DuckDBPyConnection, list[LakeFile]] = {}
         self._searched: tuple[str, ...] = ()  # the files find_unreadable last found no footer damaged in
 
     def s3_files_read(self, cursor: duckdb.DuckDBPyConnection) -> tuple[int, int]:
@@ -96,9 +97,10 @@ class QueryViews:
         records notices. The hot rows are registered once per cursor too (QueryHotRows).
         Returns the files of each table."""
         files = {t.name: list_files(snapshot.read, t.name, window.since_ms, window.until_ms) for t in tables}
-        self._files[cursor] = [f for listed in files.values() for f in listed]
         for key in [key for key in list(self.unreadable) if self._footer_problem(key) is None]:
             self.unreadable.pop(key, None)  # (restored; list(): the query threads share the dict)
+        unreadable = dict(self.unreadable)  # (one look: another query thread may add to it as this one defines)
+        self._files[cursor] = [f for listed in files.values() for f in listed if f.key not in unreadable]
         defined = self._defined.setdefault(cursor, {})
         if APP_LOGS_TABLE in tables:
             self._define_hot_rows(cursor, snapshot, window, top, newest_first, defined)
@@ -106,12 +108,8 @@ class QueryViews:
         # each query about a millisecond, which a top-N over the lake notices.
         waiting = APP_LOGS_TABLE in tables and any_waiting(snapshot.read, window.since_ms, window.until_ms)
         for table in tables:
-            readable = [f for f in files[table.name] if f.key not in self.unreadable]
-            lost = [
-                _unreadable_rows(table, f.key, self.unreadable[f.key])
-                for f in files[table.name]
-                if f.key in self.unreadable
-            ]
+            readable = [f for f in files[table.name] if f.key not in unreadable]
+            lost = [_unreadable_rows(table, f.key, unreadable[f.key]) for f in files[table.name] if f.key in unreadable]
             keys = tuple(f.key for f in readable) + tuple(lost)
             if table is APP_LOGS_TABLE and waiting:
                 keys += (_WAITING_STREAM,)  # (no file's key)
@@ -145,8 +143,10 @@ class QueryViews:
         the views' files whose footer does not read: DuckDB's errors for a damaged footer name no file."""
         if not isinstance(self.lake, LocalObjectStore) or UNREADABLE_FILE in str(error):
             return False
+        files = self._files.get(cursor, [])  # (those its views read as files)
+        if any(f.key in self.unreadable for f in files):
+            return True  # another query found one of them since the views were defined: defined again, read around
         root = str(self.lake.root.resolve()) + "/"
-        files = [f for f in self._files.get(cursor, []) if f.key not in self.unreadable]
         named = [f for f in files if root + f.key in str(error)]
         if not named and tuple(f.key for f in files) == self._searched:
             return False  # (their footers all read, the last time an error named none of them)
