@@ -3,6 +3,7 @@ catalog's record counts and the databases."""
 
 from __future__ import annotations
 
+import http.server
 import io
 import logging
 import random
@@ -11,18 +12,22 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import boto3
 import pyarrow.parquet as pq
 import pytest
+from botocore.config import Config
+from botocore.credentials import Credentials
 
+from loglake.lake.compact import Compactor, MergesFailed
 from loglake.lake.flush import Flusher
 from loglake.lake.lake import QUARANTINE, Lake, LakePolicy
 from loglake.lake.manifest import LakeFile, list_files
-from loglake.lake.objectstore import LocalObjectStore, ObjectStore
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore, ObjectStoreError, S3ObjectStore
 from loglake.lake.parquet_objects import ParquetObjects
 from loglake.lake.query_answers import LakeUnreadable, QueryResult
 from loglake.lake.recent_reader import LakeRecentReader
 from loglake.lake.tables import APP_LOGS_TABLE
-from loglake.lake.verify import lake_file_problem, verify_data_dir
+from loglake.lake.verify import VerifyReport, lake_file_problem, verify_data_dir, verify_lake
 from loglake.store.base import RecentQuery
 from loglake.store.sqlite import SQLiteHotStore
 from tests.conftest import run_cli as run
@@ -381,3 +386,51 @@ def test_queries_meeting_a_lost_file_together_all_read_around_it(
             assert list(threads.map(query, range(connections))) == [[(300,)]] * connections
     finally:
         lake.close()
+
+
+class _ThrottlingS3(http.server.BaseHTTPRequestHandler):
+    """An S3 endpoint that asks every request to slow down, as S3 does under load (503 SlowDown)."""
+
+    def _slow_down(self) -> None:
+        body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+        self.send_response(503)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_HEAD = do_GET = do_PUT = do_POST = do_DELETE = _slow_down
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_s3_lake_throttling_a_merge_leaves_no_file_taken_for_damaged(
+    store: SQLiteHotStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A merge that S3 failed (throttling, or out of reach) had each file of its group read again to find the damaged
+    one, which the storage failed alike: each was taken for damaged, left out of merges for the process's life and
+    logged for `loglake verify --quarantine` to take out of the catalog, as verify itself called them damaged."""
+    seed(store, days=1)
+    Flusher(store, LocalObjectStore(tmp_path / "lake"), rows_per_round=150).flush(before_ms=START + DAY)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ThrottlingS3)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+    lake = S3ObjectStore(client, "lake", credentials=Credentials("key", "secret"))
+    try:
+        compactor = Compactor(store, lake, target_bytes=10_000_000, grace_ms=0)
+        with caplog.at_level(logging.WARNING, "loglake.lake"), pytest.raises(MergesFailed):
+            compactor.compact()
+        assert compactor.damaged == {}  # merged at the next turn, once S3 answers
+        assert not any("is damaged" in r.getMessage() for r in caplog.records)
+        with pytest.raises(ObjectStoreError, match=r"cannot read s3://lake/type=app_logs/.*HTTP status 503"):
+            verify_lake(VerifyReport(), store, lake, lambda *progress: None)
+    finally:
+        server.shutdown()
+        server.server_close()

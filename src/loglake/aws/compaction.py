@@ -26,7 +26,7 @@ from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parquet_objects import ParquetObjects
 from loglake.lake.parts import file_name
 from loglake.lake.tables import APP_LOGS_TABLE
-from loglake.lake.verify import lake_file_problem
+from loglake.lake.verify import damaged_files
 
 log = logging.getLogger("loglake.lake")
 
@@ -58,7 +58,7 @@ def compact_days(lake: ObjectStore, days: list[date], now_ms: int, target_bytes:
                 _merge_into(report, lake, day, group, now_ms)
             except Exception as e:
                 # (no catalog here says how many records a part holds: its pages alone are checked)
-                found = {f.key: p for f in group if (p := lake_file_problem(objects, f, counted=False)) is not None}
+                found = damaged_files(objects, group, counted=False)
                 for key, problem in found.items():
                     log.warning("lake file %s is damaged (%s): its day is merged without it; restore it or remove"
                                 " it from the bucket, which Athena reads it from", key, problem)  # fmt: skip

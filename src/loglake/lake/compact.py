@@ -47,7 +47,7 @@ from loglake.lake.sorted_merge import (
     start_merge_worker,
 )
 from loglake.lake.tables import APP_LOGS_TABLE
-from loglake.lake.verify import lake_file_problem
+from loglake.lake.verify import damaged_files
 from loglake.store.sqlite import SQLiteHotStore
 from loglake.worker_processes import WORKER_IDLE_S, IdleExitingWorker
 
@@ -315,9 +315,9 @@ class Compactor:
         return report
 
     def _damaged_in(self, report: CompactReport, group: list[LakeFile]) -> bool:
-        """After a merge of `group` failed: whether a file of it is damaged or gone (verify.lake_file_problem reads
+        """After a merge of `group` failed: whether a file of it is damaged or gone (verify.damaged_files reads
         each whole), those being logged once, named with the way out, and left out of merges from now on."""
-        found = {f.key: problem for f in group if (problem := lake_file_problem(self._objects, f)) is not None}
+        found = damaged_files(self._objects, group)
         for key, problem in found.items():
             log.warning(
                 "lake file %s is damaged (%s): its day is merged without it, which stays as it is; `loglake verify"

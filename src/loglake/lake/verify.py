@@ -12,6 +12,7 @@ wrote page checksums has none to check: decoding it whole finds most damage, not
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from loglake.lake.manifest import LakeFile, list_files, listed_file, reading
-from loglake.lake.objectstore import ObjectStore
+from loglake.lake.objectstore import ObjectStore, ObjectStoreError
 from loglake.lake.parquet_objects import ParquetObjects
 from loglake.lake.tables import TABLES
 from loglake.sqlitedb import integrity_problem
@@ -45,6 +46,10 @@ class VerifyReport:
 
 # Called after each lake file: (files done, files listed, bytes done, bytes listed).
 Progress = Callable[[int, int, int, int], None]
+# pyarrow's words for an S3 lake's storage failing a read (unreachable, throttling, refusing the credentials):
+# `AWS Error NETWORK_CONNECTION during HeadObject operation`, `AWS Error UNKNOWN (HTTP status 503) during ...`. Not
+# the object's bytes, which the next read may well find whole (NO_SUCH_KEY: the object gone meanwhile, not an outage).
+_STORAGE_FAILED = re.compile(r"AWS Error (?!NO_SUCH_KEY\b)")
 
 
 def verify_databases(data_dir: Path) -> VerifyReport:
@@ -86,7 +91,8 @@ def verify_lake(report: VerifyReport, store: SQLiteHotStore, lake: ObjectStore, 
 
 def lake_file_problem(objects: ParquetObjects, file: LakeFile, counted: bool = True) -> str | None:
     """What is wrong with a lake file, read whole a row group at a time (its pages checked as read), or None.
-    `counted`: its records are checked against the catalog's count too (a lake without a catalog has none)."""
+    `counted`: its records are checked against the catalog's count too (a lake without a catalog has none).
+    ObjectStoreError if an S3 lake's storage failed the read: that says nothing of the file (_STORAGE_FAILED)."""
     try:
         parquet = objects.open(file.key)
         rows = 0
@@ -94,14 +100,31 @@ def lake_file_problem(objects: ParquetObjects, file: LakeFile, counted: bool = T
             try:
                 rows += parquet.read_row_group(index, use_threads=False).num_rows
             except (OSError, ValueError) as e:  # (pyarrow: ArrowInvalid is a ValueError, a bad checksum an OSError)
+                _raise_if_storage_failed(objects, file, e)
                 return f"row group {index}{_column_at_fault(parquet, index)}: {_first_line(e)}"
     except FileNotFoundError:
         return "missing from the lake's storage"
     except (OSError, ValueError) as e:  # an unreadable footer
+        _raise_if_storage_failed(objects, file, e)
         return _first_line(e)
     if counted and rows != file.records:
         return f"holds {rows:,} records where the catalog says {file.records:,}"
     return None
+
+
+def damaged_files(objects: ParquetObjects, files: list[LakeFile], counted: bool = True) -> dict[str, str]:
+    """The files of `files` found damaged or gone (lake_file_problem), by key, with what is wrong; none while an S3
+    lake's storage fails the reads: a merge that failed in an outage or under throttling is a failure to try again,
+    its files not damaged ones to leave out of merges and to quarantine."""
+    try:
+        return {f.key: problem for f in files if (problem := lake_file_problem(objects, f, counted)) is not None}
+    except ObjectStoreError:
+        return {}
+
+
+def _raise_if_storage_failed(objects: ParquetObjects, file: LakeFile, error: Exception) -> None:
+    if isinstance(error, OSError) and _STORAGE_FAILED.search(str(error)):
+        raise ObjectStoreError(f"cannot read {objects.store.uri(file.key)}: {_first_line(error)}") from None
 
 
 def database_problem(path: Path) -> str | None:
