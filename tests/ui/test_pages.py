@@ -660,3 +660,30 @@ def test_a_json_download_keeps_every_column_of_names_alike(page, loglake):
     with page.expect_download() as download:
         page.get_by_role("button", name="NDJSON", exact=True).click()
     assert [json.loads(line) for line in download.value.path().read_text().splitlines()] == [expected]
+
+
+def test_sql_shows_and_downloads_numbers_as_the_answer_writes_them(page, loglake):
+    """A UI trial: a DOUBLE's 2.0 showed and downloaded as 2, 1e16 as 10000000000000000 (JavaScript's form), where
+    POST /query and `loglake query` write 2.0; the grid still sorts them as numbers."""
+    sql = "SELECT d, 2.50::DECIMAL(5,2) AS dec, 9007199254740993 AS id FROM (VALUES (2.0::DOUBLE), (1e16), (10.5)) t(d)"
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/sql")
+    editor = page.get_by_label("SQL query")
+    editor.fill(sql)
+    editor.press("Control+Enter")
+    page.locator(".grid tbody tr").first.wait_for()
+    cells = page.locator(".grid tbody td:first-child")
+    assert cells.all_inner_texts() == ["2.0", "1e16", "10.5"]
+    with loglake.client() as c:
+        answer = c.post("/query", json={"sql": sql}).text
+    assert '[[2.0,"2.50",9007199254740993],[1e16,' in answer
+    with page.expect_download() as download:
+        page.get_by_role("button", name="CSV").click()
+    rows = ["d,dec,id", "2.0,2.50,9007199254740993", "1e16,2.50,9007199254740993", "10.5,2.50,9007199254740993"]
+    assert download.value.path().read_bytes().decode() == "".join(row + "\r\n" for row in rows)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="NDJSON", exact=True).click()
+    assert download.value.path().read_text().splitlines()[0] == '{"d":2.0,"dec":"2.50","id":9007199254740993}'
+    page.get_by_role("button", name="d", exact=True).click()
+    assert cells.all_inner_texts() == ["2.0", "10.5", "1e16"]
+    assert "ms ·" in page.locator(".stats").inner_text()

@@ -8,7 +8,7 @@
 // the page; "New conversation" starts afresh.
 import { api, errorBox, url } from "./api.js";
 import { copyButton, counted, formatBytes, formatTime, h, link, replace, timeZoneName, warningsList } from "./dom.js";
-import { highlighted, resultView } from "./sql.js";
+import { highlighted, query, resultView } from "./sql.js";
 
 const KEPT = "loglake-ask"; // sessionStorage: { key, id, turns: [{ question, answer }], draft }
 const FIRST_QUESTION = "e.g. how many errors did each service log in the last 24 hours?  (Enter asks, Shift+Enter: a new line)";
@@ -167,7 +167,7 @@ function scanFacts(answer) {
 async function run(sql, output) {
   replace(output, h("p", { class: "progress", text: "Running…" }));
   try {
-    replace(output, resultView(await api("/query", { method: "POST", body: { sql } })));
+    replace(output, resultView(await query({ sql })));
   } catch (error) {
     replace(output, errorBox(error, () => run(sql, output)));
   }

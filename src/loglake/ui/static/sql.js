@@ -140,7 +140,7 @@ async function runQuery(sql, explain, output, history, controller, retry) {
   const cancel = h("button", { type: "button", text: "Cancel", onclick: () => controller.abort() });
   replace(output, h("p", { class: "progress" }, explain ? "Planning… " : "Running… ", cancel));
   try {
-    const result = await api("/query", { method: "POST", body: { sql, explain }, signal: controller.signal });
+    const result = await query({ sql, explain }, controller.signal);
     remember(sql);
     drawHistory(history, history.editor);
     if (explain) replace(output, h("h2", { text: "Plan" }), h("pre", { class: "plan", tabindex: "0", text: result.plan }));
@@ -151,10 +151,18 @@ async function runQuery(sql, explain, output, history, controller, retry) {
   }
 }
 
+// POST /query, its numbers read as sent: the grid and the downloads show a value as the answer writes it, as
+// `loglake query` does (a DOUBLE's 2.0 showed and downloaded as 2, 1e16 as 10000000000000000); the grid's sort
+// compares them as numbers (ExactNumber.value). For resultView, which is all a page does with the answer.
+export function query(body, signal) {
+  return api("/query", { method: "POST", body, signal, asSent: true });
+}
+
 export function resultView(result) {
   const stats = h("p", { class: "stats" },
     `${counted(result.row_count, "row")}${result.truncated ? " (truncated: add a LIMIT or aggregate)" : ""} · `,
-    `${result.elapsed_ms.toFixed(1)} ms · ${formatBytes(result.bytes_scanned)} scanned in ${counted(result.files_scanned ?? 0, "file")}`);
+    // (Number: read as sent, an elapsed_ms of 8.0 is an ExactNumber)
+    `${Number(result.elapsed_ms).toFixed(1)} ms · ${formatBytes(result.bytes_scanned)} scanned in ${counted(result.files_scanned ?? 0, "file")}`);
   const downloads = h("div", { class: "toolbar" },
     h("span", { text: "Download:" }),
     h("button", { type: "button", text: "CSV", onclick: () => download("result.csv", "text/csv", toCsv(result)) }),
