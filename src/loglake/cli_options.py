@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import click
 
+from loglake.alerts.evidence import raw_decoded
 from loglake.config import ConfigError, Settings, env_name, flag_name, option_fields
 from loglake.config_load import configured_data_dir, load_settings
 from loglake.lake.objectstore import ObjectStoreError
@@ -394,7 +395,7 @@ def printable(value: object, multiline: bool = False) -> str:
 def json_text(value: object, indent: int | None = None) -> str:
     """JSON (exact: it decodes to the same value) that a terminal shows without obeying anything in it."""
     try:
-        text = json.dumps(value, ensure_ascii=False, indent=indent, allow_nan=False)
+        text = json.dumps(value, ensure_ascii=False, indent=indent, allow_nan=False, default=raw_decoded)
     except ValueError:  # an infinite or NaN float, which Python would write as Infinity or NaN: not JSON
         text = _json_without_nan(value, indent)
     return text.translate(_JSON_RAW)
@@ -415,7 +416,7 @@ def _json_without_nan(value: object, indent: int | None) -> str:
             return [marked(v) for v in item]
         return item
 
-    text = json.dumps(marked(value), ensure_ascii=False, indent=indent)
+    text = json.dumps(marked(value), ensure_ascii=False, indent=indent, default=raw_decoded)
     return re.sub(f'"{marker}([^"]+)"', r"\1", text)
 
 

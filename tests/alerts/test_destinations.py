@@ -85,15 +85,18 @@ def test_every_http_destination_says_it_is_loglake_and_evidence_attributes_are_a
     lake's attributes (JSON text in its rows) reach a webhook as the object GET /logs/{id} answers."""
     monkeypatch.setenv("PD_KEY", "k")
     delivery = make_delivery(every_http_destination(receiver))
-    record = {"service": "auth", "message": "login failed", "attributes": '{"ip":"198.51.100.50","tries":3}'}
+    attributes = '{"ip":"198.51.100.50","tries":3,"ratio":1.50}'  # (its numbers as sent: 1.50 was 1.5)
+    record = {"service": "auth", "message": "login failed", "attributes": attributes}
     insert_alert(alerts_db, evidence=[record, {"message": "a SQL rule's own column", "attributes": "not json"}])
     settle(delivery)
     agents = {r.path: r.headers["user-agent"] for r in receiver.requests}
     assert agents == dict.fromkeys(["/hook", "/slack", "/teams", "/pd"], f"loglake/{__version__}")
     [hook] = [r.json() for r in receiver.requests if r.path == "/hook"]
     first, second = hook["alert"]["evidence"]
-    assert first["attributes"] == {"ip": "198.51.100.50", "tries": 3}
+    assert first["attributes"] == {"ip": "198.51.100.50", "tries": 3, "ratio": 1.5}
     assert second["attributes"] == "not json"
+    [body] = [r.body.decode() for r in receiver.requests if r.path == "/hook"]
+    assert f'"attributes":{attributes}' in body
 
 
 # -- Slack and Teams -----------------------------------------------------------------------------

@@ -89,6 +89,14 @@ async def test_evidence_attributes_are_the_object_get_logs_answers(client: httpx
     ]
 
 
+async def test_evidence_attributes_keep_their_numbers_as_sent(client: httpx.AsyncClient, alerts) -> None:
+    """A UI trial: the attributes were decoded and encoded again, so 1.50 reached the API (and the alert's page)
+    as 1.5, 1E2 as 100.0; they are the lake's JSON text, as GET /logs/{id} answers them."""
+    stored = '{"ratio":1.50,"n":1E2,"x":2.0,"id":12345678901234567890}'
+    alert_id = insert_alert(alerts, evidence=[{"message": "boom", "attributes": stored}])
+    assert f'"attributes":{stored}' in (await client.get(f"/alerts/{alert_id}")).text
+
+
 @pytest.mark.parametrize("path", [f"/alerts/{UNKNOWN}", "/alerts/not-an-id"])
 async def test_an_unknown_alert_is_404(client: httpx.AsyncClient, path: str) -> None:
     response = await client.get(path)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import botocore.exceptions
 
 from loglake.alerts.delivery import BACKOFF, say_failed, send_claimed
-from loglake.alerts.destinations.base import DeliveryFailed, DestinationConfig, alert_document
+from loglake.alerts.destinations.base import DeliveryFailed, DestinationConfig, alert_document, json_body
 from loglake.alerts.dynamodb import DynamoDBDetections, Targets
 from loglake.alerts.dynamodb_outbox import ClaimRefused
 from loglake.alerts.outbox import Claimed, Sent, not_configured
@@ -216,10 +216,9 @@ class Router:
             answer = self.sns.publish(
                 TopicArn=self.topics[alert["level"]],
                 Subject=subject.encode("ascii", "replace").decode()[:_SUBJECT_CHARS],
-                Message=json.dumps(
-                    {"event": claimed.row.kind, "idempotency_key": claimed.row.id, "alert": alert_document(alert)},
-                    default=str,
-                ),
+                Message=json_body(
+                    {"event": claimed.row.kind, "idempotency_key": claimed.row.id, "alert": alert_document(alert)}
+                ).decode(),
                 MessageAttributes={
                     "level": {"DataType": "String", "StringValue": alert["level"]},
                     "event": {"DataType": "String", "StringValue": claimed.row.kind},

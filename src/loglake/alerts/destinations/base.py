@@ -18,7 +18,7 @@ import msgspec
 
 from loglake import __version__
 from loglake.alerts.db import EVENT_KINDS
-from loglake.alerts.evidence import with_attributes_decoded
+from loglake.alerts.evidence import raw_decoded, with_attributes_decoded
 from loglake.alerts.redact import RedactItem
 from loglake.alerts.secrets import SecretRef, Secrets, TextOrSecret
 from loglake.http_call import Connection
@@ -154,7 +154,9 @@ def _evidence_line(record: Any) -> str:
     message = record.get("message")
     if message is None:
         message = json.dumps(
-            {k: v for k, v in record.items() if k not in ("datetime", "timestamp")}, ensure_ascii=False, default=str
+            {k: v for k, v in record.items() if k not in ("datetime", "timestamp")},
+            ensure_ascii=False,
+            default=raw_decoded,
         )
     return " ".join(part for part in (when, head, str(message)) if part)
 
@@ -255,8 +257,12 @@ def _start_of(response: httpx.Response) -> bytes:
     return bytes(content[:MAX_REPLY_BYTES])
 
 
+# (msgspec: evidence attributes, msgspec.Raw, are sent as the JSON text the lake keeps, their numbers as sent)
+_encode_body = msgspec.json.Encoder(enc_hook=str).encode
+
+
 def json_body(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    return _encode_body(value)
 
 
 def alert_document(alert: dict[str, Any]) -> dict[str, Any]:
