@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from urllib.parse import quote
 
 import pytest
 
@@ -78,3 +79,33 @@ def test_an_alerts_bidi_controls_are_shown_as_escapes_in_the_list_and_its_page(p
     page.locator(".record-details pre.json").wait_for()
     assert page.locator("h1").inner_text().endswith("invoice \\u202eexe.txt done for mallory")
     assert "file\\u202ename" in shown_without_bidi_controls(page)
+
+
+def test_a_query_boxs_bidi_controls_are_shown_as_escapes_and_searched_as_they_are(page, loglake):
+    """A UI trial: a shared link's q= filled the query box with its override as it is (the box read other than what
+    was searched), and aria-labels (a value's filter buttons) held them too. The box shows escapes, those pasted
+    too; the search is the query as it came."""
+    loglake.send([record("bidi-box")])
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/explore?q=" + quote(f'service:bidi-box "{RLO}exe"'))
+    box = page.get_by_label("Search query")
+    assert box.input_value() == 'service:bidi-box "\\u202eexe"'
+    page.locator(".record .message", has_text="invoice").wait_for()  # found: the override was searched
+    page.locator(".record-summary").first.click()
+    labels = page.locator("main [aria-label]").evaluate_all("els => els.map((e) => e.getAttribute('aria-label'))")
+    assert any("\\u202e" in label for label in labels)
+    assert not BIDI_CONTROLS.search("".join(labels))
+    box.fill(f"service:bidi-box {RLO}exe")  # (typed or pasted)
+    assert box.input_value() == "service:bidi-box \\u202eexe"
+    box.press("Enter")
+    page.wait_for_url(re.compile(r".*q=service%3Abidi-box\+%E2%80%AEexe"))
+    page.locator(".record .message", has_text="invoice").wait_for()
+
+    title = f"{MESSAGE} for trudy"
+    raise_alert(loglake, id=str(uuid.uuid4()), title=title)
+    page.goto(loglake.url + "/ui/alerts?q=" + quote(f"{RLO}exe"))
+    page.locator("td.alert-title", has_text="trudy").wait_for()
+    assert page.get_by_label("Text in the title or rule").input_value() == "\\u202eexe"
+    page.get_by_role("button", name="Filter", exact=True).click()
+    page.wait_for_url(re.compile(r".*q=%E2%80%AEexe"))
+    page.locator("td.alert-title", has_text="trudy").wait_for()

@@ -2,7 +2,7 @@
 // evidence (each record linked to Explore at that moment), its deliveries, and acknowledge/resolve with
 // a note. The filters live in the URL.
 import { api, errorBox, url } from "./api.js";
-import { counted, formatTime, h, link, replace, timeZone } from "./dom.js";
+import { counted, formatTime, h, link, replace, textBox, timeZone, typed } from "./dom.js";
 import { exploreHref, recordRow } from "./explore.js";
 import { isStructured } from "./json.js";
 import { groupSearch, term } from "./terms.js";
@@ -21,9 +21,9 @@ function drawList(main, { params, navigate }) {
   const filters = { status: params.get("status") || "", level: params.get("level") || "", rule: params.get("rule") || "", q: params.get("q") || "" };
   const go = (changes) => navigate(url("/ui/alerts", { ...filters, ...changes }));
   const box = h("div", { "aria-live": "polite" }, h("p", { class: "progress", text: "Loading alerts…" }));
-  const text = h("input", { type: "text", name: "q", value: filters.q, "aria-label": "Text in the title or rule", placeholder: "text in the title or rule" });
+  const text = textBox({ name: "q", value: filters.q, "aria-label": "Text in the title or rule", placeholder: "text in the title or rule" });
   replace(main, h("h1", { text: "Alerts" }),
-    h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); go({ q: text.value }); } },
+    h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); go({ q: typed(text.value) }); } },
       h("div", { class: "chips", role: "group", "aria-label": "Status", id: "status-filter" }),
       h("div", { class: "chips", role: "group", "aria-label": "Level", id: "level-filter" }),
       text, h("button", { type: "submit", text: "Filter" }),

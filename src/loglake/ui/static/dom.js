@@ -6,10 +6,34 @@ const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]/g;
 
 // Text as a page shows it: bidirectional formatting characters as escapes (\u202e), as the CLI's printable()
 // shows them. A record's "invoice \u202eexe.txt" read "invoice txt.exe", and its override turned round what
-// followed it on the line (the JSON's `",`, the next key). h()'s text, title and text children go through it; a
-// Node child is taken as it is (the SQL editor's highlight, which must lie exactly over the text typed).
+// followed it on the line (the JSON's `",`, the next key). h()'s text, title, aria-label and text children go
+// through it; a Node child is taken as it is (the SQL editor's highlight, which must lie exactly over the text typed).
 export function printable(text) {
   return String(text).replace(BIDI_CONTROLS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+// A bidirectional formatting character as printable() writes it (\u202e, any case)
+const PRINTED_BIDI_CONTROL = /\\u(?:202[a-e]|206[6-9]|200[ef]|061c)/gi;
+
+// A text box for a query (Explore's, the alerts' filter), which a shared link's q= fills: its bidirectional
+// formatting characters shown as printable() writes them, those typed or pasted too (a link's override turned
+// round the query the box showed, so it read other than what was searched); typed() reads them back, so what is
+// searched is the query as it came. (\u202e written in the box is that character, as the pages show a record's.)
+export function textBox(props) {
+  const input = h("input", { type: "text", ...props, value: printable(props.value ?? "") });
+  input.addEventListener("input", () => {
+    if (input.value.search(BIDI_CONTROLS) < 0) return;
+    const caret = input.selectionEnd ?? input.value.length;
+    const before = printable(input.value.slice(0, caret));
+    input.value = before + printable(input.value.slice(caret));
+    input.setSelectionRange(before.length, before.length);
+  });
+  return input;
+}
+
+// A text box's text (or a part of it) with the characters it shows as escapes back: what the text means.
+export function typed(text) {
+  return text.replace(PRINTED_BIDI_CONTROL, (escape) => String.fromCharCode(parseInt(escape.slice(2), 16)));
 }
 
 export function h(tag, props = {}, ...children) {
@@ -18,7 +42,7 @@ export function h(tag, props = {}, ...children) {
     if (value === undefined || value === null || value === false) continue;
     if (name === "class") el.className = value;
     else if (name === "text") el.textContent = printable(value);
-    else if (name === "title") el.title = printable(value);
+    else if (name === "title" || name === "aria-label") el.setAttribute(name, printable(value)); // (what a screen reader says)
     else if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
     else if (name in el && typeof value !== "string") el[name] = value;
     else el.setAttribute(name, value === true ? "" : value);

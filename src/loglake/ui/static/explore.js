@@ -3,7 +3,7 @@
 // facets, and the live tail. The whole view lives in the URL: q, range or from/to, tz, tail.
 import { api, errorBox, untilAnswering, url } from "./api.js";
 import { stackedBars } from "./chart.js";
-import { SEVERITIES, copyButton, counted, formatCount, formatTime, h, replace, setTimeZone, timeZone } from "./dom.js";
+import { SEVERITIES, copyButton, counted, formatCount, formatTime, h, printable, replace, setTimeZone, textBox, timeZone, typed } from "./dom.js";
 import { isStructured } from "./json.js";
 import { startTail } from "./tail.js";
 import { FIELDS, RECORD_FIELDS, attributeKey, term, withTerm } from "./terms.js";
@@ -53,7 +53,7 @@ export function render(main, { params, navigate }) {
   const histogramBox = h("div", { class: "histogram" });
   const results = h("div", { class: "results" });
   const queryBox = queryInput(state, left.signal);
-  const form = h("form", { class: "query-bar", role: "search", onsubmit: (e) => { e.preventDefault(); go({ q: queryBox.input.value }); } },
+  const form = h("form", { class: "query-bar", role: "search", onsubmit: (e) => { e.preventDefault(); go({ q: typed(queryBox.input.value) }); } },
     queryBox.root,
     rangePicker(state, go),
     h("button", { type: "submit", class: "primary", text: "Search" }));
@@ -93,9 +93,9 @@ function queryInput(state, signal) {
   const facets = () => (known ||= api("/logs/facets", { params: { since: Math.round(state.since), until: Math.round(state.until), limit: 50 }, signal })
     .catch(() => ({})));
   const list = h("ul", { id: "q-completions", role: "listbox", class: "completions", hidden: true, "aria-label": "Completions" });
-  const input = h("input", {
+  const input = textBox({
     // (type text, not search: Chrome empties a search box on Escape, which here only closes what is open)
-    id: "q", name: "q", value: state.q, type: "text", autocomplete: "off", spellcheck: "false",
+    id: "q", name: "q", value: state.q, autocomplete: "off", spellcheck: "false",
     "data-query-box": "", role: "combobox", "aria-autocomplete": "list", "aria-expanded": "false",
     "aria-controls": "q-completions", "aria-label": "Search query",
     placeholder: 'words, "a phrase", service:api, -severity:debug, a OR b, (…)   (press / to focus)',
@@ -110,7 +110,7 @@ function queryInput(state, signal) {
   const show = async () => {
     const all = await facets();
     const [word] = currentWord(input);
-    options = suggestions(word, all);
+    options = suggestions(typed(word), all).map(printable); // (as the box shows its text)
     if (!options.length || !word) { close(); return; }
     replace(list, options.map((text, i) => h("li", { id: `q-option-${i}`, role: "option", text, "aria-selected": "false",
       onmousedown: (e) => { e.preventDefault(); accept(i); } })));
@@ -266,7 +266,7 @@ async function loadFacets(box, state, go, queryBox, { signal, expanded = new Set
       const key = attributeKey([item.value]);
       return key === null ? h("span", { class: "facet", text: item.value }, count(item))
         : h("button", { type: "button", class: "facet", title: `Complete ${key}: in the query`,
-          onclick: () => { queryBox.input.value = withTerm(queryBox.input.value, `${key}:`); queryBox.input.focus(); } },
+          onclick: () => { queryBox.input.value = withTerm(queryBox.input.value, printable(`${key}:`)); queryBox.input.focus(); } },
         h("span", { text: item.value }), count(item));
     };
     const section = (title, name, items) => { // (name: the facet; a record field, but attribute_keys)
