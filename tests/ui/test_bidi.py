@@ -109,3 +109,35 @@ def test_a_query_boxs_bidi_controls_are_shown_as_escapes_and_searched_as_they_ar
     page.get_by_role("button", name="Filter", exact=True).click()
     page.wait_for_url(re.compile(r".*q=%E2%80%AEexe"))
     page.locator("td.alert-title", has_text="trudy").wait_for()
+
+
+# The left edge of each word where an element shows it (null for a word it does not show).
+LEFT_EDGES = """(el, words) => words.map((word) => {
+  const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  for (let node; (node = walker.nextNode());) {
+    const at = node.data.indexOf(word);
+    if (at < 0) continue;
+    const range = document.createRange();
+    range.setStart(node, at);
+    range.setEnd(node, at + word.length);
+    return range.getBoundingClientRect().left;
+  }
+  return null;
+})"""
+
+
+def test_right_to_left_strings_side_by_side_keep_their_order_in_a_records_json(page, loglake):
+    """A UI trial: a right-to-left key and value (no control character) read as one right-to-left run with the `": "`
+    between them, so the JSON view showed the value where the key is ("ערך": "מפתח"), and an array's items turned
+    round in the fields; each string is isolated."""
+    loglake.send([{"service": "bidi-rtl", "message": "hello", "attributes": {"מפתח": "ערך", "list": ["אחד", "שניים"]}}])
+    sign_in(page, loglake)
+    page.goto(loglake.url + "/ui/explore?q=service%3Abidi-rtl")
+    page.locator(".record-summary").first.click()
+    json_view = page.locator(".record-details pre.json")
+    key, value = json_view.evaluate(LEFT_EDGES, ["מפתח", "ערך"])
+    assert key < value
+    assert '"מפתח": "ערך"' in json_view.inner_text()  # (the text itself as it was)
+    items = page.locator(".record-details .fields tr", has_text="list").locator("td.value")
+    first, second = items.evaluate(LEFT_EDGES, ["אחד", "שניים"])
+    assert first < second

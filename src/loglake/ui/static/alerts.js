@@ -2,7 +2,7 @@
 // evidence (each record linked to Explore at that moment), its deliveries, and acknowledge/resolve with
 // a note. The filters live in the URL.
 import { api, errorBox, url } from "./api.js";
-import { counted, formatTime, h, link, replace, textBox, timeZone, typed } from "./dom.js";
+import { counted, formatTime, h, jsonNodes, link, replace, textBox, timeZone, typed } from "./dom.js";
 import { exploreHref, recordRow } from "./explore.js";
 import { isStructured } from "./json.js";
 import { groupSearch, term } from "./terms.js";
@@ -165,7 +165,7 @@ function isRecord(row) {
 function columnsRow(row) {
   // (a time as every time on the page: an ISO text, as a SQL rule's rows keep it, was shown raw in UTC)
   const shown = (name, value) => name === "timestamp" && Number.isFinite(epochMs(value)) ? formatTime(epochMs(value))
-    : isStructured(value) ? JSON.stringify(value) : String(value);
+    : isStructured(value) ? jsonNodes(value) : String(value);
   return h("li", { class: "evidence-row" },
     h("dl", { class: "facts" }, Object.entries(row).map(([name, value]) => fact(name, shown(name, value)))));
 }

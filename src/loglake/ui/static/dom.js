@@ -36,6 +36,16 @@ export function typed(text) {
   return text.replace(PRINTED_BIDI_CONTROL, (escape) => String.fromCharCode(parseInt(escape.slice(2), 16)));
 }
 
+// A value as JSON text (JSON.stringify's), for h()'s children: each string, a key or a value, isolated (<bdi>) from
+// the text around it. Two right-to-left strings with the neutral `": "` between them read as one right-to-left run,
+// so a key and its value (an array's items) showed swapped: a record's {"מפתח": "ערך"} read "ערך" :"מפתח".
+const JSON_STRING = /("(?:[^"\\]|\\.)*")/;
+
+export function jsonNodes(value, indent) {
+  return String(JSON.stringify(value, null, indent)).split(JSON_STRING)
+    .map((part, i) => (i % 2 ? h("bdi", { text: part }) : part)).filter((part) => part !== "");
+}
+
 export function h(tag, props = {}, ...children) {
   const el = document.createElement(tag);
   for (const [name, value] of Object.entries(props)) {

@@ -3,7 +3,7 @@
 // facets, and the live tail. The whole view lives in the URL: q, range or from/to, tz, tail.
 import { api, errorBox, untilAnswering, url } from "./api.js";
 import { stackedBars } from "./chart.js";
-import { SEVERITIES, copyButton, counted, formatCount, formatTime, h, printable, replace, setTimeZone, textBox, timeZone, typed } from "./dom.js";
+import { SEVERITIES, copyButton, counted, formatCount, formatTime, h, jsonNodes, printable, replace, setTimeZone, textBox, timeZone, typed } from "./dom.js";
 import { isStructured } from "./json.js";
 import { startTail } from "./tail.js";
 import { FIELDS, RECORD_FIELDS, attributeKey, term, withTerm } from "./terms.js";
@@ -398,7 +398,7 @@ function recordDetails(record, state, go) {
     : h("button", { type: "button", class: "small", "aria-label": label, title, text, onclick: () => go({ q: withTerm(state.q, filter) }) });
   const fieldRow = ([name, field, value]) => h("tr", {},
     h("th", { scope: "row", text: name }),
-    h("td", { class: "value", text: typeof value === "string" ? value : JSON.stringify(value) }),
+    h("td", { class: "value" }, typeof value === "string" ? value : jsonNodes(value)),
     h("td", { class: "filter" },
       filterButton(term(field, value), "+", `Filter for ${name} ${value}`, "Filter for this value"),
       filterButton(term(field, value, true), "−", `Filter out ${name} ${value}`, "Filter out this value")));
@@ -416,7 +416,7 @@ function recordDetails(record, state, go) {
       ...fields.map(fieldRow),
       attributes.length ? h("tr", {}, h("th", { scope: "rowgroup", colspan: "3", class: "group", text: "attributes" })) : null,
       ...attributes.map(fieldRow)])),
-    h("pre", { class: "json", tabindex: "0", text: JSON.stringify(record, null, 2) }),
+    h("pre", { class: "json", tabindex: "0" }, jsonNodes(record, 2)),
   ];
 }
 

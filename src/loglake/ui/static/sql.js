@@ -2,7 +2,7 @@
 // run, a sortable grid with resizable columns where NULL is not an empty string, the query's cost,
 // EXPLAIN, downloads as CSV/JSON/NDJSON, and a history kept in this browser.
 import { api, errorBox } from "./api.js";
-import { counted, download, formatBytes, h, replace } from "./dom.js";
+import { counted, download, formatBytes, h, jsonNodes, replace } from "./dom.js";
 import { ExactNumber, isStructured } from "./json.js";
 
 const HISTORY_KEY = "loglake-sql-history";
@@ -217,8 +217,8 @@ function grid(result) {
   // and "Infinity"; they align and sort as the numbers they are (as text "10.5" sorted before "9.2").
   const numeric = result.columns.map((column) => NUMBER_TYPE.test(column.type));
   const cell = (v, i) => v === null ? h("td", { class: "null", text: "NULL" })
-    : h("td", { class: numeric[i] || typeof v === "number" || v instanceof ExactNumber ? "num" : "",
-      text: isStructured(v) ? JSON.stringify(v) : String(v) });
+    : h("td", { class: numeric[i] || typeof v === "number" || v instanceof ExactNumber ? "num" : "" },
+      isStructured(v) ? jsonNodes(v) : String(v));
   const drawMore = () => {
     const next = rows.slice(shown, shown + GRID_PAGE);
     body.append(...next.map((row) => h("tr", {}, row.map(cell))));
