@@ -207,3 +207,19 @@ def test_records_of_bulk_batches_waiting_to_be_moved_are_counted_with_the_hot_on
     finally:
         lake.close()
         store.close()
+
+
+def test_a_lake_file_gone_from_storage_is_estimated_around_with_a_warning(tmp_path: Path) -> None:
+    """One listed file gone (removed outside loglake) made the estimate's plan, and /ask, a 500 (DuckDB's IOException
+    naming the server's path): the plan reads around it as queries do, and the estimate says which file."""
+    store, lake = build_lake(tmp_path, per_day=2_000)
+    try:
+        [gone, *_] = store.read("SELECT key FROM lake_files WHERE table_name = 'logs' ORDER BY key")[0]
+        (lake.objects.root / gone).unlink()
+        found = Estimator(lake.engine, Footers(lake.objects)).estimate("SELECT count(*) FROM logs")
+        assert found.total_files > found.files > 0
+        [said] = [warning for warning in found.warnings if gone in warning]
+        assert "missing from the lake's storage" in said and "loglake verify" in said and str(tmp_path) not in said
+    finally:
+        lake.close()
+        store.close()

@@ -45,6 +45,10 @@ NOW_PRUNES_NOTHING = (
     " in range"
 )
 VERY_LARGE = "a very large scan: {size} of the lake would be read; narrow the time range or the columns"
+UNREADABLE = (
+    "the lake file {key} cannot be read ({problem}): a query that reads its day answers 503 until it is restored;"
+    " `loglake verify` names such files and `loglake verify --quarantine` takes them out"
+)
 
 
 @dataclass
@@ -164,7 +168,13 @@ class Estimator:
             values = _partition_values(file)
             if not all(c.may_hold(values.get(c.column), values.get(c.column)) for c in on_partitions):
                 continue
-            kept = [g for g in self.footers.of(file.key) if _may_match(g, on_columns)]
+            try:
+                groups = self.footers.of(file.key)
+            except (OSError, ValueError) as e:  # gone or damaged outside loglake (pyarrow: ArrowInvalid a ValueError)
+                problem = "missing from the lake's storage" if isinstance(e, FileNotFoundError) else "damaged"
+                found.warnings.append(UNREADABLE.format(key=file.key, problem=problem))  # (no path of the server's)
+                continue
+            kept = [g for g in groups if _may_match(g, on_columns)]
             if not kept:
                 continue
             found.files += 1

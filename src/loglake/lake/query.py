@@ -177,22 +177,34 @@ class QueryEngine:
         """DuckDB's plan of a user's query (EXPLAIN, nothing runs), with the views `query` defines, and
         the catalog's files of each lake table it was planned over (the same snapshot)."""
         sql = checked_select(sql, self.table_names)[1]  # as `query` runs it
+        while True:  # (again once the views read around a lake file found unreadable, as _run)
+            try:
+                rows, files = self._plan_once(sql)
+                break
+            except _FoundUnreadable:
+                continue
+        try:
+            return json.loads(rows[0][1]), files
+        except RecursionError:  # a plan of hundreds of operators inside one another
+            raise nested_too_deep() from None
+
+    def _plan_once(self, sql: str) -> tuple[list[tuple], dict[str, list[LakeFile]]]:
         with (
             self._cursor(self._pool, self.limits.timeout_seconds) as cursor,
             reading(self.store),
             self.store.snapshot() as snapshot,
         ):
             tables = tuple(TABLES.values())
-            files = self._views.define(cursor, snapshot, TimeRange(), tables)
             try:
-                rows = cursor.execute(f"EXPLAIN (FORMAT json) {sql}").fetchall()
+                files = self._views.define(cursor, snapshot, TimeRange(), tables)
+                return cursor.execute(f"EXPLAIN (FORMAT json) {sql}").fetchall(), files
+            except (duckdb.IOException, OSError) as e:  # a listed lake file gone or damaged, as in _run_once
+                raise self._unreadable(e, cursor) from None
             except duckdb.Error as e:
+                if self._damaged_lake_file(e):
+                    raise self._unreadable(e, cursor) from None
                 error = client_error(e)
                 raise QueryError(error.code, self._hide_server_paths(error.message)) from None
-        try:
-            return json.loads(rows[0][1]), files
-        except RecursionError:  # a plan of hundreds of operators inside one another
-            raise nested_too_deep() from None
 
     def run_internal(
         self,
