@@ -55,8 +55,7 @@ def flush(everything: bool, older_than: int | None, data_dir: Path) -> None:
     moved = f"moved {report.records:,} records into {len(report.objects)} lake file(s)"
     click.echo(f"{moved} in {report.seconds:.1f} s{rate}")
     if merged is not None:
-        click.echo(_merged_text(merged))
-    _tell_failed_merges(merged)
+        _tell_merged(*merged)
 
 
 @click.command(context_settings=CONTEXT)
@@ -64,46 +63,37 @@ def flush(everything: bool, older_than: int | None, data_dir: Path) -> None:
 def compact(data_dir: Path) -> None:
     """Merge each day's small lake files into larger ones (the server does this in the background)."""
     with local_lake(data_dir) as lake, lake.maintenance():
-        report = _compacted(lake)
+        merged = _compacted(lake)
         lake.collect_garbage()  # the replaced files, unless a query is reading them
-    click.echo(_merged_text(report))
-    _tell_failed_merges(report)
+    _tell_merged(*merged)
 
 
-def _compacted(lake: Lake) -> CompactReport | MergesFailed:
-    """What compacting the lake did, or the merges that failed (a damaged file: a traceback was all it said) with
-    those that landed."""
+def _compacted(lake: Lake) -> tuple[CompactReport, MergesFailed | None]:
+    """What compacting the lake did, with the merges that failed (a damaged file: a traceback was all it said)."""
     try:
-        return lake.compact()
+        return lake.compact(), None
     except MergesFailed as e:
-        return e
+        return e.report, e
 
 
-def _tell_failed_merges(merged: CompactReport | MergesFailed | None) -> None:
-    """Exit 1 saying which merges failed, and which lake files were found damaged (their days merged without them),
-    once what did merge has been said."""
-    if merged is None:
-        return
-    report = merged.report if isinstance(merged, MergesFailed) else merged
+def _tell_merged(report: CompactReport, failed: MergesFailed | None) -> None:
+    """Say what merged; then exit 1 saying which merges failed, and which lake files were found damaged (their
+    days merged without them)."""
+    alone = report.rewritten_alone
+    click.echo(
+        f"merged {report.merged_files} file(s) ({report.records:,} records) into {len(report.written_files)} "
+        f"in {report.seconds:.1f} s"
+        + (f" ({alone} of them rewritten alone into their day's final form)" if alone else "")
+    )
     for key, problem in report.damaged.items():
         click.echo(f"DAMAGED {key}: {problem}; its day merged without it", err=True)
-    if isinstance(merged, MergesFailed):
-        raise click.ClickException(str(merged))
+    if failed is not None:
+        raise click.ClickException(str(failed))
     if report.damaged:
         raise click.ClickException(
             f"{len(report.damaged)} damaged lake file(s) left as they are: restore them from a backup of the data dir,"
             " or `loglake verify --quarantine` takes them out of the catalog"
         )
-
-
-def _merged_text(merged: CompactReport | MergesFailed) -> str:
-    report = merged.report if isinstance(merged, MergesFailed) else merged
-    text = (
-        f"merged {report.merged_files} file(s) ({report.records:,} records) into {len(report.written_files)} "
-        f"in {report.seconds:.1f} s"
-    )
-    alone = report.rewritten_alone
-    return text + (f" ({alone} of them rewritten alone into their day's final form)" if alone else "")
 
 
 @click.command(

@@ -146,13 +146,7 @@ async def test_a_number_finds_an_attribute_holding_it_written_otherwise(
         "took:20": [],
         "id:12345678901234567891": ["other"],  # past 2**53 a whole number is its text alone
     }
-    for where in ("hot", "lake"):
-        for q, messages in searches.items():
-            response = await client.get("/logs/search", params={"q": q, "since": "1h"})
-            assert response.status_code == 200, response.text
-            assert sorted(r["message"] for r in response.json()["logs"]) == messages, (where, q)
-        if where == "hot":
-            assert flush_all(app) == 2
+    await _found_hot_and_flushed(app, client, searches, sent=2)
 
 
 # Arrays of values, a text that only looks like one, a nested array: records and the searches that find them.
@@ -180,10 +174,17 @@ async def test_an_array_attribute_is_found_by_any_of_its_elements(app: LoglakeAp
     values (it matched the array's JSON text alone, so a search for one tag found nothing): each element as a value
     of its own, case and number forms alike, prefixes too; a text that only looks like an array is a value."""
     await send(client, ARRAY_RECORDS)
+    await _found_hot_and_flushed(app, client, ARRAY_SEARCHES, sent=len(ARRAY_RECORDS))
+
+
+async def _found_hot_and_flushed(
+    app: LoglakeApp, client: httpx.AsyncClient, searches: dict[str, list[str]], sent: int
+) -> None:
+    """Each search finds the messages given, of the `sent` records in the hot store, then once they are flushed."""
     for where in ("hot", "lake"):
-        for q, messages in ARRAY_SEARCHES.items():
+        for q, messages in searches.items():
             response = await client.get("/logs/search", params={"q": q, "since": "1h"})
             assert response.status_code == 200, response.text
             assert sorted(r["message"] for r in response.json()["logs"]) == messages, (where, q)
         if where == "hot":
-            assert flush_all(app) == len(ARRAY_RECORDS)
+            assert flush_all(app) == sent

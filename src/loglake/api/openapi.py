@@ -152,8 +152,8 @@ SPEC: dict[str, Any] = {
                     ),
                     "415": error_response("Not application/json"),
                     "503": error_response(
-                        "Every query slot is busy (`busy`), or a lake file the catalog lists could not be read from "
-                        "storage (`lake_unreadable`); retry"
+                        "Every query slot is busy (`busy`: retry), or a lake file the catalog lists could not be read "
+                        "from storage (`lake_unreadable`: `loglake verify` names it; asking again does not mend it)"
                     ),
                 },
             }

@@ -29,6 +29,7 @@ from loglake.lake.objectstore import LocalObjectStore
 from loglake.lake.query import QueryEngine
 from loglake.lake.sql_guard import check_select
 from loglake.lake.tables import TABLES, LakeTable
+from loglake.lake.verify import MISSING_FROM_STORAGE
 from loglake.lake.waiting import waiting_rows_in
 from loglake.rules.plan import tables_of
 from loglake.store.sqlite import SQLiteHotStore
@@ -171,7 +172,7 @@ class Estimator:
             try:
                 groups = self.footers.of(file.key)
             except (OSError, ValueError) as e:  # gone or damaged outside loglake (pyarrow: ArrowInvalid a ValueError)
-                problem = "missing from the lake's storage" if isinstance(e, FileNotFoundError) else "damaged"
+                problem = MISSING_FROM_STORAGE if isinstance(e, FileNotFoundError) else "damaged"
                 found.warnings.append(UNREADABLE.format(key=file.key, problem=problem))  # (no path of the server's)
                 continue
             kept = [g for g in groups if _may_match(g, on_columns)]

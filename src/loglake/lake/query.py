@@ -30,11 +30,11 @@ import json
 import queue
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -177,12 +177,7 @@ class QueryEngine:
         """DuckDB's plan of a user's query (EXPLAIN, nothing runs), with the views `query` defines, and
         the catalog's files of each lake table it was planned over (the same snapshot)."""
         sql = checked_select(sql, self.table_names)[1]  # as `query` runs it
-        while True:  # (again once the views read around a lake file found unreadable, as _run)
-            try:
-                rows, files = self._plan_once(sql)
-                break
-            except _FoundUnreadable:
-                continue
+        rows, files = _around_unreadable(lambda: self._plan_once(sql))
         try:
             return json.loads(rows[0][1]), files
         except RecursionError:  # a plan of hundreds of operators inside one another
@@ -277,13 +272,7 @@ class QueryEngine:
             pool.put(cursor)
 
     def _run(self, *args: Any, **kwargs: Any) -> QueryResult:
-        """_run_once, again each time it found a lake file that cannot be read (QueryViews.find_unreadable): the
-        views then read around it, and a query whose filter leaves its day out answers."""
-        while True:
-            try:
-                return self._run_once(*args, **kwargs)
-            except _FoundUnreadable:
-                continue
+        return _around_unreadable(lambda: self._run_once(*args, **kwargs))
 
     def _run_once(
         self,
@@ -451,8 +440,22 @@ class QueryEngine:
         return text
 
 
+T = TypeVar("T")
+
+
 class _FoundUnreadable(Exception):
-    """A query met a lake file that cannot be read, which the views now read around: run it again (_run)."""
+    """A query met a lake file that cannot be read, which the views now read around: run it again."""
+
+
+def _around_unreadable(attempt: Callable[[], T]) -> T:
+    """`attempt` (a query's run or plan), again each time it found a lake file that cannot be read
+    (QueryViews.find_unreadable): the views then read around it, and a query whose filter leaves its day out
+    answers. (Each such file is found once: the attempts end.)"""
+    while True:
+        try:
+            return attempt()
+        except _FoundUnreadable:
+            continue
 
 
 class LiveRows:

@@ -22,6 +22,7 @@ from loglake.lake.manifest import LakeFile, list_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from loglake.lake.s3_dataset import CountedDataset, s3_dataset
 from loglake.lake.tables import APP_LOGS_TABLE, LakeTable, partition_type, sql_type
+from loglake.lake.verify import MISSING_FROM_STORAGE
 from loglake.lake.waiting import WaitingStream, any_waiting
 from loglake.store.sqlite_reads import Snapshot
 
@@ -167,7 +168,7 @@ class QueryViews:
                 return "not a file"
             pq.read_metadata(path)
         except FileNotFoundError:
-            return "missing from the lake's storage"
+            return MISSING_FROM_STORAGE
         except (OSError, ValueError) as e:  # (pyarrow: ArrowInvalid is a ValueError)
             return "damaged: " + (str(e).split("\n")[0] or type(e).__name__)
         return None

@@ -44,6 +44,8 @@ class VerifyReport:
     damaged: list[Damaged] = field(default_factory=list)
 
 
+# What is wrong with a lake file the catalog lists that its storage no longer holds (removed outside loglake).
+MISSING_FROM_STORAGE = "missing from the lake's storage"
 # Called after each lake file: (files done, files listed, bytes done, bytes listed).
 Progress = Callable[[int, int, int, int], None]
 # pyarrow's words for an S3 lake's storage failing a read (unreachable, throttling, refusing the credentials):
@@ -103,7 +105,7 @@ def lake_file_problem(objects: ParquetObjects, file: LakeFile, counted: bool = T
                 _raise_if_storage_failed(objects, file, e)
                 return f"row group {index}{_column_at_fault(parquet, index)}: {_first_line(e)}"
     except FileNotFoundError:
-        return "missing from the lake's storage"
+        return MISSING_FROM_STORAGE
     except (OSError, ValueError) as e:  # an unreadable footer
         _raise_if_storage_failed(objects, file, e)
         return _first_line(e)
