@@ -106,7 +106,7 @@ class DuckDBAthena:
         return {}
 
 
-_JSON_EXTRACT_PATH = re.compile(r"json_extract\(attributes, '(\$[^']*)'\)")
+_JSON_EXTRACT_PATH = re.compile(r"""json_extract\("?attributes"?, '(\$[^']*)'\)""", re.IGNORECASE)
 _BRACKETED_KEY = re.compile(r'\["((?:[^"\\]|\\.)*)"\]')
 
 

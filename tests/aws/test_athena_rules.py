@@ -42,7 +42,8 @@ def _records() -> list[dict]:
                 "service": ("api", "web")[i % 2],
                 "severity": ("error", "info", "warning")[i % 3],
                 "message": f"login {'failed' if i % 5 else 'ok'} for {user} timeout" if i % 7 else "role granted",
-                "attributes": {"user": user, "http": {"status": 500 if i % 4 == 0 else 200}},
+                "attributes": {"user": user, "http": {"status": 500 if i % 4 == 0 else 200}}
+                | ({"tags": ["oncall", i]} if i % 3 == 0 else {}),
             }
         )
     records.append({"timestamp": DAY1 + 3_600_000, "service": "api", "severity": "error", "message": "day one"})
@@ -127,6 +128,27 @@ def test_a_sigma_rule_finds_on_athena_what_it_finds_locally(lake, tmp_path: Path
     assert [(m["group"], m["count"]) for m in local] == [({"service": "api"}, 4), ({"service": "web"}, 7)]
     assert remote == local
     assert remote[0]["title"] == "4 failures in api" and len(remote[0]["evidence"]) == 4
+
+
+LIST_ITEMS = """
+title: On-call records
+id: 22222222-2222-4333-8444-555555555555
+level: low
+logsource: {product: loglake, service: app_logs}
+detection:
+  tagged: {attributes.tags: ONCALL}
+  late: {attributes.tags|gte: 21}
+  condition: tagged and not late
+loglake: {schedule: 1d, delay: 0s, group_by: [service]}
+"""
+
+
+def test_a_sigma_rule_matches_a_list_by_its_items_on_athena_as_locally(lake, tmp_path: Path) -> None:
+    rule = load_one(tmp_path, LIST_ITEMS)
+    local, remote, _ = _both(rule, lake, DAY2, DAY2 + DAY_MS)
+    # tagged: i = 0, 3, ..., 27 (api when i is even); not late: i < 21
+    assert [(m["group"], m["count"]) for m in local] == [({"service": "api"}, 4), ({"service": "web"}, 3)]
+    assert remote == local
 
 
 def test_a_sql_rule_finds_on_athena_what_it_finds_locally(lake, tmp_path: Path) -> None:

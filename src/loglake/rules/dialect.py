@@ -11,7 +11,8 @@ Athena the same tree is rewritten with sqlglot:
 - what Trino lacks is written with what it has: QUALIFY as a filtered subquery, `count(DISTINCT x)`
   over a window as the size of the distinct array of its values, `contains` and `ends_with` on text
   as `strpos` and `substr`, `any_value` as `arbitrary`, intervals in milliseconds as seconds, JSON
-  values read with `try` (attributes that are not JSON match nothing, as locally), and a
+  values read with `try` (attributes that are not JSON match nothing, as locally), an array's elements tested
+  with `any_match` over the array cast to VARCHAR ARRAY (DuckDB's `list_bool_or(list_transform(...))`), and a
   correlation's `UNION ALL BY NAME` as `UNION ALL` when its parts have the same columns (rules of
   one table; rules over two tables cannot be correlated on Athena: DialectError).
 
@@ -81,6 +82,11 @@ def _trino_forms(node: exp.Expression) -> exp.Expression:
         return node.this  # Trino's arbitrary() takes a non-null value already
     if isinstance(node, exp.Union) and node.args.get("by_name"):
         return _union_by_position(node)
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "list_bool_or" and _is_transform(node.expressions):
+        transform = node.expressions[0]  # an array's elements tested (lake/json_arrays.py)
+        return exp.Anonymous(this="any_match", expressions=[transform.this, transform.expression])
+    if isinstance(node, exp.FromJson):  # (json_arrays' elements as text: a JSON array cast to one of VARCHAR)
+        return exp.cast(node.this, exp.DataType.build("array<varchar>"))
     if isinstance(node, exp.Contains):
         position = exp.StrPosition(this=node.this, substr=node.expression)
         return exp.GT(this=position, expression=exp.Literal.number(0))
@@ -90,6 +96,10 @@ def _trino_forms(node: exp.Expression) -> exp.Expression:
         empty = exp.EQ(this=exp.Length(this=end.copy()), expression=exp.Literal.number(0))
         return exp.paren(exp.or_(empty, exp.EQ(this=tail, expression=end.copy())))
     return node
+
+
+def _is_transform(arguments: list[exp.Expression]) -> bool:
+    return len(arguments) == 1 and isinstance(arguments[0], exp.Transform)
 
 
 def _is_date_partition(node: exp.Expression | None) -> bool:

@@ -12,7 +12,8 @@ a SQL boolean expression over that table, with Sigma's matching rules:
   `|gt` and friends compare numbers;
 - `|re` is an RE2 search (`regexp_matches`) with the `|i`, `|m`, `|s` flags;
 - `|cidr` is the prefixes of the network; `|exists` and `null` test for the field;
-- a value inside the `attributes` JSON is read as text (`json_extract_string`);
+- a value inside the `attributes` JSON is read as text (`json_extract_string`); one holding an array matches by
+  any of its values, as search finds it (lake/json_arrays.py), and by its JSON text;
 - `not` treats a missing field as a non-match of what it negates (SQL's NULL would drop the row).
 
 Correlation rules are put together from their rules' conditions in correlation.py.
@@ -20,6 +21,7 @@ Correlation rules are put together from their rules' conditions in correlation.p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from sigma.conditions import ConditionAND, ConditionFieldEqualsValueExpression, ConditionNOT, ConditionOR
@@ -45,6 +47,7 @@ from sigma.types import (
 )
 
 from loglake.digits import same_as_double
+from loglake.lake.json_arrays import any_element
 from loglake.rules.sources import BY_TABLE, SOURCES, Field, Source, UnknownField, quote_name, sql_text
 
 TABLE_STATE = "table"  # the pipeline state key naming the rule's table
@@ -134,6 +137,16 @@ class DuckDBBackend(TextQueryBackend):
         field = self._field(name, state)
         return field.sql if field.kind == "text" else f"CAST({field.sql} AS VARCHAR)"
 
+    def _any_value(self, name: str | None, state: ConversionState, test: Callable[[str], str]) -> str:
+        """`test` of the field as text; for a value in a JSON column, of each element of an array there too."""
+        field = self._field(name, state)
+        if field.json_path is None:
+            return test(self._text(name, state))
+        column, paths = field.json_path
+        arrays = [f"json_extract({quote_name(column)}, {sql_text(path)})" for path in paths]
+        array = arrays[0] if len(arrays) == 1 else f"coalesce({', '.join(arrays)})"
+        return f"({test(field.sql)} OR {any_element(array, test('x'), quote_name(column))})"
+
     @staticmethod
     def _like(value: SigmaString) -> tuple[str, bool, bool]:
         """The value as a LIKE pattern: (pattern, whether it has wildcards, whether it needs ESCAPE '\\')."""
@@ -172,12 +185,12 @@ class DuckDBBackend(TextQueryBackend):
     # -- leaves ------------------------------------------------------------------------------
 
     def convert_condition_field_eq_val_str(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
-        return self._string_match(self._text(cond.field, state), cond.value, cased=False)
+        return self._any_value(cond.field, state, lambda text: self._string_match(text, cond.value, cased=False))
 
     def convert_condition_field_eq_val_str_case_sensitive(
         self, cond: ConditionFieldEqualsValueExpression, state: Any
     ) -> str:
-        return self._string_match(self._text(cond.field, state), cond.value, cased=True)
+        return self._any_value(cond.field, state, lambda text: self._string_match(text, cond.value, cased=True))
 
     def convert_condition_field_eq_val_num(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
         field = self._field(cond.field, state)
@@ -187,18 +200,23 @@ class DuckDBBackend(TextQueryBackend):
         if field.kind == "text":  # its digits, or a number written otherwise: 401.0 is 401 (a shipper's float)
             number_text = str(number.number)
             if not same_as_double(number.number):  # (an id past 2**53: as a double, its neighbours too)
-                return f"{field.sql} = {sql_text(number_text)}"
-            return f"({field.sql} = {sql_text(number_text)} OR TRY_CAST({field.sql} AS DOUBLE) = {number_text})"
+                return self._any_value(cond.field, state, lambda text: f"{text} = {sql_text(number_text)}")
+            return self._any_value(
+                cond.field,
+                state,
+                lambda text: f"({text} = {sql_text(number_text)} OR TRY_CAST({text} AS DOUBLE) = {number_text})",
+            )
         raise SigmaFeatureNotSupportedByBackendError(
             f"{cond.field} holds a {field.kind}: compare it with a string, or a |minute, |hour, ... part"
         )
 
     def convert_condition_field_eq_val_bool(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
         word = "true" if cond.value.boolean else "false"
-        return f"lower({self._text(cond.field, state)}) = '{word}'"
+        return self._any_value(cond.field, state, lambda text: f"lower({text}) = '{word}'")
 
     def convert_condition_field_eq_val_re(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
-        return f"regexp_matches({self._text(cond.field, state)}, {sql_text(_regex(cond.value))})"
+        regex = sql_text(_regex(cond.value))
+        return self._any_value(cond.field, state, lambda text: f"regexp_matches({text}, {regex})")
 
     def convert_condition_field_eq_val_cidr(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
         cidr: SigmaCIDRExpression = cond.value
@@ -212,7 +230,9 @@ class DuckDBBackend(TextQueryBackend):
         if field.kind == "number":
             return f"{field.sql} {_COMPARE[compare.op]} {number}"
         if field.kind == "text":
-            return f"TRY_CAST({field.sql} AS DOUBLE) {_COMPARE[compare.op]} {number}"
+            return self._any_value(
+                cond.field, state, lambda text: f"TRY_CAST({text} AS DOUBLE) {_COMPARE[compare.op]} {number}"
+            )
         raise SigmaFeatureNotSupportedByBackendError(f"{cond.field} holds a {field.kind}, not a number")
 
     def convert_condition_field_eq_val_timestamp_part(
