@@ -46,7 +46,8 @@ RECORDS = [
         "service": "web",
         "severity": "debug",
         "message": "GET /wp-admin/setup.php 1000 bytes",
-        "attributes": {"bytes": 1000.0, "order": 9007199254740993},  # (a shipper's number in a float's form)
+        # (a shipper's number in a float's form; whole numbers past 2**53, which doubles do not tell apart)
+        "attributes": {"bytes": 1000.0, "order": 9007199254740993, "previous": 9007199254740992},
     },
     {"service": "Web", "message": "Überweisung ok", "attributes": {"user": "dave", "nested": {"role": "admin"}}},
     {
@@ -180,6 +181,9 @@ CASES = {
     "a whole number past 2**53 is its text": ("sel: {attributes.order: 9007199254740993}\ncondition: sel", {WP}),
     # (as doubles 9007199254740993 is 9007199254740992: the neighbour matched)
     "not its neighbour past 2**53": ("sel: {attributes.order: 9007199254740992}\ncondition: sel", set()),
+    # (pySigma keeps 9007199254740993 as the double 9007199254740992.0)
+    "its neighbour is not it past 2**53": ("sel: {attributes.previous: 9007199254740993}\ncondition: sel", set()),
+    "nor in a list past 2**53": ("sel: {attributes.previous: [1, 9007199254740993]}\ncondition: sel", set()),
     "not a number sent in a float's form": ("sel: {attributes.bytes|neq: 1000}\ncondition: sel", ALL - {WP}),
     "gte": ("sel: {attributes.code|gte: 401}\ncondition: sel", {PAYMENT, LOGIN, DISK}),
     "gt": ("sel: {attributes.code|gt: 401}\ncondition: sel", {PAYMENT, DISK}),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_type_hints
 
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
@@ -24,7 +24,9 @@ from sigma.modifiers import modifier_mapping
 from sigma.policy import SigmaPolicy
 from sigma.policy.regex_engine import RE2RegexEngine, RegexPattern
 from sigma.rule import SigmaDetectionItem, SigmaDetections, SigmaLogSource, SigmaRule
+from sigma.types import SigmaNumber
 
+from loglake.digits import same_as_double
 from loglake.rules.correlation import SUPPORTED, CorrelationProblem, Part, correlation_sql
 from loglake.rules.model import CORRELATION, LOGLAKE_KEYS, SIGMA_KEYS, Options
 from loglake.rules.plan import rows_plan
@@ -57,6 +59,8 @@ _RULES_IN_THE_FILE = "a correlation's rules must be in its file, as YAML documen
 UNSUPPORTED_MODIFIERS = {"expand": "placeholders need values loglake does not have: write the values out"}
 TAKEN_MODIFIERS = sorted(set(modifier_mapping) - set(UNSUPPORTED_MODIFIERS))
 _PLAIN_STRING_MODIFIERS = {"contains", "startswith", "endswith", "cased", "all"}
+# |gt and the like, |minute and the like: the modifiers that take a number only
+_NUMBER_MODIFIERS = {m for m, c in modifier_mapping.items() if get_type_hints(c.modify)["val"] is SigmaNumber}
 NULL_KEYWORD = (
     "a value without a field cannot be null: give the selection `field: value` pairs (`field: null` matches"
     " records without the field), or the keywords to look for"
@@ -265,7 +269,9 @@ def _unknown_modifier(modifier: str) -> str:
 def convert(documents: list[dict[str, Any]], primary: int, options: Options) -> SigmaQuery:
     """The rule's SQL, or SigmaProblems."""
     try:
-        collection = SigmaCollection.from_dicts(documents, collect_errors=True, policy=POLICY)
+        collection = SigmaCollection.from_dicts(
+            [_exact_whole_numbers(d) for d in documents], collect_errors=True, policy=POLICY
+        )
     except SigmaRuleNotFoundError as e:
         raise SigmaProblems([("correlation.rules", f"{_sigma_message(e)}: {_RULES_IN_THE_FILE}")]) from None
     except SigmaError as e:
@@ -315,6 +321,37 @@ def convert(documents: list[dict[str, Any]], primary: int, options: Options) -> 
     except CorrelationProblem as e:
         raise SigmaProblems([(e.field, str(e))]) from None
     return SigmaQuery(CORRELATION, sql, sql, groups, correlation.timespan.seconds * 1000)
+
+
+def _exact_whole_numbers(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with each whole number of its detection that a double cannot hold (past 2**53) as its digits:
+    pySigma keeps such a number as the nearest double, so `order: 9007199254740993` matched 9007199254740992. The
+    backend compares such a number by its digits anyway (text, or a numeric column as text); modifiers that take
+    numbers only (|gt, |hour, ...) keep it, as a double."""
+    detection = document.get("detection")
+    if not isinstance(detection, dict):
+        return document
+
+    def exact(value: Any) -> Any:
+        if isinstance(value, list):
+            return [exact(v) for v in value]
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        return str(value) if whole and not same_as_double(value) else value
+
+    def selection(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                key: item if _NUMBER_MODIFIERS & set(str(key).split("|")[1:]) else exact(item)
+                for key, item in value.items()
+            }
+        if isinstance(value, list):
+            return [selection(v) if isinstance(v, dict) else exact(v) for v in value]
+        return exact(value)
+
+    named = {
+        name: value if name in ("condition", "timeframe") else selection(value) for name, value in detection.items()
+    }
+    return {**document, "detection": named}
 
 
 def _condition(backend: DuckDBBackend, rule: SigmaRule, label: str) -> tuple[Source, str]:
