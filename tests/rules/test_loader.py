@@ -60,6 +60,31 @@ BAD = {
         "detection.sel.message|re",
         "invalid perl operator: (?=; loglake's regexes are RE2, which has no lookaround",
     ),
+    "quoted-number.yml": (
+        sigma("{sel: {attributes.code|gte: '500'}, condition: sel}"),
+        "detection.sel.attributes.code|gte",
+        "|gte takes a number, not the text '500': write it unquoted",
+    ),
+    "null-contains.yml": (
+        sigma("{sel: {message|contains: null}, condition: sel}"),
+        "detection.sel.message|contains",
+        "|contains takes text, not null",
+    ),
+    "regex-flag-alone.yml": (
+        sigma("{sel: {message|i: timeout}, condition: sel}"),
+        "detection.sel.message|i",
+        "|i takes a |re before it, not the text 'timeout'",
+    ),
+    "modifier-after-re.yml": (
+        sigma("{sel: {message|re|cased: 'time.*out'}, condition: sel}"),
+        "detection.sel.message|re|cased",
+        "|cased takes text, not what |re makes of the value",
+    ),
+    "mapping-value.yml": (
+        sigma("{sel: {attributes.user: {name: bob}}, condition: sel}"),
+        "detection.sel.attributes.user",
+        "a mapping is no value: a value is text, a number, true, false or null (nested keys are one dotted name",
+    ),
     "no-id.yml": (
         sigma().replace("id: 44444444-5555-4666-8777-888888888881\n", ""),
         "id",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
@@ -19,12 +19,13 @@ from sigma.exceptions import (
     SigmaError,
     SigmaRuleNotFoundError,
     SigmaTimespanError,
+    SigmaTypeError,
 )
 from sigma.modifiers import modifier_mapping
 from sigma.policy import SigmaPolicy
 from sigma.policy.regex_engine import RE2RegexEngine, RegexPattern
 from sigma.rule import SigmaDetectionItem, SigmaDetections, SigmaLogSource, SigmaRule
-from sigma.types import SigmaNumber
+from sigma.types import SigmaBool, SigmaNumber, SigmaRegularExpression, SigmaString
 
 from loglake.digits import same_as_double
 from loglake.rules.correlation import SUPPORTED, CorrelationProblem, Part, correlation_sql
@@ -247,7 +248,7 @@ def _item_problems(key: str, value: Any, source: Source | None) -> list[str]:
         try:
             SigmaDetectionItem.from_mapping(key, value, policy=POLICY)
         except SigmaError as e:
-            found.append(_sigma_message(e))
+            found.append(_value_problem(field, modifiers, value) or _sigma_message(e))
     if field and source is not None:
         try:
             source.field(field)
@@ -258,6 +259,61 @@ def _item_problems(key: str, value: Any, source: Source | None) -> list[str]:
             if typo:
                 found.append(typo)
     return found
+
+
+# what a modifier takes, by the type pySigma checks
+_TAKES = {
+    SigmaString: "text",
+    SigmaNumber: "a number",
+    SigmaBool: "true or false",
+    SigmaRegularExpression: "a |re before it",
+}
+
+
+def _value_problem(field: str, modifiers: list[str], value: Any) -> str | None:
+    """What pySigma refused of a value, in the rule's words (None: its own words say it): a modifier's refusal
+    named its class and the value's Python form (`Modifier SigmaContainsModifier incompatible to value type of
+    '<sigma.types.SigmaNull object at 0x7f...>'`), a mapping as a value its Python type."""
+    for raw in value if isinstance(value, list) else [value]:
+        if isinstance(raw, (dict, list)):
+            return (
+                f"{_given(raw)} is no value: a value is text, a number, true, false or null (nested keys are one"
+                " dotted name: `user.name: alice`)"
+            )
+        for n in range(1, len(modifiers) + 1):  # the first modifier that refuses it
+            try:
+                SigmaDetectionItem.from_mapping("|".join([field, *modifiers[:n]]), raw, policy=POLICY)
+            except SigmaTypeError as e:
+                if not str(e).startswith("Modifier "):  # (an invalid CIDR, in its own words)
+                    return None
+                hint = get_type_hints(modifier_mapping[modifiers[n - 1]].modify)["val"]
+                takes = next(_TAKES[t] for t in (get_args(hint) or (hint,)) if t in _TAKES)
+                given = _given(raw) if n == 1 else f"what |{modifiers[n - 2]} makes of the value"
+                quoted = isinstance(raw, str) and takes == "a number" and _is_number(raw)
+                return f"|{modifiers[n - 1]} takes {takes}, not {given}" + (": write it unquoted" if quoted else "")
+            except SigmaError:
+                return None
+    return None
+
+
+def _given(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, (dict, list)):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return f"the number {value}"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _unknown_modifier(modifier: str) -> str:
