@@ -112,6 +112,16 @@ BAD = {
         "detection.sel",
         "a value without a field cannot be null",
     ),
+    "empty-selection.yml": (
+        sigma("{sel: {severity: error}, filter: {}, condition: sel and not filter}"),
+        "detection.filter",
+        "empty: give the `field: value` pairs it matches, or the keywords to look for",
+    ),
+    "empty-keywords.yml": (
+        sigma("{sel: {severity: error}, keywords: [], condition: sel or keywords}"),
+        "detection.keywords",
+        "empty: give the `field: value` pairs it matches",
+    ),
     "null-keyword.yml": (
         sigma("{keywords: [timeout, null], condition: keywords}"),
         "detection.keywords",

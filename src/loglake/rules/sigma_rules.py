@@ -66,6 +66,7 @@ NULL_KEYWORD = (
     "a value without a field cannot be null: give the selection `field: value` pairs (`field: null` matches"
     " records without the field), or the keywords to look for"
 )
+EMPTY_SELECTION = "empty: give the `field: value` pairs it matches, or the keywords to look for"
 KEYWORD_VALUES = "a value without a field (a keyword) is text, a number or a |re: name the field this one is about"
 V1_AGGREGATION = "Sigma v1 aggregations are not supported: write a correlation rule"
 
@@ -149,6 +150,9 @@ def detection_problems(documents: list[dict[str, Any]], primary: int) -> list[tu
             continue
         for name, selection in detection.items():
             if name in ("condition", "timeframe"):
+                continue
+            if selection == [] or selection == {}:  # (pySigma: "Detection is empty", or "Null value must be bound")
+                problems.append((_where(i, primary, f"detection.{name}"), EMPTY_SELECTION))
                 continue
             maps = selection if isinstance(selection, list) else [selection]
             for item in maps:
