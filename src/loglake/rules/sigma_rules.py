@@ -291,11 +291,13 @@ def _value_problem(field: str, modifiers: list[str], value: Any) -> str | None:
                 if not str(e).startswith("Modifier "):  # (an invalid CIDR, in its own words)
                     return None
                 hint = get_type_hints(modifier_mapping[modifiers[n - 1]].modify)["val"]
-                takes = next(_TAKES[t] for t in (get_args(hint) or (hint,)) if t in _TAKES)
+                takes = next((_TAKES[t] for t in (get_args(hint) or (hint,)) if t in _TAKES), None)
+                if takes is None:
+                    return None
                 given = _given(raw) if n == 1 else f"what |{modifiers[n - 2]} makes of the value"
                 quoted = isinstance(raw, str) and takes == "a number" and _is_number(raw)
                 return f"|{modifiers[n - 1]} takes {takes}, not {given}" + (": write it unquoted" if quoted else "")
-            except SigmaError:
+            except (SigmaError, TypeError, ValueError):  # (pySigma's other refusals, in its words)
                 return None
     return None
 
