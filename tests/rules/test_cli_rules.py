@@ -163,7 +163,7 @@ def test_validate_reports_every_problem_of_a_file_in_one_pass(tmp_path: Path, ca
         f"{rule}: detection.sel.message|foo: unknown modifier |foo: loglake takes |all, |base64,",
         f"{rule}: detection.sel.message|re: Regular expression '([' is invalid: missing ]: [; loglake's regexes are"
         " RE2, which has no lookaround (such as (?=x) or (?!x)) and no backreferences (\\1)\n",
-        f"{rule}: detection.condition: Detection 'missing' not defined in detections",
+        f"{rule}: detection.condition: names 'missing', which is no selection of the detection (selections: sel)",
         f"{alerting}: routes[0].match.level: expected `array`, got `str`",
         f"{alerting}: routes[0].match.level: 'highest' is not one of informational, low, medium, high, critical",
         f"{alerting}: destinations.hook: unknown field bogus",

@@ -373,6 +373,17 @@ def test_an_unknown_modifier_lists_those_loglake_takes(tmp_path: Path) -> None:
     assert "|expand" not in taken and "|contians" not in taken
 
 
+def test_a_selection_the_condition_misspells_is_named_with_the_one_meant(tmp_path: Path) -> None:
+    text = sigma("{selection: {message: x}, filter: {service: a}, condition: selectoin and not filter}")
+    assert [(p.field, p.message) for p in problems_of(tmp_path, text)] == [
+        (
+            "detection.condition",
+            "names 'selectoin', which is no selection of the detection (did you mean selection? selections:"
+            " selection, filter)",
+        )
+    ]
+
+
 def test_two_rules_with_one_id_are_both_problems(loaded) -> None:
     """Neither is run: which one was meant is not for loglake to guess."""
     folder, found = loaded

@@ -231,8 +231,18 @@ def _condition_problem(detection: dict[str, Any]) -> str | None:
         for parsed in detections.parsed_condition:
             parsed.parse()
     except SigmaError as e:
-        return _sigma_message(e)
+        message = _sigma_message(e)
+        undefined = _UNDEFINED.fullmatch(message)
+        if undefined is None:
+            return message
+        name = undefined.group(1)
+        close = alike(name, list(stand_ins))
+        meant = f"did you mean {' or '.join(close)}? " if close else ""
+        return f"names {name!r}, which is no selection of the detection ({meant}selections: {', '.join(stand_ins)})"
     return None
+
+
+_UNDEFINED = re.compile(r"Detection '(.*)' not defined in detections")  # (pySigma's words)
 
 
 def _item_problems(key: str, value: Any, source: Source | None) -> list[str]:
