@@ -34,7 +34,7 @@ from loglake.field_names import (
 )
 from loglake.model import SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, Limits, hex_id, is_valid_name
 from loglake.protocols.names import logger_level_severity
-from loglake.record_fit import fit_record
+from loglake.record_fit import INVALID_UTF8, fit_record
 from loglake.times import SMALLEST_PLAUSIBLE_MS, format_datetime, parse_iso8601
 
 ID_FIELDS: dict[str, tuple[tuple[FieldName, ...], int]] = {  # each kept when it is a valid id
@@ -45,7 +45,6 @@ ID_FIELDS: dict[str, tuple[tuple[FieldName, ...], int]] = {  # each kept when it
 # journald's PRIORITY: syslog severities 0 (emerg) to 7 (debug).
 SYSLOG_PRIORITIES = ["critical", "critical", "critical", "error", "warning", "info", "info", "debug"]
 
-INVALID_UTF8 = "loglake.invalid_utf8"  # an attribute of a record whose line had bytes that are no UTF-8
 LIMITS = Limits()  # the server's defaults (a server with smaller ones may still refuse a record: it is reported)
 _DIGITS = re.compile(r"\d+")
 _decode = msgspec.json.decode

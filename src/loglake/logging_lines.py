@@ -20,7 +20,7 @@ import msgspec
 
 from loglake.ids import format_uuid, uuid7_bytes
 from loglake.model import SPAN_ID_HEX_DIGITS, TRACE_ID_HEX_DIGITS, Limits, hex_id
-from loglake.record_fit import fit_attributes_json, fit_message
+from loglake.record_fit import INVALID_UTF8, fit_attributes_json, fit_message
 
 # A LogRecord's own fields: anything else in its __dict__ came with `extra=` (or a filter).
 RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -28,6 +28,8 @@ RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) |
 PLAIN_ARGUMENTS = frozenset({str, int, float, bool, type(None), bytes})
 _LIMITS = Limits()  # a server's defaults: what a record must fit so that it is not refused
 _encode = msgspec.json.Encoder(enc_hook=str).encode
+_encode_valid = msgspec.json.Encoder(enc_hook=lambda value: valid_text(str(value))).encode  # (for LineMaker.line)
+_MOST_LEVELS_MADE_VALID = 100
 _SEVERITIES = ((logging.CRITICAL, "critical"), (logging.ERROR, "error"), (logging.WARNING, "warning"))
 _SEVERITIES += ((logging.INFO, "info"),)
 # A traceback's last line: the exception's (module-qualified) type name, and its message after ": ".
@@ -113,7 +115,29 @@ class LineMaker:
                 attributes["exception"] = exception  # the exception logged, rather than an extra of its name
         timestamp = int(created * 1000)
         record_id = format_uuid(uuid7_bytes(timestamp))
-        message, marks = fit_message(message, {}, _LIMITS, []) if message else ("(empty message)", {})
+        try:
+            line = self._line(record_id, timestamp, level, logger, message, attributes, ids, {}, _encode)
+        except UnicodeEncodeError:
+            # Text with lone surrogates, which no UTF-8 holds: bytes that were no UTF-8, as os.fsdecode, sys.argv
+            # and os.environ keep them (a file name, say). Replaced by U+FFFD and marked, as `loglake send` does.
+            marks = {INVALID_UTF8: True}
+            logger, message, attributes = valid_text(logger), valid_text(message), valid_text(attributes)
+            line = self._line(record_id, timestamp, level, logger, message, attributes, ids, marks, _encode_valid)
+        return record_id, line
+
+    def _line(
+        self,
+        record_id: str,
+        timestamp: int,
+        level: int,
+        logger: str,
+        message: str,
+        attributes: dict[str, Any],
+        ids: dict[str, str],
+        marks: dict[str, Any],
+        encode: Callable[[Any], bytes],
+    ) -> bytes:
+        message, marks = fit_message(message, marks, _LIMITS, []) if message else ("(empty message)", marks)
         line = _Line(
             record_id,
             timestamp,
@@ -121,10 +145,10 @@ class LineMaker:
             self.log_type,
             severity(level),
             message,
-            msgspec.Raw(_fit_attributes(attributes, marks, logger)),
+            msgspec.Raw(_fit_attributes(attributes, marks, logger, encode)),
             **ids,
         )
-        return record_id, _encode(line)
+        return _encode(line)
 
 
 def take_trace_ids(extra: dict[str, Any]) -> dict[str, str]:
@@ -175,10 +199,31 @@ def exception_from_text(text: str) -> dict[str, str] | None:
     return {"type": kind, "message": message, "traceback": text if text.endswith("\n") else text + "\n"}
 
 
-def _fit_attributes(attributes: dict[str, Any], marks: dict[str, Any], logger: str) -> bytes:
+def _fit_attributes(attributes: dict[str, Any], marks: dict[str, Any], logger: str, encode: Callable) -> bytes:
     """The attributes and marks as JSON within the server's limits; the logger's name and why when they are
-    no JSON (a value whose str() raises, a key that is not text)."""
+    no JSON (a value whose str() raises, a key that is not text, a value that holds itself)."""
     try:
-        return fit_attributes_json(attributes, marks, _LIMITS, [], _encode)
+        return fit_attributes_json(attributes, marks, _LIMITS, [], encode)
     except Exception as e:
-        return _encode({"logger": logger, "attributes_dropped": f"not JSON: {e}", **marks})
+        if type(e) is UnicodeEncodeError and encode is _encode:
+            raise  # text that no UTF-8 holds: LineMaker.line makes it valid, and marks it
+        return encode({"logger": logger, "attributes_dropped": valid_text(f"not JSON: {e}"), **marks})
+
+
+def valid_text(value: Any, depth: int = 0) -> Any:
+    """`value` with each lone surrogate in its text (and in a dict's, a list's or a set's, to a depth well below
+    Python's recursion limit: a value that holds itself stays no JSON) as U+FFFD, one for each byte when it
+    stands for one (os.fsdecode's U+DC80-U+DCFF), as `loglake send` reads bytes that are no UTF-8."""
+    if type(value) is str:
+        try:
+            data = value.encode("utf-8", "surrogateescape")  # the bytes the surrogates stand for
+        except UnicodeEncodeError:
+            data = value.encode("utf-8", "surrogatepass")  # other lone surrogates (from a JSON escape, say)
+        return data.decode("utf-8", "replace")
+    if depth == _MOST_LEVELS_MADE_VALID:
+        return value
+    if isinstance(value, dict):
+        return {valid_text(name, depth + 1): valid_text(item, depth + 1) for name, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [valid_text(item, depth + 1) for item in value]
+    return value

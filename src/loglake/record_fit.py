@@ -19,6 +19,7 @@ from loglake.model import Limits, nests_deeper_than, record_problems
 
 TRUNCATED_BYTES = "loglake.truncated_bytes"  # the size of a message that was cut, in UTF-8 bytes
 OVERFLOW = "loglake.overflow"  # the attributes that did not fit, as JSON text
+INVALID_UTF8 = "loglake.invalid_utf8"  # a record whose text had what is no UTF-8, replaced by U+FFFD
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import json
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -378,6 +379,46 @@ def test_records_over_the_limits_are_fitted_as_loglake_send_fits_them(server, ke
     assert long_euro["attributes"] == {"logger": "fitting", "loglake.truncated_bytes": 300_000}
     assert unprintable["attributes"] == {"logger": "fitting", "attributes_dropped": "not JSON: no"}
     assert empty["message"] == "(empty message)"
+
+
+def test_text_that_no_utf8_holds_is_replaced_and_marked_not_the_batch_lost(server, key, make_handler) -> None:
+    """A file name read with os.listdir (or sys.argv, os.environ) keeps the bytes that are no UTF-8 as lone
+    surrogates, which no JSON encoder takes: such a message made the handler's thread give up on its whole batch,
+    the records logged before and after it in the same second lost without a word, and flush() said all was sent.
+    They become U+FFFD and the record says so, as `loglake send` reads such bytes."""
+    handler = make_handler(service="surrogates")
+    logger = a_logger("surrogates", handler)
+    name = os.fsdecode(b"report-\xff.csv")
+    logger.info("before")
+    logger.info("cannot read %s", name)
+    logger.info("attributes", extra={"file": name, "files": {name: [name]}, "user": "dave"})
+    try:
+        raise FileNotFoundError(f"no {name}")
+    except FileNotFoundError:
+        logger.exception("exception")
+    logger.info("after")
+    assert handler.flush()
+    logs = stored(server, key, "surrogates")
+    assert [log["message"] for log in logs] == [
+        "before",
+        "cannot read report-\ufffd.csv",
+        "attributes",
+        "exception",
+        "after",
+    ]
+    assert (handler.sent, handler.errors, handler.dropped) == (5, 0, 0)
+    before, message, attributes, exception, after = (log["attributes"] for log in logs)
+    assert message == {"logger": "surrogates", "loglake.invalid_utf8": True}
+    assert attributes == {
+        "logger": "surrogates",
+        "file": "report-\ufffd.csv",
+        "files": {"report-\ufffd.csv": ["report-\ufffd.csv"]},
+        "user": "dave",
+        "loglake.invalid_utf8": True,
+    }
+    assert exception["exception"]["message"] == "no report-\ufffd.csv"
+    assert exception["loglake.invalid_utf8"] is True
+    assert before == after == {"logger": "surrogates"}
 
 
 def test_what_a_log_call_passes_is_stored_as_it_was_at_the_call(server, key, make_handler) -> None:
