@@ -119,7 +119,12 @@ class Sender:
                 if type(entry) is threading.Event:
                     marker = entry  # a flush waits for what came before it only
                     break
-                batch.append(self.line(entry))
+                try:
+                    batch.append(self.line(entry))
+                except Exception:  # a bug: it loses that record (said at close), not the others of its batch
+                    self.counters.add("errors")
+                    self.counters.add("dropped")
+                    continue
                 size += len(batch[-1][1])
             if batch:
                 self.holding = len(batch)

@@ -421,6 +421,28 @@ def test_text_that_no_utf8_holds_is_replaced_and_marked_not_the_batch_lost(serve
     assert before == after == {"logger": "surrogates"}
 
 
+def test_a_record_that_cannot_be_made_costs_itself_not_its_batch(server, key, make_handler, capfd) -> None:
+    """A queued record the handler's thread failed to make into a line (here a filter broke its time) took the
+    records already in its batch with it, counted nowhere but in `errors`: flush() said all was sent."""
+    handler = make_handler(service="onebroken")
+    logger = a_logger("onebroken", handler)
+
+    def breaking(record: logging.LogRecord) -> bool:
+        if record.msg == "broken":
+            record.created = None  # type: ignore[assignment]
+        return True
+
+    handler.addFilter(breaking)
+    logger.info("before")
+    logger.info("broken")
+    logger.info("after")
+    assert handler.flush()
+    assert [log["message"] for log in stored(server, key, "onebroken")] == ["before", "after"]
+    handler.close()
+    assert (handler.sent, handler.dropped, handler.errors) == (2, 1, 1)
+    assert "closing: 1 record(s) not delivered" in capfd.readouterr().err
+
+
 def test_what_a_log_call_passes_is_stored_as_it_was_at_the_call(server, key, make_handler) -> None:
     """The handler formats later, on its own thread, only what cannot change meanwhile: a list argument is
     formatted at the call, and the record's fields are copied then (a later handler may change them)."""
