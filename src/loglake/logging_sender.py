@@ -43,7 +43,9 @@ class Counters:
 
     def __init__(self) -> None:
         self.sent = self.dropped = self.rejected = self.failed_attempts = self.errors = 0
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler that logs runs on the thread it interrupted, which may be inside add() (a
+        # record dropped from a full queue) and would wait for itself for ever. (Its count may then be lost.)
+        self._lock = threading.RLock()
 
     def add(self, counter: str, amount: int = 1) -> None:
         with self._lock:

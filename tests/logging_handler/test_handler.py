@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import queue
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -333,6 +335,29 @@ def test_the_handler_never_raises_into_the_application(make_handler) -> None:
     logger.info("after close")
     assert handler.errors == 1  # the bad format
     assert handler.dropped == 4  # three never sent, one logged after close
+
+
+LOGGING_IN_A_SIGNAL_HANDLER = """
+import logging, signal
+from loglake.logging import LoglakeHandler
+handler = LoglakeHandler("http://127.0.0.1:9", queue_size=1, flush_timeout=0.2)  # nothing listens: a full queue
+logger = logging.getLogger("signalled")
+logger.addHandler(handler)
+signal.signal(signal.SIGUSR1, lambda *_: logger.warning("signalled"))
+logger.warning("fills the queue")
+with handler.counters._lock:  # as add() holds it, counting a record dropped, when the signal comes
+    signal.raise_signal(signal.SIGUSR1)
+print(handler.dropped)
+"""
+
+
+def test_a_signal_handler_that_logs_while_a_drop_is_counted_does_not_hang() -> None:
+    """A signal handler runs on the thread it interrupts: one that logged while that thread counted a record dropped
+    (the queue full, a server down) waited for the counters' lock its own thread held, and the program hung."""
+    ran = subprocess.run(
+        [sys.executable, "-c", LOGGING_IN_A_SIGNAL_HANDLER], capture_output=True, text=True, timeout=30
+    )
+    assert (ran.returncode, ran.stdout) == (0, "1\n"), ran.stderr
 
 
 class Unprintable:
