@@ -51,7 +51,10 @@ def follow_query(params: Mapping[str, str], now_ms: int) -> FollowQuery | None:
     if "after" not in params and params.get("follow", "").lower() in ("false", "0", ""):  # (recent records alone)
         return None
     problems = []
-    if params.get("follow", "true").lower() not in ("true", "1"):
+    given = params.get("follow", "true").lower()
+    if given in ("false", "0"):  # (with after, which only a follow takes)
+        problems.append(Problem(-1, "follow", "is false, but after (a follow's cursor) is given: leave out one"))
+    elif given not in ("true", "1"):
         problems.append(Problem(-1, "follow", "must be true or false (false or leaving it out: recent records alone)"))
     if "after" not in params and params.get("until"):
         problems.append(Problem(-1, "until", UNTIL_WITH_FOLLOW))

@@ -255,3 +255,14 @@ async def test_bad_follow_parameters_are_named(client: httpx.AsyncClient, app: L
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["code"] == "invalid_query" and field in [d["field"] for d in error["details"]]
+
+
+async def test_follow_false_with_a_cursor_says_which_two_disagree(client: httpx.AsyncClient) -> None:
+    """It said `follow: must be true or false` when it was false (the logging-handler trial)."""
+    cursor = (await start(client))["follow_cursor"]
+    response = await client.get("/logs/recent", params={"follow": "false", "after": cursor})
+    assert response.status_code == 400, response.text
+    [detail] = response.json()["error"]["details"]
+    assert detail["field"] == "follow" and detail["reason"] == (
+        "is false, but after (a follow's cursor) is given: leave out one"
+    )
