@@ -221,12 +221,13 @@ def test_keys_create_refuses_a_bad_name(tmp_path: Path):
         ("--rate-limit", "1e308"),  # (a traceback: too large for the key store)
         ("--rate-limit", "1e-320"),  # (every request after the first answered 500: the schemathesis trial)
         ("--rate-burst", "99999999999999999999"),
+        ("--rate-limit", "nan"),  # (exit 1, the key store's refusal, where a bad option value is a usage error)
     ],
 )
 def test_keys_create_refuses_a_rate_limit_that_is_not_positive(tmp_path: Path, limits: tuple[str, str]):
     """POST /admin/keys refuses these; from the CLI they would make a key that is refused (429) forever."""
     result = run("keys", "create", "--name", "limited", *limits, "--data-dir", str(tmp_path))
-    assert result.exit_code != 0
+    assert result.exit_code == 2
     assert result.stdout == ""
     assert limits[0] in result.output
     assert keys_json(tmp_path) == []

@@ -119,7 +119,9 @@ def keys() -> None:
 @click.option("--sigv4", is_flag=True, help="Make an AWS SigV4 key pair: prints the access key id, then the secret.")
 @click.option(
     "--rate-limit",
-    type=click.FloatRange(min=MIN_RATE_LIMIT, max=MAX_RATE_LIMIT),
+    type=Number(
+        f"a number of requests a second from {MIN_RATE_LIMIT:g} to {MAX_RATE_LIMIT:,}", MIN_RATE_LIMIT, MAX_RATE_LIMIT
+    ),
     default=None,
     help=f"Requests/s for this key, a request counting {REQUEST_UNIT} (default: the server's).",
 )

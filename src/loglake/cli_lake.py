@@ -14,6 +14,7 @@ import click
 
 from loglake.cli_options import (
     CONTEXT,
+    Number,
     TermsCommand,
     check_times,
     command_settings,
@@ -99,7 +100,12 @@ def local_runtime(
 @click.argument("sql")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Most rows to fetch (the server caps it too).")
-@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=None, help="Seconds before giving up.")
+@click.option(
+    "--timeout",
+    type=Number("a number of seconds, more than 0", 0, min_open=True),
+    default=None,
+    help="Seconds before giving up.",
+)
 @click.option("--explain", is_flag=True, help="Run it and print the plan with what each step read (EXPLAIN ANALYZE).")
 @click.option(
     "--engine",
