@@ -124,14 +124,17 @@ def _since_restart(
     # Not shown: what is stamped before the oldest record shown (its millisecond included: a page cut there
     # may hold only some of its records)
     until = format_datetime(page.records[-1].timestamp + 1 if page.next_cursor else since)
+    # ...and stamped from the follow's since on (those before it it never shows): without it, a read by time
+    # looks back over recent's default window only, where a shipper's late batch may be older
+    followed_since = format_datetime(after.since_ms)
     gap = {
         "reason": "restart",
         "missed": None,
-        "since": None,
+        "since": followed_since,
         "until": until,
         "message": f"the server restarted since this follow's last read: shown are {newest}records timestamped "
         f"from {format_datetime(since)} on, by time; records that reached it stamped earlier are not shown "
-        f"(read them by time with GET /logs/recent?until={until} and its filters)",
+        f"(read them by time with GET /logs/recent?since={followed_since}&until={until} and its filters)",
     }
     return FollowPage(list(reversed(page.records)), None, cursor.encode(), False, gap)
 

@@ -179,8 +179,11 @@ async def test_a_cursor_from_before_a_restart_is_answered_by_time_and_says_so(se
         ]
         assert page["gap"]["reason"] == "restart" and "restarted" in page["gap"]["message"]
         until = format_datetime(issued - RESTART_LOOKBACK_MS)  # "stamped before the look back" is before it
-        assert (page["gap"]["since"], page["gap"]["until"]) == (None, until)
-        assert f"GET /logs/recent?until={until}" in page["gap"]["message"]
+        since = format_datetime(ArrivalCursor.decode(cursor).since_ms)  # the follow's own since
+        assert (page["gap"]["since"], page["gap"]["until"]) == (since, until)
+        assert f"GET /logs/recent?since={since}&until={until}" in page["gap"]["message"]
+        listed = await client.get("/logs/recent", params={"since": since, "until": until})
+        assert messages(listed.json()) == ["stamped before the look back"]
         await post(client, {"message": "arrived after the restart", "timestamp": issued - 86_400_000})
         page = await arrived(client, page["follow_cursor"])
         assert (messages(page), page["gap"]) == (["arrived after the restart"], None)
