@@ -5,7 +5,8 @@
     logging.getLogger().addHandler(LoglakeHandler("http://127.0.0.1:8080", api_key="llk_...", service="billing"))
 
 A log call only takes a copy of the LogRecord's fields and appends it to a bounded queue (about a
-microsecond; nothing is formatted or encoded, no lock is taken but the queue's own); a background thread
+microsecond; nothing is formatted or encoded, and a lock is taken only briefly, to wake the sending thread once
+a batch is queued or to count a record dropped); a background thread
 (logging_sender) makes each entry a record (logging_lines) and sends them as gzipped NDJSON batches to
 POST /logs, at most `batch_size` records at a time and at least every `flush_interval` seconds. A batch
 is retried with backoff on 408, 429, 5xx and when the server cannot be reached, for as long as it

@@ -105,6 +105,8 @@ class LineMaker:
         else:
             created, level, logger, message, extra, exception = entry  # type: ignore[misc]
         ids = take_trace_ids(extra) if extra else {}
+        if extra:
+            extra = {name: _bytes_as_text(value) for name, value in extra.items()}
         # The logger and the exception first: attributes beyond the limits overflow from the last.
         attributes: dict[str, Any] = {"logger": logger}
         if exception is not None:
@@ -149,6 +151,25 @@ class LineMaker:
             **ids,
         )
         return _encode(line)
+
+
+def _bytes_as_text(value: Any, depth: int = 0) -> Any:
+    """The value with bytes in it as their str() (`b'GET /'`), as other values JSON cannot hold and as `%s` shows
+    them in a message: msgspec writes bytes as base64 (`R0VUIC8=`), which nobody reads in a log. Dicts, lists and
+    tuples are looked into, to a depth well below Python's recursion limit (a value that holds itself stays no
+    JSON); the value itself when it holds no bytes."""
+    kind = type(value)
+    if kind is bytes or kind is bytearray or kind is memoryview:
+        return str(value if kind is not memoryview else bytes(value))
+    if depth == _MOST_LEVELS_MADE_VALID:
+        return value
+    if kind is dict:
+        made = {name: _bytes_as_text(item, depth + 1) for name, item in value.items()}
+        return value if all(made[name] is item for name, item in value.items()) else made
+    if kind is list or kind is tuple:
+        items = [_bytes_as_text(item, depth + 1) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
 
 
 def take_trace_ids(extra: dict[str, Any]) -> dict[str, str]:

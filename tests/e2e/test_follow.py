@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from loglake.follow import RESTART_LOOKBACK_MS
 from tests.conftest import ServerProcess
 from tests.e2e.test_send import Sender
 

@@ -64,6 +64,26 @@ def test_records_with_extra_fields_exceptions_and_levels(server, key, make_handl
     assert handler.sent == 6 and handler.dropped == handler.rejected == handler.errors == 0
 
 
+def test_bytes_in_extra_are_their_str_as_in_a_message(server, key, make_handler) -> None:
+    """msgspec wrote them as base64 (b"GET /" as "R0VUIC8="), where the handler says values JSON cannot hold are
+    their str(), and `%s` shows bytes so in the message (the logging-handler trial)."""
+    handler = make_handler(service="bytes-app")
+    loop: list = []
+    loop.append(loop)
+    logger = a_logger("app.bytes", handler)
+    logger.info("got %s", b"GET /", extra={"raw": b"GET /\x00", "nested": {"parts": [bytearray(b"a"), 1]}})
+    logger.info("loops", extra={"loop": loop})  # (no JSON, as before: said, not looked into without end)
+    assert handler.flush()
+    logs = stored(server, key, "bytes-app")
+    assert logs[0]["message"] == "got b'GET /'"
+    assert logs[0]["attributes"] == {
+        "logger": "app.bytes",
+        "raw": "b'GET /\\x00'",
+        "nested": {"parts": ["bytearray(b'a')", 1]},
+    }
+    assert "not JSON" in logs[1]["attributes"]["attributes_dropped"]
+
+
 def test_closing_at_debug_level_counts_nothing_its_own_client_logs(server, key, make_handler, capfd) -> None:
     """A handler on the root logger at DEBUG gets httpcore's DEBUG records of its own client being closed, on the
     thread that closes it: they were counted as dropped, and every exit said '2 record(s) not delivered'."""
