@@ -137,14 +137,18 @@ BAD = {
         "detection",
         "a value without a field (a keyword) is text, a number or a |re",
     ),
-    "number-field-name.yml": (sigma("{sel: {5: x}, condition: sel}"), "", "could not be loaded: AttributeError"),
+    "number-field-name.yml": (
+        sigma("{sel: {5: x}, condition: sel}"),
+        "detection.sel.5",
+        "a field's name is text: quote it ('5')",
+    ),
     "value-count-fields.yml": (
         "title: c\nid: 44444444-5555-4666-8777-888888888884\nlevel: low\n"
         "correlation: {type: value_count, rules: [a], timespan: 5m, condition: {gte: 2, field: [user]}}\n---\n"
         "title: a\nname: a\nlogsource: {product: loglake, service: app_logs}\n"
         "detection: {sel: {severity: error}, condition: sel}\n",
-        "",
-        "could not be loaded: TypeError",
+        "correlation.condition.field",
+        "loglake's value_count counts the values of one field: give one (the others may go in group-by)",
     ),
     "correlation-no-rules.yml": (
         "title: c\nid: 44444444-5555-4666-8777-888888888885\nlevel: low\n"

@@ -88,6 +88,11 @@ def correlation_sql(correlation: SigmaCorrelationRule, parts: list[Part], eviden
         )
     if kind is SigmaCorrelationType.VALUE_COUNT and not condition.fieldref:
         raise CorrelationProblem("correlation.condition.field", "value_count needs the field whose values it counts")
+    if kind is SigmaCorrelationType.VALUE_COUNT and not isinstance(condition.fieldref, str):
+        raise CorrelationProblem(
+            "correlation.condition.field",
+            "loglake's value_count counts the values of one field: give one (the others may go in group-by)",
+        )
     events = "\nUNION ALL BY NAME\n".join(_events(i, p, correlation, groups) for i, p in enumerate(parts))
     ctes = [window_views(s.table for s in _distinct_sources(parts)), f"_loglake_events AS (\n{events}\n)"]
     group = partition(groups)

@@ -159,7 +159,10 @@ def detection_problems(documents: list[dict[str, Any]], primary: int) -> list[tu
                 if isinstance(item, dict):
                     for key, value in item.items():
                         where = _where(i, primary, f"detection.{name}.{key}")
-                        problems += [(where, m) for m in _item_problems(str(key), value, source)]
+                        if not isinstance(key, str):  # (YAML's 5: or true: is no text; pySigma failed on it)
+                            problems.append((where, f"a field's name is text: quote it ('{key}')"))
+                            continue
+                        problems += [(where, m) for m in _item_problems(key, value, source)]
                 elif item is None:  # pySigma takes it as a keyword it cannot convert (a TypeError, not its error)
                     problems.append((_where(i, primary, f"detection.{name}"), NULL_KEYWORD))
         condition_problem = _condition_problem(detection)
