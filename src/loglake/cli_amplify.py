@@ -113,6 +113,12 @@ def collect(
                     click.echo(f"{app.app_name}: {len(windows)} window(s) of at most {config.chunk_days} day(s)")
                     for window in windows:
                         click.echo(f"  {window}")
+                    if start is None:
+                        rechecks = collector.recheck_plan(
+                            collector.watermark(app.app_name), collector.rechecked(app.app_name)
+                        )
+                        for window in rechecks:
+                            click.echo(f"  {window} again, for its late logs")
                 return
             with collection_lock(data_dir):
                 report = collector.run(list(apps) or None, start, end)
@@ -321,6 +327,7 @@ def _print_report(report: dict[str, Any]) -> None:
         "windows",
         "failed",
         "rows",
+        "late",
         "duplicates",
         "malformed",
         "MB",
@@ -335,6 +342,7 @@ def _print_report(report: dict[str, Any]) -> None:
             f"{a['windows_ok']}/{a['windows']}",
             str(a["windows_failed"]),
             f"{a['rows']:,}",
+            f"{a.get('late_rows', 0):,}",  # (a report stored before late logs were rechecked has none)
             f"{a['duplicates']:,}",
             f"{a['malformed']:,}",
             f"{a['bytes'] / 1e6:.1f}",

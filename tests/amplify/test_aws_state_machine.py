@@ -224,12 +224,13 @@ def test_a_scheduled_run_collects_every_window_of_every_app(collection, amplify:
     finish_input = next(p for n, p in collection.proxy.invocations if n == "amplify_finish")
     assert sorted(r["app"] for r in finish_input["results"]) == ["danse_tech", "digital_horizon"]
     # only what finishing needs travels in the run's state (Step Functions allows 256 KB in all)
-    assert all(set(r) == {"app", "windows"} for r in finish_input["results"])
+    assert all(set(r) == {"app", "windows", "run_at"} for r in finish_input["results"])
     outcomes = [w for r in finish_input["results"] for w in r["windows"]]
     assert all(set(w) == {"app", "window", "ok", "rows"} for w in outcomes)
-    assert len(json.dumps(finish_input)) < 150 * len(outcomes)
-    assert _watermark(collection.bucket, "danse_tech") == {"until": "2026-11-16T00:00:00Z"}
-    assert _watermark(collection.bucket, "digital_horizon") == {"until": "2026-11-16T00:00:00Z"}
+    assert len(json.dumps(finish_input)) < 150 * len(outcomes) + 60 * len(finish_input["results"])
+    # (the hours from 2026-11-15T01:00 were collected younger than a day: fetched again by the next run)
+    collected = {"until": "2026-11-16T00:00:00Z", "rechecked": "2026-11-15T01:00:00Z"}
+    assert _watermark(collection.bucket, "danse_tech") == _watermark(collection.bucket, "digital_horizon") == collected
     assert _stored_ids(collection.bucket, "danse_tech") == in_range(danse, SINCE, UNTIL)
     assert _stored_ids(collection.bucket, "digital_horizon") == in_range(horizon, SINCE, UNTIL)
     assert collection.notices() == []
@@ -245,8 +246,11 @@ def test_a_window_failing_after_its_retries_fails_the_run_and_notifies(collectio
     failing = [p for p in downloads if p["app"] == "danse_tech" and p["window"]["start"] == "2026-11-02T00:00:00Z"]
     assert len(failing) == 3  # the first try and two retries
     # the other windows were stored and the watermarks moved as far as they could
-    assert _watermark(collection.bucket, "digital_horizon") == {"until": "2026-11-16T00:00:00Z"}
-    assert _watermark(collection.bucket, "danse_tech") == {"until": "2026-11-02T00:00:00Z"}
+    assert _watermark(collection.bucket, "digital_horizon")["until"] == "2026-11-16T00:00:00Z"
+    assert _watermark(collection.bucket, "danse_tech") == {
+        "until": "2026-11-02T00:00:00Z",
+        "rechecked": "2026-11-02T00:00:00Z",  # (collected over a day old)
+    }
     (notice,) = collection.notices()
     assert notice["Subject"] == "loglake: the Amplify collection failed"
     by_app = {a["app"]: a for a in json.loads(notice["Message"])}  # the finishing step's report per app

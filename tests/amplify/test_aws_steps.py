@@ -4,7 +4,7 @@ folder and a real S3 server (SeaweedFS), the real boto3 client against the local
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pyarrow.parquet as pq
 
@@ -12,7 +12,7 @@ from loglake.amplify.collector import Collector
 from loglake.aws import amplify_steps
 from loglake.lake.objectstore import ObjectStore
 from tests.amplify.server import FakeAmplify
-from tests.amplify.test_collector import NOW, SINCE, UNTIL, config, in_range, serve_apps
+from tests.amplify.test_collector import LAST_DAY, NOW, SINCE, UNTIL, config, in_range, late_requests, serve_apps
 
 
 def stored_ids(lake: ObjectStore, app: str) -> list[str]:
@@ -37,7 +37,7 @@ def run_once(lake: ObjectStore, now=NOW) -> dict:
                 )
             except Exception as e:  # what the state machine's Catch records
                 outcomes.append({"window": window, "ok": False, "error": str(e)})
-        results.append({"app": entry["app"], "windows": outcomes})
+        results.append({"app": entry["app"], "windows": outcomes, "run_at": planned["run_at"]})
     collector.source.close()
     return {"planned": planned, "finished": amplify_steps.finish(lake, results)}
 
@@ -56,9 +56,15 @@ def test_a_run_plans_downloads_and_moves_the_watermark(amplify: FakeAmplify, obj
     assert amplify_steps.read_watermark(object_store, "danse_tech") == UNTIL
     assert len(list(object_store.list("type=amplify_logs/app=danse_tech/date_export=2026-11-16/"))) == 2
 
+    late_requests(danse, LAST_DAY + 12)  # shown by the service only now: 2026-11-15T12:00, after the first run
     later = run_once(object_store, NOW + timedelta(days=7))  # the next Monday continues from the watermark
-    assert later["planned"]["apps"][0]["windows"] == [{"start": "2026-11-16T00:00:00Z", "end": "2026-11-23T00:00:00Z"}]
-    assert stored_ids(object_store, "danse_tech") == in_range(danse, SINCE, UNTIL + timedelta(days=7))
+    assert later["planned"]["apps"][0]["windows"] == [
+        # the hours the first run collected younger than a day, again for their late logs
+        {"start": "2026-11-15T01:00:00Z", "end": "2026-11-16T00:00:00Z", "recheck": True},
+        {"start": "2026-11-16T00:00:00Z", "end": "2026-11-23T00:00:00Z"},
+    ]
+    assert stored_ids(object_store, "danse_tech") == in_range(danse, SINCE, UNTIL + timedelta(days=7))  # late too
+    assert amplify_steps.read_state(object_store, "danse_tech")[1] == datetime(2026, 11, 22, 1, tzinfo=UTC)
 
 
 def test_a_window_fetched_twice_stores_its_rows_once(amplify: FakeAmplify, object_store: ObjectStore) -> None:
@@ -120,11 +126,11 @@ def test_the_step_handlers_run_a_collection_on_an_s3_lake(
             )
             for w in entry["windows"]
         ]
-        results.append({"app": entry["app"], "windows": outcomes})
+        results.append({"app": entry["app"], "windows": outcomes, "run_at": planned["run_at"]})
     summary = handlers.amplify_finish({"results": results}, None)
     assert summary["ok"] and summary["apps"][0]["rows"] == len(in_range(danse))
     state = boto3.client("s3").get_object(Bucket=bucket, Key="_state/amplify/danse_tech.json")["Body"].read()
-    assert json.loads(state) == {"until": "2026-11-16T00:00:00Z"}
+    assert json.loads(state) == {"until": "2026-11-16T00:00:00Z", "rechecked": "2026-11-15T01:00:00Z"}
     [finished] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "amplify_collection" in line]
     assert finished["level"] == "INFO"
     window = planned["apps"][0]["windows"][0]

@@ -323,10 +323,99 @@ def test_data_past_the_retention_is_dropped_after_a_run(
     remaining = {r["x_edge_request_id"] for r in lake_rows(store, lake)}
     assert remaining == set(in_range(danse, datetime(2026, 10, 29, tzinfo=UTC), UNTIL + timedelta(days=10)))
     assert not [k for k in (o.key for o in lake.list("type=amplify_access/")) if "/date=2026-10-19/" in k]
-    # the exports of the first run (date_export 2026-11-16) are younger than the cutoff: kept
-    assert report.expired_exports == 0 and len(list(lake.list("type=amplify_logs/"))) == 3
+    # the exports of the first run (date_export 2026-11-16) are younger than the cutoff: kept; the second run's
+    # are its window and the first run's last day fetched again for its late logs
+    assert report.expired_exports == 0 and len(list(lake.list("type=amplify_logs/"))) == 4
     much_later = Collector(config(), store, lake, clock=lambda: (NOW + timedelta(days=40)).timestamp(), grace_ms=0)
-    assert much_later.run(apps=["danse_tech"]).expired_exports == 3
+    assert much_later.run(apps=["danse_tech"]).expired_exports == 4
+
+
+def late_requests(fake: FakeApp, *hours_after_since: float) -> list[str]:
+    """Requests the service shows only from now on, stamped these many hours after SINCE."""
+    late = [
+        Request(at_ms=ms(SINCE) + int(h * 3_600_000), request_id=request_id(i, "late"))
+        for i, h in enumerate(hours_after_since)
+    ]
+    fake.requests.extend(late)
+    return [r.request_id for r in late]
+
+
+def rechecked_ms(store: SQLiteHotStore, app: str = "danse_tech") -> int | None:
+    return store.read("SELECT rechecked_ms FROM amplify_watermarks WHERE app = ?", (app,))[0][0]
+
+
+DAY_AFTER = NOW + timedelta(days=1)
+LAST_DAY = 27 * 24  # hours from SINCE to 2026-11-15T00:00, the first run's last day
+
+
+def test_late_logs_are_stored_when_their_hours_are_fetched_again_a_day_old(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    """CloudFront delivers some access logs up to 24 hours late: the hours a run collected younger than that are
+    fetched once more when they are, so that what came late is stored (it was missed for good)."""
+    danse, _ = serve_apps(amplify)
+    collector(store, lake).run(apps=["danse_tech"])  # at 2026-11-16T01:30: up to 00:00, the hours after 01:00 young
+    assert rechecked_ms(store) == ms(datetime(2026, 11, 15, 1, tzinfo=UTC))
+    # (at 00:30 on the 15th: collected over a day old, not looked for again; the others a day old by the next run)
+    missed, *_ = late_requests(danse, LAST_DAY + 0.5, LAST_DAY + 12, LAST_DAY + 23.9, LAST_DAY + 24.5)
+    later = Collector(config(), store, lake, clock=lambda: DAY_AFTER.timestamp(), sleep=Sleeps())
+    (app,) = later.run(apps=["danse_tech"]).apps
+    assert app.ok and app.windows == 2  # the first run's young hours again, and the day since
+    assert danse.calls[-2][0] == ms(datetime(2026, 11, 15, 1, tzinfo=UTC))
+    stored = [r["x_edge_request_id"] for r in lake_rows(store, lake, "danse_tech")]
+    # (the first day is past the retention a day later)
+    assert sorted(stored) == sorted(
+        set(in_range(danse, SINCE + timedelta(days=1), UNTIL + timedelta(days=1))) - {missed}
+    )
+    assert len(stored) == len(set(stored)) and app.late_rows == 2  # (the one at 00:30 on the 16th: not late)
+    # every hour collected before 2026-11-16T01:00 was collected a day old: none is fetched again
+    assert rechecked_ms(store) == ms(datetime(2026, 11, 16, 1, tzinfo=UTC))
+    calls = len(danse.calls)
+    (again,) = later.run(apps=["danse_tech"]).apps
+    assert (again.windows, len(danse.calls)) == (0, calls)
+
+
+def test_a_recheck_that_fails_holds_its_mark_and_the_next_run_fetches_it_again(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    danse, _ = serve_apps(amplify)
+    collector(store, lake).run(apps=["danse_tech"])
+    mark = rechecked_ms(store)
+    (late,) = late_requests(danse, LAST_DAY + 12)
+    danse.failing_from_ms = {mark}
+    later = Collector(config(), store, lake, clock=lambda: DAY_AFTER.timestamp(), sleep=Sleeps())
+    (app,) = later.run(apps=["danse_tech"]).apps
+    assert (app.windows_ok, app.windows_failed) == (1, 1) and "2026-11-15T01:00:00Z" in app.errors[0]
+    assert later.watermark("danse_tech") == UNTIL + timedelta(days=1)  # the regular window goes on
+    assert rechecked_ms(store) == mark
+    danse.failing_from_ms = set()
+    (app,) = later.run(apps=["danse_tech"]).apps
+    assert app.ok and app.late_rows == 1 and late in {r["x_edge_request_id"] for r in lake_rows(store, lake)}
+    assert rechecked_ms(store) == ms(datetime(2026, 11, 16, 1, tzinfo=UTC))
+
+
+def test_an_app_collected_before_late_logs_were_rechecked_rechecks_the_day_before_its_watermark(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    danse, _ = serve_apps(amplify)
+    collector(store, lake).run(apps=["danse_tech"])
+    store.run_in_writer(lambda conn: conn.execute("UPDATE amplify_watermarks SET rechecked_ms = NULL"))
+    late_requests(danse, LAST_DAY + 0.5)  # (a day before the watermark, 2026-11-16T00:00)
+    later = Collector(config(), store, lake, clock=lambda: DAY_AFTER.timestamp(), sleep=Sleeps())
+    (app,) = later.run(apps=["danse_tech"]).apps
+    assert app.ok and app.late_rows == 1
+    assert rechecked_ms(store) == ms(datetime(2026, 11, 16, 1, tzinfo=UTC))
+
+
+def test_a_range_chosen_by_hand_leaves_rechecking_alone(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    serve_apps(amplify)
+    collector(store, lake).run(apps=["danse_tech"])
+    mark = rechecked_ms(store)
+    later = Collector(config(), store, lake, clock=lambda: DAY_AFTER.timestamp(), sleep=Sleeps())
+    (app,) = later.run(apps=["danse_tech"], since=SINCE + timedelta(days=1), until=SINCE + timedelta(days=2)).apps
+    assert app.windows == 1 and rechecked_ms(store) == mark
 
 
 class RefusingLake(LocalObjectStore):

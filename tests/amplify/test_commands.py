@@ -18,6 +18,7 @@ from loglake.amplify import reports
 from loglake.amplify.collector import Collector
 from loglake.amplify.config import parse_config
 from loglake.amplify.jobs import AmplifySchedule, CollectionBusy, collection_lock
+from loglake.amplify.lake_rows import use_schemas
 from loglake.amplify.reports import SAVED_QUERIES
 from loglake.api.app import LoglakeApp
 from loglake.config import Settings
@@ -95,6 +96,31 @@ def test_dry_run_lists_windows_and_fetches_nothing(amplify: FakeAmplify, tmp_pat
     stranger = write_config(tmp_path / "stranger.json", applications=[DANSE | {"appName": "x", "profile": "nobody"}])
     warned = run_cli("amplify", "collect", "--config", str(stranger), "--data-dir", str(tmp_path / "d"), "--dry-run")
     assert "warning: AWS profile 'nobody' is not in the AWS config or credentials files" in warned.stderr
+
+
+def test_dry_run_lists_the_hours_fetched_again_for_their_late_logs(amplify: FakeAmplify, tmp_path: Path) -> None:
+    danse = serve_week(amplify)
+    config = write_config(tmp_path / "amplify.json")
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    store = SQLiteHotStore(tmp_path / "d" / "hot.db")
+    use_schemas(store)
+    collected = (ms(hour - timedelta(hours=1)), ms(hour - timedelta(hours=48)))  # its watermark; rechecked to
+    store.run_in_writer(
+        lambda conn: conn.execute(
+            "INSERT INTO amplify_watermarks (app, until_ms, updated_ms, rechecked_ms) VALUES ('danse_tech', ?, 0, ?)",
+            collected,
+        )
+    )
+    store.close()
+    result = run_cli(
+        "amplify", "collect", "--config", str(config), "--data-dir", str(tmp_path / "d"), "--app", "danse_tech",
+        "--dry-run",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    iso = "%Y-%m-%dT%H:00:00Z"
+    again = f"  {(hour - timedelta(hours=48)):{iso}} .. {(hour - timedelta(hours=24)):{iso}} again, for its late logs"
+    assert again in result.stdout.splitlines(), result.stdout
+    assert danse.calls == []
 
 
 def test_ranges_beyond_what_can_be_kept_are_narrowed_with_a_note(amplify: FakeAmplify, tmp_path: Path) -> None:

@@ -8,6 +8,10 @@ jitter when throttled or failing), parsed, de-duplicated by `x-edge-request-id` 
 lake, and committed: its Parquet parts join the lake catalog, and the watermark moves past it, in one
 transaction. A window that fails leaves the watermark where it is, so the next run fetches it again;
 the windows after it are still collected, and what they held is never stored twice.
+
+Logs can come late: the hours a run collected while younger than LATE are fetched once more by the first run
+after they are that old (from a second mark per app, where rechecking stands), and the rows that came meanwhile
+are stored then (the others are duplicates, skipped).
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ from loglake.store.sqlite import SQLiteHotStore
 
 HOUR = timedelta(hours=1)
 SETTLE = timedelta(hours=1)  # the newest hour's logs are still arriving: it waits for the next run
+# CloudFront, which serves Amplify Hosting, delivers its access logs within about an hour, but "some or all log
+# file entries for a time period can sometimes be delayed by up to 24 hours" (its developer guide, standard logs):
+# an hour collected younger than this is fetched again once it is this old.
+LATE = timedelta(hours=24)
 MAX_SPLIT_DEPTH = 3  # a window too large is halved at most 3 times (into at most 8 ranges)
 MAX_ATTEMPTS = 5  # calls per range when throttled or failing
 BACKOFF_SECONDS = 1.0  # first pause; doubles each attempt, with full jitter, at most BACKOFF_CAP_SECONDS
@@ -113,10 +121,25 @@ class Collector:
         rows = self.store.read("SELECT until_ms FROM amplify_watermarks WHERE app = ?", (app,))
         return from_ms(rows[0][0]) if rows else None
 
+    def rechecked(self, app: str) -> datetime | None:
+        """Where rechecking the app's late logs stands: the hours before it need no more fetching (None: not
+        started)."""
+        rows = self.store.read("SELECT rechecked_ms FROM amplify_watermarks WHERE app = ?", (app,))
+        return from_ms(rows[0][0]) if rows and rows[0][0] is not None else None
+
     def default_until(self) -> datetime:
         """The end of the last whole hour whose logs have settled."""
         now = datetime.fromtimestamp(self.clock(), UTC) - SETTLE
         return now.replace(minute=0, second=0, microsecond=0)
+
+    def recheck_plan(self, watermark: datetime | None, rechecked: datetime | None) -> list[Window]:
+        """The windows fetched again for their late logs: from where rechecking stands (for an app collected before
+        there was rechecking, LATE before its watermark) to the last hour LATE old, never past the watermark (what
+        was not collected yet is no recheck) nor before the retention period."""
+        if watermark is None:
+            return []
+        since = max(rechecked or watermark - LATE, self.retention_start())
+        return plan_windows(since, min(watermark, late_until(self._now())), self.config.chunk_days)
 
     def plan(
         self,
@@ -207,28 +230,52 @@ class Collector:
         report = AppReport(app.app_name)
         watermark = self.watermark(app.app_name)
         report.watermark_before = iso_utc(watermark) if watermark else None
+        # A range chosen by hand is fetched as it is: the late logs are the scheduled runs' to recheck.
+        rechecked = self.rechecked(app.app_name) if since is None else None
+        rechecks = self.recheck_plan(watermark, rechecked) if since is None else []
         windows = self.plan(app, since, until)
-        report.windows = len(windows)
-        # The watermark moves over windows that continue it; a first scheduled run starts one.
+        report.windows = len(rechecks) + len(windows)
+        # The recheck mark moves over rechecks that continue it; the watermark over windows that continue it, and a
+        # first scheduled run starts one.
+        rechecked_to = rechecked or (rechecks[0].start if rechecks else None)
         contiguous_from = watermark or (windows[0].start if windows and since is None else None)
-        self.on_progress(app.app_name, 0, len(windows), 0, 0)
-        for number, window in enumerate(windows, start=1):
-            continues = contiguous_from is not None and window.start <= contiguous_from
+        self.on_progress(app.app_name, 0, report.windows, 0, 0)
+        for number, (window, is_recheck) in enumerate([(w, True) for w in rechecks] + [(w, False) for w in windows], 1):
+            rows_before = report.rows
+            continues = not is_recheck and contiguous_from is not None and window.start <= contiguous_from
             try:
                 self._collect_window(app, window, report, advance_watermark=continues)
                 report.windows_ok += 1
-                if continues:
+                if is_recheck:
+                    report.late_rows += report.rows - rows_before
+                    if rechecked_to is not None and window.start <= rechecked_to:
+                        rechecked_to = max(rechecked_to, window.end)
+                elif continues:
                     contiguous_from = max(contiguous_from, window.end)
             except Exception as e:  # this window failed; the others and the other apps go on
                 report.windows_failed += 1
                 known = isinstance(e, FetchError | NotAnAccessLog | StoredPartUnreadable)
                 report.errors.append(f"{window}: {e}" if known else f"{window}: {type(e).__name__}: {e}")
-                contiguous_from = None  # nothing after a failed window moves the watermark
-            self.on_progress(app.app_name, number, len(windows), report.rows, report.windows_failed)
+                if is_recheck:  # (nothing after it moves the recheck mark)
+                    rechecked_to = None if rechecked_to is None else min(rechecked_to, window.start)
+                else:
+                    contiguous_from = None  # nothing after a failed window moves the watermark
+            self.on_progress(app.app_name, number, report.windows, report.rows, report.windows_failed)
         after = self.watermark(app.app_name)
         report.watermark_after = iso_utc(after) if after else None
+        if since is None:
+            moved = rechecked_after(watermark, rechecked_to, after, late_until(self._now()))
+            self._move_recheck_mark(app.app_name, moved, rechecked)
         report.seconds = round(time.perf_counter() - started, 3)
         return report
+
+    def _move_recheck_mark(self, app: str, to: datetime | None, was: datetime | None) -> None:
+        if to is not None and to != was:
+            self.store.in_write_transaction(
+                lambda conn: conn.execute(
+                    "UPDATE amplify_watermarks SET rechecked_ms = ? WHERE app = ?", (epoch_ms(to), app)
+                )
+            ).result()
 
     def _collect_window(self, app: AmplifyApp, window: Window, report: AppReport, advance_watermark: bool) -> None:
         pieces = self.fetch(app, window, report)
@@ -269,6 +316,31 @@ class Collector:
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+
+def rechecked_after(
+    watermark_before: datetime | None,
+    rechecked: datetime | None,
+    watermark_after: datetime | None,
+    late_until: datetime,
+) -> datetime | None:
+    """Where rechecking stands after a run whose rechecks went contiguously to `rechecked`, run when `late_until`
+    was the end of the last whole hour LATE old: once its rechecks reached the watermark it started from (or there
+    was none), every hour it collected before late_until was collected that old, and needs no recheck."""
+    if watermark_after is None:
+        return rechecked
+    if watermark_before is None or (rechecked is not None and rechecked >= watermark_before):
+        old_enough = min(watermark_after, late_until)
+        return old_enough if rechecked is None else max(rechecked, old_enough)
+    return rechecked
+
+
+def late_until(now: datetime) -> datetime:
+    """The end of the last whole hour LATE before `now`: the hours before it have all their logs."""
+    return (now - LATE).replace(minute=0, second=0, microsecond=0)
 
 
 def gzipped(data: bytes) -> bytes:

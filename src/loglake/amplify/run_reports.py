@@ -14,6 +14,7 @@ class AppReport:
     windows_ok: int = 0
     windows_failed: int = 0
     rows: int = 0  # stored in the lake
+    late_rows: int = 0  # of them, found by fetching again hours collected younger than collector.LATE
     duplicates: int = 0  # skipped: already in this export or in the lake
     malformed: int = 0
     outside: int = 0  # outside the window (the API answers whole hours)

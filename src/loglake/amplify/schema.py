@@ -26,5 +26,10 @@ AMPLIFY_SCHEMA = Schema(
             report      TEXT NOT NULL      -- JSON: per app windows, rows, bytes, retries, errors, duration
         );
         """,
+        """
+        -- Per app, the end of the hours collected once they were collector.LATE old (late logs and all), NULL
+        -- until the first scheduled run that knows of it.
+        ALTER TABLE amplify_watermarks ADD COLUMN rechecked_ms INTEGER;
+        """,
     ],
 )

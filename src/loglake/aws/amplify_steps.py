@@ -4,8 +4,9 @@ window, and a finishing step moves each app's watermark over the windows that su
 the Glue crawler. The same library code as `loglake amplify collect` does the work.
 
 There is no hot.db on AWS: a watermark is a small JSON object in the lake bucket
-(`_state/amplify/<app>.json`), and a window's rows are checked against the parts its partition already
-holds by listing the bucket, so a window fetched twice stores its rows once.
+(`_state/amplify/<app>.json`, with where rechecking for late logs stands), and a window's rows are checked
+against the parts its partition already holds by listing the bucket, so a window fetched twice stores its rows
+once. The windows fetched again for their late logs (collector.LATE) are planned first, marked `recheck`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from loglake.amplify.collector import Collector, Window, gzipped
+from loglake.amplify.collector import Collector, Window, gzipped, late_until, rechecked_after
 from loglake.amplify.config import AmplifyConfig
 from loglake.amplify.lake_rows import new_parts
 from loglake.amplify.parse import parse_access_log
@@ -59,8 +60,11 @@ def plan(config: AmplifyConfig, lake: ObjectStore, now: datetime) -> dict[str, A
     collector = Collector(config, None, lake, clock=now.timestamp)
     apps = []
     for app in config.apps:
-        windows = collector.plan(app, watermark=lambda name: read_watermark(lake, name))
-        apps.append({"app": app.app_name, "windows": [_window_json(w) for w in windows]})
+        watermark, rechecked = read_state(lake, app.app_name)
+        rechecks = collector.recheck_plan(watermark, rechecked)
+        windows = collector.plan(app, watermark=lambda name, mark=watermark: mark)
+        planned = [_window_json(w) | {"recheck": True} for w in rechecks] + [_window_json(w) for w in windows]
+        apps.append({"app": app.app_name, "windows": planned})
     return {"run_at": iso_utc(now), "apps": apps}
 
 
@@ -93,7 +97,7 @@ def download(
         "app": app_name,
         "window": window,
         "ok": True,
-        "rows": report.rows,
+        "rows": report.rows,  # (of a recheck: the late rows)
         "duplicates": report.duplicates,
         "malformed": report.malformed,
         "malformed_examples": report.malformed_examples,
@@ -104,22 +108,24 @@ def download(
 
 
 def finish(lake: ObjectStore, results: list[dict]) -> dict[str, Any]:
-    """Move each app's watermark over its windows that succeeded, in order from where it stood, and
-    report per app. `results` holds one entry per app: {"app", "windows": [download result, or
-    {"window", "ok": false, "error"}]}."""
+    """Move each app's watermark over its windows that succeeded, in order from where it stood, and where
+    rechecking stands over its rechecks likewise, and report per app. `results` holds one entry per app: {"app",
+    "run_at" (the plan's), "windows": [download result, or {"window", "ok": false, "error"}]}."""
     summary = []
     for entry in results:
         app_name = entry["app"]
-        mark = read_watermark(lake, app_name)
+        before, rechecked = read_state(lake, app_name)
         windows = sorted(entry.get("windows", []), key=lambda r: r["window"]["start"])
         failed = [r for r in windows if not r.get("ok")]
-        for result in windows:
-            start, end = parse_datetime(result["window"]["start"]), parse_datetime(result["window"]["end"])
-            if not result.get("ok") or (mark is not None and start > mark):
-                break
-            mark = max(mark or end, end)
+        rechecks = [r for r in windows if r["window"].get("recheck")]
+        mark = _moved(before, [r for r in windows if not r["window"].get("recheck")])
+        rechecked_to = _moved(
+            rechecked or (parse_datetime(rechecks[0]["window"]["start"]) if rechecks else None), rechecks
+        )
         if mark is not None:
-            write_watermark(lake, app_name, mark)
+            ran_at = parse_datetime(entry["run_at"]) if entry.get("run_at") else None
+            moved = rechecked_after(before, rechecked_to, mark, late_until(ran_at)) if ran_at else rechecked
+            write_state(lake, app_name, mark, moved)
         summary.append(
             {
                 "app": app_name,
@@ -145,15 +151,33 @@ def _message(error: Any) -> str:
     return str(document.get("errorMessage", error)) if isinstance(document, dict) else str(error)
 
 
+def _moved(mark: datetime | None, results: list[dict]) -> datetime | None:
+    """`mark` moved over the windows (sorted) that succeeded and continue it, up to the first that failed."""
+    for result in results:
+        start, end = parse_datetime(result["window"]["start"]), parse_datetime(result["window"]["end"])
+        if not result.get("ok") or (mark is not None and start > mark):
+            break
+        mark = max(mark or end, end)
+    return mark
+
+
 def read_watermark(lake: ObjectStore, app_name: str) -> datetime | None:
+    return read_state(lake, app_name)[0]
+
+
+def read_state(lake: ObjectStore, app_name: str) -> tuple[datetime | None, datetime | None]:
+    """The app's watermark and where rechecking for late logs stands (None: not started)."""
     try:
-        return parse_datetime(json.loads(lake.get(f"{STATE_PREFIX}{app_name}.json"))["until"])
+        state = json.loads(lake.get(f"{STATE_PREFIX}{app_name}.json"))
     except ObjectStoreError:
-        return None
+        return None, None
+    rechecked = state.get("rechecked")  # (a state written before late logs were rechecked has none)
+    return parse_datetime(state["until"]), parse_datetime(rechecked) if rechecked else None
 
 
-def write_watermark(lake: ObjectStore, app_name: str, until: datetime) -> None:
-    lake.put(f"{STATE_PREFIX}{app_name}.json", json.dumps({"until": iso_utc(until)}).encode())
+def write_state(lake: ObjectStore, app_name: str, until: datetime, rechecked: datetime | None) -> None:
+    state = {"until": iso_utc(until)} | ({"rechecked": iso_utc(rechecked)} if rechecked else {})
+    lake.put(f"{STATE_PREFIX}{app_name}.json", json.dumps(state).encode())
 
 
 def _stored(lake: ObjectStore, prefix: str) -> list[str]:

@@ -153,8 +153,11 @@ class AmplifyCollector(Construct):
             result_path="$.windows",
         )
         windows.item_processor(fetch)
-        # Each app's result: its name and its windows' outcomes (not the configuration again).
-        app_result = sfn.Pass(self, "AppResult", parameters={"app.$": "$.app", "windows.$": "$.windows"})
+        # Each app's result: its name, its windows' outcomes and the run's time (which tells finish which hours were
+        # collected old enough to need no recheck), not the configuration again.
+        app_result = sfn.Pass(
+            self, "AppResult", parameters={"app.$": "$.app", "windows.$": "$.windows", "run_at.$": "$.run_at"}
+        )
         apps = sfn.Map(
             self,
             "EachApp",
@@ -166,7 +169,7 @@ class AmplifyCollector(Construct):
                 "run_at.$": "$.run_at",
                 "config.$": "$.config",
             },
-            result_path="$.collected",  # per app: {app, windows: their outcomes}
+            result_path="$.collected",  # per app: {app, windows: their outcomes, run_at}
         )
         apps.item_processor(windows.next(app_result))
         finished = self._invoke("Finish", finish, {"results.$": "$.collected"})
