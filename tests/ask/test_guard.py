@@ -78,6 +78,12 @@ def test_the_question_s_time_range_is_added_in_the_user_s_zone() -> None:
     assert "severity = 'error'" in sql
 
 
+def test_the_range_is_added_under_an_alias_holding_a_double_quote() -> None:
+    # The alias was put between double quotes as it was: sqlglot could not read the range (a 500 of /ask).
+    sql = checked('```sql\nSELECT count(*) FROM logs AS "x""y"\n```', "errors today")
+    assert '"x""y"."timestamp" >= CAST(\'2026-11-04 00:00:00\' AS TIMESTAMP)' in sql
+
+
 def test_a_query_that_filters_on_time_keeps_its_own_range() -> None:
     answer = "```sql\nSELECT count(*) FROM logs WHERE timestamp >= TIMESTAMP '2026-11-04 00:00:00'\n```"
     sql = read_answer(answer).sql

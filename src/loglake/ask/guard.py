@@ -170,14 +170,15 @@ def _with_time_range(tree: exp.Select, implied: TimeRange, dialect: str) -> exp.
     """The range ANDed to the WHERE, on timestamp and on the date partition (a DATE locally; text,
     'YYYY-MM-DD', in Athena's Glue tables)."""
     table = tree.args["from_"].this
-    name = table.alias_or_name
+    # Quoted as an identifier of the dialect: the model's alias may hold a double quote (`AS "x""y"`).
+    name = exp.to_identifier(table.alias_or_name, quoted=True).sql(dialect)
     since, until = (datetime.fromtimestamp(ms / 1000, UTC) for ms in (implied.since_ms, implied.until_ms))
     last_day = (until - timedelta(milliseconds=1)).date()
     day = "'{}'" if dialect == "athena" else "DATE '{}'"
     condition = (
-        f'"{name}"."timestamp" >= TIMESTAMP \'{since:%Y-%m-%d %H:%M:%S}\' AND '
-        f'"{name}"."timestamp" < TIMESTAMP \'{until:%Y-%m-%d %H:%M:%S}\' AND '
-        f'"{name}"."date" BETWEEN {day.format(since.date())} AND {day.format(last_day)}'
+        f"{name}.\"timestamp\" >= TIMESTAMP '{since:%Y-%m-%d %H:%M:%S}' AND "
+        f"{name}.\"timestamp\" < TIMESTAMP '{until:%Y-%m-%d %H:%M:%S}' AND "
+        f'{name}."date" BETWEEN {day.format(since.date())} AND {day.format(last_day)}'
     )
     return tree.where(condition, dialect=dialect)
 
