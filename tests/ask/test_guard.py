@@ -105,6 +105,16 @@ def test_where_a_range_cannot_be_added_safely_it_is_a_warning() -> None:
 
 
 @pytest.mark.parametrize(
+    "sample", ["FROM logs USING SAMPLE 10", "FROM logs TABLESAMPLE RESERVOIR(10 ROWS)", "FROM logs USING SAMPLE 5%"]
+)
+def test_a_sampled_query_gets_no_range_but_a_warning(sample: str) -> None:
+    # DuckDB samples `logs` before its WHERE: the range ANDed kept the sample's records of today (none, mostly).
+    result = check_sql(f"SELECT count(*) {sample}", TABLES, 100, implied_range("errors today", NOW_MS, "UTC"))
+    assert not result.added_time_range and "TIMESTAMP" not in result.sql
+    assert result.warnings and "could not add the range" in result.warnings[0]
+
+
+@pytest.mark.parametrize(
     ("question", "since", "until"),
     [
         ("errors today?", "2026-11-04T00:00:00", "2026-11-04T05:30:01"),

@@ -157,13 +157,19 @@ def _limit_of(limit: exp.Expression) -> int | None:
 
 
 def _addable(tree: exp.Query) -> bool:
-    """A plain SELECT from one lake table (no join, no set operation): a range ANDed to its WHERE
-    means what the question said."""
-    if not isinstance(tree, exp.Select) or tree.args.get("joins"):
+    """A plain SELECT from one lake table (no join, no set operation, no sample): a range ANDed to its WHERE
+    means what the question said. (DuckDB samples `logs` before its WHERE: a range ANDed to a sampled query
+    kept the sample's records of that range, none of 10 records of the whole year for "today".)"""
+    if not isinstance(tree, exp.Select) or tree.args.get("joins") or tree.args.get("sample"):
         return False
     source = tree.args.get("from_")
     table = source.this if source is not None else None
-    return isinstance(table, exp.Table) and table.name.lower() in TABLES and not table.args.get("db")
+    return (
+        isinstance(table, exp.Table)
+        and table.name.lower() in TABLES
+        and not table.args.get("db")
+        and not table.args.get("sample")
+    )
 
 
 def _with_time_range(tree: exp.Select, implied: TimeRange, dialect: str) -> exp.Select:
