@@ -84,6 +84,12 @@ def test_the_range_is_added_under_an_alias_holding_a_double_quote() -> None:
     assert '"x""y"."timestamp" >= CAST(\'2026-11-04 00:00:00\' AS TIMESTAMP)' in sql
 
 
+def test_a_range_reaching_before_1970_is_added_from_1970() -> None:
+    # It reached before the year 1, which no datetime holds: a 500 of /ask.
+    sql = checked("```sql\nSELECT count(*) FROM logs\n```", "errors in the last 99999999 days")
+    assert "'1970-01-01 00:00:00'" in sql and "BETWEEN CAST('1970-01-01' AS DATE)" in sql
+
+
 def test_a_query_that_filters_on_time_keeps_its_own_range() -> None:
     answer = "```sql\nSELECT count(*) FROM logs WHERE timestamp >= TIMESTAMP '2026-11-04 00:00:00'\n```"
     sql = read_answer(answer).sql
@@ -124,6 +130,7 @@ def test_a_sampled_query_gets_no_range_but_a_warning(sample: str) -> None:
         ("in the last 3 hours", "2026-11-04T02:30:00", "2026-11-04T05:30:01"),
         ("over the past hour", "2026-11-04T04:30:00", "2026-11-04T05:30:01"),
         ("this month", "2026-11-01T00:00:00", "2026-11-04T05:30:01"),
+        ("in the last 99999999 days", "1970-01-01T00:00:00", "2026-11-04T05:30:01"),  # no record is older
     ],
 )
 def test_the_time_a_question_names(question: str, since: str, until: str) -> None:

@@ -226,7 +226,10 @@ def implied_range(question: str, now_ms: int, time_zone: str) -> TimeRange | Non
     if found:
         count = found.group(1) or "1"
         n = 1 if count.lower() in ("a", "an", "one") else int(count)
-        return TimeRange(now_ms - n * _UNITS[found.group(2).lower()] * 1000, _next_second(now_ms), found.group(0))
+        # From 1970 at the earliest, as records are (model.py): "the last 99999999 days" reached before the year 1,
+        # which no datetime holds (a 500 of /ask).
+        since_ms = max(0, now_ms - n * _UNITS[found.group(2).lower()] * 1000)
+        return TimeRange(since_ms, _next_second(now_ms), found.group(0))
     return None
 
 
