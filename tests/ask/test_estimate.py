@@ -98,6 +98,24 @@ def test_a_range_computed_from_now_prunes_nothing_and_says_so(estimator: Estimat
     assert real_bytes(engine, relative) > 10 * real_bytes(engine, f"SELECT count(*) FROM logs WHERE {literal}")
 
 
+@pytest.mark.parametrize(
+    ("where", "since", "until"),
+    [
+        ("date <= DATE '9999-12-31'", None, "9999-12-31T23:59:59.999Z"),  # ends in the year 10000
+        ("timestamp >= now() - INTERVAL 99999999 DAY", "0001-01-01T00:00:00.000Z", None),  # before the year 1
+        ("timestamp < now() + INTERVAL 99999999 WEEK", None, "9999-12-31T23:59:59.999Z"),
+    ],
+)
+def test_a_range_beyond_the_years_a_time_is_written_in_is_cut_to_them(
+    where: str, since: str | None, until: str | None, estimator: Estimator
+) -> None:
+    # Such a bound was formatted, and counted in the hot store, as it was: a 500 of /ask.
+    found = estimator.estimate(f"SELECT count(*) FROM logs WHERE {where}", int(time.time() * 1000))
+    assert found.time_filtered and found.hot_records is not None
+    assert (found.time_range()["since"], found.time_range()["until"]) == (since, until)
+    assert found.warnings == [] or "timestamp" in where  # (now() on timestamp: its own warning, as a literal)
+
+
 def test_a_very_large_scan_is_warned_about(lake: tuple[SQLiteHotStore, Lake]) -> None:
     small_limit = Estimator(lake[1].engine, Footers(lake[1].objects), very_large_bytes=1000)
     found = small_limit.estimate("SELECT message FROM logs WHERE date = DATE '2026-11-01'")

@@ -47,11 +47,21 @@ def time_bounds(tree: exp.Expression, now_ms: int | None = None) -> TimeBounds:
     untils = [until for _, _, until in reads]
     return TimeBounds(
         all(filtered for filtered, _, _ in reads),
-        None if None in sinces else min(s for s in sinces if s is not None),
-        None if None in untils else max(u for u in untils if u is not None),
+        None if None in sinces else _a_datetime(min(s for s in sinces if s is not None)),
+        None if None in untils else _a_datetime(max(u for u in untils if u is not None)),
         now_ms is not None and any(_from_now(n, now_ms) is not None for n in _compared_with(tree, TIME_COLUMNS)),
         now_ms is not None and any(_from_now(n, now_ms) is not None for n in _compared_with(tree, {"timestamp"})),
     )
+
+
+def _a_datetime(ms: int) -> int:
+    """A bound within the times a datetime holds (years 1 to 9999), which the answer writes: `date <= '9999-12-31'`
+    ends in the year 10000, `now() - INTERVAL 99999999 DAY` starts before the year 1 (they were a 500 of /ask)."""
+    return max(_FIRST_MS, min(ms, _LAST_MS))
+
+
+_FIRST_MS = int(datetime(1, 1, 1, tzinfo=UTC).timestamp() * 1000)
+_LAST_MS = int(datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC).timestamp() * 1000)
 
 
 def time_bounds_of(sql: str, dialect: str, now_ms: int | None = None) -> TimeBounds:

@@ -340,8 +340,10 @@ class SQLiteHotStore(WalCheckpoints, HotStore):
 
     def count_before(self, before_ms: int, at_most: int | None = None) -> int:
         """How many records are timestamped before `before_ms` (counting stops at `at_most`)."""
-        sql = "SELECT count(*) FROM (SELECT 1 FROM logs WHERE id_hi < ? LIMIT ?)"
-        return self.read(sql, (smallest_high(before_ms), -1 if at_most is None else at_most))[0][0]
+        sql = "SELECT count(*) FROM (SELECT 1 FROM logs WHERE id_hi <= ? LIMIT ?)"
+        # (<= the one below: a time past every id's, as an ask's `date <= '9999-12-31'` ends, is all of them)
+        highest = min(smallest_high(before_ms), INT64_LIMIT) - 1
+        return self.read(sql, (highest, -1 if at_most is None else at_most))[0][0]
 
     def newest_ms(self, skip: int = 0, before_ms: int | None = None) -> int | None:
         """The time of the newest record (timestamped before `before_ms`, if given) after the `skip`
