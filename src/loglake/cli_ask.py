@@ -376,11 +376,14 @@ def _show(answer: dict[str, Any], as_json: bool) -> None:
         e = answer["estimate"]
         span = answer["time_range"]
         click.echo(f"\ntime range: {_range_text(span)}")
-        click.echo(
-            f"reads {', '.join(answer['tables'])}: {e['files']:,} of {e['total_files']:,} lake files, "
-            f"{human_bytes(e['bytes'])} of {human_bytes(e['total_bytes'])}"
-            + (f" (their records from {e['data_since']} to {e['data_until']})" if e["data_since"] else "")
-        )
+        if not answer["tables"]:  # (SELECT 1, FROM range(...): "reads : 0 of 0 lake files" said nothing)
+            click.echo("reads no table")
+        else:
+            click.echo(
+                f"reads {', '.join(answer['tables'])}: {e['files']:,} of {e['total_files']:,} lake files, "
+                f"{human_bytes(e['bytes'])} of {human_bytes(e['total_bytes'])}"
+                + (f" (their records from {e['data_since']} to {e['data_until']})" if e["data_since"] else "")
+            )
         if e.get("hot_records"):
             click.echo(f"and {e['hot_records']:,} records not yet in the lake (the hot store; not in the bytes)")
     for warning in answer.get("warnings", []):

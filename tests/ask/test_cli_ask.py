@@ -56,6 +56,13 @@ def test_ask_prints_the_sql_its_estimate_and_runs_it_when_told(data_dir: Path, m
     assert "payments" in table and "records" in table
 
 
+def test_a_query_of_no_table_says_so(data_dir: Path, model_server: ModelServer) -> None:
+    model_server.say(sql_reply("SELECT 1 AS one"))
+    shown = run_cli("ask", "--data-dir", str(data_dir), "what is one?")
+    assert shown.exit_code == 0, shown.output
+    assert "\nreads no table\n" in shown.stdout and "lake files" not in shown.stdout  # was "reads : 0 of 0 lake files"
+
+
 def test_a_range_computed_from_now_is_shown_as_such(data_dir: Path, model_server: ModelServer) -> None:
     """It was shown as "all time (the query names no time)"."""
     last_hour = "SELECT count(*) AS n FROM logs WHERE timestamp >= now() - INTERVAL 1 HOUR LIMIT 10"
