@@ -127,6 +127,10 @@ async def test_a_limit_below_1_is_not_told_it_was_a_string(client: httpx.AsyncCl
     as_text = (await client.post("/query", json={"sql": "SELECT 1", "limit": "5"})).json()["error"]["message"]
     assert as_number == "limit must be a positive integer (at least 1)"
     assert as_text == "limit must be a positive integer (a number, not a string)"
+    as_boolean = (await client.post("/query", json={"sql": "SELECT 1", "limit": True})).json()["error"]["message"]
+    as_fraction = (await client.post("/query", json={"sql": "SELECT 1", "limit": 2.5})).json()["error"]["message"]
+    assert as_boolean == "limit must be a positive integer (a whole number, not true)"  # was "not a string"
+    assert as_fraction == "limit must be a positive integer (a whole number, not 2.5)"
 
 
 # What reached the engine's settings, catalog and server paths through the sandbox (issue 11).

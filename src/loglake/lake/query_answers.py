@@ -77,7 +77,13 @@ def parse_query_request(spec: dict[str, Any]) -> QueryRequest:
     if type(sql) is not str:
         raise refuse("sql", 'send {"sql": "SELECT ..."}: sql must be a string')
     if limit is not None and (type(limit) is not int or limit < 1):  # 0 rows of a query are no answer to it
-        sent = "a number, not a string" if type(limit) is not int else "at least 1"
+        sent = (
+            "at least 1"
+            if type(limit) is int
+            else "a number, not a string"
+            if type(limit) is str
+            else f"a whole number, not {_encode(limit).decode():.40}"  # true, 2.5: "not a string" misled
+        )
         raise refuse("limit", f"limit must be a positive integer ({sent})")
     if timeout is not None and (type(timeout) not in (int, float) or not timeout > 0):
         raise refuse("timeout_seconds", "timeout_seconds must be a positive number")
