@@ -7,6 +7,7 @@ import asyncio
 import codecs
 import gzip
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -365,3 +366,56 @@ async def test_a_gzipped_body_without_its_content_encoding_is_told_to_add_it(
     assert answer.status_code == 400
     assert "add Content-Encoding: gzip" in answer.text
     assert (await client.post("/query", json={"sql": "SELECT count(*) FROM logs"})).json()["rows"] == [[0]]
+
+
+def otlp_export(*messages: str) -> bytes:
+    """An ExportLogsServiceRequest in protobuf of one record a message."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    export = ExportLogsServiceRequest()
+    records = export.resource_logs.add().scope_logs.add().log_records
+    for message in messages:
+        records.add().body.string_value = message
+    return export.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "body"),
+    [
+        ("/logs", "application/x-ndjson", b'{"message":"one"}\n{"message":"two"}\n'),
+        (
+            "/_bulk",
+            "application/x-ndjson",
+            b'{"create":{"_index":"a"}}\n{"message":"one"}\n{"create":{"_index":"a"}}\n{"message":"two"}\n',
+        ),
+        ("/services/collector/event", "application/json", b'{"event":"one"}{"event":"two"}'),
+        ("/services/collector/raw", "text/plain", b"one\ntwo\n"),
+        ("/v1/logs", "application/x-protobuf", otlp_export("one", "two")),
+        (
+            "/loki/api/v1/push",
+            "application/json",
+            b'{"streams":[{"stream":{},"values":[["%d","one"],["%d","two"]]}]}' % ((time.time_ns(),) * 2),
+        ),
+    ],
+)
+async def test_a_body_of_several_gzip_members_is_read_whole(
+    client: httpx.AsyncClient, path: str, content_type: str, body: bytes
+) -> None:
+    """Its halves gzipped one after the other (`cat a.gz b.gz`), as gzip and Go's and Java's readers take them: the
+    first member alone was read, and what the others held was answered stored and dropped, or failed to parse."""
+    half = len(body) // 2
+    members = gzip.compress(body[:half]) + gzip.compress(body[half:])
+    headers = {"content-type": content_type, "content-encoding": "gzip"}
+    answer = await client.post(path, content=members, headers=headers)
+    assert answer.status_code < 300, answer.text
+    rows = (await client.post("/query", json={"sql": "SELECT message FROM logs ORDER BY 1"})).json()["rows"]
+    assert rows == [["one"], ["two"]]
+
+
+async def test_padding_after_gzip_data_is_ignored_and_other_bytes_refused(client: httpx.AsyncClient) -> None:
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    zipped = gzip.compress(b'{"message":"padded"}')
+    assert (await client.post("/logs", content=zipped + b"\0" * 512, headers=headers)).status_code == 201
+    refused = await client.post("/logs", content=zipped + b"trailing", headers=headers)
+    assert refused.status_code == 400
+    assert "8 bytes after its gzip data are not gzip" in refused.json()["error"]["message"]
