@@ -397,6 +397,7 @@ def otlp_export(*messages: str) -> bytes:
             b'{"streams":[{"stream":{},"values":[["%d","one"],["%d","two"]]}]}' % ((time.time_ns(),) * 2),
         ),
     ],
+    ids=["logs", "bulk", "hec-event", "hec-raw", "otlp", "loki"],  # (the same in every xdist worker: no time in them)
 )
 async def test_a_body_of_several_gzip_members_is_read_whole(
     client: httpx.AsyncClient, path: str, content_type: str, body: bytes

@@ -261,7 +261,7 @@ def test_each_package_brings_its_own_tables(tmp_path: Path) -> None:
         lake_tables = {"flushes", "lake_files", "lake_garbage", "bulk_batches"}
         amplify_tables = {"amplify_watermarks", "amplify_runs"}
         assert tables_of(store.path) == {"logs", "flushed_client_ids", "schema_versions"} | lake_tables | amplify_tables
-        assert store.read("SELECT name, version FROM schema_versions ORDER BY name") == [("amplify", 1), ("lake", 4)]
+        assert store.read("SELECT name, version FROM schema_versions ORDER BY name") == [("amplify", 2), ("lake", 4)]
     finally:
         store.close()
 
@@ -278,8 +278,9 @@ def test_a_database_from_before_packages_kept_their_schemas_opens_with_its_data(
             " 1, 2, 3, 4, 5, 1)"
         )
     )
-    store.run_in_writer(lambda conn: conn.execute("INSERT INTO amplify_watermarks VALUES ('shop', 10, 11)"))
+    store.run_in_writer(lambda conn: conn.execute("INSERT INTO amplify_watermarks VALUES ('shop', 10, 11, NULL)"))
     store.run_in_writer(lambda conn: conn.execute("DROP TABLE schema_versions"))
+    store.run_in_writer(lambda conn: conn.execute("ALTER TABLE amplify_watermarks DROP COLUMN rechecked_ms"))  # later
     store.run_in_writer(lambda conn: conn.execute("ALTER TABLE flushes DROP COLUMN owner"))  # came later
     store.run_in_writer(lambda conn: conn.execute("DROP TABLE bulk_batches"))  # came later too
     store.run_in_writer(lambda conn: conn.execute("ALTER TABLE lake_files DROP COLUMN final"))  # and this
@@ -292,8 +293,8 @@ def test_a_database_from_before_packages_kept_their_schemas_opens_with_its_data(
         assert reopened.read("SELECT key, records, final FROM lake_files") == [
             ("type=app_logs/date=2026-11-01/part-a.parquet", 3, 1)  # (an older file is taken as final)
         ]
-        assert reopened.read("SELECT app, until_ms FROM amplify_watermarks") == [("shop", 10)]
-        assert reopened.read("SELECT name, version FROM schema_versions ORDER BY name") == [("amplify", 1), ("lake", 4)]
+        assert reopened.read("SELECT app, until_ms, rechecked_ms FROM amplify_watermarks") == [("shop", 10, None)]
+        assert reopened.read("SELECT name, version FROM schema_versions ORDER BY name") == [("amplify", 2), ("lake", 4)]
     finally:
         reopened.close()
 
