@@ -306,6 +306,16 @@ def test_a_url_with_an_endpoint_in_it_is_told_to_be_the_servers_address(
     assert "LOGLAKE_URL is the server's address, like http://127.0.0.1:8080, without /logs" in result.output
 
 
+def test_a_url_of_a_web_ui_page_is_told_to_be_the_servers_address(server: ServerProcess, admin_key: str) -> None:
+    """LOGLAKE_URL=http://host:8080/ui/ (the address the server prints for the web UI) made `loglake recent` fail
+    with `HTTP 303: See Other` alone: the UI's redirect to its sign-in page, which the client does not follow (a
+    new-user trial)."""
+    result = run("recent", "--url", server.url + "/ui/", "--api-key", admin_key)
+    assert result.exit_code == 1
+    assert "LOGLAKE_URL is the server's address, like http://127.0.0.1:8080, without /ui" in result.output
+    assert "redirected to /login" in result.output
+
+
 def test_get_prints_one_record(server: ServerProcess, admin_key: str):
     message = unique("fetch me")
     log_id = run("send", "--url", server.url, "--api-key", admin_key, message).stdout.strip()

@@ -17,9 +17,10 @@ def is_http_url(text: str) -> bool:
 
 def endpoint_in(server_url: str, status: int) -> str:
     """The path a client's server url holds after the address (`logs` of http://host:8080/logs) when the server
-    answered 404 or 405: the client adds its endpoint's path to the url, so the url should be the address alone;
-    "" otherwise."""
-    return urlsplit(server_url).path.strip("/") if status in (404, 405) else ""
+    answered 404 or 405, or redirected (a web UI page's url: /ui/logs/recent goes to the sign-in page, which a client
+    does not follow): the client adds its endpoint's path to the url, so the url should be the address alone; ""
+    otherwise."""
+    return urlsplit(server_url).path.strip("/") if status in (404, 405) or 300 <= status < 400 else ""
 
 
 def without_password(url: str) -> str:
