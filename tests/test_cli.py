@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import functools
+import http.server
 import importlib.metadata
 import io
 import json
@@ -11,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -314,6 +317,20 @@ def test_a_url_of_a_web_ui_page_is_told_to_be_the_servers_address(server: Server
     assert result.exit_code == 1
     assert "LOGLAKE_URL is the server's address, like http://127.0.0.1:8080, without /ui" in result.output
     assert "redirected to /login" in result.output
+
+
+def test_a_url_of_a_web_server_that_is_not_loglake_says_so_without_its_page(tmp_path: Path) -> None:
+    """Its HTML error page was printed as the message (`HTTP 501: <!DOCTYPE HTML>...`: a new-user trial)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as web:
+        threading.Thread(target=web.serve_forever, daemon=True).start()
+        try:
+            result = run("recent", "--url", f"http://127.0.0.1:{web.server_address[1]}", "--api-key", "llk_x")
+        finally:
+            web.shutdown()
+    assert result.exit_code == 1
+    said = result.stderr.splitlines()[-1]  # (the web server logs its requests to stderr too)
+    assert said == "Error: HTTP 404: File not found, an HTML page: is --url / LOGLAKE_URL a loglake server?"
 
 
 def test_get_prints_one_record(server: ServerProcess, admin_key: str):

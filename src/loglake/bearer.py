@@ -14,6 +14,8 @@ def bearer_header(api_key: str) -> str:
     control character, or the `…` of a hint `loglake keys list` shortened), naming the character, never the key:
     httpx's own error quoted the whole header, or was a traceback."""
     key = api_key.strip()
+    if key.lower().startswith("bearer "):  # (copied from a curl line's header)
+        raise ValueError("the API key starts with `Bearer `: give the key alone (llk_...), without it")
     for position, character in enumerate(key, 1):
         if character not in _KEY_CHARACTERS:
             name = unicodedata.name(character, f"U+{ord(character):04X}")

@@ -234,6 +234,8 @@ def _error(response: httpx.Response, endpoint: str = "") -> ClientError:
         message, details, code = error["message"], error.get("details", []), error.get("code")
     except (ValueError, KeyError, TypeError):
         message, details, code = response.text[:200] or response.reason_phrase, [], None
+        if "html" in response.headers.get("content-type", ""):  # (a web server's error page, not loglake's answer)
+            message = f"{response.reason_phrase}, an HTML page: is --url / LOGLAKE_URL a loglake server?"
     if response.is_redirect:  # (not followed: where it goes says what the url reached, a sign-in page, https, ...)
         message = f"{message}, redirected to {response.headers['location']}"
     # (A 403 says itself what is missing: the scope it needs and how to make a key with it, or the browser origin.)

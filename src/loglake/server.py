@@ -42,7 +42,7 @@ def ensure_first_key(settings: Settings, out: TextIO) -> str | None:
     if new is None:
         _say_missing_keys(active, settings, out)
         return None
-    base = f"http://{_url_host(settings.host)}:{settings.port}"
+    base = f"http://{_reachable_host(settings.host)}:{settings.port}"
     point = ""  # the commands' --url default is not this server: say how to point them at it
     if base != DEFAULT_URL:
         point = f"\nPoint the loglake commands at this server:\n\n    export {env_name('url')}={base}\n"
@@ -286,3 +286,9 @@ def _loop() -> str:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def _reachable_host(host: str) -> str:
+    """The host of a URL to reach this server from here: loopback for a wildcard bind (every address), which is
+    no address to send to, for all that Linux takes 0.0.0.0 for one."""
+    return _url_host({"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host))

@@ -71,6 +71,12 @@ def test_a_key_holding_what_no_key_holds_is_refused_without_quoting_it(api_key: 
     assert "abcd" not in str(raised.value) and "ab\x01" not in str(raised.value)
 
 
+def test_a_key_given_with_its_bearer_word_says_to_give_the_key_alone() -> None:
+    """LOGLAKE_API_KEY="Bearer llk_..." (copied from a curl line) said it held SPACE at character 7."""
+    with pytest.raises(ValueError, match=r"^the API key starts with `Bearer `: give the key alone"):
+        LoglakeHandler("http://127.0.0.1:9", "Bearer llk_abcd")
+
+
 def test_the_bounds_themselves_are_taken() -> None:
     for options in ({"batch_size": 10_000, "flush_timeout": 0}, {"batch_size": 1, "queue_size": 1, "timeout": 0.5}):
         handler = LoglakeHandler("https://logs.example.invalid/prefix/", "llk_x", flush_interval=0.01, **options)

@@ -132,6 +132,9 @@ async def test_the_session_gives_the_keys_rate_limit_else_the_servers(app: Logla
         ("127.0.0.1", 9123, "export LOGLAKE_URL=http://127.0.0.1:9123"),
         ("::1", 8080, "export LOGLAKE_URL=http://[::1]:8080"),
         ("127.0.0.1", 8080, None),  # the commands' default: nothing to set
+        # a wildcard bind is reached at loopback (http://0.0.0.0:9123 was printed: no address to send to)
+        ("0.0.0.0", 9123, "export LOGLAKE_URL=http://127.0.0.1:9123"),
+        ("::", 8080, "export LOGLAKE_URL=http://[::1]:8080"),
     ],
 )
 def test_the_first_start_says_how_to_point_the_cli_at_the_server(
@@ -141,4 +144,6 @@ def test_the_first_start_says_how_to_point_the_cli_at_the_server(
     assert ensure_first_key(Settings(data_dir=tmp_path, host=host, port=port), out) is not None
     banner = out.getvalue()
     assert (told in banner) if told else ("LOGLAKE_URL" not in banner)
-    assert f"{host if ':' not in host else f'[{host}]'}:{port}/ui/ in a browser" in banner
+    reached = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    assert f"{reached if ':' not in reached else f'[{reached}]'}:{port}/ui/ in a browser" in banner
+    assert "0.0.0.0" not in banner and "[::]" not in banner
