@@ -52,6 +52,24 @@ CASES = [
     # pino's and bunyan's numbers, as Elasticsearch bulk's sources map them (they stayed attributes); a number in
     # `severity` is none of theirs
     ({"event": "g", "fields": {"severity": 50, "level": 50}}, ("g", None, None, "error", None, b'{"severity":50}')),
+    # the OpenTelemetry Collector's splunk_hec exporter: its severity in fields, the number first (they were kept as
+    # attributes, every record info); a text that says another severity than its number stays
+    (
+        {
+            "time": 1426279439.5,
+            "host": "web-1",
+            "source": "otel",
+            "sourcetype": "otel",
+            "event": "h",
+            "fields": {"otel.log.severity.text": "ERROR", "otel.log.severity.number": 17, "service.name": "api"},
+        },
+        ("h", 1426279439500, "api", "error", "otel", b'{"host":"web-1","source":"otel","sourcetype":"otel"}'),
+    ),
+    (
+        {"event": "i", "fields": {"otel.log.severity.text": "Fine", "otel.log.severity.number": 5}},
+        ("i", None, None, "debug", None, b'{"otel.log.severity.text":"Fine"}'),
+    ),
+    ({"event": "j", "fields": {"otel.log.severity.text": "warn"}}, ("j", None, None, "warning", None, b"")),
 ]
 
 
@@ -59,7 +77,9 @@ def records(body: bytes) -> list[tuple]:
     return column_rows(splunk.event_columns(body))
 
 
-@pytest.mark.parametrize("only", [[0, 0], [0, 1, 2, 3, 4, 5, 6]], ids=["each-names-its-severity-and-service", "varied"])
+@pytest.mark.parametrize(
+    "only", [[0, 0], [0, 1, 2, 3, 4, 5, 6], [7, 8, 9]], ids=["each-names-its-severity-and-service", "varied", "otel"]
+)
 def test_a_batch_maps_each_event_as_the_event_by_event_path_does(only: list[int]) -> None:
     events = [json.dumps(CASES[i][0]).encode() for i in only]
     expected = [CASES[i][1] for i in only]

@@ -6,7 +6,7 @@ import functools
 import re
 
 from loglake.field_names import NUMERIC_LEVELS
-from loglake.model import SEVERITY_ALIASES, is_valid_name
+from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, is_valid_name
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 # The record severity (its label) of each level word loggers and shippers write (model.SEVERITY_ALIASES): looked up
@@ -28,6 +28,19 @@ def level_severity(value: object) -> str | None:
     if type(value) is not str:
         return None
     return _LEVELS.get(value) or _LEVELS.get(value.lower())
+
+
+# OpenTelemetry's severity_number 1-24 in four steps per level: TRACE, DEBUG, INFO, WARN, ERROR, FATAL (logs data
+# model), each the record severity it is; 0 (unspecified) none.
+OTEL_SEVERITIES = [None, *(SEVERITY_NAMES[level] for level in (0, 0, 1, 2, 3, 4) for _ in range(4))]
+
+
+def otel_severity(value: object) -> str | None:
+    """The record severity of an OpenTelemetry severity number (sent as a number, or its digits as text); None
+    for 0 (unspecified) and what is none."""
+    if type(value) is str and value.isdigit() and len(value) <= 2:
+        value = int(value)
+    return OTEL_SEVERITIES[value] if type(value) is int and 0 < value < len(OTEL_SEVERITIES) else None
 
 
 def logger_level_severity(value: object) -> str | None:

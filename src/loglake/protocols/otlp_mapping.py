@@ -37,9 +37,9 @@ from loglake.protocols.mapping import (
     TRACE_ID_FIELD,
     service_name,
 )
+from loglake.protocols.names import OTEL_SEVERITIES
 
-# severity_number 1-24 in four steps per level: TRACE, DEBUG, INFO, WARN, ERROR, FATAL (logs data model).
-_BY_NUMBER = [None, *(SEVERITY_NAMES[level] for level in (0, 0, 1, 2, 3, 4) for _ in range(4))]
+_BY_NUMBER = OTEL_SEVERITIES
 _encode = msgspec.json.Encoder().encode
 # Attributes made JSON, by encoding, the scope's common attributes (JSON) and the record's set (see _attribute_texts).
 _MADE: dict[tuple[Encoding, bytes, Hashable], bytes] = {}

@@ -15,10 +15,13 @@ import pyarrow.compute as pc
 from loglake.ingest_columns import binary_array
 from loglake.protocols.columns import RecordColumns
 from loglake.protocols.mapping import take_ids
-from loglake.protocols.names import level_severity, logger_level_severity, safe_name
+from loglake.protocols.names import level_severity, logger_level_severity, otel_severity, safe_name
 
 METADATA = ("host", "source", "sourcetype", "index")
 SEVERITY_FIELDS = ("severity", "level")  # the first that names a severity is the record's
+# Else the severity the OpenTelemetry Collector's splunk_hec exporter sends in `fields` (its otel_to_hec_fields
+# defaults), the number first, as OTLP maps a record's.
+OTEL_SEVERITY_NUMBER, OTEL_SEVERITY_TEXT = "otel.log.severity.number", "otel.log.severity.text"
 SERVICE_FIELDS = ("service.name", "service")
 _encode = msgspec.json.Encoder().encode
 
@@ -48,14 +51,22 @@ _decode_plain_fields = msgspec.json.Decoder(dict[str, str | int | float | bool |
 
 def take_severity(fields: dict[str, Any]) -> str | None:
     """A `severity` or `level` naming a severity becomes the record's (and leaves the attributes): a word, or for
-    `level` pino's and bunyan's number (50 is error), as Elasticsearch bulk's sources map them."""
+    `level` pino's and bunyan's number (50 is error), as Elasticsearch bulk's sources map them; else the
+    OpenTelemetry Collector's severity number or text."""
     for key in SEVERITY_FIELDS:
         value = fields.get(key)
         severity = logger_level_severity(value) if key == "level" else level_severity(value)
         if severity is not None:
             del fields[key]
             return severity
-    return None
+    by_number = otel_severity(fields.get(OTEL_SEVERITY_NUMBER))
+    by_text = level_severity(fields.get(OTEL_SEVERITY_TEXT))
+    severity = by_number or by_text
+    if by_number is not None:
+        del fields[OTEL_SEVERITY_NUMBER]
+    if by_text is not None and by_text == severity:  # (a text saying another severity than its number is kept)
+        del fields[OTEL_SEVERITY_TEXT]
+    return severity
 
 
 def take_service(fields: dict[str, Any]) -> str | None:
