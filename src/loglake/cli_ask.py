@@ -312,7 +312,9 @@ class _RemoteSession(_Session):
         self.client = client
 
     def _ask(self, text: str, run: bool) -> dict[str, Any]:
-        body = {"question": text, "conversation_id": self.conversation_id, "run": run, "time_zone": self.time_zone}
+        # (never run: ask() runs the answer through POST /query once it is shown, so a run refused, a time-out, is
+        # said after the SQL, not instead of it)
+        body = {"question": text, "conversation_id": self.conversation_id, "time_zone": self.time_zone}
         with _errors():
             return self.client.ask(body)
 

@@ -105,6 +105,21 @@ async def test_run_true_answers_the_rows_as_post_query_does(
     assert answer["result"]["columns"] == direct["columns"]
 
 
+async def test_a_run_that_fails_answers_its_error_with_the_answer_beside_it(
+    reader: httpx.AsyncClient, model_server: ModelServer
+) -> None:
+    """Only the run's error came back: the SQL, its estimate and the conversation, which the model's call made, were
+    lost (the SQL trial)."""
+    model_server.say(sql_reply("SELECT CAST(service AS INTEGER) AS n FROM logs"))
+    failed = await reader.post("/ask", json={"question": "services as numbers?", "run": True})
+    assert failed.status_code == 400, failed.text
+    body = failed.json()
+    direct = (await reader.post("/query", json={"sql": body["answer"]["sql"]})).json()
+    assert body["error"] == direct["error"]
+    assert body["answer"]["sql"].startswith("SELECT") and body["answer"]["conversation_id"]
+    assert "result" not in body["answer"] and body["answer"]["estimate"]["files"] == DAYS
+
+
 async def test_refused_answers_go_back_to_the_model_with_the_reason(
     reader: httpx.AsyncClient, model_server: ModelServer
 ) -> None:

@@ -213,6 +213,12 @@ def test_ask_through_a_running_server(
     assert chat.exit_code == 0, chat.output
     assert "Error: HTTP 502: the model's answers were refused 3 times" in chat.stderr
     assert "payments" in chat.stdout.rsplit("COUNT(*) AS records", 1)[1]  # /run ran the last answer (POST /query)
+    model_server.replies.clear()
+    model_server.say(sql_reply("SELECT CAST(service AS INTEGER) AS n FROM logs"))
+    failed = run_cli("ask", "--url", server.url, "--run", "services as numbers")  # (its error came alone)
+    assert failed.exit_code == 1 and "CAST(service AS INT" in failed.stdout and "HTTP 400" in failed.stderr, (
+        failed.output
+    )
 
 
 def test_through_a_server_without_a_model_it_says_so_before_the_prompt_and_whose_settings_they_are(

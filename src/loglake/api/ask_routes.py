@@ -179,8 +179,23 @@ async def ask(app: LoglakeApp, request: Request) -> Result:
     answer = await _asked(asking, answer_it, request)
     asking.outcomes.inc(("cached" if answer["cached"] else "answered",))
     if body.run and answer["sql"] is not None:
-        answer["result"] = await _run(app, request, answer["sql"])
+        try:
+            answer["result"] = await _run(app, request, answer["sql"])
+        except ApiError as e:
+            raise RunRefused(e, answer) from None
     return Result(200, answer)
+
+
+class RunRefused(ApiError):
+    """The run of an answer's SQL refused (a time-out, too large, busy): POST /query's error, with the answer beside
+    it (its SQL, estimate and conversation), which the model's call made and the client would lose otherwise."""
+
+    def __init__(self, error: ApiError, answer: dict[str, Any]) -> None:
+        super().__init__(error.status, error.code, error.message, error.details, error.headers)
+        self.answer = answer
+
+    def body(self) -> dict[str, Any]:
+        return super().body() | {"answer": self.answer}
 
 
 async def explain(app: LoglakeApp, request: Request) -> Result:
@@ -318,7 +333,8 @@ OPENAPI_PATHS = {
             "row-group pruning, the span of those records, and `hot_records` not yet in the lake, read too) and "
             "warnings. "
             "Nothing runs unless `run` is true; then the rows come as POST /query's answer, under `result`, "
-            "with the scope and limits of POST /query. `conversation_id` continues a conversation of the same key.",
+            "with the scope and limits of POST /query; a run POST /query would refuse is its error, with the "
+            "answer beside it as `answer`. `conversation_id` continues a conversation of the same key.",
             "requestBody": json_request(
                 {
                     "type": "object",
