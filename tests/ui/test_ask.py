@@ -153,6 +153,15 @@ def test_a_range_computed_from_now_is_shown_with_the_warning_that_it_prunes_noth
     assert "computed from now(), which prunes no lake files" in turn.locator(".warnings").inner_text()
 
 
+def test_an_answer_that_reads_no_table_says_so(page, asking, model):
+    """Its "Reads" was empty (SELECT 1; the SQL trial)."""
+    sign_in(page, asking)
+    page.goto(asking.url + "/ui/ask")
+    model.say(sql_reply("SELECT 1 AS one"))
+    ask(page, "one?")
+    assert page.locator(".turn").last.locator("dd").first.inner_text() == "no table"
+
+
 def test_the_ask_page_is_accessible_in_both_themes_and_fits_a_phone(page, asking, model):
     sign_in(page, asking)
     page.goto(asking.url + "/ui/ask")

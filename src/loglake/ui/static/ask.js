@@ -159,7 +159,7 @@ function scanFacts(answer) {
   const detail = e && e.data_since ? ` (${counted(e.row_groups, "row group")}, at most ${counted(e.rows, "row")}, records from ${when(e.data_since)} → ${when(e.data_until)})` : "";
   const hot = e && e.hot_records ? `; and ${counted(e.hot_records, "record")} not yet in the lake (the hot store, not in the bytes)` : "";
   return h("dl", { class: "facts" },
-    h("dt", { text: "Reads" }), h("dd", { text: answer.tables.join(", ") }),
+    h("dt", { text: "Reads" }), h("dd", { text: answer.tables.length ? answer.tables.join(", ") : "no table" }),
     h("dt", { text: "Time range" }), h("dd", { text: range }),
     h("dt", { text: "Would scan" }), h("dd", { text: e ? lake + detail + hot : "–" }));
 }
