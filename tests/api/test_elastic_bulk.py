@@ -637,6 +637,16 @@ async def test_the_setup_calls_of_beats_logstash_and_vector_are_answered(client:
     for path in ("/_refresh", "/node-es/_refresh"):  # the bulk helper's refreshOnCompletion (a 404: the Node.js trial)
         refreshed = await client.post(path)
         assert refreshed.json() == {"_shards": {"total": 1, "successful": 1, "failed": 0}}, refreshed.text
+    # GET in the shape Elasticsearch gives each kind (it answered {}: a script reading index_templates failed)
+    shapes = {
+        "_index_template": lambda got: got["index_templates"][0]["name"],
+        "_template": lambda got: next(iter(got)),
+        "_component_template": lambda got: got["component_templates"][0]["name"],
+        "_ilm/policy": lambda got: next(iter(got)) if "policy" in got["filebeat-9.0.0"] else None,
+        "_ingest/pipeline": lambda got: next(iter(got)) if "processors" in got["filebeat-9.0.0"] else None,
+    }
+    for kind, named in shapes.items():
+        assert named((await client.get(f"/{kind}/filebeat-9.0.0")).json()) == "filebeat-9.0.0", kind
     for kind in ("_index_template", "_template", "_component_template", "_ilm/policy", "_ingest/pipeline"):
         assert (await client.head(f"/{kind}/filebeat-9.0.0")).status_code == 200
         put = await client.put(f"/{kind}/filebeat-9.0.0", json={"index_patterns": ["filebeat-*"]})

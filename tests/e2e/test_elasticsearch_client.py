@@ -193,6 +193,9 @@ def test_the_clients_index_calls_are_answered_as_elasticsearch_answers_them(serv
         with pytest.raises(ApiError) as refused:
             es.indices.delete(index="newidx")
         assert refused.value.meta.status == 405 and "does not delete indices" in str(refused.value)
+        # a setup script's look before installing: each exists, in Elasticsearch's shape (it answered {})
+        assert es.indices.get_index_template(name="logs")["index_templates"][0]["name"] == "logs"
+        assert "logs" in es.ilm.get_lifecycle(name="logs") and "logs" in es.ingest.get_pipeline(id="logs")
     assert [log["message"] for log in recent(url, key, log_type="newidx")] == ["after create"]
 
 

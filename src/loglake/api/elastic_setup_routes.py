@@ -6,7 +6,8 @@ answered as Elasticsearch would answer them for a cluster that needs nothing set
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from loglake import __version__
 from loglake.api.elastic_routes import ERROR_TYPES, PRODUCT, ElasticError, answer, checked_parameters
@@ -121,9 +122,25 @@ async def refresh(app: LoglakeApp, request: Request, index: str | None = None) -
 
 async def setup_exists(app: LoglakeApp, request: Request, name: str) -> Result:
     """An index template, lifecycle policy or ingest pipeline (Beats and Logstash install them before
-    sending unless told not to): each "exists", so they install nothing; loglake needs none."""
-    taken, _ = elastic_params.SETUP_PARAMS[_setup_kind(request, name)]
-    return answer({}, checked_parameters(request, taken))
+    sending unless told not to): each "exists", so they install nothing; loglake needs none. GET answers in the
+    shape Elasticsearch gives that kind, an empty one (a script reading `index_templates` met a KeyError)."""
+    kind = _setup_kind(request, name)
+    taken, _ = elastic_params.SETUP_PARAMS[kind]
+    return answer(_EXISTING[kind](name), checked_parameters(request, taken))
+
+
+# What Elasticsearch answers a GET of each kind with, the thing itself empty.
+_EXISTING: dict[str, Callable[[str], dict[str, Any]]] = {
+    "_index_template": lambda name: {
+        "index_templates": [{"name": name, "index_template": {"index_patterns": [], "composed_of": []}}]
+    },
+    "_template": lambda name: {name: {"order": 0, "index_patterns": [], "settings": {}, "mappings": {}, "aliases": {}}},
+    "_component_template": lambda name: {
+        "component_templates": [{"name": name, "component_template": {"template": {}}}]
+    },
+    "_ilm/policy": lambda name: {name: {"version": 1, "policy": {"phases": {}}}},
+    "_ingest/pipeline": lambda name: {name: {"processors": []}},
+}
 
 
 async def setup_put(app: LoglakeApp, request: Request, name: str) -> Result:
