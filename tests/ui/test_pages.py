@@ -483,6 +483,24 @@ def test_an_alert_changed_meanwhile_is_drawn_again_as_it_is_with_who_changed_it(
     assert page.get_by_role("button", name="Acknowledge").count() == 0  # (resolved: nothing more to do)
 
 
+def test_a_double_click_acknowledges_once_and_says_no_one_else_did(page, loglake):
+    """A double click on Acknowledge sent it twice: the second's 409 drew the alert again under "already
+    acknowledged by admin ... The alert is shown as it is now", as if someone else had changed it."""
+    alert_id = str(uuid.uuid4())
+    raise_alert(loglake, id=alert_id, title="Clicked twice", level="high")
+    sign_in(page, loglake)
+    changes: list[str] = []
+    page.on("request", lambda r: changes.append(r.url) if r.method == "POST" and "/alerts/" in r.url else None)
+    page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
+    page.get_by_label("Note (optional)").fill("on it")
+    page.get_by_role("button", name="Acknowledge").dblclick()
+    page.get_by_text("acknowledged by admin").wait_for()
+    page.wait_for_load_state("networkidle")
+    assert changes == [f"{loglake.url}/alerts/{alert_id}/acknowledge"]
+    assert page.get_by_text("The alert is shown as it is now").count() == 0
+    assert page.get_by_role("button", name="Resolve").is_enabled()  # (drawn again, its buttons usable)
+
+
 @contextmanager
 def _alert_whose_trigger_is_dead(loglake, rule_title: str, title: str) -> Iterator[tuple[Receiver, str]]:
     """An alert routed to a webhook that refused its trigger (400, dead-lettered): the receiver, and the id."""

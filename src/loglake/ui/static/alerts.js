@@ -183,20 +183,25 @@ function statusChange(alert, reload) {
   if (alert.status === "resolved") return null;
   const note = h("input", { type: "text", name: "note", "aria-label": "Note (optional)", placeholder: "note (optional)", maxlength: 1000 });
   const message = h("p", { role: "status" });
+  const buttons = [];
   const change = (action) => async () => {
+    // One change at a time: a double click sent it twice, and the second's 409 ("already acknowledged by admin")
+    // said the person's own change was someone else's
+    for (const control of [note, ...buttons]) control.disabled = true;
     try {
       await api(`/alerts/${alert.id}/${action}`, { method: "POST", body: note.value ? { note: note.value } : {} });
       reload();
     } catch (error) {
+      for (const control of [note, ...buttons]) control.disabled = false;
       // Changed meanwhile (by someone else, in another tab): drawn again as it is now, with why (it showed its old
       // status and buttons under the error)
       if (error.status === 409) reload(`${error.message}. The alert is shown as it is now.`);
       else replace(message, errorBox(error));
     }
   };
-  return h("div", { class: "toolbar status-change" }, note,
-    alert.status === "open" ? h("button", { type: "button", class: "primary", text: "Acknowledge", onclick: change("acknowledge") }) : null,
-    h("button", { type: "button", text: "Resolve", onclick: change("resolve") }), message);
+  if (alert.status === "open") buttons.push(h("button", { type: "button", class: "primary", text: "Acknowledge", onclick: change("acknowledge") }));
+  buttons.push(h("button", { type: "button", text: "Resolve", onclick: change("resolve") }));
+  return h("div", { class: "toolbar status-change" }, note, buttons, message);
 }
 
 // A dead delivery can be sent again (alerts scope): the server's worker sends it once, attempts reset.
