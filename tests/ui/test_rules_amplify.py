@@ -72,3 +72,27 @@ def test_a_server_with_no_amplify_app_says_how_to_collect_one(page, tmp_path):
     assert "JSON configuration" in said and "toml" not in said, said
     assert "--amplify-config amplify.json" in said and "loglake amplify collect --config amplify.json" in said, said
     assert "loglake amplify import" in said, said
+
+
+def test_a_per_day_reports_chart_draws_its_measure_not_the_requests(page, loglake):
+    """ "Bytes served per day" and "Cache hit ratio per day" both charted their first number, the requests: two
+    charts alike under titles naming bytes and a ratio."""
+    with loglake.client() as c:
+        answer = c.get("/amplify/reports", params={"app": "shop", "since": "7d"}).json()
+    reports = {r["name"]: r for r in answer["reports"]}
+    sign_in(page, loglake)
+    page.goto(f"{loglake.url}/ui/amplify?app=shop&range=7d")
+    page.locator("article.report svg.chart").first.wait_for()
+    for name, column in (("bytes_served", "bytes"), ("cache_hit_ratio", "hit_percent")):
+        report = reports[name]
+        article = page.locator("article.report", has=page.get_by_role("heading", name=report["title"]))
+        chart = article.locator("svg.chart")
+        bars = [bar.splitlines()[0] for bar in chart.locator("g > title").all_text_contents()]
+        assert [bar.split(": ")[0] for bar in bars] == [row[0] for row in report["rows"]]
+        assert all(bar.endswith(f" {column}") for bar in bars), bars
+        assert chart.locator("> title").text_content().startswith(f"{column} over time, highest bar ")
+    # the axis writes the highest day's bytes as the table does
+    highest = max(row[2] for row in reports["bytes_served"]["rows"])
+    axis = page.locator("article.report", has_text="Bytes served per day").locator(".axis-max").inner_text()
+    cells = page.locator("article.report", has_text="Bytes served per day").locator("td.num").all_inner_texts()
+    assert axis.endswith("iB") and axis in cells, (axis, highest, cells)

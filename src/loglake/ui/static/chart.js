@@ -15,8 +15,8 @@ function svg(tag, attrs = {}, text) {
 // from/to (ms): the window the bars count, when it is not whole buckets (the last hour ends now, inside
 // a bucket): the axis spans it, and the bars at its ends are cut to it.
 // onZoom(fromMs, toMs) is called when the person drags across the chart. perBar: the axis names bars (a
-// chart per day) rather than times.
-export function stackedBars(bars, { height = 120, onZoom, label = "records", from, to, perBar = false, tickFormat = (ms) => formatTime(ms) } = {}) {
+// chart per day) rather than times. valueFormat: how the axis writes the highest bar (bytes as KiB, MiB).
+export function stackedBars(bars, { height = 120, onZoom, label = "records", from, to, perBar = false, tickFormat = (ms) => formatTime(ms), valueFormat = formatCount } = {}) {
   const width = 1000;
   const top = 4, bottom = 0;
   const first = from ?? (bars.length ? bars[0].start : 0);
@@ -49,7 +49,7 @@ export function stackedBars(bars, { height = 120, onZoom, label = "records", fro
   // The labels are HTML under the chart: text inside a stretched SVG would be stretched with it.
   const ticks = perBar ? barTicks(bars, (ms) => x(ms) / width, tickFormat)
     : [0, 1, 2, 3, 4].map((i) => h("span", { text: tickFormat(first + (span * i) / 4) }));
-  return h("figure", { class: "chart-box" }, h("span", { class: "axis-max", text: formatCount(max) }), root,
+  return h("figure", { class: "chart-box" }, h("span", { class: "axis-max", text: valueFormat(max) }), root,
     h("div", { class: perBar ? "ticks bar-ticks" : "ticks" }, ticks));
 }
 
