@@ -3,7 +3,10 @@ drawn per day, and an app's saved reports with the collection's status."""
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
+from datetime import UTC, datetime
 
 import pytest
 
@@ -96,3 +99,27 @@ def test_a_per_day_reports_chart_draws_its_measure_not_the_requests(page, loglak
     axis = page.locator("article.report", has_text="Bytes served per day").locator(".axis-max").inner_text()
     cells = page.locator("article.report", has_text="Bytes served per day").locator("td.num").all_inner_texts()
     assert axis.endswith("iB") and axis in cells, (axis, highest, cells)
+
+
+def test_a_collection_runs_start_is_shown_in_the_zone_of_every_time_on_the_page(page, loglake):
+    """The runs table wrote its start as the stored text (2026-11-16T00:00:00Z) beside times in the chosen zone."""
+    started_ms = loglake.now_ms - 3_600_000
+    started = datetime.fromtimestamp(started_ms // 1000, UTC)
+    stored = started.strftime("%Y-%m-%dT%H:%M:%SZ")  # as amplify/run_reports.py's iso_utc writes it
+    app = {"app": "shop", "windows_ok": 1, "windows_failed": 0, "rows": 3, "bytes": 900, "errors": []}
+    report = {"started": stored, "finished": stored, "ok": True, "apps": [app]}
+    conn = sqlite3.connect(loglake.server.data_dir / "hot.db")
+    try:
+        with conn:
+            conn.execute(
+                "INSERT INTO amplify_runs (started_ms, finished_ms, report) VALUES (?, ?, ?)",
+                (started_ms, started_ms, json.dumps(report)),
+            )
+    finally:
+        conn.close()
+    sign_in(page, loglake)
+    page.evaluate("localStorage.setItem('loglake-tz', 'utc')")
+    page.goto(f"{loglake.url}/ui/amplify")
+    page.get_by_text("Last 1 collection run").click()
+    row = page.locator("tr", has_text="900 B")
+    assert row.locator("td").first.inner_text() == started.strftime("%Y-%m-%d %H:%M:%S.000 UTC")

@@ -55,7 +55,7 @@ function runsTable(runs) {
   return h("details", {}, h("summary", { text: `Last ${counted(runs.length, "collection run")}` }), h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
     h("thead", {}, h("tr", {}, ["Started", "App", "Windows ok / failed", "Rows", "Downloaded", "Errors"].map((t) => h("th", { scope: "col", class: t === "Rows" || t === "Downloaded" ? "num" : "", text: t })))),
     h("tbody", {}, runs.flatMap((run) => run.unreadable ? [h("tr", {}, h("td", { colspan: 6, class: "error", text: run.unreadable }))]
-      : run.apps.map((a) => h("tr", {}, h("td", { text: run.started }), h("td", { text: a.app }),
+      : run.apps.map((a) => h("tr", {}, h("td", { text: formatTime(Date.parse(run.started)) }), h("td", { text: a.app }),
         h("td", { text: `${a.windows_ok} / ${a.windows_failed}` }), h("td", { class: "num", text: a.rows.toLocaleString() }),
         h("td", { class: "num", text: formatBytes(a.bytes) }), h("td", { class: a.errors.length ? "error" : "", text: a.errors.join("; ") }))))))));
 }
