@@ -3,12 +3,14 @@ drawn per day, and an app's saved reports with the collection's status."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
 from datetime import UTC, datetime
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.ui.conftest import screenshot, serving, sign_in
 
@@ -48,6 +50,38 @@ def test_a_rules_page_runs_its_tests_and_a_backtest(page, loglake):
     assert page.locator("table.backtest th", has_text="Windows").evaluate(aligned) == "right"
     assert page.locator("table.backtest td.num").first.evaluate(aligned) == "right"
     screenshot(page, "rule")
+
+
+def test_a_backtest_asked_for_again_is_the_one_shown(page, loglake):
+    """A backtest asked for while another ran (a 30-day one, slow, then a day) ran beside it, and the one that
+    answered last was drawn: the first's time-out replaced the day's result asked for after it."""
+    held = []  # the 30-day backtest, held as a slow server holds it
+
+    def backtests(route):
+        if route.request.post_data_json.get("since") == "30d":
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/rules/*/backtest", backtests)
+    sign_in(page, loglake)
+    page.goto(f"{loglake.url}/ui/rules/4d2db06a-8553-43fd-86ab-1c8def4e486d")
+    period = page.get_by_label("Backtest period")
+    period.select_option("30d")
+    page.get_by_role("button", name="Backtest").click()
+    page.get_by_text("Replaying the last 30d").wait_for()
+    period.select_option("1d")
+    page.get_by_role("button", name="Backtest").click()
+    heading = page.get_by_role("heading", name=re.compile(r"^Backtest: "))
+    heading.wait_for()
+    assert heading.inner_text().endswith("over 1,440 windows")
+    assert len(held) == 1
+    timeout = {"error": {"code": "backtest_timeout", "message": "the backtest ran longer than 30 s", "details": []}}
+    with contextlib.suppress(PlaywrightError):  # (the page gave it up: nothing to answer)
+        held[0].fulfill(status=400, json=timeout)
+    page.wait_for_timeout(500)
+    assert page.get_by_role("alert").count() == 0
+    assert heading.inner_text().endswith("over 1,440 windows")
 
 
 def test_an_apps_reports_and_the_collection(page, loglake):

@@ -5,9 +5,25 @@ import { stackedBars } from "./chart.js";
 import { counted, formatTime, h, link, replace, warningsList } from "./dom.js";
 
 export function render(main, context) {
-  if (context.item) drawRule(main, context.item);
-  else drawList(main);
-  return null;
+  if (!context.item) {
+    drawList(main);
+    return null;
+  }
+  const left = new AbortController();
+  drawRule(main, context.item, left.signal);
+  return () => left.abort(); // (the page's cleanup: leaving it stops its tests or backtest on the server)
+}
+
+// Each call's signal, aborting the call before it (and all once the page is left): one backtest, one run of the
+// tests at a time. A backtest asked for again (another period) ran beside the first, and whichever answered last
+// was drawn: a 30 d backtest's time-out replaced the 1 d one asked for after it.
+function oneAtATime(left) {
+  let running = null;
+  return () => {
+    running?.abort();
+    running = new AbortController();
+    return AbortSignal.any([left, running.signal]);
+  };
 }
 
 const when = (iso) => (iso ? formatTime(Date.parse(iso)) : "never");
@@ -36,13 +52,14 @@ async function drawList(main) {
   }
 }
 
-async function drawRule(main, id) {
+async function drawRule(main, id, left) {
   replace(main, h("p", {}, link("/ui/rules", "← Rules")), h("p", { class: "progress", text: "Loading the rule…" }));
   try {
     const rule = await api(`/rules/${encodeURIComponent(id)}`);
     const tests = h("div", { "aria-live": "polite" });
     const backtest = h("div", { "aria-live": "polite" });
     const chosen = backtestPeriod(rule.interval_seconds);
+    const [testsCall, backtestCall] = [oneAtATime(left), oneAtATime(left)];
     const days = h("select", { "aria-label": "Backtest period", name: "period" },
       ["1d", "7d", "30d"].map((d) => h("option", { value: d, text: `last ${d}`, selected: d === chosen })));
     replace(main, h("p", {}, link("/ui/rules", "← Rules")),
@@ -54,14 +71,14 @@ async function drawRule(main, id) {
           ["Enabled", rule.enabled ? "yes" : "no"], ["File", rule.file], ["Windows evaluated until", when(rule.window_end)],
           ["Errors in a row", String(rule.failures)]].map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
       h("div", { class: "toolbar" },
-        h("button", { type: "button", text: `Run its ${counted(rule.tests, "test")}`, disabled: !rule.tests, onclick: () => runTests(rule.id, tests) }),
-        days, h("button", { type: "button", class: "primary", text: "Backtest", onclick: () => runBacktest(rule.id, days.value, backtest) })),
+        h("button", { type: "button", text: `Run its ${counted(rule.tests, "test")}`, disabled: !rule.tests, onclick: () => runTests(rule.id, tests, testsCall()) }),
+        days, h("button", { type: "button", class: "primary", text: "Backtest", onclick: () => runBacktest(rule.id, days.value, backtest, backtestCall()) })),
       tests, backtest,
       h("h2", { text: "Recent runs" }), runsTable(rule.runs),
       h("h2", { text: "SQL of a run" }), h("pre", { class: "plan", tabindex: "0", text: rule.sql }),
       h("h2", { text: "Source" }), h("pre", { class: "plan", tabindex: "0", text: rule.source }));
   } catch (error) {
-    replace(main, h("p", {}, link("/ui/rules", "← Rules")), errorBox(error, () => drawRule(main, id)));
+    replace(main, h("p", {}, link("/ui/rules", "← Rules")), errorBox(error, () => drawRule(main, id, left)));
   }
 }
 
@@ -78,15 +95,15 @@ function runsTable(runs) {
       h("td", { class: "num", text: run.duration_ms === null ? "" : `${Math.round(run.duration_ms)} ms` }))))));
 }
 
-async function runTests(id, box) {
+async function runTests(id, box, signal) {
   replace(box, h("p", { class: "progress", text: "Running the tests in a throwaway loglake…" }));
   try {
-    const result = await api(`/rules/${encodeURIComponent(id)}/test`, { method: "POST" });
+    const result = await api(`/rules/${encodeURIComponent(id)}/test`, { method: "POST", signal });
     replace(box, h("h2", { text: `Tests: ${result.passed} passed, ${result.failed} failed` }),
       h("ul", {}, result.tests.map((t) => h("li", { class: t.passed ? "" : "error" }, `${t.passed ? "✓" : "✗"} ${t.name}`,
         t.failures.length ? h("ul", {}, t.failures.map((f) => h("li", { text: f }))) : null))));
   } catch (error) {
-    replace(box, errorBox(error, () => runTests(id, box)));
+    if (error.name !== "AbortError") replace(box, errorBox(error, () => runTests(id, box, signal)));
   }
 }
 
@@ -97,10 +114,10 @@ function backtestPeriod(intervalSeconds) {
   return intervalSeconds >= 300 ? "7d" : "1d";  // (null: a cron schedule)
 }
 
-async function runBacktest(id, period, box) {
+async function runBacktest(id, period, box, signal) {
   replace(box, h("p", { class: "progress", text: `Replaying the last ${period}…` }));
   try {
-    const report = await api(`/rules/${encodeURIComponent(id)}/backtest`, { method: "POST", body: { since: period } });
+    const report = await api(`/rules/${encodeURIComponent(id)}/backtest`, { method: "POST", body: { since: period }, signal });
     const bars = report.days.map((d) => ({ start: Date.parse(`${d.day}T00:00:00Z`), width: 86400e3, label: d.day,
       parts: [["critical", d.alerts], ["warning", d.suppressed]] }));
     replace(box, h("h2", { text: `Backtest: ${counted(report.alerts, "alert")}, ${counted(report.matches, "match", "matches")}, ${report.suppressed} suppressed over ${counted(report.windows, "window")}` }),
@@ -113,6 +130,6 @@ async function runBacktest(id, period, box) {
           [d.windows, d.matches, d.alerts, d.suppressed].map((n) => h("td", { class: "num", text: n.toLocaleString() }))))))),
       h("p", { class: "muted small", text: `${counted(report.queries, "query", "queries")} read ${counted(report.rows_scanned, "row")} in ${(report.elapsed_ms / 1000).toFixed(1)} s${report.truncated ? "; some matches are missing (a day passed the engine's row cap)" : ""}` }));
   } catch (error) {
-    replace(box, errorBox(error, () => runBacktest(id, period, box)));
+    if (error.name !== "AbortError") replace(box, errorBox(error, () => runBacktest(id, period, box, signal)));
   }
 }
