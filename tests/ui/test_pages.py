@@ -501,6 +501,25 @@ def test_a_double_click_acknowledges_once_and_says_no_one_else_did(page, loglake
     assert page.get_by_role("button", name="Resolve").is_enabled()  # (drawn again, its buttons usable)
 
 
+def test_the_alerts_past_the_newest_200_are_shown_a_page_at_a_time(page, loglake):
+    """The list stopped at the newest 200 and said to narrow the filters, which cannot part the alerts one rule raised
+    at once (a user's login failures each): the older ones could not be reached."""
+    rule_id = str(uuid.uuid4())
+    titles = [f"Login failures for paged-user{n:03d}" for n in range(250)]
+    for n, title in enumerate(titles):  # (ids sorting below every other test's, which stay the newest)
+        raise_alert(loglake, id=f"00000000-0000-7000-8000-{n:012d}", title=title, rule_id=rule_id)
+    sign_in(page, loglake)
+    page.goto(f"{loglake.url}/ui/alerts?rule={rule_id}")
+    rows = page.locator("table.list tbody tr .alert-title")
+    rows.first.wait_for()
+    assert rows.all_inner_texts() == titles[::-1][:200]
+    page.get_by_text("The newest 200 alerts are shown.").wait_for()
+    page.get_by_role("button", name="Show older alerts").click()
+    page.get_by_text("All 250 alerts are shown.").wait_for()
+    assert rows.all_inner_texts() == titles[::-1]
+    assert page.get_by_role("button", name="Show older alerts").count() == 0
+
+
 @contextmanager
 def _alert_whose_trigger_is_dead(loglake, rule_title: str, title: str) -> Iterator[tuple[Receiver, str]]:
     """An alert routed to a webhook that refused its trigger (400, dead-lettered): the receiver, and the id."""

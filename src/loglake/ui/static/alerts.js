@@ -43,23 +43,55 @@ function drawList(main, { params, navigate }) {
         filters.status || filters.level || filters.rule || filters.q ? h("button", { type: "button", text: "Clear the filters", onclick: () => navigate("/ui/alerts") }) : null));
         return;
       }
+      const rows = h("tbody", {}, answer.alerts.map((alert) => alertRow(alert, go)));
       replace(box, h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list" },
         // newest raised first: the raising time beside the last record's (ordered by one, showing only the other,
         // the list looked unordered)
         h("thead", {}, h("tr", {}, ["Level", "Status", "Alert", "Rule", "Matches", "Raised", "Last seen"].map((t) => h("th", { scope: "col", text: t })))),
-        h("tbody", {}, answer.alerts.map((alert) => h("tr", {},
-          h("td", {}, h("span", { class: `level l-${alert.level}`, text: alert.level })),
-          h("td", { text: alert.status }),
-          h("td", { class: "alert-title", title: alert.title }, link(`/ui/alerts/${encodeURIComponent(alert.id)}`, alert.title)),
-          h("td", {}, h("button", { type: "button", class: "link", text: alert.rule_title, title: "Only this rule's alerts", onclick: () => go({ rule: alert.rule_id }) })),
-          h("td", { class: "num", text: alert.match_count }),
-          h("td", { text: formatTime(Date.parse(alert.created)) }),
-          h("td", { text: formatTime(Date.parse(alert.last_seen)) })))))),
-        answer.next_cursor ? h("p", { class: "muted", text: `The newest ${counted(answer.count, "alert")} are shown; narrow the filters to see older ones.` }) : null);
+        rows)),
+        olderAlerts(answer, rows, filters, go));
     } catch (error) {
       replace(box, errorBox(error, load));
     }
   }
+}
+
+function alertRow(alert, go) {
+  return h("tr", {},
+    h("td", {}, h("span", { class: `level l-${alert.level}`, text: alert.level })),
+    h("td", { text: alert.status }),
+    h("td", { class: "alert-title", title: alert.title }, link(`/ui/alerts/${encodeURIComponent(alert.id)}`, alert.title)),
+    h("td", {}, h("button", { type: "button", class: "link", text: alert.rule_title, title: "Only this rule's alerts", onclick: () => go({ rule: alert.rule_id }) })),
+    h("td", { class: "num", text: alert.match_count }),
+    h("td", { text: formatTime(Date.parse(alert.created)) }),
+    h("td", { text: formatTime(Date.parse(alert.last_seen)) }));
+}
+
+// The older alerts a page at a time, added under those shown. (The list stopped at the newest 200 and said to narrow
+// the filters, which cannot part the alerts of one rule's run: 300 users' login failures, one rule, one level.)
+function olderAlerts(answer, rows, filters, go) {
+  if (!answer.next_cursor) return null;
+  let shown = answer.alerts.length;
+  let cursor = answer.next_cursor;
+  const said = h("span", { class: "muted", text: `The newest ${counted(shown, "alert")} are shown. ` });
+  const message = h("div", { role: "status" });
+  const more = h("button", { type: "button", text: "Show older alerts", onclick: async () => {
+    more.disabled = true;
+    try {
+      const page = await api("/alerts", { params: { ...filters, limit: SHOWN, cursor } });
+      rows.append(...page.alerts.map((alert) => alertRow(alert, go)));
+      shown += page.alerts.length;
+      cursor = page.next_cursor;
+      replace(message);
+      said.textContent = cursor ? `The newest ${counted(shown, "alert")} are shown. ` : `All ${counted(shown, "alert")} are shown.`;
+      if (cursor) more.disabled = false;
+      else more.remove();
+    } catch (error) {
+      more.disabled = false;
+      replace(message, errorBox(error));
+    }
+  } });
+  return h("div", { class: "toolbar" }, said, more, message);
 }
 
 function chips(group, name, values, counts, filters, go) {
