@@ -50,6 +50,9 @@ def test_a_rules_page_runs_its_tests_and_a_backtest(page, loglake):
     assert page.locator("table.backtest th", has_text="Windows").evaluate(aligned) == "right"
     assert page.locator("table.backtest td.num").first.evaluate(aligned) == "right"
     screenshot(page, "rule")
+    page.get_by_role("link", name="Its alerts").click()  # (no way led from a rule to its alerts: the UI trial)
+    page.wait_for_url("**/ui/alerts?rule=4d2db06a-8553-43fd-86ab-1c8def4e486d")
+    page.get_by_role("button", name="Clear the filters").wait_for()  # (the list of that rule's alerts: none yet)
 
 
 def test_a_backtest_asked_for_again_is_the_one_shown(page, loglake):
