@@ -601,6 +601,9 @@ def test_a_long_alert_title_takes_one_line_of_the_list_cut_with_an_ellipsis(page
     assert height < 2 * line  # one line, not the several a whole title would wrap to
     assert cell.evaluate("(td) => td.scrollWidth > td.clientWidth")  # cut: the rest is behind the ellipsis
     assert cell.get_attribute("title") == title
+    cell.get_by_role("link").click()  # its page leads back to the list as filtered (it led to the whole list)
+    page.get_by_role("link", name="← Alerts").click()
+    page.wait_for_url("**/ui/alerts?level=low")
 
 
 def test_every_page_shows_times_in_the_one_zone_chosen_in_the_header_or_explore(browser, loglake):

@@ -10,6 +10,8 @@ import { groupSearch, term } from "./terms.js";
 const STATUSES = ["open", "acknowledged", "resolved", "suppressed"];
 const LEVELS = ["informational", "low", "medium", "high", "critical"];
 const SHOWN = 200; // alerts listed, newest first
+// The list as last shown (its filters), where an alert's page leads back to: "← Alerts" led to the whole list.
+let listShown = "/ui/alerts";
 
 export function render(main, context) {
   if (context.item) drawAlert(main, context);
@@ -19,6 +21,7 @@ export function render(main, context) {
 
 function drawList(main, { params, navigate }) {
   const filters = { status: params.get("status") || "", level: params.get("level") || "", rule: params.get("rule") || "", q: params.get("q") || "" };
+  listShown = url("/ui/alerts", filters);
   const go = (changes) => navigate(url("/ui/alerts", { ...filters, ...changes }));
   const box = h("div", { "aria-live": "polite" }, h("p", { class: "progress", text: "Loading alerts…" }));
   const text = textBox({ name: "q", value: filters.q, "aria-label": "Text in the title or rule", placeholder: "text in the title or rule" });
@@ -107,7 +110,7 @@ function chips(group, name, values, counts, filters, go) {
 
 function drawAlert(main, { item, allows, navigate }) {
   const box = h("div", {}, h("p", { class: "progress", text: "Loading the alert…" }));
-  replace(main, h("p", {}, link("/ui/alerts", "← Alerts")), box);
+  replace(main, h("p", {}, link(listShown, "← Alerts")), box);
   load();
   async function load(notice) { // (notice: why it was drawn again, said above it)
     try {
