@@ -604,6 +604,11 @@ def test_a_long_alert_title_takes_one_line_of_the_list_cut_with_an_ellipsis(page
     cell.get_by_role("link").click()  # its page leads back to the list as filtered (it led to the whole list)
     page.get_by_role("link", name="← Alerts").click()
     page.wait_for_url("**/ui/alerts?level=low")
+    # text typed, then a chip clicked: the text is a filter too (it was dropped; the UI trial)
+    page.get_by_label("Text in the title or rule").fill("Bad thing")
+    page.get_by_role("button", name=re.compile(r"^open \d+$")).click()
+    page.wait_for_url(re.compile(r".*/ui/alerts\?.*q=Bad\+thing"))
+    assert page.get_by_label("Text in the title or rule").input_value() == "Bad thing"
 
 
 def test_every_page_shows_times_in_the_one_zone_chosen_in_the_header_or_explore(browser, loglake):

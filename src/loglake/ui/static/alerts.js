@@ -22,7 +22,8 @@ export function render(main, context) {
 function drawList(main, { params, navigate }) {
   const filters = { status: params.get("status") || "", level: params.get("level") || "", rule: params.get("rule") || "", q: params.get("q") || "" };
   listShown = url("/ui/alerts", filters);
-  const go = (changes) => navigate(url("/ui/alerts", { ...filters, ...changes }));
+  // (with the text typed in the box, asked for or not: a status chip clicked after typing dropped it)
+  const go = (changes) => navigate(url("/ui/alerts", { ...filters, q: typed(text.value), ...changes }));
   const box = h("div", { "aria-live": "polite" }, h("p", { class: "progress", text: "Loading alerts…" }));
   const text = textBox({ name: "q", value: filters.q, "aria-label": "Text in the title or rule", placeholder: "text in the title or rule" });
   replace(main, h("h1", { text: "Alerts" }),
