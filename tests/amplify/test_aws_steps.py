@@ -91,6 +91,20 @@ def test_a_failed_window_holds_the_watermark(amplify: FakeAmplify, object_store:
     assert amplify_steps.read_watermark(object_store, "digital_horizon") == UNTIL
 
 
+def test_a_watermark_the_retention_period_has_passed_moves_again(
+    amplify: FakeAmplify, object_store: ObjectStore
+) -> None:
+    serve_apps(amplify, count=300)
+    run_once(object_store)
+    back = NOW + timedelta(days=40)  # the schedule was off for longer than the retention
+    assert run_once(object_store, back)["finished"]["ok"]
+    assert amplify_steps.read_watermark(object_store, "danse_tech") == UNTIL + timedelta(days=40)
+    hour_later = run_once(object_store, back + timedelta(hours=1))
+    assert amplify_steps.read_watermark(object_store, "danse_tech") == UNTIL + timedelta(days=40, hours=1)
+    new_hour = {"start": "2026-12-26T00:00:00Z", "end": "2026-12-26T01:00:00Z"}
+    assert [w for w in hour_later["planned"]["apps"][0]["windows"] if "recheck" not in w] == [new_hour]
+
+
 def test_the_step_handlers_run_a_collection_on_an_s3_lake(
     amplify: FakeAmplify, moto_endpoint: str, monkeypatch, capsys
 ) -> None:

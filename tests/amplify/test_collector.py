@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow.parquet as pq
 import pytest
 
-from loglake.amplify.collector import Collector, Window, collection_status
+from loglake.amplify.collector import HOUR, Collector, Window, collection_status
 from loglake.amplify.config import parse_config
 from loglake.amplify.lake_rows import store_rows
 from loglake.amplify.parse import parse_access_log
@@ -416,6 +416,25 @@ def test_a_range_chosen_by_hand_leaves_rechecking_alone(
     later = Collector(config(), store, lake, clock=lambda: DAY_AFTER.timestamp(), sleep=Sleeps())
     (app,) = later.run(apps=["danse_tech"], since=SINCE + timedelta(days=1), until=SINCE + timedelta(days=2)).apps
     assert app.windows == 1 and rechecked_ms(store) == mark
+
+
+def test_a_watermark_the_retention_period_has_passed_moves_again(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    """Collection stopped for longer than the retention: the next run starts where the retention does, and its
+    windows continue the watermark (which held at its old place for ever, every run fetching 28 days again)."""
+    danse, _ = serve_apps(amplify)
+    collector(store, lake).run(apps=["danse_tech"])
+    back = NOW + timedelta(days=40)
+    later = Collector(config(), store, lake, clock=lambda: back.timestamp(), sleep=Sleeps())
+    (app,) = later.run(apps=["danse_tech"]).apps
+    assert app.ok and later.watermark("danse_tech") == UNTIL + timedelta(days=40)
+    hour_later = Collector(config(), store, lake, clock=lambda: (back + HOUR).timestamp(), sleep=Sleeps())
+    (app,) = hour_later.run(apps=["danse_tech"]).apps
+    assert app.windows - app.windows_ok == 0 and hour_later.watermark("danse_tech") == UNTIL + timedelta(
+        days=40, hours=1
+    )
+    assert danse.calls[-1] == (ms(UNTIL + timedelta(days=40)), ms(UNTIL + timedelta(days=40, hours=1)))  # the new hour
 
 
 class RefusingLake(LocalObjectStore):

@@ -118,10 +118,11 @@ def finish(lake: ObjectStore, results: list[dict]) -> dict[str, Any]:
         windows = sorted(entry.get("windows", []), key=lambda r: r["window"]["start"])
         failed = [r for r in windows if not r.get("ok")]
         rechecks = [r for r in windows if r["window"].get("recheck")]
-        mark = _moved(before, [r for r in windows if not r["window"].get("recheck")])
-        rechecked_to = _moved(
-            rechecked or (parse_datetime(rechecks[0]["window"]["start"]) if rechecks else None), rechecks
-        )
+        regular = [r for r in windows if not r["window"].get("recheck")]
+        # The windows continue the watermark from the first where the plan started them past it, where the retention
+        # period starts (what was before is gone): else it would hold for ever, every run fetching all of it again.
+        mark = _moved(_later(before, _start(regular)) if before else None, regular)
+        rechecked_to = _moved(rechecked or _start(rechecks), rechecks)
         if mark is not None:
             ran_at = parse_datetime(entry["run_at"]) if entry.get("run_at") else None
             moved = rechecked_after(before, rechecked_to, mark, late_until(ran_at)) if ran_at else rechecked
@@ -159,6 +160,14 @@ def _moved(mark: datetime | None, results: list[dict]) -> datetime | None:
             break
         mark = max(mark or end, end)
     return mark
+
+
+def _start(results: list[dict]) -> datetime | None:
+    return parse_datetime(results[0]["window"]["start"]) if results else None
+
+
+def _later(mark: datetime | None, start: datetime | None) -> datetime | None:
+    return max(mark, start) if mark and start else mark or start
 
 
 def read_watermark(lake: ObjectStore, app_name: str) -> datetime | None:
