@@ -22,9 +22,9 @@ def stored_ids(lake: ObjectStore, app: str) -> list[str]:
     return sorted(ids)
 
 
-def run_once(lake: ObjectStore, now=NOW) -> dict:
+def run_once(lake: ObjectStore, now=NOW, chosen=None) -> dict:
     """One state-machine run, its steps called in order as the Map would."""
-    chosen = config()
+    chosen = chosen or config()
     planned = amplify_steps.plan(chosen, lake, now)
     collector = Collector(chosen, None, lake, clock=now.timestamp, sleep=lambda s: None)
     results = []
@@ -103,6 +103,18 @@ def test_a_watermark_the_retention_period_has_passed_moves_again(
     assert amplify_steps.read_watermark(object_store, "danse_tech") == UNTIL + timedelta(days=40, hours=1)
     new_hour = {"start": "2026-12-26T00:00:00Z", "end": "2026-12-26T01:00:00Z"}
     assert [w for w in hour_later["planned"]["apps"][0]["windows"] if "recheck" not in w] == [new_hour]
+
+
+def test_a_recheck_mark_the_retention_period_has_passed_moves_again(
+    amplify: FakeAmplify, object_store: ObjectStore
+) -> None:
+    serve_apps(amplify, count=300)
+    kept_a_day = config(retention_days=1)
+    for hours in range(26):  # hourly, over the midnight the retention passes the recheck mark
+        assert run_once(object_store, NOW + timedelta(hours=hours), kept_a_day)["finished"]["ok"]
+    assert amplify_steps.read_state(object_store, "danse_tech")[1] == datetime(2026, 11, 16, 2, tzinfo=UTC)
+    last = run_once(object_store, NOW + timedelta(hours=26), kept_a_day)["planned"]["apps"][0]["windows"]
+    assert last[0] == {"start": "2026-11-16T02:00:00Z", "end": "2026-11-16T03:00:00Z", "recheck": True}
 
 
 def test_the_step_handlers_run_a_collection_on_an_s3_lake(

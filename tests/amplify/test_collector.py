@@ -437,6 +437,21 @@ def test_a_watermark_the_retention_period_has_passed_moves_again(
     assert danse.calls[-1] == (ms(UNTIL + timedelta(days=40)), ms(UNTIL + timedelta(days=40, hours=1)))  # the new hour
 
 
+def test_a_recheck_mark_the_retention_period_has_passed_moves_again(
+    amplify: FakeAmplify, store: SQLiteHotStore, lake: LocalObjectStore
+) -> None:
+    """A day kept, collected hourly: at midnight the retention passes the recheck mark, and the rechecks, which start
+    where the retention does, continue it (it held, and every run fetched from the retention's start again)."""
+    serve_apps(amplify)
+    kept_a_day = config(retention_days=1)
+    for hours in range(26):  # 2026-11-16T01:30 to 2026-11-17T02:30
+        at = NOW + timedelta(hours=hours)
+        (app,) = Collector(kept_a_day, store, lake, clock=at.timestamp, sleep=Sleeps()).run(apps=["danse_tech"]).apps
+        assert app.ok
+    assert rechecked_ms(store) == ms(datetime(2026, 11, 16, 2, tzinfo=UTC))
+    assert app.windows == 2  # the hour a day old again, and the new hour
+
+
 class RefusingLake(LocalObjectStore):
     """A local lake whose disk refuses one app's exports (a full or read-only bucket, say)."""
 

@@ -236,10 +236,10 @@ class Collector:
         windows = self.plan(app, since, until)
         report.windows = len(rechecks) + len(windows)
         # The recheck mark moves over rechecks that continue it; the watermark over windows that continue it, and a
-        # first scheduled run starts one. A scheduled run's windows continue the watermark even where the retention
-        # period has passed it (they start where it starts: what was before is gone), or it would hold for ever and
-        # every run fetch the whole retention period again.
-        rechecked_to = rechecked or (rechecks[0].start if rechecks else None)
+        # first scheduled run starts one. A scheduled run's windows and rechecks continue their marks even where the
+        # retention period has passed them (they start where it starts: what was before is gone), or each would hold
+        # for ever and every run fetch the whole retention period again.
+        rechecked_to = rechecks[0].start if rechecks else rechecked
         contiguous_from = windows[0].start if windows and since is None else watermark
         self.on_progress(app.app_name, 0, report.windows, 0, 0)
         for number, (window, is_recheck) in enumerate([(w, True) for w in rechecks] + [(w, False) for w in windows], 1):

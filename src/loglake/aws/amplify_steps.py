@@ -119,10 +119,11 @@ def finish(lake: ObjectStore, results: list[dict]) -> dict[str, Any]:
         failed = [r for r in windows if not r.get("ok")]
         rechecks = [r for r in windows if r["window"].get("recheck")]
         regular = [r for r in windows if not r["window"].get("recheck")]
-        # The windows continue the watermark from the first where the plan started them past it, where the retention
-        # period starts (what was before is gone): else it would hold for ever, every run fetching all of it again.
+        # Each continues its mark from its first window where the plan started that past the mark, where the
+        # retention period starts (what was before is gone): else the mark would hold for ever, every run fetching all
+        # of it again.
         mark = _moved(_later(before, _start(regular)) if before else None, regular)
-        rechecked_to = _moved(rechecked or _start(rechecks), rechecks)
+        rechecked_to = _moved(_later(rechecked, _start(rechecks)), rechecks)
         if mark is not None:
             ran_at = parse_datetime(entry["run_at"]) if entry.get("run_at") else None
             moved = rechecked_after(before, rechecked_to, mark, late_until(ran_at)) if ran_at else rechecked
