@@ -6,7 +6,8 @@ files, laid out as the Glue table declares them (`date` a string partition). Thr
 DuckDB lacks become macros: regexp_like (RE2 and Java regexes agree on what we send), any_match (a
 lambda as Trino writes it, `x -> ...`, which DuckDB takes once told to) and json_extract_scalar with
 bracketed keys (`$["a"]["b"]`); json_extract's bracketed keys, which DuckDB writes otherwise and whose
-function a macro cannot replace, are rewritten in the SQL text. It speaks the boto3 calls and shapes the
+function a macro cannot replace, are rewritten in the SQL text. DuckDB's functions Trino lacks (from_json,
+list_transform, ...) fail the query, as Athena would. It speaks the boto3 calls and shapes the
 engine uses: start, get execution, get results (header row, column info, pages with NextToken), stop.
 """
 
@@ -69,6 +70,10 @@ class DuckDBAthena:
             self._results[execution_id] = {"state": "FAILED", "reason": "Internal error", "error": error}
             return {"QueryExecutionId": execution_id}
         try:
+            if lacking := _NOT_IN_TRINO.search(QueryString):  # DuckDB has them: Athena would refuse the query
+                raise duckdb.CatalogException(
+                    f"FUNCTION_NOT_FOUND: Function '{lacking.group(1).lower()}' not registered"
+                )
             cursor = self.db.execute(_in_duckdbs_words(QueryString))
             columns = [(d[0], _ATHENA_TYPES.get(str(d[1]), str(d[1]).lower())) for d in cursor.description]
             self._results[execution_id] = {"state": "SUCCEEDED", "columns": columns, "rows": cursor.fetchall()}
@@ -106,6 +111,10 @@ class DuckDBAthena:
         return {}
 
 
+# DuckDB's functions that Trino lacks, which a query written for Athena must not call
+_NOT_IN_TRINO = re.compile(
+    r"\b(from_json|list_bool_or|list_transform|json_extract_string|regexp_matches)\s*\(", re.IGNORECASE
+)
 _JSON_EXTRACT_PATH = re.compile(r"""json_extract\("?attributes"?, '(\$[^']*)'\)""", re.IGNORECASE)
 _BRACKETED_KEY = re.compile(r'\["((?:[^"\\]|\\.)*)"\]')
 

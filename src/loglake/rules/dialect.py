@@ -83,10 +83,12 @@ def _trino_forms(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Union) and node.args.get("by_name"):
         return _union_by_position(node)
     if isinstance(node, exp.Anonymous) and node.name.lower() == "list_bool_or" and _is_transform(node.expressions):
-        transform = node.expressions[0]  # an array's elements tested (lake/json_arrays.py)
-        return exp.Anonymous(this="any_match", expressions=[transform.this, transform.expression])
+        transform = node.expressions[0]  # an array's elements tested (lake/json_arrays.py), its parts rewritten too:
+        array, test = (part.transform(_trino_forms) for part in (transform.this, transform.expression))
+        return exp.Anonymous(this="any_match", expressions=[array, test])  # (the pass does not look inside it)
     if isinstance(node, exp.FromJson):  # (json_arrays' elements as text: a JSON array cast to one of VARCHAR)
-        return exp.cast(node.this, exp.DataType.build("array<varchar>"))
+        # written VARCHAR ARRAY, which Trino reads as ARRAY(VARCHAR) and the SELECT check's DuckDB parser reads too
+        return exp.Cast(this=node.this, to=exp.DataType(this=exp.DataType.Type.USERDEFINED, kind="VARCHAR ARRAY"))
     if isinstance(node, exp.Contains):
         position = exp.StrPosition(this=node.this, substr=node.expression)
         return exp.GT(this=position, expression=exp.Literal.number(0))
