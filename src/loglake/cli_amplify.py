@@ -110,15 +110,17 @@ def collect(
             if dry_run:
                 for app in chosen:
                     windows = collector.plan(app, start, end)
-                    click.echo(f"{app.app_name}: {len(windows)} window(s) of at most {config.chunk_days} day(s)")
+                    rechecks = (  # (a run fetches them first)
+                        collector.recheck_plan(collector.watermark(app.app_name), collector.rechecked(app.app_name))
+                        if start is None
+                        else []
+                    )
+                    again = f", and {len(rechecks)} fetched again for their late logs" if rechecks else ""
+                    click.echo(f"{app.app_name}: {len(windows)} window(s) of at most {config.chunk_days} day(s){again}")
+                    for window in rechecks:
+                        click.echo(f"  {window} again, for its late logs")
                     for window in windows:
                         click.echo(f"  {window}")
-                    if start is None:
-                        rechecks = collector.recheck_plan(
-                            collector.watermark(app.app_name), collector.rechecked(app.app_name)
-                        )
-                        for window in rechecks:
-                            click.echo(f"  {window} again, for its late logs")
                 return
             with collection_lock(data_dir):
                 report = collector.run(list(apps) or None, start, end)

@@ -64,6 +64,7 @@ def test_a_run_plans_downloads_and_moves_the_watermark(amplify: FakeAmplify, obj
         {"start": "2026-11-16T00:00:00Z", "end": "2026-11-23T00:00:00Z"},
     ]
     assert stored_ids(object_store, "danse_tech") == in_range(danse, SINCE, UNTIL + timedelta(days=7))  # late too
+    assert later["finished"]["apps"][0]["late_rows"] == 1
     assert amplify_steps.read_state(object_store, "danse_tech")[1] == datetime(2026, 11, 22, 1, tzinfo=UTC)
 
 

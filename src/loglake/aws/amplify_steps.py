@@ -134,6 +134,7 @@ def finish(lake: ObjectStore, results: list[dict]) -> dict[str, Any]:
                 "windows": len(windows),
                 "windows_failed": len(failed),
                 "rows": sum(r.get("rows", 0) for r in windows),
+                "late_rows": sum(r.get("rows", 0) for r in rechecks),  # (of them: found by a recheck)
                 "errors": [
                     f"{r['window']['start']} .. {r['window']['end']}: {_message(r.get('error'))}" for r in failed
                 ],
