@@ -29,7 +29,8 @@ PLAIN_ARGUMENTS = frozenset({str, int, float, bool, type(None), bytes})
 _LIMITS = Limits()  # a server's defaults: what a record must fit so that it is not refused
 _encode = msgspec.json.Encoder(enc_hook=str).encode
 _encode_valid = msgspec.json.Encoder(enc_hook=lambda value: valid_text(str(value))).encode  # (for LineMaker.line)
-_MOST_LEVELS_MADE_VALID = 100
+# Levels of an extra= value looked into (bytes made text, text made valid): well below Python's recursion limit.
+_DEEPEST_LOOKED_INTO = 100
 _SEVERITIES = ((logging.CRITICAL, "critical"), (logging.ERROR, "error"), (logging.WARNING, "warning"))
 _SEVERITIES += ((logging.INFO, "info"),)
 # A traceback's last line: the exception's (module-qualified) type name, and its message after ": ".
@@ -161,7 +162,7 @@ def _bytes_as_text(value: Any, depth: int = 0) -> Any:
     kind = type(value)
     if kind is bytes or kind is bytearray or kind is memoryview:
         return str(value if kind is not memoryview else bytes(value))
-    if depth == _MOST_LEVELS_MADE_VALID:
+    if depth == _DEEPEST_LOOKED_INTO:
         return value
     if kind is dict:
         made = {name: _bytes_as_text(item, depth + 1) for name, item in value.items()}
@@ -241,7 +242,7 @@ def valid_text(value: Any, depth: int = 0) -> Any:
         except UnicodeEncodeError:
             data = value.encode("utf-8", "surrogatepass")  # other lone surrogates (from a JSON escape, say)
         return data.decode("utf-8", "replace")
-    if depth == _MOST_LEVELS_MADE_VALID:
+    if depth == _DEEPEST_LOOKED_INTO:
         return value
     if isinstance(value, dict):
         return {valid_text(name, depth + 1): valid_text(item, depth + 1) for name, item in value.items()}

@@ -53,7 +53,7 @@ def test_a_run_plans_downloads_and_moves_the_watermark(amplify: FakeAmplify, obj
     assert first["finished"]["ok"]
     assert stored_ids(object_store, "danse_tech") == in_range(danse)
     assert stored_ids(object_store, "digital_horizon") == in_range(horizon)
-    assert amplify_steps.read_watermark(object_store, "danse_tech") == UNTIL
+    assert amplify_steps.read_state(object_store, "danse_tech")[0] == UNTIL
     assert len(list(object_store.list("type=amplify_logs/app=danse_tech/date_export=2026-11-16/"))) == 2
 
     late_requests(danse, LAST_DAY + 12)  # shown by the service only now: 2026-11-15T12:00, after the first run
@@ -88,8 +88,8 @@ def test_a_failed_window_holds_the_watermark(amplify: FakeAmplify, object_store:
     by_app = {a["app"]: a for a in result["apps"]}
     assert not result["ok"] and by_app["danse_tech"]["windows_failed"] == 1
     assert "InternalFailureException" in by_app["danse_tech"]["errors"][0]
-    assert amplify_steps.read_watermark(object_store, "danse_tech") == SINCE + timedelta(days=14)
-    assert amplify_steps.read_watermark(object_store, "digital_horizon") == UNTIL
+    assert amplify_steps.read_state(object_store, "danse_tech")[0] == SINCE + timedelta(days=14)
+    assert amplify_steps.read_state(object_store, "digital_horizon")[0] == UNTIL
 
 
 def test_a_watermark_the_retention_period_has_passed_moves_again(
@@ -99,9 +99,9 @@ def test_a_watermark_the_retention_period_has_passed_moves_again(
     run_once(object_store)
     back = NOW + timedelta(days=40)  # the schedule was off for longer than the retention
     assert run_once(object_store, back)["finished"]["ok"]
-    assert amplify_steps.read_watermark(object_store, "danse_tech") == UNTIL + timedelta(days=40)
+    assert amplify_steps.read_state(object_store, "danse_tech")[0] == UNTIL + timedelta(days=40)
     hour_later = run_once(object_store, back + timedelta(hours=1))
-    assert amplify_steps.read_watermark(object_store, "danse_tech") == UNTIL + timedelta(days=40, hours=1)
+    assert amplify_steps.read_state(object_store, "danse_tech")[0] == UNTIL + timedelta(days=40, hours=1)
     new_hour = {"start": "2026-12-26T00:00:00Z", "end": "2026-12-26T01:00:00Z"}
     assert [w for w in hour_later["planned"]["apps"][0]["windows"] if "recheck" not in w] == [new_hour]
 

@@ -172,10 +172,6 @@ def _later(mark: datetime | None, start: datetime | None) -> datetime | None:
     return max(mark, start) if mark and start else mark or start
 
 
-def read_watermark(lake: ObjectStore, app_name: str) -> datetime | None:
-    return read_state(lake, app_name)[0]
-
-
 def read_state(lake: ObjectStore, app_name: str) -> tuple[datetime | None, datetime | None]:
     """The app's watermark and where rechecking for late logs stands (None: not started)."""
     try:
