@@ -476,11 +476,24 @@ def test_an_alert_changed_meanwhile_is_drawn_again_as_it_is_with_who_changed_it(
     page.get_by_role("button", name="Acknowledge").wait_for()
     with loglake.client() as c:  # the other tab
         assert c.post(f"/alerts/{alert_id}/resolve", json={"note": "fixed"}).status_code == 200
+    page.get_by_label("Note (optional)").fill("looking at the queue")
     page.get_by_role("button", name="Acknowledge").click()
     said = page.get_by_role("status").filter(has_text="The alert is shown as it is now")
     said.wait_for()
     assert "is resolved by admin at " in said.inner_text()
+    assert said.inner_text().endswith("Your note was not sent: “looking at the queue”")  # (it was lost)
     assert page.get_by_role("button", name="Acknowledge").count() == 0  # (resolved: nothing more to do)
+    # acknowledged meanwhile: it can still be resolved, the note kept in its box
+    other = str(uuid.uuid4())
+    raise_alert(loglake, id=other, title="Acknowledged meanwhile", level="high")
+    page.goto(f"{loglake.url}/ui/alerts/{other}")
+    page.get_by_role("button", name="Acknowledge").wait_for()
+    with loglake.client() as c:
+        assert c.post(f"/alerts/{other}/acknowledge", json={}).status_code == 200
+    page.get_by_label("Note (optional)").fill("fixed the consumer")
+    page.get_by_role("button", name="Acknowledge").click()
+    page.get_by_role("status").filter(has_text="The alert is shown as it is now").wait_for()
+    assert page.get_by_label("Note (optional)").input_value() == "fixed the consumer"
 
 
 def test_a_double_click_acknowledges_once_and_says_no_one_else_did(page, loglake):

@@ -113,10 +113,12 @@ function drawAlert(main, { item, allows, navigate }) {
   const box = h("div", {}, h("p", { class: "progress", text: "Loading the alert…" }));
   replace(main, h("p", {}, link(listShown, "← Alerts")), box);
   load();
-  async function load(notice) { // (notice: why it was drawn again, said above it)
+  // (notice: why it was drawn again, said above it; unsent: the note of a change refused meanwhile, kept: it was lost)
+  async function load(notice, unsent = "") {
     try {
       const alert = await api(`/alerts/${encodeURIComponent(item)}`, { asSent: true }); // (its evidence's records)
-      replace(box, notice ? h("p", { class: "error", role: "status", text: notice }) : null, ...alertView(alert, allows, load, navigate));
+      const said = notice && unsent ? `${notice} Your note was not sent: “${unsent}”` : notice;
+      replace(box, said ? h("p", { class: "error", role: "status", text: said }) : null, ...alertView(alert, allows, load, navigate, unsent));
       loadDeliveries(box.querySelector(".deliveries"), alert.id, allows("alerts"));
     } catch (error) {
       replace(box, errorBox(error, load));
@@ -124,7 +126,7 @@ function drawAlert(main, { item, allows, navigate }) {
   }
 }
 
-function alertView(alert, allows, reload, navigate) {
+function alertView(alert, allows, reload, navigate, unsent) {
   const at = Date.parse(alert.first_seen);
   // (its matches and its last window: the window alone left out the matches seen before it; its group's records
   // alone, where the window's every record buried a brute force's source among a busy lake's: a drill)
@@ -144,7 +146,7 @@ function alertView(alert, allows, reload, navigate) {
       fact("Window", h("span", {}, `${formatTime(Date.parse(alert.window.start))} → ${formatTime(Date.parse(alert.window.end))} `, link(explore, "open in Explore"))),
       alert.runbook ? fact("Runbook", runbookLink(alert.runbook)) : null,
       alert.tags.length ? fact("Tags", alert.tags.join(", ")) : null),
-    allows("alerts") ? statusChange(alert, reload) : null,
+    allows("alerts") ? statusChange(alert, reload, unsent) : null,
     h("h2", { text: `Evidence (${counted(alert.evidence.length, alert.evidence.every(isRecord) ? "record" : "row")})` }),
     h("ol", { class: "records" }, alert.evidence.map((record) => evidenceRow(record, state, go))),
     alert.query ? [h("h2", { text: "Query" }), h("pre", { class: "plan", tabindex: "0", text: alert.query })] : null,
@@ -215,9 +217,9 @@ function fact(name, value) {
   return [h("dt", { text: name }), h("dd", {}, value)];
 }
 
-function statusChange(alert, reload) {
+function statusChange(alert, reload, unsent) {
   if (alert.status === "resolved") return null;
-  const note = h("input", { type: "text", name: "note", "aria-label": "Note (optional)", placeholder: "note (optional)", maxlength: 1000 });
+  const note = h("input", { type: "text", name: "note", "aria-label": "Note (optional)", placeholder: "note (optional)", maxlength: 1000, value: unsent || "" });
   const message = h("p", { role: "status" });
   const buttons = [];
   const change = (action) => async () => {
@@ -231,7 +233,7 @@ function statusChange(alert, reload) {
       for (const control of [note, ...buttons]) control.disabled = false;
       // Changed meanwhile (by someone else, in another tab): drawn again as it is now, with why (it showed its old
       // status and buttons under the error)
-      if (error.status === 409) reload(`${error.message}. The alert is shown as it is now.`);
+      if (error.status === 409) reload(`${error.message}. The alert is shown as it is now.`, note.value);
       else replace(message, errorBox(error));
     }
   };
