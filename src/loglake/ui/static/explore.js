@@ -12,6 +12,7 @@ const RANGES = [["5m", 5 * 60e3], ["15m", 15 * 60e3], ["1h", 3600e3], ["6h", 6 *
   ["24h", 86400e3], ["7d", 7 * 86400e3], ["30d", 30 * 86400e3]];
 const TRACE_WINDOW = 3600e3; // "logs of this trace" looks this far either side of the record
 const PAGE = 100;
+const SECONDS_LABELED_BELOW_MS = 10 * 60e3; // a histogram spanning less has its axis labeled to the second
 const DRAWN_MARK = "loglake:explore-drawn";
 
 // The view's state from the URL; `now` fixed when the view is drawn, so the histogram, the list and its
@@ -228,11 +229,15 @@ async function loadHistogram(box, state, go, signal) {
     const width = data.bucket_seconds * 1000;
     const bars = data.buckets.map((b) => ({ start: Date.parse(b.start), width, parts: SEVERITIES.map((s) => [s, b.counts[s] || 0]) }));
     const total = data.buckets.reduce((sum, b) => sum + b.total, 0);
+    // Labels to the minute ("12-07 14:25"); over a few minutes to the second ("14:25:30"), or every label of a
+    // one-minute range (an alert's, opened in Explore) was the same minute.
+    const shown = bars.length ? bars[bars.length - 1].start + width - bars[0].start : 0;
+    const [cutFrom, cutTo] = shown < SECONDS_LABELED_BELOW_MS ? [11, shown < 5_000 ? 23 : 19] : [5, 16];
     const chart = stackedBars(bars, {
       from: state.since,
       to: state.until,
       onZoom: (a, b) => go({ range: "", since: a, until: b }),
-      tickFormat: (ms) => formatTime(ms, state.tz).slice(5, 16),
+      tickFormat: (ms) => formatTime(ms, state.tz).slice(cutFrom, cutTo),
     });
     replace(box, h("div", { class: "histogram-head" },
       h("strong", { text: counted(total, "record") }),
