@@ -496,6 +496,20 @@ def test_an_alert_changed_meanwhile_is_drawn_again_as_it_is_with_who_changed_it(
     assert page.get_by_label("Note (optional)").input_value() == "fixed the consumer"
 
 
+def test_an_acknowledge_the_server_did_not_answer_can_be_sent_again(page, loglake):
+    """Its error box had no way to send it again (the UI trial)."""
+    alert_id = str(uuid.uuid4())
+    raise_alert(loglake, id=alert_id, title="Network blip", level="high")
+    sign_in(page, loglake)
+    page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
+    page.route("**/acknowledge", lambda route: route.abort())  # (the server out of reach)
+    page.get_by_role("button", name="Acknowledge").click()
+    page.get_by_text("Retry sends the change again.").wait_for()
+    page.unroute("**/acknowledge")
+    page.get_by_role("button", name="Retry").click()
+    page.get_by_text("acknowledged by admin").wait_for()
+
+
 def test_a_double_click_acknowledges_once_and_says_no_one_else_did(page, loglake):
     """A double click on Acknowledge sent it twice: the second's 409 drew the alert again under "already
     acknowledged by admin ... The alert is shown as it is now", as if someone else had changed it."""

@@ -234,7 +234,8 @@ function statusChange(alert, reload, unsent) {
       // Changed meanwhile (by someone else, in another tab): drawn again as it is now, with why (it showed its old
       // status and buttons under the error)
       if (error.status === 409) reload(`${error.message}. The alert is shown as it is now.`, note.value);
-      else replace(message, errorBox(error));
+      // (a change is sent again when asked, not by itself as the pages' reads are: the server may have made it)
+      else replace(message, errorBox(error, change(action), "Retry sends the change again."));
     }
   };
   if (alert.status === "open") buttons.push(h("button", { type: "button", class: "primary", text: "Acknowledge", onclick: change("acknowledge") }));
