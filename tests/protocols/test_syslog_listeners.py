@@ -8,6 +8,7 @@ import json
 import logging
 import socket
 import ssl
+import struct
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -368,3 +369,20 @@ def test_rfc3164_times_are_read_in_the_zone_the_settings_name(listening) -> None
     syslog.wait_for_tallies(lambda t: sum(x.accepted for x in t) == 1)
     (record,) = syslog.runtime.store.recent(RecentQuery(since_ms=0, limit=10))
     assert abs(record.timestamp - sent * 1000) < 2_000, (record.timestamp, sent)
+
+
+def test_connections_reset_before_they_are_served_are_let_go_quietly(
+    listening, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A health check that closes with a reset (HAProxy's tcp-check) is gone before the listener asks its address:
+    each logged an error with a traceback (trial S)."""
+    syslog = listening()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(300):
+            with socket.create_connection(("127.0.0.1", syslog.port)) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with RST
+        with socket.create_connection(("127.0.0.1", syslog.port)) as sock:
+            sock.sendall(b"<14>1 - h a - - - after the resets\n")
+        syslog.wait_for_tallies(lambda t: sum(x.accepted for x in t) == 1)
+    assert syslog.stored() == ["after the resets"]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -46,7 +46,11 @@ class Stream(asyncio.Protocol):
 
     def _admitted(self, transport: asyncio.BaseTransport) -> bool:
         """Whether syslog_allow lists the sender; its connection is closed when not."""
-        self.peer = str(transport.get_extra_info("peername")[0])
+        address = transport.get_extra_info("peername")
+        if address is None:  # reset before it was served (a health check closing with RST): nothing to read
+            transport.abort()  # type: ignore[attr-defined]
+            return False
+        self.peer = str(address[0])
         if self.listeners.allowed(self.peer):
             return True
         self.listeners.connection_refused(self.peer)
