@@ -386,3 +386,20 @@ def test_connections_reset_before_they_are_served_are_let_go_quietly(
         syslog.wait_for_tallies(lambda t: sum(x.accepted for x in t) == 1)
     assert syslog.stored() == ["after the resets"]
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_an_ipv4_sender_to_a_listener_on_every_ipv6_address_is_its_ipv4_address(listening) -> None:
+    """A listener on [::] takes IPv4 too, whose addresses the socket gives as IPv6 (::ffff:127.0.0.1): the records'
+    peer said so, and a search for the sender's address missed them (trial S)."""
+    port = free_udp_port()
+    syslog = listening(syslog_tcp=f"[::]:{port}", syslog_udp=f"[::]:{port}", syslog_allow="127.0.0.1")
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"<14>1 - h a - - - over tcp\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.sendto(b"<14>1 - h a - - - over udp", ("127.0.0.1", port))
+    syslog.wait_for_tallies(lambda t: sum(x.accepted for x in t) == 2)
+    records = syslog.runtime.store.recent(RecentQuery(since_ms=0, limit=10))
+    assert sorted((r.message, json.loads(r.attributes)["peer"]) for r in records) == [
+        ("over tcp", "127.0.0.1"),
+        ("over udp", "127.0.0.1"),
+    ]

@@ -50,7 +50,7 @@ class Stream(asyncio.Protocol):
         if address is None:  # reset before it was served (a health check closing with RST): nothing to read
             transport.abort()  # type: ignore[attr-defined]
             return False
-        self.peer = str(address[0])
+        self.peer = sender(address[0])
         if self.listeners.allowed(self.peer):
             return True
         self.listeners.connection_refused(self.peer)
@@ -95,6 +95,12 @@ class Stream(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+def sender(host: str) -> str:
+    """The sender's address as text: an IPv4 one as such, not as a listener on [::] is given it (::ffff:192.0.2.7),
+    so that the records' peer is the address the sender has (and a search for it finds them)."""
+    return host[7:] if host.startswith("::ffff:") and "." in host else host
 
 
 def _other_protocol(first: bytes) -> str | None:
@@ -196,7 +202,7 @@ class Datagrams(asyncio.DatagramProtocol):
         self.waiting: dict[str, list[bytes]] = {}
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
-        peer = str(addr[0])
+        peer = sender(addr[0])
         listeners = self.listeners
         if not listeners.allowed(peer):
             listeners.report(SyslogTally(not_allowed=1))
