@@ -424,3 +424,28 @@ def test_a_local_time_a_zone_change_skipped_or_repeated_is_read_as_zoneinfo_sett
         ZoneInfo("America/New_York"),
     ).timestamps.to_pylist()
     assert (skipped, repeated) == (ms("2026-03-08T07:30:00Z"), ms("2026-11-01T05:30:00Z"))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"<14>1 - " + b"h" * 300 + b" a - - - text",
+        b"<14>1 - h " + b"a" * 300 + b" - - - text",
+        b"<14>Dec  4 11:00:00 " + b"h" * 300 + b" app: text",
+    ],
+    ids=["hostname", "app-name", "rfc3164 hostname"],
+)
+def test_header_fields_over_the_attribute_limit_are_dropped_and_the_line_kept(line: bytes) -> None:
+    """Dropping STRUCTURED-DATA alone left a huge HOSTNAME or APP-NAME over the limit the record's rules set, and a
+    parse_error that blamed a STRUCTURED-DATA the line did not have (trial S)."""
+    limits = Limits(max_attribute_bytes=200, retention_days=365)
+    (record,) = parse(line, limits=limits)
+    assert record["message"] == line.decode()
+    assert record["attributes"] == {
+        "facility": "user",
+        "syslog_severity": "info",
+        "parse_error": "the header's fields over 200 bytes as attributes; see the message",
+        "peer": "192.0.2.7",
+    }
+    columns = parse_messages([line], "192.0.2.7", TimeBounds.of(limits, NOW), limits)
+    assert columns.unparsed == 1 and len(columns.attributes[0]) <= 200

@@ -88,6 +88,7 @@ HEAD_OF_PRI = {
     str(pri): f'{{"facility":"{FACILITIES[pri >> 3]}","syslog_severity":"{SYSLOG_SEVERITIES[pri & 7]}"'
     for pri in range(192)
 }
+_PRI_HEAD = re.compile(r'\{"facility":"[^"]*","syslog_severity":"[^"]*"')  # the start of every head above
 _MAX_KNOWN_SERVICES = 10_000
 _services: dict[str, str] = {NIL: DEFAULT_SERVICE}  # APP-NAMEs seen, as service names
 
@@ -337,14 +338,20 @@ def _fit_messages(parts: _Parts, limit: int) -> None:
 
 
 def _fit_attributes(parts: _Parts, encoded: list[bytes], texts: list[str], tail: str, limits: Limits) -> None:
-    """A huge STRUCTURED-DATA: dropped from the attributes, the whole line becomes the message."""
+    """A huge STRUCTURED-DATA: dropped from the attributes, the whole line becomes the message. When that is not
+    enough (a huge HOSTNAME, APP-NAME, tag, ...), the attributes keep PRI's fields alone: the line holds the rest."""
+    limit = limits.max_attribute_bytes
     for index, attributes in enumerate(encoded):
-        if len(attributes) > limits.max_attribute_bytes:
+        if len(attributes) > limit:
             head = parts.heads[index].split(',"structured_data":', 1)[0]
             extra = parts.extra.setdefault(index, {})
-            extra["parse_error"] = f"STRUCTURED-DATA over {limits.max_attribute_bytes} bytes; see the message"
+            extra["parse_error"] = f"STRUCTURED-DATA over {limit} bytes; see the message"
             parts.messages[index] = texts[index]
             encoded[index] = (head + "," + _encode(extra)[1:-1].decode() + tail).encode()
+            if len(encoded[index]) > limit:
+                error = {"parse_error": f"the header's fields over {limit} bytes as attributes; see the message"}
+                parts.extra[index] = error
+                encoded[index] = (_PRI_HEAD.match(head).group() + "," + _encode(error)[1:-1].decode() + tail).encode()  # type: ignore[union-attr]
     _fit_messages(parts, limits.max_message_bytes)
 
 
