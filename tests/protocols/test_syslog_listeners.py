@@ -403,3 +403,9 @@ def test_an_ipv4_sender_to_a_listener_on_every_ipv6_address_is_its_ipv4_address(
         ("over tcp", "127.0.0.1"),
         ("over udp", "127.0.0.1"),
     ]
+
+
+def test_a_rate_under_one_a_second_still_lets_datagrams_through() -> None:
+    """The burst was the rate itself: under one message a second, no datagram ever fitted (trial S)."""
+    allowance = Allowance(0.5, 0.0)
+    assert [allowance.take_one(now) for now in (0.0, 0.5, 2.0, 2.5, 4.0)] == [True, False, True, False, True]

@@ -57,12 +57,14 @@ class Allowance:
 
     def __init__(self, rate: float, now: float) -> None:
         self.rate = rate
-        self.tokens = rate
+        # At least one message: under one a second, a datagram never fitted, and every one was dropped.
+        self.burst = max(rate, 1.0)
+        self.tokens = self.burst
         self.updated = now
 
     def spend(self, count: int, now: float) -> float:
         """Take `count` messages; the seconds to wait before the next read (0: none)."""
-        self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate) - count
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate) - count
         self.updated = now
         return -self.tokens / self.rate if self.tokens < 0 else 0.0
 
