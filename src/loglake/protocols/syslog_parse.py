@@ -351,7 +351,9 @@ def _fit_attributes(parts: _Parts, encoded: list[bytes], texts: list[str], tail:
             if len(encoded[index]) > limit:
                 error = {"parse_error": f"the header's fields over {limit} bytes as attributes; see the message"}
                 parts.extra[index] = error
-                encoded[index] = (_PRI_HEAD.match(head).group() + "," + _encode(error)[1:-1].decode() + tail).encode()  # type: ignore[union-attr]
+                pri = _PRI_HEAD.match(head)  # (every head begins with PRI's fields; "{" alone were there none)
+                opening = pri.group() + "," if pri else "{"
+                encoded[index] = (opening + _encode(error)[1:-1].decode() + tail).encode()
     _fit_messages(parts, limits.max_message_bytes)
 
 
