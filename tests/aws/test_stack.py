@@ -223,6 +223,7 @@ def test_synth_writes_the_template_and_names_config_mistakes(tmp_path: Path) -> 
     assert "wrote " in result.stdout and (tmp_path / "out" / "loglake-inftes.template.json").exists()
     document = json.loads(EXAMPLE.read_text())
     (tmp_path / "amplify.json").write_text((EXAMPLE.parent / "amplify.json").read_text())
+    (tmp_path / "bad-amplify.json").write_text(json.dumps({"applications": "none"}))
     for change, message in [
         ({"account": "12345"}, "account: '12345' is not a 12-digit AWS account id"),
         ({"tags": {"Project": "p"}}, "tags.Owner: missing (every resource carries Project, Owner, CostCenter,"),
@@ -239,6 +240,9 @@ def test_synth_writes_the_template_and_names_config_mistakes(tmp_path: Path) -> 
         ({"naming": {**document["naming"], "versoin": 2}}, "naming: unknown field 'versoin' (did you mean 'version'?)"),
         ({"naming": {**document["naming"], "project": "a" * 20, "component": "b" * 20}}, "naming: the names would be"),
         ({"amplifyRoles": {"HylmarJ": "arn:aws:iam::1:role/r"}}, "amplifyRoles.HylmarJ: 'arn:aws:iam::1:role/r'"),
+        # a refused Amplify configuration is named (the roles cannot be checked against its apps)
+        ({"amplifyConfig": "bad-amplify.json", "amplifyRoles": {}}, f"amplifyConfig {tmp_path / 'bad-amplify.json'}"),
+        ({"amplifyConfig": 5}, "amplifyConfig: expected `str`, got `int`"),
     ]:
         bad = tmp_path / "bad.json"
         bad.write_text(json.dumps(document | change))

@@ -192,9 +192,11 @@ def load_deployment(path: Path) -> Deployment:
     amplify = None
     problems = []
     roles = document.get("amplifyRoles") if isinstance(document, dict) else None
-    if isinstance(document, dict) and document.get("amplifyConfig"):
-        amplify_path = path.parent / str(document["amplifyConfig"])
+    # (a value that is no file name, `5`, is parse_deployment's problem to name: it is not read as a path)
+    if isinstance(document, dict) and document.get("amplifyConfig") and isinstance(document["amplifyConfig"], str):
+        amplify_path = path.parent / document["amplifyConfig"]
         amplify = _read_json(amplify_path)
+        profiles: set[str] | None = None  # unknown when the configuration is refused: no role is checked against it
         try:
             profiles = {app.profile for app in parse_config(amplify).apps}
         except AmplifyConfigError as e:
@@ -205,7 +207,7 @@ def load_deployment(path: Path) -> Deployment:
                 f"amplifyConfig {amplify_path}: {size} characters as the schedules' input; EventBridge takes at most "
                 f"{EVENT_INPUT_CHARS} (about 55 apps): collect the other apps in another deployment"
             )
-        else:
+        elif profiles is not None:
             for profile in sorted(roles.keys() - profiles if isinstance(roles, dict) else ()):
                 known = ", ".join(sorted(profiles))
                 problems.append(f"amplifyRoles: {profile!r} is no app's profile in {amplify_path} (known: {known})")
