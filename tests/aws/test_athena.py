@@ -51,6 +51,19 @@ def test_rows_come_back_typed_without_the_header(athena, moto_endpoint: str) -> 
     assert result.rows == [("api", 12, 0.5), ("web", 3, None)] and not result.truncated
 
 
+def test_decimals_stay_exact_as_the_local_engine_gives_them(athena, moto_endpoint: str) -> None:
+    """Trino types a literal such as 0.1 DECIMAL: its text was made a float, losing digits past 15, and POST /query
+    answered 0.3 where the local server answers "0.3" (json_value: decimals as exact text)."""
+    from decimal import Decimal
+
+    from loglake.lake.query_answers import result_to_dict
+
+    queue_result(moto_endpoint, [("a", "decimal(3,1)"), ("b", "decimal(20,2)")], [["0.3", "12345678901234567.89"]])
+    result = engine(athena).query("SELECT 0.1 + 0.2 AS a, CAST('12345678901234567.89' AS DECIMAL(20, 2)) AS b")
+    assert result.rows == [(Decimal("0.3"), Decimal("12345678901234567.89"))]
+    assert result_to_dict(result)["rows"] == [["0.3", "12345678901234567.89"]]
+
+
 def test_the_row_cap_truncates(athena, moto_endpoint: str) -> None:
     queue_result(moto_endpoint, [("i", "integer")], [[str(i)] for i in range(30)])
     result = engine(athena, limits=QueryLimits(max_rows=10)).query("SELECT i FROM logs")

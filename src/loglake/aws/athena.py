@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import botocore.exceptions
@@ -156,8 +157,10 @@ def _value(cell: dict, kind: str) -> Any:
     text = cell["VarCharValue"]
     if kind in _INTEGER:
         return int(text)
-    if kind in _FLOAT or kind.startswith("decimal"):
+    if kind in _FLOAT:
         return float(text)
+    if kind.startswith("decimal"):  # exact, as DuckDB gives a DECIMAL (and POST /query answers it as text)
+        return Decimal(text)
     if kind == "boolean":
         return text == "true"
     return text
