@@ -64,6 +64,19 @@ def test_decimals_stay_exact_as_the_local_engine_gives_them(athena, moto_endpoin
     assert result_to_dict(result)["rows"] == [["0.3", "12345678901234567.89"]]
 
 
+def test_times_are_answered_as_the_local_server_answers_them(athena, moto_endpoint: str) -> None:
+    """Athena gives a time as text, `2026-11-01 10:00:00.123`: POST /query answered that text, where the local
+    server answers ISO-8601 UTC (2026-11-01T10:00:00.123Z), and a rule's times were typed apart."""
+    from loglake.lake.query_answers import result_to_dict
+
+    columns = [("last_seen", "timestamp(3)"), ("at", "timestamp(3) with time zone"), ("day", "date")]
+    queue_result(
+        moto_endpoint, columns, [["2026-11-01 10:00:00.123", "2026-11-01 11:00:00.500 Europe/Paris", "2026-11-01"]]
+    )
+    result = engine(athena).query('SELECT max("timestamp") AS last_seen, now() AS at, current_date AS day FROM logs')
+    assert result_to_dict(result)["rows"] == [["2026-11-01T10:00:00.123Z", "2026-11-01T10:00:00.500Z", "2026-11-01"]]
+
+
 def test_the_row_cap_truncates(athena, moto_endpoint: str) -> None:
     queue_result(moto_endpoint, [("i", "integer")], [[str(i)] for i in range(30)])
     result = engine(athena, limits=QueryLimits(max_rows=10)).query("SELECT i FROM logs")

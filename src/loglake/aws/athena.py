@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import botocore.exceptions
 
@@ -163,4 +165,18 @@ def _value(cell: dict, kind: str) -> Any:
         return Decimal(text)
     if kind == "boolean":
         return text == "true"
+    if kind.startswith("timestamp"):  # a time, as DuckDB gives one: POST /query answers it as the local server does
+        return _time(text, kind)
     return text
+
+
+def _time(text: str, kind: str) -> datetime | str:
+    """Athena's text of a `timestamp` (`2026-05-04 10:00:00.123`, UTC without a zone) or a `timestamp with time
+    zone` (`2026-05-04 12:00:00.123 Europe/Paris`) as a datetime; the text itself if it is neither."""
+    try:
+        if "with time zone" not in kind:
+            return datetime.fromisoformat(text)
+        moment, _, zone = text.rpartition(" ")
+        return datetime.fromisoformat(moment).replace(tzinfo=ZoneInfo(zone))
+    except (ValueError, KeyError):  # (ZoneInfo raises a KeyError subclass for an unknown zone)
+        return text

@@ -2,17 +2,16 @@
 over the Glue tables, the answer read back as the local engine's (rules/run.py makes the matches and
 their evidence).
 
-Athena answers every value as text; the columns it types `timestamp` are read back as times, so a
+The engine reads Athena's text back as the local engine's values (times as times, aws/athena.py), so a
 match's first and last seen and its evidence's times are what the local engine gives.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
 
 from loglake.aws.athena import AthenaQueryEngine
-from loglake.lake.query_answers import QueryBusy, QueryResult
+from loglake.lake.query_answers import QueryBusy
 from loglake.lake.sql_guard import QueryError
 from loglake.rules.bundle import fill_window
 from loglake.rules.model import Rule
@@ -36,18 +35,4 @@ def run_rule_on_athena(
         raise RuleRunError(f"rule {rule.id} ({rule.path}): {e.message}") from None
     except QueryBusy as e:
         raise RuleRunError(f"rule {rule.id}: {e}") from None
-    return replace(result_of(rule, since_ms, until_ms, _typed(result), now_ms), sql=sql)
-
-
-def _typed(result: QueryResult) -> QueryResult:
-    times = [i for i, (_, kind) in enumerate(result.columns) if kind.startswith("timestamp")]
-    if not times:
-        return result
-    rows = []
-    for row in result.rows:
-        values = list(row)
-        for i in times:
-            if values[i] is not None:
-                values[i] = datetime.fromisoformat(values[i])  # `2026-05-04 10:00:00.123`: UTC without a zone
-        rows.append(tuple(values))
-    return replace(result, rows=rows)
+    return replace(result_of(rule, since_ms, until_ms, result, now_ms), sql=sql)
