@@ -243,6 +243,10 @@ def test_synth_writes_the_template_and_names_config_mistakes(tmp_path: Path) -> 
         # a refused Amplify configuration is named (the roles cannot be checked against its apps)
         ({"amplifyConfig": "bad-amplify.json", "amplifyRoles": {}}, f"amplifyConfig {tmp_path / 'bad-amplify.json'}"),
         ({"amplifyConfig": 5}, "amplifyConfig: expected `str`, got `int`"),
+        # tags CloudFormation refuses mid-deploy (the CDK only warns): named here
+        ({"tags": {**document["tags"], "CostCenter": "CC-1234, CC-99"}}, "tags.CostCenter: 'CC-1234, CC-99' is not a"),
+        ({"tags": {**document["tags"], "Owner": "o" * 257}}, "is not a tag value (at most 256 letters"),
+        ({"tags": {**document["tags"], "aws:team": "x"}}, "tags: 'aws:team' is not a tag key"),
     ]:
         bad = tmp_path / "bad.json"
         bad.write_text(json.dumps(document | change))

@@ -16,6 +16,7 @@ No AWS library is imported here: the CLI and tests read the file without the CDK
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -282,9 +283,24 @@ def parse_deployment(document: Any) -> Deployment:
 
 
 def _tag_problems(tags: dict[str, str]) -> list[str]:
-    """Each required tag that is not there, at its path as a missing field is (config_files)."""
+    """Each required tag that is not there, at its path as a missing field is (config_files); each key or value
+    CloudFormation would refuse mid-deploy (the CDK's synth only warns of them)."""
     carried = f"every resource carries {', '.join(REQUIRED_TAGS)}"
-    return [f"tags.{tag}: missing ({carried})" for tag in REQUIRED_TAGS if tag not in tags]
+    problems = [f"tags.{tag}: missing ({carried})" for tag in REQUIRED_TAGS if tag not in tags]
+    for key, value in tags.items():
+        if not 1 <= len(key) <= 128 or not _taggable(key) or key.lower().startswith("aws:"):
+            problems.append(f"tags: {key!r} is not a tag key (1-128 {_TAG_CHARACTERS}, not starting with aws:)")
+        if len(value) > 256 or not _taggable(value):
+            problems.append(f"tags.{key}: {value!r} is not a tag value (at most 256 {_TAG_CHARACTERS})")
+    return problems
+
+
+_TAG_CHARACTERS = "letters, digits, spaces or _ . : / = + - @"
+
+
+def _taggable(text: str) -> bool:
+    r"""AWS's tag pattern, [\p{L}\p{Z}\p{N}_.:/=+\-@]*: letters, separators, numbers and those signs."""
+    return all(unicodedata.category(c)[0] in "LZN" or c in "_.:/=+-@" for c in text)
 
 
 def _origin_problems(origins: list[str]) -> list[str]:
