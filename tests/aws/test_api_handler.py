@@ -117,6 +117,13 @@ def test_errors_are_the_local_servers(api_table: str, capsys: pytest.CaptureFixt
     assert not_json[0]["statusCode"] == 400 and not_json[1]["error"]["code"] == "invalid_json"
     unknown = invoke(rest_event("GET", f"/logs/{uuid.uuid4()}", resource="/logs/{logId}"), capsys)
     assert unknown[0]["statusCode"] == 404
+    # a request's own mistake (a query parameter: its detail's index is null) is a 400 too, no record rejected
+    for query in ({"foo": "bar"}, {"wait": "x"}):
+        event = rest_event("POST", "/logs", body='{"message": "x"}', headers={"Content-Type": "application/json"},
+                           query=query)  # fmt: skip
+        response, body, line = invoke(event, capsys)
+        assert response["statusCode"] == 400 and body["error"]["details"][0]["index"] is None
+        assert (line["status"], line["RecordsRejected"]) == (400, 0)
     bad_query = invoke(rest_event("GET", "/logs/recent", query={"limit": "0"}), capsys)
     assert bad_query[0]["statusCode"] == 400 and bad_query[1]["error"]["details"][0]["field"] == "limit"
     assert response["multiValueHeaders"]["content-type"] == ["application/json"]

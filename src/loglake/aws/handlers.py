@@ -353,7 +353,9 @@ def _log_invocation(event: dict[str, Any], context: Any, response: dict[str, Any
             ingested = answer.get("count", 1)
         elif response["statusCode"] == 400:
             details = answer.get("error", {}).get("details", [])
-            rejected = len({d.get("index") for d in details if isinstance(d, dict) and d.get("index", -1) >= 0})
+            # (a detail of the request rather than of a record, a query parameter's, has the index null)
+            indexes = {d.get("index") for d in details if isinstance(d, dict)}
+            rejected = len({i for i in indexes if isinstance(i, int) and i >= 0})
     function = getattr(context, "function_name", "loglake-api")
     line = {
         "_aws": {
