@@ -122,7 +122,7 @@ def finish(lake: ObjectStore, results: list[dict]) -> dict[str, Any]:
         # Each continues its mark from its first window where the plan started that past the mark, where the
         # retention period starts (what was before is gone): else the mark would hold for ever, every run fetching all
         # of it again.
-        mark = _moved(_later(before, _start(regular)) if before else None, regular)
+        mark = _moved(_later(before, _start(regular)), regular)
         rechecked_to = _moved(_later(rechecked, _start(rechecks)), rechecks)
         if mark is not None:
             ran_at = parse_datetime(entry["run_at"]) if entry.get("run_at") else None

@@ -60,8 +60,10 @@ _RULES_IN_THE_FILE = "a correlation's rules must be in its file, as YAML documen
 UNSUPPORTED_MODIFIERS = {"expand": "placeholders need values loglake does not have: write the values out"}
 TAKEN_MODIFIERS = sorted(set(modifier_mapping) - set(UNSUPPORTED_MODIFIERS))
 _PLAIN_STRING_MODIFIERS = {"contains", "startswith", "endswith", "cased", "all"}
+# What each modifier takes, the type pySigma checks its value against (one type, or a union of them)
+_TAKEN_TYPES = {name: get_type_hints(modifier.modify)["val"] for name, modifier in modifier_mapping.items()}
 # |gt and the like, |minute and the like: the modifiers that take a number only
-_NUMBER_MODIFIERS = {m for m, c in modifier_mapping.items() if get_type_hints(c.modify)["val"] is SigmaNumber}
+_NUMBER_MODIFIERS = {name for name, taken in _TAKEN_TYPES.items() if taken is SigmaNumber}
 NULL_KEYWORD = (
     "a value without a field cannot be null: give the selection `field: value` pairs (`field: null` matches"
     " records without the field), or the keywords to look for"
@@ -303,8 +305,8 @@ def _value_problem(field: str, modifiers: list[str], value: Any) -> str | None:
             except SigmaTypeError as e:
                 if not str(e).startswith("Modifier "):  # (an invalid CIDR, in its own words)
                     return None
-                hint = get_type_hints(modifier_mapping[modifiers[n - 1]].modify)["val"]
-                takes = next((_TAKES[t] for t in (get_args(hint) or (hint,)) if t in _TAKES), None)
+                taken = _TAKEN_TYPES[modifiers[n - 1]]
+                takes = next((_TAKES[t] for t in (get_args(taken) or (taken,)) if t in _TAKES), None)
                 if takes is None:
                     return None
                 given = _given(raw) if n == 1 else f"what |{modifiers[n - 2]} makes of the value"
