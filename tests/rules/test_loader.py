@@ -502,6 +502,13 @@ def test_what_a_sigma_rule_says(tmp_path: Path) -> None:
     assert rule.dedup_window_ms == 3_600_000
 
 
+@pytest.mark.parametrize("level", ["", "level:\n"])
+def test_a_sigma_rule_without_a_level_is_medium(tmp_path: Path, level: str) -> None:
+    """Sigma makes `level` optional (a SQL rule, loglake's own format, must still give one: BAD)."""
+    rule = load_one(tmp_path, GOOD.replace("level: medium\n", level))
+    assert rule.level == "medium"
+
+
 def test_a_cron_rule_takes_its_lookback(tmp_path: Path) -> None:
     rule = load_one(tmp_path, sigma(extra="loglake: {schedule: '0 3 * * mon', lookback: 7d}"))
     assert isinstance(rule.schedule, Cron) and rule.lookback_ms == 7 * 86_400_000

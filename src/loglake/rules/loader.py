@@ -22,7 +22,7 @@ from loglake.lake.sql_guard import QueryError, check_select
 from loglake.lake.tables import TABLES, LakeTable
 from loglake.rules.anomaly import NUMBER_TYPE, AnomalyBody, AnomalyProblem, group_columns, metric_query, samples_of
 from loglake.rules.files import ROUTING_FILE, UniqueKeys
-from loglake.rules.model import Options, Problem, Rule, RuleMeta, RuleTest, SqlRuleBody
+from loglake.rules.model import SIGMA_DEFAULT_LEVEL, Options, Problem, Rule, RuleMeta, RuleTest, SqlRuleBody
 from loglake.rules.plan import QUERY_PARAMETERS, Binder, binder, parameters_of, rows_plan, tables_of
 from loglake.rules.rule_parts import (
     _META_FIELDS,
@@ -156,6 +156,8 @@ def _sigma_rule(documents: list[dict[str, Any]], path: Path, binder: Binder) -> 
     primary, problems = primary_document(documents)
     document = documents[primary]
     meta_doc = {k: v for k, v in document.items() if k in _META_FIELDS}
+    if meta_doc.get("level") is None:  # optional in Sigma (SigmaHQ's rules from elsewhere may leave it out)
+        meta_doc["level"] = SIGMA_DEFAULT_LEVEL
     meta, options, tests, more = _common(meta_doc, document.get("loglake") or {}, document.get("tests", []), "loglake")
     problems += more + detection_problems(documents, primary)
     if problems or meta is None or options is None:

@@ -24,6 +24,9 @@ from loglake.rules.schedule import Schedule
 from loglake.times import parse_duration
 
 LEVELS = ("informational", "low", "medium", "high", "critical")
+# The level of a Sigma rule that gives none (Sigma makes `level` optional; its alerts need one): the middle one,
+# routed and paged as a warning, neither dropped as informational nor waking anyone as critical.
+SIGMA_DEFAULT_LEVEL = "medium"
 STATUSES = ("stable", "test", "experimental", "deprecated", "unsupported")
 DEFAULT_EVIDENCE = 20
 MAX_EVIDENCE = 1000
