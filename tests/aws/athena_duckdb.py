@@ -2,13 +2,16 @@
 
 moto's Athena answers every query with rows queued beforehand; it never runs the SQL. To test what
 our Athena SQL (Trino's dialect) *means*, this client runs it on DuckDB over the lake's real Parquet
-files, laid out as the Glue table declares them (`date` a string partition). Three Trino functions
-DuckDB lacks become macros: regexp_like (RE2 and Java regexes agree on what we send), any_match (a
-lambda as Trino writes it, `x -> ...`, which DuckDB takes once told to) and json_extract_scalar with
-bracketed keys (`$["a"]["b"]`); json_extract's bracketed keys, which DuckDB writes otherwise and whose
-function a macro cannot replace, are rewritten in the SQL text. DuckDB's functions Trino lacks (from_json,
-list_transform, ...) fail the query, as Athena would. It speaks the boto3 calls and shapes the
-engine uses: start, get execution, get results (header row, column info, pages with NextToken), stop.
+files, laid out as the Glue table declares them (`date` a string partition). Trino functions DuckDB
+lacks become macros: regexp_like (RE2 and Java regexes agree on what we send), any_match and transform
+(a lambda as Trino writes it, `x -> ...`, which DuckDB takes once told to), is_json_scalar, json_format
+and json_extract_scalar with bracketed keys (`$["a"]["b"]`), NULL for an object or array as in Trino
+(DuckDB's json_extract_string gives their JSON text); json_extract's bracketed keys, which DuckDB
+writes otherwise and whose function a macro cannot replace, are rewritten in the SQL text, and so is a
+cast to VARCHAR ARRAY, which fails on an array holding an object or array, as Trino's does (DuckDB's
+gives their JSON text). DuckDB's functions Trino lacks (from_json, list_transform, ...) fail the query,
+as Athena would. It speaks the boto3 calls and shapes the engine uses: start, get execution, get
+results (header row, column info, pages with NextToken), stop.
 """
 
 from __future__ import annotations
@@ -37,9 +40,21 @@ class DuckDBAthena:
         self.db.execute("CREATE MACRO regexp_like(s, p) AS regexp_matches(s, p)")
         self.db.execute("SET lambda_syntax = 'ENABLE_SINGLE_ARROW'")
         self.db.execute("CREATE MACRO any_match(items, test) AS list_bool_or(list_transform(items, test))")
+        self.db.execute("CREATE MACRO transform(items, f) AS list_transform(items, f)")
         self.db.execute(
-            "CREATE MACRO json_extract_scalar(j, p) AS "
-            """json_extract_string(j, '$' || regexp_replace(substr(p, 2), '\\["([^"]*)"\\]', '."\\1"', 'g'))"""
+            """CREATE MACRO trino_path(p) AS '$' || regexp_replace(substr(p, 2), '\\["([^"]*)"\\]', '."\\1"', 'g')"""
+        )
+        self.db.execute(
+            "CREATE MACRO json_extract_scalar(j, p) AS CASE WHEN json_type(j, trino_path(p)) NOT IN ('OBJECT', 'ARRAY')"
+            " THEN json_extract_string(j, trino_path(p)) END"
+        )
+        self.db.execute("CREATE MACRO is_json_scalar(j) AS json_type(j) NOT IN ('OBJECT', 'ARRAY')")
+        self.db.execute("CREATE MACRO json_format(j) AS CAST(j AS VARCHAR)")
+        self.db.execute(  # (a text that is no list, cast to one: a conversion error, which try() makes NULL)
+            "CREATE MACRO trino_varchar_array(j) AS CASE"
+            " WHEN list_bool_or([json_type(item) IN ('OBJECT', 'ARRAY') FOR item IN CAST(j AS JSON[])])"
+            " THEN CAST('INVALID_CAST_ARGUMENT: Cannot cast to array(varchar): ' || j AS VARCHAR[])"
+            " ELSE CAST(j AS VARCHAR[]) END"
         )
         for table in TABLES.values():
             self._define(lake_dir, table)
@@ -119,11 +134,34 @@ _JSON_EXTRACT_PATH = re.compile(r"""json_extract\("?attributes"?, '(\$[^']*)'\)"
 _BRACKETED_KEY = re.compile(r'\["((?:[^"\\]|\\.)*)"\]')
 
 
+_VARCHAR_ARRAY_CAST = re.compile(r"\s+AS\s+VARCHAR\s+ARRAY\s*\)", re.IGNORECASE)
+
+
 def _in_duckdbs_words(sql: str) -> str:
     """Trino's SQL as DuckDB writes it where a macro cannot say it: json_extract's paths with dotted keys
-    (`$."a"."b"`)."""
+    (`$."a"."b"`), and `CAST(x AS VARCHAR ARRAY)` as trino_varchar_array(x)."""
 
     def dotted(path: re.Match[str]) -> str:
         return "json_extract(attributes, '" + _BRACKETED_KEY.sub(r'."\1"', path.group(1)) + "')"
 
-    return _JSON_EXTRACT_PATH.sub(dotted, sql)
+    sql = _JSON_EXTRACT_PATH.sub(dotted, sql)
+    while cast := _VARCHAR_ARRAY_CAST.search(sql):
+        opening = _opening_parenthesis(sql, cast.start())
+        assert sql[opening - 4 : opening].upper() == "CAST", sql
+        sql = f"{sql[: opening - 4]}trino_varchar_array({sql[opening + 1 : cast.start()]}){sql[cast.end() :]}"
+    return sql
+
+
+def _opening_parenthesis(sql: str, end: int) -> int:
+    """Where the parenthesis open at `end` opens (text in quotes aside)."""
+    depth, quoted = 0, False
+    for i in range(end - 1, -1, -1):
+        if sql[i] == "'":
+            quoted = not quoted
+        elif not quoted and sql[i] == ")":
+            depth += 1
+        elif not quoted and sql[i] == "(":
+            if depth == 0:
+                return i
+            depth -= 1
+    raise ValueError(f"no opening parenthesis before {end} in {sql}")

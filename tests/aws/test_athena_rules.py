@@ -47,6 +47,16 @@ def _records() -> list[dict]:
             }
         )
     records.append({"timestamp": DAY1 + 3_600_000, "service": "api", "severity": "error", "message": "day one"})
+    # day 1: lists holding objects and lists, which Trino does not cast to VARCHAR ARRAY (NESTED_ITEMS)
+    for i, tags in enumerate([["oncall", {"team": "db"}], ["ops", ["oncall"]], "oncall", None]):
+        records.append(
+            {
+                "timestamp": DAY1 + 2 * 3_600_000 + i * MINUTE,
+                "service": "db",
+                "message": "nested",
+                "attributes": {"tags": tags},
+            }
+        )
     return records
 
 
@@ -151,6 +161,27 @@ def test_a_sigma_rule_matches_a_list_by_its_items_on_athena_as_locally(lake, tmp
     assert remote == local
 
 
+NESTED_ITEMS = {  # detection: records matched locally (day 1 of _records)
+    "{attributes.tags: ONCALL}": 2,  # an item, beside an object; and a scalar
+    "{attributes.tags|contains: '['}": 2,  # a list by its JSON text (an item's too)
+    "{attributes.tags|endswith: 'b\"}'}": 1,  # an object among the items, by its JSON text
+    "{attributes.tags: null}": 2,  # a null, as a record without the field
+}
+
+
+@pytest.mark.parametrize("detection", sorted(NESTED_ITEMS))
+def test_a_list_holding_objects_and_lists_matches_on_athena_as_locally(lake, tmp_path: Path, detection: str) -> None:
+    rule = load_one(
+        tmp_path,
+        LIST_ITEMS.replace("tagged and not late", "sel").replace(
+            "  tagged: {attributes.tags: ONCALL}\n  late: {attributes.tags|gte: 21}\n", f"  sel: {detection}\n"
+        ),
+    )
+    local, remote, _ = _both(rule, lake, DAY1, DAY2)
+    assert sum(m["count"] for m in local) == NESTED_ITEMS[detection]
+    assert remote == local
+
+
 def test_a_sql_rule_finds_on_athena_what_it_finds_locally(lake, tmp_path: Path) -> None:
     rule = load_one(tmp_path, SQL)
     local, remote, _ = _both(rule, lake, DAY2, DAY2 + DAY_MS)
@@ -237,3 +268,12 @@ def test_the_starter_pack_passes_its_own_inline_tests_on_athena(tmp_path: Path) 
         scratch.close()
     assert len(cases) >= 20 and len({r.kind for r, *_ in cases}) >= 3
     assert not failures, failures
+
+
+def test_from_json_into_other_than_text_elements_is_refused_for_athena(tmp_path: Path) -> None:
+    """Only from_json(..., '["VARCHAR"]') has an Athena form (an array's elements as text); another structure was
+    written as that cast too, and read something else than the rule meant."""
+    query = """SELECT * FROM logs WHERE from_json(attributes, '{"a": "INTEGER"}').a = 1"""
+    rule = load_one(tmp_path, f"title: x\nid: 33333333-2222-4333-8444-555555555555\nlevel: low\nquery: >\n  {query}\n")
+    with pytest.raises(DialectError, match="has no form on Athena"):
+        athena_sql(rule, DAY2, DAY2 + DAY_MS)

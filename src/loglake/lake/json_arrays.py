@@ -4,6 +4,11 @@ rules' Athena dialect rewrites (rules/dialect.py) and the AWS search writes in T
 
 from __future__ import annotations
 
+# Trino's SQL for the text of a JSON value `{json}` (Trino's JSON type), as DuckDB's json_extract_string and
+# from_json(..., '["VARCHAR"]') read one: a scalar's text (NULL for null), an object's or array's JSON text. Trino's
+# json_extract_scalar is NULL for an object or array, and its cast to VARCHAR (or VARCHAR ARRAY) fails on one.
+TRINO_JSON_TEXT = "CASE WHEN is_json_scalar({json}) THEN json_extract_scalar({json}, '$') ELSE json_format({json}) END"
+
 
 def any_element(json_value: str, element_test: str, column: str = "attributes") -> str:
     """DuckDB SQL true when `json_value` (a json_extract of `column`) is an array one of whose elements (each as

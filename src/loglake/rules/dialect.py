@@ -11,8 +11,11 @@ Athena the same tree is rewritten with sqlglot:
 - what Trino lacks is written with what it has: QUALIFY as a filtered subquery, `count(DISTINCT x)`
   over a window as the size of the distinct array of its values, `contains` and `ends_with` on text
   as `strpos` and `substr`, `any_value` as `arbitrary`, intervals in milliseconds as seconds, JSON
-  values read with `try` (attributes that are not JSON match nothing, as locally), an array's elements tested
-  with `any_match` over the array cast to VARCHAR ARRAY (DuckDB's `list_bool_or(list_transform(...))`), and a
+  values read with `try` (attributes that are not JSON match nothing, as locally) as DuckDB reads them (an object
+  or array as its JSON text, where Trino's json_extract_scalar is NULL: lake/json_arrays.TRINO_JSON_TEXT), an
+  array's elements tested with `any_match` over the array cast to JSON ARRAY, each element read so (DuckDB's
+  `list_bool_or(list_transform(...))` over from_json's VARCHAR elements; a cast to VARCHAR ARRAY fails on an
+  object or array among them), and a
   correlation's `UNION ALL BY NAME` as `UNION ALL` when its parts have the same columns (rules of
   one table; rules over two tables cannot be correlated on Athena: DialectError).
 
@@ -26,6 +29,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, SqlglotError
 
+from loglake.lake.json_arrays import TRINO_JSON_TEXT
 from loglake.rules.bundle import WINDOW_MARK, fill_window
 from loglake.rules.model import Rule
 
@@ -66,8 +70,15 @@ def _window_marks(node: exp.Expression) -> exp.Expression:
 
 def _json_reads(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.JSONExtractScalar):  # text that is not JSON reads as NULL, as locally
-        return exp.func("try", node.copy())
+        value = exp.JSONExtract(this=node.this.copy(), expression=node.expression.copy())
+        return exp.func("try", _json_text(value))
     return node
+
+
+def _json_text(value: exp.Expression) -> exp.Expression:
+    """The text of a JSON value as DuckDB reads it (TRINO_JSON_TEXT)."""
+    text = sqlglot.parse_one(TRINO_JSON_TEXT.format(json="_loglake_json"), read=ATHENA)
+    return text.transform(lambda n: value.copy() if isinstance(n, exp.Column) and n.name == "_loglake_json" else n)
 
 
 def _trino_forms(node: exp.Expression) -> exp.Expression:
@@ -87,8 +98,15 @@ def _trino_forms(node: exp.Expression) -> exp.Expression:
         array, test = (part.transform(_trino_forms) for part in (transform.this, transform.expression))
         return exp.Anonymous(this="any_match", expressions=[array, test])  # (the pass does not look inside it)
     if isinstance(node, exp.FromJson):  # (json_arrays' elements as text: a JSON array cast to one of VARCHAR)
-        # written VARCHAR ARRAY, which Trino reads as ARRAY(VARCHAR) and the SELECT check's DuckDB parser reads too
-        return exp.Cast(this=node.this, to=exp.DataType(this=exp.DataType.Type.USERDEFINED, kind="VARCHAR ARRAY"))
+        if node.expression.name != '["VARCHAR"]':
+            raise DialectError(
+                f"from_json(..., {node.expression.sql()}) has no form on Athena: read JSON with json_extract"
+            )
+        # the array as JSON elements, each as its text: written JSON ARRAY, which Trino reads as ARRAY(JSON) and the
+        # SELECT check's DuckDB parser reads too
+        elements = exp.Cast(this=node.this, to=exp.DataType(this=exp.DataType.Type.USERDEFINED, kind="JSON ARRAY"))
+        each = exp.Lambda(this=_json_text(exp.column("x")), expressions=[exp.to_identifier("x")])
+        return exp.Transform(this=elements, expression=each)
     if isinstance(node, exp.Contains):
         position = exp.StrPosition(this=node.this, substr=node.expression)
         return exp.GT(this=position, expression=exp.Literal.number(0))
