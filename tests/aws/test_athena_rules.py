@@ -53,7 +53,7 @@ def _records() -> list[dict]:
             {
                 "timestamp": DAY1 + 2 * 3_600_000 + i * MINUTE,
                 "service": "db",
-                "message": "nested",
+                "message": "on",
                 "attributes": {"tags": tags},
             }
         )
@@ -166,6 +166,7 @@ NESTED_ITEMS = {  # detection: records matched locally (day 1 of _records)
     "{attributes.tags|contains: '['}": 2,  # a list by its JSON text (an item's too)
     "{attributes.tags|endswith: 'b\"}'}": 1,  # an object among the items, by its JSON text
     "{attributes.tags: null}": 2,  # a null, as a record without the field
+    "{attributes.tags|fieldref|startswith: message}": 2,  # an item against another field's value
 }
 
 

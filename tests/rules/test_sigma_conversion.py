@@ -56,6 +56,7 @@ RECORDS = [
         "attributes": {
             "owner": "batch",
             "tag": "FIRST",
+            "team": "OPS",
             "roles": ["admin", "ops", ["root"]],
             "hops": ["10.0.0.1", "172.20.1.9"],
             "ports": [22, 8080],
@@ -207,6 +208,11 @@ CASES = {
     "fieldref contains": ("sel: {message|fieldref|contains: attributes.user}\ncondition: sel", {LOGIN}),
     "fieldref startswith": ("sel: {message|fieldref|startswith: attributes.tag}\ncondition: sel", {LINES}),
     "fieldref endswith": ("sel: {message|fieldref|endswith: attributes.user}\ncondition: sel", {LOGIN}),
+    "fieldref, a list's item": ("sel: {attributes.roles|fieldref: attributes.team}\ncondition: sel", {LINES}),
+    "fieldref, a list's item startswith": (
+        "sel: {attributes.roles|fieldref|startswith: attributes.team}\ncondition: sel",
+        {LINES},
+    ),
     "base64": ("sel: {message|base64|contains: secret}\ncondition: sel", {SHELL}),
     "base64offset": ("sel: {message|base64offset|contains: secret}\ncondition: sel", {SHELL}),
     "utf-16 base64offset": ("sel: {message|wide|base64offset|contains: payload}\ncondition: sel", {SHELL}),

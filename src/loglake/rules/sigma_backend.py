@@ -247,16 +247,21 @@ class DuckDBBackend(TextQueryBackend):
         return f"extract({_PARTS[part.timestamp_part]} FROM {field.sql}) = {part.number}"
 
     def convert_condition_field_eq_field(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
+        """The field (or, holding a list, any of its items, as with a value) against the referenced field's value."""
         reference: SigmaFieldReference = cond.value
-        left = f"lower({self._text(cond.field, state)})"
         right = f"lower({self._text(reference.field, state)})"
-        if reference.starts_with and reference.ends_with:
-            return f"contains({left}, {right})"
-        if reference.starts_with:
-            return f"starts_with({left}, {right})"
-        if reference.ends_with:
-            return f"ends_with({left}, {right})"
-        return f"{left} = {right}"
+
+        def test(text: str) -> str:
+            left = f"lower({text})"
+            if reference.starts_with and reference.ends_with:
+                return f"contains({left}, {right})"
+            if reference.starts_with:
+                return f"starts_with({left}, {right})"
+            if reference.ends_with:
+                return f"ends_with({left}, {right})"
+            return f"{left} = {right}"
+
+        return self._any_value(cond.field, state, test)
 
     def convert_condition_field_eq_val_null(self, cond: ConditionFieldEqualsValueExpression, state: Any) -> str:
         return f"{self._field(cond.field, state).sql} IS NULL"
