@@ -326,6 +326,19 @@ def test_a_field_a_typo_away_from_a_column_is_refused(tmp_path: Path, typo: str,
     ]
 
 
+def test_a_field_a_fieldref_names_is_checked_as_the_fields_of_the_selection_are(tmp_path: Path) -> None:
+    problems = problems_of(tmp_path, sigma("{sel: {message|fieldref: [attributes.user, sevrity]}, condition: sel}"))
+    assert [p.field for p in problems] == ["detection.sel.message|fieldref"]
+    assert (
+        "'sevrity' is no column" in problems[0].message and "did you mean the column severity?" in problems[0].message
+    )
+    amplify = sigma("{sel: {cs-uri-stem|fieldref: cs-uri-stm}, condition: sel}").replace(
+        "loglake, service: app_logs", "aws, service: amplify"
+    )
+    (problem,) = problems_of(tmp_path, amplify, "amplify.yml")
+    assert problem.field == "detection.sel.cs-uri-stem|fieldref" and "no field 'cs-uri-stm'" in problem.message
+
+
 @pytest.mark.parametrize("field", ["attributes.sevrity", "pid", "host", "source"])
 def test_an_attribute_meant_loads(tmp_path: Path, field: str) -> None:
     """Written `attributes.`, or no typo of a column (`pid` is not taken for a typo of `id`)."""

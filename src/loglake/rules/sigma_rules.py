@@ -268,13 +268,18 @@ def _item_problems(key: str, value: Any, source: Source | None) -> list[str]:
             SigmaDetectionItem.from_mapping(key, value, policy=POLICY)
         except SigmaError as e:
             found.append(_value_problem(field, modifiers, value) or _sigma_message(e))
-    if field and source is not None:
+    # |fieldref's values are field names too: a typo there (`fieldref: sevrity`) would read an attribute no record has
+    referenced = [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
+    names = [field, *referenced] if "fieldref" in modifiers else [field]
+    for name in names:
+        if not name or source is None:
+            continue
         try:
-            source.field(field)
+            source.field(name)
         except UnknownField as e:
             found.append(str(e))
         else:
-            typo = source.column_typo(field)
+            typo = source.column_typo(name)
             if typo:
                 found.append(typo)
     return found
