@@ -155,13 +155,14 @@ ARRAY_RECORDS = [
     rec(2, "other", attributes={"tags": ["green"], "ports": [8080], "deep": {"ids": [["a-1"]]}}),
     rec(3, "text", attributes={"tags": '["red"]', "ports": "[80]"}),
     rec(4, "scalar", attributes={"tags": "red"}),
+    rec(5, "mixed", attributes={"tags": ["red", {"k": 1}], "ports": [[1], 443]}),  # (objects and arrays among items)
 ]
 ARRAY_SEARCHES = {
-    "tags:red": ["scalar", "tagged"],
+    "tags:red": ["mixed", "scalar", "tagged"],
     "tags:BLUE": ["tagged"],
     "tags:bl*": ["tagged"],
     "-tags:red": ["other", "text"],
-    "ports:443": ["tagged"],
+    "ports:443": ["mixed", "tagged"],
     "ports:80.0": ["tagged"],
     "deep.ids:a-1": ["tagged"],
     "deep.ids:b-2": ["tagged"],

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from loglake.aws.athena import AthenaQueryEngine
 from loglake.ids import format_uuid, timestamp_of
 from loglake.lake import reads as lake_reads
+from loglake.lake.json_arrays import TRINO_JSON_TEXT
 from loglake.lake.layout import day_of
 from loglake.lake.query_views import sql_string
 from loglake.lake.search_terms import Condition, Term, condition_sql, number_of
@@ -112,8 +113,10 @@ def _term_condition(term: Term) -> str:
         else:
             scalar = f"({value} = {wanted} OR try_cast({value} AS DOUBLE) = {number!r})"
             element = f"(lower(x) = {wanted} OR try_cast(x AS DOUBLE) = {number!r})"
-        # An array's elements match one by one, as in the local search (json_extract_scalar of an array is null).
-        elements = f"try(CAST({_first_at('json_extract', term.paths)} AS VARCHAR ARRAY))"
+        # An array's elements match one by one, as in the local search (json_extract_scalar of an array is null), each
+        # as its text (an object or array among them as its JSON text: a cast to VARCHAR ARRAY fails on one)
+        array = f"try(CAST({_first_at('json_extract', term.paths)} AS JSON ARRAY))"
+        elements = f"transform({array}, x -> {TRINO_JSON_TEXT.format(json='x')})"
         return f"({scalar} OR any_match({elements}, x -> {element}))"
     if term.field is None:
         return f"regexp_like(message, {sql_string(case_insensitive_regex(term.value))})"
