@@ -676,6 +676,14 @@ async def test_a_damaged_lake_file_is_a_503_naming_it_not_a_500_nor_the_querys_f
             assert damaged.relative_to(lake).as_posix() in message  # a footer, but loglake's read of the footers does)
 
 
+async def test_infinite_times_are_answered_so_from_a_query_worker_too(client: httpx.AsyncClient) -> None:
+    """A lambda's query runs in a worker, whose rows are pickled: DuckDB's infinity (datetime.max itself) was
+    then any other 9999-12-31 23:59:59.999999."""
+    sql = "SELECT list_transform(['infinity'::TIMESTAMP, TIMESTAMP '2026-01-01 00:00:00.000001'], lambda t: t) AS l"
+    answer = (await client.post("/query", json={"sql": sql})).json()
+    assert answer["rows"] == [[["infinity", "2026-01-01T00:00:00.000001Z"]]]
+
+
 async def test_a_doubles_nan_and_infinities_are_told_apart_from_null(client: httpx.AsyncClient) -> None:
     """JSON has no number for them: they were null, which read as SQL's NULL (`0.0/0.0` is NaN, not NULL)."""
     sql = "SELECT 0.0/0.0 AS nan, 1.0/0.0 AS inf, -1.0/0.0 AS minus, NULL::DOUBLE AS nothing, 2.5::DOUBLE AS plain"

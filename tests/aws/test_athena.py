@@ -77,6 +77,20 @@ def test_times_are_answered_as_the_local_server_answers_them(athena, moto_endpoi
     assert result_to_dict(result)["rows"] == [["2026-11-01T10:00:00.123Z", "2026-11-01T10:00:00.500Z", "2026-11-01"]]
 
 
+def test_times_a_datetime_cannot_hold_are_answered_as_the_local_server_answers_them(athena, moto_endpoint: str) -> None:
+    """A timestamp(9)'s nanoseconds were dropped, a year past 9999 answered as Athena's text, and a zone given as
+    an offset too."""
+    from loglake.lake.query_answers import result_to_dict
+
+    columns = [("ns", "timestamp(9)"), ("later", "timestamp(3)"), ("offset", "timestamp(3) with time zone")]
+    rows = [["2026-11-01 10:00:00.123456789", "10000-01-01 00:00:00.000", "2026-11-01 12:00:00.500 +02:00"]]
+    queue_result(moto_endpoint, columns, rows)
+    result = engine(athena).query("SELECT 1 FROM logs")
+    assert result_to_dict(result)["rows"] == [
+        ["2026-11-01T10:00:00.123456789Z", "+010000-01-01T00:00:00.000Z", "2026-11-01T10:00:00.500Z"]
+    ]
+
+
 def test_the_row_cap_truncates(athena, moto_endpoint: str) -> None:
     queue_result(moto_endpoint, [("i", "integer")], [[str(i)] for i in range(30)])
     result = engine(athena, limits=QueryLimits(max_rows=10)).query("SELECT i FROM logs")

@@ -465,6 +465,35 @@ def test_time_zone_aware_values_come_back_as_utc_text(local_engine: QueryEngine)
     assert result["rows"] == [["2026-11-01T08:00:00.000Z", True]]
 
 
+def test_times_are_answered_exactly_past_what_python_holds(local_engine: QueryEngine) -> None:
+    """They were cut to milliseconds; an infinite time was 9999-12-31 (or 0001-01-01, a time of its own), and a
+    year past 9999 or BC was DuckDB's text of it, `10000-01-01 00:00:00`, `0045-03-15 (BC)`."""
+    sql = """SELECT TIMESTAMP '2026-01-01 00:00:00.123456' AS us, TIMESTAMP '2026-01-01 00:00:00.123' AS ms,
+        TIMESTAMP_NS '2026-01-01 00:00:00.123456789' AS ns, TIMESTAMPTZ '2026-01-01 02:00:00.000001+02' AS tz,
+        'infinity'::TIMESTAMP AS inf, '-infinity'::TIMESTAMPTZ AS minus, 'infinity'::DATE AS day,
+        TIMESTAMP '9999-12-31 23:59:59.999999' AS last, TIMESTAMP '0001-01-01' AS first,
+        TIMESTAMP '10000-01-01 00:00:00.5' AS later, DATE '-0044-03-15' AS bc, TIME_NS '10:00:00.123456789' AS t,
+        ['infinity'::TIMESTAMP, TIMESTAMP '10000-01-01'] AS l, {'t': DATE '10000-01-02', 's': '10000-01-02'} AS s"""
+    assert result_to_dict(local_engine.query(sql))["rows"] == [
+        [
+            "2026-01-01T00:00:00.123456Z",
+            "2026-01-01T00:00:00.123Z",
+            "2026-01-01T00:00:00.123456789Z",
+            "2026-01-01T00:00:00.000001Z",
+            "infinity",
+            "-infinity",
+            "infinity",
+            "9999-12-31T23:59:59.999999Z",
+            "0001-01-01T00:00:00.000Z",
+            "+010000-01-01T00:00:00.500Z",
+            "-000044-03-15",  # (45 BC: ISO counts 1 BC as year 0)
+            "10:00:00.123456789",
+            ["infinity", "+010000-01-01T00:00:00.000Z"],
+            {"t": "+010000-01-02", "s": "10000-01-02"},  # (text stays text)
+        ]
+    ]
+
+
 def test_column_types_read_as_sql_without_duckdbs_quotes(local_engine: QueryEngine) -> None:
     sql = """SELECT NULL AS nothing, [NULL] AS nulls, 1 AS one, {'select': 1} AS s"""
     assert local_engine.query(sql).columns == [

@@ -21,6 +21,7 @@ from loglake.lake.query_answers import QueryBusy, QueryResult
 from loglake.lake.query_limits import QueryLimits
 from loglake.lake.sql_guard import QueryError, check_select
 from loglake.lake.stop import OutOfTime, Stop, Stopped
+from loglake.lake.time_answers import text_as_iso
 
 _DONE = {"SUCCEEDED", "FAILED", "CANCELLED"}
 # Athena's answers that mean "not now": too many queries running in the account, or throttled calls.
@@ -172,11 +173,13 @@ def _value(cell: dict, kind: str) -> Any:
 
 def _time(text: str, kind: str) -> datetime | str:
     """Athena's text of a `timestamp` (`2026-05-04 10:00:00.123`, UTC without a zone) or a `timestamp with time
-    zone` (`2026-05-04 12:00:00.123 Europe/Paris`) as a datetime; the text itself if it is neither."""
+    zone` (`2026-05-04 12:00:00.123 Europe/Paris`) as a datetime; one a datetime cannot hold exactly (a
+    `timestamp(9)`'s nanoseconds, a year past 9999, a zone given as an offset) as the ISO-8601 text the local
+    engine answers for it (time_answers), else the text itself."""
     try:
-        if "with time zone" not in kind:
-            return datetime.fromisoformat(text)
-        moment, _, zone = text.rpartition(" ")
-        return datetime.fromisoformat(moment).replace(tzinfo=ZoneInfo(zone))
+        moment, _, zone = text.rpartition(" ") if "with time zone" in kind else (text, "", "")
+        if len(moment.rpartition(".")[2]) > 6 and "." in moment:
+            raise ValueError("nanoseconds")  # (fromisoformat drops them)
+        return datetime.fromisoformat(moment).replace(tzinfo=ZoneInfo(zone) if zone else None)
     except (ValueError, KeyError):  # (ZoneInfo raises a KeyError subclass for an unknown zone)
-        return text
+        return text_as_iso(text) or text

@@ -51,6 +51,7 @@ from loglake.lake.scratch import folder_of_this_process
 from loglake.lake.sql_guard import QueryError, checked_select, client_error, nested_too_deep
 from loglake.lake.stop import Stop
 from loglake.lake.tables import APP_LOGS_TABLE, TABLES, LakeTable, LiveTable
+from loglake.lake.time_answers import answer_times, may_hold_times
 from loglake.lake.waiting import waiting_dir
 from loglake.lake.watchdog import QueryWatchdog
 from loglake.private_files import private_dir
@@ -360,15 +361,24 @@ class QueryEngine:
     ) -> list[tuple]:
         """The rows of a query's result, none fetched yet: within max_bytes of answer when given (else cap + 1
         rows), nested values as _fetch_nested fetches them; run again, once, with its INTERVAL columns as text
-        when it has some (_intervals_as_text)."""
+        when it has some (_columns_as_text). A user's answer (max_bytes given) also has its TIMESTAMP_NS and
+        TIME_NS columns read as text (Python's times stop at microseconds), and its dates and times that Python
+        cannot hold as their answer's text (answer_times)."""
         description = result.description or []
-        as_text = _intervals_as_text(sql, description)
+        as_text = _columns_as_text(sql, description, _TEXT_KINDS if max_bytes is None else _ANSWER_TEXT_KINDS)
         if max_bytes is not None and any(_is_nested(d[1]) for d in description):
-            return self._fetch_nested(cursor, as_text or sql, params, cap, max_bytes)  # (which runs it again)
-        if as_text is not None:
-            cursor.abort()
-            result = cursor.execute(as_text, params) if params else cursor.execute(as_text)
-        return result.fetchmany(cap + 1) if max_bytes is None else fetch_within(result, cap, max_bytes)
+            rows = self._fetch_nested(cursor, as_text or sql, params, cap, max_bytes)  # (which runs it again)
+        else:
+            if as_text is not None:
+                cursor.abort()
+                result = cursor.execute(as_text, params) if params else cursor.execute(as_text)
+            if max_bytes is None:
+                return result.fetchmany(cap + 1)
+            rows = fetch_within(result, cap, max_bytes)
+        kinds = [d[1] if may_hold_times(d[1]) else None for d in description]
+        if not any(kinds):
+            return rows
+        return [tuple(v if k is None else answer_times(v, k) for v, k in zip(row, kinds, strict=False)) for row in rows]
 
     def _fetch_nested(
         self,
@@ -482,16 +492,23 @@ def _files_read(operator: dict) -> int:
     return own + sum(_files_read(child) for child in operator.get("children", []))
 
 
-def _intervals_as_text(sql: str, description: list[tuple]) -> str | None:
-    """The query again with its INTERVAL columns as DuckDB's text of them ('1 month 2 days', '-01:30:00'), when it
-    has some (None otherwise, or when two columns share a name): DuckDB gives Python an interval as a timedelta,
-    a month as 30 days, which then read `30 days, 0:00:00`. Run again, a query whose first chunk took long (an
-    aggregate) takes that long twice; a column's type stays INTERVAL in the answer, as Trino's text of one."""
+# The columns _columns_as_text reads as text: DuckDB gives Python an interval as a timedelta, a month as 30 days,
+# which then read `30 days, 0:00:00`; and, in a user's answer, a TIMESTAMP_NS or TIME_NS as a datetime or time,
+# which hold microseconds (time_answers.answer_times writes a TIMESTAMP_NS's text as ISO-8601).
+_TEXT_KINDS = frozenset({"interval"})
+_ANSWER_TEXT_KINDS = _TEXT_KINDS | {"timestamp_ns", "time_ns"}
+
+
+def _columns_as_text(sql: str, description: list[tuple], kinds: frozenset[str]) -> str | None:
+    """The query again with its columns of `kinds` as DuckDB's text of them ('1 month 2 days', '-01:30:00'), when
+    it has some (None otherwise, or when two columns share a name). Run again, a query whose first chunk took long
+    (an aggregate) takes that long twice; a column's type stays what it is in the answer, as Trino's text of an
+    INTERVAL."""
     names = [d[0] for d in description]
-    intervals = [name for name, kind, *_ in description if kind.id == "interval"]
-    if not intervals or len(set(names)) != len(names):
+    chosen = [name for name, kind, *_ in description if kind.id in kinds]
+    if not chosen or len(set(names)) != len(names):
         return None
-    quoted = ['"' + name.replace('"', '""') + '"' for name in intervals]
+    quoted = ['"' + name.replace('"', '""') + '"' for name in chosen]
     replaced = ", ".join(f"CAST({name} AS VARCHAR) AS {name}" for name in quoted)
     return f"SELECT * REPLACE ({replaced}) FROM (\n{sql}\n) AS answer"  # (newlines: a trailing -- comment ends)
 

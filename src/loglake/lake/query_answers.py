@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from loglake.lake.sql_guard import QueryError
+from loglake.lake.time_answers import time_text
 
 
 class QueryBusy(Exception):
@@ -133,9 +134,9 @@ def answer_too_large(max_bytes: int, before: int) -> QueryError:
 
 
 def json_value(value: Any) -> Any:
-    """A DuckDB result value as JSON: times as ISO-8601 UTC text, decimals as text (exact), bytes as base64, a
-    double's NaN and infinities, which JSON has no number for, as the text Trino's answers give them ("NaN",
-    "Infinity", "-Infinity"; they were null, which read as SQL's NULL: `0/0` is not NULL)."""
+    """A DuckDB result value as JSON: times as ISO-8601 UTC text (time_answers), decimals as text (exact), bytes as
+    base64, a double's NaN and infinities, which JSON has no number for, as the text Trino's answers give them
+    ("NaN", "Infinity", "-Infinity"; they were null, which read as SQL's NULL: `0/0` is not NULL)."""
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -145,7 +146,7 @@ def json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.isoformat(timespec="milliseconds") + "Z"
+        return time_text(value)
     if isinstance(value, date | dt_time):
         return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):
