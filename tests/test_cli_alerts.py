@@ -197,6 +197,24 @@ def test_on_a_data_dir_the_changes_are_recorded_with_the_users_name(data_dir: Pa
     conn.close()
 
 
+def test_show_prints_the_evidences_numbers_as_a_person_writes_them(data_dir: Path) -> None:
+    """They were printed as Python reads them: 1e+16, 1.0, and 100.0 for an attribute sent as 1E2."""
+    conn = open_alerts_db(data_dir)
+    evidence = [{"took": 1e16, "ratio": 1.0, "share": 0.25, "tiny": 1.5e-9, "attributes": '{"n": 1E2, "ok": 2.50}'}]
+    alert_id = insert_alert(conn, evidence=evidence, group_values={"bucket": 3.0})
+    conn.close()
+    shown = run("alerts", "show", alert_id, "--data-dir", str(data_dir))
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert (
+        '  {"took": 10000000000000000, "ratio": 1, "share": 0.25, "tiny": 1.5e-9, "attributes": {"n": 100, "ok": 2.5}}'
+        in lines
+    )
+    assert any(line.split() == ["group", '{"bucket":', "3}"] for line in lines)
+    as_json = json.loads(run("alerts", "show", alert_id, "--json", "--data-dir", str(data_dir)).stdout)
+    assert as_json["evidence"][0]["took"] == 1e16 and as_json["group"] == {"bucket": 3.0}  # JSON stays JSON
+
+
 def test_on_a_data_dir_alerts_are_named_by_a_part_of_their_id(data_dir: Path) -> None:
     conn = open_alerts_db(data_dir)
     first, second = insert_alert(conn, T0, title="Bot surge"), insert_alert(conn, T0 + 1)

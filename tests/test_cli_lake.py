@@ -302,6 +302,23 @@ def test_query_csv_tells_null_from_the_empty_string(tmp_path: Path) -> None:
     assert read == [(None, "", 'say "hi"', True, 1.5, "[1, 2]", "x\ny")]
 
 
+def test_query_prints_numbers_as_a_person_writes_them_in_the_table_and_csv(tmp_path: Path) -> None:
+    """They were Python's: 1e+16, 1.0 (and True in the table); JSON stays JSON."""
+    SQLiteHotStore(tmp_path / "hot.db").close()
+    sql = "SELECT 1e16::DOUBLE AS a, 1.0::DOUBLE AS b, 1.5e-9 AS c, 1e21::DOUBLE AS d, [2.0::DOUBLE] AS e, true AS f"
+    table = run("query", sql, "--data-dir", str(tmp_path))
+    assert table.exit_code == 0, table.output
+    assert table.stdout.splitlines()[1].split() == ["10000000000000000", "1", "1.5e-9", "1e+21", "[2]", "true"]
+    as_csv = run("query", sql, "--format", "csv", "--data-dir", str(tmp_path))
+    assert as_csv.stdout.splitlines()[1] == "10000000000000000,1,1.5e-9,1e+21,[2],true"
+    (tmp_path / "out.csv").write_text(as_csv.stdout)  # (exact: read back, the same doubles)
+    assert duckdb.sql(f"SELECT a, b, c, d FROM read_csv('{tmp_path / 'out.csv'}')").fetchall() == [
+        (1e16, 1, 1.5e-9, 1e21)
+    ]
+    as_json = json.loads(run("query", sql, "--format", "json", "--data-dir", str(tmp_path)).stdout)
+    assert as_json["rows"] == [[1e16, 1.0, 1.5e-9, 1e21, [2.0], True]]
+
+
 def test_query_limit_takes_one_row_or_more(tmp_path: Path) -> None:
     """As POST /query's limit: --limit 0 printed no rows, as if none had matched."""
     SQLiteHotStore(tmp_path / "hot.db").close()

@@ -25,6 +25,7 @@ from loglake.cli_options import (
     key_option,
     print_columns,
     printable,
+    shown_json,
     url_option,
 )
 from loglake.cli_rules_folder import RULE_ID, find_rule_in, rules_settings
@@ -275,7 +276,7 @@ def _print_alert(alert: dict[str, Any]) -> None:
         ("level", alert["level"]),
         ("status", status),
         ("tags", ", ".join(alert["tags"])),
-        ("group", json_text(alert["group"])),
+        ("group", shown_json(alert["group"])),
         ("dedup key", alert["dedup_key"]),
         ("matches", str(alert["match_count"])),
         ("first seen", alert["first_seen"]),
@@ -288,7 +289,7 @@ def _print_alert(alert: dict[str, Any]) -> None:
         click.echo(f"  {name:<{width}}  {printable(value)}")
     click.echo(f"evidence ({len(alert['evidence'])} record(s)):")
     for record in alert["evidence"]:
-        click.echo("  " + json_text(record))
+        click.echo("  " + shown_json(record))
     click.echo("query:")
     click.echo(printable("  " + alert["query"].replace("\n", "\n  "), multiline=True))
 

@@ -25,11 +25,13 @@ from loglake.cli_options import (
     print_record_row,
     printable,
     say_none_found,
+    shown_json,
     until_ctrl_c,
     url_option,
 )
 from loglake.client import ClientError, LoglakeClient
 from loglake.config import ConfigError, Settings
+from loglake.digits import number_text
 from loglake.lake.search_terms import attribute_keys
 from loglake.model import MAX_PAGE_LIMIT
 from loglake.shorten import shortened
@@ -236,12 +238,20 @@ def print_result(result: dict[str, Any], fmt: str) -> None:
         click.echo(summary, err=True)
 
 
+def _cell_text(value: Any) -> str:
+    """A value of a row as the table and CSV show it: a number as a person writes it (number_text), a JSON value
+    as its text, with its numbers so, true and false as SQL says them."""
+    if isinstance(value, float):
+        return number_text(value)
+    return shown_json(value) if isinstance(value, dict | list | bool) else str(value)
+
+
 def _csv_cell(value: Any) -> str:
     """A CSV field as DuckDB's COPY and PostgreSQL's COPY CSV write one: NULL an empty field, the empty string
-    "" (Python's csv writes both as nothing), true and false as SQL says them, a JSON value as its text."""
+    "" (Python's csv writes both as nothing), other values as _cell_text."""
     if value is None:
         return ""
-    text = json_text(value) if isinstance(value, dict | list | bool) else str(value)
+    text = _cell_text(value)
     if text and not any(c in text for c in _CSV_SPECIALS):
         return text
     return '"' + text.replace('"', '""') + '"'
@@ -252,8 +262,7 @@ _CSV_SPECIALS = frozenset(',"\r\n')
 
 def _print_table(names: list[str], rows: list[list[Any]], max_width: int = 60) -> None:
     def text(value: Any) -> str:
-        shown = "NULL" if value is None else json_text(value) if isinstance(value, dict | list) else str(value)
-        shown = printable(shown)
+        shown = printable("NULL" if value is None else _cell_text(value))
         return shortened(shown, max_width)
 
     cells = [[text(v) for v in row] for row in rows]

@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import msgspec
 
 from loglake.alerts.evidence import raw_decoded
 from loglake.config import ConfigError, Settings, env_name, flag_name, option_fields
 from loglake.config_load import configured_data_dir, load_settings
+from loglake.digits import number_text
 from loglake.lake.objectstore import ObjectStoreError
 from loglake.lake.stop import INTERRUPTED, Stop
 from loglake.private_files import FolderNotMade
@@ -401,15 +403,40 @@ def json_text(value: object, indent: int | None = None) -> str:
     return text.translate(_JSON_RAW)
 
 
+def shown_json(value: object) -> str:
+    """json_text for a line a person reads (an alert's evidence, a nested value in a table of rows): its numbers
+    written as number_text writes them (10000000000000000, 1, not Python's 1e+16 and 1.0), still JSON."""
+    return _json_with_floats(value, None, _json_number, decode_raw=True).translate(_JSON_RAW)
+
+
+def _json_number(value: float) -> str:
+    """A double in JSON: number_text's, or as _json_without_nan writes what JSON has no number for."""
+    return number_text(value) if math.isfinite(value) else _NOT_FINITE.get(value, "null")
+
+
+# An infinite float as 1e400 (what an API answer of a number past a double held, and what any JSON reader reads back
+# as infinite) and NaN as null (JSON has no word for it).
+_NOT_FINITE = {math.inf: "1e400", -math.inf: "-1e400"}
+
+
 def _json_without_nan(value: object, indent: int | None) -> str:
-    """JSON with an infinite float as 1e400 (what an API answer of a number past a double held, and what any
-    JSON reader reads back as infinite) and NaN as null (JSON has no word for it)."""
+    """JSON with a float JSON has no number for as _NOT_FINITE writes it."""
+    return _json_with_floats(value, indent, lambda f: None if math.isfinite(f) else _NOT_FINITE.get(f, "null"))
+
+
+def _json_with_floats(
+    value: object, indent: int | None, written: Callable[[float], str | None], decode_raw: bool = False
+) -> str:
+    """JSON with each float for which `written` has text written as that text (a float it answers None for as json
+    writes it); with `decode_raw`, the floats of with_attributes_decoded's JSON text too."""
     marker = f"loglake-number-{uuid.uuid4()}"
-    words = {math.inf: "1e400", -math.inf: "-1e400"}
 
     def marked(item: object) -> object:
-        if isinstance(item, float) and not math.isfinite(item):
-            return f"{marker}{words.get(item, 'null')}"
+        if decode_raw and isinstance(item, msgspec.Raw):
+            item = raw_decoded(item)
+        if isinstance(item, float):
+            text = written(item)
+            return item if text is None else f"{marker}{text}"
         if isinstance(item, dict):
             return {k: marked(v) for k, v in item.items()}
         if isinstance(item, list | tuple):

@@ -10,7 +10,15 @@ from typing import Any
 
 import click
 
-from loglake.cli_options import data_dir_option, json_text, option_time, print_columns, printable, until_ctrl_c
+from loglake.cli_options import (
+    data_dir_option,
+    json_text,
+    option_time,
+    print_columns,
+    printable,
+    shown_json,
+    until_ctrl_c,
+)
 from loglake.cli_rules_folder import (
     RULE_ID,
     find_rule_in,
@@ -235,7 +243,7 @@ def _echo_match(head: str, match: Any, evidence: list[Any], span: str = "", supp
         f" dedup key {printable(match.dedup_key)}{suppressed})"
     )
     for row in evidence:
-        click.echo("    " + json_text(row))
+        click.echo("    " + shown_json(row))
 
 
 RUN_COMMANDS = (rules_run, rules_run_due, rules_backtest)
