@@ -494,6 +494,25 @@ def test_times_are_answered_exactly_past_what_python_holds(local_engine: QueryEn
     ]
 
 
+def test_a_maps_keys_are_named_as_their_values_are_answered(local_engine: QueryEngine) -> None:
+    """Python's str named them: True, b'1', 2026-01-01 00:00:00.500000, 2025-12-31 22:00:00+00:00."""
+    sql = """SELECT MAP {true: 1} AS b, MAP {'\\x01'::BLOB: 1} AS x, MAP {TIMESTAMP '2026-01-01 00:00:00.5': 1} AS t,
+        MAP {TIMESTAMPTZ '2026-01-01 00:00:00+02': 1} AS z, MAP {1.5::DOUBLE: 1, 2: 2} AS d, MAP {7: 1} AS i,
+        MAP {1.5::DECIMAL(3, 1): 1} AS e, MAP {'k': 1} AS k"""
+    assert result_to_dict(local_engine.query(sql))["rows"] == [
+        [
+            {"true": 1},
+            {"AQ==": 1},
+            {"2026-01-01T00:00:00.500Z": 1},
+            {"2025-12-31T22:00:00.000Z": 1},
+            {"1.5": 1, "2.0": 2},
+            {"7": 1},
+            {"1.5": 1},
+            {"k": 1},
+        ]
+    ]
+
+
 def test_column_types_read_as_sql_without_duckdbs_quotes(local_engine: QueryEngine) -> None:
     sql = """SELECT NULL AS nothing, [NULL] AS nulls, 1 AS one, {'select': 1} AS s"""
     assert local_engine.query(sql).columns == [

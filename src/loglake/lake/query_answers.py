@@ -152,12 +152,20 @@ def json_value(value: Any) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode()
     if isinstance(value, dict):
-        return {str(k): json_value(v) for k, v in value.items()}
+        return {_member_name(k): json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_value(v) for v in value]
     if isinstance(value, timedelta):
         return _interval_text(value)
     return str(value)  # Decimal, UUID, ...
+
+
+def _member_name(key: Any) -> str:
+    """A MAP's key as its JSON object's member name: its text in the answer (a time in ISO-8601, bytes in base64),
+    or the JSON of a value that is not text there (`true`, `1.5`), where Python's str wrote `True`, `b'1'` and
+    `2026-01-01 00:00:00.500000`."""
+    name = json_value(key)
+    return name if isinstance(name, str) else _encode(name).decode()
 
 
 def _interval_text(delta: timedelta) -> str:
