@@ -91,6 +91,17 @@ def test_times_a_datetime_cannot_hold_are_answered_as_the_local_server_answers_t
     ]
 
 
+def test_bytes_are_answered_in_base64_as_the_local_server_answers_them(athena, moto_endpoint: str) -> None:
+    """Athena gives a varbinary as its hex, `68 69`: POST /query answered that text, where the local server answers
+    base64."""
+    from loglake.lake.query_answers import result_to_dict
+
+    queue_result(moto_endpoint, [("b", "varbinary")], [["68 69 00 ff"], [""]])
+    result = engine(athena).query("SELECT to_utf8(service) AS b FROM logs")
+    assert result.rows == [(b"hi\x00\xff",), (b"",)]
+    assert result_to_dict(result)["rows"] == [["aGkA/w=="], [""]]
+
+
 def test_the_row_cap_truncates(athena, moto_endpoint: str) -> None:
     queue_result(moto_endpoint, [("i", "integer")], [[str(i)] for i in range(30)])
     result = engine(athena, limits=QueryLimits(max_rows=10)).query("SELECT i FROM logs")

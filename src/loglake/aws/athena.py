@@ -166,6 +166,11 @@ def _value(cell: dict, kind: str) -> Any:
         return Decimal(text)
     if kind == "boolean":
         return text == "true"
+    if kind == "varbinary":  # Athena's text is its hex (`68 69`): bytes, which POST /query answers in base64 as locally
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            return text
     if kind.startswith("timestamp"):  # a time, as DuckDB gives one: POST /query answers it as the local server does
         return _time(text, kind)
     return text
