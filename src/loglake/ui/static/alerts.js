@@ -14,33 +14,39 @@ const SHOWN = 200; // alerts listed, newest first
 let listShown = "/ui/alerts";
 
 export function render(main, context) {
-  if (context.item) drawAlert(main, context);
-  else drawList(main, context);
-  return null;
+  if (context.item) {
+    drawAlert(main, context);
+    return null;
+  }
+  const left = new AbortController();
+  drawList(main, context, left.signal);
+  return () => left.abort(); // (the page's cleanup: a list left is not drawn)
 }
 
-function drawList(main, { params, navigate }) {
+// `signal`: aborted once the list is left. Its answer is drawn into its own chips only: the answer of a list left
+// for other filters, arriving late, drew its counts over the newer list's (main held the newer list's chips).
+function drawList(main, { params, navigate }, signal) {
   const filters = { status: params.get("status") || "", level: params.get("level") || "", rule: params.get("rule") || "", q: params.get("q") || "" };
   listShown = url("/ui/alerts", filters);
   // (with the text typed in the box, asked for or not: a status chip clicked after typing dropped it)
   const go = (changes) => navigate(url("/ui/alerts", { ...filters, q: typed(text.value), ...changes }));
   const box = h("div", { "aria-live": "polite" }, h("p", { class: "progress", text: "Loading alerts…" }));
   const text = textBox({ name: "q", value: filters.q, "aria-label": "Text in the title or rule", placeholder: "text in the title or rule" });
+  const statusChips = h("div", { class: "chips", role: "group", "aria-label": "Status", id: "status-filter" });
+  const levelChips = h("div", { class: "chips", role: "group", "aria-label": "Level", id: "level-filter" });
+  const ruleButton = filters.rule ? h("button", { type: "button", id: "rule-filter", text: `Rule ${filters.rule} ✕`, onclick: () => go({ rule: "" }) }) : null;
   replace(main, h("h1", { text: "Alerts" }),
     h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); go({ q: typed(text.value) }); } },
-      h("div", { class: "chips", role: "group", "aria-label": "Status", id: "status-filter" }),
-      h("div", { class: "chips", role: "group", "aria-label": "Level", id: "level-filter" }),
-      text, h("button", { type: "submit", text: "Filter" }),
-      filters.rule ? h("button", { type: "button", id: "rule-filter", text: `Rule ${filters.rule} ✕`, onclick: () => go({ rule: "" }) }) : null),
+      statusChips, levelChips, text, h("button", { type: "submit", text: "Filter" }), ruleButton),
     box);
   load();
   async function load() {
     try {
-      const answer = await api("/alerts", { params: { status: filters.status, level: filters.level, rule: filters.rule, q: filters.q, limit: SHOWN } });
-      chips(main.querySelector("#status-filter"), "status", STATUSES, answer.counts.status || {}, filters, go);
-      chips(main.querySelector("#level-filter"), "level", LEVELS, answer.counts.level || {}, filters, go);
+      const answer = await api("/alerts", { params: { status: filters.status, level: filters.level, rule: filters.rule, q: filters.q, limit: SHOWN }, signal });
+      chips(statusChips, "status", STATUSES, answer.counts.status || {}, filters, go);
+      chips(levelChips, "level", LEVELS, answer.counts.level || {}, filters, go);
       const ruleTitle = answer.alerts.find((alert) => alert.rule_id === filters.rule)?.rule_title;
-      if (ruleTitle) replace(main.querySelector("#rule-filter"), `Rule: ${ruleTitle} ✕`); // (its id said nothing)
+      if (ruleTitle) replace(ruleButton, `Rule: ${ruleTitle} ✕`); // (its id said nothing)
       if (!answer.alerts.length) {
         replace(box, h("div", { class: "empty" }, h("p", { text: filters.status || filters.level || filters.rule || filters.q
           ? "No alert matches these filters." : "No alerts: no rule has matched yet." }),
@@ -55,7 +61,7 @@ function drawList(main, { params, navigate }) {
         rows)),
         olderAlerts(answer, rows, filters, go));
     } catch (error) {
-      replace(box, errorBox(error, load));
+      if (error.name !== "AbortError") replace(box, errorBox(error, load));
     }
   }
 }
