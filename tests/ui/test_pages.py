@@ -786,3 +786,27 @@ def test_a_slow_answer_for_filters_left_does_not_draw_its_counts_over_the_newer_
     page.wait_for_timeout(1000)
     assert medium.inner_text() == "medium 1"
     assert page.locator("table.list tbody tr").count() == 1
+
+
+def test_a_note_typed_when_the_session_ended_is_there_after_signing_in_again(page, loglake):
+    """A UI trial: Acknowledge with a session that had ended sent the person to sign in, and back on the alert the
+    note typed was gone."""
+    alert_id = str(uuid.uuid4())
+    raise_alert(loglake, id=alert_id, title="Session ended meanwhile", level="high")
+    sign_in(page, loglake)
+    page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
+    written = "the queue drains again after the restart"
+    page.get_by_label("Note (optional)").fill(written)
+    page.context.clear_cookies()  # (the session ended: expired, or signed out in another tab)
+    page.get_by_role("button", name="Acknowledge").click()
+    page.wait_for_url("**/login?**")
+    page.get_by_text("Your session has ended").wait_for()
+    page.get_by_label("API key").fill(loglake.admin_key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"**/ui/alerts/{alert_id}")
+    note = page.get_by_label("Note (optional)")
+    assert note.input_value() == written
+    page.get_by_role("button", name="Acknowledge").click()
+    page.get_by_text("acknowledged by admin").wait_for()
+    with loglake.client() as c:
+        assert c.get(f"/alerts/{alert_id}").json()["status_change"]["note"] == written

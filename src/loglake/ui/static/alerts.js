@@ -10,6 +10,9 @@ import { groupSearch, term } from "./terms.js";
 const STATUSES = ["open", "acknowledged", "resolved", "suppressed"];
 const LEVELS = ["informational", "low", "medium", "high", "critical"];
 const SHOWN = 200; // alerts listed, newest first
+// sessionStorage: each alert's note typed and not yet sent, by alert id. A session that ended while a note was
+// typed sent the person to sign in, and the note was gone when they came back to the alert.
+const NOTES_KEY = "loglake-alert-notes";
 // The list as last shown (its filters), where an alert's page leads back to: "← Alerts" led to the whole list.
 let listShown = "/ui/alerts";
 
@@ -223,9 +226,24 @@ function fact(name, value) {
   return [h("dt", { text: name }), h("dd", {}, value)];
 }
 
+function keepNote(alertId, text) {
+  const notes = JSON.parse(sessionStorage.getItem(NOTES_KEY) || "{}");
+  if (text) notes[alertId] = text;
+  else delete notes[alertId];
+  sessionStorage.setItem(NOTES_KEY, JSON.stringify(notes));
+}
+
+function keptNote(alertId) {
+  return JSON.parse(sessionStorage.getItem(NOTES_KEY) || "{}")[alertId] || "";
+}
+
 function statusChange(alert, reload, unsent) {
-  if (alert.status === "resolved") return null;
-  const note = h("input", { type: "text", name: "note", "aria-label": "Note (optional)", placeholder: "note (optional)", maxlength: 1000, value: unsent || "" });
+  if (alert.status === "resolved") {
+    keepNote(alert.id, ""); // (nothing more to say with it)
+    return null;
+  }
+  const note = h("input", { type: "text", name: "note", "aria-label": "Note (optional)", placeholder: "note (optional)", maxlength: 1000,
+    value: unsent || keptNote(alert.id), oninput: () => keepNote(alert.id, note.value) });
   const message = h("p", { role: "status" });
   const buttons = [];
   const change = (action) => async () => {
@@ -234,6 +252,7 @@ function statusChange(alert, reload, unsent) {
     for (const control of [note, ...buttons]) control.disabled = true;
     try {
       await api(`/alerts/${alert.id}/${action}`, { method: "POST", body: note.value ? { note: note.value } : {} });
+      keepNote(alert.id, "");
       reload();
     } catch (error) {
       for (const control of [note, ...buttons]) control.disabled = false;
