@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
@@ -810,3 +811,25 @@ def test_a_note_typed_when_the_session_ended_is_there_after_signing_in_again(pag
     page.get_by_text("acknowledged by admin").wait_for()
     with loglake.client() as c:
         assert c.get(f"/alerts/{alert_id}").json()["status_change"]["note"] == written
+
+
+def test_a_conflicts_time_is_shown_in_the_zone_of_every_time_on_the_page(browser, loglake):
+    """A UI trial: "is resolved by admin at 2026-12-02T18:30:00.000Z" (the API's UTC) beside the page's local times."""
+    alert_id = str(uuid.uuid4())
+    raise_alert(loglake, id=alert_id, title="Resolved in another tab", level="high")
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id="America/New_York")
+    try:
+        page = context.new_page()
+        sign_in(page, loglake)
+        page.goto(f"{loglake.url}/ui/alerts/{alert_id}")
+        page.get_by_role("button", name="Acknowledge").wait_for()
+        with loglake.client() as c:  # the other tab
+            at = c.post(f"/alerts/{alert_id}/resolve", json={}).json()["status_change"]["at"]
+        page.get_by_role("button", name="Acknowledge").click()
+        said = page.get_by_role("status").filter(has_text="The alert is shown as it is now")
+        said.wait_for()
+        local = datetime.fromisoformat(at).astimezone(ZoneInfo("America/New_York"))
+        assert f"is resolved by admin at {local.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}:" in said.inner_text()
+        assert at not in said.inner_text()
+    finally:
+        context.close()

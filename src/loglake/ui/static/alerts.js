@@ -2,7 +2,7 @@
 // evidence (each record linked to Explore at that moment), its deliveries, and acknowledge/resolve with
 // a note. The filters live in the URL.
 import { api, errorBox, url } from "./api.js";
-import { counted, formatTime, h, jsonNodes, link, replace, textBox, timeZone, typed } from "./dom.js";
+import { counted, formatTime, h, jsonNodes, link, replace, textBox, timeZone, timesShown, typed } from "./dom.js";
 import { exploreHref, recordRow } from "./explore.js";
 import { isStructured } from "./json.js";
 import { groupSearch, term } from "./terms.js";
@@ -258,7 +258,7 @@ function statusChange(alert, reload, unsent) {
       for (const control of [note, ...buttons]) control.disabled = false;
       // Changed meanwhile (by someone else, in another tab): drawn again as it is now, with why (it showed its old
       // status and buttons under the error)
-      if (error.status === 409) reload(`${error.message}. The alert is shown as it is now.`, note.value);
+      if (error.status === 409) reload(`${timesShown(error.message)}. The alert is shown as it is now.`, note.value);
       // (a change is sent again when asked, not by itself as the pages' reads are: the server may have made it)
       else replace(message, errorBox(error, change(action), "Retry sends the change again."));
     }

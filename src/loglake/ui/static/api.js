@@ -3,7 +3,7 @@
 // Calls are spaced to fit the key's rate limit (a page asks several things at once, which a key limited
 // to a few requests a second would refuse), and a 429 anyway (another tab or a script on the same key)
 // is waited out as its Retry-After says, a few times, with a notice on the page while waiting.
-import { h } from "./dom.js";
+import { h, timesShown } from "./dom.js";
 import { parseJson } from "./json.js";
 
 const RATE_LIMIT_TRIES = 4;
@@ -154,13 +154,13 @@ export function retryable(error) {
 // own advice, or the scopes' for a 403), and a retry when one can help.
 export function errorBox(error, retry, advice) {
   const details = (error.details || []).map((d) => [d.field, d.reason || d.message].filter(Boolean).join(": "))
-    .filter((text) => !error.message.includes(text)).map((text) => h("li", { text }));
+    .filter((text) => !error.message.includes(text)).map((text) => h("li", { text: timesShown(text) }));
   // A server that did not answer: the box asks again by itself, and retries once it answers while still shown
   // (Explore did; the other pages stayed on the error after the server was back).
   const waiting = retry && error.code === "network" && !advice;
   const box = h("div", { class: "error-box", role: "alert" },
     h("strong", { text: error.status ? `Error ${error.status}` : "Error" }),
-    h("p", { text: error.message }),
+    h("p", { text: timesShown(error.message) }),
     details.length ? h("ul", {}, details) : null,
     advice ? h("p", { text: advice })
       : waiting ? h("p", { class: "muted", text: "This page asks again every few seconds, and goes on once loglake answers." })

@@ -100,6 +100,14 @@ export function formatTime(ms, zone = timeZone()) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
 
+// The times in a server's message (ISO-8601 UTC, as the API writes them: "resolved by admin at 2026-12-02T18:30:00.000Z")
+// as the page writes every time, in the zone chosen: a 409's UTC time read as a wrong one beside the page's local times.
+const ISO_UTC_TIME = /\b\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?Z\b/g;
+
+export function timesShown(text) {
+  return text.replace(ISO_UTC_TIME, (iso) => formatTime(Date.parse(iso)));
+}
+
 // "1 record", "2 records": a count and its noun (with the plural given when it is not the noun + "s").
 export function counted(n, noun, nouns = `${noun}s`, shown = n.toLocaleString()) {
   return `${shown} ${n === 1 ? noun : nouns}`;
