@@ -45,6 +45,10 @@ def test_a_rules_page_runs_its_tests_and_a_backtest(page, loglake):
     chart, last = page.locator(".chart-box svg").bounding_box(), ticks.last.bounding_box()
     last_bar_starts = chart["x"] + chart["width"] * (len(days) - 1) / len(days)
     assert last_bar_starts <= last["x"] + last["width"] / 2 <= chart["x"] + chart["width"], (chart, last)
+    # a day's tooltip names its parts as the legend does (it said "critical: 1", the colour's severity)
+    tips = page.locator(".chart-box svg g > title").all_text_contents()
+    tips = [tip for tip in tips if not tip.endswith(": 0 alerts raised or suppressed")]
+    assert tips == [f"{days[-1]}: 1 alert raised or suppressed\nalerts: 1"], tips
     # a number's header is aligned as its numbers are
     aligned = "e => getComputedStyle(e).textAlign"
     assert page.locator("table.backtest th", has_text="Windows").evaluate(aligned) == "right"
@@ -130,6 +134,8 @@ def test_a_per_day_reports_chart_draws_its_measure_not_the_requests(page, loglak
         bars = [bar.splitlines()[0] for bar in chart.locator("g > title").all_text_contents()]
         assert [bar.split(": ")[0] for bar in bars] == [row[0] for row in report["rows"]]
         assert all(bar.endswith(f" {column}") for bar in bars), bars
+        # one line: the day and its measure ("info: 123" under it named a colour's severity, not the measure)
+        assert all("\n" not in tip for tip in chart.locator("g > title").all_text_contents())
         assert chart.locator("> title").text_content().startswith(f"{column} over time, highest bar ")
     # the axis writes the highest day's bytes as the table does
     highest = max(row[2] for row in reports["bytes_served"]["rows"])

@@ -1,6 +1,6 @@
 // Charts drawn as SVG by our own code: stacked bars over time (the histogram, with drag-to-zoom) and
 // plain bars (per-day counts). Colours come from CSS classes, so the themes restyle them.
-import { formatCount, formatTime, h } from "./dom.js";
+import { counted, formatCount, formatTime, h } from "./dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -11,12 +11,14 @@ function svg(tag, attrs = {}, text) {
   return el;
 }
 
-// bars: [{start (ms), width (ms), parts: [[series, count], ...], label}]; series name a CSS class suffix.
+// bars: [{start (ms), width (ms), parts: [[series, count, name], ...], label}]; series name a CSS class suffix, and
+// the part in the bar's tooltip unless it has a name of its own (a backtest's "alerts" drawn in critical's colour).
 // from/to (ms): the window the bars count, when it is not whole buckets (the last hour ends now, inside
 // a bucket): the axis spans it, and the bars at its ends are cut to it.
 // onZoom(fromMs, toMs) is called when the person drags across the chart. perBar: the axis names bars (a
 // chart per day) rather than times. valueFormat: how the axis writes the highest bar (bytes as KiB, MiB).
-export function stackedBars(bars, { height = 120, onZoom, label = "records", from, to, perBar = false, tickFormat = (ms) => formatTime(ms), valueFormat = formatCount } = {}) {
+// label: what the bars count ("records"), and `one` what a bar of one counts (it said "1 records").
+export function stackedBars(bars, { height = 120, onZoom, label = "records", one = label === "records" ? "record" : label, from, to, perBar = false, tickFormat = (ms) => formatTime(ms), valueFormat = formatCount } = {}) {
   const width = 1000;
   const top = 4, bottom = 0;
   const first = from ?? (bars.length ? bars[0].start : 0);
@@ -35,8 +37,10 @@ export function stackedBars(bars, { height = 120, onZoom, label = "records", fro
     const group = svg("g");
     const total = bar.parts.reduce((sum, [, n]) => sum + n, 0);
     // (the bar's own start, whole: the axis's minutes named two 30 s bars alike; counts as the page writes them)
-    group.append(svg("title", {}, `${bar.label || formatTime(bar.start)}: ${total.toLocaleString()} ${label}` +
-      bar.parts.filter(([, n]) => n).map(([s, n]) => `\n${s}: ${n.toLocaleString()}`).join("")));
+    // (a chart of one series has no parts to tell apart: its days said "info: N" under the total, a colour's name)
+    const parted = bar.parts.length > 1;
+    group.append(svg("title", {}, `${bar.label || formatTime(bar.start)}: ${counted(total, one, label)}` +
+      (parted ? bar.parts.filter(([, n]) => n).map(([s, n, name = s]) => `\n${name}: ${n.toLocaleString()}`).join("") : "")));
     for (const [series, n] of bar.parts) {
       if (!n) continue;
       const x0 = x(Math.max(first, bar.start)), w = Math.max(1, x(Math.min(last, bar.start + bar.width)) - x0 - 1);

@@ -120,10 +120,10 @@ async function runBacktest(id, period, box, signal) {
   try {
     const report = await api(`/rules/${encodeURIComponent(id)}/backtest`, { method: "POST", body: { since: period }, signal });
     const bars = report.days.map((d) => ({ start: Date.parse(`${d.day}T00:00:00Z`), width: 86400e3, label: d.day,
-      parts: [["critical", d.alerts], ["warning", d.suppressed]] }));
+      parts: [["critical", d.alerts, "alerts"], ["warning", d.suppressed, "suppressed"]] }));
     replace(box, h("h2", { text: `Backtest: ${counted(report.alerts, "alert")}, ${counted(report.matches, "match", "matches")}, ${report.suppressed} suppressed over ${counted(report.windows, "window")}` }),
       h("p", { class: "legend" }, h("span", { class: "key s-critical", text: "alerts" }), h("span", { class: "key s-warning", text: "suppressed" })),
-      stackedBars(bars, { label: "alerts", height: 110, perBar: true, tickFormat: (ms) => new Date(ms).toISOString().slice(5, 10) }),
+      stackedBars(bars, { label: "alerts raised or suppressed", one: "alert raised or suppressed", height: 110, perBar: true, tickFormat: (ms) => new Date(ms).toISOString().slice(5, 10) }),
       h("div", { class: "table-wrap", tabindex: "0" }, h("table", { class: "list backtest" },
         h("thead", {}, h("tr", {}, h("th", { scope: "col", text: "Day (UTC)" }),
           ["Windows", "Matches", "Alerts", "Suppressed"].map((t) => h("th", { scope: "col", class: "num", text: t })))),
