@@ -217,7 +217,8 @@ class LogService:
         if problems:
             raise InvalidQuery(problems)
         query, conditions = self._search_query(fields, also_known=("interval", "buckets"), not_here=not_here)
-        until = query.until_ms if query.until_ms is not None else self.now_ms()
+        until = query.until_ms if query.until_ms is not None else self._histogram_end(query, conditions, stop)
+        ahead = query.until_ms is None and until > self.now_ms()  # (run to a match stamped after now)
         if until <= query.since_ms:
             raise InvalidQuery([Problem(-1, "since", "must be before until (by default, now)")])
         query = replace(query, until_ms=until)
@@ -233,6 +234,8 @@ class LogService:
                     f"gives more than {lake_reads.MAX_BUCKETS} buckets over this window;"
                     " use a larger interval or a shorter window"
                 )
+                if ahead:
+                    reason += f" (it runs to {format_datetime(until)}, the newest match, stamped after now)"
                 raise InvalidQuery([Problem(-1, "interval", reason)])
         else:
             wanted = _whole_number("buckets", buckets_text, lake_reads.MAX_BUCKETS) if buckets_text else DEFAULT_BUCKETS
@@ -247,6 +250,15 @@ class LogService:
             "total": sum(b["total"] for b in buckets),
             "buckets": buckets,
         }
+
+    def _histogram_end(self, query: RecentQuery, conditions: Sequence[Condition], stop: Stop | None) -> int:
+        """The end of a histogram given no `until`: now, or just past the newest match when a record is stamped
+        after now (up to max_future_ms ahead). Search and facets given no `until` show such records: a histogram
+        that ended at now left them out of its total."""
+        now = self.now_ms()
+        later = replace(query, since_ms=max(query.since_ms, now), limit=1)
+        newest = self._require_search().search(later, conditions, stop)
+        return max(now, newest[0].timestamp + 1) if newest else now
 
     def facets(self, params: Mapping[str, str], stop: Stop | None = None) -> dict:
         """The top services, severities, log types and attribute keys of the records a search matches

@@ -437,6 +437,29 @@ async def test_histogram_counts_per_bucket_and_severity(
     assert auto["total"] == 1  # of the records 10, 60 and 110 minutes old, only the first timed out
 
 
+async def test_a_histogram_given_no_until_counts_the_records_stamped_after_now_as_search_shows_them(
+    client: httpx.AsyncClient,
+) -> None:
+    """A trial: search (and facets) given no `until` showed a record stamped two hours ahead of now (a clock
+    ahead), which the histogram, ending at now, left out of its total."""
+    await send(client, [rec(10, "clock drift"), rec(-120, "clock drift"), rec(-180, "unrelated")])
+    search = (await client.get("/logs/search", params={"q": "drift", "since": "1h"})).json()
+    body = (await client.get("/logs/histogram", params={"q": "drift", "since": "1h"})).json()
+    assert body["total"] == search["count"] == 2
+    assert body["until"] == "2026-11-02T02:00:00.001Z"  # just past the newest match (not the unrelated record's)
+    assert body["interval_ms"] == 5 * 60_000 and body["buckets"][-1]["counts"]["info"] == 1
+    # with `until`, the window asked for
+    now = (await client.get("/logs/histogram", params={"q": "drift", "since": "1h", "until": "now"})).json()
+    assert now["total"] == 1 and now["until"] == "2026-11-02T00:00:00.000Z"
+    # only a match reaches past now
+    none_ahead = (await client.get("/logs/histogram", params={"q": "drift -clock", "since": "1h"})).json()
+    assert none_ahead["total"] == 0 and none_ahead["until"] == "2026-11-02T00:00:00.000Z"
+    many = await client.get("/logs/histogram", params={"q": "drift", "since": "1h", "interval": "1s"})
+    assert many.json()["error"]["details"][0]["reason"].endswith(
+        "(it runs to 2026-11-02T02:00:00.001Z, the newest match, stamped after now)"
+    )
+
+
 @pytest.mark.parametrize(
     ("since", "buckets", "seconds", "count"),
     [
