@@ -151,6 +151,12 @@ def test_a_range_computed_from_now_is_shown_with_the_warning_that_it_prunes_noth
         r".+ → now local \(relative to now\(\): the range moves with each run\)", turn.locator("dd").nth(1).inner_text()
     )
     assert "computed from now(), which prunes no lake files" in turn.locator(".warnings").inner_text()
+    # in UTC, chosen in the header: said once, not "… UTC → now local"
+    page.locator("#tz").click()
+    model.say(sql_reply("SELECT count(*) AS n FROM logs WHERE timestamp >= now() - INTERVAL 1 HOUR LIMIT 10"))
+    ask(page, "records in the last hour, in UTC")
+    said = page.locator(".turn").last.locator("dd").nth(1).inner_text()
+    assert re.fullmatch(r".+ UTC → now \(relative to now\(\): the range moves with each run\)", said), said
 
 
 def test_an_answer_that_reads_no_table_says_so(page, asking, model):

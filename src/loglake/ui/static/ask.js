@@ -7,7 +7,7 @@
 // conversation (its id and turns) is kept in this tab, so follow-ups continue it and it survives leaving
 // the page; "New conversation" starts afresh.
 import { api, errorBox, url } from "./api.js";
-import { copyButton, counted, formatBytes, formatTime, h, link, replace, timeZoneName, warningsList } from "./dom.js";
+import { copyButton, counted, formatBytes, formatTime, h, link, replace, timeZone, timeZoneName, warningsList } from "./dom.js";
 import { highlighted, query, resultView } from "./sql.js";
 
 const KEPT = "loglake-ask"; // sessionStorage: { key, id, turns: [{ question, answer }], draft }
@@ -152,7 +152,9 @@ function scanFacts(answer) {
   const when = (iso, open) => iso ? formatTime(Date.parse(iso)) : open;
   // The range the query's time predicates name; the lake data it would read is the estimate's own span.
   const relative = span.relative_to_now ? " (relative to now(): the range moves with each run)" : "";
-  const range = span.since || span.until ? `${when(span.since, "the first record")} → ${when(span.until, "now")} local${relative}` : "all time (the query names no time)";
+  // ("local" only when it is: with UTC chosen it read "… 23:00:00.000 UTC → now local")
+  const zone = timeZone() === "utc" ? "" : " local";
+  const range = span.since || span.until ? `${when(span.since, "the first record")} → ${when(span.until, "now")}${zone}${relative}` : "all time (the query names no time)";
   const lake = e && e.total_files !== null
     ? `${counted(e.files, "lake file")} of ${e.total_files.toLocaleString()}, ${formatBytes(e.bytes)} of ${formatBytes(e.total_bytes)}`
     : e ? `${counted(e.files, "lake file")}, ${formatBytes(e.bytes)}` : "";
