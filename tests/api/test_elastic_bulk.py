@@ -304,6 +304,24 @@ async def test_a_document_stored_before_is_counted_ingested_once(client: httpx.A
     assert "loglake_records_rejected_total{" not in metrics
 
 
+async def test_an_index_action_with_op_type_create_is_a_create(client: httpx.AsyncClient) -> None:
+    """`{"index": {"op_type": "create"}}` is a create, as Elasticsearch's bulk parser takes it: answered under
+    `create`, and an _id stored before is a 409 there, not a noop (it was taken for an index action)."""
+    body = ndjson({"index": {"_index": "app", "_id": "a1", "op_type": "create"}}, {"message": "once"})
+    first = (await client.post("/_bulk", content=body, headers=NDJSON)).json()
+    assert first["items"][0]["create"]["status"] == 201
+    again = (await client.post("/_bulk", content=body, headers=NDJSON)).json()
+    assert again["errors"] is True and again["items"][0]["create"]["status"] == 409
+    assert again["items"][0]["create"]["error"]["type"] == "version_conflict_engine_exception"
+    # without an _id, as shippers write a bulk (compact: big ones are read by Arrow), into one index or two
+    for into in ({"op_type": "create"}, {"_index": "app", "op_type": "create"}, {"_index": "two", "op_type": "create"}):
+        actions = [{"index": into if i % 2 else {**into, "_index": "one"}} for i in range(6000)]
+        lines = [compact for i, action in enumerate(actions) for compact in (action, {"message": f"m{i}"})]
+        body = b"".join(json.dumps(line, separators=(",", ":")).encode() + b"\n" for line in lines)
+        answer = (await client.post("/app/_bulk", content=body, headers=NDJSON)).json()
+        assert {key for item in answer["items"] for key in item} == {"create"}, into
+
+
 async def test_a_uuid_document_id_makes_a_retry_store_the_document_once(client: httpx.AsyncClient) -> None:
     doc_id = str(uuid.uuid4())
     body = ndjson({"index": {"_index": "app", "_id": doc_id}}, {"message": "once"})

@@ -139,6 +139,8 @@ def read_action(number: int, line: bytes, path_index: str | None) -> tuple[str, 
         raise BulkRefused(f"{malformed}, expected one of [create, delete, index, update] but found [{action}]")
     if type(meta) is not dict:
         raise BulkRefused(f"{malformed}, expected an object after [{action}]")
+    if action == "index" and meta.get("op_type") == "create":
+        action = "create"  # (as Elasticsearch takes it: an _id stored before is then a 409, not an overwrite)
     index, doc_id = _text(meta.get("_index", path_index)), _text(meta.get("_id"))
     for name, value in (("_index", index), ("_id", doc_id)):
         if value is not None and type(value) is not str:

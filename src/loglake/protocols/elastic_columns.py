@@ -195,11 +195,12 @@ def _alternate(columns: dict[str, pa.Array], action: str) -> bool:
 
 
 def _indexes(actions: pa.StructArray, path_index: str | None) -> pa.Array | None:
-    """Each action's index; None when an action names an _id (parse_bulk's client ids) or no index, or names it
-    otherwise than as text."""
+    """Each action's index; None when an action names an _id (parse_bulk's client ids), an op_type (which may make
+    an index a create: read_action) or no index, or names it otherwise than as text."""
     kind = actions.type
-    if kind.get_field_index("_id") >= 0 and actions.field("_id").null_count != len(actions):
-        return None
+    for name in ("_id", "op_type"):
+        if kind.get_field_index(name) >= 0 and actions.field(name).null_count != len(actions):
+            return None
     if kind.get_field_index("_index") < 0:
         indexes = pa.nulls(len(actions), _TEXT)
     elif pa.types.is_string(kind.field("_index").type):
