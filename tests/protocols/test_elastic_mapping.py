@@ -110,6 +110,21 @@ def test_a_timestamp_of_digits_that_are_no_number_is_left_for_the_check_to_refus
     assert elastic_sources._epoch_ms("1793577595000") == 1793577595000
 
 
+def test_a_null_time_is_no_time_as_elasticsearch_indexes_a_null() -> None:
+    """`"@timestamp": null` is stored at the time received (it was refused, "must be a date"), or at a `timestamp`
+    after it; the null is not kept."""
+    nulls = [
+        ({"create": {"_index": "app"}}, {"@timestamp": None, "message": "a", "x": 1}),
+        ({"create": {"_index": "app"}}, {"@timestamp": None, "timestamp": NOW, "message": "b"}),
+        ({"create": {"_index": "app"}}, {"timestamp": None, "message": "c"}),
+    ]
+    assert records(bulk(nulls)) == [
+        ("a", None, None, None, "app", b'{"x":1}', None),
+        ("b", NOW, None, None, "app", b"", None),
+        ("c", None, None, None, "app", b"", None),
+    ]
+
+
 TRACE = "5B8EFFF798038103D269B633813FC60C"
 SPAN = "EEE19B7EC3C1B174"
 TRACED = [  # (source, the trace and span ids expected, the attributes left)

@@ -274,9 +274,13 @@ def _pop_flat_time(source: dict[str, Raw]) -> int | str | None:
 
 
 def _pop_first(source: dict[str, Raw], names: tuple[str, ...]) -> Raw | None:
+    """The first of names with a value, taken out, and those before it that are null: Elasticsearch indexes a null
+    as no value (a document with `"@timestamp": null` is stored), so it is none here too (the time received)."""
     for name in names:
         if name in source:
-            return source.pop(name)
+            value = source.pop(name)
+            if bytes(value) != b"null":
+                return value
     return None
 
 
