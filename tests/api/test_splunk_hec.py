@@ -173,6 +173,8 @@ async def test_an_event_timed_where_no_clock_could_be_is_stored_at_its_arrival_w
         (b'{"event": "ok"}{"host": "h"}', 12, 1),
         (b'{"event": "ok"}{"event": ""}', 13, 1),
         (b'{"event": "ok"}{"event": "x", "time": "noon"}', 6, 1),
+        (b'{"event": "ok"}{"event": "x", "time": "1_796_651_454"}', 6, 1),  # (Python's float() reads it)
+        (b'{"event": "ok"}{"event": "x", "time": "\xd9\xa1\xd9\xa2"}', 6, 1),  # Arabic-Indic digits
         (b'{"event": "ok"}{"event": "x", "host": 7}', 6, 1),
         (b'{"event": "ok"}{"event": "x", "fields": {"a": {"b": 1}}}', 15, 1),
     ],

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import msgspec
@@ -265,7 +266,9 @@ def _epoch_ms(value: int | float | str, number: int) -> int | None:
     Splunk stores such an event, and a batch refused for it is lost whole by shippers that take a refusal for
     delivered (Fluent Bit)."""
     try:
-        seconds = float(value)
+        # (text only as a number is written: float() also reads "1_796_651_454", which Splunk refuses, and
+        # spaces around it, or digits of other scripts)
+        seconds = float(value) if type(value) is not str or _SECONDS_TEXT.fullmatch(value) else math.nan
     except (ValueError, OverflowError):  # (OverflowError: an integer past any float)
         seconds = math.nan
     if not math.isfinite(seconds):
@@ -273,6 +276,9 @@ def _epoch_ms(value: int | float | str, number: int) -> int | None:
             6, f"{event_name(number)}: `time` must be epoch seconds, like {SECONDS_EXAMPLE}", number, "timestamp"
         )
     return None if seconds >= FINER_THAN_SECONDS else _ms(seconds)
+
+
+_SECONDS_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def _time_sent(value: int | float | str) -> float | int | str:
