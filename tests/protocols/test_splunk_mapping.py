@@ -178,3 +178,9 @@ def test_events_that_repeat_a_set_of_fields_each_take_its_mapping_in_every_piece
     with pytest.raises(splunk.HecError) as refused:
         splunk.event_columns(nested)
     assert (refused.value.code, refused.value.event_number) == (15, 3000)
+
+
+def test_a_severity_number_of_digits_int_refuses_stays_an_attribute() -> None:
+    """ "²" is a digit to str.isdigit, but int() refuses it: the request failed (a 500)."""
+    body = json.dumps({"event": "x", "fields": {"otel.log.severity.number": "²"}}).encode()
+    assert records(body) == [("x", None, None, None, None, b'{"otel.log.severity.number":"\xc2\xb2"}')]

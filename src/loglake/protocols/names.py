@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 
+from loglake.digits import is_ascii_digits
 from loglake.field_names import NUMERIC_LEVELS
 from loglake.model import SEVERITY_ALIASES, SEVERITY_NAMES, is_valid_name
 
@@ -38,7 +39,7 @@ OTEL_SEVERITIES = [None, *(SEVERITY_NAMES[level] for level in (0, 0, 1, 2, 3, 4)
 def otel_severity(value: object) -> str | None:
     """The record severity of an OpenTelemetry severity number (sent as a number, or its digits as text); None
     for 0 (unspecified) and what is none."""
-    if type(value) is str and value.isdigit() and len(value) <= 2:
+    if type(value) is str and is_ascii_digits(value) and len(value) <= 2:  # (not isdigit(): "²", which int() refuses)
         value = int(value)
     return OTEL_SEVERITIES[value] if type(value) is int and 0 < value < len(OTEL_SEVERITIES) else None
 
