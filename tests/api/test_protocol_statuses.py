@@ -191,3 +191,15 @@ async def test_hec_health_answers_the_statuses_it_documents(app: LoglakeApp, pat
         unhealthy = await anonymous.get(path)
     assert {str(healthy.status_code), str(unhealthy.status_code)} == set(SPEC["paths"][path]["get"]["responses"])
     assert (healthy.json()["code"], unhealthy.json()["code"]) == (17, 18)
+
+
+async def test_lokis_ready_probe_answers_the_statuses_it_documents(app: LoglakeApp) -> None:
+    """Loki's `GET /ready` (no auth): `ready` as Loki answers it, which clients and probes ask before pushing (it was
+    a 404), and 503 while storage cannot take writes."""
+    async with asgi_client(app) as anonymous:
+        ready = await anonymous.get("/ready")
+        await _fill_the_store(app)
+        full = await anonymous.get("/ready")
+    assert (ready.status_code, ready.text, full.status_code) == (200, "ready\n", 503)
+    assert ready.headers["content-type"] == "text/plain; charset=utf-8"
+    assert {str(ready.status_code), str(full.status_code)} == set(SPEC["paths"]["/ready"]["get"]["responses"])

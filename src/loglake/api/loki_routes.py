@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from loglake.api.http import ApiError, EncodedApiError, Request
+from loglake.api.operation_routes import storage_writable
 from loglake.api.resent_pushes import WINDOW_MINUTES, fingerprint
 from loglake.api.routes import (
     Result,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from loglake.api.app import LoglakeApp
 
 PATH = "/loki/api/v1/push"
+READY_PATH = "/ready"  # Loki's readiness probe, which clients and Kubernetes probe before pushing
 PROTOCOL = "loki"
 _TEXT = ((b"content-type", b"text/plain; charset=utf-8"),)
 _STORED = Result(204, b"")  # (one, shared by the pushes resent_pushes keeps: nothing changes a Result once made)
@@ -79,7 +81,17 @@ OPENAPI = {
                 "503": {"description": "Storage cannot accept writes; nothing was stored (text/plain)"},
             },
         }
-    }
+    },
+    READY_PATH: {
+        "get": {
+            "summary": "Loki's readiness probe (no auth): `ready`, as Loki answers it, while pushes can be stored",
+            "security": [],
+            "responses": {
+                "200": {"description": "`ready` (text/plain)"},
+                "503": {"description": "Storage cannot accept writes (text/plain)"},
+            },
+        }
+    },
 }
 
 
@@ -133,6 +145,13 @@ async def push(app: LoglakeApp, request: Request) -> Result:
     if not new:
         app.metrics.resent_pushes.inc((PROTOCOL,))
     return answer
+
+
+async def ready(app: LoglakeApp, request: Request) -> Result:
+    """`GET /ready` as Loki answers it: `ready` while a push can be stored, else 503 saying why."""
+    if await storage_writable(app):  # (checked again: a probe that stops the pushes stops the writes clearing it)
+        return _failure(200, "ready")
+    return _failure(503, "not ready: storage cannot accept writes (see GET /healthz with a read key)")
 
 
 def _checked(

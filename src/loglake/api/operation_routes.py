@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 # A delivery dead-lettered this recently makes /healthz say "degraded" (retrying it ends that sooner).
 DEAD_DELIVERY_DEGRADES_MS = 24 * 3_600_000
-# A storage error this old is checked again by /healthz with a write that changes nothing (see _recheck_storage).
+# A storage error this old is checked again by /healthz (and the protocols' probes) with a write that changes nothing
+# (see storage_writable).
 STORAGE_RECHECK_AFTER_S = 5.0
 # How long /healthz waits for its probe of an S3 lake that refused a write: not answered by then, it still refuses.
 STORAGE_PROBE_WAIT_S = 5.0
@@ -32,9 +33,7 @@ async def healthz(app: LoglakeApp, request: Request) -> Result:
     """Anyone may ask whether the server is healthy; only a caller with a read key sees why not, since
     the details (store and job errors) hold server paths and configuration."""
     refuse_parameters(request, "GET /healthz")
-    if app.storage_error is not None:
-        await _recheck_storage(app)
-    writable = app.storage_error is None
+    writable = await storage_writable(app)
     delivery = app.runtime.delivery
     outbox_error = None
     try:
@@ -115,6 +114,13 @@ def _may_read(app: LoglakeApp, request: Request) -> bool:
         return app.auth.authenticate(request).allows("read")
     except ApiError:
         return False
+
+
+async def storage_writable(app: LoglakeApp) -> bool:
+    """Whether storage takes writes, for a health check: a storage error is checked again (_recheck_storage)."""
+    if app.storage_error is not None:
+        await _recheck_storage(app)
+    return app.storage_error is None
 
 
 async def _recheck_storage(app: LoglakeApp) -> None:

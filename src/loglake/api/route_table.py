@@ -64,6 +64,7 @@ ROUTES = [
         "POST", otlp_routes.PATH, otlp_routes.export_logs, "ingest", reads_body=True, error_form=otlp_routes.otlp_error
     ),
     Route("POST", loki_routes.PATH, loki_routes.push, "ingest", reads_body=True, error_form=loki_routes.loki_error),
+    Route("GET", loki_routes.READY_PATH, loki_routes.ready, None),
     Route("GET", "/logs/recent", routes.recent, "read"),
     Route("GET", "/logs/{logId}", routes.get_log, "read"),
     Route("GET", "/logs/search", routes.search, "read"),
