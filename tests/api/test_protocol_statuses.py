@@ -203,3 +203,12 @@ async def test_lokis_ready_probe_answers_the_statuses_it_documents(app: LoglakeA
     assert (ready.status_code, ready.text, full.status_code) == (200, "ready\n", 503)
     assert ready.headers["content-type"] == "text/plain; charset=utf-8"
     assert {str(ready.status_code), str(full.status_code)} == set(SPEC["paths"]["/ready"]["get"]["responses"])
+
+
+@pytest.mark.parametrize("path", ["/ready", splunk_routes.HEALTH_PATHS[0]])
+async def test_a_probe_checks_storage_again_once_it_refused_writes(app: LoglakeApp, path: str) -> None:
+    """A balancer that stops sending to a server whose probe says unhealthy sends no write that would clear a storage
+    error: HEC's health said code 18 for good, where /healthz checks the store again."""
+    app.storage_error, app.storage_checked_at = "the disk was full", 0.0  # (room again since)
+    async with asgi_client(app) as anonymous:
+        assert (await anonymous.get(path)).status_code == 200

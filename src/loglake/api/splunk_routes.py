@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from loglake.api.auth import Unauthorized
 from loglake.api.http import ApiError, Request
+from loglake.api.operation_routes import storage_writable
 from loglake.api.routes import Result, checked_body, count_refused, count_refused_body, ingest_counts, store
 from loglake.model import InvalidRecords, Problem
 from loglake.protocols import columns, splunk
@@ -75,7 +76,9 @@ async def raw(app: LoglakeApp, request: Request) -> Result:
 
 
 async def health(app: LoglakeApp, request: Request) -> Result:
-    status, payload = splunk.answer(17 if app.storage_error is None else 18)
+    """HEC's health, which load balancers ask (as Splunk advises): storage checked again, as /healthz checks it, or a
+    balancer that stopped sending for a storage error kept the server out for good (no write came to clear it)."""
+    status, payload = splunk.answer(17 if await storage_writable(app) else 18)
     return Result(status, payload)
 
 
