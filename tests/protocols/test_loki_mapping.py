@@ -57,3 +57,17 @@ def test_structured_metadata_pairs_too_large_to_keep_for_later_pushes_are_read_a
     for _ in range(2):  # (the second push reads the small pair kept from the first)
         found, _ = loki.columns(loki.decode_push(body, json=False))
         assert found.attributes == [b'{"user":"%s"}' % value.encode() for value in values]
+
+
+def test_a_label_of_an_empty_value_is_none_as_loki_reads_a_label_set() -> None:
+    """Loki drops it (an empty value is an absent label): `service_name=""` took the service (none: the default)
+    before `app`, and stayed in the attributes."""
+    streams = [
+        loki.Stream({"service_name": "", "app": "web", "env": ""}, [1], ["a"], [()]),
+        loki.Stream({"service_name": "", "app": "web"}, [2], ["b"], [(("user", "ann"),)]),
+        loki.Stream(loki.parse_labels('{job="", level="warn"}'), [3], ["c"], [()]),
+    ]
+    found, _ = loki.columns(streams)
+    assert listed(found.services) == ["web", "web", None]
+    assert listed(found.severities) == [None, None, "warning"]
+    assert found.attributes == [b"", b'{"user":"ann"}', b""]

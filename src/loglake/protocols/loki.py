@@ -391,7 +391,9 @@ def _stream_rows(
     stream: Stream, service_labels: Sequence[str], special: set[str], texts: list[bytes], sets: list[_Fields]
 ) -> list[int]:
     """The set (of `texts` and `sets`, added to) of each entry of the stream."""
-    fields = _fields(stream.labels, service_labels)
+    # A label of an empty value is none, as Loki reads a label set (`{service_name="", app="web"}` is web's)
+    labels = {name: value for name, value in stream.labels.items() if value}
+    fields = _fields(labels, service_labels)
     plain = _encode(fields.attributes) if fields.attributes else b""
     if not any(stream.metadata):
         texts.append(plain)
@@ -401,7 +403,7 @@ def _stream_rows(
     numbers: dict[tuple, int] = {}
     for pairs in dict.fromkeys(stream.metadata):
         text, own = (
-            _with_metadata(stream, fields, dict(map(stream.pair, pairs)), service_labels, special)
+            _with_metadata(labels, fields, dict(map(stream.pair, pairs)), service_labels, special)
             if pairs
             else (plain, fields)
         )
@@ -412,13 +414,13 @@ def _stream_rows(
 
 
 def _with_metadata(
-    stream: Stream, fields: _Fields, metadata: dict[str, str], service_labels: Sequence[str], special: set[str]
+    labels: dict[str, str], fields: _Fields, metadata: dict[str, str], service_labels: Sequence[str], special: set[str]
 ) -> tuple[bytes, _Fields]:
-    """An entry's attributes with its structured metadata, and its fields: the stream's unless the metadata
-    changes them."""
+    """An entry's attributes with its structured metadata, and its fields (the stream's, of its labels): the stream's
+    unless the metadata changes them."""
     if special.isdisjoint(metadata):  # the usual metadata (users, request ids): attributes only
         return _encode({**fields.attributes, **metadata} if fields.attributes else metadata), fields
-    own = _fields({**stream.labels, **metadata}, service_labels)  # metadata naming the level, service or a trace
+    own = _fields({**labels, **metadata}, service_labels)  # metadata naming the level, service or a trace
     return (_encode(own.attributes) if own.attributes else b""), own
 
 
