@@ -3,7 +3,7 @@ POST /logs stores records, 204 once they are on disk.
 
 As Loki's distributor does, an entry that cannot be stored is refused on its own: the push's other entries are
 stored, and the answer is then a 400 naming the refused ones. Promtail and Alloy do not send a push again after
-a 400, so refusing the whole push for one entry (a blank line in a tailed file, one clock gone wrong) would
+a 400, so refusing the whole push for one entry (one clock gone wrong, a line too long) would
 lose every entry beside it. A push they send again byte for byte after a lost answer is answered as the first was
 and stored once (resent_pushes), as Loki keeps one of identical entries.
 

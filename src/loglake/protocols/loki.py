@@ -12,7 +12,7 @@ The mapping, one entry to one record (the stream's labels, then the entry's stru
 - `trace_id`, `span_id`: the `trace_id` and `span_id` labels (as Loki's own OTLP ingestion names them in
   structured metadata) when they are ids as the record keeps them (model.hex_id: 32 and 16 hex digits, not
   all zeros; stored in lowercase); any other value stays an attribute, as sent
-- `timestamp`: the entry's time (ms); `message`: its line
+- `timestamp`: the entry's time (ms); `message`: its line (an empty one: EMPTY_LINE)
 - `attributes`: every other label and structured metadata pair, and a label used above whose value
   had to change (a service name made valid, a level loglake does not know) as it was sent
 
@@ -55,6 +55,9 @@ JSON = "application/json"
 DEFAULT_SERVICE_LABELS = ("service_name", "service", "app", "job")
 SEVERITY_LABELS = ("level", "severity", "detected_level")
 LOG_TYPE_LABEL = "log_type"
+# The message of an entry whose line is empty: Loki stores such an entry (a blank line of a tailed file), and a
+# record needs a message (as OTLP's NO_BODY); refused, it failed the push's answer, which Promtail counts whole dropped.
+EMPTY_LINE = "(empty line)"
 # A label set as Prometheus writes it: {name="value", ...}, values with \\, \" and \n escaped.
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_.]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')  # $: the closing brace
 _ESCAPE = re.compile(r"\\(.)")
@@ -375,7 +378,7 @@ def columns(
         starts.append(len(found))
         start = starts[-1]
         found.refused |= {start + i: replace(problem, index=start + i) for i, problem in stream.refused.items()}
-        found.messages += stream.lines
+        found.messages += [line or EMPTY_LINE for line in stream.lines] if "" in stream.lines else stream.lines
         found.timestamps += stream.times
         rows += _stream_rows(stream, service_labels, special, texts, sets)
     found.attributes = list(map(texts.__getitem__, rows))
