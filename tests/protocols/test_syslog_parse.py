@@ -121,6 +121,17 @@ def test_structured_data_escapes_and_repeated_parameters() -> None:
     assert record["message"] == "msg"
 
 
+@pytest.mark.parametrize("data", ["[a x=1]", '[a x="1"][ b]', '[a x="1"junk]'])
+def test_structured_data_not_as_rfc5424_writes_it_keeps_the_line_and_says_so(data: str) -> None:
+    """`[a x=1]` (a value not quoted) was stored as {"a": {}} and nothing said so: `x=1` was lost."""
+    line = f"<14>1 - h app - - {data} msg"
+    fine, (record,) = parse(b'<14>1 - h app - - [a x="1"] msg'), parse(line.encode())
+    assert fine[0]["attributes"]["structured_data"] == {"a": {"x": "1"}} and "parse_error" not in fine[0]["attributes"]
+    assert (record["message"], record["service"], record["attributes"]["hostname"]) == (line, "app", "h")
+    assert "structured_data" not in record["attributes"]
+    assert record["attributes"]["parse_error"].startswith("STRUCTURED-DATA is not as RFC 5424 writes it")
+
+
 TRACE, SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 
 

@@ -19,7 +19,8 @@ The mapping onto the loglake record:
   whole syslog line.
 
 A line that is neither (no `<PRI>`, or a 5424 header that does not parse) is kept whole as the message,
-with `attributes.parse_error` saying why, never dropped. Every record has log type `syslog`.
+with `attributes.parse_error` saying why, never dropped; so is one whose STRUCTURED-DATA is not RFC 5424's (`[a x=1]`),
+its header's fields read. Every record has log type `syslog`.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ _HOST_ONLY = re.compile(r"([^ :\[\]]+) (.*)\Z", re.DOTALL)
 _SD_ELEMENT = re.compile(r'\[([^ \]"=]+)((?:[^\]"]|"(?:[^"\\]|\\.)*")*)\]')
 _SD_PARAM = re.compile(r' ([^ \]"=]+)="((?:[^"\\]|\\.)*)"')
 _SD_ESCAPE = re.compile(r'\\(["\\\]])')
+# STRUCTURED-DATA as RFC 5424 writes it: elements of an SD-ID and PARAM-NAME="PARAM-VALUE" pairs, each after a space
+# (more spaces are taken, as _SD_PARAM takes them).
+_SD_WELL_FORMED = re.compile(r'(?:\[[^ \]"=]+(?: +[^ \]"=]+="(?:[^"\\]|\\.)*")* *\])+', re.DOTALL)
+_SD_FORM = '[SD-ID NAME="value" ...], the values quoted; see the message'
 _NOT_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_NAME = 128
 NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f]')
@@ -227,7 +232,13 @@ def _from_5424(rows: Sequence[tuple], lines: Callable[[], list[str]]) -> _Parts:
             column = [value if value == NIL else json_text(value)[1:-1] for value in column]
         prefix = f',"{name}":"'
         pieces.append(["" if value == NIL else f'{prefix}{value}"' for value in column])
+    malformed = []  # records whose STRUCTURED-DATA is not RFC 5424's: their whole line is the message
     if data.count(NIL) != len(data):
+        for index, sd in enumerate(data):
+            if sd != NIL and not _SD_WELL_FORMED.fullmatch(sd):
+                malformed.append(index)
+                data[index] = NIL
+                _note(parts, index, "parse_error", f"STRUCTURED-DATA is not as RFC 5424 writes it ({_SD_FORM})")
         pieces.append([_structured_data_attribute(parts, i, sd) if sd != NIL else "" for i, sd in enumerate(data)])
     parts.heads = list(map("".join, zip(*pieces, strict=True)))
     parts.messages = [message[1:] if message[:1] in LEADING else message for message in messages if message]
@@ -238,6 +249,8 @@ def _from_5424(rows: Sequence[tuple], lines: Callable[[], list[str]]) -> _Parts:
         ]
     elif "" in parts.messages:  # MSG was only a BOM or a space
         parts.messages = [message or text for message, text in zip(parts.messages, lines(), strict=True)]
+    for index in malformed:  # (what it holds, `[a x=1]`, would otherwise be lost: an element without parameters)
+        parts.messages[index] = lines()[index]
     return parts
 
 
