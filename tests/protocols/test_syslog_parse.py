@@ -17,6 +17,7 @@ from loglake.protocols import syslog_batches
 from loglake.protocols.syslog_batches import parse_batch
 from loglake.protocols.syslog_framing import TruncatedFrame
 from loglake.protocols.syslog_parse import parse_messages
+from loglake.protocols.syslog_times import rfc3164_time
 
 
 def ms(iso: str) -> int:
@@ -236,6 +237,25 @@ def test_rfc3164_without_host_and_with_an_rfc3339_time() -> None:
 def test_rfc3164_time_without_a_year_is_the_last_such_time() -> None:
     (record,) = parse(b"<13>Dec 31 23:00:00 h app: from last year")
     assert record["timestamp"] == ms("2025-12-31T23:00:00Z")
+
+
+@pytest.mark.parametrize(
+    ("now", "sent", "read"),
+    [
+        ("2029-01-15T12:00:00Z", "Feb 29 10:00:00", "2028-02-29T10:00:00Z"),  # last year's leap day: it was None
+        ("2028-03-01T12:00:00Z", "Feb 29 10:00:00", "2028-02-29T10:00:00Z"),
+        ("2026-12-31T23:00:00Z", "Jan  1 00:30:00", "2027-01-01T00:30:00Z"),  # a clock ahead at the new year
+        ("2026-12-31T23:00:00Z", "Dec 31 22:00:00", "2026-12-31T22:00:00Z"),
+        ("2027-06-01T12:00:00Z", "Feb 29 10:00:00", None),  # none in the last year
+        ("2027-06-01T12:00:00Z", "Apr 31 10:00:00", None),
+    ],
+)
+def test_rfc3164_time_is_in_the_latest_year_that_puts_it_at_most_a_day_after_now(
+    now: str, sent: str, read: str | None
+) -> None:
+    """The next year was never tried (`Jan  1 00:30:00` half an hour before the new year was a year back), nor the
+    year before for 29 Feb in a year without one (stored at its arrival)."""
+    assert rfc3164_time(sent, ms(now)) == (None if read is None else ms(read))
 
 
 def test_rfc3164_without_a_tag_has_host_and_message() -> None:

@@ -57,7 +57,8 @@ _MONTHS = {
 
 def rfc3164_time(text: str, now_ms: int, zone: tzinfo = UTC) -> int | None:
     """`Mmm dd hh:mm:ss` (and a fraction of a second, as syslog-ng's frac-digits() and rsyslog's high-precision
-    times add) in `zone`, in the year that puts it at most a day after now (else the year before)."""
+    times add) in `zone`, in the latest year that puts it at most a day after now: the next one for `Jan  1 00:00:05`
+    sent a little before the new year here, the one before for `Feb 29` of last year, as for any date after today's."""
     month = _MONTHS.get(text[:3])
     if month is None:
         return None
@@ -66,14 +67,16 @@ def rfc3164_time(text: str, now_ms: int, zone: tzinfo = UTC) -> int | None:
         day, clock = text[4:].split()
         clock, _, fraction = clock.partition(".")
         hour, minute, second = map(int, clock.split(":"))
-        when = datetime(now.year, month, int(day), hour, minute, second, tzinfo=zone)
-    except ValueError:  # 29 Feb in another year, 31 Apr, 25:00:00
+        ms = int(fraction[:3].ljust(3, "0")) if fraction else 0
+        datetime(2000, month, int(day), hour, minute, second)  # (a leap year: 31 Apr or 25:00:00 is no time)
+    except ValueError:
         return None
-    ms = int(fraction[:3].ljust(3, "0")) if fraction else 0
-    stamp = int(when.timestamp()) * 1000 + ms
-    if stamp > now_ms + 86_400_000:
+    for year in (now.year + 1, now.year, now.year - 1):
         try:
-            stamp = int(when.replace(year=now.year - 1).timestamp()) * 1000 + ms
-        except ValueError:
-            return None
-    return stamp
+            when = datetime(year, month, int(day), hour, minute, second, tzinfo=zone)
+        except ValueError:  # 29 Feb, in a year without one
+            continue
+        stamp = int(when.timestamp()) * 1000 + ms
+        if stamp <= now_ms + 86_400_000:
+            return stamp
+    return None
