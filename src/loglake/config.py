@@ -189,6 +189,12 @@ class Settings:
         "Syslog messages per second per listener: TCP senders are slowed down (not read), UDP datagrams "
         "beyond it are dropped and counted.",
     )
+    syslog_max_connections_per_sender: int = _opt(
+        64,
+        "Most TCP and TLS syslog connections one sender address may hold open at once; past it a new one is closed "
+        "before anything is read from it, counted and said in the log (each may hold up to ~512 KiB of a message "
+        "it has not finished).",
+    )
     syslog_timezone: str = _opt(
         "UTC",
         "IANA time zone (Europe/Berlin) that syslog times without a zone are read in: RFC 3164's, and RFC 3339 "
@@ -435,6 +441,10 @@ def syslog_problems(settings: Settings) -> list[str]:
         )
     if not settings.syslog_rate_limit > 0:
         found.append(f"syslog_rate_limit must be positive, got {settings.syslog_rate_limit}")
+    if settings.syslog_max_connections_per_sender < 1:
+        found.append(
+            f"syslog_max_connections_per_sender must be 1 or more, got {settings.syslog_max_connections_per_sender}"
+        )
     try:
         time_zone(settings.syslog_timezone)
     except ValueError as e:

@@ -233,6 +233,39 @@ def test_refused_connections_are_each_counted_and_said_at_most_once_a_minute(
     assert syslog.stored() == []
 
 
+def test_a_sender_holds_at_most_its_number_of_connections_and_one_past_it_is_refused_and_said(
+    listening, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No bound there was: a sender could open connection after connection, each holding up to ~512 KiB of a message
+    it did not finish, until the server's memory ran out."""
+    syslog = listening(syslog_max_connections_per_sender="2")
+    with caplog.at_level(logging.WARNING, logger="loglake.syslog"), contextlib.ExitStack() as held:
+        first, second = (held.enter_context(socket.create_connection(("127.0.0.1", syslog.port))) for _ in range(2))
+        first.sendall(b"<14>1 - h a - - - one\n<14>1 - h a - - - unfinished")
+        second.sendall(b"<14>1 - h a - - - two\n")
+        syslog.wait_for_tallies(lambda t: sum(x.accepted for x in t) == 2)
+        with socket.create_connection(("127.0.0.1", syslog.port)) as third:
+            third.settimeout(10)
+            with contextlib.suppress(ConnectionResetError):
+                third.sendall(b"<14>1 - h a - - - three\n")
+                assert third.recv(100) == b""  # closed by the listener
+        syslog.wait_for_tallies(lambda t: any(x.connections_over_limit for x in t))
+        second.close()  # one fewer held: another is taken
+        deadline = time.monotonic() + 20
+        while syslog.listeners.connections.get("127.0.0.1") != 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with socket.create_connection(("127.0.0.1", syslog.port)) as fourth:
+            fourth.sendall(b"<14>1 - h a - - - four\n")
+            syslog.wait_for_tallies(lambda t: sum(x.accepted for x in t) == 3)
+    syslog.wait_for_tallies(lambda t: sum(x.accepted for x in t) == 4)  # (the first's last message, at its close)
+    assert sorted(syslog.stored()) == ["four", "one", "two", "unfinished"]
+    assert [t.connections_over_limit for t in syslog.tallies if t.connections_over_limit] == [1]
+    assert said_of(caplog) == [
+        "syslog: refused a connection from 127.0.0.1, which holds 2 open already (--syslog-max-connections-per-sender):"
+        " does it open a connection per message without closing them?"
+    ]
+
+
 def test_messages_the_store_cannot_take_are_counted_not_lost_silently(listening) -> None:
     syslog = listening()
     syslog.runtime.store.close()  # every write now fails: StoreUnavailable

@@ -148,6 +148,12 @@ class Metrics:
             "read from them.",
             (),
         )
+        self.syslog_connections_over_limit = Counter(
+            "loglake_syslog_connections_over_limit_total",
+            "Connections to the syslog TCP (or TLS) listener from a sender that held syslog_max_connections_per_sender "
+            "open already, closed before anything was read from them.",
+            (),
+        )
         self.rules_loaded = 0
         self.rule_files_with_problems = 0
         self._services: set[str] = set()
@@ -182,6 +188,8 @@ class Metrics:
             self.syslog_tls_handshakes_failed.inc((), tally.tls_handshakes_failed)
         if tally.connections_refused:
             self.syslog_connections_refused.inc((), tally.connections_refused)
+        if tally.connections_over_limit:
+            self.syslog_connections_over_limit.inc((), tally.connections_over_limit)
 
     def on_rule_run(self, rule: Rule, record: RunRecord) -> None:
         self.rule_runs.inc((rule.id, record.outcome))

@@ -78,6 +78,10 @@ class SyslogListeners:
         self._allowed = parse_networks(settings.syslog_allow) or _LOOPBACK
         self.zone = time_zone(settings.syslog_timezone)  # of times sent without one
         self._verdicts: dict[str, bool] = {}
+        self.max_connections = settings.syslog_max_connections_per_sender
+        # Each sender's open TCP and TLS connections: a sender that opens ever more (a loop reconnecting without
+        # closing, a flood), each holding a message it does not finish, would hold the server's memory.
+        self.connections: dict[str, int] = {}
         # Each listener's own (the rate is per listener): with one for all, a TCP sender's backlog kept it in debt
         # and every UDP datagram meanwhile was dropped.
         self.allowances = {kind: Allowance(settings.syslog_rate_limit, monotonic()) for kind in ("udp", "tcp", "tls")}
@@ -88,6 +92,7 @@ class SyslogListeners:
         self._stopped: asyncio.Event | None = None
         self._failed_handshakes = _Warning()
         self._refused_connections = _Warning()  # (of the stream listeners, TCP and TLS)
+        self._connections_over_limit = _Warning()
         self._other_protocols = _Warning()
 
     @classmethod
@@ -186,6 +191,33 @@ class SyslogListeners:
             if len(self._verdicts) < _MAX_VERDICTS:
                 self._verdicts[peer] = verdict
         return verdict
+
+    def connection_opened(self, peer: str) -> bool:
+        """Count a TCP or TLS connection of the sender (connection_closed ends it), when it holds fewer than
+        syslog_max_connections_per_sender; else count and say (at most once every WARNING_SECONDS) that it is
+        refused, and answer False: the caller closes it."""
+        held = self.connections.get(peer, 0)
+        if held < self.max_connections:
+            self.connections[peer] = held + 1
+            return True
+        self.report(SyslogTally(connections_over_limit=1))
+        unsaid = self._connections_over_limit.due(self.monotonic())
+        if unsaid is not None:
+            since = f"; {unsaid} more refused since the last said" if unsaid else ""
+            _log.warning(
+                "syslog: refused a connection from %s, which holds %d open already "
+                "(--syslog-max-connections-per-sender): does it open a connection per message without closing "
+                "them?%s",
+                peer,
+                held,
+                since,
+            )
+        return False
+
+    def connection_closed(self, peer: str) -> None:
+        held = self.connections.pop(peer) - 1
+        if held:
+            self.connections[peer] = held
 
     def handshake_failed(self, peer: str, error: OSError) -> None:
         """Count a TLS connection whose handshake failed (nothing was read from it), and say so in the log at

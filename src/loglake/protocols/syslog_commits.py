@@ -44,6 +44,8 @@ class SyslogTally:
     unstored: int = 0  # parsed, but the store refused the write
     tls_handshakes_failed: int = 0  # TLS connections whose handshake failed: nothing was read from them
     connections_refused: int = 0  # TCP and TLS connections from outside syslog_allow: nothing was read from them
+    # TCP and TLS connections past syslog_max_connections_per_sender: nothing was read from them
+    connections_over_limit: int = 0
     by_service_and_severity: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @property

@@ -39,21 +39,25 @@ class Stream(asyncio.Protocol):
         self.peer = ""
         self._reading = True
         self._began = False  # its first bytes came
+        self._counted = False  # among its sender's connections (SyslogListeners.connection_opened)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._admitted(transport):
             self._serve(transport)
 
     def _admitted(self, transport: asyncio.BaseTransport) -> bool:
-        """Whether syslog_allow lists the sender; its connection is closed when not."""
+        """Whether syslog_allow lists the sender, and it holds fewer connections than it may; its connection is closed
+        when not."""
         address = transport.get_extra_info("peername")
         if address is None:  # reset before it was served (a health check closing with RST): nothing to read
             transport.abort()  # type: ignore[attr-defined]
             return False
         self.peer = sender(address[0])
-        if self.listeners.allowed(self.peer):
+        if not self.listeners.allowed(self.peer):
+            self.listeners.connection_refused(self.peer)
+        elif self.listeners.connection_opened(self.peer):
+            self._counted = True
             return True
-        self.listeners.connection_refused(self.peer)
         transport.abort()  # type: ignore[attr-defined]
         return False
 
@@ -83,6 +87,9 @@ class Stream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.batcher.streams.discard(self)
+        if self._counted:
+            self._counted = False
+            self.listeners.connection_closed(self.peer)
 
     def reading(self, wanted: bool) -> None:
         if wanted != self._reading and self.transport is not None and not self.transport.is_closing():
