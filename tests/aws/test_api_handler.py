@@ -144,6 +144,21 @@ def test_header_values_beyond_latin_1_are_taken_as_the_local_server_takes_them(
     assert response["statusCode"] == 200 and [r["message"] for r in recent["logs"]] == ["hi"]
 
 
+def test_parameters_and_paths_of_bytes_not_utf_8_are_taken_as_the_local_server_takes_them(
+    api_table: str, capsys: pytest.CaptureFixture
+) -> None:
+    """Percent-encoded bytes that are not UTF-8 (%ED%A0%80) reach the handler as text holding a lone surrogate,
+    which UTF-8 refused: Lambda's error, API Gateway's bare 502. The app reads them as a local server does."""
+    refused = invoke(rest_event("GET", "/logs/recent", query={"service": "\ud800"}), capsys)
+    assert refused[0]["statusCode"] == 400 and refused[1]["error"]["details"][0]["field"] == "service"
+    unknown = invoke(rest_event("GET", "/logs/recent", query={"\udcff": "x"}), capsys)
+    assert unknown[0]["statusCode"] == 400 and unknown[1]["error"]["code"] == "invalid_query"
+    searched = invoke(rest_event("GET", "/logs/recent", query={"q": "a\ud800"}), capsys)
+    assert searched[0]["statusCode"] == 200 and searched[1]["logs"] == []
+    no_id = invoke(rest_event("GET", "/logs/a\ud800", resource="/logs/{logId}"), capsys)
+    assert no_id[0]["statusCode"] == 404 and no_id[2]["status"] == 404
+
+
 def test_following_by_arrival_is_not_available_on_a_store_many_functions_write(
     api_table: str, capsys: pytest.CaptureFixture
 ) -> None:

@@ -189,6 +189,7 @@ def test_the_query_handler_reads_the_body_as_post_query_does(
         (sql, {"Content-Type": "text/plain"}, None, 415, "unsupported_media_type"),
         (sql, {"Content-Type": "application/json", "Content-Encoding": "br"}, None, 415, "unsupported_encoding"),
         (sql, {"Content-Type": "application/json"}, {"limit": "5"}, 400, "invalid_query"),
+        (sql, {"Content-Type": "application/json"}, {"limit": "\ud800"}, 400, "invalid_query"),  # (not UTF-8)
         (huge, {"Content-Type": "application/json"}, None, 413, "payload_too_large"),
         (gzip.compress(huge), json_gzip, None, 413, "payload_too_large"),
     ]:

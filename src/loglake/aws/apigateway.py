@@ -110,7 +110,10 @@ def scope_of(event: dict[str, Any]) -> dict[str, Any]:
     query_multi = event.get("multiValueQueryStringParameters") or {
         k: [v] for k, v in (event.get("queryStringParameters") or {}).items()
     }
-    query = urlencode([(k, v) for k, values in query_multi.items() for v in values])
+    # A value holding a lone surrogate (API Gateway's text for percent-encoded bytes that are not UTF-8) is encoded
+    # back to those bytes too: the app reads them as a local server's (as U+FFFD), where UTF-8 refused them (a 502).
+    query = urlencode([(k, v) for k, values in query_multi.items() for v in values], errors="surrogatepass")
+    raw_path = event["path"].encode("utf-8", "surrogatepass")  # (and the path's, as a local server decodes it)
     source_ip = (context.get("identity") or {}).get("sourceIp") or "0.0.0.0"
     return {
         "type": "http",
@@ -118,8 +121,8 @@ def scope_of(event: dict[str, Any]) -> dict[str, Any]:
         "http_version": "1.1",
         "method": event["httpMethod"],
         "scheme": "https",
-        "path": event["path"],
-        "raw_path": event["path"].encode(),
+        "path": raw_path.decode("utf-8", "replace"),
+        "raw_path": raw_path,
         "query_string": query.encode(),
         "headers": headers,
         "client": (source_ip, 0),
