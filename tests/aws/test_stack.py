@@ -436,12 +436,14 @@ def test_the_stream_flush_reads_inserts_and_may_only_write_the_lake(template) ->
         for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
     lake_puts = [s for s in statements if "s3:PutObject" in _actions(s) and "LakeBucket" in json.dumps(s["Resource"])]
-    allowed = ("/type=app_logs/*", "/type=amplify_*", "/_state/amplify/*", "/_state/compaction/*", f"/{CLAIM_KEY}")
+    allowed = ("/type=app_logs/*", "/type=amplify_*", "/_state/amplify/*", "/_state/compaction/*", f"/{CLAIM_KEY}",
+               "/_quarantine/*")  # fmt: skip
     for statement in lake_puts:  # no function may write the whole lake
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         object_arns = [json.dumps(r) for r in resources if "/" in json.dumps(r)]
         assert object_arns and all(any(a in arn for a in allowed) for arn in object_arns), statement
     assert any("/type=app_logs/*" in json.dumps(s["Resource"]) for s in lake_puts)
+    assert any("/_quarantine/*" in json.dumps(s["Resource"]) for s in lake_puts)  # (aws/compaction.py)
     # the compaction, which deletes the parts it merges, claims the lake for the deployment (lake/claim.py)
     assert [s for s in lake_puts if f"/{CLAIM_KEY}" in json.dumps(s["Resource"])]
     # a batch still failing after its retries is kept (described) in a queue that is alarmed on

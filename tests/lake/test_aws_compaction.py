@@ -7,10 +7,12 @@ import io
 from datetime import date
 
 import pyarrow.parquet as pq
+import pytest
 
 from loglake.aws.compaction import compact_days, recent_days
 from loglake.aws.stream_flush import flush_stream_batch
 from loglake.ids import format_uuid
+from loglake.lake.layout import QUARANTINE
 from loglake.lake.objectstore import ObjectStore
 from loglake.model import Severity
 from loglake.store.dynamodb_items import record_item
@@ -100,16 +102,28 @@ def test_a_split_retry_rewrites_the_parts_of_days_it_holds_whole(object_store: O
     assert len(list(object_store.list("type=app_logs/"))) == 2
 
 
-def test_a_damaged_part_is_left_as_it_is_and_the_others_merge(object_store: ObjectStore) -> None:
-    """One part damaged outside loglake failed the run at its day, every later day unmerged, at every run."""
+def test_a_damaged_part_is_quarantined_once_and_the_others_merge(
+    object_store: ObjectStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One part damaged outside loglake failed the run at its day, every later day unmerged, at every run; then,
+    left in place, it was read whole again and logged again at every run (and Athena failed on it)."""
     for batch in range(3):
         records = [record(START + batch * 100 + i, f"b{batch}-{i}") for i in range(10)]
         flush_stream_batch(stream_batch(records, batch), object_store)
         flush_stream_batch(stream_batch([record(START + DAY + batch, f"d2-{batch}")], 10 + batch), object_store)
     damaged = "type=app_logs/date=2026-11-01/part-damaged.parquet"
     object_store.put(damaged, b"PAR1 this is no Parquet file PAR1")
-    report = compact_days(object_store, [date(2026, 11, 1), date(2026, 11, 2)], START + 2 * DAY)
+    days = [date(2026, 11, 1), date(2026, 11, 2)]
+    report = compact_days(object_store, days, START + 2 * DAY)
     assert list(report.damaged) == [damaged] and report.merged_files == 6
-    first_day = sorted(o.key for o in object_store.list("type=app_logs/date=2026-11-01/"))
-    assert len(first_day) == 2 and damaged in first_day  # the three parts merged, the damaged one as it was
+    assert len(list(object_store.list("type=app_logs/date=2026-11-01/"))) == 1  # the three parts merged
     assert len(list(object_store.list("type=app_logs/date=2026-11-02/"))) == 1
+    assert object_store.get(f"{QUARANTINE}/{damaged}") == b"PAR1 this is no Parquet file PAR1"  # kept, out of reads
+    (said,) = [r.getMessage() for r in caplog.records if damaged in r.getMessage()]
+    assert f"moved to {QUARANTINE}/{damaged}" in said
+    # the next run neither reads nor names it again
+    flush_stream_batch(stream_batch([record(START + 500 + i, f"late{i}") for i in range(3)], 20), object_store)
+    caplog.clear()
+    again = compact_days(object_store, days, START + 3 * DAY)
+    assert again.damaged == {} and again.merged_files == 2
+    assert not [r for r in caplog.records if damaged in r.getMessage()]

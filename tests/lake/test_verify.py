@@ -20,7 +20,8 @@ from botocore.credentials import Credentials
 
 from loglake.lake.compact import Compactor, MergesFailed
 from loglake.lake.flush import Flusher
-from loglake.lake.lake import QUARANTINE, Lake, LakePolicy
+from loglake.lake.lake import Lake, LakePolicy
+from loglake.lake.layout import QUARANTINE
 from loglake.lake.manifest import LakeFile, list_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, ObjectStoreError, S3ObjectStore
 from loglake.lake.parquet_objects import ParquetObjects

@@ -20,13 +20,13 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from loglake.lake.compact import CompactReport, MergesFailed, merge_groups, merge_objects
-from loglake.lake.layout import app_logs_key, new_part_name, partition_prefix
+from loglake.lake.layout import app_logs_key, new_part_name, partition_prefix, quarantined_key
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import ObjectStore
 from loglake.lake.parquet_objects import ParquetObjects
 from loglake.lake.parts import file_name
 from loglake.lake.tables import APP_LOGS_TABLE
-from loglake.lake.verify import damaged_files
+from loglake.lake.verify import MISSING_FROM_STORAGE, damaged_files
 
 log = logging.getLogger("loglake.lake")
 
@@ -40,7 +40,9 @@ JOURNAL_PREFIX = "_state/compaction/"
 def compact_days(lake: ObjectStore, days: list[date], now_ms: int, target_bytes: int = TARGET_BYTES) -> CompactReport:
     """Merge each day's small parts (under half the target) into files of about the target size. A merge that
     fails over a part damaged outside loglake (or gone meanwhile) merges the others of its group without it, which
-    stays as it is (`report.damaged`, logged): one such part stopped the run, every later day unmerged, at every run.
+    is moved to the lake's QUARANTINE folder (`report.damaged`, logged): one such part stopped the run, every later
+    day unmerged, at every run; left in place, it was read whole again, and logged again, at every run (there is no
+    catalog here to leave it out of, as the local lake does), and Athena failed on it.
     Other failures leave their group as it is; the other groups still merge, and MergesFailed is raised after."""
     finish_interrupted(lake)
     report = CompactReport()
@@ -60,8 +62,7 @@ def compact_days(lake: ObjectStore, days: list[date], now_ms: int, target_bytes:
                 # (no catalog here says how many records a part holds: its pages alone are checked)
                 found = damaged_files(objects, group, counted=False)
                 for key, problem in found.items():
-                    log.warning("lake file %s is damaged (%s): its day is merged without it; restore it or remove"
-                                " it from the bucket, which Athena reads it from", key, problem)  # fmt: skip
+                    _quarantine_part(lake, key, problem)
                 report.damaged |= found
                 rest = [f for f in group if f.key not in found]
                 if not found:
@@ -77,6 +78,24 @@ def compact_days(lake: ObjectStore, days: list[date], now_ms: int, target_bytes:
 def _merge_into(report: CompactReport, lake: ObjectStore, day: date, group: list[LakeFile], now_ms: int) -> None:
     report.written_files.append(_merge(lake, day, group, now_ms))
     report.merged_files += len(group)
+
+
+def _quarantine_part(lake: ObjectStore, key: str, problem: str) -> None:
+    """Take a damaged part out of the table (the bucket's versions keep what it was too), saying so once."""
+    if problem == MISSING_FROM_STORAGE:
+        log.warning("lake file %s is gone from the bucket (deleted meanwhile): its day is merged without it", key)
+        return
+    kept = quarantined_key(key)
+    lake.put(kept, lake.get(key))  # (a part merged is under half the target: it fits in memory)
+    lake.delete(key)
+    log.warning(
+        "lake file %s is damaged (%s): moved to %s, out of Athena's reads and of later merges, and its day merged"
+        " without it; its records are lost unless a good copy is put back at its key (from a backup, or the bucket's"
+        " earlier versions of it)",
+        key,
+        problem,
+        kept,
+    )
 
 
 def recent_days(today: date, count: int = 7) -> list[date]:

@@ -27,7 +27,7 @@ from loglake.lake.bulk import BulkWriter
 from loglake.lake.claim import claim_lake
 from loglake.lake.compact import TIER_FILES, Background, Compactor, CompactReport
 from loglake.lake.flush import Flusher, FlushReport
-from loglake.lake.layout import day_of
+from loglake.lake.layout import day_of, quarantined_key
 from loglake.lake.location import check_lake_location, lake_description
 from loglake.lake.manifest import LakeFile, collect_garbage, list_files, listed_file, retire_files
 from loglake.lake.objectstore import LocalObjectStore, ObjectStore, ObjectStoreError, s3_objects
@@ -50,14 +50,6 @@ log = logging.getLogger("loglake.lake")
 
 
 _DEFAULTS = Settings()  # the policy's defaults are the settings' (one definition)
-# Where Lake.quarantine keeps the objects it takes out of the catalog: beside the tables' folders, named with a
-# leading _ as Athena, Hive and Spark skip it.
-QUARANTINE = "_quarantine"
-
-
-def quarantined_key(key: str) -> str:
-    """Where Lake.quarantine keeps lake object `key`."""
-    return f"{QUARANTINE}/{key}"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ APP_LOGS = "app_logs"
 AMPLIFY_LOGS = "amplify_logs"
 AMPLIFY_ACCESS = "amplify_access"
 _VALUE = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# Where Lake.quarantine (and the AWS compaction) keeps the objects it takes out of the lake: beside the tables'
+# folders, named with a leading _ as Athena, Hive and Spark skip it.
+QUARANTINE = "_quarantine"
 
 
 class LayoutError(ValueError):
@@ -48,6 +51,11 @@ def amplify_export_key(app: str, exported_at: datetime, range_start: datetime, r
     day = exported_at.astimezone(UTC).date()
     span = "_".join(t.astimezone(UTC).strftime("%Y%m%d_%H%M%S") for t in (range_start, range_end))
     return partition_prefix(AMPLIFY_LOGS, app=app, date_export=day) + f"log_{span}"
+
+
+def quarantined_key(key: str) -> str:
+    """Where lake object `key` is kept once taken out of the lake."""
+    return f"{QUARANTINE}/{key}"
 
 
 def partitions_of(key: str) -> dict[str, str]:

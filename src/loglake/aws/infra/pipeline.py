@@ -13,6 +13,7 @@ from constructs import Construct
 from loglake.aws.infra.functions import Functions
 from loglake.aws.infra.storage import Storage
 from loglake.lake.claim import CLAIM_KEY
+from loglake.lake.layout import QUARANTINE
 
 
 class Pipeline(Construct):
@@ -83,6 +84,7 @@ class Pipeline(Construct):
         )
         self.storage.lake_bucket.grant_read_write(function, "type=app_logs/*")  # writes include deletes
         self.storage.lake_bucket.grant_read_write(function, "_state/compaction/*")  # its journal
+        self.storage.lake_bucket.grant_put(function, f"{QUARANTINE}/*")  # the damaged parts it takes out
         self.storage.lake_bucket.grant_read_write(function, CLAIM_KEY)  # the deployment's claim on its lake
         events.Rule(
             self,
