@@ -13,7 +13,7 @@ from loglake.aws.compaction import compact_days, recent_days
 from loglake.aws.stream_flush import flush_stream_batch
 from loglake.ids import format_uuid
 from loglake.lake.layout import QUARANTINE
-from loglake.lake.objectstore import ObjectStore
+from loglake.lake.objectstore import ObjectStore, S3ObjectStore
 from loglake.model import Severity
 from loglake.store.dynamodb_items import record_item
 from tests.lake.test_flush import DAY, SERVICES, START, one_service_per_row_group
@@ -127,3 +127,31 @@ def test_a_damaged_part_is_quarantined_once_and_the_others_merge(
     again = compact_days(object_store, days, START + 3 * DAY)
     assert again.damaged == {} and again.merged_files == 2
     assert not [r for r in caplog.records if damaged in r.getMessage()]
+
+
+def test_a_damaged_journal_is_quarantined_and_does_not_stop_compaction(
+    object_store: ObjectStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A journal object that does not read (damaged outside loglake, cut short, not loglake's) failed every run
+    before its first merge: the lake's parts were never merged again."""
+    from loglake.aws.compaction import JOURNAL_PREFIX
+
+    for batch in range(3):
+        flush_stream_batch(stream_batch([record(START + batch * 10 + i, f"b{batch}") for i in range(5)], batch),
+                           object_store)  # fmt: skip
+    claim = b'{"output": "_state/catalog.json", "inputs": ["_state/catalog.json"]}'  # (valid JSON: no part's keys)
+    damaged = {f"{JOURNAL_PREFIX}cut.json": b'{"output": "type=app_lo', f"{JOURNAL_PREFIX}list.json": b"[1, 2]",
+               f"{JOURNAL_PREFIX}odd.json": claim}  # fmt: skip
+    for key, data in damaged.items():
+        object_store.put(key, data)
+    report = compact_days(object_store, [date(2026, 11, 1)], START + DAY)
+    assert report.merged_files == 3 and set(report.damaged) == set(damaged)
+    assert list(object_store.list(JOURNAL_PREFIX)) == []
+    for key, data in damaged.items():
+        assert object_store.get(f"{QUARANTINE}/{key}") == data
+        (said,) = [r.getMessage() for r in caplog.records if key in r.getMessage()]
+        assert f"moved to {QUARANTINE}/{key}" in said and "twice" in said
+    # what is not a journal at all (an S3 console's folder) is passed over
+    if isinstance(object_store, S3ObjectStore):
+        object_store.client.put_object(Bucket=object_store.bucket, Key=f"{object_store.prefix}{JOURNAL_PREFIX}")
+        assert compact_days(object_store, [date(2026, 11, 1)], START + DAY).damaged == {}

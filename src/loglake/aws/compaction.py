@@ -22,7 +22,7 @@ from pathlib import Path
 from loglake.lake.compact import CompactReport, MergesFailed, merge_groups, merge_objects
 from loglake.lake.layout import app_logs_key, new_part_name, partition_prefix, quarantined_key
 from loglake.lake.manifest import LakeFile
-from loglake.lake.objectstore import ObjectStore
+from loglake.lake.objectstore import ObjectStore, ObjectStoreError, check_key
 from loglake.lake.parquet_objects import ParquetObjects
 from loglake.lake.parts import file_name
 from loglake.lake.tables import APP_LOGS_TABLE
@@ -44,8 +44,8 @@ def compact_days(lake: ObjectStore, days: list[date], now_ms: int, target_bytes:
     day unmerged, at every run; left in place, it was read whole again, and logged again, at every run (there is no
     catalog here to leave it out of, as the local lake does), and Athena failed on it.
     Other failures leave their group as it is; the other groups still merge, and MergesFailed is raised after."""
-    finish_interrupted(lake)
     report = CompactReport()
+    finish_interrupted(lake, report)
     objects = ParquetObjects(lake)
     failures: list[BaseException] = []
     for day in days:
@@ -103,17 +103,48 @@ def recent_days(today: date, count: int = 7) -> list[date]:
     return [today - timedelta(days=n) for n in range(count)]
 
 
-def finish_interrupted(lake: ObjectStore) -> int:
-    """Complete the merges an earlier run began: inputs deleted where the merged file exists."""
+def finish_interrupted(lake: ObjectStore, report: CompactReport) -> int:
+    """Complete the merges an earlier run began: inputs deleted where the merged file exists. A journal that does
+    not read as one (damaged outside loglake) is moved to the QUARANTINE folder (`report.damaged`, logged): it
+    failed every run before its first merge, the lake never merged again."""
     finished = 0
     for found in list(lake.list(JOURNAL_PREFIX)):
-        entry = json.loads(lake.get(found.key))
-        if lake.exists(entry["output"]):
-            for key in entry["inputs"]:
+        if not found.key.endswith(".json"):
+            continue  # not a journal (an S3 console's folder `_state/compaction/`, a key no store reads)
+        entry = _journal_entry(lake.get(found.key))
+        if entry is None:
+            report.damaged[found.key] = "not a compaction journal"
+            kept = quarantined_key(found.key)
+            lake.put(kept, lake.get(found.key))
+            lake.delete(found.key)
+            log.warning(
+                "compaction journal %s does not read as one: moved to %s. The merge it named, if its merged file was"
+                " published, left its inputs beside it: that day's records may be read twice (Athena) until those"
+                " inputs are deleted",
+                found.key,
+                kept,
+            )
+            continue
+        output, inputs = entry
+        if lake.exists(output):
+            for key in inputs:
                 lake.delete(key)
             finished += 1
         lake.delete(found.key)
     return finished
+
+
+def _journal_entry(data: bytes) -> tuple[str, list[str]] | None:
+    """A journal's (merged file, inputs), or None for one _merge did not write: its keys are the table's parts (a
+    damaged one must not delete other objects)."""
+    try:
+        entry = json.loads(data)
+        output, inputs = entry["output"], entry["inputs"]
+        keys = [check_key(key) for key in (output, *inputs)] if isinstance(inputs, list) else []
+    except (ValueError, TypeError, KeyError, AttributeError, ObjectStoreError):
+        return None
+    part = partition_prefix(APP_LOGS_TABLE.directory)
+    return (output, inputs) if keys and all(key.startswith(part) for key in keys) else None
 
 
 def _merge(lake: ObjectStore, day: date, group: list[LakeFile], now_ms: int) -> str:
