@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from loglake.aws import handlers
-from loglake.aws.stream_flush import flush_stream_batch
+from loglake.aws.stream_flush import LATE_PREFIX, flush_stream_batch
 from loglake.ids import format_uuid
+from loglake.lake.layout import day_of
 from loglake.model import Severity
 from loglake.store.dynamodb import DynamoDBHotStore
 from tests.moto_server import lambda_environment
@@ -87,7 +89,8 @@ def test_new_records_become_parquet_parts_once(moto_endpoint: str, lake_bucket: 
     assert [k.split("/")[1] for k in first] == ["date=2026-09-21", "date=2026-09-22"]
     s3 = boto3.client("s3")
     listed = s3.list_objects_v2(Bucket=lake_bucket)["Contents"]
-    assert sorted(o["Key"] for o in listed) == sorted(first)
+    # (days long past: each part noted for the compaction, which looks at the last week and at those, compaction.py)
+    assert sorted(o["Key"] for o in listed) == sorted([*first, *(LATE_PREFIX + key for key in first)])
 
     parts = [pq.ParquetFile(io.BytesIO(s3.get_object(Bucket=lake_bucket, Key=key)["Body"].read())) for key in first]
     # In their final form at once (AWS compaction leaves a day's lone part as written): ZSTD, as the final merge
@@ -106,6 +109,29 @@ def test_new_records_become_parquet_parts_once(moto_endpoint: str, lake_bucket: 
         )  # fmt: skip
         assert row["attributes"] == (original.attributes.decode() if original.attributes else None)
     assert next(r for r in rows if r["message"] == "retried")["client_id"] == format_uuid(with_client_id.client_id)
+
+
+def test_a_back_filled_day_s_parts_are_merged_by_the_next_hourly_compaction(lake_bucket: str) -> None:
+    """The hourly compaction looked at the last seven days only: a day before them that got records (a back-fill,
+    a late shipper) kept a small part per stream batch for good, each read by every query over that day."""
+    from tests.aws.test_retention import scheduled_event
+    from tests.lake.test_aws_compaction import stream_batch
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    today = int(now.replace(hour=0, minute=0, second=0).timestamp() * 1000)
+    back = today - 30 * DAY
+    for batch in range(3):
+        handlers.flush_stream(stream_batch([record(back + batch * 10 + i, f"b{batch}") for i in range(4)], batch),
+                              CONTEXT)  # fmt: skip
+        handlers.flush_stream(stream_batch([record(today + batch, "today")], 10 + batch), CONTEXT)
+    s3 = boto3.client("s3")
+    day = f"type=app_logs/date={day_of(back).isoformat()}/"
+    assert len(s3.list_objects_v2(Bucket=lake_bucket, Prefix=day)["Contents"]) == 3
+
+    summary = handlers.compact(scheduled_event(time=now.strftime("%Y-%m-%dT%H:%M:%SZ")), CONTEXT)
+    assert summary["merged_files"] == 6 and summary["late_days_waiting"] == 0
+    assert len(s3.list_objects_v2(Bucket=lake_bucket, Prefix=day)["Contents"]) == 1
+    assert "Contents" not in s3.list_objects_v2(Bucket=lake_bucket, Prefix=LATE_PREFIX)  # (done with)
 
 
 def test_removals_and_bookkeeping_items_write_nothing() -> None:

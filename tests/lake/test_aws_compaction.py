@@ -9,8 +9,9 @@ from datetime import date
 import pyarrow.parquet as pq
 import pytest
 
-from loglake.aws.compaction import compact_days, recent_days
-from loglake.aws.stream_flush import flush_stream_batch
+from loglake.aws import compaction
+from loglake.aws.compaction import compact_days, late_days, recent_days, scheduled_days
+from loglake.aws.stream_flush import LATE_PREFIX, flush_stream_batch
 from loglake.ids import format_uuid
 from loglake.lake.layout import QUARANTINE
 from loglake.lake.objectstore import ObjectStore, S3ObjectStore
@@ -54,6 +55,37 @@ def test_a_days_small_parts_become_one_sorted_file(object_store: ObjectStore) ->
 
 def test_a_scheduled_run_looks_at_the_last_week() -> None:
     assert recent_days(date(2026, 11, 22), 3) == [date(2026, 11, 22), date(2026, 11, 21), date(2026, 11, 20)]
+
+
+def test_days_past_the_last_week_that_got_parts_are_merged_a_bounded_number_a_run(
+    object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A back-filled (or late) record's day before the last week kept its small parts for good: the scheduled runs
+    looked at the last seven days only, and every query over that day read each part."""
+    today = date(2026, 12, 31)
+    for batch in range(3):  # parts for days long past (day n: 2026-11-0n), and for today, which is not noted
+        old = [record(START + n * DAY + batch * 10 + i, f"b{batch}-{n}-{i}") for n in range(4) for i in range(3)]
+        flush_stream_batch(stream_batch(old, batch), object_store, today=today)
+        flush_stream_batch(stream_batch([record(START + 60 * DAY + batch, "now")], 10 + batch), object_store, today)
+    assert len(list(object_store.list(LATE_PREFIX))) == 12  # a note per late part
+    late = late_days(object_store)
+    assert sorted(late) == [date(2026, 11, 1 + n) for n in range(4)]
+    days = scheduled_days(today, late)
+    assert days[:7] == recent_days(today) and days[7:] == [date(2026, 11, 1 + n) for n in range(4)]
+
+    monkeypatch.setattr(compaction, "LATE_DAYS_PER_RUN", 3)  # the work of a run is bounded
+    days = scheduled_days(today, late)
+    assert days[7:] == [date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)]
+    report = compact_days(object_store, days, START + 61 * DAY, late=late)
+    assert report.merged_files == 3 * 4
+    for n in range(3):
+        assert len(list(object_store.list(f"type=app_logs/date=2026-11-0{n + 1}/"))) == 1
+    assert len(list(object_store.list("type=app_logs/date=2026-11-04/"))) == 3  # the next run's
+    assert sorted(late_days(object_store)) == [date(2026, 11, 4)]  # the merged days' notes gone, its kept
+
+    report = compact_days(object_store, scheduled_days(today, late_days(object_store)), START + 61 * DAY,
+                          late=late_days(object_store))  # fmt: skip
+    assert report.merged_files == 3 and list(object_store.list(LATE_PREFIX)) == []
 
 
 def test_records_the_stream_delivered_twice_are_kept_once(object_store: ObjectStore) -> None:

@@ -8,10 +8,14 @@ seconds that takes, never miss one. A small journal object names the inputs befo
 published, so a run cut off between the two (a timeout, a crash) is finished by the next one: its
 inputs are deleted if the merged file made it, the journal dropped otherwise. Merges keep one row per
 log id, removing what the at-least-once stream flush may have written twice.
+
+An hourly run merges the last week's days, and the older days the stream flush noted late parts of (a back-fill),
+whatever their age, a bounded number of them per run (scheduled_days).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -19,8 +23,9 @@ import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
+from loglake.aws.stream_flush import LATE_PREFIX
 from loglake.lake.compact import CompactReport, MergesFailed, merge_groups, merge_objects
-from loglake.lake.layout import app_logs_key, new_part_name, partition_prefix, quarantined_key
+from loglake.lake.layout import app_logs_key, new_part_name, partition_prefix, partitions_of, quarantined_key
 from loglake.lake.manifest import LakeFile
 from loglake.lake.objectstore import ObjectStore, ObjectStoreError, check_key
 from loglake.lake.parquet_objects import ParquetObjects
@@ -32,23 +37,33 @@ log = logging.getLogger("loglake.lake")
 
 TARGET_BYTES = 128 * 1024 * 1024
 MEMORY_MB = 1024
+RECENT_DAYS = 7
+LATE_DAYS_PER_RUN = 24
 
 
 JOURNAL_PREFIX = "_state/compaction/"
 
 
-def compact_days(lake: ObjectStore, days: list[date], now_ms: int, target_bytes: int = TARGET_BYTES) -> CompactReport:
+def compact_days(
+    lake: ObjectStore,
+    days: list[date],
+    now_ms: int,
+    target_bytes: int = TARGET_BYTES,
+    late: dict[date, list[str]] | None = None,
+) -> CompactReport:
     """Merge each day's small parts (under half the target) into files of about the target size. A merge that
     fails over a part damaged outside loglake (or gone meanwhile) merges the others of its group without it, which
     is moved to the lake's QUARANTINE folder (`report.damaged`, logged): one such part stopped the run, every later
     day unmerged, at every run; left in place, it was read whole again, and logged again, at every run (there is no
     catalog here to leave it out of, as the local lake does), and Athena failed on it.
-    Other failures leave their group as it is; the other groups still merge, and MergesFailed is raised after."""
+    Other failures leave their group as it is; the other groups still merge, and MergesFailed is raised after.
+    `late` (late_days): the notes of a day merged without such a failure are deleted."""
     report = CompactReport()
     finish_interrupted(lake, report)
     objects = ParquetObjects(lake)
     failures: list[BaseException] = []
     for day in days:
+        failed_before = len(failures)
         prefix = partition_prefix(APP_LOGS_TABLE.directory, date=day)
         parts = [
             LakeFile(o.key, APP_LOGS_TABLE.name, day.isoformat(), 0, 0, 0, o.size)  # listed in write order
@@ -70,6 +85,9 @@ def compact_days(lake: ObjectStore, days: list[date], now_ms: int, target_bytes:
                     log.warning("merging %s failed, they stay as they are (%s: %s)", prefix, type(e).__name__, e)
                 elif len(rest) > 1:
                     _merge_into(report, lake, day, rest, now_ms)
+        if len(failures) == failed_before:
+            for note in (late or {}).get(day, []):
+                lake.delete(note)
     if failures:
         raise MergesFailed(report, len(failures), failures[0]) from failures[0]
     return report
@@ -98,9 +116,28 @@ def _quarantine_part(lake: ObjectStore, key: str, problem: str) -> None:
     )
 
 
-def recent_days(today: date, count: int = 7) -> list[date]:
-    """The days a scheduled run looks at: today and the `count - 1` before it."""
+def recent_days(today: date, count: int = RECENT_DAYS) -> list[date]:
+    """The days a scheduled run looks at first: today and the `count - 1` before it."""
     return [today - timedelta(days=n) for n in range(count)]
+
+
+def late_days(lake: ObjectStore) -> dict[date, list[str]]:
+    """The days the stream flush noted late parts of (stream_flush.LATE_PREFIX), with the notes' keys. To be listed
+    before the days' parts: a note is written once its part is, so a part noted is listed with its day."""
+    noted: dict[date, list[str]] = {}
+    for found in lake.list(LATE_PREFIX):
+        with contextlib.suppress(ValueError):  # (not a note: a folder's object, say)
+            noted.setdefault(date.fromisoformat(partitions_of(found.key).get("date", "")), []).append(found.key)
+    return noted
+
+
+def scheduled_days(today: date, late: dict[date, list[str]]) -> list[date]:
+    """The days an hourly run merges: the last RECENT_DAYS, then at most LATE_DAYS_PER_RUN older days that got late
+    parts, oldest first (a back-fill of a year is merged within a day, each run's work bounded); the others wait,
+    noted, for the next runs. A day before the last week got parts only from a back-fill: looking at the recent days
+    alone left those parts unmerged for good, and every query over such a day read each of them."""
+    recent = recent_days(today)
+    return recent + sorted(set(late) - set(recent))[:LATE_DAYS_PER_RUN]
 
 
 def finish_interrupted(lake: ObjectStore, report: CompactReport) -> int:

@@ -14,7 +14,8 @@
   machine (aws/amplify_steps.py); the configuration comes in the run's input (`config`, as the
   EventBridge rule passes it) or from CONFIG_JSON, the lake is LOGLAKE_LAKE_BUCKET, and the finishing
   step starts the Glue crawler LOGLAKE_GLUE_CRAWLER when set.
-- `compact`: on a schedule, merges the small parts of the lake's recent days (aws/compaction.py).
+- `compact`: on a schedule, merges the small parts of the lake's recent days, and of older days that got parts
+  late (aws/compaction.py); `{"days": ["YYYY-MM-DD", ...]}` as its input merges those days.
 - `retention`: daily, deletes the lake's days past their retention (aws/retention.py).
 - `flush_stream`: DynamoDB Streams (new records) to Parquet parts in the lake bucket
   (LOGLAKE_LAKE_BUCKET), see aws/stream_flush.py.
@@ -239,12 +240,15 @@ def _claimed_lake(context: Any) -> Any:
 
 
 def compact(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    from loglake.aws.compaction import compact_days, recent_days
+    from loglake.aws.compaction import compact_days, late_days, scheduled_days
 
     now = _event_time(event)
-    days = [date.fromisoformat(d) for d in event["days"]] if event.get("days") else recent_days(now.date())
-    report = compact_days(_claimed_lake(context), days, int(now.timestamp() * 1000))
-    summary = {"merged_files": report.merged_files, "written_files": report.written_files, "damaged": report.damaged}
+    lake = _claimed_lake(context)
+    late = late_days(lake)
+    days = [date.fromisoformat(d) for d in event["days"]] if event.get("days") else scheduled_days(now.date(), late)
+    report = compact_days(lake, days, int(now.timestamp() * 1000), late=late)
+    summary = {"merged_files": report.merged_files, "written_files": report.written_files, "damaged": report.damaged,
+               "late_days_waiting": len(set(late) - set(days))}  # fmt: skip
     _log_event(context, "lake_compaction", summary, level="WARNING" if report.damaged else "INFO")
     return summary
 

@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,15 @@ from loglake.model import NewRecord
 from loglake.store.dynamodb_items import record_from_item
 from loglake.store.sqlite_rows import row_values
 
+# A part for a day before yesterday (a back-fill, records sent or delivered late) is noted here too, under its key:
+# the hourly compaction looks at the last week's days (where the others stay for five more days of runs), and at
+# the days noted, whatever their age (aws/compaction.py).
+LATE_PREFIX = "_state/late_parts/"
 
-def flush_stream_batch(event: dict[str, Any], lake: ObjectStore) -> list[str]:
-    """Write the batch's new records as parts; returns their object keys."""
+
+def flush_stream_batch(event: dict[str, Any], lake: ObjectStore, today: date | None = None) -> list[str]:
+    """Write the batch's new records as parts; returns their object keys. `today`: the UTC day now."""
+    late_before = (today or datetime.now(UTC).date()) - timedelta(days=1)
     new = [(r, e["dynamodb"].get("SequenceNumber", "")) for e in event.get("Records", []) if (r := _new_record(e))]
     if not new:
         return []
@@ -53,6 +60,8 @@ def flush_stream_batch(event: dict[str, Any], lake: ObjectStore) -> list[str]:
             key = app_logs_key(day, f"part-{part_id}.parquet")
             write_part(rows, key, work, codec=SMALL)
             lake.put_file(key, work / file_name(key))
+            if day < late_before:  # (once the part is written: a note the compaction lists is of a part it lists)
+                lake.put(LATE_PREFIX + key, b"")
             keys.append(key)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -12,6 +12,7 @@ from constructs import Construct
 
 from loglake.aws.infra.functions import Functions
 from loglake.aws.infra.storage import Storage
+from loglake.aws.stream_flush import LATE_PREFIX
 from loglake.lake.claim import CLAIM_KEY
 from loglake.lake.layout import QUARANTINE
 
@@ -67,11 +68,12 @@ class Pipeline(Construct):
         # Least privilege: read the stream, write objects under the lake's app_logs prefix.
         self.storage.table.grant_stream_read(function)
         self.storage.lake_bucket.grant_put(function, "type=app_logs/*")
+        self.storage.lake_bucket.grant_put(function, f"{LATE_PREFIX}*")  # (parts of older days: the compaction's)
         return function
 
     def _compaction(self) -> None:
-        """Every hour, the recent days' small parts merged (aws/compaction.py); it may only touch
-        the app_logs objects of the lake."""
+        """Every hour, the small parts of the recent days, and of older days that got parts late, merged
+        (aws/compaction.py); it may only touch the app_logs objects of the lake."""
         function = self.functions.add(
             self,
             "CompactFunction",
@@ -84,6 +86,7 @@ class Pipeline(Construct):
         )
         self.storage.lake_bucket.grant_read_write(function, "type=app_logs/*")  # writes include deletes
         self.storage.lake_bucket.grant_read_write(function, "_state/compaction/*")  # its journal
+        self.storage.lake_bucket.grant_read_write(function, f"{LATE_PREFIX}*")  # the days to look at beyond the week
         self.storage.lake_bucket.grant_put(function, f"{QUARANTINE}/*")  # the damaged parts it takes out
         self.storage.lake_bucket.grant_read_write(function, CLAIM_KEY)  # the deployment's claim on its lake
         events.Rule(
