@@ -62,6 +62,21 @@ def test_days_past_retention_are_deleted(
     assert handlers.retention(scheduled_event(), CONTEXT)["deleted_objects"] == 0  # a second run has nothing to do
 
 
+def test_a_folder_object_in_the_bucket_does_not_stop_retention(
+    lake_bucket: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The S3 console's "Create folder" leaves an object whose key ends in /, which no store reads or deletes: at an
+    expired day, every daily run failed on it, that day and every later table left as they were."""
+    s3 = boto3.client("s3")
+    for key in ["type=app_logs/date=2026-10-01/", *KEYS]:
+        s3.put_object(Bucket=lake_bucket, Key=key, Body=b"" if key.endswith("/") else b"x")
+    monkeypatch.setenv("LOGLAKE_RETENTION_DAYS", "30")
+    monkeypatch.setenv("CONFIG_JSON", json.dumps(AMPLIFY))
+    summary = handlers.retention(scheduled_event(), CONTEXT)
+    assert summary["deleted_objects"] == 3 and summary["expired"]["type=app_logs/"] == ["2026-10-22"]
+
+
 def test_zero_keeps_app_logs_and_no_configuration_skips_amplify(
     lake_bucket: str,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,

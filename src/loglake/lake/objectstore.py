@@ -310,7 +310,9 @@ class S3ObjectStore(ObjectStore):
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
                 for item in page.get("Contents", []):
-                    yield ObjectInfo(item["Key"][len(self.prefix) :], item["Size"])
+                    key = item["Key"][len(self.prefix) :]
+                    if _addressable(key):
+                        yield ObjectInfo(key, item["Size"])
         except self._errors() as e:
             raise ObjectStoreError(f"cannot list s3://{self.bucket}/{self.prefix}{prefix}: {e}", _code(e)) from None
 
@@ -331,6 +333,16 @@ class S3ObjectStore(ObjectStore):
         from botocore.exceptions import BotoCoreError, ClientError
 
         return (BotoCoreError, ClientError, S3UploadFailedError)
+
+
+def _addressable(key: str) -> bool:
+    """Whether a listed key is one the store reads and deletes (check_key): not an S3 console's folder object
+    (`type=app_logs/date=2020-01-01/`), which no lake wrote, and which failed every retention run at its day."""
+    try:
+        check_key(key)
+    except ObjectStoreError:
+        return False
+    return True
 
 
 def _code(error: BaseException) -> str | None:
