@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from loglake.amplify.collector import Collector
 from loglake.aws import amplify_steps
-from loglake.lake.objectstore import ObjectStore
+from loglake.lake.objectstore import LocalObjectStore, ObjectStore, ObjectStoreError
 from tests.amplify.server import FakeAmplify
 from tests.amplify.test_collector import LAST_DAY, NOW, SINCE, UNTIL, config, in_range, late_requests, serve_apps
 
@@ -116,6 +118,35 @@ def test_a_recheck_mark_the_retention_period_has_passed_moves_again(
     assert amplify_steps.read_state(object_store, "danse_tech")[1] == datetime(2026, 11, 16, 2, tzinfo=UTC)
     last = run_once(object_store, NOW + timedelta(hours=26), kept_a_day)["planned"]["apps"][0]["windows"]
     assert last[0] == {"start": "2026-11-16T02:00:00Z", "end": "2026-11-16T03:00:00Z", "recheck": True}
+
+
+def test_a_damaged_state_is_said_and_collected_again_not_a_failure_of_every_run(
+    amplify: FakeAmplify, object_store: ObjectStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A watermark object that does not read (damaged outside loglake, cut short) failed every plan, no app
+    collected again, for good."""
+    danse, horizon = serve_apps(amplify, count=300)
+    for text in (b'{"until": "2026-11-', b'{"until": 5}', b"[]"):
+        object_store.put(f"{amplify_steps.STATE_PREFIX}danse_tech.json", text)
+        result = run_once(object_store)
+        assert result["finished"]["ok"] and amplify_steps.read_state(object_store, "danse_tech")[0] == UNTIL
+        assert stored_ids(object_store, "danse_tech") == in_range(danse)  # fetched again, stored once
+        assert any(f"{amplify_steps.STATE_PREFIX}danse_tech.json" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+    assert stored_ids(object_store, "digital_horizon") == in_range(horizon)
+
+
+def test_a_state_the_lake_cannot_read_now_fails_the_step(object_store: ObjectStore, tmp_path: Path) -> None:
+    """Not a missing state: a run that took an outage (throttling, a network error) for one planned the whole
+    retention period again, and its finish could move the recheck mark back."""
+
+    class Unreachable(LocalObjectStore):
+        def get(self, key: str) -> bytes:
+            raise ObjectStoreError(f"cannot get s3://lake/{key}: Read timeout on endpoint URL", None)
+
+    assert amplify_steps.read_state(object_store, "danse_tech") == (None, None)  # none yet
+    with pytest.raises(ObjectStoreError, match="Read timeout"):
+        amplify_steps.read_state(Unreachable(tmp_path / "lake"), "danse_tech")
 
 
 def test_the_step_handlers_run_a_collection_on_an_s3_lake(

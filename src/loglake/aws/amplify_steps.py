@@ -12,6 +12,7 @@ once. The windows fetched again for their late logs (collector.LATE) are planned
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -25,9 +26,11 @@ from loglake.amplify.lake_rows import new_parts
 from loglake.amplify.parse import parse_access_log
 from loglake.amplify.run_reports import AppReport, epoch_ms, iso_utc
 from loglake.lake.layout import amplify_export_key
-from loglake.lake.objectstore import ObjectStore, ObjectStoreError
+from loglake.lake.objectstore import NO_SUCH_KEY, ObjectStore, ObjectStoreError
 from loglake.lake.parts import file_name
 from loglake.times import parse_datetime
+
+log = logging.getLogger("loglake.amplify")
 
 STATE_PREFIX = "_state/amplify/"
 ROLE_SESSION_NAME = "loglake-amplify-download"
@@ -173,13 +176,25 @@ def _later(mark: datetime | None, start: datetime | None) -> datetime | None:
 
 
 def read_state(lake: ObjectStore, app_name: str) -> tuple[datetime | None, datetime | None]:
-    """The app's watermark and where rechecking for late logs stands (None: not started)."""
+    """The app's watermark and where rechecking for late logs stands (None: not started). ObjectStoreError when the
+    lake cannot be read now: taken for no state, that planned the whole retention period again. A state that does
+    not read (damaged outside loglake) is said and taken for none: it failed every run, no app collected again; the
+    app's retention period is fetched again (its rows stored once) and the state written anew."""
+    key = f"{STATE_PREFIX}{app_name}.json"
     try:
-        state = json.loads(lake.get(f"{STATE_PREFIX}{app_name}.json"))
-    except ObjectStoreError:
+        text = lake.get(key)
+    except ObjectStoreError as e:
+        if e.code == NO_SUCH_KEY:
+            return None, None
+        raise
+    try:
+        state = json.loads(text)
+        rechecked = state.get("rechecked")  # (a state written before late logs were rechecked has none)
+        return parse_datetime(state["until"]), parse_datetime(rechecked) if rechecked else None
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        log.warning("the Amplify collection's state %s does not read (%s): %s is collected from the start of its"
+                    " retention period again", key, e, app_name)  # fmt: skip
         return None, None
-    rechecked = state.get("rechecked")  # (a state written before late logs were rechecked has none)
-    return parse_datetime(state["until"]), parse_datetime(rechecked) if rechecked else None
 
 
 def write_state(lake: ObjectStore, app_name: str, until: datetime, rechecked: datetime | None) -> None:

@@ -36,6 +36,10 @@ class ObjectStoreError(Exception):
         self.code = code
 
 
+# ObjectStoreError.code of a get whose object does not exist: S3's, and a local lake's too.
+NO_SUCH_KEY = "NoSuchKey"
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     key: str
@@ -163,7 +167,7 @@ class LocalObjectStore(ObjectStore):
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
-            raise ObjectStoreError(f"no object {key!r} in {self.root}") from None
+            raise ObjectStoreError(f"no object {key!r} in {self.root}", NO_SUCH_KEY) from None
 
     def get_file(self, key: str, path: Path) -> None:
         """A link to the object where the file system allows one (objects never change once published): a copy
