@@ -105,3 +105,23 @@ def test_a_flush_round_that_cannot_write_its_parts_leaves_no_work_behind(
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert list((tmp_path / "tmp" / "work").rglob("flush-*")) == []
     assert store.count_before(START + 2 * DAY, at_most=1000) == 600  # nothing moved
+
+
+def test_a_process_that_ends_normally_leaves_no_folder_behind(tmp_path: Path) -> None:
+    """Each `loglake query --data-dir` (and `flush`, `compact`, ...) left an empty tmp/duckdb/process-<pid>
+    folder, which only the next process removed: a normal exit removes its own, spills and work alike."""
+    SQLiteHotStore(tmp_path / "hot.db").close()
+    loglake = [sys.executable, "-m", "loglake"]
+    query = subprocess.run(
+        [*loglake, "query", "SELECT count(*) FROM logs", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert query.returncode == 0, query.stderr
+    assert (tmp_path / "tmp" / "duckdb").is_dir()
+    work = "from pathlib import Path; import sys; from loglake.lake.scratch import new_work_folder;"
+    work += " new_work_folder(Path(sys.argv[1]), 'flush-')"
+    child = subprocess.run([sys.executable, "-c", work, str(tmp_path)], capture_output=True, timeout=60)
+    assert child.returncode == 0, child.stderr
+    assert list((tmp_path / "tmp").rglob("process-*")) == []

@@ -3,13 +3,15 @@ their spills, DuckDB's query spills.
 
 They live in the data dir (`tmp/<use>/process-<pid>/`), not in the system's temp folder: a merge's
 files can be as large as a day of the lake, which a RAM-backed /tmp cannot hold, and a process killed
-with -9 leaves its folder behind, which the next process to ask for one removes. A folder per process
+with -9 leaves its folder behind, which the next process to ask for one removes (a process that ends
+normally removes its own, at exit: an empty folder left by each CLI run piled up). A folder per process
 id, so that the server, its merge worker and a `loglake query --data-dir` never take each other's;
 processes sharing a data dir run on one host, where each sees the others' ids.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -32,6 +34,8 @@ def folder_of_this_process(parent: Path) -> Path:
                 pid = folder.name.removeprefix("process-")
                 if pid.isdigit() and not _running(int(pid)):
                     shutil.rmtree(folder, ignore_errors=True)
+            if not any(owner == mine[1] for _, owner in _ready):
+                atexit.register(_remove_folders_of_this_process)
             _ready.add(mine)
     return private_dir(_folder(parent))
 
@@ -39,6 +43,14 @@ def folder_of_this_process(parent: Path) -> Path:
 def remove_folder_of_this_process(parent: Path) -> None:
     """This process's folder in `parent` gone, as it ends (a query worker's DuckDB spills: workers come and go)."""
     shutil.rmtree(_folder(parent), ignore_errors=True)
+
+
+def _remove_folders_of_this_process() -> None:
+    """At a normal exit. A forked child inherits the handler and the parent's entries: it removes its own only."""
+    pid = os.getpid()
+    for parent, owner in list(_ready):
+        if owner == pid:
+            remove_folder_of_this_process(parent)
 
 
 def new_work_folder(data_dir: Path, prefix: str) -> Path:
