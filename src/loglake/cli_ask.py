@@ -109,11 +109,14 @@ def ask(
         from loglake.client import LoglakeClient
 
         with LoglakeClient(url, api_key, timeout=ASK_TIMEOUT_S) as client:
-            if (question is None and explain_sql is None) or url_exported:
-                _check_server_model(client, url if url_exported else None)
-            _converse(
-                _RemoteSession(client, time_zone, as_json, conversation_id), question, explain_sql, run, as_rule, yes
-            )
+            session = _RemoteSession(client, time_zone, as_json, conversation_id)
+            writes_rule = as_rule and question is not None and explain_sql is None
+            if (question is None and explain_sql is None) or url_exported or writes_rule:
+                status = _check_server_model(client, url if url_exported else None)
+                session.rule_refusal = _rule_refusal(status)
+                if writes_rule and session.rule_refusal:  # (said before the model is asked, and paid)
+                    raise click.ClickException(f"{session.rule_refusal}; or ask without --as-rule")
+            _converse(session, question, explain_sql, run, as_rule, yes)
         return
     _check_provider(data_dir, overrides)
     from loglake.ask.providers import provider_from_settings
@@ -147,20 +150,21 @@ def _check_provider(data_dir: Path, overrides: dict[str, Any]) -> None:
         raise click.ClickException(NOT_CONFIGURED)
 
 
-def _check_server_model(client: Any, exported_url: str | None) -> None:
+def _check_server_model(client: Any, exported_url: str | None) -> dict[str, Any]:
     """Before an interactive conversation, what the first question would be told: the server has no model.
     A server that cannot say (an older one, the AWS deployment's API) is asked anyway. `exported_url`: the
     server was asked only because the environment names it, where a person who gave no --url may expect this
-    command to run a model itself: how it does is said too."""
+    command to run a model itself: how it does is said too. The server's status (GET /ask), empty if it could not
+    say."""
     from loglake.ask.providers import OLLAMA
     from loglake.client import ClientError
 
     try:
         status = client.ask_status()
     except ClientError:
-        return
+        return {}
     if status.get("configured", True):
-        return
+        return status
     how = status["how"]
     if exported_url is not None:
         how += (
@@ -168,6 +172,18 @@ def _check_server_model(client: Any, exported_url: str | None) -> None:
             f"a model itself, over a data folder (--data-dir), give it the --llm-* flags instead, e.g. {OLLAMA}."
         )
     raise click.ClickException(how)
+
+
+def _rule_refusal(status: dict[str, Any]) -> str | None:
+    """Why this key cannot write the rule a conversation drafts, as GET /ask says (a server from before it said
+    nothing: the write is tried)."""
+    if status.get("writes_rules", True):
+        return None
+    scope = status["rule_write_scope"]
+    return (
+        f"writing a rule needs a key with the {scope!r} scope, which this key lacks: `loglake keys create --name "
+        f"NAME --scopes {scope}` on the server's data dir makes one"
+    )
 
 
 def _converse(
@@ -188,6 +204,7 @@ class _Session(ABC):
     answers as POST /ask, /ask/explain, /query and /ask/{id}/rule give them."""
 
     rules_folder: str  # where a confirmed rule goes, as the prompt names it
+    rule_refusal: str | None = None  # why a drafted rule cannot be written here, known before it is drafted
 
     def __init__(self, time_zone: str, as_json: bool, conversation_id: str | None) -> None:
         self.time_zone = time_zone
@@ -220,6 +237,8 @@ class _Session(ABC):
             click.echo(printable(f"warning: {warning}"), err=True)
         if draft["problems"]:
             raise click.ClickException("the drafted rule does not load: " + "; ".join(draft["problems"]))
+        if self.rule_refusal:  # a draft is the read scope's; no prompt to write what would be refused
+            raise click.ClickException(self.rule_refusal)
         if yes or click.confirm(f"Write it ({draft['file']}) to {self.rules_folder}?", default=False):
             click.echo(f"written: {self._write()}")
 

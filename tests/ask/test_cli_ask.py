@@ -287,3 +287,26 @@ def test_a_locked_ask_db_is_said_plainly(
     assert busy.exit_code == 1 and "Traceback" not in busy.output
     assert "ask.db stayed locked by another process's write for 0.1 s; retry shortly" in busy.stderr
     assert len(model_server.seen) == 1
+
+
+def test_as_rule_through_a_server_with_a_key_that_cannot_write_rules_says_so_before_asking_the_model(
+    data_dir: Path, model_server: ModelServer, server_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The question was asked (the model's tokens spent) and only writing the rule was refused, with a 403."""
+    server = server_factory(
+        data_dir,
+        *("--llm-provider", "openai", "--llm-endpoint", model_server.url + "/v1", "--llm-model", "served-model"),
+    )
+    reader = run_cli("keys", "create", "--name", "reader", "--scopes", "read", "--data-dir", str(data_dir))
+    monkeypatch.setenv("LOGLAKE_API_KEY", reader.stdout.strip())
+    model_server.say(sql_reply(COUNT), sql_reply(COUNT))
+    for confirm in (["--yes"], []):
+        refused = run_cli("ask", "--url", server.url, "--as-rule", *confirm, "records per service", input="y\n")
+        assert refused.exit_code == 1, refused.output
+        assert "writing a rule needs a key with the 'admin' scope" in refused.stderr, refused.stderr
+        assert refused.stdout == ""
+    assert model_server.seen == []
+    chat = run_cli("ask", "--url", server.url, input="records per service\n/rule\n/quit\n")  # a draft: read scope
+    assert chat.exit_code == 0, chat.output
+    assert "group_by:\n- service" in chat.stdout and "Write it" not in chat.output
+    assert "writing a rule needs a key with the 'admin' scope" in chat.stderr

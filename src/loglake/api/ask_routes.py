@@ -159,7 +159,10 @@ def ask_status(app: LoglakeApp) -> dict:
 
 async def status(app: LoglakeApp, request: Request) -> Result:
     refuse_parameters(request, "GET /ask")
-    return Result(200, ask_status(app))
+    # Whether this key may write the rule a conversation drafts: `loglake ask --as-rule` says so before the
+    # question, rather than after the model was paid for it.
+    writes = {"writes_rules": request.principal.allows(RULE_WRITE_SCOPE), "rule_write_scope": RULE_WRITE_SCOPE}
+    return Result(200, {**ask_status(app), **writes})
 
 
 async def ask(app: LoglakeApp, request: Request) -> Result:
@@ -323,7 +326,12 @@ OPENAPI_PATHS = {
     "/ask": {
         "get": {
             "summary": "Whether this server can answer questions: its model, or how to configure one (read scope)",
-            "responses": {"200": _answer("configured, and provider and model, or how (what to configure)")},
+            "responses": {
+                "200": _answer(
+                    "configured, and provider and model, or how (what to configure); writes_rules: whether this key "
+                    "may write a drafted rule (confirm), which needs rule_write_scope"
+                )
+            },
         },
         "post": {
             "summary": "A question in plain language as checked SQL, with what it would scan (read scope)",
