@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -761,6 +762,27 @@ def test_serve_on_a_port_in_use_fails_clearly(server: ServerProcess, tmp_path: P
     assert f"port {server.port} on 127.0.0.1 is already in use" in result.stderr
     assert "llk_" not in result.output  # no admin key made for a server that never started
     assert not (tmp_path / "data" / "keys.db").exists()
+
+
+def test_serve_names_a_setting_it_cannot_use_as_it_was_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An access log that cannot be opened, a syslog port in use: said as `--access-log (LOGLAKE_ACCESS_LOG)`, the
+    flag, whether the flag, the variable or the config file had given it."""
+    config = tmp_path / "loglake.toml"
+    config.write_text('access_log = "no-such-folder/access.log"\n')
+    data = ("--port", str(free_port()), "--data-dir", str(tmp_path / "data"))
+    from_file = run("serve", "--config", str(config), *data)
+    assert from_file.exit_code == 1
+    assert from_file.stderr.startswith(f"Error: access_log in {config}: cannot open {tmp_path / 'no-such-folder'}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("LOGLAKE_SYSLOG_TCP", str(port))
+        from_variable = run("serve", *data)
+        assert from_variable.exit_code == 1
+        assert from_variable.stderr.startswith(f"Error: LOGLAKE_SYSLOG_TCP: port {port} on 127.0.0.1 is already in use")
+        from_flag = run("serve", "--syslog-tcp", str(port), *data)
+        assert from_flag.stderr.startswith(f"Error: --syslog-tcp: port {port} on 127.0.0.1 is already in use")
 
 
 def test_serve_names_the_environment_variable_with_a_bad_value(tmp_path: Path):

@@ -264,12 +264,19 @@ def test_the_former_flag_of_decode_workers_is_taken_by_serve_but_not_shown() -> 
     assert "--decode-workers" in shown and "--otlp-decode-workers" not in shown
 
 
-def test_settings_that_need_another_name_it_as_it_is_typed() -> None:
-    """A person types --llm-model or LOGLAKE_LLM_MODEL, not llm_model: the message names what to type."""
-    with pytest.raises(
-        ConfigError, match=r"--llm-provider \(LOGLAKE_LLM_PROVIDER\) needs --llm-model \(LOGLAKE_LLM_MODEL\)"
-    ):
+def test_settings_that_need_another_name_it_as_it_is_typed(tmp_path: Path) -> None:
+    """A person types --llm-model or LOGLAKE_LLM_MODEL, not llm_model: the message names what to type; and the
+    setting given, as it was given (it was named as a flag, with its variable, though the config file gave it)."""
+    with pytest.raises(ConfigError, match=r"^--llm-provider needs --llm-model \(LOGLAKE_LLM_MODEL\)"):
         load_settings({"llm_provider": "openai"}, environ={})
+    config = tmp_path / "loglake.toml"
+    config.write_text('llm_provider = "openai"\nlake_endpoint = "http://127.0.0.1:8333"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_settings(config_file=config, environ={"LOGLAKE_LAKE_PREFIX": "logs/"})
+    assert str(refused.value) == (
+        f"llm_provider in {config} needs --llm-model (LOGLAKE_LLM_MODEL), the model's name; LOGLAKE_LAKE_PREFIX and "
+        f"lake_endpoint in {config} need --lake-bucket (LOGLAKE_LAKE_BUCKET), the S3 bucket of the lake"
+    )
     with pytest.raises(ConfigError, match=r"need --lake-bucket \(LOGLAKE_LAKE_BUCKET\), the S3 bucket of the lake"):
         load_settings(environ={"LOGLAKE_LAKE_PREFIX": "logs/"})
 

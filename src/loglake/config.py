@@ -18,6 +18,7 @@ from loglake.model import Limits
 from loglake.urls import is_http_url
 
 ENV_PREFIX = "LOGLAKE_"
+_GIVEN_AS = "_given_as"  # (Settings.named's record, beside the fields)
 _LIMITS = Limits()  # the record limits' defaults, defined once in model.Limits
 MAX_SESSION_HOURS = 24 * 366
 MOST_DEFAULT_DECODE_WORKERS = 4
@@ -255,6 +256,18 @@ class Settings:
     def keys_db_path(self) -> Path:
         return self.data_dir / "keys.db"
 
+    def named(self, name: str) -> str:
+        """A setting as the person gave it, for an error its value meets (a port in use, a file that cannot be
+        opened): `--access-log`, `LOGLAKE_ACCESS_LOG` or `access_log in /etc/loglake/loglake.toml`, as load_settings
+        found it; a default's, or one given otherwise, both ways a person gives it (as_typed)."""
+        return self.__dict__.get(_GIVEN_AS, {}).get(name) or as_typed(name)
+
+    def given_as(self, given: dict[str, str]) -> Settings:
+        """These settings, knowing how each setting in `given` was given (for `named`); not one of the values, so
+        not compared, and a copy made with dataclasses.replace names them both ways again."""
+        object.__setattr__(self, _GIVEN_AS, dict(given))
+        return self
+
     def check(self) -> Settings:
         """Refuse combinations that are unsafe or cannot work, naming every problem at once."""
         problems = self.problems()
@@ -323,7 +336,7 @@ class Settings:
         found.extend(syslog_problems(self))
         if (self.lake_prefix or self.lake_endpoint) and not self.lake_bucket:
             found.append(
-                f"{as_typed('lake_prefix')} and {as_typed('lake_endpoint')} need {as_typed('lake_bucket')}, "
+                f"{self.named('lake_prefix')} and {self.named('lake_endpoint')} need {as_typed('lake_bucket')}, "
                 "the S3 bucket of the lake"
             )
         return found
@@ -345,7 +358,7 @@ def llm_problems(settings: Settings) -> list[str]:
             "file:PATH or secretsmanager:ID"
         )
     if settings.llm_provider and not settings.llm_model:
-        found.append(f"{as_typed('llm_provider')} needs {as_typed('llm_model')}, the model's name")
+        found.append(f"{settings.named('llm_provider')} needs {as_typed('llm_model')}, the model's name")
     if settings.llm_endpoint and not is_http_url(settings.llm_endpoint):  # (else each question failed at its send)
         found.append(
             f"llm_endpoint must be an http(s) URL such as http://127.0.0.1:11434/v1, got {settings.llm_endpoint!r}"
@@ -426,17 +439,18 @@ def syslog_problems(settings: Settings) -> list[str]:
             "senders' networks with syslog_allow (--syslog-allow 10.0.0.0/8), or bind to 127.0.0.1"
         )
     if bool(settings.syslog_tls_cert) != bool(settings.syslog_tls_key):
-        cert, key = as_typed("syslog_tls_cert"), as_typed("syslog_tls_key")
+        cert, key = settings.named("syslog_tls_cert"), settings.named("syslog_tls_key")
         found.append(f"{cert} and {key} go together: give both files, or neither")
     elif settings.syslog_tls_cert and not settings.syslog_tls:
         # (before syslog_tls, the cert put TLS on syslog_tcp: such a setting must not quietly become plain TCP)
         found.append(
-            f"{as_typed('syslog_tls_cert')} is for the TLS listener: name its address with {as_typed('syslog_tls')} "
-            f"(RFC 5425's port is 6514); {as_typed('syslog_tcp')} is plain TCP, and both can listen at once"
+            f"{settings.named('syslog_tls_cert')} is for the TLS listener: name its address with "
+            f"{as_typed('syslog_tls')} (RFC 5425's port is 6514); {as_typed('syslog_tcp')} is plain TCP, and both can "
+            "listen at once"
         )
     elif settings.syslog_tls and not settings.syslog_tls_cert:
         found.append(
-            f"{as_typed('syslog_tls')} needs a certificate: give {as_typed('syslog_tls_cert')} and "
+            f"{settings.named('syslog_tls')} needs a certificate: give {as_typed('syslog_tls_cert')} and "
             f"{as_typed('syslog_tls_key')} (PEM files)"
         )
     if not settings.syslog_rate_limit > 0:
@@ -448,7 +462,7 @@ def syslog_problems(settings: Settings) -> list[str]:
     try:
         time_zone(settings.syslog_timezone)
     except ValueError as e:
-        found.append(f"{as_typed('syslog_timezone')}: {e}")
+        found.append(f"{settings.named('syslog_timezone')}: {e}")
     return found
 
 

@@ -73,7 +73,7 @@ def load_settings(
             typed[name] = _coerce(name, value)
         except ConfigError as e:
             problems.append(str(e))
-    settings = replace(Settings(), **typed)
+    settings = replace(Settings(), **typed).given_as(given_as)
     # every value that is not of its type, with whatever else is wrong among the rest
     problems = [_as_given(problem, given_as) for problem in problems + settings.problems()]
     if problems:
@@ -141,7 +141,9 @@ def _as_given(problem: str, given_as: dict[str, str]) -> str:
     """A problem that starts with a setting's name (`port must be ...`, `syslog_udp: ...`) starting instead with
     the flag, environment variable or config file key the person gave it with (`--port must be ...`)."""
     name = problem.split(" ", 1)[0].removesuffix(":")
-    return given_as[name] + problem[len(name) :] if name in given_as else problem
+    if name not in given_as or problem.startswith(given_as[name]):  # (one that Settings.named named already)
+        return problem
+    return given_as[name] + problem[len(name) :]
 
 
 def warn_of_unknown_variables(environ: Mapping[str, str]) -> None:

@@ -394,7 +394,7 @@ def test_a_syslog_port_in_use_stops_the_server_with_a_clear_error(tmp_path: Path
             tmp_path / "data", free_port(), tmp_path / "server.log", ("--syslog-tcp", f"127.0.0.1:{port}")
         )
         try:
-            in_use = rf"--syslog-tcp \(LOGLAKE_SYSLOG_TCP\): port {port} on 127.0.0.1 is already in use"
+            in_use = rf"--syslog-tcp: port {port} on 127.0.0.1 is already in use"
             with pytest.raises(RuntimeError, match=in_use):
                 server.start()
             assert "First start" not in server.log_path.read_text()  # no admin key shown by a start that failed

@@ -40,8 +40,8 @@ def settings_for(settings: Settings, config: AmplifyConfig) -> Settings:
     if (settings.lake_bucket, lake_prefix) != (config.bucket, config_prefix):
         raise ConfigError(
             f"the Amplify configuration writes to s3://{config.bucket}/{config_prefix} but the lake is "
-            f"s3://{settings.lake_bucket}/{lake_prefix}: make them the same (--lake-bucket, "
-            "--lake-prefix), or empty s3.bucket to collect into the lake as it is"
+            f"s3://{settings.lake_bucket}/{lake_prefix}: make them the same ({settings.named('lake_bucket')}, "
+            f"{settings.named('lake_prefix')}), or empty s3.bucket to collect into the lake as it is"
         )
     return settings
 

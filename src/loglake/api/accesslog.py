@@ -77,9 +77,9 @@ class AccessLog:
             self._start()
 
     @classmethod
-    def open(cls, target: str) -> AccessLog:
+    def open(cls, target: str, setting: str = as_typed("access_log")) -> AccessLog:
         """'-' = stderr, 'off' = no request lines (exceptions and events still go to stderr),
-        anything else = a file appended to."""
+        anything else = a file appended to. `setting`: how the person gave it (Settings.named), for its error."""
         if target == "off":
             return cls(sys.stderr.buffer, requests=False)
         if target == "-":
@@ -88,7 +88,7 @@ class AccessLog:
             sink = open_private(Path(target), "ab")
         except OSError as e:  # said as a setting's error, not a traceback (a folder that does not exist, say)
             raise ConfigError(
-                f"{as_typed('access_log')}: cannot open {target} to append to: {e.strerror}; name a file in a "
+                f"{setting}: cannot open {target} to append to: {e.strerror}; name a file in a "
                 "folder that exists, - for stderr, or off"
             ) from None
         return cls(sink, owned=True)

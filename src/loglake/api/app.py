@@ -105,7 +105,7 @@ class LoglakeApp(RuntimeEvents):
         self.router = Router(ROUTES)
         arrivals = runtime.service.arrivals
         self.tails = TailHub(arrivals, settings.max_tails_per_key, self.service.now_ms) if arrivals else None
-        self.access_log = AccessLog.open(settings.access_log)
+        self.access_log = AccessLog.open(settings.access_log, settings.named("access_log"))
         self._request_prefix = os.urandom(6).hex()
         self._request_counter = 0
         self._readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="loglake-read")

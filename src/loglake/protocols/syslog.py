@@ -31,7 +31,6 @@ from loglake.config import (
     SYSLOG_LISTENERS,
     ConfigError,
     Settings,
-    as_typed,
     parse_listen_address,
     parse_networks,
     time_zone,
@@ -75,6 +74,8 @@ class SyslogListeners:
         self._tcp = parse_listen_address(settings.syslog_tcp) if settings.syslog_tcp else None
         self._tls = parse_listen_address(settings.syslog_tls) if settings.syslog_tls else None
         self._tls_files = (settings.syslog_tls_cert, settings.syslog_tls_key)
+        # How the person gave each listener's settings, for the errors binding it meets (a port in use).
+        self._named = {name: settings.named(name) for name in (*SYSLOG_LISTENERS, "syslog_tls_cert", "syslog_tls_key")}
         self._allowed = parse_networks(settings.syslog_allow) or _LOOPBACK
         self.zone = time_zone(settings.syslog_timezone)  # of times sent without one
         self._verdicts: dict[str, bool] = {}
@@ -108,17 +109,18 @@ class SyslogListeners:
         if self._sockets:
             return
         if self._tls is not None:
-            self.tls = _tls_context(*self._tls_files)
+            files = f"{self._named['syslog_tls_cert']}, {self._named['syslog_tls_key']}"
+            self.tls = _tls_context(*self._tls_files, files)
         try:
             if self._udp is not None:
-                self._sockets["udp"] = _bind(self._udp, socket.SOCK_DGRAM, "syslog_udp")
+                self._sockets["udp"] = _bind(self._udp, socket.SOCK_DGRAM, self._named["syslog_udp"])
                 narrow = widen_receive_buffer(self._sockets["udp"])
                 if narrow is not None:
                     _log.warning(narrow)
             if self._tcp is not None:
-                self._sockets["tcp"] = _bind(self._tcp, socket.SOCK_STREAM, "syslog_tcp")
+                self._sockets["tcp"] = _bind(self._tcp, socket.SOCK_STREAM, self._named["syslog_tcp"])
             if self._tls is not None:
-                self._sockets["tls"] = _bind(self._tls, socket.SOCK_STREAM, "syslog_tls")
+                self._sockets["tls"] = _bind(self._tls, socket.SOCK_STREAM, self._named["syslog_tls"])
         except BaseException:
             self._close_sockets()
             raise
@@ -293,19 +295,18 @@ def _bind(address: tuple[str, int], kind: int, setting: str) -> socket.socket:
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:
-            raise ConfigError(f"{as_typed(setting)}: port {port} on {host} is already in use; pick another") from None
-        raise ConfigError(f"{as_typed(setting)}: cannot listen on {host}:{port}: {e.strerror}") from None
+            raise ConfigError(f"{setting}: port {port} on {host} is already in use; pick another") from None
+        raise ConfigError(f"{setting}: cannot listen on {host}:{port}: {e.strerror}") from None
     sock.setblocking(False)
     return sock
 
 
-def _tls_context(cert: str, key: str) -> ssl.SSLContext:
+def _tls_context(cert: str, key: str, settings: str) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as e:
-        files = f"{as_typed('syslog_tls_cert')}, {as_typed('syslog_tls_key')}"
-        raise ConfigError(f"{files}: cannot load {cert} and {key}: {e}") from None
+        raise ConfigError(f"{settings}: cannot load {cert} and {key}: {e}") from None
     return context
 
 
