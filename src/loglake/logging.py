@@ -16,8 +16,11 @@ was lost is stored once. Records the server refuses for good (400) are counted i
 of their batch is sent. Nothing here raises into the application or blocks it: `flush()` and `close()`
 (run at exit by logging's own shutdown, and by atexit) wait at most `flush_timeout` seconds. Records
 `close()` could not deliver, or that the server refused, are said in one line on stderr: at exit nobody
-reads the counters. A settings value the handler cannot work with (a batch_size of 0, an ftp:// url) is a
-ValueError at construction.
+reads the counters. At exit the handlers close in an atexit function registered as this module is imported,
+before any handler is made: atexit runs the functions registered later first, so an application's own (a
+"shutting down" record) are sent; one registered before the import runs after the close, and a record it logs
+is said on stderr too (once), not only counted after the closing line. A settings value the handler cannot
+work with (a batch_size of 0, an ftp:// url) is a ValueError at construction.
 
 A process forked after the handler was made (gunicorn's or celery's pre-fork workers, multiprocessing's
 fork start method) gets a queue, counters and background thread of its own at once
@@ -48,7 +51,6 @@ import os
 import sys
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -169,9 +171,9 @@ class LoglakeHandler(logging.Handler):
             on_sent=on_sent,
         )
         self._start()
+        self._dropped_after_close_said = False
         self._closed = False
-        _OPEN_HANDLERS.add(self)
-        atexit.register(self.close)
+        _OPEN_HANDLERS[self] = None
 
     def _start(self) -> None:
         """A queue, counters and background thread of this process's own: made again in a forked child,
@@ -245,6 +247,8 @@ class LoglakeHandler(logging.Handler):
         queue = self._queue
         if len(queue) >= self.queue_size or self._closed:
             self.counters.add("dropped")
+            if self._closed:
+                self._say_dropped_after_close()
             return
         queue.append(entry)
         if len(queue) >= self.batch_size:
@@ -253,6 +257,18 @@ class LoglakeHandler(logging.Handler):
             # event before it drains the queue, so an entry appended meanwhile is drained or sets it again.
             if not wake.is_set():
                 wake.set()
+
+    def _say_dropped_after_close(self) -> None:
+        """A record logged once the handler closed (at exit, by an atexit function that runs after the close) is
+        lost, and was not in the line close() said: said once, as that line is."""
+        if self._dropped_after_close_said:
+            return
+        self._dropped_after_close_said = True
+        say(
+            f"a record logged after the handler closed was not sent to {self.url}, nor will those after it be "
+            "(handler.dropped counts them). At exit it closes after the atexit functions registered once "
+            "loglake.logging was imported: register one that logs after that import"
+        )
 
     # -- the counters, flush and close ------------------------------------------------------------------
 
@@ -302,12 +318,13 @@ class LoglakeHandler(logging.Handler):
         elif self.rejected:  # all else delivered: refusals were said nowhere, and nobody reads the counters at exit
             why = f"; the last refusal: {self._sender.last_refusal}" if self._sender.last_refusal else ""
             say(f"closing: {self.rejected} record(s) refused by {self.url} and not stored (sent: {self.sent}){why}")
-        atexit.unregister(self.close)
-        _OPEN_HANDLERS.discard(self)
+        _OPEN_HANDLERS.pop(self, None)
         super().close()
 
 
-_OPEN_HANDLERS: weakref.WeakSet[LoglakeHandler] = weakref.WeakSet()  # what a forked child starts again
+# The handlers not yet closed, in the order they were made: what a forked child starts again, and what is closed
+# at exit (kept here till then: a handler the application let go still sends what it had queued).
+_OPEN_HANDLERS: dict[LoglakeHandler, None] = {}
 
 
 def _start_again_in_child() -> None:
@@ -315,7 +332,16 @@ def _start_again_in_child() -> None:
         handler._start()
 
 
+def _close_at_exit() -> None:
+    """Registered once, as the module is imported: later than every atexit function registered after the import
+    (an application's that logs as it ends), where a handler's own, registered as it was made, ran before those
+    registered between, and their records were dropped after its closing line."""
+    for handler in reversed(list(_OPEN_HANDLERS)):
+        handler.close()
+
+
 os.register_at_fork(after_in_child=_start_again_in_child)
+atexit.register(_close_at_exit)
 
 
 _METHOD_LEVELS = {"exception": "error"}  # structlog's .exception() logs an error, as logging's does

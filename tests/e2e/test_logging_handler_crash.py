@@ -161,3 +161,35 @@ def test_at_exit_with_no_server_one_wait_and_the_records_lost_said(server: str, 
         said += "; the last attempt failed: ConnectError: [Errno 111] Connection refused"
     assert done.stderr.splitlines() == [said]
     assert float(done.stdout) < 3.8  # one wait of 2 s and the last attempt; two waits would take over 4 s
+
+
+def test_what_atexit_functions_log_as_the_program_ends_is_sent_or_said(tmp_path: Path) -> None:
+    """The handler closed in an atexit function of its own, registered as it was made: one the program registered
+    before that (its "shutting down" record) ran after the close, and its records were dropped without a word, after
+    a closing line that said nothing was lost. Now the handler closes after every atexit function registered once
+    loglake.logging was imported; a record logged after the close (by one registered before that) is said."""
+    server = started(ServerProcess(tmp_path / "data", free_port(), tmp_path / "server.log", ("--no-auth",)))
+    program = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: logging.warning('after the close'))  # registered before loglake.logging's import\n"
+        "import logging\n"
+        "from loglake.logging import LoglakeHandler\n"
+        "atexit.register(lambda: logging.warning('shutting down'))  # registered before the handler was made\n"
+        "logging.basicConfig(level=logging.INFO, handlers=[LoglakeHandler(sys.argv[1], service='ending')])\n"
+        "logging.info('working')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", program, server.url], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        sql = "SELECT message FROM logs WHERE service = 'ending' ORDER BY message"
+        answer = httpx.post(server.url + "/query", json={"sql": sql}, timeout=60).json()
+        assert answer["rows"] == [["shutting down"], ["working"]]
+        said = done.stderr.splitlines()
+        assert len(said) == 1 and said[0].startswith(
+            f"loglake.logging: a record logged after the handler closed was not sent to {server.url}"
+        ), done.stderr
+    finally:
+        server.stop()
