@@ -436,7 +436,7 @@ def test_the_config_flag_wins_over_the_variable_and_brings_the_lake_settings(tmp
     monkeypatch.setenv("LOGLAKE_CONFIG", str(other))
     result = run("retention", "--dry-run", "--config", str(kept))
     assert result.exit_code == 0, result.output
-    assert result.stdout == "retention_days is 0: the lake keeps everything\n"
+    assert result.stdout == f"retention_days in {kept} is 0: the lake keeps everything\n"
     missing = run("query", "SELECT 1", "--data-dir", str(data), "--config", str(tmp_path / "no.toml"))
     assert missing.exit_code == 1 and f"config file {tmp_path / 'no.toml'} does not exist" in missing.stderr
 
@@ -449,6 +449,21 @@ def test_retention_days_0_names_the_flag_when_the_flag_gave_it(tmp_path: Path) -
     result = run("retention", "--dry-run", "--days", "0", "--data-dir", str(data))
     assert result.exit_code == 0, result.output
     assert result.stdout == "--days is 0: the lake keeps everything\n"
+
+
+def test_retention_days_0_names_the_variable_or_the_config_file_that_gave_it(tmp_path: Path, monkeypatch) -> None:
+    """Said "retention_days is 0" whatever gave it: LOGLAKE_RETENTION_DAYS=0 was not named."""
+    data = tmp_path / "data"
+    Settings(data_dir=data).hot_db_path.parent.mkdir()
+    SQLiteHotStore(data / "hot.db").close()
+    config = tmp_path / "loglake.toml"
+    config.write_text("retention_days = 0\n")
+    from_file = run("retention", "--dry-run", "--data-dir", str(data), "--config", str(config))
+    assert from_file.exit_code == 0, from_file.output
+    assert from_file.stdout == f"retention_days in {config} is 0: the lake keeps everything\n"
+    monkeypatch.setenv("LOGLAKE_RETENTION_DAYS", "0")
+    from_variable = run("retention", "--dry-run", "--data-dir", str(data), "--config", str(config))
+    assert from_variable.stdout == "LOGLAKE_RETENTION_DAYS is 0: the lake keeps everything\n"
 
 
 def test_a_retention_reaching_before_1970_keeps_everything(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from loglake.cli_lake import local_lake, require_loglake_data
+from loglake.cli_lake import local_lake, local_runtime, require_loglake_data
 from loglake.cli_options import CONTEXT, WholeNumber, data_dir_option_with, progress_bar
 from loglake.config import Settings
 from loglake.lake.compact import CompactReport, MergesFailed
@@ -107,9 +107,11 @@ def _tell_merged(report: CompactReport, failed: MergesFailed | None) -> None:
 @maintenance_data_dir_option
 def retention(dry_run: bool, days: int | None, data_dir: Path) -> None:
     overrides = {"retention_days": days} if days is not None else {}
-    with local_lake(data_dir, overrides) as lake, lake.maintenance():
-        if not lake.policy.retention_days:
-            click.echo(f"{'retention_days' if days is None else '--days'} is 0: the lake keeps everything")
+    with local_runtime(data_dir, overrides) as runtime, runtime.lake.maintenance():
+        lake = runtime.lake
+        if not lake.policy.retention_days:  # (named as it was given: the variable, the config file or --days)
+            setting = "--days" if days is not None else runtime.settings.named("retention_days")
+            click.echo(f"{setting} is 0: the lake keeps everything")
             return
         expired = lake.expired_partitions() if dry_run else lake.expire()
         cutoff = lake.retention_cutoff()
