@@ -96,7 +96,8 @@ def ask(
       loglake ask --url https://logs.example.com "errors by service today"
     """
     overrides = {name: value for name, value in llm.items() if value is not None}
-    local_flags = [name for name in overrides if _given(ctx, name)]
+    # (--config on the command line too: its file configures a local ask, the model and the data dir)
+    local_flags = [name for name in (*overrides, "config") if _given(ctx, name)]
     url_exported = url is not None and not _given(ctx, "url")  # (as `loglake serve` suggests)
     if url_exported and (_given(ctx, "data_dir") or local_flags):
         url = None  # a URL only exported yields to a local ask the flags name

@@ -256,6 +256,23 @@ def test_url_and_a_local_model_or_data_dir_do_not_mix(data_dir: Path) -> None:
     assert both.exit_code == 2 and "not both" in both.output
     model = run_cli("ask", "--url", "http://127.0.0.1:9", "--llm-model", "m", "q")
     assert model.exit_code == 2 and "--llm-model" in model.output and "the server's model" in model.output
+    config = data_dir.parent / "loglake.toml"
+    config.write_text(f'data_dir = "{data_dir}"\n')
+    settings = run_cli("ask", "--url", "http://127.0.0.1:9", "--config", str(config), "q")  # (it was left unread)
+    assert settings.exit_code == 2 and "--config: with --url the server's model answers" in settings.output
+
+
+def test_a_config_file_on_the_command_line_wins_over_an_exported_url_as_a_data_dir_does(
+    data_dir: Path, model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ask --config FILE` (its data dir and model) asked the server LOGLAKE_URL names instead, the file unread."""
+    config = data_dir.parent / "loglake.toml"
+    config.write_text(f'data_dir = "{data_dir}"\n')
+    monkeypatch.setenv("LOGLAKE_URL", "http://127.0.0.1:9")  # (nothing listens there)
+    model_server.say(sql_reply(COUNT))
+    asked = run_cli("ask", "--config", str(config), "records per service")
+    assert asked.exit_code == 0, asked.output
+    assert "COUNT(*) AS records" in asked.stdout and model_server.seen[0].path == "/v1/messages"
 
 
 def test_local_flags_win_over_a_url_only_exported(
