@@ -156,14 +156,18 @@ def test_interactive_refuses_a_mistyped_command_without_asking_the_model(
     assert asked.texts == ["records per service"]
 
 
-def test_a_model_server_that_cannot_be_reached_is_said_with_the_flag_that_names_it(data_dir: Path) -> None:
-    """Not only "retry": retrying a wrong endpoint, or one whose server is not running, fails again."""
+def test_a_model_server_that_cannot_be_reached_is_said_with_the_setting_that_names_it(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only "retry": retrying a wrong endpoint, or one whose server is not running, fails again. The setting
+    as it was given: the variable's was said to be --llm-endpoint (LOGLAKE_LLM_ENDPOINT) as the flag's was."""
     shown = run_cli("ask", "--data-dir", str(data_dir), "--llm-endpoint", "http://127.0.0.1:1/v1", "anything")
     assert shown.exit_code == 1
     assert "the anthropic API at http://127.0.0.1:1/v1 cannot be reached (" in shown.stderr, shown.output
-    assert "check that the model server runs there, and that --llm-endpoint (LOGLAKE_LLM_ENDPOINT) names it" in (
-        shown.stderr
-    )
+    assert "check that the model server runs there, and that --llm-endpoint names it" in shown.stderr
+    monkeypatch.setenv("LOGLAKE_LLM_ENDPOINT", "http://127.0.0.1:1/v1")
+    shown = run_cli("ask", "--data-dir", str(data_dir), "anything")
+    assert shown.exit_code == 1 and "and that LOGLAKE_LLM_ENDPOINT names it" in shown.stderr, shown.output
 
 
 def test_without_a_model_it_says_how_to_configure_one(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

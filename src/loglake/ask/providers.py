@@ -72,8 +72,17 @@ class _HttpProvider:
 
     name = ""
 
-    def __init__(self, endpoint: str, model: str, key: str, timeout: float, secrets: Secrets) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        model: str,
+        key: str,
+        timeout: float,
+        secrets: Secrets,
+        endpoint_setting: str = as_typed("llm_endpoint"),
+    ) -> None:
         self.endpoint = (endpoint or DEFAULT_ENDPOINTS[self.name]).rstrip("/")
+        self._endpoint_setting = endpoint_setting  # as the person gave it (Settings.named), for what to check
         self.model = model
         self.timeout = timeout
         self._key = reference_of(key) if key else None
@@ -119,7 +128,7 @@ class _HttpProvider:
             raise ProviderError(
                 503,
                 f"the {self.name} API at {without_password(self.endpoint)} cannot be reached ({e}): check that the "
-                f"model server runs there, and that {as_typed('llm_endpoint')} names it",
+                f"model server runs there, and that {self._endpoint_setting} names it",
             ) from None
         finally:
             deadline.cancel()
@@ -303,10 +312,11 @@ def provider_from_settings(settings: Settings, secrets: Secrets | None = None) -
     """The configured provider; NoProvider when none is."""
     secrets = secrets or Secrets()
     name, timeout = settings.llm_provider, settings.llm_timeout_seconds
+    http = (settings.llm_endpoint, settings.llm_model, settings.llm_api_key, timeout, secrets)
     if name == "openai":
-        return OpenAIProvider(settings.llm_endpoint, settings.llm_model, settings.llm_api_key, timeout, secrets)
+        return OpenAIProvider(*http, endpoint_setting=settings.named("llm_endpoint"))
     if name == "anthropic":
-        return AnthropicProvider(settings.llm_endpoint, settings.llm_model, settings.llm_api_key, timeout, secrets)
+        return AnthropicProvider(*http, endpoint_setting=settings.named("llm_endpoint"))
     if name == "bedrock":
         return BedrockProvider(settings.llm_endpoint, settings.llm_model, timeout)
     raise NoProvider(NOT_CONFIGURED)
