@@ -254,6 +254,27 @@ def test_at_most_concurrency_attempts_are_under_way_per_destination(make_deliver
     assert len(receiver.requests) == 7
 
 
+def test_a_destination_with_no_room_for_its_due_deliveries_is_not_polled_in_a_busy_loop(
+    make_delivery, alerts_db, receiver
+):
+    release = threading.Event()
+    receiver.default = Answer(hold=release)
+    delivery = make_delivery(hook(receiver, extra=", concurrency: 1"))
+    insert_alert(alerts_db)
+    insert_alert(alerts_db)
+    try:
+        delivery.step()
+        receiver.wait_for(1)
+        # The second is due but must wait for the first's attempt, whose end wakes the worker: no reason to look
+        # again at once (the worker would spin on the database for as long as a slow receiver takes).
+        assert delivery.step() == delivery.poll_seconds
+        assert [s for _, _, s, _ in states(alerts_db)] == ["sending", "pending"]
+    finally:
+        release.set()
+    settle(delivery)
+    assert len(receiver.requests) == 2
+
+
 def test_a_resolve_never_overtakes_the_trigger_of_its_dedup_key(make_delivery, alerts_db, receiver, clock):
     delivery = make_delivery(hook(receiver))
     alert = insert_alert(alerts_db)

@@ -192,7 +192,12 @@ class AlertDelivery:
         if now_ms - self._pruned_ms >= PRUNE_EVERY_MS:
             self._pruned_ms = now_ms
             self.outbox.prune(now_ms - KEEP_FINISHED_MS)
-        due = self.outbox.next_due_ms()
+        # A destination with all its attempts under way cannot take its due deliveries before one ends, which wakes
+        # this thread: counting them would make the next round start at once, again and again (a busy loop on the
+        # database for as long as a slow receiver takes).
+        with self._state_lock:
+            busy = [n for n, c in routing.destinations.items() if self._in_flight.get(n, 0) >= c.concurrency]
+        due = self.outbox.next_due_ms(busy)
         if due is None:
             return self.poll_seconds
         return min(self.poll_seconds, max(0.0, (due - self._now_ms()) / 1000))
